@@ -1,0 +1,25 @@
+//! The one place for `unsafe` in herd.
+//!
+//! Every other crate of the workspace is written in safe Rust on top of this small, narrow API.
+//! Each module owns one concept and documents which system calls it makes:
+//!
+//! - [`spawn`]: fork and exec a worker with an *fd plan* (inherited sockets at fds 3, 4, ...),
+//!   default signal dispositions, an empty signal mask, and a `LISTEN_PID` equal to the child's
+//!   own pid. Everything is prepared before `fork`; the child only makes async-signal-safe
+//!   system calls and never allocates.
+//! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent.
+//! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
+//!   `SO_ACCEPTCONN`).
+//! - [`process`]: signals by name, signalling a worker's process group, reaping children.
+//! - [`notify`]: sending one `sd_notify` datagram, including to abstract-namespace sockets.
+//!
+//! Unix only for now; the Windows side (`WSADuplicateSocketW`) will live beside these modules
+//! with the same shape.
+#![deny(missing_docs)]
+#![cfg(unix)]
+
+pub mod fd;
+pub mod notify;
+pub mod process;
+pub mod socket;
+pub mod spawn;

@@ -1,0 +1,186 @@
+//! Signals by name, signalling workers and their process groups, and reaping children.
+
+use std::fmt;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+/// A signal number, with the conventional names (`TERM`, `SIGTERM` and `15` all parse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Signal(libc::c_int);
+
+const NAMES: &[(&str, libc::c_int)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ABRT", libc::SIGABRT),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("WINCH", libc::SIGWINCH),
+];
+
+impl Signal {
+    /// `SIGTERM`.
+    pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// `SIGKILL`.
+    pub const KILL: Signal = Signal(libc::SIGKILL);
+    /// `SIGINT`.
+    pub const INT: Signal = Signal(libc::SIGINT);
+    /// `SIGQUIT`.
+    pub const QUIT: Signal = Signal(libc::SIGQUIT);
+    /// `SIGHUP`.
+    pub const HUP: Signal = Signal(libc::SIGHUP);
+
+    /// Parses `TERM`, `SIGTERM`, `sigterm` or `15`.
+    pub fn from_name(text: &str) -> Option<Signal> {
+        if let Ok(n) = text.parse::<libc::c_int>() {
+            return Self::from_number(n);
+        }
+        let upper = text.to_ascii_uppercase();
+        let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        NAMES
+            .iter()
+            .find(|(name, _)| *name == bare)
+            .map(|&(_, n)| Signal(n))
+    }
+
+    /// The signal with this number, if it is a valid signal (1 to 64 on Linux).
+    pub fn from_number(n: libc::c_int) -> Option<Signal> {
+        if (1..=max_signal()).contains(&n) {
+            Some(Signal(n))
+        } else {
+            None
+        }
+    }
+
+    /// The signal's number.
+    pub fn number(self) -> libc::c_int {
+        self.0
+    }
+
+    /// The short name (`TERM`), or `None` for signals without one (real-time signals).
+    pub fn name(self) -> Option<&'static str> {
+        NAMES
+            .iter()
+            .find(|(_, n)| *n == self.0)
+            .map(|(name, _)| *name)
+    }
+}
+
+impl fmt::Display for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(name) => write!(f, "SIG{name}"),
+            None => write!(f, "signal {}", self.0),
+        }
+    }
+}
+
+/// The highest signal number this system knows.
+pub(crate) fn max_signal() -> libc::c_int {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        64
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        31
+    }
+}
+
+/// Sends `signal` to the process `pid` (`kill(2)`).
+pub fn signal_process(pid: u32, signal: Signal) -> io::Result<()> {
+    // SAFETY: kill takes plain integers; a positive pid names one process.
+    if unsafe { libc::kill(to_pid(pid)?, signal.0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` to the process group led by `pid` (`kill(-pid)`), which reaches a worker and
+/// any children it forked; falls back to the process alone when it left that group.
+pub fn signal_group(pid: u32, signal: Signal) -> io::Result<()> {
+    // SAFETY: kill takes plain integers; a negative pid names a process group.
+    if unsafe { libc::kill(-to_pid(pid)?, signal.0) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        return signal_process(pid, signal);
+    }
+    Err(err)
+}
+
+/// Reaps one exited child without blocking (`waitpid(-1, WNOHANG)`): `Ok(None)` when no child
+/// has exited (or there are none).
+pub fn reap_any() -> io::Result<Option<(u32, ExitStatus)>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: waitpid writes the status into a c_int we own.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    match pid {
+        0 => Ok(None),
+        p if p > 0 => Ok(Some((p as u32, ExitStatus::from_raw(status)))),
+        _ => {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::ECHILD) => Ok(None),
+                Some(libc::EINTR) => reap_any(),
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+/// Waits for the child `pid` to exit (`waitpid(pid, 0)`), retrying on `EINTR`.
+pub fn wait_for(pid: u32) -> io::Result<ExitStatus> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the status into a c_int we own.
+        let rc = unsafe { libc::waitpid(to_pid(pid)?, &mut status, 0) };
+        if rc >= 0 {
+            return Ok(ExitStatus::from_raw(status));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+}
+
+/// This process's pid.
+pub fn current_pid() -> u32 {
+    std::process::id()
+}
+
+fn to_pid(pid: u32) -> io::Result<libc::pid_t> {
+    match libc::pid_t::try_from(pid) {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_signal_names() {
+        assert_eq!(Signal::from_name("TERM"), Some(Signal::TERM));
+        assert_eq!(Signal::from_name("sigterm"), Some(Signal::TERM));
+        assert_eq!(Signal::from_name("SIGKILL"), Some(Signal::KILL));
+        assert_eq!(Signal::from_name("15"), Some(Signal::TERM));
+        assert_eq!(Signal::from_name("0"), None);
+        assert_eq!(Signal::from_name("BOGUS"), None);
+        assert_eq!(Signal::TERM.to_string(), "SIGTERM");
+    }
+}

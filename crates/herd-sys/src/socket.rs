@@ -1,0 +1,109 @@
+//! What kind of socket an fd is, so that inherited fds are checked before they are used.
+
+use std::io;
+use std::mem;
+use std::os::unix::io::{AsRawFd, BorrowedFd};
+
+/// The address family of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    /// `AF_INET`.
+    Inet,
+    /// `AF_INET6`.
+    Inet6,
+    /// `AF_UNIX`.
+    Unix,
+    /// Any other family, by number.
+    Other(i32),
+}
+
+/// The type of a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SockType {
+    /// `SOCK_STREAM`.
+    Stream,
+    /// `SOCK_DGRAM`.
+    Datagram,
+    /// `SOCK_SEQPACKET`.
+    SeqPacket,
+    /// Any other type, by number.
+    Other(i32),
+}
+
+/// What an fd turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// The address family, from `getsockname`.
+    pub family: Family,
+    /// The socket type, from `SO_TYPE`.
+    pub sock_type: SockType,
+    /// Whether `listen()` was called on it (`SO_ACCEPTCONN`).
+    pub listening: bool,
+}
+
+/// Inspects `fd`: `Ok(None)` when it is open but not a socket (`fstat`), else its family, type
+/// and whether it listens.
+pub fn inspect(fd: BorrowedFd<'_>) -> io::Result<Option<SocketInfo>> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fstat writes into a zeroed stat buffer we own.
+    let mut st: libc::stat = unsafe { mem::zeroed() };
+    if unsafe { libc::fstat(raw, &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Ok(None);
+    }
+    let sock_type = match getsockopt_int(raw, libc::SO_TYPE)? {
+        libc::SOCK_STREAM => SockType::Stream,
+        libc::SOCK_DGRAM => SockType::Datagram,
+        libc::SOCK_SEQPACKET => SockType::SeqPacket,
+        other => SockType::Other(other),
+    };
+    // SAFETY: getsockname writes at most `len` bytes into a zeroed sockaddr_storage we own.
+    let mut addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    if unsafe {
+        libc::getsockname(
+            raw,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    let family = match i32::from(addr.ss_family) {
+        libc::AF_INET => Family::Inet,
+        libc::AF_INET6 => Family::Inet6,
+        libc::AF_UNIX => Family::Unix,
+        other => Family::Other(other),
+    };
+    let listening = match sock_type {
+        SockType::Stream | SockType::SeqPacket => getsockopt_int(raw, libc::SO_ACCEPTCONN)? != 0,
+        _ => false,
+    };
+    Ok(Some(SocketInfo {
+        family,
+        sock_type,
+        listening,
+    }))
+}
+
+fn getsockopt_int(raw: i32, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one c_int into `value`, whose size we pass.
+    let rc = unsafe {
+        libc::getsockopt(
+            raw,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
+}

@@ -1,0 +1,60 @@
+//! # herd: the worker side
+//!
+//! [herd](https://example.invalid/herd) binds listening sockets once and runs N worker processes
+//! that inherit them. Every worker blocks in `accept()` on the *same* socket, so they share one
+//! kernel accept queue and whichever worker is idle takes the next client. The supervisor is
+//! never in the data path.
+//!
+//! ```text
+//!                 clients
+//!                    |
+//!        [ one listening socket, one accept queue ]   <- bound once by `herd run`
+//!           /        |         |          \
+//!      worker 0   worker 1   worker 2   worker 3      <- each blocks in accept()
+//! ```
+//!
+//! Sockets arrive through the systemd socket-activation protocol: fds 3, 4, ... with
+//! `LISTEN_FDS` (how many), `LISTEN_FDNAMES` (their names, `:`-separated) and `LISTEN_PID` (the
+//! pid they are meant for). This crate reads that protocol, so a worker written with it also
+//! runs under systemd, and any server that speaks it runs under herd.
+//!
+//! ## Taking sockets
+//!
+//! ```no_run
+//! use std::io::Write;
+//!
+//! let mut sockets = herd::Sockets::from_env()?;
+//! let listener = sockets
+//!     .take_tcp_listener("http")?
+//!     .expect("run me under `herd run -b http=127.0.0.1:8080 -- ...`");
+//! herd::notify::ready()?;
+//! for stream in listener.incoming() {
+//!     stream?.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello\n")?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Each socket can be taken once; the kind is checked (a UDP socket is not handed out as a TCP
+//! listener). [`worker_slot`] tells which of the N workers this process is.
+//!
+//! ## Notifications
+//!
+//! [`notify`] sends `READY=1`, `STOPPING=1` and `STATUS=` to `NOTIFY_SOCKET` when it is set, and
+//! does nothing otherwise.
+#![deny(missing_docs)]
+#![cfg(unix)]
+
+mod error;
+mod listen_env;
+pub mod notify;
+mod sockets;
+
+pub use error::{Error, ErrorKind, Result};
+pub use listen_env::{parse as parse_listen_env, validate_name, LISTEN_FDS_START};
+pub use sockets::Sockets;
+
+/// This worker's slot under herd (`HERD_WORKER`): 0 to N-1, stable across restarts. `None` when
+/// not started by `herd run`.
+pub fn worker_slot() -> Option<usize> {
+    std::env::var("HERD_WORKER").ok()?.parse().ok()
+}

@@ -1,0 +1,148 @@
+//! Parsing the socket-activation environment (`sd_listen_fds(3)`), as a pure function.
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The first inherited fd, as in systemd's `SD_LISTEN_FDS_START`.
+pub const LISTEN_FDS_START: i32 = 3;
+
+/// Names longer than this are rejected, as systemd does.
+const MAX_NAME_LEN: usize = 255;
+
+/// Validates `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES` for the process `own_pid`.
+///
+/// Returns `Ok(None)` when the variables are absent or meant for another process (a
+/// `LISTEN_PID` that is not ours means "no sockets", as libsystemd decides), otherwise one name
+/// per fd, starting at fd 3. Fds without a name in `LISTEN_FDNAMES` are called `unknown`, as in
+/// systemd.
+pub fn parse(
+    fds: Option<&str>,
+    pid: Option<&str>,
+    names: Option<&str>,
+    own_pid: u32,
+) -> Result<Option<Vec<String>>> {
+    let fds = match fds {
+        None => return Ok(None),
+        Some(fds) => fds,
+    };
+    let pid = match pid {
+        None => return Ok(None),
+        Some(pid) => pid,
+    };
+    let pid: u32 = parse_number(pid).ok_or_else(|| {
+        invalid(format!(
+            "LISTEN_PID={pid:?} is not a process id (expected a positive decimal number)"
+        ))
+    })?;
+    if pid == 0 {
+        return Err(invalid("LISTEN_PID=0 is not a process id".to_string()));
+    }
+    if pid != own_pid {
+        return Ok(None);
+    }
+    let count: usize = parse_number(fds).ok_or_else(|| {
+        invalid(format!(
+            "LISTEN_FDS={fds:?} is not a count (expected a decimal number)"
+        ))
+    })?;
+    if count > (i32::MAX - LISTEN_FDS_START) as usize {
+        return Err(invalid(format!("LISTEN_FDS={count} is too large")));
+    }
+    let names: Vec<String> = match names {
+        None => vec!["unknown".to_string(); count],
+        Some(names) if count == 0 && names.is_empty() => Vec::new(),
+        Some(names) => names.split(':').map(str::to_string).collect(),
+    };
+    if names.len() != count {
+        return Err(invalid(format!(
+            "LISTEN_FDNAMES has {} names but LISTEN_FDS={count}",
+            names.len()
+        )));
+    }
+    for name in &names {
+        validate_name(name).map_err(|why| invalid(format!("LISTEN_FDNAMES: {why}")))?;
+    }
+    Ok(Some(names))
+}
+
+/// Checks a socket name the way systemd's `fdname_is_valid()` does: 1 to 255 printable ASCII
+/// characters, no `:`.
+pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("a socket name cannot be empty".to_string());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("socket name {name:?} is longer than 255 bytes"));
+    }
+    if let Some(c) = name.chars().find(|c| !(' '..='~').contains(c) || *c == ':') {
+        return Err(format!(
+            "socket name {name:?} contains {c:?} (allowed: printable ASCII except ':')"
+        ));
+    }
+    Ok(())
+}
+
+/// A plain decimal number: digits only, no sign, no spaces (stricter than `str::parse`).
+fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidEnvironment, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Option<Vec<String>> {
+        Some(v.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn absent_or_foreign_means_no_sockets() {
+        assert_eq!(parse(None, None, None, 7).unwrap(), None);
+        assert_eq!(parse(Some("1"), None, None, 7).unwrap(), None);
+        assert_eq!(parse(Some("1"), Some("8"), None, 7).unwrap(), None);
+    }
+
+    #[test]
+    fn names_match_counts() {
+        assert_eq!(
+            parse(Some("2"), Some("7"), Some("http:admin"), 7).unwrap(),
+            names(&["http", "admin"])
+        );
+        assert_eq!(
+            parse(Some("1"), Some("7"), None, 7).unwrap(),
+            names(&["unknown"])
+        );
+        assert_eq!(
+            parse(Some("0"), Some("7"), Some(""), 7).unwrap(),
+            names(&[])
+        );
+    }
+
+    #[test]
+    fn malformed_values_are_errors() {
+        for (fds, pid, fdnames) in [
+            ("x", "7", None),
+            ("-1", "7", None),
+            (" 1", "7", None),
+            ("1", "seven", None),
+            ("1", "0", None),
+            ("2", "7", Some("a")),
+            ("1", "7", Some("a:b")),
+            ("1", "7", Some("")),
+            ("1", "7", Some("a\tb")),
+        ] {
+            let err = parse(Some(fds), Some(pid), fdnames, 7).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                ErrorKind::InvalidEnvironment,
+                "{fds} {pid} {fdnames:?}"
+            );
+        }
+    }
+}

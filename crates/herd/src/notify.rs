@@ -1,0 +1,77 @@
+//! Readiness and status notifications to the supervisor (`sd_notify(3)`).
+//!
+//! herd (and systemd) set `NOTIFY_SOCKET` to a Unix datagram socket; a worker sends newline
+//! separated `KEY=VALUE` assignments to it. When the variable is not set, notifying does
+//! nothing, so a worker can call these functions unconditionally. Not supported: passing fds to
+//! the supervisor (`FDSTORE=1`) and `MAINPID=`.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// One assignment of the notify protocol; its `Display` is the wire format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum State<'a> {
+    /// `READY=1`: start-up is finished and the worker serves.
+    Ready,
+    /// `STOPPING=1`: the worker is shutting down.
+    Stopping,
+    /// `RELOADING=1`: the worker is reloading its configuration.
+    Reloading,
+    /// `WATCHDOG=1`: the worker is alive (keep-alive ping).
+    Watchdog,
+    /// `STATUS=...`: a one-line, human-readable status.
+    Status(&'a str),
+}
+
+impl fmt::Display for State<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Ready => f.write_str("READY=1"),
+            State::Stopping => f.write_str("STOPPING=1"),
+            State::Reloading => f.write_str("RELOADING=1"),
+            State::Watchdog => f.write_str("WATCHDOG=1"),
+            // A newline would start a new assignment: fold it into a space.
+            State::Status(text) => write!(f, "STATUS={}", text.replace('\n', " ")),
+        }
+    }
+}
+
+/// Sends `states` as one datagram to `NOTIFY_SOCKET`. Returns `Ok(false)` when the variable is
+/// not set (nobody listens), `Ok(true)` once sent.
+pub fn notify(states: &[State<'_>]) -> Result<bool> {
+    let socket = match std::env::var_os("NOTIFY_SOCKET") {
+        None => return Ok(false),
+        Some(socket) => socket,
+    };
+    let message = states
+        .iter()
+        .map(State::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    herd_sys::notify::send(&socket, message.as_bytes())
+        .map_err(|e| Error::io(format!("cannot notify {socket:?}"), e))?;
+    Ok(true)
+}
+
+/// Tells the supervisor this worker is ready to serve (`READY=1`).
+pub fn ready() -> Result<bool> {
+    notify(&[State::Ready])
+}
+
+/// Tells the supervisor this worker is stopping (`STOPPING=1`).
+pub fn stopping() -> Result<bool> {
+    notify(&[State::Stopping])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        assert_eq!(State::Ready.to_string(), "READY=1");
+        assert_eq!(State::Status("a\nb").to_string(), "STATUS=a b");
+    }
+}

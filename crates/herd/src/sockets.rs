@@ -1,0 +1,328 @@
+//! The inherited sockets, by name and by index, each taken once and checked for its kind.
+
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::io::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use herd_sys::socket::{self, Family, SockType, SocketInfo};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::listen_env::{self, LISTEN_FDS_START};
+
+/// Set once the environment's fds have been claimed, so they are never claimed twice.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// The environment variables of the socket-activation protocol, cleared once read.
+const LISTEN_VARS: [&str; 4] = [
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "LISTEN_PIDFDID",
+];
+
+/// The sockets this process inherited from herd (or systemd, or anything that speaks the
+/// socket-activation protocol).
+///
+/// Each socket can be taken once, by name or by index; taking it again gives `Ok(None)`.
+/// Asking for the wrong kind (a TCP listener from a UDP socket) is an error and leaves the socket
+/// in place.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    name: String,
+    fd: Option<OwnedFd>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Want {
+    Any,
+    TcpListener,
+    UdpSocket,
+    UnixListener,
+}
+
+enum Select<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+impl Sockets {
+    /// Reads `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES`, takes ownership of fds 3, 4, ...,
+    /// marks them close-on-exec, and removes the variables from the environment so that child
+    /// processes do not mistake them for their own (as `sd_listen_fds(1)` does).
+    ///
+    /// Without the variables, or when `LISTEN_PID` names another process, there are no
+    /// sockets. Only the first call in a process claims the fds; later calls return no sockets.
+    /// Call it early, before the program starts threads, since it changes the environment.
+    pub fn from_env() -> Result<Sockets> {
+        let var = |name: &str| std::env::var(name).ok();
+        let parsed = listen_env::parse(
+            var("LISTEN_FDS").as_deref(),
+            var("LISTEN_PID").as_deref(),
+            var("LISTEN_FDNAMES").as_deref(),
+            std::process::id(),
+        )?;
+        let names = match parsed {
+            None => return Ok(Sockets::default()),
+            Some(names) => names,
+        };
+        if CLAIMED.swap(true, Ordering::SeqCst) {
+            return Ok(Sockets::default());
+        }
+        for name in LISTEN_VARS {
+            std::env::remove_var(name);
+        }
+        let mut entries = Vec::with_capacity(names.len());
+        for (i, name) in names.into_iter().enumerate() {
+            let raw = LISTEN_FDS_START + i as i32;
+            // SAFETY: LISTEN_PID named this process, so fds 3..3+LISTEN_FDS were handed to it
+            // by its parent; CLAIMED guarantees each is claimed once per process.
+            let fd = unsafe { herd_sys::fd::claim_inherited(raw) }.map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidEnvironment,
+                    format!("LISTEN_FDS promises fd {raw} ({name:?}) but it is not open: {e}"),
+                )
+            })?;
+            entries.push(Entry { name, fd: Some(fd) });
+        }
+        Ok(Sockets { entries })
+    }
+
+    /// How many sockets were inherited, taken or not.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no sockets were inherited.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The sockets' names in fd order (from `LISTEN_FDNAMES`).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.name.as_str())
+    }
+
+    /// Takes the socket named `name` as a raw fd, whatever its kind.
+    pub fn take_fd(&mut self, name: &str) -> Result<Option<OwnedFd>> {
+        self.take(Select::Name(name), Want::Any)
+    }
+
+    /// Takes the socket at `index` (fd `3 + index`) as a raw fd, whatever its kind.
+    pub fn take_fd_at(&mut self, index: usize) -> Result<Option<OwnedFd>> {
+        self.take(Select::Index(index), Want::Any)
+    }
+
+    /// Takes the listening TCP socket named `name`.
+    pub fn take_tcp_listener(&mut self, name: &str) -> Result<Option<TcpListener>> {
+        Ok(self
+            .take(Select::Name(name), Want::TcpListener)?
+            .map(TcpListener::from))
+    }
+
+    /// Takes the listening TCP socket at `index`.
+    pub fn take_tcp_listener_at(&mut self, index: usize) -> Result<Option<TcpListener>> {
+        Ok(self
+            .take(Select::Index(index), Want::TcpListener)?
+            .map(TcpListener::from))
+    }
+
+    /// Takes the UDP socket named `name`.
+    pub fn take_udp_socket(&mut self, name: &str) -> Result<Option<UdpSocket>> {
+        Ok(self
+            .take(Select::Name(name), Want::UdpSocket)?
+            .map(UdpSocket::from))
+    }
+
+    /// Takes the UDP socket at `index`.
+    pub fn take_udp_socket_at(&mut self, index: usize) -> Result<Option<UdpSocket>> {
+        Ok(self
+            .take(Select::Index(index), Want::UdpSocket)?
+            .map(UdpSocket::from))
+    }
+
+    /// Takes the listening Unix stream socket named `name`.
+    pub fn take_unix_listener(&mut self, name: &str) -> Result<Option<UnixListener>> {
+        Ok(self
+            .take(Select::Name(name), Want::UnixListener)?
+            .map(UnixListener::from))
+    }
+
+    /// Takes the listening Unix stream socket at `index`.
+    pub fn take_unix_listener_at(&mut self, index: usize) -> Result<Option<UnixListener>> {
+        Ok(self
+            .take(Select::Index(index), Want::UnixListener)?
+            .map(UnixListener::from))
+    }
+
+    fn take(&mut self, select: Select<'_>, want: Want) -> Result<Option<OwnedFd>> {
+        let index = match select {
+            Select::Index(i) if i < self.entries.len() => i,
+            Select::Index(i) => {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "no inherited socket at index {i} (there are {})",
+                        self.len()
+                    ),
+                ))
+            }
+            Select::Name(name) => {
+                let mut matching = self
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.name == name);
+                let first = match matching.next() {
+                    Some((i, _)) => i,
+                    None => return Err(self.unknown_name(name)),
+                };
+                // Names may repeat (systemd allows it): take the first one still present.
+                std::iter::once(first)
+                    .chain(matching.map(|(i, _)| i))
+                    .find(|&i| self.entries[i].fd.is_some())
+                    .unwrap_or(first)
+            }
+        };
+        let entry = &mut self.entries[index];
+        let fd = match &entry.fd {
+            None => return Ok(None),
+            Some(fd) => fd,
+        };
+        let info = socket::inspect(fd.as_fd())
+            .map_err(|e| Error::io(format!("cannot inspect socket {:?}", entry.name), e))?;
+        if !matches_kind(info, want) {
+            return Err(Error::new(
+                ErrorKind::WrongKind,
+                format!(
+                    "socket {:?} (fd {}) is {}, not {}",
+                    entry.name,
+                    LISTEN_FDS_START + index as i32,
+                    describe(info),
+                    wanted(want)
+                ),
+            ));
+        }
+        Ok(entry.fd.take())
+    }
+
+    fn unknown_name(&self, name: &str) -> Error {
+        let known: Vec<&str> = self.names().collect();
+        let known = if known.is_empty() {
+            "none were inherited".to_string()
+        } else {
+            format!("known: {}", known.join(", "))
+        };
+        Error::new(
+            ErrorKind::NotFound,
+            format!("no inherited socket is named {name:?} ({known})"),
+        )
+    }
+}
+
+fn matches_kind(info: Option<SocketInfo>, want: Want) -> bool {
+    let info = match (want, info) {
+        (Want::Any, _) => return true,
+        (_, None) => return false,
+        (_, Some(info)) => info,
+    };
+    let inet = matches!(info.family, Family::Inet | Family::Inet6);
+    match want {
+        Want::Any => true,
+        Want::TcpListener => inet && info.sock_type == SockType::Stream && info.listening,
+        Want::UdpSocket => inet && info.sock_type == SockType::Datagram,
+        Want::UnixListener => {
+            info.family == Family::Unix && info.sock_type == SockType::Stream && info.listening
+        }
+    }
+}
+
+fn wanted(want: Want) -> &'static str {
+    match want {
+        Want::Any => "any fd",
+        Want::TcpListener => "a listening TCP socket",
+        Want::UdpSocket => "a UDP socket",
+        Want::UnixListener => "a listening Unix stream socket",
+    }
+}
+
+fn describe(info: Option<SocketInfo>) -> String {
+    let info = match info {
+        None => return "not a socket".to_string(),
+        Some(info) => info,
+    };
+    let family = match info.family {
+        Family::Inet | Family::Inet6 => match info.sock_type {
+            SockType::Stream => "TCP",
+            SockType::Datagram => "UDP",
+            _ => "IP",
+        },
+        Family::Unix => "Unix",
+        Family::Other(_) => "non-IP",
+    };
+    let ty = match info.sock_type {
+        SockType::Stream => "stream",
+        SockType::Datagram => "datagram",
+        SockType::SeqPacket => "seqpacket",
+        SockType::Other(_) => "unusual",
+    };
+    let listening = if info.listening { "listening " } else { "" };
+    format!("a {listening}{family} {ty} socket")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn sockets_of(pairs: Vec<(&str, OwnedFd)>) -> Sockets {
+        Sockets {
+            entries: pairs
+                .into_iter()
+                .map(|(name, fd)| Entry {
+                    name: name.to_string(),
+                    fd: Some(fd),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn takes_by_name_once_and_checks_kind() {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut s = sockets_of(vec![("http", tcp.into()), ("dns", udp.into())]);
+        assert_eq!(s.names().collect::<Vec<_>>(), ["http", "dns"]);
+
+        let err = s.take_udp_socket("http").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongKind);
+        assert!(
+            err.to_string().contains("is a listening TCP stream socket"),
+            "{err}"
+        );
+
+        assert!(s.take_tcp_listener("http").unwrap().is_some());
+        assert!(s.take_tcp_listener("http").unwrap().is_none());
+        assert!(s.take_udp_socket_at(1).unwrap().is_some());
+        assert_eq!(s.take_fd("nope").unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(s.take_fd_at(2).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn repeated_names_are_taken_in_order() {
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").unwrap();
+        let (pa, pb) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        let mut s = sockets_of(vec![("web", a.into()), ("web", b.into())]);
+        let first = s.take_tcp_listener("web").unwrap().unwrap();
+        let second = s.take_tcp_listener("web").unwrap().unwrap();
+        assert_eq!(first.local_addr().unwrap(), pa);
+        assert_eq!(second.local_addr().unwrap(), pb);
+        assert!(s.take_tcp_listener("web").unwrap().is_none());
+    }
+}
