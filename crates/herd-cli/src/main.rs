@@ -1,1 +1,57 @@
-fn main() {}
+//! `herd`: bind listening sockets once, run N worker processes that share them, supervise them.
+//!
+//! The binary is thin: it parses the command line, sets up logging, and hands over to the
+//! modules that own each concept:
+//!
+//! - [`cli`]: the command line;
+//! - [`spec`]: socket specs (`--bind`) and binding;
+//! - [`command`]: the worker command, its templates and its environment;
+//! - [`supervisor`]: the worker pool state machine and the async driver around it;
+//! - [`exit`]: one-line errors and exit codes.
+
+mod cli;
+mod command;
+mod exit;
+mod logging;
+mod run;
+mod spec;
+mod supervisor;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // Before anything opens a file: fds 0-2 exist, and nothing herd inherited can leak into a
+    // worker.
+    if let Err(e) =
+        herd_sys::fd::ensure_std_fds_open().and_then(|()| herd_sys::fd::cloexec_all_above_stdio())
+    {
+        eprintln!("herd: error: cannot prepare file descriptors: {e}");
+        return ExitCode::from(exit::FAILURE);
+    }
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::from(exit::OK);
+        }
+        Err(e) => {
+            let line = exit::one_line(&e.render().to_string());
+            eprintln!("herd: error: {line}; try 'herd run --help'");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    logging::init(cli.log_level, cli.log_format);
+    let result = match cli.command {
+        cli::Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            eprintln!("herd: error: {failure}");
+            failure.exit_code()
+        }
+    }
+}

@@ -16,6 +16,9 @@
 //! Unix only for now; the Windows side (`WSADuplicateSocketW`) will live beside these modules
 //! with the same shape.
 #![deny(missing_docs)]
+// libc re-exports `core::ffi::c_int` and friends (stable since 1.64), which clippy's MSRV lint
+// mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
+#![allow(clippy::incompatible_msrv)]
 #![cfg(unix)]
 
 pub mod fd;

@@ -1,0 +1,165 @@
+//! The command line: `herd [--log-level L] [--log-format F] run [OPTIONS] -- COMMAND [ARGS...]`.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use herd_sys::process::Signal;
+
+use crate::spec::BindSpec;
+
+/// The most workers one herd runs; more is almost surely a typo.
+pub const MAX_WORKERS: usize = 4096;
+
+/// herd binds listening sockets once and runs N worker processes that share them.
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// How much herd logs to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// `text` for people, `json` (one object per line) for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// herd's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bind sockets once and run N workers that share them, restarting any that exit.
+    Run(RunArgs),
+}
+
+/// `herd run`.
+#[derive(Debug, Args)]
+#[command(
+    after_long_help = RUN_HELP,
+    override_usage = "herd run [OPTIONS] --bind <SPEC>... -- <COMMAND> [ARGS]..."
+)]
+pub struct RunArgs {
+    /// A socket to bind and share: [NAME=]ADDRESS[,OPTION...] (repeatable; see below).
+    #[arg(short, long = "bind", value_name = "SPEC", required = true)]
+    pub binds: Vec<BindSpec>,
+
+    /// How many workers to run [default: the number of CPUs available to herd].
+    #[arg(short, long, value_name = "N", value_parser = parse_workers)]
+    pub workers: Option<usize>,
+
+    /// How long stopping workers may take to finish before they are killed (e.g. 30s, 1m30s).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub grace: Duration,
+
+    /// The signal that asks a worker to stop (e.g. TERM, INT, QUIT, USR1).
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    pub stop_signal: Signal,
+
+    /// The worker program and its arguments; {fd:NAME} and {worker} are replaced.
+    #[arg(last = true, required = true, value_name = "COMMAND",
+          value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
+}
+
+/// Log verbosity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings (crashes, restarts).
+    Warn,
+    /// Also worker starts, exits and signals.
+    Info,
+    /// Also internal details.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of workers"))?;
+    match n {
+        0 => Err("a herd needs at least 1 worker".to_string()),
+        n if n > MAX_WORKERS => Err(format!("at most {MAX_WORKERS} workers")),
+        n => Ok(n),
+    }
+}
+
+/// Parses `30s`, `1m30s`, `500ms`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m30s or 500ms"))
+}
+
+fn parse_signal(text: &str) -> Result<Signal, String> {
+    Signal::from_name(text)
+        .ok_or_else(|| format!("'{text}' is not a signal; write e.g. TERM, INT, QUIT or USR1"))
+}
+
+const RUN_HELP: &str = "\
+Addresses (--bind):
+  HOST:PORT          TCP on one address; HOST may be a name (the first address it resolves to)
+  :PORT              TCP on every interface, IPv6 and IPv4 (dual-stack) where the system allows
+  [V6ADDR]:PORT      TCP on an IPv6 address
+  tcp://HOST:PORT    TCP, explicitly
+  udp://HOST:PORT    UDP (also udp://:PORT)
+  unix:PATH          Unix stream socket file; a stale file is replaced, a live one is an error,
+                     any other file is never touched; herd removes the files it created on exit
+  unix:@NAME         Unix socket in Linux's abstract namespace
+  Port 0 picks a free port; the real one is logged. NAME= names the socket for LISTEN_FDNAMES and
+  {fd:NAME} (letters, digits, '.', '_', '-'); the default is derived from the address:
+  tcp-8080, udp-53, unix-app.sock.
+
+Options (after the address, comma-separated):
+  backlog=N     accept-queue length (default: net.core.somaxconn)
+  v6only        IPv6 only, no IPv4-mapped connections
+  nodelay       TCP_NODELAY, inherited by accepted connections
+  nonblocking   O_NONBLOCK on the shared socket, for async workers: the flag lives on the open
+                file description that every worker shares, so all of them see the same mode
+  mode=OCTAL    permissions of a Unix socket file, e.g. mode=660
+
+What each worker gets:
+  the sockets at fds 3, 4, ... in --bind order; LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (its own
+  pid), as systemd's socket activation does; HERD_WORKER, its slot 0..N-1 (stable across
+  restarts); /dev/null as stdin, herd's stdout and stderr; no other fds; default signal
+  dispositions and an empty signal mask; a process group of its own. Workers are killed if herd
+  itself dies.
+
+Templates in COMMAND and ARGS:
+  {fd:NAME}   the fd number of socket NAME        {worker}   the worker's slot
+  {{ and }}   literal braces
+
+Supervision:
+  A worker that exits is restarted in its slot: at once after a healthy run (10s or more), with
+  exponential backoff (100ms doubling up to 30s) when it keeps failing. A command that cannot be
+  executed makes herd fail at once.
+
+Signals to herd:
+  TERM, INT   stop gracefully: workers get --stop-signal, then SIGKILL after --grace
+  INT again   stop at once (SIGKILL)
+  QUIT        stop at once (SIGKILL)
+
+Exit status:
+  0 stopped as asked; 1 a runtime failure (a socket or a worker could not be set up);
+  2 invalid arguments.
+
+Example:
+  herd run -w 4 -b http=127.0.0.1:8080 -- python3 examples/hello.py
+  herd run -b http=:8000 -- uvicorn --fd {fd:http} app:app";

@@ -1,0 +1,231 @@
+//! Binding parsed specs into listening sockets, once, in `--bind` order.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::unix::io::{AsFd, BorrowedFd};
+use std::os::unix::prelude::OsStrExt;
+
+use anyhow::{anyhow, Context};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::names;
+use super::parse::{Address, BindSpec, Host, HostPort};
+use super::socket_file::{self, SocketFile};
+
+/// A bound socket, held by the supervisor for as long as it runs.
+#[derive(Debug)]
+pub struct Listener {
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// `tcp`, `udp` or `unix`.
+    pub kind: &'static str,
+    /// Where it is bound, with the real port (`127.0.0.1:41234`, `unix:/run/app.sock`).
+    pub address: String,
+    /// `None` once herd closed its copy (workers may still hold theirs).
+    socket: Option<Socket>,
+    /// Removes the socket file when the listener is dropped (Unix paths only).
+    _file: Option<SocketFile>,
+}
+
+impl Listener {
+    /// The socket's fd, to hand to workers; `None` once closed.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.socket.as_ref().map(|s| s.as_fd())
+    }
+
+    /// Closes herd's copy of the socket; the socket file stays until the listener is dropped.
+    pub fn close(&mut self) {
+        self.socket = None;
+    }
+}
+
+/// Binds every spec in order. On any error, the sockets bound so far are closed and their
+/// socket files removed, so nothing is left behind.
+pub fn bind_all(specs: &[BindSpec]) -> anyhow::Result<Vec<Listener>> {
+    let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
+    let explicit: Vec<String> = specs.iter().filter_map(|s| s.name.clone()).collect();
+    for spec in specs {
+        let (socket, address, port, file) =
+            bind_one(spec).with_context(|| format!("--bind '{}'", spec.text))?;
+        let name = match &spec.name {
+            Some(name) => name.clone(),
+            None => {
+                let mut taken = explicit.clone();
+                taken.extend(listeners.iter().map(|l| l.name.clone()));
+                names::unique(names::default_name(&spec.address, port), &taken)
+            }
+        };
+        listeners.push(Listener {
+            name,
+            kind: spec.address.kind(),
+            address,
+            socket: Some(socket),
+            _file: file,
+        });
+    }
+    Ok(listeners)
+}
+
+type Bound = (Socket, String, Option<u16>, Option<SocketFile>);
+
+fn bind_one(spec: &BindSpec) -> anyhow::Result<Bound> {
+    match &spec.address {
+        Address::Tcp(hp) => bind_ip(spec, hp, Type::STREAM),
+        Address::Udp(hp) => bind_ip(spec, hp, Type::DGRAM),
+        Address::UnixPath(path) => {
+            socket_file::prepare(path)?;
+            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            let shown = format!("unix:{}", path.display());
+            socket
+                .bind(&SockAddr::unix(path)?)
+                .map_err(|e| unix_bind_error(e, &shown))?;
+            let file = SocketFile::created(path)?;
+            if let Some(mode) = spec.options.mode {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
+            }
+            listen(&socket, spec)?;
+            Ok((socket, shown, None, Some(file)))
+        }
+        Address::UnixAbstract(name) => {
+            let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+            let shown = format!("unix:@{name}");
+            let mut raw = vec![0u8];
+            raw.extend_from_slice(std::ffi::OsStr::new(name).as_bytes());
+            let addr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
+            socket.bind(&addr).map_err(|e| unix_bind_error(e, &shown))?;
+            listen(&socket, spec)?;
+            Ok((socket, shown, None, None))
+        }
+    }
+}
+
+fn bind_ip(spec: &BindSpec, hp: &HostPort, ty: Type) -> anyhow::Result<Bound> {
+    let protocol = if ty == Type::STREAM {
+        Protocol::TCP
+    } else {
+        Protocol::UDP
+    };
+    let (socket, requested) = match &hp.host {
+        Host::Any => {
+            // Dual-stack [::] where the system has IPv6, else 0.0.0.0.
+            let v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), hp.port);
+            match Socket::new(Domain::IPV6, ty, Some(protocol)) {
+                Ok(socket) => (socket, v6),
+                Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) && !spec.options.v6only => {
+                    let v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), hp.port);
+                    (Socket::new(Domain::IPV4, ty, Some(protocol))?, v4)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Host::Ip(ip) => {
+            let addr = SocketAddr::new(*ip, hp.port);
+            (
+                Socket::new(Domain::for_address(addr), ty, Some(protocol))?,
+                addr,
+            )
+        }
+        Host::Name(name) => {
+            let addr = resolve(name, hp.port)?;
+            if spec.options.v6only && addr.is_ipv4() {
+                anyhow::bail!("'{name}' resolved to {addr}, an IPv4 address; v6only needs IPv6");
+            }
+            (
+                Socket::new(Domain::for_address(addr), ty, Some(protocol))?,
+                addr,
+            )
+        }
+    };
+    if requested.is_ipv6() {
+        socket.set_only_v6(spec.options.v6only)?;
+    }
+    if ty == Type::STREAM {
+        // Lets a restarted herd bind while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        if spec.options.nodelay {
+            socket.set_tcp_nodelay(true)?;
+        }
+    }
+    socket
+        .bind(&requested.into())
+        .map_err(|e| ip_bind_error(e, requested))?;
+    if ty == Type::STREAM {
+        listen(&socket, spec)?;
+    } else if spec.options.nonblocking {
+        socket.set_nonblocking(true)?;
+    }
+    let local = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| anyhow!("bound socket has no IP address"))?;
+    let shown = if ty == Type::STREAM {
+        local.to_string()
+    } else {
+        format!("udp://{local}")
+    };
+    Ok((socket, shown, Some(local.port()), None))
+}
+
+fn listen(socket: &Socket, spec: &BindSpec) -> anyhow::Result<()> {
+    let limit = somaxconn();
+    let backlog = spec.options.backlog.unwrap_or(limit);
+    if backlog > limit {
+        tracing::warn!(
+            "backlog {backlog} in --bind '{}' exceeds net.core.somaxconn ({limit}); \
+             the kernel uses {limit}",
+            spec.text
+        );
+    }
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    if spec.options.nonblocking {
+        socket.set_nonblocking(true)?;
+    }
+    Ok(())
+}
+
+/// The system's cap on listen backlogs (`net.core.somaxconn`), the default backlog.
+pub fn somaxconn() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(libc::SOMAXCONN as u32)
+}
+
+fn resolve(name: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    let mut addrs = (name, port).to_socket_addrs().map_err(|e| {
+        anyhow!("cannot resolve host '{name}': {e}; use an IP address or a resolvable name")
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| anyhow!("host '{name}' has no addresses; use an IP address"))
+}
+
+fn ip_bind_error(err: io::Error, addr: SocketAddr) -> anyhow::Error {
+    match err.raw_os_error() {
+        Some(libc::EADDRINUSE) => anyhow!(
+            "address {addr} is already in use: stop the other server or choose another port"
+        ),
+        Some(libc::EACCES) if addr.port() < 1024 => anyhow!(
+            "permission denied binding {addr}: ports below 1024 need root or \
+             CAP_NET_BIND_SERVICE; run herd with that privilege or use a port above 1023"
+        ),
+        Some(libc::EADDRNOTAVAIL) => anyhow!(
+            "address {addr} is not available on this machine: use the address of a local \
+             interface, or :PORT for all of them"
+        ),
+        _ => anyhow!("cannot bind {addr}: {err}"),
+    }
+}
+
+fn unix_bind_error(err: io::Error, shown: &str) -> anyhow::Error {
+    match err.raw_os_error() {
+        Some(libc::EADDRINUSE) => anyhow!("{shown} is already in use: choose another name"),
+        Some(libc::EACCES) => {
+            anyhow!("permission denied creating {shown}: its directory must be writable by herd")
+        }
+        Some(libc::ENOENT) => anyhow!("cannot create {shown}: its directory does not exist"),
+        _ => anyhow!("cannot bind {shown}: {err}"),
+    }
+}

@@ -1,0 +1,9 @@
+//! Socket specs: parsing `--bind` arguments and binding them once, before any worker starts.
+
+mod bind;
+mod names;
+mod parse;
+mod socket_file;
+
+pub use bind::{bind_all, Listener};
+pub use parse::BindSpec;

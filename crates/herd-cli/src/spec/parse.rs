@@ -1,0 +1,411 @@
+//! Parsing `--bind [NAME=]ADDRESS[,OPTION...]` into a [`BindSpec`].
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// One `--bind` argument, parsed and checked, not yet bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindSpec {
+    /// The argument as the user wrote it, for messages.
+    pub text: String,
+    /// The name given with `NAME=`, if any.
+    pub name: Option<String>,
+    /// Where to bind.
+    pub address: Address,
+    /// Socket options.
+    pub options: BindOptions,
+}
+
+/// The address part of a bind spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Address {
+    /// A TCP listener.
+    Tcp(HostPort),
+    /// A UDP socket.
+    Udp(HostPort),
+    /// A Unix stream listener at a filesystem path.
+    UnixPath(PathBuf),
+    /// A Unix stream listener in Linux's abstract namespace (`unix:@NAME`).
+    UnixAbstract(String),
+}
+
+/// A host and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostPort {
+    /// The host part.
+    pub host: Host,
+    /// The port; 0 asks the kernel for a free one.
+    pub port: u16,
+}
+
+/// The host part of an IP address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// Empty host (`:PORT`): every interface, IPv6 and IPv4 where the system allows.
+    Any,
+    /// A literal address.
+    Ip(IpAddr),
+    /// A name to resolve.
+    Name(String),
+}
+
+/// Options after the address.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BindOptions {
+    /// `backlog=N`: the accept queue's length (stream sockets).
+    pub backlog: Option<u32>,
+    /// `v6only`: an IPv6 socket that does not accept IPv4.
+    pub v6only: bool,
+    /// `nodelay`: `TCP_NODELAY`, inherited by accepted connections.
+    pub nodelay: bool,
+    /// `nonblocking`: `O_NONBLOCK` on the shared open file description.
+    pub nonblocking: bool,
+    /// `mode=OCTAL`: permissions of a Unix socket file.
+    pub mode: Option<u32>,
+}
+
+/// Characters allowed in a socket name given on the command line.
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+}
+
+const FORMS: &str = "HOST:PORT, :PORT, [V6ADDR]:PORT, tcp://HOST:PORT, udp://HOST:PORT, \
+                     unix:PATH or unix:@NAME";
+const OPTIONS: &str = "backlog=N, v6only, nodelay, nonblocking, mode=OCTAL";
+/// The longest Unix socket path, in bytes (`sun_path` holds 108 including the NUL).
+pub const MAX_UNIX_PATH: usize = 107;
+
+impl FromStr for BindSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<BindSpec, String> {
+        let (address, options) = match text.split_once(',') {
+            Some((address, options)) => (address, Some(options)),
+            None => (text, None),
+        };
+        let (name, address) = split_name(address)?;
+        if address.is_empty() {
+            return Err(format!("missing address; expected one of {FORMS}"));
+        }
+        let address = parse_address(address)?;
+        let options = match options {
+            Some(options) => parse_options(options, &address)?,
+            None => BindOptions::default(),
+        };
+        Ok(BindSpec {
+            text: text.to_string(),
+            name,
+            address,
+            options,
+        })
+    }
+}
+
+fn split_name(text: &str) -> Result<(Option<String>, &str), String> {
+    match text.split_once('=') {
+        Some((name, rest)) if !name.is_empty() && name.chars().all(is_name_char) => {
+            if name.len() > 255 {
+                return Err("the socket name is longer than 255 characters".to_string());
+            }
+            Ok((Some(name.to_string()), rest))
+        }
+        Some(("", _)) => Err("empty socket name before '='".to_string()),
+        _ => Ok((None, text)),
+    }
+}
+
+fn parse_address(text: &str) -> Result<Address, String> {
+    if let Some(rest) = text.strip_prefix("tcp://") {
+        return Ok(Address::Tcp(parse_host_port(rest)?));
+    }
+    if let Some(rest) = text.strip_prefix("udp://") {
+        return Ok(Address::Udp(parse_host_port(rest)?));
+    }
+    if let Some(rest) = text.strip_prefix("unix:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        if let Some(name) = rest.strip_prefix('@') {
+            if !cfg!(any(target_os = "linux", target_os = "android")) {
+                return Err("abstract Unix sockets (unix:@NAME) exist only on Linux".to_string());
+            }
+            if name.is_empty() {
+                return Err("empty abstract socket name after 'unix:@'".to_string());
+            }
+            if name.len() + 1 > MAX_UNIX_PATH + 1 {
+                return Err(format!(
+                    "abstract socket name is {} bytes; the limit is {MAX_UNIX_PATH}",
+                    name.len()
+                ));
+            }
+            return Ok(Address::UnixAbstract(name.to_string()));
+        }
+        if rest.is_empty() {
+            return Err("empty path after 'unix:'".to_string());
+        }
+        if rest.len() > MAX_UNIX_PATH {
+            return Err(format!(
+                "Unix socket path is {} bytes; the limit is {MAX_UNIX_PATH}: use a shorter path",
+                rest.len()
+            ));
+        }
+        return Ok(Address::UnixPath(PathBuf::from(rest)));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        return Err(format!(
+            "unknown scheme '{scheme}://'; expected one of {FORMS}"
+        ));
+    }
+    Ok(Address::Tcp(parse_host_port(text)?))
+}
+
+fn parse_host_port(text: &str) -> Result<HostPort, String> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in '{text}'; write [V6ADDR]:PORT"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("missing ':PORT' after '[{v6}]'"))?;
+        let ip = v6
+            .parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("'{v6}' is not an IPv6 address"))?;
+        (Host::Ip(IpAddr::V6(ip)), port)
+    } else {
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| {
+            if text.chars().all(|c| c.is_ascii_digit()) {
+                format!("missing host; write :{text} for all interfaces or 127.0.0.1:{text}")
+            } else {
+                format!("missing port in '{text}'; expected one of {FORMS}")
+            }
+        })?;
+        let host = if host.is_empty() {
+            Host::Any
+        } else if host.contains(':') {
+            return Err(format!(
+                "IPv6 addresses need brackets: write [{host}]:{port}"
+            ));
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            Host::Ip(ip)
+        } else if host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            Host::Name(host.to_string())
+        } else {
+            return Err(format!("'{host}' is not a valid host name or IP address"));
+        };
+        (host, port)
+    };
+    if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("port '{port}' is not a number from 0 to 65535"));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("port {port} is out of range (0 to 65535)"))?;
+    Ok(HostPort { host, port })
+}
+
+fn parse_options(text: &str, address: &Address) -> Result<BindOptions, String> {
+    let mut options = BindOptions::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for option in text.split(',') {
+        let (key, value) = match option.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (option, None),
+        };
+        if seen.contains(&key) {
+            return Err(format!("option '{key}' is given twice"));
+        }
+        seen.push(key);
+        let flag = |value: Option<&str>| match value {
+            None => Ok(true),
+            Some(v) => Err(format!("option '{key}' takes no value (got '{key}={v}')")),
+        };
+        match key {
+            "backlog" => {
+                let value = need_value(key, value, "backlog=1024")?;
+                let n: u32 = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=i32::MAX as u32).contains(n))
+                    .ok_or_else(|| format!("backlog '{value}' is not a positive number"))?;
+                options.backlog = Some(n);
+            }
+            "v6only" => options.v6only = flag(value)?,
+            "nodelay" => options.nodelay = flag(value)?,
+            "nonblocking" => options.nonblocking = flag(value)?,
+            "mode" => {
+                let value = need_value(key, value, "mode=0660")?;
+                let mode = u32::from_str_radix(value, 8)
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| {
+                        format!("mode '{value}' is not an octal permission from 0 to 0777")
+                    })?;
+                options.mode = Some(mode);
+            }
+            "" => return Err("empty option (a stray ',')".to_string()),
+            other => return Err(format!("unknown option '{other}'; known: {OPTIONS}")),
+        }
+    }
+    check_options(&options, address)?;
+    Ok(options)
+}
+
+fn need_value<'a>(key: &str, value: Option<&'a str>, example: &str) -> Result<&'a str, String> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(format!("option '{key}' needs a value, e.g. {example}")),
+    }
+}
+
+/// Rejects options that make no sense for the address kind.
+fn check_options(options: &BindOptions, address: &Address) -> Result<(), String> {
+    let kind = address.kind();
+    let tcp = matches!(address, Address::Tcp(_));
+    let ip = matches!(address, Address::Tcp(_) | Address::Udp(_));
+    if options.backlog.is_some() && matches!(address, Address::Udp(_)) {
+        return Err("option 'backlog' applies to stream sockets, not UDP".to_string());
+    }
+    if options.nodelay && !tcp {
+        return Err(format!("option 'nodelay' applies to TCP, not {kind}"));
+    }
+    if options.v6only {
+        let v6_capable = match address {
+            Address::Tcp(hp) | Address::Udp(hp) => !matches!(hp.host, Host::Ip(IpAddr::V4(_))),
+            _ => false,
+        };
+        if !ip || !v6_capable {
+            return Err(
+                "option 'v6only' applies to IPv6 addresses ([::]:PORT or :PORT)".to_string(),
+            );
+        }
+    }
+    if options.mode.is_some() && !matches!(address, Address::UnixPath(_)) {
+        return Err(format!(
+            "option 'mode' applies to Unix socket paths, not {kind}"
+        ));
+    }
+    Ok(())
+}
+
+impl Address {
+    /// `tcp`, `udp` or `unix`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Address::Tcp(_) => "tcp",
+            Address::Udp(_) => "udp",
+            Address::UnixPath(_) | Address::UnixAbstract(_) => "unix",
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Any => Ok(()),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn tcp(host: Host, port: u16) -> Address {
+        Address::Tcp(HostPort { host, port })
+    }
+
+    fn ok(text: &str) -> BindSpec {
+        text.parse()
+            .unwrap_or_else(|e| panic!("{text:?} should parse: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        match text.parse::<BindSpec>() {
+            Ok(spec) => panic!("{text:?} should fail, got {spec:?}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn address_forms() {
+        let lo = Host::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(ok("127.0.0.1:8080").address, tcp(lo.clone(), 8080));
+        assert_eq!(ok(":8000").address, tcp(Host::Any, 8000));
+        assert_eq!(ok("tcp://127.0.0.1:0").address, tcp(lo.clone(), 0));
+        assert_eq!(
+            ok("[::1]:80").address,
+            tcp(Host::Ip("::1".parse().unwrap()), 80)
+        );
+        assert_eq!(
+            ok("localhost:80").address,
+            tcp(Host::Name("localhost".into()), 80)
+        );
+        assert_eq!(
+            ok("udp://127.0.0.1:53").address,
+            Address::Udp(HostPort { host: lo, port: 53 })
+        );
+        assert_eq!(
+            ok("unix:/run/app.sock").address,
+            Address::UnixPath("/run/app.sock".into())
+        );
+        assert_eq!(
+            ok("unix:@herd-test").address,
+            Address::UnixAbstract("herd-test".into())
+        );
+    }
+
+    #[test]
+    fn names_and_options() {
+        let spec = ok("http=:8000,backlog=128,nodelay,nonblocking");
+        assert_eq!(spec.name.as_deref(), Some("http"));
+        assert_eq!(spec.options.backlog, Some(128));
+        assert!(spec.options.nodelay && spec.options.nonblocking);
+        let spec = ok("api.v2=unix:/tmp/a=b.sock,mode=660");
+        assert_eq!(spec.name.as_deref(), Some("api.v2"));
+        assert_eq!(spec.address, Address::UnixPath("/tmp/a=b.sock".into()));
+        assert_eq!(spec.options.mode, Some(0o660));
+        assert_eq!(ok("unix:/tmp/x=y").name, None);
+        assert!(ok("[::]:80,v6only").options.v6only);
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        for (text, needle) in [
+            ("", "missing address"),
+            ("http=", "missing address"),
+            ("8080", "write :8080"),
+            ("localhost", "missing port"),
+            (":http", "is not a number"),
+            (":70000", "out of range"),
+            ("::1:80", "need brackets"),
+            ("[::1:80", "missing ']'"),
+            ("[zz]:80", "not an IPv6 address"),
+            ("sctp://h:1", "unknown scheme"),
+            ("unix:", "empty path"),
+            (":80,backlog=0", "not a positive number"),
+            (":80,backlog", "needs a value"),
+            (":80,nodelay=1", "takes no value"),
+            (":80,fast", "unknown option 'fast'"),
+            (":80,nodelay,nodelay", "given twice"),
+            ("udp://:53,backlog=5", "stream sockets"),
+            ("unix:/a,nodelay", "applies to TCP"),
+            ("127.0.0.1:80,v6only", "IPv6"),
+            (":80,mode=777", "Unix socket paths"),
+            ("unix:/a,mode=999", "octal"),
+            ("=:80", "empty socket name"),
+            ("bad host:80", "not a valid host"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(needle), "{text:?}: {e:?} lacks {needle:?}");
+        }
+        let long = format!("unix:/{}", "x".repeat(200));
+        assert!(err(&long).contains("the limit is 107"));
+    }
+}

@@ -1,0 +1,84 @@
+//! Unix socket files: never clobber a live listener or a non-socket, replace stale ones, and
+//! remove what herd created when it exits.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+/// Makes `path` free for a new socket: nothing there is fine; a socket file nobody listens on
+/// (left by a crashed server) is removed; a live listener or any other kind of file is an error.
+pub fn prepare(path: &Path) -> anyhow::Result<()> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot inspect {shown}")),
+    };
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{shown} exists and is not a socket; herd never removes other files: \
+             choose another path or remove it yourself"
+        );
+    }
+    if is_live(path).with_context(|| format!("cannot probe the socket file {shown}"))? {
+        bail!("{shown} is in use by a running server; stop it or choose another path");
+    }
+    std::fs::remove_file(path)
+        .with_context(|| format!("cannot remove the stale socket file {shown}"))?;
+    tracing::info!(path = %shown, "removed stale socket file");
+    Ok(())
+}
+
+/// Whether something listens on the socket file (a non-blocking connect, so a full backlog
+/// cannot hang herd).
+fn is_live(path: &Path) -> io::Result<bool> {
+    let probe = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    match probe.connect(&SockAddr::unix(path)?) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Ok(false),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock
+                || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A socket file herd created; dropping it removes the file if it is still the same file (a
+/// file someone else put there since is left alone).
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// Records the file herd just bound at `path`.
+    pub fn created(path: &Path) -> io::Result<SocketFile> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(SocketFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if meta.dev() == self.dev && meta.ino() == self.ino {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(path = %self.path.display(), "cannot remove socket file: {e}");
+                }
+            }
+        }
+    }
+}
