@@ -355,8 +355,7 @@ impl Child<'_> {
             fail(status, 1);
         }
         for sig in 1..=self.max_signal {
-            // Fails harmlessly for SIGKILL, SIGSTOP and signals reserved by libc.
-            libc::sigaction(sig, &self.default_action, ptr::null_mut());
+            reset_signal(sig, &self.default_action);
         }
         if libc::sigprocmask(libc::SIG_SETMASK, &self.empty_mask, ptr::null_mut()) < 0 {
             fail(status, 2);
@@ -424,6 +423,32 @@ impl Child<'_> {
         libc::execve(self.program, self.argv, self.envp);
         fail(status, 4)
     }
+}
+
+/// Sets `sig`'s disposition to `SIG_DFL`. Async-signal-safe.
+///
+/// On Linux the raw `rt_sigaction` system call is used first, because glibc's `sigaction`
+/// refuses its reserved real-time signals (32 and 33), and an "ignored" state inherited for
+/// those would otherwise survive `execve`. An all-zero kernel `sigaction` means `SIG_DFL`, no
+/// flags and an empty mask, whatever the architecture's field order. Fails harmlessly for
+/// `SIGKILL` and `SIGSTOP`.
+unsafe fn reset_signal(sig: libc::c_int, default_action: &libc::sigaction) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let zeroed = [0u64; 8];
+        let kernel_sigset_size: libc::size_t = 8;
+        let rc = libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            zeroed.as_ptr(),
+            ptr::null_mut::<u64>(),
+            kernel_sigset_size,
+        );
+        if rc == 0 {
+            return;
+        }
+    }
+    libc::sigaction(sig, default_action, ptr::null_mut());
 }
 
 /// Reports `(stage, errno)` on the status pipe and exits. Async-signal-safe.

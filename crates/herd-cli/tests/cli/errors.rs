@@ -1,0 +1,249 @@
+//! Every bad input: one line naming the input and the fix, a documented exit code, and nothing
+//! left behind.
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+use crate::util::*;
+
+const USAGE: i32 = 2;
+const FAILURE: i32 = 1;
+
+#[test]
+fn malformed_bind_specs() {
+    for (spec, needle) in [
+        ("8080", "write :8080"),
+        (":0,fast", "unknown option 'fast'"),
+        (":99999", "out of range"),
+        ("::1:80", "need brackets"),
+        ("udp://:0,backlog=4", "stream sockets"),
+        ("sctp://h:1", "unknown scheme"),
+    ] {
+        let stderr = assert_fails(&["run", "-b", spec, "--", "true"], USAGE, needle);
+        assert!(
+            stderr.contains(spec),
+            "the message names the input: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn zero_workers() {
+    assert_fails(
+        &["run", "-w", "0", "-b", ":0", "--", "true"],
+        USAGE,
+        "at least 1 worker",
+    );
+}
+
+#[test]
+fn missing_command() {
+    assert_fails(&["run", "-b", ":0"], USAGE, "<COMMAND>");
+    assert_fails(&["run", "-b", "127.0.0.1:0", "--"], USAGE, "<COMMAND>");
+}
+
+#[test]
+fn missing_bind() {
+    assert_fails(&["run", "--", "true"], USAGE, "--bind");
+}
+
+#[test]
+fn command_not_found() {
+    assert_fails(
+        &["run", "-b", "127.0.0.1:0", "--", "no-such-herd-command"],
+        USAGE,
+        "'no-such-herd-command' was not found in PATH",
+    );
+}
+
+#[test]
+fn command_not_executable() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("app.py");
+    std::fs::write(&script, "print('hi')\n").unwrap();
+    let script = script.display().to_string();
+    assert_fails(
+        &["run", "-b", "127.0.0.1:0", "--", &script],
+        USAGE,
+        "is not executable",
+    );
+}
+
+#[test]
+fn command_that_cannot_be_executed_fails_at_once() {
+    // Executable bit, but neither a binary nor a script with "#!": execve fails with ENOEXEC.
+    let dir = tempfile::tempdir().unwrap();
+    let bogus = dir.path().join("bogus");
+    std::fs::write(&bogus, [0u8, 1, 2, 3]).unwrap();
+    std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("s.sock");
+    let spec = format!("unix:{}", sock.display());
+    let (code, stderr) = herd_output(&[
+        "--log-level",
+        "error",
+        "run",
+        "-w",
+        "3",
+        "-b",
+        &spec,
+        "--",
+        &bogus.display().to_string(),
+    ]);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert!(
+        stderr.contains("cannot execute") && stderr.contains("Exec format error"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn unknown_template_name_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("t.sock");
+    let spec = format!("web=unix:{}", sock.display());
+    assert_fails(
+        &["run", "-b", &spec, "--", "sleep", "{fd:nope}"],
+        USAGE,
+        "no socket is named 'nope'",
+    );
+    assert_fails(
+        &["run", "-b", &spec, "--", "echo", "{slot}"],
+        USAGE,
+        "unknown template",
+    );
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn duplicate_socket_names() {
+    assert_fails(
+        &[
+            "run",
+            "-b",
+            "a=127.0.0.1:0",
+            "-b",
+            "a=127.0.0.1:0",
+            "--",
+            "true",
+        ],
+        USAGE,
+        "'a' is given to more than one --bind",
+    );
+}
+
+#[test]
+fn address_in_use() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let stderr = assert_fails(
+        &["run", "-b", &addr, "--", "true"],
+        FAILURE,
+        "already in use",
+    );
+    assert!(stderr.contains(&addr), "{stderr}");
+}
+
+#[test]
+fn address_in_use_releases_earlier_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("first.sock");
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let first = format!("unix:{}", sock.display());
+    assert_fails(
+        &["run", "-b", &first, "-b", &addr, "--", "true"],
+        FAILURE,
+        "already in use",
+    );
+    assert!(
+        !sock.exists(),
+        "the socket bound before the failure was left behind"
+    );
+}
+
+#[test]
+fn privileged_port_needs_privilege() {
+    let floor: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .map_or(1024, |s| s.trim().parse().unwrap_or(1024));
+    if floor <= 1 {
+        eprintln!("skipped: every port is unprivileged here (ip_unprivileged_port_start={floor})");
+        return;
+    }
+    let port = (floor - 1).to_string();
+    let spec = format!("127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(HERD);
+    cmd.args(["run", "-b", &spec, "--", "true"]);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } == 0 {
+        cmd.uid(65534).gid(65534); // std drops supplementary groups too
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(FAILURE), "{stderr}");
+    assert!(
+        stderr.contains("permission denied") && stderr.contains("CAP_NET_BIND_SERVICE"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn host_that_does_not_resolve() {
+    assert_fails(
+        &["run", "-b", "no-such-host.invalid:80", "--", "true"],
+        FAILURE,
+        "cannot resolve host 'no-such-host.invalid'",
+    );
+}
+
+#[test]
+fn unix_path_too_long() {
+    let path = format!("unix:/tmp/{}", "x".repeat(120));
+    assert_fails(
+        &["run", "-b", &path, "--", "true"],
+        USAGE,
+        "the limit is 107",
+    );
+    assert!(!Path::new(&path[5..]).exists());
+}
+
+#[test]
+fn bad_durations_and_signals() {
+    assert_fails(
+        &["run", "--grace", "soon", "-b", ":0", "--", "true"],
+        USAGE,
+        "'soon' is not a duration",
+    );
+    assert_fails(
+        &["run", "--stop-signal", "NOPE", "-b", ":0", "--", "true"],
+        USAGE,
+        "'NOPE' is not a signal",
+    );
+}
+
+#[test]
+fn help_documents_the_model() {
+    let (code, _) = herd_output(&["--version"]);
+    assert_eq!(code, 0);
+    let out = std::process::Command::new(HERD)
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "unix:@NAME",
+        "backlog=N",
+        "{fd:NAME}",
+        "LISTEN_PID",
+        "--grace",
+        "--stop-signal",
+        "Exit status",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real `herd` binary with real workers, on loopback and Unix sockets in
+//! temporary directories. Every wait has a deadline.
+
+mod errors;
+mod run;
+mod sockets;
+mod stop;
+mod util;

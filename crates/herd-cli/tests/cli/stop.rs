@@ -1,0 +1,119 @@
+//! Stopping: graceful drains, the grace deadline, and the fast ways out.
+
+use std::path::Path;
+
+use crate::util::*;
+
+#[test]
+fn sigterm_lets_a_slow_request_finish() {
+    let herd = Herd::start_with(|dir| {
+        let mut cmd = std::process::Command::new(HERD);
+        cmd.args([
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "2",
+            "-b",
+            "web=127.0.0.1:0",
+            "-b",
+        ])
+        .arg(format!("unix:{}/slow.sock", dir.display()))
+        .args(["--", "python3", &worker("probe.py")]);
+        cmd
+    });
+    let mut herd = herd;
+    let addr = herd.address("web");
+    let sock = herd.path("slow.sock");
+    let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    let client = std::thread::spawn(move || get(&addr, "/sleep/1500"));
+    // The request is in flight once the worker says so.
+    herd.wait_text("busy");
+    herd.signal(libc::SIGTERM);
+    let body = client
+        .join()
+        .unwrap()
+        .expect("the slow request must complete");
+    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(pids.contains(&(reply["pid"].as_u64().unwrap() as u32)));
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    wait_gone(&pids);
+    assert!(!Path::new(&sock).exists(), "socket file left behind");
+}
+
+#[test]
+fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
+    // SIGCONT is harmless to `sleep`: it plays a worker that ignores the stop request.
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--grace",
+        "300ms",
+        "--stop-signal",
+        "CONT",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    herd.signal(libc::SIGTERM);
+    herd.wait_events("2 kills after the grace period", 2, |e| {
+        e["message"] == "worker did not stop in time; killing it"
+    });
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    wait_gone(&pids);
+}
+
+#[test]
+fn a_second_sigint_stops_at_once() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--grace",
+        "1h",
+        "--stop-signal",
+        "CONT",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    herd.signal(libc::SIGINT);
+    herd.wait_event("the graceful stop", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("stopping gracefully")
+    });
+    herd.signal(libc::SIGINT);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    wait_gone(&pids);
+}
+
+#[test]
+fn sigquit_stops_at_once() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--grace",
+        "1h",
+        "--stop-signal",
+        "CONT",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    herd.signal(libc::SIGQUIT);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    wait_gone(&pids);
+}

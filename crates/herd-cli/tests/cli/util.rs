@@ -1,0 +1,384 @@
+//! Test helpers: start the real `herd` binary, follow its JSON log, talk to its sockets, and
+//! wait for events with deadlines that fail with what was seen.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The herd binary under test.
+pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
+
+/// How long any single wait may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// `examples/NAME` in the repository.
+pub fn example(name: &str) -> String {
+    repo().join("examples").join(name).display().to_string()
+}
+
+/// A test worker script from `tests/workers`.
+pub fn worker(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workers")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// The herd library's example program `name`, built if `cargo test` did not build it already.
+pub fn rust_example(name: &str) -> String {
+    let dir = Path::new(HERD).parent().unwrap().join("examples");
+    let path = dir.join(name);
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "herd", "--example", name])
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build example {name}");
+    }
+    path.display().to_string()
+}
+
+/// One line herd (or a worker) wrote to stderr.
+#[derive(Clone, Debug)]
+pub enum Line {
+    /// One of herd's JSON log events.
+    Event(Value),
+    /// Anything else: a worker's own output.
+    Text(String),
+}
+
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<Line>>,
+    grew: Condvar,
+    /// Set once stderr reached EOF: herd and every worker have closed it.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// A running `herd`, killed (with its workers, through their parent-death signal) on drop.
+pub struct Herd {
+    child: Child,
+    log: Arc<Log>,
+    status: Option<ExitStatus>,
+    /// A private temporary directory for socket files and scripts.
+    pub dir: tempfile::TempDir,
+}
+
+impl Herd {
+    /// Starts `herd --log-format json ARGS...`.
+    pub fn start(args: &[&str]) -> Herd {
+        let mut cmd = Command::new(HERD);
+        cmd.args(["--log-format", "json"]).args(args);
+        Herd::spawn(cmd, tempfile::tempdir().unwrap())
+    }
+
+    /// Starts `build(dir)`, a command that runs herd with `--log-format json`.
+    pub fn start_with(build: impl FnOnce(&Path) -> Command) -> Herd {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = build(dir.path());
+        Herd::spawn(cmd, dir)
+    }
+
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Herd {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start herd");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Log::default());
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let parsed = match serde_json::from_str::<Value>(&line) {
+                    Ok(v) if v.is_object() => Line::Event(v),
+                    _ => Line::Text(line),
+                };
+                sink.lines.lock().unwrap().push(parsed);
+                sink.grew.notify_all();
+            }
+            let _guard = sink.lines.lock().unwrap();
+            sink.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            sink.grew.notify_all();
+        });
+        Herd {
+            child,
+            log,
+            status: None,
+            dir,
+        }
+    }
+
+    /// herd's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A path inside the test's temporary directory.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Everything logged so far.
+    pub fn lines(&self) -> Vec<Line> {
+        self.log.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until `find` returns something for the lines logged so far.
+    pub fn wait_for<T>(&self, what: &str, mut find: impl FnMut(&[Line]) -> Option<T>) -> T {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut lines = self.log.lines.lock().unwrap();
+        loop {
+            if let Some(found) = find(&lines) {
+                return found;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let seen: Vec<String> = lines.iter().map(|l| format!("{l:?}")).collect();
+                panic!(
+                    "timed out waiting for {what}; herd logged:\n{}",
+                    seen.join("\n")
+                );
+            }
+            lines = self.log.grew.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits for the first event for which `pred` holds.
+    pub fn wait_event(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        self.wait_for(what, |lines| events(lines).find(|e| pred(e)).cloned())
+    }
+
+    /// Waits for `n` events for which `pred` holds.
+    pub fn wait_events(&self, what: &str, n: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.wait_for(what, |lines| {
+            let found: Vec<Value> = events(lines).filter(|e| pred(e)).cloned().collect();
+            (found.len() >= n).then_some(found)
+        })
+    }
+
+    /// Waits for a line of worker output containing `needle`.
+    pub fn wait_text(&self, needle: &str) -> String {
+        self.wait_for(&format!("output {needle:?}"), |lines| {
+            lines.iter().find_map(|l| match l {
+                Line::Text(t) if t.contains(needle) => Some(t.clone()),
+                _ => None,
+            })
+        })
+    }
+
+    /// The address of the socket named `name`, from herd's "listening" event.
+    pub fn address(&self, name: &str) -> String {
+        let event = self.wait_event(&format!("socket {name} listening"), |e| {
+            e["message"].as_str().unwrap_or("").starts_with("listening") && e["name"] == name
+        });
+        event["address"].as_str().unwrap().to_string()
+    }
+
+    /// Waits until `n` workers have started in total; returns (slot, pid) of each start.
+    pub fn started(&self, n: usize) -> Vec<(u64, u32)> {
+        self.wait_events(&format!("{n} worker starts"), n, is_start)
+            .iter()
+            .map(|e| {
+                (
+                    e["slot"].as_u64().unwrap(),
+                    e["pid"].as_u64().unwrap() as u32,
+                )
+            })
+            .collect()
+    }
+
+    /// Sends `signal` to herd.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill with a pid we own and a valid signal number.
+        assert_eq!(unsafe { libc::kill(self.pid() as i32, signal) }, 0);
+    }
+
+    /// Waits for herd to exit, and for its log to be read to the end.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.status = Some(status);
+                self.wait_for("the end of herd's stderr", |_| {
+                    self.log
+                        .closed
+                        .load(std::sync::atomic::Ordering::SeqCst)
+                        .then_some(())
+                });
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("herd did not exit; it logged:\n{:?}", self.lines());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The JSON events among `lines`.
+pub fn events(lines: &[Line]) -> impl Iterator<Item = &Value> {
+    lines.iter().filter_map(|l| match l {
+        Line::Event(e) => Some(e),
+        Line::Text(_) => None,
+    })
+}
+
+/// Whether `e` is herd's "worker started" event.
+pub fn is_start(e: &Value) -> bool {
+    e["message"] == "worker started"
+}
+
+/// Whether `e` is a "worker exited" event.
+pub fn is_exit(e: &Value) -> bool {
+    e["message"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("worker exited")
+}
+
+/// Sends `GET path` over a new TCP connection to `addr` and returns the response body.
+pub fn get(addr: &str, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.set_write_timeout(Some(TIMEOUT))?;
+    request(&mut stream, path)
+}
+
+/// Sends `GET path` on `stream` and returns the response body.
+pub fn request(stream: &mut (impl Read + Write), path: &str) -> std::io::Result<String> {
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") => Ok(body.to_string()),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an HTTP response: {response:?}"),
+        )),
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !matches!(state.and_then(|s| s.chars().next()), Some('Z') | Some('X'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits until none of `pids` is alive.
+pub fn wait_gone(pids: &[u32]) {
+    wait_until("processes to exit", || {
+        pids.iter().all(|&p| !alive(p)).then_some(())
+    });
+}
+
+/// Polls `check` until it returns something, failing after [`TIMEOUT`].
+pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The set of fd numbers open in `pid`.
+pub fn open_fds(pid: u32) -> BTreeSet<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The `flags:` field (octal) of `/proc/PID/fdinfo/FD`.
+pub fn fd_flags(pid: u32, fd: i32) -> u32 {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
+    let flags = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .unwrap()
+        .trim();
+    u32::from_str_radix(flags, 8).unwrap()
+}
+
+/// The environment of `pid`, as `KEY=VALUE` strings.
+pub fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// A field of `/proc/PID/status` (`SigBlk`, `SigIgn`, ...).
+pub fn status_field(pid: u32, field: &str) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Runs herd to completion with `args` (text logs); returns its exit code and stderr.
+pub fn herd_output(args: &[&str]) -> (i32, String) {
+    let out = Command::new(HERD)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Asserts that `herd ARGS` fails with exit code `code` and exactly one line on stderr that
+/// contains `needle`.
+pub fn assert_fails(args: &[&str], code: i32, needle: &str) -> String {
+    let (got, stderr) = herd_output(args);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(got, code, "exit code for {args:?}; stderr:\n{stderr}");
+    assert_eq!(lines.len(), 1, "one line for {args:?}; stderr:\n{stderr}");
+    assert!(
+        lines[0].starts_with("herd: error: ") && lines[0].contains(needle),
+        "stderr for {args:?} should contain {needle:?}:\n{stderr}"
+    );
+    stderr
+}
