@@ -125,6 +125,9 @@ impl Supervisor {
     fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
         for action in actions {
             match action {
+                // A stop decided while this batch ran (the first generation failed) cancels
+                // the spawns still in it.
+                Action::Spawn { .. } if self.pool.is_stopping() => {}
                 Action::Spawn { slot } => self.spawn(slot, first_generation),
                 Action::Signal { slot, pid, signal } => {
                     if signal == Signal::KILL && self.pool.is_stopping() {
@@ -150,7 +153,15 @@ impl Supervisor {
         match self.command.spawn(slot, &fds, self.stdin.as_fd()) {
             Ok(pid) => {
                 tracing::info!(slot, pid, "worker started");
-                self.pool.spawned(slot, pid, Instant::now());
+                if !self.pool.spawned(slot, pid, Instant::now()) {
+                    // Unreachable by construction; never leave a process unsupervised.
+                    tracing::error!(
+                        slot,
+                        pid,
+                        "worker started in a slot that was not free; killing it"
+                    );
+                    let _ = process::signal_group(pid, Signal::KILL);
+                }
             }
             Err(e) if first_generation && e.cannot_execute => {
                 self.pool.spawn_failed(slot, Instant::now());

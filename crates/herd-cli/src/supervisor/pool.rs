@@ -139,10 +139,15 @@ impl Pool {
         actions
     }
 
-    /// The worker for `slot` runs as `pid`.
-    pub fn spawned(&mut self, slot: usize, pid: u32, now: Instant) {
-        if let Some(s) = self.slots.get_mut(slot) {
-            s.state = State::Running { pid, since: now };
+    /// The worker for `slot` runs as `pid`. Only a slot handed out by [`Action::Spawn`] takes
+    /// it; returns `false` otherwise (the caller must then stop that process itself).
+    pub fn spawned(&mut self, slot: usize, pid: u32, now: Instant) -> bool {
+        match self.slots.get_mut(slot) {
+            Some(s) if s.state == State::Starting => {
+                s.state = State::Running { pid, since: now };
+                true
+            }
+            _ => false,
         }
     }
 
@@ -304,7 +309,7 @@ mod tests {
     fn start_all(pool: &mut Pool, now: Instant) {
         for action in pool.due(now) {
             match action {
-                Action::Spawn { slot } => pool.spawned(slot, 100 + slot as u32, now),
+                Action::Spawn { slot } => assert!(pool.spawned(slot, 100 + slot as u32, now)),
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -321,7 +326,7 @@ mod tests {
         // Nothing is handed out twice while the driver starts them.
         assert!(pool.due(t0).is_empty());
         for slot in 0..3 {
-            pool.spawned(slot, 100 + slot as u32, t0);
+            assert!(pool.spawned(slot, 100 + slot as u32, t0));
         }
         assert_eq!(pool.running().count(), 3);
         assert_eq!(pool.next_deadline(), None);
@@ -337,7 +342,7 @@ mod tests {
         assert_eq!(exit.slot, 1);
         assert_eq!(exit.restart_in, Some(Duration::ZERO));
         assert_eq!(pool.due(t1), [Action::Spawn { slot: 1 }]);
-        pool.spawned(1, 201, t1);
+        assert!(pool.spawned(1, 201, t1));
 
         // A second quick crash waits.
         let t2 = t1 + Duration::from_millis(10);
@@ -449,6 +454,20 @@ mod tests {
         assert!(pool.stop(true, t0).is_empty());
         assert!(pool.is_stopped());
         assert!(pool.due(t0 + SEC).is_empty());
+    }
+
+    #[test]
+    fn only_slots_handed_out_take_a_pid() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(config(2), t0);
+        assert!(!pool.spawned(0, 100, t0), "slot 0 was not handed out yet");
+        assert_eq!(pool.due(t0).len(), 2);
+        assert!(pool.spawned(0, 100, t0));
+        pool.stop(false, t0);
+        assert!(
+            !pool.spawned(1, 101, t0),
+            "slot 1 was cancelled by the stop"
+        );
     }
 
     #[test]

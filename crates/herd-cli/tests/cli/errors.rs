@@ -247,3 +247,58 @@ fn help_documents_the_model() {
         assert!(help.contains(needle), "--help lacks {needle:?}");
     }
 }
+
+#[test]
+fn a_first_generation_failing_in_one_slot_stops_the_others() {
+    // {worker} in the program path gives each slot its own program: one cannot be executed.
+    for bogus_slot in [0, 1] {
+        let mut herd = Herd::start_with(|dir| {
+            for slot in [0, 1] {
+                let path = dir.join(format!("w-{slot}"));
+                let content: &[u8] = if slot == bogus_slot {
+                    &[0, 1, 2, 3]
+                } else {
+                    b"#!/bin/sh\nexec sleep 1000\n"
+                };
+                std::fs::write(&path, content).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            let mut cmd = std::process::Command::new(HERD);
+            cmd.args([
+                "--log-format",
+                "json",
+                "run",
+                "-w",
+                "2",
+                "-b",
+                "127.0.0.1:0",
+                "--",
+            ])
+            .arg(format!("{}/w-{{worker}}", dir.display()));
+            cmd
+        });
+        assert_eq!(
+            herd.wait_exit().code(),
+            Some(FAILURE),
+            "bogus slot {bogus_slot}"
+        );
+        let started: Vec<u32> = events(&herd.lines())
+            .filter(|e| is_start(e))
+            .map(|e| e["pid"].as_u64().unwrap() as u32)
+            .collect();
+        wait_gone(&started);
+        if bogus_slot == 0 {
+            assert!(
+                started.is_empty(),
+                "no spawn may follow the failure: {started:?}"
+            );
+        }
+        assert!(
+            herd.lines()
+                .iter()
+                .any(|l| matches!(l, Line::Text(t) if t.contains("cannot execute"))),
+            "{:?}",
+            herd.lines()
+        );
+    }
+}
