@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# herd's whole test suite: formatting, lints, unit, integration and doc tests. Ends with one
-# summary line over every test binary: "tests: N passed, N failed".
+# herd's whole test suite: formatting, lints, the worker crates under Rust 1.63, then unit,
+# integration and doc tests. Ends with one summary line over every test binary:
+# "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,7 +11,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace 2>&1 | tee "$log" || status=$?
+scripts/check-msrv.sh 2>&1 | tee "$log" || status=$?
+cargo test --workspace 2>&1 | tee -a "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds and tests the worker-side crates (herd, herd-sys) with Debian's rustc 1.63, their
+# declared rust-version. They are copied into a workspace of their own, because the main
+# workspace's other members need a newer Rust; scripts/msrv/Cargo.lock (lockfile v3, which
+# cargo 1.65 reads) pins dependencies that still support 1.63 (libc 0.2.186 needs 1.65).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/cargo ]; then
+    echo "check-msrv: installing Debian's rustc and cargo" >&2
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends rustc cargo >/dev/null
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp -r "$root/crates/herd" "$root/crates/herd-sys" "$work/"
+# The main manifest's shared sections, with the members and paths of this smaller workspace.
+sed -e 's|^members = .*|members = ["herd-sys", "herd"]|' -e '/^default-members/d' \
+    -e 's|path = "crates/|path = "|' -e '/^\[profile/,$d' "$root/Cargo.toml" > "$work/Cargo.toml"
+cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
+
+export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_UNSTABLE_SPARSE_REGISTRY=true
+export CARGO_HOME="${MSRV_CARGO_HOME:-${TMPDIR:-/tmp}/herd-msrv-cargo}"
+export CARGO_TARGET_DIR="${MSRV_TARGET_DIR:-$root/target/msrv}"
+echo "check-msrv: $(/usr/bin/rustc --version)" >&2
+(cd "$work" && /usr/bin/cargo test --locked --quiet)
