@@ -263,18 +263,9 @@ fn a_first_generation_failing_in_one_slot_stops_the_others() {
                 std::fs::write(&path, content).unwrap();
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
             }
-            let mut cmd = std::process::Command::new(HERD);
-            cmd.args([
-                "--log-format",
-                "json",
-                "run",
-                "-w",
-                "2",
-                "-b",
-                "127.0.0.1:0",
-                "--",
-            ])
-            .arg(format!("{}/w-{{worker}}", dir.display()));
+            let mut cmd = herd_json();
+            cmd.args(["run", "-w", "2", "-b", "127.0.0.1:0", "--"])
+                .arg(format!("{}/w-{{worker}}", dir.display()));
             cmd
         });
         assert_eq!(

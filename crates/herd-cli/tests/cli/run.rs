@@ -44,20 +44,11 @@ fn four_workers_share_one_accept_queue() {
 #[test]
 fn python_systemd_accepts_the_sockets() {
     let herd = Herd::start_with(|dir| {
-        let mut cmd = Command::new(HERD);
+        let mut cmd = herd_json();
         let unix = format!("local=unix:{}/py.sock", dir.display());
-        cmd.args([
-            "--log-format",
-            "json",
-            "run",
-            "-w",
-            "2",
-            "-b",
-            "web=127.0.0.1:0",
-            "-b",
-        ])
-        .arg(unix)
-        .args(["--", "/usr/bin/python3", &worker("systemd_worker.py")]);
+        cmd.args(["run", "-w", "2", "-b", "web=127.0.0.1:0", "-b"])
+            .arg(unix)
+            .args(["--", "/usr/bin/python3", &worker("systemd_worker.py")]);
         cmd
     });
     let addr = herd.address("web");

@@ -12,8 +12,8 @@ use crate::util::*;
 fn every_address_form_binds() {
     let abstract_name = format!("herd-test-{}", std::process::id());
     let mut herd = Herd::start_with(|dir| {
-        let mut cmd = std::process::Command::new(HERD);
-        cmd.args(["--log-format", "json", "run", "-w", "1"])
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1"])
             .args(["-b", ":0"])
             .args(["-b", "udp://127.0.0.1:0"])
             .args(["-b", "v6=[::1]:0,v6only"])

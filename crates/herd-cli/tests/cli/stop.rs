@@ -7,19 +7,10 @@ use crate::util::*;
 #[test]
 fn sigterm_lets_a_slow_request_finish() {
     let herd = Herd::start_with(|dir| {
-        let mut cmd = std::process::Command::new(HERD);
-        cmd.args([
-            "--log-format",
-            "json",
-            "run",
-            "-w",
-            "2",
-            "-b",
-            "web=127.0.0.1:0",
-            "-b",
-        ])
-        .arg(format!("unix:{}/slow.sock", dir.display()))
-        .args(["--", "python3", &worker("probe.py")]);
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "2", "-b", "web=127.0.0.1:0", "-b"])
+            .arg(format!("unix:{}/slow.sock", dir.display()))
+            .args(["--", "python3", &worker("probe.py")]);
         cmd
     });
     let mut herd = herd;
@@ -67,9 +58,10 @@ fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
     wait_gone(&pids);
 }
 
-#[test]
-fn a_second_sigint_stops_at_once() {
-    let mut herd = Herd::start(&[
+/// Starts two workers that ignore the stop signal (SIGCONT is harmless to `sleep`), with a
+/// grace period of an hour; returns herd and the workers' pids.
+fn start_stubborn() -> (Herd, Vec<u32>) {
+    let herd = Herd::start(&[
         "run",
         "-w",
         "2",
@@ -83,7 +75,13 @@ fn a_second_sigint_stops_at_once() {
         "sleep",
         "1000",
     ]);
-    let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    let pids = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    (herd, pids)
+}
+
+#[test]
+fn a_second_sigint_stops_at_once() {
+    let (mut herd, pids) = start_stubborn();
     herd.signal(libc::SIGINT);
     herd.wait_event("the graceful stop", |e| {
         e["message"]
@@ -98,21 +96,7 @@ fn a_second_sigint_stops_at_once() {
 
 #[test]
 fn sigquit_stops_at_once() {
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "2",
-        "--grace",
-        "1h",
-        "--stop-signal",
-        "CONT",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    let (mut herd, pids) = start_stubborn();
     herd.signal(libc::SIGQUIT);
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);

@@ -54,6 +54,13 @@ pub fn rust_example(name: &str) -> String {
     path.display().to_string()
 }
 
+/// `herd --log-format json`, ready for more arguments.
+pub fn herd_json() -> Command {
+    let mut cmd = Command::new(HERD);
+    cmd.args(["--log-format", "json"]);
+    cmd
+}
+
 /// One line herd (or a worker) wrote to stderr.
 #[derive(Clone, Debug)]
 pub enum Line {
@@ -83,8 +90,8 @@ pub struct Herd {
 impl Herd {
     /// Starts `herd --log-format json ARGS...`.
     pub fn start(args: &[&str]) -> Herd {
-        let mut cmd = Command::new(HERD);
-        cmd.args(["--log-format", "json"]).args(args);
+        let mut cmd = herd_json();
+        cmd.args(args);
         Herd::spawn(cmd, tempfile::tempdir().unwrap())
     }
 
