@@ -1,6 +1,7 @@
 //! The command line: `herd [--log-level L] [--log-format F] run [OPTIONS] -- COMMAND [ARGS...]`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -23,6 +24,15 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// The control socket [default: $HERD_CONTROL, else $XDG_RUNTIME_DIR/herd/NAME.sock, else
+    /// /tmp/herd-UID/NAME.sock].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+
+    /// Which herd, when several run side by side: names the default control socket.
+    #[arg(long, global = true, value_name = "NAME", default_value = "default")]
+    pub name: String,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +43,77 @@ pub struct Cli {
 pub enum Command {
     /// Bind sockets once and run N workers that share them, restarting any that exit.
     Run(RunArgs),
+    /// Show a running herd's workers and sockets.
+    Status(StatusArgs),
+    /// Set the number of workers: N, +N or -N. Scaling down stops the highest slots
+    /// gracefully.
+    Scale(ScaleArgs),
+    /// Replace every worker by a new generation, one ready worker at a time (same command
+    /// line: picks up new code on disk). Exits non-zero, old workers still serving, if the
+    /// new generation fails.
+    Upgrade(UpgradeArgs),
+    /// Stop a running herd: workers get the stop signal, then SIGKILL after the grace period.
+    /// Waits until every worker is gone.
+    Stop(StopArgs),
+    /// Send a signal to every worker, or to one slot's worker.
+    Signal(SignalArgs),
+}
+
+/// `herd status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the control protocol's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herd scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// N sets the number of workers; +N adds and -N removes workers.
+    #[arg(value_name = "N|+N|-N", allow_hyphen_values = true, value_parser = parse_scale)]
+    pub target: ScaleTarget,
+}
+
+/// What `herd scale` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScaleTarget {
+    /// Exactly this many workers.
+    Set(usize),
+    /// This many more (or fewer).
+    Delta(i64),
+}
+
+/// `herd upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// How long the whole upgrade may take before it is aborted.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `herd stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// How long workers may take to finish [default: the herd's --grace].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+
+    /// Kill the workers at once.
+    #[arg(long, conflicts_with = "grace")]
+    pub fast: bool,
+}
+
+/// `herd signal`.
+#[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// The signal: HUP, USR1, SIGUSR2, 10, ...
+    #[arg(value_name = "SIGNAL", value_parser = parse_signal)]
+    pub signal: Signal,
+
+    /// Only the worker in this slot.
+    #[arg(long, value_name = "SLOT")]
+    pub worker: Option<usize>,
 }
 
 /// `herd run`.
@@ -58,10 +139,47 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
     pub stop_signal: Signal,
 
+    /// When a new worker counts as ready: `delay=DURATION` (alive that long, or READY=1
+    /// sooner) or `notify` (only READY=1 on NOTIFY_SOCKET).
+    #[arg(long, value_name = "MODE", default_value = "delay=1s", value_parser = parse_ready)]
+    pub ready: ReadyMode,
+
+    /// With --ready notify: how long a worker may take to send READY=1 before it counts as
+    /// failed.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+
+    /// Workers must send WATCHDOG=1 at least this often once ready (they get WATCHDOG_USEC);
+    /// one that misses its deadline is killed and restarted.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub watchdog: Option<Duration>,
+
+    /// During an upgrade, how many new workers may be starting at once.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_surge: u32,
+
+    /// Also allow this uid on the control socket (repeatable; herd's own uid and root always
+    /// are).
+    #[arg(long, value_name = "UID")]
+    pub control_allow_uid: Vec<u32>,
+
+    /// Also allow peers whose primary gid is this (repeatable).
+    #[arg(long, value_name = "GID")]
+    pub control_allow_gid: Vec<u32>,
+
     /// The worker program and its arguments; {fd:NAME} and {worker} are replaced.
     #[arg(last = true, required = true, value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
+}
+
+/// When a worker counts as ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadyMode {
+    /// After it stayed alive this long (or sent READY=1 sooner).
+    Delay(Duration),
+    /// When it sends READY=1.
+    Notify,
 }
 
 /// Log verbosity.
@@ -108,6 +226,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m30s or 500ms"))
 }
 
+fn parse_ready(text: &str) -> Result<ReadyMode, String> {
+    match text.split_once('=') {
+        None if text == "notify" => Ok(ReadyMode::Notify),
+        Some(("delay", d)) => parse_duration(d).map(ReadyMode::Delay),
+        _ => Err(format!(
+            "'{text}' is not a readiness mode; write 'notify' or 'delay=DURATION' (e.g. delay=1s)"
+        )),
+    }
+}
+
+fn parse_scale(text: &str) -> Result<ScaleTarget, String> {
+    let bad = || format!("'{text}' is not a number of workers; write N, +N or -N");
+    if let Some(rest) = text.strip_prefix('+') {
+        return rest.parse::<i64>().ok().filter(|n| *n >= 0).map(ScaleTarget::Delta).ok_or_else(bad);
+    }
+    if let Some(rest) = text.strip_prefix('-') {
+        return rest.parse::<i64>().ok().filter(|n| *n >= 0).map(|n| ScaleTarget::Delta(-n)).ok_or_else(bad);
+    }
+    text.parse().map(ScaleTarget::Set).map_err(|_| bad())
+}
+
 fn parse_signal(text: &str) -> Result<Signal, String> {
     Signal::from_name(text)
         .ok_or_else(|| format!("'{text}' is not a signal; write e.g. TERM, INT, QUIT or USR1"))
@@ -151,15 +290,24 @@ Supervision:
   exponential backoff (100ms doubling up to 30s) when it keeps failing. A command that cannot be
   executed makes herd fail at once.
 
+Readiness and the control socket:
+  Workers get NOTIFY_SOCKET (sd_notify: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1) and
+  HERD_CONTROL. `herd status`, `scale`, `upgrade`, `stop` and `signal` talk to the control socket,
+  selected by --name or --control. A rolling upgrade starts new workers (at most --max-surge at a
+  time); each must be ready before the worker it replaces is told to stop. A new worker that
+  exits or is not ready in time aborts the upgrade, and the old workers keep serving.
+
 Signals to herd:
   TERM, INT   stop gracefully: workers get --stop-signal, then SIGKILL after --grace
   INT again   stop at once (SIGKILL)
   QUIT        stop at once (SIGKILL)
+  HUP         rolling upgrade
+  TTIN, TTOU  one more, one fewer worker (never below 1)
 
 Exit status:
   0 stopped as asked; 1 a runtime failure (a socket or a worker could not be set up);
   2 invalid arguments.
 
-Example:
-  herd run -w 4 -b http=127.0.0.1:8080 -- python3 examples/hello.py
+Examples:
+  herd run -w 4 -b http=127.0.0.1:8080 --ready notify -- python3 examples/hello.py
   herd run -b http=:8000 -- uvicorn --fd {fd:http} app:app";

@@ -7,10 +7,14 @@
 //! - [`spec`]: socket specs (`--bind`) and binding;
 //! - [`command`]: the worker command, its templates and its environment;
 //! - [`supervisor`]: the worker pool state machine and the async driver around it;
+//! - [`control`]: the control socket's protocol, server and path handling;
+//! - [`ctl`]: the client commands (`status`, `scale`, `upgrade`, `stop`, `signal`);
 //! - [`exit`]: one-line errors and exit codes.
 
 mod cli;
 mod command;
+mod control;
+mod ctl;
 mod exit;
 mod logging;
 mod run;
@@ -45,7 +49,14 @@ fn main() -> ExitCode {
     };
     logging::init(cli.log_level, cli.log_format);
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(args),
+        cli::Command::Run(args) => run::run(args, cli.control.as_deref(), &cli.name),
+        client => control::path::check_name(&cli.name)
+            .map_err(exit::Failure::Usage)
+            .and_then(|()| {
+                let uid = herd_sys::process::effective_uid();
+                let (path, _) = control::path::resolve(cli.control.as_deref(), &cli.name, uid);
+                ctl::run(client, &path)
+            }),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

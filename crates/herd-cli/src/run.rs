@@ -1,35 +1,86 @@
 //! `herd run`: check the arguments, bind every socket, then supervise the workers.
 
+use std::ffi::OsString;
 use std::num::NonZeroUsize;
+use std::os::unix::io::OwnedFd;
+use std::path::Path;
 
 use anyhow::Context;
 
-use crate::cli::RunArgs;
+use crate::cli::{ReadyMode, RunArgs};
 use crate::command::WorkerCommand;
+use crate::control::path as control_path;
+use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::spec::{self, Listener};
 use crate::supervisor::backoff::BackoffPolicy;
-use crate::supervisor::pool::PoolConfig;
-use crate::supervisor::Supervisor;
+use crate::supervisor::notify::NotifySocket;
+use crate::supervisor::pool::{PoolConfig, Readiness};
+use crate::supervisor::{Control, Supervisor};
 
-/// Runs `herd run` to completion.
-pub fn run(args: RunArgs) -> Result<(), Failure> {
+/// Runs `herd run` to completion; `control` and `name` select the control socket.
+pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
     check_names(&args)?;
+    control_path::check_name(name).map_err(Failure::Usage)?;
     let workers = args.workers.unwrap_or_else(default_workers);
+    let uid = herd_sys::process::effective_uid();
+    let (control, private_dir) = control_path::resolve(control, name, uid);
+    let notify_path = control.with_extension("notify");
+    for path in [&control, &notify_path] {
+        if path.as_os_str().len() > spec::MAX_UNIX_PATH {
+            return Err(Failure::Usage(format!(
+                "the control socket path {} is longer than {} bytes; pass a shorter --control",
+                path.display(),
+                spec::MAX_UNIX_PATH
+            )));
+        }
+    }
 
     // Everything that can be checked without touching the system has been; bind now. Any error
-    // from here on drops the listeners, which closes them and removes their socket files.
+    // from here on drops what was bound, which closes it and removes its socket files.
+    if private_dir {
+        if let Some(dir) = control.parent() {
+            control_path::ensure_private_dir(dir, uid)?;
+        }
+    }
+    let (control_socket, _control_file) =
+        control_path::bind_private(&control, uid, "control socket")?;
+    let notify = NotifySocket::bind(&notify_path, uid)?;
     let listeners = spec::bind_all(&args.binds)?;
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
-    let command = WorkerCommand::new(&args.command, &names).map_err(Failure::Usage)?;
+    let mut extra_env: Vec<(OsString, OsString)> = vec![
+        ("NOTIFY_SOCKET".into(), notify.path.clone().into()),
+        ("HERD_CONTROL".into(), control.clone().into()),
+    ];
+    if let Some(watchdog) = args.watchdog {
+        extra_env.push(("WATCHDOG_USEC".into(), watchdog.as_micros().to_string().into()));
+    }
+    let command = WorkerCommand::new(&args.command, &names, extra_env).map_err(Failure::Usage)?;
     command.program(0).map_err(Failure::Usage)?;
     log_listeners(&listeners);
+    tracing::info!(path = %control.display(), "control socket ready");
 
     let config = PoolConfig {
         workers,
         grace: args.grace,
         stop_signal: args.stop_signal,
         backoff: BackoffPolicy::default(),
+        readiness: match args.ready {
+            ReadyMode::Delay(d) => Readiness::Delay(d),
+            ReadyMode::Notify => Readiness::Notify {
+                timeout: args.ready_timeout,
+            },
+        },
+        watchdog: args.watchdog,
+        max_surge: args.max_surge as usize,
+    };
+    let control = Control {
+        listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
+        policy: AccessPolicy {
+            own_uid: uid,
+            uids: args.control_allow_uid.clone(),
+            gids: args.control_allow_gid.clone(),
+        },
     };
     tracing::info!(
         workers,
@@ -42,8 +93,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("cannot start the event loop")?;
-    let supervisor = Supervisor::new(listeners, command, config)?;
-    runtime.block_on(supervisor.run())?;
+    let supervisor = Supervisor::new(listeners, command, config, name)?;
+    runtime.block_on(supervisor.run(control, notify))?;
     Ok(())
 }
 

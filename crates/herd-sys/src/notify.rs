@@ -88,3 +88,109 @@ fn send_abstract(_name: &[u8], _message: &[u8]) -> io::Result<()> {
         "abstract-namespace sockets exist only on Linux",
     ))
 }
+
+/// One datagram received on a notify socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram {
+    /// How many bytes were stored in the buffer.
+    pub len: usize,
+    /// Whether the datagram was longer than the buffer (the rest is lost).
+    pub truncated: bool,
+    /// The sender's pid, as the kernel vouches for it (`SCM_CREDENTIALS`); `None` where the
+    /// system does not say.
+    pub sender_pid: Option<u32>,
+}
+
+/// Asks the kernel to attach the sender's credentials to every datagram `socket` receives
+/// (`SO_PASSCRED`), which [`recv_datagram`] reads. Linux only; elsewhere a no-op.
+pub fn enable_credentials(socket: std::os::unix::io::BorrowedFd<'_>) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::unix::io::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads one c_int from `on`, whose size we pass.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PASSCRED,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = socket;
+    Ok(())
+}
+
+/// Receives one datagram from `socket` without blocking: `Ok(None)` when none is waiting.
+/// File descriptors a sender attached (`SCM_RIGHTS`) are closed at once: herd keeps none.
+pub fn recv_datagram(
+    socket: std::os::unix::io::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<Datagram>> {
+    use std::os::unix::io::AsRawFd;
+    // Room for the credentials and a few fds, aligned for cmsghdr.
+    let mut control = [0u64; 32];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; we point it at buffers that outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let flags = libc::MSG_DONTWAIT;
+    // SAFETY: recvmsg writes into the buffers described by `msg`.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags) };
+    if n < 0 {
+        let err = io::Error::last_os_error();
+        return match err.kind() {
+            io::ErrorKind::WouldBlock => Ok(None),
+            io::ErrorKind::Interrupted => recv_datagram(socket, buf),
+            _ => Err(err),
+        };
+    }
+    let mut sender_pid = None;
+    // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled, within
+    // msg_controllen; each header's data is read only when its level and type say what it is.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
+            let data = libc::CMSG_DATA(cmsg);
+            let data_len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+            if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+                let count = data_len / std::mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    let fd = std::ptr::read_unaligned((data as *const libc::c_int).add(i));
+                    libc::close(fd);
+                }
+            }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if level == libc::SOL_SOCKET
+                && kind == libc::SCM_CREDENTIALS
+                && data_len >= std::mem::size_of::<libc::ucred>()
+            {
+                let cred = std::ptr::read_unaligned(data as *const libc::ucred);
+                sender_pid = u32::try_from(cred.pid).ok().filter(|&p| p > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    let n = n as usize;
+    Ok(Some(Datagram {
+        len: n.min(buf.len()),
+        truncated: n > buf.len() || msg.msg_flags & libc::MSG_TRUNC != 0,
+        sender_pid,
+    }))
+}

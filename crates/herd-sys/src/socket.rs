@@ -107,3 +107,33 @@ fn getsockopt_int(raw: i32, opt: libc::c_int) -> io::Result<libc::c_int> {
     }
     Ok(value)
 }
+
+/// The accept queue of a listening TCP socket: `(waiting, limit)`, the connections waiting to
+/// be accepted and the backlog, read with `getsockopt(TCP_INFO)` (`tcpi_unacked` and
+/// `tcpi_sacked` mean exactly that on a listening socket). `Ok(None)` off Linux.
+pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info we own.
+        let mut info: libc::tcp_info = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some((info.tcpi_unacked, info.tcpi_sacked)))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        Ok(None)
+    }
+}

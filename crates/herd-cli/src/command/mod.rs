@@ -25,6 +25,7 @@ const PRIVATE_VARS: &[&str] = &[
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
     "HERD_WORKER",
+    "HERD_GENERATION",
 ];
 
 /// How to start a worker in any slot.
@@ -47,9 +48,14 @@ pub struct StartError {
 }
 
 impl WorkerCommand {
-    /// Compiles `argv` (program first) against the socket names, in fd order. Errors are
-    /// usage errors: a bad template or an unknown socket name.
-    pub fn new(argv: &[OsString], names: &[String]) -> Result<WorkerCommand, String> {
+    /// Compiles `argv` (program first) against the socket names, in fd order; `extra_env`
+    /// (herd's `NOTIFY_SOCKET`, `HERD_CONTROL`, ...) is added to every worker's environment.
+    /// Errors are usage errors: a bad template or an unknown socket name.
+    pub fn new(
+        argv: &[OsString],
+        names: &[String],
+        extra_env: Vec<(OsString, OsString)>,
+    ) -> Result<WorkerCommand, String> {
         let args = argv
             .iter()
             .enumerate()
@@ -58,9 +64,11 @@ impl WorkerCommand {
         if args.is_empty() {
             return Err("missing worker command after '--'".to_string());
         }
-        let env = std::env::vars_os()
+        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(key, _)| !PRIVATE_VARS.iter().any(|p| OsStr::new(p) == key))
+            .filter(|(key, _)| !extra_env.iter().any(|(k, _)| k == key))
             .collect();
+        env.extend(extra_env);
         Ok(WorkerCommand {
             args,
             env,
@@ -74,11 +82,13 @@ impl WorkerCommand {
         resolve_program(&self.args[0].expand(slot), self.path_var.as_deref())
     }
 
-    /// Starts the worker for `slot` with `fds` at 3, 4, ... and `stdin` at 0, in a process
-    /// group of its own, killed if herd dies. Returns its pid once it has executed.
+    /// Starts the worker for `slot` of `generation` with `fds` at 3, 4, ... and `stdin` at 0,
+    /// in a process group of its own, killed if herd dies. Returns its pid once it has
+    /// executed.
     pub fn spawn(
         &self,
         slot: usize,
+        generation: u64,
         fds: &[BorrowedFd<'_>],
         stdin: BorrowedFd<'_>,
     ) -> Result<u32, StartError> {
@@ -88,7 +98,7 @@ impl WorkerCommand {
         };
         let program = self.program(slot).map_err(|m| fail(true, m))?;
         let plan = self
-            .plan(&program, slot, fds.len())
+            .plan(&program, slot, generation, fds.len())
             .map_err(|e| fail(true, e.to_string()))?;
         plan.spawn(fds, Some(stdin)).map_err(|e| {
             let exec = e.stage() == Stage::Exec;
@@ -105,6 +115,7 @@ impl WorkerCommand {
         &self,
         program: &std::path::Path,
         slot: usize,
+        generation: u64,
         fds: usize,
     ) -> std::io::Result<ExecPlan> {
         let mut plan = ExecPlan::new(program.as_os_str())?;
@@ -117,6 +128,7 @@ impl WorkerCommand {
         plan.env(OsStr::new("LISTEN_FDS"), OsStr::new(&fds.to_string()))?
             .env(OsStr::new("LISTEN_FDNAMES"), OsStr::new(&self.fd_names))?
             .env(OsStr::new("HERD_WORKER"), OsStr::new(&slot.to_string()))?
+            .env(OsStr::new("HERD_GENERATION"), OsStr::new(&generation.to_string()))?
             .listen_pid()
             .new_process_group(true)
             .parent_death_signal(Some(Signal::KILL));

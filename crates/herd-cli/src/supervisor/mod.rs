@@ -1,14 +1,18 @@
 //! The supervisor: a thin async driver around the [`pool::Pool`] state machine. It turns
-//! signals, child exits and timers into pool events, and the pool's actions into `fork`/`exec`
-//! and `kill` calls.
+//! signals, child exits, `sd_notify` datagrams, control requests and timers into pool events,
+//! and the pool's actions into `fork`/`exec`, `kill` and replies.
 //!
 //! It runs on a current-thread runtime, on the process's main thread, so that every worker is
 //! forked by a thread that lives as long as herd: `PR_SET_PDEATHSIG` fires when the forking
-//! *thread* exits.
+//! *thread* exits. Control connections are tasks on the same thread; none of them can block
+//! the loop.
 
 pub mod backoff;
+pub mod notify;
 pub mod pool;
+pub mod status;
 
+use std::collections::{HashSet, VecDeque};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -16,20 +20,52 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use herd_sys::process::{self, Signal};
+use tokio::io::Interest;
+use tokio::net::{UnixDatagram, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::cli::MAX_WORKERS;
 use crate::command::WorkerCommand;
+use crate::control::protocol::{Command, ErrorCode, Response};
+use crate::control::server::{self, AccessPolicy, ControlRequest};
 use crate::spec::Listener;
-use pool::{Action, Pool, PoolConfig};
+use notify::{NotifySocket, RateLimit};
+use pool::{Action, NotifyMessage, Pool, PoolConfig, Reason, WorkerState};
 
-/// A running herd: its sockets, its command and its pool.
+/// The control endpoint a supervisor serves.
+pub struct Control {
+    /// The bound control socket.
+    pub listener: std::os::unix::net::UnixListener,
+    /// Who may use it.
+    pub policy: AccessPolicy,
+}
+
+/// A running herd: its sockets, its command, its pool and its endpoints.
 pub struct Supervisor {
     pool: Pool,
     listeners: Vec<Listener>,
     command: WorkerCommand,
     stdin: OwnedFd,
+    name: String,
+    started: Instant,
     /// Set when the first generation cannot be started: herd stops and reports it.
     failure: Option<anyhow::Error>,
+    upgrade_waiters: Vec<oneshot::Sender<Response>>,
+    stop_waiters: Vec<oneshot::Sender<Response>>,
+    /// Workers already logged as ready.
+    announced_ready: HashSet<u32>,
+    notify_log: RateLimit,
+}
+
+enum Event {
+    Child,
+    Stop(&'static str, bool),
+    Upgrade,
+    ScaleBy(i64, &'static str),
+    Control(ControlRequest),
+    Notify,
+    Timer,
 }
 
 impl Supervisor {
@@ -38,25 +74,40 @@ impl Supervisor {
         listeners: Vec<Listener>,
         command: WorkerCommand,
         config: PoolConfig,
+        name: &str,
     ) -> anyhow::Result<Supervisor> {
         Ok(Supervisor {
-            pool: Pool::new(config, Instant::now()),
+            pool: Pool::new(config),
             listeners,
             command,
             stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
+            name: name.to_string(),
+            started: Instant::now(),
             failure: None,
+            upgrade_waiters: Vec::new(),
+            stop_waiters: Vec::new(),
+            announced_ready: HashSet::new(),
+            notify_log: RateLimit::new(5, Duration::from_secs(10)),
         })
     }
 
-    /// Runs until a stop signal has been handled and every worker is gone. Returns an error
-    /// when the workers could not be started at all.
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    /// Runs until a stop has been handled and every worker is gone. Returns an error when the
+    /// workers could not be started at all.
+    pub async fn run(mut self, control: Control, notify: NotifySocket) -> anyhow::Result<()> {
         // Register every handler before the first fork, so that no exit or signal is missed.
         let mut sigchld = signal(SignalKind::child())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigquit = signal(SignalKind::quit())?;
         let mut sighup = signal(SignalKind::hangup())?;
+        let mut sigttin = signal(SignalKind::from_raw(libc::SIGTTIN))?;
+        let mut sigttou = signal(SignalKind::from_raw(libc::SIGTTOU))?;
+        let notify_socket = UnixDatagram::from_std(notify.socket.try_clone()?)?;
+
+        control.listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(control.listener)?;
+        let (requests_tx, mut requests) = mpsc::channel(64);
+        let server = tokio::spawn(server::serve(listener, control.policy, requests_tx));
 
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
@@ -65,42 +116,62 @@ impl Supervisor {
             let sleep = tokio::time::sleep_until(
                 deadline.map_or_else(far_future, tokio::time::Instant::from_std),
             );
-            tokio::select! {
-                _ = sigchld.recv() => self.reap(),
-                _ = sigterm.recv() => self.stop("SIGTERM", true),
-                _ = sigint.recv() => {
-                    // A second Ctrl-C stops at once.
-                    let graceful = !self.pool.is_stopping();
-                    self.stop("SIGINT", graceful);
+            let event = tokio::select! {
+                _ = sigchld.recv() => Event::Child,
+                _ = sigterm.recv() => Event::Stop("SIGTERM", true),
+                // A second Ctrl-C stops at once.
+                _ = sigint.recv() => Event::Stop("SIGINT", !self.pool.is_stopping()),
+                _ = sigquit.recv() => Event::Stop("SIGQUIT", false),
+                _ = sighup.recv() => Event::Upgrade,
+                _ = sigttin.recv() => Event::ScaleBy(1, "SIGTTIN"),
+                _ = sigttou.recv() => Event::ScaleBy(-1, "SIGTTOU"),
+                Some(request) = requests.recv() => Event::Control(request),
+                _ = notify_socket.readable() => Event::Notify,
+                _ = sleep, if deadline.is_some() => Event::Timer,
+            };
+            match event {
+                Event::Child => self.reap(),
+                Event::Stop(reason, graceful) => self.stop(reason, graceful, None),
+                Event::Upgrade => self.upgrade("SIGHUP", None, None),
+                Event::ScaleBy(delta, reason) => {
+                    // A signal never scales below one worker; `herd scale 0` can.
+                    let target = self.pool.desired().saturating_add_signed(delta as isize).max(1);
+                    if let Err(why) = self.scale(target, reason) {
+                        tracing::warn!("{reason} ignored: {why}");
+                    }
                 }
-                _ = sigquit.recv() => self.stop("SIGQUIT", false),
-                _ = sighup.recv() => tracing::warn!("SIGHUP ignored: rolling upgrades are not supported yet"),
-                _ = sleep, if deadline.is_some() => {}
+                Event::Control(request) => self.control(request),
+                Event::Notify => self.read_notifications(&notify_socket),
+                Event::Timer => {}
             }
             let actions = self.pool.due(Instant::now());
             self.apply(actions, false);
+            self.announce_ready();
         }
+        server.abort();
         tracing::info!("all workers have exited; herd stops");
+        for waiter in self.stop_waiters.drain(..) {
+            let _ = waiter.send(Response::ok(serde_json::json!({ "stopped": true })));
+        }
+        drop(notify);
         match self.failure.take() {
             Some(failure) => Err(failure),
             None => Ok(()),
         }
     }
 
-    fn stop(&mut self, reason: &str, graceful: bool) {
+    fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
         if graceful && self.pool.is_stopping() {
-            tracing::info!(
-                signal = reason,
-                "already stopping; send SIGQUIT to stop at once"
-            );
+            tracing::info!(signal = reason, "already stopping; send SIGQUIT to stop at once");
             return;
         }
+        let grace = grace.unwrap_or(self.pool.config().grace);
         if graceful {
             tracing::info!(
                 signal = reason,
                 "stopping gracefully: workers get {} and {} to finish",
-                self.pool_stop_signal(),
-                humantime::format_duration(self.pool_grace())
+                self.pool.config().stop_signal,
+                humantime::format_duration(grace)
             );
         } else {
             tracing::info!(signal = reason, "stopping at once: killing every worker");
@@ -110,75 +181,201 @@ impl Supervisor {
         for listener in &mut self.listeners {
             listener.close();
         }
-        let actions = self.pool.stop(graceful, Instant::now());
+        let actions = self.pool.stop(graceful, Some(grace), Instant::now());
         self.apply(actions, false);
     }
 
-    fn pool_stop_signal(&self) -> Signal {
-        self.pool.config().stop_signal
+    fn upgrade(&mut self, reason: &str, timeout: Option<Duration>, waiter: Option<oneshot::Sender<Response>>) {
+        let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
+        match self.pool.upgrade(timeout, Instant::now()) {
+            Ok((generation, actions)) => {
+                tracing::info!(
+                    generation,
+                    trigger = reason,
+                    "rolling upgrade to generation {generation} started"
+                );
+                self.upgrade_waiters.extend(waiter);
+                self.apply(actions, false);
+            }
+            Err(why) => {
+                tracing::warn!("{reason}: cannot upgrade: {why}");
+                if let Some(waiter) = waiter {
+                    let code = if self.pool.is_stopping() {
+                        ErrorCode::Stopping
+                    } else {
+                        ErrorCode::Busy
+                    };
+                    let _ = waiter.send(Response::error(code, why));
+                }
+            }
+        }
     }
 
-    fn pool_grace(&self) -> Duration {
-        self.pool.config().grace
+    fn scale(&mut self, target: usize, reason: &str) -> Result<usize, String> {
+        let previous = self.pool.desired();
+        let actions = self.pool.scale(target, Instant::now())?;
+        tracing::info!(trigger = reason, "scaling from {previous} to {target} workers");
+        self.apply(actions, false);
+        Ok(previous)
+    }
+
+    fn control(&mut self, request: ControlRequest) {
+        let ControlRequest { command, reply } = request;
+        let response = match command {
+            Command::Status => {
+                let status = status::snapshot(&self.pool, &self.listeners, &self.name, self.started);
+                match serde_json::to_value(status) {
+                    Ok(value) => Response::ok(value),
+                    Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
+                }
+            }
+            Command::Scale { workers, delta } => self.scale_request(workers, delta),
+            Command::Upgrade { timeout_ms } => {
+                self.upgrade("herd upgrade", timeout_ms.map(Duration::from_millis), Some(reply));
+                return;
+            }
+            Command::Stop { grace_ms, fast } => {
+                self.stop_waiters.push(reply);
+                self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
+                return;
+            }
+            Command::Signal { signal, slot } => match Signal::from_name(&signal) {
+                None => Response::error(
+                    ErrorCode::InvalidArgument,
+                    format!("'{signal}' is not a signal; write e.g. HUP, USR1 or 10"),
+                ),
+                Some(sig) => match self.pool.signal(sig, slot) {
+                    Ok(actions) => {
+                        let count = actions.len();
+                        tracing::info!(signal = %sig, ?slot, "sending {sig} to {count} worker(s)");
+                        self.apply(actions, false);
+                        Response::ok(serde_json::json!({ "signalled": count }))
+                    }
+                    Err(why) => Response::error(ErrorCode::InvalidArgument, why),
+                },
+            },
+        };
+        let _ = reply.send(response);
+    }
+
+    fn scale_request(&mut self, workers: Option<usize>, delta: Option<i64>) -> Response {
+        let current = self.pool.desired();
+        let target = match (workers, delta) {
+            (Some(n), None) => Ok(n),
+            (None, Some(d)) => {
+                let t = current as i64 + d;
+                if t < 0 {
+                    Err(format!("cannot remove {} of {current} workers", -d))
+                } else {
+                    Ok(t as usize)
+                }
+            }
+            _ => Err("give exactly one of \"workers\" and \"delta\"".to_string()),
+        };
+        let target = match target {
+            Ok(t) if t > MAX_WORKERS => Err(format!("at most {MAX_WORKERS} workers")),
+            other => other,
+        };
+        match target {
+            Err(why) => Response::error(ErrorCode::InvalidArgument, why),
+            Ok(target) => match self.scale(target, "herd scale") {
+                Ok(previous) => Response::ok(serde_json::json!({
+                    "previous": previous,
+                    "workers": target,
+                })),
+                Err(why) => Response::error(ErrorCode::Stopping, why),
+            },
+        }
     }
 
     fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
-        for action in actions {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
             match action {
                 // A stop decided while this batch ran (the first generation failed) cancels
                 // the spawns still in it.
                 Action::Spawn { .. } if self.pool.is_stopping() => {}
-                Action::Spawn { slot } => self.spawn(slot, first_generation),
-                Action::Signal { slot, pid, signal } => {
-                    if signal == Signal::KILL && self.pool.is_stopping() {
-                        tracing::warn!(slot, pid, "worker did not stop in time; killing it");
+                Action::Spawn { slot, generation } => {
+                    queue.extend(self.spawn(slot, generation, first_generation));
+                }
+                Action::Signal {
+                    pid,
+                    signal,
+                    group,
+                    reason,
+                } => {
+                    let slot = self.pool.worker(pid).map(|w| w.slot);
+                    match reason {
+                        Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
+                            tracing::warn!(?slot, pid, "killing worker: {}", reason.describe());
+                        }
+                        _ => tracing::debug!(?slot, pid, "sending {signal}: {}", reason.describe()),
                     }
-                    if let Err(e) = process::signal_group(pid, signal) {
-                        tracing::warn!(slot, pid, "cannot send {signal}: {e}");
+                    let sent = if group {
+                        process::signal_group(pid, signal)
+                    } else {
+                        process::signal_process(pid, signal)
+                    };
+                    if let Err(e) = sent {
+                        tracing::warn!(?slot, pid, "cannot send {signal}: {e}");
+                    }
+                }
+                Action::UpgradeEnded(result) => {
+                    let response = match &result {
+                        Ok(generation) => {
+                            tracing::info!(generation, "rolling upgrade to generation {generation} finished");
+                            Response::ok(serde_json::json!({ "generation": generation }))
+                        }
+                        Err(why) => {
+                            tracing::error!("rolling upgrade aborted; the old workers keep serving: {why}");
+                            Response::error(ErrorCode::UpgradeFailed, why.clone())
+                        }
+                    };
+                    for waiter in self.upgrade_waiters.drain(..) {
+                        let _ = waiter.send(response.clone());
                     }
                 }
             }
         }
     }
 
-    fn spawn(&mut self, slot: usize, first_generation: bool) {
+    fn spawn(&mut self, slot: usize, generation: u64, first_generation: bool) -> Vec<Action> {
+        let now = Instant::now();
         let fds: Option<Vec<BorrowedFd<'_>>> = self.listeners.iter().map(Listener::fd).collect();
-        let fds = match fds {
-            Some(fds) => fds,
-            None => {
-                self.pool.spawn_failed(slot, Instant::now());
-                return;
-            }
+        let result = match fds {
+            Some(fds) => self.command.spawn(slot, generation, &fds, self.stdin.as_fd()),
+            None => Err(crate::command::StartError {
+                cannot_execute: false,
+                message: "the sockets are closed".to_string(),
+            }),
         };
-        match self.command.spawn(slot, &fds, self.stdin.as_fd()) {
+        match result {
             Ok(pid) => {
-                tracing::info!(slot, pid, "worker started");
-                if !self.pool.spawned(slot, pid, Instant::now()) {
+                tracing::info!(slot, pid, generation, "worker started");
+                if !self.pool.spawned(slot, generation, pid, now) {
                     // Unreachable by construction; never leave a process unsupervised.
-                    tracing::error!(
-                        slot,
-                        pid,
-                        "worker started in a slot that was not free; killing it"
-                    );
+                    tracing::error!(slot, pid, "worker started in a slot that was not free; killing it");
                     let _ = process::signal_group(pid, Signal::KILL);
                 }
+                Vec::new()
             }
             Err(e) if first_generation && e.cannot_execute => {
-                self.pool.spawn_failed(slot, Instant::now());
+                let (_, mut actions) = self.pool.spawn_failed(slot, &e.message, now);
                 if self.failure.is_none() {
                     self.failure = Some(anyhow!(e.message));
-                    let actions = self.pool.stop(false, Instant::now());
-                    self.apply(actions, false);
+                    actions.extend(self.pool.stop(false, None, now));
                 }
+                actions
             }
             Err(e) => {
-                let delay = self.pool.spawn_failed(slot, Instant::now());
+                let (delay, actions) = self.pool.spawn_failed(slot, &e.message, now);
                 tracing::error!(
                     slot,
                     retry_in = %humantime::format_duration(delay),
                     "cannot start worker: {}",
                     e.message
                 );
+                actions
             }
         }
     }
@@ -193,35 +390,103 @@ impl Supervisor {
                     return;
                 }
             };
-            let exit = match self.pool.exited(pid, status, Instant::now()) {
-                Some(exit) => exit,
-                None => {
-                    tracing::debug!(pid, "reaped a process that was not a worker");
-                    continue;
-                }
+            self.announced_ready.remove(&pid);
+            let Some((exit, actions)) = self.pool.exited(pid, status, Instant::now()) else {
+                tracing::debug!(pid, "reaped a process that was not a worker");
+                continue;
             };
             let how = describe_exit(status);
             let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
-            match exit.restart_in {
-                None => tracing::info!(slot = exit.slot, pid, %uptime, "worker exited: {how}"),
-                Some(delay) if delay.is_zero() => tracing::warn!(
-                    slot = exit.slot,
+            let (slot, generation) = (exit.slot, exit.generation);
+            match (exit.stopped_for, exit.restart_in) {
+                (Some(reason), None) => tracing::info!(
+                    slot,
                     pid,
+                    generation,
+                    %uptime,
+                    "worker exited: {how} (stopped: {})",
+                    reason.describe()
+                ),
+                (None, None) => tracing::warn!(slot, pid, generation, %uptime, "worker exited: {how}"),
+                (_, Some(delay)) if delay.is_zero() => tracing::warn!(
+                    slot,
+                    pid,
+                    generation,
                     %uptime,
                     "worker exited: {how}; restarting it"
                 ),
-                Some(delay) => tracing::warn!(
-                    slot = exit.slot,
+                (_, Some(delay)) => tracing::warn!(
+                    slot,
                     pid,
+                    generation,
                     %uptime,
-                    failures = self.pool.failures(exit.slot),
+                    failures = self.pool.failures(slot),
                     "worker exited: {how}; restarting it in {} (crash-loop backoff)",
                     humantime::format_duration(delay)
                 ),
             }
+            self.apply(actions, false);
+        }
+    }
+
+    fn read_notifications(&mut self, socket: &UnixDatagram) {
+        let mut buf = [0u8; notify::MAX_DATAGRAM];
+        // Bounded per wake-up, so a flood cannot starve the rest of the loop.
+        for _ in 0..256 {
+            let received = socket.try_io(Interest::READABLE, || notify::recv(socket.as_fd(), &mut buf));
+            let datagram = match received {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!("notify socket: {e}");
+                    return;
+                }
+            };
+            let now = Instant::now();
+            let dropped = |why: String, limit: &mut RateLimit| {
+                let (log, suppressed) = limit.allow(now);
+                if suppressed > 0 {
+                    tracing::warn!("notify socket: {suppressed} more messages were dropped");
+                }
+                if log {
+                    tracing::warn!("notify socket: dropped a message: {why}");
+                }
+            };
+            if datagram.truncated {
+                dropped(format!("longer than {} bytes", notify::MAX_DATAGRAM), &mut self.notify_log);
+                continue;
+            }
+            let Some(sender) = datagram.sender_pid else {
+                dropped("the sender's pid is unknown".to_string(), &mut self.notify_log);
+                continue;
+            };
+            let Some(pid) = notify::attribute(sender, |p| self.pool.worker(p).is_some()) else {
+                dropped(format!("pid {sender} is not a worker nor a descendant of one"), &mut self.notify_log);
+                continue;
+            };
+            let Some(message) = NotifyMessage::parse(&buf[..datagram.len]) else {
+                dropped(format!("malformed message from pid {sender}"), &mut self.notify_log);
+                continue;
+            };
+            if message.stopping {
+                tracing::debug!(pid, "worker says it is stopping");
+            }
+            self.pool.notified(pid, &message, now);
+        }
+    }
+
+    /// Logs each worker once, when it becomes ready.
+    fn announce_ready(&mut self) {
+        for w in self.pool.workers() {
+            if w.state == WorkerState::Ready && self.announced_ready.insert(w.pid) {
+                tracing::info!(slot = w.slot, pid = w.pid, generation = w.generation, "worker ready");
+            }
         }
     }
 }
+
+/// How long `herd upgrade` (or SIGHUP) may take unless told otherwise.
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// `exit code 3`, `killed by SIGKILL`, `killed by SIGSEGV (core dumped)`.
 pub fn describe_exit(status: ExitStatus) -> String {
@@ -230,13 +495,8 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
     match status.signal() {
         Some(n) => {
-            let name =
-                Signal::from_number(n).map_or_else(|| format!("signal {n}"), |s| s.to_string());
-            let core = if status.core_dumped() {
-                " (core dumped)"
-            } else {
-                ""
-            };
+            let name = Signal::from_number(n).map_or_else(|| format!("signal {n}"), |s| s.to_string());
+            let core = if status.core_dumped() { " (core dumped)" } else { "" };
             format!("killed by {name}{core}")
         }
         None => format!("{status}"),

@@ -1,6 +1,11 @@
-//! The worker pool as a pure state machine: events in (a worker started, exited, time passed,
-//! stop requested), actions out (start a worker, signal one). No processes, no clocks: the
-//! caller passes `now`, so every behaviour is unit-tested in microseconds.
+//! The worker pool as a pure state machine: events in (a worker started, exited, notified,
+//! time passed, a command arrived), actions out (start a worker, signal one, report an
+//! upgrade's end). No processes, no clocks: the caller passes `now`, so every behaviour is
+//! unit-tested in microseconds and the async driver around it stays thin.
+//!
+//! Workers live in *slots* 0..desired. Each slot normally holds one live worker; during a
+//! rolling upgrade it briefly holds two: the old generation's worker, and the new one that
+//! must become ready before the old one is told to stop.
 
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -9,10 +14,22 @@ use herd_sys::process::Signal;
 
 use super::backoff::{Backoff, BackoffPolicy};
 
+/// When a new worker counts as ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// After it stayed alive this long, or sent `READY=1`, whichever comes first.
+    Delay(Duration),
+    /// When it sends `READY=1`; one that has not after `timeout` failed to start.
+    Notify {
+        /// How long a worker may take.
+        timeout: Duration,
+    },
+}
+
 /// The pool's settings.
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
-    /// How many worker slots.
+    /// How many worker slots to fill at start.
     pub workers: usize,
     /// How long stopping workers may take before they are killed.
     pub grace: Duration,
@@ -20,230 +37,615 @@ pub struct PoolConfig {
     pub stop_signal: Signal,
     /// Restart backoff.
     pub backoff: BackoffPolicy,
+    /// When a worker is ready.
+    pub readiness: Readiness,
+    /// A ready worker that sends no `WATCHDOG=1` for this long is killed and restarted.
+    pub watchdog: Option<Duration>,
+    /// How many new-generation workers may be starting at once during an upgrade.
+    pub max_surge: usize,
 }
 
 /// What the driver must do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Start a worker in `slot`, then report [`Pool::spawned`] or [`Pool::spawn_failed`].
     Spawn {
         /// The slot to fill.
         slot: usize,
+        /// The generation the new worker belongs to.
+        generation: u64,
     },
-    /// Send `signal` to the worker `pid` (and its process group).
+    /// Send `signal` to a worker: to its whole process group when `group`.
     Signal {
-        /// The worker's slot.
-        slot: usize,
         /// The worker's pid.
         pid: u32,
         /// What to send.
         signal: Signal,
+        /// Also reach the processes the worker forked (stop and kill do).
+        group: bool,
+        /// Why, for the log.
+        reason: Reason,
     },
+    /// A rolling upgrade ended: `Ok(generation)` or `Err(why it was aborted)`.
+    UpgradeEnded(Result<u64, String>),
 }
 
-/// What a worker's exit meant, for the log.
+/// Why a worker is signalled or stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Exit {
-    /// The slot it ran in.
-    pub slot: usize,
-    /// How long it ran.
-    pub uptime: Duration,
-    /// When a successor starts, or `None` when herd is stopping.
-    pub restart_in: Option<Duration>,
+pub enum Reason {
+    /// herd is stopping.
+    Shutdown,
+    /// Its slot is above the desired number of workers.
+    ScaleDown,
+    /// A ready worker of a newer generation took its slot.
+    Replaced,
+    /// Its upgrade was aborted before it became ready.
+    UpgradeAborted,
+    /// It did not become ready in time.
+    NotReady,
+    /// It sent no `WATCHDOG=1` in time.
+    Watchdog,
+    /// Its grace period is over.
+    GraceExpired,
+    /// Someone asked for this signal (`herd signal`).
+    Requested,
 }
 
+impl Reason {
+    /// A short explanation for logs and status.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Shutdown => "herd is stopping",
+            Reason::ScaleDown => "scaled down",
+            Reason::Replaced => "replaced by a newer generation",
+            Reason::UpgradeAborted => "its upgrade was aborted",
+            Reason::NotReady => "not ready in time",
+            Reason::Watchdog => "watchdog timeout",
+            Reason::GraceExpired => "did not stop in time",
+            Reason::Requested => "requested",
+        }
+    }
+
+    /// Whether a worker stopped for this reason is replaced in its slot.
+    fn restarts(self) -> bool {
+        matches!(self, Reason::NotReady | Reason::Watchdog)
+    }
+}
+
+/// A worker's lifecycle state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// No process; start one at `at`.
-    Waiting { at: Instant },
-    /// A [`Action::Spawn`] was handed out; the driver reports back.
+pub enum WorkerState {
+    /// Started, not yet ready.
     Starting,
-    /// A worker runs.
-    Running { pid: u32, since: Instant },
-    /// The worker was told to stop; `killed` once it was sent `SIGKILL`.
+    /// Ready to serve.
+    Ready,
+    /// Told to stop; killed at `deadline` unless it exits first.
     Stopping {
-        pid: u32,
-        since: Instant,
+        /// Why.
+        reason: Reason,
+        /// When it gets SIGKILL.
+        deadline: Instant,
+        /// Whether it already got SIGKILL.
         killed: bool,
     },
-    /// Nothing runs and nothing will (herd is stopping).
-    Vacant,
 }
 
-#[derive(Debug)]
-struct Slot {
-    state: State,
+/// One worker process.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    /// Its pid.
+    pub pid: u32,
+    /// Its slot.
+    pub slot: usize,
+    /// The generation it belongs to.
+    pub generation: u64,
+    /// Where it is in its life.
+    pub state: WorkerState,
+    /// When it started.
+    pub started: Instant,
+    /// When it last proved alive (`READY=1`, `WATCHDOG=1`).
+    pub last_ping: Instant,
+    /// Its last `STATUS=` text.
+    pub status: Option<String>,
+}
+
+impl Worker {
+    fn live(&self) -> bool {
+        !matches!(self.state, WorkerState::Stopping { .. })
+    }
+
+    /// Whether it still holds its slot: live, or killed for failing (its successor starts
+    /// when it has exited, after the slot's backoff).
+    fn holds_slot(&self) -> bool {
+        match self.state {
+            WorkerState::Stopping { reason, .. } => reason.restarts(),
+            _ => true,
+        }
+    }
+}
+
+/// A slot's history.
+#[derive(Clone, Debug, Default)]
+pub struct Slot {
     backoff: Backoff,
+    /// How many times a worker was restarted in this slot after an unexpected exit.
+    pub restarts: u32,
+    /// How the slot's last worker exited.
+    pub last_exit: Option<ExitStatus>,
+    /// When the next worker starts, while the slot waits out a backoff.
+    pub restart_at: Option<Instant>,
+    spawning: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Serving,
-    Stopping { deadline: Instant },
+    Stopping,
 }
 
-/// The worker slots and what each is doing.
+/// A rolling upgrade in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The generation being rolled out.
+    pub generation: u64,
+    /// When it is aborted if not finished.
+    pub deadline: Instant,
+}
+
+/// What an exit meant, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// The worker's slot.
+    pub slot: usize,
+    /// Its generation.
+    pub generation: u64,
+    /// How long it ran.
+    pub uptime: Duration,
+    /// Why herd had asked it to stop, if it had.
+    pub stopped_for: Option<Reason>,
+    /// When a successor starts, if one does.
+    pub restart_in: Option<Duration>,
+}
+
+/// The worker pool.
 #[derive(Debug)]
 pub struct Pool {
     config: PoolConfig,
+    desired: usize,
+    generation: u64,
+    latest_generation: u64,
     slots: Vec<Slot>,
+    workers: Vec<Worker>,
     phase: Phase,
+    upgrade: Option<Upgrade>,
 }
 
 impl Pool {
-    /// A pool whose every slot is due to start at `now`.
-    pub fn new(config: PoolConfig, now: Instant) -> Pool {
-        let slots = (0..config.workers)
-            .map(|_| Slot {
-                state: State::Waiting { at: now },
-                backoff: Backoff::default(),
-            })
-            .collect();
+    /// A pool whose first `config.workers` slots are due to start now (generation 1).
+    pub fn new(config: PoolConfig) -> Pool {
+        let desired = config.workers;
         Pool {
             config,
-            slots,
+            desired,
+            generation: 1,
+            latest_generation: 1,
+            slots: vec![Slot::default(); desired],
+            workers: Vec::new(),
             phase: Phase::Serving,
+            upgrade: None,
         }
     }
 
-    /// The actions due at `now`: workers to start, stopping workers to kill after the grace
-    /// period.
+    /// Everything due at `now`: kills after grace periods, readiness, watchdogs, upgrade
+    /// progress, and workers to start.
     pub fn due(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        let kill = matches!(self.phase, Phase::Stopping { deadline } if now >= deadline);
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            match slot.state {
-                State::Waiting { at } if at <= now && self.phase == Phase::Serving => {
-                    slot.state = State::Starting;
-                    actions.push(Action::Spawn { slot: i });
-                }
-                State::Stopping {
-                    pid,
-                    since,
-                    killed: false,
-                } if kill => {
-                    slot.state = State::Stopping {
-                        pid,
-                        since,
-                        killed: true,
-                    };
-                    actions.push(Action::Signal {
-                        slot: i,
-                        pid,
-                        signal: Signal::KILL,
-                    });
-                }
-                _ => {}
-            }
+        self.expire_stopping(now, &mut actions);
+        if self.phase == Phase::Serving {
+            self.check_readiness(now, &mut actions);
+            self.check_watchdogs(now, &mut actions);
+            self.advance_upgrade(now, &mut actions);
+            self.fill_slots(now, &mut actions);
         }
         actions
     }
 
-    /// The worker for `slot` runs as `pid`. Only a slot handed out by [`Action::Spawn`] takes
-    /// it; returns `false` otherwise (the caller must then stop that process itself).
-    pub fn spawned(&mut self, slot: usize, pid: u32, now: Instant) -> bool {
+    fn expire_stopping(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        for w in &mut self.workers {
+            if let WorkerState::Stopping {
+                deadline,
+                killed: false,
+                reason,
+            } = w.state
+            {
+                if now >= deadline {
+                    w.state = WorkerState::Stopping {
+                        reason,
+                        deadline,
+                        killed: true,
+                    };
+                    actions.push(kill(w.pid, Reason::GraceExpired));
+                }
+            }
+        }
+    }
+
+    fn check_readiness(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let mut failed_upgrade = None;
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.state != WorkerState::Starting {
+                continue;
+            }
+            match self.config.readiness {
+                Readiness::Delay(delay) if now >= w.started + delay => {
+                    self.workers[i].state = WorkerState::Ready;
+                    self.workers[i].last_ping = now;
+                }
+                Readiness::Notify { timeout } if now >= w.started + timeout => {
+                    if self.is_upgrading_worker(w) {
+                        failed_upgrade = Some(format!(
+                            "worker {} (pid {}) of generation {} did not send READY=1 within {}",
+                            w.slot,
+                            w.pid,
+                            w.generation,
+                            humantime::format_duration(timeout)
+                        ));
+                    } else {
+                        let pid = w.pid;
+                        self.workers[i].state = stopping(Reason::NotReady, now, true);
+                        actions.push(kill(pid, Reason::NotReady));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(reason) = failed_upgrade {
+            self.abort_upgrade(reason, now, actions);
+        }
+    }
+
+    fn check_watchdogs(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(limit) = self.config.watchdog else {
+            return;
+        };
+        for w in &mut self.workers {
+            if w.state == WorkerState::Ready && now >= w.last_ping + limit {
+                w.state = stopping(Reason::Watchdog, now, true);
+                actions.push(kill(w.pid, Reason::Watchdog));
+            }
+        }
+    }
+
+    fn advance_upgrade(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let Some(upgrade) = self.upgrade else {
+            return;
+        };
+        if now >= upgrade.deadline {
+            let reason = format!(
+                "the upgrade to generation {} did not finish before its deadline",
+                upgrade.generation
+            );
+            self.abort_upgrade(reason, now, actions);
+            return;
+        }
+        let g = upgrade.generation;
+        // Old workers whose slot has a ready successor stop now.
+        let (grace, stop_signal) = (self.config.grace, self.config.stop_signal);
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.live() && w.generation < g && self.has_worker(w.slot, |o| o.generation >= g && o.state == WorkerState::Ready) {
+                let pid = w.pid;
+                self.workers[i].state = stopping(Reason::Replaced, now + grace, false);
+                actions.push(signal_stop(pid, stop_signal, Reason::Replaced));
+            }
+        }
+        // Start successors, at most max_surge at a time, for slots whose old worker still serves.
+        let starting = self
+            .workers
+            .iter()
+            .filter(|w| w.generation >= g && w.state == WorkerState::Starting)
+            .count()
+            + self.slots.iter().filter(|s| s.spawning).count();
+        let mut room = self.config.max_surge.max(1).saturating_sub(starting);
+        for slot in 0..self.desired {
+            if room == 0 {
+                break;
+            }
+            let has_old = self.has_worker(slot, |w| w.live() && w.generation < g);
+            let has_new = self.has_worker(slot, |w| w.live() && w.generation >= g);
+            if has_old && !has_new && !self.slots[slot].spawning {
+                self.slots[slot].spawning = true;
+                actions.push(Action::Spawn { slot, generation: g });
+                room -= 1;
+            }
+        }
+        // Done when every slot has a ready worker of the new generation and no old one.
+        let done = (0..self.desired).all(|slot| {
+            self.has_worker(slot, |w| w.generation >= g && w.state == WorkerState::Ready)
+                && !self.has_worker(slot, |w| w.live() && w.generation < g)
+        });
+        if done {
+            self.upgrade = None;
+            self.generation = g;
+            actions.push(Action::UpgradeEnded(Ok(g)));
+        }
+    }
+
+    fn fill_slots(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let generation = self.upgrade.map_or(self.generation, |u| u.generation);
+        for slot in 0..self.desired {
+            let s = &self.slots[slot];
+            if s.spawning || self.has_worker(slot, Worker::holds_slot) {
+                continue;
+            }
+            if s.restart_at.is_none_or(|at| at <= now) {
+                let s = &mut self.slots[slot];
+                s.restart_at = None;
+                s.spawning = true;
+                actions.push(Action::Spawn { slot, generation });
+            }
+        }
+    }
+
+    /// The worker for `slot` runs as `pid`. Returns `false` when the slot was not handed out
+    /// by [`Action::Spawn`] (the caller must then stop that process itself).
+    pub fn spawned(&mut self, slot: usize, generation: u64, pid: u32, now: Instant) -> bool {
         match self.slots.get_mut(slot) {
-            Some(s) if s.state == State::Starting => {
-                s.state = State::Running { pid, since: now };
+            Some(s) if s.spawning && self.phase == Phase::Serving => {
+                s.spawning = false;
+                self.workers.push(Worker {
+                    pid,
+                    slot,
+                    generation,
+                    state: WorkerState::Starting,
+                    started: now,
+                    last_ping: now,
+                    status: None,
+                });
                 true
             }
             _ => false,
         }
     }
 
-    /// The worker for `slot` could not be started; returns the delay before the next try.
-    pub fn spawn_failed(&mut self, slot: usize, now: Instant) -> Duration {
+    /// The worker for `slot` could not be started. Returns the delay before the next try, and
+    /// aborts an upgrade whose new worker this was.
+    pub fn spawn_failed(&mut self, slot: usize, why: &str, now: Instant) -> (Duration, Vec<Action>) {
         let policy = self.config.backoff;
-        match self.slots.get_mut(slot) {
-            Some(s) => {
-                let delay = s.backoff.next_delay(&policy, None);
-                s.state = match self.phase {
-                    Phase::Serving => State::Waiting { at: now + delay },
-                    Phase::Stopping { .. } => State::Vacant,
-                };
-                delay
-            }
-            None => Duration::ZERO,
+        let mut actions = Vec::new();
+        let Some(s) = self.slots.get_mut(slot) else {
+            return (Duration::ZERO, actions);
+        };
+        s.spawning = false;
+        let delay = s.backoff.next_delay(&policy, None);
+        s.restart_at = Some(now + delay);
+        if let Some(u) = self.upgrade {
+            let reason = format!("cannot start a worker of generation {}: {why}", u.generation);
+            self.abort_upgrade(reason, now, &mut actions);
         }
+        (delay, actions)
     }
 
-    /// A child exited. Returns `None` when `pid` is not one of the pool's workers.
-    pub fn exited(&mut self, pid: u32, _status: ExitStatus, now: Instant) -> Option<Exit> {
-        let policy = self.config.backoff;
-        let serving = self.phase == Phase::Serving;
-        let (slot, s) = self
-            .slots
-            .iter_mut()
-            .enumerate()
-            .find(|(_, s)| s.pid() == Some(pid))?;
-        let since = match s.state {
-            State::Running { since, .. } | State::Stopping { since, .. } => since,
-            _ => now,
+    /// A child exited. Returns `None` when `pid` is not one of the pool's workers, else what
+    /// the exit meant, with any actions it triggers (an aborted upgrade).
+    pub fn exited(&mut self, pid: u32, status: ExitStatus, now: Instant) -> Option<(Exit, Vec<Action>)> {
+        let index = self.workers.iter().position(|w| w.pid == pid)?;
+        let w = self.workers.remove(index);
+        let mut actions = Vec::new();
+        let stopped_for = match w.state {
+            WorkerState::Stopping { reason, .. } => Some(reason),
+            _ => None,
         };
-        let uptime = now.saturating_duration_since(since);
-        let restart_in = if serving {
-            let delay = s.backoff.next_delay(&policy, Some(uptime));
-            s.state = State::Waiting { at: now + delay };
+        let policy = self.config.backoff;
+        let slot = &mut self.slots[w.slot];
+        slot.last_exit = Some(status);
+        let uptime = now.saturating_duration_since(w.started);
+
+        // A new-generation worker that dies before it is ready fails its upgrade.
+        if w.state == WorkerState::Starting && self.is_upgrading_worker(&w) {
+            let reason = format!(
+                "worker {} (pid {}) of generation {} exited before it was ready: {}",
+                w.slot,
+                pid,
+                w.generation,
+                super::describe_exit(status)
+            );
+            self.abort_upgrade(reason, now, &mut actions);
+        }
+
+        let unexpected = stopped_for.is_none_or(Reason::restarts);
+        let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
+        let replaced = self.has_worker(w.slot, Worker::live);
+        let restart_in = if unexpected && slot_wanted && !replaced {
+            let slot = &mut self.slots[w.slot];
+            let delay = slot.backoff.next_delay(&policy, Some(uptime));
+            slot.restarts += 1;
+            slot.restart_at = Some(now + delay);
             Some(delay)
         } else {
-            s.state = State::Vacant;
             None
         };
-        Some(Exit {
-            slot,
-            uptime,
-            restart_in,
-        })
+        Some((
+            Exit {
+                slot: w.slot,
+                generation: w.generation,
+                uptime,
+                stopped_for,
+                restart_in,
+            },
+            actions,
+        ))
     }
 
-    /// Stops every worker: gracefully (the stop signal now, `SIGKILL` after the grace period)
-    /// or at once (`SIGKILL` now). Asking for a graceful stop while stopping changes nothing;
-    /// asking for a fast one kills whatever still runs.
-    pub fn stop(&mut self, graceful: bool, now: Instant) -> Vec<Action> {
-        let deadline = match (self.phase, graceful) {
-            (Phase::Stopping { .. }, true) => return Vec::new(),
-            (_, true) => now + self.config.grace,
-            (_, false) => now,
+    /// A worker sent an `sd_notify` message. Returns `true` when `pid` is a worker.
+    pub fn notified(&mut self, pid: u32, message: &NotifyMessage, now: Instant) -> bool {
+        let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) else {
+            return false;
         };
-        self.phase = Phase::Stopping { deadline };
-        let stop_signal = self.config.stop_signal;
+        if message.ready && w.state == WorkerState::Starting {
+            w.state = WorkerState::Ready;
+            w.last_ping = now;
+        }
+        if message.watchdog && w.state == WorkerState::Ready {
+            w.last_ping = now;
+        }
+        if let Some(status) = &message.status {
+            w.status = Some(status.clone());
+        }
+        true
+    }
+
+    /// Sets the number of workers: new slots start now; workers above the new number stop
+    /// gracefully, highest slots first.
+    pub fn scale(&mut self, workers: usize, now: Instant) -> Result<Vec<Action>, String> {
+        if self.phase == Phase::Stopping {
+            return Err("herd is stopping".to_string());
+        }
+        self.desired = workers;
+        if self.slots.len() < workers {
+            self.slots.resize(workers, Slot::default());
+        }
+        let (grace, stop_signal) = (self.config.grace, self.config.stop_signal);
         let mut actions = Vec::new();
-        for (i, slot) in self.slots.iter_mut().enumerate() {
-            match slot.state {
-                State::Waiting { .. } | State::Starting => slot.state = State::Vacant,
-                State::Running { pid, since } => {
-                    slot.state = State::Stopping {
-                        pid,
-                        since,
-                        killed: false,
-                    };
-                    actions.push(Action::Signal {
-                        slot: i,
-                        pid,
-                        signal: stop_signal,
-                    });
-                }
-                State::Stopping { .. } | State::Vacant => {}
-            }
+        let mut doomed: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| self.workers[i].live() && self.workers[i].slot >= workers)
+            .collect();
+        doomed.sort_by_key(|&i| std::cmp::Reverse(self.workers[i].slot));
+        for i in doomed {
+            let w = &mut self.workers[i];
+            w.state = stopping(Reason::ScaleDown, now + grace, false);
+            actions.push(signal_stop(w.pid, stop_signal, Reason::ScaleDown));
+        }
+        for s in &mut self.slots[workers..] {
+            s.restart_at = None;
         }
         actions.extend(self.due(now));
+        Ok(actions)
+    }
+
+    /// Starts a rolling upgrade to a new generation that must finish within `timeout`.
+    pub fn upgrade(&mut self, timeout: Duration, now: Instant) -> Result<(u64, Vec<Action>), String> {
+        if self.phase == Phase::Stopping {
+            return Err("herd is stopping".to_string());
+        }
+        if let Some(u) = self.upgrade {
+            return Err(format!("an upgrade to generation {} is in progress", u.generation));
+        }
+        self.latest_generation += 1;
+        let generation = self.latest_generation;
+        self.upgrade = Some(Upgrade {
+            generation,
+            deadline: now + timeout,
+        });
+        Ok((generation, self.due(now)))
+    }
+
+    fn abort_upgrade(&mut self, reason: String, now: Instant, actions: &mut Vec<Action>) {
+        let Some(u) = self.upgrade.take() else {
+            return;
+        };
+        let stop_signal = self.config.stop_signal;
+        let grace = self.config.grace;
+        for w in &mut self.workers {
+            if w.generation >= u.generation && w.state == WorkerState::Starting {
+                w.state = stopping(Reason::UpgradeAborted, now + grace, false);
+                actions.push(signal_stop(w.pid, stop_signal, Reason::UpgradeAborted));
+            }
+        }
+        actions.push(Action::UpgradeEnded(Err(reason)));
+    }
+
+    /// Stops every worker: gracefully (the stop signal now, `SIGKILL` after `grace`) or at
+    /// once. A graceful request while stopping changes nothing; a fast one kills what runs.
+    pub fn stop(&mut self, graceful: bool, grace: Option<Duration>, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if graceful && self.phase == Phase::Stopping {
+            return actions;
+        }
+        self.abort_upgrade("herd is stopping".to_string(), now, &mut actions);
+        self.phase = Phase::Stopping;
+        for s in &mut self.slots {
+            s.restart_at = None;
+            s.spawning = false;
+        }
+        let deadline = now + grace.unwrap_or(self.config.grace);
+        let stop_signal = self.config.stop_signal;
+        for w in &mut self.workers {
+            match (w.state, graceful) {
+                (WorkerState::Stopping { killed: true, .. }, _) => {}
+                (WorkerState::Stopping { .. }, true) => {}
+                (_, false) => {
+                    w.state = stopping(Reason::Shutdown, now, true);
+                    actions.push(kill(w.pid, Reason::Shutdown));
+                }
+                (_, true) => {
+                    w.state = stopping(Reason::Shutdown, deadline, false);
+                    actions.push(signal_stop(w.pid, stop_signal, Reason::Shutdown));
+                }
+            }
+        }
         actions
+    }
+
+    /// Signals the live workers, or the one in `slot`.
+    pub fn signal(&self, signal: Signal, slot: Option<usize>) -> Result<Vec<Action>, String> {
+        let actions: Vec<Action> = self
+            .workers
+            .iter()
+            .filter(|w| w.live() && slot.is_none_or(|s| w.slot == s))
+            .map(|w| Action::Signal {
+                pid: w.pid,
+                signal,
+                group: false,
+                reason: Reason::Requested,
+            })
+            .collect();
+        match (slot, actions.is_empty()) {
+            (Some(s), true) => Err(format!("no worker runs in slot {s}")),
+            _ => Ok(actions),
+        }
     }
 
     /// When [`due`](Pool::due) next has something to do, if ever.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut earliest = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
-        for slot in &self.slots {
-            match (slot.state, self.phase) {
-                (State::Waiting { at }, Phase::Serving) => earliest(at),
-                (State::Stopping { killed: false, .. }, Phase::Stopping { deadline }) => {
-                    earliest(deadline)
+        let mut times: Vec<Instant> = Vec::new();
+        for w in &self.workers {
+            match w.state {
+                WorkerState::Stopping {
+                    deadline,
+                    killed: false,
+                    ..
+                } => times.push(deadline),
+                WorkerState::Starting if self.phase == Phase::Serving => {
+                    times.push(match self.config.readiness {
+                        Readiness::Delay(d) => w.started + d,
+                        Readiness::Notify { timeout } => w.started + timeout,
+                    })
+                }
+                WorkerState::Ready if self.phase == Phase::Serving => {
+                    if let Some(limit) = self.config.watchdog {
+                        times.push(w.last_ping + limit);
+                    }
                 }
                 _ => {}
             }
         }
-        next
+        if self.phase == Phase::Serving {
+            times.extend(self.slots.iter().take(self.desired).filter_map(|s| s.restart_at));
+            times.extend(self.upgrade.map(|u| u.deadline));
+        }
+        times.into_iter().min()
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_stopping(&self) -> bool {
+        self.phase == Phase::Stopping
+    }
+
+    /// Whether a stop was requested and every worker is gone.
+    pub fn is_stopped(&self) -> bool {
+        self.is_stopping() && self.workers.is_empty()
     }
 
     /// The pool's settings.
@@ -251,230 +653,110 @@ impl Pool {
         &self.config
     }
 
-    /// Whether a stop was requested.
-    pub fn is_stopping(&self) -> bool {
-        self.phase != Phase::Serving
+    /// The desired number of workers.
+    pub fn desired(&self) -> usize {
+        self.desired
     }
 
-    /// Whether a stop was requested and every worker is gone.
-    pub fn is_stopped(&self) -> bool {
-        self.is_stopping() && self.slots.iter().all(|s| s.state == State::Vacant)
+    /// The generation new workers belong to, once any upgrade has finished.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
-    /// The pids of the workers that run now, by slot.
-    #[cfg(test)]
-    pub fn running(&self) -> impl Iterator<Item = (usize, u32)> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.pid().map(|pid| (i, pid)))
+    /// The upgrade in progress, if any.
+    pub fn upgrade_in_progress(&self) -> Option<Upgrade> {
+        self.upgrade
+    }
+
+    /// Every worker process, in start order.
+    pub fn workers(&self) -> &[Worker] {
+        &self.workers
+    }
+
+    /// The slots' histories (restarts, last exit, pending restart).
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    /// The worker with this pid.
+    pub fn worker(&self, pid: u32) -> Option<&Worker> {
+        self.workers.iter().find(|w| w.pid == pid)
     }
 
     /// How many quick failures in a row `slot` has had.
     pub fn failures(&self, slot: usize) -> u32 {
         self.slots.get(slot).map_or(0, |s| s.backoff.failures())
     }
+
+    fn has_worker(&self, slot: usize, pred: impl Fn(&Worker) -> bool) -> bool {
+        self.workers.iter().any(|w| w.slot == slot && pred(w))
+    }
+
+    fn is_upgrading_worker(&self, w: &Worker) -> bool {
+        self.upgrade.is_some_and(|u| w.generation >= u.generation)
+    }
 }
 
-impl Slot {
-    fn pid(&self) -> Option<u32> {
-        match self.state {
-            State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
-            _ => None,
+/// The fields of an `sd_notify` message that herd acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyMessage {
+    /// `READY=1`.
+    pub ready: bool,
+    /// `STOPPING=1`.
+    pub stopping: bool,
+    /// `WATCHDOG=1`.
+    pub watchdog: bool,
+    /// `STATUS=...`.
+    pub status: Option<String>,
+}
+
+impl NotifyMessage {
+    /// Parses newline-separated `KEY=VALUE` assignments; unknown keys are ignored, as systemd
+    /// does. Returns `None` for a message that is not UTF-8 or has a line without `=`.
+    pub fn parse(bytes: &[u8]) -> Option<NotifyMessage> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut message = NotifyMessage::default();
+        for line in text.split('\n').filter(|l| !l.is_empty()) {
+            let (key, value) = line.split_once('=')?;
+            match (key, value) {
+                ("READY", "1") => message.ready = true,
+                ("STOPPING", "1") => message.stopping = true,
+                ("WATCHDOG", "1") => message.watchdog = true,
+                ("STATUS", text) => {
+                    message.status = Some(text.chars().take(200).collect());
+                }
+                _ => {}
+            }
         }
+        Some(message)
+    }
+}
+
+fn stopping(reason: Reason, deadline: Instant, killed: bool) -> WorkerState {
+    WorkerState::Stopping {
+        reason,
+        deadline,
+        killed,
+    }
+}
+
+fn kill(pid: u32, reason: Reason) -> Action {
+    Action::Signal {
+        pid,
+        signal: Signal::KILL,
+        group: true,
+        reason,
+    }
+}
+
+fn signal_stop(pid: u32, signal: Signal, reason: Reason) -> Action {
+    Action::Signal {
+        pid,
+        signal,
+        group: true,
+        reason,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::process::ExitStatusExt;
-
-    const SEC: Duration = Duration::from_secs(1);
-
-    fn config(workers: usize) -> PoolConfig {
-        PoolConfig {
-            workers,
-            grace: 5 * SEC,
-            stop_signal: Signal::TERM,
-            backoff: BackoffPolicy::default(),
-        }
-    }
-
-    fn code(n: i32) -> ExitStatus {
-        ExitStatus::from_raw(n << 8)
-    }
-
-    /// Starts every due slot with pids 100 + slot.
-    fn start_all(pool: &mut Pool, now: Instant) {
-        for action in pool.due(now) {
-            match action {
-                Action::Spawn { slot } => assert!(pool.spawned(slot, 100 + slot as u32, now)),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn starts_every_slot_once() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(3), t0);
-        assert_eq!(
-            pool.due(t0),
-            [0, 1, 2].map(|slot| Action::Spawn { slot }).to_vec()
-        );
-        // Nothing is handed out twice while the driver starts them.
-        assert!(pool.due(t0).is_empty());
-        for slot in 0..3 {
-            assert!(pool.spawned(slot, 100 + slot as u32, t0));
-        }
-        assert_eq!(pool.running().count(), 3);
-        assert_eq!(pool.next_deadline(), None);
-    }
-
-    #[test]
-    fn a_crashed_worker_is_restarted_in_its_slot_with_backoff() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(2), t0);
-        start_all(&mut pool, t0);
-        let t1 = t0 + Duration::from_millis(50);
-        let exit = pool.exited(101, code(1), t1).unwrap();
-        assert_eq!(exit.slot, 1);
-        assert_eq!(exit.restart_in, Some(Duration::ZERO));
-        assert_eq!(pool.due(t1), [Action::Spawn { slot: 1 }]);
-        assert!(pool.spawned(1, 201, t1));
-
-        // A second quick crash waits.
-        let t2 = t1 + Duration::from_millis(10);
-        let exit = pool.exited(201, code(1), t2).unwrap();
-        assert_eq!(exit.restart_in, Some(Duration::from_millis(100)));
-        assert!(pool.due(t2).is_empty());
-        assert_eq!(pool.next_deadline(), Some(t2 + Duration::from_millis(100)));
-        assert_eq!(
-            pool.due(t2 + Duration::from_millis(100)),
-            [Action::Spawn { slot: 1 }]
-        );
-        assert_eq!(pool.failures(1), 2);
-    }
-
-    #[test]
-    fn unknown_pids_are_ignored() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(1), t0);
-        start_all(&mut pool, t0);
-        assert_eq!(pool.exited(999, code(0), t0), None);
-    }
-
-    #[test]
-    fn spawn_failures_back_off() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(1), t0);
-        assert_eq!(pool.due(t0), [Action::Spawn { slot: 0 }]);
-        assert_eq!(pool.spawn_failed(0, t0), Duration::ZERO);
-        assert_eq!(pool.due(t0), [Action::Spawn { slot: 0 }]);
-        assert_eq!(pool.spawn_failed(0, t0), Duration::from_millis(100));
-        assert!(pool.due(t0).is_empty());
-    }
-
-    #[test]
-    fn graceful_stop_signals_waits_then_kills() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(2), t0);
-        start_all(&mut pool, t0);
-        let actions = pool.stop(true, t0);
-        assert_eq!(
-            actions,
-            [
-                Action::Signal {
-                    slot: 0,
-                    pid: 100,
-                    signal: Signal::TERM
-                },
-                Action::Signal {
-                    slot: 1,
-                    pid: 101,
-                    signal: Signal::TERM
-                },
-            ]
-        );
-        assert!(pool.is_stopping() && !pool.is_stopped());
-        // Worker 0 finishes in time and is not restarted.
-        let exit = pool.exited(100, code(0), t0 + SEC).unwrap();
-        assert_eq!(exit.restart_in, None);
-        // A second graceful request changes nothing.
-        assert!(pool.stop(true, t0 + SEC).is_empty());
-        assert_eq!(pool.next_deadline(), Some(t0 + 5 * SEC));
-        assert!(pool.due(t0 + 4 * SEC).is_empty());
-        assert_eq!(
-            pool.due(t0 + 5 * SEC),
-            [Action::Signal {
-                slot: 1,
-                pid: 101,
-                signal: Signal::KILL
-            }]
-        );
-        assert!(pool.due(t0 + 6 * SEC).is_empty(), "killed only once");
-        assert_eq!(pool.next_deadline(), None);
-        pool.exited(101, ExitStatus::from_raw(9), t0 + 5 * SEC)
-            .unwrap();
-        assert!(pool.is_stopped());
-    }
-
-    #[test]
-    fn fast_stop_kills_at_once_even_during_a_graceful_one() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(2), t0);
-        start_all(&mut pool, t0);
-        pool.stop(true, t0);
-        let actions = pool.stop(false, t0 + SEC);
-        assert_eq!(
-            actions,
-            [
-                Action::Signal {
-                    slot: 0,
-                    pid: 100,
-                    signal: Signal::KILL
-                },
-                Action::Signal {
-                    slot: 1,
-                    pid: 101,
-                    signal: Signal::KILL
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn stop_cancels_pending_restarts() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(2), t0);
-        start_all(&mut pool, t0);
-        pool.exited(100, code(1), t0).unwrap();
-        pool.exited(101, code(1), t0).unwrap();
-        assert!(pool.stop(true, t0).is_empty());
-        assert!(pool.is_stopped());
-        assert!(pool.due(t0 + SEC).is_empty());
-    }
-
-    #[test]
-    fn only_slots_handed_out_take_a_pid() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(2), t0);
-        assert!(!pool.spawned(0, 100, t0), "slot 0 was not handed out yet");
-        assert_eq!(pool.due(t0).len(), 2);
-        assert!(pool.spawned(0, 100, t0));
-        pool.stop(false, t0);
-        assert!(
-            !pool.spawned(1, 101, t0),
-            "slot 1 was cancelled by the stop"
-        );
-    }
-
-    #[test]
-    fn a_stop_before_any_worker_ran_is_immediate() {
-        let t0 = Instant::now();
-        let mut pool = Pool::new(config(2), t0);
-        assert!(pool.stop(false, t0).is_empty());
-        assert!(pool.is_stopped());
-    }
-}
+mod tests;

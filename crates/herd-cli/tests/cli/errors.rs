@@ -175,8 +175,11 @@ fn privileged_port_needs_privilege() {
     }
     let port = (floor - 1).to_string();
     let spec = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let mut cmd = std::process::Command::new(HERD);
-    cmd.args(["run", "-b", &spec, "--", "true"]);
+    cmd.args(["run", "-b", &spec, "--", "true"])
+        .env("HERD_CONTROL", dir.path().join("control.sock"));
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } == 0 {
         cmd.uid(65534).gid(65534); // std drops supplementary groups too

@@ -102,7 +102,36 @@ impl Herd {
         Herd::spawn(cmd, dir)
     }
 
+    /// The control socket, private to this test (`HERD_CONTROL` in its temporary directory).
+    pub fn control(&self) -> String {
+        self.path("control.sock")
+    }
+
+    /// Runs a client command (`status`, `scale 3`, ...) against this herd; returns its exit
+    /// code, stdout and stderr.
+    pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(HERD)
+            .env("HERD_CONTROL", self.control())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// `herd status --json`, parsed.
+    pub fn status(&self) -> Value {
+        let (code, stdout, stderr) = self.ctl(&["status", "--json"]);
+        assert_eq!(code, 0, "herd status failed: {stderr}");
+        serde_json::from_str(&stdout).unwrap()
+    }
+
     fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Herd {
+        cmd.env("HERD_CONTROL", dir.path().join("control.sock"));
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -365,7 +394,9 @@ pub fn status_field(pid: u32, field: &str) -> String {
 
 /// Runs herd to completion with `args` (text logs); returns its exit code and stderr.
 pub fn herd_output(args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
     let out = Command::new(HERD)
+        .env("HERD_CONTROL", dir.path().join("control.sock"))
         .args(args)
         .stdin(Stdio::null())
         .output()

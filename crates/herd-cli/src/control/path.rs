@@ -1,0 +1,137 @@
+//! Where the control socket lives, and creating it safely: a private directory (0700) owned by
+//! herd's user, a socket (0600), never following or replacing a path herd does not own.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::spec::{prepare_socket_path, SocketFile};
+
+/// Checks a `--name`: letters, digits, `.`, `_`, `-`, at most 64.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--name '{name}' must be 1 to 64 letters, digits, '.', '_' or '-' (not starting with '.')"
+        ))
+    }
+}
+
+/// The control socket's path: `--control PATH`, else `$HERD_CONTROL`, else
+/// `$XDG_RUNTIME_DIR/herd/NAME.sock`, else `/tmp/herd-UID/NAME.sock`. The flag says whether the
+/// directory is herd's own default (created and checked by herd).
+pub fn resolve(control: Option<&Path>, name: &str, uid: u32) -> (PathBuf, bool) {
+    if let Some(path) = control {
+        return (path.to_path_buf(), false);
+    }
+    if let Some(path) = std::env::var_os("HERD_CONTROL").filter(|p| !p.is_empty()) {
+        return (PathBuf::from(path), false);
+    }
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(runtime) => PathBuf::from(runtime).join("herd"),
+        None => std::env::temp_dir().join(format!("herd-{uid}")),
+    };
+    (dir.join(format!("{name}.sock")), true)
+}
+
+/// Creates (or checks) herd's private directory: a real directory, owned by `uid`, mode 0700.
+pub fn ensure_private_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
+    let shown = dir.display();
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create the control directory {shown}")),
+    }
+    let meta = std::fs::symlink_metadata(dir)
+        .with_context(|| format!("cannot inspect the control directory {shown}"))?;
+    if !meta.file_type().is_dir() {
+        bail!("{shown} is not a directory (a symlink or a file); herd will not use it: remove it or pass --control");
+    }
+    if meta.uid() != uid {
+        bail!(
+            "the control directory {shown} belongs to uid {}, not to herd's uid {uid}; \
+             herd will not use it: remove it or pass --control",
+            meta.uid()
+        );
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "the control directory {shown} has mode {mode:o}; it must be private (700): \
+             run 'chmod 700 {shown}' or pass --control"
+        );
+    }
+    Ok(())
+}
+
+/// Binds a Unix stream socket at `path` with mode 0600 (`mode` for others), refusing a live
+/// socket, a socket of another user, and anything that is not a socket.
+pub fn bind_private(path: &Path, uid: u32, what: &str) -> anyhow::Result<(Socket, SocketFile)> {
+    let shown = path.display();
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() && meta.uid() != uid {
+            bail!(
+                "the {what} {shown} belongs to uid {}; herd never replaces another user's socket: \
+                 choose another --name or --control",
+                meta.uid()
+            );
+        }
+    }
+    prepare_socket_path(path).map_err(|e| {
+        if e.to_string().contains("in use by a running server") {
+            anyhow::anyhow!(
+                "another herd is already using the {what} {shown}: stop it, or give this one \
+                 another --name or --control"
+            )
+        } else {
+            e
+        }
+    })?;
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket
+        .bind(&SockAddr::unix(path)?)
+        .with_context(|| format!("cannot create the {what} {shown}"))?;
+    let file = SocketFile::created(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set mode 600 on {shown}"))?;
+    socket.listen(128)?;
+    Ok((socket, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("default").is_ok());
+        assert!(check_name("api-v2.prod").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("../x").is_err());
+        assert!(check_name(".hidden").is_err());
+    }
+
+    #[test]
+    fn private_dirs_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let uid = std::fs::metadata(tmp.path()).unwrap().uid();
+        let dir = tmp.path().join("herd");
+        ensure_private_dir(&dir, uid).unwrap();
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        ensure_private_dir(&dir, uid).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(ensure_private_dir(&dir, uid).unwrap_err().to_string().contains("must be private"));
+        assert!(ensure_private_dir(&dir, uid + 1).unwrap_err().to_string().contains("belongs to uid"));
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(ensure_private_dir(&link, uid).unwrap_err().to_string().contains("not a directory"));
+    }
+}

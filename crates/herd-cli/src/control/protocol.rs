@@ -1,0 +1,245 @@
+//! The control protocol's messages: newline-delimited JSON, one request and one response per
+//! line, documented in `docs/control-protocol.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this herd speaks.
+pub const VERSION: u32 = 1;
+
+/// The longest request line, in bytes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A request: `{"version": 1, "command": "...", ...arguments}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Must be [`VERSION`].
+    pub version: u32,
+    /// What to do, with its arguments.
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// The commands, tagged by `"command"`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// The supervisor, its workers and sockets.
+    Status,
+    /// Set the number of workers (`workers`) or change it (`delta`).
+    Scale {
+        /// The new number of workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workers: Option<usize>,
+        /// Workers to add (positive) or remove (negative).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delta: Option<i64>,
+    },
+    /// Replace every worker by a new generation; the reply comes when the upgrade ends.
+    Upgrade {
+        /// How long the whole upgrade may take, in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Stop herd; the reply comes when every worker is gone.
+    Stop {
+        /// How long workers may take to finish, in milliseconds (default: `--grace`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grace_ms: Option<u64>,
+        /// Kill the workers at once.
+        #[serde(default)]
+        fast: bool,
+    },
+    /// Send a signal to every worker, or to the one in `slot`.
+    Signal {
+        /// A signal name or number: `HUP`, `SIGUSR1`, `10`.
+        signal: String,
+        /// Only this slot's worker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<usize>,
+    },
+}
+
+/// The names of the commands, for `unknown_command` errors.
+pub const COMMANDS: &[&str] = &["status", "scale", "upgrade", "stop", "signal"];
+
+/// The arguments each command takes (besides `version` and `command`).
+fn arguments(command: &str) -> &'static [&'static str] {
+    match command {
+        "scale" => &["workers", "delta"],
+        "upgrade" => &["timeout_ms"],
+        "stop" => &["grace_ms", "fast"],
+        "signal" => &["signal", "slot"],
+        _ => &[],
+    }
+}
+
+/// A response: `{"version": 1, "ok": true, "result": ...}` or
+/// `{"version": 1, "ok": false, "error": {"code": "...", "message": "..."}}`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    /// The protocol version of the responder.
+    pub version: u32,
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// The command's result, when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+/// A failure: a stable code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One of [`ErrorCode`], in snake case.
+    pub code: ErrorCode,
+    /// What went wrong and how to fix it.
+    pub message: String,
+}
+
+/// Every error the control socket can return. Documented one by one in
+/// `docs/control-protocol.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The peer's uid and gid are not allowed.
+    PermissionDenied,
+    /// The line is not a JSON object with a `version` and a `command`.
+    BadRequest,
+    /// The line is longer than [`MAX_REQUEST`]; the connection is closed.
+    RequestTooLarge,
+    /// `version` is not one this herd speaks.
+    UnsupportedVersion,
+    /// `command` is not one of [`COMMANDS`].
+    UnknownCommand,
+    /// An argument is missing, unknown, or out of range.
+    InvalidArgument,
+    /// Another operation is in progress (an upgrade), or too many connections are open.
+    Busy,
+    /// The upgrade was aborted; the old workers keep serving.
+    UpgradeFailed,
+    /// herd is stopping and takes no more changes.
+    Stopping,
+    /// The connection was idle too long; it is closed.
+    IdleTimeout,
+    /// Something failed inside herd.
+    Internal,
+}
+
+impl Response {
+    /// A success.
+    pub fn ok(result: serde_json::Value) -> Response {
+        Response {
+            version: VERSION,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// A failure.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response {
+            version: VERSION,
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+
+    /// The response as one line of JSON, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| {
+            br#"{"version":1,"ok":false,"error":{"code":"internal","message":"unserializable response"}}"#.to_vec()
+        });
+        line.push(b'\n');
+        line
+    }
+}
+
+/// Parses one request line, classifying what is wrong with it.
+pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+        Response::error(ErrorCode::BadRequest, format!("the request is not valid JSON: {e}"))
+    })?;
+    let object = value.as_object().ok_or_else(|| {
+        Response::error(ErrorCode::BadRequest, "the request must be a JSON object")
+    })?;
+    match object.get("version").and_then(serde_json::Value::as_u64) {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => {
+            return Err(Response::error(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {v} is not supported; this herd speaks version {VERSION}"),
+            ))
+        }
+        None => {
+            return Err(Response::error(
+                ErrorCode::BadRequest,
+                format!("the request needs \"version\": {VERSION}"),
+            ))
+        }
+    }
+    let command = object
+        .get("command")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| Response::error(ErrorCode::BadRequest, "the request needs a \"command\""))?;
+    if !COMMANDS.contains(&command) {
+        return Err(Response::error(
+            ErrorCode::UnknownCommand,
+            format!("unknown command {command:?}; known: {}", COMMANDS.join(", ")),
+        ));
+    }
+    let known = arguments(command);
+    if let Some(extra) = object
+        .keys()
+        .find(|k| !["version", "command"].contains(&k.as_str()) && !known.contains(&k.as_str()))
+    {
+        let takes = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        return Err(Response::error(
+            ErrorCode::InvalidArgument,
+            format!("{command} takes no argument {extra:?} (its arguments: {takes})"),
+        ));
+    }
+    serde_json::from_value(value.clone()).map_err(|e| {
+        Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(line: &str) -> ErrorCode {
+        parse_request(line.as_bytes()).unwrap_err().error.unwrap().code
+    }
+
+    #[test]
+    fn parses_commands() {
+        let r = parse_request(br#"{"version":1,"command":"scale","delta":-2}"#).unwrap();
+        assert_eq!(r.command, Command::Scale { workers: None, delta: Some(-2) });
+        let r = parse_request(br#"{"version":1,"command":"status"}"#).unwrap();
+        assert_eq!(r.command, Command::Status);
+        let line = serde_json::to_string(&Request {
+            version: 1,
+            command: Command::Signal { signal: "HUP".into(), slot: Some(2) },
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"version":1,"command":"signal","signal":"HUP","slot":2}"#);
+    }
+
+    #[test]
+    fn classifies_bad_requests() {
+        assert_eq!(code("garbage"), ErrorCode::BadRequest);
+        assert_eq!(code("[1]"), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"command":"status"}"#), ErrorCode::BadRequest);
+        assert_eq!(code(r#"{"version":9,"command":"status"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(r#"{"version":1,"command":"dance"}"#), ErrorCode::UnknownCommand);
+        assert_eq!(code(r#"{"version":1,"command":"scale","workers":"x"}"#), ErrorCode::InvalidArgument);
+        assert_eq!(code(r#"{"version":1,"command":"status","extra":1}"#), ErrorCode::InvalidArgument);
+    }
+}

@@ -1,0 +1,201 @@
+//! The control server: accepts connections on the control socket, checks each peer's
+//! credentials, enforces the protocol's limits, and forwards valid commands to the supervisor.
+//! Every connection runs in a task of its own, so no client can stall the supervisor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::protocol::{parse_request, Command, ErrorCode, Response, MAX_REQUEST};
+
+/// How long a connection may stay silent between requests.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many connections may be open at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Who may use the control socket: herd's own uid, root, and the listed uids and gids.
+#[derive(Clone, Debug)]
+pub struct AccessPolicy {
+    /// herd's effective uid.
+    pub own_uid: u32,
+    /// `--control-allow-uid`.
+    pub uids: Vec<u32>,
+    /// `--control-allow-gid` (the peer's primary gid, as `SO_PEERCRED` reports it).
+    pub gids: Vec<u32>,
+}
+
+impl AccessPolicy {
+    /// Whether a peer with these credentials may send commands.
+    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        uid == 0 || uid == self.own_uid || self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+}
+
+/// A command from a client, with the channel for its response.
+#[derive(Debug)]
+pub struct ControlRequest {
+    /// What the client asked.
+    pub command: Command,
+    /// Where the supervisor sends the response.
+    pub reply: oneshot::Sender<Response>,
+}
+
+/// Serves `listener` until the supervisor drops its end of `requests`.
+pub async fn serve(
+    listener: UnixListener,
+    policy: AccessPolicy,
+    requests: mpsc::Sender<ControlRequest>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!("control socket: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if requests.is_closed() {
+            return;
+        }
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tokio::spawn(refuse(
+                    stream,
+                    Response::error(
+                        ErrorCode::Busy,
+                        format!("too many control connections (at most {MAX_CONNECTIONS})"),
+                    ),
+                ));
+                continue;
+            }
+        };
+        let (policy, requests) = (policy.clone(), requests.clone());
+        tokio::spawn(async move {
+            handle(stream, &policy, &requests).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn refuse(mut stream: UnixStream, response: Response) {
+    let _ = tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&response.to_line())).await;
+}
+
+async fn handle(stream: UnixStream, policy: &AccessPolicy, requests: &mpsc::Sender<ControlRequest>) {
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
+        Err(e) => {
+            tracing::warn!("control socket: cannot read the peer's credentials: {e}");
+            return;
+        }
+    };
+    if !policy.allows(cred.uid(), cred.gid()) {
+        tracing::warn!(
+            uid = cred.uid(),
+            gid = cred.gid(),
+            pid = cred.pid(),
+            "control socket: permission denied"
+        );
+        let message = format!(
+            "permission denied: uid {} is not allowed; herd allows its own uid {}, root, and \
+             --control-allow-uid/--control-allow-gid",
+            cred.uid(),
+            policy.own_uid
+        );
+        refuse(stream, Response::error(ErrorCode::PermissionDenied, message)).await;
+        return;
+    }
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader)).await {
+            Err(_) => {
+                let idle = Response::error(ErrorCode::IdleTimeout, "idle for too long; closing");
+                let _ = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&idle.to_line())).await;
+                return;
+            }
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) | Ok(Err(Line::Io)) => return,
+            Ok(Err(Line::TooLarge)) => {
+                let big = Response::error(
+                    ErrorCode::RequestTooLarge,
+                    format!("requests are limited to {MAX_REQUEST} bytes; closing"),
+                );
+                let _ = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&big.to_line())).await;
+                return;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let response = match parse_request(&line) {
+            Err(response) => response,
+            Ok(request) => forward(request.command, requests).await,
+        };
+        match tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&response.to_line())).await {
+            Ok(Ok(())) => {}
+            _ => return,
+        }
+    }
+}
+
+async fn forward(command: Command, requests: &mpsc::Sender<ControlRequest>) -> Response {
+    let (reply, response) = oneshot::channel();
+    if requests.send(ControlRequest { command, reply }).await.is_err() {
+        return Response::error(ErrorCode::Stopping, "herd is stopping");
+    }
+    response
+        .await
+        .unwrap_or_else(|_| Response::error(ErrorCode::Stopping, "herd is stopping"))
+}
+
+enum Line {
+    TooLarge,
+    Io,
+}
+
+/// Reads one line of at most [`MAX_REQUEST`] bytes (without the newline); `None` at EOF.
+async fn read_line(reader: &mut (impl AsyncBufRead + Unpin)) -> Result<Option<Vec<u8>>, Line> {
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await.map_err(|_| Line::Io)?;
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then_some(line));
+        }
+        let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        if line.len() + chunk.len() > MAX_REQUEST {
+            return Err(Line::TooLarge);
+        }
+        line.extend_from_slice(chunk);
+        let used = found.unwrap_or(chunk.len());
+        reader.consume(used);
+        if found.is_some() {
+            return Ok(Some(line));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_policy() {
+        let policy = AccessPolicy { own_uid: 1000, uids: vec![1001], gids: vec![50] };
+        assert!(policy.allows(1000, 1000));
+        assert!(policy.allows(0, 0));
+        assert!(policy.allows(1001, 1));
+        assert!(policy.allows(2000, 50));
+        assert!(!policy.allows(2000, 2000));
+    }
+}

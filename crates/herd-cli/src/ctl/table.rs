@@ -1,0 +1,113 @@
+//! The human form of `herd status`: a compact table.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::supervisor::status::Status;
+
+/// Renders `status` as a few lines of text.
+pub fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let upgrading = status
+        .upgrading_to
+        .map_or(String::new(), |g| format!(", upgrading to generation {g}"));
+    let stopping = if status.stopping { ", stopping" } else { "" };
+    let _ = writeln!(
+        out,
+        "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} workers ready",
+        status.name,
+        status.pid,
+        short(status.uptime_ms),
+        status.generation,
+        status.ready,
+        status.desired
+    );
+    let mut rows = vec![[
+        "SLOT", "PID", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT", "STATUS",
+    ]
+    .map(str::to_string)];
+    for w in &status.workers {
+        let state = match &w.stopping_reason {
+            Some(reason) => format!("{} ({reason})", w.state),
+            None => w.state.clone(),
+        };
+        rows.push([
+            w.slot.to_string(),
+            w.pid.to_string(),
+            w.generation.to_string(),
+            state,
+            short(w.uptime_ms),
+            w.restarts.to_string(),
+            w.last_exit.clone().unwrap_or_else(|| "-".into()),
+            w.status.clone().unwrap_or_default(),
+        ]);
+    }
+    for s in &status.waiting {
+        rows.push([
+            s.slot.to_string(),
+            "-".into(),
+            "-".into(),
+            format!("restarting in {}", short(s.restart_in_ms)),
+            "-".into(),
+            s.restarts.to_string(),
+            s.last_exit.clone().unwrap_or_else(|| "-".into()),
+            String::new(),
+        ]);
+    }
+    table(&mut out, &rows);
+    out.push('\n');
+    let mut rows = vec![["SOCKET", "FD", "KIND", "ADDRESS", "QUEUE"].map(str::to_string)];
+    for s in &status.sockets {
+        let queue = match (s.queue, s.queue_limit) {
+            (Some(q), Some(limit)) => format!("{q}/{limit}"),
+            _ => "-".into(),
+        };
+        rows.push([s.name.clone(), s.fd.to_string(), s.kind.clone(), s.address.clone(), queue]);
+    }
+    table(&mut out, &rows);
+    out
+}
+
+fn table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == N {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+/// `350ms`, `12s`, `5m3s`, `2h10m`, `3d4h`.
+fn short(ms: u64) -> String {
+    let d = Duration::from_millis(ms);
+    let s = d.as_secs();
+    match s {
+        0 => format!("{ms}ms"),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86399 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d{}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_durations() {
+        assert_eq!(short(350), "350ms");
+        assert_eq!(short(12_000), "12s");
+        assert_eq!(short(303_000), "5m3s");
+        assert_eq!(short(7_800_000), "2h10m");
+        assert_eq!(short(273_600_000), "3d4h");
+    }
+}

@@ -1,0 +1,147 @@
+//! The notify socket: workers send `sd_notify` datagrams (`READY=1`, `STATUS=`, `WATCHDOG=1`)
+//! to `NOTIFY_SOCKET`. Each datagram is attributed by the sender's pid, which the kernel
+//! vouches for (`SCM_CREDENTIALS`): a worker, or a descendant of one (such as
+//! `systemd-notify` run by a shell-script worker). Anything else is ignored.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::spec::SocketFile;
+
+/// The largest datagram read; longer ones are dropped (systemd uses the same limit).
+pub const MAX_DATAGRAM: usize = 4096;
+/// How many ancestors of a sender are searched for a worker.
+const MAX_DEPTH: usize = 8;
+
+/// herd's notify socket.
+#[derive(Debug)]
+pub struct NotifySocket {
+    /// The bound, non-blocking datagram socket.
+    pub socket: std::os::unix::net::UnixDatagram,
+    /// Where workers send their messages.
+    pub path: PathBuf,
+    _file: SocketFile,
+}
+
+impl NotifySocket {
+    /// Binds a datagram socket at `path` (mode 0600) that receives senders' credentials.
+    /// `path` lies in herd's private directory next to its control socket, which herd has
+    /// just bound, so a socket file already there is a stale one of herd's own user.
+    pub fn bind(path: &Path, uid: u32) -> anyhow::Result<NotifySocket> {
+        let shown = path.display();
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() || meta.uid() != uid {
+                bail!("{shown} exists and is not herd's notify socket; herd will not touch it");
+            }
+            std::fs::remove_file(path).with_context(|| format!("cannot remove stale {shown}"))?;
+        }
+        let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket
+            .bind(&SockAddr::unix(path)?)
+            .with_context(|| format!("cannot create the notify socket {shown}"))?;
+        let file = SocketFile::created(path)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        herd_sys::notify::enable_credentials(socket.as_fd())?;
+        Ok(NotifySocket {
+            socket: std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)),
+            path: path.to_path_buf(),
+            _file: file,
+        })
+    }
+
+}
+
+/// Receives one datagram, for `tokio`'s `try_io`: `WouldBlock` when none is waiting.
+pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<herd_sys::notify::Datagram> {
+    herd_sys::notify::recv_datagram(socket, buf)?
+        .ok_or_else(|| std::io::ErrorKind::WouldBlock.into())
+}
+
+/// The worker pid a message from `sender` belongs to: the sender itself if it is a worker, or
+/// its nearest ancestor that is one.
+pub fn attribute(sender: u32, is_worker: impl Fn(u32) -> bool) -> Option<u32> {
+    let mut pid = sender;
+    for _ in 0..=MAX_DEPTH {
+        if is_worker(pid) {
+            return Some(pid);
+        }
+        pid = herd_sys::process::parent_of(pid).filter(|&p| p > 1)?;
+    }
+    None
+}
+
+/// Lets through at most `burst` log lines per `window`, then says how many it held back.
+#[derive(Debug)]
+pub struct RateLimit {
+    window: Duration,
+    burst: u32,
+    start: Option<Instant>,
+    count: u32,
+    dropped: u32,
+}
+
+impl RateLimit {
+    /// A limiter for `burst` lines per `window`.
+    pub fn new(burst: u32, window: Duration) -> RateLimit {
+        RateLimit {
+            window,
+            burst,
+            start: None,
+            count: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Whether a line may be logged now; the second value counts the lines suppressed in
+    /// the previous window, to report once.
+    pub fn allow(&mut self, now: Instant) -> (bool, u32) {
+        let mut suppressed = 0;
+        match self.start {
+            Some(start) if now.duration_since(start) < self.window => {}
+            _ => {
+                suppressed = std::mem::take(&mut self.dropped);
+                self.start = Some(now);
+                self.count = 0;
+            }
+        }
+        if self.count < self.burst {
+            self.count += 1;
+            (true, suppressed)
+        } else {
+            self.dropped += 1;
+            (false, suppressed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_holds_back_bursts() {
+        let t0 = Instant::now();
+        let mut limit = RateLimit::new(2, Duration::from_secs(10));
+        assert_eq!(limit.allow(t0), (true, 0));
+        assert_eq!(limit.allow(t0), (true, 0));
+        assert_eq!(limit.allow(t0), (false, 0));
+        assert_eq!(limit.allow(t0), (false, 0));
+        assert_eq!(limit.allow(t0 + Duration::from_secs(10)), (true, 2));
+    }
+
+    #[test]
+    fn descendants_are_attributed_to_their_worker() {
+        let me = std::process::id();
+        let parent = herd_sys::process::parent_of(me).unwrap();
+        assert_eq!(attribute(me, |p| p == parent), Some(parent));
+        assert_eq!(attribute(me, |p| p == me), Some(me));
+        assert_eq!(attribute(me, |_| false), None);
+    }
+}

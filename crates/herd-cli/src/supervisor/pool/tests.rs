@@ -1,0 +1,369 @@
+use super::*;
+use std::os::unix::process::ExitStatusExt;
+
+const MS: Duration = Duration::from_millis(1);
+const SEC: Duration = Duration::from_secs(1);
+
+fn config(workers: usize, readiness: Readiness) -> PoolConfig {
+    PoolConfig {
+        workers,
+        grace: 5 * SEC,
+        stop_signal: Signal::TERM,
+        backoff: BackoffPolicy::default(),
+        readiness,
+        watchdog: None,
+        max_surge: 1,
+    }
+}
+
+fn code(n: i32) -> ExitStatus {
+    ExitStatus::from_raw(n << 8)
+}
+
+/// Plays the driver: starts what the pool asks for, with pids from 100 up.
+struct Harness {
+    pool: Pool,
+    now: Instant,
+    next_pid: u32,
+    ended: Vec<Result<u64, String>>,
+    signals: Vec<(u32, Signal, Reason)>,
+}
+
+impl Harness {
+    fn new(config: PoolConfig) -> Harness {
+        let mut h = Harness {
+            pool: Pool::new(config),
+            now: Instant::now(),
+            next_pid: 100,
+            ended: Vec::new(),
+            signals: Vec::new(),
+        };
+        h.tick();
+        h
+    }
+
+    /// Carries out `actions`, then whatever becomes due, until nothing is.
+    fn apply(&mut self, actions: Vec<Action>) {
+        let mut queue = actions;
+        loop {
+            let mut more = Vec::new();
+            for action in queue {
+                match action {
+                    Action::Spawn { slot, generation } => {
+                        let pid = self.next_pid;
+                        self.next_pid += 1;
+                        assert!(self.pool.spawned(slot, generation, pid, self.now));
+                    }
+                    Action::Signal {
+                        pid, signal, reason, ..
+                    } => self.signals.push((pid, signal, reason)),
+                    Action::UpgradeEnded(result) => self.ended.push(result),
+                }
+            }
+            more.extend(self.pool.due(self.now));
+            if more.is_empty() {
+                return;
+            }
+            queue = more;
+        }
+    }
+
+    fn tick(&mut self) {
+        let actions = self.pool.due(self.now);
+        self.apply(actions);
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.tick();
+    }
+
+    fn exit(&mut self, pid: u32, status: ExitStatus) -> Exit {
+        let (exit, actions) = self.pool.exited(pid, status, self.now).expect("a worker");
+        self.apply(actions);
+        exit
+    }
+
+    fn notify(&mut self, pid: u32, text: &str) {
+        let message = NotifyMessage::parse(text.as_bytes()).unwrap();
+        assert!(self.pool.notified(pid, &message, self.now));
+        self.tick();
+    }
+
+    fn live(&self) -> Vec<(usize, u32, u64, WorkerState)> {
+        self.pool
+            .workers()
+            .iter()
+            .filter(|w| w.live())
+            .map(|w| (w.slot, w.pid, w.generation, w.state))
+            .collect()
+    }
+
+    fn pid_in(&self, slot: usize) -> u32 {
+        self.pool
+            .workers()
+            .iter()
+            .find(|w| w.slot == slot && w.live())
+            .unwrap()
+            .pid
+    }
+
+    /// Lets every signalled worker exit, as well-behaved workers do.
+    fn stopped_workers_exit(&mut self) {
+        let stopping: Vec<u32> = self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| !w.live())
+            .map(|w| w.pid)
+            .collect();
+        for pid in stopping {
+            self.exit(pid, code(0));
+        }
+    }
+}
+
+#[test]
+fn starts_every_slot_and_counts_them_ready_after_the_delay() {
+    let mut h = Harness::new(config(3, Readiness::Delay(SEC)));
+    assert_eq!(h.live().len(), 3);
+    assert!(h.live().iter().all(|w| w.3 == WorkerState::Starting));
+    assert_eq!(h.pool.next_deadline(), Some(h.now + SEC));
+    h.advance(SEC);
+    assert!(h.live().iter().all(|w| w.3 == WorkerState::Ready));
+    assert_eq!(h.pool.next_deadline(), None);
+}
+
+#[test]
+fn ready_notifications_count_at_once() {
+    let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "STATUS=warming up\nREADY=1");
+    assert_eq!(h.live()[0].3, WorkerState::Ready);
+    assert_eq!(h.pool.workers()[0].status.as_deref(), Some("warming up"));
+}
+
+#[test]
+fn a_crashed_worker_is_restarted_in_its_slot_with_backoff() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    let exit = h.exit(101, code(1));
+    assert_eq!((exit.slot, exit.restart_in), (1, Some(Duration::ZERO)));
+    assert_eq!(h.pid_in(1), 102, "restarted at once");
+    let exit = h.exit(102, code(1));
+    assert_eq!(exit.restart_in, Some(100 * MS));
+    assert_eq!(h.live().len(), 1);
+    h.advance(100 * MS);
+    assert_eq!(h.pid_in(1), 103);
+    assert_eq!(h.pool.slots()[1].restarts, 2);
+    assert_eq!(h.pool.slots()[1].last_exit, Some(code(1)));
+}
+
+#[test]
+fn unknown_pids_are_ignored() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    assert!(h.pool.exited(999, code(0), h.now).is_none());
+    assert!(!h.pool.notified(999, &NotifyMessage::default(), h.now));
+}
+
+#[test]
+fn spawn_failures_back_off() {
+    let mut pool = Pool::new(config(1, Readiness::Delay(SEC)));
+    let t0 = Instant::now();
+    let spawn = Action::Spawn { slot: 0, generation: 1 };
+    assert_eq!(pool.due(t0), std::slice::from_ref(&spawn));
+    assert!(pool.due(t0).is_empty(), "handed out once");
+    assert_eq!(pool.spawn_failed(0, "boom", t0).0, Duration::ZERO);
+    assert_eq!(pool.due(t0), [spawn]);
+    assert_eq!(pool.spawn_failed(0, "boom", t0).0, 100 * MS);
+    assert!(pool.due(t0).is_empty());
+    assert!(!pool.spawned(0, 1, 42, t0), "slot 0 was not handed out");
+}
+
+#[test]
+fn graceful_stop_signals_waits_then_kills() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    let actions = h.pool.stop(true, None, h.now);
+    assert_eq!(actions.len(), 2);
+    h.apply(actions);
+    assert!(h.signals.iter().all(|s| s.1 == Signal::TERM && s.2 == Reason::Shutdown));
+    let exit = h.exit(100, code(0));
+    assert_eq!((exit.stopped_for, exit.restart_in), (Some(Reason::Shutdown), None));
+    assert!(h.pool.stop(true, None, h.now).is_empty(), "asking twice changes nothing");
+    h.advance(4 * SEC);
+    assert_eq!(h.signals.len(), 2);
+    h.advance(SEC);
+    assert_eq!(h.signals.last(), Some(&(101, Signal::KILL, Reason::GraceExpired)));
+    h.advance(SEC);
+    assert_eq!(h.signals.len(), 3, "killed once");
+    h.exit(101, ExitStatus::from_raw(9));
+    assert!(h.pool.is_stopped());
+}
+
+#[test]
+fn fast_stop_kills_at_once_even_during_a_graceful_one() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    let graceful = h.pool.stop(true, None, h.now);
+    h.apply(graceful);
+    let fast = h.pool.stop(false, None, h.now);
+    assert_eq!(fast.len(), 2);
+    assert!(fast.iter().all(|a| matches!(a, Action::Signal { signal: Signal::KILL, .. })));
+}
+
+#[test]
+fn stop_cancels_pending_restarts() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    h.exit(100, code(1));
+    h.exit(102, code(1)); // the immediate successor crashes too: slot 0 waits 100ms
+    h.exit(101, code(1));
+    let actions = h.pool.stop(true, None, h.now);
+    h.apply(actions);
+    h.stopped_workers_exit();
+    assert!(h.pool.is_stopped());
+    assert!(h.pool.due(h.now + SEC).is_empty());
+}
+
+#[test]
+fn scaling_down_stops_the_highest_slots_and_up_fills_new_ones() {
+    let mut h = Harness::new(config(4, Readiness::Delay(SEC)));
+    let actions = h.pool.scale(2, h.now).unwrap();
+    h.apply(actions);
+    let stopped: Vec<u32> = h.signals.iter().map(|s| s.0).collect();
+    assert_eq!(stopped, [103, 102], "highest slot first");
+    assert!(h.signals.iter().all(|s| s.2 == Reason::ScaleDown));
+    let exit = h.exit(103, code(0));
+    assert_eq!(exit.restart_in, None);
+    // A scaled-down worker that crashes instead of stopping is not restarted either.
+    assert_eq!(h.exit(102, code(1)).restart_in, None);
+    assert_eq!(h.live().len(), 2);
+
+    let actions = h.pool.scale(5, h.now).unwrap();
+    h.apply(actions);
+    let slots: Vec<usize> = h.live().iter().map(|w| w.0).collect();
+    assert_eq!(slots, [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn rolling_upgrade_replaces_each_slot_after_its_successor_is_ready() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let (generation, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    assert_eq!(generation, 2);
+    h.apply(actions);
+    // One surge worker for slot 0; nobody is stopped yet.
+    assert_eq!(h.live().len(), 3);
+    assert!(h.signals.is_empty());
+    assert!(h.pool.upgrade(60 * SEC, h.now).is_err(), "one upgrade at a time");
+
+    h.notify(102, "READY=1");
+    assert_eq!(h.signals, [(100, Signal::TERM, Reason::Replaced)]);
+    assert_eq!(h.pid_in(1), 101, "slot 1's old worker serves until its successor is ready");
+    let new_in_1 = h.pool.workers().iter().find(|w| w.slot == 1 && w.generation == 2).unwrap().pid;
+    h.notify(new_in_1, "READY=1");
+    assert_eq!(h.signals.last(), Some(&(101, Signal::TERM, Reason::Replaced)));
+    assert_eq!(h.ended, [Ok(2)]);
+    assert_eq!(h.pool.generation(), 2);
+    let exit = h.exit(100, code(0));
+    assert_eq!((exit.stopped_for, exit.restart_in), (Some(Reason::Replaced), None));
+}
+
+#[test]
+fn an_upgrade_whose_worker_exits_aborts_and_keeps_the_old_ones() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let exit = h.exit(102, code(3));
+    assert_eq!(exit.restart_in, None, "the old worker still holds slot 0");
+    assert_eq!(h.ended.len(), 1);
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(why.contains("exited before it was ready: exit code 3"), "{why}");
+    let live: Vec<u32> = h.live().iter().map(|w| w.1).collect();
+    assert_eq!(live, [100, 101]);
+    assert_eq!(h.pool.generation(), 1);
+    assert!(h.pool.upgrade_in_progress().is_none());
+    // A later upgrade may try again.
+    assert_eq!(h.pool.upgrade(60 * SEC, h.now).unwrap().0, 3);
+}
+
+#[test]
+fn an_upgrade_whose_worker_is_never_ready_aborts() {
+    let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    h.advance(10 * SEC);
+    assert!(h.ended[0].as_ref().unwrap_err().contains("did not send READY=1"));
+    assert_eq!(h.signals, [(101, Signal::TERM, Reason::UpgradeAborted)]);
+    assert_eq!(h.live().iter().map(|w| w.1).collect::<Vec<_>>(), [100]);
+}
+
+#[test]
+fn an_upgrade_whose_worker_cannot_start_aborts() {
+    let mut pool = Pool::new(config(1, Readiness::Delay(SEC)));
+    let t0 = Instant::now();
+    pool.due(t0);
+    assert!(pool.spawned(0, 1, 100, t0));
+    pool.due(t0 + SEC);
+    let (_, actions) = pool.upgrade(60 * SEC, t0 + SEC).unwrap();
+    assert_eq!(actions, [Action::Spawn { slot: 0, generation: 2 }]);
+    let (_, actions) = pool.spawn_failed(0, "no such file", t0 + SEC);
+    assert!(matches!(&actions[..], [Action::UpgradeEnded(Err(why))] if why.contains("no such file")));
+}
+
+#[test]
+fn stopping_during_an_upgrade_ends_it() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    h.advance(SEC);
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let actions = h.pool.stop(true, None, h.now);
+    h.apply(actions);
+    assert_eq!(h.ended, [Err("herd is stopping".to_string())]);
+    assert!(h.pool.scale(3, h.now).is_err());
+    assert!(h.pool.upgrade(SEC, h.now).is_err());
+}
+
+#[test]
+fn a_worker_never_ready_is_killed_and_replaced() {
+    let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
+    h.advance(10 * SEC);
+    assert_eq!(h.signals, [(100, Signal::KILL, Reason::NotReady)]);
+    let exit = h.exit(100, ExitStatus::from_raw(9));
+    assert_eq!(exit.restart_in, Some(Duration::ZERO));
+    assert_eq!(h.pid_in(0), 101);
+}
+
+#[test]
+fn a_silent_worker_is_killed_by_the_watchdog_and_replaced() {
+    let mut cfg = config(1, Readiness::Notify { timeout: 10 * SEC });
+    cfg.watchdog = Some(2 * SEC);
+    let mut h = Harness::new(cfg);
+    h.notify(100, "READY=1");
+    h.advance(SEC);
+    h.notify(100, "WATCHDOG=1");
+    h.advance(SEC + 500 * MS);
+    assert!(h.signals.is_empty(), "the ping reset the deadline");
+    h.advance(500 * MS);
+    assert_eq!(h.signals, [(100, Signal::KILL, Reason::Watchdog)]);
+    assert_eq!(h.exit(100, ExitStatus::from_raw(9)).restart_in, Some(Duration::ZERO));
+}
+
+#[test]
+fn signals_reach_live_workers_only() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    assert_eq!(h.pool.signal(Signal::HUP, None).unwrap().len(), 2);
+    assert_eq!(h.pool.signal(Signal::HUP, Some(1)).unwrap().len(), 1);
+    assert!(h.pool.signal(Signal::HUP, Some(7)).is_err());
+    let _ = &mut h;
+}
+
+#[test]
+fn notify_messages_parse_like_systemd() {
+    let m = NotifyMessage::parse(b"READY=1\nSTATUS=serving 3 clients\nX_CUSTOM=1\n").unwrap();
+    assert!(m.ready && !m.watchdog && !m.stopping);
+    assert_eq!(m.status.as_deref(), Some("serving 3 clients"));
+    assert!(NotifyMessage::parse(b"READY").is_none());
+    assert!(NotifyMessage::parse(&[0xff, 0xfe]).is_none());
+    assert_eq!(NotifyMessage::parse(b"READY=0").unwrap(), NotifyMessage::default());
+}

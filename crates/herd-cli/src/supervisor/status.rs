@@ -1,0 +1,170 @@
+//! `herd status`: a snapshot of the supervisor, its workers and its sockets, serialized as the
+//! `status` command's result.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::pool::{Pool, WorkerState};
+use crate::spec::Listener;
+
+/// The whole snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    /// The supervisor's pid.
+    pub pid: u32,
+    /// The herd's `--name`.
+    pub name: String,
+    /// herd's version.
+    pub version: String,
+    /// How long herd has run, in milliseconds.
+    pub uptime_ms: u64,
+    /// The generation of the last completed upgrade (1 at start).
+    pub generation: u64,
+    /// The generation being rolled out, during an upgrade.
+    pub upgrading_to: Option<u64>,
+    /// Whether herd is stopping.
+    pub stopping: bool,
+    /// How many workers herd keeps running.
+    pub desired: usize,
+    /// How many worker processes run (stopping ones included).
+    pub running: usize,
+    /// How many are ready.
+    pub ready: usize,
+    /// Every worker process.
+    pub workers: Vec<WorkerStatus>,
+    /// Slots without a worker, waiting out a restart backoff.
+    pub waiting: Vec<WaitingSlot>,
+    /// The listening sockets.
+    pub sockets: Vec<SocketStatus>,
+}
+
+/// One worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// Its slot.
+    pub slot: usize,
+    /// Its pid.
+    pub pid: u32,
+    /// Its generation.
+    pub generation: u64,
+    /// `starting`, `ready` or `stopping`.
+    pub state: String,
+    /// Why it is stopping, if it is.
+    pub stopping_reason: Option<String>,
+    /// How long it has run, in milliseconds.
+    pub uptime_ms: u64,
+    /// How many times its slot restarted a worker after an unexpected exit.
+    pub restarts: u32,
+    /// How its slot's previous worker exited.
+    pub last_exit: Option<String>,
+    /// Its last `STATUS=` text.
+    pub status: Option<String>,
+}
+
+/// A slot waiting to restart its worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WaitingSlot {
+    /// The slot.
+    pub slot: usize,
+    /// When its next worker starts, in milliseconds from now.
+    pub restart_in_ms: u64,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// How its last worker exited.
+    pub last_exit: Option<String>,
+}
+
+/// A listening socket.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SocketStatus {
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// Where it listens, with the real port.
+    pub address: String,
+    /// `tcp`, `udp` or `unix`.
+    pub kind: String,
+    /// Its fd number in workers.
+    pub fd: i32,
+    /// Connections waiting to be accepted (TCP on Linux).
+    pub queue: Option<u32>,
+    /// The accept queue's limit (TCP on Linux).
+    pub queue_limit: Option<u32>,
+}
+
+/// Builds the snapshot.
+pub fn snapshot(pool: &Pool, listeners: &[Listener], name: &str, started: Instant) -> Status {
+    let now = Instant::now();
+    let ms = |d: Duration| d.as_millis() as u64;
+    let describe = |s: Option<std::process::ExitStatus>| s.map(super::describe_exit);
+    let workers: Vec<WorkerStatus> = pool
+        .workers()
+        .iter()
+        .map(|w| {
+            let slot = &pool.slots()[w.slot];
+            let (state, reason) = match w.state {
+                WorkerState::Starting => ("starting", None),
+                WorkerState::Ready => ("ready", None),
+                WorkerState::Stopping { reason, .. } => ("stopping", Some(reason.describe().to_string())),
+            };
+            WorkerStatus {
+                slot: w.slot,
+                pid: w.pid,
+                generation: w.generation,
+                state: state.to_string(),
+                stopping_reason: reason,
+                uptime_ms: ms(now.saturating_duration_since(w.started)),
+                restarts: slot.restarts,
+                last_exit: describe(slot.last_exit),
+                status: w.status.clone(),
+            }
+        })
+        .collect();
+    let waiting = pool
+        .slots()
+        .iter()
+        .enumerate()
+        .take(pool.desired())
+        .filter_map(|(i, s)| {
+            s.restart_at.map(|at| WaitingSlot {
+                slot: i,
+                restart_in_ms: ms(at.saturating_duration_since(now)),
+                restarts: s.restarts,
+                last_exit: describe(s.last_exit),
+            })
+        })
+        .collect();
+    let sockets = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let queue = match (l.kind, l.fd()) {
+                ("tcp", Some(fd)) => herd_sys::socket::accept_queue(fd).ok().flatten(),
+                _ => None,
+            };
+            SocketStatus {
+                name: l.name.clone(),
+                address: l.address.clone(),
+                kind: l.kind.to_string(),
+                fd: herd::LISTEN_FDS_START + i as i32,
+                queue: queue.map(|q| q.0),
+                queue_limit: queue.map(|q| q.1),
+            }
+        })
+        .collect();
+    Status {
+        pid: std::process::id(),
+        name: name.to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        uptime_ms: ms(now.saturating_duration_since(started)),
+        generation: pool.generation(),
+        upgrading_to: pool.upgrade_in_progress().map(|u| u.generation),
+        stopping: pool.is_stopping(),
+        desired: pool.desired(),
+        running: workers.len(),
+        ready: workers.iter().filter(|w| w.state == "ready").count(),
+        workers,
+        waiting,
+        sockets,
+    }
+}
