@@ -239,10 +239,20 @@ fn parse_ready(text: &str) -> Result<ReadyMode, String> {
 fn parse_scale(text: &str) -> Result<ScaleTarget, String> {
     let bad = || format!("'{text}' is not a number of workers; write N, +N or -N");
     if let Some(rest) = text.strip_prefix('+') {
-        return rest.parse::<i64>().ok().filter(|n| *n >= 0).map(ScaleTarget::Delta).ok_or_else(bad);
+        return rest
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(ScaleTarget::Delta)
+            .ok_or_else(bad);
     }
     if let Some(rest) = text.strip_prefix('-') {
-        return rest.parse::<i64>().ok().filter(|n| *n >= 0).map(|n| ScaleTarget::Delta(-n)).ok_or_else(bad);
+        return rest
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| ScaleTarget::Delta(-n))
+            .ok_or_else(bad);
     }
     text.parse().map(ScaleTarget::Set).map_err(|_| bad())
 }

@@ -53,7 +53,10 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         ("HERD_CONTROL".into(), control.clone().into()),
     ];
     if let Some(watchdog) = args.watchdog {
-        extra_env.push(("WATCHDOG_USEC".into(), watchdog.as_micros().to_string().into()));
+        extra_env.push((
+            "WATCHDOG_USEC".into(),
+            watchdog.as_micros().to_string().into(),
+        ));
     }
     let command = WorkerCommand::new(&args.command, &names, extra_env).map_err(Failure::Usage)?;
     command.program(0).map_err(Failure::Usage)?;

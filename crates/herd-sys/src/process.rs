@@ -169,7 +169,6 @@ fn to_pid(pid: u32) -> io::Result<libc::pid_t> {
     }
 }
 
-
 /// This process's effective user id.
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.

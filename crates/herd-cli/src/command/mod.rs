@@ -128,7 +128,10 @@ impl WorkerCommand {
         plan.env(OsStr::new("LISTEN_FDS"), OsStr::new(&fds.to_string()))?
             .env(OsStr::new("LISTEN_FDNAMES"), OsStr::new(&self.fd_names))?
             .env(OsStr::new("HERD_WORKER"), OsStr::new(&slot.to_string()))?
-            .env(OsStr::new("HERD_GENERATION"), OsStr::new(&generation.to_string()))?
+            .env(
+                OsStr::new("HERD_GENERATION"),
+                OsStr::new(&generation.to_string()),
+            )?
             .listen_pid()
             .new_process_group(true)
             .parent_death_signal(Some(Signal::KILL));

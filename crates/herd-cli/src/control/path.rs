@@ -15,7 +15,9 @@ pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {
@@ -48,7 +50,9 @@ pub fn ensure_private_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => return Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create the control directory {shown}")),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot create the control directory {shown}"))
+        }
     }
     let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("cannot inspect the control directory {shown}"))?;
@@ -125,13 +129,25 @@ mod tests {
         let uid = std::fs::metadata(tmp.path()).unwrap().uid();
         let dir = tmp.path().join("herd");
         ensure_private_dir(&dir, uid).unwrap();
-        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         ensure_private_dir(&dir, uid).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(ensure_private_dir(&dir, uid).unwrap_err().to_string().contains("must be private"));
-        assert!(ensure_private_dir(&dir, uid + 1).unwrap_err().to_string().contains("belongs to uid"));
+        assert!(ensure_private_dir(&dir, uid)
+            .unwrap_err()
+            .to_string()
+            .contains("must be private"));
+        assert!(ensure_private_dir(&dir, uid + 1)
+            .unwrap_err()
+            .to_string()
+            .contains("belongs to uid"));
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(ensure_private_dir(&link, uid).unwrap_err().to_string().contains("not a directory"));
+        assert!(ensure_private_dir(&link, uid)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
     }
 }

@@ -164,7 +164,10 @@ impl Response {
 /// Parses one request line, classifying what is wrong with it.
 pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-        Response::error(ErrorCode::BadRequest, format!("the request is not valid JSON: {e}"))
+        Response::error(
+            ErrorCode::BadRequest,
+            format!("the request is not valid JSON: {e}"),
+        )
     })?;
     let object = value.as_object().ok_or_else(|| {
         Response::error(ErrorCode::BadRequest, "the request must be a JSON object")
@@ -174,7 +177,9 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
         Some(v) => {
             return Err(Response::error(
                 ErrorCode::UnsupportedVersion,
-                format!("protocol version {v} is not supported; this herd speaks version {VERSION}"),
+                format!(
+                    "protocol version {v} is not supported; this herd speaks version {VERSION}"
+                ),
             ))
         }
         None => {
@@ -191,7 +196,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     if !COMMANDS.contains(&command) {
         return Err(Response::error(
             ErrorCode::UnknownCommand,
-            format!("unknown command {command:?}; known: {}", COMMANDS.join(", ")),
+            format!(
+                "unknown command {command:?}; known: {}",
+                COMMANDS.join(", ")
+            ),
         ));
     }
     let known = arguments(command);
@@ -199,15 +207,18 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
         .keys()
         .find(|k| !["version", "command"].contains(&k.as_str()) && !known.contains(&k.as_str()))
     {
-        let takes = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        let takes = if known.is_empty() {
+            "none".to_string()
+        } else {
+            known.join(", ")
+        };
         return Err(Response::error(
             ErrorCode::InvalidArgument,
             format!("{command} takes no argument {extra:?} (its arguments: {takes})"),
         ));
     }
-    serde_json::from_value(value.clone()).map_err(|e| {
-        Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}"))
-    })
+    serde_json::from_value(value.clone())
+        .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))
 }
 
 #[cfg(test)]
@@ -215,21 +226,37 @@ mod tests {
     use super::*;
 
     fn code(line: &str) -> ErrorCode {
-        parse_request(line.as_bytes()).unwrap_err().error.unwrap().code
+        parse_request(line.as_bytes())
+            .unwrap_err()
+            .error
+            .unwrap()
+            .code
     }
 
     #[test]
     fn parses_commands() {
         let r = parse_request(br#"{"version":1,"command":"scale","delta":-2}"#).unwrap();
-        assert_eq!(r.command, Command::Scale { workers: None, delta: Some(-2) });
+        assert_eq!(
+            r.command,
+            Command::Scale {
+                workers: None,
+                delta: Some(-2)
+            }
+        );
         let r = parse_request(br#"{"version":1,"command":"status"}"#).unwrap();
         assert_eq!(r.command, Command::Status);
         let line = serde_json::to_string(&Request {
             version: 1,
-            command: Command::Signal { signal: "HUP".into(), slot: Some(2) },
+            command: Command::Signal {
+                signal: "HUP".into(),
+                slot: Some(2),
+            },
         })
         .unwrap();
-        assert_eq!(line, r#"{"version":1,"command":"signal","signal":"HUP","slot":2}"#);
+        assert_eq!(
+            line,
+            r#"{"version":1,"command":"signal","signal":"HUP","slot":2}"#
+        );
     }
 
     #[test]
@@ -237,9 +264,21 @@ mod tests {
         assert_eq!(code("garbage"), ErrorCode::BadRequest);
         assert_eq!(code("[1]"), ErrorCode::BadRequest);
         assert_eq!(code(r#"{"command":"status"}"#), ErrorCode::BadRequest);
-        assert_eq!(code(r#"{"version":9,"command":"status"}"#), ErrorCode::UnsupportedVersion);
-        assert_eq!(code(r#"{"version":1,"command":"dance"}"#), ErrorCode::UnknownCommand);
-        assert_eq!(code(r#"{"version":1,"command":"scale","workers":"x"}"#), ErrorCode::InvalidArgument);
-        assert_eq!(code(r#"{"version":1,"command":"status","extra":1}"#), ErrorCode::InvalidArgument);
+        assert_eq!(
+            code(r#"{"version":9,"command":"status"}"#),
+            ErrorCode::UnsupportedVersion
+        );
+        assert_eq!(
+            code(r#"{"version":1,"command":"dance"}"#),
+            ErrorCode::UnknownCommand
+        );
+        assert_eq!(
+            code(r#"{"version":1,"command":"scale","workers":"x"}"#),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(
+            code(r#"{"version":1,"command":"status","extra":1}"#),
+            ErrorCode::InvalidArgument
+        );
     }
 }

@@ -88,7 +88,11 @@ async fn refuse(mut stream: UnixStream, response: Response) {
     let _ = tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&response.to_line())).await;
 }
 
-async fn handle(stream: UnixStream, policy: &AccessPolicy, requests: &mpsc::Sender<ControlRequest>) {
+async fn handle(
+    stream: UnixStream,
+    policy: &AccessPolicy,
+    requests: &mpsc::Sender<ControlRequest>,
+) {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(e) => {
@@ -109,7 +113,11 @@ async fn handle(stream: UnixStream, policy: &AccessPolicy, requests: &mpsc::Send
             cred.uid(),
             policy.own_uid
         );
-        refuse(stream, Response::error(ErrorCode::PermissionDenied, message)).await;
+        refuse(
+            stream,
+            Response::error(ErrorCode::PermissionDenied, message),
+        )
+        .await;
         return;
     }
     let (read, mut write) = stream.into_split();
@@ -148,7 +156,11 @@ async fn handle(stream: UnixStream, policy: &AccessPolicy, requests: &mpsc::Send
 
 async fn forward(command: Command, requests: &mpsc::Sender<ControlRequest>) -> Response {
     let (reply, response) = oneshot::channel();
-    if requests.send(ControlRequest { command, reply }).await.is_err() {
+    if requests
+        .send(ControlRequest { command, reply })
+        .await
+        .is_err()
+    {
         return Response::error(ErrorCode::Stopping, "herd is stopping");
     }
     response
@@ -191,7 +203,11 @@ mod tests {
 
     #[test]
     fn access_policy() {
-        let policy = AccessPolicy { own_uid: 1000, uids: vec![1001], gids: vec![50] };
+        let policy = AccessPolicy {
+            own_uid: 1000,
+            uids: vec![1001],
+            gids: vec![50],
+        };
         assert!(policy.allows(1000, 1000));
         assert!(policy.allows(0, 0));
         assert!(policy.allows(1001, 1));

@@ -25,7 +25,10 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
         cli::Command::Status(args) => {
             let result = request(control, Command::Status, Some(QUICK))?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&result).unwrap_or_default()
+                );
             } else {
                 let status: Status = serde_json::from_value(result)
                     .map_err(|e| anyhow!("unexpected status from {}: {e}", control.display()))?;
@@ -38,21 +41,37 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
                 ScaleTarget::Delta(d) => (None, Some(d)),
             };
             let result = request(control, Command::Scale { workers, delta }, Some(QUICK))?;
-            println!("scaled from {} to {} workers", result["previous"], result["workers"]);
+            println!(
+                "scaled from {} to {} workers",
+                result["previous"], result["workers"]
+            );
         }
         cli::Command::Upgrade(args) => {
             let timeout_ms = Some(args.timeout.as_millis() as u64);
             let result = request(control, Command::Upgrade { timeout_ms }, None)?;
-            println!("upgraded: every worker now runs generation {}", result["generation"]);
+            println!(
+                "upgraded: every worker now runs generation {}",
+                result["generation"]
+            );
         }
         cli::Command::Stop(args) => {
             let grace_ms = args.grace.map(|g| g.as_millis() as u64);
-            request(control, Command::Stop { grace_ms, fast: args.fast }, None)?;
+            request(
+                control,
+                Command::Stop {
+                    grace_ms,
+                    fast: args.fast,
+                },
+                None,
+            )?;
             println!("stopped");
         }
         cli::Command::Signal(args) => {
             let signal = args.signal.number().to_string();
-            let command = Command::Signal { signal, slot: args.worker };
+            let command = Command::Signal {
+                signal,
+                slot: args.worker,
+            };
             let result = request(control, command, Some(QUICK))?;
             println!("sent {} to {} worker(s)", args.signal, result["signalled"]);
         }
@@ -61,7 +80,11 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
 }
 
 /// Sends one request and returns its result, or a failure that says what went wrong.
-pub fn request(control: &Path, command: Command, timeout: Option<Duration>) -> Result<serde_json::Value, Failure> {
+pub fn request(
+    control: &Path,
+    command: Command,
+    timeout: Option<Duration>,
+) -> Result<serde_json::Value, Failure> {
     let shown = control.display();
     let mut stream = UnixStream::connect(control).map_err(|e| {
         let why = match e.raw_os_error() {
@@ -78,18 +101,23 @@ pub fn request(control: &Path, command: Command, timeout: Option<Duration>) -> R
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(Some(QUICK)))
         .map_err(|e| Failure::Runtime(e.into()))?;
-    let mut line = serde_json::to_vec(&Request { version: VERSION, command })
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    let mut line = serde_json::to_vec(&Request {
+        version: VERSION,
+        command,
+    })
+    .map_err(|e| Failure::Runtime(e.into()))?;
     line.push(b'\n');
     stream
         .write_all(&line)
         .map_err(|e| Failure::Runtime(anyhow!("cannot send to {shown}: {e}")))?;
     let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).map_err(|e| {
-        Failure::Runtime(anyhow!("no answer from {shown}: {e}"))
-    })?;
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| Failure::Runtime(anyhow!("no answer from {shown}: {e}")))?;
     if answer.is_empty() {
-        return Err(Failure::Runtime(anyhow!("{shown} closed the connection without an answer")));
+        return Err(Failure::Runtime(anyhow!(
+            "{shown} closed the connection without an answer"
+        )));
     }
     let response: Response = serde_json::from_str(&answer)
         .map_err(|e| Failure::Runtime(anyhow!("unexpected answer from {shown}: {e}")))?;
@@ -104,7 +132,10 @@ pub fn request(control: &Path, command: Command, timeout: Option<Duration>) -> R
                 ErrorCode::UpgradeFailed => "upgrade failed, the old workers keep serving",
                 _ => "herd refused",
             };
-            Err(Failure::Runtime(anyhow!("{prefix} ({code}): {}", error.message)))
+            Err(Failure::Runtime(anyhow!(
+                "{prefix} ({code}): {}",
+                error.message
+            )))
         }
         (false, _, None) => Err(Failure::Runtime(anyhow!("herd refused without saying why"))),
     }

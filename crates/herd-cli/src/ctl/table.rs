@@ -23,7 +23,14 @@ pub fn render(status: &Status) -> String {
         status.desired
     );
     let mut rows = vec![[
-        "SLOT", "PID", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT", "STATUS",
+        "SLOT",
+        "PID",
+        "GEN",
+        "STATE",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+        "STATUS",
     ]
     .map(str::to_string)];
     for w in &status.workers {
@@ -62,7 +69,13 @@ pub fn render(status: &Status) -> String {
             (Some(q), Some(limit)) => format!("{q}/{limit}"),
             _ => "-".into(),
         };
-        rows.push([s.name.clone(), s.fd.to_string(), s.kind.clone(), s.address.clone(), queue]);
+        rows.push([
+            s.name.clone(),
+            s.fd.to_string(),
+            s.kind.clone(),
+            s.address.clone(),
+            queue,
+        ]);
     }
     table(&mut out, &rows);
     out

@@ -6,5 +6,5 @@ mod parse;
 mod socket_file;
 
 pub use bind::{bind_all, Listener};
-pub use socket_file::{prepare as prepare_socket_path, SocketFile};
 pub use parse::{BindSpec, MAX_UNIX_PATH};
+pub use socket_file::{prepare as prepare_socket_path, SocketFile};

@@ -135,7 +135,11 @@ impl Supervisor {
                 Event::Upgrade => self.upgrade("SIGHUP", None, None),
                 Event::ScaleBy(delta, reason) => {
                     // A signal never scales below one worker; `herd scale 0` can.
-                    let target = self.pool.desired().saturating_add_signed(delta as isize).max(1);
+                    let target = self
+                        .pool
+                        .desired()
+                        .saturating_add_signed(delta as isize)
+                        .max(1);
                     if let Err(why) = self.scale(target, reason) {
                         tracing::warn!("{reason} ignored: {why}");
                     }
@@ -162,7 +166,10 @@ impl Supervisor {
 
     fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
         if graceful && self.pool.is_stopping() {
-            tracing::info!(signal = reason, "already stopping; send SIGQUIT to stop at once");
+            tracing::info!(
+                signal = reason,
+                "already stopping; send SIGQUIT to stop at once"
+            );
             return;
         }
         let grace = grace.unwrap_or(self.pool.config().grace);
@@ -185,7 +192,12 @@ impl Supervisor {
         self.apply(actions, false);
     }
 
-    fn upgrade(&mut self, reason: &str, timeout: Option<Duration>, waiter: Option<oneshot::Sender<Response>>) {
+    fn upgrade(
+        &mut self,
+        reason: &str,
+        timeout: Option<Duration>,
+        waiter: Option<oneshot::Sender<Response>>,
+    ) {
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
         match self.pool.upgrade(timeout, Instant::now()) {
             Ok((generation, actions)) => {
@@ -214,7 +226,10 @@ impl Supervisor {
     fn scale(&mut self, target: usize, reason: &str) -> Result<usize, String> {
         let previous = self.pool.desired();
         let actions = self.pool.scale(target, Instant::now())?;
-        tracing::info!(trigger = reason, "scaling from {previous} to {target} workers");
+        tracing::info!(
+            trigger = reason,
+            "scaling from {previous} to {target} workers"
+        );
         self.apply(actions, false);
         Ok(previous)
     }
@@ -223,7 +238,8 @@ impl Supervisor {
         let ControlRequest { command, reply } = request;
         let response = match command {
             Command::Status => {
-                let status = status::snapshot(&self.pool, &self.listeners, &self.name, self.started);
+                let status =
+                    status::snapshot(&self.pool, &self.listeners, &self.name, self.started);
                 match serde_json::to_value(status) {
                     Ok(value) => Response::ok(value),
                     Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
@@ -231,7 +247,11 @@ impl Supervisor {
             }
             Command::Scale { workers, delta } => self.scale_request(workers, delta),
             Command::Upgrade { timeout_ms } => {
-                self.upgrade("herd upgrade", timeout_ms.map(Duration::from_millis), Some(reply));
+                self.upgrade(
+                    "herd upgrade",
+                    timeout_ms.map(Duration::from_millis),
+                    Some(reply),
+                );
                 return;
             }
             Command::Stop { grace_ms, fast } => {
@@ -323,11 +343,16 @@ impl Supervisor {
                 Action::UpgradeEnded(result) => {
                     let response = match &result {
                         Ok(generation) => {
-                            tracing::info!(generation, "rolling upgrade to generation {generation} finished");
+                            tracing::info!(
+                                generation,
+                                "rolling upgrade to generation {generation} finished"
+                            );
                             Response::ok(serde_json::json!({ "generation": generation }))
                         }
                         Err(why) => {
-                            tracing::error!("rolling upgrade aborted; the old workers keep serving: {why}");
+                            tracing::error!(
+                                "rolling upgrade aborted; the old workers keep serving: {why}"
+                            );
                             Response::error(ErrorCode::UpgradeFailed, why.clone())
                         }
                     };
@@ -343,7 +368,9 @@ impl Supervisor {
         let now = Instant::now();
         let fds: Option<Vec<BorrowedFd<'_>>> = self.listeners.iter().map(Listener::fd).collect();
         let result = match fds {
-            Some(fds) => self.command.spawn(slot, generation, &fds, self.stdin.as_fd()),
+            Some(fds) => self
+                .command
+                .spawn(slot, generation, &fds, self.stdin.as_fd()),
             None => Err(crate::command::StartError {
                 cannot_execute: false,
                 message: "the sockets are closed".to_string(),
@@ -354,7 +381,11 @@ impl Supervisor {
                 tracing::info!(slot, pid, generation, "worker started");
                 if !self.pool.spawned(slot, generation, pid, now) {
                     // Unreachable by construction; never leave a process unsupervised.
-                    tracing::error!(slot, pid, "worker started in a slot that was not free; killing it");
+                    tracing::error!(
+                        slot,
+                        pid,
+                        "worker started in a slot that was not free; killing it"
+                    );
                     let _ = process::signal_group(pid, Signal::KILL);
                 }
                 Vec::new()
@@ -407,7 +438,9 @@ impl Supervisor {
                     "worker exited: {how} (stopped: {})",
                     reason.describe()
                 ),
-                (None, None) => tracing::warn!(slot, pid, generation, %uptime, "worker exited: {how}"),
+                (None, None) => {
+                    tracing::warn!(slot, pid, generation, %uptime, "worker exited: {how}")
+                }
                 (_, Some(delay)) if delay.is_zero() => tracing::warn!(
                     slot,
                     pid,
@@ -433,7 +466,9 @@ impl Supervisor {
         let mut buf = [0u8; notify::MAX_DATAGRAM];
         // Bounded per wake-up, so a flood cannot starve the rest of the loop.
         for _ in 0..256 {
-            let received = socket.try_io(Interest::READABLE, || notify::recv(socket.as_fd(), &mut buf));
+            let received = socket.try_io(Interest::READABLE, || {
+                notify::recv(socket.as_fd(), &mut buf)
+            });
             let datagram = match received {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -453,19 +488,31 @@ impl Supervisor {
                 }
             };
             if datagram.truncated {
-                dropped(format!("longer than {} bytes", notify::MAX_DATAGRAM), &mut self.notify_log);
+                dropped(
+                    format!("longer than {} bytes", notify::MAX_DATAGRAM),
+                    &mut self.notify_log,
+                );
                 continue;
             }
             let Some(sender) = datagram.sender_pid else {
-                dropped("the sender's pid is unknown".to_string(), &mut self.notify_log);
+                dropped(
+                    "the sender's pid is unknown".to_string(),
+                    &mut self.notify_log,
+                );
                 continue;
             };
             let Some(pid) = notify::attribute(sender, |p| self.pool.worker(p).is_some()) else {
-                dropped(format!("pid {sender} is not a worker nor a descendant of one"), &mut self.notify_log);
+                dropped(
+                    format!("pid {sender} is not a worker nor a descendant of one"),
+                    &mut self.notify_log,
+                );
                 continue;
             };
             let Some(message) = NotifyMessage::parse(&buf[..datagram.len]) else {
-                dropped(format!("malformed message from pid {sender}"), &mut self.notify_log);
+                dropped(
+                    format!("malformed message from pid {sender}"),
+                    &mut self.notify_log,
+                );
                 continue;
             };
             if message.stopping {
@@ -479,7 +526,12 @@ impl Supervisor {
     fn announce_ready(&mut self) {
         for w in self.pool.workers() {
             if w.state == WorkerState::Ready && self.announced_ready.insert(w.pid) {
-                tracing::info!(slot = w.slot, pid = w.pid, generation = w.generation, "worker ready");
+                tracing::info!(
+                    slot = w.slot,
+                    pid = w.pid,
+                    generation = w.generation,
+                    "worker ready"
+                );
             }
         }
     }
@@ -495,8 +547,13 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
     match status.signal() {
         Some(n) => {
-            let name = Signal::from_number(n).map_or_else(|| format!("signal {n}"), |s| s.to_string());
-            let core = if status.core_dumped() { " (core dumped)" } else { "" };
+            let name =
+                Signal::from_number(n).map_or_else(|| format!("signal {n}"), |s| s.to_string());
+            let core = if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            };
             format!("killed by {name}{core}")
         }
         None => format!("{status}"),

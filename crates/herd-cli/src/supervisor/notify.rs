@@ -55,7 +55,6 @@ impl NotifySocket {
             _file: file,
         })
     }
-
 }
 
 /// Receives one datagram, for `tokio`'s `try_io`: `WouldBlock` when none is waiting.

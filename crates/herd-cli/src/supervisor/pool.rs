@@ -334,7 +334,12 @@ impl Pool {
         let (grace, stop_signal) = (self.config.grace, self.config.stop_signal);
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
-            if w.live() && w.generation < g && self.has_worker(w.slot, |o| o.generation >= g && o.state == WorkerState::Ready) {
+            if w.live()
+                && w.generation < g
+                && self.has_worker(w.slot, |o| {
+                    o.generation >= g && o.state == WorkerState::Ready
+                })
+            {
                 let pid = w.pid;
                 self.workers[i].state = stopping(Reason::Replaced, now + grace, false);
                 actions.push(signal_stop(pid, stop_signal, Reason::Replaced));
@@ -356,7 +361,10 @@ impl Pool {
             let has_new = self.has_worker(slot, |w| w.live() && w.generation >= g);
             if has_old && !has_new && !self.slots[slot].spawning {
                 self.slots[slot].spawning = true;
-                actions.push(Action::Spawn { slot, generation: g });
+                actions.push(Action::Spawn {
+                    slot,
+                    generation: g,
+                });
                 room -= 1;
             }
         }
@@ -411,7 +419,12 @@ impl Pool {
 
     /// The worker for `slot` could not be started. Returns the delay before the next try, and
     /// aborts an upgrade whose new worker this was.
-    pub fn spawn_failed(&mut self, slot: usize, why: &str, now: Instant) -> (Duration, Vec<Action>) {
+    pub fn spawn_failed(
+        &mut self,
+        slot: usize,
+        why: &str,
+        now: Instant,
+    ) -> (Duration, Vec<Action>) {
         let policy = self.config.backoff;
         let mut actions = Vec::new();
         let Some(s) = self.slots.get_mut(slot) else {
@@ -421,7 +434,10 @@ impl Pool {
         let delay = s.backoff.next_delay(&policy, None);
         s.restart_at = Some(now + delay);
         if let Some(u) = self.upgrade {
-            let reason = format!("cannot start a worker of generation {}: {why}", u.generation);
+            let reason = format!(
+                "cannot start a worker of generation {}: {why}",
+                u.generation
+            );
             self.abort_upgrade(reason, now, &mut actions);
         }
         (delay, actions)
@@ -429,7 +445,12 @@ impl Pool {
 
     /// A child exited. Returns `None` when `pid` is not one of the pool's workers, else what
     /// the exit meant, with any actions it triggers (an aborted upgrade).
-    pub fn exited(&mut self, pid: u32, status: ExitStatus, now: Instant) -> Option<(Exit, Vec<Action>)> {
+    pub fn exited(
+        &mut self,
+        pid: u32,
+        status: ExitStatus,
+        now: Instant,
+    ) -> Option<(Exit, Vec<Action>)> {
         let index = self.workers.iter().position(|w| w.pid == pid)?;
         let w = self.workers.remove(index);
         let mut actions = Vec::new();
@@ -525,12 +546,19 @@ impl Pool {
     }
 
     /// Starts a rolling upgrade to a new generation that must finish within `timeout`.
-    pub fn upgrade(&mut self, timeout: Duration, now: Instant) -> Result<(u64, Vec<Action>), String> {
+    pub fn upgrade(
+        &mut self,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<(u64, Vec<Action>), String> {
         if self.phase == Phase::Stopping {
             return Err("herd is stopping".to_string());
         }
         if let Some(u) = self.upgrade {
-            return Err(format!("an upgrade to generation {} is in progress", u.generation));
+            return Err(format!(
+                "an upgrade to generation {} is in progress",
+                u.generation
+            ));
         }
         self.latest_generation += 1;
         let generation = self.latest_generation;
@@ -632,7 +660,12 @@ impl Pool {
             }
         }
         if self.phase == Phase::Serving {
-            times.extend(self.slots.iter().take(self.desired).filter_map(|s| s.restart_at));
+            times.extend(
+                self.slots
+                    .iter()
+                    .take(self.desired)
+                    .filter_map(|s| s.restart_at),
+            );
             times.extend(self.upgrade.map(|u| u.deadline));
         }
         times.into_iter().min()

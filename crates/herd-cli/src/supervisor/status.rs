@@ -105,7 +105,9 @@ pub fn snapshot(pool: &Pool, listeners: &[Listener], name: &str, started: Instan
             let (state, reason) = match w.state {
                 WorkerState::Starting => ("starting", None),
                 WorkerState::Ready => ("ready", None),
-                WorkerState::Stopping { reason, .. } => ("stopping", Some(reason.describe().to_string())),
+                WorkerState::Stopping { reason, .. } => {
+                    ("stopping", Some(reason.describe().to_string()))
+                }
             };
             WorkerStatus {
                 slot: w.slot,

@@ -126,12 +126,15 @@ fn workers_inherit_exactly_their_sockets_and_default_signals() {
         "LISTEN_FDS=2".to_string(),
         "LISTEN_FDNAMES=web:unix-x.sock".to_string(),
         "HERD_WORKER=0".to_string(),
+        "HERD_GENERATION=1".to_string(),
+        format!("HERD_CONTROL={}", herd.control()),
+        format!("NOTIFY_SOCKET={}", herd.path("control.notify")),
     ] {
         assert!(env.contains(&expected), "{expected} missing from {env:?}");
     }
     assert!(
-        !env.iter().any(|v| v.starts_with("NOTIFY_SOCKET=")),
-        "{env:?}"
+        !env.iter().any(|v| v.contains("/nonexistent/notify")),
+        "herd's own NOTIFY_SOCKET leaked: {env:?}"
     );
 
     // Its own process group, so that herd can stop the worker and any children it forks.

@@ -52,7 +52,7 @@ fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
     let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
     herd.signal(libc::SIGTERM);
     herd.wait_events("2 kills after the grace period", 2, |e| {
-        e["message"] == "worker did not stop in time; killing it"
+        e["message"] == "killing worker: did not stop in time"
     });
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);

@@ -55,7 +55,10 @@ impl Harness {
                         assert!(self.pool.spawned(slot, generation, pid, self.now));
                     }
                     Action::Signal {
-                        pid, signal, reason, ..
+                        pid,
+                        signal,
+                        reason,
+                        ..
                     } => self.signals.push((pid, signal, reason)),
                     Action::UpgradeEnded(result) => self.ended.push(result),
                 }
@@ -168,7 +171,10 @@ fn unknown_pids_are_ignored() {
 fn spawn_failures_back_off() {
     let mut pool = Pool::new(config(1, Readiness::Delay(SEC)));
     let t0 = Instant::now();
-    let spawn = Action::Spawn { slot: 0, generation: 1 };
+    let spawn = Action::Spawn {
+        slot: 0,
+        generation: 1,
+    };
     assert_eq!(pool.due(t0), std::slice::from_ref(&spawn));
     assert!(pool.due(t0).is_empty(), "handed out once");
     assert_eq!(pool.spawn_failed(0, "boom", t0).0, Duration::ZERO);
@@ -184,14 +190,26 @@ fn graceful_stop_signals_waits_then_kills() {
     let actions = h.pool.stop(true, None, h.now);
     assert_eq!(actions.len(), 2);
     h.apply(actions);
-    assert!(h.signals.iter().all(|s| s.1 == Signal::TERM && s.2 == Reason::Shutdown));
+    assert!(h
+        .signals
+        .iter()
+        .all(|s| s.1 == Signal::TERM && s.2 == Reason::Shutdown));
     let exit = h.exit(100, code(0));
-    assert_eq!((exit.stopped_for, exit.restart_in), (Some(Reason::Shutdown), None));
-    assert!(h.pool.stop(true, None, h.now).is_empty(), "asking twice changes nothing");
+    assert_eq!(
+        (exit.stopped_for, exit.restart_in),
+        (Some(Reason::Shutdown), None)
+    );
+    assert!(
+        h.pool.stop(true, None, h.now).is_empty(),
+        "asking twice changes nothing"
+    );
     h.advance(4 * SEC);
     assert_eq!(h.signals.len(), 2);
     h.advance(SEC);
-    assert_eq!(h.signals.last(), Some(&(101, Signal::KILL, Reason::GraceExpired)));
+    assert_eq!(
+        h.signals.last(),
+        Some(&(101, Signal::KILL, Reason::GraceExpired))
+    );
     h.advance(SEC);
     assert_eq!(h.signals.len(), 3, "killed once");
     h.exit(101, ExitStatus::from_raw(9));
@@ -205,7 +223,13 @@ fn fast_stop_kills_at_once_even_during_a_graceful_one() {
     h.apply(graceful);
     let fast = h.pool.stop(false, None, h.now);
     assert_eq!(fast.len(), 2);
-    assert!(fast.iter().all(|a| matches!(a, Action::Signal { signal: Signal::KILL, .. })));
+    assert!(fast.iter().all(|a| matches!(
+        a,
+        Action::Signal {
+            signal: Signal::KILL,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -252,18 +276,37 @@ fn rolling_upgrade_replaces_each_slot_after_its_successor_is_ready() {
     // One surge worker for slot 0; nobody is stopped yet.
     assert_eq!(h.live().len(), 3);
     assert!(h.signals.is_empty());
-    assert!(h.pool.upgrade(60 * SEC, h.now).is_err(), "one upgrade at a time");
+    assert!(
+        h.pool.upgrade(60 * SEC, h.now).is_err(),
+        "one upgrade at a time"
+    );
 
     h.notify(102, "READY=1");
     assert_eq!(h.signals, [(100, Signal::TERM, Reason::Replaced)]);
-    assert_eq!(h.pid_in(1), 101, "slot 1's old worker serves until its successor is ready");
-    let new_in_1 = h.pool.workers().iter().find(|w| w.slot == 1 && w.generation == 2).unwrap().pid;
+    assert_eq!(
+        h.pid_in(1),
+        101,
+        "slot 1's old worker serves until its successor is ready"
+    );
+    let new_in_1 = h
+        .pool
+        .workers()
+        .iter()
+        .find(|w| w.slot == 1 && w.generation == 2)
+        .unwrap()
+        .pid;
     h.notify(new_in_1, "READY=1");
-    assert_eq!(h.signals.last(), Some(&(101, Signal::TERM, Reason::Replaced)));
+    assert_eq!(
+        h.signals.last(),
+        Some(&(101, Signal::TERM, Reason::Replaced))
+    );
     assert_eq!(h.ended, [Ok(2)]);
     assert_eq!(h.pool.generation(), 2);
     let exit = h.exit(100, code(0));
-    assert_eq!((exit.stopped_for, exit.restart_in), (Some(Reason::Replaced), None));
+    assert_eq!(
+        (exit.stopped_for, exit.restart_in),
+        (Some(Reason::Replaced), None)
+    );
 }
 
 #[test]
@@ -277,7 +320,10 @@ fn an_upgrade_whose_worker_exits_aborts_and_keeps_the_old_ones() {
     assert_eq!(exit.restart_in, None, "the old worker still holds slot 0");
     assert_eq!(h.ended.len(), 1);
     let why = h.ended[0].as_ref().unwrap_err();
-    assert!(why.contains("exited before it was ready: exit code 3"), "{why}");
+    assert!(
+        why.contains("exited before it was ready: exit code 3"),
+        "{why}"
+    );
     let live: Vec<u32> = h.live().iter().map(|w| w.1).collect();
     assert_eq!(live, [100, 101]);
     assert_eq!(h.pool.generation(), 1);
@@ -293,7 +339,10 @@ fn an_upgrade_whose_worker_is_never_ready_aborts() {
     let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
     h.apply(actions);
     h.advance(10 * SEC);
-    assert!(h.ended[0].as_ref().unwrap_err().contains("did not send READY=1"));
+    assert!(h.ended[0]
+        .as_ref()
+        .unwrap_err()
+        .contains("did not send READY=1"));
     assert_eq!(h.signals, [(101, Signal::TERM, Reason::UpgradeAborted)]);
     assert_eq!(h.live().iter().map(|w| w.1).collect::<Vec<_>>(), [100]);
 }
@@ -306,9 +355,17 @@ fn an_upgrade_whose_worker_cannot_start_aborts() {
     assert!(pool.spawned(0, 1, 100, t0));
     pool.due(t0 + SEC);
     let (_, actions) = pool.upgrade(60 * SEC, t0 + SEC).unwrap();
-    assert_eq!(actions, [Action::Spawn { slot: 0, generation: 2 }]);
+    assert_eq!(
+        actions,
+        [Action::Spawn {
+            slot: 0,
+            generation: 2
+        }]
+    );
     let (_, actions) = pool.spawn_failed(0, "no such file", t0 + SEC);
-    assert!(matches!(&actions[..], [Action::UpgradeEnded(Err(why))] if why.contains("no such file")));
+    assert!(
+        matches!(&actions[..], [Action::UpgradeEnded(Err(why))] if why.contains("no such file"))
+    );
 }
 
 #[test]
@@ -346,7 +403,10 @@ fn a_silent_worker_is_killed_by_the_watchdog_and_replaced() {
     assert!(h.signals.is_empty(), "the ping reset the deadline");
     h.advance(500 * MS);
     assert_eq!(h.signals, [(100, Signal::KILL, Reason::Watchdog)]);
-    assert_eq!(h.exit(100, ExitStatus::from_raw(9)).restart_in, Some(Duration::ZERO));
+    assert_eq!(
+        h.exit(100, ExitStatus::from_raw(9)).restart_in,
+        Some(Duration::ZERO)
+    );
 }
 
 #[test]
@@ -365,5 +425,8 @@ fn notify_messages_parse_like_systemd() {
     assert_eq!(m.status.as_deref(), Some("serving 3 clients"));
     assert!(NotifyMessage::parse(b"READY").is_none());
     assert!(NotifyMessage::parse(&[0xff, 0xfe]).is_none());
-    assert_eq!(NotifyMessage::parse(b"READY=0").unwrap(), NotifyMessage::default());
+    assert_eq!(
+        NotifyMessage::parse(b"READY=0").unwrap(),
+        NotifyMessage::default()
+    );
 }
