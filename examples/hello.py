@@ -2,17 +2,29 @@
 """hello.py: the classic prefork demo, done right, for herd.
 
 A single-threaded HTTP worker that takes its listening socket from systemd-style socket
-activation (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID), blocks in accept(), and answers every
-request with its pid and herd worker slot. Start four of them sharing one port:
+activation (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID), tells the supervisor it is ready
+(READY=1 on NOTIFY_SOCKET), waits for clients on the socket it shares with its siblings, and
+answers every request with its pid and herd worker slot. Start four of them sharing one port:
 
     herd run -w 4 -b http=127.0.0.1:8080 -- python3 examples/hello.py
     curl http://127.0.0.1:8080/
 
-On SIGTERM it finishes the request it is serving, then exits; an idle worker exits at once.
+On SIGTERM an idle worker exits at once and a busy one first finishes its request. The stop
+handler may only end the process while nothing has been taken from the shared queue:
+
+- with a socket herd made non-blocking (`-b http=127.0.0.1:8080,nonblocking`), the worker
+  waits in select() and calls accept() only when it chose to, so a stop never loses a
+  connection: use this for zero-downtime upgrades;
+- with a blocking socket (the default, the classic model), it blocks in accept(); a stop that
+  lands in the instant between accept() returning and the next Python instruction can reset
+  that one connection.
+
 Standard library only.
 """
 
+import errno
 import os
+import select
 import signal
 import socket
 import sys
@@ -43,6 +55,17 @@ def listen_sockets():
     return sockets
 
 
+def notify(message):
+    """Sends an sd_notify(3) message (e.g. "READY=1") if the supervisor asked for them."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message.encode(), path)
+
+
 def read_request(conn):
     """Reads the request head (up to 64 KiB); returns the request line."""
     conn.settimeout(10)  # on the accepted connection only, never on the shared listener
@@ -55,6 +78,42 @@ def read_request(conn):
     return data.split(b"\r\n", 1)[0].decode("latin-1")
 
 
+def serve(listener, respond):
+    """Accepts connections on `listener` and calls respond(conn, request_line) for each, until
+    SIGTERM or SIGINT. The handler exits only while the worker waits for a client."""
+    nonblocking = not os.get_blocking(listener.fileno())
+    state = {"waiting": False, "stopping": False}
+
+    def on_stop(signum, frame):
+        state["stopping"] = True
+        if state["waiting"]:
+            sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    while not state["stopping"]:
+        state["waiting"] = True
+        if state["stopping"]:
+            break
+        try:
+            if nonblocking:
+                select.select([listener], [], [])
+                state["waiting"] = False  # from here on, a stop waits for this turn to end
+            conn, _ = listener.accept()
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
+                continue  # a sibling took it, or the client gave up
+            raise
+        finally:
+            state["waiting"] = False
+        try:
+            respond(conn, read_request(conn))
+        except OSError:
+            pass  # a client that went away never stops the worker
+        finally:
+            conn.close()
+
+
 def main():
     sockets = listen_sockets()
     if not sockets:
@@ -62,34 +121,16 @@ def main():
                  "herd run -b http=127.0.0.1:8080 -- python3 examples/hello.py")
     listener = sockets.get("http") or next(iter(sockets.values()))
     slot = os.environ.get("HERD_WORKER", "-")
-    pid = os.getpid()
-    state = {"busy": False, "stopping": False}
-
-    def on_stop(signum, frame):
-        state["stopping"] = True
-        if not state["busy"]:
-            sys.exit(0)  # interrupts accept(); nothing was taken from the queue
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-
-    while not state["stopping"]:
-        conn, _ = listener.accept()
-        state["busy"] = True
-        try:
-            request = read_request(conn)
-            body = f"hello from pid {pid}, worker {slot}\n".encode()
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+    body = f"hello from pid {os.getpid()}, worker {slot}\n".encode()
+    response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                 + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                + body
-            )
-            del request
-        except OSError:
-            pass  # a client that went away never stops the worker
-        finally:
-            conn.close()
-            state["busy"] = False
+                + body)
+
+    def respond(conn, request_line):
+        conn.sendall(response)
+
+    notify("READY=1")
+    serve(listener, respond)
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ use super::protocol::{parse_request, Command, ErrorCode, Response, MAX_REQUEST};
 
 /// How long a connection may stay silent between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How many connections may be open at once.
-pub const MAX_CONNECTIONS: usize = 64;
+/// How many connections may be open at once. Idle ones cost a small task each and are closed
+/// after [`IDLE_TIMEOUT`], so a crowd of idle clients cannot lock out a working one.
+pub const MAX_CONNECTIONS: usize = 1000;
 
 /// Who may use the control socket: herd's own uid, root, and the listed uids and gids.
 #[derive(Clone, Debug)]
@@ -41,6 +42,9 @@ pub struct ControlRequest {
     pub command: Command,
     /// Where the supervisor sends the response.
     pub reply: oneshot::Sender<Response>,
+    /// Resolves once the response has been written to the client (or could not be), so that
+    /// a supervisor about to exit can make sure its last answers went out.
+    pub written: oneshot::Receiver<()>,
 }
 
 /// Serves `listener` until the supervisor drops its end of `requests`.
@@ -121,7 +125,7 @@ async fn handle(
         return;
     }
     let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
+    let mut reader = BufReader::with_capacity(1024, read);
     loop {
         let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader)).await {
             Err(_) => {
@@ -143,24 +147,31 @@ async fn handle(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        let (written, written_rx) = oneshot::channel();
         let response = match parse_request(&line) {
             Err(response) => response,
-            Ok(request) => forward(request.command, requests).await,
+            Ok(request) => forward(request.command, written_rx, requests).await,
         };
-        match tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&response.to_line())).await {
-            Ok(Ok(())) => {}
-            _ => return,
+        let sent = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&response.to_line())).await;
+        let _ = written.send(());
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
         }
     }
 }
 
-async fn forward(command: Command, requests: &mpsc::Sender<ControlRequest>) -> Response {
+async fn forward(
+    command: Command,
+    written: oneshot::Receiver<()>,
+    requests: &mpsc::Sender<ControlRequest>,
+) -> Response {
     let (reply, response) = oneshot::channel();
-    if requests
-        .send(ControlRequest { command, reply })
-        .await
-        .is_err()
-    {
+    let request = ControlRequest {
+        command,
+        reply,
+        written,
+    };
+    if requests.send(request).await.is_err() {
         return Response::error(ErrorCode::Stopping, "herd is stopping");
     }
     response

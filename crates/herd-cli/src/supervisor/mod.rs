@@ -52,7 +52,7 @@ pub struct Supervisor {
     /// Set when the first generation cannot be started: herd stops and reports it.
     failure: Option<anyhow::Error>,
     upgrade_waiters: Vec<oneshot::Sender<Response>>,
-    stop_waiters: Vec<oneshot::Sender<Response>>,
+    stop_waiters: Vec<(oneshot::Sender<Response>, oneshot::Receiver<()>)>,
     /// Workers already logged as ready.
     announced_ready: HashSet<u32>,
     notify_log: RateLimit,
@@ -152,11 +152,20 @@ impl Supervisor {
             self.apply(actions, false);
             self.announce_ready();
         }
-        server.abort();
         tracing::info!("all workers have exited; herd stops");
-        for waiter in self.stop_waiters.drain(..) {
-            let _ = waiter.send(Response::ok(serde_json::json!({ "stopped": true })));
+        // Answer `herd stop` clients, and give their connections a moment to write it.
+        let mut written = Vec::new();
+        for (reply, done) in self.stop_waiters.drain(..) {
+            let _ = reply.send(Response::ok(serde_json::json!({ "stopped": true })));
+            written.push(done);
         }
+        let flushed = async {
+            for done in written {
+                let _ = done.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
+        server.abort();
         drop(notify);
         match self.failure.take() {
             Some(failure) => Err(failure),
@@ -235,7 +244,11 @@ impl Supervisor {
     }
 
     fn control(&mut self, request: ControlRequest) {
-        let ControlRequest { command, reply } = request;
+        let ControlRequest {
+            command,
+            reply,
+            written,
+        } = request;
         let response = match command {
             Command::Status => {
                 let status =
@@ -255,7 +268,7 @@ impl Supervisor {
                 return;
             }
             Command::Stop { grace_ms, fast } => {
-                self.stop_waiters.push(reply);
+                self.stop_waiters.push((reply, written));
                 self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
                 return;
             }
@@ -324,12 +337,13 @@ impl Supervisor {
                     group,
                     reason,
                 } => {
-                    let slot = self.pool.worker(pid).map(|w| w.slot);
+                    // Signals only ever go to the pool's own workers.
+                    let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
                     match reason {
                         Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
-                            tracing::warn!(?slot, pid, "killing worker: {}", reason.describe());
+                            tracing::warn!(slot, pid, "killing worker: {}", reason.describe());
                         }
-                        _ => tracing::debug!(?slot, pid, "sending {signal}: {}", reason.describe()),
+                        _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
                     }
                     let sent = if group {
                         process::signal_group(pid, signal)
@@ -337,7 +351,7 @@ impl Supervisor {
                         process::signal_process(pid, signal)
                     };
                     if let Err(e) = sent {
-                        tracing::warn!(?slot, pid, "cannot send {signal}: {e}");
+                        tracing::warn!(slot, pid, "cannot send {signal}: {e}");
                     }
                 }
                 Action::UpgradeEnded(result) => {

@@ -110,6 +110,9 @@ impl Herd {
     /// Runs a client command (`status`, `scale 3`, ...) against this herd; returns its exit
     /// code, stdout and stderr.
     pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        self.wait_event("the control socket", |e| {
+            e["message"] == "control socket ready"
+        });
         let out = Command::new(HERD)
             .env("HERD_CONTROL", self.control())
             .args(args)
@@ -131,7 +134,10 @@ impl Herd {
     }
 
     fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Herd {
-        cmd.env("HERD_CONTROL", dir.path().join("control.sock"));
+        // A private control socket, unless the test chose the environment itself.
+        if !cmd.get_envs().any(|(key, _)| key == "HERD_CONTROL") {
+            cmd.env("HERD_CONTROL", dir.path().join("control.sock"));
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

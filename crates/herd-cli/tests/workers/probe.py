@@ -1,54 +1,56 @@
 #!/usr/bin/env python3
 """A test worker: answers HTTP requests with JSON describing itself.
 
-GET /            {"pid": ..., "slot": ..., "argv": [...]}
+GET /            {"pid": ..., "slot": ..., "generation": ..., "argv": [...]}
 GET /sleep/MS    the same after MS milliseconds; prints "probe PID busy" to stderr first, so a
                  test knows the request is in flight without sleeping itself
 
-Takes its socket like examples/hello.py (whose loader it reuses) and, like it, finishes the
-request in flight on SIGTERM.
+Environment: PROBE_READY=0 never sends READY=1 (a worker that never becomes ready);
+PROBE_EXIT=N exits with status N at once; PROBE_WATCHDOG=0 never pings the watchdog.
+Otherwise it behaves like examples/hello.py, whose socket handling and stop logic it reuses.
 """
 
 import json
 import os
-import signal
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples"))
-from hello import listen_sockets, read_request  # noqa: E402
+from hello import listen_sockets, notify, serve  # noqa: E402
+
+
+def watchdog_pinger():
+    interval = int(os.environ["WATCHDOG_USEC"]) / 1e6 / 3
+    while True:
+        notify("WATCHDOG=1")
+        time.sleep(interval)
 
 
 def main():
+    if "PROBE_EXIT" in os.environ:
+        sys.exit(int(os.environ["PROBE_EXIT"]))
     sockets = listen_sockets()
     listener = next(iter(sockets.values()))
-    state = {"busy": False, "stopping": False}
 
-    def on_stop(signum, frame):
-        state["stopping"] = True
-        if not state["busy"]:
-            sys.exit(0)
+    def respond(conn, request_line):
+        path = (request_line.split(" ") + ["", ""])[1]
+        if path.startswith("/sleep/"):
+            print(f"probe {os.getpid()} busy", file=sys.stderr, flush=True)
+            time.sleep(int(path[len("/sleep/"):]) / 1000)
+        body = json.dumps({
+            "pid": os.getpid(),
+            "slot": os.environ.get("HERD_WORKER"),
+            "generation": os.environ.get("HERD_GENERATION"),
+            "argv": sys.argv[1:],
+        }).encode()
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
-    signal.signal(signal.SIGTERM, on_stop)
-    while not state["stopping"]:
-        conn, _ = listener.accept()
-        state["busy"] = True
-        try:
-            path = (read_request(conn).split(" ") + ["", ""])[1]
-            if path.startswith("/sleep/"):
-                print(f"probe {os.getpid()} busy", file=sys.stderr, flush=True)
-                time.sleep(int(path[len("/sleep/"):]) / 1000)
-            body = json.dumps({
-                "pid": os.getpid(),
-                "slot": os.environ.get("HERD_WORKER"),
-                "argv": sys.argv[1:],
-            }).encode()
-            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            state["busy"] = False
+    if os.environ.get("PROBE_READY") != "0":
+        notify("STATUS=serving\nREADY=1")
+    if "WATCHDOG_USEC" in os.environ and os.environ.get("PROBE_WATCHDOG") != "0":
+        threading.Thread(target=watchdog_pinger, daemon=True).start()
+    serve(listener, respond)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,489 @@
+//! The control plane: status and scaling round trips, rolling upgrades under load, aborted
+//! upgrades, readiness, the watchdog, access control, and hostile clients.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// hello.py workers that report READY=1, on a non-blocking socket so that stopping one can
+/// never reset a connection (see hello.py).
+fn hello_notify(workers: &str) -> Herd {
+    Herd::start(&[
+        "run",
+        "-w",
+        workers,
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ])
+}
+
+/// Polls `herd status` until `pred` holds.
+fn wait_status(herd: &Herd, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_until(what, || {
+        let status = herd.status();
+        pred(&status).then_some(status)
+    })
+}
+
+fn settled(status: &Value, workers: u64) -> bool {
+    status["ready"] == workers && status["running"] == workers && status["desired"] == workers
+}
+
+#[test]
+fn status_and_scale_round_trips() {
+    let herd = hello_notify("2");
+    let addr = herd.address("http");
+    let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    assert_eq!(status["generation"], 1);
+    assert_eq!(status["pid"], herd.pid());
+    let socket = &status["sockets"][0];
+    assert_eq!(socket["name"], "http");
+    assert_eq!(socket["address"], addr.as_str());
+    assert_eq!(socket["fd"], 3);
+    assert_eq!(socket["queue"], 0);
+    assert!(socket["queue_limit"].as_u64().unwrap() > 0, "{socket}");
+    let slots: BTreeSet<u64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["slot"].as_u64().unwrap())
+        .collect();
+    assert_eq!(slots, BTreeSet::from([0, 1]));
+
+    let (code, table, _) = herd.ctl(&["status"]);
+    assert_eq!(code, 0);
+    for needle in [
+        "2 of 2 workers ready",
+        "SLOT",
+        "ready",
+        "SOCKET",
+        "http",
+        addr.as_str(),
+    ] {
+        assert!(table.contains(needle), "{needle:?} missing from:\n{table}");
+    }
+
+    for (arg, from, to) in [("4", 2, 4), ("-3", 4, 1), ("+1", 1, 2)] {
+        let (code, stdout, stderr) = herd.ctl(&["scale", arg]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout.trim(), format!("scaled from {from} to {to} workers"));
+        let status = wait_status(&herd, &format!("{to} workers"), |s| settled(s, to));
+        let mut slots: Vec<u64> = status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["slot"].as_u64().unwrap())
+            .collect();
+        slots.sort();
+        assert_eq!(
+            slots,
+            (0..to).collect::<Vec<_>>(),
+            "scale-down keeps the lowest slots"
+        );
+        assert!(get(&addr, "/").unwrap().starts_with("hello from pid"));
+    }
+    let (code, _, stderr) = herd.ctl(&["scale", "-5"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot remove 5 of 2 workers"), "{stderr}");
+}
+
+#[test]
+fn upgrades_and_scaling_under_load_lose_no_connection() {
+    let herd = hello_notify("2");
+    let addr = herd.address("http");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, served, failures, addr) =
+                (stop.clone(), served.clone(), failures.clone(), addr.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match get(&addr, "/") {
+                        Ok(body) if body.starts_with("hello from pid") => {
+                            served.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(body) => failures.lock().unwrap().push(format!("bad body {body:?}")),
+                        Err(e) => failures.lock().unwrap().push(e.to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    for generation in 2..=11 {
+        let (code, stdout, stderr) = herd.ctl(&["upgrade"]);
+        assert_eq!(code, 0, "upgrade failed: {stderr}");
+        assert!(
+            stdout.contains(&format!("generation {generation}")),
+            "{stdout}"
+        );
+    }
+    for workers in [8, 1, 4] {
+        herd.ctl(&["scale", &workers.to_string()]);
+        wait_status(&herd, &format!("{workers} workers"), |s| {
+            settled(s, workers)
+        });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    let served = served.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        served,
+        &failures[..]
+    );
+    assert!(served > 100, "only {served} requests were served");
+    let status = herd.status();
+    assert_eq!(status["generation"], 11);
+    assert!(status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|w| w["generation"] == 11));
+}
+
+/// A herd whose worker command is a script the test rewrites between upgrades.
+fn herd_with_script(extra: &[&str]) -> Herd {
+    let probe = worker("probe.py");
+    let herd = Herd::start_with(|dir| {
+        let script = dir.join("worker.sh");
+        std::fs::write(&script, format!("#!/bin/sh\nexec python3 {probe}\n")).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "2",
+            "--ready",
+            "notify",
+            "-b",
+            "web=127.0.0.1:0,nonblocking",
+        ])
+        .args(extra)
+        .arg("--")
+        .arg(script);
+        cmd
+    });
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    herd
+}
+
+fn pids(status: &Value) -> BTreeSet<u64> {
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_failing_upgrade_aborts_and_the_old_workers_keep_serving() {
+    let herd = herd_with_script(&["--ready-timeout", "1s"]);
+    let addr = herd.address("web");
+    let before = pids(&herd.status());
+    let script = herd.path("worker.sh");
+
+    // A new generation that exits at once.
+    std::fs::write(&script, "#!/bin/sh\nexit 3\n").unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("upgrade failed")
+            && stderr.contains("exited before it was ready: exit code 3"),
+        "{stderr}"
+    );
+    let after = wait_status(&herd, "the old workers alone", |s| settled(s, 2));
+    assert_eq!(pids(&after), before);
+    assert_eq!(after["generation"], 1);
+
+    // A new generation that never says READY=1.
+    let probe = worker("probe.py");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nPROBE_READY=0 exec python3 {probe}\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("did not send READY=1 within 1s"),
+        "{stderr}"
+    );
+    let after = wait_status(&herd, "the old workers alone", |s| settled(s, 2));
+    assert_eq!(pids(&after), before);
+    for _ in 0..10 {
+        let reply: Value = serde_json::from_str(&get(&addr, "/").unwrap()).unwrap();
+        assert!(before.contains(&reply["pid"].as_u64().unwrap()));
+    }
+}
+
+#[test]
+fn a_worker_that_stops_pinging_the_watchdog_is_replaced() {
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "2",
+            "--ready",
+            "notify",
+            "--watchdog",
+            "500ms",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+        ])
+        .args([
+            "sh",
+            "-c",
+            "[ \"$HERD_WORKER\" = 1 ] && export PROBE_WATCHDOG=0; exec python3 \"$0\"",
+        ])
+        .arg(worker("probe.py"));
+        cmd
+    });
+    let killed = herd.wait_event("a watchdog kill", |e| {
+        e["message"] == "killing worker: watchdog timeout"
+    });
+    assert_eq!(
+        killed["slot"], 1,
+        "only the silent worker is killed: {killed}"
+    );
+    herd.wait_events("a replacement in slot 1", 2, |e| {
+        is_start(e) && e["slot"] == 1
+    });
+    let status = herd.status();
+    let healthy = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["slot"] == 0)
+        .unwrap();
+    assert_eq!(
+        healthy["restarts"], 0,
+        "the pinging worker lives on: {status}"
+    );
+    assert_eq!(healthy["status"], "serving", "STATUS= is shown: {status}");
+}
+
+#[test]
+fn signals_and_stop_through_the_control_socket() {
+    let mut herd = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let started = herd.started(2);
+    let (code, stdout, _) = herd.ctl(&["signal", "USR1", "--worker", "1"]);
+    assert_eq!((code, stdout.trim()), (0, "sent SIGUSR1 to 1 worker(s)"));
+    let victim = started.iter().find(|(slot, _)| *slot == 1).unwrap().1;
+    let exit = herd.wait_event("the signalled exit", |e| is_exit(e) && e["pid"] == victim);
+    assert!(
+        exit["message"]
+            .as_str()
+            .unwrap()
+            .contains("killed by SIGUSR1"),
+        "{exit}"
+    );
+    let (code, _, stderr) = herd.ctl(&["signal", "USR1", "--worker", "9"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no worker runs in slot 9"), "{stderr}");
+
+    let (code, stdout, stderr) = herd.ctl(&["stop", "--grace", "5s"]);
+    assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&herd.control()).exists(),
+        "control socket left behind"
+    );
+}
+
+#[test]
+fn supervisor_signals_upgrade_and_scale() {
+    let herd = hello_notify("1");
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    herd.signal(libc::SIGTTIN);
+    wait_status(&herd, "2 workers", |s| settled(s, 2));
+    herd.signal(libc::SIGTTOU);
+    herd.signal(libc::SIGTTOU);
+    wait_status(&herd, "1 worker (never below 1)", |s| settled(s, 1));
+    herd.signal(libc::SIGHUP);
+    herd.wait_event("the upgrade", |e| {
+        e["message"] == "rolling upgrade to generation 2 finished"
+    });
+    assert_eq!(herd.status()["generation"], 2);
+}
+
+#[test]
+fn control_socket_modes_and_access() {
+    // The default location: a private directory under XDG_RUNTIME_DIR.
+    let runtime = tempfile::tempdir().unwrap();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("XDG_RUNTIME_DIR", runtime.path()).args([
+            "run",
+            "--name",
+            "web",
+            "--control-allow-uid",
+            "65533",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd.env_remove("HERD_CONTROL");
+        cmd
+    });
+    herd.started(1);
+    let dir = runtime.path().join("herd");
+    let sock = dir.join("web.sock");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&sock), 0o600);
+
+    // A second herd with the same name is refused; the first one's socket stays.
+    let (code, stderr) = {
+        let out = std::process::Command::new(HERD)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env_remove("HERD_CONTROL")
+            .args(["run", "--name", "web", "-b", "127.0.0.1:0", "--", "true"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("another herd is already using"), "{stderr}");
+    assert!(sock.exists());
+
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped the foreign-uid part: it needs root to switch users");
+        return;
+    }
+    // Open the path up, as a careless admin might: the credential check still refuses.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_user = |uid: u32| {
+        let out = std::process::Command::new(HERD)
+            .args(["status", "--json", "--control"])
+            .arg(&sock)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = as_user(65534);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("permission_denied") && stderr.contains("uid 65534 is not allowed"),
+        "{stderr}"
+    );
+    herd.wait_event("the refusal in the log", |e| {
+        e["message"] == "control socket: permission denied" && e["uid"] == 65534
+    });
+    let (code, stderr) = as_user(65533);
+    assert_eq!(code, Some(0), "--control-allow-uid admits it: {stderr}");
+}
+
+#[test]
+fn hostile_clients_cannot_stall_the_supervisor() {
+    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    let control = herd.control();
+    let ask = |line: &[u8]| -> Value {
+        let mut s = UnixStream::connect(&control).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(line).unwrap();
+        let mut answer = String::new();
+        BufReader::new(&s).read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+    assert_eq!(code(&ask(b"garbage\n")), "bad_request");
+    assert_eq!(
+        code(&ask(b"{\"version\":7,\"command\":\"status\"}\n")),
+        "unsupported_version"
+    );
+    assert_eq!(
+        code(&ask(b"{\"version\":1,\"command\":\"dance\"}\n")),
+        "unknown_command"
+    );
+    assert_eq!(
+        code(&ask(
+            b"{\"version\":1,\"command\":\"scale\",\"workers\":-1}\n"
+        )),
+        "invalid_argument"
+    );
+    assert_eq!(ask(b"{\"version\":1,\"command\":\"status\"}\n")["ok"], true);
+
+    // Idle connections, a half-written request, and a 10 MB line.
+    let idle: Vec<UnixStream> = (0..500)
+        .map(|_| UnixStream::connect(&control).unwrap())
+        .collect();
+    let mut half = UnixStream::connect(&control).unwrap();
+    half.write_all(b"{\"version\":1,\"comm").unwrap();
+    let mut big = UnixStream::connect(&control).unwrap();
+    big.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let writer = {
+        let mut big = big.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..10 {
+                if big.write_all(&chunk).is_err() {
+                    break; // herd closed the connection: expected
+                }
+            }
+        })
+    };
+    let mut answer = String::new();
+    BufReader::new(&big).read_line(&mut answer).unwrap();
+    assert!(answer.contains("request_too_large"), "{answer}");
+    let mut rest = Vec::new();
+    let _ = big.read_to_end(&mut rest);
+    writer.join().unwrap();
+
+    // Through all of it, status answers at once.
+    let status = herd.status();
+    assert_eq!(status["running"], 1);
+    drop(idle);
+}
+
+#[test]
+fn clients_explain_a_missing_herd() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(HERD)
+        .env("HERD_CONTROL", dir.path().join("nothing.sock"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("no herd is running at"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+}
