@@ -107,17 +107,18 @@ pub fn request(
     })
     .map_err(|e| Failure::Runtime(e.into()))?;
     line.push(b'\n');
-    stream
-        .write_all(&line)
-        .map_err(|e| Failure::Runtime(anyhow!("cannot send to {shown}: {e}")))?;
+    // herd may answer before reading (a refusal) and close: then the write fails, but the
+    // answer is waiting to be read, and it says more than "broken pipe".
+    let sent = stream.write_all(&line);
     let mut answer = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut answer)
-        .map_err(|e| Failure::Runtime(anyhow!("no answer from {shown}: {e}")))?;
+    let read = BufReader::new(&stream).read_line(&mut answer);
     if answer.is_empty() {
-        return Err(Failure::Runtime(anyhow!(
-            "{shown} closed the connection without an answer"
-        )));
+        let why = match (sent, read) {
+            (Err(e), _) => format!("cannot send to {shown}: {e}"),
+            (_, Err(e)) => format!("no answer from {shown}: {e}"),
+            _ => format!("{shown} closed the connection without an answer"),
+        };
+        return Err(Failure::Runtime(anyhow!(why)));
     }
     let response: Response = serde_json::from_str(&answer)
         .map_err(|e| Failure::Runtime(anyhow!("unexpected answer from {shown}: {e}")))?;
