@@ -487,3 +487,39 @@ fn clients_explain_a_missing_herd() {
     assert!(stderr.contains("no herd is running at"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
 }
+
+#[test]
+fn forged_and_oversized_notifications_are_dropped() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let notify = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let path = herd.path("control.notify");
+    notify.send_to(b"READY=1", &path).unwrap();
+    notify.send_to(&vec![b'x'; 8192], &path).unwrap();
+    let me = std::process::id();
+    herd.wait_event("the forged message's rejection", |e| {
+        e["message"] == format!("notify socket: dropped a message: pid {me} is not a worker nor a descendant of one")
+    });
+    herd.wait_event("the oversized message's rejection", |e| {
+        e["message"] == "notify socket: dropped a message: longer than 4096 bytes"
+    });
+    let status = herd.status();
+    assert_eq!(
+        status["workers"][0]["state"], "starting",
+        "a forged READY=1 counts for nothing"
+    );
+}
