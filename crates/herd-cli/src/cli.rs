@@ -57,6 +57,25 @@ pub enum Command {
     Stop(StopArgs),
     /// Send a signal to every worker, or to one slot's worker.
     Signal(SignalArgs),
+    /// Fetch a running herd's sockets and run COMMAND with them, laid out as `herd run` lays
+    /// them out (fds from 3, LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID): one more worker, started
+    /// by hand. It is listed in `herd status` and gets the stop signal when herd stops, but it
+    /// is not restarted.
+    Attach(AttachArgs),
+}
+
+/// `herd attach`.
+#[derive(Debug, Args)]
+#[command(override_usage = "herd attach [--only NAME,...] -- <COMMAND> [ARGS]...")]
+pub struct AttachArgs {
+    /// Only these sockets, by name (comma-separated).
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub only: Vec<String>,
+
+    /// The program and its arguments; {fd:NAME} is replaced.
+    #[arg(last = true, required = true, value_name = "COMMAND",
+          value_parser = clap::value_parser!(OsString))]
+    pub command: Vec<OsString>,
 }
 
 /// `herd status`.

@@ -142,3 +142,43 @@ pub fn open_dev_null() -> io::Result<OwnedFd> {
         .open("/dev/null")?;
     Ok(OwnedFd::from(file))
 }
+
+/// Moves `fds` to 3, 4, ... in order and clears close-on-exec on them, for a process about to
+/// `exec` a program that takes them through `LISTEN_FDS`. The fds at 3, 4, ... afterwards
+/// belong to no Rust owner: they are meant for the program that is executed next.
+///
+/// Refuses (`EBUSY`) when one of the target numbers is open and is not among `fds`, so that it
+/// never closes an fd that something else owns.
+pub fn place_listen_fds(fds: Vec<OwnedFd>) -> io::Result<()> {
+    let raws: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let first_free = 3 + raws.len() as RawFd;
+    for target in 3..first_free {
+        // SAFETY: fcntl(F_GETFD) only queries the fd table.
+        let open = unsafe { libc::fcntl(target, libc::F_GETFD) } >= 0;
+        if open && !raws.contains(&target) {
+            return Err(io::Error::new(
+                io::ErrorKind::Other,
+                format!("fd {target} is in use; cannot place the sockets at 3.."),
+            ));
+        }
+    }
+    let mut moved = Vec::with_capacity(fds.len());
+    for fd in &fds {
+        // SAFETY: F_DUPFD_CLOEXEC returns a fresh fd that we own at once.
+        let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, first_free) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is fresh and owned by nobody else.
+        moved.push(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+    drop(fds);
+    for (i, fd) in moved.iter().enumerate() {
+        // SAFETY: the target is free (checked above, or just closed as one of ours); dup2
+        // leaves FD_CLOEXEC clear on it, as inheritance wants.
+        if unsafe { libc::dup2(fd.as_raw_fd(), 3 + i as RawFd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

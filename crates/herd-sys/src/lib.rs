@@ -8,6 +8,7 @@
 //!   own pid. Everything is prepared before `fork`; the child only makes async-signal-safe
 //!   system calls and never allocates.
 //! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent.
+//! - [`fdpass`]: sending and receiving fds over Unix sockets (`SCM_RIGHTS`).
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
 //!   `SO_ACCEPTCONN`).
 //! - [`process`]: signals by name, signalling a worker's process group, reaping children.
@@ -22,6 +23,7 @@
 #![cfg(unix)]
 
 pub mod fd;
+pub mod fdpass;
 pub mod notify;
 pub mod process;
 pub mod socket;

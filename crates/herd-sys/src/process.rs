@@ -177,10 +177,27 @@ pub fn effective_uid() -> u32 {
 
 /// The parent pid of `pid`, read from `/proc/PID/stat` (Linux); `None` if it is gone.
 pub fn parent_of(pid: u32) -> Option<u32> {
+    stat_field(pid, 4)?.parse().ok()
+}
+
+/// When `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22, Linux): with the
+/// pid, it names one process even after the pid is reused. `None` if it is gone or a zombie.
+pub fn start_time(pid: u32) -> Option<u64> {
+    if stat_field(pid, 3)? == "Z" {
+        return None;
+    }
+    stat_field(pid, 22)?.parse().ok()
+}
+
+/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    // The command name (field 2) may contain spaces and parentheses: the rest starts after
+    // the last ')', with field 3.
     let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace().nth(1)?.parse().ok()
+    rest.split_whitespace()
+        .nth(n.checked_sub(3)?)
+        .map(str::to_string)
 }
 
 #[cfg(test)]

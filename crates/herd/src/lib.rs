@@ -37,6 +37,12 @@
 //! Each socket can be taken once; the kind is checked (a UDP socket is not handed out as a TCP
 //! listener). [`worker_slot`] tells which of the N workers this process is.
 //!
+//! ## Fetching sockets from a running herd
+//!
+//! A program that starts on its own can take the sockets of a running herd over its control
+//! socket ([`Sockets::from_control`], or [`fetch::fetch`] to also register as an attached
+//! worker). This is what `herd attach` does for programs in any language.
+//!
 //! ## Notifications
 //!
 //! [`notify`] sends `READY=1`, `STOPPING=1` and `STATUS=` to `NOTIFY_SOCKET` when it is set, and
@@ -48,6 +54,8 @@
 #![cfg(unix)]
 
 mod error;
+pub mod fetch;
+mod json;
 mod listen_env;
 pub mod notify;
 mod sockets;

@@ -93,6 +93,16 @@ impl Sockets {
         Ok(Sockets { entries })
     }
 
+    /// A set of named sockets obtained some other way (fetched from herd, say).
+    pub(crate) fn from_named(sockets: Vec<(String, OwnedFd)>) -> Sockets {
+        Sockets {
+            entries: sockets
+                .into_iter()
+                .map(|(name, fd)| Entry { name, fd: Some(fd) })
+                .collect(),
+        }
+    }
+
     /// How many sockets were inherited, taken or not.
     pub fn len(&self) -> usize {
         self.entries.len()

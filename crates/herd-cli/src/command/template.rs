@@ -66,6 +66,11 @@ impl ArgTemplate {
         Ok(ArgTemplate(pieces))
     }
 
+    /// Whether the argument uses `{worker}`.
+    pub fn uses_worker(&self) -> bool {
+        self.0.contains(&Piece::Worker)
+    }
+
     /// The argument for the worker in `slot`.
     pub fn expand(&self, slot: usize) -> OsString {
         let mut out = Vec::new();

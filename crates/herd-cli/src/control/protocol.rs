@@ -49,6 +49,17 @@ pub enum Command {
         #[serde(default)]
         fast: bool,
     },
+    /// Fetch the listening sockets: the response carries them as `SCM_RIGHTS`. With `attach`,
+    /// the peer (identified by its credentials) is listed as an attached worker and gets the
+    /// stop signal when herd stops.
+    Sockets {
+        /// Only these sockets, by name (default: all).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        only: Option<Vec<String>>,
+        /// Register the peer as an attached worker.
+        #[serde(default)]
+        attach: bool,
+    },
     /// Send a signal to every worker, or to the one in `slot`.
     Signal {
         /// A signal name or number: `HUP`, `SIGUSR1`, `10`.
@@ -60,7 +71,7 @@ pub enum Command {
 }
 
 /// The names of the commands, for `unknown_command` errors.
-pub const COMMANDS: &[&str] = &["status", "scale", "upgrade", "stop", "signal"];
+pub const COMMANDS: &[&str] = &["status", "scale", "upgrade", "stop", "sockets", "signal"];
 
 /// The arguments each command takes (besides `version` and `command`).
 fn arguments(command: &str) -> &'static [&'static str] {
@@ -69,6 +80,7 @@ fn arguments(command: &str) -> &'static [&'static str] {
         "upgrade" => &["timeout_ms"],
         "stop" => &["grace_ms", "fast"],
         "signal" => &["signal", "slot"],
+        "sockets" => &["only", "attach"],
         _ => &[],
     }
 }

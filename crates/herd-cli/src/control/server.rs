@@ -5,11 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+
+use herd_sys::fdpass::MAX_FDS_PER_MESSAGE;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::protocol::{parse_request, Command, ErrorCode, Response, MAX_REQUEST};
+use super::protocol::{parse_request, Command, ErrorCode, Response, MAX_REQUEST, VERSION};
 
 /// How long a connection may stay silent between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,13 +39,42 @@ impl AccessPolicy {
     }
 }
 
+/// Who sent a request, as the kernel reports it (`SO_PEERCRED`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's pid (when the system says).
+    pub pid: Option<u32>,
+    /// The peer's uid.
+    pub uid: u32,
+}
+
+/// A response, and the fds that travel with it (`SCM_RIGHTS`).
+#[derive(Debug)]
+pub struct Reply {
+    /// The JSON response.
+    pub response: Response,
+    /// Sent with the response line, in batches of at most 252.
+    pub fds: Vec<OwnedFd>,
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Reply {
+        Reply {
+            response,
+            fds: Vec::new(),
+        }
+    }
+}
+
 /// A command from a client, with the channel for its response.
 #[derive(Debug)]
 pub struct ControlRequest {
     /// What the client asked.
     pub command: Command,
+    /// Who asked.
+    pub peer: Peer,
     /// Where the supervisor sends the response.
-    pub reply: oneshot::Sender<Response>,
+    pub reply: oneshot::Sender<Reply>,
     /// Resolves once the response has been written to the client (or could not be), so that
     /// a supervisor about to exit can make sure its last answers went out.
     pub written: oneshot::Receiver<()>,
@@ -124,6 +157,10 @@ async fn handle(
         .await;
         return;
     }
+    let peer = Peer {
+        pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
+        uid: cred.uid(),
+    };
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
@@ -148,11 +185,11 @@ async fn handle(
             continue;
         }
         let (written, written_rx) = oneshot::channel();
-        let response = match parse_request(&line) {
-            Err(response) => response,
-            Ok(request) => forward(request.command, written_rx, requests).await,
+        let reply = match parse_request(&line) {
+            Err(response) => Reply::from(response),
+            Ok(request) => forward(request.command, peer, written_rx, requests).await,
         };
-        let sent = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&response.to_line())).await;
+        let sent = tokio::time::timeout(IDLE_TIMEOUT, send_reply(&mut write, reply)).await;
         let _ = written.send(());
         if !matches!(sent, Ok(Ok(()))) {
             return;
@@ -162,21 +199,51 @@ async fn handle(
 
 async fn forward(
     command: Command,
+    peer: Peer,
     written: oneshot::Receiver<()>,
     requests: &mpsc::Sender<ControlRequest>,
-) -> Response {
+) -> Reply {
+    let stopping = || Reply::from(Response::error(ErrorCode::Stopping, "herd is stopping"));
     let (reply, response) = oneshot::channel();
     let request = ControlRequest {
         command,
+        peer,
         reply,
         written,
     };
     if requests.send(request).await.is_err() {
-        return Response::error(ErrorCode::Stopping, "herd is stopping");
+        return stopping();
     }
-    response
-        .await
-        .unwrap_or_else(|_| Response::error(ErrorCode::Stopping, "herd is stopping"))
+    response.await.unwrap_or_else(|_| stopping())
+}
+
+/// Writes the response line; its fds ride on its first byte, and any beyond the first batch
+/// on the lines `{"version":1,"batch":N}` that follow.
+async fn send_reply(write: &mut OwnedWriteHalf, reply: Reply) -> std::io::Result<()> {
+    let mut line = reply.response.to_line();
+    let batches: Vec<&[OwnedFd]> = reply.fds.chunks(MAX_FDS_PER_MESSAGE).collect();
+    if batches.is_empty() {
+        return write.write_all(&line).await;
+    }
+    for (i, batch) in batches.iter().enumerate() {
+        if i > 0 {
+            line = format!("{{\"version\":{VERSION},\"batch\":{i}}}\n").into_bytes();
+        }
+        let fds: Vec<BorrowedFd<'_>> = batch.iter().map(AsFd::as_fd).collect();
+        let stream: &UnixStream = write.as_ref();
+        let sent = loop {
+            stream.writable().await?;
+            match stream.try_io(Interest::WRITABLE, || {
+                herd_sys::fdpass::send_with_fds(stream.as_fd(), &line, &fds)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        write.write_all(&line[sent..]).await?;
+    }
+    Ok(())
 }
 
 enum Line {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use crate::cli::{self, ScaleTarget};
+use crate::command::{resolve_program, ArgTemplate};
 use crate::control::protocol::{Command, ErrorCode, Request, Response, VERSION};
 use crate::exit::Failure;
 use crate::supervisor::status::Status;
@@ -66,6 +67,7 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
             )?;
             println!("stopped");
         }
+        cli::Command::Attach(args) => return attach(args, control),
         cli::Command::Signal(args) => {
             let signal = args.signal.number().to_string();
             let command = Command::Signal {
@@ -140,4 +142,58 @@ pub fn request(
         }
         (false, _, None) => Err(Failure::Runtime(anyhow!("herd refused without saying why"))),
     }
+}
+
+/// `herd attach`: fetch the sockets, register with herd, and become COMMAND with the sockets at
+/// fds 3, 4, ... (the same process, so `LISTEN_PID` is simply its pid).
+fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
+    use std::os::unix::process::CommandExt;
+
+    let options = herd::fetch::FetchOptions {
+        only: args.only.clone(),
+        attach: true,
+    };
+    let fetched = herd::fetch::fetch(control, &options).map_err(|e| {
+        if e.to_string().contains("No such file") || e.to_string().contains("refused (os error") {
+            Failure::Runtime(anyhow!(
+                "no herd is running at {}: start one with 'herd run', or select it with --name or \
+                 --control",
+                control.display()
+            ))
+        } else {
+            Failure::Runtime(anyhow!("{e}"))
+        }
+    })?;
+    let names: Vec<String> = fetched.iter().map(|f| f.name.clone()).collect();
+    let mut argv = Vec::with_capacity(args.command.len());
+    for (i, arg) in args.command.iter().enumerate() {
+        let template = ArgTemplate::compile(arg, i, &names).map_err(Failure::Usage)?;
+        if template.uses_worker() {
+            return Err(Failure::Usage(format!(
+                "argument {i}: {{worker}} has no value for an attached process (it has no slot)"
+            )));
+        }
+        argv.push(template.expand(0));
+    }
+    let program =
+        resolve_program(&argv[0], std::env::var_os("PATH").as_deref()).map_err(Failure::Usage)?;
+    let count = fetched.len();
+    herd_sys::fd::place_listen_fds(fetched.into_iter().map(|f| f.fd).collect())
+        .map_err(|e| Failure::Runtime(anyhow!("cannot place the sockets: {e}")))?;
+    let error = std::process::Command::new(&program)
+        .arg0(&argv[0])
+        .args(&argv[1..])
+        .env("LISTEN_FDS", count.to_string())
+        .env("LISTEN_FDNAMES", names.join(":"))
+        .env("LISTEN_PID", std::process::id().to_string())
+        .env("HERD_CONTROL", control)
+        .env_remove("LISTEN_PIDFDID")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("HERD_WORKER")
+        .env_remove("HERD_GENERATION")
+        .exec();
+    Err(Failure::Runtime(anyhow!(
+        "cannot execute '{}': {error}",
+        program.display()
+    )))
 }

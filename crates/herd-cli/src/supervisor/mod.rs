@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::cli::MAX_WORKERS;
 use crate::command::WorkerCommand;
 use crate::control::protocol::{Command, ErrorCode, Response};
-use crate::control::server::{self, AccessPolicy, ControlRequest};
+use crate::control::server::{self, AccessPolicy, ControlRequest, Peer, Reply};
 use crate::spec::Listener;
 use notify::{NotifySocket, RateLimit};
 use pool::{Action, NotifyMessage, Pool, PoolConfig, Reason, WorkerState};
@@ -51,15 +51,41 @@ pub struct Supervisor {
     started: Instant,
     /// Set when the first generation cannot be started: herd stops and reports it.
     failure: Option<anyhow::Error>,
-    upgrade_waiters: Vec<oneshot::Sender<Response>>,
-    stop_waiters: Vec<(oneshot::Sender<Response>, oneshot::Receiver<()>)>,
+    upgrade_waiters: Vec<oneshot::Sender<Reply>>,
+    stop_waiters: Vec<(oneshot::Sender<Reply>, oneshot::Receiver<()>)>,
+    /// Processes started with `herd attach`.
+    attached: Vec<Attached>,
     /// Workers already logged as ready.
     announced_ready: HashSet<u32>,
     notify_log: RateLimit,
 }
 
+/// A process that fetched the sockets with `herd attach`: not a child, not supervised, but
+/// listed in status and sent the stop signal when herd stops.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time (`/proc/PID/stat`), so that a reused pid is not mistaken for it.
+    pub start_time: u64,
+    /// When it attached.
+    pub since: Instant,
+    /// The sockets it took.
+    pub sockets: Vec<String>,
+}
+
+impl Attached {
+    fn alive(&self) -> bool {
+        process::start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// How often attached processes are checked for having exited.
+const ATTACHED_CHECK: Duration = Duration::from_secs(1);
+
 enum Event {
     Child,
+    CheckAttached,
     Stop(&'static str, bool),
     Upgrade,
     ScaleBy(i64, &'static str),
@@ -86,6 +112,7 @@ impl Supervisor {
             failure: None,
             upgrade_waiters: Vec::new(),
             stop_waiters: Vec::new(),
+            attached: Vec::new(),
             announced_ready: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
         })
@@ -128,9 +155,19 @@ impl Supervisor {
                 Some(request) = requests.recv() => Event::Control(request),
                 _ = notify_socket.readable() => Event::Notify,
                 _ = sleep, if deadline.is_some() => Event::Timer,
+                _ = tokio::time::sleep(ATTACHED_CHECK), if !self.attached.is_empty() => {
+                    Event::CheckAttached
+                }
             };
             match event {
                 Event::Child => self.reap(),
+                Event::CheckAttached => self.attached.retain(|a| {
+                    let alive = a.alive();
+                    if !alive {
+                        tracing::info!(pid = a.pid, "attached worker exited");
+                    }
+                    alive
+                }),
                 Event::Stop(reason, graceful) => self.stop(reason, graceful, None),
                 Event::Upgrade => self.upgrade("SIGHUP", None, None),
                 Event::ScaleBy(delta, reason) => {
@@ -156,7 +193,7 @@ impl Supervisor {
         // Answer `herd stop` clients, and give their connections a moment to write it.
         let mut written = Vec::new();
         for (reply, done) in self.stop_waiters.drain(..) {
-            let _ = reply.send(Response::ok(serde_json::json!({ "stopped": true })));
+            let _ = reply.send(Response::ok(serde_json::json!({ "stopped": true })).into());
             written.push(done);
         }
         let flushed = async {
@@ -197,6 +234,17 @@ impl Supervisor {
         for listener in &mut self.listeners {
             listener.close();
         }
+        let signal = if graceful {
+            self.pool.config().stop_signal
+        } else {
+            Signal::KILL
+        };
+        for a in self.attached.drain(..).filter(Attached::alive) {
+            tracing::info!(pid = a.pid, "sending {signal} to attached worker");
+            if let Err(e) = process::signal_process(a.pid, signal) {
+                tracing::warn!(pid = a.pid, "cannot send {signal} to attached worker: {e}");
+            }
+        }
         let actions = self.pool.stop(graceful, Some(grace), Instant::now());
         self.apply(actions, false);
     }
@@ -205,7 +253,7 @@ impl Supervisor {
         &mut self,
         reason: &str,
         timeout: Option<Duration>,
-        waiter: Option<oneshot::Sender<Response>>,
+        waiter: Option<oneshot::Sender<Reply>>,
     ) {
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
         match self.pool.upgrade(timeout, Instant::now()) {
@@ -226,7 +274,7 @@ impl Supervisor {
                     } else {
                         ErrorCode::Busy
                     };
-                    let _ = waiter.send(Response::error(code, why));
+                    let _ = waiter.send(Response::error(code, why).into());
                 }
             }
         }
@@ -246,13 +294,23 @@ impl Supervisor {
     fn control(&mut self, request: ControlRequest) {
         let ControlRequest {
             command,
+            peer,
             reply,
             written,
         } = request;
         let response = match command {
+            Command::Sockets { only, attach } => {
+                let _ = reply.send(self.sockets_request(only, attach, peer));
+                return;
+            }
             Command::Status => {
-                let status =
-                    status::snapshot(&self.pool, &self.listeners, &self.name, self.started);
+                let status = status::snapshot(
+                    &self.pool,
+                    &self.listeners,
+                    &self.attached,
+                    &self.name,
+                    self.started,
+                );
                 match serde_json::to_value(status) {
                     Ok(value) => Response::ok(value),
                     Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
@@ -288,7 +346,84 @@ impl Supervisor {
                 },
             },
         };
-        let _ = reply.send(response);
+        let _ = reply.send(response.into());
+    }
+
+    /// The `sockets` command: metadata and duplicates of the listening sockets, and with
+    /// `attach`, the peer registered as an attached worker.
+    fn sockets_request(&mut self, only: Option<Vec<String>>, attach: bool, peer: Peer) -> Reply {
+        let refuse = |code, why: String| Reply::from(Response::error(code, why));
+        if self.pool.is_stopping() {
+            return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
+        }
+        if let Some(unknown) = only
+            .iter()
+            .flatten()
+            .find(|n| !self.listeners.iter().any(|l| &l.name == *n))
+        {
+            let names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
+            return refuse(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "no socket is named {unknown:?} (sockets: {})",
+                    names.join(", ")
+                ),
+            );
+        }
+        let mut sockets = Vec::new();
+        let mut fds = Vec::new();
+        for l in &self.listeners {
+            if only.as_ref().is_some_and(|o| !o.contains(&l.name)) {
+                continue;
+            }
+            let Some(fd) = l.fd() else {
+                return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
+            };
+            match fd.try_clone_to_owned() {
+                Ok(dup) => fds.push(dup),
+                Err(e) => {
+                    return refuse(
+                        ErrorCode::Internal,
+                        format!("cannot duplicate {}: {e}", l.name),
+                    )
+                }
+            }
+            let info = herd_sys::socket::inspect(fd).ok().flatten();
+            sockets.push(serde_json::json!({
+                "name": l.name,
+                "kind": l.kind,
+                "family": info.map(|i| format!("{:?}", i.family).to_lowercase()),
+                "type": info.map(|i| format!("{:?}", i.sock_type).to_lowercase()),
+                "address": l.address,
+            }));
+        }
+        if attach {
+            let Some((pid, start_time)) = peer
+                .pid
+                .and_then(|pid| Some((pid, process::start_time(pid)?)))
+            else {
+                return refuse(
+                    ErrorCode::Internal,
+                    "cannot identify the attaching process".to_string(),
+                );
+            };
+            let names: Vec<String> = sockets
+                .iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect();
+            tracing::info!(pid, uid = peer.uid, sockets = %names.join(","), "worker attached");
+            self.attached.retain(|a| a.pid != pid);
+            self.attached.push(Attached {
+                pid,
+                start_time,
+                since: Instant::now(),
+                sockets: names,
+            });
+        }
+        Reply {
+            response: Response::ok(serde_json::json!({ "sockets": sockets })),
+            fds,
+        }
     }
 
     fn scale_request(&mut self, workers: Option<usize>, delta: Option<i64>) -> Response {
@@ -371,7 +506,7 @@ impl Supervisor {
                         }
                     };
                     for waiter in self.upgrade_waiters.drain(..) {
-                        let _ = waiter.send(response.clone());
+                        let _ = waiter.send(response.clone().into());
                     }
                 }
             }

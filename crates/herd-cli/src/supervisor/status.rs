@@ -37,6 +37,19 @@ pub struct Status {
     pub waiting: Vec<WaitingSlot>,
     /// The listening sockets.
     pub sockets: Vec<SocketStatus>,
+    /// Processes that fetched the sockets with `herd attach` (not supervised).
+    pub attached: Vec<AttachedStatus>,
+}
+
+/// A process started by `herd attach`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AttachedStatus {
+    /// Its pid.
+    pub pid: u32,
+    /// How long ago it attached, in milliseconds.
+    pub uptime_ms: u64,
+    /// The sockets it took.
+    pub sockets: Vec<String>,
 }
 
 /// One worker.
@@ -93,7 +106,13 @@ pub struct SocketStatus {
 }
 
 /// Builds the snapshot.
-pub fn snapshot(pool: &Pool, listeners: &[Listener], name: &str, started: Instant) -> Status {
+pub fn snapshot(
+    pool: &Pool,
+    listeners: &[Listener],
+    attached: &[super::Attached],
+    name: &str,
+    started: Instant,
+) -> Status {
     let now = Instant::now();
     let ms = |d: Duration| d.as_millis() as u64;
     let describe = |s: Option<std::process::ExitStatus>| s.map(super::describe_exit);
@@ -168,5 +187,13 @@ pub fn snapshot(pool: &Pool, listeners: &[Listener], name: &str, started: Instan
         workers,
         waiting,
         sockets,
+        attached: attached
+            .iter()
+            .map(|a| AttachedStatus {
+                pid: a.pid,
+                uptime_ms: ms(now.saturating_duration_since(a.since)),
+                sockets: a.sockets.clone(),
+            })
+            .collect(),
     }
 }

@@ -1,0 +1,169 @@
+//! Fetching sockets from a running herd over its control socket (`SCM_RIGHTS`), for programs
+//! that start on their own rather than under `herd run`.
+
+use std::io::Write;
+use std::os::unix::io::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::json::{self, Value};
+
+/// What to fetch.
+#[derive(Clone, Debug, Default)]
+pub struct FetchOptions {
+    /// Only these sockets, by name (empty: all of them).
+    pub only: Vec<String>,
+    /// Register this process with herd as an attached worker: `herd status` lists it and a
+    /// herd stop sends it the stop signal. herd identifies it by the credentials of the
+    /// connection, so register from the process that will serve (it may `exec` later).
+    pub attach: bool,
+}
+
+/// One fetched socket.
+#[derive(Debug)]
+pub struct Fetched {
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// `tcp`, `udp` or `unix`.
+    pub kind: String,
+    /// Where it is bound.
+    pub address: String,
+    /// The socket, close-on-exec.
+    pub fd: OwnedFd,
+}
+
+/// How long herd may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Fetches the listening sockets of the herd whose control socket is `control`.
+///
+/// The fds arrive close-on-exec; any herd sent beyond those described are closed.
+pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
+    let shown = control.display();
+    let io = |what: &str, e| Error::io(format!("{what} {shown}"), e);
+    let mut stream = UnixStream::connect(control).map_err(|e| io("cannot connect to", e))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .map_err(|e| io("cannot use", e))?;
+    let only = if options.only.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = options.only.iter().map(|n| json::quote(n)).collect();
+        format!(",\"only\":[{}]", names.join(","))
+    };
+    let request = format!(
+        "{{\"version\":1,\"command\":\"sockets\",\"attach\":{}{only}}}\n",
+        options.attach
+    );
+    // herd may refuse (and close) before reading: the answer is still worth reading.
+    let sent = stream.write_all(request.as_bytes());
+
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut fds: Vec<OwnedFd> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    let mut wanted: Option<usize> = None;
+    let mut buf = [0u8; 4096];
+    while wanted.map_or(true, |n| fds.len() < n) {
+        let got = herd_sys::fdpass::recv_with_fds(stream.as_fd(), &mut buf)
+            .map_err(|e| io("cannot read from", e))?;
+        if got.fds_truncated {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("{shown} sent more fds than fit in one message"),
+            ));
+        }
+        fds.extend(got.fds);
+        if got.len == 0 {
+            if let Err(e) = sent {
+                return Err(io("cannot send to", e));
+            }
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("{shown} closed the connection early"),
+            ));
+        }
+        bytes.extend_from_slice(&buf[..got.len]);
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = bytes.drain(..=end).collect();
+            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+        }
+        if wanted.is_none() {
+            if let Some(first) = lines.first() {
+                wanted = Some(count_sockets(first, control)?);
+            }
+        }
+    }
+    let response = json::parse(&lines[0]).map_err(|e| bad_answer(control, &e))?;
+    let described = response
+        .get("result")
+        .and_then(|r| r.get("sockets"))
+        .and_then(Value::as_array)
+        .unwrap_or(&[]);
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    Ok(described
+        .iter()
+        .zip(fds)
+        .map(|(socket, fd)| Fetched {
+            name: text(socket, "name"),
+            kind: text(socket, "kind"),
+            address: text(socket, "address"),
+            fd,
+        })
+        .collect())
+}
+
+/// Reads the response line: how many sockets follow, or herd's refusal.
+fn count_sockets(line: &str, control: &Path) -> Result<usize> {
+    let response = json::parse(line).map_err(|e| bad_answer(control, &e))?;
+    if response.get("ok") != Some(&Value::Bool(true)) {
+        let error = response.get("error");
+        let field = |key| {
+            error
+                .and_then(|e| e.get(key))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        let kind = match field("code") {
+            "invalid_argument" => ErrorKind::NotFound,
+            _ => ErrorKind::Io,
+        };
+        return Err(Error::new(
+            kind,
+            format!(
+                "herd at {} refused ({}): {}",
+                control.display(),
+                field("code"),
+                field("message")
+            ),
+        ));
+    }
+    let sockets = response
+        .get("result")
+        .and_then(|r| r.get("sockets"))
+        .and_then(Value::as_array);
+    sockets
+        .map(<[Value]>::len)
+        .ok_or_else(|| bad_answer(control, "no \"sockets\" in the result"))
+}
+
+fn bad_answer(control: &Path, why: &str) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!("unexpected answer from {}: {why}", control.display()),
+    )
+}
+
+impl crate::Sockets {
+    /// Fetches every socket of the herd whose control socket is `control`, as a [`Sockets`]
+    /// set taken by name or index like inherited ones.
+    ///
+    /// [`Sockets`]: crate::Sockets
+    pub fn from_control(control: &Path) -> Result<crate::Sockets> {
+        let fetched = fetch(control, &FetchOptions::default())?;
+        Ok(crate::Sockets::from_named(
+            fetched.into_iter().map(|f| (f.name, f.fd)).collect(),
+        ))
+    }
+}
