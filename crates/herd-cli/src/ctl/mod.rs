@@ -149,11 +149,13 @@ pub fn request(
 fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
     use std::os::unix::process::CommandExt;
 
-    let options = herd::fetch::FetchOptions {
+    // Look first, check the command against the sockets, then fetch for real and register:
+    // a command that cannot run is never listed as an attached worker.
+    let look = herd::fetch::FetchOptions {
         only: args.only.clone(),
-        attach: true,
+        attach: false,
     };
-    let fetched = herd::fetch::fetch(control, &options).map_err(|e| {
+    let fetched = herd::fetch::fetch(control, &look).map_err(|e| {
         if e.to_string().contains("No such file") || e.to_string().contains("refused (os error") {
             Failure::Runtime(anyhow!(
                 "no herd is running at {}: start one with 'herd run', or select it with --name or \
@@ -177,6 +179,13 @@ fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
     }
     let program =
         resolve_program(&argv[0], std::env::var_os("PATH").as_deref()).map_err(Failure::Usage)?;
+    drop(fetched);
+    let register = herd::fetch::FetchOptions {
+        only: names.clone(),
+        attach: true,
+    };
+    let fetched =
+        herd::fetch::fetch(control, &register).map_err(|e| Failure::Runtime(anyhow!("{e}")))?;
     let count = fetched.len();
     herd_sys::fd::place_listen_fds(fetched.into_iter().map(|f| f.fd).collect())
         .map_err(|e| Failure::Runtime(anyhow!("cannot place the sockets: {e}")))?;

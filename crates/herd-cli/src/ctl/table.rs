@@ -61,6 +61,18 @@ pub fn render(status: &Status) -> String {
             String::new(),
         ]);
     }
+    for a in &status.attached {
+        rows.push([
+            "-".into(),
+            a.pid.to_string(),
+            "-".into(),
+            "attached".into(),
+            short(a.uptime_ms),
+            "-".into(),
+            "-".into(),
+            format!("sockets: {}", a.sockets.join(",")),
+        ]);
+    }
     table(&mut out, &rows);
     out.push('\n');
     let mut rows = vec![["SOCKET", "FD", "KIND", "ADDRESS", "QUEUE"].map(str::to_string)];

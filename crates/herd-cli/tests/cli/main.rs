@@ -3,6 +3,7 @@
 
 mod control;
 mod errors;
+mod handoff;
 mod run;
 mod sockets;
 mod stop;

@@ -1,0 +1,199 @@
+//! Handing sockets to other processes: `herd attach`, the `sockets` command, and what a
+//! fetching process receives.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::io::AsFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+#[test]
+fn an_attached_worker_serves_is_listed_and_is_stopped() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    let addr = herd.address("http");
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let mut attached = Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["attach", "--", "python3", &example("hello.py")])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = attached.id();
+    herd.wait_event("the registration", |e| {
+        e["message"] == "worker attached" && e["pid"] == pid
+    });
+    let status = herd.status();
+    assert_eq!(status["attached"][0]["pid"], pid, "{status}");
+    assert_eq!(
+        status["attached"][0]["sockets"],
+        serde_json::json!(["http"])
+    );
+    // The attached process takes its share of the connections.
+    wait_until("the attached worker to answer", || {
+        get(&addr, "/")
+            .unwrap()
+            .contains(&format!("pid {pid},"))
+            .then_some(())
+    });
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    let status = attached.wait().unwrap();
+    assert!(
+        status.success(),
+        "the attached worker stops gracefully: {status:?}"
+    );
+}
+
+#[test]
+fn attach_refuses_unknown_sockets_and_worker_templates() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    let (code, _, stderr) = herd.ctl(&["attach", "--only", "nope", "--", "true"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no socket is named \"nope\""), "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["attach", "--", "echo", "{worker}"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("{worker} has no value"), "{stderr}");
+    assert!(herd.status()["attached"].as_array().unwrap().is_empty());
+}
+
+/// Sends the `sockets` request and receives every fd that comes back.
+fn fetch_raw(control: &str, request: &[u8]) -> (Value, Vec<std::os::unix::io::OwnedFd>) {
+    let mut stream = UnixStream::connect(control).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut bytes = Vec::new();
+    let mut fds = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !bytes.contains(&b'\n') {
+        let got = herd_sys::fdpass::recv_with_fds(stream.as_fd(), &mut buf).unwrap();
+        assert!(got.len > 0, "herd closed the connection");
+        bytes.extend_from_slice(&buf[..got.len]);
+        fds.extend(got.fds);
+    }
+    let line = String::from_utf8(bytes).unwrap();
+    (serde_json::from_str(line.trim()).unwrap(), fds)
+}
+
+#[test]
+fn fetched_fds_are_exactly_the_sockets_and_cloexec() {
+    let herd = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "1",
+            "-b",
+            "web=127.0.0.1:0",
+            "-b",
+            "dns=udp://127.0.0.1:0",
+            "-b",
+        ])
+        .arg(format!("local=unix:{}/s.sock", dir.display()))
+        .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    herd.started(1);
+    let web = herd.address("web");
+    let before: BTreeSet<i32> = open_fds(std::process::id());
+    let (reply, fds) = fetch_raw(
+        &herd.control(),
+        b"{\"version\":1,\"command\":\"sockets\"}\n",
+    );
+    assert_eq!(reply["ok"], true, "{reply}");
+    let sockets = reply["result"]["sockets"].as_array().unwrap();
+    let names: Vec<&str> = sockets
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web", "dns", "local"]);
+    assert_eq!(sockets[0]["family"], "inet");
+    assert_eq!(sockets[0]["type"], "stream");
+    assert_eq!(sockets[1]["type"], "datagram");
+    assert_eq!(sockets[2]["family"], "unix");
+    assert_eq!(sockets[0]["address"], web.as_str());
+    assert_eq!(fds.len(), 3);
+    for fd in &fds {
+        assert!(herd_sys::fd::is_cloexec(fd.as_fd()).unwrap());
+    }
+    let listener = std::net::TcpListener::from(fds.into_iter().next().unwrap());
+    assert_eq!(listener.local_addr().unwrap().to_string(), web);
+    drop(listener);
+    // Nothing else arrived: this process holds only what it held before (the rest were dropped).
+    assert_eq!(open_fds(std::process::id()).difference(&before).count(), 0);
+
+    let (reply, fds) = fetch_raw(
+        &herd.control(),
+        b"{\"version\":1,\"command\":\"sockets\",\"only\":[\"dns\"]}\n",
+    );
+    assert_eq!(reply["result"]["sockets"].as_array().unwrap().len(), 1);
+    assert_eq!(fds.len(), 1);
+
+    // The worker library fetches the same way.
+    let mut sockets = herd::Sockets::from_control(std::path::Path::new(&herd.control())).unwrap();
+    let listener = sockets.take_tcp_listener("web").unwrap().unwrap();
+    assert_eq!(listener.local_addr().unwrap().to_string(), web);
+    assert!(sockets.take_udp_socket("dns").unwrap().is_some());
+}
+
+#[test]
+fn a_disallowed_uid_fetches_nothing() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    // Open the socket to everyone, as a careless admin might: the credential check still holds.
+    std::fs::set_permissions(
+        herd.dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        herd.control(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let out = Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["attach", "--", "true"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("permission_denied"), "{stderr}");
+    assert!(herd.status()["attached"].as_array().unwrap().is_empty());
+}
