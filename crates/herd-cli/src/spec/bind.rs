@@ -8,6 +8,7 @@ use std::os::unix::prelude::OsStrExt;
 use anyhow::{anyhow, Context};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::inherit::{self, Passed};
 use super::names;
 use super::parse::{Address, BindSpec, Host, HostPort};
 use super::socket_file::{self, SocketFile};
@@ -39,29 +40,63 @@ impl Listener {
     }
 }
 
-/// Binds every spec in order. On any error, the sockets bound so far are closed and their
-/// socket files removed, so nothing is left behind.
+/// Binds every spec in order (adopting the sockets passed to herd for `systemd` and
+/// `fd:NAME`). On any error, the sockets bound so far are closed and their socket files
+/// removed, so nothing is left behind.
 pub fn bind_all(specs: &[BindSpec]) -> anyhow::Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
     let explicit: Vec<String> = specs.iter().filter_map(|s| s.name.clone()).collect();
+    let mut passed: Option<Passed> = None;
     for spec in specs {
-        let (socket, address, port, file) =
-            bind_one(spec).with_context(|| format!("--bind '{}'", spec.text))?;
-        let name = match &spec.name {
-            Some(name) => name.clone(),
-            None => {
-                let mut taken = explicit.clone();
-                taken.extend(listeners.iter().map(|l| l.name.clone()));
-                names::unique(names::default_name(&spec.address, port), &taken)
+        let context = || format!("--bind '{}'", spec.text);
+        match &spec.address {
+            Address::SystemdAll | Address::SystemdNamed(_) => {
+                let passed = match &mut passed {
+                    Some(p) => p,
+                    None => passed.insert(Passed::from_env().with_context(context)?),
+                };
+                let adopted = match &spec.address {
+                    Address::SystemdNamed(name) => {
+                        let fd = passed.take(name).with_context(context)?;
+                        vec![(spec.name.clone().unwrap_or_else(|| name.clone()), fd)]
+                    }
+                    _ if spec.name.is_some() => anyhow::bail!(
+                        "{}: NAME= does not apply to 'systemd' (all sockets keep their names); \
+                         write NAME=fd:SYSTEMD_NAME",
+                        context()
+                    ),
+                    _ => passed.take_all().with_context(context)?,
+                };
+                for (name, fd) in adopted {
+                    let (kind, address) = inherit::describe(&fd).with_context(context)?;
+                    listeners.push(Listener {
+                        name,
+                        kind,
+                        address,
+                        socket: Some(inherit::into_socket(fd)),
+                        _file: None,
+                    });
+                }
             }
-        };
-        listeners.push(Listener {
-            name,
-            kind: spec.address.kind(),
-            address,
-            socket: Some(socket),
-            _file: file,
-        });
+            _ => {
+                let (socket, address, port, file) = bind_one(spec).with_context(context)?;
+                let name = match &spec.name {
+                    Some(name) => name.clone(),
+                    None => {
+                        let mut taken = explicit.clone();
+                        taken.extend(listeners.iter().map(|l| l.name.clone()));
+                        names::unique(names::default_name(&spec.address, port), &taken)
+                    }
+                };
+                listeners.push(Listener {
+                    name,
+                    kind: spec.address.kind(),
+                    address,
+                    socket: Some(socket),
+                    _file: file,
+                });
+            }
+        }
     }
     Ok(listeners)
 }
@@ -87,6 +122,9 @@ fn bind_one(spec: &BindSpec) -> anyhow::Result<Bound> {
             }
             listen(&socket, spec)?;
             Ok((socket, shown, None, Some(file)))
+        }
+        Address::SystemdAll | Address::SystemdNamed(_) => {
+            unreachable!("adopted in bind_all")
         }
         Address::UnixAbstract(name) => {
             let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;

@@ -1,6 +1,7 @@
 //! Socket specs: parsing `--bind` arguments and binding them once, before any worker starts.
 
 mod bind;
+mod inherit;
 mod names;
 mod parse;
 mod socket_file;

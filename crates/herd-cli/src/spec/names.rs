@@ -17,6 +17,7 @@ pub fn default_name(address: &Address, port: Option<u16>) -> String {
             format!("unix-{file}")
         }
         Address::UnixAbstract(name) => format!("unix-{name}"),
+        Address::SystemdAll | Address::SystemdNamed(_) => "systemd".to_string(),
     };
     let mut name: String = raw
         .chars()

@@ -29,6 +29,10 @@ pub enum Address {
     UnixPath(PathBuf),
     /// A Unix stream listener in Linux's abstract namespace (`unix:@NAME`).
     UnixAbstract(String),
+    /// Every socket systemd passed to herd itself (`systemd`).
+    SystemdAll,
+    /// The socket systemd passed to herd under this name (`fd:NAME`).
+    SystemdNamed(String),
 }
 
 /// A host and a port.
@@ -72,7 +76,7 @@ pub fn is_name_char(c: char) -> bool {
 }
 
 const FORMS: &str = "HOST:PORT, :PORT, [V6ADDR]:PORT, tcp://HOST:PORT, udp://HOST:PORT, \
-                     unix:PATH or unix:@NAME";
+                     unix:PATH, unix:@NAME, systemd or fd:NAME";
 const OPTIONS: &str = "backlog=N, v6only, nodelay, nonblocking, mode=OCTAL";
 /// The longest Unix socket path, in bytes (`sun_path` holds 108 including the NUL).
 pub const MAX_UNIX_PATH: usize = 107;
@@ -117,6 +121,13 @@ fn split_name(text: &str) -> Result<(Option<String>, &str), String> {
 }
 
 fn parse_address(text: &str) -> Result<Address, String> {
+    if text == "systemd" {
+        return Ok(Address::SystemdAll);
+    }
+    if let Some(name) = text.strip_prefix("fd:") {
+        herd::validate_name(name)?;
+        return Ok(Address::SystemdNamed(name.to_string()));
+    }
     if let Some(rest) = text.strip_prefix("tcp://") {
         return Ok(Address::Tcp(parse_host_port(rest)?));
     }
@@ -262,6 +273,12 @@ fn need_value<'a>(key: &str, value: Option<&'a str>, example: &str) -> Result<&'
 
 /// Rejects options that make no sense for the address kind.
 fn check_options(options: &BindOptions, address: &Address) -> Result<(), String> {
+    if matches!(address, Address::SystemdAll | Address::SystemdNamed(_)) {
+        return Err(
+            "options do not apply to sockets passed by systemd: set them in the .socket unit"
+                .to_string(),
+        );
+    }
     let kind = address.kind();
     let tcp = matches!(address, Address::Tcp(_));
     let ip = matches!(address, Address::Tcp(_) | Address::Udp(_));
@@ -297,6 +314,7 @@ impl Address {
             Address::Tcp(_) => "tcp",
             Address::Udp(_) => "udp",
             Address::UnixPath(_) | Address::UnixAbstract(_) => "unix",
+            Address::SystemdAll | Address::SystemdNamed(_) => "inherited",
         }
     }
 }

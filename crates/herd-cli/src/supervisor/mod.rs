@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod notify;
 pub mod pool;
 pub mod status;
+pub mod systemd;
 
 use std::collections::{HashSet, VecDeque};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
@@ -55,6 +56,8 @@ pub struct Supervisor {
     stop_waiters: Vec<(oneshot::Sender<Reply>, oneshot::Receiver<()>)>,
     /// Processes started with `herd attach`.
     attached: Vec<Attached>,
+    /// herd's own service manager, if any.
+    service: systemd::ServiceNotifier,
     /// Workers already logged as ready.
     announced_ready: HashSet<u32>,
     notify_log: RateLimit,
@@ -113,6 +116,7 @@ impl Supervisor {
             upgrade_waiters: Vec::new(),
             stop_waiters: Vec::new(),
             attached: Vec::new(),
+            service: systemd::ServiceNotifier::from_env(),
             announced_ready: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
         })
@@ -188,6 +192,10 @@ impl Supervisor {
             let actions = self.pool.due(Instant::now());
             self.apply(actions, false);
             self.announce_ready();
+            if !self.service.ready_sent() && !self.pool.is_stopping() && self.all_ready() {
+                let status = format!("{} workers ready", self.pool.desired());
+                self.service.ready(&status);
+            }
         }
         tracing::info!("all workers have exited; herd stops");
         // Answer `herd stop` clients, and give their connections a moment to write it.
@@ -234,6 +242,7 @@ impl Supervisor {
         for listener in &mut self.listeners {
             listener.close();
         }
+        self.service.stopping();
         let signal = if graceful {
             self.pool.config().stop_signal
         } else {
@@ -263,6 +272,8 @@ impl Supervisor {
                     trigger = reason,
                     "rolling upgrade to generation {generation} started"
                 );
+                self.service
+                    .reloading(&format!("upgrading to generation {generation}"));
                 self.upgrade_waiters.extend(waiter);
                 self.apply(actions, false);
             }
@@ -508,6 +519,15 @@ impl Supervisor {
                     for waiter in self.upgrade_waiters.drain(..) {
                         let _ = waiter.send(response.clone().into());
                     }
+                    let status = match &result {
+                        Ok(g) => format!("generation {g}, {} workers", self.pool.desired()),
+                        Err(_) => "upgrade aborted; the old workers serve".to_string(),
+                    };
+                    if self.service.ready_sent() {
+                        self.service.ready(&status);
+                    } else {
+                        self.service.status(&status);
+                    }
                 }
             }
         }
@@ -669,6 +689,16 @@ impl Supervisor {
             }
             self.pool.notified(pid, &message, now);
         }
+    }
+
+    /// Whether every wanted slot has a ready worker.
+    fn all_ready(&self) -> bool {
+        (0..self.pool.desired()).all(|slot| {
+            self.pool
+                .workers()
+                .iter()
+                .any(|w| w.slot == slot && w.state == WorkerState::Ready)
+        })
     }
 
     /// Logs each worker once, when it becomes ready.

@@ -7,4 +7,5 @@ mod handoff;
 mod run;
 mod sockets;
 mod stop;
+mod systemd;
 mod util;

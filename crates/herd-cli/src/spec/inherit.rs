@@ -1,0 +1,93 @@
+//! Adopting sockets that systemd (or anything speaking socket activation) passed to herd
+//! itself: `--bind systemd` takes them all, `--bind fd:NAME` one by name.
+
+use std::os::unix::io::{AsFd, OwnedFd};
+
+use anyhow::{anyhow, bail, Context};
+use herd_sys::socket::{Family, SockType};
+use socket2::{SockRef, Socket};
+
+/// The sockets passed to herd, read once from `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID`.
+pub struct Passed {
+    sockets: herd::Sockets,
+}
+
+impl Passed {
+    /// Reads the environment (validated by the worker library: a `LISTEN_PID` that is not
+    /// herd's means there are none).
+    pub fn from_env() -> anyhow::Result<Passed> {
+        let sockets = herd::Sockets::from_env()
+            .map_err(|e| anyhow!("cannot adopt the sockets passed to herd: {e}"))?;
+        Ok(Passed { sockets })
+    }
+
+    /// Takes every socket not taken yet, with its name.
+    pub fn take_all(&mut self) -> anyhow::Result<Vec<(String, OwnedFd)>> {
+        if self.sockets.is_empty() {
+            bail!(
+                "no sockets were passed to herd (LISTEN_FDS is unset, or LISTEN_PID names \
+                 another process): run herd from a systemd .socket unit, or bind an address"
+            );
+        }
+        let names: Vec<String> = self.sockets.names().map(str::to_string).collect();
+        let mut taken = Vec::new();
+        for (i, name) in names.into_iter().enumerate() {
+            if let Some(fd) = self.sockets.take_fd_at(i)? {
+                taken.push((name, fd));
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Takes the socket passed under `name`.
+    pub fn take(&mut self, name: &str) -> anyhow::Result<OwnedFd> {
+        let names: Vec<&str> = self.sockets.names().collect();
+        let known = if names.is_empty() {
+            "none were passed".to_string()
+        } else {
+            format!("passed: {}", names.join(", "))
+        };
+        match self.sockets.take_fd(name) {
+            Ok(Some(fd)) => Ok(fd),
+            Ok(None) => bail!("the socket {name:?} passed to herd is adopted twice"),
+            Err(_) => bail!("no socket named {name:?} was passed to herd ({known})"),
+        }
+    }
+}
+
+/// What an adopted socket is: its kind (`tcp`, `udp`, `unix`) and its address, shown as
+/// `--bind` would show it.
+pub fn describe(fd: &OwnedFd) -> anyhow::Result<(&'static str, String)> {
+    let info = herd_sys::socket::inspect(fd.as_fd())
+        .context("cannot inspect an adopted socket")?
+        .ok_or_else(|| anyhow!("an fd passed to herd is not a socket"))?;
+    let addr = SockRef::from(fd).local_addr().context("getsockname")?;
+    let kind = match (info.family, info.sock_type) {
+        (Family::Inet | Family::Inet6, SockType::Stream) => "tcp",
+        (Family::Inet | Family::Inet6, SockType::Datagram) => "udp",
+        (Family::Unix, _) => "unix",
+        (family, ty) => bail!("an adopted socket is of an unsupported kind ({family:?}, {ty:?})"),
+    };
+    let shown = if let Some(ip) = addr.as_socket() {
+        if kind == "udp" {
+            format!("udp://{ip}")
+        } else {
+            ip.to_string()
+        }
+    } else if let Some(path) = addr.as_pathname() {
+        format!("unix:{}", path.display())
+    } else if let Some(name) = addr.as_abstract_namespace() {
+        format!("unix:@{}", String::from_utf8_lossy(name))
+    } else {
+        "unix:(unnamed)".to_string()
+    };
+    if matches!(info.sock_type, SockType::Stream) && !info.listening {
+        bail!("the adopted socket at {shown} does not listen (a .socket unit with Accept=no passes listening sockets)");
+    }
+    Ok((kind, shown))
+}
+
+/// An adopted fd as a socket2 socket.
+pub fn into_socket(fd: OwnedFd) -> Socket {
+    Socket::from(fd)
+}
