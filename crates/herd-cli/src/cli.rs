@@ -143,8 +143,19 @@ pub struct SignalArgs {
 )]
 pub struct RunArgs {
     /// A socket to bind and share: [NAME=]ADDRESS[,OPTION...] (repeatable; see below).
-    #[arg(short, long = "bind", value_name = "SPEC", required = true)]
+    #[arg(
+        short,
+        long = "bind",
+        value_name = "SPEC",
+        required_unless_present = "takeover"
+    )]
     pub binds: Vec<BindSpec>,
+
+    /// Take over the sockets of the herd at this control socket: start this herd's workers on
+    /// them, and once they are ready, ask the old herd to stop. Without --bind, every socket is
+    /// taken as it is.
+    #[arg(long, value_name = "CONTROL_PATH")]
+    pub takeover: Option<PathBuf>,
 
     /// How many workers to run [default: the number of CPUs available to herd].
     #[arg(short, long, value_name = "N", value_parser = parse_workers)]

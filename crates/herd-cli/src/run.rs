@@ -16,7 +16,7 @@ use crate::spec::{self, Listener};
 use crate::supervisor::backoff::BackoffPolicy;
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
-use crate::supervisor::{Control, Supervisor};
+use crate::supervisor::{Control, Supervisor, Takeover};
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket.
 pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
@@ -25,8 +25,15 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     let workers = args.workers.unwrap_or_else(default_workers);
     let uid = herd_sys::process::effective_uid();
     let (control, private_dir) = control_path::resolve(control, name, uid);
-    let notify_path = control.with_extension("notify");
-    for path in [&control, &notify_path] {
+    let pid = std::process::id();
+    // A takeover binds its control socket beside the old herd's and moves it into place once
+    // its workers are ready; the notify socket's name is per process, so two herds never meet.
+    let bind_at = match &args.takeover {
+        Some(_) => control.with_extension(format!("takeover.{pid}")),
+        None => control.clone(),
+    };
+    let notify_path = control.with_extension(format!("{pid}.notify"));
+    for path in [&bind_at, &notify_path] {
         if path.as_os_str().len() > spec::MAX_UNIX_PATH {
             return Err(Failure::Usage(format!(
                 "the control socket path {} is longer than {} bytes; pass a shorter --control",
@@ -43,10 +50,14 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
             control_path::ensure_private_dir(dir, uid)?;
         }
     }
-    let (control_socket, _control_file) =
-        control_path::bind_private(&control, uid, "control socket")?;
+    let inherited = match &args.takeover {
+        Some(old) => fetch_inherited(old)?,
+        None => Vec::new(),
+    };
+    let (control_socket, control_file) =
+        control_path::bind_private(&bind_at, uid, "control socket")?;
     let notify = NotifySocket::bind(&notify_path, uid)?;
-    let listeners = spec::bind_all(&args.binds)?;
+    let listeners = spec::bind_all(&args.binds, inherited)?;
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
     let mut extra_env: Vec<(OsString, OsString)> = vec![
         ("NOTIFY_SOCKET".into(), notify.path.clone().into()),
@@ -77,7 +88,12 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         watchdog: args.watchdog,
         max_surge: args.max_surge as usize,
     };
+    let takeover = args.takeover.clone().map(|old| Takeover {
+        old,
+        control: control.clone(),
+    });
     let control = Control {
+        file: control_file,
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
         policy: AccessPolicy {
             own_uid: uid,
@@ -97,8 +113,28 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         .build()
         .context("cannot start the event loop")?;
     let supervisor = Supervisor::new(listeners, command, config, name)?;
-    runtime.block_on(supervisor.run(control, notify))?;
+    runtime.block_on(supervisor.run(control, notify, takeover))?;
     Ok(())
+}
+
+/// Fetches the sockets of the herd whose control socket is `old`.
+fn fetch_inherited(old: &Path) -> Result<Vec<spec::Inherited>, Failure> {
+    let fetched = herd::fetch::fetch(old, &herd::fetch::FetchOptions::default()).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {}: {e}",
+            old.display()
+        ))
+    })?;
+    tracing::info!(from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
+    Ok(fetched
+        .into_iter()
+        .map(|f| spec::Inherited {
+            name: f.name,
+            kind: f.kind,
+            address: f.address,
+            fd: f.fd,
+        })
+        .collect())
 }
 
 /// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.

@@ -8,6 +8,7 @@ use std::os::unix::prelude::OsStrExt;
 use anyhow::{anyhow, Context};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+use super::handover::{self, Inherited};
 use super::inherit::{self, Passed};
 use super::names;
 use super::parse::{Address, BindSpec, Host, HostPort};
@@ -43,8 +44,20 @@ impl Listener {
 /// Binds every spec in order (adopting the sockets passed to herd for `systemd` and
 /// `fd:NAME`). On any error, the sockets bound so far are closed and their socket files
 /// removed, so nothing is left behind.
-pub fn bind_all(specs: &[BindSpec]) -> anyhow::Result<Vec<Listener>> {
+///
+/// With `inherited` (a takeover), each spec first looks for its socket among them; without
+/// any spec, every inherited socket is taken as it is.
+pub fn bind_all(
+    specs: &[BindSpec],
+    mut inherited: Vec<Inherited>,
+) -> anyhow::Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
+    if specs.is_empty() {
+        for socket in inherited {
+            listeners.push(Listener::inherited(socket)?);
+        }
+        return Ok(listeners);
+    }
     let explicit: Vec<String> = specs.iter().filter_map(|s| s.name.clone()).collect();
     let mut passed: Option<Passed> = None;
     for spec in specs {
@@ -79,6 +92,16 @@ pub fn bind_all(specs: &[BindSpec]) -> anyhow::Result<Vec<Listener>> {
                 }
             }
             _ => {
+                if let Some(socket) =
+                    handover::take_matching(spec, &mut inherited).with_context(context)?
+                {
+                    let mut listener = Listener::inherited(socket)?;
+                    if let Some(name) = &spec.name {
+                        listener.name = name.clone();
+                    }
+                    listeners.push(listener);
+                    continue;
+                }
                 let (socket, address, port, file) = bind_one(spec).with_context(context)?;
                 let name = match &spec.name {
                     Some(name) => name.clone(),
@@ -98,7 +121,28 @@ pub fn bind_all(specs: &[BindSpec]) -> anyhow::Result<Vec<Listener>> {
             }
         }
     }
+    for socket in inherited {
+        tracing::warn!(
+            name = %socket.name,
+            address = %socket.address,
+            "not taken over: no --bind names this socket; it closes when the old herd stops"
+        );
+    }
     Ok(listeners)
+}
+
+impl Listener {
+    /// A listener for a socket taken over from another herd (which owns its socket file).
+    fn inherited(socket: Inherited) -> anyhow::Result<Listener> {
+        let (kind, address) = inherit::describe(&socket.fd)?;
+        Ok(Listener {
+            name: socket.name,
+            kind,
+            address,
+            socket: Some(handover::into_socket(socket.fd)),
+            _file: None,
+        })
+    }
 }
 
 type Bound = (Socket, String, Option<u16>, Option<SocketFile>);

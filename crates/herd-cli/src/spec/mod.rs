@@ -1,11 +1,13 @@
 //! Socket specs: parsing `--bind` arguments and binding them once, before any worker starts.
 
 mod bind;
+mod handover;
 mod inherit;
 mod names;
 mod parse;
 mod socket_file;
 
 pub use bind::{bind_all, Listener};
+pub use handover::Inherited;
 pub use parse::{BindSpec, MAX_UNIX_PATH};
 pub use socket_file::{prepare as prepare_socket_path, SocketFile};

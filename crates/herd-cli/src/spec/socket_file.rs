@@ -60,6 +60,13 @@ pub struct SocketFile {
 }
 
 impl SocketFile {
+    /// Moves the file to `to` (replacing whatever is there, atomically) and follows it.
+    pub fn rename(&mut self, to: &Path) -> io::Result<()> {
+        std::fs::rename(&self.path, to)?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+
     /// Records the file herd just bound at `path`.
     pub fn created(path: &Path) -> io::Result<SocketFile> {
         let meta = std::fs::symlink_metadata(path)?;

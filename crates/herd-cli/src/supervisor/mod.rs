@@ -16,6 +16,7 @@ pub mod systemd;
 use std::collections::{HashSet, VecDeque};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -30,12 +31,23 @@ use crate::cli::MAX_WORKERS;
 use crate::command::WorkerCommand;
 use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::server::{self, AccessPolicy, ControlRequest, Peer, Reply};
-use crate::spec::Listener;
+use crate::spec::{Listener, SocketFile};
 use notify::{NotifySocket, RateLimit};
 use pool::{Action, NotifyMessage, Pool, PoolConfig, Reason, WorkerState};
 
+/// A takeover in progress: once this herd's workers are ready, its control socket moves to
+/// `control` and the herd at `old` is asked to stop.
+pub struct Takeover {
+    /// The old herd's control socket.
+    pub old: PathBuf,
+    /// Where this herd's control socket belongs.
+    pub control: PathBuf,
+}
+
 /// The control endpoint a supervisor serves.
 pub struct Control {
+    /// The socket's file (moved into place at the end of a takeover).
+    pub file: SocketFile,
     /// The bound control socket.
     pub listener: std::os::unix::net::UnixListener,
     /// Who may use it.
@@ -58,6 +70,11 @@ pub struct Supervisor {
     attached: Vec<Attached>,
     /// herd's own service manager, if any.
     service: systemd::ServiceNotifier,
+    /// A takeover waiting for this herd's workers to be ready.
+    takeover: Option<Takeover>,
+    /// Why the takeover in progress must be abandoned (a new worker failed before it was
+    /// ready).
+    takeover_failure: Option<String>,
     /// Workers already logged as ready.
     announced_ready: HashSet<u32>,
     notify_log: RateLimit,
@@ -117,6 +134,8 @@ impl Supervisor {
             stop_waiters: Vec::new(),
             attached: Vec::new(),
             service: systemd::ServiceNotifier::from_env(),
+            takeover: None,
+            takeover_failure: None,
             announced_ready: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
         })
@@ -124,7 +143,14 @@ impl Supervisor {
 
     /// Runs until a stop has been handled and every worker is gone. Returns an error when the
     /// workers could not be started at all.
-    pub async fn run(mut self, control: Control, notify: NotifySocket) -> anyhow::Result<()> {
+    pub async fn run(
+        mut self,
+        control: Control,
+        notify: NotifySocket,
+        takeover: Option<Takeover>,
+    ) -> anyhow::Result<()> {
+        self.takeover = takeover;
+        let mut control_file = control.file;
         // Register every handler before the first fork, so that no exit or signal is missed.
         let mut sigchld = signal(SignalKind::child())?;
         let mut sigterm = signal(SignalKind::terminate())?;
@@ -192,6 +218,18 @@ impl Supervisor {
             let actions = self.pool.due(Instant::now());
             self.apply(actions, false);
             self.announce_ready();
+            if self.takeover.is_some() && self.failure.is_none() && !self.pool.is_stopping() {
+                if let Some(why) = self.takeover_failure.take() {
+                    self.failure = Some(anyhow!(
+                        "takeover aborted, the old herd keeps serving: {why}"
+                    ));
+                    self.stop("takeover failed", false, None);
+                } else if self.all_ready() {
+                    if let Some(t) = self.takeover.take() {
+                        complete_takeover(t, &mut control_file);
+                    }
+                }
+            }
             if !self.service.ready_sent() && !self.pool.is_stopping() && self.all_ready() {
                 let status = format!("{} workers ready", self.pool.desired());
                 self.service.ready(&status);
@@ -596,6 +634,16 @@ impl Supervisor {
                 continue;
             };
             let how = describe_exit(status);
+            if self.takeover.is_some()
+                && !exit.was_ready
+                && exit.stopped_for != Some(Reason::Shutdown)
+            {
+                let why = format!(
+                    "worker {} (pid {pid}) exited before it was ready: {how}",
+                    exit.slot
+                );
+                self.takeover_failure.get_or_insert(why);
+            }
             let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
             let (slot, generation) = (exit.slot, exit.generation);
             match (exit.stopped_for, exit.restart_in) {
@@ -741,4 +789,44 @@ pub fn describe_exit(status: ExitStatus) -> String {
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+/// Ends a takeover whose workers are all ready: connect to the old herd (before its control
+/// socket's path is taken), move this herd's control socket to its place (replacing the old
+/// one's there, atomically), and ask the old herd to stop.
+fn complete_takeover(takeover: Takeover, control_file: &mut SocketFile) {
+    let Takeover { old, control } = takeover;
+    let connection = std::os::unix::net::UnixStream::connect(&old)
+        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+        .and_then(tokio::net::UnixStream::from_std);
+    if let Err(e) = control_file.rename(&control) {
+        tracing::error!(
+            "cannot move the control socket to {}: {e}",
+            control.display()
+        );
+    }
+    tracing::info!(old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let asked = async {
+            let mut stream = connection?;
+            stream
+                .write_all(b"{\"version\":1,\"command\":\"stop\"}\n")
+                .await?;
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        match asked.await {
+            Ok(answer) if answer.starts_with(b"{\"version\":1,\"ok\":true") => {
+                tracing::info!(old = %old.display(), "the old herd has stopped")
+            }
+            Ok(answer) => tracing::warn!(
+                old = %old.display(),
+                "the old herd answered: {}",
+                String::from_utf8_lossy(&answer).trim()
+            ),
+            Err(e) => tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}"),
+        }
+    });
 }

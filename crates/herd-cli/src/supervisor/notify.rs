@@ -33,6 +33,7 @@ impl NotifySocket {
     /// `path` lies in herd's private directory next to its control socket, which herd has
     /// just bound, so a socket file already there is a stale one of herd's own user.
     pub fn bind(path: &Path, uid: u32) -> anyhow::Result<NotifySocket> {
+        remove_stale(path, uid);
         let shown = path.display();
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() || meta.uid() != uid {
@@ -54,6 +55,37 @@ impl NotifySocket {
             path: path.to_path_buf(),
             _file: file,
         })
+    }
+}
+
+/// Removes notify sockets of herds that are gone: `STEM.PID.notify` next to `path`, owned by
+/// `uid`, whose PID no longer runs (a herd killed with SIGKILL leaves its socket behind).
+fn remove_stale(path: &Path, uid: u32) {
+    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem().and_then(|s| s.to_str())) else {
+        return;
+    };
+    let Some(prefix) = stem.rsplit_once('.').map(|(p, _)| format!("{p}.")) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|n| n.strip_suffix(".notify"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ours = entry
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_socket() && m.uid() == uid);
+        if ours && herd_sys::process::start_time(pid).is_none() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -145,6 +145,8 @@ pub struct Worker {
     pub started: Instant,
     /// When it last proved alive (`READY=1`, `WATCHDOG=1`).
     pub last_ping: Instant,
+    /// When it became ready, if it did.
+    pub ready_since: Option<Instant>,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
 }
@@ -205,6 +207,8 @@ pub struct Exit {
     pub stopped_for: Option<Reason>,
     /// When a successor starts, if one does.
     pub restart_in: Option<Duration>,
+    /// Whether it had become ready.
+    pub was_ready: bool,
 }
 
 /// The worker pool.
@@ -279,8 +283,10 @@ impl Pool {
             }
             match self.config.readiness {
                 Readiness::Delay(delay) if now >= w.started + delay => {
-                    self.workers[i].state = WorkerState::Ready;
-                    self.workers[i].last_ping = now;
+                    let w = &mut self.workers[i];
+                    w.state = WorkerState::Ready;
+                    w.last_ping = now;
+                    w.ready_since = Some(now);
                 }
                 Readiness::Notify { timeout } if now >= w.started + timeout => {
                     if self.is_upgrading_worker(w) {
@@ -409,6 +415,7 @@ impl Pool {
                     state: WorkerState::Starting,
                     started: now,
                     last_ping: now,
+                    ready_since: None,
                     status: None,
                 });
                 true
@@ -494,6 +501,7 @@ impl Pool {
                 uptime,
                 stopped_for,
                 restart_in,
+                was_ready: w.ready_since.is_some(),
             },
             actions,
         ))
@@ -507,6 +515,7 @@ impl Pool {
         if message.ready && w.state == WorkerState::Starting {
             w.state = WorkerState::Ready;
             w.last_ping = now;
+            w.ready_since = Some(now);
         }
         if message.watchdog && w.state == WorkerState::Ready {
             w.last_ping = now;

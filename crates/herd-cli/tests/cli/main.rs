@@ -8,4 +8,5 @@ mod run;
 mod sockets;
 mod stop;
 mod systemd;
+mod takeover;
 mod util;

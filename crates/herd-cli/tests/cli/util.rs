@@ -426,3 +426,14 @@ pub fn assert_fails(args: &[&str], code: i32, needle: &str) -> String {
     );
     stderr
 }
+
+/// `herd status --json` against the control socket at `control`, parsed.
+pub fn status_at(control: &str) -> Value {
+    let out = Command::new(HERD)
+        .env("HERD_CONTROL", control)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "herd status: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
