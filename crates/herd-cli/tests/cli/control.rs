@@ -507,7 +507,7 @@ fn forged_and_oversized_notifications_are_dropped() {
         e["message"] == "control socket ready"
     });
     let notify = std::os::unix::net::UnixDatagram::unbound().unwrap();
-    let path = herd.path("control.notify");
+    let path = herd.notify_path();
     notify.send_to(b"READY=1", &path).unwrap();
     notify.send_to(&vec![b'x'; 8192], &path).unwrap();
     let me = std::process::id();

@@ -128,7 +128,7 @@ fn workers_inherit_exactly_their_sockets_and_default_signals() {
         "HERD_WORKER=0".to_string(),
         "HERD_GENERATION=1".to_string(),
         format!("HERD_CONTROL={}", herd.control()),
-        format!("NOTIFY_SOCKET={}", herd.path("control.notify")),
+        format!("NOTIFY_SOCKET={}", herd.notify_path()),
     ] {
         assert!(env.contains(&expected), "{expected} missing from {env:?}");
     }

@@ -126,6 +126,11 @@ impl Herd {
         )
     }
 
+    /// herd's notify socket (`NOTIFY_SOCKET` in its workers), named after herd's pid.
+    pub fn notify_path(&self) -> String {
+        self.path(&format!("control.{}.notify", self.pid()))
+    }
+
     /// `herd status --json`, parsed.
     pub fn status(&self) -> Value {
         let (code, stdout, stderr) = self.ctl(&["status", "--json"]);
@@ -434,6 +439,10 @@ pub fn status_at(control: &str) -> Value {
         .args(["status", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "herd status: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "herd status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
