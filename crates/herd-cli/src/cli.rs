@@ -57,6 +57,9 @@ pub enum Command {
     Stop(StopArgs),
     /// Send a signal to every worker, or to one slot's worker.
     Signal(SignalArgs),
+    /// Replace herd's own program with the binary now on disk, in the same process: same pid,
+    /// same workers, same sockets. If the new binary cannot run, the old one keeps running.
+    Reexec,
     /// Fetch a running herd's sockets and run COMMAND with them, laid out as `herd run` lays
     /// them out (fds from 3, LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID): one more worker, started
     /// by hand. It is listed in `herd status` and gets the stop signal when herd stops, but it

@@ -12,14 +12,18 @@ use crate::command::WorkerCommand;
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
-use crate::spec::{self, Listener};
+use crate::spec::{self, Listener, SocketFile};
 use crate::supervisor::backoff::BackoffPolicy;
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
+use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor, Takeover};
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket.
 pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
+    if let Some(restored) = reexec::take()? {
+        return resume(args, name, restored);
+    }
     check_names(&args)?;
     control_path::check_name(name).map_err(Failure::Usage)?;
     let workers = args.workers.unwrap_or_else(default_workers);
@@ -58,10 +62,76 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         control_path::bind_private(&bind_at, uid, "control socket")?;
     let notify = NotifySocket::bind(&notify_path, uid)?;
     let listeners = spec::bind_all(&args.binds, inherited)?;
+    let control_path = control;
+    let takeover = args.takeover.clone().map(|old| Takeover {
+        old,
+        control: control_path.clone(),
+    });
+    let control = Control {
+        file: control_file,
+        listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
+        policy: policy(&args, uid),
+    };
+    let supervisor = prepare(&args, name, workers, listeners, &notify, &control_path)?;
+    log_listeners(supervisor.listeners());
+    tracing::info!(path = %control.file.parts().0.display(), "control socket ready");
+    tracing::info!(
+        workers,
+        grace = %humantime::format_duration(args.grace),
+        "herd {} starting (pid {pid})",
+        env!("CARGO_PKG_VERSION"),
+    );
+    runtime()?.block_on(supervisor.run(control, notify, takeover))?;
+    Ok(())
+}
+
+/// Continues as the new program of a re-exec: everything comes from the state the previous
+/// image handed over; the command line is the same.
+fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), Failure> {
+    let reexec::Restored {
+        state,
+        control,
+        notify,
+        listeners: fds,
+        reply,
+    } = restored;
+    let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
+    let listeners: Vec<Listener> = state
+        .listeners
+        .iter()
+        .zip(fds)
+        .map(|(l, fd)| {
+            let socket_file = l.file.clone().map(file);
+            Listener::restore(l.name.clone(), &l.kind, l.address.clone(), fd, socket_file)
+        })
+        .collect();
+    let notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;
+    let uid = herd_sys::process::effective_uid();
+    let control = Control {
+        file: file(state.control.file.clone()),
+        listener: std::os::unix::net::UnixListener::from(control),
+        policy: policy(&args, uid),
+    };
+    let control_path = state.control.file.0.clone();
+    let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
+    supervisor.resume(state, reply);
+    runtime()?.block_on(supervisor.run(control, notify, None))?;
+    Ok(())
+}
+
+/// The worker command and the supervisor, for fresh starts and re-execs alike.
+fn prepare(
+    args: &RunArgs,
+    name: &str,
+    workers: usize,
+    listeners: Vec<Listener>,
+    notify: &NotifySocket,
+    control: &Path,
+) -> Result<Supervisor, Failure> {
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
     let mut extra_env: Vec<(OsString, OsString)> = vec![
         ("NOTIFY_SOCKET".into(), notify.path.clone().into()),
-        ("HERD_CONTROL".into(), control.clone().into()),
+        ("HERD_CONTROL".into(), control.into()),
     ];
     if let Some(watchdog) = args.watchdog {
         extra_env.push((
@@ -71,9 +141,6 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     }
     let command = WorkerCommand::new(&args.command, &names, extra_env).map_err(Failure::Usage)?;
     command.program(0).map_err(Failure::Usage)?;
-    log_listeners(&listeners);
-    tracing::info!(path = %control.display(), "control socket ready");
-
     let config = PoolConfig {
         workers,
         grace: args.grace,
@@ -88,33 +155,22 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         watchdog: args.watchdog,
         max_surge: args.max_surge as usize,
     };
-    let takeover = args.takeover.clone().map(|old| Takeover {
-        old,
-        control: control.clone(),
-    });
-    let control = Control {
-        file: control_file,
-        listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
-        policy: AccessPolicy {
-            own_uid: uid,
-            uids: args.control_allow_uid.clone(),
-            gids: args.control_allow_gid.clone(),
-        },
-    };
-    tracing::info!(
-        workers,
-        grace = %humantime::format_duration(args.grace),
-        "herd {} starting (pid {})",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id()
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    Ok(Supervisor::new(listeners, command, config, name)?)
+}
+
+fn policy(args: &RunArgs, uid: u32) -> AccessPolicy {
+    AccessPolicy {
+        own_uid: uid,
+        uids: args.control_allow_uid.clone(),
+        gids: args.control_allow_gid.clone(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the event loop")?;
-    let supervisor = Supervisor::new(listeners, command, config, name)?;
-    runtime.block_on(supervisor.run(control, notify, takeover))?;
-    Ok(())
+        .context("cannot start the event loop")?)
 }
 
 /// Fetches the sockets of the herd whose control socket is `old`.

@@ -182,3 +182,27 @@ pub fn place_listen_fds(fds: Vec<OwnedFd>) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// An anonymous file for handing data across `execve`: a `memfd` on Linux (not close-on-exec
+/// only once the caller says so), elsewhere a temporary file unlinked at once.
+pub fn anonymous_file(name: &str) -> io::Result<std::fs::File> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let cname = std::ffi::CString::new(name)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in memfd name"))?;
+        // SAFETY: memfd_create reads a NUL-terminated name and returns a fresh fd we own.
+        let raw = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
+        if raw >= 0 {
+            // SAFETY: `raw` is fresh and owned by nobody else.
+            return Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) }));
+        }
+    }
+    let path = std::env::temp_dir().join(format!("{name}.{}", std::process::id()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    Ok(file)
+}

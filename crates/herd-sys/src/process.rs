@@ -40,6 +40,14 @@ impl Signal {
     pub const QUIT: Signal = Signal(libc::SIGQUIT);
     /// `SIGHUP`.
     pub const HUP: Signal = Signal(libc::SIGHUP);
+    /// `SIGCHLD`.
+    pub const CHLD: Signal = Signal(libc::SIGCHLD);
+    /// `SIGTTIN`.
+    pub const TTIN: Signal = Signal(libc::SIGTTIN);
+    /// `SIGTTOU`.
+    pub const TTOU: Signal = Signal(libc::SIGTTOU);
+    /// `SIGUSR2`.
+    pub const USR2: Signal = Signal(libc::SIGUSR2);
 
     /// Parses `TERM`, `SIGTERM`, `sigterm` or `15`.
     pub fn from_name(text: &str) -> Option<Signal> {
@@ -206,6 +214,34 @@ pub fn monotonic_usec() -> u64 {
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
+/// Blocks `signals` for this thread (`pthread_sigmask(SIG_BLOCK)`): they stay pending until
+/// unblocked. The mask survives `execve`, which is how herd re-executes itself without losing
+/// a signal in between.
+pub fn block_signals(signals: &[Signal]) -> io::Result<()> {
+    change_mask(libc::SIG_BLOCK, signals)
+}
+
+/// Unblocks `signals`; pending ones are delivered now.
+pub fn unblock_signals(signals: &[Signal]) -> io::Result<()> {
+    change_mask(libc::SIG_UNBLOCK, signals)
+}
+
+fn change_mask(how: libc::c_int, signals: &[Signal]) -> io::Result<()> {
+    // SAFETY: sigemptyset/sigaddset fill a zeroed sigset_t we own; pthread_sigmask reads it.
+    let rc = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in signals {
+            libc::sigaddset(&mut set, s.0);
+        }
+        libc::pthread_sigmask(how, &set, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -247,6 +247,30 @@ impl ExecPlan {
     }
 }
 
+impl ExecPlan {
+    /// Replaces this process's program with the plan, keeping every fd that is not
+    /// close-on-exec where it is, and keeping the signal mask (std's `exec` resets it). No
+    /// fork: same pid, same children. Returns only on failure.
+    pub fn exec_in_place(&self) -> io::Error {
+        let argv: Vec<*const libc::c_char> = self
+            .argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(ptr::null()))
+            .collect();
+        let envp: Vec<*const libc::c_char> = self
+            .env
+            .iter()
+            .map(|e| e.as_ptr().cast())
+            .chain(std::iter::once(ptr::null()))
+            .collect();
+        // SAFETY: program, argv and envp are NUL-terminated strings in NULL-terminated arrays
+        // that live across the call; execve returns only on failure.
+        unsafe { libc::execve(self.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        io::Error::last_os_error()
+    }
+}
+
 fn c_string(bytes: &[u8]) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| {
         io::Error::new(

@@ -60,6 +60,9 @@ pub enum Command {
         #[serde(default)]
         attach: bool,
     },
+    /// Replace herd's program with the binary now on disk, in the same process; the answer
+    /// comes from the new program.
+    Reexec,
     /// Send a signal to every worker, or to the one in `slot`.
     Signal {
         /// A signal name or number: `HUP`, `SIGUSR1`, `10`.
@@ -71,7 +74,9 @@ pub enum Command {
 }
 
 /// The names of the commands, for `unknown_command` errors.
-pub const COMMANDS: &[&str] = &["status", "scale", "upgrade", "stop", "sockets", "signal"];
+pub const COMMANDS: &[&str] = &[
+    "status", "scale", "upgrade", "stop", "sockets", "signal", "reexec",
+];
 
 /// The arguments each command takes (besides `version` and `command`).
 fn arguments(command: &str) -> &'static [&'static str] {

@@ -78,6 +78,8 @@ pub struct ControlRequest {
     /// Resolves once the response has been written to the client (or could not be), so that
     /// a supervisor about to exit can make sure its last answers went out.
     pub written: oneshot::Receiver<()>,
+    /// For `reexec`: the client's connection, which the new program answers on.
+    pub connection: Option<OwnedFd>,
 }
 
 /// Serves `listener` until the supervisor drops its end of `requests`.
@@ -187,7 +189,13 @@ async fn handle(
         let (written, written_rx) = oneshot::channel();
         let reply = match parse_request(&line) {
             Err(response) => Reply::from(response),
-            Ok(request) => forward(request.command, peer, written_rx, requests).await,
+            Ok(request) => {
+                let connection = match request.command {
+                    Command::Reexec => write.as_ref().as_fd().try_clone_to_owned().ok(),
+                    _ => None,
+                };
+                forward(request.command, peer, written_rx, connection, requests).await
+            }
         };
         let sent = tokio::time::timeout(IDLE_TIMEOUT, send_reply(&mut write, reply)).await;
         let _ = written.send(());
@@ -201,6 +209,7 @@ async fn forward(
     command: Command,
     peer: Peer,
     written: oneshot::Receiver<()>,
+    connection: Option<OwnedFd>,
     requests: &mpsc::Sender<ControlRequest>,
 ) -> Reply {
     let stopping = || Reply::from(Response::error(ErrorCode::Stopping, "herd is stopping"));
@@ -210,6 +219,7 @@ async fn forward(
         peer,
         reply,
         written,
+        connection,
     };
     if requests.send(request).await.is_err() {
         return stopping();

@@ -68,6 +68,14 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
             println!("stopped");
         }
         cli::Command::Attach(args) => return attach(args, control),
+        cli::Command::Reexec => {
+            let result = request(control, Command::Reexec, Some(QUICK))?;
+            println!(
+                "re-executed: herd {} runs as pid {}",
+                result["version"].as_str().unwrap_or("?"),
+                result["pid"]
+            );
+        }
         cli::Command::Signal(args) => {
             let signal = args.signal.number().to_string();
             let command = Command::Signal {

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::unix::io::{AsFd, BorrowedFd};
+use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::prelude::OsStrExt;
 
 use anyhow::{anyhow, Context};
@@ -30,6 +30,33 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// A listener restored after a re-exec, from what [`parts`](Listener::parts) said.
+    pub fn restore(
+        name: String,
+        kind: &str,
+        address: String,
+        fd: OwnedFd,
+        file: Option<SocketFile>,
+    ) -> Listener {
+        let kind = match kind {
+            "udp" => "udp",
+            "unix" => "unix",
+            _ => "tcp",
+        };
+        Listener {
+            name,
+            kind,
+            address,
+            socket: Some(Socket::from(fd)),
+            _file: file,
+        }
+    }
+
+    /// Its socket file, if herd created one.
+    pub fn file(&self) -> Option<&SocketFile> {
+        self._file.as_ref()
+    }
+
     /// The socket's fd, to hand to workers; `None` once closed.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
         self.socket.as_ref().map(|s| s.as_fd())

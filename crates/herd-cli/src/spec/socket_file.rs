@@ -67,6 +67,16 @@ impl SocketFile {
         Ok(())
     }
 
+    /// Where the file is, and which file it is (device and inode).
+    pub fn parts(&self) -> (&Path, u64, u64) {
+        (&self.path, self.dev, self.ino)
+    }
+
+    /// The guard for a file recorded by [`parts`](SocketFile::parts) (after a re-exec).
+    pub fn from_parts(path: PathBuf, dev: u64, ino: u64) -> SocketFile {
+        SocketFile { path, dev, ino }
+    }
+
     /// Records the file herd just bound at `path`.
     pub fn created(path: &Path) -> io::Result<SocketFile> {
         let meta = std::fs::symlink_metadata(path)?;

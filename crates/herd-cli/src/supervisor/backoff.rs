@@ -50,6 +50,11 @@ impl Backoff {
         delay
     }
 
+    /// A backoff that has seen `failures` quick failures in a row (restored after re-exec).
+    pub fn with_failures(failures: u32) -> Backoff {
+        Backoff { failures }
+    }
+
     /// How many quick failures in a row this slot has had.
     pub fn failures(&self) -> u32 {
         self.failures

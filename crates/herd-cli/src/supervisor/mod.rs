@@ -10,11 +10,12 @@
 pub mod backoff;
 pub mod notify;
 pub mod pool;
+pub mod reexec;
 pub mod status;
 pub mod systemd;
 
 use std::collections::{HashSet, VecDeque};
-use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::ExitStatus;
@@ -72,6 +73,14 @@ pub struct Supervisor {
     service: systemd::ServiceNotifier,
     /// A takeover waiting for this herd's workers to be ready.
     takeover: Option<Takeover>,
+    /// The binary herd runs, re-executed by `herd reexec`.
+    exe: PathBuf,
+    /// A `herd reexec` request waiting to be carried out.
+    pending_reexec: Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>,
+    /// The connection of the client whose `herd reexec` made this image: answered at start.
+    reexec_reply: Option<OwnedFd>,
+    /// Whether this image continues from a re-exec.
+    resumed: bool,
     /// Why the takeover in progress must be abandoned (a new worker failed before it was
     /// ready).
     takeover_failure: Option<String>,
@@ -104,6 +113,7 @@ impl Attached {
 const ATTACHED_CHECK: Duration = Duration::from_secs(1);
 
 enum Event {
+    Reexec(Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>),
     Child,
     CheckAttached,
     Stop(&'static str, bool),
@@ -136,9 +146,18 @@ impl Supervisor {
             service: systemd::ServiceNotifier::from_env(),
             takeover: None,
             takeover_failure: None,
+            exe: std::env::current_exe().context("cannot find herd's own binary")?,
+            pending_reexec: None,
+            reexec_reply: None,
+            resumed: false,
             announced_ready: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
         })
+    }
+
+    /// The listening sockets.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
     }
 
     /// Runs until a stop has been handled and every worker is gone. Returns an error when the
@@ -151,8 +170,11 @@ impl Supervisor {
     ) -> anyhow::Result<()> {
         self.takeover = takeover;
         let mut control_file = control.file;
+        // A copy of the control socket's fd, handed to the next image on re-exec.
+        let control_fd = control.listener.as_fd().try_clone_to_owned()?;
         // Register every handler before the first fork, so that no exit or signal is missed.
         let mut sigchld = signal(SignalKind::child())?;
+        let mut sigusr2 = signal(SignalKind::user_defined2())?;
         let mut sigterm = signal(SignalKind::terminate())?;
         let mut sigint = signal(SignalKind::interrupt())?;
         let mut sigquit = signal(SignalKind::quit())?;
@@ -165,6 +187,15 @@ impl Supervisor {
         let listener = UnixListener::from_std(control.listener)?;
         let (requests_tx, mut requests) = mpsc::channel(64);
         let server = tokio::spawn(server::serve(listener, control.policy, requests_tx));
+        // A re-exec held these back across execve; the handlers are in place now.
+        herd_sys::process::unblock_signals(&reexec::HELD)?;
+        if self.resumed {
+            if let Some(connection) = self.reexec_reply.take() {
+                answer_reexec(connection);
+            }
+            self.service.ready("re-executed");
+            tracing::info!(exe = %self.exe.display(), "re-executed: herd {} runs on", env!("CARGO_PKG_VERSION"));
+        }
 
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
@@ -179,7 +210,8 @@ impl Supervisor {
                 // A second Ctrl-C stops at once.
                 _ = sigint.recv() => Event::Stop("SIGINT", !self.pool.is_stopping()),
                 _ = sigquit.recv() => Event::Stop("SIGQUIT", false),
-                _ = sighup.recv() => Event::Upgrade,
+                                _ = sighup.recv() => Event::Upgrade,
+                _ = sigusr2.recv() => Event::Reexec(None),
                 _ = sigttin.recv() => Event::ScaleBy(1, "SIGTTIN"),
                 _ = sigttou.recv() => Event::ScaleBy(-1, "SIGTTOU"),
                 Some(request) = requests.recv() => Event::Control(request),
@@ -200,6 +232,14 @@ impl Supervisor {
                 }),
                 Event::Stop(reason, graceful) => self.stop(reason, graceful, None),
                 Event::Upgrade => self.upgrade("SIGHUP", None, None),
+                Event::Reexec(client) => {
+                    let endpoints = Endpoints {
+                        control: &control_fd,
+                        control_file: &control_file,
+                        notify: &notify,
+                    };
+                    self.reexec(&endpoints, client);
+                }
                 Event::ScaleBy(delta, reason) => {
                     // A signal never scales below one worker; `herd scale 0` can.
                     let target = self
@@ -211,7 +251,17 @@ impl Supervisor {
                         tracing::warn!("{reason} ignored: {why}");
                     }
                 }
-                Event::Control(request) => self.control(request),
+                Event::Control(request) => {
+                    self.control(request);
+                    if let Some(client) = self.pending_reexec.take() {
+                        let endpoints = Endpoints {
+                            control: &control_fd,
+                            control_file: &control_file,
+                            notify: &notify,
+                        };
+                        self.reexec(&endpoints, Some(client));
+                    }
+                }
                 Event::Notify => self.read_notifications(&notify_socket),
                 Event::Timer => {}
             }
@@ -346,8 +396,13 @@ impl Supervisor {
             peer,
             reply,
             written,
+            connection,
         } = request;
         let response = match command {
+            Command::Reexec => {
+                self.pending_reexec = Some((reply, connection));
+                return;
+            }
             Command::Sockets { only, attach } => {
                 let _ = reply.send(self.sockets_request(only, attach, peer));
                 return;
@@ -829,4 +884,132 @@ fn complete_takeover(takeover: Takeover, control_file: &mut SocketFile) {
             Err(e) => tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}"),
         }
     });
+}
+
+/// The endpoints a re-exec hands over besides the listening sockets.
+struct Endpoints<'a> {
+    control: &'a OwnedFd,
+    control_file: &'a SocketFile,
+    notify: &'a NotifySocket,
+}
+
+impl Supervisor {
+    /// Continues from the state a previous image of this process handed over.
+    pub fn resume(&mut self, state: reexec::State, reply: Option<OwnedFd>) {
+        let now = Instant::now();
+        self.pool = Pool::import(self.pool.config().clone(), state.pool, now);
+        self.started = now
+            .checked_sub(Duration::from_millis(state.uptime_ms))
+            .unwrap_or(now);
+        self.attached = state
+            .attached
+            .into_iter()
+            .map(|a| Attached {
+                pid: a.pid,
+                start_time: a.start_time,
+                since: now
+                    .checked_sub(Duration::from_millis(a.age_ms))
+                    .unwrap_or(now),
+                sockets: a.sockets,
+            })
+            .collect();
+        self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
+        self.service.set_ready_sent(state.service_ready);
+        self.reexec_reply = reply;
+        self.resumed = true;
+    }
+
+    /// Replaces this process's program with the binary on disk (see [`reexec`]). Returns only
+    /// if that was not possible, after saying why.
+    fn reexec(
+        &mut self,
+        endpoints: &Endpoints<'_>,
+        client: Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>,
+    ) {
+        let (reply, connection) = match client {
+            Some((reply, connection)) => (Some(reply), connection),
+            None => (None, None),
+        };
+        let refuse = |reply: Option<oneshot::Sender<Reply>>, code, why: String| {
+            tracing::error!("{why}");
+            if let Some(reply) = reply {
+                let _ = reply.send(Response::error(code, why).into());
+            }
+        };
+        let busy = self.takeover.is_some() || self.failure.is_some();
+        let pool = match self.pool.export(Instant::now()) {
+            Some(pool) if !busy => pool,
+            _ => {
+                let code = if self.pool.is_stopping() {
+                    ErrorCode::Stopping
+                } else {
+                    ErrorCode::Busy
+                };
+                let why = "cannot re-execute while herd is stopping, upgrading, starting workers or taking over; try again".to_string();
+                return refuse(reply, code, why);
+            }
+        };
+        let mut keep: Vec<BorrowedFd<'_>> =
+            vec![endpoints.control.as_fd(), endpoints.notify.socket.as_fd()];
+        let mut listeners = Vec::new();
+        for l in &self.listeners {
+            let Some(fd) = l.fd() else {
+                return refuse(reply, ErrorCode::Stopping, "herd is stopping".to_string());
+            };
+            keep.push(fd);
+            listeners.push(reexec::SavedListener {
+                name: l.name.clone(),
+                kind: l.kind.to_string(),
+                address: l.address.clone(),
+                fd: fd.as_raw_fd(),
+                file: l.file().map(reexec::file_parts),
+            });
+        }
+        keep.extend(connection.as_ref().map(AsFd::as_fd));
+        let now = Instant::now();
+        let state = reexec::State {
+            uptime_ms: now.saturating_duration_since(self.started).as_millis() as u64,
+            control: reexec::SavedSocket {
+                fd: endpoints.control.as_raw_fd(),
+                file: reexec::file_parts(endpoints.control_file),
+            },
+            notify: reexec::SavedSocket {
+                fd: endpoints.notify.socket.as_raw_fd(),
+                file: reexec::file_parts(endpoints.notify.file()),
+            },
+            listeners,
+            pool,
+            attached: self
+                .attached
+                .iter()
+                .map(|a| reexec::SavedAttached {
+                    pid: a.pid,
+                    start_time: a.start_time,
+                    age_ms: now.saturating_duration_since(a.since).as_millis() as u64,
+                    sockets: a.sockets.clone(),
+                })
+                .collect(),
+            service_ready: self.service.ready_sent(),
+            reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
+        };
+        tracing::info!(exe = %self.exe.display(), "re-executing herd");
+        self.service.reloading("re-executing");
+        let error = reexec::exec(&self.exe, &state, &keep);
+        if self.service.ready_sent() {
+            self.service
+                .ready("re-exec failed; the old program runs on");
+        }
+        refuse(reply, ErrorCode::Internal, format!("{error:#}"));
+    }
+}
+
+/// Tells the client that asked for the re-exec that the new program runs.
+fn answer_reexec(connection: OwnedFd) {
+    let mut stream = std::os::unix::net::UnixStream::from(connection);
+    let response = Response::ok(serde_json::json!({
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = std::io::Write::write_all(&mut stream, &response.to_line());
 }

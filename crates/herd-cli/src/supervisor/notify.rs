@@ -89,6 +89,24 @@ fn remove_stale(path: &Path, uid: u32) {
     }
 }
 
+impl NotifySocket {
+    /// The socket's file.
+    pub fn file(&self) -> &SocketFile {
+        &self._file
+    }
+
+    /// A notify socket handed over by a previous image of this process.
+    pub fn restore(socket: OwnedFd, file: SocketFile) -> anyhow::Result<NotifySocket> {
+        let socket = std::os::unix::net::UnixDatagram::from(socket);
+        socket.set_nonblocking(true)?;
+        Ok(NotifySocket {
+            path: file.parts().0.to_path_buf(),
+            socket,
+            _file: file,
+        })
+    }
+}
+
 /// Receives one datagram, for `tokio`'s `try_io`: `WouldBlock` when none is waiting.
 pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<herd_sys::notify::Datagram> {
     herd_sys::notify::recv_datagram(socket, buf)?

@@ -71,7 +71,7 @@ pub enum Action {
 }
 
 /// Why a worker is signalled or stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reason {
     /// herd is stopping.
     Shutdown,
@@ -736,6 +736,136 @@ impl Pool {
 
     fn is_upgrading_worker(&self, w: &Worker) -> bool {
         self.upgrade.is_some_and(|u| w.generation >= u.generation)
+    }
+}
+
+/// Everything a pool knows, for re-exec: instants become offsets from the moment of export,
+/// so timers (backoffs, grace periods, readiness and watchdog deadlines) carry on.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PoolState {
+    desired: usize,
+    generation: u64,
+    latest_generation: u64,
+    workers: Vec<SavedWorker>,
+    slots: Vec<SavedSlot>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct SavedWorker {
+    pid: u32,
+    slot: usize,
+    generation: u64,
+    ready: bool,
+    stopping: Option<(Reason, u64, bool)>,
+    age_ms: u64,
+    ping_age_ms: u64,
+    ready_age_ms: Option<u64>,
+    status: Option<String>,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+struct SavedSlot {
+    failures: u32,
+    restarts: u32,
+    last_exit: Option<i32>,
+    restart_in_ms: Option<u64>,
+}
+
+impl Pool {
+    /// The pool's state; `None` while it is stopping or upgrading (a re-exec waits for those).
+    pub fn export(&self, now: Instant) -> Option<PoolState> {
+        use std::os::unix::process::ExitStatusExt;
+        if self.phase != Phase::Serving
+            || self.upgrade.is_some()
+            || self.slots.iter().any(|s| s.spawning)
+        {
+            return None;
+        }
+        let ago = |t: Instant| now.saturating_duration_since(t).as_millis() as u64;
+        let ahead = |t: Instant| t.saturating_duration_since(now).as_millis() as u64;
+        Some(PoolState {
+            desired: self.desired,
+            generation: self.generation,
+            latest_generation: self.latest_generation,
+            workers: self
+                .workers
+                .iter()
+                .map(|w| SavedWorker {
+                    pid: w.pid,
+                    slot: w.slot,
+                    generation: w.generation,
+                    ready: w.state == WorkerState::Ready,
+                    stopping: match w.state {
+                        WorkerState::Stopping {
+                            reason,
+                            deadline,
+                            killed,
+                        } => Some((reason, ahead(deadline), killed)),
+                        _ => None,
+                    },
+                    age_ms: ago(w.started),
+                    ping_age_ms: ago(w.last_ping),
+                    ready_age_ms: w.ready_since.map(ago),
+                    status: w.status.clone(),
+                })
+                .collect(),
+            slots: self
+                .slots
+                .iter()
+                .map(|s| SavedSlot {
+                    failures: s.backoff.failures(),
+                    restarts: s.restarts,
+                    last_exit: s.last_exit.map(|e| e.into_raw()),
+                    restart_in_ms: s.restart_at.map(ahead),
+                })
+                .collect(),
+        })
+    }
+
+    /// A pool continuing from `state`, with the (re-read) `config`.
+    pub fn import(config: PoolConfig, state: PoolState, now: Instant) -> Pool {
+        use std::os::unix::process::ExitStatusExt;
+        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
+        let ahead = |ms: u64| now + Duration::from_millis(ms);
+        Pool {
+            config,
+            desired: state.desired,
+            generation: state.generation,
+            latest_generation: state.latest_generation,
+            workers: state
+                .workers
+                .into_iter()
+                .map(|w| Worker {
+                    pid: w.pid,
+                    slot: w.slot,
+                    generation: w.generation,
+                    state: match (w.stopping, w.ready) {
+                        (Some((reason, deadline_ms, killed)), _) => {
+                            stopping(reason, ahead(deadline_ms), killed)
+                        }
+                        (None, true) => WorkerState::Ready,
+                        (None, false) => WorkerState::Starting,
+                    },
+                    started: ago(w.age_ms),
+                    last_ping: ago(w.ping_age_ms),
+                    ready_since: w.ready_age_ms.map(ago),
+                    status: w.status,
+                })
+                .collect(),
+            slots: state
+                .slots
+                .into_iter()
+                .map(|s| Slot {
+                    backoff: Backoff::with_failures(s.failures),
+                    restarts: s.restarts,
+                    last_exit: s.last_exit.map(ExitStatus::from_raw),
+                    restart_at: s.restart_in_ms.map(ahead),
+                    spawning: false,
+                })
+                .collect(),
+            phase: Phase::Serving,
+            upgrade: None,
+        }
     }
 }
 

@@ -28,6 +28,11 @@ impl ServiceNotifier {
         self.ready_sent
     }
 
+    /// Records that `READY=1` was sent (by the previous image, before a re-exec).
+    pub fn set_ready_sent(&mut self, sent: bool) {
+        self.ready_sent = sent;
+    }
+
     /// `READY=1` with a status line.
     pub fn ready(&mut self, status: &str) {
         self.ready_sent = true;

@@ -4,6 +4,7 @@
 mod control;
 mod errors;
 mod handoff;
+mod reexec;
 mod run;
 mod sockets;
 mod stop;

@@ -430,3 +430,48 @@ fn notify_messages_parse_like_systemd() {
         NotifyMessage::default()
     );
 }
+
+#[test]
+fn export_and_import_keep_workers_and_timers() {
+    let mut h = Harness::new(config(3, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1\nSTATUS=fine");
+    h.exit(101, code(1)); // restarted at once as 103
+    h.exit(103, code(1)); // waits 100ms
+    let state = h.pool.export(h.now).expect("exportable while serving");
+    let json = serde_json::to_string(&state).unwrap();
+    let state: PoolState = serde_json::from_str(&json).unwrap();
+    let later = h.now + 5 * MS;
+    let mut pool = Pool::import(
+        config(3, Readiness::Notify { timeout: 10 * SEC }),
+        state,
+        later,
+    );
+    let ready = pool.worker(100).unwrap();
+    assert_eq!(
+        (ready.state, ready.status.as_deref()),
+        (WorkerState::Ready, Some("fine"))
+    );
+    assert_eq!(pool.worker(102).unwrap().state, WorkerState::Starting);
+    assert_eq!(pool.slots()[1].restarts, 2);
+    assert_eq!(pool.failures(1), 2);
+    // The pending restart keeps its remaining delay.
+    assert!(pool.due(later + 90 * MS).is_empty());
+    assert_eq!(
+        pool.due(later + 100 * MS),
+        [Action::Spawn {
+            slot: 1,
+            generation: 1
+        }]
+    );
+}
+
+#[test]
+fn no_export_while_upgrading_or_stopping() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    assert!(h.pool.export(h.now).is_none());
+    let actions = h.pool.stop(true, None, h.now);
+    h.apply(actions);
+    assert!(h.pool.export(h.now).is_none());
+}

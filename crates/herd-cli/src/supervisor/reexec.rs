@@ -1,0 +1,201 @@
+//! Re-exec: herd replaces its own program with the binary now on disk, in the same process.
+//! Same pid, so the workers stay its children and a service manager sees no change.
+//!
+//! The old image writes its state (sockets, worker table, timers, attached processes) as JSON
+//! into an anonymous file, clears close-on-exec on exactly the fds that must survive (the
+//! listening sockets, the control and notify sockets, the state file, and the connection of
+//! the client that asked), blocks the signals herd handles (the mask survives `execve`, so no
+//! signal is lost or kills herd in between), and executes the same path with the same
+//! arguments and `HERD_REEXEC_STATE=FD`. The new image claims those fds, unblocks the signals
+//! once its handlers are in place, and answers the waiting client. If `execve` fails, all of
+//! that is undone and the old image carries on.
+
+use std::io::{Read, Seek, Write};
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use herd_sys::process::Signal;
+use herd_sys::spawn::ExecPlan;
+use serde::{Deserialize, Serialize};
+
+use super::pool::PoolState;
+use crate::spec::SocketFile;
+
+/// The environment variable that carries the state file's fd to the new image.
+pub const STATE_VAR: &str = "HERD_REEXEC_STATE";
+
+/// The signals held back (blocked) across the exec.
+pub const HELD: [Signal; 8] = [
+    Signal::TERM,
+    Signal::INT,
+    Signal::QUIT,
+    Signal::HUP,
+    Signal::CHLD,
+    Signal::TTIN,
+    Signal::TTOU,
+    Signal::USR2,
+];
+
+/// What survives a re-exec.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct State {
+    /// How long herd had been running.
+    pub uptime_ms: u64,
+    /// The control socket's fd and file.
+    pub control: SavedSocket,
+    /// The notify socket's fd and file.
+    pub notify: SavedSocket,
+    /// The listening sockets, in fd order.
+    pub listeners: Vec<SavedListener>,
+    /// The worker pool.
+    pub pool: PoolState,
+    /// Processes started with `herd attach`.
+    pub attached: Vec<SavedAttached>,
+    /// Whether the service manager was told READY=1.
+    pub service_ready: bool,
+    /// The connection of the client that asked for the re-exec, to answer from the new image.
+    pub reply_fd: Option<RawFd>,
+}
+
+/// A socket and its file.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedSocket {
+    /// Its fd number across the exec.
+    pub fd: RawFd,
+    /// Its file: path, device and inode.
+    pub file: (PathBuf, u64, u64),
+}
+
+/// A listening socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedListener {
+    /// Its name.
+    pub name: String,
+    /// `tcp`, `udp` or `unix`.
+    pub kind: String,
+    /// Where it is bound.
+    pub address: String,
+    /// Its fd number across the exec.
+    pub fd: RawFd,
+    /// Its socket file, if herd created one.
+    pub file: Option<(PathBuf, u64, u64)>,
+}
+
+/// An attached process.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedAttached {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time, against pid reuse.
+    pub start_time: u64,
+    /// How long ago it attached.
+    pub age_ms: u64,
+    /// The sockets it took.
+    pub sockets: Vec<String>,
+}
+
+/// A socket file's parts, for the state.
+pub fn file_parts(file: &SocketFile) -> (PathBuf, u64, u64) {
+    let (path, dev, ino) = file.parts();
+    (path.to_path_buf(), dev, ino)
+}
+
+/// Replaces this process's program with `exe`, handing over `state` and the fds in `keep`.
+/// Returns only if that failed, with everything as it was.
+pub fn exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Error {
+    match try_exec(exe, state, keep) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
+
+enum Never {}
+
+fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Result<Never> {
+    let shown = exe.display();
+    let meta = std::fs::metadata(exe).with_context(|| format!("cannot re-execute {shown}"))?;
+    use std::os::unix::fs::PermissionsExt;
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        bail!("cannot re-execute {shown}: it is not an executable file; herd keeps running");
+    }
+    let mut file = herd_sys::fd::anonymous_file("herd-reexec-state")?;
+    serde_json::to_writer(&mut file, state)?;
+    file.flush()?;
+    file.rewind()?;
+
+    let mut plan = ExecPlan::new(exe.as_os_str())?;
+    for arg in std::env::args_os() {
+        plan.arg(&arg)?;
+    }
+    for (key, value) in std::env::vars_os().filter(|(k, _)| k != STATE_VAR) {
+        plan.env(&key, &value)?;
+    }
+    plan.env(STATE_VAR.as_ref(), file.as_raw_fd().to_string().as_ref())?;
+
+    let survivors: Vec<BorrowedFd<'_>> = keep.iter().copied().chain([file.as_fd()]).collect();
+    for fd in &survivors {
+        herd_sys::fd::set_cloexec(*fd, false)?;
+    }
+    herd_sys::process::block_signals(&HELD)?;
+    let error = plan.exec_in_place();
+    // Still here: the exec failed. Undo everything.
+    let _ = herd_sys::process::unblock_signals(&HELD);
+    for fd in &survivors {
+        let _ = herd_sys::fd::set_cloexec(*fd, true);
+    }
+    Err(anyhow!(
+        "cannot re-execute {shown}: {error}; herd keeps running"
+    ))
+}
+
+/// The state and fds handed over by the previous image, when this process is a re-exec.
+pub struct Restored {
+    /// The state.
+    pub state: State,
+    /// The fds the state names, claimed: control, notify, listeners (in order), reply.
+    pub control: OwnedFd,
+    /// The notify socket.
+    pub notify: OwnedFd,
+    /// The listening sockets, in order.
+    pub listeners: Vec<OwnedFd>,
+    /// The waiting client's connection.
+    pub reply: Option<OwnedFd>,
+}
+
+/// Reads the state from `HERD_REEXEC_STATE`, if set, and claims the fds it names.
+pub fn take() -> anyhow::Result<Option<Restored>> {
+    let Some(value) = std::env::var_os(STATE_VAR) else {
+        return Ok(None);
+    };
+    std::env::remove_var(STATE_VAR);
+    let fd: RawFd = value
+        .to_str()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("{STATE_VAR} is not an fd number"))?;
+    let mut file = std::fs::File::from(claim(fd)?);
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    let state: State =
+        serde_json::from_str(&text).context("cannot read the state of the previous herd")?;
+    let listeners = state
+        .listeners
+        .iter()
+        .map(|l| claim(l.fd))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Some(Restored {
+        control: claim(state.control.fd)?,
+        notify: claim(state.notify.fd)?,
+        listeners,
+        reply: state.reply_fd.map(claim).transpose()?,
+        state,
+    }))
+}
+
+fn claim(fd: RawFd) -> anyhow::Result<OwnedFd> {
+    // SAFETY: the previous image of this very process listed `fd` in its state and cleared
+    // FD_CLOEXEC on it just for this exec; nothing else in the new image knows it, and each
+    // fd in the state is claimed exactly once.
+    unsafe { herd_sys::fd::claim_inherited(fd) }
+        .with_context(|| format!("the fd {fd} handed over by the previous herd is not open"))
+}

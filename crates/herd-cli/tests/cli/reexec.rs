@@ -1,0 +1,163 @@
+//! Re-exec: herd replaces its own program in place; workers, sockets and state carry on, and a
+//! binary that cannot run changes nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn workers(status: &Value) -> Vec<(u64, u64, u64)> {
+    let mut w: Vec<(u64, u64, u64)> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                w["slot"].as_u64().unwrap(),
+                w["pid"].as_u64().unwrap(),
+                w["generation"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    w.sort();
+    w
+}
+
+#[test]
+fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    let addr = herd.address("http");
+    let before = wait_until("2 ready workers", || {
+        let s = herd.status();
+        (s["ready"] == 2).then_some(s)
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, served, failures, addr) =
+                (stop.clone(), served.clone(), failures.clone(), addr.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match get(&addr, "/") {
+                        Ok(_) => served.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            failures.lock().unwrap().push(e.to_string());
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    for round in 0..10 {
+        let (code, stdout, stderr) = herd.ctl(&["reexec"]);
+        assert_eq!(code, 0, "round {round}: {stderr}");
+        assert!(
+            stdout.contains(&format!("runs as pid {}", herd.pid())),
+            "{stdout}"
+        );
+    }
+    herd.signal(libc::SIGUSR2);
+    herd.wait_events("11 re-execs", 11, |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("re-executed")
+    });
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    let served = served.load(Ordering::Relaxed);
+    assert!(
+        failures.is_empty(),
+        "{} of {served} requests failed: {:?}",
+        failures.len(),
+        &failures[..]
+    );
+    assert!(served > 50, "only {served} requests were served");
+
+    let after = herd.status();
+    assert_eq!(after["pid"], before["pid"]);
+    assert_eq!(
+        workers(&after),
+        workers(&before),
+        "same slots, pids and generations"
+    );
+    assert!(after["uptime_ms"].as_u64() >= before["uptime_ms"].as_u64());
+    // Still fully supervised: a killed worker is replaced in its slot.
+    let victim = workers(&after)[0].1 as i32;
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    herd.wait_event("the replacement", |e| {
+        is_start(e) && e["slot"] == 0 && e["pid"] != victim
+    });
+}
+
+#[test]
+fn a_binary_that_cannot_run_leaves_the_old_one_running() {
+    // herd runs from a copy that the test then replaces.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("herd");
+    std::fs::copy(HERD, &copy).unwrap();
+    let copy_arg = copy.clone();
+    let herd = Herd::start_with(move |_| {
+        let mut cmd = std::process::Command::new(&copy_arg);
+        cmd.args([
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "1",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    herd.started(1);
+    let before = herd.status();
+
+    // Not executable at all.
+    std::fs::remove_file(&copy).unwrap();
+    std::fs::write(&copy, "not a program").unwrap();
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("not an executable file; herd keeps running"),
+        "{stderr}"
+    );
+
+    // Executable, but not a valid program: execve itself fails.
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("Exec format error") && stderr.contains("herd keeps running"),
+        "{stderr}"
+    );
+
+    let after = herd.status();
+    assert_eq!(after["pid"], before["pid"]);
+    assert_eq!(workers(&after), workers(&before));
+}
