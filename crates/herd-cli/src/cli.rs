@@ -305,6 +305,8 @@ Addresses (--bind):
   unix:PATH          Unix stream socket file; a stale file is replaced, a live one is an error,
                      any other file is never touched; herd removes the files it created on exit
   unix:@NAME         Unix socket in Linux's abstract namespace
+  systemd            every socket systemd passed to herd (socket activation), by its name
+  fd:NAME            the socket systemd passed to herd under NAME
   Port 0 picks a free port; the real one is logged. NAME= names the socket for LISTEN_FDNAMES and
   {fd:NAME} (letters, digits, '.', '_', '-'); the default is derived from the address:
   tcp-8080, udp-53, unix-app.sock.
@@ -346,6 +348,12 @@ Signals to herd:
   QUIT        stop at once (SIGKILL)
   HUP         rolling upgrade
   TTIN, TTOU  one more, one fewer worker (never below 1)
+  USR2        re-execute herd's own binary in place (same pid, same workers and sockets)
+
+Handing sockets over:
+  `herd attach -- CMD` runs one more worker by hand on the sockets; `herd run --takeover PATH`
+  starts a new herd on the sockets of the one at PATH and stops it once its own workers are
+  ready; `herd reexec` replaces herd's binary in place. See docs/control-protocol.md.
 
 Exit status:
   0 stopped as asked; 1 a runtime failure (a socket or a worker could not be set up);

@@ -246,6 +246,9 @@ fn help_documents_the_model() {
         "--grace",
         "--stop-signal",
         "Exit status",
+        "--takeover",
+        "fd:NAME",
+        "USR2",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}");
     }
