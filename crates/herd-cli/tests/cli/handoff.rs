@@ -193,3 +193,44 @@ fn a_disallowed_uid_fetches_nothing() {
     assert!(stderr.contains("permission_denied"), "{stderr}");
     assert!(herd.status()["attached"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn more_sockets_than_one_message_holds_arrive_in_batches() {
+    // 300 sockets: more than the 252 fds one SCM_RIGHTS message carries.
+    let mut args: Vec<String> = vec!["run".into(), "-w".into(), "1".into()];
+    for _ in 0..300 {
+        args.extend(["-b".to_string(), "127.0.0.1:0".to_string()]);
+    }
+    args.extend(["--".into(), "sleep".into(), "1000".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let herd = Herd::start(&args);
+    herd.started(1);
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let control = herd.control();
+    let fetched = herd::fetch::fetch(
+        std::path::Path::new(&control),
+        &herd::fetch::FetchOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(fetched.len(), 300);
+    let status = herd.status();
+    for (i, f) in fetched.iter().enumerate() {
+        assert_eq!(
+            f.address,
+            status["sockets"][i]["address"].as_str().unwrap(),
+            "socket {i}"
+        );
+        let local = socket2::SockRef::from(&f.fd)
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .unwrap();
+        assert_eq!(
+            local.to_string(),
+            f.address,
+            "fd {i} is the socket its entry describes"
+        );
+    }
+}
