@@ -2,7 +2,8 @@
 # Builds and tests the worker-side crates (herd, herd-sys) with Debian's rustc 1.63, their
 # declared rust-version. They are copied into a workspace of their own, because the main
 # workspace's other members need a newer Rust; scripts/msrv/Cargo.lock (lockfile v3, which
-# cargo 1.65 reads) pins dependencies that still support 1.63 (libc 0.2.186 needs 1.65).
+# cargo 1.65 reads) pins dependencies that still support 1.63 (libc 0.2.186 needs 1.65);
+# `--update-lock` refreshes it after the crates' dependencies change.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -26,4 +27,9 @@ export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_UNSTABLE_SPARSE_REGIS
 export CARGO_HOME="${MSRV_CARGO_HOME:-${TMPDIR:-/tmp}/herd-msrv-cargo}"
 export CARGO_TARGET_DIR="${MSRV_TARGET_DIR:-$root/target/msrv}"
 echo "check-msrv: $(/usr/bin/rustc --version)" >&2
+if [ "${1:-}" = "--update-lock" ]; then
+    # Refresh the pinned lockfile after the crates' dependencies changed.
+    (cd "$work" && /usr/bin/cargo update --quiet && /usr/bin/cargo update --quiet -p libc --precise 0.2.180)
+    cp "$work/Cargo.lock" "$root/scripts/msrv/Cargo.lock"
+fi
 (cd "$work" && /usr/bin/cargo test --locked --quiet)

@@ -13,11 +13,11 @@ use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::spec::{self, Listener, SocketFile};
-use crate::supervisor::backoff::BackoffPolicy;
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
 use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor, Takeover};
+use herd::backoff::BackoffPolicy;
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket.
 pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {

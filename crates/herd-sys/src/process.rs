@@ -244,6 +244,174 @@ fn change_mask(how: libc::c_int, signals: &[Signal]) -> io::Result<()> {
     Ok(())
 }
 
+/// How many threads this process runs (Linux: `/proc/self/status`); `None` where the system
+/// does not say.
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Which side of a fork this is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forked {
+    /// The parent, with the child's pid.
+    Parent(u32),
+    /// The child.
+    Child,
+}
+
+/// `fork()` for a single-threaded process: refuses when other threads exist, because the child
+/// would hold only the calling thread, and any lock another thread held (the allocator's,
+/// stdout's) would stay locked in the child forever.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    match thread_count() {
+        Some(1) => {}
+        Some(n) => {
+            return Err(io::Error::new(
+                io::ErrorKind::Other,
+                format!(
+                    "{n} threads are running; fork() is only safe in a single-threaded process"
+                ),
+            ))
+        }
+        None if cfg!(any(target_os = "linux", target_os = "android")) => {
+            return Err(io::Error::new(
+                io::ErrorKind::Other,
+                "cannot tell how many threads run (/proc is not mounted)",
+            ))
+        }
+        None => {}
+    }
+    // SAFETY: the process has a single thread (checked above; only this thread could have
+    // started another since), so the child is a consistent copy and may run any code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// On Linux, asks for `signal` when the parent dies (`PR_SET_PDEATHSIG`) and exits at once if
+/// it already has (the parent is no longer `parent`). A no-op elsewhere.
+pub fn die_with_parent(signal: Signal, parent: u32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: prctl and getppid take and return plain integers.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, signal.0 as libc::c_ulong);
+        if libc::getppid() as u32 != parent {
+            libc::_exit(1);
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (signal, parent);
+}
+
+/// Waits until one of `signals` (which the caller has blocked) is pending, or `timeout`
+/// passes: `Ok(None)` then. The signal is consumed (`sigtimedwait`).
+pub fn wait_for_signal(
+    signals: &[Signal],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Option<Signal>> {
+    // SAFETY: sigemptyset/sigaddset fill a zeroed sigset_t we own.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in signals {
+            libc::sigaddset(&mut set, s.0);
+        }
+        set
+    };
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        let ts = timeout.map(|t| libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: t.subsec_nanos() as _,
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: sigtimedwait reads the set and timeout we own; info may be null.
+        let rc = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), ts_ptr) };
+        if rc > 0 {
+            return Ok(Some(Signal(rc)));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
+            _ => Err(err),
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    {
+        // No sigtimedwait: poll the pending set.
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            // SAFETY: sigpending writes into a zeroed set we own; sigwait consumes a signal
+            // that is known to be pending, so it does not block.
+            unsafe {
+                let mut pending: libc::sigset_t = std::mem::zeroed();
+                libc::sigpending(&mut pending);
+                for s in signals {
+                    if libc::sigismember(&pending, s.0) == 1 {
+                        let mut got = 0;
+                        let mut one: libc::sigset_t = std::mem::zeroed();
+                        libc::sigemptyset(&mut one);
+                        libc::sigaddset(&mut one, s.0);
+                        libc::sigwait(&one, &mut got);
+                        return Ok(Some(*s));
+                    }
+                }
+            }
+            if deadline.map_or(false, |d| std::time::Instant::now() >= d) {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+/// Flags set by [`catch`]'s handler, one per signal number.
+static CAUGHT: [std::sync::atomic::AtomicBool; 65] = {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const CLEAR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    [CLEAR; 65]
+};
+
+extern "C" fn set_caught(signal: libc::c_int) {
+    if let Some(flag) = CAUGHT.get(signal as usize) {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Catches `signal` with a handler that only sets a flag ([`caught`] reads it), without
+/// `SA_RESTART`: a blocking call such as `accept()` returns `EINTR`, so the program can look
+/// at the flag, finish what it was doing, and exit.
+pub fn catch(signal: Signal) -> io::Result<()> {
+    // SAFETY: the handler is async-signal-safe (one atomic store); sigaction reads a
+    // zeroed-then-filled struct we own.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = set_caught as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(signal.0, &action, std::ptr::null_mut()) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether `signal` arrived since [`catch`] was called for it.
+pub fn caught(signal: Signal) -> bool {
+    CAUGHT
+        .get(signal.0 as usize)
+        .map_or(false, |f| f.load(std::sync::atomic::Ordering::SeqCst))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

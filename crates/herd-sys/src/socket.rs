@@ -137,3 +137,37 @@ pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
         Ok(None)
     }
 }
+
+/// Accepts one connection on `listener` with a single `accept4(SOCK_CLOEXEC)` call. Unlike
+/// std's `accept`, it does not retry after `EINTR`: a signal that interrupts it is reported as
+/// `ErrorKind::Interrupted`, so the caller can look at why.
+pub fn accept_once(listener: BorrowedFd<'_>) -> io::Result<std::os::unix::io::OwnedFd> {
+    use std::os::unix::io::FromRawFd;
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: accept4 with null address pointers returns a fresh fd or -1.
+    let raw = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    // SAFETY: accept with null address pointers returns a fresh fd or -1.
+    let raw = unsafe {
+        libc::accept(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh fd that nothing else owns.
+    let fd = unsafe { std::os::unix::io::OwnedFd::from_raw_fd(raw) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    crate::fd::set_cloexec(std::os::unix::io::AsFd::as_fd(&fd), true)?;
+    Ok(fd)
+}

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     WrongKind,
     /// A system call failed.
     Io,
+    /// The operation needs a single-threaded process (prefork), and threads are running.
+    ThreadsRunning,
 }
 
 /// An error from the herd worker library.

@@ -43,6 +43,11 @@
 //! socket ([`Sockets::from_control`], or [`fetch::fetch`] to also register as an attached
 //! worker). This is what `herd attach` does for programs in any language.
 //!
+//! ## In-process prefork
+//!
+//! [`prefork`] is the classic model inside one Rust program: bind, then fork N children that
+//! share the sockets, supervised (restarts with backoff, graceful stop, scaling by signal).
+//!
 //! ## Notifications
 //!
 //! [`notify`] sends `READY=1`, `STOPPING=1` and `STATUS=` to `NOTIFY_SOCKET` when it is set, and
@@ -53,11 +58,13 @@
 #![allow(clippy::incompatible_msrv)]
 #![cfg(unix)]
 
+pub mod backoff;
 mod error;
 pub mod fetch;
 mod json;
 mod listen_env;
 pub mod notify;
+pub mod prefork;
 mod sockets;
 
 pub use error::{Error, ErrorKind, Result};

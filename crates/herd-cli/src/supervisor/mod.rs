@@ -7,7 +7,6 @@
 //! *thread* exits. Control connections are tasks on the same thread; none of them can block
 //! the loop.
 
-pub mod backoff;
 pub mod notify;
 pub mod pool;
 pub mod reexec;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use herd_sys::process::Signal;
 
-use super::backoff::{Backoff, BackoffPolicy};
+use herd::backoff::{Backoff, BackoffPolicy};
 
 /// When a new worker counts as ready.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Restart backoff for crash loops: immediate after a healthy run, then exponential.
+//! Restart backoff for crash loops: immediate after a healthy run, then exponential. The
+//! policy `herd run` and [`prefork`](crate::prefork) share.
 
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ impl Backoff {
     /// The first failure after a healthy run restarts at once (one crash is not a loop); each
     /// further quick failure waits `initial`, `2 * initial`, `4 * initial`, ... up to `max`.
     pub fn next_delay(&mut self, policy: &BackoffPolicy, uptime: Option<Duration>) -> Duration {
-        if uptime.is_some_and(|u| u >= policy.healthy_after) {
+        if uptime.map_or(false, |u| u >= policy.healthy_after) {
             self.failures = 0;
         }
         let delay = match self.failures {

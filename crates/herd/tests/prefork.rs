@@ -1,0 +1,217 @@
+//! The prefork example, run as a separate process (the test harness itself has threads, which
+//! is exactly what prefork refuses).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The example binary, built if `cargo test` did not build it already.
+fn example() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let path = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/prefork");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "herd", "--example", "prefork"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl Server {
+    fn start(workers: &str, extra: &[&str]) -> Server {
+        let mut child = Command::new(example())
+            .args(["127.0.0.1:0", workers])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Server {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let line = server.expect("listening on");
+        server.addr = line.split_whitespace().nth(3).unwrap().to_string();
+        server
+    }
+
+    fn expect(&self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no {needle:?} from the prefork example"),
+            }
+        }
+    }
+
+    fn get(&self, path: &str) -> (u32, usize) {
+        let mut stream = TcpStream::connect(&self.addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(stream, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_string();
+        let rest = body.strip_prefix("prefork pid ").unwrap();
+        let (pid, slot) = rest.split_once(", worker ").unwrap();
+        (pid.parse().unwrap(), slot.parse().unwrap())
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill with our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the prefork example did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(false, |s| {
+        !s.rsplit_once(')').unwrap().1.trim_start().starts_with('Z')
+    })
+}
+
+/// Sends requests until every one of `n` children has answered (at least 40 requests).
+fn all_answer(server: &Server, n: usize) -> BTreeSet<(u32, usize)> {
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + TIMEOUT;
+    let mut requests = 0;
+    while requests < 40
+        || seen
+            .iter()
+            .map(|(_, slot)| slot)
+            .collect::<BTreeSet<_>>()
+            .len()
+            < n
+    {
+        assert!(Instant::now() < deadline, "only {seen:?} answered");
+        seen.insert(server.get("/"));
+        requests += 1;
+    }
+    seen
+}
+
+#[test]
+fn children_share_one_accept_queue_and_a_killed_child_is_replaced() {
+    let server = Server::start("3", &[]);
+    let seen = all_answer(&server, 3);
+    let (victim, slot) = *seen.iter().next().unwrap();
+    // SAFETY: kill with a child's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    // A process killed while it waits in accept() can still take one queued connection on its
+    // way out: let it be gone before connecting again.
+    let deadline = Instant::now() + TIMEOUT;
+    while alive(victim) {
+        assert!(Instant::now() < deadline, "the killed child lingers");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    loop {
+        let (pid, s) = server.get("/");
+        assert_ne!(pid, victim, "a killed child answered");
+        if s == slot {
+            break; // its successor serves in the same slot
+        }
+        assert!(Instant::now() < deadline, "slot {slot} was not refilled");
+    }
+}
+
+#[test]
+fn sigterm_drains_requests_in_flight() {
+    let mut server = Server::start("2", &[]);
+    let addr = server.addr.clone();
+    let pids: Vec<u32> = all_answer(&server, 2)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect();
+    let slow = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        write!(stream, "GET /sleep/800 HTTP/1.0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).map(|_| response)
+    });
+    server.expect("busy");
+    server.signal(libc::SIGTERM);
+    let response = slow.join().unwrap().expect("the slow request completes");
+    assert!(response.contains("prefork pid"), "{response}");
+    assert!(server.wait().success());
+    server.expect("prefork: stopped");
+    for pid in pids {
+        let deadline = Instant::now() + TIMEOUT;
+        while alive(pid) {
+            assert!(Instant::now() < deadline, "child {pid} outlived the stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn ttin_and_ttou_scale() {
+    let server = Server::start("1", &[]);
+    all_answer(&server, 1);
+    // Standard signals do not queue: send the next one once the last one took effect.
+    server.signal(libc::SIGTTIN);
+    all_answer(&server, 2);
+    server.signal(libc::SIGTTIN);
+    all_answer(&server, 3);
+}
+
+#[test]
+fn refuses_to_fork_a_threaded_process() {
+    let mut server = Server::start("2", &["--spawn-thread"]);
+    let line = server.expect("prefork must run before the program starts any thread");
+    assert!(line.contains("2 are running"), "{line}");
+    assert_eq!(server.wait().code(), Some(1));
+}
