@@ -27,13 +27,15 @@ import os
 import select
 import signal
 import socket
+import stat
 import sys
 
 LISTEN_FDS_START = 3
 
 
 def listen_sockets():
-    """Returns {name: socket} for the inherited sockets, as sd_listen_fds_with_names(3) does.
+    """Returns {name: socket} for the inherited sockets, as sd_listen_fds_with_names(3) does
+    (an inherited fd that is not a socket, such as shared memory, is given as its number).
 
     The fds are meant for this process only if LISTEN_PID is our own pid (a wrapper that forked
     after setting it would be wrong). The variables are removed afterwards so that programs we
@@ -47,11 +49,14 @@ def listen_sockets():
         raise SystemExit(f"hello.py: LISTEN_FDNAMES has {len(names)} names for {count} fds")
     for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(var, None)
-    sockets = {}
+        sockets = {}
     for i, name in enumerate(names):
         fd = LISTEN_FDS_START + i
         os.set_inheritable(fd, False)
-        sockets.setdefault(name, socket.socket(fileno=fd))
+        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+            sockets.setdefault(name, socket.socket(fileno=fd))
+        else:
+            sockets.setdefault(name, fd)  # not a socket: shared memory (herd run --shm), as an fd
     return sockets
 
 
@@ -119,7 +124,7 @@ def main():
     if not sockets:
         sys.exit("hello.py: no sockets inherited; run me under herd: "
                  "herd run -b http=127.0.0.1:8080 -- python3 examples/hello.py")
-    listener = sockets.get("http") or next(iter(sockets.values()))
+    listener = sockets.get("http") or next(s for s in sockets.values() if isinstance(s, socket.socket))
     slot = os.environ.get("HERD_WORKER", "-")
     body = f"hello from pid {os.getpid()}, worker {slot}\n".encode()
     response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"

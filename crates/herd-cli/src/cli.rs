@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herd_sys::process::Signal;
 
-use crate::spec::BindSpec;
+use crate::spec::{BindSpec, ShmSpec};
 
 /// The most workers one herd runs; more is almost surely a typo.
 pub const MAX_WORKERS: usize = 4096;
@@ -159,6 +159,12 @@ pub struct RunArgs {
     /// taken as it is.
     #[arg(long, value_name = "CONTROL_PATH")]
     pub takeover: Option<PathBuf>,
+
+    /// Shared memory for the workers: NAME=SIZE (e.g. counters=4096, cache=64M), passed like a
+    /// socket (after the sockets, named NAME in LISTEN_FDNAMES), kept across restarts and
+    /// upgrades (repeatable).
+    #[arg(long, value_name = "NAME=SIZE")]
+    pub shm: Vec<ShmSpec>,
 
     /// How many workers to run [default: the number of CPUs available to herd].
     #[arg(short, long, value_name = "N", value_parser = parse_workers)]

@@ -61,7 +61,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     let (control_socket, control_file) =
         control_path::bind_private(&bind_at, uid, "control socket")?;
     let notify = NotifySocket::bind(&notify_path, uid)?;
-    let listeners = spec::bind_all(&args.binds, inherited)?;
+    let listeners = spec::bind_all(&args.binds, &args.shm, inherited)?;
     let control_path = control;
     let takeover = args.takeover.clone().map(|old| Takeover {
         old,
@@ -196,10 +196,16 @@ fn fetch_inherited(old: &Path) -> Result<Vec<spec::Inherited>, Failure> {
 /// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.
 fn check_names(args: &RunArgs) -> Result<(), Failure> {
     let mut seen: Vec<&str> = Vec::new();
-    for name in args.binds.iter().filter_map(|b| b.name.as_deref()) {
+    let shm = args.shm.iter().map(|s| s.name.as_str());
+    for name in args
+        .binds
+        .iter()
+        .filter_map(|b| b.name.as_deref())
+        .chain(shm)
+    {
         if seen.contains(&name) {
             return Err(Failure::Usage(format!(
-                "socket name '{name}' is given to more than one --bind; names must be unique"
+                "the name '{name}' is given to more than one --bind or --shm; names must be unique"
             )));
         }
         seen.push(name);
@@ -213,8 +219,9 @@ fn log_listeners(listeners: &[Listener]) {
             name = %l.name,
             address = %l.address,
             kind = %l.kind,
-            fd = herd::LISTEN_FDS_START + i as i32,
-            "listening on {}",
+                        fd = herd::LISTEN_FDS_START + i as i32,
+            "{} {}",
+            if l.kind == "shm" { "shared memory" } else { "listening on" },
             l.address
         );
     }

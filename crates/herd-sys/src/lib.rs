@@ -12,7 +12,8 @@
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
 //!   `SO_ACCEPTCONN`).
 //! - [`process`]: signals by name, signalling a worker's process group, reaping children.
-//! - [`notify`]: sending one `sd_notify` datagram, including to abstract-namespace sockets.
+//! - [`notify`]: sending and receiving `sd_notify` datagrams.
+//! - [`shm`]: sealed anonymous shared memory, and mapping it.
 //!
 //! Unix only for now; the Windows side (`WSADuplicateSocketW`) will live beside these modules
 //! with the same shape.
@@ -26,5 +27,6 @@ pub mod fd;
 pub mod fdpass;
 pub mod notify;
 pub mod process;
+pub mod shm;
 pub mod socket;
 pub mod spawn;

@@ -43,6 +43,20 @@
 //! socket ([`Sockets::from_control`], or [`fetch::fetch`] to also register as an attached
 //! worker). This is what `herd attach` does for programs in any language.
 //!
+//! ## Shared memory
+//!
+//! Workers share nothing unless they choose to. `herd run --shm counter=4096` passes a sealed
+//! shared memory object like a socket; [`shm`] maps it:
+//!
+//! ```no_run
+//! use std::sync::atomic::Ordering;
+//!
+//! let memory = herd::shm("counter")?;
+//! let hits = memory.atomic_u64(0).expect("at least 8 bytes");
+//! let n = hits.fetch_add(1, Ordering::SeqCst) + 1; // counted across every worker
+//! # Ok::<(), herd::Error>(())
+//! ```
+//!
 //! ## In-process prefork
 //!
 //! [`prefork`] is the classic model inside one Rust program: bind, then fork N children that
@@ -69,7 +83,7 @@ mod sockets;
 
 pub use error::{Error, ErrorKind, Result};
 pub use listen_env::{parse as parse_listen_env, validate_name, LISTEN_FDS_START};
-pub use sockets::Sockets;
+pub use sockets::{shm, SharedMemory, Sockets};
 
 /// This worker's slot under herd (`HERD_WORKER`): 0 to N-1, stable across restarts. `None` when
 /// not started by `herd run`.

@@ -170,7 +170,7 @@ impl Prefork {
             let signal = process::wait_for_signal(&PARENT_SIGNALS, timeout)
                 .map_err(|e| Error::io("cannot wait for signals", e))?;
             match signal {
-                                // The first TERM or INT stops gracefully; TERM again changes nothing.
+                // The first TERM or INT stops gracefully; TERM again changes nothing.
                 Some(s) if (s == Signal::TERM || s == Signal::INT) && stopping.is_none() => {
                     stopping = Some(Instant::now() + self.grace);
                     signal_all(&slots, Signal::TERM);
@@ -197,7 +197,7 @@ impl Prefork {
                         let _ = process::signal_process(pid, Signal::TERM);
                     }
                 }
-                                // The grace period is over.
+                // The grace period is over.
                 None if stopping.map_or(false, |deadline| Instant::now() >= deadline) => {
                     signal_all(&slots, Signal::KILL);
                 }

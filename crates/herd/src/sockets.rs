@@ -3,15 +3,16 @@
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use herd_sys::socket::{self, Family, SockType, SocketInfo};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::listen_env::{self, LISTEN_FDS_START};
 
-/// Set once the environment's fds have been claimed, so they are never claimed twice.
-static CLAIMED: AtomicBool = AtomicBool::new(false);
+/// The fds this process inherited, claimed once from the environment on first use; the
+/// sockets not yet handed out, shared by [`Sockets::from_env`] and [`crate::shm`].
+static INHERITED: Mutex<Option<Sockets>> = Mutex::new(None);
 
 /// The environment variables of the socket-activation protocol, cleared once read.
 const LISTEN_VARS: [&str; 4] = [
@@ -41,6 +42,7 @@ struct Entry {
 #[derive(Clone, Copy, Debug)]
 enum Want {
     Any,
+    SharedMemory,
     TcpListener,
     UdpSocket,
     UnixListener,
@@ -60,6 +62,11 @@ impl Sockets {
     /// sockets. Only the first call in a process claims the fds; later calls return no sockets.
     /// Call it early, before the program starts threads, since it changes the environment.
     pub fn from_env() -> Result<Sockets> {
+        with_inherited(|inherited| Ok(std::mem::take(inherited)))
+    }
+
+    /// Reads and claims the environment's fds (once per process).
+    fn claim_env() -> Result<Sockets> {
         let var = |name: &str| std::env::var(name).ok();
         let parsed = listen_env::parse(
             var("LISTEN_FDS").as_deref(),
@@ -71,9 +78,6 @@ impl Sockets {
             None => return Ok(Sockets::default()),
             Some(names) => names,
         };
-        if CLAIMED.swap(true, Ordering::SeqCst) {
-            return Ok(Sockets::default());
-        }
         for name in LISTEN_VARS {
             std::env::remove_var(name);
         }
@@ -81,7 +85,7 @@ impl Sockets {
         for (i, name) in names.into_iter().enumerate() {
             let raw = LISTEN_FDS_START + i as i32;
             // SAFETY: LISTEN_PID named this process, so fds 3..3+LISTEN_FDS were handed to it
-            // by its parent; CLAIMED guarantees each is claimed once per process.
+            // by its parent; INHERITED guarantees they are claimed once per process.
             let fd = unsafe { herd_sys::fd::claim_inherited(raw) }.map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidEnvironment,
@@ -91,6 +95,15 @@ impl Sockets {
             entries.push(Entry { name, fd: Some(fd) });
         }
         Ok(Sockets { entries })
+    }
+
+    /// Takes the shared memory named `name` (`herd run --shm NAME=SIZE`) and maps it.
+    pub fn take_shm(&mut self, name: &str) -> Result<Option<SharedMemory>> {
+        let fd = match self.take(Select::Name(name), Want::SharedMemory)? {
+            Some(fd) => fd,
+            None => return Ok(None),
+        };
+        SharedMemory::map(fd).map(Some)
     }
 
     /// A set of named sockets obtained some other way (fetched from herd, say).
@@ -204,6 +217,21 @@ impl Sockets {
             None => return Ok(None),
             Some(fd) => fd,
         };
+        if let Want::SharedMemory = want {
+            let size = herd_sys::shm::size_of(fd.as_fd())
+                .map_err(|e| Error::io(format!("cannot inspect {:?}", entry.name), e))?;
+            if size.is_none() {
+                return Err(Error::new(
+                    ErrorKind::WrongKind,
+                    format!(
+                        "{:?} (fd {}) is not shared memory",
+                        entry.name,
+                        LISTEN_FDS_START + index as i32
+                    ),
+                ));
+            }
+            return Ok(entry.fd.take());
+        }
         let info = socket::inspect(fd.as_fd())
             .map_err(|e| Error::io(format!("cannot inspect socket {:?}", entry.name), e))?;
         if !matches_kind(info, want) {
@@ -238,12 +266,13 @@ impl Sockets {
 fn matches_kind(info: Option<SocketInfo>, want: Want) -> bool {
     let info = match (want, info) {
         (Want::Any, _) => return true,
+        (Want::SharedMemory, _) => return false,
         (_, None) => return false,
         (_, Some(info)) => info,
     };
     let inet = matches!(info.family, Family::Inet | Family::Inet6);
     match want {
-        Want::Any => true,
+        Want::Any | Want::SharedMemory => true,
         Want::TcpListener => inet && info.sock_type == SockType::Stream && info.listening,
         Want::UdpSocket => inet && info.sock_type == SockType::Datagram,
         Want::UnixListener => {
@@ -255,6 +284,7 @@ fn matches_kind(info: Option<SocketInfo>, want: Want) -> bool {
 fn wanted(want: Want) -> &'static str {
     match want {
         Want::Any => "any fd",
+        Want::SharedMemory => "shared memory",
         Want::TcpListener => "a listening TCP socket",
         Want::UdpSocket => "a UDP socket",
         Want::UnixListener => "a listening Unix stream socket",
@@ -334,5 +364,76 @@ mod tests {
         assert_eq!(first.local_addr().unwrap(), pa);
         assert_eq!(second.local_addr().unwrap(), pb);
         assert!(s.take_tcp_listener("web").unwrap().is_none());
+    }
+}
+
+/// Runs `f` on the process's inherited set, claiming it from the environment first if needed.
+fn with_inherited<T>(f: impl FnOnce(&mut Sockets) -> Result<T>) -> Result<T> {
+    let mut guard = INHERITED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if guard.is_none() {
+        *guard = Some(Sockets::claim_env()?);
+    }
+    match guard.as_mut() {
+        Some(inherited) => f(inherited),
+        None => Ok(f(&mut Sockets::default())?),
+    }
+}
+
+/// Maps the shared memory named `name` that herd passed to this process
+/// (`herd run --shm NAME=SIZE`). It is taken out of the inherited set: call this before or
+/// instead of [`Sockets::from_env`], or take it from your [`Sockets`] with
+/// [`Sockets::take_shm`].
+pub fn shm(name: &str) -> Result<SharedMemory> {
+    with_inherited(|inherited| {
+        inherited.take_shm(name)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the shared memory {name:?} was already taken"),
+            )
+        })
+    })
+}
+
+/// Shared memory mapped read-write, shared with every worker (and kept by herd across
+/// restarts and upgrades). Other processes write to it concurrently: share data through the
+/// atomic accessors, or a lock of your own.
+#[derive(Debug)]
+pub struct SharedMemory {
+    mapping: herd_sys::shm::Mapping,
+    _fd: OwnedFd,
+}
+
+impl SharedMemory {
+    fn map(fd: OwnedFd) -> Result<SharedMemory> {
+        let mapping = herd_sys::shm::Mapping::new(fd.as_fd())
+            .map_err(|e| Error::io("cannot map the shared memory", e))?;
+        Ok(SharedMemory { mapping, _fd: fd })
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.mapping.len()
+    }
+
+    /// Whether it is empty (never: herd refuses empty segments).
+    pub fn is_empty(&self) -> bool {
+        self.mapping.is_empty()
+    }
+
+    /// The `index`-th 64-bit word, as an atomic shared by all workers; `None` past the end.
+    pub fn atomic_u64(&self, index: usize) -> Option<&std::sync::atomic::AtomicU64> {
+        self.mapping.atomic_u64(index)
+    }
+
+    /// The `index`-th 32-bit word, as an atomic shared by all workers; `None` past the end.
+    pub fn atomic_u32(&self, index: usize) -> Option<&std::sync::atomic::AtomicU32> {
+        self.mapping.atomic_u32(index)
+    }
+
+    /// The first byte, for layouts of your own (synchronise access yourself).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.mapping.as_ptr()
     }
 }

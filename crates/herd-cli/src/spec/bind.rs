@@ -12,6 +12,7 @@ use super::handover::{self, Inherited};
 use super::inherit::{self, Passed};
 use super::names;
 use super::parse::{Address, BindSpec, Host, HostPort};
+use super::shm::ShmSpec;
 use super::socket_file::{self, SocketFile};
 
 /// A bound socket, held by the supervisor for as long as it runs.
@@ -23,8 +24,9 @@ pub struct Listener {
     pub kind: &'static str,
     /// Where it is bound, with the real port (`127.0.0.1:41234`, `unix:/run/app.sock`).
     pub address: String,
-    /// `None` once herd closed its copy (workers may still hold theirs).
-    socket: Option<Socket>,
+    /// The socket (or shared memory); `None` once herd closed its copy (workers may still
+    /// hold theirs).
+    fd: Option<OwnedFd>,
     /// Removes the socket file when the listener is dropped (Unix paths only).
     _file: Option<SocketFile>,
 }
@@ -41,13 +43,14 @@ impl Listener {
         let kind = match kind {
             "udp" => "udp",
             "unix" => "unix",
+            "shm" => "shm",
             _ => "tcp",
         };
         Listener {
             name,
             kind,
             address,
-            socket: Some(Socket::from(fd)),
+            fd: Some(fd),
             _file: file,
         }
     }
@@ -59,12 +62,12 @@ impl Listener {
 
     /// The socket's fd, to hand to workers; `None` once closed.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.socket.as_ref().map(|s| s.as_fd())
+        self.fd.as_ref().map(|s| s.as_fd())
     }
 
     /// Closes herd's copy of the socket; the socket file stays until the listener is dropped.
     pub fn close(&mut self) {
-        self.socket = None;
+        self.fd = None;
     }
 }
 
@@ -76,10 +79,11 @@ impl Listener {
 /// any spec, every inherited socket is taken as it is.
 pub fn bind_all(
     specs: &[BindSpec],
+    shm: &[ShmSpec],
     mut inherited: Vec<Inherited>,
 ) -> anyhow::Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
-    if specs.is_empty() {
+    if specs.is_empty() && shm.is_empty() {
         for socket in inherited {
             listeners.push(Listener::inherited(socket)?);
         }
@@ -113,7 +117,7 @@ pub fn bind_all(
                         name,
                         kind,
                         address,
-                        socket: Some(inherit::into_socket(fd)),
+                        fd: Some(fd),
                         _file: None,
                     });
                 }
@@ -142,11 +146,17 @@ pub fn bind_all(
                     name,
                     kind: spec.address.kind(),
                     address,
-                    socket: Some(socket),
+                    fd: Some(OwnedFd::from(socket)),
                     _file: file,
                 });
             }
         }
+    }
+    for spec in shm {
+        listeners.push(
+            shared_memory(spec, &mut inherited)
+                .with_context(|| format!("--shm '{}={}'", spec.name, spec.size))?,
+        );
     }
     for socket in inherited {
         tracing::warn!(
@@ -158,6 +168,32 @@ pub fn bind_all(
     Ok(listeners)
 }
 
+/// Shared memory for `spec`: the inherited segment of that name (taking over), else a new one.
+fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Result<Listener> {
+    if let Some(i) = inherited
+        .iter()
+        .position(|x| x.kind == "shm" && x.name == spec.name)
+    {
+        let segment = inherited.remove(i);
+        let size = herd_sys::shm::size_of(segment.fd.as_fd())?.unwrap_or(0);
+        if size != spec.size {
+            anyhow::bail!(
+                "conflicts with the inherited shared memory {:?} of {size} bytes: its size cannot change",
+                spec.name
+            );
+        }
+        return Listener::inherited(segment);
+    }
+    let fd = herd_sys::shm::create(&spec.name, spec.size).context("cannot create shared memory")?;
+    Ok(Listener {
+        name: spec.name.clone(),
+        kind: "shm",
+        address: format!("shm:{}", spec.size),
+        fd: Some(fd),
+        _file: None,
+    })
+}
+
 impl Listener {
     /// A listener for a socket taken over from another herd (which owns its socket file).
     fn inherited(socket: Inherited) -> anyhow::Result<Listener> {
@@ -166,7 +202,7 @@ impl Listener {
             name: socket.name,
             kind,
             address,
-            socket: Some(handover::into_socket(socket.fd)),
+            fd: Some(socket.fd),
             _file: None,
         })
     }

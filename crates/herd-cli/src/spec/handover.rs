@@ -6,7 +6,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::io::{AsFd, OwnedFd};
 
 use anyhow::{bail, Context};
-use socket2::Socket;
 
 use super::parse::{Address, BindSpec, Host, HostPort};
 
@@ -123,9 +122,4 @@ fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Result<()> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(())
-}
-
-/// An inherited fd as a socket2 socket.
-pub fn into_socket(fd: OwnedFd) -> Socket {
-    Socket::from(fd)
 }

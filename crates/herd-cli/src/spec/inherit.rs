@@ -5,7 +5,7 @@ use std::os::unix::io::{AsFd, OwnedFd};
 
 use anyhow::{anyhow, bail, Context};
 use herd_sys::socket::{Family, SockType};
-use socket2::{SockRef, Socket};
+use socket2::SockRef;
 
 /// The sockets passed to herd, read once from `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID`.
 pub struct Passed {
@@ -58,9 +58,14 @@ impl Passed {
 /// What an adopted socket is: its kind (`tcp`, `udp`, `unix`) and its address, shown as
 /// `--bind` would show it.
 pub fn describe(fd: &OwnedFd) -> anyhow::Result<(&'static str, String)> {
-    let info = herd_sys::socket::inspect(fd.as_fd())
-        .context("cannot inspect an adopted socket")?
-        .ok_or_else(|| anyhow!("an fd passed to herd is not a socket"))?;
+    let info = herd_sys::socket::inspect(fd.as_fd()).context("cannot inspect an adopted socket")?;
+    let Some(info) = info else {
+        // Not a socket: shared memory (`--shm`), passed along like one.
+        return match herd_sys::shm::size_of(fd.as_fd())? {
+            Some(size) => Ok(("shm", format!("shm:{size}"))),
+            None => bail!("an fd passed to herd is neither a socket nor shared memory"),
+        };
+    };
     let addr = SockRef::from(fd).local_addr().context("getsockname")?;
     let kind = match (info.family, info.sock_type) {
         (Family::Inet | Family::Inet6, SockType::Stream) => "tcp",
@@ -85,9 +90,4 @@ pub fn describe(fd: &OwnedFd) -> anyhow::Result<(&'static str, String)> {
         bail!("the adopted socket at {shown} does not listen (a .socket unit with Accept=no passes listening sockets)");
     }
     Ok((kind, shown))
-}
-
-/// An adopted fd as a socket2 socket.
-pub fn into_socket(fd: OwnedFd) -> Socket {
-    Socket::from(fd)
 }

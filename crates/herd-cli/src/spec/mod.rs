@@ -5,9 +5,11 @@ mod handover;
 mod inherit;
 mod names;
 mod parse;
+mod shm;
 mod socket_file;
 
 pub use bind::{bind_all, Listener};
 pub use handover::Inherited;
 pub use parse::{BindSpec, MAX_UNIX_PATH};
+pub use shm::ShmSpec;
 pub use socket_file::{prepare as prepare_socket_path, SocketFile};

@@ -131,7 +131,7 @@ fn duplicate_socket_names() {
             "true",
         ],
         USAGE,
-        "'a' is given to more than one --bind",
+        "'a' is given to more than one --bind or --shm",
     );
 }
 

@@ -6,6 +6,7 @@ mod errors;
 mod handoff;
 mod reexec;
 mod run;
+mod shm;
 mod sockets;
 mod stop;
 mod systemd;

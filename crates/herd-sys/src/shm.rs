@@ -1,0 +1,195 @@
+//! Shared memory passed like a socket: an anonymous, size-sealed memory object, and mapping it.
+
+use std::io;
+use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// Creates an anonymous shared memory object of `size` bytes, zero-filled, close-on-exec.
+///
+/// On Linux it is a `memfd` sealed against growing and shrinking (`F_SEAL_GROW`,
+/// `F_SEAL_SHRINK`, `F_SEAL_SEAL`), so no worker can truncate it under the others' feet;
+/// elsewhere a `shm_open` object unlinked at once.
+pub fn create(name: &str, size: u64) -> io::Result<OwnedFd> {
+    let fd = open_anonymous(name)?;
+    let len = libc::off_t::try_from(size)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "shared memory too large"))?;
+    // SAFETY: ftruncate on an fd we own.
+    if unsafe { libc::ftruncate(fd.as_raw_fd(), len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let seals = libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+        // SAFETY: fcntl(F_ADD_SEALS) on a memfd we own, with integer flags.
+        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn open_anonymous(name: &str) -> io::Result<OwnedFd> {
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a memfd name"))?;
+    // SAFETY: memfd_create reads a NUL-terminated name and returns a fresh fd.
+    let raw =
+        unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is fresh and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn open_anonymous(name: &str) -> io::Result<OwnedFd> {
+    let path = std::ffi::CString::new(format!("/herd-{}-{}", std::process::id(), name))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a shm name"))?;
+    // SAFETY: shm_open/shm_unlink read a NUL-terminated name; the fd is fresh.
+    let raw = unsafe {
+        libc::shm_open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    unsafe { libc::shm_unlink(path.as_ptr()) };
+    // SAFETY: `raw` is fresh and owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    crate::fd::set_cloexec(std::os::unix::io::AsFd::as_fd(&fd), true)?;
+    Ok(fd)
+}
+
+/// The size of the object behind `fd` (`fstat`), and whether it is a regular file (a memfd or
+/// a shared memory object is; a socket is not).
+pub fn size_of(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
+    // SAFETY: fstat writes into a zeroed stat buffer we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+        Ok(Some(st.st_size as u64))
+    } else {
+        Ok(None)
+    }
+}
+
+/// A shared, read-write mapping of a whole memory object; unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; all access through it goes through atomics or
+// raw pointers whose use the caller is responsible for.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps all of `fd` shared and read-write (`mmap(MAP_SHARED)`).
+    pub fn new(fd: BorrowedFd<'_>) -> io::Result<Mapping> {
+        let len = size_of(fd)?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "not a shared memory object")
+        })?;
+        let len = usize::try_from(len)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too large to map"))?;
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the shared memory is empty",
+            ));
+        }
+        // SAFETY: a fresh shared mapping of an fd we borrow; the kernel picks the address.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it is empty (never: empty objects are refused).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Its first byte. Other processes write to it concurrently: use atomics, or a lock of
+    /// your own, for anything they share.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// The `index`-th 64-bit word as an atomic, or `None` past the end.
+    pub fn atomic_u64(&self, index: usize) -> Option<&AtomicU64> {
+        let offset = index.checked_mul(8)?;
+        if offset.checked_add(8)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), valid for the
+        // mapping's lifetime, which the reference borrows; AtomicU64 has u64's layout.
+        Some(unsafe { &*(self.ptr.add(offset) as *const AtomicU64) })
+    }
+
+    /// The `index`-th 32-bit word as an atomic, or `None` past the end.
+    pub fn atomic_u32(&self, index: usize) -> Option<&AtomicU32> {
+        let offset = index.checked_mul(4)?;
+        if offset.checked_add(4)? > self.len {
+            return None;
+        }
+        // SAFETY: as for atomic_u64, with 4-byte alignment.
+        Some(unsafe { &*(self.ptr.add(offset) as *const AtomicU32) })
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what new() mapped; no reference outlives self.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::io::AsFd;
+    use std::sync::atomic::Ordering;
+
+    #[test]
+    fn sealed_shared_memory_is_shared_and_cannot_shrink() {
+        let fd = create("herd-test", 4096).unwrap();
+        let a = Mapping::new(fd.as_fd()).unwrap();
+        let b = Mapping::new(fd.as_fd()).unwrap();
+        a.atomic_u64(1).unwrap().fetch_add(5, Ordering::SeqCst);
+        assert_eq!(b.atomic_u64(1).unwrap().load(Ordering::SeqCst), 5);
+        assert!(a.atomic_u64(512).is_none());
+        assert_eq!(size_of(fd.as_fd()).unwrap(), Some(4096));
+        #[cfg(target_os = "linux")]
+        assert!(
+            unsafe { libc::ftruncate(fd.as_raw_fd(), 0) } < 0,
+            "sealed against shrinking"
+        );
+    }
+}
