@@ -3,16 +3,40 @@
 # does nothing when everything is there already.
 set -euo pipefail
 
-packages=(python3 python3-systemd curl procps)
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+
+# Debian packages: Python for the example workers, the real servers the interop tests run
+# (nginx, Go, Node.js), systemd-notify, curl for the demo.
+packages=(python3 python3-systemd python3-pip curl procps golang-go nginx-light systemd nodejs)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js may come from elsewhere than Debian; any `node` will do.
+if command -v node >/dev/null 2>&1; then
+    missing=("${missing[@]/nodejs/}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 if ((${#missing[@]})); then
     echo "setup: installing ${missing[*]}" >&2
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python servers, pinned, for the interop tests.
+python_packages=("gunicorn==23.0.0" "uvicorn==0.32.1")
+if ! python3 - "${python_packages[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, wanted = spec.split("==")
+    if version(name) != wanted:
+        sys.exit(1)
+PY
+then
+    echo "setup: installing ${python_packages[*]}" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "${python_packages[@]}" 2>/dev/null \
+        || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${python_packages[@]}"
 fi

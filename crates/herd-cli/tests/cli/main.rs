@@ -4,6 +4,7 @@
 mod control;
 mod errors;
 mod handoff;
+mod interop;
 mod reexec;
 mod run;
 mod shm;

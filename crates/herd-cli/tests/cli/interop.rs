@@ -1,0 +1,211 @@
+//! Real servers, unmodified, under herd: each test starts the server with 2 workers and checks
+//! that answers come from several processes. `docs/interop.md` holds the table.
+
+use std::collections::BTreeSet;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+
+use crate::util::*;
+
+fn interop(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+/// Sends rounds of 4 concurrent requests until two different processes, each saying
+/// `marker pid N`, have answered (within the test timeout). Concurrency matters: a server
+/// that accepts from a non-blocking socket in a loop (gunicorn) serves back-to-back requests
+/// from one process; and a server that forks its own workers (gunicorn, nginx) may start them
+/// after herd counts it ready.
+fn several_answer(
+    herd: &Herd,
+    request: impl Fn() -> std::io::Result<String> + Send + Sync,
+    marker: &str,
+) {
+    let mut pids = BTreeSet::new();
+    wait_until(&format!("two {marker} processes to answer"), || {
+        std::thread::scope(|scope| {
+            let round: Vec<_> = (0..4).map(|_| scope.spawn(&request)).collect();
+            for answer in round {
+                let body = answer.join().unwrap().unwrap_or_else(|e| {
+                    panic!("request failed: {e}; herd logged {:?}", herd.lines())
+                });
+                assert!(body.starts_with(marker), "{body:?} is not from {marker}");
+                pids.insert(body.trim().to_string());
+            }
+        });
+        (pids.len() >= 2).then_some(())
+    });
+}
+
+fn serve(args: &[&str], marker: &str) -> Herd {
+    let mut all = vec![
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "delay=300ms",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+    ];
+    all.extend_from_slice(args);
+    let herd = Herd::start(&all);
+    let addr = herd.address("http");
+    wait_until("2 ready workers", || {
+        (herd.status()["ready"] == 2).then_some(())
+    });
+    several_answer(&herd, || get(&addr, "/"), marker);
+    herd
+}
+
+#[test]
+fn gunicorn_with_socket_activation() {
+    serve(
+        &[
+            "gunicorn",
+            "--workers",
+            "1",
+            "--chdir",
+            &interop(""),
+            "wsgi_app:app",
+        ],
+        "gunicorn pid",
+    );
+}
+
+#[test]
+fn uvicorn_with_fd_template() {
+    serve(
+        &[
+            "uvicorn",
+            "--fd",
+            "{fd:http}",
+            "--app-dir",
+            &interop(""),
+            "asgi_app:app",
+        ],
+        "uvicorn pid",
+    );
+}
+
+#[test]
+fn node_listening_on_fd_3() {
+    serve(&["node", &interop("server.js")], "node pid");
+}
+
+#[test]
+fn go_file_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("server");
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(interop("server.go"))
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .expect("go is installed by scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serve(&[&binary.display().to_string()], "go pid");
+}
+
+#[test]
+fn rust_listenfd_server() {
+    let server = Path::new(HERD)
+        .parent()
+        .unwrap()
+        .join("examples/listenfd_server");
+    if !server.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "herd-cli",
+                "--example",
+                "listenfd_server",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    serve(&[&server.display().to_string()], "listenfd pid");
+}
+
+#[test]
+fn nginx_from_its_nginx_variable() {
+    let herd = Herd::start_with(|dir| {
+        let sock = dir.join("nginx.sock");
+        let conf = dir.join("nginx.conf");
+        let d = dir.display();
+        std::fs::write(
+            &conf,
+            format!(
+                "daemon off;\nworker_processes 1;\nerror_log stderr notice;\nevents {{ worker_connections 64; }}\n\
+                 http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+                 server {{ listen unix:{}; location / {{ return 200 \"nginx pid $pid\\n\"; }} }}\n}}\n",
+                sock.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = herd_json();
+        // nginx adopts inherited sockets listed in NGINX ("3;") whose address matches a listen.
+        cmd.env("NGINX", "3;")
+            .args(["run", "-w", "2", "--stop-signal", "QUIT", "-b"])
+            .arg(format!("http=unix:{},nonblocking", sock.display()))
+            .args(["--", "nginx", "-p"])
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-g")
+            .arg(format!("pid {d}/nginx-{{worker}}.pid;"));
+        cmd
+    });
+    let sock = herd.path("nginx.sock");
+    wait_until("2 ready workers", || {
+        (herd.status()["ready"] == 2).then_some(())
+    });
+    several_answer(
+        &herd,
+        || request(&mut UnixStream::connect(&sock)?, "/"),
+        "nginx pid",
+    );
+    herd.wait_text("using inherited sockets");
+}
+
+#[test]
+fn systemd_notify_reports_readiness() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10s",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        &interop("notify_worker.sh"),
+    ]);
+    herd.wait_events("2 workers ready through systemd-notify", 2, |e| {
+        e["message"] == "worker ready"
+    });
+    let status = herd.status();
+    for w in status["workers"].as_array().unwrap() {
+        let text = w["status"].as_str().unwrap_or("");
+        assert!(
+            text.starts_with("shell worker") && text.ends_with("ready"),
+            "{status}"
+        );
+    }
+}
