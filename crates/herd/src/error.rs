@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Io,
     /// The operation needs a single-threaded process (prefork), and threads are running.
     ThreadsRunning,
+    /// tokio needs a non-blocking socket and the inherited one is blocking (bind it with
+    /// `nonblocking`).
+    Blocking,
 }
 
 /// An error from the herd worker library.

@@ -37,6 +37,14 @@
 //! Each socket can be taken once; the kind is checked (a UDP socket is not handed out as a TCP
 //! listener). [`worker_slot`] tells which of the N workers this process is.
 //!
+//! ## tokio
+//!
+//! With the `tokio` feature, `Sockets::take_tokio_tcp_listener` (and `_udp_socket`,
+//! `_unix_listener`) return tokio types. They require a socket herd made non-blocking
+//! (`herd run -b http=:8080,nonblocking`) and refuse a blocking one, because `O_NONBLOCK` is
+//! shared by every worker on the socket: setting it in one worker would make its blocking
+//! siblings' `accept()` fail with `EAGAIN`.
+//!
 //! ## Fetching sockets from a running herd
 //!
 //! A program that starts on its own can take the sockets of a running herd over its control
@@ -80,6 +88,8 @@ mod listen_env;
 pub mod notify;
 pub mod prefork;
 mod sockets;
+#[cfg(feature = "tokio")]
+mod tokio_sockets;
 
 pub use error::{Error, ErrorKind, Result};
 pub use listen_env::{parse as parse_listen_env, validate_name, LISTEN_FDS_START};

@@ -209,3 +209,41 @@ fn systemd_notify_reports_readiness() {
         );
     }
 }
+
+#[test]
+fn rust_tokio_worker_on_a_nonblocking_socket() {
+    let worker = Path::new(HERD)
+        .parent()
+        .unwrap()
+        .join("examples/tokio_worker");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "herd",
+            "--features",
+            "tokio",
+            "--example",
+            "tokio_worker",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    serve(&[&worker.display().to_string()], "tokio pid");
+
+    // On a blocking socket it refuses, saying why, rather than flipping the shared mode.
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        &worker.display().to_string(),
+    ]);
+    let refusal = herd.wait_text("tokio_worker:");
+    assert!(refusal.contains("bind it with `nonblocking`"), "{refusal}");
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}

@@ -321,7 +321,8 @@ pub fn get(addr: &str, path: &str) -> std::io::Result<String> {
 
 /// Sends `GET path` on `stream` and returns the response body.
 pub fn request(stream: &mut (impl Read + Write), path: &str) -> std::io::Result<String> {
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n")?;
+    // One write: a server may answer (and close) as soon as it has read the request head.
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     match response.split_once("\r\n\r\n") {
