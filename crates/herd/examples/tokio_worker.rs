@@ -5,14 +5,22 @@
 //! herd run -w 4 -b http=127.0.0.1:8080,nonblocking -- target/release/examples/tokio_worker
 //! ```
 
+use std::io::Write;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One line to stderr in a single write, so it never interleaves with herd's own log lines
+/// (stderr is shared; `eprintln!` may split a line into several writes).
+fn complain(message: impl std::fmt::Display) {
+    let _ = std::io::stderr().write_all(format!("tokio_worker: {message}\n").as_bytes());
+}
 
 fn main() {
     // Take the sockets before the runtime starts threads (from_env changes the environment).
     let mut sockets = match herd::Sockets::from_env() {
         Ok(sockets) => sockets,
         Err(e) => {
-            eprintln!("tokio_worker: {e}");
+            complain(e);
             std::process::exit(1);
         }
     };
@@ -23,8 +31,8 @@ fn main() {
     runtime.block_on(async move {
         let listener = match sockets.take_tokio_tcp_listener("http") {
             Ok(Some(listener)) => listener,
-            Ok(None) => return eprintln!("tokio_worker: no socket named http"),
-            Err(e) => return eprintln!("tokio_worker: {e}"),
+            Ok(None) => return complain("no socket named http"),
+            Err(e) => return complain(e),
         };
         let _ = herd::notify::ready();
         let pid = std::process::id();

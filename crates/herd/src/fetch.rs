@@ -40,6 +40,16 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Fetches the listening sockets of the herd whose control socket is `control`.
 ///
 /// The fds arrive close-on-exec; any herd sent beyond those described are closed.
+///
+/// ```no_run
+/// use herd::fetch::{fetch, FetchOptions};
+///
+/// let options = FetchOptions { only: vec!["http".into()], attach: true };
+/// for socket in fetch("/run/herd/app.sock".as_ref(), &options)? {
+///     println!("{} ({}) at {}", socket.name, socket.kind, socket.address);
+/// }
+/// # Ok::<(), herd::Error>(())
+/// ```
 pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
     let shown = control.display();
     let io = |what: &str, e| Error::io(format!("{what} {shown}"), e);
@@ -158,6 +168,12 @@ fn bad_answer(control: &Path, why: &str) -> Error {
 impl crate::Sockets {
     /// Fetches every socket of the herd whose control socket is `control`, as a [`Sockets`]
     /// set taken by name or index like inherited ones.
+    ///
+    /// ```no_run
+    /// let mut sockets = herd::Sockets::from_control("/run/herd/app.sock".as_ref())?;
+    /// let listener = sockets.take_tcp_listener("http")?.expect("herd binds http");
+    /// # Ok::<(), herd::Error>(())
+    /// ```
     ///
     /// [`Sockets`]: crate::Sockets
     pub fn from_control(control: &Path) -> Result<crate::Sockets> {

@@ -4,6 +4,16 @@
 //! separated `KEY=VALUE` assignments to it. When the variable is not set, notifying does
 //! nothing, so a worker can call these functions unconditionally. Not supported: passing fds to
 //! the supervisor (`FDSTORE=1`) and `MAINPID=`.
+//!
+//! ```no_run
+//! use herd::notify::{notify, State};
+//!
+//! herd::notify::ready()?;                                  // READY=1: start serving
+//! notify(&[State::Status("warm cache: 12000 entries")])?;  // shown by `herd status`
+//! notify(&[State::Watchdog])?;                             // with `herd run --watchdog`
+//! herd::notify::stopping()?;                               // STOPPING=1
+//! # Ok::<(), herd::Error>(())
+//! ```
 
 use std::fmt;
 

@@ -242,7 +242,7 @@ fn rust_tokio_worker_on_a_nonblocking_socket() {
         "--",
         &worker.display().to_string(),
     ]);
-    let refusal = herd.wait_text("tokio_worker:");
+    let refusal = herd.wait_text("is blocking, and tokio needs a non-blocking one");
     assert!(refusal.contains("bind it with `nonblocking`"), "{refusal}");
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
