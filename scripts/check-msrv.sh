@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # Builds and tests the worker-side crates (herd, herd-sys) with Debian's rustc 1.63, their
-# declared rust-version. They are copied into a workspace of their own, because the main
+# declared rust-version, for Linux, and for Windows (x86_64-pc-windows-gnu, cross-compiled with
+# mingw-w64) with the tests run under Wine (see ../shared/WINDOWS.md). They are copied into a workspace of their own, because the main
 # workspace's other members need a newer Rust; scripts/msrv/Cargo.lock (lockfile v3, which
 # cargo 1.65 reads) pins dependencies that still support 1.63 (libc 0.2.186 needs 1.65);
 # `--update-lock` refreshes it after the crates' dependencies change.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-if [ ! -x /usr/bin/rustc ] || [ ! -x /usr/bin/cargo ]; then
-    echo "check-msrv: installing Debian's rustc and cargo" >&2
+packages=(rustc cargo libstd-rust-dev-windows gcc-mingw-w64-x86-64 wine64 wine)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "check-msrv: installing ${missing[*]}" >&2
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends rustc cargo >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 work=$(mktemp -d)
@@ -38,3 +44,13 @@ if [ "${1:-}" = "--update-lock" ]; then
     cp "$work/Cargo.lock" "$root/scripts/msrv/Cargo.lock"
 fi
 (cd "$work" && /usr/bin/cargo test --locked --quiet)
+
+# Windows, under Wine: a prefix of its own, started once and stopped at the end.
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
+export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=/usr/lib/wine/wine64
+export WINEPREFIX="${TMPDIR:-/tmp}/herd-wine" WINEDEBUG=-all
+unset DISPLAY
+[ -d "$WINEPREFIX" ] || /usr/lib/wine/wine64 wineboot --init >/dev/null 2>&1
+trap 'rm -rf "$work"; /usr/lib/wine/wineserver -k 2>/dev/null || true' EXIT
+echo "check-msrv: Windows (x86_64-pc-windows-gnu) under $(/usr/lib/wine/wine64 --version)" >&2
+(cd "$work" && /usr/bin/cargo test --locked --quiet --target x86_64-pc-windows-gnu)

@@ -15,18 +15,28 @@
 //! - [`notify`]: sending and receiving `sd_notify` datagrams.
 //! - [`shm`]: sealed anonymous shared memory, and mapping it.
 //!
-//! Unix only for now; the Windows side (`WSADuplicateSocketW`) will live beside these modules
-//! with the same shape.
+//! On Windows, where there is no fork and socket handles are not reliably inheritable:
+//!
+//! - [`wsa`]: sharing a socket with another process (`WSADuplicateSocketW` for its pid) and
+//!   rebuilding it there (`WSASocketW(FROM_PROTOCOL_INFO)`), and Ctrl-C.
 #![deny(missing_docs)]
 // libc re-exports `core::ffi::c_int` and friends (stable since 1.64), which clippy's MSRV lint
 // mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
 #![allow(clippy::incompatible_msrv)]
-#![cfg(unix)]
 
+#[cfg(unix)]
 pub mod fd;
+#[cfg(unix)]
 pub mod fdpass;
+#[cfg(unix)]
 pub mod notify;
+#[cfg(unix)]
 pub mod process;
+#[cfg(unix)]
 pub mod shm;
+#[cfg(unix)]
 pub mod socket;
+#[cfg(unix)]
 pub mod spawn;
+#[cfg(windows)]
+pub mod wsa;

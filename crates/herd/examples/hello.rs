@@ -9,47 +9,60 @@
 //! It takes the socket named `http` (or else the first one), tells herd it is ready, and
 //! answers every request with its pid and worker slot.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-
+#[cfg(not(unix))]
 fn main() {
-    if let Err(err) = run() {
-        eprintln!("hello: {err}");
-        std::process::exit(1);
-    }
+    eprintln!("this example needs Unix");
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut sockets = herd::Sockets::from_env()?;
-    let listener: TcpListener = match sockets.take_tcp_listener("http") {
-        Ok(Some(listener)) => listener,
-        _ => sockets
-            .take_tcp_listener_at(0)?
-            .ok_or("no socket inherited: run me under `herd run -b http=HOST:PORT -- ...`")?,
-    };
-    herd::notify::ready()?;
-    let slot = herd::worker_slot().map_or("-".to_string(), |s| s.to_string());
-    let pid = std::process::id();
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(err) => {
-                eprintln!("hello: accept: {err}");
-                continue;
-            }
-        };
-        // Read the request head, then answer; errors on one connection never stop the worker.
-        let mut reader = BufReader::new(&stream);
-        let mut line = String::new();
-        while reader.read_line(&mut line).map_or(false, |n| n > 0) && line != "\r\n" {
-            line.clear();
+#[cfg(unix)]
+fn main() {
+    unix::main()
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    pub fn main() {
+        if let Err(err) = run() {
+            eprintln!("hello: {err}");
+            std::process::exit(1);
         }
-        let body = format!("hello from pid {pid}, worker {slot}\n");
-        let _ = write!(
-            &stream,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
     }
-    Ok(())
+
+    fn run() -> Result<(), Box<dyn std::error::Error>> {
+        let mut sockets = herd::Sockets::from_env()?;
+        let listener: TcpListener = match sockets.take_tcp_listener("http") {
+            Ok(Some(listener)) => listener,
+            _ => sockets
+                .take_tcp_listener_at(0)?
+                .ok_or("no socket inherited: run me under `herd run -b http=HOST:PORT -- ...`")?,
+        };
+        herd::notify::ready()?;
+        let slot = herd::worker_slot().map_or("-".to_string(), |s| s.to_string());
+        let pid = std::process::id();
+        for stream in listener.incoming() {
+            let stream = match stream {
+                Ok(stream) => stream,
+                Err(err) => {
+                    eprintln!("hello: accept: {err}");
+                    continue;
+                }
+            };
+            // Read the request head, then answer; errors on one connection never stop the worker.
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            while reader.read_line(&mut line).map_or(false, |n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = format!("hello from pid {pid}, worker {slot}\n");
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        Ok(())
+    }
 }

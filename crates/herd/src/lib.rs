@@ -70,6 +70,12 @@
 //! [`prefork`] is the classic model inside one Rust program: bind, then fork N children that
 //! share the sockets, supervised (restarts with backoff, graceful stop, scaling by signal).
 //!
+//! ## Windows
+//!
+//! On Windows the same [`Sockets`] API reads the sockets herd duplicated for the worker
+//! (`WSADuplicateSocketW`) from its stdin, in the documented [`share`] format; the parent side
+//! is [`windows::spawn`]. Unix sockets, signals, notify, prefork and shared memory are Unix-only.
+//!
 //! ## Notifications
 //!
 //! [`notify`] sends `READY=1`, `STOPPING=1` and `STATUS=` to `NOTIFY_SOCKET` when it is set, and
@@ -78,22 +84,34 @@
 // libc re-exports `core::ffi::c_int` and friends (stable since 1.64), which clippy's MSRV lint
 // mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
 #![allow(clippy::incompatible_msrv)]
-#![cfg(unix)]
 
 pub mod backoff;
 mod error;
+#[cfg(unix)]
 pub mod fetch;
+#[cfg(unix)]
 mod json;
 mod listen_env;
+#[cfg(unix)]
 pub mod notify;
+#[cfg(unix)]
 pub mod prefork;
+pub mod share;
+#[cfg(unix)]
 mod sockets;
-#[cfg(feature = "tokio")]
+#[cfg(windows)]
+mod sockets_windows;
+#[cfg(all(unix, feature = "tokio"))]
 mod tokio_sockets;
+#[cfg(windows)]
+pub mod windows;
 
 pub use error::{Error, ErrorKind, Result};
 pub use listen_env::{parse as parse_listen_env, validate_name, LISTEN_FDS_START};
+#[cfg(unix)]
 pub use sockets::{shm, SharedMemory, Sockets};
+#[cfg(windows)]
+pub use sockets_windows::Sockets;
 
 /// This worker's slot under herd (`HERD_WORKER`): 0 to N-1, stable across restarts. `None` when
 /// not started by `herd run`.

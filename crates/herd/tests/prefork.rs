@@ -1,5 +1,6 @@
 //! The prefork example, run as a separate process (the test harness itself has threads, which
 //! is exactly what prefork refuses).
+#![cfg(unix)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
