@@ -34,6 +34,8 @@ fn main() -> ExitCode {
         eprintln!("herd: error: cannot prepare file descriptors: {e}");
         return ExitCode::from(exit::FAILURE);
     }
+    // Sockets passed by systemd are claimed now, before herd opens any fd of its own.
+    spec::claim_passed_sockets();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {

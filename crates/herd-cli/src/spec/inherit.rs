@@ -2,6 +2,7 @@
 //! itself: `--bind systemd` takes them all, `--bind fd:NAME` one by name.
 
 use std::os::unix::io::{AsFd, OwnedFd};
+use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context};
 use herd_sys::socket::{Family, SockType};
@@ -12,12 +13,30 @@ pub struct Passed {
     sockets: herd::Sockets,
 }
 
+/// What [`claim_early`] found, for the first `--bind systemd` or `fd:NAME` to adopt.
+static EARLY: Mutex<Option<Result<herd::Sockets, String>>> = Mutex::new(None);
+
+/// Claims the fds passed to herd, before herd opens any fd of its own: otherwise an fd number
+/// that `LISTEN_FDS` promises but that was not really passed could by then belong to herd
+/// itself, and be handed to workers as a socket. A malformed environment is reported only if
+/// a `--bind` asks for the passed sockets.
+pub fn claim_early() {
+    let claimed = herd::Sockets::from_env().map_err(|e| e.to_string());
+    if let Ok(mut early) = EARLY.lock() {
+        *early = Some(claimed);
+    }
+}
+
 impl Passed {
-    /// Reads the environment (validated by the worker library: a `LISTEN_PID` that is not
-    /// herd's means there are none).
+    /// The sockets [`claim_early`] claimed (validated by the worker library: a `LISTEN_PID`
+    /// that is not herd's means there are none).
     pub fn from_env() -> anyhow::Result<Passed> {
-        let sockets = herd::Sockets::from_env()
-            .map_err(|e| anyhow!("cannot adopt the sockets passed to herd: {e}"))?;
+        let early = EARLY.lock().ok().and_then(|mut e| e.take());
+        let sockets = match early {
+            Some(claimed) => claimed,
+            None => herd::Sockets::from_env().map_err(|e| e.to_string()),
+        }
+        .map_err(|e| anyhow!("cannot adopt the sockets passed to herd: {e}"))?;
         Ok(Passed { sockets })
     }
 

@@ -10,6 +10,7 @@ mod socket_file;
 
 pub use bind::{bind_all, Listener};
 pub use handover::Inherited;
+pub use inherit::claim_early as claim_passed_sockets;
 pub use parse::{BindSpec, MAX_UNIX_PATH};
 pub use shm::ShmSpec;
 pub use socket_file::{prepare as prepare_socket_path, SocketFile};

@@ -485,9 +485,20 @@ impl Pool {
         let unexpected = stopped_for.is_none_or(Reason::restarts);
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
         let replaced = self.has_worker(w.slot, Worker::live);
+        // A worker killed from outside (SIGKILL that herd did not send: an operator, the OOM
+        // killer, a chaos test) did not crash on its own: its successor starts at once, and the
+        // slot's crash-loop backoff does not grow, so kills cannot starve a slot.
+        let killed_from_outside = stopped_for.is_none() && {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal() == Some(libc::SIGKILL)
+        };
         let restart_in = if unexpected && slot_wanted && !replaced {
             let slot = &mut self.slots[w.slot];
-            let delay = slot.backoff.next_delay(&policy, Some(uptime));
+            let delay = if killed_from_outside {
+                Duration::ZERO
+            } else {
+                slot.backoff.next_delay(&policy, Some(uptime))
+            };
             slot.restarts += 1;
             slot.restart_at = Some(now + delay);
             Some(delay)

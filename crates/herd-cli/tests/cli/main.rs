@@ -3,6 +3,7 @@
 
 mod control;
 mod errors;
+mod faults;
 mod handoff;
 mod interop;
 mod reexec;

@@ -282,11 +282,24 @@ impl Herd {
 }
 
 impl Drop for Herd {
+    /// A fast stop (SIGQUIT: herd SIGKILLs every worker's process group, so processes the
+    /// workers forked die too), then SIGKILL if herd does not exit. SIGKILL alone would leave
+    /// the workers' own children behind: `PR_SET_PDEATHSIG` reaches the workers only.
     fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if self.status.is_some() {
+            return;
         }
+        // SAFETY: kill with our child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

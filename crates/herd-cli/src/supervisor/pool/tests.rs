@@ -161,6 +161,21 @@ fn a_crashed_worker_is_restarted_in_its_slot_with_backoff() {
 }
 
 #[test]
+fn workers_killed_from_outside_restart_at_once_without_growing_the_backoff() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    h.exit(100, code(1)); // a crash: restarted at once, failures 1
+    h.exit(101, code(1)); // another: 100ms
+    h.advance(100 * MS);
+    assert_eq!(h.pool.failures(0), 2);
+    for pid in 102..112 {
+        let exit = h.exit(pid, ExitStatus::from_raw(libc::SIGKILL));
+        assert_eq!(exit.restart_in, Some(Duration::ZERO), "kill {pid}");
+    }
+    assert_eq!(h.pool.failures(0), 2, "kills do not count as crashes");
+    assert_eq!(h.pool.slots()[0].restarts, 12);
+}
+
+#[test]
 fn unknown_pids_are_ignored() {
     let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
     assert!(h.pool.exited(999, code(0), h.now).is_none());

@@ -1,0 +1,347 @@
+//! Faults: workers killed at random under load, restart storms, a killed supervisor, workers
+//! with children of their own, resource exhaustion, malformed environments.
+
+use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn worker_pids(status: &Value) -> Vec<u32> {
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["state"] != "stopping")
+        .map(|w| w["pid"].as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// The children of `parent`, from /proc, with their states.
+fn children(parent: u32) -> Vec<(u32, char)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            found.push((pid, fields[0].chars().next().unwrap_or('?')));
+        }
+    }
+    found
+}
+
+#[test]
+fn random_kills_under_load_lose_only_requests_in_flight() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "4",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    let addr = herd.address("http");
+    wait_until("4 ready workers", || {
+        (herd.status()["ready"] == 4).then_some(())
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, served, failures, addr) =
+                (stop.clone(), served.clone(), failures.clone(), addr.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match get(&addr, "/") {
+                        Ok(_) => served.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            failures.lock().unwrap().push(e.to_string());
+                            0
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    // Every 100 ms for 6 s, SIGKILL one live worker, chosen in turn.
+    let mut kills = 0;
+    let end = Instant::now() + Duration::from_secs(6);
+    let mut turn = 0;
+    while Instant::now() < end {
+        let pids = worker_pids(&herd.status());
+        if !pids.is_empty() {
+            turn += 1;
+            let victim = pids[turn % pids.len()];
+            // SAFETY: kill with a worker's pid.
+            if unsafe { libc::kill(victim as i32, libc::SIGKILL) } == 0 {
+                kills += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    let served = served.load(Ordering::Relaxed);
+    // A killed single-threaded worker holds at most one request: nothing waiting in the shared
+    // queue may be lost.
+    assert!(
+        failures.len() <= kills,
+        "{} failures for {kills} kills ({served} served): {:?}",
+        failures.len(),
+        &failures[..]
+    );
+    assert!(served > 100, "only {served} served");
+    // Every slot is refilled, and backoff did not starve any: they are all ready soon.
+    let status = wait_until("4 ready workers after the chaos", || {
+        let s = herd.status();
+        (s["ready"] == 4).then_some(s)
+    });
+    let slots: BTreeSet<u64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["slot"].as_u64().unwrap())
+        .collect();
+    assert_eq!(slots, BTreeSet::from([0, 1, 2, 3]));
+    assert!(get(&addr, "/").unwrap().starts_with("hello from pid"));
+}
+
+fn fd_count(pid: u32) -> usize {
+    open_fds(pid).len()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_thousand_restarts_leak_nothing() {
+    let herd = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(2);
+    // Warm up: let herd reach its steady allocations.
+    let restart = |n: usize| {
+        let victim = wait_until("a live worker", || {
+            worker_pids(&herd.status()).first().copied()
+        });
+        // SAFETY: kill with a worker's pid.
+        unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+        herd.wait_events("the restart", n, is_start);
+    };
+    let mut starts = 2;
+    for _ in 0..50 {
+        starts += 1;
+        restart(starts);
+    }
+    let (fds, rss) = (fd_count(herd.pid()), rss_kib(herd.pid()));
+    for _ in 0..1000 {
+        starts += 1;
+        restart(starts);
+    }
+    wait_until("no zombie children", || {
+        children(herd.pid())
+            .iter()
+            .all(|&(_, state)| state != 'Z')
+            .then_some(())
+    });
+    assert_eq!(
+        fd_count(herd.pid()),
+        fds,
+        "herd's fd count after 1000 restarts"
+    );
+    let grown = rss_kib(herd.pid()).saturating_sub(rss);
+    assert!(
+        grown < 1024,
+        "herd's memory grew by {grown} KiB over 1000 restarts"
+    );
+    assert_eq!(herd.status()["running"], 2);
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_workers_and_a_new_one_starts_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("control.sock").display().to_string();
+    let sock = dir.path().join("app.sock").display().to_string();
+    let spec = format!("web=unix:{sock}");
+    let start = || {
+        let (control, spec) = (control.clone(), spec.clone());
+        Herd::start_with(move |_| {
+            let mut cmd = herd_json();
+            cmd.env("HERD_CONTROL", &control).args([
+                "run",
+                "-w",
+                "2",
+                "-b",
+                &spec,
+                "--",
+                "python3",
+                &example("hello.py"),
+            ]);
+            cmd
+        })
+    };
+    let mut first = start();
+    let pids: Vec<u32> = first.started(2).iter().map(|&(_, pid)| pid).collect();
+    first.signal(libc::SIGKILL);
+    first.wait_exit();
+    wait_gone(&pids);
+    // Its control and socket files are left behind, stale; a new herd replaces them.
+    assert!(std::path::Path::new(&sock).exists());
+    let second = start();
+    second.wait_event("the stale socket's removal", |e| {
+        e["message"] == "removed stale socket file"
+    });
+    second.started(2);
+    let body = request(
+        &mut std::os::unix::net::UnixStream::connect(&sock).unwrap(),
+        "/",
+    )
+    .unwrap();
+    assert!(body.starts_with("hello from pid"), "{body}");
+    assert_eq!(status_at(&control)["pid"], second.pid());
+}
+
+#[test]
+fn a_workers_own_children_stop_with_it() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "5s",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1001 & sleep 1002 & wait",
+    ]);
+    let (_, worker) = herd.started(1)[0];
+    let grandchildren = wait_until("the worker's two children", || {
+        let c: Vec<u32> = children(worker).into_iter().map(|(pid, _)| pid).collect();
+        (c.len() == 2).then_some(c)
+    });
+    herd.signal(libc::SIGTERM);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    // The stop signal went to the worker's process group: its children are gone too.
+    wait_gone(&grandchildren);
+}
+
+#[test]
+fn fork_failures_are_retried_without_spinning() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to run herd as another user with RLIMIT_NPROC");
+        return;
+    }
+    // As an unprivileged user allowed 3 more processes than it runs now, herd (1) can fork only
+    // 2 of 5 workers.
+    let running = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534"))
+            })
+        })
+        .count();
+    let limit = (running + 3).to_string();
+    let herd = Herd::start_with(|dir| {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg(format!("--nproc={limit}:{limit}"))
+            .arg(HERD)
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "-w",
+                "5",
+                "-b",
+                "127.0.0.1:0",
+                "--",
+                "sleep",
+                "1000",
+            ])
+            .uid(65534)
+            .gid(65534);
+        cmd
+    });
+    herd.wait_events("fork failures", 3, |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("cannot start worker: cannot fork")
+    });
+    // herd keeps the workers it has, keeps answering, and backs off instead of spinning.
+    std::thread::sleep(Duration::from_secs(2));
+    let status = herd.status();
+    assert_eq!(status["running"], 2, "{status}");
+    assert!(
+        !status["waiting"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
+    let errors = herd
+        .lines()
+        .iter()
+        .filter(|l| matches!(l, Line::Event(e) if e["message"].as_str().unwrap_or("").starts_with("cannot start worker")))
+        .count();
+    assert!(errors < 40, "{errors} fork attempts in 2 s: herd spins");
+}
+
+#[test]
+fn a_malformed_socket_activation_environment_is_a_clear_error() {
+    for (env, needle) in [
+        ("LISTEN_FDS=abc", "LISTEN_FDS=\"abc\" is not a count"),
+        (
+            "LISTEN_FDS=2 LISTEN_FDNAMES=a",
+            "LISTEN_FDNAMES has 1 names but LISTEN_FDS=2",
+        ),
+        ("LISTEN_FDS=1", "promises fd 3"),
+    ] {
+        let out = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!(
+                "exec env LISTEN_PID=$$ {env} \"$0\" run -b systemd -- true"
+            ))
+            .arg(HERD)
+            .env(
+                "HERD_CONTROL",
+                tempfile::tempdir().unwrap().path().join("c.sock"),
+            )
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{env}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{env}: {needle:?} not in {stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+}
