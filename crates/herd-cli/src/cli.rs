@@ -42,7 +42,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Bind sockets once and run N workers that share them, restarting any that exit.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show a running herd's workers and sockets.
     Status(StatusArgs),
     /// Set the number of workers: N, +N or -N. Scaling down stops the highest slots
@@ -197,6 +197,41 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_surge: u32,
 
+    /// Run workers as this user (name or uid). herd must be root: it binds privileged ports and
+    /// keeps running as root to start workers; only the workers drop privileges.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// With --user: the workers' group [default: the user's primary group].
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
+
+    /// The workers' working directory.
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<PathBuf>,
+
+    /// The workers' umask (octal, e.g. 027).
+    #[arg(long, value_name = "OCTAL", value_parser = parse_umask)]
+    pub umask: Option<u32>,
+
+    /// The workers' limit on open files (RLIMIT_NOFILE, soft and hard).
+    #[arg(long, value_name = "N")]
+    pub nofile: Option<u64>,
+
+    /// A resource limit for the workers: NAME=SOFT[:HARD], NAME one of nofile, nproc, core, as,
+    /// fsize, stack, cpu, memlock (repeatable).
+    #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = parse_rlimit)]
+    pub rlimit: Vec<Rlimit>,
+
+    /// Set KEY=VALUE in the workers' environment (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(OsString, OsString)>,
+
+    /// Start the workers from an empty environment (PATH kept), plus --env and herd's own
+    /// variables.
+    #[arg(long)]
+    pub clear_env: bool,
+
     /// Also allow this uid on the control socket (repeatable; herd's own uid and root always
     /// are).
     #[arg(long, value_name = "UID")]
@@ -210,6 +245,17 @@ pub struct RunArgs {
     #[arg(last = true, required = true, value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
+}
+
+/// A resource limit for workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    /// The `setrlimit` resource.
+    pub resource: i32,
+    /// The soft limit.
+    pub soft: u64,
+    /// The hard limit.
+    pub hard: u64,
 }
 
 /// When a worker counts as ready.
@@ -263,6 +309,53 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(text)
         .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m30s or 500ms"))
+}
+
+fn parse_umask(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("'{text}' is not an octal umask from 0 to 777 (e.g. 027)"))
+}
+
+fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
+    let (name, limits) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not NAME=SOFT[:HARD] (e.g. nofile=65536)"))?;
+    let resource = herd_sys::spawn::resource_by_name(name).ok_or_else(|| {
+        format!(
+            "unknown resource '{name}'; known: nofile, nproc, core, as, fsize, stack, cpu, memlock"
+        )
+    })?;
+    let number = |n: &str| -> Result<u64, String> {
+        match n {
+            "unlimited" | "infinity" => Ok(libc::RLIM_INFINITY),
+            n => n
+                .parse()
+                .map_err(|_| format!("'{n}' is not a number (or 'unlimited')")),
+        }
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((soft, hard)) => (number(soft)?, number(hard)?),
+        None => (number(limits)?, number(limits)?),
+    };
+    if soft > hard {
+        return Err(format!(
+            "the soft limit {soft} is above the hard limit {hard}"
+        ));
+    }
+    Ok(Rlimit {
+        resource,
+        soft,
+        hard,
+    })
+}
+
+fn parse_env(text: &str) -> Result<(OsString, OsString), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.into(), value.into())),
+        _ => Err(format!("'{text}' is not KEY=VALUE")),
+    }
 }
 
 fn parse_ready(text: &str) -> Result<ReadyMode, String> {

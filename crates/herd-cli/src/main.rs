@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     };
     logging::init(cli.log_level, cli.log_format);
     let result = match cli.command {
-        cli::Command::Run(args) => run::run(args, cli.control.as_deref(), &cli.name),
+        cli::Command::Run(args) => run::run(*args, cli.control.as_deref(), &cli.name),
         client => control::path::check_name(&cli.name)
             .map_err(exit::Failure::Usage)
             .and_then(|()| {

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::cli::{ReadyMode, RunArgs};
-use crate::command::WorkerCommand;
+use crate::command::{WorkerCommand, WorkerOptions};
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
@@ -60,7 +60,13 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     };
     let (control_socket, control_file) =
         control_path::bind_private(&bind_at, uid, "control socket")?;
-    let notify = NotifySocket::bind(&notify_path, uid)?;
+    // Workers running as another user cannot reach herd's private directory: their notify
+    // socket lives in Linux's abstract namespace (senders are still checked by pid).
+    let notify = if args.user.is_some() && cfg!(target_os = "linux") {
+        NotifySocket::bind_abstract(&format!("herd-{pid}-notify"))?
+    } else {
+        NotifySocket::bind(&notify_path, uid)?
+    };
     let listeners = spec::bind_all(&args.binds, &args.shm, inherited)?;
     let control_path = control;
     let takeover = args.takeover.clone().map(|old| Takeover {
@@ -139,7 +145,12 @@ fn prepare(
             watchdog.as_micros().to_string().into(),
         ));
     }
-    let command = WorkerCommand::new(&args.command, &names, extra_env).map_err(Failure::Usage)?;
+    for (key, value) in &args.env {
+        extra_env.retain(|(k, _)| k != key);
+        extra_env.push((key.clone(), value.clone()));
+    }
+    let command = WorkerCommand::new(&args.command, &names, extra_env, worker_options(args)?)
+        .map_err(Failure::Usage)?;
     command.program(0).map_err(Failure::Usage)?;
     let config = PoolConfig {
         workers,
@@ -156,6 +167,60 @@ fn prepare(
         max_surge: args.max_surge as usize,
     };
     Ok(Supervisor::new(listeners, command, config, name)?)
+}
+
+/// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
+/// error rather than a crash loop.
+fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
+    let usage = |m: String| Failure::Usage(m);
+    let credentials = match &args.user {
+        None => None,
+        Some(name) => {
+            let user = herd_sys::process::lookup_user(name)
+                .map_err(|e| usage(format!("cannot look up user '{name}': {e}")))?
+                .ok_or_else(|| usage(format!("--user: no user named '{name}'")))?;
+            let euid = herd_sys::process::effective_uid();
+            if euid != 0 && user.uid != euid {
+                return Err(usage(format!(
+                    "--user {name} needs herd to run as root (it runs as uid {euid})"
+                )));
+            }
+            let gid = match &args.group {
+                None => user.gid,
+                Some(group) => herd_sys::process::lookup_group(group)
+                    .map_err(|e| usage(format!("cannot look up group '{group}': {e}")))?
+                    .ok_or_else(|| usage(format!("--group: no group named '{group}'")))?,
+            };
+            let mut groups = user.groups.clone();
+            if !groups.contains(&gid) {
+                groups.push(gid);
+            }
+            Some((user.uid, gid, groups))
+        }
+    };
+    if let Some(dir) = &args.chdir {
+        if !dir.is_dir() {
+            return Err(usage(format!(
+                "--chdir {}: no such directory",
+                dir.display()
+            )));
+        }
+    }
+    let mut limits: Vec<(i32, u64, u64)> = args
+        .rlimit
+        .iter()
+        .map(|r| (r.resource, r.soft, r.hard))
+        .collect();
+    if let Some(n) = args.nofile {
+        limits.push((libc::RLIMIT_NOFILE as i32, n, n));
+    }
+    Ok(WorkerOptions {
+        credentials,
+        chdir: args.chdir.clone(),
+        umask: args.umask,
+        limits,
+        clear_env: args.clear_env,
+    })
 }
 
 fn policy(args: &RunArgs, uid: u32) -> AccessPolicy {

@@ -412,6 +412,91 @@ pub fn caught(signal: Signal) -> bool {
         .map_or(false, |f| f.load(std::sync::atomic::Ordering::SeqCst))
 }
 
+/// A user's ids: uid, primary gid, and all the groups it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The uid.
+    pub uid: u32,
+    /// The primary gid.
+    pub gid: u32,
+    /// Every group the user is in, primary included (`getgrouplist`).
+    pub groups: Vec<u32>,
+}
+
+/// Looks up a user by name or number (`getpwnam_r`, `getgrouplist`).
+pub fn lookup_user(name: &str) -> io::Result<Option<User>> {
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a user name"))?;
+    let mut buf = vec![0 as libc::c_char; 16384];
+    // SAFETY: getpwnam_r/getpwuid_r fill a zeroed passwd we own, with strings in `buf`.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = match name.parse::<libc::uid_t>() {
+        Ok(uid) => unsafe {
+            libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result)
+        },
+        Err(_) => unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        },
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    if result.is_null() {
+        return Ok(None);
+    }
+    let (uid, gid) = (pwd.pw_uid, pwd.pw_gid);
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut count = groups.len() as libc::c_int;
+    // SAFETY: getgrouplist writes at most `count` gids into `groups`; pw_name points into buf.
+    let rc = unsafe {
+        libc::getgrouplist(
+            pwd.pw_name,
+            gid as _,
+            groups.as_mut_ptr() as *mut _,
+            &mut count,
+        )
+    };
+    let groups = if rc < 0 {
+        vec![gid]
+    } else {
+        groups[..count as usize].to_vec()
+    };
+    Ok(Some(User { uid, gid, groups }))
+}
+
+/// Looks up a group by name or number (`getgrnam_r`).
+pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a group name"))?;
+    let mut buf = vec![0 as libc::c_char; 16384];
+    // SAFETY: getgrnam_r fills a zeroed group we own, with strings in `buf`.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok((!result.is_null()).then_some(grp.gr_gid))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,12 @@ pub enum Stage {
     Fds,
     /// `execve` itself: the program could not be executed.
     Exec,
+    /// Switching to the worker's user and groups.
+    Credentials,
+    /// Changing to the worker's directory.
+    Chdir,
+    /// Setting the worker's resource limits.
+    Limits,
 }
 
 /// Why a worker could not be started.
@@ -67,6 +73,9 @@ impl fmt::Display for SpawnError {
             Stage::Signals => "cannot reset the signal mask",
             Stage::Fds => "cannot place the inherited sockets",
             Stage::Exec => "cannot execute",
+            Stage::Credentials => "cannot switch to the worker's user",
+            Stage::Chdir => "cannot change to the worker's directory",
+            Stage::Limits => "cannot set the worker's resource limits",
         };
         write!(f, "{what}: {}", self.error)
     }
@@ -91,9 +100,58 @@ pub struct ExecPlan {
     listen_pid: bool,
     new_process_group: bool,
     death_signal: Option<Signal>,
+    credentials: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    chdir: Option<CString>,
+    umask: Option<libc::mode_t>,
+    limits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
+}
+
+/// A resource limit, by its `setrlimit` name.
+pub fn resource_by_name(name: &str) -> Option<libc::c_int> {
+    Some(match name {
+        "nofile" => libc::RLIMIT_NOFILE as libc::c_int,
+        "nproc" => libc::RLIMIT_NPROC as libc::c_int,
+        "core" => libc::RLIMIT_CORE as libc::c_int,
+        "as" => libc::RLIMIT_AS as libc::c_int,
+        "fsize" => libc::RLIMIT_FSIZE as libc::c_int,
+        "stack" => libc::RLIMIT_STACK as libc::c_int,
+        "cpu" => libc::RLIMIT_CPU as libc::c_int,
+        "memlock" => libc::RLIMIT_MEMLOCK as libc::c_int,
+        _ => return None,
+    })
 }
 
 impl ExecPlan {
+    /// Runs the child as `uid` with primary group `gid` and supplementary `groups`
+    /// (`setgroups`, `setgid`, `setuid`, in that order). Needs privilege.
+    pub fn credentials(&mut self, uid: u32, gid: u32, groups: Vec<u32>) -> &mut Self {
+        self.credentials = Some((
+            uid as libc::uid_t,
+            gid as libc::gid_t,
+            groups.into_iter().map(|g| g as libc::gid_t).collect(),
+        ));
+        self
+    }
+
+    /// Changes the child to `dir` before `execve`.
+    pub fn chdir(&mut self, dir: &OsStr) -> io::Result<&mut Self> {
+        self.chdir = Some(c_string(dir.as_bytes())?);
+        Ok(self)
+    }
+
+    /// Sets the child's umask.
+    pub fn umask(&mut self, mask: u32) -> &mut Self {
+        self.umask = Some(mask as libc::mode_t);
+        self
+    }
+
+    /// Sets a resource limit for the child (see [`resource_by_name`]).
+    pub fn limit(&mut self, resource: libc::c_int, soft: u64, hard: u64) -> &mut Self {
+        self.limits
+            .push((resource, soft as libc::rlim_t, hard as libc::rlim_t));
+        self
+    }
+
     /// A plan that executes `program` (a path: no `PATH` search happens here) with an empty
     /// argument list and an empty environment.
     pub fn new(program: &OsStr) -> io::Result<ExecPlan> {
@@ -104,6 +162,10 @@ impl ExecPlan {
             listen_pid: false,
             new_process_group: false,
             death_signal: None,
+            credentials: None,
+            chdir: None,
+            umask: None,
+            limits: Vec::new(),
         })
     }
 
@@ -214,6 +276,13 @@ impl ExecPlan {
             empty_mask,
             default_action,
             max_signal: max_signal(),
+            credentials: self
+                .credentials
+                .as_ref()
+                .map(|(u, g, groups)| (*u, *g, groups.as_slice())),
+            chdir: self.chdir.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+            umask: self.umask,
+            limits: &self.limits,
         };
 
         // SAFETY: fork has no preconditions; the child branch runs only async-signal-safe code
@@ -336,6 +405,9 @@ fn read_status(pipe: &OwnedFd) -> io::Result<Option<(Stage, i32)>> {
                 1 => Stage::ProcessGroup,
                 2 => Stage::Signals,
                 3 => Stage::Fds,
+                5 => Stage::Credentials,
+                6 => Stage::Chdir,
+                7 => Stage::Limits,
                 _ => Stage::Exec,
             };
             Ok(Some((
@@ -366,6 +438,10 @@ struct Child<'a> {
     empty_mask: libc::sigset_t,
     default_action: libc::sigaction,
     max_signal: libc::c_int,
+    credentials: Option<(libc::uid_t, libc::gid_t, &'a [libc::gid_t])>,
+    chdir: *const libc::c_char,
+    umask: Option<libc::mode_t>,
+    limits: &'a [(libc::c_int, libc::rlim_t, libc::rlim_t)],
 }
 
 impl Child<'_> {
@@ -443,6 +519,31 @@ impl Child<'_> {
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         );
+
+        for &(resource, soft, hard) in self.limits {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            if libc::setrlimit(resource as _, &limit) < 0 {
+                fail(status, 7);
+            }
+        }
+        if let Some(mask) = self.umask {
+            libc::umask(mask);
+        }
+        // Groups, then group, then user: once the uid changes, the rest is no longer allowed.
+        if let Some((uid, gid, groups)) = self.credentials {
+            if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
+                || libc::setgid(gid) < 0
+                || libc::setuid(uid) < 0
+            {
+                fail(status, 5);
+            }
+        }
+        if !self.chdir.is_null() && libc::chdir(self.chdir) < 0 {
+            fail(status, 6);
+        }
 
         libc::execve(self.program, self.argv, self.envp);
         fail(status, 4)

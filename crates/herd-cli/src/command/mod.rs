@@ -35,6 +35,22 @@ pub struct WorkerCommand {
     env: Vec<(OsString, OsString)>,
     path_var: Option<OsString>,
     fd_names: String,
+    options: WorkerOptions,
+}
+
+/// The process attributes workers get besides their command and environment.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerOptions {
+    /// uid, gid and supplementary groups to switch to.
+    pub credentials: Option<(u32, u32, Vec<u32>)>,
+    /// Working directory.
+    pub chdir: Option<PathBuf>,
+    /// umask.
+    pub umask: Option<u32>,
+    /// Resource limits: (resource, soft, hard).
+    pub limits: Vec<(i32, u64, u64)>,
+    /// Start from an empty environment (PATH kept).
+    pub clear_env: bool,
 }
 
 /// Why a worker could not be started.
@@ -55,6 +71,7 @@ impl WorkerCommand {
         argv: &[OsString],
         names: &[String],
         extra_env: Vec<(OsString, OsString)>,
+        options: WorkerOptions,
     ) -> Result<WorkerCommand, String> {
         let args = argv
             .iter()
@@ -65,6 +82,7 @@ impl WorkerCommand {
             return Err("missing worker command after '--'".to_string());
         }
         let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(key, _)| !options.clear_env || key == "PATH")
             .filter(|(key, _)| !PRIVATE_VARS.iter().any(|p| OsStr::new(p) == key))
             .filter(|(key, _)| !extra_env.iter().any(|(k, _)| k == key))
             .collect();
@@ -74,6 +92,7 @@ impl WorkerCommand {
             env,
             path_var: std::env::var_os("PATH"),
             fd_names: names.join(":"),
+            options,
         })
     }
 
@@ -135,6 +154,19 @@ impl WorkerCommand {
             .listen_pid()
             .new_process_group(true)
             .parent_death_signal(Some(Signal::KILL));
+        let o = &self.options;
+        if let Some((uid, gid, groups)) = &o.credentials {
+            plan.credentials(*uid, *gid, groups.clone());
+        }
+        if let Some(dir) = &o.chdir {
+            plan.chdir(dir.as_os_str())?;
+        }
+        if let Some(mask) = o.umask {
+            plan.umask(mask);
+        }
+        for &(resource, soft, hard) in &o.limits {
+            plan.limit(resource, soft, hard);
+        }
         Ok(plan)
     }
 }

@@ -3,6 +3,7 @@
 //! vouches for (`SCM_CREDENTIALS`): a worker, or a descendant of one (such as
 //! `systemd-notify` run by a shell-script worker). Anything else is ignored.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -90,6 +91,27 @@ fn remove_stale(path: &Path, uid: u32) {
 }
 
 impl NotifySocket {
+    /// Binds a notify socket in Linux's abstract namespace (`@name`): no file, reachable by
+    /// workers of any user; senders are still attributed by their kernel-checked pid.
+    pub fn bind_abstract(name: &str) -> anyhow::Result<NotifySocket> {
+        let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
+        socket.set_nonblocking(true)?;
+        let mut raw = vec![0u8];
+        raw.extend_from_slice(name.as_bytes());
+        let addr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
+        socket
+            .bind(&addr)
+            .with_context(|| format!("cannot create the notify socket @{name}"))?;
+        herd_sys::notify::enable_credentials(socket.as_fd())?;
+        let path = PathBuf::from(format!("@{name}"));
+        Ok(NotifySocket {
+            socket: std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)),
+            // No file to remove; inode 0 never matches a real one.
+            _file: SocketFile::from_parts(path.clone(), 0, 0),
+            path,
+        })
+    }
+
     /// The socket's file.
     pub fn file(&self) -> &SocketFile {
         &self._file

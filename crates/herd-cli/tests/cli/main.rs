@@ -6,6 +6,7 @@ mod errors;
 mod faults;
 mod handoff;
 mod interop;
+mod privileges;
 mod reexec;
 mod run;
 mod shm;

@@ -1,0 +1,133 @@
+//! Privilege separation and worker limits: --user/--group, --chdir, --umask, --nofile,
+//! --rlimit, --env, --clear-env.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn facts(herd: &Herd, addr: &str) -> Value {
+    wait_until("a ready worker", || {
+        (herd.status()["ready"] == 1).then_some(())
+    });
+    serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
+}
+
+#[test]
+fn workers_run_as_another_user_behind_a_privileged_port() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to bind a privileged port and switch users");
+        return;
+    }
+    // Port 80 if it is free, else another privileged port.
+    let port = (80..1024)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .unwrap();
+    let spec = format!("http=127.0.0.1:{port}");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--user",
+        "nobody",
+        "--group",
+        "65534",
+        "--ready",
+        "notify",
+        "-b",
+        &spec,
+        "--",
+        "/usr/bin/python3",
+        &worker("whoami.py"),
+    ]);
+    let addr = herd.address("http");
+    assert_eq!(addr, format!("127.0.0.1:{port}"));
+    // READY=1 reached herd: the notify socket is reachable for the unprivileged worker.
+    let facts = facts(&herd, &addr);
+    assert_eq!(facts["uid"], 65534, "{facts}");
+    assert_eq!(facts["gid"], 65534, "{facts}");
+    assert!(
+        !facts["groups"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(0)),
+        "no root group: {facts}"
+    );
+    assert_eq!(facts["can_bind_privileged"], false, "{facts}");
+    // herd itself keeps root, to start the next workers.
+    assert_eq!(
+        status_field(herd.pid(), "Uid").split_whitespace().next(),
+        Some("0")
+    );
+}
+
+#[test]
+fn workers_get_their_directory_umask_limits_and_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap().display().to_string();
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--chdir",
+        &cwd,
+        "--umask",
+        "027",
+        "--nofile",
+        "1234",
+        "--rlimit",
+        "core=0",
+        "--env",
+        "GREETING=hi",
+        "--clear-env",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &worker("whoami.py"),
+    ]);
+    let addr = herd.address("http");
+    let facts = facts(&herd, &addr);
+    assert_eq!(facts["cwd"], cwd.as_str());
+    assert_eq!(facts["umask"], 0o027);
+    assert_eq!(facts["nofile"], serde_json::json!([1234, 1234]));
+    assert_eq!(facts["env"]["GREETING"], "hi");
+    assert_eq!(
+        facts["env"]["HOME"],
+        Value::Null,
+        "--clear-env drops HOME: {facts}"
+    );
+    assert!(
+        facts["env"]["PATH"].is_string(),
+        "--clear-env keeps PATH: {facts}"
+    );
+    assert_eq!(
+        facts["env"]["HERD_WORKER"], "0",
+        "herd's own variables stay: {facts}"
+    );
+}
+
+#[test]
+fn bad_worker_options_are_usage_errors() {
+    for (args, needle) in [
+        (
+            &["--user", "no-such-user-herd"][..],
+            "no user named 'no-such-user-herd'",
+        ),
+        (
+            &["--chdir", "/nonexistent/dir"][..],
+            "--chdir /nonexistent/dir: no such directory",
+        ),
+        (&["--rlimit", "bogus=1"][..], "unknown resource 'bogus'"),
+        (&["--rlimit", "nofile=10:5"][..], "above the hard limit"),
+        (&["--umask", "999"][..], "not an octal umask"),
+        (&["--env", "NOEQUALS"][..], "is not KEY=VALUE"),
+    ] {
+        let mut all = vec!["run"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-b", "127.0.0.1:0", "--", "true"]);
+        assert_fails(&all, 2, needle);
+    }
+}
