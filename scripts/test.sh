@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# herd's whole test suite: formatting, lints, the worker crates under Rust 1.63, then unit,
-# integration and doc tests. Ends with one summary line over every test binary:
+# herd's whole test suite: formatting, lints, the worker crates under Rust 1.63 (Linux, and
+# Windows under Wine), unit, integration and doc tests, then a short fuzzing run. Ends with one summary line over every test binary:
 # "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,10 @@ scripts/check-msrv.sh 2>&1 | tee "$log" || status=$?
 cargo test --workspace 2>&1 | tee -a "$log" || status=$?
 # The worker library's optional tokio feature.
 cargo test -p herd --features tokio --lib 2>&1 | tee -a "$log" || status=$?
+# A short fuzzing run of every parser (HERD_SKIP_FUZZ=1 skips it).
+if [ -z "${HERD_SKIP_FUZZ:-}" ]; then
+    scripts/fuzz.sh || status=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -1,25 +1,8 @@
 //! `herd`: bind listening sockets once, run N worker processes that share them, supervise them.
-//!
 //! The binary is thin: it parses the command line, sets up logging, and hands over to the
-//! modules that own each concept:
-//!
-//! - [`cli`]: the command line;
-//! - [`spec`]: socket specs (`--bind`) and binding;
-//! - [`command`]: the worker command, its templates and its environment;
-//! - [`supervisor`]: the worker pool state machine and the async driver around it;
-//! - [`control`]: the control socket's protocol, server and path handling;
-//! - [`ctl`]: the client commands (`status`, `scale`, `upgrade`, `stop`, `signal`);
-//! - [`exit`]: one-line errors and exit codes.
+//! library (`herd_cli`), which has one module per concept.
 
-mod cli;
-mod command;
-mod control;
-mod ctl;
-mod exit;
-mod logging;
-mod run;
-mod spec;
-mod supervisor;
+use herd_cli::{cli, control, ctl, exit, logging, run, spec};
 
 use std::process::ExitCode;
 

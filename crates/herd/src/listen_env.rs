@@ -5,6 +5,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// The first inherited fd, as in systemd's `SD_LISTEN_FDS_START`.
 pub const LISTEN_FDS_START: i32 = 3;
 
+/// The most inherited fds accepted.
+pub const MAX_LISTEN_FDS: usize = 65536;
+
 /// Names longer than this are rejected, as systemd does.
 const MAX_NAME_LEN: usize = 255;
 
@@ -44,8 +47,12 @@ pub fn parse(
             "LISTEN_FDS={fds:?} is not a count (expected a decimal number)"
         ))
     })?;
-    if count > (i32::MAX - LISTEN_FDS_START) as usize {
-        return Err(invalid(format!("LISTEN_FDS={count} is too large")));
+    // Refused before anything is allocated per fd: a hostile LISTEN_FDS must not be able to
+    // exhaust memory (found by fuzzing).
+    if count > MAX_LISTEN_FDS {
+        return Err(invalid(format!(
+            "LISTEN_FDS={count} is more than the {MAX_LISTEN_FDS} sockets a process accepts"
+        )));
     }
     let names: Vec<String> = match names {
         None => vec!["unknown".to_string(); count],
@@ -136,6 +143,9 @@ mod tests {
             ("1", "7", Some("a:b")),
             ("1", "7", Some("")),
             ("1", "7", Some("a\tb")),
+            // Found by fuzzing: a huge count must be refused, not allocated for.
+            ("200000121", "7", None),
+            ("65537", "7", None),
         ] {
             let err = parse(Some(fds), Some(pid), fdnames, 7).unwrap_err();
             assert_eq!(

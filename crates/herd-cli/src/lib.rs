@@ -1,0 +1,24 @@
+//! The `herd` binary's library: everything but `main`. Public so that the fuzz targets and
+//! the binary share it; not a stable API.
+//!
+//! Each module owns one concept:
+//!
+//! - [`cli`]: the command line;
+//! - [`spec`]: socket specs (`--bind`) and binding;
+//! - [`command`]: the worker command, its templates and its environment;
+//! - [`supervisor`]: the worker pool state machine and the async driver around it;
+//! - [`control`]: the control socket's protocol, server and path handling;
+//! - [`ctl`]: the client commands (`status`, `scale`, `upgrade`, `stop`, `signal`);
+//! - [`exit`]: one-line errors and exit codes.
+
+#![allow(missing_docs)]
+
+pub mod cli;
+pub mod command;
+pub mod control;
+pub mod ctl;
+pub mod exit;
+pub mod logging;
+pub mod run;
+pub mod spec;
+pub mod supervisor;
