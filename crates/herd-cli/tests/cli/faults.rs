@@ -345,3 +345,61 @@ fn a_malformed_socket_activation_environment_is_a_clear_error() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn running_out_of_fds_is_survived() {
+    // herd with at most 64 fds, then 80 clients hold control connections open.
+    let herd = Herd::start_with(|_| {
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg("--nofile=64:64").arg(HERD).args([
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "2",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    herd.started(2);
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let control = herd.control();
+    let held: Vec<_> = (0..80)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&control).ok())
+        .collect();
+    herd.wait_event("accept failing", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("control socket: accept failed")
+    });
+    // It backs off (100 ms) instead of spinning, and keeps its workers.
+    std::thread::sleep(Duration::from_millis(500));
+    let warnings = herd
+        .lines()
+        .iter()
+        .filter(|l| matches!(l, Line::Event(e) if e["message"].as_str().unwrap_or("").starts_with("control socket: accept failed")))
+        .count();
+    assert!(
+        warnings <= 20,
+        "{warnings} accept failures in about half a second: spinning"
+    );
+    drop(held);
+    let status = wait_until("herd to answer again", || {
+        let out = std::process::Command::new(HERD)
+            .env("HERD_CONTROL", &control)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    });
+    assert_eq!(status["running"], 2);
+}
