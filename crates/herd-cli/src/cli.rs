@@ -92,14 +92,17 @@ pub struct StatusArgs {
 /// `herd scale`.
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
-    /// N sets the number of workers; +N adds and -N removes workers.
-    #[arg(value_name = "N|+N|-N", allow_hyphen_values = true, value_parser = parse_scale)]
+    /// N sets the number of workers (and stops autoscaling); +N adds and -N removes workers;
+    /// MIN..MAX autoscales between those bounds.
+    #[arg(value_name = "N|+N|-N|MIN..MAX", allow_hyphen_values = true, value_parser = parse_scale)]
     pub target: ScaleTarget,
 }
 
 /// What `herd scale` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScaleTarget {
+    /// Autoscale between these bounds.
+    Bounds(usize, usize),
     /// Exactly this many workers.
     Set(usize),
     /// This many more (or fewer).
@@ -166,9 +169,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME=SIZE")]
     pub shm: Vec<ShmSpec>,
 
-    /// How many workers to run [default: the number of CPUs available to herd].
-    #[arg(short, long, value_name = "N", value_parser = parse_workers)]
-    pub workers: Option<usize>,
+    /// How many workers to run: N, or MIN..MAX to autoscale from the accept queue and the
+    /// workers' busyness [default: the number of CPUs available to herd].
+    #[arg(short, long, value_name = "N|MIN..MAX", value_parser = parse_workers)]
+    pub workers: Option<Workers>,
 
     /// How long stopping workers may take to finish before they are killed (e.g. 30s, 1m30s).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -291,14 +295,36 @@ pub enum LogFormat {
     Json,
 }
 
-fn parse_workers(text: &str) -> Result<usize, String> {
+/// A fixed number of workers, or autoscaling bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    /// Exactly this many.
+    Fixed(usize),
+    /// Between these, as the load requires.
+    Auto(usize, usize),
+}
+
+fn parse_count(text: &str, least: usize) -> Result<usize, String> {
     let n: usize = text
         .parse()
         .map_err(|_| format!("'{text}' is not a number of workers"))?;
     match n {
-        0 => Err("a herd needs at least 1 worker".to_string()),
+        n if n < least => Err(format!("a herd needs at least {least} worker")),
         n if n > MAX_WORKERS => Err(format!("at most {MAX_WORKERS} workers")),
         n => Ok(n),
+    }
+}
+
+fn parse_workers(text: &str) -> Result<Workers, String> {
+    match text.split_once("..") {
+        None => parse_count(text, 1).map(Workers::Fixed),
+        Some((min, max)) => {
+            let (min, max) = (parse_count(min, 1)?, parse_count(max, 1)?);
+            if min > max {
+                return Err(format!("{min}..{max}: the minimum is above the maximum"));
+            }
+            Ok(Workers::Auto(min, max))
+        }
     }
 }
 
@@ -369,6 +395,12 @@ fn parse_ready(text: &str) -> Result<ReadyMode, String> {
 }
 
 fn parse_scale(text: &str) -> Result<ScaleTarget, String> {
+    if text.contains("..") {
+        return match parse_workers(text)? {
+            Workers::Auto(min, max) => Ok(ScaleTarget::Bounds(min, max)),
+            Workers::Fixed(n) => Ok(ScaleTarget::Set(n)),
+        };
+    }
     let bad = || format!("'{text}' is not a number of workers; write N, +N or -N");
     if let Some(rest) = text.strip_prefix('+') {
         return rest

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::cli::{ReadyMode, RunArgs};
+use crate::cli::{ReadyMode, RunArgs, Workers};
 use crate::command::{WorkerCommand, WorkerOptions};
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
@@ -26,7 +26,13 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     }
     check_names(&args)?;
     control_path::check_name(name).map_err(Failure::Usage)?;
-    let workers = args.workers.unwrap_or_else(default_workers);
+    let (workers, bounds) = match args
+        .workers
+        .unwrap_or_else(|| Workers::Fixed(default_workers()))
+    {
+        Workers::Fixed(n) => (n, None),
+        Workers::Auto(min, max) => (min, Some((min, max))),
+    };
     let uid = herd_sys::process::effective_uid();
     let (control, private_dir) = control_path::resolve(control, name, uid);
     let pid = std::process::id();
@@ -78,7 +84,8 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
         policy: policy(&args, uid),
     };
-    let supervisor = prepare(&args, name, workers, listeners, &notify, &control_path)?;
+    let mut supervisor = prepare(&args, name, workers, listeners, &notify, &control_path)?;
+    supervisor.set_autoscale(bounds);
     log_listeners(supervisor.listeners());
     tracing::info!(path = %control.file.parts().0.display(), "control socket ready");
     tracing::info!(
@@ -121,6 +128,9 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
     let control_path = state.control.file.0.clone();
     let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
     supervisor.resume(state, reply);
+    if let Some(Workers::Auto(min, max)) = args.workers {
+        supervisor.set_autoscale(Some((min, max)));
+    }
     runtime()?.block_on(supervisor.run(control, notify, None))?;
     Ok(())
 }

@@ -197,6 +197,25 @@ pub fn start_time(pid: u32) -> Option<u64> {
     stat_field(pid, 22)?.parse().ok()
 }
 
+/// CPU time `pid` has used, user and system, in clock ticks (`/proc/PID/stat` fields 14 and
+/// 15, Linux); `None` if it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let user: u64 = stat_field(pid, 14)?.parse().ok()?;
+    let system: u64 = stat_field(pid, 15)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`cpu_ticks`].
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an integer and returns one.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 {
+        n as u64
+    } else {
+        100
+    }
+}
+
 /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
 fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -33,6 +33,12 @@ pub enum Command {
         /// Workers to add (positive) or remove (negative).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         delta: Option<i64>,
+        /// Autoscale between `min` and `max` (both given).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<usize>,
+        /// See `min`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<usize>,
     },
     /// Replace every worker by a new generation; the reply comes when the upgrade ends.
     Upgrade {
@@ -81,7 +87,7 @@ pub const COMMANDS: &[&str] = &[
 /// The arguments each command takes (besides `version` and `command`).
 fn arguments(command: &str) -> &'static [&'static str] {
     match command {
-        "scale" => &["workers", "delta"],
+        "scale" => &["workers", "delta", "min", "max"],
         "upgrade" => &["timeout_ms"],
         "stop" => &["grace_ms", "fast"],
         "signal" => &["signal", "slot"],
@@ -257,7 +263,9 @@ mod tests {
             r.command,
             Command::Scale {
                 workers: None,
-                delta: Some(-2)
+                delta: Some(-2),
+                min: None,
+                max: None,
             }
         );
         let r = parse_request(br#"{"version":1,"command":"status"}"#).unwrap();

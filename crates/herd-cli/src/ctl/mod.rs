@@ -37,15 +37,29 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
             }
         }
         cli::Command::Scale(args) => {
-            let (workers, delta) = match args.target {
-                ScaleTarget::Set(n) => (Some(n), None),
-                ScaleTarget::Delta(d) => (None, Some(d)),
+            let (workers, delta, min, max) = match args.target {
+                ScaleTarget::Set(n) => (Some(n), None, None, None),
+                ScaleTarget::Delta(d) => (None, Some(d), None, None),
+                ScaleTarget::Bounds(min, max) => (None, None, Some(min), Some(max)),
             };
-            let result = request(control, Command::Scale { workers, delta }, Some(QUICK))?;
-            println!(
-                "scaled from {} to {} workers",
-                result["previous"], result["workers"]
-            );
+            let command = Command::Scale {
+                workers,
+                delta,
+                min,
+                max,
+            };
+            let result = request(control, command, Some(QUICK))?;
+            if min.is_some() {
+                println!(
+                    "autoscaling between {} and {} workers (now {})",
+                    result["min"], result["max"], result["workers"]
+                );
+            } else {
+                println!(
+                    "scaled from {} to {} workers",
+                    result["previous"], result["workers"]
+                );
+            }
         }
         cli::Command::Upgrade(args) => {
             let timeout_ms = Some(args.timeout.as_millis() as u64);

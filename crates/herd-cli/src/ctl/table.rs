@@ -22,6 +22,18 @@ pub fn render(status: &Status) -> String {
         status.ready,
         status.desired
     );
+    if let Some(a) = status.autoscale.as_ref().filter(|a| !a.is_null()) {
+        let last = match &a["last_decision"] {
+            serde_json::Value::Null => "no decision yet".to_string(),
+            d => format!(
+                "last: {} workers {} ago, {}",
+                d["workers"],
+                short(d["ago_ms"].as_u64().unwrap_or(0)),
+                d["reason"].as_str().unwrap_or("")
+            ),
+        };
+        let _ = writeln!(out, "autoscaling {}..{} ({last})", a["min"], a["max"]);
+    }
     let mut rows = vec![[
         "SLOT",
         "PID",

@@ -7,13 +7,14 @@
 //! *thread* exits. Control connections are tasks on the same thread; none of them can block
 //! the loop.
 
+pub mod autoscale;
 pub mod notify;
 pub mod pool;
 pub mod reexec;
 pub mod status;
 pub mod systemd;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use crate::command::WorkerCommand;
 use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::server::{self, AccessPolicy, ControlRequest, Peer, Reply};
 use crate::spec::{Listener, SocketFile};
+use autoscale::{Autoscaler, Sample};
 use notify::{NotifySocket, RateLimit};
 use pool::{Action, NotifyMessage, Pool, PoolConfig, Reason, WorkerState};
 
@@ -72,6 +74,10 @@ pub struct Supervisor {
     service: systemd::ServiceNotifier,
     /// A takeover waiting for this herd's workers to be ready.
     takeover: Option<Takeover>,
+    /// Autoscaling, when `--workers MIN..MAX` or `herd scale MIN..MAX` asked for it.
+    autoscaler: Option<Autoscaler>,
+    /// Each worker's CPU ticks at the last sample, for its busyness.
+    cpu_seen: HashMap<u32, (u64, Instant)>,
     /// The binary herd runs, re-executed by `herd reexec`.
     exe: PathBuf,
     /// A `herd reexec` request waiting to be carried out.
@@ -112,6 +118,7 @@ impl Attached {
 const ATTACHED_CHECK: Duration = Duration::from_secs(1);
 
 enum Event {
+    Autoscale,
     Reexec(Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>),
     Child,
     CheckAttached,
@@ -145,6 +152,8 @@ impl Supervisor {
             service: systemd::ServiceNotifier::from_env(),
             takeover: None,
             takeover_failure: None,
+            autoscaler: None,
+            cpu_seen: HashMap::new(),
             exe: std::env::current_exe().context("cannot find herd's own binary")?,
             pending_reexec: None,
             reexec_reply: None,
@@ -196,6 +205,13 @@ impl Supervisor {
             tracing::info!(exe = %self.exe.display(), "re-executed: herd {} runs on", env!("CARGO_PKG_VERSION"));
         }
 
+        // Periodic work on intervals that live across loop turns: a timer made anew on each
+        // turn would never fire while other events keep the loop busy.
+        let mut autoscale_sample = tokio::time::interval(autoscale::SAMPLE_EVERY);
+        autoscale_sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut attached_check = tokio::time::interval(ATTACHED_CHECK);
+        attached_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
         while !self.pool.is_stopped() {
@@ -216,12 +232,13 @@ impl Supervisor {
                 Some(request) = requests.recv() => Event::Control(request),
                 _ = notify_socket.readable() => Event::Notify,
                 _ = sleep, if deadline.is_some() => Event::Timer,
-                _ = tokio::time::sleep(ATTACHED_CHECK), if !self.attached.is_empty() => {
-                    Event::CheckAttached
-                }
+                                _ = autoscale_sample.tick(),
+                    if self.autoscaler.is_some() && !self.pool.is_stopping() => Event::Autoscale,
+                                _ = attached_check.tick(), if !self.attached.is_empty() => Event::CheckAttached,
             };
             match event {
                 Event::Child => self.reap(),
+                Event::Autoscale => self.autoscale_tick(),
                 Event::CheckAttached => self.attached.retain(|a| {
                     let alive = a.alive();
                     if !alive {
@@ -415,11 +432,19 @@ impl Supervisor {
                     self.started,
                 );
                 match serde_json::to_value(status) {
-                    Ok(value) => Response::ok(value),
+                    Ok(mut value) => {
+                        value["autoscale"] = self.autoscale_status().unwrap_or_default();
+                        Response::ok(value)
+                    }
                     Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
                 }
             }
-            Command::Scale { workers, delta } => self.scale_request(workers, delta),
+            Command::Scale {
+                workers,
+                delta,
+                min,
+                max,
+            } => self.scale_request(workers, delta, min, max),
             Command::Upgrade { timeout_ms } => {
                 self.upgrade(
                     "herd upgrade",
@@ -529,8 +554,44 @@ impl Supervisor {
         }
     }
 
-    fn scale_request(&mut self, workers: Option<usize>, delta: Option<i64>) -> Response {
+    fn scale_request(
+        &mut self,
+        workers: Option<usize>,
+        delta: Option<i64>,
+        min: Option<usize>,
+        max: Option<usize>,
+    ) -> Response {
         let current = self.pool.desired();
+        match (workers, delta, min, max) {
+            (None, None, Some(min), Some(max)) => {
+                if min == 0 || min > max || max > MAX_WORKERS {
+                    return Response::error(
+                        ErrorCode::InvalidArgument,
+                        format!("bounds {min}..{max}: need 1 <= min <= max <= {MAX_WORKERS}"),
+                    );
+                }
+                if self.pool.is_stopping() {
+                    return Response::error(ErrorCode::Stopping, "herd is stopping");
+                }
+                self.set_autoscale(Some((min, max)));
+                return Response::ok(serde_json::json!({
+                    "previous": current,
+                    "workers": current,
+                    "min": min,
+                    "max": max,
+                }));
+            }
+            (_, _, None, None) => {}
+            _ => {
+                return Response::error(
+                    ErrorCode::InvalidArgument,
+                    "give \"workers\", \"delta\", or both \"min\" and \"max\"",
+                )
+            }
+        }
+        if workers.is_some() && self.autoscaler.take().is_some() {
+            tracing::info!("autoscaling off: a fixed number of workers was asked for");
+        }
         let target = match (workers, delta) {
             (Some(n), None) => Ok(n),
             (None, Some(d)) => {
@@ -883,6 +944,99 @@ fn complete_takeover(takeover: Takeover, control_file: &mut SocketFile) {
             Err(e) => tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}"),
         }
     });
+}
+
+impl Supervisor {
+    /// Turns autoscaling on between `bounds`, or off.
+    pub fn set_autoscale(&mut self, bounds: Option<(usize, usize)>) {
+        self.autoscaler = bounds.map(|(min, max)| {
+            tracing::info!(min, max, "autoscaling between {min} and {max} workers");
+            Autoscaler::new(min, max)
+        });
+    }
+
+    /// Samples the load and applies the autoscaler's decision, if any.
+    fn autoscale_tick(&mut self) {
+        let now = Instant::now();
+        let sample = Sample {
+            queued: self.queued(),
+            busy: self.busyness(now),
+            settled: self.all_ready(),
+        };
+        let current = self.pool.desired();
+        let Some(decision) = self
+            .autoscaler
+            .as_mut()
+            .and_then(|a| a.sample(current, sample, now))
+        else {
+            return;
+        };
+        tracing::info!(
+            from = current,
+            to = decision.workers,
+            reason = %decision.reason,
+            "autoscale: {current} -> {} workers: {}",
+            decision.workers,
+            decision.reason
+        );
+        if let Err(why) = self.scale(decision.workers, "autoscale") {
+            tracing::warn!("autoscale: {why}");
+        }
+    }
+
+    /// Connections waiting in the TCP accept queues.
+    fn queued(&self) -> u32 {
+        self.listeners
+            .iter()
+            .filter(|l| l.kind == "tcp")
+            .filter_map(|l| herd_sys::socket::accept_queue(l.fd()?).ok().flatten())
+            .map(|(waiting, _)| waiting)
+            .sum()
+    }
+
+    /// The workers' average CPU use since the last sample, 0.0 to 1.0.
+    fn busyness(&mut self, now: Instant) -> f64 {
+        let per_second = herd_sys::process::ticks_per_second() as f64;
+        let mut seen = HashMap::new();
+        let (mut total, mut count) = (0.0, 0);
+        for w in self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| w.state == WorkerState::Ready)
+        {
+            let Some(ticks) = herd_sys::process::cpu_ticks(w.pid) else {
+                continue;
+            };
+            if let Some(&(before, at)) = self.cpu_seen.get(&w.pid) {
+                let seconds = now.saturating_duration_since(at).as_secs_f64();
+                if seconds > 0.0 {
+                    total += (ticks.saturating_sub(before) as f64 / per_second / seconds).min(1.0);
+                    count += 1;
+                }
+            }
+            seen.insert(w.pid, (ticks, now));
+        }
+        self.cpu_seen = seen;
+        if count == 0 {
+            0.0
+        } else {
+            total / count as f64
+        }
+    }
+
+    /// Autoscaling's state, for `herd status`.
+    pub fn autoscale_status(&self) -> Option<serde_json::Value> {
+        let a = self.autoscaler.as_ref()?;
+        let last = a.last.as_ref().map(|(at, d)| {
+            serde_json::json!({
+                "workers": d.workers,
+                "reason": d.reason,
+                "ago_ms": at.elapsed().as_millis() as u64,
+            })
+        });
+        Some(serde_json::json!({ "min": a.min, "max": a.max, "last_decision": last }))
+    }
 }
 
 /// The endpoints a re-exec hands over besides the listening sockets.

@@ -39,6 +39,10 @@ pub struct Status {
     pub sockets: Vec<SocketStatus>,
     /// Processes that fetched the sockets with `herd attach` (not supervised).
     pub attached: Vec<AttachedStatus>,
+    /// Autoscaling bounds and last decision (`{min, max, last_decision: {workers, reason,
+    /// ago_ms}}`), or null.
+    #[serde(default)]
+    pub autoscale: Option<serde_json::Value>,
 }
 
 /// A process started by `herd attach`.
@@ -195,5 +199,6 @@ pub fn snapshot(
                 sockets: a.sockets.clone(),
             })
             .collect(),
+        autoscale: None,
     }
 }

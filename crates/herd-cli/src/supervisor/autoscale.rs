@@ -1,0 +1,265 @@
+//! Autoscaling from the accept queue, as a pure state machine: samples in (connections waiting
+//! in the shared queue, how busy the workers are), decisions out (a new number of workers,
+//! with its reason). The driver samples every [`SAMPLE_EVERY`].
+//!
+//! The policy, with hysteresis:
+//! - **Up, fast**: when connections have been waiting for [`UP_AFTER`] samples in a row, add
+//!   workers at once: one per [`QUEUE_PER_WORKER`] waiting connections (at least one). Or when
+//!   the workers have been nearly all busy ([`BUSY_HIGH`]) for as long, add one. Then wait
+//!   [`UP_COOLDOWN`] for the new workers to take load before adding more.
+//! - **Down, slow**: when the queue has been empty and the workers mostly idle (below
+//!   [`BUSY_LOW`]) for [`DOWN_AFTER`], remove one worker; then wait [`DOWN_COOLDOWN`].
+//! - **Never** outside MIN..MAX, and never up while some wanted slot has no ready worker
+//!   (starting, or crashing and backing off): a crash is not a reason to scale.
+
+use std::time::{Duration, Instant};
+
+/// How often the driver samples.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// Consecutive samples with waiting connections (or busy workers) before scaling up.
+pub const UP_AFTER: u32 = 2;
+/// Waiting connections per worker added.
+pub const QUEUE_PER_WORKER: u32 = 4;
+/// Average busyness above which workers count as saturated.
+pub const BUSY_HIGH: f64 = 0.9;
+/// Average busyness below which workers count as idle.
+pub const BUSY_LOW: f64 = 0.3;
+/// Pause after scaling up.
+pub const UP_COOLDOWN: Duration = Duration::from_millis(500);
+/// How long the pool must be idle before one worker goes.
+pub const DOWN_AFTER: Duration = Duration::from_secs(5);
+/// Pause after scaling down.
+pub const DOWN_COOLDOWN: Duration = Duration::from_secs(2);
+
+/// One sample of the pool's load.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Sample {
+    /// Connections waiting in the accept queues (TCP sockets; UDP and Unix sockets have none
+    /// to read, so for them only busyness counts).
+    pub queued: u32,
+    /// Average share of the last interval the workers spent on the CPU, 0.0 to 1.0.
+    pub busy: f64,
+    /// Whether every wanted slot has a ready worker.
+    pub settled: bool,
+}
+
+/// A decision: the new number of workers and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// How many workers to run.
+    pub workers: usize,
+    /// Why, for the log and `herd status`.
+    pub reason: String,
+}
+
+/// The autoscaler's state.
+#[derive(Clone, Debug)]
+pub struct Autoscaler {
+    /// The fewest workers.
+    pub min: usize,
+    /// The most workers.
+    pub max: usize,
+    pressure: u32,
+    idle_since: Option<Instant>,
+    quiet_until: Option<Instant>,
+    /// The last decision, and when it was made.
+    pub last: Option<(Instant, Decision)>,
+}
+
+impl Autoscaler {
+    /// An autoscaler keeping the pool within `min..=max`.
+    pub fn new(min: usize, max: usize) -> Autoscaler {
+        Autoscaler {
+            min,
+            max: max.max(min),
+            pressure: 0,
+            idle_since: None,
+            quiet_until: None,
+            last: None,
+        }
+    }
+
+    /// Takes a sample of a pool of `current` workers; returns a decision when the pool should
+    /// change.
+    pub fn sample(&mut self, current: usize, sample: Sample, now: Instant) -> Option<Decision> {
+        let bounded = current.clamp(self.min, self.max);
+        if bounded != current {
+            return self.decide(
+                bounded,
+                format!("bounds are {}..{}", self.min, self.max),
+                now,
+                None,
+            );
+        }
+        let saturated = sample.queued > 0 || sample.busy >= BUSY_HIGH;
+        let idle = sample.queued == 0 && sample.busy < BUSY_LOW;
+        self.pressure = if saturated { self.pressure + 1 } else { 0 };
+        self.idle_since = if idle {
+            self.idle_since.or(Some(now))
+        } else {
+            None
+        };
+        if self.quiet_until.is_some_and(|t| now < t) {
+            return None;
+        }
+        if self.pressure >= UP_AFTER && sample.settled && current < self.max {
+            let add = if sample.queued > 0 {
+                (sample.queued / QUEUE_PER_WORKER).max(1) as usize
+            } else {
+                1
+            };
+            let workers = (current + add).min(self.max);
+            let reason = if sample.queued > 0 {
+                format!("{} connections waiting in the accept queue", sample.queued)
+            } else {
+                format!("workers {:.0}% busy", sample.busy * 100.0)
+            };
+            self.pressure = 0;
+            return self.decide(workers, reason, now, Some(UP_COOLDOWN));
+        }
+        if let Some(since) = self.idle_since {
+            if now.duration_since(since) >= DOWN_AFTER && current > self.min {
+                let reason = format!(
+                    "queue empty and workers {:.0}% busy for {}s",
+                    sample.busy * 100.0,
+                    DOWN_AFTER.as_secs()
+                );
+                self.idle_since = Some(now);
+                return self.decide(current - 1, reason, now, Some(DOWN_COOLDOWN));
+            }
+        }
+        None
+    }
+
+    fn decide(
+        &mut self,
+        workers: usize,
+        reason: String,
+        now: Instant,
+        cooldown: Option<Duration>,
+    ) -> Option<Decision> {
+        self.quiet_until = cooldown.map(|c| now + c);
+        let decision = Decision { workers, reason };
+        self.last = Some((now, decision.clone()));
+        Some(decision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued(n: u32) -> Sample {
+        Sample {
+            queued: n,
+            busy: 0.5,
+            settled: true,
+        }
+    }
+
+    const IDLE: Sample = Sample {
+        queued: 0,
+        busy: 0.05,
+        settled: true,
+    };
+
+    #[test]
+    fn a_growing_queue_scales_up_fast_within_bounds() {
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(1, 8);
+        assert_eq!(
+            a.sample(1, queued(3), t0),
+            None,
+            "one sample is not a trend"
+        );
+        let d = a.sample(1, queued(3), t0 + SAMPLE_EVERY).unwrap();
+        assert_eq!(d.workers, 2);
+        assert!(d.reason.contains("3 connections waiting"), "{}", d.reason);
+        // Cooling down: no decision for a while, however long the queue.
+        assert_eq!(a.sample(2, queued(40), t0 + 2 * SAMPLE_EVERY), None);
+        assert_eq!(a.sample(2, queued(40), t0 + 3 * SAMPLE_EVERY), None);
+        // The queue stayed long through the cooldown: right after it, several are added at
+        // once, but never beyond max.
+        let later = t0 + UP_COOLDOWN + 4 * SAMPLE_EVERY;
+        let d = a.sample(2, queued(40), later).unwrap();
+        assert_eq!(d.workers, 8);
+        assert_eq!(
+            a.sample(8, queued(40), later + 10 * UP_COOLDOWN),
+            None,
+            "at max"
+        );
+    }
+
+    #[test]
+    fn busy_workers_scale_up_too() {
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(1, 4);
+        let busy = Sample {
+            queued: 0,
+            busy: 0.95,
+            settled: true,
+        };
+        a.sample(2, busy, t0);
+        let d = a.sample(2, busy, t0 + SAMPLE_EVERY).unwrap();
+        assert_eq!(d.workers, 3);
+        assert!(d.reason.contains("95% busy"), "{}", d.reason);
+    }
+
+    #[test]
+    fn idle_pools_shrink_slowly_one_at_a_time() {
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(2, 8);
+        assert_eq!(a.sample(5, IDLE, t0), None);
+        assert_eq!(
+            a.sample(5, IDLE, t0 + DOWN_AFTER - SAMPLE_EVERY),
+            None,
+            "not idle long enough"
+        );
+        let d = a.sample(5, IDLE, t0 + DOWN_AFTER).unwrap();
+        assert_eq!(d.workers, 4);
+        // Cooldown, then another full idle period before the next step.
+        assert_eq!(a.sample(4, IDLE, t0 + DOWN_AFTER + DOWN_COOLDOWN), None);
+        let d = a.sample(4, IDLE, t0 + 2 * DOWN_AFTER).unwrap();
+        assert_eq!(d.workers, 3);
+        // Any load resets the idle clock: hysteresis.
+        assert_eq!(
+            a.sample(3, queued(0), t0 + 2 * DOWN_AFTER + DOWN_COOLDOWN),
+            None
+        );
+        assert_eq!(a.sample(3, IDLE, t0 + 3 * DOWN_AFTER), None);
+        // Never below min.
+        let mut t = t0 + 4 * DOWN_AFTER;
+        let mut workers = 3;
+        for _ in 0..10 {
+            if let Some(d) = a.sample(workers, IDLE, t) {
+                workers = d.workers;
+            }
+            t += DOWN_AFTER;
+        }
+        assert_eq!(workers, 2);
+    }
+
+    #[test]
+    fn crashes_do_not_scale() {
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(1, 8);
+        let crashing = Sample {
+            queued: 10,
+            busy: 0.0,
+            settled: false,
+        };
+        for i in 0..20 {
+            assert_eq!(a.sample(2, crashing, t0 + i * SAMPLE_EVERY), None);
+        }
+    }
+
+    #[test]
+    fn new_bounds_are_applied_at_once() {
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(4, 6);
+        assert_eq!(a.sample(2, IDLE, t0).unwrap().workers, 4);
+        let mut a = Autoscaler::new(1, 3);
+        let d = a.sample(8, IDLE, t0).unwrap();
+        assert_eq!((d.workers, d.reason.as_str()), (3, "bounds are 1..3"));
+    }
+}
