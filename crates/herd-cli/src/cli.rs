@@ -236,6 +236,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub clear_env: bool,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<std::net::SocketAddr>,
+
     /// Also allow this uid on the control socket (repeatable; herd's own uid and root always
     /// are).
     #[arg(long, value_name = "UID")]

@@ -86,6 +86,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     };
     let mut supervisor = prepare(&args, name, workers, listeners, &notify, &control_path)?;
     supervisor.set_autoscale(bounds);
+    bind_metrics(&args, &mut supervisor)?;
     log_listeners(supervisor.listeners());
     tracing::info!(path = %control.file.parts().0.display(), "control socket ready");
     tracing::info!(
@@ -128,6 +129,7 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
     let control_path = state.control.file.0.clone();
     let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
     supervisor.resume(state, reply);
+    bind_metrics(&args, &mut supervisor)?;
     if let Some(Workers::Auto(min, max)) = args.workers {
         supervisor.set_autoscale(Some((min, max)));
     }
@@ -231,6 +233,22 @@ fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
         limits,
         clear_env: args.clear_env,
     })
+}
+
+/// Binds `--metrics`, if asked.
+fn bind_metrics(args: &RunArgs, supervisor: &mut Supervisor) -> Result<(), Failure> {
+    let Some(addr) = args.metrics else {
+        return Ok(());
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot serve metrics on {addr} (--metrics): {e}; choose another address"
+        ))
+    })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(address = %bound, "metrics at http://{bound}/metrics");
+    supervisor.set_metrics(listener);
+    Ok(())
 }
 
 fn policy(args: &RunArgs, uid: u32) -> AccessPolicy {

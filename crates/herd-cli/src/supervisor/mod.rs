@@ -8,6 +8,7 @@
 //! the loop.
 
 pub mod autoscale;
+pub mod metrics;
 pub mod notify;
 pub mod pool;
 pub mod reexec;
@@ -78,6 +79,10 @@ pub struct Supervisor {
     autoscaler: Option<Autoscaler>,
     /// Each worker's CPU ticks at the last sample, for its busyness.
     cpu_seen: HashMap<u32, (u64, Instant)>,
+    /// Counters for `--metrics`.
+    counters: metrics::Counters,
+    /// The `--metrics` endpoint, until the loop serves it.
+    metrics_listener: Option<std::net::TcpListener>,
     /// The binary herd runs, re-executed by `herd reexec`.
     exe: PathBuf,
     /// A `herd reexec` request waiting to be carried out.
@@ -118,6 +123,7 @@ impl Attached {
 const ATTACHED_CHECK: Duration = Duration::from_secs(1);
 
 enum Event {
+    Scrape(metrics::Scrape),
     Autoscale,
     Reexec(Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>),
     Child,
@@ -154,6 +160,8 @@ impl Supervisor {
             takeover_failure: None,
             autoscaler: None,
             cpu_seen: HashMap::new(),
+            counters: metrics::Counters::default(),
+            metrics_listener: None,
             exe: std::env::current_exe().context("cannot find herd's own binary")?,
             pending_reexec: None,
             reexec_reply: None,
@@ -195,6 +203,14 @@ impl Supervisor {
         let listener = UnixListener::from_std(control.listener)?;
         let (requests_tx, mut requests) = mpsc::channel(64);
         let server = tokio::spawn(server::serve(listener, control.policy, requests_tx));
+        let (scrapes_tx, mut scrapes) = mpsc::channel(16);
+        if let Some(listener) = self.metrics_listener.take() {
+            listener.set_nonblocking(true)?;
+            tokio::spawn(metrics::serve(
+                tokio::net::TcpListener::from_std(listener)?,
+                scrapes_tx,
+            ));
+        }
         // A re-exec held these back across execve; the handlers are in place now.
         herd_sys::process::unblock_signals(&reexec::HELD)?;
         if self.resumed {
@@ -230,6 +246,7 @@ impl Supervisor {
                 _ = sigttin.recv() => Event::ScaleBy(1, "SIGTTIN"),
                 _ = sigttou.recv() => Event::ScaleBy(-1, "SIGTTOU"),
                 Some(request) = requests.recv() => Event::Control(request),
+                Some(scrape) = scrapes.recv() => Event::Scrape(scrape),
                 _ = notify_socket.readable() => Event::Notify,
                 _ = sleep, if deadline.is_some() => Event::Timer,
                                 _ = autoscale_sample.tick(),
@@ -239,6 +256,9 @@ impl Supervisor {
             match event {
                 Event::Child => self.reap(),
                 Event::Autoscale => self.autoscale_tick(),
+                Event::Scrape(reply) => {
+                    let _ = reply.send(metrics::render(&self.counters, &self.metrics_snapshot()));
+                }
                 Event::CheckAttached => self.attached.retain(|a| {
                     let alive = a.alive();
                     if !alive {
@@ -654,6 +674,13 @@ impl Supervisor {
                     }
                 }
                 Action::UpgradeEnded(result) => {
+                    let outcome = if result.is_ok() { "ok" } else { "failed" };
+                    self.counters
+                        .upgrades
+                        .get_or_create(&metrics::ResultLabel {
+                            result: outcome.to_string(),
+                        })
+                        .inc();
                     let response = match &result {
                         Ok(generation) => {
                             tracing::info!(
@@ -748,6 +775,22 @@ impl Supervisor {
                 tracing::debug!(pid, "reaped a process that was not a worker");
                 continue;
             };
+            let cause = if exit.stopped_for.is_some() {
+                "stopped"
+            } else if status.code().is_some() {
+                "exit"
+            } else {
+                "signal"
+            };
+            self.counters
+                .exits
+                .get_or_create(&metrics::ExitLabel {
+                    cause: cause.to_string(),
+                })
+                .inc();
+            if exit.restart_in.is_some() {
+                self.counters.restarts.inc();
+            }
             let how = describe_exit(status);
             if self.takeover.is_some()
                 && !exit.was_ready
@@ -947,6 +990,59 @@ fn complete_takeover(takeover: Takeover, control_file: &mut SocketFile) {
 }
 
 impl Supervisor {
+    /// Serves `--metrics` on `listener` once running.
+    pub fn set_metrics(&mut self, listener: std::net::TcpListener) {
+        self.metrics_listener = Some(listener);
+    }
+
+    /// The values `--metrics` reports.
+    fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let mut ready: HashMap<u64, i64> = HashMap::new();
+        for w in self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| w.state == WorkerState::Ready)
+        {
+            *ready.entry(w.generation).or_default() += 1;
+        }
+        let per_second = herd_sys::process::ticks_per_second() as f64;
+        let rss = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let kib = s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+                kib.trim().trim_end_matches("kB").trim().parse::<i64>().ok()
+            })
+            .map_or(0, |kib| kib * 1024);
+        metrics::Snapshot {
+            desired: self.pool.desired() as i64,
+            running: self.pool.workers().len() as i64,
+            ready: ready.into_iter().collect(),
+            attached: self.attached.len() as i64,
+            queues: self
+                .listeners
+                .iter()
+                .filter(|l| l.kind == "tcp")
+                .filter_map(|l| {
+                    let (waiting, max) = herd_sys::socket::accept_queue(l.fd()?).ok().flatten()?;
+                    Some((l.name.clone(), i64::from(waiting), i64::from(max)))
+                })
+                .collect(),
+            cpu: self
+                .pool
+                .workers()
+                .iter()
+                .filter_map(|w| {
+                    Some((
+                        w.slot,
+                        herd_sys::process::cpu_ticks(w.pid)? as f64 / per_second,
+                    ))
+                })
+                .collect(),
+            rss,
+        }
+    }
+
     /// Turns autoscaling on between `bounds`, or off.
     pub fn set_autoscale(&mut self, bounds: Option<(usize, usize)>) {
         self.autoscaler = bounds.map(|(min, max)| {
@@ -979,6 +1075,17 @@ impl Supervisor {
             decision.workers,
             decision.reason
         );
+        let direction = if decision.workers > current {
+            "up"
+        } else {
+            "down"
+        };
+        self.counters
+            .autoscale
+            .get_or_create(&metrics::DirectionLabel {
+                direction: direction.to_string(),
+            })
+            .inc();
         if let Err(why) = self.scale(decision.workers, "autoscale") {
             tracing::warn!("autoscale: {why}");
         }

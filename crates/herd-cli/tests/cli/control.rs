@@ -596,3 +596,69 @@ fn autoscaling_follows_the_accept_queue_up_and_back_down() {
         settled(s, 1) && s["autoscale"].is_null()
     });
 }
+
+#[test]
+fn prometheus_metrics() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    let metrics = herd.wait_event("the metrics endpoint", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("metrics at")
+    })["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let text = get(&metrics, "/metrics").unwrap();
+    for line in [
+        "herd_workers_desired 2",
+        "herd_workers_running 2",
+        "herd_workers_ready{generation=\"1\"} 2",
+        "herd_accept_queue_limit{socket=\"http\"}",
+        "herd_supervisor_resident_memory_bytes",
+        "herd_worker_cpu_seconds{slot=\"0\"}",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
+    let victim = herd.started(2)[0].1;
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_events("the replacement", 3, is_start);
+    let text = get(&metrics, "/metrics").unwrap();
+    assert!(
+        text.contains("herd_worker_exits_total{cause=\"signal\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("herd_worker_restarts_total 1"), "{text}");
+    assert!(get(&metrics, "/nope").unwrap().contains("try GET /metrics"));
+
+    // An address in use is a clear error.
+    let (code, stderr) = herd_output(&[
+        "run",
+        "--metrics",
+        &metrics,
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "true",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot serve metrics on") && stderr.contains("--metrics"),
+        "{stderr}"
+    );
+}
