@@ -49,16 +49,30 @@ fn hits(addr: &str, clients: usize, each: usize) -> (Vec<u64>, BTreeSet<u64>) {
     (numbers, pids)
 }
 
-fn check_counter(herd: &Herd, addr: &str, from: u64) -> u64 {
-    let (numbers, pids) = hits(addr, 4, 10);
+/// 40 concurrent hits: each number counted exactly once. Returns the new count.
+fn check_counter(addr: &str, from: u64) -> u64 {
+    let (numbers, _) = hits(addr, 4, 10);
     let expected: Vec<u64> = (from + 1..=from + 40).collect();
     assert_eq!(
         numbers, expected,
         "every hit counted exactly once, across workers"
     );
-    assert!(pids.len() >= 2, "answers from several workers: {pids:?}");
-    let _ = herd;
     from + 40
+}
+
+/// Rounds of hits until two different workers have counted (within the test timeout):
+/// which worker takes a connection is the kernel's choice, so no fixed count is enough.
+/// Returns the new count.
+fn several_count(addr: &str, mut from: u64) -> u64 {
+    let mut pids = BTreeSet::new();
+    wait_until("two workers to share the counter", || {
+        let (numbers, seen) = hits(addr, 4, 5);
+        assert_eq!(numbers, (from + 1..=from + 20).collect::<Vec<u64>>());
+        from += 20;
+        pids.extend(seen);
+        (pids.len() >= 2).then_some(())
+    });
+    from
 }
 
 #[test]
@@ -85,22 +99,23 @@ fn python_workers_share_a_counter_that_survives_restarts_upgrades_and_reexecs() 
     assert_eq!(status["sockets"][1]["name"], "counter");
     assert_eq!(status["sockets"][1]["kind"], "shm");
     assert_eq!(status["sockets"][1]["fd"], 4);
-    let mut count = check_counter(&herd, &addr, 0);
+    let mut count = several_count(&addr, 0);
+    count = check_counter(&addr, count);
 
     // A killed worker's successor maps the same memory.
     let victim = herd.started(3)[0].1;
     // SAFETY: kill with a worker's pid.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     herd.wait_events("the successor", 4, is_start);
-    count = check_counter(&herd, &addr, count);
+    count = check_counter(&addr, count);
 
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
-    count = check_counter(&herd, &addr, count);
+    count = check_counter(&addr, count);
 
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_eq!(code, 0, "{stderr}");
-    check_counter(&herd, &addr, count);
+    check_counter(&addr, count);
 }
 
 #[test]
@@ -123,7 +138,8 @@ fn rust_workers_count_with_atomics() {
     wait_until("3 ready workers", || {
         (herd.status()["ready"] == 3).then_some(())
     });
-    check_counter(&herd, &addr, 0);
+    let count = several_count(&addr, 0);
+    check_counter(&addr, count);
 }
 
 #[test]
@@ -161,7 +177,7 @@ fn a_takeover_hands_the_shared_memory_over() {
     wait_until("2 ready workers", || {
         (old.status()["ready"] == 2).then_some(())
     });
-    let count = check_counter(&old, &addr, 0);
+    let count = check_counter(&addr, 0);
     let control = old.control();
     let new = Herd::start_with(|_| {
         let mut cmd = herd_json();
@@ -187,5 +203,6 @@ fn a_takeover_hands_the_shared_memory_over() {
             .starts_with("takeover complete")
     });
     assert_eq!(old.wait_exit().code(), Some(0));
-    check_counter(&new, &addr, count);
+    check_counter(&addr, count);
+    drop(new);
 }
