@@ -168,10 +168,19 @@ fn a_thousand_restarts_leak_nothing() {
             .all(|&(_, state)| state != 'Z')
             .then_some(())
     });
-    assert_eq!(
-        fd_count(herd.pid()),
-        fds,
-        "herd's fd count after 1000 restarts"
+    // A control connection of the last status request may still be closing: wait for the
+    // count to settle; a leaked fd never goes away.
+    let mut now = 0;
+    let settled = (0..500).any(|_| {
+        now = fd_count(herd.pid());
+        now <= fds || {
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(
+        settled,
+        "herd holds {now} fds after 1000 restarts, {fds} before"
     );
     let grown = rss_kib(herd.pid()).saturating_sub(rss);
     assert!(

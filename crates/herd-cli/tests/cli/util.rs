@@ -143,12 +143,21 @@ impl Herd {
         if !cmd.get_envs().any(|(key, _)| key == "HERD_CONTROL") {
             cmd.env("HERD_CONTROL", dir.path().join("control.sock"));
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start herd");
+            .stderr(Stdio::piped());
+        // A binary the test just wrote can be "busy" for an instant: another test thread's
+        // child may hold the write fd between its fork and exec (a known Unix race).
+        let mut tries = 0;
+        let mut child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => break other.expect("cannot start herd"),
+            }
+        };
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(Log::default());
         let sink = Arc::clone(&log);
