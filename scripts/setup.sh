@@ -6,9 +6,14 @@ set -euo pipefail
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 
-# Debian packages: Python for the example workers, the real servers the interop tests run
-# (nginx, Go, Node.js), systemd-notify, curl for the demo.
-packages=(python3 python3-systemd python3-pip curl procps golang-go nginx-light systemd nodejs)
+# Debian packages: Python for the example workers, curl for the demo; for the tests, the real
+# servers the interop tests run (nginx, Go, Node.js), systemd-notify and python3-systemd.
+# `--demo` installs only what the demo needs.
+if [ "${1:-}" = "--demo" ]; then
+    packages=(python3 curl)
+else
+    packages=(python3 python3-systemd python3-pip curl procps golang-go nginx-light systemd nodejs util-linux)
+fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,6 +29,8 @@ if ((${#missing[@]})); then
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+[ "${1:-}" = "--demo" ] && exit 0
 
 # Python servers, pinned, for the interop tests.
 python_packages=("gunicorn==23.0.0" "uvicorn==0.32.1")
