@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -106,26 +106,7 @@ fn upgrades_and_scaling_under_load_lose_no_connection() {
     let addr = herd.address("http");
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, served, failures, addr) =
-                (stop.clone(), served.clone(), failures.clone(), addr.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match get(&addr, "/") {
-                        Ok(body) if body.starts_with("hello from pid") => {
-                            served.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(body) => failures.lock().unwrap().push(format!("bad body {body:?}")),
-                        Err(e) => failures.lock().unwrap().push(e.to_string()),
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&addr, 2, |b| b.starts_with("hello from pid"));
 
     for generation in 2..=11 {
         let (code, stdout, stderr) = herd.ctl(&["upgrade"]);
@@ -141,12 +122,7 @@ fn upgrades_and_scaling_under_load_lose_no_connection() {
             settled(s, workers)
         });
     }
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
-    let served = served.load(Ordering::Relaxed);
+    let (served, failures) = load.finish();
     assert!(
         failures.is_empty(),
         "{} of {} requests failed: {:?}",

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -61,26 +59,7 @@ fn random_kills_under_load_lose_only_requests_in_flight() {
         (herd.status()["ready"] == 4).then_some(())
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, served, failures, addr) =
-                (stop.clone(), served.clone(), failures.clone(), addr.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match get(&addr, "/") {
-                        Ok(_) => served.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            failures.lock().unwrap().push(e.to_string());
-                            0
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&addr, 2, |_| true);
     // Every 100 ms for 6 s, SIGKILL one live worker, chosen in turn.
     let mut kills = 0;
     let end = Instant::now() + Duration::from_secs(6);
@@ -97,12 +76,7 @@ fn random_kills_under_load_lose_only_requests_in_flight() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
-    let served = served.load(Ordering::Relaxed);
+    let (served, failures) = load.finish();
     // A killed single-threaded worker holds at most one request: nothing waiting in the shared
     // queue may be lost.
     assert!(

@@ -2,8 +2,6 @@
 //! binary that cannot run changes nothing.
 
 use std::os::unix::fs::PermissionsExt;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -46,26 +44,7 @@ fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
         (s["ready"] == 2).then_some(s)
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, served, failures, addr) =
-                (stop.clone(), served.clone(), failures.clone(), addr.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match get(&addr, "/") {
-                        Ok(_) => served.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            failures.lock().unwrap().push(e.to_string());
-                            0
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&addr, 2, |_| true);
     for round in 0..10 {
         let (code, stdout, stderr) = herd.ctl(&["reexec"]);
         assert_eq!(code, 0, "round {round}: {stderr}");
@@ -81,12 +60,7 @@ fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
             .unwrap_or("")
             .starts_with("re-executed")
     });
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
-    let served = served.load(Ordering::Relaxed);
+    let (served, failures) = load.finish();
     assert!(
         failures.is_empty(),
         "{} of {served} requests failed: {:?}",

@@ -1,9 +1,6 @@
 //! Takeover: one herd hands its sockets to the next, which stops the old one once its own
 //! workers are ready; nothing is dropped, and a failed takeover changes nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
 use crate::util::*;
 
 /// Starts a herd that takes over from the one at `control`, with `args` after `run`.
@@ -38,26 +35,7 @@ fn ten_takeovers_under_load_lose_no_connection() {
     let control = first.control();
     first.started(2);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = (0..2)
-        .map(|_| {
-            let (stop, served, failures, addr) =
-                (stop.clone(), served.clone(), failures.clone(), addr.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match get(&addr, "/") {
-                        Ok(_) => served.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => {
-                            failures.lock().unwrap().push(e.to_string());
-                            0
-                        }
-                    };
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(&addr, 2, |_| true);
 
     // Keep every herd (and its temporary directory) until the end.
     let mut herds = vec![first];
@@ -82,12 +60,7 @@ fn ten_takeovers_under_load_lose_no_connection() {
         assert_eq!(status_at(&control)["pid"], next.pid(), "round {round}");
         herds.push(next);
     }
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let failures = failures.lock().unwrap();
-    let served = served.load(Ordering::Relaxed);
+    let (served, failures) = load.finish();
     assert!(
         failures.is_empty(),
         "{} of {served} requests failed: {:?}",

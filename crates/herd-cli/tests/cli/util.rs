@@ -469,3 +469,63 @@ pub fn status_at(control: &str) -> Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Clients that open a new connection per request, back to back, until [`Load::finish`].
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failures: std::sync::Arc<Mutex<Vec<String>>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `clients` clients sending `GET /` to `addr`; an answer that fails `ok` counts
+    /// as a failure.
+    pub fn start(addr: &str, clients: usize, ok: fn(&str) -> bool) -> Load {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let clients = (0..clients)
+            .map(|_| {
+                let (stop, served, failures, addr) = (
+                    stop.clone(),
+                    served.clone(),
+                    failures.clone(),
+                    addr.to_string(),
+                );
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match get(&addr, "/") {
+                            Ok(body) if ok(&body) => {
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(body) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("bad answer {body:?}")),
+                            Err(e) => failures.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            served,
+            failures,
+            clients,
+        }
+    }
+
+    /// Stops the clients; returns how many requests were served and every failure.
+    pub fn finish(self) -> (usize, Vec<String>) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        for c in self.clients {
+            c.join().unwrap();
+        }
+        let failures = std::mem::take(&mut *self.failures.lock().unwrap());
+        (self.served.load(Ordering::Relaxed), failures)
+    }
+}
