@@ -64,7 +64,7 @@ def run(workers):
     phases = []
     for name, rate, seconds in PHASES:
         start = time.monotonic() - t0
-        out = subprocess.run([LOADGEN, f"127.0.0.1:{port}", str(rate), str(seconds), "32"],
+        out = subprocess.run([LOADGEN, f"127.0.0.1:{port}", str(rate), str(seconds), "--threads", "32"],
                              capture_output=True, text=True, check=True)
         phases.append((name, start, json.loads(out.stdout)))
     stop.set()

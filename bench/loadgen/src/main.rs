@@ -1,17 +1,48 @@
-//! `herd-loadgen ADDR RATE SECONDS [THREADS]`: sends `GET /` to ADDR at RATE requests per
+//! `herd-loadgen ADDR RATE SECONDS [--threads N]`: sends `GET /` to ADDR at RATE requests per
 //! second for SECONDS, a new TCP connection per request, open loop: each request has a
 //! scheduled time, and its latency is measured from that time (so a stalled server shows as
-//! latency, not as fewer requests: no coordinated omission). Prints one JSON line: requests,
-//! answers, failures by kind (refused, reset, eof, timeout, other) and latency percentiles in
-//! microseconds.
+//! latency, not as fewer requests: no coordinated omission).
+//!
+//! `--concurrency N` runs closed loop instead: N connections back to back, as fast as the
+//! server answers (RATE is then ignored; pass 0), latency measured from each connect.
+//!
+//! Prints one JSON line: requests, answers, failures by kind (refused, reset, eof, timeout,
+//! other) and latency percentiles in microseconds.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use hdrhistogram::Histogram;
 
-#[derive(Default)]
+/// Command line; see the crate documentation.
+#[derive(Parser, Debug)]
+#[command(
+    name = "herd-loadgen",
+    about = "Open-loop HTTP load: a new connection per request"
+)]
+struct Args {
+    /// Server address, HOST:PORT (e.g. 127.0.0.1:8000).
+    addr: SocketAddr,
+    /// Requests per second (open loop); ignored with --concurrency.
+    rate: f64,
+    /// How long to send, in seconds.
+    seconds: f64,
+    /// Sending threads for the open loop (enough to cover the slowest answers).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    threads: u64,
+    /// Closed loop: this many connections back to back instead of a fixed rate.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    concurrency: Option<u64>,
+    /// Per-request timeout in seconds; an answer later than this counts as "timeout".
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+}
+
+/// Answers and failures by kind.
+#[derive(Default, Debug, PartialEq, Eq)]
 struct Counts {
     ok: u64,
     refused: u64,
@@ -21,93 +52,240 @@ struct Counts {
     other: u64,
 }
 
-fn one(addr: SocketAddr) -> Result<(), &'static str> {
-    let timeout = Duration::from_secs(10);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(kind)?;
-    s.set_read_timeout(Some(timeout)).map_err(kind)?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
-        .map_err(kind)?;
+impl Counts {
+    fn record(&mut self, outcome: Result<(), Failure>) {
+        match outcome {
+            Ok(()) => self.ok += 1,
+            Err(Failure::Refused) => self.refused += 1,
+            Err(Failure::Reset) => self.reset += 1,
+            Err(Failure::Eof) => self.eof += 1,
+            Err(Failure::Timeout) => self.timeout += 1,
+            Err(Failure::Other) => self.other += 1,
+        }
+    }
+
+    fn add(&mut self, o: &Counts) {
+        self.ok += o.ok;
+        self.refused += o.refused;
+        self.reset += o.reset;
+        self.eof += o.eof;
+        self.timeout += o.timeout;
+        self.other += o.other;
+    }
+
+    fn total(&self) -> u64 {
+        self.ok + self.refused + self.reset + self.eof + self.timeout + self.other
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Refused,
+    Reset,
+    Eof,
+    Timeout,
+    Other,
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => Failure::Refused,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => Failure::Reset,
+            K::TimedOut | K::WouldBlock => Failure::Timeout,
+            K::UnexpectedEof => Failure::Eof,
+            _ => Failure::Other,
+        }
+    }
+}
+
+/// One request on a new connection; Ok when an HTTP status line came back.
+fn one(addr: SocketAddr, timeout: Duration) -> Result<(), Failure> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")?;
     let mut buf = Vec::with_capacity(256);
-    s.read_to_end(&mut buf).map_err(kind)?;
+    s.read_to_end(&mut buf)?;
     if buf.starts_with(b"HTTP/1.") {
         Ok(())
     } else {
-        Err("eof")
+        Err(Failure::Eof)
     }
 }
 
-fn kind(e: std::io::Error) -> &'static str {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "refused",
-        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => "reset",
-        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => "timeout",
-        std::io::ErrorKind::UnexpectedEof => "eof",
-        _ => "other",
-    }
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 10 min at 3 significant digits: valid bounds, so this cannot fail.
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.len() < 4 {
-        eprintln!("usage: herd-loadgen ADDR RATE SECONDS [THREADS]");
-        std::process::exit(2);
-    }
-    let addr: SocketAddr = args[1].parse().expect("ADDR is HOST:PORT");
-    let rate: f64 = args[2].parse().expect("RATE is requests per second");
-    let seconds: f64 = args[3].parse().expect("SECONDS");
-    let threads: usize = args.get(4).and_then(|t| t.parse().ok()).unwrap_or(16);
-    let total = (rate * seconds) as u64;
+fn record(hist: &mut Histogram<u64>, since: Instant) {
+    let latency = Instant::now().saturating_duration_since(since);
+    hist.saturating_record((latency.as_micros() as u64).max(1));
+}
+
+/// Open loop: request `i` is due at `start + i / rate`; thread `t` sends `t, t + threads, ...`.
+fn open_loop(args: &Args, timeout: Duration) -> (Histogram<u64>, Counts) {
+    let total = (args.rate * args.seconds) as u64;
+    let (rate, threads, addr) = (args.rate, args.threads, args.addr);
     let start = Instant::now() + Duration::from_millis(20);
-    let workers: Vec<_> = (0..threads as u64)
+    let handles: Vec<_> = (0..threads)
         .map(|t| {
             std::thread::spawn(move || {
-                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-                let mut counts = Counts::default();
+                let (mut hist, mut counts) = (histogram(), Counts::default());
                 let mut i = t;
                 while i < total {
                     let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
                     if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    match one(addr) {
-                        Ok(()) => counts.ok += 1,
-                        Err("refused") => counts.refused += 1,
-                        Err("reset") => counts.reset += 1,
-                        Err("eof") => counts.eof += 1,
-                        Err("timeout") => counts.timeout += 1,
-                        Err(_) => counts.other += 1,
-                    }
-                    let latency = Instant::now().saturating_duration_since(scheduled);
-                    let _ = hist.record((latency.as_micros() as u64).max(1));
-                    i += threads as u64;
+                    counts.record(one(addr, timeout));
+                    record(&mut hist, scheduled);
+                    i += threads;
                 }
                 (hist, counts)
             })
         })
         .collect();
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut c = Counts::default();
-    for w in workers {
-        let (h, counts) = w.join().unwrap();
-        hist.add(h).unwrap();
-        c.ok += counts.ok;
-        c.refused += counts.refused;
-        c.reset += counts.reset;
-        c.eof += counts.eof;
-        c.timeout += counts.timeout;
-        c.other += counts.other;
+    merge(handles)
+}
+
+/// Closed loop: `concurrency` threads send back to back until the time is up.
+fn closed_loop(args: &Args, concurrency: u64, timeout: Duration) -> (Histogram<u64>, Counts) {
+    let addr = args.addr;
+    let end = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let handles: Vec<_> = (0..concurrency)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let (mut hist, mut counts) = (histogram(), Counts::default());
+                while Instant::now() < end {
+                    let sent = Instant::now();
+                    counts.record(one(addr, timeout));
+                    record(&mut hist, sent);
+                }
+                (hist, counts)
+            })
+        })
+        .collect();
+    merge(handles)
+}
+
+fn merge(
+    handles: Vec<std::thread::JoinHandle<(Histogram<u64>, Counts)>>,
+) -> (Histogram<u64>, Counts) {
+    let (mut hist, mut counts) = (histogram(), Counts::default());
+    for h in handles {
+        // A sending thread only panics on a bug; say so rather than print partial numbers.
+        let (h, c) = h.join().expect("a sending thread panicked");
+        // Same bounds on both sides, so adding cannot fail.
+        hist.add(h).expect("histograms with equal bounds");
+        counts.add(&c);
     }
+    (hist, counts)
+}
+
+/// A finite number above zero.
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.concurrency.is_none() && !positive(args.rate) {
+        eprintln!("herd-loadgen: RATE must be a positive number of requests per second (or use --concurrency N)");
+        return ExitCode::from(2);
+    }
+    if !positive(args.seconds) || !positive(args.timeout) {
+        eprintln!("herd-loadgen: SECONDS and --timeout must be positive numbers of seconds");
+        return ExitCode::from(2);
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let (hist, c) = match args.concurrency {
+        Some(n) => closed_loop(&args, n, timeout),
+        None => open_loop(&args, timeout),
+    };
     println!(
-        "{{\"requests\":{total},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
+        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
+        c.total(),
         c.ok,
         c.refused,
         c.reset,
         c.eof,
         c.timeout,
         c.other,
+        args.seconds,
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
         hist.max()
     );
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A server on loopback that answers `n` connections with `reply`, then returns.
+    fn serve(n: usize, reply: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            for _ in 0..n {
+                let (mut s, _) = l.accept().unwrap();
+                let mut buf = [0u8; 256];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(reply);
+            }
+        });
+        (addr, h)
+    }
+
+    #[test]
+    fn an_answer_counts_as_ok() {
+        let (addr, h) = serve(1, b"HTTP/1.0 200 OK\r\n\r\nhi");
+        assert_eq!(one(addr, Duration::from_secs(5)), Ok(()));
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_close_without_answer_counts_as_eof() {
+        let (addr, h) = serve(1, b"");
+        assert_eq!(one(addr, Duration::from_secs(5)), Err(Failure::Eof));
+        h.join().unwrap();
+    }
+
+    #[test]
+    fn a_closed_port_counts_as_refused() {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert_eq!(one(addr, Duration::from_secs(5)), Err(Failure::Refused));
+    }
+
+    #[test]
+    fn the_open_loop_sends_every_scheduled_request() {
+        let (addr, h) = serve(20, b"HTTP/1.0 200 OK\r\n\r\n");
+        let args = Args::parse_from([
+            "herd-loadgen",
+            &addr.to_string(),
+            "200",
+            "0.1",
+            "--threads",
+            "2",
+        ]);
+        let (hist, counts) = open_loop(&args, Duration::from_secs(5));
+        assert_eq!(
+            counts,
+            Counts {
+                ok: 20,
+                ..Counts::default()
+            }
+        );
+        assert_eq!(hist.len(), 20);
+        h.join().unwrap();
+    }
 }
