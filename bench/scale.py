@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Scale and handoff benchmark (issue 7, scenarios 5 and 6).
+
+Runs herd with a small native worker (`crates/herd/examples/hello.rs`, which reports
+READY=1), scales it 1 -> 64 -> 256 at runtime and measures how long until every worker is
+ready, herd's own RSS and CPU with 1, 64 and 256 workers, idle and under an open-loop load of
+2000 new connections/s (`bench/loadgen`), and the latency of fetching the sockets over the
+control socket (the `sockets` command that `herd attach` uses, fds by SCM_RIGHTS).
+
+    cargo build --release -p herd-cli -p herd-loadgen -p herd --example hello && python3 bench/scale.py
+
+Prints the tables and writes docs/benchmarks-scale.md.
+"""
+import array
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERD = os.path.join(ROOT, "target", "release", "herd")
+LOADGEN = os.path.join(ROOT, "target", "release", "herd-loadgen")
+HELLO = os.path.join(ROOT, "target", "release", "examples", "hello")
+TICKS = os.sysconf("SC_CLK_TCK")
+WINDOW = 3.0  # seconds per CPU measurement
+HANDOFFS = 1000
+
+
+def request(control, message, fds=0):
+    """One control-protocol request; returns (result, received fds)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(control)
+        s.sendall((json.dumps({"version": 1, **message}) + "\n").encode())
+        data, got = b"", []
+        while not data.endswith(b"\n"):
+            chunk, more, _, _ = socket.recv_fds(s, 65536, 16) if fds else (s.recv(65536), [], 0, None)
+            if not chunk:
+                break
+            data += chunk
+            got += more
+        reply = json.loads(data)
+        if not reply.get("ok"):
+            raise SystemExit(f"herd said: {reply}")
+        return reply["result"], got
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def cpu_percent(pid, during):
+    """herd's CPU use (% of one core) while `during()` runs for about WINDOW seconds."""
+    before, t = cpu_ticks(pid), time.monotonic()
+    during()
+    return 100.0 * (cpu_ticks(pid) - before) / TICKS / (time.monotonic() - t)
+
+
+def wait_ready(control, n, timeout=120):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        s, _ = request(control, {"command": "status"})
+        if s["ready"] == n and s["running"] == n:
+            return time.monotonic() - start
+        time.sleep(0.005)
+    raise SystemExit(f"{n} workers were not ready within {timeout} s")
+
+
+def handoff_latency(control):
+    samples = []
+    for _ in range(HANDOFFS):
+        t = time.perf_counter()
+        result, fds = request(control, {"command": "sockets"}, fds=1)
+        samples.append(time.perf_counter() - t)
+        for fd in fds:
+            os.close(fd)
+        assert len(fds) == len(result["sockets"])
+    samples.sort()
+    return samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
+
+
+def main():
+    for path in (HERD, LOADGEN, HELLO):
+        if not os.access(path, os.X_OK):
+            raise SystemExit("build first: cargo build --release -p herd-cli -p herd-loadgen -p herd --example hello")
+    control = os.path.join(tempfile.mkdtemp(), "c.sock")
+    proc = subprocess.Popen(
+        [HERD, "--log-level", "warn", "--control", control, "run", "--workers", "1", "--ready", "notify",
+         "-b", "http=127.0.0.1:0", "--", HELLO],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(control) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        wait_ready(control, 1)
+        status, _ = request(control, {"command": "status"})
+        address = status["sockets"][0]["address"]
+        rows = []
+        for n in (1, 64, 256):
+            took = None
+            if n > 1:
+                t = time.monotonic()
+                request(control, {"command": "scale", "workers": n})
+                wait_ready(control, n)
+                took = time.monotonic() - t
+            idle = cpu_percent(proc.pid, lambda: time.sleep(WINDOW))
+            rss_idle = rss_kib(proc.pid)
+            load = {}
+
+            def run_load():
+                out = subprocess.run([LOADGEN, address, "2000", str(WINDOW), "--threads", "32"],
+                                     capture_output=True, text=True, check=True)
+                load.update(json.loads(out.stdout))
+            busy = cpu_percent(proc.pid, run_load)
+            rows.append((n, took, rss_idle, rss_kib(proc.pid), idle, busy, load["requests"] - load["ok"]))
+        p50, p99 = handoff_latency(control)
+    finally:
+        subprocess.run([HERD, "--control", control, "stop"], capture_output=True)
+        proc.wait(timeout=60)
+
+    table = ["| workers | scale-up to all ready | herd RSS idle | herd RSS under load | herd CPU idle | herd CPU under load | failed requests |",
+             "|---|---|---|---|---|---|---|"]
+    for n, took, rss_idle, rss_load, idle, busy, failed in rows:
+        took = f"{took:.2f} s" if took is not None else "(start)"
+        table.append(f"| {n} | {took} | {rss_idle / 1024:.1f} MiB | {rss_load / 1024:.1f} MiB | {idle:.1f}% | {busy:.1f}% | {failed} |")
+    handoff = ["| fetches | p50 | p99 |", "|---|---|---|", f"| {HANDOFFS} | {p50 * 1e6:.0f} µs | {p99 * 1e6:.0f} µs |"]
+    rss64 = next(r for r in rows if r[0] == 64)[2] / 1024
+    idle_max = max(r[4] for r in rows)
+    verdict = (f"Targets: supervisor RSS under 10 MiB with 64 workers: **{'met' if rss64 < 10 else 'missed'}** "
+               f"({rss64:.1f} MiB); no measurable CPU when idle: **{'met' if idle_max < 1 else 'missed'}** "
+               f"(at most {idle_max:.1f}% of a core, the resolution is one clock tick over {WINDOW:.0f} s).")
+    print("\n".join(table), "\n".join(handoff), verdict, sep="\n\n")
+    report = f"""# Benchmark: scale and socket handoff
+
+Command: `cargo build --release -p herd-cli -p herd-loadgen -p herd --example hello && python3 bench/scale.py`
+
+Machine: Linux {platform.release()}, {os.cpu_count()} cores; date {time.strftime('%Y-%m-%d')}.
+
+Method: herd runs `crates/herd/examples/hello.rs` (a single-threaded native worker that sends
+READY=1) with `--ready notify`, starting with one worker; `scale` over the control socket
+raises it to 64 and then 256, timed until `status` shows every worker running and ready. At
+each size herd's RSS (`VmRSS`) and CPU (utime + stime from `/proc/PID/stat`, as % of one core)
+are read over {WINDOW:.0f} s idle and over {WINDOW:.0f} s of open-loop load at 2000 new
+connections/s (`bench/loadgen`). The handoff is the `sockets` command that `herd attach` and
+`herd::Sockets::from_control` use: connect to the control socket, ask, receive the listening
+socket by `SCM_RIGHTS`; {HANDOFFS} times from Python, so the numbers include the client's own cost.
+
+{chr(10).join(table)}
+
+{chr(10).join(handoff)}
+
+{verdict}
+"""
+    with open(os.path.join(ROOT, "docs", "benchmarks-scale.md"), "w") as f:
+        f.write(report)
+    print("\nwrote docs/benchmarks-scale.md")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
