@@ -7,7 +7,7 @@ ready, herd's own RSS and CPU with 1, 64 and 256 workers, idle and under an open
 2000 new connections/s (`bench/loadgen`), and the latency of fetching the sockets over the
 control socket (the `sockets` command that `herd attach` uses, fds by SCM_RIGHTS).
 
-    cargo build --release -p herd-cli -p herd-loadgen -p herd --example hello && python3 bench/scale.py
+    python3 bench/scale.py   (builds what it needs: herd, herd-loadgen and the examples, release)
 
 Prints the tables and writes docs/benchmarks-scale.md.
 """
@@ -89,10 +89,15 @@ def handoff_latency(control):
     return samples[len(samples) // 2], samples[int(len(samples) * 0.99)]
 
 
+def build():
+    """Builds herd, the load generator and the worker examples (release), as cargo needs."""
+    for args in (["-p", "herd-cli", "-p", "herd-loadgen"],
+                 ["-p", "herd", "--example", "hello"]):
+        subprocess.run(["cargo", "build", "--quiet", "--release", *args], cwd=ROOT, check=True)
+
+
 def main():
-    for path in (HERD, LOADGEN, HELLO):
-        if not os.access(path, os.X_OK):
-            raise SystemExit("build first: cargo build --release -p herd-cli -p herd-loadgen -p herd --example hello")
+    build()
     control = os.path.join(tempfile.mkdtemp(), "c.sock")
     proc = subprocess.Popen(
         [HERD, "--log-level", "warn", "--control", control, "run", "--workers", "1", "--ready", "notify",
@@ -142,7 +147,7 @@ def main():
     print("\n".join(table), "\n".join(handoff), verdict, sep="\n\n")
     report = f"""# Benchmark: scale and socket handoff
 
-Command: `cargo build --release -p herd-cli -p herd-loadgen -p herd --example hello && python3 bench/scale.py`
+Command: `python3 bench/scale.py` (it builds herd, `bench/loadgen` and the example in release mode first)
 
 Machine: Linux {platform.release()}, {os.cpu_count()} cores; date {time.strftime('%Y-%m-%d')}.
 

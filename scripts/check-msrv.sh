@@ -32,7 +32,7 @@ cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
 # covers the library without it.
 sed -i -e '/^tokio = /d' -e '/^tokio = \["dep:tokio"\]/d' -e '/^\[\[example\]\]/,/^required-features/d' \
     "$work/herd/Cargo.toml"
-rm -f "$work/herd/examples/tokio_worker.rs"
+rm -f "$work"/herd/examples/tokio_*.rs
 
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_UNSTABLE_SPARSE_REGISTRY=true
 export CARGO_HOME="${MSRV_CARGO_HOME:-${TMPDIR:-/tmp}/herd-msrv-cargo}"

@@ -7,8 +7,11 @@
 //! server answers (RATE is then ignored; pass 0), latency measured from each connect.
 //!
 //! Prints one JSON line: requests, answers, failures by kind (refused, reset, eof, timeout,
-//! other) and latency percentiles in microseconds.
+//! other) and latency percentiles in microseconds. With `--shares`, also how many answers
+//! carried each distinct body, largest first (workers that answer with their pid show how
+//! the connections were spread).
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
@@ -39,12 +42,17 @@ struct Args {
     /// Per-request timeout in seconds; an answer later than this counts as "timeout".
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    /// Count the answers per distinct body ("shares" in the output).
+    #[arg(long)]
+    shares: bool,
 }
 
 /// Answers and failures by kind.
 #[derive(Default, Debug, PartialEq, Eq)]
 struct Counts {
     ok: u64,
+    /// Answers per body, when counted.
+    bodies: HashMap<Vec<u8>, u64>,
     refused: u64,
     reset: u64,
     eof: u64,
@@ -53,9 +61,14 @@ struct Counts {
 }
 
 impl Counts {
-    fn record(&mut self, outcome: Result<(), Failure>) {
+    fn record(&mut self, outcome: Result<Vec<u8>, Failure>, shares: bool) {
         match outcome {
-            Ok(()) => self.ok += 1,
+            Ok(body) => {
+                self.ok += 1;
+                if shares {
+                    *self.bodies.entry(body).or_default() += 1;
+                }
+            }
             Err(Failure::Refused) => self.refused += 1,
             Err(Failure::Reset) => self.reset += 1,
             Err(Failure::Eof) => self.eof += 1,
@@ -71,6 +84,9 @@ impl Counts {
         self.eof += o.eof;
         self.timeout += o.timeout;
         self.other += o.other;
+        for (body, n) in &o.bodies {
+            *self.bodies.entry(body.clone()).or_default() += n;
+        }
     }
 
     fn total(&self) -> u64 {
@@ -101,15 +117,19 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// One request on a new connection; Ok when an HTTP status line came back.
-fn one(addr: SocketAddr, timeout: Duration) -> Result<(), Failure> {
+/// One request on a new connection; Ok with the body when an HTTP status line came back.
+fn one(addr: SocketAddr, timeout: Duration) -> Result<Vec<u8>, Failure> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")?;
     let mut buf = Vec::with_capacity(256);
     s.read_to_end(&mut buf)?;
     if buf.starts_with(b"HTTP/1.") {
-        Ok(())
+        let body = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(0, |i| i + 4);
+        Ok(buf.split_off(body))
     } else {
         Err(Failure::Eof)
     }
@@ -128,7 +148,7 @@ fn record(hist: &mut Histogram<u64>, since: Instant) {
 /// Open loop: request `i` is due at `start + i / rate`; thread `t` sends `t, t + threads, ...`.
 fn open_loop(args: &Args, timeout: Duration) -> (Histogram<u64>, Counts) {
     let total = (args.rate * args.seconds) as u64;
-    let (rate, threads, addr) = (args.rate, args.threads, args.addr);
+    let (rate, threads, addr, shares) = (args.rate, args.threads, args.addr, args.shares);
     let start = Instant::now() + Duration::from_millis(20);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -140,7 +160,7 @@ fn open_loop(args: &Args, timeout: Duration) -> (Histogram<u64>, Counts) {
                     if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    counts.record(one(addr, timeout));
+                    counts.record(one(addr, timeout), shares);
                     record(&mut hist, scheduled);
                     i += threads;
                 }
@@ -153,7 +173,7 @@ fn open_loop(args: &Args, timeout: Duration) -> (Histogram<u64>, Counts) {
 
 /// Closed loop: `concurrency` threads send back to back until the time is up.
 fn closed_loop(args: &Args, concurrency: u64, timeout: Duration) -> (Histogram<u64>, Counts) {
-    let addr = args.addr;
+    let (addr, shares) = (args.addr, args.shares);
     let end = Instant::now() + Duration::from_secs_f64(args.seconds);
     let handles: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -161,7 +181,7 @@ fn closed_loop(args: &Args, concurrency: u64, timeout: Duration) -> (Histogram<u
                 let (mut hist, mut counts) = (histogram(), Counts::default());
                 while Instant::now() < end {
                     let sent = Instant::now();
-                    counts.record(one(addr, timeout));
+                    counts.record(one(addr, timeout), shares);
                     record(&mut hist, sent);
                 }
                 (hist, counts)
@@ -205,8 +225,22 @@ fn main() -> ExitCode {
         Some(n) => closed_loop(&args, n, timeout),
         None => open_loop(&args, timeout),
     };
+    let mut shares: Vec<u64> = c.bodies.values().copied().collect();
+    shares.sort_unstable_by(|a, b| b.cmp(a));
+    let shares = if args.shares {
+        format!(
+            ",\"shares\":[{}]",
+            shares
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
+        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{shares}}}",
         c.total(),
         c.ok,
         c.refused,
@@ -246,7 +280,7 @@ mod tests {
     #[test]
     fn an_answer_counts_as_ok() {
         let (addr, h) = serve(1, b"HTTP/1.0 200 OK\r\n\r\nhi");
-        assert_eq!(one(addr, Duration::from_secs(5)), Ok(()));
+        assert_eq!(one(addr, Duration::from_secs(5)), Ok(b"hi".to_vec()));
         h.join().unwrap();
     }
 
@@ -268,7 +302,7 @@ mod tests {
 
     #[test]
     fn the_open_loop_sends_every_scheduled_request() {
-        let (addr, h) = serve(20, b"HTTP/1.0 200 OK\r\n\r\n");
+        let (addr, h) = serve(20, b"HTTP/1.0 200 OK\r\n\r\nok");
         let args = Args::parse_from([
             "herd-loadgen",
             &addr.to_string(),
@@ -276,15 +310,12 @@ mod tests {
             "0.1",
             "--threads",
             "2",
+            "--shares",
         ]);
         let (hist, counts) = open_loop(&args, Duration::from_secs(5));
-        assert_eq!(
-            counts,
-            Counts {
-                ok: 20,
-                ..Counts::default()
-            }
-        );
+        assert_eq!(counts.ok, 20);
+        assert_eq!(counts.total(), 20);
+        assert_eq!(counts.bodies, HashMap::from([(b"ok".to_vec(), 20)]));
         assert_eq!(hist.len(), 20);
         h.join().unwrap();
     }

@@ -48,6 +48,8 @@ impl Signal {
     pub const TTOU: Signal = Signal(libc::SIGTTOU);
     /// `SIGUSR2`.
     pub const USR2: Signal = Signal(libc::SIGUSR2);
+    /// `SIGURG` (ignored by default, so a stray one is harmless).
+    pub const URG: Signal = Signal(libc::SIGURG);
 
     /// Parses `TERM`, `SIGTERM`, `sigterm` or `15`.
     pub fn from_name(text: &str) -> Option<Signal> {
@@ -429,6 +431,19 @@ pub fn caught(signal: Signal) -> bool {
     CAUGHT
         .get(signal.0 as usize)
         .map_or(false, |f| f.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// Sends `signal` to one thread of this process (`pthread_kill`), e.g. to interrupt its
+/// blocking `accept()` after [`catch`] installed a handler without `SA_RESTART`.
+pub fn signal_thread<T>(thread: &std::thread::JoinHandle<T>, signal: Signal) -> io::Result<()> {
+    use std::os::unix::thread::JoinHandleExt;
+    // SAFETY: the JoinHandle is borrowed, so the thread has not been joined and its pthread_t
+    // is still valid (a finished but unjoined thread is a valid, if ignored, target).
+    let rc = unsafe { libc::pthread_kill(thread.as_pthread_t(), signal.0) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    Ok(())
 }
 
 /// A user's ids: uid, primary gid, and all the groups it belongs to.

@@ -20,6 +20,9 @@ pub enum ErrorKind {
     /// tokio needs a non-blocking socket and the inherited one is blocking (bind it with
     /// `nonblocking`).
     Blocking,
+    /// [`BalancedListener`](crate::balanced::BalancedListener) needs a blocking socket and the
+    /// inherited one is non-blocking (bind it without `nonblocking`).
+    NonBlocking,
 }
 
 /// An error from the herd worker library.

@@ -45,6 +45,13 @@
 //! shared by every worker on the socket: setting it in one worker would make its blocking
 //! siblings' `accept()` fail with `EAGAIN`.
 //!
+//! Async workers balance badly on a shared socket: with tokio's own accept, one of 4 workers
+//! took 62% of the connections and another 3% at 2000 new connections/s
+//! (`docs/benchmarks-balance.md`). [`balanced::BalancedListener`]
+//! (`Sockets::take_balanced_tcp_listener`, on a *blocking* socket) accepts in a thread that
+//! blocks in `accept()` only while the worker waits for a connection. The kernel then hands
+//! connections to idle workers in turn: 25/25/25/25.
+//!
 //! ## Fetching sockets from a running herd
 //!
 //! A program that starts on its own can take the sockets of a running herd over its control
@@ -103,6 +110,9 @@ mod sockets;
 mod sockets_windows;
 #[cfg(all(unix, feature = "tokio"))]
 mod tokio_sockets;
+
+#[cfg(all(unix, feature = "tokio"))]
+pub mod balanced;
 #[cfg(windows)]
 pub mod windows;
 

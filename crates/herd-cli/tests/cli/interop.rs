@@ -210,12 +210,8 @@ fn systemd_notify_reports_readiness() {
     }
 }
 
-#[test]
-fn rust_tokio_worker_on_a_nonblocking_socket() {
-    let worker = Path::new(HERD)
-        .parent()
-        .unwrap()
-        .join("examples/tokio_worker");
+/// Builds the herd library's example `name`, which needs the `tokio` feature.
+fn tokio_example(name: &str) -> String {
     let status = Command::new(env!("CARGO"))
         .args([
             "build",
@@ -225,11 +221,18 @@ fn rust_tokio_worker_on_a_nonblocking_socket() {
             "--features",
             "tokio",
             "--example",
-            "tokio_worker",
+            name,
         ])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "cannot build example {name}");
+    let dir = Path::new(HERD).parent().unwrap().join("examples");
+    dir.join(name).display().to_string()
+}
+
+#[test]
+fn rust_tokio_worker_on_a_nonblocking_socket() {
+    let worker = Path::new(&tokio_example("tokio_worker")).to_path_buf();
     serve(&[&worker.display().to_string()], "tokio pid");
 
     // On a blocking socket it refuses, saying why, rather than flipping the shared mode.
@@ -246,4 +249,47 @@ fn rust_tokio_worker_on_a_nonblocking_socket() {
     assert!(refusal.contains("bind it with `nonblocking`"), "{refusal}");
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
+}
+
+/// tokio with `herd::balanced::BalancedListener` on a blocking socket: it serves, and rolling
+/// upgrades and a scale-down under load lose no connection (a worker told to stop serves
+/// what its accept thread already holds).
+#[test]
+fn rust_tokio_balanced_worker_loses_nothing_when_replaced() {
+    let worker = tokio_example("tokio_balanced");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        &worker,
+    ]);
+    let addr = herd.address("http");
+    let settled = |n: u64| {
+        move |s: &serde_json::Value| s["ready"] == n && s["running"] == n && s["desired"] == n
+    };
+    wait_until("2 ready workers", || {
+        settled(2)(&herd.status()).then_some(())
+    });
+    several_answer(&herd, || get(&addr, "/"), "tokio balanced pid");
+
+    let load = Load::start(&addr, 2, |b| b.starts_with("tokio balanced pid"));
+    for _ in 0..5 {
+        let (code, _, stderr) = herd.ctl(&["upgrade"]);
+        assert_eq!(code, 0, "upgrade failed: {stderr}");
+    }
+    herd.ctl(&["scale", "1"]);
+    wait_until("1 worker", || settled(1)(&herd.status()).then_some(()));
+    let (served, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {served} requests failed: {:?}",
+        failures.len(),
+        &failures[..]
+    );
+    assert!(served > 50, "only {served} requests were served");
 }
