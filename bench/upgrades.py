@@ -170,7 +170,7 @@ def main():
     parser.add_argument("--report", default=os.path.join(ROOT, "docs", "benchmarks-upgrades.md"))
     args = parser.parse_args()
     if not os.access(HERD, os.X_OK):
-        raise SystemExit("build first: cargo build --release")
+        raise SystemExit("build first: cargo build --release (or run bench/run, which does)")
 
     rows = []
     for name, run in [("herd upgrade (rolling)", rolling), ("naive stop and start", naive)]:
@@ -185,9 +185,13 @@ def main():
     for name, rounds, ok, failed, kinds, rate in rows:
         lines.append(f"| {name} | {rounds} | {ok} | {failed} | {kinds} | {rate:.0f} |")
     table = "\n".join(lines)
+    herd_failed = sum(failed for name, _, _, failed, _, _ in rows if name.startswith("herd"))
+    verdict = (f"Target: zero failed connections in every herd row: "
+               f"**{'met' if herd_failed == 0 else 'missed'}** ({herd_failed} failed).")
     machine = f"{platform.system()} {platform.release()}, {os.cpu_count()} cores"
     print(table)
     print(f"\nrolling upgrade of 8 workers (--ready notify, --max-surge 1): median {median:.2f}s")
+    print(verdict)
     with open(args.report, "w") as f:
         f.write(f"""# Benchmark: replacing workers under load
 
@@ -206,6 +210,8 @@ socket handover does). Then the median time of 5 rolling upgrades of 8 workers.
 
 Rolling upgrade of 8 workers (`--max-surge 1`, each new worker must send `READY=1` before its
 predecessor is stopped): median **{median:.2f} s**.
+
+{verdict}
 
 The client is Python, so the request rate measures the client as much as the workers; the
 failure counts are the point. Failures in the naive rows are connections refused while no

@@ -3,7 +3,8 @@
 //! with its reason). The driver samples every [`SAMPLE_EVERY`].
 //!
 //! The policy, with hysteresis:
-//! - **Up, fast**: when connections have been waiting for [`UP_AFTER`] samples in a row, add
+//! - **Up, fast**: when connections have been waiting for [`UP_AFTER`] samples in a row, or
+//!   at least [`QUEUE_PER_WORKER`] of them in a single sample (a long queue is not noise), add
 //!   workers at once: one per [`QUEUE_PER_WORKER`] waiting connections (at least one). Or when
 //!   the workers have been nearly all busy ([`BUSY_HIGH`]) for as long, add one. Then wait
 //!   [`UP_COOLDOWN`] for the new workers to take load before adding more.
@@ -102,7 +103,8 @@ impl Autoscaler {
         if self.quiet_until.is_some_and(|t| now < t) {
             return None;
         }
-        if self.pressure >= UP_AFTER && sample.settled && current < self.max {
+        let urgent = sample.queued >= QUEUE_PER_WORKER;
+        if (self.pressure >= UP_AFTER || urgent) && sample.settled && current < self.max {
             let add = if sample.queued > 0 {
                 (sample.queued / QUEUE_PER_WORKER).max(1) as usize
             } else {
@@ -188,6 +190,22 @@ mod tests {
             None,
             "at max"
         );
+    }
+
+    #[test]
+    fn a_long_queue_scales_up_on_the_first_sample() {
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(1, 8);
+        let d = a.sample(1, queued(8), t0).unwrap();
+        assert_eq!(d.workers, 3);
+        assert!(d.reason.contains("8 connections waiting"), "{}", d.reason);
+        // Still not while a wanted worker is not ready yet.
+        let mut b = Autoscaler::new(1, 8);
+        let unsettled = Sample {
+            settled: false,
+            ..queued(8)
+        };
+        assert_eq!(b.sample(1, unsettled, t0), None);
     }
 
     #[test]
