@@ -122,15 +122,7 @@ fn upgrades_and_scaling_under_load_lose_no_connection() {
             settled(s, workers)
         });
     }
-    let (served, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failures.len(),
-        served,
-        &failures[..]
-    );
-    assert!(served > 100, "only {served} requests were served");
+    load.finish_without_failures(100);
     let status = herd.status();
     assert_eq!(status["generation"], 11);
     assert!(status["workers"]

@@ -284,12 +284,5 @@ fn rust_tokio_balanced_worker_loses_nothing_when_replaced() {
     }
     herd.ctl(&["scale", "1"]);
     wait_until("1 worker", || settled(1)(&herd.status()).then_some(()));
-    let (served, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {served} requests failed: {:?}",
-        failures.len(),
-        &failures[..]
-    );
-    assert!(served > 50, "only {served} requests were served");
+    load.finish_without_failures(50);
 }

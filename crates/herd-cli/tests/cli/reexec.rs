@@ -60,14 +60,7 @@ fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
             .unwrap_or("")
             .starts_with("re-executed")
     });
-    let (served, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {served} requests failed: {:?}",
-        failures.len(),
-        &failures[..]
-    );
-    assert!(served > 50, "only {served} requests were served");
+    load.finish_without_failures(50);
 
     let after = herd.status();
     assert_eq!(after["pid"], before["pid"]);

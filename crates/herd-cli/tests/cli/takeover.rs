@@ -60,14 +60,7 @@ fn ten_takeovers_under_load_lose_no_connection() {
         assert_eq!(status_at(&control)["pid"], next.pid(), "round {round}");
         herds.push(next);
     }
-    let (served, failures) = load.finish();
-    assert!(
-        failures.is_empty(),
-        "{} of {served} requests failed: {:?}",
-        failures.len(),
-        &failures[..]
-    );
-    assert!(served > 50, "only {served} requests were served");
+    load.finish_without_failures(50);
     assert_eq!(
         herds.last().unwrap().address("http"),
         addr,

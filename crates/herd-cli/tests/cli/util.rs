@@ -528,4 +528,17 @@ impl Load {
         let failures = std::mem::take(&mut *self.failures.lock().unwrap());
         (self.served.load(Ordering::Relaxed), failures)
     }
+
+    /// Stops the clients and asserts that no request failed and more than `at_least` were
+    /// served.
+    pub fn finish_without_failures(self, at_least: usize) {
+        let (served, failures) = self.finish();
+        assert!(
+            failures.is_empty(),
+            "{} of {served} requests failed: {:?}",
+            failures.len(),
+            &failures[..]
+        );
+        assert!(served > at_least, "only {served} requests were served");
+    }
 }
