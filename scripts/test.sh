@@ -15,6 +15,7 @@ scripts/check-msrv.sh 2>&1 | tee "$log" || status=$?
 cargo test --workspace 2>&1 | tee -a "$log" || status=$?
 # The worker library's optional tokio feature.
 cargo test -p herd --features tokio --lib 2>&1 | tee -a "$log" || status=$?
+cargo test -p herd --features tokio --doc 2>&1 | tee -a "$log" || status=$?
 # A short fuzzing run of every parser (HERD_SKIP_FUZZ=1 skips it).
 if [ -z "${HERD_SKIP_FUZZ:-}" ]; then
     scripts/fuzz.sh || status=$?
