@@ -30,18 +30,6 @@ fn hello_notify(workers: &str) -> Herd {
     ])
 }
 
-/// Polls `herd status` until `pred` holds.
-fn wait_status(herd: &Herd, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    wait_until(what, || {
-        let status = herd.status();
-        pred(&status).then_some(status)
-    })
-}
-
-fn settled(status: &Value, workers: u64) -> bool {
-    status["ready"] == workers && status["running"] == workers && status["desired"] == workers
-}
-
 #[test]
 fn status_and_scale_round_trips() {
     let herd = hello_notify("2");

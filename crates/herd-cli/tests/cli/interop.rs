@@ -269,12 +269,7 @@ fn rust_tokio_balanced_worker_loses_nothing_when_replaced() {
         &worker,
     ]);
     let addr = herd.address("http");
-    let settled = |n: u64| {
-        move |s: &serde_json::Value| s["ready"] == n && s["running"] == n && s["desired"] == n
-    };
-    wait_until("2 ready workers", || {
-        settled(2)(&herd.status()).then_some(())
-    });
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     several_answer(&herd, || get(&addr, "/"), "tokio balanced pid");
 
     let load = Load::start(&addr, 2, |b| b.starts_with("tokio balanced pid"));
@@ -283,6 +278,6 @@ fn rust_tokio_balanced_worker_loses_nothing_when_replaced() {
         assert_eq!(code, 0, "upgrade failed: {stderr}");
     }
     herd.ctl(&["scale", "1"]);
-    wait_until("1 worker", || settled(1)(&herd.status()).then_some(()));
+    wait_status(&herd, "1 worker", |s| settled(s, 1));
     load.finish_without_failures(50);
 }

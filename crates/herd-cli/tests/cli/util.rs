@@ -542,3 +542,16 @@ impl Load {
         assert!(served > at_least, "only {served} requests were served");
     }
 }
+
+/// Polls `herd status` until `pred` holds.
+pub fn wait_status(herd: &Herd, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_until(what, || {
+        let status = herd.status();
+        pred(&status).then_some(status)
+    })
+}
+
+/// Whether `status` shows exactly `workers` workers wanted, running and ready.
+pub fn settled(status: &Value, workers: u64) -> bool {
+    status["ready"] == workers && status["running"] == workers && status["desired"] == workers
+}
