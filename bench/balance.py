@@ -12,12 +12,13 @@ open loop at 2000 new connections/s, and closed loop with 8 connections back to 
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from herdctl import status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELEASE = os.path.join(ROOT, "target", "release")
@@ -32,19 +33,6 @@ SETUPS = [
 ]
 LOADS = [("open loop 2000/s", ["2000", str(SECONDS), "--threads", "32"]),
          ("closed loop, 8 connections", ["0", str(SECONDS), "--concurrency", "8"])]
-
-
-def status(control):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(control)
-        s.sendall(b'{"version": 1, "command": "status"}\n')
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data)["result"]
 
 
 def run(options, command):

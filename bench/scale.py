@@ -11,15 +11,15 @@ control socket (the `sockets` command that `herd attach` uses, fds by SCM_RIGHTS
 
 Prints the tables and writes docs/benchmarks-scale.md.
 """
-import array
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+from herdctl import request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERD = os.path.join(ROOT, "target", "release", "herd")
@@ -28,24 +28,6 @@ HELLO = os.path.join(ROOT, "target", "release", "examples", "hello")
 TICKS = os.sysconf("SC_CLK_TCK")
 WINDOW = 3.0  # seconds per CPU measurement
 HANDOFFS = 1000
-
-
-def request(control, message, fds=0):
-    """One control-protocol request; returns (result, received fds)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(control)
-        s.sendall((json.dumps({"version": 1, **message}) + "\n").encode())
-        data, got = b"", []
-        while not data.endswith(b"\n"):
-            chunk, more, _, _ = socket.recv_fds(s, 65536, 16) if fds else (s.recv(65536), [], 0, None)
-            if not chunk:
-                break
-            data += chunk
-            got += more
-        reply = json.loads(data)
-        if not reply.get("ok"):
-            raise SystemExit(f"herd said: {reply}")
-        return reply["result"], got
 
 
 def cpu_ticks(pid):
@@ -80,7 +62,7 @@ def handoff_latency(control):
     samples = []
     for _ in range(HANDOFFS):
         t = time.perf_counter()
-        result, fds = request(control, {"command": "sockets"}, fds=1)
+        result, fds = request(control, {"command": "sockets"}, fds=True)
         samples.append(time.perf_counter() - t)
         for fd in fds:
             os.close(fd)
