@@ -33,6 +33,10 @@
 //! blocked `accept()` returns `EINTR`). It also returns any connection the thread accepted
 //! that [`accept`](BalancedListener::accept) did not take yet. Serve those, then exit; every
 //! other connection stays in the shared queue for the other workers.
+//!
+//! Limits: the `SIGURG` handler is process-wide, so a program that uses `SIGURG` itself should
+//! not use this listener. `close` (and `Drop`) blocks until the accept thread has exited,
+//! typically a few hundred microseconds; after 2 s it gives up and leaves the thread detached.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
