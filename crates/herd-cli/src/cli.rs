@@ -169,6 +169,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME=SIZE")]
     pub shm: Vec<ShmSpec>,
 
+    /// How workers share each TCP socket herd binds: `shared` (one socket and one accept queue
+    /// for all; an idle worker takes the next client) or `reuseport` (one SO_REUSEPORT socket
+    /// and queue per worker slot; the kernel spreads new connections over the ready workers).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = Balance::Shared)]
+    pub balance: Balance,
+
     /// How many workers to run: N, or MIN..MAX to autoscale from the accept queue and the
     /// workers' busyness [default: the number of CPUs available to herd].
     #[arg(short, long, value_name = "N|MIN..MAX", value_parser = parse_workers)]
@@ -273,6 +279,15 @@ pub enum ReadyMode {
     Delay(Duration),
     /// When it sends READY=1.
     Notify,
+}
+
+/// How the workers share a TCP socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Balance {
+    /// One socket, one accept queue for every worker.
+    Shared,
+    /// One SO_REUSEPORT socket, and accept queue, per worker slot.
+    Reuseport,
 }
 
 /// Log verbosity.

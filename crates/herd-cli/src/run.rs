@@ -7,12 +7,12 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::cli::{ReadyMode, RunArgs, Workers};
+use crate::cli::{Balance, ReadyMode, RunArgs, Workers};
 use crate::command::{WorkerCommand, WorkerOptions};
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
-use crate::spec::{self, Listener, SocketFile};
+use crate::spec::{self, Listener, SlotSockets, SocketFile};
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
 use crate::supervisor::reexec;
@@ -25,6 +25,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         return resume(args, name, restored);
     }
     check_names(&args)?;
+    check_balance(&args)?;
     control_path::check_name(name).map_err(Failure::Usage)?;
     let (workers, bounds) = match args
         .workers
@@ -73,7 +74,8 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     } else {
         NotifySocket::bind(&notify_path, uid)?
     };
-    let listeners = spec::bind_all(&args.binds, &args.shm, inherited)?;
+    let reuseport = args.balance == Balance::Reuseport;
+    let listeners = spec::bind_all(&args.binds, &args.shm, inherited, reuseport)?;
     let control_path = control;
     let takeover = args.takeover.clone().map(|old| Takeover {
         old,
@@ -107,16 +109,24 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
         control,
         notify,
         listeners: fds,
+        groups,
         reply,
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
     let listeners: Vec<Listener> = state
         .listeners
         .iter()
-        .zip(fds)
-        .map(|(l, fd)| {
-            let socket_file = l.file.clone().map(file);
-            Listener::restore(l.name.clone(), &l.kind, l.address.clone(), fd, socket_file)
+        .zip(fds.into_iter().zip(groups))
+        .map(|(l, (fd, rest))| match &l.group {
+            Some(g) => {
+                let sockets = std::iter::once(fd).chain(rest).collect();
+                let group = SlotSockets::restore(sockets, g.address, g.options);
+                Listener::restore_group(l.name.clone(), l.address.clone(), group)
+            }
+            None => {
+                let socket_file = l.file.clone().map(file);
+                Listener::restore(l.name.clone(), &l.kind, l.address.clone(), fd, socket_file)
+            }
         })
         .collect();
     let notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;
@@ -306,12 +316,43 @@ fn check_names(args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `--balance reuseport` needs a TCP socket herd binds itself (and Linux, for steering), and
+/// cannot be combined with `--takeover`.
+fn check_balance(args: &RunArgs) -> Result<(), Failure> {
+    if args.balance != Balance::Reuseport {
+        return Ok(());
+    }
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return Err(Failure::Usage(
+            "--balance reuseport needs Linux (it steers connections with a reuseport BPF \
+             program); use --balance shared"
+                .to_string(),
+        ));
+    }
+    if args.takeover.is_some() {
+        return Err(Failure::Usage(
+            "--balance reuseport cannot be combined with --takeover: per-worker sockets cannot \
+             be handed over; replace herd's binary with `herd reexec` instead"
+                .to_string(),
+        ));
+    }
+    if !args.binds.iter().any(|b| b.address.kind() == "tcp") {
+        return Err(Failure::Usage(
+            "--balance reuseport applies to TCP sockets herd binds, and no --bind is one; \
+             add a TCP --bind or drop --balance"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn log_listeners(listeners: &[Listener]) {
     for (i, l) in listeners.iter().enumerate() {
         tracing::info!(
             name = %l.name,
             address = %l.address,
             kind = %l.kind,
+            balance = if l.group().is_some() { "reuseport" } else { "shared" },
                         fd = herd::LISTEN_FDS_START + i as i32,
             "{} {}",
             if l.kind == "shm" { "shared memory" } else { "listening on" },

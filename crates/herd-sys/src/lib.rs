@@ -13,6 +13,8 @@
 //!   `SO_ACCEPTCONN`).
 //! - [`process`]: signals by name, signalling a worker's process group, reaping children.
 //! - [`notify`]: sending and receiving `sd_notify` datagrams.
+//! - [`reuseport`]: steering an `SO_REUSEPORT` group's connections among its sockets
+//!   (Linux).
 //! - [`shm`]: sealed anonymous shared memory, and mapping it.
 //!
 //! On Windows, where there is no fork and socket handles are not reliably inheritable:
@@ -32,6 +34,8 @@ pub mod fdpass;
 pub mod notify;
 #[cfg(unix)]
 pub mod process;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub mod reuseport;
 #[cfg(unix)]
 pub mod shm;
 #[cfg(unix)]

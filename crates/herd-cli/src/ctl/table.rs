@@ -93,6 +93,12 @@ pub fn render(status: &Status) -> String {
             (Some(q), Some(limit)) => format!("{q}/{limit}"),
             _ => "-".into(),
         };
+        let queue = if s.slot_queues.is_empty() {
+            queue
+        } else {
+            let slots: Vec<String> = s.slot_queues.iter().map(u32::to_string).collect();
+            format!("{queue} (reuseport, per slot: {})", slots.join(" "))
+        };
         rows.push([
             s.name.clone(),
             s.fd.to_string(),

@@ -12,6 +12,7 @@ use super::handover::{self, Inherited};
 use super::inherit::{self, Passed};
 use super::names;
 use super::parse::{Address, BindSpec, Host, HostPort};
+use super::reuseport::{GroupOptions, SlotSockets};
 use super::shm::ShmSpec;
 use super::socket_file::{self, SocketFile};
 
@@ -25,8 +26,10 @@ pub struct Listener {
     /// Where it is bound, with the real port (`127.0.0.1:41234`, `unix:/run/app.sock`).
     pub address: String,
     /// The socket (or shared memory); `None` once herd closed its copy (workers may still
-    /// hold theirs).
+    /// hold theirs), and for per-slot sockets.
     fd: Option<OwnedFd>,
+    /// Under `--balance reuseport`, one socket per worker slot instead of `fd`.
+    group: Option<SlotSockets>,
     /// Removes the socket file when the listener is dropped (Unix paths only).
     _file: Option<SocketFile>,
 }
@@ -51,7 +54,20 @@ impl Listener {
             kind,
             address,
             fd: Some(fd),
+            group: None,
             _file: file,
+        }
+    }
+
+    /// A per-slot listener restored after a re-exec.
+    pub fn restore_group(name: String, address: String, group: SlotSockets) -> Listener {
+        Listener {
+            name,
+            kind: "tcp",
+            address,
+            fd: None,
+            group: Some(group),
+            _file: None,
         }
     }
 
@@ -60,14 +76,56 @@ impl Listener {
         self._file.as_ref()
     }
 
-    /// The socket's fd, to hand to workers; `None` once closed.
+    /// The socket's fd (slot 0's, for per-slot sockets); `None` once closed.
     pub fn fd(&self) -> Option<BorrowedFd<'_>> {
-        self.fd.as_ref().map(|s| s.as_fd())
+        match &self.group {
+            Some(group) => group.get(0),
+            None => self.fd.as_ref().map(|s| s.as_fd()),
+        }
     }
 
-    /// Closes herd's copy of the socket; the socket file stays until the listener is dropped.
+    /// The per-slot sockets, under `--balance reuseport`.
+    pub fn group(&self) -> Option<&SlotSockets> {
+        self.group.as_ref()
+    }
+
+    /// The per-slot sockets, to bind more or steer them.
+    pub fn group_mut(&mut self) -> Option<&mut SlotSockets> {
+        self.group.as_mut()
+    }
+
+    /// The fd for slot `slot`'s worker: its own socket under `--balance reuseport` (bound
+    /// first if needed), else the one socket.
+    pub fn fd_for_slot(&mut self, slot: usize) -> anyhow::Result<Option<BorrowedFd<'_>>> {
+        match &mut self.group {
+            Some(group) => {
+                group.ensure(slot)?;
+                Ok(group.get(slot))
+            }
+            None => Ok(self.fd.as_ref().map(|s| s.as_fd())),
+        }
+    }
+
+    /// A TCP socket's accept queue, `(waiting, limit)`, summed over the per-slot sockets.
+    pub fn accept_queue(&self) -> Option<(u32, u32)> {
+        if self.kind != "tcp" {
+            return None;
+        }
+        let queue = |fd| herd_sys::socket::accept_queue(fd).ok().flatten();
+        match &self.group {
+            Some(group) => group
+                .sockets()
+                .filter_map(queue)
+                .reduce(|a, b| (a.0 + b.0, a.1 + b.1)),
+            None => queue(self.fd.as_ref()?.as_fd()),
+        }
+    }
+
+    /// Closes herd's copy of the socket (every per-slot socket); the socket file stays until
+    /// the listener is dropped.
     pub fn close(&mut self) {
         self.fd = None;
+        self.group = None;
     }
 }
 
@@ -77,10 +135,14 @@ impl Listener {
 ///
 /// With `inherited` (a takeover), each spec first looks for its socket among them; without
 /// any spec, every inherited socket is taken as it is.
+///
+/// With `reuseport`, each TCP socket herd binds itself is the first of a per-slot group
+/// ([`SlotSockets`]).
 pub fn bind_all(
     specs: &[BindSpec],
     shm: &[ShmSpec],
     mut inherited: Vec<Inherited>,
+    reuseport: bool,
 ) -> anyhow::Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
     if specs.is_empty() && shm.is_empty() {
@@ -118,6 +180,7 @@ pub fn bind_all(
                         kind,
                         address,
                         fd: Some(fd),
+                        group: None,
                         _file: None,
                     });
                 }
@@ -133,7 +196,9 @@ pub fn bind_all(
                     listeners.push(listener);
                     continue;
                 }
-                let (socket, address, port, file) = bind_one(spec).with_context(context)?;
+                let per_slot = reuseport && matches!(spec.address, Address::Tcp(_));
+                let (socket, address, port, file) =
+                    bind_one(spec, per_slot).with_context(context)?;
                 let name = match &spec.name {
                     Some(name) => name.clone(),
                     None => {
@@ -142,11 +207,22 @@ pub fn bind_all(
                         names::unique(names::default_name(&spec.address, port), &taken)
                     }
                 };
+                let (fd, group) = if per_slot {
+                    let local = socket
+                        .local_addr()?
+                        .as_socket()
+                        .ok_or_else(|| anyhow!("bound socket has no IP address"))?;
+                    let group = SlotSockets::new(socket.into(), local, group_options(spec));
+                    (None, Some(group))
+                } else {
+                    (Some(OwnedFd::from(socket)), None)
+                };
                 listeners.push(Listener {
                     name,
                     kind: spec.address.kind(),
                     address,
-                    fd: Some(OwnedFd::from(socket)),
+                    fd,
+                    group,
                     _file: file,
                 });
             }
@@ -190,6 +266,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
         kind: "shm",
         address: format!("shm:{}", spec.size),
         fd: Some(fd),
+        group: None,
         _file: None,
     })
 }
@@ -203,6 +280,7 @@ impl Listener {
             kind,
             address,
             fd: Some(socket.fd),
+            group: None,
             _file: None,
         })
     }
@@ -210,10 +288,10 @@ impl Listener {
 
 type Bound = (Socket, String, Option<u16>, Option<SocketFile>);
 
-fn bind_one(spec: &BindSpec) -> anyhow::Result<Bound> {
+fn bind_one(spec: &BindSpec, reuseport: bool) -> anyhow::Result<Bound> {
     match &spec.address {
-        Address::Tcp(hp) => bind_ip(spec, hp, Type::STREAM),
-        Address::Udp(hp) => bind_ip(spec, hp, Type::DGRAM),
+        Address::Tcp(hp) => bind_ip(spec, hp, Type::STREAM, reuseport),
+        Address::Udp(hp) => bind_ip(spec, hp, Type::DGRAM, false),
         Address::UnixPath(path) => {
             socket_file::prepare(path)?;
             let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
@@ -246,7 +324,7 @@ fn bind_one(spec: &BindSpec) -> anyhow::Result<Bound> {
     }
 }
 
-fn bind_ip(spec: &BindSpec, hp: &HostPort, ty: Type) -> anyhow::Result<Bound> {
+fn bind_ip(spec: &BindSpec, hp: &HostPort, ty: Type, reuseport: bool) -> anyhow::Result<Bound> {
     let protocol = if ty == Type::STREAM {
         Protocol::TCP
     } else {
@@ -292,6 +370,9 @@ fn bind_ip(spec: &BindSpec, hp: &HostPort, ty: Type) -> anyhow::Result<Bound> {
         if spec.options.nodelay {
             socket.set_tcp_nodelay(true)?;
         }
+        if reuseport {
+            socket.set_reuse_port(true)?;
+        }
     }
     socket
         .bind(&requested.into())
@@ -311,6 +392,16 @@ fn bind_ip(spec: &BindSpec, hp: &HostPort, ty: Type) -> anyhow::Result<Bound> {
         format!("udp://{local}")
     };
     Ok((socket, shown, Some(local.port()), None))
+}
+
+/// How the per-slot sockets of `spec` are made.
+fn group_options(spec: &BindSpec) -> GroupOptions {
+    GroupOptions {
+        backlog: spec.options.backlog.unwrap_or_else(somaxconn),
+        nodelay: spec.options.nodelay,
+        nonblocking: spec.options.nonblocking,
+        v6only: spec.options.v6only,
+    }
 }
 
 fn listen(socket: &Socket, spec: &BindSpec) -> anyhow::Result<()> {

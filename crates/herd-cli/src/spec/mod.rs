@@ -5,6 +5,7 @@ mod handover;
 mod inherit;
 mod names;
 mod parse;
+mod reuseport;
 mod shm;
 mod socket_file;
 
@@ -12,5 +13,6 @@ pub use bind::{bind_all, Listener};
 pub use handover::Inherited;
 pub use inherit::claim_early as claim_passed_sockets;
 pub use parse::{BindSpec, MAX_UNIX_PATH};
+pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;
 pub use socket_file::{prepare as prepare_socket_path, SocketFile};

@@ -8,6 +8,7 @@
 //! the loop.
 
 pub mod autoscale;
+pub mod balance;
 pub mod metrics;
 pub mod notify;
 pub mod pool;
@@ -97,6 +98,8 @@ pub struct Supervisor {
     /// Workers already logged as ready.
     announced_ready: HashSet<u32>,
     notify_log: RateLimit,
+    /// Stop signals held back while reuseport slots drain.
+    drains: balance::Drains,
 }
 
 /// A process that fetched the sockets with `herd attach`: not a child, not supervised, but
@@ -168,6 +171,7 @@ impl Supervisor {
             resumed: false,
             announced_ready: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
+            drains: balance::Drains::default(),
         })
     }
 
@@ -227,6 +231,8 @@ impl Supervisor {
         autoscale_sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut attached_check = tokio::time::interval(ATTACHED_CHECK);
         attached_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut drain_check = tokio::time::interval(balance::DRAIN_CHECK);
+        drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
@@ -252,6 +258,7 @@ impl Supervisor {
                                 _ = autoscale_sample.tick(),
                     if self.autoscaler.is_some() && !self.pool.is_stopping() => Event::Autoscale,
                                 _ = attached_check.tick(), if !self.attached.is_empty() => Event::CheckAttached,
+                _ = drain_check.tick(), if !self.drains.is_empty() => Event::Timer,
             };
             match event {
                 Event::Child => self.reap(),
@@ -303,6 +310,8 @@ impl Supervisor {
             }
             let actions = self.pool.due(Instant::now());
             self.apply(actions, false);
+            balance::steer(&mut self.listeners, &self.pool);
+            self.drains.release(&self.listeners, &self.pool);
             self.announce_ready();
             if self.takeover.is_some() && self.failure.is_none() && !self.pool.is_stopping() {
                 if let Some(why) = self.takeover_failure.take() {
@@ -361,6 +370,7 @@ impl Supervisor {
         } else {
             tracing::info!(signal = reason, "stopping at once: killing every worker");
         }
+        self.drains.release_all(&self.pool);
         // herd's own copies of the sockets close now: once the workers have closed theirs,
         // new clients are refused at once instead of waiting in a queue nobody serves.
         for listener in &mut self.listeners {
@@ -503,6 +513,14 @@ impl Supervisor {
         let refuse = |code, why: String| Reply::from(Response::error(code, why));
         if self.pool.is_stopping() {
             return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
+        }
+        if !attach && self.listeners.iter().any(|l| l.group().is_some()) {
+            return refuse(
+                ErrorCode::InvalidArgument,
+                "this herd runs with --balance reuseport, whose per-worker sockets cannot be \
+                 taken over; replace its binary with `herd reexec` instead"
+                    .to_string(),
+            );
         }
         if let Some(unknown) = only
             .iter()
@@ -658,6 +676,13 @@ impl Supervisor {
                 } => {
                     // Signals only ever go to the pool's own workers.
                     let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
+                    if reason == Reason::ScaleDown
+                        && self.listeners.iter().any(|l| l.group().is_some())
+                    {
+                        let grace = self.pool.config().grace;
+                        self.drains.hold(pid, slot, signal, group, grace);
+                        continue;
+                    }
                     match reason {
                         Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
                             tracing::warn!(slot, pid, "killing worker: {}", reason.describe());
@@ -715,12 +740,24 @@ impl Supervisor {
 
     fn spawn(&mut self, slot: usize, generation: u64, first_generation: bool) -> Vec<Action> {
         let now = Instant::now();
-        let fds: Option<Vec<BorrowedFd<'_>>> = self.listeners.iter().map(Listener::fd).collect();
-        let result = match fds {
-            Some(fds) => self
+        let bound = self
+            .listeners
+            .iter_mut()
+            .try_for_each(|l| l.fd_for_slot(slot).map(|_| ()));
+        let fds: Option<Vec<BorrowedFd<'_>>> = self
+            .listeners
+            .iter()
+            .map(|l| l.group().map_or_else(|| l.fd(), |g| g.get(slot)))
+            .collect();
+        let result = match (bound, fds) {
+            (Ok(()), Some(fds)) => self
                 .command
                 .spawn(slot, generation, &fds, self.stdin.as_fd()),
-            None => Err(crate::command::StartError {
+            (Err(e), _) => Err(crate::command::StartError {
+                cannot_execute: false,
+                message: format!("{e:#}"),
+            }),
+            (Ok(()), None) => Err(crate::command::StartError {
                 cannot_execute: false,
                 message: "the sockets are closed".to_string(),
             }),
@@ -1022,9 +1059,8 @@ impl Supervisor {
             queues: self
                 .listeners
                 .iter()
-                .filter(|l| l.kind == "tcp")
                 .filter_map(|l| {
-                    let (waiting, max) = herd_sys::socket::accept_queue(l.fd()?).ok().flatten()?;
+                    let (waiting, max) = l.accept_queue()?;
                     Some((l.name.clone(), i64::from(waiting), i64::from(max)))
                 })
                 .collect(),
@@ -1095,8 +1131,7 @@ impl Supervisor {
     fn queued(&self) -> u32 {
         self.listeners
             .iter()
-            .filter(|l| l.kind == "tcp")
-            .filter_map(|l| herd_sys::socket::accept_queue(l.fd()?).ok().flatten())
+            .filter_map(Listener::accept_queue)
             .map(|(waiting, _)| waiting)
             .sum()
     }
@@ -1217,12 +1252,22 @@ impl Supervisor {
                 return refuse(reply, ErrorCode::Stopping, "herd is stopping".to_string());
             };
             keep.push(fd);
+            let group = l.group().map(|g| {
+                let rest: Vec<BorrowedFd<'_>> = g.sockets().skip(1).collect();
+                keep.extend(&rest);
+                reexec::SavedGroup {
+                    address: g.address(),
+                    options: g.options(),
+                    fds: rest.iter().map(AsRawFd::as_raw_fd).collect(),
+                }
+            });
             listeners.push(reexec::SavedListener {
                 name: l.name.clone(),
                 kind: l.kind.to_string(),
                 address: l.address.clone(),
                 fd: fd.as_raw_fd(),
                 file: l.file().map(reexec::file_parts),
+                group,
             });
         }
         keep.extend(connection.as_ref().map(AsFd::as_fd));

@@ -80,6 +80,20 @@ pub struct SavedListener {
     pub fd: RawFd,
     /// Its socket file, if herd created one.
     pub file: Option<(PathBuf, u64, u64)>,
+    /// Under `--balance reuseport`: the sockets of slots 1 and up (`fd` is slot 0's).
+    #[serde(default)]
+    pub group: Option<SavedGroup>,
+}
+
+/// The per-slot sockets of a `--balance reuseport` listener.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedGroup {
+    /// Where every socket is bound.
+    pub address: std::net::SocketAddr,
+    /// How they are made.
+    pub options: crate::spec::GroupOptions,
+    /// The fd numbers of slots 1 and up, in slot order.
+    pub fds: Vec<RawFd>,
 }
 
 /// An attached process.
@@ -159,6 +173,8 @@ pub struct Restored {
     pub notify: OwnedFd,
     /// The listening sockets, in order.
     pub listeners: Vec<OwnedFd>,
+    /// For each listening socket, the sockets of its slots 1 and up (empty unless per-slot).
+    pub groups: Vec<Vec<OwnedFd>>,
     /// The waiting client's connection.
     pub reply: Option<OwnedFd>,
 }
@@ -183,7 +199,16 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
         .iter()
         .map(|l| claim(l.fd))
         .collect::<anyhow::Result<_>>()?;
+    let groups = state
+        .listeners
+        .iter()
+        .map(|l| {
+            let fds = l.group.as_ref().map_or(&[][..], |g| &g.fds[..]);
+            fds.iter().map(|&fd| claim(fd)).collect()
+        })
+        .collect::<anyhow::Result<_>>()?;
     Ok(Some(Restored {
+        groups,
         control: claim(state.control.fd)?,
         notify: claim(state.notify.fd)?,
         listeners,

@@ -107,6 +107,16 @@ pub struct SocketStatus {
     pub queue: Option<u32>,
     /// The accept queue's limit (TCP on Linux).
     pub queue_limit: Option<u32>,
+    /// `shared`, or `reuseport` for one socket per worker slot.
+    #[serde(default = "shared")]
+    pub balance: String,
+    /// Under `reuseport`, each slot's waiting connections, in slot order (`queue` is the sum).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slot_queues: Vec<u32>,
+}
+
+fn shared() -> String {
+    "shared".to_string()
 }
 
 /// Builds the snapshot.
@@ -163,10 +173,7 @@ pub fn snapshot(
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let queue = match (l.kind, l.fd()) {
-                ("tcp", Some(fd)) => herd_sys::socket::accept_queue(fd).ok().flatten(),
-                _ => None,
-            };
+            let queue = l.accept_queue();
             SocketStatus {
                 name: l.name.clone(),
                 address: l.address.clone(),
@@ -174,6 +181,17 @@ pub fn snapshot(
                 fd: herd::LISTEN_FDS_START + i as i32,
                 queue: queue.map(|q| q.0),
                 queue_limit: queue.map(|q| q.1),
+                balance: if l.group().is_some() {
+                    "reuseport"
+                } else {
+                    "shared"
+                }
+                .to_string(),
+                slot_queues: l.group().map_or_else(Vec::new, |g| {
+                    (0..g.sockets().count())
+                        .map(|slot| g.queued(slot))
+                        .collect()
+                }),
             }
         })
         .collect();

@@ -1,6 +1,7 @@
 //! Integration tests: the real `herd` binary with real workers, on loopback and Unix sockets in
 //! temporary directories. Every wait has a deadline.
 
+mod balance;
 mod control;
 mod errors;
 mod faults;

@@ -1,0 +1,152 @@
+//! `--balance reuseport` at run time: which slots' sockets get new connections, and draining a
+//! slot's queue before its worker is told to stop.
+//!
+//! New connections go to the slots below the desired count that have a ready worker (all of
+//! them until one is ready), so a crashed worker's slot gets nothing new while its successor
+//! starts, and the connections already in its queue wait for that successor. A worker scaled
+//! away gets its stop signal only once its slot is out of rotation and its queue is empty (or
+//! after [`DRAIN_LIMIT`]), because closing a reuseport socket resets what waits in it, and
+//! Linux moves those connections to a sibling only with `net.ipv4.tcp_migrate_req=1`.
+
+use std::time::{Duration, Instant};
+
+use herd_sys::process::{self, Signal};
+
+use super::pool::{Pool, WorkerState};
+use crate::spec::Listener;
+
+/// How long a slot stays out of rotation before its worker may stop: a handshake that began
+/// before the slot was left out still completes into its queue for about one round trip.
+pub const DRAIN_SETTLE: Duration = Duration::from_millis(250);
+
+/// The longest a stop signal waits for the slot's queue to empty (at most half the grace
+/// period).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// How often the queues of draining slots are looked at.
+pub const DRAIN_CHECK: Duration = Duration::from_millis(20);
+
+/// Points every per-slot group at the slots that should get new connections. Errors are
+/// logged (once per change) and leave the previous steering in place.
+pub fn steer(listeners: &mut [Listener], pool: &Pool) {
+    if listeners.iter().all(|l| l.group().is_none()) {
+        return;
+    }
+    let desired = pool.desired();
+    let ready: Vec<usize> = (0..desired)
+        .filter(|&slot| {
+            pool.workers()
+                .iter()
+                .any(|w| w.slot == slot && w.state == WorkerState::Ready)
+        })
+        .collect();
+    let slots = if ready.is_empty() {
+        (0..desired).collect()
+    } else {
+        ready
+    };
+    for l in listeners {
+        if let Some(group) = l.group_mut() {
+            if let Err(e) = group.steer(&slots) {
+                tracing::warn!(socket = %l.name, "cannot steer the reuseport sockets: {e}");
+            }
+        }
+    }
+}
+
+/// A stop signal held back until the worker's slot has drained.
+#[derive(Debug)]
+struct Held {
+    pid: u32,
+    slot: usize,
+    signal: Signal,
+    group: bool,
+    since: Instant,
+    limit: Duration,
+}
+
+/// Stop signals held back while slots drain.
+#[derive(Debug, Default)]
+pub struct Drains {
+    held: Vec<Held>,
+}
+
+impl Drains {
+    /// Whether any signal is held back.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
+    }
+
+    /// Holds back `signal` for the worker `pid` of `slot` until the slot drains.
+    pub fn hold(&mut self, pid: u32, slot: usize, signal: Signal, group: bool, grace: Duration) {
+        tracing::debug!(
+            slot,
+            pid,
+            "draining the slot's queue before stopping its worker"
+        );
+        self.held.push(Held {
+            pid,
+            slot,
+            signal,
+            group,
+            since: Instant::now(),
+            limit: DRAIN_LIMIT.min(grace / 2),
+        });
+    }
+
+    /// Sends the signals whose slot has drained (or waited long enough); forgets those whose
+    /// worker is gone or already past its stop.
+    pub fn release(&mut self, listeners: &[Listener], pool: &Pool) {
+        let now = Instant::now();
+        self.held.retain(|h| {
+            let stopping = pool
+                .worker(h.pid)
+                .is_some_and(|w| matches!(w.state, WorkerState::Stopping { killed: false, .. }));
+            if !stopping {
+                return false;
+            }
+            let waited = now.saturating_duration_since(h.since);
+            let queued: u32 = listeners
+                .iter()
+                .filter_map(Listener::group)
+                .map(|g| g.queued(h.slot))
+                .sum();
+            if (waited >= DRAIN_SETTLE && queued == 0) || waited >= h.limit {
+                if queued > 0 {
+                    tracing::warn!(
+                        slot = h.slot,
+                        pid = h.pid,
+                        queued,
+                        "the slot's queue did not drain in time; stopping its worker anyway"
+                    );
+                }
+                send(h);
+                return false;
+            }
+            true
+        });
+    }
+
+    /// Sends every held signal now (herd is stopping), to the workers still waiting for it.
+    pub fn release_all(&mut self, pool: &Pool) {
+        for h in self.held.drain(..) {
+            if pool
+                .worker(h.pid)
+                .is_some_and(|w| matches!(w.state, WorkerState::Stopping { killed: false, .. }))
+            {
+                send(&h);
+            }
+        }
+    }
+}
+
+fn send(h: &Held) {
+    let sent = if h.group {
+        process::signal_group(h.pid, h.signal)
+    } else {
+        process::signal_process(h.pid, h.signal)
+    };
+    if let Err(e) = sent {
+        tracing::warn!(slot = h.slot, pid = h.pid, "cannot send {}: {e}", h.signal);
+    }
+}

@@ -1,0 +1,168 @@
+//! `--balance reuseport`: one socket and accept queue per worker slot, kept across restarts,
+//! upgrades and re-execs, drained before a slot is scaled away.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::util::*;
+
+fn reuseport_hello(workers: &str) -> Herd {
+    Herd::start(&[
+        "run",
+        "--balance",
+        "reuseport",
+        "-w",
+        workers,
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ])
+}
+
+/// Each slot's socket, as the kernel names it (`socket:[INODE]`), read from its worker's fd 3.
+fn slot_sockets(status: &serde_json::Value) -> BTreeMap<u64, String> {
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let pid = w["pid"].as_u64().unwrap();
+            let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
+            (w["slot"].as_u64().unwrap(), link.display().to_string())
+        })
+        .collect()
+}
+
+/// Which worker pids answer `n` requests.
+fn answering(addr: &str, n: usize) -> BTreeSet<String> {
+    (0..n)
+        .map(|_| {
+            let body = get(addr, "/").unwrap();
+            body.split(',').next().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn reuseport_slots_keep_their_sockets_and_lose_nothing_under_changes() {
+    let herd = reuseport_hello("4");
+    let addr = herd.address("http");
+    let status = wait_status(&herd, "4 ready workers", |s| settled(s, 4));
+    let socket = &status["sockets"][0];
+    assert_eq!(socket["balance"], "reuseport", "{socket}");
+    assert_eq!(
+        socket["slot_queues"].as_array().unwrap().len(),
+        4,
+        "{socket}"
+    );
+    let sockets = slot_sockets(&status);
+    let distinct: BTreeSet<&String> = sockets.values().collect();
+    assert_eq!(distinct.len(), 4, "one socket per slot: {sockets:?}");
+    assert_eq!(
+        answering(&addr, 200).len(),
+        4,
+        "every worker gets connections"
+    );
+
+    // A killed worker loses what it was serving, so this one is killed before the load.
+    let victim = status["workers"][1]["pid"].as_u64().unwrap();
+    // SAFETY: a plain kill(2) of a worker this test started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    wait_status(&herd, "the killed worker replaced", |s| {
+        settled(s, 4)
+            && s["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|w| w["pid"] != victim)
+    });
+
+    let load = Load::start(&addr, 2, |b| b.starts_with("hello from pid"));
+    for workers in [1, 4] {
+        herd.ctl(&["scale", &workers.to_string()]);
+        wait_status(&herd, &format!("{workers} workers"), |s| {
+            settled(s, workers)
+        });
+    }
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    load.finish_without_failures(100);
+
+    let after = wait_status(&herd, "4 ready workers", |s| settled(s, 4));
+    assert_eq!(after["generation"], 2);
+    assert_eq!(
+        slot_sockets(&after),
+        sockets,
+        "each slot keeps its socket across a kill, an upgrade, scaling and a re-exec"
+    );
+    assert_eq!(
+        answering(&addr, 200).len(),
+        4,
+        "every worker gets connections"
+    );
+}
+
+#[test]
+fn reuseport_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let unix = format!("unix:{}", dir.path().join("s.sock").display());
+    assert_fails(
+        &["run", "--balance", "reuseport", "-b", &unix, "--", "true"],
+        2,
+        "applies to TCP sockets",
+    );
+    assert!(!dir.path().join("s.sock").exists());
+    assert_fails(
+        &[
+            "run",
+            "--balance",
+            "reuseport",
+            "--takeover",
+            "/nonexistent",
+            "--",
+            "true",
+        ],
+        2,
+        "cannot be combined with --takeover",
+    );
+    assert_fails(
+        &["run", "--balance", "spread", "-b", ":0", "--", "true"],
+        2,
+        "invalid value 'spread'",
+    );
+}
+
+#[test]
+fn a_reuseport_herd_refuses_a_takeover_and_keeps_serving() {
+    let old = reuseport_hello("1");
+    let addr = old.address("http");
+    wait_status(&old, "1 ready worker", |s| settled(s, 1));
+    let control = old.control();
+    let mut new = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("HERD_CONTROL", &control).args([
+            "run",
+            "--takeover",
+            &control,
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    assert_eq!(new.wait_exit().code(), Some(1));
+    assert!(
+        new.lines()
+            .iter()
+            .any(|l| matches!(l, Line::Text(t) if t.contains("herd reexec"))),
+        "{:?}",
+        new.lines()
+    );
+    assert_eq!(old.status()["pid"], old.pid(), "the old herd is untouched");
+    assert!(get(&addr, "/").unwrap().starts_with("hello from pid"));
+}
