@@ -10,18 +10,26 @@
 //! other) and latency percentiles in microseconds. With `--shares`, also how many answers
 //! carried each distinct body, largest first (workers that answer with their pid show how
 //! the connections were spread).
+//!
+//! `--long-every N` asks for `/long` in one request of every N (and `/` otherwise), and
+//! reports the latency of the two kinds separately (`short` and `long`). `--keep-alive`
+//! (closed loop only) sends the requests of each connection over one HTTP/1.1 connection.
+//! `--until-eof` stops sending when standard input closes (SECONDS is then the most it
+//! sends), so that a script can keep the load up exactly as long as its changes take; the
+//! output's `seconds` is then how long it really sent.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
 
 /// Command line; see the crate documentation.
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(
     name = "herd-loadgen",
     about = "Open-loop HTTP load: a new connection per request"
@@ -45,6 +53,80 @@ struct Args {
     /// Count the answers per distinct body ("shares" in the output).
     #[arg(long)]
     shares: bool,
+    /// Ask for /long in one request of every N; report short and long latency apart.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    long_every: Option<u64>,
+    /// Closed loop over persistent HTTP/1.1 connections (needs --concurrency).
+    #[arg(long, requires = "concurrency")]
+    keep_alive: bool,
+    /// Stop when standard input reaches end of file (or after SECONDS, whichever is first).
+    #[arg(long)]
+    until_eof: bool,
+}
+
+/// Set when standard input closed, with `--until-eof`.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+
+fn stopped() -> bool {
+    STOPPED.load(Ordering::Relaxed)
+}
+
+impl Args {
+    fn path(&self, i: u64) -> &'static str {
+        match self.long_every {
+            Some(n) if i % n == 0 => "/long",
+            _ => "/",
+        }
+    }
+}
+
+/// Latency histograms: every request, and short and long ones apart.
+struct Latency {
+    all: Histogram<u64>,
+    short: Histogram<u64>,
+    long: Histogram<u64>,
+}
+
+impl Latency {
+    fn new() -> Latency {
+        Latency {
+            all: histogram(),
+            short: histogram(),
+            long: histogram(),
+        }
+    }
+
+    fn record(&mut self, since: Instant, path: &str) {
+        let us = (Instant::now().saturating_duration_since(since).as_micros() as u64).max(1);
+        self.all.saturating_record(us);
+        let kind = if path == "/long" {
+            &mut self.long
+        } else {
+            &mut self.short
+        };
+        kind.saturating_record(us);
+    }
+
+    fn add(&mut self, o: Latency) {
+        // Same bounds on every side, so adding cannot fail.
+        self.all.add(o.all).expect("histograms with equal bounds");
+        self.short
+            .add(o.short)
+            .expect("histograms with equal bounds");
+        self.long.add(o.long).expect("histograms with equal bounds");
+    }
+}
+
+/// `{"n":..,"p50_us":..,"p99_us":..,"p999_us":..,"max_us":..}`.
+fn percentiles(h: &Histogram<u64>) -> String {
+    format!(
+        "{{\"n\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}}}",
+        h.len(),
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999),
+        h.max()
+    )
 }
 
 /// Answers and failures by kind.
@@ -118,10 +200,10 @@ impl From<std::io::Error> for Failure {
 }
 
 /// One request on a new connection; Ok with the body when an HTTP status line came back.
-fn one(addr: SocketAddr, timeout: Duration) -> Result<Vec<u8>, Failure> {
+fn one(addr: SocketAddr, timeout: Duration, path: &str) -> Result<Vec<u8>, Failure> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
-    s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())?;
     let mut buf = Vec::with_capacity(256);
     s.read_to_end(&mut buf)?;
     if buf.starts_with(b"HTTP/1.") {
@@ -140,31 +222,78 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-fn record(hist: &mut Histogram<u64>, since: Instant) {
-    let latency = Instant::now().saturating_duration_since(since);
-    hist.saturating_record((latency.as_micros() as u64).max(1));
+/// A persistent HTTP/1.1 connection.
+struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl KeepAlive {
+    fn connect(addr: SocketAddr, timeout: Duration) -> Result<KeepAlive, Failure> {
+        let s = TcpStream::connect_timeout(&addr, timeout)?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_nodelay(true)?;
+        Ok(KeepAlive {
+            reader: BufReader::new(s.try_clone()?),
+            writer: s,
+        })
+    }
+
+    /// One request; the answer must carry a Content-Length and keep the connection open.
+    fn request(&mut self, path: &str) -> Result<Vec<u8>, Failure> {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        self.writer.write_all(request.as_bytes())?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 || !line.starts_with("HTTP/1.") {
+            return Err(Failure::Eof);
+        }
+        let (mut length, mut close) = (None, false);
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(Failure::Eof);
+            }
+            if line == "\r\n" {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            if let Some(v) = lower.strip_prefix("content-length:") {
+                length = v.trim().parse::<usize>().ok();
+            } else if lower.starts_with("connection:") && lower.contains("close") {
+                close = true;
+            }
+        }
+        let mut body = vec![0; length.ok_or(Failure::Other)?];
+        self.reader.read_exact(&mut body)?;
+        if close {
+            return Err(Failure::Eof);
+        }
+        Ok(body)
+    }
 }
 
 /// Open loop: request `i` is due at `start + i / rate`; thread `t` sends `t, t + threads, ...`.
-fn open_loop(args: &Args, timeout: Duration) -> (Histogram<u64>, Counts) {
+fn open_loop(args: &Args, timeout: Duration) -> (Latency, Counts) {
     let total = (args.rate * args.seconds) as u64;
     let (rate, threads, addr, shares) = (args.rate, args.threads, args.addr, args.shares);
     let start = Instant::now() + Duration::from_millis(20);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
+            let args = args.clone();
             std::thread::spawn(move || {
-                let (mut hist, mut counts) = (histogram(), Counts::default());
+                let (mut latency, mut counts) = (Latency::new(), Counts::default());
                 let mut i = t;
-                while i < total {
+                while i < total && !stopped() {
                     let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
                     if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    counts.record(one(addr, timeout), shares);
-                    record(&mut hist, scheduled);
+                    let path = args.path(i);
+                    counts.record(one(addr, timeout, path), shares);
+                    latency.record(scheduled, path);
                     i += threads;
                 }
-                (hist, counts)
+                (latency, counts)
             })
         })
         .collect();
@@ -172,37 +301,52 @@ fn open_loop(args: &Args, timeout: Duration) -> (Histogram<u64>, Counts) {
 }
 
 /// Closed loop: `concurrency` threads send back to back until the time is up.
-fn closed_loop(args: &Args, concurrency: u64, timeout: Duration) -> (Histogram<u64>, Counts) {
-    let (addr, shares) = (args.addr, args.shares);
+/// With `--keep-alive`, a failed request's connection is replaced by a new one.
+fn closed_loop(args: &Args, concurrency: u64, timeout: Duration) -> (Latency, Counts) {
+    let (addr, shares, keep_alive) = (args.addr, args.shares, args.keep_alive);
     let end = Instant::now() + Duration::from_secs_f64(args.seconds);
     let handles: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|t| {
+            let args = args.clone();
             std::thread::spawn(move || {
-                let (mut hist, mut counts) = (histogram(), Counts::default());
-                while Instant::now() < end {
-                    let sent = Instant::now();
-                    counts.record(one(addr, timeout), shares);
-                    record(&mut hist, sent);
+                let (mut latency, mut counts) = (Latency::new(), Counts::default());
+                let mut conn: Option<KeepAlive> = None;
+                let mut i = t;
+                while Instant::now() < end && !stopped() {
+                    let (sent, path) = (Instant::now(), args.path(i));
+                    let outcome = if keep_alive {
+                        let result = match conn.take() {
+                            Some(c) => Ok(c),
+                            None => KeepAlive::connect(addr, timeout),
+                        }
+                        .and_then(|mut c| c.request(path).map(|body| (c, body)));
+                        result.map(|(c, body)| {
+                            conn = Some(c);
+                            body
+                        })
+                    } else {
+                        one(addr, timeout, path)
+                    };
+                    counts.record(outcome, shares);
+                    latency.record(sent, path);
+                    i += concurrency;
                 }
-                (hist, counts)
+                (latency, counts)
             })
         })
         .collect();
     merge(handles)
 }
 
-fn merge(
-    handles: Vec<std::thread::JoinHandle<(Histogram<u64>, Counts)>>,
-) -> (Histogram<u64>, Counts) {
-    let (mut hist, mut counts) = (histogram(), Counts::default());
+fn merge(handles: Vec<std::thread::JoinHandle<(Latency, Counts)>>) -> (Latency, Counts) {
+    let (mut latency, mut counts) = (Latency::new(), Counts::default());
     for h in handles {
         // A sending thread only panics on a bug; say so rather than print partial numbers.
-        let (h, c) = h.join().expect("a sending thread panicked");
-        // Same bounds on both sides, so adding cannot fail.
-        hist.add(h).expect("histograms with equal bounds");
+        let (l, c) = h.join().expect("a sending thread panicked");
+        latency.add(l);
         counts.add(&c);
     }
-    (hist, counts)
+    (latency, counts)
 }
 
 /// A finite number above zero.
@@ -221,7 +365,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let timeout = Duration::from_secs_f64(args.timeout);
-    let (hist, c) = match args.concurrency {
+    if args.until_eof {
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            STOPPED.store(true, Ordering::Relaxed);
+        });
+    }
+    let began = Instant::now();
+    let (latency, c) = match args.concurrency {
         Some(n) => closed_loop(&args, n, timeout),
         None => open_loop(&args, timeout),
     };
@@ -239,8 +390,18 @@ fn main() -> ExitCode {
     } else {
         String::new()
     };
+    let kinds = if args.long_every.is_some() {
+        format!(
+            ",\"short\":{},\"long\":{}",
+            percentiles(&latency.short),
+            percentiles(&latency.long)
+        )
+    } else {
+        String::new()
+    };
+    let hist = &latency.all;
     println!(
-        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{shares}}}",
+        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{shares}{kinds}}}",
         c.total(),
         c.ok,
         c.refused,
@@ -248,7 +409,11 @@ fn main() -> ExitCode {
         c.eof,
         c.timeout,
         c.other,
-        args.seconds,
+        if args.until_eof {
+            (began.elapsed().as_secs_f64() * 100.0).round() / 100.0
+        } else {
+            args.seconds
+        },
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
@@ -280,14 +445,14 @@ mod tests {
     #[test]
     fn an_answer_counts_as_ok() {
         let (addr, h) = serve(1, b"HTTP/1.0 200 OK\r\n\r\nhi");
-        assert_eq!(one(addr, Duration::from_secs(5)), Ok(b"hi".to_vec()));
+        assert_eq!(one(addr, Duration::from_secs(5), "/"), Ok(b"hi".to_vec()));
         h.join().unwrap();
     }
 
     #[test]
     fn a_close_without_answer_counts_as_eof() {
         let (addr, h) = serve(1, b"");
-        assert_eq!(one(addr, Duration::from_secs(5)), Err(Failure::Eof));
+        assert_eq!(one(addr, Duration::from_secs(5), "/"), Err(Failure::Eof));
         h.join().unwrap();
     }
 
@@ -297,7 +462,56 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        assert_eq!(one(addr, Duration::from_secs(5)), Err(Failure::Refused));
+        assert_eq!(
+            one(addr, Duration::from_secs(5), "/"),
+            Err(Failure::Refused)
+        );
+    }
+
+    #[test]
+    fn one_request_in_n_is_long() {
+        let args = Args::parse_from([
+            "herd-loadgen",
+            "127.0.0.1:1",
+            "1",
+            "1",
+            "--long-every",
+            "10",
+        ]);
+        let paths: Vec<&str> = (0..20).map(|i| args.path(i)).collect();
+        assert_eq!(paths.iter().filter(|p| **p == "/long").count(), 2);
+        assert_eq!(
+            Args::parse_from(["herd-loadgen", "127.0.0.1:1", "1", "1"]).path(0),
+            "/"
+        );
+    }
+
+    #[test]
+    fn keep_alive_sends_many_requests_on_one_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut s = s;
+            for i in 0..3 {
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 0 && !line.ends_with("\r\n\r\n") {}
+                let body = format!("n{i}");
+                let close = if i == 2 { "Connection: close\r\n" } else { "" };
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n{close}\r\n");
+                s.write_all((head + &body).as_bytes()).unwrap();
+            }
+        });
+        let mut c = KeepAlive::connect(addr, Duration::from_secs(5)).unwrap();
+        assert_eq!(c.request("/"), Ok(b"n0".to_vec()));
+        assert_eq!(c.request("/long"), Ok(b"n1".to_vec()));
+        assert_eq!(
+            c.request("/"),
+            Err(Failure::Eof),
+            "a closing answer ends the connection"
+        );
+        h.join().unwrap();
     }
 
     #[test]
@@ -312,11 +526,11 @@ mod tests {
             "2",
             "--shares",
         ]);
-        let (hist, counts) = open_loop(&args, Duration::from_secs(5));
+        let (latency, counts) = open_loop(&args, Duration::from_secs(5));
         assert_eq!(counts.ok, 20);
         assert_eq!(counts.total(), 20);
         assert_eq!(counts.bodies, HashMap::from([(b"ok".to_vec(), 20)]));
-        assert_eq!(hist.len(), 20);
+        assert_eq!(latency.all.len(), 20);
         h.join().unwrap();
     }
 }

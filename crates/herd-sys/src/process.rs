@@ -207,6 +207,19 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(user + system)
 }
 
+/// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`), to burn an exact amount
+/// of CPU in benchmark workers.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own; this clock exists on every Unix
+    // herd supports, and on failure `ts` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`cpu_ticks`].
 pub fn ticks_per_second() -> u64 {
     // SAFETY: sysconf takes an integer and returns one.
