@@ -5,7 +5,7 @@ A CPU-bound worker (bench/cpu_worker.py, about 1 ms of CPU per request) under an
 load from bench/loadgen (a new connection per request, latency from each request's scheduled
 time): low, then high enough to need every core, then low again. For `--workers 1`,
 `--workers 8` and `--workers 1..8`: p99 latency per phase, worker-seconds used, and how long
-autoscaling takes to react. Prints a table and writes docs/benchmarks-autoscale.md with an SVG
+autoscaling takes to react. Prints a table and writes its report (see bench/run) with an SVG
 plot of queue length and worker count over time.
 
     cargo build --release -p herd-cli -p herd-loadgen && python3 bench/autoscale.py
@@ -20,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from common import figure, report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERD = os.path.join(ROOT, "target", "release", "herd")
@@ -117,10 +119,9 @@ def main():
                f"at most 60% of its worker-seconds: **{'met' if ws_ok else 'missed'}**.")
     table, sums = "\n".join(rows), "\n".join(summary)
     print(table, sums, verdict, sep="\n\n")
-    docs = os.path.join(ROOT, "docs")
-    with open(os.path.join(docs, "autoscale.svg"), "w") as f:
+    with open(figure("autoscale"), "w") as f:
         f.write(svg(auto["samples"]))
-    with open(os.path.join(docs, "benchmarks-autoscale.md"), "w") as f:
+    with open(report("autoscale"), "w") as f:
         f.write(f"""# Benchmark: autoscaling under a step load
 
 Command: `cargo build --release -p herd-cli -p herd-loadgen && python3 bench/autoscale.py` (or `bench/run autoscale`)
@@ -151,7 +152,7 @@ A queue of 4 or more now scales up on the first sample.
 
 ![queue length and workers over time, --workers 1..8](autoscale.svg)
 """)
-    print("\nwrote docs/benchmarks-autoscale.md and docs/autoscale.svg")
+    print(f"\nwrote {report('autoscale')} and {figure('autoscale')}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ control socket (the `sockets` command that `herd attach` uses, fds by SCM_RIGHTS
 
     python3 bench/scale.py   (builds what it needs: herd, herd-loadgen and the examples, release)
 
-Prints the tables and writes docs/benchmarks-scale.md.
+Prints the tables and writes its report (see bench/run).
 """
 import json
 import os
@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from common import report as report_path
 from herdctl import request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,9 +149,9 @@ socket by `SCM_RIGHTS`; {HANDOFFS} times from Python, so the numbers include the
 
 {verdict}
 """
-    with open(os.path.join(ROOT, "docs", "benchmarks-scale.md"), "w") as f:
+    with open(report_path("scale"), "w") as f:
         f.write(report)
-    print("\nwrote docs/benchmarks-scale.md")
+    print(f"\nwrote {report_path('scale')}")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ fn stopped() -> bool {
 impl Args {
     fn path(&self, i: u64) -> &'static str {
         match self.long_every {
-            Some(n) if i % n == 0 => "/long",
+            Some(n) if i.is_multiple_of(n) => "/long",
             _ => "/",
         }
     }

@@ -47,10 +47,12 @@
 //!
 //! Async workers balance badly on a shared socket: with tokio's own accept, one of 4 workers
 //! took 62% of the connections and another 3% at 2000 new connections/s
-//! (`docs/benchmarks-balance.md`). [`balanced::BalancedListener`]
-//! (`Sockets::take_balanced_tcp_listener`, on a *blocking* socket) accepts in a thread that
-//! blocks in `accept()` only while the worker waits for a connection. The kernel then hands
-//! connections to idle workers in turn: 25/25/25/25.
+//! (`docs/benchmarks.md`). Two remedies: run plain tokio workers under `herd run --balance
+//! reuseport` (a socket and queue per worker, 25/25/25/25 at full speed), or use
+//! [`balanced::BalancedListener`] (`Sockets::take_balanced_tcp_listener`, on a *blocking*
+//! shared socket), which accepts in a thread that blocks in `accept()` only while the worker
+//! waits for a connection. The kernel then hands connections to idle workers in turn:
+//! 25/25/25/25, and no client waits behind a busy worker while another is idle.
 //!
 //! ## Fetching sockets from a running herd
 //!

@@ -1231,7 +1231,8 @@ impl Supervisor {
                 let _ = reply.send(Response::error(code, why).into());
             }
         };
-        let busy = self.takeover.is_some() || self.failure.is_some();
+        // Stop signals held back while reuseport slots drain would not survive the exec.
+        let busy = self.takeover.is_some() || self.failure.is_some() || !self.drains.is_empty();
         let pool = match self.pool.export(Instant::now()) {
             Some(pool) if !busy => pool,
             _ => {
@@ -1240,7 +1241,7 @@ impl Supervisor {
                 } else {
                     ErrorCode::Busy
                 };
-                let why = "cannot re-execute while herd is stopping, upgrading, starting workers or taking over; try again".to_string();
+                let why = "cannot re-execute while herd is stopping, upgrading, starting workers, draining a slot or taking over; try again".to_string();
                 return refuse(reply, code, why);
             }
         };
