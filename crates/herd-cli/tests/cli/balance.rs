@@ -108,6 +108,50 @@ fn reuseport_slots_keep_their_sockets_and_lose_nothing_under_changes() {
 }
 
 #[test]
+fn scaling_down_a_reuseport_slot_first_serves_what_waits_in_its_queue() {
+    let herd = Herd::start(&[
+        "run",
+        "--env",
+        "SLOW_MS=100",
+        "--balance",
+        "reuseport",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+        "python3",
+        &worker("slow.py"),
+    ]);
+    let addr = herd.address("http");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    // 40 connections at once, 100 ms of work each: both slots' queues fill up.
+    let clients: Vec<std::net::TcpStream> = (0..40)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let queued = wait_status(&herd, "connections queued in slot 1", |s| {
+        s["sockets"][0]["slot_queues"][1].as_u64().unwrap_or(0) > 2
+    });
+    herd.ctl(&["scale", "1"]);
+    // Every client is answered, those queued in slot 1 too: its worker gets the stop signal
+    // only once its queue is empty.
+    for mut c in clients {
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut c, &mut answer)
+            .unwrap_or_else(|e| panic!("a queued client was not answered ({e}); {queued}"));
+        assert!(answer.contains("slow pid"), "{answer:?}");
+    }
+    wait_status(&herd, "1 worker", |s| settled(s, 1));
+}
+
+#[test]
 fn reuseport_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let unix = format!("unix:{}", dir.path().join("s.sock").display());

@@ -543,12 +543,20 @@ impl Load {
     }
 }
 
-/// Polls `herd status` until `pred` holds.
+/// Polls `herd status` until `pred` holds; a timeout shows the last status.
 pub fn wait_status(herd: &Herd, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    wait_until(what, || {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
         let status = herd.status();
-        pred(&status).then_some(status)
-    })
+        if pred(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last status: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Whether `status` shows exactly `workers` workers wanted, running and ready.
