@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and tests the worker-side crates (herd, herd-sys) with Debian's rustc 1.63, their
-# declared rust-version, for Linux, and for Windows (x86_64-pc-windows-gnu, cross-compiled with
+# declared rust-version, for Linux, and for Windows (with `herd run` for Windows, herd-cli's
+# src/windows.rs) (x86_64-pc-windows-gnu, cross-compiled with
 # mingw-w64) with the tests run under Wine (see ../shared/WINDOWS.md). They are copied into a workspace of their own, because the main
 # workspace's other members need a newer Rust; scripts/msrv/Cargo.lock (lockfile v3, which
 # cargo 1.65 reads) pins dependencies that still support 1.63 (libc 0.2.186 needs 1.65);
@@ -23,9 +24,13 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -r "$root/crates/herd" "$root/crates/herd-sys" "$work/"
+cp -r "$root/crates/herd" "$root/crates/herd-sys" "$root/crates/herd-cli" "$work/"
+# herd-cli is built for Windows only, where `herd run` is src/windows.rs on the worker
+# library: its manifest loses the Unix supervisor's dependencies.
+sed -i '/^# Everything below is the Unix/,$d' "$work/herd-cli/Cargo.toml"
+rm -rf "$work/herd-cli/examples"  # interop servers for the Unix tests
 # The main manifest's shared sections, with the members and paths of this smaller workspace.
-sed -e 's|^members = .*|members = ["herd-sys", "herd"]|' -e '/^default-members/d' \
+sed -e 's|^members = .*|members = ["herd-sys", "herd", "herd-cli"]|' -e '/^default-members/d' \
     -e 's|path = "crates/|path = "|' -e '/^\[profile/,$d' "$root/Cargo.toml" > "$work/Cargo.toml"
 cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
 # The optional `tokio` feature needs a newer Rust than 1.63 (tokio's own minimum): the check
@@ -43,7 +48,7 @@ if [ "${1:-}" = "--update-lock" ]; then
     (cd "$work" && /usr/bin/cargo update --quiet && /usr/bin/cargo update --quiet -p libc --precise 0.2.180)
     cp "$work/Cargo.lock" "$root/scripts/msrv/Cargo.lock"
 fi
-(cd "$work" && /usr/bin/cargo test --locked --quiet)
+(cd "$work" && /usr/bin/cargo test --locked --quiet --workspace --exclude herd-cli)
 
 # Windows, under Wine: a prefix of its own, started once and stopped at the end.
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc

@@ -12,6 +12,8 @@
 //! - [`exit`]: one-line errors and exit codes.
 
 #![allow(missing_docs)]
+// The Unix supervisor; on Windows the binary is src/windows.rs alone.
+#![cfg(unix)]
 
 pub mod cli;
 pub mod command;

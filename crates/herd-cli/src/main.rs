@@ -1,13 +1,25 @@
 //! `herd`: bind listening sockets once, run N worker processes that share them, supervise them.
 //! The binary is thin: it parses the command line, sets up logging, and hands over to the
-//! library (`herd_cli`), which has one module per concept.
+//! library (`herd_cli`), which has one module per concept. On Windows it is `herd run` alone,
+//! in `windows.rs`, on the worker library's Windows code.
 
+#[cfg(unix)]
 use herd_cli::{cli, control, ctl, exit, logging, run, spec};
 
 use std::process::ExitCode;
 
+#[cfg(unix)]
 use clap::Parser;
 
+#[cfg(windows)]
+mod windows;
+
+#[cfg(windows)]
+fn main() -> ExitCode {
+    windows::main()
+}
+
+#[cfg(unix)]
 fn main() -> ExitCode {
     // Before anything opens a file: fds 0-2 exist, and nothing herd inherited can leak into a
     // worker.

@@ -34,22 +34,13 @@ fn main() {
 mod windows {
     use std::io::{BufRead, Write};
     use std::net::TcpListener;
-    use std::process::{Child, Command};
+    use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-    use std::time::{Duration, Instant};
 
-    use herd::backoff::{Backoff, BackoffPolicy};
-    use herd::windows::{spawn, Shared};
+    use herd::windows::{supervise, Event, Shared};
 
     type Error = Box<dyn std::error::Error>;
-
-    struct Slot {
-        child: Option<Child>,
-        started: Instant,
-        restart_at: Option<Instant>,
-        backoff: Backoff,
-    }
 
     pub fn parent(addr: &str, workers: usize) -> Result<(), Error> {
         let listener = TcpListener::bind(addr)?;
@@ -70,59 +61,44 @@ mod windows {
             flag.store(true, Ordering::SeqCst);
         });
         let exe = std::env::current_exe()?;
-        let policy = BackoffPolicy::default();
-        let mut slots: Vec<Slot> = (0..workers)
-            .map(|_| Slot {
-                child: None,
-                started: Instant::now(),
-                restart_at: Some(Instant::now()),
-                backoff: Backoff::default(),
-            })
-            .collect();
-        while !told.load(Ordering::SeqCst) && !herd_sys::wsa::ctrl_c_pressed() {
-            for (i, slot) in slots.iter_mut().enumerate() {
-                if let Some(child) = &mut slot.child {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        let delay = slot
-                            .backoff
-                            .next_delay(&policy, Some(slot.started.elapsed()));
-                        eprintln!(
-                            "win_prefork: worker {} exited ({status}); restarting in {delay:?}",
-                            child.id()
-                        );
-                        slot.child = None;
-                        slot.restart_at = Some(Instant::now() + delay);
-                    }
-                }
-                if slot.child.is_none() && slot.restart_at.map_or(false, |t| t <= Instant::now()) {
-                    let mut command = Command::new(&exe);
-                    command.arg("--worker").env("HERD_WORKER", i.to_string());
-                    match spawn(&mut command, &[Shared::Tcp("http", &listener)]) {
-                        Ok(child) => {
-                            eprintln!("win_prefork: worker {i} started as pid {}", child.id());
-                            slot.child = Some(child);
-                            slot.started = Instant::now();
-                            slot.restart_at = None;
-                        }
-                        Err(e) => {
-                            let delay = slot.backoff.next_delay(&policy, None);
-                            eprintln!(
-                                "win_prefork: cannot start worker {i}: {e}; retrying in {delay:?}"
-                            );
-                            slot.restart_at = Some(Instant::now() + delay);
-                        }
-                    }
-                }
+        let command = |_slot| {
+            let mut command = Command::new(&exe);
+            command.arg("--worker");
+            command
+        };
+        let stop = || told.load(Ordering::SeqCst) || herd_sys::wsa::ctrl_c_pressed();
+        let report = |event: Event<'_>| match event {
+            Event::Started { slot, pid } => {
+                eprintln!("win_prefork: worker {slot} started as pid {pid}")
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            Event::Exited {
+                pid,
+                status,
+                restart_in,
+                ..
+            } => {
+                eprintln!(
+                    "win_prefork: worker {pid} exited ({status}); restarting in {restart_in:?}"
+                )
+            }
+            Event::SpawnFailed {
+                slot,
+                error,
+                retry_in,
+            } => {
+                eprintln!(
+                    "win_prefork: cannot start worker {slot}: {error}; retrying in {retry_in:?}"
+                )
+            }
+        };
         // Windows has no SIGTERM for console programs: stop means terminate.
-        for slot in &mut slots {
-            if let Some(child) = &mut slot.child {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
+        supervise(
+            command,
+            &[Shared::Tcp("http", &listener)],
+            workers,
+            stop,
+            report,
+        );
         println!("win_prefork: stopped");
         Ok(())
     }

@@ -70,3 +70,117 @@ fn hand_over(child: &mut Child, sockets: &[Shared<'_>]) -> io::Result<()> {
     // Dropping the pipe's end gives the worker end of file after the message.
     Ok(())
 }
+
+/// What [`supervise`] reports as it goes, for the caller to log.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Worker `slot` started as `pid`.
+    Started {
+        /// Its slot, 0 to N-1 (`HERD_WORKER`).
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Worker `slot` (`pid`) exited; its successor starts after `restart_in`.
+    Exited {
+        /// Its slot.
+        slot: usize,
+        /// Its process id.
+        pid: u32,
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The backoff before its successor.
+        restart_in: std::time::Duration,
+    },
+    /// Worker `slot` could not be started; the next try is after `retry_in`.
+    SpawnFailed {
+        /// Its slot.
+        slot: usize,
+        /// Why.
+        error: &'a io::Error,
+        /// The backoff before the next try.
+        retry_in: std::time::Duration,
+    },
+}
+
+/// Runs `workers` workers, each started with `command(slot)` and handed `sockets`, and restarts
+/// each one that exits, after the shared [`backoff`](crate::backoff) policy, until `stop()`
+/// returns true (checked every 50 ms); then terminates them (Windows console programs have no
+/// graceful stop signal) and waits for them. The sockets stay open throughout, so a restarting
+/// worker's clients wait in the accept queue instead of being refused.
+pub fn supervise(
+    mut command: impl FnMut(usize) -> Command,
+    sockets: &[Shared<'_>],
+    workers: usize,
+    mut stop: impl FnMut() -> bool,
+    mut report: impl FnMut(Event<'_>),
+) {
+    use crate::backoff::{Backoff, BackoffPolicy};
+    use std::time::{Duration, Instant};
+
+    struct Slot {
+        child: Option<Child>,
+        started: Instant,
+        restart_at: Option<Instant>,
+        backoff: Backoff,
+    }
+    let policy = BackoffPolicy::default();
+    let mut slots: Vec<Slot> = (0..workers)
+        .map(|_| Slot {
+            child: None,
+            started: Instant::now(),
+            restart_at: Some(Instant::now()),
+            backoff: Backoff::default(),
+        })
+        .collect();
+    while !stop() {
+        for (i, slot) in slots.iter_mut().enumerate() {
+            if let Some(child) = &mut slot.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let uptime = slot.started.elapsed();
+                    let delay = slot.backoff.next_delay(&policy, Some(uptime));
+                    report(Event::Exited {
+                        slot: i,
+                        pid: child.id(),
+                        status,
+                        restart_in: delay,
+                    });
+                    slot.child = None;
+                    slot.restart_at = Some(Instant::now() + delay);
+                }
+            }
+            let due = slot.restart_at.map_or(false, |t| t <= Instant::now());
+            if slot.child.is_none() && due {
+                let mut cmd = command(i);
+                cmd.env("HERD_WORKER", i.to_string());
+                match spawn(&mut cmd, sockets) {
+                    Ok(child) => {
+                        report(Event::Started {
+                            slot: i,
+                            pid: child.id(),
+                        });
+                        slot.child = Some(child);
+                        slot.started = Instant::now();
+                        slot.restart_at = None;
+                    }
+                    Err(error) => {
+                        let delay = slot.backoff.next_delay(&policy, None);
+                        report(Event::SpawnFailed {
+                            slot: i,
+                            error: &error,
+                            retry_in: delay,
+                        });
+                        slot.restart_at = Some(Instant::now() + delay);
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for slot in &mut slots {
+        if let Some(child) = &mut slot.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Integration tests: the real `herd` binary with real workers, on loopback and Unix sockets in
 //! temporary directories. Every wait has a deadline.
+#![cfg(unix)]
 
 mod balance;
 mod control;

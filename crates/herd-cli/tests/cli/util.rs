@@ -551,10 +551,13 @@ pub fn wait_status(herd: &Herd, what: &str, pred: impl Fn(&Value) -> bool) -> Va
         if pred(&status) {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last status: {status}"
-        );
+        if Instant::now() >= deadline {
+            let lines = herd.lines();
+            let last = &lines[lines.len().saturating_sub(30)..];
+            panic!(
+                "timed out waiting for {what}; last status: {status}; herd's last lines: {last:#?}"
+            );
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
 }

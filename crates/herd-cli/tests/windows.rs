@@ -1,0 +1,191 @@
+//! `herd run` on Windows, run under Wine by scripts/check-msrv.sh: workers share one socket,
+//! a killed worker is replaced while the port keeps answering, a `stop` line stops herd, and
+//! bad input fails with one line.
+#![cfg(windows)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const HERD: &str = env!("CARGO_BIN_EXE_herd");
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it takes the socket
+/// `http` and answers every connection with its pid.
+#[test]
+fn worker() {
+    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+        return;
+    }
+    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
+    let listener = sockets
+        .take_tcp_listener("http")
+        .expect("a TCP listener")
+        .expect("named http");
+    let pid = std::process::id();
+    for stream in listener.incoming() {
+        if let Ok(mut stream) = stream {
+            let _ = writeln!(stream, "worker pid {pid}");
+        }
+    }
+}
+
+/// The answering worker's pid.
+fn ask(addr: &str) -> u32 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let pid = answer.trim().strip_prefix("worker pid ");
+    pid.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected answer {answer:?}"))
+}
+
+struct Herd {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl Herd {
+    fn start(workers: &str) -> Herd {
+        let me = std::env::current_exe().unwrap();
+        let mut child = Command::new(HERD)
+            .args(["run", "-w", workers, "-b", "http=127.0.0.1:0", "--"])
+            .arg(me)
+            .args(["--exact", "worker", "--nocapture", "--test-threads", "1"])
+            .env("HERD_TEST_WORKER", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = lines
+            .recv_timeout(TIMEOUT)
+            .expect("herd says where it listens");
+        let addr = line
+            .strip_prefix("herd: listening on ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Herd {
+            child,
+            stdin,
+            lines,
+            addr,
+        }
+    }
+
+    /// Asks until `n` different workers have answered and at least `at_least` times.
+    fn answers(&self, n: usize, at_least: usize) -> BTreeSet<u32> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut pids = BTreeSet::new();
+        let mut asked = 0;
+        while pids.len() < n || asked < at_least {
+            assert!(Instant::now() < deadline, "only {pids:?} answered");
+            pids.insert(ask(&self.addr));
+            asked += 1;
+        }
+        pids
+    }
+
+    fn stop(mut self) {
+        let mut stdin = self.stdin.take().unwrap();
+        stdin.write_all(b"stop\n").unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("herd says it stopped");
+            if line == "herd: stopped" {
+                break;
+            }
+        }
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[test]
+fn workers_share_one_socket_and_every_one_answers() {
+    let herd = Herd::start("3");
+    let pids = herd.answers(3, 60);
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    herd.stop();
+}
+
+#[test]
+fn a_killed_worker_is_replaced_and_the_port_keeps_answering() {
+    let herd = Herd::start("2");
+    let before = herd.answers(2, 10);
+    let victim = *before.iter().next().unwrap();
+    let out = Command::new("taskkill")
+        .args(["/F", "/PID", &victim.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "taskkill failed");
+    let deadline = Instant::now() + TIMEOUT;
+    while before.contains(&ask(&herd.addr)) {
+        assert!(Instant::now() < deadline, "no replacement for {victim}");
+    }
+    herd.stop();
+}
+
+/// `herd ARGS` fails with `code` and one line on stderr containing `needle`.
+fn assert_fails(args: &[&str], code: i32, needle: &str) {
+    let out = Command::new(HERD).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("herd: error"))
+        .collect();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+    assert!(lines[0].contains(needle), "{args:?}: {stderr}");
+}
+
+#[test]
+fn bad_input_fails_with_one_line() {
+    assert_fails(&["run", "--", "x"], 2, "at least one --bind");
+    assert_fails(
+        &["run", "-b", "127.0.0.1:0"],
+        2,
+        "worker command is missing",
+    );
+    assert_fails(&["status"], 2, "not available on Windows");
+    assert_fails(&["run", "-b", "unix:/tmp/x", "--", "x"], 2, "Unix-only");
+    assert_fails(
+        &["run", "-b", "127.0.0.1:0,nonblocking", "--", "x"],
+        2,
+        "options",
+    );
+    assert_fails(
+        &["run", "-w", "0", "-b", ":0", "--", "x"],
+        2,
+        "invalid --workers",
+    );
+    assert_fails(&["run", "-b", "nowhere", "--", "x"], 2, "is not HOST:PORT");
+    assert_fails(
+        &["run", "-b", "127.0.0.1:0", "--", "no-such-program-for-herd"],
+        1,
+        "cannot start 'no-such-program-for-herd'",
+    );
+}
