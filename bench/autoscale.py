@@ -145,10 +145,10 @@ scheduling; the comparison is side by side in one run.
 
 Reading it: until autoscaling reacts, the one worker falls behind by about 500 requests a
 second, and those requests make up the high phase's slowest 1%. So that phase's p99 follows
-the reaction time, which depends on where the step falls between two 100 ms samples. On this
-machine the p99 ratio ranged from 0.73x to 1.29x over runs that reacted within 0.2 s. With the
-earlier policy, which always waited for two samples, a run that reacted in 0.3 s reached 8.9x.
-A queue of 4 or more now scales up on the first sample.
+the reaction time. When herd only looked every 100 ms, the step could fall just after a sample,
+and runs on this machine ranged from 0.73x to 7.5x. herd now also looks at the accept queue
+every 20 ms and scales up as soon as 4 connections wait. (The reaction column has the 100 ms
+resolution of the benchmark's own `herd status` sampling.)
 
 ![queue length and workers over time, --workers 1..8](autoscale.svg)
 """)

@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// How often the driver samples.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How often the driver looks at the accept queue alone, between samples, to take an early
+/// sample when [`QUEUE_PER_WORKER`] connections wait (one `getsockopt` per TCP socket).
+pub const QUEUE_CHECK_EVERY: Duration = Duration::from_millis(20);
 /// Consecutive samples with waiting connections (or busy workers) before scaling up.
 pub const UP_AFTER: u32 = 2;
 /// Waiting connections per worker added.

@@ -80,6 +80,8 @@ pub struct Supervisor {
     autoscaler: Option<Autoscaler>,
     /// Each worker's CPU ticks at the last sample, for its busyness.
     cpu_seen: HashMap<u32, (u64, Instant)>,
+    /// The workers' busyness at the last regular sample, reused by early samples.
+    last_busy: f64,
     /// Counters for `--metrics`.
     counters: metrics::Counters,
     /// The `--metrics` endpoint, until the loop serves it.
@@ -128,6 +130,8 @@ const ATTACHED_CHECK: Duration = Duration::from_secs(1);
 enum Event {
     Scrape(metrics::Scrape),
     Autoscale,
+    /// A quick look at the accept queue between two autoscaling samples.
+    QueueCheck,
     Reexec(Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>),
     Child,
     CheckAttached,
@@ -163,6 +167,7 @@ impl Supervisor {
             takeover_failure: None,
             autoscaler: None,
             cpu_seen: HashMap::new(),
+            last_busy: 0.0,
             counters: metrics::Counters::default(),
             metrics_listener: None,
             exe: std::env::current_exe().context("cannot find herd's own binary")?,
@@ -229,6 +234,8 @@ impl Supervisor {
         // turn would never fire while other events keep the loop busy.
         let mut autoscale_sample = tokio::time::interval(autoscale::SAMPLE_EVERY);
         autoscale_sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut queue_check = tokio::time::interval(autoscale::QUEUE_CHECK_EVERY);
+        queue_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut attached_check = tokio::time::interval(ATTACHED_CHECK);
         attached_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_check = tokio::time::interval(balance::DRAIN_CHECK);
@@ -257,12 +264,20 @@ impl Supervisor {
                 _ = sleep, if deadline.is_some() => Event::Timer,
                                 _ = autoscale_sample.tick(),
                     if self.autoscaler.is_some() && !self.pool.is_stopping() => Event::Autoscale,
+                _ = queue_check.tick(),
+                    if self.autoscaler.is_some() && !self.pool.is_stopping() => Event::QueueCheck,
                                 _ = attached_check.tick(), if !self.attached.is_empty() => Event::CheckAttached,
                 _ = drain_check.tick(), if !self.drains.is_empty() => Event::Timer,
             };
             match event {
                 Event::Child => self.reap(),
-                Event::Autoscale => self.autoscale_tick(),
+                Event::Autoscale => self.autoscale_tick(false),
+                // A burst need not wait for the next sample: a queue long enough to scale up
+                // on is acted on at once (the policy's cooldown still applies).
+                Event::QueueCheck if self.queued() >= autoscale::QUEUE_PER_WORKER => {
+                    self.autoscale_tick(true)
+                }
+                Event::QueueCheck => {}
                 Event::Scrape(reply) => {
                     let _ = reply.send(metrics::render(&self.counters, &self.metrics_snapshot()));
                 }
@@ -1088,11 +1103,17 @@ impl Supervisor {
     }
 
     /// Samples the load and applies the autoscaler's decision, if any.
-    fn autoscale_tick(&mut self) {
+    /// Samples the load and applies the autoscaler's decision. An `early` sample, taken because
+    /// the queue grew between two regular ones, reuses the last busyness: CPU ticks over a few
+    /// milliseconds would say nothing.
+    fn autoscale_tick(&mut self, early: bool) {
         let now = Instant::now();
+        if !early {
+            self.last_busy = self.busyness(now);
+        }
         let sample = Sample {
             queued: self.queued(),
-            busy: self.busyness(now),
+            busy: self.last_busy,
             settled: self.all_ready(),
         };
         let current = self.pool.desired();
