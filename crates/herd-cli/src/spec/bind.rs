@@ -94,15 +94,20 @@ impl Listener {
         self.group.as_mut()
     }
 
-    /// The fd for slot `slot`'s worker: its own socket under `--balance reuseport` (bound
-    /// first if needed), else the one socket.
-    pub fn fd_for_slot(&mut self, slot: usize) -> anyhow::Result<Option<BorrowedFd<'_>>> {
+    /// Binds slot `slot`'s socket under `--balance reuseport`, if it has none yet.
+    pub fn prepare_slot(&mut self, slot: usize) -> anyhow::Result<()> {
         match &mut self.group {
-            Some(group) => {
-                group.ensure(slot)?;
-                Ok(group.get(slot))
-            }
-            None => Ok(self.fd.as_ref().map(|s| s.as_fd())),
+            Some(group) => group.ensure(slot),
+            None => Ok(()),
+        }
+    }
+
+    /// The fd for slot `slot`'s worker: its own socket under `--balance reuseport` (once
+    /// [`prepare_slot`](Self::prepare_slot) bound it), else the one socket.
+    pub fn fd_for_slot(&self, slot: usize) -> Option<BorrowedFd<'_>> {
+        match &self.group {
+            Some(group) => group.get(slot),
+            None => self.fd.as_ref().map(|s| s.as_fd()),
         }
     }
 

@@ -121,7 +121,7 @@ impl SlotSockets {
     }
 
     /// Sends new connections to a random one of `slots` (those without a socket yet are left
-    /// out); does nothing when that is already the case, or when no slot is left.
+    /// out); does nothing when that was already asked for, or when no slot is left.
     pub fn steer(&mut self, slots: &[usize]) -> std::io::Result<()> {
         let targets: Vec<u32> = slots
             .iter()
@@ -131,9 +131,10 @@ impl SlotSockets {
         if targets.is_empty() || self.steering.as_deref() == Some(&targets[..]) {
             return Ok(());
         }
-        herd_sys::reuseport::steer(self.sockets[0].as_fd(), &targets)?;
+        // Remembered even when it fails, so that a failure is reported once per change.
+        let result = herd_sys::reuseport::steer(self.sockets[0].as_fd(), &targets);
         self.steering = Some(targets);
-        Ok(())
+        result
     }
 
     /// Connections waiting in slot `slot`'s queue (0 when it has no socket).

@@ -26,10 +26,24 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How often the queues of draining slots are looked at.
 pub const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
+/// Whether any listener has per-slot sockets (`--balance reuseport`).
+pub fn per_slot(listeners: &[Listener]) -> bool {
+    listeners.iter().any(|l| l.group().is_some())
+}
+
+/// Sends `signal` to a worker, or to its whole process group when `group`.
+pub fn deliver(pid: u32, signal: Signal, group: bool) -> std::io::Result<()> {
+    if group {
+        process::signal_group(pid, signal)
+    } else {
+        process::signal_process(pid, signal)
+    }
+}
+
 /// Points every per-slot group at the slots that should get new connections. Errors are
 /// logged (once per change) and leave the previous steering in place.
 pub fn steer(listeners: &mut [Listener], pool: &Pool) {
-    if listeners.iter().all(|l| l.group().is_none()) {
+    if !per_slot(listeners) {
         return;
     }
     let desired = pool.desired();
@@ -141,12 +155,7 @@ impl Drains {
 }
 
 fn send(h: &Held) {
-    let sent = if h.group {
-        process::signal_group(h.pid, h.signal)
-    } else {
-        process::signal_process(h.pid, h.signal)
-    };
-    if let Err(e) = sent {
+    if let Err(e) = deliver(h.pid, h.signal, h.group) {
         tracing::warn!(slot = h.slot, pid = h.pid, "cannot send {}: {e}", h.signal);
     }
 }

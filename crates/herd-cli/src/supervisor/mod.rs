@@ -529,7 +529,7 @@ impl Supervisor {
         if self.pool.is_stopping() {
             return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
         }
-        if !attach && self.listeners.iter().any(|l| l.group().is_some()) {
+        if !attach && balance::per_slot(&self.listeners) {
             return refuse(
                 ErrorCode::InvalidArgument,
                 "this herd runs with --balance reuseport, whose per-worker sockets cannot be \
@@ -691,9 +691,7 @@ impl Supervisor {
                 } => {
                     // Signals only ever go to the pool's own workers.
                     let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
-                    if reason == Reason::ScaleDown
-                        && self.listeners.iter().any(|l| l.group().is_some())
-                    {
+                    if reason == Reason::ScaleDown && balance::per_slot(&self.listeners) {
                         let grace = self.pool.config().grace;
                         self.drains.hold(pid, slot, signal, group, grace);
                         continue;
@@ -704,12 +702,7 @@ impl Supervisor {
                         }
                         _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
                     }
-                    let sent = if group {
-                        process::signal_group(pid, signal)
-                    } else {
-                        process::signal_process(pid, signal)
-                    };
-                    if let Err(e) = sent {
+                    if let Err(e) = balance::deliver(pid, signal, group) {
                         tracing::warn!(slot, pid, "cannot send {signal}: {e}");
                     }
                 }
@@ -758,12 +751,9 @@ impl Supervisor {
         let bound = self
             .listeners
             .iter_mut()
-            .try_for_each(|l| l.fd_for_slot(slot).map(|_| ()));
-        let fds: Option<Vec<BorrowedFd<'_>>> = self
-            .listeners
-            .iter()
-            .map(|l| l.group().map_or_else(|| l.fd(), |g| g.get(slot)))
-            .collect();
+            .try_for_each(|l| l.prepare_slot(slot));
+        let fds: Option<Vec<BorrowedFd<'_>>> =
+            self.listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
         let result = match (bound, fds) {
             (Ok(()), Some(fds)) => self
                 .command
