@@ -223,6 +223,10 @@ impl Supervisor {
         // A re-exec held these back across execve; the handlers are in place now.
         herd_sys::process::unblock_signals(&reexec::HELD)?;
         if self.resumed {
+            // A worker that exited while the previous image handed over signalled *that*
+            // image, which execed before reaping it: collect it now, or it would stay a zombie
+            // that herd waits for.
+            self.reap();
             if let Some(connection) = self.reexec_reply.take() {
                 answer_reexec(connection);
             }

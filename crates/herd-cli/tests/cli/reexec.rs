@@ -128,3 +128,43 @@ fn a_binary_that_cannot_run_leaves_the_old_one_running() {
     assert_eq!(after["pid"], before["pid"]);
     assert_eq!(workers(&after), workers(&before));
 }
+
+/// One request on the control socket, answered: the reply line.
+fn control_request(control: &str, request: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(control).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    writeln!(stream, "{request}").unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn a_worker_that_exits_while_herd_reexecutes_is_still_reaped() {
+    // The exit's SIGCHLD can reach the old image just before it execs: the new image must
+    // collect such a child itself. Scale-downs followed at once by a re-exec hit that window.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "delay=10ms",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let control = herd.control();
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    for round in 0..40 {
+        control_request(&control, r#"{"version":1,"command":"scale","workers":1}"#);
+        let reply = control_request(&control, r#"{"version":1,"command":"reexec"}"#);
+        assert!(reply.contains("\"ok\":true"), "round {round}: {reply}");
+        let reaped = format!("round {round}: the scaled-away worker reaped");
+        wait_status(&herd, &reaped, |s| settled(s, 1));
+        control_request(&control, r#"{"version":1,"command":"scale","workers":2}"#);
+        wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    }
+}
