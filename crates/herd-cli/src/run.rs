@@ -278,6 +278,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 /// Fetches the sockets of the herd whose control socket is `old`.
 fn fetch_inherited(old: &Path) -> Result<Vec<spec::Inherited>, Failure> {
+    // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
+    // `herd attach`): look before taking anything.
+    let status = crate::ctl::request(old, crate::control::protocol::Command::Status, None)?;
+    let sockets = status["sockets"].as_array().map_or(&[][..], Vec::as_slice);
+    if sockets.iter().any(|s| s["balance"] == "reuseport") {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {}: it runs with --balance reuseport, whose per-worker \
+             sockets cannot be handed over; replace its binary with `herd reexec` instead",
+            old.display()
+        )));
+    }
     let fetched = herd::fetch::fetch(old, &herd::fetch::FetchOptions::default()).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "cannot take over from {}: {e}",

@@ -533,14 +533,6 @@ impl Supervisor {
         if self.pool.is_stopping() {
             return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
         }
-        if !attach && balance::per_slot(&self.listeners) {
-            return refuse(
-                ErrorCode::InvalidArgument,
-                "this herd runs with --balance reuseport, whose per-worker sockets cannot be \
-                 taken over; replace its binary with `herd reexec` instead"
-                    .to_string(),
-            );
-        }
         if let Some(unknown) = only
             .iter()
             .flatten()

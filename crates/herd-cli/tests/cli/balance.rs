@@ -210,3 +210,38 @@ fn a_reuseport_herd_refuses_a_takeover_and_keeps_serving() {
     assert_eq!(old.status()["pid"], old.pid(), "the old herd is untouched");
     assert!(get(&addr, "/").unwrap().starts_with("hello from pid"));
 }
+
+#[test]
+fn an_attached_process_shares_slot_0s_reuseport_socket() {
+    let herd = Herd::start(&[
+        "run",
+        "--balance",
+        "reuseport",
+        "-w",
+        "2",
+        "--ready",
+        "delay=10ms",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let slot0 = slot_sockets(&status)[&0].clone();
+    let mut attached = std::process::Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["attach", "--", "sleep", "1000"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = attached.id();
+    let link = wait_until("the attached process's socket", || {
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).ok()?;
+        let link = link.display().to_string();
+        link.starts_with("socket:").then_some(link)
+    });
+    assert_eq!(link, slot0, "attach hands over slot 0's socket");
+    let _ = attached.kill();
+    let _ = attached.wait();
+}
