@@ -81,7 +81,10 @@ fn main() {
     runtime.block_on(async move {
         let mut term = match signal(SignalKind::terminate()) {
             Ok(term) => term,
-            Err(e) => return complain(format!("cannot watch SIGTERM: {e}")),
+            Err(e) => {
+                complain(format!("cannot watch SIGTERM: {e}"));
+                std::process::exit(1);
+            }
         };
         let _ = herd::notify::ready();
         let mut tasks = Vec::new();

@@ -15,6 +15,12 @@ fn complain(message: impl std::fmt::Display) {
     let _ = std::io::stderr().write_all(format!("tokio_worker: {message}\n").as_bytes());
 }
 
+/// Complains and exits with a failure status, so that herd sees a failed start.
+fn fail(message: impl std::fmt::Display) -> ! {
+    complain(message);
+    std::process::exit(1);
+}
+
 fn main() {
     // Take the sockets before the runtime starts threads (from_env changes the environment).
     let mut sockets = match herd::Sockets::from_env() {
@@ -31,8 +37,8 @@ fn main() {
     runtime.block_on(async move {
         let listener = match sockets.take_tokio_tcp_listener("http") {
             Ok(Some(listener)) => listener,
-            Ok(None) => return complain("no socket named http"),
-            Err(e) => return complain(e),
+            Ok(None) => fail("no socket named http: run me under `herd run -b http=HOST:PORT,nonblocking -- ...`"),
+            Err(e) => fail(e),
         };
         let _ = herd::notify::ready();
         let pid = std::process::id();
