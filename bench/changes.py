@@ -21,13 +21,11 @@ and writes its report (see bench/run). Usage:
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-from common import HELLO, HERD, LOADGEN, Herd, free_port, machine, report, wait_until
+from common import HELLO, HERD, LOADGEN, Herd, free_port, machine, report, start_nginx, wait_until
 
 RATE = 2000
 WORKERS = 4
@@ -98,35 +96,16 @@ def naive(rounds):
     return load.result
 
 
-NGINX_CONF = """daemon off;
-worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  server {{ listen 127.0.0.1:{port}{reuseport}; location / {{ return 200 "nginx\\n"; }} }}
-}}
-"""
-
-
 def nginx_workers(master):
     out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True)
     return set(out.stdout.split())
 
 
 def nginx_row(rounds, reuseport):
-    if not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"):
+    started = start_nginx(reuseport)
+    if started is None:
         return None
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    d, port = tempfile.mkdtemp(), free_port()
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(d=d, port=port, reuseport=" reuseport" if reuseport else ""))
-    proc = subprocess.Popen([nginx, "-p", d, "-c", conf], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, port = started
     wait_until("nginx workers", lambda: len(nginx_workers(proc.pid)) == 2)
     with Load(port) as load:
         for _ in range(rounds):

@@ -147,3 +147,32 @@ def bars(groups, unit, width=640):
         y += gap
     out.append("</svg>")
     return "\n".join(out)
+
+
+NGINX_CONF = """daemon off;
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  server {{ listen 127.0.0.1:{port}{reuseport}; location / {{ return 200 "nginx\\n"; }} }}
+}}
+"""
+
+
+def start_nginx(reuseport=False):
+    """nginx with 2 workers answering `return 200` on a free loopback port, as
+    (process, port); None when nginx is not installed."""
+    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    if binary is None:
+        return None
+    d, port = tempfile.mkdtemp(), free_port()
+    conf = os.path.join(d, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(d=d, port=port, reuseport=" reuseport" if reuseport else ""))
+    proc = subprocess.Popen([binary, "-p", d, "-c", conf], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port

@@ -10,37 +10,21 @@ round by round; the table shows each setup's median over the rounds. Usage:
     python3 bench/overhead.py [--seconds 3] [--rounds 3]   (bench/run builds first)
 """
 import argparse
-import os
 import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 
-from common import WORKER, Herd, bars, figure, free_port, loadgen, machine, need_build, pinned, report, wait_until
-
-NGINX_CONF = """daemon off;
-worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok\\n"; }} }}
-}}
-"""
-
+from common import (WORKER, Herd, bars, figure, free_port, loadgen, machine, need_build, pinned, report,
+                    start_nginx, wait_until)
 
 class Process:
     """A server that is not herd: the worker binding its own port, or nginx."""
 
-    def __init__(self, args, port):
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+    def __init__(self, proc, port):
+        self.proc = proc
         self.addr = f"127.0.0.1:{port}"
-        wait_until(f"{args[0]} to listen", lambda: loadgen(self.addr, 100, 0.01)["ok"] == 1)
+        wait_until(f"{proc.args[0]} to listen", lambda: loadgen(self.addr, 100, 0.01)["ok"] == 1)
 
     def address(self):
         return self.addr
@@ -51,14 +35,8 @@ class Process:
 
 
 def nginx():
-    binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if binary is None:
-        return None
-    d, port = tempfile.mkdtemp(), free_port()
-    conf = os.path.join(d, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(d=d, port=port))
-    return Process([binary, "-p", d, "-c", conf], port)
+    started = start_nginx()
+    return Process(*started) if started else None
 
 
 def wrk(address, seconds, connections, close):
@@ -82,7 +60,9 @@ def main():
     need_build()
     port = free_port()
     setups = [
-        ("worker binding its own port", Process(pinned(0, [WORKER, "--bind", f"127.0.0.1:{port}"]), port), 1),
+        ("worker binding its own port", Process(subprocess.Popen(
+            pinned(0, [WORKER, "--bind", f"127.0.0.1:{port}"]), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port), 1),
         ("same worker under herd", Herd(pinned(0, [WORKER]), 1).ready(), 1),
         ("herd, 2 workers", Herd([WORKER], 2).ready(), 2),
     ]

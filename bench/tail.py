@@ -10,7 +10,6 @@ report and an SVG chart. Usage:
     python3 bench/tail.py [--seconds 10] [--rate 2000]   (bench/run builds first)
 """
 import argparse
-import os
 
 from common import WORKER, Herd, bars, figure, loadgen, machine, need_build, report
 
