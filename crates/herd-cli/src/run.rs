@@ -68,9 +68,10 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     let (control_socket, control_file) =
         control_path::bind_private(&bind_at, uid, "control socket")?;
     // Workers running as another user cannot reach herd's private directory: their notify
-    // socket lives in Linux's abstract namespace (senders are still checked by pid).
+    // socket lives in Linux's abstract namespace (senders are still checked by pid), under a
+    // random name that no other user can occupy in advance.
     let notify = if args.user.is_some() && cfg!(target_os = "linux") {
-        NotifySocket::bind_abstract(&format!("herd-{pid}-notify"))?
+        NotifySocket::bind_abstract_unique()?
     } else {
         NotifySocket::bind(&notify_path, uid)?
     };

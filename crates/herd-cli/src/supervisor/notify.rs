@@ -90,17 +90,29 @@ fn remove_stale(path: &Path, uid: u32) {
     }
 }
 
+/// How many random names are tried before giving up: a clash means someone guessed 128 random
+/// bits, so a second one already says something is wrong.
+const ABSTRACT_ATTEMPTS: usize = 8;
+
 impl NotifySocket {
+    /// Binds a notify socket in Linux's abstract namespace under a name nobody can guess
+    /// (`@herd-notify-` and 128 random bits): another user cannot occupy it in advance to stop
+    /// herd from starting. A name already taken is replaced by a fresh one.
+    pub fn bind_abstract_unique() -> anyhow::Result<NotifySocket> {
+        bind_first_free(|| {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes).map_err(|e| {
+                anyhow::anyhow!("cannot name the notify socket: no randomness: {e}")
+            })?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            Ok(format!("herd-notify-{hex}"))
+        })
+    }
+
     /// Binds a notify socket in Linux's abstract namespace (`@name`): no file, reachable by
     /// workers of any user; senders are still attributed by their kernel-checked pid.
-    pub fn bind_abstract(name: &str) -> anyhow::Result<NotifySocket> {
-        let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
-        socket.set_nonblocking(true)?;
-        let mut raw = vec![0u8];
-        raw.extend_from_slice(name.as_bytes());
-        let addr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
-        socket
-            .bind(&addr)
+    fn bind_abstract(name: &str) -> anyhow::Result<NotifySocket> {
+        let socket = bind_abstract_socket(name)
             .with_context(|| format!("cannot create the notify socket @{name}"))?;
         herd_sys::notify::enable_credentials(socket.as_fd())?;
         let path = PathBuf::from(format!("@{name}"));
@@ -127,6 +139,44 @@ impl NotifySocket {
             _file: file,
         })
     }
+}
+
+/// Binds at the first name from `names` that nobody holds, trying [`ABSTRACT_ATTEMPTS`].
+fn bind_first_free(
+    mut names: impl FnMut() -> anyhow::Result<String>,
+) -> anyhow::Result<NotifySocket> {
+    let mut taken = Vec::new();
+    for _ in 0..ABSTRACT_ATTEMPTS {
+        let name = names()?;
+        match NotifySocket::bind_abstract(&name) {
+            Err(e) if in_use(&e) => {
+                tracing::warn!(name = %format!("@{name}"), "the notify socket's name is taken; trying another");
+                taken.push(name);
+            }
+            other => return other,
+        }
+    }
+    bail!(
+        "cannot create the notify socket: {} random abstract names were all taken (the last \
+         @{}); something is occupying names on purpose: look for it with 'ss -xlp'",
+        taken.len(),
+        taken.last().map_or("", String::as_str)
+    )
+}
+
+fn in_use(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.raw_os_error() == Some(libc::EADDRINUSE))
+}
+
+fn bind_abstract_socket(name: &str) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
+    socket.set_nonblocking(true)?;
+    let mut raw = vec![0u8];
+    raw.extend_from_slice(name.as_bytes());
+    socket.bind(&SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?)?;
+    Ok(socket)
 }
 
 /// Receives one datagram, for `tokio`'s `try_io`: `WouldBlock` when none is waiting.
@@ -205,6 +255,29 @@ mod tests {
         assert_eq!(limit.allow(t0), (false, 0));
         assert_eq!(limit.allow(t0), (false, 0));
         assert_eq!(limit.allow(t0 + Duration::from_secs(10)), (true, 2));
+    }
+
+    #[test]
+    fn abstract_names_are_unguessable_and_clashes_retried() {
+        let a = NotifySocket::bind_abstract_unique().unwrap();
+        let b = NotifySocket::bind_abstract_unique().unwrap();
+        let name = a.path.to_str().unwrap();
+        assert!(
+            name.starts_with("@herd-notify-") && name.len() == 13 + 32,
+            "{name}"
+        );
+        assert_ne!(a.path, b.path);
+        assert!(!name.contains(&std::process::id().to_string()));
+        // Someone holds the first name: the next one is used.
+        let held = a.path.to_str().unwrap()[1..].to_string();
+        let mut names = vec![Ok(held.clone()), Ok("herd-notify-test-free".to_string())].into_iter();
+        let c = bind_first_free(|| names.next().unwrap()).unwrap();
+        assert_eq!(c.path.to_str(), Some("@herd-notify-test-free"));
+        // Every name taken: a one-line error, no endless loop.
+        let e = bind_first_free(|| Ok(held.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("were all taken"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Privilege separation and worker limits: --user/--group, --chdir, --umask, --nofile,
 //! --rlimit, --env, --clear-env.
 
+use std::os::linux::net::SocketAddrExt;
+
 use serde_json::Value;
 
 use crate::util::*;
@@ -130,4 +132,55 @@ fn bad_worker_options_are_usage_errors() {
         all.extend_from_slice(&["-b", "127.0.0.1:0", "--", "true"]);
         assert_fails(&all, 2, needle);
     }
+}
+
+#[test]
+fn predictable_notify_names_cannot_block_a_start() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to run workers as another user");
+        return;
+    }
+    // Another user occupies the names herd used to derive from its pid, for the next 1000
+    // pids: herd must start anyway (its abstract notify name is random).
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let squatters: Vec<std::os::unix::net::UnixDatagram> = (last + 1..last + 1000)
+        .filter_map(|pid| {
+            let name = format!("herd-{pid}-notify");
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?;
+            std::os::unix::net::UnixDatagram::bind_addr(&addr).ok()
+        })
+        .collect();
+    assert!(squatters.len() > 900, "{} names occupied", squatters.len());
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--user",
+        "nobody",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &worker("whoami.py"),
+    ]);
+    assert!(
+        herd.pid() <= last + 1000,
+        "herd's pid is past the occupied range"
+    );
+    // READY=1 arrived: the notify socket was created and reached.
+    let addr = herd.address("http");
+    assert_eq!(facts(&herd, &addr)["uid"], 65534);
+    let notify = environ(herd.started(1)[0].1)
+        .into_iter()
+        .find_map(|v| v.strip_prefix("NOTIFY_SOCKET=").map(str::to_string))
+        .unwrap();
+    assert!(notify.starts_with("@herd-notify-"), "{notify}");
+    assert!(!notify.contains(&herd.pid().to_string()), "{notify}");
 }
