@@ -12,6 +12,10 @@ use crate::spec::{BindSpec, ShmSpec};
 /// The most workers one herd runs; more is almost surely a typo.
 pub const MAX_WORKERS: usize = 4096;
 
+/// The longest duration any option takes: far beyond any sane grace period or timeout, and
+/// far below what would overflow a clock reading.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// herd binds listening sockets once and runs N worker processes that share them.
 #[derive(Debug, Parser)]
 #[command(name = "herd", version, propagate_version = true, max_term_width = 100)]
@@ -113,7 +117,8 @@ pub enum ScaleTarget {
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
     /// How long the whole upgrade may take before it is aborted.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration,
+          allow_negative_numbers = true)]
     pub timeout: Duration,
 }
 
@@ -121,7 +126,7 @@ pub struct UpgradeArgs {
 #[derive(Debug, Args)]
 pub struct StopArgs {
     /// How long workers may take to finish [default: the herd's --grace].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
     pub grace: Option<Duration>,
 
     /// Kill the workers at once.
@@ -137,7 +142,7 @@ pub struct SignalArgs {
     pub signal: Signal,
 
     /// Only the worker in this slot.
-    #[arg(long, value_name = "SLOT")]
+    #[arg(long, value_name = "SLOT", value_parser = parse_slot, allow_negative_numbers = true)]
     pub worker: Option<usize>,
 }
 
@@ -177,15 +182,18 @@ pub struct RunArgs {
 
     /// How many workers to run: N, or MIN..MAX to autoscale from the accept queue and the
     /// workers' busyness [default: the number of CPUs available to herd].
-    #[arg(short, long, value_name = "N|MIN..MAX", value_parser = parse_workers)]
+    #[arg(short, long, value_name = "N|MIN..MAX", value_parser = parse_workers,
+          allow_negative_numbers = true)]
     pub workers: Option<Workers>,
 
     /// How long stopping workers may take to finish before they are killed (e.g. 30s, 1m30s).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration,
+          allow_negative_numbers = true)]
     pub grace: Duration,
 
     /// The signal that asks a worker to stop (e.g. TERM, INT, QUIT, USR1).
-    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_stop_signal,
+          allow_negative_numbers = true)]
     pub stop_signal: Signal,
 
     /// When a new worker counts as ready: `delay=DURATION` (alive that long, or READY=1
@@ -195,25 +203,29 @@ pub struct RunArgs {
 
     /// With --ready notify: how long a worker may take to send READY=1 before it counts as
     /// failed.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_positive_duration,
+          allow_negative_numbers = true)]
     pub ready_timeout: Duration,
 
     /// Workers must send WATCHDOG=1 at least this often once ready (they get WATCHDOG_USEC);
     /// one that misses its deadline is killed and restarted.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration,
+          allow_negative_numbers = true)]
     pub watchdog: Option<Duration>,
 
     /// During an upgrade, how many new workers may be starting at once.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
+          value_parser = |t: &str| parse_number::<u32>(t, 1, "--max-surge"))]
     pub max_surge: u32,
 
     /// Run workers as this user (name or uid). herd must be root: it binds privileged ports and
     /// keeps running as root to start workers; only the workers drop privileges.
-    #[arg(long, value_name = "USER")]
+    #[arg(long, value_name = "USER", value_parser = parse_user, allow_negative_numbers = true)]
     pub user: Option<String>,
 
     /// With --user: the workers' group [default: the user's primary group].
-    #[arg(long, value_name = "GROUP", requires = "user")]
+    #[arg(long, value_name = "GROUP", requires = "user", value_parser = parse_group,
+          allow_negative_numbers = true)]
     pub group: Option<String>,
 
     /// The workers' working directory.
@@ -221,16 +233,18 @@ pub struct RunArgs {
     pub chdir: Option<PathBuf>,
 
     /// The workers' umask (octal, e.g. 027).
-    #[arg(long, value_name = "OCTAL", value_parser = parse_umask)]
+    #[arg(long, value_name = "OCTAL", value_parser = parse_umask, allow_negative_numbers = true)]
     pub umask: Option<u32>,
 
     /// The workers' limit on open files (RLIMIT_NOFILE, soft and hard).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| parse_number::<u64>(t, 1, "--nofile"))]
     pub nofile: Option<u64>,
 
     /// A resource limit for the workers: NAME=SOFT[:HARD], NAME one of nofile, nproc, core, as,
     /// fsize, stack, cpu, memlock (repeatable).
-    #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = parse_rlimit)]
+    #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = parse_rlimit,
+          allow_negative_numbers = true)]
     pub rlimit: Vec<Rlimit>,
 
     /// Set KEY=VALUE in the workers' environment (repeatable).
@@ -248,11 +262,13 @@ pub struct RunArgs {
 
     /// Also allow this uid on the control socket (repeatable; herd's own uid and root always
     /// are).
-    #[arg(long, value_name = "UID")]
+    #[arg(long, value_name = "UID", allow_negative_numbers = true,
+          value_parser = |t: &str| parse_number::<u32>(t, 0, "--control-allow-uid"))]
     pub control_allow_uid: Vec<u32>,
 
     /// Also allow peers whose primary gid is this (repeatable).
-    #[arg(long, value_name = "GID")]
+    #[arg(long, value_name = "GID", allow_negative_numbers = true,
+          value_parser = |t: &str| parse_number::<u32>(t, 0, "--control-allow-gid"))]
     pub control_allow_gid: Vec<u32>,
 
     /// The worker program and its arguments; {fd:NAME} and {worker} are replaced.
@@ -324,6 +340,11 @@ pub enum Workers {
 }
 
 fn parse_count(text: &str, least: usize) -> Result<usize, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is not a number of workers: it must be positive (at least {least})"
+        ));
+    }
     let n: usize = text
         .parse()
         .map_err(|_| format!("'{text}' is not a number of workers"))?;
@@ -347,16 +368,105 @@ fn parse_workers(text: &str) -> Result<Workers, String> {
     }
 }
 
-/// Parses `30s`, `1m30s`, `500ms`, or a plain number of seconds.
+/// Parses `30s`, `1m30s`, `500ms`, or a plain number of seconds, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is not a duration: it cannot be negative; write e.g. 30s, 1m30s or 500ms"
+        ));
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m30s or 500ms"))
+    let too_long = || {
+        format!(
+            "'{text}' is too long: durations are at most {} days",
+            MAX_DURATION.as_secs() / 86400
+        )
+    };
+    let duration = match text.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs.min(MAX_DURATION.as_secs() + 1)),
+        Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(too_long())
+        }
+        Err(_) => humantime::parse_duration(text).map_err(|e| match e {
+            humantime::DurationError::NumberOverflow => too_long(),
+            e => format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m30s or 500ms"),
+        })?,
+    };
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
+}
+
+/// [`parse_duration`], for a period that must not be zero (a timeout, a watchdog interval).
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        d if d.is_zero() => Err(format!(
+            "'{text}' is zero: the duration must be positive (e.g. 30s or 500ms)"
+        )),
+        d => Ok(d),
+    }
+}
+
+/// A whole number of at least `least`, for `option`; a negative one is named as such (clap
+/// would otherwise take `-1` for a flag).
+fn parse_number<T>(text: &str, least: T, option: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    match text.parse::<T>() {
+        Ok(n) if n >= least => Ok(n),
+        _ if text.starts_with('-') => Err(format!(
+            "{option} '{text}': the value must be positive (at least {least})"
+        )),
+        Ok(_) => Err(format!(
+            "{option} '{text}': the value must be at least {least}"
+        )),
+        Err(_) => Err(format!(
+            "{option} '{text}' is not a whole number (at least {least})"
+        )),
+    }
+}
+
+fn parse_slot(text: &str) -> Result<usize, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is not a slot: slots are numbered from 0 (see 'herd status')"
+        ));
+    }
+    text.parse()
+        .map_err(|_| format!("'{text}' is not a slot number (0, 1, ...; see 'herd status')"))
+}
+
+fn parse_user(text: &str) -> Result<String, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is not a user: give a user name or a uid, which must be positive (0 or more)"
+        ));
+    }
+    if text.is_empty() {
+        return Err("the user is empty: give a user name or a uid".to_string());
+    }
+    Ok(text.to_string())
+}
+
+fn parse_group(text: &str) -> Result<String, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is not a group: give a group name or a gid, which must be positive (0 or more)"
+        ));
+    }
+    if text.is_empty() {
+        return Err("the group is empty: give a group name or a gid".to_string());
+    }
+    Ok(text.to_string())
 }
 
 fn parse_umask(text: &str) -> Result<u32, String> {
+    if text.starts_with('-') {
+        return Err(format!(
+            "'{text}' is not a umask: it must be positive, an octal number from 0 to 777 (e.g. 027)"
+        ));
+    }
     u32::from_str_radix(text, 8)
         .ok()
         .filter(|m| *m <= 0o777)
@@ -388,6 +498,13 @@ fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
         return Err(format!(
             "the soft limit {soft} is above the hard limit {hard}"
         ));
+    }
+    if resource == libc::RLIMIT_NOFILE as i32 && soft == 0 {
+        return Err(
+            "nofile=0 leaves a worker unable to open any file or accept any connection; \
+             give at least 1 (e.g. nofile=65536)"
+                .to_string(),
+        );
     }
     Ok(Rlimit {
         resource,
@@ -421,28 +538,45 @@ fn parse_scale(text: &str) -> Result<ScaleTarget, String> {
         };
     }
     let bad = || format!("'{text}' is not a number of workers; write N, +N or -N");
-    if let Some(rest) = text.strip_prefix('+') {
-        return rest
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(ScaleTarget::Delta)
-            .ok_or_else(bad);
+    let (sign, digits) = match text.strip_prefix('+') {
+        Some(rest) => (1, rest),
+        None => match text.strip_prefix('-') {
+            Some(rest) => (-1, rest),
+            None => (0, text),
+        },
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
     }
-    if let Some(rest) = text.strip_prefix('-') {
-        return rest
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(|n| ScaleTarget::Delta(-n))
-            .ok_or_else(bad);
-    }
-    text.parse().map(ScaleTarget::Set).map_err(|_| bad())
+    // Any change beyond MAX_WORKERS is out of range whatever the current count: say so
+    // rather than overflow.
+    let n = digits
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n <= MAX_WORKERS)
+        .ok_or_else(|| format!("'{text}': at most {MAX_WORKERS} workers"))?;
+    Ok(match sign {
+        0 => ScaleTarget::Set(n),
+        s => ScaleTarget::Delta(s * n as i64),
+    })
 }
 
 fn parse_signal(text: &str) -> Result<Signal, String> {
     Signal::from_name(text)
         .ok_or_else(|| format!("'{text}' is not a signal; write e.g. TERM, INT, QUIT or USR1"))
+}
+
+/// `--stop-signal`: any signal that can end a worker. SIGSTOP cannot be caught and only
+/// pauses it, so every stop would wait out the grace period and end in SIGKILL.
+fn parse_stop_signal(text: &str) -> Result<Signal, String> {
+    let signal = parse_signal(text)?;
+    if signal.number() == libc::SIGSTOP {
+        return Err(format!(
+            "'{text}' cannot stop a worker: SIGSTOP pauses it and cannot be caught; \
+             use TERM, INT, QUIT or a signal the worker handles"
+        ));
+    }
+    Ok(signal)
 }
 
 const RUN_HELP: &str = "\
@@ -512,3 +646,82 @@ Exit status:
 Examples:
   herd run -w 4 -b http=127.0.0.1:8080 --ready notify -- python3 examples/hello.py
   herd run -b http=:8000 -- uvicorn --fd {fd:http} app:app";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("365days"), Ok(MAX_DURATION));
+        for text in [
+            "18446744073709551615",
+            "99999999999999999999999",
+            "366days",
+            "600000000000000000000ms",
+            "1000y",
+        ] {
+            let e = parse_duration(text).unwrap_err();
+            assert!(e.contains("at most 365 days"), "{text}: {e}");
+        }
+        assert!(parse_duration("-1").unwrap_err().contains("negative"));
+        assert!(parse_positive_duration("0")
+            .unwrap_err()
+            .contains("positive"));
+        assert!(parse_positive_duration("0s")
+            .unwrap_err()
+            .contains("positive"));
+        assert!(parse_ready("delay=18446744073709551615")
+            .unwrap_err()
+            .contains("at most"));
+        assert_eq!(parse_ready("delay=0"), Ok(ReadyMode::Delay(Duration::ZERO)));
+    }
+
+    #[test]
+    fn stop_signal_must_stop() {
+        assert!(parse_stop_signal("STOP").unwrap_err().contains("SIGSTOP"));
+        assert!(parse_stop_signal("19").is_err());
+        assert_eq!(parse_stop_signal("QUIT"), Ok(Signal::QUIT));
+    }
+
+    #[test]
+    fn scale_targets_stay_in_range() {
+        assert_eq!(parse_scale("3"), Ok(ScaleTarget::Set(3)));
+        assert_eq!(parse_scale("+2"), Ok(ScaleTarget::Delta(2)));
+        assert_eq!(parse_scale("-2"), Ok(ScaleTarget::Delta(-2)));
+        assert_eq!(parse_scale("2..4"), Ok(ScaleTarget::Bounds(2, 4)));
+        for text in [
+            "+9223372036854775807",
+            "-9223372036854775808",
+            "99999999999999999999999",
+            "+4097",
+        ] {
+            let e = parse_scale(text).unwrap_err();
+            assert!(e.contains("at most 4096"), "{text}: {e}");
+        }
+        for text in ["", "+", "-", "+-1", "--1", "x", "1.5"] {
+            assert!(parse_scale(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn negative_numbers_are_named() {
+        assert!(parse_workers("-1")
+            .unwrap_err()
+            .contains("must be positive"));
+        assert!(parse_umask("-1").unwrap_err().contains("must be positive"));
+        assert!(parse_user("-1").unwrap_err().contains("must be positive"));
+        assert!(parse_slot("-1").unwrap_err().contains("numbered from 0"));
+        let e = parse_number::<u64>("-1", 1, "--nofile").unwrap_err();
+        assert!(
+            e.contains("--nofile '-1'") && e.contains("must be positive"),
+            "{e}"
+        );
+        assert!(parse_number::<u64>("0", 1, "--nofile").is_err());
+        assert!(parse_rlimit("nofile=0").unwrap_err().contains("nofile=0"));
+        assert!(parse_rlimit("nofile=0:10").is_err());
+        assert!(parse_rlimit("core=0").is_ok());
+    }
+}

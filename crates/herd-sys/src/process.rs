@@ -9,24 +9,51 @@ use std::process::ExitStatus;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Signal(libc::c_int);
 
+/// Every standard signal by its short name, in number order (1 to 31 on Linux). The first
+/// name of a number is the one shown; later ones (`IOT`, `POLL`, `CLD`) are accepted aliases.
 const NAMES: &[(&str, libc::c_int)] = &[
     ("HUP", libc::SIGHUP),
     ("INT", libc::SIGINT),
     ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
     ("ABRT", libc::SIGABRT),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    ("IOT", libc::SIGIOT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
     ("KILL", libc::SIGKILL),
     ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
     ("USR2", libc::SIGUSR2),
     ("PIPE", libc::SIGPIPE),
     ("ALRM", libc::SIGALRM),
     ("TERM", libc::SIGTERM),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    ("STKFLT", libc::SIGSTKFLT),
     ("CHLD", libc::SIGCHLD),
+    ("CLD", libc::SIGCHLD),
     ("CONT", libc::SIGCONT),
     ("STOP", libc::SIGSTOP),
     ("TSTP", libc::SIGTSTP),
     ("TTIN", libc::SIGTTIN),
     ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
     ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    ("POLL", libc::SIGPOLL),
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    ("EMT", libc::SIGEMT),
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    ("INFO", libc::SIGINFO),
 ];
 
 impl Signal {
@@ -557,5 +584,46 @@ mod tests {
         assert_eq!(Signal::from_name("0"), None);
         assert_eq!(Signal::from_name("BOGUS"), None);
         assert_eq!(Signal::TERM.to_string(), "SIGTERM");
+    }
+
+    #[test]
+    fn every_standard_signal_has_a_name() {
+        for n in 1..=31 {
+            let signal = Signal::from_number(n).unwrap();
+            let name = signal
+                .name()
+                .unwrap_or_else(|| panic!("signal {n} has no name"));
+            assert_eq!(Signal::from_name(name), Some(signal), "{name}");
+            assert_eq!(Signal::from_name(&format!("SIG{name}")), Some(signal));
+            assert_eq!(signal.to_string(), format!("SIG{name}"));
+        }
+        for (name, n) in [
+            ("SEGV", libc::SIGSEGV),
+            ("BUS", libc::SIGBUS),
+            ("FPE", libc::SIGFPE),
+            ("ILL", libc::SIGILL),
+            ("SYS", libc::SIGSYS),
+            ("XCPU", libc::SIGXCPU),
+            ("XFSZ", libc::SIGXFSZ),
+            ("URG", libc::SIGURG),
+            ("TRAP", libc::SIGTRAP),
+            ("VTALRM", libc::SIGVTALRM),
+            ("PROF", libc::SIGPROF),
+            ("IO", libc::SIGIO),
+        ] {
+            assert_eq!(Signal::from_name(name).map(Signal::number), Some(n));
+        }
+        assert_eq!(
+            Signal::from_number(libc::SIGSEGV).unwrap().to_string(),
+            "SIGSEGV"
+        );
+        assert_eq!(
+            Signal::from_number(libc::SIGABRT).unwrap().name(),
+            Some("ABRT")
+        );
+        // Real-time signals have numbers, not names.
+        if cfg!(target_os = "linux") {
+            assert_eq!(Signal::from_name("40").unwrap().to_string(), "signal 40");
+        }
     }
 }

@@ -240,8 +240,32 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             format!("{command} takes no argument {extra:?} (its arguments: {takes})"),
         ));
     }
-    serde_json::from_value(value.clone())
-        .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))
+    let request: Request = serde_json::from_value(value.clone())
+        .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))?;
+    check_durations(&request)?;
+    Ok(request)
+}
+
+/// Durations past [`MAX_DURATION`](crate::cli::MAX_DURATION) are refused, as on the command
+/// line: a deadline that far away would overflow the clock.
+fn check_durations(request: &Request) -> Result<(), Response> {
+    let (name, ms) = match request.command {
+        Command::Upgrade {
+            timeout_ms: Some(ms),
+        } => ("timeout_ms", ms),
+        Command::Stop {
+            grace_ms: Some(ms), ..
+        } => ("grace_ms", ms),
+        _ => return Ok(()),
+    };
+    let max = crate::cli::MAX_DURATION.as_millis();
+    if u128::from(ms) > max {
+        return Err(Response::error(
+            ErrorCode::InvalidArgument,
+            format!("{name} {ms} is too long: at most {max} (365 days)"),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -254,6 +278,18 @@ mod tests {
             .error
             .unwrap()
             .code
+    }
+
+    #[test]
+    fn huge_durations_are_refused() {
+        for line in [
+            r#"{"version":1,"command":"stop","grace_ms":18446744073709551615}"#,
+            r#"{"version":1,"command":"upgrade","timeout_ms":18446744073709551615}"#,
+            r#"{"version":1,"command":"stop","grace_ms":31536000001}"#,
+        ] {
+            assert_eq!(code(line), ErrorCode::InvalidArgument, "{line}");
+        }
+        assert!(parse_request(br#"{"version":1,"command":"stop","grace_ms":31536000000}"#).is_ok());
     }
 
     #[test]

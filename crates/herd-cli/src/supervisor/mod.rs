@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pool;
 pub mod reexec;
+mod scale;
 pub mod status;
 pub mod systemd;
 
@@ -638,25 +639,10 @@ impl Supervisor {
                 )
             }
         }
-        if workers.is_some() && self.autoscaler.take().is_some() {
+        let target = scale::target(current, workers, delta);
+        if target.is_ok() && workers.is_some() && self.autoscaler.take().is_some() {
             tracing::info!("autoscaling off: a fixed number of workers was asked for");
         }
-        let target = match (workers, delta) {
-            (Some(n), None) => Ok(n),
-            (None, Some(d)) => {
-                let t = current as i64 + d;
-                if t < 0 {
-                    Err(format!("cannot remove {} of {current} workers", -d))
-                } else {
-                    Ok(t as usize)
-                }
-            }
-            _ => Err("give exactly one of \"workers\" and \"delta\"".to_string()),
-        };
-        let target = match target {
-            Ok(t) if t > MAX_WORKERS => Err(format!("at most {MAX_WORKERS} workers")),
-            other => other,
-        };
         match target {
             Err(why) => Response::error(ErrorCode::InvalidArgument, why),
             Ok(target) => match self.scale(target, "herd scale") {

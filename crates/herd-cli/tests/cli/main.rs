@@ -2,6 +2,7 @@
 //! temporary directories. Every wait has a deadline.
 #![cfg(unix)]
 
+mod args;
 mod balance;
 mod control;
 mod errors;

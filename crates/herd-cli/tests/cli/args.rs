@@ -1,0 +1,165 @@
+//! Arguments at their limits: huge, zero and negative numbers, every signal name, and the
+//! messages that say what was wrong with them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const USAGE: i32 = 2;
+const FAILURE: i32 = 1;
+
+/// `herd run ARGS -b 127.0.0.1:0 -- no-such-herd-command`: the command does not exist, so an
+/// option that is wrongly accepted shows up as "not found" instead of the expected message.
+fn run_fails(options: &[&str], needle: &str) -> String {
+    let mut args = vec!["run"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["-b", "127.0.0.1:0", "--", "no-such-herd-command"]);
+    assert_fails(&args, USAGE, needle)
+}
+
+#[test]
+fn huge_durations_are_refused() {
+    let huge = "18446744073709551615";
+    for option in ["--grace", "--ready-timeout", "--watchdog"] {
+        run_fails(&[option, huge], "at most 365 days");
+        run_fails(&[option, "366days"], "at most 365 days");
+    }
+    run_fails(&["--ready", &format!("delay={huge}")], "at most 365 days");
+    assert_fails(&["stop", "--grace", huge], USAGE, "at most 365 days");
+    assert_fails(&["upgrade", "--timeout", huge], USAGE, "at most 365 days");
+}
+
+#[test]
+fn settings_that_never_work_are_refused() {
+    run_fails(&["--watchdog", "0"], "must be positive");
+    run_fails(&["--ready-timeout", "0s"], "must be positive");
+    run_fails(&["--nofile", "0"], "at least 1");
+    run_fails(&["--rlimit", "nofile=0"], "nofile=0");
+    run_fails(&["--stop-signal", "STOP"], "SIGSTOP pauses it");
+    run_fails(&["--stop-signal", "SIGSTOP"], "cannot be caught");
+}
+
+#[test]
+fn negative_numbers_are_called_negative() {
+    for (args, needle) in [
+        (&["run", "-w", "-1"][..], "must be positive"),
+        (&["run", "--umask", "-1"], "must be positive"),
+        (&["run", "--user", "-1"], "must be positive"),
+        (&["run", "--nofile", "-1"], "must be positive"),
+        (&["run", "--max-surge", "-1"], "must be positive"),
+        (&["run", "--control-allow-uid", "-1"], "must be positive"),
+        (&["run", "--grace", "-1"], "cannot be negative"),
+    ] {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["-b", "127.0.0.1:0", "--", "true"]);
+        let stderr = assert_fails(&args, USAGE, needle);
+        assert!(!stderr.contains("'-- -1'"), "{stderr}");
+    }
+    let stderr = assert_fails(
+        &["signal", "KILL", "--worker", "-1"],
+        USAGE,
+        "slots are numbered from 0",
+    );
+    assert!(!stderr.contains("'-- -1'"), "{stderr}");
+}
+
+#[test]
+fn scale_at_the_limits_of_the_integers() {
+    let herd = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(2);
+    for target in [
+        "+9223372036854775807",
+        "-9223372036854775808",
+        "+99999999999999999999",
+    ] {
+        let (code, _, stderr) = herd.ctl(&["scale", target]);
+        assert_eq!(code, USAGE, "{target}: {stderr}");
+        assert!(
+            stderr.contains("at most 4096 workers"),
+            "{target}: {stderr}"
+        );
+    }
+    // A raw client can send any i64.
+    let ask = |line: &str| -> Value {
+        let mut s = UnixStream::connect(herd.control()).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        let mut answer = String::new();
+        BufReader::new(&s).read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    let min = ask(&format!(
+        "{{\"version\":1,\"command\":\"scale\",\"delta\":{}}}\n",
+        i64::MIN
+    ));
+    assert_eq!(min["error"]["code"], "invalid_argument", "{min}");
+    assert_eq!(
+        min["error"]["message"], "cannot remove 9223372036854775808 of 2 workers",
+        "{min}"
+    );
+    let max = ask(&format!(
+        "{{\"version\":1,\"command\":\"scale\",\"delta\":{}}}\n",
+        i64::MAX
+    ));
+    assert_eq!(max["error"]["code"], "invalid_argument", "{max}");
+    assert!(
+        max["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 4096 workers"),
+        "{max}"
+    );
+    let huge = ask("{\"version\":1,\"command\":\"stop\",\"grace_ms\":18446744073709551615}\n");
+    assert_eq!(huge["error"]["code"], "invalid_argument", "{huge}");
+    // herd is unharmed and unchanged.
+    let status = herd.status();
+    assert!(status["desired"] == 2 && status["running"] == 2, "{status}");
+    let (code, stdout, stderr) = herd.ctl(&["scale", "-1"]);
+    assert_eq!(
+        (code, stdout.trim()),
+        (0, "scaled from 2 to 1 workers"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn every_signal_has_its_name() {
+    // core=0: the signals below dump core by default.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--rlimit",
+        "core=0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    for (n, name) in ["SEGV", "BUS", "XCPU", "SYS"].into_iter().enumerate() {
+        let pid = herd.started(n + 1)[n].1;
+        let (code, stdout, stderr) = herd.ctl(&["signal", name, "--worker", "0"]);
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert_eq!(stdout.trim(), format!("sent SIG{name} to 1 worker(s)"));
+        let exit = herd.wait_event("the signalled exit", |e| is_exit(e) && e["pid"] == pid);
+        assert!(
+            exit["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("killed by SIG{name}")),
+            "{exit}"
+        );
+    }
+    for name in [
+        "ILL", "FPE", "XFSZ", "URG", "TRAP", "VTALRM", "PROF", "IO", "PWR", "STKFLT",
+    ] {
+        // No herd runs at this control socket: the name parsed (exit 1, not 2).
+        let (code, stderr) = herd_output(&["signal", name]);
+        assert_eq!(code, FAILURE, "{name}: {stderr}");
+        assert!(stderr.contains("no herd is running"), "{name}: {stderr}");
+    }
+}
