@@ -49,15 +49,53 @@ def listen_sockets():
         raise SystemExit(f"hello.py: LISTEN_FDNAMES has {len(names)} names for {count} fds")
     for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(var, None)
-        sockets = {}
+    sockets = {}
     for i, name in enumerate(names):
         fd = LISTEN_FDS_START + i
-        os.set_inheritable(fd, False)
-        if stat.S_ISSOCK(os.fstat(fd).st_mode):
+        try:
+            os.set_inheritable(fd, False)
+            mode = os.fstat(fd).st_mode
+        except OSError as e:
+            sys.exit(f"hello.py: LISTEN_FDS={count} says fd {fd} ({name}) was passed, "
+                     f"but it cannot be used: {e.strerror}")
+        if stat.S_ISSOCK(mode):
             sockets.setdefault(name, socket.socket(fileno=fd))
         else:
             sockets.setdefault(name, fd)  # not a socket: shared memory (herd run --shm), as an fd
     return sockets
+
+
+def is_listening_stream(sock):
+    """True if `sock` is a stream socket that listens (one accept() can serve), as
+    sd_is_socket(3) checks with SO_TYPE and SO_ACCEPTCONN."""
+    try:
+        return (sock.type == socket.SOCK_STREAM
+                and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0)
+    except OSError:
+        return False
+
+
+def pick_listener(sockets):
+    """The socket to serve: the one named `http` if it is a listening stream socket, else the
+    first one that is. Exits with one line saying what was expected if there is none."""
+    candidates = [sockets.get("http")] + list(sockets.values())
+    for s in candidates:
+        if isinstance(s, socket.socket) and is_listening_stream(s):
+            return s
+    got = ", ".join(f"{name} ({describe(s)})" for name, s in sockets.items())
+    sys.exit(f"hello.py: expected a listening TCP or Unix stream socket, got {got}; "
+             "bind one: herd run -b http=127.0.0.1:8080 -- python3 examples/hello.py")
+
+
+def describe(s):
+    """A few words on an inherited fd, for the error message."""
+    if not isinstance(s, socket.socket):
+        return f"fd {s}, not a socket"
+    if s.type == socket.SOCK_DGRAM:
+        return f"fd {s.fileno()}, a datagram socket"
+    if s.type != socket.SOCK_STREAM:
+        return f"fd {s.fileno()}, a socket of type {int(s.type)}"
+    return f"fd {s.fileno()}, a stream socket that does not listen"
 
 
 def notify(message):
@@ -124,7 +162,7 @@ def main():
     if not sockets:
         sys.exit("hello.py: no sockets inherited; run me under herd: "
                  "herd run -b http=127.0.0.1:8080 -- python3 examples/hello.py")
-    listener = sockets.get("http") or next(s for s in sockets.values() if isinstance(s, socket.socket))
+    listener = pick_listener(sockets)
     slot = os.environ.get("HERD_WORKER", "-")
     body = f"hello from pid {os.getpid()}, worker {slot}\n".encode()
     response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"

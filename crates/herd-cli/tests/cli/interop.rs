@@ -281,3 +281,38 @@ fn rust_tokio_balanced_worker_loses_nothing_when_replaced() {
     wait_status(&herd, "1 worker", |s| settled(s, 1));
     load.finish_without_failures(50);
 }
+
+/// `examples/hello.py` given no listening stream socket (a UDP socket and shared memory) says
+/// in one line what it expected, instead of dying with a Python traceback.
+#[test]
+fn hello_py_says_what_it_expected_without_a_listening_socket() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "dns=udp://127.0.0.1:0",
+        "--shm",
+        "counter=4096",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    let line = herd.wait_text("hello.py: ");
+    herd.wait_event("the worker's exit", is_exit);
+    assert!(
+        line.contains("expected a listening TCP or Unix stream socket")
+            && line.contains("dns (fd 3, a datagram socket)")
+            && line.contains("counter (fd 4, not a socket)"),
+        "{line}"
+    );
+    let texts: Vec<String> = herd
+        .lines()
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Text(t) => Some(t),
+            Line::Event(_) => None,
+        })
+        .collect();
+    assert_eq!(texts, [line], "one line of output from the worker");
+}

@@ -184,3 +184,74 @@ fn predictable_notify_names_cannot_block_a_start() {
     assert!(notify.starts_with("@herd-notify-"), "{notify}");
     assert!(!notify.contains(&herd.pid().to_string()), "{notify}");
 }
+
+/// `--user` with a user in 300 groups (more than fit the first `getgrouplist` buffer) and
+/// `--group` with a group whose entry is larger than 16 KiB (thousands of members): the
+/// workers get every group. Runs herd in a private mount namespace whose `/etc/passwd` and
+/// `/etc/group` are bind-mounted copies with the test's user and groups added.
+#[test]
+fn workers_get_every_group_of_a_user_in_hundreds_of_groups() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("skipped: needs root to switch users and mount");
+        return;
+    }
+    let probe = std::process::Command::new("unshare")
+        .args(["-m", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: needs `unshare -m` (a private mount namespace)");
+        return;
+    }
+    const UID: u32 = 64_000;
+    const FIRST_GID: u32 = 61_000;
+    let big_gid = FIRST_GID + 300;
+    let dir = tempfile::tempdir().unwrap();
+    let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd.push_str(&format!(
+        "herdmany:x:{UID}:{UID}::/nonexistent:/usr/sbin/nologin\n"
+    ));
+    let mut group = std::fs::read_to_string("/etc/group").unwrap();
+    group.push_str(&format!("herdmany:x:{UID}:\n"));
+    for i in 0..300 {
+        group.push_str(&format!("herdg{i}:x:{}:herdmany\n", FIRST_GID + i));
+    }
+    let members: Vec<String> = (0..3000).map(|i| format!("member{i:05}")).collect();
+    group.push_str(&format!(
+        "herdbig:x:{big_gid}:{},herdmany\n",
+        members.join(",")
+    ));
+    let (passwd_file, group_file) = (dir.path().join("passwd"), dir.path().join("group"));
+    std::fs::write(&passwd_file, passwd).unwrap();
+    std::fs::write(&group_file, group).unwrap();
+    let script = format!(
+        "mount --bind {} /etc/passwd && mount --bind {} /etc/group && exec \"$@\"",
+        passwd_file.display(),
+        group_file.display()
+    );
+    let herd = Herd::start_with(|tmp| {
+        let mut cmd = std::process::Command::new("unshare");
+        cmd.env("HERD_CONTROL", tmp.join("control.sock"))
+            .args(["-m", "sh", "-c", &script, "sh", HERD])
+            .args(["--log-format", "json", "run", "-w", "1"])
+            .args([
+                "--user", "herdmany", "--group", "herdbig", "--ready", "notify",
+            ])
+            .args(["-b", "http=127.0.0.1:0", "--", "/usr/bin/python3"])
+            .arg(worker("whoami.py"));
+        cmd
+    });
+    let addr = herd.address("http");
+    let facts = facts(&herd, &addr);
+    assert_eq!(facts["uid"], UID, "{facts}");
+    assert_eq!(facts["gid"], big_gid, "{facts}");
+    let mut expected: Vec<u32> = (FIRST_GID..=big_gid).collect();
+    expected.push(UID);
+    let groups: Vec<u32> = facts["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(groups, expected, "every group of the user");
+}
