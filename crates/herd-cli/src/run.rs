@@ -44,15 +44,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         None => control.clone(),
     };
     let notify_path = control.with_extension(format!("{pid}.notify"));
-    for path in [&bind_at, &notify_path] {
-        if path.as_os_str().len() > spec::MAX_UNIX_PATH {
-            return Err(Failure::Usage(format!(
-                "the control socket path {} is longer than {} bytes; pass a shorter --control",
-                path.display(),
-                spec::MAX_UNIX_PATH
-            )));
-        }
-    }
+    control_path::check_length(&control, args.takeover.is_some()).map_err(Failure::Usage)?;
 
     // Everything that can be checked without touching the system has been; bind now. Any error
     // from here on drops what was bound, which closes it and removes its socket files.
@@ -76,7 +68,12 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         NotifySocket::bind(&notify_path, uid)?
     };
     let reuseport = args.balance == Balance::Reuseport;
-    let listeners = spec::bind_all(&args.binds, &args.shm, inherited, reuseport)?;
+    let listeners = spec::bind_all(&args.binds, &args.shm, inherited, reuseport).map_err(|e| {
+        match e.downcast_ref::<spec::GivenTwice>() {
+            Some(twice) => Failure::Usage(twice.to_string()),
+            None => Failure::Runtime(e),
+        }
+    })?;
     let control_path = control;
     let takeover = args.takeover.clone().map(|old| Takeover {
         old,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::spec::{prepare_socket_path, SocketFile};
+use crate::spec::{prepare_socket_path, SocketFile, MAX_UNIX_PATH};
 
 /// Checks a `--name`: letters, digits, `.`, `_`, `-`, at most 64.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -42,6 +42,40 @@ pub fn resolve(control: Option<&Path>, name: &str, uid: u32) -> (PathBuf, bool) 
         None => std::env::temp_dir().join(format!("herd-{uid}")),
     };
     (dir.join(format!("{name}.sock")), true)
+}
+
+/// Checks that the control socket at `control`, and the sockets herd names after it (the
+/// notify socket `NAME.PID.notify`, and `NAME.takeover.PID` during a `takeover`), fit in a Unix
+/// socket address whatever herd's pid: the error names the control socket and its limit.
+pub fn check_length(control: &Path, takeover: bool) -> Result<(), String> {
+    // The widest pid there can be, so the answer does not depend on this run's.
+    const WIDEST_PID: &str = "4294967295";
+    let len = control.as_os_str().len();
+    let mut derived = vec![control.with_extension(format!("{WIDEST_PID}.notify"))];
+    if takeover {
+        derived.push(control.with_extension(format!("takeover.{WIDEST_PID}")));
+    }
+    let extra = derived
+        .iter()
+        .map(|d| d.as_os_str().len().saturating_sub(len))
+        .max()
+        .unwrap_or(0);
+    let limit = MAX_UNIX_PATH.saturating_sub(extra);
+    if len > limit {
+        return Err(format!(
+            "the control socket path {} is {len} bytes; with the sockets herd names after it \
+             ({}), it may be at most {limit} bytes (Unix socket paths hold {MAX_UNIX_PATH}): \
+             pass a shorter --control or set $HERD_CONTROL",
+            control.display(),
+            derived
+                .iter()
+                .filter_map(|d| d.file_name())
+                .map(|f| f.to_string_lossy().replace(WIDEST_PID, "PID"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    Ok(())
 }
 
 /// Creates (or checks) herd's private directory: a real directory, owned by `uid`, mode 0700.
@@ -121,6 +155,26 @@ mod tests {
         assert!(check_name("").is_err());
         assert!(check_name("../x").is_err());
         assert!(check_name(".hidden").is_err());
+    }
+
+    #[test]
+    fn control_paths_fit_whatever_the_pid() {
+        let at = |len: usize| PathBuf::from(format!("/{}.sock", "x".repeat(len - 6)));
+        // "NAME.4294967295.notify" is 13 bytes longer than "NAME.sock".
+        assert!(check_length(&at(94), false).is_ok());
+        let e = check_length(&at(95), false).unwrap_err();
+        assert!(e.starts_with("the control socket path /xx"), "{e}");
+        assert!(
+            e.contains("is 95 bytes") && e.contains("at most 94 bytes"),
+            "{e}"
+        );
+        assert!(e.contains(".PID.notify"), "{e}");
+        // "NAME.takeover.4294967295" is 15 bytes longer.
+        assert!(check_length(&at(92), true).is_ok());
+        assert!(check_length(&at(93), true)
+            .unwrap_err()
+            .contains("at most 92 bytes"));
+        assert!(check_length(&at(300), false).is_err());
     }
 
     #[test]

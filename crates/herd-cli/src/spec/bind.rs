@@ -15,6 +15,7 @@ use super::parse::{Address, BindSpec, Host, HostPort};
 use super::reuseport::{GroupOptions, SlotSockets};
 use super::shm::ShmSpec;
 use super::socket_file::{self, SocketFile};
+use super::twice::{self, InUse};
 
 /// A bound socket, held by the supervisor for as long as it runs.
 #[derive(Debug)]
@@ -156,8 +157,11 @@ pub fn bind_all(
         }
         return Ok(listeners);
     }
+    twice::check(specs)?;
     let explicit: Vec<String> = specs.iter().filter_map(|s| s.name.clone()).collect();
     let mut passed: Option<Passed> = None;
+    // What this herd bound so far, to tell "given twice" from "in use by another program".
+    let mut bound: Vec<(String, &'static str, SocketAddr)> = Vec::new();
     for spec in specs {
         let context = || format!("--bind '{}'", spec.text);
         match &spec.address {
@@ -202,8 +206,12 @@ pub fn bind_all(
                     continue;
                 }
                 let per_slot = reuseport && matches!(spec.address, Address::Tcp(_));
-                let (socket, address, port, file) =
-                    bind_one(spec, per_slot).with_context(context)?;
+                let (socket, address, port, file) = bind_one(spec, per_slot)
+                    .map_err(|e| twice::explain(e, spec, &bound))
+                    .with_context(context)?;
+                if let Some(local) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
+                    bound.push((spec.text.clone(), spec.address.kind(), local));
+                }
                 let name = match &spec.name {
                     Some(name) => name.clone(),
                     None => {
@@ -445,9 +453,7 @@ fn resolve(name: &str, port: u16) -> anyhow::Result<SocketAddr> {
 
 fn ip_bind_error(err: io::Error, addr: SocketAddr) -> anyhow::Error {
     match err.raw_os_error() {
-        Some(libc::EADDRINUSE) => anyhow!(
-            "address {addr} is already in use: stop the other server or choose another port"
-        ),
+        Some(libc::EADDRINUSE) => anyhow::Error::new(InUse(addr)),
         Some(libc::EACCES) if addr.port() < 1024 => anyhow!(
             "permission denied binding {addr}: ports below 1024 need root or \
              CAP_NET_BIND_SERVICE; run herd with that privilege or use a port above 1023"

@@ -8,6 +8,7 @@ mod parse;
 mod reuseport;
 mod shm;
 mod socket_file;
+mod twice;
 
 pub use bind::{bind_all, Listener};
 pub use handover::Inherited;
@@ -16,3 +17,4 @@ pub use parse::{BindSpec, MAX_UNIX_PATH};
 pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;
 pub use socket_file::{prepare as prepare_socket_path, SocketFile};
+pub use twice::GivenTwice;

@@ -116,6 +116,11 @@ fn split_name(text: &str) -> Result<(Option<String>, &str), String> {
             Ok((Some(name.to_string()), rest))
         }
         Some(("", _)) => Err("empty socket name before '='".to_string()),
+        // No address form has '=' before a ':', '/' or '[': this was meant as a name.
+        Some((name, _)) if !name.contains([':', '/', '[']) => Err(format!(
+            "invalid socket name '{name}': a name is 1 to 255 ASCII letters, digits, '.', '_' \
+             or '-' (e.g. http=:8080)"
+        )),
         _ => Ok((None, text)),
     }
 }
@@ -419,6 +424,9 @@ mod tests {
             ("unix:/a,mode=999", "octal"),
             ("=:80", "empty socket name"),
             ("bad host:80", "not a valid host"),
+            ("ünï=127.0.0.1:80", "invalid socket name 'ünï'"),
+            ("a b=:80", "invalid socket name 'a b'"),
+            ("x*=unix:/a", "invalid socket name 'x*'"),
         ] {
             let e = err(text);
             assert!(e.contains(needle), "{text:?}: {e:?} lacks {needle:?}");

@@ -163,3 +163,84 @@ fn every_signal_has_its_name() {
         assert!(stderr.contains("no herd is running"), "{name}: {stderr}");
     }
 }
+
+/// A control socket path of exactly `len` bytes in `dir`.
+fn control_of_len(dir: &std::path::Path, len: usize) -> String {
+    let base = format!("{}/", dir.display());
+    let pad = len - base.len() - ".sock".len();
+    format!("{base}{}.sock", "c".repeat(pad))
+}
+
+#[test]
+fn long_control_paths_are_checked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // 94 bytes leave room for NAME.PID.notify with any pid; 95 never do.
+    let long = control_of_len(dir.path(), 95);
+    let stderr = run_fails(&["--control", &long], "at most 94 bytes");
+    assert!(
+        stderr.contains(&format!("the control socket path {long} is 95 bytes")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(".notify is longer"), "{stderr}");
+    let fits = control_of_len(dir.path(), 94);
+    let herd = Herd::start(&[
+        "run",
+        "--control",
+        &fits,
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    assert!(std::path::Path::new(&fits).exists());
+}
+
+#[test]
+fn an_address_given_twice_is_named_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sock = dir.path().join("a.sock");
+    let unix = format!("unix:{}", sock.display());
+    let same = format!("127.0.0.1:{port}");
+    let any = format!(":{port}");
+    for (first, second) in [
+        (same.as_str(), same.as_str()),
+        (any.as_str(), same.as_str()),
+        (unix.as_str(), unix.as_str()),
+    ] {
+        let first = format!("a={first}");
+        let stderr = assert_fails(
+            &["run", "-b", &first, "-b", second, "--", "true"],
+            USAGE,
+            "given twice",
+        );
+        assert!(
+            stderr.contains(&first) && !stderr.contains("stop the other server"),
+            "{stderr}"
+        );
+        assert!(!sock.exists(), "socket file left behind");
+    }
+    // Another program's socket is still "in use".
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    assert_fails(
+        &["run", "-b", "127.0.0.1:0", "-b", &addr, "--", "true"],
+        FAILURE,
+        "stop the other server",
+    );
+}
+
+#[test]
+fn a_name_that_is_not_one_is_called_a_name() {
+    let stderr = run_fails(&["-b", "ünï=127.0.0.1:80"], "invalid socket name 'ünï'");
+    assert!(stderr.contains("letters, digits"), "{stderr}");
+    run_fails(&["-b", "my app=:0"], "invalid socket name 'my app'");
+}

@@ -1,0 +1,122 @@
+//! One address given to two `--bind`s: found before binding when the two are written alike,
+//! else when the second bind fails, so the error says "given twice", not "stop the other
+//! server" (the other server would be herd itself).
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use super::parse::{Address, BindSpec};
+
+/// An address that is already in use (`EADDRINUSE`): by another program, or by an earlier
+/// `--bind` of this herd.
+#[derive(Debug)]
+pub struct InUse(pub SocketAddr);
+
+impl fmt::Display for InUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "address {} is already in use: stop the other server or choose another port",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for InUse {}
+
+/// A usage error: two `--bind`s name the same address.
+#[derive(Debug)]
+pub struct GivenTwice(String);
+
+impl fmt::Display for GivenTwice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GivenTwice {}
+
+/// Refuses two specs with the same address (port 0 excepted: each gets its own port).
+pub fn check(specs: &[BindSpec]) -> Result<(), GivenTwice> {
+    for (i, later) in specs.iter().enumerate() {
+        let same = |earlier: &&BindSpec| match (&earlier.address, &later.address) {
+            (Address::Tcp(a), Address::Tcp(b)) | (Address::Udp(a), Address::Udp(b)) => {
+                a == b && a.port != 0
+            }
+            (Address::UnixPath(a), Address::UnixPath(b)) => a == b,
+            (Address::UnixAbstract(a), Address::UnixAbstract(b)) => a == b,
+            _ => false,
+        };
+        if let Some(earlier) = specs[..i].iter().find(same) {
+            return Err(given_twice(&earlier.text, &later.text));
+        }
+    }
+    Ok(())
+}
+
+/// Explains a failed bind of `spec` whose address an earlier bind of this herd holds:
+/// `earlier` lists what was bound so far (spec text, kind, local address).
+pub fn explain(
+    error: anyhow::Error,
+    spec: &BindSpec,
+    earlier: &[(String, &'static str, SocketAddr)],
+) -> anyhow::Error {
+    let Some(InUse(addr)) = error.downcast_ref::<InUse>() else {
+        return error;
+    };
+    let overlaps = |(_, kind, bound): &&(String, &'static str, SocketAddr)| {
+        *kind == spec.address.kind()
+            && bound.port() == addr.port()
+            && (bound.ip() == addr.ip()
+                || bound.ip().is_unspecified()
+                || addr.ip().is_unspecified())
+    };
+    match earlier.iter().find(overlaps) {
+        Some((text, _, _)) => anyhow::Error::new(given_twice(text, &spec.text)),
+        None => error,
+    }
+}
+
+fn given_twice(earlier: &str, later: &str) -> GivenTwice {
+    GivenTwice(format!(
+        "--bind '{later}' binds the same address as --bind '{earlier}': the address is given \
+         twice; bind it once (one socket has one name, and every worker gets it)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(texts: &[&str]) -> Vec<BindSpec> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn same_address_twice() {
+        assert!(check(&specs(&[
+            ":8080",
+            "udp://:8080",
+            "127.0.0.1:0",
+            "127.0.0.1:0"
+        ]))
+        .is_ok());
+        let e = check(&specs(&["a=127.0.0.1:8080", "b=127.0.0.1:8080,nodelay"])).unwrap_err();
+        assert!(e.to_string().contains("given twice"), "{e}");
+        assert!(check(&specs(&["unix:/tmp/a", "x=unix:/tmp/a"])).is_err());
+        assert!(check(&specs(&["unix:@a", "unix:@a"])).is_err());
+    }
+
+    #[test]
+    fn overlapping_binds_are_explained() {
+        let spec: BindSpec = "127.0.0.1:8080".parse().unwrap();
+        let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let earlier = vec![(":8080".to_string(), "tcp", "[::]:8080".parse().unwrap())];
+        let e = explain(anyhow::Error::new(InUse(addr)), &spec, &earlier);
+        assert!(e.to_string().contains("given twice"), "{e}");
+        assert!(e.downcast_ref::<GivenTwice>().is_some());
+        let elsewhere = vec![(":9090".to_string(), "tcp", "[::]:9090".parse().unwrap())];
+        let e = explain(anyhow::Error::new(InUse(addr)), &spec, &elsewhere);
+        assert!(e.to_string().contains("stop the other server"), "{e}");
+    }
+}
