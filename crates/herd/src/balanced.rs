@@ -50,6 +50,7 @@ use herd_sys::process::Signal;
 use tokio::sync::mpsc as async_mpsc;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sockets::Want;
 use crate::Sockets;
 
 type Accepted = io::Result<(TcpStream, SocketAddr)>;
@@ -204,12 +205,15 @@ fn accept_loop(
 
 impl Sockets {
     /// Takes the listening TCP socket named `name` as a [`BalancedListener`]; the socket must
-    /// be blocking (bound without `nonblocking`).
+    /// be blocking (bound without `nonblocking`). On error the socket stays in place (a worker
+    /// can then take it with [`Sockets::take_tokio_tcp_listener`], say).
     pub fn take_balanced_tcp_listener(&mut self, name: &str) -> Result<Option<BalancedListener>> {
-        match self.take_tcp_listener(name)? {
-            None => Ok(None),
-            Some(listener) => BalancedListener::new(listener).map(Some),
-        }
+        self.take_with(name, Want::TcpListener, |name, fd| {
+            let listener = fd
+                .try_clone_to_owned()
+                .map_err(|e| Error::io(format!("cannot duplicate socket {name:?}"), e))?;
+            BalancedListener::new(TcpListener::from(listener))
+        })
     }
 }
 
@@ -232,6 +236,33 @@ mod tests {
         let err = BalancedListener::new(l).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NonBlocking);
         assert!(err.to_string().contains("without `nonblocking`"), "{err}");
+    }
+
+    /// A non-blocking socket refused as a balanced listener stays in place, so the worker can
+    /// fall back to tokio's own listener; the balanced listener takes a blocking one once.
+    #[test]
+    fn a_refused_socket_stays_in_place() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        l.set_nonblocking(true).unwrap();
+        let mut sockets = Sockets::from_named(vec![("http".to_string(), l.into())]);
+        for _ in 0..2 {
+            let err = sockets.take_balanced_tcp_listener("http").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NonBlocking);
+        }
+        let rt = runtime();
+        let _guard = rt.enter();
+        let fallback = sockets.take_tokio_tcp_listener("http").unwrap().unwrap();
+        assert_eq!(fallback.local_addr().unwrap(), addr);
+
+        let blocking = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sockets = Sockets::from_named(vec![("http".to_string(), blocking.into())]);
+        let l = sockets.take_balanced_tcp_listener("http").unwrap().unwrap();
+        assert!(sockets
+            .take_balanced_tcp_listener("http")
+            .unwrap()
+            .is_none());
+        assert!(l.close().is_empty());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub enum ErrorKind {
     /// [`BalancedListener`](crate::balanced::BalancedListener) needs a blocking socket and the
     /// inherited one is non-blocking (bind it without `nonblocking`).
     NonBlocking,
+    /// A tokio type was asked for outside a tokio runtime.
+    NoRuntime,
 }
 
 /// An error from the herd worker library.

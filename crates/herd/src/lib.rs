@@ -43,7 +43,10 @@
 //! `_unix_listener`) return tokio types. They require a socket herd made non-blocking
 //! (`herd run -b http=:8080,nonblocking`) and refuse a blocking one, because `O_NONBLOCK` is
 //! shared by every worker on the socket: setting it in one worker would make its blocking
-//! siblings' `accept()` fail with `EAGAIN`.
+//! siblings' `accept()` fail with `EAGAIN`. A refused socket (wrong kind, wrong mode, no
+//! runtime) stays in place, so a worker can fall back: try
+//! `take_balanced_tcp_listener` first and `take_tokio_tcp_listener` if the socket is
+//! non-blocking, say.
 //!
 //! Async workers balance badly on a shared socket: with tokio's own accept, one of 4 workers
 //! took 62% of the connections and another 3% at 2000 new connections/s

@@ -26,8 +26,9 @@ const LISTEN_VARS: [&str; 4] = [
 /// socket-activation protocol).
 ///
 /// Each socket can be taken once, by name or by index; taking it again gives `Ok(None)`.
-/// Asking for the wrong kind (a TCP listener from a UDP socket) is an error and leaves the socket
-/// in place.
+/// Asking for the wrong kind (a TCP listener from a UDP socket), or a socket in the wrong mode
+/// (a blocking one for tokio, a non-blocking one for a balanced listener), is an error and
+/// leaves the socket in place, so the program can take it another way.
 #[derive(Debug, Default)]
 pub struct Sockets {
     entries: Vec<Entry>,
@@ -40,7 +41,7 @@ struct Entry {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum Want {
+pub(crate) enum Want {
     Any,
     SharedMemory,
     TcpListener,
@@ -184,6 +185,37 @@ impl Sockets {
     }
 
     fn take(&mut self, select: Select<'_>, want: Want) -> Result<Option<OwnedFd>> {
+        Ok(self
+            .find(select, want)?
+            .and_then(|index| self.entries[index].fd.take()))
+    }
+
+    /// Takes the socket named `name`, of kind `want`, as whatever `convert` makes of it; if
+    /// `convert` fails (a blocking socket where a non-blocking one is needed, say), the socket
+    /// stays in place and the error is returned. `convert` borrows the fd: it duplicates it if
+    /// it needs to own one, and the original is closed once `convert` succeeded.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn take_with<T>(
+        &mut self,
+        name: &str,
+        want: Want,
+        convert: impl FnOnce(&str, std::os::unix::io::BorrowedFd<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let index = match self.find(Select::Name(name), want)? {
+            None => return Ok(None),
+            Some(index) => index,
+        };
+        let converted = match &self.entries[index].fd {
+            None => return Ok(None),
+            Some(fd) => convert(name, fd.as_fd())?,
+        };
+        self.entries[index].fd = None;
+        Ok(Some(converted))
+    }
+
+    /// The index of the socket `select` names, checked to be of kind `want`; `None` if it
+    /// was taken already.
+    fn find(&self, select: Select<'_>, want: Want) -> Result<Option<usize>> {
         let index = match select {
             Select::Index(i) if i < self.entries.len() => i,
             Select::Index(i) => {
@@ -212,7 +244,7 @@ impl Sockets {
                     .unwrap_or(first)
             }
         };
-        let entry = &mut self.entries[index];
+        let entry = &self.entries[index];
         let fd = match &entry.fd {
             None => return Ok(None),
             Some(fd) => fd,
@@ -230,7 +262,7 @@ impl Sockets {
                     ),
                 ));
             }
-            return Ok(entry.fd.take());
+            return Ok(Some(index));
         }
         let info = socket::inspect(fd.as_fd())
             .map_err(|e| Error::io(format!("cannot inspect socket {:?}", entry.name), e))?;
@@ -246,7 +278,7 @@ impl Sockets {
                 ),
             ));
         }
-        Ok(entry.fd.take())
+        Ok(Some(index))
     }
 
     fn unknown_name(&self, name: &str) -> Error {
