@@ -35,7 +35,11 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         Workers::Auto(min, max) => (min, Some((min, max))),
     };
     let uid = herd_sys::process::effective_uid();
-    let (control, private_dir) = control_path::resolve(control, name, uid);
+    // A taking-over herd ends at the old herd's control socket, whatever its --name says.
+    let (control, private_dir) = match &args.takeover {
+        Some(old) => (takeover_control(old, control)?, false),
+        None => control_path::resolve(control, name, uid),
+    };
     let pid = std::process::id();
     // A takeover binds its control socket beside the old herd's and moves it into place once
     // its workers are ready; the notify socket's name is per process, so two herds never meet.
@@ -53,6 +57,12 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
             control_path::ensure_private_dir(dir, uid)?;
         }
     }
+    // The old herd's control socket, as it is before anything is fetched from it: the one
+    // socket file this herd may replace when the takeover completes.
+    let old_socket = match &args.takeover {
+        Some(old) => Some(socket_identity(old)?),
+        None => None,
+    };
     let inherited = match &args.takeover {
         Some(old) => fetch_inherited(old)?,
         None => Vec::new(),
@@ -75,10 +85,11 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         }
     })?;
     let control_path = control;
-    let takeover = args.takeover.clone().map(|old| Takeover {
-        old,
-        control: control_path.clone(),
-    });
+    let takeover = args
+        .takeover
+        .clone()
+        .zip(old_socket)
+        .map(|(old, old_socket)| Takeover { old, old_socket });
     let control = Control {
         file: control_file,
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
@@ -136,9 +147,12 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
     };
     let control_path = state.control.file.0.clone();
     let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
+    // Autoscaling as the runtime left it; a state without it (from an older herd) leaves it to
+    // the command line.
+    let recorded = state.autoscale.is_some();
     supervisor.resume(state, reply);
     bind_metrics(&args, &mut supervisor)?;
-    if let Some(Workers::Auto(min, max)) = args.workers {
+    if let (false, Some(Workers::Auto(min, max))) = (recorded, args.workers) {
         supervisor.set_autoscale(Some((min, max)));
     }
     runtime()?.block_on(supervisor.run(control, notify, None))?;
@@ -272,6 +286,41 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .enable_all()
         .build()
         .context("cannot start the event loop")?)
+}
+
+/// Where a herd taking over from `old` ends: at `old` itself. A `--control` naming another
+/// socket is a usage error, not a path to move to (it could be a live, unrelated herd's).
+fn takeover_control(old: &Path, control: Option<&Path>) -> Result<std::path::PathBuf, Failure> {
+    if let Some(asked) = control {
+        let same = |p: &Path| std::fs::canonicalize(p).ok();
+        if asked != old && (same(asked).is_none() || same(asked) != same(old)) {
+            return Err(Failure::Usage(format!(
+                "--takeover {} ends at the old herd's control socket, not at --control {}; \
+                 drop --control (or pass the same path)",
+                old.display(),
+                asked.display()
+            )));
+        }
+    }
+    Ok(old.to_path_buf())
+}
+
+/// The device and inode of the socket file at `path` (the old herd's control socket).
+fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let shown = path.display();
+    let meta = std::fs::symlink_metadata(path).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {shown}: {e}; pass the control socket of a running herd"
+        ))
+    })?;
+    if !meta.file_type().is_socket() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {shown}: it is not a socket; pass the control socket of a \
+             running herd"
+        )));
+    }
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Fetches the sockets of the herd whose control socket is `old`.

@@ -54,6 +54,10 @@ pub enum Command {
         /// Kill the workers at once.
         #[serde(default)]
         fast: bool,
+        /// The stop ends a takeover: leave the socket files in place, the herd that took over
+        /// owns them now.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        takeover: bool,
     },
     /// Fetch the listening sockets: the response carries them as `SCM_RIGHTS`. With `attach`,
     /// the peer (identified by its credentials) is listed as an attached worker and gets the
@@ -89,7 +93,7 @@ fn arguments(command: &str) -> &'static [&'static str] {
     match command {
         "scale" => &["workers", "delta", "min", "max"],
         "upgrade" => &["timeout_ms"],
-        "stop" => &["grace_ms", "fast"],
+        "stop" => &["grace_ms", "fast", "takeover"],
         "signal" => &["signal", "slot"],
         "sockets" => &["only", "attach"],
         _ => &[],

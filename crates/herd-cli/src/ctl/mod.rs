@@ -76,6 +76,7 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
                 Command::Stop {
                     grace_ms,
                     fast: args.fast,
+                    takeover: false,
                 },
                 None,
             )?;

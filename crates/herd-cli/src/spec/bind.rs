@@ -4,6 +4,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::prelude::OsStrExt;
+use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -33,6 +34,9 @@ pub struct Listener {
     group: Option<SlotSockets>,
     /// Removes the socket file when the listener is dropped (Unix paths only).
     _file: Option<SocketFile>,
+    /// The socket file of a socket taken over, which becomes this herd's when the takeover
+    /// completes (until then the old herd owns it).
+    takeover_file: Option<PathBuf>,
 }
 
 impl Listener {
@@ -57,6 +61,7 @@ impl Listener {
             fd: Some(fd),
             group: None,
             _file: file,
+            takeover_file: None,
         }
     }
 
@@ -69,6 +74,7 @@ impl Listener {
             fd: None,
             group: Some(group),
             _file: None,
+            takeover_file: None,
         }
     }
 
@@ -124,6 +130,27 @@ impl Listener {
                 .filter_map(queue)
                 .reduce(|a, b| (a.0 + b.0, a.1 + b.1)),
             None => queue(self.fd.as_ref()?.as_fd()),
+        }
+    }
+
+    /// Makes the socket file of a socket taken over this herd's, to remove when it stops: called
+    /// when the takeover completes (the old herd then leaves it in place).
+    pub fn adopt_file(&mut self) {
+        let Some(path) = self.takeover_file.take() else {
+            return;
+        };
+        match SocketFile::existing_socket(&path) {
+            Ok(file) => self._file = Some(file),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot take over the socket file: {e}")
+            }
+        }
+    }
+
+    /// Gives up the socket file, leaving it in place: a herd that took over owns it now.
+    pub fn release_file(&mut self) {
+        if let Some(file) = self._file.take() {
+            file.release();
         }
     }
 
@@ -191,6 +218,7 @@ pub fn bind_all(
                         fd: Some(fd),
                         group: None,
                         _file: None,
+                        takeover_file: None,
                     });
                 }
             }
@@ -237,6 +265,7 @@ pub fn bind_all(
                     fd,
                     group,
                     _file: file,
+                    takeover_file: None,
                 });
             }
         }
@@ -281,6 +310,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
         fd: Some(fd),
         group: None,
         _file: None,
+        takeover_file: None,
     })
 }
 
@@ -288,6 +318,10 @@ impl Listener {
     /// A listener for a socket taken over from another herd (which owns its socket file).
     fn inherited(socket: Inherited) -> anyhow::Result<Listener> {
         let (kind, address) = inherit::describe(&socket.fd)?;
+        let takeover_file = match address.strip_prefix("unix:") {
+            Some(path) if kind == "unix" && !path.starts_with('@') => Some(PathBuf::from(path)),
+            _ => None,
+        };
         Ok(Listener {
             name: socket.name,
             kind,
@@ -295,6 +329,7 @@ impl Listener {
             fd: Some(socket.fd),
             group: None,
             _file: None,
+            takeover_file,
         })
     }
 }

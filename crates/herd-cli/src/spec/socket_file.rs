@@ -67,6 +67,37 @@ impl SocketFile {
         Ok(())
     }
 
+    /// Moves the file to `to` in place of the socket file `expected` (device and inode) there,
+    /// atomically; anything else at `to` is left alone (`AlreadyExists`).
+    pub fn replace(&mut self, to: &Path, expected: (u64, u64)) -> io::Result<()> {
+        let meta = std::fs::symlink_metadata(to)?;
+        if (meta.dev(), meta.ino()) != expected {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "another socket has replaced the one taken over there; herd never replaces a \
+                 socket it does not own",
+            ));
+        }
+        self.rename(to)
+    }
+
+    /// Records the socket file at `path`, which becomes herd's to remove (a takeover's).
+    pub fn existing_socket(path: &Path) -> io::Result<SocketFile> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a socket file",
+            ));
+        }
+        SocketFile::created(path)
+    }
+
+    /// Gives the file up, leaving it in place.
+    pub fn release(self) {
+        std::mem::forget(self);
+    }
+
     /// Where the file is, and which file it is (device and inode).
     pub fn parts(&self) -> (&Path, u64, u64) {
         (&self.path, self.dev, self.ino)

@@ -40,13 +40,14 @@ use autoscale::{Autoscaler, Sample};
 use notify::{NotifySocket, RateLimit};
 use pool::{Action, NotifyMessage, Pool, PoolConfig, Reason, WorkerState};
 
-/// A takeover in progress: once this herd's workers are ready, its control socket moves to
-/// `control` and the herd at `old` is asked to stop.
+/// A takeover in progress: once this herd's workers are ready, its control socket replaces
+/// the old herd's at `old`, and the old herd is asked to stop.
 pub struct Takeover {
-    /// The old herd's control socket.
+    /// The old herd's control socket, where this herd's ends.
     pub old: PathBuf,
-    /// Where this herd's control socket belongs.
-    pub control: PathBuf,
+    /// That socket file's device and inode when the takeover began: a different file there at
+    /// the end (another herd's) is never replaced.
+    pub old_socket: (u64, u64),
 }
 
 /// The control endpoint a supervisor serves.
@@ -341,7 +342,14 @@ impl Supervisor {
                     self.stop("takeover failed", false, None);
                 } else if self.all_ready() {
                     if let Some(t) = self.takeover.take() {
-                        complete_takeover(t, &mut control_file);
+                        if let Err(why) =
+                            complete_takeover(t, &mut control_file, &mut self.listeners)
+                        {
+                            self.failure = Some(anyhow!(
+                                "takeover aborted, the old herd keeps serving: {why}"
+                            ));
+                            self.stop("takeover failed", false, None);
+                        }
                     }
                 }
             }
@@ -503,7 +511,15 @@ impl Supervisor {
                 );
                 return;
             }
-            Command::Stop { grace_ms, fast } => {
+            Command::Stop {
+                grace_ms,
+                fast,
+                takeover,
+            } => {
+                if takeover {
+                    tracing::info!("taken over: the socket files are the new herd's now");
+                    self.listeners.iter_mut().for_each(Listener::release_file);
+                }
                 self.stop_waiters.push((reply, written));
                 self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
                 return;
@@ -975,28 +991,45 @@ fn far_future() -> tokio::time::Instant {
 
 /// Ends a takeover whose workers are all ready: connect to the old herd (before its control
 /// socket's path is taken), move this herd's control socket to its place (replacing the old
-/// one's there, atomically), and ask the old herd to stop.
-fn complete_takeover(takeover: Takeover, control_file: &mut SocketFile) {
-    let Takeover { old, control } = takeover;
+/// one's there, atomically, and only if it still is the old one's), take over the socket files
+/// of the listeners, and ask the old herd to stop, leaving those files in place.
+fn complete_takeover(
+    takeover: Takeover,
+    control_file: &mut SocketFile,
+    listeners: &mut [Listener],
+) -> Result<(), String> {
+    let Takeover { old, old_socket } = takeover;
     let connection = std::os::unix::net::UnixStream::connect(&old)
         .and_then(|s| s.set_nonblocking(true).map(|()| s))
         .and_then(tokio::net::UnixStream::from_std);
-    if let Err(e) = control_file.rename(&control) {
-        tracing::error!(
+    if let Err(e) = control_file.replace(&old, old_socket) {
+        return Err(format!(
             "cannot move the control socket to {}: {e}",
-            control.display()
-        );
+            old.display()
+        ));
+    }
+    for listener in listeners {
+        listener.adopt_file();
     }
     tracing::info!(old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let asked = async {
-            let mut stream = connection?;
-            stream
-                .write_all(b"{\"version\":1,\"command\":\"stop\"}\n")
-                .await?;
+            let mut stream = tokio::io::BufReader::new(connection?);
             let mut answer = Vec::new();
-            stream.read_to_end(&mut answer).await?;
+            for request in [
+                &b"{\"version\":1,\"command\":\"stop\",\"takeover\":true}\n"[..],
+                // A herd that predates `takeover` refuses it: a plain stop (that herd then
+                // removes its socket files as it exits).
+                &b"{\"version\":1,\"command\":\"stop\"}\n"[..],
+            ] {
+                stream.get_mut().write_all(request).await?;
+                answer.clear();
+                stream.read_until(b'\n', &mut answer).await?;
+                if !answer.windows(18).any(|w| w == b"\"invalid_argument\"") {
+                    break;
+                }
+            }
             Ok::<_, std::io::Error>(answer)
         };
         match asked.await {
@@ -1011,6 +1044,7 @@ fn complete_takeover(takeover: Takeover, control_file: &mut SocketFile) {
             Err(e) => tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}"),
         }
     });
+    Ok(())
 }
 
 impl Supervisor {
@@ -1182,7 +1216,8 @@ struct Endpoints<'a> {
 }
 
 impl Supervisor {
-    /// Continues from the state a previous image of this process handed over.
+    /// Continues from the state a previous image of this process handed over. Autoscaling is
+    /// restored too when the state records it; else it is left to the caller.
     pub fn resume(&mut self, state: reexec::State, reply: Option<OwnedFd>) {
         let now = Instant::now();
         self.pool = Pool::import(self.pool.config().clone(), state.pool, now);
@@ -1203,6 +1238,9 @@ impl Supervisor {
             .collect();
         self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
         self.service.set_ready_sent(state.service_ready);
+        if let Some(saved) = state.autoscale {
+            self.autoscaler = saved.restore(now);
+        }
         self.reexec_reply = reply;
         self.resumed = true;
     }
@@ -1290,6 +1328,7 @@ impl Supervisor {
                 .collect(),
             service_ready: self.service.ready_sent(),
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
+            autoscale: Some(reexec::SavedAutoscale::save(self.autoscaler.as_ref(), now)),
         };
         tracing::info!(exe = %self.exe.display(), "re-executing herd");
         self.service.reloading("re-executing");

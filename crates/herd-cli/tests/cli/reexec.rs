@@ -168,3 +168,40 @@ fn a_worker_that_exits_while_herd_reexecutes_is_still_reaped() {
         wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     }
 }
+
+#[test]
+fn autoscaling_set_at_runtime_survives_a_reexec() {
+    // Turned on at runtime on a fixed herd: still on, with the same bounds, after a re-exec.
+    let fixed = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    fixed.started(2);
+    let (code, _, stderr) = fixed.ctl(&["scale", "1..4"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = fixed.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let autoscale = &fixed.status()["autoscale"];
+    assert_eq!(
+        (&autoscale["min"], &autoscale["max"]),
+        (&1.into(), &4.into()),
+        "{autoscale}"
+    );
+
+    // Turned off at runtime on an autoscaling herd: still off, same workers, after a re-exec.
+    let auto = Herd::start(&[
+        "run",
+        "-w",
+        "2..8",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    auto.started(2);
+    let (code, _, stderr) = auto.ctl(&["scale", "6"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = auto.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = auto.status();
+    assert!(status["autoscale"].is_null(), "{status}");
+    assert_eq!(status["desired"], 6, "{status}");
+}

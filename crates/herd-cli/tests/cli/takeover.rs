@@ -173,3 +173,185 @@ fn takeover_refuses_conflicting_binds() {
     }
     assert_eq!(old.status()["pid"], old.pid(), "the old herd is untouched");
 }
+
+#[test]
+fn a_takeover_moves_the_unix_socket_file_with_it() {
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b"])
+            .arg(format!("app=unix:{}", dir.join("app.sock").display()))
+            .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    old.started(1);
+    let socket = old.path("app.sock");
+    let control = old.control();
+
+    let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
+    new.wait_event("the takeover", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("takeover complete")
+    });
+    let mut old = old;
+    assert_eq!(
+        old.wait_exit().code(),
+        Some(0),
+        "the old herd stops cleanly"
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "{socket} still reaches the socket once the old herd is gone"
+    );
+
+    // The file is the new herd's now: it goes when that herd stops.
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the herd that took over removes {socket} when it stops"
+    );
+}
+
+/// Starts a herd with `--name api` whose control socket is `XDG_RUNTIME_DIR/herd/api.sock`,
+/// with `args` after `--name api`.
+fn named_api(runtime: &std::path::Path, args: &[&str]) -> Herd {
+    let runtime = runtime.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    Herd::start_with(move |_| {
+        let mut cmd = herd_json();
+        cmd.env("XDG_RUNTIME_DIR", &runtime)
+            // Set so that the test harness leaves the environment alone, and empty so that
+            // herd ignores it.
+            .env("HERD_CONTROL", "")
+            .args(["--name", "api"])
+            .args(&args);
+        cmd
+    })
+}
+
+#[test]
+fn a_takeover_ends_at_the_old_herds_control_socket_not_its_own_name() {
+    let runtime = tempfile::tempdir().unwrap();
+    let api_control = runtime.path().join("herd/api.sock");
+    let api_control = api_control.to_str().unwrap();
+    let api = named_api(
+        runtime.path(),
+        &["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"],
+    );
+    api.wait_event("the api herd's control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let api_pid = status_at(api_control)["pid"].clone();
+
+    let old = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    old.started(1);
+    let control = old.control();
+    let mut old = old;
+
+    // `--name api` names the new herd, not where its control socket goes.
+    let new = named_api(
+        runtime.path(),
+        &[
+            "run",
+            "--takeover",
+            &control,
+            "-w",
+            "1",
+            "--",
+            "sleep",
+            "1000",
+        ],
+    );
+    new.wait_event("the takeover", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("takeover complete")
+    });
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert_eq!(
+        status_at(&control)["pid"],
+        new.pid(),
+        "the new herd is at {control}"
+    );
+    assert_eq!(
+        status_at(api_control)["pid"],
+        api_pid,
+        "the unrelated api herd keeps its control socket"
+    );
+
+    // A --control elsewhere is a usage error, not a place to move to.
+    assert_fails(
+        &[
+            "--control",
+            api_control,
+            "run",
+            "--takeover",
+            &control,
+            "--",
+            "sleep",
+            "1",
+        ],
+        2,
+        "ends at the old herd's control socket",
+    );
+    assert_eq!(status_at(api_control)["pid"], api_pid);
+}
+
+#[test]
+fn a_takeover_never_replaces_a_control_socket_that_changed_meanwhile() {
+    let old = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    old.started(1);
+    let control = old.control();
+    let go = old.path("go");
+    // New workers that become ready once the test says so.
+    let ready_on_go = "import os, socket, sys, time\n\
+        while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+        time.sleep(1000)\n";
+    let mut new = takeover(
+        &control,
+        &[
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "--",
+            "python3",
+            "-c",
+            ready_on_go,
+            &go,
+        ],
+    );
+    new.wait_event("the new worker", is_start);
+
+    // Meanwhile another server's socket replaces the old herd's at its path.
+    use std::os::unix::fs::MetadataExt;
+    let other_path = old.path("other.sock");
+    let _other = std::os::unix::net::UnixListener::bind(&other_path).unwrap();
+    let other_inode = std::fs::symlink_metadata(&other_path).unwrap().ino();
+    std::fs::rename(&other_path, &control).unwrap();
+    std::fs::write(&go, "").unwrap();
+
+    assert_eq!(new.wait_exit().code(), Some(1));
+    let why = new.wait_for("the reason", |lines| {
+        lines.iter().find_map(|l| match l {
+            Line::Text(t) if t.starts_with("herd: error: takeover aborted") => Some(t.clone()),
+            _ => None,
+        })
+    });
+    assert!(
+        why.contains("never replaces a socket it does not own"),
+        "{why}"
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(&control).unwrap().ino(),
+        other_inode,
+        "the other server's socket is still at {control}"
+    );
+    assert!(alive(old.pid()), "the old herd keeps running");
+}
