@@ -261,7 +261,8 @@ pub struct RunArgs {
     pub metrics: Option<std::net::SocketAddr>,
 
     /// Also allow this uid on the control socket (repeatable; herd's own uid and root always
-    /// are).
+    /// are). The socket's directory becomes 0711 and the socket 0666 so that it can connect;
+    /// everyone else is refused by credentials.
     #[arg(long, value_name = "UID", allow_negative_numbers = true,
           value_parser = |t: &str| parse_number::<u32>(t, 0, "--control-allow-uid"))]
     pub control_allow_uid: Vec<u32>,

@@ -51,8 +51,9 @@ fn main() -> ExitCode {
             .map_err(exit::Failure::Usage)
             .and_then(|()| {
                 let uid = herd_sys::process::effective_uid();
-                let (path, _) = control::path::resolve(cli.control.as_deref(), &cli.name, uid);
-                ctl::run(client, &path)
+                let (path, private_dir) =
+                    control::path::resolve(cli.control.as_deref(), &cli.name, uid);
+                ctl::run(client, &path, private_dir)
             }),
     };
     match result {

@@ -52,9 +52,12 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
 
     // Everything that can be checked without touching the system has been; bind now. Any error
     // from here on drops what was bound, which closes it and removes its socket files.
+    // Users let in by --control-allow-uid/gid must be able to reach the socket; herd admits
+    // them, and refuses everyone else, by their credentials.
+    let shared = !args.control_allow_uid.is_empty() || !args.control_allow_gid.is_empty();
     if private_dir {
         if let Some(dir) = control.parent() {
-            control_path::ensure_private_dir(dir, uid)?;
+            control_path::ensure_private_dir(dir, uid, shared)?;
         }
     }
     // The old herd's control socket, as it is before anything is fetched from it: the one
@@ -68,7 +71,10 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         None => Vec::new(),
     };
     let (control_socket, control_file) =
-        control_path::bind_private(&bind_at, uid, "control socket")?;
+        control_path::bind_private(&bind_at, uid, "control socket", shared)?;
+    if shared {
+        control_path::warn_if_unreachable(&control);
+    }
     // Workers running as another user cannot reach herd's private directory: their notify
     // socket lives in Linux's abstract namespace (senders are still checked by pid), under a
     // random name that no other user can occupy in advance.

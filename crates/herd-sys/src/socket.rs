@@ -171,3 +171,51 @@ pub fn accept_once(listener: BorrowedFd<'_>) -> io::Result<std::os::unix::io::Ow
     crate::fd::set_cloexec(std::os::unix::io::AsFd::as_fd(&fd), true)?;
     Ok(fd)
 }
+
+/// The effective uid of the process at the other end of a connected Unix socket, as the kernel
+/// recorded it when that process called `connect` or `listen`: `SO_PEERCRED` on Linux and
+/// Android, `getpeereid` elsewhere.
+pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: getsockopt writes at most `len` bytes into a zeroed ucred we own.
+        let mut cred: libc::ucred = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let (mut uid, mut gid): (libc::uid_t, libc::gid_t) = (0, 0);
+        // SAFETY: getpeereid writes into the two integers we own.
+        if unsafe { libc::getpeereid(fd.as_raw_fd(), &mut uid, &mut gid) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(uid)
+    }
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+    use std::os::unix::io::AsFd;
+
+    #[test]
+    fn peer_uid_is_our_own_for_a_pair() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        assert_eq!(peer_uid(a.as_fd()).unwrap(), me);
+    }
+}

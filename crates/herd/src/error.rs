@@ -25,6 +25,9 @@ pub enum ErrorKind {
     NonBlocking,
     /// A tokio type was asked for outside a tokio runtime.
     NoRuntime,
+    /// The server behind a control socket runs as a user the caller does not trust (see
+    /// [`trust`](crate::trust)).
+    Untrusted,
 }
 
 /// An error from the herd worker library.
@@ -83,6 +86,7 @@ impl From<Error> for io::Error {
                 .source
                 .as_ref()
                 .map_or(io::ErrorKind::Other, io::Error::kind),
+            ErrorKind::Untrusted => io::ErrorKind::PermissionDenied,
             _ => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, err)

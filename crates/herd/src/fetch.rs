@@ -39,7 +39,9 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Fetches the listening sockets of the herd whose control socket is `control`.
 ///
-/// The fds arrive close-on-exec; any herd sent beyond those described are closed.
+/// The fds arrive close-on-exec; any herd sent beyond those described are closed. A server
+/// that runs as an untrusted user is refused before anything is asked
+/// ([`trust`](crate::trust), [`ErrorKind::Untrusted`]).
 ///
 /// ```no_run
 /// use herd::fetch::{fetch, FetchOptions};
@@ -54,6 +56,7 @@ pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
     let shown = control.display();
     let io = |what: &str, e| Error::io(format!("{what} {shown}"), e);
     let mut stream = UnixStream::connect(control).map_err(|e| io("cannot connect to", e))?;
+    crate::trust::check_server(&stream, control)?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .map_err(|e| io("cannot use", e))?;

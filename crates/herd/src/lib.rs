@@ -115,6 +115,8 @@ mod sockets;
 mod sockets_windows;
 #[cfg(all(unix, feature = "tokio"))]
 mod tokio_sockets;
+#[cfg(unix)]
+pub mod trust;
 
 #[cfg(all(unix, feature = "tokio"))]
 pub mod balanced;

@@ -1,5 +1,7 @@
 //! Where the control socket lives, and creating it safely: a private directory (0700) owned by
-//! herd's user, a socket (0600), never following or replacing a path herd does not own.
+//! herd's user, a socket (0600), never following or replacing a path herd does not own. With
+//! `--control-allow-uid`/`gid` the directory is 0711 and the socket 0666, so that the allowed
+//! users can reach it; the server admits peers by their credentials (`SO_PEERCRED`).
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -79,15 +81,36 @@ pub fn check_length(control: &Path, takeover: bool) -> Result<(), String> {
 }
 
 /// Creates (or checks) herd's private directory: a real directory, owned by `uid`, mode 0700.
-pub fn ensure_private_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
+/// With `shared` (`--control-allow-uid`/`--control-allow-gid`), others may also pass through
+/// it (0711, never list it) to reach the socket, where herd checks their credentials.
+pub fn ensure_private_dir(dir: &Path, uid: u32, shared: bool) -> anyhow::Result<()> {
     let shown = dir.display();
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => return Ok(()),
+    let mode = if shared { 0o711 } else { 0o700 };
+    match std::fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            // The umask may have narrowed the mode.
+            return std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set mode {mode:o} on {shown}"));
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => {
             return Err(e).with_context(|| format!("cannot create the control directory {shown}"))
         }
     }
+    let current = check_private_dir(dir, uid)?;
+    if shared && current & 0o011 != 0o011 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(current | 0o011))
+            .with_context(|| format!("cannot open {shown} for --control-allow-uid/gid"))?;
+    }
+    Ok(())
+}
+
+/// Checks that `dir` can hold herd's control socket for `uid`: a real directory (not a
+/// symlink), owned by `uid`, that nobody else may list or write (0700, or 0711 when others are
+/// allowed in). Returns its mode. Clients apply the same check before they trust what answers
+/// there.
+pub fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<u32> {
+    let shown = dir.display();
     let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("cannot inspect the control directory {shown}"))?;
     if !meta.file_type().is_dir() {
@@ -95,24 +118,50 @@ pub fn ensure_private_dir(dir: &Path, uid: u32) -> anyhow::Result<()> {
     }
     if meta.uid() != uid {
         bail!(
-            "the control directory {shown} belongs to uid {}, not to herd's uid {uid}; \
+            "the control directory {shown} belongs to uid {}, not to uid {uid}; \
              herd will not use it: remove it or pass --control",
             meta.uid()
         );
     }
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    if mode & 0o066 != 0 {
         bail!(
-            "the control directory {shown} has mode {mode:o}; it must be private (700): \
-             run 'chmod 700 {shown}' or pass --control"
+            "the control directory {shown} has mode {mode:o}; it must be private (700, or 711 \
+             with --control-allow-uid/gid): run 'chmod 700 {shown}' or pass --control"
         );
     }
-    Ok(())
+    Ok(mode)
 }
 
-/// Binds a Unix stream socket at `path` with mode 0600 (`mode` for others), refusing a live
-/// socket, a socket of another user, and anything that is not a socket.
-pub fn bind_private(path: &Path, uid: u32, what: &str) -> anyhow::Result<(Socket, SocketFile)> {
+/// Warns when the users of `--control-allow-uid`/`gid` cannot reach `path` because a directory
+/// on the way is closed to others (such as `$XDG_RUNTIME_DIR`, which is 0700).
+pub fn warn_if_unreachable(path: &Path) {
+    for dir in path.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o001 == 0 {
+            tracing::warn!(
+                "--control-allow-uid/gid: other users cannot reach {} because {} has mode {:o}; \
+                 pass --control with a path in a directory they can enter",
+                path.display(),
+                dir.display(),
+                meta.permissions().mode() & 0o777
+            );
+            return;
+        }
+    }
+}
+
+/// Binds a Unix stream socket at `path` with mode 0600 (0666 with `shared`, for
+/// `--control-allow-uid`/`gid`: the server then admits peers by their credentials), refusing a
+/// live socket, a socket of another user, and anything that is not a socket.
+pub fn bind_private(
+    path: &Path,
+    uid: u32,
+    what: &str,
+    shared: bool,
+) -> anyhow::Result<(Socket, SocketFile)> {
     let shown = path.display();
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_socket() && meta.uid() != uid {
@@ -138,8 +187,9 @@ pub fn bind_private(path: &Path, uid: u32, what: &str) -> anyhow::Result<(Socket
         .bind(&SockAddr::unix(path)?)
         .with_context(|| format!("cannot create the {what} {shown}"))?;
     let file = SocketFile::created(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set mode 600 on {shown}"))?;
+    let mode = if shared { 0o666 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set mode {mode:o} on {shown}"))?;
     socket.listen(128)?;
     Ok((socket, file))
 }
@@ -182,24 +232,32 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let uid = std::fs::metadata(tmp.path()).unwrap().uid();
         let dir = tmp.path().join("herd");
-        ensure_private_dir(&dir, uid).unwrap();
+        ensure_private_dir(&dir, uid, false).unwrap();
         assert_eq!(
             std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700
         );
-        ensure_private_dir(&dir, uid).unwrap();
+        ensure_private_dir(&dir, uid, false).unwrap();
+        // Others may pass through it to reach a socket that lets them in, never list it.
+        ensure_private_dir(&dir, uid, true).unwrap();
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o711
+        );
+        assert_eq!(check_private_dir(&dir, uid).unwrap(), 0o711);
+        ensure_private_dir(&dir, uid, false).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(ensure_private_dir(&dir, uid)
+        assert!(ensure_private_dir(&dir, uid, false)
             .unwrap_err()
             .to_string()
             .contains("must be private"));
-        assert!(ensure_private_dir(&dir, uid + 1)
+        assert!(ensure_private_dir(&dir, uid + 1, false)
             .unwrap_err()
             .to_string()
             .contains("belongs to uid"));
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(ensure_private_dir(&link, uid)
+        assert!(ensure_private_dir(&link, uid, false)
             .unwrap_err()
             .to_string()
             .contains("not a directory"));

@@ -19,8 +19,12 @@ use crate::supervisor::status::Status;
 /// How long a quick command (status, scale, signal) waits for its answer.
 const QUICK: Duration = Duration::from_secs(30);
 
-/// Runs one client command against the herd at `control`.
-pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
+/// Runs one client command against the herd at `control`; `private_dir` says that `control`
+/// is the default path, whose directory must be the caller's own (as `herd run` requires).
+pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(), Failure> {
+    if private_dir {
+        check_dir(control)?;
+    }
     match command {
         cli::Command::Run(_) => unreachable!("herd run is not a client command"),
         cli::Command::Status(args) => {
@@ -104,7 +108,24 @@ pub fn run(command: cli::Command, control: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Sends one request and returns its result, or a failure that says what went wrong.
+/// Refuses a default control directory that another user prepared (a symlink, a directory of
+/// theirs, or one open to others): what answers there could be anyone's. A missing directory
+/// is left to `connect`, which says that no herd runs there.
+fn check_dir(control: &Path) -> Result<(), Failure> {
+    let Some(dir) = control.parent() else {
+        return Ok(());
+    };
+    if std::fs::symlink_metadata(dir).is_err() {
+        return Ok(());
+    }
+    let uid = herd_sys::process::effective_uid();
+    crate::control::path::check_private_dir(dir, uid)
+        .map(drop)
+        .map_err(Failure::Runtime)
+}
+
+/// Sends one request and returns its result, or a failure that says what went wrong. The
+/// server must be one the caller trusts ([`herd::trust`]) before its answer is believed.
 pub fn request(
     control: &Path,
     command: Command,
@@ -122,6 +143,7 @@ pub fn request(
         };
         Failure::Runtime(anyhow!(why))
     })?;
+    herd::trust::check_server(&stream, control).map_err(|e| Failure::Runtime(e.into()))?;
     stream
         .set_read_timeout(timeout)
         .and_then(|()| stream.set_write_timeout(Some(QUICK)))

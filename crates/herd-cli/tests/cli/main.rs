@@ -2,6 +2,7 @@
 //! temporary directories. Every wait has a deadline.
 #![cfg(unix)]
 
+mod access;
 mod args;
 mod balance;
 mod control;

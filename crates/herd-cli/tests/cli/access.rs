@@ -1,0 +1,243 @@
+//! Who may talk to whom over the control socket: users let in with `--control-allow-uid`/`gid`
+//! reach it as themselves, and clients refuse a server that another user prepared for them.
+//! Both need root, to act as several users.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::util::*;
+
+fn root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    let root = unsafe { libc::getuid() } == 0;
+    if !root {
+        eprintln!("skipped: needs root to act as several users");
+    }
+    root
+}
+
+/// Runs `herd ARGS` as `uid`:`gid` with a clean control environment plus `env`; returns its
+/// exit code, stdout and stderr.
+fn herd_as(uid: u32, gid: u32, env: &[(&str, &Path)], args: &[&str]) -> (i32, String, String) {
+    let mut cmd = Command::new(HERD);
+    cmd.env_remove("HERD_CONTROL")
+        .env_remove("XDG_RUNTIME_DIR")
+        .args(args)
+        .uid(uid)
+        .gid(gid)
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn control_allow_uid_and_gid_admit_those_users_and_no_other() {
+    if !root() {
+        return;
+    }
+    // herd's default place: TMPDIR/herd-0, in a directory anyone may enter, like /tmp.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("TMPDIR", tmp.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("HERD_CONTROL")
+            .args([
+                "run",
+                "--name",
+                "web",
+                "-w",
+                "1",
+                "--control-allow-uid",
+                "65534",
+                "--control-allow-gid",
+                "4343",
+                "-b",
+                "127.0.0.1:0",
+                "--",
+                "sleep",
+                "1000",
+            ]);
+        cmd
+    });
+    herd.started(1);
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let dir = tmp.path().join("herd-0");
+    let sock = dir.join("web.sock");
+    // Others may pass through the directory, never list it; the socket lets them knock.
+    assert_eq!(mode(&dir), 0o711);
+    assert_eq!(mode(&sock), 0o666);
+    let sock_arg = sock.to_str().unwrap();
+
+    // The allowed uid, as itself, with no chmod by anyone.
+    let (code, stdout, stderr) = herd_as(
+        65534,
+        65534,
+        &[],
+        &["--control", sock_arg, "status", "--json"],
+    );
+    assert_eq!(code, 0, "--control-allow-uid 65534 is admitted: {stderr}");
+    assert!(stdout.contains("\"workers\""), "{stdout}");
+    // A user whose primary group is allowed.
+    let (code, _, stderr) = herd_as(4000, 4343, &[], &["--control", sock_arg, "status"]);
+    assert_eq!(code, 0, "--control-allow-gid 4343 is admitted: {stderr}");
+    // Anyone else reaches the socket and is refused by credentials.
+    let (code, _, stderr) = herd_as(4001, 4001, &[], &["--control", sock_arg, "stop"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("uid 4001 is not allowed"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    herd.wait_event("the refusal in the log", |e| {
+        e["message"] == "control socket: permission denied" && e["uid"] == 4001
+    });
+    let (code, stdout, stderr) = herd_as(0, 0, &[], &["--control", sock_arg, "status", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let workers = status["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{status}");
+    assert_ne!(
+        workers[0]["state"], "stopping",
+        "the refused stop did nothing"
+    );
+    // herd's own user still finds it by name, in a directory now open to passers-by.
+    let (code, _, stderr) = herd_as(
+        0,
+        0,
+        &[("TMPDIR", tmp.path())],
+        &["--name", "web", "status"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn an_allow_list_behind_a_private_directory_is_reported() {
+    // XDG_RUNTIME_DIR is 0700: the allowed users could never reach the socket; say so.
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("XDG_RUNTIME_DIR", runtime.path())
+            .env_remove("HERD_CONTROL")
+            .args([
+                "run",
+                "--control-allow-uid",
+                "65534",
+                "-b",
+                "127.0.0.1:0",
+                "--",
+                "sleep",
+                "1000",
+            ]);
+        cmd
+    });
+    let warning = herd.wait_event("the warning", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("other users cannot reach"))
+    });
+    let message = warning["message"].as_str().unwrap();
+    assert!(
+        message.contains(runtime.path().to_str().unwrap()),
+        "{message}"
+    );
+    assert!(message.contains("pass --control"), "{message}");
+}
+
+/// A decoy control server run by another user, killed on drop.
+struct Decoy(Child);
+
+impl Decoy {
+    fn start(uid: u32, paths: &[&Path]) -> Decoy {
+        let mut child = Command::new("python3")
+            .arg(worker("fake_herd.py"))
+            .args(paths)
+            .uid(uid)
+            .gid(uid)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "ready\n", "the decoy did not start");
+        Decoy(child)
+    }
+}
+
+impl Drop for Decoy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn clients_refuse_a_server_in_another_users_directory() {
+    if !root() {
+        return;
+    }
+    const ATTACKER: u32 = 4242;
+    const VICTIM: u32 = 65534;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // The attacker's directory with a decoy socket, a symlink where the victim's default
+    // directory belongs, and a decoy directly in the shared directory.
+    let evil = tmp.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    std::os::unix::fs::chown(&evil, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    let loose = tmp.path().join("app.sock");
+    let _decoy = Decoy::start(ATTACKER, &[&evil.join("default.sock"), &loose]);
+    let link = tmp.path().join(format!("herd-{VICTIM}"));
+    std::os::unix::fs::symlink(&evil, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(ATTACKER), Some(ATTACKER)).unwrap();
+
+    let env = [("TMPDIR", tmp.path())];
+    let refused = |args: &[&str], needle: &str| {
+        let (code, stdout, stderr) = herd_as(VICTIM, VICTIM, &env, args);
+        assert_eq!(code, 1, "{args:?} must fail: {stdout}{stderr}");
+        assert!(
+            stdout.is_empty(),
+            "{args:?} printed the decoy's answer: {stdout}"
+        );
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    };
+    // The default path runs through the attacker's symlink.
+    for command in [&["stop"][..], &["status"], &["upgrade"], &["scale", "3"]] {
+        refused(command, "is not a directory");
+    }
+    // The attacker's own directory at that place.
+    std::fs::remove_file(&link).unwrap();
+    std::fs::create_dir(&link).unwrap();
+    std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&link, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    refused(&["stop"], &format!("belongs to uid {ATTACKER}"));
+    // A path named explicitly, in a directory anyone may write: the server's uid decides.
+    let loose = loose.to_str().unwrap();
+    let why = format!("it runs as uid {ATTACKER}");
+    refused(&["--control", loose, "stop"], &why);
+    refused(&["--control", loose, "signal", "HUP"], &why);
+    // The worker library's fetch, behind `herd attach`, refuses it too: no decoy sockets.
+    refused(&["--control", loose, "attach", "--", "true"], &why);
+}
