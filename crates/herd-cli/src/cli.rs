@@ -272,7 +272,7 @@ pub struct RunArgs {
           value_parser = |t: &str| parse_number::<u32>(t, 0, "--control-allow-gid"))]
     pub control_allow_gid: Vec<u32>,
 
-    /// The worker program and its arguments; {fd:NAME} and {worker} are replaced.
+    /// The worker program and its arguments; {fd:NAME}, {worker} and {generation} are replaced.
     #[arg(last = true, required = true, value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
@@ -607,13 +607,15 @@ Options (after the address, comma-separated):
 What each worker gets:
   the sockets at fds 3, 4, ... in --bind order; LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (its own
   pid), as systemd's socket activation does; HERD_WORKER, its slot 0..N-1 (stable across
-  restarts); /dev/null as stdin, herd's stdout and stderr; no other fds; default signal
-  dispositions and an empty signal mask; a process group of its own. Workers are killed if herd
-  itself dies.
+  restarts); HERD_GENERATION, 1 at start and one more with each upgrade; /dev/null as stdin,
+  herd's stdout and stderr; no other fds; default signal dispositions and an empty signal mask;
+  a process group of its own. Workers are killed if herd itself dies.
 
 Templates in COMMAND and ARGS:
   {fd:NAME}   the fd number of socket NAME        {worker}   the worker's slot
-  {{ and }}   literal braces
+  {{ and }}   literal braces                      {generation}   the worker's generation
+  During an upgrade the old and the new worker of a slot run at once: a file each worker owns
+  (a pid file, say) needs both, e.g. /run/app-{worker}-{generation}.pid.
 
 Supervision:
   A worker that exits is restarted in its slot: at once after a healthy run (10s or more), with

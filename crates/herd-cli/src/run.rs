@@ -191,7 +191,7 @@ fn prepare(
     }
     let command = WorkerCommand::new(&args.command, &names, extra_env, worker_options(args)?)
         .map_err(Failure::Usage)?;
-    command.program(0).map_err(Failure::Usage)?;
+    command.program(0, 1).map_err(Failure::Usage)?;
     let config = PoolConfig {
         workers,
         grace: args.grace,

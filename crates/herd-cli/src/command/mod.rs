@@ -96,9 +96,12 @@ impl WorkerCommand {
         })
     }
 
-    /// Finds the program the worker in `slot` would run.
-    pub fn program(&self, slot: usize) -> Result<PathBuf, String> {
-        resolve_program(&self.args[0].expand(slot), self.path_var.as_deref())
+    /// Finds the program the worker in `slot` of `generation` would run.
+    pub fn program(&self, slot: usize, generation: u64) -> Result<PathBuf, String> {
+        resolve_program(
+            &self.args[0].expand(slot, generation),
+            self.path_var.as_deref(),
+        )
     }
 
     /// Starts the worker for `slot` of `generation` with `fds` at 3, 4, ... and `stdin` at 0,
@@ -115,7 +118,7 @@ impl WorkerCommand {
             cannot_execute,
             message,
         };
-        let program = self.program(slot).map_err(|m| fail(true, m))?;
+        let program = self.program(slot, generation).map_err(|m| fail(true, m))?;
         let plan = self
             .plan(&program, slot, generation, fds.len())
             .map_err(|e| fail(true, e.to_string()))?;
@@ -139,7 +142,7 @@ impl WorkerCommand {
     ) -> std::io::Result<ExecPlan> {
         let mut plan = ExecPlan::new(program.as_os_str())?;
         for arg in &self.args {
-            plan.arg(&arg.expand(slot))?;
+            plan.arg(&arg.expand(slot, generation))?;
         }
         for (key, value) in &self.env {
             plan.env(key, value)?;

@@ -1,5 +1,5 @@
 //! Argument templates: `{fd:NAME}` becomes that socket's fd number, `{worker}` the worker's
-//! slot, `{{` and `}}` literal braces.
+//! slot, `{generation}` its generation, `{{` and `}}` literal braces.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -13,6 +13,7 @@ enum Piece {
     Text(Vec<u8>),
     Fd(i32),
     Worker,
+    Generation,
 }
 
 impl ArgTemplate {
@@ -66,19 +67,25 @@ impl ArgTemplate {
         Ok(ArgTemplate(pieces))
     }
 
-    /// Whether the argument uses `{worker}`.
-    pub fn uses_worker(&self) -> bool {
-        self.0.contains(&Piece::Worker)
+    /// The first placeholder that only a worker herd starts has a value for (`{worker}`,
+    /// `{generation}`), if the argument uses one.
+    pub fn worker_only(&self) -> Option<&'static str> {
+        self.0.iter().find_map(|piece| match piece {
+            Piece::Worker => Some("{worker}"),
+            Piece::Generation => Some("{generation}"),
+            Piece::Text(_) | Piece::Fd(_) => None,
+        })
     }
 
-    /// The argument for the worker in `slot`.
-    pub fn expand(&self, slot: usize) -> OsString {
+    /// The argument for the worker in `slot` of `generation`.
+    pub fn expand(&self, slot: usize, generation: u64) -> OsString {
         let mut out = Vec::new();
         for piece in &self.0 {
             match piece {
                 Piece::Text(text) => out.extend_from_slice(text),
                 Piece::Fd(fd) => out.extend_from_slice(fd.to_string().as_bytes()),
                 Piece::Worker => out.extend_from_slice(slot.to_string().as_bytes()),
+                Piece::Generation => out.extend_from_slice(generation.to_string().as_bytes()),
             }
         }
         OsString::from_vec(out)
@@ -86,8 +93,10 @@ impl ArgTemplate {
 }
 
 fn placeholder(inner: &str, position: usize, names: &[String]) -> Result<Piece, String> {
-    if inner == "worker" {
-        return Ok(Piece::Worker);
+    match inner {
+        "worker" => return Ok(Piece::Worker),
+        "generation" => return Ok(Piece::Generation),
+        _ => {}
     }
     if let Some(name) = inner.strip_prefix("fd:") {
         return match names.iter().position(|n| n == name) {
@@ -100,7 +109,8 @@ fn placeholder(inner: &str, position: usize, names: &[String]) -> Result<Piece, 
         };
     }
     Err(format!(
-        "argument {position}: unknown template '{{{inner}}}'; known: {{fd:NAME}}, {{worker}}; \
+        "argument {position}: unknown template '{{{inner}}}'; known: {{fd:NAME}}, {{worker}}, \
+         {{generation}}; \
          write '{{{{' and '}}}}' for literal braces"
     ))
 }
@@ -116,7 +126,7 @@ mod tests {
     fn expand(arg: &str, slot: usize) -> String {
         ArgTemplate::compile(OsStr::new(arg), 1, &names())
             .unwrap()
-            .expand(slot)
+            .expand(slot, 3)
             .into_string()
             .unwrap()
     }
@@ -130,6 +140,7 @@ mod tests {
         assert_eq!(expand("--fd={fd:http}", 0), "--fd=3");
         assert_eq!(expand("{fd:admin}", 0), "4");
         assert_eq!(expand("log-{worker}.txt", 7), "log-7.txt");
+        assert_eq!(expand("app-{worker}-{generation}.pid", 1), "app-1-3.pid");
         assert_eq!(expand("{{\"a\": 1}}", 0), "{\"a\": 1}");
         assert_eq!(expand("", 0), "");
         assert_eq!(expand("plain", 0), "plain");
@@ -139,6 +150,7 @@ mod tests {
     fn rejects_bad_templates() {
         assert!(error("{fd:nope}").contains("no socket is named 'nope'"));
         assert!(error("{slot}").contains("unknown template '{slot}'"));
+        assert!(error("{slot}").contains("{generation}"));
         assert!(error("{worker").contains("unclosed"));
         assert!(error("a}b").contains("unmatched"));
     }
@@ -147,6 +159,18 @@ mod tests {
     fn non_utf8_text_passes_through() {
         let raw = OsStr::from_bytes(b"\xff-{worker}");
         let t = ArgTemplate::compile(raw, 1, &names()).unwrap();
-        assert_eq!(t.expand(2).as_bytes(), b"\xff-2");
+        assert_eq!(t.expand(2, 1).as_bytes(), b"\xff-2");
+    }
+
+    #[test]
+    fn names_the_placeholders_only_workers_have() {
+        let only = |arg: &str| {
+            ArgTemplate::compile(OsStr::new(arg), 1, &names())
+                .unwrap()
+                .worker_only()
+        };
+        assert_eq!(only("--fd={fd:http}"), None);
+        assert_eq!(only("{worker}"), Some("{worker}"));
+        assert_eq!(only("x{generation}y{worker}"), Some("{generation}"));
     }
 }

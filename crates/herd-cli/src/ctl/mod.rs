@@ -215,12 +215,13 @@ fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
     let mut argv = Vec::with_capacity(args.command.len());
     for (i, arg) in args.command.iter().enumerate() {
         let template = ArgTemplate::compile(arg, i, &names).map_err(Failure::Usage)?;
-        if template.uses_worker() {
+        if let Some(placeholder) = template.worker_only() {
             return Err(Failure::Usage(format!(
-                "argument {i}: {{worker}} has no value for an attached process (it has no slot)"
+                "argument {i}: {placeholder} has no value for an attached process (it has no \
+                 slot or generation): remove it from the command"
             )));
         }
-        argv.push(template.expand(0));
+        argv.push(template.expand(0, 0));
     }
     let program =
         resolve_program(&argv[0], std::env::var_os("PATH").as_deref()).map_err(Failure::Usage)?;

@@ -118,6 +118,11 @@ fn upgrades_and_scaling_under_load_lose_no_connection() {
         .unwrap()
         .iter()
         .all(|w| w["generation"] == 11));
+    // Every worker knows its generation.
+    for w in status["workers"].as_array().unwrap() {
+        let env = environ(w["pid"].as_u64().unwrap() as u32);
+        assert!(env.contains(&"HERD_GENERATION=11".to_string()), "{env:?}");
+    }
 }
 
 /// A herd whose worker command is a script the test rewrites between upgrades.

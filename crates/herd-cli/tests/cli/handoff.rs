@@ -79,6 +79,9 @@ fn attach_refuses_unknown_sockets_and_worker_templates() {
     let (code, _, stderr) = herd.ctl(&["attach", "--", "echo", "{worker}"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("{worker} has no value"), "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["attach", "--", "echo", "{generation}"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("{generation} has no value"), "{stderr}");
     assert!(herd.status()["attached"].as_array().unwrap().is_empty());
 }
 

@@ -140,36 +140,40 @@ fn rust_listenfd_server() {
     serve(&[&server.display().to_string()], "listenfd pid");
 }
 
+/// herd running nginx with 2 workers on a Unix socket in `dir`, each nginx with the pid file
+/// `dir/nginx-{worker}-{generation}.pid` (the recipe in docs/interop.md).
+fn nginx(dir: &Path) -> Command {
+    let sock = dir.join("nginx.sock");
+    let conf = dir.join("nginx.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes 1;\nerror_log stderr notice;\nevents {{ worker_connections 64; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+             fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+             server {{ listen unix:{}; location / {{ return 200 \"nginx pid $pid\\n\"; }} }}\n}}\n",
+            sock.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = herd_json();
+    // nginx adopts inherited sockets listed in NGINX ("3;") whose address matches a listen.
+    cmd.env("NGINX", "3;")
+        .args(["run", "-w", "2", "--stop-signal", "QUIT", "-b"])
+        .arg(format!("http=unix:{},nonblocking", sock.display()))
+        .args(["--", "nginx", "-p"])
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-g")
+        .arg(format!("pid {d}/nginx-{{worker}}-{{generation}}.pid;"));
+    cmd
+}
+
 #[test]
 fn nginx_from_its_nginx_variable() {
-    let herd = Herd::start_with(|dir| {
-        let sock = dir.join("nginx.sock");
-        let conf = dir.join("nginx.conf");
-        let d = dir.display();
-        std::fs::write(
-            &conf,
-            format!(
-                "daemon off;\nworker_processes 1;\nerror_log stderr notice;\nevents {{ worker_connections 64; }}\n\
-                 http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
-                 fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
-                 server {{ listen unix:{}; location / {{ return 200 \"nginx pid $pid\\n\"; }} }}\n}}\n",
-                sock.display()
-            ),
-        )
-        .unwrap();
-        let mut cmd = herd_json();
-        // nginx adopts inherited sockets listed in NGINX ("3;") whose address matches a listen.
-        cmd.env("NGINX", "3;")
-            .args(["run", "-w", "2", "--stop-signal", "QUIT", "-b"])
-            .arg(format!("http=unix:{},nonblocking", sock.display()))
-            .args(["--", "nginx", "-p"])
-            .arg(dir)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-g")
-            .arg(format!("pid {d}/nginx-{{worker}}.pid;"));
-        cmd
-    });
+    let herd = Herd::start_with(nginx);
     let sock = herd.path("nginx.sock");
     wait_until("2 ready workers", || {
         (herd.status()["ready"] == 2).then_some(())
@@ -180,6 +184,47 @@ fn nginx_from_its_nginx_variable() {
         "nginx pid",
     );
     herd.wait_text("using inherited sockets");
+}
+
+/// During an upgrade the old and the new nginx of a slot run at once: with `{generation}` in
+/// their pid file names, the old one removing its file on exit leaves the new one's alone, and
+/// every worker has its pid file after the upgrade.
+#[test]
+fn nginx_keeps_its_pid_files_across_an_upgrade() {
+    let herd = Herd::start_with(nginx);
+    let pid_files = |generation: u64| -> Vec<Option<String>> {
+        (0..2)
+            .map(|slot| {
+                let file = herd.path(&format!("nginx-{slot}-{generation}.pid"));
+                std::fs::read_to_string(file)
+                    .ok()
+                    .map(|pid| pid.trim().to_string())
+            })
+            .collect()
+    };
+    let worker_pids = |status: &serde_json::Value| -> Vec<Option<String>> {
+        let workers = status["workers"].as_array().unwrap();
+        (0..2)
+            .map(|slot| {
+                workers
+                    .iter()
+                    .find(|w| w["slot"] == slot)
+                    .map(|w| w["pid"].to_string())
+            })
+            .collect()
+    };
+    let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    wait_until("generation 1's pid files", || {
+        (pid_files(1) == worker_pids(&status)).then_some(())
+    });
+    let (code, stdout, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let status = wait_status(&herd, "generation 2 settled", |s| {
+        settled(s, 2) && s["generation"] == 2
+    });
+    wait_until("generation 2's pid files, generation 1's removed", || {
+        (pid_files(2) == worker_pids(&status) && pid_files(1) == [None, None]).then_some(())
+    });
 }
 
 #[test]

@@ -161,14 +161,19 @@ fn templates_are_expanded_per_worker() {
         "--",
         "sh",
         "-c",
-        "echo \"argv: $1 $2 $3\" >&2; exec sleep 1000",
+        "echo \"argv: $1 $2 $3 $4\" >&2; exec sleep 1000",
         "sh",
         "{fd:b}",
         "{worker}",
         "{{x}}",
+        "g{generation}",
     ]);
-    herd.wait_text("argv: 4 0 {x}");
-    herd.wait_text("argv: 4 1 {x}");
+    herd.wait_text("argv: 4 0 {x} g1");
+    herd.wait_text("argv: 4 1 {x} g1");
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_text("argv: 4 0 {x} g2");
+    herd.wait_text("argv: 4 1 {x} g2");
 }
 
 #[test]
