@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::util::*;
 
@@ -252,9 +253,62 @@ fn crash_loops_back_off_exponentially() {
         messages[3].contains("restarting it in 400ms"),
         "{messages:?}"
     );
-    // A stop cancels the pending restart.
     herd.signal(libc::SIGTERM);
     assert_eq!(herd.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_stop_cancels_pending_restarts() {
+    // Slot 0 crash-loops; slot 1 takes 3s to stop, so herd is still stopping when slot 0's
+    // backoff runs out: its restart must not happen.
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "if [ \"$HERD_WORKER\" = 1 ]; then trap 'sleep 3; exit 0' TERM; sleep 1000 & wait; else exit 3; fi",
+    ]);
+    herd.wait_event("a crash with an 800ms backoff", |e| {
+        is_exit(e)
+            && e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("restarting it in 800ms")
+    });
+    let waiting = herd.status()["waiting"].clone();
+    assert_eq!(waiting[0]["slot"], 0, "a restart is pending: {waiting}");
+    let asked = Instant::now();
+    herd.signal(libc::SIGTERM);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    assert!(
+        asked.elapsed() > Duration::from_secs(2),
+        "slot 1 should have taken 3s to stop: {:?}",
+        asked.elapsed()
+    );
+    let lines = herd.lines();
+    let all: Vec<&serde_json::Value> = events(&lines).collect();
+    let stop = all
+        .iter()
+        .position(|e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("stopping gracefully")
+        })
+        .expect("a stop event");
+    assert!(
+        !all[stop..].iter().any(|e| is_start(e)
+            || e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("cannot start worker")),
+        "herd tried to start a worker while stopping: {:?}",
+        &all[stop..]
+    );
 }
 
 #[test]

@@ -426,11 +426,34 @@ fn a_silent_worker_is_killed_by_the_watchdog_and_replaced() {
 
 #[test]
 fn signals_reach_live_workers_only() {
-    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
-    assert_eq!(h.pool.signal(Signal::HUP, None).unwrap().len(), 2);
-    assert_eq!(h.pool.signal(Signal::HUP, Some(1)).unwrap().len(), 1);
+    let mut h = Harness::new(config(3, Readiness::Delay(SEC)));
+    // Slot 2's worker is told to stop (scaled down) but has not exited yet: it is not live.
+    let actions = h.pool.scale(2, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(
+        h.pool.workers().len(),
+        3,
+        "the scaled-down worker still runs"
+    );
+    let pids = |actions: Vec<Action>| -> Vec<u32> {
+        actions
+            .into_iter()
+            .map(|a| match a {
+                Action::Signal { pid, signal, .. } => {
+                    assert_eq!(signal, Signal::HUP);
+                    pid
+                }
+                other => panic!("not a signal: {other:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(pids(h.pool.signal(Signal::HUP, None).unwrap()), [100, 101]);
+    assert_eq!(pids(h.pool.signal(Signal::HUP, Some(1)).unwrap()), [101]);
+    assert!(
+        h.pool.signal(Signal::HUP, Some(2)).is_err(),
+        "slot 2's worker is stopping"
+    );
     assert!(h.pool.signal(Signal::HUP, Some(7)).is_err());
-    let _ = &mut h;
 }
 
 #[test]
