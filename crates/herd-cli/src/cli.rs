@@ -218,6 +218,12 @@ pub struct RunArgs {
           value_parser = |t: &str| parse_number::<u32>(t, 1, "--max-surge"))]
     pub max_surge: u32,
 
+    /// How long a new worker must stay ready before it replaces an old one in an upgrade, or
+    /// completes a takeover (like Kubernetes' minReadySeconds). One that exits within it
+    /// aborts the upgrade and the old workers keep serving; 0 counts a worker at once.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub min_ready: Duration,
+
     /// Run workers as this user (name or uid). herd must be root: it binds privileged ports and
     /// keeps running as root to start workers; only the workers drop privileges.
     #[arg(long, value_name = "USER", value_parser = parse_user, allow_negative_numbers = true)]
@@ -626,8 +632,9 @@ Readiness and the control socket:
   Workers get NOTIFY_SOCKET (sd_notify: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1) and
   HERD_CONTROL. `herd status`, `scale`, `upgrade`, `stop` and `signal` talk to the control socket,
   selected by --name or --control. A rolling upgrade starts new workers (at most --max-surge at a
-  time); each must be ready before the worker it replaces is told to stop. A new worker that
-  exits or is not ready in time aborts the upgrade, and the old workers keep serving.
+  time); each must be ready, and still ready --min-ready later, before the worker it replaces is
+  told to stop. A new worker that exits or is not ready in time aborts the upgrade, and the old
+  workers keep serving.
 
 Signals to herd:
   TERM, INT   stop gracefully: workers get --stop-signal, then SIGKILL after --grace

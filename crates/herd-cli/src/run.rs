@@ -205,6 +205,7 @@ fn prepare(
         },
         watchdog: args.watchdog,
         max_surge: args.max_surge as usize,
+        min_ready: args.min_ready,
     };
     Ok(Supervisor::new(listeners, command, config, name)?)
 }

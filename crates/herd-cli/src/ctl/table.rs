@@ -48,6 +48,7 @@ pub fn render(status: &Status) -> String {
     for w in &status.workers {
         let state = match &w.stopping_reason {
             Some(reason) => format!("{} ({reason})", w.state),
+            None if w.state == "ready" && !w.available => "ready (within min-ready)".to_string(),
             None => w.state.clone(),
         };
         rows.push([

@@ -40,8 +40,8 @@ use autoscale::{Autoscaler, Sample};
 use notify::{NotifySocket, RateLimit};
 use pool::{Action, NotifyMessage, Pool, PoolConfig, Reason, WorkerState};
 
-/// A takeover in progress: once this herd's workers are ready, its control socket replaces
-/// the old herd's at `old`, and the old herd is asked to stop.
+/// A takeover in progress: once this herd's workers are available (ready for `--min-ready`),
+/// its control socket replaces the old herd's at `old`, and the old herd is asked to stop.
 pub struct Takeover {
     /// The old herd's control socket, where this herd's ends.
     pub old: PathBuf,
@@ -340,7 +340,7 @@ impl Supervisor {
                         "takeover aborted, the old herd keeps serving: {why}"
                     ));
                     self.stop("takeover failed", false, None);
-                } else if self.all_ready() {
+                } else if self.pool.all_available() {
                     if let Some(t) = self.takeover.take() {
                         if let Err(why) =
                             complete_takeover(t, &mut control_file, &mut self.listeners)
@@ -833,13 +833,15 @@ impl Supervisor {
             }
             let how = describe_exit(status);
             if self.takeover.is_some()
-                && !exit.was_ready
+                && !exit.was_available
                 && exit.stopped_for != Some(Reason::Shutdown)
             {
-                let why = format!(
-                    "worker {} (pid {pid}) exited before it was ready: {how}",
-                    exit.slot
-                );
+                let when = if exit.was_ready {
+                    "within --min-ready of becoming ready"
+                } else {
+                    "before it was ready"
+                };
+                let why = format!("worker {} (pid {pid}) exited {when}: {how}", exit.slot);
                 self.takeover_failure.get_or_insert(why);
             }
             let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
@@ -989,7 +991,7 @@ fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
 }
 
-/// Ends a takeover whose workers are all ready: connect to the old herd (before its control
+/// Ends a takeover whose workers are all available: connect to the old herd (before its control
 /// socket's path is taken), move this herd's control socket to its place (replacing the old
 /// one's there, atomically, and only if it still is the old one's), take over the socket files
 /// of the listeners, and ask the old herd to stop, leaving those files in place.

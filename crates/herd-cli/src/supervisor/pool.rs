@@ -5,7 +5,9 @@
 //!
 //! Workers live in *slots* 0..desired. Each slot normally holds one live worker; during a
 //! rolling upgrade it briefly holds two: the old generation's worker, and the new one that
-//! must become ready before the old one is told to stop.
+//! must become *available* (ready, and still ready `min_ready` later, like Kubernetes'
+//! `minReadySeconds`) before the old one is told to stop. A new worker that dies before it is
+//! available aborts the upgrade, and the old workers keep serving.
 
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -43,6 +45,9 @@ pub struct PoolConfig {
     pub watchdog: Option<Duration>,
     /// How many new-generation workers may be starting at once during an upgrade.
     pub max_surge: usize,
+    /// How long a new worker must stay ready before it counts as available: only then does it
+    /// replace an older worker (or complete a takeover).
+    pub min_ready: Duration,
 }
 
 /// What the driver must do.
@@ -147,6 +152,9 @@ pub struct Worker {
     pub last_ping: Instant,
     /// When it became ready, if it did.
     pub ready_since: Option<Instant>,
+    /// Whether it has stayed ready for `min_ready`: only an available worker replaces an
+    /// older one or completes a takeover.
+    pub available: bool,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
 }
@@ -209,6 +217,8 @@ pub struct Exit {
     pub restart_in: Option<Duration>,
     /// Whether it had become ready.
     pub was_ready: bool,
+    /// Whether it had stayed ready for `min_ready`.
+    pub was_available: bool,
 }
 
 /// The worker pool.
@@ -247,6 +257,7 @@ impl Pool {
         self.expire_stopping(now, &mut actions);
         if self.phase == Phase::Serving {
             self.check_readiness(now, &mut actions);
+            self.check_available(now);
             self.check_watchdogs(now, &mut actions);
             self.advance_upgrade(now, &mut actions);
             self.fill_slots(now, &mut actions);
@@ -311,6 +322,18 @@ impl Pool {
         }
     }
 
+    fn check_available(&mut self, now: Instant) {
+        let min_ready = self.config.min_ready;
+        for w in &mut self.workers {
+            if w.state == WorkerState::Ready
+                && !w.available
+                && available_at(w, min_ready).is_some_and(|at| now >= at)
+            {
+                w.available = true;
+            }
+        }
+    }
+
     fn check_watchdogs(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let Some(limit) = self.config.watchdog else {
             return;
@@ -336,26 +359,25 @@ impl Pool {
             return;
         }
         let g = upgrade.generation;
-        // Old workers whose slot has a ready successor stop now.
+        // Old workers whose slot has an available successor stop now.
         let (grace, stop_signal) = (self.config.grace, self.config.stop_signal);
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
             if w.live()
                 && w.generation < g
-                && self.has_worker(w.slot, |o| {
-                    o.generation >= g && o.state == WorkerState::Ready
-                })
+                && self.has_worker(w.slot, |o| o.generation >= g && o.live() && o.available)
             {
                 let pid = w.pid;
                 self.workers[i].state = stopping(Reason::Replaced, now + grace, false);
                 actions.push(signal_stop(pid, stop_signal, Reason::Replaced));
             }
         }
-        // Start successors, at most max_surge at a time, for slots whose old worker still serves.
+        // Start successors, at most max_surge at a time (counting those not yet available), for
+        // slots whose old worker still serves.
         let starting = self
             .workers
             .iter()
-            .filter(|w| w.generation >= g && w.state == WorkerState::Starting)
+            .filter(|w| w.generation >= g && w.live() && !w.available)
             .count()
             + self.slots.iter().filter(|s| s.spawning).count();
         let mut room = self.config.max_surge.max(1).saturating_sub(starting);
@@ -374,9 +396,9 @@ impl Pool {
                 room -= 1;
             }
         }
-        // Done when every slot has a ready worker of the new generation and no old one.
+        // Done when every slot has an available worker of the new generation and no old one.
         let done = (0..self.desired).all(|slot| {
-            self.has_worker(slot, |w| w.generation >= g && w.state == WorkerState::Ready)
+            self.has_worker(slot, |w| w.generation >= g && w.live() && w.available)
                 && !self.has_worker(slot, |w| w.live() && w.generation < g)
         });
         if done {
@@ -416,6 +438,7 @@ impl Pool {
                     started: now,
                     last_ping: now,
                     ready_since: None,
+                    available: false,
                     status: None,
                 });
                 true
@@ -470,10 +493,19 @@ impl Pool {
         slot.last_exit = Some(status);
         let uptime = now.saturating_duration_since(w.started);
 
-        // A new-generation worker that dies before it is ready fails its upgrade.
-        if w.state == WorkerState::Starting && self.is_upgrading_worker(&w) {
+        // A new-generation worker that dies before it is available fails its upgrade (one
+        // killed for failing, by its watchdog, counts too).
+        if w.holds_slot() && !w.available && self.is_upgrading_worker(&w) {
+            let when = match w.ready_since {
+                None => "before it was ready".to_string(),
+                Some(t) => format!(
+                    "{} after it was ready, within --min-ready {}",
+                    humantime::format_duration(round_ms(now.saturating_duration_since(t))),
+                    humantime::format_duration(self.config.min_ready)
+                ),
+            };
             let reason = format!(
-                "worker {} (pid {}) of generation {} exited before it was ready: {}",
+                "worker {} (pid {}) of generation {} exited {when}: {}",
                 w.slot,
                 pid,
                 w.generation,
@@ -513,6 +545,7 @@ impl Pool {
                 stopped_for,
                 restart_in,
                 was_ready: w.ready_since.is_some(),
+                was_available: w.available,
             },
             actions,
         ))
@@ -596,7 +629,7 @@ impl Pool {
         let stop_signal = self.config.stop_signal;
         let grace = self.config.grace;
         for w in &mut self.workers {
-            if w.generation >= u.generation && w.state == WorkerState::Starting {
+            if w.generation >= u.generation && w.live() && !w.available {
                 w.state = stopping(Reason::UpgradeAborted, now + grace, false);
                 actions.push(signal_stop(w.pid, stop_signal, Reason::UpgradeAborted));
             }
@@ -675,6 +708,9 @@ impl Pool {
                     if let Some(limit) = self.config.watchdog {
                         times.push(w.last_ping + limit);
                     }
+                    if !w.available {
+                        times.extend(available_at(w, self.config.min_ready));
+                    }
                 }
                 _ => {}
             }
@@ -689,6 +725,12 @@ impl Pool {
             times.extend(self.upgrade.map(|u| u.deadline));
         }
         times.into_iter().min()
+    }
+
+    /// Whether every wanted slot has an available worker (the rule for completing a
+    /// takeover).
+    pub fn all_available(&self) -> bool {
+        (0..self.desired).all(|slot| self.has_worker(slot, |w| w.live() && w.available))
     }
 
     /// Whether a stop was requested.
@@ -771,6 +813,10 @@ struct SavedWorker {
     age_ms: u64,
     ping_age_ms: u64,
     ready_age_ms: Option<u64>,
+    /// Absent in the state of herd versions before `--min-ready`: recomputed from the ready
+    /// time.
+    #[serde(default)]
+    available: bool,
     status: Option<String>,
 }
 
@@ -817,6 +863,7 @@ impl Pool {
                     age_ms: ago(w.started),
                     ping_age_ms: ago(w.last_ping),
                     ready_age_ms: w.ready_since.map(ago),
+                    available: w.available,
                     status: w.status.clone(),
                 })
                 .collect(),
@@ -860,6 +907,7 @@ impl Pool {
                     started: ago(w.age_ms),
                     last_ping: ago(w.ping_age_ms),
                     ready_since: w.ready_age_ms.map(ago),
+                    available: w.available,
                     status: w.status,
                 })
                 .collect(),
@@ -913,6 +961,17 @@ impl NotifyMessage {
         }
         Some(message)
     }
+}
+
+/// When a ready worker becomes available; `None` if not ready (or never, for a `min_ready`
+/// past the end of time).
+fn available_at(w: &Worker, min_ready: Duration) -> Option<Instant> {
+    w.ready_since?.checked_add(min_ready)
+}
+
+/// `d` rounded down to milliseconds, for messages.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }
 
 fn stopping(reason: Reason, deadline: Instant, killed: bool) -> WorkerState {

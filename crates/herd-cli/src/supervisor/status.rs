@@ -31,6 +31,12 @@ pub struct Status {
     pub running: usize,
     /// How many are ready.
     pub ready: usize,
+    /// How many have stayed ready for `min_ready_ms` (only those replace older workers).
+    #[serde(default)]
+    pub available: usize,
+    /// `--min-ready`, in milliseconds.
+    #[serde(default)]
+    pub min_ready_ms: u64,
     /// Every worker process.
     pub workers: Vec<WorkerStatus>,
     /// Slots without a worker, waiting out a restart backoff.
@@ -67,6 +73,10 @@ pub struct WorkerStatus {
     pub generation: u64,
     /// `starting`, `ready` or `stopping`.
     pub state: String,
+    /// Whether it has stayed ready for `--min-ready` (assumed of a ready worker by clients
+    /// reading the status of a herd that predates the field).
+    #[serde(default = "assumed_available")]
+    pub available: bool,
     /// Why it is stopping, if it is.
     pub stopping_reason: Option<String>,
     /// How long it has run, in milliseconds.
@@ -115,6 +125,10 @@ pub struct SocketStatus {
     pub slot_queues: Vec<u32>,
 }
 
+fn assumed_available() -> bool {
+    true
+}
+
 fn shared() -> String {
     "shared".to_string()
 }
@@ -147,6 +161,7 @@ pub fn snapshot(
                 pid: w.pid,
                 generation: w.generation,
                 state: state.to_string(),
+                available: w.available && w.state == WorkerState::Ready,
                 stopping_reason: reason,
                 uptime_ms: ms(now.saturating_duration_since(w.started)),
                 restarts: slot.restarts,
@@ -206,6 +221,8 @@ pub fn snapshot(
         desired: pool.desired(),
         running: workers.len(),
         ready: workers.iter().filter(|w| w.state == "ready").count(),
+        available: workers.iter().filter(|w| w.available).count(),
+        min_ready_ms: ms(pool.config().min_ready),
         workers,
         waiting,
         sockets,

@@ -202,6 +202,52 @@ fn a_failing_upgrade_aborts_and_the_old_workers_keep_serving() {
 }
 
 #[test]
+fn an_upgrade_onto_workers_that_die_soon_after_ready_aborts() {
+    // The default --min-ready (1s) applies.
+    let herd = herd_with_script(&[]);
+    let addr = herd.address("web");
+    let before = pids(&herd.status());
+    let script = herd.path("worker.sh");
+    let probe = worker("probe.py");
+
+    // A new generation that says READY=1, then crashes 300ms later.
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nPROBE_DIE_AFTER_READY=0.3 exec python3 {probe}\n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 1, "the upgrade must fail: {stdout}{stderr}");
+    assert!(
+        stderr.contains("upgrade failed")
+            && stderr.contains("after it was ready, within --min-ready 1s: exit code 1"),
+        "{stderr}"
+    );
+    let replaced = herd.lines().iter().any(|l| {
+        matches!(l, Line::Event(e) if e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("replaced by a newer generation"))
+    });
+    assert!(!replaced, "an old worker was replaced");
+    let after = wait_status(&herd, "the old workers alone", |s| settled(s, 2));
+    assert_eq!(pids(&after), before, "the old workers keep serving");
+    assert_eq!(after["generation"], 1);
+    for _ in 0..10 {
+        let reply: Value = serde_json::from_str(&get(&addr, "/").unwrap()).unwrap();
+        assert!(before.contains(&reply["pid"].as_u64().unwrap()));
+    }
+
+    // A sound generation upgrades, each new worker having been ready for 1s.
+    std::fs::write(&script, format!("#!/bin/sh\nexec python3 {probe}\n")).unwrap();
+    let (code, stdout, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let status = wait_status(&herd, "generation 3", |s| settled(s, 2));
+    assert_eq!(status["generation"], 3, "generation 2 was the aborted one");
+    assert_eq!(status["min_ready_ms"], 1000);
+}
+
+#[test]
 fn a_worker_that_stops_pinging_the_watchdog_is_replaced() {
     let herd = Herd::start_with(|_| {
         let mut cmd = herd_json();

@@ -117,6 +117,36 @@ fn a_failed_takeover_leaves_the_old_herd_serving() {
     let mut crashing = takeover(&control, &["-w", "1", "--", "sh", "-c", "exit 3"]);
     assert_eq!(crashing.wait_exit().code(), Some(1));
 
+    // New workers that say READY=1, then crash within --min-ready.
+    let mut flaky = takeover(
+        &control,
+        &[
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "--min-ready",
+            "2s",
+            "--",
+            "sh",
+            "-c",
+            "PROBE_DIE_AFTER_READY=0.3 exec python3 \"$0\"",
+            &worker("probe.py"),
+        ],
+    );
+    assert_eq!(flaky.wait_exit().code(), Some(1));
+    let why = flaky.wait_for("the reason", |lines| {
+        lines.iter().find_map(|l| match l {
+            Line::Text(t) if t.starts_with("herd: error: takeover aborted") => Some(t.clone()),
+            _ => None,
+        })
+    });
+    assert!(
+        why.contains("the old herd keeps serving")
+            && why.contains("exited within --min-ready of becoming ready: exit code 1"),
+        "{why}"
+    );
+
     // The old herd never noticed: same pid behind the control socket, same workers, serving.
     let after = status_at(&control);
     assert_eq!(after["pid"], before["pid"]);

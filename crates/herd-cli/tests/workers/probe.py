@@ -6,7 +6,8 @@ GET /sleep/MS    the same after MS milliseconds; prints "probe PID busy" to stde
                  test knows the request is in flight without sleeping itself
 
 Environment: PROBE_READY=0 never sends READY=1 (a worker that never becomes ready);
-PROBE_EXIT=N exits with status N at once; PROBE_WATCHDOG=0 never pings the watchdog.
+PROBE_EXIT=N exits with status N at once; PROBE_WATCHDOG=0 never pings the watchdog;
+PROBE_DIE_AFTER_READY=SECONDS exits with status 1 that long after sending READY=1.
 Otherwise it behaves like examples/hello.py, whose socket handling and stop logic it reuses.
 """
 
@@ -48,6 +49,8 @@ def main():
 
     if os.environ.get("PROBE_READY") != "0":
         notify("STATUS=serving\nREADY=1")
+    if "PROBE_DIE_AFTER_READY" in os.environ:
+        threading.Timer(float(os.environ["PROBE_DIE_AFTER_READY"]), os._exit, [1]).start()
     if "WATCHDOG_USEC" in os.environ and os.environ.get("PROBE_WATCHDOG") != "0":
         threading.Thread(target=watchdog_pinger, daemon=True).start()
     serve(listener, respond)

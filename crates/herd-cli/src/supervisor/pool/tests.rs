@@ -13,6 +13,7 @@ fn config(workers: usize, readiness: Readiness) -> PoolConfig {
         readiness,
         watchdog: None,
         max_surge: 1,
+        min_ready: Duration::ZERO,
     }
 }
 
@@ -512,4 +513,148 @@ fn no_export_while_upgrading_or_stopping() {
     let actions = h.pool.stop(true, None, h.now);
     h.apply(actions);
     assert!(h.pool.export(h.now).is_none());
+}
+
+fn with_min_ready(workers: usize, min_ready: Duration) -> PoolConfig {
+    PoolConfig {
+        min_ready,
+        ..config(workers, Readiness::Notify { timeout: 10 * SEC })
+    }
+}
+
+/// A harness whose workers (pids 100..) are all ready and available, then an upgrade started.
+fn upgrading(workers: usize, cfg: PoolConfig) -> Harness {
+    let mut h = Harness::new(cfg);
+    for pid in 100..100 + workers as u32 {
+        h.notify(pid, "READY=1");
+    }
+    h.advance(h.pool.config().min_ready);
+    assert!(h.pool.all_available());
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    h
+}
+
+fn new_worker(h: &Harness, slot: usize) -> u32 {
+    h.pool
+        .workers()
+        .iter()
+        .find(|w| w.slot == slot && w.generation == 2 && w.live())
+        .unwrap()
+        .pid
+}
+
+#[test]
+fn an_old_worker_stops_only_once_its_successor_stayed_ready_for_min_ready() {
+    let mut h = upgrading(1, with_min_ready(1, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    assert!(h.signals.is_empty(), "ready is not enough");
+    assert_eq!(h.pool.next_deadline(), Some(h.now + SEC));
+    h.advance(999 * MS);
+    assert!(h.signals.is_empty());
+    h.advance(MS);
+    assert_eq!(h.signals, [(100, Signal::TERM, Reason::Replaced)]);
+    assert_eq!(h.ended, [Ok(2)]);
+}
+
+#[test]
+fn a_new_worker_that_dies_within_min_ready_aborts_the_upgrade() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    h.advance(300 * MS);
+    let exit = h.exit(new, code(1));
+    assert_eq!(exit.restart_in, None, "the old worker still holds slot 0");
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(
+        why.contains("exited 300ms after it was ready, within --min-ready 1s: exit code 1"),
+        "{why}"
+    );
+    assert!(h.signals.is_empty(), "no old worker was stopped");
+    h.advance(10 * SEC);
+    let live: Vec<(u32, u64)> = h.live().iter().map(|w| (w.1, w.2)).collect();
+    assert_eq!(live, [(100, 1), (101, 1)], "the old workers keep serving");
+    assert_eq!(h.pool.generation(), 1);
+}
+
+#[test]
+fn an_aborted_upgrade_stops_its_ready_but_unavailable_workers() {
+    let mut cfg = with_min_ready(2, SEC);
+    cfg.max_surge = 2;
+    let mut h = upgrading(2, cfg);
+    let (a, b) = (new_worker(&h, 0), new_worker(&h, 1));
+    h.notify(a, "READY=1");
+    h.notify(b, "READY=1");
+    h.advance(500 * MS);
+    h.exit(a, code(2));
+    assert!(h.ended[0].as_ref().unwrap_err().contains("exit code 2"));
+    assert_eq!(h.signals, [(b, Signal::TERM, Reason::UpgradeAborted)]);
+    h.stopped_workers_exit();
+    let live: Vec<u32> = h.live().iter().map(|w| w.1).collect();
+    assert_eq!(live, [100, 101]);
+}
+
+#[test]
+fn surge_counts_new_workers_until_they_are_available() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let first = new_worker(&h, 0);
+    h.notify(first, "READY=1");
+    assert_eq!(
+        h.live().len(),
+        3,
+        "slot 1's successor waits for slot 0's to be available"
+    );
+    h.advance(SEC);
+    assert_eq!(
+        h.live().len(),
+        3,
+        "slot 0's old worker stopped, slot 1's successor started"
+    );
+    assert_eq!(h.signals, [(100, Signal::TERM, Reason::Replaced)]);
+    new_worker(&h, 1);
+}
+
+#[test]
+fn min_ready_zero_replaces_at_once() {
+    let mut h = upgrading(1, with_min_ready(1, Duration::ZERO));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    assert_eq!(h.signals, [(100, Signal::TERM, Reason::Replaced)]);
+    assert_eq!(h.ended, [Ok(2)]);
+}
+
+#[test]
+fn a_takeover_waits_for_every_worker_to_be_available() {
+    let mut h = Harness::new(with_min_ready(2, SEC));
+    h.notify(100, "READY=1");
+    h.advance(500 * MS);
+    h.notify(101, "READY=1");
+    h.advance(500 * MS);
+    assert!(!h.pool.all_available(), "slot 1 has been ready for 500ms");
+    let exit = h.exit(101, code(1));
+    assert!(exit.was_ready && !exit.was_available);
+    h.notify(102, "READY=1");
+    h.advance(SEC);
+    assert!(h.pool.all_available());
+    assert!(h.exit(100, code(1)).was_available);
+}
+
+#[test]
+fn the_min_ready_timer_survives_export_and_import() {
+    let mut h = Harness::new(with_min_ready(1, SEC));
+    h.notify(100, "READY=1");
+    h.advance(300 * MS);
+    let state = h.pool.export(h.now).unwrap();
+    let json = serde_json::to_string(&state).unwrap();
+    let state: PoolState = serde_json::from_str(&json).unwrap();
+    let later = h.now + 5 * MS;
+    let mut pool = Pool::import(with_min_ready(1, SEC), state, later);
+    assert!(!pool.all_available());
+    assert_eq!(pool.next_deadline(), Some(later + 700 * MS));
+    pool.due(later + 699 * MS);
+    assert!(!pool.all_available());
+    pool.due(later + 700 * MS);
+    assert!(pool.all_available());
+    assert_eq!(pool.next_deadline(), None);
 }
