@@ -29,6 +29,10 @@ fn main() -> ExitCode {
         eprintln!("herd: error: cannot prepare file descriptors: {e}");
         return ExitCode::from(exit::FAILURE);
     }
+    // `herd reexec` checks a new binary by running it in its hidden check mode first.
+    if let Some(code) = herd_cli::supervisor::reexec_check::answer_if_asked() {
+        return ExitCode::from(code);
+    }
     // Sockets passed by systemd are claimed now, before herd opens any fd of its own.
     spec::claim_passed_sockets();
     let cli = match cli::Cli::try_parse() {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod pool;
 pub mod reexec;
+pub mod reexec_check;
 mod scale;
 pub mod status;
 pub mod systemd;
@@ -96,6 +97,8 @@ pub struct Supervisor {
     reexec_reply: Option<OwnedFd>,
     /// Whether this image continues from a re-exec.
     resumed: bool,
+    /// Children checking a new binary before a re-exec.
+    reexec_children: reexec_check::Children,
     /// Why the takeover in progress must be abandoned (a new worker failed before it was
     /// ready).
     takeover_failure: Option<String>,
@@ -134,7 +137,8 @@ enum Event {
     Autoscale,
     /// A quick look at the accept queue between two autoscaling samples.
     QueueCheck,
-    Reexec(Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>),
+    Reexec(reexec_check::Client),
+    ReexecChecked(reexec_check::Checked),
     Child,
     CheckAttached,
     Stop(&'static str, bool),
@@ -176,6 +180,7 @@ impl Supervisor {
             pending_reexec: None,
             reexec_reply: None,
             resumed: false,
+            reexec_children: reexec_check::Children::default(),
             announced_ready: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             drains: balance::Drains::default(),
@@ -215,6 +220,7 @@ impl Supervisor {
         let (requests_tx, mut requests) = mpsc::channel(64);
         let server = tokio::spawn(server::serve(listener, control.policy, requests_tx));
         let (scrapes_tx, mut scrapes) = mpsc::channel(16);
+        let (checked_tx, mut checked) = mpsc::channel(1);
         if let Some(listener) = self.metrics_listener.take() {
             listener.set_nonblocking(true)?;
             tokio::spawn(metrics::serve(
@@ -266,6 +272,7 @@ impl Supervisor {
                 _ = sigttou.recv() => Event::ScaleBy(-1, "SIGTTOU"),
                 Some(request) = requests.recv() => Event::Control(request),
                 Some(scrape) = scrapes.recv() => Event::Scrape(scrape),
+                Some(done) = checked.recv() => Event::ReexecChecked(done),
                 _ = notify_socket.readable() => Event::Notify,
                 _ = sleep, if deadline.is_some() => Event::Timer,
                                 _ = autoscale_sample.tick(),
@@ -296,13 +303,17 @@ impl Supervisor {
                 }),
                 Event::Stop(reason, graceful) => self.stop(reason, graceful, None),
                 Event::Upgrade => self.upgrade("SIGHUP", None, None),
-                Event::Reexec(client) => {
-                    let endpoints = Endpoints {
-                        control: &control_fd,
-                        control_file: &control_file,
-                        notify: &notify,
-                    };
-                    self.reexec(&endpoints, client);
+                // The new binary is checked first; the exec follows if it passes.
+                Event::Reexec(client) => self.check_reexec(client, &checked_tx),
+                Event::ReexecChecked(done) => {
+                    if let Some(client) = self.reexec_checked(done) {
+                        let endpoints = Endpoints {
+                            control: &control_fd,
+                            control_file: &control_file,
+                            notify: &notify,
+                        };
+                        self.reexec(&endpoints, client);
+                    }
                 }
                 Event::ScaleBy(delta, reason) => {
                     // A signal never scales below one worker; `herd scale 0` can.
@@ -318,12 +329,7 @@ impl Supervisor {
                 Event::Control(request) => {
                     self.control(request);
                     if let Some(client) = self.pending_reexec.take() {
-                        let endpoints = Endpoints {
-                            control: &control_fd,
-                            control_file: &control_file,
-                            notify: &notify,
-                        };
-                        self.reexec(&endpoints, Some(client));
+                        self.check_reexec(Some(client), &checked_tx);
                     }
                 }
                 Event::Notify => self.read_notifications(&notify_socket),
@@ -810,6 +816,9 @@ impl Supervisor {
                     return;
                 }
             };
+            if self.reexec_children.exited(pid, status) {
+                continue;
+            }
             self.announced_ready.remove(&pid);
             let Some((exit, actions)) = self.pool.exited(pid, status, Instant::now()) else {
                 tracing::debug!(pid, "reaped a process that was not a worker");
@@ -1247,34 +1256,39 @@ impl Supervisor {
         self.resumed = true;
     }
 
-    /// Replaces this process's program with the binary on disk (see [`reexec`]). Returns only
-    /// if that was not possible, after saying why.
-    fn reexec(
-        &mut self,
-        endpoints: &Endpoints<'_>,
-        client: Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>,
-    ) {
+    /// Why herd cannot re-execute now, if it cannot.
+    fn reexec_blocker(&self) -> Option<(ErrorCode, String)> {
+        // Stop signals held back while reuseport slots drain would not survive the exec.
+        let busy = self.takeover.is_some() || self.failure.is_some() || !self.drains.is_empty();
+        if !busy && self.pool.export(Instant::now()).is_some() {
+            return None;
+        }
+        let code = if self.pool.is_stopping() {
+            ErrorCode::Stopping
+        } else {
+            ErrorCode::Busy
+        };
+        let why = "cannot re-execute while herd is stopping, upgrading, starting workers, draining a slot or taking over; try again".to_string();
+        Some((code, why))
+    }
+
+    /// Replaces this process's program with the binary on disk (see [`reexec`]), which passed
+    /// its [check](reexec_check). Returns only if that was not possible, after saying why.
+    fn reexec(&mut self, endpoints: &Endpoints<'_>, client: reexec_check::Client) {
         let (reply, connection) = match client {
             Some((reply, connection)) => (Some(reply), connection),
             None => (None, None),
         };
         let refuse = |reply: Option<oneshot::Sender<Reply>>, code, why: String| {
-            tracing::error!("{why}");
-            if let Some(reply) = reply {
-                let _ = reply.send(Response::error(code, why).into());
-            }
+            reexec_check::refuse(reply.map(|r| (r, None)), code, why)
         };
-        // Stop signals held back while reuseport slots drain would not survive the exec.
-        let busy = self.takeover.is_some() || self.failure.is_some() || !self.drains.is_empty();
         let pool = match self.pool.export(Instant::now()) {
-            Some(pool) if !busy => pool,
+            Some(pool) if self.reexec_blocker().is_none() => pool,
             _ => {
-                let code = if self.pool.is_stopping() {
-                    ErrorCode::Stopping
-                } else {
-                    ErrorCode::Busy
-                };
-                let why = "cannot re-execute while herd is stopping, upgrading, starting workers, draining a slot or taking over; try again".to_string();
+                let (code, why) = self.reexec_blocker().unwrap_or((
+                    ErrorCode::Busy,
+                    "cannot re-execute now; try again".to_string(),
+                ));
                 return refuse(reply, code, why);
             }
         };

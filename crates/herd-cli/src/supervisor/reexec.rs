@@ -7,7 +7,8 @@
 //! the client that asked), blocks the signals herd handles (the mask survives `execve`, so no
 //! signal is lost or kills herd in between), and executes the same path with the same
 //! arguments and `HERD_REEXEC_STATE=FD`. The new image claims those fds, unblocks the signals
-//! once its handlers are in place, and answers the waiting client. If `execve` fails, all of
+//! once its handlers are in place, and answers the waiting client. Before any of that, the new
+//! binary must pass its [check](super::reexec_check); if `execve` fails all the same, all of
 //! that is undone and the old image carries on.
 
 use std::io::{Read, Seek, Write};
@@ -23,6 +24,12 @@ use serde::{Deserialize, Serialize};
 use super::autoscale::{Autoscaler, Decision};
 use super::pool::PoolState;
 use crate::spec::SocketFile;
+
+/// The format of [`State`]: a new binary must say it reads this version before herd
+/// re-executes onto it (see [`reexec_check`](super::reexec_check)). Bump it when the state
+/// changes so that a herd of another version would misread it (a field removed, or whose
+/// meaning changes); a field added with `#[serde(default)]` needs no bump.
+pub const STATE_VERSION: u32 = 1;
 
 /// The environment variable that carries the state file's fd to the new image.
 pub const STATE_VAR: &str = "HERD_REEXEC_STATE";
@@ -169,13 +176,21 @@ pub fn exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Error
 
 enum Never {}
 
-fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Result<Never> {
+/// Checks that `exe` is an executable file.
+pub fn executable(exe: &Path) -> anyhow::Result<()> {
     let shown = exe.display();
-    let meta = std::fs::metadata(exe).with_context(|| format!("cannot re-execute {shown}"))?;
+    let meta = std::fs::metadata(exe)
+        .with_context(|| format!("cannot re-execute {shown}; herd keeps running"))?;
     use std::os::unix::fs::PermissionsExt;
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         bail!("cannot re-execute {shown}: it is not an executable file; herd keeps running");
     }
+    Ok(())
+}
+
+fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Result<Never> {
+    let shown = exe.display();
+    executable(exe)?;
     let mut file = herd_sys::fd::anonymous_file("herd-reexec-state")?;
     serde_json::to_writer(&mut file, state)?;
     file.flush()?;

@@ -205,3 +205,104 @@ fn autoscaling_set_at_runtime_survives_a_reexec() {
     assert!(status["autoscale"].is_null(), "{status}");
     assert_eq!(status["desired"], 6, "{status}");
 }
+
+/// Replaces `path` with an executable file holding `content` (atomically: herd may be running
+/// from it).
+fn replace_binary(path: &std::path::Path, content: &[u8]) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, content).unwrap();
+    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+/// `herd reexec`, retried while the new file is briefly "busy" (another test's child may hold
+/// its write fd between fork and exec).
+fn reexec(herd: &Herd) -> (i32, String) {
+    for _ in 0..100 {
+        let (code, stdout, stderr) = herd.ctl(&["reexec"]);
+        if !stderr.contains("Text file busy") {
+            return (code, stdout + &stderr);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("the new binary stayed busy");
+}
+
+#[test]
+fn a_binary_that_starts_but_fails_its_check_is_refused_and_herd_keeps_serving() {
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("herd");
+    std::fs::copy(HERD, &copy).unwrap();
+    let copy_arg = copy.clone();
+    let herd = Herd::start_with(move |_| {
+        let mut cmd = std::process::Command::new(&copy_arg);
+        cmd.args([
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "2",
+            "--ready",
+            "notify",
+            "-b",
+            "http=127.0.0.1:0,nonblocking",
+            "--",
+            "python3",
+            &example("hello.py"),
+        ]);
+        cmd
+    });
+    let addr = herd.address("http");
+    let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+
+    for (script, needle) in [
+        (
+            "#!/bin/sh\necho 'cannot start: broken' >&2\nexit 3\n",
+            "failed its check: exit code 3 (cannot start: broken)",
+        ),
+        ("#!/bin/sh\nkill -SEGV $$\n", "killed by SIGSEGV"),
+        ("#!/bin/sh\nexit 0\n", "did not answer its check"),
+        (
+            "#!/bin/sh\necho 'herd-reexec-check state=99 version=9.0.0'\n",
+            "reads re-exec state version 99",
+        ),
+        (
+            "#!/bin/sh\nexec sleep 60\n",
+            "did not answer its check within 5s",
+        ),
+    ] {
+        replace_binary(&copy, script.as_bytes());
+        let (code, output) = reexec(&herd);
+        assert_eq!(code, 1, "{script}: {output}");
+        assert!(
+            output.contains(needle) && output.contains("herd keeps running"),
+            "{script}: {output}"
+        );
+        assert!(
+            get(&addr, "/").unwrap().starts_with("hello from pid"),
+            "{script}: still serving"
+        );
+    }
+    // SIGUSR2 is checked the same way.
+    replace_binary(&copy, b"#!/bin/sh\nexit 3\n");
+    herd.signal(libc::SIGUSR2);
+    herd.wait_event("the refusal", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exit code 3") && m.contains("herd keeps running"))
+    });
+
+    let after = herd.status();
+    assert_eq!(after["pid"], before["pid"]);
+    assert_eq!(
+        workers(&after),
+        workers(&before),
+        "the same workers throughout"
+    );
+
+    // A real herd passes the check.
+    replace_binary(&copy, &std::fs::read(HERD).unwrap());
+    let (code, output) = reexec(&herd);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(workers(&herd.status()), workers(&before));
+}

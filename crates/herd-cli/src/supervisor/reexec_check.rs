@@ -1,0 +1,337 @@
+//! The check a binary must pass before herd re-executes onto it, as einhorn's
+//! `--upgrade-check`: `execve` succeeding proves little (a truncated binary that crashes, a
+//! script that exits, a herd that cannot read this state would take herd's pid, and with it
+//! every worker, down), so herd first runs the new binary in a child:
+//!
+//! ```text
+//! NEW_BINARY __reexec-check STATE_VERSION -- ARGS...
+//! ```
+//!
+//! where `ARGS` is herd's own command line. The new binary parses `ARGS` as it would after the
+//! exec, and if it can read state of `STATE_VERSION`, prints
+//! `herd-reexec-check state=STATE_VERSION version=HERD_VERSION` and exits 0, within
+//! [`TIMEOUT`]. Anything else (a crash, another exit code, another answer, no answer in time)
+//! refuses the re-exec, and herd keeps running. A binary that passes the check and then fails
+//! after the exec is not covered: nothing can be, once `execve` has replaced the program.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::io::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::reexec::STATE_VERSION;
+use super::{describe_exit, Supervisor};
+use crate::control::protocol::{ErrorCode, Response};
+use crate::control::server::Reply;
+use crate::exit;
+
+/// The hidden first argument that selects the check mode.
+pub const CHECK_ARG: &str = "__reexec-check";
+
+/// The first word of the answer line.
+const ANSWER: &str = "herd-reexec-check";
+
+/// How long the new binary has to answer.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most output kept from the checked binary, per stream.
+const MAX_OUTPUT: u64 = 64 * 1024;
+
+/// The client waiting for a re-exec (`None` for SIGUSR2).
+pub type Client = Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>;
+
+/// A finished check, sent back to the loop.
+pub struct Checked {
+    /// Who asked.
+    pub client: Client,
+    /// The checked child's pid.
+    pid: u32,
+    /// `Ok(answer)` if the binary passed, else why not.
+    verdict: Result<String, String>,
+}
+
+/// Check children not yet reaped, with the task waiting for each one's exit status.
+#[derive(Default)]
+pub struct Children(HashMap<u32, Option<oneshot::Sender<ExitStatus>>>);
+
+impl Children {
+    /// Hands `pid`'s exit status to its check, if `pid` is a check child; says whether it was.
+    pub fn exited(&mut self, pid: u32, status: ExitStatus) -> bool {
+        match self.0.remove(&pid) {
+            Some(waiter) => {
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(status);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a check is running.
+    fn busy(&self) -> bool {
+        self.0.values().any(Option::is_some)
+    }
+}
+
+impl Supervisor {
+    /// Starts checking the binary on disk for `client`'s re-exec; the verdict comes back on
+    /// `done`. Refuses at once when herd could not re-execute anyway.
+    pub(super) fn check_reexec(&mut self, client: Client, done: &mpsc::Sender<Checked>) {
+        if let Some((code, why)) = self.reexec_blocker() {
+            return refuse(client, code, why);
+        }
+        if self.reexec_children.busy() {
+            let why = "a re-exec is already being checked; try again".to_string();
+            return refuse(client, ErrorCode::Busy, why);
+        }
+        if let Err(e) = super::reexec::executable(&self.exe) {
+            return refuse(client, ErrorCode::Internal, format!("{e:#}"));
+        }
+        let child = match spawn(&self.exe) {
+            Ok(child) => child,
+            Err(e) => {
+                let why = format!(
+                    "cannot re-execute {}: cannot run it to check it: {e}; herd keeps running",
+                    self.exe.display()
+                );
+                return refuse(client, ErrorCode::Internal, why);
+            }
+        };
+        let pid = child.id();
+        let (status_tx, status_rx) = oneshot::channel();
+        self.reexec_children.0.insert(pid, Some(status_tx));
+        tracing::info!(exe = %self.exe.display(), pid, "checking the new binary before re-executing");
+        let done = done.clone();
+        tokio::spawn(async move {
+            let verdict = run_check(child, status_rx).await;
+            let _ = done
+                .send(Checked {
+                    client,
+                    pid,
+                    verdict,
+                })
+                .await;
+        });
+    }
+
+    /// Takes a finished check: the client to re-exec for if the binary passed; else tells the
+    /// client why not (and kills a check child that did not answer in time).
+    pub(super) fn reexec_checked(&mut self, checked: Checked) -> Option<Client> {
+        let Checked {
+            client,
+            pid,
+            verdict,
+        } = checked;
+        match verdict {
+            Ok(answer) => {
+                tracing::info!(pid, answer = %answer, "the new binary passed its check");
+                Some(client)
+            }
+            Err(why) => {
+                // Not reaped yet, so the pid is still the check child's: safe to kill. Its
+                // exit is then reaped as a check child's.
+                if let Some(waiter) = self.reexec_children.0.get_mut(&pid) {
+                    *waiter = None;
+                    let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
+                }
+                let why = format!(
+                    "cannot re-execute {}: {why}; herd keeps running",
+                    self.exe.display()
+                );
+                refuse(client, ErrorCode::Internal, why);
+                None
+            }
+        }
+    }
+}
+
+/// Logs `why` and answers it to the client, if any.
+pub(super) fn refuse(client: Client, code: ErrorCode, why: String) {
+    tracing::error!("{why}");
+    if let Some((reply, _)) = client {
+        let _ = reply.send(Response::error(code, why).into());
+    }
+}
+
+/// Starts `exe` in check mode with herd's own arguments.
+fn spawn(exe: &Path) -> std::io::Result<std::process::Child> {
+    std::process::Command::new(exe)
+        .arg(CHECK_ARG)
+        .arg(STATE_VERSION.to_string())
+        .arg("--")
+        .args(std::env::args_os().skip(1))
+        .env_remove(super::reexec::STATE_VAR)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+}
+
+/// Reads the child's output and waits for its exit status, within [`TIMEOUT`].
+async fn run_check(
+    mut child: std::process::Child,
+    status: oneshot::Receiver<ExitStatus>,
+) -> Result<String, String> {
+    let pipe = |fd: Option<OwnedFd>| {
+        fd.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok())
+    };
+    let stdout = pipe(child.stdout.take().map(OwnedFd::from));
+    let stderr = pipe(child.stderr.take().map(OwnedFd::from));
+    let read = |pipe: Option<tokio::net::unix::pipe::Receiver>| async move {
+        let mut out = Vec::new();
+        if let Some(pipe) = pipe {
+            let _ = pipe.take(MAX_OUTPUT).read_to_end(&mut out).await;
+        }
+        out
+    };
+    let finished = async {
+        let (stdout, stderr) = tokio::join!(read(stdout), read(stderr));
+        let status = status.await.ok();
+        (status, stdout, stderr)
+    };
+    match tokio::time::timeout(TIMEOUT, finished).await {
+        Ok((Some(status), stdout, stderr)) => verdict(status, &stdout, &stderr),
+        Ok((None, ..)) => Err("its check child vanished".to_string()),
+        Err(_) => Err(format!(
+            "the new binary did not answer its check within {}s (it hangs, or is not a herd \
+             that has the check)",
+            TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// Judges a finished check: `Ok(answer line)` or why the binary is refused.
+pub fn verdict(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<String, String> {
+    let said = String::from_utf8_lossy(stderr);
+    let said = said
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| format!(" ({})", crate::exit::one_line(l.trim())))
+        .unwrap_or_default();
+    if !status.success() {
+        let how = describe_exit(status);
+        let hint = if status.signal().is_some() {
+            " (a truncated or broken binary?)"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "the new binary failed its check: {how}{hint}{said}"
+        ));
+    }
+    let stdout = String::from_utf8_lossy(stdout);
+    let Some(answer) = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(ANSWER))
+    else {
+        return Err(format!(
+            "the new binary did not answer its check (it exited 0 without saying \
+             '{ANSWER} state={STATE_VERSION}'; is it a herd that has the check?){said}"
+        ));
+    };
+    let state = answer
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("state="));
+    if state != Some(&STATE_VERSION.to_string()) {
+        return Err(format!(
+            "the new binary reads re-exec state version {}, and this herd writes version \
+             {STATE_VERSION}",
+            state.unwrap_or("(none)")
+        ));
+    }
+    Ok(answer.trim().to_string())
+}
+
+/// The check mode, when this process was started as `herd __reexec-check VERSION -- ARGS...`:
+/// its exit code, after answering. `None` otherwise.
+pub fn answer_if_asked() -> Option<u8> {
+    let mut args = std::env::args_os();
+    let program = args.next()?;
+    if args.next()? != CHECK_ARG {
+        return None;
+    }
+    let offered = args.next();
+    let separator = args.next();
+    let rest: Vec<OsString> = args.collect();
+    let fail = |code: u8, why: String| {
+        eprintln!("herd: error: {why}");
+        Some(code)
+    };
+    if separator.as_deref() != Some("--".as_ref()) {
+        return fail(
+            exit::USAGE,
+            format!("usage: herd {CHECK_ARG} STATE_VERSION -- ARGS... (used by herd reexec)"),
+        );
+    }
+    let offered = offered.as_ref().and_then(|v| v.to_str());
+    if offered != Some(&STATE_VERSION.to_string()) {
+        return fail(
+            exit::FAILURE,
+            format!(
+                "this herd reads re-exec state version {STATE_VERSION}, not {}",
+                offered.unwrap_or("(none)")
+            ),
+        );
+    }
+    let parsed =
+        <crate::cli::Cli as clap::Parser>::try_parse_from(std::iter::once(program).chain(rest));
+    match parsed {
+        Ok(cli) if matches!(cli.command, crate::cli::Command::Run(_)) => {
+            println!(
+                "{ANSWER} state={STATE_VERSION} version={}",
+                env!("CARGO_PKG_VERSION")
+            );
+            Some(exit::OK)
+        }
+        Ok(_) => fail(
+            exit::USAGE,
+            "the command line is not a 'herd run' command line".to_string(),
+        ),
+        Err(e) => fail(
+            exit::USAGE,
+            format!(
+                "this herd does not accept the running herd's command line: {}",
+                exit::one_line(&e.render().to_string())
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32) -> ExitStatus {
+        ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn verdicts() {
+        let good = format!("{ANSWER} state={STATE_VERSION} version=9.9.9\n");
+        assert!(verdict(exited(0), good.as_bytes(), b"").is_ok());
+
+        let crashed = verdict(ExitStatus::from_raw(libc::SIGSEGV), b"", b"").unwrap_err();
+        assert!(crashed.contains("killed by SIGSEGV"), "{crashed}");
+
+        let failed = verdict(exited(3), b"", b"warming up\nno such option\n").unwrap_err();
+        assert!(
+            failed.contains("exit code 3") && failed.contains("(no such option)"),
+            "{failed}"
+        );
+
+        let silent = verdict(exited(0), b"hello\n", b"").unwrap_err();
+        assert!(silent.contains("did not answer"), "{silent}");
+
+        let other = format!("{ANSWER} state={} version=9.9.9\n", STATE_VERSION + 1);
+        let other = verdict(exited(0), other.as_bytes(), b"").unwrap_err();
+        assert!(other.contains("state version"), "{other}");
+    }
+}
