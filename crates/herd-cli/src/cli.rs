@@ -262,9 +262,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub clear_env: bool,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100).
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<std::net::SocketAddr>,
+    /// Serve Prometheus metrics at http://ADDR/metrics: HOST:PORT, :PORT or [V6ADDR]:PORT, as
+    /// for --bind (e.g. 127.0.0.1:9100, localhost:9100, :9100).
+    #[arg(long, value_name = "ADDR", value_parser = parse_metrics)]
+    pub metrics: Option<BindSpec>,
 
     /// Also allow this uid on the control socket (repeatable; herd's own uid and root always
     /// are). The socket's directory becomes 0711 and the socket 0666 so that it can connect;
@@ -287,6 +288,8 @@ pub struct RunArgs {
 /// A resource limit for workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rlimit {
+    /// The option's value as given, for messages (`nofile=65536`).
+    pub text: String,
     /// The `setrlimit` resource.
     pub resource: i32,
     /// The soft limit.
@@ -514,10 +517,31 @@ fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
         );
     }
     Ok(Rlimit {
+        text: text.to_string(),
         resource,
         soft,
         hard,
     })
+}
+
+/// `--metrics`: a TCP address in any form `--bind` takes, without a name or options.
+fn parse_metrics(text: &str) -> Result<BindSpec, String> {
+    let bad = || {
+        format!(
+            "'{text}' is not a TCP address for --metrics; write HOST:PORT, :PORT or \
+             [V6ADDR]:PORT (e.g. 127.0.0.1:9100)"
+        )
+    };
+    if text.contains([',', '=']) {
+        return Err(bad());
+    }
+    let spec: BindSpec = text
+        .parse()
+        .map_err(|e| format!("--metrics '{text}': {e}"))?;
+    match spec.address {
+        crate::spec::Address::Tcp(_) => Ok(spec),
+        _ => Err(bad()),
+    }
 }
 
 fn parse_env(text: &str) -> Result<(OsString, OsString), String> {
@@ -590,7 +614,7 @@ const RUN_HELP: &str = "\
 Addresses (--bind):
   HOST:PORT          TCP on one address; HOST may be a name (the first address it resolves to)
   :PORT              TCP on every interface, IPv6 and IPv4 (dual-stack) where the system allows
-  [V6ADDR]:PORT      TCP on an IPv6 address
+  [V6ADDR]:PORT      TCP on an IPv6 address; link-local needs its interface: [fe80::1%eth0]:PORT
   tcp://HOST:PORT    TCP, explicitly
   udp://HOST:PORT    UDP (also udp://:PORT)
   unix:PATH          Unix stream socket file; a stale file is replaced, a live one is an error,

@@ -189,9 +189,16 @@ fn prepare(
         extra_env.retain(|(k, _)| k != key);
         extra_env.push((key.clone(), value.clone()));
     }
-    let command = WorkerCommand::new(&args.command, &names, extra_env, worker_options(args)?)
-        .map_err(Failure::Usage)?;
+    let options = worker_options(args)?;
+    check_nofile(&options, names.len())?;
+    let command =
+        WorkerCommand::new(&args.command, &names, extra_env, options).map_err(Failure::Usage)?;
     command.program(0, 1).map_err(Failure::Usage)?;
+    if workers > 0 {
+        // A fresh start (a re-exec resumes running workers): meet now, once, whatever would
+        // fail every worker (a limit, the user, the directory, the program as that user).
+        command.probe().map_err(Failure::Usage)?;
+    }
     let config = PoolConfig {
         workers,
         grace: args.grace,
@@ -213,68 +220,70 @@ fn prepare(
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
 /// error rather than a crash loop.
 fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
-    let usage = |m: String| Failure::Usage(m);
     let credentials = match &args.user {
         None => None,
-        Some(name) => {
-            let user = herd_sys::process::lookup_user(name)
-                .map_err(|e| usage(format!("cannot look up user '{name}': {e}")))?
-                .ok_or_else(|| usage(format!("--user: no user named '{name}'")))?;
-            let euid = herd_sys::process::effective_uid();
-            if euid != 0 && user.uid != euid {
-                return Err(usage(format!(
-                    "--user {name} needs herd to run as root (it runs as uid {euid})"
-                )));
-            }
-            let gid = match &args.group {
-                None => user.gid,
-                Some(group) => herd_sys::process::lookup_group(group)
-                    .map_err(|e| usage(format!("cannot look up group '{group}': {e}")))?
-                    .ok_or_else(|| usage(format!("--group: no group named '{group}'")))?,
-            };
-            let mut groups = user.groups.clone();
-            if !groups.contains(&gid) {
-                groups.push(gid);
-            }
-            Some((user.uid, gid, groups))
+        Some(user) => {
+            Some(crate::command::credentials(user, args.group.as_deref()).map_err(Failure::Usage)?)
         }
     };
-    if let Some(dir) = &args.chdir {
-        if !dir.is_dir() {
-            return Err(usage(format!(
-                "--chdir {}: no such directory",
-                dir.display()
-            )));
-        }
+    let chdir = match &args.chdir {
+        None => None,
+        Some(dir) => Some(crate::command::working_dir(dir).map_err(Failure::Usage)?),
+    };
+    let mut limits: Vec<(i32, u64, u64)> = Vec::new();
+    let mut limit_names = Vec::new();
+    for r in &args.rlimit {
+        limits.push((r.resource, r.soft, r.hard));
+        limit_names.push(format!("--rlimit {}", r.text));
     }
-    let mut limits: Vec<(i32, u64, u64)> = args
-        .rlimit
-        .iter()
-        .map(|r| (r.resource, r.soft, r.hard))
-        .collect();
     if let Some(n) = args.nofile {
         limits.push((libc::RLIMIT_NOFILE as i32, n, n));
+        limit_names.push(format!("--nofile {n}"));
     }
     Ok(WorkerOptions {
         credentials,
-        chdir: args.chdir.clone(),
+        user: args.user.clone(),
+        chdir,
         umask: args.umask,
         limits,
+        limit_names,
         clear_env: args.clear_env,
     })
 }
 
+/// A worker starts with stdin, stdout, stderr and `fds` inherited fds, and must be able to open
+/// at least one more (its program's libraries, a connection): a `nofile` limit below that
+/// fails every worker.
+fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Failure> {
+    let least = 3 + fds as u64 + 1;
+    let nofile = libc::RLIMIT_NOFILE as i32;
+    for ((resource, soft, _), name) in options.limits.iter().zip(&options.limit_names) {
+        if *resource == nofile && *soft < least {
+            return Err(Failure::Usage(format!(
+                "{name} leaves a worker no file to open: it starts with {} open (stdin, \
+                 stdout, stderr and {fds} socket(s)), so the limit must be at least {least} \
+                 (e.g. 65536)",
+                least - 1
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Binds `--metrics`, if asked.
 fn bind_metrics(args: &RunArgs, supervisor: &mut Supervisor) -> Result<(), Failure> {
-    let Some(addr) = args.metrics else {
+    let Some(spec) = &args.metrics else {
         return Ok(());
     };
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+    let listener = spec::bind_tcp(spec).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
-            "cannot serve metrics on {addr} (--metrics): {e}; choose another address"
+            "cannot serve metrics on {} (--metrics): {e:#}; choose another address",
+            spec.text
         ))
     })?;
-    let bound = listener.local_addr().unwrap_or(addr);
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| spec.text.clone(), |a| a.to_string());
     tracing::info!(address = %bound, "metrics at http://{bound}/metrics");
     supervisor.set_metrics(listener);
     Ok(())

@@ -466,6 +466,16 @@ pub fn catch(signal: Signal) -> io::Result<()> {
     Ok(())
 }
 
+/// Restores `signal`'s default disposition (`SIG_DFL`). An ignored signal stays ignored across
+/// `execve`: Rust ignores SIGPIPE, so a program exec'd in place would inherit that.
+pub fn default_disposition(signal: Signal) -> io::Result<()> {
+    // SAFETY: signal() takes a signal number and SIG_DFL, a valid disposition.
+    if unsafe { libc::signal(signal.0, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether `signal` arrived since [`catch`] was called for it.
 pub fn caught(signal: Signal) -> bool {
     CAUGHT

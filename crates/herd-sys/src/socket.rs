@@ -206,6 +206,16 @@ pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
     }
 }
 
+/// The index of the network interface `name` (`if_nametoindex`), for an IPv6 scope such as
+/// `fe80::1%eth0`; `Ok(None)` when there is no such interface.
+pub fn interface_index(name: &str) -> io::Result<Option<u32>> {
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in an interface name"))?;
+    // SAFETY: if_nametoindex reads the NUL-terminated string we own.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    Ok((index != 0).then_some(index))
+}
+
 #[cfg(test)]
 mod peer_tests {
     use super::*;

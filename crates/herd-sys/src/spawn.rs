@@ -51,6 +51,8 @@ pub enum Stage {
 pub struct SpawnError {
     stage: Stage,
     error: io::Error,
+    /// For [`Stage::Limits`]: which limit, in the order they were added.
+    limit: Option<usize>,
 }
 
 impl SpawnError {
@@ -62,6 +64,12 @@ impl SpawnError {
     /// The operating system's error.
     pub fn io_error(&self) -> &io::Error {
         &self.error
+    }
+
+    /// For [`Stage::Limits`]: the index of the limit that could not be set, in the order
+    /// [`ExecPlan::limit`] added them.
+    pub fn limit_index(&self) -> Option<usize> {
+        self.limit
     }
 }
 
@@ -219,9 +227,30 @@ impl ExecPlan {
         fds: &[BorrowedFd<'_>],
         stdin: Option<BorrowedFd<'_>>,
     ) -> Result<u32, SpawnError> {
+        self.fork_exec(fds, stdin, false)
+    }
+
+    /// Checks the plan without running it: a child goes through every step a worker would
+    /// (limits, umask, user and groups, directory) and then, instead of `execve`, checks that
+    /// the program is executable there (`access(X_OK)`, as that user), and exits. The error
+    /// is the first step that failed, as [`spawn`](Self::spawn) would report it.
+    pub fn probe(&self) -> Result<(), SpawnError> {
+        let pid = self.fork_exec(&[], None, true)?;
+        // The child exits by itself at once.
+        let _ = wait_for(pid);
+        Ok(())
+    }
+
+    fn fork_exec(
+        &self,
+        fds: &[BorrowedFd<'_>],
+        stdin: Option<BorrowedFd<'_>>,
+        probe: bool,
+    ) -> Result<u32, SpawnError> {
         let fork_err = |error| SpawnError {
             stage: Stage::Fork,
             error,
+            limit: None,
         };
         // Everything the child touches is allocated here, before fork.
         let mut env = self.env.clone();
@@ -283,6 +312,7 @@ impl ExecPlan {
             chdir: self.chdir.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
             umask: self.umask,
             limits: &self.limits,
+            probe,
         };
 
         // SAFETY: fork has no preconditions; the child branch runs only async-signal-safe code
@@ -300,12 +330,13 @@ impl ExecPlan {
         let pid = pid as u32;
         match read_status(&status_read) {
             Ok(None) => Ok(pid),
-            Ok(Some((stage, errno))) => {
+            Ok(Some((stage, limit, errno))) => {
                 // The child has exited or is about to: reap it so no zombie is left.
                 let _ = wait_for(pid);
                 Err(SpawnError {
                     stage,
                     error: io::Error::from_raw_os_error(errno),
+                    limit,
                 })
             }
             Err(error) => {
@@ -373,8 +404,9 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-/// Reads the child's report: `None` on EOF (exec succeeded), else the failed stage and errno.
-fn read_status(pipe: &OwnedFd) -> io::Result<Option<(Stage, i32)>> {
+/// Reads the child's report: `None` on EOF (exec succeeded), else the failed stage, the index
+/// of the limit (for [`Stage::Limits`]) and errno.
+fn read_status(pipe: &OwnedFd) -> io::Result<Option<(Stage, Option<usize>, i32)>> {
     let mut buf = [0u8; 8];
     let mut got = 0;
     while got < buf.len() {
@@ -401,7 +433,10 @@ fn read_status(pipe: &OwnedFd) -> io::Result<Option<(Stage, i32)>> {
     match got {
         0 => Ok(None),
         8 => {
-            let stage = match u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) {
+            // The low byte is the stage; the limit's index is above it.
+            let code = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            let limit = (code & 0xff == 7).then_some((code >> 8) as usize);
+            let stage = match code & 0xff {
                 1 => Stage::ProcessGroup,
                 2 => Stage::Signals,
                 3 => Stage::Fds,
@@ -412,6 +447,7 @@ fn read_status(pipe: &OwnedFd) -> io::Result<Option<(Stage, i32)>> {
             };
             Ok(Some((
                 stage,
+                limit,
                 i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]),
             )))
         }
@@ -442,6 +478,8 @@ struct Child<'a> {
     chdir: *const libc::c_char,
     umask: Option<libc::mode_t>,
     limits: &'a [(libc::c_int, libc::rlim_t, libc::rlim_t)],
+    /// Check instead of executing: see [`ExecPlan::probe`].
+    probe: bool,
 }
 
 impl Child<'_> {
@@ -520,13 +558,13 @@ impl Child<'_> {
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         );
 
-        for &(resource, soft, hard) in self.limits {
+        for (i, &(resource, soft, hard)) in self.limits.iter().enumerate() {
             let limit = libc::rlimit {
                 rlim_cur: soft,
                 rlim_max: hard,
             };
             if libc::setrlimit(resource as _, &limit) < 0 {
-                fail(status, 7);
+                fail(status, 7 | ((i as u32) << 8));
             }
         }
         if let Some(mask) = self.umask {
@@ -543,6 +581,12 @@ impl Child<'_> {
         }
         if !self.chdir.is_null() && libc::chdir(self.chdir) < 0 {
             fail(status, 6);
+        }
+        if self.probe {
+            if libc::access(self.program, libc::X_OK) < 0 {
+                fail(status, 4);
+            }
+            libc::_exit(0);
         }
 
         libc::execve(self.program, self.argv, self.envp);
@@ -626,6 +670,31 @@ mod tests {
         let err = plan.spawn(&[], None).unwrap_err();
         assert_eq!(err.stage(), Stage::Exec);
         assert_eq!(err.io_error().raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn probe_reports_the_step_that_fails() {
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        plan.arg(OsStr::new("sh")).unwrap();
+        plan.probe().unwrap();
+        plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
+        assert_eq!(plan.probe().unwrap_err().stage(), Stage::Chdir);
+
+        let mut plan = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
+        plan.arg(OsStr::new("x")).unwrap();
+        assert_eq!(plan.probe().unwrap_err().stage(), Stage::Exec);
+
+        // A hard limit above the system's ceiling fails for root and others alike.
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        plan.limit(libc::RLIMIT_CORE as libc::c_int, 0, 0);
+        plan.limit(
+            libc::RLIMIT_NOFILE as libc::c_int,
+            u64::MAX - 1,
+            u64::MAX - 1,
+        );
+        let err = plan.probe().unwrap_err();
+        assert_eq!(err.stage(), Stage::Limits);
+        assert_eq!(err.limit_index(), Some(1));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The worker command: compiled once from `-- COMMAND [ARGS...]`, turned into an exec plan for
 //! each worker slot (program found in `PATH` anew each time, so a restart picks up new code).
 
+mod options;
 mod resolve;
 mod template;
 
@@ -9,9 +10,10 @@ use std::os::unix::io::BorrowedFd;
 use std::path::PathBuf;
 
 use herd_sys::process::Signal;
-use herd_sys::spawn::{ExecPlan, Stage};
+use herd_sys::spawn::{ExecPlan, SpawnError, Stage};
 
-pub use resolve::resolve_program;
+pub use options::{credentials, working_dir};
+pub use resolve::{explain_exec_error, resolve_program};
 pub use template::ArgTemplate;
 
 /// Variables of herd's own environment that must not reach workers: they describe herd's own
@@ -43,12 +45,16 @@ pub struct WorkerCommand {
 pub struct WorkerOptions {
     /// uid, gid and supplementary groups to switch to.
     pub credentials: Option<(u32, u32, Vec<u32>)>,
-    /// Working directory.
+    /// `--user` as given, for messages.
+    pub user: Option<String>,
+    /// Working directory (absolute: relative commands are found in it).
     pub chdir: Option<PathBuf>,
     /// umask.
     pub umask: Option<u32>,
     /// Resource limits: (resource, soft, hard).
     pub limits: Vec<(i32, u64, u64)>,
+    /// The option that set each of `limits`, for messages (`--nofile 1024`).
+    pub limit_names: Vec<String>,
     /// Start from an empty environment (PATH kept).
     pub clear_env: bool,
 }
@@ -61,6 +67,26 @@ pub struct StartError {
     pub cannot_execute: bool,
     /// What went wrong.
     pub message: String,
+}
+
+/// Why raising `resource`'s hard limit to `hard` is not permitted: above the system's ceiling for open
+/// files, or above herd's own hard limit without root.
+fn limit_hint(resource: i32, hard: u64) -> String {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .filter(|_| resource == libc::RLIMIT_NOFILE as i32);
+    match nr_open {
+        Some(ceiling) if hard > ceiling => format!(
+            "; {hard} is above the system's ceiling for open files (fs.nr_open = {ceiling}): \
+             give at most {ceiling}"
+        ),
+        _ if herd_sys::process::effective_uid() != 0 => {
+            "; only root may raise a hard limit above herd's own: lower it, or run herd as root"
+                .to_string()
+        }
+        _ => String::new(),
+    }
 }
 
 impl WorkerCommand {
@@ -96,12 +122,63 @@ impl WorkerCommand {
         })
     }
 
-    /// Finds the program the worker in `slot` of `generation` would run.
+    /// Finds the program the worker in `slot` of `generation` would run: a relative path, or
+    /// a relative `PATH` entry, is taken in the workers' directory (`--chdir`), where it runs.
     pub fn program(&self, slot: usize, generation: u64) -> Result<PathBuf, String> {
         resolve_program(
             &self.args[0].expand(slot, generation),
             self.path_var.as_deref(),
+            self.options.chdir.as_deref(),
         )
+    }
+
+    /// Checks, before any worker starts, that slot 0's worker could: a child process takes
+    /// every step a worker takes (limits, umask, user, directory) and checks that the program
+    /// is executable there, without running it. The error names the setting that fails.
+    pub fn probe(&self) -> Result<(), String> {
+        let program = self.program(0, 1)?;
+        let plan = self
+            .plan(&program, 0, 1, 0)
+            .map_err(|e| format!("cannot prepare the worker command: {e}"))?;
+        plan.probe().map_err(|e| self.describe(&program, &e))
+    }
+
+    /// What went wrong starting `program`, naming the setting involved.
+    fn describe(&self, program: &std::path::Path, e: &SpawnError) -> String {
+        let o = &self.options;
+        let as_user = match (&o.user, &o.credentials) {
+            (Some(user), Some((uid, gid, _))) => {
+                format!(" as --user {user} (uid {uid}, gid {gid})")
+            }
+            _ => String::new(),
+        };
+        let os = e.io_error();
+        match e.stage() {
+            Stage::Exec => explain_exec_error(program, os, &as_user),
+            Stage::Chdir => format!(
+                "cannot change to the workers' directory --chdir {}{as_user}: {os}",
+                o.chdir.as_deref().unwrap_or(program).display()
+            ),
+            Stage::Credentials => format!(
+                "cannot switch to{}: {os}",
+                as_user.trim_start_matches(" as")
+            ),
+            Stage::Limits => {
+                let index = e.limit_index();
+                let setting = index
+                    .and_then(|i| o.limit_names.get(i))
+                    .map_or("a resource limit", String::as_str);
+                let limit = index.and_then(|i| o.limits.get(i));
+                let why = match limit {
+                    Some(&(resource, _, hard)) if os.raw_os_error() == Some(libc::EPERM) => {
+                        limit_hint(resource, hard)
+                    }
+                    _ => String::new(),
+                };
+                format!("cannot set the workers' limit {setting}: {os}{why}")
+            }
+            _ => e.to_string(),
+        }
     }
 
     /// Starts the worker for `slot` of `generation` with `fds` at 3, 4, ... and `stdin` at 0,
@@ -122,15 +199,8 @@ impl WorkerCommand {
         let plan = self
             .plan(&program, slot, generation, fds.len())
             .map_err(|e| fail(true, e.to_string()))?;
-        plan.spawn(fds, Some(stdin)).map_err(|e| {
-            let exec = e.stage() == Stage::Exec;
-            let message = if exec {
-                format!("cannot execute '{}': {}", program.display(), e.io_error())
-            } else {
-                e.to_string()
-            };
-            fail(exec, message)
-        })
+        plan.spawn(fds, Some(stdin))
+            .map_err(|e| fail(e.stage() == Stage::Exec, self.describe(&program, &e)))
     }
 
     fn plan(

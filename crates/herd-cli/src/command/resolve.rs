@@ -1,20 +1,35 @@
-//! Finding the worker's program: a path, or a name searched in `PATH`.
+//! Finding the worker's program: a path, or a name searched in `PATH`; and checking that the
+//! system can execute it (a binary, or a script whose `#!` interpreter exists).
 
 use std::ffi::{OsStr, OsString};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Finds `program` the way a shell would: as given if it contains `/`, else in `path_var`.
-/// The error says what is wrong and how to fix it.
-pub fn resolve_program(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, String> {
+/// Relative paths (and relative `PATH` entries) are taken in `base`, the directory the
+/// program will run in, when it is not herd's own. The error says what is wrong and how to
+/// fix it.
+pub fn resolve_program(
+    program: &OsStr,
+    path_var: Option<&OsStr>,
+    base: Option<&Path>,
+) -> Result<PathBuf, String> {
     let shown = program.to_string_lossy();
     if program.is_empty() {
         return Err("the worker command is empty".to_string());
     }
+    let within = |path: &Path| match base {
+        Some(base) if path.is_relative() => base.join(path.strip_prefix("./").unwrap_or(path)),
+        _ => path.to_path_buf(),
+    };
+    let in_dir = base.map_or_else(String::new, |b| format!(" (in --chdir {})", b.display()));
     if program.as_bytes().contains(&b'/') {
-        let path = Path::new(program);
-        return check_executable(path).map(|()| path.to_path_buf());
+        let path = within(Path::new(program));
+        return check_executable(&path)
+            .map(|()| path)
+            .map_err(|e| format!("{e}{in_dir}"));
     }
     let default_path = OsString::from("/usr/local/bin:/usr/bin:/bin");
     let search = path_var.unwrap_or(&default_path);
@@ -24,15 +39,40 @@ pub fn resolve_program(program: &OsStr, path_var: Option<&OsStr>) -> Result<Path
         } else {
             dir
         };
-        let candidate = dir.join(program);
-        if check_executable(&candidate).is_ok() {
-            return Ok(candidate);
+        let candidate = within(&dir.join(program));
+        if is_executable_file(&candidate) {
+            return check_executable(&candidate).map(|()| candidate);
         }
     }
     Err(format!(
-        "command '{shown}' was not found in PATH ({}); install it, or give its full path",
+        "command '{shown}' was not found in PATH ({}){in_dir}; install it, or give its full path",
         search.to_string_lossy()
     ))
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_dir() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Explains why `execve(program)` failed with `err` (`as_user` says as whom, if not herd's
+/// user): a missing `#!` interpreter, a script without `#!`, or the system's own words.
+pub fn explain_exec_error(program: &Path, err: &std::io::Error, as_user: &str) -> String {
+    if let Err(why) = check_executable(program) {
+        return format!("cannot execute: {why}");
+    }
+    let hint = match err.raw_os_error() {
+        Some(libc::ENOEXEC) => {
+            "; it is neither a program for this machine nor a script with a '#!' line"
+        }
+        Some(libc::EACCES) if !as_user.is_empty() => {
+            "; that user needs permission to read and search every directory on its path"
+        }
+        _ => "",
+    };
+    format!(
+        "cannot execute '{}'{as_user}: {err}{hint}",
+        program.display()
+    )
 }
 
 fn check_executable(path: &Path) -> Result<(), String> {
@@ -52,6 +92,60 @@ fn check_executable(path: &Path) -> Result<(), String> {
             mode & 0o7777
         ));
     }
+    check_format(path)
+}
+
+/// The first bytes of `path` say how the system executes it: `#!INTERPRETER` (which must
+/// exist), a binary, or text without `#!`, which `execve` refuses (only a shell's fallback
+/// would run it, through `/bin/sh`: herd does not guess the interpreter).
+fn check_format(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let mut head = [0u8; 256];
+    // An unreadable program (mode --x) can still be executed: leave that to execve.
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return Ok(());
+    };
+    let head = &head[..n];
+    if head.is_empty() {
+        return Err(format!(
+            "command '{shown}' is an empty file; write the program, or a script starting \
+             with a '#!' line"
+        ));
+    }
+    if let Some(line) = head.strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or(line);
+        let interpreter = line
+            .split(|b| b.is_ascii_whitespace())
+            .find(|w| !w.is_empty())
+            .map(|w| Path::new(OsStr::from_bytes(w)));
+        let Some(interpreter) = interpreter else {
+            return Err(format!(
+                "command '{shown}' has an empty '#!' line; name its interpreter \
+                 (e.g. '#!/bin/sh')"
+            ));
+        };
+        let ishown = interpreter.display();
+        return match std::fs::metadata(interpreter) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                "command '{shown}' names the interpreter '{ishown}' on its '#!' line, and \
+                 '{ishown}' does not exist; install it, or fix the line \
+                 (e.g. '#!/usr/bin/env python3')"
+            )),
+            Ok(m) if m.is_dir() || m.permissions().mode() & 0o111 == 0 => Err(format!(
+                "command '{shown}' names the interpreter '{ishown}' on its '#!' line, and \
+                 '{ishown}' is not an executable program; fix the line"
+            )),
+            _ => Ok(()),
+        };
+    }
+    let binary = head.starts_with(b"\x7fELF") || head.contains(&0);
+    if !binary {
+        return Err(format!(
+            "command '{shown}' is a script without a '#!' line, which the system cannot \
+             execute; add one as its first line (e.g. '#!/bin/sh'), or run it through its \
+             interpreter (e.g. 'sh {shown}')"
+        ));
+    }
     Ok(())
 }
 
@@ -59,25 +153,72 @@ fn check_executable(path: &Path) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    fn script(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
     #[test]
     fn finds_programs_in_path() {
-        let found = resolve_program(OsStr::new("sh"), Some(OsStr::new("/nope:/bin"))).unwrap();
+        let found =
+            resolve_program(OsStr::new("sh"), Some(OsStr::new("/nope:/bin")), None).unwrap();
         assert_eq!(found, PathBuf::from("/bin/sh"));
-        let err =
-            resolve_program(OsStr::new("no-such-herd-cmd"), Some(OsStr::new("/bin"))).unwrap_err();
+        let err = resolve_program(
+            OsStr::new("no-such-herd-cmd"),
+            Some(OsStr::new("/bin")),
+            None,
+        )
+        .unwrap_err();
         assert!(err.contains("not found in PATH"), "{err}");
     }
 
     #[test]
     fn explains_unusable_paths() {
-        assert!(resolve_program(OsStr::new("/etc/passwd"), None)
+        let resolve = |p: &str| resolve_program(OsStr::new(p), None, None).unwrap_err();
+        assert!(resolve("/etc/passwd").contains("not executable"));
+        assert!(resolve("/etc").contains("directory"));
+        assert!(resolve("./nope").contains("does not exist"));
+    }
+
+    #[test]
+    fn relative_commands_are_found_where_they_run() {
+        let dir = tempfile::tempdir().unwrap();
+        script(dir.path(), "app", b"#!/bin/sh\n");
+        let found = resolve_program(OsStr::new("./app"), None, Some(dir.path())).unwrap();
+        assert_eq!(found, dir.path().join("app"));
+        let found = resolve_program(OsStr::new("app"), Some(OsStr::new(".")), Some(dir.path()));
+        assert_eq!(found.unwrap(), dir.path().join("app"));
+        let err = resolve_program(OsStr::new("./nope"), None, Some(dir.path())).unwrap_err();
+        assert!(
+            err.contains("does not exist") && err.contains("--chdir"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn scripts_need_an_interpreter_that_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |name: &str, content: &[u8]| {
+            let path = script(dir.path(), name, content);
+            resolve_program(path.as_os_str(), None, None).map(|_| ())
+        };
+        assert!(check("ok.sh", b"#!/bin/sh\necho hi\n").is_ok());
+        assert!(check("env.py", b"#! /usr/bin/env python3 -u\n").is_ok());
+        assert!(check("binary", &[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]).is_ok());
+        assert!(check("garbage", &[0, 1, 2, 3]).is_ok());
+        let e = check("missing", b"#!/nonexistent/interp\n").unwrap_err();
+        assert!(e.contains("interpreter '/nonexistent/interp'"), "{e}");
+        assert!(e.contains("does not exist"), "{e}");
+        let e = check("plain", b"echo hi\n").unwrap_err();
+        assert!(e.contains("without a '#!' line"), "{e}");
+        assert!(check("empty", b"").unwrap_err().contains("empty file"));
+        assert!(check("blank", b"#!\n")
             .unwrap_err()
-            .contains("not executable"));
-        assert!(resolve_program(OsStr::new("/etc"), None)
+            .contains("empty '#!' line"));
+        assert!(check("dir", b"#!/tmp\n")
             .unwrap_err()
-            .contains("directory"));
-        assert!(resolve_program(OsStr::new("./nope"), None)
-            .unwrap_err()
-            .contains("does not exist"));
+            .contains("not an executable"));
     }
 }

@@ -192,8 +192,6 @@ pub fn request(
 /// `herd attach`: fetch the sockets, register with herd, and become COMMAND with the sockets at
 /// fds 3, 4, ... (the same process, so `LISTEN_PID` is simply its pid).
 fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
-    use std::os::unix::process::CommandExt;
-
     // Look first, check the command against the sockets, then fetch for real and register:
     // a command that cannot run is never listed as an attached worker.
     let look = herd::fetch::FetchOptions {
@@ -223,8 +221,8 @@ fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
         }
         argv.push(template.expand(0, 0));
     }
-    let program =
-        resolve_program(&argv[0], std::env::var_os("PATH").as_deref()).map_err(Failure::Usage)?;
+    let program = resolve_program(&argv[0], std::env::var_os("PATH").as_deref(), None)
+        .map_err(Failure::Usage)?;
     drop(fetched);
     let register = herd::fetch::FetchOptions {
         only: names.clone(),
@@ -235,20 +233,59 @@ fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
     let count = fetched.len();
     herd_sys::fd::place_listen_fds(fetched.into_iter().map(|f| f.fd).collect())
         .map_err(|e| Failure::Runtime(anyhow!("cannot place the sockets: {e}")))?;
-    let error = std::process::Command::new(&program)
-        .arg0(&argv[0])
-        .args(&argv[1..])
-        .env("LISTEN_FDS", count.to_string())
-        .env("LISTEN_FDNAMES", names.join(":"))
-        .env("LISTEN_PID", std::process::id().to_string())
-        .env("HERD_CONTROL", control)
-        .env_remove("LISTEN_PIDFDID")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("HERD_WORKER")
-        .env_remove("HERD_GENERATION")
-        .exec();
+    // execve, as `herd run` starts its workers: no shell fallback for a file the system
+    // cannot execute (std's exec is execvp, which would run it through /bin/sh).
+    let error = exec_attached(&program, &argv, count, &names, control);
     Err(Failure::Runtime(anyhow!(
-        "cannot execute '{}': {error}",
-        program.display()
+        "{}",
+        crate::command::explain_exec_error(&program, &error, "")
     )))
+}
+
+/// Replaces this process with `program`, the sockets' variables set in its environment;
+/// returns only on failure.
+fn exec_attached(
+    program: &Path,
+    argv: &[std::ffi::OsString],
+    count: usize,
+    names: &[String],
+    control: &Path,
+) -> std::io::Error {
+    use std::ffi::OsStr;
+    const DROPPED: &[&str] = &[
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+        "LISTEN_PID",
+        "LISTEN_PIDFDID",
+        "NOTIFY_SOCKET",
+        "HERD_WORKER",
+        "HERD_GENERATION",
+        "HERD_CONTROL",
+    ];
+    let set: [(&str, std::ffi::OsString); 4] = [
+        ("LISTEN_FDS", count.to_string().into()),
+        ("LISTEN_FDNAMES", names.join(":").into()),
+        ("LISTEN_PID", std::process::id().to_string().into()),
+        ("HERD_CONTROL", control.as_os_str().to_owned()),
+    ];
+    let plan = || -> std::io::Result<herd_sys::spawn::ExecPlan> {
+        let mut plan = herd_sys::spawn::ExecPlan::new(program.as_os_str())?;
+        for arg in argv {
+            plan.arg(arg)?;
+        }
+        for (key, value) in std::env::vars_os() {
+            if !DROPPED.iter().any(|d| OsStr::new(d) == key) {
+                plan.env(&key, &value)?;
+            }
+        }
+        for (key, value) in &set {
+            plan.env(OsStr::new(key), value)?;
+        }
+        Ok(plan)
+    };
+    let pipe = herd_sys::process::Signal::from_number(libc::SIGPIPE);
+    match (plan(), pipe.map(herd_sys::process::default_disposition)) {
+        (Ok(plan), None | Some(Ok(()))) => plan.exec_in_place(),
+        (Err(e), _) | (_, Some(Err(e))) => e,
+    }
 }

@@ -334,6 +334,13 @@ impl Listener {
     }
 }
 
+/// Binds one TCP listener for herd's own use (`--metrics`), as `--bind` would bind `spec`:
+/// names resolved, `:PORT` dual-stack.
+pub fn bind_tcp(spec: &BindSpec) -> anyhow::Result<std::net::TcpListener> {
+    let (socket, _, _, _) = bind_one(spec, false)?;
+    Ok(socket.into())
+}
+
 type Bound = (Socket, String, Option<u16>, Option<SocketFile>);
 
 fn bind_one(spec: &BindSpec, reuseport: bool) -> anyhow::Result<Bound> {
@@ -392,7 +399,12 @@ fn bind_ip(spec: &BindSpec, hp: &HostPort, ty: Type, reuseport: bool) -> anyhow:
             }
         }
         Host::Ip(ip) => {
-            let addr = SocketAddr::new(*ip, hp.port);
+            let addr = match ip {
+                IpAddr::V6(v6) if hp.scope != 0 => {
+                    SocketAddr::V6(std::net::SocketAddrV6::new(*v6, hp.port, 0, hp.scope))
+                }
+                _ => SocketAddr::new(*ip, hp.port),
+            };
             (
                 Socket::new(Domain::for_address(addr), ty, Some(protocol))?,
                 addr,

@@ -10,10 +10,10 @@ mod shm;
 mod socket_file;
 mod twice;
 
-pub use bind::{bind_all, Listener};
+pub use bind::{bind_all, bind_tcp, Listener};
 pub use handover::Inherited;
 pub use inherit::claim_early as claim_passed_sockets;
-pub use parse::{BindSpec, MAX_UNIX_PATH};
+pub use parse::{Address, BindSpec, MAX_UNIX_PATH};
 pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;
 pub use socket_file::{prepare as prepare_socket_path, SocketFile};

@@ -42,6 +42,8 @@ pub struct HostPort {
     pub host: Host,
     /// The port; 0 asks the kernel for a free one.
     pub port: u16,
+    /// The IPv6 scope (interface index) of `[fe80::1%eth0]`; 0 for none.
+    pub scope: u32,
 }
 
 /// The host part of an IP address.
@@ -176,6 +178,7 @@ fn parse_address(text: &str) -> Result<Address, String> {
 }
 
 fn parse_host_port(text: &str) -> Result<HostPort, String> {
+    let mut scope = 0;
     let (host, port) = if let Some(rest) = text.strip_prefix('[') {
         let (v6, after) = rest
             .split_once(']')
@@ -183,9 +186,23 @@ fn parse_host_port(text: &str) -> Result<HostPort, String> {
         let port = after
             .strip_prefix(':')
             .ok_or_else(|| format!("missing ':PORT' after '[{v6}]'"))?;
+        let (v6, zone) = match v6.split_once('%') {
+            Some((v6, zone)) => (v6, Some(zone)),
+            None => (v6, None),
+        };
         let ip = v6
             .parse::<std::net::Ipv6Addr>()
             .map_err(|_| format!("'{v6}' is not an IPv6 address"))?;
+        scope = match zone {
+            Some(zone) => parse_scope(zone, v6, port)?,
+            None if is_link_local(&ip) => {
+                return Err(format!(
+                    "{ip} is a link-local address, which needs a scope: name its interface, \
+                     e.g. [{ip}%eth0]:{port}"
+                ))
+            }
+            None => 0,
+        };
         (Host::Ip(IpAddr::V6(ip)), port)
     } else {
         let (host, port) = text.rsplit_once(':').ok_or_else(|| {
@@ -219,7 +236,27 @@ fn parse_host_port(text: &str) -> Result<HostPort, String> {
     let port = port
         .parse::<u16>()
         .map_err(|_| format!("port {port} is out of range (0 to 65535)"))?;
-    Ok(HostPort { host, port })
+    Ok(HostPort { host, port, scope })
+}
+
+/// Whether `ip` is in `fe80::/10`: the same address exists on every link, so binding it needs
+/// the interface.
+fn is_link_local(ip: &std::net::Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The interface of `%ZONE` in `[V6%ZONE]:PORT`: a name (`eth0`) or an index (`2`).
+fn parse_scope(zone: &str, v6: &str, port: &str) -> Result<u32, String> {
+    if let Ok(index) = zone.parse::<u32>() {
+        return Ok(index);
+    }
+    match herd_sys::socket::interface_index(zone) {
+        Ok(Some(index)) => Ok(index),
+        _ => Err(format!(
+            "'{zone}' in [{v6}%{zone}]:{port} is not a network interface of this machine; \
+             name one that 'ip link' lists, or give its index"
+        )),
+    }
 }
 
 fn parse_options(text: &str, address: &Address) -> Result<BindOptions, String> {
@@ -341,7 +378,11 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn tcp(host: Host, port: u16) -> Address {
-        Address::Tcp(HostPort { host, port })
+        Address::Tcp(HostPort {
+            host,
+            port,
+            scope: 0,
+        })
     }
 
     fn ok(text: &str) -> BindSpec {
@@ -366,13 +407,25 @@ mod tests {
             ok("[::1]:80").address,
             tcp(Host::Ip("::1".parse().unwrap()), 80)
         );
+        let scoped = |text: &str| match ok(text).address {
+            Address::Tcp(hp) => hp.scope,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(scoped("[fe80::1%7]:80"), 7);
+        if let Ok(Some(lo)) = herd_sys::socket::interface_index("lo") {
+            assert_eq!(scoped("[fe80::1%lo]:80"), lo);
+        }
         assert_eq!(
             ok("localhost:80").address,
             tcp(Host::Name("localhost".into()), 80)
         );
         assert_eq!(
             ok("udp://127.0.0.1:53").address,
-            Address::Udp(HostPort { host: lo, port: 53 })
+            Address::Udp(HostPort {
+                host: lo,
+                port: 53,
+                scope: 0
+            })
         );
         assert_eq!(
             ok("unix:/run/app.sock").address,
@@ -427,6 +480,8 @@ mod tests {
             ("ünï=127.0.0.1:80", "invalid socket name 'ünï'"),
             ("a b=:80", "invalid socket name 'a b'"),
             ("x*=unix:/a", "invalid socket name 'x*'"),
+            ("[fe80::1]:80", "needs a scope"),
+            ("[fe80::1%no-such-if0]:80", "not a network interface"),
         ] {
             let e = err(text);
             assert!(e.contains(needle), "{text:?}: {e:?} lacks {needle:?}");

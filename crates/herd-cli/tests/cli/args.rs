@@ -244,3 +244,299 @@ fn a_name_that_is_not_one_is_called_a_name() {
     assert!(stderr.contains("letters, digits"), "{stderr}");
     run_fails(&["-b", "my app=:0"], "invalid socket name 'my app'");
 }
+
+/// Runs `herd ARGS` (text logs, errors only) for at most [`TIMEOUT`]: a herd that wrongly
+/// starts is stopped, so the test fails instead of hanging. Returns the exit code (-1 if it
+/// had to be stopped) and stderr.
+fn herd_within(args: &[&str], cwd: Option<&std::path::Path>) -> (i32, String) {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(HERD);
+    cmd.env("HERD_CONTROL", dir.path().join("control.sock"))
+        .arg("--log-level")
+        .arg("error")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kill with our child's pid; SIGQUIT makes herd kill its workers.
+            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+            let _ = child.wait();
+            break -1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (code, reader.join().unwrap())
+}
+
+/// Like `assert_fails`, for a herd that might wrongly start.
+fn fails_within(args: &[&str], cwd: Option<&std::path::Path>, needles: &[&str]) {
+    let (code, stderr) = herd_within(args, cwd);
+    assert_eq!(code, USAGE, "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr} lacks {needle:?}"
+        );
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn worker_settings_that_cannot_work_are_refused_at_start() {
+    let run = |options: &[&str], needles: &[&str]| {
+        let mut args = vec!["run"];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&["-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+        fails_within(&args, None, needles);
+    };
+    run(
+        &["--nofile", "99999999999999"],
+        &["--nofile 99999999999999", "nr_open"],
+    );
+    run(
+        &["--rlimit", "nofile=999999999:999999999"],
+        &["--rlimit nofile=999999999:999999999"],
+    );
+    run(&["--nofile", "4"], &["--nofile 4", "at least 5"]);
+    if is_root() {
+        run(
+            &["--user", "nobody", "--chdir", "/root"],
+            &["--chdir /root", "--user nobody", "Permission denied"],
+        );
+    } else {
+        // Only root may raise a hard limit.
+        run(
+            &["--rlimit", "core=0:unlimited"],
+            &["--rlimit core=0:unlimited"],
+        );
+    }
+}
+
+#[test]
+fn relative_commands_are_found_where_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    let script = app.join("serve");
+    std::fs::write(&script, "#!/bin/sh\nexec sleep 1000\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // herd runs in `dir`, which has no ./serve; the workers run in app/, which has.
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.current_dir(dir.path()).args([
+            "run",
+            "-w",
+            "1",
+            "--chdir",
+            "app",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "./serve",
+        ]);
+        cmd
+    });
+    let pid = herd.started(1)[0].1;
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+        app.canonicalize().unwrap()
+    );
+    drop(herd);
+    // The other way round: ./serve exists where herd runs, not where the workers would.
+    fails_within(
+        &[
+            "run",
+            "--chdir",
+            "/tmp",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "./serve",
+        ],
+        Some(&app),
+        &["does not exist", "--chdir /tmp"],
+    );
+}
+
+#[test]
+fn scripts_that_cannot_run_are_named_before_they_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, content: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path.display().to_string()
+    };
+    let missing = write("missing", "#!/nonexistent/interp\necho hi\n");
+    let plain = write("plain", "exec sleep 1000\n");
+    for (script, needle) in [
+        (&missing, "the interpreter '/nonexistent/interp'"),
+        (&plain, "without a '#!' line"),
+    ] {
+        fails_within(
+            &["run", "-b", "127.0.0.1:0", "--", script],
+            None,
+            &[needle, script],
+        );
+    }
+    // herd attach agrees: the same usage error, not a run through /bin/sh.
+    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    for (script, needle) in [
+        (&missing, "the interpreter '/nonexistent/interp'"),
+        (&plain, "without a '#!' line"),
+    ] {
+        let (code, _, stderr) = herd.ctl(&["attach", "--", script]);
+        assert_eq!(code, USAGE, "{stderr}");
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+    assert_eq!(herd.status()["attached"], serde_json::json!([]));
+}
+
+#[test]
+fn misnamed_options_get_the_right_message() {
+    fails_within(
+        &[
+            "run",
+            "--chdir",
+            "/etc/passwd",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "true",
+        ],
+        None,
+        &["--chdir /etc/passwd is a file, not a directory"],
+    );
+    fails_within(
+        &[
+            "run",
+            "--user",
+            "3999999",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "true",
+        ],
+        None,
+        &["no user has uid 3999999", "--group"],
+    );
+    fails_within(
+        &["run", "-b", "[fe80::1]:80", "--", "true"],
+        None,
+        &["link-local", "[fe80::1%eth0]:80"],
+    );
+    // --metrics takes the forms --bind takes.
+    for metrics in [":0", "localhost:0", "127.0.0.1:0"] {
+        let herd = Herd::start(&[
+            "run",
+            "-w",
+            "1",
+            "--metrics",
+            metrics,
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        let event = herd.wait_event("the metrics endpoint", |e| {
+            e["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("metrics at")
+        });
+        let port = event["address"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string();
+        let text = get(&format!("127.0.0.1:{port}"), "/metrics").unwrap();
+        assert!(text.contains("herd_"), "{metrics}: {text}");
+    }
+}
+
+#[test]
+fn a_uid_without_a_name_runs_workers_with_its_group() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run workers as another user");
+        return;
+    }
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--user",
+        "3999999",
+        "--group",
+        "3999998",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let pid = herd.started(1)[0].1;
+    assert!(
+        status_field(pid, "Uid").starts_with("3999999\t"),
+        "{}",
+        status_field(pid, "Uid")
+    );
+    assert!(
+        status_field(pid, "Gid").starts_with("3999998\t"),
+        "{}",
+        status_field(pid, "Gid")
+    );
+}
+
+#[test]
+fn link_local_addresses_bind_with_their_scope() {
+    // A link-local address of this machine, with its interface, if it has one.
+    let Some((ip, interface)) = std::fs::read_to_string("/proc/net/if_inet6")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 6 && f[0].starts_with("fe80")).then(|| {
+                let groups: Vec<String> = f[0]
+                    .as_bytes()
+                    .chunks(4)
+                    .map(|c| String::from_utf8_lossy(c).into())
+                    .collect();
+                let ip: std::net::Ipv6Addr = groups.join(":").parse().unwrap();
+                (ip, f[5].to_string())
+            })
+        })
+    else {
+        eprintln!("skipped: no link-local IPv6 address here");
+        return;
+    };
+    let spec = format!("ll=[{ip}%{interface}]:0");
+    let herd = Herd::start(&["run", "-w", "1", "-b", &spec, "--", "sleep", "1000"]);
+    let address = herd.address("ll");
+    assert!(address.starts_with(&format!("[{ip}%")), "{address}");
+}
