@@ -143,44 +143,109 @@ pub fn open_dev_null() -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(file))
 }
 
-/// Moves `fds` to 3, 4, ... in order and clears close-on-exec on them, for a process about to
-/// `exec` a program that takes them through `LISTEN_FDS`. The fds at 3, 4, ... afterwards
-/// belong to no Rust owner: they are meant for the program that is executed next.
+/// Runs `exec` with `fds` moved to 3, 4, ... in order, close-on-exec cleared, for a process
+/// that is about to become a program taking them through `LISTEN_FDS` (`exec` should be an
+/// `execve`, such as `std::os::unix::process::CommandExt::exec`). Returns `exec`'s error if it
+/// returns, or why the fds could not be placed.
 ///
-/// Refuses (`EBUSY`) when one of the target numbers is open and is not among `fds`, so that it
-/// never closes an fd that something else owns.
-pub fn place_listen_fds(fds: Vec<OwnedFd>) -> io::Result<()> {
-    let raws: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let first_free = 3 + raws.len() as RawFd;
-    for target in 3..first_free {
-        // SAFETY: fcntl(F_GETFD) only queries the fd table.
-        let open = unsafe { libc::fcntl(target, libc::F_GETFD) } >= 0;
-        if open && !raws.contains(&target) {
-            return Err(io::Error::new(
-                io::ErrorKind::Other,
-                format!("fd {target} is in use; cannot place the sockets at 3.."),
-            ));
-        }
-    }
+/// An fd already open at one of those numbers and not among `fds` is in the way. If it is
+/// close-on-exec, the program would not get it anyway (herd marks every fd it inherited
+/// close-on-exec at start-up, so a shell's fd 10 is one), so it is set aside: duplicated
+/// above the range, replaced by the socket, and put back if `exec` returns. An fd in the way
+/// that is *not* close-on-exec is meant for the program: the call refuses, and changes
+/// nothing. If `exec` returns (it failed), every number in the range holds again what it held
+/// before, and the sockets placed there are closed.
+///
+/// The fd table is rearranged in place: call it from a process where no other thread opens or
+/// uses fds meanwhile, with nothing to do but `exec`.
+pub fn exec_with_listen_fds(fds: Vec<OwnedFd>, exec: impl FnOnce() -> io::Error) -> io::Error {
+    let first_free = match RawFd::try_from(fds.len())
+        .ok()
+        .and_then(|n| n.checked_add(3))
+    {
+        Some(first_free) => first_free,
+        None => return io::Error::from_raw_os_error(libc::EMFILE),
+    };
+    // The sockets go above the range first, so that placing one never overwrites another.
     let mut moved = Vec::with_capacity(fds.len());
     for fd in &fds {
-        // SAFETY: F_DUPFD_CLOEXEC returns a fresh fd that we own at once.
-        let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, first_free) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
+        match dup_above(fd.as_raw_fd(), first_free) {
+            Ok(copy) => moved.push(copy),
+            Err(e) => return e,
         }
-        // SAFETY: `raw` is fresh and owned by nobody else.
-        moved.push(unsafe { OwnedFd::from_raw_fd(raw) });
     }
     drop(fds);
-    for (i, fd) in moved.iter().enumerate() {
-        // SAFETY: the target is free (checked above, or just closed as one of ours); dup2
-        // leaves FD_CLOEXEC clear on it, as inheritance wants.
-        if unsafe { libc::dup2(fd.as_raw_fd(), 3 + i as RawFd) } < 0 {
-            return Err(io::Error::last_os_error());
+    // Whatever else is open in the range is set aside.
+    let mut saved: Vec<(RawFd, OwnedFd)> = Vec::new();
+    for target in 3..first_free {
+        // SAFETY: fcntl(F_GETFD) only queries the fd table.
+        let flags = unsafe { libc::fcntl(target, libc::F_GETFD) };
+        if flags < 0 {
+            continue;
+        }
+        if flags & libc::FD_CLOEXEC == 0 {
+            return io::Error::new(
+                io::ErrorKind::Other,
+                format!(
+                    "fd {target} is open for the program (not close-on-exec), and the sockets \
+                     need fds 3 to {}: close it first",
+                    first_free - 1
+                ),
+            );
+        }
+        match dup_above(target, first_free) {
+            Ok(copy) => saved.push((target, copy)),
+            Err(e) => return e,
         }
     }
-    Ok(())
+    let mut placed = 0;
+    let mut error = None;
+    for (i, fd) in moved.iter().enumerate() {
+        // SAFETY: the target is free or holds an fd set aside above (it is put back by
+        // `restore`); dup2 leaves FD_CLOEXEC clear on the new fd, as inheritance wants.
+        if unsafe { libc::dup2(fd.as_raw_fd(), 3 + i as RawFd) } < 0 {
+            error = Some(io::Error::last_os_error());
+            break;
+        }
+        placed += 1;
+    }
+    let error = match error {
+        Some(error) => error,
+        None => exec(),
+    };
+    restore(3..3 + placed as RawFd, &saved);
+    error
+}
+
+/// Duplicates `fd` to the lowest free number at or above `min`, close-on-exec
+/// (`F_DUPFD_CLOEXEC`).
+fn dup_above(fd: RawFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on an open fd returns a fresh fd that we own at once.
+    let raw = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is fresh and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Undoes [`exec_with_listen_fds`]'s placement: the sockets at `placed` are closed, and the
+/// fds set aside go back to their numbers, close-on-exec as they were.
+fn restore(placed: std::ops::Range<RawFd>, saved: &[(RawFd, OwnedFd)]) {
+    for target in placed {
+        if saved.iter().all(|(t, _)| *t != target) {
+            // SAFETY: `target` holds a socket this call placed, owned by nobody.
+            unsafe { libc::close(target) };
+        }
+    }
+    for (target, copy) in saved {
+        // SAFETY: `target` holds either its original fd or a socket we placed, owned by
+        // nobody; dup2 puts the original back (atomically closing the socket).
+        if unsafe { libc::dup2(copy.as_raw_fd(), *target) } >= 0 {
+            // SAFETY: the fd at `target` is the one its owner had; only its flag changes.
+            let _ = set_cloexec(unsafe { BorrowedFd::borrow_raw(*target) }, true);
+        }
+    }
 }
 
 /// An anonymous file for handing data across `execve`: a `memfd` on Linux (not close-on-exec
@@ -205,4 +270,95 @@ pub fn anonymous_file(name: &str) -> io::Result<std::fs::File> {
         .open(&path)?;
     std::fs::remove_file(&path)?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::io::AsFd;
+
+    /// The device and inode behind `fd`, or `None` if it is closed.
+    fn identity(fd: RawFd) -> Option<(u64, u64)> {
+        // SAFETY: fstat writes into a zeroed stat we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } < 0 {
+            return None;
+        }
+        Some((st.st_dev as u64, st.st_ino as u64))
+    }
+
+    fn cloexec(fd: RawFd) -> bool {
+        // SAFETY: fcntl(F_GETFD) only queries the fd table.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) & libc::FD_CLOEXEC != 0 }
+    }
+
+    /// Runs this test alone in a child process (this test binary, re-executed), where
+    /// rearranging fds 3.. cannot disturb other tests' fds.
+    fn in_child(name: &str, check: fn()) {
+        if std::env::var_os("HERD_SYS_FD_CHILD").is_some() {
+            check();
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env("HERD_SYS_FD_CHILD", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Sockets placed at 3.. over close-on-exec fds in the way; everything is put back when
+    /// the exec fails.
+    #[test]
+    fn listen_fds_are_placed_over_strays_and_put_back() {
+        in_child(
+            "fd::tests::listen_fds_are_placed_over_strays_and_put_back",
+            || {
+                // Three sockets, above the range, and a stray in the middle of it.
+                let sockets: Vec<OwnedFd> = (0..3)
+                    .map(|_| {
+                        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+                        dup_above(a.as_raw_fd(), 100).unwrap()
+                    })
+                    .collect();
+                let wanted: Vec<_> = sockets.iter().map(|s| identity(s.as_raw_fd())).collect();
+                let null = open_dev_null().unwrap();
+                // SAFETY: dup2 onto fd 4, whatever held it is replaced (this process is ours).
+                assert!(unsafe { libc::dup2(null.as_raw_fd(), 4) } == 4);
+                set_cloexec(unsafe { BorrowedFd::borrow_raw(4) }, true).unwrap();
+                let before: Vec<_> = (3..6).map(identity).collect();
+                let error = exec_with_listen_fds(sockets, || {
+                    for (i, want) in wanted.iter().enumerate() {
+                        let fd = 3 + i as RawFd;
+                        assert_eq!(identity(fd), *want, "fd {fd}");
+                        assert!(!cloexec(fd), "fd {fd} is inheritable");
+                    }
+                    io::Error::from_raw_os_error(libc::ENOENT)
+                });
+                assert_eq!(error.raw_os_error(), Some(libc::ENOENT));
+                let after: Vec<_> = (3..6).map(identity).collect();
+                assert_eq!(after, before, "fds 3..6 are as they were");
+                assert!(cloexec(4), "the stray is close-on-exec again");
+            },
+        );
+    }
+
+    /// An fd in the way that is not close-on-exec is meant for the program: refused.
+    #[test]
+    fn inheritable_fds_in_the_way_are_refused() {
+        in_child("fd::tests::inheritable_fds_in_the_way_are_refused", || {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let socket = dup_above(a.as_raw_fd(), 100).unwrap();
+            let null = open_dev_null().unwrap();
+            // SAFETY: as above; dup2 leaves fd 3 inheritable.
+            assert!(unsafe { libc::dup2(null.as_raw_fd(), 3) } == 3);
+            let error = exec_with_listen_fds(vec![socket], || unreachable!());
+            assert!(error.to_string().contains("fd 3 is open for the program"));
+            assert_eq!(identity(3), identity(null.as_fd().as_raw_fd()));
+        });
+    }
 }

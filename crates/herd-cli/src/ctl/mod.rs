@@ -231,14 +231,32 @@ fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
     let fetched =
         herd::fetch::fetch(control, &register).map_err(|e| Failure::Runtime(anyhow!("{e}")))?;
     let count = fetched.len();
-    herd_sys::fd::place_listen_fds(fetched.into_iter().map(|f| f.fd).collect())
-        .map_err(|e| Failure::Runtime(anyhow!("cannot place the sockets: {e}")))?;
-    // execve, as `herd run` starts its workers: no shell fallback for a file the system
-    // cannot execute (std's exec is execvp, which would run it through /bin/sh).
-    let error = exec_attached(&program, &argv, count, &names, control);
+    // The sockets go to 3, 4, ...; fds this process inherited and does not pass on (a shell's
+    // fd 10, say) are set aside, and put back only if the exec fails. execve, as `herd run`
+    // starts its workers: no shell fallback for a file the system cannot execute (std's exec
+    // is execvp, which would run it through /bin/sh).
+    let mut executed = false;
+    let fds = fetched.into_iter().map(|f| f.fd).collect();
+    let error = herd_sys::fd::exec_with_listen_fds(fds, || {
+        executed = true;
+        exec_attached(&program, &argv, count, &names, control)
+    });
+    if executed {
+        return Err(Failure::Runtime(anyhow!(
+            "{}",
+            crate::command::explain_exec_error(&program, &error, "")
+        )));
+    }
+    let hint = match error.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::EINVAL) => format!(
+            " ({count} sockets need about {} fds: raise the open-file limit, ulimit -n)",
+            2 * count + 16
+        ),
+        _ => String::new(),
+    };
     Err(Failure::Runtime(anyhow!(
-        "{}",
-        crate::command::explain_exec_error(&program, &error, "")
+        "cannot place the sockets at fds 3 to {}: {error}{hint}",
+        count + 2
     )))
 }
 

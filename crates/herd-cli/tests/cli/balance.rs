@@ -237,6 +237,12 @@ fn an_attached_process_shares_slot_0s_reuseport_socket() {
         .unwrap();
     let pid = attached.id();
     let link = wait_until("the attached process's socket", || {
+        // Once `herd attach` has become the command: before that, its fd 3 may be its
+        // connection to herd.
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        if comm.trim() != "sleep" {
+            return None;
+        }
         let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).ok()?;
         let link = link.display().to_string();
         link.starts_with("socket:").then_some(link)

@@ -237,3 +237,88 @@ fn more_sockets_than_one_message_holds_arrive_in_batches() {
         );
     }
 }
+
+/// `herd attach` run with stray fds of its caller in and around 3..3+N (as an interactive
+/// shell keeps fd 10 open): the attached program gets exactly the N sockets at 3, 4, ... (the
+/// same sockets as herd's own worker) and none of the strays, for 8, 64 and 300 sockets.
+#[test]
+fn attach_places_the_sockets_past_its_callers_stray_fds() {
+    for n in [8usize, 64, 300] {
+        let mut args = vec!["run".to_string(), "-w".into(), "1".into()];
+        for i in 0..n {
+            args.extend(["-b".to_string(), format!("s{i}=127.0.0.1:0")]);
+        }
+        args.extend(["--".to_string(), "sleep".into(), "1000".into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let herd = Herd::start(&args);
+        let worker = herd.started(1)[0].1;
+        let link = |pid: u32, fd: usize| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .unwrap()
+                .display()
+                .to_string()
+        };
+        let expected: Vec<String> = (0..n).map(|i| link(worker, 3 + i)).collect();
+        herd.wait_event("the control socket", |e| {
+            e["message"] == "control socket ready"
+        });
+
+        // Strays: the first and last fds of the range, fd 10, the first fd above the range
+        // and one further up.
+        let strays = [3, 10, n + 2, n + 3, n + 40].map(|fd| fd as i32);
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let source = std::os::unix::io::AsRawFd::as_raw_fd(&null);
+        // No braces: herd attach expands templates in its arguments.
+        let report = "import json, os\n\
+            fds = dict()\n\
+            for fd in os.listdir('/proc/self/fd'):\n\
+            \x20   try: fds[int(fd)] = os.readlink('/proc/self/fd/' + fd)\n\
+            \x20   except OSError: pass\n\
+            env = os.environ.get\n\
+            print(json.dumps(dict(fds=fds, count=env('LISTEN_FDS'), names=env('LISTEN_FDNAMES'))))\n";
+        let mut attach = Command::new(HERD);
+        attach
+            .env("HERD_CONTROL", herd.control())
+            .args(["attach", "--", "python3", "-c", report])
+            .stdin(Stdio::null());
+        // SAFETY: the child only calls fcntl and dup2 (async-signal-safe) before exec.
+        unsafe {
+            attach.pre_exec(move || {
+                let high = libc::fcntl(source, libc::F_DUPFD, 600);
+                if high < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                for fd in strays {
+                    if libc::dup2(high, fd) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let out = attach.output().unwrap();
+        drop(null);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{n} sockets: {stderr}");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["count"], n.to_string(), "{n} sockets: {report}");
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
+        assert_eq!(report["names"], names.join(":"));
+        let fds = report["fds"].as_object().unwrap();
+        let mut numbers: Vec<usize> = fds.keys().map(|k| k.parse().unwrap()).collect();
+        numbers.sort_unstable();
+        // 0, 1, 2 and the sockets; python's own listing fd is gone by the time it reads links.
+        assert_eq!(
+            numbers,
+            (0..3 + n).collect::<Vec<_>>(),
+            "{n} sockets: the attached program's fds"
+        );
+        let got: Vec<&str> = (0..n)
+            .map(|i| fds[&(3 + i).to_string()].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            got, expected,
+            "{n} sockets: the same sockets as herd's worker"
+        );
+    }
+}
