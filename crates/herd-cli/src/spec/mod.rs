@@ -10,7 +10,7 @@ mod shm;
 mod socket_file;
 mod twice;
 
-pub use bind::{bind_all, bind_tcp, Listener};
+pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 pub use handover::Inherited;
 pub use inherit::claim_early as claim_passed_sockets;
 pub use parse::{Address, BindSpec, MAX_UNIX_PATH};

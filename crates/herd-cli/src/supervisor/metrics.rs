@@ -28,6 +28,8 @@ pub struct Counters {
     pub upgrades: Family<ResultLabel, Counter>,
     /// Autoscaling decisions by direction: `up`, `down`.
     pub autoscale: Family<DirectionLabel, Counter>,
+    /// Shared sockets that a worker shut down and herd made listen again.
+    pub sockets_restored: Counter,
 }
 
 /// `cause` label.
@@ -142,6 +144,11 @@ pub fn render(counters: &Counters, snapshot: &Snapshot) -> String {
         "herd_autoscale_decisions",
         "Autoscaling decisions, by direction (up, down)",
         counters.autoscale.clone(),
+    );
+    registry.register(
+        "herd_sockets_restored",
+        "Shared sockets a worker shut down (for every holder) that herd made listen again",
+        counters.sockets_restored.clone(),
     );
     let queue: Family<SocketLabel, Gauge> = Family::default();
     let limit: Family<SocketLabel, Gauge> = Family::default();

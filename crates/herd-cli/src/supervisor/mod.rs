@@ -14,6 +14,7 @@ pub mod notify;
 pub mod pool;
 pub mod reexec;
 pub mod reexec_check;
+mod relisten;
 mod scale;
 pub mod status;
 pub mod systemd;
@@ -107,6 +108,8 @@ pub struct Supervisor {
     notify_log: RateLimit,
     /// Stop signals held back while reuseport slots drain.
     drains: balance::Drains,
+    /// Makes shared sockets that a worker shut down listen again.
+    relisten: relisten::Guard,
 }
 
 /// A process that fetched the sockets with `herd attach`: not a child, not supervised, but
@@ -141,6 +144,7 @@ enum Event {
     ReexecChecked(reexec_check::Checked),
     Child,
     CheckAttached,
+    CheckSockets,
     Stop(&'static str, bool),
     Upgrade,
     ScaleBy(i64, &'static str),
@@ -184,6 +188,7 @@ impl Supervisor {
             announced_ready: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             drains: balance::Drains::default(),
+            relisten: relisten::Guard::default(),
         })
     }
 
@@ -252,6 +257,8 @@ impl Supervisor {
         attached_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_check = tokio::time::interval(balance::DRAIN_CHECK);
         drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut socket_check = tokio::time::interval(relisten::CHECK_EVERY);
+        socket_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
@@ -281,9 +288,11 @@ impl Supervisor {
                     if self.autoscaler.is_some() && !self.pool.is_stopping() => Event::QueueCheck,
                                 _ = attached_check.tick(), if !self.attached.is_empty() => Event::CheckAttached,
                 _ = drain_check.tick(), if !self.drains.is_empty() => Event::Timer,
+                _ = socket_check.tick() => Event::CheckSockets,
             };
             match event {
                 Event::Child => self.reap(),
+                Event::CheckSockets => self.check_sockets(),
                 Event::Autoscale => self.autoscale_tick(false),
                 // A burst need not wait for the next sample: a queue long enough to scale up
                 // on is acted on at once (the policy's cooldown still applies).
@@ -824,6 +833,12 @@ impl Supervisor {
                 tracing::debug!(pid, "reaped a process that was not a worker");
                 continue;
             };
+            // A worker that shut the shared socket down on its way out: repair it before the
+            // others fail on it (and name the worker).
+            let clean = status.success() || exit.stopped_for.is_some();
+            self.relisten
+                .worker_exited(exit.slot, pid, clean, Instant::now());
+            self.check_sockets();
             let cause = if exit.stopped_for.is_some() {
                 "stopped"
             } else if status.code().is_some() {
@@ -886,6 +901,12 @@ impl Supervisor {
             }
             self.apply(actions, false);
         }
+    }
+
+    /// Makes the listeners that a worker shut down listen again; counts them.
+    fn check_sockets(&mut self) {
+        let restored = self.relisten.check(&self.listeners, Instant::now());
+        self.counters.sockets_restored.inc_by(restored);
     }
 
     fn read_notifications(&mut self, socket: &UnixDatagram) {

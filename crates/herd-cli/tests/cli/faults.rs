@@ -386,3 +386,66 @@ fn running_out_of_fds_is_survived() {
     });
     assert_eq!(status["running"], 2);
 }
+
+#[test]
+fn a_socket_shut_down_by_a_worker_listens_again() {
+    let marker = tempfile::tempdir().unwrap();
+    let marker = marker.path().join("shut-down");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &worker("shutdown_socket.py"),
+        marker.to_str().unwrap(),
+    ]);
+    let addr = herd.address("http");
+    let metrics = herd.wait_event("the metrics endpoint", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("metrics at"))
+    })["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // One worker shuts the shared socket down and exits: herd names it and repairs the socket.
+    let culprit = herd
+        .wait_text("shut the socket down")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let event = herd.wait_event("the repair", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("herd made it listen again"))
+    });
+    assert_eq!(event["socket"], "http", "{event}");
+    assert_eq!(event["address"], addr.as_str(), "{event}");
+    let named = event["culprit"].as_str().unwrap();
+    assert!(named.contains(&format!("(pid {culprit})")), "{event}");
+    // The port answers again, on the same address, and the workers settle.
+    wait_until("the port to answer", || get(&addr, "/").ok());
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    for _ in 0..20 {
+        get(&addr, "/").expect("every request is answered once repaired");
+    }
+    let text = get(&metrics, "/metrics").unwrap();
+    assert!(text.contains("herd_sockets_restored_total 1"), "{text}");
+    // Logged once.
+    let repairs = events(&herd.lines())
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("listen again"))
+        })
+        .count();
+    assert_eq!(repairs, 1);
+}

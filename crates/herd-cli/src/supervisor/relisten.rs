@@ -1,0 +1,250 @@
+//! Keeps the shared TCP sockets listening.
+//!
+//! `shutdown()` acts on a socket, not on one process's descriptor of it: a worker that shuts
+//! down its inherited listener (Sanic's multi-process mode does on exit) stops it for every
+//! holder. The other workers' `accept()` fails with `EINVAL`, and the port refuses connections.
+//! herd's own copy shows it (`SO_ACCEPTCONN` is off), and `listen()` on that copy brings the
+//! socket back for everyone; a socket bound to port 0 has lost its port as well and is bound
+//! again to the same address first.
+//!
+//! Unix stream sockets cannot be repaired this way: after `shutdown()` they still report
+//! listening and refuse connections for good (Linux keeps the shutdown flag across `listen()`).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use herd_sys::socket::accept_queue;
+use socket2::SockRef;
+use std::os::unix::io::BorrowedFd;
+
+use crate::spec::{somaxconn, Listener};
+
+/// How often the sockets are checked (besides right after each worker exit).
+pub const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// How long worker exits are remembered, to name the one that shut a socket down.
+const REMEMBER: Duration = Duration::from_secs(5);
+
+/// How long after a socket is found shut down the culprit may still exit and be named: a
+/// worker shuts the socket down on its way out, so it often exits just after.
+const WAIT_FOR_CULPRIT: Duration = Duration::from_secs(1);
+
+/// Who shut a socket down when no worker exited around that time.
+const UNKNOWN: &str = "a process that holds it (a worker, or a process it started)";
+
+/// A worker's exit, remembered to name it.
+#[derive(Clone, Copy, Debug)]
+struct Exit {
+    slot: usize,
+    pid: u32,
+    /// Exited with status 0 or when herd asked it to stop: what a server that shuts its
+    /// socket down on exit does. The others, whose `accept()` failed, usually crash.
+    clean: bool,
+    at: Instant,
+}
+
+/// A socket restored, whose culprit is still to be named.
+#[derive(Debug)]
+struct Incident {
+    socket: String,
+    address: String,
+    /// When the socket was last seen listening: the culprit exited after that.
+    since: Instant,
+    found: Instant,
+}
+
+/// Watches the listeners; see the module docs.
+#[derive(Debug, Default)]
+pub struct Guard {
+    /// Each socket's backlog and when it was last seen listening: `(listener name, index)`.
+    seen: HashMap<(String, usize), (u32, Instant)>,
+    /// Recent worker exits, oldest first.
+    exits: Vec<Exit>,
+    /// Sockets whose restoration failed, logged once until they listen again.
+    failing: HashSet<(String, usize)>,
+    /// Restored sockets waiting for their culprit's exit.
+    pending: Vec<Incident>,
+}
+
+impl Guard {
+    /// Remembers that worker `pid` of `slot` exited at `at`; `clean` as in [`Exit`].
+    pub fn worker_exited(&mut self, slot: usize, pid: u32, clean: bool, at: Instant) {
+        self.exits.retain(|e| at.duration_since(e.at) < REMEMBER);
+        self.exits.push(Exit {
+            slot,
+            pid,
+            clean,
+            at,
+        });
+        self.report_pending(at);
+    }
+
+    /// Checks every TCP listener herd holds and makes those no longer listening listen again.
+    /// Returns how many were restored.
+    pub fn check(&mut self, listeners: &[Listener], now: Instant) -> u64 {
+        self.report_pending(now);
+        let mut restored = 0;
+        for listener in listeners.iter().filter(|l| l.kind == "tcp") {
+            let sockets: Vec<(usize, BorrowedFd<'_>)> = match listener.group() {
+                Some(group) => group.sockets().enumerate().collect(),
+                None => listener.fd().map(|fd| (0, fd)).into_iter().collect(),
+            };
+            for (index, fd) in sockets {
+                let key = (listener.name.clone(), index);
+                if SockRef::from(&fd).is_listener().unwrap_or(true) {
+                    let backlog = match accept_queue(fd) {
+                        Ok(Some((_, limit))) => limit,
+                        _ => somaxconn(),
+                    };
+                    self.seen.insert(key.clone(), (backlog, now));
+                    self.failing.remove(&key);
+                    continue;
+                }
+                let (backlog, since) = self
+                    .seen
+                    .get(&key)
+                    .copied()
+                    .unwrap_or_else(|| (somaxconn(), now.checked_sub(REMEMBER).unwrap_or(now)));
+                match relisten(fd, backlog) {
+                    Ok(()) => {
+                        restored += 1;
+                        self.failing.remove(&key);
+                        self.seen.insert(key, (backlog, now));
+                        self.pending.push(Incident {
+                            socket: listener.name.clone(),
+                            address: listener.address.clone(),
+                            since,
+                            found: now,
+                        });
+                    }
+                    Err(e) if self.failing.insert(key) => tracing::error!(
+                        socket = %listener.name,
+                        address = %listener.address,
+                        "socket {} was shut down (by a worker or a process it started) and \
+                         cannot listen again: {e}; restart herd to bind it anew",
+                        listener.name
+                    ),
+                    Err(_) => {}
+                }
+            }
+        }
+        self.report_pending(now);
+        restored
+    }
+
+    /// Reports each pending incident once its culprit is known: a worker that exited cleanly
+    /// since the socket last listened, or, once [`WAIT_FOR_CULPRIT`] has passed, the first
+    /// worker that exited at all (or nobody known).
+    fn report_pending(&mut self, now: Instant) {
+        let exits = &self.exits;
+        self.pending.retain(|incident| {
+            let after: Vec<&Exit> = exits.iter().filter(|e| e.at >= incident.since).collect();
+            let culprit = match after.iter().find(|e| e.clean) {
+                Some(e) => Some(name(e)),
+                None if now.duration_since(incident.found) >= WAIT_FOR_CULPRIT => Some(
+                    after
+                        .first()
+                        .map_or_else(|| UNKNOWN.to_string(), |e| name(e)),
+                ),
+                None => None,
+            };
+            match culprit {
+                Some(culprit) => {
+                    report(incident, &culprit);
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+}
+
+fn name(exit: &Exit) -> String {
+    format!("worker {} (pid {})", exit.slot, exit.pid)
+}
+
+/// The one log line of a restored socket.
+fn report(incident: &Incident, culprit: &str) {
+    tracing::warn!(
+        socket = %incident.socket,
+        address = %incident.address,
+        culprit = %culprit,
+        "socket {} had been shut down by {culprit}, which stops it for every worker; herd made \
+         it listen again",
+        incident.socket
+    );
+}
+
+/// `listen()` again; first `bind()` to the same address when the shutdown released the port
+/// (an ephemeral port: `EINVAL` from `bind` means the socket kept its port).
+fn relisten(fd: BorrowedFd<'_>, backlog: u32) -> std::io::Result<()> {
+    let socket = SockRef::from(&fd);
+    let address = socket.local_addr()?;
+    match socket.bind(&address) {
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
+        _ => {}
+    }
+    socket.listen(backlog.min(i32::MAX as u32) as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::unix::io::AsFd;
+
+    #[test]
+    fn a_shut_down_socket_listens_again_on_the_same_address() {
+        // An ephemeral port (released by the shutdown), then a port asked for (kept).
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for requested in [0, port] {
+            let listener = TcpListener::bind(("127.0.0.1", requested)).unwrap();
+            let address = listener.local_addr().unwrap();
+            SockRef::from(&listener).shutdown(Shutdown::Both).unwrap();
+            assert!(!SockRef::from(&listener).is_listener().unwrap());
+            relisten(listener.as_fd(), 16).unwrap();
+            assert_eq!(listener.local_addr().unwrap(), address);
+            let _client = TcpStream::connect(address).unwrap();
+            listener.accept().unwrap();
+        }
+    }
+
+    #[test]
+    fn the_worker_that_exited_cleanly_is_named() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let incident = |since| Incident {
+            socket: "http".into(),
+            address: "127.0.0.1:1".into(),
+            since,
+            found: ms(100),
+        };
+        let mut guard = Guard::default();
+        // Found before anyone exited: waits; a crash (an innocent worker whose accept failed)
+        // is not enough, a clean exit is.
+        guard.pending.push(incident(ms(50)));
+        guard.worker_exited(1, 100, false, ms(110));
+        assert_eq!(guard.pending.len(), 1);
+        guard.worker_exited(0, 200, true, ms(120));
+        assert!(guard.pending.is_empty());
+        // Only crashes: the first one after the socket last listened, once the wait is over.
+        guard.pending.push(incident(ms(115)));
+        guard.report_pending(ms(500));
+        assert!(
+            guard.pending.is_empty(),
+            "worker 0 exited cleanly after it listened"
+        );
+        let mut guard = Guard::default();
+        guard.worker_exited(3, 300, false, ms(10));
+        guard.worker_exited(4, 400, false, ms(60));
+        guard.pending.push(incident(ms(50)));
+        guard.report_pending(ms(500));
+        assert_eq!(guard.pending.len(), 1, "waits for a clean exit");
+        guard.report_pending(ms(100) + WAIT_FOR_CULPRIT);
+        assert!(guard.pending.is_empty());
+    }
+}
