@@ -217,6 +217,12 @@ pub fn parent_of(pid: u32) -> Option<u32> {
     stat_field(pid, 4)?.parse().ok()
 }
 
+/// Whether `pid` is stopped (`T`, by SIGSTOP or Ctrl-Z, or `t`, by a debugger), from
+/// `/proc/PID/stat` (Linux); `false` if it is not, is gone, or the system does not say.
+pub fn is_stopped(pid: u32) -> bool {
+    matches!(stat_field(pid, 3).as_deref(), Some("T") | Some("t"))
+}
+
 /// When `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22, Linux): with the
 /// pid, it names one process even after the pid is reused. `None` if it is gone or a zombie.
 pub fn start_time(pid: u32) -> Option<u64> {

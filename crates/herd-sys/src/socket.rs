@@ -206,6 +206,35 @@ pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
     }
 }
 
+/// The pid of the process at the other end of a connected Unix socket, as the kernel recorded
+/// it at `connect` or `listen` (`SO_PEERCRED`); `Ok(None)` where the system does not say.
+pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: getsockopt writes at most `len` bytes into a zeroed ucred we own.
+        let mut cred: libc::ucred = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(u32::try_from(cred.pid).ok().filter(|p| *p > 0))
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = fd;
+        Ok(None)
+    }
+}
+
 /// The index of the network interface `name` (`if_nametoindex`), for an IPv6 scope such as
 /// `fe80::1%eth0`; `Ok(None)` when there is no such interface.
 pub fn interface_index(name: &str) -> io::Result<Option<u32>> {
@@ -227,5 +256,8 @@ mod peer_tests {
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
         assert_eq!(peer_uid(a.as_fd()).unwrap(), me);
+        if cfg!(target_os = "linux") {
+            assert_eq!(peer_pid(a.as_fd()).unwrap(), Some(std::process::id()));
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The client commands: `herd status`, `scale`, `upgrade`, `stop` and `signal` send one
 //! request to a running herd's control socket and print the answer.
 
+mod answer;
 mod table;
 
 use std::io::{BufRead, BufReader, Write};
@@ -144,9 +145,9 @@ pub fn request(
         Failure::Runtime(anyhow!(why))
     })?;
     herd::trust::check_server(&stream, control).map_err(|e| Failure::Runtime(e.into()))?;
+    answer::check_running(&stream, control).map_err(|e| Failure::Runtime(anyhow!(e)))?;
     stream
-        .set_read_timeout(timeout)
-        .and_then(|()| stream.set_write_timeout(Some(QUICK)))
+        .set_write_timeout(Some(QUICK))
         .map_err(|e| Failure::Runtime(e.into()))?;
     let mut line = serde_json::to_vec(&Request {
         version: VERSION,
@@ -157,6 +158,7 @@ pub fn request(
     // herd may answer before reading (a refusal) and close: then the write fails, but the
     // answer is waiting to be read, and it says more than "broken pipe".
     let sent = stream.write_all(&line);
+    answer::wait(&stream, control, timeout).map_err(|e| Failure::Runtime(anyhow!(e)))?;
     let mut answer = String::new();
     let read = BufReader::new(&stream).read_line(&mut answer);
     if answer.is_empty() {

@@ -540,3 +540,27 @@ fn link_local_addresses_bind_with_their_scope() {
     let address = herd.address("ll");
     assert!(address.starts_with(&format!("[{ip}%")), "{address}");
 }
+
+#[test]
+fn a_stopped_herd_is_named_at_once() {
+    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    herd.signal(libc::SIGSTOP);
+    wait_until("herd to be stopped", || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", herd.pid())).ok()?;
+        (stat.rsplit_once(')')?.1.trim_start().starts_with('T')).then_some(())
+    });
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = herd.ctl(&["status"]);
+    let took = started.elapsed();
+    herd.signal(libc::SIGCONT);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert!(
+        stderr.contains("is stopped") && stderr.contains(&format!("kill -CONT {}", herd.pid())),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    // Resumed, it answers again.
+    assert_eq!(herd.status()["desired"], 1);
+}
