@@ -221,7 +221,8 @@ pub struct RunArgs {
     /// How long a new worker must stay ready before it replaces an old one in an upgrade, or
     /// completes a takeover (like Kubernetes' minReadySeconds). One that exits within it
     /// aborts the upgrade and the old workers keep serving; 0 counts a worker at once.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration,
+          allow_negative_numbers = true)]
     pub min_ready: Duration,
 
     /// Run workers as this user (name or uid). herd must be root: it binds privileged ports and

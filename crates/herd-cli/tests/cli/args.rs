@@ -564,3 +564,39 @@ fn a_stopped_herd_is_named_at_once() {
     // Resumed, it answers again.
     assert_eq!(herd.status()["desired"], 1);
 }
+
+#[test]
+fn a_worker_that_cannot_start_names_the_setting() {
+    // Only a worker can meet this one: the directory goes away after herd started.
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let chdir = work.display().to_string();
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--chdir",
+        &chdir,
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    std::fs::remove_dir(&work).unwrap();
+    let (code, _, stderr) = herd.ctl(&["signal", "KILL", "--worker", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    let failed = herd.wait_event("the failed restart", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("cannot start worker")
+    });
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("--chdir {chdir}")) && message.contains("No such file"),
+        "{failed}"
+    );
+}
