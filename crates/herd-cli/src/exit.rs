@@ -45,6 +45,49 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
+/// A command-line error as one line, ending with a pointer to the help of the subcommand
+/// named in `args` (`herd scale --help`), or of herd itself when none is.
+pub fn usage_error(err: &clap::Error, args: &[std::ffi::OsString]) -> String {
+    let line = if err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        "a command is required: 'herd run ... -- COMMAND' starts a herd; 'herd status', \
+         'herd scale', 'herd stop' and others talk to a running one"
+            .to_string()
+    } else {
+        one_line(&err.render().to_string())
+    };
+    match subcommand(args) {
+        Some(sub) => format!("{line}; try 'herd {sub} --help'"),
+        None => format!("{line}; try 'herd --help'"),
+    }
+}
+
+/// The subcommand in herd's arguments (without the program name): the first word that is not
+/// a global option or its value, if it names one.
+fn subcommand(args: &[std::ffi::OsString]) -> Option<String> {
+    use clap::CommandFactory;
+    let cli = crate::cli::Cli::command();
+    let takes_value: Vec<String> = cli
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut words = args.iter().map(|a| a.to_string_lossy());
+    while let Some(word) = words.next() {
+        if word == "--" {
+            return None;
+        }
+        if takes_value.iter().any(|t| *t == word) {
+            words.next();
+        } else if !word.starts_with('-') {
+            return cli
+                .get_subcommands()
+                .find(|c| c.get_name() == word)
+                .map(|c| c.get_name().to_string());
+        }
+    }
+    None
+}
+
 /// Folds one of clap's multi-line errors into a single line.
 pub fn one_line(rendered: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -63,6 +106,42 @@ pub fn one_line(rendered: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_errors_point_to_the_subcommands_help() {
+        use clap::Parser;
+        let error = |args: &[&str]| {
+            let mut argv = vec!["herd"];
+            argv.extend_from_slice(args);
+            let err = crate::cli::Cli::try_parse_from(argv).unwrap_err();
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            usage_error(&err, &args)
+        };
+        let cases: [(&[&str], &str); 10] = [
+            (&["status", "--bogus"], "herd status"),
+            (&["scale", "x"], "herd scale"),
+            (&["--name", "x", "stop", "--grace", "x"], "herd stop"),
+            (&["attach"], "herd attach"),
+            (&["run", "-b"], "herd run"),
+            (&["signal", "FOO"], "herd signal"),
+            (&["bogus"], "herd"),
+            (
+                &["--log-format", "json", "upgrade", "--timeout", "x"],
+                "herd upgrade",
+            ),
+            (&["--log-level=bogus", "status"], "herd status"),
+            (&[], "herd"),
+        ];
+        for (args, command) in cases {
+            let message = error(args);
+            assert!(
+                message.ends_with(&format!("; try '{command} --help'")),
+                "{args:?}: {message}"
+            );
+            assert!(!message.contains('\n'), "{args:?}: {message}");
+        }
+        assert!(error(&[]).starts_with("a command is required"));
+    }
 
     #[test]
     fn folds_clap_errors() {

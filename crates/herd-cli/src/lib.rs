@@ -9,7 +9,9 @@
 //! - [`supervisor`]: the worker pool state machine and the async driver around it;
 //! - [`control`]: the control socket's protocol, server and path handling;
 //! - [`ctl`]: the client commands (`status`, `scale`, `upgrade`, `stop`, `signal`);
-//! - [`exit`]: one-line errors and exit codes.
+//! - [`exit`]: one-line errors and exit codes;
+//! - [`logging`]: herd's own log, never blocking on stderr;
+//! - [`text`]: escaping text from workers before it reaches a terminal.
 
 #![allow(missing_docs)]
 // The Unix supervisor; on Windows the binary is src/windows.rs alone.
@@ -24,3 +26,4 @@ pub mod logging;
 pub mod run;
 pub mod spec;
 pub mod supervisor;
+pub mod text;

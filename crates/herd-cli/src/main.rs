@@ -21,12 +21,23 @@ fn main() -> ExitCode {
 
 #[cfg(unix)]
 fn main() -> ExitCode {
+    let code = run_command();
+    // What is still queued for stderr gets a bounded time to be written: herd never hangs
+    // on a stderr nobody reads.
+    logging::flush();
+    code
+}
+
+#[cfg(unix)]
+fn run_command() -> ExitCode {
     // Before anything opens a file: fds 0-2 exist, and nothing herd inherited can leak into a
     // worker.
     if let Err(e) =
         herd_sys::fd::ensure_std_fds_open().and_then(|()| herd_sys::fd::cloexec_all_above_stdio())
     {
-        eprintln!("herd: error: cannot prepare file descriptors: {e}");
+        logging::line(&format!(
+            "herd: error: cannot prepare file descriptors: {e}"
+        ));
         return ExitCode::from(exit::FAILURE);
     }
     // `herd reexec` checks a new binary by running it in its hidden check mode first.
@@ -38,13 +49,13 @@ fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
-            // --help and --version.
+            // --help and --version; a closed stdout is not worth a word.
             let _ = e.print();
             return ExitCode::from(exit::OK);
         }
         Err(e) => {
-            let line = exit::one_line(&e.render().to_string());
-            eprintln!("herd: error: {line}; try 'herd run --help'");
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            logging::line(&format!("herd: error: {}", exit::usage_error(&e, &args)));
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -63,7 +74,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
-            eprintln!("herd: error: {failure}");
+            logging::line(&format!("herd: error: {failure}"));
             failure.exit_code()
         }
     }

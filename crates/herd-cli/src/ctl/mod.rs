@@ -16,6 +16,7 @@ use crate::command::{resolve_program, ArgTemplate};
 use crate::control::protocol::{Command, ErrorCode, Request, Response, VERSION};
 use crate::exit::Failure;
 use crate::supervisor::status::Status;
+use crate::text::escape;
 
 /// How long a quick command (status, scale, signal) waits for its answer.
 const QUICK: Duration = Duration::from_secs(30);
@@ -31,14 +32,12 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
         cli::Command::Status(args) => {
             let result = request(control, Command::Status, Some(QUICK))?;
             if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&result).unwrap_or_default()
-                );
+                let json = serde_json::to_string_pretty(&result).unwrap_or_default();
+                print(&format!("{json}\n"))?;
             } else {
                 let status: Status = serde_json::from_value(result)
                     .map_err(|e| anyhow!("unexpected status from {}: {e}", control.display()))?;
-                print!("{}", table::render(&status));
+                print(&table::render(&status))?;
             }
         }
         cli::Command::Scale(args) => {
@@ -55,24 +54,24 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
             };
             let result = request(control, command, Some(QUICK))?;
             if min.is_some() {
-                println!(
-                    "autoscaling between {} and {} workers (now {})",
+                print(&format!(
+                    "autoscaling between {} and {} workers (now {})\n",
                     result["min"], result["max"], result["workers"]
-                );
+                ))?;
             } else {
-                println!(
-                    "scaled from {} to {} workers",
+                print(&format!(
+                    "scaled from {} to {} workers\n",
                     result["previous"], result["workers"]
-                );
+                ))?;
             }
         }
         cli::Command::Upgrade(args) => {
             let timeout_ms = Some(args.timeout.as_millis() as u64);
             let result = request(control, Command::Upgrade { timeout_ms }, None)?;
-            println!(
-                "upgraded: every worker now runs generation {}",
+            print(&format!(
+                "upgraded: every worker now runs generation {}\n",
                 result["generation"]
-            );
+            ))?;
         }
         cli::Command::Stop(args) => {
             let grace_ms = args.grace.map(|g| g.as_millis() as u64);
@@ -85,16 +84,16 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
                 },
                 None,
             )?;
-            println!("stopped");
+            print("stopped\n")?;
         }
         cli::Command::Attach(args) => return attach(args, control),
         cli::Command::Reexec => {
             let result = request(control, Command::Reexec, Some(QUICK))?;
-            println!(
-                "re-executed: herd {} runs as pid {}",
-                result["version"].as_str().unwrap_or("?"),
+            print(&format!(
+                "re-executed: herd {} runs as pid {}\n",
+                escape(result["version"].as_str().unwrap_or("?")),
                 result["pid"]
-            );
+            ))?;
         }
         cli::Command::Signal(args) => {
             let signal = args.signal.number().to_string();
@@ -103,10 +102,25 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
                 slot: args.worker,
             };
             let result = request(control, command, Some(QUICK))?;
-            println!("sent {} to {} worker(s)", args.signal, result["signalled"]);
+            print(&format!(
+                "sent {} to {} worker(s)\n",
+                args.signal, result["signalled"]
+            ))?;
         }
     }
     Ok(())
+}
+
+/// Writes `text` to stdout. A reader that went away (`herd status | head -1`) ends the
+/// command quietly, as if everything had been read; any other failure (`> /dev/full`) is an
+/// error.
+fn print(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Runtime(anyhow!("cannot write to stdout: {e}"))),
+    }
 }
 
 /// Refuses a default control directory that another user prepared (a symlink, a directory of
@@ -178,14 +192,20 @@ pub fn request(
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let prefix = match error.code {
-                ErrorCode::UpgradeFailed => "upgrade failed, the old workers keep serving",
-                _ => "herd refused",
+            // The message is herd's, but may quote a worker: no control characters reach
+            // the terminal.
+            let message = escape(&error.message);
+            let line = match error.code {
+                ErrorCode::UpgradeFailed => {
+                    format!("upgrade failed, the old workers keep serving ({code}): {message}")
+                }
+                ErrorCode::Stopping if message.starts_with("herd is stopping") => {
+                    format!("{message} ({code})")
+                }
+                ErrorCode::Stopping => format!("herd is stopping ({code}): {message}"),
+                _ => format!("herd refused ({code}): {message}"),
             };
-            Err(Failure::Runtime(anyhow!(
-                "{prefix} ({code}): {}",
-                error.message
-            )))
+            Err(Failure::Runtime(anyhow!(line)))
         }
         (false, _, None) => Err(Failure::Runtime(anyhow!("herd refused without saying why"))),
     }

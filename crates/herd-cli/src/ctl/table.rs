@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::supervisor::status::Status;
+use crate::text::escape;
 
 /// Renders `status` as a few lines of text.
 pub fn render(status: &Status) -> String {
@@ -15,7 +16,7 @@ pub fn render(status: &Status) -> String {
     let _ = writeln!(
         out,
         "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} workers ready",
-        status.name,
+        escape(&status.name),
         status.pid,
         short(status.uptime_ms),
         status.generation,
@@ -29,10 +30,17 @@ pub fn render(status: &Status) -> String {
                 "last: {} workers {} ago, {}",
                 d["workers"],
                 short(d["ago_ms"].as_u64().unwrap_or(0)),
-                d["reason"].as_str().unwrap_or("")
+                escape(d["reason"].as_str().unwrap_or(""))
             ),
         };
         let _ = writeln!(out, "autoscaling {}..{} ({last})", a["min"], a["max"]);
+    }
+    if status.log_lines_dropped > 0 {
+        let _ = writeln!(
+            out,
+            "herd's log: {} lines lost (its stderr was closed, full or not read)",
+            status.log_lines_dropped
+        );
     }
     let mut rows = vec![[
         "SLOT",
@@ -112,11 +120,17 @@ pub fn render(status: &Status) -> String {
     out
 }
 
+/// Writes `rows` as aligned columns. Every cell is escaped: a worker's `STATUS=` text may hold
+/// control characters that would otherwise reach the operator's terminal.
 fn table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| row.clone().map(|cell| escape(&cell).into_owned()))
+        .collect();
     let widths: Vec<usize> = (0..N)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (c, cell) in row.iter().enumerate() {
             if c + 1 == N {
@@ -145,6 +159,30 @@ fn short(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workers_control_characters_never_reach_the_terminal() {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "pid": 1, "name": "default", "version": "0", "uptime_ms": 0, "generation": 1,
+            "upgrading_to": null, "stopping": false, "desired": 1, "running": 1, "ready": 1,
+            "workers": [{
+                "slot": 0, "pid": 2, "generation": 1, "state": "ready",
+                "stopping_reason": null, "uptime_ms": 5, "restarts": 0, "last_exit": null,
+                "status": "ok\u{1b}[2J\u{1b}]0;owned\u{7}\rfake line\u{9b}31m"
+            }],
+            "waiting": [], "sockets": [], "attached": []
+        }))
+        .unwrap();
+        let table = render(&status);
+        assert!(
+            !table.chars().any(|c| c.is_control() && c != '\n'),
+            "{table:?}"
+        );
+        assert!(
+            table.contains("ok\\x1b[2J\\x1b]0;owned\\x07\\rfake line\\u{9b}31m"),
+            "{table}"
+        );
+    }
 
     #[test]
     fn short_durations() {

@@ -191,6 +191,13 @@ pub fn render(counters: &Counters, snapshot: &Snapshot) -> String {
         "herd's own resident memory",
         gauge(snapshot.rss),
     );
+    let log_lost: Counter = Counter::default();
+    log_lost.inc_by(crate::logging::lines_dropped());
+    registry.register(
+        "herd_log_lines_dropped",
+        "herd's own log lines lost because its stderr was closed, full or not read",
+        log_lost,
+    );
     let mut text = String::new();
     if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
         text = "# cannot encode the metrics\n".to_string();

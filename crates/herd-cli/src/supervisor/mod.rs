@@ -735,6 +735,15 @@ impl Supervisor {
                             );
                             Response::ok(serde_json::json!({ "generation": generation }))
                         }
+                        // A stop abandons the upgrade: nobody keeps serving.
+                        Err(_) if self.pool.is_stopping() => {
+                            tracing::info!("rolling upgrade abandoned: herd is stopping");
+                            Response::error(
+                                ErrorCode::Stopping,
+                                "herd is stopping: the upgrade was abandoned and every worker \
+                                 stops",
+                            )
+                        }
                         Err(why) => {
                             tracing::error!(
                                 "rolling upgrade aborted; the old workers keep serving: {why}"
@@ -1071,7 +1080,7 @@ fn complete_takeover(
             Ok(answer) => tracing::warn!(
                 old = %old.display(),
                 "the old herd answered: {}",
-                String::from_utf8_lossy(&answer).trim()
+                crate::text::escape(String::from_utf8_lossy(&answer).trim())
             ),
             Err(e) => tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}"),
         }
@@ -1369,6 +1378,8 @@ impl Supervisor {
         };
         tracing::info!(exe = %self.exe.display(), "re-executing herd");
         self.service.reloading("re-executing");
+        // The queued log lines would die with this image.
+        crate::logging::flush();
         let error = reexec::exec(&self.exe, &state, &keep);
         if self.service.ready_sent() {
             self.service

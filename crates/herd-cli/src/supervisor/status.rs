@@ -49,6 +49,9 @@ pub struct Status {
     /// ago_ms}}`), or null.
     #[serde(default)]
     pub autoscale: Option<serde_json::Value>,
+    /// herd's own log lines lost because its stderr was closed, full or not read.
+    #[serde(default)]
+    pub log_lines_dropped: u64,
 }
 
 /// A process started by `herd attach`.
@@ -235,5 +238,6 @@ pub fn snapshot(
             })
             .collect(),
         autoscale: None,
+        log_lines_dropped: crate::logging::lines_dropped(),
     }
 }

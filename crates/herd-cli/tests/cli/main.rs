@@ -10,6 +10,7 @@ mod errors;
 mod faults;
 mod handoff;
 mod interop;
+mod output;
 mod privileges;
 mod reexec;
 mod run;

@@ -1,0 +1,199 @@
+//! A bounded, lossy queue in front of a blocking writer (herd's stderr), drained by a thread of
+//! its own, in the manner of `tracing-appender`'s non-blocking writer.
+//!
+//! [`Sink::push`] never blocks and never fails: when the queue is full (nobody reads the
+//! pipe) the line is dropped and counted; when a write fails (the pipe is closed, the disk is
+//! full) the line is counted as lost. Either way herd goes on. The first line that gets
+//! through again is followed by a report of how many were lost, and [`Sink::lost`] is the
+//! running total, for the metrics and `herd status`.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Called by the writer thread, with nothing locked, when `n` lost lines are to be reported.
+pub type Report = Box<dyn Fn(u64) + Send + Sync>;
+
+/// The queue and its writer thread.
+pub struct Sink {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a line is queued.
+    queued: Condvar,
+    /// Signalled when the writer has written (or given up on) everything queued.
+    drained: Condvar,
+    /// Lines lost since the start: dropped on a full queue or failed to write.
+    lost: AtomicU64,
+    /// The most bytes the queue holds.
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct State {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    /// Lines dropped since the last queued one, to report in their place.
+    gap: u64,
+    /// Whether the writer holds a line it has not finished writing.
+    writing: bool,
+}
+
+enum Entry {
+    Line(Vec<u8>),
+    /// `n` lines were dropped here because the queue was full.
+    Gap(u64),
+}
+
+thread_local! {
+    /// Set on a sink's writer thread: lines it logs itself (its reports) go first in line.
+    static WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+impl Sink {
+    /// Starts a writer thread that writes each queued line to `out`, holding at most
+    /// `capacity` bytes; `report` is called there with the number of lines just lost.
+    pub fn start(
+        out: impl Write + Send + 'static,
+        capacity: usize,
+        report: Report,
+    ) -> io::Result<Sink> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            queued: Condvar::new(),
+            drained: Condvar::new(),
+            lost: AtomicU64::new(0),
+            capacity,
+        });
+        let writer = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("herd-log".into())
+            .spawn(move || writer.run(out, &report))?;
+        Ok(Sink { shared })
+    }
+
+    /// Queues one line (or drops and counts it if the queue is full). Never blocks on the
+    /// writer.
+    pub fn push(&self, line: &[u8]) {
+        let mut state = self.shared.lock();
+        let front = WRITER.with(std::cell::Cell::get);
+        if !front && state.bytes + line.len() > self.shared.capacity {
+            state.gap += 1;
+            self.shared.lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        state.bytes += line.len();
+        if front {
+            state.entries.push_front(Entry::Line(line.to_vec()));
+        } else {
+            let gap = std::mem::take(&mut state.gap);
+            if gap > 0 {
+                state.entries.push_back(Entry::Gap(gap));
+            }
+            state.entries.push_back(Entry::Line(line.to_vec()));
+        }
+        drop(state);
+        self.shared.queued.notify_one();
+    }
+
+    /// Waits until every queued line is written, or until `timeout` has passed (the reader
+    /// is stuck); whether everything was written.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        loop {
+            if state.entries.is_empty() && !state.writing {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = match self.shared.drained.wait_timeout(state, deadline - now) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    /// Lines lost since the start.
+    pub fn lost(&self) -> u64 {
+        self.shared.lost.load(Ordering::Relaxed)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something did, the queue is still sound.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The writer thread: one line at a time, nothing locked while writing.
+    fn run(&self, mut out: impl Write, report: &Report) {
+        WRITER.with(|w| w.set(true));
+        // Lines that failed to write since the last one that got through.
+        let mut failed = 0u64;
+        loop {
+            let entry = {
+                let mut state = self.lock();
+                state.writing = false;
+                while state.entries.is_empty() {
+                    self.drained.notify_all();
+                    state = match self.queued.wait(state) {
+                        Ok(state) => state,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                }
+                state.writing = true;
+                let entry = state.entries.pop_front();
+                if let Some(Entry::Line(line)) = &entry {
+                    state.bytes -= line.len();
+                }
+                entry
+            };
+            match entry {
+                Some(Entry::Gap(n)) => report(n),
+                Some(Entry::Line(line)) => {
+                    if write_line(&mut out, &line).is_ok() {
+                        if failed > 0 {
+                            report(std::mem::take(&mut failed));
+                        }
+                    } else {
+                        failed += 1;
+                        self.lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Writes all of `line`, waiting out `EINTR` and `EAGAIN` (a non-blocking stderr shared with
+/// another process) as a blocking write would; any other error loses the line.
+fn write_line(out: &mut impl Write, mut line: &[u8]) -> io::Result<()> {
+    let mut pause = Duration::from_millis(1);
+    while !line.is_empty() {
+        match out.write(line) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                line = &line[n..];
+                pause = Duration::from_millis(1);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+use super::*;
+
+/// A pipe whose reader can go away (`closed`) or stop reading (`stuck`).
+#[derive(Clone, Default)]
+struct Pipe(Arc<(Mutex<PipeState>, Condvar)>);
+
+#[derive(Default)]
+struct PipeState {
+    written: Vec<u8>,
+    closed: bool,
+    stuck: bool,
+}
+
+impl Pipe {
+    fn set(&self, change: impl FnOnce(&mut PipeState)) {
+        change(&mut self.0 .0.lock().unwrap());
+        self.0 .1.notify_all();
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8(self.0 .0.lock().unwrap().written.clone()).unwrap()
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut state = self.0 .0.lock().unwrap();
+        while state.stuck {
+            state = self.0 .1.wait(state).unwrap();
+        }
+        if state.closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        // A short write, to exercise the rest of the line being written after it.
+        let n = buf.len().min(3);
+        state.written.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Each report: how many lines were lost, and what had been written when it came.
+type Reports = Arc<Mutex<Vec<(u64, String)>>>;
+
+/// A sink on `pipe` whose reports are recorded.
+fn sink(pipe: &Pipe, capacity: usize) -> (Sink, Reports) {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let (seen, out) = (Arc::clone(&reports), pipe.clone());
+    let sink = Sink::start(
+        pipe.clone(),
+        capacity,
+        Box::new(move |n| seen.lock().unwrap().push((n, out.text()))),
+    )
+    .unwrap();
+    (sink, reports)
+}
+
+const LONG: Duration = Duration::from_secs(20);
+
+#[test]
+fn lines_are_written_in_order() {
+    let pipe = Pipe::default();
+    let (sink, reports) = sink(&pipe, 1 << 20);
+    for i in 0..100 {
+        sink.push(format!("line {i}\n").as_bytes());
+    }
+    assert!(sink.flush(LONG));
+    let expected: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(pipe.text(), expected);
+    assert_eq!(sink.lost(), 0);
+    assert!(reports.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_closed_reader_loses_lines_that_are_counted_and_reported_when_writing_works_again() {
+    let pipe = Pipe::default();
+    let (sink, reports) = sink(&pipe, 1 << 20);
+    sink.push(b"before\n");
+    assert!(sink.flush(LONG));
+    pipe.set(|p| p.closed = true);
+    for _ in 0..5 {
+        sink.push(b"lost\n");
+    }
+    assert!(sink.flush(LONG), "a failing write must not stall the queue");
+    assert_eq!(sink.lost(), 5);
+    assert!(reports.lock().unwrap().is_empty(), "nothing works yet");
+    pipe.set(|p| p.closed = false);
+    sink.push(b"after\n");
+    assert!(sink.flush(LONG));
+    assert_eq!(pipe.text(), "before\nafter\n");
+    assert_eq!(
+        *reports.lock().unwrap(),
+        [(5, "before\nafter\n".to_string())]
+    );
+}
+
+#[test]
+fn a_stuck_reader_never_blocks_push_and_the_overflow_is_counted_in_place() {
+    let pipe = Pipe::default();
+    let (sink, reports) = sink(&pipe, 20);
+    pipe.set(|p| p.stuck = true);
+    let sink = Arc::new(sink);
+    let (done, finished) = std::sync::mpsc::channel();
+    let pusher = Arc::clone(&sink);
+    std::thread::spawn(move || {
+        for i in 0..1000 {
+            pusher.push(format!("{i:04}\n").as_bytes());
+        }
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(LONG)
+        .expect("push blocked on a stuck reader");
+    assert!(
+        !sink.flush(Duration::from_millis(50)),
+        "nothing can be written"
+    );
+    // 20 bytes hold 4 lines, and the writer holds one more at most.
+    let lost = sink.lost();
+    assert!((995..=996).contains(&lost), "lost {lost}");
+    pipe.set(|p| p.stuck = false);
+    assert!(sink.flush(LONG));
+    sink.push(b"next\n");
+    assert!(sink.flush(LONG));
+    let written = pipe.text();
+    assert!(written.starts_with("0000\n0001\n0002\n0003\n"), "{written}");
+    assert!(written.ends_with("\nnext\n"), "{written}");
+    // One report per run of lost lines (two if the writer freed room in the middle of them),
+    // each made before the line that follows the loss.
+    let reports = reports.lock().unwrap();
+    assert!((1..=2).contains(&reports.len()), "{reports:?}");
+    assert_eq!(reports.iter().map(|r| r.0).sum::<u64>(), lost);
+    assert!(reports.iter().all(|(_, before)| !before.contains("next")));
+    assert_eq!(written.lines().count() as u64 + lost, 1001);
+}
+
+#[test]
+fn a_stuck_reader_bounds_flush() {
+    let pipe = Pipe::default();
+    let (sink, _) = sink(&pipe, 1 << 20);
+    pipe.set(|p| p.stuck = true);
+    sink.push(b"waiting\n");
+    let start = Instant::now();
+    assert!(!sink.flush(Duration::from_millis(100)));
+    assert!(start.elapsed() < LONG);
+    pipe.set(|p| p.stuck = false);
+    assert!(sink.flush(LONG));
+    assert_eq!(pipe.text(), "waiting\n");
+}
