@@ -257,6 +257,8 @@ fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
     // fd 10, say) are set aside, and put back only if the exec fails. execve, as `herd run`
     // starts its workers: no shell fallback for a file the system cannot execute (std's exec
     // is execvp, which would run it through /bin/sh).
+    // The log queue dies with this program.
+    crate::logging::flush();
     let mut executed = false;
     let fds = fetched.into_iter().map(|f| f.fd).collect();
     let error = herd_sys::fd::exec_with_listen_fds(fds, || {
