@@ -262,7 +262,7 @@ pub fn answer_if_asked() -> Option<u8> {
     let separator = args.next();
     let rest: Vec<OsString> = args.collect();
     let fail = |code: u8, why: String| {
-        eprintln!("herd: error: {why}");
+        crate::logging::line(&format!("herd: error: {why}"));
         Some(code)
     };
     if separator.as_deref() != Some("--".as_ref()) {
@@ -285,11 +285,18 @@ pub fn answer_if_asked() -> Option<u8> {
         <crate::cli::Cli as clap::Parser>::try_parse_from(std::iter::once(program).chain(rest));
     match parsed {
         Ok(cli) if matches!(cli.command, crate::cli::Command::Run(_)) => {
-            println!(
-                "{ANSWER} state={STATE_VERSION} version={}",
+            // An answer that cannot be written is a failed check, not a panic.
+            let answer = format!(
+                "{ANSWER} state={STATE_VERSION} version={}\n",
                 env!("CARGO_PKG_VERSION")
             );
-            Some(exit::OK)
+            let mut out = std::io::stdout();
+            match std::io::Write::write_all(&mut out, answer.as_bytes())
+                .and_then(|()| std::io::Write::flush(&mut out))
+            {
+                Ok(()) => Some(exit::OK),
+                Err(_) => Some(exit::FAILURE),
+            }
         }
         Ok(_) => fail(
             exit::USAGE,
