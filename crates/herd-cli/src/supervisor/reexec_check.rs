@@ -214,7 +214,11 @@ pub fn verdict(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<Strin
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
-        .map(|l| format!(" ({})", crate::exit::one_line(l.trim())))
+        .map(|l| {
+            // What a foreign binary printed: no control characters reach a log or a terminal.
+            let said = crate::exit::one_line(l.trim());
+            format!(" ({})", crate::text::escape(&said))
+        })
         .unwrap_or_default();
     if !status.success() {
         let how = describe_exit(status);
@@ -247,7 +251,7 @@ pub fn verdict(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<Strin
             state.unwrap_or("(none)")
         ));
     }
-    Ok(answer.trim().to_string())
+    Ok(crate::text::escape(answer.trim()).into_owned())
 }
 
 /// The check mode, when this process was started as `herd __reexec-check VERSION -- ARGS...`:
@@ -332,6 +336,13 @@ mod tests {
         assert!(
             failed.contains("exit code 3") && failed.contains("(no such option)"),
             "{failed}"
+        );
+
+        let hostile = verdict(exited(3), b"", b"\x1b[2J\x1b]0;owned\x07\rgone\n").unwrap_err();
+        assert!(
+            hostile.contains("(\\x1b[2J\\x1b]0;owned\\x07\\rgone)")
+                && !hostile.chars().any(char::is_control),
+            "{hostile}"
         );
 
         let silent = verdict(exited(0), b"hello\n", b"").unwrap_err();
