@@ -22,6 +22,7 @@ pub mod command;
 pub mod control;
 pub mod ctl;
 pub mod exit;
+pub mod fdlimit;
 pub mod logging;
 pub mod run;
 pub mod spec;

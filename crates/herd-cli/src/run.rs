@@ -21,6 +21,8 @@ use herd::backoff::BackoffPolicy;
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket.
 pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
+    // Connections to herd's endpoints must never take the fds supervision needs.
+    crate::fdlimit::raise();
     if let Some(restored) = reexec::take()? {
         return resume(args, name, restored);
     }
@@ -239,6 +241,16 @@ fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
     if let Some(n) = args.nofile {
         limits.push((libc::RLIMIT_NOFILE as i32, n, n));
         limit_names.push(format!("--nofile {n}"));
+    }
+    // herd raised its own open-file limit; workers get the one it was started with.
+    let nofile = libc::RLIMIT_NOFILE as i32;
+    if let Some((soft, hard)) = crate::fdlimit::original() {
+        if !limits.iter().any(|l| l.0 == nofile) {
+            limits.push((nofile, soft, hard));
+            limit_names.push(format!(
+                "nofile={soft}:{hard} (the limit herd was started with)"
+            ));
+        }
     }
     Ok(WorkerOptions {
         credentials,

@@ -640,6 +640,29 @@ pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
     Ok((!result.is_null()).then_some(grp.gr_gid))
 }
 
+/// This process's open-file limit, `(soft, hard)` (`getrlimit(RLIMIT_NOFILE)`).
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    // SAFETY: getrlimit writes into the zeroed struct we own.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
+}
+
+/// Sets this process's open-file limit (`setrlimit(RLIMIT_NOFILE)`).
+pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

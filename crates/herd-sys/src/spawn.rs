@@ -28,8 +28,11 @@ use crate::process::{max_signal, wait_for, Signal};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Stage {
-    /// Creating the status pipe or forking, in the parent.
+    /// Forking, in the parent.
     Fork,
+    /// Creating or reading the pipe on which the child reports how far it got, in the
+    /// parent (`EMFILE` there means the parent is out of fds, not that it cannot fork).
+    Pipe,
     /// `setpgid` in the child.
     ProcessGroup,
     /// Resetting the signal mask in the child.
@@ -77,6 +80,13 @@ impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.stage {
             Stage::Fork => "cannot fork",
+            Stage::Pipe => match self.error.raw_os_error() {
+                Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                    "herd is out of file descriptors: cannot create a pipe to start the worker \
+                     (look for what holds herd's fds: ls -l /proc/HERD_PID/fd)"
+                }
+                _ => "cannot create the pipe to start the worker",
+            },
             Stage::ProcessGroup => "cannot create a process group",
             Stage::Signals => "cannot reset the signal mask",
             Stage::Fds => "cannot place the inherited sockets",
@@ -277,7 +287,12 @@ impl ExecPlan {
             .collect();
         let sources: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
         let mut moved: Vec<RawFd> = vec![-1; sources.len()];
-        let (status_read, status_write) = cloexec_pipe().map_err(fork_err)?;
+        let pipe_err = |error| SpawnError {
+            stage: Stage::Pipe,
+            error,
+            limit: None,
+        };
+        let (status_read, status_write) = cloexec_pipe().map_err(pipe_err)?;
 
         // SAFETY: zeroed sigset_t/sigaction are valid inputs to sigemptyset; SIG_DFL is a valid
         // disposition.
@@ -341,7 +356,7 @@ impl ExecPlan {
             }
             Err(error) => {
                 let _ = wait_for(pid);
-                Err(fork_err(error))
+                Err(pipe_err(error))
             }
         }
     }

@@ -6,6 +6,7 @@
 //! task, so the endpoint never blocks the supervisor.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Counters the supervisor bumps as things happen; gauges are set when rendering.
 #[derive(Default)]
@@ -208,15 +209,31 @@ pub fn render(counters: &Counters, snapshot: &Snapshot) -> String {
 /// A scrape waiting for the supervisor's rendering.
 pub type Scrape = oneshot::Sender<String>;
 
-/// Serves `GET /metrics` on `listener`, asking the supervisor through `scrapes`.
+/// The most scrapes served at once (fewer when herd has few fds: see
+/// [`fdlimit::connection_cap`](crate::fdlimit::connection_cap)).
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Serves `GET /metrics` on `listener`, asking the supervisor through `scrapes`. At most
+/// [`MAX_CONNECTIONS`] connections are open at once; the next ones wait in the kernel's accept
+/// queue, where they cost herd no fd, so a crowd of idle clients can delay scrapes but never
+/// take the fds that supervision and the control socket need.
 pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
+    let soft = herd_sys::process::nofile_limit().map_or(1024, |(soft, _)| soft);
+    let slots = Arc::new(Semaphore::new(crate::fdlimit::connection_cap(
+        soft,
+        MAX_CONNECTIONS,
+    )));
     loop {
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let Ok((mut stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let scrapes = scrapes.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let answer = async {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];

@@ -210,7 +210,10 @@ fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Resul
         herd_sys::fd::set_cloexec(*fd, false)?;
     }
     herd_sys::process::block_signals(&HELD)?;
+    // The new image starts from the limit herd was started with, and raises it again.
+    let limit = crate::fdlimit::lower_for_exec();
     let error = plan.exec_in_place();
+    drop(limit);
     // Still here: the exec failed. Undo everything.
     let _ = herd_sys::process::unblock_signals(&HELD);
     for fd in &survivors {

@@ -362,6 +362,20 @@ fn running_out_of_fds_is_survived() {
             .unwrap_or("")
             .starts_with("control socket: accept failed")
     });
+    // A worker killed now cannot be restarted yet; the log says why, not "cannot fork".
+    let victim = herd.started(2)[0].1;
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let failure = herd.wait_event("the failed restart", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cannot start worker"))
+    });
+    let message = failure["message"].as_str().unwrap();
+    assert!(
+        message.contains("herd is out of file descriptors") && !message.contains("cannot fork"),
+        "{message}"
+    );
     // It backs off (100 ms) instead of spinning, and keeps its workers.
     std::thread::sleep(Duration::from_millis(500));
     let warnings = herd
@@ -384,7 +398,124 @@ fn running_out_of_fds_is_survived() {
             .success()
             .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
     });
-    assert_eq!(status["running"], 2);
+    assert!(status["running"].as_u64().unwrap() >= 1, "{status}");
+    // The killed worker's slot is refilled once fds are free again.
+    herd.wait_events("the restart", 3, is_start);
+    wait_status(&herd, "2 running workers", |s| s["running"] == 2);
+}
+
+#[test]
+fn metrics_clients_cannot_starve_supervision() {
+    // herd with 128 fds (soft = hard: nothing to raise), then 300 idle clients on --metrics.
+    let herd = Herd::start_with(|_| {
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg("--nofile=128:128").arg(HERD).args([
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "2",
+            "--metrics",
+            "127.0.0.1:0",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    let victim = herd.started(2)[0].1;
+    let metrics = herd.wait_event("the metrics endpoint", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("metrics at"))
+    })["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    herd.status();
+    let before = open_fds(herd.pid()).len();
+    let held: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(&metrics).ok())
+        .collect();
+    assert!(held.len() >= 200, "only {} connections", held.len());
+    // herd takes a few (an eighth of its fds), and leaves the rest in the kernel's queue.
+    let cap = 128 / 8;
+    wait_until("herd to take its share of the connections", || {
+        (open_fds(herd.pid()).len() >= before + cap).then_some(())
+    });
+    // Supervision goes on: a killed worker is restarted, the control socket answers.
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_events("the restart", 3, is_start);
+    let status = herd.status();
+    assert_eq!(status["workers"].as_array().unwrap().len(), 2, "{status}");
+    let open = open_fds(herd.pid()).len();
+    assert!(
+        open <= before + cap + 4,
+        "herd holds {open} fds, {before} before the clients came"
+    );
+    drop(held);
+    // Once they are gone, scrapes are served again.
+    let text = wait_until("a scrape", || get(&metrics, "/metrics").ok());
+    assert!(text.contains("herd_workers_running 2"), "{text}");
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn herd_raises_its_fd_limit_and_workers_keep_theirs() {
+    let herd = Herd::start_with(|_| {
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg("--nofile=256:4096").arg(HERD).args([
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "1",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    let worker = herd.started(1)[0].1;
+    let limit = |pid: u32| {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let numbers: Vec<String> = line
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .map(String::from)
+            .collect();
+        numbers.join(":")
+    };
+    assert_eq!(
+        limit(herd.pid()),
+        "4096:4096",
+        "herd raised its own soft limit"
+    );
+    assert_eq!(
+        limit(worker),
+        "256:4096",
+        "the worker keeps the one herd was started with"
+    );
+    // The same after a re-exec: the new image starts from the original limit.
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(limit(herd.pid()), "4096:4096");
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    let next = herd.started(2)[1].1;
+    assert_eq!(limit(next), "256:4096");
 }
 
 #[test]
