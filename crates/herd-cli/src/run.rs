@@ -225,7 +225,7 @@ fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
     let credentials = match &args.user {
         None => None,
         Some(user) => {
-            Some(crate::command::credentials(user, args.group.as_deref()).map_err(Failure::Usage)?)
+            crate::command::credentials(user, args.group.as_deref()).map_err(Failure::Usage)?
         }
     };
     let chdir = match &args.chdir {

@@ -6,8 +6,12 @@ use herd_sys::process::{lookup_group, lookup_user};
 
 /// The uid, gid and groups of `--user USER [--group GROUP]`. USER is a name or a uid; a uid
 /// that the user database does not know is accepted with `--group` (it has no primary group
-/// to default to).
-pub fn credentials(user: &str, group: Option<&str>) -> Result<(u32, u32, Vec<u32>), String> {
+/// to default to). `None` when herd is not root and USER is herd's own user: the workers are
+/// that user already, and only root may change groups.
+pub fn credentials(
+    user: &str,
+    group: Option<&str>,
+) -> Result<Option<(u32, u32, Vec<u32>)>, String> {
     let known = lookup_user(user).map_err(|e| format!("cannot look up --user {user}: {e}"))?;
     let gid = match group {
         None => None,
@@ -37,16 +41,19 @@ pub fn credentials(user: &str, group: Option<&str>) -> Result<(u32, u32, Vec<u32
         }
     };
     let euid = herd_sys::process::effective_uid();
-    if euid != 0 && uid != euid {
-        return Err(format!(
-            "--user {user} needs herd to run as root (it runs as uid {euid})"
-        ));
+    if euid != 0 {
+        if uid != euid {
+            return Err(format!(
+                "--user {user} needs herd to run as root (it runs as uid {euid})"
+            ));
+        }
+        return Ok(None);
     }
     let gid = gid.unwrap_or(primary);
     if !groups.contains(&gid) {
         groups.push(gid);
     }
-    Ok((uid, gid, groups))
+    Ok(Some((uid, gid, groups)))
 }
 
 /// `--chdir DIR`, checked and made absolute (not resolved: a symlink such as `current` is
@@ -101,9 +108,9 @@ mod tests {
         if herd_sys::process::effective_uid() == 0 {
             assert_eq!(
                 credentials("4000000", Some("4000001")).unwrap(),
-                (4000000, 4000001, vec![4000001])
+                Some((4000000, 4000001, vec![4000001]))
             );
-            assert_eq!(credentials("0", None).unwrap().0, 0);
+            assert_eq!(credentials("0", None).unwrap().map(|c| c.0), Some(0));
         }
     }
 }

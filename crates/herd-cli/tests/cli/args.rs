@@ -600,3 +600,33 @@ fn a_worker_that_cannot_start_names_the_setting() {
         "{failed}"
     );
 }
+
+#[test]
+fn an_unprivileged_herd_may_name_its_own_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run herd as another user");
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let herd = Herd::start_with(|dir| {
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "1",
+            "--user",
+            "nobody",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ])
+        .uid(65534)
+        .gid(65534);
+        cmd
+    });
+    let pid = herd.started(1)[0].1;
+    assert!(status_field(pid, "Uid").starts_with("65534\t"));
+}
