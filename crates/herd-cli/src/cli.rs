@@ -651,7 +651,8 @@ Templates in COMMAND and ARGS:
 Supervision:
   A worker that exits is restarted in its slot: at once after a healthy run (10s or more), with
   exponential backoff (100ms doubling up to 30s) when it keeps failing. A command that cannot be
-  executed makes herd fail at once.
+  executed makes herd fail at once. What an exited worker leaves in its process group gets
+  --stop-signal, then SIGKILL after --grace; a stop waits for it.
 
 Readiness and the control socket:
   Workers get NOTIFY_SOCKET (sd_notify: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1) and

@@ -178,6 +178,111 @@ pub fn reap_any() -> io::Result<Option<(u32, ExitStatus)>> {
     }
 }
 
+/// How the child `pid` exited, if it has, *without reaping it*
+/// (`waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`): it stays a zombie, so its pid, and the
+/// id of the process group it leads, cannot be reused until [`reap`] collects it. Off Linux
+/// this reaps at once (no pinning).
+pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let id = to_pid(pid)? as libc::id_t;
+        loop {
+            // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into the one we own.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: waitid takes plain integers and the siginfo_t above.
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    id,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            if rc < 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(err);
+            }
+            // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed: no child changed).
+            let (from, status) = unsafe { (info.si_pid(), info.si_status()) };
+            if from == 0 {
+                return Ok(None);
+            }
+            let raw = match info.si_code {
+                libc::CLD_EXITED => (status & 0xff) << 8,
+                libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+                _ => status & 0x7f,
+            };
+            return Ok(Some(ExitStatus::from_raw(raw)));
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        reap(pid)
+    }
+}
+
+/// Reaps the child `pid` if it has exited (`waitpid(pid, WNOHANG)`); `Ok(None)` if it runs.
+pub fn reap(pid: u32) -> io::Result<Option<ExitStatus>> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the status into a c_int we own.
+        let rc = unsafe { libc::waitpid(to_pid(pid)?, &mut status, libc::WNOHANG) };
+        match rc {
+            0 => return Ok(None),
+            p if p > 0 => return Ok(Some(ExitStatus::from_raw(status))),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::EINTR) {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
+/// Reaps one exited child of this process's own process group (`waitpid(0, WNOHANG)`):
+/// children that are not workers (workers lead groups of their own). `Ok(None)` when none has
+/// exited.
+pub fn reap_own_group() -> io::Result<Option<(u32, ExitStatus)>> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: waitpid writes the status into a c_int we own.
+        let pid = unsafe { libc::waitpid(0, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => return Ok(None),
+            p if p > 0 => return Ok(Some((p as u32, ExitStatus::from_raw(status)))),
+            _ => {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    Some(libc::ECHILD) => return Ok(None),
+                    Some(libc::EINTR) => continue,
+                    _ => return Err(err),
+                }
+            }
+        }
+    }
+}
+
+/// The live (not zombie) processes of process group `pgid`, other than `pgid` itself
+/// (`/proc/*/stat`, Linux; none elsewhere). Exact only while the group's id cannot be reused:
+/// while its leader is alive or an unreaped zombie.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let entries = match std::fs::read_dir("/proc") {
+        Ok(entries) => entries,
+        Err(_) => return Vec::new(),
+    };
+    let wanted = pgid.to_string();
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != pgid)
+        .filter(|&pid| stat_fields(pid, &[3, 5]).map_or(false, |f| f[0] != "Z" && f[1] == wanted))
+        .collect()
+}
+
 /// Waits for the child `pid` to exit (`waitpid(pid, 0)`), retrying on `EINTR`.
 pub fn wait_for(pid: u32) -> io::Result<ExitStatus> {
     let mut status: libc::c_int = 0;
@@ -265,6 +370,15 @@ pub fn ticks_per_second() -> u64 {
 }
 
 /// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
+/// Fields `ns` (numbered from 1, each at least 3) of `/proc/PID/stat`, read at once.
+fn stat_fields(pid: u32, ns: &[usize]) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    ns.iter()
+        .map(|&n| rest.get(n.checked_sub(3)?).map(|f| f.to_string()))
+        .collect()
+}
+
 fn stat_field(pid: u32, n: usize) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: the rest starts after
@@ -764,6 +878,51 @@ mod tests {
         }
         let err = group_list(|_, _| -1).unwrap_err();
         assert!(err.to_string().contains("more than 65536 groups"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::zombie_processes)] // reaped by `reap`, the function under test
+    fn an_exited_leader_is_held_while_its_group_has_members() {
+        use std::os::unix::process::CommandExt;
+        // A group leader that leaves a child behind and exits 3.
+        let mut command = std::process::Command::new("sh");
+        command
+            .args(["-c", "sleep 30 >/dev/null & echo $! ; exit 3"])
+            .stdout(std::process::Stdio::piped());
+        // SAFETY: setpgid is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(|| match libc::setpgid(0, 0) {
+                0 => Ok(()),
+                _ => Err(io::Error::last_os_error()),
+            })
+        };
+        let child = command.spawn().unwrap();
+        let pid = child.id();
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut out).unwrap();
+        let sleeper: u32 = out.trim().parse().unwrap();
+        let status = loop {
+            if let Some(status) = peek_exit(pid).unwrap() {
+                break status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(status.code(), Some(3));
+        assert_eq!(
+            peek_exit(pid).unwrap().unwrap().code(),
+            Some(3),
+            "not reaped"
+        );
+        assert_eq!(stat_field(pid, 3).as_deref(), Some("Z"));
+        assert_eq!(group_members(pid), [sleeper]);
+        signal_group(pid, Signal::KILL).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !group_members(pid).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the sleeper survived");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(reap(pid).unwrap().unwrap().code(), Some(3));
+        assert!(reap(pid).is_err(), "reaped once");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod autoscale;
 pub mod balance;
+pub mod leftovers;
 pub mod metrics;
 pub mod notify;
 pub mod pool;
@@ -110,6 +111,8 @@ pub struct Supervisor {
     drains: balance::Drains,
     /// Makes shared sockets that a worker shut down listen again.
     relisten: relisten::Guard,
+    /// Process groups of exited workers that still have processes in them.
+    leftovers: leftovers::Leftovers,
 }
 
 /// A process that fetched the sockets with `herd attach`: not a child, not supervised, but
@@ -151,6 +154,8 @@ enum Event {
     Control(ControlRequest),
     Notify,
     Timer,
+    /// Time to look at the process groups exited workers left.
+    Leftovers,
 }
 
 impl Supervisor {
@@ -189,6 +194,7 @@ impl Supervisor {
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             drains: balance::Drains::default(),
             relisten: relisten::Guard::default(),
+            leftovers: leftovers::Leftovers::default(),
         })
     }
 
@@ -259,10 +265,13 @@ impl Supervisor {
         drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut socket_check = tokio::time::interval(relisten::CHECK_EVERY);
         socket_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leftover_check = tokio::time::interval(leftovers::CHECK_EVERY);
+        leftover_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
-        while !self.pool.is_stopped() {
+        // A stop is over when every worker, and what each left in its process group, is gone.
+        while !self.pool.is_stopped() || !self.leftovers.is_empty() {
             let deadline = self.pool.next_deadline();
             let sleep = tokio::time::sleep_until(
                 deadline.map_or_else(far_future, tokio::time::Instant::from_std),
@@ -289,10 +298,12 @@ impl Supervisor {
                                 _ = attached_check.tick(), if !self.attached.is_empty() => Event::CheckAttached,
                 _ = drain_check.tick(), if !self.drains.is_empty() => Event::Timer,
                 _ = socket_check.tick() => Event::CheckSockets,
+                _ = leftover_check.tick(), if !self.leftovers.is_empty() => Event::Leftovers,
             };
             match event {
                 Event::Child => self.reap(),
                 Event::CheckSockets => self.check_sockets(),
+                Event::Leftovers => self.leftovers.check(&mut leftovers::System, Instant::now()),
                 Event::Autoscale => self.autoscale_tick(false),
                 // A burst need not wait for the next sample: a queue long enough to scale up
                 // on is acted on at once (the policy's cooldown still applies).
@@ -431,8 +442,15 @@ impl Supervisor {
                 tracing::warn!(pid = a.pid, "cannot send {signal} to attached worker: {e}");
             }
         }
-        let actions = self.pool.stop(graceful, Some(grace), Instant::now());
+        let now = Instant::now();
+        let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
+        let deadline = match graceful {
+            true => now.checked_add(grace).unwrap_or(now),
+            false => now,
+        };
+        self.leftovers.stop(deadline);
+        self.leftovers.check(&mut leftovers::System, now);
     }
 
     fn upgrade(
@@ -800,6 +818,7 @@ impl Supervisor {
                         "worker started in a slot that was not free; killing it"
                     );
                     let _ = process::signal_group(pid, Signal::KILL);
+                    self.leftovers.abandon(pid, slot, now);
                 }
                 Vec::new()
             }
@@ -824,92 +843,130 @@ impl Supervisor {
         }
     }
 
+    /// Collects exited children. Workers are looked at one by one, without reaping them: one
+    /// whose process group still has processes stays a zombie, holding the group's id, until
+    /// they are gone (see [`leftovers`]). Other children (re-exec checks, in herd's own
+    /// process group) are reaped.
     fn reap(&mut self) {
+        let pids: Vec<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
+        for pid in pids {
+            let status = match process::peek_exit(pid) {
+                Ok(Some(status)) => status,
+                Ok(None) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    tracing::error!(pid, "worker {pid} is no longer herd's child; forgetting it");
+                    ExitStatus::from_raw(0)
+                }
+                Err(e) => {
+                    tracing::error!(pid, "cannot wait for worker {pid}: {e}");
+                    continue;
+                }
+            };
+            let Some((slot, state)) = self.pool.worker(pid).map(|w| (w.slot, w.state)) else {
+                continue;
+            };
+            self.worker_exited(pid, status);
+            let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
+            let now = Instant::now();
+            self.leftovers.exited(
+                &mut leftovers::System,
+                pid,
+                slot,
+                Some(state),
+                stop_signal,
+                grace,
+                now,
+            );
+        }
         loop {
-            let (pid, status) = match process::reap_any() {
-                Ok(Some(reaped)) => reaped,
+            match process::reap_own_group() {
+                Ok(Some((pid, status))) => {
+                    if !self.reexec_children.exited(pid, status) {
+                        tracing::debug!(pid, "reaped a process that was not a worker");
+                    }
+                }
                 Ok(None) => return,
                 Err(e) => {
                     tracing::error!("waitpid failed: {e}");
                     return;
                 }
-            };
-            if self.reexec_children.exited(pid, status) {
-                continue;
             }
-            self.announced_ready.remove(&pid);
-            let Some((exit, actions)) = self.pool.exited(pid, status, Instant::now()) else {
-                tracing::debug!(pid, "reaped a process that was not a worker");
-                continue;
-            };
-            // A worker that shut the shared socket down on its way out: repair it before the
-            // others fail on it (and name the worker).
-            let clean = status.success() || exit.stopped_for.is_some();
-            self.relisten
-                .worker_exited(exit.slot, pid, clean, Instant::now());
-            self.check_sockets();
-            let cause = if exit.stopped_for.is_some() {
-                "stopped"
-            } else if status.code().is_some() {
-                "exit"
-            } else {
-                "signal"
-            };
-            self.counters
-                .exits
-                .get_or_create(&metrics::ExitLabel {
-                    cause: cause.to_string(),
-                })
-                .inc();
-            if exit.restart_in.is_some() {
-                self.counters.restarts.inc();
-            }
-            let how = describe_exit(status);
-            if self.takeover.is_some()
-                && !exit.was_available
-                && exit.stopped_for != Some(Reason::Shutdown)
-            {
-                let when = if exit.was_ready {
-                    "within --min-ready of becoming ready"
-                } else {
-                    "before it was ready"
-                };
-                let why = format!("worker {} (pid {pid}) exited {when}: {how}", exit.slot);
-                self.takeover_failure.get_or_insert(why);
-            }
-            let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
-            let (slot, generation) = (exit.slot, exit.generation);
-            match (exit.stopped_for, exit.restart_in) {
-                (Some(reason), None) => tracing::info!(
-                    slot,
-                    pid,
-                    generation,
-                    %uptime,
-                    "worker exited: {how} (stopped: {})",
-                    reason.describe()
-                ),
-                (None, None) => {
-                    tracing::warn!(slot, pid, generation, %uptime, "worker exited: {how}")
-                }
-                (_, Some(delay)) if delay.is_zero() => tracing::warn!(
-                    slot,
-                    pid,
-                    generation,
-                    %uptime,
-                    "worker exited: {how}; restarting it"
-                ),
-                (_, Some(delay)) => tracing::warn!(
-                    slot,
-                    pid,
-                    generation,
-                    %uptime,
-                    failures = self.pool.failures(slot),
-                    "worker exited: {how}; restarting it in {} (crash-loop backoff)",
-                    humantime::format_duration(delay)
-                ),
-            }
-            self.apply(actions, false);
         }
+    }
+
+    /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.
+    fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
+        self.announced_ready.remove(&pid);
+        let Some((exit, actions)) = self.pool.exited(pid, status, Instant::now()) else {
+            return;
+        };
+        // A worker that shut the shared socket down on its way out: repair it before the
+        // others fail on it (and name the worker).
+        let clean = status.success() || exit.stopped_for.is_some();
+        self.relisten
+            .worker_exited(exit.slot, pid, clean, Instant::now());
+        self.check_sockets();
+        let cause = if exit.stopped_for.is_some() {
+            "stopped"
+        } else if status.code().is_some() {
+            "exit"
+        } else {
+            "signal"
+        };
+        self.counters
+            .exits
+            .get_or_create(&metrics::ExitLabel {
+                cause: cause.to_string(),
+            })
+            .inc();
+        if exit.restart_in.is_some() {
+            self.counters.restarts.inc();
+        }
+        let how = describe_exit(status);
+        if self.takeover.is_some()
+            && !exit.was_available
+            && exit.stopped_for != Some(Reason::Shutdown)
+        {
+            let when = if exit.was_ready {
+                "within --min-ready of becoming ready"
+            } else {
+                "before it was ready"
+            };
+            let why = format!("worker {} (pid {pid}) exited {when}: {how}", exit.slot);
+            self.takeover_failure.get_or_insert(why);
+        }
+        let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
+        let (slot, generation) = (exit.slot, exit.generation);
+        match (exit.stopped_for, exit.restart_in) {
+            (Some(reason), None) => tracing::info!(
+                slot,
+                pid,
+                generation,
+                %uptime,
+                "worker exited: {how} (stopped: {})",
+                reason.describe()
+            ),
+            (None, None) => {
+                tracing::warn!(slot, pid, generation, %uptime, "worker exited: {how}")
+            }
+            (_, Some(delay)) if delay.is_zero() => tracing::warn!(
+                slot,
+                pid,
+                generation,
+                %uptime,
+                "worker exited: {how}; restarting it"
+            ),
+            (_, Some(delay)) => tracing::warn!(
+                slot,
+                pid,
+                generation,
+                %uptime,
+                failures = self.pool.failures(slot),
+                "worker exited: {how}; restarting it in {} (crash-loop backoff)",
+                humantime::format_duration(delay)
+            ),
+        }
+        self.apply(actions, false);
     }
 
     /// Makes the listeners that a worker shut down listen again; counts them.
@@ -1279,6 +1336,7 @@ impl Supervisor {
             .collect();
         self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
         self.service.set_ready_sent(state.service_ready);
+        self.leftovers = leftovers::Leftovers::import(state.leftovers, now);
         if let Some(saved) = state.autoscale {
             self.autoscaler = saved.restore(now);
         }
@@ -1375,6 +1433,7 @@ impl Supervisor {
             service_ready: self.service.ready_sent(),
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
             autoscale: Some(reexec::SavedAutoscale::save(self.autoscaler.as_ref(), now)),
+            leftovers: self.leftovers.export(now),
         };
         tracing::info!(exe = %self.exe.display(), "re-executing herd");
         self.service.reloading("re-executing");

@@ -70,6 +70,10 @@ pub struct State {
     /// decides.
     #[serde(default)]
     pub autoscale: Option<SavedAutoscale>,
+    /// Process groups exited workers left (their leaders are held as zombies, which stay this
+    /// process's children across the exec).
+    #[serde(default)]
+    pub leftovers: super::leftovers::Saved,
 }
 
 /// Autoscaling's state.

@@ -234,6 +234,111 @@ fn a_workers_own_children_stop_with_it() {
     wait_gone(&grandchildren);
 }
 
+/// The live (not zombie) processes whose process group is one of `groups`, from /proc.
+fn in_groups(groups: &[u32]) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let pgrp = fields.get(2).and_then(|p| p.parse::<u32>().ok());
+        if fields[0] != "Z" && pgrp.is_some_and(|g| groups.contains(&g)) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_crashed_workers_children_stop_and_free_the_port() {
+    // Every worker leaves a child holding the socket (fd 3), then crashes.
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "sleep 60 & sleep 0.3; exit 1",
+    ]);
+    let addr = herd.address("web");
+    herd.wait_events("3 crashes", 3, is_exit);
+    let left = herd.wait_events("3 workers' leftovers stopped", 3, |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("processes it started remain in its group")
+    });
+    assert!(left[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("stopping them (SIGKILL in 30s)"));
+    let (code, stdout, stderr) = herd.ctl(&["stop"]);
+    assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    // Nothing any worker started outlives herd, and the port is free at once.
+    let workers: Vec<u32> = events(&herd.lines())
+        .filter(|e| is_start(e))
+        .map(|e| e["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(in_groups(&workers), Vec::<u32>::new());
+    std::net::TcpListener::bind(&addr).expect("the port must be free once herd has stopped");
+}
+
+#[test]
+fn children_that_ignore_the_stop_signal_are_killed_and_herd_stop_waits_for_them() {
+    // The worker's child ignores SIGTERM and keeps the socket; the worker crashes.
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "1s",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "(trap '' TERM; exec sleep 60) & sleep 0.3; exit 1",
+    ]);
+    let addr = herd.address("web");
+    let (_, first) = herd.started(1)[0];
+    herd.wait_event(
+        "the first worker's leftover killed after the grace period",
+        |e| {
+            e["message"]
+                == format!(
+                    "killing the processes worker 0 (pid {first}) left: they did not stop in time"
+                )
+        },
+    );
+    herd.wait_event("the first worker's leftovers gone", |e| {
+        e["message"] == format!("the processes worker 0 (pid {first}) left are gone")
+    });
+    assert_eq!(in_groups(&[first]), Vec::<u32>::new());
+
+    // A stop while a worker's stubborn child runs: herd kills it before it says stopped.
+    let stubborn = wait_until("a worker with its stubborn child", || {
+        let status = herd.status();
+        let pid = status["workers"][0]["pid"].as_u64()? as u32;
+        (in_groups(&[pid]).len() >= 2).then_some(pid)
+    });
+    let (code, stdout, stderr) = herd.ctl(&["stop", "--grace", "1s"]);
+    assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    assert_eq!(in_groups(&[stubborn]), Vec::<u32>::new());
+    std::net::TcpListener::bind(&addr).expect("the port must be free once herd has stopped");
+}
+
 #[test]
 fn fork_failures_are_retried_without_spinning() {
     // SAFETY: getuid has no preconditions.

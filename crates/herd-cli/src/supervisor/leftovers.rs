@@ -1,0 +1,352 @@
+//! What an exited worker leaves behind: the processes still in its process group (children it
+//! forked, which inherited its sockets). They get the stop signal, then `SIGKILL` after the
+//! grace period, and herd does not finish stopping until they are gone.
+//!
+//! Every worker leads a process group whose id is its pid. A group's id cannot be reused while
+//! the group has members, but once it is empty, a new process may get that pid and lead a new,
+//! unrelated group; so signalling a group id after the group may have emptied could reach a
+//! stranger. herd avoids that by keeping the exited worker *unreaped* while its group has other
+//! members: the zombie holds its pid, so the group id stays ours, and signals to it reach only
+//! the worker's leftovers. Once no live process remains in the group, the zombie is reaped and
+//! the group forgotten.
+//!
+//! The bookkeeping is pure; the system calls go through [`Groups`], so the ordering is
+//! unit-tested without processes.
+
+use std::time::{Duration, Instant};
+
+use herd_sys::process::{self, Signal};
+
+use super::pool::WorkerState;
+
+/// How often groups with leftovers are looked at.
+pub const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// The system calls leftovers need, on a group whose leader (`pgid`) is an exited, unreaped
+/// child of herd.
+pub trait Groups {
+    /// Whether a live process other than the leader remains in the group.
+    fn has_members(&mut self, pgid: u32) -> bool;
+    /// Sends `signal` to the group.
+    fn signal(&mut self, pgid: u32, signal: Signal);
+    /// Reaps the leader; `false` if it has not exited (yet).
+    fn reap(&mut self, pgid: u32) -> bool;
+}
+
+/// The real system: `/proc`, `kill(-pgid)`, `waitpid`.
+pub struct System;
+
+impl Groups for System {
+    fn has_members(&mut self, pgid: u32) -> bool {
+        !process::group_members(pgid).is_empty()
+    }
+
+    fn signal(&mut self, pgid: u32, signal: Signal) {
+        if let Err(e) = process::signal_group(pgid, signal) {
+            tracing::warn!(pgid, "cannot send {signal} to what worker {pgid} left: {e}");
+        }
+    }
+
+    fn reap(&mut self, pgid: u32) -> bool {
+        match process::reap(pgid) {
+            Ok(reaped) => reaped.is_some(),
+            // Not (or no longer) our child: nothing to hold.
+            Err(_) => true,
+        }
+    }
+}
+
+/// A group whose leader has exited while other processes remain in it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Group {
+    /// The group's id: the exited worker's pid, held as a zombie.
+    pgid: u32,
+    /// The worker's slot, for the log.
+    slot: usize,
+    /// When what remains gets `SIGKILL`.
+    #[serde(skip, default = "Instant::now")]
+    deadline: Instant,
+    /// Milliseconds to the deadline, in a re-exec's state.
+    #[serde(default)]
+    deadline_in_ms: u64,
+}
+
+/// The groups herd is waiting for.
+#[derive(Debug, Default)]
+pub struct Leftovers {
+    groups: Vec<Group>,
+}
+
+/// The leftovers, for re-exec: deadlines become offsets from the moment of export.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Saved(Vec<Group>);
+
+impl Leftovers {
+    /// Whether no group is being waited for.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// How many groups are being waited for.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Worker `pid` of `slot` has exited (not yet reaped) while it was in `state`. Reaps it if
+    /// its group is empty; otherwise what remains gets `stop_signal` (unless herd already sent
+    /// the group a stop or a kill) and `SIGKILL` at the worker's own deadline, or after `grace`.
+    /// Returns whether leftovers are now tracked.
+    #[allow(clippy::too_many_arguments)]
+    pub fn exited(
+        &mut self,
+        groups: &mut impl Groups,
+        pid: u32,
+        slot: usize,
+        state: Option<WorkerState>,
+        stop_signal: Signal,
+        grace: Duration,
+        now: Instant,
+    ) -> bool {
+        if !groups.has_members(pid) {
+            groups.reap(pid);
+            return false;
+        }
+        let deadline = match state {
+            Some(WorkerState::Stopping {
+                killed: true,
+                deadline,
+                ..
+            }) => deadline.min(now),
+            Some(WorkerState::Stopping { deadline, .. }) => deadline,
+            _ => {
+                groups.signal(pid, stop_signal);
+                now.checked_add(grace).unwrap_or(now)
+            }
+        };
+        tracing::warn!(
+            slot,
+            pid,
+            "worker {slot} (pid {pid}) exited, but processes it started remain in its group: \
+             stopping them (SIGKILL in {})",
+            humantime::format_duration(round_ms(deadline.saturating_duration_since(now)))
+        );
+        self.groups.push(Group {
+            pgid: pid,
+            slot,
+            deadline,
+            deadline_in_ms: 0,
+        });
+        true
+    }
+
+    /// Looks at every group: an empty one is forgotten and its leader reaped; one past its
+    /// deadline gets `SIGKILL` (again at each check, so that nothing forked meanwhile escapes).
+    pub fn check(&mut self, groups: &mut impl Groups, now: Instant) {
+        self.groups.retain(|g| {
+            if !groups.has_members(g.pgid) {
+                if groups.reap(g.pgid) {
+                    tracing::info!(
+                        slot = g.slot,
+                        pid = g.pgid,
+                        "the processes worker {} (pid {}) left are gone",
+                        g.slot,
+                        g.pgid
+                    );
+                    return false;
+                }
+                return true;
+            }
+            if now >= g.deadline {
+                tracing::warn!(
+                    slot = g.slot,
+                    pid = g.pgid,
+                    "killing the processes worker {} (pid {}) left: they did not stop in time",
+                    g.slot,
+                    g.pgid
+                );
+                groups.signal(g.pgid, Signal::KILL);
+            }
+            true
+        });
+    }
+
+    /// herd is stopping: every group is killed by `deadline` at the latest.
+    pub fn stop(&mut self, deadline: Instant) {
+        for g in &mut self.groups {
+            g.deadline = g.deadline.min(deadline);
+        }
+    }
+
+    /// Tracks `pid`, a child herd started but cannot supervise and has killed, until it has
+    /// exited and its group is empty.
+    pub fn abandon(&mut self, pid: u32, slot: usize, now: Instant) {
+        self.groups.push(Group {
+            pgid: pid,
+            slot,
+            deadline: now,
+            deadline_in_ms: 0,
+        });
+    }
+
+    /// The state to hand to a re-exec.
+    pub fn export(&self, now: Instant) -> Saved {
+        Saved(
+            self.groups
+                .iter()
+                .map(|g| Group {
+                    deadline_in_ms: g.deadline.saturating_duration_since(now).as_millis() as u64,
+                    ..g.clone()
+                })
+                .collect(),
+        )
+    }
+
+    /// Continues from a re-exec's state.
+    pub fn import(saved: Saved, now: Instant) -> Leftovers {
+        Leftovers {
+            groups: saved
+                .0
+                .into_iter()
+                .map(|g| Group {
+                    deadline: now + Duration::from_millis(g.deadline_in_ms),
+                    ..g
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `d` rounded down to milliseconds, for messages.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Groups with members, leaders that have exited, and what was done to them.
+    #[derive(Default)]
+    struct Fake {
+        populated: BTreeSet<u32>,
+        running: BTreeSet<u32>,
+        signals: Vec<(u32, Signal)>,
+        reaped: Vec<u32>,
+    }
+
+    impl Groups for Fake {
+        fn has_members(&mut self, pgid: u32) -> bool {
+            self.populated.contains(&pgid)
+        }
+        fn signal(&mut self, pgid: u32, signal: Signal) {
+            self.signals.push((pgid, signal));
+        }
+        fn reap(&mut self, pgid: u32) -> bool {
+            if self.running.contains(&pgid) {
+                return false;
+            }
+            self.reaped.push(pgid);
+            true
+        }
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_worker_that_leaves_nothing_is_reaped_at_once() {
+        let (mut fake, mut left) = (Fake::default(), Leftovers::default());
+        let now = Instant::now();
+        assert!(!left.exited(&mut fake, 7, 0, None, Signal::TERM, SEC, now));
+        assert_eq!(fake.reaped, [7]);
+        assert!(fake.signals.is_empty() && left.is_empty());
+    }
+
+    #[test]
+    fn a_crashed_workers_children_get_the_stop_signal_then_sigkill_and_the_leader_is_held() {
+        let mut fake = Fake::default();
+        fake.populated.insert(7);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        let state = Some(WorkerState::Ready);
+        assert!(left.exited(&mut fake, 7, 2, state, Signal::INT, 5 * SEC, t0));
+        assert_eq!(fake.signals, [(7, Signal::INT)]);
+        assert!(fake.reaped.is_empty(), "the zombie holds the group id");
+        left.check(&mut fake, t0 + 4 * SEC);
+        assert_eq!(fake.signals.len(), 1);
+        left.check(&mut fake, t0 + 5 * SEC);
+        left.check(&mut fake, t0 + 6 * SEC);
+        assert_eq!(
+            fake.signals[1..],
+            [(7, Signal::KILL), (7, Signal::KILL)],
+            "killed, and again until gone"
+        );
+        fake.populated.clear();
+        left.check(&mut fake, t0 + 6 * SEC);
+        assert_eq!(fake.reaped, [7]);
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn a_group_herd_already_signalled_keeps_its_deadline() {
+        let mut fake = Fake::default();
+        fake.populated.insert(7);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        let stopping = WorkerState::Stopping {
+            reason: super::super::pool::Reason::Shutdown,
+            deadline: t0 + 2 * SEC,
+            killed: false,
+        };
+        left.exited(&mut fake, 7, 0, Some(stopping), Signal::TERM, 30 * SEC, t0);
+        assert!(
+            fake.signals.is_empty(),
+            "the group got the stop signal already"
+        );
+        left.check(&mut fake, t0 + 2 * SEC);
+        assert_eq!(fake.signals, [(7, Signal::KILL)]);
+    }
+
+    #[test]
+    fn stopping_shortens_every_deadline() {
+        let mut fake = Fake::default();
+        fake.populated.insert(7);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        left.exited(&mut fake, 7, 0, None, Signal::TERM, 30 * SEC, t0);
+        left.stop(t0 + SEC);
+        left.check(&mut fake, t0 + SEC);
+        assert_eq!(fake.signals, [(7, Signal::TERM), (7, Signal::KILL)]);
+    }
+
+    #[test]
+    fn an_abandoned_child_is_held_until_it_has_exited() {
+        let mut fake = Fake::default();
+        fake.running.insert(9);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        left.abandon(9, 0, t0);
+        left.check(&mut fake, t0);
+        assert_eq!(left.len(), 1, "still running");
+        fake.running.clear();
+        left.check(&mut fake, t0);
+        assert!(left.is_empty());
+        assert_eq!(fake.reaped, [9]);
+    }
+
+    #[test]
+    fn deadlines_survive_export_and_import() {
+        let mut fake = Fake::default();
+        fake.populated.insert(7);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        left.exited(&mut fake, 7, 0, None, Signal::TERM, 10 * SEC, t0);
+        let json = serde_json::to_string(&left.export(t0 + 4 * SEC)).unwrap();
+        let later = t0 + 5 * SEC;
+        let mut left = Leftovers::import(serde_json::from_str(&json).unwrap(), later);
+        left.check(&mut fake, later + 5 * SEC + Duration::from_millis(999));
+        assert_eq!(fake.signals.len(), 1, "6s to go at export");
+        left.check(&mut fake, later + 6 * SEC);
+        assert_eq!(fake.signals.last(), Some(&(7, Signal::KILL)));
+    }
+}
