@@ -147,6 +147,14 @@ pub fn request(
     timeout: Option<Duration>,
 ) -> Result<serde_json::Value, Failure> {
     let shown = control.display();
+    let len = control.as_os_str().len();
+    if len > crate::spec::MAX_UNIX_PATH {
+        return Err(Failure::Usage(format!(
+            "the control socket path {shown} is {len} bytes; Unix socket paths hold at most {}: \
+             pass the herd's real --control path",
+            crate::spec::MAX_UNIX_PATH
+        )));
+    }
     let mut stream = UnixStream::connect(control).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::ENOENT) | Some(libc::ECONNREFUSED) => format!(

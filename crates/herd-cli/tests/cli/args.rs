@@ -182,6 +182,8 @@ fn long_control_paths_are_checked_once() {
         "{stderr}"
     );
     assert!(!stderr.contains(".notify is longer"), "{stderr}");
+    let longer = control_of_len(dir.path(), 120);
+    assert_fails(&["status", "--control", &longer], USAGE, "is 120 bytes");
     let fits = control_of_len(dir.path(), 94);
     let herd = Herd::start(&[
         "run",
