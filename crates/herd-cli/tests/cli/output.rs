@@ -21,9 +21,9 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
 
-/// A pipe whose buffer is already full: any blocking write to it waits for a reader that
-/// never comes. Returns (read end, write end); the write end is blocking again.
-fn full_pipe() -> (OwnedFd, OwnedFd) {
+/// A pipe whose buffer is already full: a blocking write to it waits for a reader that never
+/// comes, a non-blocking one fails with `EAGAIN`. Returns (read end, write end).
+fn full_pipe(nonblocking: bool) -> (OwnedFd, OwnedFd) {
     use std::os::fd::AsRawFd;
     let (read, write) = pipe();
     let fd = write.as_raw_fd();
@@ -46,8 +46,10 @@ fn full_pipe() -> (OwnedFd, OwnedFd) {
             break;
         }
     }
-    // SAFETY: fcntl on an fd we own.
-    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }, 0);
+    if !nonblocking {
+        // SAFETY: fcntl on an fd we own.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) }, 0);
+    }
     (read, write)
 }
 
@@ -202,7 +204,15 @@ fn herd_keeps_supervising_when_its_stderr_reader_goes_away() {
 
 #[test]
 fn a_stderr_nobody_reads_never_freezes_the_supervisor() {
-    let (_unread, write) = full_pipe();
+    // Blocking (a stuck log shipper), and non-blocking as another process may have left a
+    // shared stderr (EAGAIN).
+    for nonblocking in [false, true] {
+        a_full_stderr_never_freezes_the_supervisor(nonblocking);
+    }
+}
+
+fn a_full_stderr_never_freezes_the_supervisor(nonblocking: bool) {
+    let (_unread, write) = full_pipe(nonblocking);
     let mut herd = Bare::start(Stdio::from(write));
     herd.wait_status("two ready workers", |s| settled(s, 2));
     let (code, stdout, stderr) = client(&herd.control, &["scale", "3"]);
