@@ -6,6 +6,10 @@
 //! full) the line is counted as lost. Either way herd goes on. The first line that gets
 //! through again is followed by a report of how many were lost, and [`Sink::lost`] is the
 //! running total, for the metrics and `herd status`.
+//!
+//! Why not `tracing-appender` itself: it counts only the lines a full queue drops, not those a
+//! write loses (a closed pipe), and it can flush only by shutting its writer down for good,
+//! while herd flushes before a re-exec that may fail and leave it running.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
