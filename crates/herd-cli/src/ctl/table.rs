@@ -94,6 +94,22 @@ pub fn render(status: &Status) -> String {
             format!("sockets: {}", a.sockets.join(",")),
         ]);
     }
+    for l in &status.leftovers {
+        let state = match l.kill_in_ms {
+            0 => "exited; its processes got SIGKILL".to_string(),
+            ms => format!("exited; its processes get SIGKILL in {}", short(ms)),
+        };
+        rows.push([
+            l.slot.to_string(),
+            l.pid.to_string(),
+            "-".into(),
+            state,
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            String::new(),
+        ]);
+    }
     table(&mut out, &rows);
     out.push('\n');
     let mut rows = vec![["SOCKET", "FD", "KIND", "ADDRESS", "QUEUE"].map(str::to_string)];
@@ -180,6 +196,22 @@ mod tests {
         );
         assert!(
             table.contains("ok\\x1b[2J\\x1b]0;owned\\x07\\rfake line\\u{9b}31m"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn what_an_exited_worker_left_is_listed() {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "pid": 1, "name": "default", "version": "0", "uptime_ms": 0, "generation": 1,
+            "upgrading_to": null, "stopping": true, "desired": 1, "running": 0, "ready": 0,
+            "workers": [], "waiting": [], "sockets": [], "attached": [],
+            "leftovers": [{"pid": 42, "slot": 3, "kill_in_ms": 12000}]
+        }))
+        .unwrap();
+        let table = render(&status);
+        assert!(
+            table.contains("exited; its processes get SIGKILL in 12s"),
             "{table}"
         );
     }

@@ -170,6 +170,18 @@ impl Leftovers {
         });
     }
 
+    /// The groups, for `herd status`.
+    pub fn status(&self, now: Instant) -> Vec<super::status::LeftoverStatus> {
+        self.groups
+            .iter()
+            .map(|g| super::status::LeftoverStatus {
+                pid: g.pgid,
+                slot: g.slot,
+                kill_in_ms: g.deadline.saturating_duration_since(now).as_millis() as u64,
+            })
+            .collect()
+    }
+
     /// herd is stopping: every group is killed by `deadline` at the latest.
     pub fn stop(&mut self, deadline: Instant) {
         for g in &mut self.groups {

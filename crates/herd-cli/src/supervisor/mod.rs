@@ -515,13 +515,14 @@ impl Supervisor {
                 return;
             }
             Command::Status => {
-                let status = status::snapshot(
+                let mut status = status::snapshot(
                     &self.pool,
                     &self.listeners,
                     &self.attached,
                     &self.name,
                     self.started,
                 );
+                status.leftovers = self.leftovers.status(Instant::now());
                 match serde_json::to_value(status) {
                     Ok(mut value) => {
                         value["autoscale"] = self.autoscale_status().unwrap_or_default();

@@ -52,6 +52,20 @@ pub struct Status {
     /// herd's own log lines lost because its stderr was closed, full or not read.
     #[serde(default)]
     pub log_lines_dropped: u64,
+    /// Exited workers whose process groups still have processes, which herd is stopping.
+    #[serde(default)]
+    pub leftovers: Vec<LeftoverStatus>,
+}
+
+/// The process group an exited worker left behind.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeftoverStatus {
+    /// The exited worker's pid: the group's id.
+    pub pid: u32,
+    /// Its slot.
+    pub slot: usize,
+    /// When what remains gets SIGKILL, in milliseconds from now (0: it did).
+    pub kill_in_ms: u64,
 }
 
 /// A process started by `herd attach`.
@@ -239,5 +253,6 @@ pub fn snapshot(
             .collect(),
         autoscale: None,
         log_lines_dropped: crate::logging::lines_dropped(),
+        leftovers: Vec::new(),
     }
 }

@@ -302,7 +302,7 @@ fn children_that_ignore_the_stop_signal_are_killed_and_herd_stop_waits_for_them(
         "-w",
         "1",
         "--grace",
-        "1s",
+        "2s",
         "-b",
         "web=127.0.0.1:0",
         "--",
@@ -312,6 +312,16 @@ fn children_that_ignore_the_stop_signal_are_killed_and_herd_stop_waits_for_them(
     ]);
     let addr = herd.address("web");
     let (_, first) = herd.started(1)[0];
+    herd.wait_event("the first worker's leftover", |e| {
+        e["pid"] == first
+            && e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("processes it started remain in its group")
+    });
+    let leftovers = herd.status()["leftovers"].clone();
+    assert_eq!(leftovers[0]["pid"], first, "status shows it: {leftovers}");
+    assert!(leftovers[0]["kill_in_ms"].as_u64().unwrap() <= 2000);
     herd.wait_event(
         "the first worker's leftover killed after the grace period",
         |e| {
