@@ -898,15 +898,15 @@ impl Supervisor {
     /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.
     fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
         self.announced_ready.remove(&pid);
+        // A worker that shut the shared socket down on its way out: repair it before the
+        // others fail on it, and before this exit is judged (it may be one of theirs).
+        self.check_sockets();
         let Some((exit, actions)) = self.pool.exited(pid, status, Instant::now()) else {
             return;
         };
-        // A worker that shut the shared socket down on its way out: repair it before the
-        // others fail on it (and name the worker).
         let clean = status.success() || exit.stopped_for.is_some();
         self.relisten
             .worker_exited(exit.slot, pid, clean, Instant::now());
-        self.check_sockets();
         let cause = if exit.stopped_for.is_some() {
             "stopped"
         } else if status.code().is_some() {
@@ -972,8 +972,12 @@ impl Supervisor {
 
     /// Makes the listeners that a worker shut down listen again; counts them.
     fn check_sockets(&mut self) {
-        let restored = self.relisten.check(&self.listeners, Instant::now());
-        self.counters.sockets_restored.inc_by(restored);
+        let now = Instant::now();
+        let restored = self.relisten.check(&self.listeners, now);
+        if restored > 0 {
+            self.counters.sockets_restored.inc_by(restored);
+            self.pool.excuse_exits_until(now + relisten::EXCUSE);
+        }
     }
 
     fn read_notifications(&mut self, socket: &UnixDatagram) {

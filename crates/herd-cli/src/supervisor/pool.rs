@@ -232,6 +232,8 @@ pub struct Pool {
     workers: Vec<Worker>,
     phase: Phase,
     upgrade: Option<Upgrade>,
+    /// See [`Pool::excuse_exits_until`].
+    excused_until: Option<Instant>,
 }
 
 impl Pool {
@@ -247,7 +249,15 @@ impl Pool {
             workers: Vec::new(),
             phase: Phase::Serving,
             upgrade: None,
+            excused_until: None,
         }
+    }
+
+    /// Until `until`, a new-generation worker that exits does not fail the upgrade in
+    /// progress (its slot is refilled as after any crash): a worker shut a shared socket down,
+    /// and every worker's `accept()` failed with it.
+    pub fn excuse_exits_until(&mut self, until: Instant) {
+        self.excused_until = Some(self.excused_until.map_or(until, |t| t.max(until)));
     }
 
     /// Everything due at `now`: kills after grace periods, readiness, watchdogs, upgrade
@@ -495,7 +505,8 @@ impl Pool {
 
         // A new-generation worker that dies before it is available fails its upgrade (one
         // killed for failing, by its watchdog, counts too).
-        if w.holds_slot() && !w.available && self.is_upgrading_worker(&w) {
+        let excused = self.excused_until.is_some_and(|t| now < t);
+        if w.holds_slot() && !w.available && self.is_upgrading_worker(&w) && !excused {
             let when = match w.ready_since {
                 None => "before it was ready".to_string(),
                 Some(t) => format!(
@@ -924,6 +935,7 @@ impl Pool {
                 .collect(),
             phase: Phase::Serving,
             upgrade: None,
+            excused_until: None,
         }
     }
 }

@@ -22,6 +22,10 @@ use crate::spec::{somaxconn, Listener};
 /// How often the sockets are checked (besides right after each worker exit).
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
 
+/// For how long after a socket is found shut down the exits of new workers do not fail an
+/// upgrade: their `accept()` failed on the shut-down socket, through no fault of their own.
+pub const EXCUSE: Duration = Duration::from_secs(2);
+
 /// How long worker exits are remembered, to name the one that shut a socket down.
 const REMEMBER: Duration = Duration::from_secs(5);
 

@@ -695,3 +695,37 @@ fn a_socket_shut_down_by_a_worker_listens_again() {
         .count();
     assert_eq!(repairs, 1);
 }
+
+#[test]
+fn an_upgrade_survives_workers_that_shut_the_socket_down_on_stop() {
+    // Old workers shut the shared socket down as they stop (Sanic's way): the new generation
+    // must keep serving, and the upgrade must finish instead of waiting for its timeout.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &worker("shutdown_socket.py"),
+        "--on-stop",
+    ]);
+    let addr = herd.address("http");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let (code, stdout, stderr) = herd.ctl(&["upgrade", "--timeout", "15s"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    herd.wait_event("the repair", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("herd made it listen again"))
+    });
+    wait_status(&herd, "2 ready workers of generation 2", |s| {
+        settled(s, 2) && s["generation"] == 2
+    });
+    for _ in 0..20 {
+        get(&addr, "/").expect("the new generation answers");
+    }
+}

@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""A test worker that behaves like Sanic's multi-process mode on exit: it calls shutdown() on the
-shared listening socket, which stops it for every process that holds it, then exits.
+"""A test worker that behaves like Sanic's multi-process mode: it calls shutdown() on the shared
+listening socket, which stops it for every process that holds it, then exits.
 
-argv[1] is a marker file: the first worker to create it reports READY=1, shuts the socket down
-and exits 0; every other worker is examples/hello.py, silenced (and crashes, like a real
-server, when accept() fails on the shut-down socket)."""
+shutdown_socket.py MARKER: the first worker to create the file MARKER reports READY=1, shuts
+the socket down and exits 0; every other worker is examples/hello.py, silenced (and crashes,
+like a real server, when accept() fails on the shut-down socket).
+
+shutdown_socket.py --on-stop: serves like hello.py (answering with its pid), and on SIGTERM
+shuts the socket down and exits 0; a worker whose accept() fails crashes."""
 
 import os
+import signal
 import socket
 import sys
 
@@ -14,7 +18,42 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "..
 import hello  # noqa: E402
 
 
+def shut_down():
+    socket.socket(fileno=os.dup(3)).shutdown(socket.SHUT_RDWR)
+
+
+def on_stop():
+    listener = hello.pick_listener(hello.listen_sockets())
+    body = f"pid {os.getpid()}\n".encode()
+    response = (b"HTTP/1.1 200 OK\r\nConnection: close\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+    def stop(signum, frame):
+        try:
+            shut_down()
+        finally:
+            os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    hello.notify("READY=1")
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError as e:
+            sys.exit(f"shutdown_socket {os.getpid()}: accept failed: {e}")
+        try:
+            hello.read_request(conn)
+            conn.sendall(response)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
 def main():
+    if sys.argv[1] == "--on-stop":
+        on_stop()
+        return
     try:
         os.close(os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
@@ -24,8 +63,7 @@ def main():
         hello.main()
         return
     hello.notify("READY=1")
-    listener = socket.socket(fileno=os.dup(3))
-    listener.shutdown(socket.SHUT_RDWR)
+    shut_down()
     print(f"shutdown_socket {os.getpid()} shut the socket down", file=sys.stderr, flush=True)
 
 

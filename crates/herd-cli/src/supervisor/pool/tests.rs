@@ -658,3 +658,22 @@ fn the_min_ready_timer_survives_export_and_import() {
     assert!(pool.all_available());
     assert_eq!(pool.next_deadline(), None);
 }
+
+#[test]
+fn exits_right_after_a_socket_was_shut_down_do_not_fail_an_upgrade() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    h.advance(300 * MS);
+    // A worker shut the shared socket down: every accept() failed, the new one's too.
+    h.pool.excuse_exits_until(h.now + 2 * SEC);
+    h.exit(new, code(1));
+    assert!(h.ended.is_empty(), "the upgrade goes on: {:?}", h.ended);
+    // Once the window has passed, a new worker that dies fails the upgrade again.
+    h.advance(3 * SEC);
+    let next = new_worker(&h, 0);
+    h.notify(next, "READY=1");
+    h.advance(300 * MS);
+    h.exit(next, code(1));
+    assert!(h.ended[0].is_err(), "{:?}", h.ended);
+}
