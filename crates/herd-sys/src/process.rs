@@ -270,17 +270,33 @@ pub fn reap_own_group() -> io::Result<Option<(u32, ExitStatus)>> {
 /// (`/proc/*/stat`, Linux; none elsewhere). Exact only while the group's id cannot be reused:
 /// while its leader is alive or an unreaped zombie.
 pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut groups = process_groups();
+    let mut members = groups.remove(&pgid).unwrap_or_default();
+    members.retain(|&pid| pid != pgid);
+    members
+}
+
+/// Every live (not zombie) process, by process group: one pass over `/proc/*/stat` (Linux;
+/// empty elsewhere), for looking at many groups at once.
+pub fn process_groups() -> std::collections::HashMap<u32, Vec<u32>> {
+    let mut groups: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
     let entries = match std::fs::read_dir("/proc") {
         Ok(entries) => entries,
-        Err(_) => return Vec::new(),
+        Err(_) => return groups,
     };
-    let wanted = pgid.to_string();
-    entries
+    for pid in entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != pgid)
-        .filter(|&pid| stat_fields(pid, &[3, 5]).map_or(false, |f| f[0] != "Z" && f[1] == wanted))
-        .collect()
+    {
+        let fields = match stat_fields(pid, &[3, 5]) {
+            Some(fields) => fields,
+            None => continue,
+        };
+        if let (false, Ok(pgid)) = (fields[0] == "Z", fields[1].parse::<u32>()) {
+            groups.entry(pgid).or_default().push(pid);
+        }
+    }
+    groups
 }
 
 /// Waits for the child `pid` to exit (`waitpid(pid, 0)`), retrying on `EINTR`.

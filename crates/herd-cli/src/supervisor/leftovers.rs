@@ -13,6 +13,7 @@
 //! The bookkeeping is pure; the system calls go through [`Groups`], so the ordering is
 //! unit-tested without processes.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use herd_sys::process::{self, Signal};
@@ -25,6 +26,8 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(50);
 /// The system calls leftovers need, on a group whose leader (`pgid`) is an exited, unreaped
 /// child of herd.
 pub trait Groups {
+    /// Takes a fresh look at every group before [`Leftovers::check`] asks about several.
+    fn refresh(&mut self) {}
     /// Whether a live process other than the leader remains in the group.
     fn has_members(&mut self, pgid: u32) -> bool;
     /// Sends `signal` to the group.
@@ -34,11 +37,24 @@ pub trait Groups {
 }
 
 /// The real system: `/proc`, `kill(-pgid)`, `waitpid`.
-pub struct System;
+#[derive(Default)]
+pub struct System {
+    /// Every process group's live processes, when [`Groups::refresh`] read them all at once.
+    snapshot: Option<HashMap<u32, Vec<u32>>>,
+}
 
 impl Groups for System {
+    fn refresh(&mut self) {
+        self.snapshot = Some(process::process_groups());
+    }
+
     fn has_members(&mut self, pgid: u32) -> bool {
-        !process::group_members(pgid).is_empty()
+        match &self.snapshot {
+            Some(groups) => groups
+                .get(&pgid)
+                .is_some_and(|pids| pids.iter().any(|&p| p != pgid)),
+            None => !process::group_members(pgid).is_empty(),
+        }
     }
 
     fn signal(&mut self, pgid: u32, signal: Signal) {
@@ -142,6 +158,10 @@ impl Leftovers {
     /// Looks at every group: an empty one is forgotten and its leader reaped; one past its
     /// deadline gets `SIGKILL` (again at each check, so that nothing forked meanwhile escapes).
     pub fn check(&mut self, groups: &mut impl Groups, now: Instant) {
+        if self.groups.is_empty() {
+            return;
+        }
+        groups.refresh();
         self.groups.retain(|g| {
             if !groups.has_members(g.pgid) {
                 if groups.reap(g.pgid) {

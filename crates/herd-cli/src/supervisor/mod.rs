@@ -303,7 +303,9 @@ impl Supervisor {
             match event {
                 Event::Child => self.reap(),
                 Event::CheckSockets => self.check_sockets(),
-                Event::Leftovers => self.leftovers.check(&mut leftovers::System, Instant::now()),
+                Event::Leftovers => self
+                    .leftovers
+                    .check(&mut leftovers::System::default(), Instant::now()),
                 Event::Autoscale => self.autoscale_tick(false),
                 // A burst need not wait for the next sample: a queue long enough to scale up
                 // on is acted on at once (the policy's cooldown still applies).
@@ -450,7 +452,7 @@ impl Supervisor {
             false => now,
         };
         self.leftovers.stop(deadline);
-        self.leftovers.check(&mut leftovers::System, now);
+        self.leftovers.check(&mut leftovers::System::default(), now);
     }
 
     fn upgrade(
@@ -870,7 +872,7 @@ impl Supervisor {
             let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
             let now = Instant::now();
             self.leftovers.exited(
-                &mut leftovers::System,
+                &mut leftovers::System::default(),
                 pid,
                 slot,
                 Some(state),
