@@ -853,12 +853,13 @@ impl Supervisor {
     fn reap(&mut self) {
         let pids: Vec<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
         for pid in pids {
-            let status = match process::peek_exit(pid) {
-                Ok(Some(status)) => status,
+            // (status, whether herd still holds it as an unreaped child)
+            let (status, held) = match process::peek_exit(pid) {
+                Ok(Some(status)) => (status, true),
                 Ok(None) => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                     tracing::error!(pid, "worker {pid} is no longer herd's child; forgetting it");
-                    ExitStatus::from_raw(0)
+                    (ExitStatus::from_raw(0), false)
                 }
                 Err(e) => {
                     tracing::error!(pid, "cannot wait for worker {pid}: {e}");
@@ -869,6 +870,10 @@ impl Supervisor {
                 continue;
             };
             self.worker_exited(pid, status);
+            if !held {
+                // Its pid, and so its group's id, may already name another process: hands off.
+                continue;
+            }
             let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
             let now = Instant::now();
             self.leftovers.exited(
