@@ -178,6 +178,8 @@ pub fn bind_all(
     reuseport: bool,
 ) -> anyhow::Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
+    // Where each listener's name comes from, for the error if two end up with one name.
+    let mut origins: Vec<String> = Vec::with_capacity(specs.len());
     if specs.is_empty() && shm.is_empty() {
         for socket in inherited {
             listeners.push(Listener::inherited(socket)?);
@@ -211,6 +213,7 @@ pub fn bind_all(
                 };
                 for (name, fd) in adopted {
                     let (kind, address) = inherit::describe(&fd).with_context(context)?;
+                    origins.push(format!("--bind '{}' (passed by systemd)", spec.text));
                     listeners.push(Listener {
                         name,
                         kind,
@@ -231,6 +234,7 @@ pub fn bind_all(
                         listener.name = name.clone();
                     }
                     listeners.push(listener);
+                    origins.push(format!("--bind '{}'", spec.text));
                     continue;
                 }
                 let per_slot = reuseport && matches!(spec.address, Address::Tcp(_));
@@ -267,6 +271,7 @@ pub fn bind_all(
                     _file: file,
                     takeover_file: None,
                 });
+                origins.push(format!("--bind '{}'", spec.text));
             }
         }
     }
@@ -275,6 +280,14 @@ pub fn bind_all(
             shared_memory(spec, &mut inherited)
                 .with_context(|| format!("--shm '{}={}'", spec.name, spec.size))?,
         );
+        origins.push(format!("--shm '{}={}'", spec.name, spec.size));
+    }
+    for (i, listener) in listeners.iter().enumerate() {
+        if let Some(earlier) = listeners[..i].iter().position(|l| l.name == listener.name) {
+            return Err(
+                twice::name_given_twice(&listener.name, &origins[earlier], &origins[i]).into(),
+            );
+        }
     }
     for socket in inherited {
         tracing::warn!(

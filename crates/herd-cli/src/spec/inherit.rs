@@ -40,7 +40,8 @@ impl Passed {
         Ok(Passed { sockets })
     }
 
-    /// Takes every socket not taken yet, with its name.
+    /// Takes every socket not taken yet, with its name; each is checked to be a socket herd can
+    /// pass on, and the names to be unique.
     pub fn take_all(&mut self) -> anyhow::Result<Vec<(String, OwnedFd)>> {
         if self.sockets.is_empty() {
             bail!(
@@ -49,16 +50,23 @@ impl Passed {
             );
         }
         let names: Vec<String> = self.sockets.names().map(str::to_string).collect();
+        if let Some(name) = names.iter().find(|n| self.count(n) > 1) {
+            bail!(
+                "{}",
+                self.ambiguous(name, "the workers could not tell them apart")
+            );
+        }
         let mut taken = Vec::new();
         for (i, name) in names.into_iter().enumerate() {
             if let Some(fd) = self.sockets.take_fd_at(i)? {
+                check_passed(&fd, i, &name)?;
                 taken.push((name, fd));
             }
         }
         Ok(taken)
     }
 
-    /// Takes the socket passed under `name`.
+    /// Takes the socket passed under `name`, checked to be a socket herd can pass on.
     pub fn take(&mut self, name: &str) -> anyhow::Result<OwnedFd> {
         let names: Vec<&str> = self.sockets.names().collect();
         let known = if names.is_empty() {
@@ -66,11 +74,89 @@ impl Passed {
         } else {
             format!("passed: {}", names.join(", "))
         };
-        match self.sockets.take_fd(name) {
-            Ok(Some(fd)) => Ok(fd),
-            Ok(None) => bail!("the socket {name:?} passed to herd is adopted twice"),
-            Err(_) => bail!("no socket named {name:?} was passed to herd ({known})"),
+        if self.count(name) > 1 {
+            bail!("{}", self.ambiguous(name, "fd:NAME cannot tell them apart"));
         }
+        let index = names.iter().position(|n| *n == name);
+        match (self.sockets.take_fd(name), index) {
+            (Ok(Some(fd)), Some(index)) => {
+                check_passed(&fd, index, name)?;
+                Ok(fd)
+            }
+            (Ok(_), _) => bail!("the socket {name:?} passed to herd is adopted twice"),
+            (Err(_), _) => bail!("no socket named {name:?} was passed to herd ({known})"),
+        }
+    }
+
+    /// How many passed sockets are named `name`.
+    fn count(&self, name: &str) -> usize {
+        self.sockets.names().filter(|n| *n == name).count()
+    }
+
+    /// The error for a name systemd gave to several sockets.
+    fn ambiguous(&self, name: &str, why: &str) -> String {
+        let fds: Vec<String> = self
+            .sockets
+            .names()
+            .enumerate()
+            .filter(|(_, n)| *n == name)
+            .map(|(i, _)| (herd::LISTEN_FDS_START + i as i32).to_string())
+            .collect();
+        format!(
+            "{} sockets were passed to herd under the one name {name:?} (fds {}), and {why}: \
+             give each its own FileDescriptorName= in the .socket unit",
+            fds.len(),
+            fds.join(", ")
+        )
+    }
+}
+
+/// Checks that the fd passed to herd at `3 + index` under `name` is a socket herd can hand to
+/// its workers, as `sd_is_socket(3)` would: a socket (`fstat`), of a family herd knows, and
+/// listening if it is a stream (`SO_TYPE`, `SO_ACCEPTCONN`).
+fn check_passed(fd: &OwnedFd, index: usize, name: &str) -> anyhow::Result<()> {
+    let number = herd::LISTEN_FDS_START + index as i32;
+    let info = herd_sys::socket::inspect(fd.as_fd())
+        .with_context(|| format!("cannot inspect fd {number} passed to herd as {name:?}"))?;
+    let info = match info {
+        Some(info) => info,
+        None => bail!(
+            "fd {number} passed to herd as {name:?} is {}, not a socket: herd adopts only \
+             sockets (ListenStream=, ListenDatagram=, ... in a .socket unit)",
+            file_kind(fd)
+        ),
+    };
+    match (info.family, info.sock_type) {
+        (Family::Other(family), _) => bail!(
+            "fd {number} passed to herd as {name:?} is a socket of address family {family}: \
+             herd adopts TCP, UDP and Unix sockets"
+        ),
+        (_, SockType::Other(ty)) => bail!(
+            "fd {number} passed to herd as {name:?} is a socket of type {ty}: herd adopts \
+             stream, datagram and seqpacket sockets"
+        ),
+        (_, SockType::Stream | SockType::SeqPacket) if !info.listening => bail!(
+            "fd {number} passed to herd as {name:?} is a connected socket, not a listening one: \
+             use Accept=no in the .socket unit"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// What kind of file a non-socket fd is, for messages.
+fn file_kind(fd: &OwnedFd) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = fd
+        .try_clone()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata());
+    match meta.map(|m| m.file_type()) {
+        Ok(t) if t.is_file() => "a regular file",
+        Ok(t) if t.is_dir() => "a directory",
+        Ok(t) if t.is_fifo() => "a pipe",
+        Ok(t) if t.is_char_device() => "a character device",
+        Ok(t) if t.is_block_device() => "a block device",
+        _ => "an fd of another kind",
     }
 }
 

@@ -77,6 +77,16 @@ pub fn explain(
     }
 }
 
+/// A usage error: two sockets (or shared memory segments) end up with one name, e.g. a
+/// `--bind systemd` socket named `http` and a `--bind http=...`.
+pub fn name_given_twice(name: &str, earlier: &str, later: &str) -> GivenTwice {
+    GivenTwice(format!(
+        "the name '{name}' is given to two sockets, by {earlier} and by {later}: names must be \
+         unique, so that {{fd:NAME}} and LISTEN_FDNAMES mean one socket; rename one \
+         (NAME=fd:SYSTEMD_NAME renames a socket passed by systemd)"
+    ))
+}
+
 fn given_twice(earlier: &str, later: &str) -> GivenTwice {
     GivenTwice(format!(
         "--bind '{later}' binds the same address as --bind '{earlier}': the address is given \

@@ -142,3 +142,115 @@ fn adopting_by_name_and_its_errors() {
         "{stderr}"
     );
 }
+
+/// Plays systemd with any fds: its first argument lists `KIND:NAME` items (`tcp`, a listening
+/// TCP socket; `connected`, one end of a socket pair; `file`, a regular file), placed at fds
+/// 3, 4, ... with the socket-activation variables; the rest is the command to exec.
+const SYSTEMD_ANY: &str = r#"
+import fcntl, os, socket, sys
+keep, fds, names = [], [], []
+for item in sys.argv[1].split(","):
+    kind, name = item.split(":")
+    if kind == "tcp":
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16); keep.append(s)
+    elif kind == "connected":
+        s, peer = socket.socketpair(); keep += [s, peer]
+    elif kind == "file":
+        s = open("/etc/passwd"); keep.append(s)
+    fds.append(fcntl.fcntl(s.fileno(), fcntl.F_DUPFD, 100)); names.append(name)
+for i, fd in enumerate(fds):
+    os.dup2(fd, 3 + i)
+os.environ.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=":".join(names),
+                  LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[2], sys.argv[2:])
+"#;
+
+/// Runs `herd ARGS...` with the fds `passed` (see [`SYSTEMD_ANY`]); asserts that it fails with
+/// exit code `code` and one line containing `needle`.
+fn refused(passed: &str, args: &[&str], code: i32, needle: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("python3")
+        .args(["-c", SYSTEMD_ANY, passed, HERD, "run"])
+        .args(args)
+        .env("HERD_CONTROL", dir.path().join("control.sock"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A herd that wrongly starts runs until stopped: give it the usual deadline, then stop
+    // it (its worker dies with it) and show what it said.
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            // SAFETY: kill with our child's pid (herd, which python exec'd).
+            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.unwrap_or_else(|| panic!("herd started with {passed} {args:?}: {stderr}"));
+    assert_eq!(status.code(), Some(code), "{passed} {args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line for {passed} {args:?}: {stderr}");
+    assert!(
+        lines[0].starts_with("herd: error: ") && lines[0].contains(needle),
+        "{passed} {args:?} should say {needle:?}: {stderr}"
+    );
+}
+
+/// Only sockets are adopted from systemd (a regular file is neither handed to workers nor
+/// taken for shared memory), and each name must mean one socket.
+#[test]
+fn adopting_refuses_what_is_not_a_socket_and_duplicate_names() {
+    let run = ["-w", "1", "--", "sleep", "1000"];
+    let with = |binds: &[&'static str]| -> Vec<&'static str> {
+        binds.iter().chain(run.iter()).copied().collect()
+    };
+    let not_a_socket = "fd 3 passed to herd as \"web\" is a regular file, not a socket";
+    refused("file:web", &with(&["-b", "systemd"]), 1, not_a_socket);
+    refused("file:web", &with(&["-b", "fd:web"]), 1, not_a_socket);
+    refused(
+        "tcp:http,file:web",
+        &with(&["-b", "systemd"]),
+        1,
+        "fd 4 passed to herd as \"web\" is a regular file",
+    );
+    refused(
+        "connected:web",
+        &with(&["-b", "systemd"]),
+        1,
+        "fd 3 passed to herd as \"web\" is a connected socket, not a listening one",
+    );
+    refused(
+        "tcp:x,tcp:x",
+        &with(&["-b", "systemd"]),
+        1,
+        "2 sockets were passed to herd under the one name \"x\" (fds 3, 4)",
+    );
+    refused(
+        "tcp:x,tcp:x",
+        &with(&["-b", "a=fd:x"]),
+        1,
+        "fd:NAME cannot tell them apart",
+    );
+    refused(
+        "tcp:http",
+        &with(&["-b", "systemd", "-b", "http=127.0.0.1:0"]),
+        2,
+        "the name 'http' is given to two sockets, by --bind 'systemd' (passed by systemd) and \
+         by --bind 'http=127.0.0.1:0'",
+    );
+    refused(
+        "tcp:http",
+        &with(&["-b", "systemd", "--shm", "http=4096"]),
+        2,
+        "the name 'http' is given to two sockets",
+    );
+}
