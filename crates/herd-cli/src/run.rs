@@ -128,6 +128,7 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
         listeners: fds,
         groups,
         reply,
+        attached,
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
     let listeners: Vec<Listener> = state
@@ -158,7 +159,7 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
     // Autoscaling as the runtime left it; a state without it (from an older herd) leaves it to
     // the command line.
     let recorded = state.autoscale.is_some();
-    supervisor.resume(state, reply);
+    supervisor.resume(state, attached, reply);
     bind_metrics(&args, &mut supervisor)?;
     if let (false, Some(Workers::Auto(min, max))) = (recorded, args.workers) {
         supervisor.set_autoscale(Some((min, max)));

@@ -12,6 +12,8 @@
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
 //!   `SO_ACCEPTCONN`).
 //! - [`process`]: signals by name, signalling a worker's process group, reaping children.
+//! - [`pidfd`]: holding a process that is not a child (an attached one) by a pidfd: signals
+//!   that cannot reach a reused pid, and its exit (Linux).
 //! - [`notify`]: sending and receiving `sd_notify` datagrams.
 //! - [`reuseport`]: steering an `SO_REUSEPORT` group's connections among its sockets
 //!   (Linux).
@@ -32,6 +34,8 @@ pub mod fd;
 pub mod fdpass;
 #[cfg(unix)]
 pub mod notify;
+#[cfg(unix)]
+pub mod pidfd;
 #[cfg(unix)]
 pub mod process;
 #[cfg(any(target_os = "linux", target_os = "android"))]

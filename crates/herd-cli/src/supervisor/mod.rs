@@ -7,6 +7,7 @@
 //! *thread* exits. Control connections are tasks on the same thread; none of them can block
 //! the loop.
 
+pub mod attached;
 pub mod autoscale;
 pub mod balance;
 pub mod leftovers;
@@ -39,6 +40,8 @@ use crate::command::WorkerCommand;
 use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::server::{self, AccessPolicy, ControlRequest, Peer, Reply};
 use crate::spec::{Listener, SocketFile};
+pub use attached::Attached;
+use attached::AttachedSet;
 use autoscale::{Autoscaler, Sample};
 use notify::{NotifySocket, RateLimit};
 use pool::{Action, NotifyMessage, Pool, PoolConfig, Reason, WorkerState};
@@ -76,7 +79,7 @@ pub struct Supervisor {
     upgrade_waiters: Vec<oneshot::Sender<Reply>>,
     stop_waiters: Vec<(oneshot::Sender<Reply>, oneshot::Receiver<()>)>,
     /// Processes started with `herd attach`.
-    attached: Vec<Attached>,
+    attached: AttachedSet,
     /// herd's own service manager, if any.
     service: systemd::ServiceNotifier,
     /// A takeover waiting for this herd's workers to be ready.
@@ -114,29 +117,6 @@ pub struct Supervisor {
     /// Process groups of exited workers that still have processes in them.
     leftovers: leftovers::Leftovers,
 }
-
-/// A process that fetched the sockets with `herd attach`: not a child, not supervised, but
-/// listed in status and sent the stop signal when herd stops.
-#[derive(Clone, Debug)]
-pub struct Attached {
-    /// Its pid.
-    pub pid: u32,
-    /// Its start time (`/proc/PID/stat`), so that a reused pid is not mistaken for it.
-    pub start_time: u64,
-    /// When it attached.
-    pub since: Instant,
-    /// The sockets it took.
-    pub sockets: Vec<String>,
-}
-
-impl Attached {
-    fn alive(&self) -> bool {
-        process::start_time(self.pid) == Some(self.start_time)
-    }
-}
-
-/// How often attached processes are checked for having exited.
-const ATTACHED_CHECK: Duration = Duration::from_secs(1);
 
 enum Event {
     Scrape(metrics::Scrape),
@@ -176,7 +156,7 @@ impl Supervisor {
             failure: None,
             upgrade_waiters: Vec::new(),
             stop_waiters: Vec::new(),
-            attached: Vec::new(),
+            attached: AttachedSet::default(),
             service: systemd::ServiceNotifier::from_env(),
             takeover: None,
             takeover_failure: None,
@@ -259,7 +239,7 @@ impl Supervisor {
         autoscale_sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut queue_check = tokio::time::interval(autoscale::QUEUE_CHECK_EVERY);
         queue_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut attached_check = tokio::time::interval(ATTACHED_CHECK);
+        let mut attached_check = tokio::time::interval(attached::CHECK_EVERY);
         attached_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut drain_check = tokio::time::interval(balance::DRAIN_CHECK);
         drain_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -270,9 +250,14 @@ impl Supervisor {
 
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
-        // A stop is over when every worker, and what each left in its process group, is gone.
-        while !self.pool.is_stopped() || !self.leftovers.is_empty() {
-            let deadline = self.pool.next_deadline();
+        // A stop is over when every worker, what each left in its process group, and every
+        // attached process is gone.
+        while !self.pool.is_stopped() || !self.leftovers.is_empty() || !self.attached.is_empty() {
+            let attached_deadline = self.attached.deadline(Instant::now());
+            let deadline = match (self.pool.next_deadline(), attached_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = tokio::time::sleep_until(
                 deadline.map_or_else(far_future, tokio::time::Instant::from_std),
             );
@@ -316,13 +301,7 @@ impl Supervisor {
                 Event::Scrape(reply) => {
                     let _ = reply.send(metrics::render(&self.counters, &self.metrics_snapshot()));
                 }
-                Event::CheckAttached => self.attached.retain(|a| {
-                    let alive = a.alive();
-                    if !alive {
-                        tracing::info!(pid = a.pid, "attached worker exited");
-                    }
-                    alive
-                }),
+                Event::CheckAttached => self.attached.remove_exited(),
                 Event::Stop(reason, graceful) => self.stop(reason, graceful, None),
                 Event::Upgrade => self.upgrade("SIGHUP", None, None),
                 // The new binary is checked first; the exec follows if it passes.
@@ -359,6 +338,13 @@ impl Supervisor {
             }
             let actions = self.pool.due(Instant::now());
             self.apply(actions, false);
+            // Attached processes stop with the pool, however it came to stop.
+            if self.pool.is_stopping() {
+                let config = self.pool.config();
+                let (signal, grace) = (config.stop_signal, config.grace);
+                self.attached.stop(signal, grace, Instant::now());
+            }
+            self.attached.due(Instant::now());
             balance::steer(&mut self.listeners, &self.pool);
             self.drains.release(&self.listeners, &self.pool);
             self.announce_ready();
@@ -438,13 +424,8 @@ impl Supervisor {
         } else {
             Signal::KILL
         };
-        for a in self.attached.drain(..).filter(Attached::alive) {
-            tracing::info!(pid = a.pid, "sending {signal} to attached worker");
-            if let Err(e) = process::signal_process(a.pid, signal) {
-                tracing::warn!(pid = a.pid, "cannot send {signal} to attached worker: {e}");
-            }
-        }
         let now = Instant::now();
+        self.attached.stop(signal, grace, now);
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
         let deadline = match graceful {
@@ -520,7 +501,7 @@ impl Supervisor {
                 let mut status = status::snapshot(
                     &self.pool,
                     &self.listeners,
-                    &self.attached,
+                    self.attached.as_slice(),
                     &self.name,
                     self.started,
                 );
@@ -641,14 +622,19 @@ impl Supervisor {
                 .iter()
                 .filter_map(|s| s["name"].as_str().map(str::to_string))
                 .collect();
-            tracing::info!(pid, uid = peer.uid, sockets = %names.join(","), "worker attached");
-            self.attached.retain(|a| a.pid != pid);
-            self.attached.push(Attached {
-                pid,
-                start_time,
-                since: Instant::now(),
-                sockets: names,
-            });
+            let shown = names.join(",");
+            match Attached::new(pid, start_time, names) {
+                Some(attached) => {
+                    self.attached.add(attached);
+                    tracing::info!(pid, uid = peer.uid, sockets = %shown, "worker attached");
+                }
+                None => {
+                    return refuse(
+                        ErrorCode::Internal,
+                        "the attaching process has exited".to_string(),
+                    )
+                }
+            }
         }
         Reply {
             response: Response::ok(serde_json::json!({ "sockets": sockets })),
@@ -1186,7 +1172,7 @@ impl Supervisor {
             desired: self.pool.desired() as i64,
             running: self.pool.workers().len() as i64,
             ready: ready.into_iter().collect(),
-            attached: self.attached.len() as i64,
+            attached: self.attached.as_slice().len() as i64,
             queues: self
                 .listeners
                 .iter()
@@ -1328,24 +1314,20 @@ struct Endpoints<'a> {
 impl Supervisor {
     /// Continues from the state a previous image of this process handed over. Autoscaling is
     /// restored too when the state records it; else it is left to the caller.
-    pub fn resume(&mut self, state: reexec::State, reply: Option<OwnedFd>) {
+    pub fn resume(
+        &mut self,
+        state: reexec::State,
+        attached: Vec<Option<OwnedFd>>,
+        reply: Option<OwnedFd>,
+    ) {
         let now = Instant::now();
         self.pool = Pool::import(self.pool.config().clone(), state.pool, now);
         self.started = now
             .checked_sub(Duration::from_millis(state.uptime_ms))
             .unwrap_or(now);
-        self.attached = state
-            .attached
-            .into_iter()
-            .map(|a| Attached {
-                pid: a.pid,
-                start_time: a.start_time,
-                since: now
-                    .checked_sub(Duration::from_millis(a.age_ms))
-                    .unwrap_or(now),
-                sockets: a.sockets,
-            })
-            .collect();
+        for (saved, pidfd) in state.attached.into_iter().zip(attached) {
+            self.attached.extend(Attached::restore(saved, pidfd, now));
+        }
         self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
         self.service.set_ready_sent(state.service_ready);
         self.leftovers = leftovers::Leftovers::import(state.leftovers, now);
@@ -1419,6 +1401,7 @@ impl Supervisor {
             });
         }
         keep.extend(connection.as_ref().map(AsFd::as_fd));
+        keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
         let now = Instant::now();
         let state = reexec::State {
             uptime_ms: now.saturating_duration_since(self.started).as_millis() as u64,
@@ -1434,13 +1417,9 @@ impl Supervisor {
             pool,
             attached: self
                 .attached
+                .as_slice()
                 .iter()
-                .map(|a| reexec::SavedAttached {
-                    pid: a.pid,
-                    start_time: a.start_time,
-                    age_ms: now.saturating_duration_since(a.since).as_millis() as u64,
-                    sockets: a.sockets.clone(),
-                })
+                .map(|a| a.save(now))
                 .collect(),
             service_ready: self.service.ready_sent(),
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),

@@ -3,8 +3,8 @@
 //!
 //! The old image writes its state (sockets, worker table, timers, attached processes) as JSON
 //! into an anonymous file, clears close-on-exec on exactly the fds that must survive (the
-//! listening sockets, the control and notify sockets, the state file, and the connection of
-//! the client that asked), blocks the signals herd handles (the mask survives `execve`, so no
+//! listening sockets, the control and notify sockets, the attached processes' pidfds, the
+//! state file, and the connection of the client that asked), blocks the signals herd handles (the mask survives `execve`, so no
 //! signal is lost or kills herd in between), and executes the same path with the same
 //! arguments and `HERD_REEXEC_STATE=FD`. The new image claims those fds, unblocks the signals
 //! once its handlers are in place, and answers the waiting client. Before any of that, the new
@@ -161,6 +161,9 @@ pub struct SavedAttached {
     pub age_ms: u64,
     /// The sockets it took.
     pub sockets: Vec<String>,
+    /// Its pidfd's number across the exec, if it has one.
+    #[serde(default)]
+    pub pidfd: Option<RawFd>,
 }
 
 /// A socket file's parts, for the state.
@@ -242,6 +245,8 @@ pub struct Restored {
     pub groups: Vec<Vec<OwnedFd>>,
     /// The waiting client's connection.
     pub reply: Option<OwnedFd>,
+    /// The attached processes' pidfds, in the order of the state's `attached`.
+    pub attached: Vec<Option<OwnedFd>>,
 }
 
 /// Reads the state from `HERD_REEXEC_STATE`, if set, and claims the fds it names.
@@ -272,8 +277,14 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
             fds.iter().map(|&fd| claim(fd)).collect()
         })
         .collect::<anyhow::Result<_>>()?;
+    let attached = state
+        .attached
+        .iter()
+        .map(|a| a.pidfd.map(claim).transpose())
+        .collect::<anyhow::Result<_>>()?;
     Ok(Some(Restored {
         groups,
+        attached,
         control: claim(state.control.fd)?,
         notify: claim(state.notify.fd)?,
         listeners,

@@ -322,3 +322,83 @@ fn attach_places_the_sockets_past_its_callers_stray_fds() {
         );
     }
 }
+
+/// A child killed on drop, so that a failing test leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// How many pidfds `pid` holds.
+fn pidfds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("pidfd"))
+        .count()
+}
+
+#[test]
+fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let mut herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    let ignores_term = "import signal, time\n\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+        print('ignoring SIGTERM', flush=True)\n\
+        time.sleep(1000)\n";
+    let mut attached = KillOnDrop(
+        Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .args(["attach", "--", "python3", "-c", ignores_term])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = attached.0.id();
+    herd.wait_event("the registration", |e| {
+        e["message"] == "worker attached" && e["pid"] == pid
+    });
+    let mut line = String::new();
+    std::io::BufReader::new(attached.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ignoring SIGTERM\n");
+
+    // Held by a pidfd, in this image and the next.
+    assert_eq!(
+        pidfds(herd.pid()),
+        1,
+        "herd holds the attached process by a pidfd"
+    );
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(pidfds(herd.pid()), 1, "the pidfd survives the re-exec");
+    assert_eq!(herd.status()["attached"][0]["pid"], pid);
+
+    let asked = std::time::Instant::now();
+    let (code, _, stderr) = herd.ctl(&["stop", "--grace", "1s"]);
+    let took = asked.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    let status = attached
+        .0
+        .try_wait()
+        .unwrap()
+        .expect("the attached process is gone once herd stop returns");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(
+        took >= std::time::Duration::from_secs(1),
+        "killed after the grace period, not before: {took:?}"
+    );
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    herd.wait_event("the kill", |e| {
+        e["message"] == "killing attached worker: it did not stop within the grace period"
+            && e["pid"] == pid
+    });
+}

@@ -1,0 +1,150 @@
+//! Holding a process that is not our child by a pidfd, so that a reused pid is never signalled
+//! by mistake: `pidfd_open(2)`, `pidfd_send_signal(2)`, and `poll(2)` for its exit (a pidfd
+//! becomes readable when the process exits). Linux 5.3 and later; elsewhere every function
+//! fails with `Unsupported`, and callers fall back to pids checked by start time.
+
+use std::io;
+use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::process::Signal;
+
+/// A pidfd: a handle on one process, valid however long it lives.
+#[derive(Debug)]
+pub struct PidFd(OwnedFd);
+
+impl PidFd {
+    /// Opens a pidfd for `pid` (`pidfd_open(pid, 0)`; the fd is close-on-exec).
+    pub fn open(pid: u32) -> io::Result<PidFd> {
+        imp::open(pid).map(PidFd)
+    }
+
+    /// Sends `signal` to the process (`pidfd_send_signal`); `ESRCH` once it has exited.
+    pub fn signal(&self, signal: Signal) -> io::Result<()> {
+        imp::send_signal(self.0.as_fd(), signal)
+    }
+
+    /// Whether the process has exited (`poll` for `POLLIN`, without waiting).
+    pub fn has_exited(&self) -> bool {
+        imp::readable(self.0.as_fd())
+    }
+}
+
+impl AsFd for PidFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl From<OwnedFd> for PidFd {
+    /// A pidfd handed over by a previous image of this process (the caller knows it is one).
+    fn from(fd: OwnedFd) -> PidFd {
+        PidFd(fd)
+    }
+}
+
+impl From<PidFd> for OwnedFd {
+    fn from(fd: PidFd) -> OwnedFd {
+        fd.0
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use std::io;
+    use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+    use crate::process::Signal;
+
+    pub fn open(pid: u32) -> io::Result<OwnedFd> {
+        let pid =
+            libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just returned this fd (close-on-exec); nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    }
+
+    pub fn send_signal(fd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
+        let null = std::ptr::null::<libc::siginfo_t>();
+        // SAFETY: a valid pidfd, a signal number, a null siginfo (as kill(2) would send) and no
+        // flags.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                signal.number(),
+                null,
+                0,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    pub fn readable(fd: BorrowedFd<'_>) -> bool {
+        let mut poll = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own, a timeout of zero.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        n > 0 && poll.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use std::io;
+    use std::os::unix::io::{BorrowedFd, OwnedFd};
+
+    use crate::process::Signal;
+
+    fn unsupported() -> io::Error {
+        io::Error::new(io::ErrorKind::Unsupported, "pidfds need Linux 5.3 or later")
+    }
+
+    pub fn open(_pid: u32) -> io::Result<OwnedFd> {
+        Err(unsupported())
+    }
+
+    pub fn send_signal(_fd: BorrowedFd<'_>, _signal: Signal) -> io::Result<()> {
+        Err(unsupported())
+    }
+
+    pub fn readable(_fd: BorrowedFd<'_>) -> bool {
+        false
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pidfd_signals_its_process_and_sees_it_exit() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        let pidfd = PidFd::open(child.id()).unwrap();
+        assert!(!pidfd.has_exited());
+        pidfd.signal(Signal::KILL).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(pidfd.has_exited());
+        // Reaped: the pid may belong to someone else now, but not to this pidfd.
+        assert_eq!(
+            pidfd.signal(Signal::TERM).unwrap_err().raw_os_error(),
+            Some(libc::ESRCH)
+        );
+    }
+}
