@@ -140,9 +140,22 @@ impl Guard {
     /// since the socket last listened, or, once [`WAIT_FOR_CULPRIT`] has passed, the first
     /// worker that exited at all (or nobody known).
     fn report_pending(&mut self, now: Instant) {
-        let exits = &self.exits;
-        self.pending.retain(|incident| {
-            let after: Vec<&Exit> = exits.iter().filter(|e| e.at >= incident.since).collect();
+        for (incident, culprit) in self.resolve(now) {
+            report(&incident, &culprit);
+        }
+    }
+
+    /// The pending incidents whose culprit is known now, with it; see [`report_pending`].
+    ///
+    /// [`report_pending`]: Guard::report_pending
+    fn resolve(&mut self, now: Instant) -> Vec<(Incident, String)> {
+        let mut resolved = Vec::new();
+        for incident in std::mem::take(&mut self.pending) {
+            let after: Vec<&Exit> = self
+                .exits
+                .iter()
+                .filter(|e| e.at >= incident.since)
+                .collect();
             let culprit = match after.iter().find(|e| e.clean) {
                 Some(e) => Some(name(e)),
                 None if now.duration_since(incident.found) >= WAIT_FOR_CULPRIT => Some(
@@ -153,13 +166,11 @@ impl Guard {
                 None => None,
             };
             match culprit {
-                Some(culprit) => {
-                    report(incident, &culprit);
-                    false
-                }
-                None => true,
+                Some(culprit) => resolved.push((incident, culprit)),
+                None => self.pending.push(incident),
             }
-        });
+        }
+        resolved
     }
 }
 
@@ -227,28 +238,36 @@ mod tests {
             since,
             found: ms(100),
         };
+        let named = |resolved: Vec<(Incident, String)>| -> Vec<String> {
+            resolved.into_iter().map(|(_, culprit)| culprit).collect()
+        };
+        let exit = |slot, pid, clean, at| Exit {
+            slot,
+            pid,
+            clean,
+            at,
+        };
+        // Found before anyone exited: a crash (an innocent worker whose accept() failed) does
+        // not name anyone yet, a clean exit does, even after it.
         let mut guard = Guard::default();
-        // Found before anyone exited: waits; a crash (an innocent worker whose accept failed)
-        // is not enough, a clean exit is.
         guard.pending.push(incident(ms(50)));
-        guard.worker_exited(1, 100, false, ms(110));
-        assert_eq!(guard.pending.len(), 1);
-        guard.worker_exited(0, 200, true, ms(120));
+        guard.exits.push(exit(1, 100, false, ms(110)));
+        assert!(guard.resolve(ms(110)).is_empty());
+        guard.exits.push(exit(0, 200, true, ms(120)));
+        assert_eq!(named(guard.resolve(ms(120))), ["worker 0 (pid 200)"]);
         assert!(guard.pending.is_empty());
-        // Only crashes: the first one after the socket last listened, once the wait is over.
-        guard.pending.push(incident(ms(115)));
-        guard.report_pending(ms(500));
-        assert!(
-            guard.pending.is_empty(),
-            "worker 0 exited cleanly after it listened"
-        );
+        // Only crashes since it last listened: the first of them, once the wait is over.
         let mut guard = Guard::default();
-        guard.worker_exited(3, 300, false, ms(10));
-        guard.worker_exited(4, 400, false, ms(60));
+        guard.exits.push(exit(3, 300, true, ms(10)));
+        guard.exits.push(exit(4, 400, false, ms(60)));
+        guard.exits.push(exit(5, 500, false, ms(70)));
         guard.pending.push(incident(ms(50)));
-        guard.report_pending(ms(500));
-        assert_eq!(guard.pending.len(), 1, "waits for a clean exit");
-        guard.report_pending(ms(100) + WAIT_FOR_CULPRIT);
-        assert!(guard.pending.is_empty());
+        assert!(guard.resolve(ms(500)).is_empty(), "waits for a clean exit");
+        let culprit = named(guard.resolve(ms(100) + WAIT_FOR_CULPRIT));
+        assert_eq!(culprit, ["worker 4 (pid 400)"]);
+        // Nobody exited: nobody is named.
+        guard.pending.push(incident(ms(900)));
+        let culprit = named(guard.resolve(ms(100) + WAIT_FOR_CULPRIT));
+        assert_eq!(culprit, [UNKNOWN]);
     }
 }
