@@ -10,6 +10,7 @@
 //! - [`control`]: the control socket's protocol, server and path handling;
 //! - [`ctl`]: the client commands (`status`, `scale`, `upgrade`, `stop`, `signal`);
 //! - [`exit`]: one-line errors and exit codes;
+//! - [`fdlimit`]: herd's own open-file limit and its endpoints' connection caps;
 //! - [`logging`]: herd's own log, never blocking on stderr;
 //! - [`text`]: escaping text from workers before it reaches a terminal.
 
