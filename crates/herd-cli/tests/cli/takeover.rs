@@ -217,6 +217,14 @@ fn a_takeover_moves_the_unix_socket_file_with_it() {
     let socket = old.path("app.sock");
     let control = old.control();
 
+    // A takeover that fails leaves the file to the old herd.
+    let mut failed = takeover(&control, &["-w", "1", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.wait_exit().code(), Some(1));
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "{socket} stays after a failed takeover"
+    );
+
     let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
     new.wait_event("the takeover", |e| {
         e["message"]
