@@ -1,5 +1,6 @@
-//! `--metrics ADDR`: Prometheus metrics over HTTP (text exposition format, via the
-//! `prometheus-client` crate). Every metric is listed in `docs/metrics.md`.
+//! `--metrics ADDR`: Prometheus metrics over HTTP, in the OpenMetrics text format (via the
+//! `prometheus-client` crate, which writes it: `_total` counters, `# UNIT`, `# EOF`), served
+//! with that format's content type. Every metric is listed in `docs/metrics.md`.
 //!
 //! Each scrape is a connection task that asks the supervisor for a fresh rendering over a
 //! channel; rendering takes microseconds, and a slow or hostile scraper only ever holds its own
@@ -13,7 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -92,10 +93,36 @@ pub struct Snapshot {
     pub cpu: Vec<(usize, f64)>,
     /// herd's resident memory, in bytes.
     pub rss: i64,
+    /// herd's own process statistics, for the standard `process_*` metrics.
+    pub process: Option<super::process_stats::ProcessStats>,
 }
 
-/// Renders the metrics in the Prometheus text format.
-pub fn render(counters: &Counters, snapshot: &Snapshot) -> String {
+/// The label values of the labelled counters, exported at 0 before their first event, so
+/// that `rate()` and alerts see the series from the start.
+const EXIT_CAUSES: [&str; 3] = ["exit", "signal", "stopped"];
+const UPGRADE_RESULTS: [&str; 2] = ["ok", "failed"];
+const DIRECTIONS: [&str; 2] = ["up", "down"];
+
+/// The content type of the OpenMetrics text format that [`render`] writes.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Renders the metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
+pub fn render(counters: &Counters, snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
+    for cause in EXIT_CAUSES {
+        drop(counters.exits.get_or_create(&ExitLabel {
+            cause: cause.to_string(),
+        }));
+    }
+    for result in UPGRADE_RESULTS {
+        drop(counters.upgrades.get_or_create(&ResultLabel {
+            result: result.to_string(),
+        }));
+    }
+    for direction in DIRECTIONS {
+        drop(counters.autoscale.get_or_create(&DirectionLabel {
+            direction: direction.to_string(),
+        }));
+    }
     let mut registry = Registry::default();
     let gauge = |value: i64| {
         let g: Gauge = Gauge::default();
@@ -175,23 +202,30 @@ pub fn render(counters: &Counters, snapshot: &Snapshot) -> String {
         "Accept queue limit, the backlog (TCP_INFO)",
         limit,
     );
-    let cpu: Family<SlotLabel, Gauge<f64, AtomicU64>> = Family::default();
+    // A counter: it only grows, except when the slot's worker is replaced (a counter reset,
+    // which rate() handles).
+    let cpu: Family<SlotLabel, Counter<f64, AtomicU64>> = Family::default();
     for (slot, seconds) in &snapshot.cpu {
         cpu.get_or_create(&SlotLabel {
             slot: slot.to_string(),
         })
-        .set(*seconds);
+        .inc_by(*seconds);
     }
-    registry.register(
-        "herd_worker_cpu_seconds",
-        "CPU seconds used by each slot's current worker",
+    registry.register_with_unit(
+        "herd_worker_cpu",
+        "CPU time used by each slot's current worker",
+        Unit::Seconds,
         cpu,
     );
-    registry.register(
-        "herd_supervisor_resident_memory_bytes",
+    registry.register_with_unit(
+        "herd_supervisor_resident_memory",
         "herd's own resident memory",
+        Unit::Bytes,
         gauge(snapshot.rss),
     );
+    if let Some(process) = &snapshot.process {
+        register_process(&mut registry, process);
+    }
     let log_lost: Counter = Counter::default();
     log_lost.inc_by(crate::logging::lines_dropped());
     registry.register(
@@ -200,14 +234,79 @@ pub fn render(counters: &Counters, snapshot: &Snapshot) -> String {
         log_lost,
     );
     let mut text = String::new();
-    if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
-        text = "# cannot encode the metrics\n".to_string();
-    }
-    text
+    prometheus_client::encoding::text::encode(&mut text, &registry)?;
+    Ok(text)
 }
 
-/// A scrape waiting for the supervisor's rendering.
-pub type Scrape = oneshot::Sender<String>;
+/// The standard `process_*` metrics, for herd itself.
+fn register_process(registry: &mut Registry, process: &super::process_stats::ProcessStats) {
+    let cpu: Counter<f64, AtomicU64> = Counter::default();
+    cpu.inc_by(process.cpu_seconds);
+    registry.register_with_unit(
+        "process_cpu",
+        "Total user and system CPU time spent",
+        Unit::Seconds,
+        cpu,
+    );
+    let gauge = |value: u64| {
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(value).unwrap_or(i64::MAX));
+        g
+    };
+    registry.register_with_unit(
+        "process_resident_memory",
+        "Resident memory size",
+        Unit::Bytes,
+        gauge(process.resident_bytes),
+    );
+    registry.register_with_unit(
+        "process_virtual_memory",
+        "Virtual memory size",
+        Unit::Bytes,
+        gauge(process.virtual_bytes),
+    );
+    registry.register(
+        "process_open_fds",
+        "Open file descriptors",
+        gauge(process.open_fds),
+    );
+    registry.register(
+        "process_max_fds",
+        "Maximum number of open file descriptors",
+        gauge(process.max_fds),
+    );
+    let start: Gauge<f64, AtomicU64> = Gauge::default();
+    start.set(process.start_time_seconds);
+    registry.register_with_unit(
+        "process_start_time",
+        "Start time of the process since the Unix epoch",
+        Unit::Seconds,
+        start,
+    );
+}
+
+/// A scrape waiting for the supervisor's rendering (an error if it could not be encoded).
+pub type Scrape = oneshot::Sender<Result<String, std::fmt::Error>>;
+
+/// The HTTP status, content type and body that answer a scrape: the rendering, or 500 if it
+/// could not be encoded, or 503 if herd is stopping (`None`: no rendering will come).
+fn scrape_response(
+    rendered: Option<Result<String, std::fmt::Error>>,
+) -> (&'static str, &'static str, String) {
+    match rendered {
+        Some(Ok(text)) => ("200 OK", CONTENT_TYPE, text),
+        Some(Err(_)) => (
+            "500 Internal Server Error",
+            "text/plain; charset=utf-8",
+            "herd cannot encode its metrics\n".to_string(),
+        ),
+        None => (
+            "503 Service Unavailable",
+            "text/plain; charset=utf-8",
+            "herd is stopping\n".to_string(),
+        ),
+    }
+}
 
 /// The most scrapes served at once (fewer when herd has few fds: see
 /// [`fdlimit::connection_cap`](crate::fdlimit::connection_cap)).
@@ -246,23 +345,109 @@ pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
                 }
                 let line = String::from_utf8_lossy(&head);
                 let path = line.split_whitespace().nth(1).unwrap_or("");
-                let (status, body) =
+                let (status, content_type, body) =
                     if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
                         let (reply, rendered) = oneshot::channel();
-                        match scrapes.send(reply).await {
-                            Ok(()) => ("200 OK", rendered.await.unwrap_or_default()),
-                            Err(_) => ("503 Service Unavailable", "herd is stopping\n".to_string()),
-                        }
+                        let rendered = match scrapes.send(reply).await {
+                            Ok(()) => rendered.await.ok(),
+                            Err(_) => None,
+                        };
+                        scrape_response(rendered)
                     } else {
-                        ("404 Not Found", "try GET /metrics\n".to_string())
+                        (
+                            "404 Not Found",
+                            "text/plain; charset=utf-8",
+                            "try GET /metrics\n".to_string(),
+                        )
                     };
                 let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 stream.write_all(response.as_bytes()).await
             };
             let _ = tokio::time::timeout(Duration::from_secs(10), answer).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labelled_counters_start_at_zero_and_names_follow_the_rules() {
+        let counters = Counters::default();
+        let snapshot = Snapshot {
+            cpu: vec![(0, 1.5)],
+            process: Some(super::super::process_stats::ProcessStats {
+                cpu_seconds: 2.5,
+                resident_bytes: 4096,
+                virtual_bytes: 8192,
+                open_fds: 7,
+                max_fds: 1024,
+                start_time_seconds: 1_700_000_000.5,
+            }),
+            ..Snapshot::default()
+        };
+        let text = render(&counters, &snapshot).unwrap();
+        for line in [
+            "herd_worker_exits_total{cause=\"exit\"} 0",
+            "herd_worker_exits_total{cause=\"signal\"} 0",
+            "herd_worker_exits_total{cause=\"stopped\"} 0",
+            "herd_upgrades_total{result=\"ok\"} 0",
+            "herd_upgrades_total{result=\"failed\"} 0",
+            "herd_autoscale_decisions_total{direction=\"up\"} 0",
+            "herd_autoscale_decisions_total{direction=\"down\"} 0",
+            "# TYPE herd_worker_cpu_seconds counter",
+            "# UNIT herd_worker_cpu_seconds seconds",
+            "herd_worker_cpu_seconds_total{slot=\"0\"} 1.5",
+            "# UNIT herd_supervisor_resident_memory_bytes bytes",
+            "# TYPE process_cpu_seconds counter",
+            "process_cpu_seconds_total 2.5",
+            "process_resident_memory_bytes 4096",
+            "process_virtual_memory_bytes 8192",
+            "process_open_fds 7",
+            "process_max_fds 1024",
+            "process_start_time_seconds 1700000000.5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from:\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        // A second rendering adds nothing twice.
+        counters
+            .upgrades
+            .get_or_create(&ResultLabel {
+                result: "ok".to_string(),
+            })
+            .inc();
+        let text = render(&counters, &Snapshot::default()).unwrap();
+        assert!(
+            text.contains("herd_upgrades_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert_eq!(text.matches("herd_upgrades_total{").count(), 2, "{text}");
+        assert!(
+            !text.contains("process_"),
+            "no process metrics without stats"
+        );
+    }
+
+    #[test]
+    fn scrapes_get_the_right_status_and_type() {
+        let (status, kind, body) = scrape_response(Some(Ok("x 1\n# EOF\n".to_string())));
+        assert_eq!((status, kind), ("200 OK", CONTENT_TYPE));
+        assert!(body.ends_with("# EOF\n"));
+        let (status, kind, _) = scrape_response(Some(Err(std::fmt::Error)));
+        assert_eq!(status, "500 Internal Server Error");
+        assert!(kind.starts_with("text/plain"));
+        let (status, _, body) = scrape_response(None);
+        assert_eq!(
+            (status, body.as_str()),
+            ("503 Service Unavailable", "herd is stopping\n")
+        );
     }
 }

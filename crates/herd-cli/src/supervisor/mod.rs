@@ -14,6 +14,7 @@ pub mod leftovers;
 pub mod metrics;
 pub mod notify;
 pub mod pool;
+mod process_stats;
 pub mod reexec;
 pub mod reexec_check;
 mod relisten;
@@ -1193,6 +1194,7 @@ impl Supervisor {
                 })
                 .collect(),
             rss,
+            process: process_stats::ProcessStats::read(),
         }
     }
 

@@ -627,14 +627,40 @@ fn prometheus_metrics() {
         .unwrap()
         .to_string();
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
-    let text = get(&metrics, "/metrics").unwrap();
+    // OpenMetrics text, served as such.
+    let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let (head, text) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains(
+            "\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+        ),
+        "{head}"
+    );
+    assert!(text.ends_with("# EOF\n"), "{text}");
     for line in [
         "herd_workers_desired 2",
         "herd_workers_running 2",
         "herd_workers_ready{generation=\"1\"} 2",
         "herd_accept_queue_limit{socket=\"http\"}",
         "herd_supervisor_resident_memory_bytes",
-        "herd_worker_cpu_seconds{slot=\"0\"}",
+        "herd_worker_cpu_seconds_total{slot=\"0\"}",
+        // Labelled counters exist before their first event.
+        "herd_upgrades_total{result=\"ok\"} 0",
+        "herd_upgrades_total{result=\"failed\"} 0",
+        "herd_autoscale_decisions_total{direction=\"up\"} 0",
+        "herd_worker_exits_total{cause=\"signal\"} 0",
+        // The standard process metrics, for herd itself.
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_virtual_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
+        "process_start_time_seconds ",
     ] {
         assert!(text.contains(line), "{line:?} missing from:\n{text}");
     }
