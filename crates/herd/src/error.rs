@@ -26,7 +26,7 @@ pub enum ErrorKind {
     /// A tokio type was asked for outside a tokio runtime.
     NoRuntime,
     /// The server behind a control socket runs as a user the caller does not trust (see
-    /// [`trust`](crate::trust)).
+    /// the `trust` module).
     Untrusted,
 }
 
