@@ -129,6 +129,7 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
         groups,
         reply,
         attached,
+        metrics,
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
     let listeners: Vec<Listener> = state
@@ -160,7 +161,11 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
     // the command line.
     let recorded = state.autoscale.is_some();
     supervisor.resume(state, attached, reply);
-    bind_metrics(&args, &mut supervisor)?;
+    match metrics {
+        // The same socket: same address (even a port chosen by the system), no scrape refused.
+        Some(fd) => supervisor.set_metrics(std::net::TcpListener::from(fd)),
+        None => bind_metrics(&args, &mut supervisor)?,
+    }
     if let (false, Some(Workers::Auto(min, max))) = (recorded, args.workers) {
         supervisor.set_autoscale(Some((min, max)));
     }

@@ -103,6 +103,67 @@ const EXIT_CAUSES: [&str; 3] = ["exit", "signal", "stopped"];
 const UPGRADE_RESULTS: [&str; 2] = ["ok", "failed"];
 const DIRECTIONS: [&str; 2] = ["up", "down"];
 
+/// The counters' values, handed over by a re-exec so that they keep counting.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct SavedCounters {
+    restarts: u64,
+    exits: Vec<(String, u64)>,
+    upgrades: Vec<(String, u64)>,
+    autoscale: Vec<(String, u64)>,
+    sockets_restored: u64,
+}
+
+impl Counters {
+    /// The values, for a re-exec.
+    pub fn save(&self) -> SavedCounters {
+        let family = |values: &[&str], get: &dyn Fn(String) -> u64| {
+            values
+                .iter()
+                .map(|v| (v.to_string(), get(v.to_string())))
+                .collect()
+        };
+        SavedCounters {
+            restarts: self.restarts.get(),
+            exits: family(&EXIT_CAUSES, &|cause| {
+                self.exits.get(&ExitLabel { cause }).map_or(0, |c| c.get())
+            }),
+            upgrades: family(&UPGRADE_RESULTS, &|result| {
+                self.upgrades
+                    .get(&ResultLabel { result })
+                    .map_or(0, |c| c.get())
+            }),
+            autoscale: family(&DIRECTIONS, &|direction| {
+                self.autoscale
+                    .get(&DirectionLabel { direction })
+                    .map_or(0, |c| c.get())
+            }),
+            sockets_restored: self.sockets_restored.get(),
+        }
+    }
+
+    /// Continues from the values a previous image saved.
+    pub fn restore(&self, saved: &SavedCounters) {
+        self.restarts.inc_by(saved.restarts);
+        for (cause, n) in &saved.exits {
+            let cause = cause.clone();
+            self.exits.get_or_create(&ExitLabel { cause }).inc_by(*n);
+        }
+        for (result, n) in &saved.upgrades {
+            let result = result.clone();
+            self.upgrades
+                .get_or_create(&ResultLabel { result })
+                .inc_by(*n);
+        }
+        for (direction, n) in &saved.autoscale {
+            let direction = direction.clone();
+            self.autoscale
+                .get_or_create(&DirectionLabel { direction })
+                .inc_by(*n);
+        }
+        self.sockets_restored.inc_by(saved.sockets_restored);
+    }
+}
+
 /// The content type of the OpenMetrics text format that [`render`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -374,6 +435,27 @@ pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_survive_a_save_and_restore() {
+        let before = Counters::default();
+        before.restarts.inc_by(3);
+        before.sockets_restored.inc();
+        let cause = "signal".to_string();
+        before.exits.get_or_create(&ExitLabel { cause }).inc_by(2);
+        let result = "failed".to_string();
+        before.upgrades.get_or_create(&ResultLabel { result }).inc();
+        let direction = "down".to_string();
+        before
+            .autoscale
+            .get_or_create(&DirectionLabel { direction })
+            .inc_by(4);
+        let saved = serde_json::to_string(&before.save()).unwrap();
+        let after = Counters::default();
+        after.restore(&serde_json::from_str(&saved).unwrap());
+        assert_eq!(serde_json::to_string(&after.save()).unwrap(), saved);
+        assert_eq!(after.restarts.get(), 3);
+    }
 
     #[test]
     fn labelled_counters_start_at_zero_and_names_follow_the_rules() {

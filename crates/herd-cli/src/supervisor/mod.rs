@@ -213,6 +213,11 @@ impl Supervisor {
         let server = tokio::spawn(server::serve(listener, control.policy, requests_tx));
         let (scrapes_tx, mut scrapes) = mpsc::channel(16);
         let (checked_tx, mut checked) = mpsc::channel(1);
+        // A copy of the metrics socket's fd, handed to the next image on re-exec.
+        let metrics_fd = match &self.metrics_listener {
+            Some(listener) => Some(listener.as_fd().try_clone_to_owned()?),
+            None => None,
+        };
         if let Some(listener) = self.metrics_listener.take() {
             listener.set_nonblocking(true)?;
             tokio::spawn(metrics::serve(
@@ -313,6 +318,7 @@ impl Supervisor {
                             control: &control_fd,
                             control_file: &control_file,
                             notify: &notify,
+                            metrics: metrics_fd.as_ref(),
                         };
                         self.reexec(&endpoints, client);
                     }
@@ -1311,6 +1317,7 @@ struct Endpoints<'a> {
     control: &'a OwnedFd,
     control_file: &'a SocketFile,
     notify: &'a NotifySocket,
+    metrics: Option<&'a OwnedFd>,
 }
 
 impl Supervisor {
@@ -1336,6 +1343,7 @@ impl Supervisor {
         if let Some(saved) = state.autoscale {
             self.autoscaler = saved.restore(now);
         }
+        self.counters.restore(&state.counters);
         self.reexec_reply = reply;
         self.resumed = true;
     }
@@ -1403,6 +1411,7 @@ impl Supervisor {
             });
         }
         keep.extend(connection.as_ref().map(AsFd::as_fd));
+        keep.extend(endpoints.metrics.map(AsFd::as_fd));
         keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
         let now = Instant::now();
         let state = reexec::State {
@@ -1426,6 +1435,8 @@ impl Supervisor {
             service_ready: self.service.ready_sent(),
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
             autoscale: Some(reexec::SavedAutoscale::save(self.autoscaler.as_ref(), now)),
+            counters: self.counters.save(),
+            metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
             leftovers: self.leftovers.export(now),
         };
         tracing::info!(exe = %self.exe.display(), "re-executing herd");

@@ -3,7 +3,7 @@
 //!
 //! The old image writes its state (sockets, worker table, timers, attached processes) as JSON
 //! into an anonymous file, clears close-on-exec on exactly the fds that must survive (the
-//! listening sockets, the control and notify sockets, the attached processes' pidfds, the
+//! listening sockets, the control, notify and metrics sockets, the attached processes' pidfds, the
 //! state file, and the connection of the client that asked), blocks the signals herd handles (the mask survives `execve`, so no
 //! signal is lost or kills herd in between), and executes the same path with the same
 //! arguments and `HERD_REEXEC_STATE=FD`. The new image claims those fds, unblocks the signals
@@ -74,6 +74,12 @@ pub struct State {
     /// process's children across the exec).
     #[serde(default)]
     pub leftovers: super::leftovers::Saved,
+    /// The `--metrics` counters.
+    #[serde(default)]
+    pub counters: super::metrics::SavedCounters,
+    /// The `--metrics` socket's fd across the exec (same address, no scrape refused).
+    #[serde(default)]
+    pub metrics_fd: Option<RawFd>,
 }
 
 /// Autoscaling's state.
@@ -247,6 +253,8 @@ pub struct Restored {
     pub reply: Option<OwnedFd>,
     /// The attached processes' pidfds, in the order of the state's `attached`.
     pub attached: Vec<Option<OwnedFd>>,
+    /// The `--metrics` socket.
+    pub metrics: Option<OwnedFd>,
 }
 
 /// Reads the state from `HERD_REEXEC_STATE`, if set, and claims the fds it names.
@@ -285,6 +293,7 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
     Ok(Some(Restored {
         groups,
         attached,
+        metrics: state.metrics_fd.map(claim).transpose()?,
         control: claim(state.control.fd)?,
         notify: claim(state.notify.fd)?,
         listeners,

@@ -306,3 +306,47 @@ fn a_binary_that_starts_but_fails_its_check_is_refused_and_herd_keeps_serving() 
     assert_eq!(code, 0, "{output}");
     assert_eq!(workers(&herd.status()), workers(&before));
 }
+
+#[test]
+fn metrics_keep_their_address_and_counts_across_a_reexec() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let metrics = herd.wait_event("the metrics endpoint", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("metrics at")
+    })["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let victim = herd.started(1)[0].1;
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_events("the replacement", 2, is_start);
+    let counted = [
+        "herd_worker_restarts_total 1",
+        "herd_worker_exits_total{cause=\"signal\"} 1",
+    ];
+    let text = get(&metrics, "/metrics").unwrap();
+    for line in counted {
+        assert!(text.contains(line), "{line:?} missing before:\n{text}");
+    }
+
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let text = get(&metrics, "/metrics").expect("the same metrics address after a re-exec");
+    for line in counted {
+        assert!(text.contains(line), "{line:?} missing after:\n{text}");
+    }
+}
