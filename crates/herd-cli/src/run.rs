@@ -336,7 +336,11 @@ fn takeover_control(old: &Path, control: Option<&Path>) -> Result<std::path::Pat
             )));
         }
     }
-    Ok(old.to_path_buf())
+    // Absolute, as workers get it in HERD_CONTROL and may run elsewhere (--chdir).
+    match std::env::current_dir() {
+        Ok(dir) if old.is_relative() => Ok(dir.join(old)),
+        _ => Ok(old.to_path_buf()),
+    }
 }
 
 /// The device and inode of the socket file at `path` (the old herd's control socket).
