@@ -106,7 +106,8 @@ impl BalancedListener {
     }
 
     /// The next connection and its peer's address. Cancel-safe: a connection accepted for a
-    /// cancelled call is returned by the next one. Call it inside a tokio runtime.
+    /// cancelled call is returned by the next one. Call it inside a tokio runtime with IO
+    /// enabled; in one without, the connection is closed and an error returned.
     pub async fn accept(&mut self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
         if !self.waiting {
             let demand = self.demand.as_ref().ok_or_else(closed)?;
@@ -116,7 +117,17 @@ impl BalancedListener {
         let result = self.accepted.recv().await.ok_or_else(closed)?;
         self.waiting = false;
         let (stream, peer) = result?;
-        Ok((tokio::net::TcpStream::from_std(stream)?, peer))
+        // tokio panics instead of failing in a runtime built without IO: see tokio_sockets.
+        let registered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tokio::net::TcpStream::from_std(stream)
+        }));
+        match registered {
+            Ok(stream) => Ok((stream?, peer)),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::Other,
+                "a tokio runtime with IO enabled is needed (build it with enable_io())",
+            )),
+        }
     }
 
     /// The listening socket's address.
@@ -288,6 +299,20 @@ mod tests {
             }
         });
         assert_eq!(client.join().unwrap(), vec!["hi"; 3]);
+    }
+
+    /// In a runtime built without IO, tokio would panic registering the stream: an error.
+    #[test]
+    fn a_runtime_without_io_is_an_error_not_a_panic() {
+        let mut l = BalancedListener::new(TcpListener::bind("127.0.0.1:0").unwrap()).unwrap();
+        let client = std::net::TcpStream::connect(l.local_addr()).unwrap();
+        let no_io = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = no_io.block_on(l.accept()).unwrap_err();
+        assert!(err.to_string().contains("enable_io"), "{err}");
+        drop(client);
+        assert!(l.close().is_empty());
     }
 
     /// A thread blocked in accept() is interrupted by close(); a connection that raced with it

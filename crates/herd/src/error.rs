@@ -23,7 +23,7 @@ pub enum ErrorKind {
     /// [`BalancedListener`](crate::balanced::BalancedListener) needs a blocking socket and the
     /// inherited one is non-blocking (bind it without `nonblocking`).
     NonBlocking,
-    /// A tokio type was asked for outside a tokio runtime.
+    /// A tokio type was asked for outside a tokio runtime, or inside one built without IO.
     NoRuntime,
     /// The server behind a control socket runs as a user the caller does not trust (see
     /// the `trust` module).

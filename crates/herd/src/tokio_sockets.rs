@@ -26,7 +26,7 @@ impl Sockets {
     ) -> Result<Option<tokio::net::TcpListener>> {
         self.take_with(name, Want::TcpListener, |name, fd| {
             let std = std::net::TcpListener::from(prepare(name, fd)?);
-            tokio::net::TcpListener::from_std(std).map_err(register_failed)
+            register(name, || tokio::net::TcpListener::from_std(std))
         })
     }
 
@@ -35,7 +35,7 @@ impl Sockets {
     pub fn take_tokio_udp_socket(&mut self, name: &str) -> Result<Option<tokio::net::UdpSocket>> {
         self.take_with(name, Want::UdpSocket, |name, fd| {
             let std = std::net::UdpSocket::from(prepare(name, fd)?);
-            tokio::net::UdpSocket::from_std(std).map_err(register_failed)
+            register(name, || tokio::net::UdpSocket::from_std(std))
         })
     }
 
@@ -47,31 +47,48 @@ impl Sockets {
     ) -> Result<Option<tokio::net::UnixListener>> {
         self.take_with(name, Want::UnixListener, |name, fd| {
             let std = std::os::unix::net::UnixListener::from(prepare(name, fd)?);
-            tokio::net::UnixListener::from_std(std).map_err(register_failed)
+            register(name, || tokio::net::UnixListener::from_std(std))
         })
     }
 }
 
 /// Checks that the socket is non-blocking and that a runtime is there to register it with
 /// (tokio's `from_std` would panic without one), then duplicates it: if the registration
-/// fails, only the duplicate is closed.
+/// fails, only the duplicate is closed. A runtime without IO is caught by [`register`].
 fn prepare(name: &str, fd: BorrowedFd<'_>) -> Result<std::os::unix::io::OwnedFd> {
     require_nonblocking(name, &fd)?;
+    // Checked first so that the common mistake (no runtime at all) needs no caught panic.
     if tokio::runtime::Handle::try_current().is_err() {
-        return Err(Error::new(
-            ErrorKind::NoRuntime,
-            format!(
-                "socket {name:?} can only be taken as a tokio type inside a tokio runtime: call \
-                 this from async code, or after entering the runtime (Runtime::enter)"
-            ),
-        ));
+        return Err(no_runtime(name));
     }
     fd.try_clone_to_owned()
         .map_err(|e| Error::io(format!("cannot duplicate socket {name:?}"), e))
 }
 
-fn register_failed(e: std::io::Error) -> Error {
-    Error::io("cannot register the socket with tokio", e)
+/// Registers the duplicate with the current runtime's IO driver. tokio's `from_std` panics
+/// instead of failing when the runtime was built without `enable_io()`, and tokio offers no
+/// way to ask a handle whether it has one, so that panic is caught (the duplicate, moved into
+/// `from_std`, is closed as it unwinds) and becomes [`ErrorKind::NoRuntime`]. A program built
+/// with `panic = "abort"` cannot catch it: there, only take tokio types inside a runtime with
+/// IO enabled. tokio's panic message still reaches the panic hook (stderr by default).
+fn register<T>(name: &str, from_std: impl FnOnce() -> std::io::Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(from_std)) {
+        Ok(registered) => {
+            registered.map_err(|e| Error::io("cannot register the socket with tokio", e))
+        }
+        Err(_) => Err(no_runtime(name)),
+    }
+}
+
+fn no_runtime(name: &str) -> Error {
+    Error::new(
+        ErrorKind::NoRuntime,
+        format!(
+            "socket {name:?} can only be taken as a tokio type inside a tokio runtime with IO \
+             enabled: call this from async code, or after entering the runtime \
+             (Runtime::enter), and build the runtime with enable_io() or enable_all()"
+        ),
+    )
 }
 
 fn require_nonblocking(name: &str, socket: &impl AsFd) -> Result<()> {
@@ -157,6 +174,16 @@ mod tests {
         let err = sockets2.take_tokio_tcp_listener("tcp").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NoRuntime);
         assert!(err.to_string().contains("inside a tokio runtime"), "{err}");
+        // Inside a runtime built without IO: refused too (tokio would panic), still in place.
+        let no_io = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        {
+            let _guard = no_io.enter();
+            let err = sockets2.take_tokio_tcp_listener("tcp").unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::NoRuntime);
+            assert!(err.to_string().contains("enable_io"), "{err}");
+        }
         let rt = runtime();
         let _guard = rt.enter();
         let tcp = sockets2.take_tokio_tcp_listener("tcp").unwrap().unwrap();
