@@ -279,8 +279,9 @@ mod tests {
 
     /// The device and inode behind `fd`, or `None` if it is closed.
     fn identity(fd: RawFd) -> Option<(u64, u64)> {
-        // SAFETY: fstat writes into a zeroed stat we own.
+        // SAFETY: stat is plain integers, for which all-zero is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat writes into the stat we own; a closed fd is EBADF.
         if unsafe { libc::fstat(fd, &mut st) } < 0 {
             return None;
         }
@@ -329,6 +330,7 @@ mod tests {
                 let null = open_dev_null().unwrap();
                 // SAFETY: dup2 onto fd 4, whatever held it is replaced (this process is ours).
                 assert!(unsafe { libc::dup2(null.as_raw_fd(), 4) } == 4);
+                // SAFETY: fd 4 was just made open by dup2 and stays open while borrowed.
                 set_cloexec(unsafe { BorrowedFd::borrow_raw(4) }, true).unwrap();
                 let before: Vec<_> = (3..6).map(identity).collect();
                 let error = exec_with_listen_fds(sockets, || {

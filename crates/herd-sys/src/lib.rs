@@ -24,6 +24,7 @@
 //! - [`wsa`]: sharing a socket with another process (`WSADuplicateSocketW` for its pid) and
 //!   rebuilding it there (`WSASocketW(FROM_PROTOCOL_INFO)`), and Ctrl-C.
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 // libc re-exports `core::ffi::c_int` and friends (stable since 1.64), which clippy's MSRV lint
 // mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
 #![allow(clippy::incompatible_msrv)]

@@ -1,5 +1,10 @@
 //! Signals by name, signalling workers and their process groups, and reaping children.
+//!
+//! The platform part is `mod imp`, one per platform, each with `MAX_SIGNAL`, `peek_exit` and
+//! `process_groups`: Linux and Android use `waitid(WNOWAIT)` and `/proc`; elsewhere
+//! `peek_exit` reaps and `process_groups` is empty.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -125,14 +130,7 @@ impl fmt::Display for Signal {
 
 /// The highest signal number this system knows.
 pub(crate) fn max_signal() -> libc::c_int {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        64
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        31
-    }
+    imp::MAX_SIGNAL
 }
 
 /// Sends `signal` to the process `pid` (`kill(2)`).
@@ -180,48 +178,10 @@ pub fn reap_any() -> io::Result<Option<(u32, ExitStatus)>> {
 
 /// How the child `pid` exited, if it has, *without reaping it*
 /// (`waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`): it stays a zombie, so its pid, and the
-/// id of the process group it leads, cannot be reused until [`reap`] collects it. Off Linux
-/// this reaps at once (no pinning).
+/// id of the process group it leads, cannot be reused until [`reap`] collects it. **Off Linux
+/// and Android this reaps at once** (no pinning).
 pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        let id = to_pid(pid)? as libc::id_t;
-        loop {
-            // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into the one we own.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            // SAFETY: waitid takes plain integers and the siginfo_t above.
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    id,
-                    &mut info,
-                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-                )
-            };
-            if rc < 0 {
-                let err = io::Error::last_os_error();
-                if err.raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return Err(err);
-            }
-            // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed: no child changed).
-            let (from, status) = unsafe { (info.si_pid(), info.si_status()) };
-            if from == 0 {
-                return Ok(None);
-            }
-            let raw = match info.si_code {
-                libc::CLD_EXITED => (status & 0xff) << 8,
-                libc::CLD_DUMPED => (status & 0x7f) | 0x80,
-                _ => status & 0x7f,
-            };
-            return Ok(Some(ExitStatus::from_raw(raw)));
-        }
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        reap(pid)
-    }
+    imp::peek_exit(pid)
 }
 
 /// Reaps the child `pid` if it has exited (`waitpid(pid, WNOHANG)`); `Ok(None)` if it runs.
@@ -266,8 +226,8 @@ pub fn reap_own_group() -> io::Result<Option<(u32, ExitStatus)>> {
     }
 }
 
-/// The live (not zombie) processes of process group `pgid`, other than `pgid` itself
-/// (`/proc/*/stat`, Linux; none elsewhere). Exact only while the group's id cannot be reused:
+/// **Linux and Android only; empty elsewhere.** The live (not zombie) processes of process
+/// group `pgid`, other than `pgid` itself (`/proc/*/stat`). Exact only while the group's id cannot be reused:
 /// while its leader is alive or an unreaped zombie.
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let mut groups = process_groups();
@@ -276,27 +236,10 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
     members
 }
 
-/// Every live (not zombie) process, by process group: one pass over `/proc/*/stat` (Linux;
-/// empty elsewhere), for looking at many groups at once.
-pub fn process_groups() -> std::collections::HashMap<u32, Vec<u32>> {
-    let mut groups: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
-    let entries = match std::fs::read_dir("/proc") {
-        Ok(entries) => entries,
-        Err(_) => return groups,
-    };
-    for pid in entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-    {
-        let fields = match stat_fields(pid, &[3, 5]) {
-            Some(fields) => fields,
-            None => continue,
-        };
-        if let (false, Ok(pgid)) = (fields[0] == "Z", fields[1].parse::<u32>()) {
-            groups.entry(pgid).or_default().push(pid);
-        }
-    }
-    groups
+/// **Linux and Android only; empty elsewhere.** Every live (not zombie) process, by process
+/// group: one pass over `/proc/*/stat`, for looking at many groups at once.
+pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+    imp::process_groups()
 }
 
 /// Waits for the child `pid` to exit (`waitpid(pid, 0)`), retrying on `EINTR`.
@@ -385,30 +328,33 @@ pub fn ticks_per_second() -> u64 {
     }
 }
 
-/// Field `n` (1-based, as in proc(5)) of `/proc/PID/stat`.
-/// Fields `ns` (numbered from 1, each at least 3) of `/proc/PID/stat`, read at once.
-fn stat_fields(pid: u32, ns: &[usize]) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// Fields `ns` (numbered from 1 as in proc(5), each at least 3) of a `/proc/PID/stat` line,
+/// in the order asked; `None` if one is missing. The command name (field 2) may contain
+/// spaces and parentheses: the fields after it start after the last `)`.
+pub fn parse_stat_fields<'a>(stat: &'a str, ns: &[usize]) -> Option<Vec<&'a str>> {
     let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     ns.iter()
-        .map(|&n| rest.get(n.checked_sub(3)?).map(|f| f.to_string()))
+        .map(|&n| rest.get(n.checked_sub(3)?).copied())
         .collect()
 }
 
-fn stat_field(pid: u32, n: usize) -> Option<String> {
+/// Fields `ns` of `/proc/PID/stat` (see [`parse_stat_fields`]), read at once.
+fn stat_fields(pid: u32, ns: &[usize]) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: the rest starts after
-    // the last ')', with field 3.
-    let rest = stat.rsplit_once(')')?.1;
-    rest.split_whitespace()
-        .nth(n.checked_sub(3)?)
-        .map(str::to_string)
+    let fields = parse_stat_fields(&stat, ns)?;
+    Some(fields.into_iter().map(str::to_string).collect())
+}
+
+/// Field `n` of `/proc/PID/stat` (see [`parse_stat_fields`]).
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    stat_fields(pid, &[n])?.pop()
 }
 
 /// `CLOCK_MONOTONIC` in microseconds, as systemd's `MONOTONIC_USEC=` wants it.
 pub fn monotonic_usec() -> u64 {
-    // SAFETY: clock_gettime writes one timespec into a zeroed value we own.
+    // SAFETY: timespec is plain integers, for which all-zero is a valid value.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes one timespec into the value we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
@@ -720,6 +666,7 @@ pub fn lookup_user(name: &str) -> io::Result<Option<User>> {
         Some(uid) => unsafe {
             libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result)
         },
+        // SAFETY: as above; `cname` is NUL-terminated and outlives the call.
         None => unsafe {
             libc::getpwnam_r(
                 cname.as_ptr(),
@@ -772,8 +719,9 @@ pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
 
 /// This process's open-file limit, `(soft, hard)` (`getrlimit(RLIMIT_NOFILE)`).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
-    // SAFETY: getrlimit writes into the zeroed struct we own.
+    // SAFETY: rlimit is plain integers, for which all-zero is a valid value.
     let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: getrlimit writes into the rlimit we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -791,6 +739,93 @@ pub fn set_nofile_limit(soft: u64, hard: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// What differs by platform: `waitid(WNOWAIT)` and `/proc` on Linux and Android.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use std::collections::HashMap;
+    use std::io;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::ExitStatus;
+
+    use super::{stat_fields, to_pid};
+
+    pub const MAX_SIGNAL: libc::c_int = 64;
+
+    pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
+        let id = to_pid(pid)? as libc::id_t;
+        loop {
+            // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into the one we own.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: waitid takes plain integers and the siginfo_t above.
+            let rc = unsafe {
+                libc::waitid(
+                    libc::P_PID,
+                    id,
+                    &mut info,
+                    libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                )
+            };
+            if rc < 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(err);
+            }
+            // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed: no child changed).
+            let (from, status) = unsafe { (info.si_pid(), info.si_status()) };
+            if from == 0 {
+                return Ok(None);
+            }
+            let raw = match info.si_code {
+                libc::CLD_EXITED => (status & 0xff) << 8,
+                libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+                _ => status & 0x7f,
+            };
+            return Ok(Some(ExitStatus::from_raw(raw)));
+        }
+    }
+
+    pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+        let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+        let entries = match std::fs::read_dir("/proc") {
+            Ok(entries) => entries,
+            Err(_) => return groups,
+        };
+        for pid in entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        {
+            let fields = match stat_fields(pid, &[3, 5]) {
+                Some(fields) => fields,
+                None => continue,
+            };
+            if let (false, Ok(pgid)) = (fields[0] == "Z", fields[1].parse::<u32>()) {
+                groups.entry(pgid).or_default().push(pid);
+            }
+        }
+        groups
+    }
+}
+
+/// Elsewhere: no `WNOWAIT` pinning and no `/proc`.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use std::collections::HashMap;
+    use std::io;
+    use std::process::ExitStatus;
+
+    pub const MAX_SIGNAL: libc::c_int = 31;
+
+    pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
+        super::reap(pid)
+    }
+
+    pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+        HashMap::new()
+    }
 }
 
 #[cfg(test)]
@@ -914,15 +949,30 @@ mod tests {
         };
         let child = command.spawn().unwrap();
         let pid = child.id();
+        /// Kills the group and reaps the leader if an assertion fails on the way.
+        struct Group(u32);
+        impl Drop for Group {
+            fn drop(&mut self) {
+                let _ = signal_group(self.0, Signal::KILL);
+                let _ = reap(self.0);
+            }
+        }
+        let group = Group(pid);
+        /// Polls `done` every 5 ms for at most 10 s (waitid and /proc have nothing to block on).
+        fn within<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                if let Some(value) = done() {
+                    return value;
+                }
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
         let mut out = String::new();
         std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut out).unwrap();
         let sleeper: u32 = out.trim().parse().unwrap();
-        let status = loop {
-            if let Some(status) = peek_exit(pid).unwrap() {
-                break status;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
+        let status = within("the leader did not exit", || peek_exit(pid).unwrap());
         assert_eq!(status.code(), Some(3));
         assert_eq!(
             peek_exit(pid).unwrap().unwrap().code(),
@@ -932,11 +982,10 @@ mod tests {
         assert_eq!(stat_field(pid, 3).as_deref(), Some("Z"));
         assert_eq!(group_members(pid), [sleeper]);
         signal_group(pid, Signal::KILL).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !group_members(pid).is_empty() {
-            assert!(std::time::Instant::now() < deadline, "the sleeper survived");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        within("the sleeper survived", || {
+            group_members(pid).is_empty().then_some(())
+        });
+        std::mem::forget(group); // reaped below, by the function under test
         assert_eq!(reap(pid).unwrap().unwrap().code(), Some(3));
         assert!(reap(pid).is_err(), "reaped once");
     }

@@ -67,8 +67,9 @@ fn open_anonymous(name: &str) -> io::Result<OwnedFd> {
 /// The size of the object behind `fd` (`fstat`), and whether it is a regular file (a memfd or
 /// a shared memory object is; a socket is not).
 pub fn size_of(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
-    // SAFETY: fstat writes into a zeroed stat buffer we own.
+    // SAFETY: stat is plain integers, for which all-zero is a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into the stat buffer we own.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -188,6 +189,7 @@ mod tests {
         assert_eq!(size_of(fd.as_fd()).unwrap(), Some(4096));
         #[cfg(target_os = "linux")]
         assert!(
+            // SAFETY: ftruncate on an fd we own; it must fail on the sealed memfd.
             unsafe { libc::ftruncate(fd.as_raw_fd(), 0) } < 0,
             "sealed against shrinking"
         );

@@ -45,8 +45,9 @@ pub struct SocketInfo {
 /// and whether it listens.
 pub fn inspect(fd: BorrowedFd<'_>) -> io::Result<Option<SocketInfo>> {
     let raw = fd.as_raw_fd();
-    // SAFETY: fstat writes into a zeroed stat buffer we own.
+    // SAFETY: stat is plain integers, for which all-zero is a valid value.
     let mut st: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: fstat writes into the stat buffer we own.
     if unsafe { libc::fstat(raw, &mut st) } < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -59,9 +60,10 @@ pub fn inspect(fd: BorrowedFd<'_>) -> io::Result<Option<SocketInfo>> {
         libc::SOCK_SEQPACKET => SockType::SeqPacket,
         other => SockType::Other(other),
     };
-    // SAFETY: getsockname writes at most `len` bytes into a zeroed sockaddr_storage we own.
+    // SAFETY: sockaddr_storage is plain integers, for which all-zero is a valid value.
     let mut addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
     let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into the sockaddr_storage we own.
     if unsafe {
         libc::getsockname(
             raw,
@@ -112,11 +114,20 @@ fn getsockopt_int(raw: i32, opt: libc::c_int) -> io::Result<libc::c_int> {
 /// be accepted and the backlog, read with `getsockopt(TCP_INFO)` (`tcpi_unacked` and
 /// `tcpi_sacked` mean exactly that on a listening socket). `Ok(None)` off Linux.
 pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info we own.
+    queue::accept_queue(fd)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod queue {
+    use std::io;
+    use std::mem;
+    use std::os::unix::io::{AsRawFd, BorrowedFd};
+
+    pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
+        // SAFETY: tcp_info is plain integers, for which all-zero is a valid value.
         let mut info: libc::tcp_info = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into the tcp_info we own.
         let rc = unsafe {
             libc::getsockopt(
                 fd.as_raw_fd(),
@@ -131,9 +142,14 @@ pub fn accept_queue(fd: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
         }
         Ok(Some((info.tcpi_unacked, info.tcpi_sacked)))
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = fd;
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod queue {
+    use std::io;
+    use std::os::unix::io::BorrowedFd;
+
+    pub fn accept_queue(_fd: BorrowedFd<'_>) -> io::Result<Option<(u32, u32)>> {
         Ok(None)
     }
 }
@@ -176,11 +192,35 @@ pub fn accept_once(listener: BorrowedFd<'_>) -> io::Result<std::os::unix::io::Ow
 /// recorded it when that process called `connect` or `listen`: `SO_PEERCRED` on Linux and
 /// Android, `getpeereid` elsewhere.
 pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // SAFETY: getsockopt writes at most `len` bytes into a zeroed ucred we own.
+    peer::uid(fd)
+}
+
+/// The pid of the process at the other end of a connected Unix socket, as the kernel recorded
+/// it at `connect` or `listen` (`SO_PEERCRED`); `Ok(None)` where the system does not say.
+pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+    peer::pid(fd)
+}
+
+/// The peer's credentials: `SO_PEERCRED` (uid and pid).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod peer {
+    use std::io;
+    use std::mem;
+    use std::os::unix::io::{AsRawFd, BorrowedFd};
+
+    pub fn uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
+        Ok(peer_cred(fd)?.uid)
+    }
+
+    pub fn pid(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
+        Ok(u32::try_from(peer_cred(fd)?.pid).ok().filter(|p| *p > 0))
+    }
+
+    fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<libc::ucred> {
+        // SAFETY: ucred is plain integers, for which all-zero is a valid value.
         let mut cred: libc::ucred = unsafe { mem::zeroed() };
         let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into the ucred we own.
         let rc = unsafe {
             libc::getsockopt(
                 fd.as_raw_fd(),
@@ -193,10 +233,17 @@ pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(cred.uid)
+        Ok(cred)
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
+}
+
+/// The peer's uid: `getpeereid`; its pid is not known.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod peer {
+    use std::io;
+    use std::os::unix::io::{AsRawFd, BorrowedFd};
+
+    pub fn uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
         let (mut uid, mut gid): (libc::uid_t, libc::gid_t) = (0, 0);
         // SAFETY: getpeereid writes into the two integers we own.
         if unsafe { libc::getpeereid(fd.as_raw_fd(), &mut uid, &mut gid) } < 0 {
@@ -204,33 +251,8 @@ pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
         }
         Ok(uid)
     }
-}
 
-/// The pid of the process at the other end of a connected Unix socket, as the kernel recorded
-/// it at `connect` or `listen` (`SO_PEERCRED`); `Ok(None)` where the system does not say.
-pub fn peer_pid(fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        // SAFETY: getsockopt writes at most `len` bytes into a zeroed ucred we own.
-        let mut cred: libc::ucred = unsafe { mem::zeroed() };
-        let mut len = mem::size_of::<libc::ucred>() as libc::socklen_t;
-        let rc = unsafe {
-            libc::getsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&mut cred as *mut libc::ucred).cast(),
-                &mut len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(u32::try_from(cred.pid).ok().filter(|p| *p > 0))
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    {
-        let _ = fd;
+    pub fn pid(_fd: BorrowedFd<'_>) -> io::Result<Option<u32>> {
         Ok(None)
     }
 }

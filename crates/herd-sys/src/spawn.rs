@@ -674,6 +674,7 @@ mod tests {
         // SAFETY: the buffer has PID_DIGITS bytes.
         unsafe { write_decimal(buf.as_mut_ptr(), 40213) };
         assert_eq!(&buf[..6], b"40213\0");
+        // SAFETY: as above; u64::MAX needs 21 bytes with its NUL, within PID_DIGITS.
         unsafe { write_decimal(buf.as_mut_ptr(), u64::MAX) };
         assert_eq!(&buf[..21], b"18446744073709551615\0");
     }

@@ -40,14 +40,10 @@ impl ProcessStats {
 /// Parses `/proc/self/stat`, `/proc/self/status` and `/proc/stat` (with `ticks` clock ticks per
 /// second); the fd counts are left at 0.
 fn parse(stat: &str, status: &str, system: &str, ticks: f64) -> Option<ProcessStats> {
-    // The command name, in parentheses, may contain anything: the fields follow the last ')'.
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
-    // fields[0] is field 3 of proc(5), the state.
-    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    let cpu_ticks = field(14)? + field(15)?;
+    // utime, stime, starttime and vsize, as numbered in proc(5).
+    let fields = herd_sys::process::parse_stat_fields(stat, &[14, 15, 22, 23])?;
+    let field = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    let cpu_ticks = field(0)? + field(1)?;
     let boot = system
         .lines()
         .find_map(|l| l.strip_prefix("btime "))?
@@ -68,10 +64,10 @@ fn parse(stat: &str, status: &str, system: &str, ticks: f64) -> Option<ProcessSt
     Some(ProcessStats {
         cpu_seconds: cpu_ticks as f64 / ticks,
         resident_bytes: resident_kib * 1024,
-        virtual_bytes: field(23)?,
+        virtual_bytes: field(3)?,
         open_fds: 0,
         max_fds: 0,
-        start_time_seconds: boot as f64 + field(22)? as f64 / ticks,
+        start_time_seconds: boot as f64 + field(2)? as f64 / ticks,
     })
 }
 
