@@ -10,6 +10,15 @@
 //! the worker's leftovers. Once no live process remains in the group, the zombie is reaped and
 //! the group forgotten.
 //!
+//! Looking at groups means reading every `/proc/*/stat`; it is done once per batch of exits
+//! ([`Leftovers::exited`] takes them all) and once per [`Leftovers::check`], never once per
+//! group.
+//!
+//! A process stuck in the kernel (state `D`) may not die even of `SIGKILL`: a group still
+//! populated [`KILL_WAIT`] after its `SIGKILL` deadline is logged with its pids and given up
+//! (its leader is reaped: the members keep the group's id in use, so it cannot name a
+//! stranger), so that `herd stop` always ends.
+//!
 //! The bookkeeping is pure; the system calls go through [`Groups`], so the ordering is
 //! unit-tested without processes.
 
@@ -22,14 +31,18 @@ use super::pool::WorkerState;
 
 /// How often groups with leftovers are looked at.
 pub const CHECK_EVERY: Duration = Duration::from_millis(50);
+/// How long after its `SIGKILL` deadline a group is still waited for (the same wait as for
+/// attached processes).
+pub const KILL_WAIT: Duration = super::attached::KILL_WAIT;
 
 /// The system calls leftovers need, on a group whose leader (`pgid`) is an exited, unreaped
 /// child of herd.
 pub trait Groups {
-    /// Takes a fresh look at every group before [`Leftovers::check`] asks about several.
-    fn refresh(&mut self) {}
-    /// Whether a live process other than the leader remains in the group.
-    fn has_members(&mut self, pgid: u32) -> bool;
+    /// Takes a fresh look at every group, before several are asked about.
+    fn refresh(&mut self);
+    /// The live processes other than the leader that remain in the group, as of the last
+    /// [`refresh`](Groups::refresh).
+    fn members(&mut self, pgid: u32) -> Vec<u32>;
     /// Sends `signal` to the group.
     fn signal(&mut self, pgid: u32, signal: Signal);
     /// Reaps the leader; `false` if it has not exited (yet).
@@ -39,22 +52,19 @@ pub trait Groups {
 /// The real system: `/proc`, `kill(-pgid)`, `waitpid`.
 #[derive(Default)]
 pub struct System {
-    /// Every process group's live processes, when [`Groups::refresh`] read them all at once.
-    snapshot: Option<HashMap<u32, Vec<u32>>>,
+    /// Every process group's live processes, as [`Groups::refresh`] read them all at once.
+    snapshot: HashMap<u32, Vec<u32>>,
 }
 
 impl Groups for System {
     fn refresh(&mut self) {
-        self.snapshot = Some(process::process_groups());
+        self.snapshot = process::process_groups();
     }
 
-    fn has_members(&mut self, pgid: u32) -> bool {
-        match &self.snapshot {
-            Some(groups) => groups
-                .get(&pgid)
-                .is_some_and(|pids| pids.iter().any(|&p| p != pgid)),
-            None => !process::group_members(pgid).is_empty(),
-        }
+    fn members(&mut self, pgid: u32) -> Vec<u32> {
+        let mut pids = self.snapshot.get(&pgid).cloned().unwrap_or_default();
+        pids.retain(|&p| p != pgid);
+        pids
     }
 
     fn signal(&mut self, pgid: u32, signal: Signal) {
@@ -108,12 +118,36 @@ impl Leftovers {
         self.groups.len()
     }
 
-    /// Worker `pid` of `slot` has exited (not yet reaped) while it was in `state`. Reaps it if
-    /// its group is empty; otherwise what remains gets `stop_signal` (unless herd already sent
-    /// the group a stop or a kill) and `SIGKILL` at the worker's own deadline, or after `grace`.
-    /// Returns whether leftovers are now tracked.
-    #[allow(clippy::too_many_arguments)]
+    /// Workers have exited (not yet reaped), each `(pid, slot, state it was in)`: one look at
+    /// every group, then each is looked at as [`exited_one`](Leftovers::exited_one) says.
+    /// Returns how many leave processes behind.
     pub fn exited(
+        &mut self,
+        groups: &mut impl Groups,
+        exits: &[(u32, usize, Option<WorkerState>)],
+        stop_signal: Signal,
+        grace: Duration,
+        now: Instant,
+    ) -> usize {
+        if exits.is_empty() {
+            return 0;
+        }
+        groups.refresh();
+        exits
+            .iter()
+            .filter(|&&(pid, slot, state)| {
+                self.exited_one(groups, pid, slot, state, stop_signal, grace, now)
+            })
+            .count()
+    }
+
+    /// Worker `pid` of `slot` has exited (not yet reaped) while it was in `state`, and
+    /// `groups` was refreshed since. Reaps it if its group is empty; otherwise what remains
+    /// gets `stop_signal` (unless herd already sent the group a stop or a kill) and `SIGKILL`
+    /// at the worker's own deadline, or after `grace`. Returns whether leftovers are now
+    /// tracked.
+    #[allow(clippy::too_many_arguments)]
+    fn exited_one(
         &mut self,
         groups: &mut impl Groups,
         pid: u32,
@@ -123,7 +157,7 @@ impl Leftovers {
         grace: Duration,
         now: Instant,
     ) -> bool {
-        if !groups.has_members(pid) {
+        if groups.members(pid).is_empty() {
             groups.reap(pid);
             return false;
         }
@@ -156,14 +190,16 @@ impl Leftovers {
     }
 
     /// Looks at every group: an empty one is forgotten and its leader reaped; one past its
-    /// deadline gets `SIGKILL` (again at each check, so that nothing forked meanwhile escapes).
+    /// deadline gets `SIGKILL` (again at each check, so that nothing forked meanwhile escapes);
+    /// one still populated [`KILL_WAIT`] after that is given up.
     pub fn check(&mut self, groups: &mut impl Groups, now: Instant) {
         if self.groups.is_empty() {
             return;
         }
         groups.refresh();
         self.groups.retain(|g| {
-            if !groups.has_members(g.pgid) {
+            let members = groups.members(g.pgid);
+            if members.is_empty() {
                 if groups.reap(g.pgid) {
                     tracing::info!(
                         slot = g.slot,
@@ -175,6 +211,22 @@ impl Leftovers {
                     return false;
                 }
                 return true;
+            }
+            if now.saturating_duration_since(g.deadline) >= KILL_WAIT {
+                let pids: Vec<String> = members.iter().map(u32::to_string).collect();
+                tracing::error!(
+                    slot = g.slot,
+                    pid = g.pgid,
+                    "the processes worker {} (pid {}) left are still there {}s after SIGKILL \
+                     (stuck in the kernel?): pids {}; herd no longer waits for them",
+                    g.slot,
+                    g.pgid,
+                    KILL_WAIT.as_secs(),
+                    pids.join(", ")
+                );
+                // The members hold the group's id: the leader can go.
+                groups.reap(g.pgid);
+                return false;
             }
             if now >= g.deadline {
                 tracing::warn!(
@@ -258,18 +310,27 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// Groups with members, leaders that have exited, and what was done to them.
+    /// Groups with members, leaders that have exited, and what was done to them. Each group
+    /// has one member, its id plus 1000.
     #[derive(Default)]
     struct Fake {
         populated: BTreeSet<u32>,
         running: BTreeSet<u32>,
         signals: Vec<(u32, Signal)>,
         reaped: Vec<u32>,
+        /// Passes over `/proc`.
+        scans: usize,
     }
 
     impl Groups for Fake {
-        fn has_members(&mut self, pgid: u32) -> bool {
-            self.populated.contains(&pgid)
+        fn refresh(&mut self) {
+            self.scans += 1;
+        }
+        fn members(&mut self, pgid: u32) -> Vec<u32> {
+            match self.populated.contains(&pgid) {
+                true => vec![pgid + 1000],
+                false => Vec::new(),
+            }
         }
         fn signal(&mut self, pgid: u32, signal: Signal) {
             self.signals.push((pgid, signal));
@@ -289,7 +350,10 @@ mod tests {
     fn a_worker_that_leaves_nothing_is_reaped_at_once() {
         let (mut fake, mut left) = (Fake::default(), Leftovers::default());
         let now = Instant::now();
-        assert!(!left.exited(&mut fake, 7, 0, None, Signal::TERM, SEC, now));
+        assert_eq!(
+            left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, SEC, now),
+            0
+        );
         assert_eq!(fake.reaped, [7]);
         assert!(fake.signals.is_empty() && left.is_empty());
     }
@@ -301,7 +365,10 @@ mod tests {
         let mut left = Leftovers::default();
         let t0 = Instant::now();
         let state = Some(WorkerState::Ready);
-        assert!(left.exited(&mut fake, 7, 2, state, Signal::INT, 5 * SEC, t0));
+        assert_eq!(
+            left.exited(&mut fake, &[(7, 2, state)], Signal::INT, 5 * SEC, t0),
+            1
+        );
         assert_eq!(fake.signals, [(7, Signal::INT)]);
         assert!(fake.reaped.is_empty(), "the zombie holds the group id");
         left.check(&mut fake, t0 + 4 * SEC);
@@ -330,7 +397,13 @@ mod tests {
             deadline: t0 + 2 * SEC,
             killed: false,
         };
-        left.exited(&mut fake, 7, 0, Some(stopping), Signal::TERM, 30 * SEC, t0);
+        left.exited(
+            &mut fake,
+            &[(7, 0, Some(stopping))],
+            Signal::TERM,
+            30 * SEC,
+            t0,
+        );
         assert!(
             fake.signals.is_empty(),
             "the group got the stop signal already"
@@ -345,7 +418,7 @@ mod tests {
         fake.populated.insert(7);
         let mut left = Leftovers::default();
         let t0 = Instant::now();
-        left.exited(&mut fake, 7, 0, None, Signal::TERM, 30 * SEC, t0);
+        left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, 30 * SEC, t0);
         left.stop(t0 + SEC);
         left.check(&mut fake, t0 + SEC);
         assert_eq!(fake.signals, [(7, Signal::TERM), (7, Signal::KILL)]);
@@ -372,7 +445,7 @@ mod tests {
         fake.populated.insert(7);
         let mut left = Leftovers::default();
         let t0 = Instant::now();
-        left.exited(&mut fake, 7, 0, None, Signal::TERM, 10 * SEC, t0);
+        left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, 10 * SEC, t0);
         let json = serde_json::to_string(&left.export(t0 + 4 * SEC)).unwrap();
         let later = t0 + 5 * SEC;
         let mut left = Leftovers::import(serde_json::from_str(&json).unwrap(), later);
@@ -380,5 +453,42 @@ mod tests {
         assert_eq!(fake.signals.len(), 1, "6s to go at export");
         left.check(&mut fake, later + 6 * SEC);
         assert_eq!(fake.signals.last(), Some(&(7, Signal::KILL)));
+    }
+
+    #[test]
+    fn many_exits_cost_one_look_at_every_group() {
+        let mut fake = Fake::default();
+        fake.populated.insert(8);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        let exits: Vec<_> = (1..=100).map(|pid| (pid, 0, None)).collect();
+        assert_eq!(left.exited(&mut fake, &exits, Signal::TERM, SEC, t0), 1);
+        assert_eq!(fake.scans, 1, "one pass over /proc for the whole batch");
+        assert_eq!(fake.reaped.len(), 99);
+        assert_eq!(left.len(), 1);
+        left.check(&mut fake, t0 + SEC);
+        assert_eq!(fake.scans, 2, "one per check");
+    }
+
+    #[test]
+    fn a_group_that_outlives_sigkill_is_given_up_after_kill_wait() {
+        let mut fake = Fake::default();
+        fake.populated.insert(7);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, SEC, t0);
+        left.stop(t0);
+        left.check(&mut fake, t0);
+        assert_eq!(fake.signals.last(), Some(&(7, Signal::KILL)));
+        left.check(&mut fake, t0 + KILL_WAIT - Duration::from_millis(1));
+        assert_eq!(left.len(), 1, "still waited for");
+        assert!(fake.reaped.is_empty());
+        left.check(&mut fake, t0 + KILL_WAIT);
+        assert!(left.is_empty(), "herd stop must not wait for ever");
+        assert_eq!(
+            fake.reaped,
+            [7],
+            "the members hold the group id; the zombie can go"
+        );
     }
 }

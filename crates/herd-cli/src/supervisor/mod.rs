@@ -841,10 +841,15 @@ impl Supervisor {
 
     /// Collects exited children. Workers are looked at one by one, without reaping them: one
     /// whose process group still has processes stays a zombie, holding the group's id, until
-    /// they are gone (see [`leftovers`]). Other children (re-exec checks, in herd's own
-    /// process group) are reaped.
+    /// they are gone (see [`leftovers`]); the groups of all the workers found exited are looked
+    /// at in one pass. Other children (re-exec checks, in herd's own process group) are reaped.
+    ///
+    /// Finding the exited workers costs one `waitid(WNOWAIT)` per worker per wake-up (SIGCHLDs
+    /// that arrive together wake herd once): `waitid(P_ALL)` cannot skip the zombies herd
+    /// holds on purpose.
     fn reap(&mut self) {
         let pids: Vec<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
+        let mut exits = Vec::new();
         for pid in pids {
             // (status, whether herd still holds it as an unreaped child)
             let (status, held) = match process::peek_exit(pid) {
@@ -863,22 +868,20 @@ impl Supervisor {
                 continue;
             };
             self.worker_exited(pid, status);
-            if !held {
-                // Its pid, and so its group's id, may already name another process: hands off.
-                continue;
+            // One that is not held: its pid, and so its group's id, may already name another
+            // process: hands off.
+            if held {
+                exits.push((pid, slot, Some(state)));
             }
-            let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
-            let now = Instant::now();
-            self.leftovers.exited(
-                &mut leftovers::System::default(),
-                pid,
-                slot,
-                Some(state),
-                stop_signal,
-                grace,
-                now,
-            );
         }
+        let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
+        self.leftovers.exited(
+            &mut leftovers::System::default(),
+            &exits,
+            stop_signal,
+            grace,
+            Instant::now(),
+        );
         loop {
             match process::reap_own_group() {
                 Ok(Some((pid, status))) => {
