@@ -81,9 +81,15 @@ impl fmt::Display for SpawnError {
         let what = match self.stage {
             Stage::Fork => "cannot fork",
             Stage::Pipe => match self.error.raw_os_error() {
+                // Formatted by the parent, which made the pipe: its pid is herd's.
                 Some(libc::EMFILE) | Some(libc::ENFILE) => {
-                    "herd is out of file descriptors: cannot create a pipe to start the worker \
-                     (look for what holds herd's fds: ls -l /proc/HERD_PID/fd)"
+                    return write!(
+                        f,
+                        "herd is out of file descriptors: cannot create a pipe to start the \
+                         worker (look for what holds herd's fds: ls -l /proc/{}/fd): {}",
+                        std::process::id(),
+                        self.error
+                    );
                 }
                 _ => "cannot create the pipe to start the worker",
             },
@@ -667,6 +673,18 @@ unsafe fn write_decimal(dst: *mut u8, mut value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn out_of_fds_names_herds_own_fd_directory() {
+        let err = SpawnError {
+            stage: Stage::Pipe,
+            error: io::Error::from_raw_os_error(libc::EMFILE),
+            limit: None,
+        };
+        let text = err.to_string();
+        let dir = format!("ls -l /proc/{}/fd)", std::process::id());
+        assert!(text.contains(&dir), "{text}");
+    }
 
     #[test]
     fn decimal_fills_the_slot() {
