@@ -150,6 +150,9 @@ pub enum ErrorCode {
     Stopping,
     /// The connection was idle too long; it is closed.
     IdleTimeout,
+    /// A re-exec refused the binary on disk: it is not an executable file, or it failed its
+    /// check. herd keeps running.
+    ReexecCheckFailed,
     /// Something failed inside herd.
     Internal,
 }

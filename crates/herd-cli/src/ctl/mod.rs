@@ -211,6 +211,8 @@ pub fn request(
                     format!("{message} ({code})")
                 }
                 ErrorCode::Stopping => format!("herd is stopping ({code}): {message}"),
+                // The message says which binary, why, and that herd keeps running.
+                ErrorCode::ReexecCheckFailed => format!("{message} ({code})"),
                 _ => format!("herd refused ({code}): {message}"),
             };
             Err(Failure::Runtime(anyhow!(line)))

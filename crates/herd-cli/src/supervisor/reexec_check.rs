@@ -92,7 +92,7 @@ impl Supervisor {
             return refuse(client, ErrorCode::Busy, why);
         }
         if let Err(e) = super::reexec::executable(&self.exe) {
-            return refuse(client, ErrorCode::Internal, format!("{e:#}"));
+            return refuse(client, ErrorCode::ReexecCheckFailed, format!("{e:#}"));
         }
         let child = match spawn(&self.exe) {
             Ok(child) => child,
@@ -101,7 +101,7 @@ impl Supervisor {
                     "cannot re-execute {}: cannot run it to check it: {e}; herd keeps running",
                     self.exe.display()
                 );
-                return refuse(client, ErrorCode::Internal, why);
+                return refuse(client, ErrorCode::ReexecCheckFailed, why);
             }
         };
         let pid = child.id();
@@ -145,7 +145,7 @@ impl Supervisor {
                     "cannot re-execute {}: {why}; herd keeps running",
                     self.exe.display()
                 );
-                refuse(client, ErrorCode::Internal, why);
+                refuse(client, ErrorCode::ReexecCheckFailed, why);
                 None
             }
         }
