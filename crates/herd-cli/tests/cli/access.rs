@@ -11,12 +11,7 @@ use std::process::{Child, Command, Stdio};
 use crate::util::*;
 
 fn root() -> bool {
-    // SAFETY: getuid has no preconditions.
-    let root = unsafe { libc::getuid() } == 0;
-    if !root {
-        eprintln!("skipped: needs root to act as several users");
-    }
-    root
+    root_or_skip("needs root to act as several users")
 }
 
 /// Runs `herd ARGS` as `uid`:`gid` with a clean control environment plus `env`; returns its

@@ -484,8 +484,7 @@ fn misnamed_options_get_the_right_message() {
 
 #[test]
 fn a_uid_without_a_name_runs_workers_with_its_group() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run workers as another user");
+    if !root_or_skip("needs root to run workers as another user") {
         return;
     }
     let herd = Herd::start(&[
@@ -605,8 +604,7 @@ fn a_worker_that_cannot_start_names_the_setting() {
 
 #[test]
 fn an_unprivileged_herd_may_name_its_own_user() {
-    if !is_root() {
-        eprintln!("skipped: needs root to run herd as another user");
+    if !root_or_skip("needs root to run herd as another user") {
         return;
     }
     use std::os::unix::process::CommandExt;

@@ -382,9 +382,7 @@ fn control_socket_modes_and_access() {
     assert!(stderr.contains("another herd is already using"), "{stderr}");
     assert!(sock.exists());
 
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("skipped the foreign-uid part: it needs root to switch users");
+    if !root_or_skip("the foreign-uid part needs root to switch users") {
         return;
     }
     // Open the path up, as a careless admin might: the credential check still refuses.

@@ -351,9 +351,7 @@ fn children_that_ignore_the_stop_signal_are_killed_and_herd_stop_waits_for_them(
 
 #[test]
 fn fork_failures_are_retried_without_spinning() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("skipped: needs root to run herd as another user with RLIMIT_NPROC");
+    if !root_or_skip("needs root to run herd as another user with RLIMIT_NPROC") {
         return;
     }
     // As an unprivileged user allowed 4 more tasks than it runs now, herd (2: the supervisor

@@ -163,9 +163,7 @@ fn fetched_fds_are_exactly_the_sockets_and_cloexec() {
 
 #[test]
 fn a_disallowed_uid_fetches_nothing() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("skipped: needs root to switch users");
+    if !root_or_skip("needs root to switch users") {
         return;
     }
     let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);

@@ -16,9 +16,7 @@ fn facts(herd: &Herd, addr: &str) -> Value {
 
 #[test]
 fn workers_run_as_another_user_behind_a_privileged_port() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("skipped: needs root to bind a privileged port and switch users");
+    if !root_or_skip("needs root to bind a privileged port and switch users") {
         return;
     }
     // Port 80 if it is free, else another privileged port.
@@ -136,9 +134,7 @@ fn bad_worker_options_are_usage_errors() {
 
 #[test]
 fn predictable_notify_names_cannot_block_a_start() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("skipped: needs root to run workers as another user");
+    if !root_or_skip("needs root to run workers as another user") {
         return;
     }
     // Another user occupies the names herd used to derive from its pid, for the next 1000
@@ -191,9 +187,7 @@ fn predictable_notify_names_cannot_block_a_start() {
 /// `/etc/group` are bind-mounted copies with the test's user and groups added.
 #[test]
 fn workers_get_every_group_of_a_user_in_hundreds_of_groups() {
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } != 0 {
-        eprintln!("skipped: needs root to switch users and mount");
+    if !root_or_skip("needs root to switch users and mount") {
         return;
     }
     let probe = std::process::Command::new("unshare")

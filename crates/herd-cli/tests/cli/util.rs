@@ -17,6 +17,23 @@ pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
 /// How long any single wait may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Whether this test runs as root, for the parts that need it (switching users, privileged
+/// ports, mounts). Not root: with `HERD_REQUIRE_ROOT_TESTS=1` (scripts/test.sh sets it when
+/// run as root, as CI is) the test fails, since a skip there would hide a broken setup;
+/// otherwise the skip is printed in capitals with `why`, and the caller returns.
+pub fn root_or_skip(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var_os("HERD_REQUIRE_ROOT_TESTS").as_deref() != Some("1".as_ref()),
+        "not root, and HERD_REQUIRE_ROOT_TESTS=1 forbids skipping: {why}"
+    );
+    eprintln!("SKIPPED (not root): {why}; HERD_REQUIRE_ROOT_TESTS=1 makes this a failure");
+    false
+}
+
 /// The repository's root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
