@@ -33,6 +33,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub control: Option<PathBuf>,
 
+    /// Also trust a herd that runs as this uid (root and your own uid always are) [default:
+    /// $HERD_CONTROL_OWNER]: needed to reach another user's herd that lets you in with
+    /// --control-allow-uid, unless only root or that user could have prepared its socket's
+    /// path (see docs/security.md).
+    #[arg(long, global = true, value_name = "UID",
+          value_parser = |t: &str| parse_number::<u32>(t, 0, "--control-owner"))]
+    pub control_owner: Option<u32>,
+
     /// Which herd, when several run side by side: names the default control socket.
     #[arg(long, global = true, value_name = "NAME", default_value = "default")]
     pub name: String,

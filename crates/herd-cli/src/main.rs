@@ -60,17 +60,22 @@ fn run_command() -> ExitCode {
         }
     };
     logging::init(cli.log_level, cli.log_format);
-    let result = match cli.command {
-        cli::Command::Run(args) => run::run(*args, cli.control.as_deref(), &cli.name),
+    // Whom the clients trust to serve the control socket besides root and their own user.
+    let owner = match cli.control_owner {
+        Some(owner) => Ok(Some(owner)),
+        None => herd::trust::owner_from_env().map_err(|e| exit::Failure::Usage(e.to_string())),
+    };
+    let result = owner.and_then(|owner| match cli.command {
+        cli::Command::Run(args) => run::run(*args, cli.control.as_deref(), &cli.name, owner),
         client => control::path::check_name(&cli.name)
             .map_err(exit::Failure::Usage)
             .and_then(|()| {
                 let uid = herd_sys::process::effective_uid();
                 let (path, private_dir) =
                     control::path::resolve(cli.control.as_deref(), &cli.name, uid);
-                ctl::run(client, &path, private_dir)
+                ctl::run(client, &path, private_dir, owner)
             }),
-    };
+    });
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {

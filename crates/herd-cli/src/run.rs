@@ -19,8 +19,14 @@ use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor, Takeover};
 use herd::backoff::BackoffPolicy;
 
-/// Runs `herd run` to completion; `control` and `name` select the control socket.
-pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
+/// Runs `herd run` to completion; `control` and `name` select the control socket, and `owner`
+/// is the uid a `--takeover`'s old herd may run as besides root and herd's own user.
+pub fn run(
+    args: RunArgs,
+    control: Option<&Path>,
+    name: &str,
+    owner: Option<u32>,
+) -> Result<(), Failure> {
     // Connections to herd's endpoints must never take the fds supervision needs.
     crate::fdlimit::raise();
     if let Some(restored) = reexec::take()? {
@@ -69,7 +75,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         None => None,
     };
     let inherited = match &args.takeover {
-        Some(old) => fetch_inherited(old)?,
+        Some(old) => fetch_inherited(old, owner)?,
         None => Vec::new(),
     };
     let (control_socket, control_file) =
@@ -362,10 +368,10 @@ fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
 }
 
 /// Fetches the sockets of the herd whose control socket is `old`.
-fn fetch_inherited(old: &Path) -> Result<Vec<spec::Inherited>, Failure> {
+fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited>, Failure> {
     // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
     // `herd attach`): look before taking anything.
-    let status = crate::ctl::request(old, crate::control::protocol::Command::Status, None)?;
+    let status = crate::ctl::request(old, crate::control::protocol::Command::Status, None, owner)?;
     let sockets = status["sockets"].as_array().map_or(&[][..], Vec::as_slice);
     if sockets.iter().any(|s| s["balance"] == "reuseport") {
         return Err(Failure::Runtime(anyhow::anyhow!(
@@ -374,7 +380,11 @@ fn fetch_inherited(old: &Path) -> Result<Vec<spec::Inherited>, Failure> {
             old.display()
         )));
     }
-    let fetched = herd::fetch::fetch(old, &herd::fetch::FetchOptions::default()).map_err(|e| {
+    let options = herd::fetch::FetchOptions {
+        owner,
+        ..Default::default()
+    };
+    let fetched = herd::fetch::fetch(old, &options).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "cannot take over from {}: {e}",
             old.display()

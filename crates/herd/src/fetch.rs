@@ -19,6 +19,9 @@ pub struct FetchOptions {
     /// herd stop sends it the stop signal. herd identifies it by the credentials of the
     /// connection, so register from the process that will serve (it may `exec` later).
     pub attach: bool,
+    /// The uid of the herd's owner, trusted to serve the control socket as root and the
+    /// caller's own uid are (see [`trust`](crate::trust)); `None` reads `$HERD_CONTROL_OWNER`.
+    pub owner: Option<u32>,
 }
 
 /// One fetched socket.
@@ -40,13 +43,14 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Fetches the listening sockets of the herd whose control socket is `control`.
 ///
 /// The fds arrive close-on-exec; any herd sent beyond those described are closed. A server
-/// that runs as an untrusted user is refused before anything is asked
+/// that runs as an untrusted user (not root, the caller or [`FetchOptions::owner`], and
+/// at a path another user could have prepared) is refused before anything is asked
 /// ([`trust`](crate::trust), [`ErrorKind::Untrusted`]).
 ///
 /// ```no_run
 /// use herd::fetch::{fetch, FetchOptions};
 ///
-/// let options = FetchOptions { only: vec!["http".into()], attach: true };
+/// let options = FetchOptions { only: vec!["http".into()], attach: true, ..Default::default() };
 /// for socket in fetch("/run/herd/app.sock".as_ref(), &options)? {
 ///     println!("{} ({}) at {}", socket.name, socket.kind, socket.address);
 /// }
@@ -55,8 +59,12 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
     let shown = control.display();
     let io = |what: &str, e| Error::io(format!("{what} {shown}"), e);
+    let owner = match options.owner {
+        Some(owner) => Some(owner),
+        None => crate::trust::owner_from_env()?,
+    };
     let mut stream = UnixStream::connect(control).map_err(|e| io("cannot connect to", e))?;
-    crate::trust::check_server(&stream, control)?;
+    crate::trust::check_server(&stream, control, owner)?;
     stream
         .set_read_timeout(Some(TIMEOUT))
         .map_err(|e| io("cannot use", e))?;

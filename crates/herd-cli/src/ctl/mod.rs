@@ -22,15 +22,21 @@ use crate::text::escape;
 const QUICK: Duration = Duration::from_secs(30);
 
 /// Runs one client command against the herd at `control`; `private_dir` says that `control`
-/// is the default path, whose directory must be the caller's own (as `herd run` requires).
-pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(), Failure> {
+/// is the default path, whose directory must be the caller's own (as `herd run` requires);
+/// `owner` is the uid the server may run as besides root and the caller ([`herd::trust`]).
+pub fn run(
+    command: cli::Command,
+    control: &Path,
+    private_dir: bool,
+    owner: Option<u32>,
+) -> Result<(), Failure> {
     if private_dir {
         check_dir(control)?;
     }
     match command {
         cli::Command::Run(_) => unreachable!("herd run is not a client command"),
         cli::Command::Status(args) => {
-            let result = request(control, Command::Status, Some(QUICK))?;
+            let result = request(control, Command::Status, Some(QUICK), owner)?;
             if args.json {
                 let json = serde_json::to_string_pretty(&result).unwrap_or_default();
                 print(&format!("{json}\n"))?;
@@ -52,7 +58,7 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
                 min,
                 max,
             };
-            let result = request(control, command, Some(QUICK))?;
+            let result = request(control, command, Some(QUICK), owner)?;
             if min.is_some() {
                 print(&format!(
                     "autoscaling between {} and {} workers (now {})\n",
@@ -67,7 +73,7 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
         }
         cli::Command::Upgrade(args) => {
             let timeout_ms = Some(args.timeout.as_millis() as u64);
-            let result = request(control, Command::Upgrade { timeout_ms }, None)?;
+            let result = request(control, Command::Upgrade { timeout_ms }, None, owner)?;
             print(&format!(
                 "upgraded: every worker now runs generation {}\n",
                 result["generation"]
@@ -83,12 +89,13 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
                     takeover: false,
                 },
                 None,
+                owner,
             )?;
             print("stopped\n")?;
         }
-        cli::Command::Attach(args) => return attach(args, control),
+        cli::Command::Attach(args) => return attach(args, control, owner),
         cli::Command::Reexec => {
-            let result = request(control, Command::Reexec, Some(QUICK))?;
+            let result = request(control, Command::Reexec, Some(QUICK), owner)?;
             print(&format!(
                 "re-executed: herd {} runs as pid {}\n",
                 escape(result["version"].as_str().unwrap_or("?")),
@@ -101,7 +108,7 @@ pub fn run(command: cli::Command, control: &Path, private_dir: bool) -> Result<(
                 signal,
                 slot: args.worker,
             };
-            let result = request(control, command, Some(QUICK))?;
+            let result = request(control, command, Some(QUICK), owner)?;
             print(&format!(
                 "sent {} to {} worker(s)\n",
                 args.signal, result["signalled"]
@@ -140,11 +147,13 @@ fn check_dir(control: &Path) -> Result<(), Failure> {
 }
 
 /// Sends one request and returns its result, or a failure that says what went wrong. The
-/// server must be one the caller trusts ([`herd::trust`]) before its answer is believed.
+/// server must be one the caller trusts ([`herd::trust`], with `owner` named) before its
+/// answer is believed.
 pub fn request(
     control: &Path,
     command: Command,
     timeout: Option<Duration>,
+    owner: Option<u32>,
 ) -> Result<serde_json::Value, Failure> {
     let shown = control.display();
     let len = control.as_os_str().len();
@@ -166,7 +175,7 @@ pub fn request(
         };
         Failure::Runtime(anyhow!(why))
     })?;
-    herd::trust::check_server(&stream, control).map_err(|e| Failure::Runtime(e.into()))?;
+    herd::trust::check_server(&stream, control, owner).map_err(|e| Failure::Runtime(e.into()))?;
     answer::check_running(&stream, control).map_err(|e| Failure::Runtime(anyhow!(e)))?;
     stream
         .set_write_timeout(Some(QUICK))
@@ -223,12 +232,13 @@ pub fn request(
 
 /// `herd attach`: fetch the sockets, register with herd, and become COMMAND with the sockets at
 /// fds 3, 4, ... (the same process, so `LISTEN_PID` is simply its pid).
-fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
+fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(), Failure> {
     // Look first, check the command against the sockets, then fetch for real and register:
     // a command that cannot run is never listed as an attached worker.
     let look = herd::fetch::FetchOptions {
         only: args.only.clone(),
         attach: false,
+        owner,
     };
     let fetched = herd::fetch::fetch(control, &look).map_err(|e| {
         if e.to_string().contains("No such file") || e.to_string().contains("refused (os error") {
@@ -259,6 +269,7 @@ fn attach(args: cli::AttachArgs, control: &Path) -> Result<(), Failure> {
     let register = herd::fetch::FetchOptions {
         only: names.clone(),
         attach: true,
+        owner,
     };
     let fetched =
         herd::fetch::fetch(control, &register).map_err(|e| Failure::Runtime(anyhow!("{e}")))?;

@@ -236,3 +236,111 @@ fn clients_refuse_a_server_in_another_users_directory() {
     // The worker library's fetch, behind `herd attach`, refuses it too: no decoy sockets.
     refused(&["--control", loose, "attach", "--", "true"], &why);
 }
+
+#[test]
+fn clients_refuse_a_server_in_a_directory_the_attacker_made_for_them() {
+    if !root() {
+        return;
+    }
+    const ATTACKER: u32 = 4242;
+    const VICTIM: u32 = 4343;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // The victim's default directory, made by the attacker first with the modes herd would
+    // give it: the attacker owns both the directory and the decoy socket in it.
+    let dir = tmp.path().join(format!("herd-{VICTIM}"));
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    let sock = dir.join("default.sock");
+    let _decoy = Decoy::start(ATTACKER, &[&sock]);
+    let shown = sock.to_str().unwrap();
+
+    let run = |env: &[(&str, &Path)], args: &[&str]| {
+        let mut env = env.to_vec();
+        env.push(("TMPDIR", tmp.path()));
+        herd_as(VICTIM, VICTIM, &env, args)
+    };
+    let refused = |env: &[(&str, &Path)], args: &[&str], needle: &str| {
+        let (code, stdout, stderr) = run(env, args);
+        assert_eq!(code, 1, "{args:?} must fail: {stdout}{stderr}");
+        assert!(
+            stdout.is_empty(),
+            "{args:?} printed the decoy's answer: {stdout}"
+        );
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    };
+    let why = format!("it runs as uid {ATTACKER}");
+    // The default path, --control, HERD_CONTROL, and the library's fetch (herd attach).
+    refused(&[], &["stop"], &format!("belongs to uid {ATTACKER}"));
+    refused(&[], &["--control", shown, "stop"], &why);
+    refused(&[("HERD_CONTROL", &sock)], &["stop"], &why);
+    refused(&[("HERD_CONTROL", &sock)], &["status"], &why);
+    refused(&[], &["--control", shown, "attach", "--", "true"], &why);
+    refused(&[("HERD_CONTROL", &sock)], &["attach", "--", "true"], &why);
+    // Naming another owner does not help; the refusal says how to trust this one.
+    refused(
+        &[],
+        &["--control", shown, "--control-owner", "4000", "stop"],
+        &format!("--control-owner {ATTACKER}"),
+    );
+    // Naming this server's uid is the caller's say.
+    let (code, stdout, stderr) = run(
+        &[],
+        &["--control", shown, "--control-owner", "4242", "stop"],
+    );
+    assert_eq!((code, stdout.as_str()), (0, "stopped\n"), "{stderr}");
+    let owner = Path::new("4242");
+    let (code, _, stderr) = run(
+        &[("HERD_CONTROL_OWNER", owner)],
+        &["--control", shown, "stop"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(
+        &[("HERD_CONTROL_OWNER", Path::new("app"))],
+        &["--control", shown, "stop"],
+    );
+    assert_eq!(
+        code, 2,
+        "a uid that is not a number is a usage error: {stderr}"
+    );
+    assert!(stderr.contains("HERD_CONTROL_OWNER"), "{stderr}");
+}
+
+#[test]
+fn clients_trust_another_users_herd_where_only_that_user_could_put_it() {
+    if !root() {
+        return;
+    }
+    const APP: u32 = 4242;
+    const DEPLOY: u32 = 4343;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // /srv (root's, 0755) / app (app's, 0755) / herd.sock: nobody but root and app could
+    // have put a socket there.
+    let srv = tmp.path().join("srv");
+    std::fs::create_dir(&srv).unwrap();
+    std::fs::set_permissions(&srv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = srv.join("app");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(APP), Some(APP)).unwrap();
+    let sock = dir.join("herd.sock");
+    let _server = Decoy::start(APP, &[&sock]);
+    let (code, stdout, stderr) = herd_as(
+        DEPLOY,
+        DEPLOY,
+        &[],
+        &["--control", sock.to_str().unwrap(), "stop"],
+    );
+    assert_eq!((code, stdout.as_str()), (0, "stopped\n"), "{stderr}");
+    // Once the root-owned directory is open to others, it no longer is.
+    std::fs::set_permissions(&srv, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, _, stderr) = herd_as(DEPLOY, DEPLOY, &[("HERD_CONTROL", &sock)], &["stop"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("it runs as uid {APP}")),
+        "{stderr}"
+    );
+}
