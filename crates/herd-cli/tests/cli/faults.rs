@@ -368,8 +368,9 @@ fn fork_failures_are_retried_without_spinning() {
         .count();
     let limit = (running + 4).to_string();
     let herd = Herd::start_with(|dir| {
-        // herd's user owns the directory of its control socket: the clients (root here) trust
-        // a server of another user only there (herd::trust).
+        // herd's user owns the directory of its control socket; the client (root here) names
+        // it with --control-owner, as it would trust another user's server nowhere in /tmp
+        // otherwise (herd::trust).
         std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
         let mut cmd = std::process::Command::new("prlimit");
         cmd.arg(format!("--nproc={limit}:{limit}"))
@@ -398,7 +399,9 @@ fn fork_failures_are_retried_without_spinning() {
     });
     // herd keeps the workers it has, keeps answering, and backs off instead of spinning.
     std::thread::sleep(Duration::from_secs(2));
-    let status = herd.status();
+    let (code, stdout, stderr) = herd.ctl(&["--control-owner", "65534", "status", "--json"]);
+    assert_eq!(code, 0, "herd status failed: {stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["running"], 2, "{status}");
     assert!(
         !status["waiting"].as_array().unwrap().is_empty(),
