@@ -2,8 +2,10 @@
 //! clients, metrics scrapers), and supervision needs a few more (a pipe per worker start); so
 //! at start herd raises its soft limit to the hard one, as systemd does for itself, and its
 //! endpoints cap their connections well below it. Workers keep the limit herd was started
-//! with (unless `--nofile` or `--rlimit nofile=` say otherwise), and a re-exec hands the same
-//! limit to the new image, which raises it again.
+//! with (unless `--nofile` or `--rlimit nofile=` say otherwise). A re-exec never lowers the
+//! limit in force (herd may hold more fds than the original limit allows, and the new image
+//! must be able to open files from its first instruction): the original travels in the
+//! re-exec's state instead, so the workers of the new image get it too.
 
 use std::sync::OnceLock;
 
@@ -14,13 +16,15 @@ static ORIGINAL: OnceLock<(u64, u64)> = OnceLock::new();
 /// than Linux's `fs.nr_open` allows).
 const CEILING: u64 = 1 << 20;
 
-/// Raises the soft open-file limit to the hard limit (at most 2^20); remembers the original.
-/// Returns the soft limit now in force. Failing to raise is harmless: herd keeps what it has.
-pub fn raise() -> u64 {
+/// Raises the soft open-file limit to the hard limit (at most 2^20), and remembers the
+/// original: `inherited`, the limit the first image was started with, handed over by a
+/// re-exec, or else the limit in force now. Returns the soft limit now in force. Failing to
+/// raise is harmless: herd keeps what it has.
+pub fn raise(inherited: Option<(u64, u64)>) -> u64 {
     let Ok((soft, hard)) = herd_sys::process::nofile_limit() else {
         return 0;
     };
-    let _ = ORIGINAL.set((soft, hard));
+    let _ = ORIGINAL.set(inherited.unwrap_or((soft, hard)));
     let target = hard.min(CEILING).max(soft);
     if target > soft && herd_sys::process::set_nofile_limit(target, hard).is_ok() {
         return target;
@@ -28,32 +32,17 @@ pub fn raise() -> u64 {
     soft
 }
 
-/// The limit herd was started with, if [`raise`] changed it: what workers get by default.
+/// The limit herd was started with, if it differs from the one in force: what workers get by
+/// default.
 pub fn original() -> Option<(u64, u64)> {
     let &(soft, hard) = ORIGINAL.get()?;
     let now = herd_sys::process::nofile_limit().ok()?;
     (now.0 != soft).then_some((soft, hard))
 }
 
-/// Puts the original limit back for an `execve` of herd itself (the new image raises it
-/// again); the returned guard raises it again if the exec fails and this image goes on.
-pub fn lower_for_exec() -> Restore {
-    let raised = herd_sys::process::nofile_limit().ok();
-    if let Some((soft, hard)) = original() {
-        let _ = herd_sys::process::set_nofile_limit(soft, hard);
-    }
-    Restore(raised)
-}
-
-/// Raises the limit again on drop; see [`lower_for_exec`].
-pub struct Restore(Option<(u64, u64)>);
-
-impl Drop for Restore {
-    fn drop(&mut self) {
-        if let Some((soft, hard)) = self.0 {
-            let _ = herd_sys::process::set_nofile_limit(soft, hard);
-        }
-    }
+/// The limit herd was started with, once [`raise`] ran: what a re-exec hands over.
+pub fn started_with() -> Option<(u64, u64)> {
+    ORIGINAL.get().copied()
 }
 
 /// How many connections an endpoint may hold at once with `soft` fds: an eighth of them, at

@@ -27,9 +27,11 @@ pub fn run(
     name: &str,
     owner: Option<u32>,
 ) -> Result<(), Failure> {
-    // Connections to herd's endpoints must never take the fds supervision needs.
-    crate::fdlimit::raise();
-    if let Some(restored) = reexec::take()? {
+    let restored = reexec::take()?;
+    // Connections to herd's endpoints must never take the fds supervision needs. After a
+    // re-exec, the workers still get the limit the first image was started with.
+    crate::fdlimit::raise(restored.as_ref().and_then(|r| r.state.nofile));
+    if let Some(restored) = restored {
         return resume(args, name, restored);
     }
     check_names(&args)?;

@@ -1441,6 +1441,7 @@ impl Supervisor {
             counters: self.counters.save(),
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
             leftovers: self.leftovers.export(now),
+            nofile: crate::fdlimit::started_with(),
         };
         tracing::info!(exe = %self.exe.display(), "re-executing herd");
         self.service.reloading("re-executing");

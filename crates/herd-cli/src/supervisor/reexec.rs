@@ -80,6 +80,11 @@ pub struct State {
     /// The `--metrics` socket's fd across the exec (same address, no scrape refused).
     #[serde(default)]
     pub metrics_fd: Option<RawFd>,
+    /// The open-file limit the first image was started with, `(soft, hard)`: what workers get
+    /// by default. Absent from the state of an older herd, which put it back in force before
+    /// the exec.
+    #[serde(default)]
+    pub nofile: Option<(u64, u64)>,
 }
 
 /// Autoscaling's state.
@@ -223,10 +228,10 @@ fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Resul
         herd_sys::fd::set_cloexec(*fd, false)?;
     }
     herd_sys::process::block_signals(&HELD)?;
-    // The new image starts from the limit herd was started with, and raises it again.
-    let limit = crate::fdlimit::lower_for_exec();
+    // The open-file limit stays as it is: this image may hold more fds than the limit herd was
+    // started with, and the new one must be able to open files at once (the state carries
+    // the original, for the workers).
     let error = plan.exec_in_place();
-    drop(limit);
     // Still here: the exec failed. Undo everything.
     let _ = herd_sys::process::unblock_signals(&HELD);
     for fd in &survivors {

@@ -355,3 +355,76 @@ fn metrics_keep_their_address_and_counts_across_a_reexec() {
         assert!(text.contains(line), "{line:?} missing after:\n{text}");
     }
 }
+
+/// The soft open-file limit of process `pid` (`/proc/PID/limits`).
+fn soft_nofile(pid: u64) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_reexec_never_lowers_herds_fd_limit_and_workers_keep_the_original() {
+    // herd starts with a soft limit of 256 and raises it; the next image is a script that
+    // records the limit it was executed with, then becomes herd again.
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = copy_dir.path().join("herd");
+    std::fs::copy(HERD, &copy).unwrap();
+    let record = copy_dir.path().join("limits");
+    let copy_arg = copy.clone();
+    let herd = Herd::start_with(move |_| {
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg("ulimit -Sn 256 && exec \"$0\" \"$@\"")
+            .arg(&copy_arg)
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "-w",
+                "1",
+                "--ready",
+                "delay=10ms",
+                "-b",
+                "127.0.0.1:0",
+                "--",
+                "sleep",
+                "1000",
+            ]);
+        cmd
+    });
+    let before = wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    let worker = workers(&before)[0].1;
+    assert_eq!(
+        soft_nofile(worker),
+        256,
+        "the worker gets herd's original limit"
+    );
+    assert!(soft_nofile(herd.pid() as u64) > 256, "herd raised its own");
+
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = __reexec-check ] || ulimit -Sn >> '{}'\nexec '{HERD}' \"$@\"\n",
+        record.display()
+    );
+    replace_binary(&copy, script.as_bytes());
+    let (code, output) = reexec(&herd);
+    assert_eq!(code, 0, "{output}");
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    let at_exec: u64 = recorded.trim().parse().unwrap();
+    assert!(
+        at_exec > 256,
+        "the limit was lowered to {at_exec} for the exec: the new image could not open an fd \
+         while holding more"
+    );
+
+    // A worker started by the new image still gets the original limit.
+    let (code, _, stderr) = herd.ctl(&["signal", "KILL", "--worker", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    let after = wait_status(&herd, "a new worker", |s| {
+        settled(s, 1) && workers(s)[0].1 != worker
+    });
+    assert_eq!(soft_nofile(workers(&after)[0].1), 256);
+}
