@@ -57,6 +57,8 @@ pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// Cleared by [`release`](SocketFile::release): the file stays when the guard drops.
+    remove: bool,
 }
 
 impl SocketFile {
@@ -94,8 +96,8 @@ impl SocketFile {
     }
 
     /// Gives the file up, leaving it in place.
-    pub fn release(self) {
-        std::mem::forget(self);
+    pub fn release(mut self) {
+        self.remove = false;
     }
 
     /// Where the file is, and which file it is (device and inode).
@@ -105,7 +107,12 @@ impl SocketFile {
 
     /// The guard for a file recorded by [`parts`](SocketFile::parts) (after a re-exec).
     pub fn from_parts(path: PathBuf, dev: u64, ino: u64) -> SocketFile {
-        SocketFile { path, dev, ino }
+        SocketFile {
+            path,
+            dev,
+            ino,
+            remove: true,
+        }
     }
 
     /// Records the file herd just bound at `path`.
@@ -115,12 +122,16 @@ impl SocketFile {
             path: path.to_path_buf(),
             dev: meta.dev(),
             ino: meta.ino(),
+            remove: true,
         })
     }
 }
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        if !self.remove {
+            return;
+        }
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.dev() == self.dev && meta.ino() == self.ino {
                 if let Err(e) = std::fs::remove_file(&self.path) {
@@ -128,5 +139,21 @@ impl Drop for SocketFile {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod release_tests {
+    use super::*;
+
+    #[test]
+    fn a_released_file_stays_and_a_dropped_one_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        SocketFile::created(&path).unwrap().release();
+        assert!(path.exists(), "released: left in place");
+        drop(SocketFile::created(&path).unwrap());
+        assert!(!path.exists(), "dropped: removed");
     }
 }
