@@ -457,25 +457,25 @@ fn parse_slot(text: &str) -> Result<usize, String> {
 }
 
 fn parse_user(text: &str) -> Result<String, String> {
-    if text.starts_with('-') {
-        return Err(format!(
-            "'{text}' is not a user: give a user name or a uid, which must be positive (0 or more)"
-        ));
-    }
-    if text.is_empty() {
-        return Err("the user is empty: give a user name or a uid".to_string());
-    }
-    Ok(text.to_string())
+    parse_id(text, "user", "uid")
 }
 
 fn parse_group(text: &str) -> Result<String, String> {
+    parse_id(text, "group", "gid")
+}
+
+/// A user or group (`what`) by name or number (`number`: uid or gid): not empty, not negative.
+fn parse_id(text: &str, what: &str, number: &str) -> Result<String, String> {
     if text.starts_with('-') {
         return Err(format!(
-            "'{text}' is not a group: give a group name or a gid, which must be positive (0 or more)"
+            "'{text}' is not a {what}: give a {what} name or a {number}, which must be positive \
+             (0 or more)"
         ));
     }
     if text.is_empty() {
-        return Err("the group is empty: give a group name or a gid".to_string());
+        return Err(format!(
+            "the {what} is empty: give a {what} name or a {number}"
+        ));
     }
     Ok(text.to_string())
 }
@@ -757,6 +757,14 @@ mod tests {
             .contains("must be positive"));
         assert!(parse_umask("-1").unwrap_err().contains("must be positive"));
         assert!(parse_user("-1").unwrap_err().contains("must be positive"));
+        assert_eq!(
+            parse_group("-1").unwrap_err(),
+            "'-1' is not a group: give a group name or a gid, which must be positive (0 or more)"
+        );
+        assert_eq!(
+            parse_user("").unwrap_err(),
+            "the user is empty: give a user name or a uid"
+        );
         assert!(parse_slot("-1").unwrap_err().contains("numbered from 0"));
         let e = parse_number::<u64>("-1", 1, "--nofile").unwrap_err();
         assert!(

@@ -116,27 +116,11 @@ pub struct SavedCounters {
 impl Counters {
     /// The values, for a re-exec.
     pub fn save(&self) -> SavedCounters {
-        let family = |values: &[&str], get: &dyn Fn(String) -> u64| {
-            values
-                .iter()
-                .map(|v| (v.to_string(), get(v.to_string())))
-                .collect()
-        };
         SavedCounters {
             restarts: self.restarts.get(),
-            exits: family(&EXIT_CAUSES, &|cause| {
-                self.exits.get(&ExitLabel { cause }).map_or(0, |c| c.get())
-            }),
-            upgrades: family(&UPGRADE_RESULTS, &|result| {
-                self.upgrades
-                    .get(&ResultLabel { result })
-                    .map_or(0, |c| c.get())
-            }),
-            autoscale: family(&DIRECTIONS, &|direction| {
-                self.autoscale
-                    .get(&DirectionLabel { direction })
-                    .map_or(0, |c| c.get())
-            }),
+            exits: save_family(&self.exits, &EXIT_CAUSES),
+            upgrades: save_family(&self.upgrades, &UPGRADE_RESULTS),
+            autoscale: save_family(&self.autoscale, &DIRECTIONS),
             sockets_restored: self.sockets_restored.get(),
         }
     }
@@ -144,23 +128,68 @@ impl Counters {
     /// Continues from the values a previous image saved.
     pub fn restore(&self, saved: &SavedCounters) {
         self.restarts.inc_by(saved.restarts);
-        for (cause, n) in &saved.exits {
-            let cause = cause.clone();
-            self.exits.get_or_create(&ExitLabel { cause }).inc_by(*n);
-        }
-        for (result, n) in &saved.upgrades {
-            let result = result.clone();
-            self.upgrades
-                .get_or_create(&ResultLabel { result })
-                .inc_by(*n);
-        }
-        for (direction, n) in &saved.autoscale {
-            let direction = direction.clone();
-            self.autoscale
-                .get_or_create(&DirectionLabel { direction })
-                .inc_by(*n);
-        }
+        restore_family(&self.exits, &saved.exits);
+        restore_family(&self.upgrades, &saved.upgrades);
+        restore_family(&self.autoscale, &saved.autoscale);
         self.sockets_restored.inc_by(saved.sockets_restored);
+    }
+}
+
+/// A label set of one label, made from its value: what the labelled counters are counted by.
+pub trait OneLabel: Clone + std::hash::Hash + Eq {
+    /// The label set whose one label has `value`.
+    fn with_value(value: String) -> Self;
+}
+
+impl OneLabel for ExitLabel {
+    fn with_value(cause: String) -> Self {
+        ExitLabel { cause }
+    }
+}
+
+impl OneLabel for ResultLabel {
+    fn with_value(result: String) -> Self {
+        ResultLabel { result }
+    }
+}
+
+impl OneLabel for DirectionLabel {
+    fn with_value(direction: String) -> Self {
+        DirectionLabel { direction }
+    }
+}
+
+/// Counts one event labelled `value` in `family`.
+pub fn bump<L: OneLabel>(family: &Family<L, Counter>, value: &str) {
+    family
+        .get_or_create(&L::with_value(value.to_string()))
+        .inc();
+}
+
+/// The counts of `family` for each of `values` (0 for one never counted).
+fn save_family<L: OneLabel>(family: &Family<L, Counter>, values: &[&str]) -> Vec<(String, u64)> {
+    values
+        .iter()
+        .map(|v| {
+            let count = family.get(&L::with_value(v.to_string()));
+            (v.to_string(), count.map_or(0, |c| c.get()))
+        })
+        .collect()
+}
+
+/// Adds the `saved` counts to `family`.
+fn restore_family<L: OneLabel>(family: &Family<L, Counter>, saved: &[(String, u64)]) {
+    for (value, n) in saved {
+        family
+            .get_or_create(&L::with_value(value.clone()))
+            .inc_by(*n);
+    }
+}
+
+/// Creates `family`'s series for each of `values`, so that they are exported at 0.
+fn export_at_zero<L: OneLabel>(family: &Family<L, Counter>, values: &[&str]) {
+    for value in values {
+        drop(family.get_or_create(&L::with_value(value.to_string())));
     }
 }
 
@@ -169,21 +198,9 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 
 /// Renders the metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
 pub fn render(counters: &Counters, snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
-    for cause in EXIT_CAUSES {
-        drop(counters.exits.get_or_create(&ExitLabel {
-            cause: cause.to_string(),
-        }));
-    }
-    for result in UPGRADE_RESULTS {
-        drop(counters.upgrades.get_or_create(&ResultLabel {
-            result: result.to_string(),
-        }));
-    }
-    for direction in DIRECTIONS {
-        drop(counters.autoscale.get_or_create(&DirectionLabel {
-            direction: direction.to_string(),
-        }));
-    }
+    export_at_zero(&counters.exits, &EXIT_CAUSES);
+    export_at_zero(&counters.upgrades, &UPGRADE_RESULTS);
+    export_at_zero(&counters.autoscale, &DIRECTIONS);
     let mut registry = Registry::default();
     let gauge = |value: i64| {
         let g: Gauge = Gauge::default();

@@ -735,12 +735,7 @@ impl Supervisor {
                 }
                 Action::UpgradeEnded(result) => {
                     let outcome = if result.is_ok() { "ok" } else { "failed" };
-                    self.counters
-                        .upgrades
-                        .get_or_create(&metrics::ResultLabel {
-                            result: outcome.to_string(),
-                        })
-                        .inc();
+                    metrics::bump(&self.counters.upgrades, outcome);
                     let response = match &result {
                         Ok(generation) => {
                             tracing::info!(
@@ -917,12 +912,7 @@ impl Supervisor {
         } else {
             "signal"
         };
-        self.counters
-            .exits
-            .get_or_create(&metrics::ExitLabel {
-                cause: cause.to_string(),
-            })
-            .inc();
+        metrics::bump(&self.counters.exits, cause);
         if exit.restart_in.is_some() {
             self.counters.restarts.inc();
         }
@@ -1250,12 +1240,7 @@ impl Supervisor {
         } else {
             "down"
         };
-        self.counters
-            .autoscale
-            .get_or_create(&metrics::DirectionLabel {
-                direction: direction.to_string(),
-            })
-            .inc();
+        metrics::bump(&self.counters.autoscale, direction);
         if let Err(why) = self.scale(decision.workers, "autoscale") {
             tracing::warn!("autoscale: {why}");
         }
@@ -1351,12 +1336,12 @@ impl Supervisor {
         self.resumed = true;
     }
 
-    /// Why herd cannot re-execute now, if it cannot.
-    fn reexec_blocker(&self) -> Option<(ErrorCode, String)> {
+    /// The pool's state to hand to the new program, or why herd cannot re-execute now.
+    fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
         // Stop signals held back while reuseport slots drain would not survive the exec.
         let busy = self.takeover.is_some() || self.failure.is_some() || !self.drains.is_empty();
-        if !busy && self.pool.export(Instant::now()).is_some() {
-            return None;
+        if let (false, Some(pool)) = (busy, self.pool.export(Instant::now())) {
+            return Ok(pool);
         }
         let code = if self.pool.is_stopping() {
             ErrorCode::Stopping
@@ -1364,7 +1349,7 @@ impl Supervisor {
             ErrorCode::Busy
         };
         let why = "cannot re-execute while herd is stopping, upgrading, starting workers, draining a slot or taking over; try again".to_string();
-        Some((code, why))
+        Err((code, why))
     }
 
     /// Replaces this process's program with the binary on disk (see [`reexec`]), which passed
@@ -1377,15 +1362,9 @@ impl Supervisor {
         let refuse = |reply: Option<oneshot::Sender<Reply>>, code, why: String| {
             reexec_check::refuse(reply.map(|r| (r, None)), code, why)
         };
-        let pool = match self.pool.export(Instant::now()) {
-            Some(pool) if self.reexec_blocker().is_none() => pool,
-            _ => {
-                let (code, why) = self.reexec_blocker().unwrap_or((
-                    ErrorCode::Busy,
-                    "cannot re-execute now; try again".to_string(),
-                ));
-                return refuse(reply, code, why);
-            }
+        let pool = match self.reexec_export() {
+            Ok(pool) => pool,
+            Err((code, why)) => return refuse(reply, code, why),
         };
         let mut keep: Vec<BorrowedFd<'_>> =
             vec![endpoints.control.as_fd(), endpoints.notify.socket.as_fd()];

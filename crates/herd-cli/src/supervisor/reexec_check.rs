@@ -84,7 +84,7 @@ impl Supervisor {
     /// Starts checking the binary on disk for `client`'s re-exec; the verdict comes back on
     /// `done`. Refuses at once when herd could not re-execute anyway.
     pub(super) fn check_reexec(&mut self, client: Client, done: &mpsc::Sender<Checked>) {
-        if let Some((code, why)) = self.reexec_blocker() {
+        if let Err((code, why)) = self.reexec_export() {
             return refuse(client, code, why);
         }
         if self.reexec_children.busy() {
