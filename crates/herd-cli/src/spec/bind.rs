@@ -37,6 +37,9 @@ pub struct Listener {
     /// The socket file of a socket taken over, which becomes this herd's when the takeover
     /// completes (until then the old herd owns it).
     takeover_file: Option<PathBuf>,
+    /// The option it comes from (`--bind '...'`, `--shm '...'`), for the error if two
+    /// listeners end up with one name; empty when restored after a re-exec.
+    origin: String,
 }
 
 impl Listener {
@@ -62,6 +65,7 @@ impl Listener {
             group: None,
             _file: file,
             takeover_file: None,
+            origin: String::new(),
         }
     }
 
@@ -75,6 +79,7 @@ impl Listener {
             group: Some(group),
             _file: None,
             takeover_file: None,
+            origin: String::new(),
         }
     }
 
@@ -178,8 +183,6 @@ pub fn bind_all(
     reuseport: bool,
 ) -> anyhow::Result<Vec<Listener>> {
     let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
-    // Where each listener's name comes from, for the error if two end up with one name.
-    let mut origins: Vec<String> = Vec::with_capacity(specs.len());
     if specs.is_empty() && shm.is_empty() {
         for socket in inherited {
             listeners.push(Listener::inherited(socket)?);
@@ -213,7 +216,6 @@ pub fn bind_all(
                 };
                 for (name, fd) in adopted {
                     let (kind, address) = inherit::describe(&fd).with_context(context)?;
-                    origins.push(format!("--bind '{}' (passed by systemd)", spec.text));
                     listeners.push(Listener {
                         name,
                         kind,
@@ -222,6 +224,7 @@ pub fn bind_all(
                         group: None,
                         _file: None,
                         takeover_file: None,
+                        origin: format!("--bind '{}' (passed by systemd)", spec.text),
                     });
                 }
             }
@@ -233,8 +236,8 @@ pub fn bind_all(
                     if let Some(name) = &spec.name {
                         listener.name = name.clone();
                     }
+                    listener.origin = format!("--bind '{}'", spec.text);
                     listeners.push(listener);
-                    origins.push(format!("--bind '{}'", spec.text));
                     continue;
                 }
                 let per_slot = reuseport && matches!(spec.address, Address::Tcp(_));
@@ -270,22 +273,21 @@ pub fn bind_all(
                     group,
                     _file: file,
                     takeover_file: None,
+                    origin: format!("--bind '{}'", spec.text),
                 });
-                origins.push(format!("--bind '{}'", spec.text));
             }
         }
     }
     for spec in shm {
-        listeners.push(
-            shared_memory(spec, &mut inherited)
-                .with_context(|| format!("--shm '{}={}'", spec.name, spec.size))?,
-        );
-        origins.push(format!("--shm '{}={}'", spec.name, spec.size));
+        let origin = format!("--shm '{}={}'", spec.name, spec.size);
+        let mut listener = shared_memory(spec, &mut inherited).with_context(|| origin.clone())?;
+        listener.origin = origin;
+        listeners.push(listener);
     }
     for (i, listener) in listeners.iter().enumerate() {
-        if let Some(earlier) = listeners[..i].iter().position(|l| l.name == listener.name) {
+        if let Some(earlier) = listeners[..i].iter().find(|l| l.name == listener.name) {
             return Err(
-                twice::name_given_twice(&listener.name, &origins[earlier], &origins[i]).into(),
+                twice::name_given_twice(&listener.name, &earlier.origin, &listener.origin).into(),
             );
         }
     }
@@ -324,6 +326,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
         group: None,
         _file: None,
         takeover_file: None,
+        origin: String::new(),
     })
 }
 
@@ -343,6 +346,7 @@ impl Listener {
             group: None,
             _file: None,
             takeover_file,
+            origin: String::new(),
         })
     }
 }
