@@ -606,17 +606,26 @@ fn parse_signal(text: &str) -> Result<Signal, String> {
         .ok_or_else(|| format!("'{text}' is not a signal; write e.g. TERM, INT, QUIT or USR1"))
 }
 
-/// `--stop-signal`: any signal that can end a worker. SIGSTOP cannot be caught and only
-/// pauses it, so every stop would wait out the grace period and end in SIGKILL.
+/// `--stop-signal`: any signal that can end a worker. Signals whose default action is to pause
+/// the process (STOP, TSTP, TTIN, TTOU) or to do nothing (CHLD, CONT, URG, WINCH) would end
+/// no worker that does not handle them, so every stop would wait out the grace period and end
+/// in SIGKILL: they are refused.
 fn parse_stop_signal(text: &str) -> Result<Signal, String> {
     let signal = parse_signal(text)?;
-    if signal.number() == libc::SIGSTOP {
-        return Err(format!(
-            "'{text}' cannot stop a worker: SIGSTOP pauses it and cannot be caught; \
-             use TERM, INT, QUIT or a signal the worker handles"
-        ));
-    }
-    Ok(signal)
+    let why = match signal.number() {
+        libc::SIGSTOP => "SIGSTOP pauses it and cannot be caught",
+        libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+            "by default that signal pauses it instead of ending it"
+        }
+        libc::SIGCHLD | libc::SIGCONT | libc::SIGURG | libc::SIGWINCH => {
+            "by default that signal is ignored"
+        }
+        _ => return Ok(signal),
+    };
+    Err(format!(
+        "'{text}' cannot stop a worker: {why}; use TERM, INT, QUIT or a signal the worker \
+         handles"
+    ))
 }
 
 const RUN_HELP: &str = "\

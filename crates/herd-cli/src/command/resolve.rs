@@ -4,7 +4,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Finds `program` the way a shell would: as given if it contains `/`, else in `path_var`.
@@ -51,7 +51,7 @@ pub fn resolve_program(
 }
 
 fn is_executable_file(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| !m.is_dir() && m.permissions().mode() & 0o111 != 0)
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Explains why `execve(program)` failed with `err` (`as_user` says as whom, if not herd's
@@ -84,6 +84,13 @@ fn check_executable(path: &Path) -> Result<(), String> {
     if meta.is_dir() {
         return Err(format!("command '{shown}' is a directory, not a program"));
     }
+    // execve runs regular files only; and opening a FIFO to read its first bytes would block.
+    if !meta.is_file() {
+        return Err(format!(
+            "command '{shown}' is not a regular file (a FIFO, socket or device), so it cannot \
+             be a program; give the path of the program itself"
+        ));
+    }
     let mode = meta.permissions().mode();
     if mode & 0o111 == 0 {
         return Err(format!(
@@ -101,8 +108,13 @@ fn check_executable(path: &Path) -> Result<(), String> {
 fn check_format(path: &Path) -> Result<(), String> {
     let shown = path.display();
     let mut head = [0u8; 256];
-    // An unreadable program (mode --x) can still be executed: leave that to execve.
-    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+    // An unreadable program (mode --x) can still be executed: leave that to execve. Never
+    // blocks: should the file have become a FIFO since it was checked, the read fails.
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let Ok(n) = open.and_then(|mut f| f.read(&mut head)) else {
         return Ok(());
     };
     let head = &head[..n];

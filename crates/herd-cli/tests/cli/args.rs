@@ -40,6 +40,12 @@ fn settings_that_never_work_are_refused() {
     run_fails(&["--rlimit", "nofile=0"], "nofile=0");
     run_fails(&["--stop-signal", "STOP"], "SIGSTOP pauses it");
     run_fails(&["--stop-signal", "SIGSTOP"], "cannot be caught");
+    for pauses in ["TSTP", "SIGTTIN", "ttou"] {
+        run_fails(&["--stop-signal", pauses], "pauses it instead of ending it");
+    }
+    for ignored in ["CHLD", "SIGCONT", "URG", "WINCH", "23"] {
+        run_fails(&["--stop-signal", ignored], "is ignored");
+    }
 }
 
 #[test]

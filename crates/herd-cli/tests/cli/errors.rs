@@ -299,3 +299,39 @@ fn a_first_generation_failing_in_one_slot_stops_the_others() {
         );
     }
 }
+
+#[test]
+fn command_that_is_a_fifo_is_refused_without_hanging() {
+    // An executable FIFO: reading its first bytes to check its format would wait for a writer.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("app");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    /// Kills herd if the test fails while it runs.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut herd = Guard(
+        std::process::Command::new(HERD)
+            .env("HERD_CONTROL", dir.path().join("control.sock"))
+            .args(["run", "-b", "127.0.0.1:0", "--"])
+            .arg(&fifo)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let status = wait_until("herd to refuse the FIFO", || herd.0.try_wait().unwrap());
+    let mut stderr = String::new();
+    let pipe = herd.0.stderr.as_mut().unwrap();
+    std::io::Read::read_to_string(pipe, &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(USAGE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("is not a regular file"), "{stderr}");
+}
