@@ -152,6 +152,12 @@ impl Listener {
         }
     }
 
+    /// Gives up the claim to the socket file of a socket taken over (the old herd keeps it, or
+    /// removes it as it exits); returns its path.
+    pub fn forget_takeover_file(&mut self) -> Option<PathBuf> {
+        self.takeover_file.take()
+    }
+
     /// Gives up the socket file, leaving it in place: a herd that took over owns it now.
     pub fn release_file(&mut self) {
         if let Some(file) = self._file.take() {

@@ -137,6 +137,8 @@ enum Event {
     Timer,
     /// Time to look at the process groups exited workers left.
     Leftovers,
+    /// The old herd answered the stop that ends a takeover.
+    TakeoverAnswered(StopAnswer),
 }
 
 impl Supervisor {
@@ -213,6 +215,7 @@ impl Supervisor {
         let server = tokio::spawn(server::serve(listener, control.policy, requests_tx));
         let (scrapes_tx, mut scrapes) = mpsc::channel(16);
         let (checked_tx, mut checked) = mpsc::channel(1);
+        let (answered_tx, mut answered) = mpsc::channel(2);
         // A copy of the metrics socket's fd, handed to the next image on re-exec.
         let metrics_fd = match &self.metrics_listener {
             Some(listener) => Some(listener.as_fd().try_clone_to_owned()?),
@@ -280,6 +283,7 @@ impl Supervisor {
                 Some(request) = requests.recv() => Event::Control(request),
                 Some(scrape) = scrapes.recv() => Event::Scrape(scrape),
                 Some(done) = checked.recv() => Event::ReexecChecked(done),
+                Some(answer) = answered.recv() => Event::TakeoverAnswered(answer),
                 _ = notify_socket.readable() => Event::Notify,
                 _ = sleep, if deadline.is_some() => Event::Timer,
                                 _ = autoscale_sample.tick(),
@@ -341,6 +345,7 @@ impl Supervisor {
                     }
                 }
                 Event::Notify => self.read_notifications(&notify_socket),
+                Event::TakeoverAnswered(answer) => self.takeover_answered(answer),
                 Event::Timer => {}
             }
             let actions = self.pool.due(Instant::now());
@@ -364,7 +369,7 @@ impl Supervisor {
                 } else if self.pool.all_available() {
                     if let Some(t) = self.takeover.take() {
                         if let Err(why) =
-                            complete_takeover(t, &mut control_file, &mut self.listeners)
+                            complete_takeover(t, &mut control_file, answered_tx.clone())
                         {
                             self.failure = Some(anyhow!(
                                 "takeover aborted, the old herd keeps serving: {why}"
@@ -1085,14 +1090,57 @@ fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
 }
 
+/// What the old herd said to the stop that ends a takeover.
+#[derive(Debug, PartialEq, Eq)]
+enum StopAnswer {
+    /// It accepted the takeover and has stopped, leaving its socket files in place.
+    Stopped,
+    /// It predates takeovers (`invalid_argument`): it gets a plain stop, and removes its
+    /// socket files as it exits.
+    Unsupported,
+    /// It refused (or answered nothing this herd understands), why.
+    Refused(String),
+}
+
+/// Reads the old herd's answer line as a control [`Response`]: its error code decides, never
+/// the text of a message.
+fn judge_stop_answer(line: &[u8]) -> StopAnswer {
+    let text = String::from_utf8_lossy(line);
+    match serde_json::from_str::<Response>(text.trim()) {
+        Ok(Response { ok: true, .. }) => StopAnswer::Stopped,
+        Ok(Response {
+            error: Some(error), ..
+        }) if error.code == ErrorCode::InvalidArgument => StopAnswer::Unsupported,
+        Ok(Response {
+            error: Some(error), ..
+        }) => {
+            let code = serde_json::to_value(error.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            StopAnswer::Refused(format!("{} ({code})", crate::text::escape(&error.message)))
+        }
+        Ok(_) => StopAnswer::Refused("it refused without saying why".to_string()),
+        Err(_) if text.trim().is_empty() => {
+            StopAnswer::Refused("it closed the connection without an answer".to_string())
+        }
+        Err(_) => StopAnswer::Refused(format!(
+            "unexpected answer: {}",
+            crate::text::escape(text.trim())
+        )),
+    }
+}
+
 /// Ends a takeover whose workers are all available: connect to the old herd (before its control
-/// socket's path is taken), move this herd's control socket to its place (replacing the old
-/// one's there, atomically, and only if it still is the old one's), take over the socket files
-/// of the listeners, and ask the old herd to stop, leaving those files in place.
+/// socket's path is taken), move this herd's control socket to its place (in place of the old
+/// one's there, and only if it still is the old one's: see [`SocketFile::replace`]), and ask the
+/// old herd to stop, leaving its socket files in place. Its answer arrives on `answered`: the
+/// listeners' socket files become this herd's only once it accepted
+/// ([`Supervisor::takeover_answered`]).
 fn complete_takeover(
     takeover: Takeover,
     control_file: &mut SocketFile,
-    listeners: &mut [Listener],
+    answered: mpsc::Sender<StopAnswer>,
 ) -> Result<(), String> {
     let Takeover { old, old_socket } = takeover;
     let connection = std::os::unix::net::UnixStream::connect(&old)
@@ -1104,43 +1152,95 @@ fn complete_takeover(
             old.display()
         ));
     }
-    for listener in listeners {
-        listener.adopt_file();
-    }
     tracing::info!(old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     tokio::spawn(async move {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let asked = async {
-            let mut stream = tokio::io::BufReader::new(connection?);
+        let mut stream = match connection {
+            Ok(stream) => tokio::io::BufReader::new(stream),
+            Err(e) => {
+                let why = format!("cannot ask it to stop: {e}");
+                let _ = answered.send(StopAnswer::Refused(why)).await;
+                return;
+            }
+        };
+        async fn ask(
+            stream: &mut tokio::io::BufReader<tokio::net::UnixStream>,
+            request: &[u8],
+        ) -> std::io::Result<StopAnswer> {
             let mut answer = Vec::new();
-            for request in [
-                &b"{\"version\":1,\"command\":\"stop\",\"takeover\":true}\n"[..],
-                // A herd that predates `takeover` refuses it: a plain stop (that herd then
-                // removes its socket files as it exits).
-                &b"{\"version\":1,\"command\":\"stop\"}\n"[..],
-            ] {
-                stream.get_mut().write_all(request).await?;
-                answer.clear();
-                stream.read_until(b'\n', &mut answer).await?;
-                if !answer.windows(18).any(|w| w == b"\"invalid_argument\"") {
-                    break;
+            stream.get_mut().write_all(request).await?;
+            stream.read_until(b'\n', &mut answer).await?;
+            Ok(judge_stop_answer(&answer))
+        }
+        let first = ask(
+            &mut stream,
+            b"{\"version\":1,\"command\":\"stop\",\"takeover\":true}\n",
+        )
+        .await;
+        let first = first.unwrap_or_else(|e| StopAnswer::Refused(format!("no answer: {e}")));
+        let unsupported = first == StopAnswer::Unsupported;
+        let _ = answered.send(first).await;
+        if unsupported {
+            let plain = ask(&mut stream, b"{\"version\":1,\"command\":\"stop\"}\n").await;
+            match plain {
+                Ok(StopAnswer::Stopped) => {
+                    tracing::info!(old = %old.display(), "the old herd has stopped")
+                }
+                Ok(StopAnswer::Refused(why)) => {
+                    tracing::warn!(old = %old.display(), "the old herd did not stop: {why}")
+                }
+                Ok(StopAnswer::Unsupported) => {
+                    tracing::warn!(old = %old.display(), "the old herd refused to stop")
+                }
+                Err(e) => {
+                    tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}")
                 }
             }
-            Ok::<_, std::io::Error>(answer)
-        };
-        match asked.await {
-            Ok(answer) if answer.starts_with(b"{\"version\":1,\"ok\":true") => {
-                tracing::info!(old = %old.display(), "the old herd has stopped")
-            }
-            Ok(answer) => tracing::warn!(
-                old = %old.display(),
-                "the old herd answered: {}",
-                crate::text::escape(String::from_utf8_lossy(&answer).trim())
-            ),
-            Err(e) => tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}"),
         }
     });
     Ok(())
+}
+
+impl Supervisor {
+    /// The old herd answered the stop that ends a takeover: once it accepted, the socket files
+    /// of the sockets taken over are this herd's (it left them in place). A herd that predates
+    /// takeovers removes them as it exits, and a socket file cannot be given back to a socket
+    /// that is still listening: say which paths clients can no longer reach.
+    fn takeover_answered(&mut self, answer: StopAnswer) {
+        match answer {
+            StopAnswer::Stopped => {
+                tracing::info!("the old herd has stopped");
+                for listener in &mut self.listeners {
+                    listener.adopt_file();
+                }
+            }
+            StopAnswer::Unsupported => {
+                let lost: Vec<String> = self
+                    .listeners
+                    .iter_mut()
+                    .filter_map(Listener::forget_takeover_file)
+                    .map(|p| p.display().to_string())
+                    .collect();
+                if lost.is_empty() {
+                    tracing::info!("the old herd predates takeovers: asking it for a plain stop");
+                } else {
+                    tracing::warn!(
+                        "the old herd predates takeovers: asking it for a plain stop, after which \
+                         it removes the socket files {}; the sockets keep serving the clients \
+                         that are connected and those that reach them otherwise, but nobody \
+                         can connect by those paths until this herd is restarted on them",
+                        crate::text::escape(&lost.join(", "))
+                    );
+                }
+            }
+            StopAnswer::Refused(why) => {
+                for listener in &mut self.listeners {
+                    listener.forget_takeover_file();
+                }
+                tracing::warn!("the old herd did not accept the takeover's stop: {why}");
+            }
+        }
+    }
 }
 
 impl Supervisor {
@@ -1444,4 +1544,40 @@ fn answer_reexec(connection: OwnedFd) {
     }));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let _ = std::io::Write::write_all(&mut stream, &response.to_line());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_old_herds_answer_is_judged_by_its_error_code() {
+        let judge = |line: &str| judge_stop_answer(line.as_bytes());
+        assert_eq!(
+            judge("{\"version\":1,\"ok\":true,\"result\":{\"stopped\":true}}\n"),
+            StopAnswer::Stopped
+        );
+        assert_eq!(
+            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"invalid_argument\",\"message\":\"stop: unknown field `takeover`\"}}\n"),
+            StopAnswer::Unsupported
+        );
+        // Another code whose message quotes "invalid_argument" is a refusal, not an old herd
+        // (a byte search took it for one, and sent a plain stop).
+        let quoted = judge(
+            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"stopping\",\"message\":\"not \\\"invalid_argument\\\"\"}}\n",
+        );
+        assert!(
+            matches!(&quoted, StopAnswer::Refused(why) if why.contains("(stopping)")),
+            "{quoted:?}"
+        );
+        assert!(matches!(judge(""), StopAnswer::Refused(why) if why.contains("without an answer")));
+        assert!(matches!(
+            judge("garbage \"invalid_argument\""),
+            StopAnswer::Refused(_)
+        ));
+        assert!(matches!(
+            judge("{\"version\":1,\"ok\":false}"),
+            StopAnswer::Refused(_)
+        ));
+    }
 }
