@@ -276,19 +276,9 @@ fn herd_within(args: &[&str], cwd: Option<&std::path::Path>) -> (i32, String) {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().unwrap_or(-1);
-        }
-        if std::time::Instant::now() >= deadline {
-            // SAFETY: kill with our child's pid; SIGQUIT makes herd kill its workers.
-            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
-            let _ = child.wait();
-            break -1;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    // SIGQUIT on timeout: herd kills its workers too.
+    let code =
+        wait_child(&mut child, TIMEOUT, libc::SIGQUIT).map_or(-1, |s| s.code().unwrap_or(-1));
     (code, reader.join().unwrap())
 }
 

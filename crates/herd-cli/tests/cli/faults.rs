@@ -19,27 +19,6 @@ fn worker_pids(status: &Value) -> Vec<u32> {
         .collect()
 }
 
-/// The children of `parent`, from /proc, with their states.
-fn children(parent: u32) -> Vec<(u32, char)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            found.push((pid, fields[0].chars().next().unwrap_or('?')));
-        }
-    }
-    found
-}
-
 #[test]
 fn random_kills_under_load_lose_only_requests_in_flight() {
     let herd = Herd::start(&[
@@ -232,28 +211,6 @@ fn a_workers_own_children_stop_with_it() {
     assert_eq!(herd.wait_exit().code(), Some(0));
     // The stop signal went to the worker's process group: its children are gone too.
     wait_gone(&grandchildren);
-}
-
-/// The live (not zombie) processes whose process group is one of `groups`, from /proc.
-fn in_groups(groups: &[u32]) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let pgrp = fields.get(2).and_then(|p| p.parse::<u32>().ok());
-        if fields[0] != "Z" && pgrp.is_some_and(|g| groups.contains(&g)) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 #[test]
@@ -450,22 +407,10 @@ fn a_malformed_socket_activation_environment_is_a_clear_error() {
 #[test]
 fn running_out_of_fds_is_survived() {
     // herd with at most 64 fds, then 80 clients hold control connections open.
-    let herd = Herd::start_with(|_| {
-        let mut cmd = std::process::Command::new("prlimit");
-        cmd.arg("--nofile=64:64").arg(HERD).args([
-            "--log-format",
-            "json",
-            "run",
-            "-w",
-            "2",
-            "-b",
-            "127.0.0.1:0",
-            "--",
-            "sleep",
-            "1000",
-        ]);
-        cmd
-    });
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg("--nofile=64:64").arg(HERD);
+    let sleepers = ["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"];
+    let herd = Herd::start_via(prlimit, &sleepers);
     herd.started(2);
     herd.wait_event("the control socket", |e| {
         e["message"] == "control socket ready"
@@ -585,56 +530,28 @@ fn metrics_clients_cannot_starve_supervision() {
 
 #[test]
 fn herd_raises_its_fd_limit_and_workers_keep_theirs() {
-    let herd = Herd::start_with(|_| {
-        let mut cmd = std::process::Command::new("prlimit");
-        cmd.arg("--nofile=256:4096").arg(HERD).args([
-            "--log-format",
-            "json",
-            "run",
-            "-w",
-            "1",
-            "-b",
-            "127.0.0.1:0",
-            "--",
-            "sleep",
-            "1000",
-        ]);
-        cmd
-    });
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg("--nofile=256:4096").arg(HERD);
+    let herd = Herd::start_via(prlimit, &ONE_SLEEPER);
     let worker = herd.started(1)[0].1;
-    let limit = |pid: u32| {
-        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-        let line = limits
-            .lines()
-            .find(|l| l.starts_with("Max open files"))
-            .unwrap()
-            .to_string();
-        let numbers: Vec<String> = line
-            .split_whitespace()
-            .skip(3)
-            .take(2)
-            .map(String::from)
-            .collect();
-        numbers.join(":")
-    };
     assert_eq!(
-        limit(herd.pid()),
+        nofile_limit(herd.pid()),
         "4096:4096",
         "herd raised its own soft limit"
     );
     assert_eq!(
-        limit(worker),
+        nofile_limit(worker),
         "256:4096",
         "the worker keeps the one herd was started with"
     );
     // The same after a re-exec: the new image starts from the original limit.
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(limit(herd.pid()), "4096:4096");
+    assert_eq!(nofile_limit(herd.pid()), "4096:4096");
     // SAFETY: kill with a worker's pid.
     unsafe { libc::kill(worker as i32, libc::SIGKILL) };
     let next = herd.started(2)[1].1;
-    assert_eq!(limit(next), "256:4096");
+    assert_eq!(nofile_limit(next), "256:4096");
 }
 
 #[test]

@@ -63,7 +63,7 @@ fn status_within(control: &str, limit: Duration) -> Option<Value> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let done = wait_child(&mut child, limit);
+    let done = wait_child(&mut child, limit, libc::SIGKILL).map(|s| s.code());
     let mut out = String::new();
     child
         .stdout
@@ -72,40 +72,9 @@ fn status_within(control: &str, limit: Duration) -> Option<Value> {
         .read_to_string(&mut out)
         .unwrap();
     match done {
-        Some(0) => serde_json::from_str(&out).ok(),
+        Some(Some(0)) => serde_json::from_str(&out).ok(),
         _ => None,
     }
-}
-
-/// Waits up to `limit` for `child`; its exit code, or `None` (and it is killed) on timeout.
-fn wait_child(child: &mut Child, limit: Duration) -> Option<i32> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status.code().unwrap_or(-1));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs a client command against `control`; (exit code, stdout, stderr).
-fn client(control: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(HERD)
-        .env("HERD_CONTROL", control)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A herd of two `sleep` workers with `stderr` as its stderr, killed on drop.
@@ -160,9 +129,12 @@ impl Bare {
 
     /// `herd stop`, then herd's own exit code.
     fn stop(&mut self) -> i32 {
-        let (code, stdout, stderr) = client(&self.control, &["stop"]);
+        let (code, stdout, stderr) = ctl_at(&self.control, &["stop"]);
         assert_eq!((code, stdout.as_str()), (0, "stopped\n"), "{stderr}");
-        wait_child(&mut self.child, TIMEOUT).expect("herd did not exit after stop")
+        wait_child(&mut self.child, TIMEOUT, libc::SIGQUIT)
+            .expect("herd did not exit after stop")
+            .code()
+            .unwrap_or(-1)
     }
 }
 
@@ -171,9 +143,7 @@ impl Drop for Bare {
         if self.child.try_wait().ok().flatten().is_none() {
             // SAFETY: kill with our child's pid: a fast stop.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
-            if wait_child(&mut self.child, Duration::from_secs(5)).is_none() {
-                let _ = self.child.kill();
-            }
+            wait_child(&mut self.child, Duration::from_secs(5), libc::SIGKILL);
         }
     }
 }
@@ -196,7 +166,7 @@ fn herd_keeps_supervising_when_its_stderr_reader_goes_away() {
         s["log_lines_dropped"].as_u64().unwrap_or(0) > 0
     });
     assert_eq!(status["running"], 2);
-    let (code, stdout, _) = client(&herd.control, &["scale", "3"]);
+    let (code, stdout, _) = ctl_at(&herd.control, &["scale", "3"]);
     assert_eq!((code, stdout.as_str()), (0, "scaled from 2 to 3 workers\n"));
     herd.wait_status("three ready workers", |s| settled(s, 3));
     assert_eq!(herd.stop(), 0);
@@ -215,11 +185,11 @@ fn a_full_stderr_never_freezes_the_supervisor(nonblocking: bool) {
     let (_unread, write) = full_pipe(nonblocking);
     let mut herd = Bare::start(Stdio::from(write));
     herd.wait_status("two ready workers", |s| settled(s, 2));
-    let (code, stdout, stderr) = client(&herd.control, &["scale", "3"]);
+    let (code, stdout, stderr) = ctl_at(&herd.control, &["scale", "3"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "scaled from 2 to 3 workers\n");
     herd.wait_status("three ready workers", |s| settled(s, 3));
-    let (code, _, stderr) = client(&herd.control, &["scale", "2"]);
+    let (code, _, stderr) = ctl_at(&herd.control, &["scale", "2"]);
     assert_eq!(code, 0, "{stderr}");
     herd.kill_a_worker_and_see_it_replaced();
     // The lines still queued for the stuck pipe hold herd back a bounded time only.

@@ -82,26 +82,8 @@ fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
 #[test]
 fn a_binary_that_cannot_run_leaves_the_old_one_running() {
     // herd runs from a copy that the test then replaces.
-    let copy_dir = tempfile::tempdir().unwrap();
-    let copy = copy_dir.path().join("herd");
-    std::fs::copy(HERD, &copy).unwrap();
-    let copy_arg = copy.clone();
-    let herd = Herd::start_with(move |_| {
-        let mut cmd = std::process::Command::new(&copy_arg);
-        cmd.args([
-            "--log-format",
-            "json",
-            "run",
-            "-w",
-            "1",
-            "-b",
-            "127.0.0.1:0",
-            "--",
-            "sleep",
-            "1000",
-        ]);
-        cmd
-    });
+    let (_copy_dir, copy) = herd_copy();
+    let herd = Herd::start_via(std::process::Command::new(&copy), &ONE_SLEEPER);
     herd.started(1);
     let before = herd.status();
 
@@ -235,15 +217,10 @@ fn reexec(herd: &Herd) -> (i32, String) {
 
 #[test]
 fn a_binary_that_starts_but_fails_its_check_is_refused_and_herd_keeps_serving() {
-    let copy_dir = tempfile::tempdir().unwrap();
-    let copy = copy_dir.path().join("herd");
-    std::fs::copy(HERD, &copy).unwrap();
-    let copy_arg = copy.clone();
-    let herd = Herd::start_with(move |_| {
-        let mut cmd = std::process::Command::new(&copy_arg);
-        cmd.args([
-            "--log-format",
-            "json",
+    let (_copy_dir, copy) = herd_copy();
+    let herd = Herd::start_via(
+        std::process::Command::new(&copy),
+        &[
             "run",
             "-w",
             "2",
@@ -254,9 +231,8 @@ fn a_binary_that_starts_but_fails_its_check_is_refused_and_herd_keeps_serving() 
             "--",
             "python3",
             &example("hello.py"),
-        ]);
-        cmd
-    });
+        ],
+    );
     let addr = herd.address("http");
     let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
 
@@ -356,23 +332,17 @@ fn metrics_keep_their_address_and_counts_across_a_reexec() {
     }
 }
 
-/// The soft open-file limit of process `pid` (`/proc/PID/limits`).
+/// The soft open-file limit of process `pid`.
 fn soft_nofile(pid: u64) -> u64 {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    let limits = nofile_limit(pid as u32);
+    limits.split(':').next().unwrap().parse().unwrap()
 }
 
 #[test]
 fn a_reexec_never_lowers_herds_fd_limit_and_workers_keep_the_original() {
     // herd starts with a soft limit of 256 and raises it; the next image is a script that
     // records the limit it was executed with, then becomes herd again.
-    let copy_dir = tempfile::tempdir().unwrap();
-    let copy = copy_dir.path().join("herd");
-    std::fs::copy(HERD, &copy).unwrap();
+    let (copy_dir, copy) = herd_copy();
     let record = copy_dir.path().join("limits");
     let copy_arg = copy.clone();
     let herd = Herd::start_with(move |_| {

@@ -78,6 +78,105 @@ pub fn herd_json() -> Command {
     cmd
 }
 
+/// The arguments of a herd with one `sleep` worker on a TCP port, for tests about herd itself.
+pub const ONE_SLEEPER: [&str; 8] = ["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"];
+
+/// A copy of the herd binary in a directory of its own, for tests that replace the binary a
+/// herd runs from; the directory goes when the returned guard drops.
+pub fn herd_copy() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("herd");
+    std::fs::copy(HERD, &copy).unwrap();
+    (dir, copy)
+}
+
+/// The open-file limit of process `pid`, `SOFT:HARD` as `/proc/PID/limits` shows it.
+pub fn nofile_limit(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    numbers.join(":")
+}
+
+/// The processes whose parent is `parent`, with their states (`/proc/*/stat`).
+pub fn children(parent: u32) -> Vec<(u32, char)> {
+    proc_stats()
+        .filter(|(_, fields)| fields.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent))
+        .map(|(pid, fields)| (pid, fields[0].chars().next().unwrap_or('?')))
+        .collect()
+}
+
+/// The live (not zombie) processes whose process group is one of `groups` (`/proc/*/stat`).
+pub fn in_groups(groups: &[u32]) -> Vec<u32> {
+    proc_stats()
+        .filter(|(_, fields)| {
+            let pgrp = fields.get(2).and_then(|p| p.parse::<u32>().ok());
+            fields[0] != "Z" && pgrp.is_some_and(|g| groups.contains(&g))
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Every process in `/proc`, with the fields of its `stat` after the command name (the first
+/// is the state, field 3 of proc(5)).
+fn proc_stats() -> impl Iterator<Item = (u32, Vec<String>)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let fields: Vec<String> = rest.split_whitespace().map(String::from).collect();
+            (!fields.is_empty()).then_some((pid, fields))
+        })
+}
+
+/// Runs a client command (`status`, `scale 3`, ...) against the control socket `control`;
+/// returns its exit code, stdout and stderr.
+pub fn ctl_at(control: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(HERD)
+        .env("HERD_CONTROL", control)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Waits up to `limit` for `child` to exit. A thread blocks in `wait()` and the answer comes
+/// over a channel, so nothing polls. On timeout the child gets `signal`, then SIGKILL if it
+/// is still there 5 s later, and the result is `None`.
+pub fn wait_child(child: &mut Child, limit: Duration, signal: i32) -> Option<ExitStatus> {
+    let pid = child.id() as i32;
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        scope.spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        if let Ok(status) = rx.recv_timeout(limit) {
+            return Some(status.unwrap());
+        }
+        // Not reaped yet (the waiter has not answered), so `pid` is still the child's (but
+        // for the instant between that answer and this kill).
+        // SAFETY: kill with our child's pid.
+        unsafe { libc::kill(pid, signal) };
+        if rx.recv_timeout(Duration::from_secs(5)).is_err() {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let _ = rx.recv();
+        }
+        None
+    })
+}
+
 /// One line herd (or a worker) wrote to stderr.
 #[derive(Clone, Debug)]
 pub enum Line {
@@ -112,6 +211,13 @@ impl Herd {
         Herd::spawn(cmd, tempfile::tempdir().unwrap())
     }
 
+    /// Starts `program` (herd itself, a copy, or a program that execs it such as `prlimit`)
+    /// with `--log-format json ARGS...` after its own arguments.
+    pub fn start_via(mut program: Command, args: &[&str]) -> Herd {
+        program.args(["--log-format", "json"]).args(args);
+        Herd::spawn(program, tempfile::tempdir().unwrap())
+    }
+
     /// Starts `build(dir)`, a command that runs herd with `--log-format json`.
     pub fn start_with(build: impl FnOnce(&Path) -> Command) -> Herd {
         let dir = tempfile::tempdir().unwrap();
@@ -130,17 +236,7 @@ impl Herd {
         self.wait_event("the control socket", |e| {
             e["message"] == "control socket ready"
         });
-        let out = Command::new(HERD)
-            .env("HERD_CONTROL", self.control())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        ctl_at(&self.control(), args)
     }
 
     /// herd's notify socket (`NOTIFY_SOCKET` in its workers), named after herd's pid.
@@ -287,23 +383,17 @@ impl Herd {
 
     /// Waits for herd to exit, and for its log to be read to the end.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                self.status = Some(status);
-                self.wait_for("the end of herd's stderr", |_| {
-                    self.log
-                        .closed
-                        .load(std::sync::atomic::Ordering::SeqCst)
-                        .then_some(())
-                });
-                return status;
-            }
-            if Instant::now() >= deadline {
-                panic!("herd did not exit; it logged:\n{:?}", self.lines());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let Some(status) = wait_child(&mut self.child, TIMEOUT, libc::SIGQUIT) else {
+            panic!("herd did not exit; it logged:\n{:?}", self.lines());
+        };
+        self.status = Some(status);
+        self.wait_for("the end of herd's stderr", |_| {
+            self.log
+                .closed
+                .load(std::sync::atomic::Ordering::SeqCst)
+                .then_some(())
+        });
+        status
     }
 }
 
@@ -315,17 +405,12 @@ impl Drop for Herd {
         if self.status.is_some() {
             return;
         }
-        // SAFETY: kill with our child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // SAFETY: kill with our child's pid, not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        wait_child(&mut self.child, Duration::from_secs(5), libc::SIGKILL);
     }
 }
 
