@@ -531,16 +531,9 @@ pub fn status_field(pid: u32, field: &str) -> String {
 /// Runs herd to completion with `args` (text logs); returns its exit code and stderr.
 pub fn herd_output(args: &[&str]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(HERD)
-        .env("HERD_CONTROL", dir.path().join("control.sock"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let control = dir.path().join("control.sock").display().to_string();
+    let (code, _, stderr) = ctl_at(&control, args);
+    (code, stderr)
 }
 
 /// Asserts that `herd ARGS` fails with exit code `code` and exactly one line on stderr that
@@ -559,17 +552,9 @@ pub fn assert_fails(args: &[&str], code: i32, needle: &str) -> String {
 
 /// `herd status --json` against the control socket at `control`, parsed.
 pub fn status_at(control: &str) -> Value {
-    let out = Command::new(HERD)
-        .env("HERD_CONTROL", control)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "herd status: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let (code, stdout, stderr) = ctl_at(control, &["status", "--json"]);
+    assert_eq!(code, 0, "herd status: {stderr}");
+    serde_json::from_str(&stdout).unwrap()
 }
 
 /// Clients that open a new connection per request, back to back, until [`Load::finish`].
