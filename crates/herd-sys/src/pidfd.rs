@@ -23,6 +23,14 @@ impl PidFd {
         imp::send_signal(self.0.as_fd(), signal)
     }
 
+    /// The process at the other end of the connected Unix socket `socket`: the one that called
+    /// `connect` (or `listen`), whatever happened to its pid since (`SO_PEERPIDFD`, Linux 6.5
+    /// and later; the fd is close-on-exec). `Ok(None)` where the system cannot say (an older
+    /// kernel, another system); an error if that process has exited.
+    pub fn of_peer(socket: BorrowedFd<'_>) -> io::Result<Option<PidFd>> {
+        Ok(imp::of_peer(socket)?.map(PidFd))
+    }
+
     /// Whether the process has exited (`poll` for `POLLIN`, without waiting).
     pub fn has_exited(&self) -> bool {
         imp::readable(self.0.as_fd())
@@ -65,6 +73,34 @@ mod imp {
         }
         // SAFETY: the kernel just returned this fd (close-on-exec); nothing else owns it.
         Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) })
+    }
+
+    pub fn of_peer(socket: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+        let mut fd: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into the c_int we own.
+        let rc = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERPIDFD,
+                (&mut fd as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            return match err.raw_os_error() {
+                // A kernel before 6.5.
+                Some(libc::ENOPROTOOPT) => Ok(None),
+                _ => Err(err),
+            };
+        }
+        if fd < 0 {
+            return Ok(None);
+        }
+        // SAFETY: the kernel just made this fd (a pidfd, close-on-exec); nothing else owns it.
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
     pub fn send_signal(fd: BorrowedFd<'_>, signal: Signal) -> io::Result<()> {
@@ -113,6 +149,10 @@ mod imp {
         Err(unsupported())
     }
 
+    pub fn of_peer(_socket: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+        Ok(None)
+    }
+
     pub fn send_signal(_fd: BorrowedFd<'_>, _signal: Signal) -> io::Result<()> {
         Err(unsupported())
     }
@@ -146,5 +186,19 @@ mod tests {
             pidfd.signal(Signal::TERM).unwrap_err().raw_os_error(),
             Some(libc::ESRCH)
         );
+    }
+
+    #[test]
+    fn a_peers_pidfd_is_the_process_that_connected() {
+        use std::os::unix::io::{AsFd, AsRawFd};
+        let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        // Before Linux 6.5 there is nothing to check.
+        if let Some(pidfd) = PidFd::of_peer(ours.as_fd()).unwrap() {
+            assert!(!pidfd.has_exited());
+            let fd = pidfd.as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            let pid = format!("Pid:\t{}", std::process::id());
+            assert!(info.lines().any(|l| l == pid), "{info}");
+        }
     }
 }

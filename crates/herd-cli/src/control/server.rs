@@ -78,7 +78,8 @@ pub struct ControlRequest {
     /// Resolves once the response has been written to the client (or could not be), so that
     /// a supervisor about to exit can make sure its last answers went out.
     pub written: oneshot::Receiver<()>,
-    /// For `reexec`: the client's connection, which the new program answers on.
+    /// For `reexec`: the client's connection, which the new program answers on; for `sockets`
+    /// with `attach`: the connection, whose peer is the attaching process.
     pub connection: Option<OwnedFd>,
 }
 
@@ -191,7 +192,9 @@ async fn handle(
             Err(response) => Reply::from(response),
             Ok(request) => {
                 let connection = match request.command {
-                    Command::Reexec => write.as_ref().as_fd().try_clone_to_owned().ok(),
+                    Command::Reexec | Command::Sockets { attach: true, .. } => {
+                        write.as_ref().as_fd().try_clone_to_owned().ok()
+                    }
                     _ => None,
                 };
                 forward(request.command, peer, written_rx, connection, requests).await

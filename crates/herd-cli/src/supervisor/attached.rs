@@ -2,8 +2,14 @@
 //! restarted, but held by a pidfd (a reused pid is never signalled), listed in status, and
 //! stopped with the workers: the stop signal, then SIGKILL once the grace period is over, and
 //! herd does not exit before they are gone. Their exits are noticed within [`CHECK_EVERY`],
-//! and within [`STOP_CHECK_EVERY`] while herd stops. Without pidfds (not Linux, or a kernel
-//! before 5.3) a process is known by its pid and start time instead.
+//! and within [`STOP_CHECK_EVERY`] while herd stops (a `poll` of each pidfd: waiting on the
+//! pidfds' readiness would need tokio's `AsyncFd::register`, an `unsafe` call outside
+//! herd-sys, for a wait that only lasts as long as a stop). Without pidfds (not Linux, or a
+//! kernel before 5.3) a process is known by its pid and start time instead.
+//!
+//! The policy ([`AttachedSet`]: stop signal, grace, SIGKILL, [`KILL_WAIT`]) is pure: the
+//! system calls go through [`Processes`] and the time is given, so it is unit-tested without
+//! processes.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
@@ -37,15 +43,40 @@ pub struct Attached {
 }
 
 impl Attached {
-    /// The process `pid`, which started at `start_time` (`None` if it has exited since).
-    pub fn new(pid: u32, start_time: u64, sockets: Vec<String>) -> Option<Attached> {
+    /// The process `pid`, which started at `start_time`, attached at `now` (`None` if it has
+    /// exited since). Where the caller could not hold the process from the moment it knew its
+    /// pid, another process that got the same pid and started before `start_time` was read
+    /// would be taken for it: [`with_pidfd`](Attached::with_pidfd) is exact.
+    pub fn new(pid: u32, start_time: u64, sockets: Vec<String>, now: Instant) -> Option<Attached> {
         let pidfd = open_checked(pid, start_time)?;
         Some(Attached {
             pid,
             start_time,
-            since: Instant::now(),
+            since: now,
             sockets,
             pidfd,
+        })
+    }
+
+    /// The process `pidfd` holds, whose pid is `pid`, attached at `now` (`None` if it has
+    /// exited).
+    pub fn with_pidfd(
+        pid: u32,
+        pidfd: PidFd,
+        sockets: Vec<String>,
+        now: Instant,
+    ) -> Option<Attached> {
+        let start_time = process::start_time(pid)?;
+        // Read while the pidfd's process was alive, so its pid was still its own.
+        if pidfd.has_exited() {
+            return None;
+        }
+        Some(Attached {
+            pid,
+            start_time,
+            since: now,
+            sockets,
+            pidfd: Some(Arc::new(pidfd)),
         })
     }
 
@@ -87,17 +118,34 @@ impl Attached {
     }
 
     /// Whether it has exited.
-    pub fn exited(&self) -> bool {
+    fn exited(&self) -> bool {
         match &self.pidfd {
             Some(pidfd) => pidfd.has_exited(),
             None => process::start_time(self.pid) != Some(self.start_time),
         }
     }
+}
 
-    fn signal(&self, signal: Signal) -> std::io::Result<()> {
-        match &self.pidfd {
+/// The system calls the policy needs.
+pub trait Processes {
+    /// Whether `attached` has exited.
+    fn exited(&mut self, attached: &Attached) -> bool;
+    /// Sends `signal` to `attached`.
+    fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()>;
+}
+
+/// The real system: the pidfd, or else the pid checked against the start time.
+pub struct System;
+
+impl Processes for System {
+    fn exited(&mut self, attached: &Attached) -> bool {
+        attached.exited()
+    }
+
+    fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()> {
+        match &attached.pidfd {
             Some(pidfd) => pidfd.signal(signal),
-            None => process::signal_process(self.pid, signal),
+            None => process::signal_process(attached.pid, signal),
         }
     }
 }
@@ -163,9 +211,9 @@ impl AttachedSet {
     }
 
     /// Forgets those that have exited.
-    pub fn remove_exited(&mut self) {
+    pub fn remove_exited(&mut self, processes: &mut impl Processes) {
         self.list.retain(|a| {
-            let exited = a.exited();
+            let exited = processes.exited(a);
             if exited {
                 tracing::info!(pid = a.pid, "attached worker exited");
             }
@@ -175,7 +223,13 @@ impl AttachedSet {
 
     /// Stops them as herd stops: `signal`, then SIGKILL after `grace` (SIGKILL at once, or a
     /// second stop that is not graceful, kills those left).
-    pub fn stop(&mut self, signal: Signal, grace: Duration, now: Instant) {
+    pub fn stop(
+        &mut self,
+        processes: &mut impl Processes,
+        signal: Signal,
+        grace: Duration,
+        now: Instant,
+    ) {
         let signal = match self.stopping {
             Stopping::Killed(_) => return,
             Stopping::Until(_) if signal != Signal::KILL => return,
@@ -186,10 +240,10 @@ impl AttachedSet {
         } else {
             Stopping::Until(now.checked_add(grace).unwrap_or(now))
         };
-        self.remove_exited();
+        self.remove_exited(processes);
         for a in &self.list {
             tracing::info!(pid = a.pid, "sending {signal} to attached worker");
-            if let Err(e) = a.signal(signal) {
+            if let Err(e) = processes.signal(a, signal) {
                 tracing::warn!(pid = a.pid, "cannot send {signal} to attached worker: {e}");
             }
         }
@@ -211,11 +265,11 @@ impl AttachedSet {
 
     /// While herd stops: forgets those that have exited, and kills those left once their
     /// grace period is over.
-    pub fn due(&mut self, now: Instant) {
+    pub fn due(&mut self, processes: &mut impl Processes, now: Instant) {
         if self.stopping == Stopping::No {
             return;
         }
-        self.remove_exited();
+        self.remove_exited(processes);
         if let Stopping::Killed(at) = self.stopping {
             if now.saturating_duration_since(at) >= KILL_WAIT {
                 for a in self.list.drain(..) {
@@ -234,7 +288,115 @@ impl AttachedSet {
                     "killing attached worker: it did not stop within the grace period"
                 );
             }
-            self.stop(Signal::KILL, Duration::ZERO, now);
+            self.stop(processes, Signal::KILL, Duration::ZERO, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Processes that have exited, and the signals sent.
+    #[derive(Default)]
+    struct Fake {
+        gone: BTreeSet<u32>,
+        signals: Vec<(u32, Signal)>,
+    }
+
+    impl Processes for Fake {
+        fn exited(&mut self, attached: &Attached) -> bool {
+            self.gone.contains(&attached.pid)
+        }
+        fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()> {
+            self.signals.push((attached.pid, signal));
+            Ok(())
+        }
+    }
+
+    fn attached(pid: u32, now: Instant) -> Attached {
+        Attached {
+            pid,
+            start_time: 0,
+            since: now,
+            sockets: vec!["http".to_string()],
+            pidfd: None,
+        }
+    }
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn stop_then_grace_then_kill_then_kill_wait() {
+        let (mut fake, mut set) = (Fake::default(), AttachedSet::default());
+        let t0 = Instant::now();
+        set.add(attached(7, t0));
+        set.add(attached(8, t0));
+        assert_eq!(set.deadline(t0), None, "not stopping: nothing to wait for");
+        set.due(&mut fake, t0);
+        assert!(fake.signals.is_empty());
+
+        set.stop(&mut fake, Signal::TERM, 2 * SEC, t0);
+        assert_eq!(fake.signals, [(7, Signal::TERM), (8, Signal::TERM)]);
+        set.stop(&mut fake, Signal::TERM, 2 * SEC, t0);
+        assert_eq!(
+            fake.signals.len(),
+            2,
+            "a second graceful stop sends nothing"
+        );
+        assert_eq!(set.deadline(t0), Some(t0 + STOP_CHECK_EVERY));
+        let late = t0 + 2 * SEC - Duration::from_millis(1);
+        assert_eq!(
+            set.deadline(late),
+            Some(t0 + 2 * SEC),
+            "the grace period ends"
+        );
+
+        // 8 stops in time; 7 ignores the signal.
+        fake.gone.insert(8);
+        set.due(&mut fake, t0 + SEC);
+        assert_eq!(set.as_slice().len(), 1);
+        assert_eq!(fake.signals.len(), 2, "still within the grace period");
+        set.due(&mut fake, t0 + 2 * SEC);
+        assert_eq!(fake.signals[2..], [(7, Signal::KILL)]);
+
+        // 7 is stuck: waited for KILL_WAIT, then given up.
+        set.due(
+            &mut fake,
+            t0 + 2 * SEC + KILL_WAIT - Duration::from_millis(1),
+        );
+        assert!(!set.is_empty());
+        set.due(&mut fake, t0 + 2 * SEC + KILL_WAIT);
+        assert!(set.is_empty(), "herd stops without it");
+        assert_eq!(fake.signals.len(), 3, "SIGKILL once");
+    }
+
+    #[test]
+    fn a_fast_stop_kills_at_once_even_during_a_graceful_one() {
+        let (mut fake, mut set) = (Fake::default(), AttachedSet::default());
+        let t0 = Instant::now();
+        set.add(attached(7, t0));
+        set.stop(&mut fake, Signal::TERM, 30 * SEC, t0);
+        set.stop(&mut fake, Signal::KILL, Duration::ZERO, t0 + SEC);
+        assert_eq!(fake.signals, [(7, Signal::TERM), (7, Signal::KILL)]);
+        set.stop(&mut fake, Signal::KILL, Duration::ZERO, t0 + SEC);
+        assert_eq!(fake.signals.len(), 2, "killed once");
+        fake.gone.insert(7);
+        set.due(&mut fake, t0 + SEC);
+        assert!(set.is_empty());
+    }
+
+    #[test]
+    fn exited_processes_are_not_signalled() {
+        let (mut fake, mut set) = (Fake::default(), AttachedSet::default());
+        let t0 = Instant::now();
+        set.add(attached(7, t0));
+        set.add(attached(8, t0));
+        set.add(attached(7, t0));
+        assert_eq!(set.as_slice().len(), 2, "the same pid once");
+        fake.gone.insert(7);
+        set.stop(&mut fake, Signal::INT, SEC, t0);
+        assert_eq!(fake.signals, [(8, Signal::INT)]);
     }
 }

@@ -30,6 +30,7 @@ use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
+use herd_sys::pidfd::PidFd;
 use herd_sys::process::{self, Signal};
 use tokio::io::Interest;
 use tokio::net::{UnixDatagram, UnixListener};
@@ -311,7 +312,7 @@ impl Supervisor {
                 Event::Scrape(reply) => {
                     let _ = reply.send(metrics::render(&self.counters, &self.metrics_snapshot()));
                 }
-                Event::CheckAttached => self.attached.remove_exited(),
+                Event::CheckAttached => self.attached.remove_exited(&mut attached::System),
                 Event::Stop(reason, graceful) => self.stop(reason, graceful, None),
                 Event::Upgrade => self.upgrade("SIGHUP", None, None),
                 // The new binary is checked first; the exec follows if it passes.
@@ -354,9 +355,10 @@ impl Supervisor {
             if self.pool.is_stopping() {
                 let config = self.pool.config();
                 let (signal, grace) = (config.stop_signal, config.grace);
-                self.attached.stop(signal, grace, Instant::now());
+                self.attached
+                    .stop(&mut attached::System, signal, grace, Instant::now());
             }
-            self.attached.due(Instant::now());
+            self.attached.due(&mut attached::System, Instant::now());
             balance::steer(&mut self.listeners, &self.pool);
             self.drains.release(&self.listeners, &self.pool);
             self.announce_ready();
@@ -437,7 +439,8 @@ impl Supervisor {
             Signal::KILL
         };
         let now = Instant::now();
-        self.attached.stop(signal, grace, now);
+        self.attached
+            .stop(&mut attached::System, signal, grace, now);
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
         let deadline = match graceful {
@@ -506,7 +509,7 @@ impl Supervisor {
                 return;
             }
             Command::Sockets { only, attach } => {
-                let _ = reply.send(self.sockets_request(only, attach, peer));
+                let _ = reply.send(self.sockets_request(only, attach, peer, connection));
                 return;
             }
             Command::Status => {
@@ -574,7 +577,13 @@ impl Supervisor {
 
     /// The `sockets` command: metadata and duplicates of the listening sockets, and with
     /// `attach`, the peer registered as an attached worker.
-    fn sockets_request(&mut self, only: Option<Vec<String>>, attach: bool, peer: Peer) -> Reply {
+    fn sockets_request(
+        &mut self,
+        only: Option<Vec<String>>,
+        attach: bool,
+        peer: Peer,
+        connection: Option<OwnedFd>,
+    ) -> Reply {
         let refuse = |code, why: String| Reply::from(Response::error(code, why));
         if self.pool.is_stopping() {
             return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
@@ -621,10 +630,7 @@ impl Supervisor {
             }));
         }
         if attach {
-            let Some((pid, start_time)) = peer
-                .pid
-                .and_then(|pid| Some((pid, process::start_time(pid)?)))
-            else {
+            let Some(pid) = peer.pid else {
                 return refuse(
                     ErrorCode::Internal,
                     "cannot identify the attaching process".to_string(),
@@ -635,7 +641,17 @@ impl Supervisor {
                 .filter_map(|s| s["name"].as_str().map(str::to_string))
                 .collect();
             let shown = names.join(",");
-            match Attached::new(pid, start_time, names) {
+            let now = Instant::now();
+            // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
+            // before that, the pid it connected with, checked against its start time read now
+            // (see Attached::new).
+            let attached = match connection.as_ref().map(|c| PidFd::of_peer(c.as_fd())) {
+                Some(Ok(Some(pidfd))) => Attached::with_pidfd(pid, pidfd, names, now),
+                Some(Err(_)) => None,
+                _ => process::start_time(pid)
+                    .and_then(|start_time| Attached::new(pid, start_time, names, now)),
+            };
+            match attached {
                 Some(attached) => {
                     self.attached.add(attached);
                     tracing::info!(pid, uid = peer.uid, sockets = %shown, "worker attached");
