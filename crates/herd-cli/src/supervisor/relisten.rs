@@ -84,7 +84,9 @@ impl Guard {
     }
 
     /// Checks every TCP listener herd holds and makes those no longer listening listen again.
-    /// Returns how many were restored.
+    /// Returns how many were restored. The system calls are here; what they mean for the
+    /// bookkeeping is in [`listening`](Guard::listening), [`shut_down`](Guard::shut_down),
+    /// [`restored`](Guard::restored) and [`failed`](Guard::failed).
     pub fn check(&mut self, listeners: &[Listener], now: Instant) -> u64 {
         self.report_pending(now);
         let mut restored = 0;
@@ -100,28 +102,16 @@ impl Guard {
                         Ok(Some((_, limit))) => limit,
                         _ => somaxconn(),
                     };
-                    self.seen.insert(key.clone(), (backlog, now));
-                    self.failing.remove(&key);
+                    self.listening(key, backlog, now);
                     continue;
                 }
-                let (backlog, since) = self
-                    .seen
-                    .get(&key)
-                    .copied()
-                    .unwrap_or_else(|| (somaxconn(), now.checked_sub(REMEMBER).unwrap_or(now)));
+                let (backlog, since) = self.shut_down(&key, somaxconn(), now);
                 match relisten(fd, backlog) {
                     Ok(()) => {
                         restored += 1;
-                        self.failing.remove(&key);
-                        self.seen.insert(key, (backlog, now));
-                        self.pending.push(Incident {
-                            socket: listener.name.clone(),
-                            address: listener.address.clone(),
-                            since,
-                            found: now,
-                        });
+                        self.restored(key, &listener.address, backlog, since, now);
                     }
-                    Err(e) if self.failing.insert(key) => tracing::error!(
+                    Err(e) if self.failed(key) => tracing::error!(
                         socket = %listener.name,
                         address = %listener.address,
                         "socket {} was shut down (by a worker or a process it started) and \
@@ -134,6 +124,46 @@ impl Guard {
         }
         self.report_pending(now);
         restored
+    }
+
+    /// Socket `key` listens, with this `backlog`, at `now`.
+    fn listening(&mut self, key: (String, usize), backlog: u32, now: Instant) {
+        self.failing.remove(&key);
+        self.seen.insert(key, (backlog, now));
+    }
+
+    /// Socket `key` was found not listening at `now`: the backlog to listen with again (its
+    /// last one, else `default`) and since when it may have been shut down (when it was last
+    /// seen listening, else as long ago as exits are remembered).
+    fn shut_down(&self, key: &(String, usize), default: u32, now: Instant) -> (u32, Instant) {
+        self.seen
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| (default, now.checked_sub(REMEMBER).unwrap_or(now)))
+    }
+
+    /// Socket `key` (at `address`) listens again since `now`, with `backlog`; its culprit, a
+    /// worker that exited after `since`, is to be named.
+    fn restored(
+        &mut self,
+        key: (String, usize),
+        address: &str,
+        backlog: u32,
+        since: Instant,
+        now: Instant,
+    ) {
+        self.pending.push(Incident {
+            socket: key.0.clone(),
+            address: address.to_string(),
+            since,
+            found: now,
+        });
+        self.listening(key, backlog, now);
+    }
+
+    /// Socket `key` could not listen again; whether to say so (once, until it listens again).
+    fn failed(&mut self, key: (String, usize)) -> bool {
+        self.failing.insert(key)
     }
 
     /// Reports each pending incident once its culprit is known: a worker that exited cleanly
@@ -226,6 +256,26 @@ mod tests {
             let _client = TcpStream::connect(address).unwrap();
             listener.accept().unwrap();
         }
+    }
+
+    #[test]
+    fn a_restored_socket_remembers_its_backlog_and_since_when_it_was_down() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let key = || ("http".to_string(), 0);
+        let mut guard = Guard::default();
+        // Never seen listening: the default backlog, and any remembered exit may be the culprit.
+        assert_eq!(guard.shut_down(&key(), 128, ms(6000)), (128, ms(1000)));
+        guard.listening(key(), 511, ms(100));
+        assert_eq!(guard.shut_down(&key(), 128, ms(400)), (511, ms(100)));
+        // A failure is said once, until the socket listens again.
+        assert!(guard.failed(key()));
+        assert!(!guard.failed(key()));
+        guard.restored(key(), "127.0.0.1:1", 511, ms(100), ms(400));
+        assert!(guard.failed(key()), "listening again resets it");
+        assert_eq!(guard.pending.len(), 1);
+        assert_eq!(guard.pending[0].since, ms(100));
+        assert_eq!(guard.shut_down(&key(), 128, ms(500)), (511, ms(400)));
     }
 
     #[test]
