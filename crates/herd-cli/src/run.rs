@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::num::NonZeroUsize;
 use std::os::unix::io::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
@@ -375,6 +375,21 @@ fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited
     // `herd attach`): look before taking anything.
     let status = crate::ctl::request(old, crate::control::protocol::Command::Status, None, owner)?;
     let sockets = status["sockets"].as_array().map_or(&[][..], Vec::as_slice);
+    // The socket files the old herd created, by socket name: where they are and which files
+    // they are, so that the one adopted at the end is the same file (a herd that does not
+    // say keeps its files).
+    let files: Vec<(String, (PathBuf, u64, u64))> = sockets
+        .iter()
+        .filter_map(|s| {
+            let file = &s["file"];
+            let path = PathBuf::from(file["path"].as_str()?);
+            if !path.is_absolute() {
+                return None;
+            }
+            let name = s["name"].as_str()?.to_string();
+            Some((name, (path, file["dev"].as_u64()?, file["ino"].as_u64()?)))
+        })
+        .collect();
     if sockets.iter().any(|s| s["balance"] == "reuseport") {
         return Err(Failure::Runtime(anyhow::anyhow!(
             "cannot take over from {}: it runs with --balance reuseport, whose per-worker \
@@ -396,6 +411,10 @@ fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited
     Ok(fetched
         .into_iter()
         .map(|f| spec::Inherited {
+            file: files
+                .iter()
+                .find(|(name, _)| *name == f.name)
+                .map(|(_, file)| file.clone()),
             name: f.name,
             kind: f.kind,
             address: f.address,

@@ -8,6 +8,7 @@
 //!   own pid. Everything is prepared before `fork`; the child only makes async-signal-safe
 //!   system calls and never allocates.
 //! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent.
+//! - [`fs`]: exchanging two paths atomically (`renameat2(RENAME_EXCHANGE)`, Linux).
 //! - [`fdpass`]: sending and receiving fds over Unix sockets (`SCM_RIGHTS`).
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
 //!   `SO_ACCEPTCONN`).
@@ -33,6 +34,8 @@
 pub mod fd;
 #[cfg(unix)]
 pub mod fdpass;
+#[cfg(unix)]
+pub mod fs;
 #[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]

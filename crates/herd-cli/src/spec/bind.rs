@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::prelude::OsStrExt;
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ pub struct Listener {
     _file: Option<SocketFile>,
     /// The socket file of a socket taken over, which becomes this herd's when the takeover
     /// completes (until then the old herd owns it).
-    takeover_file: Option<PathBuf>,
+    takeover_file: Option<(PathBuf, u64, u64)>,
     /// The option it comes from (`--bind '...'`, `--shm '...'`), for the error if two
     /// listeners end up with one name; empty when restored after a re-exec.
     origin: String,
@@ -141,11 +142,17 @@ impl Listener {
     /// Makes the socket file of a socket taken over this herd's, to remove when it stops: called
     /// when the takeover completes (the old herd then leaves it in place).
     pub fn adopt_file(&mut self) {
-        let Some(path) = self.takeover_file.take() else {
+        let Some((path, dev, ino)) = self.takeover_file.take() else {
             return;
         };
-        match SocketFile::existing_socket(&path) {
-            Ok(file) => self._file = Some(file),
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_socket() && meta.dev() == dev && meta.ino() == ino => {
+                self._file = Some(SocketFile::from_parts(path, dev, ino));
+            }
+            Ok(_) => tracing::warn!(
+                path = %path.display(),
+                "not taking over the socket file: another file has replaced the old herd's there"
+            ),
             Err(e) => {
                 tracing::warn!(path = %path.display(), "cannot take over the socket file: {e}")
             }
@@ -155,7 +162,7 @@ impl Listener {
     /// Gives up the claim to the socket file of a socket taken over (the old herd keeps it, or
     /// removes it as it exits); returns its path.
     pub fn forget_takeover_file(&mut self) -> Option<PathBuf> {
-        self.takeover_file.take()
+        self.takeover_file.take().map(|(path, _, _)| path)
     }
 
     /// Gives up the socket file, leaving it in place: a herd that took over owns it now.
@@ -340,10 +347,7 @@ impl Listener {
     /// A listener for a socket taken over from another herd (which owns its socket file).
     fn inherited(socket: Inherited) -> anyhow::Result<Listener> {
         let (kind, address) = inherit::describe(&socket.fd)?;
-        let takeover_file = match address.strip_prefix("unix:") {
-            Some(path) if kind == "unix" && !path.starts_with('@') => Some(PathBuf::from(path)),
-            _ => None,
-        };
+        let takeover_file = if kind == "unix" { socket.file } else { None };
         Ok(Listener {
             name: socket.name,
             kind,

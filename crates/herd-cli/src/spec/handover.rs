@@ -20,6 +20,9 @@ pub struct Inherited {
     pub address: String,
     /// The socket.
     pub fd: OwnedFd,
+    /// The socket file that herd created for it (absolute path, device, inode), which becomes
+    /// the taking-over herd's once that herd has stopped.
+    pub file: Option<(std::path::PathBuf, u64, u64)>,
 }
 
 /// Takes the inherited socket `spec` designates, if any: by name, else by address.

@@ -69,18 +69,60 @@ impl SocketFile {
         Ok(())
     }
 
-    /// Moves the file to `to` in place of the socket file `expected` (device and inode) there,
-    /// atomically; anything else at `to` is left alone (`AlreadyExists`).
+    /// Moves the file to `to` in place of the socket file `expected` (device and inode) there;
+    /// anything else at `to` is left alone (`AlreadyExists`).
+    ///
+    /// On Linux the two files are exchanged in one step (`renameat2(RENAME_EXCHANGE)`) and what
+    /// came out is checked afterwards: the expected file is removed, anything else is put back,
+    /// so a file that appears at `to` between a look and the move is never lost. Elsewhere (or
+    /// on a file system without the exchange) it is a check, then a `rename`: a file put at `to`
+    /// between the two is replaced.
     pub fn replace(&mut self, to: &Path, expected: (u64, u64)) -> io::Result<()> {
-        let meta = std::fs::symlink_metadata(to)?;
-        if (meta.dev(), meta.ino()) != expected {
-            return Err(io::Error::new(
+        let identity = |path: &Path| {
+            std::fs::symlink_metadata(path)
+                .ok()
+                .map(|meta| (meta.dev(), meta.ino()))
+        };
+        let not_ours = || {
+            io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "another socket has replaced the one taken over there; herd never replaces a \
                  socket it does not own",
-            ));
+            )
+        };
+        match herd_sys::fs::exchange(&self.path, to) {
+            Ok(()) => {
+                // What was at `to` is now at our old path.
+                if identity(&self.path) != Some(expected) {
+                    return match herd_sys::fs::exchange(&self.path, to) {
+                        Ok(()) => Err(not_ours()),
+                        Err(e) => Err(io::Error::new(
+                            e.kind(),
+                            format!(
+                                "another socket had replaced the one taken over there, and it \
+                                 cannot be put back from {}: {e}",
+                                self.path.display()
+                            ),
+                        )),
+                    };
+                }
+                let out = std::mem::replace(&mut self.path, to.to_path_buf());
+                std::fs::remove_file(out)
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::Unsupported
+                    || matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)) =>
+            {
+                if identity(to) != Some(expected) {
+                    return Err(not_ours());
+                }
+                self.rename(to)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && identity(to).is_none() => {
+                Err(not_ours())
+            }
+            Err(e) => Err(e),
         }
-        self.rename(to)
     }
 
     /// Records the socket file at `path`, which becomes herd's to remove (a takeover's).
@@ -155,5 +197,49 @@ mod release_tests {
         assert!(path.exists(), "released: left in place");
         drop(SocketFile::created(&path).unwrap());
         assert!(!path.exists(), "dropped: removed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(path: &Path) -> (u64, u64) {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        (meta.dev(), meta.ino())
+    }
+
+    #[test]
+    fn replace_takes_only_the_expected_file_s_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (tmp.path().join("new.sock"), tmp.path().join("old.sock"));
+        let _new = std::os::unix::net::UnixListener::bind(&ours).unwrap();
+        let old = std::os::unix::net::UnixListener::bind(&theirs).unwrap();
+        let expected = identity(&theirs);
+        let mine = identity(&ours);
+        // Another socket has replaced the old one: it stays, and so does ours. (Both exist
+        // at once, so they cannot share an inode number.)
+        let elsewhere = tmp.path().join("other.sock");
+        let _other = std::os::unix::net::UnixListener::bind(&elsewhere).unwrap();
+        let other = identity(&elsewhere);
+        std::fs::rename(&elsewhere, &theirs).unwrap();
+        drop(old);
+        let mut file = SocketFile::created(&ours).unwrap();
+        let e = file.replace(&theirs, expected).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(identity(&theirs), other);
+        assert_eq!(identity(&ours), mine);
+        assert_eq!(file.parts().0, ours.as_path());
+        // Nothing there at all: nothing to replace.
+        std::fs::remove_file(&theirs).unwrap();
+        assert!(file.replace(&theirs, other).is_err());
+        assert_eq!(identity(&ours), mine);
+        // The expected file: ours takes its place, and it is gone.
+        let _old = std::os::unix::net::UnixListener::bind(&theirs).unwrap();
+        let expected = identity(&theirs);
+        file.replace(&theirs, expected).unwrap();
+        assert_eq!(identity(&theirs), mine);
+        assert!(std::fs::symlink_metadata(&ours).is_err());
+        assert_eq!(file.parts().0, theirs.as_path());
     }
 }

@@ -140,6 +140,20 @@ pub struct SocketStatus {
     /// Under `reuseport`, each slot's waiting connections, in slot order (`queue` is the sum).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slot_queues: Vec<u32>,
+    /// The socket file herd created (or took over) for a Unix socket, and removes as it exits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<SocketFileStatus>,
+}
+
+/// A socket file, and which file it is: a herd that takes over checks it is still the same.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SocketFileStatus {
+    /// Where it is, absolute (a path that is not UTF-8 is not shown).
+    pub path: String,
+    /// Its device.
+    pub dev: u64,
+    /// Its inode.
+    pub ino: u64,
 }
 
 fn assumed_available() -> bool {
@@ -223,6 +237,16 @@ pub fn snapshot(
                     (0..g.sockets().count())
                         .map(|slot| g.queued(slot))
                         .collect()
+                }),
+                file: l.file().and_then(|f| {
+                    let (path, dev, ino) = f.parts();
+                    // herd never changes its own working directory.
+                    let path = match std::env::current_dir() {
+                        Ok(cwd) if path.is_relative() => cwd.join(path),
+                        _ => path.to_path_buf(),
+                    };
+                    let path = path.to_str()?.to_string();
+                    Some(SocketFileStatus { path, dev, ino })
                 }),
             }
         })

@@ -393,3 +393,104 @@ fn a_takeover_never_replaces_a_control_socket_that_changed_meanwhile() {
     );
     assert!(alive(old.pid()), "the old herd keeps running");
 }
+
+#[test]
+fn a_takeover_adopts_the_old_herds_socket_file_wherever_each_herd_runs() {
+    // The old herd binds a relative path in its own directory; the new one runs elsewhere.
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.current_dir(dir).args([
+            "run",
+            "-w",
+            "1",
+            "-b",
+            "app=unix:app.sock",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    old.started(1);
+    let socket = old.path("app.sock");
+    let control = old.control();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut new = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.current_dir(elsewhere.path())
+            .env("HERD_CONTROL", &control)
+            .args([
+                "run",
+                "--takeover",
+                &control,
+                "-w",
+                "1",
+                "--",
+                "sleep",
+                "1000",
+            ]);
+        cmd
+    });
+    new.wait_event("the old herd's answer", |e| {
+        e["message"] == "the old herd has stopped"
+    });
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "{socket} reaches the socket once the old herd is gone"
+    );
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the herd that took over removes {socket} when it stops"
+    );
+    assert!(
+        !new.lines().iter().any(|l| matches!(l, Line::Event(e)
+            if e["message"].as_str().unwrap_or("").contains("socket file"))),
+        "no warning about the socket file"
+    );
+}
+
+#[test]
+fn a_takeover_never_adopts_a_socket_file_that_replaced_the_old_herds() {
+    // Old workers that ignore the stop signal keep the old herd stopping for its grace period,
+    // while the socket file is replaced.
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "--grace", "3s", "-b"])
+            .arg(format!("app=unix:{}", dir.join("app.sock").display()))
+            .args(["--", "sh", "-c", "trap '' TERM; exec sleep 1000"]);
+        cmd
+    });
+    old.started(1);
+    let socket = old.path("app.sock");
+    let control = old.control();
+    let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
+    new.wait_event("the takeover", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("takeover complete")
+    });
+    let other_path = old.path("other.sock");
+    let _other = std::os::unix::net::UnixListener::bind(&other_path).unwrap();
+    std::fs::rename(&other_path, &socket).unwrap();
+    new.wait_event("the refusal to adopt it", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("another file has replaced the old herd's")
+    });
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(
+        std::path::Path::new(&socket).exists(),
+        "the file that replaced the old herd's stays"
+    );
+}

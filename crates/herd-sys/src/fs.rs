@@ -1,0 +1,84 @@
+//! Files: exchanging two paths atomically.
+//!
+//! [`exchange`] is `renameat2(RENAME_EXCHANGE)` on Linux; elsewhere it fails with
+//! [`io::ErrorKind::Unsupported`], and callers fall back to a check and a `rename`.
+
+use std::io;
+use std::path::Path;
+
+pub use imp::exchange;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// Exchanges the files at `a` and `b` in one step (both must exist):
+    /// `renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)`. A kernel or file system without
+    /// it fails with `ENOSYS` or `EINVAL`.
+    pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+        let c = |p: &Path| {
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))
+        };
+        let (a, b) = (c(a)?, c(b)?);
+        // SAFETY: both paths are NUL-terminated strings that outlive the call; renameat2 only
+        // reads them.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                a.as_ptr(),
+                libc::AT_FDCWD,
+                b.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use super::*;
+
+    /// Not available here: always [`io::ErrorKind::Unsupported`].
+    pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no atomic exchange of two paths on this system",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exchanges_two_files() {
+        let dir = std::env::temp_dir().join(format!("herd-sys-fs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&a, "a").unwrap();
+        std::fs::write(&b, "b").unwrap();
+        match exchange(&a, &b) {
+            Ok(()) => {
+                assert_eq!(std::fs::read_to_string(&a).unwrap(), "b");
+                assert_eq!(std::fs::read_to_string(&b).unwrap(), "a");
+            }
+            Err(e) => assert!(
+                e.kind() == io::ErrorKind::Unsupported
+                    || matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EINVAL)),
+                "{e}"
+            ),
+        }
+        assert!(exchange(&a, &dir.join("missing")).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
