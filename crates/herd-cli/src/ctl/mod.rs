@@ -284,7 +284,7 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     let fds = fetched.into_iter().map(|f| f.fd).collect();
     let error = herd_sys::fd::exec_with_listen_fds(fds, || {
         executed = true;
-        exec_attached(&program, &argv, count, &names, control)
+        exec_attached(&program, &argv, count, &names, control, owner)
     });
     if executed {
         return Err(Failure::Runtime(anyhow!(
@@ -305,7 +305,8 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     )))
 }
 
-/// Replaces this process with `program`, the sockets' variables set in its environment;
+/// Replaces this process with `program`, the sockets' variables set in its environment (with
+/// `HERD_CONTROL_OWNER` when an owner was named, so that it trusts the same herd);
 /// returns only on failure.
 fn exec_attached(
     program: &Path,
@@ -313,6 +314,7 @@ fn exec_attached(
     count: usize,
     names: &[String],
     control: &Path,
+    owner: Option<u32>,
 ) -> std::io::Error {
     use std::ffi::OsStr;
     const DROPPED: &[&str] = &[
@@ -324,6 +326,7 @@ fn exec_attached(
         "HERD_WORKER",
         "HERD_GENERATION",
         "HERD_CONTROL",
+        herd::trust::OWNER_VAR,
     ];
     let set: [(&str, std::ffi::OsString); 4] = [
         ("LISTEN_FDS", count.to_string().into()),
@@ -343,6 +346,12 @@ fn exec_attached(
         }
         for (key, value) in &set {
             plan.env(OsStr::new(key), value)?;
+        }
+        if let Some(owner) = owner {
+            plan.env(
+                OsStr::new(herd::trust::OWNER_VAR),
+                OsStr::new(&owner.to_string()),
+            )?;
         }
         Ok(plan)
     };

@@ -344,3 +344,56 @@ fn clients_trust_another_users_herd_where_only_that_user_could_put_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_allowed_user_names_another_users_herd_with_control_owner() {
+    if !root() {
+        return;
+    }
+    const APP: u32 = 4242;
+    const DEPLOY: u32 = 4343;
+    // app's herd in a directory of its own, directly in a directory anyone may write (as
+    // /tmp/herd-app would be): anyone could have made such a directory.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let dir = tmp.path().join("app");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(APP), Some(APP)).unwrap();
+    let sock = dir.join("herd.sock");
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("HERD_CONTROL", &sock)
+            .uid(APP)
+            .gid(APP)
+            .args(["run", "-w", "1", "--control-allow-uid", "4343"])
+            .args(["-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+        cmd
+    });
+    herd.started(1);
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let shown = sock.to_str().unwrap();
+    // Not trusted by itself...
+    let (code, stdout, stderr) = herd_as(DEPLOY, DEPLOY, &[], &["--control", shown, "status"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("--control-owner 4242"), "{stderr}");
+    // ...but once deploy names app as its owner.
+    let owner = ["--control", shown, "--control-owner", "4242"];
+    let (code, stdout, stderr) = herd_as(
+        DEPLOY,
+        DEPLOY,
+        &[],
+        &[&owner[..], &["status", "--json"]].concat(),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("\"workers\""), "{stdout}");
+    // herd attach passes the name on, so the program it becomes trusts the same herd.
+    let out = tmp.path().join("owner.txt");
+    let script = format!("printf %s \"$HERD_CONTROL_OWNER\" > {}", out.display());
+    let attach = [&owner[..], &["attach", "--", "sh", "-c", &script]].concat();
+    let (code, _, stderr) = herd_as(DEPLOY, DEPLOY, &[], &attach);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "4242");
+}
