@@ -34,20 +34,19 @@ fn sigterm_lets_a_slow_request_finish() {
 
 #[test]
 fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
-    // SIGCONT is harmless to `sleep`: it plays a worker that ignores the stop request.
+    // A `sleep` that ignores SIGTERM plays a worker that ignores the stop request.
     let mut herd = Herd::start(&[
         "run",
         "-w",
         "2",
         "--grace",
         "300ms",
-        "--stop-signal",
-        "CONT",
         "-b",
         "127.0.0.1:0",
         "--",
-        "sleep",
-        "1000",
+        "sh",
+        "-c",
+        IGNORES_TERM,
     ]);
     let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
     herd.signal(libc::SIGTERM);
@@ -58,8 +57,11 @@ fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
     wait_gone(&pids);
 }
 
-/// Starts two workers that ignore the stop signal (SIGCONT is harmless to `sleep`), with a
-/// grace period of an hour; returns herd and the workers' pids.
+/// A worker (`sh -c`) that becomes a `sleep` ignoring SIGTERM, the stop signal.
+const IGNORES_TERM: &str = "trap '' TERM; exec sleep 1000";
+
+/// Starts two workers that ignore the stop signal, with a grace period of an hour; returns
+/// herd and the workers' pids.
 fn start_stubborn() -> (Herd, Vec<u32>) {
     let herd = Herd::start(&[
         "run",
@@ -67,13 +69,12 @@ fn start_stubborn() -> (Herd, Vec<u32>) {
         "2",
         "--grace",
         "1h",
-        "--stop-signal",
-        "CONT",
         "-b",
         "127.0.0.1:0",
         "--",
-        "sleep",
-        "1000",
+        "sh",
+        "-c",
+        IGNORES_TERM,
     ]);
     let pids = herd.started(2).iter().map(|&(_, pid)| pid).collect();
     (herd, pids)
