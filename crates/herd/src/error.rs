@@ -7,7 +7,8 @@ use std::io;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// `LISTEN_FDS`, `LISTEN_PID` or `LISTEN_FDNAMES` is malformed or inconsistent.
+    /// `LISTEN_FDS`, `LISTEN_PID` or `LISTEN_FDNAMES` is malformed or inconsistent, or
+    /// `HERD_CONTROL_OWNER` is not a uid.
     InvalidEnvironment,
     /// No inherited socket has the requested name or index.
     NotFound,
