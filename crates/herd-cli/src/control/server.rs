@@ -2,8 +2,8 @@
 //! credentials, enforces the protocol's limits, and forwards valid commands to the supervisor.
 //! Every connection runs in a task of its own, so no client can stall the supervisor.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 
@@ -13,6 +13,8 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::supervisor::notify::RateLimit;
+
 use super::protocol::{parse_request, Command, ErrorCode, Response, MAX_REQUEST, VERSION};
 
 /// How long a connection may stay silent between requests.
@@ -20,6 +22,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
 /// after [`IDLE_TIMEOUT`], so a crowd of idle clients cannot lock out a working one.
 pub const MAX_CONNECTIONS: usize = 1000;
+
+/// How many refused connections are logged per [`REFUSALS_WINDOW`]; the rest are counted and
+/// reported in one line when the next window begins.
+pub const REFUSALS_LOGGED: u32 = 5;
+/// See [`REFUSALS_LOGGED`].
+pub const REFUSALS_WINDOW: Duration = Duration::from_secs(10);
 
 /// Who may use the control socket: herd's own uid, root, and the listed uids and gids.
 #[derive(Clone, Debug)]
@@ -90,6 +98,9 @@ pub async fn serve(
     requests: mpsc::Sender<ControlRequest>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Another user can connect as often as it likes when the socket is open to others
+    // (`--control-allow-uid/gid`): its refusals are logged at a bounded rate.
+    let refusals = Arc::new(Mutex::new(RateLimit::new(REFUSALS_LOGGED, REFUSALS_WINDOW)));
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -117,10 +128,25 @@ pub async fn serve(
             }
         };
         let (policy, requests) = (policy.clone(), requests.clone());
+        let refusals = Arc::clone(&refusals);
         tokio::spawn(async move {
-            handle(stream, &policy, &requests).await;
+            handle(stream, &policy, &requests, &refusals).await;
             drop(permit);
         });
+    }
+}
+
+/// The refusal limiter; a poisoned lock (a panic elsewhere) still limits, its state is valid.
+fn lock(refusals: &Mutex<RateLimit>) -> std::sync::MutexGuard<'_, RateLimit> {
+    refusals.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn report_refusals(suppressed: u32) {
+    if suppressed > 0 {
+        tracing::warn!(
+            suppressed,
+            "control socket: {suppressed} more refused connections were not logged"
+        );
     }
 }
 
@@ -132,6 +158,7 @@ async fn handle(
     stream: UnixStream,
     policy: &AccessPolicy,
     requests: &mpsc::Sender<ControlRequest>,
+    refusals: &Arc<Mutex<RateLimit>>,
 ) {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
@@ -141,12 +168,30 @@ async fn handle(
         }
     };
     if !policy.allows(cred.uid(), cred.gid()) {
-        tracing::warn!(
-            uid = cred.uid(),
-            gid = cred.gid(),
-            pid = cred.pid(),
-            "control socket: permission denied"
-        );
+        let (log, suppressed, first_held_back) = {
+            let mut limit = lock(refusals);
+            let (log, suppressed) = limit.allow(Instant::now());
+            (log, suppressed, !log && limit.held_back() == 1)
+        };
+        report_refusals(suppressed);
+        if first_held_back {
+            // Say how many were held back once this window is over, even if nobody knocks again.
+            let refusals = Arc::clone(refusals);
+            tokio::spawn(async move {
+                let window = lock(&refusals).window();
+                tokio::time::sleep(window).await;
+                let suppressed = lock(&refusals).end_window(Instant::now());
+                report_refusals(suppressed);
+            });
+        }
+        if log {
+            tracing::warn!(
+                uid = cred.uid(),
+                gid = cred.gid(),
+                pid = cred.pid(),
+                "control socket: permission denied"
+            );
+        }
         let message = format!(
             "permission denied: uid {} is not allowed; herd allows its own uid {}, root, and \
              --control-allow-uid/--control-allow-gid",

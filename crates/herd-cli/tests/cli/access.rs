@@ -397,3 +397,67 @@ fn an_allowed_user_names_another_users_herd_with_control_owner() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "4242");
 }
+
+#[test]
+fn refused_connections_are_logged_at_a_bounded_rate() {
+    if !root() {
+        return;
+    }
+    // The allow list opens the socket (0666) to everyone, so any user can knock at will.
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let sock = tmp.path().join("flood.sock");
+    let sock_arg = sock.to_str().unwrap().to_string();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "--control",
+            &sock_arg,
+            "--control-allow-uid",
+            "65534",
+        ])
+        .args(&ONE_SLEEPER[1..]);
+        cmd
+    });
+    herd.started(1);
+    const KNOCKS: u64 = 200;
+    // Another user connects KNOCKS times and reads each refusal: once it has them all, herd
+    // has dealt with every connection.
+    let flood = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, sys\n\
+             for _ in range(int(sys.argv[2])):\n\
+             \x20   s = socket.socket(socket.AF_UNIX)\n\
+             \x20   s.connect(sys.argv[1])\n\
+             \x20   assert b'permission_denied' in s.recv(4096)\n\
+             \x20   s.close()\n",
+            &sock_arg,
+            &KNOCKS.to_string(),
+        ])
+        .uid(65533)
+        .gid(65533)
+        .output()
+        .unwrap();
+    assert!(flood.status.success(), "{flood:?}");
+    let denied = |e: &serde_json::Value| e["message"] == "control socket: permission denied";
+    let summary = |e: &serde_json::Value| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("more refused connections were not logged")
+    };
+    // Every refusal is accounted for, logged or counted; the count comes when the window
+    // ends, without another knock.
+    let (logged, counted) = herd.wait_for("every refusal logged or counted", |lines| {
+        let logged = events(lines).filter(|e| denied(e)).count() as u64;
+        let counted: u64 = events(lines)
+            .filter(|e| summary(e))
+            .map(|e| e["suppressed"].as_u64().unwrap())
+            .sum();
+        (logged + counted >= KNOCKS).then_some((logged, counted))
+    });
+    assert_eq!(logged + counted, KNOCKS);
+    assert!(logged <= 10, "{logged} refusals logged one by one");
+}
