@@ -50,6 +50,9 @@ pub fn run(
         Some(old) => (takeover_control(old, control)?, false),
         None => control_path::resolve(control, name, uid),
     };
+    // Absolute, against herd's directory now: workers get it in HERD_CONTROL (and the notify
+    // socket beside it in NOTIFY_SOCKET) and may run elsewhere (--chdir, or a chdir of theirs).
+    let control = control_path::absolute(&control);
     let pid = std::process::id();
     // A takeover binds its control socket beside the old herd's and moves it into place once
     // its workers are ready; the notify socket's name is per process, so two herds never meet.
@@ -344,11 +347,7 @@ fn takeover_control(old: &Path, control: Option<&Path>) -> Result<std::path::Pat
             )));
         }
     }
-    // Absolute, as workers get it in HERD_CONTROL and may run elsewhere (--chdir).
-    match std::env::current_dir() {
-        Ok(dir) if old.is_relative() => Ok(dir.join(old)),
-        _ => Ok(old.to_path_buf()),
-    }
+    Ok(old.to_path_buf())
 }
 
 /// The device and inode of the socket file at `path` (the old herd's control socket).

@@ -46,6 +46,16 @@ pub fn resolve(control: Option<&Path>, name: &str, uid: u32) -> (PathBuf, bool) 
     (dir.join(format!("{name}.sock")), true)
 }
 
+/// `path` made absolute against herd's current directory (unchanged if it already is, or if
+/// that directory cannot be found, and then a relative path is all there is).
+pub fn absolute(path: &Path) -> PathBuf {
+    match std::env::current_dir() {
+        // Components collected: `./c.sock` becomes `DIR/c.sock`, not `DIR/./c.sock`.
+        Ok(dir) if path.is_relative() => dir.join(path).components().collect(),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Checks that the control socket at `control`, and the sockets herd names after it (the
 /// notify socket `NAME.PID.notify`, and `NAME.takeover.PID` during a `takeover`), fit in a Unix
 /// socket address whatever herd's pid: the error names the control socket and its limit.

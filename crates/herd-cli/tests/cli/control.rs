@@ -690,3 +690,42 @@ fn prometheus_metrics() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_relative_control_path_reaches_workers_that_run_elsewhere() {
+    // Workers in another directory (--chdir) report ready through NOTIFY_SOCKET and ask herd
+    // for its status through HERD_CONTROL: both must name herd's sockets from anywhere.
+    let worker = "import os, socket, sys, time\n\
+                  n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+                  n.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+                  c = socket.socket(socket.AF_UNIX)\n\
+                  c.connect(os.environ['HERD_CONTROL'])\n\
+                  c.sendall(b'{{\"version\":1,\"command\":\"status\"}}\\n')\n\
+                  ok = b'\"ok\":true' in c.recv(65536)\n\
+                  print('control answered' if ok else 'control refused', file=sys.stderr, flush=True)\n\
+                  time.sleep(1000)\n";
+    let herd = Herd::start_with(|dir| {
+        std::fs::create_dir(dir.join("work")).unwrap();
+        std::fs::create_dir(dir.join("c")).unwrap();
+        let mut cmd = herd_json();
+        cmd.current_dir(dir)
+            .env("HERD_CONTROL", dir.join("control.sock"))
+            .args(["run", "--control", "./c/rel.sock", "--chdir", "work"])
+            .args(["-w", "1", "--ready", "notify", "--ready-timeout", "20s"])
+            .args(["-b", "127.0.0.1:0", "--", "python3", "-c", worker]);
+        cmd
+    });
+    let pid = herd.started(1)[0].1;
+    herd.wait_event("the worker ready through NOTIFY_SOCKET", |e| {
+        e["message"] == "worker ready"
+    });
+    herd.wait_text("control answered");
+    let dir = herd.dir.path().canonicalize().unwrap();
+    let control = dir.join("c/rel.sock").display().to_string();
+    let env = environ(pid);
+    assert!(env.contains(&format!("HERD_CONTROL={control}")), "{env:?}");
+    let notify = format!("NOTIFY_SOCKET={}", dir.join("c/rel.").display());
+    assert!(env.iter().any(|v| v.starts_with(&notify)), "{env:?}");
+    let (code, _, stderr) = ctl_at(&control, &["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+}
