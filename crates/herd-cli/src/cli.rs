@@ -145,7 +145,8 @@ pub struct StopArgs {
 /// `herd signal`.
 #[derive(Debug, Args)]
 pub struct SignalArgs {
-    /// The signal: HUP, USR1, SIGUSR2, 10, ...
+    /// The signal: HUP, USR1, SIGUSR2, 10, RTMIN+1, ... (not 32 or 33, which the C library
+    /// keeps for itself).
     #[arg(value_name = "SIGNAL", value_parser = parse_signal)]
     pub signal: Signal,
 
@@ -364,12 +365,20 @@ fn parse_count(text: &str, least: usize) -> Result<usize, String> {
             "'{text}' is not a number of workers: it must be positive (at least {least})"
         ));
     }
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of workers"))?;
+    let n: usize = match text.parse() {
+        Ok(n) => n,
+        Err(_) if all_digits(text) => {
+            return Err(format!(
+                "'{text}' is too large: at most {MAX_WORKERS} workers"
+            ))
+        }
+        Err(_) => return Err(format!("'{text}' is not a number of workers")),
+    };
     match n {
         n if n < least => Err(format!("a herd needs at least {least} worker")),
-        n if n > MAX_WORKERS => Err(format!("at most {MAX_WORKERS} workers")),
+        n if n > MAX_WORKERS => Err(format!(
+            "'{text}' is too large: at most {MAX_WORKERS} workers"
+        )),
         n => Ok(n),
     }
 }
@@ -427,10 +436,10 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// A whole number of at least `least`, for `option`; a negative one is named as such (clap
-/// would otherwise take `-1` for a flag).
+/// would otherwise take `-1` for a flag), and so is one too large for the option's type.
 fn parse_number<T>(text: &str, least: T, option: &str) -> Result<T, String>
 where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Bounded,
 {
     match text.parse::<T>() {
         Ok(n) if n >= least => Ok(n),
@@ -440,10 +449,32 @@ where
         Ok(_) => Err(format!(
             "{option} '{text}': the value must be at least {least}"
         )),
+        Err(_) if all_digits(text) => Err(format!(
+            "{option} '{text}' is too large: the maximum is {}",
+            T::MAX
+        )),
         Err(_) => Err(format!(
             "{option} '{text}' is not a whole number (at least {least})"
         )),
     }
+}
+
+/// The largest value of a number type, for "too large" messages.
+trait Bounded {
+    const MAX: Self;
+}
+
+impl Bounded for u32 {
+    const MAX: u32 = u32::MAX;
+}
+
+impl Bounded for u64 {
+    const MAX: u64 = u64::MAX;
+}
+
+/// Whether `text` is a run of decimal digits (so a failed parse means it is too large).
+fn all_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn parse_slot(text: &str) -> Result<usize, String> {
@@ -452,8 +483,21 @@ fn parse_slot(text: &str) -> Result<usize, String> {
             "'{text}' is not a slot: slots are numbered from 0 (see 'herd status')"
         ));
     }
-    text.parse()
-        .map_err(|_| format!("'{text}' is not a slot number (0, 1, ...; see 'herd status')"))
+    match text.parse::<usize>() {
+        Ok(slot) if slot < MAX_WORKERS => Ok(slot),
+        Ok(_) => Err(slot_too_large(text)),
+        Err(_) if all_digits(text) => Err(slot_too_large(text)),
+        Err(_) => Err(format!(
+            "'{text}' is not a slot number (0, 1, ...; see 'herd status')"
+        )),
+    }
+}
+
+fn slot_too_large(text: &str) -> String {
+    format!(
+        "slot {text} is too large: a herd has at most {MAX_WORKERS} workers, slots 0 to {}",
+        MAX_WORKERS - 1
+    )
 }
 
 fn parse_user(text: &str) -> Result<String, String> {
@@ -504,9 +548,13 @@ fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
     let number = |n: &str| -> Result<u64, String> {
         match n {
             "unlimited" | "infinity" => Ok(libc::RLIM_INFINITY),
-            n => n
-                .parse()
-                .map_err(|_| format!("'{n}' is not a number (or 'unlimited')")),
+            n => n.parse().map_err(|_| match all_digits(n) {
+                true => format!(
+                    "'{n}' is too large: the maximum is {}; write 'unlimited' for no limit",
+                    u64::MAX - 1
+                ),
+                false => format!("'{n}' is not a number (or 'unlimited')"),
+            }),
         }
     };
     let (soft, hard) = match limits.split_once(':') {
@@ -602,8 +650,22 @@ fn parse_scale(text: &str) -> Result<ScaleTarget, String> {
 }
 
 fn parse_signal(text: &str) -> Result<Signal, String> {
-    Signal::from_name(text)
-        .ok_or_else(|| format!("'{text}' is not a signal; write e.g. TERM, INT, QUIT or USR1"))
+    Signal::from_name(text).ok_or_else(|| signal_error(text))
+}
+
+/// Why `text` is not a signal a worker may be sent (shared with the control server).
+pub fn signal_error(text: &str) -> String {
+    match (text.parse::<libc::c_int>(), Signal::rt_min()) {
+        (Ok(n), Some(min)) if Signal::is_reserved(n) => format!(
+            "signal {n} is reserved by the C library for its threads (signals 32 to {}) and \
+             would kill the workers; real-time signals start at {min} (RTMIN, RTMIN+1, ...)",
+            min - 1
+        ),
+        _ => format!(
+            "'{text}' is not a signal; write e.g. TERM, INT, QUIT, USR1, a number, or a \
+             real-time signal as RTMIN+N or RTMAX-N"
+        ),
+    }
 }
 
 /// `--stop-signal`: any signal that can end a worker. Signals whose default action is to pause
@@ -740,6 +802,18 @@ mod tests {
     }
 
     #[test]
+    fn reserved_signals_are_refused_by_name() {
+        let min = Signal::rt_min().unwrap();
+        for n in 32..min {
+            let e = parse_signal(&n.to_string()).unwrap_err();
+            assert!(e.contains("reserved by the C library"), "{n}: {e}");
+        }
+        assert_eq!(parse_signal(&min.to_string()).unwrap().number(), min);
+        assert_eq!(parse_signal("RTMAX-1").unwrap().number(), 63);
+        assert!(parse_signal("65").unwrap_err().contains("is not a signal"));
+    }
+
+    #[test]
     fn scale_targets_stay_in_range() {
         assert_eq!(parse_scale("3"), Ok(ScaleTarget::Set(3)));
         assert_eq!(parse_scale("+2"), Ok(ScaleTarget::Delta(2)));
@@ -784,5 +858,29 @@ mod tests {
         assert!(parse_rlimit("nofile=0").unwrap_err().contains("nofile=0"));
         assert!(parse_rlimit("nofile=0:10").is_err());
         assert!(parse_rlimit("core=0").is_ok());
+    }
+
+    #[test]
+    fn huge_numbers_are_called_too_large() {
+        let huge = "18446744073709551615";
+        let e = parse_number::<u32>(huge, 1, "--max-surge").unwrap_err();
+        assert_eq!(
+            e,
+            format!("--max-surge '{huge}' is too large: the maximum is 4294967295")
+        );
+        let e = parse_number::<u64>("18446744073709551616", 1, "--nofile").unwrap_err();
+        assert!(
+            e.contains("too large: the maximum is 18446744073709551615"),
+            "{e}"
+        );
+        assert!(parse_number::<u32>("1x", 1, "--max-surge")
+            .unwrap_err()
+            .contains("not a whole number"));
+        assert!(parse_workers(huge).unwrap_err().contains("at most 4096"));
+        assert!(parse_slot(huge).unwrap_err().contains("slots 0 to 4095"));
+        assert!(parse_slot("4096").unwrap_err().contains("too large"));
+        assert!(parse_rlimit(&format!("as={huge}9"))
+            .unwrap_err()
+            .contains("too large"));
     }
 }

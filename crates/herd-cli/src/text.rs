@@ -29,10 +29,25 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Whether `c` can move the cursor, change the terminal's state or reorder what is shown.
+/// Whether `c` can move the cursor, change the terminal's state, reorder what is shown or hide
+/// text: the C0 and C1 controls and DEL (`is_control`), the line and paragraph separators, the
+/// bidirectional marks, embeddings, overrides and isolates, the invisible format characters
+/// (zero-width space, word joiner, invisible operators, the deprecated shaping controls, the
+/// byte order mark) and the interlinear annotation marks. The zero-width (non-)joiners stay:
+/// scripts and emoji need them, and they move nothing.
 fn needs_escape(c: char) -> bool {
     c.is_control()
-        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        || matches!(
+            c,
+            '\u{061c}'                     // ARABIC LETTER MARK
+            | '\u{180e}'                   // MONGOLIAN VOWEL SEPARATOR
+            | '\u{200b}' | '\u{200e}' | '\u{200f}' // zero-width space, LRM, RLM
+            | '\u{2028}'..='\u{202e}'      // line/paragraph separators, LRE..RLO
+            | '\u{2060}'..='\u{2064}'      // word joiner, invisible operators
+            | '\u{2066}'..='\u{206f}'      // isolates LRI..PDI, deprecated format controls
+            | '\u{feff}'                   // zero-width no-break space (BOM)
+            | '\u{fff9}'..='\u{fffb}' // interlinear annotation
+        )
 }
 
 #[cfg(test)]
@@ -46,6 +61,21 @@ mod tests {
             "ok\\x1b[2J\\x1b]0;pwned\\x07\\r\\n\\tend\\x7f\\u{9b}"
         );
         assert_eq!(escape("abc\u{202e}fed"), "abc\\u{202e}fed");
+        assert_eq!(
+            escape("a\u{2028}b\u{2029}c\u{85}d"),
+            "a\\u{2028}b\\u{2029}c\\u{85}d"
+        );
+        for c in [
+            '\u{61c}', '\u{200b}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}',
+            '\u{202d}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{206a}', '\u{206f}',
+            '\u{feff}', '\u{fff9}', '\u{fffb}',
+        ] {
+            assert_eq!(
+                escape(&c.to_string()),
+                format!("\\u{{{:x}}}", c as u32),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -83,26 +83,44 @@ impl Signal {
     /// `SIGURG` (ignored by default, so a stray one is harmless).
     pub const URG: Signal = Signal(libc::SIGURG);
 
-    /// Parses `TERM`, `SIGTERM`, `sigterm` or `15`.
+    /// Parses `TERM`, `SIGTERM`, `sigterm` or `15`, and real-time signals by number or as
+    /// `RTMIN`, `RTMIN+N`, `RTMAX-N` (`SIG` prefix optional). The numbers the C library keeps
+    /// for its own threads ([`Signal::is_reserved`]) are refused.
     pub fn from_name(text: &str) -> Option<Signal> {
         if let Ok(n) = text.parse::<libc::c_int>() {
             return Self::from_number(n);
         }
         let upper = text.to_ascii_uppercase();
         let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+        if let Some(n) = real_time(bare) {
+            return Self::from_number(n);
+        }
         NAMES
             .iter()
             .find(|(name, _)| *name == bare)
             .map(|&(_, n)| Signal(n))
     }
 
-    /// The signal with this number, if it is a valid signal (1 to 64 on Linux).
+    /// The signal with this number, if it is a valid signal (1 to 64 on Linux) that the C
+    /// library does not keep for itself.
     pub fn from_number(n: libc::c_int) -> Option<Signal> {
-        if (1..=max_signal()).contains(&n) {
+        if (1..=max_signal()).contains(&n) && !Self::is_reserved(n) {
             Some(Signal(n))
         } else {
             None
         }
+    }
+
+    /// Whether `n` is one of the real-time signals the C library keeps for its own threads
+    /// (glibc's 32 and 33, musl's 32 to 34: those below `SIGRTMIN()`). Sent to a process, they
+    /// kill it or confuse its threading: no worker can use them.
+    pub fn is_reserved(n: libc::c_int) -> bool {
+        n > imp::LAST_STANDARD && n < imp::rt_min()
+    }
+
+    /// The first real-time signal a program may use (`SIGRTMIN()`), if the system has any.
+    pub fn rt_min() -> Option<libc::c_int> {
+        Some(imp::rt_min()).filter(|n| *n <= max_signal())
     }
 
     /// The signal's number.
@@ -125,6 +143,33 @@ impl fmt::Display for Signal {
             Some(name) => write!(f, "SIG{name}"),
             None => write!(f, "signal {}", self.0),
         }
+    }
+}
+
+/// `RTMIN`, `RTMIN+N`, `RTMAX` or `RTMAX-N` (upper case, no `SIG`) as a number, if it is one
+/// and within `SIGRTMIN()..=SIGRTMAX()`.
+fn real_time(name: &str) -> Option<libc::c_int> {
+    let (min, max) = (imp::rt_min(), max_signal());
+    if min > max {
+        return None;
+    }
+    let offset = |rest: &str, sign: char| -> Option<libc::c_int> {
+        match rest {
+            "" => Some(0),
+            rest => rest
+                .strip_prefix(sign)
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))?
+                .parse()
+                .ok()
+                .filter(|n: &libc::c_int| *n <= max - min),
+        }
+    };
+    if let Some(rest) = name.strip_prefix("RTMIN") {
+        offset(rest, '+').map(|n| min + n)
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        offset(rest, '-').map(|n| max - n)
+    } else {
+        None
     }
 }
 
@@ -752,6 +797,12 @@ mod imp {
     use super::{stat_fields, to_pid};
 
     pub const MAX_SIGNAL: libc::c_int = 64;
+    pub const LAST_STANDARD: libc::c_int = 31;
+
+    /// `SIGRTMIN()`: the kernel's 32 plus what the C library keeps for itself.
+    pub fn rt_min() -> libc::c_int {
+        libc::SIGRTMIN()
+    }
 
     pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
         let id = to_pid(pid)? as libc::id_t;
@@ -818,6 +869,12 @@ mod imp {
     use std::process::ExitStatus;
 
     pub const MAX_SIGNAL: libc::c_int = 31;
+    pub const LAST_STANDARD: libc::c_int = 31;
+
+    /// No real-time signals: one past the last signal.
+    pub fn rt_min() -> libc::c_int {
+        MAX_SIGNAL + 1
+    }
 
     pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
         super::reap(pid)
@@ -841,6 +898,36 @@ mod tests {
         assert_eq!(Signal::from_name("0"), None);
         assert_eq!(Signal::from_name("BOGUS"), None);
         assert_eq!(Signal::TERM.to_string(), "SIGTERM");
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn the_c_librarys_signals_are_refused_and_real_time_ones_parse() {
+        let min = libc::SIGRTMIN();
+        assert!(min > 32, "SIGRTMIN() is {min}");
+        for n in 32..min {
+            assert!(Signal::is_reserved(n), "{n}");
+            assert_eq!(Signal::from_number(n), None, "{n}");
+            assert_eq!(Signal::from_name(&n.to_string()), None, "{n}");
+        }
+        assert!(!Signal::is_reserved(15) && !Signal::is_reserved(min));
+        assert_eq!(Signal::rt_min(), Some(min));
+        assert_eq!(Signal::from_name(&min.to_string()), Some(Signal(min)));
+        assert_eq!(Signal::from_name("RTMIN"), Some(Signal(min)));
+        assert_eq!(Signal::from_name("sigrtmin+2"), Some(Signal(min + 2)));
+        assert_eq!(Signal::from_name("RTMAX"), Some(Signal(64)));
+        assert_eq!(Signal::from_name("SIGRTMAX-1"), Some(Signal(63)));
+        assert_eq!(
+            Signal::from_name(&format!("RTMIN+{}", 64 - min)),
+            Some(Signal(64))
+        );
+        assert_eq!(Signal::from_name(&format!("RTMIN+{}", 65 - min)), None);
+        assert_eq!(Signal::from_name(&format!("RTMAX-{}", 65 - min)), None);
+        for bad in [
+            "RTMIN-1", "RTMAX+1", "RTMIN+", "RTMIN+-1", "RTMIN+ 1", "RTMINX", "65",
+        ] {
+            assert_eq!(Signal::from_name(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -278,11 +278,18 @@ fn parse_options(text: &str, address: &Address) -> Result<BindOptions, String> {
         match key {
             "backlog" => {
                 let value = need_value(key, value, "backlog=1024")?;
-                let n: u32 = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=i32::MAX as u32).contains(n))
-                    .ok_or_else(|| format!("backlog '{value}' is not a positive number"))?;
+                let max = i32::MAX as u32;
+                let digits = value.bytes().all(|b| b.is_ascii_digit());
+                let n = match value.parse::<u32>() {
+                    Ok(n) if (1..=max).contains(&n) => n,
+                    Ok(0) => return Err(format!("backlog '{value}' is not a positive number")),
+                    _ if digits && !value.is_empty() => {
+                        return Err(format!(
+                            "backlog '{value}' is too large: the maximum is {max}"
+                        ))
+                    }
+                    _ => return Err(format!("backlog '{value}' is not a positive number")),
+                };
                 options.backlog = Some(n);
             }
             "v6only" => options.v6only = flag(value)?,

@@ -559,7 +559,7 @@ impl Supervisor {
             Command::Signal { signal, slot } => match Signal::from_name(&signal) {
                 None => Response::error(
                     ErrorCode::InvalidArgument,
-                    format!("'{signal}' is not a signal; write e.g. HUP, USR1 or 10"),
+                    crate::cli::signal_error(&signal),
                 ),
                 Some(sig) => match self.pool.signal(sig, slot) {
                     Ok(actions) => {

@@ -33,6 +33,44 @@ fn huge_durations_are_refused() {
 }
 
 #[test]
+fn huge_numbers_are_called_too_large() {
+    let huge = "18446744073709551615";
+    run_fails(
+        &["--max-surge", huge],
+        "is too large: the maximum is 4294967295",
+    );
+    run_fails(
+        &["--nofile", "18446744073709551616"],
+        "is too large: the maximum is",
+    );
+    run_fails(
+        &["--control-allow-uid", huge],
+        "is too large: the maximum is 4294967295",
+    );
+    run_fails(&["-w", huge], "too large: at most 4096 workers");
+    run_fails(&["--rlimit", &format!("as={huge}0")], "is too large");
+    run_fails(
+        &["-b", &format!("127.0.0.1:0,backlog={huge}")],
+        "is too large",
+    );
+    assert_fails(&["signal", "HUP", "--worker", huge], USAGE, "is too large");
+}
+
+#[test]
+fn signals_the_c_library_keeps_are_refused() {
+    for n in ["32", "33"] {
+        assert_fails(&["signal", n], USAGE, "reserved by the C library");
+    }
+    // Real-time signals a worker may use parse: no herd runs there (exit 1, not 2).
+    for name in ["34", "RTMIN", "SIGRTMIN+1", "rtmax-2", "64"] {
+        let (code, stderr) = herd_output(&["signal", name]);
+        assert_eq!(code, FAILURE, "{name}: {stderr}");
+        assert!(stderr.contains("no herd is running"), "{name}: {stderr}");
+    }
+    assert_fails(&["signal", "RTMAX+1"], USAGE, "RTMIN+N or RTMAX-N");
+}
+
+#[test]
 fn settings_that_never_work_are_refused() {
     run_fails(&["--watchdog", "0"], "must be positive");
     run_fails(&["--ready-timeout", "0s"], "must be positive");

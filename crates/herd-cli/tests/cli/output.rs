@@ -245,7 +245,7 @@ fn a_workers_control_characters_are_escaped_in_the_status_table() {
     let script = "import os, socket, time\n\
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
         a = os.environ['NOTIFY_SOCKET']\n\
-        s.sendto(b'READY=1\\nSTATUS=ok\\x1b[2J\\x1b]0;owned\\x07\\rfake\\xc2\\x9b', '\\0' + a[1:] if a[0] == '@' else a)\n\
+        s.sendto(b'READY=1\\nSTATUS=ok\\x1b[2J\\x1b]0;owned\\x07\\rfake\\xc2\\x9b\\xe2\\x80\\xa8ls\\xe2\\x80\\xa9ps\\xe2\\x81\\xa7rli', '\\0' + a[1:] if a[0] == '@' else a)\n\
         time.sleep(1000)\n";
     let herd = Herd::start(&[
         "run",
@@ -260,18 +260,23 @@ fn a_workers_control_characters_are_escaped_in_the_status_table() {
         "-c",
         script,
     ]);
-    let raw = "ok\x1b[2J\x1b]0;owned\x07\rfake\u{9b}";
+    let raw = "ok\x1b[2J\x1b]0;owned\x07\rfake\u{9b}\u{2028}ls\u{2029}ps\u{2067}rli";
     wait_status(&herd, "the worker's STATUS=", |s| {
         s["workers"][0]["status"] == raw
     });
     let (code, table, stderr) = herd.ctl(&["status"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        !table.chars().any(|c| c.is_control() && c != '\n'),
+        !table
+            .chars()
+            .any(|c| (c.is_control() && c != '\n')
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{2067}')),
         "{table:?}"
     );
     assert!(
-        table.contains("ok\\x1b[2J\\x1b]0;owned\\x07\\rfake\\u{9b}"),
+        table.contains(
+            "ok\\x1b[2J\\x1b]0;owned\\x07\\rfake\\u{9b}\\u{2028}ls\\u{2029}ps\\u{2067}rli"
+        ),
         "{table}"
     );
 }
