@@ -458,6 +458,13 @@ impl Supervisor {
         waiter: Option<oneshot::Sender<Reply>>,
     ) {
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
+        if let Some(why) = self.pool.upgrade_too_short(timeout) {
+            tracing::warn!("{reason}: cannot upgrade: {why}");
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(Response::error(ErrorCode::InvalidArgument, why).into());
+            }
+            return;
+        }
         match self.pool.upgrade(timeout, Instant::now()) {
             Ok((generation, actions)) => {
                 tracing::info!(

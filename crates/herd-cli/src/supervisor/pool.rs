@@ -362,8 +362,10 @@ impl Pool {
         };
         if now >= upgrade.deadline {
             let reason = format!(
-                "the upgrade to generation {} did not finish before its deadline",
-                upgrade.generation
+                "the upgrade to generation {} did not finish before its deadline (each new \
+                 worker must be ready, then stay ready for --min-ready {})",
+                upgrade.generation,
+                humantime::format_duration(self.config.min_ready)
             );
             self.abort_upgrade(reason, now, actions);
             return;
@@ -762,6 +764,43 @@ impl Pool {
     /// The desired number of workers.
     pub fn desired(&self) -> usize {
         self.desired
+    }
+
+    /// The shortest time an upgrade can take: each new worker must stay ready `min_ready`
+    /// before it replaces an old one, and at most `max_surge` start at a time, so the
+    /// `desired` slots take that many rounds.
+    pub fn shortest_upgrade(&self) -> Duration {
+        let rounds = self.desired.div_ceil(self.config.max_surge.max(1));
+        self.config
+            .min_ready
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+    }
+
+    /// Why an upgrade given `timeout` cannot succeed, if it cannot: it is zero, or no longer
+    /// than [`Pool::shortest_upgrade`].
+    pub fn upgrade_too_short(&self, timeout: Duration) -> Option<String> {
+        if timeout.is_zero() {
+            return Some("an upgrade timeout must be positive".to_string());
+        }
+        let shortest = self.shortest_upgrade();
+        if shortest.is_zero() || timeout > shortest {
+            return None;
+        }
+        let min_ready = humantime::format_duration(self.config.min_ready);
+        let rounds = match self.config.max_surge {
+            surge if surge >= self.desired => String::new(),
+            surge => format!(
+                " ({} workers, {surge} at a time: at least {})",
+                self.desired,
+                humantime::format_duration(shortest)
+            ),
+        };
+        Some(format!(
+            "an upgrade timeout of {} is too short: each new worker must stay ready for \
+             --min-ready {min_ready} before it replaces an old one{rounds}; give a longer \
+             --timeout, or run herd with a shorter --min-ready",
+            humantime::format_duration(timeout)
+        ))
     }
 
     /// The generation new workers belong to, once any upgrade has finished.

@@ -729,3 +729,54 @@ fn a_relative_control_path_reaches_workers_that_run_elsewhere() {
     let (code, _, stderr) = ctl_at(&control, &["stop"]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn an_upgrade_timeout_shorter_than_min_ready_is_refused_without_using_a_generation() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--min-ready",
+        "1h",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(2);
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "0"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("must be positive"), "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "3s"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("an upgrade timeout of 3s is too short")
+            && stderr.contains("--min-ready 1h")
+            && stderr.contains("2 workers, 1 at a time: at least 2h"),
+        "{stderr}"
+    );
+    herd.wait_event("the refusal logged", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("cannot upgrade: an upgrade timeout of 3s is too short")
+    });
+    let started = herd.lines().iter().any(|l| {
+        matches!(l, Line::Event(e) if e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("rolling upgrade to generation"))
+    });
+    assert!(!started, "no upgrade started, no generation was used");
+    let status = herd.status();
+    assert_eq!(status["generation"], 1, "{status}");
+    let generations: Vec<&Value> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["generation"])
+        .collect();
+    assert_eq!(generations, [1, 1], "{status}");
+}

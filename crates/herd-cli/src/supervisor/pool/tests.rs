@@ -677,3 +677,26 @@ fn exits_right_after_a_socket_was_shut_down_do_not_fail_an_upgrade() {
     h.exit(next, code(1));
     assert!(h.ended[0].is_err(), "{:?}", h.ended);
 }
+
+#[test]
+fn an_upgrade_shorter_than_min_ready_is_refused_up_front() {
+    let h = Harness::new(with_min_ready(4, SEC));
+    assert_eq!(h.pool.shortest_upgrade(), 4 * SEC, "4 rounds of one");
+    let why = h.pool.upgrade_too_short(3 * SEC).unwrap();
+    assert!(
+        why.contains("--min-ready 1s") && why.contains("4 workers, 1 at a time: at least 4s"),
+        "{why}"
+    );
+    assert!(h.pool.upgrade_too_short(4 * SEC).is_some());
+    assert!(h.pool.upgrade_too_short(4 * SEC + MS).is_none());
+    let surge = Harness::new(PoolConfig {
+        max_surge: 4,
+        ..with_min_ready(4, SEC)
+    });
+    let why = surge.pool.upgrade_too_short(MS).unwrap();
+    assert!(!why.contains("at a time"), "{why}");
+    assert!(surge.pool.upgrade_too_short(2 * SEC).is_none());
+    let none = Harness::new(with_min_ready(4, Duration::ZERO));
+    assert!(none.pool.upgrade_too_short(MS).is_none());
+    assert!(none.pool.upgrade_too_short(Duration::ZERO).is_some());
+}
