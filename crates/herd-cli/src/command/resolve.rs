@@ -102,11 +102,49 @@ fn check_executable(path: &Path) -> Result<(), String> {
     check_format(path)
 }
 
+/// How many `#!` interpreters deep the check follows, as the kernel does before it gives up
+/// (`ELOOP`); deeper chains are left to `execve`.
+const MAX_INTERPRETER_DEPTH: usize = 4;
+
 /// The first bytes of `path` say how the system executes it: `#!INTERPRETER` (which must
-/// exist), a binary, or text without `#!`, which `execve` refuses (only a shell's fallback
-/// would run it, through `/bin/sh`: herd does not guess the interpreter).
+/// exist, and be executable in turn: a script's interpreter may be a script, followed up to
+/// [`MAX_INTERPRETER_DEPTH`] levels), a binary, or text without `#!`, which `execve` refuses
+/// (only a shell's fallback would run it, through `/bin/sh`: herd does not guess the
+/// interpreter).
 fn check_format(path: &Path) -> Result<(), String> {
-    let shown = path.display();
+    let mut subject = format!("command '{}'", path.display());
+    let mut current = path.to_path_buf();
+    for _ in 0..=MAX_INTERPRETER_DEPTH {
+        let Some(interpreter) = check_head(&current, &subject)? else {
+            return Ok(());
+        };
+        let ishown = interpreter.display();
+        match std::fs::metadata(&interpreter) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "{subject} names the interpreter '{ishown}' on its '#!' line, and \
+                     '{ishown}' does not exist; install it, or fix the line \
+                     (e.g. '#!/usr/bin/env python3')"
+                ))
+            }
+            Ok(m) if !m.is_file() || m.permissions().mode() & 0o111 == 0 => {
+                return Err(format!(
+                    "{subject} names the interpreter '{ishown}' on its '#!' line, and \
+                     '{ishown}' is not an executable program; fix the line"
+                ))
+            }
+            Ok(_) => {}
+            Err(_) => return Ok(()),
+        }
+        subject = format!("the interpreter '{ishown}' of {subject}");
+        current = interpreter;
+    }
+    Ok(())
+}
+
+/// Reads the first bytes of `path` (`subject` in messages): `Some(interpreter)` for a `#!`
+/// script, `None` for a binary or a file that cannot be read (left to `execve`).
+fn check_head(path: &Path, subject: &str) -> Result<Option<PathBuf>, String> {
     let mut head = [0u8; 256];
     // An unreadable program (mode --x) can still be executed: leave that to execve. Never
     // blocks: should the file have become a FIFO since it was checked, the read fails.
@@ -115,12 +153,12 @@ fn check_format(path: &Path) -> Result<(), String> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path);
     let Ok(n) = open.and_then(|mut f| f.read(&mut head)) else {
-        return Ok(());
+        return Ok(None);
     };
     let head = &head[..n];
     if head.is_empty() {
         return Err(format!(
-            "command '{shown}' is an empty file; write the program, or a script starting \
+            "{subject} is an empty file; write the program, or a script starting \
              with a '#!' line"
         ));
     }
@@ -129,36 +167,24 @@ fn check_format(path: &Path) -> Result<(), String> {
         let interpreter = line
             .split(|b| b.is_ascii_whitespace())
             .find(|w| !w.is_empty())
-            .map(|w| Path::new(OsStr::from_bytes(w)));
-        let Some(interpreter) = interpreter else {
-            return Err(format!(
-                "command '{shown}' has an empty '#!' line; name its interpreter \
-                 (e.g. '#!/bin/sh')"
-            ));
-        };
-        let ishown = interpreter.display();
-        return match std::fs::metadata(interpreter) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
-                "command '{shown}' names the interpreter '{ishown}' on its '#!' line, and \
-                 '{ishown}' does not exist; install it, or fix the line \
-                 (e.g. '#!/usr/bin/env python3')"
+            .map(|w| PathBuf::from(OsStr::from_bytes(w)));
+        return match interpreter {
+            Some(interpreter) => Ok(Some(interpreter)),
+            None => Err(format!(
+                "{subject} has an empty '#!' line; name its interpreter (e.g. '#!/bin/sh')"
             )),
-            Ok(m) if m.is_dir() || m.permissions().mode() & 0o111 == 0 => Err(format!(
-                "command '{shown}' names the interpreter '{ishown}' on its '#!' line, and \
-                 '{ishown}' is not an executable program; fix the line"
-            )),
-            _ => Ok(()),
         };
     }
     let binary = head.starts_with(b"\x7fELF") || head.contains(&0);
     if !binary {
         return Err(format!(
-            "command '{shown}' is a script without a '#!' line, which the system cannot \
-             execute; add one as its first line (e.g. '#!/bin/sh'), or run it through its \
-             interpreter (e.g. 'sh {shown}')"
+            "{subject} is a script without a '#!' line, which the system cannot execute; add \
+             one as its first line (e.g. '#!/bin/sh'), or run it through its interpreter \
+             (e.g. 'sh {}')",
+            path.display()
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -232,5 +258,39 @@ mod tests {
         assert!(check("dir", b"#!/tmp\n")
             .unwrap_err()
             .contains("not an executable"));
+    }
+
+    #[test]
+    fn an_interpreter_that_is_a_script_is_checked_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let check = |name: &str, content: &str| {
+            let path = script(dir.path(), name, content.as_bytes());
+            resolve_program(path.as_os_str(), None, None).map(|_| ())
+        };
+        check("bad1", "#!/nonexistent/interp\n").unwrap_err();
+        let e = check("bad4", &format!("#!{d}/bad1\n")).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "the interpreter '{d}/bad1' of command '{d}/bad4' names the interpreter \
+                 '/nonexistent/interp' on its '#!' line, and '/nonexistent/interp' does not \
+                 exist; install it, or fix the line (e.g. '#!/usr/bin/env python3')"
+            )
+        );
+        let e = check("top", &format!("#!{d}/bad4 -x\n")).unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "the interpreter '{d}/bad1' of the interpreter '{d}/bad4' of command '{d}/top'"
+            )),
+            "{e}"
+        );
+        check("plain", "echo hi\n").unwrap_err();
+        let e = check("via-plain", &format!("#!{d}/plain\n")).unwrap_err();
+        assert!(e.contains("without a '#!' line"), "{e}");
+        // Good chains pass, up to the kernel's depth; a loop is left to execve.
+        check("good1", "#!/bin/sh\n").unwrap();
+        check("good2", &format!("#!{d}/good1\n")).unwrap();
+        check("loop", &format!("#!{d}/loop\n")).unwrap();
     }
 }

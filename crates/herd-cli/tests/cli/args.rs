@@ -427,9 +427,14 @@ fn scripts_that_cannot_run_are_named_before_they_run() {
     };
     let missing = write("missing", "#!/nonexistent/interp\necho hi\n");
     let plain = write("plain", "exec sleep 1000\n");
+    // A script whose interpreter is a script whose interpreter is missing (the kernel follows
+    // such chains; execve would only say ENOENT about the top one).
+    let nested = write("nested", &format!("#!{missing}\n"));
+    let through = format!("the interpreter '{missing}' of command '{nested}' names the interpreter '/nonexistent/interp'");
     for (script, needle) in [
         (&missing, "the interpreter '/nonexistent/interp'"),
         (&plain, "without a '#!' line"),
+        (&nested, through.as_str()),
     ] {
         fails_within(
             &["run", "-b", "127.0.0.1:0", "--", script],
@@ -443,6 +448,7 @@ fn scripts_that_cannot_run_are_named_before_they_run() {
     for (script, needle) in [
         (&missing, "the interpreter '/nonexistent/interp'"),
         (&plain, "without a '#!' line"),
+        (&nested, through.as_str()),
     ] {
         let (code, _, stderr) = herd.ctl(&["attach", "--", script]);
         assert_eq!(code, USAGE, "{stderr}");
