@@ -411,41 +411,90 @@ pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
         let scrapes = scrapes.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // A client that does not send its request head in time loses its slot: idle
+            // connections cannot keep scrapers waiting for long.
+            let Ok(Ok(Some(head))) =
+                tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await
+            else {
+                return;
+            };
             let answer = async {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = stream.read(&mut buf).await?;
-                    if n == 0 || head.len() > 8192 {
-                        return Ok(());
-                    }
-                    head.extend_from_slice(&buf[..n]);
-                }
-                let line = String::from_utf8_lossy(&head);
-                let path = line.split_whitespace().nth(1).unwrap_or("");
-                let (status, content_type, body) =
-                    if line.starts_with("GET ") && (path == "/metrics" || path == "/") {
+                let (status, extra, content_type, body) = match route(&head) {
+                    Route::Scrape => {
                         let (reply, rendered) = oneshot::channel();
                         let rendered = match scrapes.send(reply).await {
                             Ok(()) => rendered.await.ok(),
                             Err(_) => None,
                         };
-                        scrape_response(rendered)
-                    } else {
-                        (
-                            "404 Not Found",
-                            "text/plain; charset=utf-8",
-                            "try GET /metrics\n".to_string(),
-                        )
-                    };
+                        let (status, content_type, body) = scrape_response(rendered);
+                        (status, "", content_type, body)
+                    }
+                    Route::MethodNotAllowed => (
+                        "405 Method Not Allowed",
+                        "Allow: GET\r\n",
+                        "text/plain; charset=utf-8",
+                        "only GET is served\n".to_string(),
+                    ),
+                    Route::NotFound => (
+                        "404 Not Found",
+                        "",
+                        "text/plain; charset=utf-8",
+                        "try GET /metrics\n".to_string(),
+                    ),
+                };
                 let response = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 stream.write_all(response.as_bytes()).await
             };
-            let _ = tokio::time::timeout(Duration::from_secs(10), answer).await;
+            let _ = tokio::time::timeout(ANSWER_TIMEOUT, answer).await;
         });
+    }
+}
+
+/// How long a client has to send its request head once connected.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long rendering and writing an answer may take.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest request head read.
+const MAX_HEAD: usize = 8192;
+
+/// Reads up to the end of the request head; `None` if the client closes first or sends more
+/// than [`MAX_HEAD`] bytes.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Option<String>> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 || head.len() > MAX_HEAD {
+            return Ok(None);
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
+}
+
+/// What a request asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// `GET /metrics` or `GET /` (a query string is ignored).
+    Scrape,
+    /// Another method on those paths.
+    MethodNotAllowed,
+    /// Any other path.
+    NotFound,
+}
+
+/// Routes a request by its request line.
+fn route(head: &str) -> Route {
+    let mut words = head.lines().next().unwrap_or("").split_whitespace();
+    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = target.split('?').next().unwrap_or("");
+    match (method, path) {
+        ("GET", "/metrics" | "/") => Route::Scrape,
+        (_, "/metrics" | "/") => Route::MethodNotAllowed,
+        _ => Route::NotFound,
     }
 }
 
@@ -533,6 +582,20 @@ mod tests {
             !text.contains("process_"),
             "no process metrics without stats"
         );
+    }
+
+    #[test]
+    fn requests_are_routed_by_method_and_path_without_the_query() {
+        let r = |line: &str| route(&format!("{line}\r\nHost: x\r\n\r\n"));
+        assert_eq!(r("GET /metrics HTTP/1.1"), Route::Scrape);
+        assert_eq!(r("GET / HTTP/1.0"), Route::Scrape);
+        assert_eq!(r("GET /metrics?x HTTP/1.1"), Route::Scrape);
+        assert_eq!(r("GET /metrics?a=1&b=2 HTTP/1.1"), Route::Scrape);
+        assert_eq!(r("POST /metrics HTTP/1.1"), Route::MethodNotAllowed);
+        assert_eq!(r("PUT /?x HTTP/1.1"), Route::MethodNotAllowed);
+        assert_eq!(r("GET /metricsx HTTP/1.1"), Route::NotFound);
+        assert_eq!(r("GET /nope?metrics HTTP/1.1"), Route::NotFound);
+        assert_eq!(r(""), Route::NotFound);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -779,4 +780,68 @@ fn an_upgrade_timeout_shorter_than_min_ready_is_refused_without_using_a_generati
         .map(|w| &w["generation"])
         .collect();
     assert_eq!(generations, [1, 1], "{status}");
+}
+
+/// Sends `raw` as a whole request to `addr`; returns the response (head and body).
+fn http_raw(addr: &str, raw: &str, limit: Duration) -> std::io::Result<String> {
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(limit))?;
+    stream.write_all(raw.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    Ok(response)
+}
+
+#[test]
+fn metrics_answer_scrapers_despite_idle_clients() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let metrics = herd.wait_event("the metrics endpoint", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("metrics at")
+    })["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A query string is ignored; another method than GET is refused as such.
+    let response = http_raw(&metrics, "GET /metrics?x HTTP/1.0\r\n\r\n", TIMEOUT).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("# EOF\n"), "{response}");
+    let response = http_raw(
+        &metrics,
+        "POST /metrics HTTP/1.0\r\nContent-Length: 0\r\n\r\n",
+        TIMEOUT,
+    )
+    .unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+            && response.contains("\r\nAllow: GET\r\n"),
+        "{response}"
+    );
+    // Every slot held by a client that never sends a request: a scrape still gets its answer
+    // well within Prometheus' default 10 s scrape timeout.
+    let idle: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| std::net::TcpStream::connect(&metrics).unwrap())
+        .collect();
+    let started = Instant::now();
+    let response = http_raw(
+        &metrics,
+        "GET /metrics HTTP/1.0\r\n\r\n",
+        Duration::from_secs(6),
+    )
+    .unwrap_or_else(|e| panic!("no answer after {:?}: {e}", started.elapsed()));
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    drop(idle);
 }
