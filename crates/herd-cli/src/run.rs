@@ -32,7 +32,7 @@ pub fn run(
     // re-exec, the workers still get the limit the first image was started with.
     crate::fdlimit::raise(restored.as_ref().and_then(|r| r.state.nofile));
     if let Some(restored) = restored {
-        return resume(args, name, restored);
+        return resume(args, control, name, restored);
     }
     check_names(&args)?;
     check_balance(&args)?;
@@ -68,8 +68,13 @@ pub fn run(
     // Users let in by --control-allow-uid/gid must be able to reach the socket; herd admits
     // them, and refuses everyone else, by their credentials.
     let shared = !args.control_allow_uid.is_empty() || !args.control_allow_gid.is_empty();
+    let mut dir_lock = None;
     if private_dir {
         if let Some(dir) = control.parent() {
+            control_path::ensure_private_dir(dir, uid, shared)?;
+            // Again under the directory's lock, held until the socket is bound: a herd closing
+            // the directory as it stops either sees our socket or runs before we open it.
+            dir_lock = control_path::lock_dir(dir);
             control_path::ensure_private_dir(dir, uid, shared)?;
         }
     }
@@ -85,6 +90,7 @@ pub fn run(
     };
     let (control_socket, control_file) =
         control_path::bind_private(&bind_at, uid, "control socket", shared)?;
+    drop(dir_lock);
     if shared {
         control_path::warn_if_unreachable(&control);
     }
@@ -125,13 +131,29 @@ pub fn run(
         "herd {} starting (pid {pid})",
         env!("CARGO_PKG_VERSION"),
     );
-    runtime()?.block_on(supervisor.run(control, notify, takeover))?;
+    let ran = runtime()?.block_on(supervisor.run(control, notify, takeover));
+    close_shared_dir(&args, &control_path, private_dir);
+    ran?;
     Ok(())
+}
+
+/// Closes herd's default directory to others again as herd stops, if it was opened for
+/// `--control-allow-uid`/`gid` (see [`control_path::close_shared_dir`]).
+fn close_shared_dir(args: &RunArgs, control: &Path, private_dir: bool) {
+    let shared = !args.control_allow_uid.is_empty() || !args.control_allow_gid.is_empty();
+    if let (true, true, Some(dir)) = (private_dir, shared, control.parent()) {
+        control_path::close_shared_dir(dir, herd_sys::process::effective_uid());
+    }
 }
 
 /// Continues as the new program of a re-exec: everything comes from the state the previous
 /// image handed over; the command line is the same.
-fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), Failure> {
+fn resume(
+    args: RunArgs,
+    control_option: Option<&Path>,
+    name: &str,
+    restored: reexec::Restored,
+) -> Result<(), Failure> {
     let reexec::Restored {
         state,
         control,
@@ -180,7 +202,13 @@ fn resume(args: RunArgs, name: &str, restored: reexec::Restored) -> Result<(), F
     if let (false, Some(Workers::Auto(min, max))) = (recorded, args.workers) {
         supervisor.set_autoscale(Some((min, max)));
     }
-    runtime()?.block_on(supervisor.run(control, notify, None))?;
+    let ran = runtime()?.block_on(supervisor.run(control, notify, None));
+    // The first image's default directory: the same command line and environment say so.
+    let uid = herd_sys::process::effective_uid();
+    let private_dir = args.takeover.is_none()
+        && matches!(control_path::resolve(control_option, name, uid), (path, true) if control_path::absolute(&path) == control_path);
+    close_shared_dir(&args, &control_path, private_dir);
+    ran?;
     Ok(())
 }
 

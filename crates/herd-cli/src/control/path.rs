@@ -115,6 +115,51 @@ pub fn ensure_private_dir(dir: &Path, uid: u32, shared: bool) -> anyhow::Result<
     Ok(())
 }
 
+/// Locks herd's private directory (`flock` on the directory itself) until the returned file is
+/// dropped: held while herd opens the directory to others and binds its socket there, and
+/// while it closes it again, so that two herds in one directory never close it on each other.
+/// `None` if the directory cannot be opened or locked (then herd goes on without).
+pub fn lock_dir(dir: &Path) -> Option<std::fs::File> {
+    let file = std::fs::File::open(dir).ok()?;
+    file.lock().ok()?;
+    Some(file)
+}
+
+/// Closes herd's private directory to others again (back to 0700) when a herd that opened it
+/// for `--control-allow-uid`/`gid` stops, unless a socket open to others is still there (another
+/// herd's with an allow list, or the stale one of such a herd that was killed).
+pub fn close_shared_dir(dir: &Path, uid: u32) {
+    let _lock = lock_dir(dir);
+    let Ok(mode) = check_private_dir(dir, uid) else {
+        return;
+    };
+    if mode & 0o011 == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let open_socket = entries.flatten().find(|e| {
+        e.metadata()
+            .is_ok_and(|m| m.file_type().is_socket() && m.permissions().mode() & 0o066 != 0)
+    });
+    if let Some(socket) = open_socket {
+        tracing::info!(
+            "{} stays open to others (mode {mode:o}): {} is a socket open to them",
+            dir.display(),
+            socket.path().display()
+        );
+        return;
+    }
+    let closed = mode & !0o011;
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(closed)) {
+        tracing::warn!(
+            "cannot close {} to others again (mode {closed:o}): {e}",
+            dir.display()
+        );
+    }
+}
+
 /// Checks that `dir` can hold herd's control socket for `uid`: a real directory (not a
 /// symlink), owned by `uid`, that nobody else may list or write (0700, or 0711 when others are
 /// allowed in). Returns its mode. Clients apply the same check before they trust what answers

@@ -461,3 +461,58 @@ fn refused_connections_are_logged_at_a_bounded_rate() {
     assert_eq!(logged + counted, KNOCKS);
     assert!(logged <= 10, "{logged} refusals logged one by one");
 }
+
+#[test]
+fn the_default_directory_is_closed_again_when_the_last_shared_herd_stops() {
+    if !root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let start = |name: &str| {
+        let herd = Herd::start_with(|_| {
+            let mut cmd = herd_json();
+            cmd.env("TMPDIR", tmp.path())
+                .env_remove("XDG_RUNTIME_DIR")
+                .env_remove("HERD_CONTROL")
+                .args(["--name", name, "run", "--control-allow-uid", "65534"])
+                .args(&ONE_SLEEPER[1..]);
+            cmd
+        });
+        herd.wait_event("the control socket", |e| {
+            e["message"] == "control socket ready"
+        });
+        herd
+    };
+    let stop = |mut herd: Herd, name: &str| {
+        let sock = tmp.path().join(format!("herd-0/{name}.sock"));
+        let (code, _, stderr) = ctl_at(sock.to_str().unwrap(), &["stop"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(herd.wait_exit().success());
+    };
+    let dir = tmp.path().join("herd-0");
+    // Two herds with allow lists share the directory: the first to stop leaves it open for
+    // the other, the last closes it.
+    let a = start("a");
+    let b = start("b");
+    assert_eq!(mode(&dir), 0o711);
+    stop(a, "a");
+    assert_eq!(mode(&dir), 0o711, "b's users still need to pass through");
+    stop(b, "b");
+    assert_eq!(mode(&dir), 0o700);
+    // A herd without an allow list leaves the directory as it is.
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("TMPDIR", tmp.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("HERD_CONTROL")
+            .args(["--name", "c"])
+            .args(ONE_SLEEPER);
+        cmd
+    });
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    stop(herd, "c");
+    assert_eq!(mode(&dir), 0o700);
+}
