@@ -96,8 +96,11 @@ pub struct Supervisor {
     counters: metrics::Counters,
     /// The `--metrics` endpoint, until the loop serves it.
     metrics_listener: Option<std::net::TcpListener>,
-    /// The binary herd runs, re-executed by `herd reexec`.
+    /// The path herd was started by ([`reexec::invoked`], symlinks kept), which `herd reexec`
+    /// follows anew each time.
     exe: PathBuf,
+    /// The file the current re-exec checked ([`reexec::resolve`] of `exe`), which it runs.
+    reexec_file: Option<PathBuf>,
     /// A `herd reexec` request waiting to be carried out.
     pending_reexec: Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>,
     /// The connection of the client whose `herd reexec` made this image: answered at start.
@@ -169,7 +172,8 @@ impl Supervisor {
             last_busy: 0.0,
             counters: metrics::Counters::default(),
             metrics_listener: None,
-            exe: std::env::current_exe().context("cannot find herd's own binary")?,
+            exe: reexec::invoked()?,
+            reexec_file: None,
             pending_reexec: None,
             reexec_reply: None,
             resumed: false,
@@ -240,7 +244,14 @@ impl Supervisor {
                 answer_reexec(connection);
             }
             self.service.ready("re-executed");
-            tracing::info!(exe = %self.exe.display(), "re-executed: herd {} runs on", env!("CARGO_PKG_VERSION"));
+            let file = std::env::current_exe().unwrap_or_default();
+            tracing::info!(
+                exe = %self.exe.display(),
+                file = %file.display(),
+                "re-executed: herd {} runs on from {}",
+                env!("CARGO_PKG_VERSION"),
+                file.display()
+            );
         }
 
         // Periodic work on intervals that live across loop turns: a timer made anew on each
@@ -1545,11 +1556,16 @@ impl Supervisor {
             leftovers: self.leftovers.export(now),
             nofile: crate::fdlimit::started_with(),
         };
-        tracing::info!(exe = %self.exe.display(), "re-executing herd");
+        // The file that passed the check (a symlink switched since is not followed again).
+        let file = self
+            .reexec_file
+            .take()
+            .unwrap_or_else(|| reexec::resolve(&self.exe));
+        tracing::info!(exe = %self.exe.display(), file = %file.display(), "re-executing herd");
         self.service.reloading("re-executing");
         // The queued log lines would die with this image.
         crate::logging::flush();
-        let error = reexec::exec(&self.exe, &state, &keep);
+        let error = reexec::exec(&file, &state, &keep);
         if self.service.ready_sent() {
             self.service
                 .ready("re-exec failed; the old program runs on");

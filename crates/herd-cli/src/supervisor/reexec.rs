@@ -5,8 +5,10 @@
 //! into an anonymous file, clears close-on-exec on exactly the fds that must survive (the
 //! listening sockets, the control, notify and metrics sockets, the attached processes' pidfds, the
 //! state file, and the connection of the client that asked), blocks the signals herd handles (the mask survives `execve`, so no
-//! signal is lost or kills herd in between), and executes the same path with the same
-//! arguments and `HERD_REEXEC_STATE=FD`. The new image claims those fds, unblocks the signals
+//! signal is lost or kills herd in between), and executes the path herd was started by
+//! ([`invoked`], resolved anew at each re-exec, so that a switched symlink takes effect) with
+//! the same arguments and `HERD_REEXEC_STATE=FD`. The path is the one herd was started by ([`invoked`]),
+//! resolved anew at each re-exec, so a switched symlink takes effect. The new image claims those fds, unblocks the signals
 //! once its handlers are in place, and answers the waiting client. Before any of that, the new
 //! binary must pass its [check](super::reexec_check); if `execve` fails all the same, all of
 //! that is undone and the old image carries on.
@@ -194,6 +196,62 @@ pub fn exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Error
 
 enum Never {}
 
+/// The path herd was started by, which `herd reexec` runs again: `argv[0]` made absolute
+/// against the directory herd started in, or looked up in `PATH` when it has no `/`. Symlinks
+/// are kept, so that a re-exec follows a link switched since (`/opt/current/herd`, alternatives,
+/// Nix profiles); [`resolve`] follows them at re-exec time. The running file
+/// (`/proc/self/exe`) only when `argv[0]` names no executable file.
+pub fn invoked() -> anyhow::Result<PathBuf> {
+    let arg0 = std::env::args_os().next();
+    let cwd = std::env::current_dir().ok();
+    let path = std::env::var_os("PATH");
+    match arg0.and_then(|a| invoked_path(&a, cwd.as_deref(), path.as_deref(), is_executable)) {
+        Some(invoked) => Ok(invoked),
+        None => std::env::current_exe().context("cannot find herd's own binary"),
+    }
+}
+
+/// `arg0` as a path that stays valid after a change of directory, if `usable` accepts it.
+fn invoked_path(
+    arg0: &std::ffi::OsStr,
+    cwd: Option<&Path>,
+    path_var: Option<&std::ffi::OsStr>,
+    usable: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let absolute = |p: &Path| -> Option<PathBuf> {
+        if p.is_absolute() {
+            Some(p.to_path_buf())
+        } else {
+            // `./herd` becomes `DIR/herd`; `..` stays, as symlinks give it its meaning.
+            Some(cwd?.join(p).components().collect())
+        }
+    };
+    if arg0.is_empty() {
+        return None;
+    }
+    if arg0.as_bytes().contains(&b'/') {
+        return absolute(Path::new(arg0)).filter(|p| usable(p));
+    }
+    // As the shell found it: the first directory of PATH that holds it (an empty entry is the
+    // current directory).
+    std::env::split_paths(path_var?)
+        .filter_map(|dir| absolute(&dir.join(arg0)))
+        .find(|p| usable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The file `invoked` names now, symlinks followed: the file a re-exec checks and then runs,
+/// so that a link switched between the two cannot swap in an unchecked binary. `invoked`
+/// itself when it cannot be resolved ([`executable`] then says why).
+pub fn resolve(invoked: &Path) -> PathBuf {
+    std::fs::canonicalize(invoked).unwrap_or_else(|_| invoked.to_path_buf())
+}
+
 /// Checks that `exe` is an executable file.
 pub fn executable(exe: &Path) -> anyhow::Result<()> {
     let shown = exe.display();
@@ -313,4 +371,53 @@ fn claim(fd: RawFd) -> anyhow::Result<OwnedFd> {
     // fd in the state is claimed exactly once.
     unsafe { herd_sys::fd::claim_inherited(fd) }
         .with_context(|| format!("the fd {fd} handed over by the previous herd is not open"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn the_invoked_path_is_made_absolute_or_found_in_path() {
+        let cwd = Some(Path::new("/srv/app"));
+        let all = |_: &Path| true;
+        let path = |a: &str, var: Option<&str>, usable: &dyn Fn(&Path) -> bool| {
+            invoked_path(OsStr::new(a), cwd, var.map(OsStr::new), usable)
+        };
+        assert_eq!(
+            path("/opt/current/herd", None, &all),
+            Some(PathBuf::from("/opt/current/herd")),
+            "absolute: kept, symlinks too"
+        );
+        assert_eq!(
+            path("./bin/herd", None, &all),
+            Some(PathBuf::from("/srv/app/bin/herd"))
+        );
+        assert_eq!(
+            path("../current/herd", None, &all),
+            Some(PathBuf::from("/srv/app/../current/herd"))
+        );
+        // A bare name: the first directory of PATH that holds an executable of that name.
+        let only_usr = |p: &Path| p == Path::new("/usr/bin/herd");
+        assert_eq!(
+            path("herd", Some("/nope:/usr/bin:/bin"), &only_usr),
+            Some(PathBuf::from("/usr/bin/herd"))
+        );
+        assert_eq!(
+            path("herd", Some(":/bin"), &all),
+            Some(PathBuf::from("/srv/app/herd")),
+            "an empty entry is the current directory"
+        );
+        // Unusable: the caller falls back to the running file.
+        assert_eq!(path("herd", None, &all), None);
+        assert_eq!(path("herd", Some("/bin"), &|_| false), None);
+        assert_eq!(path("", Some("/bin"), &all), None);
+        assert_eq!(path("./herd", None, &|_| false), None);
+        assert_eq!(
+            invoked_path(OsStr::new("./herd"), None, None, all),
+            None,
+            "relative, and herd's directory is unknown"
+        );
+    }
 }

@@ -91,15 +91,17 @@ impl Supervisor {
             let why = "a re-exec is already being checked; try again".to_string();
             return refuse(client, ErrorCode::Busy, why);
         }
-        if let Err(e) = super::reexec::executable(&self.exe) {
+        // The path herd was started by, followed now: a symlink switched since counts.
+        let file = super::reexec::resolve(&self.exe);
+        if let Err(e) = super::reexec::executable(&file) {
             return refuse(client, ErrorCode::ReexecCheckFailed, format!("{e:#}"));
         }
-        let child = match spawn(&self.exe) {
+        let child = match spawn(&file) {
             Ok(child) => child,
             Err(e) => {
                 let why = format!(
                     "cannot re-execute {}: cannot run it to check it: {e}; herd keeps running",
-                    self.exe.display()
+                    file.display()
                 );
                 return refuse(client, ErrorCode::ReexecCheckFailed, why);
             }
@@ -107,7 +109,13 @@ impl Supervisor {
         let pid = child.id();
         let (status_tx, status_rx) = oneshot::channel();
         self.reexec_children.0.insert(pid, Some(status_tx));
-        tracing::info!(exe = %self.exe.display(), pid, "checking the new binary before re-executing");
+        tracing::info!(
+            exe = %self.exe.display(),
+            file = %file.display(),
+            pid,
+            "checking the new binary before re-executing"
+        );
+        self.reexec_file = Some(file);
         let done = done.clone();
         tokio::spawn(async move {
             let verdict = run_check(child, status_rx).await;
@@ -141,9 +149,10 @@ impl Supervisor {
                     *waiter = None;
                     let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
                 }
+                let file = self.reexec_file.take();
                 let why = format!(
                     "cannot re-execute {}: {why}; herd keeps running",
-                    self.exe.display()
+                    file.as_deref().unwrap_or(&self.exe).display()
                 );
                 refuse(client, ErrorCode::ReexecCheckFailed, why);
                 None

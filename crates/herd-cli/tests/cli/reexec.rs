@@ -398,3 +398,45 @@ fn a_reexec_never_lowers_herds_fd_limit_and_workers_keep_the_original() {
     });
     assert_eq!(soft_nofile(workers(&after)[0].1), 256);
 }
+
+#[test]
+fn a_reexec_follows_the_symlink_herd_was_started_by() {
+    // A symlink-switch deploy: /opt/current -> /opt/v1, herd started as /opt/current/herd,
+    // then current -> v2 and `herd reexec`.
+    let deploy = tempfile::tempdir().unwrap();
+    let root = deploy.path().canonicalize().unwrap();
+    for version in ["v1", "v2"] {
+        std::fs::create_dir(root.join(version)).unwrap();
+        std::fs::copy(HERD, root.join(version).join("herd")).unwrap();
+    }
+    let current = root.join("current");
+    std::os::unix::fs::symlink("v1", &current).unwrap();
+    let herd = Herd::start_via(
+        std::process::Command::new(current.join("herd")),
+        &ONE_SLEEPER,
+    );
+    let worker = herd.started(1)[0].1;
+    let exe = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(exe(herd.pid()), root.join("v1/herd"));
+
+    let next = root.join("current.next");
+    std::os::unix::fs::symlink("v2", &next).unwrap();
+    std::fs::rename(&next, &current).unwrap();
+    let (code, out) = reexec(&herd);
+    assert_eq!(code, 0, "{out}");
+    let event = herd.wait_event("the re-exec", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("re-executed")
+    });
+    let v2 = root.join("v2/herd").display().to_string();
+    assert_eq!(event["file"], v2.as_str(), "{event}");
+    assert_eq!(exe(herd.pid()), root.join("v2/herd"));
+    let checked = herd.wait_event("the check", |e| {
+        e["message"] == "checking the new binary before re-executing"
+    });
+    assert_eq!(checked["exe"], current.join("herd").display().to_string());
+    assert_eq!(checked["file"], v2.as_str());
+    assert_eq!(herd.status()["workers"][0]["pid"], worker);
+}
