@@ -136,10 +136,40 @@ fn check_passed(fd: &OwnedFd, index: usize, name: &str) -> anyhow::Result<()> {
              stream, datagram and seqpacket sockets"
         ),
         (_, SockType::Stream | SockType::SeqPacket) if !info.listening => bail!(
-            "fd {number} passed to herd as {name:?} is a connected socket, not a listening one: \
-             use Accept=no in the .socket unit"
+            "fd {number} passed to herd as {name:?} is {}",
+            not_listening(fd)
         ),
         _ => Ok(()),
+    }
+}
+
+/// What a stream socket that does not listen is instead, for messages: connected (systemd's
+/// `Accept=yes`), bound only, or neither (a fresh socket).
+fn not_listening(fd: &OwnedFd) -> String {
+    let socket = SockRef::from(fd);
+    if socket.peer_addr().is_ok() {
+        return "a connected socket, not a listening one: use Accept=no in the .socket unit"
+            .to_string();
+    }
+    let bound = socket.local_addr().ok().and_then(|addr| {
+        if let Some(ip) = addr.as_socket() {
+            (ip.port() != 0).then(|| ip.to_string())
+        } else if let Some(path) = addr.as_pathname() {
+            Some(format!("unix:{}", path.display()))
+        } else {
+            addr.as_abstract_namespace()
+                .map(|name| format!("unix:@{}", String::from_utf8_lossy(name)))
+        }
+    });
+    match bound {
+        Some(addr) => format!(
+            "a socket bound to {addr} but not listening: whatever passed it never called \
+             listen(); systemd passes listening sockets (ListenStream= in a .socket unit)"
+        ),
+        None => "a socket that is neither bound nor listening (a fresh socket): whatever \
+                 passed it never bound it; systemd passes listening sockets (ListenStream= in \
+                 a .socket unit)"
+            .to_string(),
     }
 }
 

@@ -144,7 +144,9 @@ fn adopting_by_name_and_its_errors() {
 }
 
 /// Plays systemd with any fds: its first argument lists `KIND:NAME` items (`tcp`, a listening
-/// TCP socket; `connected`, one end of a socket pair; `file`, a regular file), placed at fds
+/// TCP socket; `fresh` and `fresh_unix`, a TCP or Unix socket neither bound nor listening;
+/// `bound`, a TCP socket bound but not listening; `connected`, one end of a socket pair; `file`,
+/// a regular file), placed at fds
 /// 3, 4, ... with the socket-activation variables; the rest is the command to exec.
 const SYSTEMD_ANY: &str = r#"
 import fcntl, os, socket, sys
@@ -153,6 +155,12 @@ for item in sys.argv[1].split(","):
     kind, name = item.split(":")
     if kind == "tcp":
         s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(16); keep.append(s)
+    elif kind == "fresh":
+        s = socket.socket(); keep.append(s)
+    elif kind == "fresh_unix":
+        s = socket.socket(socket.AF_UNIX); keep.append(s)
+    elif kind == "bound":
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); keep.append(s)
     elif kind == "connected":
         s, peer = socket.socketpair(); keep += [s, peer]
     elif kind == "file":
@@ -227,6 +235,20 @@ fn adopting_refuses_what_is_not_a_socket_and_duplicate_names() {
         &with(&["-b", "systemd"]),
         1,
         "fd 3 passed to herd as \"web\" is a connected socket, not a listening one",
+    );
+    for fresh in ["fresh:web", "fresh_unix:web"] {
+        refused(
+            fresh,
+            &with(&["-b", "systemd"]),
+            1,
+            "fd 3 passed to herd as \"web\" is a socket that is neither bound nor listening",
+        );
+    }
+    refused(
+        "bound:web",
+        &with(&["-b", "systemd"]),
+        1,
+        "fd 3 passed to herd as \"web\" is a socket bound to 127.0.0.1:",
     );
     refused(
         "tcp:x,tcp:x",
