@@ -259,7 +259,8 @@ pub struct RunArgs {
     pub nofile: Option<u64>,
 
     /// A resource limit for the workers: NAME=SOFT[:HARD], NAME one of nofile, nproc, core, as,
-    /// fsize, stack, cpu, memlock (repeatable).
+    /// data, fsize, stack, cpu, memlock (repeatable). Limits no worker can start with are
+    /// refused: cpu=0, as or data below 16 MiB, stack below 64 KiB.
     #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = parse_rlimit,
           allow_negative_numbers = true)]
     pub rlimit: Vec<Rlimit>,
@@ -543,7 +544,8 @@ fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
         .ok_or_else(|| format!("'{text}' is not NAME=SOFT[:HARD] (e.g. nofile=65536)"))?;
     let resource = herd_sys::spawn::resource_by_name(name).ok_or_else(|| {
         format!(
-            "unknown resource '{name}'; known: nofile, nproc, core, as, fsize, stack, cpu, memlock"
+            "unknown resource '{name}'; known: nofile, nproc, core, as, data, fsize, stack, cpu, \
+             memlock"
         )
     })?;
     let number = |n: &str| -> Result<u64, String> {
@@ -574,12 +576,59 @@ fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
                 .to_string(),
         );
     }
+    if let Some(why) = unworkable_limit(name, soft) {
+        return Err(format!("{text}: {why}"));
+    }
     Ok(Rlimit {
         text: text.to_string(),
         resource,
         soft,
         hard,
     })
+}
+
+/// The smallest address space (`as`) and data segment (`data`) a worker may be given: below
+/// 16 MiB not even a small dynamically linked program can map its C library and allocate what
+/// it needs to start.
+pub const MIN_MEMORY_LIMIT: u64 = 16 << 20;
+
+/// The smallest stack (`stack`) a worker may be given: the kernel places the arguments and the
+/// environment on it, and the C library's start-up and the program's first calls need more.
+pub const MIN_STACK_LIMIT: u64 = 64 << 10;
+
+/// Why a soft limit of `soft` on resource `name` would kill every worker, if it would.
+fn unworkable_limit(name: &str, soft: u64) -> Option<String> {
+    let floor = |least: u64, why: &str| {
+        (soft < least).then(|| {
+            format!(
+                "every worker would die at start (SIGSEGV or SIGKILL): {why}; give at least \
+                 {least} bytes ({} KiB), or 'unlimited'",
+                least >> 10
+            )
+        })
+    };
+    match name {
+        "cpu" if soft == 0 => Some(
+            "a worker would get no CPU time at all and be killed (SIGXCPU, SIGKILL) as soon as \
+             it runs; give seconds of CPU time (e.g. cpu=3600), or 'unlimited'"
+                .to_string(),
+        ),
+        "as" => floor(
+            MIN_MEMORY_LIMIT,
+            "below 16 MiB of address space not even a small program can map its C library",
+        ),
+        "data" => floor(
+            MIN_MEMORY_LIMIT,
+            "below 16 MiB of data segment not even a small program can allocate what it needs \
+             to start",
+        ),
+        "stack" => floor(
+            MIN_STACK_LIMIT,
+            "below 64 KiB of stack a program cannot hold its arguments and environment and \
+             start",
+        ),
+        _ => None,
+    }
 }
 
 /// `--metrics`: a TCP address in any form `--bind` takes, without a name or options.
@@ -859,6 +908,33 @@ mod tests {
         assert!(parse_rlimit("nofile=0").unwrap_err().contains("nofile=0"));
         assert!(parse_rlimit("nofile=0:10").is_err());
         assert!(parse_rlimit("core=0").is_ok());
+    }
+
+    #[test]
+    fn limits_that_kill_every_worker_are_refused() {
+        for (text, needle) in [
+            ("cpu=0", "no CPU time"),
+            ("cpu=0:10", "no CPU time"),
+            ("as=1", "at least 16777216 bytes (16384 KiB)"),
+            ("as=16777215", "address space"),
+            ("data=1000", "data segment"),
+            ("stack=1", "at least 65536 bytes (64 KiB)"),
+        ] {
+            let e = parse_rlimit(text).unwrap_err();
+            assert!(
+                e.starts_with(&format!("{text}: ")) && e.contains(needle),
+                "{e}"
+            );
+        }
+        for text in [
+            "cpu=1",
+            "as=16777216",
+            "data=unlimited",
+            "stack=65536",
+            "fsize=0",
+        ] {
+            assert!(parse_rlimit(text).is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -137,6 +137,7 @@ pub fn resource_by_name(name: &str) -> Option<libc::c_int> {
         "nproc" => libc::RLIMIT_NPROC as libc::c_int,
         "core" => libc::RLIMIT_CORE as libc::c_int,
         "as" => libc::RLIMIT_AS as libc::c_int,
+        "data" => libc::RLIMIT_DATA as libc::c_int,
         "fsize" => libc::RLIMIT_FSIZE as libc::c_int,
         "stack" => libc::RLIMIT_STACK as libc::c_int,
         "cpu" => libc::RLIMIT_CPU as libc::c_int,

@@ -59,6 +59,35 @@ pub struct WorkerOptions {
     pub clear_env: bool,
 }
 
+impl WorkerOptions {
+    /// The resource limits set here that can end a worker with `signal`, as they were given
+    /// (`--rlimit cpu=1`): `cpu` (SIGXCPU at the soft limit, SIGKILL at the hard one), `fsize`
+    /// (SIGXFSZ), `stack`, `as` and `data` (SIGSEGV, or SIGABRT from a failed allocation).
+    pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
+        let (cpu, fsize) = (libc::RLIMIT_CPU as i32, libc::RLIMIT_FSIZE as i32);
+        let (stack, space, data) = (
+            libc::RLIMIT_STACK as i32,
+            libc::RLIMIT_AS as i32,
+            libc::RLIMIT_DATA as i32,
+        );
+        let suspects: &[i32] = match signal {
+            libc::SIGXCPU | libc::SIGKILL => &[cpu],
+            libc::SIGXFSZ => &[fsize],
+            libc::SIGSEGV => &[stack, space, data],
+            libc::SIGABRT => &[space, data],
+            _ => &[],
+        };
+        self.limits
+            .iter()
+            .zip(&self.limit_names)
+            .filter(|((resource, soft, _), _)| {
+                *soft != libc::RLIM_INFINITY && suspects.contains(resource)
+            })
+            .map(|(_, name)| name.as_str())
+            .collect()
+    }
+}
+
 /// Why a worker could not be started.
 #[derive(Debug)]
 pub struct StartError {
@@ -90,6 +119,11 @@ fn limit_hint(resource: i32, hard: u64) -> String {
 }
 
 impl WorkerCommand {
+    /// The process attributes workers get.
+    pub fn options(&self) -> &WorkerOptions {
+        &self.options
+    }
+
     /// Compiles `argv` (program first) against the socket names, in fd order; `extra_env`
     /// (herd's `NOTIFY_SOCKET`, `HERD_CONTROL`, ...) is added to every worker's environment.
     /// Errors are usage errors: a bad template or an unknown socket name.

@@ -114,6 +114,8 @@ pub struct Supervisor {
     takeover_failure: Option<String>,
     /// Workers already logged as ready.
     announced_ready: HashSet<u32>,
+    /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
+    limit_hinted: HashSet<usize>,
     notify_log: RateLimit,
     /// Stop signals held back while reuseport slots drain.
     drains: balance::Drains,
@@ -179,6 +181,7 @@ impl Supervisor {
             resumed: false,
             reexec_children: reexec_check::Children::default(),
             announced_ready: HashSet::new(),
+            limit_hinted: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             drains: balance::Drains::default(),
             relisten: relisten::Guard::default(),
@@ -955,7 +958,10 @@ impl Supervisor {
         if exit.restart_in.is_some() {
             self.counters.restarts.inc();
         }
-        let how = describe_exit(status);
+        let mut how = describe_exit(status);
+        if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
+            how.push_str(&hint);
+        }
         if self.takeover.is_some()
             && !exit.was_available
             && exit.stopped_for != Some(Reason::Shutdown)
@@ -1000,6 +1006,27 @@ impl Supervisor {
             ),
         }
         self.apply(actions, false);
+    }
+
+    /// `; likely cause: --rlimit cpu=1 (...)` when a worker that herd did not stop was killed
+    /// by a signal that a resource limit set by option sends: once per slot while it keeps
+    /// failing that way, again after an exit of another kind.
+    fn limit_hint(&mut self, slot: usize, status: ExitStatus, stopped: bool) -> Option<String> {
+        let suspects = match status.signal() {
+            Some(signal) if !stopped => self.command.options().limits_behind(signal),
+            _ => Vec::new(),
+        };
+        if suspects.is_empty() {
+            self.limit_hinted.remove(&slot);
+            return None;
+        }
+        if !self.limit_hinted.insert(slot) {
+            return None;
+        }
+        Some(format!(
+            "; likely cause: {} (a worker past its resource limit gets this signal)",
+            suspects.join(" or ")
+        ))
     }
 
     /// Makes the listeners that a worker shut down listen again; counts them.

@@ -76,6 +76,13 @@ fn settings_that_never_work_are_refused() {
     run_fails(&["--ready-timeout", "0s"], "must be positive");
     run_fails(&["--nofile", "0"], "at least 1");
     run_fails(&["--rlimit", "nofile=0"], "nofile=0");
+    run_fails(&["--rlimit", "cpu=0"], "no CPU time");
+    run_fails(
+        &["--rlimit", "as=1"],
+        "as=1: every worker would die at start",
+    );
+    run_fails(&["--rlimit", "data=1"], "at least 16777216 bytes");
+    run_fails(&["--rlimit", "stack=1"], "at least 65536 bytes (64 KiB)");
     run_fails(&["--stop-signal", "STOP"], "SIGSTOP pauses it");
     run_fails(&["--stop-signal", "SIGSTOP"], "cannot be caught");
     for pauses in ["TSTP", "SIGTTIN", "ttou"] {
@@ -669,4 +676,37 @@ fn an_unprivileged_herd_may_name_its_own_user() {
     });
     let pid = herd.started(1)[0].1;
     assert!(status_field(pid, "Uid").starts_with("65534\t"));
+}
+
+#[test]
+fn a_worker_killed_by_its_resource_limit_names_the_limit_once() {
+    // Burns CPU: SIGXCPU after a second of it (the soft limit), every time.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--rlimit",
+        "cpu=1:5",
+        "--rlimit",
+        "core=0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+    let exits = herd.wait_events("two exits", 2, is_exit);
+    let messages: Vec<&str> = exits
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        messages[0].contains("killed by SIGXCPU; likely cause: --rlimit cpu=1:5 (a worker past its resource limit gets this signal)"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("killed by SIGXCPU") && !messages[1].contains("likely cause"),
+        "once while it crash-loops: {messages:?}"
+    );
 }
