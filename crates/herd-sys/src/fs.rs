@@ -61,9 +61,9 @@ mod tests {
 
     #[test]
     fn exchanges_two_files() {
-        let dir = std::env::temp_dir().join(format!("herd-sys-fs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
+        let scratch = crate::scratch::Scratch::new("herd-sys-fs");
+        let dir = scratch.path();
+        std::fs::create_dir(dir).unwrap();
         let (a, b) = (dir.join("a"), dir.join("b"));
         std::fs::write(&a, "a").unwrap();
         std::fs::write(&b, "b").unwrap();
@@ -79,6 +79,5 @@ mod tests {
             ),
         }
         assert!(exchange(&a, &dir.join("missing")).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -44,6 +44,8 @@ pub mod pidfd;
 pub mod process;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod reuseport;
+#[cfg(all(test, unix))]
+mod scratch;
 #[cfg(unix)]
 pub mod shm;
 #[cfg(unix)]

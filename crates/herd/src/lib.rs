@@ -108,6 +108,8 @@ mod listen_env;
 pub mod notify;
 #[cfg(unix)]
 pub mod prefork;
+#[cfg(all(test, unix))]
+mod scratch;
 pub mod share;
 #[cfg(unix)]
 mod sockets;

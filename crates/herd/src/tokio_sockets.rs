@@ -143,12 +143,12 @@ mod tests {
     /// A refused socket stays in place, with its fd open, for the worker to fall back on.
     #[test]
     fn a_refused_socket_stays_in_place() {
-        let dir = std::env::temp_dir().join(format!("herd-tokio-test-{}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
+        let scratch = crate::scratch::Scratch::new("herd-tokio-test");
+        let dir = scratch.path();
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let tcp_addr = tcp.local_addr().unwrap();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let unix = UnixListener::bind(&dir).unwrap();
+        let unix = UnixListener::bind(dir).unwrap();
         let mut sockets = Sockets::from_named(vec![
             ("tcp".to_string(), tcp.into()),
             ("udp".to_string(), udp.into()),
@@ -191,6 +191,5 @@ mod tests {
         // The blocking ones fall back to std.
         assert!(sockets.take_udp_socket("udp").unwrap().is_some());
         assert!(sockets.take_unix_listener("unix").unwrap().is_some());
-        let _ = std::fs::remove_file(&dir);
     }
 }

@@ -163,10 +163,10 @@ mod tests {
     fn only_paths_nobody_else_could_prepare_are_trusted() {
         // A directory of the socket's owner in the shared temporary directory (like
         // /tmp/herd-VICTIM, made by an attacker): anyone could have made it.
-        let tmp = std::env::temp_dir().join(format!("herd-trust-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let scratch = crate::scratch::Scratch::new("herd-trust");
+        let tmp = scratch.path();
+        std::fs::create_dir(tmp).unwrap();
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = tmp.join("x.sock");
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let owner = std::fs::metadata(&path).unwrap().uid();
@@ -183,15 +183,14 @@ mod tests {
         // The caller's own directory is the caller's say.
         assert!(safe_chain(&path, other, owner));
         // Not once others may write to it, nor for a server that does not own the socket.
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o775)).unwrap();
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o775)).unwrap();
         assert!(!safe_chain(&path, other, owner));
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(!safe_path(other, owner, &path));
         // Not through a symlink to the socket, and not a missing file.
         let link = tmp.join("link.sock");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(!safe_path(owner, owner, &link));
         assert!(!safe_path(owner, owner, &tmp.join("missing.sock")));
-        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }
