@@ -1032,7 +1032,13 @@ impl Supervisor {
     /// Makes the listeners that a worker shut down listen again; counts them.
     fn check_sockets(&mut self) {
         let now = Instant::now();
-        let restored = self.relisten.check(&self.listeners, now);
+        let holders: Vec<(usize, u32)> = self
+            .pool
+            .workers()
+            .iter()
+            .map(|w| (w.slot, w.pid))
+            .collect();
+        let restored = self.relisten.check(&self.listeners, &holders, now);
         if restored > 0 {
             self.counters.sockets_restored.inc_by(restored);
             self.pool.excuse_exits_until(now + relisten::EXCUSE);

@@ -254,8 +254,9 @@ impl Pool {
     }
 
     /// Until `until`, a new-generation worker that exits does not fail the upgrade in
-    /// progress (its slot is refilled as after any crash): a worker shut a shared socket down,
-    /// and every worker's `accept()` failed with it.
+    /// progress, and a worker that exits is restarted at once without growing its slot's
+    /// crash-loop backoff: a worker shut a shared socket down, and every worker's `accept()`
+    /// failed with it.
     pub fn excuse_exits_until(&mut self, until: Instant) {
         self.excused_until = Some(self.excused_until.map_or(until, |t| t.max(until)));
     }
@@ -537,9 +538,12 @@ impl Pool {
             use std::os::unix::process::ExitStatusExt;
             status.signal() == Some(libc::SIGKILL)
         };
+        // A worker that exits just after a shared socket was found shut down (and repaired)
+        // most likely failed on it: no fault of its own, so its backoff does not grow either.
+        let socket_failed = excused && stopped_for.is_none();
         let restart_in = if unexpected && slot_wanted && !replaced {
             let slot = &mut self.slots[w.slot];
-            let delay = if killed_from_outside {
+            let delay = if killed_from_outside || socket_failed {
                 Duration::ZERO
             } else {
                 slot.backoff.next_delay(&policy, Some(uptime))

@@ -55,6 +55,23 @@ struct Incident {
     /// When the socket was last seen listening: the culprit exited after that.
     since: Instant,
     found: Instant,
+    /// The workers that held the socket when it was found shut down, `(slot, pid)`: if none
+    /// of them exits cleanly, the culprit is likely one that still runs.
+    holders: Vec<(usize, u32)>,
+}
+
+/// Who shut a socket down, as far as herd can tell.
+#[derive(Debug, PartialEq, Eq)]
+enum Culprit {
+    /// A worker that exited cleanly right after: what a server that shuts its socket down on
+    /// its way out does.
+    Exited(String),
+    /// Nobody exited cleanly: likely one of the workers that still run (`live`); those that
+    /// exited since (`crashed`) likely failed on the shut-down socket.
+    Unsure {
+        live: Vec<String>,
+        crashed: Vec<String>,
+    },
 }
 
 /// Watches the listeners; see the module docs.
@@ -83,11 +100,12 @@ impl Guard {
         self.report_pending(at);
     }
 
-    /// Checks every TCP listener herd holds and makes those no longer listening listen again.
-    /// Returns how many were restored. The system calls are here; what they mean for the
+    /// Checks every TCP listener herd holds and makes those no longer listening listen again;
+    /// `holders` are the workers (`(slot, pid)`) that hold them. Returns how many were
+    /// restored. The system calls are here; what they mean for the
     /// bookkeeping is in [`listening`](Guard::listening), [`shut_down`](Guard::shut_down),
     /// [`restored`](Guard::restored) and [`failed`](Guard::failed).
-    pub fn check(&mut self, listeners: &[Listener], now: Instant) -> u64 {
+    pub fn check(&mut self, listeners: &[Listener], holders: &[(usize, u32)], now: Instant) -> u64 {
         self.report_pending(now);
         let mut restored = 0;
         for listener in listeners.iter().filter(|l| l.kind == "tcp") {
@@ -109,7 +127,8 @@ impl Guard {
                 match relisten(fd, backlog) {
                     Ok(()) => {
                         restored += 1;
-                        self.restored(key, &listener.address, backlog, since, now);
+                        let at = (since, now);
+                        self.restored(key, &listener.address, backlog, at, holders);
                     }
                     Err(e) if self.failed(key) => tracing::error!(
                         socket = %listener.name,
@@ -142,21 +161,23 @@ impl Guard {
             .unwrap_or_else(|| (default, now.checked_sub(REMEMBER).unwrap_or(now)))
     }
 
-    /// Socket `key` (at `address`) listens again since `now`, with `backlog`; its culprit, a
-    /// worker that exited after `since`, is to be named.
+    /// Socket `key` (at `address`) listens again since `now`, with `backlog`, where `at` is
+    /// `(since, now)`; its culprit, a worker that exited after `since` or one of `holders`, is
+    /// to be named.
     fn restored(
         &mut self,
         key: (String, usize),
         address: &str,
         backlog: u32,
-        since: Instant,
-        now: Instant,
+        (since, now): (Instant, Instant),
+        holders: &[(usize, u32)],
     ) {
         self.pending.push(Incident {
             socket: key.0.clone(),
             address: address.to_string(),
             since,
             found: now,
+            holders: holders.to_vec(),
         });
         self.listening(key, backlog, now);
     }
@@ -167,8 +188,8 @@ impl Guard {
     }
 
     /// Reports each pending incident once its culprit is known: a worker that exited cleanly
-    /// since the socket last listened, or, once [`WAIT_FOR_CULPRIT`] has passed, the first
-    /// worker that exited at all (or nobody known).
+    /// since the socket last listened, or, once [`WAIT_FOR_CULPRIT`] has passed, the workers
+    /// that may have done it (see [`Culprit::Unsure`]).
     fn report_pending(&mut self, now: Instant) {
         for (incident, culprit) in self.resolve(now) {
             report(&incident, &culprit);
@@ -178,7 +199,7 @@ impl Guard {
     /// The pending incidents whose culprit is known now, with it; see [`report_pending`].
     ///
     /// [`report_pending`]: Guard::report_pending
-    fn resolve(&mut self, now: Instant) -> Vec<(Incident, String)> {
+    fn resolve(&mut self, now: Instant) -> Vec<(Incident, Culprit)> {
         let mut resolved = Vec::new();
         for incident in std::mem::take(&mut self.pending) {
             let after: Vec<&Exit> = self
@@ -187,12 +208,19 @@ impl Guard {
                 .filter(|e| e.at >= incident.since)
                 .collect();
             let culprit = match after.iter().find(|e| e.clean) {
-                Some(e) => Some(name(e)),
-                None if now.duration_since(incident.found) >= WAIT_FOR_CULPRIT => Some(
-                    after
-                        .first()
-                        .map_or_else(|| UNKNOWN.to_string(), |e| name(e)),
-                ),
+                Some(e) => Some(Culprit::Exited(name(e.slot, e.pid))),
+                None if now.duration_since(incident.found) >= WAIT_FOR_CULPRIT => {
+                    let exited = |pid: u32| after.iter().any(|e| e.pid == pid);
+                    Some(Culprit::Unsure {
+                        live: incident
+                            .holders
+                            .iter()
+                            .filter(|(_, pid)| !exited(*pid))
+                            .map(|&(slot, pid)| name(slot, pid))
+                            .collect(),
+                        crashed: after.iter().map(|e| name(e.slot, e.pid)).collect(),
+                    })
+                }
                 None => None,
             };
             match culprit {
@@ -204,17 +232,59 @@ impl Guard {
     }
 }
 
-fn name(exit: &Exit) -> String {
-    format!("worker {} (pid {})", exit.slot, exit.pid)
+fn name(slot: usize, pid: u32) -> String {
+    format!("worker {slot} (pid {pid})")
+}
+
+/// At most this many workers are named in one line; the rest are counted.
+const MAX_NAMED: usize = 8;
+
+/// `names`, comma-separated, at most [`MAX_NAMED`] of them.
+fn list(names: &[String]) -> String {
+    let mut shown = names
+        .iter()
+        .take(MAX_NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > MAX_NAMED {
+        shown.push_str(&format!(" and {} more", names.len() - MAX_NAMED));
+    }
+    shown
+}
+
+/// Who did it, for the log line: `worker 0 (pid 200)`, or what herd can tell when unsure.
+fn describe(culprit: &Culprit) -> String {
+    match culprit {
+        Culprit::Exited(name) => name.clone(),
+        Culprit::Unsure { live, crashed } => {
+            let mut text = UNKNOWN.to_string();
+            if !live.is_empty() {
+                text.push_str(&format!(
+                    "; no worker exited cleanly around then, so likely one that still runs, \
+                     one of: {}",
+                    list(live)
+                ));
+            }
+            if !crashed.is_empty() {
+                text.push_str(&format!(
+                    "; {} exited since, likely failing on the shut-down socket",
+                    list(crashed)
+                ));
+            }
+            text
+        }
+    }
 }
 
 /// The one log line of a restored socket.
-fn report(incident: &Incident, culprit: &str) {
+fn report(incident: &Incident, culprit: &Culprit) {
+    let culprit = describe(culprit);
     tracing::warn!(
         socket = %incident.socket,
         address = %incident.address,
         culprit = %culprit,
-        "socket {} had been shut down by {culprit}, which stops it for every worker; herd made \
+        "socket {} had been shut down by {culprit}; that stops it for every worker; herd made \
          it listen again",
         incident.socket
     );
@@ -271,7 +341,7 @@ mod tests {
         // A failure is said once, until the socket listens again.
         assert!(guard.failed(key()));
         assert!(!guard.failed(key()));
-        guard.restored(key(), "127.0.0.1:1", 511, ms(100), ms(400));
+        guard.restored(key(), "127.0.0.1:1", 511, (ms(100), ms(400)), &[(0, 7)]);
         assert!(guard.failed(key()), "listening again resets it");
         assert_eq!(guard.pending.len(), 1);
         assert_eq!(guard.pending[0].since, ms(100));
@@ -287,9 +357,13 @@ mod tests {
             address: "127.0.0.1:1".into(),
             since,
             found: ms(100),
+            holders: vec![(0, 100), (3, 300), (4, 400), (5, 500)],
         };
-        let named = |resolved: Vec<(Incident, String)>| -> Vec<String> {
-            resolved.into_iter().map(|(_, culprit)| culprit).collect()
+        let named = |resolved: Vec<(Incident, Culprit)>| -> Vec<String> {
+            resolved
+                .into_iter()
+                .map(|(_, culprit)| describe(&culprit))
+                .collect()
         };
         let exit = |slot, pid, clean, at| Exit {
             slot,
@@ -306,18 +380,43 @@ mod tests {
         guard.exits.push(exit(0, 200, true, ms(120)));
         assert_eq!(named(guard.resolve(ms(120))), ["worker 0 (pid 200)"]);
         assert!(guard.pending.is_empty());
-        // Only crashes since it last listened: the first of them, once the wait is over.
+        // Only crashes since it last listened: once the wait is over, the workers that still
+        // run are the likely culprits, and the crashed ones are named as likely victims.
         let mut guard = Guard::default();
         guard.exits.push(exit(3, 300, true, ms(10)));
         guard.exits.push(exit(4, 400, false, ms(60)));
         guard.exits.push(exit(5, 500, false, ms(70)));
         guard.pending.push(incident(ms(50)));
         assert!(guard.resolve(ms(500)).is_empty(), "waits for a clean exit");
-        let culprit = named(guard.resolve(ms(100) + WAIT_FOR_CULPRIT));
-        assert_eq!(culprit, ["worker 4 (pid 400)"]);
-        // Nobody exited: nobody is named.
-        guard.pending.push(incident(ms(900)));
+        let resolved = guard.resolve(ms(100) + WAIT_FOR_CULPRIT);
+        assert_eq!(
+            resolved[0].1,
+            Culprit::Unsure {
+                live: vec!["worker 0 (pid 100)".into(), "worker 3 (pid 300)".into()],
+                crashed: vec!["worker 4 (pid 400)".into(), "worker 5 (pid 500)".into()],
+            }
+        );
+        assert_eq!(
+            named(resolved),
+            [format!(
+                "{UNKNOWN}; no worker exited cleanly around then, so likely one that still \
+                 runs, one of: worker 0 (pid 100), worker 3 (pid 300); worker 4 (pid 400), \
+                 worker 5 (pid 500) exited since, likely failing on the shut-down socket"
+            )]
+        );
+        // Nobody held it or exited: nobody is named.
+        guard.pending.push(Incident {
+            holders: Vec::new(),
+            ..incident(ms(900))
+        });
         let culprit = named(guard.resolve(ms(100) + WAIT_FOR_CULPRIT));
         assert_eq!(culprit, [UNKNOWN]);
+    }
+
+    #[test]
+    fn long_lists_are_cut() {
+        let names: Vec<String> = (0..10).map(|i| name(i, 100 + i as u32)).collect();
+        let shown = list(&names);
+        assert!(shown.ends_with("worker 7 (pid 107) and 2 more"), "{shown}");
     }
 }

@@ -618,6 +618,61 @@ fn a_socket_shut_down_by_a_worker_listens_again() {
 }
 
 #[test]
+fn a_worker_that_keeps_shutting_the_socket_down_is_suspected_and_its_victims_do_not_back_off() {
+    let marker = tempfile::tempdir().unwrap();
+    let marker = marker.path().join("shut-down");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &worker("shutdown_socket.py"),
+        "--stay",
+        marker.to_str().unwrap(),
+    ]);
+    let addr = herd.address("http");
+    let culprit: u32 = herd
+        .wait_text("shut the socket down")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Nobody exited cleanly: herd does not blame a crashed victim, it names the workers that
+    // still run, the culprit among them.
+    let event = herd.wait_event("the first repair", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("herd made it listen again"))
+    });
+    let named = event["culprit"].as_str().unwrap();
+    assert!(
+        named.contains("likely one that still runs, one of: ")
+            && named.contains(&format!("(pid {culprit})")),
+        "{event}"
+    );
+    // The other slot's workers crash on each shut-down socket (accept() fails): restarted at
+    // once every time, no crash-loop backoff.
+    let victims = herd.wait_events("two crashed victims", 2, |e| {
+        is_exit(e) && e["pid"] != culprit
+    });
+    for exit in &victims {
+        let message = exit["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("; restarting it") && !message.contains("backoff"),
+            "{exit}"
+        );
+    }
+    assert!(alive(culprit));
+    wait_until("the port to answer", || get(&addr, "/").ok());
+}
+
+#[test]
 fn an_upgrade_survives_workers_that_shut_the_socket_down_on_stop() {
     // Old workers shut the shared socket down as they stop (Sanic's way): the new generation
     // must keep serving, and the upgrade must finish instead of waiting for its timeout.

@@ -6,6 +6,10 @@ shutdown_socket.py MARKER: the first worker to create the file MARKER reports RE
 the socket down and exits 0; every other worker is examples/hello.py, silenced (and crashes,
 like a real server, when accept() fails on the shut-down socket).
 
+shutdown_socket.py --stay MARKER: as with MARKER, but the first worker stays alive: it shuts
+the socket down 4 times, each time once herd has made it listen again and half a second has
+passed, then sleeps (a worker that keeps calling shutdown() while it runs).
+
 shutdown_socket.py --on-stop: serves like hello.py (answering with its pid), and on SIGTERM
 shuts the socket down and exits 0; a worker whose accept() fails crashes."""
 
@@ -13,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples"))
 import hello  # noqa: E402
@@ -50,12 +55,22 @@ def on_stop():
             conn.close()
 
 
+def listening():
+    s = socket.socket(fileno=os.dup(3))
+    try:
+        return s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0
+    finally:
+        s.close()
+
+
 def main():
     if sys.argv[1] == "--on-stop":
         on_stop()
         return
+    stay = sys.argv[1] == "--stay"
+    marker = sys.argv[2] if stay else sys.argv[1]
     try:
-        os.close(os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         # Their complaints about the dead socket would interleave with herd's log lines on the
         # shared stderr, which the test reads.
@@ -65,6 +80,14 @@ def main():
     hello.notify("READY=1")
     shut_down()
     print(f"shutdown_socket {os.getpid()} shut the socket down", file=sys.stderr, flush=True)
+    if not stay:
+        return
+    for _ in range(3):
+        while not listening():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        shut_down()
+    time.sleep(1000)
 
 
 if __name__ == "__main__":

@@ -177,6 +177,27 @@ fn workers_killed_from_outside_restart_at_once_without_growing_the_backoff() {
 }
 
 #[test]
+fn exits_just_after_a_socket_repair_do_not_grow_the_backoff() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    h.exit(100, code(1));
+    h.exit(101, code(1));
+    h.advance(100 * MS);
+    assert_eq!(h.pool.failures(0), 2);
+    // A worker shut the shared socket down, herd repaired it: the crashes that follow are
+    // victims' (accept() failed), restarted at once.
+    h.pool.excuse_exits_until(h.now + 2 * SEC);
+    for pid in 102..107 {
+        let exit = h.exit(pid, code(1));
+        assert_eq!(exit.restart_in, Some(Duration::ZERO), "crash {pid}");
+    }
+    assert_eq!(h.pool.failures(0), 2, "not counted as crashes");
+    // Once the window is over, crashes count again.
+    h.advance(2 * SEC);
+    let exit = h.exit(h.pid_in(0), code(1));
+    assert_eq!(exit.restart_in, Some(200 * MS));
+}
+
+#[test]
 fn unknown_pids_are_ignored() {
     let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
     assert!(h.pool.exited(999, code(0), h.now).is_none());
