@@ -141,13 +141,13 @@ impl Listener {
 
     /// Makes the socket file of a socket taken over this herd's, to remove when it stops: called
     /// when the takeover completes (the old herd then leaves it in place).
-    pub fn adopt_file(&mut self) {
-        let Some((path, dev, ino)) = self.takeover_file.take() else {
-            return;
-        };
+    /// Returns the path of a file it could not take (gone, or replaced by another file).
+    pub fn adopt_file(&mut self) -> Option<PathBuf> {
+        let (path, dev, ino) = self.takeover_file.take()?;
         match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_socket() && meta.dev() == dev && meta.ino() == ino => {
                 self._file = Some(SocketFile::from_parts(path, dev, ino));
+                return None;
             }
             Ok(_) => tracing::warn!(
                 path = %path.display(),
@@ -157,6 +157,7 @@ impl Listener {
                 tracing::warn!(path = %path.display(), "cannot take over the socket file: {e}")
             }
         }
+        Some(path)
     }
 
     /// Gives up the claim to the socket file of a socket taken over (the old herd keeps it, or

@@ -125,6 +125,14 @@ impl SocketFile {
         }
     }
 
+    /// Moves the file to `to` only if nothing is there (a hard link, which never replaces, then
+    /// the old name removed): `AlreadyExists` if something is.
+    pub fn move_to_vacant(&mut self, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(&self.path, to)?;
+        let from = std::mem::replace(&mut self.path, to.to_path_buf());
+        std::fs::remove_file(from)
+    }
+
     /// Records the socket file at `path`, which becomes herd's to remove (a takeover's).
     pub fn existing_socket(path: &Path) -> io::Result<SocketFile> {
         let meta = std::fs::symlink_metadata(path)?;
@@ -197,6 +205,24 @@ mod release_tests {
         assert!(path.exists(), "released: left in place");
         drop(SocketFile::created(&path).unwrap());
         assert!(!path.exists(), "dropped: removed");
+    }
+
+    #[test]
+    fn a_move_to_a_vacant_path_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a"), dir.path().join("b"));
+        let _listener = std::os::unix::net::UnixListener::bind(&from).unwrap();
+        let mut file = SocketFile::created(&from).unwrap();
+        std::fs::write(&to, "someone else's").unwrap();
+        let e = file.move_to_vacant(&to).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&to).unwrap(), "someone else's");
+        assert!(from.exists());
+        std::fs::remove_file(&to).unwrap();
+        file.move_to_vacant(&to).unwrap();
+        assert!(!from.exists() && file.parts().0 == to);
+        drop(file);
+        assert!(!to.exists(), "followed: removed from its new place");
     }
 }
 

@@ -378,18 +378,17 @@ impl Supervisor {
             self.announce_ready();
             if self.takeover.is_some() && self.failure.is_none() && !self.pool.is_stopping() {
                 if let Some(why) = self.takeover_failure.take() {
-                    self.failure = Some(anyhow!(
-                        "takeover aborted, the old herd keeps serving: {why}"
-                    ));
+                    let old = self.takeover.as_ref().map(|t| t.old.as_path());
+                    self.failure = Some(anyhow!("takeover aborted, {}: {why}", after_abort(old)));
                     self.stop("takeover failed", false, None);
                 } else if self.pool.all_available() {
                     if let Some(t) = self.takeover.take() {
+                        let old = t.old.clone();
                         if let Err(why) =
                             complete_takeover(t, &mut control_file, answered_tx.clone())
                         {
-                            self.failure = Some(anyhow!(
-                                "takeover aborted, the old herd keeps serving: {why}"
-                            ));
+                            let after = after_abort(Some(&old));
+                            self.failure = Some(anyhow!("takeover aborted, {after}: {why}"));
                             self.stop("takeover failed", false, None);
                         }
                     }
@@ -1167,6 +1166,9 @@ enum StopAnswer {
     Unsupported,
     /// It refused (or answered nothing this herd understands), why.
     Refused(String),
+    /// It was gone when the takeover completed (stopped or killed meanwhile), why this herd
+    /// thinks so: this herd serves on, and takes what the old herd left.
+    Gone(String),
 }
 
 /// Reads the old herd's answer line as a control [`Response`]: its error code decides, never
@@ -1210,7 +1212,17 @@ fn complete_takeover(
     answered: mpsc::Sender<StopAnswer>,
 ) -> Result<(), String> {
     let Takeover { old, old_socket } = takeover;
-    let connection = std::os::unix::net::UnixStream::connect(&old)
+    let connection = std::os::unix::net::UnixStream::connect(&old);
+    if let Err(e) = &connection {
+        if let Some(why) = gone(e) {
+            take_vacant_control(&old, old_socket, control_file);
+            tokio::spawn(async move {
+                let _ = answered.send(StopAnswer::Gone(why)).await;
+            });
+            return Ok(());
+        }
+    }
+    let connection = connection
         .and_then(|s| s.set_nonblocking(true).map(|()| s))
         .and_then(tokio::net::UnixStream::from_std);
     if let Err(e) = control_file.replace(&old, old_socket) {
@@ -1253,7 +1265,7 @@ fn complete_takeover(
                 Ok(StopAnswer::Stopped) => {
                     tracing::info!(old = %old.display(), "the old herd has stopped")
                 }
-                Ok(StopAnswer::Refused(why)) => {
+                Ok(StopAnswer::Refused(why) | StopAnswer::Gone(why)) => {
                     tracing::warn!(old = %old.display(), "the old herd did not stop: {why}")
                 }
                 Ok(StopAnswer::Unsupported) => {
@@ -1266,6 +1278,59 @@ fn complete_takeover(
         }
     });
     Ok(())
+}
+
+/// Why a failed connection to the old herd's control socket means the old herd is gone:
+/// nothing at the path (it removed its socket as it stopped) or nobody listening (killed).
+fn gone(e: &std::io::Error) -> Option<String> {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Some("its control socket is gone".to_string()),
+        std::io::ErrorKind::ConnectionRefused => {
+            Some("nobody listens on its control socket".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// What an aborted takeover leaves serving, said truthfully: the old herd, if it still answers
+/// at `old`.
+fn after_abort(old: Option<&std::path::Path>) -> &'static str {
+    match old.map(std::os::unix::net::UnixStream::connect) {
+        Some(Ok(_)) => "the old herd keeps serving",
+        _ => "and the old herd is gone too: nothing serves",
+    }
+}
+
+/// The old herd is gone: its control path becomes this herd's if it is free, or still holds
+/// the old herd's own socket file (left by a herd that was killed). Anything else there is
+/// left alone, and this herd's control socket stays where it is (logged).
+fn take_vacant_control(
+    old: &std::path::Path,
+    old_socket: (u64, u64),
+    control_file: &mut SocketFile,
+) {
+    use std::os::unix::fs::MetadataExt;
+    let there = std::fs::symlink_metadata(old)
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let moved = match there {
+        None => control_file.move_to_vacant(old),
+        Some(identity) if identity == old_socket => control_file.replace(old, old_socket),
+        Some(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "another file is there now",
+        )),
+    };
+    match moved {
+        Ok(()) => {
+            tracing::info!(path = %old.display(), "control socket moved to the old herd's path")
+        }
+        Err(e) => tracing::warn!(
+            path = %control_file.parts().0.display(),
+            "the control socket stays at its takeover path: cannot take {}: {e}",
+            old.display()
+        ),
+    }
 }
 
 impl Supervisor {
@@ -1305,6 +1370,29 @@ impl Supervisor {
                     listener.forget_takeover_file();
                 }
                 tracing::warn!("the old herd did not accept the takeover's stop: {why}");
+            }
+            StopAnswer::Gone(why) => {
+                tracing::warn!(
+                    "the old herd stopped while this herd was taking over ({why}); this herd \
+                     serves on with the sockets it took"
+                );
+                // A herd that was killed left its socket files: this herd's now. One that
+                // stopped removed them, and a listening socket cannot be given a file again.
+                let lost: Vec<String> = self
+                    .listeners
+                    .iter_mut()
+                    .filter_map(Listener::adopt_file)
+                    .map(|p| p.display().to_string())
+                    .collect();
+                if !lost.is_empty() {
+                    tracing::warn!(
+                        "the old herd removed the socket files {} as it stopped; the sockets \
+                         keep serving the clients that are connected and those that reach them \
+                         otherwise, but nobody can connect by those paths until this herd is \
+                         restarted on them",
+                        crate::text::escape(&lost.join(", "))
+                    );
+                }
             }
         }
     }

@@ -494,3 +494,77 @@ fn a_takeover_never_adopts_a_socket_file_that_replaced_the_old_herds() {
         "the file that replaced the old herd's stays"
     );
 }
+
+#[test]
+fn a_takeover_whose_old_herd_stops_meanwhile_serves_on_and_takes_its_control_path() {
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b", "web=127.0.0.1:0", "-b"])
+            .arg(format!("app=unix:{}", dir.join("app.sock").display()))
+            .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    old.started(1);
+    let control = old.control();
+    let web = old.address("web");
+    let socket = old.path("app.sock");
+    let go = old.path("go");
+    // New workers that become ready once the test says so.
+    let ready_on_go = "import os, socket, sys, time\n\
+        while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+        time.sleep(1000)\n";
+    let mut new = takeover(
+        &control,
+        &[
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "--",
+            "python3",
+            "-c",
+            ready_on_go,
+            &go,
+        ],
+    );
+    new.wait_event("the new worker", is_start);
+
+    // The old herd is stopped while the takeover runs: it removes its socket files.
+    let (code, _, stderr) = ctl_at(&control, &["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert!(!std::path::Path::new(&control).exists());
+    std::fs::write(&go, "").unwrap();
+
+    // The new herd, which holds the sockets, says so and serves on.
+    new.wait_event("the old herd found gone", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("the old herd stopped while this herd was taking over")
+    });
+    let lost = new.wait_event("the lost socket file", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("the old herd removed the socket files")
+    });
+    assert!(
+        lost["message"].as_str().unwrap().contains(&socket),
+        "{lost}"
+    );
+    // Its control socket is at the old herd's path, which was free.
+    let status = status_at(&control);
+    assert_eq!(status["pid"], new.pid(), "{status}");
+    std::net::TcpStream::connect(&web).expect("the TCP socket still listens");
+    let (code, _, stderr) = ctl_at(&control, &["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&control).exists(),
+        "removed as the new herd stops"
+    );
+}
