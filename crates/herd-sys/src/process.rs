@@ -78,6 +78,8 @@ impl Signal {
     pub const TTIN: Signal = Signal(libc::SIGTTIN);
     /// `SIGTTOU`.
     pub const TTOU: Signal = Signal(libc::SIGTTOU);
+    /// `SIGCONT`.
+    pub const CONT: Signal = Signal(libc::SIGCONT);
     /// `SIGUSR2`.
     pub const USR2: Signal = Signal(libc::SIGUSR2);
     /// `SIGURG` (ignored by default, so a stray one is harmless).
@@ -324,6 +326,28 @@ pub fn effective_uid() -> u32 {
 /// The parent pid of `pid`, read from `/proc/PID/stat` (Linux); `None` if it is gone.
 pub fn parent_of(pid: u32) -> Option<u32> {
     stat_field(pid, 4)?.parse().ok()
+}
+
+/// The process group of `pid`, read from `/proc/PID/stat` (Linux); `None` if it is gone or
+/// the system does not say.
+pub fn group_of(pid: u32) -> Option<u32> {
+    stat_field(pid, 5)?.parse().ok()
+}
+
+/// Makes this process the leader of a new process group whose id is its pid
+/// (`setpgid(0, 0)`), unless it already leads one. Fails with `EPERM` for a session leader
+/// (which leads its group already, so that is not reached).
+pub fn lead_own_group() -> io::Result<()> {
+    // SAFETY: getpgrp has no preconditions and cannot fail.
+    let group = unsafe { libc::getpgrp() };
+    if u32::try_from(group).ok() == Some(current_pid()) {
+        return Ok(());
+    }
+    // SAFETY: setpgid takes plain integers; 0, 0 names this process and a group of its pid.
+    if unsafe { libc::setpgid(0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Whether `pid` is stopped (`T`, by SIGSTOP or Ctrl-Z, or `t`, by a debugger), from

@@ -266,6 +266,16 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     let program = resolve_program(&argv[0], std::env::var_os("PATH").as_deref(), None)
         .map_err(Failure::Usage)?;
     drop(fetched);
+    // Lead a process group before registering, so that herd, which stops an attached
+    // process's group as it stops a worker's, reaches what COMMAND forks too (a shell's
+    // foreground job leads its group already; run from a script, this leaves the script's
+    // group: see docs on attach and job control).
+    if let Err(e) = herd_sys::process::lead_own_group() {
+        tracing::warn!(
+            "cannot lead a process group ({e}): herd will stop only this process, not what it \
+             forks"
+        );
+    }
     let register = herd::fetch::FetchOptions {
         only: names.clone(),
         attach: true,

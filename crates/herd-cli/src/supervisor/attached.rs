@@ -7,6 +7,11 @@
 //! herd-sys, for a wait that only lasts as long as a stop). Without pidfds (not Linux, or a
 //! kernel before 5.3) a process is known by its pid and start time instead.
 //!
+//! `herd attach` makes the process lead a process group of its own, and herd stops that group as
+//! it stops a worker's: the stop signal (then `SIGCONT`) and `SIGKILL` go to the whole group
+//! while the process lives (it holds the group's id), and what remains of the group once it has
+//! exited becomes one of [`super::leftovers`]' groups, waited for like a worker's.
+//!
 //! The policy ([`AttachedSet`]: stop signal, grace, SIGKILL, [`KILL_WAIT`]) is pure: the
 //! system calls go through [`Processes`] and the time is given, so it is unit-tested without
 //! processes.
@@ -40,6 +45,9 @@ pub struct Attached {
     pub sockets: Vec<String>,
     /// The process itself, where pidfds exist.
     pidfd: Option<Arc<PidFd>>,
+    /// Whether it led its own process group when it attached (`herd attach` makes it), which
+    /// then stops with it.
+    pub group: bool,
 }
 
 impl Attached {
@@ -55,6 +63,7 @@ impl Attached {
             since: now,
             sockets,
             pidfd,
+            group: leads_group(pid),
         })
     }
 
@@ -67,6 +76,7 @@ impl Attached {
         now: Instant,
     ) -> Option<Attached> {
         let start_time = process::start_time(pid)?;
+        let group = leads_group(pid);
         // Read while the pidfd's process was alive, so its pid was still its own.
         if pidfd.has_exited() {
             return None;
@@ -77,6 +87,7 @@ impl Attached {
             since: now,
             sockets,
             pidfd: Some(Arc::new(pidfd)),
+            group,
         })
     }
 
@@ -96,6 +107,7 @@ impl Attached {
                 .unwrap_or(now),
             sockets: saved.sockets,
             pidfd,
+            group: saved.group,
         };
         (!attached.exited()).then_some(attached)
     }
@@ -109,6 +121,7 @@ impl Attached {
             age_ms: now.saturating_duration_since(self.since).as_millis() as u64,
             sockets: self.sockets.clone(),
             pidfd: self.pidfd().map(|fd| fd.as_raw_fd()),
+            group: self.group,
         }
     }
 
@@ -126,16 +139,36 @@ impl Attached {
     }
 }
 
+/// Whether `pid` leads its own process group.
+fn leads_group(pid: u32) -> bool {
+    process::group_of(pid) == Some(pid)
+}
+
 /// The system calls the policy needs.
 pub trait Processes {
     /// Whether `attached` has exited.
     fn exited(&mut self, attached: &Attached) -> bool;
-    /// Sends `signal` to `attached`.
+    /// Sends `signal` to `attached`, and to its group if it leads one; a stop signal is
+    /// followed by `SIGCONT`, so that a paused process can act on it.
     fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()>;
 }
 
 /// The real system: the pidfd, or else the pid checked against the start time.
 pub struct System;
+
+impl System {
+    fn send(attached: &Attached, signal: Signal) -> std::io::Result<()> {
+        // The group's id is the process's pid, in use while the process lives (or is a
+        // zombie): checked just before.
+        if attached.group && !attached.exited() {
+            return process::signal_group(attached.pid, signal);
+        }
+        match &attached.pidfd {
+            Some(pidfd) => pidfd.signal(signal),
+            None => process::signal_process(attached.pid, signal),
+        }
+    }
+}
 
 impl Processes for System {
     fn exited(&mut self, attached: &Attached) -> bool {
@@ -143,10 +176,11 @@ impl Processes for System {
     }
 
     fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()> {
-        match &attached.pidfd {
-            Some(pidfd) => pidfd.signal(signal),
-            None => process::signal_process(attached.pid, signal),
+        System::send(attached, signal)?;
+        if signal != Signal::KILL && signal != Signal::CONT {
+            let _ = System::send(attached, Signal::CONT);
         }
+        Ok(())
     }
 }
 
@@ -175,6 +209,7 @@ enum Stopping {
 pub struct AttachedSet {
     list: Vec<Attached>,
     stopping: Stopping,
+    exited_leaders: Vec<u32>,
 }
 
 impl Default for AttachedSet {
@@ -182,6 +217,7 @@ impl Default for AttachedSet {
         AttachedSet {
             list: Vec::new(),
             stopping: Stopping::No,
+            exited_leaders: Vec::new(),
         }
     }
 }
@@ -210,15 +246,35 @@ impl AttachedSet {
         self.list.is_empty()
     }
 
-    /// Forgets those that have exited.
+    /// Forgets those that have exited (those that led their own process group are kept for
+    /// [`take_exited_leaders`](AttachedSet::take_exited_leaders)).
     pub fn remove_exited(&mut self, processes: &mut impl Processes) {
+        let leaders = &mut self.exited_leaders;
         self.list.retain(|a| {
             let exited = processes.exited(a);
             if exited {
                 tracing::info!(pid = a.pid, "attached worker exited");
+                if a.group {
+                    leaders.push(a.pid);
+                }
             }
             !exited
         });
+    }
+
+    /// The pids of the exited processes that led their own process group, since the last
+    /// call: what remains in their groups is for [`super::leftovers`].
+    pub fn take_exited_leaders(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.exited_leaders)
+    }
+
+    /// While herd stops: when what remains of an attached process's group gets `SIGKILL`
+    /// (`None` if herd is not stopping).
+    pub fn kill_at(&self) -> Option<Instant> {
+        match self.stopping {
+            Stopping::No => None,
+            Stopping::Until(at) | Stopping::Killed(at) => Some(at),
+        }
     }
 
     /// Stops them as herd stops: `signal`, then SIGKILL after `grace` (SIGKILL at once, or a
@@ -322,6 +378,7 @@ mod tests {
             since: now,
             sockets: vec!["http".to_string()],
             pidfd: None,
+            group: pid == 8,
         }
     }
 

@@ -40,6 +40,18 @@ pub fn deliver(pid: u32, signal: Signal, group: bool) -> std::io::Result<()> {
     }
 }
 
+/// Sends the stop `signal` to a worker (or its whole process group when `group`), then
+/// `SIGCONT` unless the signal was `SIGKILL`, as systemd does: a paused (`SIGSTOP`ped) process
+/// cannot act on a stop signal, and would otherwise sit out the whole grace period.
+pub fn deliver_stop(pid: u32, signal: Signal, group: bool) -> std::io::Result<()> {
+    deliver(pid, signal, group)?;
+    if signal != Signal::KILL && signal != Signal::CONT {
+        // The stop signal is on its way; a failure here is no reason to report it as lost.
+        let _ = deliver(pid, Signal::CONT, group);
+    }
+    Ok(())
+}
+
 /// Points every per-slot group at the slots that should get new connections. Errors are
 /// logged (once per change) and leave the previous steering in place.
 pub fn steer(listeners: &mut [Listener], pool: &Pool) {
@@ -155,7 +167,7 @@ impl Drains {
 }
 
 fn send(h: &Held) {
-    if let Err(e) = deliver(h.pid, h.signal, h.group) {
+    if let Err(e) = deliver_stop(h.pid, h.signal, h.group) {
         tracing::warn!(slot = h.slot, pid = h.pid, "cannot send {}: {e}", h.signal);
     }
 }

@@ -68,8 +68,12 @@ impl Groups for System {
     }
 
     fn signal(&mut self, pgid: u32, signal: Signal) {
-        if let Err(e) = process::signal_group(pgid, signal) {
-            tracing::warn!(pgid, "cannot send {signal} to what worker {pgid} left: {e}");
+        // A stop signal is followed by SIGCONT, so that a paused process can act on it.
+        if let Err(e) = super::balance::deliver_stop(pgid, signal, true) {
+            tracing::warn!(
+                pgid,
+                "cannot send {signal} to what process {pgid} left: {e}"
+            );
         }
     }
 
@@ -82,19 +86,48 @@ impl Groups for System {
     }
 }
 
+/// Whose group it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Whose {
+    /// A worker's, held as a zombie.
+    #[default]
+    Worker,
+    /// An attached process's (`herd attach`), which is not herd's child: its group's id stays
+    /// in use as long as the group has members, and herd looks at it often while stopping
+    /// (see [`Leftovers::attached_exited`]).
+    Attached,
+    /// A re-exec check child's, held as a zombie.
+    Check,
+}
+
 /// A group whose leader has exited while other processes remain in it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Group {
-    /// The group's id: the exited worker's pid, held as a zombie.
+    /// The group's id: the exited leader's pid.
     pgid: u32,
     /// The worker's slot, for the log.
     slot: usize,
+    /// Whose group it is.
+    #[serde(default)]
+    whose: Whose,
     /// When what remains gets `SIGKILL`.
     #[serde(skip, default = "Instant::now")]
     deadline: Instant,
     /// Milliseconds to the deadline, in a re-exec's state.
     #[serde(default)]
     deadline_in_ms: u64,
+}
+
+impl Group {
+    /// The group's leader, for the log: "worker 2 (pid 7)".
+    fn leader(&self) -> String {
+        match self.whose {
+            Whose::Worker => format!("worker {} (pid {})", self.slot, self.pgid),
+            Whose::Attached => format!("attached process {}", self.pgid),
+            Whose::Check => format!("the re-exec check (pid {})", self.pgid),
+        }
+    }
 }
 
 /// The groups herd is waiting for.
@@ -183,10 +216,56 @@ impl Leftovers {
         self.groups.push(Group {
             pgid: pid,
             slot,
+            whose: Whose::Worker,
             deadline,
             deadline_in_ms: 0,
         });
         true
+    }
+
+    /// Attached process `pid`, which led its own process group, has exited. If processes
+    /// remain in its group, they get `stop_signal` and `SIGKILL` after `grace`; or, when herd
+    /// already sent the group its stop (`stopping`: the time of its `SIGKILL`), `SIGKILL` then.
+    ///
+    /// herd is not its parent and cannot hold its pid: the group's id stays in use only while
+    /// the group has members. herd looks at it every [`CHECK_EVERY`] and forgets it once it is
+    /// empty; a stranger could get that id only if the group emptied and the pid was reused
+    /// within one such interval.
+    pub fn attached_exited(
+        &mut self,
+        groups: &mut impl Groups,
+        pid: u32,
+        stopping: Option<Instant>,
+        stop_signal: Signal,
+        grace: Duration,
+        now: Instant,
+    ) {
+        groups.refresh();
+        if groups.members(pid).is_empty() {
+            return;
+        }
+        let deadline = match stopping {
+            Some(deadline) => deadline,
+            None => {
+                groups.signal(pid, stop_signal);
+                now.checked_add(grace).unwrap_or(now)
+            }
+        };
+        let group = Group {
+            pgid: pid,
+            slot: 0,
+            whose: Whose::Attached,
+            deadline,
+            deadline_in_ms: 0,
+        };
+        tracing::warn!(
+            pid,
+            "{} exited, but processes it started remain in its group: stopping them (SIGKILL \
+             in {})",
+            group.leader(),
+            humantime::format_duration(round_ms(deadline.saturating_duration_since(now)))
+        );
+        self.groups.push(group);
     }
 
     /// Looks at every group: an empty one is forgotten and its leader reaped; one past its
@@ -204,9 +283,8 @@ impl Leftovers {
                     tracing::info!(
                         slot = g.slot,
                         pid = g.pgid,
-                        "the processes worker {} (pid {}) left are gone",
-                        g.slot,
-                        g.pgid
+                        "the processes {} left are gone",
+                        g.leader()
                     );
                     return false;
                 }
@@ -217,10 +295,9 @@ impl Leftovers {
                 tracing::error!(
                     slot = g.slot,
                     pid = g.pgid,
-                    "the processes worker {} (pid {}) left are still there {}s after SIGKILL \
-                     (stuck in the kernel?): pids {}; herd no longer waits for them",
-                    g.slot,
-                    g.pgid,
+                    "the processes {} left are still there {}s after SIGKILL (stuck in the \
+                     kernel?): pids {}; herd no longer waits for them",
+                    g.leader(),
                     KILL_WAIT.as_secs(),
                     pids.join(", ")
                 );
@@ -232,9 +309,8 @@ impl Leftovers {
                 tracing::warn!(
                     slot = g.slot,
                     pid = g.pgid,
-                    "killing the processes worker {} (pid {}) left: they did not stop in time",
-                    g.slot,
-                    g.pgid
+                    "killing the processes {} left: they did not stop in time",
+                    g.leader()
                 );
                 groups.signal(g.pgid, Signal::KILL);
             }
@@ -267,6 +343,20 @@ impl Leftovers {
         self.groups.push(Group {
             pgid: pid,
             slot,
+            whose: Whose::Worker,
+            deadline: now,
+            deadline_in_ms: 0,
+        });
+    }
+
+    /// Tracks the re-exec check child `pid`, which leads its own process group and has exited
+    /// (not yet reaped): whatever it left in its group is killed at once, and the leader is
+    /// reaped once the group is empty.
+    pub fn check_exited(&mut self, pid: u32, now: Instant) {
+        self.groups.push(Group {
+            pgid: pid,
+            slot: 0,
+            whose: Whose::Check,
             deadline: now,
             deadline_in_ms: 0,
         });

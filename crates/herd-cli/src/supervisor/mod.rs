@@ -373,6 +373,7 @@ impl Supervisor {
                     .stop(&mut attached::System, signal, grace, Instant::now());
             }
             self.attached.due(&mut attached::System, Instant::now());
+            self.attached_leftovers();
             balance::steer(&mut self.listeners, &self.pool);
             self.drains.release(&self.listeners, &self.pool);
             self.announce_ready();
@@ -417,6 +418,27 @@ impl Supervisor {
         match self.failure.take() {
             Some(failure) => Err(failure),
             None => Ok(()),
+        }
+    }
+
+    /// What remains in the groups of attached processes that have exited is stopped and
+    /// waited for like a worker's leftovers.
+    fn attached_leftovers(&mut self) {
+        let leaders = self.attached.take_exited_leaders();
+        if leaders.is_empty() {
+            return;
+        }
+        let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
+        let stopping = self.attached.kill_at();
+        for pid in leaders {
+            self.leftovers.attached_exited(
+                &mut leftovers::System::default(),
+                pid,
+                stopping,
+                stop_signal,
+                grace,
+                Instant::now(),
+            );
         }
     }
 
@@ -770,7 +792,13 @@ impl Supervisor {
                         }
                         _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
                     }
-                    if let Err(e) = balance::deliver(pid, signal, group) {
+                    // A stop signal is followed by SIGCONT; `herd signal` sends only what
+                    // was asked.
+                    let sent = match reason {
+                        Reason::Requested => balance::deliver(pid, signal, group),
+                        _ => balance::deliver_stop(pid, signal, group),
+                    };
+                    if let Err(e) = sent {
                         tracing::warn!(slot, pid, "cannot send {signal}: {e}");
                     }
                 }

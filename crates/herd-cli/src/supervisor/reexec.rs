@@ -177,6 +177,9 @@ pub struct SavedAttached {
     /// Its pidfd's number across the exec, if it has one.
     #[serde(default)]
     pub pidfd: Option<RawFd>,
+    /// Whether it leads its own process group, which herd stops with it.
+    #[serde(default)]
+    pub group: bool,
 }
 
 /// A socket file's parts, for the state.

@@ -400,3 +400,75 @@ fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() 
             && e["pid"] == pid
     });
 }
+
+/// Kills a process group on drop, so that a failing test leaves none of its members behind.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(-(self.0 as libc::pid_t), libc::SIGKILL) };
+    }
+}
+
+/// `herd attach` leads a process group, and herd stops that group as it stops a worker's:
+/// the shell gets the stop signal and exits; what it forked ignores it, stays in the group
+/// holding the socket, and is killed after the grace; `herd stop` returns once it is gone and
+/// the port is free.
+#[test]
+fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
+    use std::io::BufRead;
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    let addr = herd.address("http");
+    // The subshell ignores SIGTERM, and so does the sleep it becomes.
+    let script = "(trap '' TERM; exec sleep 101) & echo $!; wait";
+    let mut attached = KillOnDrop(
+        Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .args(["attach", "--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = attached.0.id();
+    let _group = KillGroupOnDrop(pid);
+    herd.wait_event("the registration", |e| {
+        e["message"] == "worker attached" && e["pid"] == pid
+    });
+    let mut line = String::new();
+    std::io::BufReader::new(attached.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let sleeper: u32 = line.trim().parse().unwrap();
+    assert_eq!(
+        in_groups(&[pid]).len(),
+        2,
+        "herd attach leads a group (the test did not make it one): {line}"
+    );
+
+    let (code, _, stderr) = herd.ctl(&["stop", "--grace", "1s"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !alive(sleeper),
+        "what the attached process forked is gone once herd stop returns"
+    );
+    std::net::TcpListener::bind(&addr).expect("the port is free once herd stop returns");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    herd.wait_event("the leftovers' kill", |e| {
+        e["message"]
+            == format!(
+                "killing the processes attached process {pid} left: they did not stop in time"
+            )
+    });
+}
