@@ -102,3 +102,83 @@ fn sigquit_stops_at_once() {
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);
 }
+
+/// Whether `pid` is stopped (state `T`).
+fn paused(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().starts_with('T')))
+        .unwrap_or(false)
+}
+
+/// A paused (SIGSTOPped) worker or attached process cannot act on the stop signal until it is
+/// continued: herd sends SIGCONT after it, as systemd does, so the stop does not sit out the
+/// grace period (an hour here) and end in SIGKILL.
+#[test]
+fn paused_workers_and_attached_processes_are_continued_on_stop() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "1h",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let worker = herd.started(1)[0].1;
+    let mut attached = std::process::Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["attach", "--", "sleep", "1001"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = attached.id();
+    herd.wait_event("the registration", |e| {
+        e["message"] == "worker attached" && e["pid"] == pid
+    });
+    let (code, _, stderr) = herd.ctl(&["signal", "STOP"]);
+    assert_eq!(code, 0, "{stderr}");
+    // SAFETY: kill with our child's pid, not reaped yet.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+    wait_until("both to pause", || {
+        (paused(worker) && paused(pid)).then_some(())
+    });
+
+    herd.signal(libc::SIGTERM);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    let status = wait_child(&mut attached, TIMEOUT, libc::SIGKILL).unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
+    assert!(!alive(worker));
+    assert!(
+        !events(&herd.lines()).any(|e| e["message"].as_str().unwrap_or("").starts_with("killing")),
+        "nothing was killed: the stop signal did it"
+    );
+}
+
+/// What a worker left paused in its group gets SIGCONT after the stop signal too.
+#[test]
+fn a_workers_paused_leftovers_are_continued() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "1h",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000 & kill -STOP $!; exit 1",
+    ]);
+    let first = herd.started(1)[0].1;
+    herd.wait_event("the leftovers to go", |e| {
+        e["message"] == format!("the processes worker 0 (pid {first}) left are gone")
+    });
+    herd.signal(libc::SIGQUIT);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}
