@@ -445,6 +445,21 @@ mod tests {
     }
 
     #[test]
+    fn exited_group_leaders_are_handed_on_once() {
+        let (mut fake, mut set) = (Fake::default(), AttachedSet::default());
+        let t0 = Instant::now();
+        set.add(attached(7, t0));
+        set.add(attached(8, t0)); // leads its group
+        set.stop(&mut fake, Signal::TERM, 2 * SEC, t0);
+        assert_eq!(set.kill_at(), Some(t0 + 2 * SEC));
+        fake.gone.extend([7, 8]);
+        set.due(&mut fake, t0 + SEC);
+        assert!(set.is_empty());
+        assert_eq!(set.take_exited_leaders(), [8], "only the group leader");
+        assert!(set.take_exited_leaders().is_empty(), "once");
+    }
+
+    #[test]
     fn exited_processes_are_not_signalled() {
         let (mut fake, mut set) = (Fake::default(), AttachedSet::default());
         let t0 = Instant::now();

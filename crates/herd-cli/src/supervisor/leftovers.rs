@@ -515,6 +515,45 @@ mod tests {
     }
 
     #[test]
+    fn an_attached_processs_group_is_stopped_like_a_workers() {
+        let mut fake = Fake::default();
+        fake.populated.insert(7);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        // Exited on its own: its group gets the stop signal, SIGKILL after the grace.
+        left.attached_exited(&mut fake, 7, None, Signal::TERM, 2 * SEC, t0);
+        assert_eq!(fake.signals, [(7, Signal::TERM)]);
+        left.check(&mut fake, t0 + 2 * SEC);
+        assert_eq!(fake.signals[1..], [(7, Signal::KILL)]);
+        // Exited while herd stops: the group was signalled with it; SIGKILL at herd's time.
+        fake.populated.insert(8);
+        left.attached_exited(&mut fake, 8, Some(t0 + 3 * SEC), Signal::TERM, SEC, t0);
+        assert_eq!(fake.signals.len(), 2);
+        // An empty group is not tracked; a tracked one is forgotten once empty.
+        left.attached_exited(&mut fake, 9, None, Signal::TERM, SEC, t0);
+        assert_eq!(left.len(), 2);
+        fake.populated.clear();
+        left.check(&mut fake, t0 + 3 * SEC);
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn a_check_childs_leftovers_are_killed_at_once() {
+        let mut fake = Fake::default();
+        fake.populated.insert(9);
+        let mut left = Leftovers::default();
+        let t0 = Instant::now();
+        left.check_exited(9, t0);
+        left.check(&mut fake, t0);
+        assert_eq!(fake.signals, [(9, Signal::KILL)]);
+        assert!(fake.reaped.is_empty(), "the zombie holds the group id");
+        fake.populated.clear();
+        left.check(&mut fake, t0);
+        assert_eq!(fake.reaped, [9]);
+        assert!(left.is_empty());
+    }
+
+    #[test]
     fn an_abandoned_child_is_held_until_it_has_exited() {
         let mut fake = Fake::default();
         fake.running.insert(9);

@@ -274,9 +274,13 @@ impl Supervisor {
 
         let first = self.pool.due(Instant::now());
         self.apply(first, true);
-        // A stop is over when every worker, what each left in its process group, and every
-        // attached process is gone.
-        while !self.pool.is_stopped() || !self.leftovers.is_empty() || !self.attached.is_empty() {
+        // A stop is over when every worker, what each left in its process group, every
+        // attached process and every re-exec check child is gone.
+        while !self.pool.is_stopped()
+            || !self.leftovers.is_empty()
+            || !self.attached.is_empty()
+            || !self.reexec_children.is_empty()
+        {
             let attached_deadline = self.attached.deadline(Instant::now());
             let deadline = match (self.pool.next_deadline(), attached_deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -462,6 +466,8 @@ impl Supervisor {
             tracing::info!(signal = reason, "stopping at once: killing every worker");
         }
         self.drains.release_all(&self.pool);
+        self.reexec_children.stop();
+        self.reexec_file = None;
         // herd's own copies of the sockets close now: once the workers have closed theirs,
         // new clients are refused at once instead of waiting in a queue nobody serves.
         for listener in &mut self.listeners {
@@ -938,6 +944,21 @@ impl Supervisor {
                 exits.push((pid, slot, Some(state)));
             }
         }
+        // Re-exec check children lead their own groups: held unreaped, like workers, while
+        // their groups have members.
+        for pid in self.reexec_children.pids() {
+            match process::peek_exit(pid) {
+                Ok(Some(status)) => {
+                    self.reexec_children.exited(pid, status);
+                    self.leftovers.check_exited(pid, Instant::now());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(pid, "cannot wait for the re-exec check {pid}: {e}");
+                    self.reexec_children.lost(pid);
+                }
+            }
+        }
         let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
         self.leftovers.exited(
             &mut leftovers::System::default(),
@@ -948,10 +969,8 @@ impl Supervisor {
         );
         loop {
             match process::reap_own_group() {
-                Ok(Some((pid, status))) => {
-                    if !self.reexec_children.exited(pid, status) {
-                        tracing::debug!(pid, "reaped a process that was not a worker");
-                    }
+                Ok(Some((pid, _))) => {
+                    tracing::debug!(pid, "reaped a process that was not a worker");
                 }
                 Ok(None) => return,
                 Err(e) => {

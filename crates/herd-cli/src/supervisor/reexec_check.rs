@@ -13,11 +13,16 @@
 //! [`TIMEOUT`]. Anything else (a crash, another exit code, another answer, no answer in time)
 //! refuses the re-exec, and herd keeps running. A binary that passes the check and then fails
 //! after the exec is not covered: nothing can be, once `execve` has replaced the program.
+//!
+//! The check child leads a process group of its own. One that does not answer in time is
+//! killed with its group, and so is one still running when herd stops (a client waiting for
+//! that re-exec is answered `stopping`); once it has exited, whatever it left in its group is
+//! killed as a [leftover](super::leftovers) and herd does not finish stopping before it is gone.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::io::OwnedFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -48,35 +53,72 @@ pub type Client = Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>;
 
 /// A finished check, sent back to the loop.
 pub struct Checked {
-    /// Who asked.
-    pub client: Client,
     /// The checked child's pid.
     pid: u32,
     /// `Ok(answer)` if the binary passed, else why not.
     verdict: Result<String, String>,
 }
 
-/// Check children not yet reaped, with the task waiting for each one's exit status.
+/// Check children that have not exited (each leads its process group), with the task waiting
+/// for each one's exit status, and the client of the check under way.
 #[derive(Default)]
-pub struct Children(HashMap<u32, Option<oneshot::Sender<ExitStatus>>>);
+pub struct Children {
+    running: HashMap<u32, Option<oneshot::Sender<ExitStatus>>>,
+    /// The check under way: its child's pid, and who asked.
+    pending: Option<(u32, Client)>,
+}
 
 impl Children {
-    /// Hands `pid`'s exit status to its check, if `pid` is a check child; says whether it was.
-    pub fn exited(&mut self, pid: u32, status: ExitStatus) -> bool {
-        match self.0.remove(&pid) {
-            Some(waiter) => {
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(status);
-                }
-                true
-            }
-            None => false,
+    /// Whether no check child is running.
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// The check children, to look for their exits.
+    pub fn pids(&self) -> Vec<u32> {
+        self.running.keys().copied().collect()
+    }
+
+    /// Check child `pid` has exited (and is not reaped: its pid holds its group's id): its
+    /// check gets the status.
+    pub fn exited(&mut self, pid: u32, status: ExitStatus) {
+        if let Some(Some(waiter)) = self.running.remove(&pid) {
+            let _ = waiter.send(status);
         }
     }
 
-    /// Whether a check is running.
+    /// Check child `pid` is no longer herd's child (nothing to wait for).
+    pub fn lost(&mut self, pid: u32) {
+        self.running.remove(&pid);
+    }
+
+    /// Whether a check is under way.
     fn busy(&self) -> bool {
-        self.0.values().any(Option::is_some)
+        self.pending.is_some()
+    }
+
+    /// herd is stopping: the client of the check under way is answered `stopping`, and every
+    /// check child is killed with its group (not reaped yet, so each pid is still its group's
+    /// id).
+    pub fn stop(&mut self) {
+        if let Some((_, client)) = self.pending.take() {
+            refuse(
+                client,
+                ErrorCode::Stopping,
+                "herd is stopping; the re-exec is cancelled".to_string(),
+            );
+        }
+        for &pid in self.running.keys() {
+            tracing::info!(pid, "killing the re-exec check: herd is stopping");
+            kill_group(pid);
+        }
+    }
+}
+
+/// Kills the check child `pid`, which has not been reaped, with its group.
+fn kill_group(pid: u32) {
+    if let Err(e) = herd_sys::process::signal_group(pid, herd_sys::process::Signal::KILL) {
+        tracing::warn!(pid, "cannot kill the re-exec check: {e}");
     }
 }
 
@@ -108,7 +150,8 @@ impl Supervisor {
         };
         let pid = child.id();
         let (status_tx, status_rx) = oneshot::channel();
-        self.reexec_children.0.insert(pid, Some(status_tx));
+        self.reexec_children.running.insert(pid, Some(status_tx));
+        self.reexec_children.pending = Some((pid, client));
         tracing::info!(
             exe = %self.exe.display(),
             file = %file.display(),
@@ -119,35 +162,33 @@ impl Supervisor {
         let done = done.clone();
         tokio::spawn(async move {
             let verdict = run_check(child, status_rx).await;
-            let _ = done
-                .send(Checked {
-                    client,
-                    pid,
-                    verdict,
-                })
-                .await;
+            let _ = done.send(Checked { pid, verdict }).await;
         });
     }
 
     /// Takes a finished check: the client to re-exec for if the binary passed; else tells the
-    /// client why not (and kills a check child that did not answer in time).
+    /// client why not (and kills a check child that did not answer in time, with its group).
+    /// `None` too for a check whose client was already answered (herd is stopping).
     pub(super) fn reexec_checked(&mut self, checked: Checked) -> Option<Client> {
-        let Checked {
-            client,
-            pid,
-            verdict,
-        } = checked;
+        let Checked { pid, verdict } = checked;
+        let client = match self.reexec_children.pending.take() {
+            Some((checked, client)) if checked == pid => client,
+            other => {
+                self.reexec_children.pending = other;
+                return None;
+            }
+        };
         match verdict {
             Ok(answer) => {
                 tracing::info!(pid, answer = %answer, "the new binary passed its check");
                 Some(client)
             }
             Err(why) => {
-                // Not reaped yet, so the pid is still the check child's: safe to kill. Its
-                // exit is then reaped as a check child's.
-                if let Some(waiter) = self.reexec_children.0.get_mut(&pid) {
+                // Not reaped yet, so the pid is still the check child's group's id: safe to
+                // kill. Its exit is then handled as a check child's.
+                if let Some(waiter) = self.reexec_children.running.get_mut(&pid) {
                     *waiter = None;
-                    let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
+                    kill_group(pid);
                 }
                 let file = self.reexec_file.take();
                 let why = format!(
@@ -177,6 +218,8 @@ fn spawn(exe: &Path) -> std::io::Result<std::process::Child> {
         .arg("--")
         .args(std::env::args_os().skip(1))
         .env_remove(super::reexec::STATE_VAR)
+        // Its own group, so that it is killed with whatever it starts.
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -440,3 +440,83 @@ fn a_reexec_follows_the_symlink_herd_was_started_by() {
     assert_eq!(checked["file"], v2.as_str());
     assert_eq!(herd.status()["workers"][0]["pid"], worker);
 }
+
+/// A check child that does not answer in time is killed with what it started (its process
+/// group), not by its pid alone.
+#[test]
+fn a_check_that_times_out_is_killed_with_what_it_started() {
+    let (copy_dir, copy) = herd_copy();
+    let herd = Herd::start_via(std::process::Command::new(&copy), &ONE_SLEEPER);
+    herd.started(1);
+    let sleeper = copy_dir.path().join("sleeper");
+    let script = format!(
+        "#!/bin/sh\nsleep 30 &\necho $! > '{}'\nwait\n",
+        sleeper.display()
+    );
+    replace_binary(&copy, script.as_bytes());
+    let (code, output) = reexec(&herd);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("did not answer its check within 5s"),
+        "{output}"
+    );
+    let sleeper: u32 = std::fs::read_to_string(&sleeper)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait_until("what the check started to be killed", || {
+        (!alive(sleeper)).then_some(())
+    });
+}
+
+/// `herd stop` while a re-exec is being checked: the client is answered `stopping`, and the
+/// check child is killed with its group before herd exits.
+#[test]
+fn a_stop_cancels_a_reexec_being_checked_and_kills_the_check() {
+    let (copy_dir, copy) = herd_copy();
+    let mut herd = Herd::start_via(std::process::Command::new(&copy), &ONE_SLEEPER);
+    herd.started(1);
+    let pid_file = copy_dir.path().join("check.pid");
+    let script = format!(
+        "#!/bin/sh\necho $$ > '{}.next'\nmv '{0}.next' '{0}'\nexec sleep 31\n",
+        pid_file.display()
+    );
+    replace_binary(&copy, script.as_bytes());
+    // Retried while the new file is "busy" (see `reexec`).
+    let spawn = || {
+        std::process::Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .arg("reexec")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut client = spawn();
+    wait_until("the check to start", || {
+        if pid_file.exists() {
+            return Some(());
+        }
+        if client.try_wait().unwrap().is_some() {
+            client = spawn();
+        }
+        None
+    });
+    let check: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(check));
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    assert!(!alive(check), "the check child does not outlive herd");
+    let status = wait_child(&mut client, TIMEOUT, libc::SIGKILL).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("herd is stopping"), "{stderr}");
+}
