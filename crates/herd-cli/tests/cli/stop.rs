@@ -159,26 +159,3 @@ fn paused_workers_and_attached_processes_are_continued_on_stop() {
     );
 }
 
-/// What a worker left paused in its group gets SIGCONT after the stop signal too.
-#[test]
-fn a_workers_paused_leftovers_are_continued() {
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--grace",
-        "1h",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sh",
-        "-c",
-        "sleep 1000 & kill -STOP $!; exit 1",
-    ]);
-    let first = herd.started(1)[0].1;
-    herd.wait_event("the leftovers to go", |e| {
-        e["message"] == format!("the processes worker 0 (pid {first}) left are gone")
-    });
-    herd.signal(libc::SIGQUIT);
-    assert_eq!(herd.wait_exit().code(), Some(0));
-}
