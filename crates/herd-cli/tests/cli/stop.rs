@@ -158,4 +158,3 @@ fn paused_workers_and_attached_processes_are_continued_on_stop() {
         "nothing was killed: the stop signal did it"
     );
 }
-
