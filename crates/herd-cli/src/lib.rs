@@ -15,6 +15,8 @@
 //! - [`text`]: escaping text from workers before it reaches a terminal.
 
 #![allow(missing_docs)]
+// Every unsafe call lives in herd-sys, behind a safe API.
+#![forbid(unsafe_code)]
 // The Unix supervisor; on Windows the binary is src/windows.rs alone.
 #![cfg(unix)]
 

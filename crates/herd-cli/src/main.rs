@@ -2,6 +2,8 @@
 //! The binary is thin: it parses the command line, sets up logging, and hands over to the
 //! library (`herd_cli`), which has one module per concept. On Windows it is `herd run` alone,
 //! in `windows.rs`, on the worker library's Windows code.
+// Every unsafe call lives in herd-sys, behind a safe API.
+#![forbid(unsafe_code)]
 
 #[cfg(unix)]
 use herd_cli::{cli, control, ctl, exit, logging, run, spec};

@@ -1,7 +1,8 @@
 //! File-descriptor hygiene: close-on-exec flags and ownership of inherited fds.
 
 use std::io;
-use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
 /// Sets or clears `FD_CLOEXEC` on `fd` (`fcntl(F_GETFD/F_SETFD)`).
 pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
@@ -63,18 +64,47 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes ownership of an fd number this process inherited (for example through `LISTEN_FDS`),
-/// after checking that it is open, and marks it close-on-exec so that it does not leak further.
+/// The fd numbers [`claim_inherited`] has handed out in this process, sorted. A number stays
+/// here for the life of the process, also after its `OwnedFd` closed it: a later fd that the
+/// process opens at the same number is owned by whoever opened it, never by a second claim.
+static CLAIMED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// Takes ownership of an fd number this process inherited (through `LISTEN_FDS`, or from the
+/// previous image of a re-executed herd), after checking that it is open
+/// (`fcntl(F_GETFD)`), and marks it close-on-exec so that it does not leak further.
 ///
-/// # Safety
-/// The caller asserts that nothing else in the process owns `raw`: the fd was handed to this
-/// process by its parent and is claimed here once.
-pub unsafe fn claim_inherited(raw: RawFd) -> io::Result<OwnedFd> {
-    if raw < 0 || libc::fcntl(raw, libc::F_GETFD) < 0 {
+/// Each number can be claimed once per process: a second claim of the same number fails with
+/// `EBUSY` (even after the first `OwnedFd` was dropped), a number that is not open with
+/// `EBADF`, and the standard streams 0, 1 and 2 (owned by the standard library) with `EINVAL`.
+/// Claim only numbers the process inherited: an fd it opened itself already has an owner.
+pub fn claim_inherited(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw <= 2 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // The lock is held until the fd is owned, so that two threads cannot both claim it.
+    let mut claimed = CLAIMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let at = match claimed.binary_search(&raw) {
+        Ok(_) => return Err(io::Error::from_raw_os_error(libc::EBUSY)),
+        Err(at) => at,
+    };
+    // SAFETY: fcntl(F_GETFD) only queries the fd table.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
-    let owned = OwnedFd::from_raw_fd(raw);
-    set_cloexec(std::os::unix::io::AsFd::as_fd(&owned), true)?;
+    claimed.insert(at, raw);
+    drop(claimed);
+    // SAFETY: `raw` is open (checked above) and this is the only `OwnedFd` that will ever be
+    // made of it here: CLAIMED, under its lock, records every number this function handed out,
+    // for good, so a second claim (of the same inherited fd, or of a later fd reusing the
+    // number) is refused, and it is never one of the standard streams, which std owns. The
+    // numbers passed in are the ones the process inherited across `execve` (LISTEN_FDS, the
+    // re-exec state): at exec nothing in the new image owns them, and herd's crates take
+    // them only through this function (herd and herd-cli forbid `unsafe`, so they cannot
+    // `from_raw_fd` them).
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_cloexec(owned.as_fd(), true)?;
     Ok(owned)
 }
 
@@ -275,7 +305,51 @@ pub fn anonymous_file(name: &str) -> io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::io::AsFd;
+    use std::os::unix::io::IntoRawFd;
+
+    /// An inherited fd is claimed once: the second claim of its number fails, also after the
+    /// first owner closed it.
+    #[test]
+    fn an_inherited_fd_is_claimed_at_most_once() {
+        // An fd nobody owns, as one inherited across exec is: given up by its owner, inheritable.
+        let raw = open_dev_null().unwrap().into_raw_fd();
+        // SAFETY: `raw` was just made open, and is not owned while borrowed here.
+        set_cloexec(unsafe { BorrowedFd::borrow_raw(raw) }, false).unwrap();
+        let owned = claim_inherited(raw).unwrap();
+        assert_eq!(owned.as_raw_fd(), raw);
+        assert!(
+            is_cloexec(owned.as_fd()).unwrap(),
+            "claimed fds are close-on-exec"
+        );
+        let again = claim_inherited(raw).unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::EBUSY), "{again}");
+        drop(owned);
+        let after_close = claim_inherited(raw).unwrap_err();
+        assert_eq!(
+            after_close.raw_os_error(),
+            Some(libc::EBUSY),
+            "{after_close}"
+        );
+    }
+
+    /// A number that is not open, or a standard stream, cannot be claimed.
+    #[test]
+    fn closed_fds_and_standard_streams_cannot_be_claimed() {
+        // Far above any fd limit: never open.
+        let closed = claim_inherited(RawFd::MAX - 1).unwrap_err();
+        assert_eq!(closed.raw_os_error(), Some(libc::EBADF), "{closed}");
+        for raw in [-1, 0, 1, 2] {
+            let error = claim_inherited(raw).unwrap_err();
+            assert_eq!(
+                error.raw_os_error(),
+                Some(libc::EINVAL),
+                "fd {raw}: {error}"
+            );
+        }
+        // A refused number is not recorded: it is still not claimed.
+        let error = claim_inherited(RawFd::MAX - 1).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EBADF), "{error}");
+    }
 
     /// The device and inode behind `fd`, or `None` if it is closed.
     fn identity(fd: RawFd) -> Option<(u64, u64)> {

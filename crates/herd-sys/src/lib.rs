@@ -7,7 +7,8 @@
 //!   default signal dispositions, an empty signal mask, and a `LISTEN_PID` equal to the child's
 //!   own pid. Everything is prepared before `fork`; the child only makes async-signal-safe
 //!   system calls and never allocates.
-//! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent.
+//! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent (each
+//!   number at most once per process, which lets the other crates forbid `unsafe`).
 //! - [`fs`]: exchanging two paths atomically (`renameat2(RENAME_EXCHANGE)`, Linux).
 //! - [`fdpass`]: sending and receiving fds over Unix sockets (`SCM_RIGHTS`).
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,

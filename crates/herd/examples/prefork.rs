@@ -8,7 +8,8 @@
 //! ```
 //!
 //! `GET /sleep/MS` answers after MS milliseconds (and says "busy" on stderr first), to watch a
-//! graceful stop. `--spawn-thread` starts a thread before forking, to show the refusal.
+//! graceful stop. `--spawn-thread` starts a thread before forking, to show the refusal;
+//! `--grace MS` sets the grace period (default 10 s).
 
 #[cfg(not(unix))]
 fn main() {
@@ -33,6 +34,11 @@ mod unix {
         if args.iter().any(|a| a == "--spawn-thread") {
             std::thread::spawn(|| std::thread::sleep(Duration::from_secs(60)));
         }
+        let grace = args
+            .iter()
+            .position(|a| a == "--grace")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .map_or(Duration::from_secs(10), Duration::from_millis);
         let listener = match TcpListener::bind(addr) {
             Ok(listener) => listener,
             Err(e) => {
@@ -46,7 +52,7 @@ mod unix {
             .unwrap_or_default();
         eprintln!("prefork: listening on {local} (pid {})", std::process::id());
         let result = herd::prefork::Prefork::new(workers)
-            .grace(Duration::from_secs(10))
+            .grace(grace)
             .run(|worker| serve(&listener, worker));
         if let Err(e) = result {
             eprintln!("prefork: {e}");

@@ -93,6 +93,8 @@
 //! [`notify`] sends `READY=1`, `STOPPING=1` and `STATUS=` to `NOTIFY_SOCKET` when it is set, and
 //! does nothing otherwise.
 #![deny(missing_docs)]
+// Every unsafe call lives in herd-sys, behind a safe API.
+#![forbid(unsafe_code)]
 // libc re-exports `core::ffi::c_int` and friends (stable since 1.64), which clippy's MSRV lint
 // mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
 #![allow(clippy::incompatible_msrv)]

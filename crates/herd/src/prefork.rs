@@ -21,7 +21,8 @@
 //! `herd run`); `SIGTERM` or `SIGINT` stop gracefully (children get `SIGTERM`, which sets their
 //! [`Worker::should_stop`] and interrupts a blocking call, and `SIGKILL` after the grace
 //! period; a second `SIGINT` or `SIGQUIT` kills at once); `SIGTTIN`/`SIGTTOU` add or remove a
-//! child. On Linux, children die with the parent.
+//! child (the one removed is stopped as in a graceful stop: `SIGTERM`, then `SIGKILL` after the
+//! grace period). On Linux, children die with the parent.
 //!
 //! [`Prefork::run`] must be called before the program starts any thread: `fork()` copies only
 //! the calling thread, so a lock held by another thread (the allocator's, stdout's) would stay
@@ -101,6 +102,8 @@ struct Slot {
     restart_at: Option<Instant>,
     backoff: Backoff,
     retired: bool,
+    /// When the child, asked to stop by a scale-down, gets `SIGKILL` if it still runs.
+    kill_at: Option<Instant>,
 }
 
 impl Prefork {
@@ -113,7 +116,8 @@ impl Prefork {
         }
     }
 
-    /// How long stopping children may take before they get `SIGKILL`.
+    /// How long stopping children (all of them on a stop, or the one a `SIGTTOU` removes) may
+    /// take before they get `SIGKILL`.
     pub fn grace(mut self, grace: Duration) -> Prefork {
         self.grace = grace;
         self
@@ -162,9 +166,14 @@ impl Prefork {
                 }
             }
             let now = Instant::now();
+            kill_overdue(&mut slots, now);
             let next = match stopping {
                 Some(deadline) => Some(deadline),
-                None => slots.iter().filter_map(|s| s.restart_at).min(),
+                None => slots
+                    .iter()
+                    .filter_map(|s| s.restart_at)
+                    .chain(slots.iter().filter_map(|s| s.kill_at))
+                    .min(),
             };
             let timeout = next.map(|t| t.saturating_duration_since(now));
             let signal = process::wait_for_signal(&PARENT_SIGNALS, timeout)
@@ -195,6 +204,7 @@ impl Prefork {
                     slot.restart_at = None;
                     if let Some(pid) = slot.pid {
                         let _ = process::signal_process(pid, Signal::TERM);
+                        slot.kill_at = Some(Instant::now() + self.grace);
                     }
                 }
                 // The grace period is over.
@@ -245,6 +255,7 @@ impl Prefork {
                 None => continue,
             };
             slot.pid = None;
+            slot.kill_at = None;
             if stopping || slot.retired {
                 continue;
             }
@@ -252,6 +263,18 @@ impl Prefork {
             let delay = slot.backoff.next_delay(&self.backoff, uptime);
             slot.restart_at = Some(Instant::now() + delay);
             eprintln!("prefork: worker {pid} exited ({status}); restarting in {delay:?}");
+        }
+    }
+}
+
+/// Kills the children removed by a scale-down whose grace period is over.
+fn kill_overdue(slots: &mut [Slot], now: Instant) {
+    for slot in slots.iter_mut() {
+        if let (Some(pid), Some(at)) = (slot.pid, slot.kill_at) {
+            if at <= now {
+                let _ = process::signal_process(pid, Signal::KILL);
+                slot.kill_at = None;
+            }
         }
     }
 }

@@ -85,9 +85,9 @@ impl Sockets {
         let mut entries = Vec::with_capacity(names.len());
         for (i, name) in names.into_iter().enumerate() {
             let raw = LISTEN_FDS_START + i as i32;
-            // SAFETY: LISTEN_PID named this process, so fds 3..3+LISTEN_FDS were handed to it
-            // by its parent; INHERITED guarantees they are claimed once per process.
-            let fd = unsafe { herd_sys::fd::claim_inherited(raw) }.map_err(|e| {
+            // LISTEN_PID named this process, so fds 3..3+LISTEN_FDS were handed to it by its
+            // parent; herd-sys refuses a second claim of a number.
+            let fd = herd_sys::fd::claim_inherited(raw).map_err(|e| {
                 Error::new(
                     ErrorKind::InvalidEnvironment,
                     format!("LISTEN_FDS promises fd {raw} ({name:?}) but it is not open: {e}"),

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The example binary, built if `cargo test` did not build it already.
+/// The example binary, built (or found up to date) before the first use: `cargo test --test
+/// prefork` does not build examples, and a stale one would test an older library.
 fn example() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
     let deps = std::env::current_exe().unwrap();
     let path = deps
         .parent()
@@ -21,13 +23,13 @@ fn example() -> PathBuf {
         .parent()
         .unwrap()
         .join("examples/prefork");
-    if !path.exists() {
+    BUILT.call_once(|| {
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "-p", "herd", "--example", "prefork"])
             .status()
             .unwrap();
         assert!(status.success());
-    }
+    });
     path
 }
 
@@ -207,6 +209,58 @@ fn ttin_and_ttou_scale() {
     all_answer(&server, 2);
     server.signal(libc::SIGTTIN);
     all_answer(&server, 3);
+}
+
+/// A child removed by SIGTTOU that does not stop (busy, ignoring the stop signal) is killed
+/// after the grace period, as a stop does.
+#[test]
+fn a_child_scaled_away_that_does_not_stop_is_killed_after_the_grace() {
+    let server = Server::start("2", &["--grace", "200"]);
+    let slots: std::collections::BTreeMap<usize, u32> = all_answer(&server, 2)
+        .into_iter()
+        .map(|(pid, slot)| (slot, pid))
+        .collect();
+    // Both children busy for longer than the test may take: the second request goes to the
+    // child that is still waiting in accept.
+    let busy = |server: &Server| {
+        let addr = server.addr.clone();
+        std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(&addr).unwrap();
+            stream.set_read_timeout(Some(TIMEOUT * 2)).unwrap();
+            write!(stream, "GET /sleep/60000 HTTP/1.0\r\n\r\n").unwrap();
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            response
+        });
+        server.expect("busy");
+    };
+    busy(&server);
+    busy(&server);
+    // SIGTTOU removes the child of the last slot; it sleeps through SIGTERM.
+    let retired = slots[&1];
+    eprintln!(
+        "BEFORE {:?}",
+        std::fs::read_to_string(format!("/proc/{retired}/stat"))
+    );
+    server.signal(libc::SIGTTOU);
+    let deadline = Instant::now() + TIMEOUT;
+    while alive(retired) {
+        assert!(
+            Instant::now() < deadline,
+            "the child {retired} scaled away still runs {TIMEOUT:?} later (grace 200 ms)"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "AFTER {:?} {:?}",
+        std::fs::read_to_string(format!("/proc/{retired}/stat")),
+        Instant::now() + TIMEOUT - deadline
+    );
+    assert!(alive(slots[&0]), "the other child was left alone");
+    while let Ok(l) = server.lines.recv_timeout(Duration::from_millis(300)) {
+        eprintln!("LINE {l}");
+    }
+    eprintln!("{slots:?}");
 }
 
 #[test]

@@ -369,10 +369,9 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
 }
 
 fn claim(fd: RawFd) -> anyhow::Result<OwnedFd> {
-    // SAFETY: the previous image of this very process listed `fd` in its state and cleared
-    // FD_CLOEXEC on it just for this exec; nothing else in the new image knows it, and each
-    // fd in the state is claimed exactly once.
-    unsafe { herd_sys::fd::claim_inherited(fd) }
+    // The previous image of this very process listed `fd` in its state and cleared
+    // FD_CLOEXEC on it just for this exec; herd-sys refuses a number claimed twice.
+    herd_sys::fd::claim_inherited(fd)
         .with_context(|| format!("the fd {fd} handed over by the previous herd is not open"))
 }
 
