@@ -3,12 +3,12 @@
 //!
 //! The old image writes its state (sockets, worker table, timers, attached processes) as JSON
 //! into an anonymous file, clears close-on-exec on exactly the fds that must survive (the
-//! listening sockets, the control, notify and metrics sockets, the attached processes' pidfds, the
-//! state file, and the connection of the client that asked), blocks the signals herd handles (the mask survives `execve`, so no
-//! signal is lost or kills herd in between), and executes the path herd was started by
-//! ([`invoked`], resolved anew at each re-exec, so that a switched symlink takes effect) with
-//! the same arguments and `HERD_REEXEC_STATE=FD`. The path is the one herd was started by ([`invoked`]),
-//! resolved anew at each re-exec, so a switched symlink takes effect. The new image claims those fds, unblocks the signals
+//! listening sockets, the control, notify and metrics sockets, the attached processes' pidfds,
+//! the state file, and the connection of the client that asked), blocks the signals herd
+//! handles (the mask survives `execve`, so no signal is lost or kills herd in between), and
+//! executes the path herd was started by ([`invoked`]: this very binary, its symlinks resolved
+//! anew at each re-exec, so that a switched symlink takes effect) with the same arguments and
+//! `HERD_REEXEC_STATE=FD`. The new image claims those fds, unblocks the signals
 //! once its handlers are in place, and answers the waiting client. Before any of that, the new
 //! binary must pass its [check](super::reexec_check); if `execve` fails all the same, all of
 //! that is undone and the old image carries on.
@@ -200,18 +200,43 @@ pub fn exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Error
 enum Never {}
 
 /// The path herd was started by, which `herd reexec` runs again: `argv[0]` made absolute
-/// against the directory herd started in, or looked up in `PATH` when it has no `/`. Symlinks
-/// are kept, so that a re-exec follows a link switched since (`/opt/current/herd`, alternatives,
-/// Nix profiles); [`resolve`] follows them at re-exec time. The running file
-/// (`/proc/self/exe`) only when `argv[0]` names no executable file.
+/// against the directory herd started in, or looked up in `PATH` when it has no `/`, provided
+/// it names this very binary (symlinks followed, the same device and inode as
+/// `/proc/self/exe`). Symlinks are kept, so that a re-exec follows a link switched since
+/// (`/opt/current/herd`, alternatives, Nix profiles); [`resolve`] follows them at re-exec time.
+/// The running file (`/proc/self/exe`) when `argv[0]` names no file or another program
+/// (`exec -a NAME`, systemd's `ExecStart=@`), which is logged.
 pub fn invoked() -> anyhow::Result<PathBuf> {
-    let arg0 = std::env::args_os().next();
+    use std::os::unix::fs::MetadataExt;
+    let arg0 = std::env::args_os().next().unwrap_or_default();
     let cwd = std::env::current_dir().ok();
     let path = std::env::var_os("PATH");
-    match arg0.and_then(|a| invoked_path(&a, cwd.as_deref(), path.as_deref(), is_executable)) {
-        Some(invoked) => Ok(invoked),
-        None => std::env::current_exe().context("cannot find herd's own binary"),
+    let running = std::fs::metadata("/proc/self/exe")
+        .ok()
+        .map(|m| (m.dev(), m.ino()));
+    let this_binary = |p: &Path| {
+        running.is_some() && std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) == running
+    };
+    if let Some(invoked) = invoked_path(&arg0, cwd.as_deref(), path.as_deref(), this_binary) {
+        return Ok(invoked);
     }
+    let exe = std::env::current_exe().context("cannot find herd's own binary")?;
+    let other = invoked_path(&arg0, cwd.as_deref(), path.as_deref(), is_executable);
+    let arg0 = arg0.to_string_lossy();
+    match other {
+        Some(other) => tracing::warn!(
+            argv0 = %arg0,
+            names = %other.display(),
+            exe = %exe.display(),
+            "argv[0] names another program, not this herd; herd reexec runs herd's own binary"
+        ),
+        None => tracing::info!(
+            argv0 = %arg0,
+            exe = %exe.display(),
+            "argv[0] names no file of herd's; herd reexec runs herd's own binary"
+        ),
+    }
+    Ok(exe)
 }
 
 /// `arg0` as a path that stays valid after a change of directory, if `usable` accepts it.

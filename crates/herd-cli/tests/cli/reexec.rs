@@ -520,3 +520,50 @@ fn a_stop_cancels_a_reexec_being_checked_and_kills_the_check() {
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("herd is stopping"), "{stderr}");
 }
+
+/// herd started with an `argv[0]` that names another program (`exec -a NAME`, systemd's
+/// `ExecStart=@`) re-executes its own binary, never that program.
+#[test]
+fn a_reexec_never_runs_another_program_named_by_argv0() {
+    use std::os::unix::process::CommandExt;
+    let other = tempfile::tempdir().unwrap();
+    let ran = other.path().join("ran");
+    let impostor = other.path().join("impostor");
+    let script = format!("#!/bin/sh\necho \"$@\" >> '{}'\n", ran.display());
+    std::fs::write(&impostor, script).unwrap();
+    std::fs::set_permissions(&impostor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        other.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = std::process::Command::new(HERD);
+    cmd.arg0("impostor").env("PATH", path);
+    let herd = Herd::start_via(cmd, &ONE_SLEEPER);
+    let worker = herd.started(1)[0].1;
+    let warned = herd.wait_event("the argv[0] warning", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("argv[0] names another program")
+    });
+    assert_eq!(warned["names"], impostor.display().to_string(), "{warned}");
+
+    let (code, out) = reexec(&herd);
+    assert_eq!(code, 0, "{out}");
+    herd.wait_event("the re-exec", |e| {
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("re-executed")
+    });
+    let own = std::fs::canonicalize(HERD).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{}/exe", herd.pid())).unwrap();
+    assert_eq!(exe, own);
+    assert!(
+        !ran.exists(),
+        "the impostor ran: {:?}",
+        std::fs::read_to_string(&ran)
+    );
+    assert_eq!(herd.status()["workers"][0]["pid"], worker);
+}
