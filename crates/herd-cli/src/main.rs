@@ -75,6 +75,9 @@ fn run_command() -> ExitCode {
                 let uid = herd_sys::process::effective_uid();
                 let (path, private_dir) =
                     control::path::resolve(cli.control.as_deref(), &cli.name, uid);
+                // Absolute, as `herd run` makes it: `herd attach` hands it on in HERD_CONTROL
+                // to a command that may change directory.
+                let path = control::path::absolute(&path);
                 ctl::run(client, &path, private_dir, owner)
             }),
     });

@@ -472,3 +472,30 @@ fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
             )
     });
 }
+
+/// `herd --control ./c.sock attach -- COMMAND`: COMMAND gets an absolute `HERD_CONTROL`, so it
+/// reaches herd after changing directory.
+#[test]
+fn attach_hands_on_an_absolute_control_path() {
+    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    herd.wait_event("the control socket", |e| {
+        e["message"] == "control socket ready"
+    });
+    let script = format!("cd / && printf '%s\\n' \"$HERD_CONTROL\" && exec '{HERD}' status --json");
+    let out = Command::new(HERD)
+        .current_dir(herd.dir.path())
+        .env_remove("HERD_CONTROL")
+        .args(["--control", "./control.sock", "attach", "--", "sh", "-c"])
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let (control, status) = stdout.split_once('\n').unwrap();
+    assert_eq!(control, herd.control(), "{stdout}");
+    let status: Value = serde_json::from_str(status).unwrap();
+    assert_eq!(status["pid"], herd.pid(), "{status}");
+}
