@@ -566,7 +566,9 @@ fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
     };
     if soft > hard {
         return Err(format!(
-            "the soft limit {soft} is above the hard limit {hard}"
+            "the soft limit {} is above the hard limit {}",
+            show_rlimit(soft),
+            show_rlimit(hard)
         ));
     }
     if resource == libc::RLIMIT_NOFILE as i32 && soft == 0 {
@@ -585,6 +587,15 @@ fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
         soft,
         hard,
     })
+}
+
+/// A resource limit as herd shows it: `unlimited` for `RLIM_INFINITY`, else the number.
+pub fn show_rlimit(value: u64) -> String {
+    if value == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        value.to_string()
+    }
 }
 
 /// The smallest address space (`as`) and data segment (`data`) a worker may be given: below
@@ -935,6 +946,20 @@ mod tests {
         ] {
             assert!(parse_rlimit(text).is_ok(), "{text}");
         }
+    }
+
+    #[test]
+    fn unlimited_is_shown_as_unlimited() {
+        assert_eq!(
+            parse_rlimit("as=unlimited:1000").unwrap_err(),
+            "the soft limit unlimited is above the hard limit 1000"
+        );
+        assert_eq!(
+            parse_rlimit("nofile=2000:1000").unwrap_err(),
+            "the soft limit 2000 is above the hard limit 1000"
+        );
+        assert_eq!(show_rlimit(libc::RLIM_INFINITY), "unlimited");
+        assert_eq!(show_rlimit(65536), "65536");
     }
 
     #[test]

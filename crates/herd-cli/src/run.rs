@@ -293,7 +293,9 @@ fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
         if !limits.iter().any(|l| l.0 == nofile) {
             limits.push((nofile, soft, hard));
             limit_names.push(format!(
-                "nofile={soft}:{hard} (the limit herd was started with)"
+                "nofile={}:{} (the limit herd was started with)",
+                crate::cli::show_rlimit(soft),
+                crate::cli::show_rlimit(hard)
             ));
         }
     }

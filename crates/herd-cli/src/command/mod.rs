@@ -107,8 +107,9 @@ fn limit_hint(resource: i32, hard: u64) -> String {
         .filter(|_| resource == libc::RLIMIT_NOFILE as i32);
     match nr_open {
         Some(ceiling) if hard > ceiling => format!(
-            "; {hard} is above the system's ceiling for open files (fs.nr_open = {ceiling}): \
-             give at most {ceiling}"
+            "; {} is above the system's ceiling for open files (fs.nr_open = {ceiling}): \
+             give at most {ceiling}",
+            crate::cli::show_rlimit(hard)
         ),
         _ if herd_sys::process::effective_uid() != 0 => {
             "; only root may raise a hard limit above herd's own: lower it, or run herd as root"
