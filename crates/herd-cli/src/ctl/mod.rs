@@ -269,12 +269,25 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     // Lead a process group before registering, so that herd, which stops an attached
     // process's group as it stops a worker's, reaches what COMMAND forks too (a shell's
     // foreground job leads its group already; run from a script, this leaves the script's
-    // group: see docs on attach and job control).
-    if let Err(e) = herd_sys::process::lead_own_group() {
-        tracing::warn!(
+    // group: see docs on attach and job control). A group this process already leads with
+    // others in it (a pipeline's, a script's under setsid) is not taken as COMMAND's: herd
+    // checks that itself, and signals only COMMAND then.
+    match herd_sys::process::lead_own_group() {
+        Err(e) => tracing::warn!(
             "cannot lead a process group ({e}): herd will stop only this process, not what it \
              forks"
-        );
+        ),
+        Ok(()) => {
+            let others = herd_sys::process::group_members(herd_sys::process::current_pid());
+            if !others.is_empty() {
+                tracing::warn!(
+                    "this process leads a process group that other processes share (a \
+                     pipeline's or a script's, {} of them): herd will stop only COMMAND, not \
+                     what it forks",
+                    others.len()
+                );
+            }
+        }
     }
     let register = herd::fetch::FetchOptions {
         only: names.clone(),

@@ -1,8 +1,9 @@
 //! Attached processes: those that fetched the sockets with `herd attach`. Not children and not
 //! restarted, but held by a pidfd (a reused pid is never signalled), listed in status, and
 //! stopped with the workers: the stop signal, then SIGKILL once the grace period is over, and
-//! herd does not exit before they are gone. Their exits are noticed within [`CHECK_EVERY`],
-//! and within [`STOP_CHECK_EVERY`] while herd stops (a `poll` of each pidfd: waiting on the
+//! herd does not exit before they are gone. Their exits are noticed at the next turn of herd's
+//! loop, which turns at least every [`CHECK_EVERY`] while there are some, and every
+//! [`STOP_CHECK_EVERY`] while herd stops (a `poll` of each pidfd: waiting on the
 //! pidfds' readiness would need tokio's `AsyncFd::register`, an `unsafe` call outside
 //! herd-sys, for a wait that only lasts as long as a stop). Without pidfds (not Linux, or a
 //! kernel before 5.3) a process is known by its pid and start time instead.
@@ -10,7 +11,12 @@
 //! `herd attach` makes the process lead a process group of its own, and herd stops that group as
 //! it stops a worker's: the stop signal (then `SIGCONT`) and `SIGKILL` go to the whole group
 //! while the process lives (it holds the group's id), and what remains of the group once it has
-//! exited becomes one of [`super::leftovers`]' groups, waited for like a worker's.
+//! exited becomes one of [`super::leftovers`]' groups, waited for like a worker's. The group is
+//! taken as the process's only if, when it registers, no other process is in it (read from
+//! `/proc` by herd, not taken from the client): a process that already led a group shared with
+//! others (a shell pipeline's, a script's run with `setsid`, a container's) is signalled alone.
+//! What herd knows of the process ([`ExitedLeader`]: start time, session, when its exit was
+//! seen) tells its group's processes from a stranger's group that got the same id.
 //!
 //! The policy ([`AttachedSet`]: stop signal, grace, SIGKILL, [`KILL_WAIT`]) is pure: the
 //! system calls go through [`Processes`] and the time is given, so it is unit-tested without
@@ -25,8 +31,9 @@ use herd_sys::process::{self, Signal};
 
 use super::reexec::SavedAttached;
 
-/// How often attached processes are checked for having exited.
-pub const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// How often attached processes are checked for having exited (they are also checked at every
+/// turn of herd's loop: a `poll` of each pidfd).
+pub const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How often while herd stops, which waits for them.
 pub const STOP_CHECK_EVERY: Duration = Duration::from_millis(10);
 /// How long herd waits for killed processes to go (one stuck in the kernel may never).
@@ -45,9 +52,26 @@ pub struct Attached {
     pub sockets: Vec<String>,
     /// The process itself, where pidfds exist.
     pidfd: Option<Arc<PidFd>>,
-    /// Whether it led its own process group when it attached (`herd attach` makes it), which
-    /// then stops with it.
+    /// Whether it led its own process group, with no other process in it, when it attached
+    /// (`herd attach` makes it): the group then stops with it.
     pub group: bool,
+    /// Its session, read when it attached (`None` where `/proc` does not say).
+    pub session: Option<u32>,
+}
+
+/// An attached process that led its own group and has exited: what tells its group's
+/// remaining processes from those of a stranger that got the same id later (see
+/// [`super::leftovers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitedLeader {
+    /// Its pid, its group's id.
+    pub pid: u32,
+    /// Its start time, in clock ticks since boot.
+    pub start_time: u64,
+    /// Its session.
+    pub session: Option<u32>,
+    /// When herd saw it had exited, in clock ticks since boot: what it left started before.
+    pub seen_exit: u64,
 }
 
 impl Attached {
@@ -63,7 +87,8 @@ impl Attached {
             since: now,
             sockets,
             pidfd,
-            group: leads_group(pid),
+            group: own_group(pid),
+            session: session_of(pid),
         })
     }
 
@@ -76,7 +101,8 @@ impl Attached {
         now: Instant,
     ) -> Option<Attached> {
         let start_time = process::start_time(pid)?;
-        let group = leads_group(pid);
+        let group = own_group(pid);
+        let session = session_of(pid);
         // Read while the pidfd's process was alive, so its pid was still its own.
         if pidfd.has_exited() {
             return None;
@@ -88,16 +114,28 @@ impl Attached {
             sockets,
             pidfd: Some(Arc::new(pidfd)),
             group,
+            session,
         })
     }
 
     /// An attached process handed over by a re-exec, with its pidfd if it had one (an older
-    /// herd's state has none: it is opened anew, by pid and start time). `None` if it has
-    /// exited.
-    pub fn restore(saved: SavedAttached, pidfd: Option<OwnedFd>, now: Instant) -> Option<Attached> {
+    /// herd's state has none: it is opened anew, by pid and start time). `Err` if it has
+    /// exited meanwhile: with what its group needs if it led one.
+    pub fn restore(
+        saved: SavedAttached,
+        pidfd: Option<OwnedFd>,
+        now: Instant,
+    ) -> Result<Attached, Option<ExitedLeader>> {
+        let exited = ExitedLeader {
+            pid: saved.pid,
+            start_time: saved.start_time,
+            session: saved.session,
+            seen_exit: boot_ticks(),
+        };
+        let exited = saved.group.then_some(exited);
         let pidfd = match pidfd {
             Some(fd) => Some(Arc::new(PidFd::from(fd))),
-            None => open_checked(saved.pid, saved.start_time)?,
+            None => open_checked(saved.pid, saved.start_time).ok_or(exited)?,
         };
         let attached = Attached {
             pid: saved.pid,
@@ -108,8 +146,12 @@ impl Attached {
             sockets: saved.sockets,
             pidfd,
             group: saved.group,
+            session: saved.session,
         };
-        (!attached.exited()).then_some(attached)
+        match attached.exited() {
+            true => Err(exited),
+            false => Ok(attached),
+        }
     }
 
     /// What a re-exec hands over.
@@ -122,6 +164,7 @@ impl Attached {
             sockets: self.sockets.clone(),
             pidfd: self.pidfd().map(|fd| fd.as_raw_fd()),
             group: self.group,
+            session: self.session,
         }
     }
 
@@ -139,15 +182,60 @@ impl Attached {
     }
 }
 
-/// Whether `pid` leads its own process group.
-fn leads_group(pid: u32) -> bool {
-    process::group_of(pid) == Some(pid)
+/// Whether `pid` leads a process group that no other process is in (from `/proc`): only then
+/// is the group taken as its own, to stop with it. One that leads a group shared with others
+/// (started before it attached: a pipeline's other commands, a script's background jobs) is
+/// logged and signalled alone.
+fn own_group(pid: u32) -> bool {
+    if process::group_of(pid) != Some(pid) {
+        return false;
+    }
+    let others = process::group_members(pid);
+    if others.is_empty() {
+        return true;
+    }
+    let pids: Vec<String> = others.iter().map(u32::to_string).collect();
+    tracing::warn!(
+        pid,
+        "attached process {pid} leads a process group that other processes it did not start \
+         are in too (pids {}): herd will signal only the process, not its group",
+        pids.join(", ")
+    );
+    false
+}
+
+/// The session of `pid` (`/proc/PID/stat` field 6).
+fn session_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    process::parse_stat_fields(&stat, &[6])?
+        .first()?
+        .parse()
+        .ok()
+}
+
+/// The time since boot in clock ticks, the unit of a process's start time, rounded up (and one
+/// tick more, so that a process started in the same tick counts as started before); `u64::MAX`
+/// where `/proc/uptime` does not say.
+pub fn boot_ticks() -> u64 {
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    let seconds: Option<f64> = uptime
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok());
+    match seconds {
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            (s * process::ticks_per_second() as f64).ceil() as u64 + 1
+        }
+        _ => u64::MAX,
+    }
 }
 
 /// The system calls the policy needs.
 pub trait Processes {
     /// Whether `attached` has exited.
     fn exited(&mut self, attached: &Attached) -> bool;
+    /// The time since boot in clock ticks (see [`boot_ticks`]).
+    fn now_ticks(&mut self) -> u64;
     /// Sends `signal` to `attached`, and to its group if it leads one; a stop signal is
     /// followed by `SIGCONT`, so that a paused process can act on it.
     fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()>;
@@ -173,6 +261,10 @@ impl System {
 impl Processes for System {
     fn exited(&mut self, attached: &Attached) -> bool {
         attached.exited()
+    }
+
+    fn now_ticks(&mut self) -> u64 {
+        boot_ticks()
     }
 
     fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()> {
@@ -209,7 +301,7 @@ enum Stopping {
 pub struct AttachedSet {
     list: Vec<Attached>,
     stopping: Stopping,
-    exited_leaders: Vec<u32>,
+    exited_leaders: Vec<ExitedLeader>,
 }
 
 impl Default for AttachedSet {
@@ -229,10 +321,16 @@ impl AttachedSet {
         self.list.push(attached);
     }
 
-    /// Adds processes (restored after a re-exec).
-    pub fn extend(&mut self, attached: impl IntoIterator<Item = Attached>) {
-        for a in attached {
-            self.add(a);
+    /// Adds a process a re-exec handed over, or, if it has exited since and led its own
+    /// group, hands that group on to [`take_exited_leaders`](AttachedSet::take_exited_leaders).
+    pub fn restore(&mut self, restored: Result<Attached, Option<ExitedLeader>>) {
+        match restored {
+            Ok(a) => self.add(a),
+            Err(Some(leader)) => {
+                tracing::info!(pid = leader.pid, "attached worker exited");
+                self.exited_leaders.push(leader);
+            }
+            Err(None) => {}
         }
     }
 
@@ -250,21 +348,28 @@ impl AttachedSet {
     /// [`take_exited_leaders`](AttachedSet::take_exited_leaders)).
     pub fn remove_exited(&mut self, processes: &mut impl Processes) {
         let leaders = &mut self.exited_leaders;
+        let mut now = None;
         self.list.retain(|a| {
             let exited = processes.exited(a);
             if exited {
                 tracing::info!(pid = a.pid, "attached worker exited");
                 if a.group {
-                    leaders.push(a.pid);
+                    let seen_exit = *now.get_or_insert_with(|| processes.now_ticks());
+                    leaders.push(ExitedLeader {
+                        pid: a.pid,
+                        start_time: a.start_time,
+                        session: a.session,
+                        seen_exit,
+                    });
                 }
             }
             !exited
         });
     }
 
-    /// The pids of the exited processes that led their own process group, since the last
-    /// call: what remains in their groups is for [`super::leftovers`].
-    pub fn take_exited_leaders(&mut self) -> Vec<u32> {
+    /// The exited processes that led their own process group, since the last call: what
+    /// remains in their groups is for [`super::leftovers`].
+    pub fn take_exited_leaders(&mut self) -> Vec<ExitedLeader> {
         std::mem::take(&mut self.exited_leaders)
     }
 
@@ -365,6 +470,9 @@ mod tests {
         fn exited(&mut self, attached: &Attached) -> bool {
             self.gone.contains(&attached.pid)
         }
+        fn now_ticks(&mut self) -> u64 {
+            500
+        }
         fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()> {
             self.signals.push((attached.pid, signal));
             Ok(())
@@ -379,6 +487,7 @@ mod tests {
             sockets: vec!["http".to_string()],
             pidfd: None,
             group: pid == 8,
+            session: Some(3),
         }
     }
 
@@ -455,7 +564,13 @@ mod tests {
         fake.gone.extend([7, 8]);
         set.due(&mut fake, t0 + SEC);
         assert!(set.is_empty());
-        assert_eq!(set.take_exited_leaders(), [8], "only the group leader");
+        let leader = ExitedLeader {
+            pid: 8,
+            start_time: 0,
+            session: Some(3),
+            seen_exit: 500,
+        };
+        assert_eq!(set.take_exited_leaders(), [leader], "only the group leader");
         assert!(set.take_exited_leaders().is_empty(), "once");
     }
 
@@ -470,5 +585,32 @@ mod tests {
         fake.gone.insert(7);
         set.stop(&mut fake, Signal::INT, SEC, t0);
         assert_eq!(fake.signals, [(8, Signal::INT)]);
+    }
+
+    #[test]
+    fn a_group_leader_that_exited_during_a_reexec_hands_its_group_on() {
+        // A pid no process has (above any pid_max), held by no pidfd: it has exited.
+        let saved = |group| SavedAttached {
+            pid: 0x7fff_fff0,
+            start_time: 42,
+            age_ms: 10,
+            sockets: vec!["http".to_string()],
+            pidfd: None,
+            group,
+            session: Some(3),
+        };
+        let mut set = AttachedSet::default();
+        let t0 = Instant::now();
+        set.restore(Attached::restore(saved(false), None, t0));
+        assert!(set.is_empty());
+        assert!(set.take_exited_leaders().is_empty(), "no group of its own");
+        set.restore(Attached::restore(saved(true), None, t0));
+        assert!(set.is_empty(), "not listed as attached");
+        let leaders = set.take_exited_leaders();
+        assert_eq!(leaders.len(), 1, "its group is handed on: {leaders:?}");
+        assert_eq!(
+            (leaders[0].pid, leaders[0].start_time, leaders[0].session),
+            (0x7fff_fff0, 42, Some(3))
+        );
     }
 }

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use herd_sys::process::{self, Signal};
 
+use super::attached::ExitedLeader;
 use super::pool::WorkerState;
 
 /// How often groups with leftovers are looked at.
@@ -45,8 +46,54 @@ pub trait Groups {
     fn members(&mut self, pgid: u32) -> Vec<u32>;
     /// Sends `signal` to the group.
     fn signal(&mut self, pgid: u32, signal: Signal);
+    /// What `/proc/PID/stat` says of `pid`, zombie or not (`None` if there is no such
+    /// process).
+    fn stat(&mut self, pid: u32) -> Option<Stat>;
+    /// The time since boot in clock ticks, the unit of [`Stat::start_time`].
+    fn now_ticks(&mut self) -> u64;
     /// Reaps the leader; `false` if it has not exited (yet).
     fn reap(&mut self, pgid: u32) -> bool;
+}
+
+/// A process as `/proc/PID/stat` shows it: what tells an attached process's leftovers from a
+/// stranger's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Its session (field 6).
+    pub session: u32,
+    /// Its start time in clock ticks since boot (field 22).
+    pub start_time: u64,
+}
+
+/// Whether the process `pid` (the exited `leader`'s pid), which is there, is a stranger that got
+/// the pid since: the group's id is then no longer the leader's (the kernel does not reuse a
+/// pid while a group of that id has members, so the group emptied).
+fn stranger_leads(leader: &ExitedLeader, there: Option<Stat>) -> bool {
+    matches!(there, Some(s) if s.start_time != leader.start_time)
+}
+
+/// Whether `member`, in the exited `leader`'s group, is one of its leftovers: in its session,
+/// started after it and before herd saw it exit. A process of a stranger's group that got the
+/// same id is not, having started after the group emptied (or in another session).
+fn left_by(leader: &ExitedLeader, member: Option<Stat>) -> bool {
+    match member {
+        Some(m) => {
+            leader.session.is_none_or(|s| s == m.session)
+                && m.start_time >= leader.start_time
+                && m.start_time <= leader.seen_exit
+        }
+        None => false,
+    }
+}
+
+/// `/proc/PID/stat`'s session and start time, zombie or not.
+fn read_stat(pid: u32) -> Option<Stat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = process::parse_stat_fields(&stat, &[6, 22])?;
+    Some(Stat {
+        session: fields.first()?.parse().ok()?,
+        start_time: fields.get(1)?.parse().ok()?,
+    })
 }
 
 /// The real system: `/proc`, `kill(-pgid)`, `waitpid`.
@@ -75,6 +122,14 @@ impl Groups for System {
                 "cannot send {signal} to what process {pgid} left: {e}"
             );
         }
+    }
+
+    fn stat(&mut self, pid: u32) -> Option<Stat> {
+        read_stat(pid)
+    }
+
+    fn now_ticks(&mut self) -> u64 {
+        super::attached::boot_ticks()
     }
 
     fn reap(&mut self, pgid: u32) -> bool {
@@ -117,9 +172,48 @@ struct Group {
     /// Milliseconds to the deadline, in a re-exec's state.
     #[serde(default)]
     deadline_in_ms: u64,
+    /// An attached process's group: what tells its processes from a stranger's (absent in
+    /// an older herd's state). Its `seen_exit` moves on to each look that found them there.
+    #[serde(default)]
+    leader: Option<ExitedLeader>,
+    /// The processes (pid, start time) the last look found in an attached process's group.
+    #[serde(default)]
+    known: Vec<(u32, u64)>,
 }
 
 impl Group {
+    /// The processes that remain in the group; `None` if its id is now a stranger's. An
+    /// attached process's group is not held by a zombie, so its members are checked: the
+    /// group is still the leader's if one of the processes seen in it at the last look is
+    /// still there (they held its id meanwhile), or if every process in it is one the leader
+    /// left (see [`left_by`]); else it emptied and its id went to a stranger.
+    fn members(&mut self, groups: &mut impl Groups) -> Option<Vec<u32>> {
+        let members = groups.members(self.pgid);
+        let Some(leader) = &mut self.leader else {
+            return Some(members);
+        };
+        if stranger_leads(leader, groups.stat(self.pgid)) {
+            return None;
+        }
+        let now = groups.now_ticks();
+        // Those gone since the scan are left out.
+        let there: Vec<(u32, Stat)> = members
+            .iter()
+            .filter_map(|&p| Some((p, groups.stat(p)?)))
+            .collect();
+        let held = there
+            .iter()
+            .any(|&(p, s)| self.known.contains(&(p, s.start_time)));
+        if !held && !there.iter().all(|&(_, s)| left_by(leader, Some(s))) {
+            return None;
+        }
+        self.known = there.iter().map(|&(p, s)| (p, s.start_time)).collect();
+        if !there.is_empty() {
+            leader.seen_exit = leader.seen_exit.max(now);
+        }
+        Some(there.into_iter().map(|(p, _)| p).collect())
+    }
+
     /// The group's leader, for the log: "worker 2 (pid 7)".
     fn leader(&self) -> String {
         match self.whose {
@@ -219,29 +313,44 @@ impl Leftovers {
             whose: Whose::Worker,
             deadline,
             deadline_in_ms: 0,
+            leader: None,
+            known: Vec::new(),
         });
         true
     }
 
-    /// Attached process `pid`, which led its own process group, has exited. If processes
-    /// remain in its group, they get `stop_signal` and `SIGKILL` after `grace`; or, when herd
-    /// already sent the group its stop (`stopping`: the time of its `SIGKILL`), `SIGKILL` then.
+    /// Attached process `leader`, which led its own process group, has exited. If processes
+    /// it left remain in its group, they get `stop_signal` and `SIGKILL` after `grace`; or,
+    /// when herd already sent the group its stop (`stopping`: the time of its `SIGKILL`),
+    /// `SIGKILL` then.
     ///
     /// herd is not its parent and cannot hold its pid: the group's id stays in use only while
-    /// the group has members. herd looks at it every [`CHECK_EVERY`] and forgets it once it is
-    /// empty; a stranger could get that id only if the group emptied and the pid was reused
-    /// within one such interval.
+    /// the group has members, and once it is empty a stranger may get the pid and lead a group
+    /// of that id. So the group counts as the leader's only while no stranger has its pid and
+    /// its members are the leader's: in its session, started after it and before herd saw it
+    /// exit (see [`left_by`]). herd looks at it every [`CHECK_EVERY`] and forgets it once
+    /// empty.
     pub fn attached_exited(
         &mut self,
         groups: &mut impl Groups,
-        pid: u32,
+        leader: ExitedLeader,
         stopping: Option<Instant>,
         stop_signal: Signal,
         grace: Duration,
         now: Instant,
     ) {
+        let pid = leader.pid;
         groups.refresh();
-        if groups.members(pid).is_empty() {
+        let mut group = Group {
+            pgid: pid,
+            slot: 0,
+            whose: Whose::Attached,
+            deadline: now,
+            deadline_in_ms: 0,
+            leader: Some(leader),
+            known: Vec::new(),
+        };
+        if group.members(groups).is_none_or(|m| m.is_empty()) {
             return;
         }
         let deadline = match stopping {
@@ -251,13 +360,7 @@ impl Leftovers {
                 now.checked_add(grace).unwrap_or(now)
             }
         };
-        let group = Group {
-            pgid: pid,
-            slot: 0,
-            whose: Whose::Attached,
-            deadline,
-            deadline_in_ms: 0,
-        };
+        group.deadline = deadline;
         tracing::warn!(
             pid,
             "{} exited, but processes it started remain in its group: stopping them (SIGKILL \
@@ -276,8 +379,15 @@ impl Leftovers {
             return;
         }
         groups.refresh();
-        self.groups.retain(|g| {
-            let members = groups.members(g.pgid);
+        self.groups.retain_mut(|g| {
+            let Some(members) = g.members(groups) else {
+                tracing::info!(
+                    pid = g.pgid,
+                    "the processes {} left are gone (its group's id is another process's now)",
+                    g.leader()
+                );
+                return false;
+            };
             if members.is_empty() {
                 if groups.reap(g.pgid) {
                     tracing::info!(
@@ -346,6 +456,8 @@ impl Leftovers {
             whose: Whose::Worker,
             deadline: now,
             deadline_in_ms: 0,
+            leader: None,
+            known: Vec::new(),
         });
     }
 
@@ -359,6 +471,8 @@ impl Leftovers {
             whose: Whose::Check,
             deadline: now,
             deadline_in_ms: 0,
+            leader: None,
+            known: Vec::new(),
         });
     }
 
@@ -410,6 +524,13 @@ mod tests {
         reaped: Vec<u32>,
         /// Passes over `/proc`.
         scans: usize,
+        /// What `/proc/PID/stat` says: by default, every process is in session 1 and started
+        /// at tick 10.
+        stats: std::collections::HashMap<u32, Option<Stat>>,
+        /// Extra members, by group.
+        extra: std::collections::HashMap<u32, Vec<u32>>,
+        /// The time, in clock ticks since boot.
+        ticks: u64,
     }
 
     impl Groups for Fake {
@@ -417,10 +538,21 @@ mod tests {
             self.scans += 1;
         }
         fn members(&mut self, pgid: u32) -> Vec<u32> {
-            match self.populated.contains(&pgid) {
+            let mut members = match self.populated.contains(&pgid) {
                 true => vec![pgid + 1000],
                 false => Vec::new(),
-            }
+            };
+            members.extend(self.extra.get(&pgid).into_iter().flatten());
+            members
+        }
+        fn stat(&mut self, pid: u32) -> Option<Stat> {
+            *self.stats.get(&pid).unwrap_or(&Some(Stat {
+                session: 1,
+                start_time: 10,
+            }))
+        }
+        fn now_ticks(&mut self) -> u64 {
+            self.ticks
         }
         fn signal(&mut self, pgid: u32, signal: Signal) {
             self.signals.push((pgid, signal));
@@ -435,6 +567,16 @@ mod tests {
     }
 
     const SEC: Duration = Duration::from_secs(1);
+
+    /// Attached process `pid`, session 1, started at tick 5, seen exited at tick 20.
+    fn leader(pid: u32) -> ExitedLeader {
+        ExitedLeader {
+            pid,
+            start_time: 5,
+            session: Some(1),
+            seen_exit: 20,
+        }
+    }
 
     #[test]
     fn a_worker_that_leaves_nothing_is_reaped_at_once() {
@@ -520,17 +662,28 @@ mod tests {
         fake.populated.insert(7);
         let mut left = Leftovers::default();
         let t0 = Instant::now();
+        // Gone: no stranger has its pid.
+        fake.stats.insert(7, None);
+        fake.stats.insert(8, None);
+        fake.stats.insert(9, None);
         // Exited on its own: its group gets the stop signal, SIGKILL after the grace.
-        left.attached_exited(&mut fake, 7, None, Signal::TERM, 2 * SEC, t0);
+        left.attached_exited(&mut fake, leader(7), None, Signal::TERM, 2 * SEC, t0);
         assert_eq!(fake.signals, [(7, Signal::TERM)]);
         left.check(&mut fake, t0 + 2 * SEC);
         assert_eq!(fake.signals[1..], [(7, Signal::KILL)]);
         // Exited while herd stops: the group was signalled with it; SIGKILL at herd's time.
         fake.populated.insert(8);
-        left.attached_exited(&mut fake, 8, Some(t0 + 3 * SEC), Signal::TERM, SEC, t0);
+        left.attached_exited(
+            &mut fake,
+            leader(8),
+            Some(t0 + 3 * SEC),
+            Signal::TERM,
+            SEC,
+            t0,
+        );
         assert_eq!(fake.signals.len(), 2);
         // An empty group is not tracked; a tracked one is forgotten once empty.
-        left.attached_exited(&mut fake, 9, None, Signal::TERM, SEC, t0);
+        left.attached_exited(&mut fake, leader(9), None, Signal::TERM, SEC, t0);
         assert_eq!(left.len(), 2);
         fake.populated.clear();
         left.check(&mut fake, t0 + 3 * SEC);
@@ -619,5 +772,60 @@ mod tests {
             [7],
             "the members hold the group id; the zombie can go"
         );
+    }
+
+    #[test]
+    fn an_attached_processs_group_is_told_from_a_stranger_that_got_its_id() {
+        let t0 = Instant::now();
+        let stat = |session, start_time| {
+            Some(Stat {
+                session,
+                start_time,
+            })
+        };
+        // Members started after herd saw the leader exit (tick 20), or in another session,
+        // are a stranger's group that got the id once the leader's emptied.
+        for member in [stat(1, 21), stat(2, 10), stat(1, 4)] {
+            let (mut fake, mut left) = (Fake::default(), Leftovers::default());
+            fake.populated.insert(7);
+            fake.stats.insert(7, None);
+            fake.stats.insert(1007, member);
+            left.attached_exited(&mut fake, leader(7), None, Signal::TERM, SEC, t0);
+            assert!(fake.signals.is_empty(), "{member:?}");
+            assert!(left.is_empty(), "{member:?}");
+        }
+        // A live process with the leader's pid and another start time: a stranger leads it.
+        let (mut fake, mut left) = (Fake::default(), Leftovers::default());
+        fake.populated.insert(7);
+        fake.stats.insert(7, stat(1, 30));
+        left.attached_exited(&mut fake, leader(7), None, Signal::TERM, SEC, t0);
+        assert!(fake.signals.is_empty() && left.is_empty());
+
+        // The leader's own: started between the leader and its exit, in its session.
+        let (mut fake, mut left) = (Fake::default(), Leftovers::default());
+        fake.populated.insert(7);
+        fake.stats.insert(7, None);
+        fake.stats.insert(1007, stat(1, 20));
+        fake.ticks = 25;
+        left.attached_exited(&mut fake, leader(7), None, Signal::TERM, SEC, t0);
+        assert_eq!(fake.signals, [(7, Signal::TERM)]);
+        // What they fork later is theirs too while one of them holds the group's id.
+        fake.extra.insert(7, vec![50]);
+        fake.stats.insert(50, stat(1, 40));
+        fake.ticks = 45;
+        left.check(&mut fake, t0 + SEC);
+        assert_eq!(fake.signals[1..], [(7, Signal::KILL)]);
+        // The first is gone, the forked one held the id: still theirs.
+        fake.populated.clear();
+        fake.ticks = 50;
+        left.check(&mut fake, t0 + SEC);
+        assert_eq!(fake.signals[2..], [(7, Signal::KILL)]);
+        // All gone, and a stranger's group got the id between two looks: forgotten, not
+        // signalled.
+        fake.extra.insert(7, vec![60]);
+        fake.stats.insert(60, stat(1, 55));
+        left.check(&mut fake, t0 + SEC);
+        assert_eq!(fake.signals.len(), 3, "the stranger is not signalled");
+        assert!(left.is_empty());
     }
 }

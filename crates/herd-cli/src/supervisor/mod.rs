@@ -376,6 +376,8 @@ impl Supervisor {
                 self.attached
                     .stop(&mut attached::System, signal, grace, Instant::now());
             }
+            // A pidfd's poll is cheap: an exit is seen at the next turn of the loop.
+            self.attached.remove_exited(&mut attached::System);
             self.attached.due(&mut attached::System, Instant::now());
             self.attached_leftovers();
             balance::steer(&mut self.listeners, &self.pool);
@@ -434,10 +436,10 @@ impl Supervisor {
         }
         let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
         let stopping = self.attached.kill_at();
-        for pid in leaders {
+        for leader in leaders {
             self.leftovers.attached_exited(
                 &mut leftovers::System::default(),
-                pid,
+                leader,
                 stopping,
                 stop_signal,
                 grace,
@@ -1625,7 +1627,7 @@ impl Supervisor {
             .checked_sub(Duration::from_millis(state.uptime_ms))
             .unwrap_or(now);
         for (saved, pidfd) in state.attached.into_iter().zip(attached) {
-            self.attached.extend(Attached::restore(saved, pidfd, now));
+            self.attached.restore(Attached::restore(saved, pidfd, now));
         }
         self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
         self.service.set_ready_sent(state.service_ready);

@@ -180,6 +180,9 @@ pub struct SavedAttached {
     /// Whether it leads its own process group, which herd stops with it.
     #[serde(default)]
     pub group: bool,
+    /// Its session (absent in an older herd's state).
+    #[serde(default)]
+    pub session: Option<u32>,
 }
 
 /// A socket file's parts, for the state.

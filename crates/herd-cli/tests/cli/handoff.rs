@@ -499,3 +499,77 @@ fn attach_hands_on_an_absolute_control_path() {
     let status: Value = serde_json::from_str(status).unwrap();
     assert_eq!(status["pid"], herd.pid(), "{status}");
 }
+
+/// A script run with `setsid` starts a background job, then `exec`s `herd attach`: the attach
+/// already leads its group (the session's), which the job is in too. herd does not take that
+/// group as the attached process's (it says so, and so does the client): when the attached
+/// process exits, the job it never started is left alone.
+#[test]
+fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
+    use std::io::{BufRead, Read};
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    let script = format!(
+        "sleep 301 </dev/null >/dev/null 2>&1 & echo $!; exec '{HERD}' attach --control '{}' -- \
+         sleep 1001",
+        herd.control()
+    );
+    let mut session = KillOnDrop(
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(session.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let job: u32 = line.trim().parse().unwrap();
+    let registered = herd.wait_event("the registration", |e| e["message"] == "worker attached");
+    let pid = registered["pid"].as_u64().unwrap() as u32;
+    let _group = KillGroupOnDrop(pid);
+    herd.wait_event("the warning", |e| {
+        e["pid"] == pid
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("herd will signal only the process, not its group"))
+    });
+
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    herd.wait_event("the exit", |e| {
+        e["message"] == "attached worker exited" && e["pid"] == pid
+    });
+    // Any stop of the group would have been sent in the turn that saw the exit: a status
+    // request is answered after it.
+    let status = herd.status();
+    assert_eq!(status["leftovers"], serde_json::json!([]), "{status}");
+    assert!(
+        alive(job),
+        "the job the attached process did not start runs on"
+    );
+    let mut stderr = String::new();
+    session
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("herd will stop only COMMAND, not what it forks"),
+        "the client warns: {stderr}"
+    );
+}
