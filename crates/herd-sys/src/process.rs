@@ -428,6 +428,13 @@ pub fn monotonic_usec() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
+/// **Linux and Android only; `None` elsewhere.** The time since boot in clock ticks
+/// (`CLOCK_BOOTTIME`), the clock and unit of a process's start time in `/proc/PID/stat`
+/// (unlike `/proc/uptime`, which a container's lxcfs may replace).
+pub fn boot_ticks() -> Option<u64> {
+    imp::boot_ticks()
+}
+
 /// Blocks `signals` for this thread (`pthread_sigmask(SIG_BLOCK)`): they stay pending until
 /// unblocked. The mask survives `execve`, which is how herd re-executes itself without losing
 /// a signal in between.
@@ -823,6 +830,21 @@ mod imp {
     pub const MAX_SIGNAL: libc::c_int = 64;
     pub const LAST_STANDARD: libc::c_int = 31;
 
+    pub fn boot_ticks() -> Option<u64> {
+        // SAFETY: timespec is plain integers, for which all-zero is a valid value.
+        let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+        // SAFETY: clock_gettime writes one timespec into the value we own.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } < 0 {
+            return None;
+        }
+        let (secs, nanos) = (
+            u64::try_from(ts.tv_sec).ok()?,
+            u64::try_from(ts.tv_nsec).ok()?,
+        );
+        let hz = super::ticks_per_second();
+        Some(secs.checked_mul(hz)? + nanos * hz / 1_000_000_000)
+    }
+
     /// `SIGRTMIN()`: the kernel's 32 plus what the C library keeps for itself.
     pub fn rt_min() -> libc::c_int {
         libc::SIGRTMIN()
@@ -895,6 +917,10 @@ mod imp {
     pub const MAX_SIGNAL: libc::c_int = 31;
     pub const LAST_STANDARD: libc::c_int = 31;
 
+    pub fn boot_ticks() -> Option<u64> {
+        None
+    }
+
     /// No real-time signals: one past the last signal.
     pub fn rt_min() -> libc::c_int {
         MAX_SIGNAL + 1
@@ -912,6 +938,25 @@ mod imp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn boot_ticks_is_the_clock_of_start_times() {
+        let before = boot_ticks().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let started = start_time(child.id());
+        let after = boot_ticks().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let started = started.unwrap();
+        assert!(
+            before <= started + 1 && started <= after + 1,
+            "{before} <= {started} <= {after}"
+        );
+    }
 
     #[test]
     fn parses_signal_names() {

@@ -213,21 +213,11 @@ fn session_of(pid: u32) -> Option<u32> {
         .ok()
 }
 
-/// The time since boot in clock ticks, the unit of a process's start time, rounded up (and one
-/// tick more, so that a process started in the same tick counts as started before); `u64::MAX`
-/// where `/proc/uptime` does not say.
+/// The time since boot in clock ticks, the clock and unit of a process's start time, one tick
+/// more (so that a process started in the same tick counts as started before); `u64::MAX`
+/// where the system does not say.
 pub fn boot_ticks() -> u64 {
-    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
-    let seconds: Option<f64> = uptime
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse().ok());
-    match seconds {
-        Some(s) if s.is_finite() && s >= 0.0 => {
-            (s * process::ticks_per_second() as f64).ceil() as u64 + 1
-        }
-        _ => u64::MAX,
-    }
+    process::boot_ticks().map_or(u64::MAX, |t| t.saturating_add(1))
 }
 
 /// The system calls the policy needs.

@@ -547,6 +547,11 @@ fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
                 .is_some_and(|m| m.contains("herd will signal only the process, not its group"))
     });
 
+    // Registered before it became COMMAND: signalled once it has.
+    wait_until("the exec", || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        (comm.trim() == "sleep").then_some(())
+    });
     // SAFETY: kill takes plain integers.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     herd.wait_event("the exit", |e| {
