@@ -13,7 +13,7 @@ import os, socket, sys
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen(128)
-print(f"systemd-play port={s.getsockname()[1]}", file=sys.stderr, flush=True)
+os.write(2, f"systemd-play port={s.getsockname()[1]}\n".encode())
 if s.fileno() != 3:
     os.dup2(s.fileno(), 3)
 os.set_inheritable(3, True)

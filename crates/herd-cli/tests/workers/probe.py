@@ -37,7 +37,7 @@ def main():
     def respond(conn, request_line):
         path = (request_line.split(" ") + ["", ""])[1]
         if path.startswith("/sleep/"):
-            print(f"probe {os.getpid()} busy", file=sys.stderr, flush=True)
+            os.write(2, f"probe {os.getpid()} busy\n".encode())
             time.sleep(int(path[len("/sleep/"):]) / 1000)
         body = json.dumps({
             "pid": os.getpid(),
