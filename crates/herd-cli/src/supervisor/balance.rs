@@ -59,13 +59,7 @@ pub fn steer(listeners: &mut [Listener], pool: &Pool) {
         return;
     }
     let desired = pool.desired();
-    let ready: Vec<usize> = (0..desired)
-        .filter(|&slot| {
-            pool.workers()
-                .iter()
-                .any(|w| w.slot == slot && w.state == WorkerState::Ready)
-        })
-        .collect();
+    let ready: Vec<usize> = pool.ready_slots().collect();
     let slots = if ready.is_empty() {
         (0..desired).collect()
     } else {

@@ -1155,12 +1155,7 @@ impl Supervisor {
 
     /// Whether every wanted slot has a ready worker.
     fn all_ready(&self) -> bool {
-        (0..self.pool.desired()).all(|slot| {
-            self.pool
-                .workers()
-                .iter()
-                .any(|w| w.slot == slot && w.state == WorkerState::Ready)
-        })
+        self.pool.all_ready()
     }
 
     /// Logs each worker once, when it becomes ready.

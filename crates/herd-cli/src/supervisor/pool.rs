@@ -9,6 +9,7 @@
 //! `minReadySeconds`) before the old one is told to stop. A new worker that dies before it is
 //! available aborts the upgrade, and the old workers keep serving.
 
+use std::collections::HashMap;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
@@ -172,6 +173,28 @@ impl Worker {
             _ => true,
         }
     }
+
+    /// What it adds to its slot's [`Count`].
+    fn count(&self) -> Count {
+        let live = self.live();
+        Count {
+            live: usize::from(live),
+            holding: usize::from(self.holds_slot()),
+            ready: usize::from(self.state == WorkerState::Ready),
+            live_available: usize::from(live && self.available),
+        }
+    }
+}
+
+/// How many of a slot's workers are live, hold the slot, are ready, are live and available:
+/// kept up to date on every change, so that the checks made on every loop turn need not look
+/// at every worker for every slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Count {
+    live: usize,
+    holding: usize,
+    ready: usize,
+    live_available: usize,
 }
 
 /// A slot's history.
@@ -185,6 +208,8 @@ pub struct Slot {
     /// When the next worker starts, while the slot waits out a backoff.
     pub restart_at: Option<Instant>,
     spawning: bool,
+    /// Its workers, counted.
+    count: Count,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +259,12 @@ pub struct Pool {
     upgrade: Option<Upgrade>,
     /// See [`Pool::excuse_exits_until`].
     excused_until: Option<Instant>,
+    /// Where each pid is in `workers` (the first, should a pid appear twice).
+    by_pid: HashMap<u32, usize>,
+    /// How many of the slots below `desired` have a ready worker.
+    ready_slots: usize,
+    /// How many of the slots below `desired` have a live, available worker.
+    available_slots: usize,
 }
 
 impl Pool {
@@ -250,6 +281,9 @@ impl Pool {
             phase: Phase::Serving,
             upgrade: None,
             excused_until: None,
+            by_pid: HashMap::new(),
+            ready_slots: 0,
+            available_slots: 0,
         }
     }
 
@@ -277,7 +311,8 @@ impl Pool {
     }
 
     fn expire_stopping(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        for w in &mut self.workers {
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
             if let WorkerState::Stopping {
                 deadline,
                 killed: false,
@@ -285,12 +320,9 @@ impl Pool {
             } = w.state
             {
                 if now >= deadline {
-                    w.state = WorkerState::Stopping {
-                        reason,
-                        deadline,
-                        killed: true,
-                    };
-                    actions.push(kill(w.pid, Reason::GraceExpired));
+                    let pid = w.pid;
+                    self.set_state(i, stopping(reason, deadline, true));
+                    actions.push(kill(pid, Reason::GraceExpired));
                 }
             }
         }
@@ -305,10 +337,11 @@ impl Pool {
             }
             match self.config.readiness {
                 Readiness::Delay(delay) if now >= w.started + delay => {
-                    let w = &mut self.workers[i];
-                    w.state = WorkerState::Ready;
-                    w.last_ping = now;
-                    w.ready_since = Some(now);
+                    self.update(i, |w| {
+                        w.state = WorkerState::Ready;
+                        w.last_ping = now;
+                        w.ready_since = Some(now);
+                    });
                 }
                 Readiness::Notify { timeout } if now >= w.started + timeout => {
                     if self.is_upgrading_worker(w) {
@@ -321,7 +354,7 @@ impl Pool {
                         ));
                     } else {
                         let pid = w.pid;
-                        self.workers[i].state = stopping(Reason::NotReady, now, true);
+                        self.set_state(i, stopping(Reason::NotReady, now, true));
                         actions.push(kill(pid, Reason::NotReady));
                     }
                 }
@@ -335,12 +368,13 @@ impl Pool {
 
     fn check_available(&mut self, now: Instant) {
         let min_ready = self.config.min_ready;
-        for w in &mut self.workers {
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
             if w.state == WorkerState::Ready
                 && !w.available
                 && available_at(w, min_ready).is_some_and(|at| now >= at)
             {
-                w.available = true;
+                self.update(i, |w| w.available = true);
             }
         }
     }
@@ -349,10 +383,12 @@ impl Pool {
         let Some(limit) = self.config.watchdog else {
             return;
         };
-        for w in &mut self.workers {
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
             if w.state == WorkerState::Ready && now >= w.last_ping + limit {
-                w.state = stopping(Reason::Watchdog, now, true);
-                actions.push(kill(w.pid, Reason::Watchdog));
+                let pid = w.pid;
+                self.set_state(i, stopping(Reason::Watchdog, now, true));
+                actions.push(kill(pid, Reason::Watchdog));
             }
         }
     }
@@ -372,35 +408,49 @@ impl Pool {
             return;
         }
         let g = upgrade.generation;
+        // One pass over the workers per step, by slot: no step looks at every worker per slot.
+        let slots = self.slots.len().max(self.desired);
+        let mut new_available = vec![false; slots];
+        for w in &self.workers {
+            if w.generation >= g && w.live() && w.available {
+                if let Some(x) = new_available.get_mut(w.slot) {
+                    *x = true;
+                }
+            }
+        }
         // Old workers whose slot has an available successor stop now.
         let (grace, stop_signal) = (self.config.grace, self.config.stop_signal);
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
-            if w.live()
-                && w.generation < g
-                && self.has_worker(w.slot, |o| o.generation >= g && o.live() && o.available)
-            {
+            if w.live() && w.generation < g && new_available.get(w.slot) == Some(&true) {
                 let pid = w.pid;
-                self.workers[i].state = stopping(Reason::Replaced, now + grace, false);
+                self.set_state(i, stopping(Reason::Replaced, now + grace, false));
                 actions.push(signal_stop(pid, stop_signal, Reason::Replaced));
             }
         }
         // Start successors, at most max_surge at a time (counting those not yet available), for
         // slots whose old worker still serves.
-        let starting = self
-            .workers
-            .iter()
-            .filter(|w| w.generation >= g && w.live() && !w.available)
-            .count()
-            + self.slots.iter().filter(|s| s.spawning).count();
+        let mut has_old = vec![false; slots];
+        let mut has_new = vec![false; slots];
+        let mut starting = 0;
+        for w in self.workers.iter().filter(|w| w.live()) {
+            let has = if w.generation >= g {
+                starting += usize::from(!w.available);
+                &mut has_new
+            } else {
+                &mut has_old
+            };
+            if let Some(x) = has.get_mut(w.slot) {
+                *x = true;
+            }
+        }
+        starting += self.slots.iter().filter(|s| s.spawning).count();
         let mut room = self.config.max_surge.max(1).saturating_sub(starting);
         for slot in 0..self.desired {
             if room == 0 {
                 break;
             }
-            let has_old = self.has_worker(slot, |w| w.live() && w.generation < g);
-            let has_new = self.has_worker(slot, |w| w.live() && w.generation >= g);
-            if has_old && !has_new && !self.slots[slot].spawning {
+            if has_old[slot] && !has_new[slot] && !self.slots[slot].spawning {
                 self.slots[slot].spawning = true;
                 actions.push(Action::Spawn {
                     slot,
@@ -410,10 +460,7 @@ impl Pool {
             }
         }
         // Done when every slot has an available worker of the new generation and no old one.
-        let done = (0..self.desired).all(|slot| {
-            self.has_worker(slot, |w| w.generation >= g && w.live() && w.available)
-                && !self.has_worker(slot, |w| w.live() && w.generation < g)
-        });
+        let done = (0..self.desired).all(|slot| new_available[slot] && !has_old[slot]);
         if done {
             self.upgrade = None;
             self.generation = g;
@@ -425,7 +472,7 @@ impl Pool {
         let generation = self.upgrade.map_or(self.generation, |u| u.generation);
         for slot in 0..self.desired {
             let s = &self.slots[slot];
-            if s.spawning || self.has_worker(slot, Worker::holds_slot) {
+            if s.spawning || s.count.holding > 0 {
                 continue;
             }
             if s.restart_at.is_none_or(|at| at <= now) {
@@ -443,7 +490,7 @@ impl Pool {
         match self.slots.get_mut(slot) {
             Some(s) if s.spawning && self.phase == Phase::Serving => {
                 s.spawning = false;
-                self.workers.push(Worker {
+                let w = Worker {
                     pid,
                     slot,
                     generation,
@@ -453,7 +500,10 @@ impl Pool {
                     ready_since: None,
                     available: false,
                     status: None,
-                });
+                };
+                self.add_count(slot, w.count());
+                self.by_pid.entry(pid).or_insert(self.workers.len());
+                self.workers.push(w);
                 true
             }
             _ => false,
@@ -494,8 +544,10 @@ impl Pool {
         status: ExitStatus,
         now: Instant,
     ) -> Option<(Exit, Vec<Action>)> {
-        let index = self.workers.iter().position(|w| w.pid == pid)?;
+        let index = *self.by_pid.get(&pid)?;
         let w = self.workers.remove(index);
+        self.remove_count(w.slot, w.count());
+        self.index_pids();
         let mut actions = Vec::new();
         let stopped_for = match w.state {
             WorkerState::Stopping { reason, .. } => Some(reason),
@@ -530,7 +582,7 @@ impl Pool {
 
         let unexpected = stopped_for.is_none_or(Reason::restarts);
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
-        let replaced = self.has_worker(w.slot, Worker::live);
+        let replaced = self.slots[w.slot].count.live > 0;
         // A worker killed from outside (SIGKILL that herd did not send: an operator, the OOM
         // killer, a chaos test) did not crash on its own: its successor starts at once, and the
         // slot's crash-loop backoff does not grow, so kills cannot starve a slot.
@@ -570,20 +622,22 @@ impl Pool {
 
     /// A worker sent an `sd_notify` message. Returns `true` when `pid` is a worker.
     pub fn notified(&mut self, pid: u32, message: &NotifyMessage, now: Instant) -> bool {
-        let Some(w) = self.workers.iter_mut().find(|w| w.pid == pid) else {
+        let Some(&i) = self.by_pid.get(&pid) else {
             return false;
         };
-        if message.ready && w.state == WorkerState::Starting {
-            w.state = WorkerState::Ready;
-            w.last_ping = now;
-            w.ready_since = Some(now);
-        }
-        if message.watchdog && w.state == WorkerState::Ready {
-            w.last_ping = now;
-        }
-        if let Some(status) = &message.status {
-            w.status = Some(status.clone());
-        }
+        self.update(i, |w| {
+            if message.ready && w.state == WorkerState::Starting {
+                w.state = WorkerState::Ready;
+                w.last_ping = now;
+                w.ready_since = Some(now);
+            }
+            if message.watchdog && w.state == WorkerState::Ready {
+                w.last_ping = now;
+            }
+            if let Some(status) = &message.status {
+                w.status = Some(status.clone());
+            }
+        });
         true
     }
 
@@ -597,6 +651,7 @@ impl Pool {
         if self.slots.len() < workers {
             self.slots.resize(workers, Slot::default());
         }
+        self.count_slots();
         let (grace, stop_signal) = (self.config.grace, self.config.stop_signal);
         let mut actions = Vec::new();
         let mut doomed: Vec<usize> = (0..self.workers.len())
@@ -604,9 +659,9 @@ impl Pool {
             .collect();
         doomed.sort_by_key(|&i| std::cmp::Reverse(self.workers[i].slot));
         for i in doomed {
-            let w = &mut self.workers[i];
-            w.state = stopping(Reason::ScaleDown, now + grace, false);
-            actions.push(signal_stop(w.pid, stop_signal, Reason::ScaleDown));
+            let pid = self.workers[i].pid;
+            self.set_state(i, stopping(Reason::ScaleDown, now + grace, false));
+            actions.push(signal_stop(pid, stop_signal, Reason::ScaleDown));
         }
         for s in &mut self.slots[workers..] {
             s.restart_at = None;
@@ -645,10 +700,12 @@ impl Pool {
         };
         let stop_signal = self.config.stop_signal;
         let grace = self.config.grace;
-        for w in &mut self.workers {
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
             if w.generation >= u.generation && w.live() && !w.available {
-                w.state = stopping(Reason::UpgradeAborted, now + grace, false);
-                actions.push(signal_stop(w.pid, stop_signal, Reason::UpgradeAborted));
+                let pid = w.pid;
+                self.set_state(i, stopping(Reason::UpgradeAborted, now + grace, false));
+                actions.push(signal_stop(pid, stop_signal, Reason::UpgradeAborted));
             }
         }
         actions.push(Action::UpgradeEnded(Err(reason)));
@@ -669,17 +726,18 @@ impl Pool {
         }
         let deadline = now + grace.unwrap_or(self.config.grace);
         let stop_signal = self.config.stop_signal;
-        for w in &mut self.workers {
-            match (w.state, graceful) {
+        for i in 0..self.workers.len() {
+            let pid = self.workers[i].pid;
+            match (self.workers[i].state, graceful) {
                 (WorkerState::Stopping { killed: true, .. }, _) => {}
                 (WorkerState::Stopping { .. }, true) => {}
                 (_, false) => {
-                    w.state = stopping(Reason::Shutdown, now, true);
-                    actions.push(kill(w.pid, Reason::Shutdown));
+                    self.set_state(i, stopping(Reason::Shutdown, now, true));
+                    actions.push(kill(pid, Reason::Shutdown));
                 }
                 (_, true) => {
-                    w.state = stopping(Reason::Shutdown, deadline, false);
-                    actions.push(signal_stop(w.pid, stop_signal, Reason::Shutdown));
+                    self.set_state(i, stopping(Reason::Shutdown, deadline, false));
+                    actions.push(signal_stop(pid, stop_signal, Reason::Shutdown));
                 }
             }
         }
@@ -747,7 +805,18 @@ impl Pool {
     /// Whether every wanted slot has an available worker (the rule for completing a
     /// takeover).
     pub fn all_available(&self) -> bool {
-        (0..self.desired).all(|slot| self.has_worker(slot, |w| w.live() && w.available))
+        self.available_slots == self.desired
+    }
+
+    /// Whether every wanted slot has a ready worker.
+    pub fn all_ready(&self) -> bool {
+        self.ready_slots == self.desired
+    }
+
+    /// The wanted slots that have a ready worker, in order.
+    pub fn ready_slots(&self) -> impl Iterator<Item = usize> + '_ {
+        let wanted = self.desired.min(self.slots.len());
+        (0..wanted).filter(|&slot| self.slots[slot].count.ready > 0)
     }
 
     /// Whether a stop was requested.
@@ -829,7 +898,7 @@ impl Pool {
 
     /// The worker with this pid.
     pub fn worker(&self, pid: u32) -> Option<&Worker> {
-        self.workers.iter().find(|w| w.pid == pid)
+        self.by_pid.get(&pid).map(|&i| &self.workers[i])
     }
 
     /// How many quick failures in a row `slot` has had.
@@ -837,8 +906,94 @@ impl Pool {
         self.slots.get(slot).map_or(0, |s| s.backoff.failures())
     }
 
-    fn has_worker(&self, slot: usize, pred: impl Fn(&Worker) -> bool) -> bool {
-        self.workers.iter().any(|w| w.slot == slot && pred(w))
+    /// Changes worker `i`, keeping its slot's count up to date.
+    fn update(&mut self, i: usize, change: impl FnOnce(&mut Worker)) {
+        let w = &mut self.workers[i];
+        let (slot, before) = (w.slot, w.count());
+        change(w);
+        let after = w.count();
+        if after != before {
+            self.remove_count(slot, before);
+            self.add_count(slot, after);
+        }
+    }
+
+    fn set_state(&mut self, i: usize, state: WorkerState) {
+        self.update(i, |w| w.state = state);
+    }
+
+    fn add_count(&mut self, slot: usize, c: Count) {
+        self.change_count(slot, |count| {
+            count.live += c.live;
+            count.holding += c.holding;
+            count.ready += c.ready;
+            count.live_available += c.live_available;
+        });
+    }
+
+    fn remove_count(&mut self, slot: usize, c: Count) {
+        self.change_count(slot, |count| {
+            count.live = count.live.saturating_sub(c.live);
+            count.holding = count.holding.saturating_sub(c.holding);
+            count.ready = count.ready.saturating_sub(c.ready);
+            count.live_available = count.live_available.saturating_sub(c.live_available);
+        });
+    }
+
+    /// Changes `slot`'s count, and with it how many wanted slots are ready or available.
+    fn change_count(&mut self, slot: usize, change: impl FnOnce(&mut Count)) {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        let before = s.count;
+        change(&mut s.count);
+        let after = s.count;
+        if slot < self.desired {
+            let flip = |total: &mut usize, was: usize, is: usize| match (was > 0, is > 0) {
+                (false, true) => *total += 1,
+                (true, false) => *total = total.saturating_sub(1),
+                _ => {}
+            };
+            flip(&mut self.ready_slots, before.ready, after.ready);
+            flip(
+                &mut self.available_slots,
+                before.live_available,
+                after.live_available,
+            );
+        }
+    }
+
+    /// Recounts the wanted slots that are ready or available (`desired` changed).
+    fn count_slots(&mut self) {
+        let wanted = &self.slots[..self.desired.min(self.slots.len())];
+        self.ready_slots = wanted.iter().filter(|s| s.count.ready > 0).count();
+        self.available_slots = wanted.iter().filter(|s| s.count.live_available > 0).count();
+    }
+
+    /// Rebuilds the index by pid (workers moved).
+    fn index_pids(&mut self) {
+        self.by_pid.clear();
+        for (i, w) in self.workers.iter().enumerate() {
+            self.by_pid.entry(w.pid).or_insert(i);
+        }
+    }
+
+    /// Rebuilds every index from the workers.
+    fn reindex(&mut self) {
+        for s in &mut self.slots {
+            s.count = Count::default();
+        }
+        for i in 0..self.workers.len() {
+            let (slot, c) = (self.workers[i].slot, self.workers[i].count());
+            if let Some(s) = self.slots.get_mut(slot) {
+                s.count.live += c.live;
+                s.count.holding += c.holding;
+                s.count.ready += c.ready;
+                s.count.live_available += c.live_available;
+            }
+        }
+        self.count_slots();
+        self.index_pids();
     }
 
     fn is_upgrading_worker(&self, w: &Worker) -> bool {
@@ -939,7 +1094,7 @@ impl Pool {
         use std::os::unix::process::ExitStatusExt;
         let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
         let ahead = |ms: u64| now + Duration::from_millis(ms);
-        Pool {
+        let mut pool = Pool {
             config,
             desired: state.desired,
             generation: state.generation,
@@ -974,12 +1129,18 @@ impl Pool {
                     last_exit: s.last_exit.map(ExitStatus::from_raw),
                     restart_at: s.restart_in_ms.map(ahead),
                     spawning: false,
+                    count: Count::default(),
                 })
                 .collect(),
             phase: Phase::Serving,
             upgrade: None,
             excused_until: None,
-        }
+            by_pid: HashMap::new(),
+            ready_slots: 0,
+            available_slots: 0,
+        };
+        pool.reindex();
+        pool
     }
 }
 
