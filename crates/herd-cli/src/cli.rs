@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use herd_sys::process::Signal;
 
+pub use crate::spec::Balance;
 use crate::spec::{BindSpec, ShmSpec};
 
 /// The most workers one herd runs; more is almost surely a typo.
@@ -317,15 +318,6 @@ pub enum ReadyMode {
     Delay(Duration),
     /// When it sends READY=1.
     Notify,
-}
-
-/// How the workers share a TCP socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Balance {
-    /// One socket, one accept queue for every worker.
-    Shared,
-    /// One SO_REUSEPORT socket, and accept queue, per worker slot.
-    Reuseport,
 }
 
 /// Log verbosity.

@@ -12,7 +12,7 @@ use crate::command::{WorkerCommand, WorkerOptions};
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
-use crate::spec::{self, Listener, SlotSockets, SocketFile};
+use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
 use crate::supervisor::reexec;
@@ -177,7 +177,7 @@ fn resume(
             }
             None => {
                 let socket_file = l.file.clone().map(file);
-                Listener::restore(l.name.clone(), &l.kind, l.address.clone(), fd, socket_file)
+                Listener::restore(l.name.clone(), l.kind, l.address.clone(), fd, socket_file)
             }
         })
         .collect();
@@ -419,7 +419,10 @@ fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited
             Some((name, (path, file["dev"].as_u64()?, file["ino"].as_u64()?)))
         })
         .collect();
-    if sockets.iter().any(|s| s["balance"] == "reuseport") {
+    if sockets
+        .iter()
+        .any(|s| s["balance"] == spec::Balance::Reuseport.as_str())
+    {
         return Err(Failure::Runtime(anyhow::anyhow!(
             "cannot take over from {}: it runs with --balance reuseport, whose per-worker \
              sockets cannot be handed over; replace its binary with `herd reexec` instead",
@@ -445,7 +448,7 @@ fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited
                 .find(|(name, _)| *name == f.name)
                 .map(|(_, file)| file.clone()),
             name: f.name,
-            kind: f.kind,
+            kind: SocketKind::from_name(&f.kind),
             address: f.address,
             fd: f.fd,
         })
@@ -508,10 +511,10 @@ fn log_listeners(listeners: &[Listener]) {
             name = %l.name,
             address = %l.address,
             kind = %l.kind,
-            balance = if l.group().is_some() { "reuseport" } else { "shared" },
+            balance = %l.balance(),
                         fd = herd::LISTEN_FDS_START + i as i32,
             "{} {}",
-            if l.kind == "shm" { "shared memory" } else { "listening on" },
+            if l.kind == SocketKind::Shm { "shared memory" } else { "listening on" },
             l.address
         );
     }

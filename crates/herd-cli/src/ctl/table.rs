@@ -127,7 +127,7 @@ pub fn render(status: &Status) -> String {
         rows.push([
             s.name.clone(),
             s.fd.to_string(),
-            s.kind.clone(),
+            s.kind.to_string(),
             s.address.clone(),
             queue,
         ]);

@@ -12,6 +12,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::handover::{self, Inherited};
 use super::inherit::{self, Passed};
+use super::kind::{Balance, SocketKind};
 use super::names;
 use super::parse::{Address, BindSpec, Host, HostPort};
 use super::reuseport::{GroupOptions, SlotSockets};
@@ -24,8 +25,8 @@ use super::twice::{self, InUse};
 pub struct Listener {
     /// Its name in `LISTEN_FDNAMES`.
     pub name: String,
-    /// `tcp`, `udp` or `unix`.
-    pub kind: &'static str,
+    /// What it is.
+    pub kind: SocketKind,
     /// Where it is bound, with the real port (`127.0.0.1:41234`, `unix:/run/app.sock`).
     pub address: String,
     /// The socket (or shared memory); `None` once herd closed its copy (workers may still
@@ -47,17 +48,11 @@ impl Listener {
     /// A listener restored after a re-exec, from what [`parts`](Listener::parts) said.
     pub fn restore(
         name: String,
-        kind: &str,
+        kind: SocketKind,
         address: String,
         fd: OwnedFd,
         file: Option<SocketFile>,
     ) -> Listener {
-        let kind = match kind {
-            "udp" => "udp",
-            "unix" => "unix",
-            "shm" => "shm",
-            _ => "tcp",
-        };
         Listener {
             name,
             kind,
@@ -74,7 +69,7 @@ impl Listener {
     pub fn restore_group(name: String, address: String, group: SlotSockets) -> Listener {
         Listener {
             name,
-            kind: "tcp",
+            kind: SocketKind::Tcp,
             address,
             fd: None,
             group: Some(group),
@@ -94,6 +89,14 @@ impl Listener {
         match &self.group {
             Some(group) => group.get(0),
             None => self.fd.as_ref().map(|s| s.as_fd()),
+        }
+    }
+
+    /// How the workers share it: `Reuseport` when it has per-slot sockets.
+    pub fn balance(&self) -> Balance {
+        match self.group {
+            Some(_) => Balance::Reuseport,
+            None => Balance::Shared,
         }
     }
 
@@ -126,7 +129,7 @@ impl Listener {
 
     /// A TCP socket's accept queue, `(waiting, limit)`, summed over the per-slot sockets.
     pub fn accept_queue(&self) -> Option<(u32, u32)> {
-        if self.kind != "tcp" {
+        if self.kind != SocketKind::Tcp {
             return None;
         }
         let queue = |fd| herd_sys::socket::accept_queue(fd).ok().flatten();
@@ -281,7 +284,14 @@ pub fn bind_all(
                 };
                 listeners.push(Listener {
                     name,
-                    kind: spec.address.kind(),
+                    kind: match spec.address {
+                        Address::Udp(_) => SocketKind::Udp,
+                        Address::UnixPath(_) | Address::UnixAbstract(_) => SocketKind::Unix,
+                        // Sockets systemd passes are adopted above, with their own kind.
+                        Address::Tcp(_) | Address::SystemdAll | Address::SystemdNamed(_) => {
+                            SocketKind::Tcp
+                        }
+                    },
                     address,
                     fd,
                     group,
@@ -319,7 +329,7 @@ pub fn bind_all(
 fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Result<Listener> {
     if let Some(i) = inherited
         .iter()
-        .position(|x| x.kind == "shm" && x.name == spec.name)
+        .position(|x| x.kind == Some(SocketKind::Shm) && x.name == spec.name)
     {
         let segment = inherited.remove(i);
         let size = herd_sys::shm::size_of(segment.fd.as_fd())?.unwrap_or(0);
@@ -334,7 +344,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
     let fd = herd_sys::shm::create(&spec.name, spec.size).context("cannot create shared memory")?;
     Ok(Listener {
         name: spec.name.clone(),
-        kind: "shm",
+        kind: SocketKind::Shm,
         address: format!("shm:{}", spec.size),
         fd: Some(fd),
         group: None,
@@ -348,7 +358,11 @@ impl Listener {
     /// A listener for a socket taken over from another herd (which owns its socket file).
     fn inherited(socket: Inherited) -> anyhow::Result<Listener> {
         let (kind, address) = inherit::describe(&socket.fd)?;
-        let takeover_file = if kind == "unix" { socket.file } else { None };
+        let takeover_file = if kind == SocketKind::Unix {
+            socket.file
+        } else {
+            None
+        };
         Ok(Listener {
             name: socket.name,
             kind,

@@ -7,6 +7,7 @@ use std::os::unix::io::{AsFd, OwnedFd};
 
 use anyhow::{bail, Context};
 
+use super::kind::SocketKind;
 use super::parse::{Address, BindSpec, Host, HostPort};
 
 /// A socket fetched from the herd being taken over.
@@ -14,8 +15,8 @@ use super::parse::{Address, BindSpec, Host, HostPort};
 pub struct Inherited {
     /// Its name there.
     pub name: String,
-    /// `tcp`, `udp` or `unix`.
-    pub kind: String,
+    /// What it is there; `None` for a kind this herd does not know.
+    pub kind: Option<SocketKind>,
     /// Where it is bound, as that herd shows it.
     pub address: String,
     /// The socket.
@@ -60,10 +61,10 @@ pub fn take_matching(
 fn same_address(address: &Address, socket: &Inherited) -> bool {
     let ip = |text: &str| text.parse::<SocketAddr>().ok();
     match address {
-        Address::Tcp(hp) if socket.kind == "tcp" => {
+        Address::Tcp(hp) if socket.kind == Some(SocketKind::Tcp) => {
             ip(&socket.address).is_some_and(|a| matches_ip(hp, a))
         }
-        Address::Udp(hp) if socket.kind == "udp" => socket
+        Address::Udp(hp) if socket.kind == Some(SocketKind::Udp) => socket
             .address
             .strip_prefix("udp://")
             .and_then(ip)

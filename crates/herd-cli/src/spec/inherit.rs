@@ -8,6 +8,8 @@ use anyhow::{anyhow, bail, Context};
 use herd_sys::socket::{Family, SockType};
 use socket2::SockRef;
 
+use super::kind::SocketKind;
+
 /// The sockets passed to herd, read once from `LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID`.
 pub struct Passed {
     sockets: herd::Sockets,
@@ -192,24 +194,24 @@ fn file_kind(fd: &OwnedFd) -> &'static str {
 
 /// What an adopted socket is: its kind (`tcp`, `udp`, `unix`) and its address, shown as
 /// `--bind` would show it.
-pub fn describe(fd: &OwnedFd) -> anyhow::Result<(&'static str, String)> {
+pub fn describe(fd: &OwnedFd) -> anyhow::Result<(SocketKind, String)> {
     let info = herd_sys::socket::inspect(fd.as_fd()).context("cannot inspect an adopted socket")?;
     let Some(info) = info else {
         // Not a socket: shared memory (`--shm`), passed along like one.
         return match herd_sys::shm::size_of(fd.as_fd())? {
-            Some(size) => Ok(("shm", format!("shm:{size}"))),
+            Some(size) => Ok((SocketKind::Shm, format!("shm:{size}"))),
             None => bail!("an fd passed to herd is neither a socket nor shared memory"),
         };
     };
     let addr = SockRef::from(fd).local_addr().context("getsockname")?;
     let kind = match (info.family, info.sock_type) {
-        (Family::Inet | Family::Inet6, SockType::Stream) => "tcp",
-        (Family::Inet | Family::Inet6, SockType::Datagram) => "udp",
-        (Family::Unix, _) => "unix",
+        (Family::Inet | Family::Inet6, SockType::Stream) => SocketKind::Tcp,
+        (Family::Inet | Family::Inet6, SockType::Datagram) => SocketKind::Udp,
+        (Family::Unix, _) => SocketKind::Unix,
         (family, ty) => bail!("an adopted socket is of an unsupported kind ({family:?}, {ty:?})"),
     };
     let shown = if let Some(ip) = addr.as_socket() {
-        if kind == "udp" {
+        if kind == SocketKind::Udp {
             format!("udp://{ip}")
         } else {
             ip.to_string()

@@ -3,6 +3,7 @@
 mod bind;
 mod handover;
 mod inherit;
+mod kind;
 mod names;
 mod parse;
 mod reuseport;
@@ -13,6 +14,7 @@ mod twice;
 pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 pub use handover::Inherited;
 pub use inherit::claim_early as claim_passed_sockets;
+pub use kind::{Balance, SocketKind};
 pub use parse::{Address, BindSpec, MAX_UNIX_PATH};
 pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;

@@ -1684,7 +1684,7 @@ impl Supervisor {
             });
             listeners.push(reexec::SavedListener {
                 name: l.name.clone(),
-                kind: l.kind.to_string(),
+                kind: l.kind,
                 address: l.address.clone(),
                 fd: fd.as_raw_fd(),
                 file: l.file().map(reexec::file_parts),

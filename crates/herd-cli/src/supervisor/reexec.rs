@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::autoscale::{Autoscaler, Decision};
 use super::pool::PoolState;
-use crate::spec::SocketFile;
+use crate::spec::{SocketFile, SocketKind};
 
 /// The format of [`State`]: a new binary must say it reads this version before herd
 /// re-executes onto it (see [`reexec_check`](super::reexec_check)). Bump it when the state
@@ -139,8 +139,8 @@ pub struct SavedSocket {
 pub struct SavedListener {
     /// Its name.
     pub name: String,
-    /// `tcp`, `udp` or `unix`.
-    pub kind: String,
+    /// What it is (`tcp`, `udp`, `unix` or `shm` in the state).
+    pub kind: SocketKind,
     /// Where it is bound.
     pub address: String,
     /// Its fd number across the exec.

@@ -17,7 +17,7 @@ use herd_sys::socket::accept_queue;
 use socket2::SockRef;
 use std::os::unix::io::BorrowedFd;
 
-use crate::spec::{somaxconn, Listener};
+use crate::spec::{somaxconn, Listener, SocketKind};
 
 /// How often the sockets are checked (besides right after each worker exit).
 pub const CHECK_EVERY: Duration = Duration::from_millis(250);
@@ -108,7 +108,7 @@ impl Guard {
     pub fn check(&mut self, listeners: &[Listener], holders: &[(usize, u32)], now: Instant) -> u64 {
         self.report_pending(now);
         let mut restored = 0;
-        for listener in listeners.iter().filter(|l| l.kind == "tcp") {
+        for listener in listeners.iter().filter(|l| l.kind == SocketKind::Tcp) {
             let sockets: Vec<(usize, BorrowedFd<'_>)> = match listener.group() {
                 Some(group) => group.sockets().enumerate().collect(),
                 None => listener.fd().map(|fd| (0, fd)).into_iter().collect(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::pool::{Pool, WorkerState};
-use crate::spec::Listener;
+use crate::spec::{Balance, Listener, SocketKind};
 
 /// The whole snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,17 +126,17 @@ pub struct SocketStatus {
     pub name: String,
     /// Where it listens, with the real port.
     pub address: String,
-    /// `tcp`, `udp` or `unix`.
-    pub kind: String,
+    /// `tcp`, `udp`, `unix` or `shm`.
+    pub kind: SocketKind,
     /// Its fd number in workers.
     pub fd: i32,
     /// Connections waiting to be accepted (TCP on Linux).
     pub queue: Option<u32>,
     /// The accept queue's limit (TCP on Linux).
     pub queue_limit: Option<u32>,
-    /// `shared`, or `reuseport` for one socket per worker slot.
-    #[serde(default = "shared")]
-    pub balance: String,
+    /// `shared`, or `reuseport` for one socket per worker slot (`shared` when absent).
+    #[serde(default)]
+    pub balance: Balance,
     /// Under `reuseport`, each slot's waiting connections, in slot order (`queue` is the sum).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slot_queues: Vec<u32>,
@@ -158,10 +158,6 @@ pub struct SocketFileStatus {
 
 fn assumed_available() -> bool {
     true
-}
-
-fn shared() -> String {
-    "shared".to_string()
 }
 
 /// Builds the snapshot.
@@ -223,16 +219,11 @@ pub fn snapshot(
             SocketStatus {
                 name: l.name.clone(),
                 address: l.address.clone(),
-                kind: l.kind.to_string(),
+                kind: l.kind,
                 fd: herd::LISTEN_FDS_START + i as i32,
                 queue: queue.map(|q| q.0),
                 queue_limit: queue.map(|q| q.1),
-                balance: if l.group().is_some() {
-                    "reuseport"
-                } else {
-                    "shared"
-                }
-                .to_string(),
+                balance: l.balance(),
                 slot_queues: l.group().map_or_else(Vec::new, |g| {
                     (0..g.sockets().count())
                         .map(|slot| g.queued(slot))
