@@ -49,6 +49,7 @@ fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
         IGNORES_TERM,
     ]);
     let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    wait_ignoring_term(&pids);
     herd.signal(libc::SIGTERM);
     herd.wait_events("2 kills after the grace period", 2, |e| {
         e["message"] == "killing worker: did not stop in time"
@@ -59,6 +60,17 @@ fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
 
 /// A worker (`sh -c`) that becomes a `sleep` ignoring SIGTERM, the stop signal.
 const IGNORES_TERM: &str = "trap '' TERM; exec sleep 1000";
+
+/// Waits until each of `pids` ignores SIGTERM: a stop signal sent before the worker's `trap`
+/// ran would end it at once.
+fn wait_ignoring_term(pids: &[u32]) {
+    for &pid in pids {
+        wait_until("the worker to ignore SIGTERM", || {
+            let ignored = u64::from_str_radix(&status_field(pid, "SigIgn"), 16).ok()?;
+            (ignored & (1 << (libc::SIGTERM - 1)) != 0).then_some(())
+        });
+    }
+}
 
 /// Starts two workers that ignore the stop signal, with a grace period of an hour; returns
 /// herd and the workers' pids.
@@ -76,7 +88,8 @@ fn start_stubborn() -> (Herd, Vec<u32>) {
         "-c",
         IGNORES_TERM,
     ]);
-    let pids = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
+    wait_ignoring_term(&pids);
     (herd, pids)
 }
 
