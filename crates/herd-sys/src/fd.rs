@@ -173,6 +173,26 @@ pub fn open_dev_null() -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(file))
 }
 
+/// The caller's word that, while [`exec_with_listen_fds`] runs, no other thread of this process
+/// opens, closes, duplicates or uses an fd other than the standard streams 0, 1 and 2.
+///
+/// The function rearranges the fd table in place: it puts sockets at numbers that other code
+/// may hold as `OwnedFd`s (set aside and put back, but replaced meanwhile), and `dup2`s onto
+/// numbers it found free, which a concurrent `open` could take in between. That is sound only
+/// while no other thread touches those fds, which no check can see; this type puts the
+/// condition in the function's signature, and the promise at the call site. A process whose
+/// only other threads write to stderr (a log writer) qualifies; one running a thread pool
+/// that opens files or sockets does not.
+#[derive(Debug)]
+pub struct NoOtherThreadUsesFds(());
+
+impl NoOtherThreadUsesFds {
+    /// Makes the promise: see the type's documentation for what it holds the caller to.
+    pub fn promise() -> NoOtherThreadUsesFds {
+        NoOtherThreadUsesFds(())
+    }
+}
+
 /// Runs `exec` with `fds` moved to 3, 4, ... in order, close-on-exec cleared, for a process
 /// that is about to become a program taking them through `LISTEN_FDS` (`exec` should be an
 /// `execve`, such as `std::os::unix::process::CommandExt::exec`). Returns `exec`'s error if it
@@ -186,9 +206,14 @@ pub fn open_dev_null() -> io::Result<OwnedFd> {
 /// nothing. If `exec` returns (it failed), every number in the range holds again what it held
 /// before, and the sockets placed there are closed.
 ///
-/// The fd table is rearranged in place: call it from a process where no other thread opens or
-/// uses fds meanwhile, with nothing to do but `exec`.
-pub fn exec_with_listen_fds(fds: Vec<OwnedFd>, exec: impl FnOnce() -> io::Error) -> io::Error {
+/// The fd table is rearranged in place, which is sound only while no other thread opens or
+/// uses fds (see [`NoOtherThreadUsesFds`], the caller's promise); `exec` should do nothing but
+/// exec.
+pub fn exec_with_listen_fds(
+    fds: Vec<OwnedFd>,
+    _sole: NoOtherThreadUsesFds,
+    exec: impl FnOnce() -> io::Error,
+) -> io::Error {
     let first_free = match RawFd::try_from(fds.len())
         .ok()
         .and_then(|n| n.checked_add(3))
@@ -407,7 +432,7 @@ mod tests {
                 // SAFETY: fd 4 was just made open by dup2 and stays open while borrowed.
                 set_cloexec(unsafe { BorrowedFd::borrow_raw(4) }, true).unwrap();
                 let before: Vec<_> = (3..6).map(identity).collect();
-                let error = exec_with_listen_fds(sockets, || {
+                let error = exec_with_listen_fds(sockets, NoOtherThreadUsesFds::promise(), || {
                     for (i, want) in wanted.iter().enumerate() {
                         let fd = 3 + i as RawFd;
                         assert_eq!(identity(fd), *want, "fd {fd}");
@@ -432,7 +457,11 @@ mod tests {
             let null = open_dev_null().unwrap();
             // SAFETY: as above; dup2 leaves fd 3 inheritable.
             assert!(unsafe { libc::dup2(null.as_raw_fd(), 3) } == 3);
-            let error = exec_with_listen_fds(vec![socket], || unreachable!());
+            let error = exec_with_listen_fds(
+                vec![socket],
+                NoOtherThreadUsesFds::promise(),
+                || unreachable!(),
+            );
             assert!(error.to_string().contains("fd 3 is open for the program"));
             assert_eq!(identity(3), identity(null.as_fd().as_raw_fd()));
         });

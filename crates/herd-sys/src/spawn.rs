@@ -1,18 +1,43 @@
 //! Fork and exec one worker with an *fd plan*.
 //!
 //! [`ExecPlan`] collects the program, arguments, environment and options in the parent. Its
-//! [`spawn`](ExecPlan::spawn) prepares every buffer and pointer array, then forks; the child runs
-//! a fixed sequence of async-signal-safe system calls with no allocation and no locks:
+//! [`spawn`](ExecPlan::spawn) prepares every buffer and pointer array, the highest fd number
+//! the child may have to mark close-on-exec, and a full signal set, all before `fork`. Around
+//! `fork` the parent blocks every signal in the forking thread (`pthread_sigmask`), as
+//! `posix_spawn` does, and restores its own mask right after: none of herd's signal handlers
+//! (tokio's write to a pipe) can run in the child, which starts with every signal blocked.
 //!
-//! 1. `setpgid(0, 0)` when asked, so the worker and its own children form one process group;
-//! 2. every signal's disposition back to `SIG_DFL` and an empty signal mask;
-//! 3. `prctl(PR_SET_PDEATHSIG)` on Linux, then a check that the parent is still alive;
-//! 4. its own pid written, in decimal, into the `LISTEN_PID=` slot reserved in the environment;
-//! 5. the inherited fds moved to 3, 4, ... (first duplicated above the target range, so that no
-//!    source is overwritten) and `/dev/null` onto fd 0; only those and 1, 2 lose `FD_CLOEXEC`,
-//!    and `close_range(CLOSE_RANGE_CLOEXEC)` marks everything above them close-on-exec;
-//! 6. `execve`. A failure at any step is written as `(step, errno)` to a close-on-exec pipe,
-//!    which the parent reads: EOF means the exec succeeded.
+//! The child then runs this fixed sequence of async-signal-safe system calls, with no
+//! allocation and no locks, each failure reported as the [`Stage`] named in brackets:
+//!
+//! 1. `setpgid(0, 0)` when asked, so the worker and its own children form one process group
+//!    \[[`Stage::ProcessGroup`]\];
+//! 2. every signal's disposition back to `SIG_DFL` (handled and ignored ones alike, glibc's
+//!    reserved ones through the raw `rt_sigaction`), still with every signal blocked, so a
+//!    signal that arrived meanwhile meets the default action, never herd's handler;
+//! 3. the worker's signal mask, which is empty (`sigprocmask`) \[[`Stage::Signals`]\];
+//! 4. `prctl(PR_SET_PDEATHSIG)` on Linux, then a check that the parent is still alive (if it
+//!    is not, `_exit(1)`, reporting nothing);
+//! 5. its own pid written, in decimal, into the `LISTEN_PID=` slot reserved in the environment;
+//! 6. the status pipe, the inherited fds and stdin duplicated above the target range
+//!    (`F_DUPFD_CLOEXEC`), so that no source is overwritten, then the fds moved to 3, 4, ...
+//!    and stdin onto fd 0 (`dup2`, which leaves them inheritable), and `FD_CLOEXEC` cleared on
+//!    0, 1 and 2 \[[`Stage::Fds`]\];
+//! 7. every fd above them marked close-on-exec: `close_range(CLOSE_RANGE_CLOEXEC)` on Linux
+//!    5.11 and later; where it fails (older kernels: `ENOSYS`, `EINVAL`) and on other systems,
+//!    `fcntl(F_SETFD)` on each number up to the limit computed before `fork`
+//!    \[[`Stage::Fds`]\];
+//! 8. the resource limits, in the order they were added (`setrlimit`) \[[`Stage::Limits`]\];
+//! 9. the umask;
+//! 10. `setgroups`, `setgid`, `setuid` \[[`Stage::Credentials`]\];
+//! 11. `chdir` \[[`Stage::Chdir`]\];
+//! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, then
+//!     `_exit(0)`).
+//!
+//! A failure is written to a close-on-exec pipe as one fixed-size report (a magic number, the
+//! failed step as a typed value with explicit discriminants, the limit's index and errno), and
+//! the child exits with 127. The parent reads the pipe: EOF means the exec succeeded; a report
+//! it cannot validate (wrong size, magic or step) is [`Stage::Report`], never a guess.
 
 use std::ffi::{CString, OsStr};
 use std::fmt;
@@ -21,6 +46,7 @@ use std::mem;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::process::{max_signal, wait_for, Signal};
 
@@ -47,6 +73,101 @@ pub enum Stage {
     Chdir,
     /// Setting the worker's resource limits.
     Limits,
+    /// Understanding the child's report, in the parent: it was not one the child writes (a
+    /// short read, a wrong magic number or an unknown step), so what failed is unknown.
+    Report,
+}
+
+/// A step of the child that can fail, as written in its report: explicit discriminants, which
+/// the parent checks when it reads them back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+enum ChildStep {
+    ProcessGroup = 1,
+    Signals = 2,
+    Fds = 3,
+    Exec = 4,
+    Credentials = 5,
+    Chdir = 6,
+    Limits = 7,
+}
+
+impl ChildStep {
+    const ALL: [ChildStep; 7] = [
+        ChildStep::ProcessGroup,
+        ChildStep::Signals,
+        ChildStep::Fds,
+        ChildStep::Exec,
+        ChildStep::Credentials,
+        ChildStep::Chdir,
+        ChildStep::Limits,
+    ];
+
+    fn from_wire(code: u32) -> Option<ChildStep> {
+        ChildStep::ALL.iter().copied().find(|s| *s as u32 == code)
+    }
+
+    fn stage(self) -> Stage {
+        match self {
+            ChildStep::ProcessGroup => Stage::ProcessGroup,
+            ChildStep::Signals => Stage::Signals,
+            ChildStep::Fds => Stage::Fds,
+            ChildStep::Exec => Stage::Exec,
+            ChildStep::Credentials => Stage::Credentials,
+            ChildStep::Chdir => Stage::Chdir,
+            ChildStep::Limits => Stage::Limits,
+        }
+    }
+}
+
+/// The child's failure report: `REPORT_MAGIC`, the [`ChildStep`], the limit's index (for
+/// [`ChildStep::Limits`], else 0) and errno, each 4 bytes in native byte order. One `write` of
+/// 16 bytes to a pipe is atomic (below `PIPE_BUF`).
+const REPORT_LEN: usize = 16;
+/// "herd" in ASCII: the first word of every report.
+const REPORT_MAGIC: u32 = u32::from_be_bytes(*b"herd");
+
+/// What the child reported: the failed step, the limit's index (for [`ChildStep::Limits`])
+/// and errno.
+#[derive(Debug, PartialEq, Eq)]
+struct Report {
+    step: ChildStep,
+    limit: u32,
+    errno: i32,
+}
+
+impl Report {
+    /// The report's bytes. Async-signal-safe: no allocation.
+    fn encode(&self) -> [u8; REPORT_LEN] {
+        let mut buf = [0u8; REPORT_LEN];
+        buf[0..4].copy_from_slice(&REPORT_MAGIC.to_ne_bytes());
+        buf[4..8].copy_from_slice(&(self.step as u32).to_ne_bytes());
+        buf[8..12].copy_from_slice(&self.limit.to_ne_bytes());
+        buf[12..16].copy_from_slice(&self.errno.to_ne_bytes());
+        buf
+    }
+
+    /// Validates what the parent read from the pipe: `None` for anything the child would not
+    /// have written.
+    fn decode(bytes: &[u8]) -> Option<Report> {
+        if bytes.len() != REPORT_LEN {
+            return None;
+        }
+        let word = |i: usize| [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
+        if u32::from_ne_bytes(word(0)) != REPORT_MAGIC {
+            return None;
+        }
+        let step = ChildStep::from_wire(u32::from_ne_bytes(word(4)))?;
+        let limit = u32::from_ne_bytes(word(8));
+        if step != ChildStep::Limits && limit != 0 {
+            return None;
+        }
+        Some(Report {
+            step,
+            limit,
+            errno: i32::from_ne_bytes(word(12)),
+        })
+    }
 }
 
 /// Why a worker could not be started.
@@ -100,6 +221,7 @@ impl fmt::Display for SpawnError {
             Stage::Credentials => "cannot switch to the worker's user",
             Stage::Chdir => "cannot change to the worker's directory",
             Stage::Limits => "cannot set the worker's resource limits",
+            Stage::Report => "cannot tell how starting the worker failed",
         };
         write!(f, "{what}: {}", self.error)
     }
@@ -128,6 +250,10 @@ pub struct ExecPlan {
     chdir: Option<CString>,
     umask: Option<libc::mode_t>,
     limits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
+    /// Tests: skip `close_range`, so that the fallback loop marks the fds close-on-exec.
+    no_close_range: bool,
+    /// Tests: a signal the child raises on itself right after `fork`.
+    raise_first: Option<libc::c_int>,
 }
 
 /// A resource limit, by its `setrlimit` name.
@@ -191,6 +317,8 @@ impl ExecPlan {
             chdir: None,
             umask: None,
             limits: Vec::new(),
+            no_close_range: false,
+            raise_first: None,
         })
     }
 
@@ -300,6 +428,7 @@ impl ExecPlan {
             limit: None,
         };
         let (status_read, status_write) = cloexec_pipe().map_err(pipe_err)?;
+        let cloexec_limit = cloexec_limit(3 + sources.len(), sources.len() + 2);
 
         // SAFETY: zeroed sigset_t/sigaction are valid inputs to sigemptyset; SIG_DFL is a valid
         // disposition.
@@ -334,36 +463,49 @@ impl ExecPlan {
             chdir: self.chdir.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
             umask: self.umask,
             limits: &self.limits,
+            cloexec_limit,
+            close_range: !self.no_close_range,
+            raise_first: self.raise_first,
             probe,
         };
 
+        // Every signal is blocked in this thread across fork, so that the child starts with
+        // every signal blocked and no handler of this process can run there before the child
+        // has reset them all.
+        let blocked = match SignalsBlocked::all() {
+            Ok(blocked) => blocked,
+            Err(error) => return Err(fork_err(error)),
+        };
         // SAFETY: fork has no preconditions; the child branch runs only async-signal-safe code
         // on memory prepared above and never returns.
         let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(fork_err(io::Error::last_os_error()));
-        }
         if pid == 0 {
             // SAFETY: we are the child of a fork; `child` points at buffers that are still
-            // alive in our copy of the address space.
+            // alive in our copy of the address space. `blocked` is not dropped here: the child
+            // sets its own mask.
             unsafe { child.exec() }
+        }
+        let fork_error = io::Error::last_os_error();
+        drop(blocked);
+        if pid < 0 {
+            return Err(fork_err(fork_error));
         }
         drop(status_write);
         let pid = pid as u32;
-        match read_status(&status_read) {
+        match read_report(&status_read) {
             Ok(None) => Ok(pid),
-            Ok(Some((stage, limit, errno))) => {
+            Ok(Some(report)) => {
                 // The child has exited or is about to: reap it so no zombie is left.
                 let _ = wait_for(pid);
                 Err(SpawnError {
-                    stage,
-                    error: io::Error::from_raw_os_error(errno),
-                    limit,
+                    stage: report.step.stage(),
+                    error: io::Error::from_raw_os_error(report.errno),
+                    limit: (report.step == ChildStep::Limits).then_some(report.limit as usize),
                 })
             }
             Err(error) => {
                 let _ = wait_for(pid);
-                Err(pipe_err(error))
+                Err(error)
             }
         }
     }
@@ -426,10 +568,11 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-/// Reads the child's report: `None` on EOF (exec succeeded), else the failed stage, the index
-/// of the limit (for [`Stage::Limits`]) and errno.
-fn read_status(pipe: &OwnedFd) -> io::Result<Option<(Stage, Option<usize>, i32)>> {
-    let mut buf = [0u8; 8];
+/// Reads the child's report: `None` on EOF (exec succeeded), else the validated [`Report`].
+/// Anything else on the pipe is a [`Stage::Report`] error.
+fn read_report(pipe: &OwnedFd) -> Result<Option<Report>, SpawnError> {
+    // One byte more than a report, to notice a longer write.
+    let mut buf = [0u8; REPORT_LEN + 1];
     let mut got = 0;
     while got < buf.len() {
         // SAFETY: reading into the unfilled tail of a buffer we own.
@@ -448,36 +591,30 @@ fn read_status(pipe: &OwnedFd) -> io::Result<Option<(Stage, Option<usize>, i32)>
             if err.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            return Err(err);
+            return Err(SpawnError {
+                stage: Stage::Pipe,
+                error: err,
+                limit: None,
+            });
         }
         got += n as usize;
     }
-    match got {
-        0 => Ok(None),
-        8 => {
-            // The low byte is the stage; the limit's index is above it.
-            let code = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            let limit = (code & 0xff == 7).then_some((code >> 8) as usize);
-            let stage = match code & 0xff {
-                1 => Stage::ProcessGroup,
-                2 => Stage::Signals,
-                3 => Stage::Fds,
-                5 => Stage::Credentials,
-                6 => Stage::Chdir,
-                7 => Stage::Limits,
-                _ => Stage::Exec,
-            };
-            Ok(Some((
-                stage,
-                limit,
-                i32::from_ne_bytes([buf[4], buf[5], buf[6], buf[7]]),
-            )))
-        }
-        _ => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "short status report from the child",
-        )),
+    if got == 0 {
+        return Ok(None);
     }
+    Report::decode(&buf[..got])
+        .map(Some)
+        .ok_or_else(|| SpawnError {
+            stage: Stage::Report,
+            error: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the child wrote {}{got} bytes that are not a failure report",
+                    if got > REPORT_LEN { "at least " } else { "" }
+                ),
+            ),
+            limit: None,
+        })
 }
 
 /// What the child needs, as raw pointers into buffers the parent prepared.
@@ -500,6 +637,13 @@ struct Child<'a> {
     chdir: *const libc::c_char,
     umask: Option<libc::mode_t>,
     limits: &'a [(libc::c_int, libc::rlim_t, libc::rlim_t)],
+    /// Every fd the child may hold is below this: the end of the `fcntl` loop that marks fds
+    /// close-on-exec where `close_range` fails.
+    cloexec_limit: libc::c_int,
+    /// Whether to try `close_range` first (tests turn it off to exercise the loop).
+    close_range: bool,
+    /// A signal the child raises on itself as its very first step (tests).
+    raise_first: Option<libc::c_int>,
     /// Check instead of executing: see [`ExecPlan::probe`].
     probe: bool,
 }
@@ -511,14 +655,17 @@ impl Child<'_> {
     /// Call only in the child of `fork`, with all pointers valid.
     unsafe fn exec(&self) -> ! {
         let mut status = self.status;
+        if let Some(sig) = self.raise_first {
+            libc::raise(sig);
+        }
         if self.new_process_group && libc::setpgid(0, 0) < 0 {
-            fail(status, 1);
+            fail(status, ChildStep::ProcessGroup, 0);
         }
         for sig in 1..=self.max_signal {
             reset_signal(sig, &self.default_action);
         }
         if libc::sigprocmask(libc::SIG_SETMASK, &self.empty_mask, ptr::null_mut()) < 0 {
-            fail(status, 2);
+            fail(status, ChildStep::Signals, 0);
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(sig) = self.death_signal {
@@ -539,13 +686,13 @@ impl Child<'_> {
         let first_free = 3 + self.sources.len() as libc::c_int;
         let moved_status = libc::fcntl(status, libc::F_DUPFD_CLOEXEC, first_free);
         if moved_status < 0 {
-            fail(status, 3);
+            fail(status, ChildStep::Fds, 0);
         }
         status = moved_status;
         for (i, &src) in self.sources.iter().enumerate() {
             let fd = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, first_free);
             if fd < 0 {
-                fail(status, 3);
+                fail(status, ChildStep::Fds, 0);
             }
             *self.moved.add(i) = fd;
         }
@@ -555,16 +702,16 @@ impl Child<'_> {
             -1
         };
         if self.stdin >= 0 && stdin < 0 {
-            fail(status, 3);
+            fail(status, ChildStep::Fds, 0);
         }
         for i in 0..self.sources.len() {
             // dup2 leaves FD_CLOEXEC clear on the new fd: these are meant to be inherited.
             if libc::dup2(*self.moved.add(i), 3 + i as libc::c_int) < 0 {
-                fail(status, 3);
+                fail(status, ChildStep::Fds, 0);
             }
         }
         if stdin >= 0 && libc::dup2(stdin, 0) < 0 {
-            fail(status, 3);
+            fail(status, ChildStep::Fds, 0);
         }
         for fd in 0..3 {
             let flags = libc::fcntl(fd, libc::F_GETFD);
@@ -572,13 +719,18 @@ impl Child<'_> {
                 libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
             }
         }
-        #[cfg(target_os = "linux")]
-        libc::syscall(
-            libc::SYS_close_range,
-            first_free as libc::c_uint,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        );
+        if !(self.close_range && close_range_cloexec(first_free)) {
+            for fd in first_free..self.cloexec_limit {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                // EBADF: nothing open there.
+                if flags >= 0
+                    && flags & libc::FD_CLOEXEC == 0
+                    && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) < 0
+                {
+                    fail(status, ChildStep::Fds, 0);
+                }
+            }
+        }
 
         for (i, &(resource, soft, hard)) in self.limits.iter().enumerate() {
             let limit = libc::rlimit {
@@ -586,7 +738,7 @@ impl Child<'_> {
                 rlim_max: hard,
             };
             if libc::setrlimit(resource as _, &limit) < 0 {
-                fail(status, 7 | ((i as u32) << 8));
+                fail(status, ChildStep::Limits, i as u32);
             }
         }
         if let Some(mask) = self.umask {
@@ -598,21 +750,21 @@ impl Child<'_> {
                 || libc::setgid(gid) < 0
                 || libc::setuid(uid) < 0
             {
-                fail(status, 5);
+                fail(status, ChildStep::Credentials, 0);
             }
         }
         if !self.chdir.is_null() && libc::chdir(self.chdir) < 0 {
-            fail(status, 6);
+            fail(status, ChildStep::Chdir, 0);
         }
         if self.probe {
             if libc::access(self.program, libc::X_OK) < 0 {
-                fail(status, 4);
+                fail(status, ChildStep::Exec, 0);
             }
             libc::_exit(0);
         }
 
         libc::execve(self.program, self.argv, self.envp);
-        fail(status, 4)
+        fail(status, ChildStep::Exec, 0)
     }
 }
 
@@ -642,14 +794,111 @@ unsafe fn reset_signal(sig: libc::c_int, default_action: &libc::sigaction) {
     libc::sigaction(sig, default_action, ptr::null_mut());
 }
 
-/// Reports `(stage, errno)` on the status pipe and exits. Async-signal-safe.
-unsafe fn fail(status: RawFd, stage: u32) -> ! {
+/// Reports `step` (with `limit`, the limit's index for [`ChildStep::Limits`]) and errno on
+/// the status pipe, and exits. Async-signal-safe.
+unsafe fn fail(status: RawFd, step: ChildStep, limit: u32) -> ! {
     let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    let mut buf = [0u8; 8];
-    buf[..4].copy_from_slice(&stage.to_ne_bytes());
-    buf[4..].copy_from_slice(&errno.to_ne_bytes());
-    libc::write(status, buf.as_ptr().cast(), buf.len());
+    let report = Report { step, limit, errno }.encode();
+    libc::write(status, report.as_ptr().cast(), report.len());
     libc::_exit(127)
+}
+
+/// Marks every fd from `first` up close-on-exec with `close_range(CLOSE_RANGE_CLOEXEC)`:
+/// whether it worked (Linux 5.11 and later). Async-signal-safe.
+#[cfg(target_os = "linux")]
+unsafe fn close_range_cloexec(first: libc::c_int) -> bool {
+    libc::syscall(
+        libc::SYS_close_range,
+        first as libc::c_uint,
+        u32::MAX,
+        libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+    ) == 0
+}
+
+/// There is no `close_range` here: the caller walks the fds.
+#[cfg(not(target_os = "linux"))]
+unsafe fn close_range_cloexec(_first: libc::c_int) -> bool {
+    false
+}
+
+/// Whether `close_range(CLOSE_RANGE_CLOEXEC)` works here, asked once (0: not yet, 1: yes,
+/// 2: no) with an empty range, which changes nothing.
+static CLOSE_RANGE_WORKS: AtomicU8 = AtomicU8::new(0);
+
+fn close_range_works() -> bool {
+    match CLOSE_RANGE_WORKS.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: no fd is open at the top of the number space: this only asks the kernel
+            // whether it knows the call and the flag.
+            let works = unsafe { close_range_cloexec(libc::c_int::MAX) };
+            CLOSE_RANGE_WORKS.store(if works { 1 } else { 2 }, Ordering::Relaxed);
+            works
+        }
+        state => state == 1,
+    }
+}
+
+/// An exclusive upper bound for the fds the child will hold, computed before `fork` for its
+/// fallback loop (see [`Child::cloexec_limit`]): every fd open now, or the soft `RLIMIT_NOFILE`
+/// if they cannot be listed, and room for the `extra` fds the child duplicates, all above
+/// `first_free`. Where `close_range` works, the loop is not expected to run and the bound is
+/// the cheap `RLIMIT_NOFILE` alone.
+fn cloexec_limit(first_free: usize, extra: usize) -> libc::c_int {
+    let rlimit = || {
+        // SAFETY: rlimit is plain integers; getrlimit writes into the one we own.
+        let mut limit: libc::rlimit = unsafe { mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } < 0 {
+            return libc::c_int::MAX as usize;
+        }
+        usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+    };
+    let open_end = if close_range_works() {
+        rlimit()
+    } else {
+        match std::fs::read_dir("/dev/fd") {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+                .max()
+                .map_or(0, |fd| fd + 1),
+            Err(_) => rlimit(),
+        }
+    };
+    let end = open_end
+        .max(first_free)
+        .saturating_add(extra)
+        .min(libc::c_int::MAX as usize);
+    end as libc::c_int
+}
+
+/// Every signal blocked in the calling thread (`pthread_sigmask`) until dropped, when the
+/// previous mask is restored.
+struct SignalsBlocked {
+    previous: libc::sigset_t,
+}
+
+impl SignalsBlocked {
+    fn all() -> io::Result<SignalsBlocked> {
+        // SAFETY: zeroed sigset_t values are valid inputs to sigfillset and pthread_sigmask,
+        // which write into them.
+        unsafe {
+            let mut all: libc::sigset_t = mem::zeroed();
+            libc::sigfillset(&mut all);
+            let mut previous: libc::sigset_t = mem::zeroed();
+            let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            Ok(SignalsBlocked { previous })
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask pthread_sigmask returned for this thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, ptr::null_mut()) };
+    }
 }
 
 /// Writes `value` in decimal followed by NUL at `dst`, which has room for [`PID_DIGITS`] bytes.
@@ -741,5 +990,170 @@ mod tests {
         plan.listen_pid();
         let pid = plan.spawn(&[], None).unwrap();
         assert!(wait_for(pid).unwrap().success());
+    }
+
+    /// The write end of the pipe [`mark`] writes to.
+    static MARKER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+    extern "C" fn mark(_: libc::c_int) {
+        let fd = MARKER.load(Ordering::Relaxed);
+        // SAFETY: write is async-signal-safe; the byte lives in static memory.
+        unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+    }
+
+    /// Whether `fd` (non-blocking) has a byte to read; consumes it.
+    fn marked(fd: &OwnedFd) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: reads at most one byte into a byte we own.
+        unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) == 1 }
+    }
+
+    /// A signal handler of the parent (here, one that writes to a pipe, as tokio's do) never
+    /// runs in the child, even for a signal that arrives before the child resets the
+    /// dispositions: every signal is blocked across fork, and the handler is gone by the time
+    /// the child unblocks them.
+    #[test]
+    fn a_handler_of_the_parent_never_runs_in_the_child() {
+        let (read, write) = cloexec_pipe().unwrap();
+        crate::fd::set_nonblocking(std::os::unix::io::AsFd::as_fd(&read)).unwrap();
+        MARKER.store(write.as_raw_fd(), Ordering::Relaxed);
+        // SIGWINCH: ignored by default, so the child survives it once the handler is reset.
+        // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe.
+        unsafe {
+            let mut action: libc::sigaction = mem::zeroed();
+            action.sa_sigaction = mark as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            assert_eq!(libc::sigaction(libc::SIGWINCH, &action, ptr::null_mut()), 0);
+            libc::raise(libc::SIGWINCH);
+        }
+        assert!(marked(&read), "the handler runs in the parent");
+
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        for a in ["sh", "-c", "exit 0"] {
+            plan.arg(OsStr::new(a)).unwrap();
+        }
+        plan.raise_first = Some(libc::SIGWINCH);
+        let pid = plan.spawn(&[], None).unwrap();
+        assert!(wait_for(pid).unwrap().success());
+        assert!(!marked(&read), "the parent's handler ran in the child");
+        // SAFETY: a zeroed sigaction with SIG_DFL restores the default; then the handler, which
+        // no longer runs, forgets the pipe that is about to close.
+        unsafe {
+            let mut action: libc::sigaction = mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(libc::SIGWINCH, &action, ptr::null_mut());
+        }
+        MARKER.store(-1, Ordering::Relaxed);
+    }
+
+    /// The thread that spawns gets its own signal mask back.
+    #[test]
+    fn the_parents_signal_mask_is_restored() {
+        let mask = || {
+            // SAFETY: a zeroed sigset_t is valid output space; SIG_BLOCK with no new set
+            // only reads the mask.
+            unsafe {
+                let mut set: libc::sigset_t = mem::zeroed();
+                libc::pthread_sigmask(libc::SIG_BLOCK, ptr::null(), &mut set);
+                (1..=max_signal())
+                    .filter(|&sig| libc::sigismember(&set, sig) == 1)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let before = mask();
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        for a in ["sh", "-c", "exit 0"] {
+            plan.arg(OsStr::new(a)).unwrap();
+        }
+        let pid = plan.spawn(&[], None).unwrap();
+        assert_eq!(mask(), before);
+        assert!(wait_for(pid).unwrap().success());
+        let failing = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
+        failing.spawn(&[], None).unwrap_err();
+        assert_eq!(mask(), before);
+    }
+
+    /// Where `close_range` is not used (kernels before 5.11), the fds above the sockets are
+    /// still marked close-on-exec, one by one: one the parent left inheritable does not reach
+    /// the worker.
+    #[test]
+    fn without_close_range_no_stray_fd_reaches_the_child() {
+        let null = crate::fd::open_dev_null().unwrap();
+        // SAFETY: F_DUPFD makes a fresh fd, without FD_CLOEXEC, that we own at once.
+        let stray = unsafe {
+            let raw = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD, 300);
+            assert!(raw >= 300);
+            OwnedFd::from_raw_fd(raw)
+        };
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        let script = format!("test ! -e /dev/fd/{}", stray.as_raw_fd());
+        for a in ["sh", "-c", &script] {
+            plan.arg(OsStr::new(a)).unwrap();
+        }
+        plan.no_close_range = true;
+        let pid = plan.spawn(&[], None).unwrap();
+        assert!(
+            wait_for(pid).unwrap().success(),
+            "fd {} leaked",
+            stray.as_raw_fd()
+        );
+    }
+
+    /// A report is read back as written; anything else on the pipe is refused.
+    #[test]
+    fn a_corrupted_report_is_refused() {
+        let report = Report {
+            step: ChildStep::Limits,
+            limit: 3,
+            errno: libc::EPERM,
+        };
+        let bytes = report.encode();
+        assert_eq!(Report::decode(&bytes), Some(report));
+        for step in ChildStep::ALL {
+            let report = Report {
+                step,
+                limit: 0,
+                errno: 0,
+            };
+            assert_eq!(Report::decode(&report.encode()).map(|r| r.step), Some(step));
+        }
+        let mut wrong_magic = bytes;
+        wrong_magic[0] ^= 1;
+        assert_eq!(Report::decode(&wrong_magic), None);
+        let mut unknown_step = bytes;
+        unknown_step[4..8].copy_from_slice(&8u32.to_ne_bytes());
+        assert_eq!(Report::decode(&unknown_step), None);
+        let mut limit_elsewhere = Report {
+            step: ChildStep::Exec,
+            limit: 0,
+            errno: libc::ENOENT,
+        }
+        .encode();
+        limit_elsewhere[8] = 1;
+        assert_eq!(Report::decode(&limit_elsewhere), None);
+        assert_eq!(Report::decode(&bytes[..REPORT_LEN - 1]), None);
+        assert_eq!(Report::decode(&[bytes.as_slice(), &[0]].concat()), None);
+
+        // Through a pipe, as the parent reads it.
+        let through_pipe = |bytes: &[u8]| {
+            let (read, write) = cloexec_pipe().unwrap();
+            // SAFETY: writes a few bytes we own to a pipe we own.
+            let n = unsafe { libc::write(write.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+            assert_eq!(n, bytes.len() as isize);
+            drop(write);
+            read_report(&read)
+        };
+        assert!(through_pipe(&[]).unwrap().is_none());
+        assert_eq!(through_pipe(&bytes).unwrap(), Report::decode(&bytes));
+        for garbage in [
+            &b"\x01\0\0\0\x02\0\0\0"[..],
+            &wrong_magic,
+            &[bytes.as_slice(), b"x"].concat(),
+        ] {
+            let err = through_pipe(garbage).unwrap_err();
+            assert_eq!(err.stage(), Stage::Report, "{err}");
+            assert!(err.to_string().contains("not a failure report"), "{err}");
+        }
     }
 }

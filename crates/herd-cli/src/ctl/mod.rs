@@ -305,7 +305,10 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     crate::logging::flush();
     let mut executed = false;
     let fds = fetched.into_iter().map(|f| f.fd).collect();
-    let error = herd_sys::fd::exec_with_listen_fds(fds, || {
+    // This process's only other thread, if any, is the log writer, which writes to stderr
+    // alone: nothing else opens or uses an fd while the sockets are placed.
+    let sole = herd_sys::fd::NoOtherThreadUsesFds::promise();
+    let error = herd_sys::fd::exec_with_listen_fds(fds, sole, || {
         executed = true;
         exec_attached(&program, &argv, count, &names, control, owner)
     });
