@@ -35,6 +35,25 @@ fn herd_as(uid: u32, gid: u32, env: &[(&str, &Path)], args: &[&str]) -> (i32, St
     )
 }
 
+/// Sets `path`'s permission bits to `mode`.
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A temporary directory anyone may write, sticky like /tmp.
+fn shared_tmp() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    set_mode(tmp.path(), 0o1777);
+    tmp
+}
+
+/// Makes the directory `path` with mode 0755, owned by `id` (as uid and gid).
+fn owned_dir(path: &Path, id: u32) {
+    std::fs::create_dir(path).unwrap();
+    set_mode(path, 0o755);
+    std::os::unix::fs::chown(path, Some(id), Some(id)).unwrap();
+}
+
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
         .unwrap()
@@ -49,8 +68,7 @@ fn control_allow_uid_and_gid_admit_those_users_and_no_other() {
         return;
     }
     // herd's default place: TMPDIR/herd-0, in a directory anyone may enter, like /tmp.
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = shared_tmp();
     let herd = Herd::start_with(|_| {
         let mut cmd = herd_json();
         cmd.env("TMPDIR", tmp.path())
@@ -128,7 +146,7 @@ fn control_allow_uid_and_gid_admit_those_users_and_no_other() {
 fn an_allow_list_behind_a_private_directory_is_reported() {
     // XDG_RUNTIME_DIR is 0700: the allowed users could never reach the socket; say so.
     let runtime = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    set_mode(runtime.path(), 0o700);
     let herd = Herd::start_with(|_| {
         let mut cmd = herd_json();
         cmd.env("XDG_RUNTIME_DIR", runtime.path())
@@ -194,8 +212,7 @@ fn clients_refuse_a_server_in_another_users_directory() {
     }
     const ATTACKER: u32 = 4242;
     const VICTIM: u32 = 65534;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = shared_tmp();
     // The attacker's directory with a decoy socket, a symlink where the victim's default
     // directory belongs, and a decoy directly in the shared directory.
     let evil = tmp.path().join("evil");
@@ -224,9 +241,7 @@ fn clients_refuse_a_server_in_another_users_directory() {
     }
     // The attacker's own directory at that place.
     std::fs::remove_file(&link).unwrap();
-    std::fs::create_dir(&link).unwrap();
-    std::fs::set_permissions(&link, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::chown(&link, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    owned_dir(&link, ATTACKER);
     refused(&["stop"], &format!("belongs to uid {ATTACKER}"));
     // A path named explicitly, in a directory anyone may write: the server's uid decides.
     let loose = loose.to_str().unwrap();
@@ -244,14 +259,11 @@ fn clients_refuse_a_server_in_a_directory_the_attacker_made_for_them() {
     }
     const ATTACKER: u32 = 4242;
     const VICTIM: u32 = 4343;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = shared_tmp();
     // The victim's default directory, made by the attacker first with the modes herd would
     // give it: the attacker owns both the directory and the decoy socket in it.
     let dir = tmp.path().join(format!("herd-{VICTIM}"));
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::chown(&dir, Some(ATTACKER), Some(ATTACKER)).unwrap();
+    owned_dir(&dir, ATTACKER);
     let sock = dir.join("default.sock");
     let _decoy = Decoy::start(ATTACKER, &[&sock]);
     let shown = sock.to_str().unwrap();
@@ -315,17 +327,14 @@ fn clients_trust_another_users_herd_where_only_that_user_could_put_it() {
     }
     const APP: u32 = 4242;
     const DEPLOY: u32 = 4343;
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = shared_tmp();
     // /srv (root's, 0755) / app (app's, 0755) / herd.sock: nobody but root and app could
     // have put a socket there.
     let srv = tmp.path().join("srv");
     std::fs::create_dir(&srv).unwrap();
-    std::fs::set_permissions(&srv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_mode(&srv, 0o755);
     let dir = srv.join("app");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::chown(&dir, Some(APP), Some(APP)).unwrap();
+    owned_dir(&dir, APP);
     let sock = dir.join("herd.sock");
     let _server = Decoy::start(APP, &[&sock]);
     let (code, stdout, stderr) = herd_as(
@@ -336,7 +345,7 @@ fn clients_trust_another_users_herd_where_only_that_user_could_put_it() {
     );
     assert_eq!((code, stdout.as_str()), (0, "stopped\n"), "{stderr}");
     // Once the root-owned directory is open to others, it no longer is.
-    std::fs::set_permissions(&srv, std::fs::Permissions::from_mode(0o777)).unwrap();
+    set_mode(&srv, 0o777);
     let (code, _, stderr) = herd_as(DEPLOY, DEPLOY, &[("HERD_CONTROL", &sock)], &["stop"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
@@ -354,12 +363,9 @@ fn an_allowed_user_names_another_users_herd_with_control_owner() {
     const DEPLOY: u32 = 4343;
     // app's herd in a directory of its own, directly in a directory anyone may write (as
     // /tmp/herd-app would be): anyone could have made such a directory.
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = shared_tmp();
     let dir = tmp.path().join("app");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::os::unix::fs::chown(&dir, Some(APP), Some(APP)).unwrap();
+    owned_dir(&dir, APP);
     let sock = dir.join("herd.sock");
     let herd = Herd::start_with(|_| {
         let mut cmd = herd_json();
@@ -405,7 +411,7 @@ fn refused_connections_are_logged_at_a_bounded_rate() {
     }
     // The allow list opens the socket (0666) to everyone, so any user can knock at will.
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    set_mode(tmp.path(), 0o711);
     let sock = tmp.path().join("flood.sock");
     let sock_arg = sock.to_str().unwrap().to_string();
     let herd = Herd::start_with(|_| {
@@ -467,8 +473,7 @@ fn the_default_directory_is_closed_again_when_the_last_shared_herd_stops() {
     if !root() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tmp = shared_tmp();
     let start = |name: &str| {
         let herd = Herd::start_with(|_| {
             let mut cmd = herd_json();

@@ -554,6 +554,44 @@ fn herd_raises_its_fd_limit_and_workers_keep_theirs() {
     assert_eq!(nofile_limit(next), "256:4096");
 }
 
+/// Starts herd with two `shutdown_socket.py` workers (given `extra` arguments) that say
+/// READY=1, on a socket named http on 127.0.0.1.
+fn shutdown_socket_herd(extra: &[&str]) -> Herd {
+    let script = worker("shutdown_socket.py");
+    let mut args = vec![
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &script,
+    ];
+    args.extend_from_slice(extra);
+    Herd::start(&args)
+}
+
+/// Waits for herd to report that it made a shut-down socket listen again; returns that event.
+fn wait_repair(herd: &Herd, what: &str) -> Value {
+    herd.wait_event(what, |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("herd made it listen again"))
+    })
+}
+
+/// The pid (as text) of the worker that says it shut the socket down.
+fn culprit_pid(herd: &Herd) -> String {
+    herd.wait_text("shut the socket down")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
 #[test]
 fn a_socket_shut_down_by_a_worker_listens_again() {
     let marker = tempfile::tempdir().unwrap();
@@ -583,17 +621,8 @@ fn a_socket_shut_down_by_a_worker_listens_again() {
         .unwrap()
         .to_string();
     // One worker shuts the shared socket down and exits: herd names it and repairs the socket.
-    let culprit = herd
-        .wait_text("shut the socket down")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let event = herd.wait_event("the repair", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("herd made it listen again"))
-    });
+    let culprit = culprit_pid(&herd);
+    let event = wait_repair(&herd, "the repair");
     assert_eq!(event["socket"], "http", "{event}");
     assert_eq!(event["address"], addr.as_str(), "{event}");
     let named = event["culprit"].as_str().unwrap();
@@ -621,35 +650,12 @@ fn a_socket_shut_down_by_a_worker_listens_again() {
 fn a_worker_that_keeps_shutting_the_socket_down_is_suspected_and_its_victims_do_not_back_off() {
     let marker = tempfile::tempdir().unwrap();
     let marker = marker.path().join("shut-down");
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "2",
-        "--ready",
-        "notify",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "python3",
-        &worker("shutdown_socket.py"),
-        "--stay",
-        marker.to_str().unwrap(),
-    ]);
+    let herd = shutdown_socket_herd(&["--stay", marker.to_str().unwrap()]);
     let addr = herd.address("http");
-    let culprit: u32 = herd
-        .wait_text("shut the socket down")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let culprit: u32 = culprit_pid(&herd).parse().unwrap();
     // Nobody exited cleanly: herd does not blame a crashed victim, it names the workers that
     // still run, the culprit among them.
-    let event = herd.wait_event("the first repair", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("herd made it listen again"))
-    });
+    let event = wait_repair(&herd, "the first repair");
     let named = event["culprit"].as_str().unwrap();
     assert!(
         named.contains("likely one that still runs, one of: ")
@@ -676,28 +682,12 @@ fn a_worker_that_keeps_shutting_the_socket_down_is_suspected_and_its_victims_do_
 fn an_upgrade_survives_workers_that_shut_the_socket_down_on_stop() {
     // Old workers shut the shared socket down as they stop (Sanic's way): the new generation
     // must keep serving, and the upgrade must finish instead of waiting for its timeout.
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "2",
-        "--ready",
-        "notify",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "python3",
-        &worker("shutdown_socket.py"),
-        "--on-stop",
-    ]);
+    let herd = shutdown_socket_herd(&["--on-stop"]);
     let addr = herd.address("http");
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     let (code, stdout, stderr) = herd.ctl(&["upgrade", "--timeout", "15s"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    herd.wait_event("the repair", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("herd made it listen again"))
-    });
+    wait_repair(&herd, "the repair");
     wait_status(&herd, "2 ready workers of generation 2", |s| {
         settled(s, 2) && s["generation"] == 2
     });

@@ -62,17 +62,7 @@ fn an_attached_worker_serves_is_listed_and_is_stopped() {
 
 #[test]
 fn attach_refuses_unknown_sockets_and_worker_templates() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    herd.started(1);
+    let herd = sleeper_on_http();
     let (code, _, stderr) = herd.ctl(&["attach", "--only", "nope", "--", "true"]);
     assert_eq!(code, 1);
     assert!(stderr.contains("no socket is named \"nope\""), "{stderr}");
@@ -418,17 +408,7 @@ impl Drop for KillGroupOnDrop {
 #[test]
 fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
     use std::io::BufRead;
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    herd.started(1);
+    let mut herd = sleeper_on_http();
     let addr = herd.address("http");
     // The subshell ignores SIGTERM, and so does the sleep it becomes.
     let script = "(trap '' TERM; exec sleep 101) & echo $!; wait";
@@ -507,17 +487,7 @@ fn attach_hands_on_an_absolute_control_path() {
 #[test]
 fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
     use std::io::{BufRead, Read};
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    herd.started(1);
+    let herd = sleeper_on_http();
     let script = format!(
         "sleep 301 </dev/null >/dev/null 2>&1 & echo $!; exec '{HERD}' attach --control '{}' -- \
          sleep 1001",

@@ -16,6 +16,30 @@ fn takeover(control: &str, args: &[&str]) -> Herd {
     })
 }
 
+/// Takes over the herd at `control` with one new worker that says READY=1 only once the file
+/// `go` exists.
+fn takeover_ready_on(control: &str, go: &str) -> Herd {
+    let ready_on_go = "import os, socket, sys, time\n\
+        while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
+        time.sleep(1000)\n";
+    takeover(
+        control,
+        &[
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "--",
+            "python3",
+            "-c",
+            ready_on_go,
+            go,
+        ],
+    )
+}
+
 #[test]
 fn ten_takeovers_under_load_lose_no_connection() {
     let hello = example("hello.py");
@@ -165,17 +189,7 @@ fn a_failed_takeover_leaves_the_old_herd_serving() {
 
 #[test]
 fn takeover_refuses_conflicting_binds() {
-    let old = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    old.started(1);
+    let old = sleeper_on_http();
     let control = old.control();
     let port: u16 = old
         .address("http")
@@ -346,25 +360,7 @@ fn a_takeover_never_replaces_a_control_socket_that_changed_meanwhile() {
     let control = old.control();
     let go = old.path("go");
     // New workers that become ready once the test says so.
-    let ready_on_go = "import os, socket, sys, time\n\
-        while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
-        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
-        time.sleep(1000)\n";
-    let mut new = takeover(
-        &control,
-        &[
-            "-w",
-            "1",
-            "--ready",
-            "notify",
-            "--",
-            "python3",
-            "-c",
-            ready_on_go,
-            &go,
-        ],
-    );
+    let mut new = takeover_ready_on(&control, &go);
     new.wait_event("the new worker", is_start);
 
     // Meanwhile another server's socket replaces the old herd's at its path.
@@ -510,25 +506,7 @@ fn a_takeover_whose_old_herd_stops_meanwhile_serves_on_and_takes_its_control_pat
     let socket = old.path("app.sock");
     let go = old.path("go");
     // New workers that become ready once the test says so.
-    let ready_on_go = "import os, socket, sys, time\n\
-        while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
-        s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n\
-        time.sleep(1000)\n";
-    let mut new = takeover(
-        &control,
-        &[
-            "-w",
-            "1",
-            "--ready",
-            "notify",
-            "--",
-            "python3",
-            "-c",
-            ready_on_go,
-            &go,
-        ],
-    );
+    let mut new = takeover_ready_on(&control, &go);
     new.wait_event("the new worker", is_start);
 
     // The old herd is stopped while the takeover runs: it removes its socket files.

@@ -653,3 +653,20 @@ pub fn wait_status(herd: &Herd, what: &str, pred: impl Fn(&Value) -> bool) -> Va
 pub fn settled(status: &Value, workers: u64) -> bool {
     status["ready"] == workers && status["running"] == workers && status["desired"] == workers
 }
+
+/// Starts herd with one `sleep 1000` worker and a socket named http on 127.0.0.1, and waits
+/// until the worker has started.
+pub fn sleeper_on_http() -> Herd {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    herd
+}
