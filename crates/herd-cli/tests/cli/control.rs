@@ -616,15 +616,7 @@ fn prometheus_metrics() {
         "python3",
         &example("hello.py"),
     ]);
-    let metrics = herd.wait_event("the metrics endpoint", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("metrics at")
-    })["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let metrics = metrics_address(&herd);
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     // OpenMetrics text, served as such.
     let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
@@ -794,27 +786,8 @@ fn http_raw(addr: &str, raw: &str, limit: Duration) -> std::io::Result<String> {
 
 #[test]
 fn metrics_answer_scrapers_despite_idle_clients() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--metrics",
-        "127.0.0.1:0",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    let metrics = herd.wait_event("the metrics endpoint", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("metrics at")
-    })["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let herd = sleeper_with_metrics();
+    let metrics = metrics_address(&herd);
     // A query string is ignored; another method than GET is refused as such.
     let response = http_raw(&metrics, "GET /metrics?x HTTP/1.0\r\n\r\n", TIMEOUT).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");

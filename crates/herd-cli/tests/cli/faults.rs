@@ -489,14 +489,7 @@ fn metrics_clients_cannot_starve_supervision() {
         cmd
     });
     let victim = herd.started(2)[0].1;
-    let metrics = herd.wait_event("the metrics endpoint", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("metrics at"))
-    })["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let metrics = metrics_address(&herd);
     herd.status();
     let before = open_fds(herd.pid()).len();
     let held: Vec<std::net::TcpStream> = (0..300)
@@ -612,14 +605,7 @@ fn a_socket_shut_down_by_a_worker_listens_again() {
         marker.to_str().unwrap(),
     ]);
     let addr = herd.address("http");
-    let metrics = herd.wait_event("the metrics endpoint", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("metrics at"))
-    })["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let metrics = metrics_address(&herd);
     // One worker shuts the shared socket down and exits: herd names it and repairs the socket.
     let culprit = culprit_pid(&herd);
     let event = wait_repair(&herd, "the repair");

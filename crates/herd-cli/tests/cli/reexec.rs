@@ -24,9 +24,10 @@ fn workers(status: &Value) -> Vec<(u64, u64, u64)> {
     w
 }
 
-#[test]
-fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
-    let herd = Herd::start(&[
+/// herd's arguments for two workers running `hello` (hello.py's path) that say READY=1, on a
+/// nonblocking socket named http.
+fn two_hello_workers(hello: &str) -> [&str; 10] {
+    [
         "run",
         "-w",
         "2",
@@ -36,8 +37,14 @@ fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
         "http=127.0.0.1:0,nonblocking",
         "--",
         "python3",
-        &example("hello.py"),
-    ]);
+        hello,
+    ]
+}
+
+#[test]
+fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
+    let hello = example("hello.py");
+    let herd = Herd::start(&two_hello_workers(&hello));
     let addr = herd.address("http");
     let before = wait_until("2 ready workers", || {
         let s = herd.status();
@@ -218,20 +225,10 @@ fn reexec(herd: &Herd) -> (i32, String) {
 #[test]
 fn a_binary_that_starts_but_fails_its_check_is_refused_and_herd_keeps_serving() {
     let (_copy_dir, copy) = herd_copy();
+    let hello = example("hello.py");
     let herd = Herd::start_via(
         std::process::Command::new(&copy),
-        &[
-            "run",
-            "-w",
-            "2",
-            "--ready",
-            "notify",
-            "-b",
-            "http=127.0.0.1:0,nonblocking",
-            "--",
-            "python3",
-            &example("hello.py"),
-        ],
+        &two_hello_workers(&hello),
     );
     let addr = herd.address("http");
     let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
@@ -290,27 +287,8 @@ fn a_binary_that_starts_but_fails_its_check_is_refused_and_herd_keeps_serving() 
 
 #[test]
 fn metrics_keep_their_address_and_counts_across_a_reexec() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--metrics",
-        "127.0.0.1:0",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    let metrics = herd.wait_event("the metrics endpoint", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("metrics at")
-    })["address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let herd = sleeper_with_metrics();
+    let metrics = metrics_address(&herd);
     let victim = herd.started(1)[0].1;
     // SAFETY: kill with a worker's pid.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };

@@ -670,3 +670,31 @@ pub fn sleeper_on_http() -> Herd {
     herd.started(1);
     herd
 }
+
+/// Starts herd with one `sleep 1000` worker on 127.0.0.1 and a metrics endpoint.
+pub fn sleeper_with_metrics() -> Herd {
+    Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ])
+}
+
+/// Waits for herd to report its metrics endpoint; returns that endpoint's address.
+pub fn metrics_address(herd: &Herd) -> String {
+    herd.wait_event("the metrics endpoint", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("metrics at"))
+    })["address"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
