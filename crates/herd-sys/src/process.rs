@@ -203,6 +203,17 @@ pub fn signal_group(pid: u32, signal: Signal) -> io::Result<()> {
     Err(err)
 }
 
+/// Sends `signal` to the process group `pgid` and nothing else (`kill(-pgid)`): no fallback to
+/// a process of that pid, for groups whose leader herd does not hold (its pid may name a
+/// stranger by now). `ESRCH` when the group is empty.
+pub fn signal_group_only(pgid: u32, signal: Signal) -> io::Result<()> {
+    // SAFETY: kill takes plain integers; a negative pid names a process group.
+    if unsafe { libc::kill(-to_pid(pgid)?, signal.0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Reaps one exited child without blocking (`waitpid(-1, WNOHANG)`): `Ok(None)` when no child
 /// has exited (or there are none).
 pub fn reap_any() -> io::Result<Option<(u32, ExitStatus)>> {
@@ -359,18 +370,21 @@ pub fn is_stopped(pid: u32) -> bool {
 /// When `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22, Linux): with the
 /// pid, it names one process even after the pid is reused. `None` if it is gone or a zombie.
 pub fn start_time(pid: u32) -> Option<u64> {
-    if stat_field(pid, 3)? == "Z" {
+    // One read, so that the state and the start time are of the same process.
+    let fields = stat_fields(pid, &[3, 22])?;
+    if fields[0] == "Z" {
         return None;
     }
-    stat_field(pid, 22)?.parse().ok()
+    fields[1].parse().ok()
 }
 
 /// CPU time `pid` has used, user and system, in clock ticks (`/proc/PID/stat` fields 14 and
 /// 15, Linux); `None` if it is gone.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let user: u64 = stat_field(pid, 14)?.parse().ok()?;
-    let system: u64 = stat_field(pid, 15)?.parse().ok()?;
-    Some(user + system)
+    let fields = stat_fields(pid, &[14, 15])?;
+    let user: u64 = fields[0].parse().ok()?;
+    let system: u64 = fields[1].parse().ok()?;
+    Some(user.saturating_add(system))
 }
 
 /// CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`), to burn an exact amount

@@ -115,8 +115,19 @@ impl Groups for System {
     }
 
     fn signal(&mut self, pgid: u32, signal: Signal) {
-        // A stop signal is followed by SIGCONT, so that a paused process can act on it.
-        if let Err(e) = super::balance::deliver_stop(pgid, signal, true) {
+        // The group alone, never a process that got its leader's pid (an attached leader is
+        // not held by herd). A stop signal is followed by SIGCONT, so that a paused process can
+        // act on it.
+        let sent = process::signal_group_only(pgid, signal).map(|()| {
+            if signal != Signal::KILL && signal != Signal::CONT {
+                let _ = process::signal_group_only(pgid, Signal::CONT);
+            }
+        });
+        // An empty group (ESRCH) has nothing left to stop: the next look forgets it.
+        if let Err(e) = sent.or_else(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(()),
+            _ => Err(e),
+        }) {
             tracing::warn!(
                 pgid,
                 "cannot send {signal} to what process {pgid} left: {e}"

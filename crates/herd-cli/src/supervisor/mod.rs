@@ -133,7 +133,6 @@ enum Event {
     Reexec(reexec_check::Client),
     ReexecChecked(reexec_check::Checked),
     Child,
-    CheckAttached,
     CheckSockets,
     Stop(&'static str, bool),
     Upgrade,
@@ -295,7 +294,7 @@ impl Supervisor {
                 // A second Ctrl-C stops at once.
                 _ = sigint.recv() => Event::Stop("SIGINT", !self.pool.is_stopping()),
                 _ = sigquit.recv() => Event::Stop("SIGQUIT", false),
-                                _ = sighup.recv() => Event::Upgrade,
+                _ = sighup.recv() => Event::Upgrade,
                 _ = sigusr2.recv() => Event::Reexec(None),
                 _ = sigttin.recv() => Event::ScaleBy(1, "SIGTTIN"),
                 _ = sigttou.recv() => Event::ScaleBy(-1, "SIGTTOU"),
@@ -305,11 +304,12 @@ impl Supervisor {
                 Some(answer) = answered.recv() => Event::TakeoverAnswered(answer),
                 _ = notify_socket.readable() => Event::Notify,
                 _ = sleep, if deadline.is_some() => Event::Timer,
-                                _ = autoscale_sample.tick(),
+                _ = autoscale_sample.tick(),
                     if self.autoscaler.is_some() && !self.pool.is_stopping() => Event::Autoscale,
                 _ = queue_check.tick(),
                     if self.autoscaler.is_some() && !self.pool.is_stopping() => Event::QueueCheck,
-                                _ = attached_check.tick(), if !self.attached.is_empty() => Event::CheckAttached,
+                // Wakes the loop, whose every turn looks at the attached processes' pidfds.
+                _ = attached_check.tick(), if !self.attached.is_empty() => Event::Timer,
                 _ = drain_check.tick(), if !self.drains.is_empty() => Event::Timer,
                 _ = socket_check.tick() => Event::CheckSockets,
                 _ = leftover_check.tick(), if !self.leftovers.is_empty() => Event::Leftovers,
@@ -330,7 +330,6 @@ impl Supervisor {
                 Event::Scrape(reply) => {
                     let _ = reply.send(metrics::render(&self.counters, &self.metrics_snapshot()));
                 }
-                Event::CheckAttached => self.attached.remove_exited(&mut attached::System),
                 Event::Stop(reason, graceful) => self.stop(reason, graceful, None),
                 Event::Upgrade => self.upgrade("SIGHUP", None, None),
                 // The new binary is checked first; the exec follows if it passes.
@@ -1460,13 +1459,10 @@ impl Supervisor {
             *ready.entry(w.generation).or_default() += 1;
         }
         let per_second = herd_sys::process::ticks_per_second() as f64;
-        let rss = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                let kib = s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
-                kib.trim().trim_end_matches("kB").trim().parse::<i64>().ok()
-            })
-            .map_or(0, |kib| kib * 1024);
+        // One read of /proc for herd's own figures; its resident memory also feeds the older
+        // herd_supervisor_resident_memory metric.
+        let process = process_stats::ProcessStats::read();
+        let rss = process.as_ref().map_or(0, |p| p.resident_bytes as i64);
         metrics::Snapshot {
             desired: self.pool.desired() as i64,
             running: self.pool.workers().len() as i64,
@@ -1492,7 +1488,7 @@ impl Supervisor {
                 })
                 .collect(),
             rss,
-            process: process_stats::ProcessStats::read(),
+            process,
         }
     }
 
