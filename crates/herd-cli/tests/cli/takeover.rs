@@ -40,6 +40,16 @@ fn takeover_ready_on(control: &str, go: &str) -> Herd {
     )
 }
 
+/// Waits for the line in which the takeover `herd` says why it aborted; returns that line.
+fn abort_reason(herd: &Herd) -> String {
+    herd.wait_for("the reason", |lines| {
+        lines.iter().find_map(|l| match l {
+            Line::Text(t) if t.starts_with("herd: error: takeover aborted") => Some(t.clone()),
+            _ => None,
+        })
+    })
+}
+
 #[test]
 fn ten_takeovers_under_load_lose_no_connection() {
     let hello = example("hello.py");
@@ -126,12 +136,7 @@ fn a_failed_takeover_leaves_the_old_herd_serving() {
         ],
     );
     assert_eq!(never.wait_exit().code(), Some(1));
-    let why = never.wait_for("the reason", |lines| {
-        lines.iter().find_map(|l| match l {
-            Line::Text(t) if t.starts_with("herd: error: takeover aborted") => Some(t.clone()),
-            _ => None,
-        })
-    });
+    let why = abort_reason(&never);
     assert!(
         why.contains("the old herd keeps serving") && why.contains("before it was ready"),
         "{why}"
@@ -159,12 +164,7 @@ fn a_failed_takeover_leaves_the_old_herd_serving() {
         ],
     );
     assert_eq!(flaky.wait_exit().code(), Some(1));
-    let why = flaky.wait_for("the reason", |lines| {
-        lines.iter().find_map(|l| match l {
-            Line::Text(t) if t.starts_with("herd: error: takeover aborted") => Some(t.clone()),
-            _ => None,
-        })
-    });
+    let why = abort_reason(&flaky);
     assert!(
         why.contains("the old herd keeps serving")
             && why.contains("exited within --min-ready of becoming ready: exit code 1"),
@@ -372,12 +372,7 @@ fn a_takeover_never_replaces_a_control_socket_that_changed_meanwhile() {
     std::fs::write(&go, "").unwrap();
 
     assert_eq!(new.wait_exit().code(), Some(1));
-    let why = new.wait_for("the reason", |lines| {
-        lines.iter().find_map(|l| match l {
-            Line::Text(t) if t.starts_with("herd: error: takeover aborted") => Some(t.clone()),
-            _ => None,
-        })
-    });
+    let why = abort_reason(&new);
     assert!(
         why.contains("never replaces a socket it does not own"),
         "{why}"
