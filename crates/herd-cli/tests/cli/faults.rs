@@ -311,6 +311,10 @@ fn fork_failures_are_retried_without_spinning() {
     if !root_or_skip("needs root to run herd as another user with RLIMIT_NPROC") {
         return;
     }
+    // A uid of its own, which no other test runs processes as: RLIMIT_NPROC counts every
+    // process of the uid, so another test's worker exiting meanwhile would free a slot.
+    const FORK_UID: u32 = 64_999;
+    const UID: &str = "64999";
     // As an unprivileged user allowed 4 more tasks than it runs now, herd (2: the supervisor
     // and its log writer thread; RLIMIT_NPROC counts threads) can fork only 2 of 5 workers.
     let running = std::fs::read_dir("/proc")
@@ -319,7 +323,7 @@ fn fork_failures_are_retried_without_spinning() {
         .filter(|e| {
             std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
                 s.lines()
-                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534"))
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(UID))
             })
         })
         .count();
@@ -328,7 +332,7 @@ fn fork_failures_are_retried_without_spinning() {
         // herd's user owns the directory of its control socket; the client (root here) names
         // it with --control-owner, as it would trust another user's server nowhere in /tmp
         // otherwise (herd::trust).
-        std::os::unix::fs::chown(dir, Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::chown(dir, Some(FORK_UID), Some(FORK_UID)).unwrap();
         let mut cmd = std::process::Command::new("prlimit");
         cmd.arg(format!("--nproc={limit}:{limit}"))
             .arg(HERD)
@@ -344,8 +348,8 @@ fn fork_failures_are_retried_without_spinning() {
                 "sleep",
                 "1000",
             ])
-            .uid(65534)
-            .gid(65534);
+            .uid(FORK_UID)
+            .gid(FORK_UID);
         cmd
     });
     herd.wait_events("fork failures", 3, |e| {
@@ -356,7 +360,7 @@ fn fork_failures_are_retried_without_spinning() {
     });
     // herd keeps the workers it has, keeps answering, and backs off instead of spinning.
     std::thread::sleep(Duration::from_secs(2));
-    let (code, stdout, stderr) = herd.ctl(&["--control-owner", "65534", "status", "--json"]);
+    let (code, stdout, stderr) = herd.ctl(&["--control-owner", UID, "status", "--json"]);
     assert_eq!(code, 0, "herd status failed: {stderr}");
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["running"], 2, "{status}");
