@@ -1,0 +1,167 @@
+//! `herd reexec`: handing this process's state to the binary on disk, and resuming from it.
+
+use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::control::protocol::{ErrorCode, Response};
+use crate::control::server::Reply;
+use crate::spec::SocketFile;
+
+use super::attached::Attached;
+use super::notify::NotifySocket;
+use super::pool::{self, Pool};
+use super::Supervisor;
+use super::{leftovers, reexec, reexec_check};
+
+/// The endpoints a re-exec hands over besides the listening sockets.
+pub(super) struct Endpoints<'a> {
+    pub(super) control: &'a OwnedFd,
+    pub(super) control_file: &'a SocketFile,
+    pub(super) notify: &'a NotifySocket,
+    pub(super) metrics: Option<&'a OwnedFd>,
+}
+
+impl Supervisor {
+    /// Continues from the state a previous image of this process handed over. Autoscaling is
+    /// restored too when the state records it; else it is left to the caller.
+    pub fn resume(
+        &mut self,
+        state: reexec::State,
+        attached: Vec<Option<OwnedFd>>,
+        reply: Option<OwnedFd>,
+    ) {
+        let now = Instant::now();
+        self.pool = Pool::import(self.pool.config().clone(), state.pool, now);
+        self.started = now
+            .checked_sub(Duration::from_millis(state.uptime_ms))
+            .unwrap_or(now);
+        for (saved, pidfd) in state.attached.into_iter().zip(attached) {
+            self.attached.restore(Attached::restore(saved, pidfd, now));
+        }
+        self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
+        self.service.set_ready_sent(state.service_ready);
+        self.leftovers = leftovers::Leftovers::import(state.leftovers, now);
+        if let Some(saved) = state.autoscale {
+            self.autoscaler = saved.restore(now);
+        }
+        self.counters.restore(&state.counters);
+        self.reexec_reply = reply;
+        self.resumed = true;
+    }
+
+    /// The pool's state to hand to the new program, or why herd cannot re-execute now.
+    pub(super) fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
+        // Stop signals held back while reuseport slots drain would not survive the exec.
+        let busy = self.takeover.is_some() || self.failure.is_some() || !self.drains.is_empty();
+        if let (false, Some(pool)) = (busy, self.pool.export(Instant::now())) {
+            return Ok(pool);
+        }
+        let code = if self.pool.is_stopping() {
+            ErrorCode::Stopping
+        } else {
+            ErrorCode::Busy
+        };
+        let why = "cannot re-execute while herd is stopping, upgrading, starting workers, draining a slot or taking over; try again".to_string();
+        Err((code, why))
+    }
+
+    /// Replaces this process's program with the binary on disk (see [`reexec`]), which passed
+    /// its [check](reexec_check). Returns only if that was not possible, after saying why.
+    pub(super) fn reexec(&mut self, endpoints: &Endpoints<'_>, client: reexec_check::Client) {
+        let (reply, connection) = match client {
+            Some((reply, connection)) => (Some(reply), connection),
+            None => (None, None),
+        };
+        let refuse = |reply: Option<oneshot::Sender<Reply>>, code, why: String| {
+            reexec_check::refuse(reply.map(|r| (r, None)), code, why)
+        };
+        let pool = match self.reexec_export() {
+            Ok(pool) => pool,
+            Err((code, why)) => return refuse(reply, code, why),
+        };
+        let mut keep: Vec<BorrowedFd<'_>> =
+            vec![endpoints.control.as_fd(), endpoints.notify.socket.as_fd()];
+        let mut listeners = Vec::new();
+        for l in &self.listeners {
+            let Some(fd) = l.fd() else {
+                return refuse(reply, ErrorCode::Stopping, "herd is stopping".to_string());
+            };
+            keep.push(fd);
+            let group = l.group().map(|g| {
+                let rest: Vec<BorrowedFd<'_>> = g.sockets().skip(1).collect();
+                keep.extend(&rest);
+                reexec::SavedGroup {
+                    address: g.address(),
+                    options: g.options(),
+                    fds: rest.iter().map(AsRawFd::as_raw_fd).collect(),
+                }
+            });
+            listeners.push(reexec::SavedListener {
+                name: l.name.clone(),
+                kind: l.kind,
+                address: l.address.clone(),
+                fd: fd.as_raw_fd(),
+                file: l.file().map(reexec::file_parts),
+                group,
+            });
+        }
+        keep.extend(connection.as_ref().map(AsFd::as_fd));
+        keep.extend(endpoints.metrics.map(AsFd::as_fd));
+        keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
+        let now = Instant::now();
+        let state = reexec::State {
+            uptime_ms: now.saturating_duration_since(self.started).as_millis() as u64,
+            control: reexec::SavedSocket {
+                fd: endpoints.control.as_raw_fd(),
+                file: reexec::file_parts(endpoints.control_file),
+            },
+            notify: reexec::SavedSocket {
+                fd: endpoints.notify.socket.as_raw_fd(),
+                file: reexec::file_parts(endpoints.notify.file()),
+            },
+            listeners,
+            pool,
+            attached: self
+                .attached
+                .as_slice()
+                .iter()
+                .map(|a| a.save(now))
+                .collect(),
+            service_ready: self.service.ready_sent(),
+            reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
+            autoscale: Some(reexec::SavedAutoscale::save(self.autoscaler.as_ref(), now)),
+            counters: self.counters.save(),
+            metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
+            leftovers: self.leftovers.export(now),
+            nofile: crate::fdlimit::started_with(),
+        };
+        // The file that passed the check (a symlink switched since is not followed again).
+        let file = self
+            .reexec_file
+            .take()
+            .unwrap_or_else(|| reexec::resolve(&self.exe));
+        tracing::info!(exe = %self.exe.display(), file = %file.display(), "re-executing herd");
+        self.service.reloading("re-executing");
+        // The queued log lines would die with this image.
+        crate::logging::flush();
+        let error = reexec::exec(&file, &state, &keep);
+        if self.service.ready_sent() {
+            self.service
+                .ready("re-exec failed; the old program runs on");
+        }
+        refuse(reply, ErrorCode::Internal, format!("{error:#}"));
+    }
+}
+
+/// Tells the client that asked for the re-exec that the new program runs.
+pub(super) fn answer_reexec(connection: OwnedFd) {
+    let mut stream = std::os::unix::net::UnixStream::from(connection);
+    let response = Response::ok(serde_json::json!({
+        "pid": std::process::id(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = std::io::Write::write_all(&mut stream, &response.to_line());
+}

@@ -1,0 +1,132 @@
+//! What herd does when told to stop, upgrade or scale, by a signal or a control request.
+use std::time::{Duration, Instant};
+
+use herd_sys::process::Signal;
+use tokio::sync::oneshot;
+
+use crate::control::protocol::{ErrorCode, Response};
+use crate::control::server::Reply;
+
+use super::attached;
+use super::leftovers;
+use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
+
+impl Supervisor {
+    /// What remains in the groups of attached processes that have exited is stopped and
+    /// waited for like a worker's leftovers.
+    pub(super) fn attached_leftovers(&mut self) {
+        let leaders = self.attached.take_exited_leaders();
+        if leaders.is_empty() {
+            return;
+        }
+        let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
+        let stopping = self.attached.kill_at();
+        for leader in leaders {
+            self.leftovers.attached_exited(
+                &mut leftovers::System::default(),
+                leader,
+                stopping,
+                stop_signal,
+                grace,
+                Instant::now(),
+            );
+        }
+    }
+
+    pub(super) fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
+        if graceful && self.pool.is_stopping() {
+            tracing::info!(
+                signal = reason,
+                "already stopping; send SIGQUIT to stop at once"
+            );
+            return;
+        }
+        let grace = grace.unwrap_or(self.pool.config().grace);
+        if graceful {
+            tracing::info!(
+                signal = reason,
+                "stopping gracefully: workers get {} and {} to finish",
+                self.pool.config().stop_signal,
+                humantime::format_duration(grace)
+            );
+        } else {
+            tracing::info!(signal = reason, "stopping at once: killing every worker");
+        }
+        self.drains.release_all(&self.pool);
+        self.reexec_children.stop();
+        self.reexec_file = None;
+        // herd's own copies of the sockets close now: once the workers have closed theirs,
+        // new clients are refused at once instead of waiting in a queue nobody serves.
+        for listener in &mut self.listeners {
+            listener.close();
+        }
+        self.service.stopping();
+        let signal = if graceful {
+            self.pool.config().stop_signal
+        } else {
+            Signal::KILL
+        };
+        let now = Instant::now();
+        self.attached
+            .stop(&mut attached::System, signal, grace, now);
+        let actions = self.pool.stop(graceful, Some(grace), now);
+        self.apply(actions, false);
+        let deadline = match graceful {
+            true => now.checked_add(grace).unwrap_or(now),
+            false => now,
+        };
+        self.leftovers.stop(deadline);
+        self.leftovers.check(&mut leftovers::System::default(), now);
+    }
+
+    pub(super) fn upgrade(
+        &mut self,
+        reason: &str,
+        timeout: Option<Duration>,
+        waiter: Option<oneshot::Sender<Reply>>,
+    ) {
+        let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
+        if let Some(why) = self.pool.upgrade_too_short(timeout) {
+            tracing::warn!("{reason}: cannot upgrade: {why}");
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(Response::error(ErrorCode::InvalidArgument, why).into());
+            }
+            return;
+        }
+        match self.pool.upgrade(timeout, Instant::now()) {
+            Ok((generation, actions)) => {
+                tracing::info!(
+                    generation,
+                    trigger = reason,
+                    "rolling upgrade to generation {generation} started"
+                );
+                self.service
+                    .reloading(&format!("upgrading to generation {generation}"));
+                self.upgrade_waiters.extend(waiter);
+                self.apply(actions, false);
+            }
+            Err(why) => {
+                tracing::warn!("{reason}: cannot upgrade: {why}");
+                if let Some(waiter) = waiter {
+                    let code = if self.pool.is_stopping() {
+                        ErrorCode::Stopping
+                    } else {
+                        ErrorCode::Busy
+                    };
+                    let _ = waiter.send(Response::error(code, why).into());
+                }
+            }
+        }
+    }
+
+    pub(super) fn scale(&mut self, target: usize, reason: &str) -> Result<usize, String> {
+        let previous = self.pool.desired();
+        let actions = self.pool.scale(target, Instant::now())?;
+        tracing::info!(
+            trigger = reason,
+            "scaling from {previous} to {target} workers"
+        );
+        self.apply(actions, false);
+        Ok(previous)
+    }
+}

@@ -1,0 +1,243 @@
+//! Control requests: each command's answer.
+use std::os::unix::io::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use herd_sys::pidfd::PidFd;
+use herd_sys::process::{self, Signal};
+
+use crate::cli::MAX_WORKERS;
+use crate::control::protocol::{Command, ErrorCode, Response};
+use crate::control::server::{ControlRequest, Peer, Reply};
+use crate::spec::Listener;
+
+use super::attached::Attached;
+use super::Supervisor;
+use super::{scale, status};
+
+impl Supervisor {
+    pub(super) fn control(&mut self, request: ControlRequest) {
+        let ControlRequest {
+            command,
+            peer,
+            reply,
+            written,
+            connection,
+        } = request;
+        let response = match command {
+            Command::Reexec => {
+                self.pending_reexec = Some((reply, connection));
+                return;
+            }
+            Command::Sockets { only, attach } => {
+                let _ = reply.send(self.sockets_request(only, attach, peer, connection));
+                return;
+            }
+            Command::Status => {
+                let mut status = status::snapshot(
+                    &self.pool,
+                    &self.listeners,
+                    self.attached.as_slice(),
+                    &self.name,
+                    self.started,
+                );
+                status.leftovers = self.leftovers.status(Instant::now());
+                match serde_json::to_value(status) {
+                    Ok(mut value) => {
+                        value["autoscale"] = self.autoscale_status().unwrap_or_default();
+                        Response::ok(value)
+                    }
+                    Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
+                }
+            }
+            Command::Scale {
+                workers,
+                delta,
+                min,
+                max,
+            } => self.scale_request(workers, delta, min, max),
+            Command::Upgrade { timeout_ms } => {
+                self.upgrade(
+                    "herd upgrade",
+                    timeout_ms.map(Duration::from_millis),
+                    Some(reply),
+                );
+                return;
+            }
+            Command::Stop {
+                grace_ms,
+                fast,
+                takeover,
+            } => {
+                if takeover {
+                    tracing::info!("taken over: the socket files are the new herd's now");
+                    self.listeners.iter_mut().for_each(Listener::release_file);
+                }
+                self.stop_waiters.push((reply, written));
+                self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
+                return;
+            }
+            Command::Signal { signal, slot } => match Signal::from_name(&signal) {
+                None => Response::error(
+                    ErrorCode::InvalidArgument,
+                    crate::cli::signal_error(&signal),
+                ),
+                Some(sig) => match self.pool.signal(sig, slot) {
+                    Ok(actions) => {
+                        let count = actions.len();
+                        tracing::info!(signal = %sig, ?slot, "sending {sig} to {count} worker(s)");
+                        self.apply(actions, false);
+                        Response::ok(serde_json::json!({ "signalled": count }))
+                    }
+                    Err(why) => Response::error(ErrorCode::InvalidArgument, why),
+                },
+            },
+        };
+        let _ = reply.send(response.into());
+    }
+
+    /// The `sockets` command: metadata and duplicates of the listening sockets, and with
+    /// `attach`, the peer registered as an attached worker.
+    pub(super) fn sockets_request(
+        &mut self,
+        only: Option<Vec<String>>,
+        attach: bool,
+        peer: Peer,
+        connection: Option<OwnedFd>,
+    ) -> Reply {
+        let refuse = |code, why: String| Reply::from(Response::error(code, why));
+        if self.pool.is_stopping() {
+            return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
+        }
+        if let Some(unknown) = only
+            .iter()
+            .flatten()
+            .find(|n| !self.listeners.iter().any(|l| &l.name == *n))
+        {
+            let names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
+            return refuse(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "no socket is named {unknown:?} (sockets: {})",
+                    names.join(", ")
+                ),
+            );
+        }
+        let mut sockets = Vec::new();
+        let mut fds = Vec::new();
+        for l in &self.listeners {
+            if only.as_ref().is_some_and(|o| !o.contains(&l.name)) {
+                continue;
+            }
+            let Some(fd) = l.fd() else {
+                return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
+            };
+            match fd.try_clone_to_owned() {
+                Ok(dup) => fds.push(dup),
+                Err(e) => {
+                    return refuse(
+                        ErrorCode::Internal,
+                        format!("cannot duplicate {}: {e}", l.name),
+                    )
+                }
+            }
+            let info = herd_sys::socket::inspect(fd).ok().flatten();
+            sockets.push(serde_json::json!({
+                "name": l.name,
+                "kind": l.kind,
+                "family": info.map(|i| format!("{:?}", i.family).to_lowercase()),
+                "type": info.map(|i| format!("{:?}", i.sock_type).to_lowercase()),
+                "address": l.address,
+            }));
+        }
+        if attach {
+            let Some(pid) = peer.pid else {
+                return refuse(
+                    ErrorCode::Internal,
+                    "cannot identify the attaching process".to_string(),
+                );
+            };
+            let names: Vec<String> = sockets
+                .iter()
+                .filter_map(|s| s["name"].as_str().map(str::to_string))
+                .collect();
+            let shown = names.join(",");
+            let now = Instant::now();
+            // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
+            // before that, the pid it connected with, checked against its start time read now
+            // (see Attached::new).
+            let attached = match connection.as_ref().map(|c| PidFd::of_peer(c.as_fd())) {
+                Some(Ok(Some(pidfd))) => Attached::with_pidfd(pid, pidfd, names, now),
+                Some(Err(_)) => None,
+                _ => process::start_time(pid)
+                    .and_then(|start_time| Attached::new(pid, start_time, names, now)),
+            };
+            match attached {
+                Some(attached) => {
+                    self.attached.add(attached);
+                    tracing::info!(pid, uid = peer.uid, sockets = %shown, "worker attached");
+                }
+                None => {
+                    return refuse(
+                        ErrorCode::Internal,
+                        "the attaching process has exited".to_string(),
+                    )
+                }
+            }
+        }
+        Reply {
+            response: Response::ok(serde_json::json!({ "sockets": sockets })),
+            fds,
+        }
+    }
+
+    pub(super) fn scale_request(
+        &mut self,
+        workers: Option<usize>,
+        delta: Option<i64>,
+        min: Option<usize>,
+        max: Option<usize>,
+    ) -> Response {
+        let current = self.pool.desired();
+        match (workers, delta, min, max) {
+            (None, None, Some(min), Some(max)) => {
+                if min == 0 || min > max || max > MAX_WORKERS {
+                    return Response::error(
+                        ErrorCode::InvalidArgument,
+                        format!("bounds {min}..{max}: need 1 <= min <= max <= {MAX_WORKERS}"),
+                    );
+                }
+                if self.pool.is_stopping() {
+                    return Response::error(ErrorCode::Stopping, "herd is stopping");
+                }
+                self.set_autoscale(Some((min, max)));
+                return Response::ok(serde_json::json!({
+                    "previous": current,
+                    "workers": current,
+                    "min": min,
+                    "max": max,
+                }));
+            }
+            (_, _, None, None) => {}
+            _ => {
+                return Response::error(
+                    ErrorCode::InvalidArgument,
+                    "give \"workers\", \"delta\", or both \"min\" and \"max\"",
+                )
+            }
+        }
+        let target = scale::target(current, workers, delta);
+        if target.is_ok() && workers.is_some() && self.autoscaler.take().is_some() {
+            tracing::info!("autoscaling off: a fixed number of workers was asked for");
+        }
+        match target {
+            Err(why) => Response::error(ErrorCode::InvalidArgument, why),
+            Ok(target) => match self.scale(target, "herd scale") {
+                Ok(previous) => Response::ok(serde_json::json!({
+                    "previous": previous,
+                    "workers": target,
+                })),
+                Err(why) => Response::error(ErrorCode::Stopping, why),
+            },
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Samples for `--metrics` and the autoscaler: the pool's figures and what /proc says.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::spec::Listener;
+
+use super::autoscale::{Autoscaler, Sample};
+use super::pool::WorkerState;
+use super::Supervisor;
+use super::{metrics, process_stats};
+
+impl Supervisor {
+    /// Serves `--metrics` on `listener` once running.
+    pub fn set_metrics(&mut self, listener: std::net::TcpListener) {
+        self.metrics_listener = Some(listener);
+    }
+
+    /// The values `--metrics` reports.
+    pub(super) fn metrics_snapshot(&self) -> metrics::Snapshot {
+        let mut ready: HashMap<u64, i64> = HashMap::new();
+        for w in self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| w.state == WorkerState::Ready)
+        {
+            *ready.entry(w.generation).or_default() += 1;
+        }
+        let per_second = herd_sys::process::ticks_per_second() as f64;
+        // One read of /proc for herd's own figures; its resident memory also feeds the older
+        // herd_supervisor_resident_memory metric.
+        let process = process_stats::ProcessStats::read();
+        let rss = process.as_ref().map_or(0, |p| p.resident_bytes as i64);
+        metrics::Snapshot {
+            desired: self.pool.desired() as i64,
+            running: self.pool.workers().len() as i64,
+            ready: ready.into_iter().collect(),
+            attached: self.attached.as_slice().len() as i64,
+            queues: self
+                .listeners
+                .iter()
+                .filter_map(|l| {
+                    let (waiting, max) = l.accept_queue()?;
+                    Some((l.name.clone(), i64::from(waiting), i64::from(max)))
+                })
+                .collect(),
+            cpu: self
+                .pool
+                .workers()
+                .iter()
+                .filter_map(|w| {
+                    Some((
+                        w.slot,
+                        herd_sys::process::cpu_ticks(w.pid)? as f64 / per_second,
+                    ))
+                })
+                .collect(),
+            rss,
+            process,
+        }
+    }
+
+    /// Turns autoscaling on between `bounds`, or off.
+    pub fn set_autoscale(&mut self, bounds: Option<(usize, usize)>) {
+        self.autoscaler = bounds.map(|(min, max)| {
+            tracing::info!(min, max, "autoscaling between {min} and {max} workers");
+            Autoscaler::new(min, max)
+        });
+    }
+
+    /// Samples the load and applies the autoscaler's decision, if any.
+    /// Samples the load and applies the autoscaler's decision. An `early` sample, taken because
+    /// the queue grew between two regular ones, reuses the last busyness: CPU ticks over a few
+    /// milliseconds would say nothing.
+    pub(super) fn autoscale_tick(&mut self, early: bool) {
+        let now = Instant::now();
+        if !early {
+            self.last_busy = self.busyness(now);
+        }
+        let sample = Sample {
+            queued: self.queued(),
+            busy: self.last_busy,
+            settled: self.all_ready(),
+        };
+        let current = self.pool.desired();
+        let Some(decision) = self
+            .autoscaler
+            .as_mut()
+            .and_then(|a| a.sample(current, sample, now))
+        else {
+            return;
+        };
+        tracing::info!(
+            from = current,
+            to = decision.workers,
+            reason = %decision.reason,
+            "autoscale: {current} -> {} workers: {}",
+            decision.workers,
+            decision.reason
+        );
+        let direction = if decision.workers > current {
+            "up"
+        } else {
+            "down"
+        };
+        metrics::bump(&self.counters.autoscale, direction);
+        if let Err(why) = self.scale(decision.workers, "autoscale") {
+            tracing::warn!("autoscale: {why}");
+        }
+    }
+
+    /// Connections waiting in the TCP accept queues.
+    pub(super) fn queued(&self) -> u32 {
+        self.listeners
+            .iter()
+            .filter_map(Listener::accept_queue)
+            .map(|(waiting, _)| waiting)
+            .sum()
+    }
+
+    /// The workers' average CPU use since the last sample, 0.0 to 1.0.
+    pub(super) fn busyness(&mut self, now: Instant) -> f64 {
+        let per_second = herd_sys::process::ticks_per_second() as f64;
+        let mut seen = HashMap::new();
+        let (mut total, mut count) = (0.0, 0);
+        for w in self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| w.state == WorkerState::Ready)
+        {
+            let Some(ticks) = herd_sys::process::cpu_ticks(w.pid) else {
+                continue;
+            };
+            if let Some(&(before, at)) = self.cpu_seen.get(&w.pid) {
+                let seconds = now.saturating_duration_since(at).as_secs_f64();
+                if seconds > 0.0 {
+                    total += (ticks.saturating_sub(before) as f64 / per_second / seconds).min(1.0);
+                    count += 1;
+                }
+            }
+            seen.insert(w.pid, (ticks, now));
+        }
+        self.cpu_seen = seen;
+        if count == 0 {
+            0.0
+        } else {
+            total / count as f64
+        }
+    }
+
+    /// Autoscaling's state, for `herd status`.
+    pub fn autoscale_status(&self) -> Option<serde_json::Value> {
+        let a = self.autoscaler.as_ref()?;
+        let last = a.last.as_ref().map(|(at, d)| {
+            serde_json::json!({
+                "workers": d.workers,
+                "reason": d.reason,
+                "ago_ms": at.elapsed().as_millis() as u64,
+            })
+        });
+        Some(serde_json::json!({ "min": a.min, "max": a.max, "last_decision": last }))
+    }
+}

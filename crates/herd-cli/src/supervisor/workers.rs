@@ -1,0 +1,388 @@
+//! Carrying out the pool's actions: starting and signalling workers, collecting their exits.
+use std::collections::VecDeque;
+use std::os::unix::io::{AsFd, BorrowedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use herd_sys::process::{self, Signal};
+
+use crate::control::protocol::{ErrorCode, Response};
+
+use super::pool::{Action, Reason, WorkerState};
+use super::Supervisor;
+use super::{balance, leftovers, metrics, relisten};
+
+impl Supervisor {
+    pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                // A stop decided while this batch ran (the first generation failed) cancels
+                // the spawns still in it.
+                Action::Spawn { .. } if self.pool.is_stopping() => {}
+                Action::Spawn { slot, generation } => {
+                    queue.extend(self.spawn(slot, generation, first_generation));
+                }
+                Action::Signal {
+                    pid,
+                    signal,
+                    group,
+                    reason,
+                } => {
+                    // Signals only ever go to the pool's own workers.
+                    let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
+                    if reason == Reason::ScaleDown && balance::per_slot(&self.listeners) {
+                        let grace = self.pool.config().grace;
+                        self.drains.hold(pid, slot, signal, group, grace);
+                        continue;
+                    }
+                    match reason {
+                        Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
+                            tracing::warn!(slot, pid, "killing worker: {}", reason.describe());
+                        }
+                        _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
+                    }
+                    // A stop signal is followed by SIGCONT; `herd signal` sends only what
+                    // was asked.
+                    let sent = match reason {
+                        Reason::Requested => balance::deliver(pid, signal, group),
+                        _ => balance::deliver_stop(pid, signal, group),
+                    };
+                    if let Err(e) = sent {
+                        tracing::warn!(slot, pid, "cannot send {signal}: {e}");
+                    }
+                }
+                Action::UpgradeEnded(result) => {
+                    let outcome = if result.is_ok() { "ok" } else { "failed" };
+                    metrics::bump(&self.counters.upgrades, outcome);
+                    let response = match &result {
+                        Ok(generation) => {
+                            tracing::info!(
+                                generation,
+                                "rolling upgrade to generation {generation} finished"
+                            );
+                            Response::ok(serde_json::json!({ "generation": generation }))
+                        }
+                        // A stop abandons the upgrade: nobody keeps serving.
+                        Err(_) if self.pool.is_stopping() => {
+                            tracing::info!("rolling upgrade abandoned: herd is stopping");
+                            Response::error(
+                                ErrorCode::Stopping,
+                                "herd is stopping: the upgrade was abandoned and every worker \
+                                 stops",
+                            )
+                        }
+                        Err(why) => {
+                            tracing::error!(
+                                "rolling upgrade aborted; the old workers keep serving: {why}"
+                            );
+                            Response::error(ErrorCode::UpgradeFailed, why.clone())
+                        }
+                    };
+                    for waiter in self.upgrade_waiters.drain(..) {
+                        let _ = waiter.send(response.clone().into());
+                    }
+                    let status = match &result {
+                        Ok(g) => format!("generation {g}, {} workers", self.pool.desired()),
+                        Err(_) => "upgrade aborted; the old workers serve".to_string(),
+                    };
+                    if self.service.ready_sent() {
+                        self.service.ready(&status);
+                    } else {
+                        self.service.status(&status);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn spawn(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        first_generation: bool,
+    ) -> Vec<Action> {
+        let now = Instant::now();
+        let bound = self
+            .listeners
+            .iter_mut()
+            .try_for_each(|l| l.prepare_slot(slot));
+        let fds: Option<Vec<BorrowedFd<'_>>> =
+            self.listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
+        let result = match (bound, fds) {
+            (Ok(()), Some(fds)) => self
+                .command
+                .spawn(slot, generation, &fds, self.stdin.as_fd()),
+            (Err(e), _) => Err(crate::command::StartError {
+                cannot_execute: false,
+                message: format!("{e:#}"),
+            }),
+            (Ok(()), None) => Err(crate::command::StartError {
+                cannot_execute: false,
+                message: "the sockets are closed".to_string(),
+            }),
+        };
+        match result {
+            Ok(pid) => {
+                tracing::info!(slot, pid, generation, "worker started");
+                if !self.pool.spawned(slot, generation, pid, now) {
+                    // Unreachable by construction; never leave a process unsupervised.
+                    tracing::error!(
+                        slot,
+                        pid,
+                        "worker started in a slot that was not free; killing it"
+                    );
+                    let _ = process::signal_group(pid, Signal::KILL);
+                    self.leftovers.abandon(pid, slot, now);
+                }
+                Vec::new()
+            }
+            Err(e) if first_generation && e.cannot_execute => {
+                let (_, mut actions) = self.pool.spawn_failed(slot, &e.message, now);
+                if self.failure.is_none() {
+                    self.failure = Some(anyhow!(e.message));
+                    actions.extend(self.pool.stop(false, None, now));
+                }
+                actions
+            }
+            Err(e) => {
+                let (delay, actions) = self.pool.spawn_failed(slot, &e.message, now);
+                tracing::error!(
+                    slot,
+                    retry_in = %humantime::format_duration(delay),
+                    "cannot start worker: {}",
+                    e.message
+                );
+                actions
+            }
+        }
+    }
+
+    /// Collects exited children. Workers are looked at one by one, without reaping them: one
+    /// whose process group still has processes stays a zombie, holding the group's id, until
+    /// they are gone (see [`leftovers`]); the groups of all the workers found exited are looked
+    /// at in one pass. Other children (re-exec checks, in herd's own process group) are reaped.
+    ///
+    /// Finding the exited workers costs one `waitid(WNOWAIT)` per worker per wake-up (SIGCHLDs
+    /// that arrive together wake herd once): `waitid(P_ALL)` cannot skip the zombies herd
+    /// holds on purpose.
+    pub(super) fn reap(&mut self) {
+        let pids: Vec<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
+        let mut exits = Vec::new();
+        for pid in pids {
+            // (status, whether herd still holds it as an unreaped child)
+            let (status, held) = match process::peek_exit(pid) {
+                Ok(Some(status)) => (status, true),
+                Ok(None) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                    tracing::error!(pid, "worker {pid} is no longer herd's child; forgetting it");
+                    (ExitStatus::from_raw(0), false)
+                }
+                Err(e) => {
+                    tracing::error!(pid, "cannot wait for worker {pid}: {e}");
+                    continue;
+                }
+            };
+            let Some((slot, state)) = self.pool.worker(pid).map(|w| (w.slot, w.state)) else {
+                continue;
+            };
+            self.worker_exited(pid, status);
+            // One that is not held: its pid, and so its group's id, may already name another
+            // process: hands off.
+            if held {
+                exits.push((pid, slot, Some(state)));
+            }
+        }
+        // Re-exec check children lead their own groups: held unreaped, like workers, while
+        // their groups have members.
+        for pid in self.reexec_children.pids() {
+            match process::peek_exit(pid) {
+                Ok(Some(status)) => {
+                    self.reexec_children.exited(pid, status);
+                    self.leftovers.check_exited(pid, Instant::now());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(pid, "cannot wait for the re-exec check {pid}: {e}");
+                    self.reexec_children.lost(pid);
+                }
+            }
+        }
+        let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
+        self.leftovers.exited(
+            &mut leftovers::System::default(),
+            &exits,
+            stop_signal,
+            grace,
+            Instant::now(),
+        );
+        loop {
+            match process::reap_own_group() {
+                Ok(Some((pid, _))) => {
+                    tracing::debug!(pid, "reaped a process that was not a worker");
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!("waitpid failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.
+    pub(super) fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
+        self.announced_ready.remove(&pid);
+        // A worker that shut the shared socket down on its way out: repair it before the
+        // others fail on it, and before this exit is judged (it may be one of theirs).
+        self.check_sockets();
+        let Some((exit, actions)) = self.pool.exited(pid, status, Instant::now()) else {
+            return;
+        };
+        let clean = status.success() || exit.stopped_for.is_some();
+        self.relisten
+            .worker_exited(exit.slot, pid, clean, Instant::now());
+        let cause = if exit.stopped_for.is_some() {
+            "stopped"
+        } else if status.code().is_some() {
+            "exit"
+        } else {
+            "signal"
+        };
+        metrics::bump(&self.counters.exits, cause);
+        if exit.restart_in.is_some() {
+            self.counters.restarts.inc();
+        }
+        let mut how = describe_exit(status);
+        if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
+            how.push_str(&hint);
+        }
+        if self.takeover.is_some()
+            && !exit.was_available
+            && exit.stopped_for != Some(Reason::Shutdown)
+        {
+            let when = if exit.was_ready {
+                "within --min-ready of becoming ready"
+            } else {
+                "before it was ready"
+            };
+            let why = format!("worker {} (pid {pid}) exited {when}: {how}", exit.slot);
+            self.takeover_failure.get_or_insert(why);
+        }
+        let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
+        let (slot, generation) = (exit.slot, exit.generation);
+        match (exit.stopped_for, exit.restart_in) {
+            (Some(reason), None) => tracing::info!(
+                slot,
+                pid,
+                generation,
+                %uptime,
+                "worker exited: {how} (stopped: {})",
+                reason.describe()
+            ),
+            (None, None) => {
+                tracing::warn!(slot, pid, generation, %uptime, "worker exited: {how}")
+            }
+            (_, Some(delay)) if delay.is_zero() => tracing::warn!(
+                slot,
+                pid,
+                generation,
+                %uptime,
+                "worker exited: {how}; restarting it"
+            ),
+            (_, Some(delay)) => tracing::warn!(
+                slot,
+                pid,
+                generation,
+                %uptime,
+                failures = self.pool.failures(slot),
+                "worker exited: {how}; restarting it in {} (crash-loop backoff)",
+                humantime::format_duration(delay)
+            ),
+        }
+        self.apply(actions, false);
+    }
+
+    /// `; likely cause: --rlimit cpu=1 (...)` when a worker that herd did not stop was killed
+    /// by a signal that a resource limit set by option sends: once per slot while it keeps
+    /// failing that way, again after an exit of another kind.
+    pub(super) fn limit_hint(
+        &mut self,
+        slot: usize,
+        status: ExitStatus,
+        stopped: bool,
+    ) -> Option<String> {
+        let suspects = match status.signal() {
+            Some(signal) if !stopped => self.command.options().limits_behind(signal),
+            _ => Vec::new(),
+        };
+        if suspects.is_empty() {
+            self.limit_hinted.remove(&slot);
+            return None;
+        }
+        if !self.limit_hinted.insert(slot) {
+            return None;
+        }
+        Some(format!(
+            "; likely cause: {} (a worker past its resource limit gets this signal)",
+            suspects.join(" or ")
+        ))
+    }
+
+    /// Makes the listeners that a worker shut down listen again; counts them.
+    pub(super) fn check_sockets(&mut self) {
+        let now = Instant::now();
+        let holders: Vec<(usize, u32)> = self
+            .pool
+            .workers()
+            .iter()
+            .map(|w| (w.slot, w.pid))
+            .collect();
+        let restored = self.relisten.check(&self.listeners, &holders, now);
+        if restored > 0 {
+            self.counters.sockets_restored.inc_by(restored);
+            self.pool.excuse_exits_until(now + relisten::EXCUSE);
+        }
+    }
+
+    /// Whether every wanted slot has a ready worker.
+    pub(super) fn all_ready(&self) -> bool {
+        self.pool.all_ready()
+    }
+
+    /// Logs each worker once, when it becomes ready.
+    pub(super) fn announce_ready(&mut self) {
+        for w in self.pool.workers() {
+            if w.state == WorkerState::Ready && self.announced_ready.insert(w.pid) {
+                tracing::info!(
+                    slot = w.slot,
+                    pid = w.pid,
+                    generation = w.generation,
+                    "worker ready"
+                );
+            }
+        }
+    }
+}
+
+/// `exit code 3`, `killed by SIGKILL`, `killed by SIGSEGV (core dumped)`.
+pub fn describe_exit(status: ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        return format!("exit code {code}");
+    }
+    match status.signal() {
+        Some(n) => {
+            let name =
+                Signal::from_number(n).map_or_else(|| format!("signal {n}"), |s| s.to_string());
+            let core = if status.core_dumped() {
+                " (core dumped)"
+            } else {
+                ""
+            };
+            format!("killed by {name}{core}")
+        }
+        None => format!("{status}"),
+    }
+}
