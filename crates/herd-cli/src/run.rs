@@ -12,6 +12,7 @@ use crate::command::{WorkerCommand, WorkerOptions};
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
+use crate::logging::LogEvent;
 use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
@@ -124,8 +125,9 @@ pub fn run(
     supervisor.set_autoscale(bounds);
     bind_metrics(&args, &mut supervisor)?;
     log_listeners(supervisor.listeners());
-    tracing::info!(path = %control.file.parts().0.display(), "control socket ready");
+    tracing::info!(event = LogEvent::ControlReady.as_str(), path = %control.file.parts().0.display(), "control socket ready");
     tracing::info!(
+        event = LogEvent::Starting.as_str(),
         workers,
         grace = %humantime::format_duration(args.grace),
         "herd {} starting (pid {pid})",
@@ -343,7 +345,7 @@ fn bind_metrics(args: &RunArgs, supervisor: &mut Supervisor) -> Result<(), Failu
     let bound = listener
         .local_addr()
         .map_or_else(|_| spec.text.clone(), |a| a.to_string());
-    tracing::info!(address = %bound, "metrics at http://{bound}/metrics");
+    tracing::info!(event = LogEvent::MetricsReady.as_str(), address = %bound, "metrics at http://{bound}/metrics");
     supervisor.set_metrics(listener);
     Ok(())
 }
@@ -439,7 +441,7 @@ fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited
             old.display()
         ))
     })?;
-    tracing::info!(from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
+    tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
     Ok(fetched
         .into_iter()
         .map(|f| spec::Inherited {
@@ -508,6 +510,7 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
 fn log_listeners(listeners: &[Listener]) {
     for (i, l) in listeners.iter().enumerate() {
         tracing::info!(
+            event = LogEvent::Listening.as_str(),
             name = %l.name,
             address = %l.address,
             kind = %l.kind,

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::logging::LogEvent;
 use crate::spec::{prepare_socket_path, SocketFile, MAX_UNIX_PATH};
 
 /// Checks a `--name`: letters, digits, `.`, `_`, `-`, at most 64.
@@ -145,6 +146,7 @@ pub fn close_shared_dir(dir: &Path, uid: u32) {
     });
     if let Some(socket) = open_socket {
         tracing::info!(
+            event = LogEvent::SetupNote.as_str(),
             "{} stays open to others (mode {mode:o}): {} is a socket open to them",
             dir.display(),
             socket.path().display()
@@ -154,6 +156,7 @@ pub fn close_shared_dir(dir: &Path, uid: u32) {
     let closed = mode & !0o011;
     if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(closed)) {
         tracing::warn!(
+            event = LogEvent::SystemError.as_str(),
             "cannot close {} to others again (mode {closed:o}): {e}",
             dir.display()
         );
@@ -197,6 +200,7 @@ pub fn warn_if_unreachable(path: &Path) {
         };
         if meta.permissions().mode() & 0o001 == 0 {
             tracing::warn!(
+                event = LogEvent::SetupNote.as_str(),
                 "--control-allow-uid/gid: other users cannot reach {} because {} has mode {:o}; \
                  pass --control with a path in a directory they can enter",
                 path.display(),

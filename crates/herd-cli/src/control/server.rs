@@ -13,6 +13,7 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
 use super::protocol::{parse_request, Command, ErrorCode, Response, MAX_REQUEST, VERSION};
@@ -106,7 +107,10 @@ pub async fn serve(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!("control socket: accept failed: {e}");
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "control socket: accept failed: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -144,6 +148,7 @@ fn lock(refusals: &Mutex<RateLimit>) -> std::sync::MutexGuard<'_, RateLimit> {
 fn report_refusals(suppressed: u32) {
     if suppressed > 0 {
         tracing::warn!(
+            event = LogEvent::ControlDeniedUnlogged.as_str(),
             suppressed,
             "control socket: {suppressed} more refused connections were not logged"
         );
@@ -163,7 +168,10 @@ async fn handle(
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(e) => {
-            tracing::warn!("control socket: cannot read the peer's credentials: {e}");
+            tracing::warn!(
+                event = LogEvent::SystemError.as_str(),
+                "control socket: cannot read the peer's credentials: {e}"
+            );
             return;
         }
     };
@@ -186,6 +194,7 @@ async fn handle(
         }
         if log {
             tracing::warn!(
+                event = LogEvent::ControlDenied.as_str(),
                 uid = cred.uid(),
                 gid = cred.gid(),
                 pid = cred.pid(),

@@ -15,6 +15,7 @@ use crate::cli::{self, ScaleTarget};
 use crate::command::{resolve_program, ArgTemplate};
 use crate::control::protocol::{Command, ErrorCode, Request, Response, VERSION};
 use crate::exit::Failure;
+use crate::logging::LogEvent;
 use crate::supervisor::status::Status;
 use crate::text::escape;
 
@@ -274,6 +275,7 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     // checks that itself, and signals only COMMAND then.
     match herd_sys::process::lead_own_group() {
         Err(e) => tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
             "cannot lead a process group ({e}): herd will stop only this process, not what it \
              forks"
         ),
@@ -281,6 +283,7 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
             let others = herd_sys::process::group_members(herd_sys::process::current_pid());
             if !others.is_empty() {
                 tracing::warn!(
+                    event = LogEvent::SetupNote.as_str(),
                     "this process leads a process group that other processes share (a \
                      pipeline's or a script's, {} of them): herd will stop only COMMAND, not \
                      what it forks",

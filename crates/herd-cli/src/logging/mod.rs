@@ -7,8 +7,13 @@
 //! followed by a warning that says how many were lost, and the total is in `herd status` and
 //! the metrics (`herd_log_lines_dropped_total`). [`flush`] gives what is queued a bounded time
 //! to be written, before herd exits or re-executes itself.
+//!
+//! Every line at `info` and above carries a stable `event` field ([`LogEvent`]); the text
+//! format leaves it out, since the message says the same to a reader.
 
+mod event;
 mod sink;
+mod text;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -18,6 +23,7 @@ use tracing::level_filters::LevelFilter;
 
 use crate::cli::{LogFormat, LogLevel};
 
+pub use event::LogEvent;
 pub use sink::Sink;
 
 /// The most bytes of log lines waiting for stderr; more are dropped and counted.
@@ -34,6 +40,7 @@ fn sink() -> Option<&'static Sink> {
     SINK.get_or_init(|| {
         let report = Box::new(|n: u64| {
             tracing::warn!(
+                event = LogEvent::LogLinesDropped.as_str(),
                 lost = n,
                 "{n} log lines were lost: herd's stderr was not writable (the reader is gone or \
                  not reading)"
@@ -104,7 +111,10 @@ pub fn init(level: LogLevel, format: LogFormat) {
         // about it (which panics when stderr is gone).
         .log_internal_errors(false);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Text => builder
+            .fmt_fields(text::WithoutEvent)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)

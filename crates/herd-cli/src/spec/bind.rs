@@ -19,6 +19,7 @@ use super::reuseport::{GroupOptions, SlotSockets};
 use super::shm::ShmSpec;
 use super::socket_file::{self, SocketFile};
 use super::twice::{self, InUse};
+use crate::logging::LogEvent;
 
 /// A bound socket, held by the supervisor for as long as it runs.
 #[derive(Debug)]
@@ -153,11 +154,12 @@ impl Listener {
                 return None;
             }
             Ok(_) => tracing::warn!(
+                event = LogEvent::SocketFileNotTaken.as_str(),
                 path = %path.display(),
                 "not taking over the socket file: another file has replaced the old herd's there"
             ),
             Err(e) => {
-                tracing::warn!(path = %path.display(), "cannot take over the socket file: {e}")
+                tracing::warn!(event = LogEvent::SocketFileNotTaken.as_str(), path = %path.display(), "cannot take over the socket file: {e}")
             }
         }
         Some(path)
@@ -317,6 +319,7 @@ pub fn bind_all(
     }
     for socket in inherited {
         tracing::warn!(
+            event = LogEvent::SocketNotTaken.as_str(),
             name = %socket.name,
             address = %socket.address,
             "not taken over: no --bind names this socket; it closes when the old herd stops"
@@ -511,6 +514,7 @@ fn listen(socket: &Socket, spec: &BindSpec) -> anyhow::Result<()> {
     let backlog = spec.options.backlog.unwrap_or(limit);
     if backlog > limit {
         tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
             "backlog {backlog} in --bind '{}' exceeds net.core.somaxconn ({limit}); \
              the kernel uses {limit}",
             spec.text

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::logging::LogEvent;
+
 /// Makes `path` free for a new socket: nothing there is fine; a socket file nobody listens on
 /// (left by a crashed server) is removed; a live listener or any other kind of file is an error.
 pub fn prepare(path: &Path) -> anyhow::Result<()> {
@@ -28,7 +30,7 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
     }
     std::fs::remove_file(path)
         .with_context(|| format!("cannot remove the stale socket file {shown}"))?;
-    tracing::info!(path = %shown, "removed stale socket file");
+    tracing::info!(event = LogEvent::StaleSocketRemoved.as_str(), path = %shown, "removed stale socket file");
     Ok(())
 }
 
@@ -185,7 +187,7 @@ impl Drop for SocketFile {
         if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
             if meta.dev() == self.dev && meta.ino() == self.ino {
                 if let Err(e) = std::fs::remove_file(&self.path) {
-                    tracing::warn!(path = %self.path.display(), "cannot remove socket file: {e}");
+                    tracing::warn!(event = LogEvent::SystemError.as_str(), path = %self.path.display(), "cannot remove socket file: {e}");
                 }
             }
         }

@@ -30,6 +30,7 @@ use herd_sys::pidfd::PidFd;
 use herd_sys::process::{self, Signal};
 
 use super::reexec::SavedAttached;
+use crate::logging::LogEvent;
 
 /// How often attached processes are checked for having exited (they are also checked at every
 /// turn of herd's loop: a `poll` of each pidfd).
@@ -196,6 +197,7 @@ fn own_group(pid: u32) -> bool {
     }
     let pids: Vec<String> = others.iter().map(u32::to_string).collect();
     tracing::warn!(
+        event = LogEvent::AttachedGroupShared.as_str(),
         pid,
         "attached process {pid} leads a process group that other processes it did not start \
          are in too (pids {}): herd will signal only the process, not its group",
@@ -317,7 +319,11 @@ impl AttachedSet {
         match restored {
             Ok(a) => self.add(a),
             Err(Some(leader)) => {
-                tracing::info!(pid = leader.pid, "attached worker exited");
+                tracing::info!(
+                    event = LogEvent::AttachedWorkerExited.as_str(),
+                    pid = leader.pid,
+                    "attached worker exited"
+                );
                 self.exited_leaders.push(leader);
             }
             Err(None) => {}
@@ -342,7 +348,11 @@ impl AttachedSet {
         self.list.retain(|a| {
             let exited = processes.exited(a);
             if exited {
-                tracing::info!(pid = a.pid, "attached worker exited");
+                tracing::info!(
+                    event = LogEvent::AttachedWorkerExited.as_str(),
+                    pid = a.pid,
+                    "attached worker exited"
+                );
                 if a.group {
                     let seen_exit = *now.get_or_insert_with(|| processes.now_ticks());
                     leaders.push(ExitedLeader {
@@ -393,9 +403,17 @@ impl AttachedSet {
         };
         self.remove_exited(processes);
         for a in &self.list {
-            tracing::info!(pid = a.pid, "sending {signal} to attached worker");
+            tracing::info!(
+                event = LogEvent::AttachedWorkerSignalled.as_str(),
+                pid = a.pid,
+                "sending {signal} to attached worker"
+            );
             if let Err(e) = processes.signal(a, signal) {
-                tracing::warn!(pid = a.pid, "cannot send {signal} to attached worker: {e}");
+                tracing::warn!(
+                    event = LogEvent::SignalFailed.as_str(),
+                    pid = a.pid,
+                    "cannot send {signal} to attached worker: {e}"
+                );
             }
         }
     }
@@ -425,6 +443,7 @@ impl AttachedSet {
             if now.saturating_duration_since(at) >= KILL_WAIT {
                 for a in self.list.drain(..) {
                     tracing::warn!(
+                        event = LogEvent::AttachedWorkerStuck.as_str(),
                         pid = a.pid,
                         "attached worker still there {}s after SIGKILL; herd stops without it",
                         KILL_WAIT.as_secs()
@@ -435,6 +454,7 @@ impl AttachedSet {
         if matches!(self.stopping, Stopping::Until(at) if at <= now && !self.list.is_empty()) {
             for a in &self.list {
                 tracing::warn!(
+                    event = LogEvent::AttachedWorkerKilled.as_str(),
                     pid = a.pid,
                     "killing attached worker: it did not stop within the grace period"
                 );

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use herd_sys::process::{self, Signal};
 
 use super::pool::{Pool, WorkerState};
+use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 /// How long a slot stays out of rotation before its worker may stop: a handshake that began
@@ -68,7 +69,7 @@ pub fn steer(listeners: &mut [Listener], pool: &Pool) {
     for l in listeners {
         if let Some(group) = l.group_mut() {
             if let Err(e) = group.steer(&slots) {
-                tracing::warn!(socket = %l.name, "cannot steer the reuseport sockets: {e}");
+                tracing::warn!(event = LogEvent::SystemError.as_str(), socket = %l.name, "cannot steer the reuseport sockets: {e}");
             }
         }
     }
@@ -134,6 +135,7 @@ impl Drains {
             if (waited >= DRAIN_SETTLE && queued == 0) || waited >= h.limit {
                 if queued > 0 {
                     tracing::warn!(
+                        event = LogEvent::DrainTimeout.as_str(),
                         slot = h.slot,
                         pid = h.pid,
                         queued,
@@ -162,6 +164,12 @@ impl Drains {
 
 fn send(h: &Held) {
     if let Err(e) = deliver_stop(h.pid, h.signal, h.group) {
-        tracing::warn!(slot = h.slot, pid = h.pid, "cannot send {}: {e}", h.signal);
+        tracing::warn!(
+            event = LogEvent::SignalFailed.as_str(),
+            slot = h.slot,
+            pid = h.pid,
+            "cannot send {}: {e}",
+            h.signal
+        );
     }
 }

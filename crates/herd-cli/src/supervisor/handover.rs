@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::server::Reply;
+use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
 use super::attached::Attached;
@@ -142,7 +143,7 @@ impl Supervisor {
             .reexec_file
             .take()
             .unwrap_or_else(|| reexec::resolve(&self.exe));
-        tracing::info!(exe = %self.exe.display(), file = %file.display(), "re-executing herd");
+        tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
         self.service.reloading("re-executing");
         // The queued log lines would die with this image.
         crate::logging::flush();

@@ -29,6 +29,7 @@ use herd_sys::process::{self, Signal};
 
 use super::attached::ExitedLeader;
 use super::pool::WorkerState;
+use crate::logging::LogEvent;
 
 /// How often groups with leftovers are looked at.
 pub const CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -129,6 +130,7 @@ impl Groups for System {
             _ => Err(e),
         }) {
             tracing::warn!(
+                event = LogEvent::SignalFailed.as_str(),
                 pgid,
                 "cannot send {signal} to what process {pgid} left: {e}"
             );
@@ -312,6 +314,7 @@ impl Leftovers {
             }
         };
         tracing::warn!(
+            event = LogEvent::LeftoversStopping.as_str(),
             slot,
             pid,
             "worker {slot} (pid {pid}) exited, but processes it started remain in its group: \
@@ -373,6 +376,7 @@ impl Leftovers {
         };
         group.deadline = deadline;
         tracing::warn!(
+            event = LogEvent::LeftoversStopping.as_str(),
             pid,
             "{} exited, but processes it started remain in its group: stopping them (SIGKILL \
              in {})",
@@ -393,6 +397,7 @@ impl Leftovers {
         self.groups.retain_mut(|g| {
             let Some(members) = g.members(groups) else {
                 tracing::info!(
+                    event = LogEvent::LeftoversGone.as_str(),
                     pid = g.pgid,
                     "the processes {} left are gone (its group's id is another process's now)",
                     g.leader()
@@ -402,6 +407,7 @@ impl Leftovers {
             if members.is_empty() {
                 if groups.reap(g.pgid) {
                     tracing::info!(
+                        event = LogEvent::LeftoversGone.as_str(),
                         slot = g.slot,
                         pid = g.pgid,
                         "the processes {} left are gone",
@@ -414,6 +420,7 @@ impl Leftovers {
             if now.saturating_duration_since(g.deadline) >= KILL_WAIT {
                 let pids: Vec<String> = members.iter().map(u32::to_string).collect();
                 tracing::error!(
+                    event = LogEvent::LeftoversStuck.as_str(),
                     slot = g.slot,
                     pid = g.pgid,
                     "the processes {} left are still there {}s after SIGKILL (stuck in the \
@@ -428,6 +435,7 @@ impl Leftovers {
             }
             if now >= g.deadline {
                 tracing::warn!(
+                    event = LogEvent::LeftoversKilled.as_str(),
                     slot = g.slot,
                     pid = g.pgid,
                     "killing the processes {} left: they did not stop in time",

@@ -6,6 +6,7 @@ use tokio::sync::oneshot;
 
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::server::Reply;
+use crate::logging::LogEvent;
 
 use super::attached;
 use super::leftovers;
@@ -36,6 +37,7 @@ impl Supervisor {
     pub(super) fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
         if graceful && self.pool.is_stopping() {
             tracing::info!(
+                event = LogEvent::AlreadyStopping.as_str(),
                 signal = reason,
                 "already stopping; send SIGQUIT to stop at once"
             );
@@ -44,13 +46,18 @@ impl Supervisor {
         let grace = grace.unwrap_or(self.pool.config().grace);
         if graceful {
             tracing::info!(
+                event = LogEvent::Stopping.as_str(),
                 signal = reason,
                 "stopping gracefully: workers get {} and {} to finish",
                 self.pool.config().stop_signal,
                 humantime::format_duration(grace)
             );
         } else {
-            tracing::info!(signal = reason, "stopping at once: killing every worker");
+            tracing::info!(
+                event = LogEvent::StoppingAtOnce.as_str(),
+                signal = reason,
+                "stopping at once: killing every worker"
+            );
         }
         self.drains.release_all(&self.pool);
         self.reexec_children.stop();
@@ -87,7 +94,10 @@ impl Supervisor {
     ) {
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
         if let Some(why) = self.pool.upgrade_too_short(timeout) {
-            tracing::warn!("{reason}: cannot upgrade: {why}");
+            tracing::warn!(
+                event = LogEvent::UpgradeRefused.as_str(),
+                "{reason}: cannot upgrade: {why}"
+            );
             if let Some(waiter) = waiter {
                 let _ = waiter.send(Response::error(ErrorCode::InvalidArgument, why).into());
             }
@@ -96,6 +106,7 @@ impl Supervisor {
         match self.pool.upgrade(timeout, Instant::now()) {
             Ok((generation, actions)) => {
                 tracing::info!(
+                    event = LogEvent::UpgradeStarted.as_str(),
                     generation,
                     trigger = reason,
                     "rolling upgrade to generation {generation} started"
@@ -106,7 +117,10 @@ impl Supervisor {
                 self.apply(actions, false);
             }
             Err(why) => {
-                tracing::warn!("{reason}: cannot upgrade: {why}");
+                tracing::warn!(
+                    event = LogEvent::UpgradeRefused.as_str(),
+                    "{reason}: cannot upgrade: {why}"
+                );
                 if let Some(waiter) = waiter {
                     let code = if self.pool.is_stopping() {
                         ErrorCode::Stopping
@@ -123,6 +137,7 @@ impl Supervisor {
         let previous = self.pool.desired();
         let actions = self.pool.scale(target, Instant::now())?;
         tracing::info!(
+            event = LogEvent::Scaling.as_str(),
             trigger = reason,
             "scaling from {previous} to {target} workers"
         );

@@ -42,6 +42,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::command::WorkerCommand;
 use crate::control::protocol::Response;
 use crate::control::server::{self, AccessPolicy, ControlRequest, Reply};
+use crate::logging::LogEvent;
 use crate::spec::{Listener, SocketFile};
 pub use attached::Attached;
 use attached::AttachedSet;
@@ -244,6 +245,7 @@ impl Supervisor {
             self.service.ready("re-executed");
             let file = std::env::current_exe().unwrap_or_default();
             tracing::info!(
+                event = LogEvent::Reexecuted.as_str(),
                 exe = %self.exe.display(),
                 file = %file.display(),
                 "re-executed: herd {} runs on from {}",
@@ -349,7 +351,10 @@ impl Supervisor {
                         .saturating_add_signed(delta as isize)
                         .max(1);
                     if let Err(why) = self.scale(target, reason) {
-                        tracing::warn!("{reason} ignored: {why}");
+                        tracing::warn!(
+                            event = LogEvent::ScaleRefused.as_str(),
+                            "{reason} ignored: {why}"
+                        );
                     }
                 }
                 Event::Control(request) => {
@@ -401,7 +406,10 @@ impl Supervisor {
                 self.service.ready(&status);
             }
         }
-        tracing::info!("all workers have exited; herd stops");
+        tracing::info!(
+            event = LogEvent::Stopped.as_str(),
+            "all workers have exited; herd stops"
+        );
         // Answer `herd stop` clients, and give their connections a moment to write it.
         let mut written = Vec::new();
         for (reply, done) in self.stop_waiters.drain(..) {

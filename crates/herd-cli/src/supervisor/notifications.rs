@@ -8,6 +8,7 @@ use tokio::net::UnixDatagram;
 use super::notify::{self, RateLimit};
 use super::pool::NotifyMessage;
 use super::Supervisor;
+use crate::logging::LogEvent;
 
 impl Supervisor {
     pub(super) fn read_notifications(&mut self, socket: &UnixDatagram) {
@@ -21,7 +22,7 @@ impl Supervisor {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    tracing::warn!("notify socket: {e}");
+                    tracing::warn!(event = LogEvent::SystemError.as_str(), "notify socket: {e}");
                     return;
                 }
             };
@@ -29,10 +30,16 @@ impl Supervisor {
             let dropped = |why: String, limit: &mut RateLimit| {
                 let (log, suppressed) = limit.allow(now);
                 if suppressed > 0 {
-                    tracing::warn!("notify socket: {suppressed} more messages were dropped");
+                    tracing::warn!(
+                        event = LogEvent::NotifyDroppedUnlogged.as_str(),
+                        "notify socket: {suppressed} more messages were dropped"
+                    );
                 }
                 if log {
-                    tracing::warn!("notify socket: dropped a message: {why}");
+                    tracing::warn!(
+                        event = LogEvent::NotifyDropped.as_str(),
+                        "notify socket: dropped a message: {why}"
+                    );
                 }
             };
             if datagram.truncated {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
 /// The largest datagram read; longer ones are dropped (systemd uses the same limit).
@@ -150,7 +151,7 @@ fn bind_first_free(
         let name = names()?;
         match NotifySocket::bind_abstract(&name) {
             Err(e) if in_use(&e) => {
-                tracing::warn!(name = %format!("@{name}"), "the notify socket's name is taken; trying another");
+                tracing::warn!(event = LogEvent::SetupNote.as_str(), name = %format!("@{name}"), "the notify socket's name is taken; trying another");
                 taken.push(name);
             }
             other => return other,

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::autoscale::{Autoscaler, Decision};
 use super::pool::PoolState;
+use crate::logging::LogEvent;
 use crate::spec::{SocketFile, SocketKind};
 
 /// The format of [`State`]: a new binary must say it reads this version before herd
@@ -228,12 +229,14 @@ pub fn invoked() -> anyhow::Result<PathBuf> {
     let arg0 = arg0.to_string_lossy();
     match other {
         Some(other) => tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
             argv0 = %arg0,
             names = %other.display(),
             exe = %exe.display(),
             "argv[0] names another program, not this herd; herd reexec runs herd's own binary"
         ),
         None => tracing::info!(
+            event = LogEvent::SetupNote.as_str(),
             argv0 = %arg0,
             exe = %exe.display(),
             "argv[0] names no file of herd's; herd reexec runs herd's own binary"

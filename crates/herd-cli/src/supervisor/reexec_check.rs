@@ -35,6 +35,7 @@ use super::{describe_exit, Supervisor};
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::server::Reply;
 use crate::exit;
+use crate::logging::LogEvent;
 
 /// The hidden first argument that selects the check mode.
 pub const CHECK_ARG: &str = "__reexec-check";
@@ -109,7 +110,11 @@ impl Children {
             );
         }
         for &pid in self.running.keys() {
-            tracing::info!(pid, "killing the re-exec check: herd is stopping");
+            tracing::info!(
+                event = LogEvent::ReexecCheckKilled.as_str(),
+                pid,
+                "killing the re-exec check: herd is stopping"
+            );
             kill_group(pid);
         }
     }
@@ -118,7 +123,11 @@ impl Children {
 /// Kills the check child `pid`, which has not been reaped, with its group.
 fn kill_group(pid: u32) {
     if let Err(e) = herd_sys::process::signal_group(pid, herd_sys::process::Signal::KILL) {
-        tracing::warn!(pid, "cannot kill the re-exec check: {e}");
+        tracing::warn!(
+            event = LogEvent::SignalFailed.as_str(),
+            pid,
+            "cannot kill the re-exec check: {e}"
+        );
     }
 }
 
@@ -153,6 +162,7 @@ impl Supervisor {
         self.reexec_children.running.insert(pid, Some(status_tx));
         self.reexec_children.pending = Some((pid, client));
         tracing::info!(
+            event = LogEvent::ReexecChecking.as_str(),
             exe = %self.exe.display(),
             file = %file.display(),
             pid,
@@ -180,7 +190,7 @@ impl Supervisor {
         };
         match verdict {
             Ok(answer) => {
-                tracing::info!(pid, answer = %answer, "the new binary passed its check");
+                tracing::info!(event = LogEvent::ReexecCheckPassed.as_str(), pid, answer = %answer, "the new binary passed its check");
                 Some(client)
             }
             Err(why) => {
@@ -204,7 +214,7 @@ impl Supervisor {
 
 /// Logs `why` and answers it to the client, if any.
 pub(super) fn refuse(client: Client, code: ErrorCode, why: String) {
-    tracing::error!("{why}");
+    tracing::error!(event = LogEvent::ReexecRefused.as_str(), "{why}");
     if let Some((reply, _)) = client {
         let _ = reply.send(Response::error(code, why).into());
     }

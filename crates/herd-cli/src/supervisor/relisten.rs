@@ -17,6 +17,7 @@ use herd_sys::socket::accept_queue;
 use socket2::SockRef;
 use std::os::unix::io::BorrowedFd;
 
+use crate::logging::LogEvent;
 use crate::spec::{somaxconn, Listener, SocketKind};
 
 /// How often the sockets are checked (besides right after each worker exit).
@@ -131,6 +132,7 @@ impl Guard {
                         self.restored(key, &listener.address, backlog, at, holders);
                     }
                     Err(e) if self.failed(key) => tracing::error!(
+                        event = LogEvent::SocketLost.as_str(),
                         socket = %listener.name,
                         address = %listener.address,
                         "socket {} was shut down (by a worker or a process it started) and \
@@ -281,6 +283,7 @@ fn describe(culprit: &Culprit) -> String {
 fn report(incident: &Incident, culprit: &Culprit) {
     let culprit = describe(culprit);
     tracing::warn!(
+        event = LogEvent::SocketRestored.as_str(),
         socket = %incident.socket,
         address = %incident.address,
         culprit = %culprit,

@@ -8,6 +8,7 @@ use herd_sys::process::{self, Signal};
 use crate::cli::MAX_WORKERS;
 use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::server::{ControlRequest, Peer, Reply};
+use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 use super::attached::Attached;
@@ -69,7 +70,10 @@ impl Supervisor {
                 takeover,
             } => {
                 if takeover {
-                    tracing::info!("taken over: the socket files are the new herd's now");
+                    tracing::info!(
+                        event = LogEvent::TakenOver.as_str(),
+                        "taken over: the socket files are the new herd's now"
+                    );
                     self.listeners.iter_mut().for_each(Listener::release_file);
                 }
                 self.stop_waiters.push((reply, written));
@@ -84,7 +88,7 @@ impl Supervisor {
                 Some(sig) => match self.pool.signal(sig, slot) {
                     Ok(actions) => {
                         let count = actions.len();
-                        tracing::info!(signal = %sig, ?slot, "sending {sig} to {count} worker(s)");
+                        tracing::info!(event = LogEvent::WorkersSignalled.as_str(), signal = %sig, ?slot, "sending {sig} to {count} worker(s)");
                         self.apply(actions, false);
                         Response::ok(serde_json::json!({ "signalled": count }))
                     }
@@ -174,7 +178,7 @@ impl Supervisor {
             match attached {
                 Some(attached) => {
                     self.attached.add(attached);
-                    tracing::info!(pid, uid = peer.uid, sockets = %shown, "worker attached");
+                    tracing::info!(event = LogEvent::WorkerAttached.as_str(), pid, uid = peer.uid, sockets = %shown, "worker attached");
                 }
                 None => {
                     return refuse(
@@ -227,7 +231,10 @@ impl Supervisor {
         }
         let target = scale::target(current, workers, delta);
         if target.is_ok() && workers.is_some() && self.autoscaler.take().is_some() {
-            tracing::info!("autoscaling off: a fixed number of workers was asked for");
+            tracing::info!(
+                event = LogEvent::AutoscaleOff.as_str(),
+                "autoscaling off: a fixed number of workers was asked for"
+            );
         }
         match target {
             Err(why) => Response::error(ErrorCode::InvalidArgument, why),

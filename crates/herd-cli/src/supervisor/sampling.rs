@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 use super::autoscale::{Autoscaler, Sample};
@@ -64,7 +65,12 @@ impl Supervisor {
     /// Turns autoscaling on between `bounds`, or off.
     pub fn set_autoscale(&mut self, bounds: Option<(usize, usize)>) {
         self.autoscaler = bounds.map(|(min, max)| {
-            tracing::info!(min, max, "autoscaling between {min} and {max} workers");
+            tracing::info!(
+                event = LogEvent::AutoscaleOn.as_str(),
+                min,
+                max,
+                "autoscaling between {min} and {max} workers"
+            );
             Autoscaler::new(min, max)
         });
     }
@@ -92,6 +98,7 @@ impl Supervisor {
             return;
         };
         tracing::info!(
+            event = LogEvent::Autoscale.as_str(),
             from = current,
             to = decision.workers,
             reason = %decision.reason,
@@ -106,7 +113,7 @@ impl Supervisor {
         };
         metrics::bump(&self.counters.autoscale, direction);
         if let Err(why) = self.scale(decision.workers, "autoscale") {
-            tracing::warn!("autoscale: {why}");
+            tracing::warn!(event = LogEvent::ScaleRefused.as_str(), "autoscale: {why}");
         }
     }
 

@@ -5,6 +5,8 @@
 
 use std::ffi::OsString;
 
+use crate::logging::LogEvent;
+
 /// The channel to the service manager; does nothing without `NOTIFY_SOCKET`.
 #[derive(Debug)]
 pub struct ServiceNotifier {
@@ -63,7 +65,10 @@ impl ServiceNotifier {
         };
         if let Err(e) = herd_sys::notify::send(socket, message.as_bytes()) {
             if !self.failed {
-                tracing::warn!("cannot notify the service manager at {socket:?}: {e}");
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "cannot notify the service manager at {socket:?}: {e}"
+                );
                 self.failed = true;
             }
         }

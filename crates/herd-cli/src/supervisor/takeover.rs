@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use crate::control::protocol::{ErrorCode, Response};
+use crate::logging::LogEvent;
 use crate::spec::{Listener, SocketFile};
 
 use super::Supervisor;
@@ -94,7 +95,7 @@ pub(super) fn complete_takeover(
             old.display()
         ));
     }
-    tracing::info!(old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
+    tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     tokio::spawn(async move {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
         let mut stream = match connection {
@@ -126,16 +127,16 @@ pub(super) fn complete_takeover(
             let plain = ask(&mut stream, b"{\"version\":1,\"command\":\"stop\"}\n").await;
             match plain {
                 Ok(StopAnswer::Stopped) => {
-                    tracing::info!(old = %old.display(), "the old herd has stopped")
+                    tracing::info!(event = LogEvent::OldHerdStopped.as_str(), old = %old.display(), "the old herd has stopped")
                 }
                 Ok(StopAnswer::Refused(why) | StopAnswer::Gone(why)) => {
-                    tracing::warn!(old = %old.display(), "the old herd did not stop: {why}")
+                    tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd did not stop: {why}")
                 }
                 Ok(StopAnswer::Unsupported) => {
-                    tracing::warn!(old = %old.display(), "the old herd refused to stop")
+                    tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd refused to stop")
                 }
                 Err(e) => {
-                    tracing::warn!(old = %old.display(), "cannot ask the old herd to stop: {e}")
+                    tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "cannot ask the old herd to stop: {e}")
                 }
             }
         }
@@ -186,9 +187,10 @@ pub(super) fn take_vacant_control(
     };
     match moved {
         Ok(()) => {
-            tracing::info!(path = %old.display(), "control socket moved to the old herd's path")
+            tracing::info!(event = LogEvent::ControlMoved.as_str(), path = %old.display(), "control socket moved to the old herd's path")
         }
         Err(e) => tracing::warn!(
+            event = LogEvent::ControlNotMoved.as_str(),
             path = %control_file.parts().0.display(),
             "the control socket stays at its takeover path: cannot take {}: {e}",
             old.display()
@@ -204,7 +206,10 @@ impl Supervisor {
     pub(super) fn takeover_answered(&mut self, answer: StopAnswer) {
         match answer {
             StopAnswer::Stopped => {
-                tracing::info!("the old herd has stopped");
+                tracing::info!(
+                    event = LogEvent::OldHerdStopped.as_str(),
+                    "the old herd has stopped"
+                );
                 for listener in &mut self.listeners {
                     listener.adopt_file();
                 }
@@ -217,9 +222,13 @@ impl Supervisor {
                     .map(|p| p.display().to_string())
                     .collect();
                 if lost.is_empty() {
-                    tracing::info!("the old herd predates takeovers: asking it for a plain stop");
+                    tracing::info!(
+                        event = LogEvent::OldHerdPredatesTakeover.as_str(),
+                        "the old herd predates takeovers: asking it for a plain stop"
+                    );
                 } else {
                     tracing::warn!(
+                        event = LogEvent::OldHerdPredatesTakeover.as_str(),
                         "the old herd predates takeovers: asking it for a plain stop, after which \
                          it removes the socket files {}; the sockets keep serving the clients \
                          that are connected and those that reach them otherwise, but nobody \
@@ -232,10 +241,14 @@ impl Supervisor {
                 for listener in &mut self.listeners {
                     listener.forget_takeover_file();
                 }
-                tracing::warn!("the old herd did not accept the takeover's stop: {why}");
+                tracing::warn!(
+                    event = LogEvent::OldHerdNotStopped.as_str(),
+                    "the old herd did not accept the takeover's stop: {why}"
+                );
             }
             StopAnswer::Gone(why) => {
                 tracing::warn!(
+                    event = LogEvent::OldHerdGone.as_str(),
                     "the old herd stopped while this herd was taking over ({why}); this herd \
                      serves on with the sockets it took"
                 );
@@ -249,6 +262,7 @@ impl Supervisor {
                     .collect();
                 if !lost.is_empty() {
                     tracing::warn!(
+                        event = LogEvent::SocketFilesLost.as_str(),
                         "the old herd removed the socket files {} as it stopped; the sockets \
                          keep serving the clients that are connected and those that reach them \
                          otherwise, but nobody can connect by those paths until this herd is \

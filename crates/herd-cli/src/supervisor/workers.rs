@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use herd_sys::process::{self, Signal};
 
 use crate::control::protocol::{ErrorCode, Response};
+use crate::logging::LogEvent;
 
 use super::pool::{Action, Reason, WorkerState};
 use super::Supervisor;
@@ -40,7 +41,13 @@ impl Supervisor {
                     }
                     match reason {
                         Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
-                            tracing::warn!(slot, pid, "killing worker: {}", reason.describe());
+                            tracing::warn!(
+                                event = LogEvent::WorkerKilled.as_str(),
+                                slot,
+                                pid,
+                                "killing worker: {}",
+                                reason.describe()
+                            );
                         }
                         _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
                     }
@@ -51,7 +58,12 @@ impl Supervisor {
                         _ => balance::deliver_stop(pid, signal, group),
                     };
                     if let Err(e) = sent {
-                        tracing::warn!(slot, pid, "cannot send {signal}: {e}");
+                        tracing::warn!(
+                            event = LogEvent::SignalFailed.as_str(),
+                            slot,
+                            pid,
+                            "cannot send {signal}: {e}"
+                        );
                     }
                 }
                 Action::UpgradeEnded(result) => {
@@ -60,6 +72,7 @@ impl Supervisor {
                     let response = match &result {
                         Ok(generation) => {
                             tracing::info!(
+                                event = LogEvent::UpgradeFinished.as_str(),
                                 generation,
                                 "rolling upgrade to generation {generation} finished"
                             );
@@ -67,7 +80,10 @@ impl Supervisor {
                         }
                         // A stop abandons the upgrade: nobody keeps serving.
                         Err(_) if self.pool.is_stopping() => {
-                            tracing::info!("rolling upgrade abandoned: herd is stopping");
+                            tracing::info!(
+                                event = LogEvent::UpgradeAbandoned.as_str(),
+                                "rolling upgrade abandoned: herd is stopping"
+                            );
                             Response::error(
                                 ErrorCode::Stopping,
                                 "herd is stopping: the upgrade was abandoned and every worker \
@@ -76,6 +92,7 @@ impl Supervisor {
                         }
                         Err(why) => {
                             tracing::error!(
+                                event = LogEvent::UpgradeAborted.as_str(),
                                 "rolling upgrade aborted; the old workers keep serving: {why}"
                             );
                             Response::error(ErrorCode::UpgradeFailed, why.clone())
@@ -126,10 +143,17 @@ impl Supervisor {
         };
         match result {
             Ok(pid) => {
-                tracing::info!(slot, pid, generation, "worker started");
+                tracing::info!(
+                    event = LogEvent::WorkerStarted.as_str(),
+                    slot,
+                    pid,
+                    generation,
+                    "worker started"
+                );
                 if !self.pool.spawned(slot, generation, pid, now) {
                     // Unreachable by construction; never leave a process unsupervised.
                     tracing::error!(
+                        event = LogEvent::SystemError.as_str(),
                         slot,
                         pid,
                         "worker started in a slot that was not free; killing it"
@@ -150,6 +174,7 @@ impl Supervisor {
             Err(e) => {
                 let (delay, actions) = self.pool.spawn_failed(slot, &e.message, now);
                 tracing::error!(
+                    event = LogEvent::WorkerStartFailed.as_str(),
                     slot,
                     retry_in = %humantime::format_duration(delay),
                     "cannot start worker: {}",
@@ -177,11 +202,19 @@ impl Supervisor {
                 Ok(Some(status)) => (status, true),
                 Ok(None) => continue,
                 Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                    tracing::error!(pid, "worker {pid} is no longer herd's child; forgetting it");
+                    tracing::error!(
+                        event = LogEvent::SystemError.as_str(),
+                        pid,
+                        "worker {pid} is no longer herd's child; forgetting it"
+                    );
                     (ExitStatus::from_raw(0), false)
                 }
                 Err(e) => {
-                    tracing::error!(pid, "cannot wait for worker {pid}: {e}");
+                    tracing::error!(
+                        event = LogEvent::SystemError.as_str(),
+                        pid,
+                        "cannot wait for worker {pid}: {e}"
+                    );
                     continue;
                 }
             };
@@ -205,7 +238,11 @@ impl Supervisor {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(pid, "cannot wait for the re-exec check {pid}: {e}");
+                    tracing::error!(
+                        event = LogEvent::SystemError.as_str(),
+                        pid,
+                        "cannot wait for the re-exec check {pid}: {e}"
+                    );
                     self.reexec_children.lost(pid);
                 }
             }
@@ -225,7 +262,10 @@ impl Supervisor {
                 }
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::error!("waitpid failed: {e}");
+                    tracing::error!(
+                        event = LogEvent::SystemError.as_str(),
+                        "waitpid failed: {e}"
+                    );
                     return;
                 }
             }
@@ -275,6 +315,7 @@ impl Supervisor {
         let (slot, generation) = (exit.slot, exit.generation);
         match (exit.stopped_for, exit.restart_in) {
             (Some(reason), None) => tracing::info!(
+                event = LogEvent::WorkerExited.as_str(),
                 slot,
                 pid,
                 generation,
@@ -283,9 +324,10 @@ impl Supervisor {
                 reason.describe()
             ),
             (None, None) => {
-                tracing::warn!(slot, pid, generation, %uptime, "worker exited: {how}")
+                tracing::warn!(event = LogEvent::WorkerExited.as_str(), slot, pid, generation, %uptime, "worker exited: {how}")
             }
             (_, Some(delay)) if delay.is_zero() => tracing::warn!(
+                event = LogEvent::WorkerExited.as_str(),
                 slot,
                 pid,
                 generation,
@@ -293,6 +335,7 @@ impl Supervisor {
                 "worker exited: {how}; restarting it"
             ),
             (_, Some(delay)) => tracing::warn!(
+                event = LogEvent::WorkerExited.as_str(),
                 slot,
                 pid,
                 generation,
@@ -357,6 +400,7 @@ impl Supervisor {
         for w in self.pool.workers() {
             if w.state == WorkerState::Ready && self.announced_ready.insert(w.pid) {
                 tracing::info!(
+                    event = LogEvent::WorkerReady.as_str(),
                     slot = w.slot,
                     pid = w.pid,
                     generation = w.generation,

@@ -1,0 +1,163 @@
+//! The stable names of herd's log events: the `event` field of every log line at `info` and
+//! above, for log consumers and tests to match on instead of the message's wording.
+//!
+//! `docs/logging.md` lists each with when it is logged and its fields; a test checks that the
+//! table and this list agree. A name, once released, keeps its meaning.
+
+/// Defines [`LogEvent`] from `Variant = "name"` pairs, with [`LogEvent::ALL`] and
+/// [`LogEvent::as_str`], so the list is written once.
+macro_rules! log_events {
+    ($($(#[$doc:meta])* $variant:ident = $name:literal,)*) => {
+        /// One kind of log line; [`LogEvent::as_str`] is its `event` field.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum LogEvent {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl LogEvent {
+            /// Every event, in the order of the docs table.
+            pub const ALL: &'static [LogEvent] = &[$(LogEvent::$variant,)*];
+
+            /// The stable snake_case name, as logged in the `event` field.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(LogEvent::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+log_events! {
+    /// herd starts supervising.
+    Starting = "starting",
+    /// The control socket accepts clients.
+    ControlReady = "control_ready",
+    /// A socket is bound and ready for the workers (listening, or a shared memory segment).
+    Listening = "listening",
+    /// The metrics endpoint accepts scrapes.
+    MetricsReady = "metrics_ready",
+    /// A socket file left by a process that is gone was removed before binding.
+    StaleSocketRemoved = "stale_socket_removed",
+    /// A note about how herd adapts to its setup (permissions, limits, names).
+    SetupNote = "setup_note",
+    /// A worker process was started.
+    WorkerStarted = "worker_started",
+    /// A worker became ready.
+    WorkerReady = "worker_ready",
+    /// A worker exited; the message says why and whether it restarts.
+    WorkerExited = "worker_exited",
+    /// A worker is killed (SIGKILL): it did not stop in time, or its watchdog expired.
+    WorkerKilled = "worker_killed",
+    /// A worker could not be started; herd retries.
+    WorkerStartFailed = "worker_start_failed",
+    /// `herd signal` sent a signal to workers.
+    WorkersSignalled = "workers_signalled",
+    /// A signal could not be sent to a process herd supervises.
+    SignalFailed = "signal_failed",
+    /// A system call failed unexpectedly; herd goes on.
+    SystemError = "system_error",
+    /// A rolling upgrade started.
+    UpgradeStarted = "upgrade_started",
+    /// A rolling upgrade finished: every worker runs the new generation.
+    UpgradeFinished = "upgrade_finished",
+    /// A rolling upgrade failed; the old workers keep serving.
+    UpgradeAborted = "upgrade_aborted",
+    /// A rolling upgrade was abandoned because herd is stopping.
+    UpgradeAbandoned = "upgrade_abandoned",
+    /// An upgrade was asked for but cannot start.
+    UpgradeRefused = "upgrade_refused",
+    /// The number of workers changes.
+    Scaling = "scaling",
+    /// A change of the number of workers was refused.
+    ScaleRefused = "scale_refused",
+    /// Autoscaling was turned on.
+    AutoscaleOn = "autoscale_on",
+    /// Autoscaling was turned off by a fixed scale.
+    AutoscaleOff = "autoscale_off",
+    /// The autoscaler decided on a new number of workers.
+    Autoscale = "autoscale",
+    /// A reuseport slot's queue did not drain in time; its worker is stopped anyway.
+    DrainTimeout = "drain_timeout",
+    /// herd stops gracefully.
+    Stopping = "stopping",
+    /// herd stops at once, killing every worker.
+    StoppingAtOnce = "stopping_at_once",
+    /// A stop was asked for while herd is already stopping.
+    AlreadyStopping = "already_stopping",
+    /// Every worker has exited; herd exits.
+    Stopped = "stopped",
+    /// A new herd took over: its socket files are its own now (logged by the old herd).
+    TakenOver = "taken_over",
+    /// A process started outside herd registered with `herd attach`.
+    WorkerAttached = "worker_attached",
+    /// An attached process exited.
+    AttachedWorkerExited = "attached_worker_exited",
+    /// An attached process was sent a signal.
+    AttachedWorkerSignalled = "attached_worker_signalled",
+    /// An attached process is killed: it did not stop within the grace period.
+    AttachedWorkerKilled = "attached_worker_killed",
+    /// An attached process survived SIGKILL; herd stops without it.
+    AttachedWorkerStuck = "attached_worker_stuck",
+    /// An attached process shares its process group with others: only it is signalled.
+    AttachedGroupShared = "attached_group_shared",
+    /// A process exited leaving processes in its group; herd stops them.
+    LeftoversStopping = "leftovers_stopping",
+    /// The processes a process left are gone.
+    LeftoversGone = "leftovers_gone",
+    /// The processes a process left are killed: they did not stop in time.
+    LeftoversKilled = "leftovers_killed",
+    /// The processes a process left survived SIGKILL; herd no longer waits for them.
+    LeftoversStuck = "leftovers_stuck",
+    /// `herd reexec`: the new binary is being checked.
+    ReexecChecking = "reexec_checking",
+    /// `herd reexec`: the new binary passed its check.
+    ReexecCheckPassed = "reexec_check_passed",
+    /// `herd reexec`: the check was killed because herd is stopping.
+    ReexecCheckKilled = "reexec_check_killed",
+    /// `herd reexec` was refused or failed; herd keeps running.
+    ReexecRefused = "reexec_refused",
+    /// herd re-executes itself.
+    ReexecStarted = "reexec_started",
+    /// herd runs on in its new binary after a re-exec.
+    Reexecuted = "reexecuted",
+    /// `--takeover`: the old herd's sockets were fetched.
+    TakeoverSocketsFetched = "takeover_sockets_fetched",
+    /// `--takeover`: a socket of the old herd's is not taken (no `--bind` names it).
+    SocketNotTaken = "socket_not_taken",
+    /// `--takeover`: a socket file stays the old herd's.
+    SocketFileNotTaken = "socket_file_not_taken",
+    /// `--takeover`: every worker is ready; the old herd is asked to stop.
+    TakeoverComplete = "takeover_complete",
+    /// `--takeover`: the old herd has stopped.
+    OldHerdStopped = "old_herd_stopped",
+    /// `--takeover`: the old herd did not stop.
+    OldHerdNotStopped = "old_herd_not_stopped",
+    /// `--takeover`: the old herd predates takeovers and gets a plain stop.
+    OldHerdPredatesTakeover = "old_herd_predates_takeover",
+    /// `--takeover`: the old herd stopped before the takeover completed; this herd serves on.
+    OldHerdGone = "old_herd_gone",
+    /// `--takeover`: the old herd removed socket files that this herd's sockets had.
+    SocketFilesLost = "socket_files_lost",
+    /// `--takeover`: the control socket moved to the old herd's path.
+    ControlMoved = "control_moved",
+    /// `--takeover`: the control socket stays at its takeover path.
+    ControlNotMoved = "control_not_moved",
+    /// A socket shut down by a worker was made to listen again.
+    SocketRestored = "socket_restored",
+    /// A socket shut down by a worker cannot listen again.
+    SocketLost = "socket_lost",
+    /// A client was refused by the control socket's access check.
+    ControlDenied = "control_denied",
+    /// Refused control connections were not logged one by one.
+    ControlDeniedUnlogged = "control_denied_unlogged",
+    /// A notify message was dropped.
+    NotifyDropped = "notify_dropped",
+    /// Dropped notify messages were not logged one by one.
+    NotifyDroppedUnlogged = "notify_dropped_unlogged",
+    /// Log lines were lost: stderr was not writable.
+    LogLinesDropped = "log_lines_dropped",
+}
+
+#[cfg(test)]
+mod tests;
