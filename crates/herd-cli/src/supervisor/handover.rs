@@ -12,6 +12,7 @@ use crate::spec::SocketFile;
 
 use super::attached::Attached;
 use super::notify::NotifySocket;
+use super::phase::Phase;
 use super::pool::{self, Pool};
 use super::Supervisor;
 use super::{leftovers, reexec, reexec_check};
@@ -42,7 +43,8 @@ impl Supervisor {
             self.attached.restore(Attached::restore(saved, pidfd, now));
         }
         self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
-        self.service.set_ready_sent(state.service_ready);
+        // The new image tells the service manager it is ready again as it starts.
+        self.phase = Phase::resumed();
         self.leftovers = leftovers::Leftovers::import(state.leftovers, now);
         if let Some(saved) = state.autoscale {
             self.autoscaler = saved.restore(now);
@@ -52,20 +54,43 @@ impl Supervisor {
         self.resumed = true;
     }
 
+    /// The first moments of an image that continues from a re-exec, once its signal handlers
+    /// are in place.
+    pub(super) fn resume_running(&mut self) {
+        // A worker that exited while the previous image handed over signalled *that* image,
+        // which execed before reaping it: collect it now, or it would stay a zombie that herd
+        // waits for.
+        self.reap();
+        if let Some(connection) = self.reexec_reply.take() {
+            answer_reexec(connection);
+        }
+        self.service.ready("re-executed");
+        let file = std::env::current_exe().unwrap_or_default();
+        tracing::info!(
+            event = LogEvent::Reexecuted.as_str(),
+            exe = %self.exe.display(),
+            file = %file.display(),
+            "re-executed: herd {} runs on from {}",
+            env!("CARGO_PKG_VERSION"),
+            file.display()
+        );
+    }
+
     /// The pool's state to hand to the new program, or why herd cannot re-execute now.
     pub(super) fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
+        let pool = self.pool.export(Instant::now());
         // Stop signals held back while reuseport slots drain would not survive the exec.
-        let busy = self.takeover.is_some() || self.failure.is_some() || !self.drains.is_empty();
-        if let (false, Some(pool)) = (busy, self.pool.export(Instant::now())) {
-            return Ok(pool);
+        let draining = !self.drains.is_empty();
+        match self
+            .phase
+            .reexec_refusal(self.pool_view(), pool.is_some(), draining)
+        {
+            Some((code, why)) => Err((code, why.to_string())),
+            None => pool.ok_or((
+                ErrorCode::Busy,
+                "the pool cannot be handed over".to_string(),
+            )),
         }
-        let code = if self.pool.is_stopping() {
-            ErrorCode::Stopping
-        } else {
-            ErrorCode::Busy
-        };
-        let why = "cannot re-execute while herd is stopping, upgrading, starting workers, draining a slot or taking over; try again".to_string();
-        Err((code, why))
     }
 
     /// Replaces this process's program with the binary on disk (see [`reexec`]), which passed
@@ -130,7 +155,7 @@ impl Supervisor {
                 .iter()
                 .map(|a| a.save(now))
                 .collect(),
-            service_ready: self.service.ready_sent(),
+            service_ready: self.phase.ready_reported(),
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
             autoscale: Some(reexec::SavedAutoscale::save(self.autoscaler.as_ref(), now)),
             counters: self.counters.save(),
@@ -148,7 +173,7 @@ impl Supervisor {
         // The queued log lines would die with this image.
         crate::logging::flush();
         let error = reexec::exec(&file, &state, &keep);
-        if self.service.ready_sent() {
+        if self.phase.ready_reported() {
             self.service
                 .ready("re-exec failed; the old program runs on");
         }

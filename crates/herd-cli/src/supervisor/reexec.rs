@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use herd_sys::process::Signal;
 use herd_sys::spawn::ExecPlan;
 use serde::{Deserialize, Serialize};
 
@@ -36,18 +35,6 @@ pub const STATE_VERSION: u32 = 1;
 
 /// The environment variable that carries the state file's fd to the new image.
 pub const STATE_VAR: &str = "HERD_REEXEC_STATE";
-
-/// The signals held back (blocked) across the exec.
-pub const HELD: [Signal; 8] = [
-    Signal::TERM,
-    Signal::INT,
-    Signal::QUIT,
-    Signal::HUP,
-    Signal::CHLD,
-    Signal::TTIN,
-    Signal::TTOU,
-    Signal::USR2,
-];
 
 /// What survives a re-exec.
 #[derive(Debug, Serialize, Deserialize)]
@@ -319,13 +306,13 @@ fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Resul
     for fd in &survivors {
         herd_sys::fd::set_cloexec(*fd, false)?;
     }
-    herd_sys::process::block_signals(&HELD)?;
+    herd_sys::process::block_signals(&super::signals::held())?;
     // The open-file limit stays as it is: this image may hold more fds than the limit herd was
     // started with, and the new one must be able to open files at once (the state carries
     // the original, for the workers).
     let error = plan.exec_in_place();
     // Still here: the exec failed. Undo everything.
-    let _ = herd_sys::process::unblock_signals(&HELD);
+    let _ = herd_sys::process::unblock_signals(&super::signals::held());
     for fd in &survivors {
         let _ = herd_sys::fd::set_cloexec(*fd, true);
     }

@@ -5,12 +5,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Instant;
 
-use anyhow::anyhow;
 use herd_sys::process::{self, Signal};
 
 use crate::control::protocol::{ErrorCode, Response};
 use crate::logging::LogEvent;
 
+use super::phase::Report;
 use super::pool::{Action, Reason, WorkerState};
 use super::Supervisor;
 use super::{balance, leftovers, metrics, relisten};
@@ -101,14 +101,10 @@ impl Supervisor {
                     for waiter in self.upgrade_waiters.drain(..) {
                         let _ = waiter.send(response.clone().into());
                     }
-                    let status = match &result {
-                        Ok(g) => format!("generation {g}, {} workers", self.pool.desired()),
-                        Err(_) => "upgrade aborted; the old workers serve".to_string(),
-                    };
-                    if self.service.ready_sent() {
-                        self.service.ready(&status);
-                    } else {
-                        self.service.status(&status);
+                    let generation = result.as_ref().map(|g| *g).map_err(|_| ());
+                    match self.phase.upgrade_ended(generation, self.pool.desired()) {
+                        Report::Ready(status) => self.service.ready(&status),
+                        Report::Status(status) => self.service.status(&status),
                     }
                 }
             }
@@ -165,8 +161,7 @@ impl Supervisor {
             }
             Err(e) if first_generation && e.cannot_execute => {
                 let (_, mut actions) = self.pool.spawn_failed(slot, &e.message, now);
-                if self.failure.is_none() {
-                    self.failure = Some(anyhow!(e.message));
+                if self.phase.first_generation_failed(e.message) {
                     actions.extend(self.pool.stop(false, None, now));
                 }
                 actions
@@ -299,7 +294,7 @@ impl Supervisor {
         if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
             how.push_str(&hint);
         }
-        if self.takeover.is_some()
+        if self.phase.taking_over()
             && !exit.was_available
             && exit.stopped_for != Some(Reason::Shutdown)
         {
@@ -309,7 +304,7 @@ impl Supervisor {
                 "before it was ready"
             };
             let why = format!("worker {} (pid {pid}) exited {when}: {how}", exit.slot);
-            self.takeover_failure.get_or_insert(why);
+            self.phase.worker_lost(why);
         }
         let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
         let (slot, generation) = (exit.slot, exit.generation);

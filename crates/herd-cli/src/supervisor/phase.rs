@@ -1,0 +1,192 @@
+//! herd's course as a pure state machine, beside the pool's: whether it failed (and so exits
+//! 1), where a takeover stands, when a re-exec is refused, and what the service manager is
+//! told. The supervisor feeds it what happened and carries out the [`Step`]s it returns; no
+//! processes, no clocks, so every rule is a unit test.
+
+use crate::control::protocol::ErrorCode;
+
+/// What the pool looks like at the end of a loop turn.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolView {
+    /// A stop is under way.
+    pub stopping: bool,
+    /// Every wanted slot has a worker that is ready and stayed ready for `--min-ready`.
+    pub all_available: bool,
+    /// Every wanted slot has a ready worker.
+    pub all_ready: bool,
+    /// How many workers are wanted.
+    pub desired: usize,
+}
+
+/// What the supervisor must do now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<T> {
+    /// Every new worker is available: move the control socket and stop the old herd.
+    CompleteTakeover(T),
+    /// The takeover failed, why: stop at once (the old herd, if it is still there, serves).
+    AbortTakeover(T, String),
+    /// Tell the service manager that herd is ready, with this status.
+    ReportReady(String),
+}
+
+/// What the service manager hears when an upgrade ends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Report {
+    /// `READY=1` with this status (herd had said it was ready before the upgrade).
+    Ready(String),
+    /// Only this status (herd never was ready).
+    Status(String),
+}
+
+/// Where a takeover stands.
+#[derive(Debug)]
+enum Takeover<T> {
+    /// None was asked for, or it is over.
+    None,
+    /// Waiting for this herd's workers to be available; a new worker that failed meanwhile
+    /// dooms it.
+    Waiting { takeover: T, failed: Option<String> },
+}
+
+/// herd's course; `T` is what the supervisor needs to complete a takeover.
+#[derive(Debug)]
+pub struct Phase<T> {
+    failure: Option<String>,
+    takeover: Takeover<T>,
+    ready_reported: bool,
+}
+
+impl<T> Phase<T> {
+    /// A herd starting, taking over from another herd if `takeover` is given.
+    pub fn new(takeover: Option<T>) -> Phase<T> {
+        let takeover = match takeover {
+            Some(takeover) => Takeover::Waiting {
+                takeover,
+                failed: None,
+            },
+            None => Takeover::None,
+        };
+        Phase {
+            failure: None,
+            takeover,
+            ready_reported: false,
+        }
+    }
+
+    /// Continues after a re-exec, which tells the service manager that herd is ready again.
+    pub fn resumed() -> Phase<T> {
+        Phase {
+            failure: None,
+            takeover: Takeover::None,
+            ready_reported: true,
+        }
+    }
+
+    /// Whether the service manager has been told READY=1.
+    pub fn ready_reported(&self) -> bool {
+        self.ready_reported
+    }
+
+    /// A worker of the first generation could not be executed at all (`why`): herd fails.
+    /// Returns whether to stop now (the first such failure only).
+    pub fn first_generation_failed(&mut self, why: String) -> bool {
+        if self.failure.is_some() {
+            return false;
+        }
+        self.failure = Some(why);
+        true
+    }
+
+    /// A new worker exited before it was available (`why`): a takeover in progress fails.
+    pub fn worker_lost(&mut self, why: String) {
+        if let Takeover::Waiting { failed, .. } = &mut self.takeover {
+            failed.get_or_insert(why);
+        }
+    }
+
+    /// Whether a takeover waits for the workers.
+    pub fn taking_over(&self) -> bool {
+        matches!(self.takeover, Takeover::Waiting { .. })
+    }
+
+    /// herd fails with `why` (a takeover could not be completed): it exits 1 once stopped.
+    pub fn fail(&mut self, why: String) {
+        self.failure.get_or_insert(why);
+    }
+
+    /// What to do at the end of a loop turn.
+    pub fn after_turn(&mut self, pool: PoolView) -> Vec<Step<T>> {
+        let mut steps = Vec::new();
+        if self.failure.is_none() && !pool.stopping {
+            let failed = matches!(
+                &self.takeover,
+                Takeover::Waiting {
+                    failed: Some(_),
+                    ..
+                }
+            );
+            if failed || (self.taking_over() && pool.all_available) {
+                if let Takeover::Waiting { takeover, failed } =
+                    std::mem::replace(&mut self.takeover, Takeover::None)
+                {
+                    steps.push(match failed {
+                        Some(why) => Step::AbortTakeover(takeover, why),
+                        None => Step::CompleteTakeover(takeover),
+                    });
+                }
+            }
+        }
+        if !self.ready_reported && !pool.stopping && pool.all_ready {
+            self.ready_reported = true;
+            steps.push(Step::ReportReady(format!("{} workers ready", pool.desired)));
+        }
+        steps
+    }
+
+    /// What to tell the service manager when an upgrade ends.
+    pub fn upgrade_ended(&self, generation: Result<u64, ()>, desired: usize) -> Report {
+        let status = match generation {
+            Ok(g) => format!("generation {g}, {desired} workers"),
+            Err(()) => "upgrade aborted; the old workers serve".to_string(),
+        };
+        match self.ready_reported {
+            true => Report::Ready(status),
+            false => Report::Status(status),
+        }
+    }
+
+    /// Why a re-exec must wait, if it must: `exportable` says whether the pool's state can be
+    /// handed over now (no upgrade, no worker starting), `draining` whether stop signals are held
+    /// back while reuseport slots drain (they would not survive the exec).
+    pub fn reexec_refusal(
+        &self,
+        pool: PoolView,
+        exportable: bool,
+        draining: bool,
+    ) -> Option<(ErrorCode, &'static str)> {
+        let busy = self.taking_over() || self.failure.is_some() || draining || !exportable;
+        if !busy && !pool.stopping {
+            return None;
+        }
+        let code = match pool.stopping {
+            true => ErrorCode::Stopping,
+            false => ErrorCode::Busy,
+        };
+        Some((
+            code,
+            "cannot re-execute while herd is stopping, upgrading, starting workers, draining a \
+             slot or taking over; try again",
+        ))
+    }
+
+    /// How herd ends: `Err(why)` if it failed.
+    pub fn outcome(self) -> Result<(), String> {
+        match self.failure {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+use super::*;
+
+fn view(stopping: bool, available: bool, ready: bool) -> PoolView {
+    PoolView {
+        stopping,
+        all_available: available,
+        all_ready: ready,
+        desired: 3,
+    }
+}
+
+#[test]
+fn the_first_failure_of_the_first_generation_stops_herd_once_and_is_its_outcome() {
+    let mut phase: Phase<()> = Phase::new(None);
+    assert!(phase.first_generation_failed("cannot execute ./x".into()));
+    assert!(!phase.first_generation_failed("again".into()));
+    assert_eq!(phase.outcome(), Err("cannot execute ./x".to_string()));
+}
+
+#[test]
+fn a_takeover_completes_once_every_worker_is_available() {
+    let mut phase = Phase::new(Some("old"));
+    assert!(phase
+        .after_turn(view(false, false, true))
+        .iter()
+        .all(|s| !matches!(s, Step::CompleteTakeover(_))));
+    assert!(phase.taking_over());
+    let steps = phase.after_turn(view(false, true, true));
+    assert!(steps.contains(&Step::CompleteTakeover("old")), "{steps:?}");
+    assert!(!phase.taking_over());
+    // Once only.
+    assert!(phase.after_turn(view(false, true, true)).is_empty());
+    assert_eq!(phase.outcome(), Ok(()));
+}
+
+#[test]
+fn a_new_worker_lost_before_it_was_available_aborts_the_takeover_with_the_first_reason() {
+    let mut phase = Phase::new(Some("old"));
+    phase.worker_lost("worker 0 exited before it was ready".into());
+    phase.worker_lost("worker 1 too".into());
+    let steps = phase.after_turn(view(false, true, true));
+    assert_eq!(
+        steps[0],
+        Step::AbortTakeover("old", "worker 0 exited before it was ready".into())
+    );
+    phase.fail("takeover aborted".into());
+    assert!(phase.after_turn(view(true, false, false)).is_empty());
+    assert!(phase.outcome().is_err());
+}
+
+#[test]
+fn a_lost_worker_without_a_takeover_changes_nothing() {
+    let mut phase: Phase<()> = Phase::new(None);
+    phase.worker_lost("exited".into());
+    assert_eq!(
+        phase.after_turn(view(false, true, true)),
+        vec![Step::ReportReady("3 workers ready".into())]
+    );
+    assert_eq!(phase.outcome(), Ok(()));
+}
+
+#[test]
+fn no_takeover_step_while_stopping_or_failed() {
+    let mut phase = Phase::new(Some(1));
+    assert!(phase.after_turn(view(true, true, true)).is_empty());
+    let mut phase = Phase::new(Some(1));
+    phase.first_generation_failed("x".into());
+    assert!(phase
+        .after_turn(view(false, true, true))
+        .iter()
+        .all(|s| !matches!(s, Step::CompleteTakeover(_) | Step::AbortTakeover(..))));
+}
+
+#[test]
+fn the_service_manager_hears_ready_once_and_never_while_stopping() {
+    let mut phase: Phase<()> = Phase::new(None);
+    assert!(phase.after_turn(view(false, false, false)).is_empty());
+    assert!(phase.after_turn(view(true, true, true)).is_empty());
+    assert!(!phase.ready_reported());
+    let steps = phase.after_turn(view(false, false, true));
+    assert_eq!(steps, vec![Step::ReportReady("3 workers ready".into())]);
+    assert!(phase.after_turn(view(false, false, true)).is_empty());
+    assert_eq!(
+        phase.upgrade_ended(Ok(2), 3),
+        Report::Ready("generation 2, 3 workers".into())
+    );
+}
+
+#[test]
+fn an_upgrade_that_ends_before_herd_was_ready_reports_a_status_only() {
+    let phase: Phase<()> = Phase::new(None);
+    assert_eq!(
+        phase.upgrade_ended(Err(()), 3),
+        Report::Status("upgrade aborted; the old workers serve".into())
+    );
+    let resumed: Phase<()> = Phase::resumed();
+    assert!(matches!(resumed.upgrade_ended(Ok(4), 1), Report::Ready(_)));
+}
+
+#[test]
+fn a_reexec_waits_for_takeovers_failures_drains_and_a_pool_it_cannot_export() {
+    let idle = view(false, true, true);
+    let phase: Phase<()> = Phase::new(None);
+    assert_eq!(phase.reexec_refusal(idle, true, false), None);
+    assert_eq!(
+        phase.reexec_refusal(idle, false, false).map(|r| r.0),
+        Some(ErrorCode::Busy)
+    );
+    assert_eq!(
+        phase.reexec_refusal(idle, true, true).map(|r| r.0),
+        Some(ErrorCode::Busy)
+    );
+    assert_eq!(
+        phase
+            .reexec_refusal(view(true, false, false), false, false)
+            .map(|r| r.0),
+        Some(ErrorCode::Stopping)
+    );
+    let taking_over = Phase::new(Some(()));
+    assert!(taking_over.reexec_refusal(idle, true, false).is_some());
+    let mut failed: Phase<()> = Phase::new(None);
+    failed.fail("x".into());
+    assert!(failed.reexec_refusal(idle, true, false).is_some());
+}

@@ -1,0 +1,142 @@
+//! One turn of the loop: an input is dispatched to what handles it, then the work every turn
+//! does (the pool's due actions, attached processes, reuseport steering, readiness, and the
+//! [`Phase`](super::phase::Phase)'s steps).
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::notify::NotifySocket;
+use super::phase::{PoolView, Step};
+use super::signals::{Intent, Order};
+use super::sources::{Input, Sources, Tick};
+use super::takeover::{after_abort, complete_takeover};
+use super::{attached, autoscale, balance, handover, leftovers, metrics, Supervisor};
+use crate::logging::LogEvent;
+use crate::spec::SocketFile;
+
+impl Supervisor {
+    /// Dispatches one input.
+    pub(super) fn handle(
+        &mut self,
+        input: Input,
+        sources: &mut Sources,
+        control_file: &mut SocketFile,
+        notify: &NotifySocket,
+    ) {
+        match input {
+            Input::Signal(intent) => self.obey(intent, sources),
+            Input::Control(request) => {
+                self.control(request);
+                if let Some(client) = self.pending_reexec.take() {
+                    self.check_reexec(Some(client), &sources.checked_tx);
+                }
+            }
+            Input::Scrape(reply) => {
+                let _ = reply.send(metrics::render(&self.counters, &self.metrics_snapshot()));
+            }
+            // The new binary passed its check: the exec follows.
+            Input::ReexecChecked(done) => {
+                if let Some(client) = self.reexec_checked(done) {
+                    let endpoints = handover::Endpoints {
+                        control: &sources.control_fd,
+                        control_file,
+                        notify,
+                        metrics: sources.metrics_fd.as_ref(),
+                    };
+                    self.reexec(&endpoints, client);
+                }
+            }
+            Input::TakeoverAnswered(answer) => self.takeover_answered(answer),
+            Input::Notify => self.read_notifications(sources.notify()),
+            Input::Tick(Tick::CheckSockets) => self.check_sockets(),
+            Input::Tick(Tick::Leftovers) => self
+                .leftovers
+                .check(&mut leftovers::System::default(), Instant::now()),
+            Input::Tick(Tick::Autoscale) => self.autoscale_tick(false),
+            // A burst need not wait for the next sample: a queue long enough to scale up on is
+            // acted on at once (the policy's cooldown still applies).
+            Input::Tick(Tick::QueueCheck) => {
+                if self.queued() >= autoscale::QUEUE_PER_WORKER {
+                    self.autoscale_tick(true);
+                }
+            }
+            Input::Tick(Tick::Turn) => {}
+        }
+    }
+
+    /// Carries out what a signal asks for.
+    fn obey(&mut self, intent: Intent, sources: &Sources) {
+        let trigger = intent.signal_name();
+        match intent.order(self.pool.is_stopping()) {
+            Order::Reap => self.reap(),
+            Order::Stop { graceful } => self.stop(&trigger, graceful, None),
+            Order::Upgrade => self.upgrade(&trigger, None, None),
+            // The new binary is checked first; the exec follows if it passes.
+            Order::Reexec => self.check_reexec(None, &sources.checked_tx),
+            Order::ScaleBy(delta) => {
+                // A signal never scales below one worker; `herd scale 0` can.
+                let target = self
+                    .pool
+                    .desired()
+                    .saturating_add_signed(delta as isize)
+                    .max(1);
+                if let Err(why) = self.scale(target, &trigger) {
+                    tracing::warn!(
+                        event = LogEvent::ScaleRefused.as_str(),
+                        "{trigger} ignored: {why}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The work every turn does after its input.
+    pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut SocketFile) {
+        let actions = self.pool.due(Instant::now());
+        self.apply(actions, false);
+        // Attached processes stop with the pool, however it came to stop.
+        if self.pool.is_stopping() {
+            let config = self.pool.config();
+            let (signal, grace) = (config.stop_signal, config.grace);
+            self.attached
+                .stop(&mut attached::System, signal, grace, Instant::now());
+        }
+        // A pidfd's poll is cheap: an exit is seen at the next turn of the loop.
+        self.attached.remove_exited(&mut attached::System);
+        self.attached.due(&mut attached::System, Instant::now());
+        self.attached_leftovers();
+        balance::steer(&mut self.listeners, &self.pool);
+        self.drains.release(&self.listeners, &self.pool);
+        self.announce_ready();
+        for step in self.phase.after_turn(self.pool_view()) {
+            match step {
+                Step::CompleteTakeover(takeover) => {
+                    let old = takeover.old.clone();
+                    let answered = sources.answered_tx.clone();
+                    if let Err(why) = complete_takeover(takeover, control_file, answered) {
+                        self.abort_takeover(&old, why);
+                    }
+                }
+                Step::AbortTakeover(takeover, why) => self.abort_takeover(&takeover.old, why),
+                Step::ReportReady(status) => self.service.ready(&status),
+            }
+        }
+    }
+
+    /// The takeover failed: herd stops at once and exits 1, saying what still serves.
+    fn abort_takeover(&mut self, old: &Path, why: String) {
+        let after = after_abort(Some(old));
+        self.phase.fail(format!("takeover aborted, {after}: {why}"));
+        self.stop("takeover failed", false, None);
+    }
+
+    /// What the pool looks like now, for the [`Phase`](super::phase::Phase).
+    pub(super) fn pool_view(&self) -> PoolView {
+        PoolView {
+            stopping: self.pool.is_stopping(),
+            all_available: self.pool.all_available(),
+            all_ready: self.pool.all_ready(),
+            desired: self.pool.desired(),
+        }
+    }
+}
