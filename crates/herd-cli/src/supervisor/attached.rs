@@ -89,7 +89,7 @@ impl Attached {
             sockets,
             pidfd,
             group: own_group(pid),
-            session: session_of(pid),
+            session: process::session_of(pid),
         })
     }
 
@@ -103,7 +103,7 @@ impl Attached {
     ) -> Option<Attached> {
         let start_time = process::start_time(pid)?;
         let group = own_group(pid);
-        let session = session_of(pid);
+        let session = process::session_of(pid);
         // Read while the pidfd's process was alive, so its pid was still its own.
         if pidfd.has_exited() {
             return None;
@@ -206,15 +206,6 @@ fn own_group(pid: u32) -> bool {
     false
 }
 
-/// The session of `pid` (`/proc/PID/stat` field 6).
-fn session_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    process::parse_stat_fields(&stat, &[6])?
-        .first()?
-        .parse()
-        .ok()
-}
-
 /// The time since boot in clock ticks, the clock and unit of a process's start time, one tick
 /// more (so that a process started in the same tick counts as started before); `u64::MAX`
 /// where the system does not say.
@@ -260,11 +251,7 @@ impl Processes for System {
     }
 
     fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()> {
-        System::send(attached, signal)?;
-        if signal != Signal::KILL && signal != Signal::CONT {
-            let _ = System::send(attached, Signal::CONT);
-        }
-        Ok(())
+        process::send_stop(signal, |signal| System::send(attached, signal))
     }
 }
 

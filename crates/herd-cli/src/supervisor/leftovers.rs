@@ -87,16 +87,6 @@ fn left_by(leader: &ExitedLeader, member: Option<Stat>) -> bool {
     }
 }
 
-/// `/proc/PID/stat`'s session and start time, zombie or not.
-fn read_stat(pid: u32) -> Option<Stat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields = process::parse_stat_fields(&stat, &[6, 22])?;
-    Some(Stat {
-        session: fields.first()?.parse().ok()?,
-        start_time: fields.get(1)?.parse().ok()?,
-    })
-}
-
 /// The real system: `/proc`, `kill(-pgid)`, `waitpid`.
 #[derive(Default)]
 pub struct System {
@@ -119,11 +109,7 @@ impl Groups for System {
         // The group alone, never a process that got its leader's pid (an attached leader is
         // not held by herd). A stop signal is followed by SIGCONT, so that a paused process can
         // act on it.
-        let sent = process::signal_group_only(pgid, signal).map(|()| {
-            if signal != Signal::KILL && signal != Signal::CONT {
-                let _ = process::signal_group_only(pgid, Signal::CONT);
-            }
-        });
+        let sent = process::send_stop(signal, |signal| process::signal_group_only(pgid, signal));
         // An empty group (ESRCH) has nothing left to stop: the next look forgets it.
         if let Err(e) = sent.or_else(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => Ok(()),
@@ -138,7 +124,11 @@ impl Groups for System {
     }
 
     fn stat(&mut self, pid: u32) -> Option<Stat> {
-        read_stat(pid)
+        let (session, start_time) = process::session_and_start_time(pid)?;
+        Some(Stat {
+            session,
+            start_time,
+        })
     }
 
     fn now_ticks(&mut self) -> u64 {

@@ -1,0 +1,88 @@
+//! What differs on Linux and Android: `waitid(WNOWAIT)` and `/proc`.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+use super::stat::{stat_fields, ticks_per_second};
+use super::to_pid;
+
+pub const MAX_SIGNAL: libc::c_int = 64;
+pub const LAST_STANDARD: libc::c_int = 31;
+
+pub fn boot_ticks() -> Option<u64> {
+    // SAFETY: timespec is plain integers, for which all-zero is a valid value.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: clock_gettime writes one timespec into the value we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } < 0 {
+        return None;
+    }
+    let (secs, nanos) = (
+        u64::try_from(ts.tv_sec).ok()?,
+        u64::try_from(ts.tv_nsec).ok()?,
+    );
+    let hz = ticks_per_second();
+    Some(secs.checked_mul(hz)? + nanos * hz / 1_000_000_000)
+}
+
+/// `SIGRTMIN()`: the kernel's 32 plus what the C library keeps for itself.
+pub fn rt_min() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
+    let id = to_pid(pid)? as libc::id_t;
+    loop {
+        // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into the one we own.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid takes plain integers and the siginfo_t above.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(err);
+        }
+        // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed: no child changed).
+        let (from, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if from == 0 {
+            return Ok(None);
+        }
+        let raw = match info.si_code {
+            libc::CLD_EXITED => (status & 0xff) << 8,
+            libc::CLD_DUMPED => (status & 0x7f) | 0x80,
+            _ => status & 0x7f,
+        };
+        return Ok(Some(ExitStatus::from_raw(raw)));
+    }
+}
+
+pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+    let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+    let entries = match std::fs::read_dir("/proc") {
+        Ok(entries) => entries,
+        Err(_) => return groups,
+    };
+    for pid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let fields = match stat_fields(pid, &[3, 5]) {
+            Some(fields) => fields,
+            None => continue,
+        };
+        if let (false, Ok(pgid)) = (fields[0] == "Z", fields[1].parse::<u32>()) {
+            groups.entry(pgid).or_default().push(pid);
+        }
+    }
+    groups
+}

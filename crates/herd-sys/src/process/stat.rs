@@ -1,0 +1,166 @@
+//! What `/proc/PID/stat` says of a process (Linux): its parent, group, session, state, start
+//! time and CPU time, and every process group at once; and the clock of start times.
+
+use std::collections::HashMap;
+
+use super::imp;
+
+/// **Linux and Android only; empty elsewhere.** The live (not zombie) processes of process
+/// group `pgid`, other than `pgid` itself (`/proc/*/stat`). Exact only while the group's id
+/// cannot be reused: while its leader is alive or an unreaped zombie.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let mut groups = process_groups();
+    let mut members = groups.remove(&pgid).unwrap_or_default();
+    members.retain(|&pid| pid != pgid);
+    members
+}
+
+/// **Linux and Android only; empty elsewhere.** Every live (not zombie) process, by process
+/// group: one pass over `/proc/*/stat`, for looking at many groups at once.
+pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+    imp::process_groups()
+}
+
+/// The parent pid of `pid`, read from `/proc/PID/stat` (Linux); `None` if it is gone.
+pub fn parent_of(pid: u32) -> Option<u32> {
+    stat_field(pid, 4)?.parse().ok()
+}
+
+/// The process group of `pid`, read from `/proc/PID/stat` (Linux); `None` if it is gone or
+/// the system does not say.
+pub fn group_of(pid: u32) -> Option<u32> {
+    stat_field(pid, 5)?.parse().ok()
+}
+
+/// The session of `pid` (`/proc/PID/stat` field 6, Linux), zombie or not; `None` if it is
+/// gone or the system does not say.
+pub fn session_of(pid: u32) -> Option<u32> {
+    stat_field(pid, 6)?.parse().ok()
+}
+
+/// The session and start time of `pid` (`/proc/PID/stat` fields 6 and 22, Linux, read at
+/// once), zombie or not: what tells a group's leftovers from a stranger's. `None` if it is
+/// gone or the system does not say.
+pub fn session_and_start_time(pid: u32) -> Option<(u32, u64)> {
+    let fields = stat_fields(pid, &[6, 22])?;
+    Some((fields[0].parse().ok()?, fields[1].parse().ok()?))
+}
+
+/// Whether `pid` is stopped (`T`, by SIGSTOP or Ctrl-Z, or `t`, by a debugger), from
+/// `/proc/PID/stat` (Linux); `false` if it is not, is gone, or the system does not say.
+pub fn is_stopped(pid: u32) -> bool {
+    matches!(stat_field(pid, 3).as_deref(), Some("T") | Some("t"))
+}
+
+/// When `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22, Linux): with the
+/// pid, it names one process even after the pid is reused. `None` if it is gone or a zombie.
+pub fn start_time(pid: u32) -> Option<u64> {
+    // One read, so that the state and the start time are of the same process.
+    let fields = stat_fields(pid, &[3, 22])?;
+    if fields[0] == "Z" {
+        return None;
+    }
+    fields[1].parse().ok()
+}
+
+/// CPU time `pid` has used, user and system, in clock ticks (`/proc/PID/stat` fields 14 and
+/// 15, Linux); `None` if it is gone.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let fields = stat_fields(pid, &[14, 15])?;
+    let user: u64 = fields[0].parse().ok()?;
+    let system: u64 = fields[1].parse().ok()?;
+    Some(user.saturating_add(system))
+}
+
+/// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`cpu_ticks`].
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an integer and returns one.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 {
+        n as u64
+    } else {
+        100
+    }
+}
+
+/// Fields `ns` (numbered from 1 as in proc(5), each at least 3) of a `/proc/PID/stat` line,
+/// in the order asked; `None` if one is missing. The command name (field 2) may contain
+/// spaces and parentheses: the fields after it start after the last `)`.
+pub fn parse_stat_fields<'a>(stat: &'a str, ns: &[usize]) -> Option<Vec<&'a str>> {
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    ns.iter()
+        .map(|&n| rest.get(n.checked_sub(3)?).copied())
+        .collect()
+}
+
+/// Fields `ns` of `/proc/PID/stat` (see [`parse_stat_fields`]), read at once.
+pub(super) fn stat_fields(pid: u32, ns: &[usize]) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = parse_stat_fields(&stat, ns)?;
+    Some(fields.into_iter().map(str::to_string).collect())
+}
+
+/// Field `n` of `/proc/PID/stat` (see [`parse_stat_fields`]).
+pub(super) fn stat_field(pid: u32, n: usize) -> Option<String> {
+    stat_fields(pid, &[n])?.pop()
+}
+
+/// **Linux and Android only; `None` elsewhere.** The time since boot in clock ticks
+/// (`CLOCK_BOOTTIME`), the clock and unit of a process's start time in `/proc/PID/stat`
+/// (unlike `/proc/uptime`, which a container's lxcfs may replace).
+pub fn boot_ticks() -> Option<u64> {
+    imp::boot_ticks()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn boot_ticks_is_the_clock_of_start_times() {
+        let before = boot_ticks().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let started = start_time(child.id());
+        let after = boot_ticks().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let started = started.unwrap();
+        assert!(
+            before <= started + 1 && started <= after + 1,
+            "{before} <= {started} <= {after}"
+        );
+    }
+
+    #[test]
+    fn stat_fields_start_after_the_last_parenthesis() {
+        let line = "42 (a) b (c)) S 1 42 42 0 -1 4194560 1 0 0 0 7 3 0 0 20 0 1 0 1234 0";
+        assert_eq!(
+            parse_stat_fields(line, &[3, 4, 6]),
+            Some(vec!["S", "1", "42"])
+        );
+        assert_eq!(
+            parse_stat_fields(line, &[14, 15, 22]),
+            Some(vec!["7", "3", "1234"])
+        );
+        assert_eq!(parse_stat_fields(line, &[24]), None, "past the end");
+        assert_eq!(
+            parse_stat_fields(line, &[2]),
+            None,
+            "the name is not a field here"
+        );
+        assert_eq!(parse_stat_fields("no parenthesis 1 2 3", &[3]), None);
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn this_process_has_a_session_and_a_start_time() {
+        let pid = std::process::id();
+        let (session, start) = session_and_start_time(pid).unwrap();
+        assert_eq!(session_of(pid), Some(session));
+        assert_eq!(start_time(pid), Some(start));
+    }
+}

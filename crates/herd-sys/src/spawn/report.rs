@@ -1,0 +1,312 @@
+//! How a spawn failed: the [`Stage`], and the child's fixed-size failure report, written to a
+//! close-on-exec pipe and validated by the parent.
+
+use std::fmt;
+use std::io;
+use std::os::unix::io::{AsRawFd, OwnedFd};
+
+/// The step of [`ExecPlan::spawn`] that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Forking, in the parent.
+    Fork,
+    /// Creating or reading the pipe on which the child reports how far it got, in the
+    /// parent (`EMFILE` there means the parent is out of fds, not that it cannot fork).
+    Pipe,
+    /// `setpgid` in the child.
+    ProcessGroup,
+    /// Resetting the signal mask in the child.
+    Signals,
+    /// Placing the inherited fds in the child.
+    Fds,
+    /// `execve` itself: the program could not be executed.
+    Exec,
+    /// Switching to the worker's user and groups.
+    Credentials,
+    /// Changing to the worker's directory.
+    Chdir,
+    /// Setting the worker's resource limits.
+    Limits,
+    /// Understanding the child's report, in the parent: it was not one the child writes (a
+    /// short read, a wrong magic number or an unknown step), so what failed is unknown.
+    Report,
+}
+
+/// A step of the child that can fail, as written in its report: explicit discriminants, which
+/// the parent checks when it reads them back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(super) enum ChildStep {
+    ProcessGroup = 1,
+    Signals = 2,
+    Fds = 3,
+    Exec = 4,
+    Credentials = 5,
+    Chdir = 6,
+    Limits = 7,
+}
+
+impl ChildStep {
+    const ALL: [ChildStep; 7] = [
+        ChildStep::ProcessGroup,
+        ChildStep::Signals,
+        ChildStep::Fds,
+        ChildStep::Exec,
+        ChildStep::Credentials,
+        ChildStep::Chdir,
+        ChildStep::Limits,
+    ];
+
+    fn from_wire(code: u32) -> Option<ChildStep> {
+        ChildStep::ALL.iter().copied().find(|s| *s as u32 == code)
+    }
+
+    pub(super) fn stage(self) -> Stage {
+        match self {
+            ChildStep::ProcessGroup => Stage::ProcessGroup,
+            ChildStep::Signals => Stage::Signals,
+            ChildStep::Fds => Stage::Fds,
+            ChildStep::Exec => Stage::Exec,
+            ChildStep::Credentials => Stage::Credentials,
+            ChildStep::Chdir => Stage::Chdir,
+            ChildStep::Limits => Stage::Limits,
+        }
+    }
+}
+
+/// The child's failure report: `REPORT_MAGIC`, the [`ChildStep`], the limit's index (for
+/// [`ChildStep::Limits`], else 0) and errno, each 4 bytes in native byte order. One `write` of
+/// 16 bytes to a pipe is atomic (below `PIPE_BUF`).
+pub(super) const REPORT_LEN: usize = 16;
+/// "herd" in ASCII: the first word of every report.
+const REPORT_MAGIC: u32 = u32::from_be_bytes(*b"herd");
+
+/// What the child reported: the failed step, the limit's index (for [`ChildStep::Limits`])
+/// and errno.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Report {
+    pub(super) step: ChildStep,
+    pub(super) limit: u32,
+    pub(super) errno: i32,
+}
+
+impl Report {
+    /// The report's bytes. Async-signal-safe: no allocation.
+    pub(super) fn encode(&self) -> [u8; REPORT_LEN] {
+        let mut buf = [0u8; REPORT_LEN];
+        buf[0..4].copy_from_slice(&REPORT_MAGIC.to_ne_bytes());
+        buf[4..8].copy_from_slice(&(self.step as u32).to_ne_bytes());
+        buf[8..12].copy_from_slice(&self.limit.to_ne_bytes());
+        buf[12..16].copy_from_slice(&self.errno.to_ne_bytes());
+        buf
+    }
+
+    /// Validates what the parent read from the pipe: `None` for anything the child would not
+    /// have written.
+    fn decode(bytes: &[u8]) -> Option<Report> {
+        if bytes.len() != REPORT_LEN {
+            return None;
+        }
+        let word = |i: usize| [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
+        if u32::from_ne_bytes(word(0)) != REPORT_MAGIC {
+            return None;
+        }
+        let step = ChildStep::from_wire(u32::from_ne_bytes(word(4)))?;
+        let limit = u32::from_ne_bytes(word(8));
+        if step != ChildStep::Limits && limit != 0 {
+            return None;
+        }
+        Some(Report {
+            step,
+            limit,
+            errno: i32::from_ne_bytes(word(12)),
+        })
+    }
+}
+
+/// Why a worker could not be started.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub(super) stage: Stage,
+    pub(super) error: io::Error,
+    /// For [`Stage::Limits`]: which limit, in the order they were added.
+    pub(super) limit: Option<usize>,
+}
+
+impl SpawnError {
+    /// The step that failed.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The operating system's error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.error
+    }
+
+    /// For [`Stage::Limits`]: the index of the limit that could not be set, in the order
+    /// [`ExecPlan::limit`] added them.
+    pub fn limit_index(&self) -> Option<usize> {
+        self.limit
+    }
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.stage {
+            Stage::Fork => "cannot fork",
+            Stage::Pipe => match self.error.raw_os_error() {
+                // Formatted by the parent, which made the pipe: its pid is herd's.
+                Some(libc::EMFILE) | Some(libc::ENFILE) => {
+                    return write!(
+                        f,
+                        "herd is out of file descriptors: cannot create a pipe to start the \
+                         worker (look for what holds herd's fds: ls -l /proc/{}/fd): {}",
+                        std::process::id(),
+                        self.error
+                    );
+                }
+                _ => "cannot create the pipe to start the worker",
+            },
+            Stage::ProcessGroup => "cannot create a process group",
+            Stage::Signals => "cannot reset the signal mask",
+            Stage::Fds => "cannot place the inherited sockets",
+            Stage::Exec => "cannot execute",
+            Stage::Credentials => "cannot switch to the worker's user",
+            Stage::Chdir => "cannot change to the worker's directory",
+            Stage::Limits => "cannot set the worker's resource limits",
+            Stage::Report => "cannot tell how starting the worker failed",
+        };
+        write!(f, "{what}: {}", self.error)
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// Reads the child's report: `None` on EOF (exec succeeded), else the validated [`Report`].
+/// Anything else on the pipe is a [`Stage::Report`] error.
+pub(super) fn read_report(pipe: &OwnedFd) -> Result<Option<Report>, SpawnError> {
+    // One byte more than a report, to notice a longer write.
+    let mut buf = [0u8; REPORT_LEN + 1];
+    let mut got = 0;
+    while got < buf.len() {
+        // SAFETY: reading into the unfilled tail of a buffer we own.
+        let n = unsafe {
+            libc::read(
+                pipe.as_raw_fd(),
+                buf[got..].as_mut_ptr().cast(),
+                buf.len() - got,
+            )
+        };
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(SpawnError {
+                stage: Stage::Pipe,
+                error: err,
+                limit: None,
+            });
+        }
+        got += n as usize;
+    }
+    if got == 0 {
+        return Ok(None);
+    }
+    Report::decode(&buf[..got])
+        .map(Some)
+        .ok_or_else(|| SpawnError {
+            stage: Stage::Report,
+            error: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the child wrote {}{got} bytes that are not a failure report",
+                    if got > REPORT_LEN { "at least " } else { "" }
+                ),
+            ),
+            limit: None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_fds_names_herds_own_fd_directory() {
+        let err = SpawnError {
+            stage: Stage::Pipe,
+            error: io::Error::from_raw_os_error(libc::EMFILE),
+            limit: None,
+        };
+        let text = err.to_string();
+        let dir = format!("ls -l /proc/{}/fd)", std::process::id());
+        assert!(text.contains(&dir), "{text}");
+    }
+
+    /// A report is read back as written; anything else on the pipe is refused.
+    #[test]
+    fn a_corrupted_report_is_refused() {
+        let report = Report {
+            step: ChildStep::Limits,
+            limit: 3,
+            errno: libc::EPERM,
+        };
+        let bytes = report.encode();
+        assert_eq!(Report::decode(&bytes), Some(report));
+        for step in ChildStep::ALL {
+            let report = Report {
+                step,
+                limit: 0,
+                errno: 0,
+            };
+            assert_eq!(Report::decode(&report.encode()).map(|r| r.step), Some(step));
+        }
+        let mut wrong_magic = bytes;
+        wrong_magic[0] ^= 1;
+        assert_eq!(Report::decode(&wrong_magic), None);
+        let mut unknown_step = bytes;
+        unknown_step[4..8].copy_from_slice(&8u32.to_ne_bytes());
+        assert_eq!(Report::decode(&unknown_step), None);
+        let mut limit_elsewhere = Report {
+            step: ChildStep::Exec,
+            limit: 0,
+            errno: libc::ENOENT,
+        }
+        .encode();
+        limit_elsewhere[8] = 1;
+        assert_eq!(Report::decode(&limit_elsewhere), None);
+        assert_eq!(Report::decode(&bytes[..REPORT_LEN - 1]), None);
+        assert_eq!(Report::decode(&[bytes.as_slice(), &[0]].concat()), None);
+
+        // Through a pipe, as the parent reads it.
+        let through_pipe = |bytes: &[u8]| {
+            let (read, write) = super::super::cloexec_pipe().unwrap();
+            // SAFETY: writes a few bytes we own to a pipe we own.
+            let n = unsafe { libc::write(write.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+            assert_eq!(n, bytes.len() as isize);
+            drop(write);
+            read_report(&read)
+        };
+        assert!(through_pipe(&[]).unwrap().is_none());
+        assert_eq!(through_pipe(&bytes).unwrap(), Report::decode(&bytes));
+        for garbage in [
+            &b"\x01\0\0\0\x02\0\0\0"[..],
+            &wrong_magic,
+            &[bytes.as_slice(), b"x"].concat(),
+        ] {
+            let err = through_pipe(garbage).unwrap_err();
+            assert_eq!(err.stage(), Stage::Report, "{err}");
+            assert!(err.to_string().contains("not a failure report"), "{err}");
+        }
+    }
+}

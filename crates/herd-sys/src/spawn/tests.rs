@@ -1,0 +1,158 @@
+//! Spawning real children: what they see, and what the parent gets back.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+
+#[test]
+fn exec_failure_is_reported() {
+    let mut plan = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
+    plan.arg(OsStr::new("x")).unwrap();
+    let err = plan.spawn(&[], None).unwrap_err();
+    assert_eq!(err.stage(), Stage::Exec);
+    assert_eq!(err.io_error().raw_os_error(), Some(libc::ENOENT));
+}
+
+#[test]
+fn probe_reports_the_step_that_fails() {
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    plan.arg(OsStr::new("sh")).unwrap();
+    plan.probe().unwrap();
+    plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
+    assert_eq!(plan.probe().unwrap_err().stage(), Stage::Chdir);
+
+    let mut plan = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
+    plan.arg(OsStr::new("x")).unwrap();
+    assert_eq!(plan.probe().unwrap_err().stage(), Stage::Exec);
+
+    // A hard limit above the system's ceiling fails for root and others alike.
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    plan.limit(libc::RLIMIT_CORE as libc::c_int, 0, 0);
+    plan.limit(
+        libc::RLIMIT_NOFILE as libc::c_int,
+        u64::MAX - 1,
+        u64::MAX - 1,
+    );
+    let err = plan.probe().unwrap_err();
+    assert_eq!(err.stage(), Stage::Limits);
+    assert_eq!(err.limit_index(), Some(1));
+}
+
+#[test]
+fn child_sees_its_own_listen_pid() {
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    for a in ["sh", "-c", "test \"$LISTEN_PID\" = \"$$\""] {
+        plan.arg(OsStr::new(a)).unwrap();
+    }
+    plan.listen_pid();
+    let pid = plan.spawn(&[], None).unwrap();
+    assert!(wait_for(pid).unwrap().success());
+}
+
+/// The write end of the pipe [`mark`] writes to.
+static MARKER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn mark(_: libc::c_int) {
+    let fd = MARKER.load(Ordering::Relaxed);
+    // SAFETY: write is async-signal-safe; the byte lives in static memory.
+    unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+}
+
+/// Whether `fd` (non-blocking) has a byte to read; consumes it.
+fn marked(fd: &OwnedFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: reads at most one byte into a byte we own.
+    unsafe { libc::read(fd.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) == 1 }
+}
+
+/// A signal handler of the parent (here, one that writes to a pipe, as tokio's do) never
+/// runs in the child, even for a signal that arrives before the child resets the
+/// dispositions: every signal is blocked across fork, and the handler is gone by the time
+/// the child unblocks them.
+#[test]
+fn a_handler_of_the_parent_never_runs_in_the_child() {
+    let (read, write) = cloexec_pipe().unwrap();
+    crate::fd::set_nonblocking(std::os::unix::io::AsFd::as_fd(&read)).unwrap();
+    MARKER.store(write.as_raw_fd(), Ordering::Relaxed);
+    // SIGWINCH: ignored by default, so the child survives it once the handler is reset.
+    // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe.
+    unsafe {
+        let mut action: libc::sigaction = mem::zeroed();
+        action.sa_sigaction = mark as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGWINCH, &action, ptr::null_mut()), 0);
+        libc::raise(libc::SIGWINCH);
+    }
+    assert!(marked(&read), "the handler runs in the parent");
+
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    for a in ["sh", "-c", "exit 0"] {
+        plan.arg(OsStr::new(a)).unwrap();
+    }
+    plan.raise_first = Some(libc::SIGWINCH);
+    let pid = plan.spawn(&[], None).unwrap();
+    assert!(wait_for(pid).unwrap().success());
+    assert!(!marked(&read), "the parent's handler ran in the child");
+    // SAFETY: a zeroed sigaction with SIG_DFL restores the default; then the handler, which
+    // no longer runs, forgets the pipe that is about to close.
+    unsafe {
+        let mut action: libc::sigaction = mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(libc::SIGWINCH, &action, ptr::null_mut());
+    }
+    MARKER.store(-1, Ordering::Relaxed);
+}
+
+/// The thread that spawns gets its own signal mask back.
+#[test]
+fn the_parents_signal_mask_is_restored() {
+    let mask = || {
+        // SAFETY: a zeroed sigset_t is valid output space; SIG_BLOCK with no new set
+        // only reads the mask.
+        unsafe {
+            let mut set: libc::sigset_t = mem::zeroed();
+            libc::pthread_sigmask(libc::SIG_BLOCK, ptr::null(), &mut set);
+            (1..=max_signal())
+                .filter(|&sig| libc::sigismember(&set, sig) == 1)
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = mask();
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    for a in ["sh", "-c", "exit 0"] {
+        plan.arg(OsStr::new(a)).unwrap();
+    }
+    let pid = plan.spawn(&[], None).unwrap();
+    assert_eq!(mask(), before);
+    assert!(wait_for(pid).unwrap().success());
+    let failing = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
+    failing.spawn(&[], None).unwrap_err();
+    assert_eq!(mask(), before);
+}
+
+/// Where `close_range` is not used (kernels before 5.11), the fds above the sockets are
+/// still marked close-on-exec, one by one: one the parent left inheritable does not reach
+/// the worker.
+#[test]
+fn without_close_range_no_stray_fd_reaches_the_child() {
+    let null = crate::fd::open_dev_null().unwrap();
+    // SAFETY: F_DUPFD makes a fresh fd, without FD_CLOEXEC, that we own at once.
+    let stray = unsafe {
+        let raw = libc::fcntl(null.as_raw_fd(), libc::F_DUPFD, 300);
+        assert!(raw >= 300);
+        OwnedFd::from_raw_fd(raw)
+    };
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    let script = format!("test ! -e /dev/fd/{}", stray.as_raw_fd());
+    for a in ["sh", "-c", &script] {
+        plan.arg(OsStr::new(a)).unwrap();
+    }
+    plan.no_close_range = true;
+    let pid = plan.spawn(&[], None).unwrap();
+    assert!(
+        wait_for(pid).unwrap().success(),
+        "fd {} leaked",
+        stray.as_raw_fd()
+    );
+}
