@@ -22,14 +22,16 @@
 //! The bookkeeping is pure; the system calls go through [`Groups`], so the ordering is
 //! unit-tested without processes.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use herd_sys::process::{self, Signal};
+use herd_sys::process::Signal;
 
 use super::attached::ExitedLeader;
 use super::pool::WorkerState;
 use crate::logging::LogEvent;
+
+mod system;
+pub use system::System;
 
 /// How often groups with leftovers are looked at.
 pub const CHECK_EVERY: Duration = Duration::from_millis(50);
@@ -87,63 +89,6 @@ fn left_by(leader: &ExitedLeader, member: Option<Stat>) -> bool {
     }
 }
 
-/// The real system: `/proc`, `kill(-pgid)`, `waitpid`.
-#[derive(Default)]
-pub struct System {
-    /// Every process group's live processes, as [`Groups::refresh`] read them all at once.
-    snapshot: HashMap<u32, Vec<u32>>,
-}
-
-impl Groups for System {
-    fn refresh(&mut self) {
-        self.snapshot = process::process_groups();
-    }
-
-    fn members(&mut self, pgid: u32) -> Vec<u32> {
-        let mut pids = self.snapshot.get(&pgid).cloned().unwrap_or_default();
-        pids.retain(|&p| p != pgid);
-        pids
-    }
-
-    fn signal(&mut self, pgid: u32, signal: Signal) {
-        // The group alone, never a process that got its leader's pid (an attached leader is
-        // not held by herd). A stop signal is followed by SIGCONT, so that a paused process can
-        // act on it.
-        let sent = process::send_stop(signal, |signal| process::signal_group_only(pgid, signal));
-        // An empty group (ESRCH) has nothing left to stop: the next look forgets it.
-        if let Err(e) = sent.or_else(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => Ok(()),
-            _ => Err(e),
-        }) {
-            tracing::warn!(
-                event = LogEvent::SignalFailed.as_str(),
-                pgid,
-                "cannot send {signal} to what process {pgid} left: {e}"
-            );
-        }
-    }
-
-    fn stat(&mut self, pid: u32) -> Option<Stat> {
-        let (session, start_time) = process::session_and_start_time(pid)?;
-        Some(Stat {
-            session,
-            start_time,
-        })
-    }
-
-    fn now_ticks(&mut self) -> u64 {
-        super::attached::boot_ticks()
-    }
-
-    fn reap(&mut self, pgid: u32) -> bool {
-        match process::reap(pgid) {
-            Ok(reaped) => reaped.is_some(),
-            // Not (or no longer) our child: nothing to hold.
-            Err(_) => true,
-        }
-    }
-}
-
 /// Whose group it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -160,31 +105,54 @@ enum Whose {
 }
 
 /// A group whose leader has exited while other processes remain in it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Group {
     /// The group's id: the exited leader's pid.
     pgid: u32,
     /// The worker's slot, for the log.
     slot: usize,
     /// Whose group it is.
-    #[serde(default)]
     whose: Whose,
     /// When what remains gets `SIGKILL`.
-    #[serde(skip, default = "Instant::now")]
     deadline: Instant,
-    /// Milliseconds to the deadline, in a re-exec's state.
-    #[serde(default)]
-    deadline_in_ms: u64,
-    /// An attached process's group: what tells its processes from a stranger's (absent in
-    /// an older herd's state). Its `seen_exit` moves on to each look that found them there.
-    #[serde(default)]
+    /// An attached process's group: what tells its processes from a stranger's. Its
+    /// `seen_exit` moves on to each look that found them there.
     leader: Option<ExitedLeader>,
     /// The processes (pid, start time) the last look found in an attached process's group.
+    known: Vec<(u32, u64)>,
+}
+
+/// A [`Group`] in a re-exec's state: its deadline as milliseconds from the moment of export.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct SavedGroup {
+    pgid: u32,
+    slot: usize,
+    #[serde(default)]
+    whose: Whose,
+    /// Milliseconds to the deadline.
+    #[serde(default)]
+    deadline_in_ms: u64,
+    /// Absent in an older herd's state.
+    #[serde(default)]
+    leader: Option<ExitedLeader>,
     #[serde(default)]
     known: Vec<(u32, u64)>,
 }
 
 impl Group {
+    /// The group `pgid` of `whose` (a worker's `slot`), whose remains get `SIGKILL` at
+    /// `deadline`.
+    fn new(pgid: u32, slot: usize, whose: Whose, deadline: Instant) -> Group {
+        Group {
+            pgid,
+            slot,
+            whose,
+            deadline,
+            leader: None,
+            known: Vec::new(),
+        }
+    }
+
     /// The processes that remain in the group; `None` if its id is now a stranger's. An
     /// attached process's group is not held by a zombie, so its members are checked: the
     /// group is still the leader's if one of the processes seen in it at the last look is
@@ -235,7 +203,7 @@ pub struct Leftovers {
 
 /// The leftovers, for re-exec: deadlines become offsets from the moment of export.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct Saved(Vec<Group>);
+pub struct Saved(Vec<SavedGroup>);
 
 impl Leftovers {
     /// Whether no group is being waited for.
@@ -311,15 +279,8 @@ impl Leftovers {
              stopping them (SIGKILL in {})",
             humantime::format_duration(round_ms(deadline.saturating_duration_since(now)))
         );
-        self.groups.push(Group {
-            pgid: pid,
-            slot,
-            whose: Whose::Worker,
-            deadline,
-            deadline_in_ms: 0,
-            leader: None,
-            known: Vec::new(),
-        });
+        self.groups
+            .push(Group::new(pid, slot, Whose::Worker, deadline));
         true
     }
 
@@ -350,7 +311,6 @@ impl Leftovers {
             slot: 0,
             whose: Whose::Attached,
             deadline: now,
-            deadline_in_ms: 0,
             leader: Some(leader),
             known: Vec::new(),
         };
@@ -459,30 +419,14 @@ impl Leftovers {
     /// Tracks `pid`, a child herd started but cannot supervise and has killed, until it has
     /// exited and its group is empty.
     pub fn abandon(&mut self, pid: u32, slot: usize, now: Instant) {
-        self.groups.push(Group {
-            pgid: pid,
-            slot,
-            whose: Whose::Worker,
-            deadline: now,
-            deadline_in_ms: 0,
-            leader: None,
-            known: Vec::new(),
-        });
+        self.groups.push(Group::new(pid, slot, Whose::Worker, now));
     }
 
     /// Tracks the re-exec check child `pid`, which leads its own process group and has exited
     /// (not yet reaped): whatever it left in its group is killed at once, and the leader is
     /// reaped once the group is empty.
     pub fn check_exited(&mut self, pid: u32, now: Instant) {
-        self.groups.push(Group {
-            pgid: pid,
-            slot: 0,
-            whose: Whose::Check,
-            deadline: now,
-            deadline_in_ms: 0,
-            leader: None,
-            known: Vec::new(),
-        });
+        self.groups.push(Group::new(pid, 0, Whose::Check, now));
     }
 
     /// The state to hand to a re-exec.
@@ -490,9 +434,13 @@ impl Leftovers {
         Saved(
             self.groups
                 .iter()
-                .map(|g| Group {
+                .map(|g| SavedGroup {
+                    pgid: g.pgid,
+                    slot: g.slot,
+                    whose: g.whose,
                     deadline_in_ms: g.deadline.saturating_duration_since(now).as_millis() as u64,
-                    ..g.clone()
+                    leader: g.leader,
+                    known: g.known.clone(),
                 })
                 .collect(),
         )
@@ -505,8 +453,12 @@ impl Leftovers {
                 .0
                 .into_iter()
                 .map(|g| Group {
+                    pgid: g.pgid,
+                    slot: g.slot,
+                    whose: g.whose,
                     deadline: now + Duration::from_millis(g.deadline_in_ms),
-                    ..g
+                    leader: g.leader,
+                    known: g.known,
                 })
                 .collect(),
         }
@@ -519,322 +471,4 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeSet;
-
-    /// Groups with members, leaders that have exited, and what was done to them. Each group
-    /// has one member, its id plus 1000.
-    #[derive(Default)]
-    struct Fake {
-        populated: BTreeSet<u32>,
-        running: BTreeSet<u32>,
-        signals: Vec<(u32, Signal)>,
-        reaped: Vec<u32>,
-        /// Passes over `/proc`.
-        scans: usize,
-        /// What `/proc/PID/stat` says: by default, every process is in session 1 and started
-        /// at tick 10.
-        stats: std::collections::HashMap<u32, Option<Stat>>,
-        /// Extra members, by group.
-        extra: std::collections::HashMap<u32, Vec<u32>>,
-        /// The time, in clock ticks since boot.
-        ticks: u64,
-    }
-
-    impl Groups for Fake {
-        fn refresh(&mut self) {
-            self.scans += 1;
-        }
-        fn members(&mut self, pgid: u32) -> Vec<u32> {
-            let mut members = match self.populated.contains(&pgid) {
-                true => vec![pgid + 1000],
-                false => Vec::new(),
-            };
-            members.extend(self.extra.get(&pgid).into_iter().flatten());
-            members
-        }
-        fn stat(&mut self, pid: u32) -> Option<Stat> {
-            *self.stats.get(&pid).unwrap_or(&Some(Stat {
-                session: 1,
-                start_time: 10,
-            }))
-        }
-        fn now_ticks(&mut self) -> u64 {
-            self.ticks
-        }
-        fn signal(&mut self, pgid: u32, signal: Signal) {
-            self.signals.push((pgid, signal));
-        }
-        fn reap(&mut self, pgid: u32) -> bool {
-            if self.running.contains(&pgid) {
-                return false;
-            }
-            self.reaped.push(pgid);
-            true
-        }
-    }
-
-    const SEC: Duration = Duration::from_secs(1);
-
-    /// Attached process `pid`, session 1, started at tick 5, seen exited at tick 20.
-    fn leader(pid: u32) -> ExitedLeader {
-        ExitedLeader {
-            pid,
-            start_time: 5,
-            session: Some(1),
-            seen_exit: 20,
-        }
-    }
-
-    #[test]
-    fn a_worker_that_leaves_nothing_is_reaped_at_once() {
-        let (mut fake, mut left) = (Fake::default(), Leftovers::default());
-        let now = Instant::now();
-        assert_eq!(
-            left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, SEC, now),
-            0
-        );
-        assert_eq!(fake.reaped, [7]);
-        assert!(fake.signals.is_empty() && left.is_empty());
-    }
-
-    #[test]
-    fn a_crashed_workers_children_get_the_stop_signal_then_sigkill_and_the_leader_is_held() {
-        let mut fake = Fake::default();
-        fake.populated.insert(7);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        let state = Some(WorkerState::Ready);
-        assert_eq!(
-            left.exited(&mut fake, &[(7, 2, state)], Signal::INT, 5 * SEC, t0),
-            1
-        );
-        assert_eq!(fake.signals, [(7, Signal::INT)]);
-        assert!(fake.reaped.is_empty(), "the zombie holds the group id");
-        left.check(&mut fake, t0 + 4 * SEC);
-        assert_eq!(fake.signals.len(), 1);
-        left.check(&mut fake, t0 + 5 * SEC);
-        left.check(&mut fake, t0 + 6 * SEC);
-        assert_eq!(
-            fake.signals[1..],
-            [(7, Signal::KILL), (7, Signal::KILL)],
-            "killed, and again until gone"
-        );
-        fake.populated.clear();
-        left.check(&mut fake, t0 + 6 * SEC);
-        assert_eq!(fake.reaped, [7]);
-        assert!(left.is_empty());
-    }
-
-    #[test]
-    fn a_group_herd_already_signalled_keeps_its_deadline() {
-        let mut fake = Fake::default();
-        fake.populated.insert(7);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        let stopping = WorkerState::Stopping {
-            reason: super::super::pool::Reason::Shutdown,
-            deadline: t0 + 2 * SEC,
-            killed: false,
-        };
-        left.exited(
-            &mut fake,
-            &[(7, 0, Some(stopping))],
-            Signal::TERM,
-            30 * SEC,
-            t0,
-        );
-        assert!(
-            fake.signals.is_empty(),
-            "the group got the stop signal already"
-        );
-        left.check(&mut fake, t0 + 2 * SEC);
-        assert_eq!(fake.signals, [(7, Signal::KILL)]);
-    }
-
-    #[test]
-    fn stopping_shortens_every_deadline() {
-        let mut fake = Fake::default();
-        fake.populated.insert(7);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, 30 * SEC, t0);
-        left.stop(t0 + SEC);
-        left.check(&mut fake, t0 + SEC);
-        assert_eq!(fake.signals, [(7, Signal::TERM), (7, Signal::KILL)]);
-    }
-
-    #[test]
-    fn an_attached_processs_group_is_stopped_like_a_workers() {
-        let mut fake = Fake::default();
-        fake.populated.insert(7);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        // Gone: no stranger has its pid.
-        fake.stats.insert(7, None);
-        fake.stats.insert(8, None);
-        fake.stats.insert(9, None);
-        // Exited on its own: its group gets the stop signal, SIGKILL after the grace.
-        left.attached_exited(&mut fake, leader(7), None, Signal::TERM, 2 * SEC, t0);
-        assert_eq!(fake.signals, [(7, Signal::TERM)]);
-        left.check(&mut fake, t0 + 2 * SEC);
-        assert_eq!(fake.signals[1..], [(7, Signal::KILL)]);
-        // Exited while herd stops: the group was signalled with it; SIGKILL at herd's time.
-        fake.populated.insert(8);
-        left.attached_exited(
-            &mut fake,
-            leader(8),
-            Some(t0 + 3 * SEC),
-            Signal::TERM,
-            SEC,
-            t0,
-        );
-        assert_eq!(fake.signals.len(), 2);
-        // An empty group is not tracked; a tracked one is forgotten once empty.
-        left.attached_exited(&mut fake, leader(9), None, Signal::TERM, SEC, t0);
-        assert_eq!(left.len(), 2);
-        fake.populated.clear();
-        left.check(&mut fake, t0 + 3 * SEC);
-        assert!(left.is_empty());
-    }
-
-    #[test]
-    fn a_check_childs_leftovers_are_killed_at_once() {
-        let mut fake = Fake::default();
-        fake.populated.insert(9);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        left.check_exited(9, t0);
-        left.check(&mut fake, t0);
-        assert_eq!(fake.signals, [(9, Signal::KILL)]);
-        assert!(fake.reaped.is_empty(), "the zombie holds the group id");
-        fake.populated.clear();
-        left.check(&mut fake, t0);
-        assert_eq!(fake.reaped, [9]);
-        assert!(left.is_empty());
-    }
-
-    #[test]
-    fn an_abandoned_child_is_held_until_it_has_exited() {
-        let mut fake = Fake::default();
-        fake.running.insert(9);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        left.abandon(9, 0, t0);
-        left.check(&mut fake, t0);
-        assert_eq!(left.len(), 1, "still running");
-        fake.running.clear();
-        left.check(&mut fake, t0);
-        assert!(left.is_empty());
-        assert_eq!(fake.reaped, [9]);
-    }
-
-    #[test]
-    fn deadlines_survive_export_and_import() {
-        let mut fake = Fake::default();
-        fake.populated.insert(7);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, 10 * SEC, t0);
-        let json = serde_json::to_string(&left.export(t0 + 4 * SEC)).unwrap();
-        let later = t0 + 5 * SEC;
-        let mut left = Leftovers::import(serde_json::from_str(&json).unwrap(), later);
-        left.check(&mut fake, later + 5 * SEC + Duration::from_millis(999));
-        assert_eq!(fake.signals.len(), 1, "6s to go at export");
-        left.check(&mut fake, later + 6 * SEC);
-        assert_eq!(fake.signals.last(), Some(&(7, Signal::KILL)));
-    }
-
-    #[test]
-    fn many_exits_cost_one_look_at_every_group() {
-        let mut fake = Fake::default();
-        fake.populated.insert(8);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        let exits: Vec<_> = (1..=100).map(|pid| (pid, 0, None)).collect();
-        assert_eq!(left.exited(&mut fake, &exits, Signal::TERM, SEC, t0), 1);
-        assert_eq!(fake.scans, 1, "one pass over /proc for the whole batch");
-        assert_eq!(fake.reaped.len(), 99);
-        assert_eq!(left.len(), 1);
-        left.check(&mut fake, t0 + SEC);
-        assert_eq!(fake.scans, 2, "one per check");
-    }
-
-    #[test]
-    fn a_group_that_outlives_sigkill_is_given_up_after_kill_wait() {
-        let mut fake = Fake::default();
-        fake.populated.insert(7);
-        let mut left = Leftovers::default();
-        let t0 = Instant::now();
-        left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, SEC, t0);
-        left.stop(t0);
-        left.check(&mut fake, t0);
-        assert_eq!(fake.signals.last(), Some(&(7, Signal::KILL)));
-        left.check(&mut fake, t0 + KILL_WAIT - Duration::from_millis(1));
-        assert_eq!(left.len(), 1, "still waited for");
-        assert!(fake.reaped.is_empty());
-        left.check(&mut fake, t0 + KILL_WAIT);
-        assert!(left.is_empty(), "herd stop must not wait for ever");
-        assert_eq!(
-            fake.reaped,
-            [7],
-            "the members hold the group id; the zombie can go"
-        );
-    }
-
-    #[test]
-    fn an_attached_processs_group_is_told_from_a_stranger_that_got_its_id() {
-        let t0 = Instant::now();
-        let stat = |session, start_time| {
-            Some(Stat {
-                session,
-                start_time,
-            })
-        };
-        // Members started after herd saw the leader exit (tick 20), or in another session,
-        // are a stranger's group that got the id once the leader's emptied.
-        for member in [stat(1, 21), stat(2, 10), stat(1, 4)] {
-            let (mut fake, mut left) = (Fake::default(), Leftovers::default());
-            fake.populated.insert(7);
-            fake.stats.insert(7, None);
-            fake.stats.insert(1007, member);
-            left.attached_exited(&mut fake, leader(7), None, Signal::TERM, SEC, t0);
-            assert!(fake.signals.is_empty(), "{member:?}");
-            assert!(left.is_empty(), "{member:?}");
-        }
-        // A live process with the leader's pid and another start time: a stranger leads it.
-        let (mut fake, mut left) = (Fake::default(), Leftovers::default());
-        fake.populated.insert(7);
-        fake.stats.insert(7, stat(1, 30));
-        left.attached_exited(&mut fake, leader(7), None, Signal::TERM, SEC, t0);
-        assert!(fake.signals.is_empty() && left.is_empty());
-
-        // The leader's own: started between the leader and its exit, in its session.
-        let (mut fake, mut left) = (Fake::default(), Leftovers::default());
-        fake.populated.insert(7);
-        fake.stats.insert(7, None);
-        fake.stats.insert(1007, stat(1, 20));
-        fake.ticks = 25;
-        left.attached_exited(&mut fake, leader(7), None, Signal::TERM, SEC, t0);
-        assert_eq!(fake.signals, [(7, Signal::TERM)]);
-        // What they fork later is theirs too while one of them holds the group's id.
-        fake.extra.insert(7, vec![50]);
-        fake.stats.insert(50, stat(1, 40));
-        fake.ticks = 45;
-        left.check(&mut fake, t0 + SEC);
-        assert_eq!(fake.signals[1..], [(7, Signal::KILL)]);
-        // The first is gone, the forked one held the id: still theirs.
-        fake.populated.clear();
-        fake.ticks = 50;
-        left.check(&mut fake, t0 + SEC);
-        assert_eq!(fake.signals[2..], [(7, Signal::KILL)]);
-        // All gone, and a stranger's group got the id between two looks: forgotten, not
-        // signalled.
-        fake.extra.insert(7, vec![60]);
-        fake.stats.insert(60, stat(1, 55));
-        left.check(&mut fake, t0 + SEC);
-        assert_eq!(fake.signals.len(), 3, "the stranger is not signalled");
-        assert!(left.is_empty());
-    }
-}
+mod tests;

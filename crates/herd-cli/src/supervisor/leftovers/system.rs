@@ -1,0 +1,65 @@
+//! The real [`Groups`]: `/proc`, `kill(-pgid)`, `waitpid`.
+
+use std::collections::HashMap;
+
+use herd_sys::process::{self, Signal};
+
+use super::{Groups, Stat};
+use crate::logging::LogEvent;
+
+/// The real system: `/proc`, `kill(-pgid)`, `waitpid`.
+#[derive(Default)]
+pub struct System {
+    /// Every process group's live processes, as [`Groups::refresh`] read them all at once.
+    snapshot: HashMap<u32, Vec<u32>>,
+}
+
+impl Groups for System {
+    fn refresh(&mut self) {
+        self.snapshot = process::process_groups();
+    }
+
+    fn members(&mut self, pgid: u32) -> Vec<u32> {
+        let mut pids = self.snapshot.get(&pgid).cloned().unwrap_or_default();
+        pids.retain(|&p| p != pgid);
+        pids
+    }
+
+    fn signal(&mut self, pgid: u32, signal: Signal) {
+        // The group alone, never a process that got its leader's pid (an attached leader is
+        // not held by herd). A stop signal is followed by SIGCONT, so that a paused process can
+        // act on it.
+        let sent = process::send_stop(signal, |signal| process::signal_group_only(pgid, signal));
+        // An empty group (ESRCH) has nothing left to stop: the next look forgets it.
+        if let Err(e) = sent.or_else(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => Ok(()),
+            _ => Err(e),
+        }) {
+            tracing::warn!(
+                event = LogEvent::SignalFailed.as_str(),
+                pgid,
+                "cannot send {signal} to what process {pgid} left: {e}"
+            );
+        }
+    }
+
+    fn stat(&mut self, pid: u32) -> Option<Stat> {
+        let (session, start_time) = process::session_and_start_time(pid)?;
+        Some(Stat {
+            session,
+            start_time,
+        })
+    }
+
+    fn now_ticks(&mut self) -> u64 {
+        crate::supervisor::attached::boot_ticks()
+    }
+
+    fn reap(&mut self, pgid: u32) -> bool {
+        match process::reap(pgid) {
+            Ok(reaped) => reaped.is_some(),
+            // Not (or no longer) our child: nothing to hold.
+            Err(_) => true,
+        }
+    }
+}
