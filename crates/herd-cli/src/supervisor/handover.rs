@@ -54,13 +54,9 @@ impl Supervisor {
         self.resumed = true;
     }
 
-    /// The first moments of an image that continues from a re-exec, once its signal handlers
-    /// are in place.
-    pub(super) fn resume_running(&mut self) {
-        // A worker that exited while the previous image handed over signalled *that* image,
-        // which execed before reaping it: collect it now, or it would stay a zombie that herd
-        // waits for.
-        self.reap();
+    /// Tells the client whose `herd reexec` made this image, the service manager and the log
+    /// that herd runs on from the new binary.
+    pub(super) fn announce_reexec(&mut self) {
         if let Some(connection) = self.reexec_reply.take() {
             answer_reexec(connection);
         }
@@ -136,33 +132,13 @@ impl Supervisor {
         keep.extend(connection.as_ref().map(AsFd::as_fd));
         keep.extend(endpoints.metrics.map(AsFd::as_fd));
         keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
-        let now = Instant::now();
-        let state = reexec::State {
-            uptime_ms: now.saturating_duration_since(self.started).as_millis() as u64,
-            control: reexec::SavedSocket {
-                fd: endpoints.control.as_raw_fd(),
-                file: reexec::file_parts(endpoints.control_file),
-            },
-            notify: reexec::SavedSocket {
-                fd: endpoints.notify.socket.as_raw_fd(),
-                file: reexec::file_parts(endpoints.notify.file()),
-            },
+        let handed = Handed {
+            endpoints,
             listeners,
             pool,
-            attached: self
-                .attached
-                .as_slice()
-                .iter()
-                .map(|a| a.save(now))
-                .collect(),
-            service_ready: self.phase.ready_reported(),
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
-            autoscale: Some(reexec::SavedAutoscale::save(self.autoscaler.as_ref(), now)),
-            counters: self.counters.save(),
-            metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
-            leftovers: self.leftovers.export(now),
-            nofile: crate::fdlimit::started_with(),
         };
+        let state = self.state(handed, Instant::now());
         // The file that passed the check (a symlink switched since is not followed again).
         let file = self
             .reexec_file
@@ -178,6 +154,95 @@ impl Supervisor {
                 .ready("re-exec failed; the old program runs on");
         }
         refuse(reply, ErrorCode::Internal, format!("{error:#}"));
+    }
+}
+
+/// What a re-exec hands over that the supervisor's fields do not hold: fds and their metadata,
+/// and the pool's exported state.
+struct Handed<'a> {
+    endpoints: &'a Endpoints<'a>,
+    listeners: Vec<reexec::SavedListener>,
+    pool: pool::PoolState,
+    reply_fd: Option<std::os::unix::io::RawFd>,
+}
+
+impl Supervisor {
+    /// The state the new image continues from. Every field of the supervisor is named here,
+    /// so that a field added later does not compile until it is handed over or said to need
+    /// no handing over.
+    fn state(&self, handed: Handed<'_>, now: Instant) -> reexec::State {
+        let Supervisor {
+            // Exported into `handed.pool` (a re-exec waits while it cannot be).
+            pool: _,
+            // Handed over as fds, described in `handed.listeners`.
+            listeners: _,
+            // The new image reads the same command line and environment.
+            command: _,
+            stdin: _,
+            name: _,
+            service: _,
+            exe: _,
+            started,
+            // What the service manager heard; a re-exec waits out takeovers and failures.
+            phase,
+            // Empty: a re-exec waits while an upgrade or a stop is under way.
+            upgrade_waiters: _,
+            stop_waiters: _,
+            attached,
+            autoscaler,
+            // The busyness baseline: the new image's first sample starts anew.
+            cpu_seen: _,
+            last_busy: _,
+            counters,
+            // Its fd is in `handed.endpoints`.
+            metrics_listener: _,
+            // This re-exec's own bookkeeping: its client's connection is `handed.reply_fd`.
+            reexec_file: _,
+            pending_reexec: _,
+            reexec_reply: _,
+            resumed: _,
+            // The check that passed has exited; another one still running is abandoned, and
+            // the new image reaps it like any child of its own group.
+            reexec_children: _,
+            // Rebuilt from the pool.
+            announced_ready: _,
+            // Log rate limits and hints, which start afresh.
+            limit_hinted: _,
+            notify_log: _,
+            // Empty: a re-exec waits while reuseport slots drain.
+            drains: _,
+            // Suspicions about workers that shut a socket down: a culprit caught again after
+            // the re-exec is suspected anew.
+            relisten: _,
+            leftovers,
+        } = self;
+        let Handed {
+            endpoints,
+            listeners,
+            pool,
+            reply_fd,
+        } = handed;
+        reexec::State {
+            uptime_ms: now.saturating_duration_since(*started).as_millis() as u64,
+            control: reexec::SavedSocket {
+                fd: endpoints.control.as_raw_fd(),
+                file: reexec::file_parts(endpoints.control_file),
+            },
+            notify: reexec::SavedSocket {
+                fd: endpoints.notify.socket.as_raw_fd(),
+                file: reexec::file_parts(endpoints.notify.file()),
+            },
+            listeners,
+            pool,
+            attached: attached.as_slice().iter().map(|a| a.save(now)).collect(),
+            service_ready: phase.ready_reported(),
+            reply_fd,
+            autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), now)),
+            counters: counters.save(),
+            metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
+            leftovers: leftovers.export(now),
+            nofile: crate::fdlimit::started_with(),
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub mod notify;
 mod phase;
 pub mod pool;
 mod process_stats;
+mod reap;
 pub mod reexec;
 pub mod reexec_check;
 mod relisten;
@@ -30,6 +31,7 @@ mod sampling;
 mod scale;
 mod signals;
 mod sources;
+mod startup;
 pub mod status;
 pub mod systemd;
 mod takeover;
@@ -54,6 +56,7 @@ use autoscale::Autoscaler;
 use notify::{NotifySocket, RateLimit};
 use pool::{Pool, PoolConfig};
 use sources::{Sources, Wants};
+use startup::Step;
 
 pub use takeover::Takeover;
 pub use workers::describe_exit;
@@ -181,14 +184,26 @@ impl Supervisor {
             listener,
             policy,
         } = control;
-        let mut sources = Sources::open(listener, policy, &notify, self.metrics_listener.take())?;
-        // A re-exec held these back across execve; the handlers are in place now.
-        herd_sys::process::unblock_signals(&signals::held())?;
-        if self.resumed {
-            self.resume_running();
+        let mut opened = None;
+        let mut control = Some((listener, policy));
+        for step in startup::steps(self.resumed) {
+            match step {
+                Step::Listen => {
+                    if let Some((listener, policy)) = control.take() {
+                        let metrics = self.metrics_listener.take();
+                        opened = Some(Sources::open(listener, policy, &notify, metrics)?);
+                    }
+                }
+                Step::ReleaseHeldSignals => herd_sys::process::unblock_signals(&signals::held())?,
+                Step::CollectExits => self.reap(),
+                Step::AnnounceReexec => self.announce_reexec(),
+                Step::StartWorkers => {
+                    let first = self.pool.due(Instant::now());
+                    self.apply(first, true);
+                }
+            }
         }
-        let first = self.pool.due(Instant::now());
-        self.apply(first, true);
+        let mut sources = opened.context("the supervisor's inputs were never opened")?;
         while !self.finished() {
             let input = sources.next(&self.wants()).await;
             self.handle(input, &mut sources, &mut control_file, &notify);

@@ -13,7 +13,7 @@ use crate::logging::LogEvent;
 use super::phase::Report;
 use super::pool::{Action, Reason, WorkerState};
 use super::Supervisor;
-use super::{balance, leftovers, metrics, relisten};
+use super::{balance, leftovers, metrics, reap, relisten};
 
 impl Supervisor {
     pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
@@ -180,67 +180,29 @@ impl Supervisor {
         }
     }
 
-    /// Collects exited children. Workers are looked at one by one, without reaping them: one
-    /// whose process group still has processes stays a zombie, holding the group's id, until
-    /// they are gone (see [`leftovers`]); the groups of all the workers found exited are looked
-    /// at in one pass. Other children (re-exec checks, in herd's own process group) are reaped.
-    ///
-    /// Finding the exited workers costs one `waitid(WNOWAIT)` per worker per wake-up (SIGCHLDs
-    /// that arrive together wake herd once): `waitid(P_ALL)` cannot skip the zombies herd
-    /// holds on purpose.
+    /// Collects exited children (see [`reap`](super::reap)): the pool learns which workers
+    /// exited, the leftovers of each are looked at in one pass, re-exec checks are accounted.
     pub(super) fn reap(&mut self) {
-        let pids: Vec<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
+        let workers = self.pool.workers().iter().map(|w| w.pid);
+        let found = reap::look(&mut reap::System, workers, self.reexec_children.pids());
         let mut exits = Vec::new();
-        for pid in pids {
-            // (status, whether herd still holds it as an unreaped child)
-            let (status, held) = match process::peek_exit(pid) {
-                Ok(Some(status)) => (status, true),
-                Ok(None) => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
-                    tracing::error!(
-                        event = LogEvent::SystemError.as_str(),
-                        pid,
-                        "worker {pid} is no longer herd's child; forgetting it"
-                    );
-                    (ExitStatus::from_raw(0), false)
-                }
-                Err(e) => {
-                    tracing::error!(
-                        event = LogEvent::SystemError.as_str(),
-                        pid,
-                        "cannot wait for worker {pid}: {e}"
-                    );
-                    continue;
-                }
-            };
-            let Some((slot, state)) = self.pool.worker(pid).map(|w| (w.slot, w.state)) else {
+        for exit in found.workers {
+            let Some((slot, state)) = self.pool.worker(exit.pid).map(|w| (w.slot, w.state)) else {
                 continue;
             };
-            self.worker_exited(pid, status);
-            // One that is not held: its pid, and so its group's id, may already name another
-            // process: hands off.
-            if held {
-                exits.push((pid, slot, Some(state)));
+            self.worker_exited(exit.pid, exit.status);
+            if exit.held {
+                exits.push((exit.pid, slot, Some(state)));
             }
         }
         // Re-exec check children lead their own groups: held unreaped, like workers, while
         // their groups have members.
-        for pid in self.reexec_children.pids() {
-            match process::peek_exit(pid) {
-                Ok(Some(status)) => {
-                    self.reexec_children.exited(pid, status);
-                    self.leftovers.check_exited(pid, Instant::now());
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(
-                        event = LogEvent::SystemError.as_str(),
-                        pid,
-                        "cannot wait for the re-exec check {pid}: {e}"
-                    );
-                    self.reexec_children.lost(pid);
-                }
-            }
+        for (pid, status) in found.checks {
+            self.reexec_children.exited(pid, status);
+            self.leftovers.check_exited(pid, Instant::now());
+        }
+        for pid in found.lost_checks {
+            self.reexec_children.lost(pid);
         }
         let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
         self.leftovers.exited(
@@ -250,21 +212,7 @@ impl Supervisor {
             grace,
             Instant::now(),
         );
-        loop {
-            match process::reap_own_group() {
-                Ok(Some((pid, _))) => {
-                    tracing::debug!(pid, "reaped a process that was not a worker");
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::error!(
-                        event = LogEvent::SystemError.as_str(),
-                        "waitpid failed: {e}"
-                    );
-                    return;
-                }
-            }
-        }
+        reap::reap_own_group(&mut reap::System);
     }
 
     /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.

@@ -545,3 +545,88 @@ fn a_reexec_never_runs_another_program_named_by_argv0() {
     );
     assert_eq!(herd.status()["workers"][0]["pid"], worker);
 }
+
+/// The metrics lines that count what happened (not gauges, which follow the pool), sorted.
+fn counted(metrics: &str) -> Vec<String> {
+    let mut lines: Vec<String> = get(metrics, "/metrics")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("herd_") && l.contains("_total"))
+        .filter(|l| !l.starts_with("herd_worker_cpu") && !l.starts_with("herd_log_lines"))
+        .map(str::to_string)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn every_piece_of_runtime_state_survives_a_reexec() {
+    let mut herd = sleeper_with_metrics();
+    let metrics = metrics_address(&herd);
+    herd.started(1);
+    // Generation 2, by a rolling upgrade.
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    // A worker that died and was restarted.
+    let victim = herd.status()["workers"][0]["pid"].as_u64().unwrap();
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_event("the restart", |e| {
+        e["event"] == "worker_started" && e["pid"] != victim && e["generation"] == 2
+    });
+    // Three workers, then autoscaling between 3 and 6 (idle: it stays at 3).
+    let (code, _, stderr) = herd.ctl(&["scale", "3"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["scale", "3..6"]);
+    assert_eq!(code, 0, "{stderr}");
+    // An attached process.
+    let mut attached = std::process::Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["attach", "--", "sleep", "1000"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let attached_pid = attached.id();
+    herd.wait_event("the attached process", |e| {
+        e["event"] == "worker_attached" && e["pid"] == attached_pid
+    });
+    let before = wait_until("3 ready workers", || {
+        let s = herd.status();
+        (s["ready"] == 3).then_some(s)
+    });
+    let counts = counted(&metrics);
+
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let after = herd.status();
+    assert_eq!(workers(&after), workers(&before), "{after}");
+    for field in ["generation", "desired", "ready", "pid"] {
+        assert_eq!(after[field], before[field], "{field}: {after}");
+    }
+    assert!(
+        after["uptime_ms"].as_u64() >= before["uptime_ms"].as_u64(),
+        "uptime went back: {after}"
+    );
+    assert_eq!(
+        (&after["autoscale"]["min"], &after["autoscale"]["max"]),
+        (&3.into(), &6.into()),
+        "{after}"
+    );
+    assert_eq!(after["attached"][0]["pid"], attached_pid, "{after}");
+    assert_eq!(counted(&metrics), counts);
+    assert!(
+        counts.iter().any(|l| l == "herd_worker_restarts_total 1"),
+        "{counts:?}"
+    );
+    assert!(
+        counts
+            .iter()
+            .any(|l| l == "herd_upgrades_total{result=\"ok\"} 1"),
+        "{counts:?}"
+    );
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_exit();
+    let _ = attached.wait();
+}

@@ -1,0 +1,133 @@
+//! Finding exited children, behind a small trait ([`Children`]) as tokio's reaper is, so that
+//! its rules are unit tests without processes.
+//!
+//! Workers and re-exec checks are looked at one by one, without reaping them: one whose
+//! process group still has processes stays a zombie, holding the group's id, until they are
+//! gone (see [`leftovers`](super::leftovers)). That costs one `waitid(WNOWAIT)` per worker per
+//! wake-up (SIGCHLDs that arrive together wake herd once): `waitid(P_ALL)` cannot skip the
+//! zombies herd holds on purpose. Other children, in herd's own process group, are reaped.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+use crate::logging::LogEvent;
+
+/// How herd learns about its children.
+pub trait Children {
+    /// `pid`'s exit status if it has exited, leaving it unreaped.
+    fn peek_exit(&mut self, pid: u32) -> io::Result<Option<ExitStatus>>;
+    /// Reaps one exited child in herd's own process group, if there is one.
+    fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>>;
+}
+
+/// The real children (`waitid`, `waitpid`).
+pub struct System;
+
+impl Children for System {
+    fn peek_exit(&mut self, pid: u32) -> io::Result<Option<ExitStatus>> {
+        herd_sys::process::peek_exit(pid)
+    }
+
+    fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>> {
+        herd_sys::process::reap_own_group()
+    }
+}
+
+/// A worker found exited.
+#[derive(Debug, PartialEq, Eq)]
+pub struct WorkerExit {
+    /// Its pid.
+    pub pid: u32,
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Whether herd still holds it as an unreaped child. One that is not (someone else reaped
+    /// it) is forgotten: its pid, and so its group's id, may already name another process.
+    pub held: bool,
+}
+
+/// What one look at the children found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Found {
+    /// Workers that exited.
+    pub workers: Vec<WorkerExit>,
+    /// Re-exec checks that exited, with their status.
+    pub checks: Vec<(u32, ExitStatus)>,
+    /// Re-exec checks that cannot be waited for.
+    pub lost_checks: Vec<u32>,
+}
+
+/// Looks at each of the `workers` and re-exec `checks`.
+pub fn look(
+    children: &mut impl Children,
+    workers: impl IntoIterator<Item = u32>,
+    checks: impl IntoIterator<Item = u32>,
+) -> Found {
+    let mut found = Found::default();
+    for pid in workers {
+        match children.peek_exit(pid) {
+            Ok(Some(status)) => found.workers.push(WorkerExit {
+                pid,
+                status,
+                held: true,
+            }),
+            Ok(None) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                tracing::error!(
+                    event = LogEvent::SystemError.as_str(),
+                    pid,
+                    "worker {pid} is no longer herd's child; forgetting it"
+                );
+                found.workers.push(WorkerExit {
+                    pid,
+                    status: ExitStatus::from_raw(0),
+                    held: false,
+                });
+            }
+            Err(e) => tracing::error!(
+                event = LogEvent::SystemError.as_str(),
+                pid,
+                "cannot wait for worker {pid}: {e}"
+            ),
+        }
+    }
+    for pid in checks {
+        match children.peek_exit(pid) {
+            Ok(Some(status)) => found.checks.push((pid, status)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(
+                    event = LogEvent::SystemError.as_str(),
+                    pid,
+                    "cannot wait for the re-exec check {pid}: {e}"
+                );
+                found.lost_checks.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Reaps every exited child in herd's own process group; returns how many.
+pub fn reap_own_group(children: &mut impl Children) -> usize {
+    let mut reaped = 0;
+    loop {
+        match children.reap_own_group() {
+            Ok(Some((pid, _))) => {
+                tracing::debug!(pid, "reaped a process that was not a worker");
+                reaped += 1;
+            }
+            Ok(None) => return reaped,
+            Err(e) => {
+                tracing::error!(
+                    event = LogEvent::SystemError.as_str(),
+                    "waitpid failed: {e}"
+                );
+                return reaped;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
