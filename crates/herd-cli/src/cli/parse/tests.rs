@@ -1,0 +1,162 @@
+//! The value parsers: bounds, names and messages.
+
+use super::*;
+
+#[test]
+fn durations_are_bounded() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    assert_eq!(parse_duration("365days"), Ok(MAX_DURATION));
+    for text in [
+        "18446744073709551615",
+        "99999999999999999999999",
+        "366days",
+        "600000000000000000000ms",
+        "1000y",
+    ] {
+        let e = parse_duration(text).unwrap_err();
+        assert!(e.contains("at most 365 days"), "{text}: {e}");
+    }
+    assert!(parse_duration("-1").unwrap_err().contains("negative"));
+    assert!(parse_positive_duration("0")
+        .unwrap_err()
+        .contains("positive"));
+    assert!(parse_positive_duration("0s")
+        .unwrap_err()
+        .contains("positive"));
+    assert!(parse_ready("delay=18446744073709551615")
+        .unwrap_err()
+        .contains("at most"));
+    assert_eq!(parse_ready("delay=0"), Ok(ReadyMode::Delay(Duration::ZERO)));
+}
+
+#[test]
+fn stop_signal_must_stop() {
+    assert!(parse_stop_signal("STOP").unwrap_err().contains("SIGSTOP"));
+    assert!(parse_stop_signal("19").is_err());
+    assert_eq!(parse_stop_signal("QUIT"), Ok(Signal::QUIT));
+}
+
+#[test]
+fn reserved_signals_are_refused_by_name() {
+    let min = Signal::rt_min().unwrap();
+    for n in 32..min {
+        let e = parse_signal(&n.to_string()).unwrap_err();
+        assert!(e.contains("reserved by the C library"), "{n}: {e}");
+    }
+    assert_eq!(parse_signal(&min.to_string()).unwrap().number(), min);
+    assert_eq!(parse_signal("RTMAX-1").unwrap().number(), 63);
+    assert!(parse_signal("65").unwrap_err().contains("is not a signal"));
+}
+
+#[test]
+fn scale_targets_stay_in_range() {
+    assert_eq!(parse_scale("3"), Ok(ScaleTarget::Set(3)));
+    assert_eq!(parse_scale("+2"), Ok(ScaleTarget::Delta(2)));
+    assert_eq!(parse_scale("-2"), Ok(ScaleTarget::Delta(-2)));
+    assert_eq!(parse_scale("2..4"), Ok(ScaleTarget::Bounds(2, 4)));
+    for text in [
+        "+9223372036854775807",
+        "-9223372036854775808",
+        "99999999999999999999999",
+        "+4097",
+    ] {
+        let e = parse_scale(text).unwrap_err();
+        assert!(e.contains("at most 4096"), "{text}: {e}");
+    }
+    for text in ["", "+", "-", "+-1", "--1", "x", "1.5"] {
+        assert!(parse_scale(text).is_err(), "{text}");
+    }
+}
+
+#[test]
+fn negative_numbers_are_named() {
+    assert!(parse_workers("-1")
+        .unwrap_err()
+        .contains("must be positive"));
+    assert!(parse_umask("-1").unwrap_err().contains("must be positive"));
+    assert!(parse_user("-1").unwrap_err().contains("must be positive"));
+    assert_eq!(
+        parse_group("-1").unwrap_err(),
+        "'-1' is not a group: give a group name or a gid, which must be positive (0 or more)"
+    );
+    assert_eq!(
+        parse_user("").unwrap_err(),
+        "the user is empty: give a user name or a uid"
+    );
+    assert!(parse_slot("-1").unwrap_err().contains("numbered from 0"));
+    let e = parse_number::<u64>("-1", 1, "--nofile").unwrap_err();
+    assert!(
+        e.contains("--nofile '-1'") && e.contains("must be positive"),
+        "{e}"
+    );
+    assert!(parse_number::<u64>("0", 1, "--nofile").is_err());
+    assert!(parse_rlimit("nofile=0").unwrap_err().contains("nofile=0"));
+    assert!(parse_rlimit("nofile=0:10").is_err());
+    assert!(parse_rlimit("core=0").is_ok());
+}
+
+#[test]
+fn limits_that_kill_every_worker_are_refused() {
+    for (text, needle) in [
+        ("cpu=0", "no CPU time"),
+        ("cpu=0:10", "no CPU time"),
+        ("as=1", "at least 16777216 bytes (16384 KiB)"),
+        ("as=16777215", "address space"),
+        ("data=1000", "data segment"),
+        ("stack=1", "at least 65536 bytes (64 KiB)"),
+    ] {
+        let e = parse_rlimit(text).unwrap_err();
+        assert!(
+            e.starts_with(&format!("{text}: ")) && e.contains(needle),
+            "{e}"
+        );
+    }
+    for text in [
+        "cpu=1",
+        "as=16777216",
+        "data=unlimited",
+        "stack=65536",
+        "fsize=0",
+    ] {
+        assert!(parse_rlimit(text).is_ok(), "{text}");
+    }
+}
+
+#[test]
+fn unlimited_is_shown_as_unlimited() {
+    assert_eq!(
+        parse_rlimit("as=unlimited:1000").unwrap_err(),
+        "the soft limit unlimited is above the hard limit 1000"
+    );
+    assert_eq!(
+        parse_rlimit("nofile=2000:1000").unwrap_err(),
+        "the soft limit 2000 is above the hard limit 1000"
+    );
+    assert_eq!(show_rlimit(libc::RLIM_INFINITY), "unlimited");
+    assert_eq!(show_rlimit(65536), "65536");
+}
+
+#[test]
+fn huge_numbers_are_called_too_large() {
+    let huge = "18446744073709551615";
+    let e = parse_number::<u32>(huge, 1, "--max-surge").unwrap_err();
+    assert_eq!(
+        e,
+        format!("--max-surge '{huge}' is too large: the maximum is 4294967295")
+    );
+    let e = parse_number::<u64>("18446744073709551616", 1, "--nofile").unwrap_err();
+    assert!(
+        e.contains("too large: the maximum is 18446744073709551615"),
+        "{e}"
+    );
+    assert!(parse_number::<u32>("1x", 1, "--max-surge")
+        .unwrap_err()
+        .contains("not a whole number"));
+    assert!(parse_workers(huge).unwrap_err().contains("at most 4096"));
+    assert!(parse_slot(huge).unwrap_err().contains("slots 0 to 4095"));
+    assert!(parse_slot("4096").unwrap_err().contains("too large"));
+    assert!(parse_rlimit(&format!("as={huge}9"))
+        .unwrap_err()
+        .contains("too large"));
+}
