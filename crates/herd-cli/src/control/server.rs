@@ -108,7 +108,7 @@ pub async fn serve(
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 tracing::warn!(
-                    event = LogEvent::SystemError.as_str(),
+                    event = LogEvent::ControlAcceptFailed.as_str(),
                     "control socket: accept failed: {e}"
                 );
                 tokio::time::sleep(Duration::from_millis(100)).await;

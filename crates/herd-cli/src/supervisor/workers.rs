@@ -284,6 +284,7 @@ impl Supervisor {
                 generation,
                 %uptime,
                 failures = self.pool.failures(slot),
+                restart_in = %humantime::format_duration(delay),
                 "worker exited: {how}; restarting it in {} (crash-loop backoff)",
                 humantime::format_duration(delay)
             ),

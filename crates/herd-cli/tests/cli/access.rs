@@ -93,9 +93,7 @@ fn control_allow_uid_and_gid_admit_those_users_and_no_other() {
         cmd
     });
     herd.started(1);
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     let dir = tmp.path().join("herd-0");
     let sock = dir.join("web.sock");
     // Others may pass through the directory, never list it; the socket lets them knock.
@@ -120,9 +118,7 @@ fn control_allow_uid_and_gid_admit_those_users_and_no_other() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("uid 4001 is not allowed"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    herd.wait_event("the refusal in the log", |e| {
-        e["message"] == "control socket: permission denied" && e["uid"] == 4001
-    });
+    herd.wait_for_event("control_denied", &[("uid", 4001.into())]);
     let (code, stdout, stderr) = herd_as(0, 0, &[], &["--control", sock_arg, "status", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -164,9 +160,10 @@ fn an_allow_list_behind_a_private_directory_is_reported() {
         cmd
     });
     let warning = herd.wait_event("the warning", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("other users cannot reach"))
+        e["event"] == "setup_note"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("other users cannot reach"))
     });
     let message = warning["message"].as_str().unwrap();
     assert!(
@@ -377,9 +374,7 @@ fn an_allowed_user_names_another_users_herd_with_control_owner() {
         cmd
     });
     herd.started(1);
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     let shown = sock.to_str().unwrap();
     // Not trusted by itself...
     let (code, stdout, stderr) = herd_as(DEPLOY, DEPLOY, &[], &["--control", shown, "status"]);
@@ -447,13 +442,8 @@ fn refused_connections_are_logged_at_a_bounded_rate() {
         .output()
         .unwrap();
     assert!(flood.status.success(), "{flood:?}");
-    let denied = |e: &serde_json::Value| e["message"] == "control socket: permission denied";
-    let summary = |e: &serde_json::Value| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with("more refused connections were not logged")
-    };
+    let denied = |e: &serde_json::Value| e["event"] == "control_denied";
+    let summary = |e: &serde_json::Value| e["event"] == "control_denied_unlogged";
     // Every refusal is accounted for, logged or counted; the count comes when the window
     // ends, without another knock.
     let (logged, counted) = herd.wait_for("every refusal logged or counted", |lines| {
@@ -484,9 +474,7 @@ fn the_default_directory_is_closed_again_when_the_last_shared_herd_stops() {
                 .args(&ONE_SLEEPER[1..]);
             cmd
         });
-        herd.wait_event("the control socket", |e| {
-            e["message"] == "control socket ready"
-        });
+        herd.wait_for_event("control_ready", &[]);
         herd
     };
     let stop = |mut herd: Herd, name: &str| {
@@ -515,9 +503,7 @@ fn the_default_directory_is_closed_again_when_the_last_shared_herd_stops() {
             .args(ONE_SLEEPER);
         cmd
     });
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     stop(herd, "c");
     assert_eq!(mode(&dir), 0o700);
 }

@@ -511,12 +511,7 @@ fn misnamed_options_get_the_right_message() {
             "sleep",
             "1000",
         ]);
-        let event = herd.wait_event("the metrics endpoint", |e| {
-            e["message"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("metrics at")
-        });
+        let event = herd.wait_for_event("metrics_ready", &[]);
         let port = event["address"]
             .as_str()
             .unwrap()
@@ -594,9 +589,9 @@ fn a_stopped_herd_is_named_at_once() {
     let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
     herd.started(1);
     herd.signal(libc::SIGSTOP);
-    wait_until("herd to be stopped", || {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", herd.pid())).ok()?;
-        (stat.rsplit_once(')')?.1.trim_start().starts_with('T')).then_some(())
+    wait_until("herd to be stopped", || match proc_state(herd.pid()) {
+        Some('T') => Ok(()),
+        state => Err(state),
     });
     let started = std::time::Instant::now();
     let (code, _, stderr) = herd.ctl(&["status"]);
@@ -636,12 +631,7 @@ fn a_worker_that_cannot_start_names_the_setting() {
     std::fs::remove_dir(&work).unwrap();
     let (code, _, stderr) = herd.ctl(&["signal", "KILL", "--worker", "0"]);
     assert_eq!(code, 0, "{stderr}");
-    let failed = herd.wait_event("the failed restart", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("cannot start worker")
-    });
+    let failed = herd.wait_for_event("worker_start_failed", &[]);
     let message = failed["message"].as_str().unwrap();
     assert!(
         message.contains(&format!("--chdir {chdir}")) && message.contains("No such file"),

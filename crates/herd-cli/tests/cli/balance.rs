@@ -239,13 +239,18 @@ fn an_attached_process_shares_slot_0s_reuseport_socket() {
     let link = wait_until("the attached process's socket", || {
         // Once `herd attach` has become the command: before that, its fd 3 may be its
         // connection to herd.
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
         if comm.trim() != "sleep" {
-            return None;
+            return Err(format!("command {comm:?}"));
         }
-        let link = std::fs::read_link(format!("/proc/{pid}/fd/3")).ok()?;
-        let link = link.display().to_string();
-        link.starts_with("socket:").then_some(link)
+        let link = std::fs::read_link(format!("/proc/{pid}/fd/3"))
+            .map(|l| l.display().to_string())
+            .unwrap_or_default();
+        if link.starts_with("socket:") {
+            Ok(link)
+        } else {
+            Err(format!("fd 3 is {link:?}"))
+        }
     });
     assert_eq!(link, slot0, "attach hands over slot 0's socket");
     let _ = attached.kill();

@@ -225,7 +225,7 @@ fn an_upgrade_onto_workers_that_die_soon_after_ready_aborts() {
         "{stderr}"
     );
     let replaced = herd.lines().iter().any(|l| {
-        matches!(l, Line::Event(e) if e["message"]
+        matches!(l, Line::Event(e) if is_exit(e) && e["message"]
             .as_str()
             .unwrap_or("")
             .contains("replaced by a newer generation"))
@@ -272,9 +272,8 @@ fn a_worker_that_stops_pinging_the_watchdog_is_replaced() {
         .arg(worker("probe.py"));
         cmd
     });
-    let killed = herd.wait_event("a watchdog kill", |e| {
-        e["message"] == "killing worker: watchdog timeout"
-    });
+    let killed = herd.wait_for_event("worker_killed", &[]);
+    assert_eq!(killed["message"], "killing worker: watchdog timeout");
     assert_eq!(
         killed["slot"], 1,
         "only the silent worker is killed: {killed}"
@@ -334,9 +333,7 @@ fn supervisor_signals_upgrade_and_scale() {
     herd.signal(libc::SIGTTOU);
     wait_status(&herd, "1 worker (never below 1)", |s| settled(s, 1));
     herd.signal(libc::SIGHUP);
-    herd.wait_event("the upgrade", |e| {
-        e["message"] == "rolling upgrade to generation 2 finished"
-    });
+    herd.wait_for_event("upgrade_finished", &[("generation", 2.into())]);
     assert_eq!(herd.status()["generation"], 2);
 }
 
@@ -408,9 +405,7 @@ fn control_socket_modes_and_access() {
         stderr.contains("permission_denied") && stderr.contains("uid 65534 is not allowed"),
         "{stderr}"
     );
-    herd.wait_event("the refusal in the log", |e| {
-        e["message"] == "control socket: permission denied" && e["uid"] == 65534
-    });
+    herd.wait_for_event("control_denied", &[("uid", 65534.into())]);
     // --control-allow-uid/gid: access::control_allow_uid_and_gid_admit_those_users_and_no_other.
 }
 
@@ -506,20 +501,25 @@ fn forged_and_oversized_notifications_are_dropped() {
         "1000",
     ]);
     herd.started(1);
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     let notify = std::os::unix::net::UnixDatagram::unbound().unwrap();
     let path = herd.notify_path();
     notify.send_to(b"READY=1", &path).unwrap();
     notify.send_to(&vec![b'x'; 8192], &path).unwrap();
     let me = std::process::id();
-    herd.wait_event("the forged message's rejection", |e| {
-        e["message"] == format!("notify socket: dropped a message: pid {me} is not a worker nor a descendant of one")
-    });
-    herd.wait_event("the oversized message's rejection", |e| {
-        e["message"] == "notify socket: dropped a message: longer than 4096 bytes"
-    });
+    let dropped = herd.wait_for_events("notify_dropped", 2, &[]);
+    let why: Vec<&str> = dropped
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    let forged = format!(
+        "notify socket: dropped a message: pid {me} is not a worker nor a descendant of one"
+    );
+    assert!(why.contains(&forged.as_str()), "{why:?}");
+    assert!(
+        why.contains(&"notify socket: dropped a message: longer than 4096 bytes"),
+        "{why:?}"
+    );
     let status = herd.status();
     assert_eq!(
         status["workers"][0]["state"], "starting",
@@ -709,9 +709,7 @@ fn a_relative_control_path_reaches_workers_that_run_elsewhere() {
         cmd
     });
     let pid = herd.started(1)[0].1;
-    herd.wait_event("the worker ready through NOTIFY_SOCKET", |e| {
-        e["message"] == "worker ready"
-    });
+    herd.wait_for_event("worker_ready", &[("pid", pid.into())]);
     herd.wait_text("control answered");
     let dir = herd.dir.path().canonicalize().unwrap();
     let control = dir.join("c/rel.sock").display().to_string();
@@ -750,18 +748,15 @@ fn an_upgrade_timeout_shorter_than_min_ready_is_refused_without_using_a_generati
             && stderr.contains("2 workers, 1 at a time: at least 2h"),
         "{stderr}"
     );
-    herd.wait_event("the refusal logged", |e| {
-        e["message"]
+    let refused = herd.wait_for_event("upgrade_refused", &[]);
+    assert!(
+        refused["message"]
             .as_str()
             .unwrap_or("")
-            .contains("cannot upgrade: an upgrade timeout of 3s is too short")
-    });
-    let started = herd.lines().iter().any(|l| {
-        matches!(l, Line::Event(e) if e["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("rolling upgrade to generation"))
-    });
+            .contains("cannot upgrade: an upgrade timeout of 3s is too short"),
+        "{refused}"
+    );
+    let started = events(&herd.lines()).any(|e| e["event"] == "upgrade_started");
     assert!(!started, "no upgrade started, no generation was used");
     let status = herd.status();
     assert_eq!(status["generation"], 1, "{status}");

@@ -327,7 +327,9 @@ fn command_that_is_a_fifo_is_refused_without_hanging() {
             .spawn()
             .unwrap(),
     );
-    let status = wait_until("herd to refuse the FIFO", || herd.0.try_wait().unwrap());
+    let status = wait_until("herd to refuse the FIFO", || {
+        herd.0.try_wait().unwrap().ok_or("herd still runs")
+    });
     let mut stderr = String::new();
     let pipe = herd.0.stderr.as_mut().unwrap();
     std::io::Read::read_to_string(pipe, &mut stderr).unwrap();

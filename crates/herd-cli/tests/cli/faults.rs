@@ -34,9 +34,7 @@ fn random_kills_under_load_lose_only_requests_in_flight() {
         &example("hello.py"),
     ]);
     let addr = herd.address("http");
-    wait_until("4 ready workers", || {
-        (herd.status()["ready"] == 4).then_some(())
-    });
+    wait_status(&herd, "4 ready workers", |s| s["ready"] == 4);
 
     let load = Load::start(&addr, 2, |_| true);
     // Every 100 ms for 6 s, SIGKILL one live worker, chosen in turn.
@@ -66,9 +64,8 @@ fn random_kills_under_load_lose_only_requests_in_flight() {
     );
     assert!(served > 100, "only {served} served");
     // Every slot is refilled, and backoff did not starve any: they are all ready soon.
-    let status = wait_until("4 ready workers after the chaos", || {
-        let s = herd.status();
-        (s["ready"] == 4).then_some(s)
+    let status = wait_status(&herd, "4 ready workers after the chaos", |s| {
+        s["ready"] == 4
     });
     let slots: BTreeSet<u64> = status["workers"]
         .as_array()
@@ -98,9 +95,8 @@ fn a_thousand_restarts_leak_nothing() {
     herd.started(2);
     // Warm up: let herd reach its steady allocations.
     let restart = |n: usize| {
-        let victim = wait_until("a live worker", || {
-            worker_pids(&herd.status()).first().copied()
-        });
+        let status = wait_status(&herd, "a live worker", |s| !worker_pids(s).is_empty());
+        let victim = worker_pids(&status)[0];
         // SAFETY: kill with a worker's pid.
         unsafe { libc::kill(victim as i32, libc::SIGKILL) };
         herd.wait_events("the restart", n, is_start);
@@ -116,10 +112,16 @@ fn a_thousand_restarts_leak_nothing() {
         restart(starts);
     }
     wait_until("no zombie children", || {
-        children(herd.pid())
-            .iter()
-            .all(|&(_, state)| state != 'Z')
-            .then_some(())
+        let zombies: Vec<u32> = children(herd.pid())
+            .into_iter()
+            .filter(|&(_, state)| state == 'Z')
+            .map(|(pid, _)| pid)
+            .collect();
+        if zombies.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("zombies {zombies:?}"))
+        }
     });
     // A control connection of the last status request may still be closing: wait for the
     // count to settle; a leaked fd never goes away.
@@ -174,9 +176,7 @@ fn a_killed_supervisor_takes_its_workers_and_a_new_one_starts_cleanly() {
     // Its control and socket files are left behind, stale; a new herd replaces them.
     assert!(std::path::Path::new(&sock).exists());
     let second = start();
-    second.wait_event("the stale socket's removal", |e| {
-        e["message"] == "removed stale socket file"
-    });
+    second.wait_for_event("stale_socket_removed", &[]);
     second.started(2);
     let body = request(
         &mut std::os::unix::net::UnixStream::connect(&sock).unwrap(),
@@ -205,7 +205,11 @@ fn a_workers_own_children_stop_with_it() {
     let (_, worker) = herd.started(1)[0];
     let grandchildren = wait_until("the worker's two children", || {
         let c: Vec<u32> = children(worker).into_iter().map(|(pid, _)| pid).collect();
-        (c.len() == 2).then_some(c)
+        if c.len() == 2 {
+            Ok(c)
+        } else {
+            Err(format!("children {c:?}"))
+        }
     });
     herd.signal(libc::SIGTERM);
     assert_eq!(herd.wait_exit().code(), Some(0));
@@ -229,12 +233,7 @@ fn a_crashed_workers_children_stop_and_free_the_port() {
     ]);
     let addr = herd.address("web");
     herd.wait_events("3 crashes", 3, is_exit);
-    let left = herd.wait_events("3 workers' leftovers stopped", 3, |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("processes it started remain in its group")
-    });
+    let left = herd.wait_for_events("leftovers_stopping", 3, &[]);
     assert!(left[0]["message"]
         .as_str()
         .unwrap()
@@ -269,35 +268,27 @@ fn children_that_ignore_the_stop_signal_are_killed_and_herd_stop_waits_for_them(
     ]);
     let addr = herd.address("web");
     let (_, first) = herd.started(1)[0];
-    herd.wait_event("the first worker's leftover", |e| {
-        e["pid"] == first
-            && e["message"]
-                .as_str()
-                .unwrap_or("")
-                .contains("processes it started remain in its group")
-    });
+    herd.wait_for_event("leftovers_stopping", &[("pid", first.into())]);
     let leftovers = herd.status()["leftovers"].clone();
     assert_eq!(leftovers[0]["pid"], first, "status shows it: {leftovers}");
     assert!(leftovers[0]["kill_in_ms"].as_u64().unwrap() <= 2000);
-    herd.wait_event(
-        "the first worker's leftover killed after the grace period",
-        |e| {
-            e["message"]
-                == format!(
-                    "killing the processes worker 0 (pid {first}) left: they did not stop in time"
-                )
-        },
-    );
-    herd.wait_event("the first worker's leftovers gone", |e| {
-        e["message"] == format!("the processes worker 0 (pid {first}) left are gone")
-    });
+    let first_worker = [("slot", 0.into()), ("pid", first.into())];
+    herd.wait_for_event("leftovers_killed", &first_worker);
+    herd.wait_for_event("leftovers_gone", &first_worker);
     assert_eq!(in_groups(&[first]), Vec::<u32>::new());
 
     // A stop while a worker's stubborn child runs: herd kills it before it says stopped.
     let stubborn = wait_until("a worker with its stubborn child", || {
         let status = herd.status();
-        let pid = status["workers"][0]["pid"].as_u64()? as u32;
-        (in_groups(&[pid]).len() >= 2).then_some(pid)
+        let Some(pid) = status["workers"][0]["pid"].as_u64() else {
+            return Err(format!("status {status}"));
+        };
+        let group = in_groups(&[pid as u32]);
+        if group.len() >= 2 {
+            Ok(pid as u32)
+        } else {
+            Err(format!("worker {pid}'s group {group:?}"))
+        }
     });
     let (code, stdout, stderr) = herd.ctl(&["stop", "--grace", "1s"]);
     assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
@@ -352,12 +343,13 @@ fn fork_failures_are_retried_without_spinning() {
             .gid(FORK_UID);
         cmd
     });
-    herd.wait_events("fork failures", 3, |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("cannot start worker: cannot fork")
-    });
+    for failure in herd.wait_for_events("worker_start_failed", 3, &[]) {
+        let message = failure["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with("cannot start worker: cannot fork"),
+            "{failure}"
+        );
+    }
     // herd keeps the workers it has, keeps answering, and backs off instead of spinning.
     std::thread::sleep(Duration::from_secs(2));
     let (code, stdout, stderr) = herd.ctl(&["--control-owner", UID, "status", "--json"]);
@@ -371,7 +363,7 @@ fn fork_failures_are_retried_without_spinning() {
     let errors = herd
         .lines()
         .iter()
-        .filter(|l| matches!(l, Line::Event(e) if e["message"].as_str().unwrap_or("").starts_with("cannot start worker")))
+        .filter(|l| matches!(l, Line::Event(e) if e["event"] == "worker_start_failed"))
         .count();
     assert!(errors < 40, "{errors} fork attempts in 2 s: herd spins");
 }
@@ -416,28 +408,17 @@ fn running_out_of_fds_is_survived() {
     let sleepers = ["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"];
     let herd = Herd::start_via(prlimit, &sleepers);
     herd.started(2);
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     let control = herd.control();
     let held: Vec<_> = (0..80)
         .filter_map(|_| std::os::unix::net::UnixStream::connect(&control).ok())
         .collect();
-    herd.wait_event("accept failing", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("control socket: accept failed")
-    });
+    herd.wait_for_event("control_accept_failed", &[]);
     // A worker killed now cannot be restarted yet; the log says why, not "cannot fork".
     let victim = herd.started(2)[0].1;
     // SAFETY: kill with a worker's pid.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    let failure = herd.wait_event("the failed restart", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("cannot start worker"))
-    });
+    let failure = herd.wait_for_event("worker_start_failed", &[]);
     let message = failure["message"].as_str().unwrap();
     assert!(
         message.contains("herd is out of file descriptors") && !message.contains("cannot fork"),
@@ -448,7 +429,7 @@ fn running_out_of_fds_is_survived() {
     let warnings = herd
         .lines()
         .iter()
-        .filter(|l| matches!(l, Line::Event(e) if e["message"].as_str().unwrap_or("").starts_with("control socket: accept failed")))
+        .filter(|l| matches!(l, Line::Event(e) if e["event"] == "control_accept_failed"))
         .count();
     assert!(
         warnings <= 20,
@@ -461,9 +442,11 @@ fn running_out_of_fds_is_survived() {
             .args(["status", "--json"])
             .output()
             .unwrap();
-        out.status
-            .success()
-            .then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        if out.status.success() {
+            Ok(serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     });
     assert!(status["running"].as_u64().unwrap() >= 1, "{status}");
     // The killed worker's slot is refilled once fds are free again.
@@ -504,7 +487,12 @@ fn metrics_clients_cannot_starve_supervision() {
     // (`before` may count an fd or two that were about to close.)
     let cap = 128 / 8;
     wait_until("herd to take its share of the connections", || {
-        (open_fds(herd.pid()).len() + 4 >= before + cap).then_some(())
+        let open = open_fds(herd.pid()).len();
+        if open + 4 >= before + cap {
+            Ok(())
+        } else {
+            Err(format!("{open} fds open, {before} before"))
+        }
     });
     // Supervision goes on: a killed worker is restarted, the control socket answers.
     // SAFETY: kill with a worker's pid.
@@ -519,7 +507,7 @@ fn metrics_clients_cannot_starve_supervision() {
     );
     drop(held);
     // Once they are gone, scrapes are served again.
-    let text = wait_until("a scrape", || get(&metrics, "/metrics").ok());
+    let text = wait_until("a scrape", || get(&metrics, "/metrics"));
     assert!(text.contains("herd_workers_running 2"), "{text}");
     let (code, _, stderr) = herd.ctl(&["stop"]);
     assert_eq!(code, 0, "{stderr}");
@@ -573,11 +561,7 @@ fn shutdown_socket_herd(extra: &[&str]) -> Herd {
 
 /// Waits for herd to report that it made a shut-down socket listen again; returns that event.
 fn wait_repair(herd: &Herd, what: &str) -> Value {
-    herd.wait_event(what, |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("herd made it listen again"))
-    })
+    herd.wait_event(what, |e| e["event"] == "socket_restored")
 }
 
 /// The pid (as text) of the worker that says it shut the socket down.
@@ -618,7 +602,7 @@ fn a_socket_shut_down_by_a_worker_listens_again() {
     let named = event["culprit"].as_str().unwrap();
     assert!(named.contains(&format!("(pid {culprit})")), "{event}");
     // The port answers again, on the same address, and the workers settle.
-    wait_until("the port to answer", || get(&addr, "/").ok());
+    wait_until("the port to answer", || get(&addr, "/"));
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     for _ in 0..20 {
         get(&addr, "/").expect("every request is answered once repaired");
@@ -627,11 +611,7 @@ fn a_socket_shut_down_by_a_worker_listens_again() {
     assert!(text.contains("herd_sockets_restored_total 1"), "{text}");
     // Logged once.
     let repairs = events(&herd.lines())
-        .filter(|e| {
-            e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("listen again"))
-        })
+        .filter(|e| e["event"] == "socket_restored")
         .count();
     assert_eq!(repairs, 1);
 }
@@ -665,7 +645,7 @@ fn a_worker_that_keeps_shutting_the_socket_down_is_suspected_and_its_victims_do_
         );
     }
     assert!(alive(culprit));
-    wait_until("the port to answer", || get(&addr, "/").ok());
+    wait_until("the port to answer", || get(&addr, "/"));
 }
 
 #[test]

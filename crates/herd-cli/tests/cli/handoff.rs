@@ -24,9 +24,7 @@ fn an_attached_worker_serves_is_listed_and_is_stopped() {
         &example("hello.py"),
     ]);
     let addr = herd.address("http");
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     let mut attached = Command::new(HERD)
         .env("HERD_CONTROL", herd.control())
         .args(["attach", "--", "python3", &example("hello.py")])
@@ -34,9 +32,7 @@ fn an_attached_worker_serves_is_listed_and_is_stopped() {
         .spawn()
         .unwrap();
     let pid = attached.id();
-    herd.wait_event("the registration", |e| {
-        e["message"] == "worker attached" && e["pid"] == pid
-    });
+    herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
     let status = herd.status();
     assert_eq!(status["attached"][0]["pid"], pid, "{status}");
     assert_eq!(
@@ -45,10 +41,12 @@ fn an_attached_worker_serves_is_listed_and_is_stopped() {
     );
     // The attached process takes its share of the connections.
     wait_until("the attached worker to answer", || {
-        get(&addr, "/")
-            .unwrap()
-            .contains(&format!("pid {pid},"))
-            .then_some(())
+        let body = get(&addr, "/").unwrap();
+        if body.contains(&format!("pid {pid},")) {
+            Ok(())
+        } else {
+            Err(body)
+        }
     });
     let (code, _, stderr) = herd.ctl(&["stop"]);
     assert_eq!(code, 0, "{stderr}");
@@ -158,9 +156,7 @@ fn a_disallowed_uid_fetches_nothing() {
     }
     let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
     herd.started(1);
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     // Open the socket to everyone, as a careless admin might: the credential check still holds.
     std::fs::set_permissions(
         herd.dir.path(),
@@ -196,9 +192,7 @@ fn more_sockets_than_one_message_holds_arrive_in_batches() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let herd = Herd::start(&args);
     herd.started(1);
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     let control = herd.control();
     let fetched = herd::fetch::fetch(
         std::path::Path::new(&control),
@@ -247,9 +241,7 @@ fn attach_places_the_sockets_past_its_callers_stray_fds() {
                 .to_string()
         };
         let expected: Vec<String> = (0..n).map(|i| link(worker, 3 + i)).collect();
-        herd.wait_event("the control socket", |e| {
-            e["message"] == "control socket ready"
-        });
+        herd.wait_for_event("control_ready", &[]);
 
         // Strays: the first and last fds of the range, fd 10, the first fd above the range
         // and one further up.
@@ -350,9 +342,7 @@ fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() 
             .unwrap(),
     );
     let pid = attached.0.id();
-    herd.wait_event("the registration", |e| {
-        e["message"] == "worker attached" && e["pid"] == pid
-    });
+    herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
     let mut line = String::new();
     std::io::BufReader::new(attached.0.stdout.take().unwrap())
         .read_line(&mut line)
@@ -385,10 +375,7 @@ fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() 
         "killed after the grace period, not before: {took:?}"
     );
     assert_eq!(herd.wait_exit().code(), Some(0));
-    herd.wait_event("the kill", |e| {
-        e["message"] == "killing attached worker: it did not stop within the grace period"
-            && e["pid"] == pid
-    });
+    herd.wait_for_event("attached_worker_killed", &[("pid", pid.into())]);
 }
 
 /// Kills a process group on drop, so that a failing test leaves none of its members behind.
@@ -423,9 +410,7 @@ fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
     );
     let pid = attached.0.id();
     let _group = KillGroupOnDrop(pid);
-    herd.wait_event("the registration", |e| {
-        e["message"] == "worker attached" && e["pid"] == pid
-    });
+    herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
     let mut line = String::new();
     std::io::BufReader::new(attached.0.stdout.take().unwrap())
         .read_line(&mut line)
@@ -445,12 +430,7 @@ fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
     );
     std::net::TcpListener::bind(&addr).expect("the port is free once herd stop returns");
     assert_eq!(herd.wait_exit().code(), Some(0));
-    herd.wait_event("the leftovers' kill", |e| {
-        e["message"]
-            == format!(
-                "killing the processes attached process {pid} left: they did not stop in time"
-            )
-    });
+    herd.wait_for_event("leftovers_killed", &[("pid", pid.into())]);
 }
 
 /// `herd --control ./c.sock attach -- COMMAND`: COMMAND gets an absolute `HERD_CONTROL`, so it
@@ -459,9 +439,7 @@ fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
 fn attach_hands_on_an_absolute_control_path() {
     let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
     herd.started(1);
-    herd.wait_event("the control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    herd.wait_for_event("control_ready", &[]);
     let script = format!("cd / && printf '%s\\n' \"$HERD_CONTROL\" && exec '{HERD}' status --json");
     let out = Command::new(HERD)
         .current_dir(herd.dir.path())
@@ -507,26 +485,23 @@ fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
         .read_line(&mut line)
         .unwrap();
     let job: u32 = line.trim().parse().unwrap();
-    let registered = herd.wait_event("the registration", |e| e["message"] == "worker attached");
+    let registered = herd.wait_for_event("worker_attached", &[]);
     let pid = registered["pid"].as_u64().unwrap() as u32;
     let _group = KillGroupOnDrop(pid);
-    herd.wait_event("the warning", |e| {
-        e["pid"] == pid
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("herd will signal only the process, not its group"))
-    });
+    herd.wait_for_event("attached_group_shared", &[("pid", pid.into())]);
 
     // Registered before it became COMMAND: signalled once it has.
     wait_until("the exec", || {
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        (comm.trim() == "sleep").then_some(())
+        if comm.trim() == "sleep" {
+            Ok(())
+        } else {
+            Err(format!("command {comm:?}"))
+        }
     });
     // SAFETY: kill takes plain integers.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
-    herd.wait_event("the exit", |e| {
-        e["message"] == "attached worker exited" && e["pid"] == pid
-    });
+    herd.wait_for_event("attached_worker_exited", &[("pid", pid.into())]);
     // Any stop of the group would have been sent in the turn that saw the exit: a status
     // request is answered after it.
     let status = herd.status();

@@ -32,13 +32,20 @@ fn several_answer(
             let round: Vec<_> = (0..4).map(|_| scope.spawn(&request)).collect();
             for answer in round {
                 let body = answer.join().unwrap().unwrap_or_else(|e| {
-                    panic!("request failed: {e}; herd logged {:?}", herd.lines())
+                    panic!(
+                        "request failed: {e}; herd logged{}",
+                        last_lines(&herd.lines())
+                    )
                 });
                 assert!(body.starts_with(marker), "{body:?} is not from {marker}");
                 pids.insert(body.trim().to_string());
             }
         });
-        (pids.len() >= 2).then_some(())
+        if pids.len() >= 2 {
+            Ok(())
+        } else {
+            Err(format!("only {pids:?}"))
+        }
     });
 }
 
@@ -56,9 +63,7 @@ fn serve(args: &[&str], marker: &str) -> Herd {
     all.extend_from_slice(args);
     let herd = Herd::start(&all);
     let addr = herd.address("http");
-    wait_until("2 ready workers", || {
-        (herd.status()["ready"] == 2).then_some(())
-    });
+    wait_status(&herd, "2 ready workers", |s| s["ready"] == 2);
     several_answer(&herd, || get(&addr, "/"), marker);
     herd
 }
@@ -175,9 +180,7 @@ fn nginx(dir: &Path) -> Command {
 fn nginx_from_its_nginx_variable() {
     let herd = Herd::start_with(nginx);
     let sock = herd.path("nginx.sock");
-    wait_until("2 ready workers", || {
-        (herd.status()["ready"] == 2).then_some(())
-    });
+    wait_status(&herd, "2 ready workers", |s| s["ready"] == 2);
     several_answer(
         &herd,
         || request(&mut UnixStream::connect(&sock)?, "/"),
@@ -215,7 +218,12 @@ fn nginx_keeps_its_pid_files_across_an_upgrade() {
     };
     let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     wait_until("generation 1's pid files", || {
-        (pid_files(1) == worker_pids(&status)).then_some(())
+        let files = pid_files(1);
+        if files == worker_pids(&status) {
+            Ok(())
+        } else {
+            Err(format!("pid files {files:?}"))
+        }
     });
     let (code, stdout, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -223,7 +231,12 @@ fn nginx_keeps_its_pid_files_across_an_upgrade() {
         settled(s, 2) && s["generation"] == 2
     });
     wait_until("generation 2's pid files, generation 1's removed", || {
-        (pid_files(2) == worker_pids(&status) && pid_files(1) == [None, None]).then_some(())
+        let files = (pid_files(1), pid_files(2));
+        if files.1 == worker_pids(&status) && files.0 == [None, None] {
+            Ok(())
+        } else {
+            Err(format!("pid files of generations 1 and 2: {files:?}"))
+        }
     });
 }
 
@@ -242,9 +255,7 @@ fn systemd_notify_reports_readiness() {
         "--",
         &interop("notify_worker.sh"),
     ]);
-    herd.wait_events("2 workers ready through systemd-notify", 2, |e| {
-        e["message"] == "worker ready"
-    });
+    herd.wait_for_events("worker_ready", 2, &[]);
     let status = herd.status();
     for w in status["workers"].as_array().unwrap() {
         let text = w["status"].as_str().unwrap_or("");

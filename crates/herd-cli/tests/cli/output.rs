@@ -106,7 +106,10 @@ impl Bare {
     /// Polls status (each answer within 5 s) until `pred` holds.
     fn wait_status(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         wait_until(what, || {
-            status_within(&self.control, Duration::from_secs(5)).filter(|s| pred(s))
+            match status_within(&self.control, Duration::from_secs(5)) {
+                Some(status) if pred(&status) => Ok(status),
+                other => Err(other),
+            }
         })
     }
 

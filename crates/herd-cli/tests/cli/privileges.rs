@@ -8,9 +8,7 @@ use serde_json::Value;
 use crate::util::*;
 
 fn facts(herd: &Herd, addr: &str) -> Value {
-    wait_until("a ready worker", || {
-        (herd.status()["ready"] == 1).then_some(())
-    });
+    wait_status(herd, "a ready worker", |s| s["ready"] == 1);
     serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
 }
 

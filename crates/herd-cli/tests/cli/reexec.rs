@@ -46,10 +46,7 @@ fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
     let hello = example("hello.py");
     let herd = Herd::start(&two_hello_workers(&hello));
     let addr = herd.address("http");
-    let before = wait_until("2 ready workers", || {
-        let s = herd.status();
-        (s["ready"] == 2).then_some(s)
-    });
+    let before = wait_status(&herd, "2 ready workers", |s| s["ready"] == 2);
 
     let load = Load::start(&addr, 2, |_| true);
     for round in 0..10 {
@@ -61,12 +58,7 @@ fn ten_reexecs_under_load_keep_workers_and_lose_nothing() {
         );
     }
     herd.signal(libc::SIGUSR2);
-    herd.wait_events("11 re-execs", 11, |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("re-executed")
-    });
+    herd.wait_for_events("reexecuted", 11, &[]);
     load.finish_without_failures(50);
 
     let after = herd.status();
@@ -264,11 +256,13 @@ fn a_binary_that_starts_but_fails_its_check_is_refused_and_herd_keeps_serving() 
     // SIGUSR2 is checked the same way.
     replace_binary(&copy, b"#!/bin/sh\nexit 3\n");
     herd.signal(libc::SIGUSR2);
-    herd.wait_event("the refusal", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("exit code 3") && m.contains("herd keeps running"))
-    });
+    // The sixth refusal, after the five above.
+    let refusal = &herd.wait_for_events("reexec_refused", 6, &[])[5];
+    let message = refusal["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("exit code 3") && message.contains("herd keeps running"),
+        "{refusal}"
+    );
 
     let after = herd.status();
     assert_eq!(after["pid"], before["pid"]);
@@ -402,18 +396,11 @@ fn a_reexec_follows_the_symlink_herd_was_started_by() {
     std::fs::rename(&next, &current).unwrap();
     let (code, out) = reexec(&herd);
     assert_eq!(code, 0, "{out}");
-    let event = herd.wait_event("the re-exec", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("re-executed")
-    });
+    let event = herd.wait_for_event("reexecuted", &[]);
     let v2 = root.join("v2/herd").display().to_string();
     assert_eq!(event["file"], v2.as_str(), "{event}");
     assert_eq!(exe(herd.pid()), root.join("v2/herd"));
-    let checked = herd.wait_event("the check", |e| {
-        e["message"] == "checking the new binary before re-executing"
-    });
+    let checked = herd.wait_for_event("reexec_checking", &[]);
     assert_eq!(checked["exe"], current.join("herd").display().to_string());
     assert_eq!(checked["file"], v2.as_str());
     assert_eq!(herd.status()["workers"][0]["pid"], worker);
@@ -443,9 +430,7 @@ fn a_check_that_times_out_is_killed_with_what_it_started() {
         .trim()
         .parse()
         .unwrap();
-    wait_until("what the check started to be killed", || {
-        (!alive(sleeper)).then_some(())
-    });
+    wait_gone(&[sleeper]);
 }
 
 /// `herd stop` while a re-exec is being checked: the client is answered `stopping`, and the
@@ -475,12 +460,15 @@ fn a_stop_cancels_a_reexec_being_checked_and_kills_the_check() {
     let mut client = spawn();
     wait_until("the check to start", || {
         if pid_file.exists() {
-            return Some(());
+            return Ok(());
         }
-        if client.try_wait().unwrap().is_some() {
+        if let Some(status) = client.try_wait().unwrap() {
             client = spawn();
+            return Err(format!(
+                "herd reexec exited ({status}) before the check started"
+            ));
         }
-        None
+        Err("no check pid file yet".to_string())
     });
     let check: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
@@ -520,21 +508,13 @@ fn a_reexec_never_runs_another_program_named_by_argv0() {
     let herd = Herd::start_via(cmd, &ONE_SLEEPER);
     let worker = herd.started(1)[0].1;
     let warned = herd.wait_event("the argv[0] warning", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("argv[0] names another program")
+        e["event"] == "setup_note" && e.get("names").is_some()
     });
     assert_eq!(warned["names"], impostor.display().to_string(), "{warned}");
 
     let (code, out) = reexec(&herd);
     assert_eq!(code, 0, "{out}");
-    herd.wait_event("the re-exec", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("re-executed")
-    });
+    herd.wait_for_event("reexecuted", &[]);
     let own = std::fs::canonicalize(HERD).unwrap();
     let exe = std::fs::read_link(format!("/proc/{}/exe", herd.pid())).unwrap();
     assert_eq!(exe, own);

@@ -70,7 +70,11 @@ fn several_count(addr: &str, mut from: u64) -> u64 {
         assert_eq!(numbers, (from + 1..=from + 20).collect::<Vec<u64>>());
         from += 20;
         pids.extend(seen);
-        (pids.len() >= 2).then_some(())
+        if pids.len() >= 2 {
+            Ok(())
+        } else {
+            Err(format!("only {pids:?}"))
+        }
     });
     from
 }
@@ -92,10 +96,7 @@ fn python_workers_share_a_counter_that_survives_restarts_upgrades_and_reexecs() 
         &example("counter.py"),
     ]);
     let addr = herd.address("http");
-    let status = wait_until("3 ready workers", || {
-        let s = herd.status();
-        (s["ready"] == 3).then_some(s)
-    });
+    let status = wait_status(&herd, "3 ready workers", |s| s["ready"] == 3);
     assert_eq!(status["sockets"][1]["name"], "counter");
     assert_eq!(status["sockets"][1]["kind"], "shm");
     assert_eq!(status["sockets"][1]["fd"], 4);
@@ -135,9 +136,7 @@ fn rust_workers_count_with_atomics() {
         &counter,
     ]);
     let addr = herd.address("http");
-    wait_until("3 ready workers", || {
-        (herd.status()["ready"] == 3).then_some(())
-    });
+    wait_status(&herd, "3 ready workers", |s| s["ready"] == 3);
     let count = several_count(&addr, 0);
     check_counter(&addr, count);
 }
@@ -174,9 +173,7 @@ fn a_takeover_hands_the_shared_memory_over() {
         &counter,
     ]);
     let addr = old.address("http");
-    wait_until("2 ready workers", || {
-        (old.status()["ready"] == 2).then_some(())
-    });
+    wait_status(&old, "2 ready workers", |s| s["ready"] == 2);
     let count = check_counter(&addr, 0);
     let control = old.control();
     let new = Herd::start_with(|_| {
@@ -196,12 +193,7 @@ fn a_takeover_hands_the_shared_memory_over() {
             .arg(&counter);
         cmd
     });
-    new.wait_event("the takeover", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("takeover complete")
-    });
+    new.wait_for_event("takeover_complete", &[]);
     assert_eq!(old.wait_exit().code(), Some(0));
     check_counter(&addr, count);
     drop(new);

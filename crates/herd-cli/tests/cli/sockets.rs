@@ -26,12 +26,7 @@ fn every_address_form_binds() {
             .args(["--", "sleep", "1000"]);
         cmd
     });
-    let events = herd.wait_events("6 sockets", 6, |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("listening on")
-    });
+    let events = herd.wait_for_events("listening", 6, &[]);
     let names: Vec<&str> = events.iter().map(|e| e["name"].as_str().unwrap()).collect();
     let addrs: Vec<&str> = events
         .iter()
@@ -95,9 +90,7 @@ fn a_stale_socket_file_is_replaced() {
         "python3",
         &example("hello.py"),
     ]);
-    herd.wait_event("the stale file's removal", |e| {
-        e["message"] == "removed stale socket file"
-    });
+    herd.wait_for_event("stale_socket_removed", &[]);
     herd.address("unix-stale.sock");
     let mut stream = UnixStream::connect(&path).unwrap();
     let body = request(&mut stream, "/").unwrap();

@@ -51,9 +51,10 @@ fn workers_that_ignore_the_stop_signal_are_killed_after_grace() {
     let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
     wait_ignoring_term(&pids);
     herd.signal(libc::SIGTERM);
-    herd.wait_events("2 kills after the grace period", 2, |e| {
-        e["message"] == "killing worker: did not stop in time"
-    });
+    let kills = herd.wait_for_events("worker_killed", 2, &[]);
+    for kill in &kills {
+        assert_eq!(kill["message"], "killing worker: did not stop in time");
+    }
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);
 }
@@ -66,8 +67,11 @@ const IGNORES_TERM: &str = "trap '' TERM; exec sleep 1000";
 fn wait_ignoring_term(pids: &[u32]) {
     for &pid in pids {
         wait_until("the worker to ignore SIGTERM", || {
-            let ignored = u64::from_str_radix(&status_field(pid, "SigIgn"), 16).ok()?;
-            (ignored & (1 << (libc::SIGTERM - 1)) != 0).then_some(())
+            let ignored = status_field(pid, "SigIgn");
+            match u64::from_str_radix(&ignored, 16) {
+                Ok(mask) if mask & (1 << (libc::SIGTERM - 1)) != 0 => Ok(()),
+                _ => Err(format!("SigIgn {ignored}")),
+            }
         });
     }
 }
@@ -97,12 +101,7 @@ fn start_stubborn() -> (Herd, Vec<u32>) {
 fn a_second_sigint_stops_at_once() {
     let (mut herd, pids) = start_stubborn();
     herd.signal(libc::SIGINT);
-    herd.wait_event("the graceful stop", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("stopping gracefully")
-    });
+    herd.wait_for_event("stopping", &[]);
     herd.signal(libc::SIGINT);
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);
@@ -114,14 +113,6 @@ fn sigquit_stops_at_once() {
     herd.signal(libc::SIGQUIT);
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);
-}
-
-/// Whether `pid` is stopped (state `T`).
-fn paused(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| Some(stat.rsplit_once(')')?.1.trim_start().starts_with('T')))
-        .unwrap_or(false)
 }
 
 /// A paused (SIGSTOPped) worker or attached process cannot act on the stop signal until it is
@@ -150,15 +141,16 @@ fn paused_workers_and_attached_processes_are_continued_on_stop() {
         .spawn()
         .unwrap();
     let pid = attached.id();
-    herd.wait_event("the registration", |e| {
-        e["message"] == "worker attached" && e["pid"] == pid
-    });
+    herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
     let (code, _, stderr) = herd.ctl(&["signal", "STOP"]);
     assert_eq!(code, 0, "{stderr}");
     // SAFETY: kill with our child's pid, not reaped yet.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
     wait_until("both to pause", || {
-        (paused(worker) && paused(pid)).then_some(())
+        match (proc_state(worker), proc_state(pid)) {
+            (Some('T'), Some('T')) => Ok(()),
+            states => Err(states),
+        }
     });
 
     herd.signal(libc::SIGTERM);
@@ -167,7 +159,12 @@ fn paused_workers_and_attached_processes_are_continued_on_stop() {
     assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
     assert!(!alive(worker));
     assert!(
-        !events(&herd.lines()).any(|e| e["message"].as_str().unwrap_or("").starts_with("killing")),
+        !events(&herd.lines()).any(|e| [
+            "worker_killed",
+            "attached_worker_killed",
+            "leftovers_killed"
+        ]
+        .contains(&e["event"].as_str().unwrap_or(""))),
         "nothing was killed: the stop signal did it"
     );
 }

@@ -78,12 +78,7 @@ fn ten_takeovers_under_load_lose_no_connection() {
             &control,
             &["-w", "2", "--ready", "notify", "--", "python3", &hello],
         );
-        next.wait_event("the takeover", |e| {
-            e["message"]
-                .as_str()
-                .unwrap_or("")
-                .starts_with("takeover complete")
-        });
+        next.wait_for_event("takeover_complete", &[]);
         let old = herds.last_mut().unwrap();
         assert_eq!(
             old.wait_exit().code(),
@@ -240,12 +235,7 @@ fn a_takeover_moves_the_unix_socket_file_with_it() {
     );
 
     let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
-    new.wait_event("the takeover", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("takeover complete")
-    });
+    new.wait_for_event("takeover_complete", &[]);
     let mut old = old;
     assert_eq!(
         old.wait_exit().code(),
@@ -293,9 +283,7 @@ fn a_takeover_ends_at_the_old_herds_control_socket_not_its_own_name() {
         runtime.path(),
         &["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"],
     );
-    api.wait_event("the api herd's control socket", |e| {
-        e["message"] == "control socket ready"
-    });
+    api.wait_for_event("control_ready", &[]);
     let api_pid = status_at(api_control)["pid"].clone();
 
     let old = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
@@ -317,12 +305,7 @@ fn a_takeover_ends_at_the_old_herds_control_socket_not_its_own_name() {
             "1000",
         ],
     );
-    new.wait_event("the takeover", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("takeover complete")
-    });
+    new.wait_for_event("takeover_complete", &[]);
     assert_eq!(old.wait_exit().code(), Some(0));
     assert_eq!(
         status_at(&control)["pid"],
@@ -422,9 +405,7 @@ fn a_takeover_adopts_the_old_herds_socket_file_wherever_each_herd_runs() {
             ]);
         cmd
     });
-    new.wait_event("the old herd's answer", |e| {
-        e["message"] == "the old herd has stopped"
-    });
+    new.wait_for_event("old_herd_stopped", &[]);
     let mut old = old;
     assert_eq!(old.wait_exit().code(), Some(0));
     assert!(
@@ -440,7 +421,8 @@ fn a_takeover_adopts_the_old_herds_socket_file_wherever_each_herd_runs() {
     );
     assert!(
         !new.lines().iter().any(|l| matches!(l, Line::Event(e)
-            if e["message"].as_str().unwrap_or("").contains("socket file"))),
+            if matches!(e["event"].as_str(), Some("socket_file_not_taken" | "socket_files_lost"))
+                || e["message"].as_str().unwrap_or("").contains("socket file"))),
         "no warning about the socket file"
     );
 }
@@ -460,21 +442,18 @@ fn a_takeover_never_adopts_a_socket_file_that_replaced_the_old_herds() {
     let socket = old.path("app.sock");
     let control = old.control();
     let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
-    new.wait_event("the takeover", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("takeover complete")
-    });
+    new.wait_for_event("takeover_complete", &[]);
     let other_path = old.path("other.sock");
     let _other = std::os::unix::net::UnixListener::bind(&other_path).unwrap();
     std::fs::rename(&other_path, &socket).unwrap();
-    new.wait_event("the refusal to adopt it", |e| {
-        e["message"]
+    let kept = new.wait_for_event("socket_file_not_taken", &[]);
+    assert!(
+        kept["message"]
             .as_str()
             .unwrap_or("")
-            .contains("another file has replaced the old herd's")
-    });
+            .contains("another file has replaced the old herd's"),
+        "{kept}"
+    );
     let mut old = old;
     assert_eq!(old.wait_exit().code(), Some(0));
     let (code, output) = herd_output(&["--control", &control, "stop"]);
@@ -513,18 +492,8 @@ fn a_takeover_whose_old_herd_stops_meanwhile_serves_on_and_takes_its_control_pat
     std::fs::write(&go, "").unwrap();
 
     // The new herd, which holds the sockets, says so and serves on.
-    new.wait_event("the old herd found gone", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("the old herd stopped while this herd was taking over")
-    });
-    let lost = new.wait_event("the lost socket file", |e| {
-        e["message"]
-            .as_str()
-            .unwrap_or("")
-            .starts_with("the old herd removed the socket files")
-    });
+    new.wait_for_event("old_herd_gone", &[]);
+    let lost = new.wait_for_event("socket_files_lost", &[]);
     assert!(
         lost["message"].as_str().unwrap().contains(&socket),
         "{lost}"

@@ -190,6 +190,8 @@ pub enum Line {
 struct Log {
     lines: Mutex<Vec<Line>>,
     grew: Condvar,
+    /// herd's lines at `INFO` and above that lack the stable `event` field (a bug).
+    unnamed: Mutex<Vec<Value>>,
     /// Set once stderr reached EOF: herd and every worker have closed it.
     closed: std::sync::atomic::AtomicBool,
 }
@@ -233,9 +235,7 @@ impl Herd {
     /// Runs a client command (`status`, `scale 3`, ...) against this herd; returns its exit
     /// code, stdout and stderr.
     pub fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        self.wait_event("the control socket", |e| {
-            e["message"] == "control socket ready"
-        });
+        self.wait_for_event("control_ready", &[]);
         ctl_at(&self.control(), args)
     }
 
@@ -278,7 +278,12 @@ impl Herd {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 let parsed = match serde_json::from_str::<Value>(&line) {
-                    Ok(v) if v.is_object() => Line::Event(v),
+                    Ok(v) if v.is_object() => {
+                        if lacks_event(&v) {
+                            sink.unnamed.lock().unwrap().push(v.clone());
+                        }
+                        Line::Event(v)
+                    }
                     _ => Line::Text(line),
                 };
                 sink.lines.lock().unwrap().push(parsed);
@@ -311,24 +316,42 @@ impl Herd {
         self.log.lines.lock().unwrap().clone()
     }
 
-    /// Waits until `find` returns something for the lines logged so far.
+    /// Waits until `find` returns something for the lines logged so far; a timeout shows the
+    /// last lines. Fails too if herd logged a line at `INFO` or above without an `event`.
     pub fn wait_for<T>(&self, what: &str, mut find: impl FnMut(&[Line]) -> Option<T>) -> T {
         let deadline = Instant::now() + TIMEOUT;
         let mut lines = self.log.lines.lock().unwrap();
         loop {
+            let unnamed = self.log.unnamed.lock().unwrap().clone();
+            assert!(
+                unnamed.is_empty(),
+                "herd logged lines without an event: {unnamed:#?}"
+            );
             if let Some(found) = find(&lines) {
                 return found;
             }
             let now = Instant::now();
             if now >= deadline {
-                let seen: Vec<String> = lines.iter().map(|l| format!("{l:?}")).collect();
                 panic!(
-                    "timed out waiting for {what}; herd logged:\n{}",
-                    seen.join("\n")
+                    "timed out waiting for {what} ({}s); herd logged{}",
+                    TIMEOUT.as_secs(),
+                    last_lines(&lines)
                 );
             }
             lines = self.log.grew.wait_timeout(lines, deadline - now).unwrap().0;
         }
+    }
+
+    /// Waits for the first event named `name` that has every field of `fields`.
+    pub fn wait_for_event(&self, name: &str, fields: &[(&str, Value)]) -> Value {
+        let what = describe_event(name, fields);
+        self.wait_event(&what, |e| is_event(e, name, fields))
+    }
+
+    /// Waits for `n` events named `name` that have every field of `fields`.
+    pub fn wait_for_events(&self, name: &str, n: usize, fields: &[(&str, Value)]) -> Vec<Value> {
+        let what = format!("{n} x {}", describe_event(name, fields));
+        self.wait_events(&what, n, |e| is_event(e, name, fields))
     }
 
     /// Waits for the first event for which `pred` holds.
@@ -356,9 +379,7 @@ impl Herd {
 
     /// The address of the socket named `name`, from herd's "listening" event.
     pub fn address(&self, name: &str) -> String {
-        let event = self.wait_event(&format!("socket {name} listening"), |e| {
-            e["message"].as_str().unwrap_or("").starts_with("listening") && e["name"] == name
-        });
+        let event = self.wait_for_event("listening", &[("name", name.into())]);
         event["address"].as_str().unwrap().to_string()
     }
 
@@ -384,7 +405,7 @@ impl Herd {
     /// Waits for herd to exit, and for its log to be read to the end.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let Some(status) = wait_child(&mut self.child, TIMEOUT, libc::SIGQUIT) else {
-            panic!("herd did not exit; it logged:\n{:?}", self.lines());
+            panic!("herd did not exit; it logged{}", last_lines(&self.lines()));
         };
         self.status = Some(status);
         self.wait_for("the end of herd's stderr", |_| {
@@ -422,17 +443,52 @@ pub fn events(lines: &[Line]) -> impl Iterator<Item = &Value> {
     })
 }
 
-/// Whether `e` is herd's "worker started" event.
-pub fn is_start(e: &Value) -> bool {
-    e["message"] == "worker started"
+/// Whether `e` is the event named `name` and has every field of `fields` (names and values).
+pub fn is_event(e: &Value, name: &str, fields: &[(&str, Value)]) -> bool {
+    e["event"] == name && fields.iter().all(|(field, value)| e[*field] == *value)
 }
 
-/// Whether `e` is a "worker exited" event.
+/// `name {field: value, ...}`, for failure messages.
+fn describe_event(name: &str, fields: &[(&str, Value)]) -> String {
+    let fields: Vec<String> = fields.iter().map(|(f, v)| format!("{f}: {v}")).collect();
+    format!("event {name} {{{}}}", fields.join(", "))
+}
+
+/// Whether `v`, a JSON line, is one of herd's log lines at `INFO` or above without an `event`.
+fn lacks_event(v: &Value) -> bool {
+    let level = v["level"].as_str().unwrap_or("");
+    v.get("timestamp").is_some()
+        && v.get("message").is_some()
+        && matches!(level, "INFO" | "WARN" | "ERROR")
+        && v.get("event").is_none()
+}
+
+/// The last lines of `lines`, one per line, for failure messages.
+pub fn last_lines(lines: &[Line]) -> String {
+    const SHOWN: usize = 60;
+    let skipped = lines.len().saturating_sub(SHOWN);
+    let mut text = if skipped > 0 {
+        format!(" ({skipped} earlier lines not shown):")
+    } else {
+        ":".to_string()
+    };
+    for line in &lines[skipped..] {
+        match line {
+            Line::Event(e) => text += &format!("\n  {e}"),
+            Line::Text(t) => text += &format!("\n  {t}"),
+        }
+    }
+    text
+}
+
+/// Whether `e` is herd's `worker_started` event.
+pub fn is_start(e: &Value) -> bool {
+    e["event"] == "worker_started"
+}
+
+/// Whether `e` is herd's `worker_exited` event.
 pub fn is_exit(e: &Value) -> bool {
-    e["message"]
-        .as_str()
-        .unwrap_or("")
-        .starts_with("worker exited")
+    e["event"] == "worker_exited"
 }
 
 /// Sends `GET path` over a new TCP connection to `addr` and returns the response body.
@@ -458,34 +514,82 @@ pub fn request(stream: &mut (impl Read + Write), path: &str) -> std::io::Result<
     }
 }
 
+/// The state of process `pid` (`R`, `S`, `T`, `Z`, ..., field 3 of proc(5)), `None` if there
+/// is no such process.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+    Some(state.and_then(|s| s.chars().next()).unwrap_or('?'))
+}
+
 /// Whether `pid` is a live (not zombie) process.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-            !matches!(state.and_then(|s| s.chars().next()), Some('Z') | Some('X'))
-        }
-        Err(_) => false,
-    }
+    !matches!(proc_state(pid), None | Some('Z') | Some('X'))
 }
 
 /// Waits until none of `pids` is alive.
 pub fn wait_gone(pids: &[u32]) {
     wait_until("processes to exit", || {
-        pids.iter().all(|&p| !alive(p)).then_some(())
+        let live: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        if live.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still alive: {live:?}"))
+        }
     });
 }
 
-/// Polls `check` until it returns something, failing after [`TIMEOUT`].
-pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
+/// What a `wait_until` check returns: `Some`/`Ok` with what was waited for, or `None`/`Err`
+/// with what was seen instead (shown if the wait times out).
+pub trait Check<T> {
+    /// The value waited for, or a description of what was seen.
+    fn found(self) -> Result<T, String>;
+}
+
+impl<T> Check<T> for Option<T> {
+    fn found(self) -> Result<T, String> {
+        self.ok_or_else(|| "None".to_string())
+    }
+}
+
+impl<T, E: std::fmt::Debug> Check<T> for Result<T, E> {
+    fn found(self) -> Result<T, String> {
+        self.map_err(|seen| format!("{seen:?}"))
+    }
+}
+
+/// Polls `check` until it returns something, failing after [`TIMEOUT`] with what the last
+/// check saw (return `Err(what you saw)` rather than `None` to have it shown).
+pub fn wait_until<T, C: Check<T>>(what: &str, check: impl FnMut() -> C) -> T {
+    wait_until_within(what, TIMEOUT, check)
+}
+
+/// [`wait_until`] with a deadline of `limit`.
+pub fn wait_until_within<T, C: Check<T>>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> C,
+) -> T {
+    let deadline = Instant::now() + limit;
     loop {
-        if let Some(found) = check() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        let seen = match check().found() {
+            Ok(found) => return found,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what} ({limit:?}); the last check saw: {seen}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+#[should_panic(expected = "timed out waiting for 4 answers (30ms); the last check saw: \"3 of 4\"")]
+fn a_wait_that_times_out_says_what_it_last_saw() {
+    wait_until_within("4 answers", Duration::from_millis(30), || {
+        Err::<(), _>("3 of 4")
+    });
 }
 
 /// The set of fd numbers open in `pid`.
@@ -639,10 +743,10 @@ pub fn wait_status(herd: &Herd, what: &str, pred: impl Fn(&Value) -> bool) -> Va
             return status;
         }
         if Instant::now() >= deadline {
-            let lines = herd.lines();
-            let last = &lines[lines.len().saturating_sub(30)..];
             panic!(
-                "timed out waiting for {what}; last status: {status}; herd's last lines: {last:#?}"
+                "timed out waiting for {what} ({}s); the last status: {status}; herd logged{}",
+                TIMEOUT.as_secs(),
+                last_lines(&herd.lines())
             );
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -689,11 +793,7 @@ pub fn sleeper_with_metrics() -> Herd {
 
 /// Waits for herd to report its metrics endpoint; returns that endpoint's address.
 pub fn metrics_address(herd: &Herd) -> String {
-    herd.wait_event("the metrics endpoint", |e| {
-        e["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("metrics at"))
-    })["address"]
+    herd.wait_for_event("metrics_ready", &[])["address"]
         .as_str()
         .unwrap()
         .to_string()
