@@ -10,6 +10,8 @@ use anyhow::Context;
 use crate::cli::{Balance, ReadyMode, RunArgs, Workers};
 use crate::command::{WorkerCommand, WorkerOptions};
 use crate::control::path as control_path;
+use crate::control::protocol::Command;
+use crate::control::results::Status;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
@@ -404,26 +406,24 @@ fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
 fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited>, Failure> {
     // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
     // `herd attach`): look before taking anything.
-    let status = crate::ctl::request(old, crate::control::protocol::Command::Status, None, owner)?;
-    let sockets = status["sockets"].as_array().map_or(&[][..], Vec::as_slice);
+    let status: Status = crate::ctl::request(old, Command::Status, None, owner)?;
     // The socket files the old herd created, by socket name: where they are and which files
     // they are, so that the one adopted at the end is the same file (a herd that does not
     // say keeps its files).
-    let files: Vec<(String, (PathBuf, u64, u64))> = sockets
+    let files: Vec<(String, (PathBuf, u64, u64))> = status
+        .sockets
         .iter()
         .filter_map(|s| {
-            let file = &s["file"];
-            let path = PathBuf::from(file["path"].as_str()?);
-            if !path.is_absolute() {
-                return None;
-            }
-            let name = s["name"].as_str()?.to_string();
-            Some((name, (path, file["dev"].as_u64()?, file["ino"].as_u64()?)))
+            let file = s.file.as_ref()?;
+            let path = PathBuf::from(&file.path);
+            path.is_absolute()
+                .then(|| (s.name.clone(), (path, file.dev, file.ino)))
         })
         .collect();
-    if sockets
+    if status
+        .sockets
         .iter()
-        .any(|s| s["balance"] == spec::Balance::Reuseport.as_str())
+        .any(|s| s.balance == spec::Balance::Reuseport)
     {
         return Err(Failure::Runtime(anyhow::anyhow!(
             "cannot take over from {}: it runs with --balance reuseport, whose per-worker \
@@ -431,28 +431,24 @@ fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited
             old.display()
         )));
     }
-    let options = herd::fetch::FetchOptions {
-        owner,
-        ..Default::default()
-    };
-    let fetched = herd::fetch::fetch(old, &options).map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "cannot take over from {}: {e}",
-            old.display()
-        ))
+    let fetched = crate::ctl::fetch(old, Vec::new(), false, owner).map_err(|e| match e {
+        Failure::Runtime(e) => {
+            Failure::Runtime(e.context(format!("cannot take over from {}", old.display())))
+        }
+        usage => usage,
     })?;
     tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
     Ok(fetched
         .into_iter()
-        .map(|f| spec::Inherited {
+        .map(|(socket, fd)| spec::Inherited {
             file: files
                 .iter()
-                .find(|(name, _)| *name == f.name)
+                .find(|(name, _)| *name == socket.name)
                 .map(|(_, file)| file.clone()),
-            name: f.name,
-            kind: SocketKind::from_name(&f.kind),
-            address: f.address,
-            fd: f.fd,
+            name: socket.name,
+            kind: socket.kind,
+            address: socket.address,
+            fd,
         })
         .collect())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::json::{self, Value};
+use crate::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
 
 /// What to fetch.
 #[derive(Clone, Debug, Default)]
@@ -68,25 +68,18 @@ pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
     stream
         .set_read_timeout(Some(TIMEOUT))
         .map_err(|e| io("cannot use", e))?;
-    let only = if options.only.is_empty() {
-        String::new()
-    } else {
-        let names: Vec<String> = options.only.iter().map(|n| json::quote(n)).collect();
-        format!(",\"only\":[{}]", names.join(","))
+    let request = SocketsRequest {
+        only: options.only.clone(),
+        attach: options.attach,
     };
-    let request = format!(
-        "{{\"version\":1,\"command\":\"sockets\",\"attach\":{}{only}}}\n",
-        options.attach
-    );
     // herd may refuse (and close) before reading: the answer is still worth reading.
-    let sent = stream.write_all(request.as_bytes());
+    let sent = stream.write_all(&request.encode());
 
     let mut bytes: Vec<u8> = Vec::new();
     let mut fds: Vec<OwnedFd> = Vec::new();
-    let mut lines: Vec<String> = Vec::new();
-    let mut wanted: Option<usize> = None;
+    let mut first: Option<Vec<SocketDescription>> = None;
     let mut buf = [0u8; 4096];
-    while wanted.map_or(true, |n| fds.len() < n) {
+    while first.as_ref().map_or(true, |d| fds.len() < d.len()) {
         let got = herd_sys::fdpass::recv_with_fds(stream.as_fd(), &mut buf)
             .map_err(|e| io("cannot read from", e))?;
         if got.fds_truncated {
@@ -106,67 +99,40 @@ pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
             ));
         }
         bytes.extend_from_slice(&buf[..got.len]);
-        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = bytes.drain(..=end).collect();
-            lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
-        }
-        if wanted.is_none() {
-            if let Some(first) = lines.first() {
-                wanted = Some(count_sockets(first, control)?);
+        if first.is_none() {
+            if let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+                first = Some(described(&bytes[..end], control)?);
             }
         }
     }
-    let response = json::parse(&lines[0]).map_err(|e| bad_answer(control, &e))?;
-    let described = response
-        .get("result")
-        .and_then(|r| r.get("sockets"))
-        .and_then(Value::as_array)
-        .unwrap_or(&[]);
-    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-    Ok(described
-        .iter()
+    Ok(first
+        .unwrap_or_default()
+        .into_iter()
         .zip(fds)
         .map(|(socket, fd)| Fetched {
-            name: text(socket, "name"),
-            kind: text(socket, "kind"),
-            address: text(socket, "address"),
+            name: socket.name,
+            kind: socket.kind,
+            address: socket.address,
             fd,
         })
         .collect())
 }
 
-/// Reads the response line: how many sockets follow, or herd's refusal.
-fn count_sockets(line: &str, control: &Path) -> Result<usize> {
-    let response = json::parse(line).map_err(|e| bad_answer(control, &e))?;
-    if response.get("ok") != Some(&Value::Bool(true)) {
-        let error = response.get("error");
-        let field = |key| {
-            error
-                .and_then(|e| e.get(key))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-        };
-        let kind = match field("code") {
-            "invalid_argument" => ErrorKind::NotFound,
-            _ => ErrorKind::Io,
-        };
-        return Err(Error::new(
-            kind,
-            format!(
-                "herd at {} refused ({}): {}",
-                control.display(),
-                field("code"),
-                field("message")
-            ),
-        ));
+/// Reads the response line: the sockets that follow, or herd's refusal.
+fn described(line: &[u8], control: &Path) -> Result<Vec<SocketDescription>> {
+    match parse_sockets_answer(line).map_err(|e| bad_answer(control, &e))? {
+        SocketsAnswer::Sockets(sockets) => Ok(sockets),
+        SocketsAnswer::Refused { code, message } => {
+            let kind = match code.as_str() {
+                "invalid_argument" => ErrorKind::NotFound,
+                _ => ErrorKind::Io,
+            };
+            Err(Error::new(
+                kind,
+                format!("herd at {} refused ({code}): {message}", control.display()),
+            ))
+        }
     }
-    let sockets = response
-        .get("result")
-        .and_then(|r| r.get("sockets"))
-        .and_then(Value::as_array);
-    sockets
-        .map(<[Value]>::len)
-        .ok_or_else(|| bad_answer(control, "no \"sockets\" in the result"))
 }
 
 fn bad_answer(control: &Path, why: &str) -> Error {

@@ -1,6 +1,6 @@
-//! A small JSON reader for the control protocol's responses, so that the worker library needs
-//! no serialization crate. It parses any JSON text into [`Value`]; it does not write JSON
-//! except for string escaping.
+//! A small JSON reader and writer for the control protocol, so that the worker library needs
+//! no serialization crate. It parses any JSON text into [`Value`], and writes the flat objects
+//! of requests with [`ObjectWriter`], byte for byte as serde_json writes them.
 
 /// A parsed JSON value.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,7 +60,7 @@ pub fn parse(text: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-/// `text` as a JSON string literal, quotes included.
+/// `text` as a JSON string literal, quotes included, escaped as serde_json escapes it.
 pub fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -68,12 +68,84 @@ pub fn quote(text: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
     }
     out.push('"');
     out
+}
+
+/// Writes one JSON object, member by member, in the order given.
+#[derive(Debug)]
+pub struct ObjectWriter {
+    out: String,
+}
+
+impl ObjectWriter {
+    /// An empty object.
+    pub fn new() -> ObjectWriter {
+        ObjectWriter {
+            out: String::from("{"),
+        }
+    }
+
+    fn key(mut self, key: &str) -> ObjectWriter {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        self.out.push_str(&quote(key));
+        self.out.push(':');
+        self
+    }
+
+    /// A string member.
+    pub fn string(self, key: &str, value: &str) -> ObjectWriter {
+        let mut writer = self.key(key);
+        writer.out.push_str(&quote(value));
+        writer
+    }
+
+    /// A number member.
+    pub fn number(self, key: &str, value: u64) -> ObjectWriter {
+        let mut writer = self.key(key);
+        writer.out.push_str(&value.to_string());
+        writer
+    }
+
+    /// A boolean member.
+    pub fn boolean(self, key: &str, value: bool) -> ObjectWriter {
+        let mut writer = self.key(key);
+        writer.out.push_str(if value { "true" } else { "false" });
+        writer
+    }
+
+    /// An array of strings.
+    pub fn strings(self, key: &str, values: &[String]) -> ObjectWriter {
+        let mut writer = self.key(key);
+        let quoted: Vec<String> = values.iter().map(|v| quote(v)).collect();
+        writer.out.push('[');
+        writer.out.push_str(&quoted.join(","));
+        writer.out.push(']');
+        writer
+    }
+
+    /// The object's text.
+    pub fn finish(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+impl Default for ObjectWriter {
+    fn default() -> ObjectWriter {
+        ObjectWriter::new()
+    }
 }
 
 struct Parser<'a> {
@@ -278,6 +350,22 @@ mod tests {
             parse(r#""\ud83d\ude00""#).unwrap(),
             Value::String("😀".to_string())
         );
+    }
+
+    #[test]
+    fn objects_are_written_in_order() {
+        let text = ObjectWriter::new()
+            .number("version", 1)
+            .string("command", "sockets")
+            .strings("only", &["a\"b".to_string(), "c".to_string()])
+            .boolean("attach", false)
+            .finish();
+        assert_eq!(
+            text,
+            r#"{"version":1,"command":"sockets","only":["a\"b","c"],"attach":false}"#
+        );
+        assert_eq!(ObjectWriter::new().finish(), "{}");
+        assert_eq!(quote("\t\u{7f}\u{1f}"), "\"\\t\u{7f}\\u001f\"");
     }
 
     #[test]

@@ -103,13 +103,14 @@ pub mod backoff;
 mod error;
 #[cfg(unix)]
 pub mod fetch;
-#[cfg(unix)]
 mod json;
 mod listen_env;
 #[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]
 pub mod prefork;
+#[doc(hidden)]
+pub mod protocol;
 #[cfg(all(test, unix))]
 mod scratch;
 pub mod share;

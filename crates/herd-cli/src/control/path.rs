@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::logging::LogEvent;
-use crate::spec::{prepare_socket_path, SocketFile, MAX_UNIX_PATH};
+use crate::spec::{prepare_socket_path, SocketFile, SocketInUse, MAX_UNIX_PATH};
 
 /// Checks a `--name`: letters, digits, `.`, `_`, `-`, at most 64.
 pub fn check_name(name: &str) -> Result<(), String> {
@@ -232,7 +232,7 @@ pub fn bind_private(
         }
     }
     prepare_socket_path(path).map_err(|e| {
-        if e.to_string().contains("in use by a running server") {
+        if e.is::<SocketInUse>() {
             anyhow::anyhow!(
                 "another herd is already using the {what} {shown}: stop it, or give this one \
                  another --name or --control"

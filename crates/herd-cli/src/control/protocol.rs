@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::results::CommandResult;
+
 /// The protocol version this herd speaks.
 pub const VERSION: u32 = 1;
 
@@ -101,19 +103,36 @@ fn arguments(command: &str) -> &'static [&'static str] {
 }
 
 /// A response: `{"version": 1, "ok": true, "result": ...}` or
-/// `{"version": 1, "ok": false, "error": {"code": "...", "message": "..."}}`.
+/// `{"version": 1, "ok": false, "error": {"code": "...", "message": "..."}}`. The server sends
+/// a [`CommandResult`]; a client reads the result type of the command it sent (or
+/// [`serde_json::Value`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Response {
+#[serde(bound(serialize = "R: Serialize", deserialize = "R: Deserialize<'de>"))]
+pub struct Response<R = CommandResult> {
     /// The protocol version of the responder.
     pub version: u32,
     /// Whether the command succeeded.
     pub ok: bool,
     /// The command's result, when it succeeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<serde_json::Value>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "members_in_order"
+    )]
+    pub result: Option<R>,
     /// Why it failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
+}
+
+/// Writes a result with every object's members in lexicographic order, the order herd has
+/// always sent them in: byte for byte what older clients and herds saw.
+fn members_in_order<R: Serialize, S: serde::Serializer>(
+    result: &Option<R>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let value = serde_json::to_value(result).map_err(serde::ser::Error::custom)?;
+    value.serialize(serializer)
 }
 
 /// A failure: a stable code and a message for people.
@@ -157,19 +176,51 @@ pub enum ErrorCode {
     Internal,
 }
 
-impl Response {
-    /// A success.
-    pub fn ok(result: serde_json::Value) -> Response {
-        Response {
-            version: VERSION,
-            ok: true,
-            result: Some(result),
-            error: None,
+impl ErrorCode {
+    /// Every code, in the order of the documentation.
+    pub const ALL: [ErrorCode; 12] = [
+        ErrorCode::PermissionDenied,
+        ErrorCode::BadRequest,
+        ErrorCode::RequestTooLarge,
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::UnknownCommand,
+        ErrorCode::InvalidArgument,
+        ErrorCode::Busy,
+        ErrorCode::UpgradeFailed,
+        ErrorCode::Stopping,
+        ErrorCode::IdleTimeout,
+        ErrorCode::ReexecCheckFailed,
+        ErrorCode::Internal,
+    ];
+
+    /// The code as the wire writes it (`invalid_argument`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::InvalidArgument => "invalid_argument",
+            ErrorCode::Busy => "busy",
+            ErrorCode::UpgradeFailed => "upgrade_failed",
+            ErrorCode::Stopping => "stopping",
+            ErrorCode::IdleTimeout => "idle_timeout",
+            ErrorCode::ReexecCheckFailed => "reexec_check_failed",
+            ErrorCode::Internal => "internal",
         }
     }
+}
 
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<R> Response<R> {
     /// A failure.
-    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Response<R> {
         Response {
             version: VERSION,
             ok: false,
@@ -180,12 +231,43 @@ impl Response {
             }),
         }
     }
+}
+
+impl Response {
+    /// A success.
+    pub fn ok(result: impl Into<CommandResult>) -> Response {
+        Response {
+            version: VERSION,
+            ok: true,
+            result: Some(result.into()),
+            error: None,
+        }
+    }
 
     /// The response as one line of JSON, newline included.
     pub fn to_line(&self) -> Vec<u8> {
         let mut line = serde_json::to_vec(self).unwrap_or_else(|_| {
             br#"{"version":1,"ok":false,"error":{"code":"internal","message":"unserializable response"}}"#.to_vec()
         });
+        line.push(b'\n');
+        line
+    }
+}
+
+/// The line that carries a further batch of a `sockets` response's fds:
+/// `{"version":1,"batch":N}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdBatch {
+    /// [`VERSION`].
+    pub version: u32,
+    /// The batch's number: 1 for the second batch, and so on.
+    pub batch: usize,
+}
+
+impl FdBatch {
+    /// The line, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut line = serde_json::to_vec(self).unwrap_or_default();
         line.push(b'\n');
         line
     }

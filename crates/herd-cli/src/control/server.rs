@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
-use super::protocol::{parse_request, Command, ErrorCode, Response, MAX_REQUEST, VERSION};
+use super::protocol::{parse_request, Command, ErrorCode, FdBatch, Response, MAX_REQUEST, VERSION};
 
 /// How long a connection may stay silent between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -294,7 +294,11 @@ async fn send_reply(write: &mut OwnedWriteHalf, reply: Reply) -> std::io::Result
     }
     for (i, batch) in batches.iter().enumerate() {
         if i > 0 {
-            line = format!("{{\"version\":{VERSION},\"batch\":{i}}}\n").into_bytes();
+            line = FdBatch {
+                version: VERSION,
+                batch: i,
+            }
+            .to_line();
         }
         let fds: Vec<BorrowedFd<'_>> = batch.iter().map(AsFd::as_fd).collect();
         let stream: &UnixStream = write.as_ref();

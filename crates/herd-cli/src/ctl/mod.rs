@@ -1,22 +1,25 @@
 //! The client commands: `herd status`, `scale`, `upgrade`, `stop` and `signal` send one
 //! request to a running herd's control socket and print the answer.
 
-mod answer;
 mod table;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
+use std::io::Write;
+use std::os::unix::io::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use serde::de::DeserializeOwned;
 
 use crate::cli::{self, ScaleTarget};
 use crate::command::{resolve_program, ArgTemplate};
-use crate::control::protocol::{Command, ErrorCode, Request, Response, VERSION};
+use crate::control::client::{Client, ClientError};
+use crate::control::protocol::{Command, ErrorCode};
+use crate::control::results::{
+    ReexecResult, ScaleResult, SignalResult, SocketInfo, Status, StopResult, UpgradeResult,
+};
 use crate::exit::Failure;
 use crate::logging::LogEvent;
-use crate::supervisor::status::Status;
 use crate::text::escape;
 
 /// How long a quick command (status, scale, signal) waits for its answer.
@@ -34,74 +37,47 @@ pub fn run(
     if private_dir {
         check_dir(control)?;
     }
+    let quick = Some(QUICK);
     match command {
         cli::Command::Run(_) => unreachable!("herd run is not a client command"),
-        cli::Command::Status(args) => {
-            let result = request(control, Command::Status, Some(QUICK), owner)?;
-            if args.json {
-                let json = serde_json::to_string_pretty(&result).unwrap_or_default();
-                print(&format!("{json}\n"))?;
-            } else {
-                let status: Status = serde_json::from_value(result)
-                    .map_err(|e| anyhow!("unexpected status from {}: {e}", control.display()))?;
-                print(&table::render(&status))?;
-            }
+        cli::Command::Status(args) if args.json => {
+            // As herd sent it: fields this client does not know are shown too.
+            let status: serde_json::Value = request(control, Command::Status, quick, owner)?;
+            let json = serde_json::to_string_pretty(&status).unwrap_or_default();
+            print(&format!("{json}\n"))
         }
-        cli::Command::Scale(args) => {
-            let (workers, delta, min, max) = match args.target {
-                ScaleTarget::Set(n) => (Some(n), None, None, None),
-                ScaleTarget::Delta(d) => (None, Some(d), None, None),
-                ScaleTarget::Bounds(min, max) => (None, None, Some(min), Some(max)),
-            };
-            let command = Command::Scale {
-                workers,
-                delta,
-                min,
-                max,
-            };
-            let result = request(control, command, Some(QUICK), owner)?;
-            if min.is_some() {
-                print(&format!(
-                    "autoscaling between {} and {} workers (now {})\n",
-                    result["min"], result["max"], result["workers"]
-                ))?;
-            } else {
-                print(&format!(
-                    "scaled from {} to {} workers\n",
-                    result["previous"], result["workers"]
-                ))?;
-            }
+        cli::Command::Status(_) => {
+            let status: Status = request(control, Command::Status, quick, owner)?;
+            print(&table::render(&status))
         }
+        cli::Command::Scale(args) => scale(args.target, control, owner),
         cli::Command::Upgrade(args) => {
             let timeout_ms = Some(args.timeout.as_millis() as u64);
-            let result = request(control, Command::Upgrade { timeout_ms }, None, owner)?;
+            let result: UpgradeResult =
+                request(control, Command::Upgrade { timeout_ms }, None, owner)?;
+            let generation = result.generation;
             print(&format!(
-                "upgraded: every worker now runs generation {}\n",
-                result["generation"]
-            ))?;
+                "upgraded: every worker now runs generation {generation}\n"
+            ))
         }
         cli::Command::Stop(args) => {
             let grace_ms = args.grace.map(|g| g.as_millis() as u64);
-            request(
-                control,
-                Command::Stop {
-                    grace_ms,
-                    fast: args.fast,
-                    takeover: false,
-                },
-                None,
-                owner,
-            )?;
-            print("stopped\n")?;
+            let command = Command::Stop {
+                grace_ms,
+                fast: args.fast,
+                takeover: false,
+            };
+            let _: StopResult = request(control, command, None, owner)?;
+            print("stopped\n")
         }
-        cli::Command::Attach(args) => return attach(args, control, owner),
+        cli::Command::Attach(args) => attach(args, control, owner),
         cli::Command::Reexec => {
-            let result = request(control, Command::Reexec, Some(QUICK), owner)?;
+            let result: ReexecResult = request(control, Command::Reexec, quick, owner)?;
             print(&format!(
                 "re-executed: herd {} runs as pid {}\n",
-                escape(result["version"].as_str().unwrap_or("?")),
-                result["pid"]
-            ))?;
+                escape(&result.version),
+                result.pid
+            ))
         }
         cli::Command::Signal(args) => {
             let signal = args.signal.number().to_string();
@@ -109,14 +85,41 @@ pub fn run(
                 signal,
                 slot: args.worker,
             };
-            let result = request(control, command, Some(QUICK), owner)?;
+            let result: SignalResult = request(control, command, quick, owner)?;
             print(&format!(
                 "sent {} to {} worker(s)\n",
-                args.signal, result["signalled"]
-            ))?;
+                args.signal, result.signalled
+            ))
         }
     }
-    Ok(())
+}
+
+/// `herd scale`.
+fn scale(target: ScaleTarget, control: &Path, owner: Option<u32>) -> Result<(), Failure> {
+    let (workers, delta, min, max) = match target {
+        ScaleTarget::Set(n) => (Some(n), None, None, None),
+        ScaleTarget::Delta(d) => (None, Some(d), None, None),
+        ScaleTarget::Bounds(min, max) => (None, None, Some(min), Some(max)),
+    };
+    let command = Command::Scale {
+        workers,
+        delta,
+        min,
+        max,
+    };
+    let result: ScaleResult = request(control, command, Some(QUICK), owner)?;
+    match (min, max) {
+        (Some(min), Some(max)) => print(&format!(
+            "autoscaling between {} and {} workers (now {})\n",
+            result.min.unwrap_or(min),
+            result.max.unwrap_or(max),
+            result.workers
+        )),
+        _ => print(&format!(
+            "scaled from {} to {} workers\n",
+            result.previous, result.workers
+        )),
+    }
 }
 
 /// Writes `text` to stdout. A reader that went away (`herd status | head -1`) ends the
@@ -150,85 +153,37 @@ fn check_dir(control: &Path) -> Result<(), Failure> {
 /// Sends one request and returns its result, or a failure that says what went wrong. The
 /// server must be one the caller trusts ([`herd::trust`], with `owner` named) before its
 /// answer is believed.
-pub fn request(
+pub fn request<R: DeserializeOwned>(
     control: &Path,
     command: Command,
     timeout: Option<Duration>,
     owner: Option<u32>,
-) -> Result<serde_json::Value, Failure> {
-    let shown = control.display();
-    let len = control.as_os_str().len();
-    if len > crate::spec::MAX_UNIX_PATH {
-        return Err(Failure::Usage(format!(
-            "the control socket path {shown} is {len} bytes; Unix socket paths hold at most {}: \
-             pass the herd's real --control path",
-            crate::spec::MAX_UNIX_PATH
-        )));
-    }
-    let mut stream = UnixStream::connect(control).map_err(|e| {
-        let why = match e.raw_os_error() {
-            Some(libc::ENOENT) | Some(libc::ECONNREFUSED) => format!(
-                "no herd is running at {shown}: start one with 'herd run', or select it with \
-                 --name or --control"
-            ),
-            Some(libc::EACCES) => format!("permission denied opening {shown}"),
-            _ => format!("cannot connect to {shown}: {e}"),
-        };
-        Failure::Runtime(anyhow!(why))
-    })?;
-    herd::trust::check_server(&stream, control, owner).map_err(|e| Failure::Runtime(e.into()))?;
-    answer::check_running(&stream, control).map_err(|e| Failure::Runtime(anyhow!(e)))?;
-    stream
-        .set_write_timeout(Some(QUICK))
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    let mut line = serde_json::to_vec(&Request {
-        version: VERSION,
-        command,
-    })
-    .map_err(|e| Failure::Runtime(e.into()))?;
-    line.push(b'\n');
-    // herd may answer before reading (a refusal) and close: then the write fails, but the
-    // answer is waiting to be read, and it says more than "broken pipe".
-    let sent = stream.write_all(&line);
-    answer::wait(&stream, control, timeout).map_err(|e| Failure::Runtime(anyhow!(e)))?;
-    let mut answer = String::new();
-    let read = BufReader::new(&stream).read_line(&mut answer);
-    if answer.is_empty() {
-        let why = match (sent, read) {
-            (Err(e), _) => format!("cannot send to {shown}: {e}"),
-            (_, Err(e)) => format!("no answer from {shown}: {e}"),
-            _ => format!("{shown} closed the connection without an answer"),
-        };
-        return Err(Failure::Runtime(anyhow!(why)));
-    }
-    let response: Response = serde_json::from_str(&answer)
-        .map_err(|e| Failure::Runtime(anyhow!("unexpected answer from {shown}: {e}")))?;
-    match (response.ok, response.result, response.error) {
-        (true, result, _) => Ok(result.unwrap_or_default()),
-        (false, _, Some(error)) => {
-            let code = serde_json::to_value(error.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            // The message is herd's, but may quote a worker: no control characters reach
-            // the terminal.
-            let message = escape(&error.message);
-            let line = match error.code {
-                ErrorCode::UpgradeFailed => {
-                    format!("upgrade failed, the old workers keep serving ({code}): {message}")
-                }
-                ErrorCode::Stopping if message.starts_with("herd is stopping") => {
-                    format!("{message} ({code})")
-                }
-                ErrorCode::Stopping => format!("herd is stopping ({code}): {message}"),
-                // The message says which binary, why, and that herd keeps running.
-                ErrorCode::ReexecCheckFailed => format!("{message} ({code})"),
-                _ => format!("herd refused ({code}): {message}"),
-            };
-            Err(Failure::Runtime(anyhow!(line)))
+) -> Result<R, Failure> {
+    Client::connect(control, owner)
+        .and_then(|mut client| client.call(command, timeout))
+        .map_err(failure)
+}
+
+/// A client error as the `herd` commands report it.
+fn failure(error: ClientError) -> Failure {
+    let error = match error {
+        ClientError::PathTooLong { .. } => return Failure::Usage(error.to_string()),
+        ClientError::Refused { error, .. } => error,
+        other => return Failure::Runtime(anyhow!(other)),
+    };
+    let code = error.code;
+    // The message is herd's, but may quote a worker: no control characters reach the terminal.
+    let message = escape(&error.message);
+    let line = match code {
+        ErrorCode::UpgradeFailed => {
+            format!("upgrade failed, the old workers keep serving ({code}): {message}")
         }
-        (false, _, None) => Err(Failure::Runtime(anyhow!("herd refused without saying why"))),
-    }
+        // The message says that herd is stopping; for a re-exec check, which binary, why, and
+        // that herd keeps running.
+        ErrorCode::Stopping | ErrorCode::ReexecCheckFailed => format!("{message} ({code})"),
+        _ => format!("herd refused ({code}): {message}"),
+    };
+    Failure::Runtime(anyhow!(line))
 }
 
 /// `herd attach`: fetch the sockets, register with herd, and become COMMAND with the sockets at
@@ -236,23 +191,8 @@ pub fn request(
 fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(), Failure> {
     // Look first, check the command against the sockets, then fetch for real and register:
     // a command that cannot run is never listed as an attached worker.
-    let look = herd::fetch::FetchOptions {
-        only: args.only.clone(),
-        attach: false,
-        owner,
-    };
-    let fetched = herd::fetch::fetch(control, &look).map_err(|e| {
-        if e.to_string().contains("No such file") || e.to_string().contains("refused (os error") {
-            Failure::Runtime(anyhow!(
-                "no herd is running at {}: start one with 'herd run', or select it with --name or \
-                 --control",
-                control.display()
-            ))
-        } else {
-            Failure::Runtime(anyhow!("{e}"))
-        }
-    })?;
-    let names: Vec<String> = fetched.iter().map(|f| f.name.clone()).collect();
+    let fetched = fetch(control, args.only.clone(), false, owner)?;
+    let names: Vec<String> = fetched.iter().map(|(s, _)| s.name.clone()).collect();
     let mut argv = Vec::with_capacity(args.command.len());
     for (i, arg) in args.command.iter().enumerate() {
         let template = ArgTemplate::compile(arg, i, &names).map_err(Failure::Usage)?;
@@ -292,13 +232,7 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
             }
         }
     }
-    let register = herd::fetch::FetchOptions {
-        only: names.clone(),
-        attach: true,
-        owner,
-    };
-    let fetched =
-        herd::fetch::fetch(control, &register).map_err(|e| Failure::Runtime(anyhow!("{e}")))?;
+    let fetched = fetch(control, names.clone(), true, owner)?;
     let count = fetched.len();
     // The sockets go to 3, 4, ...; fds this process inherited and does not pass on (a shell's
     // fd 10, say) are set aside, and put back only if the exec fails. execve, as `herd run`
@@ -307,7 +241,7 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     // The log queue dies with this program.
     crate::logging::flush();
     let mut executed = false;
-    let fds = fetched.into_iter().map(|f| f.fd).collect();
+    let fds = fetched.into_iter().map(|(_, fd)| fd).collect();
     // This process's only other thread, if any, is the log writer, which writes to stderr
     // alone: nothing else opens or uses an fd while the sockets are placed.
     let sole = herd_sys::fd::NoOtherThreadUsesFds::promise();
@@ -332,6 +266,18 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
         "cannot place the sockets at fds 3 to {}: {error}{hint}",
         count + 2
     )))
+}
+
+/// Fetches the sockets named in `only` (all if empty), registering this process with `attach`.
+pub fn fetch(
+    control: &Path,
+    only: Vec<String>,
+    attach: bool,
+    owner: Option<u32>,
+) -> Result<Vec<(SocketInfo, OwnedFd)>, Failure> {
+    Client::connect(control, owner)
+        .and_then(|mut client| client.sockets(only, attach, Some(QUICK)))
+        .map_err(failure)
 }
 
 /// Replaces this process with `program`, the sockets' variables set in its environment (with

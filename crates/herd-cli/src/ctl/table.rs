@@ -23,17 +23,17 @@ pub fn render(status: &Status) -> String {
         status.ready,
         status.desired
     );
-    if let Some(a) = status.autoscale.as_ref().filter(|a| !a.is_null()) {
-        let last = match &a["last_decision"] {
-            serde_json::Value::Null => "no decision yet".to_string(),
-            d => format!(
+    if let Some(a) = &status.autoscale {
+        let last = match &a.last_decision {
+            None => "no decision yet".to_string(),
+            Some(d) => format!(
                 "last: {} workers {} ago, {}",
-                d["workers"],
-                short(d["ago_ms"].as_u64().unwrap_or(0)),
-                escape(d["reason"].as_str().unwrap_or(""))
+                d.workers,
+                short(d.ago_ms),
+                escape(&d.reason)
             ),
         };
-        let _ = writeln!(out, "autoscaling {}..{} ({last})", a["min"], a["max"]);
+        let _ = writeln!(out, "autoscaling {}..{} ({last})", a.min, a.max);
     }
     if status.log_lines_dropped > 0 {
         let _ = writeln!(

@@ -18,5 +18,5 @@ pub use kind::{Balance, SocketKind};
 pub use parse::{Address, BindSpec, MAX_UNIX_PATH};
 pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;
-pub use socket_file::{prepare as prepare_socket_path, SocketFile};
+pub use socket_file::{prepare as prepare_socket_path, InUse as SocketInUse, SocketFile};
 pub use twice::GivenTwice;

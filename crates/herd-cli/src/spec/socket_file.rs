@@ -26,13 +26,29 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
         );
     }
     if is_live(path).with_context(|| format!("cannot probe the socket file {shown}"))? {
-        bail!("{shown} is in use by a running server; stop it or choose another path");
+        return Err(InUse(path.to_path_buf()).into());
     }
     std::fs::remove_file(path)
         .with_context(|| format!("cannot remove the stale socket file {shown}"))?;
     tracing::info!(event = LogEvent::StaleSocketRemoved.as_str(), path = %shown, "removed stale socket file");
     Ok(())
 }
+
+/// [`prepare`]'s error for a socket file a running server listens on.
+#[derive(Debug)]
+pub struct InUse(pub PathBuf);
+
+impl std::fmt::Display for InUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} is in use by a running server; stop it or choose another path",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for InUse {}
 
 /// Whether something listens on the socket file (a non-blocking connect, so a full backlog
 /// cannot hang herd).

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::control::protocol::{ErrorCode, Response};
+use crate::control::results::ReexecResult;
 use crate::control::server::Reply;
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
@@ -249,10 +250,10 @@ impl Supervisor {
 /// Tells the client that asked for the re-exec that the new program runs.
 pub(super) fn answer_reexec(connection: OwnedFd) {
     let mut stream = std::os::unix::net::UnixStream::from(connection);
-    let response = Response::ok(serde_json::json!({
-        "pid": std::process::id(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }));
+    let response = Response::ok(ReexecResult {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    });
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let _ = std::io::Write::write_all(&mut stream, &response.to_line());
 }

@@ -247,7 +247,9 @@ impl Supervisor {
         let mut written = Vec::new();
         for (reply, done) in self.stop_waiters {
             let stopped =
-                crate::control::protocol::Response::ok(serde_json::json!({ "stopped": true }));
+                crate::control::protocol::Response::ok(crate::control::results::StopResult {
+                    stopped: true,
+                });
             let _ = reply.send(stopped.into());
             written.push(done);
         }

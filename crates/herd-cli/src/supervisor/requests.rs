@@ -7,6 +7,7 @@ use herd_sys::process::{self, Signal};
 
 use crate::cli::MAX_WORKERS;
 use crate::control::protocol::{Command, ErrorCode, Response};
+use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
 use crate::control::server::{ControlRequest, Peer, Reply};
 use crate::logging::LogEvent;
 use crate::spec::Listener;
@@ -42,13 +43,8 @@ impl Supervisor {
                     self.started,
                 );
                 status.leftovers = self.leftovers.status(Instant::now());
-                match serde_json::to_value(status) {
-                    Ok(mut value) => {
-                        value["autoscale"] = self.autoscale_status().unwrap_or_default();
-                        Response::ok(value)
-                    }
-                    Err(e) => Response::error(ErrorCode::Internal, e.to_string()),
-                }
+                status.autoscale = self.autoscale_status();
+                Response::ok(status)
             }
             Command::Scale {
                 workers,
@@ -90,7 +86,7 @@ impl Supervisor {
                         let count = actions.len();
                         tracing::info!(event = LogEvent::WorkersSignalled.as_str(), signal = %sig, ?slot, "sending {sig} to {count} worker(s)");
                         self.apply(actions, false);
-                        Response::ok(serde_json::json!({ "signalled": count }))
+                        Response::ok(SignalResult { signalled: count })
                     }
                     Err(why) => Response::error(ErrorCode::InvalidArgument, why),
                 },
@@ -145,13 +141,13 @@ impl Supervisor {
                 }
             }
             let info = herd_sys::socket::inspect(fd).ok().flatten();
-            sockets.push(serde_json::json!({
-                "name": l.name,
-                "kind": l.kind,
-                "family": info.map(|i| format!("{:?}", i.family).to_lowercase()),
-                "type": info.map(|i| format!("{:?}", i.sock_type).to_lowercase()),
-                "address": l.address,
-            }));
+            sockets.push(SocketInfo {
+                name: l.name.clone(),
+                kind: Some(l.kind),
+                family: info.map(|i| format!("{:?}", i.family).to_lowercase()),
+                sock_type: info.map(|i| format!("{:?}", i.sock_type).to_lowercase()),
+                address: l.address.clone(),
+            });
         }
         if attach {
             let Some(pid) = peer.pid else {
@@ -160,10 +156,7 @@ impl Supervisor {
                     "cannot identify the attaching process".to_string(),
                 );
             };
-            let names: Vec<String> = sockets
-                .iter()
-                .filter_map(|s| s["name"].as_str().map(str::to_string))
-                .collect();
+            let names: Vec<String> = sockets.iter().map(|s| s.name.clone()).collect();
             let shown = names.join(",");
             let now = Instant::now();
             // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
@@ -189,7 +182,7 @@ impl Supervisor {
             }
         }
         Reply {
-            response: Response::ok(serde_json::json!({ "sockets": sockets })),
+            response: Response::ok(SocketsResult { sockets }),
             fds,
         }
     }
@@ -214,12 +207,12 @@ impl Supervisor {
                     return Response::error(ErrorCode::Stopping, "herd is stopping");
                 }
                 self.set_autoscale(Some((min, max)));
-                return Response::ok(serde_json::json!({
-                    "previous": current,
-                    "workers": current,
-                    "min": min,
-                    "max": max,
-                }));
+                return Response::ok(ScaleResult {
+                    previous: current,
+                    workers: current,
+                    min: Some(min),
+                    max: Some(max),
+                });
             }
             (_, _, None, None) => {}
             _ => {
@@ -239,10 +232,12 @@ impl Supervisor {
         match target {
             Err(why) => Response::error(ErrorCode::InvalidArgument, why),
             Ok(target) => match self.scale(target, "herd scale") {
-                Ok(previous) => Response::ok(serde_json::json!({
-                    "previous": previous,
-                    "workers": target,
-                })),
+                Ok(previous) => Response::ok(ScaleResult {
+                    previous,
+                    workers: target,
+                    min: None,
+                    max: None,
+                }),
                 Err(why) => Response::error(ErrorCode::Stopping, why),
             },
         }

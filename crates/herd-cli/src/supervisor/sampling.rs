@@ -8,6 +8,7 @@ use crate::spec::Listener;
 
 use super::autoscale::{Autoscaler, Sample};
 use super::pool::WorkerState;
+use super::status::{AutoscaleDecision, AutoscaleStatus};
 use super::Supervisor;
 use super::{metrics, process_stats};
 
@@ -158,15 +159,17 @@ impl Supervisor {
     }
 
     /// Autoscaling's state, for `herd status`.
-    pub fn autoscale_status(&self) -> Option<serde_json::Value> {
+    pub fn autoscale_status(&self) -> Option<AutoscaleStatus> {
         let a = self.autoscaler.as_ref()?;
-        let last = a.last.as_ref().map(|(at, d)| {
-            serde_json::json!({
-                "workers": d.workers,
-                "reason": d.reason,
-                "ago_ms": at.elapsed().as_millis() as u64,
-            })
+        let last = a.last.as_ref().map(|(at, d)| AutoscaleDecision {
+            workers: d.workers,
+            reason: d.reason.clone(),
+            ago_ms: at.elapsed().as_millis() as u64,
         });
-        Some(serde_json::json!({ "min": a.min, "max": a.max, "last_decision": last }))
+        Some(AutoscaleStatus {
+            min: a.min,
+            max: a.max,
+            last_decision: last,
+        })
     }
 }

@@ -45,16 +45,37 @@ pub struct Status {
     pub sockets: Vec<SocketStatus>,
     /// Processes that fetched the sockets with `herd attach` (not supervised).
     pub attached: Vec<AttachedStatus>,
-    /// Autoscaling bounds and last decision (`{min, max, last_decision: {workers, reason,
-    /// ago_ms}}`), or null.
+    /// Autoscaling bounds and last decision, or null.
     #[serde(default)]
-    pub autoscale: Option<serde_json::Value>,
+    pub autoscale: Option<AutoscaleStatus>,
     /// herd's own log lines lost because its stderr was closed, full or not read.
     #[serde(default)]
     pub log_lines_dropped: u64,
     /// Exited workers whose process groups still have processes, which herd is stopping.
     #[serde(default)]
     pub leftovers: Vec<LeftoverStatus>,
+}
+
+/// Autoscaling, when it is on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoscaleStatus {
+    /// The fewest workers it keeps.
+    pub min: usize,
+    /// The most workers it keeps.
+    pub max: usize,
+    /// Its last decision, if it made one.
+    pub last_decision: Option<AutoscaleDecision>,
+}
+
+/// An autoscaling decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoscaleDecision {
+    /// How many workers it asked for.
+    pub workers: usize,
+    /// Why.
+    pub reason: String,
+    /// How long ago, in milliseconds.
+    pub ago_ms: u64,
 }
 
 /// The process group an exited worker left behind.

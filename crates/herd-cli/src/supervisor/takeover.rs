@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
-use crate::control::protocol::{ErrorCode, Response};
+use crate::control::client::{connect_nonblocking, AsyncClient, ClientError};
+use crate::control::protocol::{Command, ErrorCode};
+use crate::control::results::StopResult;
 use crate::logging::LogEvent;
 use crate::spec::{Listener, SocketFile};
 
@@ -35,32 +37,31 @@ pub(super) enum StopAnswer {
     Gone(String),
 }
 
-/// Reads the old herd's answer line as a control [`Response`]: its error code decides, never
-/// the text of a message.
-pub(super) fn judge_stop_answer(line: &[u8]) -> StopAnswer {
-    let text = String::from_utf8_lossy(line);
-    match serde_json::from_str::<Response>(text.trim()) {
-        Ok(Response { ok: true, .. }) => StopAnswer::Stopped,
-        Ok(Response {
-            error: Some(error), ..
-        }) if error.code == ErrorCode::InvalidArgument => StopAnswer::Unsupported,
-        Ok(Response {
-            error: Some(error), ..
-        }) => {
-            let code = serde_json::to_value(error.code)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            StopAnswer::Refused(format!("{} ({code})", crate::text::escape(&error.message)))
+/// Judges the old herd's answer to a stop by its error code, never by the text of a message.
+pub(super) fn judge_stop_answer(answer: Result<StopResult, ClientError>) -> StopAnswer {
+    match answer {
+        Ok(_) => StopAnswer::Stopped,
+        Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::InvalidArgument => {
+            StopAnswer::Unsupported
         }
-        Ok(_) => StopAnswer::Refused("it refused without saying why".to_string()),
-        Err(_) if text.trim().is_empty() => {
+        Err(ClientError::Refused { error, .. }) => StopAnswer::Refused(format!(
+            "{} ({})",
+            crate::text::escape(&error.message),
+            error.code
+        )),
+        Err(ClientError::Closed { .. }) => {
             StopAnswer::Refused("it closed the connection without an answer".to_string())
         }
-        Err(_) => StopAnswer::Refused(format!(
-            "unexpected answer: {}",
-            crate::text::escape(text.trim())
-        )),
+        Err(e) => StopAnswer::Refused(e.to_string()),
+    }
+}
+
+/// The stop that ends a takeover; `takeover: false` for a herd that predates takeovers.
+fn stop_request(takeover: bool) -> Command {
+    Command::Stop {
+        grace_ms: None,
+        fast: false,
+        takeover,
     }
 }
 
@@ -76,19 +77,15 @@ pub(super) fn complete_takeover(
     answered: mpsc::Sender<StopAnswer>,
 ) -> Result<(), String> {
     let Takeover { old, old_socket } = takeover;
-    let connection = std::os::unix::net::UnixStream::connect(&old);
-    if let Err(e) = &connection {
-        if let Some(why) = gone(e) {
-            take_vacant_control(&old, old_socket, control_file);
-            tokio::spawn(async move {
-                let _ = answered.send(StopAnswer::Gone(why)).await;
-            });
-            return Ok(());
-        }
+    let connection = AsyncClient::connect_now(&old);
+    if let Err(ClientError::NotRunning { why, .. }) = &connection {
+        let why = why.describe().to_string();
+        take_vacant_control(&old, old_socket, control_file);
+        tokio::spawn(async move {
+            let _ = answered.send(StopAnswer::Gone(why)).await;
+        });
+        return Ok(());
     }
-    let connection = connection
-        .and_then(|s| s.set_nonblocking(true).map(|()| s))
-        .and_then(tokio::net::UnixStream::from_std);
     if let Err(e) = control_file.replace(&old, old_socket) {
         return Err(format!(
             "cannot move the control socket to {}: {e}",
@@ -97,46 +94,27 @@ pub(super) fn complete_takeover(
     }
     tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     tokio::spawn(async move {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let mut stream = match connection {
-            Ok(stream) => tokio::io::BufReader::new(stream),
+        let mut client = match connection {
+            Ok(client) => client,
             Err(e) => {
                 let why = format!("cannot ask it to stop: {e}");
                 let _ = answered.send(StopAnswer::Refused(why)).await;
                 return;
             }
         };
-        async fn ask(
-            stream: &mut tokio::io::BufReader<tokio::net::UnixStream>,
-            request: &[u8],
-        ) -> std::io::Result<StopAnswer> {
-            let mut answer = Vec::new();
-            stream.get_mut().write_all(request).await?;
-            stream.read_until(b'\n', &mut answer).await?;
-            Ok(judge_stop_answer(&answer))
-        }
-        let first = ask(
-            &mut stream,
-            b"{\"version\":1,\"command\":\"stop\",\"takeover\":true}\n",
-        )
-        .await;
-        let first = first.unwrap_or_else(|e| StopAnswer::Refused(format!("no answer: {e}")));
+        let first = judge_stop_answer(client.call(stop_request(true)).await);
         let unsupported = first == StopAnswer::Unsupported;
         let _ = answered.send(first).await;
         if unsupported {
-            let plain = ask(&mut stream, b"{\"version\":1,\"command\":\"stop\"}\n").await;
-            match plain {
-                Ok(StopAnswer::Stopped) => {
+            match judge_stop_answer(client.call(stop_request(false)).await) {
+                StopAnswer::Stopped => {
                     tracing::info!(event = LogEvent::OldHerdStopped.as_str(), old = %old.display(), "the old herd has stopped")
                 }
-                Ok(StopAnswer::Refused(why) | StopAnswer::Gone(why)) => {
+                StopAnswer::Refused(why) | StopAnswer::Gone(why) => {
                     tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd did not stop: {why}")
                 }
-                Ok(StopAnswer::Unsupported) => {
+                StopAnswer::Unsupported => {
                     tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd refused to stop")
-                }
-                Err(e) => {
-                    tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "cannot ask the old herd to stop: {e}")
                 }
             }
         }
@@ -144,24 +122,14 @@ pub(super) fn complete_takeover(
     Ok(())
 }
 
-/// Why a failed connection to the old herd's control socket means the old herd is gone:
-/// nothing at the path (it removed its socket as it stopped) or nobody listening (killed).
-pub(super) fn gone(e: &std::io::Error) -> Option<String> {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => Some("its control socket is gone".to_string()),
-        std::io::ErrorKind::ConnectionRefused => {
-            Some("nobody listens on its control socket".to_string())
-        }
-        _ => None,
-    }
-}
-
 /// What an aborted takeover leaves serving, said truthfully: the old herd, if it still answers
 /// at `old`.
 pub(super) fn after_abort(old: Option<&std::path::Path>) -> &'static str {
-    match old.map(std::os::unix::net::UnixStream::connect) {
-        Some(Ok(_)) => "the old herd keeps serving",
-        _ => "and the old herd is gone too: nothing serves",
+    match old.map(connect_nonblocking) {
+        Some(Err(ClientError::NotRunning { .. })) | None => {
+            "and the old herd is gone too: nothing serves"
+        }
+        Some(_) => "the old herd keeps serving",
     }
 }
 
@@ -281,19 +249,22 @@ mod tests {
 
     #[test]
     fn the_old_herds_answer_is_judged_by_its_error_code() {
-        let judge = |line: &str| judge_stop_answer(line.as_bytes());
+        let path = std::path::Path::new("/old.sock");
+        let judge = |line: &str| {
+            judge_stop_answer(crate::control::client::decode_answer(line.as_bytes(), path))
+        };
         assert_eq!(
-            judge("{\"version\":1,\"ok\":true,\"result\":{\"stopped\":true}}\n"),
+            judge("{\"version\":1,\"ok\":true,\"result\":{\"stopped\":true}}"),
             StopAnswer::Stopped
         );
         assert_eq!(
-            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"invalid_argument\",\"message\":\"stop: unknown field `takeover`\"}}\n"),
+            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"invalid_argument\",\"message\":\"stop: unknown field `takeover`\"}}"),
             StopAnswer::Unsupported
         );
         // Another code whose message quotes "invalid_argument" is a refusal, not an old herd
         // (a byte search took it for one, and sent a plain stop).
         let quoted = judge(
-            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"stopping\",\"message\":\"not \\\"invalid_argument\\\"\"}}\n",
+            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"stopping\",\"message\":\"not \\\"invalid_argument\\\"\"}}",
         );
         assert!(
             matches!(&quoted, StopAnswer::Refused(why) if why.contains("(stopping)")),
@@ -308,5 +279,18 @@ mod tests {
             judge("{\"version\":1,\"ok\":false}"),
             StopAnswer::Refused(_)
         ));
+    }
+
+    #[test]
+    fn the_stop_requests_are_those_every_herd_reads() {
+        let line = |takeover| crate::control::client::encode_request(stop_request(takeover));
+        assert_eq!(
+            line(true),
+            b"{\"version\":1,\"command\":\"stop\",\"fast\":false,\"takeover\":true}\n"
+        );
+        assert_eq!(
+            line(false),
+            b"{\"version\":1,\"command\":\"stop\",\"fast\":false}\n"
+        );
     }
 }

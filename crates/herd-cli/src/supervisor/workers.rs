@@ -8,6 +8,7 @@ use std::time::Instant;
 use herd_sys::process::{self, Signal};
 
 use crate::control::protocol::{ErrorCode, Response};
+use crate::control::results::UpgradeResult;
 use crate::logging::LogEvent;
 
 use super::phase::Report;
@@ -76,7 +77,9 @@ impl Supervisor {
                                 generation,
                                 "rolling upgrade to generation {generation} finished"
                             );
-                            Response::ok(serde_json::json!({ "generation": generation }))
+                            Response::ok(UpgradeResult {
+                                generation: *generation,
+                            })
                         }
                         // A stop abandons the upgrade: nobody keeps serving.
                         Err(_) if self.pool.is_stopping() => {

@@ -24,7 +24,7 @@ def main():
                 conn.settimeout(5)
                 try:
                     conn.recv(65536)
-                    conn.sendall(b'{"version":1,"ok":true,"result":{"generation":2,"signalled":9}}\n')
+                    conn.sendall(b'{"version":1,"ok":true,"result":{"generation":2,"signalled":9,"stopped":true}}\n')
                 except OSError:
                     pass
 

@@ -7,11 +7,13 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::client::ClientError;
+
 /// How often the wait looks at herd's state.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 /// Fails at once if the herd at the other end of `stream` is stopped.
-pub fn check_running(stream: &UnixStream, control: &Path) -> Result<(), String> {
+pub fn check_running(stream: &UnixStream, control: &Path) -> Result<(), ClientError> {
     match server_pid(stream) {
         Some(pid) if herd_sys::process::is_stopped(pid) => Err(stopped(control, pid)),
         _ => Ok(()),
@@ -21,24 +23,25 @@ pub fn check_running(stream: &UnixStream, control: &Path) -> Result<(), String> 
 /// Waits until herd's answer starts to arrive on `stream` (or the connection ends), for at
 /// most `timeout` (`None`: as long as it takes), failing early if herd is stopped. Leaves the
 /// stream's read timeout at what remains of `timeout`.
-pub fn wait(stream: &UnixStream, control: &Path, timeout: Option<Duration>) -> Result<(), String> {
-    let shown = control.display();
+pub fn wait(
+    stream: &UnixStream,
+    control: &Path,
+    timeout: Option<Duration>,
+) -> Result<(), ClientError> {
+    let cannot_wait = |e| ClientError::io(control, "cannot wait for", e);
     let pid = server_pid(stream);
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if remaining == Some(Duration::ZERO) {
-            let who = pid.map_or_else(String::new, |p| format!(" (pid {p})"));
-            return Err(format!(
-                "no answer from {shown} within {}: herd{who} is overloaded or stuck; try again, \
-                 or look at its log",
-                humantime::format_duration(timeout.unwrap_or_default())
-            ));
+            return Err(ClientError::Timeout {
+                path: control.to_path_buf(),
+                after: timeout.unwrap_or_default(),
+                pid,
+            });
         }
         let step = remaining.map_or(LOOK_EVERY, |r| r.min(LOOK_EVERY));
-        stream
-            .set_read_timeout(Some(step))
-            .map_err(|e| format!("cannot wait for {shown}: {e}"))?;
+        stream.set_read_timeout(Some(step)).map_err(cannot_wait)?;
         // recv(MSG_PEEK): the answer stays for the reader; SO_RCVTIMEO bounds the wait.
         match socket2::SockRef::from(stream).peek(&mut [std::mem::MaybeUninit::uninit(); 1]) {
             Ok(_) => break,
@@ -52,21 +55,18 @@ pub fn wait(stream: &UnixStream, control: &Path, timeout: Option<Duration>) -> R
         }
     }
     let remaining = deadline.map(|d| d.saturating_duration_since(Instant::now()).max(LOOK_EVERY));
-    stream
-        .set_read_timeout(remaining)
-        .map_err(|e| format!("cannot wait for {shown}: {e}"))
+    stream.set_read_timeout(remaining).map_err(cannot_wait)
 }
 
 fn server_pid(stream: &UnixStream) -> Option<u32> {
     herd_sys::socket::peer_pid(stream.as_fd()).ok().flatten()
 }
 
-fn stopped(control: &Path, pid: u32) -> String {
-    format!(
-        "the herd at {} (pid {pid}) is stopped (by SIGSTOP, Ctrl-Z or a debugger) and cannot \
-         answer; resume it with 'kill -CONT {pid}'",
-        control.display()
-    )
+fn stopped(control: &Path, pid: u32) -> ClientError {
+    ClientError::Stopped {
+        path: control.to_path_buf(),
+        pid,
+    }
 }
 
 #[cfg(test)]
@@ -81,7 +81,9 @@ mod tests {
         let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let client = UnixStream::connect(&path).unwrap();
         check_running(&client, &path).unwrap();
-        let e = wait(&client, &path, Some(Duration::from_millis(100))).unwrap_err();
+        let e = wait(&client, &path, Some(Duration::from_millis(100)))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("no answer from") && e.contains("within 100ms"),
             "{e}"

@@ -1,0 +1,106 @@
+//! The client's classification of failures: by errno and by the protocol, never by text.
+
+use std::io::Write;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+
+use super::*;
+use crate::control::protocol::ErrorCode;
+use crate::control::results::{ScaleResult, StopResult};
+
+#[test]
+fn connect_failures_are_told_apart_by_errno() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.sock");
+    assert!(matches!(
+        Client::connect(&missing, None),
+        Err(ClientError::NotRunning {
+            why: Vacancy::NoSocket,
+            ..
+        })
+    ));
+    // A socket file nobody listens on: a herd that was killed.
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    assert!(matches!(
+        connect_nonblocking(&stale),
+        Err(ClientError::NotRunning {
+            why: Vacancy::NobodyListening,
+            ..
+        })
+    ));
+    // A datagram socket is not a herd's control socket.
+    let datagram = dir.path().join("dgram.sock");
+    let _bound = UnixDatagram::bind(&datagram).unwrap();
+    assert!(matches!(
+        Client::connect(&datagram, None),
+        Err(ClientError::NotHerd { .. })
+    ));
+    let long = dir.path().join("x".repeat(200));
+    assert!(matches!(
+        Client::connect(&long, None),
+        Err(ClientError::PathTooLong { .. })
+    ));
+    assert!(matches!(
+        connect_nonblocking(&long),
+        Err(ClientError::PathTooLong { .. })
+    ));
+    let e = ClientError::from_connect(&missing, io::Error::from_raw_os_error(libc::EACCES));
+    assert!(matches!(e, ClientError::PermissionDenied { .. }), "{e}");
+}
+
+#[test]
+fn answers_are_decoded_by_their_code() {
+    let path = Path::new("/h.sock");
+    let ok: ScaleResult = decode_answer(
+        br#"{"version":1,"ok":true,"result":{"previous":1,"workers":3}}"#,
+        path,
+    )
+    .unwrap();
+    assert_eq!((ok.previous, ok.workers, ok.min), (1, 3, None));
+    let refused = decode_answer::<StopResult>(
+        br#"{"version":1,"ok":false,"error":{"code":"permission_denied","message":"no"}}"#,
+        path,
+    );
+    assert!(
+        matches!(&refused, Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::PermissionDenied),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        decode_answer::<StopResult>(b"", path),
+        Err(ClientError::Closed { .. })
+    ));
+    for strange in [
+        &b"HTTP/1.1 400 Bad Request"[..],
+        br#"{"version":1,"ok":false}"#,
+        br#"{"version":1,"ok":true,"result":{"stopped":"yes"}}"#,
+        br#"{"version":1,"ok":false,"error":{"code":"teapot","message":""}}"#,
+    ] {
+        let e = decode_answer::<StopResult>(strange, path).unwrap_err();
+        assert!(matches!(e, ClientError::NotHerd { .. }), "{e:?}");
+    }
+}
+
+#[test]
+fn a_request_gets_its_answer_and_a_refusal_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line).unwrap();
+        assert_eq!(line, "{\"version\":1,\"command\":\"status\"}\n");
+        stream
+            .write_all(
+                b"{\"version\":1,\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"m\"}}\n",
+            )
+            .unwrap();
+    });
+    let mut client = Client::connect(&path, None).unwrap();
+    let answer = client.call::<serde_json::Value>(Command::Status, Some(Duration::from_secs(5)));
+    server.join().unwrap();
+    match answer {
+        Err(ClientError::Refused { error, .. }) => assert_eq!(error.code, ErrorCode::Busy),
+        other => panic!("{other:?}"),
+    }
+}

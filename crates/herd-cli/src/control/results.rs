@@ -1,0 +1,228 @@
+//! Each command's result, typed: what `"result"` holds in a successful response. The wire
+//! form writes an object's members in lexicographic order, as herd always has (see
+//! [`Response::to_line`](super::protocol::Response::to_line)); field order here is free.
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::SocketKind;
+pub use crate::supervisor::status::{AutoscaleDecision, AutoscaleStatus, Status};
+
+/// The result of `scale`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleResult {
+    /// The number of workers before.
+    pub previous: usize,
+    /// The number of workers now asked for.
+    pub workers: usize,
+    /// The autoscaling bounds, when the request set them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<usize>,
+    /// See `min`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+}
+
+/// The result of `upgrade`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeResult {
+    /// The generation every worker now runs.
+    pub generation: u64,
+}
+
+/// The result of `stop`, sent once every worker is gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopResult {
+    /// Always `true`.
+    pub stopped: bool,
+}
+
+/// The result of `signal`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalResult {
+    /// How many workers got the signal.
+    pub signalled: usize,
+}
+
+/// The result of `reexec`, sent by the new program.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReexecResult {
+    /// herd's pid (unchanged by a re-exec).
+    pub pid: u32,
+    /// The new program's version.
+    pub version: String,
+}
+
+/// The result of `sockets`; the fds travel with the response, in this order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketsResult {
+    /// The sockets sent.
+    pub sockets: Vec<SocketInfo>,
+}
+
+/// One socket sent by `sockets`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketInfo {
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// `tcp`, `udp`, `unix` or `shm`; `None` for a kind this herd does not know.
+    #[serde(deserialize_with = "known_kind")]
+    pub kind: Option<SocketKind>,
+    /// Its address family (`inet`, `inet6`, `unix`), if herd could tell.
+    pub family: Option<String>,
+    /// Its type (`stream`, `dgram`, `seqpacket`), if herd could tell.
+    #[serde(rename = "type")]
+    pub sock_type: Option<String>,
+    /// Where it is bound.
+    pub address: String,
+}
+
+/// A socket kind, or `None` for one this herd does not know (a newer herd's).
+fn known_kind<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketKind>, D::Error> {
+    let name = String::deserialize(deserializer)?;
+    Ok(SocketKind::from_name(&name))
+}
+
+/// Any command's result, as the server sends it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum CommandResult {
+    /// `status`.
+    Status(Box<Status>),
+    /// `scale`.
+    Scale(ScaleResult),
+    /// `upgrade`.
+    Upgrade(UpgradeResult),
+    /// `stop`.
+    Stop(StopResult),
+    /// `signal`.
+    Signal(SignalResult),
+    /// `reexec`.
+    Reexec(ReexecResult),
+    /// `sockets`.
+    Sockets(SocketsResult),
+}
+
+macro_rules! from_result {
+    ($($variant:ident($type:ty)),*) => {
+        $(impl From<$type> for CommandResult {
+            fn from(result: $type) -> CommandResult {
+                CommandResult::$variant(result)
+            }
+        })*
+    };
+}
+
+from_result!(
+    Scale(ScaleResult),
+    Upgrade(UpgradeResult),
+    Stop(StopResult),
+    Signal(SignalResult),
+    Reexec(ReexecResult),
+    Sockets(SocketsResult)
+);
+
+impl From<Status> for CommandResult {
+    fn from(status: Status) -> CommandResult {
+        CommandResult::Status(Box::new(status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{ErrorCode, Response};
+
+    fn line(response: Response) -> String {
+        String::from_utf8(response.to_line()).unwrap()
+    }
+
+    /// The lines herd sent when results were built with `json!` (members sorted): old
+    /// clients and herds read exactly these.
+    #[test]
+    fn results_keep_their_wire_form() {
+        let scaled = ScaleResult {
+            previous: 2,
+            workers: 4,
+            min: None,
+            max: None,
+        };
+        assert_eq!(
+            line(Response::ok(scaled)),
+            "{\"version\":1,\"ok\":true,\"result\":{\"previous\":2,\"workers\":4}}\n"
+        );
+        let bounds = ScaleResult {
+            previous: 2,
+            workers: 2,
+            min: Some(1),
+            max: Some(8),
+        };
+        assert_eq!(
+            line(Response::ok(bounds)),
+            "{\"version\":1,\"ok\":true,\"result\":{\"max\":8,\"min\":1,\"previous\":2,\"workers\":2}}\n"
+        );
+        let socket = SocketInfo {
+            name: "http".into(),
+            kind: Some(SocketKind::Tcp),
+            family: Some("inet".into()),
+            sock_type: Some("stream".into()),
+            address: "127.0.0.1:80".into(),
+        };
+        assert_eq!(
+            line(Response::ok(SocketsResult {
+                sockets: vec![socket]
+            })),
+            "{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"address\":\"127.0.0.1:80\",\
+             \"family\":\"inet\",\"kind\":\"tcp\",\"name\":\"http\",\"type\":\"stream\"}]}}\n"
+        );
+        let reexec = ReexecResult {
+            pid: 7,
+            version: "0.1.0".into(),
+        };
+        assert_eq!(
+            line(Response::ok(reexec)),
+            "{\"version\":1,\"ok\":true,\"result\":{\"pid\":7,\"version\":\"0.1.0\"}}\n"
+        );
+        for (result, text) in [
+            (
+                CommandResult::from(UpgradeResult { generation: 3 }),
+                "{\"generation\":3}",
+            ),
+            (StopResult { stopped: true }.into(), "{\"stopped\":true}"),
+            (SignalResult { signalled: 4 }.into(), "{\"signalled\":4}"),
+        ] {
+            let expected = format!("{{\"version\":1,\"ok\":true,\"result\":{text}}}\n");
+            assert_eq!(line(Response::ok(result)), expected);
+        }
+        assert_eq!(
+            line(Response::error(ErrorCode::Busy, "later")),
+            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"later\"}}\n"
+        );
+    }
+
+    #[test]
+    fn further_fd_batches_have_their_line() {
+        let batch = crate::control::protocol::FdBatch {
+            version: 1,
+            batch: 2,
+        };
+        assert_eq!(batch.to_line(), b"{\"version\":1,\"batch\":2}\n");
+    }
+
+    #[test]
+    fn every_error_code_is_written_as_serde_writes_it() {
+        for code in ErrorCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).unwrap(), code);
+        }
+    }
+
+    #[test]
+    fn an_unknown_socket_kind_reads_as_none() {
+        let text = r#"{"name":"x","kind":"quic","family":null,"type":null,"address":"a"}"#;
+        let socket: SocketInfo = serde_json::from_str(text).unwrap();
+        assert_eq!(socket.kind, None);
+    }
+}

@@ -1,0 +1,165 @@
+//! The control protocol in the small form the worker library speaks: the `sockets` request and
+//! its response (see herd's `docs/control-protocol.md`). herd's own client uses serde types;
+//! a test in herd-cli runs every message through both and checks they agree.
+//!
+//! Public for that test and the fuzzer only; not part of the library's stable API.
+
+use crate::json::{self, ObjectWriter, Value};
+
+/// The protocol version.
+pub const VERSION: u64 = 1;
+
+/// The `sockets` request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SocketsRequest {
+    /// Only these sockets, by name (empty: all).
+    pub only: Vec<String>,
+    /// Register the sender as an attached worker.
+    pub attach: bool,
+}
+
+impl SocketsRequest {
+    /// The request as one line, newline included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut object = ObjectWriter::new()
+            .number("version", VERSION)
+            .string("command", "sockets");
+        if !self.only.is_empty() {
+            object = object.strings("only", &self.only);
+        }
+        let mut line = object.boolean("attach", self.attach).finish().into_bytes();
+        line.push(b'\n');
+        line
+    }
+}
+
+/// One socket a `sockets` response describes; its fd arrives alongside, in the same order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SocketDescription {
+    /// Its name in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// `tcp`, `udp`, `unix` or `shm`.
+    pub kind: String,
+    /// Its address family, if herd could tell.
+    pub family: Option<String>,
+    /// Its socket type, if herd could tell.
+    pub sock_type: Option<String>,
+    /// Where it is bound.
+    pub address: String,
+}
+
+/// A response to `sockets`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketsAnswer {
+    /// The sockets, whose fds come with the response.
+    Sockets(Vec<SocketDescription>),
+    /// herd refused: its error code (`invalid_argument`, ...) and message.
+    Refused {
+        /// The stable code.
+        code: String,
+        /// The message, for people.
+        message: String,
+    },
+}
+
+/// Reads the response line (without its newline) to a `sockets` request.
+pub fn parse_sockets_answer(line: &[u8]) -> Result<SocketsAnswer, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "the answer is not UTF-8".to_string())?;
+    let response = json::parse(text)?;
+    match response.get("ok") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => {
+            let error = response
+                .get("error")
+                .ok_or("a refusal without an \"error\"")?;
+            return Ok(SocketsAnswer::Refused {
+                code: string(error, "code")?,
+                message: string(error, "message")?,
+            });
+        }
+        _ => return Err("no \"ok\" in the answer".to_string()),
+    }
+    let sockets = response
+        .get("result")
+        .and_then(|r| r.get("sockets"))
+        .and_then(Value::as_array)
+        .ok_or("no \"sockets\" in the result")?;
+    sockets
+        .iter()
+        .map(description)
+        .collect::<Result<_, _>>()
+        .map(SocketsAnswer::Sockets)
+}
+
+fn description(socket: &Value) -> Result<SocketDescription, String> {
+    Ok(SocketDescription {
+        name: string(socket, "name")?,
+        kind: string(socket, "kind")?,
+        family: optional_string(socket, "family")?,
+        sock_type: optional_string(socket, "type")?,
+        address: string(socket, "address")?,
+    })
+}
+
+fn string(object: &Value, key: &str) -> Result<String, String> {
+    object
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| format!("no string \"{key}\""))
+}
+
+fn optional_string(object: &Value, key: &str) -> Result<Option<String>, String> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("\"{key}\" is not a string")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_name_only_what_they_ask_for() {
+        assert_eq!(
+            SocketsRequest::default().encode(),
+            b"{\"version\":1,\"command\":\"sockets\",\"attach\":false}\n"
+        );
+        let request = SocketsRequest {
+            only: vec!["http".into()],
+            attach: true,
+        };
+        assert_eq!(
+            request.encode(),
+            b"{\"version\":1,\"command\":\"sockets\",\"only\":[\"http\"],\"attach\":true}\n"
+        );
+    }
+
+    #[test]
+    fn answers_are_read_whatever_the_member_order() {
+        let line = br#"{"ok":true,"version":1,"result":{"sockets":[{"type":null,"name":"a","address":"x","kind":"unix","family":"unix"}]}}"#;
+        let expected = SocketDescription {
+            name: "a".into(),
+            kind: "unix".into(),
+            family: Some("unix".into()),
+            sock_type: None,
+            address: "x".into(),
+        };
+        assert_eq!(
+            parse_sockets_answer(line),
+            Ok(SocketsAnswer::Sockets(vec![expected]))
+        );
+        for bad in [
+            &b"{\"ok\":true}"[..],
+            b"{\"ok\":false}",
+            b"{\"ok\":1}",
+            b"{\"ok\":true,\"result\":{\"sockets\":[{\"name\":1}]}}",
+            b"\xff",
+            b"",
+        ] {
+            assert!(parse_sockets_answer(bad).is_err(), "{bad:?}");
+        }
+    }
+}
