@@ -192,8 +192,7 @@ impl Supervisor {
             attached,
             autoscaler,
             // The busyness baseline: the new image's first sample starts anew.
-            cpu_seen: _,
-            last_busy: _,
+            cpu: _,
             counters,
             // Its fd is in `handed.endpoints`.
             metrics_listener: _,

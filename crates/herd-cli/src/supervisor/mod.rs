@@ -13,6 +13,7 @@
 pub mod attached;
 pub mod autoscale;
 pub mod balance;
+mod busyness;
 mod handover;
 pub mod leftovers;
 mod lifecycle;
@@ -38,7 +39,7 @@ mod takeover;
 mod turn;
 mod workers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::os::unix::io::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -89,10 +90,8 @@ pub struct Supervisor {
     service: systemd::ServiceNotifier,
     /// Autoscaling, when `--workers MIN..MAX` or `herd scale MIN..MAX` asked for it.
     autoscaler: Option<Autoscaler>,
-    /// Each worker's CPU ticks at the last sample, for its busyness.
-    cpu_seen: HashMap<u32, (u64, Instant)>,
-    /// The workers' busyness at the last regular sample, reused by early samples.
-    last_busy: f64,
+    /// The workers' CPU use, for the autoscaler.
+    cpu: busyness::CpuMeter,
     /// Counters for `--metrics`.
     counters: metrics::Counters,
     /// The `--metrics` endpoint, until the loop serves it.
@@ -144,8 +143,7 @@ impl Supervisor {
             attached: AttachedSet::default(),
             service: systemd::ServiceNotifier::from_env(),
             autoscaler: None,
-            cpu_seen: HashMap::new(),
-            last_busy: 0.0,
+            cpu: busyness::CpuMeter::default(),
             counters: metrics::Counters::default(),
             metrics_listener: None,
             exe: reexec::invoked()?,

@@ -76,18 +76,18 @@ impl Supervisor {
         });
     }
 
-    /// Samples the load and applies the autoscaler's decision, if any.
     /// Samples the load and applies the autoscaler's decision. An `early` sample, taken because
     /// the queue grew between two regular ones, reuses the last busyness: CPU ticks over a few
     /// milliseconds would say nothing.
     pub(super) fn autoscale_tick(&mut self, early: bool) {
         let now = Instant::now();
-        if !early {
-            self.last_busy = self.busyness(now);
-        }
+        let busy = match early {
+            true => self.cpu.last(),
+            false => self.busyness(now),
+        };
         let sample = Sample {
             queued: self.queued(),
-            busy: self.last_busy,
+            busy,
             settled: self.all_ready(),
         };
         let current = self.pool.desired();
@@ -128,34 +128,15 @@ impl Supervisor {
     }
 
     /// The workers' average CPU use since the last sample, 0.0 to 1.0.
-    pub(super) fn busyness(&mut self, now: Instant) -> f64 {
-        let per_second = herd_sys::process::ticks_per_second() as f64;
-        let mut seen = HashMap::new();
-        let (mut total, mut count) = (0.0, 0);
-        for w in self
+    fn busyness(&mut self, now: Instant) -> f64 {
+        let readings = self
             .pool
             .workers()
             .iter()
             .filter(|w| w.state == WorkerState::Ready)
-        {
-            let Some(ticks) = herd_sys::process::cpu_ticks(w.pid) else {
-                continue;
-            };
-            if let Some(&(before, at)) = self.cpu_seen.get(&w.pid) {
-                let seconds = now.saturating_duration_since(at).as_secs_f64();
-                if seconds > 0.0 {
-                    total += (ticks.saturating_sub(before) as f64 / per_second / seconds).min(1.0);
-                    count += 1;
-                }
-            }
-            seen.insert(w.pid, (ticks, now));
-        }
-        self.cpu_seen = seen;
-        if count == 0 {
-            0.0
-        } else {
-            total / count as f64
-        }
+            .filter_map(|w| Some((w.pid, herd_sys::process::cpu_ticks(w.pid)?)));
+        let per_second = herd_sys::process::ticks_per_second();
+        self.cpu.sample(readings, per_second, now)
     }
 
     /// Autoscaling's state, for `herd status`.
