@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds and tests the worker-side crates (herd, herd-sys) with Debian's rustc 1.63, their
+# Builds and tests the worker-side crates (herd, herd-sys, and herd-core, the supervisor core
+# that herd's prefork and herd-cli share) with Debian's rustc 1.63, their
 # declared rust-version, for Linux, and for Windows (with `herd run` for Windows, herd-cli's
 # src/windows.rs) (x86_64-pc-windows-gnu, cross-compiled with
 # mingw-w64) with the tests run under Wine (see ../shared/WINDOWS.md). They are copied into a workspace of their own, because the main
@@ -24,13 +25,13 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -r "$root/crates/herd" "$root/crates/herd-sys" "$root/crates/herd-cli" "$work/"
+cp -r "$root/crates/herd-core" "$root/crates/herd" "$root/crates/herd-sys" "$root/crates/herd-cli" "$work/"
 # herd-cli is built for Windows only, where `herd run` is src/windows.rs on the worker
 # library: its manifest loses the Unix supervisor's dependencies.
 sed -i '/^# Everything below is the Unix/,$d' "$work/herd-cli/Cargo.toml"
 rm -rf "$work/herd-cli/examples"  # interop servers for the Unix tests
 # The main manifest's shared sections, with the members and paths of this smaller workspace.
-sed -e 's|^members = .*|members = ["herd-sys", "herd", "herd-cli"]|' -e '/^default-members/d' \
+sed -e 's|^members = .*|members = ["herd-core", "herd-sys", "herd", "herd-cli"]|' -e '/^default-members/d' \
     -e 's|path = "crates/|path = "|' -e '/^\[profile/,$d' "$root/Cargo.toml" > "$work/Cargo.toml"
 cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
 # The optional `tokio` feature needs a newer Rust than 1.63 (tokio's own minimum): the check

@@ -6,7 +6,7 @@ fuzz_target!(|text: &str| {
     if let Ok(spec) = text.parse::<herd_cli::spec::BindSpec>() {
         assert_eq!(spec.text, text);
         if let Some(name) = &spec.name {
-            herd::validate_name(name).expect("a parsed name is a valid LISTEN_FDNAMES name");
+            herd_core::validate_name(name).expect("a parsed name is a valid LISTEN_FDNAMES name");
         }
     }
 });

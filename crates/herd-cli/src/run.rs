@@ -20,7 +20,7 @@ use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
 use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor, Takeover};
-use herd::backoff::BackoffPolicy;
+use herd_core::BackoffPolicy;
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket, and `owner`
 /// is the uid a `--takeover`'s old herd may run as besides root and herd's own user.
@@ -253,7 +253,6 @@ fn prepare(
     let config = PoolConfig {
         workers,
         grace: args.grace,
-        stop_signal: args.stop_signal,
         backoff: BackoffPolicy::default(),
         readiness: match args.ready {
             ReadyMode::Delay(d) => Readiness::Delay(d),
@@ -265,7 +264,13 @@ fn prepare(
         max_surge: args.max_surge as usize,
         min_ready: args.min_ready,
     };
-    Ok(Supervisor::new(listeners, command, config, name)?)
+    Ok(Supervisor::new(
+        listeners,
+        command,
+        config,
+        args.stop_signal,
+        name,
+    )?)
 }
 
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage

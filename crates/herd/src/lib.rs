@@ -99,12 +99,10 @@
 // mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
 #![allow(clippy::incompatible_msrv)]
 
-pub mod backoff;
 mod error;
 #[cfg(unix)]
 pub mod fetch;
 mod json;
-mod listen_env;
 #[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]
@@ -129,7 +127,8 @@ pub mod balanced;
 pub mod windows;
 
 pub use error::{Error, ErrorKind, Result};
-pub use listen_env::{parse as parse_listen_env, validate_name, LISTEN_FDS_START};
+/// The first inherited fd, as in systemd's `SD_LISTEN_FDS_START`.
+pub use herd_core::LISTEN_FDS_START;
 #[cfg(unix)]
 pub use sockets::{shm, SharedMemory, Sockets};
 #[cfg(windows)]

@@ -32,11 +32,13 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::io::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use herd_core::{Action, BackoffPolicy, Pool, PoolConfig, Readiness, StopMode, WorkerExit};
 use herd_sys::process::{self, Forked, Signal};
 
-use crate::backoff::{Backoff, BackoffPolicy};
 use crate::error::{Error, ErrorKind, Result};
 
 /// What a child knows about itself.
@@ -95,17 +97,6 @@ const PARENT_SIGNALS: [Signal; 6] = [
     Signal::TTOU,
 ];
 
-#[derive(Clone, Debug, Default)]
-struct Slot {
-    pid: Option<u32>,
-    started: Option<Instant>,
-    restart_at: Option<Instant>,
-    backoff: Backoff,
-    retired: bool,
-    /// When the child, asked to stop by a scale-down, gets `SIGKILL` if it still runs.
-    kill_at: Option<Instant>,
-}
-
 impl Prefork {
     /// A supervisor for `workers` children (at least 1), with a 30 s grace period.
     pub fn new(workers: usize) -> Prefork {
@@ -146,141 +137,139 @@ impl Prefork {
         result
     }
 
+    /// The pool's settings: every child is ready once started, and none is upgraded.
+    fn pool_config(&self) -> PoolConfig {
+        PoolConfig {
+            workers: self.workers,
+            grace: self.grace,
+            backoff: self.backoff,
+            readiness: Readiness::Delay(Duration::ZERO),
+            watchdog: None,
+            max_surge: 1,
+            min_ready: Duration::ZERO,
+        }
+    }
+
+    /// Drives the shared [`Pool`]: reaps, forks what is due, waits for a signal or the next
+    /// deadline, and turns the signal into a stop or a scale.
     fn supervise<F: Fn(&Worker) -> i32>(&self, serve: &F) -> Result<()> {
         let parent = std::process::id();
-        let mut slots: Vec<Slot> = vec![Slot::default(); self.workers];
-        let mut desired = self.workers;
-        let mut stopping: Option<Instant> = None;
+        let mut pool = Pool::new(self.pool_config());
         loop {
-            self.reap(&mut slots, stopping.is_some());
-            if stopping.is_some() && slots.iter().all(|s| s.pid.is_none()) {
+            let actions = reap(&mut pool);
+            execute(&mut pool, actions, parent, serve);
+            if pool.is_stopped() {
                 return Ok(());
             }
-            if stopping.is_none() {
-                for (i, slot) in slots.iter_mut().enumerate().take(desired) {
-                    let due = slot.restart_at.map_or(true, |t| t <= Instant::now());
-                    if slot.pid.is_none() && due && !slot.retired {
-                        slot.restart_at = None;
-                        self.start(i, slot, parent, serve)?;
-                    }
-                }
-            }
-            let now = Instant::now();
-            kill_overdue(&mut slots, now);
-            let next = match stopping {
-                Some(deadline) => Some(deadline),
-                None => slots
-                    .iter()
-                    .filter_map(|s| s.restart_at)
-                    .chain(slots.iter().filter_map(|s| s.kill_at))
-                    .min(),
-            };
-            let timeout = next.map(|t| t.saturating_duration_since(now));
+            let actions = pool.due(Instant::now());
+            execute(&mut pool, actions, parent, serve);
+            let timeout = pool
+                .next_deadline()
+                .map(|t| t.saturating_duration_since(Instant::now()));
             let signal = process::wait_for_signal(&PARENT_SIGNALS, timeout)
                 .map_err(|e| Error::io("cannot wait for signals", e))?;
-            match signal {
-                // The first TERM or INT stops gracefully; TERM again changes nothing.
-                Some(s) if (s == Signal::TERM || s == Signal::INT) && stopping.is_none() => {
-                    stopping = Some(Instant::now() + self.grace);
-                    signal_all(&slots, Signal::TERM);
-                }
-                Some(s) if s == Signal::TERM => {}
-                // INT again, or QUIT: at once.
-                Some(s) if s == Signal::INT || s == Signal::QUIT => {
-                    stopping = Some(Instant::now());
-                    signal_all(&slots, Signal::KILL);
-                }
-                Some(s) if s == Signal::TTIN && stopping.is_none() => {
-                    desired += 1;
-                    if slots.len() < desired {
-                        slots.push(Slot::default());
-                    }
-                    slots[desired - 1].retired = false;
-                }
-                Some(s) if s == Signal::TTOU && stopping.is_none() && desired > 1 => {
-                    desired -= 1;
-                    let slot = &mut slots[desired];
-                    slot.retired = true;
-                    slot.restart_at = None;
-                    if let Some(pid) = slot.pid {
-                        let _ = process::signal_process(pid, Signal::TERM);
-                        slot.kill_at = Some(Instant::now() + self.grace);
-                    }
-                }
-                // The grace period is over.
-                None if stopping.map_or(false, |deadline| Instant::now() >= deadline) => {
-                    signal_all(&slots, Signal::KILL);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn start<F: Fn(&Worker) -> i32>(
-        &self,
-        i: usize,
-        slot: &mut Slot,
-        parent: u32,
-        serve: &F,
-    ) -> Result<()> {
-        match process::fork_single_threaded() {
-            Ok(Forked::Child) => {
-                // The child: default mask, a flag for the stop signals, death with the parent.
-                let _ = process::unblock_signals(&PARENT_SIGNALS);
-                let _ = process::catch(Signal::TERM);
-                let _ = process::catch(Signal::INT);
-                process::die_with_parent(Signal::KILL, parent);
-                let code = serve(&Worker { slot: i });
-                std::process::exit(code);
-            }
-            Ok(Forked::Parent(pid)) => {
-                slot.pid = Some(pid);
-                slot.started = Some(Instant::now());
-                Ok(())
-            }
-            Err(e) => {
-                // Out of processes or memory: retry later, as a crash would be.
-                let delay = slot.backoff.next_delay(&self.backoff, None);
-                slot.restart_at = Some(Instant::now() + delay);
-                eprintln!("prefork: cannot fork worker {i}: {e}; retrying in {delay:?}");
-                Ok(())
-            }
-        }
-    }
-
-    fn reap(&self, slots: &mut [Slot], stopping: bool) {
-        while let Ok(Some((pid, status))) = process::reap_any() {
-            let slot = match slots.iter_mut().find(|s| s.pid == Some(pid)) {
-                Some(slot) => slot,
-                None => continue,
+            let actions = match signal {
+                Some(signal) => on_signal(&mut pool, signal, Instant::now()),
+                None => Vec::new(),
             };
-            slot.pid = None;
-            slot.kill_at = None;
-            if stopping || slot.retired {
-                continue;
-            }
-            let uptime = slot.started.map(|t| t.elapsed());
-            let delay = slot.backoff.next_delay(&self.backoff, uptime);
-            slot.restart_at = Some(Instant::now() + delay);
-            eprintln!("prefork: worker {pid} exited ({status}); restarting in {delay:?}");
+            execute(&mut pool, actions, parent, serve);
         }
     }
 }
 
-/// Kills the children removed by a scale-down whose grace period is over.
-fn kill_overdue(slots: &mut [Slot], now: Instant) {
-    for slot in slots.iter_mut() {
-        if let (Some(pid), Some(at)) = (slot.pid, slot.kill_at) {
-            if at <= now {
+/// What a signal to the parent means: the first `TERM` or `INT` stops gracefully (`TERM`
+/// again changes nothing); `INT` again, or `QUIT`, stops at once; `TTIN` adds a child and
+/// `TTOU` removes one (never the last). `CHLD` only wakes the loop, which reaps.
+fn on_signal(pool: &mut Pool, signal: Signal, now: Instant) -> Vec<Action> {
+    let stopping = pool.is_stopping();
+    let desired = pool.desired();
+    if signal == Signal::TERM || (signal == Signal::INT && !stopping) {
+        pool.stop(true, None, now)
+    } else if signal == Signal::INT || signal == Signal::QUIT {
+        pool.stop(false, None, now)
+    } else if signal == Signal::TTIN {
+        pool.scale(desired + 1, now).unwrap_or_default()
+    } else if signal == Signal::TTOU && desired > 1 {
+        pool.scale(desired - 1, now).unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Carries out the pool's actions: forks children, signals them.
+fn execute<F: Fn(&Worker) -> i32>(pool: &mut Pool, actions: Vec<Action>, parent: u32, serve: &F) {
+    let mut queue: std::collections::VecDeque<Action> = actions.into();
+    while let Some(action) = queue.pop_front() {
+        match action {
+            Action::Spawn { slot, generation } => {
+                queue.extend(start(pool, slot, generation, parent, serve));
+            }
+            Action::Stop { pid, mode, .. } => {
+                let signal = match mode {
+                    StopMode::Graceful => Signal::TERM,
+                    StopMode::Kill => Signal::KILL,
+                };
+                let _ = process::signal_process(pid, signal);
+            }
+            Action::Ready { .. } | Action::UpgradeEnded(_) => {}
+        }
+    }
+}
+
+/// Forks the child for `slot`, which runs `serve` and exits with its code.
+fn start<F: Fn(&Worker) -> i32>(
+    pool: &mut Pool,
+    slot: usize,
+    generation: u64,
+    parent: u32,
+    serve: &F,
+) -> Vec<Action> {
+    match process::fork_single_threaded() {
+        Ok(Forked::Child) => {
+            // The child: default mask, a flag for the stop signals, death with the parent.
+            let _ = process::unblock_signals(&PARENT_SIGNALS);
+            let _ = process::catch(Signal::TERM);
+            let _ = process::catch(Signal::INT);
+            process::die_with_parent(Signal::KILL, parent);
+            let code = serve(&Worker { slot });
+            std::process::exit(code);
+        }
+        Ok(Forked::Parent(pid)) => {
+            if !pool.spawned(slot, generation, pid, Instant::now()) {
+                // Unreachable by construction; never leave a child unsupervised.
                 let _ = process::signal_process(pid, Signal::KILL);
-                slot.kill_at = None;
             }
+            Vec::new()
+        }
+        Err(e) => {
+            // Out of processes or memory: retry later, as a crash would be.
+            let (delay, actions) = pool.spawn_failed(slot, &e.to_string(), Instant::now());
+            eprintln!("prefork: cannot fork worker {slot}: {e}; retrying in {delay:?}");
+            actions
         }
     }
 }
 
-fn signal_all(slots: &[Slot], signal: Signal) {
-    for pid in slots.iter().filter_map(|s| s.pid) {
-        let _ = process::signal_process(pid, signal);
+/// Reaps every exited child and tells the pool.
+fn reap(pool: &mut Pool) -> Vec<Action> {
+    let mut actions = Vec::new();
+    while let Ok(Some((pid, status))) = process::reap_any() {
+        if let Some((exit, more)) = pool.exited(pid, worker_exit(status), Instant::now()) {
+            if let Some(delay) = exit.restart_in {
+                eprintln!("prefork: worker {pid} exited ({status}); restarting in {delay:?}");
+            }
+            actions.extend(more);
+        }
+    }
+    actions
+}
+
+/// What the pool needs of a child's exit status.
+fn worker_exit(status: ExitStatus) -> WorkerExit {
+    WorkerExit {
+        success: status.success(),
+        killed: status.signal() == Some(Signal::KILL.number()),
+        description: status.to_string(),
+        raw: status.into_raw(),
     }
 }

@@ -65,7 +65,7 @@ pub fn encode(entries: &[Entry]) -> Result<Vec<u8>> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
     for e in entries {
-        crate::listen_env::validate_name(&e.name).map_err(invalid)?;
+        herd_core::validate_name(&e.name).map_err(invalid)?;
         if e.blob.is_empty() || e.blob.len() > MAX_BLOB {
             return Err(invalid(format!(
                 "the blob of {:?} is {} bytes",
@@ -120,7 +120,7 @@ pub fn decode(input: &mut impl Read) -> Result<Vec<Entry>> {
         read(input, &mut name, "a socket's name")?;
         let name = String::from_utf8(name)
             .map_err(|_| invalid(format!("socket {i}'s name is not UTF-8")))?;
-        crate::listen_env::validate_name(&name).map_err(invalid)?;
+        herd_core::validate_name(&name).map_err(invalid)?;
         let mut len = [0u8; 2];
         read(input, &mut len, "a blob's length")?;
         let len = u16::from_le_bytes(len) as usize;

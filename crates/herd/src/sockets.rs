@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use herd_sys::socket::{self, Family, SockType, SocketInfo};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::listen_env::{self, LISTEN_FDS_START};
+use herd_core::{parse_listen_env, LISTEN_FDS_START};
 
 /// The fds this process inherited, claimed once from the environment on first use; the
 /// sockets not yet handed out, shared by [`Sockets::from_env`] and [`crate::shm`].
@@ -69,12 +69,13 @@ impl Sockets {
     /// Reads and claims the environment's fds (once per process).
     fn claim_env() -> Result<Sockets> {
         let var = |name: &str| std::env::var(name).ok();
-        let parsed = listen_env::parse(
+        let parsed = parse_listen_env(
             var("LISTEN_FDS").as_deref(),
             var("LISTEN_PID").as_deref(),
             var("LISTEN_FDNAMES").as_deref(),
             std::process::id(),
-        )?;
+        )
+        .map_err(|why| Error::new(ErrorKind::InvalidEnvironment, why))?;
         let names = match parsed {
             None => return Ok(Sockets::default()),
             Some(names) => names,

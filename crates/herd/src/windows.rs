@@ -104,7 +104,7 @@ pub enum Event<'a> {
 }
 
 /// Runs `workers` workers, each started with `command(slot)` and handed `sockets`, and restarts
-/// each one that exits, after the shared [`backoff`](crate::backoff) policy, until `stop()`
+/// each one that exits, after the shared restart backoff, until `stop()`
 /// returns true (checked every 50 ms); then terminates them (Windows console programs have no
 /// graceful stop signal) and waits for them. The sockets stay open throughout, so a restarting
 /// worker's clients wait in the accept queue instead of being refused.
@@ -115,7 +115,7 @@ pub fn supervise(
     mut stop: impl FnMut() -> bool,
     mut report: impl FnMut(Event<'_>),
 ) {
-    use crate::backoff::{Backoff, BackoffPolicy};
+    use herd_core::{Backoff, BackoffPolicy};
     use std::time::{Duration, Instant};
 
     struct Slot {

@@ -132,7 +132,7 @@ fn parse_address(text: &str) -> Result<Address, String> {
         return Ok(Address::SystemdAll);
     }
     if let Some(name) = text.strip_prefix("fd:") {
-        herd::validate_name(name)?;
+        herd_core::validate_name(name)?;
         return Ok(Address::SystemdNamed(name.to_string()));
     }
     if let Some(rest) = text.strip_prefix("tcp://") {

@@ -36,14 +36,13 @@ impl Supervisor {
         reply: Option<OwnedFd>,
     ) {
         let now = Instant::now();
-        self.pool = Pool::import(self.pool.config().clone(), state.pool, now);
+        self.pool = Pool::import(self.pool.config().clone(), state.pool.into(), now);
         self.started = now
             .checked_sub(Duration::from_millis(state.uptime_ms))
             .unwrap_or(now);
         for (saved, pidfd) in state.attached.into_iter().zip(attached) {
             self.attached.restore(Attached::restore(saved, pidfd, now));
         }
-        self.announced_ready = self.pool.workers().iter().map(|w| w.pid).collect();
         // The new image tells the service manager it is ready again as it starts.
         self.phase = Phase::resumed();
         self.leftovers = leftovers::Leftovers::import(state.leftovers, now);
@@ -75,7 +74,7 @@ impl Supervisor {
 
     /// The pool's state to hand to the new program, or why herd cannot re-execute now.
     pub(super) fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
-        let pool = self.pool.export(Instant::now());
+        let pool = self.pool.export(Instant::now()).map(pool::PoolState::from);
         // Stop signals held back while reuseport slots drain would not survive the exec.
         let draining = !self.drains.is_empty();
         match self
@@ -175,6 +174,8 @@ impl Supervisor {
         let Supervisor {
             // Exported into `handed.pool` (a re-exec waits while it cannot be).
             pool: _,
+            // The new image reads the same --stop-signal.
+            stop_signal: _,
             // Handed over as fds, described in `handed.listeners`.
             listeners: _,
             // The new image reads the same command line and environment.
@@ -204,8 +205,6 @@ impl Supervisor {
             // The check that passed has exited; another one still running is abandoned, and
             // the new image reaps it like any child of its own group.
             reexec_children: _,
-            // Rebuilt from the pool.
-            announced_ready: _,
             // Log rate limits and hints, which start afresh.
             limit_hinted: _,
             notify_log: _,

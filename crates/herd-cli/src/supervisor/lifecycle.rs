@@ -4,12 +4,13 @@ use std::time::{Duration, Instant};
 use herd_sys::process::Signal;
 use tokio::sync::oneshot;
 
-use crate::control::protocol::{ErrorCode, Response};
+use crate::control::protocol::Response;
 use crate::control::server::Reply;
 use crate::logging::LogEvent;
 
 use super::attached;
 use super::leftovers;
+use super::pool::{self, PoolError};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
 
 impl Supervisor {
@@ -20,7 +21,7 @@ impl Supervisor {
         if leaders.is_empty() {
             return;
         }
-        let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
+        let (stop_signal, grace) = (self.stop_signal, self.pool.config().grace);
         let stopping = self.attached.kill_at();
         for leader in leaders {
             self.leftovers.attached_exited(
@@ -49,7 +50,7 @@ impl Supervisor {
                 event = LogEvent::Stopping.as_str(),
                 signal = reason,
                 "stopping gracefully: workers get {} and {} to finish",
-                self.pool.config().stop_signal,
+                self.stop_signal,
                 humantime::format_duration(grace)
             );
         } else {
@@ -69,7 +70,7 @@ impl Supervisor {
         }
         self.service.stopping();
         let signal = if graceful {
-            self.pool.config().stop_signal
+            self.stop_signal
         } else {
             Signal::KILL
         };
@@ -99,7 +100,8 @@ impl Supervisor {
                 "{reason}: cannot upgrade: {why}"
             );
             if let Some(waiter) = waiter {
-                let _ = waiter.send(Response::error(ErrorCode::InvalidArgument, why).into());
+                let response = Response::error(pool::error_code(&why), why.to_string());
+                let _ = waiter.send(response.into());
             }
             return;
         }
@@ -122,18 +124,14 @@ impl Supervisor {
                     "{reason}: cannot upgrade: {why}"
                 );
                 if let Some(waiter) = waiter {
-                    let code = if self.pool.is_stopping() {
-                        ErrorCode::Stopping
-                    } else {
-                        ErrorCode::Busy
-                    };
-                    let _ = waiter.send(Response::error(code, why).into());
+                    let response = Response::error(pool::error_code(&why), why.to_string());
+                    let _ = waiter.send(response.into());
                 }
             }
         }
     }
 
-    pub(super) fn scale(&mut self, target: usize, reason: &str) -> Result<usize, String> {
+    pub(super) fn scale(&mut self, target: usize, reason: &str) -> Result<usize, PoolError> {
         let previous = self.pool.desired();
         let actions = self.pool.scale(target, Instant::now())?;
         tracing::info!(

@@ -45,6 +45,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use herd_sys::process::Signal;
 use tokio::sync::oneshot;
 
 use crate::command::WorkerCommand;
@@ -75,6 +76,8 @@ pub struct Control {
 /// A running herd: its sockets, its command, its pool and its endpoints.
 pub struct Supervisor {
     pool: Pool,
+    /// What asks a worker to stop ([`pool::StopMode::Graceful`]).
+    stop_signal: Signal,
     listeners: Vec<Listener>,
     command: WorkerCommand,
     stdin: OwnedFd,
@@ -109,8 +112,6 @@ pub struct Supervisor {
     resumed: bool,
     /// Children checking a new binary before a re-exec.
     reexec_children: reexec_check::Children,
-    /// Workers already logged as ready.
-    announced_ready: HashSet<u32>,
     /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
     limit_hinted: HashSet<usize>,
     notify_log: RateLimit,
@@ -128,10 +129,12 @@ impl Supervisor {
         listeners: Vec<Listener>,
         command: WorkerCommand,
         config: PoolConfig,
+        stop_signal: Signal,
         name: &str,
     ) -> anyhow::Result<Supervisor> {
         Ok(Supervisor {
             pool: Pool::new(config),
+            stop_signal,
             listeners,
             command,
             stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
@@ -152,7 +155,6 @@ impl Supervisor {
             reexec_reply: None,
             resumed: false,
             reexec_children: reexec_check::Children::default(),
-            announced_ready: HashSet::new(),
             limit_hinted: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             drains: balance::Drains::default(),

@@ -13,6 +13,7 @@ use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 use super::attached::Attached;
+use super::pool;
 use super::Supervisor;
 use super::{scale, status};
 
@@ -81,14 +82,14 @@ impl Supervisor {
                     ErrorCode::InvalidArgument,
                     crate::cli::signal_error(&signal),
                 ),
-                Some(sig) => match self.pool.signal(sig, slot) {
-                    Ok(actions) => {
-                        let count = actions.len();
+                Some(sig) => match self.pool.signal_targets(slot) {
+                    Ok(pids) => {
+                        let count = pids.len();
                         tracing::info!(event = LogEvent::WorkersSignalled.as_str(), signal = %sig, ?slot, "sending {sig} to {count} worker(s)");
-                        self.apply(actions, false);
+                        self.signal_workers(&pids, sig);
                         Response::ok(SignalResult { signalled: count })
                     }
-                    Err(why) => Response::error(ErrorCode::InvalidArgument, why),
+                    Err(why) => Response::error(pool::error_code(&why), why.to_string()),
                 },
             },
         };
@@ -238,7 +239,7 @@ impl Supervisor {
                     min: None,
                     max: None,
                 }),
-                Err(why) => Response::error(ErrorCode::Stopping, why),
+                Err(why) => Response::error(pool::error_code(&why), why.to_string()),
             },
         }
     }

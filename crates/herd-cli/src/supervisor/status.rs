@@ -191,7 +191,7 @@ pub fn snapshot(
 ) -> Status {
     let now = Instant::now();
     let ms = |d: Duration| d.as_millis() as u64;
-    let describe = |s: Option<std::process::ExitStatus>| s.map(super::describe_exit);
+    let describe = |e: &Option<super::pool::WorkerExit>| e.as_ref().map(|e| e.description.clone());
     let workers: Vec<WorkerStatus> = pool
         .workers()
         .iter()
@@ -213,7 +213,7 @@ pub fn snapshot(
                 stopping_reason: reason,
                 uptime_ms: ms(now.saturating_duration_since(w.started)),
                 restarts: slot.restarts,
-                last_exit: describe(slot.last_exit),
+                last_exit: describe(&slot.last_exit),
                 status: w.status.clone(),
             }
         })
@@ -228,7 +228,7 @@ pub fn snapshot(
                 slot: i,
                 restart_in_ms: ms(at.saturating_duration_since(now)),
                 restarts: s.restarts,
-                last_exit: describe(s.last_exit),
+                last_exit: describe(&s.last_exit),
             })
         })
         .collect();

@@ -96,8 +96,7 @@ impl Supervisor {
         self.apply(actions, false);
         // Attached processes stop with the pool, however it came to stop.
         if self.pool.is_stopping() {
-            let config = self.pool.config();
-            let (signal, grace) = (config.stop_signal, config.grace);
+            let (signal, grace) = (self.stop_signal, self.pool.config().grace);
             self.attached
                 .stop(&mut attached::System, signal, grace, Instant::now());
         }
@@ -107,7 +106,6 @@ impl Supervisor {
         self.attached_leftovers();
         balance::steer(&mut self.listeners, &self.pool);
         self.drains.release(&self.listeners, &self.pool);
-        self.announce_ready();
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
                 Step::CompleteTakeover(takeover) => {

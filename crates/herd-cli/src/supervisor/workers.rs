@@ -12,7 +12,7 @@ use crate::control::results::UpgradeResult;
 use crate::logging::LogEvent;
 
 use super::phase::Report;
-use super::pool::{Action, Reason, WorkerState};
+use super::pool::{self, Action, Reason, StopMode};
 use super::Supervisor;
 use super::{balance, leftovers, metrics, reap, relisten};
 
@@ -27,46 +27,18 @@ impl Supervisor {
                 Action::Spawn { slot, generation } => {
                     queue.extend(self.spawn(slot, generation, first_generation));
                 }
-                Action::Signal {
+                Action::Stop { pid, mode, reason } => self.stop_worker(pid, mode, reason),
+                Action::Ready {
+                    slot,
                     pid,
-                    signal,
-                    group,
-                    reason,
-                } => {
-                    // Signals only ever go to the pool's own workers.
-                    let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
-                    if reason == Reason::ScaleDown && balance::per_slot(&self.listeners) {
-                        let grace = self.pool.config().grace;
-                        self.drains.hold(pid, slot, signal, group, grace);
-                        continue;
-                    }
-                    match reason {
-                        Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
-                            tracing::warn!(
-                                event = LogEvent::WorkerKilled.as_str(),
-                                slot,
-                                pid,
-                                "killing worker: {}",
-                                reason.describe()
-                            );
-                        }
-                        _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
-                    }
-                    // A stop signal is followed by SIGCONT; `herd signal` sends only what
-                    // was asked.
-                    let sent = match reason {
-                        Reason::Requested => balance::deliver(pid, signal, group),
-                        _ => balance::deliver_stop(pid, signal, group),
-                    };
-                    if let Err(e) = sent {
-                        tracing::warn!(
-                            event = LogEvent::SignalFailed.as_str(),
-                            slot,
-                            pid,
-                            "cannot send {signal}: {e}"
-                        );
-                    }
-                }
+                    generation,
+                } => tracing::info!(
+                    event = LogEvent::WorkerReady.as_str(),
+                    slot,
+                    pid,
+                    generation,
+                    "worker ready"
+                ),
                 Action::UpgradeEnded(result) => {
                     let outcome = if result.is_ok() { "ok" } else { "failed" };
                     metrics::bump(&self.counters.upgrades, outcome);
@@ -207,7 +179,7 @@ impl Supervisor {
         for pid in found.lost_checks {
             self.reexec_children.lost(pid);
         }
-        let (stop_signal, grace) = (self.pool.config().stop_signal, self.pool.config().grace);
+        let (stop_signal, grace) = (self.stop_signal, self.pool.config().grace);
         self.leftovers.exited(
             &mut leftovers::System::default(),
             &exits,
@@ -220,11 +192,13 @@ impl Supervisor {
 
     /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.
     pub(super) fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
-        self.announced_ready.remove(&pid);
         // A worker that shut the shared socket down on its way out: repair it before the
         // others fail on it, and before this exit is judged (it may be one of theirs).
         self.check_sockets();
-        let Some((exit, actions)) = self.pool.exited(pid, status, Instant::now()) else {
+        let Some((exit, actions)) =
+            self.pool
+                .exited(pid, pool::worker_exit(status), Instant::now())
+        else {
             return;
         };
         let clean = status.success() || exit.stopped_for.is_some();
@@ -342,19 +316,60 @@ impl Supervisor {
         self.pool.all_ready()
     }
 
-    /// Logs each worker once, when it becomes ready.
-    pub(super) fn announce_ready(&mut self) {
-        for w in self.pool.workers() {
-            if w.state == WorkerState::Ready && self.announced_ready.insert(w.pid) {
-                tracing::info!(
-                    event = LogEvent::WorkerReady.as_str(),
-                    slot = w.slot,
-                    pid = w.pid,
-                    generation = w.generation,
-                    "worker ready"
+    /// Stops the pool's worker `pid`: the stop signal (then `SIGCONT`) or `SIGKILL` to its
+    /// process group; a graceful stop for a scale-down waits while its reuseport slot drains.
+    fn stop_worker(&mut self, pid: u32, mode: StopMode, reason: Reason) {
+        let signal = match mode {
+            StopMode::Graceful => self.stop_signal,
+            StopMode::Kill => Signal::KILL,
+        };
+        let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
+        if reason == Reason::ScaleDown && balance::per_slot(&self.listeners) {
+            let grace = self.pool.config().grace;
+            self.drains.hold(pid, slot, signal, true, grace);
+            return;
+        }
+        match reason {
+            Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
+                tracing::warn!(
+                    event = LogEvent::WorkerKilled.as_str(),
+                    slot,
+                    pid,
+                    "killing worker: {}",
+                    reason.describe()
                 );
             }
+            _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
         }
+        // A stop signal is followed by SIGCONT.
+        if let Err(e) = balance::deliver_stop(pid, signal, true) {
+            self.signal_failed(slot, pid, signal, &e);
+        }
+    }
+
+    /// Sends `signal`, and only that, to the pool's workers `pids` (`herd signal`).
+    pub(super) fn signal_workers(&mut self, pids: &[u32], signal: Signal) {
+        for &pid in pids {
+            let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
+            tracing::debug!(
+                slot,
+                pid,
+                "sending {signal}: {}",
+                Reason::Requested.describe()
+            );
+            if let Err(e) = balance::deliver(pid, signal, false) {
+                self.signal_failed(slot, pid, signal, &e);
+            }
+        }
+    }
+
+    fn signal_failed(&self, slot: usize, pid: u32, signal: Signal, e: &std::io::Error) {
+        tracing::warn!(
+            event = LogEvent::SignalFailed.as_str(),
+            slot,
+            pid,
+            "cannot send {signal}: {e}"
+        );
     }
 }
 

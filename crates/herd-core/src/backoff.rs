@@ -1,5 +1,5 @@
 //! Restart backoff for crash loops: immediate after a healthy run, then exponential. The
-//! policy `herd run` and [`prefork`](crate::prefork) share.
+//! policy every supervisor's [`Pool`](crate::Pool) applies per slot.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
-//! Parsing the socket-activation environment (`sd_listen_fds(3)`), as a pure function.
-
-use crate::error::{Error, ErrorKind, Result};
+//! The socket-activation environment (`sd_listen_fds(3)`): `LISTEN_FDS`, `LISTEN_PID` and
+//! `LISTEN_FDNAMES`, checked as pure functions, for the worker library that reads them and the
+//! supervisor that names its sockets.
 
 /// The first inherited fd, as in systemd's `SD_LISTEN_FDS_START`.
 pub const LISTEN_FDS_START: i32 = 3;
@@ -16,43 +16,34 @@ const MAX_NAME_LEN: usize = 255;
 /// Returns `Ok(None)` when the variables are absent or meant for another process (a
 /// `LISTEN_PID` that is not ours means "no sockets", as libsystemd decides), otherwise one name
 /// per fd, starting at fd 3. Fds without a name in `LISTEN_FDNAMES` are called `unknown`, as in
-/// systemd.
-pub fn parse(
+/// systemd. The error says what is wrong with the environment.
+pub fn parse_listen_env(
     fds: Option<&str>,
     pid: Option<&str>,
     names: Option<&str>,
     own_pid: u32,
-) -> Result<Option<Vec<String>>> {
-    let fds = match fds {
-        None => return Ok(None),
-        Some(fds) => fds,
-    };
-    let pid = match pid {
-        None => return Ok(None),
-        Some(pid) => pid,
+) -> Result<Option<Vec<String>>, String> {
+    let (fds, pid) = match (fds, pid) {
+        (Some(fds), Some(pid)) => (fds, pid),
+        _ => return Ok(None),
     };
     let pid: u32 = parse_number(pid).ok_or_else(|| {
-        invalid(format!(
-            "LISTEN_PID={pid:?} is not a process id (expected a positive decimal number)"
-        ))
+        format!("LISTEN_PID={pid:?} is not a process id (expected a positive decimal number)")
     })?;
     if pid == 0 {
-        return Err(invalid("LISTEN_PID=0 is not a process id".to_string()));
+        return Err("LISTEN_PID=0 is not a process id".to_string());
     }
     if pid != own_pid {
         return Ok(None);
     }
-    let count: usize = parse_number(fds).ok_or_else(|| {
-        invalid(format!(
-            "LISTEN_FDS={fds:?} is not a count (expected a decimal number)"
-        ))
-    })?;
+    let count: usize = parse_number(fds)
+        .ok_or_else(|| format!("LISTEN_FDS={fds:?} is not a count (expected a decimal number)"))?;
     // Refused before anything is allocated per fd: a hostile LISTEN_FDS must not be able to
     // exhaust memory (found by fuzzing).
     if count > MAX_LISTEN_FDS {
-        return Err(invalid(format!(
+        return Err(format!(
             "LISTEN_FDS={count} is more than the {MAX_LISTEN_FDS} sockets a process accepts"
-        )));
+        ));
     }
     let names: Vec<String> = match names {
         None => vec!["unknown".to_string(); count],
@@ -60,20 +51,20 @@ pub fn parse(
         Some(names) => names.split(':').map(str::to_string).collect(),
     };
     if names.len() != count {
-        return Err(invalid(format!(
+        return Err(format!(
             "LISTEN_FDNAMES has {} names but LISTEN_FDS={count}",
             names.len()
-        )));
+        ));
     }
     for name in &names {
-        validate_name(name).map_err(|why| invalid(format!("LISTEN_FDNAMES: {why}")))?;
+        validate_name(name).map_err(|why| format!("LISTEN_FDNAMES: {why}"))?;
     }
     Ok(Some(names))
 }
 
 /// Checks a socket name the way systemd's `fdname_is_valid()` does: 1 to 255 printable ASCII
 /// characters, no `:`.
-pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("a socket name cannot be empty".to_string());
     }
@@ -96,10 +87,6 @@ fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
     text.parse().ok()
 }
 
-fn invalid(message: String) -> Error {
-    Error::new(ErrorKind::InvalidEnvironment, message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,23 +97,26 @@ mod tests {
 
     #[test]
     fn absent_or_foreign_means_no_sockets() {
-        assert_eq!(parse(None, None, None, 7).unwrap(), None);
-        assert_eq!(parse(Some("1"), None, None, 7).unwrap(), None);
-        assert_eq!(parse(Some("1"), Some("8"), None, 7).unwrap(), None);
+        assert_eq!(parse_listen_env(None, None, None, 7).unwrap(), None);
+        assert_eq!(parse_listen_env(Some("1"), None, None, 7).unwrap(), None);
+        assert_eq!(
+            parse_listen_env(Some("1"), Some("8"), None, 7).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn names_match_counts() {
         assert_eq!(
-            parse(Some("2"), Some("7"), Some("http:admin"), 7).unwrap(),
+            parse_listen_env(Some("2"), Some("7"), Some("http:admin"), 7).unwrap(),
             names(&["http", "admin"])
         );
         assert_eq!(
-            parse(Some("1"), Some("7"), None, 7).unwrap(),
+            parse_listen_env(Some("1"), Some("7"), None, 7).unwrap(),
             names(&["unknown"])
         );
         assert_eq!(
-            parse(Some("0"), Some("7"), Some(""), 7).unwrap(),
+            parse_listen_env(Some("0"), Some("7"), Some(""), 7).unwrap(),
             names(&[])
         );
     }
@@ -147,10 +137,8 @@ mod tests {
             ("200000121", "7", None),
             ("65537", "7", None),
         ] {
-            let err = parse(Some(fds), Some(pid), fdnames, 7).unwrap_err();
-            assert_eq!(
-                err.kind(),
-                ErrorKind::InvalidEnvironment,
+            assert!(
+                parse_listen_env(Some(fds), Some(pid), fdnames, 7).is_err(),
                 "{fds} {pid} {fdnames:?}"
             );
         }

@@ -1,0 +1,54 @@
+//! The fields of an `sd_notify(3)` message that the pool acts on.
+
+/// The fields of an `sd_notify` message that herd acts on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyMessage {
+    /// `READY=1`.
+    pub ready: bool,
+    /// `STOPPING=1`.
+    pub stopping: bool,
+    /// `WATCHDOG=1`.
+    pub watchdog: bool,
+    /// `STATUS=...`.
+    pub status: Option<String>,
+}
+
+impl NotifyMessage {
+    /// Parses newline-separated `KEY=VALUE` assignments; unknown keys are ignored, as systemd
+    /// does. Returns `None` for a message that is not UTF-8 or has a line without `=`.
+    pub fn parse(bytes: &[u8]) -> Option<NotifyMessage> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut message = NotifyMessage::default();
+        for line in text.split('\n').filter(|l| !l.is_empty()) {
+            let (key, value) = line.split_once('=')?;
+            match (key, value) {
+                ("READY", "1") => message.ready = true,
+                ("STOPPING", "1") => message.stopping = true,
+                ("WATCHDOG", "1") => message.watchdog = true,
+                ("STATUS", text) => {
+                    message.status = Some(text.chars().take(200).collect());
+                }
+                _ => {}
+            }
+        }
+        Some(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notify_messages_parse_like_systemd() {
+        let m = NotifyMessage::parse(b"READY=1\nSTATUS=serving 3 clients\nX_CUSTOM=1\n").unwrap();
+        assert!(m.ready && !m.watchdog && !m.stopping);
+        assert_eq!(m.status.as_deref(), Some("serving 3 clients"));
+        assert!(NotifyMessage::parse(b"READY").is_none());
+        assert!(NotifyMessage::parse(&[0xff, 0xfe]).is_none());
+        assert_eq!(
+            NotifyMessage::parse(b"READY=0").unwrap(),
+            NotifyMessage::default()
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! What the driver asks for: scale, upgrade, stop, and which workers a signal reaches.
+
+use std::time::{Duration, Instant};
+
+use super::{Action, Phase, Pool, PoolError, Reason, Slot, StopMode, Upgrade, WorkerState};
+
+impl Pool {
+    /// Sets the number of workers: new slots start now; workers above the new number stop
+    /// gracefully, highest slots first.
+    pub fn scale(&mut self, workers: usize, now: Instant) -> Result<Vec<Action>, PoolError> {
+        if self.phase == Phase::Stopping {
+            return Err(PoolError::Stopping);
+        }
+        self.desired = workers;
+        if self.slots.len() < workers {
+            self.slots.resize(workers, Slot::default());
+        }
+        self.count_slots();
+        let deadline = now + self.config.grace;
+        let mut actions = Vec::new();
+        let mut doomed: Vec<usize> = (0..self.workers.len())
+            .filter(|&i| self.workers[i].live() && self.workers[i].slot >= workers)
+            .collect();
+        doomed.sort_by_key(|&i| std::cmp::Reverse(self.workers[i].slot));
+        for i in doomed {
+            actions.push(self.stop_worker(i, StopMode::Graceful, Reason::ScaleDown, deadline));
+        }
+        for s in &mut self.slots[workers..] {
+            s.restart_at = None;
+        }
+        actions.extend(self.due(now));
+        Ok(actions)
+    }
+
+    /// Starts a rolling upgrade to a new generation that must finish within `timeout`.
+    pub fn upgrade(
+        &mut self,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<(u64, Vec<Action>), PoolError> {
+        if self.phase == Phase::Stopping {
+            return Err(PoolError::Stopping);
+        }
+        if let Some(u) = self.upgrade {
+            return Err(PoolError::UpgradeInProgress {
+                generation: u.generation,
+            });
+        }
+        self.latest_generation += 1;
+        let generation = self.latest_generation;
+        self.upgrade = Some(Upgrade {
+            generation,
+            deadline: now + timeout,
+        });
+        Ok((generation, self.due(now)))
+    }
+
+    /// The shortest time an upgrade can take: each new worker must stay ready `min_ready`
+    /// before it replaces an old one, and at most `max_surge` start at a time, so the
+    /// `desired` slots take that many rounds.
+    pub fn shortest_upgrade(&self) -> Duration {
+        let surge = self.config.max_surge.max(1);
+        let rounds = self.desired / surge + usize::from(self.desired % surge != 0);
+        self.config
+            .min_ready
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+    }
+
+    /// Why an upgrade given `timeout` cannot succeed, if it cannot: it is zero, or no longer
+    /// than [`Pool::shortest_upgrade`].
+    pub fn upgrade_too_short(&self, timeout: Duration) -> Option<PoolError> {
+        if timeout == Duration::ZERO {
+            return Some(PoolError::ZeroUpgradeTimeout);
+        }
+        let shortest = self.shortest_upgrade();
+        if shortest == Duration::ZERO || timeout > shortest {
+            return None;
+        }
+        Some(PoolError::UpgradeTooShort {
+            timeout,
+            shortest,
+            min_ready: self.config.min_ready,
+            workers: self.desired,
+            max_surge: self.config.max_surge,
+        })
+    }
+
+    pub(super) fn abort_upgrade(
+        &mut self,
+        reason: String,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) {
+        let u = match self.upgrade.take() {
+            Some(u) => u,
+            None => return,
+        };
+        let deadline = now + self.config.grace;
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.generation >= u.generation && w.live() && !w.available {
+                let stop =
+                    self.stop_worker(i, StopMode::Graceful, Reason::UpgradeAborted, deadline);
+                actions.push(stop);
+            }
+        }
+        actions.push(Action::UpgradeEnded(Err(reason)));
+    }
+
+    /// Stops every worker: gracefully (a graceful stop now, a kill after `grace`) or at once.
+    /// A graceful request while stopping changes nothing; a fast one kills what runs.
+    pub fn stop(&mut self, graceful: bool, grace: Option<Duration>, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if graceful && self.phase == Phase::Stopping {
+            return actions;
+        }
+        self.abort_upgrade("herd is stopping".to_string(), now, &mut actions);
+        self.phase = Phase::Stopping;
+        for s in &mut self.slots {
+            s.restart_at = None;
+            s.spawning = false;
+        }
+        let deadline = now + grace.unwrap_or(self.config.grace);
+        for i in 0..self.workers.len() {
+            match (self.workers[i].state, graceful) {
+                (WorkerState::Stopping { killed: true, .. }, _) => {}
+                (WorkerState::Stopping { .. }, true) => {}
+                (_, false) => {
+                    actions.push(self.stop_worker(i, StopMode::Kill, Reason::Shutdown, now));
+                }
+                (_, true) => {
+                    let stop = self.stop_worker(i, StopMode::Graceful, Reason::Shutdown, deadline);
+                    actions.push(stop);
+                }
+            }
+        }
+        actions
+    }
+
+    /// The pids of the live workers, or of the one in `slot`, for a signal someone asked for
+    /// (`herd signal`): the driver sends it.
+    pub fn signal_targets(&self, slot: Option<usize>) -> Result<Vec<u32>, PoolError> {
+        let pids: Vec<u32> = self
+            .workers
+            .iter()
+            .filter(|w| w.live() && slot.map_or(true, |s| w.slot == s))
+            .map(|w| w.pid)
+            .collect();
+        match (slot, pids.is_empty()) {
+            (Some(slot), true) => Err(PoolError::NoWorkerInSlot { slot }),
+            _ => Ok(pids),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! What the driver reports: a worker started or could not, exited, or sent a notification.
+
+use std::time::{Duration, Instant};
+
+use super::{Action, Exit, Phase, Pool, Reason, Worker, WorkerExit, WorkerState};
+use crate::duration::{format_duration, round_ms};
+use crate::notify::NotifyMessage;
+
+impl Pool {
+    /// The worker for `slot` runs as `pid`. Returns `false` when the slot was not handed out
+    /// by [`Action::Spawn`] (the caller must then stop that process itself).
+    pub fn spawned(&mut self, slot: usize, generation: u64, pid: u32, now: Instant) -> bool {
+        match self.slots.get_mut(slot) {
+            Some(s) if s.spawning && self.phase == Phase::Serving => {
+                s.spawning = false;
+                let w = Worker {
+                    pid,
+                    slot,
+                    generation,
+                    state: WorkerState::Starting,
+                    started: now,
+                    last_ping: now,
+                    ready_since: None,
+                    available: false,
+                    status: None,
+                };
+                self.add_count(slot, w.count());
+                self.by_pid.entry(pid).or_insert(self.workers.len());
+                self.workers.push(w);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The worker for `slot` could not be started. Returns the delay before the next try, and
+    /// aborts an upgrade whose new worker this was.
+    pub fn spawn_failed(
+        &mut self,
+        slot: usize,
+        why: &str,
+        now: Instant,
+    ) -> (Duration, Vec<Action>) {
+        let policy = self.config.backoff;
+        let mut actions = Vec::new();
+        let s = match self.slots.get_mut(slot) {
+            Some(s) => s,
+            None => return (Duration::ZERO, actions),
+        };
+        s.spawning = false;
+        let delay = s.backoff.next_delay(&policy, None);
+        s.restart_at = Some(now + delay);
+        if let Some(u) = self.upgrade {
+            let reason = format!(
+                "cannot start a worker of generation {}: {why}",
+                u.generation
+            );
+            self.abort_upgrade(reason, now, &mut actions);
+        }
+        (delay, actions)
+    }
+
+    /// A child exited. Returns `None` when `pid` is not one of the pool's workers, else what
+    /// the exit meant, with any actions it triggers (an aborted upgrade).
+    pub fn exited(
+        &mut self,
+        pid: u32,
+        status: WorkerExit,
+        now: Instant,
+    ) -> Option<(Exit, Vec<Action>)> {
+        let index = *self.by_pid.get(&pid)?;
+        let w = self.workers.remove(index);
+        self.remove_count(w.slot, w.count());
+        self.index_pids();
+        let mut actions = Vec::new();
+        let stopped_for = match w.state {
+            WorkerState::Stopping { reason, .. } => Some(reason),
+            _ => None,
+        };
+        let uptime = now.saturating_duration_since(w.started);
+        // A new-generation worker that dies before it is available fails its upgrade (one
+        // killed for failing, by its watchdog, counts too).
+        let excused = self.excused_until.map_or(false, |t| now < t);
+        if w.holds_slot() && !w.available && self.is_upgrading_worker(&w) && !excused {
+            let reason = self.upgrade_failure(&w, &status, now);
+            self.abort_upgrade(reason, now, &mut actions);
+        }
+        // A worker killed from outside (SIGKILL that herd did not send: an operator, the OOM
+        // killer, a chaos test) did not crash on its own: its successor starts at once, and the
+        // slot's crash-loop backoff does not grow, so kills cannot starve a slot. Nor does a
+        // worker that exits just after a shared socket was found shut down (and repaired): it
+        // most likely failed on it.
+        let no_fault = stopped_for.is_none() && (status.killed || excused);
+        self.slots[w.slot].last_exit = Some(status);
+        let unexpected = stopped_for.map_or(true, Reason::restarts);
+        let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
+        let replaced = self.slots[w.slot].count.live > 0;
+        let restart_in = if unexpected && slot_wanted && !replaced {
+            let policy = self.config.backoff;
+            let slot = &mut self.slots[w.slot];
+            let delay = if no_fault {
+                Duration::ZERO
+            } else {
+                slot.backoff.next_delay(&policy, Some(uptime))
+            };
+            slot.restarts += 1;
+            slot.restart_at = Some(now + delay);
+            Some(delay)
+        } else {
+            None
+        };
+        let exit = Exit {
+            slot: w.slot,
+            generation: w.generation,
+            uptime,
+            stopped_for,
+            restart_in,
+            was_ready: w.ready_since.is_some(),
+            was_available: w.available,
+        };
+        Some((exit, actions))
+    }
+
+    /// Why the upgrade fails when its new worker `w` exited.
+    fn upgrade_failure(&self, w: &Worker, status: &WorkerExit, now: Instant) -> String {
+        let when = match w.ready_since {
+            None => "before it was ready".to_string(),
+            Some(t) => format!(
+                "{} after it was ready, within --min-ready {}",
+                format_duration(round_ms(now.saturating_duration_since(t))),
+                format_duration(self.config.min_ready)
+            ),
+        };
+        format!(
+            "worker {} (pid {}) of generation {} exited {when}: {}",
+            w.slot, w.pid, w.generation, status.description
+        )
+    }
+
+    /// A worker sent an `sd_notify` message. Returns `true` when `pid` is a worker.
+    pub fn notified(&mut self, pid: u32, message: &NotifyMessage, now: Instant) -> bool {
+        let i = match self.by_pid.get(&pid) {
+            Some(&i) => i,
+            None => return false,
+        };
+        if message.ready && self.workers[i].state == WorkerState::Starting {
+            self.make_ready(i, now);
+        }
+        self.update(i, |w| {
+            if message.watchdog && w.state == WorkerState::Ready {
+                w.last_ping = now;
+            }
+            if let Some(status) = &message.status {
+                w.status = Some(status.clone());
+            }
+        });
+        true
+    }
+}

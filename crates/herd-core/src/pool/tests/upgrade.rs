@@ -1,0 +1,298 @@
+//! Rolling upgrades and `--min-ready`.
+use super::*;
+
+#[test]
+fn rolling_upgrade_replaces_each_slot_after_its_successor_is_ready() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let (generation, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    assert_eq!(generation, 2);
+    h.apply(actions);
+    // One surge worker for slot 0; nobody is stopped yet.
+    assert_eq!(h.live().len(), 3);
+    assert!(h.signals.is_empty());
+    assert!(
+        h.pool.upgrade(60 * SEC, h.now).is_err(),
+        "one upgrade at a time"
+    );
+
+    h.notify(102, "READY=1");
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    assert_eq!(
+        h.pid_in(1),
+        101,
+        "slot 1's old worker serves until its successor is ready"
+    );
+    let new_in_1 = h
+        .pool
+        .workers()
+        .iter()
+        .find(|w| w.slot == 1 && w.generation == 2)
+        .unwrap()
+        .pid;
+    h.notify(new_in_1, "READY=1");
+    assert_eq!(
+        h.signals.last(),
+        Some(&(101, StopMode::Graceful, Reason::Replaced))
+    );
+    assert_eq!(h.ended, [Ok(2)]);
+    assert_eq!(h.pool.generation(), 2);
+    let exit = h.exit(100, code(0));
+    assert_eq!(
+        (exit.stopped_for, exit.restart_in),
+        (Some(Reason::Replaced), None)
+    );
+}
+
+#[test]
+fn an_upgrade_whose_worker_exits_aborts_and_keeps_the_old_ones() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let exit = h.exit(102, code(3));
+    assert_eq!(exit.restart_in, None, "the old worker still holds slot 0");
+    assert_eq!(h.ended.len(), 1);
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(
+        why.contains("exited before it was ready: exit code 3"),
+        "{why}"
+    );
+    let live: Vec<u32> = h.live().iter().map(|w| w.1).collect();
+    assert_eq!(live, [100, 101]);
+    assert_eq!(h.pool.generation(), 1);
+    assert!(h.pool.upgrade_in_progress().is_none());
+    // A later upgrade may try again.
+    assert_eq!(h.pool.upgrade(60 * SEC, h.now).unwrap().0, 3);
+}
+
+#[test]
+fn an_upgrade_whose_worker_is_never_ready_aborts() {
+    let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    h.advance(10 * SEC);
+    assert!(h.ended[0]
+        .as_ref()
+        .unwrap_err()
+        .contains("did not send READY=1"));
+    assert_eq!(
+        h.signals,
+        [(101, StopMode::Graceful, Reason::UpgradeAborted)]
+    );
+    assert_eq!(h.live().iter().map(|w| w.1).collect::<Vec<_>>(), [100]);
+}
+
+#[test]
+fn an_upgrade_whose_worker_cannot_start_aborts() {
+    let mut pool = Pool::new(config(1, Readiness::Delay(SEC)));
+    let t0 = Instant::now();
+    pool.due(t0);
+    assert!(pool.spawned(0, 1, 100, t0));
+    pool.due(t0 + SEC);
+    let (_, actions) = pool.upgrade(60 * SEC, t0 + SEC).unwrap();
+    assert_eq!(
+        actions,
+        [Action::Spawn {
+            slot: 0,
+            generation: 2
+        }]
+    );
+    let (_, actions) = pool.spawn_failed(0, "no such file", t0 + SEC);
+    assert!(
+        matches!(&actions[..], [Action::UpgradeEnded(Err(why))] if why.contains("no such file"))
+    );
+}
+
+#[test]
+fn stopping_during_an_upgrade_ends_it() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    h.advance(SEC);
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let actions = h.pool.stop(true, None, h.now);
+    h.apply(actions);
+    assert_eq!(h.ended, [Err("herd is stopping".to_string())]);
+    assert!(h.pool.scale(3, h.now).is_err());
+    assert!(h.pool.upgrade(SEC, h.now).is_err());
+}
+
+/// A harness whose workers (pids 100..) are all ready and available, then an upgrade started.
+fn upgrading(workers: usize, cfg: PoolConfig) -> Harness {
+    let mut h = Harness::new(cfg);
+    for pid in 100..100 + workers as u32 {
+        h.notify(pid, "READY=1");
+    }
+    h.advance(h.pool.config().min_ready);
+    assert!(h.pool.all_available());
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    h
+}
+
+fn new_worker(h: &Harness, slot: usize) -> u32 {
+    h.pool
+        .workers()
+        .iter()
+        .find(|w| w.slot == slot && w.generation == 2 && w.live())
+        .unwrap()
+        .pid
+}
+
+#[test]
+fn an_old_worker_stops_only_once_its_successor_stayed_ready_for_min_ready() {
+    let mut h = upgrading(1, with_min_ready(1, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    assert!(h.signals.is_empty(), "ready is not enough");
+    assert_eq!(h.pool.next_deadline(), Some(h.now + SEC));
+    h.advance(999 * MS);
+    assert!(h.signals.is_empty());
+    h.advance(MS);
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    assert_eq!(h.ended, [Ok(2)]);
+}
+
+#[test]
+fn a_new_worker_that_dies_within_min_ready_aborts_the_upgrade() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    h.advance(300 * MS);
+    let exit = h.exit(new, code(1));
+    assert_eq!(exit.restart_in, None, "the old worker still holds slot 0");
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(
+        why.contains("exited 300ms after it was ready, within --min-ready 1s: exit code 1"),
+        "{why}"
+    );
+    assert!(h.signals.is_empty(), "no old worker was stopped");
+    h.advance(10 * SEC);
+    let live: Vec<(u32, u64)> = h.live().iter().map(|w| (w.1, w.2)).collect();
+    assert_eq!(live, [(100, 1), (101, 1)], "the old workers keep serving");
+    assert_eq!(h.pool.generation(), 1);
+}
+
+#[test]
+fn an_aborted_upgrade_stops_its_ready_but_unavailable_workers() {
+    let mut cfg = with_min_ready(2, SEC);
+    cfg.max_surge = 2;
+    let mut h = upgrading(2, cfg);
+    let (a, b) = (new_worker(&h, 0), new_worker(&h, 1));
+    h.notify(a, "READY=1");
+    h.notify(b, "READY=1");
+    h.advance(500 * MS);
+    h.exit(a, code(2));
+    assert!(h.ended[0].as_ref().unwrap_err().contains("exit code 2"));
+    assert_eq!(h.signals, [(b, StopMode::Graceful, Reason::UpgradeAborted)]);
+    h.stopped_workers_exit();
+    let live: Vec<u32> = h.live().iter().map(|w| w.1).collect();
+    assert_eq!(live, [100, 101]);
+}
+
+#[test]
+fn surge_counts_new_workers_until_they_are_available() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let first = new_worker(&h, 0);
+    h.notify(first, "READY=1");
+    assert_eq!(
+        h.live().len(),
+        3,
+        "slot 1's successor waits for slot 0's to be available"
+    );
+    h.advance(SEC);
+    assert_eq!(
+        h.live().len(),
+        3,
+        "slot 0's old worker stopped, slot 1's successor started"
+    );
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    new_worker(&h, 1);
+}
+
+#[test]
+fn min_ready_zero_replaces_at_once() {
+    let mut h = upgrading(1, with_min_ready(1, Duration::ZERO));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    assert_eq!(h.ended, [Ok(2)]);
+}
+
+#[test]
+fn a_takeover_waits_for_every_worker_to_be_available() {
+    let mut h = Harness::new(with_min_ready(2, SEC));
+    h.notify(100, "READY=1");
+    h.advance(500 * MS);
+    h.notify(101, "READY=1");
+    h.advance(500 * MS);
+    assert!(!h.pool.all_available(), "slot 1 has been ready for 500ms");
+    let exit = h.exit(101, code(1));
+    assert!(exit.was_ready && !exit.was_available);
+    h.notify(102, "READY=1");
+    h.advance(SEC);
+    assert!(h.pool.all_available());
+    assert!(h.exit(100, code(1)).was_available);
+}
+
+#[test]
+fn the_min_ready_timer_survives_export_and_import() {
+    let mut h = Harness::new(with_min_ready(1, SEC));
+    h.notify(100, "READY=1");
+    h.advance(300 * MS);
+    let state = h.pool.export(h.now).unwrap();
+    let later = h.now + 5 * MS;
+    let mut pool = Pool::import(with_min_ready(1, SEC), state, later);
+    assert!(!pool.all_available());
+    assert_eq!(pool.next_deadline(), Some(later + 700 * MS));
+    pool.due(later + 699 * MS);
+    assert!(!pool.all_available());
+    pool.due(later + 700 * MS);
+    assert!(pool.all_available());
+    assert_eq!(pool.next_deadline(), None);
+}
+
+#[test]
+fn exits_right_after_a_socket_was_shut_down_do_not_fail_an_upgrade() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    h.advance(300 * MS);
+    // A worker shut the shared socket down: every accept() failed, the new one's too.
+    h.pool.excuse_exits_until(h.now + 2 * SEC);
+    h.exit(new, code(1));
+    assert!(h.ended.is_empty(), "the upgrade goes on: {:?}", h.ended);
+    // Once the window has passed, a new worker that dies fails the upgrade again.
+    h.advance(3 * SEC);
+    let next = new_worker(&h, 0);
+    h.notify(next, "READY=1");
+    h.advance(300 * MS);
+    h.exit(next, code(1));
+    assert!(h.ended[0].is_err(), "{:?}", h.ended);
+}
+
+#[test]
+fn an_upgrade_shorter_than_min_ready_is_refused_up_front() {
+    let h = Harness::new(with_min_ready(4, SEC));
+    assert_eq!(h.pool.shortest_upgrade(), 4 * SEC, "4 rounds of one");
+    let why = h.pool.upgrade_too_short(3 * SEC).unwrap().to_string();
+    assert!(
+        why.contains("--min-ready 1s") && why.contains("4 workers, 1 at a time: at least 4s"),
+        "{why}"
+    );
+    assert!(h.pool.upgrade_too_short(4 * SEC).is_some());
+    assert!(h.pool.upgrade_too_short(4 * SEC + MS).is_none());
+    let surge = Harness::new(PoolConfig {
+        max_surge: 4,
+        ..with_min_ready(4, SEC)
+    });
+    let why = surge.pool.upgrade_too_short(MS).unwrap().to_string();
+    assert!(!why.contains("at a time"), "{why}");
+    assert!(surge.pool.upgrade_too_short(2 * SEC).is_none());
+    let none = Harness::new(with_min_ready(4, Duration::ZERO));
+    assert!(none.pool.upgrade_too_short(MS).is_none());
+    assert!(none.pool.upgrade_too_short(Duration::ZERO).is_some());
+}

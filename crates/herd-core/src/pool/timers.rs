@@ -1,0 +1,250 @@
+//! What becomes due with time: kills after grace periods, readiness, watchdogs, upgrade
+//! progress, and workers to start.
+
+use std::time::Instant;
+
+use super::{available_at, Action, Phase, Pool, Readiness, Reason, StopMode, WorkerState};
+use crate::duration::format_duration;
+
+impl Pool {
+    /// Everything due at `now`: kills after grace periods, readiness, watchdogs, upgrade
+    /// progress, workers to start, and the workers that became ready since the last call.
+    pub fn due(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.expire_stopping(now, &mut actions);
+        if self.phase == Phase::Serving {
+            self.check_readiness(now, &mut actions);
+            self.check_available(now);
+            self.check_watchdogs(now, &mut actions);
+            self.advance_upgrade(now, &mut actions);
+            self.fill_slots(now, &mut actions);
+        }
+        self.announce_ready(&mut actions);
+        actions
+    }
+
+    /// When [`due`](Pool::due) next has something to do, if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut times: Vec<Instant> = Vec::new();
+        let serving = self.phase == Phase::Serving;
+        for w in &self.workers {
+            match w.state {
+                WorkerState::Stopping {
+                    deadline,
+                    killed: false,
+                    ..
+                } => times.push(deadline),
+                WorkerState::Starting if serving => times.push(match self.config.readiness {
+                    Readiness::Delay(d) => w.started + d,
+                    Readiness::Notify { timeout } => w.started + timeout,
+                }),
+                WorkerState::Ready if serving => {
+                    if let Some(limit) = self.config.watchdog {
+                        times.push(w.last_ping + limit);
+                    }
+                    if !w.available {
+                        times.extend(available_at(w, self.config.min_ready));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if serving {
+            times.extend(
+                self.slots
+                    .iter()
+                    .take(self.desired)
+                    .filter_map(|s| s.restart_at),
+            );
+            times.extend(self.upgrade.map(|u| u.deadline));
+        }
+        times.into_iter().min()
+    }
+
+    /// One [`Action::Ready`] per worker that became ready and is still there.
+    fn announce_ready(&mut self, actions: &mut Vec<Action>) {
+        for pid in std::mem::take(&mut self.became_ready) {
+            if let Some(w) = self.worker(pid) {
+                actions.push(Action::Ready {
+                    slot: w.slot,
+                    pid,
+                    generation: w.generation,
+                });
+            }
+        }
+    }
+
+    fn expire_stopping(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if let WorkerState::Stopping {
+                deadline,
+                killed: false,
+                reason,
+            } = w.state
+            {
+                if now >= deadline {
+                    let pid = w.pid;
+                    self.set_state(
+                        i,
+                        WorkerState::Stopping {
+                            reason,
+                            deadline,
+                            killed: true,
+                        },
+                    );
+                    actions.push(Action::Stop {
+                        pid,
+                        mode: StopMode::Kill,
+                        reason: Reason::GraceExpired,
+                    });
+                }
+            }
+        }
+    }
+
+    fn check_readiness(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let mut failed_upgrade = None;
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.state != WorkerState::Starting {
+                continue;
+            }
+            match self.config.readiness {
+                Readiness::Delay(delay) if now >= w.started + delay => self.make_ready(i, now),
+                Readiness::Notify { timeout } if now >= w.started + timeout => {
+                    if self.is_upgrading_worker(w) {
+                        failed_upgrade = Some(format!(
+                            "worker {} (pid {}) of generation {} did not send READY=1 within {}",
+                            w.slot,
+                            w.pid,
+                            w.generation,
+                            format_duration(timeout)
+                        ));
+                    } else {
+                        actions.push(self.stop_worker(i, StopMode::Kill, Reason::NotReady, now));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(reason) = failed_upgrade {
+            self.abort_upgrade(reason, now, actions);
+        }
+    }
+
+    fn check_available(&mut self, now: Instant) {
+        let min_ready = self.config.min_ready;
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.state == WorkerState::Ready
+                && !w.available
+                && available_at(w, min_ready).map_or(false, |at| now >= at)
+            {
+                self.update(i, |w| w.available = true);
+            }
+        }
+    }
+
+    fn check_watchdogs(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let limit = match self.config.watchdog {
+            Some(limit) => limit,
+            None => return,
+        };
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.state == WorkerState::Ready && now >= w.last_ping + limit {
+                actions.push(self.stop_worker(i, StopMode::Kill, Reason::Watchdog, now));
+            }
+        }
+    }
+
+    fn advance_upgrade(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let upgrade = match self.upgrade {
+            Some(upgrade) => upgrade,
+            None => return,
+        };
+        if now >= upgrade.deadline {
+            let reason = format!(
+                "the upgrade to generation {} did not finish before its deadline (each new \
+                 worker must be ready, then stay ready for --min-ready {})",
+                upgrade.generation,
+                format_duration(self.config.min_ready)
+            );
+            self.abort_upgrade(reason, now, actions);
+            return;
+        }
+        let g = upgrade.generation;
+        // One pass over the workers per step, by slot: no step looks at every worker per slot.
+        let slots = self.slots.len().max(self.desired);
+        let mut new_available = vec![false; slots];
+        for w in &self.workers {
+            if w.generation >= g && w.live() && w.available {
+                if let Some(x) = new_available.get_mut(w.slot) {
+                    *x = true;
+                }
+            }
+        }
+        // Old workers whose slot has an available successor stop now.
+        let deadline = now + self.config.grace;
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            if w.live() && w.generation < g && new_available.get(w.slot) == Some(&true) {
+                actions.push(self.stop_worker(i, StopMode::Graceful, Reason::Replaced, deadline));
+            }
+        }
+        // Start successors, at most max_surge at a time (counting those not yet available), for
+        // slots whose old worker still serves.
+        let mut has_old = vec![false; slots];
+        let mut has_new = vec![false; slots];
+        let mut starting = 0;
+        for w in self.workers.iter().filter(|w| w.live()) {
+            let has = if w.generation >= g {
+                starting += usize::from(!w.available);
+                &mut has_new
+            } else {
+                &mut has_old
+            };
+            if let Some(x) = has.get_mut(w.slot) {
+                *x = true;
+            }
+        }
+        starting += self.slots.iter().filter(|s| s.spawning).count();
+        let mut room = self.config.max_surge.max(1).saturating_sub(starting);
+        for slot in 0..self.desired {
+            if room == 0 {
+                break;
+            }
+            if has_old[slot] && !has_new[slot] && !self.slots[slot].spawning {
+                self.slots[slot].spawning = true;
+                actions.push(Action::Spawn {
+                    slot,
+                    generation: g,
+                });
+                room -= 1;
+            }
+        }
+        // Done when every slot has an available worker of the new generation and no old one.
+        let done = (0..self.desired).all(|slot| new_available[slot] && !has_old[slot]);
+        if done {
+            self.upgrade = None;
+            self.generation = g;
+            actions.push(Action::UpgradeEnded(Ok(g)));
+        }
+    }
+
+    fn fill_slots(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        let generation = self.upgrade.map_or(self.generation, |u| u.generation);
+        for slot in 0..self.desired {
+            let s = &mut self.slots[slot];
+            if s.spawning || s.count.holding > 0 {
+                continue;
+            }
+            if s.restart_at.map_or(true, |at| at <= now) {
+                s.restart_at = None;
+                s.spawning = true;
+                actions.push(Action::Spawn { slot, generation });
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The pool's vocabulary: its settings, the actions it asks for, its workers and slots, and
+//! what an exit meant.
+
+use std::time::{Duration, Instant};
+
+use crate::backoff::{Backoff, BackoffPolicy};
+
+/// When a new worker counts as ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// After it stayed alive this long, or sent `READY=1`, whichever comes first.
+    Delay(Duration),
+    /// When it sends `READY=1`; one that has not after `timeout` failed to start.
+    Notify {
+        /// How long a worker may take.
+        timeout: Duration,
+    },
+}
+
+/// The pool's settings.
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// How many worker slots to fill at start.
+    pub workers: usize,
+    /// How long stopping workers may take before they are killed.
+    pub grace: Duration,
+    /// Restart backoff.
+    pub backoff: BackoffPolicy,
+    /// When a worker is ready.
+    pub readiness: Readiness,
+    /// A ready worker that sends no `WATCHDOG=1` for this long is killed and restarted.
+    pub watchdog: Option<Duration>,
+    /// How many new-generation workers may be starting at once during an upgrade.
+    pub max_surge: usize,
+    /// How long a new worker must stay ready before it counts as available: only then does it
+    /// replace an older worker (or complete a takeover).
+    pub min_ready: Duration,
+}
+
+/// How a worker is told to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// Asked to finish and exit: the platform's configured stop (on Unix, the stop signal to
+    /// the worker's process group, then `SIGCONT`); it is killed if it has not exited when its
+    /// grace period ends.
+    Graceful,
+    /// Ended at once (on Unix, `SIGKILL` to its process group).
+    Kill,
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Start a worker in `slot`, then report [`Pool::spawned`](crate::Pool::spawned) or
+    /// [`Pool::spawn_failed`](crate::Pool::spawn_failed).
+    Spawn {
+        /// The slot to fill.
+        slot: usize,
+        /// The generation the new worker belongs to.
+        generation: u64,
+    },
+    /// Stop a worker, and what it started.
+    Stop {
+        /// The worker's pid.
+        pid: u32,
+        /// Gracefully or at once.
+        mode: StopMode,
+        /// Why, for the log.
+        reason: Reason,
+    },
+    /// A worker became ready (announced once per worker).
+    Ready {
+        /// Its slot.
+        slot: usize,
+        /// Its pid.
+        pid: u32,
+        /// Its generation.
+        generation: u64,
+    },
+    /// A rolling upgrade ended: `Ok(generation)` or `Err(why it was aborted)`.
+    UpgradeEnded(Result<u64, String>),
+}
+
+/// Why a worker is stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// herd is stopping.
+    Shutdown,
+    /// Its slot is above the desired number of workers.
+    ScaleDown,
+    /// A ready worker of a newer generation took its slot.
+    Replaced,
+    /// Its upgrade was aborted before it became ready.
+    UpgradeAborted,
+    /// It did not become ready in time.
+    NotReady,
+    /// It sent no `WATCHDOG=1` in time.
+    Watchdog,
+    /// Its grace period is over.
+    GraceExpired,
+    /// Someone asked for a signal (`herd signal`).
+    Requested,
+}
+
+impl Reason {
+    /// A short explanation for logs and status.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reason::Shutdown => "herd is stopping",
+            Reason::ScaleDown => "scaled down",
+            Reason::Replaced => "replaced by a newer generation",
+            Reason::UpgradeAborted => "its upgrade was aborted",
+            Reason::NotReady => "not ready in time",
+            Reason::Watchdog => "watchdog timeout",
+            Reason::GraceExpired => "did not stop in time",
+            Reason::Requested => "requested",
+        }
+    }
+
+    /// Whether a worker stopped for this reason is replaced in its slot.
+    pub(crate) fn restarts(self) -> bool {
+        matches!(self, Reason::NotReady | Reason::Watchdog)
+    }
+}
+
+/// A worker's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Started, not yet ready.
+    Starting,
+    /// Ready to serve.
+    Ready,
+    /// Told to stop; killed at `deadline` unless it exits first.
+    Stopping {
+        /// Why.
+        reason: Reason,
+        /// When it gets killed.
+        deadline: Instant,
+        /// Whether it was already killed.
+        killed: bool,
+    },
+}
+
+/// One worker process.
+#[derive(Clone, Debug)]
+pub struct Worker {
+    /// Its pid.
+    pub pid: u32,
+    /// Its slot.
+    pub slot: usize,
+    /// The generation it belongs to.
+    pub generation: u64,
+    /// Where it is in its life.
+    pub state: WorkerState,
+    /// When it started.
+    pub started: Instant,
+    /// When it last proved alive (`READY=1`, `WATCHDOG=1`).
+    pub last_ping: Instant,
+    /// When it became ready, if it did.
+    pub ready_since: Option<Instant>,
+    /// Whether it has stayed ready for `min_ready`: only an available worker replaces an
+    /// older one or completes a takeover.
+    pub available: bool,
+    /// Its last `STATUS=` text.
+    pub status: Option<String>,
+}
+
+impl Worker {
+    /// Whether it was not told to stop.
+    pub fn live(&self) -> bool {
+        !matches!(self.state, WorkerState::Stopping { .. })
+    }
+
+    /// Whether it still holds its slot: live, or killed for failing (its successor starts
+    /// when it has exited, after the slot's backoff).
+    pub(crate) fn holds_slot(&self) -> bool {
+        match self.state {
+            WorkerState::Stopping { reason, .. } => reason.restarts(),
+            _ => true,
+        }
+    }
+
+    /// What it adds to its slot's [`Count`].
+    pub(crate) fn count(&self) -> Count {
+        let live = self.live();
+        Count {
+            live: usize::from(live),
+            holding: usize::from(self.holds_slot()),
+            ready: usize::from(self.state == WorkerState::Ready),
+            live_available: usize::from(live && self.available),
+        }
+    }
+}
+
+/// How many of a slot's workers are live, hold the slot, are ready, are live and available:
+/// kept up to date on every change, so that the checks made on every loop turn need not look
+/// at every worker for every slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Count {
+    pub(crate) live: usize,
+    pub(crate) holding: usize,
+    pub(crate) ready: usize,
+    pub(crate) live_available: usize,
+}
+
+/// How a worker process ended, as the pool needs it: the platform describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerExit {
+    /// Whether it exited successfully (code 0).
+    pub success: bool,
+    /// Whether it was ended by a forced kill (`SIGKILL`): when the pool did not ask for it,
+    /// someone else killed it (an operator, the OOM killer), which is no crash of its own.
+    pub killed: bool,
+    /// How it ended, for messages: `exit code 3`, `killed by SIGSEGV (core dumped)`.
+    pub description: String,
+    /// The platform's raw status (a Unix wait status, a Windows exit code), kept for a
+    /// re-exec.
+    pub raw: i32,
+}
+
+/// A slot's history.
+#[derive(Clone, Debug, Default)]
+pub struct Slot {
+    pub(crate) backoff: Backoff,
+    /// How many times a worker was restarted in this slot after an unexpected exit.
+    pub restarts: u32,
+    /// How the slot's last worker exited.
+    pub last_exit: Option<WorkerExit>,
+    /// When the next worker starts, while the slot waits out a backoff.
+    pub restart_at: Option<Instant>,
+    pub(crate) spawning: bool,
+    /// Its workers, counted.
+    pub(crate) count: Count,
+}
+
+/// A rolling upgrade in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    /// The generation being rolled out.
+    pub generation: u64,
+    /// When it is aborted if not finished.
+    pub deadline: Instant,
+}
+
+/// What an exit meant, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// The worker's slot.
+    pub slot: usize,
+    /// Its generation.
+    pub generation: u64,
+    /// How long it ran.
+    pub uptime: Duration,
+    /// Why herd had asked it to stop, if it had.
+    pub stopped_for: Option<Reason>,
+    /// When a successor starts, if one does.
+    pub restart_in: Option<Duration>,
+    /// Whether it had become ready.
+    pub was_ready: bool,
+    /// Whether it had stayed ready for `min_ready`.
+    pub was_available: bool,
+}
