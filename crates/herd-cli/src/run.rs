@@ -8,10 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::cli::{Balance, ReadyMode, RunArgs, Workers};
-use crate::command::{WorkerCommand, WorkerOptions};
+use crate::command::WorkerCommand;
 use crate::control::path as control_path;
-use crate::control::protocol::Command;
-use crate::control::results::Status;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
@@ -21,6 +19,12 @@ use crate::supervisor::pool::{PoolConfig, Readiness};
 use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor, Takeover};
 use herd_core::BackoffPolicy;
+
+mod checks;
+mod takeover;
+
+use checks::{check_balance, check_names, check_nofile, worker_options};
+use takeover::{fetch_inherited, socket_identity, takeover_control};
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket, and `owner`
 /// is the uid a `--takeover`'s old herd may run as besides root and herd's own user.
@@ -48,55 +52,16 @@ pub fn run(
         Workers::Auto(min, max) => (min, Some((min, max))),
     };
     let uid = herd_sys::process::effective_uid();
-    // A taking-over herd ends at the old herd's control socket, whatever its --name says.
-    let (control, private_dir) = match &args.takeover {
-        Some(old) => (takeover_control(old, control)?, false),
-        None => control_path::resolve(control, name, uid),
-    };
-    // Absolute, against herd's directory now: workers get it in HERD_CONTROL (and the notify
-    // socket beside it in NOTIFY_SOCKET) and may run elsewhere (--chdir, or a chdir of theirs).
-    let control = control_path::absolute(&control);
+    let paths = ControlPaths::new(&args, control, name, uid)?;
     let pid = std::process::id();
-    // A takeover binds its control socket beside the old herd's and moves it into place once
-    // its workers are ready; the notify socket's name is per process, so two herds never meet.
-    let bind_at = match &args.takeover {
-        Some(_) => control.with_extension(format!("takeover.{pid}")),
-        None => control.clone(),
-    };
-    let notify_path = control.with_extension(format!("{pid}.notify"));
-    control_path::check_length(&control, args.takeover.is_some()).map_err(Failure::Usage)?;
-
-    // Everything that can be checked without touching the system has been; bind now. Any error
-    // from here on drops what was bound, which closes it and removes its socket files.
-    // Users let in by --control-allow-uid/gid must be able to reach the socket; herd admits
-    // them, and refuses everyone else, by their credentials.
-    let shared = !args.control_allow_uid.is_empty() || !args.control_allow_gid.is_empty();
-    let mut dir_lock = None;
-    if private_dir {
-        if let Some(dir) = control.parent() {
-            control_path::ensure_private_dir(dir, uid, shared)?;
-            // Again under the directory's lock, held until the socket is bound: a herd closing
-            // the directory as it stops either sees our socket or runs before we open it.
-            dir_lock = control_path::lock_dir(dir);
-            control_path::ensure_private_dir(dir, uid, shared)?;
-        }
-    }
-    // The old herd's control socket, as it is before anything is fetched from it: the one
-    // socket file this herd may replace when the takeover completes.
-    let old_socket = match &args.takeover {
-        Some(old) => Some(socket_identity(old)?),
-        None => None,
-    };
-    let inherited = match &args.takeover {
-        Some(old) => fetch_inherited(old, owner)?,
-        None => Vec::new(),
-    };
-    let (control_socket, control_file) =
-        control_path::bind_private(&bind_at, uid, "control socket", shared)?;
-    drop(dir_lock);
-    if shared {
-        control_path::warn_if_unreachable(&control);
-    }
+    let (control_socket, control_file, old_socket, inherited) =
+        bind_control(&args, &paths, uid, owner)?;
+    let ControlPaths {
+        control: control_path,
+        private_dir,
+        ..
+    } = paths;
+    let notify_path = control_path.with_extension(format!("{pid}.notify"));
     // Workers running as another user cannot reach herd's private directory: their notify
     // socket lives in Linux's abstract namespace (senders are still checked by pid), under a
     // random name that no other user can occupy in advance.
@@ -112,7 +77,6 @@ pub fn run(
             None => Failure::Runtime(e),
         }
     })?;
-    let control_path = control;
     let takeover = args
         .takeover
         .clone()
@@ -141,13 +105,128 @@ pub fn run(
     Ok(())
 }
 
+/// Whether the control socket a re-exec hands over, `control`, is in herd's default
+/// directory, as the first image's [`ControlPaths`] said: the same command line and
+/// environment say so again.
+fn in_default_dir(
+    args: &RunArgs,
+    control_option: Option<&Path>,
+    name: &str,
+    control: &Path,
+) -> bool {
+    let uid = herd_sys::process::effective_uid();
+    args.takeover.is_none()
+        && matches!(control_path::resolve(control_option, name, uid),
+            (path, true) if control_path::absolute(&path) == control)
+}
+
 /// Closes herd's default directory to others again as herd stops, if it was opened for
 /// `--control-allow-uid`/`gid` (see [`control_path::close_shared_dir`]).
 fn close_shared_dir(args: &RunArgs, control: &Path, private_dir: bool) {
-    let shared = !args.control_allow_uid.is_empty() || !args.control_allow_gid.is_empty();
-    if let (true, true, Some(dir)) = (private_dir, shared, control.parent()) {
+    if let (true, true, Some(dir)) = (private_dir, shares_control(args), control.parent()) {
         control_path::close_shared_dir(dir, herd_sys::process::effective_uid());
     }
+}
+
+/// Where herd's control socket goes.
+struct ControlPaths {
+    /// Where it ends, absolute.
+    control: PathBuf,
+    /// Where it is bound first: a takeover binds beside the old herd's socket.
+    bind_at: PathBuf,
+    /// Whether it is in herd's default directory, which herd keeps private.
+    private_dir: bool,
+}
+
+impl ControlPaths {
+    /// The control socket's paths for `herd run`, checked.
+    fn new(
+        args: &RunArgs,
+        control: Option<&Path>,
+        name: &str,
+        uid: u32,
+    ) -> Result<ControlPaths, Failure> {
+        // A taking-over herd ends at the old herd's control socket, whatever its --name says.
+        let (control, private_dir) = match &args.takeover {
+            Some(old) => (takeover_control(old, control)?, false),
+            None => control_path::resolve(control, name, uid),
+        };
+        // Absolute, against herd's directory now: workers get it in HERD_CONTROL (and the
+        // notify socket beside it in NOTIFY_SOCKET) and may run elsewhere (--chdir, or a chdir
+        // of theirs).
+        let control = control_path::absolute(&control);
+        // A takeover binds its control socket beside the old herd's and moves it into place
+        // once its workers are ready; the notify socket's name is per process, so two herds
+        // never meet.
+        let bind_at = match &args.takeover {
+            Some(_) => control.with_extension(format!("takeover.{}", std::process::id())),
+            None => control.clone(),
+        };
+        control_path::check_length(&control, args.takeover.is_some()).map_err(Failure::Usage)?;
+        Ok(ControlPaths {
+            control,
+            bind_at,
+            private_dir,
+        })
+    }
+}
+
+/// Binds the control socket at `paths` (in herd's private directory, made and checked
+/// first, under its lock), and for a takeover, fetches the old herd's sockets before: the
+/// socket, its file, the old herd's socket's identity and the sockets fetched.
+///
+/// Everything that can be checked without touching the system has been; any error from here
+/// on drops what was bound, which closes it and removes its socket files.
+#[allow(clippy::type_complexity)]
+fn bind_control(
+    args: &RunArgs,
+    paths: &ControlPaths,
+    uid: u32,
+    owner: Option<u32>,
+) -> Result<
+    (
+        socket2::Socket,
+        SocketFile,
+        Option<(u64, u64)>,
+        Vec<spec::Inherited>,
+    ),
+    Failure,
+> {
+    // Users let in by --control-allow-uid/gid must be able to reach the socket; herd admits
+    // them, and refuses everyone else, by their credentials.
+    let shared = shares_control(args);
+    let mut dir_lock = None;
+    if paths.private_dir {
+        if let Some(dir) = paths.control.parent() {
+            control_path::ensure_private_dir(dir, uid, shared)?;
+            // Again under the directory's lock, held until the socket is bound: a herd closing
+            // the directory as it stops either sees our socket or runs before we open it.
+            dir_lock = control_path::lock_dir(dir);
+            control_path::ensure_private_dir(dir, uid, shared)?;
+        }
+    }
+    // The old herd's control socket, as it is before anything is fetched from it: the one
+    // socket file this herd may replace when the takeover completes.
+    let old_socket = match &args.takeover {
+        Some(old) => Some(socket_identity(old)?),
+        None => None,
+    };
+    let inherited = match &args.takeover {
+        Some(old) => fetch_inherited(old, owner)?,
+        None => Vec::new(),
+    };
+    let (control_socket, control_file) =
+        control_path::bind_private(&paths.bind_at, uid, "control socket", shared)?;
+    drop(dir_lock);
+    if shared {
+        control_path::warn_if_unreachable(&paths.control);
+    }
+    Ok((control_socket, control_file, old_socket, inherited))
+}
+
+/// Whether `--control-allow-uid`/`gid` let others than herd's user reach the control socket.
+fn shares_control(args: &RunArgs) -> bool {
+    !args.control_allow_uid.is_empty() || !args.control_allow_gid.is_empty()
 }
 
 /// Continues as the new program of a re-exec: everything comes from the state the previous
@@ -207,10 +286,7 @@ fn resume(
         supervisor.set_autoscale(Some((min, max)));
     }
     let ran = runtime()?.block_on(supervisor.run(control, notify, None));
-    // The first image's default directory: the same command line and environment say so.
-    let uid = herd_sys::process::effective_uid();
-    let private_dir = args.takeover.is_none()
-        && matches!(control_path::resolve(control_option, name, uid), (path, true) if control_path::absolute(&path) == control_path);
+    let private_dir = in_default_dir(&args, control_option, name, &control_path);
     close_shared_dir(&args, &control_path, private_dir);
     ran?;
     Ok(())
@@ -273,71 +349,6 @@ fn prepare(
     )?)
 }
 
-/// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
-/// error rather than a crash loop.
-fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
-    let credentials = match &args.user {
-        None => None,
-        Some(user) => {
-            crate::command::credentials(user, args.group.as_deref()).map_err(Failure::Usage)?
-        }
-    };
-    let chdir = match &args.chdir {
-        None => None,
-        Some(dir) => Some(crate::command::working_dir(dir).map_err(Failure::Usage)?),
-    };
-    let mut limits: Vec<(i32, u64, u64)> = Vec::new();
-    let mut limit_names = Vec::new();
-    for r in &args.rlimit {
-        limits.push((r.resource, r.soft, r.hard));
-        limit_names.push(format!("--rlimit {}", r.text));
-    }
-    if let Some(n) = args.nofile {
-        limits.push((libc::RLIMIT_NOFILE as i32, n, n));
-        limit_names.push(format!("--nofile {n}"));
-    }
-    // herd raised its own open-file limit; workers get the one it was started with.
-    let nofile = libc::RLIMIT_NOFILE as i32;
-    if let Some((soft, hard)) = crate::fdlimit::original() {
-        if !limits.iter().any(|l| l.0 == nofile) {
-            limits.push((nofile, soft, hard));
-            limit_names.push(format!(
-                "nofile={}:{} (the limit herd was started with)",
-                crate::cli::show_rlimit(soft),
-                crate::cli::show_rlimit(hard)
-            ));
-        }
-    }
-    Ok(WorkerOptions {
-        credentials,
-        user: args.user.clone(),
-        chdir,
-        umask: args.umask,
-        limits,
-        limit_names,
-        clear_env: args.clear_env,
-    })
-}
-
-/// A worker starts with stdin, stdout, stderr and `fds` inherited fds, and must be able to open
-/// at least one more (its program's libraries, a connection): a `nofile` limit below that
-/// fails every worker.
-fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Failure> {
-    let least = 3 + fds as u64 + 1;
-    let nofile = libc::RLIMIT_NOFILE as i32;
-    for ((resource, soft, _), name) in options.limits.iter().zip(&options.limit_names) {
-        if *resource == nofile && *soft < least {
-            return Err(Failure::Usage(format!(
-                "{name} leaves a worker no file to open: it starts with {} open (stdin, \
-                 stdout, stderr and {fds} socket(s)), so the limit must be at least {least} \
-                 (e.g. 65536)",
-                least - 1
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// Binds `--metrics`, if asked.
 fn bind_metrics(args: &RunArgs, supervisor: &mut Supervisor) -> Result<(), Failure> {
     let Some(spec) = &args.metrics else {
@@ -370,142 +381,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .enable_all()
         .build()
         .context("cannot start the event loop")?)
-}
-
-/// Where a herd taking over from `old` ends: at `old` itself. A `--control` naming another
-/// socket is a usage error, not a path to move to (it could be a live, unrelated herd's).
-fn takeover_control(old: &Path, control: Option<&Path>) -> Result<std::path::PathBuf, Failure> {
-    if let Some(asked) = control {
-        let same = |p: &Path| std::fs::canonicalize(p).ok();
-        if asked != old && (same(asked).is_none() || same(asked) != same(old)) {
-            return Err(Failure::Usage(format!(
-                "--takeover {} ends at the old herd's control socket, not at --control {}; \
-                 drop --control (or pass the same path)",
-                old.display(),
-                asked.display()
-            )));
-        }
-    }
-    Ok(old.to_path_buf())
-}
-
-/// The device and inode of the socket file at `path` (the old herd's control socket).
-fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let shown = path.display();
-    let meta = std::fs::symlink_metadata(path).map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "cannot take over from {shown}: {e}; pass the control socket of a running herd"
-        ))
-    })?;
-    if !meta.file_type().is_socket() {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "cannot take over from {shown}: it is not a socket; pass the control socket of a \
-             running herd"
-        )));
-    }
-    Ok((meta.dev(), meta.ino()))
-}
-
-/// Fetches the sockets of the herd whose control socket is `old`.
-fn fetch_inherited(old: &Path, owner: Option<u32>) -> Result<Vec<spec::Inherited>, Failure> {
-    // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
-    // `herd attach`): look before taking anything.
-    let status: Status = crate::ctl::request(old, Command::Status, None, owner)?;
-    // The socket files the old herd created, by socket name: where they are and which files
-    // they are, so that the one adopted at the end is the same file (a herd that does not
-    // say keeps its files).
-    let files: Vec<(String, (PathBuf, u64, u64))> = status
-        .sockets
-        .iter()
-        .filter_map(|s| {
-            let file = s.file.as_ref()?;
-            let path = PathBuf::from(&file.path);
-            path.is_absolute()
-                .then(|| (s.name.clone(), (path, file.dev, file.ino)))
-        })
-        .collect();
-    if status
-        .sockets
-        .iter()
-        .any(|s| s.balance == spec::Balance::Reuseport)
-    {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "cannot take over from {}: it runs with --balance reuseport, whose per-worker \
-             sockets cannot be handed over; replace its binary with `herd reexec` instead",
-            old.display()
-        )));
-    }
-    let fetched = crate::ctl::fetch(old, Vec::new(), false, owner).map_err(|e| match e {
-        Failure::Runtime(e) => {
-            Failure::Runtime(e.context(format!("cannot take over from {}", old.display())))
-        }
-        usage => usage,
-    })?;
-    tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
-    Ok(fetched
-        .into_iter()
-        .map(|(socket, fd)| spec::Inherited {
-            file: files
-                .iter()
-                .find(|(name, _)| *name == socket.name)
-                .map(|(_, file)| file.clone()),
-            name: socket.name,
-            kind: socket.kind,
-            address: socket.address,
-            fd,
-        })
-        .collect())
-}
-
-/// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.
-fn check_names(args: &RunArgs) -> Result<(), Failure> {
-    let mut seen: Vec<&str> = Vec::new();
-    let shm = args.shm.iter().map(|s| s.name.as_str());
-    for name in args
-        .binds
-        .iter()
-        .filter_map(|b| b.name.as_deref())
-        .chain(shm)
-    {
-        if seen.contains(&name) {
-            return Err(Failure::Usage(format!(
-                "the name '{name}' is given to more than one --bind or --shm; names must be unique"
-            )));
-        }
-        seen.push(name);
-    }
-    Ok(())
-}
-
-/// `--balance reuseport` needs a TCP socket herd binds itself (and Linux, for steering), and
-/// cannot be combined with `--takeover`.
-fn check_balance(args: &RunArgs) -> Result<(), Failure> {
-    if args.balance != Balance::Reuseport {
-        return Ok(());
-    }
-    if !cfg!(any(target_os = "linux", target_os = "android")) {
-        return Err(Failure::Usage(
-            "--balance reuseport needs Linux (it steers connections with a reuseport BPF \
-             program); use --balance shared"
-                .to_string(),
-        ));
-    }
-    if args.takeover.is_some() {
-        return Err(Failure::Usage(
-            "--balance reuseport cannot be combined with --takeover: per-worker sockets cannot \
-             be handed over; replace herd's binary with `herd reexec` instead"
-                .to_string(),
-        ));
-    }
-    if !args.binds.iter().any(|b| b.address.kind() == "tcp") {
-        return Err(Failure::Usage(
-            "--balance reuseport applies to TCP sockets herd binds, and no --bind is one; \
-             add a TCP --bind or drop --balance"
-                .to_string(),
-        ));
-    }
-    Ok(())
 }
 
 fn log_listeners(listeners: &[Listener]) {

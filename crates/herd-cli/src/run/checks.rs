@@ -1,0 +1,122 @@
+//! What `herd run` checks before it binds anything: socket names, `--balance`, and the
+//! workers' user, directory, umask and limits, so that a mistake is a usage error rather than a
+//! crash loop.
+
+use crate::cli::{Balance, RunArgs};
+use crate::command::WorkerOptions;
+use crate::exit::Failure;
+
+/// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
+/// error rather than a crash loop.
+pub(super) fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
+    let credentials = match &args.user {
+        None => None,
+        Some(user) => {
+            crate::command::credentials(user, args.group.as_deref()).map_err(Failure::Usage)?
+        }
+    };
+    let chdir = match &args.chdir {
+        None => None,
+        Some(dir) => Some(crate::command::working_dir(dir).map_err(Failure::Usage)?),
+    };
+    let mut limits: Vec<(i32, u64, u64)> = Vec::new();
+    let mut limit_names = Vec::new();
+    for r in &args.rlimit {
+        limits.push((r.resource, r.soft, r.hard));
+        limit_names.push(format!("--rlimit {}", r.text));
+    }
+    if let Some(n) = args.nofile {
+        limits.push((libc::RLIMIT_NOFILE as i32, n, n));
+        limit_names.push(format!("--nofile {n}"));
+    }
+    // herd raised its own open-file limit; workers get the one it was started with.
+    let nofile = libc::RLIMIT_NOFILE as i32;
+    if let Some((soft, hard)) = crate::fdlimit::original() {
+        if !limits.iter().any(|l| l.0 == nofile) {
+            limits.push((nofile, soft, hard));
+            limit_names.push(format!(
+                "nofile={}:{} (the limit herd was started with)",
+                crate::cli::show_rlimit(soft),
+                crate::cli::show_rlimit(hard)
+            ));
+        }
+    }
+    Ok(WorkerOptions {
+        credentials,
+        user: args.user.clone(),
+        chdir,
+        umask: args.umask,
+        limits,
+        limit_names,
+        clear_env: args.clear_env,
+    })
+}
+
+/// A worker starts with stdin, stdout, stderr and `fds` inherited fds, and must be able to open
+/// at least one more (its program's libraries, a connection): a `nofile` limit below that
+/// fails every worker.
+pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Failure> {
+    let least = 3 + fds as u64 + 1;
+    let nofile = libc::RLIMIT_NOFILE as i32;
+    for ((resource, soft, _), name) in options.limits.iter().zip(&options.limit_names) {
+        if *resource == nofile && *soft < least {
+            return Err(Failure::Usage(format!(
+                "{name} leaves a worker no file to open: it starts with {} open (stdin, \
+                 stdout, stderr and {fds} socket(s)), so the limit must be at least {least} \
+                 (e.g. 65536)",
+                least - 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.
+pub(super) fn check_names(args: &RunArgs) -> Result<(), Failure> {
+    let mut seen: Vec<&str> = Vec::new();
+    let shm = args.shm.iter().map(|s| s.name.as_str());
+    for name in args
+        .binds
+        .iter()
+        .filter_map(|b| b.name.as_deref())
+        .chain(shm)
+    {
+        if seen.contains(&name) {
+            return Err(Failure::Usage(format!(
+                "the name '{name}' is given to more than one --bind or --shm; names must be unique"
+            )));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
+
+/// `--balance reuseport` needs a TCP socket herd binds itself (and Linux, for steering), and
+/// cannot be combined with `--takeover`.
+pub(super) fn check_balance(args: &RunArgs) -> Result<(), Failure> {
+    if args.balance != Balance::Reuseport {
+        return Ok(());
+    }
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return Err(Failure::Usage(
+            "--balance reuseport needs Linux (it steers connections with a reuseport BPF \
+             program); use --balance shared"
+                .to_string(),
+        ));
+    }
+    if args.takeover.is_some() {
+        return Err(Failure::Usage(
+            "--balance reuseport cannot be combined with --takeover: per-worker sockets cannot \
+             be handed over; replace herd's binary with `herd reexec` instead"
+                .to_string(),
+        ));
+    }
+    if !args.binds.iter().any(|b| b.address.kind() == "tcp") {
+        return Err(Failure::Usage(
+            "--balance reuseport applies to TCP sockets herd binds, and no --bind is one; \
+             add a TCP --bind or drop --balance"
+                .to_string(),
+        ));
+    }
+    Ok(())
+}

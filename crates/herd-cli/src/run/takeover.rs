@@ -1,0 +1,102 @@
+//! `herd run --takeover`: where the new herd's control socket ends, the old herd's socket
+//! file as it was, and the sockets fetched from the old herd.
+
+use std::path::{Path, PathBuf};
+
+use crate::control::protocol::Command;
+use crate::control::results::Status;
+use crate::exit::Failure;
+use crate::logging::LogEvent;
+use crate::spec;
+
+/// Where a herd taking over from `old` ends: at `old` itself. A `--control` naming another
+/// socket is a usage error, not a path to move to (it could be a live, unrelated herd's).
+pub(super) fn takeover_control(
+    old: &Path,
+    control: Option<&Path>,
+) -> Result<std::path::PathBuf, Failure> {
+    if let Some(asked) = control {
+        let same = |p: &Path| std::fs::canonicalize(p).ok();
+        if asked != old && (same(asked).is_none() || same(asked) != same(old)) {
+            return Err(Failure::Usage(format!(
+                "--takeover {} ends at the old herd's control socket, not at --control {}; \
+                 drop --control (or pass the same path)",
+                old.display(),
+                asked.display()
+            )));
+        }
+    }
+    Ok(old.to_path_buf())
+}
+
+/// The device and inode of the socket file at `path` (the old herd's control socket).
+pub(super) fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let shown = path.display();
+    let meta = std::fs::symlink_metadata(path).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {shown}: {e}; pass the control socket of a running herd"
+        ))
+    })?;
+    if !meta.file_type().is_socket() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {shown}: it is not a socket; pass the control socket of a \
+             running herd"
+        )));
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Fetches the sockets of the herd whose control socket is `old`.
+pub(super) fn fetch_inherited(
+    old: &Path,
+    owner: Option<u32>,
+) -> Result<Vec<spec::Inherited>, Failure> {
+    // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
+    // `herd attach`): look before taking anything.
+    let status: Status = crate::ctl::request(old, Command::Status, None, owner)?;
+    // The socket files the old herd created, by socket name: where they are and which files
+    // they are, so that the one adopted at the end is the same file (a herd that does not
+    // say keeps its files).
+    let files: Vec<(String, (PathBuf, u64, u64))> = status
+        .sockets
+        .iter()
+        .filter_map(|s| {
+            let file = s.file.as_ref()?;
+            let path = PathBuf::from(&file.path);
+            path.is_absolute()
+                .then(|| (s.name.clone(), (path, file.dev, file.ino)))
+        })
+        .collect();
+    if status
+        .sockets
+        .iter()
+        .any(|s| s.balance == spec::Balance::Reuseport)
+    {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {}: it runs with --balance reuseport, whose per-worker \
+             sockets cannot be handed over; replace its binary with `herd reexec` instead",
+            old.display()
+        )));
+    }
+    let fetched = crate::ctl::fetch(old, Vec::new(), false, owner).map_err(|e| match e {
+        Failure::Runtime(e) => {
+            Failure::Runtime(e.context(format!("cannot take over from {}", old.display())))
+        }
+        usage => usage,
+    })?;
+    tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
+    Ok(fetched
+        .into_iter()
+        .map(|(socket, fd)| spec::Inherited {
+            file: files
+                .iter()
+                .find(|(name, _)| *name == socket.name)
+                .map(|(_, file)| file.clone()),
+            name: socket.name,
+            kind: socket.kind,
+            address: socket.address,
+            fd,
+        })
+        .collect())
+}
