@@ -190,33 +190,10 @@ pub fn snapshot(
     started: Instant,
 ) -> Status {
     let now = Instant::now();
-    let ms = |d: Duration| d.as_millis() as u64;
-    let describe = |e: &Option<super::pool::WorkerExit>| e.as_ref().map(|e| e.description.clone());
     let workers: Vec<WorkerStatus> = pool
         .workers()
         .iter()
-        .map(|w| {
-            let slot = &pool.slots()[w.slot];
-            let (state, reason) = match w.state {
-                WorkerState::Starting => ("starting", None),
-                WorkerState::Ready => ("ready", None),
-                WorkerState::Stopping { reason, .. } => {
-                    ("stopping", Some(reason.describe().to_string()))
-                }
-            };
-            WorkerStatus {
-                slot: w.slot,
-                pid: w.pid,
-                generation: w.generation,
-                state: state.to_string(),
-                available: w.available && w.state == WorkerState::Ready,
-                stopping_reason: reason,
-                uptime_ms: ms(now.saturating_duration_since(w.started)),
-                restarts: slot.restarts,
-                last_exit: describe(&slot.last_exit),
-                status: w.status.clone(),
-            }
-        })
+        .map(|w| worker_status(pool, w, now))
         .collect();
     let waiting = pool
         .slots()
@@ -235,33 +212,7 @@ pub fn snapshot(
     let sockets = listeners
         .iter()
         .enumerate()
-        .map(|(i, l)| {
-            let queue = l.accept_queue();
-            SocketStatus {
-                name: l.name.clone(),
-                address: l.address.clone(),
-                kind: l.kind,
-                fd: herd::LISTEN_FDS_START + i as i32,
-                queue: queue.map(|q| q.0),
-                queue_limit: queue.map(|q| q.1),
-                balance: l.balance(),
-                slot_queues: l.group().map_or_else(Vec::new, |g| {
-                    (0..g.sockets().count())
-                        .map(|slot| g.queued(slot))
-                        .collect()
-                }),
-                file: l.file().and_then(|f| {
-                    let (path, dev, ino) = f.parts();
-                    // herd never changes its own working directory.
-                    let path = match std::env::current_dir() {
-                        Ok(cwd) if path.is_relative() => cwd.join(path),
-                        _ => path.to_path_buf(),
-                    };
-                    let path = path.to_str()?.to_string();
-                    Some(SocketFileStatus { path, dev, ino })
-                }),
-            }
-        })
+        .map(|(i, l)| socket_status(i, l))
         .collect();
     Status {
         pid: std::process::id(),
@@ -290,5 +241,66 @@ pub fn snapshot(
         autoscale: None,
         log_lines_dropped: crate::logging::lines_dropped(),
         leftovers: Vec::new(),
+    }
+}
+
+/// `d` in whole milliseconds.
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// How a worker or a slot's last worker exited.
+fn describe(exit: &Option<super::pool::WorkerExit>) -> Option<String> {
+    exit.as_ref().map(|e| e.description.clone())
+}
+
+/// One worker, as of `now`.
+fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerStatus {
+    let slot = &pool.slots()[w.slot];
+    let (state, reason) = match w.state {
+        WorkerState::Starting => ("starting", None),
+        WorkerState::Ready => ("ready", None),
+        WorkerState::Stopping { reason, .. } => ("stopping", Some(reason.describe().to_string())),
+    };
+    WorkerStatus {
+        slot: w.slot,
+        pid: w.pid,
+        generation: w.generation,
+        state: state.to_string(),
+        available: w.available && w.state == WorkerState::Ready,
+        stopping_reason: reason,
+        uptime_ms: ms(now.saturating_duration_since(w.started)),
+        restarts: slot.restarts,
+        last_exit: describe(&slot.last_exit),
+        status: w.status.clone(),
+    }
+}
+
+/// Socket `i` (fd `3 + i` in the workers).
+fn socket_status(i: usize, l: &Listener) -> SocketStatus {
+    let queue = l.accept_queue();
+    SocketStatus {
+        name: l.name.clone(),
+        address: l.address.clone(),
+        kind: l.kind,
+        fd: herd::LISTEN_FDS_START + i as i32,
+        queue: queue.map(|q| q.0),
+        queue_limit: queue.map(|q| q.1),
+        balance: l.balance(),
+        slot_queues: l.group().map_or_else(Vec::new, |g| {
+            (0..g.sockets().count())
+                .map(|slot| g.queued(slot))
+                .collect()
+        }),
+        file: l.file().and_then(|f| {
+            let (path, dev, ino) = f.parts();
+            // herd never changes its own working directory.
+            let path = match std::env::current_dir() {
+                Ok(cwd) if path.is_relative() => cwd.join(path),
+                _ => path.to_path_buf(),
+            };
+            let path = path.to_str()?.to_string();
+            Some(SocketFileStatus { path, dev, ino })
+        }),
     }
 }
