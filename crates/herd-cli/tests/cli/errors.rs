@@ -8,9 +8,6 @@ use std::path::Path;
 
 use crate::util::*;
 
-const USAGE: i32 = 2;
-const FAILURE: i32 = 1;
-
 #[test]
 fn malformed_bind_specs() {
     for (spec, needle) in [

@@ -22,6 +22,11 @@ pub use wait::*;
 /// The herd binary under test.
 pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
 
+/// herd's exit code for a usage error (see docs: exit codes).
+pub const USAGE: i32 = 2;
+/// herd's exit code for an operation that failed.
+pub const FAILURE: i32 = 1;
+
 /// How long any single wait may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -232,4 +237,46 @@ pub fn metrics_address(herd: &Herd) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Runs `herd ARGS` (text logs, errors only) for at most [`TIMEOUT`]: a herd that wrongly
+/// starts is stopped, so the test fails instead of hanging. Returns the exit code (-1 if it
+/// had to be stopped) and stderr.
+pub fn herd_within(args: &[&str], cwd: Option<&std::path::Path>) -> (i32, String) {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(HERD);
+    cmd.env("HERD_CONTROL", dir.path().join("control.sock"))
+        .arg("--log-level")
+        .arg("error")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // SIGQUIT on timeout: herd kills its workers too.
+    let code =
+        wait_child(&mut child, TIMEOUT, libc::SIGQUIT).map_or(-1, |s| s.code().unwrap_or(-1));
+    (code, reader.join().unwrap())
+}
+
+/// Like [`assert_fails`], for a herd that might wrongly start.
+pub fn fails_within(args: &[&str], cwd: Option<&std::path::Path>, needles: &[&str]) {
+    let (code, stderr) = herd_within(args, cwd);
+    assert_eq!(code, USAGE, "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr} lacks {needle:?}"
+        );
+    }
 }

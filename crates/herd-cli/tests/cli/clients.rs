@@ -1,0 +1,201 @@
+//! Who may use the control socket, and clients that misbehave: hostile connections, missing
+//! herds, forged notifications.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+#[test]
+fn control_socket_modes_and_access() {
+    // The default location: a private directory under XDG_RUNTIME_DIR.
+    let runtime = tempfile::tempdir().unwrap();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("XDG_RUNTIME_DIR", runtime.path()).args([
+            "run",
+            "--name",
+            "web",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd.env_remove("HERD_CONTROL");
+        cmd
+    });
+    herd.started(1);
+    let dir = runtime.path().join("herd");
+    let sock = dir.join("web.sock");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&sock), 0o600);
+
+    // A second herd with the same name is refused; the first one's socket stays.
+    let (code, stderr) = {
+        let out = std::process::Command::new(HERD)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env_remove("HERD_CONTROL")
+            .args(["run", "--name", "web", "-b", "127.0.0.1:0", "--", "true"])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("another herd is already using"), "{stderr}");
+    assert!(sock.exists());
+
+    if !root_or_skip("the foreign-uid part needs root to switch users") {
+        return;
+    }
+    // Open the path up, as a careless admin might: the credential check still refuses.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let as_user = |uid: u32| {
+        let out = std::process::Command::new(HERD)
+            .args(["status", "--json", "--control"])
+            .arg(&sock)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = as_user(65534);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("permission_denied") && stderr.contains("uid 65534 is not allowed"),
+        "{stderr}"
+    );
+    herd.wait_for_event("control_denied", &[("uid", 65534.into())]);
+    // --control-allow-uid/gid: access::control_allow_uid_and_gid_admit_those_users_and_no_other.
+}
+
+#[test]
+fn hostile_clients_cannot_stall_the_supervisor() {
+    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    let control = herd.control();
+    let ask = |line: &[u8]| -> Value {
+        let mut s = UnixStream::connect(&control).unwrap();
+        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.write_all(line).unwrap();
+        let mut answer = String::new();
+        BufReader::new(&s).read_line(&mut answer).unwrap();
+        serde_json::from_str(&answer).unwrap()
+    };
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+    assert_eq!(code(&ask(b"garbage\n")), "bad_request");
+    assert_eq!(
+        code(&ask(b"{\"version\":7,\"command\":\"status\"}\n")),
+        "unsupported_version"
+    );
+    assert_eq!(
+        code(&ask(b"{\"version\":1,\"command\":\"dance\"}\n")),
+        "unknown_command"
+    );
+    assert_eq!(
+        code(&ask(
+            b"{\"version\":1,\"command\":\"scale\",\"workers\":-1}\n"
+        )),
+        "invalid_argument"
+    );
+    assert_eq!(ask(b"{\"version\":1,\"command\":\"status\"}\n")["ok"], true);
+
+    // Idle connections, a half-written request, and a 10 MB line.
+    let idle: Vec<UnixStream> = (0..500)
+        .map(|_| UnixStream::connect(&control).unwrap())
+        .collect();
+    let mut half = UnixStream::connect(&control).unwrap();
+    half.write_all(b"{\"version\":1,\"comm").unwrap();
+    let mut big = UnixStream::connect(&control).unwrap();
+    big.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let writer = {
+        let mut big = big.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..10 {
+                if big.write_all(&chunk).is_err() {
+                    break; // herd closed the connection: expected
+                }
+            }
+        })
+    };
+    let mut answer = String::new();
+    BufReader::new(&big).read_line(&mut answer).unwrap();
+    assert!(answer.contains("request_too_large"), "{answer}");
+    let mut rest = Vec::new();
+    let _ = big.read_to_end(&mut rest);
+    writer.join().unwrap();
+
+    // Through all of it, status answers at once.
+    let status = herd.status();
+    assert_eq!(status["running"], 1);
+    drop(idle);
+}
+
+#[test]
+fn clients_explain_a_missing_herd() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(HERD)
+        .env("HERD_CONTROL", dir.path().join("nothing.sock"))
+        .arg("status")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("no herd is running at"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+}
+
+#[test]
+fn forged_and_oversized_notifications_are_dropped() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    let notify = std::os::unix::net::UnixDatagram::unbound().unwrap();
+    let path = herd.notify_path();
+    notify.send_to(b"READY=1", &path).unwrap();
+    notify.send_to(&vec![b'x'; 8192], &path).unwrap();
+    let me = std::process::id();
+    let dropped = herd.wait_for_events("notify_dropped", 2, &[]);
+    let why: Vec<&str> = dropped
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    let forged = format!(
+        "notify socket: dropped a message: pid {me} is not a worker nor a descendant of one"
+    );
+    assert!(why.contains(&forged.as_str()), "{why:?}");
+    assert!(
+        why.contains(&"notify socket: dropped a message: longer than 4096 bytes"),
+        "{why:?}"
+    );
+    let status = herd.status();
+    assert_eq!(
+        status["workers"][0]["state"], "starting",
+        "a forged READY=1 counts for nothing"
+    );
+}
