@@ -43,6 +43,12 @@ impl AsFd for PidFd {
     }
 }
 
+impl std::os::unix::io::AsRawFd for PidFd {
+    fn as_raw_fd(&self) -> std::os::unix::io::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 impl From<OwnedFd> for PidFd {
     /// A pidfd handed over by a previous image of this process (the caller knows it is one).
     fn from(fd: OwnedFd) -> PidFd {
@@ -200,5 +206,30 @@ mod tests {
             let pid = format!("Pid:\t{}", std::process::id());
             assert!(info.lines().any(|l| l == pid), "{info}");
         }
+    }
+}
+
+/// Waits on a tokio runtime for the process a pidfd holds to exit (the pidfd becomes readable).
+#[cfg(feature = "tokio")]
+pub struct ExitWatch(tokio::io::unix::AsyncFd<std::sync::Arc<PidFd>>);
+
+#[cfg(feature = "tokio")]
+impl ExitWatch {
+    /// Registers `pidfd` with the current runtime's reactor (`epoll_ctl`), holding it until the
+    /// watch is dropped. Must be called within a tokio runtime.
+    pub fn new(pidfd: std::sync::Arc<PidFd>) -> io::Result<ExitWatch> {
+        // SAFETY: the `AsyncFd` holds the `Arc`, so the `PidFd`, which owns its fd and closes it
+        // only when dropped, lives and keeps the same open fd for the whole registration, as
+        // `register_with_interest` requires.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts().1)?;
+        Ok(ExitWatch(fd))
+    }
+
+    /// Returns once the process has exited.
+    pub async fn exited(&self) {
+        let _ = self.0.readable().await;
     }
 }

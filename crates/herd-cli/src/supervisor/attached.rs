@@ -1,12 +1,11 @@
 //! Attached processes: those that fetched the sockets with `herd attach`. Not children and not
 //! restarted, but held by a pidfd (a reused pid is never signalled), listed in status, and
 //! stopped with the workers: the stop signal, then SIGKILL once the grace period is over, and
-//! herd does not exit before they are gone. Their exits are noticed at the next turn of herd's
-//! loop, which turns at least every [`CHECK_EVERY`] while there are some, and every
-//! [`STOP_CHECK_EVERY`] while herd stops (a `poll` of each pidfd: waiting on the
-//! pidfds' readiness would need tokio's `AsyncFd::register`, an `unsafe` call outside
-//! herd-sys, for a wait that only lasts as long as a stop). Without pidfds (not Linux, or a
-//! kernel before 5.3) a process is known by its pid and start time instead.
+//! herd does not exit before they are gone. A pidfd becomes readable when its process exits,
+//! which wakes herd's loop ([`take_to_watch`](AttachedSet::take_to_watch) hands each new pidfd
+//! to the loop once). Without pidfds (not Linux, or a kernel before 5.3) a process is known by
+//! its pid and start time instead, and looked at every [`CHECK_EVERY`], and every
+//! [`STOP_CHECK_EVERY`] while herd stops and waits for it.
 //!
 //! `herd attach` makes the process lead a process group of its own, and herd stops that group as
 //! it stops a worker's: the stop signal (then `SIGCONT`) and `SIGKILL` go to the whole group
@@ -35,8 +34,8 @@ mod system;
 use crate::logging::LogEvent;
 pub use system::System;
 
-/// How often attached processes are checked for having exited (they are also checked at every
-/// turn of herd's loop: a `poll` of each pidfd).
+/// How often attached processes held without a pidfd are checked for having exited (every
+/// process is also checked at every turn of herd's loop: a `poll` of each pidfd).
 pub const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How often while herd stops, which waits for them.
 pub const STOP_CHECK_EVERY: Duration = Duration::from_millis(10);
@@ -253,6 +252,8 @@ pub struct AttachedSet {
     list: Vec<Attached>,
     stopping: Stopping,
     exited_leaders: Vec<ExitedLeader>,
+    /// The pidfds of processes added since the last [`take_to_watch`](AttachedSet::take_to_watch).
+    to_watch: Vec<Arc<PidFd>>,
 }
 
 impl Default for AttachedSet {
@@ -261,6 +262,7 @@ impl Default for AttachedSet {
             list: Vec::new(),
             stopping: Stopping::No,
             exited_leaders: Vec::new(),
+            to_watch: Vec::new(),
         }
     }
 }
@@ -269,6 +271,7 @@ impl AttachedSet {
     /// Adds `attached`, replacing an entry of the same pid.
     pub fn add(&mut self, attached: Attached) {
         self.list.retain(|a| a.pid != attached.pid);
+        self.to_watch.extend(attached.pidfd.clone());
         self.list.push(attached);
     }
 
@@ -287,6 +290,17 @@ impl AttachedSet {
             }
             Err(None) => {}
         }
+    }
+
+    /// The pidfds of the processes added since the last call, each once: the loop waits for
+    /// them to become readable (their process exited).
+    pub fn take_to_watch(&mut self) -> Vec<Arc<PidFd>> {
+        std::mem::take(&mut self.to_watch)
+    }
+
+    /// Whether some are held without a pidfd: only regular looks see them exit.
+    pub fn any_unwatchable(&self) -> bool {
+        self.list.iter().any(|a| a.pidfd.is_none())
     }
 
     /// The processes.
@@ -383,11 +397,15 @@ impl AttachedSet {
         if self.list.is_empty() {
             return None;
         }
-        let next = now + STOP_CHECK_EVERY;
+        // A pidfd wakes the loop when its process exits; the others are looked at regularly.
+        let next = match self.any_unwatchable() {
+            true => now + STOP_CHECK_EVERY,
+            false => now + KILL_WAIT,
+        };
         match self.stopping {
             Stopping::No => None,
             Stopping::Until(at) => Some(at.min(next)),
-            Stopping::Killed(_) => Some(next),
+            Stopping::Killed(at) => Some((at + KILL_WAIT).min(next)),
         }
     }
 

@@ -231,7 +231,7 @@ impl Supervisor {
         Wants {
             deadline,
             autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
-            attached: !self.attached.is_empty(),
+            attached: self.attached.any_unwatchable(),
             drains: !self.drains.is_empty(),
             leftovers: !self.leftovers.is_empty(),
         }

@@ -3,10 +3,12 @@
 //! takeover, and timers. [`Sources::next`] waits for the next one, as an [`Input`].
 
 use std::os::unix::io::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herd_sys::pidfd::{ExitWatch, PidFd};
 use tokio::net::{UnixDatagram, UnixListener};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
@@ -56,7 +58,7 @@ pub struct Wants {
     pub deadline: Option<Instant>,
     /// Autoscaling samples (autoscaling is on and herd is not stopping).
     pub autoscale: bool,
-    /// Regular turns while attached processes live (their pidfds are looked at every turn).
+    /// Regular turns while attached processes without a pidfd live.
     pub attached: bool,
     /// Regular turns while reuseport slots drain.
     pub drains: bool,
@@ -77,6 +79,8 @@ pub struct Sources {
     /// Where the old herd's answer to a takeover's stop is reported.
     pub answered_tx: mpsc::Sender<StopAnswer>,
     timers: Timers,
+    /// Woken when an attached process's pidfd becomes readable (it exited).
+    attached_exited: Arc<Notify>,
     server: JoinHandle<()>,
     /// A copy of the control socket's fd, handed to the next image on re-exec.
     pub control_fd: OwnedFd,
@@ -148,6 +152,7 @@ impl Sources {
             answered,
             answered_tx,
             timers,
+            attached_exited: Arc::new(Notify::new()),
             server,
             control_fd,
             metrics_fd,
@@ -173,6 +178,7 @@ impl Sources {
             Some(done) = self.checked.recv() => Input::ReexecChecked(done),
             Some(answer) = self.answered.recv() => Input::TakeoverAnswered(answer),
             _ = self.notify.readable() => Input::Notify,
+            _ = self.attached_exited.notified() => Input::Tick(Tick::Turn),
             _ = tokio::time::sleep_until(deadline), if wants.deadline.is_some() => {
                 Input::Tick(Tick::Turn)
             }
@@ -183,6 +189,26 @@ impl Sources {
             _ = t.sockets.tick() => Input::Tick(Tick::CheckSockets),
             _ = t.leftovers.tick(), if wants.leftovers => Input::Tick(Tick::Leftovers),
         }
+    }
+
+    /// Wakes the loop when the process `pidfd` holds exits (its pidfd becomes readable). A
+    /// pidfd that cannot be registered with the runtime is polled every
+    /// [`attached::CHECK_EVERY`] instead.
+    pub fn watch_exit(&self, pidfd: Arc<PidFd>) {
+        let wake = Arc::clone(&self.attached_exited);
+        let registered = ExitWatch::new(Arc::clone(&pidfd));
+        tokio::spawn(async move {
+            match registered {
+                Ok(watch) => watch.exited().await,
+                Err(_) => {
+                    let mut poll = every(attached::CHECK_EVERY);
+                    while !pidfd.has_exited() {
+                        poll.tick().await;
+                    }
+                }
+            }
+            wake.notify_one();
+        });
     }
 
     /// Stops serving control clients.

@@ -100,6 +100,9 @@ impl Supervisor {
             self.attached
                 .stop(&mut attached::System, signal, grace, Instant::now());
         }
+        for pidfd in self.attached.take_to_watch() {
+            sources.watch_exit(pidfd);
+        }
         // A pidfd's poll is cheap: an exit is seen at the next turn of the loop.
         self.attached.remove_exited(&mut attached::System);
         self.attached.due(&mut attached::System, Instant::now());
@@ -124,6 +127,11 @@ impl Supervisor {
     /// The takeover failed: herd stops at once and exits 1, saying what still serves.
     fn abort_takeover(&mut self, old: &Path, why: String) {
         let after = after_abort(Some(old));
+        tracing::error!(
+            event = LogEvent::TakeoverAborted.as_str(),
+            reason = %why,
+            "takeover aborted, {after}"
+        );
         self.phase.fail(format!("takeover aborted, {after}: {why}"));
         self.stop("takeover failed", false, None);
     }

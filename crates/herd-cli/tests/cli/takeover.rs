@@ -40,14 +40,15 @@ fn takeover_ready_on(control: &str, go: &str) -> Herd {
     )
 }
 
-/// Waits for the line in which the takeover `herd` says why it aborted; returns that line.
+/// Waits for the takeover `herd` to say why it aborted (its `takeover_aborted` event); returns
+/// what its exit line says: "takeover aborted, WHAT SERVES: REASON".
 fn abort_reason(herd: &Herd) -> String {
-    herd.wait_for("the reason", |lines| {
-        lines.iter().find_map(|l| match l {
-            Line::Text(t) if t.starts_with("herd: error: takeover aborted") => Some(t.clone()),
-            _ => None,
-        })
-    })
+    let event = herd.wait_for_event("takeover_aborted", &[]);
+    format!(
+        "{}: {}",
+        event["message"].as_str().unwrap_or_default(),
+        event["reason"].as_str().unwrap_or_default()
+    )
 }
 
 #[test]

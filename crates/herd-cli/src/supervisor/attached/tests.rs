@@ -157,3 +157,24 @@ fn a_group_leader_that_exited_during_a_reexec_hands_its_group_on() {
         (0x7fff_fff0, 42, Some(3))
     );
 }
+
+#[test]
+fn each_pidfd_is_handed_to_the_loop_once_and_only_pidless_processes_are_polled() {
+    let (mut fake, mut set) = (Fake::default(), AttachedSet::default());
+    let t0 = Instant::now();
+    let own = PidFd::open(std::process::id()).expect("pidfds exist on this kernel");
+    let mut held = attached(9, t0);
+    held.pidfd = Some(Arc::new(own));
+    set.add(held);
+    assert!(!set.any_unwatchable());
+    assert_eq!(set.take_to_watch().len(), 1);
+    assert!(set.take_to_watch().is_empty(), "handed over once");
+    // Its exit wakes the loop: while stopping, only the grace and the kill wait are deadlines.
+    set.stop(&mut fake, Signal::TERM, 2 * SEC, t0);
+    assert_eq!(set.deadline(t0), Some(t0 + 2 * SEC));
+    // One without a pidfd is looked at regularly.
+    set.add(attached(10, t0));
+    assert!(set.any_unwatchable());
+    assert!(set.take_to_watch().is_empty());
+    assert_eq!(set.deadline(t0), Some(t0 + STOP_CHECK_EVERY));
+}
