@@ -15,6 +15,8 @@ mod metrics;
 mod output;
 mod privileges;
 mod reexec;
+mod relisten;
+mod resources;
 mod run;
 mod settings;
 mod shm;

@@ -280,3 +280,14 @@ pub fn fails_within(args: &[&str], cwd: Option<&std::path::Path>, needles: &[&st
         );
     }
 }
+
+/// The pids of the workers in `status` that are not stopping.
+pub fn worker_pids(status: &Value) -> Vec<u32> {
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["state"] != "stopping")
+        .map(|w| w["pid"].as_u64().unwrap() as u32)
+        .collect()
+}

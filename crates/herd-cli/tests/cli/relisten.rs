@@ -1,0 +1,134 @@
+//! Sockets a worker shut down (`shutdown(2)` on a shared socket stops it for every holder):
+//! herd makes them listen again, suspects the worker that keeps doing it, and upgrades survive
+//! it.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Starts herd with two `shutdown_socket.py` workers (given `extra` arguments) that say
+/// READY=1, on a socket named http on 127.0.0.1.
+fn shutdown_socket_herd(extra: &[&str]) -> Herd {
+    let script = worker("shutdown_socket.py");
+    let mut args = vec![
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &script,
+    ];
+    args.extend_from_slice(extra);
+    Herd::start(&args)
+}
+
+/// Waits for herd to report that it made a shut-down socket listen again; returns that event.
+fn wait_repair(herd: &Herd, what: &str) -> Value {
+    herd.wait_event(what, |e| e["event"] == "socket_restored")
+}
+
+/// The pid (as text) of the worker that says it shut the socket down.
+fn culprit_pid(herd: &Herd) -> String {
+    herd.wait_text("shut the socket down")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_socket_shut_down_by_a_worker_listens_again() {
+    let marker = tempfile::tempdir().unwrap();
+    let marker = marker.path().join("shut-down");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &worker("shutdown_socket.py"),
+        marker.to_str().unwrap(),
+    ]);
+    let addr = herd.address("http");
+    let metrics = metrics_address(&herd);
+    // One worker shuts the shared socket down and exits: herd names it and repairs the socket.
+    let culprit = culprit_pid(&herd);
+    let event = wait_repair(&herd, "the repair");
+    assert_eq!(event["socket"], "http", "{event}");
+    assert_eq!(event["address"], addr.as_str(), "{event}");
+    let named = event["culprit"].as_str().unwrap();
+    assert!(named.contains(&format!("(pid {culprit})")), "{event}");
+    // The port answers again, on the same address, and the workers settle.
+    wait_until("the port to answer", || get(&addr, "/"));
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    for _ in 0..20 {
+        get(&addr, "/").expect("every request is answered once repaired");
+    }
+    let text = get(&metrics, "/metrics").unwrap();
+    assert!(text.contains("herd_sockets_restored_total 1"), "{text}");
+    // Logged once.
+    let repairs = events(&herd.lines())
+        .filter(|e| e["event"] == "socket_restored")
+        .count();
+    assert_eq!(repairs, 1);
+}
+
+#[test]
+fn a_worker_that_keeps_shutting_the_socket_down_is_suspected_and_its_victims_do_not_back_off() {
+    let marker = tempfile::tempdir().unwrap();
+    let marker = marker.path().join("shut-down");
+    let herd = shutdown_socket_herd(&["--stay", marker.to_str().unwrap()]);
+    let addr = herd.address("http");
+    let culprit: u32 = culprit_pid(&herd).parse().unwrap();
+    // Nobody exited cleanly: herd does not blame a crashed victim, it names the workers that
+    // still run, the culprit among them.
+    let event = wait_repair(&herd, "the first repair");
+    let named = event["culprit"].as_str().unwrap();
+    assert!(
+        named.contains("likely one that still runs, one of: ")
+            && named.contains(&format!("(pid {culprit})")),
+        "{event}"
+    );
+    // The other slot's workers crash on each shut-down socket (accept() fails): restarted at
+    // once every time, no crash-loop backoff.
+    let victims = herd.wait_events("two crashed victims", 2, |e| {
+        is_exit(e) && e["pid"] != culprit
+    });
+    for exit in &victims {
+        let message = exit["message"].as_str().unwrap();
+        assert!(
+            message.ends_with("; restarting it") && !message.contains("backoff"),
+            "{exit}"
+        );
+    }
+    assert!(alive(culprit));
+    wait_until("the port to answer", || get(&addr, "/"));
+}
+
+#[test]
+fn an_upgrade_survives_workers_that_shut_the_socket_down_on_stop() {
+    // Old workers shut the shared socket down as they stop (Sanic's way): the new generation
+    // must keep serving, and the upgrade must finish instead of waiting for its timeout.
+    let herd = shutdown_socket_herd(&["--on-stop"]);
+    let addr = herd.address("http");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let (code, stdout, stderr) = herd.ctl(&["upgrade", "--timeout", "15s"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    wait_repair(&herd, "the repair");
+    wait_status(&herd, "2 ready workers of generation 2", |s| {
+        settled(s, 2) && s["generation"] == 2
+    });
+    for _ in 0..20 {
+        get(&addr, "/").expect("the new generation answers");
+    }
+}

@@ -1,0 +1,216 @@
+//! herd's resources under stress: nothing leaks over a thousand restarts, running out of fds
+//! is survived, metrics clients cannot starve supervision, and fd limits are raised for herd
+//! but kept for workers.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+fn fd_count(pid: u32) -> usize {
+    open_fds(pid).len()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_field(pid, "VmRSS")
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_thousand_restarts_leak_nothing() {
+    let herd = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(2);
+    // Warm up: let herd reach its steady allocations.
+    let restart = |n: usize| {
+        let status = wait_status(&herd, "a live worker", |s| !worker_pids(s).is_empty());
+        let victim = worker_pids(&status)[0];
+        // SAFETY: kill with a worker's pid.
+        unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+        herd.wait_events("the restart", n, is_start);
+    };
+    let mut starts = 2;
+    for _ in 0..50 {
+        starts += 1;
+        restart(starts);
+    }
+    let (fds, rss) = (fd_count(herd.pid()), rss_kib(herd.pid()));
+    for _ in 0..1000 {
+        starts += 1;
+        restart(starts);
+    }
+    wait_until("no zombie children", || {
+        let zombies: Vec<u32> = children(herd.pid())
+            .into_iter()
+            .filter(|&(_, state)| state == 'Z')
+            .map(|(pid, _)| pid)
+            .collect();
+        if zombies.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("zombies {zombies:?}"))
+        }
+    });
+    // A control connection of the last status request may still be closing: wait for the
+    // count to settle; a leaked fd never goes away.
+    let mut now = 0;
+    let settled = (0..500).any(|_| {
+        now = fd_count(herd.pid());
+        now <= fds || {
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        }
+    });
+    assert!(
+        settled,
+        "herd holds {now} fds after 1000 restarts, {fds} before"
+    );
+    let grown = rss_kib(herd.pid()).saturating_sub(rss);
+    assert!(
+        grown < 1024,
+        "herd's memory grew by {grown} KiB over 1000 restarts"
+    );
+    assert_eq!(herd.status()["running"], 2);
+}
+
+#[test]
+fn running_out_of_fds_is_survived() {
+    // herd with at most 64 fds, then 80 clients hold control connections open.
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg("--nofile=64:64").arg(HERD);
+    let sleepers = ["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"];
+    let herd = Herd::start_via(prlimit, &sleepers);
+    herd.started(2);
+    herd.wait_for_event("control_ready", &[]);
+    let control = herd.control();
+    let held: Vec<_> = (0..80)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&control).ok())
+        .collect();
+    herd.wait_for_event("control_accept_failed", &[]);
+    // A worker killed now cannot be restarted yet; the log says why, not "cannot fork".
+    let victim = herd.started(2)[0].1;
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let failure = herd.wait_for_event("worker_start_failed", &[]);
+    let message = failure["message"].as_str().unwrap();
+    assert!(
+        message.contains("herd is out of file descriptors") && !message.contains("cannot fork"),
+        "{message}"
+    );
+    // It backs off (100 ms) instead of spinning, and keeps its workers.
+    std::thread::sleep(Duration::from_millis(500));
+    let warnings = herd
+        .lines()
+        .iter()
+        .filter(|l| matches!(l, Line::Event(e) if e["event"] == "control_accept_failed"))
+        .count();
+    assert!(
+        warnings <= 20,
+        "{warnings} accept failures in about half a second: spinning"
+    );
+    drop(held);
+    let status = wait_until("herd to answer again", || {
+        let out = std::process::Command::new(HERD)
+            .env("HERD_CONTROL", &control)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    assert!(status["running"].as_u64().unwrap() >= 1, "{status}");
+    // The killed worker's slot is refilled once fds are free again.
+    herd.wait_events("the restart", 3, is_start);
+    wait_status(&herd, "2 running workers", |s| s["running"] == 2);
+}
+
+#[test]
+fn metrics_clients_cannot_starve_supervision() {
+    // herd with 128 fds (soft = hard: nothing to raise), then 300 idle clients on --metrics.
+    let herd = Herd::start_with(|_| {
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg("--nofile=128:128").arg(HERD).args([
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "2",
+            "--metrics",
+            "127.0.0.1:0",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    let victim = herd.started(2)[0].1;
+    let metrics = metrics_address(&herd);
+    herd.status();
+    let before = open_fds(herd.pid()).len();
+    let held: Vec<std::net::TcpStream> = (0..300)
+        .filter_map(|_| std::net::TcpStream::connect(&metrics).ok())
+        .collect();
+    assert!(held.len() >= 200, "only {} connections", held.len());
+    // herd takes a few (an eighth of its fds), and leaves the rest in the kernel's queue.
+    // (`before` may count an fd or two that were about to close.)
+    let cap = 128 / 8;
+    wait_until("herd to take its share of the connections", || {
+        let open = open_fds(herd.pid()).len();
+        if open + 4 >= before + cap {
+            Ok(())
+        } else {
+            Err(format!("{open} fds open, {before} before"))
+        }
+    });
+    // Supervision goes on: a killed worker is restarted, the control socket answers.
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_events("the restart", 3, is_start);
+    let status = herd.status();
+    assert_eq!(status["workers"].as_array().unwrap().len(), 2, "{status}");
+    let open = open_fds(herd.pid()).len();
+    assert!(
+        open <= before + cap + 4,
+        "herd holds {open} fds, {before} before the clients came"
+    );
+    drop(held);
+    // Once they are gone, scrapes are served again.
+    let text = wait_until("a scrape", || get(&metrics, "/metrics"));
+    assert!(text.contains("herd_workers_running 2"), "{text}");
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn herd_raises_its_fd_limit_and_workers_keep_theirs() {
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg("--nofile=256:4096").arg(HERD);
+    let herd = Herd::start_via(prlimit, &ONE_SLEEPER);
+    let worker = herd.started(1)[0].1;
+    assert_eq!(
+        nofile_limit(herd.pid()),
+        "4096:4096",
+        "herd raised its own soft limit"
+    );
+    assert_eq!(
+        nofile_limit(worker),
+        "256:4096",
+        "the worker keeps the one herd was started with"
+    );
+    // The same after a re-exec: the new image starts from the original limit.
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(nofile_limit(herd.pid()), "4096:4096");
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    let next = herd.started(2)[1].1;
+    assert_eq!(nofile_limit(next), "256:4096");
+}
