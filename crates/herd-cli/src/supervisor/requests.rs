@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 use herd_sys::pidfd::PidFd;
 use herd_sys::process::{self, Signal};
 
-use crate::cli::MAX_WORKERS;
 use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
 use crate::control::server::{ControlRequest, Peer, Reply};
@@ -196,51 +195,35 @@ impl Supervisor {
         max: Option<usize>,
     ) -> Response {
         let current = self.pool.desired();
-        match (workers, delta, min, max) {
-            (None, None, Some(min), Some(max)) => {
-                if min == 0 || min > max || max > MAX_WORKERS {
-                    return Response::error(
-                        ErrorCode::InvalidArgument,
-                        format!("bounds {min}..{max}: need 1 <= min <= max <= {MAX_WORKERS}"),
-                    );
-                }
-                if self.pool.is_stopping() {
-                    return Response::error(ErrorCode::Stopping, "herd is stopping");
-                }
+        let stopping = self.pool.is_stopping();
+        match scale::order(current, workers, delta, (min, max), stopping) {
+            Err((code, why)) => Response::error(code, why),
+            Ok(scale::Order::Autoscale { min, max }) => {
                 self.set_autoscale(Some((min, max)));
-                return Response::ok(ScaleResult {
+                Response::ok(ScaleResult {
                     previous: current,
                     workers: current,
                     min: Some(min),
                     max: Some(max),
-                });
+                })
             }
-            (_, _, None, None) => {}
-            _ => {
-                return Response::error(
-                    ErrorCode::InvalidArgument,
-                    "give \"workers\", \"delta\", or both \"min\" and \"max\"",
-                )
+            Ok(scale::Order::Workers { target, fixed }) => {
+                if fixed && self.autoscaler.take().is_some() {
+                    tracing::info!(
+                        event = LogEvent::AutoscaleOff.as_str(),
+                        "autoscaling off: a fixed number of workers was asked for"
+                    );
+                }
+                match self.scale(target, "herd scale") {
+                    Ok(previous) => Response::ok(ScaleResult {
+                        previous,
+                        workers: target,
+                        min: None,
+                        max: None,
+                    }),
+                    Err(why) => Response::error(pool::error_code(&why), why.to_string()),
+                }
             }
-        }
-        let target = scale::target(current, workers, delta);
-        if target.is_ok() && workers.is_some() && self.autoscaler.take().is_some() {
-            tracing::info!(
-                event = LogEvent::AutoscaleOff.as_str(),
-                "autoscaling off: a fixed number of workers was asked for"
-            );
-        }
-        match target {
-            Err(why) => Response::error(ErrorCode::InvalidArgument, why),
-            Ok(target) => match self.scale(target, "herd scale") {
-                Ok(previous) => Response::ok(ScaleResult {
-                    previous,
-                    workers: target,
-                    min: None,
-                    max: None,
-                }),
-                Err(why) => Response::error(pool::error_code(&why), why.to_string()),
-            },
         }
     }
 }

@@ -1,7 +1,60 @@
-//! What a `scale` request asks for: a number of workers, or a change to the current one,
-//! checked against [`MAX_WORKERS`] without any arithmetic that could overflow.
+//! What a `scale` request asks for: a number of workers, a change to the current one, or
+//! autoscaling bounds, checked against [`MAX_WORKERS`] without any arithmetic that could
+//! overflow.
 
 use crate::cli::MAX_WORKERS;
+use crate::control::protocol::ErrorCode;
+
+/// A valid `scale` request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Autoscale between these bounds.
+    Autoscale {
+        /// The fewest workers.
+        min: usize,
+        /// The most workers.
+        max: usize,
+    },
+    /// Run `target` workers; `fixed` when a number was asked for, which turns autoscaling off.
+    Workers {
+        /// How many.
+        target: usize,
+        /// Whether it was asked for as a number (not as a change).
+        fixed: bool,
+    },
+}
+
+/// Checks a `scale` request (`workers`, `delta`, or both `min` and `max`) against the
+/// `current` number of workers; the error is the control error code and why.
+pub fn order(
+    current: usize,
+    workers: Option<usize>,
+    delta: Option<i64>,
+    bounds: (Option<usize>, Option<usize>),
+    stopping: bool,
+) -> Result<Order, (ErrorCode, String)> {
+    let invalid = |why: String| (ErrorCode::InvalidArgument, why);
+    match (workers, delta, bounds) {
+        (None, None, (Some(min), Some(max))) => {
+            if min == 0 || min > max || max > MAX_WORKERS {
+                return Err(invalid(format!(
+                    "bounds {min}..{max}: need 1 <= min <= max <= {MAX_WORKERS}"
+                )));
+            }
+            if stopping {
+                return Err((ErrorCode::Stopping, "herd is stopping".to_string()));
+            }
+            Ok(Order::Autoscale { min, max })
+        }
+        (_, _, (None, None)) => Ok(Order::Workers {
+            target: target(current, workers, delta).map_err(invalid)?,
+            fixed: workers.is_some(),
+        }),
+        _ => Err(invalid(
+            "give \"workers\", \"delta\", or both \"min\" and \"max\"".to_string(),
+        )),
+    }
+}
 
 /// The number of workers that `workers` (absolute) or `delta` (relative to `current`) asks
 /// for; the error says what is out of range.
@@ -35,6 +88,60 @@ pub fn target(current: usize, workers: Option<usize>, delta: Option<i64>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_a_number_a_change_or_bounds_never_a_mix() {
+        assert_eq!(
+            order(2, Some(5), None, (None, None), false),
+            Ok(Order::Workers {
+                target: 5,
+                fixed: true
+            })
+        );
+        assert_eq!(
+            order(2, None, Some(-1), (None, None), false),
+            Ok(Order::Workers {
+                target: 1,
+                fixed: false
+            })
+        );
+        assert_eq!(
+            order(2, None, None, (Some(1), Some(4)), false),
+            Ok(Order::Autoscale { min: 1, max: 4 })
+        );
+        for mixed in [
+            order(2, Some(3), None, (Some(1), Some(4)), false),
+            order(2, None, None, (Some(1), None), false),
+            order(2, None, Some(1), (None, Some(4)), false),
+            order(2, Some(1), Some(1), (None, None), false),
+            order(2, None, None, (None, None), false),
+        ] {
+            assert_eq!(mixed.map_err(|e| e.0), Err(ErrorCode::InvalidArgument));
+        }
+    }
+
+    #[test]
+    fn bounds_must_hold_at_least_one_worker_and_at_most_the_limit() {
+        for (min, max) in [
+            (0, 4),
+            (5, 4),
+            (1, MAX_WORKERS + 1),
+            (usize::MAX, usize::MAX),
+        ] {
+            let (code, why) = order(2, None, None, (Some(min), Some(max)), false).unwrap_err();
+            assert_eq!(code, ErrorCode::InvalidArgument);
+            assert!(why.contains("need 1 <= min <= max <= 4096"), "{why}");
+        }
+        assert!(order(2, None, None, (Some(MAX_WORKERS), Some(MAX_WORKERS)), false).is_ok());
+    }
+
+    #[test]
+    fn bounds_are_refused_while_stopping_after_they_are_checked() {
+        let refused = order(2, None, None, (Some(1), Some(4)), true).unwrap_err();
+        assert_eq!(refused.0, ErrorCode::Stopping);
+        let invalid = order(2, None, None, (Some(0), Some(4)), true).unwrap_err();
+        assert_eq!(invalid.0, ErrorCode::InvalidArgument);
+    }
 
     #[test]
     fn absolute_and_relative() {
