@@ -1,7 +1,8 @@
 //! `herd run` on Windows: bind TCP and UDP sockets once, run N workers that share them
 //! (`WSADuplicateSocketW` for each worker's pid, through the worker library's
-//! [`herd::windows`]), restart a worker that exits, with backoff, and stop on Ctrl-C or a
-//! `stop` line on standard input. It builds with Rust 1.63, like the worker library.
+//! [`herd::windows`]), restart a worker that exits, with backoff (herd-core's pool, as on
+//! Unix: [`supervise`]), and stop on Ctrl-C or a `stop` line on standard input. It builds with
+//! Rust 1.63, like the worker library.
 //!
 //! The Unix supervisor's control socket, signals, readiness, upgrades and Unix sockets are not
 //! available here; the commands and options that need them say so.
@@ -14,7 +15,11 @@ use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use herd::windows::{supervise, Event, Shared};
+use herd::windows::Shared;
+
+mod supervise;
+
+use supervise::{supervise, Event};
 
 const USAGE: &str = "\
 usage: herd run [-w N] -b [NAME=]ADDRESS... -- COMMAND [ARGS]...
@@ -318,9 +323,12 @@ fn run(args: RunArgs) -> Result<(), Failure> {
                 pid,
                 status,
                 restart_in,
-            } => eprintln!(
-                "herd: worker {slot} (pid {pid}) exited ({status}); restarting in {restart_in:?}"
-            ),
+            } => match restart_in {
+                Some(delay) => eprintln!(
+                    "herd: worker {slot} (pid {pid}) exited ({status}); restarting in {delay:?}"
+                ),
+                None => eprintln!("herd: worker {slot} (pid {pid}) exited ({status})"),
+            },
             Event::SpawnFailed {
                 slot,
                 error,

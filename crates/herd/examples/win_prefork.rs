@@ -1,6 +1,8 @@
 //! Windows prefork: binds a port, starts N copies of a worker that share it, restarts a worker
 //! that exits, and stops them all on Ctrl-C or when told (a `stop` line, or end of file, on
-//! its stdin). The seed of `herd run` on Windows.
+//! its stdin). The seed of `herd run` on Windows: a small loop that drives herd-core's
+//! [`Pool`](herd_core::Pool), the state machine every herd supervisor shares, and carries out
+//! its actions with `herd::windows::spawn` and `Child::kill`.
 //!
 //! ```text
 //! win_prefork.exe 127.0.0.1:8080 3      the parent prints "listening on ADDR"
@@ -34,11 +36,15 @@ fn main() {
 mod windows {
     use std::io::{BufRead, Write};
     use std::net::TcpListener;
-    use std::process::Command;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    use herd::windows::{supervise, Event, Shared};
+    use std::collections::HashMap;
+    use std::process::Child;
+    use std::time::{Duration, Instant};
+
+    use herd::windows::{spawn, Shared};
+    use herd_core::{Action, BackoffPolicy, Pool, PoolConfig, Readiness, WorkerExit};
 
     type Error = Box<dyn std::error::Error>;
 
@@ -61,44 +67,81 @@ mod windows {
             flag.store(true, Ordering::SeqCst);
         });
         let exe = std::env::current_exe()?;
-        let command = |_slot| {
-            let mut command = Command::new(&exe);
-            command.arg("--worker");
-            command
-        };
-        let stop = || told.load(Ordering::SeqCst) || herd_sys::wsa::ctrl_c_pressed();
-        let report = |event: Event<'_>| match event {
-            Event::Started { slot, pid } => {
-                eprintln!("win_prefork: worker {slot} started as pid {pid}")
-            }
-            Event::Exited {
-                pid,
-                status,
-                restart_in,
-                ..
-            } => {
-                eprintln!(
-                    "win_prefork: worker {pid} exited ({status}); restarting in {restart_in:?}"
-                )
-            }
-            Event::SpawnFailed {
-                slot,
-                error,
-                retry_in,
-            } => {
-                eprintln!(
-                    "win_prefork: cannot start worker {slot}: {error}; retrying in {retry_in:?}"
-                )
-            }
-        };
-        // Windows has no SIGTERM for console programs: stop means terminate.
-        supervise(
-            command,
-            &[Shared::Tcp("http", &listener)],
+        let sockets = [Shared::Tcp("http", &listener)];
+        // Every worker is ready once started; Windows has no SIGTERM for console programs, so
+        // a stop terminates at once.
+        let mut pool = Pool::new(PoolConfig {
             workers,
-            stop,
-            report,
-        );
+            grace: Duration::ZERO,
+            backoff: BackoffPolicy::default(),
+            readiness: Readiness::Delay(Duration::ZERO),
+            watchdog: None,
+            max_surge: 1,
+            min_ready: Duration::ZERO,
+        });
+        let mut children: HashMap<u32, Child> = HashMap::new();
+        let mut stopping = false;
+        loop {
+            let now = Instant::now();
+            let exited: Vec<(u32, std::process::ExitStatus)> = children
+                .iter_mut()
+                .filter_map(|(&pid, child)| Some((pid, child.try_wait().ok()??)))
+                .collect();
+            let mut actions = Vec::new();
+            for (pid, status) in exited {
+                children.remove(&pid);
+                let exit = WorkerExit {
+                    success: status.success(),
+                    killed: false,
+                    description: status.to_string(),
+                    raw: status.code().unwrap_or(-1),
+                };
+                if let Some((meaning, more)) = pool.exited(pid, exit, now) {
+                    let restart_in = meaning.restart_in.unwrap_or_default();
+                    eprintln!(
+                        "win_prefork: worker {pid} exited ({status}); restarting in {restart_in:?}"
+                    );
+                    actions.extend(more);
+                }
+            }
+            if pool.is_stopped() {
+                break;
+            }
+            if !stopping && (told.load(Ordering::SeqCst) || herd_sys::wsa::ctrl_c_pressed()) {
+                stopping = true;
+                actions.extend(pool.stop(false, None, now));
+            }
+            actions.extend(pool.due(now));
+            for action in actions {
+                match action {
+                    Action::Spawn { slot, generation } => {
+                        let mut command = std::process::Command::new(&exe);
+                        command.arg("--worker").env("HERD_WORKER", slot.to_string());
+                        match spawn(&mut command, &sockets) {
+                            Ok(child) => {
+                                eprintln!(
+                                    "win_prefork: worker {slot} started as pid {}",
+                                    child.id()
+                                );
+                                pool.spawned(slot, generation, child.id(), Instant::now());
+                                children.insert(child.id(), child);
+                            }
+                            Err(e) => {
+                                let (retry_in, _) = pool.spawn_failed(slot, &e.to_string(), now);
+                                eprintln!("win_prefork: cannot start worker {slot}: {e}; retrying in {retry_in:?}");
+                            }
+                        }
+                    }
+                    Action::Stop { pid, .. } => {
+                        if let Some(child) = children.get_mut(&pid) {
+                            let _ = child.kill();
+                        }
+                    }
+                    Action::Ready { .. } | Action::UpgradeEnded(_) => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         println!("win_prefork: stopped");
         Ok(())
     }
