@@ -339,6 +339,7 @@ fn prepare(
         watchdog: args.watchdog,
         max_surge: args.max_surge as usize,
         min_ready: args.min_ready,
+        drain: None,
     };
     Ok(Supervisor::new(
         listeners,

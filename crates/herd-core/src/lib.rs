@@ -43,6 +43,6 @@ pub use duration::format_duration;
 pub use listen_env::{parse_listen_env, validate_name, LISTEN_FDS_START, MAX_LISTEN_FDS};
 pub use notify::NotifyMessage;
 pub use pool::{
-    Action, Exit, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason, SavedSlot,
-    SavedWorker, Slot, StopMode, Upgrade, Worker, WorkerExit, WorkerState,
+    Action, DrainPolicy, Exit, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
+    SavedSlot, SavedWorker, Slot, StopMode, Upgrade, Worker, WorkerExit, WorkerState,
 };

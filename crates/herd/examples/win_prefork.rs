@@ -78,6 +78,7 @@ mod windows {
             watchdog: None,
             max_surge: 1,
             min_ready: Duration::ZERO,
+            drain: None,
         });
         let mut children: HashMap<u32, Child> = HashMap::new();
         let mut stopping = false;
@@ -137,7 +138,9 @@ mod windows {
                             let _ = child.kill();
                         }
                     }
-                    Action::Ready { .. } | Action::UpgradeEnded(_) => {}
+                    Action::Ready { .. }
+                    | Action::UpgradeEnded(_)
+                    | Action::DrainTimedOut { .. } => {}
                 }
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -147,6 +147,7 @@ impl Prefork {
             watchdog: None,
             max_surge: 1,
             min_ready: Duration::ZERO,
+            drain: None,
         }
     }
 
@@ -211,7 +212,7 @@ fn execute<F: Fn(&Worker) -> i32>(pool: &mut Pool, actions: Vec<Action>, parent:
                 };
                 let _ = process::signal_process(pid, signal);
             }
-            Action::Ready { .. } | Action::UpgradeEnded(_) => {}
+            Action::Ready { .. } | Action::UpgradeEnded(_) | Action::DrainTimedOut { .. } => {}
         }
     }
 }

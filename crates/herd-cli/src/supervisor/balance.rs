@@ -8,11 +8,13 @@
 //! after [`DRAIN_LIMIT`]), because closing a reuseport socket resets what waits in it, and
 //! Linux moves those connections to a sibling only with `net.ipv4.tcp_migrate_req=1`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herd_sys::process::{self, Signal};
 
-use super::pool::{Pool, WorkerState};
+use herd_core::DrainPolicy;
+
+use super::pool::Pool;
 use crate::logging::LogEvent;
 use crate::spec::Listener;
 
@@ -75,101 +77,21 @@ pub fn steer(listeners: &mut [Listener], pool: &Pool) {
     }
 }
 
-/// A stop signal held back until the worker's slot has drained.
-#[derive(Debug)]
-struct Held {
-    pid: u32,
-    slot: usize,
-    signal: Signal,
-    group: bool,
-    since: Instant,
-    limit: Duration,
+/// How a worker scaled away drains its slot, when slots have sockets of their own: the pool
+/// holds its stop back (see [`herd_core::DrainPolicy`]) for at most [`DRAIN_LIMIT`] or half the
+/// grace period.
+pub fn drain_policy(listeners: &[Listener], grace: Duration) -> Option<DrainPolicy> {
+    per_slot(listeners).then(|| DrainPolicy {
+        settle: DRAIN_SETTLE,
+        limit: DRAIN_LIMIT.min(grace / 2),
+    })
 }
 
-/// Stop signals held back while slots drain.
-#[derive(Debug, Default)]
-pub struct Drains {
-    held: Vec<Held>,
-}
-
-impl Drains {
-    /// Whether any signal is held back.
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
-    }
-
-    /// Holds back `signal` for the worker `pid` of `slot` until the slot drains.
-    pub fn hold(&mut self, pid: u32, slot: usize, signal: Signal, group: bool, grace: Duration) {
-        tracing::debug!(
-            slot,
-            pid,
-            "draining the slot's queue before stopping its worker"
-        );
-        self.held.push(Held {
-            pid,
-            slot,
-            signal,
-            group,
-            since: Instant::now(),
-            limit: DRAIN_LIMIT.min(grace / 2),
-        });
-    }
-
-    /// Sends the signals whose slot has drained (or waited long enough); forgets those whose
-    /// worker is gone or already past its stop.
-    pub fn release(&mut self, listeners: &[Listener], pool: &Pool) {
-        let now = Instant::now();
-        self.held.retain(|h| {
-            let stopping = pool
-                .worker(h.pid)
-                .is_some_and(|w| matches!(w.state, WorkerState::Stopping { killed: false, .. }));
-            if !stopping {
-                return false;
-            }
-            let waited = now.saturating_duration_since(h.since);
-            let queued: u32 = listeners
-                .iter()
-                .filter_map(Listener::group)
-                .map(|g| g.queued(h.slot))
-                .sum();
-            if (waited >= DRAIN_SETTLE && queued == 0) || waited >= h.limit {
-                if queued > 0 {
-                    tracing::warn!(
-                        event = LogEvent::DrainTimeout.as_str(),
-                        slot = h.slot,
-                        pid = h.pid,
-                        queued,
-                        "the slot's queue did not drain in time; stopping its worker anyway"
-                    );
-                }
-                send(h);
-                return false;
-            }
-            true
-        });
-    }
-
-    /// Sends every held signal now (herd is stopping), to the workers still waiting for it.
-    pub fn release_all(&mut self, pool: &Pool) {
-        for h in self.held.drain(..) {
-            if pool
-                .worker(h.pid)
-                .is_some_and(|w| matches!(w.state, WorkerState::Stopping { killed: false, .. }))
-            {
-                send(&h);
-            }
-        }
-    }
-}
-
-fn send(h: &Held) {
-    if let Err(e) = deliver_stop(h.pid, h.signal, h.group) {
-        tracing::warn!(
-            event = LogEvent::SignalFailed.as_str(),
-            slot = h.slot,
-            pid = h.pid,
-            "cannot send {}: {e}",
-            h.signal
-        );
-    }
+/// How many connections wait in `slot`'s queues, over every per-slot listener.
+pub fn queued(listeners: &[Listener], slot: usize) -> u32 {
+    listeners
+        .iter()
+        .filter_map(Listener::group)
+        .map(|g| g.queued(slot))
+        .sum()
 }

@@ -76,7 +76,7 @@ impl Supervisor {
     pub(super) fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
         let pool = self.pool.export(Instant::now()).map(pool::PoolState::from);
         // Stop signals held back while reuseport slots drain would not survive the exec.
-        let draining = !self.drains.is_empty();
+        let draining = self.pool.is_draining();
         match self
             .phase
             .reexec_refusal(self.pool_view(), pool.is_some(), draining)
@@ -208,8 +208,6 @@ impl Supervisor {
             // Log rate limits and hints, which start afresh.
             limit_hinted: _,
             notify_log: _,
-            // Empty: a re-exec waits while reuseport slots drain.
-            drains: _,
             // Suspicions about workers that shut a socket down: a culprit caught again after
             // the re-exec is suspected anew.
             relisten: _,

@@ -60,7 +60,6 @@ impl Supervisor {
                 "stopping at once: killing every worker"
             );
         }
-        self.drains.release_all(&self.pool);
         self.reexec_children.stop();
         self.reexec_file = None;
         // herd's own copies of the sockets close now: once the workers have closed theirs,

@@ -115,8 +115,6 @@ pub struct Supervisor {
     /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
     limit_hinted: HashSet<usize>,
     notify_log: RateLimit,
-    /// Stop signals held back while reuseport slots drain.
-    drains: balance::Drains,
     /// Makes shared sockets that a worker shut down listen again.
     relisten: relisten::Guard,
     /// Process groups of exited workers that still have processes in them.
@@ -128,10 +126,11 @@ impl Supervisor {
     pub fn new(
         listeners: Vec<Listener>,
         command: WorkerCommand,
-        config: PoolConfig,
+        mut config: PoolConfig,
         stop_signal: Signal,
         name: &str,
     ) -> anyhow::Result<Supervisor> {
+        config.drain = balance::drain_policy(&listeners, config.grace);
         Ok(Supervisor {
             pool: Pool::new(config),
             stop_signal,
@@ -157,7 +156,6 @@ impl Supervisor {
             reexec_children: reexec_check::Children::default(),
             limit_hinted: HashSet::new(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
-            drains: balance::Drains::default(),
             relisten: relisten::Guard::default(),
             leftovers: leftovers::Leftovers::default(),
         })
@@ -232,7 +230,7 @@ impl Supervisor {
             deadline,
             autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
             attached: self.attached.any_unwatchable(),
-            drains: !self.drains.is_empty(),
+            drains: self.pool.is_draining(),
             leftovers: !self.leftovers.is_empty(),
         }
     }

@@ -212,6 +212,7 @@ mod tests {
             watchdog: None,
             max_surge: 1,
             min_ready: Duration::ZERO,
+            drain: None,
         };
         let now = Instant::now();
         let mut pool = Pool::new(config.clone());

@@ -260,7 +260,12 @@ fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerSt
     let (state, reason) = match w.state {
         WorkerState::Starting => ("starting", None),
         WorkerState::Ready => ("ready", None),
-        WorkerState::Stopping { reason, .. } => ("stopping", Some(reason.describe().to_string())),
+        // A worker draining its slot shows as stopping, as it did when the drain was the
+        // supervisor's.
+        WorkerState::Stopping { .. } | WorkerState::Draining { .. } => (
+            "stopping",
+            w.stopped_for().map(|r| r.describe().to_string()),
+        ),
     };
     WorkerStatus {
         slot: w.slot,

@@ -108,7 +108,10 @@ impl Supervisor {
         self.attached.due(&mut attached::System, Instant::now());
         self.attached_leftovers();
         balance::steer(&mut self.listeners, &self.pool);
-        self.drains.release(&self.listeners, &self.pool);
+        let now = Instant::now();
+        let drained =
+            (self.pool).release_drained(now, |slot| balance::queued(&self.listeners, slot));
+        self.apply(drained, false);
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
                 Step::CompleteTakeover(takeover) => {

@@ -28,6 +28,13 @@ impl Supervisor {
                     queue.extend(self.spawn(slot, generation, first_generation));
                 }
                 Action::Stop { pid, mode, reason } => self.stop_worker(pid, mode, reason),
+                Action::DrainTimedOut { slot, pid, queued } => tracing::warn!(
+                    event = LogEvent::DrainTimeout.as_str(),
+                    slot,
+                    pid,
+                    queued,
+                    "the slot's queue did not drain in time; stopping its worker anyway"
+                ),
                 Action::Ready {
                     slot,
                     pid,
@@ -317,18 +324,13 @@ impl Supervisor {
     }
 
     /// Stops the pool's worker `pid`: the stop signal (then `SIGCONT`) or `SIGKILL` to its
-    /// process group; a graceful stop for a scale-down waits while its reuseport slot drains.
+    /// process group.
     fn stop_worker(&mut self, pid: u32, mode: StopMode, reason: Reason) {
         let signal = match mode {
             StopMode::Graceful => self.stop_signal,
             StopMode::Kill => Signal::KILL,
         };
         let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
-        if reason == Reason::ScaleDown && balance::per_slot(&self.listeners) {
-            let grace = self.pool.config().grace;
-            self.drains.hold(pid, slot, signal, true, grace);
-            return;
-        }
         match reason {
             Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
                 tracing::warn!(

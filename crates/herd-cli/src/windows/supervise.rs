@@ -44,6 +44,7 @@ fn config(workers: usize) -> PoolConfig {
         watchdog: None,
         max_surge: 1,
         min_ready: Duration::ZERO,
+        drain: None,
     }
 }
 
@@ -128,7 +129,7 @@ where
                         let _ = child.kill();
                     }
                 }
-                Action::Ready { .. } | Action::UpgradeEnded(_) => {}
+                Action::Ready { .. } | Action::UpgradeEnded(_) | Action::DrainTimedOut { .. } => {}
             }
         }
     }

@@ -6,7 +6,7 @@ use super::{Action, Phase, Pool, PoolError, Reason, Slot, StopMode, Upgrade, Wor
 
 impl Pool {
     /// Sets the number of workers: new slots start now; workers above the new number stop
-    /// gracefully, highest slots first.
+    /// gracefully, highest slots first (after draining their slot, with a [`DrainPolicy`](crate::DrainPolicy)).
     pub fn scale(&mut self, workers: usize, now: Instant) -> Result<Vec<Action>, PoolError> {
         if self.phase == Phase::Stopping {
             return Err(PoolError::Stopping);
@@ -23,7 +23,20 @@ impl Pool {
             .collect();
         doomed.sort_by_key(|&i| std::cmp::Reverse(self.workers[i].slot));
         for i in doomed {
-            actions.push(self.stop_worker(i, StopMode::Graceful, Reason::ScaleDown, deadline));
+            match self.config.drain {
+                Some(drain) => self.set_state(
+                    i,
+                    WorkerState::Draining {
+                        since: now,
+                        until: now + drain.limit,
+                        deadline,
+                    },
+                ),
+                None => {
+                    let stop = self.stop_worker(i, StopMode::Graceful, Reason::ScaleDown, deadline);
+                    actions.push(stop);
+                }
+            }
         }
         for s in &mut self.slots[workers..] {
             s.restart_at = None;
@@ -125,6 +138,11 @@ impl Pool {
             match (self.workers[i].state, graceful) {
                 (WorkerState::Stopping { killed: true, .. }, _) => {}
                 (WorkerState::Stopping { .. }, true) => {}
+                // Its drain ends: it stops as scaled away, by its own deadline.
+                (WorkerState::Draining { deadline, .. }, true) => {
+                    let stop = self.stop_worker(i, StopMode::Graceful, Reason::ScaleDown, deadline);
+                    actions.push(stop);
+                }
                 (_, false) => {
                     actions.push(self.stop_worker(i, StopMode::Kill, Reason::Shutdown, now));
                 }
@@ -132,6 +150,42 @@ impl Pool {
                     let stop = self.stop_worker(i, StopMode::Graceful, Reason::Shutdown, deadline);
                     actions.push(stop);
                 }
+            }
+        }
+        actions
+    }
+
+    /// Tells the draining workers whose slot has drained to stop: `queued(slot)` is how many
+    /// connections wait in the slot's queue. A slot has drained once it has been out of
+    /// rotation for the policy's `settle` time with an empty queue, or after its `limit`
+    /// (then with an [`Action::DrainTimedOut`] if connections still wait).
+    pub fn release_drained(&mut self, now: Instant, queued: impl Fn(usize) -> u32) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let settle = match self.config.drain {
+            Some(drain) if self.is_draining() => drain.settle,
+            _ => return actions,
+        };
+        for i in 0..self.workers.len() {
+            let w = &self.workers[i];
+            let (since, until, deadline) = match w.state {
+                WorkerState::Draining {
+                    since,
+                    until,
+                    deadline,
+                } => (since, until, deadline),
+                _ => continue,
+            };
+            let waiting = queued(w.slot);
+            let settled = now.saturating_duration_since(since) >= settle;
+            if (settled && waiting == 0) || now >= until {
+                if waiting > 0 {
+                    actions.push(Action::DrainTimedOut {
+                        slot: w.slot,
+                        pid: w.pid,
+                        queued: waiting,
+                    });
+                }
+                actions.push(self.stop_worker(i, StopMode::Graceful, Reason::ScaleDown, deadline));
             }
         }
         actions

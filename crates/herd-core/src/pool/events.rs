@@ -71,12 +71,12 @@ impl Pool {
         let index = *self.by_pid.get(&pid)?;
         let w = self.workers.remove(index);
         self.remove_count(w.slot, w.count());
+        if super::is_draining(&w) {
+            self.draining = self.draining.saturating_sub(1);
+        }
         self.index_pids();
         let mut actions = Vec::new();
-        let stopped_for = match w.state {
-            WorkerState::Stopping { reason, .. } => Some(reason),
-            _ => None,
-        };
+        let stopped_for = w.stopped_for();
         let uptime = now.saturating_duration_since(w.started);
         // A new-generation worker that dies before it is available fails its upgrade (one
         // killed for failing, by its watchdog, counts too).

@@ -25,8 +25,8 @@ pub use error::PoolError;
 pub use state::{PoolState, SavedSlot, SavedWorker};
 use types::Count;
 pub use types::{
-    Action, Exit, PoolConfig, Readiness, Reason, Slot, StopMode, Upgrade, Worker, WorkerExit,
-    WorkerState,
+    Action, DrainPolicy, Exit, PoolConfig, Readiness, Reason, Slot, StopMode, Upgrade, Worker,
+    WorkerExit, WorkerState,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,8 @@ pub struct Pool {
     available_slots: usize,
     /// Workers that became ready since the last [`Pool::due`], which announces them.
     became_ready: Vec<u32>,
+    /// How many workers drain their slot.
+    draining: usize,
 }
 
 impl Pool {
@@ -76,6 +78,7 @@ impl Pool {
             ready_slots: 0,
             available_slots: 0,
             became_ready: Vec::new(),
+            draining: 0,
         }
     }
 
@@ -102,6 +105,11 @@ impl Pool {
     pub fn ready_slots(&self) -> impl Iterator<Item = usize> + '_ {
         let wanted = self.desired.min(self.slots.len());
         (0..wanted).filter(move |&slot| self.slots[slot].count.ready > 0)
+    }
+
+    /// Whether a worker scaled away drains its slot (see [`Pool::release_drained`]).
+    pub fn is_draining(&self) -> bool {
+        self.draining > 0
     }
 
     /// Whether a stop was requested.
@@ -167,9 +175,14 @@ impl Pool {
     /// Changes worker `i`, keeping its slot's count up to date.
     fn update(&mut self, i: usize, change: impl FnOnce(&mut Worker)) {
         let w = &mut self.workers[i];
-        let (slot, before) = (w.slot, w.count());
+        let (slot, before, was_draining) = (w.slot, w.count(), is_draining(w));
         change(w);
         let after = w.count();
+        match (was_draining, is_draining(w)) {
+            (false, true) => self.draining += 1,
+            (true, false) => self.draining = self.draining.saturating_sub(1),
+            _ => {}
+        }
         if after != before {
             self.remove_count(slot, before);
             self.add_count(slot, after);
@@ -277,11 +290,16 @@ impl Pool {
         }
         self.count_slots();
         self.index_pids();
+        self.draining = self.workers.iter().filter(|w| is_draining(w)).count();
     }
 
     fn is_upgrading_worker(&self, w: &Worker) -> bool {
         self.upgrade.map_or(false, |u| w.generation >= u.generation)
     }
+}
+
+fn is_draining(w: &Worker) -> bool {
+    matches!(w.state, WorkerState::Draining { .. })
 }
 
 /// When a ready worker becomes available; `None` if not ready (or never, for a `min_ready`

@@ -67,10 +67,12 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Pool {
-    /// The pool's state; `None` while it is stopping or upgrading (a re-exec waits for those).
+    /// The pool's state; `None` while it is stopping, upgrading or draining a slot (a re-exec
+    /// waits for those).
     pub fn export(&self, now: Instant) -> Option<PoolState> {
         if self.phase != Phase::Serving
             || self.upgrade.is_some()
+            || self.is_draining()
             || self.slots.iter().any(|s| s.spawning)
         {
             return None;
@@ -169,6 +171,7 @@ impl Pool {
             ready_slots: 0,
             available_slots: 0,
             became_ready: Vec::new(),
+            draining: 0,
         };
         pool.reindex();
         pool

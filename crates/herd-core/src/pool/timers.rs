@@ -34,6 +34,7 @@ impl Pool {
                     killed: false,
                     ..
                 } => times.push(deadline),
+                WorkerState::Draining { until, .. } => times.push(until),
                 WorkerState::Starting if serving => times.push(match self.config.readiness {
                     Readiness::Delay(d) => w.started + d,
                     Readiness::Notify { timeout } => w.started + timeout,

@@ -35,6 +35,20 @@ pub struct PoolConfig {
     /// How long a new worker must stay ready before it counts as available: only then does it
     /// replace an older worker (or complete a takeover).
     pub min_ready: Duration,
+    /// Whether each slot has a queue of its own (`--balance reuseport`) that a worker scaled
+    /// away drains before it is told to stop; `None` when the workers share one queue.
+    pub drain: Option<DrainPolicy>,
+}
+
+/// How a worker scaled away waits for its slot's queue to empty before it is told to stop:
+/// closing a per-slot socket resets the connections waiting in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DrainPolicy {
+    /// How long the slot stays out of rotation before an empty queue counts as drained (a
+    /// handshake begun before still lands in it for about one round trip).
+    pub settle: Duration,
+    /// The longest a worker waits for its slot's queue to empty.
+    pub limit: Duration,
 }
 
 /// How a worker is told to stop.
@@ -67,6 +81,16 @@ pub enum Action {
         mode: StopMode,
         /// Why, for the log.
         reason: Reason,
+    },
+    /// A draining worker's slot still had `queued` connections when its drain time was up: it
+    /// is told to stop anyway (the [`Action::Stop`] follows).
+    DrainTimedOut {
+        /// Its slot.
+        slot: usize,
+        /// Its pid.
+        pid: u32,
+        /// The connections still queued.
+        queued: u32,
     },
     /// A worker became ready (announced once per worker).
     Ready {
@@ -130,6 +154,16 @@ pub enum WorkerState {
     Starting,
     /// Ready to serve.
     Ready,
+    /// Scaled away, not yet told to stop: its slot is out of rotation and its queue drains
+    /// (see [`DrainPolicy`]).
+    Draining {
+        /// When it was scaled away.
+        since: Instant,
+        /// When it is told to stop, drained or not.
+        until: Instant,
+        /// When it is killed unless it has exited (its grace period's end).
+        deadline: Instant,
+    },
     /// Told to stop; killed at `deadline` unless it exits first.
     Stopping {
         /// Why.
@@ -166,9 +200,9 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Whether it was not told to stop.
+    /// Whether it serves on: neither draining nor told to stop.
     pub fn live(&self) -> bool {
-        !matches!(self.state, WorkerState::Stopping { .. })
+        matches!(self.state, WorkerState::Starting | WorkerState::Ready)
     }
 
     /// Whether it still holds its slot: live, or killed for failing (its successor starts
@@ -176,7 +210,17 @@ impl Worker {
     pub(crate) fn holds_slot(&self) -> bool {
         match self.state {
             WorkerState::Stopping { reason, .. } => reason.restarts(),
+            WorkerState::Draining { .. } => false,
             _ => true,
+        }
+    }
+
+    /// Why it was asked to leave, if it was.
+    pub fn stopped_for(&self) -> Option<Reason> {
+        match self.state {
+            WorkerState::Stopping { reason, .. } => Some(reason),
+            WorkerState::Draining { .. } => Some(Reason::ScaleDown),
+            _ => None,
         }
     }
 

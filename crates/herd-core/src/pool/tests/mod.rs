@@ -1,5 +1,6 @@
 use super::*;
 
+mod drain;
 mod ready;
 mod scale;
 mod upgrade;
@@ -21,6 +22,7 @@ fn config(workers: usize, readiness: Readiness) -> PoolConfig {
         watchdog: None,
         max_surge: 1,
         min_ready: Duration::ZERO,
+        drain: None,
     }
 }
 
@@ -86,6 +88,7 @@ impl Harness {
                     }
                     Action::Stop { pid, mode, reason } => self.signals.push((pid, mode, reason)),
                     Action::Ready { pid, .. } => self.ready.push(pid),
+                    Action::DrainTimedOut { .. } => {}
                     Action::UpgradeEnded(result) => self.ended.push(result),
                 }
             }

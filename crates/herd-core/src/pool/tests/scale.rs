@@ -96,6 +96,12 @@ pub(super) fn assert_indexes_match_a_recount(pool: &Pool) {
         assert!(first <= i);
     }
     assert!(pool.by_pid.len() <= pool.workers.len());
+    let draining = pool
+        .workers
+        .iter()
+        .filter(|w| matches!(w.state, WorkerState::Draining { .. }))
+        .count();
+    assert_eq!(pool.draining, draining);
     for (slot, s) in pool.slots.iter().enumerate() {
         let here = pool.workers.iter().filter(|w| w.slot == slot);
         let recount = Count {
