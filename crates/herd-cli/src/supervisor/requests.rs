@@ -104,42 +104,57 @@ impl Supervisor {
         peer: Peer,
         connection: Option<OwnedFd>,
     ) -> Reply {
-        let refuse = |code, why: String| Reply::from(Response::error(code, why));
+        let refuse = |(code, why): (ErrorCode, String)| Reply::from(Response::error(code, why));
         if self.pool.is_stopping() {
-            return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
+            return refuse((ErrorCode::Stopping, "herd is stopping".to_string()));
         }
+        let (sockets, fds) = match self.socket_copies(only.as_deref()) {
+            Ok(copies) => copies,
+            Err(refusal) => return refuse(refusal),
+        };
+        if attach {
+            let names = sockets.iter().map(|s| s.name.clone()).collect();
+            if let Err(refusal) = self.attach(peer, connection.as_ref(), names) {
+                return refuse(refusal);
+            }
+        }
+        Reply {
+            response: Response::ok(SocketsResult { sockets }),
+            fds,
+        }
+    }
+
+    /// The listening sockets named in `only` (all without it): what each is, and a duplicate.
+    fn socket_copies(
+        &self,
+        only: Option<&[String]>,
+    ) -> Result<(Vec<SocketInfo>, Vec<OwnedFd>), (ErrorCode, String)> {
         if let Some(unknown) = only
-            .iter()
+            .into_iter()
             .flatten()
             .find(|n| !self.listeners.iter().any(|l| &l.name == *n))
         {
             let names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
-            return refuse(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "no socket is named {unknown:?} (sockets: {})",
-                    names.join(", ")
-                ),
+            let why = format!(
+                "no socket is named {unknown:?} (sockets: {})",
+                names.join(", ")
             );
+            return Err((ErrorCode::InvalidArgument, why));
         }
         let mut sockets = Vec::new();
         let mut fds = Vec::new();
         for l in &self.listeners {
-            if only.as_ref().is_some_and(|o| !o.contains(&l.name)) {
+            if only.is_some_and(|o| !o.contains(&l.name)) {
                 continue;
             }
-            let Some(fd) = l.fd() else {
-                return refuse(ErrorCode::Stopping, "herd is stopping".to_string());
-            };
-            match fd.try_clone_to_owned() {
-                Ok(dup) => fds.push(dup),
-                Err(e) => {
-                    return refuse(
-                        ErrorCode::Internal,
-                        format!("cannot duplicate {}: {e}", l.name),
-                    )
-                }
-            }
+            let fd = l
+                .fd()
+                .ok_or((ErrorCode::Stopping, "herd is stopping".to_string()))?;
+            let dup = fd.try_clone_to_owned().map_err(|e| {
+                let why = format!("cannot duplicate {}: {e}", l.name);
+                (ErrorCode::Internal, why)
+            })?;
+            fds.push(dup);
             let info = herd_sys::socket::inspect(fd).ok().flatten();
             sockets.push(SocketInfo {
                 name: l.name.clone(),
@@ -149,42 +164,41 @@ impl Supervisor {
                 address: l.address.clone(),
             });
         }
-        if attach {
-            let Some(pid) = peer.pid else {
-                return refuse(
-                    ErrorCode::Internal,
-                    "cannot identify the attaching process".to_string(),
-                );
-            };
-            let names: Vec<String> = sockets.iter().map(|s| s.name.clone()).collect();
-            let shown = names.join(",");
-            let now = Instant::now();
-            // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
-            // before that, the pid it connected with, checked against its start time read now
-            // (see Attached::new).
-            let attached = match connection.as_ref().map(|c| PidFd::of_peer(c.as_fd())) {
-                Some(Ok(Some(pidfd))) => Attached::with_pidfd(pid, pidfd, names, now),
-                Some(Err(_)) => None,
-                _ => process::start_time(pid)
-                    .and_then(|start_time| Attached::new(pid, start_time, names, now)),
-            };
-            match attached {
-                Some(attached) => {
-                    self.attached.add(attached);
-                    tracing::info!(event = LogEvent::WorkerAttached.as_str(), pid, uid = peer.uid, sockets = %shown, "worker attached");
-                }
-                None => {
-                    return refuse(
-                        ErrorCode::Internal,
-                        "the attaching process has exited".to_string(),
-                    )
-                }
-            }
-        }
-        Reply {
-            response: Response::ok(SocketsResult { sockets }),
-            fds,
-        }
+        Ok((sockets, fds))
+    }
+
+    /// Registers the peer on `connection` as an attached process holding the sockets `names`.
+    fn attach(
+        &mut self,
+        peer: Peer,
+        connection: Option<&OwnedFd>,
+        names: Vec<String>,
+    ) -> Result<(), (ErrorCode, String)> {
+        let internal = |why: &str| (ErrorCode::Internal, why.to_string());
+        let pid = peer
+            .pid
+            .ok_or_else(|| internal("cannot identify the attaching process"))?;
+        let shown = names.join(",");
+        let now = Instant::now();
+        // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
+        // before that, the pid it connected with, checked against its start time read now
+        // (see Attached::new).
+        let attached = match connection.map(|c| PidFd::of_peer(c.as_fd())) {
+            Some(Ok(Some(pidfd))) => Attached::with_pidfd(pid, pidfd, names, now),
+            Some(Err(_)) => None,
+            _ => process::start_time(pid)
+                .and_then(|start_time| Attached::new(pid, start_time, names, now)),
+        };
+        let attached = attached.ok_or_else(|| internal("the attaching process has exited"))?;
+        self.attached.add(attached);
+        tracing::info!(
+            event = LogEvent::WorkerAttached.as_str(),
+            pid,
+            uid = peer.uid,
+            sockets = %shown,
+            "worker attached"
+        );
+        Ok(())
     }
 
     pub(super) fn scale_request(
