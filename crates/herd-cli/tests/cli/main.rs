@@ -15,6 +15,7 @@ mod metrics;
 mod output;
 mod privileges;
 mod reexec;
+mod reexec_check;
 mod relisten;
 mod resources;
 mod run;
