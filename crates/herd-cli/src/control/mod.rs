@@ -8,3 +8,6 @@ pub mod protocol;
 pub mod results;
 pub mod server;
 mod wait;
+
+#[cfg(test)]
+mod agreement_tests;

@@ -1,0 +1,122 @@
+//! The worker library speaks the `sockets` command without serde (`herd::protocol`): every
+//! message it sends or reads goes through both forms here, which must agree byte for byte on
+//! requests and value for value on answers.
+
+use herd::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
+
+use super::client::encode_request;
+use super::protocol::{parse_request, Command, ErrorCode, Request, Response, VERSION};
+use super::results::{SocketInfo, SocketsResult};
+use crate::spec::SocketKind;
+
+/// Names that exercise the string escapes both sides write.
+const NAMES: &[&str] = &[
+    "http",
+    "a\"quoted\"\\name",
+    "tab\tnew\nline\r\u{8}\u{c}\u{1}\u{1f}",
+    "é😀\u{7f}\u{2028}",
+    "",
+];
+
+fn requests() -> Vec<SocketsRequest> {
+    let mut all = Vec::new();
+    for attach in [false, true] {
+        all.push(SocketsRequest {
+            only: Vec::new(),
+            attach,
+        });
+        for name in NAMES {
+            all.push(SocketsRequest {
+                only: vec![name.to_string()],
+                attach,
+            });
+        }
+        all.push(SocketsRequest {
+            only: NAMES.iter().map(|n| n.to_string()).collect(),
+            attach,
+        });
+    }
+    all
+}
+
+#[test]
+fn every_sockets_request_is_encoded_as_serde_encodes_it() {
+    for request in requests() {
+        let only = (!request.only.is_empty()).then(|| request.only.clone());
+        let command = Command::Sockets {
+            only,
+            attach: request.attach,
+        };
+        let line = request.encode();
+        assert_eq!(
+            String::from_utf8_lossy(&line),
+            String::from_utf8_lossy(&encode_request(command.clone())),
+            "{request:?}"
+        );
+        let parsed = parse_request(&line[..line.len() - 1]).expect("herd reads it");
+        assert_eq!(
+            parsed,
+            Request {
+                version: VERSION,
+                command
+            }
+        );
+    }
+}
+
+fn answer(response: Response) -> Result<SocketsAnswer, String> {
+    let line = response.to_line();
+    assert_eq!(line.last(), Some(&b'\n'));
+    parse_sockets_answer(&line[..line.len() - 1])
+}
+
+#[test]
+fn every_sockets_result_reads_the_same_in_the_library() {
+    let kinds = [
+        SocketKind::Tcp,
+        SocketKind::Udp,
+        SocketKind::Unix,
+        SocketKind::Shm,
+    ];
+    let sockets: Vec<SocketInfo> = NAMES
+        .iter()
+        .zip(kinds.iter().cycle())
+        .enumerate()
+        .map(|(i, (name, kind))| SocketInfo {
+            name: name.to_string(),
+            kind: Some(*kind),
+            family: (i % 2 == 0).then(|| "inet6".to_string()),
+            sock_type: (i % 3 != 0).then(|| "stream".to_string()),
+            address: format!("[::1]:{i} {name}"),
+        })
+        .collect();
+    for count in [0, 1, sockets.len()] {
+        let sent = sockets[..count].to_vec();
+        let expected: Vec<SocketDescription> = sent
+            .iter()
+            .map(|s| SocketDescription {
+                name: s.name.clone(),
+                kind: s.kind.map(SocketKind::as_str).unwrap_or("").to_string(),
+                family: s.family.clone(),
+                sock_type: s.sock_type.clone(),
+                address: s.address.clone(),
+            })
+            .collect();
+        let read = answer(Response::ok(SocketsResult { sockets: sent }));
+        assert_eq!(read, Ok(SocketsAnswer::Sockets(expected)));
+    }
+}
+
+#[test]
+fn every_error_code_reads_the_same_in_the_library() {
+    for code in ErrorCode::ALL {
+        for message in NAMES {
+            let read = answer(Response::error(code, *message));
+            let expected = SocketsAnswer::Refused {
+                code: code.as_str().to_string(),
+                message: message.to_string(),
+            };
+            assert_eq!(read, Ok(expected), "{code}");
+        }
+    }
+}
