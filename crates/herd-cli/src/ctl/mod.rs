@@ -336,3 +336,43 @@ fn exec_attached(
         (Err(e), _) | (_, Some(Err(e))) => e,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::ErrorBody;
+
+    fn refused(code: ErrorCode, message: &str) -> String {
+        let error = ClientError::Refused {
+            path: "/h.sock".into(),
+            error: ErrorBody {
+                code,
+                message: message.into(),
+            },
+        };
+        match failure(error) {
+            Failure::Runtime(e) => e.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refusals_are_worded_by_their_code() {
+        assert_eq!(
+            refused(ErrorCode::Stopping, "herd is stopping"),
+            "herd is stopping (stopping)"
+        );
+        assert_eq!(
+            refused(ErrorCode::UpgradeFailed, "worker 3 exited"),
+            "upgrade failed, the old workers keep serving (upgrade_failed): worker 3 exited"
+        );
+        assert_eq!(
+            refused(ErrorCode::Busy, "later\x1b[2J"),
+            "herd refused (busy): later\\x1b[2J"
+        );
+        let long = ClientError::PathTooLong {
+            path: "/x".repeat(100).into(),
+        };
+        assert!(matches!(failure(long), Failure::Usage(_)));
+    }
+}
