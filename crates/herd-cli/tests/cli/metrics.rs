@@ -24,11 +24,7 @@ fn prometheus_metrics() {
     let metrics = metrics_address(&herd);
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     // OpenMetrics text, served as such.
-    let mut stream = std::net::TcpStream::connect(&metrics).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut response = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let response = http_raw(&metrics, "GET /metrics HTTP/1.0\r\n\r\n", TIMEOUT).unwrap();
     let (head, text) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(

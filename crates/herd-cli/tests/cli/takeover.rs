@@ -172,15 +172,20 @@ fn a_failed_takeover_leaves_the_old_herd_serving() {
     assert_eq!(after["pid"], before["pid"]);
     assert_eq!(after["workers"][0]["pid"], before["workers"][0]["pid"]);
     assert!(get(&addr, "/").unwrap().starts_with("hello from pid"));
-    let leftovers: Vec<_> = std::fs::read_dir(old.dir.path())
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.contains("takeover"))
-        .collect();
+    let leftovers = takeover_files(old.dir.path());
     assert!(
         leftovers.is_empty(),
         "temporary control sockets left behind: {leftovers:?}"
     );
+}
+
+/// The files in `dir` whose names say they belong to a takeover (its temporary control socket).
+fn takeover_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("takeover"))
+        .collect()
 }
 
 #[test]
