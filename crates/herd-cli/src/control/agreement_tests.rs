@@ -120,3 +120,33 @@ fn every_error_code_reads_the_same_in_the_library() {
         }
     }
 }
+
+/// What older clients wrote (the library put `attach` before `only`; the takeover wrote its
+/// stop by hand): herd still reads each as the same request.
+#[test]
+fn the_requests_of_older_clients_still_parse() {
+    let old = |line: &str| parse_request(line.as_bytes()).unwrap().command;
+    assert_eq!(
+        old(r#"{"version":1,"command":"sockets","attach":true,"only":["http"]}"#),
+        Command::Sockets {
+            only: Some(vec!["http".into()]),
+            attach: true
+        }
+    );
+    assert_eq!(
+        old(r#"{"version":1,"command":"stop","takeover":true}"#),
+        Command::Stop {
+            grace_ms: None,
+            fast: false,
+            takeover: true
+        }
+    );
+    assert_eq!(
+        old(r#"{"version":1,"command":"stop"}"#),
+        Command::Stop {
+            grace_ms: None,
+            fast: false,
+            takeover: false
+        }
+    );
+}
