@@ -4,6 +4,7 @@
 
 mod access;
 mod args;
+mod attached;
 mod balance;
 mod clients;
 mod control;
@@ -25,4 +26,5 @@ mod sockets;
 mod stop;
 mod systemd;
 mod takeover;
+mod takeover_files;
 mod util;

@@ -1,0 +1,202 @@
+//! Attached processes (`herd attach`) stop with herd: the stop signal, then SIGKILL after the
+//! grace, their process group with them, and a group shared with others left alone.
+
+use std::process::{Command, Stdio};
+
+use crate::util::*;
+
+/// A child killed on drop, so that a failing test leaves no process behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Kills a process group on drop, so that a failing test leaves none of its members behind.
+struct KillGroupOnDrop(u32);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill takes plain integers.
+        unsafe { libc::kill(-(self.0 as libc::pid_t), libc::SIGKILL) };
+    }
+}
+
+/// How many pidfds `pid` holds.
+fn pidfds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("pidfd"))
+        .count()
+}
+
+#[test]
+fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let mut herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    let ignores_term = "import signal, time\n\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+        print('ignoring SIGTERM', flush=True)\n\
+        time.sleep(1000)\n";
+    let mut attached = KillOnDrop(
+        Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .args(["attach", "--", "python3", "-c", ignores_term])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = attached.0.id();
+    herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
+    let mut line = String::new();
+    std::io::BufReader::new(attached.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ignoring SIGTERM\n");
+
+    // Held by a pidfd, in this image and the next.
+    assert_eq!(
+        pidfds(herd.pid()),
+        1,
+        "herd holds the attached process by a pidfd"
+    );
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(pidfds(herd.pid()), 1, "the pidfd survives the re-exec");
+    assert_eq!(herd.status()["attached"][0]["pid"], pid);
+
+    let asked = std::time::Instant::now();
+    let (code, _, stderr) = herd.ctl(&["stop", "--grace", "1s"]);
+    let took = asked.elapsed();
+    assert_eq!(code, 0, "{stderr}");
+    let status = attached
+        .0
+        .try_wait()
+        .unwrap()
+        .expect("the attached process is gone once herd stop returns");
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(
+        took >= std::time::Duration::from_secs(1),
+        "killed after the grace period, not before: {took:?}"
+    );
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    herd.wait_for_event("attached_worker_killed", &[("pid", pid.into())]);
+}
+
+/// `herd attach` leads a process group, and herd stops that group as it stops a worker's:
+/// the shell gets the stop signal and exits; what it forked ignores it, stays in the group
+/// holding the socket, and is killed after the grace; `herd stop` returns once it is gone and
+/// the port is free.
+#[test]
+fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
+    use std::io::BufRead;
+    let mut herd = sleeper_on_http();
+    let addr = herd.address("http");
+    // The subshell ignores SIGTERM, and so does the sleep it becomes.
+    let script = "(trap '' TERM; exec sleep 101) & echo $!; wait";
+    let mut attached = KillOnDrop(
+        Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .args(["attach", "--", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = attached.0.id();
+    let _group = KillGroupOnDrop(pid);
+    herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
+    let mut line = String::new();
+    std::io::BufReader::new(attached.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let sleeper: u32 = line.trim().parse().unwrap();
+    assert_eq!(
+        in_groups(&[pid]).len(),
+        2,
+        "herd attach leads a group (the test did not make it one): {line}"
+    );
+
+    let (code, _, stderr) = herd.ctl(&["stop", "--grace", "1s"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        !alive(sleeper),
+        "what the attached process forked is gone once herd stop returns"
+    );
+    std::net::TcpListener::bind(&addr).expect("the port is free once herd stop returns");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    herd.wait_for_event("leftovers_killed", &[("pid", pid.into())]);
+}
+
+/// A script run with `setsid` starts a background job, then `exec`s `herd attach`: the attach
+/// already leads its group (the session's), which the job is in too. herd does not take that
+/// group as the attached process's (it says so, and so does the client): when the attached
+/// process exits, the job it never started is left alone.
+#[test]
+fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
+    use std::io::{BufRead, Read};
+    let herd = sleeper_on_http();
+    let script = format!(
+        "sleep 301 </dev/null >/dev/null 2>&1 & echo $!; exec '{HERD}' attach --control '{}' -- \
+         sleep 1001",
+        herd.control()
+    );
+    let mut session = KillOnDrop(
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(session.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let job: u32 = line.trim().parse().unwrap();
+    let registered = herd.wait_for_event("worker_attached", &[]);
+    let pid = registered["pid"].as_u64().unwrap() as u32;
+    let _group = KillGroupOnDrop(pid);
+    herd.wait_for_event("attached_group_shared", &[("pid", pid.into())]);
+
+    // Registered before it became COMMAND: signalled once it has.
+    wait_until("the exec", || {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "sleep" {
+            Ok(())
+        } else {
+            Err(format!("command {comm:?}"))
+        }
+    });
+    // SAFETY: kill takes plain integers.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    herd.wait_for_event("attached_worker_exited", &[("pid", pid.into())]);
+    // Any stop of the group would have been sent in the turn that saw the exit: a status
+    // request is answered after it.
+    let status = herd.status();
+    assert_eq!(status["leftovers"], serde_json::json!([]), "{status}");
+    assert!(
+        alive(job),
+        "the job the attached process did not start runs on"
+    );
+    let mut stderr = String::new();
+    session
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("herd will stop only COMMAND, not what it forks"),
+        "the client warns: {stderr}"
+    );
+}

@@ -1,0 +1,146 @@
+//! A takeover and the old herd's Unix socket files: moved with the sockets, adopted wherever
+//! each herd runs, and never adopted once another file replaced them.
+
+use crate::takeover::takeover;
+use crate::util::*;
+
+#[test]
+fn a_takeover_moves_the_unix_socket_file_with_it() {
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b"])
+            .arg(format!("app=unix:{}", dir.join("app.sock").display()))
+            .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    old.started(1);
+    let socket = old.path("app.sock");
+    let control = old.control();
+
+    // A takeover that fails leaves the file to the old herd.
+    let mut failed = takeover(&control, &["-w", "1", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(failed.wait_exit().code(), Some(1));
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "{socket} stays after a failed takeover"
+    );
+
+    let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
+    new.wait_for_event("takeover_complete", &[]);
+    let mut old = old;
+    assert_eq!(
+        old.wait_exit().code(),
+        Some(0),
+        "the old herd stops cleanly"
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "{socket} still reaches the socket once the old herd is gone"
+    );
+
+    // The file is the new herd's now: it goes when that herd stops.
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the herd that took over removes {socket} when it stops"
+    );
+}
+
+#[test]
+fn a_takeover_adopts_the_old_herds_socket_file_wherever_each_herd_runs() {
+    // The old herd binds a relative path in its own directory; the new one runs elsewhere.
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.current_dir(dir).args([
+            "run",
+            "-w",
+            "1",
+            "-b",
+            "app=unix:app.sock",
+            "--",
+            "sleep",
+            "1000",
+        ]);
+        cmd
+    });
+    old.started(1);
+    let socket = old.path("app.sock");
+    let control = old.control();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut new = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.current_dir(elsewhere.path())
+            .env("HERD_CONTROL", &control)
+            .args([
+                "run",
+                "--takeover",
+                &control,
+                "-w",
+                "1",
+                "--",
+                "sleep",
+                "1000",
+            ]);
+        cmd
+    });
+    new.wait_for_event("old_herd_stopped", &[]);
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert!(
+        std::os::unix::net::UnixStream::connect(&socket).is_ok(),
+        "{socket} reaches the socket once the old herd is gone"
+    );
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&socket).exists(),
+        "the herd that took over removes {socket} when it stops"
+    );
+    assert!(
+        !new.lines().iter().any(|l| matches!(l, Line::Event(e)
+            if matches!(e["event"].as_str(), Some("socket_file_not_taken" | "socket_files_lost"))
+                || e["message"].as_str().unwrap_or("").contains("socket file"))),
+        "no warning about the socket file"
+    );
+}
+
+#[test]
+fn a_takeover_never_adopts_a_socket_file_that_replaced_the_old_herds() {
+    // Old workers that ignore the stop signal keep the old herd stopping for its grace period,
+    // while the socket file is replaced.
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "--grace", "3s", "-b"])
+            .arg(format!("app=unix:{}", dir.join("app.sock").display()))
+            .args(["--", "sh", "-c", "trap '' TERM; exec sleep 1000"]);
+        cmd
+    });
+    old.started(1);
+    let socket = old.path("app.sock");
+    let control = old.control();
+    let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
+    new.wait_for_event("takeover_complete", &[]);
+    let other_path = old.path("other.sock");
+    let _other = std::os::unix::net::UnixListener::bind(&other_path).unwrap();
+    std::fs::rename(&other_path, &socket).unwrap();
+    let kept = new.wait_for_event("socket_file_not_taken", &[]);
+    assert!(
+        kept["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("another file has replaced the old herd's"),
+        "{kept}"
+    );
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(
+        std::path::Path::new(&socket).exists(),
+        "the file that replaced the old herd's stays"
+    );
+}
