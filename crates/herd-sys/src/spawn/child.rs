@@ -37,7 +37,7 @@ pub(super) struct Child<'a> {
     pub(super) close_range: bool,
     /// A signal the child raises on itself as its very first step (tests).
     pub(super) raise_first: Option<libc::c_int>,
-    /// Check instead of executing: see [`ExecPlan::probe`].
+    /// Check instead of executing: see [`ExecPlan::probe`](super::ExecPlan::probe).
     pub(super) probe: bool,
 }
 

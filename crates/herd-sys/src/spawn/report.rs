@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::os::unix::io::{AsRawFd, OwnedFd};
 
-/// The step of [`ExecPlan::spawn`] that failed.
+/// The step of [`ExecPlan::spawn`](super::ExecPlan::spawn) that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Stage {
@@ -146,7 +146,7 @@ impl SpawnError {
     }
 
     /// For [`Stage::Limits`]: the index of the limit that could not be set, in the order
-    /// [`ExecPlan::limit`] added them.
+    /// [`ExecPlan::limit`](super::ExecPlan::limit) added them.
     pub fn limit_index(&self) -> Option<usize> {
         self.limit
     }
