@@ -39,6 +39,11 @@ cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
 sed -i -e '/^tokio = /d' -e '/^tokio = \["dep:tokio"\]/d' -e '/^\[\[example\]\]/,/^required-features/d' \
     "$work/herd/Cargo.toml"
 rm -f "$work"/herd/examples/tokio_*.rs
+# herd-sys's optional `tokio` feature (`pidfd::ExitWatch`, for the Unix supervisor) likewise:
+# herd-cli, built here for Windows only, does without it.
+sed -i '/^tokio = /d' "$work/herd-sys/Cargo.toml"
+sed -i 's/^herd-sys = { workspace = true, features = \["tokio"\] }$/herd-sys.workspace = true/' \
+    "$work/herd-cli/Cargo.toml"
 
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_UNSTABLE_SPARSE_REGISTRY=true
 export CARGO_HOME="${MSRV_CARGO_HOME:-${TMPDIR:-/tmp}/herd-msrv-cargo}"
