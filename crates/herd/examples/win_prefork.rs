@@ -34,13 +34,13 @@ fn main() {
 
 #[cfg(windows)]
 mod windows {
+    use std::collections::HashMap;
     use std::io::{BufRead, Write};
     use std::net::TcpListener;
+    use std::path::PathBuf;
+    use std::process::{Child, Command};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
-
-    use std::collections::HashMap;
-    use std::process::Child;
     use std::time::{Duration, Instant};
 
     use herd::windows::{spawn, Shared};
@@ -53,7 +53,46 @@ mod windows {
         println!("win_prefork: listening on {}", listener.local_addr()?);
         std::io::stdout().flush()?;
         herd_sys_ctrl_c();
-        // "When told": a `stop` line, or end of file, on stdin.
+        let told = told_to_stop();
+        let sockets = [Shared::Tcp("http", &listener)];
+        // Every worker is ready once started; Windows has no SIGTERM for console programs, so
+        // a stop terminates at once.
+        let mut herd = Workers {
+            pool: Pool::new(PoolConfig {
+                workers,
+                grace: Duration::ZERO,
+                backoff: BackoffPolicy::default(),
+                readiness: Readiness::Delay(Duration::ZERO),
+                watchdog: None,
+                max_surge: 1,
+                min_ready: Duration::ZERO,
+                drain: None,
+            }),
+            children: HashMap::new(),
+            exe: std::env::current_exe()?,
+            sockets: &sockets,
+        };
+        let mut stopping = false;
+        loop {
+            let now = Instant::now();
+            let mut actions = herd.reap(now);
+            if herd.pool.is_stopped() {
+                break;
+            }
+            if !stopping && (told.load(Ordering::SeqCst) || herd_sys::wsa::ctrl_c_pressed()) {
+                stopping = true;
+                actions.extend(herd.pool.stop(false, None, now));
+            }
+            actions.extend(herd.pool.due(now));
+            herd.execute(actions, now);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("win_prefork: stopped");
+        Ok(())
+    }
+
+    /// "When told": a `stop` line, or end of file, on stdin.
+    fn told_to_stop() -> Arc<AtomicBool> {
         let told = Arc::new(AtomicBool::new(false));
         let flag = told.clone();
         std::thread::spawn(move || {
@@ -66,38 +105,35 @@ mod windows {
             }
             flag.store(true, Ordering::SeqCst);
         });
-        let exe = std::env::current_exe()?;
-        let sockets = [Shared::Tcp("http", &listener)];
-        // Every worker is ready once started; Windows has no SIGTERM for console programs, so
-        // a stop terminates at once.
-        let mut pool = Pool::new(PoolConfig {
-            workers,
-            grace: Duration::ZERO,
-            backoff: BackoffPolicy::default(),
-            readiness: Readiness::Delay(Duration::ZERO),
-            watchdog: None,
-            max_surge: 1,
-            min_ready: Duration::ZERO,
-            drain: None,
-        });
-        let mut children: HashMap<u32, Child> = HashMap::new();
-        let mut stopping = false;
-        loop {
-            let now = Instant::now();
-            let exited: Vec<(u32, std::process::ExitStatus)> = children
+        told
+    }
+
+    /// herd-core's pool, and the processes that carry out its actions.
+    struct Workers<'a> {
+        pool: Pool,
+        children: HashMap<u32, Child>,
+        exe: PathBuf,
+        sockets: &'a [Shared<'a>],
+    }
+
+    impl Workers<'_> {
+        /// Tells the pool about the workers that exited; returns what it asks for.
+        fn reap(&mut self, now: Instant) -> Vec<Action> {
+            let exited: Vec<(u32, std::process::ExitStatus)> = self
+                .children
                 .iter_mut()
                 .filter_map(|(&pid, child)| Some((pid, child.try_wait().ok()??)))
                 .collect();
             let mut actions = Vec::new();
             for (pid, status) in exited {
-                children.remove(&pid);
+                self.children.remove(&pid);
                 let exit = WorkerExit {
                     success: status.success(),
                     killed: false,
                     description: status.to_string(),
                     raw: status.code().unwrap_or(-1),
                 };
-                if let Some((meaning, more)) = pool.exited(pid, exit, now) {
+                if let Some((meaning, more)) = self.pool.exited(pid, exit, now) {
                     let restart_in = meaning.restart_in.unwrap_or_default();
                     eprintln!(
                         "win_prefork: worker {pid} exited ({status}); restarting in {restart_in:?}"
@@ -105,36 +141,33 @@ mod windows {
                     actions.extend(more);
                 }
             }
-            if pool.is_stopped() {
-                break;
-            }
-            if !stopping && (told.load(Ordering::SeqCst) || herd_sys::wsa::ctrl_c_pressed()) {
-                stopping = true;
-                actions.extend(pool.stop(false, None, now));
-            }
-            actions.extend(pool.due(now));
+            actions
+        }
+
+        /// Starts and terminates workers as the pool asks.
+        fn execute(&mut self, actions: Vec<Action>, now: Instant) {
             for action in actions {
                 match action {
                     Action::Spawn { slot, generation } => {
-                        let mut command = std::process::Command::new(&exe);
+                        let mut command = Command::new(&self.exe);
                         command.arg("--worker").env("HERD_WORKER", slot.to_string());
-                        match spawn(&mut command, &sockets) {
+                        match spawn(&mut command, self.sockets) {
                             Ok(child) => {
-                                eprintln!(
-                                    "win_prefork: worker {slot} started as pid {}",
-                                    child.id()
-                                );
-                                pool.spawned(slot, generation, child.id(), Instant::now());
-                                children.insert(child.id(), child);
+                                let pid = child.id();
+                                eprintln!("win_prefork: worker {slot} started as pid {pid}");
+                                self.pool.spawned(slot, generation, pid, Instant::now());
+                                self.children.insert(pid, child);
                             }
                             Err(e) => {
-                                let (retry_in, _) = pool.spawn_failed(slot, &e.to_string(), now);
-                                eprintln!("win_prefork: cannot start worker {slot}: {e}; retrying in {retry_in:?}");
+                                let (retry, _) = self.pool.spawn_failed(slot, &e.to_string(), now);
+                                eprintln!(
+                                    "win_prefork: cannot start worker {slot}: {e}; retrying in {retry:?}"
+                                );
                             }
                         }
                     }
                     Action::Stop { pid, .. } => {
-                        if let Some(child) = children.get_mut(&pid) {
+                        if let Some(child) = self.children.get_mut(&pid) {
                             let _ = child.kill();
                         }
                     }
@@ -143,10 +176,7 @@ mod windows {
                     | Action::DrainTimedOut { .. } => {}
                 }
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        println!("win_prefork: stopped");
-        Ok(())
     }
 
     fn herd_sys_ctrl_c() {
