@@ -75,11 +75,10 @@ impl Supervisor {
     /// The pool's state to hand to the new program, or why herd cannot re-execute now.
     pub(super) fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
         let pool = self.pool.export(Instant::now()).map(pool::PoolState::from);
-        // Stop signals held back while reuseport slots drain would not survive the exec.
-        let draining = self.pool.is_draining();
+        // Draining reuseport slots is pool state now, handed over with the pool.
         match self
             .phase
-            .reexec_refusal(self.pool_view(), pool.is_some(), draining)
+            .reexec_refusal(self.pool_view(), pool.is_some(), false)
         {
             Some((code, why)) => Err((code, why.to_string())),
             None => pool.ok_or((

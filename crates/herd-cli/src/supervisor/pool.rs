@@ -51,7 +51,12 @@ struct SavedWorker {
     slot: usize,
     generation: u64,
     ready: bool,
+    /// A draining worker is also `stopping` (scaled down, not yet signalled), which is how a
+    /// herd of a version before draining was pool state reads it.
     stopping: Option<(SavedReason, u64, bool)>,
+    /// Absent before draining was pool state.
+    #[serde(default)]
+    draining: Option<(u64, u64)>,
     age_ms: u64,
     ping_age_ms: u64,
     ready_age_ms: Option<u64>,
@@ -121,6 +126,7 @@ impl From<herd_core::PoolState> for PoolState {
             generation: w.generation,
             ready: w.ready,
             stopping: w.stopping.map(|(r, ms, killed)| (r.into(), ms, killed)),
+            draining: w.draining,
             age_ms: w.age_ms,
             ping_age_ms: w.ping_age_ms,
             ready_age_ms: w.ready_age_ms,
@@ -151,6 +157,7 @@ impl From<PoolState> for herd_core::PoolState {
             generation: w.generation,
             ready: w.ready,
             stopping: w.stopping.map(|(r, ms, killed)| (r.into(), ms, killed)),
+            draining: w.draining,
             age_ms: w.age_ms,
             ping_age_ms: w.ping_age_ms,
             ready_age_ms: w.ready_age_ms,
@@ -223,8 +230,6 @@ mod tests {
         }
         pool.due(now);
         pool.exited(101, worker_exit(ExitStatus::from_raw(1 << 8)), now);
-        let actions = pool.scale(1, now).unwrap();
-        assert!(matches!(actions[..], [Action::Stop { pid: 100, .. }]) || actions.is_empty());
         let state = PoolState::from(pool.export(now).unwrap());
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(json["slots"][1]["last_exit"], 256);
@@ -238,6 +243,51 @@ mod tests {
             Some("exit code 1")
         );
         assert_eq!(restored.workers().len(), pool.workers().len());
+    }
+
+    /// A draining worker reads, to a herd of an earlier version, as scaled down and stopping.
+    #[test]
+    fn a_draining_worker_survives_json_and_reads_as_stopping_to_earlier_versions() {
+        let drain = herd_core::DrainPolicy {
+            settle: Duration::from_millis(250),
+            limit: Duration::from_secs(2),
+        };
+        let config = PoolConfig {
+            workers: 2,
+            grace: Duration::from_secs(5),
+            backoff: herd_core::BackoffPolicy::default(),
+            readiness: Readiness::Delay(Duration::ZERO),
+            watchdog: None,
+            max_surge: 1,
+            min_ready: Duration::ZERO,
+            drain: Some(drain),
+        };
+        let now = Instant::now();
+        let mut pool = Pool::new(config.clone());
+        for action in pool.due(now) {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, 100 + slot as u32, now));
+            }
+        }
+        let actions = pool.scale(1, now).unwrap();
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Stop { .. })),
+            "slot 1 drains first: {actions:?}"
+        );
+        let json = serde_json::to_value(PoolState::from(pool.export(now).unwrap())).unwrap();
+        let drainer = &json["workers"][1];
+        assert_eq!(
+            drainer["stopping"],
+            serde_json::json!(["ScaleDown", 5000, false])
+        );
+        assert_eq!(drainer["draining"], serde_json::json!([0, 2000]));
+        let back: PoolState = serde_json::from_value(json).unwrap();
+        let restored = Pool::import(config, back.into(), now);
+        assert!(restored.is_draining());
+        assert!(matches!(
+            restored.worker(101).unwrap().state,
+            WorkerState::Draining { .. }
+        ));
     }
 
     #[test]

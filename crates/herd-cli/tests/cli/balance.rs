@@ -107,8 +107,9 @@ fn reuseport_slots_keep_their_sockets_and_lose_nothing_under_changes() {
     );
 }
 
-#[test]
-fn scaling_down_a_reuseport_slot_first_serves_what_waits_in_its_queue() {
+/// Two slow workers on reuseport slots, and 40 clients whose connections wait in both slots'
+/// queues; with the status that saw more than two queued in slot 1.
+fn queued_in_both_slots() -> (Herd, Vec<std::net::TcpStream>, serde_json::Value) {
     let herd = Herd::start(&[
         "run",
         "--env",
@@ -139,15 +140,36 @@ fn scaling_down_a_reuseport_slot_first_serves_what_waits_in_its_queue() {
     let queued = wait_status(&herd, "connections queued in slot 1", |s| {
         s["sockets"][0]["slot_queues"][1].as_u64().unwrap_or(0) > 2
     });
-    herd.ctl(&["scale", "1"]);
-    // Every client is answered, those queued in slot 1 too: its worker gets the stop signal
-    // only once its queue is empty.
+    (herd, clients, queued)
+}
+
+/// Every client is answered, those queued in the slot scaled away too.
+fn all_answered(clients: Vec<std::net::TcpStream>, queued: &serde_json::Value) {
     for mut c in clients {
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut c, &mut answer)
             .unwrap_or_else(|e| panic!("a queued client was not answered ({e}); {queued}"));
         assert!(answer.contains("slow pid"), "{answer:?}");
     }
+}
+
+#[test]
+fn scaling_down_a_reuseport_slot_first_serves_what_waits_in_its_queue() {
+    let (herd, clients, queued) = queued_in_both_slots();
+    herd.ctl(&["scale", "1"]);
+    // Slot 1's worker gets the stop signal only once its queue is empty.
+    all_answered(clients, &queued);
+    wait_status(&herd, "1 worker", |s| settled(s, 1));
+}
+
+/// The drain is the pool's state: a re-exec carries it on instead of waiting for it.
+#[test]
+fn a_reexec_while_a_slot_drains_carries_the_drain_on() {
+    let (herd, clients, queued) = queued_in_both_slots();
+    herd.ctl(&["scale", "1"]);
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    all_answered(clients, &queued);
     wait_status(&herd, "1 worker", |s| settled(s, 1));
 }
 

@@ -34,9 +34,12 @@ pub struct SavedWorker {
     pub generation: u64,
     /// Whether it was ready.
     pub ready: bool,
-    /// When it was stopping: why, the milliseconds left before its kill, whether it was
-    /// killed.
+    /// When it was stopping (or draining): why, the milliseconds left before its kill,
+    /// whether it was killed.
     pub stopping: Option<(Reason, u64, bool)>,
+    /// When it was draining its slot: how long ago it started, in milliseconds, and how many
+    /// are left before it is told to stop anyway.
+    pub draining: Option<(u64, u64)>,
     /// How long ago it started, in milliseconds.
     pub age_ms: u64,
     /// How long ago it last proved alive, in milliseconds.
@@ -67,12 +70,10 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Pool {
-    /// The pool's state; `None` while it is stopping, upgrading or draining a slot (a re-exec
-    /// waits for those).
+    /// The pool's state; `None` while it is stopping or upgrading (a re-exec waits for those).
     pub fn export(&self, now: Instant) -> Option<PoolState> {
         if self.phase != Phase::Serving
             || self.upgrade.is_some()
-            || self.is_draining()
             || self.slots.iter().any(|s| s.spawning)
         {
             return None;
@@ -97,6 +98,15 @@ impl Pool {
                             deadline,
                             killed,
                         } => Some((reason, ahead(deadline), killed)),
+                        WorkerState::Draining { deadline, .. } => {
+                            Some((Reason::ScaleDown, ahead(deadline), false))
+                        }
+                        _ => None,
+                    },
+                    draining: match w.state {
+                        WorkerState::Draining { since, until, .. } => {
+                            Some((ago(since), ahead(until)))
+                        }
                         _ => None,
                     },
                     age_ms: ago(w.started),
@@ -136,14 +146,21 @@ impl Pool {
                     pid: w.pid,
                     slot: w.slot,
                     generation: w.generation,
-                    state: match (w.stopping, w.ready) {
-                        (Some((reason, deadline_ms, killed)), _) => WorkerState::Stopping {
+                    state: match (w.stopping, w.draining, w.ready) {
+                        (Some((_, deadline_ms, _)), Some((since_ms, until_ms)), _) => {
+                            WorkerState::Draining {
+                                since: ago(since_ms),
+                                until: ahead(until_ms),
+                                deadline: ahead(deadline_ms),
+                            }
+                        }
+                        (Some((reason, deadline_ms, killed)), None, _) => WorkerState::Stopping {
                             reason,
                             deadline: ahead(deadline_ms),
                             killed,
                         },
-                        (None, true) => WorkerState::Ready,
-                        (None, false) => WorkerState::Starting,
+                        (None, _, true) => WorkerState::Ready,
+                        (None, _, false) => WorkerState::Starting,
                     },
                     started: ago(w.age_ms),
                     last_ping: ago(w.ping_age_ms),

@@ -87,20 +87,41 @@ fn a_stop_ends_every_drain_at_once() {
 }
 
 #[test]
-fn a_draining_worker_that_exits_is_not_replaced_and_blocks_no_export_after() {
+fn a_draining_worker_that_exits_is_not_replaced() {
     let (mut h, pid) = draining();
-    assert!(
-        h.pool.export(h.now).is_none(),
-        "a re-exec waits for the drain"
-    );
     let exit = h.exit(pid, code(0));
     assert_eq!(
         (exit.stopped_for, exit.restart_in),
         (Some(Reason::ScaleDown), None)
     );
     assert!(!h.pool.is_draining());
-    assert!(h.pool.export(h.now).is_some());
     assert_eq!(h.live().len(), 2);
+}
+
+/// A re-exec need not wait for a drain: it is pool state, handed over with the rest.
+#[test]
+fn a_drain_survives_export_and_import_with_its_timers() {
+    let (h, pid) = draining();
+    let state = h
+        .pool
+        .export(h.now + 100 * MS)
+        .expect("exportable while draining");
+    let later = h.now + 105 * MS;
+    let mut pool = Pool::import(h.pool.config().clone(), state, later);
+    assert!(pool.is_draining());
+    let w = pool.worker(pid).unwrap();
+    assert!(matches!(w.state, WorkerState::Draining { .. }));
+    assert_eq!(w.stopped_for(), Some(Reason::ScaleDown));
+    // 100 ms of the 250 ms settle time had passed when it was exported.
+    assert!(pool.release_drained(later + 140 * MS, |_| 0).is_empty());
+    assert_eq!(pool.release_drained(later + 150 * MS, |_| 0).len(), 1);
+    let (h, _) = draining();
+    let state = h.pool.export(h.now).unwrap();
+    let mut pool = Pool::import(h.pool.config().clone(), state, h.now);
+    assert_eq!(pool.next_deadline(), Some(h.now + DRAIN.limit));
+    // Told to stop at the limit, and killed when the grace period from the scale-down ends.
+    assert_eq!(pool.release_drained(h.now + DRAIN.limit, |_| 1).len(), 2);
+    assert_eq!(pool.next_deadline(), Some(h.now + 5 * SEC));
 }
 
 #[test]
