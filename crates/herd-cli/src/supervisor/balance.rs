@@ -10,8 +10,6 @@
 
 use std::time::Duration;
 
-use herd_sys::process::{self, Signal};
-
 use herd_core::DrainPolicy;
 
 use super::pool::Pool;
@@ -32,27 +30,6 @@ pub const DRAIN_CHECK: Duration = Duration::from_millis(20);
 /// Whether any listener has per-slot sockets (`--balance reuseport`).
 pub fn per_slot(listeners: &[Listener]) -> bool {
     listeners.iter().any(|l| l.group().is_some())
-}
-
-/// Sends `signal` to a worker, or to its whole process group when `group`.
-pub fn deliver(pid: u32, signal: Signal, group: bool) -> std::io::Result<()> {
-    if group {
-        process::signal_group(pid, signal)
-    } else {
-        process::signal_process(pid, signal)
-    }
-}
-
-/// Sends the stop `signal` to a worker (or its whole process group when `group`), then
-/// `SIGCONT` unless the signal was `SIGKILL`, as systemd does: a paused (`SIGSTOP`ped) process
-/// cannot act on a stop signal, and would otherwise sit out the whole grace period.
-pub fn deliver_stop(pid: u32, signal: Signal, group: bool) -> std::io::Result<()> {
-    deliver(pid, signal, group)?;
-    if signal != Signal::KILL && signal != Signal::CONT {
-        // The stop signal is on its way; a failure here is no reason to report it as lost.
-        let _ = deliver(pid, Signal::CONT, group);
-    }
-    Ok(())
 }
 
 /// Points every per-slot group at the slots that should get new connections. Errors are

@@ -49,7 +49,7 @@ impl Supervisor {
         if let Some(saved) = state.autoscale {
             self.autoscaler = saved.restore(now);
         }
-        self.counters.restore(&state.counters);
+        self.effects.counters.restore(&state.counters);
         self.reexec_reply = reply;
         self.resumed = true;
     }
@@ -60,7 +60,7 @@ impl Supervisor {
         if let Some(connection) = self.reexec_reply.take() {
             answer_reexec(connection);
         }
-        self.service.ready("re-executed");
+        self.effects.service.ready("re-executed");
         let file = std::env::current_exe().unwrap_or_default();
         tracing::info!(
             event = LogEvent::Reexecuted.as_str(),
@@ -105,7 +105,7 @@ impl Supervisor {
         let mut keep: Vec<BorrowedFd<'_>> =
             vec![endpoints.control.as_fd(), endpoints.notify.socket.as_fd()];
         let mut listeners = Vec::new();
-        for l in &self.listeners {
+        for l in &self.effects.listeners {
             let Some(fd) = l.fd() else {
                 return refuse(reply, ErrorCode::Stopping, "herd is stopping".to_string());
             };
@@ -144,12 +144,13 @@ impl Supervisor {
             .take()
             .unwrap_or_else(|| reexec::resolve(&self.exe));
         tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
-        self.service.reloading("re-executing");
+        self.effects.service.reloading("re-executing");
         // The queued log lines would die with this image.
         crate::logging::flush();
         let error = reexec::exec(&file, &state, &keep);
         if self.phase.ready_reported() {
-            self.service
+            self.effects
+                .service
                 .ready("re-exec failed; the old program runs on");
         }
         refuse(reply, ErrorCode::Internal, format!("{error:#}"));
@@ -174,14 +175,12 @@ impl Supervisor {
             // Exported into `handed.pool` (a re-exec waits while it cannot be).
             pool: _,
             // The new image reads the same --stop-signal.
-            stop_signal: _,
-            // Handed over as fds, described in `handed.listeners`.
-            listeners: _,
-            // The new image reads the same command line and environment.
-            command: _,
-            stdin: _,
+            // The sockets are handed over as fds, described in `handed.listeners`; the new
+            // image reads the same command line and environment for the rest; the counters
+            // are handed over below.
+            effects,
+            // The new image reads the same command line.
             name: _,
-            service: _,
             exe: _,
             started,
             // What the service manager heard; a re-exec waits out takeovers and failures.
@@ -193,7 +192,6 @@ impl Supervisor {
             autoscaler,
             // The busyness baseline: the new image's first sample starts anew.
             cpu: _,
-            counters,
             // Its fd is in `handed.endpoints`.
             metrics_listener: _,
             // This re-exec's own bookkeeping: its client's connection is `handed.reply_fd`.
@@ -234,7 +232,7 @@ impl Supervisor {
             service_ready: phase.ready_reported(),
             reply_fd,
             autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), now)),
-            counters: counters.save(),
+            counters: effects.counters.save(),
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
             leftovers: leftovers.export(now),
             nofile: crate::fdlimit::started_with(),

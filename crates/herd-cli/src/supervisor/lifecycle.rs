@@ -21,7 +21,7 @@ impl Supervisor {
         if leaders.is_empty() {
             return;
         }
-        let (stop_signal, grace) = (self.stop_signal, self.pool.config().grace);
+        let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
         let stopping = self.attached.kill_at();
         for leader in leaders {
             self.leftovers.attached_exited(
@@ -50,7 +50,7 @@ impl Supervisor {
                 event = LogEvent::Stopping.as_str(),
                 signal = reason,
                 "stopping gracefully: workers get {} and {} to finish",
-                self.stop_signal,
+                self.effects.stop_signal(),
                 humantime::format_duration(grace)
             );
         } else {
@@ -62,14 +62,10 @@ impl Supervisor {
         }
         self.reexec_children.stop();
         self.reexec_file = None;
-        // herd's own copies of the sockets close now: once the workers have closed theirs,
-        // new clients are refused at once instead of waiting in a queue nobody serves.
-        for listener in &mut self.listeners {
-            listener.close();
-        }
-        self.service.stopping();
+        self.effects.close_sockets();
+        self.effects.service.stopping();
         let signal = if graceful {
-            self.stop_signal
+            self.effects.stop_signal()
         } else {
             Signal::KILL
         };
@@ -112,7 +108,8 @@ impl Supervisor {
                     trigger = reason,
                     "rolling upgrade to generation {generation} started"
                 );
-                self.service
+                self.effects
+                    .service
                     .reloading(&format!("upgrading to generation {generation}"));
                 self.upgrade_waiters.extend(waiter);
                 self.apply(actions, false);

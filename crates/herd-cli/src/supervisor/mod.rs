@@ -14,6 +14,7 @@ pub mod attached;
 pub mod autoscale;
 pub mod balance;
 mod busyness;
+mod effects;
 mod handover;
 pub mod leftovers;
 mod lifecycle;
@@ -76,11 +77,9 @@ pub struct Control {
 /// A running herd: its sockets, its command, its pool and its endpoints.
 pub struct Supervisor {
     pool: Pool,
-    /// What asks a worker to stop ([`pool::StopMode::Graceful`]).
-    stop_signal: Signal,
-    listeners: Vec<Listener>,
-    command: WorkerCommand,
-    stdin: OwnedFd,
+    /// What the supervisor acts with: sockets, the worker command, the service manager, the
+    /// counters.
+    effects: effects::Effects,
     name: String,
     started: Instant,
     /// herd's own course: failure, takeover, what the service manager heard.
@@ -89,14 +88,10 @@ pub struct Supervisor {
     stop_waiters: Vec<(oneshot::Sender<Reply>, oneshot::Receiver<()>)>,
     /// Processes started with `herd attach`.
     attached: AttachedSet,
-    /// herd's own service manager, if any.
-    service: systemd::ServiceNotifier,
     /// Autoscaling, when `--workers MIN..MAX` or `herd scale MIN..MAX` asked for it.
     autoscaler: Option<Autoscaler>,
     /// The workers' CPU use, for the autoscaler.
     cpu: busyness::CpuMeter,
-    /// Counters for `--metrics`.
-    counters: metrics::Counters,
     /// The `--metrics` endpoint, until the loop serves it.
     metrics_listener: Option<std::net::TcpListener>,
     /// The path herd was started by ([`reexec::invoked`], symlinks kept), which `herd reexec`
@@ -133,20 +128,15 @@ impl Supervisor {
         config.drain = balance::drain_policy(&listeners, config.grace);
         Ok(Supervisor {
             pool: Pool::new(config),
-            stop_signal,
-            listeners,
-            command,
-            stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
+            effects: effects::Effects::new(listeners, command, stop_signal)?,
             name: name.to_string(),
             started: Instant::now(),
             phase: phase::Phase::new(None),
             upgrade_waiters: Vec::new(),
             stop_waiters: Vec::new(),
             attached: AttachedSet::default(),
-            service: systemd::ServiceNotifier::from_env(),
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
-            counters: metrics::Counters::default(),
             metrics_listener: None,
             exe: reexec::invoked()?,
             reexec_file: None,
@@ -163,7 +153,7 @@ impl Supervisor {
 
     /// The listening sockets.
     pub fn listeners(&self) -> &[Listener] {
-        &self.listeners
+        &self.effects.listeners
     }
 
     /// Runs until a stop has been handled and every worker is gone. Returns an error when the

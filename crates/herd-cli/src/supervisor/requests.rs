@@ -37,7 +37,7 @@ impl Supervisor {
             Command::Status => {
                 let mut status = status::snapshot(
                     &self.pool,
-                    &self.listeners,
+                    &self.effects.listeners,
                     self.attached.as_slice(),
                     &self.name,
                     self.started,
@@ -70,7 +70,10 @@ impl Supervisor {
                         event = LogEvent::TakenOver.as_str(),
                         "taken over: the socket files are the new herd's now"
                     );
-                    self.listeners.iter_mut().for_each(Listener::release_file);
+                    self.effects
+                        .listeners
+                        .iter_mut()
+                        .for_each(Listener::release_file);
                 }
                 self.stop_waiters.push((reply, written));
                 self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
@@ -132,9 +135,14 @@ impl Supervisor {
         if let Some(unknown) = only
             .into_iter()
             .flatten()
-            .find(|n| !self.listeners.iter().any(|l| &l.name == *n))
+            .find(|n| !self.effects.listeners.iter().any(|l| &l.name == *n))
         {
-            let names: Vec<&str> = self.listeners.iter().map(|l| l.name.as_str()).collect();
+            let names: Vec<&str> = self
+                .effects
+                .listeners
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect();
             let why = format!(
                 "no socket is named {unknown:?} (sockets: {})",
                 names.join(", ")
@@ -143,7 +151,7 @@ impl Supervisor {
         }
         let mut sockets = Vec::new();
         let mut fds = Vec::new();
-        for l in &self.listeners {
+        for l in &self.effects.listeners {
             if only.is_some_and(|o| !o.contains(&l.name)) {
                 continue;
             }

@@ -40,6 +40,7 @@ impl Supervisor {
             ready: ready.into_iter().collect(),
             attached: self.attached.as_slice().len() as i64,
             queues: self
+                .effects
                 .listeners
                 .iter()
                 .filter_map(|l| {
@@ -112,7 +113,7 @@ impl Supervisor {
         } else {
             "down"
         };
-        metrics::bump(&self.counters.autoscale, direction);
+        metrics::bump(&self.effects.counters.autoscale, direction);
         if let Err(why) = self.scale(decision.workers, "autoscale") {
             tracing::warn!(event = LogEvent::ScaleRefused.as_str(), "autoscale: {why}");
         }
@@ -120,7 +121,8 @@ impl Supervisor {
 
     /// Connections waiting in the TCP accept queues.
     pub(super) fn queued(&self) -> u32 {
-        self.listeners
+        self.effects
+            .listeners
             .iter()
             .filter_map(Listener::accept_queue)
             .map(|(waiting, _)| waiting)

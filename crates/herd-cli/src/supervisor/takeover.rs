@@ -178,12 +178,13 @@ impl Supervisor {
                     event = LogEvent::OldHerdStopped.as_str(),
                     "the old herd has stopped"
                 );
-                for listener in &mut self.listeners {
+                for listener in &mut self.effects.listeners {
                     listener.adopt_file();
                 }
             }
             StopAnswer::Unsupported => {
                 let lost: Vec<String> = self
+                    .effects
                     .listeners
                     .iter_mut()
                     .filter_map(Listener::forget_takeover_file)
@@ -206,7 +207,7 @@ impl Supervisor {
                 }
             }
             StopAnswer::Refused(why) => {
-                for listener in &mut self.listeners {
+                for listener in &mut self.effects.listeners {
                     listener.forget_takeover_file();
                 }
                 tracing::warn!(
@@ -223,6 +224,7 @@ impl Supervisor {
                 // A herd that was killed left its socket files: this herd's now. One that
                 // stopped removed them, and a listening socket cannot be given a file again.
                 let lost: Vec<String> = self
+                    .effects
                     .listeners
                     .iter_mut()
                     .filter_map(Listener::adopt_file)

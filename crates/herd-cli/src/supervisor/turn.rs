@@ -32,7 +32,10 @@ impl Supervisor {
                 }
             }
             Input::Scrape(reply) => {
-                let _ = reply.send(metrics::render(&self.counters, &self.metrics_snapshot()));
+                let _ = reply.send(metrics::render(
+                    &self.effects.counters,
+                    &self.metrics_snapshot(),
+                ));
             }
             // The new binary passed its check: the exec follows.
             Input::ReexecChecked(done) => {
@@ -96,7 +99,7 @@ impl Supervisor {
         self.apply(actions, false);
         // Attached processes stop with the pool, however it came to stop.
         if self.pool.is_stopping() {
-            let (signal, grace) = (self.stop_signal, self.pool.config().grace);
+            let (signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
             self.attached
                 .stop(&mut attached::System, signal, grace, Instant::now());
         }
@@ -107,10 +110,10 @@ impl Supervisor {
         self.attached.remove_exited(&mut attached::System);
         self.attached.due(&mut attached::System, Instant::now());
         self.attached_leftovers();
-        balance::steer(&mut self.listeners, &self.pool);
+        self.effects.steer(&self.pool);
         let now = Instant::now();
         let drained =
-            (self.pool).release_drained(now, |slot| balance::queued(&self.listeners, slot));
+            (self.pool).release_drained(now, |slot| balance::queued(&self.effects.listeners, slot));
         self.apply(drained, false);
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
@@ -122,7 +125,7 @@ impl Supervisor {
                     }
                 }
                 Step::AbortTakeover(takeover, why) => self.abort_takeover(&takeover.old, why),
-                Step::ReportReady(status) => self.service.ready(&status),
+                Step::ReportReady(status) => self.effects.service.ready(&status),
             }
         }
     }

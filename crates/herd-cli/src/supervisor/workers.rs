@@ -1,11 +1,10 @@
 //! Carrying out the pool's actions: starting and signalling workers, collecting their exits.
 use std::collections::VecDeque;
-use std::os::unix::io::{AsFd, BorrowedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Instant;
 
-use herd_sys::process::{self, Signal};
+use herd_sys::process::Signal;
 
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::results::UpgradeResult;
@@ -14,7 +13,7 @@ use crate::logging::LogEvent;
 use super::phase::Report;
 use super::pool::{self, Action, Reason, StopMode};
 use super::Supervisor;
-use super::{balance, leftovers, metrics, reap, relisten};
+use super::{leftovers, metrics, reap, relisten};
 
 impl Supervisor {
     pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
@@ -48,7 +47,7 @@ impl Supervisor {
                 ),
                 Action::UpgradeEnded(result) => {
                     let outcome = if result.is_ok() { "ok" } else { "failed" };
-                    metrics::bump(&self.counters.upgrades, outcome);
+                    metrics::bump(&self.effects.counters.upgrades, outcome);
                     let response = match &result {
                         Ok(generation) => {
                             tracing::info!(
@@ -85,8 +84,8 @@ impl Supervisor {
                     }
                     let generation = result.as_ref().map(|g| *g).map_err(|_| ());
                     match self.phase.upgrade_ended(generation, self.pool.desired()) {
-                        Report::Ready(status) => self.service.ready(&status),
-                        Report::Status(status) => self.service.status(&status),
+                        Report::Ready(status) => self.effects.service.ready(&status),
+                        Report::Status(status) => self.effects.service.status(&status),
                     }
                 }
             }
@@ -100,26 +99,7 @@ impl Supervisor {
         first_generation: bool,
     ) -> Vec<Action> {
         let now = Instant::now();
-        let bound = self
-            .listeners
-            .iter_mut()
-            .try_for_each(|l| l.prepare_slot(slot));
-        let fds: Option<Vec<BorrowedFd<'_>>> =
-            self.listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
-        let result = match (bound, fds) {
-            (Ok(()), Some(fds)) => self
-                .command
-                .spawn(slot, generation, &fds, self.stdin.as_fd()),
-            (Err(e), _) => Err(crate::command::StartError {
-                cannot_execute: false,
-                message: format!("{e:#}"),
-            }),
-            (Ok(()), None) => Err(crate::command::StartError {
-                cannot_execute: false,
-                message: "the sockets are closed".to_string(),
-            }),
-        };
-        match result {
+        match self.effects.spawn(slot, generation) {
             Ok(pid) => {
                 tracing::info!(
                     event = LogEvent::WorkerStarted.as_str(),
@@ -136,7 +116,7 @@ impl Supervisor {
                         pid,
                         "worker started in a slot that was not free; killing it"
                     );
-                    let _ = process::signal_group(pid, Signal::KILL);
+                    self.effects.kill(pid);
                     self.leftovers.abandon(pid, slot, now);
                 }
                 Vec::new()
@@ -186,7 +166,7 @@ impl Supervisor {
         for pid in found.lost_checks {
             self.reexec_children.lost(pid);
         }
-        let (stop_signal, grace) = (self.stop_signal, self.pool.config().grace);
+        let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
         self.leftovers.exited(
             &mut leftovers::System::default(),
             &exits,
@@ -218,9 +198,9 @@ impl Supervisor {
         } else {
             "signal"
         };
-        metrics::bump(&self.counters.exits, cause);
+        metrics::bump(&self.effects.counters.exits, cause);
         if exit.restart_in.is_some() {
-            self.counters.restarts.inc();
+            self.effects.counters.restarts.inc();
         }
         let mut how = describe_exit(status);
         if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
@@ -286,7 +266,7 @@ impl Supervisor {
         stopped: bool,
     ) -> Option<String> {
         let suspects = match status.signal() {
-            Some(signal) if !stopped => self.command.options().limits_behind(signal),
+            Some(signal) if !stopped => self.effects.limits_behind(signal),
             _ => Vec::new(),
         };
         if suspects.is_empty() {
@@ -311,9 +291,9 @@ impl Supervisor {
             .iter()
             .map(|w| (w.slot, w.pid))
             .collect();
-        let restored = self.relisten.check(&self.listeners, &holders, now);
+        let restored = self.relisten.check(&self.effects.listeners, &holders, now);
         if restored > 0 {
-            self.counters.sockets_restored.inc_by(restored);
+            self.effects.counters.sockets_restored.inc_by(restored);
             self.pool.excuse_exits_until(now + relisten::EXCUSE);
         }
     }
@@ -326,10 +306,6 @@ impl Supervisor {
     /// Stops the pool's worker `pid`: the stop signal (then `SIGCONT`) or `SIGKILL` to its
     /// process group.
     fn stop_worker(&mut self, pid: u32, mode: StopMode, reason: Reason) {
-        let signal = match mode {
-            StopMode::Graceful => self.stop_signal,
-            StopMode::Kill => Signal::KILL,
-        };
         let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
         match reason {
             Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
@@ -341,10 +317,9 @@ impl Supervisor {
                     reason.describe()
                 );
             }
-            _ => tracing::debug!(slot, pid, "sending {signal}: {}", reason.describe()),
+            _ => tracing::debug!(slot, pid, ?mode, "stopping worker: {}", reason.describe()),
         }
-        // A stop signal is followed by SIGCONT.
-        if let Err(e) = balance::deliver_stop(pid, signal, true) {
+        if let (signal, Err(e)) = self.effects.stop(pid, mode) {
             self.signal_failed(slot, pid, signal, &e);
         }
     }
@@ -359,7 +334,7 @@ impl Supervisor {
                 "sending {signal}: {}",
                 Reason::Requested.describe()
             );
-            if let Err(e) = balance::deliver(pid, signal, false) {
+            if let Err(e) = self.effects.signal(pid, signal) {
                 self.signal_failed(slot, pid, signal, &e);
             }
         }
