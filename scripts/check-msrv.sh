@@ -34,12 +34,10 @@ rm -rf "$work/herd-cli/examples"  # interop servers for the Unix tests
 sed -e 's|^members = .*|members = ["herd-core", "herd-sys", "herd", "herd-cli"]|' -e '/^default-members/d' \
     -e 's|path = "crates/|path = "|' -e '/^\[profile/,$d' "$root/Cargo.toml" > "$work/Cargo.toml"
 cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
-# The optional `tokio` features need a newer Rust than 1.63 (tokio's own minimum): the check
+# The optional `tokio` feature needs a newer Rust than 1.63 (tokio's own minimum): the check
 # covers the library without it.
 sed -i -e '/^tokio = /d' -e '/^tokio = \["dep:tokio"\]/d' -e '/^\[\[example\]\]/,/^required-features/d' \
     "$work/herd/Cargo.toml"
-# herd-sys's `tokio` feature (waiting for a pidfd on the supervisor's runtime) likewise.
-sed -i -e '/^tokio = /d' -e '/^# `pidfd::ExitWatch`/d' "$work/herd-sys/Cargo.toml"
 rm -f "$work"/herd/examples/tokio_*.rs
 # herd-sys's optional `tokio` feature (`pidfd::ExitWatch`, for the Unix supervisor) likewise:
 # herd-cli, built here for Windows only, does without it.
