@@ -121,13 +121,12 @@ pub async fn serve(
         let permit = match Arc::clone(&slots).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                tokio::spawn(refuse(
-                    stream,
-                    Response::error(
-                        ErrorCode::Busy,
-                        format!("too many control connections (at most {MAX_CONNECTIONS})"),
-                    ),
-                ));
+                let busy = Response::error(
+                    ErrorCode::Busy,
+                    format!("too many control connections (at most {MAX_CONNECTIONS})"),
+                );
+                let mut stream = stream;
+                tokio::spawn(async move { refuse(&mut stream, busy).await });
                 continue;
             }
         };
@@ -155,16 +154,28 @@ fn report_refusals(suppressed: u32) {
     }
 }
 
-async fn refuse(mut stream: UnixStream, response: Response) {
+async fn refuse(stream: &mut UnixStream, response: Response) {
     let _ = tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&response.to_line())).await;
 }
 
 async fn handle(
-    stream: UnixStream,
+    mut stream: UnixStream,
     policy: &AccessPolicy,
     requests: &mpsc::Sender<ControlRequest>,
     refusals: &Arc<Mutex<RateLimit>>,
 ) {
+    if let Some(peer) = admit(&mut stream, policy, refusals).await {
+        converse(stream, peer, requests).await;
+    }
+}
+
+/// Who is on the other end of `stream`, if the access policy lets them in; a client that is
+/// not let in is told why (the log says so, rate-limited).
+async fn admit(
+    stream: &mut UnixStream,
+    policy: &AccessPolicy,
+    refusals: &Arc<Mutex<RateLimit>>,
+) -> Option<Peer> {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(e) => {
@@ -172,7 +183,7 @@ async fn handle(
                 event = LogEvent::SystemError.as_str(),
                 "control socket: cannot read the peer's credentials: {e}"
             );
-            return;
+            return None;
         }
     };
     if !policy.allows(cred.uid(), cred.gid()) {
@@ -212,12 +223,17 @@ async fn handle(
             Response::error(ErrorCode::PermissionDenied, message),
         )
         .await;
-        return;
+        return None;
     }
-    let peer = Peer {
+    Some(Peer {
         pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
         uid: cred.uid(),
-    };
+    })
+}
+
+/// Reads `peer`'s requests one line at a time and answers each, until it closes, idles too
+/// long or sends a request too large.
+async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<ControlRequest>) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, read);
     loop {

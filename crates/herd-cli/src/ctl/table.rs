@@ -9,6 +9,15 @@ use crate::text::escape;
 /// Renders `status` as a few lines of text.
 pub fn render(status: &Status) -> String {
     let mut out = String::new();
+    header(&mut out, status);
+    table(&mut out, &process_rows(status));
+    out.push('\n');
+    table(&mut out, &socket_rows(status));
+    out
+}
+
+/// The lines above the tables: herd itself, autoscaling, lost log lines.
+fn header(out: &mut String, status: &Status) {
     let upgrading = status
         .upgrading_to
         .map_or(String::new(), |g| format!(", upgrading to generation {g}"));
@@ -42,6 +51,11 @@ pub fn render(status: &Status) -> String {
             status.log_lines_dropped
         );
     }
+}
+
+/// One row per process: workers, slots waiting for a restart, attached processes, and
+/// exited workers' leftover process groups.
+fn process_rows(status: &Status) -> Vec<[String; 8]> {
     let mut rows = vec![[
         "SLOT",
         "PID",
@@ -53,6 +67,7 @@ pub fn render(status: &Status) -> String {
         "STATUS",
     ]
     .map(str::to_string)];
+    let dash = || "-".to_string();
     for w in &status.workers {
         let state = match &w.stopping_reason {
             Some(reason) => format!("{} ({reason})", w.state),
@@ -66,31 +81,31 @@ pub fn render(status: &Status) -> String {
             state,
             short(w.uptime_ms),
             w.restarts.to_string(),
-            w.last_exit.clone().unwrap_or_else(|| "-".into()),
+            w.last_exit.clone().unwrap_or_else(dash),
             w.status.clone().unwrap_or_default(),
         ]);
     }
     for s in &status.waiting {
         rows.push([
             s.slot.to_string(),
-            "-".into(),
-            "-".into(),
+            dash(),
+            dash(),
             format!("restarting in {}", short(s.restart_in_ms)),
-            "-".into(),
+            dash(),
             s.restarts.to_string(),
-            s.last_exit.clone().unwrap_or_else(|| "-".into()),
+            s.last_exit.clone().unwrap_or_else(dash),
             String::new(),
         ]);
     }
     for a in &status.attached {
         rows.push([
-            "-".into(),
+            dash(),
             a.pid.to_string(),
-            "-".into(),
+            dash(),
             "attached".into(),
             short(a.uptime_ms),
-            "-".into(),
-            "-".into(),
+            dash(),
+            dash(),
             format!("sockets: {}", a.sockets.join(",")),
         ]);
     }
@@ -102,16 +117,19 @@ pub fn render(status: &Status) -> String {
         rows.push([
             l.slot.to_string(),
             l.pid.to_string(),
-            "-".into(),
+            dash(),
             state,
-            "-".into(),
-            "-".into(),
-            "-".into(),
+            dash(),
+            dash(),
+            dash(),
             String::new(),
         ]);
     }
-    table(&mut out, &rows);
-    out.push('\n');
+    rows
+}
+
+/// One row per listening socket, with its accept queue.
+fn socket_rows(status: &Status) -> Vec<[String; 5]> {
     let mut rows = vec![["SOCKET", "FD", "KIND", "ADDRESS", "QUEUE"].map(str::to_string)];
     for s in &status.sockets {
         let queue = match (s.queue, s.queue_limit) {
@@ -132,8 +150,7 @@ pub fn render(status: &Status) -> String {
             queue,
         ]);
     }
-    table(&mut out, &rows);
-    out
+    rows
 }
 
 /// Writes `rows` as aligned columns. Every cell is escaped: a worker's `STATUS=` text may hold
