@@ -89,18 +89,11 @@ impl Supervisor {
         waiter: Option<oneshot::Sender<Reply>>,
     ) {
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
-        if let Some(why) = self.pool.upgrade_too_short(timeout) {
-            tracing::warn!(
-                event = LogEvent::UpgradeRefused.as_str(),
-                "{reason}: cannot upgrade: {why}"
-            );
-            if let Some(waiter) = waiter {
-                let response = Response::error(pool::error_code(&why), why.to_string());
-                let _ = waiter.send(response.into());
-            }
-            return;
-        }
-        match self.pool.upgrade(timeout, Instant::now()) {
+        let started = match self.pool.upgrade_too_short(timeout) {
+            Some(why) => Err(why),
+            None => self.pool.upgrade(timeout, Instant::now()),
+        };
+        match started {
             Ok((generation, actions)) => {
                 tracing::info!(
                     event = LogEvent::UpgradeStarted.as_str(),
