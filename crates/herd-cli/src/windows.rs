@@ -76,12 +76,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The command line; `None` after `--help` or `--version`.
-fn parse(args: &[OsString]) -> Result<Option<RunArgs>, Failure> {
+/// The subcommand, after the options before it (only those that make sense here); `None`
+/// after `--help` or `--version`.
+fn subcommand(words: &mut std::slice::Iter<'_, OsString>) -> Result<Option<String>, Failure> {
     let usage = |why: String| Err(Failure::Usage(why));
-    let mut words = args.iter();
-    // Options before the subcommand: only those that make sense here.
-    let sub = loop {
+    loop {
         match words.next().map(|w| w.to_string_lossy().into_owned()) {
             None => return usage("a command is required: herd run ...".to_string()),
             Some(w) if w == "-h" || w == "--help" => {
@@ -98,8 +97,18 @@ fn parse(args: &[OsString]) -> Result<Option<RunArgs>, Failure> {
             Some(w) if w.starts_with('-') => {
                 return usage(format!("the option '{w}' is not available on Windows"))
             }
-            Some(w) => break w,
+            Some(w) => return Ok(Some(w)),
         }
+    }
+}
+
+/// The command line; `None` after `--help` or `--version`.
+fn parse(args: &[OsString]) -> Result<Option<RunArgs>, Failure> {
+    let usage = |why: String| Err(Failure::Usage(why));
+    let mut words = args.iter();
+    let sub = match subcommand(&mut words)? {
+        Some(sub) => sub,
+        None => return Ok(None),
     };
     if sub != "run" {
         return usage(format!(
@@ -258,20 +267,9 @@ fn bind(specs: &[BindSpec]) -> Result<Vec<Bound>, Failure> {
     Ok(bound)
 }
 
-fn run(args: RunArgs) -> Result<(), Failure> {
-    let bound = bind(&args.binds)?;
-    let shared: Vec<Shared<'_>> = bound
-        .iter()
-        .map(|b| match b {
-            Bound::Tcp(name, s) => Shared::Tcp(name, s),
-            Bound::Udp(name, s) => Shared::Udp(name, s),
-        })
-        .collect();
-    if let Err(e) = herd_sys::wsa::catch_ctrl_c() {
-        eprintln!("herd: warning: Ctrl-C will not stop herd: {e}");
-    }
-    // "When told": a `stop` line on standard input (end of file alone is not a request: a
-    // service wrapper may start herd with no input at all).
+/// "When told": a `stop` line on standard input (end of file alone is not a request: a
+/// service wrapper may start herd with no input at all).
+fn told_to_stop() -> Arc<AtomicBool> {
     let told = Arc::new(AtomicBool::new(false));
     let flag = told.clone();
     std::thread::spawn(move || {
@@ -286,6 +284,22 @@ fn run(args: RunArgs) -> Result<(), Failure> {
             }
         }
     });
+    told
+}
+
+fn run(args: RunArgs) -> Result<(), Failure> {
+    let bound = bind(&args.binds)?;
+    let shared: Vec<Shared<'_>> = bound
+        .iter()
+        .map(|b| match b {
+            Bound::Tcp(name, s) => Shared::Tcp(name, s),
+            Bound::Udp(name, s) => Shared::Udp(name, s),
+        })
+        .collect();
+    if let Err(e) = herd_sys::wsa::catch_ctrl_c() {
+        eprintln!("herd: warning: Ctrl-C will not stop herd: {e}");
+    }
+    let told = told_to_stop();
     let program = args.command[0].clone();
     let rest = args.command[1..].to_vec();
     let shown = program.to_string_lossy().into_owned();

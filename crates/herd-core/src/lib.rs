@@ -8,11 +8,11 @@
 //! behaviour is unit-tested in microseconds, and each platform keeps only its effects.
 //!
 //! ```text
-//!   events (spawned, exited, notified, scale, upgrade, stop, now)
+//!   events (spawned, exited, notified, scale, upgrade, stop, drained, now)
 //!                   |
-//!               [ Pool ]  <- slots, generations, readiness, backoff, upgrades
+//!               [ Pool ]  <- slots, generations, readiness, backoff, drains, upgrades
 //!                   |
-//!   actions (Spawn, Stop { Graceful | Kill }, Ready, UpgradeEnded)
+//!   actions (Spawn, Stop { Graceful | Kill }, Ready, DrainTimedOut, UpgradeEnded)
 //!                   |
 //!      fork/exec + kill (Unix)   CreateProcess + TerminateProcess (Windows)
 //! ```
