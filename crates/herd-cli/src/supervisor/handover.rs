@@ -76,10 +76,7 @@ impl Supervisor {
     pub(super) fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
         let pool = self.pool.export(Instant::now()).map(pool::PoolState::from);
         // Draining reuseport slots is pool state now, handed over with the pool.
-        match self
-            .phase
-            .reexec_refusal(self.pool_view(), pool.is_some(), false)
-        {
+        match self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
             Some((code, why)) => Err((code, why.to_string())),
             None => pool.ok_or((
                 ErrorCode::Busy,

@@ -156,15 +156,13 @@ impl<T> Phase<T> {
     }
 
     /// Why a re-exec must wait, if it must: `exportable` says whether the pool's state can be
-    /// handed over now (no upgrade, no worker starting), `draining` whether stop signals are held
-    /// back while reuseport slots drain (they would not survive the exec).
+    /// handed over now (no upgrade, no worker starting).
     pub fn reexec_refusal(
         &self,
         pool: PoolView,
         exportable: bool,
-        draining: bool,
     ) -> Option<(ErrorCode, &'static str)> {
-        let busy = self.taking_over() || self.failure.is_some() || draining || !exportable;
+        let busy = self.taking_over() || self.failure.is_some() || !exportable;
         if !busy && !pool.stopping {
             return None;
         }
@@ -174,8 +172,8 @@ impl<T> Phase<T> {
         };
         Some((
             code,
-            "cannot re-execute while herd is stopping, upgrading, starting workers, draining a \
-             slot or taking over; try again",
+            "cannot re-execute while herd is stopping, upgrading, starting workers or taking \
+             over; try again",
         ))
     }
 

@@ -367,8 +367,14 @@ fn every_piece_of_runtime_state_survives_a_reexec() {
     // Generation 2, by a rolling upgrade.
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
-    // A worker that died and was restarted.
-    let victim = herd.status()["workers"][0]["pid"].as_u64().unwrap();
+    // A worker that died and was restarted: the new generation's, once the old one is gone.
+    let victim = wait_until("generation 2 alone", || {
+        let s = herd.status();
+        match s["workers"].as_array().map(Vec::as_slice) {
+            Some([w]) if w["generation"] == 2 => Ok(w["pid"].as_u64().unwrap()),
+            _ => Err(s),
+        }
+    });
     // SAFETY: kill with a worker's pid.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     herd.wait_event("the restart", |e| {
@@ -390,9 +396,20 @@ fn every_piece_of_runtime_state_survives_a_reexec() {
     herd.wait_event("the attached process", |e| {
         e["event"] == "worker_attached" && e["pid"] == attached_pid
     });
-    let before = wait_until("3 ready workers", || {
+    // Every worker of generation 2 and ready, none left stopping: the old ones' exits are
+    // counted before the counts are read.
+    let before = wait_until("3 ready workers of generation 2, no other", || {
         let s = herd.status();
-        (s["ready"] == 3).then_some(s)
+        let workers = s["workers"].as_array().map_or(0, Vec::len);
+        let settled = s["ready"] == 3 && workers == 3;
+        let all_new = s["workers"]
+            .as_array()
+            .is_some_and(|w| w.iter().all(|w| w["generation"] == 2));
+        if settled && all_new {
+            Ok(s)
+        } else {
+            Err(s)
+        }
     });
     let counts = counted(&metrics);
 

@@ -98,27 +98,23 @@ fn an_upgrade_that_ends_before_herd_was_ready_reports_a_status_only() {
 }
 
 #[test]
-fn a_reexec_waits_for_takeovers_failures_drains_and_a_pool_it_cannot_export() {
+fn a_reexec_waits_for_takeovers_failures_and_a_pool_it_cannot_export() {
     let idle = view(false, true, true);
     let phase: Phase<()> = Phase::new(None);
-    assert_eq!(phase.reexec_refusal(idle, true, false), None);
+    assert_eq!(phase.reexec_refusal(idle, true), None);
     assert_eq!(
-        phase.reexec_refusal(idle, false, false).map(|r| r.0),
-        Some(ErrorCode::Busy)
-    );
-    assert_eq!(
-        phase.reexec_refusal(idle, true, true).map(|r| r.0),
+        phase.reexec_refusal(idle, false).map(|r| r.0),
         Some(ErrorCode::Busy)
     );
     assert_eq!(
         phase
-            .reexec_refusal(view(true, false, false), false, false)
+            .reexec_refusal(view(true, false, false), false)
             .map(|r| r.0),
         Some(ErrorCode::Stopping)
     );
     let taking_over = Phase::new(Some(()));
-    assert!(taking_over.reexec_refusal(idle, true, false).is_some());
+    assert!(taking_over.reexec_refusal(idle, true).is_some());
     let mut failed: Phase<()> = Phase::new(None);
     failed.fail("x".into());
-    assert!(failed.reexec_refusal(idle, true, false).is_some());
+    assert!(failed.reexec_refusal(idle, true).is_some());
 }
