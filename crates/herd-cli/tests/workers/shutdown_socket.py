@@ -6,9 +6,10 @@ shutdown_socket.py MARKER: the first worker to create the file MARKER reports RE
 the socket down and exits 0; every other worker is examples/hello.py, silenced (and crashes,
 like a real server, when accept() fails on the shut-down socket).
 
-shutdown_socket.py --stay MARKER: as with MARKER, but the first worker stays alive: it shuts
-the socket down 4 times, each time once herd has made it listen again and half a second has
-passed, then sleeps (a worker that keeps calling shutdown() while it runs).
+shutdown_socket.py --stay MARKER: as with MARKER, but the first worker stays alive and shuts
+the socket down again on each SIGUSR1 (a worker that keeps calling shutdown() while it runs;
+the test says when). Each shutdown is reported on stderr: "shutdown_socket PID shut the
+socket down".
 
 shutdown_socket.py --on-stop: serves like hello.py (answering with its pid), and on SIGTERM
 shuts the socket down and exits 0; a worker whose accept() fails crashes."""
@@ -17,7 +18,6 @@ import os
 import signal
 import socket
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples"))
 import hello  # noqa: E402
@@ -25,6 +25,7 @@ import hello  # noqa: E402
 
 def shut_down():
     socket.socket(fileno=os.dup(3)).shutdown(socket.SHUT_RDWR)
+    os.write(2, f"shutdown_socket {os.getpid()} shut the socket down\n".encode())
 
 
 def on_stop():
@@ -55,14 +56,6 @@ def on_stop():
             conn.close()
 
 
-def listening():
-    s = socket.socket(fileno=os.dup(3))
-    try:
-        return s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) != 0
-    finally:
-        s.close()
-
-
 def main():
     if sys.argv[1] == "--on-stop":
         on_stop()
@@ -77,17 +70,12 @@ def main():
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         hello.main()
         return
+    if stay:
+        signal.signal(signal.SIGUSR1, lambda signum, frame: shut_down())
     hello.notify("READY=1")
     shut_down()
-    os.write(2, f"shutdown_socket {os.getpid()} shut the socket down\n".encode())
-    if not stay:
-        return
-    for _ in range(3):
-        while not listening():
-            time.sleep(0.05)
-        time.sleep(0.5)
-        shut_down()
-    time.sleep(1000)
+    while stay:
+        signal.pause()
 
 
 if __name__ == "__main__":

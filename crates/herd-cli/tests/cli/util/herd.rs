@@ -166,10 +166,13 @@ impl Herd {
             }
             let now = Instant::now();
             if now >= deadline {
+                let logged = last_lines(&lines);
+                // Unlocked first: a panic holding the lock would poison it, and the log
+                // reader's own panic would bury this message.
+                drop(lines);
                 panic!(
-                    "timed out waiting for {what} ({}s); herd logged{}",
+                    "timed out waiting for {what} ({}s); herd logged{logged}",
                     TIMEOUT.as_secs(),
-                    last_lines(&lines)
                 );
             }
             lines = self.log.grew.wait_timeout(lines, deadline - now).unwrap().0;
