@@ -136,10 +136,16 @@ impl Supervisor {
         };
         let state = self.state(handed, Instant::now());
         // The file that passed the check (a symlink switched since is not followed again).
-        let file = self
+        let (file, reads) = self
             .reexec_file
             .take()
-            .unwrap_or_else(|| reexec::resolve(&self.exe));
+            .unwrap_or_else(|| (reexec::resolve(&self.exe), reexec::STATE_VERSION));
+        if reexec::version_needed(self.pool.is_draining()) > reads {
+            let why = "a worker began draining its reuseport slot while the new binary was \
+                       checked, and that binary reads only older re-exec state; try again once \
+                       it has stopped";
+            return refuse(reply, ErrorCode::Busy, why.to_string());
+        }
         tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
         self.effects.service.reloading("re-executing");
         // The queued log lines would die with this image.

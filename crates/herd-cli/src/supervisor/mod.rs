@@ -97,8 +97,9 @@ pub struct Supervisor {
     /// The path herd was started by ([`reexec::invoked`], symlinks kept), which `herd reexec`
     /// follows anew each time.
     exe: PathBuf,
-    /// The file the current re-exec checked ([`reexec::resolve`] of `exe`), which it runs.
-    reexec_file: Option<PathBuf>,
+    /// The file the current re-exec checked ([`reexec::resolve`] of `exe`), which it runs, and
+    /// the state version it said it reads.
+    reexec_file: Option<(PathBuf, u32)>,
     /// A `herd reexec` request waiting to be carried out.
     pending_reexec: Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>,
     /// The connection of the client whose `herd reexec` made this image: answered at start.

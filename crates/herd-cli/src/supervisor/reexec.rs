@@ -27,11 +27,35 @@ use super::pool::PoolState;
 use crate::logging::LogEvent;
 use crate::spec::{SocketFile, SocketKind};
 
-/// The format of [`State`]: a new binary must say it reads this version before herd
-/// re-executes onto it (see [`reexec_check`](super::reexec_check)). Bump it when the state
-/// changes so that a herd of another version would misread it (a field removed, or whose
-/// meaning changes); a field added with `#[serde(default)]` needs no bump.
-pub const STATE_VERSION: u32 = 1;
+/// The newest format of [`State`]: this herd reads every version from [`OLDEST_STATE`] to this
+/// one, and writes the oldest that can carry its state ([`version_needed`]), so that a re-exec
+/// onto an older herd stays possible whenever that herd can read the state. A new binary must
+/// say it reads that version before herd re-executes onto it (see
+/// [`reexec_check`](super::reexec_check)). Bump it when the state changes so that a herd of an
+/// older version would misread it (a field removed, or whose meaning changes); a field added
+/// with `#[serde(default)]` that older herds may ignore needs no bump.
+///
+/// Version 2: a worker may be draining its reuseport slot (`draining` in the pool's state),
+/// which a version-1 herd would take for a worker already told to stop, and kill at the end of
+/// its grace period without a stop signal.
+pub const STATE_VERSION: u32 = 2;
+
+/// The oldest format of [`State`] this herd reads.
+pub const OLDEST_STATE: u32 = 1;
+
+/// Whether this herd reads state of `version`.
+pub fn reads(version: u32) -> bool {
+    (OLDEST_STATE..=STATE_VERSION).contains(&version)
+}
+
+/// The oldest state version that carries this herd's state: 2 while a worker drains its
+/// reuseport slot, else 1.
+pub fn version_needed(draining: bool) -> u32 {
+    match draining {
+        true => 2,
+        false => 1,
+    }
+}
 
 /// The environment variable that carries the state file's fd to the new image.
 pub const STATE_VAR: &str = "HERD_REEXEC_STATE";

@@ -4,12 +4,13 @@
 //! every worker, down), so herd first runs the new binary in a child:
 //!
 //! ```text
-//! NEW_BINARY __reexec-check STATE_VERSION -- ARGS...
+//! NEW_BINARY __reexec-check VERSION -- ARGS...
 //! ```
 //!
-//! where `ARGS` is herd's own command line. The new binary parses `ARGS` as it would after the
-//! exec, and if it can read state of `STATE_VERSION`, prints
-//! `herd-reexec-check state=STATE_VERSION version=HERD_VERSION` and exits 0, within
+//! where `ARGS` is herd's own command line and `VERSION` the state version this re-exec needs
+//! ([`version_needed`]). The new binary parses `ARGS` as it would after the exec, and if it
+//! can read state of `VERSION`, prints
+//! `herd-reexec-check state=VERSION version=HERD_VERSION` and exits 0, within
 //! [`TIMEOUT`]. Anything else (a crash, another exit code, another answer, no answer in time)
 //! refuses the re-exec, and herd keeps running. A binary that passes the check and then fails
 //! after the exec is not covered: nothing can be, once `execve` has replaced the program.
@@ -30,7 +31,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::reexec::STATE_VERSION;
+use super::reexec::{reads, version_needed, STATE_VERSION};
 use super::{describe_exit, Supervisor};
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::server::Reply;
@@ -147,7 +148,8 @@ impl Supervisor {
         if let Err(e) = super::reexec::executable(&file) {
             return refuse(client, ErrorCode::ReexecCheckFailed, format!("{e:#}"));
         }
-        let child = match spawn(&file) {
+        let version = version_needed(self.pool.is_draining());
+        let child = match spawn(&file, version) {
             Ok(child) => child,
             Err(e) => {
                 let why = format!(
@@ -168,10 +170,10 @@ impl Supervisor {
             pid,
             "checking the new binary before re-executing"
         );
-        self.reexec_file = Some(file);
+        self.reexec_file = Some((file, version));
         let done = done.clone();
         tokio::spawn(async move {
-            let verdict = run_check(child, status_rx).await;
+            let verdict = run_check(child, status_rx, version).await;
             let _ = done.send(Checked { pid, verdict }).await;
         });
     }
@@ -203,7 +205,7 @@ impl Supervisor {
                 let file = self.reexec_file.take();
                 let why = format!(
                     "cannot re-execute {}: {why}; herd keeps running",
-                    file.as_deref().unwrap_or(&self.exe).display()
+                    file.as_ref().map_or(&self.exe, |(f, _)| f).display()
                 );
                 refuse(client, ErrorCode::ReexecCheckFailed, why);
                 None
@@ -221,10 +223,10 @@ pub(super) fn refuse(client: Client, code: ErrorCode, why: String) {
 }
 
 /// Starts `exe` in check mode with herd's own arguments.
-fn spawn(exe: &Path) -> std::io::Result<std::process::Child> {
+fn spawn(exe: &Path, version: u32) -> std::io::Result<std::process::Child> {
     std::process::Command::new(exe)
         .arg(CHECK_ARG)
-        .arg(STATE_VERSION.to_string())
+        .arg(version.to_string())
         .arg("--")
         .args(std::env::args_os().skip(1))
         .env_remove(super::reexec::STATE_VAR)
@@ -240,6 +242,7 @@ fn spawn(exe: &Path) -> std::io::Result<std::process::Child> {
 async fn run_check(
     mut child: std::process::Child,
     status: oneshot::Receiver<ExitStatus>,
+    version: u32,
 ) -> Result<String, String> {
     let pipe = |fd: Option<OwnedFd>| {
         fd.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok())
@@ -259,7 +262,7 @@ async fn run_check(
         (status, stdout, stderr)
     };
     match tokio::time::timeout(TIMEOUT, finished).await {
-        Ok((Some(status), stdout, stderr)) => verdict(status, &stdout, &stderr),
+        Ok((Some(status), stdout, stderr)) => verdict(status, &stdout, &stderr, version),
         Ok((None, ..)) => Err("its check child vanished".to_string()),
         Err(_) => Err(format!(
             "the new binary did not answer its check within {}s (it hangs, or is not a herd \
@@ -269,8 +272,13 @@ async fn run_check(
     }
 }
 
-/// Judges a finished check: `Ok(answer line)` or why the binary is refused.
-pub fn verdict(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<String, String> {
+/// Judges a finished check of state `version`: `Ok(answer line)` or why the binary is refused.
+pub fn verdict(
+    status: ExitStatus,
+    stdout: &[u8],
+    stderr: &[u8],
+    version: u32,
+) -> Result<String, String> {
     let said = String::from_utf8_lossy(stderr);
     let said = said
         .lines()
@@ -290,7 +298,8 @@ pub fn verdict(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<Strin
             ""
         };
         return Err(format!(
-            "the new binary failed its check: {how}{hint}{said}"
+            "the new binary failed its check: {how}{hint}{said}{}",
+            drain_hint(version)
         ));
     }
     let stdout = String::from_utf8_lossy(stdout);
@@ -300,20 +309,32 @@ pub fn verdict(status: ExitStatus, stdout: &[u8], stderr: &[u8]) -> Result<Strin
     else {
         return Err(format!(
             "the new binary did not answer its check (it exited 0 without saying \
-             '{ANSWER} state={STATE_VERSION}'; is it a herd that has the check?){said}"
+             '{ANSWER} state={version}'; is it a herd that has the check?){said}"
         ));
     };
     let state = answer
         .split_whitespace()
         .find_map(|w| w.strip_prefix("state="));
-    if state != Some(&STATE_VERSION.to_string()) {
+    if state != Some(&version.to_string()) {
         return Err(format!(
             "the new binary reads re-exec state version {}, and this herd writes version \
-             {STATE_VERSION}",
-            state.unwrap_or("(none)")
+             {version}{}",
+            state.unwrap_or("(none)"),
+            drain_hint(version)
         ));
     }
     Ok(crate::text::escape(answer.trim()).into_owned())
+}
+
+/// Why this re-exec needs a newer state version than the oldest, for a binary that refuses it.
+fn drain_hint(version: u32) -> &'static str {
+    match version {
+        1 => "",
+        _ => {
+            "; this re-exec writes state version 2 because a worker is draining its reuseport \
+              slot: try again once it has stopped"
+        }
+    }
 }
 
 /// The check mode, when this process was started as `herd __reexec-check VERSION -- ARGS...`:
@@ -334,26 +355,31 @@ pub fn answer_if_asked() -> Option<u8> {
     if separator.as_deref() != Some("--".as_ref()) {
         return fail(
             exit::USAGE,
-            format!("usage: herd {CHECK_ARG} STATE_VERSION -- ARGS... (used by herd reexec)"),
+            format!("usage: herd {CHECK_ARG} VERSION -- ARGS... (used by herd reexec)"),
         );
     }
-    let offered = offered.as_ref().and_then(|v| v.to_str());
-    if offered != Some(&STATE_VERSION.to_string()) {
+    let shown = offered.as_ref().map(|v| v.to_string_lossy().into_owned());
+    let Some(offered) = offered
+        .as_ref()
+        .and_then(|v| v.to_str()?.parse::<u32>().ok())
+        .filter(|v| reads(*v))
+    else {
         return fail(
             exit::FAILURE,
             format!(
-                "this herd reads re-exec state version {STATE_VERSION}, not {}",
-                offered.unwrap_or("(none)")
+                "this herd reads re-exec state versions {}..={STATE_VERSION}, not {}",
+                super::reexec::OLDEST_STATE,
+                shown.as_deref().unwrap_or("(none)")
             ),
         );
-    }
+    };
     let parsed =
         <crate::cli::Cli as clap::Parser>::try_parse_from(std::iter::once(program).chain(rest));
     match parsed {
         Ok(cli) if matches!(cli.command, crate::cli::Command::Run(_)) => {
             // An answer that cannot be written is a failed check, not a panic.
             let answer = format!(
-                "{ANSWER} state={STATE_VERSION} version={}\n",
+                "{ANSWER} state={offered} version={}\n",
                 env!("CARGO_PKG_VERSION")
             );
             let mut out = std::io::stdout();
@@ -388,6 +414,7 @@ mod tests {
 
     #[test]
     fn verdicts() {
+        let verdict = |status, out: &[u8], err: &[u8]| verdict(status, out, err, STATE_VERSION);
         let good = format!("{ANSWER} state={STATE_VERSION} version=9.9.9\n");
         assert!(verdict(exited(0), good.as_bytes(), b"").is_ok());
 
@@ -413,5 +440,29 @@ mod tests {
         let other = format!("{ANSWER} state={} version=9.9.9\n", STATE_VERSION + 1);
         let other = verdict(exited(0), other.as_bytes(), b"").unwrap_err();
         assert!(other.contains("state version"), "{other}");
+    }
+
+    #[test]
+    fn a_binary_that_cannot_read_a_drains_state_is_told_why() {
+        let older = verdict(exited(1), b"", b"reads 1..=1, not 2\n", 2).unwrap_err();
+        assert!(older.contains("a worker is draining"), "{older}");
+        let other = format!("{ANSWER} state=1 version=0.1.0\n");
+        let other = verdict(exited(0), other.as_bytes(), b"", 2).unwrap_err();
+        assert!(other.contains("version 2; this re-exec"), "{other}");
+        let plain = verdict(exited(1), b"", b"", 1).unwrap_err();
+        assert!(!plain.contains("draining"), "{plain}");
+    }
+
+    #[test]
+    fn versions_read_and_needed() {
+        use crate::supervisor::reexec::{reads, version_needed, OLDEST_STATE};
+        assert!(reads(OLDEST_STATE) && reads(STATE_VERSION) && !reads(0));
+        assert!(!reads(STATE_VERSION + 1));
+        assert_eq!(
+            version_needed(false),
+            1,
+            "a re-exec onto an older herd stays possible"
+        );
+        assert_eq!(version_needed(true), 2);
     }
 }

@@ -110,22 +110,32 @@ fn reuseport_slots_keep_their_sockets_and_lose_nothing_under_changes() {
 /// Two slow workers on reuseport slots, and 40 clients whose connections wait in both slots'
 /// queues; with the status that saw more than two queued in slot 1.
 fn queued_in_both_slots() -> (Herd, Vec<std::net::TcpStream>, serde_json::Value) {
-    let herd = Herd::start(&[
-        "run",
-        "--env",
-        "SLOW_MS=100",
-        "--balance",
-        "reuseport",
-        "-w",
-        "2",
-        "--ready",
-        "notify",
-        "-b",
-        "http=127.0.0.1:0,nonblocking",
-        "--",
-        "python3",
-        &worker("slow.py"),
-    ]);
+    queued_in_both_slots_via(std::process::Command::new(HERD))
+}
+
+/// [`queued_in_both_slots`], with herd started by `program`.
+fn queued_in_both_slots_via(
+    program: std::process::Command,
+) -> (Herd, Vec<std::net::TcpStream>, serde_json::Value) {
+    let herd = Herd::start_via(
+        program,
+        &[
+            "run",
+            "--env",
+            "SLOW_MS=100",
+            "--balance",
+            "reuseport",
+            "-w",
+            "2",
+            "--ready",
+            "notify",
+            "-b",
+            "http=127.0.0.1:0,nonblocking",
+            "--",
+            "python3",
+            &worker("slow.py"),
+        ],
+    );
     let addr = herd.address("http");
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     // 40 connections at once, 100 ms of work each: both slots' queues fill up.
@@ -171,6 +181,33 @@ fn a_reexec_while_a_slot_drains_carries_the_drain_on() {
     assert_eq!(code, 0, "{stderr}");
     all_answered(clients, &queued);
     wait_status(&herd, "1 worker", |s| settled(s, 1));
+}
+
+/// A herd that reads only version-1 re-exec state (one that predates drains) would take a
+/// draining worker for one already told to stop: a re-exec onto it waits while a slot drains,
+/// and goes ahead once the drain is over.
+#[test]
+fn a_reexec_onto_a_herd_that_predates_drains_waits_for_the_drain() {
+    let (_dir, copy) = herd_copy();
+    let (herd, clients, queued) = queued_in_both_slots_via(std::process::Command::new(&copy));
+    let older = format!(
+        "#!/bin/sh\nif [ \"$1\" = __reexec-check ] && [ \"$2\" != 1 ]; then\n  \
+         echo \"this herd reads re-exec state versions 1..=1, not $2\" >&2; exit 1\nfi\n\
+         exec '{HERD}' \"$@\"\n"
+    );
+    crate::reexec::replace_binary(&copy, older.as_bytes());
+    herd.ctl(&["scale", "1"]);
+    let (code, said) = crate::reexec::reexec(&herd);
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains("writes state version 2 because a worker is draining its reuseport slot"),
+        "{said}"
+    );
+    all_answered(clients, &queued);
+    wait_status(&herd, "1 worker", |s| settled(s, 1));
+    let (code, said) = crate::reexec::reexec(&herd);
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(herd.status()["pid"], herd.pid());
 }
 
 #[test]
