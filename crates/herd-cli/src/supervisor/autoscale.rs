@@ -150,9 +150,116 @@ impl Autoscaler {
     }
 }
 
+/// Autoscaling's state across a re-exec, its times relative to the moment it was saved.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    /// The bounds, or `None` when autoscaling is off.
+    pub bounds: Option<(usize, usize)>,
+    /// The last decision: how long ago, the number of workers, and why.
+    pub last: Option<(u64, usize, String)>,
+    /// Samples in a row that asked for more workers.
+    #[serde(default)]
+    pub pressure: u32,
+    /// How long the pool had been idle, in milliseconds.
+    #[serde(default)]
+    pub idle_ms: Option<u64>,
+    /// How long the cooldown after the last decision still lasts, in milliseconds.
+    #[serde(default)]
+    pub quiet_ms: Option<u64>,
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Saved {
+    /// Records `autoscaler` (`None`: off) at `now`. Every field is named, so that one added to
+    /// [`Autoscaler`] later does not compile until it is carried over too.
+    pub fn save(autoscaler: Option<&Autoscaler>, now: Instant) -> Saved {
+        let Some(Autoscaler {
+            min,
+            max,
+            pressure,
+            idle_since,
+            quiet_until,
+            last,
+        }) = autoscaler
+        else {
+            return Saved {
+                bounds: None,
+                last: None,
+                pressure: 0,
+                idle_ms: None,
+                quiet_ms: None,
+            };
+        };
+        Saved {
+            bounds: Some((*min, *max)),
+            last: last.as_ref().map(|(at, d)| {
+                let age = millis(now.saturating_duration_since(*at));
+                (age, d.workers, d.reason.clone())
+            }),
+            pressure: *pressure,
+            idle_ms: idle_since.map(|at| millis(now.saturating_duration_since(at))),
+            quiet_ms: quiet_until.map(|until| millis(until.saturating_duration_since(now))),
+        }
+    }
+
+    /// The autoscaler as it was at `now`, or `None` when it was off.
+    pub fn restore(self, now: Instant) -> Option<Autoscaler> {
+        let (min, max) = self.bounds?;
+        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
+        let mut autoscaler = Autoscaler::new(min, max);
+        autoscaler.last = self
+            .last
+            .map(|(age_ms, workers, reason)| (ago(age_ms), Decision { workers, reason }));
+        autoscaler.pressure = self.pressure;
+        autoscaler.idle_since = self.idle_ms.map(ago);
+        autoscaler.quiet_until = self
+            .quiet_ms
+            .map(|ms| now.checked_add(Duration::from_millis(ms)).unwrap_or(now));
+        Some(autoscaler)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_saved_autoscaler_keeps_its_cooldown_pressure_and_idle_time() {
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(1, 8);
+        a.pressure = 2;
+        a.idle_since = Some(t0);
+        a.quiet_until = Some(t0 + Duration::from_secs(30));
+        let decision = Decision {
+            workers: 3,
+            reason: "busy".into(),
+        };
+        a.last = Some((t0, decision.clone()));
+        let saved = Saved::save(Some(&a), t0 + Duration::from_secs(10));
+        let json = serde_json::to_string(&saved).unwrap();
+        // The new image's clock: only the times relative to the save matter.
+        let t2 = t0 + Duration::from_secs(100);
+        let b = serde_json::from_str::<Saved>(&json)
+            .unwrap()
+            .restore(t2)
+            .unwrap();
+        assert_eq!((b.min, b.max, b.pressure), (1, 8, 2));
+        assert_eq!(b.quiet_until, Some(t2 + Duration::from_secs(20)));
+        assert_eq!(b.idle_since, Some(t2 - Duration::from_secs(10)));
+        assert_eq!(b.last, Some((t2 - Duration::from_secs(10), decision)));
+    }
+
+    #[test]
+    fn an_older_herds_saved_autoscaler_still_reads() {
+        let saved: Saved = serde_json::from_str(r#"{"bounds":[2,4],"last":null}"#).unwrap();
+        let a = saved.restore(Instant::now()).unwrap();
+        assert_eq!((a.min, a.max, a.pressure, a.quiet_until), (2, 4, 0, None));
+        let off: Saved = serde_json::from_str(r#"{"bounds":null,"last":null}"#).unwrap();
+        assert!(off.restore(Instant::now()).is_none());
+    }
 
     fn queued(n: u32) -> Sample {
         Sample {

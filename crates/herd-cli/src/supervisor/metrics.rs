@@ -112,23 +112,39 @@ pub struct SavedCounters {
 
 impl Counters {
     /// The values, for a re-exec.
+    /// Every counter is named, here and in [`restore`](Counters::restore), so that one added
+    /// later does not compile until a re-exec carries it over.
     pub fn save(&self) -> SavedCounters {
+        let Counters {
+            restarts,
+            exits,
+            upgrades,
+            autoscale,
+            sockets_restored,
+        } = self;
         SavedCounters {
-            restarts: self.restarts.get(),
-            exits: save_family(&self.exits, &EXIT_CAUSES),
-            upgrades: save_family(&self.upgrades, &UPGRADE_RESULTS),
-            autoscale: save_family(&self.autoscale, &DIRECTIONS),
-            sockets_restored: self.sockets_restored.get(),
+            restarts: restarts.get(),
+            exits: save_family(exits, &EXIT_CAUSES),
+            upgrades: save_family(upgrades, &UPGRADE_RESULTS),
+            autoscale: save_family(autoscale, &DIRECTIONS),
+            sockets_restored: sockets_restored.get(),
         }
     }
 
     /// Continues from the values a previous image saved.
     pub fn restore(&self, saved: &SavedCounters) {
-        self.restarts.inc_by(saved.restarts);
-        restore_family(&self.exits, &saved.exits);
-        restore_family(&self.upgrades, &saved.upgrades);
-        restore_family(&self.autoscale, &saved.autoscale);
-        self.sockets_restored.inc_by(saved.sockets_restored);
+        let Counters {
+            restarts,
+            exits,
+            upgrades,
+            autoscale,
+            sockets_restored,
+        } = self;
+        restarts.inc_by(saved.restarts);
+        restore_family(exits, &saved.exits);
+        restore_family(upgrades, &saved.upgrades);
+        restore_family(autoscale, &saved.autoscale);
+        sockets_restored.inc_by(saved.sockets_restored);
     }
 }
 

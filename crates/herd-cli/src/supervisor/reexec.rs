@@ -16,13 +16,11 @@
 use std::io::{Read, Seek, Write};
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use herd_sys::spawn::ExecPlan;
 use serde::{Deserialize, Serialize};
 
-use super::autoscale::{Autoscaler, Decision};
 use super::pool::PoolState;
 use crate::logging::LogEvent;
 use crate::spec::{SocketFile, SocketKind};
@@ -75,7 +73,8 @@ pub struct State {
     pub pool: PoolState,
     /// Processes started with `herd attach`.
     pub attached: Vec<SavedAttached>,
-    /// Whether the service manager was told READY=1.
+    /// Whether the service manager was told READY=1. Written for older herds, which read it;
+    /// this one tells the service manager it is ready again as it resumes, whatever it says.
     pub service_ready: bool,
     /// The connection of the client that asked for the re-exec, to answer from the new image.
     pub reply_fd: Option<RawFd>,
@@ -101,41 +100,7 @@ pub struct State {
     pub nofile: Option<(u64, u64)>,
 }
 
-/// Autoscaling's state.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SavedAutoscale {
-    /// The bounds, or `None` when autoscaling is off.
-    pub bounds: Option<(usize, usize)>,
-    /// The last decision: how long ago, the number of workers, and why.
-    pub last: Option<(u64, usize, String)>,
-}
-
-impl SavedAutoscale {
-    /// Records `autoscaler` (`None`: off) at `now`.
-    pub fn save(autoscaler: Option<&Autoscaler>, now: Instant) -> SavedAutoscale {
-        SavedAutoscale {
-            bounds: autoscaler.map(|a| (a.min, a.max)),
-            last: autoscaler.and_then(|a| {
-                let (at, d) = a.last.as_ref()?;
-                let age = now.saturating_duration_since(*at).as_millis() as u64;
-                Some((age, d.workers, d.reason.clone()))
-            }),
-        }
-    }
-
-    /// The autoscaler as it was (its samples start afresh), or `None` when it was off.
-    pub fn restore(self, now: Instant) -> Option<Autoscaler> {
-        let (min, max) = self.bounds?;
-        let mut autoscaler = Autoscaler::new(min, max);
-        autoscaler.last = self.last.map(|(age_ms, workers, reason)| {
-            let at = now
-                .checked_sub(Duration::from_millis(age_ms))
-                .unwrap_or(now);
-            (at, Decision { workers, reason })
-        });
-        Some(autoscaler)
-    }
-}
+pub use super::autoscale::Saved as SavedAutoscale;
 
 /// A socket and its file.
 #[derive(Debug, Serialize, Deserialize)]

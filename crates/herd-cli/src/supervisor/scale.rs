@@ -85,9 +85,34 @@ pub fn target(current: usize, workers: Option<usize>, delta: Option<i64>) -> Res
     Ok(target)
 }
 
+/// The number of workers SIGTTIN (`delta` 1) or SIGTTOU (`delta` -1) asks for from `current`:
+/// a signal never takes the pool below one worker (`herd scale 0` can) nor above
+/// [`MAX_WORKERS`]; the error says why it changes nothing.
+pub fn by_signal(current: usize, delta: i64) -> Result<usize, String> {
+    if delta < 0 && current <= 1 {
+        return Err(format!(
+            "{current} worker(s): a signal never scales below one (`herd scale 0` can)"
+        ));
+    }
+    if delta > 0 && current >= MAX_WORKERS {
+        return Err(format!("already at the most, {MAX_WORKERS} workers"));
+    }
+    target(current, None, Some(delta))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_scales_by_one_within_one_and_the_most() {
+        assert_eq!(by_signal(2, 1), Ok(3));
+        assert_eq!(by_signal(2, -1), Ok(1));
+        assert!(by_signal(1, -1).is_err(), "never below one");
+        assert!(by_signal(0, -1).is_err(), "SIGTTOU at zero adds nothing");
+        assert_eq!(by_signal(0, 1), Ok(1));
+        assert!(by_signal(MAX_WORKERS, 1).unwrap_err().contains("4096"));
+    }
 
     #[test]
     fn a_request_is_a_number_a_change_or_bounds_never_a_mix() {

@@ -10,7 +10,7 @@ use super::phase::{PoolView, Step};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
 use super::takeover::{after_abort, complete_takeover};
-use super::{attached, autoscale, balance, handover, leftovers, metrics, Supervisor};
+use super::{attached, autoscale, balance, handover, leftovers, metrics, scale, Supervisor};
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
@@ -77,13 +77,11 @@ impl Supervisor {
             // The new binary is checked first; the exec follows if it passes.
             Order::Reexec => self.check_reexec(None, &sources.checked_tx),
             Order::ScaleBy(delta) => {
-                // A signal never scales below one worker; `herd scale 0` can.
-                let target = self
-                    .pool
-                    .desired()
-                    .saturating_add_signed(delta as isize)
-                    .max(1);
-                if let Err(why) = self.scale(target, &trigger) {
+                let why = match scale::by_signal(self.pool.desired(), delta) {
+                    Ok(target) => self.scale(target, &trigger).err().map(|e| e.to_string()),
+                    Err(why) => Some(why),
+                };
+                if let Some(why) = why {
                     tracing::warn!(
                         event = LogEvent::ScaleRefused.as_str(),
                         "{trigger} ignored: {why}"
