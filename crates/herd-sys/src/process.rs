@@ -165,7 +165,9 @@ pub enum Forked {
 
 /// `fork()` for a single-threaded process: refuses when other threads exist, because the child
 /// would hold only the calling thread, and any lock another thread held (the allocator's,
-/// stdout's) would stay locked in the child forever.
+/// stdout's) would stay locked in the child forever. The threads are counted where the system
+/// says how many there are (`/proc` on Linux, where a missing `/proc` is refused too); on other
+/// Unixes the caller must know it started none (as `herd::prefork` documents).
 pub fn fork_single_threaded() -> io::Result<Forked> {
     match thread_count() {
         Some(1) => {}
@@ -185,8 +187,9 @@ pub fn fork_single_threaded() -> io::Result<Forked> {
         }
         None => {}
     }
-    // SAFETY: the process has a single thread (checked above; only this thread could have
-    // started another since), so the child is a consistent copy and may run any code.
+    // SAFETY: the process has a single thread (counted above on Linux, where only this thread
+    // could have started another since; elsewhere the caller's promise, see the doc comment), so
+    // the child is a consistent copy and may run any code.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),

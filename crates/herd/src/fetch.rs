@@ -10,6 +10,8 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
 
+/// The longest answer line read (a herd's answers are a few kilobytes).
+const MAX_ANSWER: usize = 1 << 20;
 /// What to fetch.
 #[derive(Clone, Debug, Default)]
 pub struct FetchOptions {
@@ -99,6 +101,12 @@ pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
             ));
         }
         bytes.extend_from_slice(&buf[..got.len]);
+        if first.is_none() && bytes.len() > MAX_ANSWER {
+            return Err(Error::new(
+                ErrorKind::Io,
+                format!("{shown} answered more than {MAX_ANSWER} bytes without a line end"),
+            ));
+        }
         if first.is_none() {
             if let Some(end) = bytes.iter().position(|&b| b == b'\n') {
                 first = Some(described(&bytes[..end], control)?);

@@ -16,6 +16,9 @@ use super::protocol::{Command, ErrorBody, Request, Response, VERSION};
 use super::results::{SocketInfo, SocketsResult};
 use super::wait;
 
+/// The longest answer line read by [`AsyncClient::call`].
+const MAX_ANSWER: u64 = 16 << 20;
+
 /// How long a request may take to send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -391,8 +394,13 @@ impl AsyncClient {
             .get_mut()
             .write_all(&encode_request(command))
             .await;
+        use tokio::io::AsyncReadExt;
         let mut line = Vec::new();
-        let read = self.stream.read_until(b'\n', &mut line).await;
+        // Bounded: a peer that never ends its line cannot grow this without limit.
+        let read = (&mut self.stream)
+            .take(MAX_ANSWER)
+            .read_until(b'\n', &mut line)
+            .await;
         match (read, sent) {
             (Ok(0), Err(e)) => Err(ClientError::io(&self.path, "cannot send to", e)),
             (Ok(_), _) => {
