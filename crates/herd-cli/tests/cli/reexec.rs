@@ -359,10 +359,10 @@ fn counted(metrics: &str) -> Vec<String> {
     lines
 }
 
-#[test]
-fn every_piece_of_runtime_state_survives_a_reexec() {
-    let mut herd = sleeper_with_metrics();
-    let metrics = metrics_address(&herd);
+/// Changes every piece of herd's runtime state: generation 2 (an upgrade), a restart, 3
+/// workers, autoscaling between 3 and 6 (idle: it stays at 3), an attached process; returns
+/// the status once it has settled and the attached process.
+fn change_everything(herd: &Herd) -> (serde_json::Value, std::process::Child) {
     herd.started(1);
     // Generation 2, by a rolling upgrade.
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
@@ -386,7 +386,7 @@ fn every_piece_of_runtime_state_survives_a_reexec() {
     let (code, _, stderr) = herd.ctl(&["scale", "3..6"]);
     assert_eq!(code, 0, "{stderr}");
     // An attached process.
-    let mut attached = std::process::Command::new(HERD)
+    let attached = std::process::Command::new(HERD)
         .env("HERD_CONTROL", herd.control())
         .args(["attach", "--", "sleep", "1000"])
         .stdin(std::process::Stdio::null())
@@ -411,6 +411,15 @@ fn every_piece_of_runtime_state_survives_a_reexec() {
             Err(s)
         }
     });
+    (before, attached)
+}
+
+#[test]
+fn every_piece_of_runtime_state_survives_a_reexec() {
+    let mut herd = sleeper_with_metrics();
+    let metrics = metrics_address(&herd);
+    let (before, mut attached) = change_everything(&herd);
+    let attached_pid = attached.id();
     let counts = counted(&metrics);
 
     let (code, _, stderr) = herd.ctl(&["reexec"]);
