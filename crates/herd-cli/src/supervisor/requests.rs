@@ -87,7 +87,12 @@ impl Supervisor {
                 Some(sig) => match self.pool.signal_targets(slot) {
                     Ok(pids) => {
                         let count = pids.len();
-                        tracing::info!(event = LogEvent::WorkersSignalled.as_str(), signal = %sig, ?slot, "sending {sig} to {count} worker(s)");
+                        tracing::info!(
+                            event = LogEvent::WorkersSignalled.as_str(),
+                            signal = %sig,
+                            slot,
+                            "sending {sig} to {count} worker(s)"
+                        );
                         self.signal_workers(&pids, sig);
                         Response::ok(SignalResult { signalled: count })
                     }

@@ -87,8 +87,21 @@ pub fn target(current: usize, workers: Option<usize>, delta: Option<i64>) -> Res
 
 /// The number of workers SIGTTIN (`delta` 1) or SIGTTOU (`delta` -1) asks for from `current`:
 /// a signal never takes the pool below one worker (`herd scale 0` can) nor above
-/// [`MAX_WORKERS`]; the error says why it changes nothing.
-pub fn by_signal(current: usize, delta: i64) -> Result<usize, String> {
+/// [`MAX_WORKERS`], nor out of the autoscaling `bounds` (the autoscaler would undo it); the
+/// error says why it changes nothing.
+pub fn by_signal(
+    current: usize,
+    delta: i64,
+    bounds: Option<(usize, usize)>,
+) -> Result<usize, String> {
+    if let Some((min, max)) = bounds {
+        if (delta < 0 && current <= min) || (delta > 0 && current >= max) {
+            return Err(format!(
+                "autoscaling keeps {min}..{max} workers (`herd scale N` turns it off, \
+                 `herd scale MIN..MAX` changes the bounds)"
+            ));
+        }
+    }
     if delta < 0 && current <= 1 {
         return Err(format!(
             "{current} worker(s): a signal never scales below one (`herd scale 0` can)"
@@ -106,12 +119,26 @@ mod tests {
 
     #[test]
     fn a_signal_scales_by_one_within_one_and_the_most() {
-        assert_eq!(by_signal(2, 1), Ok(3));
-        assert_eq!(by_signal(2, -1), Ok(1));
-        assert!(by_signal(1, -1).is_err(), "never below one");
-        assert!(by_signal(0, -1).is_err(), "SIGTTOU at zero adds nothing");
-        assert_eq!(by_signal(0, 1), Ok(1));
-        assert!(by_signal(MAX_WORKERS, 1).unwrap_err().contains("4096"));
+        assert_eq!(by_signal(2, 1, None), Ok(3));
+        assert_eq!(by_signal(2, -1, None), Ok(1));
+        assert!(by_signal(1, -1, None).is_err(), "never below one");
+        assert!(
+            by_signal(0, -1, None).is_err(),
+            "SIGTTOU at zero adds nothing"
+        );
+        assert_eq!(by_signal(0, 1, None), Ok(1));
+        assert!(by_signal(MAX_WORKERS, 1, None)
+            .unwrap_err()
+            .contains("4096"));
+    }
+
+    #[test]
+    fn a_signal_stays_within_the_autoscaling_bounds() {
+        let bounds = Some((2, 4));
+        assert!(by_signal(2, -1, bounds).unwrap_err().contains("2..4"));
+        assert!(by_signal(4, 1, bounds).is_err());
+        assert_eq!(by_signal(3, -1, bounds), Ok(2));
+        assert_eq!(by_signal(3, 1, bounds), Ok(4));
     }
 
     #[test]

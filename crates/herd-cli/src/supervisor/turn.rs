@@ -77,7 +77,8 @@ impl Supervisor {
             // The new binary is checked first; the exec follows if it passes.
             Order::Reexec => self.check_reexec(None, &sources.checked_tx),
             Order::ScaleBy(delta) => {
-                let why = match scale::by_signal(self.pool.desired(), delta) {
+                let bounds = self.autoscaler.as_ref().map(|a| (a.min, a.max));
+                let why = match scale::by_signal(self.pool.desired(), delta, bounds) {
                     Ok(target) => self.scale(target, &trigger).err().map(|e| e.to_string()),
                     Err(why) => Some(why),
                 };

@@ -5,6 +5,7 @@
 mod access;
 mod args;
 mod attached;
+mod autoscale;
 mod balance;
 mod clients;
 mod control;
