@@ -10,6 +10,7 @@ use crate::logging::LogEvent;
 
 use super::attached;
 use super::leftovers;
+use super::phase::{self, StopPlan};
 use super::pool::{self, PoolError};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
 
@@ -36,15 +37,21 @@ impl Supervisor {
     }
 
     pub(super) fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
-        if graceful && self.pool.is_stopping() {
+        let now = Instant::now();
+        let grace = grace.unwrap_or(self.pool.config().grace);
+        let Some(plan) = phase::stop_plan(graceful, self.pool.is_stopping(), grace, now) else {
             tracing::info!(
                 event = LogEvent::AlreadyStopping.as_str(),
                 signal = reason,
                 "already stopping; send SIGQUIT to stop at once"
             );
             return;
-        }
-        let grace = grace.unwrap_or(self.pool.config().grace);
+        };
+        let StopPlan {
+            graceful,
+            grace,
+            deadline,
+        } = plan;
         if graceful {
             tracing::info!(
                 event = LogEvent::Stopping.as_str(),
@@ -69,15 +76,10 @@ impl Supervisor {
         } else {
             Signal::KILL
         };
-        let now = Instant::now();
         self.attached
             .stop(&mut attached::System, signal, grace, now);
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
-        let deadline = match graceful {
-            true => now.checked_add(grace).unwrap_or(now),
-            false => now,
-        };
         self.leftovers.stop(deadline);
         self.leftovers.check(&mut leftovers::System::default(), now);
     }

@@ -3,6 +3,8 @@
 //! told. The supervisor feeds it what happened and carries out the [`Step`]s it returns; no
 //! processes, no clocks, so every rule is a unit test.
 
+use std::time::{Duration, Instant};
+
 use crate::control::protocol::ErrorCode;
 
 /// What the pool looks like at the end of a loop turn.
@@ -46,6 +48,40 @@ enum Takeover<T> {
     /// Waiting for this herd's workers to be available; a new worker that failed meanwhile
     /// dooms it.
     Waiting { takeover: T, failed: Option<String> },
+}
+
+/// How a stop goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopPlan {
+    /// Whether workers get the stop signal and the grace period, or are killed at once.
+    pub graceful: bool,
+    /// How long they get.
+    pub grace: Duration,
+    /// When whatever is left (leftover process groups) is killed.
+    pub deadline: Instant,
+}
+
+/// How a stop asked for now goes, `graceful` or not, with `grace` (the request's or
+/// `--grace`): `None` for a graceful stop while one is under way (only a fast stop overrides a
+/// stop in progress, so a second SIGTERM changes nothing but a second SIGINT does).
+pub fn stop_plan(
+    graceful: bool,
+    stopping: bool,
+    grace: Duration,
+    now: Instant,
+) -> Option<StopPlan> {
+    if graceful && stopping {
+        return None;
+    }
+    let deadline = match graceful {
+        true => now.checked_add(grace).unwrap_or(now),
+        false => now,
+    };
+    Some(StopPlan {
+        graceful,
+        grace,
+        deadline,
+    })
 }
 
 /// herd's course; `T` is what the supervisor needs to complete a takeover.

@@ -118,3 +118,20 @@ fn a_reexec_waits_for_takeovers_failures_and_a_pool_it_cannot_export() {
     failed.fail("x".into());
     assert!(failed.reexec_refusal(idle, true).is_some());
 }
+
+#[test]
+fn a_graceful_stop_while_stopping_changes_nothing_but_a_fast_one_does() {
+    let now = Instant::now();
+    let grace = Duration::from_secs(30);
+    let graceful = stop_plan(true, false, grace, now).unwrap();
+    assert_eq!(graceful.deadline, now + grace);
+    assert!(graceful.graceful);
+    assert_eq!(stop_plan(true, true, grace, now), None, "a second SIGTERM");
+    let fast = stop_plan(false, true, grace, now).unwrap();
+    assert!(!fast.graceful);
+    assert_eq!(fast.deadline, now, "what is left is killed at once");
+    assert!(
+        stop_plan(true, false, Duration::MAX, now).is_some(),
+        "no overflow panic"
+    );
+}
