@@ -2,7 +2,6 @@
 //! export, so timers (backoffs, grace periods, readiness and watchdog deadlines) carry on. The
 //! driver chooses the wire format.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Phase, Pool, PoolConfig, Reason, Slot, Worker, WorkerExit, WorkerState};
@@ -134,8 +133,9 @@ impl Pool {
     pub fn import(config: PoolConfig, state: PoolState, now: Instant) -> Pool {
         let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
         let ahead = |ms: u64| now + Duration::from_millis(ms);
+        // The derived fields (the pid index, the counts per slot) start empty, as in a new
+        // pool, and `reindex` fills them.
         let mut pool = Pool {
-            config,
             desired: state.desired,
             generation: state.generation,
             latest_generation: state.latest_generation,
@@ -181,14 +181,7 @@ impl Pool {
                     count: Default::default(),
                 })
                 .collect(),
-            phase: Phase::Serving,
-            upgrade: None,
-            excused_until: None,
-            by_pid: HashMap::new(),
-            ready_slots: 0,
-            available_slots: 0,
-            became_ready: Vec::new(),
-            draining: 0,
+            ..Pool::new(config)
         };
         pool.reindex();
         pool
