@@ -295,6 +295,8 @@ fn signals_and_stop_through_the_control_socket() {
     let started = herd.started(2);
     let (code, stdout, _) = herd.ctl(&["signal", "USR1", "--worker", "1"]);
     assert_eq!((code, stdout.trim()), (0, "sent SIGUSR1 to 1 worker(s)"));
+    // The log names the slot as a number, like every other event's slot.
+    herd.wait_for_event("workers_signalled", &[("slot", 1.into())]);
     let victim = started.iter().find(|(slot, _)| *slot == 1).unwrap().1;
     let exit = herd.wait_event("the signalled exit", |e| is_exit(e) && e["pid"] == victim);
     assert!(
