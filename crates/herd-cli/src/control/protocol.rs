@@ -273,6 +273,36 @@ impl FdBatch {
     }
 }
 
+/// The first key that a JSON object names twice, if any (an object, else `None`).
+struct TopKeys(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for TopKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TopKeys, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<TopKeys, M::Error> {
+                let mut seen = std::collections::HashSet::new();
+                let mut twice = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if !seen.insert(key.clone()) && twice.is_none() {
+                        twice = Some(key);
+                    }
+                }
+                Ok(TopKeys(twice))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
+
 /// Parses one request line, classifying what is wrong with it.
 pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
@@ -281,6 +311,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             format!("the request is not valid JSON: {e}"),
         )
     })?;
+    // JSON objects keep the last of two equal keys: a request that names its command twice
+    // would run what a reader of its first half would not expect.
+    if let Ok(TopKeys(Some(key))) = serde_json::from_slice::<TopKeys>(line) {
+        return Err(Response::error(
+            ErrorCode::BadRequest,
+            format!("the request names {key:?} twice"),
+        ));
+    }
     let object = value.as_object().ok_or_else(|| {
         Response::error(ErrorCode::BadRequest, "the request must be a JSON object")
     })?;
@@ -360,6 +398,18 @@ fn check_durations(request: &Request) -> Result<(), Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_named_twice_is_refused() {
+        let twice = br#"{"version":1,"command":"status","command":"stop"}"#;
+        let refused = parse_request(twice).unwrap_err();
+        let refused = String::from_utf8(refused.to_line()).unwrap();
+        assert!(
+            refused.contains("bad_request") && refused.contains("\\\"command\\\" twice"),
+            "{refused}"
+        );
+        assert!(parse_request(br#"{"version":1,"command":"status"}"#).is_ok());
+    }
 
     fn code(line: &str) -> ErrorCode {
         parse_request(line.as_bytes())
