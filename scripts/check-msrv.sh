@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
 # Builds and tests the worker-side crates (herd, herd-sys, and herd-core, the supervisor core
-# that herd's prefork and herd-cli share) with Debian's rustc 1.63, their
-# declared rust-version, for Linux, and for Windows (with `herd run` for Windows, herd-cli's
-# src/windows.rs) (x86_64-pc-windows-gnu, cross-compiled with
-# mingw-w64) with the tests run under Wine (see ../shared/WINDOWS.md). They are copied into a workspace of their own, because the main
-# workspace's other members need a newer Rust; scripts/msrv/Cargo.lock (lockfile v3, which
-# cargo 1.65 reads) pins dependencies that still support 1.63 (libc 0.2.186 needs 1.65);
-# `--update-lock` refreshes it after the crates' dependencies change.
+# that herd's prefork and herd-cli share) for Linux with Debian's rustc 1.63, their declared
+# rust-version. (Windows is scripts/check-windows.sh's, with a modern Rust.) They are copied
+# into a workspace of their own, because the main workspace's other members need a newer Rust;
+# scripts/msrv/Cargo.lock (lockfile v3, which cargo 1.65 reads) pins dependencies that still
+# support 1.63 (libc 0.2.186 needs 1.65); `--update-lock` refreshes it after the crates'
+# dependencies change.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
-packages=(rustc cargo libstd-rust-dev-windows gcc-mingw-w64-x86-64 wine64 wine)
+packages=(rustc cargo)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,13 +24,9 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -r "$root/crates/herd-core" "$root/crates/herd" "$root/crates/herd-sys" "$root/crates/herd-cli" "$work/"
-# herd-cli is built for Windows only, where `herd run` is src/windows.rs on the worker
-# library: its manifest loses the Unix supervisor's dependencies.
-sed -i '/^# Everything below is the Unix/,$d' "$work/herd-cli/Cargo.toml"
-rm -rf "$work/herd-cli/examples"  # interop servers for the Unix tests
+cp -r "$root/crates/herd-core" "$root/crates/herd" "$root/crates/herd-sys" "$work/"
 # The main manifest's shared sections, with the members and paths of this smaller workspace.
-sed -e 's|^members = .*|members = ["herd-core", "herd-sys", "herd", "herd-cli"]|' -e '/^default-members/d' \
+sed -e 's|^members = .*|members = ["herd-core", "herd-sys", "herd"]|' -e '/^default-members/d' \
     -e 's|path = "crates/|path = "|' -e '/^\[profile/,$d' "$root/Cargo.toml" > "$work/Cargo.toml"
 cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
 # The optional `tokio` feature needs a newer Rust than 1.63 (tokio's own minimum): the check
@@ -39,11 +34,8 @@ cp "$root/scripts/msrv/Cargo.lock" "$work/Cargo.lock"
 sed -i -e '/^tokio = /d' -e '/^tokio = \["dep:tokio"\]/d' -e '/^\[\[example\]\]/,/^required-features/d' \
     "$work/herd/Cargo.toml"
 rm -f "$work"/herd/examples/tokio_*.rs
-# herd-sys's optional `tokio` feature (`pidfd::ExitWatch`, for the Unix supervisor) likewise:
-# herd-cli, built here for Windows only, does without it.
+# herd-sys's optional `tokio` feature (`pidfd::ExitWatch`, for the Unix supervisor) likewise.
 sed -i '/^tokio = /d' "$work/herd-sys/Cargo.toml"
-sed -i 's/^herd-sys = { workspace = true, features = \["tokio"\] }$/herd-sys.workspace = true/' \
-    "$work/herd-cli/Cargo.toml"
 
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_UNSTABLE_SPARSE_REGISTRY=true
 export CARGO_HOME="${MSRV_CARGO_HOME:-${TMPDIR:-/tmp}/herd-msrv-cargo}"
@@ -54,14 +46,5 @@ if [ "${1:-}" = "--update-lock" ]; then
     (cd "$work" && /usr/bin/cargo update --quiet && /usr/bin/cargo update --quiet -p libc --precise 0.2.180)
     cp "$work/Cargo.lock" "$root/scripts/msrv/Cargo.lock"
 fi
-(cd "$work" && /usr/bin/cargo test --locked --quiet --workspace --exclude herd-cli)
+(cd "$work" && /usr/bin/cargo test --locked --quiet --workspace)
 
-# Windows, under Wine: a prefix of its own, started once and stopped at the end.
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=/usr/lib/wine/wine64
-export WINEPREFIX="${TMPDIR:-/tmp}/herd-wine" WINEDEBUG=-all
-unset DISPLAY
-[ -d "$WINEPREFIX" ] || /usr/lib/wine/wine64 wineboot --init >/dev/null 2>&1
-trap 'rm -rf "$work"; /usr/lib/wine/wineserver -k 2>/dev/null || true' EXIT
-echo "check-msrv: Windows (x86_64-pc-windows-gnu) under $(/usr/lib/wine/wine64 --version)" >&2
-(cd "$work" && /usr/bin/cargo test --locked --quiet --target x86_64-pc-windows-gnu)

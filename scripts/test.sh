@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# herd's whole test suite: formatting, lints, the worker crates under Rust 1.63 (Linux, and
-# Windows under Wine), unit, integration and doc tests, then a short fuzzing run. Ends with one summary line over every test binary:
+# herd's whole test suite: formatting, lints, the worker crates under Rust 1.63 (Linux), the
+# Windows build with its tests under Wine, unit, integration and doc tests, then a short
+# fuzzing run. Ends with one summary line over every test binary:
 # "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 scripts/check-msrv.sh 2>&1 | tee "$log" || status=$?
+scripts/check-windows.sh 2>&1 | tee -a "$log" || status=$?
 cargo test --workspace 2>&1 | tee -a "$log" || status=$?
 # The worker library's optional tokio feature.
 cargo test -p herd --features tokio --lib 2>&1 | tee -a "$log" || status=$?
