@@ -1,32 +1,101 @@
 //! The supervisor's hands: the one place where it acts on the workers and the world around
 //! them. Starting a worker (its slot's sockets prepared, then fork/exec), stopping and
-//! signalling workers, steering the reuseport sockets, telling the service manager, counting
-//! for `--metrics`. What to do is decided elsewhere (the pool, the [phase](super::phase), the
-//! policies); a port to another platform implements this anew.
+//! signalling workers, steering the reuseport sockets, answering control clients and metrics
+//! scrapes, telling the service manager, counting for `--metrics`. What to do is decided
+//! elsewhere (the pool, the [phase](super::phase), the [waiters](super::waiters), the
+//! policies), and handed over as typed values ([`Count`], [`Report`], [`Answer`]s); a port to
+//! another platform implements this anew.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use anyhow::Context;
 use herd_sys::process::{self, Signal};
+use tokio::sync::oneshot;
 
+use super::phase::Report;
 use super::pool::{Pool, StopMode};
+use super::waiters::Answer;
 use super::{balance, metrics, systemd};
 use crate::command::{StartError, WorkerCommand};
+use crate::control::protocol::Response;
+use crate::control::server::Reply;
 use crate::spec::Listener;
 
 /// What the supervisor acts with.
 pub struct Effects {
     /// The listening sockets.
-    pub listeners: Vec<Listener>,
+    listeners: Vec<Listener>,
     command: WorkerCommand,
     /// The workers' standard input (`/dev/null`).
     stdin: OwnedFd,
     /// What asks a worker to stop ([`StopMode::Graceful`]).
     stop_signal: Signal,
     /// herd's own service manager, if any.
-    pub service: systemd::ServiceNotifier,
+    service: systemd::ServiceNotifier,
     /// Counters for `--metrics`.
-    pub counters: metrics::Counters,
+    counters: metrics::Counters,
+}
+
+/// Something counted for `--metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// A worker exited, and why.
+    Exit(ExitCause),
+    /// A worker is restarted after an exit herd did not ask for.
+    Restart,
+    /// A rolling upgrade ended, well or not.
+    Upgrade { ok: bool },
+    /// The autoscaler decided to scale, up or down.
+    Autoscale { up: bool },
+    /// Shared sockets a worker shut down were made to listen again: how many.
+    SocketsRestored(u64),
+}
+
+/// Why a worker exited, as `herd_worker_exits_total` labels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCause {
+    /// On its own, with an exit code.
+    Exit,
+    /// Killed by a signal herd did not send.
+    Signal,
+    /// herd stopped it.
+    Stopped,
+}
+
+/// A control client waiting for its answer.
+#[derive(Debug)]
+pub struct Client {
+    reply: oneshot::Sender<Reply>,
+    /// Resolves once the answer is written (or could not be).
+    written: oneshot::Receiver<()>,
+    /// The client's connection, for `reexec` (answered from the new image) and `sockets`.
+    connection: Option<OwnedFd>,
+}
+
+impl Client {
+    /// The client of `request`'s parts: answered on `reply`, `written` once answered.
+    pub fn new(
+        reply: oneshot::Sender<Reply>,
+        written: oneshot::Receiver<()>,
+        connection: Option<OwnedFd>,
+    ) -> Client {
+        Client {
+            reply,
+            written,
+            connection,
+        }
+    }
+
+    /// The client's connection, if the request came with it.
+    pub fn connection(&self) -> Option<&OwnedFd> {
+        self.connection.as_ref()
+    }
+
+    /// Takes the client's connection, to answer on it from a new image after a re-exec.
+    pub fn take_connection(&mut self) -> Option<OwnedFd> {
+        self.connection.take()
+    }
 }
 
 impl Effects {
@@ -44,6 +113,98 @@ impl Effects {
             service: systemd::ServiceNotifier::from_env(),
             counters: metrics::Counters::default(),
         })
+    }
+
+    /// The listening sockets.
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// The listening sockets, to hand their files over (a takeover).
+    pub fn listeners_mut(&mut self) -> &mut [Listener] {
+        &mut self.listeners
+    }
+
+    /// Answers a control client.
+    pub fn answer(&self, answer: Answer<Client>) {
+        let Answer { client, reply } = answer;
+        let _ = client.reply.send(reply);
+    }
+
+    /// Answers control clients, then waits at most `timeout` for the answers to be written:
+    /// herd's last answers, as it exits.
+    pub async fn answer_last(&self, answers: Vec<Answer<Client>>, timeout: Duration) {
+        let mut written = Vec::new();
+        for Answer { client, reply } in answers {
+            let _ = client.reply.send(reply);
+            written.push(client.written);
+        }
+        let flushed = async {
+            for done in written {
+                let _ = done.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, flushed).await;
+    }
+
+    /// Answers the client on `connection` directly, waiting at most 5 s for the answer to be
+    /// written: the client of the re-exec that made this image, before the loop runs.
+    pub fn answer_on(&self, connection: OwnedFd, response: &Response) {
+        let mut stream = std::os::unix::net::UnixStream::from(connection);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+        let _ = std::io::Write::write_all(&mut stream, &response.to_line());
+    }
+
+    /// Answers a metrics scrape with the counters and the figures of the moment.
+    pub fn answer_scrape(&self, scrape: metrics::Scrape, snapshot: &metrics::Snapshot) {
+        let _ = scrape.send(metrics::render(&self.counters, snapshot));
+    }
+
+    /// Tells the service manager, if any.
+    pub fn report(&self, report: Report) {
+        match report {
+            Report::Ready(status) => self.service.ready(&status),
+            Report::Reloading(status) => self.service.reloading(&status),
+            Report::Stopping => self.service.stopping(),
+            Report::Status(status) => self.service.status(&status),
+        }
+    }
+
+    /// Counts for `--metrics`.
+    pub fn count(&self, count: Count) {
+        let counters = &self.counters;
+        match count {
+            Count::Exit(cause) => {
+                let cause = match cause {
+                    ExitCause::Exit => "exit",
+                    ExitCause::Signal => "signal",
+                    ExitCause::Stopped => "stopped",
+                };
+                metrics::bump(&counters.exits, cause);
+            }
+            Count::Restart => {
+                counters.restarts.inc();
+            }
+            Count::Upgrade { ok } => {
+                metrics::bump(&counters.upgrades, if ok { "ok" } else { "failed" })
+            }
+            Count::Autoscale { up } => {
+                metrics::bump(&counters.autoscale, if up { "up" } else { "down" })
+            }
+            Count::SocketsRestored(n) => {
+                counters.sockets_restored.inc_by(n);
+            }
+        }
+    }
+
+    /// The counters' values, for a re-exec.
+    pub fn save_counters(&self) -> metrics::SavedCounters {
+        self.counters.save()
+    }
+
+    /// Continues counting from the values a previous image saved.
+    pub fn restore_counters(&self, saved: &metrics::SavedCounters) {
+        self.counters.restore(saved);
     }
 
     /// The signal that asks a worker to stop.

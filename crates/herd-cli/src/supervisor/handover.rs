@@ -3,18 +3,17 @@
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::results::ReexecResult;
-use crate::control::server::Reply;
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
 use super::attached::Attached;
+use super::effects::{Client, Effects};
 use super::notify::NotifySocket;
-use super::phase::Phase;
+use super::phase::{Phase, Report};
 use super::pool::{self, Pool};
+use super::waiters::ReexecRefused;
 use super::Supervisor;
 use super::{leftovers, reexec, reexec_check};
 
@@ -49,7 +48,7 @@ impl Supervisor {
         if let Some(saved) = state.autoscale {
             self.autoscaler = saved.restore(now);
         }
-        self.effects.counters.restore(&state.counters);
+        self.effects.restore_counters(&state.counters);
         self.reexec_reply = reply;
         self.resumed = true;
     }
@@ -58,9 +57,14 @@ impl Supervisor {
     /// that herd runs on from the new binary.
     pub(super) fn announce_reexec(&mut self) {
         if let Some(connection) = self.reexec_reply.take() {
-            answer_reexec(connection);
+            let response = Response::ok(ReexecResult {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            });
+            self.effects.answer_on(connection, &response);
         }
-        self.effects.service.ready("re-executed");
+        self.effects
+            .report(Report::Ready("re-executed".to_string()));
         let file = std::env::current_exe().unwrap_or_default();
         tracing::info!(
             event = LogEvent::Reexecuted.as_str(),
@@ -87,24 +91,22 @@ impl Supervisor {
 
     /// Replaces this process's program with the binary on disk (see [`reexec`]), which passed
     /// its [check](reexec_check). Returns only if that was not possible, after saying why.
-    pub(super) fn reexec(&mut self, endpoints: &Endpoints<'_>, client: reexec_check::Client) {
-        let (reply, connection) = match client {
-            Some((reply, connection)) => (Some(reply), connection),
-            None => (None, None),
-        };
-        let refuse = |reply: Option<oneshot::Sender<Reply>>, code, why: String| {
-            reexec_check::refuse(reply.map(|r| (r, None)), code, why)
+    pub(super) fn reexec(&mut self, endpoints: &Endpoints<'_>, mut client: reexec_check::Client) {
+        let connection = client.as_mut().and_then(Client::take_connection);
+        let refuse = |effects: &Effects, client, code, why: String| {
+            reexec_check::refuse(effects, ReexecRefused::new(client, code, why))
         };
         let pool = match self.reexec_export() {
             Ok(pool) => pool,
-            Err((code, why)) => return refuse(reply, code, why),
+            Err((code, why)) => return refuse(&self.effects, client, code, why),
         };
         let mut keep: Vec<BorrowedFd<'_>> =
             vec![endpoints.control.as_fd(), endpoints.notify.socket.as_fd()];
         let mut listeners = Vec::new();
-        for l in &self.effects.listeners {
+        for l in self.effects.listeners() {
             let Some(fd) = l.fd() else {
-                return refuse(reply, ErrorCode::Stopping, "herd is stopping".to_string());
+                let why = "herd is stopping".to_string();
+                return refuse(&self.effects, client, ErrorCode::Stopping, why);
             };
             keep.push(fd);
             let group = l.group().map(|g| {
@@ -144,19 +146,23 @@ impl Supervisor {
             let why = "a worker began draining its reuseport slot while the new binary was \
                        checked, and that binary reads only older re-exec state; try again once \
                        it has stopped";
-            return refuse(reply, ErrorCode::Busy, why.to_string());
+            return refuse(&self.effects, client, ErrorCode::Busy, why.to_string());
         }
         tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
-        self.effects.service.reloading("re-executing");
+        (self.effects).report(Report::Reloading("re-executing".to_string()));
         // The queued log lines would die with this image.
         crate::logging::flush();
         let error = reexec::exec(&file, &state, &keep);
         if self.phase.ready_reported() {
-            self.effects
-                .service
-                .ready("re-exec failed; the old program runs on");
+            let status = "re-exec failed; the old program runs on".to_string();
+            self.effects.report(Report::Ready(status));
         }
-        refuse(reply, ErrorCode::Internal, format!("{error:#}"));
+        refuse(
+            &self.effects,
+            client,
+            ErrorCode::Internal,
+            format!("{error:#}"),
+        );
     }
 }
 
@@ -188,9 +194,9 @@ impl Supervisor {
             started,
             // What the service manager heard; a re-exec waits out takeovers and failures.
             phase,
-            // Empty: a re-exec waits while an upgrade or a stop is under way.
-            upgrade_waiters: _,
-            stop_waiters: _,
+            // Empty: a re-exec waits while an upgrade or a stop is under way; its own client's
+            // connection is `handed.reply_fd`.
+            waiters: _,
             attached,
             autoscaler,
             // The busyness baseline: the new image's first sample starts anew.
@@ -199,7 +205,6 @@ impl Supervisor {
             metrics_listener: _,
             // This re-exec's own bookkeeping: its client's connection is `handed.reply_fd`.
             reexec_file: _,
-            pending_reexec: _,
             reexec_reply: _,
             resumed: _,
             // The check that passed has exited; another one still running is abandoned, and
@@ -235,21 +240,10 @@ impl Supervisor {
             service_ready: phase.ready_reported(),
             reply_fd,
             autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), now)),
-            counters: effects.counters.save(),
+            counters: effects.save_counters(),
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
             leftovers: leftovers.export(now),
             nofile: crate::fdlimit::started_with(),
         }
     }
-}
-
-/// Tells the client that asked for the re-exec that the new program runs.
-pub(super) fn answer_reexec(connection: OwnedFd) {
-    let mut stream = std::os::unix::net::UnixStream::from(connection);
-    let response = Response::ok(ReexecResult {
-        pid: std::process::id(),
-        version: env!("CARGO_PKG_VERSION").to_string(),
-    });
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let _ = std::io::Write::write_all(&mut stream, &response.to_line());
 }

@@ -2,16 +2,17 @@
 use std::time::{Duration, Instant};
 
 use herd_sys::process::Signal;
-use tokio::sync::oneshot;
 
 use crate::control::protocol::Response;
-use crate::control::server::Reply;
 use crate::logging::LogEvent;
 
 use super::attached;
+use super::effects::{Client, Count};
 use super::leftovers;
-use super::phase::{self, StopPlan};
+use super::phase::{self, Report, StopPlan};
 use super::pool::{self, PoolError};
+use super::reexec_check;
+use super::waiters::{Answer, UpgradeOutcome};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
 
 impl Supervisor {
@@ -68,9 +69,12 @@ impl Supervisor {
             );
         }
         self.reexec_children.stop();
+        if let Some(refused) = self.waiters.reexec_cancelled() {
+            reexec_check::refuse(&self.effects, refused);
+        }
         self.reexec_file = None;
         self.effects.close_sockets();
-        self.effects.service.stopping();
+        self.effects.report(Report::Stopping);
         let signal = if graceful {
             self.effects.stop_signal()
         } else {
@@ -88,7 +92,7 @@ impl Supervisor {
         &mut self,
         reason: &str,
         timeout: Option<Duration>,
-        waiter: Option<oneshot::Sender<Reply>>,
+        client: Option<Client>,
     ) {
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
         let started = match self.pool.upgrade_too_short(timeout) {
@@ -103,10 +107,9 @@ impl Supervisor {
                     trigger = reason,
                     "rolling upgrade to generation {generation} started"
                 );
-                self.effects
-                    .service
-                    .reloading(&format!("upgrading to generation {generation}"));
-                self.upgrade_waiters.extend(waiter);
+                let status = format!("upgrading to generation {generation}");
+                self.effects.report(Report::Reloading(status));
+                self.waiters.upgrade_started(client);
                 self.apply(actions, false);
             }
             Err(why) => {
@@ -114,12 +117,44 @@ impl Supervisor {
                     event = LogEvent::UpgradeRefused.as_str(),
                     "{reason}: cannot upgrade: {why}"
                 );
-                if let Some(waiter) = waiter {
+                if let Some(client) = client {
                     let response = Response::error(pool::error_code(&why), why.to_string());
-                    let _ = waiter.send(response.into());
+                    self.effects.answer(Answer::new(client, response));
                 }
             }
         }
+    }
+
+    /// The pool says the rolling upgrade ended with `result`: the log, the counters, its
+    /// clients and the service manager hear how.
+    pub(super) fn upgrade_ended(&mut self, result: Result<u64, String>) {
+        let outcome = UpgradeOutcome::of(result, self.pool.is_stopping());
+        let ok = matches!(outcome, UpgradeOutcome::Finished(_));
+        self.effects.count(Count::Upgrade { ok });
+        match &outcome {
+            UpgradeOutcome::Finished(generation) => tracing::info!(
+                event = LogEvent::UpgradeFinished.as_str(),
+                generation,
+                "rolling upgrade to generation {generation} finished"
+            ),
+            UpgradeOutcome::Abandoned => tracing::info!(
+                event = LogEvent::UpgradeAbandoned.as_str(),
+                "rolling upgrade abandoned: herd is stopping"
+            ),
+            UpgradeOutcome::Aborted(why) => tracing::error!(
+                event = LogEvent::UpgradeAborted.as_str(),
+                "rolling upgrade aborted; the old workers keep serving: {why}"
+            ),
+        }
+        for answer in self.waiters.upgrade_ended(&outcome) {
+            self.effects.answer(answer);
+        }
+        let generation = match outcome {
+            UpgradeOutcome::Finished(generation) => Ok(generation),
+            _ => Err(()),
+        };
+        let report = self.phase.upgrade_ended(generation, self.pool.desired());
+        self.effects.report(report);
     }
 
     pub(super) fn scale(&mut self, target: usize, reason: &str) -> Result<usize, PoolError> {

@@ -38,6 +38,7 @@ pub mod status;
 pub mod systemd;
 mod takeover;
 mod turn;
+mod waiters;
 mod workers;
 
 use std::collections::HashSet;
@@ -47,10 +48,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use herd_sys::process::Signal;
-use tokio::sync::oneshot;
 
 use crate::command::WorkerCommand;
-use crate::control::server::{AccessPolicy, Reply};
+use crate::control::server::AccessPolicy;
 use crate::logging::LogEvent;
 use crate::spec::{Listener, SocketFile};
 pub use attached::Attached;
@@ -84,8 +84,8 @@ pub struct Supervisor {
     started: Instant,
     /// herd's own course: failure, takeover, what the service manager heard.
     phase: phase::Phase<Takeover>,
-    upgrade_waiters: Vec<oneshot::Sender<Reply>>,
-    stop_waiters: Vec<(oneshot::Sender<Reply>, oneshot::Receiver<()>)>,
+    /// Control clients waiting for a stop, an upgrade or a re-exec.
+    waiters: waiters::Waiters<effects::Client>,
     /// Processes started with `herd attach`.
     attached: AttachedSet,
     /// Autoscaling, when `--workers MIN..MAX` or `herd scale MIN..MAX` asked for it.
@@ -100,8 +100,6 @@ pub struct Supervisor {
     /// The file the current re-exec checked ([`reexec::resolve`] of `exe`), which it runs, and
     /// the state version it said it reads.
     reexec_file: Option<(PathBuf, u32)>,
-    /// A `herd reexec` request waiting to be carried out.
-    pending_reexec: Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>,
     /// The connection of the client whose `herd reexec` made this image: answered at start.
     reexec_reply: Option<OwnedFd>,
     /// Whether this image continues from a re-exec.
@@ -133,15 +131,13 @@ impl Supervisor {
             name: name.to_string(),
             started: Instant::now(),
             phase: phase::Phase::new(None),
-            upgrade_waiters: Vec::new(),
-            stop_waiters: Vec::new(),
+            waiters: waiters::Waiters::default(),
             attached: AttachedSet::default(),
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
             metrics_listener: None,
             exe: reexec::invoked()?,
             reexec_file: None,
-            pending_reexec: None,
             reexec_reply: None,
             resumed: false,
             reexec_children: reexec_check::Children::default(),
@@ -154,7 +150,7 @@ impl Supervisor {
 
     /// The listening sockets.
     pub fn listeners(&self) -> &[Listener] {
-        &self.effects.listeners
+        self.effects.listeners()
     }
 
     /// Runs until a stop has been handled and every worker is gone. Returns an error when the
@@ -228,26 +224,15 @@ impl Supervisor {
 
     /// Answers `herd stop` clients, gives their connections a moment to write it, and says
     /// how herd ends.
-    async fn finish(self, sources: Sources, notify: NotifySocket) -> anyhow::Result<()> {
+    async fn finish(mut self, sources: Sources, notify: NotifySocket) -> anyhow::Result<()> {
         tracing::info!(
             event = LogEvent::Stopped.as_str(),
             "all workers have exited; herd stops"
         );
-        let mut written = Vec::new();
-        for (reply, done) in self.stop_waiters {
-            let stopped =
-                crate::control::protocol::Response::ok(crate::control::results::StopResult {
-                    stopped: true,
-                });
-            let _ = reply.send(stopped.into());
-            written.push(done);
-        }
-        let flushed = async {
-            for done in written {
-                let _ = done.await;
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
+        let answers = self.waiters.stopped();
+        (self.effects)
+            .answer_last(answers, Duration::from_secs(1))
+            .await;
         sources.close();
         drop(notify);
         self.phase.outcome().map_err(anyhow::Error::msg)

@@ -31,12 +31,16 @@ pub enum Step<T> {
     ReportReady(String),
 }
 
-/// What the service manager hears when an upgrade ends.
+/// What herd tells its service manager (see [`systemd`](super::systemd)).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Report {
-    /// `READY=1` with this status (herd had said it was ready before the upgrade).
+    /// `READY=1` with this status.
     Ready(String),
-    /// Only this status (herd never was ready).
+    /// `RELOADING=1` with this status: an upgrade or a re-exec begins.
+    Reloading(String),
+    /// `STOPPING=1`.
+    Stopping,
+    /// Only this status (after an upgrade, when herd never was ready).
     Status(String),
 }
 

@@ -31,10 +31,11 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
+use super::effects::Effects;
 use super::reexec::{reads, version_needed, STATE_VERSION};
+use super::waiters::ReexecRefused;
 use super::{describe_exit, Supervisor};
-use crate::control::protocol::{ErrorCode, Response};
-use crate::control::server::Reply;
+use crate::control::protocol::ErrorCode;
 use crate::exit;
 use crate::logging::LogEvent;
 
@@ -51,7 +52,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_OUTPUT: u64 = 64 * 1024;
 
 /// The client waiting for a re-exec (`None` for SIGUSR2).
-pub type Client = Option<(oneshot::Sender<Reply>, Option<OwnedFd>)>;
+pub type Client = Option<super::effects::Client>;
 
 /// A finished check, sent back to the loop.
 pub struct Checked {
@@ -62,12 +63,11 @@ pub struct Checked {
 }
 
 /// Check children that have not exited (each leads its process group), with the task waiting
-/// for each one's exit status, and the client of the check under way.
+/// for each one's exit status. The client of the check under way waits among the
+/// [waiters](super::waiters).
 #[derive(Default)]
 pub struct Children {
     running: HashMap<u32, Option<oneshot::Sender<ExitStatus>>>,
-    /// The check under way: its child's pid, and who asked.
-    pending: Option<(u32, Client)>,
 }
 
 impl Children {
@@ -94,22 +94,9 @@ impl Children {
         self.running.remove(&pid);
     }
 
-    /// Whether a check is under way.
-    fn busy(&self) -> bool {
-        self.pending.is_some()
-    }
-
-    /// herd is stopping: the client of the check under way is answered `stopping`, and every
-    /// check child is killed with its group (not reaped yet, so each pid is still its group's
-    /// id).
+    /// herd is stopping: every check child is killed with its group (not reaped yet, so each
+    /// pid is still its group's id).
     pub fn stop(&mut self) {
-        if let Some((_, client)) = self.pending.take() {
-            refuse(
-                client,
-                ErrorCode::Stopping,
-                "herd is stopping; the re-exec is cancelled".to_string(),
-            );
-        }
         for &pid in self.running.keys() {
             tracing::info!(
                 event = LogEvent::ReexecCheckKilled.as_str(),
@@ -136,10 +123,13 @@ impl Supervisor {
     /// Starts checking the binary on disk for `client`'s re-exec; the verdict comes back on
     /// `done`. Refuses at once when herd could not re-execute anyway.
     pub(super) fn check_reexec(&mut self, client: Client, done: &mpsc::Sender<Checked>) {
+        let refuse = |client, code, why: String| {
+            refuse(&self.effects, ReexecRefused::new(client, code, why));
+        };
         if let Err((code, why)) = self.reexec_export() {
             return refuse(client, code, why);
         }
-        if self.reexec_children.busy() {
+        if self.waiters.reexec_checking() {
             let why = "a re-exec is already being checked; try again".to_string();
             return refuse(client, ErrorCode::Busy, why);
         }
@@ -162,7 +152,8 @@ impl Supervisor {
         let pid = child.id();
         let (status_tx, status_rx) = oneshot::channel();
         self.reexec_children.running.insert(pid, Some(status_tx));
-        self.reexec_children.pending = Some((pid, client));
+        // Free: checked above.
+        let _ = self.waiters.reexec_check_started(pid, client);
         tracing::info!(
             event = LogEvent::ReexecChecking.as_str(),
             exe = %self.exe.display(),
@@ -183,13 +174,7 @@ impl Supervisor {
     /// `None` too for a check whose client was already answered (herd is stopping).
     pub(super) fn reexec_checked(&mut self, checked: Checked) -> Option<Client> {
         let Checked { pid, verdict } = checked;
-        let client = match self.reexec_children.pending.take() {
-            Some((checked, client)) if checked == pid => client,
-            other => {
-                self.reexec_children.pending = other;
-                return None;
-            }
-        };
+        let client = self.waiters.reexec_checked(pid)?;
         match verdict {
             Ok(answer) => {
                 tracing::info!(event = LogEvent::ReexecCheckPassed.as_str(), pid, answer = %answer, "the new binary passed its check");
@@ -207,18 +192,19 @@ impl Supervisor {
                     "cannot re-execute {}: {why}; herd keeps running",
                     file.as_ref().map_or(&self.exe, |(f, _)| f).display()
                 );
-                refuse(client, ErrorCode::ReexecCheckFailed, why);
+                let refused = ReexecRefused::new(client, ErrorCode::ReexecCheckFailed, why);
+                refuse(&self.effects, refused);
                 None
             }
         }
     }
 }
 
-/// Logs `why` and answers it to the client, if any.
-pub(super) fn refuse(client: Client, code: ErrorCode, why: String) {
-    tracing::error!(event = LogEvent::ReexecRefused.as_str(), "{why}");
-    if let Some((reply, _)) = client {
-        let _ = reply.send(Response::error(code, why).into());
+/// Logs why a re-exec does not happen, and answers its client, if any.
+pub(super) fn refuse(effects: &Effects, refused: ReexecRefused<super::effects::Client>) {
+    tracing::error!(event = LogEvent::ReexecRefused.as_str(), "{}", refused.why);
+    if let Some(answer) = refused.answer() {
+        effects.answer(answer);
     }
 }
 

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use herd_sys::pidfd::PidFd;
 use herd_sys::process::{self, Signal};
+use tokio::sync::mpsc;
 
 use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
@@ -12,12 +13,17 @@ use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 use super::attached::Attached;
+use super::effects::Client;
 use super::pool;
+use super::reexec_check::Checked;
+use super::waiters::Answer;
 use super::Supervisor;
 use super::{scale, status};
 
 impl Supervisor {
-    pub(super) fn control(&mut self, request: ControlRequest) {
+    /// Answers a control request, now or once what it asks for is done (`reexec`: the new
+    /// binary's check reports on `checked`).
+    pub(super) fn control(&mut self, request: ControlRequest, checked: &mpsc::Sender<Checked>) {
         let ControlRequest {
             command,
             peer,
@@ -25,19 +31,17 @@ impl Supervisor {
             written,
             connection,
         } = request;
+        let client = Client::new(reply, written, connection);
         let response = match command {
-            Command::Reexec => {
-                self.pending_reexec = Some((reply, connection));
-                return;
-            }
+            Command::Reexec => return self.check_reexec(Some(client), checked),
             Command::Sockets { only, attach } => {
-                let _ = reply.send(self.sockets_request(only, attach, peer, connection));
-                return;
+                let reply = self.sockets_request(only, attach, peer, client.connection());
+                return self.effects.answer(Answer { client, reply });
             }
             Command::Status => {
                 let mut status = status::snapshot(
                     &self.pool,
-                    &self.effects.listeners,
+                    self.effects.listeners(),
                     self.attached.as_slice(),
                     &self.name,
                     self.started,
@@ -53,12 +57,8 @@ impl Supervisor {
                 max,
             } => self.scale_request(workers, delta, min, max),
             Command::Upgrade { timeout_ms } => {
-                self.upgrade(
-                    "herd upgrade",
-                    timeout_ms.map(Duration::from_millis),
-                    Some(reply),
-                );
-                return;
+                let timeout = timeout_ms.map(Duration::from_millis);
+                return self.upgrade("herd upgrade", timeout, Some(client));
             }
             Command::Stop {
                 grace_ms,
@@ -70,12 +70,11 @@ impl Supervisor {
                         event = LogEvent::TakenOver.as_str(),
                         "taken over: the socket files are the new herd's now"
                     );
-                    self.effects
-                        .listeners
+                    (self.effects.listeners_mut())
                         .iter_mut()
                         .for_each(Listener::release_file);
                 }
-                self.stop_waiters.push((reply, written));
+                self.waiters.stop_asked(client);
                 self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
                 return;
             }
@@ -100,7 +99,7 @@ impl Supervisor {
                 },
             },
         };
-        let _ = reply.send(response.into());
+        self.effects.answer(Answer::new(client, response));
     }
 
     /// The `sockets` command: metadata and duplicates of the listening sockets, and with
@@ -110,7 +109,7 @@ impl Supervisor {
         only: Option<Vec<String>>,
         attach: bool,
         peer: Peer,
-        connection: Option<OwnedFd>,
+        connection: Option<&OwnedFd>,
     ) -> Reply {
         let refuse = |(code, why): (ErrorCode, String)| Reply::from(Response::error(code, why));
         if self.pool.is_stopping() {
@@ -122,7 +121,7 @@ impl Supervisor {
         };
         if attach {
             let names = sockets.iter().map(|s| s.name.clone()).collect();
-            if let Err(refusal) = self.attach(peer, connection.as_ref(), names) {
+            if let Err(refusal) = self.attach(peer, connection, names) {
                 return refuse(refusal);
             }
         }
@@ -140,11 +139,9 @@ impl Supervisor {
         if let Some(unknown) = only
             .into_iter()
             .flatten()
-            .find(|n| !self.effects.listeners.iter().any(|l| &l.name == *n))
+            .find(|n| !self.effects.listeners().iter().any(|l| &l.name == *n))
         {
-            let names: Vec<&str> = self
-                .effects
-                .listeners
+            let names: Vec<&str> = (self.effects.listeners())
                 .iter()
                 .map(|l| l.name.as_str())
                 .collect();
@@ -156,7 +153,7 @@ impl Supervisor {
         }
         let mut sockets = Vec::new();
         let mut fds = Vec::new();
-        for l in &self.effects.listeners {
+        for l in self.effects.listeners() {
             if only.is_some_and(|o| !o.contains(&l.name)) {
                 continue;
             }

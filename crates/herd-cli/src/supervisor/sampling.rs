@@ -7,6 +7,7 @@ use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 use super::autoscale::{Autoscaler, Sample};
+use super::effects::Count;
 use super::pool::WorkerState;
 use super::status::{AutoscaleDecision, AutoscaleStatus};
 use super::Supervisor;
@@ -39,9 +40,7 @@ impl Supervisor {
             running: self.pool.workers().len() as i64,
             ready: ready.into_iter().collect(),
             attached: self.attached.as_slice().len() as i64,
-            queues: self
-                .effects
-                .listeners
+            queues: (self.effects.listeners())
                 .iter()
                 .filter_map(|l| {
                     let (waiting, max) = l.accept_queue()?;
@@ -108,12 +107,8 @@ impl Supervisor {
             decision.workers,
             decision.reason
         );
-        let direction = if decision.workers > current {
-            "up"
-        } else {
-            "down"
-        };
-        metrics::bump(&self.effects.counters.autoscale, direction);
+        let up = decision.workers > current;
+        self.effects.count(Count::Autoscale { up });
         if let Err(why) = self.scale(decision.workers, "autoscale") {
             tracing::warn!(event = LogEvent::ScaleRefused.as_str(), "autoscale: {why}");
         }
@@ -121,8 +116,7 @@ impl Supervisor {
 
     /// Connections waiting in the TCP accept queues.
     pub(super) fn queued(&self) -> u32 {
-        self.effects
-            .listeners
+        (self.effects.listeners())
             .iter()
             .filter_map(Listener::accept_queue)
             .map(|(waiting, _)| waiting)

@@ -3,6 +3,7 @@
 //! around rolling upgrades, `STOPPING=1`, and `STATUS=` lines. Workers never see herd's
 //! `NOTIFY_SOCKET`; they get herd's own.
 
+use std::cell::Cell;
 use std::ffi::OsString;
 
 use crate::logging::LogEvent;
@@ -11,8 +12,8 @@ use crate::logging::LogEvent;
 #[derive(Debug)]
 pub struct ServiceNotifier {
     socket: Option<OsString>,
-    ready_sent: bool,
-    failed: bool,
+    /// Whether a failure to send was logged (once is enough).
+    failed: Cell<bool>,
 }
 
 impl ServiceNotifier {
@@ -20,29 +21,17 @@ impl ServiceNotifier {
     pub fn from_env() -> ServiceNotifier {
         ServiceNotifier {
             socket: std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty()),
-            ready_sent: false,
-            failed: false,
+            failed: Cell::new(false),
         }
     }
 
-    /// Whether the service manager was told `READY=1` already.
-    pub fn ready_sent(&self) -> bool {
-        self.ready_sent
-    }
-
-    /// Records that `READY=1` was sent (by the previous image, before a re-exec).
-    pub fn set_ready_sent(&mut self, sent: bool) {
-        self.ready_sent = sent;
-    }
-
     /// `READY=1` with a status line.
-    pub fn ready(&mut self, status: &str) {
-        self.ready_sent = true;
+    pub fn ready(&self, status: &str) {
         self.send(&format!("READY=1\nSTATUS={status}"));
     }
 
     /// `RELOADING=1` with a status line (an upgrade started).
-    pub fn reloading(&mut self, status: &str) {
+    pub fn reloading(&self, status: &str) {
         let now = herd_sys::process::monotonic_usec();
         self.send(&format!(
             "RELOADING=1\nMONOTONIC_USEC={now}\nSTATUS={status}"
@@ -50,26 +39,25 @@ impl ServiceNotifier {
     }
 
     /// `STOPPING=1`.
-    pub fn stopping(&mut self) {
+    pub fn stopping(&self) {
         self.send("STOPPING=1\nSTATUS=stopping");
     }
 
     /// A `STATUS=` line.
-    pub fn status(&mut self, status: &str) {
+    pub fn status(&self, status: &str) {
         self.send(&format!("STATUS={status}"));
     }
 
-    fn send(&mut self, message: &str) {
+    fn send(&self, message: &str) {
         let Some(socket) = &self.socket else {
             return;
         };
         if let Err(e) = herd_sys::notify::send(socket, message.as_bytes()) {
-            if !self.failed {
+            if !self.failed.replace(true) {
                 tracing::warn!(
                     event = LogEvent::SystemError.as_str(),
                     "cannot notify the service manager at {socket:?}: {e}"
                 );
-                self.failed = true;
             }
         }
     }

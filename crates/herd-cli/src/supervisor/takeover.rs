@@ -178,14 +178,12 @@ impl Supervisor {
                     event = LogEvent::OldHerdStopped.as_str(),
                     "the old herd has stopped"
                 );
-                for listener in &mut self.effects.listeners {
+                for listener in self.effects.listeners_mut() {
                     listener.adopt_file();
                 }
             }
             StopAnswer::Unsupported => {
-                let lost: Vec<String> = self
-                    .effects
-                    .listeners
+                let lost: Vec<String> = (self.effects.listeners_mut())
                     .iter_mut()
                     .filter_map(Listener::forget_takeover_file)
                     .map(|p| p.display().to_string())
@@ -207,7 +205,7 @@ impl Supervisor {
                 }
             }
             StopAnswer::Refused(why) => {
-                for listener in &mut self.effects.listeners {
+                for listener in self.effects.listeners_mut() {
                     listener.forget_takeover_file();
                 }
                 tracing::warn!(
@@ -223,9 +221,7 @@ impl Supervisor {
                 );
                 // A herd that was killed left its socket files: this herd's now. One that
                 // stopped removed them, and a listening socket cannot be given a file again.
-                let lost: Vec<String> = self
-                    .effects
-                    .listeners
+                let lost: Vec<String> = (self.effects.listeners_mut())
                     .iter_mut()
                     .filter_map(Listener::adopt_file)
                     .map(|p| p.display().to_string())

@@ -6,11 +6,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::notify::NotifySocket;
-use super::phase::{PoolView, Step};
+use super::phase::{PoolView, Report, Step};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
 use super::takeover::{after_abort, complete_takeover};
-use super::{attached, autoscale, balance, handover, leftovers, metrics, scale, Supervisor};
+use super::{attached, autoscale, balance, handover, leftovers, scale, Supervisor};
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
@@ -25,17 +25,10 @@ impl Supervisor {
     ) {
         match input {
             Input::Signal(intent) => self.obey(intent, sources),
-            Input::Control(request) => {
-                self.control(request);
-                if let Some(client) = self.pending_reexec.take() {
-                    self.check_reexec(Some(client), &sources.checked_tx);
-                }
-            }
-            Input::Scrape(reply) => {
-                let _ = reply.send(metrics::render(
-                    &self.effects.counters,
-                    &self.metrics_snapshot(),
-                ));
+            Input::Control(request) => self.control(request, &sources.checked_tx),
+            Input::Scrape(scrape) => {
+                let snapshot = self.metrics_snapshot();
+                self.effects.answer_scrape(scrape, &snapshot);
             }
             // The new binary passed its check: the exec follows.
             Input::ReexecChecked(done) => {
@@ -111,8 +104,8 @@ impl Supervisor {
         self.attached_leftovers();
         self.effects.steer(&self.pool);
         let now = Instant::now();
-        let drained =
-            (self.pool).release_drained(now, |slot| balance::queued(&self.effects.listeners, slot));
+        let drained = (self.pool)
+            .release_drained(now, |slot| balance::queued(self.effects.listeners(), slot));
         self.apply(drained, false);
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
@@ -124,7 +117,7 @@ impl Supervisor {
                     }
                 }
                 Step::AbortTakeover(takeover, why) => self.abort_takeover(&takeover.old, why),
-                Step::ReportReady(status) => self.effects.service.ready(&status),
+                Step::ReportReady(status) => self.effects.report(Report::Ready(status)),
             }
         }
     }

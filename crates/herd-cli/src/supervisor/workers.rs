@@ -6,14 +6,12 @@ use std::time::Instant;
 
 use herd_sys::process::Signal;
 
-use crate::control::protocol::{ErrorCode, Response};
-use crate::control::results::UpgradeResult;
 use crate::logging::LogEvent;
 
-use super::phase::Report;
+use super::effects::{Count, ExitCause};
 use super::pool::{self, Action, Reason, StopMode};
 use super::Supervisor;
-use super::{leftovers, metrics, reap, relisten};
+use super::{leftovers, reap, relisten};
 
 impl Supervisor {
     pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
@@ -45,49 +43,7 @@ impl Supervisor {
                     generation,
                     "worker ready"
                 ),
-                Action::UpgradeEnded(result) => {
-                    let outcome = if result.is_ok() { "ok" } else { "failed" };
-                    metrics::bump(&self.effects.counters.upgrades, outcome);
-                    let response = match &result {
-                        Ok(generation) => {
-                            tracing::info!(
-                                event = LogEvent::UpgradeFinished.as_str(),
-                                generation,
-                                "rolling upgrade to generation {generation} finished"
-                            );
-                            Response::ok(UpgradeResult {
-                                generation: *generation,
-                            })
-                        }
-                        // A stop abandons the upgrade: nobody keeps serving.
-                        Err(_) if self.pool.is_stopping() => {
-                            tracing::info!(
-                                event = LogEvent::UpgradeAbandoned.as_str(),
-                                "rolling upgrade abandoned: herd is stopping"
-                            );
-                            Response::error(
-                                ErrorCode::Stopping,
-                                "herd is stopping: the upgrade was abandoned and every worker \
-                                 stops",
-                            )
-                        }
-                        Err(why) => {
-                            tracing::error!(
-                                event = LogEvent::UpgradeAborted.as_str(),
-                                "rolling upgrade aborted; the old workers keep serving: {why}"
-                            );
-                            Response::error(ErrorCode::UpgradeFailed, why.clone())
-                        }
-                    };
-                    for waiter in self.upgrade_waiters.drain(..) {
-                        let _ = waiter.send(response.clone().into());
-                    }
-                    let generation = result.as_ref().map(|g| *g).map_err(|_| ());
-                    match self.phase.upgrade_ended(generation, self.pool.desired()) {
-                        Report::Ready(status) => self.effects.service.ready(&status),
-                        Report::Status(status) => self.effects.service.status(&status),
-                    }
-                }
+                Action::UpgradeEnded(result) => self.upgrade_ended(result),
             }
         }
     }
@@ -192,15 +148,15 @@ impl Supervisor {
         self.relisten
             .worker_exited(exit.slot, pid, clean, Instant::now());
         let cause = if exit.stopped_for.is_some() {
-            "stopped"
+            ExitCause::Stopped
         } else if status.code().is_some() {
-            "exit"
+            ExitCause::Exit
         } else {
-            "signal"
+            ExitCause::Signal
         };
-        metrics::bump(&self.effects.counters.exits, cause);
+        self.effects.count(Count::Exit(cause));
         if exit.restart_in.is_some() {
-            self.effects.counters.restarts.inc();
+            self.effects.count(Count::Restart);
         }
         let mut how = describe_exit(status);
         if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
@@ -291,9 +247,9 @@ impl Supervisor {
             .iter()
             .map(|w| (w.slot, w.pid))
             .collect();
-        let restored = self.relisten.check(&self.effects.listeners, &holders, now);
+        let restored = self.relisten.check(self.effects.listeners(), &holders, now);
         if restored > 0 {
-            self.effects.counters.sockets_restored.inc_by(restored);
+            self.effects.count(Count::SocketsRestored(restored));
             self.pool.excuse_exits_until(now + relisten::EXCUSE);
         }
     }
