@@ -14,12 +14,13 @@ use herd_sys::process::{self, Signal};
 use tokio::sync::oneshot;
 
 use super::phase::Report;
-use super::pool::{Pool, StopMode};
-use super::waiters::Answer;
+use super::pool::{Pool, Reason, StopMode};
+use super::waiters::{Answer, ReexecRefused};
 use super::{balance, metrics, systemd};
 use crate::command::{StartError, WorkerCommand};
 use crate::control::protocol::Response;
 use crate::control::server::Reply;
+use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 /// What the supervisor acts with.
@@ -61,6 +62,35 @@ pub enum ExitCause {
     Signal,
     /// herd stopped it.
     Stopped,
+}
+
+/// One thing to do, as a core or a handler decided it: what [`Effects::execute`] carries out.
+#[derive(Debug)]
+pub enum Effect {
+    /// Stop the pool's worker `pid` in `slot` and its process group, for `reason`.
+    StopWorker {
+        slot: usize,
+        pid: u32,
+        mode: StopMode,
+        reason: Reason,
+    },
+    /// Send `signal`, and only that, to the pool's worker `pid` in `slot` (`herd signal`).
+    SignalWorker {
+        slot: usize,
+        pid: u32,
+        signal: Signal,
+    },
+    /// Answer a control client.
+    Answer(Answer<Client>),
+    /// Refuse a re-exec: say why in the log, and to its client if it has one.
+    RefuseReexec(ReexecRefused<Client>),
+    /// Tell the service manager.
+    Report(Report),
+    /// Count for `--metrics`.
+    Count(Count),
+    /// Close herd's own copies of the listening sockets (a stop): once the workers have closed
+    /// theirs, new clients are refused at once instead of waiting in a queue nobody serves.
+    CloseSockets,
 }
 
 /// A control client waiting for its answer.
@@ -113,6 +143,64 @@ impl Effects {
             service: systemd::ServiceNotifier::from_env(),
             counters: metrics::Counters::default(),
         })
+    }
+
+    /// Carries out `effects`, in order.
+    pub fn execute(&mut self, effects: impl IntoIterator<Item = Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::StopWorker {
+                    slot,
+                    pid,
+                    mode,
+                    reason,
+                } => self.stop_worker(slot, pid, mode, reason),
+                Effect::SignalWorker { slot, pid, signal } => {
+                    let reason = Reason::Requested.describe();
+                    tracing::debug!(slot, pid, "sending {signal}: {reason}");
+                    if let Err(e) = process::signal_process(pid, signal) {
+                        signal_failed(slot, pid, signal, &e);
+                    }
+                }
+                Effect::Answer(answer) => self.answer(answer),
+                Effect::RefuseReexec(refused) => self.refuse_reexec(refused),
+                Effect::Report(report) => self.report(report),
+                Effect::Count(count) => self.count(count),
+                Effect::CloseSockets => self.listeners.iter_mut().for_each(Listener::close),
+            }
+        }
+    }
+
+    /// Stops worker `pid` and its process group: the stop signal (then `SIGCONT`, so that a
+    /// paused worker can act on it), or `SIGKILL`.
+    fn stop_worker(&self, slot: usize, pid: u32, mode: StopMode, reason: Reason) {
+        match reason {
+            Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
+                tracing::warn!(
+                    event = LogEvent::WorkerKilled.as_str(),
+                    slot,
+                    pid,
+                    "killing worker: {}",
+                    reason.describe()
+                );
+            }
+            _ => tracing::debug!(slot, pid, ?mode, "stopping worker: {}", reason.describe()),
+        }
+        let signal = match mode {
+            StopMode::Graceful => self.stop_signal,
+            StopMode::Kill => Signal::KILL,
+        };
+        if let Err(e) = process::send_stop(signal, |s| process::signal_group(pid, s)) {
+            signal_failed(slot, pid, signal, &e);
+        }
+    }
+
+    /// Logs why a re-exec does not happen, and answers its client, if any.
+    pub fn refuse_reexec(&self, refused: ReexecRefused<Client>) {
+        tracing::error!(event = LogEvent::ReexecRefused.as_str(), "{}", refused.why);
+        if let Some(answer) = refused.answer() {
+            self.answer(answer);
+        }
     }
 
     /// The listening sockets.
@@ -230,22 +318,6 @@ impl Effects {
             .spawn(slot, generation, &fds, self.stdin.as_fd())
     }
 
-    /// Stops worker `pid` and its process group: the stop signal (then `SIGCONT`, so that a
-    /// paused worker can act on it), or `SIGKILL`. Returns the signal sent.
-    pub fn stop(&self, pid: u32, mode: StopMode) -> (Signal, std::io::Result<()>) {
-        let signal = match mode {
-            StopMode::Graceful => self.stop_signal,
-            StopMode::Kill => Signal::KILL,
-        };
-        let sent = process::send_stop(signal, |s| process::signal_group(pid, s));
-        (signal, sent)
-    }
-
-    /// Sends `signal`, and only that, to worker `pid` itself (`herd signal`).
-    pub fn signal(&self, pid: u32, signal: Signal) -> std::io::Result<()> {
-        process::signal_process(pid, signal)
-    }
-
     /// Kills a worker that must not run (started where no slot was free), with its group.
     pub fn kill(&self, pid: u32) {
         let _ = process::signal_group(pid, Signal::KILL);
@@ -260,10 +332,13 @@ impl Effects {
     pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
         self.command.options().limits_behind(signal)
     }
+}
 
-    /// Closes herd's own copies of the sockets: once the workers have closed theirs, new
-    /// clients are refused at once instead of waiting in a queue nobody serves.
-    pub fn close_sockets(&mut self) {
-        self.listeners.iter_mut().for_each(Listener::close);
-    }
+fn signal_failed(slot: usize, pid: u32, signal: Signal, e: &std::io::Error) {
+    tracing::warn!(
+        event = LogEvent::SignalFailed.as_str(),
+        slot,
+        pid,
+        "cannot send {signal}: {e}"
+    );
 }

@@ -7,11 +7,10 @@ use crate::control::protocol::Response;
 use crate::logging::LogEvent;
 
 use super::attached;
-use super::effects::{Client, Count};
+use super::effects::{Client, Count, Effect};
 use super::leftovers;
 use super::phase::{self, Report, StopPlan};
 use super::pool::{self, PoolError};
-use super::reexec_check;
 use super::waiters::{Answer, UpgradeOutcome};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
 
@@ -69,12 +68,12 @@ impl Supervisor {
             );
         }
         self.reexec_children.stop();
-        if let Some(refused) = self.waiters.reexec_cancelled() {
-            reexec_check::refuse(&self.effects, refused);
-        }
         self.reexec_file = None;
-        self.effects.close_sockets();
-        self.effects.report(Report::Stopping);
+        let cancelled = self.waiters.reexec_cancelled().map(Effect::RefuseReexec);
+        let effects = cancelled
+            .into_iter()
+            .chain([Effect::CloseSockets, Effect::Report(Report::Stopping)]);
+        self.effects.execute(effects);
         let signal = if graceful {
             self.effects.stop_signal()
         } else {
@@ -130,7 +129,7 @@ impl Supervisor {
     pub(super) fn upgrade_ended(&mut self, result: Result<u64, String>) {
         let outcome = UpgradeOutcome::of(result, self.pool.is_stopping());
         let ok = matches!(outcome, UpgradeOutcome::Finished(_));
-        self.effects.count(Count::Upgrade { ok });
+        self.effects.execute([Effect::Count(Count::Upgrade { ok })]);
         match &outcome {
             UpgradeOutcome::Finished(generation) => tracing::info!(
                 event = LogEvent::UpgradeFinished.as_str(),
@@ -146,15 +145,15 @@ impl Supervisor {
                 "rolling upgrade aborted; the old workers keep serving: {why}"
             ),
         }
-        for answer in self.waiters.upgrade_ended(&outcome) {
-            self.effects.answer(answer);
-        }
+        let answers = self.waiters.upgrade_ended(&outcome);
         let generation = match outcome {
             UpgradeOutcome::Finished(generation) => Ok(generation),
             _ => Err(()),
         };
         let report = self.phase.upgrade_ended(generation, self.pool.desired());
-        self.effects.report(report);
+        let effects = answers.into_iter().map(Effect::Answer);
+        self.effects
+            .execute(effects.chain([Effect::Report(report)]));
     }
 
     pub(super) fn scale(&mut self, target: usize, reason: &str) -> Result<usize, PoolError> {

@@ -202,10 +202,7 @@ impl Supervisor {
 
 /// Logs why a re-exec does not happen, and answers its client, if any.
 pub(super) fn refuse(effects: &Effects, refused: ReexecRefused<super::effects::Client>) {
-    tracing::error!(event = LogEvent::ReexecRefused.as_str(), "{}", refused.why);
-    if let Some(answer) = refused.answer() {
-        effects.answer(answer);
-    }
+    effects.refuse_reexec(refused);
 }
 
 /// Starts `exe` in check mode with herd's own arguments.

@@ -13,7 +13,7 @@ use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 use super::attached::Attached;
-use super::effects::Client;
+use super::effects::{Client, Effect};
 use super::pool;
 use super::reexec_check::Checked;
 use super::waiters::Answer;
@@ -92,7 +92,13 @@ impl Supervisor {
                             slot,
                             "sending {sig} to {count} worker(s)"
                         );
-                        self.signal_workers(&pids, sig);
+                        let signals = pids.iter().map(|&pid| Effect::SignalWorker {
+                            slot: self.pool.worker(pid).map_or(0, |w| w.slot),
+                            pid,
+                            signal: sig,
+                        });
+                        let signals: Vec<Effect> = signals.collect();
+                        self.effects.execute(signals);
                         Response::ok(SignalResult { signalled: count })
                     }
                     Err(why) => Response::error(pool::error_code(&why), why.to_string()),

@@ -8,8 +8,8 @@ use herd_sys::process::Signal;
 
 use crate::logging::LogEvent;
 
-use super::effects::{Count, ExitCause};
-use super::pool::{self, Action, Reason, StopMode};
+use super::effects::{Count, Effect, ExitCause};
+use super::pool::{self, Action, Reason};
 use super::Supervisor;
 use super::{leftovers, reap, relisten};
 
@@ -24,7 +24,15 @@ impl Supervisor {
                 Action::Spawn { slot, generation } => {
                     queue.extend(self.spawn(slot, generation, first_generation));
                 }
-                Action::Stop { pid, mode, reason } => self.stop_worker(pid, mode, reason),
+                Action::Stop { pid, mode, reason } => {
+                    let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
+                    (self.effects).execute([Effect::StopWorker {
+                        slot,
+                        pid,
+                        mode,
+                        reason,
+                    }]);
+                }
                 Action::DrainTimedOut { slot, pid, queued } => tracing::warn!(
                     event = LogEvent::DrainTimeout.as_str(),
                     slot,
@@ -257,52 +265,6 @@ impl Supervisor {
     /// Whether every wanted slot has a ready worker.
     pub(super) fn all_ready(&self) -> bool {
         self.pool.all_ready()
-    }
-
-    /// Stops the pool's worker `pid`: the stop signal (then `SIGCONT`) or `SIGKILL` to its
-    /// process group.
-    fn stop_worker(&mut self, pid: u32, mode: StopMode, reason: Reason) {
-        let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
-        match reason {
-            Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
-                tracing::warn!(
-                    event = LogEvent::WorkerKilled.as_str(),
-                    slot,
-                    pid,
-                    "killing worker: {}",
-                    reason.describe()
-                );
-            }
-            _ => tracing::debug!(slot, pid, ?mode, "stopping worker: {}", reason.describe()),
-        }
-        if let (signal, Err(e)) = self.effects.stop(pid, mode) {
-            self.signal_failed(slot, pid, signal, &e);
-        }
-    }
-
-    /// Sends `signal`, and only that, to the pool's workers `pids` (`herd signal`).
-    pub(super) fn signal_workers(&mut self, pids: &[u32], signal: Signal) {
-        for &pid in pids {
-            let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
-            tracing::debug!(
-                slot,
-                pid,
-                "sending {signal}: {}",
-                Reason::Requested.describe()
-            );
-            if let Err(e) = self.effects.signal(pid, signal) {
-                self.signal_failed(slot, pid, signal, &e);
-            }
-        }
-    }
-
-    fn signal_failed(&self, slot: usize, pid: u32, signal: Signal, e: &std::io::Error) {
-        tracing::warn!(
-            event = LogEvent::SignalFailed.as_str(),
-            slot,
-            pid,
-            "cannot send {signal}: {e}"
-        );
     }
 }
 
