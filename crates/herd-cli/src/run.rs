@@ -24,7 +24,7 @@ mod checks;
 mod takeover;
 
 use checks::{check_balance, check_names, check_nofile, worker_options};
-use takeover::{fetch_inherited, socket_identity, takeover_control};
+use takeover::{fetch_inherited, socket_identity, takeover_control, OldHerd};
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket, and `owner`
 /// is the uid a `--takeover`'s old herd may run as besides root and herd's own user.
@@ -54,7 +54,7 @@ pub fn run(
     let uid = herd_sys::process::effective_uid();
     let paths = ControlPaths::new(&args, control, name, uid)?;
     let pid = std::process::id();
-    let (control_socket, control_file, old_socket, inherited) =
+    let (control_socket, control_file, old_herd, inherited) =
         bind_control(&args, &paths, uid, owner)?;
     let ControlPaths {
         control: control_path,
@@ -80,8 +80,12 @@ pub fn run(
     let takeover = args
         .takeover
         .clone()
-        .zip(old_socket)
-        .map(|(old, old_socket)| Takeover { old, old_socket });
+        .zip(old_herd)
+        .map(|(old, herd)| Takeover {
+            old,
+            old_socket: herd.socket,
+            old_grace: herd.grace,
+        });
     let control = Control {
         file: control_file,
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
@@ -173,7 +177,7 @@ impl ControlPaths {
 
 /// Binds the control socket at `paths` (in herd's private directory, made and checked
 /// first, under its lock), and for a takeover, fetches the old herd's sockets before: the
-/// socket, its file, the old herd's socket's identity and the sockets fetched.
+/// socket, its file, what is known of the old herd and the sockets fetched.
 ///
 /// Everything that can be checked without touching the system has been; any error from here
 /// on drops what was bound, which closes it and removes its socket files.
@@ -187,7 +191,7 @@ fn bind_control(
     (
         socket2::Socket,
         SocketFile,
-        Option<(u64, u64)>,
+        Option<OldHerd>,
         Vec<spec::Inherited>,
     ),
     Failure,
@@ -207,13 +211,13 @@ fn bind_control(
     }
     // The old herd's control socket, as it is before anything is fetched from it: the one
     // socket file this herd may replace when the takeover completes.
-    let old_socket = match &args.takeover {
-        Some(old) => Some(socket_identity(old)?),
-        None => None,
-    };
-    let inherited = match &args.takeover {
-        Some(old) => fetch_inherited(old, owner)?,
-        None => Vec::new(),
+    let (old_herd, inherited) = match &args.takeover {
+        Some(old) => {
+            let socket = socket_identity(old)?;
+            let (inherited, grace) = fetch_inherited(old, owner)?;
+            (Some(OldHerd { socket, grace }), inherited)
+        }
+        None => (None, Vec::new()),
     };
     let (control_socket, control_file) =
         control_path::bind_private(&paths.bind_at, uid, "control socket", shared)?;
@@ -221,7 +225,7 @@ fn bind_control(
     if shared {
         control_path::warn_if_unreachable(&paths.control);
     }
-    Ok((control_socket, control_file, old_socket, inherited))
+    Ok((control_socket, control_file, old_herd, inherited))
 }
 
 /// Whether `--control-allow-uid`/`gid` let others than herd's user reach the control socket.

@@ -139,6 +139,8 @@ log_events! {
     OldHerdPredatesTakeover = "old_herd_predates_takeover",
     /// `--takeover`: the old herd stopped before the takeover completed; this herd serves on.
     OldHerdGone = "old_herd_gone",
+    /// `--takeover`: the old herd did not answer the stop in time; this herd serves on.
+    OldHerdSilent = "old_herd_silent",
     /// `--takeover`: the old herd removed socket files that this herd's sockets had.
     SocketFilesLost = "socket_files_lost",
     /// `--takeover`: the control socket moved to the old herd's path.

@@ -2,6 +2,7 @@
 //! file as it was, and the sockets fetched from the old herd.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::control::protocol::Command;
 use crate::control::results::Status;
@@ -29,6 +30,14 @@ pub(super) fn takeover_control(
     Ok(old.to_path_buf())
 }
 
+/// What a takeover knows of the old herd before it starts.
+pub(super) struct OldHerd {
+    /// Its control socket file's device and inode.
+    pub socket: (u64, u64),
+    /// Its `--grace`, if its status says.
+    pub grace: Option<Duration>,
+}
+
 /// The device and inode of the socket file at `path` (the old herd's control socket).
 pub(super) fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -47,11 +56,12 @@ pub(super) fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
     Ok((meta.dev(), meta.ino()))
 }
 
-/// Fetches the sockets of the herd whose control socket is `old`.
+/// Fetches the sockets of the herd whose control socket is `old`; with its `--grace`, if its
+/// status says.
 pub(super) fn fetch_inherited(
     old: &Path,
     owner: Option<u32>,
-) -> Result<Vec<spec::Inherited>, Failure> {
+) -> Result<(Vec<spec::Inherited>, Option<Duration>), Failure> {
     // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
     // `herd attach`): look before taking anything.
     let status: Status = crate::ctl::request(old, Command::Status, None, owner)?;
@@ -86,7 +96,7 @@ pub(super) fn fetch_inherited(
         usage => usage,
     })?;
     tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
-    Ok(fetched
+    let inherited = fetched
         .into_iter()
         .map(|(socket, fd)| spec::Inherited {
             file: files
@@ -98,5 +108,6 @@ pub(super) fn fetch_inherited(
             address: socket.address,
             fd,
         })
-        .collect())
+        .collect();
+    Ok((inherited, status.grace_ms.map(Duration::from_millis)))
 }

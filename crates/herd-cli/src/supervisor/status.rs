@@ -37,6 +37,9 @@ pub struct Status {
     /// `--min-ready`, in milliseconds.
     #[serde(default)]
     pub min_ready_ms: u64,
+    /// `--grace`, in milliseconds (`None` from a herd that predates the field).
+    #[serde(default)]
+    pub grace_ms: Option<u64>,
     /// Every worker process.
     pub workers: Vec<WorkerStatus>,
     /// Slots without a worker, waiting out a restart backoff.
@@ -227,6 +230,7 @@ pub fn snapshot(
         ready: workers.iter().filter(|w| w.state == "ready").count(),
         available: workers.iter().filter(|w| w.available).count(),
         min_ready_ms: ms(pool.config().min_ready),
+        grace_ms: Some(ms(pool.config().grace)),
         workers,
         waiting,
         sockets,

@@ -1,6 +1,7 @@
 //! `--takeover`: ending a takeover by moving the control socket and stopping the old herd.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -20,6 +21,24 @@ pub struct Takeover {
     /// That socket file's device and inode when the takeover began: a different file there at
     /// the end (another herd's) is never replaced.
     pub old_socket: (u64, u64),
+    /// The old herd's `--grace`, if its status said: its stop answer comes after at most
+    /// that, and a margin ([`answer_bound`]).
+    pub old_grace: Option<Duration>,
+}
+
+/// The grace assumed of an old herd whose status does not say (herd's default `--grace`).
+const ASSUMED_GRACE: Duration = Duration::from_secs(30);
+
+/// What a stop takes beyond the grace period: killing the workers left, reaping them, and
+/// answering.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long the old herd's answer to the stop may take: a herd that has not answered by then
+/// hangs, or was stopped (SIGSTOP), and this herd stops waiting for it.
+pub(super) fn answer_bound(old_grace: Option<Duration>) -> Duration {
+    old_grace
+        .unwrap_or(ASSUMED_GRACE)
+        .saturating_add(STOP_MARGIN)
 }
 
 /// What the old herd said to the stop that ends a takeover.
@@ -35,6 +54,9 @@ pub(super) enum StopAnswer {
     /// It was gone when the takeover completed (stopped or killed meanwhile), why this herd
     /// thinks so: this herd serves on, and takes what the old herd left.
     Gone(String),
+    /// It did not answer within the bound, how long this herd waited: this herd serves on,
+    /// and leaves the old herd's socket files to it.
+    Silent(Duration),
 }
 
 /// Judges the old herd's answer to a stop by its error code, never by the text of a message.
@@ -76,7 +98,12 @@ pub(super) fn complete_takeover(
     control_file: &mut SocketFile,
     answered: mpsc::Sender<StopAnswer>,
 ) -> Result<(), String> {
-    let Takeover { old, old_socket } = takeover;
+    let Takeover {
+        old,
+        old_socket,
+        old_grace,
+    } = takeover;
+    let bound = answer_bound(old_grace);
     let connection = AsyncClient::connect_now(&old);
     if let Err(ClientError::NotRunning { why, .. }) = &connection {
         let why = why.describe().to_string();
@@ -102,11 +129,14 @@ pub(super) fn complete_takeover(
                 return;
             }
         };
-        let first = judge_stop_answer(client.call(stop_request(true)).await);
+        let first = ask_to_stop(&mut client, true, bound).await;
+        if let StopAnswer::Silent(waited) = first {
+            log_silent(&old, waited);
+        }
         let unsupported = first == StopAnswer::Unsupported;
         let _ = answered.send(first).await;
         if unsupported {
-            match judge_stop_answer(client.call(stop_request(false)).await) {
+            match ask_to_stop(&mut client, false, bound).await {
                 StopAnswer::Stopped => {
                     tracing::info!(event = LogEvent::OldHerdStopped.as_str(), old = %old.display(), "the old herd has stopped")
                 }
@@ -116,10 +146,33 @@ pub(super) fn complete_takeover(
                 StopAnswer::Unsupported => {
                     tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd refused to stop")
                 }
+                StopAnswer::Silent(waited) => log_silent(&old, waited),
             }
         }
     });
     Ok(())
+}
+
+/// Asks the old herd to stop (`takeover`: leaving its socket files) and judges its answer,
+/// waiting at most `bound` for it.
+async fn ask_to_stop(client: &mut AsyncClient, takeover: bool, bound: Duration) -> StopAnswer {
+    match tokio::time::timeout(bound, client.call(stop_request(takeover))).await {
+        Ok(answer) => judge_stop_answer(answer),
+        Err(_) => StopAnswer::Silent(bound),
+    }
+}
+
+/// Says that the old herd at `old` did not answer the stop within `waited`.
+fn log_silent(old: &std::path::Path, waited: Duration) {
+    tracing::warn!(
+        event = LogEvent::OldHerdSilent.as_str(),
+        old = %old.display(),
+        waited = %humantime::format_duration(waited),
+        "the old herd did not answer the stop within {}: it hangs or is stopped (SIGSTOP); \
+         this herd serves on and leaves the old herd's socket files to it; once resumed, the \
+         old herd stops as asked, else stop it by its pid",
+        humantime::format_duration(waited)
+    );
 }
 
 /// What an aborted takeover leaves serving, said truthfully: the old herd, if it still answers
@@ -213,6 +266,12 @@ impl Supervisor {
                     "the old herd did not accept the takeover's stop: {why}"
                 );
             }
+            // Logged as it happened ([`log_silent`]).
+            StopAnswer::Silent(_) => {
+                for listener in self.effects.listeners_mut() {
+                    listener.forget_takeover_file();
+                }
+            }
             StopAnswer::Gone(why) => {
                 tracing::warn!(
                     event = LogEvent::OldHerdGone.as_str(),
@@ -277,6 +336,16 @@ mod tests {
             judge("{\"version\":1,\"ok\":false}"),
             StopAnswer::Refused(_)
         ));
+    }
+
+    #[test]
+    fn the_old_herds_answer_is_awaited_for_its_grace_and_a_margin() {
+        let secs = Duration::from_secs;
+        assert_eq!(answer_bound(Some(secs(0))), secs(5));
+        assert_eq!(answer_bound(Some(secs(60))), secs(65));
+        // A herd that predates `grace_ms` in its status: herd's default grace.
+        assert_eq!(answer_bound(None), secs(35));
+        assert_eq!(answer_bound(Some(Duration::MAX)), Duration::MAX);
     }
 
     #[test]

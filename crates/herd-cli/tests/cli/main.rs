@@ -28,4 +28,5 @@ mod stop;
 mod systemd;
 mod takeover;
 mod takeover_files;
+mod takeover_stuck;
 mod util;

@@ -1,20 +1,40 @@
 #!/usr/bin/env python3
-"""A decoy control server, as another local user could run one: it listens on every path given
-and answers every request with success. Prints "ready" once it listens."""
+"""Fake control servers, for tests. Each prints "ready" (and what it serves) once it listens.
 
+    fake_herd.py PATH...
+        A decoy, as another local user could run one: listens on every path given and answers
+        every request with success.
+    fake_herd.py --silent-stop PATH
+        An old herd to take over from: serves one TCP socket "http" (bound to 127.0.0.1:0,
+        printed as "ready ADDRESS"), answers `status` (grace_ms 0) and `sockets` (with the fd)
+        as a herd does, and never answers `stop`: it holds the connection open, as a herd that
+        hangs would.
+    fake_herd.py --endless PATH / --huge PATH
+        A peer whose answer to anything is an endless line (no newline, until the client goes
+        away), or one line of 64 MiB.
+"""
+
+import json
 import os
 import selectors
 import socket
 import sys
 
+OK = b'{"version":1,"ok":true,"result":{"generation":2,"signalled":9,"stopped":true}}\n'
 
-def main():
+
+def listen(path):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    return listener
+
+
+def decoy(paths):
     selector = selectors.DefaultSelector()
-    for path in sys.argv[1:]:
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(path)
+    for path in paths:
+        listener = listen(path)
         os.chmod(path, 0o666)
-        listener.listen(16)
         selector.register(listener, selectors.EVENT_READ)
     print("ready", flush=True)
     while True:
@@ -24,9 +44,78 @@ def main():
                 conn.settimeout(5)
                 try:
                     conn.recv(65536)
-                    conn.sendall(b'{"version":1,"ok":true,"result":{"generation":2,"signalled":9,"stopped":true}}\n')
+                    conn.sendall(OK)
                 except OSError:
                     pass
+
+
+def status(address):
+    return {
+        "pid": os.getpid(), "name": "fake", "version": "0.0.0", "uptime_ms": 1,
+        "generation": 1, "upgrading_to": None, "stopping": False, "desired": 0,
+        "running": 0, "ready": 0, "available": 0, "min_ready_ms": 0, "grace_ms": 0,
+        "workers": [], "waiting": [], "attached": [],
+        "sockets": [{"name": "http", "address": address, "kind": "tcp", "fd": 3,
+                     "queue": None, "queue_limit": None}],
+    }
+
+
+def silent_stop(path):
+    http = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    http.bind(("127.0.0.1", 0))
+    http.listen(128)
+    address = "%s:%d" % http.getsockname()
+    listener = listen(path)
+    print("ready " + address, flush=True)
+    held = []  # the connections of the stops never answered
+    while True:
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        try:
+            command = json.loads(conn.makefile("rb").readline()).get("command")
+            if command == "stop":
+                held.append(conn)
+                continue
+            if command == "sockets":
+                socket_info = {"name": "http", "kind": "tcp", "family": "inet",
+                               "type": "stream", "address": address}
+                answer = {"version": 1, "ok": True, "result": {"sockets": [socket_info]}}
+                line = json.dumps(answer).encode() + b"\n"
+                socket.send_fds(conn, [line], [http.fileno()])
+            else:
+                answer = {"version": 1, "ok": True, "result": status(address)}
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+        except (OSError, ValueError):
+            pass
+        conn.close()
+
+
+def flood(path, endless):
+    listener = listen(path)
+    print("ready", flush=True)
+    chunk = b"x" * 65536
+    while True:
+        conn, _ = listener.accept()
+        try:
+            conn.recv(65536)
+            sent = 0
+            while endless or sent < 64 << 20:
+                conn.sendall(chunk)
+                sent += len(chunk)
+            conn.sendall(b"\n")
+        except OSError:
+            pass
+        conn.close()
+
+
+def main():
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    if mode == "--silent-stop":
+        silent_stop(sys.argv[2])
+    elif mode in ("--endless", "--huge"):
+        flood(sys.argv[2], mode == "--endless")
+    else:
+        decoy(sys.argv[1:])
 
 
 if __name__ == "__main__":
