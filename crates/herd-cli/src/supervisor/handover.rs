@@ -13,7 +13,7 @@ use super::effects::{Client, Effects};
 use super::notify::NotifySocket;
 use super::phase::{Phase, Report};
 use super::pool::{self, Pool};
-use super::waiters::ReexecRefused;
+use super::waiters::{Check, ReexecRefused};
 use super::Supervisor;
 use super::{leftovers, reexec, reexec_check};
 
@@ -91,7 +91,13 @@ impl Supervisor {
 
     /// Replaces this process's program with the binary on disk (see [`reexec`]), which passed
     /// its [check](reexec_check). Returns only if that was not possible, after saying why.
-    pub(super) fn reexec(&mut self, endpoints: &Endpoints<'_>, mut client: reexec_check::Client) {
+    pub(super) fn reexec(&mut self, endpoints: &Endpoints<'_>, passed: reexec_check::Passed) {
+        let Check {
+            mut client,
+            file,
+            version: reads,
+            ..
+        } = passed;
         let connection = client.as_mut().and_then(Client::take_connection);
         let refuse = |effects: &Effects, client, code, why: String| {
             reexec_check::refuse(effects, ReexecRefused::new(client, code, why))
@@ -137,11 +143,6 @@ impl Supervisor {
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
         };
         let state = self.state(handed, Instant::now());
-        // The file that passed the check (a symlink switched since is not followed again).
-        let (file, reads) = self
-            .reexec_file
-            .take()
-            .unwrap_or_else(|| (reexec::resolve(&self.exe), reexec::STATE_VERSION));
         if reexec::version_needed(self.pool.is_draining()) > reads {
             let why = "a worker began draining its reuseport slot while the new binary was \
                        checked, and that binary reads only older re-exec state; try again once \
@@ -204,7 +205,6 @@ impl Supervisor {
             // Its fd is in `handed.endpoints`.
             metrics_listener: _,
             // This re-exec's own bookkeeping: its client's connection is `handed.reply_fd`.
-            reexec_file: _,
             reexec_reply: _,
             resumed: _,
             // The check that passed has exited; another one still running is abandoned, and

@@ -68,7 +68,6 @@ impl Supervisor {
             );
         }
         self.reexec_children.stop();
-        self.reexec_file = None;
         let cancelled = self.waiters.reexec_cancelled().map(Effect::RefuseReexec);
         let effects = cancelled
             .into_iter()

@@ -97,9 +97,6 @@ pub struct Supervisor {
     /// The path herd was started by ([`reexec::invoked`], symlinks kept), which `herd reexec`
     /// follows anew each time.
     exe: PathBuf,
-    /// The file the current re-exec checked ([`reexec::resolve`] of `exe`), which it runs, and
-    /// the state version it said it reads.
-    reexec_file: Option<(PathBuf, u32)>,
     /// The connection of the client whose `herd reexec` made this image: answered at start.
     reexec_reply: Option<OwnedFd>,
     /// Whether this image continues from a re-exec.
@@ -137,7 +134,6 @@ impl Supervisor {
             cpu: busyness::CpuMeter::default(),
             metrics_listener: None,
             exe: reexec::invoked()?,
-            reexec_file: None,
             reexec_reply: None,
             resumed: false,
             reexec_children: reexec_check::Children::default(),

@@ -33,7 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::effects::Effects;
 use super::reexec::{reads, version_needed, STATE_VERSION};
-use super::waiters::ReexecRefused;
+use super::waiters::{Check, ReexecRefused};
 use super::{describe_exit, Supervisor};
 use crate::control::protocol::ErrorCode;
 use crate::exit;
@@ -53,6 +53,9 @@ const MAX_OUTPUT: u64 = 64 * 1024;
 
 /// The client waiting for a re-exec (`None` for SIGUSR2).
 pub type Client = Option<super::effects::Client>;
+
+/// A re-exec whose binary passed its check: its client, and the file to run.
+pub type Passed = Check<super::effects::Client>;
 
 /// A finished check, sent back to the loop.
 pub struct Checked {
@@ -152,8 +155,6 @@ impl Supervisor {
         let pid = child.id();
         let (status_tx, status_rx) = oneshot::channel();
         self.reexec_children.running.insert(pid, Some(status_tx));
-        // Free: checked above.
-        let _ = self.waiters.reexec_check_started(pid, client);
         tracing::info!(
             event = LogEvent::ReexecChecking.as_str(),
             exe = %self.exe.display(),
@@ -161,7 +162,14 @@ impl Supervisor {
             pid,
             "checking the new binary before re-executing"
         );
-        self.reexec_file = Some((file, version));
+        let check = Check {
+            pid,
+            client,
+            file,
+            version,
+        };
+        // Free: checked above.
+        let _ = self.waiters.reexec_check_started(check);
         let done = done.clone();
         tokio::spawn(async move {
             let verdict = run_check(child, status_rx, version).await;
@@ -169,16 +177,16 @@ impl Supervisor {
         });
     }
 
-    /// Takes a finished check: the client to re-exec for if the binary passed; else tells the
+    /// Takes a finished check: the re-exec to carry out if the binary passed; else tells the
     /// client why not (and kills a check child that did not answer in time, with its group).
     /// `None` too for a check whose client was already answered (herd is stopping).
-    pub(super) fn reexec_checked(&mut self, checked: Checked) -> Option<Client> {
+    pub(super) fn reexec_checked(&mut self, checked: Checked) -> Option<Passed> {
         let Checked { pid, verdict } = checked;
-        let client = self.waiters.reexec_checked(pid)?;
+        let check = self.waiters.reexec_checked(pid)?;
         match verdict {
             Ok(answer) => {
                 tracing::info!(event = LogEvent::ReexecCheckPassed.as_str(), pid, answer = %answer, "the new binary passed its check");
-                Some(client)
+                Some(check)
             }
             Err(why) => {
                 // Not reaped yet, so the pid is still the check child's group's id: safe to
@@ -187,12 +195,11 @@ impl Supervisor {
                     *waiter = None;
                     kill_group(pid);
                 }
-                let file = self.reexec_file.take();
                 let why = format!(
                     "cannot re-execute {}: {why}; herd keeps running",
-                    file.as_ref().map_or(&self.exe, |(f, _)| f).display()
+                    check.file.display()
                 );
-                let refused = ReexecRefused::new(client, ErrorCode::ReexecCheckFailed, why);
+                let refused = ReexecRefused::new(check.client, ErrorCode::ReexecCheckFailed, why);
                 refuse(&self.effects, refused);
                 None
             }

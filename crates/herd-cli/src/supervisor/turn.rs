@@ -32,14 +32,14 @@ impl Supervisor {
             }
             // The new binary passed its check: the exec follows.
             Input::ReexecChecked(done) => {
-                if let Some(client) = self.reexec_checked(done) {
+                if let Some(passed) = self.reexec_checked(done) {
                     let endpoints = handover::Endpoints {
                         control: &sources.control_fd,
                         control_file,
                         notify,
                         metrics: sources.metrics_fd.as_ref(),
                     };
-                    self.reexec(&endpoints, client);
+                    self.reexec(&endpoints, passed);
                 }
             }
             Input::TakeoverAnswered(answer) => self.takeover_answered(answer),

@@ -4,6 +4,8 @@
 //! transition returns the [`Answer`]s to send, which the [effects](super::effects) send; `C`
 //! is whatever stands for a client (a channel in herd, a number in the tests).
 
+use std::path::PathBuf;
+
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::results::{StopResult, UpgradeResult};
 use crate::control::server::Reply;
@@ -64,12 +66,17 @@ impl UpgradeOutcome {
 }
 
 /// A re-exec whose new binary is being checked.
-#[derive(Debug)]
-struct Check<C> {
+#[derive(Debug, PartialEq, Eq)]
+pub struct Check<C> {
     /// The check child's pid.
-    pid: u32,
+    pub pid: u32,
     /// Who asked (nobody for SIGUSR2).
-    client: Option<C>,
+    pub client: Option<C>,
+    /// The file checked, which the re-exec runs if it passes (a symlink switched since is not
+    /// followed again).
+    pub file: PathBuf,
+    /// The re-exec state version the file was asked to read.
+    pub version: u32,
 }
 
 /// The clients waiting for a stop, an upgrade or a re-exec.
@@ -123,21 +130,21 @@ impl<C> Waiters<C> {
         self.reexec.is_some()
     }
 
-    /// Check child `pid` checks the binary of `client`'s re-exec (no client for SIGUSR2).
-    /// Returns the client back if a check is already under way.
-    pub fn reexec_check_started(&mut self, pid: u32, client: Option<C>) -> Result<(), Option<C>> {
+    /// A check child checks the binary of a re-exec. Returns the check back if one is
+    /// already under way.
+    pub fn reexec_check_started(&mut self, check: Check<C>) -> Result<(), Check<C>> {
         if self.reexec.is_some() {
-            return Err(client);
+            return Err(check);
         }
-        self.reexec = Some(Check { pid, client });
+        self.reexec = Some(check);
         Ok(())
     }
 
-    /// Check child `pid` gave its verdict: the client of that re-exec, whatever the verdict
+    /// Check child `pid` gave its verdict: the re-exec it checked, whatever the verdict
     /// (`None` when `pid` is not the check under way: its client was answered already).
-    pub fn reexec_checked(&mut self, pid: u32) -> Option<Option<C>> {
+    pub fn reexec_checked(&mut self, pid: u32) -> Option<Check<C>> {
         match &self.reexec {
-            Some(check) if check.pid == pid => self.reexec.take().map(|check| check.client),
+            Some(check) if check.pid == pid => self.reexec.take(),
             _ => None,
         }
     }

@@ -68,16 +68,29 @@ fn an_upgrade_that_ends_while_stopping_was_abandoned() {
     assert_eq!(heard(answers), vec![(7, false, Some(ErrorCode::Stopping))]);
 }
 
+fn check(pid: u32, client: Option<u32>) -> Check<u32> {
+    Check {
+        pid,
+        client,
+        file: PathBuf::from(format!("/usr/bin/herd-{pid}")),
+        version: 1,
+    }
+}
+
 #[test]
-fn one_reexec_is_checked_at_a_time_and_its_client_comes_back_with_the_verdict() {
+fn one_reexec_is_checked_at_a_time_and_comes_back_with_the_verdict() {
     let mut waiters = Waiters::default();
     assert!(!waiters.reexec_checking());
-    assert!(waiters.reexec_check_started(100, Some(1)).is_ok());
+    assert!(waiters.reexec_check_started(check(100, Some(1))).is_ok());
     assert!(waiters.reexec_checking());
-    assert_eq!(waiters.reexec_check_started(101, Some(2)), Err(Some(2)));
+    assert_eq!(
+        waiters.reexec_check_started(check(101, Some(2))),
+        Err(check(101, Some(2)))
+    );
     // Another check's verdict (one whose client was answered already) changes nothing.
     assert_eq!(waiters.reexec_checked(99), None);
-    assert_eq!(waiters.reexec_checked(100), Some(Some(1)));
+    // The re-exec runs the file that was checked.
+    assert_eq!(waiters.reexec_checked(100), Some(check(100, Some(1))));
     assert!(!waiters.reexec_checking());
     assert_eq!(waiters.reexec_checked(100), None);
 }
@@ -86,7 +99,7 @@ fn one_reexec_is_checked_at_a_time_and_its_client_comes_back_with_the_verdict() 
 fn a_stop_cancels_the_reexec_being_checked_and_answers_its_client() {
     let mut waiters = Waiters::default();
     assert!(waiters.reexec_cancelled().is_none());
-    waiters.reexec_check_started(100, Some(1)).unwrap();
+    waiters.reexec_check_started(check(100, Some(1))).unwrap();
     let refused = waiters.reexec_cancelled().expect("a check was under way");
     assert_eq!(refused.code, ErrorCode::Stopping);
     assert_eq!(
@@ -96,7 +109,7 @@ fn a_stop_cancels_the_reexec_being_checked_and_answers_its_client() {
     // Its verdict, when it comes, is nobody's.
     assert_eq!(waiters.reexec_checked(100), None);
     // SIGUSR2's re-exec has nobody to answer, but is cancelled all the same.
-    waiters.reexec_check_started(200, None).unwrap();
+    waiters.reexec_check_started(check(200, None)).unwrap();
     let refused = waiters.reexec_cancelled().expect("a check was under way");
     assert!(refused.answer().is_none());
 }
