@@ -11,7 +11,7 @@ use crate::spec::SocketFile;
 use super::attached::Attached;
 use super::effects::{Client, Effects};
 use super::notify::NotifySocket;
-use super::phase::{Phase, Report};
+use super::phase::Phase;
 use super::pool::{self, Pool};
 use super::waiters::{Check, ReexecRefused};
 use super::Supervisor;
@@ -63,8 +63,7 @@ impl Supervisor {
             });
             self.effects.answer_on(connection, &response);
         }
-        self.effects
-            .report(Report::Ready("re-executed".to_string()));
+        self.effects.report(self.phase.reexecuted());
         let file = std::env::current_exe().unwrap_or_default();
         tracing::info!(
             event = LogEvent::Reexecuted.as_str(),
@@ -150,13 +149,12 @@ impl Supervisor {
             return refuse(&self.effects, client, ErrorCode::Busy, why.to_string());
         }
         tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
-        (self.effects).report(Report::Reloading("re-executing".to_string()));
+        self.effects.report(self.phase.reexecuting());
         // The queued log lines would die with this image.
         crate::logging::flush();
         let error = reexec::exec(&file, &state, &keep);
-        if self.phase.ready_reported() {
-            let status = "re-exec failed; the old program runs on".to_string();
-            self.effects.report(Report::Ready(status));
+        if let Some(report) = self.phase.reexec_failed() {
+            self.effects.report(report);
         }
         refuse(
             &self.effects,

@@ -9,7 +9,7 @@ use crate::logging::LogEvent;
 use super::attached;
 use super::effects::{Client, Count, Effect};
 use super::leftovers;
-use super::phase::{self, Report, StopPlan};
+use super::phase::{self, StopPlan};
 use super::pool::{self, PoolError};
 use super::waiters::{Answer, UpgradeOutcome};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
@@ -71,7 +71,7 @@ impl Supervisor {
         let cancelled = self.waiters.reexec_cancelled().map(Effect::RefuseReexec);
         let effects = cancelled
             .into_iter()
-            .chain([Effect::CloseSockets, Effect::Report(Report::Stopping)]);
+            .chain([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
         self.effects.execute(effects);
         let signal = if graceful {
             self.effects.stop_signal()
@@ -105,8 +105,7 @@ impl Supervisor {
                     trigger = reason,
                     "rolling upgrade to generation {generation} started"
                 );
-                let status = format!("upgrading to generation {generation}");
-                self.effects.report(Report::Reloading(status));
+                self.effects.report(self.phase.upgrade_started(generation));
                 self.waiters.upgrade_started(client);
                 self.apply(actions, false);
             }

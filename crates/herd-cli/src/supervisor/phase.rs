@@ -183,6 +183,34 @@ impl<T> Phase<T> {
         steps
     }
 
+    /// What to tell the service manager as an upgrade to `generation` starts.
+    pub fn upgrade_started(&self, generation: u64) -> Report {
+        Report::Reloading(format!("upgrading to generation {generation}"))
+    }
+
+    /// What to tell the service manager as herd begins to stop.
+    pub fn stopping(&self) -> Report {
+        Report::Stopping
+    }
+
+    /// What to tell the service manager as herd re-executes.
+    pub fn reexecuting(&self) -> Report {
+        Report::Reloading("re-executing".to_string())
+    }
+
+    /// What to tell the service manager when a re-exec failed after it was told of it: ready
+    /// again, if it had heard herd was ready.
+    pub fn reexec_failed(&self) -> Option<Report> {
+        let status = "re-exec failed; the old program runs on";
+        self.ready_reported
+            .then(|| Report::Ready(status.to_string()))
+    }
+
+    /// What to tell the service manager as the new image of a re-exec starts.
+    pub fn reexecuted(&self) -> Report {
+        Report::Ready("re-executed".to_string())
+    }
+
     /// What to tell the service manager when an upgrade ends.
     pub fn upgrade_ended(&self, generation: Result<u64, ()>, desired: usize) -> Report {
         let status = match generation {

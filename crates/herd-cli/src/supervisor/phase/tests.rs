@@ -135,3 +135,39 @@ fn a_graceful_stop_while_stopping_changes_nothing_but_a_fast_one_does() {
         "no overflow panic"
     );
 }
+
+#[test]
+fn the_service_manager_hears_each_turn_of_herds_course() {
+    let mut phase: Phase<()> = Phase::new(None);
+    // Never ready: a failed re-exec has nothing to take back.
+    assert_eq!(
+        phase.reexecuting(),
+        Report::Reloading("re-executing".into())
+    );
+    assert_eq!(phase.reexec_failed(), None);
+    let steps = phase.after_turn(view(false, false, true));
+    assert_eq!(steps, vec![Step::ReportReady("3 workers ready".into())]);
+    assert_eq!(
+        phase.upgrade_started(2),
+        Report::Reloading("upgrading to generation 2".into())
+    );
+    assert_eq!(
+        phase.upgrade_ended(Ok(2), 3),
+        Report::Ready("generation 2, 3 workers".into())
+    );
+    // Ready before the re-exec: ready again when it fails.
+    assert_eq!(
+        phase.reexecuting(),
+        Report::Reloading("re-executing".into())
+    );
+    assert_eq!(
+        phase.reexec_failed(),
+        Some(Report::Ready(
+            "re-exec failed; the old program runs on".into()
+        ))
+    );
+    assert_eq!(phase.stopping(), Report::Stopping);
+    let resumed: Phase<()> = Phase::resumed();
+    assert_eq!(resumed.reexecuted(), Report::Ready("re-executed".into()));
+    assert!(resumed.reexec_failed().is_some());
+}
