@@ -26,7 +26,7 @@ if [ ! -f "$WINEPREFIX/system.reg" ]; then
 fi
 cmp -s "$HERD_WINE_SHIM" "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
     || cp "$HERD_WINE_SHIM" "$WINEPREFIX/drive_c/windows/system32/"
-wineserver -p  # one server for every exe of the run (each start would otherwise pay for one)
+wineserver -p 2>/dev/null || true  # one server for every exe of the run (else one each)
 trap 'wineserver -k 2>/dev/null || true' EXIT
 
 echo "check-windows: $(rustc -V) for $target, under $(wine64 --version)" >&2

@@ -4,20 +4,21 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use herd_sys::process::Signal;
-
 pub use crate::spec::Balance;
 use crate::spec::{BindSpec, ShmSpec};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod parse;
+pub mod unavailable;
 
-pub use parse::{parse_duration, show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
+pub use parse::{parse_duration, Rlimit, Signal};
 use parse::{
     parse_env, parse_group, parse_metrics, parse_number, parse_positive_duration, parse_ready,
     parse_rlimit, parse_scale, parse_signal, parse_slot, parse_stop_signal, parse_umask,
     parse_user, parse_workers,
 };
+#[cfg(unix)]
+pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
 
 /// The most workers one herd runs; more is almost surely a typo.
 pub const MAX_WORKERS: usize = 4096;
@@ -28,7 +29,13 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// herd binds listening sockets once and runs N worker processes that share them.
 #[derive(Debug, Parser)]
-#[command(name = "herd", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "herd",
+    bin_name = "herd",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// How much herd logs to stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogLevel::Info)]
@@ -305,19 +312,6 @@ pub struct RunArgs {
     #[arg(last = true, required = true, value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
-}
-
-/// A resource limit for workers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rlimit {
-    /// The option's value as given, for messages (`nofile=65536`).
-    pub text: String,
-    /// The `setrlimit` resource.
-    pub resource: i32,
-    /// The soft limit.
-    pub soft: u64,
-    /// The hard limit.
-    pub hard: u64,
 }
 
 /// When a worker counts as ready.

@@ -123,7 +123,7 @@ mod tests {
             (&["--name", "x", "stop", "--grace", "x"], "herd stop"),
             (&["attach"], "herd attach"),
             (&["run", "-b"], "herd run"),
-            (&["signal", "FOO"], "herd signal"),
+            (&["signal", "HUP", "--worker", "x"], "herd signal"),
             (&["bogus"], "herd"),
             (
                 &["--log-format", "json", "upgrade", "--timeout", "x"],

@@ -3,7 +3,7 @@
 //!
 //! Each module owns one concept:
 //!
-//! - [`cli`]: the command line;
+//! - [`cli`]: the command line (the same on every platform);
 //! - [`spec`]: socket specs (`--bind`) and binding;
 //! - [`command`]: the worker command, its templates and its environment;
 //! - [`supervisor`]: the worker pool state machine and the async driver around it;
@@ -13,21 +13,29 @@
 //! - [`fdlimit`]: herd's own open-file limit and its endpoints' connection caps;
 //! - [`logging`]: herd's own log, never blocking on stderr;
 //! - [`text`]: escaping text from workers before it reaches a terminal.
+//!
+//! On Windows only the platform-neutral modules are built (`cli`, `exit`, `logging`, the
+//! parsing half of `spec`, `text`); `herd run` there is the binary's own `windows` module. The
+//! Unix supervisor and its clients are `cfg(unix)`.
 
 #![allow(missing_docs)]
 // Every unsafe call lives in herd-sys, behind a safe API.
 #![forbid(unsafe_code)]
-// The Unix supervisor; on Windows the binary is src/windows.rs alone.
-#![cfg(unix)]
 
 pub mod cli;
+#[cfg(unix)]
 pub mod command;
+#[cfg(unix)]
 pub mod control;
+#[cfg(unix)]
 pub mod ctl;
 pub mod exit;
+#[cfg(unix)]
 pub mod fdlimit;
 pub mod logging;
+#[cfg(unix)]
 pub mod run;
 pub mod spec;
+#[cfg(unix)]
 pub mod supervisor;
 pub mod text;

@@ -1,27 +1,22 @@
 //! `herd`: bind listening sockets once, run N worker processes that share them, supervise them.
 //! The binary is thin: it parses the command line, sets up logging, and hands over to the
-//! library (`herd_cli`), which has one module per concept. On Windows it is `herd run` alone,
-//! in `windows.rs`, on the worker library's Windows code.
+//! library (`herd_cli`), which has one module per concept. The command line is the same on
+//! every platform; on Windows, what is not built there yet is refused, and `herd run` is
+//! `windows.rs`, on the worker library's Windows code.
 // Every unsafe call lives in herd-sys, behind a safe API.
 #![forbid(unsafe_code)]
 
+use herd_cli::{cli, exit, logging};
 #[cfg(unix)]
-use herd_cli::{cli, control, ctl, exit, logging, run, spec};
+use herd_cli::{control, ctl, run, spec};
 
 use std::process::ExitCode;
 
-#[cfg(unix)]
-use clap::Parser;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 #[cfg(windows)]
 mod windows;
 
-#[cfg(windows)]
-fn main() -> ExitCode {
-    windows::main()
-}
-
-#[cfg(unix)]
 fn main() -> ExitCode {
     let code = run_command();
     // What is still queued for stderr gets a bounded time to be written: herd never hangs
@@ -48,18 +43,9 @@ fn run_command() -> ExitCode {
     }
     // Sockets passed by systemd are claimed now, before herd opens any fd of its own.
     spec::claim_passed_sockets();
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help and --version; a closed stdout is not worth a word.
-            let _ = e.print();
-            return ExitCode::from(exit::OK);
-        }
-        Err(e) => {
-            let args: Vec<_> = std::env::args_os().skip(1).collect();
-            logging::line(&format!("herd: error: {}", exit::usage_error(&e, &args)));
-            return ExitCode::from(exit::USAGE);
-        }
+    let (cli, _) = match parse_command_line() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     logging::init(cli.log_level, cli.log_format);
     // Whom the clients trust to serve the control socket besides root and their own user.
@@ -81,6 +67,45 @@ fn run_command() -> ExitCode {
                 ctl::run(client, &path, private_dir, owner)
             }),
     });
+    ended(result)
+}
+
+#[cfg(windows)]
+fn run_command() -> ExitCode {
+    let (cli, matches) = match parse_command_line() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
+    };
+    logging::init(cli.log_level, cli.log_format);
+    let result = cli::unavailable::on_windows(cli, &matches)
+        .map_err(exit::Failure::Usage)
+        .and_then(|args| windows::run(*args));
+    ended(result)
+}
+
+/// The command line, and what was given on it; or, after `--help`, `--version` or a usage
+/// error (told in one line), how herd exits.
+fn parse_command_line() -> Result<(cli::Cli, ArgMatches), ExitCode> {
+    let parsed = cli::Cli::command()
+        .try_get_matches()
+        .and_then(|matches| cli::Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    match parsed {
+        Ok(parsed) => Ok(parsed),
+        Err(e) if !e.use_stderr() => {
+            // --help and --version; a closed stdout is not worth a word.
+            let _ = e.print();
+            Err(ExitCode::from(exit::OK))
+        }
+        Err(e) => {
+            let args: Vec<_> = std::env::args_os().skip(1).collect();
+            logging::line(&format!("herd: error: {}", exit::usage_error(&e, &args)));
+            Err(ExitCode::from(exit::USAGE))
+        }
+    }
+}
+
+/// herd's exit status, after its error in one line if it failed.
+fn ended(result: Result<(), exit::Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {

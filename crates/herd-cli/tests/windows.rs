@@ -1,6 +1,6 @@
-//! `herd run` on Windows, run under Wine by scripts/check-msrv.sh: workers share one socket,
-//! a killed worker is replaced while the port keeps answering, a `stop` line stops herd, and
-//! bad input fails with one line.
+//! `herd run` on Windows, run under Wine by scripts/check-windows.sh: workers share one socket,
+//! a killed worker is replaced while the port keeps answering, a `stop` line stops herd, the
+//! help is the Unix one, and bad input and what Windows cannot do yet fail with one line.
 #![cfg(windows)]
 
 use std::collections::BTreeSet;
@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 const HERD: &str = env!("CARGO_BIN_EXE_herd");
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,7 +49,7 @@ fn ask(addr: &str) -> u32 {
 struct Herd {
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
+    events: mpsc::Receiver<Value>,
     addr: String,
 }
 
@@ -55,7 +57,16 @@ impl Herd {
     fn start(workers: &str) -> Herd {
         let me = std::env::current_exe().unwrap();
         let mut child = Command::new(HERD)
-            .args(["run", "-w", workers, "-b", "http=127.0.0.1:0", "--"])
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "-w",
+                workers,
+                "-b",
+                "http=127.0.0.1:0",
+            ])
+            .arg("--")
             .arg(me)
             .args(["--exact", "worker", "--nocapture", "--test-threads", "1"])
             .env("HERD_TEST_WORKER", "1")
@@ -65,26 +76,38 @@ impl Herd {
             .spawn()
             .unwrap();
         let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
+        let (tx, events) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+                let _ = tx.send(event);
             }
         });
-        let line = lines
-            .recv_timeout(TIMEOUT)
-            .expect("herd says where it listens");
-        let addr = line
-            .strip_prefix("herd: listening on ")
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Herd {
+        let mut herd = Herd {
             child,
             stdin,
-            lines,
-            addr,
+            events,
+            addr: String::new(),
+        };
+        let listening = herd.wait_for("listening");
+        assert_eq!(listening["name"], "http", "{listening}");
+        herd.addr = listening["address"].as_str().unwrap().to_string();
+        herd
+    }
+
+    /// The next log line whose `event` is `name`.
+    fn wait_for(&self, name: &str) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if event["event"] == name => return event,
+                Ok(event) => seen.push(event),
+                Err(_) => panic!("no {name} event; saw {seen:?}"),
+            }
         }
     }
 
@@ -104,16 +127,7 @@ impl Herd {
     fn stop(mut self) {
         let mut stdin = self.stdin.take().unwrap();
         stdin.write_all(b"stop\n").unwrap();
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .expect("herd says it stopped");
-            if line == "herd: stopped" {
-                break;
-            }
-        }
+        self.wait_for("stopped");
         assert!(self.child.wait().unwrap().success());
     }
 }
@@ -164,28 +178,77 @@ fn assert_fails(args: &[&str], code: i32, needle: &str) {
 
 #[test]
 fn bad_input_fails_with_one_line() {
-    assert_fails(&["run", "--", "x"], 2, "at least one --bind");
-    assert_fails(
-        &["run", "-b", "127.0.0.1:0"],
-        2,
-        "worker command is missing",
-    );
-    assert_fails(&["status"], 2, "not available on Windows");
-    assert_fails(&["run", "-b", "unix:/tmp/x", "--", "x"], 2, "Unix-only");
-    assert_fails(
-        &["run", "-b", "127.0.0.1:0,nonblocking", "--", "x"],
-        2,
-        "options",
-    );
+    assert_fails(&["run", "--", "x"], 2, "--bind <SPEC>");
+    assert_fails(&["run", "-b", "127.0.0.1:0"], 2, "<COMMAND>");
     assert_fails(
         &["run", "-w", "0", "-b", ":0", "--", "x"],
         2,
-        "invalid --workers",
+        "at least 1 worker",
     );
-    assert_fails(&["run", "-b", "nowhere", "--", "x"], 2, "is not HOST:PORT");
+    assert_fails(&["run", "-b", "nowhere", "--", "x"], 2, "nowhere");
     assert_fails(
         &["run", "-b", "127.0.0.1:0", "--", "no-such-program-for-herd"],
         1,
         "cannot start 'no-such-program-for-herd'",
     );
+}
+
+#[test]
+fn what_windows_cannot_do_yet_is_refused_with_its_reason() {
+    assert_fails(
+        &["run", "--user", "www", "-b", ":0", "--", "x"],
+        2,
+        "--user is not available on Windows: ",
+    );
+    assert_fails(
+        &["status"],
+        2,
+        "'herd status' is not available on Windows: ",
+    );
+    assert_fails(
+        &["reexec"],
+        2,
+        "'herd reexec' is not available on Windows: ",
+    );
+    assert_fails(
+        &["run", "-b", "unix:/tmp/x", "--", "x"],
+        2,
+        "Unix sockets are Unix-only",
+    );
+    assert_fails(
+        &["run", "-b", "127.0.0.1:0,nonblocking", "--", "x"],
+        2,
+        "socket options",
+    );
+    assert_fails(
+        &["run", "-w", "1..4", "-b", ":0", "--", "x"],
+        2,
+        "autoscaling",
+    );
+}
+
+/// herd.exe's help for `args` is the Linux binary's, kept in `tests/golden/NAME` (a Linux
+/// test, tests/cli/help.rs, compares the Linux binary with the same files).
+fn assert_help_is_golden(args: &[&str], name: &str) {
+    let out = Command::new(HERD)
+        .args(args)
+        .env_remove("COLUMNS")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "herd {args:?}: {out:?}");
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    let expected = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        expected,
+        "herd {args:?}"
+    );
+}
+
+#[test]
+fn the_help_is_the_unix_help() {
+    assert_help_is_golden(&["--help"], "help.txt");
+    assert_help_is_golden(&["run", "--help"], "run-help.txt");
 }

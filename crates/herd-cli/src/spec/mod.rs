@@ -1,22 +1,36 @@
 //! Socket specs: parsing `--bind` arguments and binding them once, before any worker starts.
+//! Parsing is the same on every platform; binding is the Unix supervisor's.
 
+#[cfg(unix)]
 mod bind;
+#[cfg(unix)]
 mod handover;
+#[cfg(unix)]
 mod inherit;
 mod kind;
 mod names;
 mod parse;
+#[cfg(unix)]
 mod reuseport;
 mod shm;
+#[cfg(unix)]
 mod socket_file;
+#[cfg(unix)]
 mod twice;
 
+#[cfg(unix)]
 pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
+#[cfg(unix)]
 pub use handover::Inherited;
+#[cfg(unix)]
 pub use inherit::claim_early as claim_passed_sockets;
 pub use kind::{Balance, SocketKind};
-pub use parse::{Address, BindSpec, MAX_UNIX_PATH};
+pub use names::{default_name, unique as unique_name};
+pub use parse::{Address, BindOptions, BindSpec, Host, HostPort, MAX_UNIX_PATH};
+#[cfg(unix)]
 pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;
+#[cfg(unix)]
 pub use socket_file::{prepare as prepare_socket_path, InUse as SocketInUse, SocketFile};
+#[cfg(unix)]
 pub use twice::GivenTwice;

@@ -51,7 +51,10 @@ mod tests {
             default_name(&spec("unix:/run/my app.sock"), None),
             "unix-my_app.sock"
         );
-        assert_eq!(default_name(&spec("unix:@herd"), None), "unix-herd");
+        assert_eq!(
+            default_name(&Address::UnixAbstract("herd".into()), None),
+            "unix-herd"
+        );
         let taken = vec!["tcp-80".to_string(), "tcp-80-2".to_string()];
         assert_eq!(unique("tcp-80".into(), &taken), "tcp-80-3");
         assert_eq!(unique("udp-80".into(), &taken), "udp-80");

@@ -12,6 +12,7 @@ mod control;
 mod errors;
 mod faults;
 mod handoff;
+mod help;
 mod interop;
 mod metrics;
 mod output;

@@ -1,0 +1,154 @@
+//! What the Windows `herd` cannot do yet. The command line is the same on every platform (one
+//! [`Cli`], one `--help`); on Windows, [`on_windows`] refuses, each with a one-line reason,
+//! the subcommands, options and values that exist only on Unix for now. Anything not listed
+//! as available here is refused, so an option added later is refused on Windows until it is
+//! made to work there. Pure, so that it is tested on every platform.
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory};
+
+use super::{Cli, Command, RunArgs, Workers};
+use crate::spec::{Address, Balance, BindOptions};
+
+/// The options of `herd run` that work on Windows, by argument id.
+const RUN_AVAILABLE: &[&str] = &["binds", "workers", "balance", "chdir", "env", "command"];
+
+/// The global options that work on Windows, by argument id.
+const GLOBAL_AVAILABLE: &[&str] = &["log_level", "log_format"];
+
+/// Why herd has no control channel on Windows, for everything that needs one.
+const NO_CONTROL: &str = "herd has no control channel on Windows yet (see docs/windows.md); \
+                          stop it with Ctrl-C or a 'stop' line on its standard input";
+
+/// The `herd run` that `cli` (parsed into `matches`) asks for, if it asks only for what herd
+/// can do on Windows; else the first thing it cannot do, and why, as one line.
+pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Box<RunArgs>, String> {
+    let command = Cli::command();
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if given(matches, id) && !GLOBAL_AVAILABLE.contains(&id) {
+            return Err(refused(arg, option_reason(id)));
+        }
+    }
+    let name = matches.subcommand_name().unwrap_or_default();
+    let args = match cli.command {
+        Command::Run(args) => args,
+        _ => {
+            return Err(format!(
+                "'herd {name}' is not available on Windows: {}",
+                subcommand_reason(name)
+            ))
+        }
+    };
+    let run_options = command
+        .find_subcommand(name)
+        .into_iter()
+        .flat_map(|run| run.get_arguments());
+    if let Some(run) = matches.subcommand_matches(name) {
+        for arg in run_options {
+            let id = arg.get_id().as_str();
+            if given(run, id) && !RUN_AVAILABLE.contains(&id) {
+                return Err(refused(arg, option_reason(id)));
+            }
+        }
+    }
+    run_values(&args)?;
+    Ok(args)
+}
+
+/// Whether the user gave argument `id` (on the command line or in the environment), rather
+/// than clap filling in its default.
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+    )
+}
+
+fn refused(arg: &clap::Arg, why: &str) -> String {
+    let name = match arg.get_long() {
+        Some(long) => format!("--{long}"),
+        None => arg.get_id().to_string(),
+    };
+    format!("{name} is not available on Windows: {why}")
+}
+
+/// Why an option is Unix-only (for now), by argument id.
+fn option_reason(id: &str) -> &'static str {
+    match id {
+        "control" | "control_owner" | "name" | "takeover" | "control_allow_uid"
+        | "control_allow_gid" => NO_CONTROL,
+        "grace" | "stop_signal" => {
+            "Windows has no stop signal: herd ends its workers there with TerminateProcess, at \
+             once (a graceful stop is not built yet)"
+        }
+        "ready" | "ready_timeout" | "watchdog" => {
+            "workers have no readiness channel to herd on Windows yet (no NOTIFY_SOCKET): a \
+             worker counts as ready once started"
+        }
+        "max_surge" | "min_ready" => {
+            "they shape rolling upgrades, which need the control channel that herd does not \
+             have on Windows yet"
+        }
+        "user" | "group" => "workers run as herd's own user on Windows",
+        "umask" => "Windows has no umask",
+        "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
+        "shm" => "shared memory for workers is not built on Windows yet",
+        "metrics" => "the metrics endpoint is not built on Windows yet",
+        "clear_env" => "starting workers from an empty environment is not built on Windows yet",
+        _ => "not built on Windows yet",
+    }
+}
+
+/// Why a subcommand is Unix-only (for now).
+fn subcommand_reason(name: &str) -> &'static str {
+    match name {
+        "reexec" => {
+            "Windows has no exec, so a process cannot replace its own program; a takeover by \
+             a new herd will do that there (not built yet)"
+        }
+        _ => NO_CONTROL,
+    }
+}
+
+/// The values of `herd run`'s available options that Windows cannot do (yet).
+fn run_values(args: &RunArgs) -> Result<(), String> {
+    if let Some(Workers::Auto(min, max)) = args.workers {
+        return Err(format!(
+            "--workers {min}..{max} is not available on Windows: autoscaling is not built there \
+             yet; give a number of workers"
+        ));
+    }
+    if args.balance == Balance::Reuseport {
+        return Err(
+            "--balance reuseport is not available on Windows: Windows has no \
+                    SO_REUSEPORT balancing; every worker shares one socket (shared)"
+                .to_string(),
+        );
+    }
+    for bind in &args.binds {
+        let why = match &bind.address {
+            Address::Tcp(_) | Address::Udp(_) => None,
+            Address::UnixPath(_) | Address::UnixAbstract(_) => {
+                Some("Unix sockets are Unix-only; use HOST:PORT or udp://HOST:PORT")
+            }
+            Address::SystemdAll | Address::SystemdNamed(_) => {
+                Some("systemd's sockets are Unix-only; use HOST:PORT or udp://HOST:PORT")
+            }
+        };
+        let why = why.or_else(|| {
+            (bind.options != BindOptions::default())
+                .then_some("socket options are not built on Windows yet; drop them")
+        });
+        if let Some(why) = why {
+            return Err(format!(
+                "--bind '{}' is not available on Windows: {why}",
+                bind.text
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,184 @@
+//! Which command lines a Windows herd refuses, and how.
+
+use clap::{CommandFactory, FromArgMatches};
+
+use super::*;
+
+/// What [`on_windows`] says of `herd ARGS` (which must parse).
+fn verdict<S: AsRef<str>>(args: &[S]) -> Result<(), String> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let matches = Cli::command()
+        .try_get_matches_from(std::iter::once("herd").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let cli = Cli::from_arg_matches(&matches).unwrap();
+    on_windows(cli, &matches).map(drop)
+}
+
+fn refused<S: AsRef<str>>(args: &[S]) -> String {
+    let why = verdict(args).expect_err("refused");
+    assert!(!why.contains('\n'), "{why}");
+    why
+}
+
+const RUN: &[&str] = &["run", "-b", "127.0.0.1:0", "--", "worker"];
+
+/// `herd run` with `options` before the bind.
+fn run_with<'a>(options: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&RUN[1..]);
+    args
+}
+
+#[test]
+fn what_windows_runs_is_accepted() {
+    verdict(RUN).unwrap();
+    verdict(&run_with(&[
+        "-w", "4", "--chdir", "C:\\app", "--env", "A=1",
+    ]))
+    .unwrap();
+    verdict(&run_with(&[
+        "--balance",
+        "shared",
+        "-b",
+        "udp://127.0.0.1:53",
+    ]))
+    .unwrap();
+    verdict(&run_with(&["-b", "http=[::1]:0", "-b", ":8080"])).unwrap();
+    let mut logged = vec!["--log-level", "debug", "--log-format", "json"];
+    logged.extend_from_slice(RUN);
+    verdict(&logged).unwrap();
+}
+
+#[test]
+fn unix_only_options_are_refused_by_name_with_a_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--user", "www"],
+            "--user is not available on Windows: workers run as",
+        ),
+        (
+            &["--stop-signal", "INT"],
+            "--stop-signal is not available on Windows: ",
+        ),
+        (&["--grace", "5s"], "--grace is not available on Windows: "),
+        (
+            &["--ready", "notify"],
+            "--ready is not available on Windows: ",
+        ),
+        (
+            &["--rlimit", "nofile=10"],
+            "--rlimit is not available on Windows: ",
+        ),
+        (&["--umask", "027"], "--umask is not available on Windows: "),
+        (&["--shm", "c=4096"], "--shm is not available on Windows: "),
+        (
+            &["--metrics", ":9100"],
+            "--metrics is not available on Windows: ",
+        ),
+        (
+            &["--clear-env"],
+            "--clear-env is not available on Windows: ",
+        ),
+        (
+            &["--control-allow-uid", "5"],
+            "--control-allow-uid is not available",
+        ),
+        (
+            &["--takeover", "x.sock"],
+            "--takeover is not available on Windows: ",
+        ),
+    ];
+    for (options, expected) in cases {
+        let why = refused(&run_with(options));
+        assert!(why.starts_with(expected), "{options:?}: {why}");
+    }
+}
+
+#[test]
+fn defaults_are_not_refused_but_the_same_value_given_is() {
+    // --grace defaults to 30s and --stop-signal to TERM: only giving them is refused.
+    verdict(RUN).unwrap();
+    assert!(refused(&run_with(&["--grace", "30s"])).starts_with("--grace "));
+}
+
+#[test]
+fn global_options_that_need_the_control_channel_are_refused() {
+    for args in [
+        &["--name", "web", "run", "-b", ":0", "--", "w"][..],
+        &["run", "--control", "x", "-b", ":0", "--", "w"],
+        &["--control-owner", "0", "run", "-b", ":0", "--", "w"],
+    ] {
+        let why = refused(args);
+        assert!(
+            why.contains("no control channel on Windows"),
+            "{args:?}: {why}"
+        );
+    }
+}
+
+#[test]
+fn subcommands_without_the_control_channel_are_refused() {
+    for args in [
+        &["status"][..],
+        &["scale", "3"],
+        &["upgrade"],
+        &["stop"],
+        &["signal", "HUP"],
+        &["attach", "--", "x"],
+    ] {
+        let why = refused(args);
+        let expected = format!("'herd {}' is not available on Windows: ", args[0]);
+        assert!(why.starts_with(&expected), "{why}");
+    }
+    assert!(refused(&["reexec"]).contains("no exec"));
+}
+
+#[test]
+fn values_windows_cannot_do_are_refused() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-w", "2..8"],
+            "--workers 2..8 is not available on Windows: autoscaling",
+        ),
+        (
+            &["--balance", "reuseport"],
+            "--balance reuseport is not available",
+        ),
+        (
+            &["-b", "unix:/tmp/s"],
+            "--bind 'unix:/tmp/s' is not available on Windows: Unix",
+        ),
+        (
+            &["-b", "systemd"],
+            "--bind 'systemd' is not available on Windows: systemd",
+        ),
+        (
+            &["-b", ":0,nodelay"],
+            "--bind ':0,nodelay' is not available on Windows: socket",
+        ),
+    ];
+    for (options, expected) in cases {
+        let why = refused(&run_with(options));
+        assert!(why.starts_with(expected), "{options:?}: {why}");
+    }
+}
+
+#[test]
+fn every_run_option_has_a_verdict() {
+    // An option added to `herd run` is refused on Windows unless listed as available; the
+    // available ones must exist.
+    let command = Cli::command();
+    let run = command.find_subcommand("run").unwrap();
+    let ids: Vec<&str> = run.get_arguments().map(|a| a.get_id().as_str()).collect();
+    for id in RUN_AVAILABLE {
+        assert!(ids.contains(id), "{id} is not an option of herd run");
+    }
+    let globals: Vec<&str> = command
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .collect();
+    for id in GLOBAL_AVAILABLE {
+        assert!(globals.contains(id), "{id} is not a global option");
+    }
+}
