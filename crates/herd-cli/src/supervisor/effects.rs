@@ -53,6 +53,34 @@ pub enum Count {
     SocketsRestored(u64),
 }
 
+impl Count {
+    /// Adds this to its counter, with its label.
+    fn add_to(self, counters: &metrics::Counters) {
+        match self {
+            Count::Exit(cause) => {
+                let cause = match cause {
+                    ExitCause::Exit => "exit",
+                    ExitCause::Signal => "signal",
+                    ExitCause::Stopped => "stopped",
+                };
+                metrics::bump(&counters.exits, cause);
+            }
+            Count::Restart => {
+                counters.restarts.inc();
+            }
+            Count::Upgrade { ok } => {
+                metrics::bump(&counters.upgrades, if ok { "ok" } else { "failed" })
+            }
+            Count::Autoscale { up } => {
+                metrics::bump(&counters.autoscale, if up { "up" } else { "down" })
+            }
+            Count::SocketsRestored(n) => {
+                counters.sockets_restored.inc_by(n);
+            }
+        }
+    }
+}
+
 /// Why a worker exited, as `herd_worker_exits_total` labels it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitCause {
@@ -88,6 +116,8 @@ pub enum Effect {
     Report(Report),
     /// Count for `--metrics`.
     Count(Count),
+    /// Kill the re-exec check child `pid`, not reaped yet, with its process group.
+    KillCheck { pid: u32 },
     /// Close herd's own copies of the listening sockets (a stop): once the workers have closed
     /// theirs, new clients are refused at once instead of waiting in a queue nobody serves.
     CloseSockets,
@@ -166,6 +196,15 @@ impl Effects {
                 Effect::RefuseReexec(refused) => self.refuse_reexec(refused),
                 Effect::Report(report) => self.report(report),
                 Effect::Count(count) => self.count(count),
+                Effect::KillCheck { pid } => {
+                    if let Err(e) = process::signal_group(pid, Signal::KILL) {
+                        tracing::warn!(
+                            event = LogEvent::SignalFailed.as_str(),
+                            pid,
+                            "cannot kill the re-exec check: {e}"
+                        );
+                    }
+                }
                 Effect::CloseSockets => self.listeners.iter_mut().for_each(Listener::close),
             }
         }
@@ -260,29 +299,7 @@ impl Effects {
 
     /// Counts for `--metrics`.
     pub fn count(&self, count: Count) {
-        let counters = &self.counters;
-        match count {
-            Count::Exit(cause) => {
-                let cause = match cause {
-                    ExitCause::Exit => "exit",
-                    ExitCause::Signal => "signal",
-                    ExitCause::Stopped => "stopped",
-                };
-                metrics::bump(&counters.exits, cause);
-            }
-            Count::Restart => {
-                counters.restarts.inc();
-            }
-            Count::Upgrade { ok } => {
-                metrics::bump(&counters.upgrades, if ok { "ok" } else { "failed" })
-            }
-            Count::Autoscale { up } => {
-                metrics::bump(&counters.autoscale, if up { "up" } else { "down" })
-            }
-            Count::SocketsRestored(n) => {
-                counters.sockets_restored.inc_by(n);
-            }
-        }
+        count.add_to(&self.counters);
     }
 
     /// The counters' values, for a re-exec.
@@ -318,6 +335,14 @@ impl Effects {
             .spawn(slot, generation, &fds, self.stdin.as_fd())
     }
 
+    /// Starts a re-exec check child (see [`reexec_check`](super::reexec_check)).
+    pub fn start_check(
+        &self,
+        mut command: std::process::Command,
+    ) -> std::io::Result<std::process::Child> {
+        command.spawn()
+    }
+
     /// Kills a worker that must not run (started where no slot was free), with its group.
     pub fn kill(&self, pid: u32) {
         let _ = process::signal_group(pid, Signal::KILL);
@@ -341,4 +366,46 @@ fn signal_failed(slot: usize, pid: u32, signal: Signal, e: &std::io::Error) {
         pid,
         "cannot send {signal}: {e}"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_count_lands_on_its_metric_and_label() {
+        let counters = metrics::Counters::default();
+        for count in [
+            Count::Exit(ExitCause::Exit),
+            Count::Exit(ExitCause::Signal),
+            Count::Exit(ExitCause::Signal),
+            Count::Exit(ExitCause::Stopped),
+            Count::Restart,
+            Count::Upgrade { ok: true },
+            Count::Upgrade { ok: false },
+            Count::Upgrade { ok: false },
+            Count::Autoscale { up: true },
+            Count::Autoscale { up: false },
+            Count::SocketsRestored(3),
+        ] {
+            count.add_to(&counters);
+        }
+        let text = metrics::render(&counters, &metrics::Snapshot::default()).unwrap();
+        for line in [
+            "herd_worker_exits_total{cause=\"exit\"} 1",
+            "herd_worker_exits_total{cause=\"signal\"} 2",
+            "herd_worker_exits_total{cause=\"stopped\"} 1",
+            "herd_worker_restarts_total 1",
+            "herd_upgrades_total{result=\"ok\"} 1",
+            "herd_upgrades_total{result=\"failed\"} 2",
+            "herd_autoscale_decisions_total{direction=\"up\"} 1",
+            "herd_autoscale_decisions_total{direction=\"down\"} 1",
+            "herd_sockets_restored_total 3",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing from:\n{text}"
+            );
+        }
+    }
 }

@@ -67,11 +67,11 @@ impl Supervisor {
                 "stopping at once: killing every worker"
             );
         }
-        self.reexec_children.stop();
-        let cancelled = self.waiters.reexec_cancelled().map(Effect::RefuseReexec);
-        let effects = cancelled
-            .into_iter()
-            .chain([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
+        // Re-exec checks die with herd, and their client hears it.
+        let checks = self.reexec_children.stop().into_iter();
+        let mut effects: Vec<Effect> = checks.map(|pid| Effect::KillCheck { pid }).collect();
+        effects.extend(self.waiters.reexec_cancelled().map(Effect::RefuseReexec));
+        effects.extend([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
         self.effects.execute(effects);
         let signal = if graceful {
             self.effects.stop_signal()

@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::effects::Effects;
+use super::effects::{Effect, Effects};
 use super::reexec::{reads, version_needed, STATE_VERSION};
 use super::waiters::{Check, ReexecRefused};
 use super::{describe_exit, Supervisor};
@@ -97,28 +97,18 @@ impl Children {
         self.running.remove(&pid);
     }
 
-    /// herd is stopping: every check child is killed with its group (not reaped yet, so each
-    /// pid is still its group's id).
-    pub fn stop(&mut self) {
-        for &pid in self.running.keys() {
+    /// herd is stopping: the check children to kill, each with its group (not reaped yet, so
+    /// each pid is still its group's id).
+    pub fn stop(&self) -> Vec<u32> {
+        let pids = self.pids();
+        for &pid in &pids {
             tracing::info!(
                 event = LogEvent::ReexecCheckKilled.as_str(),
                 pid,
                 "killing the re-exec check: herd is stopping"
             );
-            kill_group(pid);
         }
-    }
-}
-
-/// Kills the check child `pid`, which has not been reaped, with its group.
-fn kill_group(pid: u32) {
-    if let Err(e) = herd_sys::process::signal_group(pid, herd_sys::process::Signal::KILL) {
-        tracing::warn!(
-            event = LogEvent::SignalFailed.as_str(),
-            pid,
-            "cannot kill the re-exec check: {e}"
-        );
+        pids
     }
 }
 
@@ -142,7 +132,7 @@ impl Supervisor {
             return refuse(client, ErrorCode::ReexecCheckFailed, format!("{e:#}"));
         }
         let version = version_needed(self.pool.is_draining());
-        let child = match spawn(&file, version) {
+        let child = match self.effects.start_check(command(&file, version)) {
             Ok(child) => child,
             Err(e) => {
                 let why = format!(
@@ -193,7 +183,7 @@ impl Supervisor {
                 // kill. Its exit is then handled as a check child's.
                 if let Some(waiter) = self.reexec_children.running.get_mut(&pid) {
                     *waiter = None;
-                    kill_group(pid);
+                    self.effects.execute([Effect::KillCheck { pid }]);
                 }
                 let why = format!(
                     "cannot re-execute {}: {why}; herd keeps running",
@@ -212,9 +202,10 @@ pub(super) fn refuse(effects: &Effects, refused: ReexecRefused<super::effects::C
     effects.refuse_reexec(refused);
 }
 
-/// Starts `exe` in check mode with herd's own arguments.
-fn spawn(exe: &Path, version: u32) -> std::io::Result<std::process::Child> {
-    std::process::Command::new(exe)
+/// `exe` in check mode with herd's own arguments.
+fn command(exe: &Path, version: u32) -> std::process::Command {
+    let mut command = std::process::Command::new(exe);
+    command
         .arg(CHECK_ARG)
         .arg(version.to_string())
         .arg("--")
@@ -224,8 +215,8 @@ fn spawn(exe: &Path, version: u32) -> std::io::Result<std::process::Child> {
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stderr(Stdio::piped());
+    command
 }
 
 /// Reads the child's output and waits for its exit status, within [`TIMEOUT`].
