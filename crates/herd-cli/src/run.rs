@@ -279,8 +279,8 @@ fn resume(
     let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
     // Autoscaling as the runtime left it; a state without it (from an older herd) leaves it to
     // the command line.
-    let recorded = state.autoscale.is_some();
-    supervisor.resume(state, attached, reply);
+    let recorded = state.cores.autoscale.is_some();
+    supervisor.resume(state.cores, attached, reply);
     match metrics {
         // The same socket: same address (even a port chosen by the system), no scrape refused.
         Some(fd) => supervisor.set_metrics(std::net::TcpListener::from(fd)),

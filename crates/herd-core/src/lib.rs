@@ -28,7 +28,12 @@
 //! ([`NotifyMessage`]), and the socket-activation environment's rules ([`parse_listen_env`],
 //! [`validate_name`]).
 //!
-//! This crate has no dependencies and builds with Rust 1.63, like the worker library.
+//! A serving pool's state can be saved as plain data ([`PoolState`]) and a pool continued
+//! from it in another process image (herd's re-exec): its times are kept relative to one
+//! [`Epoch`] ([`Ago`], [`Ahead`]). The optional `serde` feature makes those types serde's.
+//!
+//! This crate has no dependencies but the optional serde, and builds with Rust 1.63, like the
+//! worker library.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -37,6 +42,7 @@ mod duration;
 mod listen_env;
 mod notify;
 mod pool;
+mod relative;
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use duration::format_duration;
@@ -46,3 +52,4 @@ pub use pool::{
     Action, DrainPolicy, Exit, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
     SavedSlot, SavedWorker, Slot, StopMode, Upgrade, Worker, WorkerExit, WorkerState,
 };
+pub use relative::{Ago, Ahead, Epoch};

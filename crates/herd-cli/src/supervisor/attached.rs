@@ -21,14 +21,13 @@
 //! system calls go through [`Processes`] and the time is given, so it is unit-tested without
 //! processes.
 
-use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herd_core::{Ago, Epoch};
 use herd_sys::pidfd::PidFd;
 use herd_sys::process::{self, Signal};
-
-use super::reexec::SavedAttached;
 
 mod system;
 use crate::logging::LogEvent;
@@ -59,6 +58,28 @@ pub struct Attached {
     /// (`herd attach` makes it): the group then stops with it.
     pub group: bool,
     /// Its session, read when it attached (`None` where `/proc` does not say).
+    pub session: Option<u32>,
+}
+
+/// An attached process in a re-exec's state.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Saved {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time, against pid reuse.
+    pub start_time: u64,
+    /// When it attached.
+    pub age_ms: Ago,
+    /// The sockets it took.
+    pub sockets: Vec<String>,
+    /// Its pidfd's number across the exec, if it has one.
+    #[serde(default)]
+    pub pidfd: Option<RawFd>,
+    /// Whether it leads its own process group, which herd stops with it.
+    #[serde(default)]
+    pub group: bool,
+    /// Its session (absent in an older herd's state).
+    #[serde(default)]
     pub session: Option<u32>,
 }
 
@@ -125,9 +146,9 @@ impl Attached {
     /// herd's state has none: it is opened anew, by pid and start time). `Err` if it has
     /// exited meanwhile: with what its group needs if it led one.
     pub fn restore(
-        saved: SavedAttached,
+        saved: Saved,
         pidfd: Option<OwnedFd>,
-        now: Instant,
+        epoch: Epoch,
     ) -> Result<Attached, Option<ExitedLeader>> {
         let exited = ExitedLeader {
             pid: saved.pid,
@@ -143,9 +164,7 @@ impl Attached {
         let attached = Attached {
             pid: saved.pid,
             start_time: saved.start_time,
-            since: now
-                .checked_sub(Duration::from_millis(saved.age_ms))
-                .unwrap_or(now),
+            since: epoch.past(saved.age_ms),
             sockets: saved.sockets,
             pidfd,
             group: saved.group,
@@ -157,17 +176,27 @@ impl Attached {
         }
     }
 
-    /// What a re-exec hands over.
-    pub fn save(&self, now: Instant) -> SavedAttached {
+    /// What a re-exec hands over, at `epoch`. Every field is named, so that one added later
+    /// does not compile until it is handed over too.
+    pub fn save(&self, epoch: Epoch) -> Saved {
         use std::os::unix::io::AsRawFd;
-        SavedAttached {
-            pid: self.pid,
-            start_time: self.start_time,
-            age_ms: now.saturating_duration_since(self.since).as_millis() as u64,
-            sockets: self.sockets.clone(),
-            pidfd: self.pidfd().map(|fd| fd.as_raw_fd()),
-            group: self.group,
-            session: self.session,
+        let Attached {
+            pid,
+            start_time,
+            since,
+            sockets,
+            pidfd,
+            group,
+            session,
+        } = self;
+        Saved {
+            pid: *pid,
+            start_time: *start_time,
+            age_ms: epoch.ago(*since),
+            sockets: sockets.clone(),
+            pidfd: pidfd.as_deref().map(|fd| fd.as_fd().as_raw_fd()),
+            group: *group,
+            session: *session,
         }
     }
 
@@ -301,6 +330,21 @@ impl AttachedSet {
     /// Whether some are held without a pidfd: only regular looks see them exit.
     pub fn any_unwatchable(&self) -> bool {
         self.list.iter().any(|a| a.pidfd.is_none())
+    }
+
+    /// What a re-exec hands over, at `epoch`: every process, in order (the pidfds too are
+    /// handed over in that order).
+    pub fn save(&self, epoch: Epoch) -> Vec<Saved> {
+        let AttachedSet {
+            list,
+            // A re-exec waits while herd stops.
+            stopping: _,
+            // Empty between turns: each turn hands them to the leftovers.
+            exited_leaders: _,
+            // The new image watches every pidfd it restores.
+            to_watch: _,
+        } = self;
+        list.iter().map(|a| a.save(epoch)).collect()
     }
 
     /// The processes.

@@ -15,6 +15,8 @@
 
 use std::time::{Duration, Instant};
 
+use herd_core::{Ago, Ahead, Epoch};
+
 /// How often the driver samples.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// How often the driver looks at the accept queue alone, between samples, to take an early
@@ -155,27 +157,23 @@ impl Autoscaler {
 pub struct Saved {
     /// The bounds, or `None` when autoscaling is off.
     pub bounds: Option<(usize, usize)>,
-    /// The last decision: how long ago, the number of workers, and why.
-    pub last: Option<(u64, usize, String)>,
+    /// The last decision: when, the number of workers, and why.
+    pub last: Option<(Ago, usize, String)>,
     /// Samples in a row that asked for more workers.
     #[serde(default)]
     pub pressure: u32,
-    /// How long the pool had been idle, in milliseconds.
+    /// Since when the pool had been idle.
     #[serde(default)]
-    pub idle_ms: Option<u64>,
-    /// How long the cooldown after the last decision still lasts, in milliseconds.
+    pub idle_ms: Option<Ago>,
+    /// When the cooldown after the last decision ends.
     #[serde(default)]
-    pub quiet_ms: Option<u64>,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    pub quiet_ms: Option<Ahead>,
 }
 
 impl Saved {
-    /// Records `autoscaler` (`None`: off) at `now`. Every field is named, so that one added to
-    /// [`Autoscaler`] later does not compile until it is carried over too.
-    pub fn save(autoscaler: Option<&Autoscaler>, now: Instant) -> Saved {
+    /// Records `autoscaler` (`None`: off) at `epoch`. Every field is named, so that one added
+    /// to [`Autoscaler`] later does not compile until it is carried over too.
+    pub fn save(autoscaler: Option<&Autoscaler>, epoch: Epoch) -> Saved {
         let Some(Autoscaler {
             min,
             max,
@@ -195,29 +193,25 @@ impl Saved {
         };
         Saved {
             bounds: Some((*min, *max)),
-            last: last.as_ref().map(|(at, d)| {
-                let age = millis(now.saturating_duration_since(*at));
-                (age, d.workers, d.reason.clone())
-            }),
+            last: last
+                .as_ref()
+                .map(|(at, d)| (epoch.ago(*at), d.workers, d.reason.clone())),
             pressure: *pressure,
-            idle_ms: idle_since.map(|at| millis(now.saturating_duration_since(at))),
-            quiet_ms: quiet_until.map(|until| millis(until.saturating_duration_since(now))),
+            idle_ms: idle_since.map(|at| epoch.ago(at)),
+            quiet_ms: quiet_until.map(|until| epoch.ahead(until)),
         }
     }
 
-    /// The autoscaler as it was at `now`, or `None` when it was off.
-    pub fn restore(self, now: Instant) -> Option<Autoscaler> {
+    /// The autoscaler as it was, continued at `epoch`, or `None` when it was off.
+    pub fn restore(self, epoch: Epoch) -> Option<Autoscaler> {
         let (min, max) = self.bounds?;
-        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
         let mut autoscaler = Autoscaler::new(min, max);
         autoscaler.last = self
             .last
-            .map(|(age_ms, workers, reason)| (ago(age_ms), Decision { workers, reason }));
+            .map(|(at, workers, reason)| (epoch.past(at), Decision { workers, reason }));
         autoscaler.pressure = self.pressure;
-        autoscaler.idle_since = self.idle_ms.map(ago);
-        autoscaler.quiet_until = self
-            .quiet_ms
-            .map(|ms| now.checked_add(Duration::from_millis(ms)).unwrap_or(now));
+        autoscaler.idle_since = self.idle_ms.map(|at| epoch.past(at));
+        autoscaler.quiet_until = self.quiet_ms.map(|until| epoch.future(until));
         Some(autoscaler)
     }
 }
@@ -238,13 +232,13 @@ mod tests {
             reason: "busy".into(),
         };
         a.last = Some((t0, decision.clone()));
-        let saved = Saved::save(Some(&a), t0 + Duration::from_secs(10));
+        let saved = Saved::save(Some(&a), Epoch::at(t0 + Duration::from_secs(10)));
         let json = serde_json::to_string(&saved).unwrap();
         // The new image's clock: only the times relative to the save matter.
         let t2 = t0 + Duration::from_secs(100);
         let b = serde_json::from_str::<Saved>(&json)
             .unwrap()
-            .restore(t2)
+            .restore(Epoch::at(t2))
             .unwrap();
         assert_eq!((b.min, b.max, b.pressure), (1, 8, 2));
         assert_eq!(b.quiet_until, Some(t2 + Duration::from_secs(20)));
@@ -255,10 +249,10 @@ mod tests {
     #[test]
     fn an_older_herds_saved_autoscaler_still_reads() {
         let saved: Saved = serde_json::from_str(r#"{"bounds":[2,4],"last":null}"#).unwrap();
-        let a = saved.restore(Instant::now()).unwrap();
+        let a = saved.restore(Epoch::at(Instant::now())).unwrap();
         assert_eq!((a.min, a.max, a.pressure, a.quiet_until), (2, 4, 0, None));
         let off: Saved = serde_json::from_str(r#"{"bounds":null,"last":null}"#).unwrap();
-        assert!(off.restore(Instant::now()).is_none());
+        assert!(off.restore(Epoch::at(Instant::now())).is_none());
     }
 
     fn queued(n: u32) -> Sample {

@@ -1,7 +1,7 @@
 //! `herd reexec`: handing this process's state to the binary on disk, and resuming from it.
 
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::results::ReexecResult;
@@ -12,7 +12,7 @@ use super::attached::Attached;
 use super::effects::{Client, Effects};
 use super::notify::NotifySocket;
 use super::phase::Phase;
-use super::pool::{self, Pool};
+use super::pool::{self, Epoch, PoolState};
 use super::waiters::{Check, ReexecRefused};
 use super::Supervisor;
 use super::{leftovers, reexec, reexec_check};
@@ -26,29 +26,39 @@ pub(super) struct Endpoints<'a> {
 }
 
 impl Supervisor {
-    /// Continues from the state a previous image of this process handed over. Autoscaling is
-    /// restored too when the state records it; else it is left to the caller.
+    /// Continues from the cores' state a previous image of this process handed over, with
+    /// the attached processes' pidfds and the connection of the client that asked. Autoscaling
+    /// is restored too when the state records it; else it is left to the caller. Every field
+    /// is named, so that one added to the state later does not compile until it is restored.
     pub fn resume(
         &mut self,
-        state: reexec::State,
+        cores: reexec::Cores,
         attached: Vec<Option<OwnedFd>>,
         reply: Option<OwnedFd>,
     ) {
-        let now = Instant::now();
-        self.pool = Pool::import(self.pool.config().clone(), state.pool.into(), now);
-        self.started = now
-            .checked_sub(Duration::from_millis(state.uptime_ms))
-            .unwrap_or(now);
-        for (saved, pidfd) in state.attached.into_iter().zip(attached) {
-            self.attached.restore(Attached::restore(saved, pidfd, now));
+        let reexec::Cores {
+            uptime_ms,
+            pool,
+            attached: saved_attached,
+            // This image tells the service manager it is ready again as it starts.
+            service_ready: _,
+            autoscale,
+            leftovers,
+            counters,
+        } = cores;
+        let epoch = Epoch::at(Instant::now());
+        self.pool = pool::import(self.pool.config().clone(), pool, epoch);
+        self.started = epoch.past(uptime_ms);
+        for (saved, pidfd) in saved_attached.into_iter().zip(attached) {
+            self.attached
+                .restore(Attached::restore(saved, pidfd, epoch));
         }
-        // The new image tells the service manager it is ready again as it starts.
         self.phase = Phase::resumed();
-        self.leftovers = leftovers::Leftovers::import(state.leftovers, now);
-        if let Some(saved) = state.autoscale {
-            self.autoscaler = saved.restore(now);
+        self.leftovers = leftovers::Leftovers::import(leftovers, epoch);
+        if let Some(saved) = autoscale {
+            self.autoscaler = saved.restore(epoch);
         }
-        self.effects.restore_counters(&state.counters);
+        self.effects.restore_counters(&counters);
         self.reexec_reply = reply;
         self.resumed = true;
     }
@@ -75,9 +85,10 @@ impl Supervisor {
         );
     }
 
-    /// The pool's state to hand to the new program, or why herd cannot re-execute now.
-    pub(super) fn reexec_export(&self) -> Result<pool::PoolState, (ErrorCode, String)> {
-        let pool = self.pool.export(Instant::now()).map(pool::PoolState::from);
+    /// The pool's state at `epoch` to hand to the new program, or why herd cannot re-execute
+    /// now.
+    pub(super) fn reexec_export(&self, epoch: Epoch) -> Result<PoolState, (ErrorCode, String)> {
+        let pool = self.pool.export(epoch);
         // Draining reuseport slots is pool state now, handed over with the pool.
         match self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
             Some((code, why)) => Err((code, why.to_string())),
@@ -101,7 +112,9 @@ impl Supervisor {
         let refuse = |effects: &Effects, client, code, why: String| {
             reexec_check::refuse(effects, ReexecRefused::new(client, code, why))
         };
-        let pool = match self.reexec_export() {
+        // The one moment every time in the state is relative to.
+        let epoch = Epoch::at(Instant::now());
+        let pool = match self.reexec_export(epoch) {
             Ok(pool) => pool,
             Err((code, why)) => return refuse(&self.effects, client, code, why),
         };
@@ -141,8 +154,8 @@ impl Supervisor {
             pool,
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
         };
-        let state = self.state(handed, Instant::now());
-        if reexec::version_needed(self.pool.is_draining()) > reads {
+        let state = self.state(handed, epoch);
+        if state.version > reads {
             let why = "a worker began draining its reuseport slot while the new binary was \
                        checked, and that binary reads only older re-exec state; try again once \
                        it has stopped";
@@ -170,7 +183,7 @@ impl Supervisor {
 struct Handed<'a> {
     endpoints: &'a Endpoints<'a>,
     listeners: Vec<reexec::SavedListener>,
-    pool: pool::PoolState,
+    pool: PoolState,
     reply_fd: Option<std::os::unix::io::RawFd>,
 }
 
@@ -178,7 +191,7 @@ impl Supervisor {
     /// The state the new image continues from. Every field of the supervisor is named here,
     /// so that a field added later does not compile until it is handed over or said to need
     /// no handing over.
-    fn state(&self, handed: Handed<'_>, now: Instant) -> reexec::State {
+    fn state(&self, handed: Handed<'_>, epoch: Epoch) -> reexec::State {
         let Supervisor {
             // Exported into `handed.pool` (a re-exec waits while it cannot be).
             pool: _,
@@ -222,8 +235,19 @@ impl Supervisor {
             pool,
             reply_fd,
         } = handed;
+        // The oldest version that carries it: 2 if a worker drains its slot.
+        let draining = pool.workers.iter().any(|w| w.draining.is_some());
+        let cores = reexec::Cores {
+            uptime_ms: epoch.ago(*started),
+            pool,
+            attached: attached.save(epoch),
+            service_ready: phase.ready_reported(),
+            autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), epoch)),
+            leftovers: leftovers.export(epoch),
+            counters: effects.save_counters(),
+        };
         reexec::State {
-            uptime_ms: now.saturating_duration_since(*started).as_millis() as u64,
+            version: reexec::version_needed(draining),
             control: reexec::SavedSocket {
                 fd: endpoints.control.as_raw_fd(),
                 file: reexec::file_parts(endpoints.control_file),
@@ -233,15 +257,10 @@ impl Supervisor {
                 file: reexec::file_parts(endpoints.notify.file()),
             },
             listeners,
-            pool,
-            attached: attached.as_slice().iter().map(|a| a.save(now)).collect(),
-            service_ready: phase.ready_reported(),
             reply_fd,
-            autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), now)),
-            counters: effects.save_counters(),
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
-            leftovers: leftovers.export(now),
             nofile: crate::fdlimit::started_with(),
+            cores,
         }
     }
 }

@@ -24,6 +24,7 @@
 
 use std::time::{Duration, Instant};
 
+use herd_core::{Ahead, Epoch};
 use herd_sys::process::Signal;
 
 use super::attached::ExitedLeader;
@@ -122,16 +123,16 @@ struct Group {
     known: Vec<(u32, u64)>,
 }
 
-/// A [`Group`] in a re-exec's state: its deadline as milliseconds from the moment of export.
+/// A [`Group`] in a re-exec's state: its deadline relative to the moment of export.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct SavedGroup {
     pgid: u32,
     slot: usize,
     #[serde(default)]
     whose: Whose,
-    /// Milliseconds to the deadline.
+    /// The deadline.
     #[serde(default)]
-    deadline_in_ms: u64,
+    deadline_in_ms: Ahead,
     /// Absent in an older herd's state.
     #[serde(default)]
     leader: Option<ExitedLeader>,
@@ -429,25 +430,13 @@ impl Leftovers {
         self.groups.push(Group::new(pid, 0, Whose::Check, now));
     }
 
-    /// The state to hand to a re-exec.
-    pub fn export(&self, now: Instant) -> Saved {
-        Saved(
-            self.groups
-                .iter()
-                .map(|g| SavedGroup {
-                    pgid: g.pgid,
-                    slot: g.slot,
-                    whose: g.whose,
-                    deadline_in_ms: g.deadline.saturating_duration_since(now).as_millis() as u64,
-                    leader: g.leader,
-                    known: g.known.clone(),
-                })
-                .collect(),
-        )
+    /// The state to hand to a re-exec, at `epoch`.
+    pub fn export(&self, epoch: Epoch) -> Saved {
+        Saved(self.groups.iter().map(|g| g.save(epoch)).collect())
     }
 
-    /// Continues from a re-exec's state.
-    pub fn import(saved: Saved, now: Instant) -> Leftovers {
+    /// Continues from a re-exec's state, at `epoch`.
+    pub fn import(saved: Saved, epoch: Epoch) -> Leftovers {
         Leftovers {
             groups: saved
                 .0
@@ -456,11 +445,34 @@ impl Leftovers {
                     pgid: g.pgid,
                     slot: g.slot,
                     whose: g.whose,
-                    deadline: now + Duration::from_millis(g.deadline_in_ms),
+                    deadline: epoch.future(g.deadline_in_ms),
                     leader: g.leader,
                     known: g.known,
                 })
                 .collect(),
+        }
+    }
+}
+
+impl Group {
+    /// The group in a re-exec's state. Every field is named, so that one added later does
+    /// not compile until it is handed over too.
+    fn save(&self, epoch: Epoch) -> SavedGroup {
+        let Group {
+            pgid,
+            slot,
+            whose,
+            deadline,
+            leader,
+            known,
+        } = self;
+        SavedGroup {
+            pgid: *pgid,
+            slot: *slot,
+            whose: *whose,
+            deadline_in_ms: epoch.ahead(*deadline),
+            leader: *leader,
+            known: known.clone(),
         }
     }
 }

@@ -1,13 +1,13 @@
 //! The worker pool: herd-core's platform-neutral state machine ([`Pool`]), with what `herd run`
 //! on Unix adds around it: exits as [`WorkerExit`]s, the control error code of each
-//! [`PoolError`], and the re-exec wire format of the pool's state ([`PoolState`]).
+//! [`PoolError`], and a slot's last exit read back from the raw wait status a re-exec saved.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 pub use herd_core::{
-    Action, Exit, NotifyMessage, Pool, PoolConfig, PoolError, Readiness, Reason, StopMode, Worker,
-    WorkerExit, WorkerState,
+    Action, Epoch, Exit, NotifyMessage, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
+    StopMode, Worker, WorkerExit, WorkerState,
 };
 use herd_sys::process::Signal;
 
@@ -34,152 +34,12 @@ pub fn error_code(error: &PoolError) -> ErrorCode {
     }
 }
 
-/// The pool's state in the re-exec state's JSON (the format of herd versions before
-/// herd-core: field names and the raw wait status of each slot's last exit).
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct PoolState {
-    desired: usize,
-    generation: u64,
-    latest_generation: u64,
-    workers: Vec<SavedWorker>,
-    slots: Vec<SavedSlot>,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct SavedWorker {
-    pid: u32,
-    slot: usize,
-    generation: u64,
-    ready: bool,
-    /// A draining worker is also `stopping` (scaled down, not yet signalled), which is how a
-    /// herd of a version before draining was pool state reads it.
-    stopping: Option<(SavedReason, u64, bool)>,
-    /// Absent before draining was pool state.
-    #[serde(default)]
-    draining: Option<(u64, u64)>,
-    age_ms: u64,
-    ping_age_ms: u64,
-    ready_age_ms: Option<u64>,
-    /// Absent in the state of herd versions before `--min-ready`: recomputed from the ready
-    /// time.
-    #[serde(default)]
-    available: bool,
-    status: Option<String>,
-}
-
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-struct SavedSlot {
-    failures: u32,
-    restarts: u32,
-    last_exit: Option<i32>,
-    restart_in_ms: Option<u64>,
-}
-
-/// [`Reason`] by its name.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
-enum SavedReason {
-    Shutdown,
-    ScaleDown,
-    Replaced,
-    UpgradeAborted,
-    NotReady,
-    Watchdog,
-    GraceExpired,
-    Requested,
-}
-
-impl From<Reason> for SavedReason {
-    fn from(reason: Reason) -> SavedReason {
-        match reason {
-            Reason::Shutdown => SavedReason::Shutdown,
-            Reason::ScaleDown => SavedReason::ScaleDown,
-            Reason::Replaced => SavedReason::Replaced,
-            Reason::UpgradeAborted => SavedReason::UpgradeAborted,
-            Reason::NotReady => SavedReason::NotReady,
-            Reason::Watchdog => SavedReason::Watchdog,
-            Reason::GraceExpired => SavedReason::GraceExpired,
-            Reason::Requested => SavedReason::Requested,
-        }
-    }
-}
-
-impl From<SavedReason> for Reason {
-    fn from(reason: SavedReason) -> Reason {
-        match reason {
-            SavedReason::Shutdown => Reason::Shutdown,
-            SavedReason::ScaleDown => Reason::ScaleDown,
-            SavedReason::Replaced => Reason::Replaced,
-            SavedReason::UpgradeAborted => Reason::UpgradeAborted,
-            SavedReason::NotReady => Reason::NotReady,
-            SavedReason::Watchdog => Reason::Watchdog,
-            SavedReason::GraceExpired => Reason::GraceExpired,
-            SavedReason::Requested => Reason::Requested,
-        }
-    }
-}
-
-impl From<herd_core::PoolState> for PoolState {
-    fn from(state: herd_core::PoolState) -> PoolState {
-        let workers = state.workers.into_iter().map(|w| SavedWorker {
-            pid: w.pid,
-            slot: w.slot,
-            generation: w.generation,
-            ready: w.ready,
-            stopping: w.stopping.map(|(r, ms, killed)| (r.into(), ms, killed)),
-            draining: w.draining,
-            age_ms: w.age_ms,
-            ping_age_ms: w.ping_age_ms,
-            ready_age_ms: w.ready_age_ms,
-            available: w.available,
-            status: w.status,
-        });
-        let slots = state.slots.into_iter().map(|s| SavedSlot {
-            failures: s.failures,
-            restarts: s.restarts,
-            last_exit: s.last_exit.map(|e| e.raw),
-            restart_in_ms: s.restart_in_ms,
-        });
-        PoolState {
-            desired: state.desired,
-            generation: state.generation,
-            latest_generation: state.latest_generation,
-            workers: workers.collect(),
-            slots: slots.collect(),
-        }
-    }
-}
-
-impl From<PoolState> for herd_core::PoolState {
-    fn from(state: PoolState) -> herd_core::PoolState {
-        let workers = state.workers.into_iter().map(|w| herd_core::SavedWorker {
-            pid: w.pid,
-            slot: w.slot,
-            generation: w.generation,
-            ready: w.ready,
-            stopping: w.stopping.map(|(r, ms, killed)| (r.into(), ms, killed)),
-            draining: w.draining,
-            age_ms: w.age_ms,
-            ping_age_ms: w.ping_age_ms,
-            ready_age_ms: w.ready_age_ms,
-            available: w.available,
-            status: w.status,
-        });
-        let slots = state.slots.into_iter().map(|s| herd_core::SavedSlot {
-            failures: s.failures,
-            restarts: s.restarts,
-            last_exit: s
-                .last_exit
-                .map(|raw| worker_exit(ExitStatus::from_raw(raw))),
-            restart_in_ms: s.restart_in_ms,
-        });
-        herd_core::PoolState {
-            desired: state.desired,
-            generation: state.generation,
-            latest_generation: state.latest_generation,
-            workers: workers.collect(),
-            slots: slots.collect(),
-        }
-    }
+/// The pool's state as the re-exec state carries it, its slots' last exits read back by
+/// [`worker_exit`].
+pub fn import(config: PoolConfig, state: PoolState, epoch: Epoch) -> Pool {
+    Pool::import(config, state, epoch, |raw| {
+        worker_exit(ExitStatus::from_raw(raw))
+    })
 }
 
 #[cfg(test)]
@@ -230,11 +90,11 @@ mod tests {
         }
         pool.due(now);
         pool.exited(101, worker_exit(ExitStatus::from_raw(1 << 8)), now);
-        let state = PoolState::from(pool.export(now).unwrap());
+        let state = pool.export(Epoch::at(now)).unwrap();
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(json["slots"][1]["last_exit"], 256);
         let back: PoolState = serde_json::from_value(json).unwrap();
-        let restored = Pool::import(config, back.into(), now);
+        let restored = import(config, back, Epoch::at(now));
         assert_eq!(
             restored.slots()[1]
                 .last_exit
@@ -274,7 +134,7 @@ mod tests {
             !actions.iter().any(|a| matches!(a, Action::Stop { .. })),
             "slot 1 drains first: {actions:?}"
         );
-        let json = serde_json::to_value(PoolState::from(pool.export(now).unwrap())).unwrap();
+        let json = serde_json::to_value(pool.export(Epoch::at(now)).unwrap()).unwrap();
         let drainer = &json["workers"][1];
         assert_eq!(
             drainer["stopping"],
@@ -282,7 +142,7 @@ mod tests {
         );
         assert_eq!(drainer["draining"], serde_json::json!([0, 2000]));
         let back: PoolState = serde_json::from_value(json).unwrap();
-        let restored = Pool::import(config, back.into(), now);
+        let restored = import(config, back, Epoch::at(now));
         assert!(restored.is_draining());
         assert!(matches!(
             restored.worker(101).unwrap().state,

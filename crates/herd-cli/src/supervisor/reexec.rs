@@ -18,6 +18,7 @@ use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
+use herd_core::Ago;
 use herd_sys::spawn::ExecPlan;
 use serde::{Deserialize, Serialize};
 
@@ -58,26 +59,55 @@ pub fn version_needed(draining: bool) -> u32 {
 /// The environment variable that carries the state file's fd to the new image.
 pub const STATE_VAR: &str = "HERD_REEXEC_STATE";
 
-/// What survives a re-exec.
+/// What survives a re-exec: the version of its format, the fds and what they are, and the
+/// state of the supervisor's cores. Its JSON is one flat object (older herds read it so).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct State {
-    /// How long herd had been running.
-    pub uptime_ms: u64,
+    /// The version of this state's format: the oldest that carries it ([`version_needed`]).
+    /// Absent from the state of herds before it was written, which wrote version 1 or 2 (this
+    /// herd reads both alike).
+    #[serde(default = "oldest_state")]
+    pub version: u32,
     /// The control socket's fd and file.
     pub control: SavedSocket,
     /// The notify socket's fd and file.
     pub notify: SavedSocket,
     /// The listening sockets, in fd order.
     pub listeners: Vec<SavedListener>,
+    /// The connection of the client that asked for the re-exec, to answer from the new image.
+    pub reply_fd: Option<RawFd>,
+    /// The `--metrics` socket's fd across the exec (same address, no scrape refused).
+    #[serde(default)]
+    pub metrics_fd: Option<RawFd>,
+    /// The open-file limit the first image was started with, `(soft, hard)`: what workers get
+    /// by default. Absent from the state of an older herd, which put it back in force before
+    /// the exec.
+    #[serde(default)]
+    pub nofile: Option<(u64, u64)>,
+    /// The supervisor's cores.
+    #[serde(flatten)]
+    pub cores: Cores,
+}
+
+fn oldest_state() -> u32 {
+    OLDEST_STATE
+}
+
+/// The state of the supervisor's cores, its times relative to the moment it was saved. Built
+/// by destructuring the supervisor, and restored in one place,
+/// [`Supervisor::resume`](super::Supervisor::resume), which destructures it in turn: a field
+/// added to either does not compile until it is carried over.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Cores {
+    /// When herd started.
+    pub uptime_ms: Ago,
     /// The worker pool.
     pub pool: PoolState,
-    /// Processes started with `herd attach`.
+    /// Processes started with `herd attach`, in the order of their pidfds.
     pub attached: Vec<SavedAttached>,
     /// Whether the service manager was told READY=1. Written for older herds, which read it;
     /// this one tells the service manager it is ready again as it resumes, whatever it says.
     pub service_ready: bool,
-    /// The connection of the client that asked for the re-exec, to answer from the new image.
-    pub reply_fd: Option<RawFd>,
     /// Autoscaling as the runtime left it (`herd scale MIN..MAX` turns it on, `herd scale N`
     /// off); absent in the state of a herd that did not record it, whose command line then
     /// decides.
@@ -90,16 +120,9 @@ pub struct State {
     /// The `--metrics` counters.
     #[serde(default)]
     pub counters: super::metrics::SavedCounters,
-    /// The `--metrics` socket's fd across the exec (same address, no scrape refused).
-    #[serde(default)]
-    pub metrics_fd: Option<RawFd>,
-    /// The open-file limit the first image was started with, `(soft, hard)`: what workers get
-    /// by default. Absent from the state of an older herd, which put it back in force before
-    /// the exec.
-    #[serde(default)]
-    pub nofile: Option<(u64, u64)>,
 }
 
+pub use super::attached::Saved as SavedAttached;
 pub use super::autoscale::Saved as SavedAutoscale;
 
 /// A socket and its file.
@@ -138,28 +161,6 @@ pub struct SavedGroup {
     pub options: crate::spec::GroupOptions,
     /// The fd numbers of slots 1 and up, in slot order.
     pub fds: Vec<RawFd>,
-}
-
-/// An attached process.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SavedAttached {
-    /// Its pid.
-    pub pid: u32,
-    /// Its start time, against pid reuse.
-    pub start_time: u64,
-    /// How long ago it attached.
-    pub age_ms: u64,
-    /// The sockets it took.
-    pub sockets: Vec<String>,
-    /// Its pidfd's number across the exec, if it has one.
-    #[serde(default)]
-    pub pidfd: Option<RawFd>,
-    /// Whether it leads its own process group, which herd stops with it.
-    #[serde(default)]
-    pub group: bool,
-    /// Its session (absent in an older herd's state).
-    #[serde(default)]
-    pub session: Option<u32>,
 }
 
 /// A socket file's parts, for the state.
@@ -324,7 +325,7 @@ pub struct Restored {
     pub groups: Vec<Vec<OwnedFd>>,
     /// The waiting client's connection.
     pub reply: Option<OwnedFd>,
-    /// The attached processes' pidfds, in the order of the state's `attached`.
+    /// The attached processes' pidfds, in the order of the state's cores' `attached`.
     pub attached: Vec<Option<OwnedFd>>,
     /// The `--metrics` socket.
     pub metrics: Option<OwnedFd>,
@@ -345,6 +346,14 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
     file.read_to_string(&mut text)?;
     let state: State =
         serde_json::from_str(&text).context("cannot read the state of the previous herd")?;
+    if !reads(state.version) {
+        // The check before the exec makes sure this does not happen.
+        bail!(
+            "the previous herd handed over re-exec state version {}; this herd reads versions \
+             {OLDEST_STATE}..={STATE_VERSION}",
+            state.version
+        );
+    }
     let listeners = state
         .listeners
         .iter()
@@ -359,6 +368,7 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
         })
         .collect::<anyhow::Result<_>>()?;
     let attached = state
+        .cores
         .attached
         .iter()
         .map(|a| a.pidfd.map(claim).transpose())
@@ -383,50 +393,4 @@ fn claim(fd: RawFd) -> anyhow::Result<OwnedFd> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn the_invoked_path_is_made_absolute_or_found_in_path() {
-        let cwd = Some(Path::new("/srv/app"));
-        let all = |_: &Path| true;
-        let path = |a: &str, var: Option<&str>, usable: &dyn Fn(&Path) -> bool| {
-            invoked_path(OsStr::new(a), cwd, var.map(OsStr::new), usable)
-        };
-        assert_eq!(
-            path("/opt/current/herd", None, &all),
-            Some(PathBuf::from("/opt/current/herd")),
-            "absolute: kept, symlinks too"
-        );
-        assert_eq!(
-            path("./bin/herd", None, &all),
-            Some(PathBuf::from("/srv/app/bin/herd"))
-        );
-        assert_eq!(
-            path("../current/herd", None, &all),
-            Some(PathBuf::from("/srv/app/../current/herd"))
-        );
-        // A bare name: the first directory of PATH that holds an executable of that name.
-        let only_usr = |p: &Path| p == Path::new("/usr/bin/herd");
-        assert_eq!(
-            path("herd", Some("/nope:/usr/bin:/bin"), &only_usr),
-            Some(PathBuf::from("/usr/bin/herd"))
-        );
-        assert_eq!(
-            path("herd", Some(":/bin"), &all),
-            Some(PathBuf::from("/srv/app/herd")),
-            "an empty entry is the current directory"
-        );
-        // Unusable: the caller falls back to the running file.
-        assert_eq!(path("herd", None, &all), None);
-        assert_eq!(path("herd", Some("/bin"), &|_| false), None);
-        assert_eq!(path("", Some("/bin"), &all), None);
-        assert_eq!(path("./herd", None, &|_| false), None);
-        assert_eq!(
-            invoked_path(OsStr::new("./herd"), None, None, all),
-            None,
-            "relative, and herd's directory is unknown"
-        );
-    }
-}
+mod tests;

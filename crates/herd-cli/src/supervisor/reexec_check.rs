@@ -119,7 +119,8 @@ impl Supervisor {
         let refuse = |client, code, why: String| {
             refuse(&self.effects, ReexecRefused::new(client, code, why));
         };
-        if let Err((code, why)) = self.reexec_export() {
+        let now = super::pool::Epoch::at(std::time::Instant::now());
+        if let Err((code, why)) = self.reexec_export(now) {
             return refuse(client, code, why);
         }
         if self.waiters.reexec_checking() {

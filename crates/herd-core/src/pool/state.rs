@@ -1,14 +1,17 @@
-//! The pool's state as plain data, for a re-exec: instants become offsets from the moment of
-//! export, so timers (backoffs, grace periods, readiness and watchdog deadlines) carry on. The
-//! driver chooses the wire format.
+//! The pool's state as plain data, for a re-exec: instants become times relative to one
+//! [`Epoch`], so that timers (backoffs, grace periods, readiness and watchdog deadlines) carry
+//! on in another process image. With the `serde` feature the types are serde's, in the format
+//! of the re-exec state's JSON, which herd keeps readable across versions.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::{Phase, Pool, PoolConfig, Reason, Slot, Worker, WorkerExit, WorkerState};
 use crate::backoff::Backoff;
+use crate::relative::{Ago, Ahead, Epoch};
 
 /// Everything a serving pool knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PoolState {
     /// The desired number of workers.
     pub desired: usize,
@@ -20,10 +23,18 @@ pub struct PoolState {
     pub workers: Vec<SavedWorker>,
     /// Every slot's history.
     pub slots: Vec<SavedSlot>,
+    /// Until when exits are excused (see [`Pool::excuse_exits_until`]); absent when they are
+    /// not, and in the state of an older herd.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub excused_for_ms: Option<Ahead>,
 }
 
 /// A worker, saved.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SavedWorker {
     /// Its pid.
     pub pid: u32,
@@ -33,19 +44,23 @@ pub struct SavedWorker {
     pub generation: u64,
     /// Whether it was ready.
     pub ready: bool,
-    /// When it was stopping (or draining): why, the milliseconds left before its kill,
-    /// whether it was killed.
-    pub stopping: Option<(Reason, u64, bool)>,
-    /// When it was draining its slot: how long ago it started, in milliseconds, and how many
-    /// are left before it is told to stop anyway.
-    pub draining: Option<(u64, u64)>,
-    /// How long ago it started, in milliseconds.
-    pub age_ms: u64,
-    /// How long ago it last proved alive, in milliseconds.
-    pub ping_age_ms: u64,
-    /// How long ago it became ready, in milliseconds.
-    pub ready_age_ms: Option<u64>,
-    /// Whether it had stayed ready for `min_ready`.
+    /// When it was stopping (or draining): why, when it is killed, whether it was killed. A
+    /// draining worker is also stopping (scaled down, not yet signalled), which is how a herd
+    /// of a version before draining was pool state reads it.
+    pub stopping: Option<(Reason, Ahead, bool)>,
+    /// When it was draining its slot: since when, and when it is told to stop anyway. Absent
+    /// before draining was pool state.
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub draining: Option<(Ago, Ahead)>,
+    /// When it started.
+    pub age_ms: Ago,
+    /// When it last proved alive.
+    pub ping_age_ms: Ago,
+    /// When it became ready.
+    pub ready_age_ms: Option<Ago>,
+    /// Whether it had stayed ready for `min_ready`. Absent in the state of herd versions
+    /// before `--min-ready`: recomputed from the ready time.
+    #[cfg_attr(feature = "serde", serde(default))]
     pub available: bool,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
@@ -53,137 +68,184 @@ pub struct SavedWorker {
 
 /// A slot's history, saved.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SavedSlot {
     /// Its quick failures in a row.
     pub failures: u32,
     /// Its restarts.
     pub restarts: u32,
-    /// How its last worker exited.
-    pub last_exit: Option<WorkerExit>,
-    /// The milliseconds left before its next worker starts, while it waits out a backoff.
-    pub restart_in_ms: Option<u64>,
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    /// How its last worker exited: the platform's raw status ([`WorkerExit::raw`]).
+    pub last_exit: Option<i32>,
+    /// When its next worker starts, while it waits out a backoff.
+    pub restart_in_ms: Option<Ahead>,
 }
 
 impl Pool {
-    /// The pool's state; `None` while it is stopping or upgrading (a re-exec waits for those).
-    pub fn export(&self, now: Instant) -> Option<PoolState> {
-        if self.phase != Phase::Serving
-            || self.upgrade.is_some()
-            || self.slots.iter().any(|s| s.spawning)
-        {
+    /// The pool's state at `epoch`; `None` while it is stopping or upgrading (a re-exec waits
+    /// for those). Every field is named, so that one added later does not compile until it is
+    /// saved or said to need no saving.
+    pub fn export(&self, epoch: Epoch) -> Option<PoolState> {
+        let Pool {
+            config: _,
+            desired,
+            generation,
+            latest_generation,
+            slots,
+            workers,
+            phase,
+            upgrade,
+            excused_until,
+            // Derived from the workers: `import` rebuilds them.
+            by_pid: _,
+            ready_slots: _,
+            available_slots: _,
+            draining: _,
+            // Announcements still due: an imported ready worker is not announced again.
+            became_ready: _,
+        } = self;
+        if *phase != Phase::Serving || upgrade.is_some() || slots.iter().any(|s| s.spawning) {
             return None;
         }
-        let ago = |t: Instant| millis(now.saturating_duration_since(t));
-        let ahead = |t: Instant| millis(t.saturating_duration_since(now));
         Some(PoolState {
-            desired: self.desired,
-            generation: self.generation,
-            latest_generation: self.latest_generation,
-            workers: self
-                .workers
-                .iter()
-                .map(|w| SavedWorker {
-                    pid: w.pid,
-                    slot: w.slot,
-                    generation: w.generation,
-                    ready: w.state == WorkerState::Ready,
-                    stopping: match w.state {
-                        WorkerState::Stopping {
-                            reason,
-                            deadline,
-                            killed,
-                        } => Some((reason, ahead(deadline), killed)),
-                        WorkerState::Draining { deadline, .. } => {
-                            Some((Reason::ScaleDown, ahead(deadline), false))
-                        }
-                        _ => None,
-                    },
-                    draining: match w.state {
-                        WorkerState::Draining { since, until, .. } => {
-                            Some((ago(since), ahead(until)))
-                        }
-                        _ => None,
-                    },
-                    age_ms: ago(w.started),
-                    ping_age_ms: ago(w.last_ping),
-                    ready_age_ms: w.ready_since.map(ago),
-                    available: w.available,
-                    status: w.status.clone(),
-                })
-                .collect(),
-            slots: self
-                .slots
-                .iter()
-                .map(|s| SavedSlot {
-                    failures: s.backoff.failures(),
-                    restarts: s.restarts,
-                    last_exit: s.last_exit.clone(),
-                    restart_in_ms: s.restart_at.map(ahead),
-                })
-                .collect(),
+            desired: *desired,
+            generation: *generation,
+            latest_generation: *latest_generation,
+            workers: workers.iter().map(|w| save_worker(w, epoch)).collect(),
+            slots: slots.iter().map(|s| save_slot(s, epoch)).collect(),
+            excused_for_ms: excused_until.map(|t| epoch.ahead(t)),
         })
     }
 
-    /// A pool continuing from `state`, with the (re-read) `config`. Its ready workers are not
-    /// announced again.
-    pub fn import(config: PoolConfig, state: PoolState, now: Instant) -> Pool {
-        let ago = |ms: u64| now.checked_sub(Duration::from_millis(ms)).unwrap_or(now);
-        let ahead = |ms: u64| now + Duration::from_millis(ms);
+    /// A pool continuing from `state` at `epoch`, with the (re-read) `config`; `exit` reads a
+    /// slot's last exit from the platform's raw status. Its ready workers are not announced
+    /// again.
+    pub fn import(
+        config: PoolConfig,
+        state: PoolState,
+        epoch: Epoch,
+        exit: impl Fn(i32) -> WorkerExit,
+    ) -> Pool {
+        let PoolState {
+            desired,
+            generation,
+            latest_generation,
+            workers,
+            slots,
+            excused_for_ms,
+        } = state;
         // The derived fields (the pid index, the counts per slot) start empty, as in a new
         // pool, and `reindex` fills them.
         let mut pool = Pool {
-            desired: state.desired,
-            generation: state.generation,
-            latest_generation: state.latest_generation,
-            workers: state
-                .workers
+            desired,
+            generation,
+            latest_generation,
+            workers: workers.into_iter().map(|w| load_worker(w, epoch)).collect(),
+            slots: slots
                 .into_iter()
-                .map(|w| Worker {
-                    pid: w.pid,
-                    slot: w.slot,
-                    generation: w.generation,
-                    state: match (w.stopping, w.draining, w.ready) {
-                        (Some((_, deadline_ms, _)), Some((since_ms, until_ms)), _) => {
-                            WorkerState::Draining {
-                                since: ago(since_ms),
-                                until: ahead(until_ms),
-                                deadline: ahead(deadline_ms),
-                            }
-                        }
-                        (Some((reason, deadline_ms, killed)), None, _) => WorkerState::Stopping {
-                            reason,
-                            deadline: ahead(deadline_ms),
-                            killed,
-                        },
-                        (None, _, true) => WorkerState::Ready,
-                        (None, _, false) => WorkerState::Starting,
-                    },
-                    started: ago(w.age_ms),
-                    last_ping: ago(w.ping_age_ms),
-                    ready_since: w.ready_age_ms.map(ago),
-                    available: w.available,
-                    status: w.status,
-                })
+                .map(|s| load_slot(s, epoch, &exit))
                 .collect(),
-            slots: state
-                .slots
-                .into_iter()
-                .map(|s| Slot {
-                    backoff: Backoff::with_failures(s.failures),
-                    restarts: s.restarts,
-                    last_exit: s.last_exit,
-                    restart_at: s.restart_in_ms.map(ahead),
-                    spawning: false,
-                    count: Default::default(),
-                })
-                .collect(),
+            excused_until: excused_for_ms.map(|t| epoch.future(t)),
             ..Pool::new(config)
         };
         pool.reindex();
         pool
+    }
+}
+
+fn save_worker(worker: &Worker, epoch: Epoch) -> SavedWorker {
+    let Worker {
+        pid,
+        slot,
+        generation,
+        state,
+        started,
+        last_ping,
+        ready_since,
+        available,
+        status,
+    } = worker;
+    let ahead = |t: Instant| epoch.ahead(t);
+    SavedWorker {
+        pid: *pid,
+        slot: *slot,
+        generation: *generation,
+        ready: *state == WorkerState::Ready,
+        stopping: match *state {
+            WorkerState::Stopping {
+                reason,
+                deadline,
+                killed,
+            } => Some((reason, ahead(deadline), killed)),
+            WorkerState::Draining { deadline, .. } => {
+                Some((Reason::ScaleDown, ahead(deadline), false))
+            }
+            _ => None,
+        },
+        draining: match *state {
+            WorkerState::Draining { since, until, .. } => Some((epoch.ago(since), ahead(until))),
+            _ => None,
+        },
+        age_ms: epoch.ago(*started),
+        ping_age_ms: epoch.ago(*last_ping),
+        ready_age_ms: ready_since.map(|t| epoch.ago(t)),
+        available: *available,
+        status: status.clone(),
+    }
+}
+
+fn load_worker(saved: SavedWorker, epoch: Epoch) -> Worker {
+    let state = match (saved.stopping, saved.draining, saved.ready) {
+        (Some((_, deadline, _)), Some((since, until)), _) => WorkerState::Draining {
+            since: epoch.past(since),
+            until: epoch.future(until),
+            deadline: epoch.future(deadline),
+        },
+        (Some((reason, deadline, killed)), None, _) => WorkerState::Stopping {
+            reason,
+            deadline: epoch.future(deadline),
+            killed,
+        },
+        (None, _, true) => WorkerState::Ready,
+        (None, _, false) => WorkerState::Starting,
+    };
+    Worker {
+        pid: saved.pid,
+        slot: saved.slot,
+        generation: saved.generation,
+        state,
+        started: epoch.past(saved.age_ms),
+        last_ping: epoch.past(saved.ping_age_ms),
+        ready_since: saved.ready_age_ms.map(|t| epoch.past(t)),
+        available: saved.available,
+        status: saved.status,
+    }
+}
+
+fn save_slot(slot: &Slot, epoch: Epoch) -> SavedSlot {
+    let Slot {
+        backoff,
+        restarts,
+        last_exit,
+        restart_at,
+        // A re-exec waits while a slot is spawning; the count is derived.
+        spawning: _,
+        count: _,
+    } = slot;
+    SavedSlot {
+        failures: backoff.failures(),
+        restarts: *restarts,
+        last_exit: last_exit.as_ref().map(|e| e.raw),
+        restart_in_ms: restart_at.map(|t| epoch.ahead(t)),
+    }
+}
+
+fn load_slot(saved: SavedSlot, epoch: Epoch, exit: impl Fn(i32) -> WorkerExit) -> Slot {
+    Slot {
+        backoff: Backoff::with_failures(saved.failures),
+        restarts: saved.restarts,
+        last_exit: saved.last_exit.map(exit),
+        restart_at: saved.restart_in_ms.map(|t| epoch.future(t)),
+        spawning: false,
+        count: Default::default(),
     }
 }

@@ -105,8 +105,9 @@ pub enum Action {
     UpgradeEnded(Result<u64, String>),
 }
 
-/// Why a worker is stopped.
+/// Why a worker is stopped (by its variant's name in saved state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Reason {
     /// herd is stopping.
     Shutdown,

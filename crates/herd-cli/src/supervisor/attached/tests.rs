@@ -134,10 +134,10 @@ fn exited_processes_are_not_signalled() {
 #[test]
 fn a_group_leader_that_exited_during_a_reexec_hands_its_group_on() {
     // A pid no process has (above any pid_max), held by no pidfd: it has exited.
-    let saved = |group| SavedAttached {
+    let saved = |group| Saved {
         pid: 0x7fff_fff0,
         start_time: 42,
-        age_ms: 10,
+        age_ms: Ago(10),
         sockets: vec!["http".to_string()],
         pidfd: None,
         group,
@@ -145,10 +145,10 @@ fn a_group_leader_that_exited_during_a_reexec_hands_its_group_on() {
     };
     let mut set = AttachedSet::default();
     let t0 = Instant::now();
-    set.restore(Attached::restore(saved(false), None, t0));
+    set.restore(Attached::restore(saved(false), None, Epoch::at(t0)));
     assert!(set.is_empty());
     assert!(set.take_exited_leaders().is_empty(), "no group of its own");
-    set.restore(Attached::restore(saved(true), None, t0));
+    set.restore(Attached::restore(saved(true), None, Epoch::at(t0)));
     assert!(set.is_empty(), "not listed as attached");
     let leaders = set.take_exited_leaders();
     assert_eq!(leaders.len(), 1, "its group is handed on: {leaders:?}");

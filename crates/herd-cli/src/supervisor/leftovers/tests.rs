@@ -217,9 +217,9 @@ fn deadlines_survive_export_and_import() {
     let mut left = Leftovers::default();
     let t0 = Instant::now();
     left.exited(&mut fake, &[(7, 0, None)], Signal::TERM, 10 * SEC, t0);
-    let json = serde_json::to_string(&left.export(t0 + 4 * SEC)).unwrap();
+    let json = serde_json::to_string(&left.export(Epoch::at(t0 + 4 * SEC))).unwrap();
     let later = t0 + 5 * SEC;
-    let mut left = Leftovers::import(serde_json::from_str(&json).unwrap(), later);
+    let mut left = Leftovers::import(serde_json::from_str(&json).unwrap(), Epoch::at(later));
     left.check(&mut fake, later + 5 * SEC + Duration::from_millis(999));
     assert_eq!(fake.signals.len(), 1, "6s to go at export");
     left.check(&mut fake, later + 6 * SEC);
@@ -326,7 +326,7 @@ fn a_reexecs_state_keeps_its_field_names() {
     let mut left = Leftovers::default();
     let t0 = Instant::now();
     left.attached_exited(&mut fake, leader(7), None, Signal::TERM, 3 * SEC, t0);
-    let json = serde_json::to_value(left.export(t0 + SEC)).unwrap();
+    let json = serde_json::to_value(left.export(Epoch::at(t0 + SEC))).unwrap();
     assert_eq!(
         json,
         serde_json::json!([{
@@ -340,7 +340,7 @@ fn a_reexecs_state_keeps_its_field_names() {
     );
     // An older herd's state: a worker's group, with no owner, leader or known processes.
     let old = serde_json::json!([{"pgid": 9, "slot": 2, "deadline_in_ms": 0}]);
-    let left = Leftovers::import(serde_json::from_value(old).unwrap(), t0);
+    let left = Leftovers::import(serde_json::from_value(old).unwrap(), Epoch::at(t0));
     assert_eq!(left.status(t0)[0].pid, 9);
     assert_eq!(left.status(t0)[0].slot, 2);
 }

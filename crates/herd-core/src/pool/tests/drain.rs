@@ -104,10 +104,10 @@ fn a_drain_survives_export_and_import_with_its_timers() {
     let (h, pid) = draining();
     let state = h
         .pool
-        .export(h.now + 100 * MS)
+        .export(Epoch::at(h.now + 100 * MS))
         .expect("exportable while draining");
     let later = h.now + 105 * MS;
-    let mut pool = Pool::import(h.pool.config().clone(), state, later);
+    let mut pool = import(h.pool.config().clone(), state, later);
     assert!(pool.is_draining());
     let w = pool.worker(pid).unwrap();
     assert!(matches!(w.state, WorkerState::Draining { .. }));
@@ -116,8 +116,8 @@ fn a_drain_survives_export_and_import_with_its_timers() {
     assert!(pool.release_drained(later + 140 * MS, |_| 0).is_empty());
     assert_eq!(pool.release_drained(later + 150 * MS, |_| 0).len(), 1);
     let (h, _) = draining();
-    let state = h.pool.export(h.now).unwrap();
-    let mut pool = Pool::import(h.pool.config().clone(), state, h.now);
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
+    let mut pool = import(h.pool.config().clone(), state, h.now);
     assert_eq!(pool.next_deadline(), Some(h.now + DRAIN.limit));
     // Told to stop at the limit, and killed when the grace period from the scale-down ends.
     assert_eq!(pool.release_drained(h.now + DRAIN.limit, |_| 1).len(), 2);

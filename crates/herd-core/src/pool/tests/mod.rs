@@ -8,6 +8,7 @@ mod workers;
 
 use crate::backoff::BackoffPolicy;
 use crate::notify::NotifyMessage;
+use crate::relative::Epoch;
 use scale::assert_indexes_match_a_recount;
 
 const MS: Duration = Duration::from_millis(1);
@@ -34,6 +35,15 @@ fn code(n: i32) -> WorkerExit {
         description: format!("exit code {n}"),
         raw: n << 8,
     }
+}
+
+/// A pool continuing at `now` from `state`, whose raw exit statuses are Unix wait statuses.
+fn import(config: PoolConfig, state: PoolState, now: Instant) -> Pool {
+    let exit = |raw: i32| match raw {
+        9 => killed(),
+        status => code(status >> 8),
+    };
+    Pool::import(config, state, Epoch::at(now), exit)
 }
 
 /// An exit by `SIGKILL`.

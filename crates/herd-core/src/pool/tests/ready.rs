@@ -53,8 +53,8 @@ fn a_worker_that_exits_before_it_is_announced_is_not() {
 fn imported_ready_workers_are_not_announced_again_but_starting_ones_are() {
     let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
     h.notify(100, "READY=1");
-    let state = h.pool.export(h.now).unwrap();
-    let mut pool = Pool::import(h.pool.config().clone(), state, h.now);
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
+    let mut pool = import(h.pool.config().clone(), state, h.now);
     assert!(pool.due(h.now).is_empty());
     let message = NotifyMessage::parse(b"READY=1").unwrap();
     assert!(pool.notified(101, &message, h.now));

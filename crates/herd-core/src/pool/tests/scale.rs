@@ -186,8 +186,8 @@ fn the_indexes_match_a_recount_through_every_change() {
     assert!(h.signals.iter().any(|s| s.2 == Reason::Watchdog));
     h.stopped_workers_exit();
     // Export and import, then stop.
-    let state = h.pool.export(h.now).unwrap();
-    h.pool = Pool::import(h.pool.config().clone(), state, h.now);
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
+    h.pool = import(h.pool.config().clone(), state, h.now);
     assert_indexes_match_a_recount(&h.pool);
     let actions = h.pool.stop(true, None, h.now);
     h.apply(actions);

@@ -243,9 +243,9 @@ fn the_min_ready_timer_survives_export_and_import() {
     let mut h = Harness::new(with_min_ready(1, SEC));
     h.notify(100, "READY=1");
     h.advance(300 * MS);
-    let state = h.pool.export(h.now).unwrap();
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
     let later = h.now + 5 * MS;
-    let mut pool = Pool::import(with_min_ready(1, SEC), state, later);
+    let mut pool = import(with_min_ready(1, SEC), state, later);
     assert!(!pool.all_available());
     assert_eq!(pool.next_deadline(), Some(later + 700 * MS));
     pool.due(later + 699 * MS);

@@ -231,9 +231,12 @@ fn export_and_import_keep_workers_and_timers() {
     h.notify(100, "READY=1\nSTATUS=fine");
     h.exit(101, code(1)); // restarted at once as 103
     h.exit(103, code(1)); // waits 100ms
-    let state = h.pool.export(h.now).expect("exportable while serving");
+    let state = h
+        .pool
+        .export(Epoch::at(h.now))
+        .expect("exportable while serving");
     let later = h.now + 5 * MS;
-    let mut pool = Pool::import(
+    let mut pool = import(
         config(3, Readiness::Notify { timeout: 10 * SEC }),
         state,
         later,
@@ -258,12 +261,31 @@ fn export_and_import_keep_workers_and_timers() {
 }
 
 #[test]
+fn export_and_import_keep_last_exits_and_the_excused_exits_window() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    h.exit(101, killed());
+    h.pool.excuse_exits_until(h.now + 2 * SEC);
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
+    assert_eq!(state.slots[1].last_exit, Some(9), "the raw status");
+    assert_eq!(state.excused_for_ms, Some(crate::Ahead(2000)));
+    let later = h.now + 5 * SEC;
+    h.pool = import(h.pool.config().clone(), state, later);
+    h.now = later;
+    assert_eq!(h.pool.slots()[1].last_exit, Some(killed()));
+    // Still excused 1.9 s after the import: a crash restarts at once and is not counted.
+    h.advance(1900 * MS);
+    let exit = h.exit(100, code(1));
+    assert_eq!(exit.restart_in, Some(Duration::ZERO));
+    assert_eq!(h.pool.failures(0), 0);
+}
+
+#[test]
 fn no_export_while_upgrading_or_stopping() {
     let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
     let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
     h.apply(actions);
-    assert!(h.pool.export(h.now).is_none());
+    assert!(h.pool.export(Epoch::at(h.now)).is_none());
     let actions = h.pool.stop(true, None, h.now);
     h.apply(actions);
-    assert!(h.pool.export(h.now).is_none());
+    assert!(h.pool.export(Epoch::at(h.now)).is_none());
 }

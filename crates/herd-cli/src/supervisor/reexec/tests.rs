@@ -1,0 +1,186 @@
+//! The re-exec state's format across versions, and finding the binary to run.
+
+use std::ffi::OsStr;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use herd_core::Epoch;
+
+use super::super::pool::{import, worker_exit, Action, Pool, PoolConfig, Readiness, Reason};
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn the_invoked_path_is_made_absolute_or_found_in_path() {
+    let cwd = Some(Path::new("/srv/app"));
+    let all = |_: &Path| true;
+    let path = |a: &str, var: Option<&str>, usable: &dyn Fn(&Path) -> bool| {
+        invoked_path(OsStr::new(a), cwd, var.map(OsStr::new), usable)
+    };
+    assert_eq!(
+        path("/opt/current/herd", None, &all),
+        Some(PathBuf::from("/opt/current/herd")),
+        "absolute: kept, symlinks too"
+    );
+    assert_eq!(
+        path("./bin/herd", None, &all),
+        Some(PathBuf::from("/srv/app/bin/herd"))
+    );
+    assert_eq!(
+        path("../current/herd", None, &all),
+        Some(PathBuf::from("/srv/app/../current/herd"))
+    );
+    // A bare name: the first directory of PATH that holds an executable of that name.
+    let only_usr = |p: &Path| p == Path::new("/usr/bin/herd");
+    assert_eq!(
+        path("herd", Some("/nope:/usr/bin:/bin"), &only_usr),
+        Some(PathBuf::from("/usr/bin/herd"))
+    );
+    assert_eq!(
+        path("herd", Some(":/bin"), &all),
+        Some(PathBuf::from("/srv/app/herd")),
+        "an empty entry is the current directory"
+    );
+    // Unusable: the caller falls back to the running file.
+    assert_eq!(path("herd", None, &all), None);
+    assert_eq!(path("herd", Some("/bin"), &|_| false), None);
+    assert_eq!(path("", Some("/bin"), &all), None);
+    assert_eq!(path("./herd", None, &|_| false), None);
+    assert_eq!(
+        invoked_path(OsStr::new("./herd"), None, None, all),
+        None,
+        "relative, and herd's directory is unknown"
+    );
+}
+
+/// The state a herd of the version before this one wrote (`herd reexec` at commit 0f912f0,
+/// while a reuseport slot drained: version 2), byte for byte.
+const PREVIOUS: &str = r#"{"uptime_ms":3050,"control":{"fd":3,"file":["/run/user/1000/herd/web.sock",25,1001]},"notify":{"fd":4,"file":["/run/user/1000/herd/web.notify",25,1002]},"listeners":[{"name":"http","kind":"tcp","address":"127.0.0.1:8080","fd":5,"file":null,"group":null}],"pool":{"desired":2,"generation":1,"latest_generation":1,"workers":[{"pid":100,"slot":0,"generation":1,"ready":true,"stopping":null,"draining":null,"age_ms":3050,"ping_age_ms":50,"ready_age_ms":50,"available":true,"status":null},{"pid":102,"slot":2,"generation":1,"ready":false,"stopping":["ScaleDown",4990,false],"draining":[10,1990],"age_ms":3050,"ping_age_ms":50,"ready_age_ms":50,"available":true,"status":null}],"slots":[{"failures":0,"restarts":0,"last_exit":null,"restart_in_ms":null},{"failures":2,"restarts":2,"last_exit":512,"restart_in_ms":50},{"failures":0,"restarts":0,"last_exit":null,"restart_in_ms":null}]},"attached":[{"pid":4242,"start_time":777,"age_ms":1500,"sockets":["http"],"pidfd":9,"group":true,"session":4000}],"service_ready":true,"reply_fd":8,"autoscale":{"bounds":[2,6],"last":[1200,3,"workers 95% busy"],"pressure":1,"idle_ms":null,"quiet_ms":300},"leftovers":[{"pgid":99,"slot":1,"whose":"worker","deadline_in_ms":4000,"leader":null,"known":[]}],"counters":{"restarts":2,"exits":[["exit",1],["signal",1],["stopped",0]],"upgrades":[["ok",1],["failed",0]],"autoscale":[["up",1],["down",0]],"sockets_restored":0},"metrics_fd":7,"nofile":[1024,524288]}"#;
+
+/// The pool [`PREVIOUS`] saved, made again: 3 workers at `t0`; 3 s later, slot 1's worker
+/// exits with code 1, its successor with code 2 (a backoff of 100 ms); 40 ms later, a scale
+/// to 2 (slot 2 drains); saved 10 ms later. Returns the pool and when it was saved.
+fn previous_pool() -> (Pool, Instant) {
+    let config = PoolConfig {
+        workers: 3,
+        grace: Duration::from_secs(5),
+        backoff: herd_core::BackoffPolicy::default(),
+        readiness: Readiness::Delay(Duration::ZERO),
+        watchdog: None,
+        max_surge: 1,
+        min_ready: Duration::ZERO,
+        drain: Some(herd_core::DrainPolicy {
+            settle: Duration::from_millis(250),
+            limit: Duration::from_secs(2),
+        }),
+    };
+    let t0 = Instant::now();
+    let mut pool = Pool::new(config);
+    let mut next_pid = 100;
+    let mut run = |pool: &mut Pool, actions: Vec<Action>, now| {
+        for action in actions {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, next_pid, now));
+                next_pid += 1;
+            }
+        }
+    };
+    let actions = pool.due(t0);
+    run(&mut pool, actions, t0);
+    let t1 = t0 + Duration::from_secs(3);
+    let actions = pool.due(t1);
+    run(&mut pool, actions, t1);
+    for (pid, code) in [(101, 1), (103, 2)] {
+        let exit = worker_exit(ExitStatus::from_raw(code << 8));
+        let (_, actions) = pool.exited(pid, exit, t1).unwrap();
+        run(&mut pool, actions, t1);
+        let actions = pool.due(t1);
+        run(&mut pool, actions, t1);
+    }
+    let t2 = t1 + Duration::from_millis(40);
+    let actions = pool.scale(2, t2).unwrap();
+    run(&mut pool, actions, t2);
+    (pool, t2 + Duration::from_millis(10))
+}
+
+#[test]
+fn the_previous_herds_state_decodes_to_the_same_pool() {
+    let state: State = serde_json::from_str(PREVIOUS).unwrap();
+    assert_eq!(state.version, OLDEST_STATE, "not written before");
+    let (pool, saved_at) = previous_pool();
+    let expected = pool.export(Epoch::at(saved_at)).unwrap();
+    assert_eq!(state.cores.pool, expected);
+    // Continued 10 s later in the new image: the same pool, every time moved on with it.
+    let resumed_at = Epoch::at(saved_at + Duration::from_secs(10));
+    let cores = state.cores;
+    let resumed = import(pool.config().clone(), cores.pool, resumed_at);
+    assert_eq!(resumed.export(resumed_at), Some(expected));
+    assert!(resumed.is_draining());
+    let last_exit = resumed.slots()[1].last_exit.as_ref();
+    assert_eq!(
+        last_exit.map(|e| e.description.as_str()),
+        Some("exit code 2")
+    );
+    assert_eq!(
+        resumed.slots()[1].restart_at,
+        Some(resumed_at.now() + 50 * MS)
+    );
+    assert_eq!(cores.uptime_ms, Ago(3050));
+    assert_eq!(cores.attached[0].age_ms, Ago(1500));
+    let autoscale = cores.autoscale.unwrap().restore(resumed_at).unwrap();
+    assert_eq!((autoscale.min, autoscale.max), (2, 6));
+    assert_eq!(state.nofile, Some((1024, 524288)));
+}
+
+/// What this herd writes, the previous one reads: the same members, `version` besides.
+#[test]
+fn this_herd_writes_the_state_in_the_previous_herds_format() {
+    let previous: serde_json::Value = serde_json::from_str(PREVIOUS).unwrap();
+    let state: State = serde_json::from_str(PREVIOUS).unwrap();
+    let mut written = serde_json::to_value(&state).unwrap();
+    assert_eq!(written["version"], 1);
+    written.as_object_mut().unwrap().remove("version");
+    assert_eq!(written, previous);
+}
+
+/// The state of a herd from before drains, `--min-ready`, autoscaling, leftovers, metrics
+/// and pidfds: a draining worker reads as stopping.
+#[test]
+fn an_older_herds_state_still_reads() {
+    let mut older: serde_json::Value = serde_json::from_str(PREVIOUS).unwrap();
+    let top = older.as_object_mut().unwrap();
+    for key in ["autoscale", "leftovers", "counters", "metrics_fd", "nofile"] {
+        top.remove(key);
+    }
+    for worker in top["pool"]["workers"].as_array_mut().unwrap() {
+        worker.as_object_mut().unwrap().remove("draining");
+        worker.as_object_mut().unwrap().remove("available");
+    }
+    for key in ["pidfd", "group", "session"] {
+        top["attached"][0].as_object_mut().unwrap().remove(key);
+    }
+    top["listeners"][0].as_object_mut().unwrap().remove("group");
+    let state: State = serde_json::from_value(older).unwrap();
+    assert_eq!(state.version, OLDEST_STATE);
+    let (pool, _) = previous_pool();
+    let now = Epoch::at(Instant::now());
+    let resumed = import(pool.config().clone(), state.cores.pool, now);
+    assert!(!resumed.is_draining());
+    let stopping = resumed.worker(102).unwrap();
+    assert_eq!(stopping.stopped_for(), Some(Reason::ScaleDown));
+    assert!(state.cores.autoscale.is_none() && state.nofile.is_none());
+    assert_eq!(state.cores.attached[0].pidfd, None);
+}
+
+#[test]
+fn a_state_says_its_version_first() {
+    let state: State = serde_json::from_str(PREVIOUS).unwrap();
+    let text = serde_json::to_string(&State {
+        version: 2,
+        ..state
+    })
+    .unwrap();
+    assert!(text.starts_with(r#"{"version":2,"#), "{text}");
+}
