@@ -19,6 +19,7 @@ mod output;
 mod privileges;
 mod reexec;
 mod reexec_check;
+mod reexec_state;
 mod relisten;
 mod resources;
 mod run;
