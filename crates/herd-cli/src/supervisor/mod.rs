@@ -41,7 +41,6 @@ mod turn;
 mod waiters;
 mod workers;
 
-use std::collections::HashSet;
 use std::os::unix::io::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -104,7 +103,7 @@ pub struct Supervisor {
     /// Children checking a new binary before a re-exec.
     reexec_children: reexec_check::Children,
     /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
-    limit_hinted: HashSet<usize>,
+    limit_hinted: workers::LimitHints,
     notify_log: RateLimit,
     /// Makes shared sockets that a worker shut down listen again.
     relisten: relisten::Guard,
@@ -137,7 +136,7 @@ impl Supervisor {
             reexec_reply: None,
             resumed: false,
             reexec_children: reexec_check::Children::default(),
-            limit_hinted: HashSet::new(),
+            limit_hinted: workers::LimitHints::default(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             relisten: relisten::Guard::default(),
             leftovers: leftovers::Leftovers::default(),

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::pool::{Exit, Reason};
 use crate::control::protocol::ErrorCode;
 
 /// What the pool looks like at the end of a loop turn.
@@ -137,8 +138,25 @@ impl<T> Phase<T> {
         true
     }
 
+    /// Worker `pid` exited (`exit`, as the pool judged it; `how`, described): a takeover in
+    /// progress fails when a new worker exited before it was available, unless herd shut it
+    /// down.
+    pub fn worker_exited(&mut self, exit: &Exit, pid: u32, how: &str) {
+        if !self.taking_over() || exit.was_available || exit.stopped_for == Some(Reason::Shutdown) {
+            return;
+        }
+        let when = match exit.was_ready {
+            true => "within --min-ready of becoming ready",
+            false => "before it was ready",
+        };
+        self.worker_lost(format!(
+            "worker {} (pid {pid}) exited {when}: {how}",
+            exit.slot
+        ));
+    }
+
     /// A new worker exited before it was available (`why`): a takeover in progress fails.
-    pub fn worker_lost(&mut self, why: String) {
+    fn worker_lost(&mut self, why: String) {
         if let Takeover::Waiting { failed, .. } = &mut self.takeover {
             failed.get_or_insert(why);
         }

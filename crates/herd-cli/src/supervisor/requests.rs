@@ -38,18 +38,7 @@ impl Supervisor {
                 let reply = self.sockets_request(only, attach, peer, client.connection());
                 return self.effects.answer(Answer { client, reply });
             }
-            Command::Status => {
-                let mut status = status::snapshot(
-                    &self.pool,
-                    self.effects.listeners(),
-                    self.attached.as_slice(),
-                    &self.name,
-                    self.started,
-                );
-                status.leftovers = self.leftovers.status(Instant::now());
-                status.autoscale = self.autoscale_status();
-                Response::ok(status)
-            }
+            Command::Status => self.status_request(),
             Command::Scale {
                 workers,
                 delta,
@@ -78,34 +67,52 @@ impl Supervisor {
                 self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
                 return;
             }
-            Command::Signal { signal, slot } => match Signal::from_name(&signal) {
-                None => Response::error(
-                    ErrorCode::InvalidArgument,
-                    crate::cli::signal_error(&signal),
-                ),
-                Some(sig) => match self.pool.signal_targets(slot) {
-                    Ok(pids) => {
-                        let count = pids.len();
-                        tracing::info!(
-                            event = LogEvent::WorkersSignalled.as_str(),
-                            signal = %sig,
-                            slot,
-                            "sending {sig} to {count} worker(s)"
-                        );
-                        let signals = pids.iter().map(|&pid| Effect::SignalWorker {
-                            slot: self.pool.worker(pid).map_or(0, |w| w.slot),
-                            pid,
-                            signal: sig,
-                        });
-                        let signals: Vec<Effect> = signals.collect();
-                        self.effects.execute(signals);
-                        Response::ok(SignalResult { signalled: count })
-                    }
-                    Err(why) => Response::error(pool::error_code(&why), why.to_string()),
-                },
-            },
+            Command::Signal { signal, slot } => self.signal_request(&signal, slot),
         };
         self.effects.answer(Answer::new(client, response));
+    }
+
+    /// The `status` command: the pool, the sockets, attached processes, leftovers and
+    /// autoscaling as they are now.
+    fn status_request(&self) -> Response {
+        let mut status = status::snapshot(
+            &self.pool,
+            self.effects.listeners(),
+            self.attached.as_slice(),
+            &self.name,
+            self.started,
+        );
+        status.leftovers = self.leftovers.status(Instant::now());
+        status.autoscale = self.autoscale_status();
+        Response::ok(status)
+    }
+
+    /// The `signal` command: `signal`, and only that, to the workers of `slot` (all without
+    /// it).
+    fn signal_request(&mut self, signal: &str, slot: Option<usize>) -> Response {
+        let Some(sig) = Signal::from_name(signal) else {
+            let why = crate::cli::signal_error(signal);
+            return Response::error(ErrorCode::InvalidArgument, why);
+        };
+        let pids = match self.pool.signal_targets(slot) {
+            Ok(pids) => pids,
+            Err(why) => return Response::error(pool::error_code(&why), why.to_string()),
+        };
+        let count = pids.len();
+        tracing::info!(
+            event = LogEvent::WorkersSignalled.as_str(),
+            signal = %sig,
+            slot,
+            "sending {sig} to {count} worker(s)"
+        );
+        let signals = pids.iter().map(|&pid| Effect::SignalWorker {
+            slot: self.pool.worker(pid).map_or(0, |w| w.slot),
+            pid,
+            signal: sig,
+        });
+        let signals: Vec<Effect> = signals.collect();
+        self.effects.execute(signals);
+        Response::ok(SignalResult { signalled: count })
     }
 
     /// The `sockets` command: metadata and duplicates of the listening sockets, and with

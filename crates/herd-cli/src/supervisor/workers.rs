@@ -1,5 +1,5 @@
 //! Carrying out the pool's actions: starting and signalling workers, collecting their exits.
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Instant;
@@ -9,7 +9,7 @@ use herd_sys::process::Signal;
 use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect, ExitCause};
-use super::pool::{self, Action, Reason};
+use super::pool::{self, Action};
 use super::Supervisor;
 use super::{leftovers, reap, relisten};
 
@@ -170,18 +170,7 @@ impl Supervisor {
         if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
             how.push_str(&hint);
         }
-        if self.phase.taking_over()
-            && !exit.was_available
-            && exit.stopped_for != Some(Reason::Shutdown)
-        {
-            let when = if exit.was_ready {
-                "within --min-ready of becoming ready"
-            } else {
-                "before it was ready"
-            };
-            let why = format!("worker {} (pid {pid}) exited {when}: {how}", exit.slot);
-            self.phase.worker_lost(why);
-        }
+        self.phase.worker_exited(&exit, pid, &how);
         let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
         let (slot, generation) = (exit.slot, exit.generation);
         match (exit.stopped_for, exit.restart_in) {
@@ -221,29 +210,13 @@ impl Supervisor {
     }
 
     /// `; likely cause: --rlimit cpu=1 (...)` when a worker that herd did not stop was killed
-    /// by a signal that a resource limit set by option sends: once per slot while it keeps
-    /// failing that way, again after an exit of another kind.
-    pub(super) fn limit_hint(
-        &mut self,
-        slot: usize,
-        status: ExitStatus,
-        stopped: bool,
-    ) -> Option<String> {
+    /// by a signal that a resource limit set by option sends (see [`LimitHints`]).
+    fn limit_hint(&mut self, slot: usize, status: ExitStatus, stopped: bool) -> Option<String> {
         let suspects = match status.signal() {
             Some(signal) if !stopped => self.effects.limits_behind(signal),
             _ => Vec::new(),
         };
-        if suspects.is_empty() {
-            self.limit_hinted.remove(&slot);
-            return None;
-        }
-        if !self.limit_hinted.insert(slot) {
-            return None;
-        }
-        Some(format!(
-            "; likely cause: {} (a worker past its resource limit gets this signal)",
-            suspects.join(" or ")
-        ))
+        self.limit_hinted.hint(slot, &suspects)
     }
 
     /// Makes the listeners that a worker shut down listen again; counts them.
@@ -285,5 +258,56 @@ pub fn describe_exit(status: ExitStatus) -> String {
             format!("killed by {name}{core}")
         }
         None => format!("{status}"),
+    }
+}
+
+/// Which slots' exits were already blamed on a resource limit, so that a crash-looping slot
+/// gets the hint once.
+#[derive(Debug, Default)]
+pub struct LimitHints {
+    hinted: HashSet<usize>,
+}
+
+impl LimitHints {
+    /// The hint for an exit of `slot` by a signal that the resource limits `suspects` send
+    /// (none when no limit does, or herd stopped the worker): once per slot while it keeps
+    /// failing that way, again after an exit of another kind.
+    pub fn hint(&mut self, slot: usize, suspects: &[&str]) -> Option<String> {
+        if suspects.is_empty() {
+            self.hinted.remove(&slot);
+            return None;
+        }
+        if !self.hinted.insert(slot) {
+            return None;
+        }
+        Some(format!(
+            "; likely cause: {} (a worker past its resource limit gets this signal)",
+            suspects.join(" or ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_is_blamed_once_per_slot_while_it_keeps_failing_that_way() {
+        let mut hints = LimitHints::default();
+        let cpu = ["--rlimit cpu=1:5"];
+        assert_eq!(
+            hints.hint(0, &cpu).as_deref(),
+            Some("; likely cause: --rlimit cpu=1:5 (a worker past its resource limit gets this signal)")
+        );
+        assert_eq!(hints.hint(0, &cpu), None);
+        // Another slot gets its own hint.
+        assert!(hints.hint(1, &cpu).is_some());
+        // An exit of another kind, then the limit again: hinted again.
+        assert_eq!(hints.hint(0, &[]), None);
+        let both = ["--rlimit cpu=1", "--rlimit fsize=1"];
+        assert_eq!(
+            hints.hint(0, &both).as_deref(),
+            Some("; likely cause: --rlimit cpu=1 or --rlimit fsize=1 (a worker past its resource limit gets this signal)")
+        );
     }
 }

@@ -171,3 +171,59 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
     assert_eq!(resumed.reexecuted(), Report::Ready("re-executed".into()));
     assert!(resumed.reexec_failed().is_some());
 }
+
+fn exit(slot: usize, ready: bool, available: bool, stopped_for: Option<Reason>) -> Exit {
+    Exit {
+        slot,
+        generation: 1,
+        uptime: Duration::from_millis(5),
+        stopped_for,
+        restart_in: None,
+        was_ready: ready,
+        was_available: available,
+    }
+}
+
+#[test]
+fn a_takeover_fails_on_a_new_worker_that_exits_before_it_is_available_unless_shut_down() {
+    let mut phase = Phase::new(Some("old"));
+    // Available workers, and workers herd shut down (a stop), do not doom it.
+    phase.worker_exited(&exit(0, true, true, None), 10, "exit code 1");
+    phase.worker_exited(&exit(1, false, false, Some(Reason::Shutdown)), 11, "x");
+    assert!(phase.after_turn(view(false, false, false)).is_empty());
+    assert!(phase.taking_over());
+    phase.worker_exited(&exit(2, true, false, None), 12, "killed by SIGSEGV");
+    // The first loss is the reason.
+    phase.worker_exited(&exit(3, false, false, None), 13, "exit code 2");
+    assert_eq!(
+        phase.after_turn(view(false, false, true))[0],
+        Step::AbortTakeover(
+            "old",
+            "worker 2 (pid 12) exited within --min-ready of becoming ready: killed by SIGSEGV"
+                .into()
+        )
+    );
+    let mut phase = Phase::new(Some("old"));
+    phase.worker_exited(
+        &exit(3, false, false, Some(Reason::NotReady)),
+        13,
+        "exit code 2",
+    );
+    assert_eq!(
+        phase.after_turn(view(false, false, false)),
+        vec![Step::AbortTakeover(
+            "old",
+            "worker 3 (pid 13) exited before it was ready: exit code 2".into()
+        )]
+    );
+}
+
+#[test]
+fn an_exit_without_a_takeover_dooms_nothing() {
+    let mut phase: Phase<()> = Phase::new(None);
+    phase.worker_exited(&exit(0, false, false, None), 10, "exit code 1");
+    assert_eq!(
+        phase.after_turn(view(false, true, true)),
+        vec![Step::ReportReady("3 workers ready".into())]
+    );
+}
