@@ -5,7 +5,7 @@
 # x86_64-pc-windows-gnu` works, and `cargo test` runs the tests under Wine.
 #
 # Everything lands under $HERD_WINTOOL (default /var/cache/herd-wintool):
-#   root/         Debian's rustc-web, cargo-web and rust-web-src (Rust 1.96), unpacked, not
+#   root/         Debian's rustc-web, cargo-web, clippy and rust-web-src (Rust 1.96), unpacked, not
 #                 installed: rustc-web conflicts with Debian's rustc and with rustup, and the
 #                 machine's own toolchains stay untouched
 #   root/usr/lib/rustlib/x86_64-pc-windows-gnu/lib
@@ -59,17 +59,21 @@ deb_library_depends() {
 # 1. The cross linker and Wine.
 ensure_packages ca-certificates gcc libc6-dev gcc-mingw-w64-x86-64 wine64 wine
 
-# 2. Debian's Rust 1.96, unpacked into root/ (replaced whole, never half).
-if [ ! -x "$W/root/usr/bin/cargo" ]; then
-    say "unpacking Debian's rustc-web, cargo-web and rust-web-src"
+# 2. Debian's Rust 1.96, unpacked into root/ (replaced whole, never half, when the list of
+#    packages changes).
+rust_packages="rustc-web cargo-web rust-web-clippy rust-web-src libstd-rust-web-dev"
+if [ "$(cat "$W/root/herd-packages" 2>/dev/null)" != "$rust_packages" ]; then
+    say "unpacking Debian's $rust_packages"
     apt_update_once
     rm -rf "$W/debs" "$W/root.new"
     mkdir -p "$W/debs" "$W/root.new"
-    (cd "$W/debs" && apt-get download -qq -o APT::Sandbox::User=root rustc-web cargo-web rust-web-src libstd-rust-web-dev)
+    # shellcheck disable=SC2086
+    (cd "$W/debs" && apt-get download -qq -o APT::Sandbox::User=root $rust_packages)
     hoststd=$(dpkg-deb -f "$W"/debs/libstd-rust-web-dev_*.deb Depends | tr ',' '\n' \
         | sed -n 's/^ *\(libstd-rust-web-[0-9.]*\).*/\1/p' | head -1)
     (cd "$W/debs" && apt-get download -qq -o APT::Sandbox::User=root "$hoststd")
     for deb in "$W"/debs/*.deb; do dpkg-deb -x "$deb" "$W/root.new"; done
+    echo "$rust_packages" >"$W/root.new/herd-packages"
     rm -rf "$W/root"
     mv "$W/root.new" "$W/root"
 fi
@@ -105,7 +109,7 @@ version=$(rustc -vV)
 # 4. The Windows std, built once per compiler, its rlibs dropped into the sysroot so that
 #    projects need neither nightly flags nor RUSTC_BOOTSTRAP.
 stdlib="$(rustc --print sysroot)/lib/rustlib/$target/lib"
-if [ "$(cat "$W/std.stamp" 2>/dev/null)" != "$version" ]; then
+if [ "$(cat "$stdlib/herd-std.stamp" 2>/dev/null)" != "$version" ]; then
     say "building the Windows std ($(rustc -V))"
     p="$W/stdbuild"
     rm -rf "$p"
@@ -117,7 +121,7 @@ if [ "$(cat "$W/std.stamp" 2>/dev/null)" != "$version" ]; then
         && RUSTC_BOOTSTRAP=1 cargo build --release -q -Zbuild-std=std,panic_abort,test --target $target)
     mkdir -p "$stdlib"
     cp "$p"/target/$target/release/deps/*.rlib "$stdlib/"
-    echo "$version" >"$W/std.stamp"
+    echo "$version" >"$stdlib/herd-std.stamp"
 fi
 
 # 5. The shim, and a prefix that runs a Rust exe.
@@ -133,7 +137,7 @@ if [ ! -f "$WINEPREFIX/system.reg" ]; then
 fi
 cmp -s "$HERD_WINE_SHIM" "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
     || cp "$HERD_WINE_SHIM" "$WINEPREFIX/drive_c/windows/system32/"
-if [ ! -f "$W/smoke.stamp" ] || [ "$W/std.stamp" -nt "$W/smoke.stamp" ]; then
+if [ ! -f "$W/smoke.stamp" ] || [ "$stdlib/herd-std.stamp" -nt "$W/smoke.stamp" ]; then
     out=$(wine64 "$W/stdbuild/target/$target/release/stdbuild.exe")
     wineserver -k 2>/dev/null || true
     [ "$out" = "hello from windows" ] || { say "the smoke test printed '$out'"; exit 1; }

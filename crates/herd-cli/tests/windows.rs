@@ -28,10 +28,8 @@ fn worker() {
         .expect("a TCP listener")
         .expect("named http");
     let pid = std::process::id();
-    for stream in listener.incoming() {
-        if let Ok(mut stream) = stream {
-            let _ = writeln!(stream, "worker pid {pid}");
-        }
+    for mut stream in listener.incoming().flatten() {
+        let _ = writeln!(stream, "worker pid {pid}");
     }
 }
 

@@ -41,6 +41,7 @@ pub fn duplicate_for(socket: BorrowedSocket<'_>, pid: u32) -> io::Result<[u8; BL
     startup();
     // SAFETY: a zeroed WSAPROTOCOL_INFOW is a valid out-parameter for WSADuplicateSocketW.
     let mut info: WSAPROTOCOL_INFOW = unsafe { mem::zeroed() };
+    // SAFETY: `socket` is a live socket borrowed for the call; `info` is ours to fill.
     let rc = unsafe { WSADuplicateSocketW(socket.as_raw_socket() as SOCKET, pid, &mut info) };
     if rc != 0 {
         return Err(last_error());
@@ -69,6 +70,8 @@ pub fn from_blob(blob: &[u8]) -> io::Result<OwnedSocket> {
     startup();
     // SAFETY: reading BLOB_LEN bytes into a zeroed WSAPROTOCOL_INFOW (plain data).
     let mut info: WSAPROTOCOL_INFOW = unsafe { mem::zeroed() };
+    // SAFETY: `blob` is BLOB_LEN bytes (checked above), the size of `info`, which is plain
+    // data that any bytes make valid; the two do not overlap.
     unsafe {
         std::ptr::copy_nonoverlapping(
             blob.as_ptr(),

@@ -153,6 +153,7 @@ fn the_library_hands_sockets_to_a_worker_it_spawns() {
     let pid = ask(&addr);
     assert_eq!(pid, worker.id());
     let _ = worker.kill();
+    let _ = worker.wait();
 }
 
 #[test]
