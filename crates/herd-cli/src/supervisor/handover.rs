@@ -60,7 +60,6 @@ impl Supervisor {
         }
         self.effects.restore_counters(&counters);
         self.reexec_reply = reply;
-        self.resumed = true;
     }
 
     /// Tells the client whose `herd reexec` made this image, the service manager and the log
@@ -73,7 +72,7 @@ impl Supervisor {
             });
             self.effects.answer_on(connection, &response);
         }
-        self.effects.report(self.phase.reexecuted());
+        self.effects.report(self.phase.resumed_report());
         let file = std::env::current_exe().unwrap_or_default();
         tracing::info!(
             event = LogEvent::Reexecuted.as_str(),
@@ -217,7 +216,6 @@ impl Supervisor {
             metrics_listener: _,
             // This re-exec's own bookkeeping: its client's connection is `handed.reply_fd`.
             reexec_reply: _,
-            resumed: _,
             // The check that passed has exited; another one still running is abandoned, and
             // the new image reaps it like any child of its own group.
             reexec_children: _,

@@ -98,8 +98,6 @@ pub struct Supervisor {
     exe: PathBuf,
     /// The connection of the client whose `herd reexec` made this image: answered at start.
     reexec_reply: Option<OwnedFd>,
-    /// Whether this image continues from a re-exec.
-    resumed: bool,
     /// Children checking a new binary before a re-exec.
     reexec_children: reexec_check::Children,
     /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
@@ -134,7 +132,6 @@ impl Supervisor {
             metrics_listener: None,
             exe: reexec::invoked()?,
             reexec_reply: None,
-            resumed: false,
             reexec_children: reexec_check::Children::default(),
             limit_hinted: workers::LimitHints::default(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
@@ -166,7 +163,7 @@ impl Supervisor {
         } = control;
         let mut opened = None;
         let mut control = Some((listener, policy));
-        for step in startup::steps(self.resumed) {
+        for step in startup::steps(self.phase.reexecuted()) {
             match step {
                 Step::Listen => {
                     if let Some((listener, policy)) = control.take() {

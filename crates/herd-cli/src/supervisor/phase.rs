@@ -95,6 +95,8 @@ pub struct Phase<T> {
     failure: Option<String>,
     takeover: Takeover<T>,
     ready_reported: bool,
+    /// Whether this image continues from a re-exec.
+    reexecuted: bool,
 }
 
 impl<T> Phase<T> {
@@ -111,6 +113,7 @@ impl<T> Phase<T> {
             failure: None,
             takeover,
             ready_reported: false,
+            reexecuted: false,
         }
     }
 
@@ -120,7 +123,13 @@ impl<T> Phase<T> {
             failure: None,
             takeover: Takeover::None,
             ready_reported: true,
+            reexecuted: true,
         }
+    }
+
+    /// Whether this image continues from a re-exec ([`Phase::resumed`]).
+    pub fn reexecuted(&self) -> bool {
+        self.reexecuted
     }
 
     /// Whether the service manager has been told READY=1.
@@ -225,7 +234,7 @@ impl<T> Phase<T> {
     }
 
     /// What to tell the service manager as the new image of a re-exec starts.
-    pub fn reexecuted(&self) -> Report {
+    pub fn resumed_report(&self) -> Report {
         Report::Ready("re-executed".to_string())
     }
 

@@ -168,7 +168,12 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
     );
     assert_eq!(phase.stopping(), Report::Stopping);
     let resumed: Phase<()> = Phase::resumed();
-    assert_eq!(resumed.reexecuted(), Report::Ready("re-executed".into()));
+    assert_eq!(
+        resumed.resumed_report(),
+        Report::Ready("re-executed".into())
+    );
+    assert!(resumed.reexecuted());
+    assert!(!Phase::<()>::new(None).reexecuted());
     assert!(resumed.reexec_failed().is_some());
 }
 
