@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
 
-/// The longest answer line read (a herd's answers are a few kilobytes).
+/// The most of an answer read (a herd's answers to `sockets` are a few kilobytes).
 const MAX_ANSWER: usize = 1 << 20;
 /// What to fetch.
 #[derive(Clone, Debug, Default)]
@@ -100,17 +100,27 @@ pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
                 format!("{shown} closed the connection early"),
             ));
         }
+        // What follows the line is not read as an answer, but counts against the bound: a
+        // peer that sends on without the fds is not a herd.
+        let scanned = bytes.len();
         bytes.extend_from_slice(&buf[..got.len]);
-        if first.is_none() && bytes.len() > MAX_ANSWER {
+        if first.is_none() {
+            if let Some(at) = bytes[scanned..].iter().position(|&b| b == b'\n') {
+                first = Some(described(&bytes[..scanned + at], control)?);
+            }
+        }
+        if bytes.len() > MAX_ANSWER {
+            let what = match first {
+                None => "without a line end",
+                Some(_) => "without the sockets its answer describes",
+            };
             return Err(Error::new(
                 ErrorKind::Io,
-                format!("{shown} answered more than {MAX_ANSWER} bytes without a line end"),
+                format!(
+                    "{shown} sent more than {} MiB {what}: it is not a herd",
+                    MAX_ANSWER >> 20
+                ),
             ));
-        }
-        if first.is_none() {
-            if let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-                first = Some(described(&bytes[..end], control)?);
-            }
         }
     }
     Ok(first
@@ -166,5 +176,73 @@ impl crate::Sockets {
         Ok(crate::Sockets::from_named(
             fetched.into_iter().map(|f| (f.name, f.fd)).collect(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A peer at `path` that answers the first connection with `head`, then `size` bytes of
+    /// `x` (and a line end if `line_end`), and closes; it stops early when the client goes
+    /// away. Returns how much it sent.
+    fn peer(
+        path: &Path,
+        head: &'static [u8],
+        size: usize,
+        line_end: bool,
+    ) -> std::thread::JoinHandle<usize> {
+        let listener = UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let chunk = [b'x'; 1 << 16];
+            let mut sent = 0;
+            if stream.write_all(head).is_err() {
+                return 0;
+            }
+            while sent < size {
+                match stream.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(_) => return sent,
+                }
+            }
+            if line_end {
+                let _ = stream.write_all(b"\n");
+            }
+            sent
+        })
+    }
+
+    #[test]
+    fn an_endless_huge_or_fdless_answer_fails_in_bounded_memory() {
+        let scratch = crate::scratch::Scratch::new("herd-fetch-bounds");
+        std::fs::create_dir(scratch.path()).unwrap();
+        let one_socket: &[u8] = b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"name\":\"http\",\"kind\":\"tcp\",\"address\":\"127.0.0.1:1\"}]}}\n";
+        let cases: [(&[u8], usize, bool, &str); 3] = [
+            // 16 MiB without a line end stands for an endless line.
+            (b"", 16 << 20, false, "without a line end"),
+            (b"", 8 << 20, true, "without a line end"),
+            // An answer, and then endless bytes instead of the socket it describes.
+            (
+                one_socket,
+                16 << 20,
+                false,
+                "without the sockets its answer describes",
+            ),
+        ];
+        for (i, (head, size, line_end, says)) in cases.into_iter().enumerate() {
+            let path = scratch.path().join(format!("{i}.sock"));
+            let server = peer(&path, head, size, line_end);
+            let e = fetch(&path, &FetchOptions::default()).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("sent more than 1 MiB") && text.contains(says),
+                "case {i}: {text}"
+            );
+            assert!(!text.contains('\n'), "one line: {text}");
+            // It read no more than the bound and what the socket buffers hold.
+            assert!(server.join().unwrap() < (1 << 20) + (8 << 20), "case {i}");
+        }
     }
 }

@@ -16,8 +16,9 @@ use super::protocol::{Command, ErrorBody, Request, Response, VERSION};
 use super::results::{SocketInfo, SocketsResult};
 use super::wait;
 
-/// The longest answer line read by [`AsyncClient::call`].
-const MAX_ANSWER: u64 = 16 << 20;
+/// The most of an answer a client holds (a herd's status with thousands of workers is a few
+/// MB): a peer that sends more without a line end is not a herd.
+const MAX_ANSWER: usize = 16 << 20;
 
 /// How long a request may take to send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -207,6 +208,17 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+/// A peer whose answer has gone past [`MAX_ANSWER`] bytes.
+fn too_long(path: &Path) -> ClientError {
+    ClientError::NotHerd {
+        path: path.to_path_buf(),
+        why: format!(
+            "it sent an answer of more than {} MiB without a line end",
+            MAX_ANSWER >> 20
+        ),
+    }
+}
+
 /// A request as one line, newline included.
 pub fn encode_request(command: Command) -> Vec<u8> {
     let request = Request {
@@ -326,11 +338,15 @@ impl Client {
         // answer is waiting to be read, and it says more than "broken pipe".
         let sent = self.stream.write_all(&encode_request(command));
         wait::wait(&self.stream, &self.path, timeout)?;
+        // What has been looked at for a line end: each byte once.
+        let mut scanned = 0;
         loop {
-            if let Some(end) = self.buffered.iter().position(|&b| b == b'\n') {
+            if let Some(at) = self.buffered[scanned..].iter().position(|&b| b == b'\n') {
+                let end = scanned + at;
                 let line: Vec<u8> = self.buffered.drain(..=end).collect();
                 return Ok(line[..end].to_vec());
             }
+            scanned = self.buffered.len();
             match self.receive() {
                 Ok(true) => {}
                 Ok(false) if !self.buffered.is_empty() => {
@@ -362,6 +378,9 @@ impl Client {
             });
         }
         self.buffered.extend_from_slice(&buf[..got.len]);
+        if self.buffered.len() > MAX_ANSWER {
+            return Err(too_long(&self.path));
+        }
         Ok(got.len > 0)
     }
 }
@@ -398,11 +417,14 @@ impl AsyncClient {
         let mut line = Vec::new();
         // Bounded: a peer that never ends its line cannot grow this without limit.
         let read = (&mut self.stream)
-            .take(MAX_ANSWER)
+            .take(MAX_ANSWER as u64 + 1)
             .read_until(b'\n', &mut line)
             .await;
         match (read, sent) {
             (Ok(0), Err(e)) => Err(ClientError::io(&self.path, "cannot send to", e)),
+            (Ok(_), _) if line.len() > MAX_ANSWER && line.last() != Some(&b'\n') => {
+                Err(too_long(&self.path))
+            }
             (Ok(_), _) => {
                 if line.last() == Some(&b'\n') {
                     line.pop();

@@ -104,3 +104,72 @@ fn a_request_gets_its_answer_and_a_refusal_its_code() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A peer at a new socket in `dir` that answers the first connection with `size` bytes of
+/// `x` (then a newline if `line_end`) and closes; it stops early when the client goes away.
+fn flooding_peer(
+    dir: &Path,
+    size: usize,
+    line_end: bool,
+) -> (PathBuf, std::thread::JoinHandle<usize>) {
+    let path = dir.join(format!("flood-{size}-{line_end}.sock"));
+    let listener = UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let chunk = [b'x'; 1 << 16];
+        let mut sent = 0;
+        while sent < size {
+            match stream.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => return sent,
+            }
+        }
+        let _ = line_end && stream.write_all(b"\n").is_ok();
+        sent
+    });
+    (path, server)
+}
+
+/// What a client must say of a peer whose answer is too long.
+fn is_too_long(e: &ClientError) -> bool {
+    matches!(e, ClientError::NotHerd { why, .. } if why.contains("more than 16 MiB without a line end"))
+}
+
+#[test]
+fn an_endless_or_huge_answer_fails_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MiB without a line end stands for an endless line; 32 MiB and a line end, a huge one.
+    for (size, line_end) in [(64 << 20, false), (32 << 20, true)] {
+        let (path, server) = flooding_peer(dir.path(), size, line_end);
+        let mut client = Client::connect(&path, None).unwrap();
+        let e = (client.call::<serde_json::Value>(Command::Status, Some(Duration::from_secs(20))))
+            .unwrap_err();
+        assert!(is_too_long(&e), "{e}");
+        assert!(
+            e.to_string().starts_with("unexpected answer from"),
+            "one clear line: {e}"
+        );
+        // The client read no more than the bound and a buffer, and hung up.
+        drop(client);
+        assert!(server.join().unwrap() < MAX_ANSWER + (1 << 20) + (8 << 20));
+    }
+}
+
+#[test]
+fn the_async_client_bounds_an_endless_or_huge_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (size, line_end) in [(64 << 20, false), (32 << 20, true)] {
+        let (path, server) = flooding_peer(dir.path(), size, line_end);
+        let e = runtime.block_on(async {
+            let mut client = AsyncClient::connect_now(&path).unwrap();
+            client.call::<serde_json::Value>(Command::Status).await
+        });
+        let e = e.unwrap_err();
+        assert!(is_too_long(&e), "{e}");
+        assert!(server.join().unwrap() < MAX_ANSWER + (1 << 20) + (8 << 20));
+    }
+}

@@ -199,3 +199,20 @@ fn forged_and_oversized_notifications_are_dropped() {
         "a forged READY=1 counts for nothing"
     );
 }
+
+#[test]
+fn a_server_that_floods_its_answer_fails_herd_status_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["--endless", "--huge"] {
+        let path = dir.path().join(format!("{}.sock", &mode[2..]));
+        let _fake = FakeHerd::start(mode, &path);
+        let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), &["status"]);
+        assert_eq!((code, stdout.as_str()), (FAILURE, ""), "{mode}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{mode}: {stderr}");
+        assert!(
+            stderr.contains("unexpected answer from")
+                && stderr.contains("more than 16 MiB without a line end"),
+            "{mode}: {stderr}"
+        );
+    }
+}

@@ -1,47 +1,8 @@
 //! Takeover from an old herd that cannot answer: one that hangs on the stop, one stopped
 //! (SIGSTOP) before or while the new herd takes over.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use crate::takeover::takeover;
 use crate::util::*;
-
-/// A fake control server (`tests/workers/fake_herd.py MODE PATH`), killed on drop.
-pub(crate) struct FakeHerd {
-    child: Child,
-    /// What it printed after "ready" (the TCP address it serves, in `--silent-stop`).
-    pub(crate) serves: String,
-}
-
-impl FakeHerd {
-    pub(crate) fn start(mode: &str, path: &Path) -> FakeHerd {
-        let mut child = Command::new("python3")
-            .arg(worker("fake_herd.py"))
-            .arg(mode)
-            .arg(path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let serves = match line.trim_end().strip_prefix("ready") {
-            Some(rest) => rest.trim().to_string(),
-            None => panic!("the fake herd did not start: {line:?}"),
-        };
-        FakeHerd { child, serves }
-    }
-}
-
-impl Drop for FakeHerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_takeover_whose_old_herd_never_answers_the_stop_serves_on() {

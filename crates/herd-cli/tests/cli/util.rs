@@ -1,7 +1,8 @@
 //! Test helpers: start the real `herd` binary, follow its JSON log, talk to its sockets, and
 //! wait for events with deadlines that fail with what was seen. By concept: the herd under
-//! test and its log (`herd.rs`), what `/proc` says of a process (`procfs.rs`), HTTP clients
-//! and load (`http.rs`), waits with deadlines (`wait.rs`); the rest here.
+//! test and its log (`herd.rs`), a fake herd's control server (`fake_herd.rs`), what `/proc`
+//! says of a process (`procfs.rs`), HTTP clients and load (`http.rs`), waits with deadlines
+//! (`wait.rs`); the rest here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod fake_herd;
 mod herd;
 mod http;
 mod procfs;
 mod wait;
 
+pub use fake_herd::*;
 pub use herd::*;
 pub use http::*;
 pub use procfs::*;

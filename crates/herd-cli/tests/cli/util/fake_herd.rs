@@ -1,0 +1,43 @@
+//! A fake control server: `tests/workers/fake_herd.py` in one of its modes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use super::worker;
+
+/// A fake control server (`tests/workers/fake_herd.py MODE PATH`), killed on drop.
+pub struct FakeHerd {
+    child: Child,
+    /// What it printed after "ready" (the TCP address it serves, in `--silent-stop`).
+    pub serves: String,
+}
+
+impl FakeHerd {
+    /// Starts it in `mode` (`--silent-stop`, `--endless`, `--huge`) at `path`, once it listens.
+    pub fn start(mode: &str, path: &Path) -> FakeHerd {
+        let mut child = Command::new("python3")
+            .arg(worker("fake_herd.py"))
+            .arg(mode)
+            .arg(path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let serves = match line.trim_end().strip_prefix("ready") {
+            Some(rest) => rest.trim().to_string(),
+            None => panic!("the fake herd did not start: {line:?}"),
+        };
+        FakeHerd { child, serves }
+    }
+}
+
+impl Drop for FakeHerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
