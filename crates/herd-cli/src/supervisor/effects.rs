@@ -3,8 +3,9 @@
 //! signalling workers, steering the reuseport sockets, answering control clients and metrics
 //! scrapes, telling the service manager, counting for `--metrics`. What to do is decided
 //! elsewhere (the pool, the [phase](super::phase), the [waiters](super::waiters), the
-//! policies), and handed over as typed values ([`Count`], [`Report`], [`Answer`]s); a port to
-//! another platform implements this anew.
+//! policies), and handed over as typed values: a list of [`Effect`]s for
+//! [`Effects::execute`], or one of them ([`Count`], [`Report`], [`Answer`]). A port to another
+//! platform implements this anew.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
