@@ -432,7 +432,8 @@ impl Leftovers {
 
     /// The state to hand to a re-exec, at `epoch`.
     pub fn export(&self, epoch: Epoch) -> Saved {
-        Saved(self.groups.iter().map(|g| g.save(epoch)).collect())
+        let Leftovers { groups } = self;
+        Saved(groups.iter().map(|g| g.save(epoch)).collect())
     }
 
     /// Continues from a re-exec's state, at `epoch`.

@@ -27,12 +27,13 @@ use crate::logging::LogEvent;
 use crate::spec::{SocketFile, SocketKind};
 
 /// The newest format of [`State`]: this herd reads every version from [`OLDEST_STATE`] to this
-/// one, and writes the oldest that can carry its state ([`version_needed`]), so that a re-exec
-/// onto an older herd stays possible whenever that herd can read the state. A new binary must
-/// say it reads that version before herd re-executes onto it (see
-/// [`reexec_check`](super::reexec_check)). Bump it when the state changes so that a herd of an
-/// older version would misread it (a field removed, or whose meaning changes); a field added
-/// with `#[serde(default)]` that older herds may ignore needs no bump.
+/// one, and writes the oldest that can carry its state ([`version_needed`], in the state's
+/// `version`), so that a re-exec onto an older herd stays possible whenever that herd can read
+/// the state. A new binary must say it reads that version before herd re-executes onto it
+/// (see [`reexec_check`](super::reexec_check)). Bump it when the state changes so that a herd of an
+/// older version would misread it (a field removed, or whose meaning changes), and keep
+/// reading the older versions; a field added with `#[serde(default)]` that older herds may
+/// ignore needs no bump (the excused-exits window, `version` itself).
 ///
 /// Version 2: a worker may be draining its reuseport slot (`draining` in the pool's state),
 /// which a version-1 herd would take for a worker already told to stop, and kill at the end of
@@ -344,16 +345,7 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
     let mut file = std::fs::File::from(claim(fd)?);
     let mut text = String::new();
     file.read_to_string(&mut text)?;
-    let state: State =
-        serde_json::from_str(&text).context("cannot read the state of the previous herd")?;
-    if !reads(state.version) {
-        // The check before the exec makes sure this does not happen.
-        bail!(
-            "the previous herd handed over re-exec state version {}; this herd reads versions \
-             {OLDEST_STATE}..={STATE_VERSION}",
-            state.version
-        );
-    }
+    let state = read_state(&text)?;
     let listeners = state
         .listeners
         .iter()
@@ -383,6 +375,21 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
         reply: state.reply_fd.map(claim).transpose()?,
         state,
     }))
+}
+
+/// The state in `text`, if this herd reads its version.
+fn read_state(text: &str) -> anyhow::Result<State> {
+    let state: State =
+        serde_json::from_str(text).context("cannot read the state of the previous herd")?;
+    if !reads(state.version) {
+        // The check before the exec makes sure this does not happen.
+        bail!(
+            "the previous herd handed over re-exec state version {}; this herd reads versions \
+             {OLDEST_STATE}..={STATE_VERSION}",
+            state.version
+        );
+    }
+    Ok(state)
 }
 
 fn claim(fd: RawFd) -> anyhow::Result<OwnedFd> {

@@ -184,3 +184,22 @@ fn a_state_says_its_version_first() {
     .unwrap();
     assert!(text.starts_with(r#"{"version":2,"#), "{text}");
 }
+
+#[test]
+fn a_state_of_a_version_this_herd_does_not_read_is_refused() {
+    let mut state: serde_json::Value = serde_json::from_str(PREVIOUS).unwrap();
+    for version in [OLDEST_STATE, STATE_VERSION] {
+        state["version"] = version.into();
+        assert!(read_state(&state.to_string()).is_ok(), "{version}");
+    }
+    state["version"] = (STATE_VERSION + 1).into();
+    let error = read_state(&state.to_string()).unwrap_err().to_string();
+    assert!(
+        error.contains(&format!("version {}", STATE_VERSION + 1)),
+        "{error}"
+    );
+    assert!(
+        read_state(PREVIOUS).is_ok(),
+        "no version: the previous herd's"
+    );
+}
