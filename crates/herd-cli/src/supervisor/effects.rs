@@ -4,8 +4,9 @@
 //! scrapes, telling the service manager, counting for `--metrics`. What to do is decided
 //! elsewhere (the pool, the [phase](super::phase), the [waiters](super::waiters), the
 //! policies), and handed over as typed values: a list of [`Effect`]s for
-//! [`Effects::execute`], or one of them ([`Count`], [`Report`], [`Answer`]). A port to another
-//! platform implements this anew.
+//! [`Effects::execute`], or one of them ([`Count`], [`Report`], [`Answer`]). The policies over
+//! attached processes, leftovers and exits act through the System traits that Effects hands
+//! them. A port to another platform implements this anew.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use tokio::sync::oneshot;
 use super::phase::Report;
 use super::pool::{Pool, Reason, StopMode};
 use super::waiters::{Answer, ReexecRefused};
-use super::{balance, metrics, systemd};
+use super::{attached, balance, leftovers, metrics, reap, systemd};
 use crate::command::{StartError, WorkerCommand};
 use crate::control::protocol::Response;
 use crate::control::server::Reply;
@@ -37,6 +38,10 @@ pub struct Effects {
     service: systemd::ServiceNotifier,
     /// Counters for `--metrics`.
     counters: metrics::Counters,
+    /// Attached processes, as the system sees them.
+    attached: attached::System,
+    /// herd's children, as the system reports their exits.
+    children: reap::System,
 }
 
 /// Something counted for `--metrics`.
@@ -173,6 +178,8 @@ impl Effects {
             stop_signal,
             service: systemd::ServiceNotifier::from_env(),
             counters: metrics::Counters::default(),
+            attached: attached::System,
+            children: reap::System,
         })
     }
 
@@ -241,6 +248,22 @@ impl Effects {
         if let Some(answer) = refused.answer() {
             self.answer(answer);
         }
+    }
+
+    /// The system under the processes started with `herd attach`: their exits and signals.
+    pub fn attached(&mut self) -> &mut attached::System {
+        &mut self.attached
+    }
+
+    /// The system under what exited workers leave behind: process groups as they are now,
+    /// signals to them, reaping their leaders.
+    pub fn process_groups(&self) -> leftovers::System {
+        leftovers::System::default()
+    }
+
+    /// The system under herd's children: their exits.
+    pub fn children(&mut self) -> &mut reap::System {
+        &mut self.children
     }
 
     /// The listening sockets.

@@ -6,9 +6,7 @@ use herd_sys::process::Signal;
 use crate::control::protocol::Response;
 use crate::logging::LogEvent;
 
-use super::attached;
 use super::effects::{Client, Count, Effect};
-use super::leftovers;
 use super::phase::{self, StopPlan};
 use super::pool::{self, PoolError};
 use super::waiters::{Answer, UpgradeOutcome};
@@ -26,7 +24,7 @@ impl Supervisor {
         let stopping = self.attached.kill_at();
         for leader in leaders {
             self.leftovers.attached_exited(
-                &mut leftovers::System::default(),
+                &mut self.effects.process_groups(),
                 leader,
                 stopping,
                 stop_signal,
@@ -79,11 +77,12 @@ impl Supervisor {
             Signal::KILL
         };
         self.attached
-            .stop(&mut attached::System, signal, grace, now);
+            .stop(self.effects.attached(), signal, grace, now);
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
         self.leftovers.stop(deadline);
-        self.leftovers.check(&mut leftovers::System::default(), now);
+        self.leftovers
+            .check(&mut self.effects.process_groups(), now);
     }
 
     pub(super) fn upgrade(

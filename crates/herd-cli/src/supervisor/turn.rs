@@ -10,7 +10,7 @@ use super::phase::{PoolView, Report, Step};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
 use super::takeover::{after_abort, complete_takeover};
-use super::{attached, autoscale, balance, handover, leftovers, scale, Supervisor};
+use super::{autoscale, balance, handover, scale, Supervisor};
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
@@ -47,7 +47,7 @@ impl Supervisor {
             Input::Tick(Tick::CheckSockets) => self.check_sockets(),
             Input::Tick(Tick::Leftovers) => self
                 .leftovers
-                .check(&mut leftovers::System::default(), Instant::now()),
+                .check(&mut self.effects.process_groups(), Instant::now()),
             Input::Tick(Tick::Autoscale) => self.autoscale_tick(false),
             // A burst need not wait for the next sample: a queue long enough to scale up on is
             // acted on at once (the policy's cooldown still applies).
@@ -93,14 +93,14 @@ impl Supervisor {
         if self.pool.is_stopping() {
             let (signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
             self.attached
-                .stop(&mut attached::System, signal, grace, Instant::now());
+                .stop(self.effects.attached(), signal, grace, Instant::now());
         }
         for pidfd in self.attached.take_to_watch() {
             sources.watch_exit(pidfd);
         }
         // A pidfd's poll is cheap: an exit is seen at the next turn of the loop.
-        self.attached.remove_exited(&mut attached::System);
-        self.attached.due(&mut attached::System, Instant::now());
+        self.attached.remove_exited(self.effects.attached());
+        self.attached.due(self.effects.attached(), Instant::now());
         self.attached_leftovers();
         self.effects.steer(&self.pool);
         let now = Instant::now();

@@ -11,7 +11,7 @@ use crate::logging::LogEvent;
 use super::effects::{Count, Effect, ExitCause};
 use super::pool::{self, Action};
 use super::Supervisor;
-use super::{leftovers, reap, relisten};
+use super::{reap, relisten};
 
 impl Supervisor {
     pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
@@ -110,7 +110,11 @@ impl Supervisor {
     /// exited, the leftovers of each are looked at in one pass, re-exec checks are accounted.
     pub(super) fn reap(&mut self) {
         let workers = self.pool.workers().iter().map(|w| w.pid);
-        let found = reap::look(&mut reap::System, workers, self.reexec_children.pids());
+        let found = reap::look(
+            self.effects.children(),
+            workers,
+            self.reexec_children.pids(),
+        );
         let mut exits = Vec::new();
         for exit in found.workers {
             let Some((slot, state)) = self.pool.worker(exit.pid).map(|w| (w.slot, w.state)) else {
@@ -132,13 +136,13 @@ impl Supervisor {
         }
         let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
         self.leftovers.exited(
-            &mut leftovers::System::default(),
+            &mut self.effects.process_groups(),
             &exits,
             stop_signal,
             grace,
             Instant::now(),
         );
-        reap::reap_own_group(&mut reap::System);
+        reap::reap_own_group(self.effects.children());
     }
 
     /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.
