@@ -156,6 +156,20 @@ fn every_piece_of_runtime_state_survives_a_reexec() {
         "{after}"
     );
     assert_eq!(after["attached"][0]["pid"], attached_pid, "{after}");
+    // Ages carry on: every worker's and the attached process's.
+    let ages = |s: &Value, list: &str| -> Vec<(u64, u64)> {
+        let entries = s[list].as_array().unwrap().iter();
+        let age = |e: &Value| (e["pid"].as_u64().unwrap(), e["uptime_ms"].as_u64().unwrap());
+        entries.map(age).collect()
+    };
+    for list in ["workers", "attached"] {
+        for ((pid, was), (_, is)) in ages(&before, list).into_iter().zip(ages(&after, list)) {
+            assert!(
+                is >= was,
+                "{list}: {pid} is {is} ms old, was {was} ms: {after}"
+            );
+        }
+    }
     // Slot 2 still waits out its backoff, no longer than it had left; the leftover still gets
     // SIGKILL when the grace period from its worker's exit ends, not a new one.
     let (waited, waits) = (&before["waiting"][0], &after["waiting"][0]);
