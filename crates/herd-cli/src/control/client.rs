@@ -394,9 +394,11 @@ pub struct AsyncClient {
 
 impl AsyncClient {
     /// Connects without blocking: a Unix stream connect completes at once, or fails
-    /// (`EAGAIN` when the herd's backlog is full). Needs a tokio runtime.
+    /// (`EAGAIN` when the herd's backlog is full); a herd that is stopped (SIGSTOP) is
+    /// [`ClientError::Stopped`]. Needs a tokio runtime.
     pub fn connect_now(path: &Path) -> Result<AsyncClient, ClientError> {
         let stream = connect_nonblocking(path)?;
+        wait::check_running(&stream, path)?;
         let stream = tokio::net::UnixStream::from_std(stream)
             .map_err(|e| ClientError::io(path, "cannot use", e))?;
         Ok(AsyncClient {

@@ -23,7 +23,7 @@ use crate::logging::LogEvent;
 use crate::text::escape;
 
 /// How long a quick command (status, scale, signal) waits for its answer.
-const QUICK: Duration = Duration::from_secs(30);
+pub(crate) const QUICK: Duration = Duration::from_secs(30);
 
 /// Runs one client command against the herd at `control`; `private_dir` says that `control`
 /// is the default path, whose directory must be the caller's own (as `herd run` requires);

@@ -64,7 +64,8 @@ pub(super) fn fetch_inherited(
 ) -> Result<(Vec<spec::Inherited>, Option<Duration>), Failure> {
     // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
     // `herd attach`): look before taking anything.
-    let status: Status = crate::ctl::request(old, Command::Status, None, owner)?;
+    let status: Status = crate::ctl::request(old, Command::Status, Some(crate::ctl::QUICK), owner)
+        .map_err(|e| in_takeover(e, old))?;
     // The socket files the old herd created, by socket name: where they are and which files
     // they are, so that the one adopted at the end is the same file (a herd that does not
     // say keeps its files).
@@ -89,12 +90,8 @@ pub(super) fn fetch_inherited(
             old.display()
         )));
     }
-    let fetched = crate::ctl::fetch(old, Vec::new(), false, owner).map_err(|e| match e {
-        Failure::Runtime(e) => {
-            Failure::Runtime(e.context(format!("cannot take over from {}", old.display())))
-        }
-        usage => usage,
-    })?;
+    let fetched =
+        crate::ctl::fetch(old, Vec::new(), false, owner).map_err(|e| in_takeover(e, old))?;
     tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old.display(), sockets = fetched.len(), "fetched the sockets to take over");
     let inherited = fetched
         .into_iter()
@@ -110,4 +107,14 @@ pub(super) fn fetch_inherited(
         })
         .collect();
     Ok((inherited, status.grace_ms.map(Duration::from_millis)))
+}
+
+/// A client failure as the takeover from `old` reports it.
+fn in_takeover(failure: Failure, old: &Path) -> Failure {
+    match failure {
+        Failure::Runtime(e) => {
+            Failure::Runtime(e.context(format!("cannot take over from {}", old.display())))
+        }
+        usage => usage,
+    }
 }

@@ -105,6 +105,11 @@ pub(super) fn complete_takeover(
     } = takeover;
     let bound = answer_bound(old_grace);
     let connection = AsyncClient::connect_now(&old);
+    // A stopped herd would take the stop only once resumed, its workers unsupervised until
+    // then: it keeps everything, and this herd gives up (a takeover is tried again at will).
+    if let Err(stopped @ ClientError::Stopped { .. }) = &connection {
+        return Err(format!("{stopped}; then take over again"));
+    }
     if let Err(ClientError::NotRunning { why, .. }) = &connection {
         let why = why.describe().to_string();
         take_vacant_control(&old, old_socket, control_file);

@@ -18,7 +18,7 @@ pub(crate) fn takeover(control: &str, args: &[&str]) -> Herd {
 
 /// Takes over the herd at `control` with one new worker that says READY=1 only once the file
 /// `go` exists.
-fn takeover_ready_on(control: &str, go: &str) -> Herd {
+pub(crate) fn takeover_ready_on(control: &str, go: &str) -> Herd {
     let ready_on_go = "import os, socket, sys, time\n\
         while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n\
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\

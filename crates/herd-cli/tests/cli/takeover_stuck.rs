@@ -1,8 +1,130 @@
 //! Takeover from an old herd that cannot answer: one that hangs on the stop, one stopped
-//! (SIGSTOP) before or while the new herd takes over.
+//! (SIGSTOP) before or while the new herd takes over. A stopped old herd keeps everything:
+//! the new herd exits 1 naming it and how to resume it, its own workers gone.
 
-use crate::takeover::takeover;
+use crate::takeover::{takeover, takeover_ready_on};
 use crate::util::*;
+
+/// Stops (SIGSTOP) the process `pid` until dropped, even when a test fails: SIGCONT then.
+struct Stopped(u32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        send(pid, libc::SIGSTOP);
+        wait_until("the old herd to be stopped", || match proc_state(pid) {
+            Some('T') => Ok(()),
+            state => Err(format!("state {state:?}")),
+        });
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        send(self.0, libc::SIGCONT);
+    }
+}
+
+fn send(pid: u32, signal: i32) {
+    // SAFETY: kill with the pid of a herd this test started, not reaped yet.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+}
+
+/// An old herd to take over from: one hello.py worker on a loopback port.
+fn old_herd() -> Herd {
+    let old = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    old.started(1);
+    old
+}
+
+/// What a takeover must leave of `old` once it runs again: the same herd behind the same
+/// control socket file, with the same workers, serving.
+fn assert_untouched(old: &Herd, before: &serde_json::Value, socket_file: (u64, u64)) {
+    let control = old.control();
+    assert_eq!(identity(&control), socket_file, "the same control socket");
+    let after = status_at(&control);
+    assert_eq!(after["pid"], old.pid());
+    assert_eq!(worker_pids(&after), worker_pids(before));
+    assert!(get(&old.address("http"), "/")
+        .unwrap()
+        .starts_with("hello from pid"));
+}
+
+fn identity(path: &str) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    (meta.dev(), meta.ino())
+}
+
+#[test]
+fn a_takeover_from_a_stopped_herd_fails_at_once_naming_it() {
+    let old = old_herd();
+    let before = old.status();
+    let socket_file = identity(&old.control());
+    let stopped = Stopped::stop(old.pid());
+    let mut new = takeover(&old.control(), &["-w", "1", "--", "sleep", "1000"]);
+    assert_eq!(new.wait_exit().code(), Some(FAILURE));
+    let error = format!(
+        "herd: error: cannot take over from {}: the herd at {} (pid {}) is stopped",
+        old.control(),
+        old.control(),
+        old.pid()
+    );
+    let lines = new.lines();
+    let said: Vec<&String> = (lines.iter())
+        .filter_map(|l| match l {
+            Line::Text(t) => Some(t),
+            Line::Event(_) => None,
+        })
+        .collect();
+    assert_eq!(said.len(), 1, "one line: {said:?}");
+    assert!(said[0].starts_with(&error), "{said:?}");
+    assert!(
+        said[0].contains(&format!("kill -CONT {}", old.pid())),
+        "{said:?}"
+    );
+    assert!(!events(&lines).any(is_start), "no worker started");
+    drop(stopped);
+    assert_untouched(&old, &before, socket_file);
+}
+
+#[test]
+fn a_takeover_whose_old_herd_is_stopped_as_it_completes_leaves_it_everything() {
+    let old = old_herd();
+    let before = old.status();
+    let socket_file = identity(&old.control());
+    let go = old.path("go");
+    let mut new = takeover_ready_on(&old.control(), &go);
+    let started = new.wait_for_event("worker_started", &[]);
+    let worker = started["pid"].as_u64().unwrap() as u32;
+    let stopped = Stopped::stop(old.pid());
+    std::fs::write(&go, "").unwrap();
+    // The new herd gives up at once, names the old herd and how to resume it, and exits 1
+    // with no worker left behind.
+    let aborted = new.wait_for_event("takeover_aborted", &[]);
+    let reason = aborted["reason"].as_str().unwrap();
+    let stopped_herd = format!("(pid {}) is stopped", old.pid());
+    assert!(
+        reason.contains(&stopped_herd)
+            && reason.contains(&format!("kill -CONT {}", old.pid()))
+            && reason.contains("then take over again"),
+        "{aborted}"
+    );
+    assert_eq!(new.wait_exit().code(), Some(FAILURE));
+    assert!(!alive(worker), "the new herd's worker {worker} is gone");
+    // Resumed, the old herd has everything it had.
+    drop(stopped);
+    assert_untouched(&old, &before, socket_file);
+}
 
 #[test]
 fn a_takeover_whose_old_herd_never_answers_the_stop_serves_on() {
