@@ -36,6 +36,9 @@ packages=(-p herd-core -p herd-sys -p herd -p herd-cli)
 # thread_local, which is const already: a false positive.) herd's `tokio` feature is Unix-only.
 cargo clippy --locked --quiet --target $target "${packages[@]}" --all-targets -- -D warnings \
     -A clippy::missing_const_for_thread_local
+# The worker library's Windows tests run its win_prefork example, which `cargo test` builds
+# under a hashed name only.
+cargo build --locked --quiet --target $target -p herd --examples
 # Doc tests are the Linux run's: their examples are Unix programs.
 args=("${packages[@]}" --lib --bins --tests --examples)
 if (($#)); then

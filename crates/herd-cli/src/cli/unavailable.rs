@@ -126,6 +126,17 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
                 .to_string(),
         );
     }
+    if let Some(arg) = args
+        .command
+        .iter()
+        .find(|arg| has_template(&arg.to_string_lossy()))
+    {
+        return Err(format!(
+            "'{}': templates in COMMAND ({{fd:NAME}}, {{worker}}, {{generation}}) are not \
+             available on Windows yet; a worker reads its slot from HERD_WORKER",
+            arg.to_string_lossy()
+        ));
+    }
     for bind in &args.binds {
         let why = match &bind.address {
             Address::Tcp(_) | Address::Udp(_) => None,
@@ -148,6 +159,13 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a word of the worker command holds one of `herd run`'s templates.
+fn has_template(word: &str) -> bool {
+    ["{fd:", "{worker}", "{generation}"]
+        .iter()
+        .any(|template| word.contains(template))
 }
 
 #[cfg(test)]

@@ -165,6 +165,15 @@ fn values_windows_cannot_do_are_refused() {
 }
 
 #[test]
+fn templates_in_the_command_are_refused_and_other_braces_pass() {
+    for template in ["--port={fd:http}", "{worker}", "app-{generation}.pid"] {
+        let why = refused(&["run", "-b", ":0", "--", "app", template]);
+        assert!(why.contains("templates in COMMAND"), "{template}: {why}");
+    }
+    verdict(&["run", "-b", ":0", "--", "app", "{\"json\": 1}"]).unwrap();
+}
+
+#[test]
 fn every_run_option_has_a_verdict() {
     // An option added to `herd run` is refused on Windows unless listed as available; the
     // available ones must exist.
