@@ -28,8 +28,8 @@ pub enum Step<T> {
     CompleteTakeover(T),
     /// The takeover failed, why: stop at once (the old herd, if it is still there, serves).
     AbortTakeover(T, String),
-    /// Tell the service manager that herd is ready, with this status.
-    ReportReady(String),
+    /// Tell the service manager this (that herd is ready).
+    Report(Report),
 }
 
 /// What herd tells its service manager (see [`systemd`](super::systemd)).
@@ -205,7 +205,8 @@ impl<T> Phase<T> {
         }
         if !self.ready_reported && !pool.stopping && pool.all_ready {
             self.ready_reported = true;
-            steps.push(Step::ReportReady(format!("{} workers ready", pool.desired)));
+            let status = format!("{} workers ready", pool.desired);
+            steps.push(Step::Report(Report::Ready(status)));
         }
         steps
     }

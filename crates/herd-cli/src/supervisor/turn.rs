@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::notify::NotifySocket;
-use super::phase::{PoolView, Report, Step};
+use super::phase::{PoolView, Step};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
 use super::takeover::{after_abort, complete_takeover};
@@ -117,7 +117,7 @@ impl Supervisor {
                     }
                 }
                 Step::AbortTakeover(takeover, why) => self.abort_takeover(&takeover.old, why),
-                Step::ReportReady(status) => self.effects.report(Report::Ready(status)),
+                Step::Report(report) => self.effects.report(report),
             }
         }
     }

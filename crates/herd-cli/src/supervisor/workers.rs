@@ -166,10 +166,11 @@ impl Supervisor {
         } else {
             ExitCause::Signal
         };
-        self.effects.count(Count::Exit(cause));
-        if exit.restart_in.is_some() {
-            self.effects.count(Count::Restart);
-        }
+        let restart = exit.restart_in.map(|_| Effect::Count(Count::Restart));
+        let counts = [Effect::Count(Count::Exit(cause))]
+            .into_iter()
+            .chain(restart);
+        self.effects.execute(counts);
         let mut how = describe_exit(status);
         if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
             how.push_str(&hint);

@@ -54,7 +54,7 @@ fn a_lost_worker_without_a_takeover_changes_nothing() {
     phase.worker_lost("exited".into());
     assert_eq!(
         phase.after_turn(view(false, true, true)),
-        vec![Step::ReportReady("3 workers ready".into())]
+        vec![Step::Report(Report::Ready("3 workers ready".into()))]
     );
     assert_eq!(phase.outcome(), Ok(()));
 }
@@ -78,7 +78,10 @@ fn the_service_manager_hears_ready_once_and_never_while_stopping() {
     assert!(phase.after_turn(view(true, true, true)).is_empty());
     assert!(!phase.ready_reported());
     let steps = phase.after_turn(view(false, false, true));
-    assert_eq!(steps, vec![Step::ReportReady("3 workers ready".into())]);
+    assert_eq!(
+        steps,
+        vec![Step::Report(Report::Ready("3 workers ready".into()))]
+    );
     assert!(phase.after_turn(view(false, false, true)).is_empty());
     assert_eq!(
         phase.upgrade_ended(Ok(2), 3),
@@ -146,7 +149,10 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
     );
     assert_eq!(phase.reexec_failed(), None);
     let steps = phase.after_turn(view(false, false, true));
-    assert_eq!(steps, vec![Step::ReportReady("3 workers ready".into())]);
+    assert_eq!(
+        steps,
+        vec![Step::Report(Report::Ready("3 workers ready".into()))]
+    );
     assert_eq!(
         phase.upgrade_started(2),
         Report::Reloading("upgrading to generation 2".into())
@@ -229,6 +235,6 @@ fn an_exit_without_a_takeover_dooms_nothing() {
     phase.worker_exited(&exit(0, false, false, None), 10, "exit code 1");
     assert_eq!(
         phase.after_turn(view(false, true, true)),
-        vec![Step::ReportReady("3 workers ready".into())]
+        vec![Step::Report(Report::Ready("3 workers ready".into()))]
     );
 }
