@@ -5,7 +5,7 @@
 //!
 //! The command line is the Unix one ([`herd_cli::cli`]); what Windows cannot do yet was refused
 //! before ([`herd_cli::cli::unavailable`]), so this maps the options that remain: `--bind`,
-//! `--workers`, `--chdir`, `--env`, and the command. The log is herd's own
+//! `--workers`, `--chdir`, `--env`, `--clear-env`, and the command. The log is herd's own
 //! ([`herd_cli::logging`]), with the same events as on Unix.
 
 use std::cell::Cell;
@@ -44,13 +44,27 @@ struct WorkerCommand {
     program: OsString,
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    clear_env: bool,
     chdir: Option<PathBuf>,
 }
+
+/// What `--clear-env` keeps of herd's environment: PATH, as on Unix, and SystemRoot, without
+/// which Windows programs cannot even start Winsock.
+const KEPT_ENV: &[&str] = &["PATH", "SystemRoot"];
 
 impl WorkerCommand {
     fn command(&self) -> Command {
         let mut command = Command::new(&self.program);
-        command.args(&self.args).envs(self.env.iter().cloned());
+        command.args(&self.args);
+        if self.clear_env {
+            command.env_clear();
+            for name in KEPT_ENV {
+                if let Some(value) = std::env::var_os(name) {
+                    command.env(name, value);
+                }
+            }
+        }
+        command.envs(self.env.iter().cloned());
         if let Some(dir) = &self.chdir {
             command.current_dir(dir);
         }
@@ -79,6 +93,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         program: command.next().unwrap_or_default(),
         args: command.collect(),
         env: args.env,
+        clear_env: args.clear_env,
         chdir: args.chdir,
     };
     if let Err(e) = herd_sys::wsa::catch_ctrl_c() {

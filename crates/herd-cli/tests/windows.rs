@@ -16,7 +16,8 @@ const HERD: &str = env!("CARGO_BIN_EXE_herd");
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it takes the socket
-/// `http` and answers every connection with its pid.
+/// `http` and answers every connection with its pid, then its `HERD_TEST_GREETING`,
+/// `HERD_TEST_INHERITED` and its working directory, a line each.
 #[test]
 fn worker() {
     if std::env::var_os("HERD_TEST_WORKER").is_none() {
@@ -28,18 +29,34 @@ fn worker() {
         .expect("a TCP listener")
         .expect("named http");
     let pid = std::process::id();
+    let greeting = std::env::var("HERD_TEST_GREETING").unwrap_or_default();
+    let inherited = std::env::var("HERD_TEST_INHERITED").unwrap_or_default();
+    let dir = std::env::current_dir().unwrap();
     for mut stream in listener.incoming().flatten() {
-        let _ = writeln!(stream, "worker pid {pid}");
+        let _ = write!(
+            stream,
+            "worker pid {pid}\ngreeting {greeting}\ninherited {inherited}\ndir {}\n",
+            dir.display()
+        );
     }
 }
 
-/// The answering worker's pid.
-fn ask(addr: &str) -> u32 {
+/// A worker's whole answer.
+fn answer(addr: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    let pid = answer.trim().strip_prefix("worker pid ");
+    answer
+}
+
+/// The answering worker's pid.
+fn ask(addr: &str) -> u32 {
+    let answer = answer(addr);
+    let pid = answer
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("worker pid "));
     pid.and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("unexpected answer {answer:?}"))
 }
@@ -52,22 +69,17 @@ struct Herd {
 }
 
 impl Herd {
-    fn start(workers: &str) -> Herd {
+    /// `herd run OPTIONS -b http=127.0.0.1:0 -- THIS_TEST_AS_WORKER`, once it listens.
+    fn start(options: &[&str]) -> Herd {
         let me = std::env::current_exe().unwrap();
         let mut child = Command::new(HERD)
-            .args([
-                "--log-format",
-                "json",
-                "run",
-                "-w",
-                workers,
-                "-b",
-                "http=127.0.0.1:0",
-            ])
-            .arg("--")
+            .args(["--log-format", "json", "run"])
+            .args(options)
+            .args(["-b", "http=127.0.0.1:0", "--"])
             .arg(me)
             .args(["--exact", "worker", "--nocapture", "--test-threads", "1"])
             .env("HERD_TEST_WORKER", "1")
+            .env("HERD_TEST_INHERITED", "yes")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -138,7 +150,7 @@ impl Drop for Herd {
 
 #[test]
 fn workers_share_one_socket_and_every_one_answers() {
-    let herd = Herd::start("3");
+    let herd = Herd::start(&["-w", "3"]);
     let pids = herd.answers(3, 60);
     assert_eq!(pids.len(), 3, "{pids:?}");
     herd.stop();
@@ -146,7 +158,7 @@ fn workers_share_one_socket_and_every_one_answers() {
 
 #[test]
 fn a_killed_worker_is_replaced_and_the_port_keeps_answering() {
-    let herd = Herd::start("2");
+    let herd = Herd::start(&["-w", "2"]);
     let before = herd.answers(2, 10);
     let victim = *before.iter().next().unwrap();
     let out = Command::new("taskkill")
@@ -159,6 +171,43 @@ fn a_killed_worker_is_replaced_and_the_port_keeps_answering() {
         assert!(Instant::now() < deadline, "no replacement for {victim}");
     }
     herd.stop();
+}
+
+#[test]
+fn workers_get_the_environment_and_directory_asked_for() {
+    let dir = std::env::temp_dir().join(format!("herd-chdir-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shown = dir.to_str().unwrap();
+    let herd = Herd::start(&[
+        "-w",
+        "1",
+        "--env",
+        "HERD_TEST_GREETING=hello",
+        "--chdir",
+        shown,
+    ]);
+    let answer = answer(&herd.addr);
+    assert!(answer.contains("\ngreeting hello\n"), "{answer}");
+    let worker_dir = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("dir "))
+        .unwrap_or_else(|| panic!("no dir in {answer:?}"));
+    let normal = |p: &str| p.trim_end_matches('\\').to_lowercase();
+    assert_eq!(normal(worker_dir), normal(shown), "{answer}");
+    herd.stop();
+    let _ = std::fs::remove_dir(&dir);
+}
+
+#[test]
+fn a_cleared_environment_keeps_only_what_is_asked_for() {
+    let herd = Herd::start(&["-w", "1", "--clear-env", "--env", "HERD_TEST_WORKER=1"]);
+    let cleared = answer(&herd.addr);
+    assert!(cleared.contains("\ninherited \n"), "{cleared}");
+    let herd_inherits = Herd::start(&["-w", "1"]);
+    let inherited = answer(&herd_inherits.addr);
+    assert!(inherited.contains("\ninherited yes\n"), "{inherited}");
+    herd.stop();
+    herd_inherits.stop();
 }
 
 /// `herd ARGS` fails with `code` and one line on stderr containing `needle`.

@@ -11,7 +11,15 @@ use super::{Cli, Command, RunArgs, Workers};
 use crate::spec::{Address, Balance, BindOptions};
 
 /// The options of `herd run` that work on Windows, by argument id.
-const RUN_AVAILABLE: &[&str] = &["binds", "workers", "balance", "chdir", "env", "command"];
+const RUN_AVAILABLE: &[&str] = &[
+    "binds",
+    "workers",
+    "balance",
+    "chdir",
+    "env",
+    "clear_env",
+    "command",
+];
 
 /// The global options that work on Windows, by argument id.
 const GLOBAL_AVAILABLE: &[&str] = &["log_level", "log_format"];
@@ -95,7 +103,6 @@ fn option_reason(id: &str) -> &'static str {
         "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
         "shm" => "shared memory for workers is not built on Windows yet",
         "metrics" => "the metrics endpoint is not built on Windows yet",
-        "clear_env" => "starting workers from an empty environment is not built on Windows yet",
         _ => "not built on Windows yet",
     }
 }

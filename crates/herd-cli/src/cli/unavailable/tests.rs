@@ -77,10 +77,6 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
             "--metrics is not available on Windows: ",
         ),
         (
-            &["--clear-env"],
-            "--clear-env is not available on Windows: ",
-        ),
-        (
             &["--control-allow-uid", "5"],
             "--control-allow-uid is not available",
         ),
