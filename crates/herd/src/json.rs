@@ -9,7 +9,9 @@ pub enum Value {
     Null,
     /// `true` or `false`.
     Bool(bool),
-    /// A number.
+    /// A number written as a non-negative integer (`1`, not `1.0` or `1e0`) that fits a `u64`.
+    Integer(u64),
+    /// Any other number.
     Number(f64),
     /// A string.
     String(String),
@@ -201,6 +203,14 @@ impl Parser<'_> {
         }
         let text = std::str::from_utf8(&self.bytes[start..self.pos])
             .map_err(|_| self.error("bad number"))?;
+        if text.bytes().all(|b| b.is_ascii_digit()) {
+            if text.len() > 1 && text.starts_with('0') {
+                return Err(self.error("a number with a leading zero"));
+            }
+            if let Ok(n) = text.parse() {
+                return Ok(Value::Integer(n));
+            }
+        }
         text.parse()
             .map(Value::Number)
             .map_err(|_| self.error("bad number"))
@@ -293,6 +303,9 @@ impl Parser<'_> {
     fn object(&mut self) -> Result<Value, String> {
         self.pos += 1;
         let mut members = Vec::new();
+        // Readers disagree on which of two equal names counts (serde_json keeps the last):
+        // herd never writes one, and no reader here takes either.
+        let mut names = std::collections::HashSet::new();
         self.space();
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;
@@ -304,6 +317,9 @@ impl Parser<'_> {
                 return Err(self.error("expected a member name"));
             }
             let key = self.string()?;
+            if !names.insert(key.clone()) {
+                return Err(self.error(&format!("the member {} is named twice", quote(&key))));
+            }
             self.space();
             self.eat(":")?;
             members.push((key, self.value()?));
@@ -337,6 +353,37 @@ mod tests {
             .unwrap();
         assert_eq!(sockets[0].get("name").unwrap().as_str(), Some("http"));
         assert_eq!(v.get("n"), Some(&Value::Number(-150.0)));
+        assert_eq!(v.get("version"), Some(&Value::Integer(1)));
+    }
+
+    #[test]
+    fn integers_are_told_from_other_numbers() {
+        for (text, value) in [
+            ("0", Value::Integer(0)),
+            ("18446744073709551615", Value::Integer(u64::MAX)),
+            (
+                "18446744073709551616",
+                Value::Number(18446744073709551616.0),
+            ),
+            ("1.0", Value::Number(1.0)),
+            ("1e0", Value::Number(1.0)),
+            ("-1", Value::Number(-1.0)),
+        ] {
+            assert_eq!(parse(text), Ok(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_member_named_twice_is_refused_at_any_depth() {
+        for twice in [
+            r#"{"ok":true,"ok":false}"#,
+            r#"{"result":{"sockets":[],"sockets":[]}}"#,
+            r#"[{"a":1},{"b":{"c":1,"c":1}}]"#,
+        ] {
+            let e = parse(twice).unwrap_err();
+            assert!(e.contains("named twice"), "{twice}: {e}");
+        }
+        assert!(parse(r#"[{"a":1},{"a":1}]"#).is_ok(), "in two objects");
     }
 
     #[test]
@@ -379,6 +426,7 @@ mod tests {
             "tru",
             "[1] x",
             "{\"a\":1,}",
+            "01",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

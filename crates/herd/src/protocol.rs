@@ -66,6 +66,11 @@ pub enum SocketsAnswer {
 pub fn parse_sockets_answer(line: &[u8]) -> Result<SocketsAnswer, String> {
     let text = std::str::from_utf8(line).map_err(|_| "the answer is not UTF-8".to_string())?;
     let response = json::parse(text)?;
+    match response.get("version") {
+        Some(Value::Integer(VERSION)) => {}
+        Some(_) => return Err(format!("the answer is not of protocol version {VERSION}")),
+        None => return Err("no \"version\" in the answer".to_string()),
+    }
     match response.get("ok") {
         Some(Value::Bool(true)) => {}
         Some(Value::Bool(false)) => {
@@ -152,10 +157,18 @@ mod tests {
             Ok(SocketsAnswer::Sockets(vec![expected]))
         );
         for bad in [
-            &b"{\"ok\":true}"[..],
-            b"{\"ok\":false}",
-            b"{\"ok\":1}",
-            b"{\"ok\":true,\"result\":{\"sockets\":[{\"name\":1}]}}",
+            &b"{\"version\":1,\"ok\":true}"[..],
+            b"{\"version\":1,\"ok\":false}",
+            b"{\"version\":1,\"ok\":1}",
+            b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"name\":1}]}}",
+            // Only protocol 1, spelled as herd writes it.
+            b"{\"ok\":true,\"result\":{\"sockets\":[]}}",
+            b"{\"version\":1.0,\"ok\":true,\"result\":{\"sockets\":[]}}",
+            b"{\"version\":2,\"ok\":true,\"result\":{\"sockets\":[]}}",
+            b"{\"version\":\"1\",\"ok\":true,\"result\":{\"sockets\":[]}}",
+            // Readers disagree on which of two equal names counts.
+            b"{\"version\":1,\"version\":1,\"ok\":true,\"result\":{\"sockets\":[]}}",
+            b"{\"version\":1,\"ok\":false,\"ok\":true,\"result\":{\"sockets\":[]}}",
             b"\xff",
             b"",
         ] {

@@ -150,3 +150,125 @@ fn the_requests_of_older_clients_still_parse() {
         }
     );
 }
+
+/// How an answer reads: the sockets' names, a refusal's code, or not herd's answer.
+#[derive(Debug, PartialEq, Eq)]
+enum Reading {
+    Sockets(Vec<String>),
+    Refused(String),
+    NotHerd,
+}
+
+fn read_by_serde(line: &str) -> Reading {
+    let path = std::path::Path::new("/h.sock");
+    match super::client::decode_answer::<SocketsResult>(line.as_bytes(), path) {
+        Ok(result) => Reading::Sockets(result.sockets.into_iter().map(|s| s.name).collect()),
+        Err(super::client::ClientError::Refused { error, .. }) => {
+            Reading::Refused(error.code.as_str().to_string())
+        }
+        Err(_) => Reading::NotHerd,
+    }
+}
+
+fn read_by_library(line: &str) -> Reading {
+    match parse_sockets_answer(line.as_bytes()) {
+        Ok(SocketsAnswer::Sockets(sockets)) => {
+            Reading::Sockets(sockets.into_iter().map(|s| s.name).collect())
+        }
+        Ok(SocketsAnswer::Refused { code, .. }) => Reading::Refused(code),
+        Err(_) => Reading::NotHerd,
+    }
+}
+
+/// The oddities of versions and names given twice: both readers take an answer, or neither.
+#[test]
+fn odd_answers_read_alike_in_both_readers() {
+    let socket = r#"{"name":"a","kind":"tcp","family":null,"type":null,"address":"x"}"#;
+    let sockets = |version: &str| {
+        format!(r#"{{"version":{version},"ok":true,"result":{{"sockets":[{socket}]}}}}"#)
+    };
+    let a = || Reading::Sockets(vec!["a".to_string()]);
+    let cases = [
+        (sockets("1"), a()),
+        (sockets("1.0"), Reading::NotHerd),
+        (sockets("1e0"), Reading::NotHerd),
+        (sockets("2"), Reading::NotHerd),
+        (sockets("\"1\""), Reading::NotHerd),
+        (sockets("1,\"version\":1"), Reading::NotHerd),
+        (
+            r#"{"ok":true,"result":{"sockets":[]}}"#.to_string(),
+            Reading::NotHerd,
+        ),
+        (
+            r#"{"version":1,"ok":false,"ok":true,"result":{"sockets":[]}}"#.to_string(),
+            Reading::NotHerd,
+        ),
+        (
+            format!(r#"{{"version":1,"ok":true,"result":{{"sockets":[],"sockets":[{socket}]}}}}"#),
+            Reading::NotHerd,
+        ),
+        (
+            r#"{"version":1,"ok":true,"result":{"sockets":[{"name":"a","name":"b","kind":"tcp","address":"x"}]}}"#.to_string(),
+            Reading::NotHerd,
+        ),
+        (
+            r#"{"version":1,"ok":false,"error":{"code":"busy","code":"busy","message":""}}"#.to_string(),
+            Reading::NotHerd,
+        ),
+        (
+            r#"{"version":1,"ok":false,"error":{"code":"busy","message":""}}"#.to_string(),
+            Reading::Refused("busy".to_string()),
+        ),
+        // The same name in two sockets is two objects' business, not a name given twice.
+        (
+            format!(r#"{{"version":1,"ok":true,"result":{{"sockets":[{socket},{socket}]}}}}"#),
+            Reading::Sockets(vec!["a".to_string(), "a".to_string()]),
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(read_by_serde(&line), expected, "serde: {line}");
+        assert_eq!(read_by_library(&line), expected, "library: {line}");
+    }
+    // Not UTF-8 is nobody's answer.
+    let latin1 = b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"name\":\"\xe9\",\"kind\":\"tcp\",\"address\":\"x\"}]}}";
+    let path = std::path::Path::new("/h.sock");
+    assert!(super::client::decode_answer::<SocketsResult>(latin1, path).is_err());
+    assert!(parse_sockets_answer(latin1).is_err());
+}
+
+/// What herd answers to a request's version, as the library would send it (`1`) or as an
+/// odd client might (`1.0`, `2`, a string, twice).
+#[test]
+fn a_requests_version_is_judged_as_documented() {
+    let code = |line: &str| {
+        parse_request(line.as_bytes())
+            .unwrap_err()
+            .error
+            .unwrap()
+            .code
+    };
+    let library = SocketsRequest::default().encode();
+    assert!(parse_request(&library[..library.len() - 1]).is_ok());
+    let cases = [
+        (
+            r#"{"version":1.0,"command":"status"}"#,
+            ErrorCode::UnsupportedVersion,
+        ),
+        (
+            r#"{"version":2,"command":"status"}"#,
+            ErrorCode::UnsupportedVersion,
+        ),
+        (
+            r#"{"version":"1","command":"status"}"#,
+            ErrorCode::BadRequest,
+        ),
+        (r#"{"command":"status"}"#, ErrorCode::BadRequest),
+        (
+            r#"{"version":1,"version":1,"command":"status"}"#,
+            ErrorCode::BadRequest,
+        ),
+    ];
+    for (line, expected) in cases {
+        assert_eq!(code(line), expected, "{line}");
+    }
+}

@@ -233,18 +233,32 @@ pub fn encode_request(command: Command) -> Vec<u8> {
 
 /// Reads one response line (without its newline) as the result `R` of the command sent, or
 /// the error herd answered.
+///
+/// An answer is herd's only if it is UTF-8 JSON of protocol version 1 (the integer) that names
+/// no member twice (readers disagree on which of two counts), as the worker library's reader
+/// (`herd::protocol`) requires too.
 pub fn decode_answer<R: DeserializeOwned>(line: &[u8], path: &Path) -> Result<R, ClientError> {
     let path = path.to_path_buf();
-    let text = String::from_utf8_lossy(line);
+    let not_herd = |why: String| ClientError::NotHerd {
+        path: path.clone(),
+        why,
+    };
+    let text = std::str::from_utf8(line).map_err(|_| not_herd("it is not UTF-8".into()))?;
     if text.trim().is_empty() {
         return Err(ClientError::Closed { path });
     }
-    let not_herd = |e: serde_json::Error| ClientError::NotHerd {
-        path: path.clone(),
-        why: e.to_string(),
-    };
     let response: Response<serde_json::Value> =
-        serde_json::from_str(text.trim()).map_err(not_herd)?;
+        serde_json::from_str(text.trim()).map_err(|e| not_herd(e.to_string()))?;
+    if let Some(name) = super::named_twice::named_twice(text.as_bytes()) {
+        return Err(not_herd(format!("it names {name:?} twice")));
+    }
+    if response.version != VERSION {
+        return Err(not_herd(format!(
+            "it speaks protocol version {}, not {VERSION}",
+            response.version
+        )));
+    }
+    let not_herd = |e: serde_json::Error| not_herd(e.to_string());
     match response {
         Response {
             ok: true, result, ..

@@ -3,6 +3,7 @@
 //! ([`protocol`], [`results`]), the server, and the one client.
 
 pub mod client;
+mod named_twice;
 pub mod path;
 pub mod protocol;
 pub mod results;

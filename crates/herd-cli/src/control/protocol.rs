@@ -273,36 +273,6 @@ impl FdBatch {
     }
 }
 
-/// The first key that a JSON object names twice, if any (an object, else `None`).
-struct TopKeys(Option<String>);
-
-impl<'de> serde::Deserialize<'de> for TopKeys {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TopKeys, D::Error> {
-        struct Keys;
-        impl<'de> serde::de::Visitor<'de> for Keys {
-            type Value = TopKeys;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: serde::de::MapAccess<'de>>(
-                self,
-                mut map: M,
-            ) -> Result<TopKeys, M::Error> {
-                let mut seen = std::collections::HashSet::new();
-                let mut twice = None;
-                while let Some(key) = map.next_key::<String>()? {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                    if !seen.insert(key.clone()) && twice.is_none() {
-                        twice = Some(key);
-                    }
-                }
-                Ok(TopKeys(twice))
-            }
-        }
-        deserializer.deserialize_map(Keys)
-    }
-}
-
 /// Parses one request line, classifying what is wrong with it.
 pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
@@ -313,7 +283,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     })?;
     // JSON objects keep the last of two equal keys: a request that names its command twice
     // would run what a reader of its first half would not expect.
-    if let Ok(TopKeys(Some(key))) = serde_json::from_slice::<TopKeys>(line) {
+    if let Some(key) = super::named_twice::named_twice(line) {
         return Err(Response::error(
             ErrorCode::BadRequest,
             format!("the request names {key:?} twice"),
@@ -322,17 +292,19 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     let object = value.as_object().ok_or_else(|| {
         Response::error(ErrorCode::BadRequest, "the request must be a JSON object")
     })?;
-    match object.get("version").and_then(serde_json::Value::as_u64) {
-        Some(v) if v == u64::from(VERSION) => {}
-        Some(v) => {
+    // Version 1 is the integer 1: any other number (`2`, `1.0`, `1e0`) is another version.
+    match object.get("version") {
+        Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
+        Some(v @ serde_json::Value::Number(_)) => {
             return Err(Response::error(
                 ErrorCode::UnsupportedVersion,
                 format!(
-                    "protocol version {v} is not supported; this herd speaks version {VERSION}"
+                    "protocol version {v} is not supported; this herd speaks version {VERSION} \
+                     (send \"version\": {VERSION})"
                 ),
             ))
         }
-        None => {
+        _ => {
             return Err(Response::error(
                 ErrorCode::BadRequest,
                 format!("the request needs \"version\": {VERSION}"),
@@ -409,6 +381,26 @@ mod tests {
             "{refused}"
         );
         assert!(parse_request(br#"{"version":1,"command":"status"}"#).is_ok());
+        for twice in [
+            r#"{"version":1,"version":1,"command":"status"}"#,
+            r#"{"version":1,"version":2,"command":"status"}"#,
+            r#"{"version":1,"command":"sockets","only":["a"],"only":["b"]}"#,
+            r#"{"version":1,"command":"scale","extra":{"a":1,"a":2}}"#,
+        ] {
+            assert_eq!(code(twice), ErrorCode::BadRequest, "{twice}");
+        }
+    }
+
+    #[test]
+    fn version_1_is_the_integer_1() {
+        for other in ["2", "0", "1.0", "1e0", "1.5", "-1", "18446744073709551616"] {
+            let line = format!(r#"{{"version":{other},"command":"status"}}"#);
+            assert_eq!(code(&line), ErrorCode::UnsupportedVersion, "{line}");
+        }
+        for not_a_number in ["\"1\"", "null", "true", "[1]", "{}"] {
+            let line = format!(r#"{{"version":{not_a_number},"command":"status"}}"#);
+            assert_eq!(code(&line), ErrorCode::BadRequest, "{line}");
+        }
     }
 
     fn code(line: &str) -> ErrorCode {
