@@ -11,7 +11,9 @@
 use std::cell::Cell;
 use std::ffi::OsString;
 use std::io::BufRead;
-use std::net::{SocketAddr, SocketAddrV6, TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, TcpListener, ToSocketAddrs, UdpSocket,
+};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,7 @@ use herd_cli::cli::{RunArgs, Workers};
 use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
 use herd_cli::spec::{default_name, unique_name, Address, BindSpec, Host, HostPort};
+use socket2::{Domain, Protocol, Type};
 
 mod supervise;
 
@@ -212,19 +215,8 @@ fn bind(specs: &[BindSpec]) -> Result<Vec<Bound>, Failure> {
                 )))
             }
         };
-        let address =
-            socket_address(host_port).with_context(|| format!("--bind '{}'", spec.text))?;
-        let failed =
-            |e: std::io::Error| anyhow!("--bind '{}': cannot bind {address}: {e}", spec.text);
-        let (socket, local) = if udp {
-            let s = UdpSocket::bind(address).map_err(failed)?;
-            let local = s.local_addr().map_err(failed)?;
-            (Socket::Udp(s), local)
-        } else {
-            let s = TcpListener::bind(address).map_err(failed)?;
-            let local = s.local_addr().map_err(failed)?;
-            (Socket::Tcp(s), local)
-        };
+        let (socket, local) =
+            bind_one(host_port, udp).map_err(|e| anyhow!("--bind '{}': {e:#}", spec.text))?;
         let name = match &spec.name {
             Some(name) if names.contains(name) => {
                 return Err(Failure::Usage(format!(
@@ -253,12 +245,58 @@ fn bind(specs: &[BindSpec]) -> Result<Vec<Bound>, Failure> {
     Ok(bound)
 }
 
-/// The address to bind for `HOST:PORT`: `:PORT` is every IPv4 interface (no dual-stack on
-/// Windows yet), a name its first address.
-fn socket_address(hp: &HostPort) -> anyhow::Result<SocketAddr> {
-    match &hp.host {
-        Host::Any => Ok(SocketAddr::from(([0, 0, 0, 0], hp.port))),
-        Host::Ip(std::net::IpAddr::V6(ip)) => {
+/// Binds `HOST:PORT` for TCP (listening) or UDP: `:PORT` on every interface, IPv6 and IPv4
+/// (dual-stack) where the system has IPv6, else IPv4; a name at its first address. Like every
+/// socket herd makes on Windows, it is not inheritable: workers get it duplicated for them.
+fn bind_one(hp: &HostPort, udp: bool) -> anyhow::Result<(Socket, SocketAddr)> {
+    let (ty, protocol) = match udp {
+        true => (Type::DGRAM, Protocol::UDP),
+        false => (Type::STREAM, Protocol::TCP),
+    };
+    let (socket, address) = match &hp.host {
+        Host::Any => {
+            let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, hp.port));
+            match socket2::Socket::new(Domain::IPV6, ty, Some(protocol)) {
+                Ok(socket) => {
+                    socket.set_only_v6(false)?;
+                    (socket, v6)
+                }
+                Err(_) => {
+                    let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, hp.port));
+                    (socket2::Socket::new(Domain::IPV4, ty, Some(protocol))?, v4)
+                }
+            }
+        }
+        host => {
+            let address = socket_address(host, hp)?;
+            let socket = socket2::Socket::new(Domain::for_address(address), ty, Some(protocol))?;
+            (socket, address)
+        }
+    };
+    socket
+        .bind(&address.into())
+        .with_context(|| format!("cannot bind {address}"))?;
+    let local = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| anyhow!("the bound socket has no IP address"))?;
+    let socket = match udp {
+        true => Socket::Udp(socket.into()),
+        false => {
+            socket.listen(LISTEN_BACKLOG)?;
+            Socket::Tcp(socket.into())
+        }
+    };
+    Ok((socket, local))
+}
+
+/// The accept queue's length: what Rust's std asks for on Windows.
+const LISTEN_BACKLOG: i32 = 128;
+
+/// The address of a literal or named host (`:PORT` is IPv4's any address here).
+fn socket_address(host: &Host, hp: &HostPort) -> anyhow::Result<SocketAddr> {
+    match host {
+        Host::Ip(IpAddr::V6(ip)) => {
             Ok(SocketAddr::V6(SocketAddrV6::new(*ip, hp.port, 0, hp.scope)))
         }
         Host::Ip(ip) => Ok(SocketAddr::new(*ip, hp.port)),
@@ -267,6 +305,7 @@ fn socket_address(hp: &HostPort) -> anyhow::Result<SocketAddr> {
             .with_context(|| format!("cannot resolve '{name}'"))?
             .next()
             .ok_or_else(|| anyhow!("'{name}' has no address")),
+        Host::Any => Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, hp.port))),
     }
 }
 

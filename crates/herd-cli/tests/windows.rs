@@ -71,11 +71,16 @@ struct Herd {
 impl Herd {
     /// `herd run OPTIONS -b http=127.0.0.1:0 -- THIS_TEST_AS_WORKER`, once it listens.
     fn start(options: &[&str]) -> Herd {
+        Herd::start_on("http=127.0.0.1:0", options)
+    }
+
+    /// `herd run OPTIONS -b BIND -- THIS_TEST_AS_WORKER`, once it listens.
+    fn start_on(bind: &str, options: &[&str]) -> Herd {
         let me = std::env::current_exe().unwrap();
         let mut child = Command::new(HERD)
             .args(["--log-format", "json", "run"])
             .args(options)
-            .args(["-b", "http=127.0.0.1:0", "--"])
+            .args(["-b", bind, "--"])
             .arg(me)
             .args(["--exact", "worker", "--nocapture", "--test-threads", "1"])
             .env("HERD_TEST_WORKER", "1")
@@ -196,6 +201,17 @@ fn workers_get_the_environment_and_directory_asked_for() {
     assert_eq!(normal(worker_dir), normal(shown), "{answer}");
     herd.stop();
     let _ = std::fs::remove_dir(&dir);
+}
+
+#[test]
+fn any_address_is_dual_stack() {
+    let herd = Herd::start_on("http=:0", &["-w", "1"]);
+    let port = herd.addr.rsplit(':').next().unwrap().to_string();
+    assert!(herd.addr.starts_with("[::]:"), "{}", herd.addr);
+    for address in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        ask(&address);
+    }
+    herd.stop();
 }
 
 #[test]
