@@ -213,6 +213,7 @@ impl Leftovers {
     }
 
     /// How many groups are being waited for.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.groups.len()
     }

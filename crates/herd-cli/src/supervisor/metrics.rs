@@ -13,7 +13,7 @@ use prometheus_client::metrics::family::Family;
 mod http;
 mod render;
 
-pub use http::{serve, Scrape, ANSWER_TIMEOUT, HEAD_TIMEOUT, MAX_CONNECTIONS};
+pub use http::{serve, Scrape};
 pub use render::{render, CONTENT_TYPE};
 
 /// Counters the supervisor bumps as things happen; gauges are set when rendering.

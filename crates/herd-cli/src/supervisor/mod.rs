@@ -10,22 +10,22 @@
 //! *thread* exits. Control connections are tasks on the same thread; none of them can block
 //! the loop.
 
-pub mod attached;
-pub mod autoscale;
-pub mod balance;
+pub(crate) mod attached;
+pub(crate) mod autoscale;
+pub(crate) mod balance;
 mod busyness;
 mod effects;
 mod handover;
-pub mod leftovers;
+pub(crate) mod leftovers;
 mod lifecycle;
-pub mod metrics;
+pub(crate) mod metrics;
 mod notifications;
-pub mod notify;
+pub(crate) mod notify;
 mod phase;
 pub mod pool;
 mod process_stats;
 mod reap;
-pub mod reexec;
+pub(crate) mod reexec;
 pub mod reexec_check;
 mod relisten;
 mod requests;
@@ -34,8 +34,8 @@ mod scale;
 mod signals;
 mod sources;
 mod startup;
-pub mod status;
-pub mod systemd;
+pub(crate) mod status;
+pub(crate) mod systemd;
 mod takeover;
 mod turn;
 mod waiters;
@@ -52,7 +52,7 @@ use crate::command::WorkerCommand;
 use crate::control::server::AccessPolicy;
 use crate::logging::LogEvent;
 use crate::spec::{Listener, SocketFile};
-pub use attached::Attached;
+pub(crate) use attached::Attached;
 use attached::AttachedSet;
 use autoscale::Autoscaler;
 use notify::{NotifySocket, RateLimit};
@@ -60,8 +60,8 @@ use pool::{Pool, PoolConfig};
 use sources::{Sources, Wants};
 use startup::Step;
 
-pub use takeover::Takeover;
-pub use workers::describe_exit;
+pub(crate) use takeover::Takeover;
+pub(crate) use workers::describe_exit;
 
 /// The control endpoint a supervisor serves.
 pub struct Control {
