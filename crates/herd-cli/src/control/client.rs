@@ -208,16 +208,16 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
-/// A peer whose answer has gone past [`MAX_ANSWER`] bytes.
-fn too_long(path: &Path) -> ClientError {
+/// A peer that has sent more than [`MAX_ANSWER`] bytes `without` what ends an answer.
+fn too_long(path: &Path, without: &str) -> ClientError {
     ClientError::NotHerd {
         path: path.to_path_buf(),
-        why: format!(
-            "it sent an answer of more than {} MiB without a line end",
-            MAX_ANSWER >> 20
-        ),
+        why: format!("it sent more than {} MiB {without}", MAX_ANSWER >> 20),
     }
 }
+
+/// What [`too_long`] says of an answer line that does not end.
+const NO_LINE_END: &str = "without a line end";
 
 /// A request as one line, newline included.
 pub fn encode_request(command: Command) -> Vec<u8> {
@@ -332,6 +332,9 @@ impl Client {
         let line = self.exchange(Command::Sockets { only, attach }, timeout)?;
         let result: SocketsResult = decode_answer(&line, &self.path)?;
         while self.fds.len() < result.sockets.len() {
+            if self.buffered.len() > MAX_ANSWER {
+                return Err(too_long(&self.path, "without the fds its answer describes"));
+            }
             if !self.receive()? {
                 return Err(ClientError::Closed {
                     path: self.path.clone(),
@@ -361,6 +364,9 @@ impl Client {
                 return Ok(line[..end].to_vec());
             }
             scanned = self.buffered.len();
+            if scanned > MAX_ANSWER {
+                return Err(too_long(&self.path, NO_LINE_END));
+            }
             match self.receive() {
                 Ok(true) => {}
                 Ok(false) if !self.buffered.is_empty() => {
@@ -392,9 +398,6 @@ impl Client {
             });
         }
         self.buffered.extend_from_slice(&buf[..got.len]);
-        if self.buffered.len() > MAX_ANSWER {
-            return Err(too_long(&self.path));
-        }
         Ok(got.len > 0)
     }
 }
@@ -439,7 +442,7 @@ impl AsyncClient {
         match (read, sent) {
             (Ok(0), Err(e)) => Err(ClientError::io(&self.path, "cannot send to", e)),
             (Ok(_), _) if line.len() > MAX_ANSWER && line.last() != Some(&b'\n') => {
-                Err(too_long(&self.path))
+                Err(too_long(&self.path, NO_LINE_END))
             }
             (Ok(_), _) => {
                 if line.last() == Some(&b'\n') {

@@ -105,19 +105,24 @@ fn a_request_gets_its_answer_and_a_refusal_its_code() {
     }
 }
 
-/// A peer at a new socket in `dir` that answers the first connection with `size` bytes of
-/// `x` (then a newline if `line_end`) and closes; it stops early when the client goes away.
+/// A peer at a new socket in `dir` that answers the first connection with `head`, then
+/// `size` bytes of `x` (then a newline if `line_end`), and closes; it stops early when the
+/// client goes away.
 fn flooding_peer(
     dir: &Path,
+    head: &'static [u8],
     size: usize,
     line_end: bool,
 ) -> (PathBuf, std::thread::JoinHandle<usize>) {
-    let path = dir.join(format!("flood-{size}-{line_end}.sock"));
+    let path = dir.join(format!("flood-{}-{size}-{line_end}.sock", head.len()));
     let listener = UnixListener::bind(&path).unwrap();
     let server = std::thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
         let chunk = [b'x'; 1 << 16];
         let mut sent = 0;
+        if stream.write_all(head).is_err() {
+            return 0;
+        }
         while sent < size {
             match stream.write(&chunk) {
                 Ok(n) => sent += n,
@@ -140,7 +145,7 @@ fn an_endless_or_huge_answer_fails_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     // 64 MiB without a line end stands for an endless line; 32 MiB and a line end, a huge one.
     for (size, line_end) in [(64 << 20, false), (32 << 20, true)] {
-        let (path, server) = flooding_peer(dir.path(), size, line_end);
+        let (path, server) = flooding_peer(dir.path(), b"", size, line_end);
         let mut client = Client::connect(&path, None).unwrap();
         let e = (client.call::<serde_json::Value>(Command::Status, Some(Duration::from_secs(20))))
             .unwrap_err();
@@ -153,6 +158,18 @@ fn an_endless_or_huge_answer_fails_in_bounded_memory() {
         drop(client);
         assert!(server.join().unwrap() < MAX_ANSWER + (1 << 20) + (8 << 20));
     }
+    // An answer to `sockets`, then endless bytes instead of the fd it describes.
+    let one_socket = b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"name\":\"a\",\"kind\":\"tcp\",\"family\":null,\"type\":null,\"address\":\"x\"}]}}\n";
+    let (path, server) = flooding_peer(dir.path(), one_socket, 64 << 20, false);
+    let mut client = Client::connect(&path, None).unwrap();
+    let e = (client.sockets(Vec::new(), false, Some(Duration::from_secs(20)))).unwrap_err();
+    assert!(
+        e.to_string()
+            .ends_with("it sent more than 16 MiB without the fds its answer describes"),
+        "{e}"
+    );
+    drop(client);
+    assert!(server.join().unwrap() < MAX_ANSWER + (1 << 20) + (8 << 20));
 }
 
 #[test]
@@ -163,7 +180,7 @@ fn the_async_client_bounds_an_endless_or_huge_answer() {
         .build()
         .unwrap();
     for (size, line_end) in [(64 << 20, false), (32 << 20, true)] {
-        let (path, server) = flooding_peer(dir.path(), size, line_end);
+        let (path, server) = flooding_peer(dir.path(), b"", size, line_end);
         let e = runtime.block_on(async {
             let mut client = AsyncClient::connect_now(&path).unwrap();
             client.call::<serde_json::Value>(Command::Status).await
