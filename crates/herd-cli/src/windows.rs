@@ -187,6 +187,10 @@ fn log(event: Event<'_>) {
             pid,
             "worker exited: {status}"
         ),
+        Event::Unbound { error } => tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
+            "workers are not in a Job Object, so they will outlive herd if it is killed: {error}"
+        ),
         Event::SpawnFailed {
             slot,
             error,

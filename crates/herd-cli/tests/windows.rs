@@ -226,6 +226,24 @@ fn a_cleared_environment_keeps_only_what_is_asked_for() {
     herd_inherits.stop();
 }
 
+#[test]
+fn workers_die_with_a_killed_herd() {
+    let mut herd = Herd::start(&["-w", "2"]);
+    herd.answers(2, 4);
+    let out = Command::new("taskkill")
+        .args(["/F", "/PID", &herd.child.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "taskkill failed: {out:?}");
+    let _ = herd.child.wait();
+    // Only herd and its workers hold the socket: once they are all gone, nothing answers.
+    let deadline = Instant::now() + TIMEOUT;
+    while TcpStream::connect(&herd.addr).is_ok() {
+        assert!(Instant::now() < deadline, "the workers outlived herd");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `herd ARGS` fails with `code` and one line on stderr containing `needle`.
 fn assert_fails(args: &[&str], code: i32, needle: &str) {
     let out = Command::new(HERD).args(args).output().unwrap();

@@ -25,6 +25,7 @@
 //!
 //! - [`wsa`]: sharing a socket with another process (`WSADuplicateSocketW` for its pid) and
 //!   rebuilding it there (`WSASocketW(FROM_PROTOCOL_INFO)`), and Ctrl-C.
+//! - [`job`]: a Job Object whose processes die with herd (kill-on-close).
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 // libc re-exports `core::ffi::c_int` and friends (stable since 1.64), which clippy's MSRV lint
@@ -37,6 +38,8 @@ pub mod fd;
 pub mod fdpass;
 #[cfg(unix)]
 pub mod fs;
+#[cfg(windows)]
+pub mod job;
 #[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]

@@ -1,15 +1,18 @@
 //! The Windows supervisor loop: herd-core's [`Pool`], the one every herd supervisor drives,
 //! with processes started by [`herd::windows::spawn`] (each handed the sockets) and stopped by
 //! `TerminateProcess`: Windows console programs have no graceful stop signal. Exits are polled
-//! every 50 ms (`try_wait` on each worker).
+//! every 50 ms (`try_wait` on each worker). Workers live in a Job Object that ends them, and
+//! their children, when herd ends, however it ends.
 
 use std::collections::HashMap;
 use std::io;
+use std::os::windows::io::AsHandle;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use herd::windows::{spawn, Shared};
 use herd_core::{Action, BackoffPolicy, Pool, PoolConfig, Readiness, WorkerExit};
+use herd_sys::job::Job;
 
 /// How often the workers' exits and the stop request are looked at.
 const POLL: Duration = Duration::from_millis(50);
@@ -32,6 +35,8 @@ pub enum Event<'a> {
         error: &'a io::Error,
         retry_in: Duration,
     },
+    /// The workers cannot be tied to herd's life (no Job Object): they outlive a killed herd.
+    Unbound { error: &'a io::Error },
 }
 
 /// The pool's settings on Windows: a worker is ready once started; a stop terminates at once.
@@ -52,6 +57,7 @@ fn config(workers: usize) -> PoolConfig {
 struct Driver<'s, C, R> {
     pool: Pool,
     children: HashMap<u32, Child>,
+    job: Option<Job>,
     command: C,
     sockets: &'s [Shared<'s>],
     report: R,
@@ -66,11 +72,19 @@ pub fn supervise(
     sockets: &[Shared<'_>],
     workers: usize,
     mut stop: impl FnMut() -> bool,
-    report: impl FnMut(Event<'_>),
+    mut report: impl FnMut(Event<'_>),
 ) {
+    let job = match Job::kill_on_close() {
+        Ok(job) => Some(job),
+        Err(error) => {
+            report(Event::Unbound { error: &error });
+            None
+        }
+    };
     let mut driver = Driver {
         pool: Pool::new(config(workers)),
         children: HashMap::new(),
+        job,
         command,
         sockets,
         report,
@@ -141,6 +155,11 @@ where
         match spawn(&mut command, self.sockets) {
             Ok(mut child) => {
                 let pid = child.id();
+                if let Some(job) = &self.job {
+                    if let Err(error) = job.assign(child.as_handle()) {
+                        (self.report)(Event::Unbound { error: &error });
+                    }
+                }
                 if !self.pool.spawned(slot, generation, pid, now) {
                     // Unreachable by construction; never leave a worker unsupervised.
                     let _ = child.kill();
