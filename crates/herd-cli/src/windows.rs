@@ -5,7 +5,8 @@
 //!
 //! The command line is the Unix one ([`herd_cli::cli`]); what Windows cannot do yet was refused
 //! before ([`herd_cli::cli::unavailable`]), so this maps the options that remain: `--bind`,
-//! `--workers`, `--chdir`, `--env`, `--clear-env`, and the command. The log is herd's own
+//! `--workers`, `--chdir`, `--env`, `--clear-env`, socket options but `nonblocking`, and the
+//! command. The log is herd's own
 //! ([`herd_cli::logging`]), with the same events as on Unix.
 
 use std::cell::Cell;
@@ -24,7 +25,7 @@ use herd::windows::Shared;
 use herd_cli::cli::{RunArgs, Workers};
 use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
-use herd_cli::spec::{default_name, unique_name, Address, BindSpec, Host, HostPort};
+use herd_cli::spec::{default_name, unique_name, Address, BindOptions, BindSpec, Host, HostPort};
 use socket2::{Domain, Protocol, Type};
 
 mod supervise;
@@ -37,6 +38,7 @@ struct Bound {
     socket: Socket,
 }
 
+/// A listening TCP socket or a UDP socket.
 enum Socket {
     Tcp(TcpListener),
     Udp(UdpSocket),
@@ -219,8 +221,8 @@ fn bind(specs: &[BindSpec]) -> Result<Vec<Bound>, Failure> {
                 )))
             }
         };
-        let (socket, local) =
-            bind_one(host_port, udp).map_err(|e| anyhow!("--bind '{}': {e:#}", spec.text))?;
+        let (socket, local) = bind_one(host_port, &spec.options, udp)
+            .map_err(|e| anyhow!("--bind '{}': {e:#}", spec.text))?;
         let name = match &spec.name {
             Some(name) if names.contains(name) => {
                 return Err(Failure::Usage(format!(
@@ -249,10 +251,15 @@ fn bind(specs: &[BindSpec]) -> Result<Vec<Bound>, Failure> {
     Ok(bound)
 }
 
-/// Binds `HOST:PORT` for TCP (listening) or UDP: `:PORT` on every interface, IPv6 and IPv4
-/// (dual-stack) where the system has IPv6, else IPv4; a name at its first address. Like every
-/// socket herd makes on Windows, it is not inheritable: workers get it duplicated for them.
-fn bind_one(hp: &HostPort, udp: bool) -> anyhow::Result<(Socket, SocketAddr)> {
+/// Binds `HOST:PORT` for TCP (listening) or UDP, with `options` (`nonblocking` was refused
+/// before): `:PORT` on every interface, IPv6 and IPv4 (dual-stack, unless `v6only`) where the
+/// system has IPv6, else IPv4; a name at its first address. Like every socket herd makes on
+/// Windows, it is not inheritable: workers get it duplicated for them.
+fn bind_one(
+    hp: &HostPort,
+    options: &BindOptions,
+    udp: bool,
+) -> anyhow::Result<(Socket, SocketAddr)> {
     let (ty, protocol) = match udp {
         true => (Type::DGRAM, Protocol::UDP),
         false => (Type::STREAM, Protocol::TCP),
@@ -261,14 +268,12 @@ fn bind_one(hp: &HostPort, udp: bool) -> anyhow::Result<(Socket, SocketAddr)> {
         Host::Any => {
             let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, hp.port));
             match socket2::Socket::new(Domain::IPV6, ty, Some(protocol)) {
-                Ok(socket) => {
-                    socket.set_only_v6(false)?;
-                    (socket, v6)
-                }
-                Err(_) => {
+                Ok(socket) => (socket, v6),
+                Err(_) if !options.v6only => {
                     let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, hp.port));
                     (socket2::Socket::new(Domain::IPV4, ty, Some(protocol))?, v4)
                 }
+                Err(e) => return Err(e.into()),
             }
         }
         host => {
@@ -277,6 +282,13 @@ fn bind_one(hp: &HostPort, udp: bool) -> anyhow::Result<(Socket, SocketAddr)> {
             (socket, address)
         }
     };
+    if address.is_ipv6() {
+        // Windows' default is IPv6 only; herd's, as on Unix, is both unless `v6only`.
+        socket.set_only_v6(options.v6only)?;
+    }
+    if options.nodelay {
+        socket.set_tcp_nodelay(true)?;
+    }
     socket
         .bind(&address.into())
         .with_context(|| format!("cannot bind {address}"))?;
@@ -287,15 +299,19 @@ fn bind_one(hp: &HostPort, udp: bool) -> anyhow::Result<(Socket, SocketAddr)> {
     let socket = match udp {
         true => Socket::Udp(socket.into()),
         false => {
-            socket.listen(LISTEN_BACKLOG)?;
+            let backlog = options
+                .backlog
+                .map_or(SOMAXCONN, |n| n.min(SOMAXCONN as u32) as i32);
+            socket.listen(backlog)?;
             Socket::Tcp(socket.into())
         }
     };
     Ok((socket, local))
 }
 
-/// The accept queue's length: what Rust's std asks for on Windows.
-const LISTEN_BACKLOG: i32 = 128;
+/// The accept queue's length unless `backlog=` says: Winsock's `SOMAXCONN`, "as long as the
+/// system allows" (on Unix herd asks for `net.core.somaxconn`).
+const SOMAXCONN: i32 = 0x7fff_ffff;
 
 /// The address of a literal or named host (`:PORT` is IPv4's any address here).
 fn socket_address(host: &Host, hp: &HostPort) -> anyhow::Result<SocketAddr> {

@@ -8,7 +8,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
 
 use super::{Cli, Command, RunArgs, Workers};
-use crate::spec::{Address, Balance, BindOptions};
+use crate::spec::{Address, Balance};
 
 /// The options of `herd run` that work on Windows, by argument id.
 const RUN_AVAILABLE: &[&str] = &[
@@ -155,8 +155,10 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
             }
         };
         let why = why.or_else(|| {
-            (bind.options != BindOptions::default())
-                .then_some("socket options are not built on Windows yet; drop them")
+            bind.options.nonblocking.then_some(
+                "nonblocking is not built on Windows yet; a worker can make its own socket \
+                 non-blocking",
+            )
         });
         if let Some(why) = why {
             return Err(format!(

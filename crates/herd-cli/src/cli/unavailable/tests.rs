@@ -45,6 +45,13 @@ fn what_windows_runs_is_accepted() {
     ]))
     .unwrap();
     verdict(&run_with(&["-b", "http=[::1]:0", "-b", ":8080"])).unwrap();
+    verdict(&run_with(&[
+        "-b",
+        ":0,backlog=64,nodelay",
+        "-b",
+        "[::]:0,v6only",
+    ]))
+    .unwrap();
     let mut logged = vec!["--log-level", "debug", "--log-format", "json"];
     logged.extend_from_slice(RUN);
     verdict(&logged).unwrap();
@@ -150,8 +157,8 @@ fn values_windows_cannot_do_are_refused() {
             "--bind 'systemd' is not available on Windows: systemd",
         ),
         (
-            &["-b", ":0,nodelay"],
-            "--bind ':0,nodelay' is not available on Windows: socket",
+            &["-b", ":0,nonblocking"],
+            "--bind ':0,nonblocking' is not available on Windows: nonblocking",
         ),
     ];
     for (options, expected) in cases {
