@@ -97,6 +97,18 @@ pub fn from_blob(blob: &[u8]) -> io::Result<OwnedSocket> {
     Ok(unsafe { OwnedSocket::from_raw_socket(socket as _) })
 }
 
+/// The index of the network interface `name` (`if_nametoindex`), for an IPv6 scope such as
+/// `fe80::1%ethernet_32769`; `Ok(None)` when there is no such interface.
+pub fn interface_index(name: &str) -> io::Result<Option<u32>> {
+    let name = std::ffi::CString::new(name)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL in an interface name"))?;
+    // SAFETY: `name` is a NUL-terminated string that outlives the call, which only reads it.
+    let index = unsafe {
+        windows_sys::Win32::NetworkManagement::IpHelper::if_nametoindex(name.as_ptr().cast())
+    };
+    Ok((index != 0).then_some(index))
+}
+
 static CTRL_C: AtomicBool = AtomicBool::new(false);
 
 unsafe extern "system" fn on_ctrl(_kind: u32) -> i32 {

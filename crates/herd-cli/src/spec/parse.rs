@@ -265,10 +265,10 @@ fn interface_index(name: &str) -> Option<u32> {
     herd_sys::socket::interface_index(name).ok().flatten()
 }
 
-/// On Windows herd does not look interface names up (yet): a scope is given by its index.
+/// The index of the network interface `name`, if this machine has one by that name.
 #[cfg(windows)]
-fn interface_index(_name: &str) -> Option<u32> {
-    None
+fn interface_index(name: &str) -> Option<u32> {
+    herd_sys::wsa::interface_index(name).ok().flatten()
 }
 
 fn parse_options(text: &str, address: &Address) -> Result<BindOptions, String> {
