@@ -4,7 +4,7 @@
 
 use herd::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
 
-use super::client::encode_request;
+use super::protocol::encode_request;
 use super::protocol::{parse_request, Command, ErrorCode, Request, Response, VERSION};
 use super::results::{SocketInfo, SocketsResult};
 use crate::spec::SocketKind;
@@ -161,9 +161,9 @@ enum Reading {
 
 fn read_by_serde(line: &str) -> Reading {
     let path = std::path::Path::new("/h.sock");
-    match super::client::decode_answer::<SocketsResult>(line.as_bytes(), path) {
+    match super::answer::decode_answer::<SocketsResult>(line.as_bytes(), path) {
         Ok(result) => Reading::Sockets(result.sockets.into_iter().map(|s| s.name).collect()),
-        Err(super::client::ClientError::Refused { error, .. }) => {
+        Err(super::answer::ClientError::Refused { error, .. }) => {
             Reading::Refused(error.code.as_str().to_string())
         }
         Err(_) => Reading::NotHerd,
@@ -232,7 +232,7 @@ fn odd_answers_read_alike_in_both_readers() {
     // Not UTF-8 is nobody's answer.
     let latin1 = b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"name\":\"\xe9\",\"kind\":\"tcp\",\"address\":\"x\"}]}}";
     let path = std::path::Path::new("/h.sock");
-    assert!(super::client::decode_answer::<SocketsResult>(latin1, path).is_err());
+    assert!(super::answer::decode_answer::<SocketsResult>(latin1, path).is_err());
     assert!(parse_sockets_answer(latin1).is_err());
 }
 

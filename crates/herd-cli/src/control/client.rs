@@ -3,7 +3,6 @@
 //! told apart by errno and by the protocol's error codes, never by message text. Blocking
 //! ([`Client`]) for the `herd` subcommands; [`AsyncClient`] for the supervisor's loop.
 
-use std::fmt;
 use std::io::{self, Write};
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -12,7 +11,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use super::protocol::{Command, ErrorBody, Request, Response, VERSION};
+pub use super::answer::{decode_answer, ClientError, Vacancy};
+pub use super::protocol::encode_request;
+use super::protocol::Command;
 use super::results::{SocketInfo, SocketsResult};
 use super::wait;
 
@@ -23,94 +24,16 @@ const MAX_ANSWER: usize = 16 << 20;
 /// How long a request may take to send.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Why nothing answers at a control socket's path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Vacancy {
-    /// No file there (`ENOENT`): the herd removed its socket as it stopped, or never ran.
-    NoSocket,
-    /// A socket nobody listens on (`ECONNREFUSED`): the herd was killed.
-    NobodyListening,
-}
-
-impl Vacancy {
-    /// What it says about the herd that was there.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Vacancy::NoSocket => "its control socket is gone",
-            Vacancy::NobodyListening => "nobody listens on its control socket",
-        }
+/// A peer that has sent more than [`MAX_ANSWER`] bytes `without` what ends an answer.
+fn too_long(path: &Path, without: &str) -> ClientError {
+    ClientError::NotHerd {
+        path: path.to_path_buf(),
+        why: format!("it sent more than {} MiB {without}", MAX_ANSWER >> 20),
     }
 }
 
-/// What can go wrong talking to a herd.
-#[derive(Debug)]
-pub enum ClientError {
-    /// The path does not fit in a Unix socket address.
-    PathTooLong {
-        /// The control socket's path.
-        path: PathBuf,
-    },
-    /// No herd runs there.
-    NotRunning {
-        /// The control socket's path.
-        path: PathBuf,
-        /// How we know.
-        why: Vacancy,
-    },
-    /// The caller may not connect (`EACCES`, `EPERM`). A herd that refuses the caller's
-    /// credentials answers [`Refused`](ClientError::Refused) with `permission_denied`.
-    PermissionDenied {
-        /// The control socket's path.
-        path: PathBuf,
-    },
-    /// Something that is not a herd's control socket answers there: a socket of another type
-    /// (`EPROTOTYPE`), or an answer that is not the protocol's.
-    NotHerd {
-        /// The control socket's path.
-        path: PathBuf,
-        /// What was wrong.
-        why: String,
-    },
-    /// The server runs as a user the caller does not trust ([`herd::trust`]).
-    Untrusted(herd::Error),
-    /// The herd is stopped (SIGSTOP) and cannot answer.
-    Stopped {
-        /// The control socket's path.
-        path: PathBuf,
-        /// The herd's pid.
-        pid: u32,
-    },
-    /// No answer came in time.
-    Timeout {
-        /// The control socket's path.
-        path: PathBuf,
-        /// How long the client waited.
-        after: Duration,
-        /// The herd's pid, if the system says.
-        pid: Option<u32>,
-    },
-    /// The herd closed the connection without answering.
-    Closed {
-        /// The control socket's path.
-        path: PathBuf,
-    },
-    /// A system call failed.
-    Io {
-        /// The control socket's path.
-        path: PathBuf,
-        /// What failed, worded to precede the path (`cannot connect to`).
-        what: &'static str,
-        /// The error.
-        source: io::Error,
-    },
-    /// The herd answered with an error.
-    Refused {
-        /// The control socket's path.
-        path: PathBuf,
-        /// Its code and message.
-        error: ErrorBody,
-    },
-}
+/// What [`too_long`] says of an answer line that does not end.
+const NO_LINE_END: &str = "without a line end";
 
 impl ClientError {
     pub(super) fn io(path: &Path, what: &'static str, source: io::Error) -> ClientError {
@@ -144,132 +67,6 @@ impl ClientError {
                 source: e,
             },
         }
-    }
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::PathTooLong { path } => write!(
-                f,
-                "the control socket path {} is {} bytes; Unix socket paths hold at most {}: \
-                 pass the herd's real --control path",
-                path.display(),
-                path.as_os_str().len(),
-                crate::spec::MAX_UNIX_PATH
-            ),
-            ClientError::NotRunning { path, .. } => write!(
-                f,
-                "no herd is running at {}: start one with 'herd run', or select it with --name \
-                 or --control",
-                path.display()
-            ),
-            ClientError::PermissionDenied { path } => {
-                write!(f, "permission denied opening {}", path.display())
-            }
-            ClientError::NotHerd { path, why } => {
-                write!(f, "unexpected answer from {}: {why}", path.display())
-            }
-            ClientError::Untrusted(e) => e.fmt(f),
-            ClientError::Stopped { path, pid } => write!(
-                f,
-                "the herd at {} (pid {pid}) is stopped (by SIGSTOP, Ctrl-Z or a debugger) and \
-                 cannot answer; resume it with 'kill -CONT {pid}'",
-                path.display()
-            ),
-            ClientError::Timeout { path, after, pid } => write!(
-                f,
-                "no answer from {} within {}: herd{} is overloaded or stuck; try again, or look \
-                 at its log",
-                path.display(),
-                humantime::format_duration(*after),
-                pid.map_or_else(String::new, |p| format!(" (pid {p})"))
-            ),
-            ClientError::Closed { path } => {
-                write!(
-                    f,
-                    "{} closed the connection without an answer",
-                    path.display()
-                )
-            }
-            ClientError::Io { path, what, source } => {
-                write!(f, "{what} {}: {source}", path.display())
-            }
-            ClientError::Refused { path, error } => write!(
-                f,
-                "herd at {} refused ({}): {}",
-                path.display(),
-                error.code,
-                crate::text::escape(&error.message)
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {}
-
-/// A peer that has sent more than [`MAX_ANSWER`] bytes `without` what ends an answer.
-fn too_long(path: &Path, without: &str) -> ClientError {
-    ClientError::NotHerd {
-        path: path.to_path_buf(),
-        why: format!("it sent more than {} MiB {without}", MAX_ANSWER >> 20),
-    }
-}
-
-/// What [`too_long`] says of an answer line that does not end.
-const NO_LINE_END: &str = "without a line end";
-
-/// A request as one line, newline included.
-pub fn encode_request(command: Command) -> Vec<u8> {
-    let request = Request {
-        version: VERSION,
-        command,
-    };
-    // A request is strings, numbers and booleans: it always serializes.
-    let mut line = serde_json::to_vec(&request).unwrap_or_default();
-    line.push(b'\n');
-    line
-}
-
-/// Reads one response line (without its newline) as the result `R` of the command sent, or
-/// the error herd answered.
-///
-/// An answer is herd's only if it is UTF-8 JSON of protocol version 1 (the integer) that names
-/// no member twice (readers disagree on which of two counts), as the worker library's reader
-/// (`herd::protocol`) requires too.
-pub fn decode_answer<R: DeserializeOwned>(line: &[u8], path: &Path) -> Result<R, ClientError> {
-    let path = path.to_path_buf();
-    let not_herd = |why: String| ClientError::NotHerd {
-        path: path.clone(),
-        why,
-    };
-    let text = std::str::from_utf8(line).map_err(|_| not_herd("it is not UTF-8".into()))?;
-    if text.trim().is_empty() {
-        return Err(ClientError::Closed { path });
-    }
-    let response: Response<serde_json::Value> =
-        serde_json::from_str(text.trim()).map_err(|e| not_herd(e.to_string()))?;
-    if let Some(name) = super::named_twice::named_twice(text.as_bytes()) {
-        return Err(not_herd(format!("it names {name:?} twice")));
-    }
-    if response.version != VERSION {
-        return Err(not_herd(format!(
-            "it speaks protocol version {}, not {VERSION}",
-            response.version
-        )));
-    }
-    let not_herd = |e: serde_json::Error| not_herd(e.to_string());
-    match response {
-        Response {
-            ok: true, result, ..
-        } => serde_json::from_value(result.unwrap_or_default()).map_err(not_herd),
-        Response {
-            error: Some(error), ..
-        } => Err(ClientError::Refused { path, error }),
-        Response { error: None, .. } => Err(ClientError::NotHerd {
-            path,
-            why: "herd refused without saying why".to_string(),
-        }),
     }
 }
 

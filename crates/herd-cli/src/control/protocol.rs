@@ -367,6 +367,18 @@ fn check_durations(request: &Request) -> Result<(), Response> {
     Ok(())
 }
 
+/// A request as one line, newline included.
+pub fn encode_request(command: Command) -> Vec<u8> {
+    let request = Request {
+        version: VERSION,
+        command,
+    };
+    // A request is strings, numbers and booleans: it always serializes.
+    let mut line = serde_json::to_vec(&request).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

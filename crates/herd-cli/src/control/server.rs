@@ -17,6 +17,7 @@ use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
 use super::protocol::{parse_request, Command, ErrorCode, FdBatch, Response, MAX_REQUEST, VERSION};
+pub use super::reply::Reply;
 
 /// How long a connection may stay silent between requests.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,24 +56,6 @@ pub struct Peer {
     pub pid: Option<u32>,
     /// The peer's uid.
     pub uid: u32,
-}
-
-/// A response, and the fds that travel with it (`SCM_RIGHTS`).
-#[derive(Debug)]
-pub struct Reply {
-    /// The JSON response.
-    pub response: Response,
-    /// Sent with the response line, in batches of at most 252.
-    pub fds: Vec<OwnedFd>,
-}
-
-impl From<Response> for Reply {
-    fn from(response: Response) -> Reply {
-        Reply {
-            response,
-            fds: Vec::new(),
-        }
-    }
 }
 
 /// A command from a client, with the channel for its response.

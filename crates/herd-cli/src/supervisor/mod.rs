@@ -10,226 +10,70 @@
 //! *thread* exits. Control connections are tasks on the same thread; none of them can block
 //! the loop.
 
-pub(crate) mod attached;
+// The cores: pure, platform-neutral, built and unit-tested on every platform.
 pub(crate) mod autoscale;
-pub(crate) mod balance;
 mod busyness;
-mod effects;
-mod handover;
-pub(crate) mod leftovers;
-mod lifecycle;
-pub(crate) mod metrics;
-mod notifications;
-pub(crate) mod notify;
 mod phase;
+pub(crate) mod platform;
 pub mod pool;
-mod process_stats;
-mod reap;
-pub(crate) mod reexec;
-pub mod reexec_check;
-mod relisten;
-mod requests;
-mod sampling;
 mod scale;
 mod signals;
-mod sources;
 mod startup;
 pub(crate) mod status;
-pub(crate) mod systemd;
-mod takeover;
-mod turn;
 mod waiters;
+
+// The driver and its hands: Unix-only for now (see `platform`).
+#[cfg(unix)]
+pub(crate) mod attached;
+#[cfg(unix)]
+pub(crate) mod balance;
+#[cfg(unix)]
+mod driver;
+#[cfg(unix)]
+mod effects;
+#[cfg(unix)]
+mod handover;
+#[cfg(unix)]
+pub(crate) mod leftovers;
+#[cfg(unix)]
+mod lifecycle;
+#[cfg(unix)]
+pub(crate) mod metrics;
+#[cfg(unix)]
+mod notifications;
+#[cfg(unix)]
+pub(crate) mod notify;
+#[cfg(unix)]
+mod process_stats;
+#[cfg(unix)]
+mod reap;
+#[cfg(unix)]
+pub(crate) mod reexec;
+#[cfg(unix)]
+pub mod reexec_check;
+#[cfg(unix)]
+mod relisten;
+#[cfg(unix)]
+mod requests;
+#[cfg(unix)]
+mod sampling;
+#[cfg(unix)]
+mod sources;
+#[cfg(unix)]
+pub(crate) mod systemd;
+#[cfg(unix)]
+mod takeover;
+#[cfg(unix)]
+mod turn;
+#[cfg(unix)]
 mod workers;
 
-use std::os::unix::io::OwnedFd;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context;
-use herd_sys::process::Signal;
-
-use crate::command::WorkerCommand;
-use crate::control::server::AccessPolicy;
-use crate::logging::LogEvent;
-use crate::spec::{Listener, SocketFile};
-pub(crate) use attached::Attached;
-use attached::AttachedSet;
-use autoscale::Autoscaler;
-use notify::{NotifySocket, RateLimit};
-use pool::{Pool, PoolConfig};
-use sources::{Sources, Wants};
-use startup::Step;
-
+#[cfg(unix)]
+pub use driver::{Control, Supervisor};
+#[cfg(unix)]
 pub(crate) use takeover::Takeover;
-pub(crate) use workers::describe_exit;
-
-/// The control endpoint a supervisor serves.
-pub struct Control {
-    /// The socket's file (moved into place at the end of a takeover).
-    pub file: SocketFile,
-    /// The bound control socket.
-    pub listener: std::os::unix::net::UnixListener,
-    /// Who may use it.
-    pub policy: AccessPolicy,
-}
-
-/// A running herd: its sockets, its command, its pool and its endpoints.
-pub struct Supervisor {
-    pool: Pool,
-    /// What the supervisor acts with: sockets, the worker command, the service manager, the
-    /// counters.
-    effects: effects::Effects,
-    name: String,
-    started: Instant,
-    /// herd's own course: failure, takeover, what the service manager heard.
-    phase: phase::Phase<Takeover>,
-    /// Control clients waiting for a stop, an upgrade or a re-exec.
-    waiters: waiters::Waiters<effects::Client>,
-    /// Processes started with `herd attach`.
-    attached: AttachedSet,
-    /// Autoscaling, when `--workers MIN..MAX` or `herd scale MIN..MAX` asked for it.
-    autoscaler: Option<Autoscaler>,
-    /// The workers' CPU use, for the autoscaler.
-    cpu: busyness::CpuMeter,
-    /// The `--metrics` endpoint, until the loop serves it.
-    metrics_listener: Option<std::net::TcpListener>,
-    /// The path herd was started by ([`reexec::invoked`], symlinks kept), which `herd reexec`
-    /// follows anew each time.
-    exe: PathBuf,
-    /// The connection of the client whose `herd reexec` made this image: answered at start.
-    reexec_reply: Option<OwnedFd>,
-    /// Children checking a new binary before a re-exec.
-    reexec_children: reexec_check::Children,
-    /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
-    limit_hinted: workers::LimitHints,
-    notify_log: RateLimit,
-    /// Makes shared sockets that a worker shut down listen again.
-    relisten: relisten::Guard,
-    /// Process groups of exited workers that still have processes in them.
-    leftovers: leftovers::Leftovers,
-}
-
-impl Supervisor {
-    /// A supervisor for `listeners` (already bound) and `command`.
-    pub fn new(
-        listeners: Vec<Listener>,
-        command: WorkerCommand,
-        mut config: PoolConfig,
-        stop_signal: Signal,
-        name: &str,
-    ) -> anyhow::Result<Supervisor> {
-        config.drain = balance::drain_policy(&listeners, config.grace);
-        Ok(Supervisor {
-            pool: Pool::new(config),
-            effects: effects::Effects::new(listeners, command, stop_signal)?,
-            name: name.to_string(),
-            started: Instant::now(),
-            phase: phase::Phase::new(None),
-            waiters: waiters::Waiters::default(),
-            attached: AttachedSet::default(),
-            autoscaler: None,
-            cpu: busyness::CpuMeter::default(),
-            metrics_listener: None,
-            exe: reexec::invoked()?,
-            reexec_reply: None,
-            reexec_children: reexec_check::Children::default(),
-            limit_hinted: workers::LimitHints::default(),
-            notify_log: RateLimit::new(5, Duration::from_secs(10)),
-            relisten: relisten::Guard::default(),
-            leftovers: leftovers::Leftovers::default(),
-        })
-    }
-
-    /// The listening sockets.
-    pub fn listeners(&self) -> &[Listener] {
-        self.effects.listeners()
-    }
-
-    /// Runs until a stop has been handled and every worker is gone. Returns an error when the
-    /// workers could not be started at all, or a takeover failed.
-    pub async fn run(
-        mut self,
-        control: Control,
-        notify: NotifySocket,
-        takeover: Option<Takeover>,
-    ) -> anyhow::Result<()> {
-        if takeover.is_some() {
-            self.phase = phase::Phase::new(takeover);
-        }
-        let Control {
-            file: mut control_file,
-            listener,
-            policy,
-        } = control;
-        let mut opened = None;
-        let mut control = Some((listener, policy));
-        for step in startup::steps(self.phase.reexecuted()) {
-            match step {
-                Step::Listen => {
-                    if let Some((listener, policy)) = control.take() {
-                        let metrics = self.metrics_listener.take();
-                        opened = Some(Sources::open(listener, policy, &notify, metrics)?);
-                    }
-                }
-                Step::ReleaseHeldSignals => herd_sys::process::unblock_signals(&signals::held())?,
-                Step::CollectExits => self.reap(),
-                Step::AnnounceReexec => self.announce_reexec(),
-                Step::StartWorkers => {
-                    let first = self.pool.due(Instant::now());
-                    self.apply(first, true);
-                }
-            }
-        }
-        let mut sources = opened.context("the supervisor's inputs were never opened")?;
-        while !self.finished() {
-            let input = sources.next(&self.wants()).await;
-            self.handle(input, &mut sources, &mut control_file, &notify);
-            self.after_turn(&sources, &mut control_file);
-        }
-        self.finish(sources, notify).await
-    }
-
-    /// Whether the stop is over: every worker, what each left in its process group, every
-    /// attached process and every re-exec check child is gone.
-    fn finished(&self) -> bool {
-        self.pool.is_stopped()
-            && self.leftovers.is_empty()
-            && self.attached.is_empty()
-            && self.reexec_children.is_empty()
-    }
-
-    /// What the loop waits for on this turn.
-    fn wants(&self) -> Wants {
-        let now = Instant::now();
-        let deadline = match (self.pool.next_deadline(), self.attached.deadline(now)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Wants {
-            deadline,
-            autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
-            attached: self.attached.any_unwatchable(),
-            drains: self.pool.is_draining(),
-            leftovers: !self.leftovers.is_empty(),
-        }
-    }
-
-    /// Answers `herd stop` clients, gives their connections a moment to write it, and says
-    /// how herd ends.
-    async fn finish(mut self, sources: Sources, notify: NotifySocket) -> anyhow::Result<()> {
-        tracing::info!(
-            event = LogEvent::Stopped.as_str(),
-            "all workers have exited; herd stops"
-        );
-        let answers = self.waiters.stopped();
-        (self.effects)
-            .answer_last(answers, Duration::from_secs(1))
-            .await;
-        sources.close();
-        drop(notify);
-        self.phase.outcome().map_err(anyhow::Error::msg)
-    }
-}
 
 /// How long `herd upgrade` (or SIGHUP) may take unless told otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(600);

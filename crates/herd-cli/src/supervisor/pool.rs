@@ -1,27 +1,13 @@
-//! The worker pool: herd-core's platform-neutral state machine ([`Pool`]), with what `herd run`
-//! on Unix adds around it: exits as [`WorkerExit`]s, the control error code of each
-//! [`PoolError`], and a slot's last exit read back from the raw wait status a re-exec saved.
-
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
+//! The worker pool: herd-core's platform-neutral state machine ([`Pool`]), with what herd adds
+//! around it: the control error code of each [`PoolError`], and the pool read back from a
+//! re-exec's state (a slot's last exit through the platform's `exit_from_raw`).
 
 pub use herd_core::{
     Action, Epoch, Exit, NotifyMessage, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
     StopMode, Worker, WorkerExit, WorkerState,
 };
-use herd_sys::process::Signal;
 
 use crate::control::protocol::ErrorCode;
-
-/// What the pool needs of a Unix exit status.
-pub fn worker_exit(status: ExitStatus) -> WorkerExit {
-    WorkerExit {
-        success: status.success(),
-        killed: status.signal() == Some(Signal::KILL.number()),
-        description: super::describe_exit(status),
-        raw: status.into_raw(),
-    }
-}
 
 /// The control protocol's code for a refused pool command.
 pub fn error_code(error: &PoolError) -> ErrorCode {
@@ -35,11 +21,9 @@ pub fn error_code(error: &PoolError) -> ErrorCode {
 }
 
 /// The pool's state as the re-exec state carries it, its slots' last exits read back by
-/// [`worker_exit`].
+/// the platform's `exit_from_raw`.
 pub fn import(config: PoolConfig, state: PoolState, epoch: Epoch) -> Pool {
-    Pool::import(config, state, epoch, |raw| {
-        worker_exit(ExitStatus::from_raw(raw))
-    })
+    Pool::import(config, state, epoch, super::platform::exit_from_raw)
 }
 
 #[cfg(test)]
@@ -47,17 +31,6 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-
-    #[test]
-    fn unix_exits_say_what_the_pool_needs() {
-        let code = worker_exit(ExitStatus::from_raw(3 << 8));
-        assert!(!code.success && !code.killed);
-        assert_eq!(code.description, "exit code 3");
-        let killed = worker_exit(ExitStatus::from_raw(libc::SIGKILL));
-        assert!(killed.killed);
-        assert_eq!(killed.description, "killed by SIGKILL");
-        assert!(worker_exit(ExitStatus::from_raw(0)).success);
-    }
 
     #[test]
     fn every_pool_error_has_its_control_code() {
@@ -89,7 +62,8 @@ mod tests {
             }
         }
         pool.due(now);
-        pool.exited(101, worker_exit(ExitStatus::from_raw(1 << 8)), now);
+        let exit = super::super::platform::exit_from_raw(1 << 8);
+        pool.exited(101, exit.clone(), now);
         let state = pool.export(Epoch::at(now)).unwrap();
         let json = serde_json::to_value(&state).unwrap();
         assert_eq!(json["slots"][1]["last_exit"], 256);
@@ -100,7 +74,7 @@ mod tests {
                 .last_exit
                 .as_ref()
                 .map(|e| e.description.as_str()),
-            Some("exit code 1")
+            Some(exit.description.as_str())
         );
         assert_eq!(restored.workers().len(), pool.workers().len());
     }

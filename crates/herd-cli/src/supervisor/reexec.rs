@@ -297,13 +297,13 @@ fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Resul
     for fd in &survivors {
         herd_sys::fd::set_cloexec(*fd, false)?;
     }
-    herd_sys::process::block_signals(&super::signals::held())?;
+    herd_sys::process::block_signals(&super::platform::signals::held())?;
     // The open-file limit stays as it is: this image may hold more fds than the limit herd was
     // started with, and the new one must be able to open files at once (the state carries
     // the original, for the workers).
     let error = plan.exec_in_place();
     // Still here: the exec failed. Undo everything.
-    let _ = herd_sys::process::unblock_signals(&super::signals::held());
+    let _ = herd_sys::process::unblock_signals(&super::platform::signals::held());
     for fd in &survivors {
         let _ = herd_sys::fd::set_cloexec(*fd, true);
     }

@@ -32,9 +32,10 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
 use super::effects::{Effect, Effects};
+use super::platform::describe_exit;
 use super::reexec::{reads, version_needed, STATE_VERSION};
 use super::waiters::{Check, ReexecRefused};
-use super::{describe_exit, Supervisor};
+use super::Supervisor;
 use crate::control::protocol::ErrorCode;
 use crate::exit;
 use crate::logging::LogEvent;

@@ -16,9 +16,10 @@ use super::attached::Attached;
 use super::effects::{Client, Effect};
 use super::pool;
 use super::reexec_check::Checked;
+use super::status::AttachedStatus;
 use super::waiters::Answer;
 use super::Supervisor;
-use super::{scale, status};
+use super::{platform, scale, status};
 
 impl Supervisor {
     /// Answers a control request, now or once what it asks for is done (`reexec`: the new
@@ -75,14 +76,23 @@ impl Supervisor {
     /// The `status` command: the pool, the sockets, attached processes, leftovers and
     /// autoscaling as they are now.
     fn status_request(&self) -> Response {
+        let now = Instant::now();
+        let sockets = self.effects.listeners().iter().enumerate();
+        let attached = self.attached.as_slice().iter().map(|a| AttachedStatus {
+            pid: a.pid,
+            uptime_ms: status::ms(now.saturating_duration_since(a.since)),
+            sockets: a.sockets.clone(),
+        });
         let mut status = status::snapshot(
             &self.pool,
-            self.effects.listeners(),
-            self.attached.as_slice(),
+            sockets
+                .map(|(i, l)| platform::socket_status(i, l))
+                .collect(),
+            attached.collect(),
             &self.name,
             self.started,
         );
-        status.leftovers = self.leftovers.status(Instant::now());
+        status.leftovers = self.leftovers.status(now);
         status.autoscale = self.autoscale_status();
         Response::ok(status)
     }

@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
 use super::notify::NotifySocket;
-use super::signals::{Intent, Signals};
+use super::platform::signals::Signals;
+use super::signals::Intent;
 use super::takeover::StopAnswer;
 use super::{attached, autoscale, balance, leftovers, metrics, reexec_check, relisten};
 use crate::control::server::{self, AccessPolicy, ControlRequest};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::pool::{Pool, WorkerState};
-use crate::spec::{Balance, Listener, SocketKind};
+use crate::spec::{Balance, SocketKind};
 
 /// The whole snapshot.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -184,11 +184,11 @@ fn assumed_available() -> bool {
     true
 }
 
-/// Builds the snapshot.
+/// Builds the snapshot of `pool`, with the platform's `sockets` and `attached` processes.
 pub fn snapshot(
     pool: &Pool,
-    listeners: &[Listener],
-    attached: &[super::Attached],
+    sockets: Vec<SocketStatus>,
+    attached: Vec<AttachedStatus>,
     name: &str,
     started: Instant,
 ) -> Status {
@@ -212,11 +212,6 @@ pub fn snapshot(
             })
         })
         .collect();
-    let sockets = listeners
-        .iter()
-        .enumerate()
-        .map(|(i, l)| socket_status(i, l))
-        .collect();
     Status {
         pid: std::process::id(),
         name: name.to_string(),
@@ -234,14 +229,7 @@ pub fn snapshot(
         workers,
         waiting,
         sockets,
-        attached: attached
-            .iter()
-            .map(|a| AttachedStatus {
-                pid: a.pid,
-                uptime_ms: ms(now.saturating_duration_since(a.since)),
-                sockets: a.sockets.clone(),
-            })
-            .collect(),
+        attached,
         autoscale: None,
         log_lines_dropped: crate::logging::lines_dropped(),
         leftovers: Vec::new(),
@@ -249,7 +237,7 @@ pub fn snapshot(
 }
 
 /// `d` in whole milliseconds.
-fn ms(d: Duration) -> u64 {
+pub fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
@@ -285,31 +273,58 @@ fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerSt
     }
 }
 
-/// Socket `i` (fd `3 + i` in the workers).
-fn socket_status(i: usize, l: &Listener) -> SocketStatus {
-    let queue = l.accept_queue();
-    SocketStatus {
-        name: l.name.clone(),
-        address: l.address.clone(),
-        kind: l.kind,
-        fd: herd::LISTEN_FDS_START + i as i32,
-        queue: queue.map(|q| q.0),
-        queue_limit: queue.map(|q| q.1),
-        balance: l.balance(),
-        slot_queues: l.group().map_or_else(Vec::new, |g| {
-            (0..g.sockets().count())
-                .map(|slot| g.queued(slot))
-                .collect()
-        }),
-        file: l.file().and_then(|f| {
-            let (path, dev, ino) = f.parts();
-            // herd never changes its own working directory.
-            let path = match std::env::current_dir() {
-                Ok(cwd) if path.is_relative() => cwd.join(path),
-                _ => path.to_path_buf(),
-            };
-            let path = path.to_str()?.to_string();
-            Some(SocketFileStatus { path, dev, ino })
-        }),
+#[cfg(test)]
+mod tests {
+    use super::super::pool::{Action, PoolConfig, Readiness};
+    use super::*;
+
+    fn pool(workers: usize) -> Pool {
+        Pool::new(PoolConfig {
+            workers,
+            grace: Duration::from_secs(5),
+            backoff: herd_core::BackoffPolicy::default(),
+            readiness: Readiness::Delay(Duration::ZERO),
+            watchdog: None,
+            max_surge: 1,
+            min_ready: Duration::ZERO,
+            drain: None,
+        })
+    }
+
+    #[test]
+    fn a_snapshot_tells_the_pool_with_the_platforms_sockets() {
+        let now = Instant::now();
+        let mut pool = pool(2);
+        for action in pool.due(now) {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, 100 + slot as u32, now));
+            }
+        }
+        let socket = SocketStatus {
+            name: "http".to_string(),
+            address: "127.0.0.1:8080".to_string(),
+            kind: SocketKind::Tcp,
+            fd: 3,
+            queue: None,
+            queue_limit: None,
+            balance: Balance::default(),
+            slot_queues: Vec::new(),
+            file: None,
+        };
+        let attached = AttachedStatus {
+            pid: 7,
+            uptime_ms: 1,
+            sockets: vec!["http".to_string()],
+        };
+        let status = snapshot(&pool, vec![socket], vec![attached], "web", now);
+        assert_eq!((status.name.as_str(), status.desired), ("web", 2));
+        assert_eq!((status.running, status.generation), (2, 1));
+        let pids: Vec<u32> = status.workers.iter().map(|w| w.pid).collect();
+        assert_eq!(pids, [100, 101]);
+        assert!(status.workers.iter().all(|w| w.state == "starting"));
+        assert_eq!(status.sockets[0].name, "http");
+        assert_eq!(status.attached[0].pid, 7);
+        assert_eq!(status.grace_ms, Some(5000));
+        assert!(status.waiting.is_empty() && !status.stopping);
     }
 }

@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 
 use crate::control::protocol::{ErrorCode, Response};
+use crate::control::reply::Reply;
 use crate::control::results::{StopResult, UpgradeResult};
-use crate::control::server::Reply;
 
 /// An answer to a waiting client.
 #[derive(Debug)]

@@ -4,12 +4,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Instant;
 
-use herd_sys::process::Signal;
-
 use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect, ExitCause};
-use super::pool::{self, Action};
+use super::platform::describe_exit;
+use super::pool::Action;
 use super::Supervisor;
 use super::{reap, relisten};
 
@@ -152,7 +151,7 @@ impl Supervisor {
         self.check_sockets();
         let Some((exit, actions)) =
             self.pool
-                .exited(pid, pool::worker_exit(status), Instant::now())
+                .exited(pid, super::platform::worker_exit(status), Instant::now())
         else {
             return;
         };
@@ -243,26 +242,6 @@ impl Supervisor {
     /// Whether every wanted slot has a ready worker.
     pub(super) fn all_ready(&self) -> bool {
         self.pool.all_ready()
-    }
-}
-
-/// `exit code 3`, `killed by SIGKILL`, `killed by SIGSEGV (core dumped)`.
-pub fn describe_exit(status: ExitStatus) -> String {
-    if let Some(code) = status.code() {
-        return format!("exit code {code}");
-    }
-    match status.signal() {
-        Some(n) => {
-            let name =
-                Signal::from_number(n).map_or_else(|| format!("signal {n}"), |s| s.to_string());
-            let core = if status.core_dumped() {
-                " (core dumped)"
-            } else {
-                ""
-            };
-            format!("killed by {name}{core}")
-        }
-        None => format!("{status}"),
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use herd_core::Epoch;
 
-use super::super::pool::{import, worker_exit, Action, Pool, PoolConfig, Readiness, Reason};
+use super::super::platform::worker_exit;
+use super::super::pool::{import, Action, Pool, PoolConfig, Readiness, Reason};
 use super::*;
 
 const MS: Duration = Duration::from_millis(1);

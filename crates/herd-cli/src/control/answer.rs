@@ -1,0 +1,205 @@
+//! What a control client makes of a herd's answer: the result it asked for, or a
+//! [`ClientError`] that says why not, told apart by errno and by the protocol's error codes,
+//! never by message text. Platform-neutral: the transports (the Unix socket's
+//! [`client`](super::client)) read the line.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::protocol::{ErrorBody, Response, VERSION};
+
+/// Why nothing answers at a control socket's path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vacancy {
+    /// No file there (`ENOENT`): the herd removed its socket as it stopped, or never ran.
+    NoSocket,
+    /// A socket nobody listens on (`ECONNREFUSED`): the herd was killed.
+    NobodyListening,
+}
+
+impl Vacancy {
+    /// What it says about the herd that was there.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Vacancy::NoSocket => "its control socket is gone",
+            Vacancy::NobodyListening => "nobody listens on its control socket",
+        }
+    }
+}
+
+/// What can go wrong talking to a herd.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The path does not fit in a Unix socket address.
+    PathTooLong {
+        /// The control socket's path.
+        path: PathBuf,
+    },
+    /// No herd runs there.
+    NotRunning {
+        /// The control socket's path.
+        path: PathBuf,
+        /// How we know.
+        why: Vacancy,
+    },
+    /// The caller may not connect (`EACCES`, `EPERM`). A herd that refuses the caller's
+    /// credentials answers [`Refused`](ClientError::Refused) with `permission_denied`.
+    PermissionDenied {
+        /// The control socket's path.
+        path: PathBuf,
+    },
+    /// Something that is not a herd's control socket answers there: a socket of another type
+    /// (`EPROTOTYPE`), or an answer that is not the protocol's.
+    NotHerd {
+        /// The control socket's path.
+        path: PathBuf,
+        /// What was wrong.
+        why: String,
+    },
+    /// The server runs as a user the caller does not trust ([`herd::trust`]).
+    Untrusted(herd::Error),
+    /// The herd is stopped (SIGSTOP) and cannot answer.
+    Stopped {
+        /// The control socket's path.
+        path: PathBuf,
+        /// The herd's pid.
+        pid: u32,
+    },
+    /// No answer came in time.
+    Timeout {
+        /// The control socket's path.
+        path: PathBuf,
+        /// How long the client waited.
+        after: Duration,
+        /// The herd's pid, if the system says.
+        pid: Option<u32>,
+    },
+    /// The herd closed the connection without answering.
+    Closed {
+        /// The control socket's path.
+        path: PathBuf,
+    },
+    /// A system call failed.
+    Io {
+        /// The control socket's path.
+        path: PathBuf,
+        /// What failed, worded to precede the path (`cannot connect to`).
+        what: &'static str,
+        /// The error.
+        source: io::Error,
+    },
+    /// The herd answered with an error.
+    Refused {
+        /// The control socket's path.
+        path: PathBuf,
+        /// Its code and message.
+        error: ErrorBody,
+    },
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::PathTooLong { path } => write!(
+                f,
+                "the control socket path {} is {} bytes; Unix socket paths hold at most {}: \
+                 pass the herd's real --control path",
+                path.display(),
+                path.as_os_str().len(),
+                crate::spec::MAX_UNIX_PATH
+            ),
+            ClientError::NotRunning { path, .. } => write!(
+                f,
+                "no herd is running at {}: start one with 'herd run', or select it with --name \
+                 or --control",
+                path.display()
+            ),
+            ClientError::PermissionDenied { path } => {
+                write!(f, "permission denied opening {}", path.display())
+            }
+            ClientError::NotHerd { path, why } => {
+                write!(f, "unexpected answer from {}: {why}", path.display())
+            }
+            ClientError::Untrusted(e) => e.fmt(f),
+            ClientError::Stopped { path, pid } => write!(
+                f,
+                "the herd at {} (pid {pid}) is stopped (by SIGSTOP, Ctrl-Z or a debugger) and \
+                 cannot answer; resume it with 'kill -CONT {pid}'",
+                path.display()
+            ),
+            ClientError::Timeout { path, after, pid } => write!(
+                f,
+                "no answer from {} within {}: herd{} is overloaded or stuck; try again, or look \
+                 at its log",
+                path.display(),
+                humantime::format_duration(*after),
+                pid.map_or_else(String::new, |p| format!(" (pid {p})"))
+            ),
+            ClientError::Closed { path } => {
+                write!(
+                    f,
+                    "{} closed the connection without an answer",
+                    path.display()
+                )
+            }
+            ClientError::Io { path, what, source } => {
+                write!(f, "{what} {}: {source}", path.display())
+            }
+            ClientError::Refused { path, error } => write!(
+                f,
+                "herd at {} refused ({}): {}",
+                path.display(),
+                error.code,
+                crate::text::escape(&error.message)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+/// Reads one response line (without its newline) as the result `R` of the command sent, or
+/// the error herd answered.
+///
+/// An answer is herd's only if it is UTF-8 JSON of protocol version 1 (the integer) that names
+/// no member twice (readers disagree on which of two counts), as the worker library's reader
+/// (`herd::protocol`) requires too.
+pub fn decode_answer<R: DeserializeOwned>(line: &[u8], path: &Path) -> Result<R, ClientError> {
+    let path = path.to_path_buf();
+    let not_herd = |why: String| ClientError::NotHerd {
+        path: path.clone(),
+        why,
+    };
+    let text = std::str::from_utf8(line).map_err(|_| not_herd("it is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Err(ClientError::Closed { path });
+    }
+    let response: Response<serde_json::Value> =
+        serde_json::from_str(text.trim()).map_err(|e| not_herd(e.to_string()))?;
+    if let Some(name) = super::named_twice::named_twice(text.as_bytes()) {
+        return Err(not_herd(format!("it names {name:?} twice")));
+    }
+    if response.version != VERSION {
+        return Err(not_herd(format!(
+            "it speaks protocol version {}, not {VERSION}",
+            response.version
+        )));
+    }
+    let not_herd = |e: serde_json::Error| not_herd(e.to_string());
+    match response {
+        Response {
+            ok: true, result, ..
+        } => serde_json::from_value(result.unwrap_or_default()).map_err(not_herd),
+        Response {
+            error: Some(error), ..
+        } => Err(ClientError::Refused { path, error }),
+        Response { error: None, .. } => Err(ClientError::NotHerd {
+            path,
+            why: "herd refused without saying why".to_string(),
+        }),
+    }
+}

@@ -1,0 +1,23 @@
+//! What the supervisor needs of the operating system: one module per platform, each with the
+//! same items, so that the cores (the pool, [`phase`](super::phase), the waiters, the signals'
+//! intents, scaling, autoscaling, status) name no system type. Each platform provides:
+//!
+//! - `worker_exit(ExitStatus)`: what the pool needs of a child's exit status, and
+//!   `exit_from_raw(i32)`, the same read back from the raw value a re-exec saved;
+//! - `describe_exit(ExitStatus)`: an exit in words (`exit code 3`, `killed by SIGKILL`);
+//! - `signal_name(Intent)`: what the platform calls the event that carries an intent, which
+//!   the log gives as the trigger (`SIGHUP`).
+//!
+//! The Unix module also holds the signal table and the signal streams the loop listens to.
+//! The loop itself (`driver` and the handlers beside it) is Unix-only for now: docs/windows.md
+//! says what a Windows platform must add for it.
+
+#[cfg(unix)]
+pub(crate) mod unix;
+#[cfg(unix)]
+pub(crate) use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;

@@ -1,0 +1,65 @@
+//! The supervisor on Windows: exit codes (Windows has no signals; `TerminateProcess` sets an
+//! exit code like any other) and the console events that carry an intent.
+
+use std::process::ExitStatus;
+
+use herd_core::WorkerExit;
+
+use crate::supervisor::signals::Intent;
+
+/// What the pool needs of a Windows exit status. Windows cannot tell a killed process from one
+/// that exited with the same code: `killed` is always false.
+pub fn worker_exit(status: ExitStatus) -> WorkerExit {
+    WorkerExit {
+        success: status.success(),
+        killed: false,
+        description: describe_exit(status),
+        raw: status.code().unwrap_or(-1),
+    }
+}
+
+/// A slot's last exit read back from the exit code a saved state holds.
+pub fn exit_from_raw(raw: i32) -> WorkerExit {
+    use std::os::windows::process::ExitStatusExt;
+    worker_exit(ExitStatus::from_raw(raw as u32))
+}
+
+/// `exit code 3` (as a signed number: `exit code -1073741819` for an access violation).
+pub fn describe_exit(status: ExitStatus) -> String {
+    match status.code() {
+        Some(code) => format!("exit code {code}"),
+        None => format!("{status}"),
+    }
+}
+
+/// The console event that carries `intent` (`CTRL_C`), or what else does.
+pub fn signal_name(intent: Intent) -> String {
+    match intent {
+        Intent::Interrupt => "CTRL_C",
+        _ => "a control request",
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_exits_say_what_the_pool_needs() {
+        let code = exit_from_raw(3);
+        assert!(!code.success && !code.killed);
+        assert_eq!(code.description, "exit code 3");
+        assert_eq!(code.raw, 3);
+        assert!(exit_from_raw(0).success);
+        let crashed = exit_from_raw(0xC000_0005_u32 as i32);
+        assert_eq!(crashed.raw, 0xC000_0005_u32 as i32);
+        assert_eq!(crashed.description, "exit code -1073741819");
+    }
+
+    #[test]
+    fn the_console_events_name_their_intents() {
+        assert_eq!(Intent::Interrupt.signal_name(), "CTRL_C");
+        assert_eq!(Intent::Upgrade.signal_name(), "a control request");
+    }
+}
