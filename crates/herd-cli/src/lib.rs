@@ -14,9 +14,11 @@
 //! - [`logging`]: herd's own log, never blocking on stderr;
 //! - [`text`]: escaping text from workers before it reaches a terminal.
 //!
-//! On Windows only the platform-neutral modules are built (`cli`, `exit`, `logging`, the
-//! parsing half of `spec`, `text`); `herd run` there is the binary's own `windows` module. The
-//! Unix supervisor and its clients are `cfg(unix)`.
+//! On Windows the platform-neutral modules are built: `cli`, `exit`, `logging`, the parsing
+//! half of `spec`, `text`, the control protocol's messages and the supervisor's cores (see
+//! `supervisor::platform`); `herd run` there is the binary's own `windows` module. The
+//! supervisor's driver, the control socket's server and client, `ctl`, `command` and `run` are
+//! `cfg(unix)`.
 
 #![allow(missing_docs)]
 // Every unsafe call lives in herd-sys, behind a safe API.
