@@ -39,6 +39,6 @@ pub mod run;
 pub mod spec;
 // On Windows the supervisor's cores are built and unit-tested; its driver, which uses them, is
 // Unix-only for now.
-#[cfg_attr(not(unix), allow(dead_code))]
+#[cfg_attr(not(unix), allow(dead_code, unused_imports))]
 pub mod supervisor;
 pub mod text;

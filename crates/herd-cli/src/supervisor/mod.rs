@@ -13,9 +13,11 @@
 // The cores: pure, platform-neutral, built and unit-tested on every platform.
 pub(crate) mod autoscale;
 mod busyness;
+pub(crate) mod metrics;
 mod phase;
 pub(crate) mod platform;
 pub mod pool;
+mod process_stats;
 mod scale;
 mod signals;
 mod startup;
@@ -38,13 +40,9 @@ pub(crate) mod leftovers;
 #[cfg(unix)]
 mod lifecycle;
 #[cfg(unix)]
-pub(crate) mod metrics;
-#[cfg(unix)]
 mod notifications;
 #[cfg(unix)]
 pub(crate) mod notify;
-#[cfg(unix)]
-mod process_stats;
 #[cfg(unix)]
 mod reap;
 #[cfg(unix)]

@@ -11,7 +11,7 @@ use super::effects::Count;
 use super::pool::WorkerState;
 use super::status::{AutoscaleDecision, AutoscaleStatus};
 use super::Supervisor;
-use super::{metrics, process_stats};
+use super::{metrics, platform};
 
 impl Supervisor {
     /// Serves `--metrics` on `listener` once running.
@@ -33,7 +33,7 @@ impl Supervisor {
         let per_second = herd_sys::process::ticks_per_second() as f64;
         // One read of /proc for herd's own figures; its resident memory also feeds the older
         // herd_supervisor_resident_memory metric.
-        let process = process_stats::ProcessStats::read();
+        let process = platform::process_stats();
         let rss = process.as_ref().map_or(0, |p| p.resident_bytes as i64);
         metrics::Snapshot {
             desired: self.pool.desired() as i64,

@@ -6,7 +6,9 @@
 //!   `exit_from_raw(i32)`, the same read back from the raw value a re-exec saved;
 //! - `describe_exit(ExitStatus)`: an exit in words (`exit code 3`, `killed by SIGKILL`);
 //! - `signal_name(Intent)`: what the platform calls the event that carries an intent, which
-//!   the log gives as the trigger (`SIGHUP`).
+//!   the log gives as the trigger (`SIGHUP`);
+//! - `process_stats()`: herd's own process figures for `--metrics`, `None` where they cannot
+//!   be read.
 //!
 //! The Unix module also holds the signal table and the signal streams the loop listens to.
 //! The loop itself (`driver` and the handlers beside it) is Unix-only for now: docs/windows.md

@@ -1,5 +1,5 @@
-//! The supervisor on Unix: exit statuses as `waitid` gives them, signals, and the status of
-//! the listening sockets.
+//! The supervisor on Unix: exit statuses as `waitid` gives them, signals, the status of the
+//! listening sockets, and herd's own process statistics.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -10,7 +10,10 @@ use herd_sys::process::Signal;
 use crate::spec::Listener;
 use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 
+mod process_stats;
 pub(crate) mod signals;
+
+pub(crate) use process_stats::process_stats;
 pub(crate) use signals::signal_name;
 
 /// What the pool needs of a Unix exit status.

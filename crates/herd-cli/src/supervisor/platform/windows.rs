@@ -5,6 +5,7 @@ use std::process::ExitStatus;
 
 use herd_core::WorkerExit;
 
+use crate::supervisor::process_stats::ProcessStats;
 use crate::supervisor::signals::Intent;
 
 /// What the pool needs of a Windows exit status. Windows cannot tell a killed process from one
@@ -30,6 +31,11 @@ pub fn describe_exit(status: ExitStatus) -> String {
         Some(code) => format!("exit code {code}"),
         None => format!("{status}"),
     }
+}
+
+/// herd's own process figures: not read on Windows yet (`--metrics` is Unix-only for now).
+pub fn process_stats() -> Option<ProcessStats> {
+    None
 }
 
 /// The console event that carries `intent` (`CTRL_C`), or what else does.
