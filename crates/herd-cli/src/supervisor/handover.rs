@@ -40,8 +40,7 @@ impl Supervisor {
             uptime_ms,
             pool,
             attached: saved_attached,
-            // This image tells the service manager it is ready again as it starts.
-            service_ready: _,
+            service_ready,
             autoscale,
             leftovers,
             counters,
@@ -53,7 +52,7 @@ impl Supervisor {
             self.attached
                 .restore(Attached::restore(saved, pidfd, epoch));
         }
-        self.phase = Phase::resumed();
+        self.phase = Phase::resumed(service_ready);
         self.leftovers = leftovers::Leftovers::import(leftovers, epoch);
         if let Some(saved) = autoscale {
             self.autoscaler = saved.restore(epoch);
@@ -72,7 +71,9 @@ impl Supervisor {
             });
             self.effects.answer_on(connection, &response);
         }
-        self.effects.report(self.phase.resumed_report());
+        if let Some(report) = self.phase.resumed_report() {
+            self.effects.report(report);
+        }
         let file = std::env::current_exe().unwrap_or_default();
         tracing::info!(
             event = LogEvent::Reexecuted.as_str(),
@@ -161,7 +162,9 @@ impl Supervisor {
             return refuse(&self.effects, client, ErrorCode::Busy, why.to_string());
         }
         tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
-        self.effects.report(self.phase.reexecuting());
+        if let Some(report) = self.phase.reexecuting() {
+            self.effects.report(report);
+        }
         // The queued log lines would die with this image.
         crate::logging::flush();
         let error = reexec::exec(&file, &state, &keep);

@@ -104,7 +104,9 @@ impl Supervisor {
                     trigger = reason,
                     "rolling upgrade to generation {generation} started"
                 );
-                self.effects.report(self.phase.upgrade_started(generation));
+                if let Some(report) = self.phase.upgrade_started(generation) {
+                    self.effects.report(report);
+                }
                 self.waiters.upgrade_started(client);
                 self.apply(actions, false);
             }

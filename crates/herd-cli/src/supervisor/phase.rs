@@ -117,12 +117,13 @@ impl<T> Phase<T> {
         }
     }
 
-    /// Continues after a re-exec, which tells the service manager that herd is ready again.
-    pub fn resumed() -> Phase<T> {
+    /// Continues after a re-exec; `ready_reported` is whether the service manager had heard
+    /// READY=1 from the image before.
+    pub fn resumed(ready_reported: bool) -> Phase<T> {
         Phase {
             failure: None,
             takeover: Takeover::None,
-            ready_reported: true,
+            ready_reported,
             reexecuted: true,
         }
     }
@@ -211,9 +212,11 @@ impl<T> Phase<T> {
         steps
     }
 
-    /// What to tell the service manager as an upgrade to `generation` starts.
-    pub fn upgrade_started(&self, generation: u64) -> Report {
-        Report::Reloading(format!("upgrading to generation {generation}"))
+    /// What to tell the service manager as an upgrade to `generation` starts: that herd
+    /// reloads, once it has heard herd was ready (before, herd is still starting to it).
+    pub fn upgrade_started(&self, generation: u64) -> Option<Report> {
+        self.ready_reported
+            .then(|| Report::Reloading(format!("upgrading to generation {generation}")))
     }
 
     /// What to tell the service manager as herd begins to stop.
@@ -221,9 +224,12 @@ impl<T> Phase<T> {
         Report::Stopping
     }
 
-    /// What to tell the service manager as herd re-executes.
-    pub fn reexecuting(&self) -> Report {
-        Report::Reloading("re-executing".to_string())
+    /// What to tell the service manager as herd re-executes: that herd reloads, once it has
+    /// heard herd was ready. A herd still starting stays starting to it, so that a failed
+    /// re-exec cannot leave it waiting for the end of a reload nobody reports.
+    pub fn reexecuting(&self) -> Option<Report> {
+        self.ready_reported
+            .then(|| Report::Reloading("re-executing".to_string()))
     }
 
     /// What to tell the service manager when a re-exec failed after it was told of it: ready
@@ -234,9 +240,11 @@ impl<T> Phase<T> {
             .then(|| Report::Ready(status.to_string()))
     }
 
-    /// What to tell the service manager as the new image of a re-exec starts.
-    pub fn resumed_report(&self) -> Report {
-        Report::Ready("re-executed".to_string())
+    /// What to tell the service manager as the new image of a re-exec starts: ready again, if
+    /// it had heard herd was ready; else nothing yet (READY=1 comes when the workers are).
+    pub fn resumed_report(&self) -> Option<Report> {
+        self.ready_reported
+            .then(|| Report::Ready("re-executed".to_string()))
     }
 
     /// What to tell the service manager when an upgrade ends.

@@ -106,8 +106,8 @@ pub struct Cores {
     pub pool: PoolState,
     /// Processes started with `herd attach`, in the order of their pidfds.
     pub attached: Vec<SavedAttached>,
-    /// Whether the service manager was told READY=1. Written for older herds, which read it;
-    /// this one tells the service manager it is ready again as it resumes, whatever it says.
+    /// Whether the service manager was told READY=1: the new image says it is ready again as it
+    /// resumes only if so.
     pub service_ready: bool,
     /// Autoscaling as the runtime left it (`herd scale MIN..MAX` turns it on, `herd scale N`
     /// off); absent in the state of a herd that did not record it, whose command line then

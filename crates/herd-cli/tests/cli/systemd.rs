@@ -93,6 +93,49 @@ fn herd_runs_as_a_socket_activated_service() {
     expect(&notify, "STOPPING=1");
 }
 
+/// A herd whose workers never became ready is still starting to its service manager, also
+/// across a re-exec: it hears no RELOADING=1 that nothing would end (were the exec to fail) and
+/// no READY=1 before the workers are ready.
+#[test]
+fn a_reexec_before_the_workers_are_ready_tells_the_service_manager_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "-b",
+            "web=127.0.0.1:0",
+        ])
+        .args(["--", "python3", "-c", "import time; time.sleep(600)"])
+        .env("NOTIFY_SOCKET", &notify_path);
+        cmd
+    });
+    herd.started(1);
+    let (code, out) = crate::reexec::reexec(&herd);
+    assert_eq!(code, 0, "{out}");
+    herd.wait_for_event("reexecuted", &[]);
+    // Served by the new image's loop, after everything it reports as it starts.
+    assert_eq!(herd.status()["workers"].as_array().map(Vec::len), Some(1));
+    notify.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut heard = Vec::new();
+    while let Ok(n) = notify.recv(&mut buf) {
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        !heard
+            .iter()
+            .any(|m| m.contains("RELOADING=1") || m.contains("READY=1")),
+        "{heard:?}"
+    );
+}
+
 #[test]
 fn adopting_by_name_and_its_errors() {
     let herd = Herd::start_with(|_| {

@@ -96,7 +96,7 @@ fn an_upgrade_that_ends_before_herd_was_ready_reports_a_status_only() {
         phase.upgrade_ended(Err(()), 3),
         Report::Status("upgrade aborted; the old workers serve".into())
     );
-    let resumed: Phase<()> = Phase::resumed();
+    let resumed: Phase<()> = Phase::resumed(true);
     assert!(matches!(resumed.upgrade_ended(Ok(4), 1), Report::Ready(_)));
 }
 
@@ -142,11 +142,10 @@ fn a_graceful_stop_while_stopping_changes_nothing_but_a_fast_one_does() {
 #[test]
 fn the_service_manager_hears_each_turn_of_herds_course() {
     let mut phase: Phase<()> = Phase::new(None);
-    // Never ready: a failed re-exec has nothing to take back.
-    assert_eq!(
-        phase.reexecuting(),
-        Report::Reloading("re-executing".into())
-    );
+    // Never ready: herd is still starting to the service manager, so neither a re-exec nor an
+    // upgrade is a reload, and a failed re-exec has nothing to take back.
+    assert_eq!(phase.reexecuting(), None);
+    assert_eq!(phase.upgrade_started(2), None);
     assert_eq!(phase.reexec_failed(), None);
     let steps = phase.after_turn(view(false, false, true));
     assert_eq!(
@@ -155,7 +154,7 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
     );
     assert_eq!(
         phase.upgrade_started(2),
-        Report::Reloading("upgrading to generation 2".into())
+        Some(Report::Reloading("upgrading to generation 2".into()))
     );
     assert_eq!(
         phase.upgrade_ended(Ok(2), 3),
@@ -164,7 +163,7 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
     // Ready before the re-exec: ready again when it fails.
     assert_eq!(
         phase.reexecuting(),
-        Report::Reloading("re-executing".into())
+        Some(Report::Reloading("re-executing".into()))
     );
     assert_eq!(
         phase.reexec_failed(),
@@ -173,14 +172,25 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
         ))
     );
     assert_eq!(phase.stopping(), Report::Stopping);
-    let resumed: Phase<()> = Phase::resumed();
+    let resumed: Phase<()> = Phase::resumed(true);
     assert_eq!(
         resumed.resumed_report(),
-        Report::Ready("re-executed".into())
+        Some(Report::Ready("re-executed".into()))
     );
     assert!(resumed.reexecuted());
     assert!(!Phase::<()>::new(None).reexecuted());
     assert!(resumed.reexec_failed().is_some());
+}
+
+#[test]
+fn an_image_resumed_before_herd_was_ready_reports_ready_when_the_workers_are() {
+    let mut resumed: Phase<()> = Phase::resumed(false);
+    assert_eq!(resumed.resumed_report(), None);
+    assert!(resumed.after_turn(view(false, false, false)).is_empty());
+    assert_eq!(
+        resumed.after_turn(view(false, false, true)),
+        vec![Step::Report(Report::Ready("3 workers ready".into()))]
+    );
 }
 
 fn exit(slot: usize, ready: bool, available: bool, stopped_for: Option<Reason>) -> Exit {
