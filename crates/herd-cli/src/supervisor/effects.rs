@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use super::phase::Report;
 use super::pool::{Pool, Reason, StopMode};
 use super::waiters::{Answer, ReexecRefused};
-use super::{attached, balance, leftovers, metrics, reap, systemd};
+use super::{attached, balance, leftovers, metrics, platform, systemd};
 use crate::command::{StartError, WorkerCommand};
 use crate::control::protocol::Response;
 use crate::control::server::Reply;
@@ -41,7 +41,7 @@ pub struct Effects {
     /// Attached processes, as the system sees them.
     attached: attached::System,
     /// herd's children, as the system reports their exits.
-    children: reap::System,
+    children: platform::OwnChildren,
 }
 
 /// Something counted for `--metrics`.
@@ -179,7 +179,7 @@ impl Effects {
             service: systemd::ServiceNotifier::from_env(),
             counters: metrics::Counters::default(),
             attached: attached::System,
-            children: reap::System,
+            children: platform::OwnChildren,
         })
     }
 
@@ -262,7 +262,7 @@ impl Effects {
     }
 
     /// The system under herd's children: their exits.
-    pub fn children(&mut self) -> &mut reap::System {
+    pub fn children(&mut self) -> &mut platform::OwnChildren {
         &mut self.children
     }
 

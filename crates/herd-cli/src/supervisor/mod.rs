@@ -18,6 +18,7 @@ mod phase;
 pub(crate) mod platform;
 pub mod pool;
 mod process_stats;
+mod reap;
 mod scale;
 mod signals;
 mod startup;
@@ -43,8 +44,6 @@ mod lifecycle;
 mod notifications;
 #[cfg(unix)]
 pub(crate) mod notify;
-#[cfg(unix)]
-mod reap;
 #[cfg(unix)]
 pub(crate) mod reexec;
 #[cfg(unix)]

@@ -8,30 +8,27 @@
 //! zombies herd holds on purpose. Other children, in herd's own process group, are reaped.
 
 use std::io;
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use crate::logging::LogEvent;
 
-/// How herd learns about its children.
+/// How herd learns about its children; the real ones are the platform's (`OwnChildren`).
 pub trait Children {
-    /// `pid`'s exit status if it has exited, leaving it unreaped.
-    fn peek_exit(&mut self, pid: u32) -> io::Result<Option<ExitStatus>>;
+    /// What became of `pid`, leaving it unreaped if it exited.
+    fn peek_exit(&mut self, pid: u32) -> io::Result<Peek>;
     /// Reaps one exited child in herd's own process group, if there is one.
     fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>>;
 }
 
-/// The real children (`waitid`, `waitpid`).
-pub struct System;
-
-impl Children for System {
-    fn peek_exit(&mut self, pid: u32) -> io::Result<Option<ExitStatus>> {
-        herd_sys::process::peek_exit(pid)
-    }
-
-    fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>> {
-        herd_sys::process::reap_own_group()
-    }
+/// What one look at a child found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Peek {
+    /// It still runs.
+    Running,
+    /// It exited, so.
+    Exited(ExitStatus),
+    /// It is not herd's child (any more): someone else reaped it (`ECHILD` on Unix).
+    NotOurs,
 }
 
 /// A worker found exited.
@@ -66,13 +63,13 @@ pub fn look(
     let mut found = Found::default();
     for pid in workers {
         match children.peek_exit(pid) {
-            Ok(Some(status)) => found.workers.push(WorkerExit {
+            Ok(Peek::Exited(status)) => found.workers.push(WorkerExit {
                 pid,
                 status,
                 held: true,
             }),
-            Ok(None) => {}
-            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+            Ok(Peek::Running) => {}
+            Ok(Peek::NotOurs) => {
                 tracing::error!(
                     event = LogEvent::SystemError.as_str(),
                     pid,
@@ -80,7 +77,7 @@ pub fn look(
                 );
                 found.workers.push(WorkerExit {
                     pid,
-                    status: ExitStatus::from_raw(0),
+                    status: ExitStatus::default(),
                     held: false,
                 });
             }
@@ -92,18 +89,21 @@ pub fn look(
         }
     }
     for pid in checks {
-        match children.peek_exit(pid) {
-            Ok(Some(status)) => found.checks.push((pid, status)),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(
-                    event = LogEvent::SystemError.as_str(),
-                    pid,
-                    "cannot wait for the re-exec check {pid}: {e}"
-                );
-                found.lost_checks.push(pid);
+        let why = match children.peek_exit(pid) {
+            Ok(Peek::Exited(status)) => {
+                found.checks.push((pid, status));
+                continue;
             }
-        }
+            Ok(Peek::Running) => continue,
+            Ok(Peek::NotOurs) => "it is not herd's child".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::error!(
+            event = LogEvent::SystemError.as_str(),
+            pid,
+            "cannot wait for the re-exec check {pid}: {why}"
+        );
+        found.lost_checks.push(pid);
     }
     found
 }

@@ -7,6 +7,8 @@
 //! - `describe_exit(ExitStatus)`: an exit in words (`exit code 3`, `killed by SIGKILL`);
 //! - `signal_name(Intent)`: what the platform calls the event that carries an intent, which
 //!   the log gives as the trigger (`SIGHUP`);
+//! - `OwnChildren`: herd's real children, for [`reap`](super::reap)'s `Children` trait (Unix
+//!   only for now: Windows will wait on process handles);
 //! - `process_stats()`: herd's own process figures for `--metrics`, `None` where they cannot
 //!   be read.
 //!

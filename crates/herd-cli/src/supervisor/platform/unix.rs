@@ -1,6 +1,8 @@
-//! The supervisor on Unix: exit statuses as `waitid` gives them, signals, the status of the
+//! The supervisor on Unix: herd's children and their exit statuses as `waitid` gives them,
+//! signals, the status of the
 //! listening sockets, and herd's own process statistics.
 
+use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
@@ -8,6 +10,7 @@ use herd_core::WorkerExit;
 use herd_sys::process::Signal;
 
 use crate::spec::Listener;
+use crate::supervisor::reap::{Children, Peek};
 use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 
 mod process_stats;
@@ -48,6 +51,24 @@ pub fn describe_exit(status: ExitStatus) -> String {
             format!("killed by {name}{core}")
         }
         None => format!("{status}"),
+    }
+}
+
+/// herd's real children (`waitid`, `waitpid`).
+pub struct OwnChildren;
+
+impl Children for OwnChildren {
+    fn peek_exit(&mut self, pid: u32) -> io::Result<Peek> {
+        match herd_sys::process::peek_exit(pid) {
+            Ok(Some(status)) => Ok(Peek::Exited(status)),
+            Ok(None) => Ok(Peek::Running),
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(Peek::NotOurs),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>> {
+        herd_sys::process::reap_own_group()
     }
 }
 
@@ -94,5 +115,11 @@ mod tests {
         assert_eq!(killed.description, "killed by SIGKILL");
         assert!(worker_exit(ExitStatus::from_raw(0)).success);
         assert_eq!(exit_from_raw(3 << 8), code);
+    }
+
+    #[test]
+    fn a_process_that_is_not_herds_child_is_not_ours() {
+        // init is never a child of the test.
+        assert_eq!(OwnChildren.peek_exit(1).unwrap(), Peek::NotOurs);
     }
 }

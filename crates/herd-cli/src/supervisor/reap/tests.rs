@@ -1,25 +1,45 @@
 use std::collections::{HashMap, VecDeque};
+#[cfg(unix)]
+use std::os::unix::process::ExitStatusExt;
+#[cfg(windows)]
+use std::os::windows::process::ExitStatusExt;
 
 use super::*;
+
+/// What a fake child does when looked at.
+enum Fate {
+    /// Exited with this raw status.
+    Exited(u32),
+    /// Is not herd's child.
+    NotOurs,
+    /// Cannot be waited for.
+    Fails,
+}
 
 /// Children as a test describes them.
 #[derive(Default)]
 struct Fake {
     /// What `peek_exit` says for each pid (absent: still running).
-    exits: HashMap<u32, Result<i32, i32>>,
+    exits: HashMap<u32, Fate>,
     /// What `reap_own_group` returns, in turn (then `Ok(None)`).
     own_group: VecDeque<io::Result<Option<(u32, ExitStatus)>>>,
     /// Every pid looked at, in order.
     peeked: Vec<u32>,
 }
 
+/// An exit status, raw as the platform gives it.
+fn status(raw: u32) -> ExitStatus {
+    ExitStatus::from_raw(raw as _)
+}
+
 impl Children for Fake {
-    fn peek_exit(&mut self, pid: u32) -> io::Result<Option<ExitStatus>> {
+    fn peek_exit(&mut self, pid: u32) -> io::Result<Peek> {
         self.peeked.push(pid);
         match self.exits.get(&pid) {
-            None => Ok(None),
-            Some(Ok(raw)) => Ok(Some(ExitStatus::from_raw(*raw))),
-            Some(Err(errno)) => Err(io::Error::from_raw_os_error(*errno)),
+            None => Ok(Peek::Running),
+            Some(Fate::Exited(raw)) => Ok(Peek::Exited(status(*raw))),
+            Some(Fate::NotOurs) => Ok(Peek::NotOurs),
+            Some(Fate::Fails) => Err(io::Error::other("cannot wait")),
         }
     }
 
@@ -31,13 +51,13 @@ impl Children for Fake {
 #[test]
 fn exited_workers_are_found_and_running_ones_left_alone() {
     let mut fake = Fake::default();
-    fake.exits.insert(11, Ok(3 << 8));
+    fake.exits.insert(11, Fate::Exited(3 << 8));
     let found = look(&mut fake, [10, 11, 12], []);
     assert_eq!(
         found.workers,
         vec![WorkerExit {
             pid: 11,
-            status: ExitStatus::from_raw(3 << 8),
+            status: status(3 << 8),
             held: true
         }]
     );
@@ -47,7 +67,7 @@ fn exited_workers_are_found_and_running_ones_left_alone() {
 #[test]
 fn a_worker_that_is_no_longer_herds_child_is_forgotten_and_not_held() {
     let mut fake = Fake::default();
-    fake.exits.insert(7, Err(libc::ECHILD));
+    fake.exits.insert(7, Fate::NotOurs);
     let found = look(&mut fake, [7], []);
     assert_eq!(found.workers.len(), 1);
     assert!(!found.workers[0].held, "its pid may name a stranger now");
@@ -56,33 +76,32 @@ fn a_worker_that_is_no_longer_herds_child_is_forgotten_and_not_held() {
 #[test]
 fn a_worker_that_cannot_be_waited_for_is_kept_for_the_next_look() {
     let mut fake = Fake::default();
-    fake.exits.insert(7, Err(libc::EINVAL));
+    fake.exits.insert(7, Fate::Fails);
     assert_eq!(look(&mut fake, [7], []), Found::default());
 }
 
 #[test]
 fn reexec_checks_are_found_or_lost() {
     let mut fake = Fake::default();
-    fake.exits.insert(20, Ok(0));
-    fake.exits.insert(21, Err(libc::ECHILD));
-    let found = look(&mut fake, [], [20, 21, 22]);
-    assert_eq!(found.checks, vec![(20, ExitStatus::from_raw(0))]);
-    assert_eq!(found.lost_checks, vec![21]);
+    fake.exits.insert(20, Fate::Exited(0));
+    fake.exits.insert(21, Fate::NotOurs);
+    fake.exits.insert(22, Fate::Fails);
+    let found = look(&mut fake, [], [20, 21, 22, 23]);
+    assert_eq!(found.checks, vec![(20, status(0))]);
+    assert_eq!(found.lost_checks, vec![21, 22]);
     assert!(found.workers.is_empty());
 }
 
 #[test]
 fn the_own_group_is_reaped_until_empty_and_an_error_ends_it() {
     let mut fake = Fake::default();
-    fake.own_group.extend([
-        Ok(Some((30, ExitStatus::from_raw(0)))),
-        Ok(Some((31, ExitStatus::from_raw(9)))),
-    ]);
+    fake.own_group
+        .extend([Ok(Some((30, status(0)))), Ok(Some((31, status(9))))]);
     assert_eq!(reap_own_group(&mut fake), 2);
     fake.own_group.extend([
-        Ok(Some((32, ExitStatus::from_raw(0)))),
-        Err(io::Error::from_raw_os_error(libc::EINTR)),
-        Ok(Some((33, ExitStatus::from_raw(0)))),
+        Ok(Some((32, status(0)))),
+        Err(io::Error::other("interrupted")),
+        Ok(Some((33, status(0)))),
     ]);
     assert_eq!(reap_own_group(&mut fake), 1, "an error must not spin");
 }
