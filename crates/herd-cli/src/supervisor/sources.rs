@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
 use super::notify::NotifySocket;
-use super::platform::signals::Signals;
+use super::platform::Intents;
 use super::signals::Intent;
 use super::takeover::StopAnswer;
 use super::{attached, autoscale, balance, leftovers, metrics, reexec_check, relisten};
@@ -69,7 +69,7 @@ pub struct Wants {
 
 /// The open input channels and timers.
 pub struct Sources {
-    signals: Signals,
+    signals: Intents,
     notify: UnixDatagram,
     requests: mpsc::Receiver<ControlRequest>,
     scrapes: mpsc::Receiver<metrics::Scrape>,
@@ -115,7 +115,7 @@ impl Sources {
         notify: &NotifySocket,
         metrics_listener: Option<std::net::TcpListener>,
     ) -> anyhow::Result<Sources> {
-        let signals = Signals::install()?;
+        let signals = Intents::install()?;
         let notify = UnixDatagram::from_std(notify.socket.try_clone()?)?;
         let control_fd = control.as_fd().try_clone_to_owned()?;
         control.set_nonblocking(true)?;

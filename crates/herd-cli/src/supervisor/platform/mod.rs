@@ -9,10 +9,12 @@
 //!   the log gives as the trigger (`SIGHUP`);
 //! - `OwnChildren`: herd's real children, for [`reap`](super::reap)'s `Children` trait (Unix
 //!   only for now: Windows will wait on process handles);
+//! - `Intents`: the system's events that carry an intent (`install()`, then `recv()` one
+//!   intent at a time): Unix signals; on Windows Ctrl-C and a `stop` line on standard input;
 //! - `process_stats()`: herd's own process figures for `--metrics`, `None` where they cannot
 //!   be read.
 //!
-//! The Unix module also holds the signal table and the signal streams the loop listens to.
+//! The Unix module also holds the signal table, which a re-exec holds back across `execve`.
 //! The loop itself (`driver` and the handlers beside it) is Unix-only for now: docs/windows.md
 //! says what a Windows platform must add for it.
 

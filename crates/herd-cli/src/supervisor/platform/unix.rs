@@ -17,7 +17,7 @@ mod process_stats;
 pub(crate) mod signals;
 
 pub(crate) use process_stats::process_stats;
-pub(crate) use signals::signal_name;
+pub(crate) use signals::{signal_name, Signals as Intents};
 
 /// What the pool needs of a Unix exit status.
 pub fn worker_exit(status: ExitStatus) -> WorkerExit {

@@ -1,9 +1,12 @@
 //! The supervisor on Windows: exit codes (Windows has no signals; `TerminateProcess` sets an
-//! exit code like any other) and the console events that carry an intent.
+//! exit code like any other) and the events that carry an intent ([`Intents`]).
 
 use std::process::ExitStatus;
 
 use herd_core::WorkerExit;
+
+mod intents;
+pub(crate) use intents::Intents;
 
 use crate::supervisor::process_stats::ProcessStats;
 use crate::supervisor::signals::Intent;
@@ -42,6 +45,7 @@ pub fn process_stats() -> Option<ProcessStats> {
 pub fn signal_name(intent: Intent) -> String {
     match intent {
         Intent::Interrupt => "CTRL_C",
+        Intent::Stop => "a stop line on standard input",
         _ => "a control request",
     }
     .to_string()
@@ -66,6 +70,7 @@ mod tests {
     #[test]
     fn the_console_events_name_their_intents() {
         assert_eq!(Intent::Interrupt.signal_name(), "CTRL_C");
+        assert_eq!(Intent::Stop.signal_name(), "a stop line on standard input");
         assert_eq!(Intent::Upgrade.signal_name(), "a control request");
     }
 }
