@@ -1,4 +1,5 @@
-//! Samples for `--metrics` and the autoscaler: the pool's figures and what /proc says.
+//! Samples for `--metrics` and the autoscaler: the pool's figures and what the platform says
+//! of the processes.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -30,7 +31,7 @@ impl Supervisor {
         {
             *ready.entry(w.generation).or_default() += 1;
         }
-        let per_second = herd_sys::process::ticks_per_second() as f64;
+        let per_second = platform::ticks_per_second() as f64;
         // One read of /proc for herd's own figures; its resident memory also feeds the older
         // herd_supervisor_resident_memory metric.
         let process = platform::process_stats();
@@ -51,12 +52,7 @@ impl Supervisor {
                 .pool
                 .workers()
                 .iter()
-                .filter_map(|w| {
-                    Some((
-                        w.slot,
-                        herd_sys::process::cpu_ticks(w.pid)? as f64 / per_second,
-                    ))
-                })
+                .filter_map(|w| Some((w.slot, platform::cpu_ticks(w.pid)? as f64 / per_second)))
                 .collect(),
             rss,
             process,
@@ -130,8 +126,8 @@ impl Supervisor {
             .workers()
             .iter()
             .filter(|w| w.state == WorkerState::Ready)
-            .filter_map(|w| Some((w.pid, herd_sys::process::cpu_ticks(w.pid)?)));
-        let per_second = herd_sys::process::ticks_per_second();
+            .filter_map(|w| Some((w.pid, platform::cpu_ticks(w.pid)?)));
+        let per_second = platform::ticks_per_second();
         self.cpu.sample(readings, per_second, now)
     }
 

@@ -11,6 +11,7 @@
 //!   only for now: Windows will wait on process handles);
 //! - `Intents`: the system's events that carry an intent (`install()`, then `recv()` one
 //!   intent at a time): Unix signals; on Windows Ctrl-C and a `stop` line on standard input;
+//! - `cpu_ticks(pid)` and `ticks_per_second()`: a worker's CPU time, for busyness;
 //! - `process_stats()`: herd's own process figures for `--metrics`, `None` where they cannot
 //!   be read.
 //!

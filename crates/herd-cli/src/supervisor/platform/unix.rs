@@ -16,6 +16,7 @@ use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 mod process_stats;
 pub(crate) mod signals;
 
+pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second};
 pub(crate) use process_stats::process_stats;
 pub(crate) use signals::{signal_name, Signals as Intents};
 

@@ -41,6 +41,17 @@ pub fn process_stats() -> Option<ProcessStats> {
     None
 }
 
+/// The unit of [`cpu_ticks`]: `GetProcessTimes` counts in 100 ns.
+pub fn ticks_per_second() -> u64 {
+    10_000_000
+}
+
+/// The CPU time `pid` has used, user and system, in [`ticks_per_second`] units: not read on
+/// Windows yet (`GetProcessTimes` on the worker's handle), so the autoscaler sees no busyness.
+pub fn cpu_ticks(_pid: u32) -> Option<u64> {
+    None
+}
+
 /// The console event that carries `intent` (`CTRL_C`), or what else does.
 pub fn signal_name(intent: Intent) -> String {
     match intent {
