@@ -25,7 +25,10 @@
 //!
 //! - [`wsa`]: sharing a socket with another process (`WSADuplicateSocketW` for its pid) and
 //!   rebuilding it there (`WSASocketW(FROM_PROTOCOL_INFO)`), and Ctrl-C.
-//! - [`job`]: a Job Object whose processes die with herd (kill-on-close).
+//! - [`windows`]: the supervisor's primitives over owned handles: a kill-on-close Job Object,
+//!   secure named pipes, Ctrl-C to a process group, process handles (exit code, CPU time,
+//!   memory), handle duplication, and unnamed shared memory. `job` is also at the root
+//!   (`herd_sys::job`), where the Windows `herd run` first took it from.
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 // libc re-exports `core::ffi::c_int` and friends (stable since 1.64), which clippy's MSRV lint
@@ -39,7 +42,7 @@ pub mod fdpass;
 #[cfg(unix)]
 pub mod fs;
 #[cfg(windows)]
-pub mod job;
+pub use windows::job;
 #[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]
@@ -56,5 +59,7 @@ pub mod shm;
 pub mod socket;
 #[cfg(unix)]
 pub mod spawn;
+#[cfg(windows)]
+pub mod windows;
 #[cfg(windows)]
 pub mod wsa;

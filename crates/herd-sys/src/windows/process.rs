@@ -1,0 +1,171 @@
+//! A process by its handle: open one by pid, terminate it, wait for it, read its exit code,
+//! its CPU time and its working set.
+//!
+//! The functions take any `AsHandle` process handle: a [`Process`] opened by pid, or a
+//! `std::process::Child`.
+
+use std::io;
+use std::mem;
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
+use std::time::Duration;
+
+use windows_sys::Win32::Foundation::{FILETIME, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
+use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
+use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
+use windows_sys::Win32::System::Threading::{
+    GetCurrentProcess, GetExitCodeProcess, GetProcessTimes, OpenProcess, TerminateProcess,
+    WaitForSingleObject, INFINITE, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_SET_QUOTA, PROCESS_TERMINATE, PROCESS_VM_READ,
+};
+
+use super::check;
+
+/// A handle to another process, opened by its pid; closed on drop. Holding it keeps the pid
+/// from being reused.
+#[derive(Debug)]
+pub struct Process {
+    handle: OwnedHandle,
+    pid: u32,
+}
+
+impl Process {
+    /// Opens the process `pid` (`OpenProcess`) with the rights herd needs for a worker or an
+    /// attached process: wait for it, terminate it, read its times, exit code and memory
+    /// (`PROCESS_QUERY_LIMITED_INFORMATION`, `PROCESS_VM_READ`), place it in a job
+    /// (`PROCESS_SET_QUOTA`) and hand it handles (`PROCESS_DUP_HANDLE`). The handle is not
+    /// inheritable.
+    pub fn open(pid: u32) -> io::Result<Process> {
+        let rights = SYNCHRONIZE
+            | PROCESS_TERMINATE
+            | PROCESS_QUERY_LIMITED_INFORMATION
+            | PROCESS_VM_READ
+            | PROCESS_SET_QUOTA
+            | PROCESS_DUP_HANDLE;
+        // SAFETY: OpenProcess takes integers and returns a fresh handle or null.
+        let raw = unsafe { OpenProcess(rights, 0, pid) };
+        if raw.is_null() {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh handle that nothing else owns.
+        let handle = unsafe { OwnedHandle::from_raw_handle(raw) };
+        Ok(Process { handle, pid })
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl AsHandle for Process {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.handle.as_handle()
+    }
+}
+
+/// This process, as a handle (`GetCurrentProcess`: a pseudo-handle, never closed).
+pub fn current() -> BorrowedHandle<'static> {
+    // SAFETY: GetCurrentProcess returns a constant pseudo-handle that is valid for the whole
+    // life of the process and needs no closing, so borrowing it for 'static is sound.
+    unsafe { BorrowedHandle::borrow_raw(GetCurrentProcess()) }
+}
+
+/// Ends `process` at once with `exit_code` (`TerminateProcess`). Ending a process that has
+/// already exited fails with `ERROR_ACCESS_DENIED`.
+pub fn terminate(process: &impl AsHandle, exit_code: u32) -> io::Result<()> {
+    // SAFETY: the handle is live for the call.
+    check(unsafe { TerminateProcess(raw(process), exit_code) })
+}
+
+/// Waits up to `timeout` (`None`: for ever) for `process` to exit (`WaitForSingleObject`);
+/// whether it has.
+pub fn wait(process: &impl AsHandle, timeout: Option<Duration>) -> io::Result<bool> {
+    let millis = match timeout {
+        // INFINITE is u32::MAX: a finite wait stops one millisecond short of it.
+        Some(t) => u32::try_from(t.as_millis()).unwrap_or(INFINITE - 1),
+        None => INFINITE,
+    };
+    // SAFETY: the handle is live for the call.
+    match unsafe { WaitForSingleObject(raw(process), millis) } {
+        WAIT_OBJECT_0 => Ok(true),
+        WAIT_TIMEOUT => Ok(false),
+        WAIT_FAILED => Err(io::Error::last_os_error()),
+        other => Err(io::Error::new(
+            io::ErrorKind::Other,
+            format!("unexpected wait result {other:#x}"),
+        )),
+    }
+}
+
+/// The exit code of `process` once it has exited, `None` while it runs
+/// (`WaitForSingleObject` with no wait, then `GetExitCodeProcess`: a process that exits with
+/// 259, `STILL_ACTIVE`, is not mistaken for a running one).
+pub fn exit_code(process: &impl AsHandle) -> io::Result<Option<u32>> {
+    if !wait(process, Some(Duration::ZERO))? {
+        return Ok(None);
+    }
+    let mut code = 0u32;
+    // SAFETY: the handle is live; `code` is ours to fill.
+    check(unsafe { GetExitCodeProcess(raw(process), &mut code) })?;
+    Ok(Some(code))
+}
+
+/// The CPU time `process` has used so far, user and kernel together (`GetProcessTimes`).
+pub fn cpu_time(process: &impl AsHandle) -> io::Result<Duration> {
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: the handle is live; the four FILETIMEs are ours to fill.
+    check(unsafe {
+        GetProcessTimes(
+            raw(process),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    })?;
+    Ok(from_filetime(kernel) + from_filetime(user))
+}
+
+/// The working set of `process` in bytes: the memory it has resident now
+/// (`GetProcessMemoryInfo`).
+pub fn working_set(process: &impl AsHandle) -> io::Result<u64> {
+    // SAFETY: the structure is plain integers, for which all-zero is a valid value.
+    let mut counters: PROCESS_MEMORY_COUNTERS = unsafe { mem::zeroed() };
+    let size = mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
+    counters.cb = size;
+    // SAFETY: the handle is live; the buffer and its size describe `counters`.
+    check(unsafe { GetProcessMemoryInfo(raw(process), &mut counters, size) })?;
+    Ok(counters.WorkingSetSize as u64)
+}
+
+/// A FILETIME interval (100 ns units) as a Duration.
+fn from_filetime(time: FILETIME) -> Duration {
+    let ticks = (u64::from(time.dwHighDateTime) << 32) | u64::from(time.dwLowDateTime);
+    Duration::from_nanos(ticks.saturating_mul(100))
+}
+
+fn raw(process: &impl AsHandle) -> windows_sys::Win32::Foundation::HANDLE {
+    process.as_handle().as_raw_handle()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filetime_counts_hundreds_of_nanoseconds() {
+        let time = |high, low| FILETIME {
+            dwLowDateTime: low,
+            dwHighDateTime: high,
+        };
+        assert_eq!(from_filetime(time(0, 15)), Duration::from_nanos(1500));
+        assert_eq!(
+            from_filetime(time(1, 0)),
+            Duration::from_nanos((1u64 << 32) * 100)
+        );
+    }
+}
