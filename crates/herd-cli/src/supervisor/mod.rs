@@ -9,6 +9,9 @@
 //! forked by a thread that lives as long as herd: `PR_SET_PDEATHSIG` fires when the forking
 //! *thread* exits. Control connections are tasks on the same thread; none of them can block
 //! the loop.
+//!
+//! The cores are platform-neutral and build everywhere; what they need of the system is
+//! [`platform`]'s. The loop and its hands are Unix-only for now.
 
 // The cores: pure, platform-neutral, built and unit-tested on every platform.
 pub(crate) mod autoscale;
