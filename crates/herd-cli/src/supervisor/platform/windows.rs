@@ -46,10 +46,13 @@ pub fn ticks_per_second() -> u64 {
     10_000_000
 }
 
-/// The CPU time `pid` has used, user and system, in [`ticks_per_second`] units: not read on
-/// Windows yet (`GetProcessTimes` on the worker's handle), so the autoscaler sees no busyness.
-pub fn cpu_ticks(_pid: u32) -> Option<u64> {
-    None
+/// The CPU time `pid` has used, user and kernel, in [`ticks_per_second`] units
+/// (`GetProcessTimes`); `None` if it cannot be opened. By pid for now, as on Unix: the loop
+/// that runs here will hold each worker's handle.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let process = herd_sys::windows::process::Process::open(pid).ok()?;
+    let used = herd_sys::windows::process::cpu_time(&process).ok()?;
+    u64::try_from(used.as_nanos() / 100).ok()
 }
 
 /// The console event that carries `intent` (`CTRL_C`), or what else does.
@@ -76,6 +79,12 @@ mod tests {
         let crashed = exit_from_raw(0xC000_0005_u32 as i32);
         assert_eq!(crashed.raw, 0xC000_0005_u32 as i32);
         assert_eq!(crashed.description, "exit code -1073741819");
+    }
+
+    #[test]
+    fn a_processs_cpu_time_is_read_in_ticks() {
+        assert!(cpu_ticks(std::process::id()).is_some());
+        assert_eq!(cpu_ticks(u32::MAX - 3), None, "no such process");
     }
 
     #[test]
