@@ -21,6 +21,7 @@ mod phase;
 pub(crate) mod platform;
 pub mod pool;
 mod process_stats;
+mod rate_limit;
 mod reap;
 mod scale;
 mod signals;
