@@ -41,4 +41,5 @@ pub mod spec;
 // Unix-only for now.
 #[cfg_attr(not(unix), allow(dead_code, unused_imports))]
 pub mod supervisor;
+pub mod template;
 pub mod text;

@@ -7,8 +7,11 @@
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
 
+use std::ffi::OsString;
+
 use super::{Cli, Command, RunArgs, Workers};
 use crate::spec::{Address, Balance};
+use crate::template::ArgTemplate;
 
 /// The options of `herd run` that work on Windows, by argument id.
 const RUN_AVAILABLE: &[&str] = &[
@@ -61,6 +64,8 @@ pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Box<RunArgs>, String
         }
     }
     run_values(&args)?;
+    let mut args = args;
+    args.command = literal_command(&args.command)?;
     Ok(args)
 }
 
@@ -133,17 +138,6 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
                 .to_string(),
         );
     }
-    if let Some(arg) = args
-        .command
-        .iter()
-        .find(|arg| has_template(&arg.to_string_lossy()))
-    {
-        return Err(format!(
-            "'{}': templates in COMMAND ({{fd:NAME}}, {{worker}}, {{generation}}) are not \
-             available on Windows yet; a worker reads its slot from HERD_WORKER",
-            arg.to_string_lossy()
-        ));
-    }
     for bind in &args.binds {
         let why = match &bind.address {
             Address::Tcp(_) | Address::Udp(_) => None,
@@ -170,11 +164,19 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether a word of the worker command holds one of `herd run`'s templates.
-fn has_template(word: &str) -> bool {
-    ["{fd:", "{worker}", "{generation}"]
-        .iter()
-        .any(|template| word.contains(template))
+/// The worker command as workers get it, read as on Unix: literal braces (`{{`, `}}`)
+/// unescaped, a bad template refused with Unix's message, and a real template refused.
+fn literal_command(command: &[OsString]) -> Result<Vec<OsString>, String> {
+    let literal = |(position, arg): (usize, &OsString)| {
+        ArgTemplate::literal(arg, position)?.ok_or_else(|| {
+            format!(
+                "'{}': templates in COMMAND ({{fd:NAME}}, {{worker}}, {{generation}}) are not \
+                 available on Windows yet; a worker reads its slot from HERD_WORKER",
+                arg.to_string_lossy()
+            )
+        })
+    };
+    command.iter().enumerate().map(literal).collect()
 }
 
 #[cfg(test)]

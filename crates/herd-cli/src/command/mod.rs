@@ -3,7 +3,6 @@
 
 mod options;
 mod resolve;
-mod template;
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::io::BorrowedFd;
@@ -12,9 +11,9 @@ use std::path::PathBuf;
 use herd_sys::process::Signal;
 use herd_sys::spawn::{ExecPlan, SpawnError, Stage};
 
+pub use crate::template::ArgTemplate;
 pub use options::{credentials, working_dir};
 pub use resolve::{explain_exec_error, resolve_program};
-pub use template::ArgTemplate;
 
 /// Variables of herd's own environment that must not reach workers: they describe herd's own
 /// sockets and notify socket, not the worker's.
