@@ -1,6 +1,7 @@
 //! The worker library's reader of `sockets` answers (`herd::protocol`): any bytes give an
 //! answer or an error, never a panic; and whatever herd's own client reads
-//! (`control::client::decode_answer`), the library reads the same way.
+//! (`control::client::decode_answer`), the library reads the same way. A number (an input made
+//! of the characters numbers are written with), put in an answer, is read by both or neither.
 #![no_main]
 use herd::protocol::{parse_sockets_answer, SocketsAnswer};
 use herd_cli::control::client::{decode_answer, ClientError};
@@ -8,6 +9,7 @@ use herd_cli::control::results::SocketsResult;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|line: &[u8]| {
+    numbers_agree(line);
     let library = parse_sockets_answer(line);
     // The two parsers limit nesting differently; agreement is checked below that.
     let nesting = line.iter().filter(|&&b| b == b'[' || b == b'{').count();
@@ -40,3 +42,18 @@ fuzz_target!(|line: &[u8]| {
         (Err(_), _) => {}
     }
 });
+
+/// Both readers accept `text` as the number in an answer, or both refuse it.
+fn numbers_agree(text: &[u8]) {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return;
+    };
+    if text.is_empty() || !text.bytes().all(|b| b"-+.eE0123456789".contains(&b)) {
+        return;
+    }
+    let answer = format!(r#"{{"version":1,"ok":true,"n":{text},"result":{{"sockets":[]}}}}"#);
+    let path = std::path::Path::new("/fuzz.sock");
+    let theirs = decode_answer::<SocketsResult>(answer.as_bytes(), path);
+    let ours = parse_sockets_answer(answer.as_bytes());
+    assert_eq!(theirs.is_ok(), ours.is_ok(), "{answer}: {theirs:?} {ours:?}");
+}

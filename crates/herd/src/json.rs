@@ -196,24 +196,62 @@ impl Parser<'_> {
         value
     }
 
+    /// A number, by RFC 8259's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+    /// A non-negative integer that fits is an [`Value::Integer`]; a number too large for an
+    /// `f64` is refused, as serde_json refuses it.
     fn number(&mut self) -> Result<Value, String> {
         let start = self.pos;
-        while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.bytes.get(self.pos) {
-            self.pos += 1;
-        }
-        let text = std::str::from_utf8(&self.bytes[start..self.pos])
-            .map_err(|_| self.error("bad number"))?;
-        if text.bytes().all(|b| b.is_ascii_digit()) {
-            if text.len() > 1 && text.starts_with('0') {
-                return Err(self.error("a number with a leading zero"));
+        let negative = self.skip(b"-");
+        match self.bytes.get(self.pos) {
+            Some(b'0') => {
+                self.pos += 1;
+                if let Some(b'0'..=b'9') = self.bytes.get(self.pos) {
+                    return Err(self.error("a number with a leading zero"));
+                }
             }
+            Some(b'1'..=b'9') => {
+                self.digits();
+            }
+            _ => return Err(self.error("a number without digits")),
+        }
+        let fraction = self.skip(b".");
+        if fraction && self.digits() == 0 {
+            return Err(self.error("a number without digits after its '.'"));
+        }
+        let exponent = self.skip(b"eE");
+        if exponent {
+            self.skip(b"+-");
+            if self.digits() == 0 {
+                return Err(self.error("a number without digits in its exponent"));
+            }
+        }
+        // Only ASCII digits and signs were read.
+        let text = String::from_utf8_lossy(&self.bytes[start..self.pos]);
+        if !negative && !fraction && !exponent {
             if let Ok(n) = text.parse() {
                 return Ok(Value::Integer(n));
             }
         }
-        text.parse()
-            .map(Value::Number)
-            .map_err(|_| self.error("bad number"))
+        match text.parse::<f64>() {
+            Ok(n) if n.is_finite() => Ok(Value::Number(n)),
+            _ => Err(self.error("a number out of range")),
+        }
+    }
+
+    /// Steps over one byte if it is one of `any`; whether it did.
+    fn skip(&mut self, any: &[u8]) -> bool {
+        let found = matches!(self.bytes.get(self.pos), Some(b) if any.contains(b));
+        self.pos += usize::from(found);
+        found
+    }
+
+    /// Steps over a run of ASCII digits; how many.
+    fn digits(&mut self) -> usize {
+        let start = self.pos;
+        while let Some(b'0'..=b'9') = self.bytes.get(self.pos) {
+            self.pos += 1;
+        }
+        self.pos - start
     }
 
     fn string(&mut self) -> Result<String, String> {
@@ -370,6 +408,29 @@ mod tests {
             ("-1", Value::Number(-1.0)),
         ] {
             assert_eq!(parse(text), Ok(value), "{text}");
+        }
+    }
+
+    #[test]
+    fn numbers_follow_the_json_grammar() {
+        for (text, value) in [
+            ("-0", -0.0),
+            ("0.5", 0.5),
+            ("-0.0", 0.0),
+            ("1E+2", 100.0),
+            ("1e-2", 0.01),
+            ("10.25e1", 102.5),
+            ("1e-400", 0.0),
+        ] {
+            assert_eq!(parse(text), Ok(Value::Number(value)), "{text}");
+        }
+        // What serde_json refuses too.
+        for bad in [
+            "01.5", "-01", "1.", "-.5", "1.e5", "00.0", "+1", ".5", "-", "1e", "1e+", "1E-",
+            "0x10", "1.5.2", "1e5e5", "--1", "1e400", "-1e400", "Infinity", "NaN", "-",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+            assert!(parse(&format!("[{bad}]")).is_err(), "[{bad}]");
         }
     }
 
