@@ -1,11 +1,14 @@
 //! Fetching sockets from a running herd over its control socket (`SCM_RIGHTS`), for programs
 //! that start on their own rather than under `herd run`.
 
+use std::io::ErrorKind::{TimedOut, WouldBlock};
 use std::io::Write;
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use herd_sys::fdpass::MAX_FDS_PER_MESSAGE;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
@@ -39,7 +42,7 @@ pub struct Fetched {
     pub fd: OwnedFd,
 }
 
-/// How long herd may take to answer.
+/// How long herd may take to answer in full.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Fetches the listening sockets of the herd whose control socket is `control`.
@@ -47,7 +50,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// The fds arrive close-on-exec; any herd sent beyond those described are closed. A server
 /// that runs as an untrusted user (not root, the caller or [`FetchOptions::owner`], and
 /// at a path another user could have prepared) is refused before anything is asked
-/// ([`trust`](crate::trust), [`ErrorKind::Untrusted`]).
+/// ([`trust`](crate::trust), [`ErrorKind::Untrusted`]). The whole answer must arrive within
+/// 30 seconds.
 ///
 /// ```no_run
 /// use herd::fetch::{fetch, FetchOptions};
@@ -59,72 +63,32 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// # Ok::<(), herd::Error>(())
 /// ```
 pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
-    let shown = control.display();
-    let io = |what: &str, e| Error::io(format!("{what} {shown}"), e);
+    fetch_within(control, options, TIMEOUT)
+}
+
+/// [`fetch`], with the whole answer due within `timeout`.
+fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Result<Vec<Fetched>> {
     let owner = match options.owner {
         Some(owner) => Some(owner),
         None => crate::trust::owner_from_env()?,
     };
-    let mut stream = UnixStream::connect(control).map_err(|e| io("cannot connect to", e))?;
+    let stream = UnixStream::connect(control)
+        .map_err(|e| Error::io(format!("cannot connect to {}", control.display()), e))?;
     crate::trust::check_server(&stream, control, owner)?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .map_err(|e| io("cannot use", e))?;
     let request = SocketsRequest {
         only: options.only.clone(),
         attach: options.attach,
     };
     // herd may refuse (and close) before reading: the answer is still worth reading.
-    let sent = stream.write_all(&request.encode());
-
-    let mut bytes: Vec<u8> = Vec::new();
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    let mut first: Option<Vec<SocketDescription>> = None;
-    let mut buf = [0u8; 4096];
-    while first.as_ref().map_or(true, |d| fds.len() < d.len()) {
-        let got = herd_sys::fdpass::recv_with_fds(stream.as_fd(), &mut buf)
-            .map_err(|e| io("cannot read from", e))?;
-        if got.fds_truncated {
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!("{shown} sent more fds than fit in one message"),
-            ));
-        }
-        fds.extend(got.fds);
-        if got.len == 0 {
-            if let Err(e) = sent {
-                return Err(io("cannot send to", e));
-            }
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!("{shown} closed the connection early"),
-            ));
-        }
-        // What follows the line is not read as an answer, but counts against the bound: a
-        // peer that sends on without the fds is not a herd.
-        let scanned = bytes.len();
-        bytes.extend_from_slice(&buf[..got.len]);
-        if first.is_none() {
-            if let Some(at) = bytes[scanned..].iter().position(|&b| b == b'\n') {
-                first = Some(described(&bytes[..scanned + at], control)?);
-            }
-        }
-        if bytes.len() > MAX_ANSWER {
-            let what = match first {
-                None => "without a line end",
-                Some(_) => "without the sockets its answer describes",
-            };
-            return Err(Error::new(
-                ErrorKind::Io,
-                format!(
-                    "{shown} sent more than {} MiB {what}: it is not a herd",
-                    MAX_ANSWER >> 20
-                ),
-            ));
-        }
-    }
-    Ok(first
-        .unwrap_or_default()
+    let sent = (&stream).write_all(&request.encode());
+    let answer = Answer {
+        stream: &stream,
+        control,
+        deadline: Instant::now() + timeout,
+        timeout,
+    };
+    let (described, fds) = answer.read(sent)?;
+    Ok(described
         .into_iter()
         .zip(fds)
         .map(|(socket, fd)| Fetched {
@@ -134,6 +98,96 @@ pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
             fd,
         })
         .collect())
+}
+
+/// The answer to a `sockets` request, being read.
+struct Answer<'a> {
+    stream: &'a UnixStream,
+    control: &'a Path,
+    /// When the whole answer is due.
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Answer<'_> {
+    /// Reads the response line and the fds it describes (and perhaps more, to be closed).
+    fn read(&self, sent: std::io::Result<()>) -> Result<(Vec<SocketDescription>, Vec<OwnedFd>)> {
+        let shown = self.control.display();
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut first: Option<Vec<SocketDescription>> = None;
+        let mut buf = [0u8; 4096];
+        while first.as_ref().map_or(true, |d| fds.len() < d.len()) {
+            let got = self.receive(&mut buf)?;
+            fds.extend(got.fds);
+            if got.len == 0 {
+                return Err(match sent {
+                    Err(e) => Error::io(format!("cannot send to {shown}"), e),
+                    Ok(()) => not_herd(format!("{shown} closed the connection early")),
+                });
+            }
+            // What follows the line is not read as an answer, but counts against the bound: a
+            // peer that sends on without the fds is not a herd.
+            let scanned = bytes.len();
+            bytes.extend_from_slice(&buf[..got.len]);
+            if first.is_none() {
+                if let Some(at) = bytes[scanned..].iter().position(|&b| b == b'\n') {
+                    first = Some(described(&bytes[..scanned + at], self.control)?);
+                }
+            }
+            if first.is_none() && fds.len() > MAX_FDS_PER_MESSAGE {
+                // herd sends one message of fds with its answer line, further ones only after
+                // it. Dropped, so closed.
+                drop(fds);
+                return Err(not_herd(format!(
+                    "{shown} sent more than {MAX_FDS_PER_MESSAGE} fds before its answer: it \
+                     is not a herd"
+                )));
+            }
+            if bytes.len() > MAX_ANSWER {
+                let what = match first {
+                    None => "without a line end",
+                    Some(_) => "without the sockets its answer describes",
+                };
+                return Err(not_herd(format!(
+                    "{shown} sent more than {} MiB {what}: it is not a herd",
+                    MAX_ANSWER >> 20
+                )));
+            }
+        }
+        Ok((first.unwrap_or_default(), fds))
+    }
+
+    /// The next bytes and fds, if they come before the deadline.
+    fn receive(&self, buf: &mut [u8]) -> Result<herd_sys::fdpass::Received> {
+        let shown = self.control.display();
+        let late = || {
+            let timeout = self.timeout;
+            not_herd(format!("{shown} did not answer in full within {timeout:?}"))
+        };
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(late());
+        }
+        self.stream
+            .set_read_timeout(Some(remaining))
+            .map_err(|e| Error::io(format!("cannot use {shown}"), e))?;
+        let got = match herd_sys::fdpass::recv_with_fds(self.stream.as_fd(), buf) {
+            Ok(got) => got,
+            Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => return Err(late()),
+            Err(e) => return Err(Error::io(format!("cannot read from {shown}"), e)),
+        };
+        if got.fds_truncated {
+            return Err(not_herd(format!(
+                "{shown} sent more fds than fit in one message"
+            )));
+        }
+        Ok(got)
+    }
+}
+
+fn not_herd(message: String) -> Error {
+    Error::new(ErrorKind::Io, message)
 }
 
 /// Reads the response line: the sockets that follow, or herd's refusal.
@@ -244,5 +298,65 @@ mod tests {
             // It read no more than the bound and what the socket buffers hold.
             assert!(server.join().unwrap() < (1 << 20) + (8 << 20), "case {i}");
         }
+    }
+
+    #[test]
+    fn a_trickling_answer_fails_at_the_deadline() {
+        let scratch = crate::scratch::Scratch::new("herd-fetch-trickle");
+        std::fs::create_dir(scratch.path()).unwrap();
+        let path = scratch.path().join("trickle.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        // One byte every 20 ms, far less than the timeout apart, for up to 10 s.
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            for _ in 0..500 {
+                if stream.write_all(b" ").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let start = Instant::now();
+        let timeout = Duration::from_millis(300);
+        let e = fetch_within(&path, &FetchOptions::default(), timeout).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("did not answer in full within 300ms"),
+            "{e}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn fds_beyond_a_first_message_before_the_answer_are_refused() {
+        let scratch = crate::scratch::Scratch::new("herd-fetch-fds");
+        std::fs::create_dir(scratch.path()).unwrap();
+        let path = scratch.path().join("fds.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let fds = vec![stream.as_fd(); MAX_FDS_PER_MESSAGE];
+            // Two messages, no line end: more fds than herd ever sends before its answer.
+            for _ in 0..2 {
+                if herd_sys::fdpass::send_with_fds(stream.as_fd(), b" ", &fds).is_err() {
+                    return;
+                }
+            }
+            // Held open until the client hangs up.
+            let _ = std::io::Read::read(&mut &stream, &mut [0; 64]);
+        });
+        let e = fetch_within(&path, &FetchOptions::default(), Duration::from_secs(10))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("sent more than 252 fds before its answer: it is not a herd"),
+            "{e}"
+        );
+        server.join().unwrap();
     }
 }

@@ -3,11 +3,12 @@
 //! told apart by errno and by the protocol's error codes, never by message text. Blocking
 //! ([`Client`]) for the `herd` subcommands; [`AsyncClient`] for the supervisor's loop.
 
+use std::io::ErrorKind::{TimedOut, WouldBlock};
 use std::io::{self, Write};
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
@@ -79,6 +80,8 @@ pub struct Client {
     buffered: Vec<u8>,
     /// Fds received and not yet handed out.
     fds: Vec<OwnedFd>,
+    /// When the whole answer to the current request is due, and the timeout it came from.
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl Client {
@@ -101,11 +104,12 @@ impl Client {
             path: path.to_path_buf(),
             buffered: Vec::new(),
             fds: Vec::new(),
+            deadline: None,
         })
     }
 
-    /// Sends `command` and reads its result, waiting at most `timeout` (`None`: as long as
-    /// it takes, for `upgrade` and `stop`).
+    /// Sends `command` and reads its result, waiting at most `timeout` for all of it
+    /// (`None`: as long as it takes, for `upgrade` and `stop`).
     pub fn call<R: DeserializeOwned>(
         &mut self,
         command: Command,
@@ -118,7 +122,8 @@ impl Client {
     }
 
     /// `sockets`: the listening sockets (only those named in `only`, if any), each with its
-    /// fd; with `attach`, this process is registered as an attached worker.
+    /// fd; with `attach`, this process is registered as an attached worker. The answer and
+    /// its fds must all arrive within `timeout`.
     pub fn sockets(
         &mut self,
         only: Vec<String>,
@@ -150,6 +155,7 @@ impl Client {
     ) -> Result<Vec<u8>, ClientError> {
         // herd may answer before reading (a refusal) and close: then the write fails, but the
         // answer is waiting to be read, and it says more than "broken pipe".
+        self.deadline = timeout.map(|t| (Instant::now() + t, t));
         let sent = self.stream.write_all(&encode_request(command));
         wait::wait(&self.stream, &self.path, timeout)?;
         // What has been looked at for a line end: each byte once.
@@ -182,11 +188,34 @@ impl Client {
         }
     }
 
-    /// Reads what arrived, and the fds that came with it; `false` at the end of the stream.
+    /// Reads what arrived, and the fds that came with it, before the deadline; `false` at
+    /// the end of the stream.
     fn receive(&mut self) -> Result<bool, ClientError> {
+        let late = |after| ClientError::Timeout {
+            path: self.path.clone(),
+            after,
+            pid: None,
+        };
+        if let Some((deadline, timeout)) = self.deadline {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(late(timeout));
+            }
+            (self.stream.set_read_timeout(Some(remaining)))
+                .map_err(|e| ClientError::io(&self.path, "cannot use", e))?;
+        }
         let mut buf = [0u8; 4096];
-        let got = herd_sys::fdpass::recv_with_fds(self.stream.as_fd(), &mut buf)
-            .map_err(|e| ClientError::io(&self.path, "no answer from", e))?;
+        let got = match herd_sys::fdpass::recv_with_fds(self.stream.as_fd(), &mut buf) {
+            Ok(got) => got,
+            Err(e) => {
+                return Err(match self.deadline {
+                    Some((_, timeout)) if matches!(e.kind(), WouldBlock | TimedOut) => {
+                        late(timeout)
+                    }
+                    _ => ClientError::io(&self.path, "no answer from", e),
+                })
+            }
+        };
         self.fds.extend(got.fds);
         if got.fds_truncated {
             return Err(ClientError::NotHerd {

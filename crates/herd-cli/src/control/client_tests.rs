@@ -173,6 +173,39 @@ fn an_endless_or_huge_answer_fails_in_bounded_memory() {
 }
 
 #[test]
+fn a_trickling_answer_fails_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trickle.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    // One byte every 20 ms, far less than the timeout apart, for up to 10 s.
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        for _ in 0..500 {
+            if stream.write_all(b" ").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let start = std::time::Instant::now();
+    let mut client = Client::connect(&path, None).unwrap();
+    let timeout = Some(Duration::from_millis(300));
+    let e = client.call::<serde_json::Value>(Command::Status, timeout);
+    let e = e.unwrap_err();
+    assert!(
+        matches!(e, ClientError::Timeout { after, .. } if after == Duration::from_millis(300)),
+        "{e}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(client);
+    server.join().unwrap();
+}
+
+#[test]
 fn the_async_client_bounds_an_endless_or_huge_answer() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
