@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a modern Rust that cross-compiles herd for x86_64-pc-windows-gnu, and Wine 8 to run
-# the result, on Debian 12. Idempotent and cached: the first run takes about 4 minutes, a
-# second one a few seconds. Prints the env file to source, then `cargo build --target
-# x86_64-pc-windows-gnu` works, and `cargo test` runs the tests under Wine.
+# the result, on Debian 12. Idempotent and cached: the first run takes about a minute (71 s
+# measured), a second one a few seconds. Prints the env file to source, then `cargo build
+# --target x86_64-pc-windows-gnu` works, and `cargo test` runs the tests under Wine.
 #
 # Everything lands under $HERD_WINTOOL (default /var/cache/herd-wintool):
 #   root/         Debian's rustc-web, cargo-web, clippy and rust-web-src (Rust 1.96), unpacked, not
