@@ -31,7 +31,8 @@ trap 'wineserver -k 2>/dev/null || true' EXIT
 
 echo "check-windows: $(rustc -V) for $target, under $(wine64 --version)" >&2
 cd "$root"
-packages=(-p herd-core -p herd-sys -p herd -p herd-cli)
+# herd-sys's `tokio` feature (its secure named pipes) is on, so that its tests run too.
+packages=(-p herd-core -p herd-sys -p herd -p herd-cli --features herd-sys/tokio)
 # The Windows-only code has no other lint run. (This clippy 1.96 also flags logging/sink.rs's
 # thread_local, which is const already: a false positive.) herd's `tokio` feature is Unix-only.
 cargo clippy --locked --quiet --target $target "${packages[@]}" --all-targets -- -D warnings \
