@@ -13,16 +13,7 @@ use crate::util::*;
 
 #[test]
 fn an_attached_worker_serves_is_listed_and_is_stopped() {
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "python3",
-        &example("hello.py"),
-    ]);
+    let mut herd = hello_on_http();
     let addr = herd.address("http");
     herd.wait_for_event("control_ready", &[]);
     let mut attached = Command::new(HERD)

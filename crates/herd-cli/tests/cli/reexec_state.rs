@@ -156,39 +156,8 @@ fn every_piece_of_runtime_state_survives_a_reexec() {
         "{after}"
     );
     assert_eq!(after["attached"][0]["pid"], attached_pid, "{after}");
-    // Ages carry on: every worker's and the attached process's.
-    let ages = |s: &Value, list: &str| -> Vec<(u64, u64)> {
-        let entries = s[list].as_array().unwrap().iter();
-        let age = |e: &Value| (e["pid"].as_u64().unwrap(), e["uptime_ms"].as_u64().unwrap());
-        entries.map(age).collect()
-    };
-    for list in ["workers", "attached"] {
-        for ((pid, was), (_, is)) in ages(&before, list).into_iter().zip(ages(&after, list)) {
-            assert!(
-                is >= was,
-                "{list}: {pid} is {is} ms old, was {was} ms: {after}"
-            );
-        }
-    }
-    // Slot 2 still waits out its backoff, no longer than it had left; the leftover still gets
-    // SIGKILL when the grace period from its worker's exit ends, not a new one.
-    let (waited, waits) = (&before["waiting"][0], &after["waiting"][0]);
-    assert_eq!(
-        (&waits["slot"], &waits["restarts"]),
-        (&2.into(), &waited["restarts"])
-    );
-    let left = |s: &Value, field: &str| s[field].as_u64().unwrap();
-    assert!(
-        left(waits, "restart_in_ms") <= left(waited, "restart_in_ms"),
-        "{after}"
-    );
-    let (was, is) = (&before["leftovers"][0], &after["leftovers"][0]);
-    assert_eq!(
-        (&is["pid"], &is["slot"]),
-        (&was["pid"], &1.into()),
-        "{after}"
-    );
-    assert!(left(is, "kill_in_ms") <= left(was, "kill_in_ms"), "{after}");
+    ages_carry_on(&before, &after);
+    waits_carry_on(&before, &after);
     assert_eq!(counted(&metrics), counts);
     assert!(
         counts.iter().any(|l| l == "herd_worker_restarts_total 9"),
@@ -209,4 +178,43 @@ fn every_piece_of_runtime_state_survives_a_reexec() {
     assert_eq!(code, 0, "{stderr}");
     herd.wait_exit();
     let _ = attached.wait();
+}
+
+/// Every worker's and the attached process's age carries on across the re-exec.
+fn ages_carry_on(before: &Value, after: &Value) {
+    let ages = |s: &Value, list: &str| -> Vec<(u64, u64)> {
+        let entries = s[list].as_array().unwrap().iter();
+        let age = |e: &Value| (e["pid"].as_u64().unwrap(), e["uptime_ms"].as_u64().unwrap());
+        entries.map(age).collect()
+    };
+    for list in ["workers", "attached"] {
+        for ((pid, was), (_, is)) in ages(before, list).into_iter().zip(ages(after, list)) {
+            assert!(
+                is >= was,
+                "{list}: {pid} is {is} ms old, was {was} ms: {after}"
+            );
+        }
+    }
+}
+
+/// Slot 2 still waits out its backoff, no longer than it had left; the leftover still gets
+/// SIGKILL when the grace period from its worker's exit ends, not a new one.
+fn waits_carry_on(before: &Value, after: &Value) {
+    let (waited, waits) = (&before["waiting"][0], &after["waiting"][0]);
+    assert_eq!(
+        (&waits["slot"], &waits["restarts"]),
+        (&2.into(), &waited["restarts"])
+    );
+    let left = |s: &Value, field: &str| s[field].as_u64().unwrap();
+    assert!(
+        left(waits, "restart_in_ms") <= left(waited, "restart_in_ms"),
+        "{after}"
+    );
+    let (was, is) = (&before["leftovers"][0], &after["leftovers"][0]);
+    assert_eq!(
+        (&is["pid"], &is["slot"]),
+        (&was["pid"], &1.into()),
+        "{after}"
+    );
+    assert!(left(is, "kill_in_ms") <= left(was, "kill_in_ms"), "{after}");
 }

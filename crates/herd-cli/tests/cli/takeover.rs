@@ -100,16 +100,7 @@ fn ten_takeovers_under_load_lose_no_connection() {
 
 #[test]
 fn a_failed_takeover_leaves_the_old_herd_serving() {
-    let old = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "python3",
-        &example("hello.py"),
-    ]);
+    let old = hello_on_http();
     let addr = old.address("http");
     let control = old.control();
     let before = old.status();

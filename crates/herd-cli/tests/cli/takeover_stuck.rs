@@ -5,45 +5,26 @@
 use crate::takeover::{takeover, takeover_ready_on};
 use crate::util::*;
 
-/// Stops (SIGSTOP) the process `pid` until dropped, even when a test fails: SIGCONT then.
-struct Stopped(u32);
+/// Stops (SIGSTOP) a herd until dropped, even when a test fails: SIGCONT then.
+struct Stopped<'a>(&'a Herd);
 
-impl Stopped {
-    fn stop(pid: u32) -> Stopped {
-        send(pid, libc::SIGSTOP);
-        wait_until("the old herd to be stopped", || match proc_state(pid) {
-            Some('T') => Ok(()),
-            state => Err(format!("state {state:?}")),
+impl Stopped<'_> {
+    fn stop(herd: &Herd) -> Stopped<'_> {
+        herd.signal(libc::SIGSTOP);
+        wait_until("the old herd to be stopped", || {
+            match proc_state(herd.pid()) {
+                Some('T') => Ok(()),
+                state => Err(format!("state {state:?}")),
+            }
         });
-        Stopped(pid)
+        Stopped(herd)
     }
 }
 
-impl Drop for Stopped {
+impl Drop for Stopped<'_> {
     fn drop(&mut self) {
-        send(self.0, libc::SIGCONT);
+        self.0.signal(libc::SIGCONT);
     }
-}
-
-fn send(pid: u32, signal: i32) {
-    // SAFETY: kill with the pid of a herd this test started, not reaped yet.
-    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
-}
-
-/// An old herd to take over from: one hello.py worker on a loopback port.
-fn old_herd() -> Herd {
-    let old = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "python3",
-        &example("hello.py"),
-    ]);
-    old.started(1);
-    old
 }
 
 /// What a takeover must leave of `old` once it runs again: the same herd behind the same
@@ -67,10 +48,10 @@ fn identity(path: &str) -> (u64, u64) {
 
 #[test]
 fn a_takeover_from_a_stopped_herd_fails_at_once_naming_it() {
-    let old = old_herd();
+    let old = hello_on_http();
     let before = old.status();
     let socket_file = identity(&old.control());
-    let stopped = Stopped::stop(old.pid());
+    let stopped = Stopped::stop(&old);
     let mut new = takeover(&old.control(), &["-w", "1", "--", "sleep", "1000"]);
     assert_eq!(new.wait_exit().code(), Some(FAILURE));
     let error = format!(
@@ -99,14 +80,14 @@ fn a_takeover_from_a_stopped_herd_fails_at_once_naming_it() {
 
 #[test]
 fn a_takeover_whose_old_herd_is_stopped_as_it_completes_leaves_it_everything() {
-    let old = old_herd();
+    let old = hello_on_http();
     let before = old.status();
     let socket_file = identity(&old.control());
     let go = old.path("go");
     let mut new = takeover_ready_on(&old.control(), &go);
     let started = new.wait_for_event("worker_started", &[]);
     let worker = started["pid"].as_u64().unwrap() as u32;
-    let stopped = Stopped::stop(old.pid());
+    let stopped = Stopped::stop(&old);
     std::fs::write(&go, "").unwrap();
     // The new herd gives up at once, names the old herd and how to resume it, and exits 1
     // with no worker left behind.

@@ -218,6 +218,23 @@ pub fn sleeper_on_http() -> Herd {
     herd
 }
 
+/// Starts herd with one hello.py worker (it answers HTTP with its pid) and a socket named
+/// http on 127.0.0.1, and waits until the worker has started.
+pub fn hello_on_http() -> Herd {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    herd.started(1);
+    herd
+}
+
 /// Starts herd with one `sleep 1000` worker on 127.0.0.1 and a metrics endpoint.
 pub fn sleeper_with_metrics() -> Herd {
     Herd::start(&[
