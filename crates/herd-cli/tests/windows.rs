@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "golden/help.rs"]
+mod golden;
+
+use golden::assert_help_is_golden;
+
 const HERD: &str = env!("CARGO_BIN_EXE_herd");
 const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -320,26 +325,6 @@ fn what_windows_cannot_do_yet_is_refused_with_its_reason() {
         &["run", "-w", "1..4", "-b", ":0", "--", "x"],
         2,
         "autoscaling",
-    );
-}
-
-/// herd.exe's help for `args` is the Linux binary's, kept in `tests/golden/NAME` (a Linux
-/// test, tests/cli/help.rs, compares the Linux binary with the same files).
-fn assert_help_is_golden(args: &[&str], name: &str) {
-    let out = Command::new(HERD)
-        .args(args)
-        .env_remove("COLUMNS")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "herd {args:?}: {out:?}");
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    let expected = std::fs::read_to_string(&golden).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        expected,
-        "herd {args:?}"
     );
 }
 
