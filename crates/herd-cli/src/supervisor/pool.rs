@@ -26,6 +26,23 @@ pub fn import(config: PoolConfig, state: PoolState, epoch: Epoch) -> Pool {
     Pool::import(config, state, epoch, super::platform::exit_from_raw)
 }
 
+/// A pool of `workers` for tests: 5 s grace, the default backoff, ready when started, one
+/// surge worker, draining by `drain`.
+#[cfg(test)]
+pub fn test_config(workers: usize, drain: Option<herd_core::DrainPolicy>) -> PoolConfig {
+    use std::time::Duration;
+    PoolConfig {
+        workers,
+        grace: Duration::from_secs(5),
+        backoff: herd_core::BackoffPolicy::default(),
+        readiness: Readiness::Delay(Duration::ZERO),
+        watchdog: None,
+        max_surge: 1,
+        min_ready: Duration::ZERO,
+        drain,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -44,16 +61,7 @@ mod tests {
     /// The re-exec JSON keeps its format, so that a herd of an earlier version can hand over.
     #[test]
     fn the_state_survives_json_in_the_format_of_earlier_versions() {
-        let config = PoolConfig {
-            workers: 2,
-            grace: Duration::from_secs(5),
-            backoff: herd_core::BackoffPolicy::default(),
-            readiness: Readiness::Delay(Duration::ZERO),
-            watchdog: None,
-            max_surge: 1,
-            min_ready: Duration::ZERO,
-            drain: None,
-        };
+        let config = test_config(2, None);
         let now = Instant::now();
         let mut pool = Pool::new(config.clone());
         for action in pool.due(now) {
@@ -86,16 +94,7 @@ mod tests {
             settle: Duration::from_millis(250),
             limit: Duration::from_secs(2),
         };
-        let config = PoolConfig {
-            workers: 2,
-            grace: Duration::from_secs(5),
-            backoff: herd_core::BackoffPolicy::default(),
-            readiness: Readiness::Delay(Duration::ZERO),
-            watchdog: None,
-            max_surge: 1,
-            min_ready: Duration::ZERO,
-            drain: Some(drain),
-        };
+        let config = test_config(2, Some(drain));
         let now = Instant::now();
         let mut pool = Pool::new(config.clone());
         for action in pool.due(now) {

@@ -275,20 +275,11 @@ fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerSt
 
 #[cfg(test)]
 mod tests {
-    use super::super::pool::{Action, PoolConfig, Readiness};
+    use super::super::pool::{test_config, Action};
     use super::*;
 
     fn pool(workers: usize) -> Pool {
-        Pool::new(PoolConfig {
-            workers,
-            grace: Duration::from_secs(5),
-            backoff: herd_core::BackoffPolicy::default(),
-            readiness: Readiness::Delay(Duration::ZERO),
-            watchdog: None,
-            max_surge: 1,
-            min_ready: Duration::ZERO,
-            drain: None,
-        })
+        Pool::new(test_config(workers, None))
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use herd_core::Epoch;
 
 use super::super::platform::worker_exit;
-use super::super::pool::{import, Action, Pool, PoolConfig, Readiness, Reason};
+use super::super::pool::{import, test_config, Action, Pool, Reason};
 use super::*;
 
 const MS: Duration = Duration::from_millis(1);
@@ -64,19 +64,11 @@ const PREVIOUS: &str = r#"{"uptime_ms":3050,"control":{"fd":3,"file":["/run/user
 /// exits with code 1, its successor with code 2 (a backoff of 100 ms); 40 ms later, a scale
 /// to 2 (slot 2 drains); saved 10 ms later. Returns the pool and when it was saved.
 fn previous_pool() -> (Pool, Instant) {
-    let config = PoolConfig {
-        workers: 3,
-        grace: Duration::from_secs(5),
-        backoff: herd_core::BackoffPolicy::default(),
-        readiness: Readiness::Delay(Duration::ZERO),
-        watchdog: None,
-        max_surge: 1,
-        min_ready: Duration::ZERO,
-        drain: Some(herd_core::DrainPolicy {
-            settle: Duration::from_millis(250),
-            limit: Duration::from_secs(2),
-        }),
+    let drain = herd_core::DrainPolicy {
+        settle: Duration::from_millis(250),
+        limit: Duration::from_secs(2),
     };
+    let config = test_config(3, Some(drain));
     let t0 = Instant::now();
     let mut pool = Pool::new(config);
     let mut next_pid = 100;
