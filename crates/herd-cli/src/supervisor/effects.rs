@@ -3,10 +3,12 @@
 //! signalling workers, steering the reuseport sockets, answering control clients and metrics
 //! scrapes, telling the service manager, counting for `--metrics`. What to do is decided
 //! elsewhere (the pool, the [phase](super::phase), the [waiters](super::waiters), the
-//! policies), and handed over as typed values: a list of [`Effect`]s for
-//! [`Effects::execute`], or one of them ([`Count`], [`Report`], [`Answer`]). The policies over
-//! attached processes, leftovers and exits act through the System traits that Effects hands
-//! them. A port to another platform implements this anew.
+//! policies), and handed over one way: as [`Effect`]s, carried out in order by
+//! [`Effects::execute`]. The only other ways in are operations whose result the caller needs
+//! (a spawned worker's pid, a check child, the socket files lost at a takeover's end), steering
+//! (it reads the pool), herd's last answers (awaited as it exits) and queries. The policies
+//! over attached processes, leftovers and exits act through the System traits that Effects
+//! hands them. A port to another platform implements this anew.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -116,6 +118,17 @@ pub enum Effect {
     },
     /// Answer a control client.
     Answer(Answer<Client>),
+    /// Answer the client on `connection` directly, waiting at most 5 s for the answer to be
+    /// written: the client of the re-exec that made this image, before the loop runs.
+    AnswerOn {
+        connection: OwnedFd,
+        response: Response,
+    },
+    /// Answer a metrics scrape with the counters and `snapshot`, the figures of the moment.
+    AnswerScrape {
+        scrape: metrics::Scrape,
+        snapshot: metrics::Snapshot,
+    },
     /// Refuse a re-exec: say why in the log, and to its client if it has one.
     RefuseReexec(ReexecRefused<Client>),
     /// Tell the service manager.
@@ -200,10 +213,17 @@ impl Effects {
                         signal_failed(slot, pid, signal, &e);
                     }
                 }
-                Effect::Answer(answer) => self.answer(answer),
+                Effect::Answer(answer) => answer_client(answer),
+                Effect::AnswerOn {
+                    connection,
+                    response,
+                } => answer_on(connection, &response),
+                Effect::AnswerScrape { scrape, snapshot } => {
+                    let _ = scrape.send(metrics::render(&self.counters, &snapshot));
+                }
                 Effect::RefuseReexec(refused) => self.refuse_reexec(refused),
                 Effect::Report(report) => self.report(report),
-                Effect::Count(count) => self.count(count),
+                Effect::Count(count) => count.add_to(&self.counters),
                 Effect::KillCheck { pid } => {
                     if let Err(e) = process::signal_group(pid, Signal::KILL) {
                         tracing::warn!(
@@ -243,10 +263,10 @@ impl Effects {
     }
 
     /// Logs why a re-exec does not happen, and answers its client, if any.
-    pub fn refuse_reexec(&self, refused: ReexecRefused<Client>) {
+    fn refuse_reexec(&self, refused: ReexecRefused<Client>) {
         tracing::error!(event = LogEvent::ReexecRefused.as_str(), "{}", refused.why);
         if let Some(answer) = refused.answer() {
-            self.answer(answer);
+            answer_client(answer);
         }
     }
 
@@ -276,12 +296,6 @@ impl Effects {
         &mut self.listeners
     }
 
-    /// Answers a control client.
-    pub fn answer(&self, answer: Answer<Client>) {
-        let Answer { client, reply } = answer;
-        let _ = client.reply.send(reply);
-    }
-
     /// Answers control clients, then waits at most `timeout` for the answers to be written:
     /// herd's last answers, as it exits.
     pub async fn answer_last(&self, answers: Vec<Answer<Client>>, timeout: Duration) {
@@ -298,32 +312,14 @@ impl Effects {
         let _ = tokio::time::timeout(timeout, flushed).await;
     }
 
-    /// Answers the client on `connection` directly, waiting at most 5 s for the answer to be
-    /// written: the client of the re-exec that made this image, before the loop runs.
-    pub fn answer_on(&self, connection: OwnedFd, response: &Response) {
-        let mut stream = std::os::unix::net::UnixStream::from(connection);
-        let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-        let _ = std::io::Write::write_all(&mut stream, &response.to_line());
-    }
-
-    /// Answers a metrics scrape with the counters and the figures of the moment.
-    pub fn answer_scrape(&self, scrape: metrics::Scrape, snapshot: &metrics::Snapshot) {
-        let _ = scrape.send(metrics::render(&self.counters, snapshot));
-    }
-
     /// Tells the service manager, if any.
-    pub fn report(&self, report: Report) {
+    fn report(&self, report: Report) {
         match report {
             Report::Ready(status) => self.service.ready(&status),
             Report::Reloading(status) => self.service.reloading(&status),
             Report::Stopping => self.service.stopping(),
             Report::Status(status) => self.service.status(&status),
         }
-    }
-
-    /// Counts for `--metrics`.
-    pub fn count(&self, count: Count) {
-        count.add_to(&self.counters);
     }
 
     /// The counters' values, for a re-exec.
@@ -381,6 +377,20 @@ impl Effects {
     pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
         self.command.options().limits_behind(signal)
     }
+}
+
+/// Answers a control client.
+fn answer_client(answer: Answer<Client>) {
+    let Answer { client, reply } = answer;
+    let _ = client.reply.send(reply);
+}
+
+/// Answers the client on `connection` directly, waiting at most 5 s for the answer to be
+/// written.
+fn answer_on(connection: OwnedFd, response: &Response) {
+    let mut stream = std::os::unix::net::UnixStream::from(connection);
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = std::io::Write::write_all(&mut stream, &response.to_line());
 }
 
 fn signal_failed(slot: usize, pid: u32, signal: Signal, e: &std::io::Error) {

@@ -6,10 +6,10 @@ use std::time::Instant;
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::results::ReexecResult;
 use crate::logging::LogEvent;
-use crate::spec::SocketFile;
+use crate::spec::{Listener, SocketFile};
 
 use super::attached::Attached;
-use super::effects::{Client, Effects};
+use super::effects::{Client, Effect};
 use super::notify::NotifySocket;
 use super::phase::Phase;
 use super::pool::{self, Epoch, PoolState};
@@ -69,10 +69,13 @@ impl Supervisor {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             });
-            self.effects.answer_on(connection, &response);
+            self.effects.execute([Effect::AnswerOn {
+                connection,
+                response,
+            }]);
         }
         if let Some(report) = self.phase.resumed_report() {
-            self.effects.report(report);
+            self.effects.execute([Effect::Report(report)]);
         }
         let file = std::env::current_exe().unwrap_or_default();
         tracing::info!(
@@ -109,45 +112,21 @@ impl Supervisor {
             ..
         } = passed;
         let connection = client.as_mut().and_then(Client::take_connection);
-        let refuse = |effects: &Effects, client, code, why: String| {
-            reexec_check::refuse(effects, ReexecRefused::new(client, code, why))
+        let refuse = |client, code, why: String| {
+            [Effect::RefuseReexec(ReexecRefused::new(client, code, why))]
         };
         // The one moment every time in the state is relative to.
         let epoch = Epoch::at(Instant::now());
         let pool = match self.reexec_export(epoch) {
             Ok(pool) => pool,
-            Err((code, why)) => return refuse(&self.effects, client, code, why),
+            Err((code, why)) => return self.effects.execute(refuse(client, code, why)),
         };
-        let mut keep: Vec<BorrowedFd<'_>> =
-            vec![endpoints.control.as_fd(), endpoints.notify.socket.as_fd()];
-        let mut listeners = Vec::new();
-        for l in self.effects.listeners() {
-            let Some(fd) = l.fd() else {
-                let why = "herd is stopping".to_string();
-                return refuse(&self.effects, client, ErrorCode::Stopping, why);
-            };
-            keep.push(fd);
-            let group = l.group().map(|g| {
-                let rest: Vec<BorrowedFd<'_>> = g.sockets().skip(1).collect();
-                keep.extend(&rest);
-                reexec::SavedGroup {
-                    address: g.address(),
-                    options: g.options(),
-                    fds: rest.iter().map(AsRawFd::as_raw_fd).collect(),
-                }
-            });
-            listeners.push(reexec::SavedListener {
-                name: l.name.clone(),
-                kind: l.kind,
-                address: l.address.clone(),
-                fd: fd.as_raw_fd(),
-                file: l.file().map(reexec::file_parts),
-                group,
-            });
-        }
-        keep.extend(connection.as_ref().map(AsFd::as_fd));
-        keep.extend(endpoints.metrics.map(AsFd::as_fd));
-        keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
+        let Some(listeners) = saved_listeners(self.effects.listeners()) else {
+            let why = "herd is stopping".to_string();
+            return self
+                .effects
+                .execute(refuse(client, ErrorCode::Stopping, why));
+        };
         let handed = Handed {
             endpoints,
             listeners,
@@ -159,25 +138,56 @@ impl Supervisor {
             let why = "a worker began draining its reuseport slot while the new binary was \
                        checked, and that binary reads only older re-exec state; try again once \
                        it has stopped";
-            return refuse(&self.effects, client, ErrorCode::Busy, why.to_string());
+            return self
+                .effects
+                .execute(refuse(client, ErrorCode::Busy, why.to_string()));
         }
         tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
         if let Some(report) = self.phase.reexecuting() {
-            self.effects.report(report);
+            self.effects.execute([Effect::Report(report)]);
         }
         // The queued log lines would die with this image.
         crate::logging::flush();
+        let mut keep: Vec<BorrowedFd<'_>> =
+            vec![endpoints.control.as_fd(), endpoints.notify.socket.as_fd()];
+        for l in self.effects.listeners() {
+            keep.extend(l.fd());
+            keep.extend(l.group().into_iter().flat_map(|g| g.sockets().skip(1)));
+        }
+        keep.extend(connection.as_ref().map(AsFd::as_fd));
+        keep.extend(endpoints.metrics.map(AsFd::as_fd));
+        keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
         let error = reexec::exec(&file, &state, &keep);
         if let Some(report) = self.phase.reexec_failed() {
-            self.effects.report(report);
+            self.effects.execute([Effect::Report(report)]);
         }
-        refuse(
-            &self.effects,
-            client,
-            ErrorCode::Internal,
-            format!("{error:#}"),
-        );
+        let why = format!("{error:#}");
+        self.effects
+            .execute(refuse(client, ErrorCode::Internal, why));
     }
+}
+
+/// The listening sockets as a re-exec hands them over; `None` once they are closed (herd is
+/// stopping).
+fn saved_listeners(listeners: &[Listener]) -> Option<Vec<reexec::SavedListener>> {
+    let mut saved = Vec::new();
+    for l in listeners {
+        let fd = l.fd()?;
+        let group = l.group().map(|g| reexec::SavedGroup {
+            address: g.address(),
+            options: g.options(),
+            fds: g.sockets().skip(1).map(|fd| fd.as_raw_fd()).collect(),
+        });
+        saved.push(reexec::SavedListener {
+            name: l.name.clone(),
+            kind: l.kind,
+            address: l.address.clone(),
+            fd: fd.as_raw_fd(),
+            file: l.file().map(reexec::file_parts),
+            group,
+        });
+    }
+    Some(saved)
 }
 
 /// What a re-exec hands over that the supervisor's fields do not hold: fds and their metadata,

@@ -105,7 +105,7 @@ impl Supervisor {
                     "rolling upgrade to generation {generation} started"
                 );
                 if let Some(report) = self.phase.upgrade_started(generation) {
-                    self.effects.report(report);
+                    self.effects.execute([Effect::Report(report)]);
                 }
                 self.waiters.upgrade_started(client);
                 self.apply(actions, false);
@@ -117,7 +117,8 @@ impl Supervisor {
                 );
                 if let Some(client) = client {
                     let response = Response::error(pool::error_code(&why), why.to_string());
-                    self.effects.answer(Answer::new(client, response));
+                    self.effects
+                        .execute([Effect::Answer(Answer::new(client, response))]);
                 }
             }
         }

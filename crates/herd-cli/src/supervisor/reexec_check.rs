@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::effects::{Effect, Effects};
+use super::effects::Effect;
 use super::platform::describe_exit;
 use super::reexec::{reads, version_needed, STATE_VERSION};
 use super::waiters::{Check, ReexecRefused};
@@ -118,20 +118,24 @@ impl Supervisor {
     /// `done`. Refuses at once when herd could not re-execute anyway.
     pub(super) fn check_reexec(&mut self, client: Client, done: &mpsc::Sender<Checked>) {
         let refuse = |client, code, why: String| {
-            refuse(&self.effects, ReexecRefused::new(client, code, why));
+            [Effect::RefuseReexec(ReexecRefused::new(client, code, why))]
         };
         let now = super::pool::Epoch::at(std::time::Instant::now());
         if let Err((code, why)) = self.reexec_export(now) {
-            return refuse(client, code, why);
+            return self.effects.execute(refuse(client, code, why));
         }
         if self.waiters.reexec_checking() {
             let why = "a re-exec is already being checked; try again".to_string();
-            return refuse(client, ErrorCode::Busy, why);
+            return self.effects.execute(refuse(client, ErrorCode::Busy, why));
         }
         // The path herd was started by, followed now: a symlink switched since counts.
         let file = super::reexec::resolve(&self.exe);
         if let Err(e) = super::reexec::executable(&file) {
-            return refuse(client, ErrorCode::ReexecCheckFailed, format!("{e:#}"));
+            return self.effects.execute(refuse(
+                client,
+                ErrorCode::ReexecCheckFailed,
+                format!("{e:#}"),
+            ));
         }
         let version = version_needed(self.pool.is_draining());
         let child = match self.effects.start_check(command(&file, version)) {
@@ -141,7 +145,9 @@ impl Supervisor {
                     "cannot re-execute {}: cannot run it to check it: {e}; herd keeps running",
                     file.display()
                 );
-                return refuse(client, ErrorCode::ReexecCheckFailed, why);
+                return self
+                    .effects
+                    .execute(refuse(client, ErrorCode::ReexecCheckFailed, why));
             }
         };
         let pid = child.id();
@@ -192,16 +198,11 @@ impl Supervisor {
                     check.file.display()
                 );
                 let refused = ReexecRefused::new(check.client, ErrorCode::ReexecCheckFailed, why);
-                refuse(&self.effects, refused);
+                self.effects.execute([Effect::RefuseReexec(refused)]);
                 None
             }
         }
     }
-}
-
-/// Logs why a re-exec does not happen, and answers its client, if any.
-pub(super) fn refuse(effects: &Effects, refused: ReexecRefused<super::effects::Client>) {
-    effects.refuse_reexec(refused);
 }
 
 /// `exe` in check mode with herd's own arguments.

@@ -37,7 +37,9 @@ impl Supervisor {
             Command::Reexec => return self.check_reexec(Some(client), checked),
             Command::Sockets { only, attach } => {
                 let reply = self.sockets_request(only, attach, peer, client.connection());
-                return self.effects.answer(Answer { client, reply });
+                return self
+                    .effects
+                    .execute([Effect::Answer(Answer { client, reply })]);
             }
             Command::Status => self.status_request(),
             Command::Scale {
@@ -70,7 +72,8 @@ impl Supervisor {
             }
             Command::Signal { signal, slot } => self.signal_request(&signal, slot),
         };
-        self.effects.answer(Answer::new(client, response));
+        let answer = Answer::new(client, response);
+        self.effects.execute([Effect::Answer(answer)]);
     }
 
     /// The `status` command: the pool, the sockets, attached processes, leftovers and

@@ -8,7 +8,7 @@ use crate::logging::LogEvent;
 use crate::spec::Listener;
 
 use super::autoscale::{Autoscaler, Sample};
-use super::effects::Count;
+use super::effects::{Count, Effect};
 use super::pool::WorkerState;
 use super::status::{AutoscaleDecision, AutoscaleStatus};
 use super::Supervisor;
@@ -104,7 +104,8 @@ impl Supervisor {
             decision.reason
         );
         let up = decision.workers > current;
-        self.effects.count(Count::Autoscale { up });
+        self.effects
+            .execute([Effect::Count(Count::Autoscale { up })]);
         if let Err(why) = self.scale(decision.workers, "autoscale") {
             tracing::warn!(event = LogEvent::ScaleRefused.as_str(), "autoscale: {why}");
         }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::effects::Effect;
 use super::notify::NotifySocket;
 use super::phase::{PoolView, Step};
 use super::signals::{Intent, Order};
@@ -28,7 +29,8 @@ impl Supervisor {
             Input::Control(request) => self.control(request, &sources.checked_tx),
             Input::Scrape(scrape) => {
                 let snapshot = self.metrics_snapshot();
-                self.effects.answer_scrape(scrape, &snapshot);
+                self.effects
+                    .execute([Effect::AnswerScrape { scrape, snapshot }]);
             }
             // The new binary passed its check: the exec follows.
             Input::ReexecChecked(done) => {
@@ -117,7 +119,7 @@ impl Supervisor {
                     }
                 }
                 Step::AbortTakeover(takeover, why) => self.abort_takeover(&takeover.old, why),
-                Step::Report(report) => self.effects.report(report),
+                Step::Report(report) => self.effects.execute([Effect::Report(report)]),
             }
         }
     }

@@ -234,7 +234,8 @@ impl Supervisor {
             .collect();
         let restored = self.relisten.check(self.effects.listeners(), &holders, now);
         if restored > 0 {
-            self.effects.count(Count::SocketsRestored(restored));
+            self.effects
+                .execute([Effect::Count(Count::SocketsRestored(restored))]);
             self.pool.excuse_exits_until(now + relisten::EXCUSE);
         }
     }
