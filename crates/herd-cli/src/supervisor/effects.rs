@@ -11,6 +11,7 @@
 //! hands them. A port to another platform implements this anew.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -140,6 +141,8 @@ pub enum Effect {
     /// Close herd's own copies of the listening sockets (a stop): once the workers have closed
     /// theirs, new clients are refused at once instead of waiting in a queue nobody serves.
     CloseSockets,
+    /// herd was taken over: leave the socket files in place, the new herd's now.
+    ReleaseSocketFiles,
 }
 
 /// A control client waiting for its answer.
@@ -234,6 +237,9 @@ impl Effects {
                     }
                 }
                 Effect::CloseSockets => self.listeners.iter_mut().for_each(Listener::close),
+                Effect::ReleaseSocketFiles => {
+                    self.listeners.iter_mut().for_each(Listener::release_file)
+                }
             }
         }
     }
@@ -291,9 +297,22 @@ impl Effects {
         &self.listeners
     }
 
-    /// The listening sockets, to hand their files over (a takeover).
-    pub fn listeners_mut(&mut self) -> &mut [Listener] {
-        &mut self.listeners
+    /// The takeover completed: the socket files of the sockets taken over are this herd's, to
+    /// remove when it stops. The paths of those it could not take (gone, or another file).
+    pub fn adopt_socket_files(&mut self) -> Vec<PathBuf> {
+        self.listeners
+            .iter_mut()
+            .filter_map(Listener::adopt_file)
+            .collect()
+    }
+
+    /// The takeover ended without the socket files of the sockets taken over: gives up the
+    /// claim to them (the old herd keeps them, or removes them as it exits). Their paths.
+    pub fn give_up_socket_files(&mut self) -> Vec<PathBuf> {
+        self.listeners
+            .iter_mut()
+            .filter_map(Listener::forget_takeover_file)
+            .collect()
     }
 
     /// Answers control clients, then waits at most `timeout` for the answers to be written:

@@ -10,7 +10,6 @@ use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
 use crate::control::server::{ControlRequest, Peer, Reply};
 use crate::logging::LogEvent;
-use crate::spec::Listener;
 
 use super::attached::Attached;
 use super::effects::{Client, Effect};
@@ -62,9 +61,7 @@ impl Supervisor {
                         event = LogEvent::TakenOver.as_str(),
                         "taken over: the socket files are the new herd's now"
                     );
-                    (self.effects.listeners_mut())
-                        .iter_mut()
-                        .for_each(Listener::release_file);
+                    self.effects.execute([Effect::ReleaseSocketFiles]);
                 }
                 self.waiters.stop_asked(client);
                 self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));

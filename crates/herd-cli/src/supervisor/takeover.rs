@@ -9,7 +9,7 @@ use crate::control::client::{connect_nonblocking, AsyncClient, ClientError};
 use crate::control::protocol::{Command, ErrorCode};
 use crate::control::results::StopResult;
 use crate::logging::LogEvent;
-use crate::spec::{Listener, SocketFile};
+use crate::spec::SocketFile;
 
 use super::Supervisor;
 
@@ -236,16 +236,11 @@ impl Supervisor {
                     event = LogEvent::OldHerdStopped.as_str(),
                     "the old herd has stopped"
                 );
-                for listener in self.effects.listeners_mut() {
-                    listener.adopt_file();
-                }
+                self.effects.adopt_socket_files();
             }
             StopAnswer::Unsupported => {
-                let lost: Vec<String> = (self.effects.listeners_mut())
-                    .iter_mut()
-                    .filter_map(Listener::forget_takeover_file)
-                    .map(|p| p.display().to_string())
-                    .collect();
+                let lost = self.effects.give_up_socket_files();
+                let lost: Vec<String> = lost.iter().map(|p| p.display().to_string()).collect();
                 if lost.is_empty() {
                     tracing::info!(
                         event = LogEvent::OldHerdPredatesTakeover.as_str(),
@@ -263,9 +258,7 @@ impl Supervisor {
                 }
             }
             StopAnswer::Refused(why) => {
-                for listener in self.effects.listeners_mut() {
-                    listener.forget_takeover_file();
-                }
+                self.effects.give_up_socket_files();
                 tracing::warn!(
                     event = LogEvent::OldHerdNotStopped.as_str(),
                     "the old herd did not accept the takeover's stop: {why}"
@@ -273,9 +266,7 @@ impl Supervisor {
             }
             // Logged as it happened ([`log_silent`]).
             StopAnswer::Silent(_) => {
-                for listener in self.effects.listeners_mut() {
-                    listener.forget_takeover_file();
-                }
+                self.effects.give_up_socket_files();
             }
             StopAnswer::Gone(why) => {
                 tracing::warn!(
@@ -285,11 +276,8 @@ impl Supervisor {
                 );
                 // A herd that was killed left its socket files: this herd's now. One that
                 // stopped removed them, and a listening socket cannot be given a file again.
-                let lost: Vec<String> = (self.effects.listeners_mut())
-                    .iter_mut()
-                    .filter_map(Listener::adopt_file)
-                    .map(|p| p.display().to_string())
-                    .collect();
+                let lost = self.effects.adopt_socket_files();
+                let lost: Vec<String> = lost.iter().map(|p| p.display().to_string()).collect();
                 if !lost.is_empty() {
                     tracing::warn!(
                         event = LogEvent::SocketFilesLost.as_str(),
