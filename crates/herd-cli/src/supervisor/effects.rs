@@ -136,8 +136,9 @@ pub enum Effect {
     Report(Report),
     /// Count for `--metrics`.
     Count(Count),
-    /// Kill the re-exec check child `pid`, not reaped yet, with its process group.
-    KillCheck { pid: u32 },
+    /// Kill `pid`, not reaped yet, with its process group: a process that is not the pool's
+    /// (a re-exec check child, a worker started where no slot was free).
+    KillGroup { pid: u32 },
     /// Close herd's own copies of the listening sockets (a stop): once the workers have closed
     /// theirs, new clients are refused at once instead of waiting in a queue nobody serves.
     CloseSockets,
@@ -227,12 +228,12 @@ impl Effects {
                 Effect::RefuseReexec(refused) => self.refuse_reexec(refused),
                 Effect::Report(report) => self.report(report),
                 Effect::Count(count) => count.add_to(&self.counters),
-                Effect::KillCheck { pid } => {
+                Effect::KillGroup { pid } => {
                     if let Err(e) = process::signal_group(pid, Signal::KILL) {
                         tracing::warn!(
                             event = LogEvent::SignalFailed.as_str(),
                             pid,
-                            "cannot kill the re-exec check: {e}"
+                            "cannot kill process group {pid}: {e}"
                         );
                     }
                 }
@@ -380,11 +381,6 @@ impl Effects {
         mut command: std::process::Command,
     ) -> std::io::Result<std::process::Child> {
         command.spawn()
-    }
-
-    /// Kills a worker that must not run (started where no slot was free), with its group.
-    pub fn kill(&self, pid: u32) {
-        let _ = process::signal_group(pid, Signal::KILL);
     }
 
     /// Points the reuseport sockets at the slots that should get new connections.

@@ -66,8 +66,8 @@ impl Supervisor {
             );
         }
         // Re-exec checks die with herd, and their client hears it.
-        let checks = self.reexec_children.stop().into_iter();
-        let mut effects: Vec<Effect> = checks.map(|pid| Effect::KillCheck { pid }).collect();
+        let checks = self.reexec_children.log_kills_at_stop().into_iter();
+        let mut effects: Vec<Effect> = checks.map(|pid| Effect::KillGroup { pid }).collect();
         effects.extend(self.waiters.reexec_cancelled().map(Effect::RefuseReexec));
         effects.extend([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
         self.effects.execute(effects);

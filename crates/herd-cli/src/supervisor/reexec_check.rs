@@ -98,9 +98,9 @@ impl Children {
         self.running.remove(&pid);
     }
 
-    /// herd is stopping: the check children to kill, each with its group (not reaped yet, so
-    /// each pid is still its group's id).
-    pub fn stop(&self) -> Vec<u32> {
+    /// herd is stopping: logs that each check child is killed, and returns them, to kill each
+    /// with its group (not reaped yet, so each pid is still its group's id).
+    pub fn log_kills_at_stop(&self) -> Vec<u32> {
         let pids = self.pids();
         for &pid in &pids {
             tracing::info!(
@@ -191,7 +191,7 @@ impl Supervisor {
                 // kill. Its exit is then handled as a check child's.
                 if let Some(waiter) = self.reexec_children.running.get_mut(&pid) {
                     *waiter = None;
-                    self.effects.execute([Effect::KillCheck { pid }]);
+                    self.effects.execute([Effect::KillGroup { pid }]);
                 }
                 let why = format!(
                     "cannot re-execute {}: {why}; herd keeps running",

@@ -79,7 +79,7 @@ impl Supervisor {
                         pid,
                         "worker started in a slot that was not free; killing it"
                     );
-                    self.effects.kill(pid);
+                    self.effects.execute([Effect::KillGroup { pid }]);
                     self.leftovers.abandon(pid, slot, now);
                 }
                 Vec::new()
