@@ -17,7 +17,7 @@ use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool::{PoolConfig, Readiness};
 use crate::supervisor::reexec;
-use crate::supervisor::{Control, Supervisor, Takeover};
+use crate::supervisor::{Control, Supervisor};
 use herd_core::BackoffPolicy;
 
 mod checks;
@@ -77,15 +77,7 @@ pub fn run(
             None => Failure::Runtime(e),
         }
     })?;
-    let takeover = args
-        .takeover
-        .clone()
-        .zip(old_herd)
-        .map(|(old, herd)| Takeover {
-            old,
-            old_socket: herd.socket,
-            old_grace: herd.grace,
-        });
+    let takeover = args.takeover.clone().zip(old_herd).map(OldHerd::takeover);
     let control = Control {
         file: control_file,
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
@@ -214,8 +206,8 @@ fn bind_control(
     let (old_herd, inherited) = match &args.takeover {
         Some(old) => {
             let socket = socket_identity(old)?;
-            let (inherited, grace) = fetch_inherited(old, owner)?;
-            (Some(OldHerd { socket, grace }), inherited)
+            let (herd, inherited) = fetch_inherited(old, socket, owner)?;
+            (Some(herd), inherited)
         }
         None => (None, Vec::new()),
     };

@@ -4,11 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use herd_sys::pidfd::PidFd;
+
 use crate::control::protocol::Command;
 use crate::control::results::Status;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
 use crate::spec;
+use crate::supervisor::Takeover;
 
 /// Where a herd taking over from `old` ends: at `old` itself. A `--control` naming another
 /// socket is a usage error, not a path to move to (it could be a live, unrelated herd's).
@@ -36,6 +39,21 @@ pub(super) struct OldHerd {
     pub socket: (u64, u64),
     /// Its `--grace`, if its status says.
     pub grace: Option<Duration>,
+    /// Its process, to tell at the end whether it still runs (`None` where the system cannot
+    /// hold a process: a kernel before 5.3, another Unix).
+    pub process: Option<PidFd>,
+}
+
+impl OldHerd {
+    /// The takeover of this herd, whose control socket is at `old`.
+    pub(super) fn takeover((old, herd): (PathBuf, OldHerd)) -> Takeover {
+        Takeover {
+            old,
+            old_socket: herd.socket,
+            old_grace: herd.grace,
+            old_process: herd.process,
+        }
+    }
 }
 
 /// The device and inode of the socket file at `path` (the old herd's control socket).
@@ -60,8 +78,9 @@ pub(super) fn socket_identity(path: &Path) -> Result<(u64, u64), Failure> {
 /// status says.
 pub(super) fn fetch_inherited(
     old: &Path,
+    socket: (u64, u64),
     owner: Option<u32>,
-) -> Result<(Vec<spec::Inherited>, Option<Duration>), Failure> {
+) -> Result<(OldHerd, Vec<spec::Inherited>), Failure> {
     // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
     // `herd attach`): look before taking anything.
     let status: Status = crate::ctl::request(old, Command::Status, Some(crate::ctl::QUICK), owner)
@@ -106,7 +125,13 @@ pub(super) fn fetch_inherited(
             fd,
         })
         .collect();
-    Ok((inherited, status.grace_ms.map(Duration::from_millis)))
+    let herd = OldHerd {
+        socket,
+        grace: status.grace_ms.map(Duration::from_millis),
+        // It answered just now: the pid is its own.
+        process: PidFd::open(status.pid).ok(),
+    };
+    Ok((herd, inherited))
 }
 
 /// A client failure as the takeover from `old` reports it.

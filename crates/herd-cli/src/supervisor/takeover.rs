@@ -1,6 +1,8 @@
 //! `--takeover`: ending a takeover by moving the control socket and stopping the old herd.
 
 use std::path::PathBuf;
+
+use herd_sys::pidfd::PidFd;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -24,6 +26,9 @@ pub struct Takeover {
     /// The old herd's `--grace`, if its status said: its stop answer comes after at most
     /// that, and a margin ([`answer_bound`]).
     pub old_grace: Option<Duration>,
+    /// The old herd's process, which tells whether it still runs (`None` where the system
+    /// cannot hold a process).
+    pub old_process: Option<PidFd>,
 }
 
 /// The grace assumed of an old herd whose status does not say (herd's default `--grace`).
@@ -97,32 +102,40 @@ pub(super) fn complete_takeover(
     takeover: Takeover,
     control_file: &mut SocketFile,
     answered: mpsc::Sender<StopAnswer>,
-) -> Result<(), String> {
+) -> Result<(), Abort> {
     let Takeover {
         old,
         old_socket,
         old_grace,
+        old_process,
     } = takeover;
     let bound = answer_bound(old_grace);
+    let abort = |why: String| Abort {
+        why,
+        after: after_abort(&old, old_process.as_ref()),
+    };
+    // An old herd that has exited has nothing left to stop, whatever is at its path now.
+    if old_process.as_ref().is_some_and(PidFd::has_exited) {
+        let why = "it has exited".to_string();
+        old_herd_gone(&old, old_socket, control_file, answered, why);
+        return Ok(());
+    }
     let connection = AsyncClient::connect_now(&old);
     // A stopped herd would take the stop only once resumed, its workers unsupervised until
     // then: it keeps everything, and this herd gives up (a takeover is tried again at will).
     if let Err(stopped @ ClientError::Stopped { .. }) = &connection {
-        return Err(format!("{stopped}; then take over again"));
+        return Err(abort(format!("{stopped}; then take over again")));
     }
     if let Err(ClientError::NotRunning { why, .. }) = &connection {
         let why = why.describe().to_string();
-        take_vacant_control(&old, old_socket, control_file);
-        tokio::spawn(async move {
-            let _ = answered.send(StopAnswer::Gone(why)).await;
-        });
+        old_herd_gone(&old, old_socket, control_file, answered, why);
         return Ok(());
     }
     if let Err(e) = control_file.replace(&old, old_socket) {
-        return Err(format!(
+        return Err(abort(format!(
             "cannot move the control socket to {}: {e}",
             old.display()
-        ));
+        )));
     }
     tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     tokio::spawn(async move {
@@ -158,6 +171,29 @@ pub(super) fn complete_takeover(
     Ok(())
 }
 
+/// Whether a server listens on the socket file at `path` (a connection is not refused).
+fn listened_on(path: &std::path::Path) -> bool {
+    !matches!(
+        connect_nonblocking(path),
+        Err(ClientError::NotRunning { .. })
+    )
+}
+
+/// Ends a takeover whose old herd is gone (`why`): its control path becomes this herd's where
+/// it can ([`take_vacant_control`]), and the loop hears of it as the stop's answer.
+fn old_herd_gone(
+    old: &std::path::Path,
+    old_socket: (u64, u64),
+    control_file: &mut SocketFile,
+    answered: mpsc::Sender<StopAnswer>,
+    why: String,
+) {
+    take_vacant_control(old, old_socket, control_file);
+    tokio::spawn(async move {
+        let _ = answered.send(StopAnswer::Gone(why)).await;
+    });
+}
+
 /// Asks the old herd to stop (`takeover`: leaving its socket files) and judges its answer,
 /// waiting at most `bound` for it.
 async fn ask_to_stop(client: &mut AsyncClient, takeover: bool, bound: Duration) -> StopAnswer {
@@ -180,20 +216,33 @@ fn log_silent(old: &std::path::Path, waited: Duration) {
     );
 }
 
-/// What an aborted takeover leaves serving, said truthfully: the old herd, if it still answers
-/// at `old`.
-pub(super) fn after_abort(old: Option<&std::path::Path>) -> &'static str {
-    match old.map(connect_nonblocking) {
-        Some(Err(ClientError::NotRunning { .. })) | None => {
-            "and the old herd is gone too: nothing serves"
-        }
-        Some(_) => "the old herd keeps serving",
+/// What an aborted takeover leaves serving, said truthfully: the old herd, if it still runs
+/// (where the system cannot tell, if anything answers at `old`).
+pub(super) fn after_abort(old: &std::path::Path, process: Option<&PidFd>) -> &'static str {
+    let gone = match process {
+        Some(process) => process.has_exited(),
+        None => matches!(
+            connect_nonblocking(old),
+            Err(ClientError::NotRunning { .. })
+        ),
+    };
+    match gone {
+        true => "and the old herd is gone too: nothing serves",
+        false => "the old herd keeps serving",
     }
 }
 
+/// A takeover given up: why, and what still serves ([`after_abort`]).
+pub(super) struct Abort {
+    pub why: String,
+    pub after: &'static str,
+}
+
 /// The old herd is gone: its control path becomes this herd's if it is free, or still holds
-/// the old herd's own socket file (left by a herd that was killed). Anything else there is
-/// left alone, and this herd's control socket stays where it is (logged).
+/// the old herd's own socket file (left by a herd that was killed) that nothing listens on.
+/// Anything else there is left alone, and this herd's control socket stays where it is
+/// (logged). A live socket is never replaced: a file system reuses a removed file's inode
+/// number, so a socket bound there since can look like the old herd's.
 pub(super) fn take_vacant_control(
     old: &std::path::Path,
     old_socket: (u64, u64),
@@ -205,10 +254,12 @@ pub(super) fn take_vacant_control(
         .map(|m| (m.dev(), m.ino()));
     let moved = match there {
         None => control_file.move_to_vacant(old),
-        Some(identity) if identity == old_socket => control_file.replace(old, old_socket),
+        Some(identity) if identity == old_socket && !listened_on(old) => {
+            control_file.replace(old, old_socket)
+        }
         Some(_) => Err(std::io::Error::new(
             std::io::ErrorKind::AlreadyExists,
-            "another file is there now",
+            "another socket or file is there now",
         )),
     };
     match moved {

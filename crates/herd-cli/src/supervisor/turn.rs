@@ -2,7 +2,6 @@
 //! does (the pool's due actions, attached processes, reuseport steering, readiness, and the
 //! [`Phase`](super::phase::Phase)'s steps).
 
-use std::path::Path;
 use std::time::Instant;
 
 use super::effects::Effect;
@@ -10,7 +9,7 @@ use super::notify::NotifySocket;
 use super::phase::{PoolView, Step};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
-use super::takeover::{after_abort, complete_takeover};
+use super::takeover::{after_abort, complete_takeover, Abort};
 use super::{autoscale, balance, handover, scale, Supervisor};
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
@@ -112,21 +111,22 @@ impl Supervisor {
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
                 Step::CompleteTakeover(takeover) => {
-                    let old = takeover.old.clone();
                     let answered = sources.answered_tx.clone();
-                    if let Err(why) = complete_takeover(takeover, control_file, answered) {
-                        self.abort_takeover(&old, why);
+                    if let Err(abort) = complete_takeover(takeover, control_file, answered) {
+                        self.abort_takeover(abort);
                     }
                 }
-                Step::AbortTakeover(takeover, why) => self.abort_takeover(&takeover.old, why),
+                Step::AbortTakeover(takeover, why) => {
+                    let after = after_abort(&takeover.old, takeover.old_process.as_ref());
+                    self.abort_takeover(Abort { why, after });
+                }
                 Step::Report(report) => self.effects.execute([Effect::Report(report)]),
             }
         }
     }
 
     /// The takeover failed: herd stops at once and exits 1, saying what still serves.
-    fn abort_takeover(&mut self, old: &Path, why: String) {
-        let after = after_abort(Some(old));
+    fn abort_takeover(&mut self, Abort { why, after }: Abort) {
         tracing::error!(
             event = LogEvent::TakeoverAborted.as_str(),
             reason = %why,

@@ -366,3 +366,54 @@ fn a_takeover_whose_old_herd_stops_meanwhile_serves_on_and_takes_its_control_pat
         "removed as the new herd stops"
     );
 }
+
+#[test]
+fn a_takeover_whose_old_herd_stops_and_whose_path_is_taken_meanwhile_serves_on() {
+    let old = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    old.started(1);
+    let control = old.control();
+    let web = old.address("web");
+    let go = old.path("go");
+    let new = takeover_ready_on(&control, &go);
+    new.wait_event("the new worker", is_start);
+
+    // The old herd stops while the takeover runs, and another server takes its control path
+    // (its file may well get the old one's inode number).
+    let (code, _, stderr) = ctl_at(&control, &["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    let _other = std::os::unix::net::UnixListener::bind(&control).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let other_inode = std::fs::symlink_metadata(&control).unwrap().ino();
+    std::fs::write(&go, "").unwrap();
+
+    // The new herd holds the only copy of the sockets: it serves on, its control socket where
+    // it was, and leaves the other server's path alone.
+    new.wait_for_event("old_herd_gone", &[]);
+    let kept = new.wait_for_event("control_not_moved", &[]);
+    let lines = new.lines();
+    assert!(
+        !events(&lines).any(|e| is_event(e, "takeover_aborted", &[])),
+        "{}",
+        last_lines(&lines)
+    );
+    std::net::TcpStream::connect(&web).expect("the taken-over socket still listens");
+    let own_control = kept["path"].as_str().unwrap();
+    assert_eq!(status_at(own_control)["pid"], new.pid());
+    let other = std::fs::symlink_metadata(&control).map(|m| m.ino());
+    assert_eq!(
+        other.ok(),
+        Some(other_inode),
+        "the other server's socket is left alone"
+    );
+}
