@@ -181,9 +181,8 @@ impl Supervisor {
             "all workers have exited; herd stops"
         );
         let answers = self.waiters.stopped();
-        (self.effects)
-            .answer_last(answers, Duration::from_secs(1))
-            .await;
+        let timeout = Duration::from_secs(1);
+        self.effects.answer_last(answers, timeout).await;
         sources.close();
         drop(notify);
         self.phase.outcome().map_err(anyhow::Error::msg)

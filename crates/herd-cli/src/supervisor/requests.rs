@@ -164,10 +164,8 @@ impl Supervisor {
             .flatten()
             .find(|n| !self.effects.listeners().iter().any(|l| &l.name == *n))
         {
-            let names: Vec<&str> = (self.effects.listeners())
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect();
+            let listeners = self.effects.listeners();
+            let names: Vec<&str> = listeners.iter().map(|l| l.name.as_str()).collect();
             let why = format!(
                 "no socket is named {unknown:?} (sockets: {})",
                 names.join(", ")

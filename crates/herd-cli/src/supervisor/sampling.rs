@@ -36,12 +36,13 @@ impl Supervisor {
         // herd_supervisor_resident_memory metric.
         let process = platform::process_stats();
         let rss = process.as_ref().map_or(0, |p| p.resident_bytes as i64);
+        let listeners = self.effects.listeners();
         metrics::Snapshot {
             desired: self.pool.desired() as i64,
             running: self.pool.workers().len() as i64,
             ready: ready.into_iter().collect(),
             attached: self.attached.as_slice().len() as i64,
-            queues: (self.effects.listeners())
+            queues: listeners
                 .iter()
                 .filter_map(|l| {
                     let (waiting, max) = l.accept_queue()?;
@@ -113,7 +114,8 @@ impl Supervisor {
 
     /// Connections waiting in the TCP accept queues.
     pub(super) fn queued(&self) -> u32 {
-        (self.effects.listeners())
+        self.effects
+            .listeners()
             .iter()
             .filter_map(Listener::accept_queue)
             .map(|(waiting, _)| waiting)

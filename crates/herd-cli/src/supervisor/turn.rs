@@ -105,8 +105,10 @@ impl Supervisor {
         self.attached_leftovers();
         self.effects.steer(&self.pool);
         let now = Instant::now();
-        let drained = (self.pool)
-            .release_drained(now, |slot| balance::queued(self.effects.listeners(), slot));
+        let listeners = self.effects.listeners();
+        let drained = self
+            .pool
+            .release_drained(now, |slot| balance::queued(listeners, slot));
         self.apply(drained, false);
         for step in self.phase.after_turn(self.pool_view()) {
             match step {

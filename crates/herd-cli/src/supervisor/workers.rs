@@ -25,12 +25,13 @@ impl Supervisor {
                 }
                 Action::Stop { pid, mode, reason } => {
                     let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
-                    (self.effects).execute([Effect::StopWorker {
+                    let stop = Effect::StopWorker {
                         slot,
                         pid,
                         mode,
                         reason,
-                    }]);
+                    };
+                    self.effects.execute([stop]);
                 }
                 Action::DrainTimedOut { slot, pid, queued } => tracing::warn!(
                     event = LogEvent::DrainTimeout.as_str(),
