@@ -42,8 +42,8 @@ fn sink() -> Option<&'static Sink> {
             tracing::warn!(
                 event = LogEvent::LogLinesDropped.as_str(),
                 lost = n,
-                "{n} log lines were lost: herd's stderr was not writable (the reader is gone or \
-                 not reading)"
+                "{n} log lines were lost: herd's stderr was not writable (its reader is gone or \
+                 not reading, or its disk is full)"
             );
         });
         Sink::start(std::io::stderr(), QUEUE_BYTES, report).ok()

@@ -141,6 +141,9 @@ impl Shared {
         WRITER.with(|w| w.set(true));
         // Lines that failed to write since the last one that got through.
         let mut failed = 0u64;
+        // Whether a failed write cut a line off mid-way: it is ended before the next line, so
+        // that only the cut line is lost, not the one glued to it.
+        let mut cut = false;
         loop {
             let entry = {
                 let mut state = self.lock();
@@ -162,7 +165,15 @@ impl Shared {
             match entry {
                 Some(Entry::Gap(n)) => report(n),
                 Some(Entry::Line(line)) => {
-                    if write_line(&mut out, &line).is_ok() {
+                    if cut {
+                        cut = write_line(&mut out, b"\n").is_err();
+                    }
+                    let written = match cut {
+                        true => Err(false),
+                        false => write_line(&mut out, &line),
+                    };
+                    cut = written == Err(true);
+                    if written.is_ok() {
                         if failed > 0 {
                             report(std::mem::take(&mut failed));
                         }
@@ -178,14 +189,17 @@ impl Shared {
 }
 
 /// Writes all of `line`, waiting out `EINTR` and `EAGAIN` (a non-blocking stderr shared with
-/// another process) as a blocking write would; any other error loses the line.
-fn write_line(out: &mut impl Write, mut line: &[u8]) -> io::Result<()> {
+/// another process) as a blocking write would; any other error loses the line, and says
+/// whether part of it was written (`Err(true)`: the output holds a line cut off).
+fn write_line(out: &mut impl Write, line: &[u8]) -> Result<(), bool> {
+    let mut rest = line;
+    let cut = |rest: &[u8]| rest.len() < line.len();
     let mut pause = Duration::from_millis(1);
-    while !line.is_empty() {
-        match out.write(line) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+    while !rest.is_empty() {
+        match out.write(rest) {
+            Ok(0) => return Err(cut(rest)),
             Ok(n) => {
-                line = &line[n..];
+                rest = &rest[n..];
                 pause = Duration::from_millis(1);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -193,10 +207,10 @@ fn write_line(out: &mut impl Write, mut line: &[u8]) -> io::Result<()> {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(100));
             }
-            Err(e) => return Err(e),
+            Err(_) => return Err(cut(rest)),
         }
     }
-    out.flush()
+    out.flush().map_err(|_| false)
 }
 
 #[cfg(test)]

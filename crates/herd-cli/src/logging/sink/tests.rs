@@ -9,6 +9,8 @@ struct PipeState {
     written: Vec<u8>,
     closed: bool,
     stuck: bool,
+    /// Bytes it takes before it fails as a full disk does.
+    room: Option<usize>,
 }
 
 impl Pipe {
@@ -31,8 +33,14 @@ impl Write for Pipe {
         if state.closed {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        if state.room == Some(0) {
+            return Err(io::Error::other("no space left on device"));
+        }
         // A short write, to exercise the rest of the line being written after it.
-        let n = buf.len().min(3);
+        let n = buf.len().min(3).min(state.room.unwrap_or(usize::MAX));
+        if let Some(room) = &mut state.room {
+            *room -= n;
+        }
         state.written.extend_from_slice(&buf[..n]);
         Ok(n)
     }
@@ -72,6 +80,21 @@ fn lines_are_written_in_order() {
     assert_eq!(pipe.text(), expected);
     assert_eq!(sink.lost(), 0);
     assert!(reports.lock().unwrap().is_empty());
+}
+
+#[test]
+fn a_line_cut_off_by_a_full_disk_is_ended_before_the_next_one() {
+    let pipe = Pipe::default();
+    let (sink, reports) = sink(&pipe, 1 << 20);
+    pipe.set(|p| p.room = Some(4));
+    sink.push(b"{\"cut\": 1}\n");
+    assert!(sink.flush(LONG));
+    assert_eq!(sink.lost(), 1);
+    pipe.set(|p| p.room = None);
+    sink.push(b"{\"whole\": 2}\n");
+    assert!(sink.flush(LONG));
+    assert_eq!(pipe.text(), "{\"cu\n{\"whole\": 2}\n");
+    assert_eq!(reports.lock().unwrap().len(), 1);
 }
 
 #[test]
