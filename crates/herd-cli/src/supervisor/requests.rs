@@ -241,7 +241,8 @@ impl Supervisor {
     ) -> Response {
         let current = self.pool.desired();
         let stopping = self.pool.is_stopping();
-        match scale::order(current, workers, delta, (min, max), stopping) {
+        let autoscaling = self.autoscaler.as_ref().map(|a| (a.min, a.max));
+        match scale::order(current, workers, delta, (min, max), autoscaling, stopping) {
             Err((code, why)) => Response::error(code, why),
             Ok(scale::Order::Autoscale { min, max }) => {
                 self.set_autoscale(Some((min, max)));

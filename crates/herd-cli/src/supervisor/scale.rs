@@ -25,12 +25,15 @@ pub enum Order {
 }
 
 /// Checks a `scale` request (`workers`, `delta`, or both `min` and `max`) against the
-/// `current` number of workers; the error is the control error code and why.
+/// `current` number of workers and the `autoscaling` bounds in force (a change must stay
+/// within them, or the autoscaler would undo it at once; a number turns autoscaling off);
+/// the error is the control error code and why.
 pub fn order(
     current: usize,
     workers: Option<usize>,
     delta: Option<i64>,
     bounds: (Option<usize>, Option<usize>),
+    autoscaling: Option<(usize, usize)>,
     stopping: bool,
 ) -> Result<Order, (ErrorCode, String)> {
     let invalid = |why: String| (ErrorCode::InvalidArgument, why);
@@ -46,10 +49,18 @@ pub fn order(
             }
             Ok(Order::Autoscale { min, max })
         }
-        (_, _, (None, None)) => Ok(Order::Workers {
-            target: target(current, workers, delta).map_err(invalid)?,
-            fixed: workers.is_some(),
-        }),
+        (_, _, (None, None)) => {
+            let target = target(current, workers, delta).map_err(invalid)?;
+            match autoscaling {
+                Some((min, max)) if workers.is_none() && !(min..=max).contains(&target) => Err(
+                    invalid(format!("{target} workers: {}", autoscaling_keeps(min, max))),
+                ),
+                _ => Ok(Order::Workers {
+                    target,
+                    fixed: workers.is_some(),
+                }),
+            }
+        }
         _ => Err(invalid(
             "give \"workers\", \"delta\", or both \"min\" and \"max\"".to_string(),
         )),
@@ -96,10 +107,7 @@ pub fn by_signal(
 ) -> Result<usize, String> {
     if let Some((min, max)) = bounds {
         if (delta < 0 && current <= min) || (delta > 0 && current >= max) {
-            return Err(format!(
-                "autoscaling keeps {min}..{max} workers (`herd scale N` turns it off, \
-                 `herd scale MIN..MAX` changes the bounds)"
-            ));
+            return Err(autoscaling_keeps(min, max));
         }
     }
     if delta < 0 && current <= 1 {
@@ -111,6 +119,14 @@ pub fn by_signal(
         return Err(format!("already at the most, {MAX_WORKERS} workers"));
     }
     target(current, None, Some(delta))
+}
+
+/// Why a change outside the autoscaling bounds `min..max` is refused, and what to do instead.
+fn autoscaling_keeps(min: usize, max: usize) -> String {
+    format!(
+        "autoscaling keeps {min}..{max} workers (`herd scale N` turns it off, \
+         `herd scale MIN..MAX` changes the bounds)"
+    )
 }
 
 #[cfg(test)]
@@ -144,32 +160,55 @@ mod tests {
     #[test]
     fn a_request_is_a_number_a_change_or_bounds_never_a_mix() {
         assert_eq!(
-            order(2, Some(5), None, (None, None), false),
+            order(2, Some(5), None, (None, None), None, false),
             Ok(Order::Workers {
                 target: 5,
                 fixed: true
             })
         );
         assert_eq!(
-            order(2, None, Some(-1), (None, None), false),
+            order(2, None, Some(-1), (None, None), None, false),
             Ok(Order::Workers {
                 target: 1,
                 fixed: false
             })
         );
         assert_eq!(
-            order(2, None, None, (Some(1), Some(4)), false),
+            order(2, None, None, (Some(1), Some(4)), None, false),
             Ok(Order::Autoscale { min: 1, max: 4 })
         );
         for mixed in [
-            order(2, Some(3), None, (Some(1), Some(4)), false),
-            order(2, None, None, (Some(1), None), false),
-            order(2, None, Some(1), (None, Some(4)), false),
-            order(2, Some(1), Some(1), (None, None), false),
-            order(2, None, None, (None, None), false),
+            order(2, Some(3), None, (Some(1), Some(4)), None, false),
+            order(2, None, None, (Some(1), None), None, false),
+            order(2, None, Some(1), (None, Some(4)), None, false),
+            order(2, Some(1), Some(1), (None, None), None, false),
+            order(2, None, None, (None, None), None, false),
         ] {
             assert_eq!(mixed.map_err(|e| e.0), Err(ErrorCode::InvalidArgument));
         }
+    }
+
+    #[test]
+    fn a_change_stays_within_the_autoscaling_bounds_and_a_number_turns_them_off() {
+        let bounds = Some((2, 3));
+        let (code, why) = order(2, None, Some(5), (None, None), bounds, false).unwrap_err();
+        assert_eq!(code, ErrorCode::InvalidArgument);
+        assert!(why.contains("7 workers: autoscaling keeps 2..3"), "{why}");
+        assert!(order(2, None, Some(-1), (None, None), bounds, false).is_err());
+        assert_eq!(
+            order(2, None, Some(1), (None, None), bounds, false),
+            Ok(Order::Workers {
+                target: 3,
+                fixed: false
+            })
+        );
+        assert_eq!(
+            order(2, Some(7), None, (None, None), bounds, false),
+            Ok(Order::Workers {
+                target: 7,
+                fixed: true
+            })
+        );
     }
 
     #[test]
@@ -180,18 +219,27 @@ mod tests {
             (1, MAX_WORKERS + 1),
             (usize::MAX, usize::MAX),
         ] {
-            let (code, why) = order(2, None, None, (Some(min), Some(max)), false).unwrap_err();
+            let (code, why) =
+                order(2, None, None, (Some(min), Some(max)), None, false).unwrap_err();
             assert_eq!(code, ErrorCode::InvalidArgument);
             assert!(why.contains("need 1 <= min <= max <= 4096"), "{why}");
         }
-        assert!(order(2, None, None, (Some(MAX_WORKERS), Some(MAX_WORKERS)), false).is_ok());
+        assert!(order(
+            2,
+            None,
+            None,
+            (Some(MAX_WORKERS), Some(MAX_WORKERS)),
+            None,
+            false
+        )
+        .is_ok());
     }
 
     #[test]
     fn bounds_are_refused_while_stopping_after_they_are_checked() {
-        let refused = order(2, None, None, (Some(1), Some(4)), true).unwrap_err();
+        let refused = order(2, None, None, (Some(1), Some(4)), None, true).unwrap_err();
         assert_eq!(refused.0, ErrorCode::Stopping);
-        let invalid = order(2, None, None, (Some(0), Some(4)), true).unwrap_err();
+        let invalid = order(2, None, None, (Some(0), Some(4)), None, true).unwrap_err();
         assert_eq!(invalid.0, ErrorCode::InvalidArgument);
     }
 
