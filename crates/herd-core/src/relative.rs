@@ -35,7 +35,7 @@ impl Epoch {
     }
 
     /// The epoch's instant.
-    pub fn now(self) -> Instant {
+    pub fn instant(self) -> Instant {
         self.0
     }
 

@@ -207,7 +207,6 @@ impl Supervisor {
         let Supervisor {
             // Exported into `handed.pool` (a re-exec waits while it cannot be).
             pool: _,
-            // The new image reads the same --stop-signal.
             // The sockets are handed over as fds, described in `handed.listeners`; the new
             // image reads the same command line and environment for the rest; the counters
             // are handed over below.

@@ -212,12 +212,6 @@ impl Leftovers {
         self.groups.is_empty()
     }
 
-    /// How many groups are being waited for.
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.groups.len()
-    }
-
     /// Workers have exited (not yet reaped), each `(pid, slot, state it was in)`: one look at
     /// every group, then each is looked at as [`exited_one`](Leftovers::exited_one) says.
     /// Returns how many leave processes behind.

@@ -173,7 +173,7 @@ fn an_attached_processs_group_is_stopped_like_a_workers() {
     assert_eq!(fake.signals.len(), 2);
     // An empty group is not tracked; a tracked one is forgotten once empty.
     left.attached_exited(&mut fake, leader(9), None, Signal::TERM, SEC, t0);
-    assert_eq!(left.len(), 2);
+    assert_eq!(left.groups.len(), 2);
     fake.populated.clear();
     left.check(&mut fake, t0 + 3 * SEC);
     assert!(left.is_empty());
@@ -203,7 +203,7 @@ fn an_abandoned_child_is_held_until_it_has_exited() {
     let t0 = Instant::now();
     left.abandon(9, 0, t0);
     left.check(&mut fake, t0);
-    assert_eq!(left.len(), 1, "still running");
+    assert_eq!(left.groups.len(), 1, "still running");
     fake.running.clear();
     left.check(&mut fake, t0);
     assert!(left.is_empty());
@@ -236,7 +236,7 @@ fn many_exits_cost_one_look_at_every_group() {
     assert_eq!(left.exited(&mut fake, &exits, Signal::TERM, SEC, t0), 1);
     assert_eq!(fake.scans, 1, "one pass over /proc for the whole batch");
     assert_eq!(fake.reaped.len(), 99);
-    assert_eq!(left.len(), 1);
+    assert_eq!(left.groups.len(), 1);
     left.check(&mut fake, t0 + SEC);
     assert_eq!(fake.scans, 2, "one per check");
 }
@@ -252,7 +252,7 @@ fn a_group_that_outlives_sigkill_is_given_up_after_kill_wait() {
     left.check(&mut fake, t0);
     assert_eq!(fake.signals.last(), Some(&(7, Signal::KILL)));
     left.check(&mut fake, t0 + KILL_WAIT - Duration::from_millis(1));
-    assert_eq!(left.len(), 1, "still waited for");
+    assert_eq!(left.groups.len(), 1, "still waited for");
     assert!(fake.reaped.is_empty());
     left.check(&mut fake, t0 + KILL_WAIT);
     assert!(left.is_empty(), "herd stop must not wait for ever");

@@ -118,7 +118,7 @@ fn the_previous_herds_state_decodes_to_the_same_pool() {
     );
     assert_eq!(
         resumed.slots()[1].restart_at,
-        Some(resumed_at.now() + 50 * MS)
+        Some(resumed_at.instant() + 50 * MS)
     );
     assert_eq!(cores.uptime_ms, Ago(3050));
     assert_eq!(cores.attached[0].age_ms, Ago(1500));
