@@ -113,6 +113,9 @@ impl Children {
     }
 }
 
+/// Why a re-exec is refused while another is being checked.
+const ALREADY_CHECKING: &str = "a re-exec is already being checked; try again";
+
 impl Supervisor {
     /// Starts checking the binary on disk for `client`'s re-exec; the verdict comes back on
     /// `done`. Refuses at once when herd could not re-execute anyway.
@@ -125,7 +128,7 @@ impl Supervisor {
             return self.effects.execute(refuse(client, code, why));
         }
         if self.waiters.reexec_checking() {
-            let why = "a re-exec is already being checked; try again".to_string();
+            let why = ALREADY_CHECKING.to_string();
             return self.effects.execute(refuse(client, ErrorCode::Busy, why));
         }
         // The path herd was started by, followed now: a symlink switched since counts.
@@ -166,8 +169,13 @@ impl Supervisor {
             file,
             version,
         };
-        // Free: checked above.
-        let _ = self.waiters.reexec_check_started(check);
+        // Free, as checked above; were it not, the new check would not be left running.
+        if let Err(check) = self.waiters.reexec_check_started(check) {
+            self.reexec_children.running.insert(pid, None);
+            let refused = refuse(check.client, ErrorCode::Busy, ALREADY_CHECKING.to_string());
+            let kill = Effect::KillGroup { pid };
+            return self.effects.execute([kill].into_iter().chain(refused));
+        }
         let done = done.clone();
         tokio::spawn(async move {
             let verdict = run_check(child, status_rx, version).await;
