@@ -1,14 +1,22 @@
-//! The control plane: a Unix socket speaking newline-delimited JSON, through which `herd
-//! status`, `scale`, `upgrade`, `stop` and `signal` talk to a running herd: the messages
-//! ([`protocol`], [`results`], [`reply`]), which every platform builds, and on Unix the server
-//! and the one client.
+//! The control plane: a Unix socket (on Windows a named pipe) speaking newline-delimited JSON,
+//! through which `herd status`, `scale`, `upgrade`, `stop` and `signal` talk to a running herd:
+//! the messages ([`protocol`], [`results`], [`reply`]) and how a connection is read
+//! ([`lines`]), which every platform builds, and each platform's transport.
 
-// The messages: platform-neutral, built and tested on every platform.
+// The messages and the pipe's name: platform-neutral, built and tested on every platform.
 pub mod answer;
+pub mod lines;
 mod named_twice;
+pub mod pipe_name;
 pub mod protocol;
 pub mod reply;
 pub mod results;
+
+// The Windows named pipe's server.
+#[cfg(windows)]
+pub mod pipe_server;
+#[cfg(all(windows, test))]
+mod pipe_tests;
 
 // The Unix socket's client and server.
 #[cfg(unix)]

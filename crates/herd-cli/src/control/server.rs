@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 
 use herd_sys::fdpass::MAX_FDS_PER_MESSAGE;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
+use tokio::io::{AsyncWriteExt, BufReader, Interest};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -16,11 +16,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
-use super::protocol::{parse_request, Command, ErrorCode, FdBatch, Response, MAX_REQUEST, VERSION};
+pub use super::lines::IDLE_TIMEOUT;
+use super::lines::{next_turn, Turn};
+use super::protocol::{Command, ErrorCode, FdBatch, Response, VERSION};
 pub use super::reply::Reply;
 
-/// How long a connection may stay silent between requests.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
 /// after [`IDLE_TIMEOUT`], so a crowd of idle clients cannot lock out a working one.
 pub const MAX_CONNECTIONS: usize = 1000;
@@ -220,30 +220,17 @@ async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<Contro
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
-        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader)).await {
-            Err(_) => {
-                let idle = Response::error(ErrorCode::IdleTimeout, "idle for too long; closing");
-                let _ = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&idle.to_line())).await;
-                return;
-            }
-            Ok(Ok(Some(line))) => line,
-            Ok(Ok(None)) | Ok(Err(Line::Io)) => return,
-            Ok(Err(Line::TooLarge)) => {
-                let big = Response::error(
-                    ErrorCode::RequestTooLarge,
-                    format!("requests are limited to {MAX_REQUEST} bytes; closing"),
-                );
-                let _ = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&big.to_line())).await;
-                return;
-            }
-        };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
         let (written, written_rx) = oneshot::channel();
-        let reply = match parse_request(&line) {
-            Err(response) => Reply::from(response),
-            Ok(request) => {
+        let reply = match next_turn(&mut reader).await {
+            Turn::Close(last) => {
+                if let Some(last) = last {
+                    let _ =
+                        tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&last.to_line())).await;
+                }
+                return;
+            }
+            Turn::Answer(response) => Reply::from(response),
+            Turn::Request(request) => {
                 let connection = match request.command {
                     Command::Reexec | Command::Sockets { attach: true, .. } => {
                         write.as_ref().as_fd().try_clone_to_owned().ok()
@@ -314,35 +301,6 @@ async fn send_reply(write: &mut OwnedWriteHalf, reply: Reply) -> std::io::Result
         write.write_all(&line[sent..]).await?;
     }
     Ok(())
-}
-
-enum Line {
-    TooLarge,
-    Io,
-}
-
-/// Reads one line of at most [`MAX_REQUEST`] bytes (without the newline); `None` at EOF.
-async fn read_line(reader: &mut (impl AsyncBufRead + Unpin)) -> Result<Option<Vec<u8>>, Line> {
-    let mut line = Vec::new();
-    loop {
-        let buf = reader.fill_buf().await.map_err(|_| Line::Io)?;
-        if buf.is_empty() {
-            return Ok((!line.is_empty()).then_some(line));
-        }
-        let (chunk, found) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        if line.len() + chunk.len() > MAX_REQUEST {
-            return Err(Line::TooLarge);
-        }
-        line.extend_from_slice(chunk);
-        let used = found.unwrap_or(chunk.len());
-        reader.consume(used);
-        if found.is_some() {
-            return Ok(Some(line));
-        }
-    }
 }
 
 #[cfg(test)]

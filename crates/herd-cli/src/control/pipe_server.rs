@@ -1,0 +1,136 @@
+//! The control server on Windows: a secure named pipe ([`SecurePipe`]) speaking the same
+//! protocol as the Unix socket, answered by a handler the caller gives.
+//!
+//! Only herd's own user, Administrators, LocalSystem and the accounts `--control-allow-*`
+//! names can open the pipe (its security descriptor is the access check). Each client is
+//! known by its process id, from the pipe itself (`GetNamedPipeClientProcessId`), never from
+//! what it says; its user SID is not read (herd-sys does not impersonate clients). Sockets in
+//! an answer are duplicated for that pid (`WSADuplicateSocketW`) and sent as hex blocks
+//! ([`line_with_blocks`]).
+
+use std::future::Future;
+use std::io;
+use std::os::windows::io::AsSocket;
+use std::sync::Arc;
+
+use herd_sys::windows::pipe::{client_process_id, SecurePipe};
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::windows::named_pipe::NamedPipeServer;
+use tokio::sync::Semaphore;
+
+use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
+use super::protocol::{ErrorCode, Request, Response};
+use super::reply::{line_with_blocks, Reply};
+
+/// How many connections may be open at once (as on Unix).
+pub const MAX_CONNECTIONS: usize = 1000;
+
+/// Who sent a request, as the system reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PipePeer {
+    /// The client's process id (`GetNamedPipeClientProcessId`).
+    pub pid: u32,
+}
+
+/// A control pipe whose first instance exists: the name is herd's.
+#[derive(Debug)]
+pub struct PipeServer {
+    pipe: SecurePipe,
+    waiting: NamedPipeServer,
+}
+
+impl PipeServer {
+    /// Creates `pipe`'s first instance; fails when the name exists already (another herd, or
+    /// a squatter). Needs a tokio runtime with I/O.
+    pub fn bind(pipe: SecurePipe) -> io::Result<PipeServer> {
+        let waiting = pipe.first_instance()?;
+        Ok(PipeServer { pipe, waiting })
+    }
+
+    /// Serves clients, each in a task of its own, answering each request with `handler`;
+    /// returns only if no next instance can be created.
+    pub async fn serve<H, F>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(Request, PipePeer) -> F + Clone + Send + 'static,
+        F: Future<Output = Reply> + Send,
+    {
+        let PipeServer { pipe, mut waiting } = self;
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let connected = waiting.connect().await;
+            // The next instance exists before this one is served, so clients always find one.
+            let client = std::mem::replace(&mut waiting, pipe.next_instance()?);
+            if connected.is_err() {
+                continue;
+            }
+            let permit = Arc::clone(&slots).try_acquire_owned();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let Ok(_permit) = permit else {
+                    let busy = Response::error(
+                        ErrorCode::Busy,
+                        format!("too many control connections (at most {MAX_CONNECTIONS})"),
+                    );
+                    return say(&mut { client }, &busy.to_line()).await;
+                };
+                converse(client, handler).await;
+            });
+        }
+    }
+}
+
+async fn say(client: &mut NamedPipeServer, line: &[u8]) {
+    let _ = tokio::time::timeout(IDLE_TIMEOUT, client.write_all(line)).await;
+}
+
+/// Answers the client's requests one line at a time, until it closes, idles too long or sends
+/// a request too large.
+async fn converse<H, F>(client: NamedPipeServer, handler: H)
+where
+    H: Fn(Request, PipePeer) -> F,
+    F: Future<Output = Reply>,
+{
+    let peer = match client_process_id(&client) {
+        Ok(pid) => PipePeer { pid },
+        Err(_) => return,
+    };
+    let (read, mut write) = tokio::io::split(client);
+    let mut reader = BufReader::with_capacity(1024, read);
+    loop {
+        let line = match next_turn(&mut reader).await {
+            Turn::Close(last) => {
+                if let Some(last) = last {
+                    let _ =
+                        tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&last.to_line())).await;
+                }
+                return;
+            }
+            Turn::Answer(response) => response.to_line(),
+            Turn::Request(request) => reply_line(handler(request, peer).await, peer.pid),
+        };
+        let sent = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&line)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+    }
+}
+
+/// The reply's line, its sockets duplicated for `pid`; the reply's own handles are closed.
+fn reply_line(reply: Reply, pid: u32) -> Vec<u8> {
+    if reply.fds.is_empty() {
+        return reply.response.to_line();
+    }
+    let blocks: io::Result<Vec<_>> = reply
+        .fds
+        .iter()
+        .map(|socket| herd_sys::wsa::duplicate_for(socket.as_socket(), pid))
+        .collect();
+    match blocks {
+        Ok(blocks) => line_with_blocks(&reply.response, &blocks),
+        Err(e) => Response::error(
+            ErrorCode::Internal,
+            format!("cannot duplicate the sockets for process {pid}: {e}"),
+        )
+        .to_line(),
+    }
+}

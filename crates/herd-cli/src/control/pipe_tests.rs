@@ -1,0 +1,125 @@
+//! The control pipe's server, with clients in this process (std's file API on the pipe, as the
+//! worker library's client): run under Wine by scripts/check-windows.sh.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::windows::io::OwnedSocket;
+use std::sync::Arc;
+
+use herd_sys::windows::pipe::SecurePipe;
+
+use super::pipe_server::{PipePeer, PipeServer};
+use super::protocol::{ErrorCode, Request, Response, MAX_REQUEST};
+use super::reply::Reply;
+
+fn unique_pipe(test: &str) -> String {
+    format!(r"\\.\pipe\herd-test\{}\{test}", std::process::id())
+}
+
+/// Answers every request with its peer's pid in the message; a `sockets` request also gets
+/// `listener`'s socket.
+async fn answer(request: Request, peer: PipePeer, listener: Option<OwnedSocket>) -> Reply {
+    let response = Response::error(ErrorCode::Busy, format!("pid {}", peer.pid));
+    match (request.command, listener) {
+        (super::protocol::Command::Sockets { .. }, Some(socket)) => Reply {
+            response,
+            fds: vec![socket],
+        },
+        _ => Reply::from(response),
+    }
+}
+
+/// Serves `name` in the background while `client` runs on a blocking thread.
+fn with_server<T: Send + 'static>(
+    name: &str,
+    listener: Option<&TcpListener>,
+    client: impl FnOnce(String) -> T + Send + 'static,
+) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let socket: Arc<Option<OwnedSocket>> =
+        Arc::new(listener.map(|l| l.try_clone().unwrap().into()));
+    let name = name.to_string();
+    runtime.block_on(async move {
+        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
+        tokio::spawn(server.serve(move |request, peer| {
+            let socket = socket.as_ref().as_ref().map(|s| s.try_clone().unwrap());
+            answer(request, peer, socket)
+        }));
+        tokio::task::spawn_blocking(move || client(name))
+            .await
+            .unwrap()
+    })
+}
+
+fn ask(name: &str, line: &[u8]) -> serde_json::Value {
+    let mut pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name)
+        .unwrap();
+    pipe.write_all(line).unwrap();
+    let mut answer = String::new();
+    BufReader::new(pipe).read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap()
+}
+
+#[test]
+fn a_request_is_answered_and_the_peer_is_the_real_client_pid() {
+    let answer = with_server(&unique_pipe("answer"), None, |name| {
+        ask(&name, b"{\"version\":1,\"command\":\"status\"}\n")
+    });
+    let expected = format!("pid {}", std::process::id());
+    assert_eq!(answer["error"]["message"], expected.as_str(), "{answer}");
+}
+
+#[test]
+fn a_huge_or_garbage_line_gets_the_unix_errors() {
+    let (huge, garbage) = with_server(&unique_pipe("bad"), None, |name| {
+        let mut line = vec![b'x'; MAX_REQUEST + 1];
+        line.push(b'\n');
+        (ask(&name, &line), ask(&name, b"{not json\n"))
+    });
+    assert_eq!(huge["error"]["code"], "request_too_large", "{huge}");
+    assert_eq!(garbage["error"]["code"], "bad_request", "{garbage}");
+}
+
+#[test]
+fn a_second_server_on_the_same_name_is_refused() {
+    let name = unique_pipe("twice");
+    let refused = with_server(&name, None, |name| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).is_err()
+    });
+    assert!(refused);
+}
+
+#[test]
+fn a_sockets_answer_is_rebuilt_into_a_working_listener() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let answer = with_server(&unique_pipe("sockets"), Some(&listener), |name| {
+        ask(&name, b"{\"version\":1,\"command\":\"sockets\"}\n")
+    });
+    let hex = answer["shared"][0].as_str().unwrap();
+    let block: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(
+        block.len(),
+        628,
+        "one WSAPROTOCOL_INFOW, as docs/control-protocol.md says"
+    );
+    let rebuilt = TcpListener::from(herd_sys::wsa::from_blob(&block).unwrap());
+    assert_eq!(rebuilt.local_addr().unwrap(), address);
+    drop(listener);
+    let _client = TcpStream::connect(address).unwrap();
+    let _ = rebuilt.accept().unwrap();
+}
