@@ -351,7 +351,14 @@ impl Leftovers {
                 return false;
             };
             if members.is_empty() {
-                if groups.reap(g.pgid) {
+                if !groups.reap(g.pgid) {
+                    return true;
+                }
+                // Every re-exec check's group is looked at once it exits; it is news only
+                // when the check left something, which was killed (`leftovers_killed`).
+                if g.whose == Whose::Check {
+                    tracing::debug!(pid = g.pgid, "the re-exec check's group is empty");
+                } else {
                     tracing::info!(
                         event = LogEvent::LeftoversGone.as_str(),
                         slot = g.slot,
@@ -359,9 +366,8 @@ impl Leftovers {
                         "the processes {} left are gone",
                         g.leader()
                     );
-                    return false;
                 }
-                return true;
+                return false;
             }
             if now.saturating_duration_since(g.deadline) >= KILL_WAIT {
                 let pids: Vec<String> = members.iter().map(u32::to_string).collect();

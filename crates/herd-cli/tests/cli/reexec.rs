@@ -203,6 +203,18 @@ fn metrics_keep_their_address_and_counts_across_a_reexec() {
     for line in counted {
         assert!(text.contains(line), "{line:?} missing after:\n{text}");
     }
+    // The re-exec check's process group was looked at once it exited; it left nothing, which
+    // is no news for the log.
+    wait_until("the check's group forgotten", || {
+        let status = herd.status();
+        (status["leftovers"] == serde_json::json!([])).then_some(())
+    });
+    let lines = herd.lines();
+    assert!(
+        !events(&lines).any(|e| is_event(e, "leftovers_gone", &[])),
+        "{}",
+        last_lines(&lines)
+    );
 }
 
 /// The soft open-file limit of process `pid`.
