@@ -49,6 +49,7 @@ pub mod notify;
 pub mod pidfd;
 #[cfg(unix)]
 pub mod process;
+pub mod region;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod reuseport;
 #[cfg(all(test, unix))]

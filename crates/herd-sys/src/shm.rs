@@ -2,7 +2,8 @@
 
 use std::io;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU32, AtomicU64};
+
+pub use crate::region::Region;
 
 /// Creates an anonymous shared memory object of `size` bytes, zero-filled, close-on-exec.
 ///
@@ -80,18 +81,18 @@ pub fn size_of(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
     }
 }
 
-/// A shared, read-write mapping of a whole memory object; unmapped on drop.
+/// A shared, read-write mapping of a whole memory object, seen as a [`Region`]; unmapped on
+/// drop.
 #[derive(Debug)]
-pub struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
+pub struct Mapping(Region);
 
-// SAFETY: the mapping is plain shared memory; all access through it goes through atomics or
-// raw pointers whose use the caller is responsible for.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
+impl std::ops::Deref for Mapping {
+    type Target = Region;
+
+    fn deref(&self) -> &Region {
+        &self.0
+    }
+}
 
 impl Mapping {
     /// Maps all of `fd` shared and read-write (`mmap(MAP_SHARED)`).
@@ -121,54 +122,16 @@ impl Mapping {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        Ok(Mapping {
-            ptr: ptr.cast(),
-            len,
-        })
-    }
-
-    /// Its length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it is empty (never: empty objects are refused).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Its first byte. Other processes write to it concurrently: use atomics, or a lock of
-    /// your own, for anything they share.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-
-    /// The `index`-th 64-bit word as an atomic, or `None` past the end.
-    pub fn atomic_u64(&self, index: usize) -> Option<&AtomicU64> {
-        let offset = index.checked_mul(8)?;
-        if offset.checked_add(8)? > self.len {
-            return None;
-        }
-        // SAFETY: in bounds (checked), 8-aligned (the mapping is page-aligned), valid for the
-        // mapping's lifetime, which the reference borrows; AtomicU64 has u64's layout.
-        Some(unsafe { &*(self.ptr.add(offset) as *const AtomicU64) })
-    }
-
-    /// The `index`-th 32-bit word as an atomic, or `None` past the end.
-    pub fn atomic_u32(&self, index: usize) -> Option<&AtomicU32> {
-        let offset = index.checked_mul(4)?;
-        if offset.checked_add(4)? > self.len {
-            return None;
-        }
-        // SAFETY: as for atomic_u64, with 4-byte alignment.
-        Some(unsafe { &*(self.ptr.add(offset) as *const AtomicU32) })
+        // SAFETY: the kernel mapped `len` bytes at `ptr`, page-aligned; they stay mapped until
+        // this Mapping, which owns the region, is dropped.
+        Ok(Mapping(unsafe { Region::new(ptr.cast(), len) }))
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: unmapping exactly what new() mapped; no reference outlives self.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        unsafe { libc::munmap(self.0.as_ptr().cast(), self.0.len()) };
     }
 }
 

@@ -10,7 +10,8 @@ use std::io;
 use std::mem;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+
+pub use crate::region::Region;
 
 use windows_sys::Win32::Foundation::INVALID_HANDLE_VALUE;
 use windows_sys::Win32::System::Memory::{
@@ -49,16 +50,15 @@ pub fn create(size: u64) -> io::Result<OwnedHandle> {
 
 /// A shared, read-write view of a whole file mapping; unmapped on drop.
 #[derive(Debug)]
-pub struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
+pub struct Mapping(Region);
 
-// SAFETY: the view is plain shared memory; all access through it goes through atomics or raw
-// pointers whose use the caller is responsible for.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
+impl std::ops::Deref for Mapping {
+    type Target = Region;
+
+    fn deref(&self) -> &Region {
+        &self.0
+    }
+}
 
 impl Mapping {
     /// Maps all of `mapping` shared and read-write (`MapViewOfFile`). Its length is the
@@ -79,63 +79,28 @@ impl Mapping {
             return Err(io::Error::last_os_error());
         }
         // Owned from here, so that an error below unmaps it.
-        let mut mapped = Mapping {
-            ptr: view.Value.cast(),
-            len: 0,
-        };
+        let ptr: *mut u8 = view.Value.cast();
+        // SAFETY: the system mapped the view at `ptr`, page-aligned; its length is not known
+        // yet, so none of it is reachable until it is.
+        let mut mapped = Mapping(unsafe { Region::new(ptr, 0) });
         // SAFETY: the structure is plain integers and pointers, for which all-zero is valid.
         let mut info: MEMORY_BASIC_INFORMATION = unsafe { mem::zeroed() };
         let size = mem::size_of::<MEMORY_BASIC_INFORMATION>();
         // SAFETY: VirtualQuery reads the address space at the view we own into `info`.
-        if unsafe { VirtualQuery(mapped.ptr.cast(), &mut info, size) } == 0 {
+        if unsafe { VirtualQuery(ptr.cast(), &mut info, size) } == 0 {
             return Err(io::Error::last_os_error());
         }
-        mapped.len = info.RegionSize;
+        // SAFETY: the view's pages, `RegionSize` bytes from its start, stay mapped until
+        // `mapped` is dropped.
+        mapped.0 = unsafe { Region::new(ptr, info.RegionSize) };
         Ok(mapped)
-    }
-
-    /// Its length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it is empty (never: empty objects are refused).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Its first byte. Other processes write to it concurrently: use atomics, or a lock of
-    /// your own, for anything they share.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-
-    /// The `index`-th 64-bit word as an atomic, or `None` past the end.
-    pub fn atomic_u64(&self, index: usize) -> Option<&AtomicU64> {
-        let offset = index.checked_mul(8)?;
-        if offset.checked_add(8)? > self.len {
-            return None;
-        }
-        // SAFETY: in bounds (checked), 8-aligned (the view is page-aligned), valid for the
-        // view's lifetime, which the reference borrows; AtomicU64 has u64's layout.
-        Some(unsafe { &*(self.ptr.add(offset) as *const AtomicU64) })
-    }
-
-    /// The `index`-th 32-bit word as an atomic, or `None` past the end.
-    pub fn atomic_u32(&self, index: usize) -> Option<&AtomicU32> {
-        let offset = index.checked_mul(4)?;
-        if offset.checked_add(4)? > self.len {
-            return None;
-        }
-        // SAFETY: as for atomic_u64, with 4-byte alignment.
-        Some(unsafe { &*(self.ptr.add(offset) as *const AtomicU32) })
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
         let view = MEMORY_MAPPED_VIEW_ADDRESS {
-            Value: self.ptr.cast(),
+            Value: self.0.as_ptr().cast(),
         };
         // SAFETY: unmapping exactly the view new() mapped; no reference outlives self.
         unsafe { UnmapViewOfFile(view) };
