@@ -2,11 +2,10 @@
 //! reach it as themselves, and clients refuse a server that another user prepared for them.
 //! Both need root, to act as several users.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::util::*;
 
@@ -173,35 +172,6 @@ fn an_allow_list_behind_a_private_directory_is_reported() {
     assert!(message.contains("pass --control"), "{message}");
 }
 
-/// A decoy control server run by another user, killed on drop.
-struct Decoy(Child);
-
-impl Decoy {
-    fn start(uid: u32, paths: &[&Path]) -> Decoy {
-        let mut child = Command::new("python3")
-            .arg(worker("fake_herd.py"))
-            .args(paths)
-            .uid(uid)
-            .gid(uid)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "ready\n", "the decoy did not start");
-        Decoy(child)
-    }
-}
-
-impl Drop for Decoy {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn clients_refuse_a_server_in_another_users_directory() {
     if !root() {
@@ -216,7 +186,7 @@ fn clients_refuse_a_server_in_another_users_directory() {
     std::fs::create_dir(&evil).unwrap();
     std::os::unix::fs::chown(&evil, Some(ATTACKER), Some(ATTACKER)).unwrap();
     let loose = tmp.path().join("app.sock");
-    let _decoy = Decoy::start(ATTACKER, &[&evil.join("default.sock"), &loose]);
+    let _decoy = FakeHerd::start_as(ATTACKER, &[&evil.join("default.sock"), &loose]);
     let link = tmp.path().join(format!("herd-{VICTIM}"));
     std::os::unix::fs::symlink(&evil, &link).unwrap();
     std::os::unix::fs::lchown(&link, Some(ATTACKER), Some(ATTACKER)).unwrap();
@@ -262,7 +232,7 @@ fn clients_refuse_a_server_in_a_directory_the_attacker_made_for_them() {
     let dir = tmp.path().join(format!("herd-{VICTIM}"));
     owned_dir(&dir, ATTACKER);
     let sock = dir.join("default.sock");
-    let _decoy = Decoy::start(ATTACKER, &[&sock]);
+    let _decoy = FakeHerd::start_as(ATTACKER, &[&sock]);
     let shown = sock.to_str().unwrap();
 
     let run = |env: &[(&str, &Path)], args: &[&str]| {
@@ -333,7 +303,7 @@ fn clients_trust_another_users_herd_where_only_that_user_could_put_it() {
     let dir = srv.join("app");
     owned_dir(&dir, APP);
     let sock = dir.join("herd.sock");
-    let _server = Decoy::start(APP, &[&sock]);
+    let _server = FakeHerd::start_as(APP, &[&sock]);
     let (code, stdout, stderr) = herd_as(
         DEPLOY,
         DEPLOY,

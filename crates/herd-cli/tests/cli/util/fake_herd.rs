@@ -16,13 +16,25 @@ pub struct FakeHerd {
 impl FakeHerd {
     /// Starts it in `mode` (`--silent-stop`, `--endless`, `--huge`) at `path`, once it listens.
     pub fn start(mode: &str, path: &Path) -> FakeHerd {
-        let mut child = Command::new("python3")
+        let mut command = Command::new("python3");
+        command.arg(worker("fake_herd.py")).arg(mode).arg(path);
+        FakeHerd::spawn(command)
+    }
+
+    /// Starts it as user `uid` (a plain server) at each of `paths`, once it listens.
+    pub fn start_as(uid: u32, paths: &[&Path]) -> FakeHerd {
+        use std::os::unix::process::CommandExt;
+        let mut command = Command::new("python3");
+        command
             .arg(worker("fake_herd.py"))
-            .arg(mode)
-            .arg(path)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .args(paths)
+            .uid(uid)
+            .gid(uid);
+        FakeHerd::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> FakeHerd {
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().unwrap())
             .read_line(&mut line)
