@@ -165,14 +165,15 @@ impl Shared {
             match entry {
                 Some(Entry::Gap(n)) => report(n),
                 Some(Entry::Line(line)) => {
-                    if cut {
-                        cut = write_line(&mut out, b"\n").is_err();
+                    if cut && write_line(&mut out, b"\n").is_ok() {
+                        cut = false;
                     }
+                    // While the cut line cannot be ended, each line is lost whole.
                     let written = match cut {
                         true => Err(false),
                         false => write_line(&mut out, &line),
                     };
-                    cut = written == Err(true);
+                    cut |= written == Err(true);
                     if written.is_ok() {
                         if failed > 0 {
                             report(std::mem::take(&mut failed));

@@ -98,6 +98,21 @@ fn a_line_cut_off_by_a_full_disk_is_ended_before_the_next_one() {
 }
 
 #[test]
+fn a_cut_line_is_ended_even_when_the_disk_stays_full_for_a_while() {
+    let pipe = Pipe::default();
+    let (sink, _) = sink(&pipe, 1 << 20);
+    pipe.set(|p| p.room = Some(4));
+    sink.push(b"{\"cut\": 1}\n");
+    sink.push(b"{\"lost\": 2}\n");
+    assert!(sink.flush(LONG));
+    assert_eq!(sink.lost(), 2);
+    pipe.set(|p| p.room = None);
+    sink.push(b"{\"whole\": 3}\n");
+    assert!(sink.flush(LONG));
+    assert_eq!(pipe.text(), "{\"cu\n{\"whole\": 3}\n");
+}
+
+#[test]
 fn a_closed_reader_loses_lines_that_are_counted_and_reported_when_writing_works_again() {
     let pipe = Pipe::default();
     let (sink, reports) = sink(&pipe, 1 << 20);
