@@ -10,11 +10,12 @@
 //! - [`control`]: the control socket's protocol, server and path handling;
 //! - [`ctl`]: the client commands (`status`, `scale`, `upgrade`, `stop`, `signal`);
 //! - [`exit`]: one-line errors and exit codes;
-//! - [`fdlimit`]: herd's own open-file limit and its endpoints' connection caps;
+//! - [`fdlimit`]: herd's own open-file (Windows: handle) limit and its endpoints' connection
+//!   caps;
 //! - [`logging`]: herd's own log, never blocking on stderr;
 //! - [`text`]: escaping text from workers before it reaches a terminal.
 //!
-//! On Windows the platform-neutral modules are built: `cli`, `exit`, `logging`, the parsing
+//! On Windows the platform-neutral modules are built: `cli`, `exit`, `fdlimit`, `logging`, the parsing
 //! half of `spec`, `text`, the control protocol's messages and the supervisor's cores (see
 //! `supervisor::platform`); `herd run` there is the binary's own `windows` module. The
 //! supervisor's driver, the control socket's server and client, `ctl`, `command` and `run` are
@@ -31,7 +32,6 @@ pub mod control;
 #[cfg(unix)]
 pub mod ctl;
 pub mod exit;
-#[cfg(unix)]
 pub mod fdlimit;
 pub mod logging;
 #[cfg(unix)]

@@ -10,12 +10,9 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-// The endpoint uses herd's open-file limit, which only Unix has for now.
-#[cfg(unix)]
 mod http;
 mod render;
 
-#[cfg(unix)]
 pub use http::{serve, Scrape};
 pub use render::{render, CONTENT_TYPE};
 

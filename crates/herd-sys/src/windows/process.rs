@@ -1,5 +1,5 @@
 //! A process by its handle: open one by pid, terminate it, wait for it, read its exit code,
-//! its CPU time and its working set.
+//! its CPU time, start time, memory and handle count.
 //!
 //! The functions take any `AsHandle` process handle: a [`Process`] opened by pid, or a
 //! `std::process::Child`.
@@ -7,15 +7,15 @@
 use std::io;
 use std::mem;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use windows_sys::Win32::Foundation::{FILETIME, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
 use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
 use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::Threading::{
-    GetCurrentProcess, GetExitCodeProcess, GetProcessTimes, OpenProcess, TerminateProcess,
-    WaitForSingleObject, INFINITE, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION,
-    PROCESS_SET_QUOTA, PROCESS_TERMINATE, PROCESS_VM_READ,
+    GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, OpenProcess,
+    TerminateProcess, WaitForSingleObject, INFINITE, PROCESS_DUP_HANDLE,
+    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA, PROCESS_TERMINATE, PROCESS_VM_READ,
 };
 
 use super::check;
@@ -112,6 +112,50 @@ pub fn exit_code(process: &impl AsHandle) -> io::Result<Option<u32>> {
 
 /// The CPU time `process` has used so far, user and kernel together (`GetProcessTimes`).
 pub fn cpu_time(process: &impl AsHandle) -> io::Result<Duration> {
+    let times = times(process)?;
+    Ok(from_filetime(times.kernel) + from_filetime(times.user))
+}
+
+/// When `process` was created (`GetProcessTimes`).
+pub fn start_time(process: &impl AsHandle) -> io::Result<SystemTime> {
+    since_1601(from_filetime(times(process)?.created))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "creation time before 1970"))
+}
+
+/// The working set of `process` in bytes: the memory it has resident now
+/// (`GetProcessMemoryInfo`).
+pub fn working_set(process: &impl AsHandle) -> io::Result<u64> {
+    Ok(memory_counters(process)?.WorkingSetSize as u64)
+}
+
+/// The commit charge of `process` in bytes: the private memory committed for it
+/// (`GetProcessMemoryInfo`'s `PagefileUsage`, which Windows documents as the commit charge and
+/// which Wine also reports): the nearest Windows figure to a Unix virtual size.
+pub fn commit_charge(process: &impl AsHandle) -> io::Result<u64> {
+    Ok(memory_counters(process)?.PagefileUsage as u64)
+}
+
+/// How many handles `process` has open (`GetProcessHandleCount`): files, sockets, pipes,
+/// events, threads and the rest.
+pub fn handle_count(process: &impl AsHandle) -> io::Result<u32> {
+    let mut count = 0u32;
+    // SAFETY: the handle is live; `count` is ours to fill.
+    check(unsafe { GetProcessHandleCount(raw(process), &mut count) })?;
+    Ok(count)
+}
+
+/// The most handles one process can hold: a fixed limit of Windows' (2^24), with no
+/// per-process setting like Unix's `RLIMIT_NOFILE`.
+pub const MAX_HANDLES: u64 = 1 << 24;
+
+/// What `GetProcessTimes` reports.
+struct Times {
+    created: FILETIME,
+    kernel: FILETIME,
+    user: FILETIME,
+}
+
+fn times(process: &impl AsHandle) -> io::Result<Times> {
     let zero = FILETIME {
         dwLowDateTime: 0,
         dwHighDateTime: 0,
@@ -127,19 +171,30 @@ pub fn cpu_time(process: &impl AsHandle) -> io::Result<Duration> {
             &mut user,
         )
     })?;
-    Ok(from_filetime(kernel) + from_filetime(user))
+    Ok(Times {
+        created,
+        kernel,
+        user,
+    })
 }
 
-/// The working set of `process` in bytes: the memory it has resident now
-/// (`GetProcessMemoryInfo`).
-pub fn working_set(process: &impl AsHandle) -> io::Result<u64> {
+fn memory_counters(process: &impl AsHandle) -> io::Result<PROCESS_MEMORY_COUNTERS> {
     // SAFETY: the structure is plain integers, for which all-zero is a valid value.
     let mut counters: PROCESS_MEMORY_COUNTERS = unsafe { mem::zeroed() };
     let size = mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32;
     counters.cb = size;
     // SAFETY: the handle is live; the buffer and its size describe `counters`.
     check(unsafe { GetProcessMemoryInfo(raw(process), &mut counters, size) })?;
-    Ok(counters.WorkingSetSize as u64)
+    Ok(counters)
+}
+
+/// From 1601-01-01 (where FILETIME dates count from) to the Unix epoch.
+const FROM_1601_TO_1970: Duration = Duration::from_secs(11_644_473_600);
+
+/// A FILETIME date, as the time since 1601 it counts, as a SystemTime; `None` before 1970.
+fn since_1601(since: Duration) -> Option<SystemTime> {
+    let since_1970 = since.checked_sub(FROM_1601_TO_1970)?;
+    SystemTime::UNIX_EPOCH.checked_add(since_1970)
 }
 
 /// A FILETIME interval (100 ns units) as a Duration.
@@ -167,5 +222,20 @@ mod tests {
             from_filetime(time(1, 0)),
             Duration::from_nanos((1u64 << 32) * 100)
         );
+    }
+
+    #[test]
+    fn filetime_dates_count_from_1601() {
+        let epoch = since_1601(FROM_1601_TO_1970).unwrap();
+        assert_eq!(epoch, SystemTime::UNIX_EPOCH);
+        let later = since_1601(FROM_1601_TO_1970 + Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            later
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            5
+        );
+        assert_eq!(since_1601(Duration::from_secs(1)), None);
     }
 }

@@ -1,4 +1,4 @@
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use std::os::windows::io::AsHandle;
 
@@ -47,6 +47,8 @@ fn a_child_is_measured_terminated_and_its_exit_code_read() {
     assert!(used >= whole, "cpu time {used:?}, by its own count {spun}");
     let resident = process::working_set(&p).unwrap();
     assert!(resident >= RESIDENT as u64, "working set {resident}");
+    let committed = process::commit_charge(&p).unwrap();
+    assert!(committed >= RESIDENT as u64, "commit charge {committed}");
     assert_eq!(process::exit_code(&p).unwrap(), None);
 
     process::terminate(&p, 7).unwrap();
@@ -65,4 +67,23 @@ fn an_exit_code_of_259_is_not_mistaken_for_still_running() {
 #[test]
 fn no_process_has_pid_0() {
     assert!(Process::open(0).is_err());
+}
+
+#[test]
+fn this_processs_start_time_and_handles_are_read() {
+    let me = process::current();
+    let started = process::start_time(&me).unwrap();
+    let age = SystemTime::now().duration_since(started).unwrap();
+    assert!(age < Duration::from_secs(3600), "started {age:?} ago");
+    let before = process::handle_count(&me).unwrap();
+    if under_wine() {
+        // Wine 8 does not count handles: GetProcessHandleCount succeeds with 0.
+        assert_eq!(before, 0);
+        return;
+    }
+    let opened = Process::open(std::process::id()).unwrap();
+    assert_eq!(process::handle_count(&me).unwrap(), before + 1);
+    drop(opened);
+    assert_eq!(process::handle_count(&me).unwrap(), before);
+    assert!(before < process::MAX_HANDLES as u32);
 }

@@ -33,7 +33,8 @@ fn scrape_response(
 }
 
 /// The most scrapes served at once (fewer when herd has few fds: see
-/// [`fdlimit::connection_cap`](crate::fdlimit::connection_cap)).
+/// [`fdlimit::connection_cap`](crate::fdlimit::connection_cap); on Windows, whose handle limit
+/// is 2^24, always this many).
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// Serves `GET /metrics` on `listener`, asking the supervisor through `scrapes`. At most
@@ -41,9 +42,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// queue, where they cost herd no fd, so a crowd of idle clients can delay scrapes but never
 /// take the fds that supervision and the control socket need.
 pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<Scrape>) {
-    let soft = herd_sys::process::nofile_limit().map_or(1024, |(soft, _)| soft);
+    let limit = crate::fdlimit::handle_limit();
     let slots = Arc::new(Semaphore::new(crate::fdlimit::connection_cap(
-        soft,
+        limit,
         MAX_CONNECTIONS,
     )));
     loop {
@@ -160,6 +161,41 @@ mod tests {
         assert_eq!(r("GET /metricsx HTTP/1.1"), Route::NotFound);
         assert_eq!(r("GET /nope?metrics HTTP/1.1"), Route::NotFound);
         assert_eq!(r(""), Route::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_scrape_over_loopback_gets_the_supervisors_rendering() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (scrapes_tx, mut scrapes) = mpsc::channel::<Scrape>(4);
+        tokio::spawn(serve(listener, scrapes_tx));
+        // The supervisor's side: one rendering per scrape.
+        tokio::spawn(async move {
+            while let Some(reply) = scrapes.recv().await {
+                let _ = reply.send(Ok("herd_up 1\n# EOF\n".to_string()));
+            }
+        });
+        let get = |request: &'static str| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        };
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
+            (
+                get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await,
+                get("GET /nope HTTP/1.1\r\n\r\n").await,
+            )
+        });
+        let (scraped, missing) = answer.await.expect("answers in time");
+        assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");
+        assert!(scraped.contains(CONTENT_TYPE), "{scraped}");
+        assert!(scraped.ends_with("\r\n\r\nherd_up 1\n# EOF\n"), "{scraped}");
+        assert!(
+            missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -7,8 +7,9 @@ use herd_core::WorkerExit;
 
 mod intents;
 pub(crate) use intents::Intents;
+mod process_stats;
+pub(crate) use process_stats::process_stats;
 
-use crate::supervisor::process_stats::ProcessStats;
 use crate::supervisor::signals::Intent;
 
 /// What the pool needs of a Windows exit status. Windows cannot tell a killed process from one
@@ -34,11 +35,6 @@ pub fn describe_exit(status: ExitStatus) -> String {
         Some(code) => format!("exit code {code}"),
         None => format!("{status}"),
     }
-}
-
-/// herd's own process figures: not read on Windows yet (`--metrics` is Unix-only for now).
-pub fn process_stats() -> Option<ProcessStats> {
-    None
 }
 
 /// The unit of [`cpu_ticks`]: `GetProcessTimes` counts in 100 ns.
