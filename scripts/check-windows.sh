@@ -37,8 +37,9 @@ packages=(-p herd-core -p herd-sys -p herd -p herd-cli --features herd-sys/tokio
 # thread_local, which is const already: a false positive.) herd's `tokio` feature is Unix-only.
 cargo clippy --locked --quiet --target $target "${packages[@]}" --all-targets -- -D warnings \
     -A clippy::missing_const_for_thread_local
-# The worker library's Windows tests run its win_prefork example, which `cargo test` builds
-# under a hashed name only.
+# The Windows tests run the worker library's examples (herd's: win_prefork; herd-cli's: hello
+# under herd.exe), which `cargo test` builds under hashed names only: build them by name, into
+# target/windows/x86_64-pc-windows-gnu/debug/examples/.
 cargo build --locked --quiet --target $target -p herd --examples
 # Doc tests are the Linux run's: their examples are Unix programs.
 args=("${packages[@]}" --lib --bins --tests --examples)

@@ -1,9 +1,11 @@
 //! `herd run` on Windows, run under Wine by scripts/check-windows.sh: workers share one socket,
 //! a killed worker is replaced while the port keeps answering, a `stop` line stops herd, the
-//! help is the Unix one, and bad input and what Windows cannot do yet fail with one line.
+//! library's hello example serves under it, the help is the Unix one, and bad input and what
+//! Windows cannot do yet fail with one line.
 #![cfg(windows)]
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -83,13 +85,20 @@ impl Herd {
 
     /// `herd run OPTIONS -b BIND -- THIS_TEST_AS_WORKER`, once it listens.
     fn start_on(bind: &str, options: &[&str]) -> Herd {
-        let me = std::env::current_exe().unwrap();
+        let me = std::env::current_exe().unwrap().into_os_string();
+        let worker = ["--exact", "worker", "--nocapture", "--test-threads", "1"];
+        let mut command = vec![me];
+        command.extend(worker.iter().map(OsString::from));
+        Herd::start_command(bind, options, &command)
+    }
+
+    /// `herd run OPTIONS -b BIND -- COMMAND`, once it listens.
+    fn start_command(bind: &str, options: &[&str], command: &[OsString]) -> Herd {
         let mut child = Command::new(HERD)
             .args(["--log-format", "json", "run"])
             .args(options)
             .args(["-b", bind, "--"])
-            .arg(me)
-            .args(["--exact", "worker", "--nocapture", "--test-threads", "1"])
+            .args(command)
             .env("HERD_TEST_WORKER", "1")
             .env("HERD_TEST_INHERITED", "yes")
             .stdin(Stdio::piped())
@@ -182,6 +191,47 @@ fn a_killed_worker_is_replaced_and_the_port_keeps_answering() {
     while before.contains(&ask(&herd.addr)) {
         assert!(Instant::now() < deadline, "no replacement for {victim}");
     }
+    herd.stop();
+}
+
+/// The worker library's hello example, built for Windows beside this test binary (by
+/// scripts/check-windows.sh's `cargo build -p herd --examples`).
+fn hello_exe() -> OsString {
+    let me = std::env::current_exe().unwrap();
+    let debug = me.parent().and_then(|deps| deps.parent()).unwrap();
+    let hello = debug.join("examples").join("hello.exe");
+    assert!(
+        hello.exists(),
+        "{} is missing: build it with `cargo build -p herd --examples` for this target",
+        hello.display()
+    );
+    hello.into_os_string()
+}
+
+#[test]
+fn the_hello_example_serves_from_every_worker_under_herd() {
+    let herd = Herd::start_command("http=127.0.0.1:0", &["-w", "2"], &[hello_exe()]);
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = BTreeSet::new();
+    while seen.len() < 2 {
+        assert!(Instant::now() < deadline, "only {seen:?} answered");
+        let mut stream = TcpStream::connect(&herd.addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply:?}");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let (pid, slot) = body
+            .strip_prefix("hello from pid ")
+            .and_then(|rest| rest.trim_end().split_once(", worker "))
+            .unwrap_or_else(|| panic!("unexpected body {body:?}"));
+        seen.insert((pid.parse::<u32>().unwrap(), slot.to_string()));
+    }
+    let slots: BTreeSet<&str> = seen.iter().map(|(_, slot)| slot.as_str()).collect();
+    assert_eq!(slots, BTreeSet::from(["0", "1"]), "{seen:?}");
     herd.stop();
 }
 
