@@ -11,8 +11,10 @@
 //! - [`handle`]: handing a handle to another process (`DuplicateHandle`) and taking ownership
 //!   of one handed to this process.
 //! - [`shm`]: unnamed shared memory (a pagefile-backed file mapping), and mapping it.
+//! - [`event`]: a manual-reset event: herd's stop request to a worker.
 
 pub mod console;
+pub mod event;
 pub mod handle;
 pub mod job;
 #[cfg(feature = "tokio")]
@@ -21,8 +23,11 @@ pub mod process;
 pub mod shm;
 
 use std::io;
+use std::os::windows::io::{AsRawHandle, BorrowedHandle};
+use std::time::Duration;
 
-use windows_sys::Win32::Foundation::BOOL;
+use windows_sys::Win32::Foundation::{BOOL, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
+use windows_sys::Win32::System::Threading::{WaitForSingleObject, INFINITE};
 
 /// `Ok` when a Win32 call that returns a `BOOL` succeeded, else the thread's last error.
 fn check(result: BOOL) -> io::Result<()> {
@@ -30,5 +35,25 @@ fn check(result: BOOL) -> io::Result<()> {
         Err(io::Error::last_os_error())
     } else {
         Ok(())
+    }
+}
+
+/// Waits up to `timeout` (`None`: for ever) for `object` to be signalled
+/// (`WaitForSingleObject`); whether it was.
+fn wait_for(object: BorrowedHandle<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let millis = match timeout {
+        // INFINITE is u32::MAX: a finite wait stops one millisecond short of it.
+        Some(t) => u32::try_from(t.as_millis()).unwrap_or(INFINITE - 1),
+        None => INFINITE,
+    };
+    // SAFETY: the handle is live for the call.
+    match unsafe { WaitForSingleObject(object.as_raw_handle(), millis) } {
+        WAIT_OBJECT_0 => Ok(true),
+        WAIT_TIMEOUT => Ok(false),
+        WAIT_FAILED => Err(io::Error::last_os_error()),
+        other => Err(io::Error::new(
+            io::ErrorKind::Other,
+            format!("unexpected wait result {other:#x}"),
+        )),
     }
 }

@@ -86,12 +86,20 @@
 //!
 //! On Windows the same [`Sockets`] API reads the sockets herd duplicated for the worker
 //! (`WSADuplicateSocketW`) from its stdin, in the documented [`share`] format; the parent side
-//! is [`windows::spawn`]. Unix sockets, signals, notify, prefork and shared memory are Unix-only.
+//! is [`windows::spawn`]. [`notify`] writes to the named pipe herd gives in `NOTIFY_SOCKET`,
+//! [`shm`] maps the file mapping the worker inherited, and [`stop_requested`] is herd's graceful
+//! stop request (Windows has no SIGTERM). Unix sockets, signals, fetching sockets from a
+//! running herd and prefork are Unix-only.
 //!
 //! ## Notifications
 //!
 //! [`notify`] sends `READY=1`, `STOPPING=1` and `STATUS=` to `NOTIFY_SOCKET` when it is set, and
 //! does nothing otherwise.
+//!
+//! ## Graceful stop
+//!
+//! On Unix herd asks a worker to stop with a signal (`--stop-signal`, SIGTERM by default). On
+//! Windows it sets the worker's stop event: [`stop_requested`].
 #![deny(missing_docs)]
 // Every unsafe call lives in herd-sys, behind a safe API.
 #![forbid(unsafe_code)]
@@ -102,8 +110,9 @@
 mod error;
 #[cfg(unix)]
 pub mod fetch;
+#[cfg(any(windows, test))]
+mod handle_env;
 mod json;
-#[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]
 pub mod prefork;
@@ -112,10 +121,14 @@ pub mod protocol;
 #[cfg(all(test, unix))]
 mod scratch;
 pub mod share;
+mod shared_memory;
+#[cfg(windows)]
+mod shm_windows;
 #[cfg(unix)]
 mod sockets;
 #[cfg(windows)]
 mod sockets_windows;
+mod stop;
 #[cfg(all(unix, feature = "tokio"))]
 mod tokio_sockets;
 #[cfg(unix)]
@@ -129,10 +142,14 @@ pub mod windows;
 pub use error::{Error, ErrorKind, Result};
 /// The first inherited fd, as in systemd's `SD_LISTEN_FDS_START`.
 pub use herd_core::LISTEN_FDS_START;
+pub use shared_memory::SharedMemory;
+#[cfg(windows)]
+pub use shm_windows::shm;
 #[cfg(unix)]
-pub use sockets::{shm, SharedMemory, Sockets};
+pub use sockets::{shm, Sockets};
 #[cfg(windows)]
 pub use sockets_windows::Sockets;
+pub use stop::{stop_requested, StopRequest};
 
 /// This worker's slot under herd (`HERD_WORKER`): 0 to N-1, stable across restarts. `None` when
 /// not started by `herd run`.

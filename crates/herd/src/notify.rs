@@ -5,6 +5,10 @@
 //! nothing, so a worker can call these functions unconditionally. Not supported: passing fds to
 //! the supervisor (`FDSTORE=1`) and `MAINPID=`.
 //!
+//! On Windows herd sets `NOTIFY_SOCKET` to a named pipe (`\\.\pipe\...`): each message is
+//! one connection to it, the same text written and the pipe closed, as a datagram would be.
+//! A program in another language does the same: open the pipe for writing, write, close.
+//!
 //! ```no_run
 //! use herd::notify::{notify, State};
 //!
@@ -60,9 +64,34 @@ pub fn notify(states: &[State<'_>]) -> Result<bool> {
         .map(State::to_string)
         .collect::<Vec<_>>()
         .join("\n");
-    herd_sys::notify::send(&socket, message.as_bytes())
+    send(&socket, message.as_bytes())
         .map_err(|e| Error::io(format!("cannot notify {socket:?}"), e))?;
     Ok(true)
+}
+
+#[cfg(unix)]
+fn send(socket: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
+    herd_sys::notify::send(socket, message)
+}
+
+/// Writes `message` to the pipe `pipe` in one connection; a pipe whose every instance is busy
+/// is tried again for up to a second.
+#[cfg(windows)]
+fn send(pipe: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    /// `ERROR_PIPE_BUSY`: every instance of the pipe is serving another client.
+    const PIPE_BUSY: i32 = 231;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match std::fs::OpenOptions::new().write(true).open(pipe) {
+            Ok(mut connection) => return connection.write_all(message),
+            Err(e) if e.raw_os_error() == Some(PIPE_BUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Tells the supervisor this worker is ready to serve (`READY=1`).

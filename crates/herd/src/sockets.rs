@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use herd_sys::socket::{self, Family, SockType, SocketInfo};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::shared_memory::SharedMemory;
 use herd_core::{parse_listen_env, LISTEN_FDS_START};
 
 /// The fds this process inherited, claimed once from the environment on first use; the
@@ -348,6 +349,35 @@ fn describe(info: Option<SocketInfo>) -> String {
     format!("a {listening}{family} {ty} socket")
 }
 
+/// Runs `f` on the process's inherited set, claiming it from the environment first if needed.
+fn with_inherited<T>(f: impl FnOnce(&mut Sockets) -> Result<T>) -> Result<T> {
+    let mut guard = INHERITED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if guard.is_none() {
+        *guard = Some(Sockets::claim_env()?);
+    }
+    match guard.as_mut() {
+        Some(inherited) => f(inherited),
+        None => Ok(f(&mut Sockets::default())?),
+    }
+}
+
+/// Maps the shared memory named `name` that herd passed to this process
+/// (`herd run --shm NAME=SIZE`). It is taken out of the inherited set: call this before or
+/// instead of [`Sockets::from_env`], or take it from your [`Sockets`] with
+/// [`Sockets::take_shm`].
+pub fn shm(name: &str) -> Result<SharedMemory> {
+    with_inherited(|inherited| {
+        inherited.take_shm(name)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("the shared memory {name:?} was already taken"),
+            )
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,76 +427,5 @@ mod tests {
         assert_eq!(first.local_addr().unwrap(), pa);
         assert_eq!(second.local_addr().unwrap(), pb);
         assert!(s.take_tcp_listener("web").unwrap().is_none());
-    }
-}
-
-/// Runs `f` on the process's inherited set, claiming it from the environment first if needed.
-fn with_inherited<T>(f: impl FnOnce(&mut Sockets) -> Result<T>) -> Result<T> {
-    let mut guard = INHERITED
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    if guard.is_none() {
-        *guard = Some(Sockets::claim_env()?);
-    }
-    match guard.as_mut() {
-        Some(inherited) => f(inherited),
-        None => Ok(f(&mut Sockets::default())?),
-    }
-}
-
-/// Maps the shared memory named `name` that herd passed to this process
-/// (`herd run --shm NAME=SIZE`). It is taken out of the inherited set: call this before or
-/// instead of [`Sockets::from_env`], or take it from your [`Sockets`] with
-/// [`Sockets::take_shm`].
-pub fn shm(name: &str) -> Result<SharedMemory> {
-    with_inherited(|inherited| {
-        inherited.take_shm(name)?.ok_or_else(|| {
-            Error::new(
-                ErrorKind::NotFound,
-                format!("the shared memory {name:?} was already taken"),
-            )
-        })
-    })
-}
-
-/// Shared memory mapped read-write, shared with every worker (and kept by herd across
-/// restarts and upgrades). Other processes write to it concurrently: share data through the
-/// atomic accessors, or a lock of your own.
-#[derive(Debug)]
-pub struct SharedMemory {
-    mapping: herd_sys::shm::Mapping,
-    _fd: OwnedFd,
-}
-
-impl SharedMemory {
-    fn map(fd: OwnedFd) -> Result<SharedMemory> {
-        let mapping = herd_sys::shm::Mapping::new(fd.as_fd())
-            .map_err(|e| Error::io("cannot map the shared memory", e))?;
-        Ok(SharedMemory { mapping, _fd: fd })
-    }
-
-    /// Its size in bytes.
-    pub fn len(&self) -> usize {
-        self.mapping.len()
-    }
-
-    /// Whether it is empty (never: herd refuses empty segments).
-    pub fn is_empty(&self) -> bool {
-        self.mapping.is_empty()
-    }
-
-    /// The `index`-th 64-bit word, as an atomic shared by all workers; `None` past the end.
-    pub fn atomic_u64(&self, index: usize) -> Option<&std::sync::atomic::AtomicU64> {
-        self.mapping.atomic_u64(index)
-    }
-
-    /// The `index`-th 32-bit word, as an atomic shared by all workers; `None` past the end.
-    pub fn atomic_u32(&self, index: usize) -> Option<&std::sync::atomic::AtomicU32> {
-        self.mapping.atomic_u32(index)
-    }
-
-    /// The first byte, for layouts of your own (synchronise access yourself).
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.mapping.as_ptr()
     }
 }

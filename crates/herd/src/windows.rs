@@ -3,12 +3,18 @@
 //! (layered service providers, IOCP association), so each socket is duplicated for exactly the
 //! new worker's pid (`WSADuplicateSocketW`) and the blobs go to its stdin, a pipe only it
 //! holds, in the [`share`](crate::share) format.
+//!
+//! Handles that are not sockets (the worker's stop event, shared memory) are inherited
+//! instead ([`spawn_with`]), and named in the worker's environment.
 
 use std::io::{self, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::os::windows::io::{AsSocket, BorrowedSocket};
+use std::os::windows::io::{AsSocket, BorrowedHandle, BorrowedSocket};
 use std::process::{Child, Command, Stdio};
 
+use herd_sys::windows::handle;
+
+use crate::handle_env::{self, SHM, STOP_EVENT};
 use crate::share::{self, Entry, Kind};
 
 /// A socket to share with a worker.
@@ -29,14 +35,44 @@ impl Shared<'_> {
     }
 }
 
+/// A handle for a worker to inherit, and what it is to the worker.
+#[derive(Clone, Copy, Debug)]
+pub enum Inherited<'a> {
+    /// Its stop request: an event ([`herd_sys::windows::event::Event`]) that herd sets when
+    /// the worker should stop, named in `HERD_STOP_EVENT` ([`crate::stop_requested`]). One per
+    /// worker: a worker's event must not be inherited by another.
+    StopEvent(BorrowedHandle<'a>),
+    /// Shared memory (a file mapping, [`herd_sys::windows::shm::create`]) by name, named in
+    /// `HERD_SHM` ([`crate::shm`]).
+    SharedMemory(&'a str, BorrowedHandle<'a>),
+}
+
 /// Spawns `command` with `HERD_SOCKETS=stdin` and writes `sockets`, duplicated for its pid, to
 /// its stdin. A worker that dies before reading them is reaped and reported as an error (the
 /// duplicates die with it).
 pub fn spawn(command: &mut Command, sockets: &[Shared<'_>]) -> io::Result<Child> {
-    let mut child = command
-        .env("HERD_SOCKETS", "stdin")
-        .stdin(Stdio::piped())
-        .spawn()?;
+    spawn_with(command, sockets, &[])
+}
+
+/// [`spawn`], and the worker inherits the handles `inherit`, at the same values, named in its
+/// environment (`HERD_STOP_EVENT`, `HERD_SHM`: see [`Inherited`]). Each handle is inheritable
+/// only during this spawn; no other process may be spawned meanwhile, on any thread, or it
+/// would inherit them too. Two stop events, or two shared memories of one name, or a name
+/// that is not a `--shm` name, are refused (`InvalidInput`).
+pub fn spawn_with(
+    command: &mut Command,
+    sockets: &[Shared<'_>],
+    inherit: &[Inherited<'_>],
+) -> io::Result<Child> {
+    name_inherited(command, inherit)?;
+    let handles: Vec<BorrowedHandle<'_>> = inherit
+        .iter()
+        .map(|i| match i {
+            Inherited::StopEvent(h) | Inherited::SharedMemory(_, h) => *h,
+        })
+        .collect();
+    let command = command.env("HERD_SOCKETS", "stdin").stdin(Stdio::piped());
+    let mut child = with_inheritable(&handles, || command.spawn())?;
     let result = hand_over(&mut child, sockets);
     if let Err(e) = result {
         let _ = child.kill();
@@ -47,6 +83,60 @@ pub fn spawn(command: &mut Command, sockets: &[Shared<'_>]) -> io::Result<Child>
         ));
     }
     Ok(child)
+}
+
+/// Names the handles in `command`'s environment.
+fn name_inherited(command: &mut Command, inherit: &[Inherited<'_>]) -> io::Result<()> {
+    let invalid = |message: String| io::Error::new(io::ErrorKind::InvalidInput, message);
+    let mut stop_events = 0;
+    let mut memories = Vec::new();
+    for i in inherit {
+        match i {
+            Inherited::StopEvent(h) => {
+                stop_events += 1;
+                command.env(STOP_EVENT, handle::value(*h).to_string());
+            }
+            Inherited::SharedMemory(name, h) => memories.push((*name, handle::value(*h))),
+        }
+    }
+    if stop_events > 1 {
+        return Err(invalid(
+            "a worker has one stop event, not several".to_string(),
+        ));
+    }
+    if !memories.is_empty() {
+        command.env(SHM, handle_env::format_list(&memories).map_err(invalid)?);
+    }
+    Ok(())
+}
+
+/// Runs `spawn` with `handles` inheritable, then puts back their inheritability as it was,
+/// also when `spawn` failed.
+fn with_inheritable<T>(
+    handles: &[BorrowedHandle<'_>],
+    spawn: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let mut made = Vec::with_capacity(handles.len());
+    let mut result = Ok(());
+    for h in handles {
+        match handle::is_inheritable(*h) {
+            Ok(true) => {}
+            Ok(false) => {
+                made.push(*h);
+                result = handle::set_inheritable(*h, true);
+            }
+            Err(e) => result = Err(e),
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    let spawned = result.and_then(|()| spawn());
+    for h in made {
+        // Cannot fail on a live handle; if it did, the next spawn would inherit it too.
+        let _ = handle::set_inheritable(h, false);
+    }
+    spawned
 }
 
 fn hand_over(child: &mut Child, sockets: &[Shared<'_>]) -> io::Result<()> {

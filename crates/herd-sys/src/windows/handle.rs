@@ -3,6 +3,8 @@
 //! Windows handle values are per process: [`duplicate_into`] makes a copy of a handle inside
 //! a target process (`DuplicateHandle`) and returns its value there, which the parent then
 //! tells the child (in its environment or its hand-off); the child takes it with [`claim`].
+//! A handle can also be inherited, at the same value, by a child spawned while it is
+//! inheritable ([`set_inheritable`]).
 
 use std::io;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
@@ -10,8 +12,8 @@ use std::ptr;
 use std::sync::Mutex;
 
 use windows_sys::Win32::Foundation::{
-    DuplicateHandle, GetHandleInformation, DUPLICATE_SAME_ACCESS, ERROR_BUSY, ERROR_INVALID_HANDLE,
-    HANDLE,
+    DuplicateHandle, GetHandleInformation, SetHandleInformation, DUPLICATE_SAME_ACCESS, ERROR_BUSY,
+    ERROR_INVALID_HANDLE, HANDLE, HANDLE_FLAG_INHERIT,
 };
 use windows_sys::Win32::System::Console::{
     GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
@@ -39,6 +41,29 @@ pub fn duplicate_into(handle: BorrowedHandle<'_>, target: &impl AsHandle) -> io:
         )
     })?;
     Ok(copy as usize as u64)
+}
+
+/// Makes `handle` inheritable or not (`SetHandleInformation(HANDLE_FLAG_INHERIT)`). Every
+/// process this one spawns while a handle is inheritable inherits it (std's `Command` passes
+/// `bInheritHandles`), at the same value: make it inheritable only around the one spawn that
+/// should have it, with no other spawn in between.
+pub fn set_inheritable(handle: BorrowedHandle<'_>, inheritable: bool) -> io::Result<()> {
+    let flags = if inheritable { HANDLE_FLAG_INHERIT } else { 0 };
+    // SAFETY: the handle is live for the call; only its inherit flag changes.
+    check(unsafe { SetHandleInformation(handle.as_raw_handle(), HANDLE_FLAG_INHERIT, flags) })
+}
+
+/// Whether `handle` is inheritable (`GetHandleInformation`).
+pub fn is_inheritable(handle: BorrowedHandle<'_>) -> io::Result<bool> {
+    let mut flags = 0u32;
+    // SAFETY: GetHandleInformation only queries the handle table; `flags` is ours to fill.
+    check(unsafe { GetHandleInformation(handle.as_raw_handle(), &mut flags) })?;
+    Ok(flags & HANDLE_FLAG_INHERIT != 0)
+}
+
+/// The value of `handle` in this process, which a child that inherits it sees too.
+pub fn value(handle: BorrowedHandle<'_>) -> u64 {
+    handle.as_raw_handle() as usize as u64
 }
 
 /// The handle values [`claim`] has handed out in this process. A value stays here for the

@@ -9,13 +9,13 @@ use std::mem;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
 use std::time::{Duration, SystemTime};
 
-use windows_sys::Win32::Foundation::{FILETIME, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT};
+use windows_sys::Win32::Foundation::FILETIME;
 use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
 use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, OpenProcess,
-    TerminateProcess, WaitForSingleObject, INFINITE, PROCESS_DUP_HANDLE,
-    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA, PROCESS_TERMINATE, PROCESS_VM_READ,
+    TerminateProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA,
+    PROCESS_TERMINATE, PROCESS_VM_READ,
 };
 
 use super::check;
@@ -80,21 +80,7 @@ pub fn terminate(process: &impl AsHandle, exit_code: u32) -> io::Result<()> {
 /// Waits up to `timeout` (`None`: for ever) for `process` to exit (`WaitForSingleObject`);
 /// whether it has.
 pub fn wait(process: &impl AsHandle, timeout: Option<Duration>) -> io::Result<bool> {
-    let millis = match timeout {
-        // INFINITE is u32::MAX: a finite wait stops one millisecond short of it.
-        Some(t) => u32::try_from(t.as_millis()).unwrap_or(INFINITE - 1),
-        None => INFINITE,
-    };
-    // SAFETY: the handle is live for the call.
-    match unsafe { WaitForSingleObject(raw(process), millis) } {
-        WAIT_OBJECT_0 => Ok(true),
-        WAIT_TIMEOUT => Ok(false),
-        WAIT_FAILED => Err(io::Error::last_os_error()),
-        other => Err(io::Error::new(
-            io::ErrorKind::Other,
-            format!("unexpected wait result {other:#x}"),
-        )),
-    }
+    super::wait_for(process.as_handle(), timeout)
 }
 
 /// The exit code of `process` once it has exited, `None` while it runs

@@ -1,0 +1,81 @@
+//! Windows: the stop event herd named in `HERD_STOP_EVENT`, claimed once per process.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use herd_sys::windows::event::Event;
+use herd_sys::windows::handle;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::handle_env::{parse_value, STOP_EVENT};
+
+/// The event, once claimed; `None` when herd gave none.
+static EVENT: OnceLock<Option<Event>> = OnceLock::new();
+/// Held while the event is claimed, so that two threads do not both claim it.
+static CLAIMING: Mutex<()> = Mutex::new(());
+
+/// herd's stop request for this worker: an event herd sets when this worker should stop.
+/// Cheap to copy; every copy sees the same request.
+#[derive(Clone, Copy, Debug)]
+pub struct StopRequest(&'static Event);
+
+/// herd's stop request for this worker, from `HERD_STOP_EVENT`; `None` when herd gave none
+/// (not started by herd, or by a herd that asks in another way). The first call takes the
+/// event and removes the variable, so the worker's own children do not take a value that
+/// is not theirs; later calls return the same request.
+///
+/// Fails when `HERD_STOP_EVENT` is not a handle this process inherited.
+pub fn stop_requested() -> Result<Option<StopRequest>> {
+    if let Some(event) = EVENT.get() {
+        return Ok(event.as_ref().map(StopRequest));
+    }
+    let _claiming = CLAIMING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(event) = EVENT.get() {
+        return Ok(event.as_ref().map(StopRequest));
+    }
+    let event = claim()?;
+    let event = EVENT.get_or_init(|| event);
+    Ok(event.as_ref().map(StopRequest))
+}
+
+fn claim() -> Result<Option<Event>> {
+    let text = match std::env::var(STOP_EVENT) {
+        Ok(text) => text,
+        Err(std::env::VarError::NotPresent) => return Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => String::new(),
+    };
+    let value = parse_value(&text).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidEnvironment,
+            format!("{STOP_EVENT}={text:?} is not a handle value (herd sets it: do not set it yourself)"),
+        )
+    })?;
+    let owned = handle::claim(value).map_err(|e| {
+        Error::io(
+            format!("{STOP_EVENT}={value} is not a handle this process inherited"),
+            e,
+        )
+    })?;
+    // The worker's own children must not inherit it (and its value means nothing to them).
+    let _ = handle::set_inheritable(std::os::windows::io::AsHandle::as_handle(&owned), false);
+    std::env::remove_var(STOP_EVENT);
+    Ok(Some(Event::from_handle(owned)))
+}
+
+impl StopRequest {
+    /// Whether herd has asked this worker to stop.
+    pub fn is_requested(&self) -> bool {
+        self.wait_timeout(Duration::ZERO)
+    }
+
+    /// Waits until herd asks this worker to stop. (A wait that fails, which a wait on the
+    /// handle this library owns cannot, counts as a request.)
+    pub fn wait(&self) {
+        let _ = self.0.wait(None);
+    }
+
+    /// Waits up to `timeout` for herd to ask this worker to stop; whether it has.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.0.wait(Some(timeout)).unwrap_or(true)
+    }
+}
