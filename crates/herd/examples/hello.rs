@@ -29,7 +29,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .take_tcp_listener_at(0)?
             .ok_or("no socket inherited: run me under `herd run -b http=HOST:PORT -- ...`")?,
     };
-    ready()?;
+    herd::notify::ready()?;
     let slot = herd::worker_slot().map_or("-".to_string(), |s| s.to_string());
     let pid = std::process::id();
     for stream in listener.incoming() {
@@ -53,17 +53,5 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             body.len()
         );
     }
-    Ok(())
-}
-
-/// Tells herd this worker is ready (`READY=1`).
-#[cfg(unix)]
-fn ready() -> herd::Result<()> {
-    herd::notify::ready().map(drop)
-}
-
-/// Windows has no `herd::notify` yet: herd counts a worker as ready once it has started.
-#[cfg(not(unix))]
-fn ready() -> herd::Result<()> {
     Ok(())
 }
