@@ -12,6 +12,11 @@
 //!   [`BUSY_LOW`]) for [`DOWN_AFTER`], remove one worker; then wait [`DOWN_COOLDOWN`].
 //! - **Never** outside MIN..MAX, and never up while some wanted slot has no ready worker
 //!   (starting, or crashing and backing off): a crash is not a reason to scale.
+//!
+//! Windows has no way to read a listening socket's accept queue, so there (as for UDP and Unix
+//! sockets on Linux) every sample has `queued: 0` and busyness alone decides: up by one worker
+//! after [`UP_AFTER`] samples at [`BUSY_HIGH`] or more, down as above; no early sample ever
+//! comes. Busyness is the workers' CPU time, from `GetProcessTimes` there.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +41,8 @@ pub const UP_COOLDOWN: Duration = Duration::from_millis(500);
 pub const DOWN_AFTER: Duration = Duration::from_secs(5);
 /// Pause after scaling down.
 pub const DOWN_COOLDOWN: Duration = Duration::from_secs(2);
+/// Whether herd can read the accept queues here: Windows has no such figure.
+const QUEUE_READABLE: bool = cfg!(unix);
 
 /// One sample of the pool's load.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -126,11 +133,7 @@ impl Autoscaler {
         }
         if let Some(since) = self.idle_since {
             if now.duration_since(since) >= DOWN_AFTER && current > self.min {
-                let reason = format!(
-                    "queue empty and workers {:.0}% busy for {}s",
-                    sample.busy * 100.0,
-                    DOWN_AFTER.as_secs()
-                );
+                let reason = idle_reason(sample.busy, QUEUE_READABLE);
                 self.idle_since = Some(now);
                 return self.decide(current - 1, reason, now, Some(DOWN_COOLDOWN));
             }
@@ -150,6 +153,20 @@ impl Autoscaler {
         self.last = Some((now, decision.clone()));
         Some(decision)
     }
+}
+
+/// Why an idle pool shrinks: the workers' busyness, and the empty queue where one is read.
+fn idle_reason(busy: f64, queue_readable: bool) -> String {
+    let queue = if queue_readable {
+        "queue empty and "
+    } else {
+        ""
+    };
+    format!(
+        "{queue}workers {:.0}% busy for {}s",
+        busy * 100.0,
+        DOWN_AFTER.as_secs()
+    )
 }
 
 /// Autoscaling's state across a re-exec, its times relative to the moment it was saved.
@@ -359,6 +376,49 @@ mod tests {
             t += DOWN_AFTER;
         }
         assert_eq!(workers, 2);
+    }
+
+    #[test]
+    fn without_a_queue_to_read_busyness_alone_scales_up_and_down() {
+        // Windows: every sample says nothing is queued.
+        let busy = |busy| Sample {
+            queued: 0,
+            busy,
+            settled: true,
+        };
+        let t0 = Instant::now();
+        let mut a = Autoscaler::new(1, 4);
+        assert_eq!(
+            a.sample(1, busy(0.95), t0),
+            None,
+            "one sample is not a trend"
+        );
+        let d = a.sample(1, busy(0.95), t0 + SAMPLE_EVERY).unwrap();
+        assert_eq!(d.workers, 2, "one worker at a time: {d:?}");
+        // Busy but not saturated: neither up nor down.
+        let t1 = t0 + UP_COOLDOWN + SAMPLE_EVERY;
+        for i in 0..100 {
+            assert_eq!(a.sample(2, busy(0.6), t1 + i * SAMPLE_EVERY), None);
+        }
+        let t2 = t1 + 100 * SAMPLE_EVERY;
+        assert_eq!(a.sample(2, busy(0.1), t2), None);
+        let d = a.sample(2, busy(0.1), t2 + DOWN_AFTER).unwrap();
+        assert_eq!(d.workers, 1, "{d:?}");
+        assert!(
+            d.reason.ends_with("workers 10% busy for 5s"),
+            "{}",
+            d.reason
+        );
+    }
+
+    #[test]
+    fn the_idle_reason_names_the_queue_only_where_it_is_read() {
+        assert_eq!(
+            idle_reason(0.05, true),
+            "queue empty and workers 5% busy for 5s"
+        );
+        assert_eq!(idle_reason(0.05, false), "workers 5% busy for 5s");
+        assert_eq!(QUEUE_READABLE, !cfg!(windows));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! How busy the workers are, from their CPU time: the autoscaler's second signal beside the
-//! accept queue. Pure: the caller reads each worker's CPU ticks (from /proc) and passes `now`.
+//! accept queue, and its only one on Windows, which has no accept queue to read. Pure: the
+//! caller reads each worker's CPU ticks (`platform::cpu_ticks`: /proc on Linux,
+//! `GetProcessTimes` in 100 ns units on Windows) and passes `now`.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -71,6 +73,17 @@ mod tests {
         let busy = meter.sample([(1, 200), (2, 100)], 100, t1);
         assert!((busy - 0.25).abs() < 1e-9, "{busy}");
         assert_eq!(meter.last(), busy);
+    }
+
+    #[test]
+    fn windows_ticks_of_100_ns_give_the_same_busyness() {
+        let mut meter = CpuMeter::default();
+        let t0 = Instant::now();
+        meter.sample([(8, 0), (12, 5_000_000)], 10_000_000, t0);
+        let t1 = t0 + Duration::from_millis(100);
+        // 80 ms and 20 ms of CPU in 100 ms.
+        let busy = meter.sample([(8, 800_000), (12, 5_200_000)], 10_000_000, t1);
+        assert!((busy - 0.5).abs() < 1e-9, "{busy}");
     }
 
     #[test]
