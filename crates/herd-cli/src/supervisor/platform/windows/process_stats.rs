@@ -94,4 +94,24 @@ mod tests {
         assert!((0.0..3600.0).contains(&age), "{stats:?}");
         assert!(stats.open_fds < stats.max_fds, "{stats:?}");
     }
+
+    #[test]
+    fn the_metrics_show_herds_own_figures_under_the_unix_names() {
+        use crate::supervisor::metrics::{render, Counters, Snapshot};
+        let snapshot = Snapshot {
+            process: process_stats(),
+            ..Snapshot::default()
+        };
+        let text = render(&Counters::default(), &snapshot).unwrap();
+        assert!(text.contains("\nprocess_max_fds 16777216\n"), "{text}");
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_virtual_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+        }
+    }
 }
