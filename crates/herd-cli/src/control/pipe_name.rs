@@ -34,6 +34,20 @@ pub fn resolve(
     Ok(path)
 }
 
+/// herd's notify pipe (Windows' `NOTIFY_SOCKET`), beside its control pipe `control` (a path
+/// from [`resolve`]): `CONTROL.PID.notify` with herd's own pid, as on Unix, so that two herds
+/// of one name (a takeover) each have their own.
+pub fn notify_pipe(control: &str, herd_pid: u32) -> Result<String, String> {
+    let path = format!("{control}.{herd_pid}.notify");
+    if path.chars().count() > MAX_PIPE_PATH {
+        return Err(format!(
+            "the notify pipe {path} is longer than {MAX_PIPE_PATH} characters: pass a shorter \
+             --control or set a shorter $HERD_CONTROL"
+        ));
+    }
+    Ok(path)
+}
+
 /// A given pipe: kept if it is a local pipe path, else put under [`PIPE_PREFIX`].
 fn pipe_path(given: &str) -> Result<String, String> {
     let lower = given.to_ascii_lowercase();
@@ -85,6 +99,24 @@ mod tests {
             resolve(Some(r"\\.\pipe\x"), None, "web", SID).unwrap(),
             r"\\.\pipe\x"
         );
+    }
+
+    #[test]
+    fn the_notify_pipe_is_beside_the_control_pipe_and_names_herds_pid() {
+        let control = resolve(None, None, "web", SID).unwrap();
+        assert_eq!(
+            notify_pipe(&control, 4242).unwrap(),
+            r"\\.\pipe\herd\S-1-5-21-1-2-3-1000\web.4242.notify"
+        );
+        let widest = format!(".{}.notify", u32::MAX).len();
+        let longest = format!(
+            "{PIPE_PREFIX}{}",
+            "x".repeat(MAX_PIPE_PATH - PIPE_PREFIX.len())
+        );
+        let control = &longest[..MAX_PIPE_PATH - widest];
+        assert!(notify_pipe(control, u32::MAX).is_ok());
+        let e = notify_pipe(&longest, 1).unwrap_err();
+        assert!(e.contains("pass a shorter --control"), "{e}");
     }
 
     #[test]

@@ -7,6 +7,10 @@ use herd_core::WorkerExit;
 
 mod intents;
 pub(crate) use intents::Intents;
+mod notify_pipe;
+pub(crate) use notify_pipe::NotifyPipe;
+mod shm;
+pub(crate) use shm::SharedMemories;
 mod process_stats;
 pub(crate) use process_stats::process_stats;
 

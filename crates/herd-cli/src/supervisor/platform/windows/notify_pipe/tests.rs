@@ -1,0 +1,143 @@
+//! The notify pipe under Wine, with clients in this process (std's file API, as the worker
+//! library writes) and in a child: this test binary again, running only [`play`], which
+//! notifies through `herd::notify`.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::Duration;
+
+use super::{NotifyPipe, MAX_MESSAGE};
+
+const ROLE: &str = "HERD_NOTIFY_TEST_ROLE";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn unique_pipe(test: &str) -> String {
+    format!(r"\\.\pipe\herd-test\{}\{test}.notify", std::process::id())
+}
+
+/// Runs `test` on a runtime with I/O and timers.
+fn run<T>(test: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test)
+}
+
+/// The next message, or a panic after [`PATIENCE`].
+async fn next(pipe: &mut NotifyPipe) -> (u32, String) {
+    let (pid, message) = tokio::time::timeout(PATIENCE, pipe.recv())
+        .await
+        .expect("a message in time");
+    (pid, String::from_utf8_lossy(&message).into_owned())
+}
+
+/// One connection to `pipe`, as the worker library opens it (a busy pipe, one whose next
+/// instance is not there yet, is tried again). Blocks: call it off the runtime's thread.
+fn open(pipe: &str) -> std::fs::File {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match std::fs::OpenOptions::new().write(true).open(pipe) {
+            Err(e) if e.raw_os_error() == Some(231) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
+/// Runs `client` on a blocking thread.
+async fn client<T: Send + 'static>(client: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(client).await.unwrap()
+}
+
+/// Notifies as a worker does, when started as one; does nothing in a normal test run.
+#[test]
+fn play() {
+    if std::env::var_os(ROLE).is_none() {
+        return;
+    }
+    herd::notify::ready().unwrap();
+    herd::notify::notify(&[herd::notify::State::Status("warm")]).unwrap();
+    std::process::exit(0);
+}
+
+#[test]
+fn a_workers_ready_reaches_recv_with_its_real_pid() {
+    let name = unique_pipe("ready");
+    run(async {
+        let mut pipe = NotifyPipe::bind(&name).unwrap();
+        assert_eq!(pipe.name(), name);
+        let exe = std::env::current_exe().unwrap();
+        let mut worker = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "supervisor::platform::windows::notify_pipe::tests::play",
+            ])
+            .args(["--test-threads=1", "--quiet"])
+            .env(ROLE, "notify")
+            .env("NOTIFY_SOCKET", &name)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Two connections, passed on as each is read: their order is not promised.
+        let got: BTreeSet<_> = [next(&mut pipe).await, next(&mut pipe).await].into();
+        let pid = worker.id();
+        let expected = [
+            (pid, "READY=1".to_string()),
+            (pid, "STATUS=warm".to_string()),
+        ];
+        assert_eq!(got, expected.into());
+        assert!(worker.wait().unwrap().success());
+    });
+}
+
+#[test]
+fn a_huge_message_is_cut_and_its_writer_told() {
+    let name = unique_pipe("huge");
+    run(async {
+        let mut pipe = NotifyPipe::bind(&name).unwrap();
+        let (done, wrote) = std::sync::mpsc::channel();
+        let client = name.clone();
+        // A thread of its own, not joined: were the write never to end, the test still would.
+        std::thread::spawn(move || {
+            let huge = vec![b'x'; 1 << 20];
+            let _ = done.send(open(&client).write_all(&huge).is_ok());
+        });
+        let (pid, message) = next(&mut pipe).await;
+        assert_eq!(pid, std::process::id());
+        assert_eq!(message, "x".repeat(MAX_MESSAGE));
+        let wrote = tokio::task::spawn_blocking(move || wrote.recv_timeout(PATIENCE))
+            .await
+            .unwrap();
+        assert_eq!(wrote, Ok(false), "the rest is refused, not read");
+    });
+}
+
+#[test]
+fn a_silent_client_does_not_block_the_others() {
+    let name = unique_pipe("silent");
+    run(async {
+        let mut pipe = NotifyPipe::bind(&name).unwrap();
+        let path = name.clone();
+        let mut silent = client(move || open(&path)).await;
+        let path = name.clone();
+        client(move || open(&path).write_all(b"READY=1").unwrap()).await;
+        assert_eq!(next(&mut pipe).await.1, "READY=1");
+        // Still read in its own time: a server that waited for it would only now see the
+        // first message, and this one's instance would be gone.
+        silent.write_all(b"STATUS=late").unwrap();
+        drop(silent);
+        assert_eq!(next(&mut pipe).await.1, "STATUS=late");
+    });
+}
+
+#[test]
+fn a_second_server_on_the_same_name_is_refused() {
+    let name = unique_pipe("twice");
+    run(async {
+        let _first = NotifyPipe::bind(&name).unwrap();
+        let e = NotifyPipe::bind(&name).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(5), "ERROR_ACCESS_DENIED: {e}");
+    });
+}
