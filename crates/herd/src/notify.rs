@@ -82,6 +82,17 @@ fn send(pipe: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
     use std::time::{Duration, Instant};
     /// `ERROR_PIPE_BUSY`: every instance of the pipe is serving another client.
     const PIPE_BUSY: i32 = 231;
+    // Opening anything else for writing would overwrite a file.
+    let is_pipe = pipe
+        .to_str()
+        .and_then(|p| p.get(..9))
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case(r"\\.\pipe\"));
+    if !is_pipe {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            r"on Windows NOTIFY_SOCKET must be a named pipe (\\.\pipe\NAME)",
+        ));
+    }
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         match std::fs::OpenOptions::new().write(true).open(pipe) {

@@ -108,6 +108,10 @@ fn shm_worker() {
 fn bad_env_worker() {
     println!("stop: {}", herd::stop_requested().unwrap_err());
     println!("shm: {}", herd::shm("counter").unwrap_err());
+    match herd::notify::ready() {
+        Err(e) => println!("notify: {e}"),
+        Ok(sent) => println!("notify: sent {sent}"),
+    }
 }
 
 #[test]
@@ -169,9 +173,12 @@ fn workers_share_the_inherited_memory_and_the_parent_sees_their_sum() {
 
 #[test]
 fn a_bad_environment_is_one_clear_error() {
+    let file = std::env::temp_dir().join(format!("herd-notify-{}", std::process::id()));
+    std::fs::write(&file, "keep").unwrap();
     let mut child = worker("bad_env")
         .env("HERD_STOP_EVENT", "0x44")
         .env("HERD_SHM", "counter")
+        .env("NOTIFY_SOCKET", &file)
         .spawn()
         .unwrap();
     let lines = Lines::of(&mut child);
@@ -184,7 +191,18 @@ fn a_bad_environment_is_one_clear_error() {
         lines.next("shm: "),
         "shm: HERD_SHM: \"counter\" is not NAME=HANDLE (herd sets it: do not set it yourself)"
     );
+    let notify = lines.next("notify: ");
+    assert!(
+        notify.ends_with(r"on Windows NOTIFY_SOCKET must be a named pipe (\\.\pipe\NAME)"),
+        "{notify}"
+    );
     assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "keep",
+        "a file is not written"
+    );
+    let _ = std::fs::remove_file(&file);
 
     // A number that is no handle this worker inherited.
     let mut child = worker("bad_env")
@@ -199,6 +217,12 @@ fn a_bad_environment_is_one_clear_error() {
         "{stop}"
     );
     let shm = lines.next("shm: ");
+    assert_eq!(
+        lines.next("notify: "),
+        "notify: sent false",
+        "no NOTIFY_SOCKET"
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
     assert!(
         shm.starts_with("shm: HERD_SHM: counter=1048572 is not a handle this process inherited"),
         "{shm}"

@@ -28,6 +28,8 @@ pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many clients are read at once; more wait for a free instance (`herd::notify` retries
 /// a busy pipe for a second).
 pub const MAX_CLIENTS: usize = 64;
+/// What connecting reports of a client that already closed its end.
+const ERROR_NO_DATA: i32 = 232;
 
 /// herd's notify pipe, served in the background; its messages come out of [`recv`].
 ///
@@ -89,8 +91,13 @@ async fn serve(
             return;
         };
         // A client that wrote and closed before this connect makes it fail (ERROR_NO_DATA),
-        // yet its message can still be read: every instance is read either way.
-        let _ = waiting.connect().await;
+        // yet its message can still be read: every instance is read either way. Another
+        // failure, were it to repeat, must not spin.
+        if let Err(e) = waiting.connect().await {
+            if e.raw_os_error() != Some(ERROR_NO_DATA) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         while readers.try_join_next().is_some() {}
         match pipe.next_instance() {
             Ok(next) => {
