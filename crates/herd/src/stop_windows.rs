@@ -47,7 +47,10 @@ fn claim() -> Result<Option<Event>> {
     let value = parse_value(&text).ok_or_else(|| {
         Error::new(
             ErrorKind::InvalidEnvironment,
-            format!("{STOP_EVENT}={text:?} is not a handle value (herd sets it: do not set it yourself)"),
+            format!(
+                "{STOP_EVENT}={text:?} is not a handle value (herd sets it: do not set it \
+                 yourself)"
+            ),
         )
     })?;
     let owned = handle::claim(value).map_err(|e| {

@@ -5,10 +5,12 @@
 //!
 //! Only herd's user, Administrators and LocalSystem can open it ([`SecurePipe`]). Each message
 //! is attributed to the client's process id as the system reports it
-//! (`GetNamedPipeClientProcessId`). A message ends when the client closes the pipe, after
-//! [`MAX_MESSAGE`] bytes (the rest is not read: the message is cut), or [`MESSAGE_TIMEOUT`]
-//! after the client connected (what came is the message), so a client that says nothing
-//! cannot hold on to an instance; many clients are read at once.
+//! (`GetNamedPipeClientProcessId`). A message ends when the client closes the pipe, when it is
+//! longer than [`MAX_MESSAGE`] bytes (the rest is not read: the message is cut, and
+//! [`NotifyPipe::is_cut`] says so), or [`MESSAGE_TIMEOUT`] after the client connected (what
+//! came is the message), so a client that says nothing cannot hold on to an instance. Many
+//! clients are read at once: messages of different connections come in the order their
+//! reading ends.
 
 use std::io;
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// The most of a message that is read (as on Unix, where longer datagrams are dropped).
+/// The longest message (as on Unix, where longer datagrams are dropped).
 pub const MAX_MESSAGE: usize = 4096;
 /// How long a client has to send its message, from when it is connected.
 pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -56,13 +58,20 @@ impl NotifyPipe {
         })
     }
 
+    /// Whether `message` was longer than [`MAX_MESSAGE`] and cut (it then has one byte
+    /// more): drop it, as Unix drops a longer datagram.
+    pub fn is_cut(message: &[u8]) -> bool {
+        message.len() > MAX_MESSAGE
+    }
+
     /// The pipe's name: what `NOTIFY_SOCKET` says to workers.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The next message, with its sender's process id. Cancel-safe: a message is never lost
-    /// to a `select!` that picked another branch.
+    /// The next message, with its sender's process id; never empty, and at most
+    /// `MAX_MESSAGE + 1` bytes (see [`NotifyPipe::is_cut`]). Cancel-safe: a message is never
+    /// lost to a `select!` that picked another branch.
     pub async fn recv(&mut self) -> (u32, Vec<u8>) {
         match self.messages.recv().await {
             Some(message) => message,
@@ -129,12 +138,13 @@ async fn deliver(client: &mut NamedPipeServer, sender: &mpsc::Sender<(u32, Vec<u
     }
 }
 
-/// What the client sends until it closes, [`MAX_MESSAGE`] bytes, or [`MESSAGE_TIMEOUT`].
+/// What the client sends until it closes, [`MAX_MESSAGE`] bytes and one more (cut), or
+/// [`MESSAGE_TIMEOUT`].
 async fn read_message(client: &mut NamedPipeServer) -> Vec<u8> {
     let deadline = Instant::now() + MESSAGE_TIMEOUT;
-    let mut message = vec![0u8; MAX_MESSAGE];
+    let mut message = vec![0u8; MAX_MESSAGE + 1];
     let mut len = 0;
-    while len < MAX_MESSAGE {
+    while len < message.len() {
         // Each read is cancel-safe: at the deadline no byte is lost, the rest is not read.
         match tokio::time::timeout_at(deadline, client.read(&mut message[len..])).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,

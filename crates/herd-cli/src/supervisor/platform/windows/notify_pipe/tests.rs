@@ -106,11 +106,27 @@ fn a_huge_message_is_cut_and_its_writer_told() {
         });
         let (pid, message) = next(&mut pipe).await;
         assert_eq!(pid, std::process::id());
-        assert_eq!(message, "x".repeat(MAX_MESSAGE));
+        assert_eq!(message, "x".repeat(MAX_MESSAGE + 1));
+        assert!(NotifyPipe::is_cut(message.as_bytes()));
         let wrote = tokio::task::spawn_blocking(move || wrote.recv_timeout(PATIENCE))
             .await
             .unwrap();
         assert_eq!(wrote, Ok(false), "the rest is refused, not read");
+    });
+}
+
+#[test]
+fn a_message_of_the_largest_size_is_whole() {
+    let name = unique_pipe("largest");
+    run(async {
+        let mut pipe = NotifyPipe::bind(&name).unwrap();
+        let path = name.clone();
+        let largest = format!("STATUS={}", "y".repeat(MAX_MESSAGE - 7));
+        let sent = largest.clone();
+        client(move || open(&path).write_all(sent.as_bytes()).unwrap()).await;
+        let (_, message) = next(&mut pipe).await;
+        assert_eq!(message, largest);
+        assert!(!NotifyPipe::is_cut(message.as_bytes()));
     });
 }
 
