@@ -28,6 +28,9 @@
 pub mod cli;
 #[cfg(unix)]
 pub mod command;
+#[cfg(windows)]
+#[path = "command/windows.rs"]
+pub mod command;
 pub mod control;
 #[cfg(unix)]
 pub mod ctl;
@@ -37,8 +40,7 @@ pub mod logging;
 #[cfg(unix)]
 pub mod run;
 pub mod spec;
-// On Windows the supervisor's cores are built and unit-tested; its driver, which uses them, is
-// Unix-only for now.
+// On Windows, what only a re-exec (its saved state) and `--metrics` use is not called yet.
 #[cfg_attr(not(unix), allow(dead_code, unused_imports))]
 pub mod supervisor;
 pub mod template;

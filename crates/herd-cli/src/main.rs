@@ -2,7 +2,7 @@
 //! The binary is thin: it parses the command line, sets up logging, and hands over to the
 //! library (`herd_cli`), which has one module per concept. The command line is the same on
 //! every platform; on Windows, what is not built there yet is refused, and `herd run` is
-//! `windows.rs`, on the worker library's Windows code.
+//! `windows.rs`: the same supervisor, set up with what Windows has.
 // Every unsafe call lives in herd-sys, behind a safe API.
 #![forbid(unsafe_code)]
 
@@ -77,9 +77,10 @@ fn run_command() -> ExitCode {
         Err(code) => return code,
     };
     logging::init(cli.log_level, cli.log_format);
+    let (control, name) = (cli.control.clone(), cli.name.clone());
     let result = cli::unavailable::on_windows(cli, &matches)
         .map_err(exit::Failure::Usage)
-        .and_then(|args| windows::run(*args));
+        .and_then(|args| windows::run(*args, control.as_deref(), &name));
     ended(result)
 }
 

@@ -21,11 +21,14 @@ const RUN_AVAILABLE: &[&str] = &[
     "chdir",
     "env",
     "clear_env",
+    "grace",
+    "max_surge",
+    "min_ready",
     "command",
 ];
 
 /// The global options that work on Windows, by argument id.
-const GLOBAL_AVAILABLE: &[&str] = &["log_level", "log_format"];
+const GLOBAL_AVAILABLE: &[&str] = &["log_level", "log_format", "name", "control"];
 
 /// Why herd has no control channel on Windows, for everything that needs one.
 const NO_CONTROL: &str = "herd has no control channel on Windows yet (see docs/windows.md); \
@@ -89,19 +92,18 @@ fn refused(arg: &clap::Arg, why: &str) -> String {
 /// Why an option is Unix-only (for now), by argument id.
 fn option_reason(id: &str) -> &'static str {
     match id {
-        "control" | "control_owner" | "name" | "takeover" | "control_allow_uid"
-        | "control_allow_gid" => NO_CONTROL,
-        "grace" | "stop_signal" => {
-            "Windows has no stop signal: herd ends its workers there with TerminateProcess, at \
-             once (a graceful stop is not built yet)"
+        "control_owner" => {
+            "the control pipe's server is known by its security descriptor on Windows, not by \
+             a uid"
+        }
+        "takeover" | "control_allow_uid" | "control_allow_gid" => "not built on Windows yet",
+        "stop_signal" => {
+            "Windows has no signals: a worker is asked to stop with Ctrl-C to its process \
+             group, then ended with TerminateProcess after --grace"
         }
         "ready" | "ready_timeout" | "watchdog" => {
             "workers have no readiness channel to herd on Windows yet (no NOTIFY_SOCKET): a \
              worker counts as ready once started"
-        }
-        "max_surge" | "min_ready" => {
-            "they shape rolling upgrades, which need the control channel that herd does not \
-             have on Windows yet"
         }
         "user" | "group" => "workers run as herd's own user on Windows",
         "umask" => "Windows has no umask",

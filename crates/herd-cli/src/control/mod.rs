@@ -10,6 +10,7 @@ mod named_twice;
 pub mod pipe_name;
 pub mod protocol;
 pub mod reply;
+pub mod request;
 pub mod results;
 
 // The Windows named pipe's server.

@@ -16,11 +16,12 @@ use std::sync::Arc;
 use herd_sys::windows::pipe::{client_process_id, SecurePipe};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::NamedPipeServer;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::protocol::{ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
+use super::request::{forward, ControlRequest, Peer};
 
 /// How many connections may be open at once (as on Unix).
 pub const MAX_CONNECTIONS: usize = 1000;
@@ -52,6 +53,34 @@ impl PipeServer {
     pub async fn serve<H, F>(self, handler: H) -> io::Result<()>
     where
         H: Fn(Request, PipePeer) -> F + Clone + Send + 'static,
+        F: Future<Output = Reply> + Send,
+    {
+        self.serve_written(move |request, peer, _written| handler(request, peer))
+            .await
+    }
+
+    /// Serves clients as the supervisor's control endpoint: each request goes to `requests`
+    /// (as the Unix socket's server sends them), and its `written` resolves once the answer
+    /// went out.
+    pub async fn forward(self, requests: mpsc::Sender<ControlRequest>) -> io::Result<()> {
+        self.serve_written(move |request: Request, peer: PipePeer, written| {
+            let requests = requests.clone();
+            async move {
+                let peer = Peer {
+                    pid: Some(peer.pid),
+                    uid: None,
+                };
+                forward(request.command, peer, written, None, &requests).await
+            }
+        })
+        .await
+    }
+
+    /// [`serve`](PipeServer::serve), with each request's `written` channel given to the
+    /// handler.
+    async fn serve_written<H, F>(self, handler: H) -> io::Result<()>
+    where
+        H: Fn(Request, PipePeer, oneshot::Receiver<()>) -> F + Clone + Send + 'static,
         F: Future<Output = Reply> + Send,
     {
         let PipeServer { pipe, mut waiting } = self;
@@ -87,7 +116,7 @@ async fn say(client: &mut NamedPipeServer, line: &[u8]) {
 /// a request too large.
 async fn converse<H, F>(client: NamedPipeServer, handler: H)
 where
-    H: Fn(Request, PipePeer) -> F,
+    H: Fn(Request, PipePeer, oneshot::Receiver<()>) -> F,
     F: Future<Output = Reply>,
 {
     let peer = match client_process_id(&client) {
@@ -97,6 +126,7 @@ where
     let (read, mut write) = tokio::io::split(client);
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
+        let (written, written_rx) = oneshot::channel();
         let line = match next_turn(&mut reader).await {
             Turn::Close(last) => {
                 if let Some(last) = last {
@@ -106,9 +136,12 @@ where
                 return;
             }
             Turn::Answer(response) => response.to_line(),
-            Turn::Request(request) => reply_line(handler(request, peer).await, peer.pid),
+            Turn::Request(request) => {
+                reply_line(handler(request, peer, written_rx).await, peer.pid)
+            }
         };
         let sent = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&line)).await;
+        let _ = written.send(());
         if !matches!(sent, Ok(Ok(()))) {
             return;
         }

@@ -20,6 +20,8 @@ pub use super::lines::IDLE_TIMEOUT;
 use super::lines::{next_turn, Turn};
 use super::protocol::{Command, ErrorCode, FdBatch, Response, VERSION};
 pub use super::reply::Reply;
+use super::request::forward;
+pub use super::request::{ControlRequest, Peer};
 
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
 /// after [`IDLE_TIMEOUT`], so a crowd of idle clients cannot lock out a working one.
@@ -47,32 +49,6 @@ impl AccessPolicy {
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
         uid == 0 || uid == self.own_uid || self.uids.contains(&uid) || self.gids.contains(&gid)
     }
-}
-
-/// Who sent a request, as the kernel reports it (`SO_PEERCRED`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// The peer's pid (when the system says).
-    pub pid: Option<u32>,
-    /// The peer's uid.
-    pub uid: u32,
-}
-
-/// A command from a client, with the channel for its response.
-#[derive(Debug)]
-pub struct ControlRequest {
-    /// What the client asked.
-    pub command: Command,
-    /// Who asked.
-    pub peer: Peer,
-    /// Where the supervisor sends the response.
-    pub reply: oneshot::Sender<Reply>,
-    /// Resolves once the response has been written to the client (or could not be), so that
-    /// a supervisor about to exit can make sure its last answers went out.
-    pub written: oneshot::Receiver<()>,
-    /// For `reexec`: the client's connection, which the new program answers on; for `sockets`
-    /// with `attach`: the connection, whose peer is the attaching process.
-    pub connection: Option<OwnedFd>,
 }
 
 /// Serves `listener` until the supervisor drops its end of `requests`.
@@ -210,7 +186,7 @@ async fn admit(
     }
     Some(Peer {
         pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
-        uid: cred.uid(),
+        uid: Some(cred.uid()),
     })
 }
 
@@ -246,28 +222,6 @@ async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<Contro
             return;
         }
     }
-}
-
-async fn forward(
-    command: Command,
-    peer: Peer,
-    written: oneshot::Receiver<()>,
-    connection: Option<OwnedFd>,
-    requests: &mpsc::Sender<ControlRequest>,
-) -> Reply {
-    let stopping = || Reply::from(Response::error(ErrorCode::Stopping, "herd is stopping"));
-    let (reply, response) = oneshot::channel();
-    let request = ControlRequest {
-        command,
-        peer,
-        reply,
-        written,
-        connection,
-    };
-    if requests.send(request).await.is_err() {
-        return stopping();
-    }
-    response.await.unwrap_or_else(|_| stopping())
 }
 
 /// Writes the response line; its fds ride on its first byte, and any beyond the first batch

@@ -3,6 +3,8 @@
 
 #[cfg(unix)]
 mod bind;
+#[cfg(windows)]
+mod bind_windows;
 #[cfg(unix)]
 mod handover;
 #[cfg(unix)]
@@ -20,6 +22,8 @@ mod twice;
 
 #[cfg(unix)]
 pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
+#[cfg(windows)]
+pub use bind_windows::{bind_all, check_names, Listener};
 #[cfg(unix)]
 pub use handover::Inherited;
 #[cfg(unix)]

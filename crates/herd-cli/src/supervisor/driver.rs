@@ -1,34 +1,28 @@
-//! The Unix driver: the [`Supervisor`] (what it holds) and its loop (startup, then one turn per
-//! input until the stop is over). Its handlers live in the files beside this one.
+//! The driver: the [`Supervisor`] (what it holds) and its loop (startup, then one turn per
+//! input until the stop is over), on every platform. Its handlers live in the files beside
+//! this one; what differs between systems is [`platform`]'s.
 
+#[cfg(unix)]
 use std::os::unix::io::OwnedFd;
+#[cfg(unix)]
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use herd_sys::process::Signal;
 
 use super::*;
 use crate::command::WorkerCommand;
-use crate::control::server::AccessPolicy;
 use crate::logging::LogEvent;
-use crate::spec::{Listener, SocketFile};
+use crate::spec::Listener;
+#[cfg(unix)]
 use attached::AttachedSet;
 use autoscale::Autoscaler;
-use notify::{NotifySocket, RateLimit};
+use platform::Signal;
+pub(crate) use platform::{Control, NotifySocket};
 use pool::{Pool, PoolConfig};
+use rate_limit::RateLimit;
 use sources::{Sources, Wants};
 use startup::Step;
-
-/// The control endpoint a supervisor serves.
-pub struct Control {
-    /// The socket's file (moved into place at the end of a takeover).
-    pub file: SocketFile,
-    /// The bound control socket.
-    pub listener: std::os::unix::net::UnixListener,
-    /// Who may use it.
-    pub policy: AccessPolicy,
-}
 
 /// A running herd: its sockets, its command, its pool and its endpoints.
 pub struct Supervisor {
@@ -43,6 +37,7 @@ pub struct Supervisor {
     /// Control clients waiting for a stop, an upgrade or a re-exec.
     pub(super) waiters: waiters::Waiters<effects::Client>,
     /// Processes started with `herd attach`.
+    #[cfg(unix)]
     pub(super) attached: AttachedSet,
     /// Autoscaling, when `--workers MIN..MAX` or `herd scale MIN..MAX` asked for it.
     pub(super) autoscaler: Option<Autoscaler>,
@@ -52,17 +47,23 @@ pub struct Supervisor {
     pub(super) metrics_listener: Option<std::net::TcpListener>,
     /// The path herd was started by ([`reexec::invoked`], symlinks kept), which `herd reexec`
     /// follows anew each time.
+    #[cfg(unix)]
     pub(super) exe: PathBuf,
     /// The connection of the client whose `herd reexec` made this image: answered at start.
+    #[cfg(unix)]
     pub(super) reexec_reply: Option<OwnedFd>,
     /// Children checking a new binary before a re-exec.
+    #[cfg(unix)]
     pub(super) reexec_children: reexec_check::Children,
     /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
+    #[cfg(unix)]
     pub(super) limit_hinted: workers::LimitHints,
     pub(super) notify_log: RateLimit,
     /// Makes shared sockets that a worker shut down listen again.
+    #[cfg(unix)]
     pub(super) relisten: relisten::Guard,
     /// Process groups of exited workers that still have processes in them.
+    #[cfg(unix)]
     pub(super) leftovers: leftovers::Leftovers,
 }
 
@@ -71,11 +72,15 @@ impl Supervisor {
     pub fn new(
         listeners: Vec<Listener>,
         command: WorkerCommand,
-        mut config: PoolConfig,
+        config: PoolConfig,
         stop_signal: Signal,
         name: &str,
     ) -> anyhow::Result<Supervisor> {
-        config.drain = balance::drain_policy(&listeners, config.grace);
+        #[cfg(unix)]
+        let config = PoolConfig {
+            drain: balance::drain_policy(&listeners, config.grace),
+            ..config
+        };
         Ok(Supervisor {
             pool: Pool::new(config),
             effects: effects::Effects::new(listeners, command, stop_signal)?,
@@ -83,16 +88,23 @@ impl Supervisor {
             started: Instant::now(),
             phase: phase::Phase::new(None),
             waiters: waiters::Waiters::default(),
+            #[cfg(unix)]
             attached: AttachedSet::default(),
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
             metrics_listener: None,
+            #[cfg(unix)]
             exe: reexec::invoked()?,
+            #[cfg(unix)]
             reexec_reply: None,
+            #[cfg(unix)]
             reexec_children: reexec_check::Children::default(),
+            #[cfg(unix)]
             limit_hinted: workers::LimitHints::default(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
+            #[cfg(unix)]
             relisten: relisten::Guard::default(),
+            #[cfg(unix)]
             leftovers: leftovers::Leftovers::default(),
         })
     }
@@ -113,26 +125,29 @@ impl Supervisor {
         if takeover.is_some() {
             self.phase = phase::Phase::new(takeover);
         }
-        let Control {
-            file: mut control_file,
-            listener,
-            policy,
-        } = control;
+        let (mut control_file, control) = control.split();
         let mut opened = None;
-        let mut control = Some((listener, policy));
+        let mut control = Some(control);
         for step in startup::steps(self.phase.reexecuted()) {
             match step {
                 Step::Listen => {
-                    if let Some((listener, policy)) = control.take() {
+                    if let Some(control) = control.take() {
                         let metrics = self.metrics_listener.take();
-                        opened = Some(Sources::open(listener, policy, &notify, metrics)?);
+                        opened = Some(Sources::open(control, &notify, metrics)?);
                     }
                 }
+                #[cfg(unix)]
                 Step::ReleaseHeldSignals => {
                     herd_sys::process::unblock_signals(&platform::signals::held())?
                 }
+                // Nothing is held back on Windows: herd never re-executes there.
+                #[cfg(windows)]
+                Step::ReleaseHeldSignals => {}
                 Step::CollectExits => self.reap(),
+                #[cfg(unix)]
                 Step::AnnounceReexec => self.announce_reexec(),
+                #[cfg(windows)]
+                Step::AnnounceReexec => {}
                 Step::StartWorkers => {
                     let first = self.pool.due(Instant::now());
                     self.apply(first, true);
@@ -150,6 +165,7 @@ impl Supervisor {
 
     /// Whether the stop is over: every worker, what each left in its process group, every
     /// attached process and every re-exec check child is gone.
+    #[cfg(unix)]
     fn finished(&self) -> bool {
         self.pool.is_stopped()
             && self.leftovers.is_empty()
@@ -157,7 +173,14 @@ impl Supervisor {
             && self.reexec_children.is_empty()
     }
 
+    /// Whether the stop is over: every worker is gone.
+    #[cfg(windows)]
+    fn finished(&self) -> bool {
+        self.pool.is_stopped()
+    }
+
     /// What the loop waits for on this turn.
+    #[cfg(unix)]
     fn wants(&self) -> Wants {
         let now = Instant::now();
         let deadline = match (self.pool.next_deadline(), self.attached.deadline(now)) {
@@ -173,6 +196,15 @@ impl Supervisor {
         }
     }
 
+    /// What the loop waits for on this turn.
+    #[cfg(windows)]
+    fn wants(&self) -> Wants {
+        Wants {
+            deadline: self.pool.next_deadline(),
+            autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
+        }
+    }
+
     /// Answers `herd stop` clients, gives their connections a moment to write it, and says
     /// how herd ends.
     async fn finish(mut self, sources: Sources, notify: NotifySocket) -> anyhow::Result<()> {
@@ -184,6 +216,8 @@ impl Supervisor {
         let timeout = Duration::from_secs(1);
         self.effects.answer_last(answers, timeout).await;
         sources.close();
+        // The notify socket's file goes now (on Windows the placeholder has none).
+        #[allow(clippy::drop_non_drop)]
         drop(notify);
         self.phase.outcome().map_err(anyhow::Error::msg)
     }

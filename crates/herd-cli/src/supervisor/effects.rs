@@ -10,21 +10,30 @@
 //! over attached processes, leftovers and exits act through the System traits that Effects
 //! hands them. A port to another platform implements this anew.
 
+#[cfg(unix)]
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+#[cfg(unix)]
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(unix)]
 use anyhow::Context;
-use herd_sys::process::{self, Signal};
 use tokio::sync::oneshot;
 
+use super::metrics;
 use super::phase::Report;
-use super::pool::{Pool, Reason, StopMode};
+use super::platform::{self, Signal};
+#[cfg(unix)]
+use super::pool::Pool;
+use super::pool::{Reason, StopMode};
 use super::waiters::{Answer, ReexecRefused};
-use super::{attached, balance, leftovers, metrics, platform, systemd};
+#[cfg(unix)]
+use super::{attached, balance, leftovers, systemd};
 use crate::command::{StartError, WorkerCommand};
+#[cfg(unix)]
 use crate::control::protocol::Response;
-use crate::control::server::Reply;
+use crate::control::reply::Reply;
+use crate::control::request::Connection;
 use crate::logging::LogEvent;
 use crate::spec::Listener;
 
@@ -34,14 +43,17 @@ pub struct Effects {
     listeners: Vec<Listener>,
     command: WorkerCommand,
     /// The workers' standard input (`/dev/null`).
+    #[cfg(unix)]
     stdin: OwnedFd,
     /// What asks a worker to stop ([`StopMode::Graceful`]).
     stop_signal: Signal,
     /// herd's own service manager, if any.
+    #[cfg(unix)]
     service: systemd::ServiceNotifier,
     /// Counters for `--metrics`.
     counters: metrics::Counters,
     /// Attached processes, as the system sees them.
+    #[cfg(unix)]
     attached: attached::System,
     /// herd's children, as the system reports their exits.
     children: platform::OwnChildren,
@@ -121,11 +133,13 @@ pub enum Effect {
     Answer(Answer<Client>),
     /// Answer the client on `connection` directly, waiting at most 5 s for the answer to be
     /// written: the client of the re-exec that made this image, before the loop runs.
+    #[cfg(unix)]
     AnswerOn {
         connection: OwnedFd,
         response: Response,
     },
     /// Answer a metrics scrape with the counters and `snapshot`, the figures of the moment.
+    #[cfg(unix)]
     AnswerScrape {
         scrape: metrics::Scrape,
         snapshot: metrics::Snapshot,
@@ -143,6 +157,7 @@ pub enum Effect {
     /// theirs, new clients are refused at once instead of waiting in a queue nobody serves.
     CloseSockets,
     /// herd was taken over: leave the socket files in place, the new herd's now.
+    #[cfg(unix)]
     ReleaseSocketFiles,
 }
 
@@ -153,7 +168,7 @@ pub struct Client {
     /// Resolves once the answer is written (or could not be).
     written: oneshot::Receiver<()>,
     /// The client's connection, for `reexec` (answered from the new image) and `sockets`.
-    connection: Option<OwnedFd>,
+    connection: Option<Connection>,
 }
 
 impl Client {
@@ -161,7 +176,7 @@ impl Client {
     pub fn new(
         reply: oneshot::Sender<Reply>,
         written: oneshot::Receiver<()>,
-        connection: Option<OwnedFd>,
+        connection: Option<Connection>,
     ) -> Client {
         Client {
             reply,
@@ -171,12 +186,12 @@ impl Client {
     }
 
     /// The client's connection, if the request came with it.
-    pub fn connection(&self) -> Option<&OwnedFd> {
+    pub fn connection(&self) -> Option<&Connection> {
         self.connection.as_ref()
     }
 
     /// Takes the client's connection, to answer on it from a new image after a re-exec.
-    pub fn take_connection(&mut self) -> Option<OwnedFd> {
+    pub fn take_connection(&mut self) -> Option<Connection> {
         self.connection.take()
     }
 }
@@ -191,12 +206,15 @@ impl Effects {
         Ok(Effects {
             listeners,
             command,
+            #[cfg(unix)]
             stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
             stop_signal,
+            #[cfg(unix)]
             service: systemd::ServiceNotifier::from_env(),
             counters: metrics::Counters::default(),
+            #[cfg(unix)]
             attached: attached::System,
-            children: platform::OwnChildren,
+            children: platform::OwnChildren::default(),
         })
     }
 
@@ -213,15 +231,17 @@ impl Effects {
                 Effect::SignalWorker { slot, pid, signal } => {
                     let reason = Reason::Requested.describe();
                     tracing::debug!(slot, pid, "sending {signal}: {reason}");
-                    if let Err(e) = process::signal_process(pid, signal) {
+                    if let Err(e) = self.children.signal(pid, signal) {
                         signal_failed(slot, pid, signal, &e);
                     }
                 }
                 Effect::Answer(answer) => answer_client(answer),
+                #[cfg(unix)]
                 Effect::AnswerOn {
                     connection,
                     response,
                 } => answer_on(connection, &response),
+                #[cfg(unix)]
                 Effect::AnswerScrape { scrape, snapshot } => {
                     let _ = scrape.send(metrics::render(&self.counters, &snapshot));
                 }
@@ -229,7 +249,7 @@ impl Effects {
                 Effect::Report(report) => self.report(report),
                 Effect::Count(count) => count.add_to(&self.counters),
                 Effect::KillGroup { pid } => {
-                    if let Err(e) = process::signal_group(pid, Signal::KILL) {
+                    if let Err(e) = self.children.kill_group(pid) {
                         tracing::warn!(
                             event = LogEvent::SignalFailed.as_str(),
                             pid,
@@ -238,6 +258,7 @@ impl Effects {
                     }
                 }
                 Effect::CloseSockets => self.listeners.iter_mut().for_each(Listener::close),
+                #[cfg(unix)]
                 Effect::ReleaseSocketFiles => {
                     self.listeners.iter_mut().for_each(Listener::release_file)
                 }
@@ -247,7 +268,7 @@ impl Effects {
 
     /// Stops worker `pid` and its process group: the stop signal (then `SIGCONT`, so that a
     /// paused worker can act on it), or `SIGKILL`.
-    fn stop_worker(&self, slot: usize, pid: u32, mode: StopMode, reason: Reason) {
+    fn stop_worker(&mut self, slot: usize, pid: u32, mode: StopMode, reason: Reason) {
         match reason {
             Reason::GraceExpired | Reason::NotReady | Reason::Watchdog => {
                 tracing::warn!(
@@ -264,7 +285,7 @@ impl Effects {
             StopMode::Graceful => self.stop_signal,
             StopMode::Kill => Signal::KILL,
         };
-        if let Err(e) = process::send_stop(signal, |s| process::signal_group(pid, s)) {
+        if let Err(e) = self.children.stop(pid, signal) {
             signal_failed(slot, pid, signal, &e);
         }
     }
@@ -278,12 +299,14 @@ impl Effects {
     }
 
     /// The system under the processes started with `herd attach`: their exits and signals.
+    #[cfg(unix)]
     pub fn attached(&mut self) -> &mut attached::System {
         &mut self.attached
     }
 
     /// The system under what exited workers leave behind: process groups as they are now,
     /// signals to them, reaping their leaders.
+    #[cfg(unix)]
     pub fn process_groups(&self) -> leftovers::System {
         leftovers::System::default()
     }
@@ -300,6 +323,7 @@ impl Effects {
 
     /// The takeover completed: the socket files of the sockets taken over are this herd's, to
     /// remove when it stops. The paths of those it could not take (gone, or another file).
+    #[cfg(unix)]
     pub fn adopt_socket_files(&mut self) -> Vec<PathBuf> {
         self.listeners
             .iter_mut()
@@ -309,6 +333,7 @@ impl Effects {
 
     /// The takeover ended without the socket files of the sockets taken over: gives up the
     /// claim to them (the old herd keeps them, or removes them as it exits). Their paths.
+    #[cfg(unix)]
     pub fn give_up_socket_files(&mut self) -> Vec<PathBuf> {
         self.listeners
             .iter_mut()
@@ -332,7 +357,12 @@ impl Effects {
         let _ = tokio::time::timeout(timeout, flushed).await;
     }
 
+    /// Tells the service manager, if any (Windows has none herd speaks to).
+    #[cfg(windows)]
+    fn report(&self, _report: Report) {}
+
     /// Tells the service manager, if any.
+    #[cfg(unix)]
     fn report(&self, report: Report) {
         match report {
             Report::Ready(status) => self.service.ready(&status),
@@ -358,6 +388,7 @@ impl Effects {
     }
 
     /// Starts a worker of `generation` in `slot`, with the slot's sockets; its pid.
+    #[cfg(unix)]
     pub fn spawn(&mut self, slot: usize, generation: u64) -> Result<u32, StartError> {
         let failed = |message: String| StartError {
             cannot_execute: false,
@@ -375,7 +406,24 @@ impl Effects {
             .spawn(slot, generation, &fds, self.stdin.as_fd())
     }
 
+    /// Starts a worker of `generation` in `slot`, with the sockets; its pid.
+    #[cfg(windows)]
+    pub fn spawn(&mut self, slot: usize, generation: u64) -> Result<u32, StartError> {
+        let shared: Option<Vec<herd::windows::Shared<'_>>> =
+            self.listeners.iter().map(Listener::shared).collect();
+        let shared = shared.ok_or_else(|| StartError {
+            cannot_execute: false,
+            message: "the sockets are closed".to_string(),
+        })?;
+        let child = self.command.spawn(slot, generation, &shared)?;
+        self.children.adopt(child).map_err(|e| StartError {
+            cannot_execute: false,
+            message: format!("cannot watch the worker: {e}"),
+        })
+    }
+
     /// Starts a re-exec check child (see [`reexec_check`](super::reexec_check)).
+    #[cfg(unix)]
     pub fn start_check(
         &self,
         mut command: std::process::Command,
@@ -384,11 +432,13 @@ impl Effects {
     }
 
     /// Points the reuseport sockets at the slots that should get new connections.
+    #[cfg(unix)]
     pub fn steer(&mut self, pool: &Pool) {
         balance::steer(&mut self.listeners, pool);
     }
 
     /// The `--rlimit` options whose limit sends `signal` to a worker that passes it.
+    #[cfg(unix)]
     pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
         self.command.options().limits_behind(signal)
     }
@@ -402,6 +452,7 @@ fn answer_client(answer: Answer<Client>) {
 
 /// Answers the client on `connection` directly, waiting at most 5 s for the answer to be
 /// written.
+#[cfg(unix)]
 fn answer_on(connection: OwnedFd, response: &Response) {
     let mut stream = std::os::unix::net::UnixStream::from(connection);
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));

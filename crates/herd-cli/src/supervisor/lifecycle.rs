@@ -1,13 +1,13 @@
 //! What herd does when told to stop, upgrade or scale, by a signal or a control request.
 use std::time::{Duration, Instant};
 
-use herd_sys::process::Signal;
-
 use crate::control::protocol::Response;
 use crate::logging::LogEvent;
 
 use super::effects::{Client, Count, Effect};
 use super::phase::{self, StopPlan};
+#[cfg(unix)]
+use super::platform::Signal;
 use super::pool::{self, PoolError};
 use super::waiters::{Answer, UpgradeOutcome};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
@@ -15,6 +15,7 @@ use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
 impl Supervisor {
     /// What remains in the groups of attached processes that have exited is stopped and
     /// waited for like a worker's leftovers.
+    #[cfg(unix)]
     pub(super) fn attached_leftovers(&mut self) {
         let leaders = self.attached.take_exited_leaders();
         if leaders.is_empty() {
@@ -65,24 +66,36 @@ impl Supervisor {
                 "stopping at once: killing every worker"
             );
         }
+        let mut effects: Vec<Effect> = Vec::new();
         // Re-exec checks die with herd, and their client hears it.
-        let checks = self.reexec_children.log_kills_at_stop().into_iter();
-        let mut effects: Vec<Effect> = checks.map(|pid| Effect::KillGroup { pid }).collect();
+        #[cfg(unix)]
+        {
+            let checks = self.reexec_children.log_kills_at_stop().into_iter();
+            effects.extend(checks.map(|pid| Effect::KillGroup { pid }));
+        }
         effects.extend(self.waiters.reexec_cancelled().map(Effect::RefuseReexec));
         effects.extend([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
         self.effects.execute(effects);
-        let signal = if graceful {
-            self.effects.stop_signal()
-        } else {
-            Signal::KILL
-        };
-        self.attached
-            .stop(self.effects.attached(), signal, grace, now);
+        #[cfg(unix)]
+        {
+            let signal = if graceful {
+                self.effects.stop_signal()
+            } else {
+                Signal::KILL
+            };
+            self.attached
+                .stop(self.effects.attached(), signal, grace, now);
+        }
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
-        self.leftovers.stop(deadline);
-        self.leftovers
-            .check(&mut self.effects.process_groups(), now);
+        #[cfg(unix)]
+        {
+            self.leftovers.stop(deadline);
+            self.leftovers
+                .check(&mut self.effects.process_groups(), now);
+        }
+        #[cfg(windows)]
+        let _ = deadline;
     }
 
     pub(super) fn upgrade(

@@ -29,21 +29,27 @@ mod startup;
 pub(crate) mod status;
 mod waiters;
 
-// The driver and its hands: Unix-only for now (see `platform`).
+// The driver and its hands, on every platform; what they need of the system is `platform`'s.
+mod driver;
+mod effects;
+mod lifecycle;
+mod requests;
+mod sampling;
+mod sources;
+mod turn;
+mod workers;
+
+// What only Unix has: attached processes by pidfd, process-group leftovers, the re-exec,
+// `--balance reuseport`, relistening shut-down sockets, systemd; and, for now, the takeover
+// and the notify socket.
 #[cfg(unix)]
 pub(crate) mod attached;
 #[cfg(unix)]
 pub(crate) mod balance;
 #[cfg(unix)]
-mod driver;
-#[cfg(unix)]
-mod effects;
-#[cfg(unix)]
 mod handover;
 #[cfg(unix)]
 pub(crate) mod leftovers;
-#[cfg(unix)]
-mod lifecycle;
 #[cfg(unix)]
 mod notifications;
 #[cfg(unix)]
@@ -55,26 +61,22 @@ pub mod reexec_check;
 #[cfg(unix)]
 mod relisten;
 #[cfg(unix)]
-mod requests;
-#[cfg(unix)]
-mod sampling;
-#[cfg(unix)]
-mod sources;
-#[cfg(unix)]
 pub(crate) mod systemd;
 #[cfg(unix)]
 mod takeover;
-#[cfg(unix)]
-mod turn;
-#[cfg(unix)]
-mod workers;
 
 use std::time::Duration;
 
 #[cfg(unix)]
-pub use driver::{Control, Supervisor};
+pub(crate) use driver::Control;
+pub use driver::Supervisor;
+#[cfg(windows)]
+pub use platform::{Control, NotifySocket, Signal};
 #[cfg(unix)]
 pub(crate) use takeover::Takeover;
+/// No takeover on Windows yet: a type with no values.
+#[cfg(windows)]
+pub enum Takeover {}
 
 /// How long `herd upgrade` (or SIGHUP) may take unless told otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(600);

@@ -1,20 +1,24 @@
 //! Control requests: each command's answer.
-use std::os::unix::io::{AsFd, OwnedFd};
+#[cfg(unix)]
+use std::os::unix::io::AsFd;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use herd_sys::pidfd::PidFd;
-use herd_sys::process::{self, Signal};
-use tokio::sync::mpsc;
 
 use crate::control::protocol::{Command, ErrorCode, Response};
+use crate::control::reply::{Handed, Reply};
+use crate::control::request::{Connection, ControlRequest, Peer};
 use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
-use crate::control::server::{ControlRequest, Peer, Reply};
 use crate::logging::LogEvent;
 
+#[cfg(unix)]
 use super::attached::Attached;
 use super::effects::{Client, Effect};
+use super::platform::Signal;
 use super::pool;
-use super::reexec_check::Checked;
+use super::sources::Sources;
+#[cfg(unix)]
 use super::status::AttachedStatus;
 use super::waiters::Answer;
 use super::Supervisor;
@@ -22,8 +26,8 @@ use super::{platform, scale, status};
 
 impl Supervisor {
     /// Answers a control request, now or once what it asks for is done (`reexec`: the new
-    /// binary's check reports on `checked`).
-    pub(super) fn control(&mut self, request: ControlRequest, checked: &mpsc::Sender<Checked>) {
+    /// binary's check reports to `sources`).
+    pub(super) fn control(&mut self, request: ControlRequest, sources: &Sources) {
         let ControlRequest {
             command,
             peer,
@@ -33,7 +37,18 @@ impl Supervisor {
         } = request;
         let client = Client::new(reply, written, connection);
         let response = match command {
-            Command::Reexec => return self.check_reexec(Some(client), checked),
+            #[cfg(unix)]
+            Command::Reexec => return self.check_reexec(Some(client), &sources.checked_tx),
+            #[cfg(windows)]
+            Command::Reexec => {
+                let _ = sources;
+                Response::error(
+                    ErrorCode::InvalidArgument,
+                    "herd cannot re-execute itself on Windows, which has no exec; stop it and \
+                     start the new binary (a takeover that keeps the sockets is not built on \
+                     Windows yet)",
+                )
+            }
             Command::Sockets { only, attach } => {
                 let reply = self.sockets_request(only, attach, peer, client.connection());
                 return self
@@ -61,6 +76,7 @@ impl Supervisor {
                         event = LogEvent::TakenOver.as_str(),
                         "taken over: the socket files are the new herd's now"
                     );
+                    #[cfg(unix)]
                     self.effects.execute([Effect::ReleaseSocketFiles]);
                 }
                 self.waiters.stop_asked(client);
@@ -78,11 +94,14 @@ impl Supervisor {
     fn status_request(&self) -> Response {
         let now = Instant::now();
         let sockets = self.effects.listeners().iter().enumerate();
+        #[cfg(unix)]
         let attached = self.attached.as_slice().iter().map(|a| AttachedStatus {
             pid: a.pid,
             uptime_ms: status::ms(now.saturating_duration_since(a.since)),
             sockets: a.sockets.clone(),
         });
+        #[cfg(windows)]
+        let attached = std::iter::empty();
         let mut status = status::snapshot(
             &self.pool,
             sockets
@@ -92,7 +111,11 @@ impl Supervisor {
             &self.name,
             self.started,
         );
-        status.leftovers = self.leftovers.status(now);
+        #[cfg(unix)]
+        {
+            status.leftovers = self.leftovers.status(now);
+        }
+        let _ = now;
         status.autoscale = self.autoscale_status();
         Response::ok(status)
     }
@@ -101,7 +124,7 @@ impl Supervisor {
     /// it).
     fn signal_request(&mut self, signal: &str, slot: Option<usize>) -> Response {
         let Some(sig) = Signal::from_name(signal) else {
-            let why = crate::cli::signal_error(signal);
+            let why = platform::signal_error(signal);
             return Response::error(ErrorCode::InvalidArgument, why);
         };
         let pids = match self.pool.signal_targets(slot) {
@@ -132,7 +155,7 @@ impl Supervisor {
         only: Option<Vec<String>>,
         attach: bool,
         peer: Peer,
-        connection: Option<&OwnedFd>,
+        connection: Option<&Connection>,
     ) -> Reply {
         let refuse = |(code, why): (ErrorCode, String)| Reply::from(Response::error(code, why));
         if self.pool.is_stopping() {
@@ -158,7 +181,7 @@ impl Supervisor {
     fn socket_copies(
         &self,
         only: Option<&[String]>,
-    ) -> Result<(Vec<SocketInfo>, Vec<OwnedFd>), (ErrorCode, String)> {
+    ) -> Result<(Vec<SocketInfo>, Vec<Handed>), (ErrorCode, String)> {
         if let Some(unknown) = only
             .into_iter()
             .flatten()
@@ -178,31 +201,46 @@ impl Supervisor {
             if only.is_some_and(|o| !o.contains(&l.name)) {
                 continue;
             }
-            let fd = l
-                .fd()
-                .ok_or((ErrorCode::Stopping, "herd is stopping".to_string()))?;
-            let dup = fd.try_clone_to_owned().map_err(|e| {
-                let why = format!("cannot duplicate {}: {e}", l.name);
-                (ErrorCode::Internal, why)
-            })?;
-            fds.push(dup);
-            let info = herd_sys::socket::inspect(fd).ok().flatten();
+            let copy = platform::copy_socket(l)
+                .ok_or((ErrorCode::Stopping, "herd is stopping".to_string()))?
+                .map_err(|e| {
+                    let why = format!("cannot duplicate {}: {e}", l.name);
+                    (ErrorCode::Internal, why)
+                })?;
+            fds.push(copy.socket);
             sockets.push(SocketInfo {
                 name: l.name.clone(),
                 kind: Some(l.kind),
-                family: info.map(|i| format!("{:?}", i.family).to_lowercase()),
-                sock_type: info.map(|i| format!("{:?}", i.sock_type).to_lowercase()),
+                family: copy.family,
+                sock_type: copy.sock_type,
                 address: l.address.clone(),
             });
         }
         Ok((sockets, fds))
     }
 
+    /// Registers the peer as an attached process: not on Windows yet.
+    #[cfg(windows)]
+    fn attach(
+        &mut self,
+        _peer: Peer,
+        _connection: Option<&Connection>,
+        _names: Vec<String>,
+    ) -> Result<(), (ErrorCode, String)> {
+        Err((
+            ErrorCode::InvalidArgument,
+            "attaching a process is not available on Windows yet; ask for the sockets \
+             without attach"
+                .to_string(),
+        ))
+    }
+
     /// Registers the peer on `connection` as an attached process holding the sockets `names`.
+    #[cfg(unix)]
     fn attach(
         &mut self,
         peer: Peer,
-        connection: Option<&OwnedFd>,
+        connection: Option<&Connection>,
         names: Vec<String>,
     ) -> Result<(), (ErrorCode, String)> {
         let internal = |why: &str| (ErrorCode::Internal, why.to_string());
@@ -217,7 +255,7 @@ impl Supervisor {
         let attached = match connection.map(|c| PidFd::of_peer(c.as_fd())) {
             Some(Ok(Some(pidfd))) => Attached::with_pidfd(pid, pidfd, names, now),
             Some(Err(_)) => None,
-            _ => process::start_time(pid)
+            _ => herd_sys::process::start_time(pid)
                 .and_then(|start_time| Attached::new(pid, start_time, names, now)),
         };
         let attached = attached.ok_or_else(|| internal("the attaching process has exited"))?;

@@ -2,22 +2,34 @@
 //! workers' `sd_notify` datagrams, finished re-exec checks, the old herd's answer during a
 //! takeover, and timers. [`Sources::next`] waits for the next one, as an [`Input`].
 
+#[cfg(unix)]
 use std::os::unix::io::{AsFd, OwnedFd};
+#[cfg(unix)]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use herd_sys::pidfd::{ExitWatch, PidFd};
+#[cfg(unix)]
 use tokio::net::{UnixDatagram, UnixListener};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
+#[cfg(unix)]
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
-use super::notify::NotifySocket;
-use super::platform::Intents;
+use super::autoscale;
+#[cfg(unix)]
+use super::metrics;
+use super::platform::{Intents, NotifySocket};
 use super::signals::Intent;
+#[cfg(unix)]
 use super::takeover::StopAnswer;
-use super::{attached, autoscale, balance, leftovers, metrics, reexec_check, relisten};
-use crate::control::server::{self, AccessPolicy, ControlRequest};
+#[cfg(unix)]
+use super::{attached, balance, leftovers, reexec_check, relisten};
+use crate::control::request::ControlRequest;
+#[cfg(unix)]
+use crate::control::server::{self, AccessPolicy};
 
 /// One input to the supervisor.
 pub enum Input {
@@ -26,12 +38,16 @@ pub enum Input {
     /// A control client asked something.
     Control(ControlRequest),
     /// `--metrics` was scraped.
+    #[cfg(unix)]
     Scrape(metrics::Scrape),
     /// A check of a new binary before a re-exec ended.
+    #[cfg(unix)]
     ReexecChecked(reexec_check::Checked),
     /// The old herd answered the stop that ends a takeover.
+    #[cfg(unix)]
     TakeoverAnswered(StopAnswer),
     /// A worker's `sd_notify` datagram is waiting.
+    #[cfg(unix)]
     Notify,
     /// A timer fired.
     Tick(Tick),
@@ -48,8 +64,10 @@ pub enum Tick {
     /// A quick look at the accept queue between two autoscaling samples.
     QueueCheck,
     /// Time to check that no worker shut a shared socket down.
+    #[cfg(unix)]
     CheckSockets,
     /// Time to look at the process groups exited workers left.
+    #[cfg(unix)]
     Leftovers,
 }
 
@@ -60,32 +78,44 @@ pub struct Wants {
     /// Autoscaling samples (autoscaling is on and herd is not stopping).
     pub autoscale: bool,
     /// Regular turns while attached processes without a pidfd live.
+    #[cfg(unix)]
     pub attached: bool,
     /// Regular turns while reuseport slots drain.
+    #[cfg(unix)]
     pub drains: bool,
     /// Regular looks at leftover process groups.
+    #[cfg(unix)]
     pub leftovers: bool,
 }
 
 /// The open input channels and timers.
 pub struct Sources {
     signals: Intents,
+    #[cfg(unix)]
     notify: UnixDatagram,
     requests: mpsc::Receiver<ControlRequest>,
+    #[cfg(unix)]
     scrapes: mpsc::Receiver<metrics::Scrape>,
+    #[cfg(unix)]
     checked: mpsc::Receiver<reexec_check::Checked>,
     /// Where re-exec checks report.
+    #[cfg(unix)]
     pub checked_tx: mpsc::Sender<reexec_check::Checked>,
+    #[cfg(unix)]
     answered: mpsc::Receiver<StopAnswer>,
     /// Where the old herd's answer to a takeover's stop is reported.
+    #[cfg(unix)]
     pub answered_tx: mpsc::Sender<StopAnswer>,
     timers: Timers,
     /// Woken when an attached process's pidfd becomes readable (it exited).
+    #[cfg(unix)]
     attached_exited: Arc<Notify>,
     server: JoinHandle<()>,
     /// A copy of the control socket's fd, handed to the next image on re-exec.
+    #[cfg(unix)]
     pub control_fd: OwnedFd,
     /// A copy of the metrics socket's fd, handed to the next image on re-exec.
+    #[cfg(unix)]
     pub metrics_fd: Option<OwnedFd>,
 }
 
@@ -94,9 +124,13 @@ pub struct Sources {
 struct Timers {
     autoscale: Interval,
     queue_check: Interval,
+    #[cfg(unix)]
     attached: Interval,
+    #[cfg(unix)]
     drains: Interval,
+    #[cfg(unix)]
     sockets: Interval,
+    #[cfg(unix)]
     leftovers: Interval,
 }
 
@@ -109,9 +143,9 @@ fn every(period: Duration) -> Interval {
 impl Sources {
     /// Installs the signal handlers (before any worker is forked, so that no exit is missed)
     /// and starts serving the control socket and `--metrics`.
+    #[cfg(unix)]
     pub fn open(
-        control: std::os::unix::net::UnixListener,
-        policy: AccessPolicy,
+        (control, policy): (std::os::unix::net::UnixListener, AccessPolicy),
         notify: &NotifySocket,
         metrics_listener: Option<std::net::TcpListener>,
     ) -> anyhow::Result<Sources> {
@@ -160,12 +194,37 @@ impl Sources {
         })
     }
 
+    /// Listens for Ctrl-C, standard input and the workers' exits (before any worker starts,
+    /// so that no exit is missed) and starts serving the control pipe.
+    #[cfg(windows)]
+    pub fn open(
+        control: super::platform::Control,
+        _notify: &NotifySocket,
+        _metrics_listener: Option<std::net::TcpListener>,
+    ) -> anyhow::Result<Sources> {
+        let signals = Intents::install()?;
+        let (requests_tx, requests) = mpsc::channel(64);
+        let server = control.serve(requests_tx);
+        let timers = Timers {
+            autoscale: every(autoscale::SAMPLE_EVERY),
+            queue_check: every(autoscale::QUEUE_CHECK_EVERY),
+        };
+        Ok(Sources {
+            signals,
+            requests,
+            timers,
+            server,
+        })
+    }
+
     /// The notify socket, to read the datagrams an [`Input::Notify`] announced.
+    #[cfg(unix)]
     pub fn notify(&self) -> &UnixDatagram {
         &self.notify
     }
 
     /// Waits for the next input.
+    #[cfg(unix)]
     pub async fn next(&mut self, wants: &Wants) -> Input {
         let deadline = wants.deadline.map_or_else(
             || tokio::time::Instant::now() + Duration::from_secs(86400 * 365),
@@ -192,9 +251,29 @@ impl Sources {
         }
     }
 
+    /// Waits for the next input.
+    #[cfg(windows)]
+    pub async fn next(&mut self, wants: &Wants) -> Input {
+        let deadline = wants.deadline.map_or_else(
+            || tokio::time::Instant::now() + Duration::from_secs(86400 * 365),
+            tokio::time::Instant::from_std,
+        );
+        let t = &mut self.timers;
+        tokio::select! {
+            intent = self.signals.recv() => Input::Signal(intent),
+            Some(request) = self.requests.recv() => Input::Control(request),
+            _ = tokio::time::sleep_until(deadline), if wants.deadline.is_some() => {
+                Input::Tick(Tick::Turn)
+            }
+            _ = t.autoscale.tick(), if wants.autoscale => Input::Tick(Tick::Autoscale),
+            _ = t.queue_check.tick(), if wants.autoscale => Input::Tick(Tick::QueueCheck),
+        }
+    }
+
     /// Wakes the loop when the process `pidfd` holds exits (its pidfd becomes readable). A
     /// pidfd that cannot be registered with the runtime is polled every
     /// [`attached::CHECK_EVERY`] instead.
+    #[cfg(unix)]
     pub fn watch_exit(&self, pidfd: Arc<PidFd>) {
         let wake = Arc::clone(&self.attached_exited);
         let registered = ExitWatch::new(Arc::clone(&pidfd));

@@ -5,33 +5,38 @@
 use std::time::Instant;
 
 use super::effects::Effect;
-use super::notify::NotifySocket;
 use super::phase::{PoolView, Step};
+use super::platform::{ControlFile, NotifySocket};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
+#[cfg(unix)]
 use super::takeover::{after_abort, complete_takeover, Abort};
-use super::{autoscale, balance, handover, scale, Supervisor};
+use super::{autoscale, scale, Supervisor};
+#[cfg(unix)]
+use super::{balance, handover};
 use crate::logging::LogEvent;
-use crate::spec::SocketFile;
 
 impl Supervisor {
     /// Dispatches one input.
+    #[cfg_attr(windows, allow(unused_variables))]
     pub(super) fn handle(
         &mut self,
         input: Input,
         sources: &mut Sources,
-        control_file: &mut SocketFile,
+        control_file: &mut ControlFile,
         notify: &NotifySocket,
     ) {
         match input {
             Input::Signal(intent) => self.obey(intent, sources),
-            Input::Control(request) => self.control(request, &sources.checked_tx),
+            Input::Control(request) => self.control(request, sources),
+            #[cfg(unix)]
             Input::Scrape(scrape) => {
                 let snapshot = self.metrics_snapshot();
                 self.effects
                     .execute([Effect::AnswerScrape { scrape, snapshot }]);
             }
             // The new binary passed its check: the exec follows.
+            #[cfg(unix)]
             Input::ReexecChecked(done) => {
                 if let Some(passed) = self.reexec_checked(done) {
                     let endpoints = handover::Endpoints {
@@ -43,9 +48,13 @@ impl Supervisor {
                     self.reexec(&endpoints, passed);
                 }
             }
+            #[cfg(unix)]
             Input::TakeoverAnswered(answer) => self.takeover_answered(answer),
+            #[cfg(unix)]
             Input::Notify => self.read_notifications(sources.notify()),
+            #[cfg(unix)]
             Input::Tick(Tick::CheckSockets) => self.check_sockets(),
+            #[cfg(unix)]
             Input::Tick(Tick::Leftovers) => self
                 .leftovers
                 .check(&mut self.effects.process_groups(), Instant::now()),
@@ -62,6 +71,7 @@ impl Supervisor {
     }
 
     /// Carries out what a signal asks for.
+    #[cfg_attr(windows, allow(unused_variables))]
     fn obey(&mut self, intent: Intent, sources: &Sources) {
         let trigger = intent.signal_name();
         match intent.order(self.pool.is_stopping()) {
@@ -69,7 +79,11 @@ impl Supervisor {
             Order::Stop { graceful } => self.stop(&trigger, graceful, None),
             Order::Upgrade => self.upgrade(&trigger, None, None),
             // The new binary is checked first; the exec follows if it passes.
+            #[cfg(unix)]
             Order::Reexec => self.check_reexec(None, &sources.checked_tx),
+            // No signal carries it on Windows.
+            #[cfg(windows)]
+            Order::Reexec => {}
             Order::ScaleBy(delta) => {
                 let bounds = self.autoscaler.as_ref().map(|a| (a.min, a.max));
                 let why = match scale::by_signal(self.pool.desired(), delta, bounds) {
@@ -87,9 +101,37 @@ impl Supervisor {
     }
 
     /// The work every turn does after its input.
-    pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut SocketFile) {
+    #[cfg_attr(windows, allow(unused_variables))]
+    pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut ControlFile) {
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
+        #[cfg(unix)]
+        self.unix_after_turn(sources);
+        for step in self.phase.after_turn(self.pool_view()) {
+            match step {
+                #[cfg(unix)]
+                Step::CompleteTakeover(takeover) => {
+                    let answered = sources.answered_tx.clone();
+                    if let Err(abort) = complete_takeover(takeover, control_file, answered) {
+                        self.abort_takeover(abort);
+                    }
+                }
+                #[cfg(unix)]
+                Step::AbortTakeover(takeover, why) => {
+                    let after = after_abort(&takeover.old, takeover.old_process.as_ref());
+                    self.abort_takeover(Abort { why, after });
+                }
+                // No takeover on Windows yet: there is none to complete or abort.
+                #[cfg(windows)]
+                Step::CompleteTakeover(never) | Step::AbortTakeover(never, _) => match never {},
+                Step::Report(report) => self.effects.execute([Effect::Report(report)]),
+            }
+        }
+    }
+
+    /// What every turn does on Unix only: attached processes, reuseport steering and drains.
+    #[cfg(unix)]
+    fn unix_after_turn(&mut self, sources: &Sources) {
         // Attached processes stop with the pool, however it came to stop.
         if self.pool.is_stopping() {
             let (signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
@@ -110,24 +152,10 @@ impl Supervisor {
             .pool
             .release_drained(now, |slot| balance::queued(listeners, slot));
         self.apply(drained, false);
-        for step in self.phase.after_turn(self.pool_view()) {
-            match step {
-                Step::CompleteTakeover(takeover) => {
-                    let answered = sources.answered_tx.clone();
-                    if let Err(abort) = complete_takeover(takeover, control_file, answered) {
-                        self.abort_takeover(abort);
-                    }
-                }
-                Step::AbortTakeover(takeover, why) => {
-                    let after = after_abort(&takeover.old, takeover.old_process.as_ref());
-                    self.abort_takeover(Abort { why, after });
-                }
-                Step::Report(report) => self.effects.execute([Effect::Report(report)]),
-            }
-        }
     }
 
     /// The takeover failed: herd stops at once and exits 1, saying what still serves.
+    #[cfg(unix)]
     fn abort_takeover(&mut self, Abort { why, after }: Abort) {
         tracing::error!(
             event = LogEvent::TakeoverAborted.as_str(),

@@ -1,5 +1,8 @@
 //! Carrying out the pool's actions: starting and signalling workers, collecting their exits.
-use std::collections::{HashSet, VecDeque};
+#[cfg(unix)]
+use std::collections::HashSet;
+use std::collections::VecDeque;
+#[cfg(unix)]
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Instant;
@@ -9,8 +12,10 @@ use crate::logging::LogEvent;
 use super::effects::{Count, Effect, ExitCause};
 use super::platform::describe_exit;
 use super::pool::Action;
+use super::reap;
+#[cfg(unix)]
+use super::relisten;
 use super::Supervisor;
-use super::{reap, relisten};
 
 impl Supervisor {
     pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
@@ -81,6 +86,7 @@ impl Supervisor {
                         "worker started in a slot that was not free; killing it"
                     );
                     self.effects.execute([Effect::KillGroup { pid }]);
+                    #[cfg(unix)]
                     self.leftovers.abandon(pid, slot, now);
                 }
                 Vec::new()
@@ -106,8 +112,19 @@ impl Supervisor {
         }
     }
 
+    /// Collects exited workers (see [`reap`](super::reap)): the pool learns which exited.
+    #[cfg(windows)]
+    pub(super) fn reap(&mut self) {
+        let workers = self.pool.workers().iter().map(|w| w.pid);
+        let found = reap::look(self.effects.children(), workers, []);
+        for exit in found.workers {
+            self.worker_exited(exit.pid, exit.status);
+        }
+    }
+
     /// Collects exited children (see [`reap`](super::reap)): the pool learns which workers
     /// exited, the leftovers of each are looked at in one pass, re-exec checks are accounted.
+    #[cfg(unix)]
     pub(super) fn reap(&mut self) {
         let workers = self.pool.workers().iter().map(|w| w.pid);
         let found = reap::look(
@@ -149,6 +166,7 @@ impl Supervisor {
     pub(super) fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
         // A worker that shut the shared socket down on its way out: repair it before the
         // others fail on it, and before this exit is judged (it may be one of theirs).
+        #[cfg(unix)]
         self.check_sockets();
         let Some((exit, actions)) =
             self.pool
@@ -156,9 +174,12 @@ impl Supervisor {
         else {
             return;
         };
-        let clean = status.success() || exit.stopped_for.is_some();
-        self.relisten
-            .worker_exited(exit.slot, pid, clean, Instant::now());
+        #[cfg(unix)]
+        {
+            let clean = status.success() || exit.stopped_for.is_some();
+            self.relisten
+                .worker_exited(exit.slot, pid, clean, Instant::now());
+        }
         let cause = if exit.stopped_for.is_some() {
             ExitCause::Stopped
         } else if status.code().is_some() {
@@ -171,7 +192,9 @@ impl Supervisor {
             .into_iter()
             .chain(restart);
         self.effects.execute(counts);
+        #[cfg_attr(windows, allow(unused_mut))]
         let mut how = describe_exit(status);
+        #[cfg(unix)]
         if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
             how.push_str(&hint);
         }
@@ -216,6 +239,7 @@ impl Supervisor {
 
     /// `; likely cause: --rlimit cpu=1 (...)` when a worker that herd did not stop was killed
     /// by a signal that a resource limit set by option sends (see [`LimitHints`]).
+    #[cfg(unix)]
     fn limit_hint(&mut self, slot: usize, status: ExitStatus, stopped: bool) -> Option<String> {
         let suspects = match status.signal() {
             Some(signal) if !stopped => self.effects.limits_behind(signal),
@@ -225,6 +249,7 @@ impl Supervisor {
     }
 
     /// Makes the listeners that a worker shut down listen again; counts them.
+    #[cfg(unix)]
     pub(super) fn check_sockets(&mut self) {
         let now = Instant::now();
         let holders: Vec<(usize, u32)> = self
@@ -249,11 +274,13 @@ impl Supervisor {
 
 /// Which slots' exits were already blamed on a resource limit, so that a crash-looping slot
 /// gets the hint once.
+#[cfg(unix)]
 #[derive(Debug, Default)]
 pub struct LimitHints {
     hinted: HashSet<usize>,
 }
 
+#[cfg(unix)]
 impl LimitHints {
     /// The hint for an exit of `slot` by a signal that the resource limits `suspects` send
     /// (none when no limit does, or herd stopped the worker): once per slot while it keeps
@@ -273,7 +300,7 @@ impl LimitHints {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -68,7 +68,6 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
             &["--stop-signal", "INT"],
             "--stop-signal is not available on Windows: ",
         ),
-        (&["--grace", "5s"], "--grace is not available on Windows: "),
         (
             &["--ready", "notify"],
             "--ready is not available on Windows: ",
@@ -100,24 +99,27 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
 
 #[test]
 fn defaults_are_not_refused_but_the_same_value_given_is() {
-    // --grace defaults to 30s and --stop-signal to TERM: only giving them is refused.
+    // --stop-signal defaults to TERM: only giving it is refused.
     verdict(RUN).unwrap();
-    assert!(refused(&run_with(&["--grace", "30s"])).starts_with("--grace "));
+    let why = refused(&run_with(&["--stop-signal", "TERM"]));
+    assert!(why.starts_with("--stop-signal "), "{why}");
+    verdict(&run_with(&[
+        "--grace",
+        "5s",
+        "--max-surge",
+        "2",
+        "--min-ready",
+        "1s",
+    ]))
+    .unwrap();
 }
 
 #[test]
-fn global_options_that_need_the_control_channel_are_refused() {
-    for args in [
-        &["--name", "web", "run", "-b", ":0", "--", "w"][..],
-        &["run", "--control", "x", "-b", ":0", "--", "w"],
-        &["--control-owner", "0", "run", "-b", ":0", "--", "w"],
-    ] {
-        let why = refused(args);
-        assert!(
-            why.contains("no control channel on Windows"),
-            "{args:?}: {why}"
-        );
-    }
+fn the_control_pipe_is_chosen_by_name_or_path_but_not_by_owner() {
+    verdict(&["--name", "web", "run", "-b", ":0", "--", "w"]).unwrap();
+    verdict(&["run", "--control", "x", "-b", ":0", "--", "w"]).unwrap();
+    let why = refused(&["--control-owner", "0", "run", "-b", ":0", "--", "w"]);
+    assert!(why.contains("security descriptor"), "{why}");
 }
 
 #[test]

@@ -7,7 +7,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use herd_core::WorkerExit;
-use herd_sys::process::Signal;
 
 use crate::spec::Listener;
 use crate::supervisor::reap::{Children, Peek};
@@ -16,7 +15,8 @@ use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 mod process_stats;
 pub(crate) mod signals;
 
-pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second};
+pub(crate) use crate::cli::signal_error;
+pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second, Signal};
 pub(crate) use process_stats::process_stats;
 pub(crate) use signals::{signal_name, Signals as Intents};
 
@@ -55,8 +55,58 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
-/// herd's real children (`waitid`, `waitpid`).
+/// herd's real children (`waitid`, `waitpid`), each the leader of its process group.
+#[derive(Default)]
 pub struct OwnChildren;
+
+impl OwnChildren {
+    /// Asks worker `pid` and its process group to stop with `signal` (then `SIGCONT`, so that
+    /// a paused worker can act on it).
+    pub fn stop(&mut self, pid: u32, signal: Signal) -> io::Result<()> {
+        herd_sys::process::send_stop(signal, |s| herd_sys::process::signal_group(pid, s))
+    }
+
+    /// Sends `signal`, and only that, to `pid` alone (`herd signal`).
+    pub fn signal(&mut self, pid: u32, signal: Signal) -> io::Result<()> {
+        herd_sys::process::signal_process(pid, signal)
+    }
+
+    /// Kills `pid`, not reaped yet, with its process group.
+    pub fn kill_group(&mut self, pid: u32) -> io::Result<()> {
+        herd_sys::process::signal_group(pid, Signal::KILL)
+    }
+}
+
+/// The notify socket workers send `sd_notify` datagrams to.
+pub(crate) use crate::supervisor::notify::NotifySocket;
+
+/// The file of herd's control endpoint, which a takeover moves into place.
+pub type ControlFile = crate::spec::SocketFile;
+
+/// The control endpoint on Unix: the socket, its file and who may use it.
+pub struct Control {
+    /// The socket's file (moved into place at the end of a takeover).
+    pub file: crate::spec::SocketFile,
+    /// The bound control socket.
+    pub listener: std::os::unix::net::UnixListener,
+    /// Who may use it.
+    pub policy: crate::control::server::AccessPolicy,
+}
+
+impl Control {
+    /// The socket's file, and what the loop serves.
+    pub fn split(
+        self,
+    ) -> (
+        ControlFile,
+        (
+            std::os::unix::net::UnixListener,
+            crate::control::server::AccessPolicy,
+        ),
+    ) {
+        (self.file, (self.listener, self.policy))
+    }
+}
 
 impl Children for OwnChildren {
     fn peek_exit(&mut self, pid: u32) -> io::Result<Peek> {
@@ -71,6 +121,29 @@ impl Children for OwnChildren {
     fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>> {
         herd_sys::process::reap_own_group()
     }
+}
+
+/// A duplicate of a listener's socket for a `sockets` answer, and what it is.
+pub struct SocketCopy {
+    /// The duplicate, sent with the answer.
+    pub socket: crate::control::reply::Handed,
+    /// `inet`, `inet6`, `unix`..., if the system says.
+    pub family: Option<String>,
+    /// `stream`, `dgram`..., if the system says.
+    pub sock_type: Option<String>,
+}
+
+/// A duplicate of `l`'s socket; `None` once herd closed its copy.
+pub fn copy_socket(l: &Listener) -> Option<io::Result<SocketCopy>> {
+    let fd = l.fd()?;
+    Some(fd.try_clone_to_owned().map(|socket| {
+        let info = herd_sys::socket::inspect(fd).ok().flatten();
+        SocketCopy {
+            socket,
+            family: info.map(|i| format!("{:?}", i.family).to_lowercase()),
+            sock_type: info.map(|i| format!("{:?}", i.sock_type).to_lowercase()),
+        }
+    }))
 }
 
 /// The status of listening socket `i` (fd `3 + i` in the workers).

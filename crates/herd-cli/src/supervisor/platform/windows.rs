@@ -1,18 +1,34 @@
 //! The supervisor on Windows: exit codes (Windows has no signals; `TerminateProcess` sets an
-//! exit code like any other) and the events that carry an intent ([`Intents`]).
+//! exit code like any other), the events that carry an intent ([`Intents`]), the workers held
+//! by their process handles ([`OwnChildren`]), what stands for a signal ([`Signal`]) and the
+//! control pipe ([`Control`]).
 
 use std::process::ExitStatus;
 
 use herd_core::WorkerExit;
 
+mod children;
+mod control;
 mod intents;
-pub(crate) use intents::Intents;
 mod notify_pipe;
-pub(crate) use notify_pipe::NotifyPipe;
-mod shm;
-pub(crate) use shm::SharedMemories;
 mod process_stats;
+mod shm;
+mod signal;
+pub use children::OwnChildren;
+pub use control::{Control, ControlFile};
+pub use intents::Intents;
+pub use notify_pipe::NotifyPipe;
 pub(crate) use process_stats::process_stats;
+pub use shm::SharedMemories;
+pub use signal::{signal_error, Signal};
+
+use crate::spec::Listener;
+use crate::supervisor::status::SocketStatus;
+
+/// Where workers send readiness and status: not on Windows yet (`--ready notify` and
+/// `--watchdog` are refused there).
+#[derive(Debug, Default)]
+pub struct NotifySocket;
 
 use crate::supervisor::signals::Intent;
 
@@ -38,6 +54,54 @@ pub fn describe_exit(status: ExitStatus) -> String {
     match status.code() {
         Some(code) => format!("exit code {code}"),
         None => format!("{status}"),
+    }
+}
+
+/// A duplicate of a listener's socket for a `sockets` answer, and what it is.
+pub struct SocketCopy {
+    /// The duplicate, duplicated again for the client's process as the answer is sent.
+    pub socket: crate::control::reply::Handed,
+    /// `inet` or `inet6`.
+    pub family: Option<String>,
+    /// `stream` or `dgram`.
+    pub sock_type: Option<String>,
+}
+
+/// A duplicate of `l`'s socket; `None` once herd closed its copy.
+pub fn copy_socket(l: &Listener) -> Option<std::io::Result<SocketCopy>> {
+    use std::os::windows::io::AsSocket;
+    let shared = l.shared()?;
+    let borrowed = match shared {
+        herd::windows::Shared::Tcp(_, s) => s.as_socket(),
+        herd::windows::Shared::Udp(_, s) => s.as_socket(),
+    };
+    let family = socket2::SockRef::from(&borrowed)
+        .local_addr()
+        .ok()
+        .map(|a| if a.is_ipv6() { "inet6" } else { "inet" }.to_string());
+    let sock_type = match l.kind {
+        crate::spec::SocketKind::Udp => "dgram",
+        _ => "stream",
+    };
+    Some(borrowed.try_clone_to_owned().map(|socket| SocketCopy {
+        socket,
+        family,
+        sock_type: Some(sock_type.to_string()),
+    }))
+}
+
+/// The status of listening socket `i` (the `i`th in the hand-off).
+pub fn socket_status(i: usize, l: &Listener) -> SocketStatus {
+    SocketStatus {
+        name: l.name.clone(),
+        address: l.address.clone(),
+        kind: l.kind,
+        fd: i as i32,
+        queue: None,
+        queue_limit: None,
+        balance: l.balance(),
+        slot_queues: Vec::new(),
+        file: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The events that carry an intent on Windows, as today's Windows `herd run` understands them:
 //! Ctrl-C (a second one, while stopping, stops at once) and a `stop` line on standard input.
-//! Windows has no other signal; the other intents come as control commands.
+//! Windows has no other signal; the other intents come as control commands. A worker's exit
+//! is one too, as SIGCHLD is on Unix: collect it.
 
 use std::io::BufRead;
 
@@ -40,6 +41,7 @@ impl Intents {
     /// wrapper may give herd none); Ctrl-C keeps being listened for.
     pub async fn recv(&mut self) -> Intent {
         tokio::select! {
+            _ = super::children::exited() => Intent::Reap,
             _ = self.ctrl_c.recv() => Intent::Interrupt,
             Some(intent) = self.stdin.recv() => intent,
         }

@@ -1,0 +1,111 @@
+//! The worker command on Windows: the program, its arguments and environment, started by
+//! [`herd::windows::spawn`], which hands each worker its sockets over its standard input.
+//! Windows has none of the Unix process attributes (`--user`, `--rlimit`, `--umask`...): they
+//! were refused with the command line ([`crate::cli::unavailable`]).
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::windows::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+
+use herd::windows::Shared;
+
+/// `CREATE_NEW_PROCESS_GROUP`: the worker leads a process group of its own, so that Ctrl-C
+/// can be sent to it alone.
+const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+
+/// What `--clear-env` keeps of herd's environment: PATH, as on Unix, and SystemRoot, without
+/// which Windows programs cannot even start Winsock.
+const KEPT_ENV: &[&str] = &["PATH", "SystemRoot"];
+
+/// How to start a worker.
+#[derive(Debug)]
+pub struct WorkerCommand {
+    program: OsString,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    clear_env: bool,
+    chdir: Option<PathBuf>,
+}
+
+/// Why a worker could not be started.
+#[derive(Debug)]
+pub struct StartError {
+    /// The program cannot be executed (not found, not executable): retrying will not help
+    /// until someone fixes it.
+    pub cannot_execute: bool,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl WorkerCommand {
+    /// `argv` (program first) with `env` added to herd's environment (or to PATH and
+    /// SystemRoot alone with `clear_env`), run in `chdir`.
+    pub fn new(
+        argv: Vec<OsString>,
+        env: Vec<(OsString, OsString)>,
+        clear_env: bool,
+        chdir: Option<PathBuf>,
+    ) -> Result<WorkerCommand, String> {
+        let mut argv = argv.into_iter();
+        let program = argv
+            .next()
+            .ok_or_else(|| "missing worker command after '--'".to_string())?;
+        Ok(WorkerCommand {
+            program,
+            args: argv.collect(),
+            env,
+            clear_env,
+            chdir,
+        })
+    }
+
+    /// Starts the worker for `slot` of `generation`, handed `sockets`.
+    pub fn spawn(
+        &self,
+        slot: usize,
+        generation: u64,
+        sockets: &[Shared<'_>],
+    ) -> Result<Child, StartError> {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args);
+        if self.clear_env {
+            command.env_clear();
+            for name in KEPT_ENV {
+                if let Some(value) = std::env::var_os(name) {
+                    command.env(name, value);
+                }
+            }
+        }
+        command
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env(OsStr::new("HERD_WORKER"), slot.to_string())
+            .env(OsStr::new("HERD_GENERATION"), generation.to_string())
+            .creation_flags(CREATE_NEW_PROCESS_GROUP);
+        if let Some(dir) = &self.chdir {
+            command.current_dir(dir);
+        }
+        herd::windows::spawn(&mut command, sockets).map_err(|e| self.start_error(&e))
+    }
+
+    /// What went wrong starting the program, and whether retrying can help.
+    fn start_error(&self, e: &io::Error) -> StartError {
+        let shown = self.program.to_string_lossy();
+        let cannot_execute = matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+        );
+        let message = match e.kind() {
+            io::ErrorKind::NotFound => format!(
+                "cannot start '{shown}': {e}; give the program's full path, or put its \
+                 directory in PATH"
+            ),
+            _ => format!("cannot start '{shown}': {e}"),
+        };
+        StartError {
+            cannot_execute,
+            message,
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! herd's workers on Windows, each held by its process handle: started in herd's Job Object
+//! (so that they, and what they start, end with herd, however herd ends), asked to stop or killed, and their
+//! exits announced to the loop (each worker's handle is waited for on a small thread of its
+//! own, which wakes [`exited`]'s waiters: the loop then collects every exit at once).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::windows::io::{AsHandle, OwnedHandle};
+use std::process::{Child, ExitStatus};
+
+use herd_sys::job::Job;
+use tokio::sync::Notify;
+
+use super::Signal;
+use crate::supervisor::reap::{Children, Peek};
+
+/// Woken when a worker exits.
+static EXITED: Notify = Notify::const_new();
+
+/// Resolves when a worker has exited since the last call (exits that come together wake once).
+pub async fn exited() {
+    EXITED.notified().await
+}
+
+/// The stack of a thread that only waits for a process.
+const WAITER_STACK: usize = 64 * 1024;
+
+/// herd's workers, by pid.
+pub struct OwnChildren {
+    children: HashMap<u32, Child>,
+    /// Ends every worker, and what each started, when herd ends; `None` if the system
+    /// refused one (herd says so once, at start).
+    job: Option<Job>,
+    /// Whether herd itself is in the job, so that every worker is from its first instruction
+    /// (else each joins just after it starts).
+    inside: bool,
+}
+
+impl OwnChildren {
+    /// No workers yet, and the Job Object they will live in, herd first.
+    pub fn new() -> OwnChildren {
+        let job = match Job::kill_on_close() {
+            Ok(job) => Some(job),
+            Err(e) => {
+                tracing::warn!(
+                    event = crate::logging::LogEvent::SetupNote.as_str(),
+                    "workers are not in a Job Object, so they will outlive herd if it is \
+                     killed: {e}"
+                );
+                None
+            }
+        };
+        let inside = job
+            .as_ref()
+            .is_some_and(|job| job.assign_current_process().is_ok());
+        OwnChildren {
+            children: HashMap::new(),
+            job,
+            inside,
+        }
+    }
+
+    /// Holds `child`, places it in the job and watches for its exit; its pid.
+    pub fn adopt(&mut self, child: Child) -> io::Result<u32> {
+        let pid = child.id();
+        if let Some(job) = self.job.as_ref().filter(|_| !self.inside) {
+            if let Err(e) = job.assign(child.as_handle()) {
+                tracing::warn!(
+                    event = crate::logging::LogEvent::SetupNote.as_str(),
+                    pid,
+                    "worker {pid} is not in herd's Job Object and may outlive herd: {e}"
+                );
+            }
+        }
+        let handle = child.as_handle().try_clone_to_owned()?;
+        self.children.insert(pid, child);
+        watch(pid, handle)?;
+        Ok(pid)
+    }
+
+    /// Sends `signal` to worker `pid`: a stop request is Ctrl-C to its process group (a
+    /// program may ignore it: `--grace` ends with TerminateProcess); a kill terminates it.
+    pub fn signal(&mut self, pid: u32, signal: Signal) -> io::Result<()> {
+        let child = self
+            .children
+            .get(&pid)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no worker {pid}")))?;
+        match signal {
+            Signal::Stop => herd_sys::windows::console::send_ctrl_c(pid),
+            Signal::Kill => herd_sys::windows::process::terminate(child, 1),
+        }
+    }
+
+    /// Asks worker `pid` to stop with `signal` (a stop request or a kill).
+    pub fn stop(&mut self, pid: u32, signal: Signal) -> io::Result<()> {
+        self.signal(pid, signal)
+    }
+
+    /// Kills `pid` (a worker started where no slot was free): Windows has no process groups,
+    /// the Job Object holds what it started.
+    pub fn kill_group(&mut self, pid: u32) -> io::Result<()> {
+        self.signal(pid, Signal::Kill)
+    }
+}
+
+impl Default for OwnChildren {
+    fn default() -> OwnChildren {
+        OwnChildren::new()
+    }
+}
+
+/// Waits for `handle`'s process on a thread of its own and wakes the loop when it exits.
+fn watch(pid: u32, handle: OwnedHandle) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name(format!("herd-wait-{pid}"))
+        .stack_size(WAITER_STACK)
+        .spawn(move || {
+            let _ = herd_sys::windows::process::wait(&handle, None);
+            EXITED.notify_one();
+        })
+        .map(drop)
+}
+
+impl Children for OwnChildren {
+    fn peek_exit(&mut self, pid: u32) -> io::Result<Peek> {
+        let Some(child) = self.children.get_mut(&pid) else {
+            return Ok(Peek::NotOurs);
+        };
+        match child.try_wait()? {
+            Some(status) => {
+                self.children.remove(&pid);
+                Ok(Peek::Exited(status))
+            }
+            None => Ok(Peek::Running),
+        }
+    }
+
+    /// Windows has no process groups to collect from: every child is a worker, held above.
+    fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>> {
+        Ok(None)
+    }
+}
