@@ -9,6 +9,7 @@
 
 use std::ffi::OsString;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use herd_cli::cli::{ReadyMode, RunArgs, Workers};
@@ -17,10 +18,10 @@ use herd_cli::control::pipe_name;
 use herd_cli::control::pipe_server::PipeServer;
 use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
-use herd_cli::spec;
+use herd_cli::spec::{self, BindSpec};
 use herd_cli::supervisor::pool::{PoolConfig, Readiness};
 use herd_cli::supervisor::Supervisor;
-use herd_cli::supervisor::{Control, NotifySocket, Signal};
+use herd_cli::supervisor::{Control, NotifyPipe, SharedMemories, Signal};
 use herd_core::BackoffPolicy;
 use herd_sys::windows::pipe::{SecurePipe, Sid};
 
@@ -29,31 +30,28 @@ use herd_sys::windows::pipe::{SecurePipe, Sid};
 pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
     let workers = match args.workers {
         Some(Workers::Fixed(n)) => n,
-        // Refused before: autoscaling is Unix-only for now.
         Some(Workers::Auto(min, _)) => min,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    spec::check_names(&args.binds).map_err(Failure::Usage)?;
     let pipe = pipe_path(control, name)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the event loop")?;
-    // The pipe first, as on Unix the socket: a second herd of the same name stops here,
+    // The pipes first, as on Unix the socket: a second herd of the same name stops here,
     // before it binds anything.
-    let server = {
+    let (server, notify) = {
         let _inside = runtime.enter();
-        bind_pipe(&pipe, name)?
+        let server = bind_pipe(&pipe, name)?;
+        let notify = pipe_name::notify_pipe(&pipe, std::process::id()).map_err(Failure::Usage)?;
+        let bound = NotifyPipe::bind(&notify)
+            .with_context(|| format!("cannot create the notify pipe {notify}"))?;
+        (server, Arc::new(bound))
     };
-    spec::check_names(&args.binds).map_err(Failure::Usage)?;
     let listeners = spec::bind_all(&args.binds).map_err(Failure::Runtime)?;
-    let command = worker_command(&args, &pipe)?;
-    if let Err(e) = herd_sys::windows::console::own_console() {
-        tracing::warn!(
-            event = LogEvent::SetupNote.as_str(),
-            "herd has no console, so workers cannot be sent Ctrl-C; a stop waits --grace, \
-             then terminates them: {e}"
-        );
-    }
+    let memories = SharedMemories::create(&args.shm)?;
+    let command = worker_command(&args, &pipe, notify.name())?;
     tracing::info!(
         event = LogEvent::Starting.as_str(),
         workers,
@@ -62,16 +60,38 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    let supervisor = Supervisor::new(
-        listeners,
-        command,
-        config(&args, workers),
-        Signal::Stop,
-        name,
-    )?;
+    let config = config(&args, workers);
+    let mut supervisor = Supervisor::new(listeners, command, config, Signal::Stop, name)?;
+    supervisor.share_memory(memories);
+    if let Some(spec) = &args.metrics {
+        supervisor.set_metrics(bind_metrics(spec)?);
+    }
+    supervisor.set_autoscale(match args.workers {
+        Some(Workers::Auto(min, max)) => Some((min, max)),
+        _ => None,
+    });
     let control = Control { server, name: pipe };
-    runtime.block_on(supervisor.run(control, NotifySocket, None))?;
+    runtime.block_on(supervisor.run(control, notify, None))?;
     Ok(())
+}
+
+/// Binds `--metrics` and says where it serves.
+fn bind_metrics(spec: &BindSpec) -> Result<std::net::TcpListener, Failure> {
+    let listener = spec::bind_tcp(spec).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot serve metrics on {} (--metrics): {e:#}; choose another address",
+            spec.text
+        ))
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| spec.text.clone(), |a| a.to_string());
+    tracing::info!(
+        event = LogEvent::MetricsReady.as_str(),
+        address = %bound,
+        "metrics at http://{bound}/metrics"
+    );
+    Ok(listener)
 }
 
 /// The control pipe's path for `--control` or `$HERD_CONTROL`, else for `--name`.
@@ -95,10 +115,20 @@ fn bind_pipe(pipe: &str, name: &str) -> Result<PipeServer, Failure> {
     })
 }
 
-/// The workers' command: `--env` added to herd's environment, and `HERD_CONTROL`, so that
-/// `herd` commands run by a worker reach this herd.
-fn worker_command(args: &RunArgs, pipe: &str) -> Result<WorkerCommand, Failure> {
-    let mut env: Vec<(OsString, OsString)> = vec![("HERD_CONTROL".into(), pipe.into())];
+/// The workers' command: `--env` added to herd's environment, `NOTIFY_SOCKET` (the notify
+/// pipe), `WATCHDOG_USEC` with `--watchdog`, and `HERD_CONTROL`, so that `herd` commands run
+/// by a worker reach this herd.
+fn worker_command(args: &RunArgs, pipe: &str, notify: &str) -> Result<WorkerCommand, Failure> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("NOTIFY_SOCKET".into(), notify.into()),
+        ("HERD_CONTROL".into(), pipe.into()),
+    ];
+    if let Some(watchdog) = args.watchdog {
+        env.push((
+            "WATCHDOG_USEC".into(),
+            watchdog.as_micros().to_string().into(),
+        ));
+    }
     for (key, value) in &args.env {
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));

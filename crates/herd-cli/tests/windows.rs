@@ -32,6 +32,13 @@ fn worker() {
         return;
     }
     let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
+    // herd asks a worker to stop through its stop event: this one stops at once.
+    if let Some(stop) = herd::stop_requested().expect("the stop event") {
+        std::thread::spawn(move || {
+            stop.wait();
+            std::process::exit(0);
+        });
+    }
     let listener = sockets
         .take_tcp_listener("http")
         .expect("a TCP listener")
@@ -95,7 +102,7 @@ impl Herd {
     /// `herd run OPTIONS -b BIND -- COMMAND`, once it listens.
     fn start_command(bind: &str, options: &[&str], command: &[OsString]) -> Herd {
         let mut child = Command::new(HERD)
-            .args(["--log-format", "json", "run"])
+            .args(["--log-format", "json", "--name", &unique_name(), "run"])
             .args(options)
             .args(["-b", bind, "--"])
             .args(command)
@@ -314,9 +321,20 @@ fn workers_die_with_a_killed_herd() {
     }
 }
 
+/// A herd name no other test uses at the same time: herds of one name share a control pipe.
+fn unique_name() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("test-{}-{n}", std::process::id())
+}
+
 /// `herd ARGS` fails with `code` and one line on stderr containing `needle`.
 fn assert_fails(args: &[&str], code: i32, needle: &str) {
-    let out = Command::new(HERD).args(args).output().unwrap();
+    let out = Command::new(HERD)
+        .args(["--name", &unique_name()])
+        .args(args)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr
         .lines()

@@ -9,10 +9,12 @@
 //!
 //! (On Windows: `herd.exe run -w 4 -b http=127.0.0.1:8080 -- hello.exe`.) It takes the socket
 //! named `http` (or else the first one), tells herd it is ready, and answers every request
-//! with its pid and worker slot.
+//! with its pid and worker slot. Asked to stop (on Windows herd's stop event; on Unix SIGTERM
+//! ends it), it finishes the request it is answering, then exits.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 
 fn main() {
     if let Err(err) = run() {
@@ -29,6 +31,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .take_tcp_listener_at(0)?
             .ok_or("no socket inherited: run me under `herd run -b http=HOST:PORT -- ...`")?,
     };
+    let answering = Arc::new(Mutex::new(()));
+    if let Some(stop) = herd::stop_requested()? {
+        let answering = Arc::clone(&answering);
+        std::thread::spawn(move || {
+            stop.wait();
+            // Waits for the request being answered; a worker waiting in accept takes none.
+            let _idle = answering.lock();
+            std::process::exit(0);
+        });
+    }
     herd::notify::ready()?;
     let slot = herd::worker_slot().map_or("-".to_string(), |s| s.to_string());
     let pid = std::process::id();
@@ -40,6 +52,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         };
+        let _answering = answering.lock();
         // Read the request head, then answer; errors on one connection never stop the worker.
         let mut reader = BufReader::new(&stream);
         let mut line = String::new();

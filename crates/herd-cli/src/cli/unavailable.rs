@@ -24,6 +24,11 @@ const RUN_AVAILABLE: &[&str] = &[
     "grace",
     "max_surge",
     "min_ready",
+    "ready",
+    "ready_timeout",
+    "watchdog",
+    "shm",
+    "metrics",
     "command",
 ];
 

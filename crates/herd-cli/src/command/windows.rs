@@ -9,7 +9,7 @@ use std::os::windows::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 
-use herd::windows::Shared;
+use herd::windows::{Inherited, Shared};
 
 /// `CREATE_NEW_PROCESS_GROUP`: the worker leads a process group of its own, so that Ctrl-C
 /// can be sent to it alone.
@@ -61,12 +61,14 @@ impl WorkerCommand {
         })
     }
 
-    /// Starts the worker for `slot` of `generation`, handed `sockets`.
+    /// Starts the worker for `slot` of `generation`, handed `sockets`, inheriting `inherit`
+    /// (its stop event, the shared memory).
     pub fn spawn(
         &self,
         slot: usize,
         generation: u64,
         sockets: &[Shared<'_>],
+        inherit: &[Inherited<'_>],
     ) -> Result<Child, StartError> {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
@@ -86,7 +88,7 @@ impl WorkerCommand {
         if let Some(dir) = &self.chdir {
             command.current_dir(dir);
         }
-        herd::windows::spawn(&mut command, sockets).map_err(|e| self.start_error(&e))
+        herd::windows::spawn_with(&mut command, sockets, inherit).map_err(|e| self.start_error(&e))
     }
 
     /// What went wrong starting the program, and whether retrying can help.

@@ -111,6 +111,17 @@ pub fn bind_all(specs: &[BindSpec]) -> anyhow::Result<Vec<Listener>> {
     Ok(bound)
 }
 
+/// Binds a TCP `spec` (`--metrics`) and listens.
+pub fn bind_tcp(spec: &BindSpec) -> anyhow::Result<TcpListener> {
+    let Address::Tcp(hp) = &spec.address else {
+        anyhow::bail!("'{}' is not a TCP address", spec.text);
+    };
+    match bind_one(hp, &spec.options, false)?.0 {
+        Socket::Tcp(listener) => Ok(listener),
+        Socket::Udp(_) => anyhow::bail!("'{}' is not a TCP address", spec.text),
+    }
+}
+
 /// Binds `HOST:PORT` for TCP (listening) or UDP, with `options` (`nonblocking` was refused
 /// before): `:PORT` on every interface, IPv6 and IPv4 (dual-stack, unless `v6only`) where the
 /// system has IPv6, else IPv4; a name at its first address.

@@ -23,7 +23,7 @@ mod twice;
 #[cfg(unix)]
 pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 #[cfg(windows)]
-pub use bind_windows::{bind_all, check_names, Listener};
+pub use bind_windows::{bind_all, bind_tcp, check_names, Listener};
 #[cfg(unix)]
 pub use handover::Inherited;
 #[cfg(unix)]

@@ -109,6 +109,12 @@ impl Supervisor {
         })
     }
 
+    /// Shares `memories` (`--shm`) with every worker.
+    #[cfg(windows)]
+    pub fn share_memory(&mut self, memories: platform::SharedMemories) {
+        self.effects.share_memory(memories);
+    }
+
     /// The listening sockets.
     pub fn listeners(&self) -> &[Listener] {
         self.effects.listeners()

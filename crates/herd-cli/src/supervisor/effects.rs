@@ -55,6 +55,9 @@ pub struct Effects {
     /// Attached processes, as the system sees them.
     #[cfg(unix)]
     attached: attached::System,
+    /// `--shm` segments, which every worker inherits (on Unix they are listeners).
+    #[cfg(windows)]
+    shared_memory: platform::SharedMemories,
     /// herd's children, as the system reports their exits.
     children: platform::OwnChildren,
 }
@@ -139,7 +142,6 @@ pub enum Effect {
         response: Response,
     },
     /// Answer a metrics scrape with the counters and `snapshot`, the figures of the moment.
-    #[cfg(unix)]
     AnswerScrape {
         scrape: metrics::Scrape,
         snapshot: metrics::Snapshot,
@@ -214,7 +216,9 @@ impl Effects {
             counters: metrics::Counters::default(),
             #[cfg(unix)]
             attached: attached::System,
-            children: platform::OwnChildren::default(),
+            #[cfg(windows)]
+            shared_memory: platform::SharedMemories::default(),
+            children: platform::OwnChildren::new(),
         })
     }
 
@@ -241,7 +245,6 @@ impl Effects {
                     connection,
                     response,
                 } => answer_on(connection, &response),
-                #[cfg(unix)]
                 Effect::AnswerScrape { scrape, snapshot } => {
                     let _ = scrape.send(metrics::render(&self.counters, &snapshot));
                 }
@@ -415,11 +418,26 @@ impl Effects {
             cannot_execute: false,
             message: "the sockets are closed".to_string(),
         })?;
-        let child = self.command.spawn(slot, generation, &shared)?;
-        self.children.adopt(child).map_err(|e| StartError {
+        let failed = |what: &str, e: std::io::Error| StartError {
             cannot_execute: false,
-            message: format!("cannot watch the worker: {e}"),
-        })
+            message: format!("{what}: {e}"),
+        };
+        let stop = herd_sys::windows::event::Event::new()
+            .map_err(|e| failed("cannot create the worker's stop event", e))?;
+        let mut inherit = self.shared_memory.inherited();
+        inherit.push(herd::windows::Inherited::StopEvent(
+            std::os::windows::io::AsHandle::as_handle(&stop),
+        ));
+        let child = self.command.spawn(slot, generation, &shared, &inherit)?;
+        self.children
+            .adopt(child, stop)
+            .map_err(|e| failed("cannot watch the worker", e))
+    }
+
+    /// Shares `memories` with every worker started from now on.
+    #[cfg(windows)]
+    pub fn share_memory(&mut self, memories: platform::SharedMemories) {
+        self.shared_memory = memories;
     }
 
     /// Starts a re-exec check child (see [`reexec_check`](super::reexec_check)).

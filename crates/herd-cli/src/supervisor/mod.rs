@@ -33,6 +33,7 @@ mod waiters;
 mod driver;
 mod effects;
 mod lifecycle;
+mod notifications;
 mod requests;
 mod sampling;
 mod sources;
@@ -50,8 +51,6 @@ pub(crate) mod balance;
 mod handover;
 #[cfg(unix)]
 pub(crate) mod leftovers;
-#[cfg(unix)]
-mod notifications;
 #[cfg(unix)]
 pub(crate) mod notify;
 #[cfg(unix)]
@@ -71,7 +70,7 @@ use std::time::Duration;
 pub(crate) use driver::Control;
 pub use driver::Supervisor;
 #[cfg(windows)]
-pub use platform::{Control, NotifySocket, Signal};
+pub use platform::{Control, NotifyPipe, NotifySocket, SharedMemories, Signal};
 #[cfg(unix)]
 pub(crate) use takeover::Takeover;
 /// No takeover on Windows yet: a type with no values.

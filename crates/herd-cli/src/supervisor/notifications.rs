@@ -1,16 +1,27 @@
-//! Reading the workers' `sd_notify` datagrams into the pool.
+//! Taking the workers' `sd_notify` messages into the pool: datagrams on the Unix notify
+//! socket, one message per connection on the Windows notify pipe. Messages that are too long,
+//! malformed or from no worker are dropped, and said so at a bounded rate.
+#[cfg(unix)]
 use std::os::unix::io::AsFd;
 use std::time::Instant;
 
+#[cfg(unix)]
 use tokio::io::Interest;
+#[cfg(unix)]
 use tokio::net::UnixDatagram;
 
-use super::notify::{self, RateLimit};
+#[cfg(unix)]
+use super::notify;
 use super::pool::NotifyMessage;
 use super::Supervisor;
 use crate::logging::LogEvent;
 
+/// The longest message taken; longer ones are dropped (systemd uses the same limit).
+const MAX_MESSAGE: usize = 4096;
+
 impl Supervisor {
+    /// Reads the datagrams waiting on the notify socket.
+    #[cfg(unix)]
     pub(super) fn read_notifications(&mut self, socket: &UnixDatagram) {
         let mut buf = [0u8; notify::MAX_DATAGRAM];
         // Bounded per wake-up, so a flood cannot starve the rest of the loop.
@@ -26,54 +37,54 @@ impl Supervisor {
                     return;
                 }
             };
-            let now = Instant::now();
-            let dropped = |why: String, limit: &mut RateLimit| {
-                let (log, suppressed) = limit.allow(now);
-                if suppressed > 0 {
-                    tracing::warn!(
-                        event = LogEvent::NotifyDroppedUnlogged.as_str(),
-                        "notify socket: {suppressed} more messages were dropped"
-                    );
+            let is_worker = |p| self.pool.worker(p).is_some();
+            // The sender may be a descendant of a worker (`systemd-notify` run by a script).
+            let sender = datagram
+                .sender_pid
+                .map(|sender| (sender, notify::attribute(sender, is_worker)));
+            self.notified(sender, &buf[..datagram.len], datagram.truncated);
+        }
+    }
+
+    /// Takes a message that came on the notify pipe from `pid` (the pipe says who).
+    #[cfg(windows)]
+    pub(super) fn notified_by_pipe(&mut self, pid: u32, message: &[u8]) {
+        let worker = self.pool.worker(pid).is_some().then_some(pid);
+        let cut = super::platform::NotifyPipe::is_cut(message);
+        self.notified(Some((pid, worker)), message, cut);
+    }
+
+    /// Takes `message` from `sender` (its pid, and the worker it speaks for, if any); `cut`
+    /// when it was longer than it could be read.
+    fn notified(&mut self, sender: Option<(u32, Option<u32>)>, message: &[u8], cut: bool) {
+        let now = Instant::now();
+        let why = match sender {
+            _ if cut => format!("longer than {MAX_MESSAGE} bytes"),
+            None => "the sender's pid is unknown".to_string(),
+            Some((sender, None)) => format!("pid {sender} is not a worker nor a descendant of one"),
+            Some((sender, Some(pid))) => match NotifyMessage::parse(message) {
+                Some(message) => {
+                    if message.stopping {
+                        tracing::debug!(pid, "worker says it is stopping");
+                    }
+                    self.pool.notified(pid, &message, now);
+                    return;
                 }
-                if log {
-                    tracing::warn!(
-                        event = LogEvent::NotifyDropped.as_str(),
-                        "notify socket: dropped a message: {why}"
-                    );
-                }
-            };
-            if datagram.truncated {
-                dropped(
-                    format!("longer than {} bytes", notify::MAX_DATAGRAM),
-                    &mut self.notify_log,
-                );
-                continue;
-            }
-            let Some(sender) = datagram.sender_pid else {
-                dropped(
-                    "the sender's pid is unknown".to_string(),
-                    &mut self.notify_log,
-                );
-                continue;
-            };
-            let Some(pid) = notify::attribute(sender, |p| self.pool.worker(p).is_some()) else {
-                dropped(
-                    format!("pid {sender} is not a worker nor a descendant of one"),
-                    &mut self.notify_log,
-                );
-                continue;
-            };
-            let Some(message) = NotifyMessage::parse(&buf[..datagram.len]) else {
-                dropped(
-                    format!("malformed message from pid {sender}"),
-                    &mut self.notify_log,
-                );
-                continue;
-            };
-            if message.stopping {
-                tracing::debug!(pid, "worker says it is stopping");
-            }
-            self.pool.notified(pid, &message, now);
+                None => format!("malformed message from pid {sender}"),
+            },
+        };
+        let (log, suppressed) = self.notify_log.allow(now);
+        if suppressed > 0 {
+            tracing::warn!(
+                event = LogEvent::NotifyDroppedUnlogged.as_str(),
+                "notify socket: {suppressed} more messages were dropped"
+            );
+        }
+        if log {
+            tracing::warn!(
+                event = LogEvent::NotifyDropped.as_str(),
+                "notify socket: dropped a message: {why}"
+            );
         }
     }
 }

@@ -18,15 +18,13 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
-use super::autoscale;
-#[cfg(unix)]
-use super::metrics;
 use super::platform::{Intents, NotifySocket};
 use super::signals::Intent;
 #[cfg(unix)]
 use super::takeover::StopAnswer;
 #[cfg(unix)]
 use super::{attached, balance, leftovers, reexec_check, relisten};
+use super::{autoscale, metrics};
 use crate::control::request::ControlRequest;
 #[cfg(unix)]
 use crate::control::server::{self, AccessPolicy};
@@ -38,7 +36,6 @@ pub enum Input {
     /// A control client asked something.
     Control(ControlRequest),
     /// `--metrics` was scraped.
-    #[cfg(unix)]
     Scrape(metrics::Scrape),
     /// A check of a new binary before a re-exec ended.
     #[cfg(unix)]
@@ -49,6 +46,9 @@ pub enum Input {
     /// A worker's `sd_notify` datagram is waiting.
     #[cfg(unix)]
     Notify,
+    /// A worker's notify message came, from this pid.
+    #[cfg(windows)]
+    Notified(u32, Vec<u8>),
     /// A timer fired.
     Tick(Tick),
 }
@@ -94,8 +94,9 @@ pub struct Sources {
     #[cfg(unix)]
     notify: UnixDatagram,
     requests: mpsc::Receiver<ControlRequest>,
-    #[cfg(unix)]
     scrapes: mpsc::Receiver<metrics::Scrape>,
+    #[cfg(windows)]
+    notify: NotifySocket,
     #[cfg(unix)]
     checked: mpsc::Receiver<reexec_check::Checked>,
     /// Where re-exec checks report.
@@ -199,12 +200,18 @@ impl Sources {
     #[cfg(windows)]
     pub fn open(
         control: super::platform::Control,
-        _notify: &NotifySocket,
-        _metrics_listener: Option<std::net::TcpListener>,
+        notify: &NotifySocket,
+        metrics_listener: Option<std::net::TcpListener>,
     ) -> anyhow::Result<Sources> {
         let signals = Intents::install()?;
         let (requests_tx, requests) = mpsc::channel(64);
         let server = control.serve(requests_tx);
+        let (scrapes_tx, scrapes) = mpsc::channel(16);
+        if let Some(listener) = metrics_listener {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tokio::spawn(metrics::serve(listener, scrapes_tx));
+        }
         let timers = Timers {
             autoscale: every(autoscale::SAMPLE_EVERY),
             queue_check: every(autoscale::QUEUE_CHECK_EVERY),
@@ -212,6 +219,8 @@ impl Sources {
         Ok(Sources {
             signals,
             requests,
+            scrapes,
+            notify: std::sync::Arc::clone(notify),
             timers,
             server,
         })
@@ -262,6 +271,8 @@ impl Sources {
         tokio::select! {
             intent = self.signals.recv() => Input::Signal(intent),
             Some(request) = self.requests.recv() => Input::Control(request),
+            Some(scrape) = self.scrapes.recv() => Input::Scrape(scrape),
+            (pid, message) = self.notify.recv() => Input::Notified(pid, message),
             _ = tokio::time::sleep_until(deadline), if wants.deadline.is_some() => {
                 Input::Tick(Tick::Turn)
             }

@@ -29,7 +29,6 @@ impl Supervisor {
         match input {
             Input::Signal(intent) => self.obey(intent, sources),
             Input::Control(request) => self.control(request, sources),
-            #[cfg(unix)]
             Input::Scrape(scrape) => {
                 let snapshot = self.metrics_snapshot();
                 self.effects
@@ -52,6 +51,8 @@ impl Supervisor {
             Input::TakeoverAnswered(answer) => self.takeover_answered(answer),
             #[cfg(unix)]
             Input::Notify => self.read_notifications(sources.notify()),
+            #[cfg(windows)]
+            Input::Notified(pid, message) => self.notified_by_pipe(pid, &message),
             #[cfg(unix)]
             Input::Tick(Tick::CheckSockets) => self.check_sockets(),
             #[cfg(unix)]

@@ -56,10 +56,14 @@ pub fn describe_exit(status: ExitStatus) -> String {
 }
 
 /// herd's real children (`waitid`, `waitpid`), each the leader of its process group.
-#[derive(Default)]
 pub struct OwnChildren;
 
 impl OwnChildren {
+    /// herd's children.
+    pub fn new() -> OwnChildren {
+        OwnChildren
+    }
+
     /// Asks worker `pid` and its process group to stop with `signal` (then `SIGCONT`, so that
     /// a paused worker can act on it).
     pub fn stop(&mut self, pid: u32, signal: Signal) -> io::Result<()> {

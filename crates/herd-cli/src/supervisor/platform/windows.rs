@@ -25,10 +25,9 @@ pub use signal::{signal_error, Signal};
 use crate::spec::Listener;
 use crate::supervisor::status::SocketStatus;
 
-/// Where workers send readiness and status: not on Windows yet (`--ready notify` and
-/// `--watchdog` are refused there).
-#[derive(Debug, Default)]
-pub struct NotifySocket;
+/// Where workers send readiness and status (`NOTIFY_SOCKET`): the notify pipe, shared by the
+/// loop's inputs and what sets up workers.
+pub type NotifySocket = std::sync::Arc<NotifyPipe>;
 
 use crate::supervisor::signals::Intent;
 

@@ -9,6 +9,7 @@ use std::os::windows::io::{AsHandle, OwnedHandle};
 use std::process::{Child, ExitStatus};
 
 use herd_sys::job::Job;
+use herd_sys::windows::event::Event;
 use tokio::sync::Notify;
 
 use super::Signal;
@@ -25,19 +26,22 @@ pub async fn exited() {
 /// The stack of a thread that only waits for a process.
 const WAITER_STACK: usize = 64 * 1024;
 
+/// A worker: its process, and the event that asks it to stop.
+struct Worker {
+    process: Child,
+    stop: Event,
+}
+
 /// herd's workers, by pid.
 pub struct OwnChildren {
-    children: HashMap<u32, Child>,
+    children: HashMap<u32, Worker>,
     /// Ends every worker, and what each started, when herd ends; `None` if the system
     /// refused one (herd says so once, at start).
     job: Option<Job>,
-    /// Whether herd itself is in the job, so that every worker is from its first instruction
-    /// (else each joins just after it starts).
-    inside: bool,
 }
 
 impl OwnChildren {
-    /// No workers yet, and the Job Object they will live in, herd first.
+    /// No workers yet, and the Job Object they will live in.
     pub fn new() -> OwnChildren {
         let job = match Job::kill_on_close() {
             Ok(job) => Some(job),
@@ -50,20 +54,19 @@ impl OwnChildren {
                 None
             }
         };
-        let inside = job
-            .as_ref()
-            .is_some_and(|job| job.assign_current_process().is_ok());
         OwnChildren {
             children: HashMap::new(),
             job,
-            inside,
         }
     }
 
-    /// Holds `child`, places it in the job and watches for its exit; its pid.
-    pub fn adopt(&mut self, child: Child) -> io::Result<u32> {
+    /// Holds `child` and its `stop` event, places it in the job and watches for its exit;
+    /// its pid.
+    pub fn adopt(&mut self, child: Child, stop: Event) -> io::Result<u32> {
         let pid = child.id();
-        if let Some(job) = self.job.as_ref().filter(|_| !self.inside) {
+        // Each worker joins just after it starts (herd itself stays out of the job: under
+        // Wine 8 a process that exits inside its own kill-on-close job crashes wineserver).
+        if let Some(job) = &self.job {
             if let Err(e) = job.assign(child.as_handle()) {
                 tracing::warn!(
                     event = crate::logging::LogEvent::SetupNote.as_str(),
@@ -73,21 +76,30 @@ impl OwnChildren {
             }
         }
         let handle = child.as_handle().try_clone_to_owned()?;
-        self.children.insert(pid, child);
+        let process = child;
+        self.children.insert(pid, Worker { process, stop });
         watch(pid, handle)?;
         Ok(pid)
     }
 
-    /// Sends `signal` to worker `pid`: a stop request is Ctrl-C to its process group (a
-    /// program may ignore it: `--grace` ends with TerminateProcess); a kill terminates it.
+    /// Sends `signal` to worker `pid`: a stop request sets its stop event (`HERD_STOP_EVENT`,
+    /// which the worker library's `stop_requested` waits on) and sends Ctrl-C to its process
+    /// group (a program may ignore both: `--grace` ends with TerminateProcess); a kill
+    /// terminates it.
     pub fn signal(&mut self, pid: u32, signal: Signal) -> io::Result<()> {
-        let child = self
+        let worker = self
             .children
             .get(&pid)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no worker {pid}")))?;
         match signal {
-            Signal::Stop => herd_sys::windows::console::send_ctrl_c(pid),
-            Signal::Kill => herd_sys::windows::process::terminate(child, 1),
+            Signal::Stop => {
+                worker.stop.set()?;
+                // A worker without a console, or one that left it, cannot get Ctrl-C: its
+                // stop event was set, and --grace still ends it.
+                let _ = herd_sys::windows::console::send_ctrl_c(pid);
+                Ok(())
+            }
+            Signal::Kill => herd_sys::windows::process::terminate(&worker.process, 1),
         }
     }
 
@@ -100,12 +112,6 @@ impl OwnChildren {
     /// the Job Object holds what it started.
     pub fn kill_group(&mut self, pid: u32) -> io::Result<()> {
         self.signal(pid, Signal::Kill)
-    }
-}
-
-impl Default for OwnChildren {
-    fn default() -> OwnChildren {
-        OwnChildren::new()
     }
 }
 
@@ -123,10 +129,10 @@ fn watch(pid: u32, handle: OwnedHandle) -> io::Result<()> {
 
 impl Children for OwnChildren {
     fn peek_exit(&mut self, pid: u32) -> io::Result<Peek> {
-        let Some(child) = self.children.get_mut(&pid) else {
+        let Some(worker) = self.children.get_mut(&pid) else {
             return Ok(Peek::NotOurs);
         };
-        match child.try_wait()? {
+        match worker.process.try_wait()? {
             Some(status) => {
                 self.children.remove(&pid);
                 Ok(Peek::Exited(status))

@@ -39,7 +39,7 @@ const ERROR_NO_DATA: i32 = 232;
 #[derive(Debug)]
 pub struct NotifyPipe {
     name: String,
-    messages: mpsc::Receiver<(u32, Vec<u8>)>,
+    messages: tokio::sync::Mutex<mpsc::Receiver<(u32, Vec<u8>)>>,
     server: JoinHandle<()>,
 }
 
@@ -53,7 +53,7 @@ impl NotifyPipe {
         let server = tokio::spawn(serve(pipe, first, sender));
         Ok(NotifyPipe {
             name: name.to_string(),
-            messages,
+            messages: tokio::sync::Mutex::new(messages),
             server,
         })
     }
@@ -72,8 +72,8 @@ impl NotifyPipe {
     /// The next message, with its sender's process id; never empty, and at most
     /// `MAX_MESSAGE + 1` bytes (see [`NotifyPipe::is_cut`]). Cancel-safe: a message is never
     /// lost to a `select!` that picked another branch.
-    pub async fn recv(&mut self) -> (u32, Vec<u8>) {
-        match self.messages.recv().await {
+    pub async fn recv(&self) -> (u32, Vec<u8>) {
+        match self.messages.lock().await.recv().await {
             Some(message) => message,
             // The server never ends while `self` lives; should it, nothing more comes.
             None => std::future::pending().await,
