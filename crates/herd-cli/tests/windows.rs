@@ -6,21 +6,17 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-use serde_json::Value;
 
 #[path = "golden/help.rs"]
 mod golden;
+mod windows_support;
 
 use golden::assert_help_is_golden;
-
-const HERD: &str = env!("CARGO_BIN_EXE_herd");
-const TIMEOUT: Duration = Duration::from_secs(30);
+use windows_support::{answer, ask, assert_fails, Herd, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it takes the socket
 /// `http` and answers every connection with its pid, then its `HERD_TEST_GREETING`,
@@ -54,125 +50,6 @@ fn worker() {
             "worker pid {pid}\ngreeting {greeting}\ninherited {inherited}\ndir {}\nnodelay {nodelay}\n",
             dir.display()
         );
-    }
-}
-
-/// A worker's whole answer.
-fn answer(addr: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
-}
-
-/// The answering worker's pid.
-fn ask(addr: &str) -> u32 {
-    let answer = answer(addr);
-    let pid = answer
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("worker pid "));
-    pid.and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected answer {answer:?}"))
-}
-
-struct Herd {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    events: mpsc::Receiver<Value>,
-    addr: String,
-}
-
-impl Herd {
-    /// `herd run OPTIONS -b http=127.0.0.1:0 -- THIS_TEST_AS_WORKER`, once it listens.
-    fn start(options: &[&str]) -> Herd {
-        Herd::start_on("http=127.0.0.1:0", options)
-    }
-
-    /// `herd run OPTIONS -b BIND -- THIS_TEST_AS_WORKER`, once it listens.
-    fn start_on(bind: &str, options: &[&str]) -> Herd {
-        let me = std::env::current_exe().unwrap().into_os_string();
-        let worker = ["--exact", "worker", "--nocapture", "--test-threads", "1"];
-        let mut command = vec![me];
-        command.extend(worker.iter().map(OsString::from));
-        Herd::start_command(bind, options, &command)
-    }
-
-    /// `herd run OPTIONS -b BIND -- COMMAND`, once it listens.
-    fn start_command(bind: &str, options: &[&str], command: &[OsString]) -> Herd {
-        let mut child = Command::new(HERD)
-            .args(["--log-format", "json", "--name", &unique_name(), "run"])
-            .args(options)
-            .args(["-b", bind, "--"])
-            .args(command)
-            .env("HERD_TEST_WORKER", "1")
-            .env("HERD_TEST_INHERITED", "yes")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take();
-        let (tx, events) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let event = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-                let _ = tx.send(event);
-            }
-        });
-        let mut herd = Herd {
-            child,
-            stdin,
-            events,
-            addr: String::new(),
-        };
-        let listening = herd.wait_for("listening");
-        assert_eq!(listening["name"], "http", "{listening}");
-        herd.addr = listening["address"].as_str().unwrap().to_string();
-        herd
-    }
-
-    /// The next log line whose `event` is `name`.
-    fn wait_for(&self, name: &str) -> Value {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.events.recv_timeout(left) {
-                Ok(event) if event["event"] == name => return event,
-                Ok(event) => seen.push(event),
-                Err(_) => panic!("no {name} event; saw {seen:?}"),
-            }
-        }
-    }
-
-    /// Asks until `n` different workers have answered and at least `at_least` times.
-    fn answers(&self, n: usize, at_least: usize) -> BTreeSet<u32> {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut pids = BTreeSet::new();
-        let mut asked = 0;
-        while pids.len() < n || asked < at_least {
-            assert!(Instant::now() < deadline, "only {pids:?} answered");
-            pids.insert(ask(&self.addr));
-            asked += 1;
-        }
-        pids
-    }
-
-    fn stop(mut self) {
-        let mut stdin = self.stdin.take().unwrap();
-        stdin.write_all(b"stop\n").unwrap();
-        self.wait_for("stopped");
-        assert!(self.child.wait().unwrap().success());
-    }
-}
-
-impl Drop for Herd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
     }
 }
 
@@ -321,30 +198,6 @@ fn workers_die_with_a_killed_herd() {
     }
 }
 
-/// A herd name no other test uses at the same time: herds of one name share a control pipe.
-fn unique_name() -> String {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("test-{}-{n}", std::process::id())
-}
-
-/// `herd ARGS` fails with `code` and one line on stderr containing `needle`.
-fn assert_fails(args: &[&str], code: i32, needle: &str) {
-    let out = Command::new(HERD)
-        .args(["--name", &unique_name()])
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("herd: error"))
-        .collect();
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
-    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-    assert!(lines[0].contains(needle), "{args:?}: {stderr}");
-}
-
 #[test]
 fn bad_input_fails_with_one_line() {
     assert_fails(&["run", "--", "x"], 2, "--bind <SPEC>");
@@ -390,9 +243,9 @@ fn what_windows_cannot_do_yet_is_refused_with_its_reason() {
         "nonblocking is not built on Windows yet",
     );
     assert_fails(
-        &["run", "-w", "1..4", "-b", ":0", "--", "x"],
+        &["run", "--stop-signal", "INT", "-b", ":0", "--", "x"],
         2,
-        "autoscaling",
+        "--stop-signal is not available on Windows: Windows has no signals",
     );
 }
 

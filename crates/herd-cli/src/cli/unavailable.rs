@@ -9,7 +9,7 @@ use clap::{ArgMatches, CommandFactory};
 
 use std::ffi::OsString;
 
-use super::{Cli, Command, RunArgs, Workers};
+use super::{Cli, Command, RunArgs};
 use crate::spec::{Address, Balance};
 use crate::template::ArgTemplate;
 
@@ -106,15 +106,9 @@ fn option_reason(id: &str) -> &'static str {
             "Windows has no signals: a worker is asked to stop with Ctrl-C to its process \
              group, then ended with TerminateProcess after --grace"
         }
-        "ready" | "ready_timeout" | "watchdog" => {
-            "workers have no readiness channel to herd on Windows yet (no NOTIFY_SOCKET): a \
-             worker counts as ready once started"
-        }
         "user" | "group" => "workers run as herd's own user on Windows",
         "umask" => "Windows has no umask",
         "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
-        "shm" => "shared memory for workers is not built on Windows yet",
-        "metrics" => "the metrics endpoint is not built on Windows yet",
         _ => "not built on Windows yet",
     }
 }
@@ -132,12 +126,6 @@ fn subcommand_reason(name: &str) -> &'static str {
 
 /// The values of `herd run`'s available options that Windows cannot do (yet).
 fn run_values(args: &RunArgs) -> Result<(), String> {
-    if let Some(Workers::Auto(min, max)) = args.workers {
-        return Err(format!(
-            "--workers {min}..{max} is not available on Windows: autoscaling is not built there \
-             yet; give a number of workers"
-        ));
-    }
     if args.balance == Balance::Reuseport {
         return Err(
             "--balance reuseport is not available on Windows: Windows has no \

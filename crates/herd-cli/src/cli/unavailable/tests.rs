@@ -69,19 +69,10 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
             "--stop-signal is not available on Windows: ",
         ),
         (
-            &["--ready", "notify"],
-            "--ready is not available on Windows: ",
-        ),
-        (
             &["--rlimit", "nofile=10"],
             "--rlimit is not available on Windows: ",
         ),
         (&["--umask", "027"], "--umask is not available on Windows: "),
-        (&["--shm", "c=4096"], "--shm is not available on Windows: "),
-        (
-            &["--metrics", ":9100"],
-            "--metrics is not available on Windows: ",
-        ),
         (
             &["--control-allow-uid", "5"],
             "--control-allow-uid is not available",
@@ -103,15 +94,20 @@ fn defaults_are_not_refused_but_the_same_value_given_is() {
     verdict(RUN).unwrap();
     let why = refused(&run_with(&["--stop-signal", "TERM"]));
     assert!(why.starts_with("--stop-signal "), "{why}");
-    verdict(&run_with(&[
-        "--grace",
-        "5s",
-        "--max-surge",
-        "2",
-        "--min-ready",
-        "1s",
-    ]))
-    .unwrap();
+    for options in [
+        &["--grace", "5s", "--max-surge", "2", "--min-ready", "1s"][..],
+        &[
+            "--ready",
+            "notify",
+            "--ready-timeout",
+            "5s",
+            "--watchdog",
+            "2s",
+        ],
+        &["--shm", "c=4096", "--metrics", "127.0.0.1:0", "-w", "2..8"],
+    ] {
+        verdict(&run_with(options)).unwrap();
+    }
 }
 
 #[test]
@@ -142,10 +138,6 @@ fn subcommands_without_the_control_channel_are_refused() {
 #[test]
 fn values_windows_cannot_do_are_refused() {
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["-w", "2..8"],
-            "--workers 2..8 is not available on Windows: autoscaling",
-        ),
         (
             &["--balance", "reuseport"],
             "--balance reuseport is not available",

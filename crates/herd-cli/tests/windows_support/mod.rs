@@ -1,0 +1,175 @@
+//! What the Windows tests of `herd run` share: herd started with a JSON log that the test
+//! follows event by event, workers asked over loopback, a name of its own for each herd.
+// Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The herd binary under test.
+pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
+/// How long anything a test waits for may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A worker's whole answer.
+pub fn answer(addr: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+/// The answering worker's pid.
+pub fn ask(addr: &str) -> u32 {
+    let answer = answer(addr);
+    let pid = answer
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("worker pid "));
+    pid.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected answer {answer:?}"))
+}
+
+/// A running herd, its log followed.
+pub struct Herd {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    events: mpsc::Receiver<Value>,
+    /// Where its socket `http` listens.
+    pub addr: String,
+}
+
+impl Herd {
+    /// `herd run OPTIONS -b http=127.0.0.1:0 -- THIS_TEST_AS_WORKER`, once it listens.
+    pub fn start(options: &[&str]) -> Herd {
+        Herd::start_on("http=127.0.0.1:0", options)
+    }
+
+    /// `herd run OPTIONS -b BIND -- THIS_TEST_AS_WORKER`, once it listens.
+    pub fn start_on(bind: &str, options: &[&str]) -> Herd {
+        let me = std::env::current_exe().unwrap().into_os_string();
+        let worker = ["--exact", "worker", "--nocapture", "--test-threads", "1"];
+        let mut command = vec![me];
+        command.extend(worker.iter().map(OsString::from));
+        Herd::start_command(bind, options, &command)
+    }
+
+    /// `herd run OPTIONS -b BIND -- COMMAND`, once it listens.
+    pub fn start_command(bind: &str, options: &[&str], command: &[OsString]) -> Herd {
+        let mut child = Command::new(HERD)
+            .args(["--log-format", "json", "--name", &unique_name(), "run"])
+            .args(options)
+            .args(["-b", bind, "--"])
+            .args(command)
+            .env("HERD_TEST_WORKER", "1")
+            .env("HERD_TEST_INHERITED", "yes")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let (tx, events) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+                let _ = tx.send(event);
+            }
+        });
+        let mut herd = Herd {
+            child,
+            stdin,
+            events,
+            addr: String::new(),
+        };
+        let listening = herd.wait_for("listening");
+        assert_eq!(listening["name"], "http", "{listening}");
+        herd.addr = listening["address"].as_str().unwrap().to_string();
+        herd
+    }
+
+    /// The next log line whose `event` is `name`.
+    pub fn wait_for(&self, name: &str) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) if event["event"] == name => return event,
+                Ok(event) => seen.push(event),
+                Err(_) => panic!("no {name} event; saw {seen:?}"),
+            }
+        }
+    }
+
+    /// Asks until `n` different workers have answered and at least `at_least` times.
+    pub fn answers(&self, n: usize, at_least: usize) -> BTreeSet<u32> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut pids = BTreeSet::new();
+        let mut asked = 0;
+        while pids.len() < n || asked < at_least {
+            assert!(Instant::now() < deadline, "only {pids:?} answered");
+            pids.insert(ask(&self.addr));
+            asked += 1;
+        }
+        pids
+    }
+
+    /// Asks herd to stop (a `stop` line on its standard input), without waiting.
+    pub fn ask_to_stop(&mut self) {
+        let stdin = self.stdin.as_mut().expect("herd's standard input");
+        stdin.write_all(b"stop\n").unwrap();
+    }
+
+    /// Stops herd and waits until it has exited cleanly.
+    pub fn stop(mut self) {
+        self.ask_to_stop();
+        self.stop_waited();
+    }
+
+    /// Waits until herd, already stopping, has stopped and exited cleanly.
+    pub fn stop_waited(mut self) {
+        self.wait_for("stopped");
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Herd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// A herd name no other test uses at the same time: herds of one name share a control pipe.
+pub fn unique_name() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("test-{}-{n}", std::process::id())
+}
+
+/// `herd ARGS` fails with `code` and one line on stderr containing `needle`.
+pub fn assert_fails(args: &[&str], code: i32, needle: &str) {
+    let out = Command::new(HERD)
+        .args(["--name", &unique_name()])
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("herd: error"))
+        .collect();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+    assert!(lines[0].contains(needle), "{args:?}: {stderr}");
+}
