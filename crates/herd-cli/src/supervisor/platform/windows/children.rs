@@ -75,10 +75,17 @@ impl OwnChildren {
                 );
             }
         }
-        let handle = child.as_handle().try_clone_to_owned()?;
+        // A worker whose exit could not be watched is not kept: it would run unsupervised.
+        let watched = child
+            .as_handle()
+            .try_clone_to_owned()
+            .and_then(|handle| watch(pid, handle));
+        if let Err(e) = watched {
+            let _ = herd_sys::windows::process::terminate(&child, 1);
+            return Err(e);
+        }
         let process = child;
         self.children.insert(pid, Worker { process, stop });
-        watch(pid, handle)?;
         Ok(pid)
     }
 
