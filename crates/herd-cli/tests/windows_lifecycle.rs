@@ -203,5 +203,8 @@ fn metrics_are_served() {
     stream.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\nherd_workers_desired 2\n"), "{reply}");
+    // herd's own figures, under the Unix names (Windows' fixed handle limit for max_fds).
+    assert!(reply.contains("\nprocess_max_fds 16777216\n"), "{reply}");
+    assert!(reply.contains("\nprocess_resident_memory_bytes "), "{reply}");
     herd.stop();
 }
