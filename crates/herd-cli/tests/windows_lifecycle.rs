@@ -205,6 +205,9 @@ fn metrics_are_served() {
     assert!(reply.contains("\nherd_workers_desired 2\n"), "{reply}");
     // herd's own figures, under the Unix names (Windows' fixed handle limit for max_fds).
     assert!(reply.contains("\nprocess_max_fds 16777216\n"), "{reply}");
-    assert!(reply.contains("\nprocess_resident_memory_bytes "), "{reply}");
+    assert!(
+        reply.contains("\nprocess_resident_memory_bytes "),
+        "{reply}"
+    );
     herd.stop();
 }
