@@ -16,9 +16,9 @@
 //! - [`text`]: escaping text from workers before it reaches a terminal.
 //!
 //! On Windows the platform-neutral modules are built: `cli`, `exit`, `fdlimit`, `logging`, the parsing
-//! half of `spec`, `text`, the control protocol's messages and the supervisor's cores (see
-//! `supervisor::platform`); `herd run` there is the binary's own `windows` module. The
-//! supervisor's driver, the control socket's server and client, `ctl`, `command` and `run` are
+//! half of `spec`, `text`, the control protocol's messages, the control pipe's client and
+//! server, `ctl` and the supervisor's cores (see `supervisor::platform`); `herd run` there is
+//! the binary's own `windows` module. The control socket's server, `command` and `run` are
 //! `cfg(unix)`.
 
 #![allow(missing_docs)]
@@ -32,7 +32,6 @@ pub mod command;
 #[path = "command/windows.rs"]
 pub mod command;
 pub mod control;
-#[cfg(unix)]
 pub mod ctl;
 pub mod exit;
 pub mod fdlimit;

@@ -2,7 +2,8 @@
 //! The binary is thin: it parses the command line, sets up logging, and hands over to the
 //! library (`herd_cli`), which has one module per concept. The command line is the same on
 //! every platform; on Windows, what is not built there yet is refused, and `herd run` is
-//! `windows.rs`: the same supervisor, set up with what Windows has.
+//! `windows.rs`: the same supervisor, set up with what Windows has; the client commands are
+//! `ctl`'s.
 // Every unsafe call lives in herd-sys, behind a safe API.
 #![forbid(unsafe_code)]
 
@@ -77,10 +78,12 @@ fn run_command() -> ExitCode {
         Err(code) => return code,
     };
     logging::init(cli.log_level, cli.log_format);
-    let (control, name) = (cli.control.clone(), cli.name.clone());
     let result = cli::unavailable::on_windows(cli, &matches)
         .map_err(exit::Failure::Usage)
-        .and_then(|args| windows::run(*args, control.as_deref(), &name));
+        .and_then(|cli| match cli.command {
+            cli::Command::Run(args) => windows::run(*args, cli.control.as_deref(), &cli.name),
+            client => herd_cli::ctl::run(client, cli.control.as_deref(), &cli.name),
+        });
     ended(result)
 }
 

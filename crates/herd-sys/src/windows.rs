@@ -4,8 +4,9 @@
 //! - [`job`]: a Job Object that kills every process in it when herd, its holder, goes away
 //!   (what `PR_SET_PDEATHSIG` does on Linux).
 //! - [`pipe`]: named-pipe servers that admit only herd's user, Administrators, LocalSystem and
-//!   the accounts the caller names, and the process id at the other end of a pipe (with the
-//!   `tokio` feature).
+//!   the accounts the caller names (with the `tokio` feature).
+//! - [`peer`]: the process at the other end of a named pipe, and what waits to be read there.
+//! - [`sid`]: the user a process runs as, and an account's security identifier.
 //! - [`console`]: Ctrl-C to a worker's process group, and the worker side that accepts it.
 //! - [`process`]: a process by pid: terminate it, its exit code, CPU time and working set.
 //! - [`handle`]: handing a handle to another process (`DuplicateHandle`) and taking ownership
@@ -17,10 +18,12 @@ pub mod console;
 pub mod event;
 pub mod handle;
 pub mod job;
+pub mod peer;
 #[cfg(feature = "tokio")]
 pub mod pipe;
 pub mod process;
 pub mod shm;
+pub mod sid;
 
 use std::io;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle};

@@ -61,7 +61,8 @@
 //!
 //! A program that starts on its own can take the sockets of a running herd over its control
 //! socket ([`Sockets::from_control`], or [`fetch::fetch`] to also register as an attached
-//! worker). This is what `herd attach` does for programs in any language.
+//! worker). This is what `herd attach` does for programs in any language. On Windows the
+//! control channel is a named pipe, and herd duplicates the sockets for the asking process.
 //!
 //! ## Shared memory
 //!
@@ -88,8 +89,8 @@
 //! (`WSADuplicateSocketW`) from its stdin, in the documented [`share`] format; the parent side
 //! is [`windows::spawn`]. [`notify`] writes to the named pipe herd gives in `NOTIFY_SOCKET`,
 //! [`shm`] maps the file mapping the worker inherited, and [`stop_requested`] is herd's graceful
-//! stop request (Windows has no SIGTERM). Unix sockets, signals, fetching sockets from a
-//! running herd and prefork are Unix-only.
+//! stop request (Windows has no SIGTERM); [`Sockets::from_control`] fetches the sockets from a
+//! running herd's control pipe. Unix sockets, signals and prefork are Unix-only.
 //!
 //! ## Notifications
 //!
@@ -110,10 +111,16 @@
 mod error;
 #[cfg(unix)]
 pub mod fetch;
+#[cfg(windows)]
+#[path = "fetch_windows.rs"]
+pub mod fetch;
 #[cfg(any(windows, test))]
 mod handle_env;
 mod json;
 pub mod notify;
+#[cfg(windows)]
+#[doc(hidden)]
+pub mod pipe;
 #[cfg(unix)]
 pub mod prefork;
 #[doc(hidden)]

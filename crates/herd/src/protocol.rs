@@ -96,6 +96,39 @@ pub fn parse_sockets_answer(line: &[u8]) -> Result<SocketsAnswer, String> {
         .map(SocketsAnswer::Sockets)
 }
 
+/// The sockets of a `sockets` response on Windows: the top-level member `"shared"`, one hex
+/// string per socket (a `WSAPROTOCOL_INFOW` made for the reader's process), decoded, in
+/// order. No member: no blocks.
+pub fn shared_blocks(line: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "the answer is not UTF-8".to_string())?;
+    let response = json::parse(text)?;
+    let blocks = match response.get("shared") {
+        None => return Ok(Vec::new()),
+        Some(shared) => shared.as_array().ok_or("\"shared\" is not an array")?,
+    };
+    blocks
+        .iter()
+        .enumerate()
+        .map(|(i, block)| {
+            let hex = block
+                .as_str()
+                .ok_or_else(|| format!("shared block {i} is not a string"))?;
+            from_hex(hex).ok_or_else(|| format!("shared block {i} is not hex"))
+        })
+        .collect()
+}
+
+/// The bytes that `hex` (pairs of hex digits) spells, if it does.
+fn from_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
+}
+
 fn description(socket: &Value) -> Result<SocketDescription, String> {
     Ok(SocketDescription {
         name: string(socket, "name")?,
@@ -173,6 +206,32 @@ mod tests {
             b"",
         ] {
             assert!(parse_sockets_answer(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shared_blocks_are_hex_in_order_and_anything_else_is_refused() {
+        let line = br#"{"version":1,"ok":true,"result":{"sockets":[]},"shared":["00ab","FF",""]}"#;
+        assert_eq!(
+            shared_blocks(line),
+            Ok(vec![vec![0, 0xab], vec![0xff], vec![]])
+        );
+        let none = br#"{"version":1,"ok":true,"result":{"sockets":[]}}"#;
+        assert_eq!(shared_blocks(none), Ok(vec![]));
+        for bad in [
+            &br#"{"shared":"00"}"#[..],
+            br#"{"shared":[1]}"#,
+            br#"{"shared":["0"]}"#,
+            br#"{"shared":["zz"]}"#,
+            br#"{"shared":["+1"]}"#,
+            "{\"shared\":[\"\u{e9}\u{e9}\"]}".as_bytes(),
+            b"{",
+        ] {
+            assert!(
+                shared_blocks(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -1,7 +1,9 @@
-//! Windows: the sockets herd handed this worker over its stdin (see [`crate::share`]), with the
-//! same "by name or index, each taken once, kind checked" API as on Unix.
+//! Windows: the sockets herd handed this worker over its stdin (see [`crate::share`]), or that
+//! a process fetched from a running herd ([`Sockets::from_control`]), with the same "by name or
+//! index, each taken once, kind checked" API as on Unix.
 
 use std::net::{TcpListener, UdpSocket};
+use std::os::windows::io::OwnedSocket;
 use std::sync::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -19,7 +21,17 @@ pub struct Sockets {
 struct Entry {
     name: String,
     kind: Kind,
-    blob: Option<Vec<u8>>,
+    /// `None` once taken.
+    source: Option<Source>,
+}
+
+/// Where an entry's socket comes from.
+#[derive(Debug)]
+enum Source {
+    /// A blob to rebuild it from, read from stdin.
+    Blob(Vec<u8>),
+    /// The socket itself, fetched and rebuilt already.
+    Socket(OwnedSocket),
 }
 
 impl Sockets {
@@ -42,10 +54,36 @@ impl Sockets {
                 .map(|e| Entry {
                     name: e.name,
                     kind: e.kind,
-                    blob: Some(e.blob),
+                    source: Some(Source::Blob(e.blob)),
                 })
                 .collect(),
         })
+    }
+
+    /// The sockets fetched from a herd, by the kind herd said they are.
+    pub(crate) fn from_fetched(fetched: Vec<crate::fetch::Fetched>) -> Result<Sockets> {
+        let entry = |f: crate::fetch::Fetched| {
+            let kind = match f.kind.as_str() {
+                "tcp" => Kind::TcpListener,
+                "udp" => Kind::Udp,
+                other => {
+                    return Err(Error::new(
+                        ErrorKind::WrongKind,
+                        format!(
+                            "herd shared socket {:?} as a {other:?} socket, which Windows has not",
+                            f.name
+                        ),
+                    ))
+                }
+            };
+            Ok(Entry {
+                name: f.name,
+                kind,
+                source: Some(Source::Socket(f.socket)),
+            })
+        };
+        let entries = fetched.into_iter().map(entry).collect::<Result<_>>()?;
+        Ok(Sockets { entries })
     }
 
     /// How many sockets were given, taken or not.
@@ -98,11 +136,7 @@ impl Sockets {
             })
     }
 
-    fn take(
-        &mut self,
-        index: usize,
-        kind: Kind,
-    ) -> Result<Option<std::os::windows::io::OwnedSocket>> {
+    fn take(&mut self, index: usize, kind: Kind) -> Result<Option<OwnedSocket>> {
         let len = self.entries.len();
         let entry = self.entries.get_mut(index).ok_or_else(|| {
             Error::new(
@@ -119,9 +153,10 @@ impl Sockets {
                 ),
             ));
         }
-        match entry.blob.take() {
+        match entry.source.take() {
             None => Ok(None),
-            Some(blob) => herd_sys::wsa::from_blob(&blob).map(Some).map_err(|e| {
+            Some(Source::Socket(socket)) => Ok(Some(socket)),
+            Some(Source::Blob(blob)) => herd_sys::wsa::from_blob(&blob).map(Some).map_err(|e| {
                 Error::io(
                     format!("cannot rebuild socket {:?} from its blob", entry.name),
                     e,

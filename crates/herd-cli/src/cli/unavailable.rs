@@ -1,6 +1,7 @@
 //! What the Windows `herd` cannot do yet. The command line is the same on every platform (one
 //! [`Cli`], one `--help`); on Windows, [`on_windows`] refuses, each with a one-line reason,
-//! the subcommands, options and values that exist only on Unix for now. Anything not listed
+//! the subcommands, options and values that exist only on Unix for now. The client commands
+//! (`status`, `scale`, `upgrade`, `stop`, `signal`) talk to a herd's control pipe. Anything not listed
 //! as available here is refused, so an option added later is refused on Windows until it is
 //! made to work there. Pure, so that it is tested on every platform.
 
@@ -35,13 +36,13 @@ const RUN_AVAILABLE: &[&str] = &[
 /// The global options that work on Windows, by argument id.
 const GLOBAL_AVAILABLE: &[&str] = &["log_level", "log_format", "name", "control"];
 
-/// Why herd has no control channel on Windows, for everything that needs one.
-const NO_CONTROL: &str = "herd has no control channel on Windows yet (see docs/windows.md); \
-                          stop it with Ctrl-C or a 'stop' line on its standard input";
+/// The subcommands that work on Windows besides `run`: requests to a herd's control pipe.
+const CLIENT_AVAILABLE: &[&str] = &["status", "scale", "upgrade", "stop", "signal"];
 
-/// The `herd run` that `cli` (parsed into `matches`) asks for, if it asks only for what herd
-/// can do on Windows; else the first thing it cannot do, and why, as one line.
-pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Box<RunArgs>, String> {
+/// What `cli` (parsed into `matches`) asks for, if it asks only for what herd can do on
+/// Windows (with `herd run`'s command read as Windows runs it); else the first thing it cannot
+/// do, and why, as one line.
+pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Cli, String> {
     let command = Cli::command();
     for arg in command.get_arguments() {
         let id = arg.get_id().as_str();
@@ -50,8 +51,16 @@ pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Box<RunArgs>, String
         }
     }
     let name = matches.subcommand_name().unwrap_or_default();
-    let args = match cli.command {
+    if let Command::Signal(_) = &cli.command {
+        let given = matches
+            .subcommand_matches(name)
+            .and_then(|m| m.get_raw("signal"));
+        let text = given.into_iter().flatten().next().unwrap_or_default();
+        windows_signal(&text.to_string_lossy())?;
+    }
+    let args = match &cli.command {
         Command::Run(args) => args,
+        _ if CLIENT_AVAILABLE.contains(&name) => return Ok(cli),
         _ => {
             return Err(format!(
                 "'herd {name}' is not available on Windows: {}",
@@ -71,10 +80,29 @@ pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Box<RunArgs>, String
             }
         }
     }
-    run_values(&args)?;
-    let mut args = args;
-    args.command = literal_command(&args.command)?;
-    Ok(args)
+    run_values(args)?;
+    let command = literal_command(&args.command)?;
+    let mut cli = cli;
+    if let Command::Run(args) = &mut cli.command {
+        args.command = command;
+    }
+    Ok(cli)
+}
+
+/// What `herd signal SIGNAL` means on Windows, as the protocol names it: `TERM` or `INT` (a
+/// stop request), or `KILL` (`TerminateProcess`), with or without `SIG`, in any case. Windows
+/// has no other signals.
+pub fn windows_signal(text: &str) -> Result<&'static str, String> {
+    let upper = text.to_ascii_uppercase();
+    match upper.strip_prefix("SIG").unwrap_or(&upper) {
+        "TERM" => Ok("TERM"),
+        "INT" => Ok("INT"),
+        "KILL" => Ok("KILL"),
+        _ => Err(format!(
+            "signal '{text}' has no meaning on Windows, which has no signals: send TERM or INT \
+             (a stop request, as herd stop sends) or KILL (TerminateProcess)"
+        )),
+    }
 }
 
 /// Whether the user gave argument `id` (on the command line or in the environment), rather
@@ -120,7 +148,12 @@ fn subcommand_reason(name: &str) -> &'static str {
             "Windows has no exec, so a process cannot replace its own program; a takeover by \
              a new herd will do that there (not built yet)"
         }
-        _ => NO_CONTROL,
+        "attach" => {
+            "not built there yet; a program can fetch the sockets itself \
+             (herd::Sockets::from_control, or Python's socket.fromshare: see \
+             docs/control-protocol.md)"
+        }
+        _ => "not built on Windows yet",
     }
 }
 

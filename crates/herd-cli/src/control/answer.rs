@@ -12,13 +12,16 @@ use serde::de::DeserializeOwned;
 
 use super::protocol::{ErrorBody, Response, VERSION};
 
-/// Why nothing answers at a control socket's path.
+/// Why nothing answers at a control socket's path (or pipe's name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Vacancy {
     /// No file there (`ENOENT`): the herd removed its socket as it stopped, or never ran.
     NoSocket,
     /// A socket nobody listens on (`ECONNREFUSED`): the herd was killed.
     NobodyListening,
+    /// No pipe of that name (Windows, `ERROR_FILE_NOT_FOUND`): the herd stopped, was killed,
+    /// or never ran.
+    NoPipe,
 }
 
 impl Vacancy {
@@ -27,6 +30,7 @@ impl Vacancy {
         match self {
             Vacancy::NoSocket => "its control socket is gone",
             Vacancy::NobodyListening => "nobody listens on its control socket",
+            Vacancy::NoPipe => "its control pipe is gone",
         }
     }
 }
@@ -45,6 +49,8 @@ pub enum ClientError {
         path: PathBuf,
         /// How we know.
         why: Vacancy,
+        /// The herd's name, when the path is the default one for it ([`ClientError::named`]).
+        herd: Option<String>,
     },
     /// The caller may not connect (`EACCES`, `EPERM`). A herd that refuses the caller's
     /// credentials answers [`Refused`](ClientError::Refused) with `permission_denied`.
@@ -112,6 +118,19 @@ impl fmt::Display for ClientError {
                 path.as_os_str().len(),
                 crate::spec::MAX_UNIX_PATH
             ),
+            ClientError::NotRunning {
+                path,
+                why,
+                herd: Some(name),
+            } => {
+                write!(
+                f,
+                "no herd named {name} is running ({} {}): start one with 'herd run', or select \
+                 it with --name or --control",
+                if *why == Vacancy::NoPipe { "pipe" } else { "socket" },
+                path.display()
+            )
+            }
             ClientError::NotRunning { path, .. } => write!(
                 f,
                 "no herd is running at {}: start one with 'herd run', or select it with --name \
@@ -161,6 +180,23 @@ impl fmt::Display for ClientError {
 }
 
 impl std::error::Error for ClientError {}
+
+impl ClientError {
+    /// This error, saying which herd is not running when `name` is given: the path was the
+    /// default one for the herd of that name.
+    pub fn named(self, name: Option<&str>) -> ClientError {
+        match self {
+            ClientError::NotRunning { path, why, .. } if name.is_some() => {
+                ClientError::NotRunning {
+                    path,
+                    why,
+                    herd: name.map(str::to_string),
+                }
+            }
+            other => other,
+        }
+    }
+}
 
 /// Reads one response line (without its newline) as the result `R` of the command sent, or
 /// the error herd answered.

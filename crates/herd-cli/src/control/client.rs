@@ -52,10 +52,12 @@ impl ClientError {
             Some(libc::ENOENT) => ClientError::NotRunning {
                 path,
                 why: Vacancy::NoSocket,
+                herd: None,
             },
             Some(libc::ECONNREFUSED) => ClientError::NotRunning {
                 path,
                 why: Vacancy::NobodyListening,
+                herd: None,
             },
             Some(libc::EACCES | libc::EPERM) => ClientError::PermissionDenied { path },
             Some(libc::EPROTOTYPE | libc::ENOTSOCK) => ClientError::NotHerd {

@@ -1,11 +1,13 @@
 //! The control plane: a Unix socket (on Windows a named pipe) speaking newline-delimited JSON,
-//! through which `herd status`, `scale`, `upgrade`, `stop` and `signal` talk to a running herd:
+//! through which `herd status`, `scale`, `upgrade`, `stop` and `signal` talk to a running herd
+//! (with the same client API, [`client`], on both):
 //! the messages ([`protocol`], [`results`], [`reply`]) and how a connection is read
 //! ([`lines`]), which every platform builds, and each platform's transport.
 
 // The messages and the pipe's name: platform-neutral, built and tested on every platform.
 pub mod answer;
 pub mod lines;
+pub mod name;
 mod named_twice;
 pub mod pipe_name;
 pub mod protocol;
@@ -13,7 +15,10 @@ pub mod reply;
 pub mod request;
 pub mod results;
 
-// The Windows named pipe's server.
+// The Windows named pipe's client and server.
+#[cfg(windows)]
+#[path = "client_windows.rs"]
+pub mod client;
 #[cfg(windows)]
 pub mod pipe_server;
 #[cfg(all(windows, test))]

@@ -1,5 +1,5 @@
 //! Named-pipe servers that only herd's own user, Administrators, LocalSystem and the accounts
-//! the caller names can connect to, and the process at the other end of a pipe.
+//! the caller names can connect to (and, re-exported, the process at the other end of a pipe).
 //!
 //! [`SecurePipe`] holds a pipe's name and security descriptor and creates its server
 //! instances (tokio's `NamedPipeServer`); the first one with `FILE_FLAG_FIRST_PIPE_INSTANCE`,
@@ -10,132 +10,21 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::mem;
-use std::os::windows::ffi::OsStrExt;
-use std::os::windows::io::{AsHandle, AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{AsHandle, AsRawHandle};
 use std::ptr;
 
 use tokio::net::windows::named_pipe::{NamedPipeServer, ServerOptions};
 use windows_sys::Win32::Foundation::{LocalFree, ERROR_ACCESS_DENIED, HLOCAL};
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
-use windows_sys::Win32::Security::{
-    GetTokenInformation, LookupAccountNameW, TokenUser, PSECURITY_DESCRIPTOR, PSID,
-    SECURITY_ATTRIBUTES, SID_NAME_USE, TOKEN_QUERY, TOKEN_USER,
-};
-use windows_sys::Win32::System::Pipes::{
-    GetNamedPipeClientProcessId, GetNamedPipeHandleStateW, GetNamedPipeServerProcessId,
-};
-use windows_sys::Win32::System::Threading::OpenProcessToken;
+use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::System::Pipes::GetNamedPipeHandleStateW;
 
-use super::{check, process};
-
-/// A security identifier in its string form (`S-1-5-21-...`), checked to be one.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sid(String);
-
-impl Sid {
-    /// Parses a SID string: `S-1-` followed by decimal numbers separated by `-` (what
-    /// `ConvertSidToStringSidW` writes). Nothing else is accepted, so a `Sid` cannot carry
-    /// other text into a security descriptor.
-    pub fn parse(text: &str) -> io::Result<Sid> {
-        let numbers = text.strip_prefix("S-1-").ok_or_else(|| not_a_sid(text))?;
-        let valid = numbers
-            .split('-')
-            .all(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()));
-        if valid && numbers.split('-').count() >= 2 {
-            Ok(Sid(text.to_string()))
-        } else {
-            Err(not_a_sid(text))
-        }
-    }
-
-    /// The SID of the user this process runs as (`OpenProcessToken`, `GetTokenInformation`
-    /// with `TokenUser`).
-    pub fn current_user() -> io::Result<Sid> {
-        let mut token = ptr::null_mut();
-        // SAFETY: the current-process pseudo-handle is always valid; `token` is ours to fill.
-        check(unsafe {
-            OpenProcessToken(process::current().as_raw_handle(), TOKEN_QUERY, &mut token)
-        })?;
-        // SAFETY: `token` is a fresh handle that nothing else owns.
-        let token = unsafe { OwnedHandle::from_raw_handle(token) };
-        // A TOKEN_USER and the SID it points to, in u64s for the alignment of its pointer.
-        let mut buffer = vec![0u64; 64];
-        let mut needed = 0u32;
-        // SAFETY: the token is live; the buffer and its size (bytes) are ours to fill.
-        check(unsafe {
-            GetTokenInformation(
-                token.as_raw_handle(),
-                TokenUser,
-                buffer.as_mut_ptr().cast(),
-                (buffer.len() * 8) as u32,
-                &mut needed,
-            )
-        })?;
-        // SAFETY: GetTokenInformation succeeded, so the buffer starts with a TOKEN_USER,
-        // suitably aligned (u64s), whose SID points into the buffer, which outlives its use.
-        let sid = unsafe { (*buffer.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-        // SAFETY: as above: a valid SID inside `buffer`.
-        unsafe { sid_to_string(sid) }
-    }
-
-    /// The SID of the account `name` (`user`, `DOMAIN\user`, or a group such as `Users`),
-    /// looked up on this machine (`LookupAccountNameW`).
-    pub fn of_account(name: &str) -> io::Result<Sid> {
-        let wide = wide_z(OsStr::new(name))?;
-        let mut sid = vec![0u64; 16]; // SECURITY_MAX_SID_SIZE is 68 bytes
-        let mut sid_len = (sid.len() * 8) as u32;
-        let mut domain = vec![0u16; 256];
-        let mut domain_len = domain.len() as u32;
-        let mut kind: SID_NAME_USE = 0;
-        // SAFETY: `wide` is NUL-terminated; each buffer comes with its size, and all are ours.
-        check(unsafe {
-            LookupAccountNameW(
-                ptr::null(),
-                wide.as_ptr(),
-                sid.as_mut_ptr().cast(),
-                &mut sid_len,
-                domain.as_mut_ptr(),
-                &mut domain_len,
-                &mut kind,
-            )
-        })
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot find the account {name}: {e}")))?;
-        // SAFETY: LookupAccountNameW wrote a valid SID at the start of `sid`.
-        unsafe { sid_to_string(sid.as_mut_ptr().cast()) }
-    }
-
-    /// The string form.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-fn not_a_sid(text: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{text:?} is not a SID (S-1-...)"),
-    )
-}
-
-/// The string form of a SID (`ConvertSidToStringSidW`).
-///
-/// # Safety
-/// `sid` points to a valid SID.
-unsafe fn sid_to_string(sid: PSID) -> io::Result<Sid> {
-    let mut text = ptr::null_mut();
-    // SAFETY: the caller's `sid` is valid; `text` is ours to fill with a LocalAlloc'd string.
-    check(unsafe { ConvertSidToStringSidW(sid, &mut text) })?;
-    // SAFETY: `text` is a NUL-terminated string of u16s, freed right after being copied.
-    let string = unsafe {
-        let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-        let string = String::from_utf16_lossy(std::slice::from_raw_parts(text, len));
-        LocalFree(text as HLOCAL);
-        string
-    };
-    Sid::parse(&string)
-}
+use super::check;
+pub use super::peer::{client_process_id, server_process_id};
+use super::sid::wide_z;
+pub use super::sid::Sid;
 
 /// Generic read and write, except `FILE_CREATE_PIPE_INSTANCE` (which `FILE_GENERIC_WRITE`
 /// includes, as `FILE_APPEND_DATA`): the accounts a caller adds can connect but cannot create
@@ -278,34 +167,6 @@ fn instances(pipe: &impl AsHandle) -> io::Result<u32> {
     Ok(count)
 }
 
-/// The process id of the client connected to a server instance
-/// (`GetNamedPipeClientProcessId`).
-pub fn client_process_id(pipe: &impl AsHandle) -> io::Result<u32> {
-    let mut pid = 0u32;
-    // SAFETY: the pipe handle is live for the call; `pid` is ours to fill.
-    check(unsafe { GetNamedPipeClientProcessId(pipe.as_handle().as_raw_handle(), &mut pid) })?;
-    Ok(pid)
-}
-
-/// The process id of the server at the other end of a client's pipe
-/// (`GetNamedPipeServerProcessId`).
-pub fn server_process_id(pipe: &impl AsHandle) -> io::Result<u32> {
-    let mut pid = 0u32;
-    // SAFETY: the pipe handle is live for the call; `pid` is ours to fill.
-    check(unsafe { GetNamedPipeServerProcessId(pipe.as_handle().as_raw_handle(), &mut pid) })?;
-    Ok(pid)
-}
-
-/// `text` as UTF-16 with a terminating NUL; text with a NUL inside is refused.
-fn wide_z(text: &OsStr) -> io::Result<Vec<u16>> {
-    let mut wide: Vec<u16> = text.encode_wide().collect();
-    if wide.contains(&0) {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "NUL in a name"));
-    }
-    wide.push(0);
-    Ok(wide)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,30 +187,5 @@ mod tests {
             "D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;S-1-5-21-1-2-3-1000)\
              (A;;0x12019b;;;S-1-5-32-545)(A;;0x12019b;;;S-1-5-21-1-2-3-1001)"
         );
-    }
-
-    #[test]
-    fn only_sid_strings_are_sids() {
-        assert_eq!(sid("S-1-5-32-544").as_str(), "S-1-5-32-544");
-        for bad in [
-            "",
-            "S-1-",
-            "S-1-5",
-            "S-1-5-",
-            "S-1-5--1",
-            "S-2-5-32",
-            "BA",
-            "S-1-5-32-544)(A;;GA;;;WD",
-            "s-1-5-32-544",
-            "S-1-5-x",
-            "S-1-5-111111111111111111111",
-        ] {
-            assert!(Sid::parse(bad).is_err(), "{bad:?} parsed");
-        }
-    }
-
-    #[test]
-    fn the_current_user_has_a_sid() {
-        assert!(Sid::current_user().unwrap().as_str().starts_with("S-1-5-"));
     }
 }

@@ -119,19 +119,48 @@ fn the_control_pipe_is_chosen_by_name_or_path_but_not_by_owner() {
 }
 
 #[test]
-fn subcommands_without_the_control_channel_are_refused() {
+fn the_client_commands_are_accepted_with_the_pipe_they_name() {
     for args in [
         &["status"][..],
-        &["scale", "3"],
-        &["upgrade"],
-        &["stop"],
-        &["signal", "HUP"],
-        &["attach", "--", "x"],
+        &["status", "--json", "--name", "web"],
+        &["--control", r"\\.\pipe\x", "scale", "3"],
+        &["scale", "2..5"],
+        &["scale", "+1"],
+        &["upgrade", "--timeout", "5m"],
+        &["stop", "--fast"],
+        &["stop", "--grace", "3s"],
+        &["signal", "TERM", "--worker", "1"],
+        &["signal", "sigint"],
+        &["signal", "KILL"],
     ] {
-        let why = refused(args);
-        let expected = format!("'herd {}' is not available on Windows: ", args[0]);
-        assert!(why.starts_with(&expected), "{why}");
+        verdict(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
     }
+    let why = refused(&["--control-owner", "0", "status"]);
+    assert!(why.starts_with("--control-owner is not available"), "{why}");
+}
+
+#[test]
+fn signals_without_a_windows_meaning_are_refused() {
+    for signal in ["HUP", "USR1", "10", "RTMIN+1"] {
+        let why = refused(&["signal", signal]);
+        assert!(
+            why.starts_with(&format!("signal '{signal}' has no meaning on Windows")),
+            "{why}"
+        );
+    }
+    assert_eq!(windows_signal("SigTerm"), Ok("TERM"));
+    assert_eq!(windows_signal("int"), Ok("INT"));
+    assert_eq!(windows_signal("KILL"), Ok("KILL"));
+}
+
+#[test]
+fn subcommands_not_built_on_windows_are_refused() {
+    let why = refused(&["attach", "--", "x"]);
+    assert!(
+        why.starts_with("'herd attach' is not available on Windows: "),
+        "{why}"
+    );
+    assert!(why.contains("Sockets::from_control"), "{why}");
     assert!(refused(&["reexec"]).contains("no exec"));
 }
 
@@ -167,7 +196,9 @@ fn command_run(args: &[&str]) -> Vec<String> {
     line.extend_from_slice(args);
     let matches = Cli::command().try_get_matches_from(line).unwrap();
     let cli = Cli::from_arg_matches(&matches).unwrap();
-    let args = on_windows(cli, &matches).unwrap();
+    let Command::Run(args) = on_windows(cli, &matches).unwrap().command else {
+        panic!("not a run");
+    };
     let words = args.command.into_iter().map(|a| a.into_string().unwrap());
     words.collect()
 }

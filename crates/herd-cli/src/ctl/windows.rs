@@ -1,0 +1,86 @@
+//! The client commands on Windows: the herd is reached at its control pipe
+//! ([`crate::control::pipe_name`]), whose server must run as the caller's user or LocalSystem.
+//! `herd signal` sends what has a meaning there: a stop request (TERM, INT) or KILL.
+
+use std::os::windows::io::OwnedSocket;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde::de::DeserializeOwned;
+
+use super::{ask, failure, WireSignal, QUICK};
+use crate::cli;
+use crate::control::client::Client;
+use crate::control::protocol::Command;
+use crate::control::results::SocketInfo;
+use crate::control::{name, pipe_name};
+use crate::exit::Failure;
+
+/// Runs one client command against the herd named `herd`, at `control` (`--control`) if
+/// given, else at `$HERD_CONTROL`, else at its default pipe.
+pub fn run(command: cli::Command, control: Option<&Path>, herd: &str) -> Result<(), Failure> {
+    let (pipe, default) = pipe_for(control, herd)?;
+    let named = default.then_some(herd);
+    match command {
+        cli::Command::Attach(_) => Err(Failure::Usage(
+            "'herd attach' is not available on Windows yet".to_string(),
+        )),
+        command => ask(command, &|| {
+            Client::connect(&pipe).map_err(|e| e.named(named))
+        }),
+    }
+}
+
+/// The control pipe of the herd named `herd` run by this user: `control` if given, else
+/// `$HERD_CONTROL`, else its default pipe; and whether it is the default one.
+pub fn pipe_for(control: Option<&Path>, herd: &str) -> Result<(PathBuf, bool), Failure> {
+    name::check_name(herd).map_err(Failure::Usage)?;
+    let control = match control {
+        None => None,
+        Some(given) => Some(given.to_str().ok_or_else(|| {
+            Failure::Usage(format!(
+                "--control {}: a pipe name must be Unicode",
+                given.display()
+            ))
+        })?),
+    };
+    let env = std::env::var("HERD_CONTROL").ok().filter(|e| !e.is_empty());
+    let user = herd_sys::windows::sid::Sid::current_user()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot learn which user this is: {e}")))?;
+    let pipe =
+        pipe_name::resolve(control, env.as_deref(), herd, user.as_str()).map_err(Failure::Usage)?;
+    Ok((PathBuf::from(pipe), control.is_none() && env.is_none()))
+}
+
+/// A signal as the protocol names it on Windows: `TERM`, `INT` or `KILL`.
+pub(super) fn wire_signal(args: &cli::SignalArgs) -> Result<WireSignal, Failure> {
+    let name = cli::unavailable::windows_signal(&args.signal.0).map_err(Failure::Usage)?;
+    Ok(WireSignal {
+        wire: name.to_string(),
+        shown: name.to_string(),
+    })
+}
+
+/// Sends one request to the herd at `control` and returns its result.
+pub fn request<R: DeserializeOwned>(
+    control: &Path,
+    command: Command,
+    timeout: Option<Duration>,
+) -> Result<R, Failure> {
+    Client::connect(control)
+        .and_then(|mut client| client.call(command, timeout))
+        .map_err(failure)
+}
+
+/// Fetches the sockets named in `only` (all if empty) from the herd at `control`, made for
+/// this process; with `attach`, registers this process with herd.
+pub fn fetch(
+    control: &Path,
+    only: Vec<String>,
+    attach: bool,
+) -> Result<Vec<(SocketInfo, OwnedSocket)>, Failure> {
+    Client::connect(control)
+        .and_then(|mut client| client.sockets(only, attach, Some(QUICK)))
+        .map_err(failure)
+}
