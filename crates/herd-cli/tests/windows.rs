@@ -223,10 +223,11 @@ fn what_windows_cannot_do_yet_is_refused_with_its_reason() {
         "--user is not available on Windows: ",
     );
     assert_fails(
-        &["status"],
+        &["attach", "--", "x"],
         2,
-        "'herd status' is not available on Windows: ",
+        "'herd attach' is not available on Windows: ",
     );
+    assert_fails(&["status"], 1, "no herd named ");
     assert_fails(
         &["reexec"],
         2,

@@ -45,6 +45,8 @@ pub struct Herd {
     events: mpsc::Receiver<Value>,
     /// Where its socket `http` listens.
     pub addr: String,
+    /// Its `--name`.
+    pub name: String,
 }
 
 impl Herd {
@@ -64,8 +66,9 @@ impl Herd {
 
     /// `herd run OPTIONS -b BIND -- COMMAND`, once it listens.
     pub fn start_command(bind: &str, options: &[&str], command: &[OsString]) -> Herd {
+        let name = unique_name();
         let mut child = Command::new(HERD)
-            .args(["--log-format", "json", "--name", &unique_name(), "run"])
+            .args(["--log-format", "json", "--name", &name, "run"])
             .args(options)
             .args(["-b", bind, "--"])
             .args(command)
@@ -91,6 +94,7 @@ impl Herd {
             stdin,
             events,
             addr: String::new(),
+            name,
         };
         let listening = herd.wait_for("listening");
         assert_eq!(listening["name"], "http", "{listening}");

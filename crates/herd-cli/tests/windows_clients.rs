@@ -1,0 +1,146 @@
+//! The client commands against a real `herd run` on Windows, run under Wine by
+//! scripts/check-windows.sh: `status` (table and JSON), `scale`, `upgrade` and `stop` over the
+//! control pipe, and a program herd did not start fetching the sockets with
+//! `herd::Sockets::from_control` and serving on them.
+#![cfg(windows)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+mod windows_support;
+
+use windows_support::{answer, Herd, HERD, TIMEOUT};
+
+/// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it answers every
+/// connection on `http` with its pid.
+#[test]
+fn worker() {
+    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+        return;
+    }
+    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
+    let listener = sockets.take_tcp_listener("http").unwrap().expect("http");
+    let pid = std::process::id();
+    for mut stream in listener.incoming().flatten() {
+        let _ = writeln!(stream, "worker pid {pid}");
+    }
+}
+
+/// `herd --name NAME ARGS`, which must succeed: its stdout.
+fn client(name: &str, args: &[&str]) -> String {
+    let out = Command::new(HERD)
+        .args(["--name", name])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "herd {args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The pids of the ready workers herd's `status --json` lists.
+fn ready_pids(status: &Value) -> BTreeSet<u64> {
+    let workers = status["workers"].as_array().unwrap();
+    let ready = workers.iter().filter(|w| w["state"] == "ready");
+    ready.filter_map(|w| w["pid"].as_u64()).collect()
+}
+
+#[test]
+fn status_scale_upgrade_and_stop_talk_to_a_running_herd() {
+    let herd = Herd::start(&["-w", "2"]);
+    for _ in 0..2 {
+        herd.wait_for("worker_ready");
+    }
+    let status: Value = serde_json::from_str(&client(&herd.name, &["status", "--json"])).unwrap();
+    assert_eq!(
+        (status["desired"].as_u64(), status["ready"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let before = ready_pids(&status);
+    let table = client(&herd.name, &["status"]);
+    let header = format!("herd '{}' pid {}, ", herd.name, herd.child.id());
+    assert!(table.starts_with(&header), "{table}");
+
+    assert_eq!(
+        client(&herd.name, &["scale", "3"]),
+        "scaled from 2 to 3 workers\n"
+    );
+    herd.wait_for("worker_ready");
+    assert_eq!(herd.answers(3, 3).len(), 3);
+
+    assert_eq!(
+        client(&herd.name, &["upgrade"]),
+        "upgraded: every worker now runs generation 2\n"
+    );
+    // Upgraded: the ready workers are new ones (the old ones may still be stopping).
+    let status: Value = serde_json::from_str(&client(&herd.name, &["status", "--json"])).unwrap();
+    assert_eq!(status["ready"].as_u64(), Some(3), "{status}");
+    assert!(ready_pids(&status).is_disjoint(&before), "{status}");
+
+    assert_eq!(client(&herd.name, &["stop", "--fast"]), "stopped\n");
+    herd.stop_waited();
+}
+
+/// With `HERD_TEST_FETCH` set to a pipe, this test binary is a program herd did not start: it
+/// fetches the socket `http` from the herd there and answers connections with
+/// `fetched by PID` until it has answered one.
+#[test]
+fn fetching_program() {
+    let Some(pipe) = std::env::var_os("HERD_TEST_FETCH") else {
+        return;
+    };
+    let mut sockets = herd::Sockets::from_control(Path::new(&pipe)).expect("sockets from herd");
+    let listener = sockets.take_tcp_listener("http").unwrap().expect("http");
+    println!("ready");
+    let (mut stream, _) = listener.accept().unwrap();
+    let _ = writeln!(stream, "fetched by {}", std::process::id());
+}
+
+#[test]
+fn a_program_herd_did_not_start_fetches_its_sockets_and_serves() {
+    let herd = Herd::start(&["-w", "1"]);
+    let user = herd_sys::windows::sid::Sid::current_user().unwrap();
+    let pipe =
+        herd_cli::control::pipe_name::resolve(None, None, &herd.name, user.as_str()).unwrap();
+    let mut program = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "fetching_program",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HERD_TEST_FETCH", &pipe)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tell, told) = mpsc::channel();
+    let stdout = BufReader::new(program.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        // libtest's "test fetching_program ... " leads the line.
+        let ready = (stdout.lines().map_while(Result::ok)).any(|l| l.ends_with("ready"));
+        let _ = tell.send(ready);
+    });
+    assert_eq!(
+        told.recv_timeout(TIMEOUT),
+        Ok(true),
+        "the program fetched the sockets"
+    );
+    // herd's worker shares the socket: ask until the program has answered.
+    let expected = format!("fetched by {}", program.id());
+    let deadline = Instant::now() + TIMEOUT;
+    while answer(&herd.addr).trim() != expected {
+        assert!(Instant::now() < deadline, "the program never answered");
+    }
+    let _ = program.wait();
+    assert_eq!(client(&herd.name, &["stop", "--fast"]), "stopped\n");
+    herd.stop_waited();
+}
