@@ -102,7 +102,10 @@ fn every_sockets_result_reads_the_same_in_the_library() {
                 address: s.address.clone(),
             })
             .collect();
-        let read = answer(Response::ok(SocketsResult { sockets: sent }));
+        let read = answer(Response::ok(SocketsResult {
+            sockets: sent,
+            stop_event: None,
+        }));
         assert_eq!(read, Ok(SocketsAnswer::Sockets(expected)));
     }
 }

@@ -57,6 +57,11 @@ pub struct ReexecResult {
 pub struct SocketsResult {
     /// The sockets sent.
     pub sockets: Vec<SocketInfo>,
+    /// On Windows, with `attach`: the value, in the attaching process, of its stop request,
+    /// an event herd copied into it and sets when it asks it to stop (`herd attach` hands it
+    /// to COMMAND as `HERD_STOP_EVENT`). Absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_event: Option<u64>,
 }
 
 /// One socket sent by `sockets`.
@@ -171,10 +176,18 @@ mod tests {
         };
         assert_eq!(
             line(Response::ok(SocketsResult {
-                sockets: vec![socket]
+                sockets: vec![socket],
+                stop_event: None,
             })),
             "{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"address\":\"127.0.0.1:80\",\
              \"family\":\"inet\",\"kind\":\"tcp\",\"name\":\"http\",\"type\":\"stream\"}]}}\n"
+        );
+        assert_eq!(
+            line(Response::ok(SocketsResult {
+                sockets: vec![],
+                stop_event: Some(0x1f4),
+            })),
+            "{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[],\"stop_event\":500}}\n"
         );
         let reexec = ReexecResult {
             pid: 7,

@@ -38,8 +38,8 @@ pub use system::System;
 pub const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How often while herd stops, which waits for them.
 pub const STOP_CHECK_EVERY: Duration = Duration::from_millis(10);
-/// How long herd waits for killed processes to go (one stuck in the kernel may never).
-pub const KILL_WAIT: Duration = Duration::from_secs(5);
+use super::grace::Stopping;
+pub use super::grace::KILL_WAIT;
 
 /// A process that fetched the sockets with `herd attach`.
 #[derive(Clone, Debug)]
@@ -266,34 +266,14 @@ fn open_checked(pid: u32, start_time: u64) -> Option<Option<Arc<PidFd>>> {
     Some(pidfd.map(Arc::new))
 }
 
-/// Where attached processes are in herd's stop.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Stopping {
-    No,
-    /// Signalled; SIGKILL at this time.
-    Until(Instant),
-    /// Killed, at this time.
-    Killed(Instant),
-}
-
 /// The attached processes.
+#[derive(Default)]
 pub struct AttachedSet {
     list: Vec<Attached>,
     stopping: Stopping,
     exited_leaders: Vec<ExitedLeader>,
     /// The pidfds of processes added since the last [`take_to_watch`](AttachedSet::take_to_watch).
     to_watch: Vec<Arc<PidFd>>,
-}
-
-impl Default for AttachedSet {
-    fn default() -> AttachedSet {
-        AttachedSet {
-            list: Vec::new(),
-            stopping: Stopping::No,
-            exited_leaders: Vec::new(),
-            to_watch: Vec::new(),
-        }
-    }
 }
 
 impl AttachedSet {
@@ -393,10 +373,7 @@ impl AttachedSet {
     /// While herd stops: when what remains of an attached process's group gets `SIGKILL`
     /// (`None` if herd is not stopping).
     pub fn kill_at(&self) -> Option<Instant> {
-        match self.stopping {
-            Stopping::No => None,
-            Stopping::Until(at) | Stopping::Killed(at) => Some(at),
-        }
+        self.stopping.kill_at()
     }
 
     /// Stops them as herd stops: `signal`, then SIGKILL after `grace` (SIGKILL at once, or a
@@ -408,16 +385,9 @@ impl AttachedSet {
         grace: Duration,
         now: Instant,
     ) {
-        let signal = match self.stopping {
-            Stopping::Killed(_) => return,
-            Stopping::Until(_) if signal != Signal::KILL => return,
-            _ => signal,
-        };
-        self.stopping = if signal == Signal::KILL {
-            Stopping::Killed(now)
-        } else {
-            Stopping::Until(now.checked_add(grace).unwrap_or(now))
-        };
+        if !self.stopping.begin(signal == Signal::KILL, grace, now) {
+            return;
+        }
         self.remove_exited(processes);
         for a in &self.list {
             tracing::info!(
@@ -446,11 +416,7 @@ impl AttachedSet {
             true => now + STOP_CHECK_EVERY,
             false => now + KILL_WAIT,
         };
-        match self.stopping {
-            Stopping::No => None,
-            Stopping::Until(at) => Some(at.min(next)),
-            Stopping::Killed(at) => Some((at + KILL_WAIT).min(next)),
-        }
+        self.stopping.deadline(next)
     }
 
     /// While herd stops: forgets those that have exited, and kills those left once their
@@ -460,19 +426,17 @@ impl AttachedSet {
             return;
         }
         self.remove_exited(processes);
-        if let Stopping::Killed(at) = self.stopping {
-            if now.saturating_duration_since(at) >= KILL_WAIT {
-                for a in self.list.drain(..) {
-                    tracing::warn!(
-                        event = LogEvent::AttachedWorkerStuck.as_str(),
-                        pid = a.pid,
-                        "attached worker still there {}s after SIGKILL; herd stops without it",
-                        KILL_WAIT.as_secs()
-                    );
-                }
+        if self.stopping.give_up(now) {
+            for a in self.list.drain(..) {
+                tracing::warn!(
+                    event = LogEvent::AttachedWorkerStuck.as_str(),
+                    pid = a.pid,
+                    "attached worker still there {}s after SIGKILL; herd stops without it",
+                    KILL_WAIT.as_secs()
+                );
             }
         }
-        if matches!(self.stopping, Stopping::Until(at) if at <= now && !self.list.is_empty()) {
+        if self.stopping.kill_due(now) && !self.list.is_empty() {
             for a in &self.list {
                 tracing::warn!(
                     event = LogEvent::AttachedWorkerKilled.as_str(),

@@ -14,7 +14,6 @@ use super::*;
 use crate::command::WorkerCommand;
 use crate::logging::LogEvent;
 use crate::spec::Listener;
-#[cfg(unix)]
 use attached::AttachedSet;
 use autoscale::Autoscaler;
 use platform::Signal;
@@ -37,7 +36,6 @@ pub struct Supervisor {
     /// Control clients waiting for a stop, an upgrade or a re-exec.
     pub(super) waiters: waiters::Waiters<effects::Client>,
     /// Processes started with `herd attach`.
-    #[cfg(unix)]
     pub(super) attached: AttachedSet,
     /// Autoscaling, when `--workers MIN..MAX` or `herd scale MIN..MAX` asked for it.
     pub(super) autoscaler: Option<Autoscaler>,
@@ -88,7 +86,6 @@ impl Supervisor {
             started: Instant::now(),
             phase: phase::Phase::new(None),
             waiters: waiters::Waiters::default(),
-            #[cfg(unix)]
             attached: AttachedSet::default(),
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
@@ -179,10 +176,10 @@ impl Supervisor {
             && self.reexec_children.is_empty()
     }
 
-    /// Whether the stop is over: every worker is gone.
+    /// Whether the stop is over: every worker and every attached process is gone.
     #[cfg(windows)]
     fn finished(&self) -> bool {
-        self.pool.is_stopped()
+        self.pool.is_stopped() && self.attached.is_empty()
     }
 
     /// What the loop waits for on this turn.
@@ -205,8 +202,15 @@ impl Supervisor {
     /// What the loop waits for on this turn.
     #[cfg(windows)]
     fn wants(&self) -> Wants {
+        let deadline = match (
+            self.pool.next_deadline(),
+            self.attached.deadline(Instant::now()),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Wants {
-            deadline: self.pool.next_deadline(),
+            deadline,
             autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
         }
     }

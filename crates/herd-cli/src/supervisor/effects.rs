@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::oneshot;
 
+use super::attached;
 use super::metrics;
 use super::phase::Report;
 use super::platform::{self, Signal};
@@ -28,7 +29,7 @@ use super::pool::Pool;
 use super::pool::{Reason, StopMode};
 use super::waiters::{Answer, ReexecRefused};
 #[cfg(unix)]
-use super::{attached, balance, leftovers, systemd};
+use super::{balance, leftovers, systemd};
 use crate::command::{StartError, WorkerCommand};
 #[cfg(unix)]
 use crate::control::protocol::Response;
@@ -56,7 +57,6 @@ pub struct Effects {
     /// Counters for `--metrics`.
     counters: metrics::Counters,
     /// Attached processes, as the system sees them.
-    #[cfg(unix)]
     attached: attached::System,
     /// `--shm` segments, which every worker inherits (on Unix they are listeners).
     #[cfg(windows)]
@@ -163,7 +163,6 @@ impl Effects {
             #[cfg(unix)]
             service: systemd::ServiceNotifier::from_env(),
             counters: metrics::Counters::default(),
-            #[cfg(unix)]
             attached: attached::System,
             #[cfg(windows)]
             shared_memory: platform::SharedMemories::default(),
@@ -251,7 +250,6 @@ impl Effects {
     }
 
     /// The system under the processes started with `herd attach`: their exits and signals.
-    #[cfg(unix)]
     pub fn attached(&mut self) -> &mut attached::System {
         &mut self.attached
     }

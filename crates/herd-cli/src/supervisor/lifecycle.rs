@@ -6,7 +6,6 @@ use crate::logging::LogEvent;
 
 use super::effects::{Client, Count, Effect};
 use super::phase::{self, StopPlan};
-#[cfg(unix)]
 use super::platform::Signal;
 use super::pool::{self, PoolError};
 use super::waiters::{Answer, UpgradeOutcome};
@@ -76,16 +75,12 @@ impl Supervisor {
         effects.extend(self.waiters.reexec_cancelled().map(Effect::RefuseReexec));
         effects.extend([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
         self.effects.execute(effects);
-        #[cfg(unix)]
-        {
-            let signal = if graceful {
-                self.effects.stop_signal()
-            } else {
-                Signal::KILL
-            };
-            self.attached
-                .stop(self.effects.attached(), signal, grace, now);
-        }
+        let signal = match graceful {
+            true => self.effects.stop_signal(),
+            false => Signal::KILL,
+        };
+        self.attached
+            .stop(self.effects.attached(), signal, grace, now);
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
         #[cfg(unix)]

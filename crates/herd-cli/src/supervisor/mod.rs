@@ -32,6 +32,7 @@ mod waiters;
 // The driver and its hands, on every platform; what they need of the system is `platform`'s.
 mod driver;
 mod effects;
+mod grace;
 mod lifecycle;
 mod notifications;
 mod requests;
@@ -40,11 +41,13 @@ mod sources;
 mod turn;
 mod workers;
 
-// What only Unix has: attached processes by pidfd, process-group leftovers, the re-exec,
+// What only Unix has: attached processes by pidfd (Windows' are platform::attached), process-group leftovers, the re-exec,
 // `--balance reuseport`, relistening shut-down sockets, systemd; and, for now, the takeover
 // and the notify socket.
 #[cfg(unix)]
 pub(crate) mod attached;
+#[cfg(windows)]
+pub(crate) use platform::attached;
 #[cfg(unix)]
 pub(crate) mod balance;
 #[cfg(unix)]

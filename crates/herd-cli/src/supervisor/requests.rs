@@ -12,13 +12,11 @@ use crate::control::request::{Connection, ControlRequest, Peer};
 use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
 use crate::logging::LogEvent;
 
-#[cfg(unix)]
 use super::attached::Attached;
 use super::effects::{Client, Effect};
 use super::platform::Signal;
 use super::pool;
 use super::sources::Sources;
-#[cfg(unix)]
 use super::status::AttachedStatus;
 use super::waiters::Answer;
 use super::Supervisor;
@@ -94,14 +92,11 @@ impl Supervisor {
     fn status_request(&self) -> Response {
         let now = Instant::now();
         let sockets = self.effects.listeners().iter().enumerate();
-        #[cfg(unix)]
         let attached = self.attached.as_slice().iter().map(|a| AttachedStatus {
             pid: a.pid,
             uptime_ms: status::ms(now.saturating_duration_since(a.since)),
             sockets: a.sockets.clone(),
         });
-        #[cfg(windows)]
-        let attached = std::iter::empty();
         let mut status = status::snapshot(
             &self.pool,
             sockets
@@ -115,7 +110,6 @@ impl Supervisor {
         {
             status.leftovers = self.leftovers.status(now);
         }
-        let _ = now;
         status.autoscale = self.autoscale_status();
         Response::ok(status)
     }
@@ -165,14 +159,19 @@ impl Supervisor {
             Ok(copies) => copies,
             Err(refusal) => return refuse(refusal),
         };
+        let mut stop_event = None;
         if attach {
             let names = sockets.iter().map(|s| s.name.clone()).collect();
-            if let Err(refusal) = self.attach(peer, connection, names) {
-                return refuse(refusal);
+            match self.attach(peer, connection, names) {
+                Ok(event) => stop_event = event,
+                Err(refusal) => return refuse(refusal),
             }
         }
         Reply {
-            response: Response::ok(SocketsResult { sockets }),
+            response: Response::ok(SocketsResult {
+                sockets,
+                stop_event,
+            }),
             fds,
         }
     }
@@ -219,20 +218,32 @@ impl Supervisor {
         Ok((sockets, fds))
     }
 
-    /// Registers the peer as an attached process: not on Windows yet.
+    /// Registers the peer, the pipe's client, as an attached process holding the sockets
+    /// `names`; the value of its stop event in it (see [`super::attached`]).
     #[cfg(windows)]
     fn attach(
         &mut self,
-        _peer: Peer,
+        peer: Peer,
         _connection: Option<&Connection>,
-        _names: Vec<String>,
-    ) -> Result<(), (ErrorCode, String)> {
-        Err((
-            ErrorCode::InvalidArgument,
-            "attaching a process is not available on Windows yet; ask for the sockets \
-             without attach"
-                .to_string(),
-        ))
+        names: Vec<String>,
+    ) -> Result<Option<u64>, (ErrorCode, String)> {
+        let pid = peer.pid.ok_or_else(|| {
+            let why = "cannot identify the attaching process";
+            (ErrorCode::Internal, why.to_string())
+        })?;
+        let shown = names.join(",");
+        let (attached, stop_event) = Attached::open(pid, names, Instant::now()).map_err(|e| {
+            let why = format!("cannot hold the attaching process {pid}: {e}");
+            (ErrorCode::Internal, why)
+        })?;
+        self.attached.add(attached);
+        tracing::info!(
+            event = LogEvent::WorkerAttached.as_str(),
+            pid,
+            sockets = %shown,
+            "worker attached"
+        );
+        Ok(Some(stop_event))
     }
 
     /// Registers the peer on `connection` as an attached process holding the sockets `names`.
@@ -242,7 +253,7 @@ impl Supervisor {
         peer: Peer,
         connection: Option<&Connection>,
         names: Vec<String>,
-    ) -> Result<(), (ErrorCode, String)> {
+    ) -> Result<Option<u64>, (ErrorCode, String)> {
         let internal = |why: &str| (ErrorCode::Internal, why.to_string());
         let pid = peer
             .pid
@@ -267,7 +278,7 @@ impl Supervisor {
             sockets = %shown,
             "worker attached"
         );
-        Ok(())
+        Ok(None)
     }
 
     pub(super) fn scale_request(

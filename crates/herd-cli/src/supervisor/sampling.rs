@@ -41,10 +41,7 @@ impl Supervisor {
             desired: self.pool.desired() as i64,
             running: self.pool.workers().len() as i64,
             ready: ready.into_iter().collect(),
-            #[cfg(unix)]
             attached: self.attached.as_slice().len() as i64,
-            #[cfg(windows)]
-            attached: 0,
             queues: listeners
                 .iter()
                 .filter_map(|l| {

@@ -107,7 +107,12 @@ impl Supervisor {
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
         #[cfg(unix)]
-        self.unix_after_turn(sources);
+        for pidfd in self.attached.take_to_watch() {
+            sources.watch_exit(pidfd);
+        }
+        self.attached_after_turn();
+        #[cfg(unix)]
+        self.unix_after_turn();
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
                 #[cfg(unix)]
@@ -130,21 +135,24 @@ impl Supervisor {
         }
     }
 
-    /// What every turn does on Unix only: attached processes, reuseport steering and drains.
-    #[cfg(unix)]
-    fn unix_after_turn(&mut self, sources: &Sources) {
-        // Attached processes stop with the pool, however it came to stop.
+    /// Attached processes: they stop with the pool, however it came to stop; those that
+    /// exited are forgotten, and those left past their grace period killed.
+    fn attached_after_turn(&mut self) {
         if self.pool.is_stopping() {
             let (signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
             self.attached
                 .stop(self.effects.attached(), signal, grace, Instant::now());
         }
-        for pidfd in self.attached.take_to_watch() {
-            sources.watch_exit(pidfd);
-        }
-        // A pidfd's poll is cheap: an exit is seen at the next turn of the loop.
+        // A pidfd's poll (a handle's wait on Windows) is cheap: an exit is seen at the next
+        // turn of the loop.
         self.attached.remove_exited(self.effects.attached());
         self.attached.due(self.effects.attached(), Instant::now());
+    }
+
+    /// What every turn does on Unix only: what exited attached processes left in their
+    /// groups, reuseport steering and drains.
+    #[cfg(unix)]
+    fn unix_after_turn(&mut self) {
         self.attached_leftovers();
         self.effects.steer(&self.pool);
         let now = Instant::now();

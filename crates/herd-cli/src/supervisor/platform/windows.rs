@@ -1,12 +1,13 @@
 //! The supervisor on Windows: exit codes (Windows has no signals; `TerminateProcess` sets an
 //! exit code like any other), the events that carry an intent ([`Intents`]), the workers held
 //! by their process handles ([`OwnChildren`]), what stands for a signal ([`Signal`]) and the
-//! control pipe ([`Control`]).
+//! control pipe ([`Control`]), and the processes started with `herd attach` ([`attached`]).
 
 use std::process::ExitStatus;
 
 use herd_core::WorkerExit;
 
+pub mod attached;
 mod children;
 mod control;
 mod intents;

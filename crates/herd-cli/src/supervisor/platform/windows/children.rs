@@ -122,8 +122,9 @@ impl OwnChildren {
     }
 }
 
-/// Waits for `handle`'s process on a thread of its own and wakes the loop when it exits.
-fn watch(pid: u32, handle: OwnedHandle) -> io::Result<()> {
+/// Waits for `handle`'s process (a worker's or an attached process's) on a thread of its
+/// own and wakes the loop when it exits.
+pub(super) fn watch(pid: u32, handle: OwnedHandle) -> io::Result<()> {
     std::thread::Builder::new()
         .name(format!("herd-wait-{pid}"))
         .stack_size(WAITER_STACK)
