@@ -5,7 +5,9 @@
 //! a `stop` line on standard input in place of signals.
 //!
 //! The command line is the Unix one ([`herd_cli::cli`]); what Windows cannot do yet was refused
-//! before ([`herd_cli::cli::unavailable`]).
+//! before ([`herd_cli::cli::unavailable`]). `--takeover` is `takeover.rs`.
+
+mod takeover;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -34,7 +36,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     spec::check_names(&args.binds).map_err(Failure::Usage)?;
-    let pipe = pipe_path(control, name)?;
+    let (pipe, bind_at, old) = pipes(&args, control, name)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -43,13 +45,21 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     // before it binds anything.
     let (server, notify) = {
         let _inside = runtime.enter();
-        let server = bind_pipe(&pipe, name)?;
+        let server = bind_pipe(&bind_at, name)?;
         let notify = pipe_name::notify_pipe(&pipe, std::process::id()).map_err(Failure::Usage)?;
         let bound = NotifyPipe::bind(&notify)
             .with_context(|| format!("cannot create the notify pipe {notify}"))?;
         (server, Arc::new(bound))
     };
-    let listeners = spec::bind_all(&args.binds).map_err(Failure::Runtime)?;
+    let (inherited, takeover, moves_to) = match &old {
+        Some(old) => {
+            let prepared = takeover::prepare(old)?;
+            let takeover = Some(prepared.takeover);
+            (prepared.inherited, takeover, Some(prepared.moves_to))
+        }
+        None => (Vec::new(), None, None),
+    };
+    let listeners = spec::bind_all(&args.binds, inherited).map_err(Failure::Runtime)?;
     let memories = SharedMemories::create(&args.shm)?;
     let command = worker_command(&args, &pipe, notify.name())?;
     tracing::info!(
@@ -70,9 +80,31 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         Some(Workers::Auto(min, max)) => Some((min, max)),
         _ => None,
     });
-    let control = Control { server, name: pipe };
-    runtime.block_on(supervisor.run(control, notify, None))?;
+    let control = Control {
+        server,
+        name: bind_at,
+        moves_to,
+    };
+    runtime.block_on(supervisor.run(control, notify, takeover))?;
     Ok(())
+}
+
+/// The control pipe this herd ends at, the one it creates first, and with `--takeover`, the
+/// old herd's (where this one ends: it serves a pipe of its own until the old herd is gone).
+fn pipes(
+    args: &RunArgs,
+    control: Option<&Path>,
+    name: &str,
+) -> Result<(String, String, Option<String>), Failure> {
+    let user = Sid::current_user().context("cannot read herd's own user")?;
+    let Some(given) = &args.takeover else {
+        let pipe = pipe_path(control, name, &user)?;
+        return Ok((pipe.clone(), pipe, None));
+    };
+    let old = takeover::old_pipe(given, control, user.as_str())?;
+    let meanwhile =
+        pipe_name::takeover_meanwhile(&old, std::process::id()).map_err(Failure::Usage)?;
+    Ok((old.clone(), meanwhile, Some(old)))
 }
 
 /// Binds `--metrics` and says where it serves.
@@ -95,8 +127,7 @@ fn bind_metrics(spec: &BindSpec) -> Result<std::net::TcpListener, Failure> {
 }
 
 /// The control pipe's path for `--control` or `$HERD_CONTROL`, else for `--name`.
-fn pipe_path(control: Option<&Path>, name: &str) -> Result<String, Failure> {
-    let user = Sid::current_user().context("cannot read herd's own user")?;
+fn pipe_path(control: Option<&Path>, name: &str, user: &Sid) -> Result<String, Failure> {
     let control = control.map(|c| c.to_string_lossy().into_owned());
     let env = std::env::var("HERD_CONTROL").ok();
     pipe_name::resolve(control.as_deref(), env.as_deref(), name, user.as_str())

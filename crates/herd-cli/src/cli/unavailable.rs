@@ -17,6 +17,7 @@ use crate::template::ArgTemplate;
 /// The options of `herd run` that work on Windows, by argument id.
 const RUN_AVAILABLE: &[&str] = &[
     "binds",
+    "takeover",
     "workers",
     "balance",
     "chdir",
@@ -129,7 +130,7 @@ fn option_reason(id: &str) -> &'static str {
             "the control pipe's server is known by its security descriptor on Windows, not by \
              a uid"
         }
-        "takeover" | "control_allow_uid" | "control_allow_gid" => "not built on Windows yet",
+        "control_allow_uid" | "control_allow_gid" => "not built on Windows yet",
         "stop_signal" => {
             "Windows has no signals: a worker is asked to stop with Ctrl-C to its process \
              group, then ended with TerminateProcess after --grace"
@@ -145,8 +146,8 @@ fn option_reason(id: &str) -> &'static str {
 fn subcommand_reason(name: &str) -> &'static str {
     match name {
         "reexec" => {
-            "Windows has no exec, so a process cannot replace its own program; a takeover by \
-             a new herd will do that there (not built yet)"
+            "Windows has no exec, so a process cannot replace its own program; start the new \
+             binary as `herd run --takeover NAME ...`, which takes the sockets over"
         }
         "attach" => {
             "not built there yet; a program can fetch the sockets itself \

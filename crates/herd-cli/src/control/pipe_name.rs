@@ -48,6 +48,46 @@ pub fn notify_pipe(control: &str, herd_pid: u32) -> Result<String, String> {
     Ok(path)
 }
 
+/// The control pipe of the herd `--takeover given` names: a pipe path (`\\.\pipe\...`)
+/// as it is, else the default pipe of the herd named `given` run by the user `user_sid`.
+pub fn takeover_pipe(given: &str, user_sid: &str) -> Result<String, String> {
+    if given.starts_with(r"\\") {
+        return pipe_path(given).map_err(|e| e.replace("--control", "--takeover"));
+    }
+    if given.is_empty() || given.contains(['\\', '/', ':', '\0']) {
+        return Err(format!(
+            "--takeover {given:?}: give the name of a running herd (its --name) or its control \
+             pipe {PIPE_PREFIX}..."
+        ));
+    }
+    resolve(None, None, given, user_sid)
+}
+
+/// Where a herd taking over ends: at the old herd's pipe `old`. A `--control` naming another
+/// pipe is a usage error (as on Unix).
+pub fn takeover_control(old: &str, control: Option<&str>) -> Result<(), String> {
+    match control.map(pipe_path).transpose()? {
+        Some(asked) if !asked.eq_ignore_ascii_case(old) => Err(format!(
+            "--takeover ends at the old herd's control pipe {old}, not at --control {asked}; \
+             drop --control (or pass the same pipe)"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The pipe a herd taking over from the herd at `old` serves until that herd is gone:
+/// `OLD.takeover.PID`, with this herd's pid.
+pub fn takeover_meanwhile(old: &str, herd_pid: u32) -> Result<String, String> {
+    let path = format!("{old}.takeover.{herd_pid}");
+    if path.chars().count() > MAX_PIPE_PATH {
+        return Err(format!(
+            "the takeover pipe {path} is longer than {MAX_PIPE_PATH} characters: take over by \
+             a shorter pipe"
+        ));
+    }
+    Ok(path)
+}
+
 /// A given pipe: kept if it is a local pipe path, else put under [`PIPE_PREFIX`].
 fn pipe_path(given: &str) -> Result<String, String> {
     let lower = given.to_ascii_lowercase();
@@ -72,6 +112,32 @@ mod tests {
     use super::*;
 
     const SID: &str = "S-1-5-21-1-2-3-1000";
+
+    #[test]
+    fn a_takeover_names_a_herd_or_its_pipe_and_ends_there() {
+        assert_eq!(
+            takeover_pipe("web", SID).unwrap(),
+            r"\\.\pipe\herd\S-1-5-21-1-2-3-1000\web"
+        );
+        assert_eq!(
+            takeover_pipe(r"\\.\pipe\mine", SID).unwrap(),
+            r"\\.\pipe\mine"
+        );
+        for bad in ["", "a/b", "c:x", r"\\server\pipe\x"] {
+            let e = takeover_pipe(bad, SID).unwrap_err();
+            assert!(e.starts_with("--takeover"), "{bad}: {e}");
+        }
+        let old = r"\\.\pipe\herd\S\web";
+        assert!(takeover_control(old, None).is_ok());
+        assert!(takeover_control(old, Some(r"\\.\PIPE\herd\S\web")).is_ok());
+        let e = takeover_control(old, Some("other")).unwrap_err();
+        assert!(e.contains(r"not at --control \\.\pipe\other"), "{e}");
+        assert_eq!(
+            takeover_meanwhile(old, 42).unwrap(),
+            r"\\.\pipe\herd\S\web.takeover.42"
+        );
+        assert!(takeover_meanwhile(&"x".repeat(250), 42).is_err());
+    }
 
     #[test]
     fn the_default_is_per_user_and_per_name() {

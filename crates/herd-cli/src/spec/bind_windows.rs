@@ -9,6 +9,7 @@ use anyhow::{anyhow, Context};
 use herd::windows::Shared;
 use socket2::{Domain, Protocol, Type};
 
+use super::handover::{self, Inherited};
 use super::SocketKind;
 use super::{default_name, unique_name, Address, Balance, BindOptions, BindSpec, Host, HostPort};
 use crate::logging::LogEvent;
@@ -34,12 +35,43 @@ enum Socket {
 }
 
 impl Listener {
+    /// The socket taken over from another herd (`--takeover`), under its name there:
+    /// a TCP socket becomes a listener, a UDP socket stays one. Errors: a kind Windows
+    /// cannot share.
+    pub fn inherited(socket: Inherited) -> anyhow::Result<Listener> {
+        let (kind, socket_now) = match socket.kind {
+            Some(SocketKind::Tcp) => (SocketKind::Tcp, Socket::Tcp(socket.fd.into())),
+            Some(SocketKind::Udp) => (SocketKind::Udp, Socket::Udp(socket.fd.into())),
+            _ => anyhow::bail!(
+                "cannot take over the socket {:?} at {}: only TCP and UDP sockets can be                  shared on Windows",
+                socket.name,
+                socket.address
+            ),
+        };
+        Ok(Listener {
+            name: socket.name,
+            kind,
+            address: socket.address,
+            socket: Some(socket_now),
+        })
+    }
+
     /// The socket as the worker library shares it; `None` once closed.
     pub fn shared(&self) -> Option<Shared<'_>> {
         match self.socket.as_ref()? {
             Socket::Tcp(s) => Some(Shared::Tcp(&self.name, s)),
             Socket::Udp(s) => Some(Shared::Udp(&self.name, s)),
         }
+    }
+
+    /// A socket taken over has no socket file on Windows to adopt: none.
+    pub fn adopt_file(&mut self) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    /// A socket taken over has no socket file on Windows to give up: none.
+    pub fn forget_takeover_file(&mut self) -> Option<std::path::PathBuf> {
+        None
     }
 
     /// How workers share it: always one socket for all on Windows.
@@ -74,41 +106,81 @@ pub fn check_names(specs: &[BindSpec]) -> Result<(), String> {
 }
 
 /// Binds every `--bind` (TCP or UDP: the rest was refused before) and logs where it listens.
-/// Errors: an address that cannot be bound (names were checked by [`check_names`]).
-pub fn bind_all(specs: &[BindSpec]) -> anyhow::Result<Vec<Listener>> {
+/// With `inherited` (a takeover), each spec first takes its socket from them (by name, else
+/// by address, as on Unix); without any spec, every inherited socket is taken as it is.
+/// Errors: an address that cannot be bound, a spec at odds with the socket it names (names
+/// were checked by [`check_names`]).
+pub fn bind_all(
+    specs: &[BindSpec],
+    mut inherited: Vec<Inherited>,
+) -> anyhow::Result<Vec<Listener>> {
     let mut bound: Vec<Listener> = Vec::new();
+    if specs.is_empty() {
+        for socket in inherited {
+            bound.push(log_listening(Listener::inherited(socket)?));
+        }
+        return Ok(bound);
+    }
     for spec in specs {
-        let (udp, host_port) = match &spec.address {
-            Address::Tcp(hp) => (false, hp),
-            Address::Udp(hp) => (true, hp),
-            _ => anyhow::bail!("--bind '{}': not on Windows", spec.text),
-        };
-        let (socket, local) = bind_one(host_port, &spec.options, udp)
-            .with_context(|| format!("--bind '{}'", spec.text))?;
-        let names: Vec<String> = bound.iter().map(|l| l.name.clone()).collect();
-        let name = match &spec.name {
-            Some(name) => name.clone(),
-            None => unique_name(default_name(&spec.address, Some(local.port())), &names),
-        };
-        let (kind, address) = match udp {
-            true => (SocketKind::Udp, format!("udp://{local}")),
-            false => (SocketKind::Tcp, local.to_string()),
-        };
-        tracing::info!(
-            event = LogEvent::Listening.as_str(),
-            name = %name,
-            address = %address,
-            kind = kind.as_str(),
-            "listening on {address}"
+        let context = || format!("--bind '{}'", spec.text);
+        if let Some(socket) = handover::take_matching(spec, &mut inherited).with_context(context)? {
+            let mut listener = Listener::inherited(socket).with_context(context)?;
+            if let Some(name) = &spec.name {
+                listener.name = name.clone();
+            }
+            bound.push(log_listening(listener));
+            continue;
+        }
+        let listener = bind_spec(spec, &bound).with_context(context)?;
+        bound.push(log_listening(listener));
+    }
+    for socket in inherited {
+        tracing::warn!(
+            event = LogEvent::SocketNotTaken.as_str(),
+            name = %socket.name,
+            address = %socket.address,
+            "not taken over: no --bind names this socket; it closes when the old herd stops"
         );
-        bound.push(Listener {
-            name,
-            kind,
-            address,
-            socket: Some(socket),
-        });
     }
     Ok(bound)
+}
+
+/// Binds `spec`, named unlike every one of `earlier` unless it has a name.
+fn bind_spec(spec: &BindSpec, earlier: &[Listener]) -> anyhow::Result<Listener> {
+    let (udp, host_port) = match &spec.address {
+        Address::Tcp(hp) => (false, hp),
+        Address::Udp(hp) => (true, hp),
+        _ => anyhow::bail!("not on Windows"),
+    };
+    let (socket, local) = bind_one(host_port, &spec.options, udp)?;
+    let names: Vec<String> = earlier.iter().map(|l| l.name.clone()).collect();
+    let name = match &spec.name {
+        Some(name) => name.clone(),
+        None => unique_name(default_name(&spec.address, Some(local.port())), &names),
+    };
+    let (kind, address) = match udp {
+        true => (SocketKind::Udp, format!("udp://{local}")),
+        false => (SocketKind::Tcp, local.to_string()),
+    };
+    Ok(Listener {
+        name,
+        kind,
+        address,
+        socket: Some(socket),
+    })
+}
+
+/// Logs where `listener` listens, and gives it back.
+fn log_listening(listener: Listener) -> Listener {
+    tracing::info!(
+        event = LogEvent::Listening.as_str(),
+        name = %listener.name,
+        address = %listener.address,
+        kind = listener.kind.as_str(),
+        "listening on {}",
+        listener.address
+    );
+    listener
 }
 
 /// Binds a TCP `spec` (`--metrics`) and listens.

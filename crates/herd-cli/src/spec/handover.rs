@@ -1,14 +1,21 @@
 //! Takeover: using the sockets fetched from a running herd instead of binding anew. A
 //! `--bind` spec takes the inherited socket with the same name, or else the same address; what
-//! it asks for must agree with what the socket already is.
+//! it asks for must agree with what the socket already is. The matching is the same on every
+//! platform; which options a live socket can change is not (`unix.rs`, `windows.rs`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::unix::io::{AsFd, OwnedFd};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use super::kind::SocketKind;
 use super::parse::{Address, BindSpec, Host, HostPort};
+
+#[cfg_attr(unix, path = "handover/unix.rs")]
+#[cfg_attr(windows, path = "handover/windows.rs")]
+mod imp;
+
+use imp::apply_options;
+pub use imp::OwnedSocket;
 
 /// A socket fetched from the herd being taken over.
 #[derive(Debug)]
@@ -19,8 +26,9 @@ pub struct Inherited {
     pub kind: Option<SocketKind>,
     /// Where it is bound, as that herd shows it.
     pub address: String,
-    /// The socket.
-    pub fd: OwnedFd,
+    /// The socket (a file descriptor on Unix, a socket handle made for this process on
+    /// Windows).
+    pub fd: OwnedSocket,
     /// The socket file that herd created for it (absolute path, device, inode), which becomes
     /// the taking-over herd's once that herd has stopped.
     pub file: Option<(std::path::PathBuf, u64, u64)>,
@@ -89,41 +97,5 @@ fn matches_ip(hp: &HostPort, actual: SocketAddr) -> bool {
     }
 }
 
-/// Applies the options that can change on a live socket, and refuses those that cannot.
-fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Result<()> {
-    let options = &spec.options;
-    let fd = socket.fd.as_fd();
-    let nonblocking = herd_sys::fd::is_nonblocking(fd)?;
-    if options.nonblocking != nonblocking {
-        let (is, asked) = if nonblocking {
-            ("non-blocking", "without 'nonblocking'")
-        } else {
-            ("blocking", "with 'nonblocking'")
-        };
-        bail!(
-            "conflicts with the inherited socket {:?}: it is {is}, and its workers share that \
-             mode; bind it {asked} to match, or under another name",
-            socket.name
-        );
-    }
-    let sock = socket2::SockRef::from(&socket.fd);
-    if options.v6only && !sock.only_v6().unwrap_or(false) {
-        bail!(
-            "conflicts with the inherited socket {:?}: it accepts IPv4 too, and v6only cannot \
-             change once it is bound",
-            socket.name
-        );
-    }
-    if let Some(backlog) = options.backlog {
-        sock.listen(backlog.min(i32::MAX as u32) as i32)
-            .context("cannot change the backlog")?;
-    }
-    if options.nodelay {
-        sock.set_tcp_nodelay(true)?;
-    }
-    if let (Some(mode), Address::UnixPath(path)) = (options.mode, &spec.address) {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,6 @@
 mod bind;
 #[cfg(windows)]
 mod bind_windows;
-#[cfg(unix)]
 mod handover;
 #[cfg(unix)]
 mod inherit;
@@ -24,8 +23,7 @@ mod twice;
 pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 #[cfg(windows)]
 pub use bind_windows::{bind_all, bind_tcp, check_names, Listener};
-#[cfg(unix)]
-pub use handover::Inherited;
+pub use handover::{Inherited, OwnedSocket};
 #[cfg(unix)]
 pub use inherit::claim_early as claim_passed_sockets;
 pub use kind::{Balance, SocketKind};

@@ -273,7 +273,6 @@ impl Effects {
 
     /// The takeover completed: the socket files of the sockets taken over are this herd's, to
     /// remove when it stops. The paths of those it could not take (gone, or another file).
-    #[cfg(unix)]
     pub fn adopt_socket_files(&mut self) -> Vec<PathBuf> {
         self.listeners
             .iter_mut()
@@ -283,7 +282,6 @@ impl Effects {
 
     /// The takeover ended without the socket files of the sockets taken over: gives up the
     /// claim to them (the old herd keeps them, or removes them as it exits). Their paths.
-    #[cfg(unix)]
     pub fn give_up_socket_files(&mut self) -> Vec<PathBuf> {
         self.listeners
             .iter_mut()

@@ -41,9 +41,9 @@ mod sources;
 mod turn;
 mod workers;
 
-// What only Unix has: attached processes by pidfd (Windows' are platform::attached), process-group leftovers, the re-exec,
-// `--balance reuseport`, relistening shut-down sockets, systemd; and, for now, the takeover
-// and the notify socket.
+// What only Unix has: attached processes by pidfd (Windows' are platform::attached),
+// process-group leftovers, the re-exec, `--balance reuseport`, relistening shut-down sockets,
+// systemd; and the notify socket.
 #[cfg(unix)]
 pub(crate) mod attached;
 #[cfg(windows)]
@@ -64,7 +64,6 @@ pub mod reexec_check;
 mod relisten;
 #[cfg(unix)]
 pub(crate) mod systemd;
-#[cfg(unix)]
 mod takeover;
 
 use std::time::Duration;
@@ -73,12 +72,8 @@ use std::time::Duration;
 pub(crate) use driver::Control;
 pub use driver::Supervisor;
 #[cfg(windows)]
-pub use platform::{Control, NotifyPipe, NotifySocket, SharedMemories, Signal};
-#[cfg(unix)]
-pub(crate) use takeover::Takeover;
-/// No takeover on Windows yet: a type with no values.
-#[cfg(windows)]
-pub enum Takeover {}
+pub use platform::{Control, MoveTo, NotifyPipe, NotifySocket, SharedMemories, Signal};
+pub use takeover::Takeover;
 
 /// How long `herd upgrade` (or SIGHUP) may take unless told otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(600);

@@ -42,9 +42,8 @@ impl Supervisor {
                 let _ = sources;
                 Response::error(
                     ErrorCode::InvalidArgument,
-                    "herd cannot re-execute itself on Windows, which has no exec; stop it and \
-                     start the new binary (a takeover that keeps the sockets is not built on \
-                     Windows yet)",
+                    "herd cannot re-execute itself on Windows, which has no exec; start the \
+                     new binary as `herd run --takeover NAME ...`, which takes the sockets over",
                 )
             }
             Command::Sockets { only, attach } => {

@@ -20,7 +20,6 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 
 use super::platform::{Intents, NotifySocket};
 use super::signals::Intent;
-#[cfg(unix)]
 use super::takeover::StopAnswer;
 #[cfg(unix)]
 use super::{attached, balance, leftovers, reexec_check, relisten};
@@ -41,7 +40,6 @@ pub enum Input {
     #[cfg(unix)]
     ReexecChecked(reexec_check::Checked),
     /// The old herd answered the stop that ends a takeover.
-    #[cfg(unix)]
     TakeoverAnswered(StopAnswer),
     /// A worker's `sd_notify` datagram is waiting.
     #[cfg(unix)]
@@ -102,10 +100,8 @@ pub struct Sources {
     /// Where re-exec checks report.
     #[cfg(unix)]
     pub checked_tx: mpsc::Sender<reexec_check::Checked>,
-    #[cfg(unix)]
     answered: mpsc::Receiver<StopAnswer>,
     /// Where the old herd's answer to a takeover's stop is reported.
-    #[cfg(unix)]
     pub answered_tx: mpsc::Sender<StopAnswer>,
     timers: Timers,
     /// Woken when an attached process's pidfd becomes readable (it exited).
@@ -212,6 +208,7 @@ impl Sources {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tokio::spawn(metrics::serve(listener, scrapes_tx));
         }
+        let (answered_tx, answered) = mpsc::channel(2);
         let timers = Timers {
             autoscale: every(autoscale::SAMPLE_EVERY),
             queue_check: every(autoscale::QUEUE_CHECK_EVERY),
@@ -221,6 +218,8 @@ impl Sources {
             requests,
             scrapes,
             notify: std::sync::Arc::clone(notify),
+            answered,
+            answered_tx,
             timers,
             server,
         })
@@ -273,6 +272,7 @@ impl Sources {
             Some(request) = self.requests.recv() => Input::Control(request),
             Some(scrape) = self.scrapes.recv() => Input::Scrape(scrape),
             (pid, message) = self.notify.recv() => Input::Notified(pid, message),
+            Some(answer) = self.answered.recv() => Input::TakeoverAnswered(answer),
             _ = tokio::time::sleep_until(deadline), if wants.deadline.is_some() => {
                 Input::Tick(Tick::Turn)
             }

@@ -9,7 +9,6 @@ use super::phase::{PoolView, Step};
 use super::platform::{ControlFile, NotifySocket};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
-#[cfg(unix)]
 use super::takeover::{after_abort, complete_takeover, Abort};
 use super::{autoscale, scale, Supervisor};
 #[cfg(unix)]
@@ -47,7 +46,6 @@ impl Supervisor {
                     self.reexec(&endpoints, passed);
                 }
             }
-            #[cfg(unix)]
             Input::TakeoverAnswered(answer) => self.takeover_answered(answer),
             #[cfg(unix)]
             Input::Notify => self.read_notifications(sources.notify()),
@@ -102,7 +100,6 @@ impl Supervisor {
     }
 
     /// The work every turn does after its input.
-    #[cfg_attr(windows, allow(unused_variables))]
     pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut ControlFile) {
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
@@ -115,21 +112,16 @@ impl Supervisor {
         self.unix_after_turn();
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
-                #[cfg(unix)]
                 Step::CompleteTakeover(takeover) => {
                     let answered = sources.answered_tx.clone();
                     if let Err(abort) = complete_takeover(takeover, control_file, answered) {
                         self.abort_takeover(abort);
                     }
                 }
-                #[cfg(unix)]
                 Step::AbortTakeover(takeover, why) => {
                     let after = after_abort(&takeover.old, takeover.old_process.as_ref());
                     self.abort_takeover(Abort { why, after });
                 }
-                // No takeover on Windows yet: there is none to complete or abort.
-                #[cfg(windows)]
-                Step::CompleteTakeover(never) | Step::AbortTakeover(never, _) => match never {},
                 Step::Report(report) => self.effects.execute([Effect::Report(report)]),
             }
         }

@@ -52,6 +52,8 @@ fn what_windows_runs_is_accepted() {
         "[::]:0,v6only",
     ]))
     .unwrap();
+    verdict(&run_with(&["--takeover", "web"])).unwrap();
+    verdict(&["run", "--takeover", r"\\.\pipe\web", "--", "worker"]).unwrap();
     let mut logged = vec!["--log-level", "debug", "--log-format", "json"];
     logged.extend_from_slice(RUN);
     verdict(&logged).unwrap();
@@ -76,10 +78,6 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
         (
             &["--control-allow-uid", "5"],
             "--control-allow-uid is not available",
-        ),
-        (
-            &["--takeover", "x.sock"],
-            "--takeover is not available on Windows: ",
         ),
     ];
     for (options, expected) in cases {
@@ -162,6 +160,7 @@ fn subcommands_not_built_on_windows_are_refused() {
     );
     assert!(why.contains("Sockets::from_control"), "{why}");
     assert!(refused(&["reexec"]).contains("no exec"));
+    assert!(refused(&["reexec"]).contains("herd run --takeover NAME"));
 }
 
 #[test]

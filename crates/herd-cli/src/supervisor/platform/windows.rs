@@ -16,7 +16,7 @@ mod process_stats;
 mod shm;
 mod signal;
 pub use children::OwnChildren;
-pub use control::{Control, ControlFile};
+pub use control::{Control, ControlFile, MoveTo};
 pub use intents::Intents;
 pub use notify_pipe::NotifyPipe;
 pub(crate) use process_stats::process_stats;

@@ -1,7 +1,11 @@
 //! The control endpoint on Windows: herd's named pipe, whose first instance is created before
-//! any worker starts (so the name is herd's), served once the loop runs.
+//! any worker starts (so the name is herd's), served once the loop runs. A herd taking over
+//! serves a pipe of its own meanwhile, and takes the old herd's name once that herd is gone.
 
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use herd_sys::windows::pipe::SecurePipe;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::control::pipe_server::PipeServer;
 use crate::control::request::ControlRequest;
@@ -14,10 +18,26 @@ pub struct Control {
     pub server: PipeServer,
     /// Its name, for the log.
     pub name: String,
+    /// During a takeover: the old herd's pipe, to serve too once it is free.
+    pub moves_to: Option<MoveTo>,
+}
+
+/// The old herd's pipe, which a herd taking over serves once told the old herd is gone.
+#[derive(Debug)]
+pub struct MoveTo {
+    /// The old herd's pipe.
+    pub pipe: String,
+    /// Told once the old herd is gone; dropped if the takeover is aborted.
+    pub vacated: oneshot::Receiver<()>,
 }
 
 /// A pipe has no file to move: nothing.
 pub type ControlFile = ();
+
+/// How long the old herd's pipe may take to be free once the old herd is gone (its last
+/// instances close as it exits), and how often it is tried meanwhile.
+const FREE_WITHIN: Duration = Duration::from_secs(10);
+const TRY_EVERY: Duration = Duration::from_millis(50);
 
 impl Control {
     /// The endpoint's file (none), and what the loop serves.
@@ -25,17 +45,54 @@ impl Control {
         ((), self)
     }
 
-    /// Serves the pipe in a task, each request sent to `requests`.
+    /// Serves the pipe in a task, each request sent to `requests`; during a takeover, the old
+    /// herd's pipe too, once it is free.
     pub fn serve(self, requests: mpsc::Sender<ControlRequest>) -> tokio::task::JoinHandle<()> {
-        let Control { server, name } = self;
-        tokio::spawn(async move {
-            if let Err(e) = server.forward(requests).await {
-                tracing::error!(
-                    event = LogEvent::SystemError.as_str(),
-                    "control pipe {name}: cannot create the next instance, no more control \
-                     clients can connect: {e}"
-                );
-            }
-        })
+        let Control {
+            server,
+            name,
+            moves_to,
+        } = self;
+        if let Some(moves_to) = moves_to {
+            tokio::spawn(move_to(moves_to, requests.clone()));
+        }
+        tokio::spawn(forward(server, name, requests))
     }
+}
+
+/// Forwards the requests of the pipe `name` until it fails.
+async fn forward(server: PipeServer, name: String, requests: mpsc::Sender<ControlRequest>) {
+    if let Err(e) = server.forward(requests).await {
+        tracing::error!(
+            event = LogEvent::SystemError.as_str(),
+            "control pipe {name}: cannot create the next instance, no more control clients can \
+             connect: {e}"
+        );
+    }
+}
+
+/// Once the old herd is gone, creates its pipe (retried while its last instances close) and
+/// serves it.
+async fn move_to(MoveTo { pipe, vacated }: MoveTo, requests: mpsc::Sender<ControlRequest>) {
+    if vacated.await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + FREE_WITHIN;
+    let server = loop {
+        let bound = SecurePipe::new(&pipe, &[]).and_then(PipeServer::bind);
+        match bound {
+            Ok(server) => break server,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(TRY_EVERY).await,
+            Err(e) => {
+                tracing::warn!(
+                    event = LogEvent::ControlNotMoved.as_str(),
+                    path = %pipe,
+                    "the control pipe stays at its takeover name: cannot create {pipe}: {e}"
+                );
+                return;
+            }
+        }
+    };
+    tracing::info!(event = LogEvent::ControlMoved.as_str(), path = %pipe, "control pipe moved to the old herd's name");
+    forward(server, pipe, requests).await;
 }

@@ -1,0 +1,61 @@
+use super::*;
+
+/// A TCP listener on loopback, as the old herd would have handed it over, named `name`.
+fn inherited(name: &str) -> (Inherited, SocketAddr) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let socket = Inherited {
+        name: name.to_string(),
+        kind: Some(SocketKind::Tcp),
+        address: address.to_string(),
+        fd: OwnedSocket::from(listener),
+        file: None,
+    };
+    (socket, address)
+}
+
+fn spec(text: &str) -> BindSpec {
+    text.parse().unwrap()
+}
+
+#[test]
+fn a_spec_takes_the_socket_of_its_name_else_of_its_address() {
+    let (web, web_at) = inherited("web");
+    let (api, api_at) = inherited("api");
+    let mut all = vec![web, api];
+    let by_address = take_matching(&spec(&api_at.to_string()), &mut all).unwrap();
+    assert_eq!(by_address.map(|s| s.name).as_deref(), Some("api"));
+    let by_name = take_matching(&spec(&format!("web={web_at}")), &mut all).unwrap();
+    assert_eq!(by_name.map(|s| s.name).as_deref(), Some("web"));
+    assert!(all.is_empty());
+    assert!(take_matching(&spec("127.0.0.1:1"), &mut all)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn a_name_that_moves_its_address_is_refused() {
+    let (web, _) = inherited("web");
+    let mut all = vec![web];
+    let error = take_matching(&spec("web=127.0.0.2:1"), &mut all).unwrap_err();
+    assert!(
+        error.to_string().contains("must keep its address"),
+        "{error}"
+    );
+}
+
+#[test]
+fn any_port_and_any_address_match_what_is_bound() {
+    let at = |text: &str| text.parse::<SocketAddr>().unwrap();
+    let host_port = |text: &str| match spec(text).address {
+        Address::Tcp(hp) => hp,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches_ip(&host_port("127.0.0.1:0"), at("127.0.0.1:8080")));
+    assert!(!matches_ip(
+        &host_port("127.0.0.1:81"),
+        at("127.0.0.1:8080")
+    ));
+    assert!(matches_ip(&host_port(":8080"), at("[::]:8080")));
+    assert!(!matches_ip(&host_port(":8080"), at("127.0.0.1:8080")));
+}

@@ -1,0 +1,127 @@
+//! Completing a takeover on Windows: the old herd is reached at its control pipe and watched
+//! by its process handle. Its pipe's name cannot be served by two herds, so this herd serves a
+//! takeover pipe meanwhile and takes the old name once the old herd is gone
+//! ([`Takeover::vacated`], acted on by the platform's `Control`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use herd_sys::windows::process::{self, Process};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::control::client::{Client, ClientError};
+use crate::control::results::StopResult;
+use crate::logging::LogEvent;
+use crate::supervisor::platform::ControlFile;
+
+use super::{answer_bound, judge_stop_answer, log_silent, stop_request, Abort, StopAnswer};
+
+/// A takeover in progress: once this herd's workers are available (ready for `--min-ready`),
+/// the old herd is asked to stop, and this herd's control pipe takes its name.
+pub struct Takeover {
+    /// The old herd's control pipe, whose name this herd's pipe takes at the end.
+    pub old: PathBuf,
+    /// The old herd's `--grace`, if its status said ([`answer_bound`]).
+    pub old_grace: Option<Duration>,
+    /// The old herd's process, which tells whether it still runs (`None` if it could not be
+    /// opened).
+    pub old_process: Option<Process>,
+    /// Told once the old herd is gone (it stopped or exited): the control pipe may take its
+    /// name. Dropped unsent when the takeover is aborted.
+    pub vacated: oneshot::Sender<()>,
+}
+
+/// How long an old herd that answered the stop may take to exit and close its pipe.
+const EXIT_BOUND: Duration = Duration::from_secs(10);
+
+/// Whether `process` has exited.
+fn has_exited(process: &Process) -> bool {
+    process::wait(process, Some(Duration::ZERO)).unwrap_or(false)
+}
+
+/// Ends a takeover whose workers are all available: asks the old herd to stop (in a blocking
+/// task, bounded by its grace and a margin), reports its answer on `answered`, and once the old
+/// herd is gone, tells [`Takeover::vacated`]. An old herd that has exited already is `Gone`.
+pub fn complete_takeover(
+    takeover: Takeover,
+    _control_file: &mut ControlFile,
+    answered: mpsc::Sender<StopAnswer>,
+) -> Result<(), Abort> {
+    let Takeover {
+        old,
+        old_grace,
+        old_process,
+        vacated,
+    } = takeover;
+    if old_process.as_ref().is_some_and(has_exited) {
+        let _ = vacated.send(());
+        tokio::spawn(async move {
+            let _ = answered
+                .send(StopAnswer::Gone("it has exited".to_string()))
+                .await;
+        });
+        return Ok(());
+    }
+    tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
+    let bound = answer_bound(old_grace);
+    let asked = tokio::task::spawn_blocking(move || {
+        let answer = stop_old_herd(&old, bound);
+        if let StopAnswer::Silent(waited) = answer {
+            log_silent(&old, waited);
+        }
+        let gone = match &old_process {
+            Some(process) => process::wait(process, Some(EXIT_BOUND)).unwrap_or(false),
+            None => matches!(answer, StopAnswer::Stopped | StopAnswer::Gone(_)),
+        };
+        if gone {
+            let _ = vacated.send(());
+        }
+        answer
+    });
+    tokio::spawn(async move {
+        let answer = asked
+            .await
+            .unwrap_or_else(|e| StopAnswer::Refused(format!("the stop was lost: {e}")));
+        let _ = answered.send(answer).await;
+    });
+    Ok(())
+}
+
+/// Asks the herd at `old` to stop, with `takeover: true`, then plainly if it predates
+/// takeovers; waits at most `bound` for each answer.
+fn stop_old_herd(old: &std::path::Path, bound: Duration) -> StopAnswer {
+    let mut client = match Client::connect(old) {
+        Ok(client) => client,
+        Err(ClientError::NotRunning { why, .. }) => {
+            return StopAnswer::Gone(why.describe().to_string())
+        }
+        Err(e) => return StopAnswer::Refused(format!("cannot ask it to stop: {e}")),
+    };
+    let ask = |client: &mut Client, takeover: bool| match client
+        .call::<StopResult>(stop_request(takeover), Some(bound))
+    {
+        Err(ClientError::Timeout { .. }) => StopAnswer::Silent(bound),
+        answer => judge_stop_answer(answer),
+    };
+    match ask(&mut client, true) {
+        StopAnswer::Unsupported => {
+            tracing::info!(
+                event = LogEvent::OldHerdPredatesTakeover.as_str(),
+                "the old herd predates takeovers: asking it for a plain stop"
+            );
+            match ask(&mut client, false) {
+                StopAnswer::Unsupported => StopAnswer::Refused("it refused to stop".to_string()),
+                answer => answer,
+            }
+        }
+        answer => answer,
+    }
+}
+
+/// What an aborted takeover leaves serving, said truthfully: the old herd, if it still runs.
+pub fn after_abort(_old: &std::path::Path, process: Option<&Process>) -> &'static str {
+    match process.is_some_and(has_exited) {
+        true => "and the old herd is gone too: nothing serves",
+        false => "the old herd keeps serving",
+    }
+}
