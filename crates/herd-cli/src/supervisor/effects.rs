@@ -12,7 +12,6 @@
 
 #[cfg(unix)]
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
-#[cfg(unix)]
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -156,7 +156,6 @@ impl Supervisor {
     }
 
     /// The takeover failed: herd stops at once and exits 1, saying what still serves.
-    #[cfg(unix)]
     fn abort_takeover(&mut self, Abort { why, after }: Abort) {
         tracing::error!(
             event = LogEvent::TakeoverAborted.as_str(),

@@ -57,20 +57,31 @@ impl Herd {
 
     /// `herd run OPTIONS -b BIND -- THIS_TEST_AS_WORKER`, once it listens.
     pub fn start_on(bind: &str, options: &[&str]) -> Herd {
-        let me = std::env::current_exe().unwrap().into_os_string();
-        let worker = ["--exact", "worker", "--nocapture", "--test-threads", "1"];
-        let mut command = vec![me];
-        command.extend(worker.iter().map(OsString::from));
-        Herd::start_command(bind, options, &command)
+        Herd::start_command(bind, options, &this_test_as_worker())
     }
 
     /// `herd run OPTIONS -b BIND -- COMMAND`, once it listens.
     pub fn start_command(bind: &str, options: &[&str], command: &[OsString]) -> Herd {
-        let name = unique_name();
+        let mut run: Vec<&str> = options.to_vec();
+        run.extend(["-b", bind]);
+        Herd::start_named(&unique_name(), &run, command)
+    }
+
+    /// `herd --name OLD run --takeover OLD OPTIONS -- THIS_TEST_AS_WORKER` for the herd `old`,
+    /// once it listens on the socket `http` taken over.
+    pub fn take_over(old: &Herd, options: &[&str]) -> Herd {
+        let mut run = vec!["--takeover", old.name.as_str()];
+        run.extend_from_slice(options);
+        Herd::start_named(&old.name, &run, &this_test_as_worker())
+    }
+
+    /// `herd --name NAME run RUN -- COMMAND`, once it listens on `http`.
+    pub fn start_named(name: &str, run: &[&str], command: &[OsString]) -> Herd {
+        let name = name.to_string();
         let mut child = Command::new(HERD)
             .args(["--log-format", "json", "--name", &name, "run"])
-            .args(options)
-            .args(["-b", bind, "--"])
+            .args(run)
+            .arg("--")
             .args(command)
             .env("HERD_TEST_WORKER", "1")
             .env("HERD_TEST_INHERITED", "yes")
@@ -116,6 +127,23 @@ impl Herd {
         }
     }
 
+    /// The next log lines whose events are `names`, in whatever order they come.
+    pub fn wait_for_each(&self, names: &[&str]) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut missing: Vec<&str> = names.to_vec();
+        let mut seen = Vec::new();
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => {
+                    missing.retain(|name| event["event"] != *name);
+                    seen.push(event);
+                }
+                Err(_) => panic!("no {missing:?} events; saw {seen:?}"),
+            }
+        }
+    }
+
     /// Asks until `n` different workers have answered and at least `at_least` times.
     pub fn answers(&self, n: usize, at_least: usize) -> BTreeSet<u32> {
         let deadline = Instant::now() + TIMEOUT;
@@ -152,6 +180,15 @@ impl Drop for Herd {
     fn drop(&mut self) {
         let _ = self.child.kill();
     }
+}
+
+/// This test binary, running its `worker` test: the worker herd runs.
+pub fn this_test_as_worker() -> Vec<OsString> {
+    let me = std::env::current_exe().unwrap().into_os_string();
+    let worker = ["--exact", "worker", "--nocapture", "--test-threads", "1"];
+    let mut command = vec![me];
+    command.extend(worker.iter().map(OsString::from));
+    command
 }
 
 /// A herd name no other test uses at the same time: herds of one name share a control pipe.

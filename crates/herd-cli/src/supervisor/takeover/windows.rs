@@ -70,11 +70,15 @@ pub fn complete_takeover(
             log_silent(&old, waited);
         }
         let gone = match &old_process {
-            Some(process) => process::wait(process, Some(EXIT_BOUND)).unwrap_or(false),
-            None => matches!(answer, StopAnswer::Stopped | StopAnswer::Gone(_)),
+            Some(process) => process::wait(process, Some(EXIT_BOUND)),
+            None => Ok(matches!(answer, StopAnswer::Stopped | StopAnswer::Gone(_))),
         };
-        if gone {
-            let _ = vacated.send(());
+        match gone {
+            Ok(true) => {
+                let _ = vacated.send(());
+            }
+            Ok(false) => not_moved(&old, "the old herd has not exited"),
+            Err(e) => not_moved(&old, &format!("cannot tell whether the old herd runs: {e}")),
         }
         answer
     });
@@ -85,6 +89,15 @@ pub fn complete_takeover(
         let _ = answered.send(answer).await;
     });
     Ok(())
+}
+
+/// Says that this herd's control pipe keeps its takeover name, and why.
+fn not_moved(old: &std::path::Path, why: &str) {
+    tracing::warn!(
+        event = LogEvent::ControlNotMoved.as_str(),
+        path = %old.display(),
+        "the control pipe stays at its takeover name: {why}"
+    );
 }
 
 /// Asks the herd at `old` to stop, with `takeover: true`, then plainly if it predates
