@@ -222,11 +222,6 @@ fn what_windows_cannot_do_yet_is_refused_with_its_reason() {
         2,
         "--user is not available on Windows: ",
     );
-    assert_fails(
-        &["attach", "--", "x"],
-        2,
-        "'herd attach' is not available on Windows: ",
-    );
     assert_fails(&["status"], 1, "no herd named ");
     assert_fails(
         &["reexec"],

@@ -61,6 +61,15 @@ pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Cli, String> {
     }
     let args = match &cli.command {
         Command::Run(args) => args,
+        // COMMAND is started as a worker is: no templates.
+        Command::Attach(args) => {
+            let command = literal_command(&args.command)?;
+            let mut cli = cli;
+            if let Command::Attach(args) = &mut cli.command {
+                args.command = command;
+            }
+            return Ok(cli);
+        }
         _ if CLIENT_AVAILABLE.contains(&name) => return Ok(cli),
         _ => {
             return Err(format!(
@@ -148,11 +157,6 @@ fn subcommand_reason(name: &str) -> &'static str {
         "reexec" => {
             "Windows has no exec, so a process cannot replace its own program; start the new \
              binary as `herd run --takeover NAME ...`, which takes the sockets over"
-        }
-        "attach" => {
-            "not built there yet; a program can fetch the sockets itself \
-             (herd::Sockets::from_control, or Python's socket.fromshare: see \
-             docs/control-protocol.md)"
         }
         _ => "not built on Windows yet",
     }

@@ -53,6 +53,10 @@ impl ClientError {
     }
 }
 
+/// What `sockets` with `attach` brings: the sockets, and the handle value, in this process,
+/// of the stop request herd made for it (`None` from a herd that made none).
+pub type Attached = (Vec<(SocketInfo, OwnedSocket)>, Option<u64>);
+
 /// A connection to a herd's control pipe, for blocking callers.
 #[derive(Debug)]
 pub struct Client {
@@ -92,6 +96,27 @@ impl Client {
         attach: bool,
         timeout: Option<Duration>,
     ) -> Result<Vec<(SocketInfo, OwnedSocket)>, ClientError> {
+        self.fetch(only, attach, timeout)
+            .map(|(sockets, _)| sockets)
+    }
+
+    /// `sockets` with `attach`: the sockets, as [`sockets`](Client::sockets) gives them, and
+    /// this process's stop request.
+    pub fn attach(
+        &mut self,
+        only: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<Attached, ClientError> {
+        self.fetch(only, true, timeout)
+    }
+
+    /// The `sockets` request: the sockets and the stop event's value.
+    fn fetch(
+        &mut self,
+        only: Vec<String>,
+        attach: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Attached, ClientError> {
         let only = (!only.is_empty()).then_some(only);
         let line = self.exchange(Command::Sockets { only, attach }, timeout)?;
         let result: SocketsResult = decode_answer(&line, &self.path)?;
@@ -115,7 +140,7 @@ impl Client {
                 socket.map_err(|e| ClientError::io(&self.path, "cannot rebuild a socket of", e))?;
             sockets.push((info, socket));
         }
-        Ok(sockets)
+        Ok((sockets, result.stop_event))
     }
 
     /// Sends the request and returns the first line of the answer.

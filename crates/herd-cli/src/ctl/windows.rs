@@ -1,6 +1,7 @@
 //! The client commands on Windows: the herd is reached at its control pipe
 //! ([`crate::control::pipe_name`]), whose server must run as the caller's user or LocalSystem.
-//! `herd signal` sends what has a meaning there: a stop request (TERM, INT) or KILL.
+//! `herd signal` sends what has a meaning there: a stop request (TERM, INT) or KILL. `herd
+//! attach` starts COMMAND and stays its parent ([`attach`]).
 
 use std::os::windows::io::OwnedSocket;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use serde::de::DeserializeOwned;
+
+mod attach;
 
 use super::{ask, failure, WireSignal, QUICK};
 use crate::cli;
@@ -23,9 +26,12 @@ pub fn run(command: cli::Command, control: Option<&Path>, herd: &str) -> Result<
     let (pipe, default) = pipe_for(control, herd)?;
     let named = default.then_some(herd);
     match command {
-        cli::Command::Attach(_) => Err(Failure::Usage(
-            "'herd attach' is not available on Windows yet".to_string(),
-        )),
+        cli::Command::Attach(args) => {
+            let code = attach::run(args, &pipe, named)?;
+            // COMMAND's exit code is this process's own.
+            crate::logging::flush();
+            std::process::exit(code)
+        }
         command => ask(command, &|| {
             Client::connect(&pipe).map_err(|e| e.named(named))
         }),

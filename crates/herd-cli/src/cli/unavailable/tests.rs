@@ -153,12 +153,6 @@ fn signals_without_a_windows_meaning_are_refused() {
 
 #[test]
 fn subcommands_not_built_on_windows_are_refused() {
-    let why = refused(&["attach", "--", "x"]);
-    assert!(
-        why.starts_with("'herd attach' is not available on Windows: "),
-        "{why}"
-    );
-    assert!(why.contains("Sockets::from_control"), "{why}");
     assert!(refused(&["reexec"]).contains("no exec"));
     assert!(refused(&["reexec"]).contains("herd run --takeover NAME"));
 }
@@ -242,4 +236,12 @@ fn every_run_option_has_a_verdict() {
     for id in GLOBAL_AVAILABLE {
         assert!(globals.contains(id), "{id} is not a global option");
     }
+}
+
+#[test]
+fn attach_is_accepted_with_its_command_read_literally() {
+    verdict(&["attach", "--", "worker.exe", "--port", "{{8080}}"]).unwrap();
+    verdict(&["attach", "--only", "http,dns", "--", "worker.exe"]).unwrap();
+    let why = refused(&["attach", "--", "worker.exe", "{fd:http}"]);
+    assert!(why.contains("templates in COMMAND"), "{why}");
 }

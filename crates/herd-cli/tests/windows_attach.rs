@@ -1,0 +1,224 @@
+//! `herd attach -- COMMAND` on Windows, run under Wine by scripts/check-windows.sh: COMMAND
+//! gets the sockets as a worker does and serves, `herd attach` is listed in `herd status`,
+//! relays COMMAND's exit code, and stops with herd (COMMAND's stop request, then
+//! TerminateProcess after --grace); bad input fails with one line.
+#![cfg(windows)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+mod windows_support;
+
+use windows_support::{answer, assert_fails, Herd, HERD, TIMEOUT};
+
+/// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it answers every
+/// connection on `http` with its pid, and exits when asked to stop.
+#[test]
+fn worker() {
+    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+        return;
+    }
+    let stop = herd::stop_requested().unwrap().expect("a stop request");
+    std::thread::spawn(move || {
+        stop.wait();
+        std::process::exit(0);
+    });
+    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
+    let listener = sockets.take_tcp_listener("http").unwrap().expect("http");
+    let pid = std::process::id();
+    for mut stream in listener.incoming().flatten() {
+        let _ = writeln!(stream, "worker pid {pid}");
+    }
+}
+
+/// With `HERD_TEST_ATTACHED` set, this test binary is COMMAND under `herd attach`: it takes
+/// `http` as a worker does, says "ready" and answers `attached pid PID`; asked to stop, it
+/// exits with code 3 (`serve`) or ignores it (`ignore`); with `exit`, it exits with code 42 at
+/// once.
+#[test]
+fn attached_command() {
+    let Some(mode) = std::env::var_os("HERD_TEST_ATTACHED") else {
+        return;
+    };
+    if mode == "exit" {
+        std::process::exit(42);
+    }
+    let mut sockets = herd::Sockets::from_env().expect("sockets from herd attach");
+    let listener = sockets.take_tcp_listener("http").unwrap().expect("http");
+    let stop = herd::stop_requested().unwrap().expect("a stop request");
+    if mode == "serve" {
+        std::thread::spawn(move || {
+            stop.wait();
+            std::process::exit(3);
+        });
+    }
+    println!("ready");
+    let pid = std::process::id();
+    for mut stream in listener.incoming().flatten() {
+        let _ = writeln!(stream, "attached pid {pid}");
+    }
+}
+
+/// `herd --name NAME attach ARGS -- THIS_TEST_AS_COMMAND` in `mode`, once COMMAND is ready
+/// (`exit`: at once).
+fn attach(name: &str, args: &[&str], mode: &str) -> Child {
+    let me = std::env::current_exe().unwrap();
+    let role = [
+        "--exact",
+        "attached_command",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ];
+    let mut attach = Command::new(HERD)
+        .args(["--name", name, "attach"])
+        .args(args)
+        .arg("--")
+        .arg(me)
+        .args(role)
+        .env("HERD_TEST_ATTACHED", mode)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    if mode == "exit" {
+        return attach;
+    }
+    let (tell, told) = mpsc::channel();
+    let stdout = BufReader::new(attach.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        // libtest's "test attached_command ... " leads the line.
+        let ready = (stdout.lines().map_while(Result::ok)).any(|l| l.ends_with("ready"));
+        let _ = tell.send(ready);
+    });
+    assert_eq!(
+        told.recv_timeout(TIMEOUT),
+        Ok(true),
+        "COMMAND never got ready"
+    );
+    attach
+}
+
+/// `herd --name NAME status --json`.
+fn status(name: &str) -> Value {
+    let out = Command::new(HERD)
+        .args(["--name", name, "status", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asks until COMMAND answers.
+fn answered_by_command(herd: &Herd) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let answer = answer(&herd.addr);
+        if answer.starts_with("attached pid ") {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "COMMAND never answered");
+    }
+}
+
+#[test]
+fn attached_command_serves_is_listed_and_stops_with_herd() {
+    let mut herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    let mut attached = attach(&herd.name, &[], "serve");
+    let event = herd.wait_for("worker_attached");
+    assert_eq!(
+        event["pid"].as_u64(),
+        Some(u64::from(attached.id())),
+        "{event}"
+    );
+    answered_by_command(&herd);
+
+    let status = status(&herd.name);
+    let listed = status["attached"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{status}");
+    assert_eq!(listed[0]["pid"].as_u64(), Some(u64::from(attached.id())));
+    assert_eq!(listed[0]["sockets"], serde_json::json!(["http"]));
+
+    // herd's stop reaches COMMAND (its stop request), whose exit code herd attach relays.
+    herd.ask_to_stop();
+    herd.wait_for("attached_worker_exited");
+    assert_eq!(attached.wait().unwrap().code(), Some(3));
+    herd.stop_waited();
+}
+
+#[test]
+fn a_command_that_ignores_the_stop_request_is_ended_after_the_grace_period() {
+    let mut herd = Herd::start(&["-w", "1", "--grace", "1s"]);
+    herd.wait_for("worker_ready");
+    let mut attached = attach(&herd.name, &["--only", "http"], "ignore");
+    herd.wait_for("worker_attached");
+    answered_by_command(&herd);
+    herd.ask_to_stop();
+    herd.wait_for("attached_worker_killed");
+    herd.wait_for("attached_worker_exited");
+    assert_eq!(attached.wait().unwrap().code(), Some(1));
+    herd.stop_waited();
+}
+
+#[test]
+fn commands_exit_code_is_relayed_and_herd_forgets_it() {
+    let herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    let mut attached = attach(&herd.name, &[], "exit");
+    assert_eq!(attached.wait().unwrap().code(), Some(42));
+    herd.wait_for("attached_worker_exited");
+    let status = status(&herd.name);
+    assert_eq!(status["attached"], serde_json::json!([]), "{status}");
+    herd.stop();
+}
+
+#[test]
+fn bad_attach_input_fails_with_one_line() {
+    assert_fails(&["attach", "--", "x.exe"], 1, "no herd named ");
+    assert_fails(
+        &["attach", "--", "x.exe", "{fd:http}"],
+        2,
+        "templates in COMMAND",
+    );
+    let herd = Herd::start(&["-w", "1"]);
+    // Ready, so that the worker takes Ctrl-C and the stop at the end is quick.
+    herd.wait_for("worker_ready");
+    let named = |args: &[&str], code: i32, needle: &str| {
+        let out = Command::new(HERD)
+            .args(["--name", &herd.name, "attach"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("herd: error"))
+            .collect();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].contains(needle), "{args:?}: {stderr}");
+    };
+    named(
+        &["--only", "nope", "--", "x.exe"],
+        1,
+        "no socket is named \"nope\"",
+    );
+    named(
+        &["--", "no-such-program.exe"],
+        1,
+        "cannot start 'no-such-program.exe'",
+    );
+    herd.stop();
+}
