@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod windows_support;
 
-use windows_support::{answer, Herd, HERD, TIMEOUT};
+use windows_support::{answer, client, Herd, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it answers every
 /// connection on `http` with its pid.
@@ -30,19 +30,6 @@ fn worker() {
     for mut stream in listener.incoming().flatten() {
         let _ = writeln!(stream, "worker pid {pid}");
     }
-}
-
-/// `herd --name NAME ARGS`, which must succeed: its stdout.
-fn client(name: &str, args: &[&str]) -> String {
-    let out = Command::new(HERD)
-        .args(["--name", name])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "herd {args:?}: {stderr}");
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The pids of the ready workers herd's `status --json` lists.

@@ -211,3 +211,52 @@ fn metrics_are_served() {
     );
     herd.stop();
 }
+
+/// Connects in a loop until told to stop; how many answers were whole, and the failures.
+fn load(addr: String, stop: Arc<std::sync::atomic::AtomicBool>) -> (usize, Vec<String>) {
+    let (mut whole, mut failures) = (0, Vec::new());
+    while !stop.load(Ordering::SeqCst) {
+        let answer = TcpStream::connect(&addr).and_then(|mut stream| {
+            stream.set_read_timeout(Some(TIMEOUT))?;
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).map(|_| answer)
+        });
+        match answer {
+            Ok(answer) if answer.ends_with("done\n") => whole += 1,
+            Ok(answer) => failures.push(format!("cut answer {answer:?}")),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    (whole, failures)
+}
+
+#[test]
+fn upgrades_and_scaling_under_load_fail_no_connection() {
+    let herd = Herd::start(&["-w", "2", "--env", "HERD_TEST_SLOW_MS=20"]);
+    for _ in 0..2 {
+        herd.wait_for("worker_ready");
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = {
+        let (addr, stop) = (herd.addr.clone(), Arc::clone(&stop));
+        std::thread::spawn(move || load(addr, stop))
+    };
+    for args in [
+        &["upgrade"][..],
+        &["scale", "4"],
+        &["upgrade"],
+        &["scale", "1"],
+        &["upgrade"],
+    ] {
+        windows_support::client(&herd.name, args);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (whole, failures) = loader.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(whole > 10, "only {whole} answers");
+    herd.stop();
+}

@@ -214,3 +214,16 @@ pub fn assert_fails(args: &[&str], code: i32, needle: &str) {
     assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
     assert!(lines[0].contains(needle), "{args:?}: {stderr}");
 }
+
+/// `herd --name NAME ARGS`, which must succeed: its stdout.
+pub fn client(name: &str, args: &[&str]) -> String {
+    let out = Command::new(HERD)
+        .args(["--name", name])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "herd {args:?}: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
