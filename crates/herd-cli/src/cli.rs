@@ -308,6 +308,12 @@ pub struct RunArgs {
           value_parser = |t: &str| parse_number::<u32>(t, 0, "--control-allow-gid"))]
     pub control_allow_gid: Vec<u32>,
 
+    /// Also allow this user on the control channel (repeatable): on Unix a user name or uid,
+    /// as --control-allow-uid; on Windows an account name (DOMAIN\NAME) or a SID (S-1-5-...),
+    /// which the control pipe's security descriptor admits.
+    #[arg(long, value_name = "USER")]
+    pub control_allow_user: Vec<String>,
+
     /// The worker program and its arguments; {fd:NAME}, {worker} and {generation} are replaced.
     #[arg(last = true, required = true, value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]

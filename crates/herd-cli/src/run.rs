@@ -52,6 +52,7 @@ pub fn run(
         Workers::Auto(min, max) => (min, Some((min, max))),
     };
     let uid = herd_sys::process::effective_uid();
+    let policy = policy(&args, uid)?;
     let paths = ControlPaths::new(&args, control, name, uid)?;
     let pid = std::process::id();
     let (control_socket, control_file, old_herd, inherited) =
@@ -81,7 +82,7 @@ pub fn run(
     let control = Control {
         file: control_file,
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
-        policy: policy(&args, uid),
+        policy,
     };
     let mut supervisor = prepare(&args, name, workers, listeners, &notify, &control_path)?;
     supervisor.set_autoscale(bounds);
@@ -220,9 +221,12 @@ fn bind_control(
     Ok((control_socket, control_file, old_herd, inherited))
 }
 
-/// Whether `--control-allow-uid`/`gid` let others than herd's user reach the control socket.
+/// Whether `--control-allow-uid`/`gid`/`user` let others than herd's user reach the control
+/// socket.
 fn shares_control(args: &RunArgs) -> bool {
-    !args.control_allow_uid.is_empty() || !args.control_allow_gid.is_empty()
+    !args.control_allow_uid.is_empty()
+        || !args.control_allow_gid.is_empty()
+        || !args.control_allow_user.is_empty()
 }
 
 /// Continues as the new program of a re-exec: everything comes from the state the previous
@@ -262,10 +266,11 @@ fn resume(
         .collect();
     let notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;
     let uid = herd_sys::process::effective_uid();
+    let policy = policy(&args, uid)?;
     let control = Control {
         file: file(state.control.file.clone()),
         listener: std::os::unix::net::UnixListener::from(control),
-        policy: policy(&args, uid),
+        policy,
     };
     let control_path = state.control.file.0.clone();
     let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
@@ -365,12 +370,28 @@ fn bind_metrics(args: &RunArgs, supervisor: &mut Supervisor) -> Result<(), Failu
     Ok(())
 }
 
-fn policy(args: &RunArgs, uid: u32) -> AccessPolicy {
-    AccessPolicy {
-        own_uid: uid,
-        uids: args.control_allow_uid.clone(),
-        gids: args.control_allow_gid.clone(),
+/// Who may use the control socket: herd's `uid`, root, and what `--control-allow-*` names
+/// (a `--control-allow-user` that names no user is a usage error).
+fn policy(args: &RunArgs, uid: u32) -> Result<AccessPolicy, Failure> {
+    let mut uids = args.control_allow_uid.clone();
+    for user in &args.control_allow_user {
+        let found = herd_sys::process::lookup_user(user).map_err(|e| {
+            Failure::Runtime(anyhow::anyhow!(
+                "cannot look up --control-allow-user {user}: {e}"
+            ))
+        })?;
+        let known = found.ok_or_else(|| {
+            Failure::Usage(format!(
+                "--control-allow-user: no user named '{user}'; give a user name or uid"
+            ))
+        })?;
+        uids.push(known.uid);
     }
+    Ok(AccessPolicy {
+        own_uid: uid,
+        uids,
+        gids: args.control_allow_gid.clone(),
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

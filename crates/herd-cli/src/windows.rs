@@ -25,7 +25,8 @@ use herd_cli::supervisor::pool::{PoolConfig, Readiness};
 use herd_cli::supervisor::Supervisor;
 use herd_cli::supervisor::{Control, NotifyPipe, SharedMemories, Signal};
 use herd_core::BackoffPolicy;
-use herd_sys::windows::pipe::{SecurePipe, Sid};
+use herd_sys::windows::pipe::SecurePipe;
+use herd_sys::windows::sid::Sid;
 
 /// Runs `herd run` with `args`, which ask only for what Windows can do, until told to stop;
 /// `control` and `name` select the control pipe.
@@ -43,9 +44,10 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         .context("cannot start the event loop")?;
     // The pipes first, as on Unix the socket: a second herd of the same name stops here,
     // before it binds anything.
+    let allowed = allowed_users(&args.control_allow_user)?;
     let (server, notify) = {
         let _inside = runtime.enter();
-        let server = bind_pipe(&bind_at, name)?;
+        let server = bind_pipe(&bind_at, name, &allowed)?;
         let notify = pipe_name::notify_pipe(&pipe, std::process::id()).map_err(Failure::Usage)?;
         let bound = NotifyPipe::bind(&notify)
             .with_context(|| format!("cannot create the notify pipe {notify}"))?;
@@ -134,10 +136,30 @@ fn pipe_path(control: Option<&Path>, name: &str, user: &Sid) -> Result<String, F
         .map_err(Failure::Usage)
 }
 
-/// Creates the control pipe's first instance: only herd's user (and Administrators) may open
-/// it. Fails if the name is taken: another herd runs under it (or something squats it).
-fn bind_pipe(pipe: &str, name: &str) -> Result<PipeServer, Failure> {
-    let secure = SecurePipe::new(pipe, &[]).context("cannot describe the control pipe")?;
+/// The accounts `--control-allow-user` names: a SID (`S-1-5-...`) or an account name.
+fn allowed_users(users: &[String]) -> Result<Vec<Sid>, Failure> {
+    users
+        .iter()
+        .map(|user| {
+            let sid = match user.starts_with("S-") {
+                true => Sid::parse(user),
+                false => Sid::of_account(user),
+            };
+            sid.map_err(|e| {
+                Failure::Usage(format!(
+                    "--control-allow-user {user}: no such account ({e}); give an account name \
+                     (DOMAIN\\NAME) or a SID (S-1-5-...)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Creates the control pipe's first instance: only herd's user, Administrators, LocalSystem
+/// and the `allowed` accounts may open it. Fails if the name is taken: another herd runs under
+/// it (or something squats it).
+fn bind_pipe(pipe: &str, name: &str, allowed: &[Sid]) -> Result<PipeServer, Failure> {
+    let secure = SecurePipe::new(pipe, allowed).context("cannot describe the control pipe")?;
     PipeServer::bind(secure).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "cannot create the control pipe {pipe}: {e}; is another herd named '{name}' \

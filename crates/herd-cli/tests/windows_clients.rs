@@ -131,3 +131,19 @@ fn a_program_herd_did_not_start_fetches_its_sockets_and_serves() {
     assert_eq!(client(&herd.name, &["stop", "--fast"]), "stopped\n");
     herd.stop_waited();
 }
+
+#[test]
+fn more_accounts_may_be_let_in_on_the_control_pipe() {
+    // Wine runs every process as one user, so it cannot show another account let in or
+    // refused: this shows that the descriptor with the Users group (S-1-5-32-545) is taken and
+    // herd's own user still gets in; a name that is no account is refused in one line.
+    let herd = Herd::start(&["-w", "1", "--control-allow-user", "S-1-5-32-545"]);
+    herd.wait_for("worker_ready");
+    assert!(client(&herd.name, &["status"]).contains("ready"));
+    herd.stop();
+    windows_support::assert_fails(
+        &["run", "--control-allow-user", "no-such-account-herd", "-b", ":0", "--", "x"],
+        2,
+        "--control-allow-user no-such-account-herd: no such account",
+    );
+}

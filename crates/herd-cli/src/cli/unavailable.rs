@@ -31,6 +31,7 @@ const RUN_AVAILABLE: &[&str] = &[
     "watchdog",
     "shm",
     "metrics",
+    "control_allow_user",
     "command",
 ];
 
@@ -139,7 +140,9 @@ fn option_reason(id: &str) -> &'static str {
             "the control pipe's server is known by its security descriptor on Windows, not by \
              a uid"
         }
-        "control_allow_uid" | "control_allow_gid" => "not built on Windows yet",
+        "control_allow_uid" | "control_allow_gid" => {
+            "uids and gids are Unix's; give --control-allow-user an account name or a SID"
+        }
         "stop_signal" => {
             "Windows has no signals: a worker is asked to stop with Ctrl-C to its process \
              group, then ended with TerminateProcess after --grace"

@@ -9,13 +9,18 @@ use std::process::{Command, Stdio};
 
 use crate::util::*;
 
-fn root() -> bool {
+pub(crate) fn root() -> bool {
     root_or_skip("needs root to act as several users")
 }
 
 /// Runs `herd ARGS` as `uid`:`gid` with a clean control environment plus `env`; returns its
 /// exit code, stdout and stderr.
-fn herd_as(uid: u32, gid: u32, env: &[(&str, &Path)], args: &[&str]) -> (i32, String, String) {
+pub(crate) fn herd_as(
+    uid: u32,
+    gid: u32,
+    env: &[(&str, &Path)],
+    args: &[&str],
+) -> (i32, String, String) {
     let mut cmd = Command::new(HERD);
     cmd.env_remove("HERD_CONTROL")
         .env_remove("XDG_RUNTIME_DIR")
@@ -40,7 +45,7 @@ fn set_mode(path: &Path, mode: u32) {
 }
 
 /// A temporary directory anyone may write, sticky like /tmp.
-fn shared_tmp() -> tempfile::TempDir {
+pub(crate) fn shared_tmp() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     set_mode(tmp.path(), 0o1777);
     tmp

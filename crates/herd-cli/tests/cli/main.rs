@@ -3,6 +3,7 @@
 #![cfg(unix)]
 
 mod access;
+mod access_user;
 mod args;
 mod attached;
 mod autoscale;
