@@ -140,9 +140,18 @@ fn more_accounts_may_be_let_in_on_the_control_pipe() {
     let herd = Herd::start(&["-w", "1", "--control-allow-user", "S-1-5-32-545"]);
     herd.wait_for("worker_ready");
     assert!(client(&herd.name, &["status"]).contains("ready"));
-    herd.stop();
+    client(&herd.name, &["stop", "--fast"]);
+    herd.stop_waited();
     windows_support::assert_fails(
-        &["run", "--control-allow-user", "no-such-account-herd", "-b", ":0", "--", "x"],
+        &[
+            "run",
+            "--control-allow-user",
+            "no-such-account-herd",
+            "-b",
+            ":0",
+            "--",
+            "x",
+        ],
         2,
         "--control-allow-user no-such-account-herd: no such account",
     );
