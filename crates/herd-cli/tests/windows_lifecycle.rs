@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod windows_support;
@@ -27,23 +27,28 @@ fn worker() {
     }
     let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
     let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
-    let answering = Arc::new(Mutex::new(()));
-    let stop = herd::stop_requested().expect("the stop event");
-    if let (Some(stop), None) = (stop, std::env::var_os("HERD_TEST_IGNORE_STOP")) {
-        let answering = Arc::clone(&answering);
-        std::thread::spawn(move || {
-            stop.wait();
-            let _idle = answering.lock();
-            std::process::exit(0);
-        });
-    }
+    let ignore = std::env::var_os("HERD_TEST_IGNORE_STOP").is_some();
+    let stop = herd::stop_requested()
+        .expect("the stop event")
+        .filter(|_| !ignore);
+    // Asked to stop, it stops between two connections, never holding one it took: it polls
+    // accept and waits on its stop event in between.
+    listener.set_nonblocking(stop.is_some()).unwrap();
     if std::env::var_os("HERD_TEST_NOTIFY").is_some() {
         herd::notify::ready().expect("READY=1");
     }
     let slow = std::env::var("HERD_TEST_SLOW_MS").map_or(0, |ms| ms.parse().unwrap());
     let hits = herd::shm("hits").ok();
-    for mut stream in listener.incoming().flatten() {
-        let _answering = answering.lock();
+    loop {
+        let mut stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match &stop {
+                Some(stop) if stop.wait_timeout(Duration::from_millis(5)) => return,
+                _ => continue,
+            },
+            Err(_) => continue,
+        };
+        stream.set_nonblocking(false).unwrap();
         let _ = writeln!(stream, "worker pid {}", std::process::id());
         std::thread::sleep(Duration::from_millis(slow));
         if let Some(counter) = hits.as_ref().and_then(|m| m.atomic_u64(0)) {

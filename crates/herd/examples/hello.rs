@@ -14,7 +14,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 fn main() {
     if let Err(err) = run() {
@@ -31,28 +31,26 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .take_tcp_listener_at(0)?
             .ok_or("no socket inherited: run me under `herd run -b http=HOST:PORT -- ...`")?,
     };
-    let answering = Arc::new(Mutex::new(()));
-    if let Some(stop) = herd::stop_requested()? {
-        let answering = Arc::clone(&answering);
-        std::thread::spawn(move || {
-            stop.wait();
-            // Waits for the request being answered; a worker waiting in accept takes none.
-            let _idle = answering.lock();
-            std::process::exit(0);
-        });
-    }
+    // Asked to stop (on Windows; on Unix SIGTERM ends it), it stops between two requests,
+    // never holding a connection it took: it polls accept and waits on its stop event between.
+    let stop = herd::stop_requested()?;
+    listener.set_nonblocking(stop.is_some())?;
     herd::notify::ready()?;
     let slot = herd::worker_slot().map_or("-".to_string(), |s| s.to_string());
     let pid = std::process::id();
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => match &stop {
+                Some(stop) if stop.wait_timeout(Duration::from_millis(5)) => return Ok(()),
+                _ => continue,
+            },
             Err(err) => {
                 eprintln!("hello: accept: {err}");
                 continue;
             }
         };
-        let _answering = answering.lock();
+        let _ = stream.set_nonblocking(false);
         // Read the request head, then answer; errors on one connection never stop the worker.
         let mut reader = BufReader::new(&stream);
         let mut line = String::new();
@@ -66,5 +64,4 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             body.len()
         );
     }
-    Ok(())
 }
