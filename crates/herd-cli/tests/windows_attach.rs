@@ -5,6 +5,7 @@
 #![cfg(windows)]
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -168,7 +169,44 @@ fn a_command_that_ignores_the_stop_request_is_ended_after_the_grace_period() {
     herd.wait_for("attached_worker_killed");
     herd.wait_for("attached_worker_exited");
     assert_eq!(attached.wait().unwrap().code(), Some(1));
+    let addr = herd.addr.clone();
     herd.stop_waited();
+    port_closed(&addr);
+}
+
+#[test]
+fn a_fast_stop_ends_the_attached_command_at_once() {
+    let herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    let mut attached = attach(&herd.name, &[], "ignore");
+    herd.wait_for("worker_attached");
+    let out = Command::new(HERD)
+        .args(["--name", &herd.name, "stop", "--fast"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(attached.wait().unwrap().code(), Some(1));
+    let addr = herd.addr.clone();
+    herd.stop_waited();
+    port_closed(&addr);
+}
+
+/// Nothing listens on `addr` any more (within [`TIMEOUT`]): COMMAND, which held a copy of
+/// the socket, ended with `herd attach`.
+fn port_closed(addr: &str) {
+    let deadline = Instant::now() + TIMEOUT;
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "something still listens on {addr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]
