@@ -55,7 +55,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     };
     let (inherited, takeover, moves_to) = match &old {
         Some(old) => {
-            let prepared = takeover::prepare(old)?;
+            let prepared = takeover::prepare(old, allowed.clone())?;
             let takeover = Some(prepared.takeover);
             (prepared.inherited, takeover, Some(prepared.moves_to))
         }

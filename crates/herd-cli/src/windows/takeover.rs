@@ -13,6 +13,7 @@ use herd_cli::logging::LogEvent;
 use herd_cli::spec::Inherited;
 use herd_cli::supervisor::{MoveTo, Takeover};
 use herd_sys::windows::process::Process;
+use herd_sys::windows::sid::Sid;
 use tokio::sync::oneshot;
 
 /// How long the old herd may take to answer `status` and `sockets`.
@@ -38,8 +39,9 @@ pub fn old_pipe(given: &Path, control: Option<&Path>, user_sid: &str) -> Result<
     Ok(old)
 }
 
-/// Asks the herd at the pipe `old` for its status and its sockets.
-pub fn prepare(old: &str) -> Result<Prepared, Failure> {
+/// Asks the herd at the pipe `old` for its status and its sockets; `allowed` may open its
+/// pipe once this herd serves it.
+pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
     let path = Path::new(old);
     let in_takeover = |failure: Failure| match failure {
         Failure::Runtime(e) => Failure::Runtime(e.context(format!("cannot take over from {old}"))),
@@ -70,6 +72,7 @@ pub fn prepare(old: &str) -> Result<Prepared, Failure> {
     let moves_to = MoveTo {
         pipe: old.to_string(),
         vacated,
+        allowed,
     };
     Ok(Prepared {
         inherited,

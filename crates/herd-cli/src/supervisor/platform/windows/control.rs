@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use herd_sys::windows::pipe::SecurePipe;
+use herd_sys::windows::sid::Sid;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::pipe_server::PipeServer;
@@ -29,6 +30,8 @@ pub struct MoveTo {
     pub pipe: String,
     /// Told once the old herd is gone; dropped if the takeover is aborted.
     pub vacated: oneshot::Receiver<()>,
+    /// Who may open it besides herd's user (`--control-allow-user`), as on the first pipe.
+    pub allowed: Vec<Sid>,
 }
 
 /// A pipe has no file to move: nothing.
@@ -73,13 +76,18 @@ async fn forward(server: PipeServer, name: String, requests: mpsc::Sender<Contro
 
 /// Once the old herd is gone, creates its pipe (retried while its last instances close) and
 /// serves it.
-async fn move_to(MoveTo { pipe, vacated }: MoveTo, requests: mpsc::Sender<ControlRequest>) {
+async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
+    let MoveTo {
+        pipe,
+        vacated,
+        allowed,
+    } = moves_to;
     if vacated.await.is_err() {
         return;
     }
     let deadline = Instant::now() + FREE_WITHIN;
     let server = loop {
-        let bound = SecurePipe::new(&pipe, &[]).and_then(PipeServer::bind);
+        let bound = SecurePipe::new(&pipe, &allowed).and_then(PipeServer::bind);
         match bound {
             Ok(server) => break server,
             Err(_) if Instant::now() < deadline => tokio::time::sleep(TRY_EVERY).await,
