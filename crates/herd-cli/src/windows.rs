@@ -36,6 +36,8 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         Some(Workers::Auto(min, _)) => min,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
+    // The same names the client commands accept: a herd no client could reach is refused.
+    herd_cli::control::name::check_name(name).map_err(Failure::Usage)?;
     spec::check_names(&args.binds).map_err(Failure::Usage)?;
     let (pipe, bind_at, old) = pipes(&args, control, name)?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -199,6 +199,20 @@ fn workers_die_with_a_killed_herd() {
 }
 
 #[test]
+fn a_name_no_client_could_reach_is_refused() {
+    for name in ["", "..", "a\\b", "a:b"] {
+        let out = Command::new(windows_support::HERD)
+            .args(["--name", name, "run", "-b", "127.0.0.1:0", "--", "x"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name:?}: {stderr}");
+        assert!(stderr.contains("--name"), "{name:?}: {stderr}");
+    }
+}
+
+#[test]
 fn bad_input_fails_with_one_line() {
     assert_fails(&["run", "--", "x"], 2, "--bind <SPEC>");
     assert_fails(&["run", "-b", "127.0.0.1:0"], 2, "<COMMAND>");

@@ -101,6 +101,15 @@ fn grace_ends_a_worker_that_ignores_its_stop_request() {
         "HERD_TEST_IGNORE_STOP=1",
     ]);
     herd.ask_to_stop();
+    herd.wait_for("stopping");
+    // A second stop while the first waits out the grace says what Windows can do instead.
+    herd.ask_to_stop();
+    let again = herd.wait_for("already_stopping");
+    let message = again["message"].as_str().unwrap();
+    assert!(
+        message.contains("Ctrl-C again or run `herd stop --fast`"),
+        "{again}"
+    );
     let killed = herd.wait_for("worker_killed");
     assert!(
         killed["message"]

@@ -41,7 +41,8 @@ impl Supervisor {
             tracing::info!(
                 event = LogEvent::AlreadyStopping.as_str(),
                 signal = reason,
-                "already stopping; send SIGQUIT to stop at once"
+                "already stopping; {}",
+                super::platform::STOP_AT_ONCE
             );
             return;
         };

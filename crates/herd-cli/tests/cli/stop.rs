@@ -108,6 +108,20 @@ fn a_second_sigint_stops_at_once() {
 }
 
 #[test]
+fn a_second_graceful_stop_says_how_to_stop_at_once() {
+    let (mut herd, pids) = start_stubborn();
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("stopping", &[]);
+    herd.signal(libc::SIGTERM);
+    let again = herd.wait_for_event("already_stopping", &[]);
+    let message = again["message"].as_str().unwrap_or_default();
+    assert!(message.contains("`herd stop --fast`"), "{again}");
+    herd.signal(libc::SIGQUIT);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    wait_gone(&pids);
+}
+
+#[test]
 fn sigquit_stops_at_once() {
     let (mut herd, pids) = start_stubborn();
     herd.signal(libc::SIGQUIT);

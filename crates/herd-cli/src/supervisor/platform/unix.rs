@@ -20,6 +20,9 @@ pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second, Signal};
 pub(crate) use process_stats::process_stats;
 pub(crate) use signals::{signal_name, Signals as Intents};
 
+/// How to stop at once while a graceful stop runs, as the log advises.
+pub const STOP_AT_ONCE: &str = "send SIGQUIT or run `herd stop --fast` to stop at once";
+
 /// What the pool needs of a Unix exit status.
 pub fn worker_exit(status: ExitStatus) -> WorkerExit {
     WorkerExit {

@@ -32,6 +32,9 @@ pub type NotifySocket = std::sync::Arc<NotifyPipe>;
 
 use crate::supervisor::signals::Intent;
 
+/// How to stop at once while a graceful stop runs, as the log advises.
+pub const STOP_AT_ONCE: &str = "press Ctrl-C again or run `herd stop --fast` to stop at once";
+
 /// What the pool needs of a Windows exit status. Windows cannot tell a killed process from one
 /// that exited with the same code: `killed` is always false.
 pub fn worker_exit(status: ExitStatus) -> WorkerExit {
