@@ -274,3 +274,20 @@ fn upgrades_and_scaling_under_load_fail_no_connection() {
     assert!(whole > 10, "only {whole} answers");
     herd.stop();
 }
+
+#[test]
+fn herd_signal_asks_a_worker_to_stop_or_kills_it_and_herd_restarts_it() {
+    let herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    for (signal, how) in [("TERM", "exit code 0"), ("KILL", "exit code 1")] {
+        let said = windows_support::client(&herd.name, &["signal", signal]);
+        assert!(said.contains("1 worker"), "{said}");
+        let exited = herd.wait_for("worker_exited");
+        assert!(
+            exited["message"].as_str().unwrap().contains(how),
+            "{exited}"
+        );
+        herd.wait_for("worker_started");
+    }
+    herd.stop();
+}
