@@ -11,7 +11,7 @@
 //! the loop.
 //!
 //! The cores are platform-neutral and build everywhere; what they need of the system is
-//! [`platform`]'s. The loop and its hands are Unix-only for now.
+//! [`platform`]'s. The loop and its hands run on Unix and Windows alike.
 
 // The cores: pure, platform-neutral, built and unit-tested on every platform.
 pub(crate) mod autoscale;

@@ -7,8 +7,9 @@
 //! - `describe_exit(ExitStatus)`: an exit in words (`exit code 3`, `killed by SIGKILL`);
 //! - `signal_name(Intent)`: what the platform calls the event that carries an intent, which
 //!   the log gives as the trigger (`SIGHUP`);
-//! - `OwnChildren`: herd's real children, for [`reap`](super::reap)'s `Children` trait (Unix
-//!   only for now: Windows will wait on process handles);
+//! - `OwnChildren`: herd's real children, for [`reap`](super::reap)'s `Children` trait, and
+//!   how to stop, signal and kill them (Unix: process groups and signals; Windows: process
+//!   handles in a Job Object, a stop event and Ctrl-C, `TerminateProcess`);
 //! - `Intents`: the system's events that carry an intent (`install()`, then `recv()` one
 //!   intent at a time): Unix signals; on Windows Ctrl-C and a `stop` line on standard input;
 //! - `cpu_ticks(pid)` and `ticks_per_second()`: a worker's CPU time, for busyness;
@@ -16,8 +17,8 @@
 //!   be read.
 //!
 //! The Unix module also holds the signal table, which a re-exec holds back across `execve`.
-//! The loop itself (`driver` and the handlers beside it) is Unix-only for now: docs/windows.md
-//! says what a Windows platform must add for it.
+//! The loop itself (`driver` and the handlers beside it) is the same on both; what only Unix
+//! has is `cfg(unix)` where it is declared (docs/windows.md, "One supervisor").
 
 #[cfg(unix)]
 pub(crate) mod unix;

@@ -114,8 +114,8 @@ pub fn ticks_per_second() -> u64 {
 }
 
 /// The CPU time `pid` has used, user and kernel, in [`ticks_per_second`] units
-/// (`GetProcessTimes`); `None` if it cannot be opened. By pid for now, as on Unix: the loop
-/// that runs here will hold each worker's handle.
+/// (`GetProcessTimes`); `None` if it cannot be opened. Opened by pid at each sample, as on
+/// Unix (the workers' own handles are `OwnChildren`'s, which the sampler does not reach).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let process = herd_sys::windows::process::Process::open(pid).ok()?;
     let used = herd_sys::windows::process::cpu_time(&process).ok()?;
