@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::cli::{Balance, ReadyMode, RunArgs, Workers};
+use crate::cli::{Balance, RunArgs, Workers};
 use crate::command::WorkerCommand;
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
@@ -15,10 +15,9 @@ use crate::exit::Failure;
 use crate::logging::LogEvent;
 use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
 use crate::supervisor::notify::NotifySocket;
-use crate::supervisor::pool::{PoolConfig, Readiness};
+use crate::supervisor::pool;
 use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor};
-use herd_core::BackoffPolicy;
 
 mod checks;
 mod takeover;
@@ -327,21 +326,7 @@ fn prepare(
         // fail every worker (a limit, the user, the directory, the program as that user).
         command.probe().map_err(Failure::Usage)?;
     }
-    let config = PoolConfig {
-        workers,
-        grace: args.grace,
-        backoff: BackoffPolicy::default(),
-        readiness: match args.ready {
-            ReadyMode::Delay(d) => Readiness::Delay(d),
-            ReadyMode::Notify => Readiness::Notify {
-                timeout: args.ready_timeout,
-            },
-        },
-        watchdog: args.watchdog,
-        max_surge: args.max_surge as usize,
-        min_ready: args.min_ready,
-        drain: None,
-    };
+    let config = pool::config(args, workers);
     Ok(Supervisor::new(
         listeners,
         command,

@@ -14,17 +14,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use herd_cli::cli::{ReadyMode, RunArgs, Workers};
+use herd_cli::cli::{RunArgs, Workers};
 use herd_cli::command::WorkerCommand;
 use herd_cli::control::pipe_name;
 use herd_cli::control::pipe_server::PipeServer;
 use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
 use herd_cli::spec::{self, BindSpec};
-use herd_cli::supervisor::pool::{PoolConfig, Readiness};
+use herd_cli::supervisor::pool;
 use herd_cli::supervisor::Supervisor;
 use herd_cli::supervisor::{Control, NotifyPipe, SharedMemories, Signal};
-use herd_core::BackoffPolicy;
 use herd_sys::windows::pipe::SecurePipe;
 use herd_sys::windows::sid::Sid;
 
@@ -74,7 +73,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    let config = config(&args, workers);
+    let config = pool::config(&args, workers);
     let mut supervisor = Supervisor::new(listeners, command, config, Signal::Stop, name)?;
     supervisor.share_memory(memories);
     if let Some(spec) = &args.metrics {
@@ -195,23 +194,4 @@ fn worker_command(args: &RunArgs, pipe: &str, notify: &str) -> Result<WorkerComm
         args.chdir.clone(),
     )
     .map_err(Failure::Usage)
-}
-
-/// The pool's settings from the command line.
-fn config(args: &RunArgs, workers: usize) -> PoolConfig {
-    PoolConfig {
-        workers,
-        grace: args.grace,
-        backoff: BackoffPolicy::default(),
-        readiness: match args.ready {
-            ReadyMode::Delay(d) => Readiness::Delay(d),
-            ReadyMode::Notify => Readiness::Notify {
-                timeout: args.ready_timeout,
-            },
-        },
-        watchdog: args.watchdog,
-        max_surge: args.max_surge as usize,
-        min_ready: args.min_ready,
-        drain: None,
-    }
 }

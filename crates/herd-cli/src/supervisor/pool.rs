@@ -7,7 +7,28 @@ pub use herd_core::{
     StopMode, Worker, WorkerExit, WorkerState,
 };
 
+use crate::cli::{ReadyMode, RunArgs};
 use crate::control::protocol::ErrorCode;
+
+/// The pool's settings from `herd run`'s command line, for `workers` workers (no drain: the
+/// supervisor sets it from its listeners).
+pub fn config(args: &RunArgs, workers: usize) -> PoolConfig {
+    PoolConfig {
+        workers,
+        grace: args.grace,
+        backoff: herd_core::BackoffPolicy::default(),
+        readiness: match args.ready {
+            ReadyMode::Delay(d) => Readiness::Delay(d),
+            ReadyMode::Notify => Readiness::Notify {
+                timeout: args.ready_timeout,
+            },
+        },
+        watchdog: args.watchdog,
+        max_surge: args.max_surge as usize,
+        min_ready: args.min_ready,
+        drain: None,
+    }
+}
 
 /// The control protocol's code for a refused pool command.
 pub fn error_code(error: &PoolError) -> ErrorCode {
