@@ -31,24 +31,12 @@ fn worker() {
     let stop = herd::stop_requested()
         .expect("the stop event")
         .filter(|_| !ignore);
-    // Asked to stop, it stops between two connections, never holding one it took: it polls
-    // accept and waits on its stop event in between.
-    listener.set_nonblocking(stop.is_some()).unwrap();
     if std::env::var_os("HERD_TEST_NOTIFY").is_some() {
         herd::notify::ready().expect("READY=1");
     }
     let slow = std::env::var("HERD_TEST_SLOW_MS").map_or(0, |ms| ms.parse().unwrap());
     let hits = herd::shm("hits").ok();
-    loop {
-        let mut stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match &stop {
-                Some(stop) if stop.wait_timeout(Duration::from_millis(5)) => return,
-                _ => continue,
-            },
-            Err(_) => continue,
-        };
-        stream.set_nonblocking(false).unwrap();
+    windows_support::serve_until_stopped(listener, stop, |mut stream| {
         let _ = writeln!(stream, "worker pid {}", std::process::id());
         std::thread::sleep(Duration::from_millis(slow));
         if let Some(counter) = hits.as_ref().and_then(|m| m.atomic_u64(0)) {
@@ -59,7 +47,7 @@ fn worker() {
             );
         }
         let _ = writeln!(stream, "done");
-    }
+    });
 }
 
 /// A connection whose answer has begun: the worker has taken it.

@@ -26,18 +26,13 @@ fn worker() {
     }
     let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
     let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
-    if let Some(stop) = herd::stop_requested().expect("the stop event") {
-        std::thread::spawn(move || {
-            stop.wait();
-            std::process::exit(0);
-        });
-    }
+    let stop = herd::stop_requested().expect("the stop event");
     if std::env::var_os("HERD_TEST_NOTIFY").is_some() {
         herd::notify::ready().expect("READY=1");
     }
-    for mut stream in listener.incoming().flatten() {
+    windows_support::serve_until_stopped(listener, stop, |mut stream| {
         let _ = writeln!(stream, "worker pid {}", std::process::id());
-    }
+    });
 }
 
 /// A client connecting again and again, counting the connections that were not answered.

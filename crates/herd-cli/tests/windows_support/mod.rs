@@ -227,3 +227,28 @@ pub fn client(name: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "herd {args:?}: {stderr}");
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A test worker's accept loop: answers each connection with `answer` and, once herd sets
+/// `stop` (its stop event), returns between two connections, never holding one it took (it
+/// polls accept and waits on the event in between; exiting from another thread could drop a
+/// connection accept had just taken). Without `stop` it serves for ever.
+pub fn serve_until_stopped(
+    listener: std::net::TcpListener,
+    stop: Option<herd::StopRequest>,
+    mut answer: impl FnMut(TcpStream),
+) {
+    listener.set_nonblocking(stop.is_some()).unwrap();
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).unwrap();
+                answer(stream);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => match &stop {
+                Some(stop) if stop.wait_timeout(Duration::from_millis(5)) => return,
+                _ => continue,
+            },
+            Err(_) => continue,
+        }
+    }
+}
