@@ -191,7 +191,8 @@ pub struct RunArgs {
 
     /// Take over the sockets of the herd at this control socket: start this herd's workers on
     /// them, and once they are ready, take over its control socket (this path) and socket
-    /// files, and ask the old herd to stop. Without --bind, every socket is taken as it is.
+    /// files, and ask the old herd to stop. Without --bind, every socket is taken as it is. On
+    /// Windows: the old herd's --name or control pipe.
     #[arg(long, value_name = "CONTROL_PATH")]
     pub takeover: Option<PathBuf>,
 
