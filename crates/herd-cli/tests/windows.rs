@@ -8,8 +8,10 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use herd_sys::windows::process::{self, Process};
 
 #[path = "golden/help.rs"]
 mod golden;
@@ -27,6 +29,8 @@ fn worker() {
     if std::env::var_os("HERD_TEST_WORKER").is_none() {
         return;
     }
+    // Its first act, before anything of herd's: a child of its own (a launcher's program).
+    let grandchild = std::env::var_os("HERD_TEST_GRANDCHILD").map(|_| start_sleeper());
     let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
     // herd asks a worker to stop through its stop event: this one stops at once.
     if let Some(stop) = herd::stop_requested().expect("the stop event") {
@@ -50,7 +54,35 @@ fn worker() {
             "worker pid {pid}\ngreeting {greeting}\ninherited {inherited}\ndir {}\nnodelay {nodelay}\n",
             dir.display()
         );
+        if let Some(pid) = grandchild {
+            let _ = writeln!(stream, "grandchild {pid}");
+        }
     }
+}
+
+/// With `HERD_TEST_SLEEPER` set, this test binary sleeps long: a worker's own child.
+#[test]
+fn sleeper() {
+    if std::env::var_os("HERD_TEST_SLEEPER").is_some() {
+        std::thread::sleep(Duration::from_secs(120));
+    }
+}
+
+/// Starts this test binary as [`sleeper`]; its pid.
+fn start_sleeper() -> u32 {
+    let me = std::env::current_exe().unwrap();
+    let mut child = Command::new(me)
+        .args(["--exact", "sleeper", "--test-threads", "1"])
+        .env("HERD_TEST_SLEEPER", "1")
+        .env_remove("HERD_TEST_WORKER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the sleeper starts");
+    let pid = child.id();
+    std::thread::spawn(move || child.wait());
+    pid
 }
 
 #[test]
@@ -196,6 +228,31 @@ fn workers_die_with_a_killed_herd() {
         assert!(Instant::now() < deadline, "the workers outlived herd");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A worker that starts a process before anything else (as a `cmd /c` or `py.exe` launcher
+/// does) is in herd's Job Object from its first instruction: that process dies with herd too.
+#[test]
+fn what_a_worker_starts_first_dies_with_a_killed_herd() {
+    let mut herd = Herd::start(&["-w", "1", "--env", "HERD_TEST_GRANDCHILD=1"]);
+    let answer = answer(&herd.addr);
+    let grandchild: u32 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("grandchild "))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no grandchild in {answer:?}"));
+    let grandchild = Process::open(grandchild).expect("the worker's child runs");
+    let out = Command::new("taskkill")
+        .args(["/F", "/PID", &herd.child.id().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "taskkill failed: {out:?}");
+    let _ = herd.child.wait();
+    let ended = process::wait(&grandchild, Some(TIMEOUT)).unwrap();
+    if !ended {
+        let _ = process::terminate(&grandchild, 1);
+    }
+    assert!(ended, "the worker's first child outlived herd");
 }
 
 #[test]

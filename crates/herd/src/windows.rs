@@ -5,14 +5,16 @@
 //! holds, in the [`share`](crate::share) format.
 //!
 //! Handles that are not sockets (the worker's stop event, shared memory) are inherited
-//! instead ([`spawn_with`]), and named in the worker's environment.
+//! instead ([`spawn_with`]), and named in the worker's environment. [`spawn_suspended`] lets
+//! the caller act on the worker before it runs (herd places it in its Job Object).
 
 use std::io::{self, Write};
 use std::net::{TcpListener, UdpSocket};
 use std::os::windows::io::{AsSocket, BorrowedHandle, BorrowedSocket};
+use std::os::windows::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
-use herd_sys::windows::handle;
+use herd_sys::windows::{handle, process};
 
 use crate::handle_env::{self, SHM, STOP_EVENT};
 use crate::share::{self, Entry, Kind};
@@ -64,6 +66,42 @@ pub fn spawn_with(
     sockets: &[Shared<'_>],
     inherit: &[Inherited<'_>],
 ) -> io::Result<Child> {
+    start(command, sockets, inherit, |command| command.spawn())
+}
+
+/// [`spawn_with`], and `before_run` gets the new process before it runs anything of its own:
+/// it is created suspended (`CREATE_SUSPENDED`) and resumed after `before_run`, then handed
+/// its sockets. Placing it in a Job Object there keeps whatever it starts in the job too.
+/// `creation_flags` replace `command`'s (std cannot add one to those set before): give here
+/// what the worker needs besides (`CREATE_NEW_PROCESS_GROUP`...). When `before_run` fails the
+/// process is ended and the error returned.
+pub fn spawn_suspended(
+    command: &mut Command,
+    creation_flags: u32,
+    sockets: &[Shared<'_>],
+    inherit: &[Inherited<'_>],
+    before_run: impl FnOnce(&Child) -> io::Result<()>,
+) -> io::Result<Child> {
+    command.creation_flags(creation_flags | process::CREATE_SUSPENDED);
+    start(command, sockets, inherit, |command| {
+        let mut child = command.spawn()?;
+        let ran = before_run(&child).and_then(|()| process::resume(child.id()));
+        if let Err(e) = ran {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(child)
+    })
+}
+
+/// Starts `command` with `spawn`, inheriting `inherit`, then hands it `sockets`.
+fn start(
+    command: &mut Command,
+    sockets: &[Shared<'_>],
+    inherit: &[Inherited<'_>],
+    spawn: impl FnOnce(&mut Command) -> io::Result<Child>,
+) -> io::Result<Child> {
     name_inherited(command, inherit)?;
     let handles: Vec<BorrowedHandle<'_>> = inherit
         .iter()
@@ -72,7 +110,7 @@ pub fn spawn_with(
         })
         .collect();
     let command = command.env("HERD_SOCKETS", "stdin").stdin(Stdio::piped());
-    let mut child = with_inheritable(&handles, || command.spawn())?;
+    let mut child = with_inheritable(&handles, || spawn(command))?;
     let result = hand_over(&mut child, sockets);
     if let Err(e) = result {
         let _ = child.kill();

@@ -1,5 +1,6 @@
 //! Windows, run under Wine: what a worker inherits besides its sockets, through
-//! `herd::windows::spawn_with`: its stop event (and no other worker's) and shared memory. The
+//! `herd::windows::spawn_with`: its stop event (and no other worker's) and shared memory; and
+//! `spawn_suspended`, whose worker runs nothing before its parent's preparation. The
 //! test binary re-executes itself to play each worker (`play`).
 #![cfg(windows)]
 
@@ -10,9 +11,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use herd::windows::{spawn_with, Inherited};
+use herd::windows::{spawn_suspended, spawn_with, Inherited};
+use herd_sys::job::Job;
 use herd_sys::windows::event::Event;
-use herd_sys::windows::{handle, shm};
+use herd_sys::windows::{handle, process, shm};
 
 const ROLE: &str = "HERD_TEST_ROLE";
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -73,6 +75,8 @@ fn play() {
         "stop" => stop_worker(),
         "shm" => shm_worker(),
         "bad_env" => bad_env_worker(),
+        "launcher" => launcher(),
+        "sleeper" => std::thread::sleep(PATIENCE * 2),
         other => panic!("no role {other}"),
     }
     std::process::exit(0);
@@ -112,6 +116,56 @@ fn bad_env_worker() {
         Err(e) => println!("notify: {e}"),
         Ok(sent) => println!("notify: sent {sent}"),
     }
+}
+
+/// Starts a sleeper before anything else (as a `cmd /c` launcher starts its program), says
+/// its pid, and sleeps.
+fn launcher() {
+    let mut sleeper = Command::new(std::env::current_exe().unwrap());
+    sleeper
+        .args(["--exact", "play", "--test-threads=1", "--quiet"])
+        .env(ROLE, "sleeper")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let mut sleeper = sleeper.spawn().unwrap();
+    println!("sleeper {}", sleeper.id());
+    let _ = sleeper.wait();
+}
+
+#[test]
+fn a_worker_spawned_suspended_runs_nothing_before_its_parent_lets_it() {
+    let job = Job::kill_on_close().unwrap();
+    let mut launcher = spawn_suspended(&mut worker("launcher"), 0, &[], &[], |child| {
+        // A launcher running already would start its sleeper meanwhile, outside the job.
+        std::thread::sleep(Duration::from_millis(500));
+        job.assign(child.as_handle())
+    })
+    .unwrap();
+    let lines = Lines::of(&mut launcher);
+    let line = lines.next("sleeper ");
+    let pid: u32 = line["sleeper ".len()..].parse().unwrap();
+    let sleeper = process::Process::open(pid).expect("the sleeper runs");
+    drop(job);
+    let ended = process::wait(&sleeper, Some(PATIENCE)).unwrap();
+    if !ended {
+        let _ = process::terminate(&sleeper, 1);
+    }
+    assert!(ended, "the launcher's sleeper escaped the job");
+    let _ = launcher.wait();
+}
+
+#[test]
+fn a_worker_whose_preparation_fails_is_ended_and_the_error_returned() {
+    let mut pid = 0;
+    let e = spawn_suspended(&mut worker("launcher"), 0, &[], &[], |child| {
+        pid = child.id();
+        Err(std::io::Error::other("refused"))
+    })
+    .unwrap_err();
+    assert_eq!(e.to_string(), "refused");
+    // Its pid no longer names a live process: it was ended and reaped.
+    assert!(process::Process::open(pid)
+        .map_or(true, |p| process::wait(&p, Some(Duration::ZERO)).unwrap()));
 }
 
 #[test]

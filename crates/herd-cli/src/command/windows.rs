@@ -5,7 +5,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::windows::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 
@@ -62,13 +61,15 @@ impl WorkerCommand {
     }
 
     /// Starts the worker for `slot` of `generation`, handed `sockets`, inheriting `inherit`
-    /// (its stop event, the shared memory).
+    /// (its stop event, the shared memory); `before_run` gets it before it runs anything (to
+    /// place it in herd's Job Object).
     pub fn spawn(
         &self,
         slot: usize,
         generation: u64,
         sockets: &[Shared<'_>],
         inherit: &[Inherited<'_>],
+        before_run: impl FnOnce(&Child) -> io::Result<()>,
     ) -> Result<Child, StartError> {
         let mut command = Command::new(&self.program);
         command.args(&self.args);
@@ -83,12 +84,13 @@ impl WorkerCommand {
         command
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(OsStr::new("HERD_WORKER"), slot.to_string())
-            .env(OsStr::new("HERD_GENERATION"), generation.to_string())
-            .creation_flags(CREATE_NEW_PROCESS_GROUP);
+            .env(OsStr::new("HERD_GENERATION"), generation.to_string());
         if let Some(dir) = &self.chdir {
             command.current_dir(dir);
         }
-        herd::windows::spawn_with(&mut command, sockets, inherit).map_err(|e| self.start_error(&e))
+        let flags = CREATE_NEW_PROCESS_GROUP;
+        herd::windows::spawn_suspended(&mut command, flags, sockets, inherit, before_run)
+            .map_err(|e| self.start_error(&e))
     }
 
     /// What went wrong starting the program, and whether retrying can help.

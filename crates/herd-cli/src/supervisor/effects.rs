@@ -372,7 +372,13 @@ impl Effects {
         inherit.push(herd::windows::Inherited::StopEvent(
             std::os::windows::io::AsHandle::as_handle(&stop),
         ));
-        let child = self.command.spawn(slot, generation, &shared, &inherit)?;
+        let children = &self.children;
+        let child = self
+            .command
+            .spawn(slot, generation, &shared, &inherit, |child| {
+                children.enter_job(child);
+                Ok(())
+            })?;
         self.children
             .adopt(child, stop)
             .map_err(|e| failed("cannot watch the worker", e))

@@ -2,11 +2,11 @@
 //! exits, however it exits), every process in the job is terminated.
 //!
 //! Processes started by a process in a job are in the job too (no breakaway is allowed).
-//! herd assigns each worker just after it starts and holds the job's only handle: its
-//! workers and what they start afterwards then die with it, as `PR_SET_PDEATHSIG` makes them
-//! do on Linux. (herd does not place itself in the job: under Wine 8 a process that exits
-//! inside its own kill-on-close job crashes wineserver.) The handle is not inheritable, so no
-//! worker keeps the job alive.
+//! herd assigns each worker while it is still suspended (created with `CREATE_SUSPENDED`) and
+//! holds the job's only handle: its workers and everything they start then die with it, as
+//! `PR_SET_PDEATHSIG` makes them do on Linux. (herd does not place itself in the job: under
+//! Wine 8 a process that exits inside its own kill-on-close job crashes wineserver.) The handle
+//! is not inheritable, so no worker keeps the job alive.
 
 use std::io;
 use std::mem;

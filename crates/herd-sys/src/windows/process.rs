@@ -1,5 +1,5 @@
-//! A process by its handle: open one by pid, terminate it, wait for it, read its exit code,
-//! its CPU time, start time, memory and handle count.
+//! A process by its handle: open one by pid, resume one created suspended, terminate it, wait
+//! for it, read its exit code, its CPU time, start time, memory and handle count.
 //!
 //! The functions take any `AsHandle` process handle: a [`Process`] opened by pid, or a
 //! `std::process::Child`.
@@ -9,13 +9,17 @@ use std::mem;
 use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
 use std::time::{Duration, SystemTime};
 
-use windows_sys::Win32::Foundation::FILETIME;
+use windows_sys::Win32::Foundation::{FILETIME, INVALID_HANDLE_VALUE};
 use windows_sys::Win32::Storage::FileSystem::SYNCHRONIZE;
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, Thread32First, Thread32Next, TH32CS_SNAPTHREAD, THREADENTRY32,
+};
 use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, OpenProcess,
-    TerminateProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA,
-    PROCESS_TERMINATE, PROCESS_VM_READ,
+    OpenThread, ResumeThread, TerminateProcess, PROCESS_DUP_HANDLE,
+    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA, PROCESS_TERMINATE, PROCESS_VM_READ,
+    THREAD_SUSPEND_RESUME,
 };
 
 use super::check;
@@ -68,6 +72,60 @@ pub fn current() -> BorrowedHandle<'static> {
     // SAFETY: GetCurrentProcess returns a constant pseudo-handle that is valid for the whole
     // life of the process and needs no closing, so borrowing it for 'static is sound.
     unsafe { BorrowedHandle::borrow_raw(GetCurrentProcess()) }
+}
+
+/// The process creation flag (`CREATE_SUSPENDED`) that starts a process whose first thread
+/// runs nothing until [`resume`].
+pub const CREATE_SUSPENDED: u32 = windows_sys::Win32::System::Threading::CREATE_SUSPENDED;
+
+/// Resumes each thread of process `pid` once (`ResumeThread` on every thread a Toolhelp32
+/// snapshot lists for it): what starts a process created with [`CREATE_SUSPENDED`], whose
+/// thread handle `std::process::Child` does not keep. Fails when the process has no thread.
+pub fn resume(pid: u32) -> io::Result<()> {
+    // SAFETY: takes integers; returns a fresh handle or INVALID_HANDLE_VALUE.
+    let raw = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
+    if raw == INVALID_HANDLE_VALUE {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh handle that nothing else owns.
+    let snapshot = unsafe { OwnedHandle::from_raw_handle(raw) };
+    // SAFETY: the structure is plain integers, for which all-zero is a valid value.
+    let mut entry: THREADENTRY32 = unsafe { mem::zeroed() };
+    entry.dwSize = mem::size_of::<THREADENTRY32>() as u32;
+    let mut resumed = 0;
+    // SAFETY: the snapshot is live; `entry` is ours to fill, its size set.
+    let mut listed = unsafe { Thread32First(snapshot.as_raw_handle(), &mut entry) } != 0;
+    while listed {
+        if entry.th32OwnerProcessID == pid {
+            resume_thread(entry.th32ThreadID)?;
+            resumed += 1;
+        }
+        // SAFETY: as for Thread32First.
+        listed = unsafe { Thread32Next(snapshot.as_raw_handle(), &mut entry) } != 0;
+    }
+    if resumed == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {pid} has no thread to resume"),
+        ));
+    }
+    Ok(())
+}
+
+/// Decrements the suspend count of thread `tid` (`OpenThread`, `ResumeThread`).
+fn resume_thread(tid: u32) -> io::Result<()> {
+    // SAFETY: OpenThread takes integers and returns a fresh handle or null.
+    let raw = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, tid) };
+    if raw.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh handle that nothing else owns.
+    let thread = unsafe { OwnedHandle::from_raw_handle(raw) };
+    // SAFETY: the handle is live for the call.
+    if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Ends `process` at once with `exit_code` (`TerminateProcess`). Ending a process that has

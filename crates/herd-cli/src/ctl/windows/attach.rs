@@ -105,17 +105,20 @@ fn start(
         .map(|h| Inherited::StopEvent(h.as_handle()))
         .into_iter()
         .collect();
-    let child = herd::windows::spawn_with(command, &shared, &inherit)?;
-    let joined = Job::kill_on_close().and_then(|job| job.assign(child.as_handle()).map(|()| job));
-    match joined {
-        Ok(job) => std::mem::forget(job),
-        Err(e) => tracing::warn!(
-            event = LogEvent::SetupNote.as_str(),
-            "COMMAND is not in a Job Object, so it will outlive 'herd attach' if that is \
-             killed: {e}"
-        ),
-    }
-    Ok(child)
+    let enter_job = |child: &Child| {
+        let joined =
+            Job::kill_on_close().and_then(|job| job.assign(child.as_handle()).map(|()| job));
+        match joined {
+            Ok(job) => std::mem::forget(job),
+            Err(e) => tracing::warn!(
+                event = LogEvent::SetupNote.as_str(),
+                "COMMAND is not in a Job Object, so it will outlive 'herd attach' if that is \
+                 killed: {e}"
+            ),
+        }
+        Ok(())
+    };
+    herd::windows::spawn_suspended(command, 0, &shared, &inherit, enter_job)
 }
 
 /// Waits for `child`, this process surviving Ctrl-C meanwhile (the child decides what Ctrl-C

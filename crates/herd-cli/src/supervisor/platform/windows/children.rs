@@ -1,5 +1,5 @@
-//! herd's workers on Windows, each held by its process handle: started in herd's Job Object
-//! (so that they, and what they start, end with herd, however herd ends), asked to stop or killed, and their
+//! herd's workers on Windows, each held by its process handle: placed in herd's Job Object
+//! before they run (so that they, and what they start, end with herd, however herd ends), asked to stop or killed, and their
 //! exits announced to the loop (each worker's handle is waited for on a small thread of its
 //! own, which wakes [`exited`]'s waiters: the loop then collects every exit at once).
 
@@ -60,21 +60,26 @@ impl OwnChildren {
         }
     }
 
-    /// Holds `child` and its `stop` event, places it in the job and watches for its exit;
-    /// its pid.
+    /// Places `child`, a worker created suspended, in the job before it runs, so that what it
+    /// starts is in the job too (herd itself stays out of the job: under Wine 8 a process that
+    /// exits inside its own kill-on-close job crashes wineserver). A failure is logged: the
+    /// worker still runs, as it would without a job.
+    pub fn enter_job(&self, child: &Child) {
+        let Some(job) = &self.job else { return };
+        if let Err(e) = job.assign(child.as_handle()) {
+            let pid = child.id();
+            tracing::warn!(
+                event = crate::logging::LogEvent::SetupNote.as_str(),
+                pid,
+                "worker {pid} is not in herd's Job Object and may outlive herd: {e}"
+            );
+        }
+    }
+
+    /// Holds `child` (which [`enter_job`](Self::enter_job) placed in the job) and its `stop`
+    /// event and watches for its exit; its pid.
     pub fn adopt(&mut self, child: Child, stop: Event) -> io::Result<u32> {
         let pid = child.id();
-        // Each worker joins just after it starts (herd itself stays out of the job: under
-        // Wine 8 a process that exits inside its own kill-on-close job crashes wineserver).
-        if let Some(job) = &self.job {
-            if let Err(e) = job.assign(child.as_handle()) {
-                tracing::warn!(
-                    event = crate::logging::LogEvent::SetupNote.as_str(),
-                    pid,
-                    "worker {pid} is not in herd's Job Object and may outlive herd: {e}"
-                );
-            }
-        }
         // A worker whose exit could not be watched is not kept: it would run unsupervised.
         let watched = child
             .as_handle()
