@@ -83,11 +83,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         Some(Workers::Auto(min, max)) => Some((min, max)),
         _ => None,
     });
-    let control = Control {
-        server,
-        name: bind_at,
-        moves_to,
-    };
+    let control = Control { server, moves_to };
     runtime.block_on(supervisor.run(control, notify, takeover))?;
     Ok(())
 }

@@ -45,7 +45,7 @@ impl FakeHerd {
                 let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
                 bound.send(()).unwrap();
                 let socket = std::sync::Arc::new(socket);
-                let _ = server
+                server
                     .serve(move |request: Request, peer: PipePeer| {
                         let _ = tell.send((request.command.clone(), peer.pid));
                         let socket = socket.as_ref().as_ref().map(|s| s.try_clone().unwrap());

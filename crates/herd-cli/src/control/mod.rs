@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod reply;
 pub mod request;
 pub mod results;
+pub mod retry;
 
 // The Windows named pipe's client and server.
 #[cfg(windows)]

@@ -8,6 +8,7 @@
 //! an answer are duplicated for that pid (`WSADuplicateSocketW`) and sent as hex blocks
 //! ([`line_with_blocks`]).
 
+use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::os::windows::io::AsSocket;
@@ -22,6 +23,8 @@ use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::protocol::{ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, ControlRequest, Peer};
+use super::retry::{AfterFailure, Retry};
+use crate::logging::LogEvent;
 
 /// How many connections may be open at once (as on Unix).
 pub const MAX_CONNECTIONS: usize = 1000;
@@ -48,9 +51,10 @@ impl PipeServer {
         Ok(PipeServer { pipe, waiting })
     }
 
-    /// Serves clients, each in a task of its own, answering each request with `handler`;
-    /// returns only if no next instance can be created.
-    pub async fn serve<H, F>(self, handler: H) -> io::Result<()>
+    /// Serves clients for ever, each in a task of its own, answering each request with
+    /// `handler`. While no next instance can be created, clients are served one at a time on
+    /// the one there is, and creating it is retried ([`Retry`]).
+    pub async fn serve<H, F>(self, handler: H)
     where
         H: Fn(Request, PipePeer) -> F + Clone + Send + 'static,
         F: Future<Output = Reply> + Send,
@@ -59,10 +63,10 @@ impl PipeServer {
             .await
     }
 
-    /// Serves clients as the supervisor's control endpoint: each request goes to `requests`
-    /// (as the Unix socket's server sends them), and its `written` resolves once the answer
-    /// went out.
-    pub async fn forward(self, requests: mpsc::Sender<ControlRequest>) -> io::Result<()> {
+    /// Serves clients for ever as the supervisor's control endpoint: each request goes to
+    /// `requests` (as the Unix socket's server sends them), and its `written` resolves once
+    /// the answer went out.
+    pub async fn forward(self, requests: mpsc::Sender<ControlRequest>) {
         self.serve_written(move |request: Request, peer: PipePeer, written| {
             let requests = requests.clone();
             async move {
@@ -78,17 +82,33 @@ impl PipeServer {
 
     /// [`serve`](PipeServer::serve), with each request's `written` channel given to the
     /// handler.
-    async fn serve_written<H, F>(self, handler: H) -> io::Result<()>
+    async fn serve_written<H, F>(self, handler: H)
     where
         H: Fn(Request, PipePeer, oneshot::Receiver<()>) -> F + Clone + Send + 'static,
         F: Future<Output = Reply> + Send,
     {
         let PipeServer { pipe, mut waiting } = self;
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut retry = Retry::default();
         loop {
             let connected = waiting.connect().await;
             // The next instance exists before this one is served, so clients always find one.
-            let client = std::mem::replace(&mut waiting, pipe.next_instance()?);
+            let next = match pipe.next_instance() {
+                Ok(next) => next,
+                Err(e) => {
+                    // This client is served here, on the one instance, which is then reused.
+                    let failed = retry.failed();
+                    log_failure(pipe.name(), &failed, &e);
+                    if connected.is_ok() {
+                        converse(&mut waiting, handler.clone()).await;
+                    }
+                    let _ = waiting.disconnect();
+                    tokio::time::sleep(failed.pause).await;
+                    continue;
+                }
+            };
+            log_recovery(pipe.name(), retry.succeeded());
+            let client = std::mem::replace(&mut waiting, next);
             if connected.is_err() {
                 continue;
             }
@@ -102,7 +122,7 @@ impl PipeServer {
                     );
                     return say(&mut { client }, &busy.to_line()).await;
                 };
-                converse(client, handler).await;
+                converse(&mut { client }, handler).await;
             });
         }
     }
@@ -114,12 +134,12 @@ async fn say(client: &mut NamedPipeServer, line: &[u8]) {
 
 /// Answers the client's requests one line at a time, until it closes, idles too long or sends
 /// a request too large.
-async fn converse<H, F>(client: NamedPipeServer, handler: H)
+async fn converse<H, F>(client: &mut NamedPipeServer, handler: H)
 where
     H: Fn(Request, PipePeer, oneshot::Receiver<()>) -> F,
     F: Future<Output = Reply>,
 {
-    let peer = match client_process_id(&client) {
+    let peer = match client_process_id(&*client) {
         Ok(pid) => PipePeer { pid },
         Err(_) => return,
     };
@@ -145,6 +165,33 @@ where
         if !matches!(sent, Ok(Ok(()))) {
             return;
         }
+    }
+}
+
+/// Says that the pipe's next instance cannot be created, when `failed` is to be logged.
+fn log_failure(name: &OsStr, failed: &AfterFailure, e: &io::Error) {
+    if failed.log {
+        let name = name.to_string_lossy();
+        tracing::warn!(
+            event = LogEvent::ControlAcceptFailed.as_str(),
+            failures = failed.failures,
+            "control pipe {name}: cannot create its next instance ({} failures in a row), \
+             serving one client at a time meanwhile and retrying: {e}",
+            failed.failures
+        );
+    }
+}
+
+/// Says that the pipe serves as before after `failures` failures, if there were any.
+fn log_recovery(name: &OsStr, failures: u32) {
+    if failures > 0 {
+        let name = name.to_string_lossy();
+        tracing::info!(
+            event = LogEvent::ControlAcceptFailed.as_str(),
+            failures,
+            "control pipe {name}: its next instance was created after {failures} failures: \
+             serving clients at once again"
+        );
     }
 }
 

@@ -155,7 +155,8 @@ log_events! {
     ControlDenied = "control_denied",
     /// Refused control connections were not logged one by one.
     ControlDeniedUnlogged = "control_denied_unlogged",
-    /// The control socket cannot accept a connection (out of file descriptors); herd retries.
+    /// The control socket cannot accept a connection (out of file descriptors), or the
+    /// control pipe its next instance; herd retries.
     ControlAcceptFailed = "control_accept_failed",
     /// A notify message was dropped.
     NotifyDropped = "notify_dropped",

@@ -17,8 +17,6 @@ use crate::logging::LogEvent;
 pub struct Control {
     /// The pipe's first instance.
     pub server: PipeServer,
-    /// Its name, for the log.
-    pub name: String,
     /// During a takeover: the old herd's pipe, to serve too once it is free.
     pub moves_to: Option<MoveTo>,
 }
@@ -51,26 +49,11 @@ impl Control {
     /// Serves the pipe in a task, each request sent to `requests`; during a takeover, the old
     /// herd's pipe too, once it is free.
     pub fn serve(self, requests: mpsc::Sender<ControlRequest>) -> tokio::task::JoinHandle<()> {
-        let Control {
-            server,
-            name,
-            moves_to,
-        } = self;
+        let Control { server, moves_to } = self;
         if let Some(moves_to) = moves_to {
             tokio::spawn(move_to(moves_to, requests.clone()));
         }
-        tokio::spawn(forward(server, name, requests))
-    }
-}
-
-/// Forwards the requests of the pipe `name` until it fails.
-async fn forward(server: PipeServer, name: String, requests: mpsc::Sender<ControlRequest>) {
-    if let Err(e) = server.forward(requests).await {
-        tracing::error!(
-            event = LogEvent::SystemError.as_str(),
-            "control pipe {name}: cannot create the next instance, no more control clients can \
-             connect: {e}"
-        );
+        tokio::spawn(server.forward(requests))
     }
 }
 
@@ -102,5 +85,5 @@ async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
         }
     };
     tracing::info!(event = LogEvent::ControlMoved.as_str(), path = %pipe, "control pipe moved to the old herd's name");
-    forward(server, pipe, requests).await;
+    server.forward(requests).await;
 }
