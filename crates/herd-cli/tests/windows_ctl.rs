@@ -434,3 +434,34 @@ fn endless_and_silent_answers_fail_within_the_bounds() {
     drop(connection);
     server.join().unwrap();
 }
+
+/// A takeover believes the pipe, not what is said over it: the fake herd's status names
+/// process 77, while this test process serves its pipe.
+#[test]
+fn a_takeover_refuses_a_herd_whose_status_names_another_process() {
+    let fake = FakeHerd::start(&unique_pipe("impostor"), None);
+    let out = herd(&[
+        "run",
+        "--takeover",
+        &fake.pipe,
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "no-such-worker",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("herd: error"))
+        .collect();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(errors.len(), 1, "{stderr}");
+    let served_by = format!("served by process {}", std::process::id());
+    assert!(
+        errors[0].contains("says herd is process 77") && errors[0].contains(&served_by),
+        "{stderr}"
+    );
+    assert_eq!(fake.asked().0, protocol::Command::Status);
+    // herd has exited: whatever it asked is recorded, and it asked for no socket.
+    assert!(fake.asked.try_recv().is_err(), "it went on after the status");
+}

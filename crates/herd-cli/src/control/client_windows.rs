@@ -76,6 +76,11 @@ impl Client {
         })
     }
 
+    /// The process serving the pipe, as the system reports it (`GetNamedPipeServerProcessId`).
+    pub fn server_pid(&self) -> io::Result<u32> {
+        self.pipe.server_pid()
+    }
+
     /// Sends `command` and reads its result, waiting at most `timeout` for all of it
     /// (`None`: as long as it takes, for `upgrade` and `stop`).
     pub fn call<R: DeserializeOwned>(

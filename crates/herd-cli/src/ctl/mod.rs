@@ -31,7 +31,7 @@ pub use unix::{fetch, request, run};
 #[cfg(windows)]
 use windows::wire_signal;
 #[cfg(windows)]
-pub use windows::{fetch, request, run};
+pub use windows::{fetch, request, run, takeover_source};
 
 /// How long a quick command (status, scale, signal) waits for its answer.
 pub(crate) const QUICK: Duration = Duration::from_secs(30);

@@ -16,7 +16,7 @@ use super::{ask, failure, WireSignal, QUICK};
 use crate::cli;
 use crate::control::client::Client;
 use crate::control::protocol::Command;
-use crate::control::results::SocketInfo;
+use crate::control::results::{SocketInfo, Status};
 use crate::control::{name, pipe_name};
 use crate::exit::Failure;
 
@@ -89,4 +89,32 @@ pub fn fetch(
     Client::connect(control)
         .and_then(|mut client| client.sockets(only, attach, Some(QUICK)))
         .map_err(failure)
+}
+
+/// What a takeover needs of the herd at `control`, over one connection: its status and its
+/// sockets (made for this process). A server whose process (`GetNamedPipeServerProcessId`) is
+/// not the one its status names is refused: the takeover would stop and wait for the wrong
+/// process, then take the pipe from under the real one.
+pub fn takeover_source(
+    control: &Path,
+) -> Result<(Status, Vec<(SocketInfo, OwnedSocket)>), Failure> {
+    let mut client = Client::connect(control).map_err(failure)?;
+    let status: Status = client.call(Command::Status, Some(QUICK)).map_err(failure)?;
+    let server = client.server_pid().map_err(|e| {
+        Failure::Runtime(anyhow!(
+            "cannot tell which process serves {}: {e}",
+            control.display()
+        ))
+    })?;
+    if server != status.pid {
+        return Err(Failure::Runtime(anyhow!(
+            "its status says herd is process {}, but the pipe is served by process {server}: \
+             not the herd it names, so nothing is taken over",
+            status.pid
+        )));
+    }
+    let sockets = client
+        .sockets(Vec::new(), false, Some(QUICK))
+        .map_err(failure)?;
+    Ok((status, sockets))
 }

@@ -6,8 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use herd_cli::control::pipe_name;
-use herd_cli::control::protocol::Command;
-use herd_cli::control::results::Status;
 use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
 use herd_cli::spec::Inherited;
@@ -15,9 +13,6 @@ use herd_cli::supervisor::{MoveTo, Takeover};
 use herd_sys::windows::process::Process;
 use herd_sys::windows::sid::Sid;
 use tokio::sync::oneshot;
-
-/// How long the old herd may take to answer `status` and `sockets`.
-const ASK_WITHIN: Duration = Duration::from_secs(30);
 
 /// What a takeover knows before this herd starts its workers.
 pub struct Prepared {
@@ -47,9 +42,8 @@ pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
         Failure::Runtime(e) => Failure::Runtime(e.context(format!("cannot take over from {old}"))),
         usage => usage,
     };
-    let status: Status =
-        herd_cli::ctl::request(path, Command::Status, Some(ASK_WITHIN)).map_err(in_takeover)?;
-    let fetched = herd_cli::ctl::fetch(path, Vec::new(), false).map_err(in_takeover)?;
+    // One connection, whose server must be the process the status names.
+    let (status, fetched) = herd_cli::ctl::takeover_source(path).map_err(in_takeover)?;
     tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old, sockets = fetched.len(), "fetched the sockets to take over");
     let inherited = fetched
         .into_iter()
@@ -65,7 +59,7 @@ pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
     let takeover = Takeover {
         old: old.into(),
         old_grace: status.grace_ms.map(Duration::from_millis),
-        // It answered just now: the pid is its own.
+        // It answered just now, from the pipe's server process: the pid is its own.
         old_process: Process::open(status.pid).ok(),
         vacated: vacated_tx,
     };
