@@ -74,6 +74,9 @@ impl Listener {
         None
     }
 
+    /// Windows sockets have no socket file to leave in place when herd is taken over: nothing.
+    pub fn release_file(&mut self) {}
+
     /// How workers share it: always one socket for all on Windows.
     pub fn balance(&self) -> Balance {
         Balance::Shared

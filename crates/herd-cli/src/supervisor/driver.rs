@@ -2,10 +2,6 @@
 //! input until the stop is over), on every platform. Its handlers live in the files beside
 //! this one; what differs between systems is [`platform`]'s.
 
-#[cfg(unix)]
-use std::os::unix::io::OwnedFd;
-#[cfg(unix)]
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -43,26 +39,10 @@ pub struct Supervisor {
     pub(super) cpu: busyness::CpuMeter,
     /// The `--metrics` endpoint, until the loop serves it.
     pub(super) metrics_listener: Option<std::net::TcpListener>,
-    /// The path herd was started by ([`reexec::invoked`], symlinks kept), which `herd reexec`
-    /// follows anew each time.
-    #[cfg(unix)]
-    pub(super) exe: PathBuf,
-    /// The connection of the client whose `herd reexec` made this image: answered at start.
-    #[cfg(unix)]
-    pub(super) reexec_reply: Option<OwnedFd>,
-    /// Children checking a new binary before a re-exec.
-    #[cfg(unix)]
-    pub(super) reexec_children: reexec_check::Children,
-    /// Slots whose exit was already blamed on a resource limit, while they crash-loop.
-    #[cfg(unix)]
-    pub(super) limit_hinted: workers::LimitHints,
     pub(super) notify_log: RateLimit,
-    /// Makes shared sockets that a worker shut down listen again.
-    #[cfg(unix)]
-    pub(super) relisten: relisten::Guard,
-    /// Process groups of exited workers that still have processes in them.
-    #[cfg(unix)]
-    pub(super) leftovers: leftovers::Leftovers,
+    /// What only this platform holds (Unix: the re-exec's bookkeeping, leftover process
+    /// groups, ...).
+    pub(super) platform: platform::State,
 }
 
 impl Supervisor {
@@ -74,11 +54,7 @@ impl Supervisor {
         stop_signal: Signal,
         name: &str,
     ) -> anyhow::Result<Supervisor> {
-        #[cfg(unix)]
-        let config = PoolConfig {
-            drain: balance::drain_policy(&listeners, config.grace),
-            ..config
-        };
+        let config = platform::pool_config(config, &listeners);
         Ok(Supervisor {
             pool: Pool::new(config),
             effects: effects::Effects::new(listeners, command, stop_signal)?,
@@ -90,26 +66,9 @@ impl Supervisor {
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
             metrics_listener: None,
-            #[cfg(unix)]
-            exe: reexec::invoked()?,
-            #[cfg(unix)]
-            reexec_reply: None,
-            #[cfg(unix)]
-            reexec_children: reexec_check::Children::default(),
-            #[cfg(unix)]
-            limit_hinted: workers::LimitHints::default(),
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
-            #[cfg(unix)]
-            relisten: relisten::Guard::default(),
-            #[cfg(unix)]
-            leftovers: leftovers::Leftovers::default(),
+            platform: platform::State::new()?,
         })
-    }
-
-    /// Shares `memories` (`--shm`) with every worker.
-    #[cfg(windows)]
-    pub fn share_memory(&mut self, memories: platform::SharedMemories) {
-        self.effects.share_memory(memories);
     }
 
     /// The listening sockets.
@@ -139,18 +98,9 @@ impl Supervisor {
                         opened = Some(Sources::open(control, &notify, metrics)?);
                     }
                 }
-                #[cfg(unix)]
-                Step::ReleaseHeldSignals => {
-                    herd_sys::process::unblock_signals(&platform::signals::held())?
-                }
-                // Nothing is held back on Windows: herd never re-executes there.
-                #[cfg(windows)]
-                Step::ReleaseHeldSignals => {}
+                Step::ReleaseHeldSignals => platform::release_held_signals()?,
                 Step::CollectExits => self.reap(),
-                #[cfg(unix)]
                 Step::AnnounceReexec => self.announce_reexec(),
-                #[cfg(windows)]
-                Step::AnnounceReexec => {}
                 Step::StartWorkers => {
                     let first = self.pool.due(Instant::now());
                     self.apply(first, true);
@@ -166,41 +116,13 @@ impl Supervisor {
         self.finish(sources, notify).await
     }
 
-    /// Whether the stop is over: every worker, what each left in its process group, every
-    /// attached process and every re-exec check child is gone.
-    #[cfg(unix)]
+    /// Whether the stop is over: every worker and every attached process is gone, and what
+    /// the platform holds (Unix: what workers left in their process groups, re-exec checks).
     fn finished(&self) -> bool {
-        self.pool.is_stopped()
-            && self.leftovers.is_empty()
-            && self.attached.is_empty()
-            && self.reexec_children.is_empty()
-    }
-
-    /// Whether the stop is over: every worker and every attached process is gone.
-    #[cfg(windows)]
-    fn finished(&self) -> bool {
-        self.pool.is_stopped() && self.attached.is_empty()
+        self.pool.is_stopped() && self.attached.is_empty() && self.platform.finished()
     }
 
     /// What the loop waits for on this turn.
-    #[cfg(unix)]
-    fn wants(&self) -> Wants {
-        let now = Instant::now();
-        let deadline = match (self.pool.next_deadline(), self.attached.deadline(now)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Wants {
-            deadline,
-            autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
-            attached: self.attached.any_unwatchable(),
-            drains: self.pool.is_draining(),
-            leftovers: !self.leftovers.is_empty(),
-        }
-    }
-
-    /// What the loop waits for on this turn.
-    #[cfg(windows)]
     fn wants(&self) -> Wants {
         let deadline = match (
             self.pool.next_deadline(),
@@ -212,6 +134,7 @@ impl Supervisor {
         Wants {
             deadline,
             autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
+            platform: self.platform_wants(),
         }
     }
 

@@ -10,28 +10,18 @@
 //! over attached processes, leftovers and exits act through the System traits that Effects
 //! hands them. A port to another platform implements this anew.
 
-#[cfg(unix)]
-use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[cfg(unix)]
-use anyhow::Context;
 use tokio::sync::oneshot;
 
 use super::attached;
 use super::metrics;
 use super::phase::Report;
 use super::platform::{self, Signal};
-#[cfg(unix)]
-use super::pool::Pool;
 use super::pool::{Reason, StopMode};
 use super::waiters::{Answer, ReexecRefused};
-#[cfg(unix)]
-use super::{balance, leftovers, systemd};
 use crate::command::{StartError, WorkerCommand};
-#[cfg(unix)]
-use crate::control::protocol::Response;
 use crate::control::reply::Reply;
 use crate::control::request::Connection;
 use crate::logging::LogEvent;
@@ -44,22 +34,16 @@ pub use count::{Count, ExitCause};
 pub struct Effects {
     /// The listening sockets.
     listeners: Vec<Listener>,
-    command: WorkerCommand,
-    /// The workers' standard input (`/dev/null`).
-    #[cfg(unix)]
-    stdin: OwnedFd,
+    /// What starts workers with the command.
+    spawner: platform::Spawner,
     /// What asks a worker to stop ([`StopMode::Graceful`]).
     stop_signal: Signal,
-    /// herd's own service manager, if any.
-    #[cfg(unix)]
-    service: systemd::ServiceNotifier,
+    /// herd's own service manager, if any (Windows has none herd speaks to).
+    service: platform::ServiceManager,
     /// Counters for `--metrics`.
     counters: metrics::Counters,
     /// Attached processes, as the system sees them.
     attached: attached::System,
-    /// `--shm` segments, which every worker inherits (on Unix they are listeners).
-    #[cfg(windows)]
-    shared_memory: platform::SharedMemories,
     /// herd's children, as the system reports their exits.
     children: platform::OwnChildren,
 }
@@ -82,13 +66,6 @@ pub enum Effect {
     },
     /// Answer a control client.
     Answer(Answer<Client>),
-    /// Answer the client on `connection` directly, waiting at most 5 s for the answer to be
-    /// written: the client of the re-exec that made this image, before the loop runs.
-    #[cfg(unix)]
-    AnswerOn {
-        connection: OwnedFd,
-        response: Response,
-    },
     /// Answer a metrics scrape with the counters and `snapshot`, the figures of the moment.
     AnswerScrape {
         scrape: metrics::Scrape,
@@ -107,8 +84,9 @@ pub enum Effect {
     /// theirs, new clients are refused at once instead of waiting in a queue nobody serves.
     CloseSockets,
     /// herd was taken over: leave the socket files in place, the new herd's now.
-    #[cfg(unix)]
     ReleaseSocketFiles,
+    /// What only the platform does (Unix: answer a re-exec's client from the new image).
+    Platform(platform::Effect),
 }
 
 /// A control client waiting for its answer.
@@ -155,16 +133,11 @@ impl Effects {
     ) -> anyhow::Result<Effects> {
         Ok(Effects {
             listeners,
-            command,
-            #[cfg(unix)]
-            stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
+            spawner: platform::Spawner::new(command)?,
             stop_signal,
-            #[cfg(unix)]
-            service: systemd::ServiceNotifier::from_env(),
+            service: platform::ServiceManager::from_env(),
             counters: metrics::Counters::default(),
             attached: attached::System,
-            #[cfg(windows)]
-            shared_memory: platform::SharedMemories::default(),
             children: platform::OwnChildren::new(),
         })
     }
@@ -187,16 +160,11 @@ impl Effects {
                     }
                 }
                 Effect::Answer(answer) => answer_client(answer),
-                #[cfg(unix)]
-                Effect::AnswerOn {
-                    connection,
-                    response,
-                } => answer_on(connection, &response),
                 Effect::AnswerScrape { scrape, snapshot } => {
                     let _ = scrape.send(metrics::render(&self.counters, &snapshot));
                 }
                 Effect::RefuseReexec(refused) => self.refuse_reexec(refused),
-                Effect::Report(report) => self.report(report),
+                Effect::Report(report) => self.service.report(report),
                 Effect::Count(count) => count.add_to(&self.counters),
                 Effect::KillGroup { pid } => {
                     if let Err(e) = self.children.kill_group(pid) {
@@ -208,10 +176,10 @@ impl Effects {
                     }
                 }
                 Effect::CloseSockets => self.listeners.iter_mut().for_each(Listener::close),
-                #[cfg(unix)]
                 Effect::ReleaseSocketFiles => {
                     self.listeners.iter_mut().for_each(Listener::release_file)
                 }
+                Effect::Platform(effect) => effect.execute(),
             }
         }
     }
@@ -254,10 +222,10 @@ impl Effects {
     }
 
     /// The system under what exited workers leave behind: process groups as they are now,
-    /// signals to them, reaping their leaders.
+    /// signals to them, reaping their leaders (only Unix has process groups).
     #[cfg(unix)]
-    pub fn process_groups(&self) -> leftovers::System {
-        leftovers::System::default()
+    pub fn process_groups(&self) -> super::leftovers::System {
+        super::leftovers::System::default()
     }
 
     /// The system under herd's children: their exits.
@@ -304,21 +272,6 @@ impl Effects {
         let _ = tokio::time::timeout(timeout, flushed).await;
     }
 
-    /// Tells the service manager, if any (Windows has none herd speaks to).
-    #[cfg(windows)]
-    fn report(&self, _report: Report) {}
-
-    /// Tells the service manager, if any.
-    #[cfg(unix)]
-    fn report(&self, report: Report) {
-        match report {
-            Report::Ready(status) => self.service.ready(&status),
-            Report::Reloading(status) => self.service.reloading(&status),
-            Report::Stopping => self.service.stopping(),
-            Report::Status(status) => self.service.status(&status),
-        }
-    }
-
     /// The counters' values, for a re-exec.
     pub fn save_counters(&self) -> metrics::SavedCounters {
         self.counters.save()
@@ -334,81 +287,27 @@ impl Effects {
         self.stop_signal
     }
 
-    /// Starts a worker of `generation` in `slot`, with the slot's sockets; its pid.
-    #[cfg(unix)]
-    pub fn spawn(&mut self, slot: usize, generation: u64) -> Result<u32, StartError> {
-        let failed = |message: String| StartError {
-            cannot_execute: false,
-            message,
-        };
-        for listener in &mut self.listeners {
-            listener
-                .prepare_slot(slot)
-                .map_err(|e| failed(format!("{e:#}")))?;
-        }
-        let fds: Option<Vec<BorrowedFd<'_>>> =
-            self.listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
-        let fds = fds.ok_or_else(|| failed("the sockets are closed".to_string()))?;
-        self.command
-            .spawn(slot, generation, &fds, self.stdin.as_fd())
-    }
-
     /// Starts a worker of `generation` in `slot`, with the sockets; its pid.
-    #[cfg(windows)]
     pub fn spawn(&mut self, slot: usize, generation: u64) -> Result<u32, StartError> {
-        let shared: Option<Vec<herd::windows::Shared<'_>>> =
-            self.listeners.iter().map(Listener::shared).collect();
-        let shared = shared.ok_or_else(|| StartError {
-            cannot_execute: false,
-            message: "the sockets are closed".to_string(),
-        })?;
-        let failed = |what: &str, e: std::io::Error| StartError {
-            cannot_execute: false,
-            message: format!("{what}: {e}"),
-        };
-        let stop = herd_sys::windows::event::Event::new()
-            .map_err(|e| failed("cannot create the worker's stop event", e))?;
-        let mut inherit = self.shared_memory.inherited();
-        inherit.push(herd::windows::Inherited::StopEvent(
-            std::os::windows::io::AsHandle::as_handle(&stop),
-        ));
-        let children = &self.children;
-        let child = self
-            .command
-            .spawn(slot, generation, &shared, &inherit, |child| {
-                children.enter_job(child);
-                Ok(())
-            })?;
-        self.children
-            .adopt(child, stop)
-            .map_err(|e| failed("cannot watch the worker", e))
+        let Effects {
+            listeners,
+            spawner,
+            children,
+            ..
+        } = self;
+        spawner.spawn(listeners, children, slot, generation)
     }
 
-    /// Shares `memories` with every worker started from now on.
-    #[cfg(windows)]
-    pub fn share_memory(&mut self, memories: platform::SharedMemories) {
-        self.shared_memory = memories;
+    /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).
+    pub fn spawner(&mut self) -> &mut platform::Spawner {
+        &mut self.spawner
     }
 
-    /// Starts a re-exec check child (see [`reexec_check`](super::reexec_check)).
+    /// Points the reuseport sockets at the slots that should get new connections (only Unix
+    /// has them).
     #[cfg(unix)]
-    pub fn start_check(
-        &self,
-        mut command: std::process::Command,
-    ) -> std::io::Result<std::process::Child> {
-        command.spawn()
-    }
-
-    /// Points the reuseport sockets at the slots that should get new connections.
-    #[cfg(unix)]
-    pub fn steer(&mut self, pool: &Pool) {
-        balance::steer(&mut self.listeners, pool);
-    }
-
-    /// The `--rlimit` options whose limit sends `signal` to a worker that passes it.
-    #[cfg(unix)]
-    pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
-        self.command.options().limits_behind(signal)
+    pub fn steer(&mut self, pool: &super::pool::Pool) {
+        super::balance::steer(&mut self.listeners, pool);
     }
 }
 
@@ -416,15 +315,6 @@ impl Effects {
 fn answer_client(answer: Answer<Client>) {
     let Answer { client, reply } = answer;
     let _ = client.reply.send(reply);
-}
-
-/// Answers the client on `connection` directly, waiting at most 5 s for the answer to be
-/// written.
-#[cfg(unix)]
-fn answer_on(connection: OwnedFd, response: &Response) {
-    let mut stream = std::os::unix::net::UnixStream::from(connection);
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let _ = std::io::Write::write_all(&mut stream, &response.to_line());
 }
 
 fn signal_failed(slot: usize, pid: u32, signal: Signal, e: &std::io::Error) {

@@ -14,8 +14,8 @@ use super::notify::NotifySocket;
 use super::phase::Phase;
 use super::pool::{self, Epoch, PoolState};
 use super::waiters::{Check, ReexecRefused};
-use super::Supervisor;
 use super::{leftovers, reexec, reexec_check};
+use super::{platform, Supervisor};
 
 /// The endpoints a re-exec hands over besides the listening sockets.
 pub(super) struct Endpoints<'a> {
@@ -53,26 +53,27 @@ impl Supervisor {
                 .restore(Attached::restore(saved, pidfd, epoch));
         }
         self.phase = Phase::resumed(service_ready);
-        self.leftovers = leftovers::Leftovers::import(leftovers, epoch);
+        self.platform.leftovers = leftovers::Leftovers::import(leftovers, epoch);
         if let Some(saved) = autoscale {
             self.autoscaler = saved.restore(epoch);
         }
         self.effects.restore_counters(&counters);
-        self.reexec_reply = reply;
+        self.platform.reexec_reply = reply;
     }
 
     /// Tells the client whose `herd reexec` made this image, the service manager and the log
     /// that herd runs on from the new binary.
     pub(super) fn announce_reexec(&mut self) {
-        if let Some(connection) = self.reexec_reply.take() {
+        if let Some(connection) = self.platform.reexec_reply.take() {
             let response = Response::ok(ReexecResult {
                 pid: std::process::id(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             });
-            self.effects.execute([Effect::AnswerOn {
+            let answer = platform::Effect::AnswerOn {
                 connection,
                 response,
-            }]);
+            };
+            self.effects.execute([Effect::Platform(answer)]);
         }
         if let Some(report) = self.phase.resumed_report() {
             self.effects.execute([Effect::Report(report)]);
@@ -80,7 +81,7 @@ impl Supervisor {
         let file = std::env::current_exe().unwrap_or_default();
         tracing::info!(
             event = LogEvent::Reexecuted.as_str(),
-            exe = %self.exe.display(),
+            exe = %self.platform.exe.display(),
             file = %file.display(),
             "re-executed: herd {} runs on from {}",
             env!("CARGO_PKG_VERSION"),
@@ -142,7 +143,7 @@ impl Supervisor {
                 .effects
                 .execute(refuse(client, ErrorCode::Busy, why.to_string()));
         }
-        tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.exe.display(), file = %file.display(), "re-executing herd");
+        tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.platform.exe.display(), file = %file.display(), "re-executing herd");
         if let Some(report) = self.phase.reexecuting() {
             self.effects.execute([Effect::Report(report)]);
         }
@@ -213,7 +214,6 @@ impl Supervisor {
             effects,
             // The new image reads the same command line.
             name: _,
-            exe: _,
             started,
             // What the service manager heard; a re-exec waits out takeovers and failures.
             phase,
@@ -226,19 +226,11 @@ impl Supervisor {
             cpu: _,
             // Its fd is in `handed.endpoints`.
             metrics_listener: _,
-            // This re-exec's own bookkeeping: its client's connection is `handed.reply_fd`.
-            reexec_reply: _,
-            // The check that passed has exited; another one still running is abandoned, and
-            // the new image reaps it like any child of its own group.
-            reexec_children: _,
-            // Log rate limits and hints, which start afresh.
-            limit_hinted: _,
+            // Log rate limits, which start afresh.
             notify_log: _,
-            // Suspicions about workers that shut a socket down: a culprit caught again after
-            // the re-exec is suspected anew.
-            relisten: _,
-            leftovers,
+            platform,
         } = self;
+        let leftovers = platform.saved_by_reexec();
         let Handed {
             endpoints,
             listeners,

@@ -12,28 +12,6 @@ use super::waiters::{Answer, UpgradeOutcome};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
 
 impl Supervisor {
-    /// What remains in the groups of attached processes that have exited is stopped and
-    /// waited for like a worker's leftovers.
-    #[cfg(unix)]
-    pub(super) fn attached_leftovers(&mut self) {
-        let leaders = self.attached.take_exited_leaders();
-        if leaders.is_empty() {
-            return;
-        }
-        let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
-        let stopping = self.attached.kill_at();
-        for leader in leaders {
-            self.leftovers.attached_exited(
-                &mut self.effects.process_groups(),
-                leader,
-                stopping,
-                stop_signal,
-                grace,
-                Instant::now(),
-            );
-        }
-    }
-
     pub(super) fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
         let now = Instant::now();
         let grace = grace.unwrap_or(self.pool.config().grace);
@@ -66,13 +44,9 @@ impl Supervisor {
                 "stopping at once: killing every worker"
             );
         }
-        let mut effects: Vec<Effect> = Vec::new();
-        // Re-exec checks die with herd, and their client hears it.
-        #[cfg(unix)]
-        {
-            let checks = self.reexec_children.log_kills_at_stop().into_iter();
-            effects.extend(checks.map(|pid| Effect::KillGroup { pid }));
-        }
+        // What only the platform stops (Unix: re-exec checks die with herd, and their client
+        // hears it).
+        let mut effects = self.platform_stop_effects();
         effects.extend(self.waiters.reexec_cancelled().map(Effect::RefuseReexec));
         effects.extend([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
         self.effects.execute(effects);
@@ -84,14 +58,7 @@ impl Supervisor {
             .stop(self.effects.attached(), signal, grace, now);
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
-        #[cfg(unix)]
-        {
-            self.leftovers.stop(deadline);
-            self.leftovers
-                .check(&mut self.effects.process_groups(), now);
-        }
-        #[cfg(windows)]
-        let _ = deadline;
+        self.platform_stopping(deadline, now);
     }
 
     pub(super) fn upgrade(

@@ -132,7 +132,7 @@ impl Supervisor {
             return self.effects.execute(refuse(client, ErrorCode::Busy, why));
         }
         // The path herd was started by, followed now: a symlink switched since counts.
-        let file = super::reexec::resolve(&self.exe);
+        let file = super::reexec::resolve(&self.platform.exe);
         if let Err(e) = super::reexec::executable(&file) {
             return self.effects.execute(refuse(
                 client,
@@ -141,7 +141,7 @@ impl Supervisor {
             ));
         }
         let version = version_needed(self.pool.is_draining());
-        let child = match self.effects.start_check(command(&file, version)) {
+        let child = match self.effects.spawner().start_check(command(&file, version)) {
             Ok(child) => child,
             Err(e) => {
                 let why = format!(
@@ -155,10 +155,13 @@ impl Supervisor {
         };
         let pid = child.id();
         let (status_tx, status_rx) = oneshot::channel();
-        self.reexec_children.running.insert(pid, Some(status_tx));
+        self.platform
+            .reexec_children
+            .running
+            .insert(pid, Some(status_tx));
         tracing::info!(
             event = LogEvent::ReexecChecking.as_str(),
-            exe = %self.exe.display(),
+            exe = %self.platform.exe.display(),
             file = %file.display(),
             pid,
             "checking the new binary before re-executing"
@@ -171,7 +174,7 @@ impl Supervisor {
         };
         // Free, as checked above; were it not, the new check would not be left running.
         if let Err(check) = self.waiters.reexec_check_started(check) {
-            self.reexec_children.running.insert(pid, None);
+            self.platform.reexec_children.running.insert(pid, None);
             let refused = refuse(check.client, ErrorCode::Busy, ALREADY_CHECKING.to_string());
             let kill = Effect::KillGroup { pid };
             return self.effects.execute([kill].into_iter().chain(refused));
@@ -197,7 +200,7 @@ impl Supervisor {
             Err(why) => {
                 // Not reaped yet, so the pid is still the check child's group's id: safe to
                 // kill. Its exit is then handled as a check child's.
-                if let Some(waiter) = self.reexec_children.running.get_mut(&pid) {
+                if let Some(waiter) = self.platform.reexec_children.running.get_mut(&pid) {
                     *waiter = None;
                     self.effects.execute([Effect::KillGroup { pid }]);
                 }

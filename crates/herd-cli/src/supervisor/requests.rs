@@ -1,10 +1,5 @@
 //! Control requests: each command's answer.
-#[cfg(unix)]
-use std::os::unix::io::AsFd;
 use std::time::{Duration, Instant};
-
-#[cfg(unix)]
-use herd_sys::pidfd::PidFd;
 
 use crate::control::protocol::{Command, ErrorCode, Response};
 use crate::control::reply::{Handed, Reply};
@@ -12,7 +7,6 @@ use crate::control::request::{Connection, ControlRequest, Peer};
 use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
 use crate::logging::LogEvent;
 
-use super::attached::Attached;
 use super::effects::{Client, Effect};
 use super::platform::Signal;
 use super::pool;
@@ -35,17 +29,7 @@ impl Supervisor {
         } = request;
         let client = Client::new(reply, written, connection);
         let response = match command {
-            #[cfg(unix)]
-            Command::Reexec => return self.check_reexec(Some(client), &sources.checked_tx),
-            #[cfg(windows)]
-            Command::Reexec => {
-                let _ = sources;
-                Response::error(
-                    ErrorCode::InvalidArgument,
-                    "herd cannot re-execute itself on Windows, which has no exec; start the \
-                     new binary as `herd run --takeover NAME ...`, which takes the sockets over",
-                )
-            }
+            Command::Reexec => return self.reexec_requested(Some(client), sources),
             Command::Sockets { only, attach } => {
                 let reply = self.sockets_request(only, attach, peer, client.connection());
                 return self
@@ -73,7 +57,6 @@ impl Supervisor {
                         event = LogEvent::TakenOver.as_str(),
                         "taken over: the socket files are the new herd's now"
                     );
-                    #[cfg(unix)]
                     self.effects.execute([Effect::ReleaseSocketFiles]);
                 }
                 self.waiters.stop_asked(client);
@@ -105,10 +88,7 @@ impl Supervisor {
             &self.name,
             self.started,
         );
-        #[cfg(unix)]
-        {
-            status.leftovers = self.leftovers.status(now);
-        }
+        self.platform.add_status(&mut status, now);
         status.autoscale = self.autoscale_status();
         Response::ok(status)
     }
@@ -215,69 +195,6 @@ impl Supervisor {
             });
         }
         Ok((sockets, fds))
-    }
-
-    /// Registers the peer, the pipe's client, as an attached process holding the sockets
-    /// `names`; the value of its stop event in it (see [`super::attached`]).
-    #[cfg(windows)]
-    fn attach(
-        &mut self,
-        peer: Peer,
-        _connection: Option<&Connection>,
-        names: Vec<String>,
-    ) -> Result<Option<u64>, (ErrorCode, String)> {
-        let pid = peer.pid.ok_or_else(|| {
-            let why = "cannot identify the attaching process";
-            (ErrorCode::Internal, why.to_string())
-        })?;
-        let shown = names.join(",");
-        let (attached, stop_event) = Attached::open(pid, names, Instant::now()).map_err(|e| {
-            let why = format!("cannot hold the attaching process {pid}: {e}");
-            (ErrorCode::Internal, why)
-        })?;
-        self.attached.add(attached);
-        tracing::info!(
-            event = LogEvent::WorkerAttached.as_str(),
-            pid,
-            sockets = %shown,
-            "worker attached"
-        );
-        Ok(Some(stop_event))
-    }
-
-    /// Registers the peer on `connection` as an attached process holding the sockets `names`.
-    #[cfg(unix)]
-    fn attach(
-        &mut self,
-        peer: Peer,
-        connection: Option<&Connection>,
-        names: Vec<String>,
-    ) -> Result<Option<u64>, (ErrorCode, String)> {
-        let internal = |why: &str| (ErrorCode::Internal, why.to_string());
-        let pid = peer
-            .pid
-            .ok_or_else(|| internal("cannot identify the attaching process"))?;
-        let shown = names.join(",");
-        let now = Instant::now();
-        // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
-        // before that, the pid it connected with, checked against its start time read now
-        // (see Attached::new).
-        let attached = match connection.map(|c| PidFd::of_peer(c.as_fd())) {
-            Some(Ok(Some(pidfd))) => Attached::with_pidfd(pid, pidfd, names, now),
-            Some(Err(_)) => None,
-            _ => herd_sys::process::start_time(pid)
-                .and_then(|start_time| Attached::new(pid, start_time, names, now)),
-        };
-        let attached = attached.ok_or_else(|| internal("the attaching process has exited"))?;
-        self.attached.add(attached);
-        tracing::info!(
-            event = LogEvent::WorkerAttached.as_str(),
-            pid,
-            uid = peer.uid,
-            sockets = %shown,
-            "worker attached"
-        );
-        Ok(None)
     }
 
     pub(super) fn scale_request(

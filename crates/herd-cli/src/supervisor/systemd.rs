@@ -25,6 +25,17 @@ impl ServiceNotifier {
         }
     }
 
+    /// Tells the service manager `report`.
+    pub fn report(&self, report: super::phase::Report) {
+        use super::phase::Report;
+        match report {
+            Report::Ready(status) => self.ready(&status),
+            Report::Reloading(status) => self.reloading(&status),
+            Report::Stopping => self.stopping(),
+            Report::Status(status) => self.status(&status),
+        }
+    }
+
     /// `READY=1` with a status line.
     pub fn ready(&self, status: &str) {
         self.send(&format!("READY=1\nSTATUS={status}"));

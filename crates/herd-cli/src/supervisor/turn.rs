@@ -1,6 +1,6 @@
 //! One turn of the loop: an input is dispatched to what handles it, then the work every turn
-//! does (the pool's due actions, attached processes, reuseport steering, readiness, and the
-//! [`Phase`](super::phase::Phase)'s steps).
+//! does (the pool's due actions, attached processes, what the platform does on each turn
+//! (Unix: reuseport steering and drains), and the [`Phase`](super::phase::Phase)'s steps).
 
 use std::time::Instant;
 
@@ -11,13 +11,10 @@ use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
 use super::takeover::{after_abort, complete_takeover, Abort};
 use super::{autoscale, scale, Supervisor};
-#[cfg(unix)]
-use super::{balance, handover};
 use crate::logging::LogEvent;
 
 impl Supervisor {
     /// Dispatches one input.
-    #[cfg_attr(windows, allow(unused_variables))]
     pub(super) fn handle(
         &mut self,
         input: Input,
@@ -33,30 +30,8 @@ impl Supervisor {
                 self.effects
                     .execute([Effect::AnswerScrape { scrape, snapshot }]);
             }
-            // The new binary passed its check: the exec follows.
-            #[cfg(unix)]
-            Input::ReexecChecked(done) => {
-                if let Some(passed) = self.reexec_checked(done) {
-                    let endpoints = handover::Endpoints {
-                        control: &sources.control_fd,
-                        control_file,
-                        notify,
-                        metrics: sources.metrics_fd.as_ref(),
-                    };
-                    self.reexec(&endpoints, passed);
-                }
-            }
             Input::TakeoverAnswered(answer) => self.takeover_answered(answer),
-            #[cfg(unix)]
-            Input::Notify => self.read_notifications(sources.notify()),
-            #[cfg(windows)]
-            Input::Notified(pid, message) => self.notified_by_pipe(pid, &message),
-            #[cfg(unix)]
-            Input::Tick(Tick::CheckSockets) => self.check_sockets(),
-            #[cfg(unix)]
-            Input::Tick(Tick::Leftovers) => self
-                .leftovers
-                .check(&mut self.effects.process_groups(), Instant::now()),
+            Input::Platform(input) => self.handle_platform(input, sources, control_file, notify),
             Input::Tick(Tick::Autoscale) => self.autoscale_tick(false),
             // A burst need not wait for the next sample: a queue long enough to scale up on is
             // acted on at once (the policy's cooldown still applies).
@@ -70,19 +45,13 @@ impl Supervisor {
     }
 
     /// Carries out what a signal asks for.
-    #[cfg_attr(windows, allow(unused_variables))]
     fn obey(&mut self, intent: Intent, sources: &Sources) {
         let trigger = intent.signal_name();
         match intent.order(self.pool.is_stopping()) {
             Order::Reap => self.reap(),
             Order::Stop { graceful } => self.stop(&trigger, graceful, None),
             Order::Upgrade => self.upgrade(&trigger, None, None),
-            // The new binary is checked first; the exec follows if it passes.
-            #[cfg(unix)]
-            Order::Reexec => self.check_reexec(None, &sources.checked_tx),
-            // No signal carries it on Windows.
-            #[cfg(windows)]
-            Order::Reexec => {}
+            Order::Reexec => self.reexec_requested(None, sources),
             Order::ScaleBy(delta) => {
                 let bounds = self.autoscaler.as_ref().map(|a| (a.min, a.max));
                 let why = match scale::by_signal(self.pool.desired(), delta, bounds) {
@@ -103,13 +72,8 @@ impl Supervisor {
     pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut ControlFile) {
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
-        #[cfg(unix)]
-        for pidfd in self.attached.take_to_watch() {
-            sources.watch_exit(pidfd);
-        }
         self.attached_after_turn();
-        #[cfg(unix)]
-        self.unix_after_turn();
+        self.platform_after_turn(sources);
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
                 Step::CompleteTakeover(takeover) => {
@@ -139,20 +103,6 @@ impl Supervisor {
         // turn of the loop.
         self.attached.remove_exited(self.effects.attached());
         self.attached.due(self.effects.attached(), Instant::now());
-    }
-
-    /// What every turn does on Unix only: what exited attached processes left in their
-    /// groups, reuseport steering and drains.
-    #[cfg(unix)]
-    fn unix_after_turn(&mut self) {
-        self.attached_leftovers();
-        self.effects.steer(&self.pool);
-        let now = Instant::now();
-        let listeners = self.effects.listeners();
-        let drained = self
-            .pool
-            .release_drained(now, |slot| balance::queued(listeners, slot));
-        self.apply(drained, false);
     }
 
     /// The takeover failed: herd stops at once and exits 1, saying what still serves.

@@ -1,9 +1,5 @@
 //! Carrying out the pool's actions: starting and signalling workers, collecting their exits.
-#[cfg(unix)]
-use std::collections::HashSet;
 use std::collections::VecDeque;
-#[cfg(unix)]
-use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 use std::time::Instant;
 
@@ -13,8 +9,6 @@ use super::effects::{Count, Effect, ExitCause};
 use super::platform::describe_exit;
 use super::pool::Action;
 use super::reap;
-#[cfg(unix)]
-use super::relisten;
 use super::Supervisor;
 
 impl Supervisor {
@@ -86,8 +80,7 @@ impl Supervisor {
                         "worker started in a slot that was not free; killing it"
                     );
                     self.effects.execute([Effect::KillGroup { pid }]);
-                    #[cfg(unix)]
-                    self.leftovers.abandon(pid, slot, now);
+                    self.platform.abandoned(pid, slot, now);
                 }
                 Vec::new()
             }
@@ -112,26 +105,13 @@ impl Supervisor {
         }
     }
 
-    /// Collects exited workers (see [`reap`](super::reap)): the pool learns which exited.
-    #[cfg(windows)]
-    pub(super) fn reap(&mut self) {
-        let workers = self.pool.workers().iter().map(|w| w.pid);
-        let found = reap::look(self.effects.children(), workers, []);
-        for exit in found.workers {
-            self.worker_exited(exit.pid, exit.status);
-        }
-    }
-
     /// Collects exited children (see [`reap`](super::reap)): the pool learns which workers
-    /// exited, the leftovers of each are looked at in one pass, re-exec checks are accounted.
-    #[cfg(unix)]
+    /// exited; then the platform looks at what they left (Unix: their process groups, in one
+    /// pass) and at its own children (Unix: re-exec checks).
     pub(super) fn reap(&mut self) {
         let workers = self.pool.workers().iter().map(|w| w.pid);
-        let found = reap::look(
-            self.effects.children(),
-            workers,
-            self.reexec_children.pids(),
-        );
+        let checks = self.platform.check_pids();
+        let found = reap::look(self.effects.children(), workers, checks);
         let mut exits = Vec::new();
         for exit in found.workers {
             let Some((slot, state)) = self.pool.worker(exit.pid).map(|w| (w.slot, w.state)) else {
@@ -142,44 +122,20 @@ impl Supervisor {
                 exits.push((exit.pid, slot, Some(state)));
             }
         }
-        // Re-exec check children lead their own groups: held unreaped, like workers, while
-        // their groups have members.
-        for (pid, status) in found.checks {
-            self.reexec_children.exited(pid, status);
-            self.leftovers.check_exited(pid, Instant::now());
-        }
-        for pid in found.lost_checks {
-            self.reexec_children.lost(pid);
-        }
-        let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
-        self.leftovers.exited(
-            &mut self.effects.process_groups(),
-            &exits,
-            stop_signal,
-            grace,
-            Instant::now(),
-        );
-        reap::reap_own_group(self.effects.children());
+        self.reaped(found.checks, found.lost_checks, exits);
     }
 
     /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.
     pub(super) fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
-        // A worker that shut the shared socket down on its way out: repair it before the
-        // others fail on it, and before this exit is judged (it may be one of theirs).
-        #[cfg(unix)]
-        self.check_sockets();
+        self.worker_exiting();
         let Some((exit, actions)) =
             self.pool
                 .exited(pid, super::platform::worker_exit(status), Instant::now())
         else {
             return;
         };
-        #[cfg(unix)]
-        {
-            let clean = status.success() || exit.stopped_for.is_some();
-            self.relisten
-                .worker_exited(exit.slot, pid, clean, Instant::now());
-        }
+        let stopped = exit.stopped_for.is_some();
+        let hint = self.worker_gone(exit.slot, pid, status, stopped);
         let cause = if exit.stopped_for.is_some() {
             ExitCause::Stopped
         } else if status.code().is_some() {
@@ -192,12 +148,7 @@ impl Supervisor {
             .into_iter()
             .chain(restart);
         self.effects.execute(counts);
-        #[cfg_attr(windows, allow(unused_mut))]
-        let mut how = describe_exit(status);
-        #[cfg(unix)]
-        if let Some(hint) = self.limit_hint(exit.slot, status, exit.stopped_for.is_some()) {
-            how.push_str(&hint);
-        }
+        let how = describe_exit(status) + hint.as_deref().unwrap_or("");
         self.phase.worker_exited(&exit, pid, &how);
         let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
         let (slot, generation) = (exit.slot, exit.generation);
@@ -237,90 +188,8 @@ impl Supervisor {
         self.apply(actions, false);
     }
 
-    /// `; likely cause: --rlimit cpu=1 (...)` when a worker that herd did not stop was killed
-    /// by a signal that a resource limit set by option sends (see [`LimitHints`]).
-    #[cfg(unix)]
-    fn limit_hint(&mut self, slot: usize, status: ExitStatus, stopped: bool) -> Option<String> {
-        let suspects = match status.signal() {
-            Some(signal) if !stopped => self.effects.limits_behind(signal),
-            _ => Vec::new(),
-        };
-        self.limit_hinted.hint(slot, &suspects)
-    }
-
-    /// Makes the listeners that a worker shut down listen again; counts them.
-    #[cfg(unix)]
-    pub(super) fn check_sockets(&mut self) {
-        let now = Instant::now();
-        let holders: Vec<(usize, u32)> = self
-            .pool
-            .workers()
-            .iter()
-            .map(|w| (w.slot, w.pid))
-            .collect();
-        let restored = self.relisten.check(self.effects.listeners(), &holders, now);
-        if restored > 0 {
-            self.effects
-                .execute([Effect::Count(Count::SocketsRestored(restored))]);
-            self.pool.excuse_exits_until(now + relisten::EXCUSE);
-        }
-    }
-
     /// Whether every wanted slot has a ready worker.
     pub(super) fn all_ready(&self) -> bool {
         self.pool.all_ready()
-    }
-}
-
-/// Which slots' exits were already blamed on a resource limit, so that a crash-looping slot
-/// gets the hint once.
-#[cfg(unix)]
-#[derive(Debug, Default)]
-pub struct LimitHints {
-    hinted: HashSet<usize>,
-}
-
-#[cfg(unix)]
-impl LimitHints {
-    /// The hint for an exit of `slot` by a signal that the resource limits `suspects` send
-    /// (none when no limit does, or herd stopped the worker): once per slot while it keeps
-    /// failing that way, again after an exit of another kind.
-    pub fn hint(&mut self, slot: usize, suspects: &[&str]) -> Option<String> {
-        if suspects.is_empty() {
-            self.hinted.remove(&slot);
-            return None;
-        }
-        if !self.hinted.insert(slot) {
-            return None;
-        }
-        Some(format!(
-            "; likely cause: {} (a worker past its resource limit gets this signal)",
-            suspects.join(" or ")
-        ))
-    }
-}
-
-#[cfg(all(test, unix))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_limit_is_blamed_once_per_slot_while_it_keeps_failing_that_way() {
-        let mut hints = LimitHints::default();
-        let cpu = ["--rlimit cpu=1:5"];
-        assert_eq!(
-            hints.hint(0, &cpu).as_deref(),
-            Some("; likely cause: --rlimit cpu=1:5 (a worker past its resource limit gets this signal)")
-        );
-        assert_eq!(hints.hint(0, &cpu), None);
-        // Another slot gets its own hint.
-        assert!(hints.hint(1, &cpu).is_some());
-        // An exit of another kind, then the limit again: hinted again.
-        assert_eq!(hints.hint(0, &[]), None);
-        let both = ["--rlimit cpu=1", "--rlimit fsize=1"];
-        assert_eq!(
-            hints.hint(0, &both).as_deref(),
-            Some("; likely cause: --rlimit cpu=1 or --rlimit fsize=1 (a worker past its resource limit gets this signal)")
-        );
     }
 }

@@ -14,11 +14,25 @@
 //!   intent at a time): Unix signals; on Windows Ctrl-C and a `stop` line on standard input;
 //! - `cpu_ticks(pid)` and `ticks_per_second()`: a worker's CPU time, for busyness;
 //! - `process_stats()`: herd's own process figures for `--metrics`, `None` where they cannot
-//!   be read.
+//!   be read;
+//! - `State`: what only this platform holds in the [`Supervisor`](super::Supervisor) (Unix:
+//!   the re-exec's bookkeeping, resource-limit hints, the relisten guard, leftover process
+//!   groups; Windows: nothing), and `pool_config`, the pool's settings for the sockets;
+//! - `Inputs`, `Input` and `Wants`: the inputs only this platform has, which
+//!   [`Sources`](super::sources::Sources) waits for with its own (Unix: the notify socket,
+//!   re-exec checks, attached processes' pidfds, the timers of Unix's checks; Windows: the
+//!   notify pipe), and `ControlServer`, what serves the control endpoint;
+//! - `Spawner`: starting a worker with its sockets; `ServiceManager`: herd's own service
+//!   manager (systemd; none on Windows); `Effect`: what only this platform does;
+//! - the loop's hooks, as `impl Supervisor` in `turns.rs`, by the same names on both:
+//!   `platform_wants`, `handle_platform`, `reexec_requested`, `announce_reexec`,
+//!   `platform_after_turn`, `reaped`, `worker_exiting`, `worker_gone`,
+//!   `platform_stop_effects`, `platform_stopping` and `attach`.
 //!
 //! The Unix module also holds the signal table, which a re-exec holds back across `execve`.
-//! The loop itself (`driver` and the handlers beside it) is the same on both; what only Unix
-//! has is `cfg(unix)` where it is declared (docs/windows.md, "One supervisor").
+//! The loop itself (`driver`, `sources`, `turn`, `effects` and the handlers beside them) is
+//! the same on both and names no platform; what only Unix has is `cfg(unix)` where it is
+//! declared (docs/windows.md, "One supervisor").
 
 #[cfg(unix)]
 pub(crate) mod unix;

@@ -12,13 +12,54 @@ use crate::spec::Listener;
 use crate::supervisor::reap::{Children, Peek};
 use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 
+mod inputs;
 mod process_stats;
 pub(crate) mod signals;
+mod spawner;
+mod state;
+mod turns;
 
 pub(crate) use crate::cli::signal_error;
+/// herd's own service manager, which `NOTIFY_SOCKET` names.
+pub(crate) use crate::supervisor::systemd::ServiceNotifier as ServiceManager;
 pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second, Signal};
+pub(in crate::supervisor) use inputs::{ControlServer, Input, Inputs, Wants};
 pub(crate) use process_stats::process_stats;
 pub(crate) use signals::{signal_name, Signals as Intents};
+pub(in crate::supervisor) use spawner::Spawner;
+pub(in crate::supervisor) use state::{pool_config, State};
+
+/// An effect only Unix has.
+#[derive(Debug)]
+pub enum Effect {
+    /// Answer the client on `connection` directly, waiting at most 5 s for the answer to be
+    /// written: the client of the re-exec that made this image, before the loop runs.
+    AnswerOn {
+        connection: std::os::unix::io::OwnedFd,
+        response: crate::control::protocol::Response,
+    },
+}
+
+impl Effect {
+    /// Carries it out.
+    pub fn execute(self) {
+        match self {
+            Effect::AnswerOn {
+                connection,
+                response,
+            } => {
+                let mut stream = std::os::unix::net::UnixStream::from(connection);
+                let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(5)));
+                let _ = std::io::Write::write_all(&mut stream, &response.to_line());
+            }
+        }
+    }
+}
+
+/// Lets through the signals a re-exec held back across `execve`.
+pub fn release_held_signals() -> io::Result<()> {
+    herd_sys::process::unblock_signals(&signals::held())
+}
 
 /// How to stop at once while a graceful stop runs, as the log advises.
 pub const STOP_AT_ONCE: &str = "send SIGQUIT or run `herd stop --fast` to stop at once";

@@ -10,18 +10,53 @@ use herd_core::WorkerExit;
 pub mod attached;
 mod children;
 mod control;
+mod inputs;
 mod intents;
 mod notify_pipe;
 mod process_stats;
 mod shm;
 mod signal;
+mod spawner;
+mod turns;
 pub use children::OwnChildren;
 pub use control::{Control, ControlFile, MoveTo};
+pub(in crate::supervisor) use inputs::{pool_config, ControlServer, Input, Inputs, State, Wants};
 pub use intents::Intents;
 pub use notify_pipe::NotifyPipe;
 pub(crate) use process_stats::process_stats;
 pub use shm::SharedMemories;
 pub use signal::{signal_error, Signal};
+pub(in crate::supervisor) use spawner::Spawner;
+
+/// An effect only Windows has: none.
+#[derive(Debug)]
+pub enum Effect {}
+
+impl Effect {
+    /// Carries it out.
+    pub fn execute(self) {
+        match self {}
+    }
+}
+
+/// herd's service manager: Windows has none herd speaks to.
+#[derive(Debug)]
+pub struct ServiceManager;
+
+impl ServiceManager {
+    /// None.
+    pub fn from_env() -> ServiceManager {
+        ServiceManager
+    }
+
+    /// Tells nobody.
+    pub fn report(&self, _report: crate::supervisor::phase::Report) {}
+}
+
+/// Nothing is held back on Windows: herd never re-executes there.
+pub fn release_held_signals() -> std::io::Result<()> {
+    Ok(())
+}
 
 use crate::spec::Listener;
 use crate::supervisor::status::SocketStatus;

@@ -1,0 +1,136 @@
+//! The supervisor's inputs that only Unix has: the workers' `sd_notify` datagrams, finished
+//! re-exec checks, attached processes' pidfds, and the timers of the checks that only Unix
+//! makes (drains of reuseport slots, shut-down sockets, leftover process groups).
+
+use std::os::unix::io::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use herd_sys::pidfd::{ExitWatch, PidFd};
+use tokio::net::{UnixDatagram, UnixListener};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Interval;
+
+use super::NotifySocket;
+use crate::control::request::ControlRequest;
+use crate::control::server::{self, AccessPolicy};
+use crate::supervisor::sources::{self, every, Tick};
+use crate::supervisor::{attached, balance, leftovers, reexec_check, relisten};
+
+/// An input only Unix has.
+pub enum Input {
+    /// A check of a new binary before a re-exec ended.
+    ReexecChecked(reexec_check::Checked),
+    /// A worker's `sd_notify` datagram is waiting.
+    Notify,
+    /// Time to check that no worker shut a shared socket down.
+    CheckSockets,
+    /// Time to look at the process groups exited workers left.
+    Leftovers,
+}
+
+/// What the loop waits for on this turn, of what only Unix has.
+pub struct Wants {
+    /// Regular turns while attached processes without a pidfd live.
+    pub attached: bool,
+    /// Regular turns while reuseport slots drain.
+    pub drains: bool,
+    /// Regular looks at leftover process groups.
+    pub leftovers: bool,
+}
+
+/// What the control endpoint serves: the bound socket and who may use it.
+pub type ControlServer = (std::os::unix::net::UnixListener, AccessPolicy);
+
+/// The open input channels and timers only Unix has.
+pub struct Inputs {
+    notify: UnixDatagram,
+    checked: mpsc::Receiver<reexec_check::Checked>,
+    /// Where re-exec checks report.
+    pub checked_tx: mpsc::Sender<reexec_check::Checked>,
+    /// Woken when an attached process's pidfd becomes readable (it exited).
+    attached_exited: Arc<Notify>,
+    attached: Interval,
+    drains: Interval,
+    sockets: Interval,
+    leftovers: Interval,
+    /// A copy of the control socket's fd, handed to the next image on re-exec.
+    pub control_fd: OwnedFd,
+    /// A copy of the metrics socket's fd, handed to the next image on re-exec.
+    pub metrics_fd: Option<OwnedFd>,
+}
+
+impl Inputs {
+    /// Opens the notify socket's input and serves the control socket, each request sent to
+    /// `requests`; the server's task.
+    pub fn open(
+        (control, policy): ControlServer,
+        notify: &NotifySocket,
+        requests: mpsc::Sender<ControlRequest>,
+    ) -> anyhow::Result<(Inputs, JoinHandle<()>)> {
+        let notify = UnixDatagram::from_std(notify.socket.try_clone()?)?;
+        let control_fd = control.as_fd().try_clone_to_owned()?;
+        control.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(control)?;
+        let server = tokio::spawn(server::serve(listener, policy, requests));
+        let (checked_tx, checked) = mpsc::channel(1);
+        let inputs = Inputs {
+            notify,
+            checked,
+            checked_tx,
+            attached_exited: Arc::new(Notify::new()),
+            attached: every(attached::CHECK_EVERY),
+            drains: every(balance::DRAIN_CHECK),
+            sockets: every(relisten::CHECK_EVERY),
+            leftovers: every(leftovers::CHECK_EVERY),
+            control_fd,
+            metrics_fd: None,
+        };
+        Ok((inputs, server))
+    }
+
+    /// Keeps a copy of the `--metrics` socket's fd, for a re-exec.
+    pub fn keep_metrics(&mut self, listener: &std::net::TcpListener) -> std::io::Result<()> {
+        self.metrics_fd = Some(listener.as_fd().try_clone_to_owned()?);
+        Ok(())
+    }
+
+    /// The notify socket, to read the datagrams an [`Input::Notify`] announced.
+    pub fn notify(&self) -> &UnixDatagram {
+        &self.notify
+    }
+
+    /// Waits for the next of these inputs.
+    pub async fn next(&mut self, wants: &Wants) -> sources::Input {
+        use sources::Input::{Platform, Tick as Timer};
+        tokio::select! {
+            Some(done) = self.checked.recv() => Platform(Input::ReexecChecked(done)),
+            _ = self.notify.readable() => Platform(Input::Notify),
+            _ = self.attached_exited.notified() => Timer(Tick::Turn),
+            _ = self.attached.tick(), if wants.attached => Timer(Tick::Turn),
+            _ = self.drains.tick(), if wants.drains => Timer(Tick::Turn),
+            _ = self.sockets.tick() => Platform(Input::CheckSockets),
+            _ = self.leftovers.tick(), if wants.leftovers => Platform(Input::Leftovers),
+        }
+    }
+
+    /// Wakes the loop when the process `pidfd` holds exits (its pidfd becomes readable). A
+    /// pidfd that cannot be registered with the runtime is polled every
+    /// [`attached::CHECK_EVERY`] instead.
+    pub fn watch_exit(&self, pidfd: Arc<PidFd>) {
+        let wake = Arc::clone(&self.attached_exited);
+        let registered = ExitWatch::new(Arc::clone(&pidfd));
+        tokio::spawn(async move {
+            match registered {
+                Ok(watch) => watch.exited().await,
+                Err(_) => {
+                    let mut poll = every(attached::CHECK_EVERY);
+                    while !pidfd.has_exited() {
+                        poll.tick().await;
+                    }
+                }
+            }
+            wake.notify_one();
+        });
+    }
+}

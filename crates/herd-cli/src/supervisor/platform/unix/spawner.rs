@@ -1,0 +1,65 @@
+//! Starting workers on Unix: the slot's sockets prepared, then fork/exec with them at fds 3,
+//! 4, ... and `/dev/null` as standard input; and the re-exec's check children.
+
+use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+
+use anyhow::Context;
+
+use super::OwnChildren;
+use crate::command::{StartError, WorkerCommand};
+use crate::spec::Listener;
+
+/// What starts workers.
+pub struct Spawner {
+    command: WorkerCommand,
+    /// The workers' standard input (`/dev/null`).
+    stdin: OwnedFd,
+}
+
+impl Spawner {
+    /// Starts workers with `command`.
+    pub fn new(command: WorkerCommand) -> anyhow::Result<Spawner> {
+        Ok(Spawner {
+            command,
+            stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
+        })
+    }
+
+    /// Starts a worker of `generation` in `slot`, with the slot's sockets of `listeners`; its
+    /// pid (a child of herd's, which `waitid` reports: nothing to hold in `_children`).
+    pub fn spawn(
+        &mut self,
+        listeners: &mut [Listener],
+        _children: &mut OwnChildren,
+        slot: usize,
+        generation: u64,
+    ) -> Result<u32, StartError> {
+        let failed = |message: String| StartError {
+            cannot_execute: false,
+            message,
+        };
+        for listener in listeners.iter_mut() {
+            listener
+                .prepare_slot(slot)
+                .map_err(|e| failed(format!("{e:#}")))?;
+        }
+        let fds: Option<Vec<BorrowedFd<'_>>> =
+            listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
+        let fds = fds.ok_or_else(|| failed("the sockets are closed".to_string()))?;
+        self.command
+            .spawn(slot, generation, &fds, self.stdin.as_fd())
+    }
+
+    /// Starts a re-exec check child (see [`reexec_check`](crate::supervisor::reexec_check)).
+    pub fn start_check(
+        &self,
+        mut command: std::process::Command,
+    ) -> std::io::Result<std::process::Child> {
+        command.spawn()
+    }
+
+    /// The `--rlimit` options whose limit sends `signal` to a worker that passes it.
+    pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
+        self.command.options().limits_behind(signal)
+    }
+}

@@ -1,0 +1,235 @@
+//! What the loop asks of the platform, on Unix: the inputs only Unix has, the re-exec, what
+//! every turn does for reuseport slots and leftover process groups, and what an exit or a
+//! stop means for them. The loop itself ([`driver`](crate::supervisor::driver) and the files
+//! beside it) calls these by the same names on every platform.
+
+use std::os::unix::io::AsFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::time::Instant;
+
+use herd_core::WorkerState;
+use herd_sys::pidfd::PidFd;
+
+use super::inputs::{Input, Wants};
+use super::{ControlFile, NotifySocket};
+use crate::control::protocol::ErrorCode;
+use crate::control::request::{Connection, Peer};
+use crate::logging::LogEvent;
+use crate::supervisor::attached::Attached;
+use crate::supervisor::effects::{Client, Count, Effect};
+use crate::supervisor::sources::Sources;
+use crate::supervisor::{balance, handover, reap, relisten, Supervisor};
+
+impl Supervisor {
+    /// What the loop waits for on this turn, of what only Unix has.
+    pub(in crate::supervisor) fn platform_wants(&self) -> Wants {
+        Wants {
+            attached: self.attached.any_unwatchable(),
+            drains: self.pool.is_draining(),
+            leftovers: !self.platform.leftovers.is_empty(),
+        }
+    }
+
+    /// Handles an input only Unix has.
+    pub(in crate::supervisor) fn handle_platform(
+        &mut self,
+        input: Input,
+        sources: &Sources,
+        control_file: &mut ControlFile,
+        notify: &NotifySocket,
+    ) {
+        match input {
+            // The new binary passed its check: the exec follows.
+            Input::ReexecChecked(done) => {
+                if let Some(passed) = self.reexec_checked(done) {
+                    let endpoints = handover::Endpoints {
+                        control: &sources.platform.control_fd,
+                        control_file,
+                        notify,
+                        metrics: sources.platform.metrics_fd.as_ref(),
+                    };
+                    self.reexec(&endpoints, passed);
+                }
+            }
+            Input::Notify => self.read_notifications(sources.platform.notify()),
+            Input::CheckSockets => self.check_sockets(),
+            Input::Leftovers => self
+                .platform
+                .leftovers
+                .check(&mut self.effects.process_groups(), Instant::now()),
+        }
+    }
+
+    /// `herd reexec` or its signal (`client` is `None`): the new binary is checked first; the
+    /// exec follows if it passes.
+    pub(in crate::supervisor) fn reexec_requested(
+        &mut self,
+        client: Option<Client>,
+        sources: &Sources,
+    ) {
+        self.check_reexec(client, &sources.platform.checked_tx);
+    }
+
+    /// What every turn does on Unix only: watching new attached processes' pidfds, what
+    /// exited attached processes left in their groups, reuseport steering and drains.
+    pub(in crate::supervisor) fn platform_after_turn(&mut self, sources: &Sources) {
+        for pidfd in self.attached.take_to_watch() {
+            sources.platform.watch_exit(pidfd);
+        }
+        self.attached_leftovers();
+        self.effects.steer(&self.pool);
+        let now = Instant::now();
+        let listeners = self.effects.listeners();
+        let drained = self
+            .pool
+            .release_drained(now, |slot| balance::queued(listeners, slot));
+        self.apply(drained, false);
+    }
+
+    /// What remains in the groups of attached processes that have exited is stopped and
+    /// waited for like a worker's leftovers.
+    fn attached_leftovers(&mut self) {
+        let leaders = self.attached.take_exited_leaders();
+        if leaders.is_empty() {
+            return;
+        }
+        let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
+        let stopping = self.attached.kill_at();
+        for leader in leaders {
+            self.platform.leftovers.attached_exited(
+                &mut self.effects.process_groups(),
+                leader,
+                stopping,
+                stop_signal,
+                grace,
+                Instant::now(),
+            );
+        }
+    }
+
+    /// After a look at the children: re-exec checks are accounted, the exited workers'
+    /// groups (`exits`: pid, slot, state, of those still held unreaped) looked at in one pass,
+    /// and other children of herd's group reaped.
+    pub(in crate::supervisor) fn reaped(
+        &mut self,
+        checks: Vec<(u32, ExitStatus)>,
+        lost_checks: Vec<u32>,
+        exits: Vec<(u32, usize, Option<WorkerState>)>,
+    ) {
+        // Re-exec check children lead their own groups: held unreaped, like workers, while
+        // their groups have members.
+        for (pid, status) in checks {
+            self.platform.reexec_children.exited(pid, status);
+            self.platform.leftovers.check_exited(pid, Instant::now());
+        }
+        for pid in lost_checks {
+            self.platform.reexec_children.lost(pid);
+        }
+        let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
+        self.platform.leftovers.exited(
+            &mut self.effects.process_groups(),
+            &exits,
+            stop_signal,
+            grace,
+            Instant::now(),
+        );
+        reap::reap_own_group(self.effects.children());
+    }
+
+    /// Before a worker's exit is judged: a worker that shut the shared socket down on its way
+    /// out is repaired before the others fail on it (the exit may be one of theirs).
+    pub(in crate::supervisor) fn worker_exiting(&mut self) {
+        self.check_sockets();
+    }
+
+    /// Worker `pid` of `slot` exited with `status` (`stopped`: herd stopped it): the relisten
+    /// guard hears of it; what the log adds to the exit's description (a resource limit).
+    pub(in crate::supervisor) fn worker_gone(
+        &mut self,
+        slot: usize,
+        pid: u32,
+        status: ExitStatus,
+        stopped: bool,
+    ) -> Option<String> {
+        let clean = status.success() || stopped;
+        let now = Instant::now();
+        self.platform.relisten.worker_exited(slot, pid, clean, now);
+        let suspects = match status.signal() {
+            Some(signal) if !stopped => self.effects.spawner().limits_behind(signal),
+            _ => Vec::new(),
+        };
+        self.platform.limit_hinted.hint(slot, &suspects)
+    }
+
+    /// Makes the listeners that a worker shut down listen again; counts them.
+    pub(in crate::supervisor) fn check_sockets(&mut self) {
+        let now = Instant::now();
+        let holders: Vec<(usize, u32)> = self
+            .pool
+            .workers()
+            .iter()
+            .map(|w| (w.slot, w.pid))
+            .collect();
+        let restored = self
+            .platform
+            .relisten
+            .check(self.effects.listeners(), &holders, now);
+        if restored > 0 {
+            self.effects
+                .execute([Effect::Count(Count::SocketsRestored(restored))]);
+            self.pool.excuse_exits_until(now + relisten::EXCUSE);
+        }
+    }
+
+    /// As herd starts to stop: re-exec checks die with herd (their client hears it).
+    pub(in crate::supervisor) fn platform_stop_effects(&mut self) -> Vec<Effect> {
+        let checks = self.platform.reexec_children.log_kills_at_stop();
+        checks
+            .into_iter()
+            .map(|pid| Effect::KillGroup { pid })
+            .collect()
+    }
+
+    /// herd stops, every process to be gone by `deadline`: so are the leftover groups.
+    pub(in crate::supervisor) fn platform_stopping(&mut self, deadline: Instant, now: Instant) {
+        self.platform.leftovers.stop(deadline);
+        self.platform
+            .leftovers
+            .check(&mut self.effects.process_groups(), now);
+    }
+
+    /// Registers the peer on `connection` as an attached process holding the sockets `names`.
+    pub(in crate::supervisor) fn attach(
+        &mut self,
+        peer: Peer,
+        connection: Option<&Connection>,
+        names: Vec<String>,
+    ) -> Result<Option<u64>, (ErrorCode, String)> {
+        let internal = |why: &str| (ErrorCode::Internal, why.to_string());
+        let pid = peer
+            .pid
+            .ok_or_else(|| internal("cannot identify the attaching process"))?;
+        let shown = names.join(",");
+        let now = Instant::now();
+        // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
+        // before that, the pid it connected with, checked against its start time read now
+        // (see Attached::new).
+        let attached = match connection.map(|c| PidFd::of_peer(c.as_fd())) {
+            Some(Ok(Some(pidfd))) => Attached::with_pidfd(pid, pidfd, names, now),
+            Some(Err(_)) => None,
+            _ => herd_sys::process::start_time(pid)
+                .and_then(|start_time| Attached::new(pid, start_time, names, now)),
+        };
+        let attached = attached.ok_or_else(|| internal("the attaching process has exited"))?;
+        self.attached.add(attached);
+        tracing::info!(
+            event = LogEvent::WorkerAttached.as_str(),
+            pid,
+            uid = peer.uid,
+            sockets = %shown,
+            "worker attached"
+        );
+        Ok(None)
+    }
+}

@@ -1,0 +1,64 @@
+//! Starting workers on Windows: each gets the sockets duplicated for its pid on its standard
+//! input, a stop event of its own, the `--shm` mappings, and is held by its process handle.
+
+use std::os::windows::io::AsHandle;
+
+use super::{OwnChildren, SharedMemories};
+use crate::command::{StartError, WorkerCommand};
+use crate::spec::Listener;
+
+/// What starts workers.
+pub struct Spawner {
+    command: WorkerCommand,
+    /// `--shm` mappings, which every worker inherits (on Unix they are listeners).
+    shared_memory: SharedMemories,
+}
+
+impl Spawner {
+    /// Starts workers with `command`.
+    pub fn new(command: WorkerCommand) -> anyhow::Result<Spawner> {
+        Ok(Spawner {
+            command,
+            shared_memory: SharedMemories::default(),
+        })
+    }
+
+    /// Shares `memories` with every worker started from now on.
+    pub fn share_memory(&mut self, memories: SharedMemories) {
+        self.shared_memory = memories;
+    }
+
+    /// Starts a worker of `generation` in `slot`, with the sockets of `listeners`, held by
+    /// `children`; its pid.
+    pub fn spawn(
+        &mut self,
+        listeners: &mut [Listener],
+        children: &mut OwnChildren,
+        slot: usize,
+        generation: u64,
+    ) -> Result<u32, StartError> {
+        let shared: Option<Vec<herd::windows::Shared<'_>>> =
+            listeners.iter().map(Listener::shared).collect();
+        let shared = shared.ok_or_else(|| StartError {
+            cannot_execute: false,
+            message: "the sockets are closed".to_string(),
+        })?;
+        let failed = |what: &str, e: std::io::Error| StartError {
+            cannot_execute: false,
+            message: format!("{what}: {e}"),
+        };
+        let stop = herd_sys::windows::event::Event::new()
+            .map_err(|e| failed("cannot create the worker's stop event", e))?;
+        let mut inherit = self.shared_memory.inherited();
+        inherit.push(herd::windows::Inherited::StopEvent(stop.as_handle()));
+        let child = self
+            .command
+            .spawn(slot, generation, &shared, &inherit, |child| {
+                children.enter_job(child);
+                Ok(())
+            })?;
+        children
+            .adopt(child, stop)
+            .map_err(|e| failed("cannot watch the worker", e))
+    }
+}

@@ -1,0 +1,129 @@
+//! What the loop asks of the platform, on Windows: the notify pipe's messages, the attached
+//! processes held by handle, and no-ops where Windows has nothing (re-exec, process groups,
+//! reuseport slots, resource-limit hints). The loop ([`driver`](crate::supervisor::driver)
+//! and the files beside it) calls these by the same names on every platform.
+
+use std::process::ExitStatus;
+use std::time::Instant;
+
+use herd_core::WorkerState;
+
+use super::inputs::{Input, Wants};
+use super::{ControlFile, NotifySocket, SharedMemories};
+use crate::control::protocol::{ErrorCode, Response};
+use crate::control::request::{Connection, Peer};
+use crate::logging::LogEvent;
+use crate::supervisor::attached::Attached;
+use crate::supervisor::effects::{Client, Effect};
+use crate::supervisor::sources::Sources;
+use crate::supervisor::waiters::Answer;
+use crate::supervisor::Supervisor;
+
+/// Why `herd reexec` is refused on Windows.
+const NO_REEXEC: &str = "herd cannot re-execute itself on Windows, which has no exec; start \
+                         the new binary as `herd run --takeover NAME ...`, which takes the \
+                         sockets over";
+
+impl Supervisor {
+    /// Shares `memories` (`--shm`) with every worker.
+    pub fn share_memory(&mut self, memories: SharedMemories) {
+        self.effects.spawner().share_memory(memories);
+    }
+
+    /// Nothing of Windows' own to wait for on a turn.
+    pub(in crate::supervisor) fn platform_wants(&self) -> Wants {
+        Wants
+    }
+
+    /// Handles an input only Windows has.
+    pub(in crate::supervisor) fn handle_platform(
+        &mut self,
+        input: Input,
+        _sources: &Sources,
+        _control_file: &mut ControlFile,
+        _notify: &NotifySocket,
+    ) {
+        match input {
+            Input::Notified(pid, message) => self.notified_by_pipe(pid, &message),
+        }
+    }
+
+    /// `herd reexec`: refused, pointing to `--takeover` (no signal carries it on Windows).
+    pub(in crate::supervisor) fn reexec_requested(
+        &mut self,
+        client: Option<Client>,
+        _sources: &Sources,
+    ) {
+        if let Some(client) = client {
+            let response = Response::error(ErrorCode::InvalidArgument, NO_REEXEC);
+            self.effects
+                .execute([Effect::Answer(Answer::new(client, response))]);
+        }
+    }
+
+    /// Nothing: herd never re-executes on Windows.
+    pub(in crate::supervisor) fn announce_reexec(&mut self) {}
+
+    /// Nothing of Windows' own on each turn (attached processes' exits wake the loop as the
+    /// workers' do; no reuseport slots drain).
+    pub(in crate::supervisor) fn platform_after_turn(&mut self, _sources: &Sources) {}
+
+    /// Nothing after a look at the children: every child is a worker, and Windows has no
+    /// process groups to wait for.
+    pub(in crate::supervisor) fn reaped(
+        &mut self,
+        _checks: Vec<(u32, ExitStatus)>,
+        _lost_checks: Vec<u32>,
+        _exits: Vec<(u32, usize, Option<WorkerState>)>,
+    ) {
+    }
+
+    /// Nothing before an exit is judged: a worker cannot shut herd's copy of a socket down.
+    pub(in crate::supervisor) fn worker_exiting(&mut self) {}
+
+    /// Nothing to add to an exit's description: Windows has no resource limits that kill.
+    pub(in crate::supervisor) fn worker_gone(
+        &mut self,
+        _slot: usize,
+        _pid: u32,
+        _status: ExitStatus,
+        _stopped: bool,
+    ) -> Option<String> {
+        None
+    }
+
+    /// Nothing more to stop as herd starts to stop: no re-exec checks.
+    pub(in crate::supervisor) fn platform_stop_effects(&mut self) -> Vec<Effect> {
+        Vec::new()
+    }
+
+    /// Nothing more to stop: no process groups are left behind.
+    pub(in crate::supervisor) fn platform_stopping(&mut self, _deadline: Instant, _now: Instant) {}
+
+    /// Registers the peer, the pipe's client, as an attached process holding the sockets
+    /// `names`; the value of its stop event in it (see [`crate::supervisor::attached`]).
+    pub(in crate::supervisor) fn attach(
+        &mut self,
+        peer: Peer,
+        _connection: Option<&Connection>,
+        names: Vec<String>,
+    ) -> Result<Option<u64>, (ErrorCode, String)> {
+        let pid = peer.pid.ok_or_else(|| {
+            let why = "cannot identify the attaching process";
+            (ErrorCode::Internal, why.to_string())
+        })?;
+        let shown = names.join(",");
+        let (attached, stop_event) = Attached::open(pid, names, Instant::now()).map_err(|e| {
+            let why = format!("cannot hold the attaching process {pid}: {e}");
+            (ErrorCode::Internal, why)
+        })?;
+        self.attached.add(attached);
+        tracing::info!(
+            event = LogEvent::WorkerAttached.as_str(),
+            pid,
+            sockets = %shown,
+            "worker attached"
+        );
+        Ok(Some(stop_event))
+    }
+}
