@@ -463,5 +463,8 @@ fn a_takeover_refuses_a_herd_whose_status_names_another_process() {
     );
     assert_eq!(fake.asked().0, protocol::Command::Status);
     // herd has exited: whatever it asked is recorded, and it asked for no socket.
-    assert!(fake.asked.try_recv().is_err(), "it went on after the status");
+    assert!(
+        fake.asked.try_recv().is_err(),
+        "it went on after the status"
+    );
 }

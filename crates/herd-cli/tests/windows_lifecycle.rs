@@ -267,7 +267,19 @@ fn upgrades_and_scaling_under_load_fail_no_connection() {
 fn herd_signal_asks_a_worker_to_stop_or_kills_it_and_herd_restarts_it() {
     let herd = Herd::start(&["-w", "1"]);
     herd.wait_for("worker_ready");
-    for (signal, how) in [("TERM", "exit code 0"), ("KILL", "exit code 1")] {
+    // What Unix users type: names and numbers for a stop request, or for a kill.
+    let stop = "exit code 0";
+    let kill = "exit code 1";
+    let signals = [
+        ("TERM", stop),
+        ("15", stop),
+        ("stop", stop),
+        ("SIGINT", stop),
+        ("2", stop),
+        ("KILL", kill),
+        ("9", kill),
+    ];
+    for (signal, how) in signals {
         let said = windows_support::client(&herd.name, &["signal", signal]);
         assert!(said.contains("1 worker"), "{said}");
         let exited = herd.wait_for("worker_exited");

@@ -100,18 +100,26 @@ pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Cli, String> {
     Ok(cli)
 }
 
-/// What `herd signal SIGNAL` means on Windows, as the protocol names it: `TERM` or `INT` (a
-/// stop request), or `KILL` (`TerminateProcess`), with or without `SIG`, in any case. Windows
-/// has no other signals.
+/// What `herd signal SIGNAL` means on Windows, as the protocol names it: what Unix users type
+/// for a stop (`stop`, `TERM`, `INT`, `15`, `2`) is `TERM` or `INT` (a stop request), and
+/// for a kill (`KILL`, `9`) `KILL` (`TerminateProcess`); in any case, `TERM`, `INT` and
+/// `KILL` also with `SIG`. Windows has no other signals: anything else is refused, saying what it accepts.
 pub fn windows_signal(text: &str) -> Result<&'static str, String> {
     let upper = text.to_ascii_uppercase();
-    match upper.strip_prefix("SIG").unwrap_or(&upper) {
-        "TERM" => Ok("TERM"),
-        "INT" => Ok("INT"),
-        "KILL" => Ok("KILL"),
+    // `stop` is herd's word (SIGSTOP pauses a process on Unix), numbers go without SIG.
+    let name = match upper.strip_prefix("SIG") {
+        Some(name) if !matches!(name, "STOP" | "9" | "15" | "2") => name,
+        Some(_) => "",
+        None => &upper,
+    };
+    match name {
+        "STOP" | "TERM" | "15" => Ok("TERM"),
+        "INT" | "2" => Ok("INT"),
+        "KILL" | "9" => Ok("KILL"),
         _ => Err(format!(
-            "signal '{text}' has no meaning on Windows, which has no signals: send TERM or INT \
-             (a stop request, as herd stop sends) or KILL (TerminateProcess)"
+            "signal '{text}' has no meaning on Windows, which has no signals: send stop, TERM \
+             (15) or INT (2) for a stop request, as herd stop sends, or KILL (9) for \
+             TerminateProcess"
         )),
     }
 }

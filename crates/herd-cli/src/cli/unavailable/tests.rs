@@ -139,7 +139,7 @@ fn the_client_commands_are_accepted_with_the_pipe_they_name() {
 
 #[test]
 fn signals_without_a_windows_meaning_are_refused() {
-    for signal in ["HUP", "USR1", "10", "RTMIN+1"] {
+    for signal in ["HUP", "USR1", "10", "1", "RTMIN+1"] {
         let why = refused(&["signal", signal]);
         assert!(
             why.starts_with(&format!("signal '{signal}' has no meaning on Windows")),
@@ -149,6 +149,35 @@ fn signals_without_a_windows_meaning_are_refused() {
     assert_eq!(windows_signal("SigTerm"), Ok("TERM"));
     assert_eq!(windows_signal("int"), Ok("INT"));
     assert_eq!(windows_signal("KILL"), Ok("KILL"));
+}
+
+#[test]
+fn what_unix_users_type_is_a_stop_request_or_a_kill() {
+    for (typed, wire) in [
+        ("9", "KILL"),
+        ("KILL", "KILL"),
+        ("SIGKILL", "KILL"),
+        ("15", "TERM"),
+        ("TERM", "TERM"),
+        ("SIGTERM", "TERM"),
+        ("stop", "TERM"),
+        ("STOP", "TERM"),
+        ("2", "INT"),
+        ("INT", "INT"),
+        ("SIGINT", "INT"),
+    ] {
+        assert_eq!(windows_signal(typed), Ok(wire), "{typed}");
+    }
+    for odd in [
+        "SIG9", "SIG15", "SIGSTOP", "sig", "", "09", "+9", " 9", "STOP9",
+    ] {
+        assert!(windows_signal(odd).is_err(), "{odd:?}");
+    }
+    let why = windows_signal("HUP").unwrap_err();
+    assert!(
+        why.contains("stop, TERM (15) or INT (2)") && why.contains("KILL (9)"),
+        "{why}"
+    );
 }
 
 #[test]

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::cli::unavailable::windows_signal;
+
 /// What herd can send a Windows worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Signal {
@@ -16,14 +18,13 @@ impl Signal {
     /// `TerminateProcess`, which no program can catch.
     pub const KILL: Signal = Signal::Kill;
 
-    /// `stop` (also `TERM` and `INT`, so that scripts written for Unix keep working) or
-    /// `kill` (also `KILL`), any case, with or without `SIG`.
+    /// What Unix users type, as [`windows_signal`] reads it (the client's own check): `stop`,
+    /// `TERM`, `INT`, `15` or `2` asks to stop, `KILL` or `9` kills; names with or without
+    /// `SIG`, in any case.
     pub fn from_name(text: &str) -> Option<Signal> {
-        let upper = text.to_ascii_uppercase();
-        match upper.strip_prefix("SIG").unwrap_or(&upper) {
-            "STOP" | "TERM" | "INT" => Some(Signal::Stop),
+        match windows_signal(text).ok()? {
             "KILL" => Some(Signal::Kill),
-            _ => None,
+            _ => Some(Signal::Stop),
         }
     }
 }
@@ -39,10 +40,7 @@ impl fmt::Display for Signal {
 
 /// Why `text` names nothing herd can send on Windows, and what does.
 pub fn signal_error(text: &str) -> String {
-    format!(
-        "'{text}' means nothing on Windows, which has no signals; write stop (a stop request \
-         and Ctrl-C; TERM and INT mean the same) or kill (TerminateProcess)"
-    )
+    windows_signal(text).err().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -50,14 +48,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unix_names_map_to_what_windows_can_do() {
-        for name in ["stop", "TERM", "sigterm", "INT", "SIGINT"] {
+    fn unix_names_and_numbers_map_to_what_windows_can_do() {
+        for name in ["stop", "TERM", "sigterm", "15", "INT", "SIGINT", "2"] {
             assert_eq!(Signal::from_name(name), Some(Signal::Stop), "{name}");
         }
-        assert_eq!(Signal::from_name("KILL"), Some(Signal::Kill));
-        assert_eq!(Signal::from_name("kill"), Some(Signal::Kill));
-        assert_eq!(Signal::from_name("HUP"), None);
-        assert_eq!(Signal::from_name("9"), None);
-        assert!(signal_error("HUP").contains("'HUP' means nothing on Windows"));
+        for name in ["KILL", "kill", "SIGKILL", "9"] {
+            assert_eq!(Signal::from_name(name), Some(Signal::Kill), "{name}");
+        }
+        for name in ["HUP", "1", "10", "QUIT"] {
+            assert_eq!(Signal::from_name(name), None, "{name}");
+        }
+        assert!(signal_error("HUP").contains("signal 'HUP' has no meaning on Windows"));
+        assert!(signal_error("10").contains("KILL (9)"));
     }
 }
