@@ -13,6 +13,7 @@
 //! - [`fdlimit`]: herd's own open-file (Windows: handle) limit and its endpoints' connection
 //!   caps;
 //! - [`logging`]: herd's own log, never blocking on stderr;
+//! - [`output`]: the workers' output, read through pipes and passed on line by line;
 //! - [`text`]: escaping text from workers before it reaches a terminal.
 //!
 //! On Windows the platform-neutral modules are built: `cli`, `exit`, `fdlimit`, `logging`, the parsing
@@ -36,6 +37,7 @@ pub mod ctl;
 pub mod exit;
 pub mod fdlimit;
 pub mod logging;
+pub mod output;
 #[cfg(unix)]
 pub mod run;
 pub mod spec;

@@ -164,6 +164,8 @@ log_events! {
     NotifyDroppedUnlogged = "notify_dropped_unlogged",
     /// Log lines were lost: stderr was not writable.
     LogLinesDropped = "log_lines_dropped",
+    /// Lines of worker output were lost: herd's stdout or stderr was not written fast enough.
+    WorkerOutputDropped = "worker_output_dropped",
 }
 
 #[cfg(test)]

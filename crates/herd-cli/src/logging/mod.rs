@@ -24,7 +24,7 @@ use tracing::level_filters::LevelFilter;
 use crate::cli::{LogFormat, LogLevel};
 
 pub use event::LogEvent;
-pub use sink::Sink;
+pub use sink::{Report, Sink};
 
 /// The most bytes of log lines waiting for stderr; more are dropped and counted.
 pub const QUEUE_BYTES: usize = 1 << 20;

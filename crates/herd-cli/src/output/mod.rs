@@ -1,0 +1,172 @@
+//! Worker output (`--worker-output prefix|json`): herd reads each worker's stdout and stderr
+//! through pipes and writes whole lines to its own, each saying which worker wrote it.
+//!
+//! Reading happens on a thread per stream, never on the supervisor's loop, and never waits
+//! for anyone: each line goes to a bounded, lossy queue in front of herd's stdout or stderr
+//! ([`crate::logging::Sink`], one writer per stream, so lines never interleave mid-line) and
+//! to a ring buffer of recent lines for `herd logs`. A worker that writes faster than herd's
+//! own output is read loses lines (counted, reported, in the metrics) instead of blocking;
+//! a line longer than [`MAX_LINE`] is cut into parts marked `split`; what a worker wrote just
+//! before it exited is read to the end.
+
+mod lines;
+mod reader;
+mod record;
+mod recent;
+
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::logging::{LogEvent, Sink};
+pub use record::{Record, Stream, Writer};
+use recent::Recent;
+
+/// The longest line passed on whole, in bytes; longer ones are cut into parts.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// The most bytes of lines waiting for each of herd's outputs; more are dropped and counted.
+const QUEUE_BYTES: usize = 4 << 20;
+
+/// What `herd logs` can show: the last lines, up to this many...
+const RECENT_LINES: usize = 10_000;
+/// ...and about this many bytes.
+const RECENT_BYTES: usize = 8 << 20;
+
+/// How many lines a `herd logs -f` client may fall behind before it misses some.
+const FOLLOW_BACKLOG: usize = 4096;
+
+/// How each line is written out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `[worker 2 pid 4242 gen 1] text`.
+    Prefix,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The worker output of one herd: where lines go and what is kept of them.
+pub struct Output {
+    format: Format,
+    stdout: Sink,
+    stderr: Sink,
+    recent: Mutex<Recent>,
+    followers: broadcast::Sender<Arc<Record>>,
+    /// Streams still being read.
+    readers: Mutex<usize>,
+    /// Signalled when a stream has been read to its end.
+    read_out: Condvar,
+}
+
+impl Output {
+    /// Starts the writers of herd's stdout and stderr.
+    pub fn start(format: Format) -> io::Result<Arc<Output>> {
+        let report = |stream: &'static str| -> crate::logging::Report {
+            Box::new(move |n: u64| {
+                tracing::warn!(
+                    event = LogEvent::WorkerOutputDropped.as_str(),
+                    lost = n,
+                    "{n} lines of worker output were lost: herd's {stream} was not written \
+                     as fast as the workers wrote (its reader is slow or gone, or its disk is full)"
+                );
+            })
+        };
+        Ok(Arc::new(Output {
+            format,
+            stdout: Sink::start(io::stdout(), QUEUE_BYTES, report("stdout"))?,
+            stderr: Sink::start(io::stderr(), QUEUE_BYTES, report("stderr"))?,
+            recent: Mutex::new(Recent::new(RECENT_LINES, RECENT_BYTES)),
+            followers: broadcast::channel(FOLLOW_BACKLOG).0,
+            readers: Mutex::new(0),
+            read_out: Condvar::new(),
+        }))
+    }
+
+    /// Reads `pipe` (a worker's `stream`) on a thread of its own until its end.
+    pub fn capture(
+        self: &Arc<Self>,
+        writer: Writer,
+        stream: Stream,
+        pipe: impl io::Read + Send + 'static,
+    ) -> io::Result<()> {
+        *self.lock_readers() += 1;
+        let output = Arc::clone(self);
+        let started = reader::start(writer, stream, pipe, move |record| output.take(record));
+        if started.is_err() {
+            self.reader_done();
+        }
+        started
+    }
+
+    /// Passes one line on, keeps it for `herd logs` and sends it to the followers.
+    fn take(&self, record: Option<Record>) {
+        let Some(record) = record else {
+            return self.reader_done();
+        };
+        let line = match self.format {
+            Format::Prefix => record.prefixed(),
+            Format::Json => record.json(),
+        };
+        match record.stream {
+            Stream::Stdout => self.stdout.push(line.as_bytes()),
+            Stream::Stderr => self.stderr.push(line.as_bytes()),
+        }
+        let record = Arc::new(record);
+        lock(&self.recent).push(Arc::clone(&record));
+        // No follower is no error.
+        let _ = self.followers.send(record);
+    }
+
+    /// The last `n` lines (all with `None`), of the worker in `slot` alone if given.
+    pub fn recent(&self, n: Option<usize>, slot: Option<usize>) -> Vec<Arc<Record>> {
+        lock(&self.recent).last(n, slot)
+    }
+
+    /// Every line from now on (a receiver that falls [`FOLLOW_BACKLOG`] lines behind learns
+    /// how many it missed).
+    pub fn follow(&self) -> broadcast::Receiver<Arc<Record>> {
+        self.followers.subscribe()
+    }
+
+    /// Lines lost so far: dropped in front of herd's stdout or stderr, or failed to write.
+    pub fn lost(&self) -> u64 {
+        self.stdout.lost() + self.stderr.lost()
+    }
+
+    /// Waits up to `timeout` for the streams to be read to their ends (the workers are gone)
+    /// and for their lines to be written: before herd exits.
+    pub fn finish(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut readers = self.lock_readers();
+        while *readers > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            readers = match self.read_out.wait_timeout(readers, left) {
+                Ok((readers, _)) => readers,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        drop(readers);
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.stdout.flush(left);
+        self.stderr.flush(left);
+    }
+
+    fn reader_done(&self) {
+        let mut readers = self.lock_readers();
+        *readers = readers.saturating_sub(1);
+        self.read_out.notify_all();
+    }
+
+    fn lock_readers(&self) -> MutexGuard<'_, usize> {
+        lock(&self.readers)
+    }
+}
+
+/// Nothing panics while these locks are held; if something did, what they guard is sound.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

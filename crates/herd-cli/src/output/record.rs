@@ -1,0 +1,137 @@
+//! One line a worker wrote, who wrote it, and how herd writes it out.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// Which of its outputs a worker wrote a line to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Its standard output.
+    Stdout,
+    /// Its standard error.
+    Stderr,
+}
+
+/// The worker a stream belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Writer {
+    /// Its slot in the pool.
+    pub slot: usize,
+    /// Its process id.
+    pub pid: u32,
+    /// Its generation.
+    pub generation: u64,
+}
+
+/// One line of a worker's output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Who wrote it.
+    pub writer: Writer,
+    /// Where it was written.
+    pub stream: Stream,
+    /// The text (invalid UTF-8 replaced), without its line ending.
+    pub text: String,
+    /// The line was cut: the next record of this stream goes on with it.
+    pub split: bool,
+    /// When herd read it.
+    pub time: SystemTime,
+}
+
+/// The JSON form of a record: one object per line.
+#[derive(Serialize)]
+struct Json<'a> {
+    time: String,
+    worker: usize,
+    pid: u32,
+    generation: u64,
+    stream: Stream,
+    line: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    split: bool,
+}
+
+impl Record {
+    /// `[worker 2 pid 4242 gen 1] text`, with `split` before `]` on a cut line. The text is
+    /// the worker's own, colours and all, as `inherit` would have shown it.
+    pub fn prefixed(&self) -> String {
+        let w = &self.writer;
+        let split = if self.split { " split" } else { "" };
+        format!(
+            "[worker {} pid {} gen {}{split}] {}\n",
+            w.slot,
+            w.pid,
+            w.generation,
+            self.text
+        )
+    }
+
+    /// One JSON object and a newline.
+    pub fn json(&self) -> String {
+        let w = &self.writer;
+        let json = Json {
+            time: humantime::format_rfc3339_millis(self.time).to_string(),
+            worker: w.slot,
+            pid: w.pid,
+            generation: w.generation,
+            stream: self.stream,
+            line: &self.text,
+            split: self.split,
+        };
+        let mut line = serde_json::to_string(&json).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+
+    /// The record's size in memory, roughly: what the ring buffer counts.
+    pub fn size(&self) -> usize {
+        std::mem::size_of::<Record>() + self.text.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(text: &str, split: bool) -> Record {
+        Record {
+            writer: Writer {
+                slot: 2,
+                pid: 4242,
+                generation: 1,
+            },
+            stream: Stream::Stderr,
+            text: text.to_string(),
+            split,
+            time: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn prefixed_says_who_wrote_the_line() {
+        assert_eq!(
+            record("hello", false).prefixed(),
+            "[worker 2 pid 4242 gen 1] hello\n"
+        );
+        assert_eq!(
+            record("part", true).prefixed(),
+            "[worker 2 pid 4242 gen 1 split] part\n"
+        );
+    }
+
+    #[test]
+    fn json_is_one_object_with_every_field() {
+        let line = record("say \"hi\"", true).json();
+        assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["worker"], 2);
+        assert_eq!(value["pid"], 4242);
+        assert_eq!(value["generation"], 1);
+        assert_eq!(value["stream"], "stderr");
+        assert_eq!(value["line"], "say \"hi\"");
+        assert_eq!(value["split"], true);
+        assert_eq!(value["time"], "1970-01-01T00:00:00.000Z");
+    }
+}
