@@ -292,6 +292,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub clear_env: bool,
 
+    /// What becomes of the workers' stdout and stderr: `inherit` (they write to herd's own),
+    /// `prefix` (herd reads them and writes whole lines, each as `[worker SLOT pid PID gen N]
+    /// LINE`) or `json` (one object per line: time, worker, pid, generation, stream, line).
+    /// With prefix and json, `herd logs` shows the recent lines.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = WorkerOutput::Inherit)]
+    pub worker_output: WorkerOutput,
+
     /// Serve Prometheus metrics at http://ADDR/metrics: HOST:PORT, :PORT or [V6ADDR]:PORT, as
     /// for --bind (e.g. 127.0.0.1:9100, localhost:9100, :9100).
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics)]
@@ -328,6 +335,17 @@ pub enum ReadyMode {
     Delay(Duration),
     /// When it sends READY=1.
     Notify,
+}
+
+/// What becomes of the workers' stdout and stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkerOutput {
+    /// They write to herd's own stdout and stderr.
+    Inherit,
+    /// herd passes each line on, prefixed with who wrote it.
+    Prefix,
+    /// herd passes each line on as one JSON object.
+    Json,
 }
 
 /// Log verbosity.

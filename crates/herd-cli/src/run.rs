@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use crate::cli::{Balance, RunArgs, Workers};
 use crate::command::WorkerCommand;
+use crate::output;
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
@@ -96,6 +97,7 @@ pub fn run(
         env!("CARGO_PKG_VERSION"),
     );
     let ran = runtime()?.block_on(supervisor.run(control, notify, takeover));
+    output::finish();
     close_shared_dir(&args, &control_path, private_dir);
     ran?;
     Ok(())
@@ -286,6 +288,7 @@ fn resume(
         supervisor.set_autoscale(Some((min, max)));
     }
     let ran = runtime()?.block_on(supervisor.run(control, notify, None));
+    output::finish();
     let private_dir = in_default_dir(&args, control_option, name, &control_path);
     close_shared_dir(&args, &control_path, private_dir);
     ran?;
@@ -318,9 +321,12 @@ fn prepare(
     }
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
-    let command =
+    let mut command =
         WorkerCommand::new(&args.command, &names, extra_env, options).map_err(Failure::Usage)?;
     command.program(0, 1).map_err(Failure::Usage)?;
+    if let Some(output) = output::start_for(args.worker_output)? {
+        command.capture_output(output);
+    }
     if workers > 0 {
         // A fresh start (a re-exec resumes running workers): meet now, once, whatever would
         // fail every worker (a limit, the user, the directory, the program as that user).

@@ -20,6 +20,7 @@ use herd_cli::control::pipe_name;
 use herd_cli::control::pipe_server::PipeServer;
 use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
+use herd_cli::output;
 use herd_cli::spec::{self, BindSpec};
 use herd_cli::supervisor::pool;
 use herd_cli::supervisor::Supervisor;
@@ -84,8 +85,9 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         _ => None,
     });
     let control = Control { server, moves_to };
-    runtime.block_on(supervisor.run(control, notify, takeover))?;
-    Ok(())
+    let ran = runtime.block_on(supervisor.run(control, notify, takeover));
+    output::finish();
+    Ok(ran?)
 }
 
 /// The control pipe this herd ends at, the one it creates first, and with `--takeover`, the
@@ -183,11 +185,15 @@ fn worker_command(args: &RunArgs, pipe: &str, notify: &str) -> Result<WorkerComm
         env.retain(|(k, _)| k != key);
         env.push((key.clone(), value.clone()));
     }
-    WorkerCommand::new(
+    let mut command = WorkerCommand::new(
         args.command.clone(),
         env,
         args.clear_env,
         args.chdir.clone(),
     )
-    .map_err(Failure::Usage)
+    .map_err(Failure::Usage)?;
+    if let Some(output) = output::start_for(args.worker_output)? {
+        command.capture_output(output);
+    }
+    Ok(command)
 }

@@ -19,10 +19,10 @@
 //! 4. `prctl(PR_SET_PDEATHSIG)` on Linux, then a check that the parent is still alive (if it
 //!    is not, `_exit(1)`, reporting nothing);
 //! 5. its own pid written, in decimal, into the `LISTEN_PID=` slot reserved in the environment;
-//! 6. the status pipe, the inherited fds and stdin duplicated above the target range
-//!    (`F_DUPFD_CLOEXEC`), so that no source is overwritten, then the fds moved to 3, 4, ...
-//!    and stdin onto fd 0 (`dup2`, which leaves them inheritable), and `FD_CLOEXEC` cleared on
-//!    0, 1 and 2 \[[`Stage::Fds`]\];
+//! 6. the status pipe, the inherited fds and the given standard streams duplicated above the
+//!    target range (`F_DUPFD_CLOEXEC`), so that no source is overwritten, then the fds moved
+//!    to 3, 4, ... and the streams onto fds 0, 1 and 2 (`dup2`, which leaves them
+//!    inheritable), and `FD_CLOEXEC` cleared on 0, 1 and 2 \[[`Stage::Fds`]\];
 //! 7. every fd above them marked close-on-exec: `close_range(CLOSE_RANGE_CLOEXEC)` on Linux
 //!    5.11 and later; where it fails (older kernels: `ENOSYS`, `EINVAL`) and on other systems,
 //!    `fcntl(F_SETFD)` on each number up to the limit computed before `fork`
@@ -54,6 +54,17 @@ mod report;
 use child::Child;
 use report::{read_report, ChildStep};
 pub use report::{SpawnError, Stage};
+
+/// The standard streams a child gets in place of its parent's: `None` keeps the parent's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stdio<'a> {
+    /// Its fd 0.
+    pub stdin: Option<BorrowedFd<'a>>,
+    /// Its fd 1.
+    pub stdout: Option<BorrowedFd<'a>>,
+    /// Its fd 2.
+    pub stderr: Option<BorrowedFd<'a>>,
+}
 
 const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 /// Room for the decimal digits of any pid plus the terminating NUL.
@@ -194,7 +205,21 @@ impl ExecPlan {
         fds: &[BorrowedFd<'_>],
         stdin: Option<BorrowedFd<'_>>,
     ) -> Result<u32, SpawnError> {
-        self.fork_exec(fds, stdin, false)
+        let stdio = Stdio {
+            stdin,
+            ..Stdio::default()
+        };
+        self.fork_exec(fds, &stdio, false)
+    }
+
+    /// [`spawn`](Self::spawn) with each standard stream given in `stdio` in its place (the
+    /// others are herd's own).
+    pub fn spawn_with(
+        &self,
+        fds: &[BorrowedFd<'_>],
+        stdio: &Stdio<'_>,
+    ) -> Result<u32, SpawnError> {
+        self.fork_exec(fds, stdio, false)
     }
 
     /// Checks the plan without running it: a child goes through every step a worker would
@@ -202,7 +227,7 @@ impl ExecPlan {
     /// the program is executable there (`access(X_OK)`, as that user), and exits. The error
     /// is the first step that failed, as [`spawn`](Self::spawn) would report it.
     pub fn probe(&self) -> Result<(), SpawnError> {
-        let pid = self.fork_exec(&[], None, true)?;
+        let pid = self.fork_exec(&[], &Stdio::default(), true)?;
         // The child exits by itself at once.
         let _ = wait_for(pid);
         Ok(())
@@ -211,7 +236,7 @@ impl ExecPlan {
     fn fork_exec(
         &self,
         fds: &[BorrowedFd<'_>],
-        stdin: Option<BorrowedFd<'_>>,
+        stdio: &Stdio<'_>,
         probe: bool,
     ) -> Result<u32, SpawnError> {
         // Everything the child touches is allocated here, before fork.
@@ -238,7 +263,8 @@ impl ExecPlan {
             pid_slot,
             sources: &sources,
             moved: moved.as_mut_ptr(),
-            stdin: stdin.map_or(-1, |fd| fd.as_raw_fd()),
+            stdio: [stdio.stdin, stdio.stdout, stdio.stderr]
+                .map(|fd| fd.map_or(-1, |fd| fd.as_raw_fd())),
             status: status_write.as_raw_fd(),
             new_process_group: self.new_process_group,
             death_signal: self.death_signal.map(Signal::number),

@@ -5,11 +5,14 @@ mod options;
 mod resolve;
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::io::BorrowedFd;
+use std::os::unix::io::{AsFd, BorrowedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use herd_sys::process::Signal;
-use herd_sys::spawn::{ExecPlan, SpawnError, Stage};
+use herd_sys::spawn::{ExecPlan, SpawnError, Stage, Stdio};
+
+use crate::output::{Output, Writer};
 
 pub use crate::template::ArgTemplate;
 pub use options::{credentials, working_dir};
@@ -37,6 +40,8 @@ pub struct WorkerCommand {
     path_var: Option<OsString>,
     fd_names: String,
     options: WorkerOptions,
+    /// Where the workers' stdout and stderr go, with `--worker-output prefix|json`.
+    output: Option<Arc<Output>>,
 }
 
 /// The process attributes workers get besides their command and environment.
@@ -153,6 +158,7 @@ impl WorkerCommand {
             path_var: std::env::var_os("PATH"),
             fd_names: names.join(":"),
             options,
+            output: None,
         })
     }
 
@@ -233,8 +239,35 @@ impl WorkerCommand {
         let plan = self
             .plan(&program, slot, generation, fds.len())
             .map_err(|e| fail(true, e.to_string()))?;
-        plan.spawn(fds, Some(stdin))
-            .map_err(|e| fail(e.stage() == Stage::Exec, self.describe(&program, &e)))
+        let Some(output) = &self.output else {
+            return plan
+                .spawn(fds, Some(stdin))
+                .map_err(|e| fail(e.stage() == Stage::Exec, self.describe(&program, &e)));
+        };
+        let pipes = || Ok::<_, std::io::Error>((std::io::pipe()?, std::io::pipe()?));
+        let ((out_read, out_write), (err_read, err_write)) = pipes()
+            .map_err(|e| fail(false, format!("cannot make the pipes for the worker's output: {e}")))?;
+        let stdio = Stdio {
+            stdin: Some(stdin),
+            stdout: Some(out_write.as_fd()),
+            stderr: Some(err_write.as_fd()),
+        };
+        let pid = plan
+            .spawn_with(fds, &stdio)
+            .map_err(|e| fail(e.stage() == Stage::Exec, self.describe(&program, &e)))?;
+        drop((out_write, err_write));
+        let writer = Writer {
+            slot,
+            pid,
+            generation,
+        };
+        output.capture_both(writer, out_read, err_read);
+        Ok(pid)
+    }
+
+    /// Reads the workers' stdout and stderr through `output`, from the next worker on.
+    pub fn capture_output(&mut self, output: Arc<Output>) {
+        self.output = Some(output);
     }
 
     fn plan(

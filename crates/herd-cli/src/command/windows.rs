@@ -6,9 +6,12 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use herd::windows::{Inherited, Shared};
+
+use crate::output::{Output, Writer};
 
 /// `CREATE_NEW_PROCESS_GROUP`: the worker leads a process group of its own, so that Ctrl-C
 /// can be sent to it alone.
@@ -26,6 +29,8 @@ pub struct WorkerCommand {
     env: Vec<(OsString, OsString)>,
     clear_env: bool,
     chdir: Option<PathBuf>,
+    /// Where the workers' stdout and stderr go, with `--worker-output prefix|json`.
+    output: Option<Arc<Output>>,
 }
 
 /// Why a worker could not be started.
@@ -57,6 +62,7 @@ impl WorkerCommand {
             env,
             clear_env,
             chdir,
+            output: None,
         })
     }
 
@@ -88,9 +94,29 @@ impl WorkerCommand {
         if let Some(dir) = &self.chdir {
             command.current_dir(dir);
         }
+        if self.output.is_some() {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
         let flags = CREATE_NEW_PROCESS_GROUP;
-        herd::windows::spawn_suspended(&mut command, flags, sockets, inherit, before_run)
-            .map_err(|e| self.start_error(&e))
+        let mut child =
+            herd::windows::spawn_suspended(&mut command, flags, sockets, inherit, before_run)
+                .map_err(|e| self.start_error(&e))?;
+        if let (Some(output), Some(stdout), Some(stderr)) =
+            (&self.output, child.stdout.take(), child.stderr.take())
+        {
+            let writer = Writer {
+                slot,
+                pid: child.id(),
+                generation,
+            };
+            output.capture_both(writer, stdout, stderr);
+        }
+        Ok(child)
+    }
+
+    /// Reads the workers' stdout and stderr through `output`, from the next worker on.
+    pub fn capture_output(&mut self, output: Arc<Output>) {
+        self.output = Some(output);
     }
 
     /// What went wrong starting the program, and whether retrying can help.

@@ -15,11 +15,13 @@ mod record;
 mod recent;
 
 use std::io;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::cli::WorkerOutput;
+use crate::exit::Failure;
 use crate::logging::{LogEvent, Sink};
 pub use record::{Record, Stream, Writer};
 use recent::Recent;
@@ -37,6 +39,9 @@ const RECENT_BYTES: usize = 8 << 20;
 
 /// How many lines a `herd logs -f` client may fall behind before it misses some.
 const FOLLOW_BACKLOG: usize = 4096;
+
+/// How long herd waits, when it exits, for its workers' last lines.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How each line is written out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +63,14 @@ pub struct Output {
     readers: Mutex<usize>,
     /// Signalled when a stream has been read to its end.
     read_out: Condvar,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Output {
@@ -98,6 +111,33 @@ impl Output {
             self.reader_done();
         }
         started
+    }
+
+    /// Reads a worker's `stdout` and `stderr` pipes. A stream no thread can read is closed
+    /// (the worker's writes to it fail) and said so in the log.
+    pub fn capture_both(
+        self: &Arc<Self>,
+        writer: Writer,
+        stdout: impl io::Read + Send + 'static,
+        stderr: impl io::Read + Send + 'static,
+    ) {
+        let streams = [
+            (Stream::Stdout, self.capture(writer, Stream::Stdout, stdout)),
+            (Stream::Stderr, self.capture(writer, Stream::Stderr, stderr)),
+        ];
+        for (stream, result) in streams {
+            if let Err(e) = result {
+                tracing::error!(
+                    event = LogEvent::WorkerOutputDropped.as_str(),
+                    worker = writer.slot,
+                    pid = writer.pid,
+                    "cannot read the {} of worker {} (pid {}): {e}; what it writes there is lost",
+                    stream.name(),
+                    writer.slot,
+                    writer.pid
+                );
+            }
+        }
     }
 
     /// Passes one line on, keeps it for `herd logs` and sends it to the followers.
@@ -164,6 +204,42 @@ impl Output {
     fn lock_readers(&self) -> MutexGuard<'_, usize> {
         lock(&self.readers)
     }
+}
+
+static CURRENT: OnceLock<Arc<Output>> = OnceLock::new();
+
+/// Starts herd's worker output in `format` (once: later calls get the first one).
+pub fn install(format: Format) -> io::Result<Arc<Output>> {
+    if let Some(output) = CURRENT.get() {
+        return Ok(Arc::clone(output));
+    }
+    let output = Output::start(format)?;
+    Ok(Arc::clone(CURRENT.get_or_init(|| output)))
+}
+
+/// Starts capturing the workers' output as `mode` asks (nothing for `inherit`).
+pub fn start_for(mode: WorkerOutput) -> Result<Option<Arc<Output>>, Failure> {
+    let format = match mode {
+        WorkerOutput::Inherit => return Ok(None),
+        WorkerOutput::Prefix => Format::Prefix,
+        WorkerOutput::Json => Format::Json,
+    };
+    install(format)
+        .map(Some)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start reading the workers' output: {e}")))
+}
+
+/// Gives the workers' last lines a bounded time to be read and written out: before herd
+/// exits.
+pub fn finish() {
+    if let Some(output) = current() {
+        output.finish(FINISH_TIMEOUT);
+    }
+}
+
+/// The worker output, if herd captures it (`--worker-output prefix|json`).
+pub fn current() -> Option<&'static Arc<Output>> {
+    CURRENT.get()
 }
 
 /// Nothing panics while these locks are held; if something did, what they guard is sound.

@@ -14,6 +14,16 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    /// `stdout` or `stderr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
 /// The worker a stream belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Writer {

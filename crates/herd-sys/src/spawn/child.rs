@@ -18,7 +18,8 @@ pub(super) struct Child<'a> {
     pub(super) pid_slot: *mut u8,
     pub(super) sources: &'a [RawFd],
     pub(super) moved: *mut RawFd,
-    pub(super) stdin: RawFd,
+    /// What becomes fds 0, 1 and 2 (-1: left as they are).
+    pub(super) stdio: [RawFd; 3],
     pub(super) status: RawFd,
     pub(super) new_process_group: bool,
     pub(super) death_signal: Option<libc::c_int>,
@@ -99,10 +100,11 @@ impl Child<'_> {
         let _ = (self.death_signal, self.parent);
     }
 
-    /// Places the sources at 3, 4, ... and stdin at 0, inheritable, and marks every fd above
-    /// them close-on-exec. Returns the status pipe's new number.
+    /// Places the sources at 3, 4, ... and the given standard streams at 0, 1 and 2,
+    /// inheritable, and marks every fd above them close-on-exec. Returns the status pipe's new
+    /// number.
     unsafe fn place_fds(&self) -> RawFd {
-        // Move the status pipe, stdin and every source above the target range 3..3+n first,
+        // Move the status pipe, the streams and every source above the target range 3..3+n first,
         // so that placing fd 3+i can never overwrite a source that is still needed.
         let first_free = 3 + self.sources.len() as libc::c_int;
         let status = libc::fcntl(self.status, libc::F_DUPFD_CLOEXEC, first_free);
@@ -116,13 +118,14 @@ impl Child<'_> {
             }
             *self.moved.add(i) = fd;
         }
-        let stdin = if self.stdin >= 0 {
-            libc::fcntl(self.stdin, libc::F_DUPFD_CLOEXEC, first_free)
-        } else {
-            -1
-        };
-        if self.stdin >= 0 && stdin < 0 {
-            fail(status, ChildStep::Fds, 0);
+        let mut stdio = [-1; 3];
+        for (moved, &src) in stdio.iter_mut().zip(self.stdio.iter()) {
+            if src >= 0 {
+                *moved = libc::fcntl(src, libc::F_DUPFD_CLOEXEC, first_free);
+                if *moved < 0 {
+                    fail(status, ChildStep::Fds, 0);
+                }
+            }
         }
         for i in 0..self.sources.len() {
             // dup2 leaves FD_CLOEXEC clear on the new fd: these are meant to be inherited.
@@ -130,8 +133,10 @@ impl Child<'_> {
                 fail(status, ChildStep::Fds, 0);
             }
         }
-        if stdin >= 0 && libc::dup2(stdin, 0) < 0 {
-            fail(status, ChildStep::Fds, 0);
+        for (target, &fd) in stdio.iter().enumerate() {
+            if fd >= 0 && libc::dup2(fd, target as libc::c_int) < 0 {
+                fail(status, ChildStep::Fds, 0);
+            }
         }
         for fd in 0..3 {
             let flags = libc::fcntl(fd, libc::F_GETFD);

@@ -1,5 +1,6 @@
 //! Spawning real children: what they see, and what the parent gets back.
 
+use std::os::unix::io::AsFd;
 use std::sync::atomic::Ordering;
 
 use super::*;
@@ -155,4 +156,29 @@ fn without_close_range_no_stray_fd_reaches_the_child() {
         "fd {} leaked",
         stray.as_raw_fd()
     );
+}
+
+#[test]
+fn child_writes_to_the_streams_it_was_given() {
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    for a in ["sh", "-c", "echo out; echo err >&2"] {
+        plan.arg(OsStr::new(a)).unwrap();
+    }
+    let (out_read, out_write) = cloexec_pipe().unwrap();
+    let (err_read, err_write) = cloexec_pipe().unwrap();
+    let stdio = Stdio {
+        stdin: None,
+        stdout: Some(out_write.as_fd()),
+        stderr: Some(err_write.as_fd()),
+    };
+    let pid = plan.spawn_with(&[], &stdio).unwrap();
+    drop((out_write, err_write));
+    assert!(wait_for(pid).unwrap().success());
+    let read = |fd: OwnedFd| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::fs::File::from(fd), &mut text).unwrap();
+        text
+    };
+    assert_eq!(read(out_read), "out\n");
+    assert_eq!(read(err_read), "err\n");
 }
