@@ -94,6 +94,31 @@ pub enum Command {
     /// by hand. It is listed in `herd status` and gets the stop signal when herd stops, but it
     /// is not restarted.
     Attach(AttachArgs),
+    /// Show the workers' recent output lines (herd keeps them with --worker-output prefix or
+    /// json), and with -f every new line as it comes, until Ctrl-C or herd stops.
+    Logs(LogsArgs),
+}
+
+/// `herd logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only the workers in this slot (each generation's).
+    #[arg(long, value_name = "SLOT", value_parser = parse_slot, allow_negative_numbers = true)]
+    pub worker: Option<usize>,
+
+    /// At most this many of the last lines [default: every line herd keeps, up to 10000].
+    #[arg(short = 'n', long, value_name = "LINES", allow_negative_numbers = true,
+          value_parser = |t: &str| parse_number::<u32>(t, 0, "--lines"))]
+    pub lines: Option<u32>,
+
+    /// Keep printing new lines as the workers write them.
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Print each line as a JSON object (time, worker, pid, generation, stream, line) instead
+    /// of `[worker SLOT pid PID gen N] LINE`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `herd attach`.

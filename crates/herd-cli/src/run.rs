@@ -9,11 +9,11 @@ use anyhow::Context;
 
 use crate::cli::{Balance, RunArgs, Workers};
 use crate::command::WorkerCommand;
-use crate::output;
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
+use crate::output;
 use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool;

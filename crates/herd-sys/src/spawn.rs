@@ -214,11 +214,7 @@ impl ExecPlan {
 
     /// [`spawn`](Self::spawn) with each standard stream given in `stdio` in its place (the
     /// others are herd's own).
-    pub fn spawn_with(
-        &self,
-        fds: &[BorrowedFd<'_>],
-        stdio: &Stdio<'_>,
-    ) -> Result<u32, SpawnError> {
+    pub fn spawn_with(&self, fds: &[BorrowedFd<'_>], stdio: &Stdio<'_>) -> Result<u32, SpawnError> {
         self.fork_exec(fds, stdio, false)
     }
 

@@ -245,8 +245,12 @@ impl WorkerCommand {
                 .map_err(|e| fail(e.stage() == Stage::Exec, self.describe(&program, &e)));
         };
         let pipes = || Ok::<_, std::io::Error>((std::io::pipe()?, std::io::pipe()?));
-        let ((out_read, out_write), (err_read, err_write)) = pipes()
-            .map_err(|e| fail(false, format!("cannot make the pipes for the worker's output: {e}")))?;
+        let ((out_read, out_write), (err_read, err_write)) = pipes().map_err(|e| {
+            fail(
+                false,
+                format!("cannot make the pipes for the worker's output: {e}"),
+            )
+        })?;
         let stdio = Stdio {
             stdin: Some(stdin),
             stdout: Some(out_write.as_fd()),

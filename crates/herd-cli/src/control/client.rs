@@ -160,32 +160,47 @@ impl Client {
         self.deadline = timeout.map(|t| (Instant::now() + t, t));
         let sent = self.stream.write_all(&encode_request(command));
         wait::wait(&self.stream, &self.path, timeout)?;
+        match self.read_line()? {
+            Some(line) => Ok(line),
+            None => Err(match sent {
+                Err(e) => ClientError::io(&self.path, "cannot send to", e),
+                Ok(()) => ClientError::Closed {
+                    path: self.path.clone(),
+                },
+            }),
+        }
+    }
+
+    /// The next line herd sends after an answer (`logs` with `follow`), waiting as long as it
+    /// takes; `None` once herd has closed the connection.
+    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        self.deadline = None;
+        (self.stream.set_read_timeout(None))
+            .map_err(|e| ClientError::io(&self.path, "cannot use", e))?;
+        self.read_line()
+    }
+
+    /// Reads up to the next line end (the rest, if the connection ends first); `None` if it
+    /// ended with nothing.
+    fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
         // What has been looked at for a line end: each byte once.
         let mut scanned = 0;
         loop {
             if let Some(at) = self.buffered[scanned..].iter().position(|&b| b == b'\n') {
                 let end = scanned + at;
                 let line: Vec<u8> = self.buffered.drain(..=end).collect();
-                return Ok(line[..end].to_vec());
+                return Ok(Some(line[..end].to_vec()));
             }
             scanned = self.buffered.len();
             if scanned > MAX_ANSWER {
                 return Err(too_long(&self.path, NO_LINE_END));
             }
-            match self.receive() {
-                Ok(true) => {}
-                Ok(false) if !self.buffered.is_empty() => {
-                    return Ok(std::mem::take(&mut self.buffered))
+            match self.receive()? {
+                true => {}
+                false if !self.buffered.is_empty() => {
+                    return Ok(Some(std::mem::take(&mut self.buffered)))
                 }
-                Ok(false) => {
-                    return Err(match sent {
-                        Err(e) => ClientError::io(&self.path, "cannot send to", e),
-                        Ok(()) => ClientError::Closed {
-                            path: self.path.clone(),
-                        },
-                    })
-                }
-                Err(e) => return Err(e),
+                false => return Ok(None),
             }
         }
     }

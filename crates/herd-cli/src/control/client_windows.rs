@@ -92,6 +92,23 @@ impl Client {
         decode_answer(&line, &self.path)
     }
 
+    /// The next line herd sends after an answer (`logs` with `follow`), waiting as long as it
+    /// takes; `None` once herd has closed the connection.
+    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.pipe.read_line(None, MAX_ANSWER) {
+            Ok(line) if line.is_empty() => Ok(None),
+            Ok(line) => Ok(Some(line)),
+            Err(ReadError::Io(e)) => Err(ClientError::io(&self.path, "no answer from", e)),
+            Err(_) => Err(ClientError::NotHerd {
+                path: self.path.clone(),
+                why: format!(
+                    "it sent more than {} MiB without a line end",
+                    MAX_ANSWER >> 20
+                ),
+            }),
+        }
+    }
+
     /// `sockets`: the listening sockets (only those named in `only`, if any), each rebuilt
     /// from the block herd made for this process; with `attach`, this process is registered
     /// as an attached worker. The answer must arrive within `timeout`.

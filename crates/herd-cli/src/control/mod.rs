@@ -7,6 +7,7 @@
 // The messages and the pipe's name: platform-neutral, built and tested on every platform.
 pub mod answer;
 pub mod lines;
+pub mod logs;
 pub mod name;
 mod named_twice;
 pub mod pipe_name;

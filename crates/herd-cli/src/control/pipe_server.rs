@@ -20,7 +20,8 @@ use tokio::net::windows::named_pipe::NamedPipeServer;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
-use super::protocol::{ErrorCode, Request, Response};
+use super::logs;
+use super::protocol::{Command, ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, ControlRequest, Peer};
 use super::retry::{AfterFailure, Retry};
@@ -157,6 +158,18 @@ where
             }
             Turn::Answer(response) => response.to_line(),
             Turn::Request(request) => {
+                if let Command::Logs {
+                    slot,
+                    lines,
+                    follow,
+                } = request.command
+                {
+                    logs::answer(&mut reader, &mut write, slot, lines, follow).await;
+                    match follow {
+                        true => return,
+                        false => continue,
+                    }
+                }
                 reply_line(handler(request, peer, written_rx).await, peer.pid)
             }
         };

@@ -83,11 +83,24 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         slot: Option<usize>,
     },
+    /// The workers' recent output lines (with `--worker-output prefix|json`); with `follow`,
+    /// the connection stays open and every new line follows as a [`LogFrame`].
+    Logs {
+        /// Only this slot's workers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slot: Option<usize>,
+        /// At most this many of the last lines (default: every line herd keeps).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lines: Option<usize>,
+        /// Keep sending new lines.
+        #[serde(default)]
+        follow: bool,
+    },
 }
 
 /// The names of the commands, for `unknown_command` errors.
 pub const COMMANDS: &[&str] = &[
-    "status", "scale", "upgrade", "stop", "sockets", "signal", "reexec",
+    "status", "scale", "upgrade", "stop", "sockets", "signal", "reexec", "logs",
 ];
 
 /// The arguments each command takes (besides `version` and `command`).
@@ -98,6 +111,7 @@ fn arguments(command: &str) -> &'static [&'static str] {
         "stop" => &["grace_ms", "fast", "takeover"],
         "signal" => &["signal", "slot"],
         "sockets" => &["only", "attach"],
+        "logs" => &["slot", "lines", "follow"],
         _ => &[],
     }
 }
@@ -174,11 +188,14 @@ pub enum ErrorCode {
     ReexecCheckFailed,
     /// Something failed inside herd.
     Internal,
+    /// What was asked needs an option herd was not started with (`logs` without
+    /// `--worker-output prefix|json`).
+    Unavailable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the documentation.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::PermissionDenied,
         ErrorCode::BadRequest,
         ErrorCode::RequestTooLarge,
@@ -191,6 +208,7 @@ impl ErrorCode {
         ErrorCode::IdleTimeout,
         ErrorCode::ReexecCheckFailed,
         ErrorCode::Internal,
+        ErrorCode::Unavailable,
     ];
 
     /// The code as the wire writes it (`invalid_argument`).
@@ -208,6 +226,7 @@ impl ErrorCode {
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::ReexecCheckFailed => "reexec_check_failed",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

@@ -107,6 +107,8 @@ pub enum CommandResult {
     Reexec(ReexecResult),
     /// `sockets`.
     Sockets(SocketsResult),
+    /// `logs`.
+    Logs(LogsResult),
 }
 
 macro_rules! from_result {
@@ -125,8 +127,51 @@ from_result!(
     Stop(StopResult),
     Signal(SignalResult),
     Reexec(ReexecResult),
-    Sockets(SocketsResult)
+    Sockets(SocketsResult),
+    Logs(LogsResult)
 );
+
+/// The result of `logs`: the recent lines, oldest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsResult {
+    /// The lines.
+    pub lines: Vec<LogLine>,
+}
+
+/// One line a worker wrote, as `--worker-output json` writes it and `logs` sends it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// When herd read it (RFC 3339, UTC, milliseconds).
+    pub time: String,
+    /// The worker's slot.
+    pub worker: usize,
+    /// The worker's pid.
+    pub pid: u32,
+    /// The worker's generation.
+    pub generation: u64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The text, without its line ending.
+    pub line: String,
+    /// The line was longer than herd passes on whole: the next line of this stream goes on
+    /// with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub split: bool,
+}
+
+/// What follows a `logs` answer with `follow`: one new line, or how many were missed because
+/// the client read too slowly.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFrame {
+    /// The protocol version.
+    pub version: u32,
+    /// A new line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<LogLine>,
+    /// This many lines were not sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missed: Option<u64>,
+}
 
 impl From<Status> for CommandResult {
     fn from(status: Status) -> CommandResult {

@@ -18,6 +18,7 @@ use crate::supervisor::notify::RateLimit;
 
 pub use super::lines::IDLE_TIMEOUT;
 use super::lines::{next_turn, Turn};
+use super::logs;
 use super::protocol::{Command, ErrorCode, FdBatch, Response, VERSION};
 pub use super::reply::Reply;
 use super::request::forward;
@@ -207,6 +208,18 @@ async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<Contro
             }
             Turn::Answer(response) => Reply::from(response),
             Turn::Request(request) => {
+                if let Command::Logs {
+                    slot,
+                    lines,
+                    follow,
+                } = request.command
+                {
+                    logs::answer(&mut reader, &mut write, slot, lines, follow).await;
+                    match follow {
+                        true => return,
+                        false => continue,
+                    }
+                }
                 let connection = match request.command {
                     Command::Reexec | Command::Sockets { attach: true, .. } => {
                         write.as_ref().as_fd().try_clone_to_owned().ok()

@@ -3,6 +3,7 @@
 //! `attach` runs a command with the herd's sockets. What a command sends and prints is the same
 //! on every platform ([`ask`]); how the herd is reached is each platform's (`run`).
 
+mod logs;
 mod table;
 #[cfg(unix)]
 mod unix;
@@ -92,6 +93,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
                 result.pid
             ))
         }
+        cli::Command::Logs(args) => logs::show(&args, connect),
         cli::Command::Signal(args) => {
             let WireSignal { wire, shown } = wire_signal(&args)?;
             let command = Command::Signal {

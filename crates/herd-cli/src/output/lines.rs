@@ -92,17 +92,26 @@ mod tests {
 
     #[test]
     fn a_line_is_emitted_when_its_newline_comes() {
-        assert_eq!(lines(100, &[b"ab", b"c\nde", b"f\n"]), [whole("abc"), whole("def")]);
+        assert_eq!(
+            lines(100, &[b"ab", b"c\nde", b"f\n"]),
+            [whole("abc"), whole("def")]
+        );
     }
 
     #[test]
     fn crlf_and_empty_lines_are_kept_as_lines() {
-        assert_eq!(lines(100, &[b"a\r\n\n\r\n"]), [whole("a"), whole(""), whole("")]);
+        assert_eq!(
+            lines(100, &[b"a\r\n\n\r\n"]),
+            [whole("a"), whole(""), whole("")]
+        );
     }
 
     #[test]
     fn a_last_line_without_a_newline_is_not_lost() {
-        assert_eq!(lines(100, &[b"done\npartial"]), [whole("done"), whole("partial")]);
+        assert_eq!(
+            lines(100, &[b"done\npartial"]),
+            [whole("done"), whole("partial")]
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@
 
 mod lines;
 mod reader;
-mod record;
 mod recent;
+mod record;
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -23,8 +23,8 @@ use tokio::sync::broadcast;
 use crate::cli::WorkerOutput;
 use crate::exit::Failure;
 use crate::logging::{LogEvent, Sink};
-pub use record::{Record, Stream, Writer};
 use recent::Recent;
+pub use record::{prefixed, Record, Stream, Writer};
 
 /// The longest line passed on whole, in bytes; longer ones are cut into parts.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -154,8 +154,10 @@ impl Output {
             Stream::Stderr => self.stderr.push(line.as_bytes()),
         }
         let record = Arc::new(record);
-        lock(&self.recent).push(Arc::clone(&record));
-        // No follower is no error.
+        let mut recent = lock(&self.recent);
+        recent.push(Arc::clone(&record));
+        // Sent with the lock held, so that a new follower sees each line once
+        // ([`Output::recent_and_follow`]). No follower is no error.
         let _ = self.followers.send(record);
     }
 
@@ -164,10 +166,16 @@ impl Output {
         lock(&self.recent).last(n, slot)
     }
 
-    /// Every line from now on (a receiver that falls [`FOLLOW_BACKLOG`] lines behind learns
-    /// how many it missed).
-    pub fn follow(&self) -> broadcast::Receiver<Arc<Record>> {
-        self.followers.subscribe()
+    /// [`recent`](Self::recent), and every line after those (of every worker: filter them),
+    /// none twice and none missed; a receiver that falls [`FOLLOW_BACKLOG`] lines behind
+    /// learns how many it missed.
+    pub fn recent_and_follow(
+        &self,
+        n: Option<usize>,
+        slot: Option<usize>,
+    ) -> (Vec<Arc<Record>>, broadcast::Receiver<Arc<Record>>) {
+        let recent = lock(&self.recent);
+        (recent.last(n, slot), self.followers.subscribe())
     }
 
     /// Lines lost so far: dropped in front of herd's stdout or stderr, or failed to write.
@@ -224,9 +232,11 @@ pub fn start_for(mode: WorkerOutput) -> Result<Option<Arc<Output>>, Failure> {
         WorkerOutput::Prefix => Format::Prefix,
         WorkerOutput::Json => Format::Json,
     };
-    install(format)
-        .map(Some)
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot start reading the workers' output: {e}")))
+    install(format).map(Some).map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot start reading the workers' output: {e}"
+        ))
+    })
 }
 
 /// Gives the workers' last lines a bounded time to be read and written out: before herd

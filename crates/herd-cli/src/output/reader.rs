@@ -76,6 +76,9 @@ mod tests {
         let texts: Vec<_> = got.iter().flatten().map(|r| r.text.as_str()).collect();
         assert_eq!(texts, ["one", "two", "three"]);
         assert!(got.last().unwrap().is_none());
-        assert!(got.iter().flatten().all(|r| r.writer == writer && r.stream == Stream::Stderr));
+        assert!(got
+            .iter()
+            .flatten()
+            .all(|r| r.writer == writer && r.stream == Stream::Stderr));
     }
 }

@@ -2,11 +2,10 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use crate::control::results::LogLine;
 
 /// Which of its outputs a worker wrote a line to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
     /// Its standard output.
     Stdout,
@@ -50,55 +49,47 @@ pub struct Record {
     pub time: SystemTime,
 }
 
-/// The JSON form of a record: one object per line.
-#[derive(Serialize)]
-struct Json<'a> {
-    time: String,
-    worker: usize,
-    pid: u32,
-    generation: u64,
-    stream: Stream,
-    line: &'a str,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    split: bool,
-}
-
 impl Record {
     /// `[worker 2 pid 4242 gen 1] text`, with `split` before `]` on a cut line. The text is
     /// the worker's own, colours and all, as `inherit` would have shown it.
     pub fn prefixed(&self) -> String {
-        let w = &self.writer;
-        let split = if self.split { " split" } else { "" };
-        format!(
-            "[worker {} pid {} gen {}{split}] {}\n",
-            w.slot,
-            w.pid,
-            w.generation,
-            self.text
-        )
+        prefixed(&self.writer, self.split, &self.text)
     }
 
     /// One JSON object and a newline.
     pub fn json(&self) -> String {
+        let mut line = serde_json::to_string(&self.to_log_line()).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+
+    /// The record as the control protocol sends it.
+    pub fn to_log_line(&self) -> LogLine {
         let w = &self.writer;
-        let json = Json {
+        LogLine {
             time: humantime::format_rfc3339_millis(self.time).to_string(),
             worker: w.slot,
             pid: w.pid,
             generation: w.generation,
-            stream: self.stream,
-            line: &self.text,
+            stream: self.stream.name().to_string(),
+            line: self.text.clone(),
             split: self.split,
-        };
-        let mut line = serde_json::to_string(&json).unwrap_or_default();
-        line.push('\n');
-        line
+        }
     }
 
     /// The record's size in memory, roughly: what the ring buffer counts.
     pub fn size(&self) -> usize {
         std::mem::size_of::<Record>() + self.text.len()
     }
+}
+
+/// `[worker 2 pid 4242 gen 1] text` and a newline, with `split` before `]` on a cut line.
+pub fn prefixed(writer: &Writer, split: bool, text: &str) -> String {
+    let split = if split { " split" } else { "" };
+    format!(
+        "[worker {} pid {} gen {}{split}] {text}\n",
+        writer.slot, writer.pid, writer.generation
+    )
 }
 
 #[cfg(test)]

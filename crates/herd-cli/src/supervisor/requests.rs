@@ -64,6 +64,11 @@ impl Supervisor {
                 return;
             }
             Command::Signal { signal, slot } => self.signal_request(&signal, slot),
+            // The control server answers it, off the loop (control::logs).
+            Command::Logs { .. } => Response::error(
+                ErrorCode::Internal,
+                "logs is answered by the control server, not the supervisor",
+            ),
         };
         let answer = Answer::new(client, response);
         self.effects.execute([Effect::Answer(answer)]);
