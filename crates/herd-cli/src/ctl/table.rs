@@ -51,6 +51,14 @@ fn header(out: &mut String, status: &Status) {
             status.log_lines_dropped
         );
     }
+    if status.worker_output_lines_dropped > 0 {
+        let _ = writeln!(
+            out,
+            "workers' output: {} lines lost (herd's stdout or stderr was not written as fast as \
+             the workers wrote)",
+            status.worker_output_lines_dropped
+        );
+    }
 }
 
 /// One row per process: workers, slots waiting for a restart, attached processes, and

@@ -43,6 +43,16 @@ const FOLLOW_BACKLOG: usize = 4096;
 /// How long herd waits, when it exits, for its workers' last lines.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How often lost lines are reported, at most.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The losses [`Output::report_losses`] has reported: how many, and when last.
+#[derive(Default)]
+struct Reported {
+    lost: u64,
+    at: Option<Instant>,
+}
+
 /// How each line is written out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -59,6 +69,8 @@ pub struct Output {
     stderr: Sink,
     recent: Mutex<Recent>,
     followers: broadcast::Sender<Arc<Record>>,
+    /// The losses reported so far.
+    reported: Mutex<Reported>,
     /// Streams still being read.
     readers: Mutex<usize>,
     /// Signalled when a stream has been read to its end.
@@ -76,20 +88,14 @@ impl std::fmt::Debug for Output {
 impl Output {
     /// Starts the writers of herd's stdout and stderr.
     pub fn start(format: Format) -> io::Result<Arc<Output>> {
-        let report = |stream: &'static str| -> crate::logging::Report {
-            Box::new(move |n: u64| {
-                tracing::warn!(
-                    event = LogEvent::WorkerOutputDropped.as_str(),
-                    lost = n,
-                    "{n} lines of worker output were lost: herd's {stream} was not written \
-                     as fast as the workers wrote (its reader is slow or gone, or its disk is full)"
-                );
-            })
-        };
+        // Losses are reported by [`Output::take`], once per interval, even while the
+        // writer is stuck.
+        let report = || -> crate::logging::Report { Box::new(|_| {}) };
         Ok(Arc::new(Output {
             format,
-            stdout: Sink::start(io::stdout(), QUEUE_BYTES, report("stdout"))?,
-            stderr: Sink::start(io::stderr(), QUEUE_BYTES, report("stderr"))?,
+            stdout: Sink::start(io::stdout(), QUEUE_BYTES, report())?,
+            stderr: Sink::start(io::stderr(), QUEUE_BYTES, report())?,
+            reported: Mutex::new(Reported::default()),
             recent: Mutex::new(Recent::new(RECENT_LINES, RECENT_BYTES)),
             followers: broadcast::channel(FOLLOW_BACKLOG).0,
             readers: Mutex::new(0),
@@ -153,12 +159,38 @@ impl Output {
             Stream::Stdout => self.stdout.push(line.as_bytes()),
             Stream::Stderr => self.stderr.push(line.as_bytes()),
         }
+        self.report_losses();
         let record = Arc::new(record);
         let mut recent = lock(&self.recent);
         recent.push(Arc::clone(&record));
         // Sent with the lock held, so that a new follower sees each line once
         // ([`Output::recent_and_follow`]). No follower is no error.
         let _ = self.followers.send(record);
+    }
+
+    /// Says in the log how many lines were lost since the last report, at most once per
+    /// [`REPORT_EVERY`].
+    fn report_losses(&self) {
+        let lost = self.lost();
+        let mut reported = lock(&self.reported);
+        let now = Instant::now();
+        if lost == reported.lost || reported.at.is_some_and(|at| now < at + REPORT_EVERY) {
+            return;
+        }
+        let n = lost - reported.lost;
+        *reported = Reported {
+            lost,
+            at: Some(now),
+        };
+        drop(reported);
+        tracing::warn!(
+            event = LogEvent::WorkerOutputDropped.as_str(),
+            lost = n,
+            total = lost,
+            "{n} lines of worker output were lost ({lost} in all): herd's stdout or stderr is \
+             not written as fast as the workers write (its reader is slow or gone, or its disk \
+             is full); the workers are not slowed down"
+        );
     }
 
     /// The last `n` lines (all with `None`), of the worker in `slot` alone if given.
@@ -245,6 +277,11 @@ pub fn finish() {
     if let Some(output) = current() {
         output.finish(FINISH_TIMEOUT);
     }
+}
+
+/// Lines of worker output lost so far (0 when herd does not capture it).
+pub fn lines_dropped() -> u64 {
+    current().map_or(0, |output| output.lost())
 }
 
 /// The worker output, if herd captures it (`--worker-output prefix|json`).

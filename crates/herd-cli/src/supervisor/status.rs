@@ -54,6 +54,10 @@ pub struct Status {
     /// herd's own log lines lost because its stderr was closed, full or not read.
     #[serde(default)]
     pub log_lines_dropped: u64,
+    /// Lines of worker output (`--worker-output prefix|json`) lost because herd's stdout or
+    /// stderr was not written as fast as the workers wrote.
+    #[serde(default)]
+    pub worker_output_lines_dropped: u64,
     /// Exited workers whose process groups still have processes, which herd is stopping.
     #[serde(default)]
     pub leftovers: Vec<LeftoverStatus>,
@@ -232,6 +236,7 @@ pub fn snapshot(
         attached,
         autoscale: None,
         log_lines_dropped: crate::logging::lines_dropped(),
+        worker_output_lines_dropped: crate::output::lines_dropped(),
         leftovers: Vec::new(),
     }
 }

@@ -33,3 +33,4 @@ mod takeover;
 mod takeover_files;
 mod takeover_stuck;
 mod util;
+mod worker_output;

@@ -156,6 +156,14 @@ fn register_resources(registry: &mut Registry, snapshot: &Snapshot) {
         "herd's own log lines lost because its stderr was closed, full or not read",
         log_lost,
     );
+    let output_lost: Counter = Counter::default();
+    output_lost.inc_by(crate::output::lines_dropped());
+    registry.register(
+        "herd_worker_output_lines_dropped",
+        "lines of worker output (--worker-output prefix|json) lost because herd's stdout or \
+         stderr was not written as fast as the workers wrote",
+        output_lost,
+    );
 }
 
 /// The standard `process_*` metrics, for herd itself.

@@ -47,6 +47,14 @@ impl Herd {
         Herd::spawn(cmd, tempfile::tempdir().unwrap())
     }
 
+    /// Starts `herd --log-format json ARGS...` with `stdout` as its standard output (else it
+    /// writes to nowhere).
+    pub fn start_with_stdout(args: &[&str], stdout: Stdio) -> Herd {
+        let mut cmd = herd_json();
+        cmd.args(args);
+        Herd::spawn_to(cmd, tempfile::tempdir().unwrap(), stdout)
+    }
+
     /// Starts `program` (herd itself, a copy, or a program that execs it such as `prlimit`)
     /// with `--log-format json ARGS...` after its own arguments.
     pub fn start_via(mut program: Command, args: &[&str]) -> Herd {
@@ -85,14 +93,16 @@ impl Herd {
         serde_json::from_str(&stdout).unwrap()
     }
 
-    fn spawn(mut cmd: Command, dir: tempfile::TempDir) -> Herd {
+    fn spawn(cmd: Command, dir: tempfile::TempDir) -> Herd {
+        Herd::spawn_to(cmd, dir, Stdio::null())
+    }
+
+    fn spawn_to(mut cmd: Command, dir: tempfile::TempDir, stdout: Stdio) -> Herd {
         // A private control socket, unless the test chose the environment itself.
         if !cmd.get_envs().any(|(key, _)| key == "HERD_CONTROL") {
             cmd.env("HERD_CONTROL", dir.path().join("control.sock"));
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
         // A binary the test just wrote can be "busy" for an instant: another test thread's
         // child may hold the write fd between its fork and exec (a known Unix race).
         let mut tries = 0;
