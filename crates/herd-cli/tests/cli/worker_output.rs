@@ -55,11 +55,7 @@ fn prefix_says_which_worker_wrote_each_line() {
 
 #[test]
 fn json_writes_one_object_per_line_with_every_field() {
-    let herd = herd_running(
-        "json",
-        "1",
-        r#"echo "say \"hi\"" >&2; exec sleep 1000"#,
-    );
+    let herd = herd_running("json", "1", r#"echo "say \"hi\"" >&2; exec sleep 1000"#);
     let pid = herd.started(1)[0].1;
     let line = herd.wait_event("the worker's line as JSON", |e| e["line"] == "say \"hi\"");
     assert_eq!(line["worker"], 0);
@@ -103,7 +99,12 @@ import time; time.sleep(1000)'"#,
         if body.starts_with("done") {
             continue;
         }
-        let slot: usize = tag["[worker ".len()..].split(' ').next().unwrap().parse().unwrap();
+        let slot: usize = tag["[worker ".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let digit = char::from(b'0' + slot as u8);
         assert!(
             body.chars().all(|c| c == digit),
@@ -117,7 +118,11 @@ import time; time.sleep(1000)'"#,
         }
     }
     assert_eq!(whole, [30, 30], "every line's last part, per worker");
-    assert_eq!(parts, 2 * 30 * 2, "40 000 bytes are 3 parts: 2 marked split");
+    assert_eq!(
+        parts,
+        2 * 30 * 2,
+        "40 000 bytes are 3 parts: 2 marked split"
+    );
 }
 
 #[test]
@@ -198,11 +203,17 @@ fn logs_follow_prints_new_lines_until_herd_stops() {
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
     let second = herd.started(2)[1].1;
     let line = out.next().unwrap().unwrap();
-    assert_eq!(line, format!("[worker 0 pid {second} gen 1] start {second}"));
+    assert_eq!(
+        line,
+        format!("[worker 0 pid {second} gen 1] start {second}")
+    );
     let (code, _, _) = herd.ctl(&["stop"]);
     assert_eq!(code, 0);
     let status = wait_child(&mut follow, TIMEOUT, libc::SIGKILL).unwrap();
-    assert!(status.success(), "herd logs -f ends when herd stops: {status}");
+    assert!(
+        status.success(),
+        "herd logs -f ends when herd stops: {status}"
+    );
 }
 
 #[test]

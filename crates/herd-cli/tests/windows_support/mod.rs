@@ -127,6 +127,13 @@ impl Herd {
         }
     }
 
+    /// The next JSON line herd wrote to stderr (a log event or, with `--worker-output json`,
+    /// a worker's line), or `None` if none came before `deadline`.
+    pub fn next_line(&self, deadline: Instant) -> Option<Value> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.events.recv_timeout(left).ok()
+    }
+
     /// The next log lines whose events are `names`, in whatever order they come.
     pub fn wait_for_each(&self, names: &[&str]) {
         let deadline = Instant::now() + TIMEOUT;

@@ -102,7 +102,9 @@ impl Herd {
         if !cmd.get_envs().any(|(key, _)| key == "HERD_CONTROL") {
             cmd.env("HERD_CONTROL", dir.path().join("control.sock"));
         }
-        cmd.stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped());
+        cmd.stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(Stdio::piped());
         // A binary the test just wrote can be "busy" for an instant: another test thread's
         // child may hold the write fd between its fork and exec (a known Unix race).
         let mut tries = 0;
