@@ -113,7 +113,7 @@ fn canned(command: protocol::Command, socket: Option<OwnedSocket>) -> Reply {
                 fds: socket.into_iter().collect(),
             };
         }
-        C::Reexec => Response::error(protocol::ErrorCode::Internal, "no"),
+        C::Reexec | C::Logs { .. } => Response::error(protocol::ErrorCode::Internal, "no"),
     };
     Reply::from(response)
 }

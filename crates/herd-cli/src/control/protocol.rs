@@ -188,8 +188,8 @@ pub enum ErrorCode {
     ReexecCheckFailed,
     /// Something failed inside herd.
     Internal,
-    /// What was asked needs an option herd was not started with (`logs` without
-    /// `--worker-output prefix|json`).
+    /// What was asked is not available with the options herd runs with (`logs` without
+    /// `--worker-output prefix|json`, `reexec` with it).
     Unavailable,
 }
 

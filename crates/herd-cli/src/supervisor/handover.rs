@@ -92,6 +92,15 @@ impl Supervisor {
     /// The pool's state at `epoch` to hand to the new program, or why herd cannot re-execute
     /// now.
     pub(super) fn reexec_export(&self, epoch: Epoch) -> Result<PoolState, (ErrorCode, String)> {
+        if crate::output::current().is_some() {
+            return Err((
+                ErrorCode::Unavailable,
+                "herd reexec cannot hand the pipes of the workers' output (--worker-output) to \
+                 the new binary yet; replace herd with `herd run --takeover` instead, which \
+                 keeps every connection too"
+                    .to_string(),
+            ));
+        }
         let pool = self.pool.export(epoch);
         // Draining reuseport slots is pool state now, handed over with the pool.
         match self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {

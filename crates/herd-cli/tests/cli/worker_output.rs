@@ -224,3 +224,16 @@ fn logs_without_captured_output_says_how_to_get_it() {
     assert!(stderr.contains("--worker-output prefix"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn reexec_is_refused_while_the_output_is_captured_and_herd_serves_on() {
+    // The output pipes cannot cross the exec yet: closing them would kill the workers that
+    // write (SIGPIPE). herd refuses, in one line, and keeps its workers.
+    let herd = herd_running("prefix", "1", r#"echo up; exec sleep 1000"#);
+    let pid = herd.started(1)[0].1;
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--takeover"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(worker_pids(&herd.status()), [pid]);
+}
