@@ -156,3 +156,37 @@ fn more_accounts_may_be_let_in_on_the_control_pipe() {
         "--control-allow-user no-such-account-herd: no such account",
     );
 }
+
+/// Two `herd stop --fast` at once against a herd that stops in milliseconds: a client that
+/// reached herd says it stopped (also when herd exited before answering it), one that came
+/// too late says that no herd runs (exit 1); never another error.
+#[test]
+fn two_stops_at_once_each_report_the_stop_or_no_herd() {
+    let herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    let stop = || {
+        Command::new(windows_support::HERD)
+            .args(["--name", &herd.name, "stop", "--fast"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (stop(), stop());
+    let mut stopped = 0;
+    for out in [first.wait_with_output(), second.wait_with_output()] {
+        let out = out.unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        match out.status.code() {
+            Some(0) if stdout == "stopped\n" => stopped += 1,
+            Some(1) if stderr.contains(&format!("no herd named {} is running", herd.name)) => {}
+            other => panic!("{other:?}: {stdout} {stderr}"),
+        }
+    }
+    assert!(stopped >= 1, "no client reported the stop");
+    herd.stop_waited();
+}

@@ -468,3 +468,16 @@ fn a_takeover_refuses_a_herd_whose_status_names_another_process() {
         "it went on after the status"
     );
 }
+
+/// A herd that exits (another client's stop) after taking this client's stop request, before
+/// answering it: `herd stop` reports the stop, as it would have been answered.
+#[test]
+fn a_stop_taken_and_unanswered_because_herd_exited_reports_the_stop() {
+    let pipe = unique_pipe("stopped-unanswered");
+    let server = raw_server(&pipe, Vec::new());
+    let out = herd(&["--control", &pipe, "stop"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "stopped\n");
+    server.join().unwrap();
+}

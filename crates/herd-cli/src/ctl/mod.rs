@@ -82,7 +82,8 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
                 fast: args.fast,
                 takeover: false,
             };
-            let _: StopResult = call(connect, command, None)?;
+            let answer = connect().and_then(|mut client| client.call(command, None));
+            stop_reported(answer)?;
             print("stopped\n")
         }
         cli::Command::Reexec => {
@@ -115,6 +116,17 @@ fn call<R: DeserializeOwned>(
     connect()
         .and_then(|mut client| client.call(command, timeout))
         .map_err(failure)
+}
+
+/// Whether `herd stop` may say that herd stopped. herd answers a stop once every worker is
+/// gone, but when two clients stop it at once it may exit before answering the second: one
+/// that sent its request and then saw herd close the connection without an answer reports the
+/// stop too. A client that found no herd at all says so.
+fn stop_reported(answer: Result<StopResult, ClientError>) -> Result<(), Failure> {
+    match answer {
+        Ok(_) | Err(ClientError::Closed { .. }) => Ok(()),
+        Err(e) => Err(failure(e)),
+    }
 }
 
 /// `herd scale`.
@@ -196,6 +208,19 @@ mod tests {
             Failure::Runtime(e) => e.to_string(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_stop_answered_by_a_closed_connection_is_reported() {
+        let path = std::path::PathBuf::from("/h.sock");
+        assert!(stop_reported(Ok(StopResult { stopped: true })).is_ok());
+        assert!(stop_reported(Err(ClientError::Closed { path: path.clone() })).is_ok());
+        let none = ClientError::NotRunning {
+            path,
+            why: crate::control::answer::Vacancy::NoSocket,
+            herd: None,
+        };
+        assert!(matches!(stop_reported(Err(none)), Err(Failure::Runtime(_))));
     }
 
     #[test]
