@@ -19,6 +19,16 @@ use crate::logging::LogEvent;
 /// The longest message taken; longer ones are dropped (systemd uses the same limit).
 const MAX_MESSAGE: usize = 4096;
 
+/// Why a message from a process that is no worker is dropped. On Unix a worker's descendant
+/// may speak for it (`systemd-notify` run by a script: its parent chain is walked).
+#[cfg(unix)]
+const NOT_A_WORKER: &str = "is not a worker nor a descendant of one";
+/// Why a message from a process that is no worker is dropped. Windows keeps no parent chain
+/// herd can trust (a parent's pid may be reused), so only a worker's own process is heard.
+#[cfg(windows)]
+const NOT_A_WORKER: &str =
+    "is not a worker (on Windows only a worker's own process is heard, not what it starts)";
+
 impl Supervisor {
     /// Reads the datagrams waiting on the notify socket.
     #[cfg(unix)]
@@ -61,7 +71,7 @@ impl Supervisor {
         let why = match sender {
             _ if cut => format!("longer than {MAX_MESSAGE} bytes"),
             None => "the sender's pid is unknown".to_string(),
-            Some((sender, None)) => format!("pid {sender} is not a worker nor a descendant of one"),
+            Some((sender, None)) => format!("pid {sender} {NOT_A_WORKER}"),
             Some((sender, Some(pid))) => match NotifyMessage::parse(message) {
                 Some(message) => {
                     if message.stopping {
@@ -86,5 +96,20 @@ impl Supervisor {
                 "notify socket: dropped a message: {why}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NOT_A_WORKER;
+
+    #[test]
+    fn a_dropped_senders_reason_is_true_on_this_platform() {
+        // Windows cannot tell a worker's descendants: it must not claim to have looked.
+        assert_eq!(
+            NOT_A_WORKER.contains("descendant"),
+            cfg!(unix),
+            "{NOT_A_WORKER}"
+        );
     }
 }
