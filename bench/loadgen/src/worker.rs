@@ -25,6 +25,24 @@ struct Args {
     /// CPU time per request to a path starting with /long, in microseconds.
     #[arg(long, default_value_t = 5000)]
     long_us: u64,
+    /// Write an access-log line to stdout for each request (one write per line, as a
+    /// line-buffered logger does).
+    #[arg(long)]
+    log_requests: bool,
+    /// Also write 100-byte lines to stdout as fast as it can, from a thread of its own.
+    #[arg(long)]
+    flood: bool,
+}
+
+/// Writes numbered 100-byte lines to stdout until it cannot.
+fn flood() {
+    let mut out = std::io::stdout().lock();
+    let padding = "x".repeat(67);
+    for n in 0u64.. {
+        if writeln!(out, "flood line {n:>20} {padding}").is_err() {
+            return;
+        }
+    }
 }
 
 /// Spins until this thread has used `cost` more CPU time.
@@ -75,6 +93,15 @@ fn serve(stream: TcpStream, args: &Args, body: &[u8]) -> std::io::Result<()> {
             body.len()
         );
         writer.write_all(&[head.as_bytes(), body].concat())?;
+        if args.log_requests {
+            // stdout is line-buffered: one write per line.
+            let _ = writeln!(
+                std::io::stdout(),
+                "GET {} 200 {}",
+                line.trim_end(),
+                body.len()
+            );
+        }
         if !keep_alive {
             return Ok(());
         }
@@ -104,6 +131,9 @@ fn main() -> ExitCode {
         }
     };
     let body = format!("pid {}\n", std::process::id()).into_bytes();
+    if args.flood {
+        std::thread::spawn(flood);
+    }
     loop {
         match listener.accept() {
             // A client that goes away mid-request only ends its own connection.

@@ -53,6 +53,38 @@ enum Entry {
     Gap(u64),
 }
 
+/// The most bytes the writer passes to one `write`: lines that follow each other in the queue
+/// go out together up to this size (a pipe's atomic write, `PIPE_BUF` on Linux, so that
+/// another writer of the same pipe never cuts into them); a longer line goes alone.
+const BATCH_BYTES: usize = 4096;
+
+/// What the writer takes from the queue at once.
+enum Batch {
+    /// Whole lines, one after the other, and how many.
+    Lines(Vec<u8>, u64),
+    /// `n` lines were dropped here.
+    Gap(u64),
+}
+
+impl Batch {
+    /// `first` and the lines queued right after it, up to [`BATCH_BYTES`].
+    fn take(state: &mut State, first: Vec<u8>) -> Batch {
+        state.bytes -= first.len();
+        let mut batch = first;
+        let mut lines = 1;
+        while let Some(Entry::Line(next)) = state.entries.front() {
+            if batch.len() + next.len() > BATCH_BYTES {
+                break;
+            }
+            batch.extend_from_slice(next);
+            state.bytes -= next.len();
+            lines += 1;
+            state.entries.pop_front();
+        }
+        Batch::Lines(batch, lines)
+    }
+}
+
 thread_local! {
     /// Set on a sink's writer thread: lines it logs itself (its reports) go first in line.
     static WRITER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -157,14 +189,15 @@ impl Shared {
                 }
                 state.writing = true;
                 let entry = state.entries.pop_front();
-                if let Some(Entry::Line(line)) = &entry {
-                    state.bytes -= line.len();
+                match entry {
+                    Some(Entry::Line(line)) => Some(Batch::take(&mut state, line)),
+                    Some(Entry::Gap(n)) => Some(Batch::Gap(n)),
+                    None => None,
                 }
-                entry
             };
             match entry {
-                Some(Entry::Gap(n)) => report(n),
-                Some(Entry::Line(line)) => {
+                Some(Batch::Gap(n)) => report(n),
+                Some(Batch::Lines(line, lines)) => {
                     if cut && write_line(&mut out, b"\n").is_ok() {
                         cut = false;
                     }
@@ -179,8 +212,8 @@ impl Shared {
                             report(std::mem::take(&mut failed));
                         }
                     } else {
-                        failed += 1;
-                        self.lost.fetch_add(1, Ordering::Relaxed);
+                        failed += lines;
+                        self.lost.fetch_add(lines, Ordering::Relaxed);
                     }
                 }
                 None => {}
