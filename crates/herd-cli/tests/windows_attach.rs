@@ -258,5 +258,9 @@ fn bad_attach_input_fails_with_one_line() {
         1,
         "cannot start 'no-such-program.exe'",
     );
+    // The `herd attach` that could not start its program is not left listed.
+    windows_support::status_until(&herd.name, "no attached process left", |s| {
+        s["attached"].as_array().is_some_and(Vec::is_empty)
+    });
     herd.stop();
 }

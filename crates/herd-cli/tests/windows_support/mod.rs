@@ -134,6 +134,25 @@ impl Herd {
         self.events.recv_timeout(left).ok()
     }
 
+    /// Every log line up to and including the next whose `event` is `name`.
+    pub fn events_until(&self, name: &str) -> Vec<Value> {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(event) => {
+                    let last = event["event"] == name;
+                    seen.push(event);
+                    if last {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no {name} event; saw {seen:?}"),
+            }
+        }
+    }
+
     /// The next log lines whose events are `names`, in whatever order they come.
     pub fn wait_for_each(&self, names: &[&str]) {
         let deadline = Instant::now() + TIMEOUT;
@@ -220,6 +239,40 @@ pub fn assert_fails(args: &[&str], code: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
     assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
     assert!(lines[0].contains(needle), "{args:?}: {stderr}");
+}
+
+/// `herd --name NAME status --json`, once it answers (within [`TIMEOUT`]).
+pub fn status_json(name: &str) -> Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let out = Command::new(HERD)
+            .args(["--name", name, "status", "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return serde_json::from_slice(&out.stdout).unwrap();
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            Instant::now() < deadline,
+            "herd status never answered: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asks `status --json` until `done` holds (within [`TIMEOUT`]); that status.
+pub fn status_until(name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let status = status_json(name);
+        if done(&status) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `herd --name NAME ARGS`, which must succeed: its stdout.
