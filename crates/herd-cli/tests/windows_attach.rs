@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -61,6 +62,28 @@ fn attached_command() {
     let pid = std::process::id();
     for mut stream in listener.incoming().flatten() {
         let _ = writeln!(stream, "attached pid {pid}");
+    }
+}
+
+/// With `HERD_TEST_REATTACH` set to a pipe, this test binary is a program that attaches to the
+/// herd there again and again from one process (as one that fetches its sockets anew would):
+/// for each line `N` on its standard input it attaches N times, then says `attached`; it
+/// exits when its input ends.
+#[test]
+fn reattaching_program() {
+    let Some(pipe) = std::env::var_os("HERD_TEST_REATTACH") else {
+        return;
+    };
+    let options = herd::fetch::FetchOptions {
+        attach: true,
+        ..Default::default()
+    };
+    for line in std::io::stdin().lines() {
+        let times: usize = line.unwrap().trim().parse().unwrap();
+        for _ in 0..times {
+            herd::fetch::fetch(Path::new(&pipe), &options).expect("attached");
+        }
+        println!("attached");
     }
 }
 
@@ -207,6 +230,68 @@ fn port_closed(addr: &str) {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_process_attaching_again_and_again_is_held_once_and_leaks_nothing() {
+    use herd_sys::windows::process::thread_count;
+    let herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    let user = herd_sys::windows::sid::Sid::current_user().unwrap();
+    let pipe =
+        herd_cli::control::pipe_name::resolve(None, None, &herd.name, user.as_str()).unwrap();
+    let role = [
+        "--exact",
+        "reattaching_program",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ];
+    let mut program = Command::new(std::env::current_exe().unwrap())
+        .args(role)
+        .env("HERD_TEST_REATTACH", &pipe)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = program.stdin.take().unwrap();
+    let (tell, told) = mpsc::channel();
+    let stdout = BufReader::new(program.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        // libtest's "test reattaching_program ... " leads the first line.
+        for line in stdout.lines().map_while(Result::ok) {
+            if line.ends_with("attached") && tell.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut attach = |times: usize| {
+        writeln!(input, "{times}").unwrap();
+        let attached = told.recv_timeout(TIMEOUT);
+        assert_eq!(attached, Ok(()), "the program did not attach {times} times");
+    };
+    let herd_pid = status(&herd.name)["pid"].as_u64().unwrap();
+    let herd_pid = u32::try_from(herd_pid).unwrap();
+    attach(1);
+    let before = thread_count(herd_pid).unwrap();
+    attach(50);
+    let after = thread_count(herd_pid).unwrap();
+    // Each attach of a process already held once left a thread waiting for it to exit.
+    assert!(
+        after < before + 10,
+        "herd's threads went from {before} to {after} over 50 attaches of one process"
+    );
+    let listed = status(&herd.name);
+    let listed = listed["attached"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["pid"].as_u64(), Some(u64::from(program.id())));
+
+    drop(input);
+    herd.wait_for("attached_worker_exited");
+    assert!(program.wait().unwrap().success());
+    assert_eq!(status(&herd.name)["attached"], serde_json::json!([]));
+    herd.stop();
 }
 
 #[test]

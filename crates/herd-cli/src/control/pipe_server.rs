@@ -6,7 +6,8 @@
 //! known by its process id, from the pipe itself (`GetNamedPipeClientProcessId`), never from
 //! what it says; its user SID is not read (herd-sys does not impersonate clients). Sockets in
 //! an answer are duplicated for that pid (`WSADuplicateSocketW`) and sent as hex blocks
-//! ([`line_with_blocks`]).
+//! ([`line_with_blocks`]). The client's process is opened as it connects, while the pid is its
+//! own, and an `attach` request carries that handle to the supervisor ([`Connection`]).
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -15,6 +16,7 @@ use std::os::windows::io::AsSocket;
 use std::sync::Arc;
 
 use herd_sys::windows::pipe::{client_process_id, SecurePipe};
+use herd_sys::windows::process::Process;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::NamedPipeServer;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -23,7 +25,7 @@ use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::logs;
 use super::protocol::{Command, ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
-use super::request::{forward, ControlRequest, Peer};
+use super::request::{forward, Connection, ControlRequest, Peer};
 use super::retry::{AfterFailure, Retry};
 use crate::logging::LogEvent;
 
@@ -60,7 +62,7 @@ impl PipeServer {
         H: Fn(Request, PipePeer) -> F + Clone + Send + 'static,
         F: Future<Output = Reply> + Send,
     {
-        self.serve_written(move |request, peer, _written| handler(request, peer))
+        self.serve_written(move |request, peer, _process, _written| handler(request, peer))
             .await
     }
 
@@ -68,24 +70,27 @@ impl PipeServer {
     /// `requests` (as the Unix socket's server sends them), and its `written` resolves once
     /// the answer went out.
     pub async fn forward(self, requests: mpsc::Sender<ControlRequest>) {
-        self.serve_written(move |request: Request, peer: PipePeer, written| {
+        self.serve_written(move |request: Request, peer: PipePeer, process, written| {
             let requests = requests.clone();
             async move {
                 let peer = Peer {
                     pid: Some(peer.pid),
                     uid: None,
                 };
-                forward(request.command, peer, written, None, &requests).await
+                forward(request.command, peer, written, process, &requests).await
             }
         })
         .await
     }
 
     /// [`serve`](PipeServer::serve), with each request's `written` channel given to the
-    /// handler.
+    /// handler, and for an `attach`, the client's process.
     async fn serve_written<H, F>(self, handler: H)
     where
-        H: Fn(Request, PipePeer, oneshot::Receiver<()>) -> F + Clone + Send + 'static,
+        H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F
+            + Clone
+            + Send
+            + 'static,
         F: Future<Output = Reply> + Send,
     {
         let PipeServer { pipe, mut waiting } = self;
@@ -137,13 +142,16 @@ async fn say(client: &mut NamedPipeServer, line: &[u8]) {
 /// a request too large.
 async fn converse<H, F>(client: &mut NamedPipeServer, handler: H)
 where
-    H: Fn(Request, PipePeer, oneshot::Receiver<()>) -> F,
+    H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F,
     F: Future<Output = Reply>,
 {
     let peer = match client_process_id(&*client) {
         Ok(pid) => PipePeer { pid },
         Err(_) => return,
     };
+    // Opened while the client is connected, so the pid is still its own; `None` if Windows
+    // refuses (an `attach` then fails to hold it).
+    let process = Process::open(peer.pid).ok();
     let (read, mut write) = tokio::io::split(client);
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
@@ -170,7 +178,10 @@ where
                         false => continue,
                     }
                 }
-                reply_line(handler(request, peer, written_rx).await, peer.pid)
+                let attaching = matches!(request.command, Command::Sockets { attach: true, .. });
+                let held = process.as_ref().filter(|_| attaching);
+                let held = held.and_then(|p| p.try_clone().ok());
+                reply_line(handler(request, peer, held, written_rx).await, peer.pid)
             }
         };
         let sent = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&line)).await;

@@ -7,13 +7,15 @@ use super::protocol::{Command, ErrorCode, Response};
 use super::reply::Reply;
 
 /// The client's connection, kept with a request that is answered from elsewhere: on Unix the
-/// socket (`reexec` is answered by the new image, `attach` watches its peer). Windows keeps
-/// none (uninhabited): its `sockets` answers are duplicated for the peer's pid instead.
+/// socket (`reexec` is answered by the new image, `attach` watches its peer). On Windows, for
+/// an `attach`, the client's process, opened by the pipe server while the client was
+/// connected (so its pid, `GetNamedPipeClientProcessId`, was its own): herd holds it by that
+/// handle, never by a pid that may have been reused since.
 #[cfg(unix)]
 pub type Connection = std::os::unix::io::OwnedFd;
 /// See the Unix definition.
 #[cfg(windows)]
-pub type Connection = std::convert::Infallible;
+pub type Connection = herd_sys::windows::process::Process;
 
 /// Who sent a request, as the system reports it (`SO_PEERCRED`; on Windows
 /// `GetNamedPipeClientProcessId`).
@@ -38,7 +40,8 @@ pub struct ControlRequest {
     /// a supervisor about to exit can make sure its last answers went out.
     pub written: oneshot::Receiver<()>,
     /// For `reexec`: the client's connection, which the new program answers on; for `sockets`
-    /// with `attach`: the connection, whose peer is the attaching process.
+    /// with `attach`: the connection, whose peer is the attaching process (on Windows: that
+    /// process).
     pub connection: Option<Connection>,
 }
 

@@ -5,7 +5,7 @@
 //! which wakes herd's loop ([`take_to_watch`](AttachedSet::take_to_watch) hands each new pidfd
 //! to the loop once). Without pidfds (not Linux, or a kernel before 5.3) a process is known by
 //! its pid and start time instead, and looked at every [`CHECK_EVERY`], and every
-//! [`STOP_CHECK_EVERY`] while herd stops and waits for it.
+//! [`STOP_CHECK_EVERY`](super::grace::STOP_CHECK_EVERY) while herd stops and waits for it.
 //!
 //! `herd attach` makes the process lead a process group of its own, and herd stops that group as
 //! it stops a worker's: the stop signal (then `SIGCONT`) and `SIGKILL` go to the whole group
@@ -17,9 +17,10 @@
 //! What herd knows of the process ([`ExitedLeader`]: start time, session, when its exit was
 //! seen) tells its group's processes from a stranger's group that got the same id.
 //!
-//! The policy ([`AttachedSet`]: stop signal, grace, SIGKILL, [`KILL_WAIT`]) is pure: the
-//! system calls go through [`Processes`] and the time is given, so it is unit-tested without
-//! processes.
+//! The policy ([`AttachedSet`]: stop signal, grace, SIGKILL, [`KILL_WAIT`]) is pure and shared
+//! with Windows ([`HeldSet`]); what Unix adds is the exited leaders' groups and the pidfds to
+//! watch. The system calls go through [`Processes`] and the time is given, so it is
+//! unit-tested without processes.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -36,10 +37,8 @@ pub use system::System;
 /// How often attached processes held without a pidfd are checked for having exited (every
 /// process is also checked at every turn of herd's loop: a `poll` of each pidfd).
 pub const CHECK_EVERY: Duration = Duration::from_millis(200);
-/// How often while herd stops, which waits for them.
-pub const STOP_CHECK_EVERY: Duration = Duration::from_millis(10);
-use super::grace::Stopping;
 pub use super::grace::KILL_WAIT;
+use super::grace::{Held, HeldSet, Stopper};
 
 /// A process that fetched the sockets with `herd attach`.
 #[derive(Clone, Debug)]
@@ -266,11 +265,30 @@ fn open_checked(pid: u32, start_time: u64) -> Option<Option<Arc<PidFd>>> {
     Some(pidfd.map(Arc::new))
 }
 
+impl Held for Attached {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn watched(&self) -> bool {
+        self.pidfd.is_some()
+    }
+}
+
+impl<P: Processes> Stopper<Attached> for P {
+    fn exited(&mut self, attached: &Attached) -> bool {
+        Processes::exited(self, attached)
+    }
+
+    fn signal(&mut self, attached: &Attached, signal: Signal) -> std::io::Result<()> {
+        Processes::signal(self, attached, signal)
+    }
+}
+
 /// The attached processes.
 #[derive(Default)]
 pub struct AttachedSet {
-    list: Vec<Attached>,
-    stopping: Stopping,
+    held: HeldSet<Attached>,
     exited_leaders: Vec<ExitedLeader>,
     /// The pidfds of processes added since the last [`take_to_watch`](AttachedSet::take_to_watch).
     to_watch: Vec<Arc<PidFd>>,
@@ -279,9 +297,8 @@ pub struct AttachedSet {
 impl AttachedSet {
     /// Adds `attached`, replacing an entry of the same pid.
     pub fn add(&mut self, attached: Attached) {
-        self.list.retain(|a| a.pid != attached.pid);
         self.to_watch.extend(attached.pidfd.clone());
-        self.list.push(attached);
+        self.held.add(attached);
     }
 
     /// Adds a process a re-exec handed over, or, if it has exited since and led its own
@@ -309,59 +326,51 @@ impl AttachedSet {
 
     /// Whether some are held without a pidfd: only regular looks see them exit.
     pub fn any_unwatchable(&self) -> bool {
-        self.list.iter().any(|a| a.pidfd.is_none())
+        self.held.any_unwatchable()
     }
 
     /// What a re-exec hands over, at `epoch`: every process, in order (the pidfds too are
-    /// handed over in that order).
+    /// handed over in that order). A re-exec waits while herd stops.
     pub fn save(&self, epoch: Epoch) -> Vec<Saved> {
         let AttachedSet {
-            list,
-            // A re-exec waits while herd stops.
-            stopping: _,
+            held,
             // Empty between turns: each turn hands them to the leftovers.
             exited_leaders: _,
             // The new image watches every pidfd it restores.
             to_watch: _,
         } = self;
-        list.iter().map(|a| a.save(epoch)).collect()
+        held.as_slice().iter().map(|a| a.save(epoch)).collect()
     }
 
     /// The processes.
     pub fn as_slice(&self) -> &[Attached] {
-        &self.list
+        self.held.as_slice()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.held.is_empty()
     }
 
     /// Forgets those that have exited (those that led their own process group are kept for
     /// [`take_exited_leaders`](AttachedSet::take_exited_leaders)).
     pub fn remove_exited(&mut self, processes: &mut impl Processes) {
-        let leaders = &mut self.exited_leaders;
+        let gone = self.held.remove_exited(processes);
+        self.keep_leaders(gone, processes);
+    }
+
+    /// Keeps those of `gone` that led their own process group, for their groups' sake.
+    fn keep_leaders(&mut self, gone: Vec<Attached>, processes: &mut impl Processes) {
         let mut now = None;
-        self.list.retain(|a| {
-            let exited = processes.exited(a);
-            if exited {
-                tracing::info!(
-                    event = LogEvent::AttachedWorkerExited.as_str(),
-                    pid = a.pid,
-                    "attached worker exited"
-                );
-                if a.group {
-                    let seen_exit = *now.get_or_insert_with(|| processes.now_ticks());
-                    leaders.push(ExitedLeader {
-                        pid: a.pid,
-                        start_time: a.start_time,
-                        session: a.session,
-                        seen_exit,
-                    });
-                }
-            }
-            !exited
-        });
+        for a in gone.into_iter().filter(|a| a.group) {
+            let seen_exit = *now.get_or_insert_with(|| processes.now_ticks());
+            self.exited_leaders.push(ExitedLeader {
+                pid: a.pid,
+                start_time: a.start_time,
+                session: a.session,
+                seen_exit,
+            });
+        }
     }
 
     /// The exited processes that led their own process group, since the last call: what
@@ -373,7 +382,7 @@ impl AttachedSet {
     /// While herd stops: when what remains of an attached process's group gets `SIGKILL`
     /// (`None` if herd is not stopping).
     pub fn kill_at(&self) -> Option<Instant> {
-        self.stopping.kill_at()
+        self.held.stopping().kill_at()
     }
 
     /// Stops them as herd stops: `signal`, then SIGKILL after `grace` (SIGKILL at once, or a
@@ -385,67 +394,21 @@ impl AttachedSet {
         grace: Duration,
         now: Instant,
     ) {
-        if !self.stopping.begin(signal == Signal::KILL, grace, now) {
-            return;
-        }
-        self.remove_exited(processes);
-        for a in &self.list {
-            tracing::info!(
-                event = LogEvent::AttachedWorkerSignalled.as_str(),
-                pid = a.pid,
-                "sending {signal} to attached worker"
-            );
-            if let Err(e) = processes.signal(a, signal) {
-                tracing::warn!(
-                    event = LogEvent::SignalFailed.as_str(),
-                    pid = a.pid,
-                    "cannot send {signal} to attached worker: {e}"
-                );
-            }
-        }
+        let gone = self.held.stop(processes, signal, grace, now);
+        self.keep_leaders(gone, processes);
     }
 
     /// While herd stops and some are left: when to look at them next (and kill those left
     /// once their grace period is over).
     pub fn deadline(&self, now: Instant) -> Option<Instant> {
-        if self.list.is_empty() {
-            return None;
-        }
-        // A pidfd wakes the loop when its process exits; the others are looked at regularly.
-        let next = match self.any_unwatchable() {
-            true => now + STOP_CHECK_EVERY,
-            false => now + KILL_WAIT,
-        };
-        self.stopping.deadline(next)
+        self.held.deadline(now)
     }
 
     /// While herd stops: forgets those that have exited, and kills those left once their
     /// grace period is over.
     pub fn due(&mut self, processes: &mut impl Processes, now: Instant) {
-        if self.stopping == Stopping::No {
-            return;
-        }
-        self.remove_exited(processes);
-        if self.stopping.give_up(now) {
-            for a in self.list.drain(..) {
-                tracing::warn!(
-                    event = LogEvent::AttachedWorkerStuck.as_str(),
-                    pid = a.pid,
-                    "attached worker still there {}s after SIGKILL; herd stops without it",
-                    KILL_WAIT.as_secs()
-                );
-            }
-        }
-        if self.stopping.kill_due(now) && !self.list.is_empty() {
-            for a in &self.list {
-                tracing::warn!(
-                    event = LogEvent::AttachedWorkerKilled.as_str(),
-                    pid = a.pid,
-                    "killing attached worker: it did not stop within the grace period"
-                );
-            }
-            self.stop(processes, Signal::KILL, Duration::ZERO, now);
-        }
+        let gone = self.held.due(processes, now);
+        self.keep_leaders(gone, processes);
     }
 }
 

@@ -1,5 +1,5 @@
 //! A process by its handle: open one by pid, resume one created suspended, terminate it, wait
-//! for it, read its exit code, its CPU time, start time, memory and handle count.
+//! for it, read its exit code, its CPU time, start time, memory, handle and thread counts.
 //!
 //! The functions take any `AsHandle` process handle: a [`Process`] opened by pid, or a
 //! `std::process::Child`.
@@ -59,6 +59,14 @@ impl Process {
     pub fn pid(&self) -> u32 {
         self.pid
     }
+
+    /// Another handle to the same process, with the same rights (`DuplicateHandle`).
+    pub fn try_clone(&self) -> io::Result<Process> {
+        Ok(Process {
+            handle: self.handle.try_clone()?,
+            pid: self.pid,
+        })
+    }
 }
 
 impl AsHandle for Process {
@@ -82,6 +90,23 @@ pub const CREATE_SUSPENDED: u32 = windows_sys::Win32::System::Threading::CREATE_
 /// snapshot lists for it): what starts a process created with [`CREATE_SUSPENDED`], whose
 /// thread handle `std::process::Child` does not keep. Fails when the process has no thread.
 pub fn resume(pid: u32) -> io::Result<()> {
+    let threads = threads_of(pid)?;
+    if threads.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("process {pid} has no thread to resume"),
+        ));
+    }
+    threads.into_iter().try_for_each(resume_thread)
+}
+
+/// How many threads process `pid` has (a Toolhelp32 thread snapshot); 0 for no such process.
+pub fn thread_count(pid: u32) -> io::Result<usize> {
+    Ok(threads_of(pid)?.len())
+}
+
+/// The ids of process `pid`'s threads, from a Toolhelp32 thread snapshot.
+fn threads_of(pid: u32) -> io::Result<Vec<u32>> {
     // SAFETY: takes integers; returns a fresh handle or INVALID_HANDLE_VALUE.
     let raw = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPTHREAD, 0) };
     if raw == INVALID_HANDLE_VALUE {
@@ -92,24 +117,17 @@ pub fn resume(pid: u32) -> io::Result<()> {
     // SAFETY: the structure is plain integers, for which all-zero is a valid value.
     let mut entry: THREADENTRY32 = unsafe { mem::zeroed() };
     entry.dwSize = mem::size_of::<THREADENTRY32>() as u32;
-    let mut resumed = 0;
+    let mut threads = Vec::new();
     // SAFETY: the snapshot is live; `entry` is ours to fill, its size set.
     let mut listed = unsafe { Thread32First(snapshot.as_raw_handle(), &mut entry) } != 0;
     while listed {
         if entry.th32OwnerProcessID == pid {
-            resume_thread(entry.th32ThreadID)?;
-            resumed += 1;
+            threads.push(entry.th32ThreadID);
         }
         // SAFETY: as for Thread32First.
         listed = unsafe { Thread32Next(snapshot.as_raw_handle(), &mut entry) } != 0;
     }
-    if resumed == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("process {pid} has no thread to resume"),
-        ));
-    }
-    Ok(())
+    Ok(threads)
 }
 
 /// Decrements the suspend count of thread `tid` (`OpenThread`, `ResumeThread`).

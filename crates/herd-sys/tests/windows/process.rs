@@ -87,3 +87,21 @@ fn this_processs_start_time_and_handles_are_read() {
     assert_eq!(process::handle_count(&me).unwrap(), before);
     assert!(before < process::MAX_HANDLES as u32);
 }
+
+#[test]
+fn a_processs_threads_are_counted() {
+    let me = std::process::id();
+    let before = process::thread_count(me).unwrap();
+    assert!(before >= 1, "{before} threads");
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || stopped.recv());
+    assert_eq!(process::thread_count(me).unwrap(), before + 1);
+    drop(stop);
+    let _ = thread.join();
+    assert_eq!(process::thread_count(me).unwrap(), before);
+    assert_eq!(
+        process::thread_count(u32::MAX - 3).unwrap(),
+        0,
+        "no such process"
+    );
+}

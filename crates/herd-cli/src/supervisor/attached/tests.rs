@@ -1,6 +1,7 @@
 //! The policy for attached processes, against fake [`Processes`].
 
 use super::*;
+use crate::supervisor::grace::STOP_CHECK_EVERY;
 use std::collections::BTreeSet;
 
 /// Processes that have exited, and the signals sent.

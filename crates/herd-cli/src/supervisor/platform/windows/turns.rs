@@ -101,23 +101,39 @@ impl Supervisor {
     pub(in crate::supervisor) fn platform_stopping(&mut self, _deadline: Instant, _now: Instant) {}
 
     /// Registers the peer, the pipe's client, as an attached process holding the sockets
-    /// `names`; the value of its stop event in it (see [`crate::supervisor::attached`]).
+    /// `names` (held by `connection`, its process opened while it was connected); the value
+    /// of its stop event in it (see [`crate::supervisor::attached`]). A process attached
+    /// already is the same one (its held handle keeps its pid from being reused): it keeps
+    /// its entry and gets another copy of its stop event.
     pub(in crate::supervisor) fn attach(
         &mut self,
         peer: Peer,
-        _connection: Option<&Connection>,
+        connection: Option<&Connection>,
         names: Vec<String>,
     ) -> Result<Option<u64>, (ErrorCode, String)> {
-        let pid = peer.pid.ok_or_else(|| {
-            let why = "cannot identify the attaching process";
-            (ErrorCode::Internal, why.to_string())
-        })?;
+        let internal = |why: String| (ErrorCode::Internal, why);
+        let pid = peer
+            .pid
+            .ok_or_else(|| internal("cannot identify the attaching process".to_string()))?;
+        let cannot_hold =
+            |e: std::io::Error| internal(format!("cannot hold the attaching process {pid}: {e}"));
         let shown = names.join(",");
-        let (attached, stop_event) = Attached::open(pid, names, Instant::now()).map_err(|e| {
-            let why = format!("cannot hold the attaching process {pid}: {e}");
-            (ErrorCode::Internal, why)
-        })?;
-        self.attached.add(attached);
+        let now = Instant::now();
+        let stop_event = match self.attached.get_mut(pid) {
+            Some(held) => held.attach_again(names, now).map_err(cannot_hold)?,
+            None => {
+                let process = connection
+                    .ok_or_else(|| {
+                        std::io::Error::other("its process was not opened as it connected")
+                    })
+                    .and_then(Connection::try_clone)
+                    .map_err(cannot_hold)?;
+                let (attached, stop_event) =
+                    Attached::open(process, names, now).map_err(cannot_hold)?;
+                self.attached.add(attached);
+                stop_event
+            }
+        };
         tracing::info!(
             event = LogEvent::WorkerAttached.as_str(),
             pid,
