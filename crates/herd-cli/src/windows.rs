@@ -39,6 +39,10 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     // The same names the client commands accept: a herd no client could reach is refused.
     herd_cli::control::name::check_name(name).map_err(Failure::Usage)?;
     spec::check_names(&args.binds).map_err(Failure::Usage)?;
+    // Ctrl-C is herd's graceful stop, also when it was started in a process group of its own
+    // (as a service wrapper does, to send it Ctrl-C), which Windows starts with Ctrl-C
+    // ignored. Without a console there is no Ctrl-C to take: nothing to do then.
+    let _ = herd_sys::windows::console::restore_ctrl_c();
     let (pipe, bind_at, old) = pipes(&args, control, name)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

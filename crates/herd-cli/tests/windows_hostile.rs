@@ -1,14 +1,15 @@
 //! herd.exe under hostile conditions, run under Wine by scripts/check-windows.sh: a worker
 //! flooding the notify pipe with megabytes of garbage, herd's standard output and error
-//! closed, clients that come while the workers are still starting.
+//! closed, clients that come while the workers are still starting, Ctrl-C pressed twice.
 #![cfg(windows)]
 
 use std::fs::OpenOptions;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use herd_sys::windows::console;
 use serde_json::Value;
 
 mod windows_support;
@@ -29,6 +30,8 @@ fn worker() {
         flood_notify_pipe();
         herd::notify::ready().expect("READY=1 after the flood");
     }
+    // A worker that ignores its stop request: only a kill ends it.
+    let stop = stop.filter(|_| std::env::var_os("HERD_TEST_IGNORE_STOP").is_none());
     let listener = sockets.take_tcp_listener("http").unwrap().expect("http");
     let pid = std::process::id();
     windows_support::serve_until_stopped(listener, stop, |mut stream| {
@@ -195,4 +198,77 @@ fn status_and_stop_are_answered_while_the_workers_are_starting() {
     assert!(table.contains("0 of 2 workers ready"), "{table}");
     assert_eq!(client(&herd.name, &["stop"]), "stopped\n");
     herd.stop_waited();
+}
+
+/// `CREATE_NEW_PROCESS_GROUP`: herd leads a group of its own, which Ctrl-C can be sent to.
+const CREATE_NEW_PROCESS_GROUP: u32 = 0x200;
+
+/// With `HERD_TEST_CTRL_SENDER` set, this test binary takes a console of its own, starts herd
+/// in a process group of its own with workers that ignore their stop requests and a long
+/// grace, and presses Ctrl-C twice: it says how herd ended.
+#[test]
+fn ctrl_sender() {
+    if std::env::var_os("HERD_TEST_CTRL_SENDER").is_none() {
+        return;
+    }
+    console::own_console().expect("a console");
+    let run = [
+        "-w",
+        "2",
+        "--grace",
+        "60s",
+        "--env",
+        "HERD_TEST_IGNORE_STOP=1",
+        "-b",
+        "http=127.0.0.1:0",
+    ];
+    let name = windows_support::unique_name();
+    let worker = windows_support::this_test_as_worker();
+    let mut herd = Herd::start_flagged(&name, &run, &worker, CREATE_NEW_PROCESS_GROUP);
+    herd.wait_for("worker_ready");
+    herd.wait_for("worker_ready");
+    console::send_ctrl_c(herd.child.id()).expect("the first Ctrl-C");
+    herd.wait_for("stopping");
+    // The workers ignore the request: without a second Ctrl-C herd would wait 60 s.
+    let pressed = Instant::now();
+    console::send_ctrl_c(herd.child.id()).expect("the second Ctrl-C");
+    herd.wait_for("stopping_at_once");
+    herd.wait_for("stopped");
+    let code = herd.child.wait().unwrap().code();
+    println!(
+        "herd: exit {code:?}, {} s after the second Ctrl-C",
+        pressed.elapsed().as_secs()
+    );
+}
+
+#[test]
+fn ctrl_c_stops_herd_gracefully_and_a_second_one_at_once() {
+    let mut sender = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "ctrl_sender",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("HERD_TEST_CTRL_SENDER", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = sender.stdout.take().unwrap();
+    let said: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        // libtest may have begun the line ("test ctrl_sender ... ").
+        .filter_map(|l| l.find("herd: ").map(|at| l[at..].to_string()))
+        .collect();
+    assert!(sender.wait().unwrap().success(), "{said:?}");
+    assert_eq!(said.len(), 1, "{said:?}");
+    let seconds: u64 = said[0]
+        .strip_prefix("herd: exit Some(0), ")
+        .and_then(|rest| rest.strip_suffix(" s after the second Ctrl-C"))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{said:?}"));
+    assert!(seconds < 30, "{said:?}");
 }

@@ -77,6 +77,13 @@ impl Herd {
 
     /// `herd --name NAME run RUN -- COMMAND`, once it listens on `http`.
     pub fn start_named(name: &str, run: &[&str], command: &[OsString]) -> Herd {
+        Herd::start_flagged(name, run, command, 0)
+    }
+
+    /// [`Herd::start_named`], herd created with the process creation flags `flags`
+    /// (`CREATE_NEW_PROCESS_GROUP`...).
+    pub fn start_flagged(name: &str, run: &[&str], command: &[OsString], flags: u32) -> Herd {
+        use std::os::windows::process::CommandExt;
         let name = name.to_string();
         let mut child = Command::new(HERD)
             .args(["--log-format", "json", "--name", &name, "run"])
@@ -88,6 +95,7 @@ impl Herd {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            .creation_flags(flags)
             .spawn()
             .unwrap();
         let stdin = child.stdin.take();
