@@ -9,6 +9,7 @@ use crate::spec::{BindSpec, ShmSpec};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod parse;
+mod recycle;
 pub mod unavailable;
 
 pub use parse::{parse_duration, Rlimit, Signal};
@@ -19,6 +20,8 @@ use parse::{
 };
 #[cfg(unix)]
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
+use recycle::{parse_max_lifetime, parse_max_memory};
+pub use recycle::{MaxLifetime, MaxMemory, MemoryKind};
 
 /// The most workers one herd runs; more is almost surely a typo.
 pub const MAX_WORKERS: usize = 4096;
@@ -266,7 +269,8 @@ pub struct RunArgs {
           allow_negative_numbers = true)]
     pub watchdog: Option<Duration>,
 
-    /// During an upgrade, how many new workers may be starting at once.
+    /// During an upgrade, how many new workers may be starting at once; also how many workers
+    /// --max-memory and --max-lifetime recycle at once.
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
           value_parser = |t: &str| parse_number::<u32>(t, 1, "--max-surge"))]
     pub max_surge: u32,
@@ -277,6 +281,20 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration,
           allow_negative_numbers = true)]
     pub min_ready: Duration,
+
+    /// Recycle a worker whose memory stays above SIZE for two samples in a row (one a second):
+    /// a successor starts in its slot, and once it is ready the old worker is stopped
+    /// gracefully, as in an upgrade, at most --max-surge at a time. SIZE like 512M or 2G, of
+    /// resident memory (the working set on Windows); pss=SIZE limits the proportional set size
+    /// instead (Linux), which splits shared pages fairly between workers.
+    #[arg(long, value_name = "[pss=]SIZE", value_parser = parse_max_memory)]
+    pub max_memory: Option<MaxMemory>,
+
+    /// Recycle each worker, as --max-memory does, after it has run DURATION plus its own
+    /// random share of jitter (e.g. 6h,jitter=30m), so that workers are not all recycled at
+    /// once.
+    #[arg(long, value_name = "DURATION[,jitter=DURATION]", value_parser = parse_max_lifetime)]
+    pub max_lifetime: Option<MaxLifetime>,
 
     /// Run workers as this user (name or uid). herd must be root: it binds privileged ports and
     /// keeps running as root to start workers; only the workers drop privileges.
@@ -448,6 +466,13 @@ Supervision:
   exponential backoff (100ms doubling up to 30s) when it keeps failing. A command that cannot be
   executed makes herd fail at once. What an exited worker leaves in its process group gets
   --stop-signal, then SIGKILL after --grace; a stop waits for it.
+
+Recycling (--max-memory, --max-lifetime):
+  A worker over its limit is replaced like one step of an upgrade: a successor starts in its
+  slot, and the old worker is told to stop only once the successor is ready (and --min-ready
+  later). At most --max-surge recycles run at once, none while a slot has no ready worker or an
+  upgrade runs. A worker over --max-memory from the start, as its predecessor was, waits 30s
+  (then 1m, 2m... up to 30m) before it is recycled, so a limit set too low cannot loop.
 
 Readiness and the control socket:
   Workers get NOTIFY_SOCKET (sd_notify: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1) and

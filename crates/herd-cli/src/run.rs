@@ -86,6 +86,7 @@ pub fn run(
     };
     let mut supervisor = prepare(&args, name, workers, listeners, &notify, &control_path)?;
     supervisor.set_autoscale(bounds);
+    supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
     bind_metrics(&args, &mut supervisor)?;
     log_listeners(supervisor.listeners());
     tracing::info!(event = LogEvent::ControlReady.as_str(), path = %control.file.parts().0.display(), "control socket ready");
@@ -279,6 +280,7 @@ fn resume(
     // the command line.
     let recorded = state.cores.autoscale.is_some();
     supervisor.resume(state.cores, attached, reply);
+    supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
     match metrics {
         // The same socket: same address (even a port chosen by the system), no scrape refused.
         Some(fd) => supervisor.set_metrics(std::net::TcpListener::from(fd)),

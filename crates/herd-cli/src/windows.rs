@@ -88,6 +88,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         Some(Workers::Auto(min, max)) => Some((min, max)),
         _ => None,
     });
+    supervisor.set_recycling(herd_cli::supervisor::recycling_policy(&args));
     let control = Control { server, moves_to };
     let ran = runtime.block_on(supervisor.run(control, notify, takeover));
     output::finish();

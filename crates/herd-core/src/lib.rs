@@ -24,7 +24,9 @@
 //! [`WorkerExit`], which says what the pool needs (success, a forced kill, a description for
 //! messages) and keeps the platform's raw status for a re-exec.
 //!
-//! Beside the pool: the restart [`Backoff`], the `sd_notify` message fields the pool acts on
+//! Beside the pool: the recycling policy ([`Recycler`]: `--max-memory`, `--max-lifetime`),
+//! which asks the pool to replace workers one step of a rolling upgrade at a time; the restart
+//! [`Backoff`], the `sd_notify` message fields the pool acts on
 //! ([`NotifyMessage`]), and the socket-activation environment's rules ([`parse_listen_env`],
 //! [`validate_name`]).
 //!
@@ -42,6 +44,7 @@ mod duration;
 mod listen_env;
 mod notify;
 mod pool;
+mod recycle;
 mod relative;
 
 pub use backoff::{Backoff, BackoffPolicy};
@@ -50,6 +53,8 @@ pub use listen_env::{parse_listen_env, validate_name, LISTEN_FDS_START, MAX_LIST
 pub use notify::NotifyMessage;
 pub use pool::{
     Action, DrainPolicy, Exit, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
-    SavedSlot, SavedWorker, Slot, StopMode, Upgrade, Worker, WorkerExit, WorkerState,
+    RecycleCause, RecycleRefused, SavedSlot, SavedWorker, Slot, StopMode, Upgrade, Worker,
+    WorkerExit, WorkerState,
 };
+pub use recycle::{format_bytes, MemoryKind, RecycleEvent, RecyclePolicy, Recycler};
 pub use relative::{Ago, Ahead, Epoch};

@@ -26,6 +26,8 @@ const RUN_AVAILABLE: &[&str] = &[
     "grace",
     "max_surge",
     "min_ready",
+    "max_memory",
+    "max_lifetime",
     "ready",
     "ready_timeout",
     "watchdog",
@@ -180,6 +182,13 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
         return Err(
             "--balance reuseport is not available on Windows: Windows has no \
                     SO_REUSEPORT balancing; every worker shares one socket (shared)"
+                .to_string(),
+        );
+    }
+    if args.max_memory.map(|m| m.kind) == Some(super::MemoryKind::Pss) {
+        return Err(
+            "--max-memory pss= is not available on Windows: Windows has no proportional set \
+             size; give --max-memory SIZE, which limits the working set"
                 .to_string(),
         );
     }

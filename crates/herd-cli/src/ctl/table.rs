@@ -11,6 +11,7 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     header(&mut out, status);
     table(&mut out, &process_rows(status));
+    recycles(&mut out, status);
     out.push('\n');
     table(&mut out, &socket_rows(status));
     out
@@ -63,13 +64,15 @@ fn header(out: &mut String, status: &Status) {
 
 /// One row per process: workers, slots waiting for a restart, attached processes, and
 /// exited workers' leftover process groups.
-fn process_rows(status: &Status) -> Vec<[String; 8]> {
+fn process_rows(status: &Status) -> Vec<[String; 10]> {
     let mut rows = vec![[
         "SLOT",
         "PID",
         "GEN",
         "STATE",
         "UPTIME",
+        "CPU",
+        "MEM",
         "RESTARTS",
         "LAST EXIT",
         "STATUS",
@@ -77,17 +80,24 @@ fn process_rows(status: &Status) -> Vec<[String; 8]> {
     .map(str::to_string)];
     let dash = || "-".to_string();
     for w in &status.workers {
-        let state = match &w.stopping_reason {
-            Some(reason) => format!("{} ({reason})", w.state),
-            None if w.state == "ready" && !w.available => "ready (within min-ready)".to_string(),
-            None => w.state.clone(),
+        let state = match (&w.stopping_reason, &w.recycling) {
+            (Some(reason), _) => format!("{} ({reason})", w.state),
+            (None, Some(why)) => format!("{} (recycling: {why})", w.state),
+            (None, None) if w.state == "ready" && !w.available => {
+                "ready (within min-ready)".to_string()
+            }
+            (None, None) => w.state.clone(),
         };
+        let cpu = w.cpu_percent.map_or_else(dash, |p| format!("{p:.1}%"));
+        let memory = w.memory_bytes.map_or_else(dash, herd_core::format_bytes);
         rows.push([
             w.slot.to_string(),
             w.pid.to_string(),
             w.generation.to_string(),
             state,
             short(w.uptime_ms),
+            cpu,
+            memory,
             w.restarts.to_string(),
             w.last_exit.clone().unwrap_or_else(dash),
             w.status.clone().unwrap_or_default(),
@@ -99,6 +109,8 @@ fn process_rows(status: &Status) -> Vec<[String; 8]> {
             dash(),
             dash(),
             format!("restarting in {}", short(s.restart_in_ms)),
+            dash(),
+            dash(),
             dash(),
             s.restarts.to_string(),
             s.last_exit.clone().unwrap_or_else(dash),
@@ -112,6 +124,8 @@ fn process_rows(status: &Status) -> Vec<[String; 8]> {
             dash(),
             "attached".into(),
             short(a.uptime_ms),
+            dash(),
+            dash(),
             dash(),
             dash(),
             format!("sockets: {}", a.sockets.join(",")),
@@ -130,10 +144,30 @@ fn process_rows(status: &Status) -> Vec<[String; 8]> {
             dash(),
             dash(),
             dash(),
+            dash(),
+            dash(),
             String::new(),
         ]);
     }
     rows
+}
+
+/// The recent recycles, newest last, one line each.
+fn recycles(out: &mut String, status: &Status) {
+    for r in &status.recycles {
+        let successor = r
+            .successor
+            .map_or_else(String::new, |pid| format!(" -> pid {pid}"));
+        let _ = writeln!(
+            out,
+            "recycled {} ago: worker {} (pid {}{successor}), {}: {}",
+            short(r.ago_ms),
+            r.slot,
+            r.pid,
+            r.reason,
+            escape(&r.why)
+        );
+    }
 }
 
 /// One row per listening socket, with its accept queue.

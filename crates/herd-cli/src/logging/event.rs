@@ -79,6 +79,16 @@ log_events! {
     Autoscale = "autoscale",
     /// A reuseport slot's queue did not drain in time; its worker is stopped anyway.
     DrainTimeout = "drain_timeout",
+    /// A worker is recycled (--max-memory, --max-lifetime): its successor starts.
+    Recycle = "recycle",
+    /// A recycled worker's successor is available: the old worker is told to stop.
+    Recycled = "recycled",
+    /// A worker is due for recycling, but capacity does not allow it yet.
+    RecycleDeferred = "recycle_deferred",
+    /// A worker over --max-memory is held back so as not to recycle in a loop.
+    RecycleHeldBack = "recycle_held_back",
+    /// A recycle ended without a successor; the old worker serves on.
+    RecycleAborted = "recycle_aborted",
     /// herd stops gracefully.
     Stopping = "stopping",
     /// herd stops at once, killing every worker.

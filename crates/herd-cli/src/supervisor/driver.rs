@@ -37,6 +37,8 @@ pub struct Supervisor {
     pub(super) autoscaler: Option<Autoscaler>,
     /// The workers' CPU use, for the autoscaler.
     pub(super) cpu: busyness::CpuMeter,
+    /// Recycling, and each worker's last memory and CPU figures.
+    pub(super) recycling: recycling::Recycling,
     /// The `--metrics` endpoint, until the loop serves it.
     pub(super) metrics_listener: Option<std::net::TcpListener>,
     pub(super) notify_log: RateLimit,
@@ -65,6 +67,7 @@ impl Supervisor {
             attached: AttachedSet::default(),
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
+            recycling: recycling::Recycling::default(),
             metrics_listener: None,
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             platform: platform::State::new()?,
@@ -124,13 +127,15 @@ impl Supervisor {
 
     /// What the loop waits for on this turn.
     fn wants(&self) -> Wants {
-        let deadline = match (
+        let now = Instant::now();
+        let deadline = [
             self.pool.next_deadline(),
-            self.attached.deadline(Instant::now()),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+            self.attached.deadline(now),
+            self.recycle_deadline(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         Wants {
             deadline,
             autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),

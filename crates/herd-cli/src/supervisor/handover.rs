@@ -233,6 +233,10 @@ impl Supervisor {
             autoscaler,
             // The busyness baseline: the new image's first sample starts anew.
             cpu: _,
+            // The new image reads the same --max-memory and --max-lifetime, and samples anew
+            // (a recycle under way is in the pool's state); the list of recent recycles and
+            // any slot held back start afresh.
+            recycling: _,
             // Its fd is in `handed.endpoints`.
             metrics_listener: _,
             // Log rate limits, which start afresh.

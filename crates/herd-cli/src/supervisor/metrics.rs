@@ -29,6 +29,21 @@ pub struct Counters {
     pub autoscale: Family<DirectionLabel, Counter>,
     /// Shared sockets that a worker shut down and herd made listen again.
     pub sockets_restored: Counter,
+    /// Workers recycled by reason: `memory`, `lifetime`.
+    pub recycles: Family<ReasonLabel, Counter>,
+}
+
+/// `reason` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// `memory` or `lifetime`.
+    pub reason: String,
+}
+
+impl OneLabel for ReasonLabel {
+    fn with_value(reason: String) -> Self {
+        ReasonLabel { reason }
+    }
 }
 
 /// `cause` label.
@@ -99,6 +114,7 @@ pub struct Snapshot {
 const EXIT_CAUSES: [&str; 3] = ["exit", "signal", "stopped"];
 const UPGRADE_RESULTS: [&str; 2] = ["ok", "failed"];
 const DIRECTIONS: [&str; 2] = ["up", "down"];
+const RECYCLE_REASONS: [&str; 2] = ["memory", "lifetime"];
 
 /// The counters' values, handed over by a re-exec so that they keep counting.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -108,6 +124,10 @@ pub struct SavedCounters {
     upgrades: Vec<(String, u64)>,
     autoscale: Vec<(String, u64)>,
     sockets_restored: u64,
+    /// Only those counted (absent when none was, and in the state of a herd before
+    /// recycling).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    recycles: Vec<(String, u64)>,
 }
 
 impl Counters {
@@ -121,6 +141,7 @@ impl Counters {
             upgrades,
             autoscale,
             sockets_restored,
+            recycles,
         } = self;
         SavedCounters {
             restarts: restarts.get(),
@@ -128,6 +149,10 @@ impl Counters {
             upgrades: save_family(upgrades, &UPGRADE_RESULTS),
             autoscale: save_family(autoscale, &DIRECTIONS),
             sockets_restored: sockets_restored.get(),
+            recycles: save_family(recycles, &RECYCLE_REASONS)
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         }
     }
 
@@ -139,12 +164,14 @@ impl Counters {
             upgrades,
             autoscale,
             sockets_restored,
+            recycles,
         } = self;
         restarts.inc_by(saved.restarts);
         restore_family(exits, &saved.exits);
         restore_family(upgrades, &saved.upgrades);
         restore_family(autoscale, &saved.autoscale);
         sockets_restored.inc_by(saved.sockets_restored);
+        restore_family(recycles, &saved.recycles);
     }
 }
 

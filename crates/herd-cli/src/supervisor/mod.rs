@@ -35,6 +35,7 @@ mod effects;
 mod grace;
 mod lifecycle;
 mod notifications;
+mod recycling;
 mod requests;
 mod sampling;
 mod sources;
@@ -73,6 +74,7 @@ pub(crate) use driver::Control;
 pub use driver::Supervisor;
 #[cfg(windows)]
 pub use platform::{Control, MoveTo, NotifyPipe, NotifySocket, SharedMemories, Signal};
+pub use recycling::policy as recycling_policy;
 pub use takeover::Takeover;
 
 /// How long `herd upgrade` (or SIGHUP) may take unless told otherwise.

@@ -95,6 +95,7 @@ impl Supervisor {
         );
         self.platform.add_status(&mut status, now);
         status.autoscale = self.autoscale_status();
+        self.recycling_status(&mut status);
         Response::ok(status)
     }
 

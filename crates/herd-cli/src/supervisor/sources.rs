@@ -13,7 +13,7 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use super::platform::{self, Intents, NotifySocket};
 use super::signals::Intent;
 use super::takeover::StopAnswer;
-use super::{autoscale, metrics};
+use super::{autoscale, metrics, recycling};
 use crate::control::request::ControlRequest;
 
 /// One input to the supervisor.
@@ -43,6 +43,8 @@ pub enum Tick {
     Autoscale,
     /// A quick look at the accept queue between two autoscaling samples.
     QueueCheck,
+    /// Time to read the workers' memory and CPU time (and recycle what is due).
+    Sample,
 }
 
 /// What the supervisor waits for on this turn.
@@ -67,6 +69,7 @@ pub struct Sources {
     /// turn would never fire while other inputs keep the loop busy.
     autoscale: Interval,
     queue_check: Interval,
+    samples: Interval,
     server: JoinHandle<()>,
     /// What only the platform has.
     pub platform: platform::Inputs,
@@ -107,6 +110,7 @@ impl Sources {
             answered_tx,
             autoscale: every(autoscale::SAMPLE_EVERY),
             queue_check: every(autoscale::QUEUE_CHECK_EVERY),
+            samples: every(recycling::SAMPLE_EVERY),
             server,
             platform,
         })
@@ -129,6 +133,7 @@ impl Sources {
             }
             _ = self.autoscale.tick(), if wants.autoscale => Input::Tick(Tick::Autoscale),
             _ = self.queue_check.tick(), if wants.autoscale => Input::Tick(Tick::QueueCheck),
+            _ = self.samples.tick() => Input::Tick(Tick::Sample),
         }
     }
 

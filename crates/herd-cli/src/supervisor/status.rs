@@ -61,6 +61,29 @@ pub struct Status {
     /// Exited workers whose process groups still have processes, which herd is stopping.
     #[serde(default)]
     pub leftovers: Vec<LeftoverStatus>,
+    /// Which memory figure `memory_bytes` is: `rss` (the working set on Windows) or `pss`.
+    #[serde(default)]
+    pub memory_kind: Option<String>,
+    /// The recent recycles (`--max-memory`, `--max-lifetime`), oldest first.
+    #[serde(default)]
+    pub recycles: Vec<RecycleStatus>,
+}
+
+/// A worker recycled: replaced by a successor in its slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecycleStatus {
+    /// The slot.
+    pub slot: usize,
+    /// The recycled worker's pid.
+    pub pid: u32,
+    /// Its successor's pid, if one started.
+    pub successor: Option<u32>,
+    /// `memory` or `lifetime`.
+    pub reason: String,
+    /// The figures behind it, in words.
+    pub why: String,
+    /// How long ago it started, in milliseconds.
+    pub ago_ms: u64,
 }
 
 /// Autoscaling, when it is on.
@@ -132,6 +155,15 @@ pub struct WorkerStatus {
     pub last_exit: Option<String>,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
+    /// Its memory at the last sample, in bytes (see [`Status::memory_kind`]).
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// Its CPU use between the last two samples, in percent of one CPU.
+    #[serde(default)]
+    pub cpu_percent: Option<f64>,
+    /// Why it is being recycled (`memory`, `lifetime`), while its successor starts.
+    #[serde(default)]
+    pub recycling: Option<String>,
 }
 
 /// A slot waiting to restart its worker.
@@ -238,6 +270,8 @@ pub fn snapshot(
         log_lines_dropped: crate::logging::lines_dropped(),
         worker_output_lines_dropped: crate::output::lines_dropped(),
         leftovers: Vec::new(),
+        memory_kind: None,
+        recycles: Vec::new(),
     }
 }
 
@@ -275,6 +309,9 @@ fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerSt
         restarts: slot.restarts,
         last_exit: describe(&slot.last_exit),
         status: w.status.clone(),
+        memory_bytes: None,
+        cpu_percent: None,
+        recycling: None,
     }
 }
 

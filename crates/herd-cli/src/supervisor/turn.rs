@@ -40,6 +40,7 @@ impl Supervisor {
                     self.autoscale_tick(true);
                 }
             }
+            Input::Tick(Tick::Sample) => self.sample_workers(),
             Input::Tick(Tick::Turn) => {}
         }
     }
@@ -72,6 +73,7 @@ impl Supervisor {
     pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut ControlFile) {
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
+        self.recycle_due();
         self.attached_after_turn();
         self.platform_after_turn(sources);
         for step in self.phase.after_turn(self.pool_view()) {

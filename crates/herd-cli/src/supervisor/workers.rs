@@ -7,7 +7,7 @@ use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect, ExitCause};
 use super::platform::describe_exit;
-use super::pool::Action;
+use super::pool::{Action, Reason};
 use super::reap;
 use super::Supervisor;
 
@@ -24,6 +24,16 @@ impl Supervisor {
                 }
                 Action::Stop { pid, mode, reason } => {
                     let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
+                    if let Reason::Recycled(cause) = reason {
+                        tracing::info!(
+                            event = LogEvent::Recycled.as_str(),
+                            slot,
+                            pid,
+                            reason = cause.as_str(),
+                            "worker {slot} (pid {pid}) recycled: its successor is available; \
+                             stopping it"
+                        );
+                    }
                     let stop = Effect::StopWorker {
                         slot,
                         pid,

@@ -18,6 +18,7 @@ mod interop;
 mod metrics;
 mod output;
 mod privileges;
+mod recycle;
 mod reexec;
 mod reexec_check;
 mod reexec_state;

@@ -23,6 +23,7 @@ impl Pool {
                     ready_since: None,
                     available: false,
                     status: None,
+                    recycling: None,
                 };
                 self.add_count(slot, w.count());
                 self.by_pid.entry(pid).or_insert(self.workers.len());

@@ -14,6 +14,7 @@
 mod commands;
 mod error;
 mod events;
+mod recycle;
 mod state;
 mod timers;
 mod types;
@@ -22,11 +23,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 pub use error::PoolError;
+pub use recycle::RecycleRefused;
 pub use state::{PoolState, SavedSlot, SavedWorker};
 use types::Count;
 pub use types::{
-    Action, DrainPolicy, Exit, PoolConfig, Readiness, Reason, Slot, StopMode, Upgrade, Worker,
-    WorkerExit, WorkerState,
+    Action, DrainPolicy, Exit, PoolConfig, Readiness, Reason, RecycleCause, Slot, StopMode,
+    Upgrade, Worker, WorkerExit, WorkerState,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +60,8 @@ pub struct Pool {
     became_ready: Vec<u32>,
     /// How many workers drain their slot.
     draining: usize,
+    /// Recycles that ended without a successor, since the last [`Pool::take_recycles_aborted`].
+    recycles_aborted: Vec<(usize, u32, RecycleCause)>,
 }
 
 impl Pool {
@@ -79,6 +83,7 @@ impl Pool {
             available_slots: 0,
             became_ready: Vec::new(),
             draining: 0,
+            recycles_aborted: Vec::new(),
         }
     }
 

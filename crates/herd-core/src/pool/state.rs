@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{Phase, Pool, PoolConfig, Reason, Slot, Worker, WorkerExit, WorkerState};
+use super::{Phase, Pool, PoolConfig, Reason, RecycleCause, Slot, Worker, WorkerExit, WorkerState};
 use crate::backoff::Backoff;
 use crate::relative::{Ago, Ahead, Epoch};
 
@@ -64,6 +64,12 @@ pub struct SavedWorker {
     pub available: bool,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
+    /// Why it was being recycled, if it was. Absent before recycling existed.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub recycling: Option<RecycleCause>,
 }
 
 /// A slot's history, saved.
@@ -102,6 +108,8 @@ impl Pool {
             draining: _,
             // Announcements still due: an imported ready worker is not announced again.
             became_ready: _,
+            // Reported at the turn they happen; a re-exec waits for no recycle.
+            recycles_aborted: _,
         } = self;
         if *phase != Phase::Serving || upgrade.is_some() || slots.iter().any(|s| s.spawning) {
             return None;
@@ -163,6 +171,7 @@ fn save_worker(worker: &Worker, epoch: Epoch) -> SavedWorker {
         ready_since,
         available,
         status,
+        recycling,
     } = worker;
     let ahead = |t: Instant| epoch.ahead(t);
     SavedWorker {
@@ -190,6 +199,7 @@ fn save_worker(worker: &Worker, epoch: Epoch) -> SavedWorker {
         ready_age_ms: ready_since.map(|t| epoch.ago(t)),
         available: *available,
         status: status.clone(),
+        recycling: *recycling,
     }
 }
 
@@ -218,6 +228,7 @@ fn load_worker(saved: SavedWorker, epoch: Epoch) -> Worker {
         ready_since: saved.ready_age_ms.map(|t| epoch.past(t)),
         available: saved.available,
         status: saved.status,
+        recycling: saved.recycling,
     }
 }
 

@@ -17,6 +17,7 @@ impl Pool {
             self.check_available(now);
             self.check_watchdogs(now, &mut actions);
             self.advance_upgrade(now, &mut actions);
+            self.advance_recycles(now, &mut actions);
             self.fill_slots(now, &mut actions);
         }
         self.announce_ready(&mut actions);

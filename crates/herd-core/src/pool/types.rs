@@ -125,6 +125,28 @@ pub enum Reason {
     GraceExpired,
     /// Someone asked for a signal (`herd signal`).
     Requested,
+    /// A successor in its slot became available after it was recycled, for this cause.
+    Recycled(RecycleCause),
+}
+
+/// Why a worker is recycled: replaced by a fresh one in its slot (see [`Pool::recycle`](crate::Pool::recycle)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum RecycleCause {
+    /// Its memory stayed above `--max-memory`.
+    Memory,
+    /// It ran past `--max-lifetime` (plus its jitter).
+    Lifetime,
+}
+
+impl RecycleCause {
+    /// The cause's name in logs, status and metrics: `memory` or `lifetime`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecycleCause::Memory => "memory",
+            RecycleCause::Lifetime => "lifetime",
+        }
+    }
 }
 
 impl Reason {
@@ -139,6 +161,8 @@ impl Reason {
             Reason::Watchdog => "watchdog timeout",
             Reason::GraceExpired => "did not stop in time",
             Reason::Requested => "requested",
+            Reason::Recycled(RecycleCause::Memory) => "recycled: over --max-memory",
+            Reason::Recycled(RecycleCause::Lifetime) => "recycled: past --max-lifetime",
         }
     }
 
@@ -198,6 +222,9 @@ pub struct Worker {
     pub available: bool,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
+    /// Why it is being recycled, while a successor in its slot starts: it serves until the
+    /// successor is available.
+    pub recycling: Option<RecycleCause>,
 }
 
 impl Worker {

@@ -53,6 +53,13 @@ fn what_windows_runs_is_accepted() {
     ]))
     .unwrap();
     verdict(&run_with(&["--takeover", "web"])).unwrap();
+    verdict(&run_with(&[
+        "--max-memory",
+        "512M",
+        "--max-lifetime",
+        "1h,jitter=5m",
+    ]))
+    .unwrap();
     verdict(&["run", "--takeover", r"\\.\pipe\web", "--", "worker"]).unwrap();
     let mut logged = vec!["--log-level", "debug", "--log-format", "json"];
     logged.extend_from_slice(RUN);
@@ -204,6 +211,10 @@ fn values_windows_cannot_do_are_refused() {
         (
             &["-b", ":0,nonblocking"],
             "--bind ':0,nonblocking' is not available on Windows: nonblocking",
+        ),
+        (
+            &["--max-memory", "pss=512M"],
+            "--max-memory pss= is not available on Windows: Windows has no proportional",
         ),
     ];
     for (options, expected) in cases {

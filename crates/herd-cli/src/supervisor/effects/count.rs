@@ -1,6 +1,7 @@
 //! What the supervisor counts for `--metrics`, each count on its metric and label.
 
 use crate::supervisor::metrics;
+use herd_core::RecycleCause;
 
 /// Something counted for `--metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,6 +16,8 @@ pub enum Count {
     Autoscale { up: bool },
     /// Shared sockets a worker shut down were made to listen again: how many.
     SocketsRestored(u64),
+    /// A worker is recycled, for this cause.
+    Recycle(RecycleCause),
 }
 
 impl Count {
@@ -41,6 +44,7 @@ impl Count {
             Count::SocketsRestored(n) => {
                 counters.sockets_restored.inc_by(n);
             }
+            Count::Recycle(cause) => metrics::bump(&counters.recycles, cause.as_str()),
         }
     }
 }
@@ -75,6 +79,9 @@ mod tests {
             Count::Autoscale { up: true },
             Count::Autoscale { up: false },
             Count::SocketsRestored(3),
+            Count::Recycle(RecycleCause::Memory),
+            Count::Recycle(RecycleCause::Memory),
+            Count::Recycle(RecycleCause::Lifetime),
         ] {
             count.add_to(&counters);
         }
@@ -89,6 +96,8 @@ mod tests {
             "herd_autoscale_decisions_total{direction=\"up\"} 1",
             "herd_autoscale_decisions_total{direction=\"down\"} 1",
             "herd_sockets_restored_total 3",
+            "herd_worker_recycles_total{reason=\"memory\"} 2",
+            "herd_worker_recycles_total{reason=\"lifetime\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

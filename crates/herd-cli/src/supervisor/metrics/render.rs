@@ -9,7 +9,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::{
     export_at_zero, Counters, GenerationLabel, SlotLabel, Snapshot, SocketLabel, DIRECTIONS,
-    EXIT_CAUSES, UPGRADE_RESULTS,
+    EXIT_CAUSES, RECYCLE_REASONS, UPGRADE_RESULTS,
 };
 use crate::supervisor::process_stats::ProcessStats;
 
@@ -21,6 +21,7 @@ pub fn render(counters: &Counters, snapshot: &Snapshot) -> Result<String, std::f
     export_at_zero(&counters.exits, &EXIT_CAUSES);
     export_at_zero(&counters.upgrades, &UPGRADE_RESULTS);
     export_at_zero(&counters.autoscale, &DIRECTIONS);
+    export_at_zero(&counters.recycles, &RECYCLE_REASONS);
     let mut registry = Registry::default();
     register_workers(&mut registry, snapshot);
     register_counters(&mut registry, counters);
@@ -92,6 +93,11 @@ fn register_counters(registry: &mut Registry, counters: &Counters) {
         "herd_sockets_restored",
         "Shared sockets a worker shut down (for every holder) that herd made listen again",
         counters.sockets_restored.clone(),
+    );
+    registry.register(
+        "herd_worker_recycles",
+        "Workers recycled (replaced by a successor), by reason (memory, lifetime)",
+        counters.recycles.clone(),
     );
 }
 

@@ -13,6 +13,7 @@ use crate::supervisor::reap::{Children, Peek};
 use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 
 mod inputs;
+mod memory;
 mod process_stats;
 pub(crate) mod signals;
 mod spawner;
@@ -24,6 +25,7 @@ pub(crate) use crate::cli::signal_error;
 pub(crate) use crate::supervisor::systemd::ServiceNotifier as ServiceManager;
 pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second, Signal};
 pub(in crate::supervisor) use inputs::{ControlServer, Input, Inputs, Wants};
+pub(crate) use memory::memory;
 pub(crate) use process_stats::process_stats;
 pub(crate) use signals::{signal_name, Signals as Intents};
 pub(in crate::supervisor) use spawner::Spawner;

@@ -157,6 +157,16 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     u64::try_from(used.as_nanos() / 100).ok()
 }
 
+/// Worker `pid`'s memory in bytes: its working set (Windows has no proportional set size,
+/// which `herd run` refuses); `None` if it cannot be opened.
+pub fn memory(pid: u32, kind: herd_core::MemoryKind) -> Option<u64> {
+    if kind != herd_core::MemoryKind::Rss {
+        return None;
+    }
+    let process = herd_sys::windows::process::Process::open(pid).ok()?;
+    herd_sys::windows::process::working_set(&process).ok()
+}
+
 /// The console event that carries `intent` (`CTRL_C`), or what else does.
 pub fn signal_name(intent: Intent) -> String {
     match intent {

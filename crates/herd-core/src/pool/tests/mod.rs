@@ -2,6 +2,7 @@ use super::*;
 
 mod drain;
 mod ready;
+mod recycle;
 mod scale;
 mod upgrade;
 mod workers;

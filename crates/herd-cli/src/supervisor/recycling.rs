@@ -1,0 +1,257 @@
+//! Recycling workers (`--max-memory`, `--max-lifetime`) and the figures behind it: every
+//! [`SAMPLE_EVERY`] the supervisor reads each worker's memory and CPU time (the platform's
+//! figures), feeds the memory to herd-core's pure [`Recycler`], and after every loop turn
+//! carries out what it decides. `herd status` shows the figures and the recent recycles,
+//! `--metrics` counts them by reason.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant};
+
+use herd_core::{Action, MemoryKind, RecycleCause, RecycleEvent, RecyclePolicy, Recycler};
+
+use crate::cli::RunArgs;
+use crate::logging::LogEvent;
+
+use super::effects::{Count, Effect};
+use super::platform;
+use super::status::{ms, RecycleStatus, Status};
+use super::Supervisor;
+
+/// How often each worker's memory and CPU time are read.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+
+/// How many recent recycles `herd status` lists.
+const RECENT: usize = 16;
+
+/// The recycling settings of `herd run`'s command line: over the memory limit for two samples
+/// in a row; a worker over it from the start, as its predecessor was, is held back 30 s, then
+/// 1 min, ... up to 30 min.
+pub fn policy(args: &RunArgs) -> RecyclePolicy {
+    RecyclePolicy {
+        max_memory: args.max_memory.map(|m| (m.kind, m.bytes)),
+        max_lifetime: args.max_lifetime.map(|l| l.lifetime),
+        jitter: args.max_lifetime.map_or(Duration::ZERO, |l| l.jitter),
+        samples: 2,
+        hold: Duration::from_secs(30),
+        max_hold: Duration::from_secs(30 * 60),
+    }
+}
+
+/// The recycler and the workers' last figures.
+pub struct Recycling {
+    recycler: Recycler,
+    /// Each worker's CPU ticks at the last sample.
+    cpu_ticks: HashMap<u32, (u64, Instant)>,
+    /// Each worker's CPU use between the last two samples, in percent of one CPU.
+    cpu_percent: HashMap<u32, f64>,
+    /// The recent recycles, newest last, with when they started.
+    recent: VecDeque<(Instant, RecycleStatus)>,
+}
+
+impl Default for Recycling {
+    fn default() -> Self {
+        Recycling::new(RecyclePolicy {
+            max_memory: None,
+            max_lifetime: None,
+            jitter: Duration::ZERO,
+            samples: 2,
+            hold: Duration::from_secs(30),
+            max_hold: Duration::from_secs(30 * 60),
+        })
+    }
+}
+
+impl Recycling {
+    fn new(policy: RecyclePolicy) -> Recycling {
+        let seed = RandomState::new().build_hasher().finish();
+        Recycling {
+            recycler: Recycler::new(policy, seed),
+            cpu_ticks: HashMap::new(),
+            cpu_percent: HashMap::new(),
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// The memory figure sampled: the one `--max-memory` limits, else resident memory.
+    fn kind(&self) -> MemoryKind {
+        self.recycler
+            .policy()
+            .max_memory
+            .map_or(MemoryKind::Rss, |(kind, _)| kind)
+    }
+}
+
+impl Supervisor {
+    /// Recycles workers by `policy`.
+    pub fn set_recycling(&mut self, policy: RecyclePolicy) {
+        self.recycling = Recycling::new(policy);
+    }
+
+    /// Reads every worker's memory and CPU time, then recycles what is due.
+    pub(super) fn sample_workers(&mut self) {
+        let now = Instant::now();
+        let kind = self.recycling.kind();
+        let per_second = platform::ticks_per_second().max(1) as f64;
+        let r = &mut self.recycling;
+        let mut memory = Vec::new();
+        let mut ticks = HashMap::new();
+        r.cpu_percent.clear();
+        for w in self.pool.workers() {
+            if let Some(bytes) = platform::memory(w.pid, kind) {
+                memory.push((w.pid, bytes));
+            }
+            let Some(used) = platform::cpu_ticks(w.pid) else {
+                continue;
+            };
+            if let Some(&(before, at)) = r.cpu_ticks.get(&w.pid) {
+                let seconds = now.saturating_duration_since(at).as_secs_f64();
+                if seconds > 0.0 {
+                    let share = used.saturating_sub(before) as f64 / per_second / seconds;
+                    r.cpu_percent.insert(w.pid, share * 100.0);
+                }
+            }
+            ticks.insert(w.pid, (used, now));
+        }
+        r.cpu_ticks = ticks;
+        r.recycler.record_memory(&self.pool, memory);
+        self.recycle_due();
+    }
+
+    /// When a worker's lifetime ends or a held slot is released, if ever.
+    pub(super) fn recycle_deadline(&self, now: Instant) -> Option<Instant> {
+        self.recycling.recycler.next_deadline(&self.pool, now)
+    }
+
+    /// Carries out what the recycler decides now, one log line per decision.
+    pub(super) fn recycle_due(&mut self) {
+        let now = Instant::now();
+        for event in self.recycling.recycler.due(&mut self.pool, now) {
+            match event {
+                RecycleEvent::Started {
+                    slot,
+                    pid,
+                    cause,
+                    why,
+                    actions,
+                } => self.recycle_started(slot, pid, cause, why, actions, now),
+                RecycleEvent::Deferred {
+                    slot,
+                    pid,
+                    cause,
+                    refused,
+                } => tracing::info!(
+                    event = LogEvent::RecycleDeferred.as_str(),
+                    slot,
+                    pid,
+                    reason = cause.as_str(),
+                    why = %refused,
+                    "worker {slot} (pid {pid}) is due for recycling ({}), not now: {refused}",
+                    cause.as_str()
+                ),
+                RecycleEvent::HeldBack {
+                    slot,
+                    pid,
+                    wait,
+                    why,
+                } => tracing::warn!(
+                    event = LogEvent::RecycleHeldBack.as_str(),
+                    slot,
+                    pid,
+                    wait = %humantime::format_duration(round_s(wait)),
+                    why = %why,
+                    "worker {slot} (pid {pid}) is not recycled yet: {why}"
+                ),
+                RecycleEvent::Aborted {
+                    slot,
+                    pid,
+                    cause,
+                    hold,
+                } => tracing::warn!(
+                    event = LogEvent::RecycleAborted.as_str(),
+                    slot,
+                    pid,
+                    reason = cause.as_str(),
+                    hold = %humantime::format_duration(hold),
+                    "recycling worker {slot} (pid {pid}) failed: its successor was gone before \
+                     it was available; it serves on, and its slot waits {} before the next try",
+                    humantime::format_duration(hold)
+                ),
+            }
+        }
+    }
+
+    /// Worker `pid` in `slot` is recycled for `cause`: logged, counted, its successor started
+    /// (`actions`), and remembered for `herd status`.
+    fn recycle_started(
+        &mut self,
+        slot: usize,
+        pid: u32,
+        cause: RecycleCause,
+        why: String,
+        actions: Vec<Action>,
+        now: Instant,
+    ) {
+        let reason = cause.as_str();
+        tracing::info!(
+            event = LogEvent::Recycle.as_str(),
+            slot,
+            pid,
+            reason,
+            why = %why,
+            "recycling worker {slot} (pid {pid}): {why}; its successor starts"
+        );
+        self.effects.execute([Effect::Count(Count::Recycle(cause))]);
+        self.apply(actions, false);
+        let successor = self
+            .pool
+            .workers()
+            .iter()
+            .rev()
+            .find(|w| w.slot == slot && w.pid != pid && w.live() && w.recycling.is_none());
+        let record = RecycleStatus {
+            slot,
+            pid,
+            successor: successor.map(|w| w.pid),
+            reason: reason.to_string(),
+            why,
+            ago_ms: 0,
+        };
+        let recent = &mut self.recycling.recent;
+        recent.push_back((now, record));
+        while recent.len() > RECENT {
+            recent.pop_front();
+        }
+    }
+
+    /// Adds each worker's figures and the recent recycles to `status`.
+    pub(super) fn recycling_status(&self, status: &mut Status) {
+        let r = &self.recycling;
+        for w in &mut status.workers {
+            w.memory_bytes = r.recycler.memory(w.pid);
+            w.cpu_percent = r.cpu_percent.get(&w.pid).map(|p| (p * 10.0).round() / 10.0);
+            w.recycling = self
+                .pool
+                .worker(w.pid)
+                .and_then(|p| p.recycling)
+                .map(|c| c.as_str().to_string());
+        }
+        status.memory_kind = Some(r.kind().as_str().to_string());
+        let now = Instant::now();
+        status.recycles = r
+            .recent
+            .iter()
+            .map(|(at, record)| RecycleStatus {
+                ago_ms: ms(now.saturating_duration_since(*at)),
+                ..record.clone()
+            })
+            .collect();
+    }
+}
+
+/// `d` in whole seconds, rounded up, for messages.
+fn round_s(d: Duration) -> Duration {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    Duration::from_secs(secs)
+}

@@ -1,0 +1,208 @@
+//! Recycling: `--max-memory` and `--max-lifetime` replace workers one step of a rolling
+//! upgrade at a time, under load, without a failed connection.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// herd running `leaky.py` workers (each request keeps `leak_kb` KiB, `start_mb` MiB at
+/// start; ready once they say so) with `options` before the command.
+fn leaky(options: &[&str], leak_kb: u32, start_mb: u32) -> Herd {
+    let leaky = worker("leaky.py");
+    let (leak, start) = (format!("LEAK_KB={leak_kb}"), format!("START_MB={start_mb}"));
+    let mut args = vec!["run", "-b", "http=127.0.0.1:0", "--ready", "notify"];
+    // Each worker leaks at most 24 MiB a second, however fast requests come.
+    args.extend_from_slice(&["--env", &leak, "--env", &start, "--env", "LEAK_MB_PER_S=24"]);
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["--", "python3", &leaky]);
+    Herd::start(&args)
+}
+
+/// The events named `name` logged so far.
+fn logged(herd: &Herd, name: &str) -> Vec<Value> {
+    events(&herd.lines())
+        .filter(|e| e["event"] == name)
+        .cloned()
+        .collect()
+}
+
+/// The most recycles under way at once, in the order herd logged them: started (`recycle`)
+/// and not yet ended (`recycled`, `recycle_aborted`).
+fn most_at_once(herd: &Herd) -> usize {
+    let (mut now, mut most) = (0usize, 0);
+    for e in events(&herd.lines()) {
+        match e["event"].as_str() {
+            Some("recycle") => now += 1,
+            Some("recycled" | "recycle_aborted") => now = now.saturating_sub(1),
+            _ => {}
+        }
+        most = most.max(now);
+    }
+    most
+}
+
+/// A log event's time, in seconds since midnight (UTC).
+fn seconds_of_day(event: &Value) -> f64 {
+    let stamp = event["timestamp"].as_str().unwrap();
+    let time = stamp.split_once('T').unwrap().1.trim_end_matches('Z');
+    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+#[test]
+fn leaking_workers_are_recycled_under_load_without_a_failed_connection() {
+    let herd = leaky(
+        &[
+            "-w",
+            "3",
+            "--max-surge",
+            "2",
+            "--max-memory",
+            "40M",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        256,
+        0,
+    );
+    let addr = herd.address("http");
+    let metrics = metrics_address(&herd);
+    herd.started(3);
+    let load = Load::start(&addr, 3, |b| b.starts_with("leaky pid"));
+    let recycled = herd.wait_for_events("recycled", 4, &[("reason", "memory".into())]);
+    load.finish_without_failures(100);
+    for e in &recycled {
+        assert!(
+            e["pid"].as_u64().is_some() && e["slot"].as_u64().unwrap() < 3,
+            "{e}"
+        );
+    }
+    assert_eq!(
+        logged(&herd, "recycle_held_back"),
+        [] as [Value; 0],
+        "a leak is no loop"
+    );
+    let most = most_at_once(&herd);
+    assert!(
+        (1..=2).contains(&most),
+        "{most} recycles at once, --max-surge 2"
+    );
+    let started = logged(&herd, "recycle");
+    let why = started[0]["why"].as_str().unwrap();
+    assert!(
+        why.starts_with("rss ") && why.contains("above --max-memory 40 MiB for 2 samples"),
+        "{why}"
+    );
+    // Every recycle is a replacement: no slot was ever short of a worker, none restarted.
+    assert!(logged(&herd, "worker_exited")
+        .iter()
+        .all(|e| e["restart_in"].is_null()));
+    let status = herd.status();
+    assert_eq!(status["memory_kind"], "rss");
+    let recycles = status["recycles"].as_array().unwrap();
+    assert!(recycles.len() >= 4, "{status:#}");
+    assert!(recycles
+        .iter()
+        .all(|r| r["reason"] == "memory" && r["successor"].is_u64()));
+    let body = get(&metrics, "/metrics").unwrap();
+    let count = body
+        .lines()
+        .find_map(|l| l.strip_prefix("herd_worker_recycles_total{reason=\"memory\"} "))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no recycles counted:\n{body}"));
+    assert!(count >= 4, "{body}");
+    assert!(
+        body.contains("herd_worker_recycles_total{reason=\"lifetime\"} 0"),
+        "{body}"
+    );
+}
+
+#[test]
+fn lifetimes_with_jitter_spread_the_recycles() {
+    let herd = leaky(
+        &[
+            "-w",
+            "4",
+            "--max-surge",
+            "4",
+            "--max-lifetime",
+            "2s,jitter=6s",
+            "--min-ready",
+            "0",
+        ],
+        0,
+        0,
+    );
+    let first: HashSet<u32> = herd.started(4).iter().map(|s| s.1).collect();
+    let recycles = herd.wait_events("the first 4 workers' recycles", 4, |e| {
+        e["event"] == "recycle" && first.contains(&(e["pid"].as_u64().unwrap() as u32))
+    });
+    for e in &recycles {
+        assert_eq!(e["reason"], "lifetime", "{e}");
+        let why = e["why"].as_str().unwrap();
+        assert!(
+            why.contains("past --max-lifetime 2s plus its jitter"),
+            "{why}"
+        );
+    }
+    let times: Vec<f64> = recycles.iter().map(seconds_of_day).collect();
+    let spread = times.iter().cloned().fold(f64::MIN, f64::max)
+        - times.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread > 0.2, "all at once: {times:?}");
+    herd.wait_for_events("recycled", 4, &[("reason", "lifetime".into())]);
+    wait_status(&herd, "the first workers gone", |s| {
+        worker_pids(s).iter().all(|pid| !first.contains(pid))
+    });
+}
+
+#[test]
+fn a_worker_over_the_limit_from_the_start_is_not_recycled_in_a_loop() {
+    // A fresh worker needs more than the limit: its first recycle is allowed, the next held.
+    let herd = leaky(&["-w", "1", "--max-memory", "pss=24M"], 0, 48);
+    let recycle = herd.wait_for_event("recycle", &[]);
+    let held = herd.wait_for_event("recycle_held_back", &[]);
+    assert_ne!(held["pid"], recycle["pid"], "the successor is held: {held}");
+    let why = held["why"].as_str().unwrap();
+    assert!(why.contains("recycling it would loop"), "{why}");
+    assert!(why.contains("once it has run 30s"), "{why}");
+    // Samples come every second: a few more pass without another recycle.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let status = herd.status();
+        assert_eq!(worker_pids(&status), [held["pid"].as_u64().unwrap() as u32]);
+        assert_eq!(status["memory_kind"], "pss");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(logged(&herd, "recycle").len(), 1);
+    assert_eq!(logged(&herd, "recycle_held_back").len(), 1, "said once");
+}
+
+#[test]
+fn status_shows_each_workers_memory_and_cpu() {
+    let herd = leaky(&["-w", "2"], 0, 0);
+    let status = wait_status(&herd, "two samples of each worker", |s| {
+        settled(s, 2)
+            && s["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|w| w["cpu_percent"].is_number())
+    });
+    for w in status["workers"].as_array().unwrap() {
+        let bytes = w["memory_bytes"].as_u64().unwrap();
+        assert!(bytes > 1 << 20, "{w}");
+        assert!(w["recycling"].is_null(), "{w}");
+    }
+    assert_eq!(status["recycles"], serde_json::json!([]));
+    let (code, table, _) = herd.ctl(&["status"]);
+    assert_eq!(code, 0);
+    let head = table.lines().nth(1).unwrap();
+    assert!(
+        head.contains("UPTIME  CPU") && head.contains("MEM"),
+        "{table}"
+    );
+    assert!(table.contains(" MiB "), "{table}");
+}

@@ -1,0 +1,423 @@
+//! When to recycle a worker (`--max-memory`, `--max-lifetime`): a pure policy over the
+//! [`Pool`]. The caller samples each worker's memory on a timer and passes the readings and
+//! `now`; [`Recycler::due`] asks the pool to recycle the workers past a limit, which guards
+//! capacity (see [`Pool::recycle`]), and says what it decided, one [`RecycleEvent`] per
+//! decision, for the log.
+//!
+//! A worker is recycled for memory once it is above the limit for `samples` samples in a row.
+//! One never seen under the limit since it became ready, when its predecessor in the slot was
+//! not either, is held back: recycling it would loop, since the limit is likely below what a
+//! fresh worker needs. It is recycled only after it has run `hold`, then twice that for the
+//! next, and so on up to `max_hold`. A recycle whose successor failed holds its slot back the
+//! same way. Lifetimes end at `max_lifetime` plus each worker's own jitter, drawn from its pid
+//! and a seed the caller picks at random, so that workers started together are not all
+//! recycled together.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use crate::duration::{format_duration, round_ms};
+use crate::pool::{Pool, RecycleCause, RecycleRefused, Worker};
+
+/// Which memory figure `--max-memory` limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryKind {
+    /// Resident memory (the working set on Windows).
+    Rss,
+    /// Proportional set size: shared pages split between the processes sharing them.
+    Pss,
+}
+
+impl MemoryKind {
+    /// `rss` or `pss`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryKind::Rss => "rss",
+            MemoryKind::Pss => "pss",
+        }
+    }
+}
+
+/// The recycling settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecyclePolicy {
+    /// The memory limit, and which figure it applies to.
+    pub max_memory: Option<(MemoryKind, u64)>,
+    /// How long a worker runs before it is recycled, before its jitter.
+    pub max_lifetime: Option<Duration>,
+    /// The most each worker's lifetime is lengthened by, at random.
+    pub jitter: Duration,
+    /// How many samples in a row a worker must be over the memory limit.
+    pub samples: u32,
+    /// How long a slot is first held back after a recycle that went wrong; it doubles with
+    /// each further one.
+    pub hold: Duration,
+    /// The longest a slot is held back.
+    pub max_hold: Duration,
+}
+
+impl RecyclePolicy {
+    /// Whether anything is ever recycled.
+    pub fn is_on(&self) -> bool {
+        self.max_memory.is_some() || self.max_lifetime.is_some()
+    }
+}
+
+/// One decision, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecycleEvent {
+    /// Worker `pid` is being recycled: the pool's `actions` start its successor.
+    Started {
+        /// Its slot.
+        slot: usize,
+        /// Its pid.
+        pid: u32,
+        /// Why.
+        cause: RecycleCause,
+        /// The figures behind it, in words.
+        why: String,
+        /// What the pool asks for.
+        actions: Vec<crate::Action>,
+    },
+    /// Worker `pid` is due for recycling, but the pool refused for now (said once per worker).
+    Deferred {
+        /// Its slot.
+        slot: usize,
+        /// Its pid.
+        pid: u32,
+        /// Why it is due.
+        cause: RecycleCause,
+        /// Why not now.
+        refused: RecycleRefused,
+    },
+    /// Worker `pid` is over the limit but held back so as not to recycle in a loop (said once
+    /// per worker).
+    HeldBack {
+        /// Its slot.
+        slot: usize,
+        /// Its pid.
+        pid: u32,
+        /// How much longer.
+        wait: Duration,
+        /// Why, in words.
+        why: String,
+    },
+    /// A recycle ended without a successor (it exited or could not start before it was
+    /// available); the old worker serves on and its slot is held back for `hold`.
+    Aborted {
+        /// Its slot.
+        slot: usize,
+        /// The old worker's pid.
+        pid: u32,
+        /// Why it was being recycled.
+        cause: RecycleCause,
+        /// How long its slot is held back.
+        hold: Duration,
+    },
+}
+
+/// One worker's memory, as sampled.
+#[derive(Clone, Copy, Debug, Default)]
+struct MemoryTrack {
+    bytes: u64,
+    /// Samples over the limit in a row.
+    over: u32,
+    /// Whether it was under the limit at a sample while it was ready: one that never was
+    /// started over it.
+    under_while_ready: bool,
+}
+
+/// A slot's recent recycles.
+#[derive(Clone, Copy, Debug, Default)]
+struct SlotTrack {
+    /// Recycles in a row that went wrong: of a worker over the limit from the start, or
+    /// aborted.
+    quick: u32,
+    /// No recycle in the slot before this.
+    not_before: Option<Instant>,
+}
+
+/// The recycling policy's state.
+#[derive(Debug)]
+pub struct Recycler {
+    policy: RecyclePolicy,
+    seed: u64,
+    memory: HashMap<u32, MemoryTrack>,
+    slots: HashMap<usize, SlotTrack>,
+    /// Workers whose deferral or hold was already said.
+    told: HashSet<u32>,
+}
+
+impl Recycler {
+    /// A recycler with `policy`; `seed` (pick it at random) draws each worker's jitter.
+    pub fn new(policy: RecyclePolicy, seed: u64) -> Recycler {
+        Recycler {
+            policy,
+            seed,
+            memory: HashMap::new(),
+            slots: HashMap::new(),
+            told: HashSet::new(),
+        }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RecyclePolicy {
+        &self.policy
+    }
+
+    /// Records one memory sample: each worker's pid and bytes (the figure the policy
+    /// limits). Workers not in `readings` are forgotten.
+    pub fn record_memory(&mut self, pool: &Pool, readings: impl IntoIterator<Item = (u32, u64)>) {
+        let limit = self.policy.max_memory.map(|(_, limit)| limit);
+        let mut memory = HashMap::new();
+        for (pid, bytes) in readings {
+            let ready = match pool.worker(pid) {
+                Some(w) => w.state == crate::WorkerState::Ready,
+                None => continue,
+            };
+            let mut track = self.memory.get(&pid).copied().unwrap_or_default();
+            track.bytes = bytes;
+            match limit {
+                Some(limit) if bytes > limit => track.over = track.over.saturating_add(1),
+                _ => {
+                    track.over = 0;
+                    track.under_while_ready |= ready;
+                }
+            }
+            memory.insert(pid, track);
+        }
+        self.memory = memory;
+        self.told.retain(|pid| pool.worker(*pid).is_some());
+    }
+
+    /// A worker's memory at the last sample.
+    pub fn memory(&self, pid: u32) -> Option<u64> {
+        self.memory.get(&pid).map(|t| t.bytes)
+    }
+
+    /// How long worker `pid` runs before it is recycled: the lifetime plus its jitter.
+    pub fn lifetime(&self, pid: u32) -> Option<Duration> {
+        let lifetime = self.policy.max_lifetime?;
+        let jitter_ms = u64::try_from(self.policy.jitter.as_millis()).unwrap_or(u64::MAX);
+        let drawn = match jitter_ms {
+            0 => 0,
+            max => mix(self.seed ^ u64::from(pid)) % max.saturating_add(1),
+        };
+        Some(lifetime.saturating_add(Duration::from_millis(drawn)))
+    }
+
+    /// When [`due`](Recycler::due) next has a lifetime to end or a held slot to release,
+    /// after `now`.
+    pub fn next_deadline(&self, pool: &Pool, now: Instant) -> Option<Instant> {
+        let ends = pool
+            .workers()
+            .iter()
+            .filter(|w| w.live() && w.recycling.is_none())
+            .filter_map(|w| w.started.checked_add(self.lifetime(w.pid)?));
+        let held = self.slots.values().filter_map(|s| s.not_before);
+        ends.chain(held).filter(|&t| t > now).min()
+    }
+
+    /// Asks `pool` to recycle each worker past a limit at `now`, and says what was decided.
+    pub fn due(&mut self, pool: &mut Pool, now: Instant) -> Vec<RecycleEvent> {
+        let mut events = Vec::new();
+        for (slot, pid, cause) in pool.take_recycles_aborted() {
+            let hold = self.went_wrong(slot, now);
+            events.push(RecycleEvent::Aborted {
+                slot,
+                pid,
+                cause,
+                hold,
+            });
+        }
+        for (pid, cause, why) in self.candidates(pool, now) {
+            let slot = match pool.worker(pid) {
+                Some(w) => w.slot,
+                None => continue,
+            };
+            if let Some((wait, why)) = self.hold(pool, pid, cause, now) {
+                if self.told.insert(pid) {
+                    events.push(RecycleEvent::HeldBack {
+                        slot,
+                        pid,
+                        wait,
+                        why,
+                    });
+                }
+                continue;
+            }
+            match pool.recycle(pid, cause, now) {
+                Ok(actions) => {
+                    self.started(slot, pid, cause);
+                    events.push(RecycleEvent::Started {
+                        slot,
+                        pid,
+                        cause,
+                        why,
+                        actions,
+                    });
+                }
+                Err(RecycleRefused::NotAWorker) => {}
+                Err(refused) => {
+                    if self.told.insert(pid) {
+                        events.push(RecycleEvent::Deferred {
+                            slot,
+                            pid,
+                            cause,
+                            refused,
+                        });
+                    }
+                }
+            }
+        }
+        events
+    }
+
+    /// The workers past a limit, memory first, then the oldest first: pid, cause, and why.
+    fn candidates(&self, pool: &Pool, now: Instant) -> Vec<(u32, RecycleCause, String)> {
+        let mut found: Vec<(bool, Instant, u32, RecycleCause, String)> = Vec::new();
+        for w in pool.workers() {
+            if !w.live() || w.recycling.is_some() {
+                continue;
+            }
+            if let Some(why) = self.over_memory(w.pid) {
+                found.push((false, w.started, w.pid, RecycleCause::Memory, why));
+            } else if let Some(why) = self.past_lifetime(w, now) {
+                found.push((true, w.started, w.pid, RecycleCause::Lifetime, why));
+            }
+        }
+        found.sort_by_key(|c| (c.0, c.1));
+        found.into_iter().map(|(_, _, p, c, w)| (p, c, w)).collect()
+    }
+
+    fn over_memory(&self, pid: u32) -> Option<String> {
+        let (kind, limit) = self.policy.max_memory?;
+        let track = self.memory.get(&pid)?;
+        let samples = self.policy.samples.max(1);
+        (track.over >= samples).then(|| {
+            format!(
+                "{} {} above --max-memory {} for {} samples",
+                kind.as_str(),
+                format_bytes(track.bytes),
+                format_bytes(limit),
+                track.over
+            )
+        })
+    }
+
+    fn past_lifetime(&self, w: &Worker, now: Instant) -> Option<String> {
+        let lifetime = self.lifetime(w.pid)?;
+        let ran = now.saturating_duration_since(w.started);
+        (ran >= lifetime).then(|| {
+            let max = self.policy.max_lifetime.unwrap_or_default();
+            format!(
+                "ran {}, past --max-lifetime {} plus its jitter {}",
+                format_duration(round_ms(ran)),
+                format_duration(max),
+                format_duration(lifetime.saturating_sub(max))
+            )
+        })
+    }
+
+    /// How long worker `pid`, due for `cause`, is still held back, and why; `None` if it
+    /// is not.
+    fn hold(
+        &self,
+        pool: &Pool,
+        pid: u32,
+        cause: RecycleCause,
+        now: Instant,
+    ) -> Option<(Duration, String)> {
+        let w = pool.worker(pid)?;
+        let slot = self.slots.get(&w.slot).copied().unwrap_or_default();
+        if let Some(at) = slot.not_before.filter(|&at| at > now) {
+            let why = "a recycle in this slot failed: its successor did not become available";
+            return Some((at - now, why.to_string()));
+        }
+        if cause != RecycleCause::Memory || !self.started_over(pid) || slot.quick == 0 {
+            return None;
+        }
+        let hold = self.hold_for(slot.quick);
+        let ran = now.saturating_duration_since(w.started);
+        (ran < hold).then(|| {
+            let why = format!(
+                "it has been over --max-memory since it became ready, as its predecessor was: \
+                 recycling it would loop (is the limit below what a fresh worker needs?); it \
+                 is recycled once it has run {}",
+                format_duration(hold)
+            );
+            (hold - ran, why)
+        })
+    }
+
+    /// Whether worker `pid` was never seen under the memory limit while ready.
+    fn started_over(&self, pid: u32) -> bool {
+        self.memory
+            .get(&pid)
+            .map_or(false, |t| !t.under_while_ready)
+    }
+
+    /// How long the slot is held after `quick` recycles in a row went wrong.
+    fn hold_for(&self, quick: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(quick.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.policy
+            .hold
+            .saturating_mul(factor)
+            .min(self.policy.max_hold)
+    }
+
+    /// A recycle of worker `pid` in `slot` started.
+    fn started(&mut self, slot: usize, pid: u32, cause: RecycleCause) {
+        let started_over = self.started_over(pid);
+        let track = self.slots.entry(slot).or_default();
+        match cause {
+            RecycleCause::Memory if started_over => track.quick = track.quick.saturating_add(1),
+            RecycleCause::Memory => track.quick = 0,
+            RecycleCause::Lifetime => {}
+        }
+        track.not_before = None;
+        self.told.remove(&pid);
+    }
+
+    /// A recycle in `slot` went wrong at `now`: the slot is held back, longer each time.
+    fn went_wrong(&mut self, slot: usize, now: Instant) -> Duration {
+        let quick = self.slots.get(&slot).map_or(0, |s| s.quick) + 1;
+        let hold = self.hold_for(quick);
+        let track = self.slots.entry(slot).or_default();
+        track.quick = quick;
+        track.not_before = now.checked_add(hold);
+        hold
+    }
+}
+
+/// `bytes` for people: `512 MiB`, `1.5 GiB`, `900 KiB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() < 0.05 || value >= 100.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A well-spread 64-bit hash (splitmix64's finalizer).
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests;
