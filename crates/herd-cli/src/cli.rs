@@ -291,8 +291,7 @@ pub struct RunArgs {
     pub max_memory: Option<MaxMemory>,
 
     /// Recycle each worker, as --max-memory does, after it has run DURATION plus its own
-    /// random share of jitter (e.g. 6h,jitter=30m), so that workers are not all recycled at
-    /// once.
+    /// random share of jitter (e.g. 6h,jitter=30m), so that they are not recycled all at once.
     #[arg(long, value_name = "DURATION[,jitter=DURATION]", value_parser = parse_max_lifetime)]
     pub max_lifetime: Option<MaxLifetime>,
 
@@ -468,11 +467,10 @@ Supervision:
   --stop-signal, then SIGKILL after --grace; a stop waits for it.
 
 Recycling (--max-memory, --max-lifetime):
-  A worker over its limit is replaced like one step of an upgrade: a successor starts in its
-  slot, and the old worker is told to stop only once the successor is ready (and --min-ready
-  later). At most --max-surge recycles run at once, none while a slot has no ready worker or an
-  upgrade runs. A worker over --max-memory from the start, as its predecessor was, waits 30s
-  (then 1m, 2m... up to 30m) before it is recycled, so a limit set too low cannot loop.
+  Like one upgrade step: the old worker is stopped once its successor is ready (and --min-ready
+  later); at most --max-surge at once, none while a slot has no ready worker or an upgrade runs.
+  A worker over --max-memory from the start, as its predecessor was, waits 30s (doubling up to
+  30m) before it is recycled, so that a limit set too low cannot loop.
 
 Readiness and the control socket:
   Workers get NOTIFY_SOCKET (sd_notify: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1) and

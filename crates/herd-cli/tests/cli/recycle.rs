@@ -168,11 +168,15 @@ fn a_worker_over_the_limit_from_the_start_is_not_recycled_in_a_loop() {
     let why = held["why"].as_str().unwrap();
     assert!(why.contains("recycling it would loop"), "{why}");
     assert!(why.contains("once it has run 30s"), "{why}");
+    let successor = held["pid"].as_u64().unwrap() as u32;
+    wait_status(&herd, "the recycled worker gone", |s| {
+        worker_pids(s) == [successor]
+    });
     // Samples come every second: a few more pass without another recycle.
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         let status = herd.status();
-        assert_eq!(worker_pids(&status), [held["pid"].as_u64().unwrap() as u32]);
+        assert_eq!(worker_pids(&status), [successor]);
         assert_eq!(status["memory_kind"], "pss");
         std::thread::sleep(Duration::from_millis(200));
     }
