@@ -182,6 +182,15 @@ impl fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 impl ClientError {
+    /// `what` failed on the herd at `path`, with `source`.
+    pub(super) fn io(path: &Path, what: &'static str, source: io::Error) -> ClientError {
+        ClientError::Io {
+            path: path.to_path_buf(),
+            what,
+            source,
+        }
+    }
+
     /// This error, saying which herd is not running when `name` is given: the path was the
     /// default one for the herd of that name.
     pub fn named(self, name: Option<&str>) -> ClientError {

@@ -37,14 +37,6 @@ fn too_long(path: &Path, without: &str) -> ClientError {
 const NO_LINE_END: &str = "without a line end";
 
 impl ClientError {
-    pub(super) fn io(path: &Path, what: &'static str, source: io::Error) -> ClientError {
-        ClientError::Io {
-            path: path.to_path_buf(),
-            what,
-            source,
-        }
-    }
-
     /// A failed `connect`, classified by its errno.
     pub fn from_connect(path: &Path, e: io::Error) -> ClientError {
         let path = path.to_path_buf();

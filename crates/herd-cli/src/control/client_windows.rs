@@ -21,14 +21,6 @@ use super::results::{SocketInfo, SocketsResult};
 const MAX_ANSWER: usize = 16 << 20;
 
 impl ClientError {
-    pub(super) fn io(path: &Path, what: &'static str, source: io::Error) -> ClientError {
-        ClientError::Io {
-            path: path.to_path_buf(),
-            what,
-            source,
-        }
-    }
-
     /// A pipe that could not be opened, classified by the system's error code.
     pub fn from_open(path: &Path, e: io::Error) -> ClientError {
         let path = path.to_path_buf();

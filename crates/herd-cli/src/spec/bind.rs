@@ -241,14 +241,7 @@ pub fn bind_all(
             );
         }
     }
-    for socket in inherited {
-        tracing::warn!(
-            event = LogEvent::SocketNotTaken.as_str(),
-            name = %socket.name,
-            address = %socket.address,
-            "not taken over: no --bind names this socket; it closes when the old herd stops"
-        );
-    }
+    handover::leave_untaken(inherited);
     Ok(listeners)
 }
 

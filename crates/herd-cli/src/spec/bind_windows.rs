@@ -137,14 +137,7 @@ pub fn bind_all(
         let listener = bind_spec(spec, &bound).with_context(context)?;
         bound.push(log_listening(listener));
     }
-    for socket in inherited {
-        tracing::warn!(
-            event = LogEvent::SocketNotTaken.as_str(),
-            name = %socket.name,
-            address = %socket.address,
-            "not taken over: no --bind names this socket; it closes when the old herd stops"
-        );
-    }
+    handover::leave_untaken(inherited);
     Ok(bound)
 }
 

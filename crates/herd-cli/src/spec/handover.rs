@@ -5,7 +5,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 
 use super::kind::SocketKind;
 use super::parse::{Address, BindSpec, Host, HostPort};
@@ -63,6 +63,41 @@ pub fn take_matching(
     }
     apply_options(spec, &socket)?;
     Ok(Some(socket))
+}
+
+/// Says, for each of the sockets taken over that no `--bind` took, that it closes with the
+/// old herd.
+pub fn leave_untaken(untaken: Vec<Inherited>) {
+    for socket in untaken {
+        tracing::warn!(
+            event = crate::logging::LogEvent::SocketNotTaken.as_str(),
+            name = %socket.name,
+            address = %socket.address,
+            "not taken over: no --bind names this socket; it closes when the old herd stops"
+        );
+    }
+}
+
+/// Applies the options every platform can change on a live socket (`backlog`, `nodelay`), and
+/// refuses `v6only` on one that accepts IPv4 too (it cannot change once bound).
+fn apply_socket_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Result<()> {
+    let options = &spec.options;
+    let sock = socket2::SockRef::from(&socket.fd);
+    if options.v6only && !sock.only_v6().unwrap_or(false) {
+        bail!(
+            "conflicts with the inherited socket {:?}: it accepts IPv4 too, and v6only cannot \
+             change once it is bound",
+            socket.name
+        );
+    }
+    if let Some(backlog) = options.backlog {
+        sock.listen(backlog.min(i32::MAX as u32) as i32)
+            .context("cannot change the backlog")?;
+    }
+    if options.nodelay {
+        sock.set_tcp_nodelay(true)?;
+    }
+    Ok(())
 }
 
 /// Whether `address` (as given to `--bind`) describes the inherited socket.

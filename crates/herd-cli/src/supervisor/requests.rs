@@ -203,6 +203,34 @@ impl Supervisor {
         Ok((sockets, fds))
     }
 
+    /// Registers the peer as an attached process holding the sockets `names`, as the platform
+    /// holds one ([`hold_attached`](Supervisor::hold_attached): Unix by pidfd on `connection`,
+    /// Windows by the process handle it carries); the value of its stop event in it, where
+    /// the platform gives one.
+    fn attach(
+        &mut self,
+        peer: Peer,
+        connection: Option<&Connection>,
+        names: Vec<String>,
+    ) -> Result<Option<u64>, (ErrorCode, String)> {
+        let internal = |why: String| (ErrorCode::Internal, why);
+        let pid = peer
+            .pid
+            .ok_or_else(|| internal("cannot identify the attaching process".to_string()))?;
+        let shown = names.join(",");
+        let stop_event = self
+            .hold_attached(pid, connection, names, Instant::now())
+            .map_err(internal)?;
+        tracing::info!(
+            event = LogEvent::WorkerAttached.as_str(),
+            pid,
+            uid = peer.uid,
+            sockets = %shown,
+            "worker attached"
+        );
+        Ok(stop_event)
+    }
+
     pub(super) fn scale_request(
         &mut self,
         workers: Option<usize>,

@@ -13,9 +13,7 @@ use herd_sys::pidfd::PidFd;
 
 use super::inputs::{Input, Wants};
 use super::{ControlFile, NotifySocket};
-use crate::control::protocol::ErrorCode;
-use crate::control::request::{Connection, Peer};
-use crate::logging::LogEvent;
+use crate::control::request::Connection;
 use crate::supervisor::attached::Attached;
 use crate::supervisor::effects::{Client, Count, Effect};
 use crate::supervisor::sources::Sources;
@@ -199,19 +197,15 @@ impl Supervisor {
             .check(&mut self.effects.process_groups(), now);
     }
 
-    /// Registers the peer on `connection` as an attached process holding the sockets `names`.
-    pub(in crate::supervisor) fn attach(
+    /// Holds process `pid`, the peer on `connection`, as an attached process holding the
+    /// sockets `names`, attached at `now`; no stop event (Unix stops it with signals).
+    pub(in crate::supervisor) fn hold_attached(
         &mut self,
-        peer: Peer,
+        pid: u32,
         connection: Option<&Connection>,
         names: Vec<String>,
-    ) -> Result<Option<u64>, (ErrorCode, String)> {
-        let internal = |why: &str| (ErrorCode::Internal, why.to_string());
-        let pid = peer
-            .pid
-            .ok_or_else(|| internal("cannot identify the attaching process"))?;
-        let shown = names.join(",");
-        let now = Instant::now();
+        now: Instant,
+    ) -> Result<Option<u64>, String> {
         // The process that connected, held since it connected (SO_PEERPIDFD, Linux 6.5+);
         // before that, the pid it connected with, checked against its start time read now
         // (see Attached::new).
@@ -221,15 +215,8 @@ impl Supervisor {
             _ => herd_sys::process::start_time(pid)
                 .and_then(|start_time| Attached::new(pid, start_time, names, now)),
         };
-        let attached = attached.ok_or_else(|| internal("the attaching process has exited"))?;
+        let attached = attached.ok_or("the attaching process has exited")?;
         self.attached.add(attached);
-        tracing::info!(
-            event = LogEvent::WorkerAttached.as_str(),
-            pid,
-            uid = peer.uid,
-            sockets = %shown,
-            "worker attached"
-        );
         Ok(None)
     }
 }

@@ -11,8 +11,7 @@ use herd_core::WorkerState;
 use super::inputs::{Input, Wants};
 use super::{ControlFile, NotifySocket, SharedMemories};
 use crate::control::protocol::{ErrorCode, Response};
-use crate::control::request::{Connection, Peer};
-use crate::logging::LogEvent;
+use crate::control::request::Connection;
 use crate::supervisor::attached::Attached;
 use crate::supervisor::effects::{Client, Effect};
 use crate::supervisor::sources::Sources;
@@ -100,46 +99,29 @@ impl Supervisor {
     /// Nothing more to stop: no process groups are left behind.
     pub(in crate::supervisor) fn platform_stopping(&mut self, _deadline: Instant, _now: Instant) {}
 
-    /// Registers the peer, the pipe's client, as an attached process holding the sockets
-    /// `names` (held by `connection`, its process opened while it was connected); the value
-    /// of its stop event in it (see [`crate::supervisor::attached`]). A process attached
-    /// already is the same one (its held handle keeps its pid from being reused): it keeps
-    /// its entry and gets another copy of its stop event.
-    pub(in crate::supervisor) fn attach(
+    /// Holds process `pid`, the pipe's client, as an attached process holding the sockets
+    /// `names`, attached at `now` (by `connection`: its process, opened while it was
+    /// connected); the value of its stop event in it (see [`crate::supervisor::attached`]). A
+    /// process attached already is the same one (its held handle keeps its pid from being
+    /// reused): it keeps its entry and gets another copy of its stop event.
+    pub(in crate::supervisor) fn hold_attached(
         &mut self,
-        peer: Peer,
+        pid: u32,
         connection: Option<&Connection>,
         names: Vec<String>,
-    ) -> Result<Option<u64>, (ErrorCode, String)> {
-        let internal = |why: String| (ErrorCode::Internal, why);
-        let pid = peer
-            .pid
-            .ok_or_else(|| internal("cannot identify the attaching process".to_string()))?;
+        now: Instant,
+    ) -> Result<Option<u64>, String> {
         let cannot_hold =
-            |e: std::io::Error| internal(format!("cannot hold the attaching process {pid}: {e}"));
-        let shown = names.join(",");
-        let now = Instant::now();
-        let stop_event = match self.attached.get_mut(pid) {
-            Some(held) => held.attach_again(names, now).map_err(cannot_hold)?,
-            None => {
-                let process = connection
-                    .ok_or_else(|| {
-                        std::io::Error::other("its process was not opened as it connected")
-                    })
-                    .and_then(Connection::try_clone)
-                    .map_err(cannot_hold)?;
-                let (attached, stop_event) =
-                    Attached::open(process, names, now).map_err(cannot_hold)?;
-                self.attached.add(attached);
-                stop_event
-            }
-        };
-        tracing::info!(
-            event = LogEvent::WorkerAttached.as_str(),
-            pid,
-            sockets = %shown,
-            "worker attached"
-        );
+            |e: std::io::Error| format!("cannot hold the attaching process {pid}: {e}");
+        if let Some(held) = self.attached.get_mut(pid) {
+            return held.attach_again(names, now).map(Some).map_err(cannot_hold);
+        }
+        let process = connection
+            .ok_or_else(|| std::io::Error::other("its process was not opened as it connected"))
+            .and_then(Connection::try_clone)
+            .map_err(cannot_hold)?;
+        let (attached, stop_event) = Attached::open(process, names, now).map_err(cannot_hold)?;
+        self.attached.add(attached);
         Ok(Some(stop_event))
     }
 }
