@@ -248,6 +248,7 @@ fn resume(
         reply,
         attached,
         metrics,
+        outputs,
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
     let listeners: Vec<Listener> = state
@@ -276,6 +277,10 @@ fn resume(
     };
     let control_path = state.control.file.0.clone();
     let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
+    // The workers' output, read on from where the previous image stopped.
+    if let Some(output) = output::current() {
+        output.resume(outputs);
+    }
     // Autoscaling as the runtime left it; a state without it (from an older herd) leaves it to
     // the command line.
     let recorded = state.cores.autoscale.is_some();

@@ -26,6 +26,34 @@ pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Waits until one of `fds` is readable or at its end (`poll(POLLIN)`), or until `timeout`
+/// (`None`: as long as it takes; at most `i32::MAX` ms); whether one is. An interrupted wait
+/// counts as none readable yet.
+pub fn wait_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<bool> {
+    let mut polls: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    // SAFETY: `polls` holds `polls.len()` pollfds we own, for borrowed open fds.
+    let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let error = io::Error::last_os_error();
+        return match error.kind() {
+            io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(error),
+        };
+    }
+    Ok(n > 0)
+}
+
 /// Whether `FD_CLOEXEC` is set on `fd`.
 pub fn is_cloexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: fcntl(F_GETFD) on a borrowed, open fd.
@@ -330,7 +358,22 @@ pub fn anonymous_file(name: &str) -> io::Result<std::fs::File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::os::unix::io::IntoRawFd;
+    use std::time::Duration;
+
+    #[test]
+    fn wait_readable_says_when_data_or_the_end_came() {
+        let (read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (other, _other_write) = std::os::unix::net::UnixStream::pair().unwrap();
+        let both = [read.as_fd(), other.as_fd()];
+        assert!(!wait_readable(&both, Some(Duration::from_millis(10))).unwrap());
+        (&write).write_all(b"x").unwrap();
+        assert!(wait_readable(&both, None).unwrap());
+        let (read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(write);
+        assert!(wait_readable(&[read.as_fd()], None).unwrap());
+    }
 
     /// An inherited fd is claimed once: the second claim of its number fails, also after the
     /// first owner closed it.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use herd_sys::process::Signal;
 use herd_sys::spawn::{ExecPlan, SpawnError, Stage, Stdio};
 
-use crate::output::{Output, Writer};
+use crate::output::{Output, Pipe, Writer};
 
 pub use crate::template::ArgTemplate;
 pub use options::{credentials, working_dir};
@@ -265,7 +265,7 @@ impl WorkerCommand {
             pid,
             generation,
         };
-        output.capture_both(writer, out_read, err_read);
+        output.capture_both(writer, Pipe::from(out_read), Pipe::from(err_read));
         Ok(pid)
     }
 

@@ -5,13 +5,14 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
+use std::os::windows::io::OwnedHandle;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use herd::windows::{Inherited, Shared};
 
-use crate::output::{Output, Writer};
+use crate::output::{Output, Pipe, Writer};
 
 /// `CREATE_NEW_PROCESS_GROUP`: the worker leads a process group of its own, so that Ctrl-C
 /// can be sent to it alone.
@@ -109,7 +110,8 @@ impl WorkerCommand {
                 pid: child.id(),
                 generation,
             };
-            output.capture_both(writer, stdout, stderr);
+            let pipe = |handle: OwnedHandle| Pipe::from(std::fs::File::from(handle));
+            output.capture_both(writer, pipe(stdout.into()), pipe(stderr.into()));
         }
         Ok(child)
     }

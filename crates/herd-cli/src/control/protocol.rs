@@ -189,7 +189,7 @@ pub enum ErrorCode {
     /// Something failed inside herd.
     Internal,
     /// What was asked is not available with the options herd runs with (`logs` without
-    /// `--worker-output prefix|json`, `reexec` with it).
+    /// `--worker-output prefix|json`).
     Unavailable,
 }
 

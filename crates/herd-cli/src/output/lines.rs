@@ -50,6 +50,15 @@ impl Lines {
         }
     }
 
+    /// Hands what is held of an unfinished line to `emit`, marked as split: the rest will
+    /// come from another reader of the same stream (after a re-exec).
+    pub fn cut(&mut self, emit: &mut impl FnMut(Line)) {
+        if !self.pending.is_empty() {
+            let text = std::mem::take(&mut self.pending);
+            emit(Line { text, split: true });
+        }
+    }
+
     /// Emits the parts of the pending line beyond `max` bytes, each marked as split.
     fn cut_long(&mut self, emit: &mut impl FnMut(Line)) {
         while self.pending.len() > self.max {

@@ -9,12 +9,15 @@
 //! a line longer than [`MAX_LINE`] is cut into parts marked `split`; what a worker wrote just
 //! before it exited is read to the end.
 
+mod handover;
 mod lines;
+mod pipe;
 mod reader;
 mod recent;
 mod record;
 
 use std::io;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -23,6 +26,10 @@ use tokio::sync::broadcast;
 use crate::cli::WorkerOutput;
 use crate::exit::Failure;
 use crate::logging::{LogEvent, Sink};
+pub use handover::Parked;
+pub use pipe::Pipe;
+use pipe::Wake;
+use reader::Source;
 use recent::Recent;
 pub use record::{prefixed, Record, Stream, Writer};
 
@@ -73,8 +80,14 @@ pub struct Output {
     reported: Mutex<Reported>,
     /// Streams still being read.
     readers: Mutex<usize>,
-    /// Signalled when a stream has been read to its end.
+    /// Signalled when a stream has been read to its end, or its reader parked.
     read_out: Condvar,
+    /// Set while the pipes are handed to a new image: readers park them.
+    handing_over: AtomicBool,
+    /// The pipes the readers parked.
+    parked: Mutex<Vec<Source>>,
+    /// Ends the readers' waits for a hand-over.
+    wake: Wake,
 }
 
 impl std::fmt::Debug for Output {
@@ -88,31 +101,42 @@ impl std::fmt::Debug for Output {
 impl Output {
     /// Starts the writers of herd's stdout and stderr.
     pub fn start(format: Format) -> io::Result<Arc<Output>> {
+        Output::start_to(format, io::stdout(), io::stderr())
+    }
+
+    /// Starts the writers of `stdout` and `stderr`.
+    fn start_to(
+        format: Format,
+        stdout: impl io::Write + Send + 'static,
+        stderr: impl io::Write + Send + 'static,
+    ) -> io::Result<Arc<Output>> {
         // Losses are reported by [`Output::take`], once per interval, even while the
         // writer is stuck.
         let report = || -> crate::logging::Report { Box::new(|_| {}) };
         Ok(Arc::new(Output {
             format,
-            stdout: Sink::start(io::stdout(), QUEUE_BYTES, report())?,
-            stderr: Sink::start(io::stderr(), QUEUE_BYTES, report())?,
+            stdout: Sink::start(stdout, QUEUE_BYTES, report())?,
+            stderr: Sink::start(stderr, QUEUE_BYTES, report())?,
             reported: Mutex::new(Reported::default()),
             recent: Mutex::new(Recent::new(RECENT_LINES, RECENT_BYTES)),
             followers: broadcast::channel(FOLLOW_BACKLOG).0,
             readers: Mutex::new(0),
             read_out: Condvar::new(),
+            handing_over: AtomicBool::new(false),
+            parked: Mutex::new(Vec::new()),
+            wake: Wake::new()?,
         }))
     }
 
     /// Reads `pipe` (a worker's `stream`) on a thread of its own until its end.
-    pub fn capture(
-        self: &Arc<Self>,
-        writer: Writer,
-        stream: Stream,
-        pipe: impl io::Read + Send + 'static,
-    ) -> io::Result<()> {
+    pub fn capture(self: &Arc<Self>, writer: Writer, stream: Stream, pipe: Pipe) -> io::Result<()> {
         *self.lock_readers() += 1;
-        let output = Arc::clone(self);
-        let started = reader::start(writer, stream, pipe, move |record| output.take(record));
+        let source = Source {
+            writer,
+            stream,
+            pipe,
+        };
+        let started = reader::start(Arc::clone(self), source);
         if started.is_err() {
             self.reader_done();
         }
@@ -121,36 +145,28 @@ impl Output {
 
     /// Reads a worker's `stdout` and `stderr` pipes. A stream no thread can read is closed
     /// (the worker's writes to it fail) and said so in the log.
-    pub fn capture_both(
-        self: &Arc<Self>,
-        writer: Writer,
-        stdout: impl io::Read + Send + 'static,
-        stderr: impl io::Read + Send + 'static,
-    ) {
-        let streams = [
-            (Stream::Stdout, self.capture(writer, Stream::Stdout, stdout)),
-            (Stream::Stderr, self.capture(writer, Stream::Stderr, stderr)),
-        ];
-        for (stream, result) in streams {
-            if let Err(e) = result {
-                tracing::error!(
-                    event = LogEvent::WorkerOutputDropped.as_str(),
-                    worker = writer.slot,
-                    pid = writer.pid,
-                    "cannot read the {} of worker {} (pid {}): {e}; what it writes there is lost",
-                    stream.name(),
-                    writer.slot,
-                    writer.pid
-                );
-            }
+    pub fn capture_both(self: &Arc<Self>, writer: Writer, stdout: Pipe, stderr: Pipe) {
+        self.capture_or_say(writer, Stream::Stdout, stdout);
+        self.capture_or_say(writer, Stream::Stderr, stderr);
+    }
+
+    /// [`capture`](Self::capture), or a line in the log that says the stream is lost.
+    fn capture_or_say(self: &Arc<Self>, writer: Writer, stream: Stream, pipe: Pipe) {
+        if let Err(e) = self.capture(writer, stream, pipe) {
+            tracing::error!(
+                event = LogEvent::WorkerOutputDropped.as_str(),
+                worker = writer.slot,
+                pid = writer.pid,
+                "cannot read the {} of worker {} (pid {}): {e}; what it writes there is lost",
+                stream.name(),
+                writer.slot,
+                writer.pid
+            );
         }
     }
 
     /// Passes one line on, keeps it for `herd logs` and sends it to the followers.
-    fn take(&self, record: Option<Record>) {
-        let Some(record) = record else {
-            return self.reader_done();
-        };
+    fn take(&self, record: Record) {
         let line = match self.format {
             Format::Prefix => record.prefixed(),
             Format::Json => record.json(),
@@ -219,6 +235,14 @@ impl Output {
     /// and for their lines to be written: before herd exits.
     pub fn finish(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        self.wait_readers(deadline);
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.stdout.flush(left);
+        self.stderr.flush(left);
+    }
+
+    /// Waits until no reader is left, or `deadline`; how many are left.
+    fn wait_readers(&self, deadline: Instant) -> usize {
         let mut readers = self.lock_readers();
         while *readers > 0 {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -229,10 +253,7 @@ impl Output {
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
-        drop(readers);
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.stdout.flush(left);
-        self.stderr.flush(left);
+        *readers
     }
 
     fn reader_done(&self) {
@@ -293,3 +314,6 @@ pub fn current() -> Option<&'static Arc<Output>> {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests;

@@ -92,15 +92,6 @@ impl Supervisor {
     /// The pool's state at `epoch` to hand to the new program, or why herd cannot re-execute
     /// now.
     pub(super) fn reexec_export(&self, epoch: Epoch) -> Result<PoolState, (ErrorCode, String)> {
-        if crate::output::current().is_some() {
-            return Err((
-                ErrorCode::Unavailable,
-                "herd reexec cannot hand the pipes of the workers' output (--worker-output) to \
-                 the new binary yet; replace herd with `herd run --takeover` instead, which \
-                 keeps every connection too"
-                    .to_string(),
-            ));
-        }
         let pool = self.pool.export(epoch);
         // Draining reuseport slots is pool state now, handed over with the pool.
         match self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
@@ -143,7 +134,7 @@ impl Supervisor {
             pool,
             reply_fd: connection.as_ref().map(AsRawFd::as_raw_fd),
         };
-        let state = self.state(handed, epoch);
+        let mut state = self.state(handed, epoch);
         if state.version > reads {
             let why = "a worker began draining its reuseport slot while the new binary was \
                        checked, and that binary reads only older re-exec state; try again once \
@@ -167,7 +158,15 @@ impl Supervisor {
         keep.extend(connection.as_ref().map(AsFd::as_fd));
         keep.extend(endpoints.metrics.map(AsFd::as_fd));
         keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
+        // The readers stop before they read more: what workers write now waits in the pipes.
+        let output = crate::output::current();
+        let outputs = output.map_or_else(Vec::new, |o| o.hand_over(crate::logging::FLUSH_TIMEOUT));
+        state.outputs = outputs.iter().map(reexec::SavedOutput::of).collect();
+        keep.extend(outputs.iter().map(|p| p.file.as_fd()));
         let error = reexec::exec(&file, &state, &keep);
+        if let Some(output) = output {
+            output.resume(outputs);
+        }
         if let Some(report) = self.phase.reexec_failed() {
             self.effects.execute([Effect::Report(report)]);
         }
@@ -275,6 +274,8 @@ impl Supervisor {
             reply_fd,
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
             nofile: crate::fdlimit::started_with(),
+            // Filled in by the re-exec once the readers have stopped.
+            outputs: Vec::new(),
             cores,
         }
     }

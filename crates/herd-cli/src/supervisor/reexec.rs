@@ -4,7 +4,8 @@
 //! The old image writes its state (sockets, worker table, timers, attached processes) as JSON
 //! into an anonymous file, clears close-on-exec on exactly the fds that must survive (the
 //! listening sockets, the control, notify and metrics sockets, the attached processes' pidfds,
-//! the state file, and the connection of the client that asked), blocks the signals herd
+//! the workers' output pipes (their readers stopped first: [`crate::output`]), the state file,
+//! and the connection of the client that asked), blocks the signals herd
 //! handles (the mask survives `execve`, so no signal is lost or kills herd in between), and
 //! executes the path herd was started by ([`invoked`]: this very binary, its symlinks resolved
 //! anew at each re-exec, so that a switched symlink takes effect) with the same arguments and
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::PoolState;
 use crate::logging::LogEvent;
+use crate::output::{Parked, Stream, Writer};
 use crate::spec::{SocketFile, SocketKind};
 
 /// The newest format of [`State`]: this herd reads every version from [`OLDEST_STATE`] to this
@@ -85,6 +87,10 @@ pub struct State {
     /// the exec.
     #[serde(default)]
     pub nofile: Option<(u64, u64)>,
+    /// The workers' output pipes (`--worker-output prefix|json`), read by this image until the
+    /// exec and by the next one after it.
+    #[serde(default)]
+    pub outputs: Vec<SavedOutput>,
     /// The supervisor's cores.
     #[serde(flatten)]
     pub cores: Cores,
@@ -125,6 +131,52 @@ pub struct Cores {
 
 pub use super::attached::Saved as SavedAttached;
 pub use super::autoscale::Saved as SavedAutoscale;
+
+/// A worker's output pipe across the exec.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SavedOutput {
+    /// The writer's slot.
+    pub worker: usize,
+    /// The writer's pid.
+    pub pid: u32,
+    /// The writer's generation.
+    pub generation: u64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The read end's fd number across the exec.
+    pub fd: RawFd,
+}
+
+impl SavedOutput {
+    /// `parked` as the state says it.
+    pub fn of(parked: &Parked) -> SavedOutput {
+        SavedOutput {
+            worker: parked.writer.slot,
+            pid: parked.writer.pid,
+            generation: parked.writer.generation,
+            stream: parked.stream.name().to_string(),
+            fd: parked.file.as_raw_fd(),
+        }
+    }
+
+    /// The pipe again, its fd claimed.
+    fn claim(&self) -> anyhow::Result<Parked> {
+        let stream = match self.stream.as_str() {
+            "stdout" => Stream::Stdout,
+            "stderr" => Stream::Stderr,
+            other => bail!("the previous herd handed over an output stream named {other:?}"),
+        };
+        Ok(Parked {
+            writer: Writer {
+                slot: self.worker,
+                pid: self.pid,
+                generation: self.generation,
+            },
+            stream,
+            file: std::fs::File::from(claim(self.fd)?),
+        })
+    }
+}
 
 /// A socket and its file.
 #[derive(Debug, Serialize, Deserialize)]
@@ -330,6 +382,8 @@ pub struct Restored {
     pub attached: Vec<Option<OwnedFd>>,
     /// The `--metrics` socket.
     pub metrics: Option<OwnedFd>,
+    /// The workers' output pipes.
+    pub outputs: Vec<Parked>,
 }
 
 /// Reads the state from `HERD_REEXEC_STATE`, if set, and claims the fds it names.
@@ -365,9 +419,15 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
         .iter()
         .map(|a| a.pidfd.map(claim).transpose())
         .collect::<anyhow::Result<_>>()?;
+    let outputs = state
+        .outputs
+        .iter()
+        .map(SavedOutput::claim)
+        .collect::<anyhow::Result<_>>()?;
     Ok(Some(Restored {
         groups,
         attached,
+        outputs,
         metrics: state.metrics_fd.map(claim).transpose()?,
         control: claim(state.control.fd)?,
         notify: claim(state.notify.fd)?,

@@ -1,0 +1,90 @@
+//! The hub with real pipes and reader threads: lines pass whole, a hand-over parks the pipes
+//! with nothing lost, and reading resumes where it stopped.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::*;
+
+/// A writer whose bytes the test reads back.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+const WRITER: Writer = Writer {
+    slot: 1,
+    pid: 42,
+    generation: 3,
+};
+
+fn output() -> (Arc<Output>, Shared) {
+    let out = Shared::default();
+    let output = Output::start_to(Format::Prefix, out.clone(), Shared::default()).unwrap();
+    (output, out)
+}
+
+#[test]
+fn lines_pass_whole_and_the_last_one_is_kept_at_the_end() {
+    let (output, out) = output();
+    let (read, mut write) = io::pipe().unwrap();
+    output
+        .capture(WRITER, Stream::Stdout, Pipe::from(read))
+        .unwrap();
+    write.write_all(b"one\ntw").unwrap();
+    write.write_all(b"o\nlast").unwrap();
+    drop(write);
+    output.finish(Duration::from_secs(10));
+    assert_eq!(
+        out.text(),
+        "[worker 1 pid 42 gen 3] one\n[worker 1 pid 42 gen 3] two\n[worker 1 pid 42 gen 3] last\n"
+    );
+    assert_eq!(output.recent(None, Some(1)).len(), 3);
+}
+
+#[test]
+fn a_hand_over_parks_the_pipe_and_reading_resumes_with_nothing_lost() {
+    let (output, out) = output();
+    let (read, mut write) = io::pipe().unwrap();
+    output
+        .capture(WRITER, Stream::Stdout, Pipe::from(read))
+        .unwrap();
+    write.write_all(b"before\nhal").unwrap();
+    // The reader has taken "before" once it is kept.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while output.recent(None, None).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let parked = output.hand_over(Duration::from_secs(10));
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].writer, parked[0].stream),
+        (WRITER, Stream::Stdout)
+    );
+    // Written while nobody reads: it waits in the pipe.
+    write.write_all(b"f\nafter\n").unwrap();
+    output.resume(parked);
+    drop(write);
+    output.finish(Duration::from_secs(10));
+    assert_eq!(
+        out.text(),
+        "[worker 1 pid 42 gen 3] before\n[worker 1 pid 42 gen 3 split] hal\n\
+         [worker 1 pid 42 gen 3] f\n[worker 1 pid 42 gen 3] after\n"
+    );
+}
