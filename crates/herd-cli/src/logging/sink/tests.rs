@@ -156,9 +156,10 @@ fn a_stuck_reader_never_blocks_push_and_the_overflow_is_counted_in_place() {
         !sink.flush(Duration::from_millis(50)),
         "nothing can be written"
     );
-    // 20 bytes hold 4 lines, and the writer holds one more at most.
+    // 20 bytes hold 4 lines, and the writer holds one batch more at most (the lines that
+    // were queued when it took them: 4 at most here).
     let lost = sink.lost();
-    assert!((995..=996).contains(&lost), "lost {lost}");
+    assert!((991..=996).contains(&lost), "lost {lost}");
     pipe.set(|p| p.stuck = false);
     assert!(sink.flush(LONG));
     sink.push(b"next\n");
