@@ -88,8 +88,9 @@ pub struct State {
     #[serde(default)]
     pub nofile: Option<(u64, u64)>,
     /// The workers' output pipes (`--worker-output prefix|json`), read by this image until the
-    /// exec and by the next one after it.
-    #[serde(default)]
+    /// exec and by the next one after it. Left out when empty: the state stays what herds
+    /// before it wrote.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<SavedOutput>,
     /// The supervisor's cores.
     #[serde(flatten)]
