@@ -146,3 +146,49 @@ fn new_workers_that_never_get_ready_leave_the_old_herd_serving() {
     assert_eq!(status(&old.name)["pid"], old.child.id());
     old.stop();
 }
+
+/// The old herd stops on its own while the new one is taking over (its workers started, not
+/// yet available): the new herd serves on with the sockets it took and takes the old name;
+/// never does neither serve.
+#[test]
+fn an_old_herd_stopped_during_the_takeover_leaves_the_new_one_serving() {
+    let mut old = Herd::start(&["-w", "1"]);
+    let old_pids = old.answers(1, 1);
+    let new = Herd::take_over(&old, &["-w", "1", "--min-ready", "3s"]);
+    new.wait_for("worker_started");
+    old.ask_to_stop();
+    old.wait_for("stopped");
+    assert!(old.child.wait().unwrap().success(), "the old herd exits 0");
+    new.wait_for_each(&["old_herd_gone", "control_moved"]);
+    let new_pids = new.answers(1, 3);
+    assert!(new_pids.is_disjoint(&old_pids), "{new_pids:?} {old_pids:?}");
+    assert_eq!(status(&new.name)["pid"], new.child.id());
+    new.stop();
+}
+
+/// The old herd stops on its own and the new herd's workers never get ready: aborting would
+/// leave nothing serving, so the new herd serves on with the sockets it took (its workers
+/// restarted as any herd's) and takes the old name.
+#[test]
+fn a_failed_takeover_of_a_herd_gone_meanwhile_serves_on_rather_than_nothing() {
+    let mut old = Herd::start(&["-w", "1"]);
+    old.answers(1, 1);
+    let mut new = Herd::take_over(
+        &old,
+        &["-w", "1", "--ready", "notify", "--ready-timeout", "2s"],
+    );
+    new.wait_for("worker_started");
+    old.ask_to_stop();
+    old.wait_for("stopped");
+    assert!(old.child.wait().unwrap().success(), "the old herd exits 0");
+    new.wait_for_each(&["old_herd_gone", "control_moved"]);
+    // Its workers, though never ready, take connections on the socket it took.
+    assert!(new.answers(1, 2).len() == 1);
+    assert_eq!(status(&new.name)["pid"], new.child.id());
+    assert_eq!(
+        new.child.try_wait().unwrap(),
+        None,
+        "the new herd serves on"
+    );
+    new.stop();
+}

@@ -16,7 +16,7 @@ use super::Supervisor;
 #[cfg_attr(windows, path = "takeover/windows.rs")]
 mod imp;
 
-pub use imp::{after_abort, complete_takeover, Takeover};
+pub use imp::{after_abort, complete_takeover, old_herd_exited, Takeover};
 
 /// The grace assumed of an old herd whose status does not say (herd's default `--grace`).
 const ASSUMED_GRACE: Duration = Duration::from_secs(30);

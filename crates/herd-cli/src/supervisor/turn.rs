@@ -9,7 +9,7 @@ use super::phase::{PoolView, Step};
 use super::platform::{ControlFile, NotifySocket};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
-use super::takeover::{after_abort, complete_takeover, Abort};
+use super::takeover::{after_abort, complete_takeover, old_herd_exited, Abort};
 use super::{autoscale, scale, Supervisor};
 use crate::logging::LogEvent;
 
@@ -79,6 +79,22 @@ impl Supervisor {
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
                 Step::CompleteTakeover(takeover) => {
+                    let answered = sources.answered_tx.clone();
+                    if let Err(abort) = complete_takeover(takeover, control_file, answered) {
+                        self.abort_takeover(abort);
+                    }
+                }
+                // Aborting would leave nothing serving: this herd, which holds the sockets,
+                // serves on (its workers restarted as any herd's) and takes the old one's place.
+                Step::AbortTakeover(takeover, why)
+                    if old_herd_exited(&takeover.old, takeover.old_process.as_ref()) =>
+                {
+                    tracing::warn!(
+                        event = LogEvent::OldHerdGone.as_str(),
+                        reason = %why,
+                        "the takeover failed ({why}), but the old herd is gone: this herd \
+                         serves on rather than leave nothing serving"
+                    );
                     let answered = sources.answered_tx.clone();
                     if let Err(abort) = complete_takeover(takeover, control_file, answered) {
                         self.abort_takeover(abort);

@@ -143,16 +143,20 @@ async fn ask_to_stop(client: &mut AsyncClient, takeover: bool, bound: Duration) 
 /// What an aborted takeover leaves serving, said truthfully: the old herd, if it still runs
 /// (where the system cannot tell, if anything answers at `old`).
 pub fn after_abort(old: &std::path::Path, process: Option<&PidFd>) -> &'static str {
-    let gone = match process {
+    match old_herd_exited(old, process) {
+        true => "and the old herd is gone too: nothing serves",
+        false => "the old herd keeps serving",
+    }
+}
+
+/// Whether the old herd at `old` (its process, if it could be opened) is gone.
+pub fn old_herd_exited(old: &std::path::Path, process: Option<&PidFd>) -> bool {
+    match process {
         Some(process) => process.has_exited(),
         None => matches!(
             connect_nonblocking(old),
             Err(ClientError::NotRunning { .. })
         ),
-    };
-    match gone {
-        true => "and the old herd is gone too: nothing serves",
-        false => "the old herd keeps serving",
     }
 }
 

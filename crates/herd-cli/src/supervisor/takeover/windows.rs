@@ -132,9 +132,14 @@ fn stop_old_herd(old: &std::path::Path, bound: Duration) -> StopAnswer {
 }
 
 /// What an aborted takeover leaves serving, said truthfully: the old herd, if it still runs.
-pub fn after_abort(_old: &std::path::Path, process: Option<&Process>) -> &'static str {
-    match process.is_some_and(has_exited) {
+pub fn after_abort(old: &std::path::Path, process: Option<&Process>) -> &'static str {
+    match old_herd_exited(old, process) {
         true => "and the old herd is gone too: nothing serves",
         false => "the old herd keeps serving",
     }
+}
+
+/// Whether the old herd (its process, if it could be opened) has exited.
+pub fn old_herd_exited(_old: &std::path::Path, process: Option<&Process>) -> bool {
+    process.is_some_and(has_exited)
 }
