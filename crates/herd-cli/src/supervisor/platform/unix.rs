@@ -63,6 +63,10 @@ pub fn release_held_signals() -> io::Result<()> {
     herd_sys::process::unblock_signals(&signals::held())
 }
 
+/// Why a message from a process that is no worker is dropped. On Unix a worker's descendant
+/// may speak for it (`systemd-notify` run by a script: its parent chain is walked).
+pub const NOT_A_WORKER: &str = "is not a worker nor a descendant of one";
+
 /// How to stop at once while a graceful stop runs, as the log advises.
 pub const STOP_AT_ONCE: &str = "send SIGQUIT or run `herd stop --fast` to stop at once";
 

@@ -67,6 +67,11 @@ pub type NotifySocket = std::sync::Arc<NotifyPipe>;
 
 use crate::supervisor::signals::Intent;
 
+/// Why a message from a process that is no worker is dropped. Windows keeps no parent chain
+/// herd can trust (a parent's pid may be reused), so only a worker's own process is heard.
+pub const NOT_A_WORKER: &str =
+    "is not a worker (on Windows only a worker's own process is heard, not what it starts)";
+
 /// How to stop at once while a graceful stop runs, as the log advises.
 pub const STOP_AT_ONCE: &str = "press Ctrl-C again or run `herd stop --fast` to stop at once";
 

@@ -10,14 +10,17 @@ use std::time::Instant;
 
 use herd_core::WorkerState;
 use herd_sys::pidfd::PidFd;
+use tokio::io::Interest;
+use tokio::net::UnixDatagram;
 
 use super::inputs::{Input, Wants};
 use super::{ControlFile, NotifySocket};
 use crate::control::request::Connection;
+use crate::logging::LogEvent;
 use crate::supervisor::attached::Attached;
 use crate::supervisor::effects::{Client, Count, Effect};
 use crate::supervisor::sources::Sources;
-use crate::supervisor::{balance, handover, reap, relisten, Supervisor};
+use crate::supervisor::{balance, handover, notify, reap, relisten, Supervisor};
 
 impl Supervisor {
     /// What the loop waits for on this turn, of what only Unix has.
@@ -218,5 +221,30 @@ impl Supervisor {
         let attached = attached.ok_or("the attaching process has exited")?;
         self.attached.add(attached);
         Ok(None)
+    }
+
+    /// Reads the datagrams waiting on the notify socket.
+    fn read_notifications(&mut self, socket: &UnixDatagram) {
+        let mut buf = [0u8; notify::MAX_DATAGRAM];
+        // Bounded per wake-up, so a flood cannot starve the rest of the loop.
+        for _ in 0..256 {
+            let received = socket.try_io(Interest::READABLE, || {
+                notify::recv(socket.as_fd(), &mut buf)
+            });
+            let datagram = match received {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::warn!(event = LogEvent::SystemError.as_str(), "notify socket: {e}");
+                    return;
+                }
+            };
+            let is_worker = |p| self.pool.worker(p).is_some();
+            // The sender may be a descendant of a worker (`systemd-notify` run by a script).
+            let sender = datagram
+                .sender_pid
+                .map(|sender| (sender, notify::attribute(sender, is_worker)));
+            self.notified(sender, &buf[..datagram.len], datagram.truncated);
+        }
     }
 }

@@ -43,7 +43,12 @@ impl Supervisor {
         _notify: &NotifySocket,
     ) {
         match input {
-            Input::Notified(pid, message) => self.notified_by_pipe(pid, &message),
+            // The pipe says who sent it; only a worker's own process is heard.
+            Input::Notified(pid, message) => {
+                let worker = self.pool.worker(pid).is_some().then_some(pid);
+                let cut = super::NotifyPipe::is_cut(&message);
+                self.notified(Some((pid, worker)), &message, cut);
+            }
         }
     }
 
