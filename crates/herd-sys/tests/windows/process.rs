@@ -89,16 +89,22 @@ fn this_processs_start_time_and_handles_are_read() {
 }
 
 #[test]
-fn a_processs_threads_are_counted() {
-    let me = std::process::id();
-    let before = process::thread_count(me).unwrap();
-    assert!(before >= 1, "{before} threads");
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    let thread = std::thread::spawn(move || stopped.recv());
-    assert_eq!(process::thread_count(me).unwrap(), before + 1);
-    drop(stop);
-    let _ = thread.join();
-    assert_eq!(process::thread_count(me).unwrap(), before);
+fn a_processs_threads_are_counted_while_it_lives() {
+    let mut spinner = child("spinner", "").spawn().unwrap();
+    let job = Job::kill_on_close().unwrap(); // ends it if the test fails
+    job.assign(spinner.as_handle()).unwrap();
+    let mut lines = Lines::new(spinner.stdout.take().unwrap());
+    lines.after("spun ");
+    // Another process: this one's own count moves with the tests running beside this one.
+    let threads = process::thread_count(spinner.id()).unwrap();
+    assert!(threads >= 1, "{threads} threads");
+    spinner.kill().unwrap();
+    spinner.wait().unwrap();
+    assert_eq!(
+        process::thread_count(spinner.id()).unwrap(),
+        0,
+        "it has exited"
+    );
     assert_eq!(
         process::thread_count(u32::MAX - 3).unwrap(),
         0,
