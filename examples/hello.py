@@ -164,7 +164,10 @@ def main():
                  "herd run -b http=127.0.0.1:8080 -- python3 examples/hello.py")
     listener = pick_listener(sockets)
     slot = os.environ.get("HERD_WORKER", "-")
-    body = f"hello from pid {os.getpid()}, worker {slot}\n".encode()
+    # HELLO_MESSAGE (e.g. from a config file's [env]) is added to the answer.
+    message = os.environ.get("HELLO_MESSAGE")
+    extra = f", {message}" if message else ""
+    body = f"hello from pid {os.getpid()}, worker {slot}{extra}\n".encode()
     response = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                 + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
                 + body)

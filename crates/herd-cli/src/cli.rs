@@ -8,6 +8,7 @@ pub use crate::spec::Balance;
 use crate::spec::{BindSpec, ShmSpec};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub mod config;
 mod parse;
 mod recycle;
 pub mod unavailable;
@@ -75,6 +76,9 @@ pub struct Cli {
 pub enum Command {
     /// Bind sockets once and run N workers that share them, restarting any that exit.
     Run(Box<RunArgs>),
+    /// Check a config file for `herd run --config` without starting anything: binds no
+    /// socket, starts no worker.
+    Check(CheckArgs),
     /// Show a running herd's workers and sockets.
     Status(StatusArgs),
     /// Set the number of workers: N, +N or -N. Scaling down stops the highest slots
@@ -136,6 +140,14 @@ pub struct AttachArgs {
     #[arg(last = true, required = true, value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
+}
+
+/// `herd check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The config file to check, as `herd run --config FILE` would read it.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub config: PathBuf,
 }
 
 /// `herd status`.
@@ -205,7 +217,8 @@ pub struct SignalArgs {
 #[derive(Debug, Args)]
 #[command(
     after_long_help = RUN_HELP,
-    override_usage = "herd run [OPTIONS] --bind <SPEC>... -- <COMMAND> [ARGS]..."
+    override_usage = "herd run [OPTIONS] --bind <SPEC>... -- <COMMAND> [ARGS]...\n       \
+                      herd run --config <FILE> [OPTIONS] [-- <COMMAND> [ARGS]...]"
 )]
 pub struct RunArgs {
     /// A socket to bind and share: [NAME=]ADDRESS[,OPTION...] (repeatable; see below).
@@ -213,7 +226,7 @@ pub struct RunArgs {
         short,
         long = "bind",
         value_name = "SPEC",
-        required_unless_present = "takeover"
+        required_unless_present_any = ["takeover", "config"]
     )]
     pub binds: Vec<BindSpec>,
 
@@ -364,8 +377,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "USER")]
     pub control_allow_user: Vec<String>,
 
+    /// Read options from this TOML file: keys are the long option names (workers = 4,
+    /// bind = ["http=:8080"]), plus command = [...] and an [env] table (see
+    /// examples/herd.toml). Options on the command line override the file's.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// The worker program and its arguments; {fd:NAME}, {worker} and {generation} are replaced.
-    #[arg(last = true, required = true, value_name = "COMMAND",
+    #[arg(last = true, required_unless_present = "config", value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
 }
@@ -492,6 +511,13 @@ Handing sockets over:
   `herd attach -- CMD` runs one more worker by hand on the sockets; `herd run --takeover PATH`
   starts a new herd on the sockets of the one at PATH and stops it once its own workers are
   ready; `herd reexec` replaces herd's binary in place. See docs/control-protocol.md.
+
+Config file (--config FILE):
+  TOML: keys are the long options (workers = 4, bind = [\"http=:8080\"], grace = \"30s\",
+  clear-env = true), command = [\"python3\", \"app.py\"] and an [env] table; see examples/herd.toml.
+  Options on the command line override the file's (a repeatable one replaces its list), --env
+  adds to [env], and COMMAND after -- replaces command. `herd check --config FILE` checks a file
+  without starting anything.
 
 Exit status:
   0 stopped as asked; 1 a runtime failure (a socket or a worker could not be set up);

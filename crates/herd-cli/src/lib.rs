@@ -3,7 +3,8 @@
 //!
 //! Each module owns one concept:
 //!
-//! - [`cli`]: the command line (the same on every platform);
+//! - [`cli`]: the command line (the same on every platform) and its config file;
+//! - [`check`]: `herd check`, a config file checked without starting anything;
 //! - [`spec`]: socket specs (`--bind`) and binding;
 //! - [`command`]: the worker command, its templates and its environment;
 //! - [`supervisor`]: the worker pool state machine and the async driver around it;
@@ -26,6 +27,7 @@
 // Every unsafe call lives in herd-sys, behind a safe API.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 #[cfg(unix)]
 pub mod command;

@@ -55,6 +55,7 @@ fn run_command() -> ExitCode {
         None => herd::trust::owner_from_env().map_err(|e| exit::Failure::Usage(e.to_string())),
     };
     let result = owner.and_then(|owner| match cli.command {
+        cli::Command::Check(args) => check(&args),
         cli::Command::Run(args) => run::run(*args, cli.control.as_deref(), &cli.name, owner),
         client => control::path::check_name(&cli.name)
             .map_err(exit::Failure::Usage)
@@ -81,20 +82,35 @@ fn run_command() -> ExitCode {
     let result = cli::unavailable::on_windows(cli, &matches)
         .map_err(exit::Failure::Usage)
         .and_then(|cli| match cli.command {
+            cli::Command::Check(args) => check(&args),
             cli::Command::Run(args) => windows::run(*args, cli.control.as_deref(), &cli.name),
             client => herd_cli::ctl::run(client, cli.control.as_deref(), &cli.name),
         });
     ended(result)
 }
 
-/// The command line, and what was given on it; or, after `--help`, `--version` or a usage
-/// error (told in one line), how herd exits.
+/// `herd check`: the file's verdict on stdout.
+fn check(args: &cli::CheckArgs) -> Result<(), exit::Failure> {
+    println!("{}", herd_cli::check::check(args)?);
+    Ok(())
+}
+
+/// The command line with its `--config` file applied, and what was given; or, after
+/// `--help`, `--version` or a usage error (told in one line), how herd exits.
 fn parse_command_line() -> Result<(cli::Cli, ArgMatches), ExitCode> {
+    let argv: Vec<_> = std::env::args_os().collect();
     let parsed = cli::Cli::command()
-        .try_get_matches()
+        .try_get_matches_from(&argv)
         .and_then(|matches| cli::Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
     match parsed {
-        Ok(parsed) => Ok(parsed),
+        Ok((cli, matches)) => match cli::config::apply(cli::config::Merged { cli, matches }, &argv)
+        {
+            Ok(merged) => Ok((merged.cli, merged.matches)),
+            Err(why) => {
+                logging::line(&format!("herd: error: {why}"));
+                Err(ExitCode::from(exit::USAGE))
+            }
+        },
         Err(e) if !e.use_stderr() => {
             // --help and --version; a closed stdout is not worth a word.
             let _ = e.print();

@@ -104,6 +104,37 @@ pub fn run(
     Ok(())
 }
 
+/// What `herd run` checks of `args` before it binds anything, without binding or starting
+/// anything: socket names, `--balance`, the herd's `name`, the workers' user, directory and
+/// limits, the command's templates and its program (found, not run).
+pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
+    check_names(args)?;
+    check_balance(args)?;
+    control_path::check_name(name).map_err(Failure::Usage)?;
+    let options = worker_options(args)?;
+    check_nofile(&options, args.binds.len() + args.shm.len())?;
+    // The names `{fd:NAME}` may use, where they are known before binding (not those of
+    // systemd's sockets).
+    let mut names = Vec::new();
+    for bind in &args.binds {
+        let port = match &bind.address {
+            spec::Address::Tcp(hp) | spec::Address::Udp(hp) => Some(hp.port),
+            _ => None,
+        };
+        let name = match (&bind.name, port, &bind.address) {
+            (Some(name), _, _) => name.clone(),
+            (None, _, spec::Address::SystemdAll) => return Ok(()),
+            (None, port, address) => spec::default_name(address, port),
+        };
+        names.push(spec::unique_name(name, &names));
+    }
+    names.extend(args.shm.iter().map(|s| s.name.clone()));
+    let command =
+        WorkerCommand::new(&args.command, &names, Vec::new(), options).map_err(Failure::Usage)?;
+    command.program(0, 1).map_err(Failure::Usage)?;
+    Ok(())
+}
+
 /// Whether the control socket a re-exec hands over, `control`, is in herd's default
 /// directory, as the first image's [`ControlPaths`] said: the same command line and
 /// environment say so again.

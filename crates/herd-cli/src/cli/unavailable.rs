@@ -17,6 +17,7 @@ use crate::template::ArgTemplate;
 /// The options of `herd run` that work on Windows, by argument id.
 const RUN_AVAILABLE: &[&str] = &[
     "binds",
+    "config",
     "takeover",
     "workers",
     "balance",
@@ -74,6 +75,8 @@ pub fn on_windows(cli: Cli, matches: &ArgMatches) -> Result<Cli, String> {
             }
             return Ok(cli);
         }
+        // Checks the file's `herd run` as Windows runs it.
+        Command::Check(_) => return Ok(cli),
         _ if CLIENT_AVAILABLE.contains(&name) => return Ok(cli),
         _ => {
             return Err(format!(

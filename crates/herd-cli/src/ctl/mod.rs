@@ -53,9 +53,11 @@ pub(crate) struct WireSignal {
 fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
     let quick = Some(QUICK);
     match command {
-        cli::Command::Run(_) | cli::Command::Attach(_) => Err(Failure::Runtime(anyhow!(
-            "herd run and herd attach are not requests to a running herd"
-        ))),
+        cli::Command::Run(_) | cli::Command::Attach(_) | cli::Command::Check(_) => {
+            Err(Failure::Runtime(anyhow!(
+                "herd run and herd attach are not requests to a running herd"
+            )))
+        }
         cli::Command::Status(args) if args.json => {
             // As herd sent it: fields this client does not know are shown too.
             let status: serde_json::Value = call(connect, Command::Status, quick)?;

@@ -9,6 +9,7 @@ mod attached;
 mod autoscale;
 mod balance;
 mod clients;
+mod config;
 mod control;
 mod errors;
 mod faults;

@@ -1,0 +1,79 @@
+//! `herd check --config FILE`: reads a config file as `herd run --config FILE` would, and runs
+//! every check `herd run` makes before it binds a socket, without binding one or starting a
+//! worker.
+
+use std::ffi::OsString;
+
+use crate::cli::config;
+use crate::cli::{CheckArgs, Command, RunArgs, Workers};
+use crate::exit::Failure;
+
+/// Checks the file `args` names; what was checked, as one line, if it is valid.
+pub fn check(args: &CheckArgs) -> Result<String, Failure> {
+    let argv: Vec<OsString> = vec![
+        "herd".into(),
+        "run".into(),
+        "--config".into(),
+        args.config.clone().into(),
+    ];
+    let merged = config::parse(&argv).map_err(Failure::Usage)?;
+    let file = args.config.display().to_string();
+    let in_file = |why: String| {
+        Failure::Usage(if why.starts_with(&file) {
+            why
+        } else {
+            format!("{file}: {why}")
+        })
+    };
+    #[cfg(windows)]
+    let merged = config::Merged {
+        cli: crate::cli::unavailable::on_windows(merged.cli, &merged.matches).map_err(in_file)?,
+        matches: merged.matches,
+    };
+    let name = merged.cli.name.clone();
+    let Command::Run(run) = merged.cli.command else {
+        return Err(Failure::Usage(format!("{file}: not a herd run")));
+    };
+    platform_checks(&run, &name).map_err(|e| match e {
+        Failure::Usage(why) => in_file(why),
+        other => other,
+    })?;
+    Ok(format!("{file}: ok: {}", summary(&run)))
+}
+
+/// What `herd run` checks before it binds anything, on Unix.
+#[cfg(unix)]
+fn platform_checks(run: &RunArgs, name: &str) -> Result<(), Failure> {
+    crate::run::check(run, name)
+}
+
+/// What `herd run` checks before it binds anything, on Windows.
+#[cfg(windows)]
+fn platform_checks(run: &RunArgs, name: &str) -> Result<(), Failure> {
+    crate::control::name::check_name(name).map_err(Failure::Usage)?;
+    crate::spec::check_names(&run.binds).map_err(Failure::Usage)
+}
+
+/// What the file sets up, in a few words: its sockets, workers and command.
+fn summary(run: &RunArgs) -> String {
+    let binds: Vec<&str> = run.binds.iter().map(|b| b.text.as_str()).collect();
+    let sockets = match binds.len() {
+        0 => "the sockets of the herd it takes over".to_string(),
+        1 => format!("1 socket ({})", binds[0]),
+        n => format!("{n} sockets ({})", binds.join(", ")),
+    };
+    let workers = match run.workers {
+        Some(Workers::Fixed(n)) => format!("{n} workers"),
+        Some(Workers::Auto(min, max)) => format!("{min}..{max} workers"),
+        None => "one worker per CPU".to_string(),
+    };
+    let command: Vec<String> = run
+        .command
+        .iter()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
+    format!(
+        "{sockets}, {workers}, command: {}; nothing was bound or started",
+        command.join(" ")
+    )
+}

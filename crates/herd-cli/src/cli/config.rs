@@ -1,0 +1,350 @@
+//! `herd run --config FILE`: `herd run`'s options from a TOML file. Keys are the long option
+//! names (`workers = 4`, `bind = ["http=:8080"]`, `grace = "30s"`, `clear-env = true`), the
+//! worker command is `command = [...]` and its environment an `[env]` table.
+//!
+//! The file is turned into command-line arguments, which go through clap's own parsers and
+//! checks: one source of truth. Each value is first checked alone, so that its error names the
+//! file, the line and the key (`herd.toml:7: workers: ...`). Options given on the command line
+//! override the file's ([`merge`]).
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use clap::{Arg, ArgAction, CommandFactory};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use super::Cli;
+
+mod merge;
+
+pub use merge::{apply, merge, parse, Merged};
+
+/// The key of the worker command.
+pub const COMMAND_KEY: &str = "command";
+/// The key of the workers' environment, a table (or an array of `KEY=VALUE`).
+pub const ENV_KEY: &str = "env";
+
+/// A config file, read and checked key by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// The file as the user named it, for messages.
+    pub name: String,
+    /// Its keys, in the order they appear.
+    pub entries: Vec<Entry>,
+}
+
+/// One key of the file, as `herd run` arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key: a long option name, `command` or `env`.
+    pub key: String,
+    /// Its line in the file (from 1).
+    pub line: usize,
+    /// The arguments it stands for (`--workers=4`); for `command`, the command's words.
+    pub args: Vec<OsString>,
+}
+
+impl ConfigFile {
+    /// Reads and checks the file at `path`.
+    pub fn read(path: &Path) -> Result<ConfigFile, String> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{name}: cannot read the config file: {e}"))?;
+        ConfigFile::parse(&name, &text)
+    }
+
+    /// Checks `text`, the contents of the file `name`: every key is an option of `herd run`
+    /// and every value one its option takes.
+    pub fn parse(name: &str, text: &str) -> Result<ConfigFile, String> {
+        let table = DeTable::parse(text).map_err(|e| {
+            let line = e.span().map_or(1, |span| line_of(text, span.start));
+            format!("{name}:{line}: {}", one_line(e.message()))
+        })?;
+        let mut keys: Vec<_> = table.get_ref().iter().collect();
+        keys.sort_by_key(|(key, _)| key.span().start);
+        let command = Cli::command();
+        let options = run_options(&command);
+        let mut entries = Vec::new();
+        for (key, value) in keys {
+            let line = line_of(text, key.span().start);
+            let at = |(offset, message): (Option<usize>, String)| {
+                let line = offset.map_or(line, |offset| line_of(text, offset));
+                format!("{name}:{line}: {}: {message}", key.get_ref())
+            };
+            let args = entry_args(key.get_ref(), value, &options).map_err(at)?;
+            entries.push(Entry {
+                key: key.get_ref().to_string(),
+                line,
+                args,
+            });
+        }
+        Ok(ConfigFile {
+            name: name.to_string(),
+            entries,
+        })
+    }
+
+    /// The entry for `key`, if the file has it.
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+}
+
+/// The options a file may set: `herd run`'s and the global ones, by long name (without
+/// `--config` itself, `--help` and `--version`).
+pub fn run_options(command: &clap::Command) -> Vec<Arg> {
+    let run = command.find_subcommand("run").into_iter();
+    let globals = command.get_arguments();
+    run.flat_map(|run| run.get_arguments())
+        .chain(globals)
+        .filter(|arg| {
+            let long = arg.get_long().unwrap_or_default();
+            !long.is_empty() && !["config", "help", "version"].contains(&long)
+        })
+        .cloned()
+        .collect()
+}
+
+/// The keys a file may have: the options' long names, `command` and `env`.
+pub fn keys(options: &[Arg]) -> Vec<String> {
+    let mut keys: Vec<String> = options
+        .iter()
+        .filter_map(|arg| arg.get_long().map(str::to_string))
+        .collect();
+    keys.push(COMMAND_KEY.to_string());
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// The arguments one key stands for, each value checked by its option's own parser; or why
+/// not (and where, if not at the key).
+fn entry_args(
+    key: &str,
+    value: &Spanned<DeValue>,
+    options: &[Arg],
+) -> Result<Vec<OsString>, (Option<usize>, String)> {
+    if key == ENV_KEY {
+        if let Some(arg) = options.iter().find(|a| a.get_long() == Some(key)) {
+            return env_args(value.get_ref(), arg);
+        }
+    }
+    value_args(key, value, options).map_err(|message| (None, message))
+}
+
+/// [`entry_args`] for every key but `env`.
+fn value_args(
+    key: &str,
+    value: &Spanned<DeValue>,
+    options: &[Arg],
+) -> Result<Vec<OsString>, String> {
+    if key == COMMAND_KEY {
+        return command_words(value.get_ref());
+    }
+    let Some(arg) = options.iter().find(|a| a.get_long() == Some(key)) else {
+        return Err(unknown_key(key, options));
+    };
+    let value = value.get_ref();
+    if matches!(arg.get_action(), ArgAction::SetTrue) {
+        return match value {
+            DeValue::Boolean(true) => Ok(vec![format!("--{key}").into()]),
+            DeValue::Boolean(false) => Ok(Vec::new()),
+            other => Err(format!(
+                "a {} is not a flag's value; write {key} = true or {key} = false",
+                other.type_str()
+            )),
+        };
+    }
+    let values: Vec<&Spanned<DeValue>> = match value {
+        DeValue::Array(items) if repeatable(arg) => items.iter().collect(),
+        DeValue::Array(_) => {
+            return Err("takes one value, not an array".to_string());
+        }
+        _ => return one_arg(key, value, arg).map(|a| vec![a]),
+    };
+    values
+        .into_iter()
+        .map(|v| one_arg(key, v.get_ref(), arg))
+        .collect()
+}
+
+/// `--KEY=VALUE` for one value, checked by the option's parser.
+fn one_arg(key: &str, value: &DeValue, arg: &Arg) -> Result<OsString, String> {
+    let text = scalar(key, value, repeatable(arg))?;
+    check_value(&text, arg)?;
+    Ok(format!("--{key}={text}").into())
+}
+
+/// Whether an option may be given more than once (it takes an array in the file).
+fn repeatable(arg: &Arg) -> bool {
+    matches!(arg.get_action(), ArgAction::Append)
+}
+
+/// A string, number or boolean as the command line would write it.
+fn scalar(key: &str, value: &DeValue, repeatable: bool) -> Result<String, String> {
+    match value {
+        DeValue::String(s) => Ok(s.to_string()),
+        // 0o027 is an octal umask: its digits, as the option reads them.
+        DeValue::Integer(n) if n.radix() == 8 && key == "umask" => Ok(n.as_str().to_string()),
+        DeValue::Integer(n) => i128::from_str_radix(n.as_str(), n.radix())
+            .map(|n| n.to_string())
+            .map_err(|_| format!("'{}' is not a number", n.as_str())),
+        DeValue::Float(f) => Ok(f.as_str().to_string()),
+        DeValue::Boolean(b) => Ok(b.to_string()),
+        other => Err(format!(
+            "a {} is not a value of --{key}; write a string{}",
+            other.type_str(),
+            if repeatable {
+                " or an array of strings"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+/// Runs `text` through the value parser `arg` has on the command line.
+fn check_value(text: &str, arg: &Arg) -> Result<(), String> {
+    // The option alone, without its relations to others, which the whole command line checks.
+    let alone = Arg::new("value")
+        .value_parser(arg.get_value_parser().clone())
+        .required(true)
+        .allow_hyphen_values(true);
+    let command = clap::Command::new("herd").no_binary_name(true).arg(alone);
+    match command.try_get_matches_from([text]) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match std::error::Error::source(&e) {
+            Some(why) => why.to_string(),
+            None => {
+                let values: Vec<String> = arg
+                    .get_possible_values()
+                    .iter()
+                    .map(|v| v.get_name().to_string())
+                    .collect();
+                format!("'{text}' is not one of: {}", values.join(", "))
+            }
+        }),
+    }
+}
+
+/// `[env]`: `KEY = "VALUE"` pairs (or an array of `"KEY=VALUE"`), as `--env=KEY=VALUE`; or
+/// why not, and where.
+fn env_args(value: &DeValue, arg: &Arg) -> Result<Vec<OsString>, (Option<usize>, String)> {
+    let table = match value {
+        DeValue::Table(table) => table,
+        DeValue::Array(items) => {
+            return items
+                .iter()
+                .map(|v| one_arg(ENV_KEY, v.get_ref(), arg).map_err(|e| (Some(v.span().start), e)))
+                .collect()
+        }
+        other => {
+            return Err((
+                None,
+                format!(
+                    "a {} is not an environment; write an [env] table of KEY = \"VALUE\"",
+                    other.type_str()
+                ),
+            ))
+        }
+    };
+    let mut pairs: Vec<_> = table.iter().collect();
+    pairs.sort_by_key(|(key, _)| key.span().start);
+    pairs
+        .into_iter()
+        .map(|(key, value)| {
+            let at = |message: String| (Some(key.span().start), message);
+            let name = key.get_ref();
+            if name.contains('=') {
+                return Err(at(format!(
+                    "'{name}' cannot be a variable's name: it has a '='"
+                )));
+            }
+            let value = scalar(ENV_KEY, value.get_ref(), false).map_err(|_| {
+                at(format!(
+                    "{name}: the value must be a string, a number or a boolean"
+                ))
+            })?;
+            let pair = format!("{name}={value}");
+            check_value(&pair, arg).map_err(at)?;
+            Ok(format!("--{ENV_KEY}={pair}").into())
+        })
+        .collect()
+}
+
+/// `command = ["python3", "app.py"]`: the program and its arguments.
+fn command_words(value: &DeValue) -> Result<Vec<OsString>, String> {
+    let hint = "write the program and its arguments as an array of strings, e.g. \
+                command = [\"python3\", \"app.py\"]";
+    let items = match value {
+        DeValue::Array(items) if !items.is_empty() => items,
+        DeValue::Array(_) => return Err(format!("the command is empty; {hint}")),
+        other => return Err(format!("a {} is not a command; {hint}", other.type_str())),
+    };
+    items
+        .iter()
+        .map(|item| match item.get_ref() {
+            DeValue::String(s) => Ok(OsString::from(s.as_ref())),
+            other => Err(format!(
+                "a {} is not a word of a command; {hint}",
+                other.type_str()
+            )),
+        })
+        .collect()
+}
+
+/// Why `key` is not one: the nearest key, if one is near.
+fn unknown_key(key: &str, options: &[Arg]) -> String {
+    let keys = keys(options);
+    let nearest = keys
+        .iter()
+        .map(|k| (distance(key, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d);
+    let mut message = "unknown key".to_string();
+    match nearest {
+        Some((_, k)) => {
+            let _ = write!(message, "; did you mean '{k}'?");
+        }
+        None => message.push_str(
+            "; the keys are herd run's long options (see examples/herd.toml), command and env",
+        ),
+    }
+    message
+}
+
+/// The edit distance between `a` and `b` (Levenshtein), for suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substituted = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substituted.min(previous + 1).min(row[j] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The line (from 1) of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// A parser message on one line.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,146 @@
+//! The file's arguments merged into the command line's, then parsed by clap as one command
+//! line. An option given on the command line overrides the file's (a repeatable one replaces
+//! the file's list); `--env` adds to the file's `[env]` (the command line wins for a variable
+//! both set); a COMMAND after `--` replaces the file's `command`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+
+use super::{ConfigFile, COMMAND_KEY, ENV_KEY};
+use crate::cli::{Cli, Command};
+
+/// A command line with its config file applied.
+#[derive(Debug)]
+pub struct Merged {
+    /// What it asks for.
+    pub cli: Cli,
+    /// What clap matched, for the checks that need to know what was given.
+    pub matches: ArgMatches,
+}
+
+/// `herd run`'s command line `argv` (program name first), parsed, with its `--config` file
+/// applied: a one-line error (naming the file, and the line and key where there is one) if
+/// the two do not make a valid `herd run`.
+pub fn parse(argv: &[OsString]) -> Result<Merged, String> {
+    let matches = Cli::command()
+        .try_get_matches_from(argv)
+        .map_err(|e| crate::exit::usage_error(&e, &argv[1.min(argv.len())..]))?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| crate::exit::one_line(&e.to_string()))?;
+    apply(Merged { cli, matches }, argv)
+}
+
+/// `parsed` (from `argv`, program name first) with its `--config` file applied, if it is a
+/// `herd run` with one; else `parsed` as it is.
+pub fn apply(parsed: Merged, argv: &[OsString]) -> Result<Merged, String> {
+    let path = match &parsed.cli.command {
+        Command::Run(args) => match &args.config {
+            Some(path) => path.clone(),
+            None => return Ok(parsed),
+        },
+        _ => return Ok(parsed),
+    };
+    let file = ConfigFile::read(&path)?;
+    let run = parsed.matches.subcommand_matches("run");
+    let given = |id: &str| {
+        [Some(&parsed.matches), run]
+            .into_iter()
+            .flatten()
+            .filter(|m| m.try_contains_id(id).unwrap_or(false))
+            .any(|m| m.value_source(id) == Some(ValueSource::CommandLine))
+    };
+    let merged = merge(argv, &file, given);
+    let matches = Cli::command()
+        .try_get_matches_from(&merged)
+        .map_err(|e| format!("{}: {}", file.name, crate::exit::one_line(&e.to_string())))?;
+    let mut cli = Cli::from_arg_matches(&matches)
+        .map_err(|e| format!("{}: {}", file.name, crate::exit::one_line(&e.to_string())))?;
+    if let Command::Run(args) = &mut cli.command {
+        complete(args, &file.name)?;
+        // Remembered for `herd upgrade --reload-config`, wherever herd's directory is then.
+        args.config = Some(absolute(&path));
+    }
+    Ok(Merged { cli, matches })
+}
+
+/// `argv` with the file's arguments after `run`: each key the command line does not give
+/// (`given`, by argument id), every `env`, and the file's command if the command line has
+/// none.
+pub fn merge(argv: &[OsString], file: &ConfigFile, given: impl Fn(&str) -> bool) -> Vec<OsString> {
+    let command = Cli::command();
+    let options = super::run_options(&command);
+    let id_of = |key: &str| {
+        options
+            .iter()
+            .find(|a| a.get_long() == Some(key))
+            .map(|a| a.get_id().to_string())
+    };
+    let from_file = file
+        .entries
+        .iter()
+        .filter(|e| e.key != COMMAND_KEY)
+        .filter(|e| e.key == ENV_KEY || !id_of(&e.key).is_some_and(|id| given(&id)))
+        .flat_map(|e| e.args.iter().cloned());
+    let at = subcommand_index(argv).map_or(argv.len(), |i| i + 1);
+    let mut merged: Vec<OsString> = argv[..at].to_vec();
+    merged.extend(from_file);
+    merged.extend(argv[at..].iter().cloned());
+    if let (false, Some(entry)) = (given("command"), file.get(COMMAND_KEY)) {
+        if merged.last().is_none_or(|last| last != "--") {
+            merged.push("--".into());
+        }
+        merged.extend(entry.args.iter().cloned());
+    }
+    merged
+}
+
+/// What neither the file nor the command line gave, and `herd run` needs.
+fn complete(args: &crate::cli::RunArgs, file: &str) -> Result<(), String> {
+    if args.command.is_empty() {
+        return Err(format!(
+            "{file}: no worker command: set command = [\"PROGRAM\", \"ARG\", ...] in the file \
+             or give it after --"
+        ));
+    }
+    if args.binds.is_empty() && args.takeover.is_none() {
+        return Err(format!(
+            "{file}: no socket to share: set bind = [\"[NAME=]ADDRESS\", ...] in the file or \
+             give --bind (or --takeover)"
+        ));
+    }
+    Ok(())
+}
+
+/// The index in `argv` (program name first) of the subcommand: the first word that is not a
+/// global option or its value.
+fn subcommand_index(argv: &[OsString]) -> Option<usize> {
+    let command = Cli::command();
+    let takes_value: Vec<String> = command
+        .get_arguments()
+        .filter(|a| a.get_action().takes_values())
+        .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+        .collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let word = argv[i].to_string_lossy();
+        if word == "--" {
+            return None;
+        }
+        if takes_value.iter().any(|t| *t == word) {
+            i += 2;
+            continue;
+        }
+        if !word.starts_with('-') {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `path` from herd's directory now.
+fn absolute(path: &Path) -> PathBuf {
+    std::env::current_dir().map_or_else(|_| path.to_path_buf(), |dir| dir.join(path))
+}

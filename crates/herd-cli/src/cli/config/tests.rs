@@ -1,0 +1,296 @@
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::CommandFactory;
+
+use super::*;
+use crate::cli::{Command, RunArgs, Workers};
+
+fn parsed(text: &str) -> ConfigFile {
+    ConfigFile::parse("herd.toml", text).unwrap()
+}
+
+fn error(text: &str) -> String {
+    ConfigFile::parse("herd.toml", text).unwrap_err()
+}
+
+fn args(entry: &Entry) -> Vec<String> {
+    entry
+        .args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+fn os(words: &[&str]) -> Vec<OsString> {
+    words.iter().map(OsString::from).collect()
+}
+
+/// A file with `text` under a unique name in the temporary directory, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(text: &str) -> TempFile {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("herd-config-test-{}-{n}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `herd ARGS` with the file `text` as its `--config` (where ARGS has `{}`).
+fn run_with(text: &str, argv: &[&str]) -> Result<RunArgs, String> {
+    let file = TempFile::new(text);
+    let path = file.0.to_string_lossy().into_owned();
+    let mut words = vec!["herd"];
+    words.extend(argv.iter().map(|w| if *w == "{}" { &path[..] } else { w }));
+    let merged = parse(&os(&words))?;
+    match merged.cli.command {
+        Command::Run(args) => Ok(*args),
+        other => panic!("not a run: {other:?}"),
+    }
+}
+
+#[test]
+fn keys_become_the_options_they_name() {
+    let file = parsed(
+        "workers = 4\nbind = [\"http=:8080\", \"udp://:53\"]\ngrace = \"30s\"\n\
+         max-surge = 2\nclear-env = true\nnofile = 1024\ncommand = [\"python3\", \"app.py\"]\n\
+         [env]\nA = \"1\"\nB = 2\n",
+    );
+    let keys: Vec<&str> = file.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "workers",
+            "bind",
+            "grace",
+            "max-surge",
+            "clear-env",
+            "nofile",
+            "command",
+            "env"
+        ]
+    );
+    assert_eq!(args(&file.entries[0]), ["--workers=4"]);
+    assert_eq!(
+        args(&file.entries[1]),
+        ["--bind=http=:8080", "--bind=udp://:53"]
+    );
+    assert_eq!(args(&file.entries[2]), ["--grace=30s"]);
+    assert_eq!(args(&file.entries[3]), ["--max-surge=2"]);
+    assert_eq!(args(&file.entries[4]), ["--clear-env"]);
+    assert_eq!(args(&file.entries[6]), ["python3", "app.py"]);
+    assert_eq!(args(&file.entries[7]), ["--env=A=1", "--env=B=2"]);
+    assert_eq!(file.entries[7].line, 8);
+    assert!(parsed("clear-env = false").entries[0].args.is_empty());
+    assert_eq!(args(&parsed("umask = 0o027").entries[0]), ["--umask=027"]);
+    assert_eq!(args(&parsed("env = [\"A=1\"]").entries[0]), ["--env=A=1"]);
+}
+
+#[test]
+fn errors_name_the_file_the_line_and_the_key() {
+    let cases = [
+        (
+            "workers = 0",
+            "herd.toml:1: workers: a herd needs at least 1 worker",
+        ),
+        (
+            "\n\ngrace = \"-1s\"",
+            "herd.toml:3: grace: '-1s' is not a duration",
+        ),
+        (
+            "wrokers = 2",
+            "herd.toml:1: wrokers: unknown key; did you mean 'workers'?",
+        ),
+        (
+            "max_surge = 2",
+            "herd.toml:1: max_surge: unknown key; did you mean 'max-surge'?",
+        ),
+        (
+            "zzzzzzzzz = 1",
+            "herd.toml:1: zzzzzzzzz: unknown key; the keys are",
+        ),
+        (
+            "grace = [\"1s\"]",
+            "herd.toml:1: grace: takes one value, not an array",
+        ),
+        (
+            "clear-env = \"yes\"",
+            "herd.toml:1: clear-env: a string is not a flag's value",
+        ),
+        (
+            "balance = \"x\"",
+            "herd.toml:1: balance: 'x' is not one of: shared, reuseport",
+        ),
+        ("bind = [\"nonsense:\"]", "herd.toml:1: bind: "),
+        (
+            "command = \"app\"",
+            "herd.toml:1: command: a string is not a command",
+        ),
+        ("command = []", "herd.toml:1: command: the command is empty"),
+        (
+            "command = [1]",
+            "herd.toml:1: command: a integer is not a word",
+        ),
+        (
+            "[env]\n\"A=B\" = \"c\"",
+            "herd.toml:2: env: 'A=B' cannot be a variable's name",
+        ),
+        (
+            "env = 3",
+            "herd.toml:1: env: a integer is not an environment",
+        ),
+        ("x = = 1", "herd.toml:1: "),
+        (
+            "grace = { a = 1 }",
+            "herd.toml:1: grace: a table is not a value of --grace",
+        ),
+    ];
+    for (text, expected) in cases {
+        let message = error(text);
+        assert!(message.starts_with(expected), "{text:?}: {message}");
+        assert!(!message.contains('\n'), "{text:?}: {message}");
+    }
+}
+
+#[test]
+fn the_command_line_overrides_the_file() {
+    let file = "workers = 4\ngrace = \"30s\"\nbind = [\"a=127.0.0.1:0\", \"b=127.0.0.1:0\"]\n\
+                command = [\"from-file\"]\n[env]\nA = \"file\"\nB = \"file\"\n";
+    let run = run_with(file, &["run", "--config", "{}"]).unwrap();
+    assert_eq!(run.workers, Some(Workers::Fixed(4)));
+    assert_eq!(run.grace, Duration::from_secs(30));
+    assert_eq!(run.binds.len(), 2);
+    assert_eq!(run.command, os(&["from-file"]));
+    let argv = [
+        "--name",
+        "x",
+        "run",
+        "-w",
+        "2",
+        "--config",
+        "{}",
+        "-b",
+        "c=127.0.0.1:0",
+        "--env",
+        "B=line",
+        "--",
+        "from-line",
+        "arg",
+    ];
+    let run = run_with(file, &argv).unwrap();
+    assert_eq!(run.workers, Some(Workers::Fixed(2)));
+    assert_eq!(run.grace, Duration::from_secs(30));
+    let binds: Vec<&str> = run.binds.iter().map(|b| b.text.as_str()).collect();
+    assert_eq!(binds, ["c=127.0.0.1:0"]);
+    assert_eq!(run.command, os(&["from-line", "arg"]));
+    // --env adds to [env]; the last value of a variable wins, as on the command line.
+    let env: Vec<(String, String)> = run
+        .env
+        .iter()
+        .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+        .collect();
+    let pairs = [("A", "file"), ("B", "file"), ("B", "line")];
+    let expected: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(env, expected);
+    assert!(run.config.unwrap().is_absolute());
+}
+
+#[test]
+fn a_file_without_what_herd_run_needs_says_so() {
+    let no_command = run_with("bind = [\":0\"]", &["run", "--config", "{}"]).unwrap_err();
+    assert!(
+        no_command.contains(": no worker command: set command = "),
+        "{no_command}"
+    );
+    let no_bind = run_with("command = [\"x\"]", &["run", "--config", "{}"]).unwrap_err();
+    assert!(no_bind.contains(": no socket to share"), "{no_bind}");
+    let both = "command = [\"x\"]\ngroup = \"g\"\nbind = [\":0\"]";
+    let unpaired = run_with(both, &["run", "--config", "{}"]).unwrap_err();
+    assert!(unpaired.contains("--user"), "{unpaired}");
+    let missing = run_with("", &["run", "--config", "/nonexistent/herd.toml"]).unwrap_err();
+    assert!(
+        missing.starts_with("/nonexistent/herd.toml: cannot read the config file"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn a_command_line_without_config_is_left_as_it_is() {
+    let argv = os(&["herd", "run", "-b", ":0", "--", "app"]);
+    let merged = parse(&argv).unwrap();
+    let Command::Run(run) = merged.cli.command else {
+        panic!("not a run")
+    };
+    assert_eq!(run.config, None);
+    assert_eq!(run.command, os(&["app"]));
+}
+
+#[test]
+fn the_file_s_arguments_go_right_after_run() {
+    let file = parsed("workers = 3\ncommand = [\"app\"]");
+    let argv = os(&["herd", "--name", "run", "run", "--config", "f"]);
+    let merged = merge(&argv, &file, |_| false);
+    let expected = [
+        "herd",
+        "--name",
+        "run",
+        "run",
+        "--workers=3",
+        "--config",
+        "f",
+        "--",
+        "app",
+    ];
+    assert_eq!(merged, os(&expected));
+    let argv = os(&["herd", "run", "--config", "f", "--"]);
+    let merged = merge(&argv, &file, |id| id == "workers");
+    assert_eq!(merged, os(&["herd", "run", "--config", "f", "--", "app"]));
+}
+
+/// Every option of `herd run` is documented in examples/herd.toml, which parses, and each key
+/// it shows commented out parses too.
+#[test]
+fn the_example_documents_every_key_and_parses() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/herd.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let command = Cli::command();
+    for key in keys(&run_options(&command)) {
+        let shown = text
+            .lines()
+            .map(|l| l.trim_start_matches("# "))
+            .any(|l| l.starts_with(&format!("{key} = ")) || (key == ENV_KEY && l == "[env]"));
+        assert!(
+            shown,
+            "examples/herd.toml does not document `{key}`: add it (commented out if it has \
+             no good example value)"
+        );
+    }
+    ConfigFile::parse("examples/herd.toml", &text).unwrap();
+    for (i, line) in text.lines().enumerate() {
+        let commented = line.strip_prefix("# ").filter(|l| {
+            l.split_once(" = ")
+                .is_some_and(|(key, _)| !key.is_empty() && !key.contains(' '))
+        });
+        if let Some(key) = commented {
+            ConfigFile::parse("examples/herd.toml", key)
+                .unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+        }
+    }
+    let argv = os(&["herd", "run", "--config", path]);
+    parse(&argv).unwrap();
+}
