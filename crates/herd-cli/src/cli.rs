@@ -186,6 +186,12 @@ pub struct UpgradeArgs {
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_positive_duration,
           allow_negative_numbers = true)]
     pub timeout: Duration,
+
+    /// Read the herd's --config file again first: the new generation gets its command,
+    /// environment and worker options. Changes that need new sockets are refused, and the
+    /// running workers are left as they are.
+    #[arg(long)]
+    pub reload_config: bool,
 }
 
 /// `herd stop`.
@@ -214,7 +220,7 @@ pub struct SignalArgs {
 }
 
 /// `herd run`.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 #[command(
     after_long_help = RUN_HELP,
     override_usage = "herd run [OPTIONS] --bind <SPEC>... -- <COMMAND> [ARGS]...\n       \

@@ -7,18 +7,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use crate::cli::config::{Reloader, Reread};
 use crate::cli::{Balance, RunArgs, Workers};
 use crate::command::WorkerCommand;
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
-use crate::output;
+use crate::output::{self, Output};
 use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool;
 use crate::supervisor::reexec;
+use crate::supervisor::reload::{Reload, Reloaded};
 use crate::supervisor::{Control, Supervisor};
+use std::sync::Arc;
 
 mod checks;
 mod takeover;
@@ -343,8 +346,36 @@ fn prepare(
     control: &Path,
 ) -> Result<Supervisor, Failure> {
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
+    let notify_path: OsString = notify.path.clone().into();
+    let mut command = worker_command(args, &names, &notify_path, control)?;
+    command.program(0, 1).map_err(Failure::Usage)?;
+    let output = output::start_for(args.worker_output)?;
+    if let Some(output) = &output {
+        command.capture_output(output.clone());
+    }
+    if workers > 0 {
+        // A fresh start (a re-exec resumes running workers): meet now, once, whatever would
+        // fail every worker (a limit, the user, the directory, the program as that user).
+        command.probe().map_err(Failure::Usage)?;
+    }
+    let config = pool::config(args, workers);
+    let mut supervisor = Supervisor::new(listeners, command, config, args.stop_signal, name)?;
+    if let Some(file) = &args.config {
+        let reload = config_reload(file, names, notify_path, control.to_path_buf(), output)?;
+        supervisor.set_reload(reload);
+    }
+    Ok(supervisor)
+}
+
+/// The workers' command: `args`' program, environment and options, for sockets `names`.
+fn worker_command(
+    args: &RunArgs,
+    names: &[String],
+    notify: &OsString,
+    control: &Path,
+) -> Result<WorkerCommand, Failure> {
     let mut extra_env: Vec<(OsString, OsString)> = vec![
-        ("NOTIFY_SOCKET".into(), notify.path.clone().into()),
+        ("NOTIFY_SOCKET".into(), notify.clone()),
         ("HERD_CONTROL".into(), control.into()),
     ];
     if let Some(watchdog) = args.watchdog {
@@ -359,25 +390,36 @@ fn prepare(
     }
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
-    let mut command =
-        WorkerCommand::new(&args.command, &names, extra_env, options).map_err(Failure::Usage)?;
-    command.program(0, 1).map_err(Failure::Usage)?;
-    if let Some(output) = output::start_for(args.worker_output)? {
-        command.capture_output(output);
-    }
-    if workers > 0 {
-        // A fresh start (a re-exec resumes running workers): meet now, once, whatever would
-        // fail every worker (a limit, the user, the directory, the program as that user).
-        command.probe().map_err(Failure::Usage)?;
-    }
-    let config = pool::config(args, workers);
-    Ok(Supervisor::new(
-        listeners,
-        command,
-        config,
-        args.stop_signal,
-        name,
-    )?)
+    WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)
+}
+
+/// `herd upgrade --reload-config`: reads the config file `file` again with herd's command
+/// line, and makes the new generation's command as [`prepare`] made the first.
+fn config_reload(
+    file: &Path,
+    names: Vec<String>,
+    notify: OsString,
+    control: PathBuf,
+    output: Option<Arc<Output>>,
+) -> Result<Reload, Failure> {
+    let mut reloader = Reloader::new(std::env::args_os().collect()).map_err(Failure::Usage)?;
+    let file = file.display().to_string();
+    Ok(Box::new(move || {
+        let Reread { args, workers } = reloader.reread()?;
+        let in_file = |e: String| format!("{file}: {e}");
+        let mut command =
+            worker_command(&args, &names, &notify, &control).map_err(|e| in_file(e.to_string()))?;
+        if let Some(output) = &output {
+            command.capture_output(output.clone());
+        }
+        command.probe().map_err(in_file)?;
+        Ok(Reloaded {
+            command,
+            config: pool::config(&args, 0),
+            workers,
+            stop_signal: args.stop_signal,
+        })
+    }))
 }
 
 /// Binds `--metrics`, if asked.

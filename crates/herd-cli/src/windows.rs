@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use herd_cli::cli::config::{Reloader, Reread};
 use herd_cli::cli::{RunArgs, Workers};
 use herd_cli::command::WorkerCommand;
 use herd_cli::control::pipe_name;
@@ -23,6 +24,7 @@ use herd_cli::logging::LogEvent;
 use herd_cli::output;
 use herd_cli::spec::{self, BindSpec};
 use herd_cli::supervisor::pool;
+use herd_cli::supervisor::reload::{Reload, Reloaded};
 use herd_cli::supervisor::Supervisor;
 use herd_cli::supervisor::{Control, NotifyPipe, SharedMemories, Signal};
 use herd_sys::windows::pipe::SecurePipe;
@@ -80,6 +82,13 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     );
     let config = pool::config(&args, workers);
     let mut supervisor = Supervisor::new(listeners, command, config, Signal::Stop, name)?;
+    if let Some(file) = &args.config {
+        supervisor.set_reload(config_reload(
+            file,
+            pipe.clone(),
+            notify.name().to_string(),
+        )?);
+    }
     supervisor.share_memory(memories);
     if let Some(spec) = &args.metrics {
         supervisor.set_metrics(bind_metrics(spec)?);
@@ -111,6 +120,23 @@ fn pipes(
     let meanwhile =
         pipe_name::takeover_meanwhile(&old, std::process::id()).map_err(Failure::Usage)?;
     Ok((old.clone(), meanwhile, Some(old)))
+}
+
+/// `herd upgrade --reload-config`: reads the config file `file` again with herd's command
+/// line, and makes the new generation's command as `herd run` made the first.
+fn config_reload(file: &Path, pipe: String, notify: String) -> Result<Reload, Failure> {
+    let mut reloader = Reloader::new(std::env::args_os().collect()).map_err(Failure::Usage)?;
+    let file = file.display().to_string();
+    Ok(Box::new(move || {
+        let Reread { args, workers } = reloader.reread()?;
+        let command = worker_command(&args, &pipe, &notify).map_err(|e| format!("{file}: {e}"))?;
+        Ok(Reloaded {
+            command,
+            config: pool::config(&args, 0),
+            workers,
+            stop_signal: Signal::Stop,
+        })
+    }))
 }
 
 /// Binds `--metrics` and says where it serves.

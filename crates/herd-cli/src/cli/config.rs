@@ -18,8 +18,10 @@ use toml::Spanned;
 use super::Cli;
 
 mod merge;
+mod reload;
 
 pub use merge::{apply, merge, parse, Merged};
+pub use reload::{fixed_changes, Reloader, Reread};
 
 /// The key of the worker command.
 pub const COMMAND_KEY: &str = "command";

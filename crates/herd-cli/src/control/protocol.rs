@@ -47,6 +47,9 @@ pub enum Command {
         /// How long the whole upgrade may take, in milliseconds.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
+        /// Read herd's config file again first, for the new generation.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        reload_config: bool,
     },
     /// Stop herd; the reply comes when every worker is gone.
     Stop {
@@ -107,7 +110,7 @@ pub const COMMANDS: &[&str] = &[
 fn arguments(command: &str) -> &'static [&'static str] {
     match command {
         "scale" => &["workers", "delta", "min", "max"],
-        "upgrade" => &["timeout_ms"],
+        "upgrade" => &["timeout_ms", "reload_config"],
         "stop" => &["grace_ms", "fast", "takeover"],
         "signal" => &["signal", "slot"],
         "sockets" => &["only", "attach"],
@@ -186,6 +189,9 @@ pub enum ErrorCode {
     /// A re-exec refused the binary on disk: it is not an executable file, or it failed its
     /// check. herd keeps running.
     ReexecCheckFailed,
+    /// `reload_config`: the config file cannot be read, is invalid, or changes what needs new
+    /// sockets. The workers are left as they are.
+    ConfigInvalid,
     /// Something failed inside herd.
     Internal,
     /// What was asked is not available with the options herd runs with (`logs` without
@@ -195,7 +201,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the documentation.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::PermissionDenied,
         ErrorCode::BadRequest,
         ErrorCode::RequestTooLarge,
@@ -207,6 +213,7 @@ impl ErrorCode {
         ErrorCode::Stopping,
         ErrorCode::IdleTimeout,
         ErrorCode::ReexecCheckFailed,
+        ErrorCode::ConfigInvalid,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
     ];
@@ -225,6 +232,7 @@ impl ErrorCode {
             ErrorCode::Stopping => "stopping",
             ErrorCode::IdleTimeout => "idle_timeout",
             ErrorCode::ReexecCheckFailed => "reexec_check_failed",
+            ErrorCode::ConfigInvalid => "config_invalid",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
         }
@@ -370,6 +378,7 @@ fn check_durations(request: &Request) -> Result<(), Response> {
     let (name, ms) = match request.command {
         Command::Upgrade {
             timeout_ms: Some(ms),
+            ..
         } => ("timeout_ms", ms),
         Command::Stop {
             grace_ms: Some(ms), ..

@@ -70,11 +70,19 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
         }
         cli::Command::Scale(args) => scale(args.target, connect),
         cli::Command::Upgrade(args) => {
-            let timeout_ms = Some(args.timeout.as_millis() as u64);
-            let result: UpgradeResult = call(connect, Command::Upgrade { timeout_ms }, None)?;
+            let command = Command::Upgrade {
+                timeout_ms: Some(args.timeout.as_millis() as u64),
+                reload_config: args.reload_config,
+            };
+            let result: UpgradeResult = call(connect, command, None)?;
             let generation = result.generation;
+            let reloaded = if args.reload_config {
+                " with the config file read again"
+            } else {
+                ""
+            };
             print(&format!(
-                "upgraded: every worker now runs generation {generation}\n"
+                "upgraded{reloaded}: every worker now runs generation {generation}\n"
             ))
         }
         cli::Command::Stop(args) => {
@@ -187,7 +195,9 @@ fn failure(error: ClientError) -> Failure {
         }
         // The message says that herd is stopping; for a re-exec check, which binary, why, and
         // that herd keeps running.
-        ErrorCode::Stopping | ErrorCode::ReexecCheckFailed => format!("{message} ({code})"),
+        ErrorCode::Stopping | ErrorCode::ReexecCheckFailed | ErrorCode::ConfigInvalid => {
+            format!("{message} ({code})")
+        }
         _ => format!("herd refused ({code}): {message}"),
     };
     Failure::Runtime(anyhow!(line))

@@ -67,6 +67,9 @@ log_events! {
     UpgradeAbandoned = "upgrade_abandoned",
     /// An upgrade was asked for but cannot start.
     UpgradeRefused = "upgrade_refused",
+    /// `herd upgrade --reload-config` read the config file again; the new generation runs
+    /// what it says.
+    ConfigReloaded = "config_reloaded",
     /// The number of workers changes.
     Scaling = "scaling",
     /// A change of the number of workers was refused.

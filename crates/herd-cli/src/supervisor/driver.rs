@@ -41,6 +41,10 @@ pub struct Supervisor {
     pub(super) recycling: recycling::Recycling,
     /// The `--metrics` endpoint, until the loop serves it.
     pub(super) metrics_listener: Option<std::net::TcpListener>,
+    /// Reads the `--config` file again, for `herd upgrade --reload-config`.
+    pub(super) reload: Option<reload::Reload>,
+    /// What an upgrade with a reloaded config changes once it has finished.
+    pub(super) staged: Option<reload::Staged>,
     pub(super) notify_log: RateLimit,
     /// What only this platform holds (Unix: the re-exec's bookkeeping, leftover process
     /// groups, ...).
@@ -69,6 +73,8 @@ impl Supervisor {
             cpu: busyness::CpuMeter::default(),
             recycling: recycling::Recycling::default(),
             metrics_listener: None,
+            reload: None,
+            staged: None,
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             platform: platform::State::new()?,
         })

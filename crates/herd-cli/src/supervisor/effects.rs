@@ -20,6 +20,7 @@ use super::metrics;
 use super::phase::Report;
 use super::platform::{self, Signal};
 use super::pool::{Reason, StopMode};
+use super::reload::Commands;
 use super::waiters::{Answer, ReexecRefused};
 use crate::command::{StartError, WorkerCommand};
 use crate::control::reply::Reply;
@@ -285,6 +286,16 @@ impl Effects {
     /// The signal that asks a worker to stop.
     pub fn stop_signal(&self) -> Signal {
         self.stop_signal
+    }
+
+    /// The worker commands, for a reloaded config's (see [`Commands`]).
+    pub fn commands(&mut self) -> &mut Commands<WorkerCommand> {
+        self.spawner.commands()
+    }
+
+    /// Asks workers to stop with `signal` from now on (a reloaded config's).
+    pub fn set_stop_signal(&mut self, signal: Signal) {
+        self.stop_signal = signal;
     }
 
     /// Starts a worker of `generation` in `slot`, with the sockets; its pid.

@@ -238,6 +238,10 @@ impl Supervisor {
             recycling: _,
             // Its fd is in `handed.endpoints`.
             metrics_listener: _,
+            // The new image reads the same command line, and the config file it names.
+            reload: _,
+            // None: a re-exec waits while an upgrade is under way.
+            staged: _,
             // Log rate limits, which start afresh.
             notify_log: _,
             platform,

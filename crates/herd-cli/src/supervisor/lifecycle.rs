@@ -84,9 +84,11 @@ impl Supervisor {
                     self.effects.execute([Effect::Report(report)]);
                 }
                 self.waiters.upgrade_started(client);
+                self.reloaded_upgrade_started(Some(generation));
                 self.apply(actions, false);
             }
             Err(why) => {
+                self.reloaded_upgrade_started(None);
                 tracing::warn!(
                     event = LogEvent::UpgradeRefused.as_str(),
                     "{reason}: cannot upgrade: {why}"
@@ -106,6 +108,7 @@ impl Supervisor {
         let outcome = UpgradeOutcome::of(result, self.pool.is_stopping());
         let ok = matches!(outcome, UpgradeOutcome::Finished(_));
         self.effects.execute([Effect::Count(Count::Upgrade { ok })]);
+        self.reloaded_upgrade_ended(ok);
         match &outcome {
             UpgradeOutcome::Finished(generation) => tracing::info!(
                 event = LogEvent::UpgradeFinished.as_str(),

@@ -36,6 +36,7 @@ mod grace;
 mod lifecycle;
 mod notifications;
 mod recycling;
+pub mod reload;
 mod requests;
 mod sampling;
 mod sources;

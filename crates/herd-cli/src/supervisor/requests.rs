@@ -43,8 +43,14 @@ impl Supervisor {
                 min,
                 max,
             } => self.scale_request(workers, delta, min, max),
-            Command::Upgrade { timeout_ms } => {
+            Command::Upgrade {
+                timeout_ms,
+                reload_config,
+            } => {
                 let timeout = timeout_ms.map(Duration::from_millis);
+                if reload_config {
+                    return self.reload_and_upgrade(timeout, client);
+                }
                 return self.upgrade("herd upgrade", timeout, Some(client));
             }
             Command::Stop {

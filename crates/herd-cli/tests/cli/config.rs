@@ -121,3 +121,93 @@ fn the_example_config_file_checks() {
         "{stdout}"
     );
 }
+
+/// The answers of `n` requests to `addr`.
+fn answers(addr: &str, n: usize) -> Vec<String> {
+    (0..n).map(|_| get(addr, "/").unwrap()).collect()
+}
+
+/// The pids of the workers in `status`, sorted.
+fn pids(status: &serde_json::Value) -> Vec<u32> {
+    let mut pids = worker_pids(status);
+    pids.sort();
+    pids
+}
+
+#[test]
+fn upgrade_reload_config_gives_new_workers_the_new_environment_under_load() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = hello_config(dir, "", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path]);
+        cmd
+    });
+    let config = config.get().unwrap();
+    let addr = herd.address("http");
+    let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    assert!(answers(&addr, 4).iter().all(|a| a.contains(", v1")));
+    let load = Load::start(&addr, 2, |b| b.starts_with("hello from pid"));
+
+    // A new environment: the PM2 complaint. Nothing is read until asked.
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace("\"v1\"", "\"v2\"")).unwrap();
+    let (code, stdout, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stdout,
+        "upgraded with the config file read again: every worker now runs generation 2\n"
+    );
+    herd.wait_for_event("config_reloaded", &[("generation", 2.into())]);
+    let after = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    assert_eq!(after["generation"], 2);
+    for worker in after["workers"].as_array().unwrap() {
+        assert_eq!(worker["generation"], 2, "{after}");
+    }
+    // The old workers drained and exited; the new ones answer with the new value.
+    for pid in pids(&before) {
+        herd.wait_for_event("worker_exited", &[("pid", pid.into())]);
+    }
+    assert!(answers(&addr, 6).iter().all(|a| a.contains(", v2")));
+
+    // What needs a new socket is refused in one line, and the pool stays as it is.
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace("127.0.0.1:0", "127.0.0.1:1")).unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(": cannot reload: bind changed, which needs new sockets")
+            && stderr.contains("(config_invalid)"),
+        "{stderr}"
+    );
+    // So is a file that no longer parses, with its line and key.
+    std::fs::write(config, text.replace("workers = 2", "workers = -2")).unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert!(stderr.contains("herd.toml:2: workers: '-2'"), "{stderr}");
+    // A plain upgrade reads nothing: the workers keep v2.
+    std::fs::write(config, text.replace("\"v2\"", "\"v3\"")).unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "generation 3", |s| {
+        settled(s, 2) && s["generation"] == 3
+    });
+    assert!(answers(&addr, 4).iter().all(|a| a.contains(", v2")));
+    load.finish_without_failures(50);
+}
+
+#[test]
+fn reload_config_without_a_config_file_is_refused() {
+    let herd = sleeper_on_http();
+    let before = herd.status();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert!(
+        stderr.starts_with("herd: error: herd was not started with --config")
+            && stderr.trim_end().ends_with("(config_invalid)"),
+        "{stderr}"
+    );
+    assert_eq!(pids(&herd.status()), pids(&before));
+}

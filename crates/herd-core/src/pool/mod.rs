@@ -132,6 +132,13 @@ impl Pool {
         &self.config
     }
 
+    /// Replaces the pool's settings (a config file read again) for what comes next: workers
+    /// starting and stopping from now on, and the next upgrade. The number of workers stays
+    /// (see [`Pool::scale`]).
+    pub fn reconfigure(&mut self, config: PoolConfig) {
+        self.config = config;
+    }
+
     /// The desired number of workers.
     pub fn desired(&self) -> usize {
         self.desired

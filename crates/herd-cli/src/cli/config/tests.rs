@@ -294,3 +294,75 @@ fn the_example_documents_every_key_and_parses() {
     let argv = os(&["herd", "run", "--config", path]);
     parse(&argv).unwrap();
 }
+
+#[test]
+fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
+    let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\nworkers = 2\n";
+    let file = TempFile::new(&format!("{base}[env]\nA = \"1\"\n"));
+    let argv = os(&["herd", "run", "--config", &file.0.to_string_lossy()]);
+    let mut reloader = Reloader::new(argv).unwrap();
+    let write = |text: &str| std::fs::write(&file.0, text).unwrap();
+    write(&format!("{base}grace = \"5s\"\n[env]\nA = \"2\"\n"));
+    let reread = reloader.reread().unwrap();
+    assert_eq!(reread.args.grace, Duration::from_secs(5));
+    assert_eq!(reread.args.env, [("A".into(), "2".into())]);
+    assert_eq!(
+        reread.workers, None,
+        "workers unchanged: a herd scale since stays"
+    );
+    write(&base.replace("workers = 2", "workers = 3"));
+    assert_eq!(reloader.reread().unwrap().workers, Some(Workers::Fixed(3)));
+    write(
+        &base
+            .replace("127.0.0.1:0", "127.0.0.1:1")
+            .replace("workers = 2", "workers = 3"),
+    );
+    let refused = reloader.reread().unwrap_err();
+    assert!(
+        refused.ends_with(
+            ": cannot reload: bind changed, which needs new sockets: restart herd, or start a \
+             new herd with --takeover; nothing was changed"
+        ),
+        "{refused}"
+    );
+    write(&format!("{base}log-level = \"debug\"\nname = \"other\"\n"));
+    let refused = reloader.reread().unwrap_err();
+    assert!(
+        refused.contains("name changed, which herd's control socket"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("; log-level changed, which herd's own log"),
+        "{refused}"
+    );
+    write("workers = 0\n");
+    let invalid = reloader.reread().unwrap_err();
+    assert!(
+        invalid.ends_with(":1: workers: a herd needs at least 1 worker"),
+        "{invalid}"
+    );
+    std::fs::remove_file(&file.0).unwrap();
+    let gone = reloader.reread().unwrap_err();
+    assert!(gone.contains(": cannot read the config file: "), "{gone}");
+}
+
+#[test]
+fn only_what_a_reload_cannot_change_counts_as_fixed() {
+    let cli = |args: &[&str]| {
+        let mut argv = vec!["herd"];
+        argv.extend_from_slice(args);
+        parse(&os(&argv)).unwrap().cli
+    };
+    let base = cli(&["run", "-b", ":0", "--", "app"]);
+    let same_sockets = cli(&[
+        "run", "-b", ":0", "-w", "3", "--grace", "1s", "--env", "A=1", "--", "other",
+    ]);
+    assert!(fixed_changes(&base, &same_sockets).is_empty());
+    let other = cli(&[
+        "--name", "n", "run", "-b", ":1", "--shm", "a=4096", "--", "app",
+    ]);
+    let changes = fixed_changes(&base, &other);
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes[0].starts_with("bind, shm changed"), "{changes:?}");
+    assert!(changes[1].starts_with("name changed"), "{changes:?}");
+}

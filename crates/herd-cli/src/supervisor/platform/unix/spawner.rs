@@ -8,10 +8,12 @@ use anyhow::Context;
 use super::OwnChildren;
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
+use crate::supervisor::reload::Commands;
 
 /// What starts workers.
 pub struct Spawner {
-    command: WorkerCommand,
+    /// The worker command of each generation.
+    command: Commands<WorkerCommand>,
     /// The workers' standard input (`/dev/null`).
     stdin: OwnedFd,
 }
@@ -20,7 +22,7 @@ impl Spawner {
     /// Starts workers with `command`.
     pub fn new(command: WorkerCommand) -> anyhow::Result<Spawner> {
         Ok(Spawner {
-            command,
+            command: Commands::new(command),
             stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
         })
     }
@@ -47,7 +49,13 @@ impl Spawner {
             listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
         let fds = fds.ok_or_else(|| failed("the sockets are closed".to_string()))?;
         self.command
+            .for_generation(generation)
             .spawn(slot, generation, &fds, self.stdin.as_fd())
+    }
+
+    /// The worker commands, for a reloaded config's.
+    pub fn commands(&mut self) -> &mut Commands<WorkerCommand> {
+        &mut self.command
     }
 
     /// Starts a re-exec check child (see [`reexec_check`](crate::supervisor::reexec_check)).
@@ -60,6 +68,6 @@ impl Spawner {
 
     /// The `--rlimit` options whose limit sends `signal` to a worker that passes it.
     pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
-        self.command.options().limits_behind(signal)
+        self.command.current().options().limits_behind(signal)
     }
 }

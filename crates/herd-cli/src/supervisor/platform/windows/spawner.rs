@@ -6,10 +6,12 @@ use std::os::windows::io::AsHandle;
 use super::{OwnChildren, SharedMemories};
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
+use crate::supervisor::reload::Commands;
 
 /// What starts workers.
 pub struct Spawner {
-    command: WorkerCommand,
+    /// The worker command of each generation.
+    command: Commands<WorkerCommand>,
     /// `--shm` mappings, which every worker inherits (on Unix they are listeners).
     shared_memory: SharedMemories,
 }
@@ -18,7 +20,7 @@ impl Spawner {
     /// Starts workers with `command`.
     pub fn new(command: WorkerCommand) -> anyhow::Result<Spawner> {
         Ok(Spawner {
-            command,
+            command: Commands::new(command),
             shared_memory: SharedMemories::default(),
         })
     }
@@ -51,14 +53,23 @@ impl Spawner {
             .map_err(|e| failed("cannot create the worker's stop event", e))?;
         let mut inherit = self.shared_memory.inherited();
         inherit.push(herd::windows::Inherited::StopEvent(stop.as_handle()));
-        let child = self
-            .command
-            .spawn(slot, generation, &shared, &inherit, |child| {
+        let child = self.command.for_generation(generation).spawn(
+            slot,
+            generation,
+            &shared,
+            &inherit,
+            |child| {
                 children.enter_job(child);
                 Ok(())
-            })?;
+            },
+        )?;
         children
             .adopt(child, stop)
             .map_err(|e| failed("cannot watch the worker", e))
+    }
+
+    /// The worker commands, for a reloaded config's.
+    pub fn commands(&mut self) -> &mut Commands<WorkerCommand> {
+        &mut self.command
     }
 }

@@ -1,0 +1,146 @@
+//! `herd upgrade --reload-config`: the config file read again, with the same command line,
+//! and compared with what herd runs. What only a new socket (or a new herd) could change is
+//! refused, by name and with the reason; the rest reaches the next generation.
+
+use std::ffi::OsString;
+
+use super::merge::{parse, Merged};
+use crate::cli::{Cli, Command, RunArgs, Workers};
+
+/// What herd was started with, to read its config file again.
+#[derive(Debug)]
+pub struct Reloader {
+    /// herd's command line, program name first.
+    argv: Vec<OsString>,
+    /// What the command line and the file said when last read.
+    last: Cli,
+}
+
+/// The config file read again.
+#[derive(Debug)]
+pub struct Reread {
+    /// `herd run`'s options as they are now.
+    pub args: RunArgs,
+    /// `--workers`, if the file changed it since it was last read (a `herd scale` since then
+    /// stays otherwise).
+    pub workers: Option<Workers>,
+}
+
+/// What cannot change without new sockets or a new herd: the key and a reader of its value.
+type Fixed = (&'static str, fn(&Cli) -> String);
+
+/// The settings a reload cannot change, with why.
+const FIXED: &[(&str, &[Fixed])] = &[
+    (
+        "which needs new sockets: restart herd, or start a new herd with --takeover",
+        &[
+            ("bind", |c| format!("{:?}", run(c).map(|r| &r.binds))),
+            ("shm", |c| format!("{:?}", run(c).map(|r| &r.shm))),
+            ("balance", |c| format!("{:?}", run(c).map(|r| r.balance))),
+            ("metrics", |c| format!("{:?}", run(c).map(|r| &r.metrics))),
+            ("takeover", |c| format!("{:?}", run(c).map(|r| &r.takeover))),
+        ],
+    ),
+    (
+        "which herd's control socket was set up with: restart herd, or start a new herd \
+         with --takeover",
+        &[
+            ("name", |c| c.name.clone()),
+            ("control", |c| format!("{:?}", c.control)),
+            ("control-owner", |c| format!("{:?}", c.control_owner)),
+            ("control-allow-uid", |c| {
+                format!("{:?}", run(c).map(|r| &r.control_allow_uid))
+            }),
+            ("control-allow-gid", |c| {
+                format!("{:?}", run(c).map(|r| &r.control_allow_gid))
+            }),
+            ("control-allow-user", |c| {
+                format!("{:?}", run(c).map(|r| &r.control_allow_user))
+            }),
+        ],
+    ),
+    (
+        "which herd's own log was set up with: restart herd to change it",
+        &[
+            ("log-level", |c| format!("{:?}", c.log_level)),
+            ("log-format", |c| format!("{:?}", c.log_format)),
+        ],
+    ),
+    (
+        "whose notify socket was made for workers running as herd's user or not: restart \
+         herd to change it",
+        &[("user", |c| {
+            format!("{:?}", run(c).map(|r| r.user.is_some()))
+        })],
+    ),
+];
+
+impl Reloader {
+    /// Reads herd's command line `argv` (program name first) and its config file now, as the
+    /// baseline of later reloads.
+    pub fn new(argv: Vec<OsString>) -> Result<Reloader, String> {
+        let last = read(&argv)?.cli;
+        Ok(Reloader { argv, last })
+    }
+
+    /// Reads the config file again: what `herd run` would run now, or why it cannot be
+    /// applied (the file cannot be read or is invalid, or changes what needs new sockets), as
+    /// one line.
+    pub fn reread(&mut self) -> Result<Reread, String> {
+        let merged = read(&self.argv)?;
+        let file = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
+            Some(path) => path.display().to_string(),
+            None => return Err("herd was not started with --config: no file to re-read".into()),
+        };
+        let changed = fixed_changes(&self.last, &merged.cli);
+        if !changed.is_empty() {
+            return Err(format!(
+                "{file}: cannot reload: {}; nothing was changed",
+                changed.join("; ")
+            ));
+        }
+        let workers_before = run(&self.last).and_then(|r| r.workers);
+        let cli = merged.cli;
+        let Command::Run(args) = &cli.command else {
+            return Err(format!("{file}: not a herd run"));
+        };
+        let args = (**args).clone();
+        let workers = args.workers.filter(|w| Some(*w) != workers_before);
+        self.last = cli;
+        Ok(Reread { args, workers })
+    }
+}
+
+/// The command line and its file, parsed and, on Windows, checked for what Windows refuses.
+fn read(argv: &[OsString]) -> Result<Merged, String> {
+    let merged = parse(argv)?;
+    #[cfg(windows)]
+    let merged = Merged {
+        cli: crate::cli::unavailable::on_windows(merged.cli, &merged.matches)?,
+        matches: merged.matches,
+    };
+    Ok(merged)
+}
+
+/// What changed between `old` and `new` that a reload cannot change, as "KEY changed, why".
+pub fn fixed_changes(old: &Cli, new: &Cli) -> Vec<String> {
+    let mut changes = Vec::new();
+    for (why, keys) in FIXED {
+        let changed: Vec<&str> = keys
+            .iter()
+            .filter(|(_, value)| value(old) != value(new))
+            .map(|(key, _)| *key)
+            .collect();
+        if !changed.is_empty() {
+            changes.push(format!("{} changed, {why}", changed.join(", ")));
+        }
+    }
+    changes
+}
+
+fn run(cli: &Cli) -> Option<&RunArgs> {
+    match &cli.command {
+        Command::Run(args) => Some(args),
+        _ => None,
+    }
+}

@@ -1,0 +1,210 @@
+//! `herd upgrade --reload-config`: an upgrade whose new generation runs what the config file
+//! says now. The file is read by the [`Reload`] that `herd run` gave the supervisor; its
+//! command, environment and pool settings are staged for the upgrade, kept if it finishes and
+//! dropped if it does not, so that the old workers (and their restarts) keep what they had.
+
+use std::time::Duration;
+
+use crate::cli::Workers;
+use crate::command::WorkerCommand;
+use crate::control::protocol::{ErrorCode, Response};
+use crate::logging::LogEvent;
+
+use super::effects::{Client, Effect};
+use super::platform::Signal;
+use super::pool::PoolConfig;
+use super::waiters::Answer;
+use super::Supervisor;
+
+/// What a config file read again asks of the next generation.
+pub struct Reloaded {
+    /// The worker command, with its environment.
+    pub command: WorkerCommand,
+    /// The pool's settings (grace, readiness, watchdog, surge, ...; its `workers` and `drain`
+    /// are not used).
+    pub config: PoolConfig,
+    /// The number of workers, if the file changed it.
+    pub workers: Option<Workers>,
+    /// What asks a worker to stop.
+    pub stop_signal: Signal,
+}
+
+/// Reads the config file again: what the next generation runs, or why it cannot (one line).
+pub type Reload = Box<dyn FnMut() -> Result<Reloaded, String>>;
+
+/// What a reloaded upgrade changes once it has finished, or puts back if it does not.
+pub(super) struct Staged {
+    /// The pool's settings before the reload.
+    previous: PoolConfig,
+    /// The number of workers the file asks for, if it changed it.
+    workers: Option<Workers>,
+    /// What asks a worker to stop, from the file.
+    stop_signal: Signal,
+    /// The new generation's command, until the upgrade starts.
+    command: Option<WorkerCommand>,
+}
+
+/// The worker command of each generation: the current one, and while an upgrade rolls out a
+/// reloaded config, the new generation's.
+pub struct Commands<C> {
+    current: C,
+    next: Option<(u64, C)>,
+}
+
+impl<C> Commands<C> {
+    /// Every generation runs `current`.
+    pub fn new(current: C) -> Commands<C> {
+        Commands {
+            current,
+            next: None,
+        }
+    }
+
+    /// The command of a worker of `generation`.
+    pub fn for_generation(&self, generation: u64) -> &C {
+        match &self.next {
+            Some((from, next)) if generation >= *from => next,
+            _ => &self.current,
+        }
+    }
+
+    /// The command of the workers that are not part of an upgrade.
+    pub fn current(&self) -> &C {
+        &self.current
+    }
+
+    /// Workers of `generation` and later run `next`, until [`Commands::settle`].
+    pub fn stage(&mut self, generation: u64, next: C) {
+        self.next = Some((generation, next));
+    }
+
+    /// The upgrade ended: its command becomes every worker's if it `finished`, else it is
+    /// dropped.
+    pub fn settle(&mut self, finished: bool) {
+        if let (Some((_, next)), true) = (self.next.take(), finished) {
+            self.current = next;
+        }
+    }
+}
+
+impl Supervisor {
+    /// Lets `herd upgrade --reload-config` read herd's config file again with `reload`.
+    pub fn set_reload(&mut self, reload: Reload) {
+        self.reload = Some(reload);
+    }
+
+    /// `herd upgrade --reload-config`: reads the config file again and upgrades to what it
+    /// says; if it cannot be read or applied, `client` hears why and nothing changes.
+    pub(super) fn reload_and_upgrade(&mut self, timeout: Option<Duration>, client: Client) {
+        let reloaded = match self.reload.as_mut() {
+            Some(reload) => reload(),
+            None => Err(
+                "herd was not started with --config: there is no file to read again; \
+                         a plain herd upgrade restarts the workers with the same command"
+                    .to_string(),
+            ),
+        };
+        let reloaded = match reloaded {
+            Ok(reloaded) => reloaded,
+            Err(why) => {
+                tracing::warn!(
+                    event = LogEvent::UpgradeRefused.as_str(),
+                    "herd upgrade --reload-config: {why}"
+                );
+                let answer = Answer::new(client, Response::error(ErrorCode::ConfigInvalid, why));
+                return self.effects.execute([Effect::Answer(answer)]);
+            }
+        };
+        let previous = self.pool.config().clone();
+        self.pool.reconfigure(PoolConfig {
+            workers: previous.workers,
+            drain: previous.drain,
+            ..reloaded.config
+        });
+        self.staged = Some(Staged {
+            previous,
+            workers: reloaded.workers,
+            stop_signal: reloaded.stop_signal,
+            command: Some(reloaded.command),
+        });
+        self.upgrade("herd upgrade --reload-config", timeout, Some(client));
+    }
+
+    /// The upgrade to `generation` started (`None`: it was refused): a reloaded config's
+    /// command is what its new workers run; a refused one's settings are put back.
+    pub(super) fn reloaded_upgrade_started(&mut self, generation: Option<u64>) {
+        let Some(mut staged) = self.staged.take() else {
+            return;
+        };
+        match (generation, staged.command.take()) {
+            (Some(generation), Some(command)) => {
+                tracing::info!(
+                    event = LogEvent::ConfigReloaded.as_str(),
+                    generation,
+                    "config file read again: generation {generation} runs what it says"
+                );
+                self.effects.commands().stage(generation, command);
+                self.staged = Some(staged);
+            }
+            _ => self.pool.reconfigure(staged.previous),
+        }
+    }
+
+    /// The upgrade ended: a reloaded config is kept if it `finished` (with its number of
+    /// workers and stop signal), else the pool's settings and command are put back.
+    pub(super) fn reloaded_upgrade_ended(&mut self, finished: bool) {
+        self.effects.commands().settle(finished);
+        let Some(staged) = self.staged.take() else {
+            return;
+        };
+        if !finished {
+            self.pool.reconfigure(staged.previous);
+            return;
+        }
+        self.effects.set_stop_signal(staged.stop_signal);
+        match staged.workers {
+            Some(Workers::Fixed(n)) => {
+                self.set_autoscale(None);
+                if let Err(why) = self.scale(n, "config file") {
+                    tracing::warn!(
+                        event = LogEvent::ScaleRefused.as_str(),
+                        "config file: cannot scale to {n} workers: {why}"
+                    );
+                }
+            }
+            Some(Workers::Auto(min, max)) => self.set_autoscale(Some((min, max))),
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Commands;
+
+    #[test]
+    fn a_staged_command_runs_from_its_generation_on_and_settles() {
+        let mut commands = Commands::new("old");
+        assert_eq!(*commands.for_generation(1), "old");
+        commands.stage(3, "new");
+        assert_eq!(
+            *commands.for_generation(2),
+            "old",
+            "restarts of old workers"
+        );
+        assert_eq!(*commands.for_generation(3), "new");
+        assert_eq!(*commands.current(), "old");
+        commands.settle(false);
+        assert_eq!(
+            *commands.for_generation(3),
+            "old",
+            "an aborted upgrade's is dropped"
+        );
+        commands.stage(4, "new");
+        commands.settle(true);
+        assert_eq!(*commands.for_generation(1), "new");
+        assert_eq!(*commands.current(), "new");
+        commands.settle(true);
+        assert_eq!(*commands.current(), "new", "settling twice changes nothing");
+    }
+}
