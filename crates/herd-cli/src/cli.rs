@@ -523,7 +523,7 @@ Config file (--config FILE):
   clear-env = true), command = [\"python3\", \"app.py\"] and an [env] table; see examples/herd.toml.
   Options on the command line override the file's (a repeatable one replaces its list), --env
   adds to [env], and COMMAND after -- replaces command. `herd check --config FILE` checks a file
-  without starting anything.
+  without starting anything; `herd upgrade --reload-config` reads it again for a new generation.
 
 Exit status:
   0 stopped as asked; 1 a runtime failure (a socket or a worker could not be set up);

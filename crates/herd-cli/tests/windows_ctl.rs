@@ -194,8 +194,17 @@ fn scale_upgrade_stop_and_signal_send_what_unix_sends() {
             &["upgrade", "--timeout", "90s"],
             C::Upgrade {
                 timeout_ms: Some(90_000),
+                reload_config: false,
             },
             "upgraded: every worker now runs generation 4\n",
+        ),
+        (
+            &["upgrade", "--reload-config"],
+            C::Upgrade {
+                timeout_ms: Some(600_000),
+                reload_config: true,
+            },
+            "upgraded with the config file read again: every worker now runs generation 4\n",
         ),
         (
             &["stop"],
