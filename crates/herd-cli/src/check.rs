@@ -29,6 +29,7 @@ pub fn check(args: &CheckArgs) -> Result<String, Failure> {
     let merged = config::Merged {
         cli: crate::cli::unavailable::on_windows(merged.cli, &merged.matches).map_err(in_file)?,
         matches: merged.matches,
+        text: merged.text,
     };
     let name = merged.cli.name.clone();
     let Command::Run(run) = merged.cli.command else {

@@ -103,14 +103,15 @@ fn parse_command_line() -> Result<(cli::Cli, ArgMatches), ExitCode> {
         .try_get_matches_from(&argv)
         .and_then(|matches| cli::Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
     match parsed {
-        Ok((cli, matches)) => match cli::config::apply(cli::config::Merged { cli, matches }, &argv)
-        {
-            Ok(merged) => Ok((merged.cli, merged.matches)),
-            Err(why) => {
-                logging::line(&format!("herd: error: {why}"));
-                Err(ExitCode::from(exit::USAGE))
+        Ok((cli, matches)) => {
+            match cli::config::apply(cli::config::Merged::of(cli, matches), &argv) {
+                Ok(merged) => Ok((merged.cli, merged.matches)),
+                Err(why) => {
+                    logging::line(&format!("herd: error: {why}"));
+                    Err(ExitCode::from(exit::USAGE))
+                }
             }
-        },
+        }
         Err(e) if !e.use_stderr() => {
             // --help and --version; a closed stdout is not worth a word.
             let _ = e.print();

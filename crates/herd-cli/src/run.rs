@@ -7,26 +7,26 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::cli::config::{Reloader, Reread};
 use crate::cli::{Balance, RunArgs, Workers};
 use crate::command::WorkerCommand;
 use crate::control::path as control_path;
 use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
-use crate::output::{self, Output};
+use crate::output;
 use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool;
 use crate::supervisor::reexec;
-use crate::supervisor::reload::{Reload, Reloaded};
 use crate::supervisor::{Control, Supervisor};
-use std::sync::Arc;
 
 mod checks;
+mod reload;
 mod takeover;
 
-use checks::{check_balance, check_names, check_nofile, worker_options};
+pub use checks::check;
+use checks::{check_names_and_balance, check_nofile, worker_options};
+use reload::{config_reload, in_force_args};
 use takeover::{fetch_inherited, socket_identity, takeover_control, OldHerd};
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket, and `owner`
@@ -44,9 +44,7 @@ pub fn run(
     if let Some(restored) = restored {
         return resume(args, control, name, restored);
     }
-    check_names(&args)?;
-    check_balance(&args)?;
-    control_path::check_name(name).map_err(Failure::Usage)?;
+    check_names_and_balance(&args, name)?;
     let (workers, bounds) = match args
         .workers
         .unwrap_or_else(|| Workers::Fixed(default_workers()))
@@ -87,7 +85,15 @@ pub fn run(
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
         policy,
     };
-    let mut supervisor = prepare(&args, name, workers, listeners, &notify, &control_path)?;
+    let mut supervisor = prepare(
+        &args,
+        name,
+        workers,
+        listeners,
+        &notify,
+        &control_path,
+        None,
+    )?;
     supervisor.set_autoscale(bounds);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
     bind_metrics(&args, &mut supervisor)?;
@@ -104,37 +110,6 @@ pub fn run(
     output::finish();
     close_shared_dir(&args, &control_path, private_dir);
     ran?;
-    Ok(())
-}
-
-/// What `herd run` checks of `args` before it binds anything, without binding or starting
-/// anything: socket names, `--balance`, the herd's `name`, the workers' user, directory and
-/// limits, the command's templates and its program (found, not run).
-pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
-    check_names(args)?;
-    check_balance(args)?;
-    control_path::check_name(name).map_err(Failure::Usage)?;
-    let options = worker_options(args)?;
-    check_nofile(&options, args.binds.len() + args.shm.len())?;
-    // The names `{fd:NAME}` may use, where they are known before binding (not those of
-    // systemd's sockets).
-    let mut names = Vec::new();
-    for bind in &args.binds {
-        let port = match &bind.address {
-            spec::Address::Tcp(hp) | spec::Address::Udp(hp) => Some(hp.port),
-            _ => None,
-        };
-        let name = match (&bind.name, port, &bind.address) {
-            (Some(name), _, _) => name.clone(),
-            (None, _, spec::Address::SystemdAll) => return Ok(()),
-            (None, port, address) => spec::default_name(address, port),
-        };
-        names.push(spec::unique_name(name, &names));
-    }
-    names.extend(args.shm.iter().map(|s| s.name.clone()));
-    let command =
-        WorkerCommand::new(&args.command, &names, Vec::new(), options).map_err(Failure::Usage)?;
-    command.program(0, 1).map_err(Failure::Usage)?;
     Ok(())
 }
 
@@ -284,6 +259,11 @@ fn resume(
         metrics,
         outputs,
     } = restored;
+    // With --config, what the workers run: the file as the previous image last read it.
+    let args = match &state.config {
+        Some(text) => in_force_args(text)?,
+        None => args,
+    };
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
     let listeners: Vec<Listener> = state
         .listeners
@@ -310,7 +290,8 @@ fn resume(
         policy,
     };
     let control_path = state.control.file.0.clone();
-    let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path)?;
+    let in_force = state.config.as_deref();
+    let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path, in_force)?;
     // The workers' output, read on from where the previous image stopped.
     if let Some(output) = output::current() {
         output.resume(outputs);
@@ -336,7 +317,8 @@ fn resume(
     Ok(())
 }
 
-/// The worker command and the supervisor, for fresh starts and re-execs alike.
+/// The worker command and the supervisor, for fresh starts and re-execs alike (with
+/// `--config`, `in_force`: the file's contents the workers run, after a re-exec).
 fn prepare(
     args: &RunArgs,
     name: &str,
@@ -344,6 +326,7 @@ fn prepare(
     listeners: Vec<Listener>,
     notify: &NotifySocket,
     control: &Path,
+    in_force: Option<&str>,
 ) -> Result<Supervisor, Failure> {
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
     let notify_path: OsString = notify.path.clone().into();
@@ -361,14 +344,15 @@ fn prepare(
     let config = pool::config(args, workers);
     let mut supervisor = Supervisor::new(listeners, command, config, args.stop_signal, name)?;
     if let Some(file) = &args.config {
-        let reload = config_reload(file, names, notify_path, control.to_path_buf(), output)?;
+        let control = control.to_path_buf();
+        let reload = config_reload(file, in_force, names, notify_path, control, output)?;
         supervisor.set_reload(reload);
     }
     Ok(supervisor)
 }
 
 /// The workers' command: `args`' program, environment and options, for sockets `names`.
-fn worker_command(
+pub(crate) fn worker_command(
     args: &RunArgs,
     names: &[String],
     notify: &OsString,
@@ -391,35 +375,6 @@ fn worker_command(
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)
-}
-
-/// `herd upgrade --reload-config`: reads the config file `file` again with herd's command
-/// line, and makes the new generation's command as [`prepare`] made the first.
-fn config_reload(
-    file: &Path,
-    names: Vec<String>,
-    notify: OsString,
-    control: PathBuf,
-    output: Option<Arc<Output>>,
-) -> Result<Reload, Failure> {
-    let mut reloader = Reloader::new(std::env::args_os().collect()).map_err(Failure::Usage)?;
-    let file = file.display().to_string();
-    Ok(Box::new(move || {
-        let Reread { args, workers } = reloader.reread()?;
-        let in_file = |e: String| format!("{file}: {e}");
-        let mut command =
-            worker_command(&args, &names, &notify, &control).map_err(|e| in_file(e.to_string()))?;
-        if let Some(output) = &output {
-            command.capture_output(output.clone());
-        }
-        command.probe().map_err(in_file)?;
-        Ok(Reloaded {
-            command,
-            config: pool::config(&args, 0),
-            workers,
-            stop_signal: args.stop_signal,
-        })
-    }))
 }
 
 /// Binds `--metrics`, if asked.

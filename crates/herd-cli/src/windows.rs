@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use herd_cli::cli::config::{Reloader, Reread};
+use herd_cli::cli::config::Reloader;
 use herd_cli::cli::{RunArgs, Workers};
 use herd_cli::command::WorkerCommand;
 use herd_cli::control::pipe_name;
@@ -24,7 +24,7 @@ use herd_cli::logging::LogEvent;
 use herd_cli::output;
 use herd_cli::spec::{self, BindSpec};
 use herd_cli::supervisor::pool;
-use herd_cli::supervisor::reload::{Reload, Reloaded};
+use herd_cli::supervisor::reload::{FileReload, Reload};
 use herd_cli::supervisor::Supervisor;
 use herd_cli::supervisor::{Control, NotifyPipe, SharedMemories, Signal};
 use herd_sys::windows::pipe::SecurePipe;
@@ -125,17 +125,16 @@ fn pipes(
 /// `herd upgrade --reload-config`: reads the config file `file` again with herd's command
 /// line, and makes the new generation's command as `herd run` made the first.
 fn config_reload(file: &Path, pipe: String, notify: String) -> Result<Reload, Failure> {
-    let mut reloader = Reloader::new(std::env::args_os().collect()).map_err(Failure::Usage)?;
+    let argv = std::env::args_os().collect();
+    let reloader = Reloader::new(argv, None).map_err(Failure::Usage)?;
     let file = file.display().to_string();
-    Ok(Box::new(move || {
-        let Reread { args, workers } = reloader.reread()?;
-        let command = worker_command(&args, &pipe, &notify).map_err(|e| format!("{file}: {e}"))?;
-        Ok(Reloaded {
-            command,
-            config: pool::config(&args, 0),
-            workers,
-            stop_signal: Signal::Stop,
-        })
+    let command = move |args: &RunArgs| {
+        worker_command(args, &pipe, &notify).map_err(|e| format!("{file}: {e}"))
+    };
+    Ok(Box::new(FileReload {
+        reloader,
+        command,
+        stop_signal: |_| Signal::Stop,
     }))
 }
 

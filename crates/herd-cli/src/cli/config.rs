@@ -20,7 +20,7 @@ use super::Cli;
 mod merge;
 mod reload;
 
-pub use merge::{apply, merge, parse, Merged};
+pub use merge::{apply, merge, parse, parse_with, Merged};
 pub use reload::{fixed_changes, Reloader, Reread};
 
 /// The key of the worker command.
@@ -49,12 +49,10 @@ pub struct Entry {
 }
 
 impl ConfigFile {
-    /// Reads and checks the file at `path`.
-    pub fn read(path: &Path) -> Result<ConfigFile, String> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{name}: cannot read the config file: {e}"))?;
-        ConfigFile::parse(&name, &text)
+    /// The contents of the file at `path`.
+    pub fn read_text(path: &Path) -> Result<String, String> {
+        std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))
     }
 
     /// Checks `text`, the contents of the file `name`: every key is an option of `herd run`

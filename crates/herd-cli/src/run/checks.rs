@@ -3,8 +3,10 @@
 //! crash loop.
 
 use crate::cli::{Balance, RunArgs};
+use crate::command::WorkerCommand;
 use crate::command::WorkerOptions;
 use crate::exit::Failure;
+use crate::spec;
 
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
 /// error rather than a crash loop.
@@ -71,8 +73,15 @@ pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Fa
     Ok(())
 }
 
+/// The socket names, `--balance` and the herd's `name`, checked.
+pub(super) fn check_names_and_balance(args: &RunArgs, name: &str) -> Result<(), Failure> {
+    check_names(args)?;
+    check_balance(args)?;
+    crate::control::path::check_name(name).map_err(Failure::Usage)
+}
+
 /// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.
-pub(super) fn check_names(args: &RunArgs) -> Result<(), Failure> {
+fn check_names(args: &RunArgs) -> Result<(), Failure> {
     let mut seen: Vec<&str> = Vec::new();
     let shm = args.shm.iter().map(|s| s.name.as_str());
     for name in args
@@ -93,7 +102,7 @@ pub(super) fn check_names(args: &RunArgs) -> Result<(), Failure> {
 
 /// `--balance reuseport` needs a TCP socket herd binds itself (and Linux, for steering), and
 /// cannot be combined with `--takeover`.
-pub(super) fn check_balance(args: &RunArgs) -> Result<(), Failure> {
+fn check_balance(args: &RunArgs) -> Result<(), Failure> {
     if args.balance != Balance::Reuseport {
         return Ok(());
     }
@@ -118,5 +127,34 @@ pub(super) fn check_balance(args: &RunArgs) -> Result<(), Failure> {
                 .to_string(),
         ));
     }
+    Ok(())
+}
+
+/// What `herd run` checks of `args` before it binds anything, without binding or starting
+/// anything: socket names, `--balance`, the herd's `name`, the workers' user, directory and
+/// limits, the command's templates and its program (found, not run).
+pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
+    check_names_and_balance(args, name)?;
+    let options = worker_options(args)?;
+    check_nofile(&options, args.binds.len() + args.shm.len())?;
+    // The names `{fd:NAME}` may use, where they are known before binding (not those of
+    // systemd's sockets).
+    let mut names = Vec::new();
+    for bind in &args.binds {
+        let port = match &bind.address {
+            spec::Address::Tcp(hp) | spec::Address::Udp(hp) => Some(hp.port),
+            _ => None,
+        };
+        let name = match (&bind.name, port, &bind.address) {
+            (Some(name), _, _) => name.clone(),
+            (None, _, spec::Address::SystemdAll) => return Ok(()),
+            (None, port, address) => spec::default_name(address, port),
+        };
+        names.push(spec::unique_name(name, &names));
+    }
+    names.extend(args.shm.iter().map(|s| s.name.clone()));
+    let command =
+        WorkerCommand::new(&args.command, &names, Vec::new(), options).map_err(Failure::Usage)?;
+    command.program(0, 1).map_err(Failure::Usage)?;
     Ok(())
 }

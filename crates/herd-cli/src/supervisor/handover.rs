@@ -238,8 +238,9 @@ impl Supervisor {
             recycling: _,
             // Its fd is in `handed.endpoints`.
             metrics_listener: _,
-            // The new image reads the same command line, and the config file it names.
-            reload: _,
+            // The new image reads the same command line; of the config file, the contents the
+            // workers run are handed over.
+            reload,
             // None: a re-exec waits while an upgrade is under way.
             staged: _,
             // Log rate limits, which start afresh.
@@ -280,6 +281,7 @@ impl Supervisor {
             nofile: crate::fdlimit::started_with(),
             // Filled in by the re-exec once the readers have stopped.
             outputs: Vec::new(),
+            config: reload.as_ref().map(|r| r.in_force().to_string()),
             cores,
         }
     }

@@ -92,6 +92,10 @@ pub struct State {
     /// before it wrote.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<SavedOutput>,
+    /// With `--config`: the file's contents the workers run, which the new image uses rather
+    /// than what the file holds now (only `herd upgrade --reload-config` reads it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
     /// The supervisor's cores.
     #[serde(flatten)]
     pub cores: Cores,

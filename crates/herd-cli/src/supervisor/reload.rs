@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::cli::Workers;
+use crate::cli::config::{Reloader, Reread};
+use crate::cli::{RunArgs, Workers};
 use crate::command::WorkerCommand;
 use crate::control::protocol::{ErrorCode, Response};
 use crate::logging::LogEvent;
@@ -29,8 +30,51 @@ pub struct Reloaded {
     pub stop_signal: Signal,
 }
 
-/// Reads the config file again: what the next generation runs, or why it cannot (one line).
-pub type Reload = Box<dyn FnMut() -> Result<Reloaded, String>>;
+/// herd's config file, read again on request.
+pub trait ReloadConfig {
+    /// Reads the file again: what the next generation runs, or why it cannot (one line).
+    fn reload(&mut self) -> Result<Reloaded, String>;
+    /// What the last [`ReloadConfig::reload`] read is what the workers run now, if
+    /// `applied` (the upgrade finished); else it is forgotten.
+    fn settle(&mut self, applied: bool);
+    /// The file's contents the workers run, which a re-exec keeps.
+    fn in_force(&self) -> &str;
+}
+
+/// The supervisor's [`ReloadConfig`].
+pub type Reload = Box<dyn ReloadConfig>;
+
+/// A [`ReloadConfig`] that reads the file with a [`Reloader`] and makes the worker command
+/// with `command`, as `herd run` made the first.
+pub struct FileReload<F> {
+    /// Reads the file with herd's command line.
+    pub reloader: Reloader,
+    /// The worker command for a `herd run`'s options.
+    pub command: F,
+    /// The stop signal for a `herd run`'s options.
+    pub stop_signal: fn(&RunArgs) -> Signal,
+}
+
+impl<F: FnMut(&RunArgs) -> Result<WorkerCommand, String>> ReloadConfig for FileReload<F> {
+    fn reload(&mut self) -> Result<Reloaded, String> {
+        let Reread { args, workers } = self.reloader.reread()?;
+        let command = (self.command)(&args)?;
+        Ok(Reloaded {
+            command,
+            config: super::pool::config(&args, 0),
+            workers,
+            stop_signal: (self.stop_signal)(&args),
+        })
+    }
+
+    fn settle(&mut self, applied: bool) {
+        self.reloader.settle(applied);
+    }
+
+    fn in_force(&self) -> &str {
+        self.reloader.in_force()
+    }
+}
 
 /// What a reloaded upgrade changes once it has finished, or puts back if it does not.
 pub(super) struct Staged {
@@ -97,7 +141,7 @@ impl Supervisor {
     /// says; if it cannot be read or applied, `client` hears why and nothing changes.
     pub(super) fn reload_and_upgrade(&mut self, timeout: Option<Duration>, client: Client) {
         let reloaded = match self.reload.as_mut() {
-            Some(reload) => reload(),
+            Some(reload) => reload.reload(),
             None => Err(
                 "herd was not started with --config: there is no file to read again; \
                          a plain herd upgrade restarts the workers with the same command"
@@ -136,6 +180,9 @@ impl Supervisor {
         let Some(mut staged) = self.staged.take() else {
             return;
         };
+        if generation.is_none() {
+            self.settle_reload(false);
+        }
         match (generation, staged.command.take()) {
             (Some(generation), Some(command)) => {
                 tracing::info!(
@@ -157,6 +204,7 @@ impl Supervisor {
         let Some(staged) = self.staged.take() else {
             return;
         };
+        self.settle_reload(finished);
         if !finished {
             self.pool.reconfigure(staged.previous);
             return;
@@ -174,6 +222,15 @@ impl Supervisor {
             }
             Some(Workers::Auto(min, max)) => self.set_autoscale(Some((min, max))),
             None => {}
+        }
+    }
+}
+
+impl Supervisor {
+    /// Tells the config file's reader whether what it read last is what the workers run.
+    fn settle_reload(&mut self, applied: bool) {
+        if let Some(reload) = self.reload.as_mut() {
+            reload.settle(applied);
         }
     }
 }

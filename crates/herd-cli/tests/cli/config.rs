@@ -211,3 +211,36 @@ fn reload_config_without_a_config_file_is_refused() {
     );
     assert_eq!(pids(&herd.status()), pids(&before));
 }
+
+#[test]
+fn a_reexec_keeps_the_config_the_workers_run_until_a_reload() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = hello_config(dir, "", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path]);
+        cmd
+    });
+    let config = config.get().unwrap();
+    let addr = herd.address("http");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    // The file changes, nobody asks for a reload, herd re-executes itself.
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(config, text.replace("\"v1\"", "\"v2\"")).unwrap();
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    // A worker restarted by the new image runs what the workers ran: v1.
+    let victim = pids(&herd.status())[0];
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_event("the replacement", |e| {
+        is_start(e) && e["pid"] != victim && e["generation"] == 1
+    });
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    assert!(answers(&addr, 6).iter().all(|a| a.contains(", v1")));
+    // Asked for, the reload reads the file: v2.
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(answers(&addr, 6).iter().all(|a| a.contains(", v2")));
+}

@@ -19,22 +19,51 @@ pub struct Merged {
     pub cli: Cli,
     /// What clap matched, for the checks that need to know what was given.
     pub matches: ArgMatches,
+    /// The config file's contents, if there is one.
+    pub text: Option<String>,
+}
+
+impl Merged {
+    /// A command line as clap parsed it, its config file not applied yet.
+    pub fn of(cli: Cli, matches: ArgMatches) -> Merged {
+        Merged {
+            cli,
+            matches,
+            text: None,
+        }
+    }
 }
 
 /// `herd run`'s command line `argv` (program name first), parsed, with its `--config` file
 /// applied: a one-line error (naming the file, and the line and key where there is one) if
 /// the two do not make a valid `herd run`.
 pub fn parse(argv: &[OsString]) -> Result<Merged, String> {
+    parse_with(argv, None)
+}
+
+/// [`parse`], with `text` as the config file's contents if given (what a re-exec's workers
+/// run) rather than what the file holds now.
+pub fn parse_with(argv: &[OsString], text: Option<&str>) -> Result<Merged, String> {
     let matches = Cli::command()
         .try_get_matches_from(argv)
         .map_err(|e| crate::exit::usage_error(&e, &argv[1.min(argv.len())..]))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| crate::exit::one_line(&e.to_string()))?;
-    apply(Merged { cli, matches }, argv)
+    let parsed = Merged {
+        cli,
+        matches,
+        text: None,
+    };
+    apply_with(parsed, argv, text)
 }
 
 /// `parsed` (from `argv`, program name first) with its `--config` file applied, if it is a
 /// `herd run` with one; else `parsed` as it is.
 pub fn apply(parsed: Merged, argv: &[OsString]) -> Result<Merged, String> {
+    apply_with(parsed, argv, None)
+}
+
+/// [`apply`], with `text` as the file's contents if given.
+fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Result<Merged, String> {
     let path = match &parsed.cli.command {
         Command::Run(args) => match &args.config {
             Some(path) => path.clone(),
@@ -42,7 +71,11 @@ pub fn apply(parsed: Merged, argv: &[OsString]) -> Result<Merged, String> {
         },
         _ => return Ok(parsed),
     };
-    let file = ConfigFile::read(&path)?;
+    let text = match text {
+        Some(text) => text.to_string(),
+        None => ConfigFile::read_text(&path)?,
+    };
+    let file = ConfigFile::parse(&path.display().to_string(), &text)?;
     let run = parsed.matches.subcommand_matches("run");
     let given = |id: &str| {
         [Some(&parsed.matches), run]
@@ -62,7 +95,11 @@ pub fn apply(parsed: Merged, argv: &[OsString]) -> Result<Merged, String> {
         // Remembered for `herd upgrade --reload-config`, wherever herd's directory is then.
         args.config = Some(absolute(&path));
     }
-    Ok(Merged { cli, matches })
+    Ok(Merged {
+        cli,
+        matches,
+        text: Some(text),
+    })
 }
 
 /// `argv` with the file's arguments after `run`: each key the command line does not give

@@ -4,7 +4,7 @@
 
 use std::ffi::OsString;
 
-use super::merge::{parse, Merged};
+use super::merge::{parse_with, Merged};
 use crate::cli::{Cli, Command, RunArgs, Workers};
 
 /// What herd was started with, to read its config file again.
@@ -12,8 +12,12 @@ use crate::cli::{Cli, Command, RunArgs, Workers};
 pub struct Reloader {
     /// herd's command line, program name first.
     argv: Vec<OsString>,
-    /// What the command line and the file said when last read.
+    /// What the command line and the file say for the workers that run now.
     last: Cli,
+    /// The file's contents the workers run now.
+    text: String,
+    /// What the last [`Reloader::reread`] read, until [`Reloader::settle`].
+    pending: Option<(Cli, String)>,
 }
 
 /// The config file read again.
@@ -21,8 +25,7 @@ pub struct Reloader {
 pub struct Reread {
     /// `herd run`'s options as they are now.
     pub args: RunArgs,
-    /// `--workers`, if the file changed it since it was last read (a `herd scale` since then
-    /// stays otherwise).
+    /// `--workers`, if the file changed it (a `herd scale` since then stays otherwise).
     pub workers: Option<Workers>,
 }
 
@@ -60,10 +63,14 @@ const FIXED: &[(&str, &[Fixed])] = &[
         ],
     ),
     (
-        "which herd's own log was set up with: restart herd to change it",
+        "which herd's own log, and its readers of the workers' output, were set up with: \
+         restart herd to change it",
         &[
             ("log-level", |c| format!("{:?}", c.log_level)),
             ("log-format", |c| format!("{:?}", c.log_format)),
+            ("worker-output", |c| {
+                format!("{:?}", run(c).map(|r| r.worker_output))
+            }),
         ],
     ),
     (
@@ -76,18 +83,30 @@ const FIXED: &[(&str, &[Fixed])] = &[
 ];
 
 impl Reloader {
-    /// Reads herd's command line `argv` (program name first) and its config file now, as the
+    /// Reads herd's command line `argv` (program name first) and its config file, whose
+    /// contents are `text` if given (what a re-exec's workers run), else read now: the
     /// baseline of later reloads.
-    pub fn new(argv: Vec<OsString>) -> Result<Reloader, String> {
-        let last = read(&argv)?.cli;
-        Ok(Reloader { argv, last })
+    pub fn new(argv: Vec<OsString>, text: Option<&str>) -> Result<Reloader, String> {
+        let merged = read(&argv, text)?;
+        Ok(Reloader {
+            argv,
+            last: merged.cli,
+            text: merged.text.unwrap_or_default(),
+            pending: None,
+        })
+    }
+
+    /// The config file's contents that the workers run, for a re-exec to keep.
+    pub fn in_force(&self) -> &str {
+        &self.text
     }
 
     /// Reads the config file again: what `herd run` would run now, or why it cannot be
     /// applied (the file cannot be read or is invalid, or changes what needs new sockets), as
-    /// one line.
+    /// one line. It becomes the baseline once [`Reloader::settle`]d.
     pub fn reread(&mut self) -> Result<Reread, String> {
-        let merged = read(&self.argv)?;
+        self.pending = None;
+        let merged = read(&self.argv, None)?;
         let file = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
             Some(path) => path.display().to_string(),
             None => return Err("herd was not started with --config: no file to re-read".into()),
@@ -100,24 +119,33 @@ impl Reloader {
             ));
         }
         let workers_before = run(&self.last).and_then(|r| r.workers);
-        let cli = merged.cli;
-        let Command::Run(args) = &cli.command else {
+        let Some(args) = run(&merged.cli).cloned() else {
             return Err(format!("{file}: not a herd run"));
         };
-        let args = (**args).clone();
         let workers = args.workers.filter(|w| Some(*w) != workers_before);
-        self.last = cli;
+        self.pending = Some((merged.cli, merged.text.unwrap_or_default()));
         Ok(Reread { args, workers })
+    }
+
+    /// What the last [`Reloader::reread`] read is what the workers run, if `applied`; else it
+    /// is forgotten.
+    pub fn settle(&mut self, applied: bool) {
+        if let (Some((cli, text)), true) = (self.pending.take(), applied) {
+            self.last = cli;
+            self.text = text;
+        }
     }
 }
 
-/// The command line and its file, parsed and, on Windows, checked for what Windows refuses.
-fn read(argv: &[OsString]) -> Result<Merged, String> {
-    let merged = parse(argv)?;
+/// The command line and its file (`text`, if given), parsed and, on Windows, checked for
+/// what Windows refuses.
+fn read(argv: &[OsString], text: Option<&str>) -> Result<Merged, String> {
+    let merged = parse_with(argv, text)?;
     #[cfg(windows)]
     let merged = Merged {
         cli: crate::cli::unavailable::on_windows(merged.cli, &merged.matches)?,
         matches: merged.matches,
+        text: merged.text,
     };
     Ok(merged)
 }

@@ -300,9 +300,10 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
     let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\nworkers = 2\n";
     let file = TempFile::new(&format!("{base}[env]\nA = \"1\"\n"));
     let argv = os(&["herd", "run", "--config", &file.0.to_string_lossy()]);
-    let mut reloader = Reloader::new(argv).unwrap();
+    let mut reloader = Reloader::new(argv, None).unwrap();
     let write = |text: &str| std::fs::write(&file.0, text).unwrap();
-    write(&format!("{base}grace = \"5s\"\n[env]\nA = \"2\"\n"));
+    let second = format!("{base}grace = \"5s\"\n[env]\nA = \"2\"\n");
+    write(&second);
     let reread = reloader.reread().unwrap();
     assert_eq!(reread.args.grace, Duration::from_secs(5));
     assert_eq!(reread.args.env, [("A".into(), "2".into())]);
@@ -310,7 +311,20 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
         reread.workers, None,
         "workers unchanged: a herd scale since stays"
     );
+    assert!(
+        reloader.in_force().contains("A = \"1\""),
+        "in force until settled"
+    );
+    reloader.settle(true);
+    assert_eq!(reloader.in_force(), second);
     write(&base.replace("workers = 2", "workers = 3"));
+    assert_eq!(reloader.reread().unwrap().workers, Some(Workers::Fixed(3)));
+    reloader.settle(false);
+    assert_eq!(
+        reloader.in_force(),
+        second,
+        "an upgrade that failed changes nothing"
+    );
     assert_eq!(reloader.reread().unwrap().workers, Some(Workers::Fixed(3)));
     write(
         &base
@@ -344,6 +358,10 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
     std::fs::remove_file(&file.0).unwrap();
     let gone = reloader.reread().unwrap_err();
     assert!(gone.contains(": cannot read the config file: "), "{gone}");
+    // A re-exec's new image starts from the contents the workers run, not from the disk.
+    let argv = os(&["herd", "run", "--config", &file.0.to_string_lossy()]);
+    let resumed = Reloader::new(argv, Some(&second)).unwrap();
+    assert_eq!(resumed.in_force(), second);
 }
 
 #[test]

@@ -1,0 +1,59 @@
+//! `herd upgrade --reload-config` on Unix: the config file read again with herd's command
+//! line, and after a re-exec, the contents the workers run.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cli::config::Reloader;
+use crate::cli::RunArgs;
+use crate::exit::Failure;
+use crate::output::Output;
+use crate::supervisor::reload::{FileReload, Reload};
+
+use super::worker_command;
+
+/// `herd run`'s options from its command line and `text`, its config file's contents as a
+/// re-exec's workers run them.
+pub(super) fn in_force_args(text: &str) -> Result<RunArgs, Failure> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let merged = crate::cli::config::parse_with(&argv, Some(text)).map_err(Failure::Usage)?;
+    match merged.cli.command {
+        crate::cli::Command::Run(args) => Ok(*args),
+        _ => Err(Failure::Usage(
+            "a re-exec that is not a herd run".to_string(),
+        )),
+    }
+}
+
+/// `herd upgrade --reload-config`: reads the config file again with herd's command line
+/// (`in_force`: its contents the workers run, after a re-exec), and makes the new
+/// generation's command as `prepare` made the first (its output read by `output`).
+pub(super) fn config_reload(
+    file: &Path,
+    in_force: Option<&str>,
+    names: Vec<String>,
+    notify: OsString,
+    control: PathBuf,
+    output: Option<Arc<Output>>,
+) -> Result<Reload, Failure> {
+    let argv = std::env::args_os().collect();
+    let reloader = Reloader::new(argv, in_force).map_err(Failure::Usage)?;
+    let file = file.display().to_string();
+    let command = move |args: &RunArgs| {
+        let in_file = |e: String| format!("{file}: {e}");
+        let mut command =
+            worker_command(args, &names, &notify, &control).map_err(|e| in_file(e.to_string()))?;
+        // The same readers of the workers' output as the first generation's.
+        if let Some(output) = &output {
+            command.capture_output(output.clone());
+        }
+        command.probe().map_err(in_file)?;
+        Ok(command)
+    };
+    Ok(Box::new(FileReload {
+        reloader,
+        command,
+        stop_signal: |args| args.stop_signal,
+    }))
+}
