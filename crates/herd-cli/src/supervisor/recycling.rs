@@ -89,6 +89,11 @@ impl Supervisor {
         self.recycling = Recycling::new(policy);
     }
 
+    /// The recycling settings in force.
+    pub(super) fn recycling_policy(&self) -> RecyclePolicy {
+        *self.recycling.recycler.policy()
+    }
+
     /// Reads every worker's memory and CPU time, then recycles what is due.
     pub(super) fn sample_workers(&mut self) {
         let now = Instant::now();

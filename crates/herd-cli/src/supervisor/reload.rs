@@ -16,6 +16,7 @@ use super::platform::Signal;
 use super::pool::PoolConfig;
 use super::waiters::Answer;
 use super::Supervisor;
+use herd_core::RecyclePolicy;
 
 /// What a config file read again asks of the next generation.
 pub struct Reloaded {
@@ -28,6 +29,8 @@ pub struct Reloaded {
     pub workers: Option<Workers>,
     /// What asks a worker to stop.
     pub stop_signal: Signal,
+    /// `--max-memory` and `--max-lifetime`.
+    pub recycling: RecyclePolicy,
 }
 
 /// herd's config file, read again on request.
@@ -64,6 +67,7 @@ impl<F: FnMut(&RunArgs) -> Result<WorkerCommand, String>> ReloadConfig for FileR
             config: super::pool::config(&args, 0),
             workers,
             stop_signal: (self.stop_signal)(&args),
+            recycling: super::recycling_policy(&args),
         })
     }
 
@@ -84,6 +88,8 @@ pub(super) struct Staged {
     workers: Option<Workers>,
     /// What asks a worker to stop, from the file.
     stop_signal: Signal,
+    /// `--max-memory` and `--max-lifetime`, from the file.
+    recycling: RecyclePolicy,
     /// The new generation's command, until the upgrade starts.
     command: Option<WorkerCommand>,
 }
@@ -169,6 +175,7 @@ impl Supervisor {
             previous,
             workers: reloaded.workers,
             stop_signal: reloaded.stop_signal,
+            recycling: reloaded.recycling,
             command: Some(reloaded.command),
         });
         self.upgrade("herd upgrade --reload-config", timeout, Some(client));
@@ -210,6 +217,10 @@ impl Supervisor {
             return;
         }
         self.effects.set_stop_signal(staged.stop_signal);
+        // Afresh only if changed: the recycler's history stays otherwise.
+        if staged.recycling != self.recycling_policy() {
+            self.set_recycling(staged.recycling);
+        }
         match staged.workers {
             Some(Workers::Fixed(n)) => {
                 self.set_autoscale(None);
