@@ -131,10 +131,12 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
 }
 
 /// What `herd run` checks of `args` before it binds anything, without binding or starting
-/// anything: socket names, `--balance`, the herd's `name`, the workers' user, directory and
-/// limits, the command's templates and its program (found, not run).
+/// anything: socket names, `--balance`, the herd's `name`, the `--control-allow-user` users,
+/// the workers' user, directory and limits, the command's templates and its program (found,
+/// not run).
 pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
     check_names_and_balance(args, name)?;
+    super::policy(args, herd_sys::process::effective_uid())?;
     let options = worker_options(args)?;
     check_nofile(&options, args.binds.len() + args.shm.len())?;
     // The names `{fd:NAME}` may use, where they are known before binding (not those of

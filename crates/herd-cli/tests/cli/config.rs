@@ -104,6 +104,14 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
         USAGE,
         "command '/nonexistent/app' does not exist",
     );
+    let text = "bind = [\"127.0.0.1:0\"]\ncontrol-allow-user = [\"no-such-user-here\"]\n\
+                command = [\"sleep\", \"1\"]\n";
+    std::fs::write(&config, text).unwrap();
+    assert_fails(
+        &["check", "--config", &config],
+        USAGE,
+        "--control-allow-user: no user named 'no-such-user-here'",
+    );
     assert_fails(
         &["check", "--config", "/nonexistent/herd.toml"],
         USAGE,
