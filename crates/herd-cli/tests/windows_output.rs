@@ -3,14 +3,14 @@
 //! recent ones for `herd logs` over the control pipe.
 #![cfg(windows)]
 
-use std::io::Write;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 mod windows_support;
 
-use windows_support::{Herd, HERD, TIMEOUT};
+use windows_support::{this_test_as_worker, unique_name, Herd, HERD, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it says hello on
 /// its stdout and stderr, then answers each connection with `worker pid N` until asked to stop.
@@ -83,4 +83,78 @@ fn json_output_tags_each_line_and_herd_logs_shows_it() {
     assert_eq!(hello["stream"], "stdout");
     assert!(kept.iter().all(|l| l["worker"] == 1), "{kept:?}");
     herd.stop();
+}
+
+#[test]
+fn prefix_output_tags_each_line_on_herds_stdout() {
+    let name = unique_name();
+    let mut herd = Command::new(HERD)
+        .args([
+            "--name",
+            &name,
+            "run",
+            "-w",
+            "1",
+            "--worker-output",
+            "prefix",
+        ])
+        .args(["-b", "http=127.0.0.1:0", "--"])
+        .args(this_test_as_worker())
+        .env("HERD_TEST_WORKER", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(herd.stdout.take().unwrap()).lines();
+    let tagged = loop {
+        let line = lines.next().expect("herd's stdout ended").unwrap();
+        if line.ends_with("hello on stdout from 0") {
+            break line;
+        }
+    };
+    assert!(tagged.starts_with("[worker 0 pid "), "{tagged}");
+    assert!(tagged.contains(" gen 1] "), "{tagged}");
+    let stop = Command::new(HERD)
+        .args(["--name", &name, "stop"])
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    assert!(herd.wait().unwrap().success());
+}
+
+#[test]
+fn logs_follow_prints_new_lines_until_herd_stops() {
+    let herd = Herd::start(&["-w", "1", "--worker-output", "json"]);
+    let first = herd.wait_for("worker_started")["pid"].as_u64().unwrap();
+    wait_line(&herd, "the worker's stderr line", |e| {
+        e["line"] == "hello on stderr from 0"
+    });
+    let mut follow = Command::new(HERD)
+        .args(["--name", &herd.name, "logs", "-f", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut next_from = |pid: u64| loop {
+        let line: Value = serde_json::from_str(&out.next().unwrap().unwrap()).unwrap();
+        if line["pid"] == pid && line["stream"] == "stderr" {
+            return line;
+        }
+    };
+    assert_eq!(next_from(first)["line"], "hello on stderr from 0");
+    // A new worker's lines reach the follower as they come.
+    let kill = Command::new(HERD)
+        .args(["--name", &herd.name, "signal", "KILL"])
+        .output()
+        .unwrap();
+    assert!(kill.status.success(), "{kill:?}");
+    let second = herd.wait_for("worker_started")["pid"].as_u64().unwrap();
+    assert_eq!(next_from(second)["line"], "hello on stderr from 0");
+    herd.stop();
+    let status = follow.wait().unwrap();
+    assert!(
+        status.success(),
+        "herd logs -f ends when herd stops: {status:?}"
+    );
 }
