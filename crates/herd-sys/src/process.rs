@@ -3,7 +3,8 @@
 //!
 //! One concept per file, all re-exported here: [`Signal`] and its names (`signal.rs`);
 //! sending signals (this file); receiving them: masks, waiting, catching (`receive.rs`);
-//! reaping children (`reap.rs`); `/proc/PID/stat` (`stat.rs`); users and groups (`user.rs`).
+//! reaping children (`reap.rs`); finding them, as a subreaper (`children.rs`);
+//! `/proc/PID/stat` (`stat.rs`); users and groups (`user.rs`).
 //! The platform part is `imp`, one per platform, each with `MAX_SIGNAL`, `LAST_STANDARD`,
 //! `rt_min`, `boot_ticks`, `peek_exit` and `process_groups`: Linux and Android
 //! (`linux.rs`) use `waitid(WNOWAIT)` and `/proc`; elsewhere (`other.rs`) `peek_exit` reaps
@@ -11,6 +12,7 @@
 
 use std::io;
 
+mod children;
 mod reap;
 mod receive;
 mod signal;
@@ -26,6 +28,7 @@ mod other;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 use other as imp;
 
+pub use children::{become_subreaper, own_children, Child};
 pub use reap::{peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{
     block_signals, catch, caught, default_disposition, signal_thread, unblock_signals,
@@ -102,6 +105,12 @@ fn to_pid(pid: u32) -> io::Result<libc::pid_t> {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// This process's process group (`getpgrp`).
+pub fn own_group() -> u32 {
+    // SAFETY: getpgrp has no preconditions and cannot fail.
+    unsafe { libc::getpgrp() as u32 }
 }
 
 /// Makes this process the leader of a new process group whose id is its pid

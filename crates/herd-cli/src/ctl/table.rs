@@ -11,6 +11,7 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     header(&mut out, status);
     table(&mut out, &process_rows(status));
+    many_orphans(&mut out, status);
     recycles(&mut out, status);
     out.push('\n');
     table(&mut out, &socket_rows(status));
@@ -62,8 +63,11 @@ fn header(out: &mut String, status: &Status) {
     }
 }
 
-/// One row per process: workers, slots waiting for a restart, attached processes, and
-/// exited workers' leftover process groups.
+/// Up to this many orphans get a row each; more are counted on one line.
+const ORPHAN_ROWS: usize = 5;
+
+/// One row per process: workers, slots waiting for a restart, attached processes, exited
+/// workers' leftover process groups, and orphans (when there are few).
 fn process_rows(status: &Status) -> Vec<[String; 10]> {
     let mut rows = vec![[
         "SLOT",
@@ -149,7 +153,35 @@ fn process_rows(status: &Status) -> Vec<[String; 10]> {
             String::new(),
         ]);
     }
+    if status.orphans.len() <= ORPHAN_ROWS {
+        for o in &status.orphans {
+            rows.push([
+                dash(),
+                o.pid.to_string(),
+                dash(),
+                "orphan".into(),
+                short(o.known_ms),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                escape(&o.name).into_owned(),
+            ]);
+        }
+    }
     rows
+}
+
+/// Many orphans: a count, below the table.
+fn many_orphans(out: &mut String, status: &Status) {
+    let n = status.orphans.len();
+    if n > ORPHAN_ROWS {
+        let _ = writeln!(
+            out,
+            "{n} orphans: processes workers left behind, which herd reaps and stops when it \
+             stops (`herd status --json` lists them)"
+        );
+    }
 }
 
 /// The recent recycles, newest last, one line each.
@@ -272,6 +304,35 @@ mod tests {
         assert!(
             table.contains("exited; its processes get SIGKILL in 12s"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn orphans_get_a_row_each_while_few_and_a_count_when_many() {
+        let orphan = |pid| serde_json::json!({"pid": pid, "name": "sleep", "known_ms": 3000});
+        let status = |n: u32| -> Status {
+            serde_json::from_value(serde_json::json!({
+                "pid": 1, "name": "default", "version": "0", "uptime_ms": 0, "generation": 1,
+                "upgrading_to": null, "stopping": false, "desired": 1, "running": 0, "ready": 0,
+                "workers": [], "waiting": [], "sockets": [], "attached": [],
+                "orphans": (0..n).map(|i| orphan(100 + i)).collect::<Vec<_>>()
+            }))
+            .unwrap()
+        };
+        let few = render(&status(2));
+        let row = few
+            .lines()
+            .find(|l| l.contains(" 101 "))
+            .unwrap_or_default();
+        assert!(
+            row.contains("orphan") && row.contains("3s") && row.contains("sleep"),
+            "{few}"
+        );
+        let many = render(&status(6));
+        assert!(!many.contains(" 101 "), "{many}");
+        assert!(
+            many.contains("6 orphans: processes workers left behind"),
+            "{many}"
         );
     }
 

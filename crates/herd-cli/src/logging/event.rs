@@ -122,6 +122,17 @@ log_events! {
     LeftoversKilled = "leftovers_killed",
     /// The processes a process left survived SIGKILL; herd no longer waits for them.
     LeftoversStuck = "leftovers_stuck",
+    /// A process a worker left behind was re-parented to herd (or found again after a
+    /// re-exec); herd reaps it and stops it when it stops.
+    OrphanAdopted = "orphan_adopted",
+    /// An orphan exited and was reaped.
+    OrphanExited = "orphan_exited",
+    /// An orphan was sent the stop signal as herd stops.
+    OrphanSignalled = "orphan_signalled",
+    /// An orphan is killed: it did not stop within the grace period.
+    OrphanKilled = "orphan_killed",
+    /// An orphan survived SIGKILL; herd no longer waits for it.
+    OrphanStuck = "orphan_stuck",
     /// `herd reexec`: the new binary is being checked.
     ReexecChecking = "reexec_checking",
     /// `herd reexec`: the new binary passed its check.

@@ -399,6 +399,11 @@ impl Leftovers {
         });
     }
 
+    /// The groups' ids: the exited leaders' pids, which herd holds unreaped.
+    pub fn leaders(&self) -> impl Iterator<Item = u32> + '_ {
+        self.groups.iter().map(|g| g.pgid)
+    }
+
     /// The groups, for `herd status`.
     pub fn status(&self, now: Instant) -> Vec<super::status::LeftoverStatus> {
         self.groups

@@ -44,7 +44,7 @@ mod turn;
 mod workers;
 
 // What only Unix has: attached processes by pidfd (Windows' are platform::attached),
-// process-group leftovers, the re-exec, `--balance reuseport`, relistening shut-down sockets,
+// process-group leftovers, orphans re-parented to herd, the re-exec, `--balance reuseport`, relistening shut-down sockets,
 // systemd; and the notify socket.
 #[cfg(unix)]
 pub(crate) mod attached;
@@ -58,6 +58,8 @@ mod handover;
 pub(crate) mod leftovers;
 #[cfg(unix)]
 pub(crate) mod notify;
+#[cfg(unix)]
+mod orphans;
 #[cfg(unix)]
 pub(crate) mod reexec;
 #[cfg(unix)]

@@ -67,6 +67,22 @@ pub struct Status {
     /// The recent recycles (`--max-memory`, `--max-lifetime`), oldest first.
     #[serde(default)]
     pub recycles: Vec<RecycleStatus>,
+    /// Processes workers left behind that were re-parented to herd (Linux), which herd reaps
+    /// and stops when it stops.
+    #[serde(default)]
+    pub orphans: Vec<OrphanStatus>,
+}
+
+/// A process a worker left behind, re-parented to herd.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanStatus {
+    /// Its pid.
+    pub pid: u32,
+    /// Its command name, as the system shows it.
+    pub name: String,
+    /// How long herd has known it, in milliseconds (since this image started, after a
+    /// re-exec).
+    pub known_ms: u64,
 }
 
 /// A worker recycled: replaced by a successor in its slot.
@@ -272,6 +288,7 @@ pub fn snapshot(
         leftovers: Vec::new(),
         memory_kind: None,
         recycles: Vec::new(),
+        orphans: Vec::new(),
     }
 }
 

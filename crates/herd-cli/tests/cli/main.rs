@@ -17,6 +17,7 @@ mod handoff;
 mod help;
 mod interop;
 mod metrics;
+mod orphans;
 mod output;
 mod privileges;
 mod recycle;

@@ -14,6 +14,7 @@ use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 
 mod inputs;
 mod memory;
+mod orphans;
 mod process_stats;
 pub(crate) mod signals;
 mod spawner;
@@ -26,6 +27,7 @@ pub(crate) use crate::supervisor::systemd::ServiceNotifier as ServiceManager;
 pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second, Signal};
 pub(in crate::supervisor) use inputs::{ControlServer, Input, Inputs, Wants};
 pub(crate) use memory::memory;
+pub(in crate::supervisor) use orphans::OwnFamily;
 pub(crate) use process_stats::process_stats;
 pub(crate) use signals::{signal_name, Signals as Intents};
 pub(in crate::supervisor) use spawner::Spawner;

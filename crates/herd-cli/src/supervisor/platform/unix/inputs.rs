@@ -1,6 +1,6 @@
 //! The supervisor's inputs that only Unix has: the workers' `sd_notify` datagrams, finished
 //! re-exec checks, attached processes' pidfds, and the timers of the checks that only Unix
-//! makes (drains of reuseport slots, shut-down sockets, leftover process groups).
+//! makes (drains of reuseport slots, shut-down sockets, leftover process groups, orphans).
 
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use super::NotifySocket;
 use crate::control::request::ControlRequest;
 use crate::control::server::{self, AccessPolicy};
 use crate::supervisor::sources::{self, every, Tick};
-use crate::supervisor::{attached, balance, leftovers, reexec_check, relisten};
+use crate::supervisor::{attached, balance, leftovers, orphans, reexec_check, relisten};
 
 /// An input only Unix has.
 pub enum Input {
@@ -27,6 +27,8 @@ pub enum Input {
     CheckSockets,
     /// Time to look at the process groups exited workers left.
     Leftovers,
+    /// Time to look for orphans.
+    Orphans,
 }
 
 /// What the loop waits for on this turn, of what only Unix has.
@@ -37,6 +39,8 @@ pub struct Wants {
     pub drains: bool,
     /// Regular looks at leftover process groups.
     pub leftovers: bool,
+    /// Frequent looks at orphans, while herd stops and waits for them.
+    pub orphans: bool,
 }
 
 /// What the control endpoint serves: the bound socket and who may use it.
@@ -54,6 +58,8 @@ pub struct Inputs {
     drains: Interval,
     sockets: Interval,
     leftovers: Interval,
+    orphans: Interval,
+    orphans_stopping: Interval,
     /// A copy of the control socket's fd, handed to the next image on re-exec.
     pub control_fd: OwnedFd,
     /// A copy of the metrics socket's fd, handed to the next image on re-exec.
@@ -83,6 +89,8 @@ impl Inputs {
             drains: every(balance::DRAIN_CHECK),
             sockets: every(relisten::CHECK_EVERY),
             leftovers: every(leftovers::CHECK_EVERY),
+            orphans: every(orphans::SCAN_EVERY),
+            orphans_stopping: every(orphans::STOP_CHECK_EVERY),
             control_fd,
             metrics_fd: None,
         };
@@ -111,6 +119,8 @@ impl Inputs {
             _ = self.drains.tick(), if wants.drains => Timer(Tick::Turn),
             _ = self.sockets.tick() => Platform(Input::CheckSockets),
             _ = self.leftovers.tick(), if wants.leftovers => Platform(Input::Leftovers),
+            _ = self.orphans.tick() => Platform(Input::Orphans),
+            _ = self.orphans_stopping.tick(), if wants.orphans => Platform(Input::Orphans),
         }
     }
 

@@ -1,6 +1,6 @@
 //! What the supervisor holds on Unix only: the re-exec's bookkeeping, the hints about
-//! resource limits, the guard that relistens shut-down sockets, and the process groups exited
-//! workers left.
+//! resource limits, the guard that relistens shut-down sockets, the process groups exited
+//! workers left, and the orphans re-parented to herd.
 
 use std::collections::HashSet;
 use std::os::unix::io::OwnedFd;
@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::supervisor::pool::PoolConfig;
 use crate::supervisor::status::Status;
-use crate::supervisor::{balance, leftovers, reexec, reexec_check, relisten};
+use crate::supervisor::{balance, leftovers, orphans, reexec, reexec_check, relisten};
 
 /// What only the Unix supervisor holds.
 pub struct State {
@@ -26,11 +26,21 @@ pub struct State {
     pub relisten: relisten::Guard,
     /// Process groups of exited workers that still have processes in them.
     pub leftovers: leftovers::Leftovers,
+    /// Processes workers left behind, re-parented to herd.
+    pub orphans: orphans::Orphans,
 }
 
 impl State {
     /// Nothing held yet; the path herd was started by.
+    /// herd becomes a child subreaper (again, after a re-exec), so that what workers leave
+    /// behind is re-parented to it.
     pub fn new() -> anyhow::Result<State> {
+        if let Err(e) = herd_sys::process::become_subreaper() {
+            tracing::warn!(
+                event = crate::logging::LogEvent::SystemError.as_str(),
+                "cannot become a child subreaper ({e}): processes workers leave behind go to init"
+            );
+        }
         Ok(State {
             exe: reexec::invoked()?,
             reexec_reply: None,
@@ -38,13 +48,15 @@ impl State {
             limit_hinted: LimitHints::default(),
             relisten: relisten::Guard::default(),
             leftovers: leftovers::Leftovers::default(),
+            orphans: orphans::Orphans::default(),
         })
     }
 
     /// Whether nothing of Unix's keeps herd from exiting once its workers are gone: no
-    /// process is left in an exited worker's group, and no re-exec check child runs.
+    /// process is left in an exited worker's group, no re-exec check child runs, and no
+    /// orphan is left.
     pub fn finished(&self) -> bool {
-        self.leftovers.is_empty() && self.reexec_children.is_empty()
+        self.leftovers.is_empty() && self.reexec_children.is_empty() && self.orphans.finished()
     }
 
     /// What of this state a re-exec hands over: the leftover groups. Every field is named, so
@@ -65,6 +77,8 @@ impl State {
             // the re-exec is suspected anew.
             relisten: _,
             leftovers,
+            // The new image finds the orphans again among its children.
+            orphans: _,
         } = self;
         leftovers
     }
@@ -80,9 +94,10 @@ impl State {
         self.leftovers.abandon(pid, slot, now);
     }
 
-    /// What `herd status` shows of Unix only: the leftover process groups.
+    /// What `herd status` shows of Unix only: the leftover process groups and the orphans.
     pub fn add_status(&self, status: &mut Status, now: Instant) {
         status.leftovers = self.leftovers.status(now);
+        status.orphans = self.orphans.status(now);
     }
 }
 

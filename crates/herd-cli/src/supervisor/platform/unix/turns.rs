@@ -1,8 +1,9 @@
 //! What the loop asks of the platform, on Unix: the inputs only Unix has, the re-exec, what
 //! every turn does for reuseport slots and leftover process groups, and what an exit or a
-//! stop means for them. The loop itself ([`driver`](crate::supervisor::driver) and the files
+//! stop means for them and for orphans. The loop itself ([`driver`](crate::supervisor::driver) and the files
 //! beside it) calls these by the same names on every platform.
 
+use std::collections::HashSet;
 use std::os::unix::io::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -14,13 +15,14 @@ use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 
 use super::inputs::{Input, Wants};
-use super::{ControlFile, NotifySocket};
+use super::{ControlFile, NotifySocket, OwnFamily};
 use crate::control::request::Connection;
 use crate::logging::LogEvent;
 use crate::supervisor::attached::Attached;
 use crate::supervisor::effects::{Client, Count, Effect};
 use crate::supervisor::sources::Sources;
 use crate::supervisor::{balance, handover, notify, reap, relisten, Supervisor};
+use herd_sys::process::Signal;
 
 impl Supervisor {
     /// What the loop waits for on this turn, of what only Unix has.
@@ -29,6 +31,7 @@ impl Supervisor {
             attached: self.attached.any_unwatchable(),
             drains: self.pool.is_draining(),
             leftovers: !self.platform.leftovers.is_empty(),
+            orphans: self.platform.orphans.waited_for(),
         }
     }
 
@@ -59,6 +62,7 @@ impl Supervisor {
                 .platform
                 .leftovers
                 .check(&mut self.effects.process_groups(), Instant::now()),
+            Input::Orphans => self.look_at_orphans(),
         }
     }
 
@@ -111,7 +115,7 @@ impl Supervisor {
 
     /// After a look at the children: re-exec checks are accounted, the exited workers'
     /// groups (`exits`: pid, slot, state, of those still held unreaped) looked at in one pass,
-    /// and other children of herd's group reaped.
+    /// orphans reaped or adopted, and other children of herd's group reaped.
     pub(in crate::supervisor) fn reaped(
         &mut self,
         checks: Vec<(u32, ExitStatus)>,
@@ -135,7 +139,18 @@ impl Supervisor {
             grace,
             Instant::now(),
         );
+        self.look_at_orphans();
         reap::reap_own_group(self.effects.children());
+    }
+
+    /// Looks at herd's children for orphans: those that exited are reaped, new ones adopted.
+    fn look_at_orphans(&mut self) {
+        let mut not_orphans: HashSet<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
+        not_orphans.extend(self.platform.check_pids());
+        not_orphans.extend(self.platform.leftovers.leaders());
+        self.platform
+            .orphans
+            .look(&mut OwnFamily, &not_orphans, Instant::now());
     }
 
     /// Before a worker's exit is judged: a worker that shut the shared socket down on its way
@@ -192,8 +207,18 @@ impl Supervisor {
             .collect()
     }
 
-    /// herd stops, every process to be gone by `deadline`: so are the leftover groups.
+    /// herd stops, every process to be gone by `deadline`: so are the leftover groups and the
+    /// orphans (the stop signal, `SIGKILL` at `deadline`).
     pub(in crate::supervisor) fn platform_stopping(&mut self, deadline: Instant, now: Instant) {
+        self.look_at_orphans();
+        let grace = deadline.saturating_duration_since(now);
+        let signal = match grace.is_zero() {
+            true => Signal::KILL,
+            false => self.effects.stop_signal(),
+        };
+        self.platform
+            .orphans
+            .stop(&mut OwnFamily, signal, grace, now);
         self.platform.leftovers.stop(deadline);
         self.platform
             .leftovers

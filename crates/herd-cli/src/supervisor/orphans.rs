@@ -1,0 +1,218 @@
+//! Orphans: processes a worker started and left behind (a daemon that double-forked or called
+//! `setsid`), which the kernel re-parents to herd, a child subreaper. herd finds them among its
+//! children, reaps those that exit, lists the living ones in `herd status`, and when it stops,
+//! stops them with the workers: the stop signal, `SIGKILL` once the grace period is over, and
+//! gives up on one still there [`KILL_WAIT`] after (stuck in the kernel), so that `herd stop`
+//! always ends.
+//!
+//! An orphan is a child of herd that is none of its own: not a worker, a re-exec check or an
+//! exited leader herd holds unreaped on purpose ([`leftovers`](super::leftovers)), and not in
+//! herd's own process group (those are [`reap`](super::reap)'s). Each is reaped by its pid,
+//! never with `waitpid(-1)`. Being herd's child, an orphan's pid cannot name another process
+//! until herd reaps it, so signalling it by pid is safe. Nothing is remembered across a
+//! re-exec: the new image finds them again.
+//!
+//! The policy is pure; the system calls go through [`Family`], so it is unit-tested without
+//! processes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use herd_sys::process::{Child, Signal};
+
+use super::grace::{Stopping, KILL_WAIT};
+use super::platform::describe_exit;
+use crate::logging::LogEvent;
+
+/// How often herd looks for new orphans (an orphan's exit wakes it at once: it is a child).
+pub const SCAN_EVERY: Duration = Duration::from_secs(1);
+/// How often, while herd stops and orphans remain, they are looked at.
+pub const STOP_CHECK_EVERY: Duration = Duration::from_millis(50);
+/// How many times one look lists the children again after reaping some (whose own children
+/// were re-parented to herd as they exited).
+const ROUNDS: usize = 8;
+
+/// What orphans need of the system.
+pub trait Family {
+    /// herd's children, exited or not.
+    fn children(&mut self) -> Vec<Child>;
+    /// herd's own process group.
+    fn own_group(&mut self) -> u32;
+    /// Reaps child `pid` if it has exited; `None` while it runs (or cannot be waited for).
+    fn reap(&mut self, pid: u32) -> Option<ExitStatus>;
+    /// Sends `signal` to `pid` (and `SIGCONT` after a stop signal, so a paused one can act).
+    fn signal(&mut self, pid: u32, signal: Signal);
+}
+
+/// A living orphan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Orphan {
+    /// Its command name, as of the last look.
+    name: String,
+    /// When herd found it.
+    since: Instant,
+}
+
+/// The orphans herd holds, and where they are in herd's stop.
+#[derive(Debug, Default)]
+pub struct Orphans {
+    known: BTreeMap<u32, Orphan>,
+    /// Those that survived `SIGKILL`, which herd no longer waits for (but reaps).
+    given_up: HashSet<u32>,
+    /// The signal herd stops them with, once it stops.
+    signal: Option<Signal>,
+    stopping: Stopping,
+}
+
+impl Orphans {
+    /// Looks at herd's children: orphans that exited are reaped, new ones adopted (and, while
+    /// herd stops, stopped at once); `not_orphans` are herd's own children (workers, re-exec
+    /// checks, held leaders). While herd stops, those left are killed once the grace period
+    /// is over, and given up [`KILL_WAIT`] after.
+    pub fn look(&mut self, family: &mut impl Family, not_orphans: &HashSet<u32>, now: Instant) {
+        let own_group = family.own_group();
+        for _ in 0..ROUNDS {
+            let mut reaped = false;
+            let mut present = HashSet::new();
+            let children = family.children().into_iter();
+            for child in children.filter(|c| !not_orphans.contains(&c.pid) && c.group != own_group)
+            {
+                match family.reap(child.pid) {
+                    Some(status) => {
+                        reaped = true;
+                        self.exited(child, status);
+                    }
+                    None if self.given_up.contains(&child.pid) => {
+                        present.insert(child.pid);
+                    }
+                    None => {
+                        present.insert(child.pid);
+                        match self.known.get_mut(&child.pid) {
+                            // It may have exec'd another program since.
+                            Some(known) => known.name = child.name,
+                            None => self.adopt(family, child, now),
+                        }
+                    }
+                }
+            }
+            self.known.retain(|pid, _| present.contains(pid));
+            self.given_up.retain(|pid| present.contains(pid));
+            if !reaped {
+                break;
+            }
+        }
+        self.enforce(family, now);
+    }
+
+    /// herd stops: each orphan gets `signal` (`SIGKILL`: at once), then `SIGKILL` after
+    /// `grace`.
+    pub fn stop(
+        &mut self,
+        family: &mut impl Family,
+        signal: Signal,
+        grace: Duration,
+        now: Instant,
+    ) {
+        if !self.stopping.begin(signal == Signal::KILL, grace, now) {
+            return;
+        }
+        self.signal = Some(signal);
+        for (&pid, orphan) in &self.known {
+            tracing::info!(
+                event = LogEvent::OrphanSignalled.as_str(),
+                pid,
+                "sending {signal} to orphan {pid} ({})",
+                orphan.name
+            );
+            family.signal(pid, signal);
+        }
+    }
+
+    /// Whether none keeps herd from exiting: none is left, or herd gave up on those left.
+    pub fn finished(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// Whether herd is stopping and waits for some: they are looked at every
+    /// [`STOP_CHECK_EVERY`].
+    pub fn waited_for(&self) -> bool {
+        self.stopping != Stopping::No && !self.known.is_empty()
+    }
+
+    /// The living orphans, for `herd status`.
+    pub fn status(&self, now: Instant) -> Vec<super::status::OrphanStatus> {
+        let status = |(&pid, o): (&u32, &Orphan)| super::status::OrphanStatus {
+            pid,
+            name: o.name.clone(),
+            known_ms: super::status::ms(now.saturating_duration_since(o.since)),
+        };
+        self.known.iter().map(status).collect()
+    }
+
+    /// Orphan `child` exited with `status` and was reaped.
+    fn exited(&mut self, child: Child, status: ExitStatus) {
+        self.known.remove(&child.pid);
+        tracing::info!(
+            event = LogEvent::OrphanExited.as_str(),
+            pid = child.pid,
+            "orphan {} ({}) exited: {}",
+            child.pid,
+            child.name,
+            describe_exit(status)
+        );
+    }
+
+    /// `child` is a new orphan; while herd stops it is stopped at once.
+    fn adopt(&mut self, family: &mut impl Family, child: Child, now: Instant) {
+        let Child { pid, name, .. } = child;
+        tracing::warn!(
+            event = LogEvent::OrphanAdopted.as_str(),
+            pid,
+            "process {pid} ({name}) was left behind by a worker; herd reaps it and stops it \
+             when it stops"
+        );
+        if let Some(signal) = self.signal {
+            let signal = match self.stopping {
+                Stopping::Until(_) => signal,
+                _ => Signal::KILL,
+            };
+            family.signal(pid, signal);
+        }
+        self.known.insert(pid, Orphan { name, since: now });
+    }
+
+    /// While herd stops: kills those left once the grace period is over, and gives up on
+    /// those still there [`KILL_WAIT`] after.
+    fn enforce(&mut self, family: &mut impl Family, now: Instant) {
+        if self.stopping.give_up(now) {
+            for (pid, orphan) in std::mem::take(&mut self.known) {
+                self.given_up.insert(pid);
+                tracing::error!(
+                    event = LogEvent::OrphanStuck.as_str(),
+                    pid,
+                    "orphan {pid} ({}) still there {}s after {}; herd stops without it",
+                    orphan.name,
+                    KILL_WAIT.as_secs(),
+                    Signal::KILL
+                );
+            }
+        }
+        if self.stopping.kill_due(now) {
+            self.stopping.begin(true, Duration::ZERO, now);
+            self.signal = Some(Signal::KILL);
+            for (&pid, orphan) in &self.known {
+                tracing::warn!(
+                    event = LogEvent::OrphanKilled.as_str(),
+                    pid,
+                    "killing orphan {pid} ({}): it did not stop within the grace period",
+                    orphan.name
+                );
+                family.signal(pid, Signal::KILL);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::process::ExitStatusExt;
+
+use super::*;
+
+const SEC: Duration = Duration::from_secs(1);
+/// herd's own process group in these tests.
+const HERD_GROUP: u32 = 1;
+
+/// Children as a test describes them.
+#[derive(Default)]
+struct Fake {
+    /// The children: pid to (group, exited with this raw status).
+    children: BTreeMap<u32, (u32, Option<i32>)>,
+    /// Children that appear once these are reaped (re-parented as they exit): reaped pid to
+    /// (pid, group).
+    behind: BTreeMap<u32, (u32, u32)>,
+    /// Every pid reaped, in order.
+    reaped: Vec<u32>,
+    /// Every signal sent, in order.
+    signals: Vec<(u32, Signal)>,
+}
+
+impl Fake {
+    fn child(&mut self, pid: u32, group: u32) {
+        self.children.insert(pid, (group, None));
+    }
+
+    fn exit(&mut self, pid: u32, raw: i32) {
+        self.children.get_mut(&pid).unwrap().1 = Some(raw);
+    }
+}
+
+impl Family for Fake {
+    fn children(&mut self) -> Vec<Child> {
+        let child = |(&pid, &(group, _)): (&u32, &(u32, Option<i32>))| Child {
+            pid,
+            group,
+            name: format!("p{pid}"),
+        };
+        self.children.iter().map(child).collect()
+    }
+
+    fn own_group(&mut self) -> u32 {
+        HERD_GROUP
+    }
+
+    fn reap(&mut self, pid: u32) -> Option<ExitStatus> {
+        let raw = self.children.get(&pid)?.1?;
+        self.children.remove(&pid);
+        self.reaped.push(pid);
+        if let Some((orphan, group)) = self.behind.remove(&pid) {
+            self.child(orphan, group);
+        }
+        Some(ExitStatus::from_raw(raw))
+    }
+
+    fn signal(&mut self, pid: u32, signal: Signal) {
+        self.signals.push((pid, signal));
+    }
+}
+
+fn pids(orphans: &Orphans, now: Instant) -> Vec<u32> {
+    orphans.status(now).iter().map(|o| o.pid).collect()
+}
+
+#[test]
+fn only_children_that_are_none_of_herds_own_are_orphans() {
+    let mut fake = Fake::default();
+    fake.child(10, 10); // a worker
+    fake.child(11, 11); // a re-exec check
+    fake.child(12, HERD_GROUP); // in herd's own group: reap's
+    fake.child(20, 20); // left behind by a worker, in a session of its own
+    fake.child(21, 10); // left behind in a worker's group
+    let mut orphans = Orphans::default();
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::from([10, 11]), t0);
+    assert_eq!(pids(&orphans, t0), [20, 21]);
+    let status = orphans.status(t0 + SEC);
+    assert_eq!((status[0].name.as_str(), status[0].known_ms), ("p20", 1000));
+    assert!(fake.reaped.is_empty() && fake.signals.is_empty());
+    assert!(!orphans.finished(), "herd waits for them");
+}
+
+#[test]
+fn an_orphan_that_exits_is_reaped_by_its_pid_and_forgotten() {
+    let mut fake = Fake::default();
+    fake.child(10, 10);
+    fake.child(20, 20);
+    let mut orphans = Orphans::default();
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::from([10]), t0);
+    fake.exit(20, 0);
+    fake.exit(10, 0); // a worker's exit is not the orphans' to reap
+    orphans.look(&mut fake, &HashSet::from([10]), t0);
+    assert_eq!(fake.reaped, [20]);
+    assert!(orphans.finished() && pids(&orphans, t0).is_empty());
+}
+
+#[test]
+fn what_an_exiting_orphan_leaves_is_found_in_the_same_look() {
+    let mut fake = Fake::default();
+    fake.child(20, 20);
+    fake.exit(20, 0);
+    fake.behind.insert(20, (30, 20));
+    let mut orphans = Orphans::default();
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::new(), t0);
+    assert_eq!(pids(&orphans, t0), [30]);
+}
+
+#[test]
+fn herd_stops_them_then_kills_those_left_after_the_grace_then_gives_up() {
+    let mut fake = Fake::default();
+    fake.child(20, 20);
+    fake.child(21, 21);
+    let mut orphans = Orphans::default();
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::new(), t0);
+    assert!(!orphans.waited_for());
+    orphans.stop(&mut fake, Signal::TERM, 2 * SEC, t0);
+    assert_eq!(fake.signals, [(20, Signal::TERM), (21, Signal::TERM)]);
+    assert!(orphans.waited_for());
+    // 20 obeys; 21 ignores it.
+    fake.exit(20, 0);
+    orphans.look(&mut fake, &HashSet::new(), t0 + SEC);
+    assert_eq!(fake.signals.len(), 2, "not killed before the grace is over");
+    // One left behind during the stop gets the stop signal at once.
+    fake.child(22, 22);
+    orphans.look(&mut fake, &HashSet::new(), t0 + SEC);
+    assert_eq!(fake.signals[2], (22, Signal::TERM));
+    orphans.look(&mut fake, &HashSet::new(), t0 + 2 * SEC);
+    assert_eq!(fake.signals[3..], [(21, Signal::KILL), (22, Signal::KILL)]);
+    // Found after the kill: killed at once.
+    fake.child(23, 23);
+    orphans.look(&mut fake, &HashSet::new(), t0 + 3 * SEC);
+    assert_eq!(fake.signals[5], (23, Signal::KILL));
+    assert!(!orphans.finished());
+    // Still there KILL_WAIT after the kill: given up, and not adopted again.
+    orphans.look(&mut fake, &HashSet::new(), t0 + 2 * SEC + KILL_WAIT);
+    assert!(orphans.finished() && !orphans.waited_for());
+    orphans.look(&mut fake, &HashSet::new(), t0 + 3 * SEC + KILL_WAIT);
+    assert!(orphans.finished());
+    assert_eq!(fake.signals.len(), 6);
+    // One given up that exits at last is still reaped.
+    fake.exit(21, 9);
+    orphans.look(&mut fake, &HashSet::new(), t0 + 9 * SEC);
+    assert_eq!(fake.reaped, [20, 21]);
+}
+
+#[test]
+fn a_stop_at_once_kills_them_and_a_second_graceful_stop_is_not_news() {
+    let mut fake = Fake::default();
+    fake.child(20, 20);
+    let mut orphans = Orphans::default();
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::new(), t0);
+    orphans.stop(&mut fake, Signal::TERM, 5 * SEC, t0);
+    orphans.stop(&mut fake, Signal::TERM, 5 * SEC, t0 + SEC);
+    assert_eq!(fake.signals, [(20, Signal::TERM)]);
+    orphans.stop(&mut fake, Signal::KILL, Duration::ZERO, t0 + SEC);
+    assert_eq!(fake.signals[1], (20, Signal::KILL));
+}

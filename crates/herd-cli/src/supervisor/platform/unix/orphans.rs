@@ -1,0 +1,31 @@
+//! herd's children as [`orphans`](crate::supervisor::orphans) sees them: `/proc`, `waitpid`
+//! by pid and `kill`.
+
+use herd_sys::process::{Child, Signal};
+
+use crate::supervisor::orphans::Family;
+
+/// herd's real children.
+pub struct OwnFamily;
+
+impl Family for OwnFamily {
+    fn children(&mut self) -> Vec<Child> {
+        herd_sys::process::own_children()
+    }
+
+    fn own_group(&mut self) -> u32 {
+        herd_sys::process::own_group()
+    }
+
+    fn reap(&mut self, pid: u32) -> Option<std::process::ExitStatus> {
+        herd_sys::process::reap(pid).ok().flatten()
+    }
+
+    fn signal(&mut self, pid: u32, signal: Signal) {
+        let sent =
+            herd_sys::process::send_stop(signal, |s| herd_sys::process::signal_process(pid, s));
+        if let Err(e) = sent {
+            tracing::debug!(pid, "cannot send {signal} to orphan {pid}: {e}");
+        }
+    }
+}
