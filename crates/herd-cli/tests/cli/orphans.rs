@@ -147,6 +147,29 @@ fn an_orphan_that_ignores_the_stop_signal_is_killed_after_the_grace_period() {
     );
 }
 
+#[test]
+fn orphans_are_found_again_after_a_reexec_and_stopped_by_the_new_image() {
+    let mut herd = herd_leaving(&[("long", "exec sleep 1000")], "10s");
+    let long = daemon_pid(herd.dir.path(), "long");
+    wait_status(&herd, "the orphan listed", |s| {
+        orphan_pids(s).contains(&long.into())
+    });
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_for_events("orphan_adopted", 2, &[("pid", long.into())]);
+    wait_status(&herd, "the orphan listed by the new image", |s| {
+        orphan_pids(s).contains(&long.into())
+    });
+    assert_eq!(parent_of(long), Some(herd.pid()), "still herd's child");
+    herd.signal(libc::SIGTERM);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    assert_eq!(
+        proc_state(long),
+        None,
+        "gone, and reaped, before herd exited"
+    );
+}
+
 /// The process's parent (`/proc/PID/stat` field 4).
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
