@@ -251,6 +251,11 @@ mod tests {
             .autoscale
             .get_or_create(&DirectionLabel { direction })
             .inc_by(4);
+        let reason = "memory".to_string();
+        before
+            .recycles
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(5);
         let saved = serde_json::to_string(&before.save()).unwrap();
         let after = Counters::default();
         after.restore(&serde_json::from_str(&saved).unwrap());
