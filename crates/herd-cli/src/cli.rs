@@ -155,10 +155,21 @@ pub struct CheckArgs {
 
 /// `herd status`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when at least as many workers are ready as herd wants, \
+    3 when fewer are (degraded: starting, restarting, scaling up, or failing), 1 when no herd \
+    answers. With --json, 0 whenever herd answers (its `ready` and `desired` tell)."
+)]
 pub struct StatusArgs {
     /// Print the control protocol's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Print the status again every second until Ctrl-C (which exits with the last status's
+    /// code) or until herd is gone (exit 1). On a terminal the screen is redrawn; otherwise
+    /// each status follows the last, after a line `--- TIME`.
+    #[arg(short, long)]
+    pub watch: bool,
 }
 
 /// `herd scale`.

@@ -9,6 +9,8 @@ pub const OK: u8 = 0;
 pub const FAILURE: u8 = 1;
 /// Exit status: invalid arguments.
 pub const USAGE: u8 = 2;
+/// Exit status of `herd status`: fewer workers are ready than herd wants.
+pub const DEGRADED: u8 = 3;
 
 /// A failure of a herd command.
 #[derive(Debug)]
@@ -17,6 +19,8 @@ pub enum Failure {
     Usage(String),
     /// Something failed while running.
     Runtime(anyhow::Error),
+    /// `herd status`: the pool is degraded; says how.
+    Degraded(String),
 }
 
 impl Failure {
@@ -25,6 +29,7 @@ impl Failure {
         ExitCode::from(match self {
             Failure::Usage(_) => USAGE,
             Failure::Runtime(_) => FAILURE,
+            Failure::Degraded(_) => DEGRADED,
         })
     }
 }
@@ -32,7 +37,7 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Usage(message) => f.write_str(message),
+            Failure::Usage(message) | Failure::Degraded(message) => f.write_str(message),
             // The whole context chain on one line: "--bind ':80': permission denied ...".
             Failure::Runtime(err) => write!(f, "{err:#}"),
         }

@@ -129,6 +129,10 @@ fn parse_command_line() -> Result<(cli::Cli, ArgMatches), ExitCode> {
 fn ended(result: Result<(), exit::Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
+        Err(failure @ exit::Failure::Degraded(_)) => {
+            logging::line(&format!("herd: {failure}"));
+            failure.exit_code()
+        }
         Err(failure) => {
             logging::line(&format!("herd: error: {failure}"));
             failure.exit_code()

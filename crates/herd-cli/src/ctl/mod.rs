@@ -4,6 +4,7 @@
 //! on every platform ([`ask`]); how the herd is reached is each platform's (`run`).
 
 mod logs;
+mod status;
 mod table;
 #[cfg(unix)]
 mod unix;
@@ -19,9 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::cli::{self, ScaleTarget};
 use crate::control::client::{Client, ClientError};
 use crate::control::protocol::{Command, ErrorCode};
-use crate::control::results::{
-    ReexecResult, ScaleResult, SignalResult, Status, StopResult, UpgradeResult,
-};
+use crate::control::results::{ReexecResult, ScaleResult, SignalResult, StopResult, UpgradeResult};
 use crate::exit::Failure;
 use crate::text::escape;
 
@@ -58,16 +57,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
                 "herd run and herd attach are not requests to a running herd"
             )))
         }
-        cli::Command::Status(args) if args.json => {
-            // As herd sent it: fields this client does not know are shown too.
-            let status: serde_json::Value = call(connect, Command::Status, quick)?;
-            let json = serde_json::to_string_pretty(&status).unwrap_or_default();
-            print(&format!("{json}\n"))
-        }
-        cli::Command::Status(_) => {
-            let status: Status = call(connect, Command::Status, quick)?;
-            print(&table::render(&status))
-        }
+        cli::Command::Status(args) => status::show(&args, connect),
         cli::Command::Scale(args) => scale(args.target, connect),
         cli::Command::Upgrade(args) => {
             let command = Command::Upgrade {

@@ -12,6 +12,7 @@
 //! format leaves it out, since the message says the same to a reader.
 
 mod event;
+mod recent;
 mod sink;
 mod text;
 
@@ -20,10 +21,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tracing::level_filters::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::cli::{LogFormat, LogLevel};
 
 pub use event::LogEvent;
+pub use recent::{events as recent_events, RecentEvent};
 pub use sink::{Report, Sink};
 
 /// The most bytes of log lines waiting for stderr; more are dropped and counted.
@@ -110,16 +114,21 @@ pub fn init(level: LogLevel, format: LogFormat) {
         // A failed write is counted by the queue; the formatter must not print to stderr
         // about it (which panics when stderr is gone).
         .log_internal_errors(false);
+    // Every event is also kept for `herd status` ([`recent`]).
     match format {
         LogFormat::Text => builder
             .fmt_fields(text::WithoutEvent)
             .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(recent::Recorder)
             .init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
+            .finish()
+            .with(recent::Recorder)
             .init(),
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::pool::{Pool, WorkerState};
+pub use crate::logging::RecentEvent;
 use crate::spec::{Balance, SocketKind};
 
 /// The whole snapshot.
@@ -71,6 +72,9 @@ pub struct Status {
     /// and stops when it stops.
     #[serde(default)]
     pub orphans: Vec<OrphanStatus>,
+    /// herd's recent log events (info and above), oldest first.
+    #[serde(default)]
+    pub events: Vec<RecentEvent>,
 }
 
 /// A process a worker left behind, re-parented to herd.
@@ -289,6 +293,7 @@ pub fn snapshot(
         memory_kind: None,
         recycles: Vec::new(),
         orphans: Vec::new(),
+        events: crate::logging::recent_events(),
     }
 }
 

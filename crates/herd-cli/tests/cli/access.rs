@@ -97,6 +97,8 @@ fn control_allow_uid_and_gid_admit_those_users_and_no_other() {
         cmd
     });
     herd.started(1);
+    // Ready, so that `herd status` exits 0 rather than 3 (degraded).
+    herd.wait_for_event("worker_ready", &[]);
     herd.wait_for_event("control_ready", &[]);
     let dir = tmp.path().join("herd-0");
     let sock = dir.join("web.sock");

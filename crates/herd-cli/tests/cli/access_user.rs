@@ -28,6 +28,8 @@ fn control_allow_user_admits_that_user_by_name() {
         cmd
     });
     herd.started(1);
+    // Ready, so that `herd status` exits 0 rather than 3 (degraded).
+    herd.wait_for_event("worker_ready", &[]);
     herd.wait_for_event("control_ready", &[]);
     let sock = tmp.path().join("herd-0").join("web.sock");
     let sock = sock.to_str().unwrap();

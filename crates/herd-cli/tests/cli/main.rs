@@ -27,6 +27,7 @@ mod reexec_state;
 mod relisten;
 mod resources;
 mod run;
+mod seeing;
 mod settings;
 mod shm;
 mod sockets;

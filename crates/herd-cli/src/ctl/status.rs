@@ -1,0 +1,93 @@
+//! `herd status`: the table (or the JSON) once, or with `--watch` every second until Ctrl-C
+//! or until herd is gone. The table's exit status says whether the pool is degraded.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::anyhow;
+
+use super::{call, print, table, Connect, QUICK};
+use crate::cli::StatusArgs;
+use crate::control::protocol::Command;
+use crate::control::results::Status;
+use crate::exit::Failure;
+
+/// How often `--watch` asks again.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Clears a terminal and puts the cursor at its top left.
+const CLEAR: &str = "\x1b[H\x1b[2J";
+
+/// Shows the status once, or with `--watch` until Ctrl-C or herd is gone.
+pub(super) fn show(args: &StatusArgs, connect: Connect<'_>) -> Result<(), Failure> {
+    if !args.watch {
+        let (text, health) = once(args.json, connect)?;
+        print(&text)?;
+        return health;
+    }
+    watch(args.json, std::io::stdout().is_terminal(), connect)
+}
+
+/// The status as printed, and what it says of the pool's health.
+fn once(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure>), Failure> {
+    if json {
+        // As herd sent it: fields this client does not know are shown too.
+        let status: serde_json::Value = call(connect, Command::Status, Some(QUICK))?;
+        let json = serde_json::to_string_pretty(&status).unwrap_or_default();
+        return Ok((format!("{json}\n"), Ok(())));
+    }
+    let status: Status = call(connect, Command::Status, Some(QUICK))?;
+    let health = match degraded(&status) {
+        Some(why) => Err(Failure::Degraded(why)),
+        None => Ok(()),
+    };
+    Ok((table::render(&status), health))
+}
+
+/// Why the pool is degraded, if it is: fewer workers are ready than herd wants, for whatever
+/// reason (starting, restarting after a crash, scaling up, failing to start). Workers that are
+/// stopping still count while they are ready.
+pub fn degraded(status: &Status) -> Option<String> {
+    (status.ready < status.desired).then(|| {
+        format!(
+            "degraded: {} of {} workers ready",
+            status.ready, status.desired
+        )
+    })
+}
+
+/// `--watch`: one status a second; Ctrl-C ends it with the last status's exit code.
+fn watch(json: bool, terminal: bool, connect: Connect<'_>) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot start --watch's timer: {e}")))?;
+    runtime.block_on(async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        tokio::pin!(ctrl_c);
+        let mut ticks = tokio::time::interval(EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut health = Ok(());
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => return health,
+                _ = ticks.tick() => {}
+            }
+            let (text, now) = once(json, connect)?;
+            print(&frame(&text, terminal, std::time::SystemTime::now()))?;
+            health = now;
+        }
+    })
+}
+
+/// One status as `--watch` prints it: on a terminal, over the last one; else after a line
+/// that says when it was taken.
+fn frame(text: &str, terminal: bool, at: std::time::SystemTime) -> String {
+    match terminal {
+        true => format!("{CLEAR}{text}"),
+        false => format!("--- {}\n{text}", humantime::format_rfc3339_seconds(at)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+//! Seeing the pool: `herd status`'s exit status for a degraded pool, `herd status --watch`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use crate::util::*;
+
+/// herd's exit status for a degraded pool.
+const DEGRADED: i32 = 3;
+
+#[test]
+fn herd_status_exits_3_while_fewer_workers_are_ready_than_wanted() {
+    // Never ready: `sleep` sends no READY=1.
+    let short = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    short.started(1);
+    let (code, table, stderr) = short.ctl(&["status"]);
+    assert_eq!(code, DEGRADED, "{stderr}");
+    assert_eq!(stderr, "herd: degraded: 0 of 1 workers ready\n");
+    assert!(table.contains("starting"), "{table}");
+    // The JSON says it in its fields; its exit status is that herd answered.
+    let (code, json, _) = short.ctl(&["status", "--json"]);
+    assert_eq!(code, 0);
+    assert!(json.contains("\"ready\": 0"), "{json}");
+
+    let healthy = sleeper_on_http();
+    healthy.wait_for_event("worker_ready", &[]);
+    let (code, _, stderr) = healthy.ctl(&["status"]);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+}
+
+#[test]
+fn herd_status_watch_prints_every_second_until_ctrl_c_or_herd_is_gone() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    // Ctrl-C: the last status's code (degraded).
+    let (mut watch, lines) = start_watch(&herd);
+    wait_separators(&lines, 2);
+    Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_child(&mut watch, TIMEOUT, libc::SIGKILL).expect("watch to exit");
+    assert_eq!(status.code(), Some(DEGRADED));
+    // herd gone: one line and exit 1.
+    let (mut watch, lines) = start_watch(&herd);
+    wait_separators(&lines, 1);
+    assert_eq!(herd.ctl(&["stop"]).0, 0);
+    let status = wait_child(&mut watch, TIMEOUT, libc::SIGKILL).expect("watch to exit");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(FAILURE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no herd"), "{stderr}");
+}
+
+/// Starts `herd status --watch` piped; its stdout's lines come over the channel.
+fn start_watch(herd: &Herd) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["status", "--watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits for `n` statuses, each after its `--- TIME` line, with no terminal escapes.
+fn wait_separators(lines: &mpsc::Receiver<String>, n: usize) {
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|l: &&String| l.starts_with("--- "))
+        .count()
+        < n
+    {
+        match lines.recv_timeout(TIMEOUT) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("{e}: waiting for {n} statuses, saw {seen:#?}"),
+        }
+    }
+    assert!(seen.iter().all(|l| !l.contains('\x1b')), "{seen:#?}");
+    let separators = seen.iter().filter(|l| l.starts_with("--- ")).count();
+    assert_eq!(separators, n, "{seen:#?}");
+}
