@@ -8,12 +8,12 @@ sudo=""
 
 # Debian packages: Python for the example workers, curl for the demo; for the tests, the real
 # servers the interop tests run (nginx, Go, Node.js), systemd-notify and python3-systemd; wrk
-# for the benchmarks' cross-check.
+# for the benchmarks' cross-check; tmux for the `herd top` tests (a real terminal).
 # `--demo` installs only what the demo needs.
 if [ "${1:-}" = "--demo" ]; then
     packages=(python3 curl)
 else
-    packages=(python3 python3-systemd python3-pip curl procps golang-go nginx-light systemd nodejs util-linux wrk)
+    packages=(python3 python3-systemd python3-pip curl procps golang-go nginx-light systemd nodejs util-linux wrk tmux)
 fi
 missing=()
 for p in "${packages[@]}"; do

@@ -104,6 +104,9 @@ pub enum Command {
     /// by hand. It is listed in `herd status` and gets the stop signal when herd stops, but it
     /// is not restarted.
     Attach(AttachArgs),
+    /// A live view of the pool: workers, accept queues over the last minute, recent events.
+    /// Keys: + and - scale by one, u upgrades (after y), q or Ctrl-C quits.
+    Top,
     /// Show the workers' recent output lines (herd keeps them with --worker-output prefix or
     /// json), and with -f every new line as it comes, until Ctrl-C or herd stops.
     Logs(LogsArgs),
@@ -156,9 +159,8 @@ pub struct CheckArgs {
 /// `herd status`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit status: 0 when at least as many workers are ready as herd wants, \
-    3 when fewer are (degraded: starting, restarting, scaling up, or failing), 1 when no herd \
-    answers. With --json, 0 whenever herd answers (its `ready` and `desired` tell)."
+    after_help = "Exit status: 3 when fewer workers are ready than herd wants \
+    (degraded), 0 when not, 1 when no herd answers; with --json, 0 whenever herd answers."
 )]
 pub struct StatusArgs {
     /// Print the control protocol's JSON instead of a table.

@@ -294,6 +294,8 @@ fn what_windows_cannot_do_yet_is_refused_with_its_reason() {
         "--user is not available on Windows: ",
     );
     assert_fails(&["status"], 1, "no herd named ");
+    // Refused before it looks for a herd: its stdout is a pipe here.
+    assert_fails(&["top"], 2, "use 'herd status --watch'");
     assert_fails(
         &["reexec"],
         2,

@@ -1,7 +1,7 @@
 //! What the Windows `herd` cannot do yet. The command line is the same on every platform (one
 //! [`Cli`], one `--help`); on Windows, [`on_windows`] refuses, each with a one-line reason,
 //! the subcommands, options and values that exist only on Unix for now. The client commands
-//! (`status`, `scale`, `upgrade`, `stop`, `signal`, `logs`) talk to a herd's control pipe. Anything not listed
+//! (`status`, `scale`, `upgrade`, `stop`, `signal`, `logs`, `top`) talk to a herd's control pipe. Anything not listed
 //! as available here is refused, so an option added later is refused on Windows until it is
 //! made to work there. Pure, so that it is tested on every platform.
 
@@ -43,7 +43,9 @@ const RUN_AVAILABLE: &[&str] = &[
 const GLOBAL_AVAILABLE: &[&str] = &["log_level", "log_format", "name", "control"];
 
 /// The subcommands that work on Windows besides `run`: requests to a herd's control pipe.
-const CLIENT_AVAILABLE: &[&str] = &["status", "scale", "upgrade", "stop", "signal", "logs"];
+const CLIENT_AVAILABLE: &[&str] = &[
+    "status", "scale", "upgrade", "stop", "signal", "logs", "top",
+];
 
 /// What `cli` (parsed into `matches`) asks for, if it asks only for what herd can do on
 /// Windows (with `herd run`'s command read as Windows runs it); else the first thing it cannot

@@ -6,6 +6,7 @@
 mod logs;
 mod status;
 mod table;
+mod top;
 #[cfg(unix)]
 mod unix;
 #[cfg(windows)]
@@ -58,6 +59,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
             )))
         }
         cli::Command::Status(args) => status::show(&args, connect),
+        cli::Command::Top => top::run(connect),
         cli::Command::Scale(args) => scale(args.target, connect),
         cli::Command::Upgrade(args) => {
             let command = Command::Upgrade {

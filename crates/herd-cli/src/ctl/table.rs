@@ -251,7 +251,7 @@ fn table<const N: usize>(out: &mut String, rows: &[[String; N]]) {
 }
 
 /// `350ms`, `12s`, `5m3s`, `2h10m`, `3d4h`.
-fn short(ms: u64) -> String {
+pub(super) fn short(ms: u64) -> String {
     let d = Duration::from_millis(ms);
     let s = d.as_secs();
     match s {

@@ -23,7 +23,7 @@ pub struct RecentEvent {
     pub level: String,
     /// Its stable name (docs/logging.md).
     pub event: String,
-    /// The log line's message.
+    /// The log line's message, then its other fields as `name=value`.
     pub message: String,
 }
 
@@ -89,11 +89,16 @@ impl<S: Subscriber> Layer<S> for Recorder {
         let Some(name) = fields.event else {
             return;
         };
+        let mut message = fields.message;
+        for field in &fields.others {
+            message.push(' ');
+            message.push_str(field);
+        }
         let recent = RecentEvent {
             ago_ms: 0,
             level: level.as_str().to_ascii_lowercase(),
             event: name,
-            message: fields.message,
+            message,
         };
         if let Ok(mut ring) = RECENT.lock() {
             ring.push(Instant::now(), recent);
@@ -101,11 +106,12 @@ impl<S: Subscriber> Layer<S> for Recorder {
     }
 }
 
-/// The two fields a recent event keeps.
+/// An event's name and message, and its other fields as `name=value`.
 #[derive(Default)]
 struct Fields {
     event: Option<String>,
     message: String,
+    others: Vec<String>,
 }
 
 impl Visit for Fields {
@@ -113,7 +119,7 @@ impl Visit for Fields {
         match field.name() {
             "event" => self.event = Some(value.to_string()),
             "message" => self.message = value.to_string(),
-            _ => {}
+            name => self.others.push(format!("{name}={value}")),
         }
     }
 
@@ -121,7 +127,7 @@ impl Visit for Fields {
         match field.name() {
             "event" => self.event = Some(format!("{value:?}")),
             "message" => self.message = format!("{value:?}"),
-            _ => {}
+            name => self.others.push(format!("{name}={value:?}")),
         }
     }
 }

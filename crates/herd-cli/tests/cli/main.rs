@@ -36,5 +36,6 @@ mod systemd;
 mod takeover;
 mod takeover_files;
 mod takeover_stuck;
+mod top;
 mod util;
 mod worker_output;

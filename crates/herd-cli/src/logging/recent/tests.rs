@@ -48,6 +48,6 @@ fn the_recorder_keeps_events_with_a_name_at_info_and_above() {
     assert_eq!(ours.len(), 1, "{ours:?}");
     assert_eq!(
         (ours[0].level.as_str(), ours[0].message.as_str()),
-        ("info", "kept 1")
+        ("info", "kept 1 slot=3")
     );
 }

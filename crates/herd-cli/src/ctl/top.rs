@@ -1,0 +1,131 @@
+//! `herd top`: a live view of the pool in the terminal, sampled from `herd status` once a
+//! second, with keys to scale and upgrade. [`model`] turns statuses into what is shown,
+//! [`view`] draws it, [`keys`] says what each key does, [`terminal`] sets the terminal up and
+//! always gives it back.
+
+mod keys;
+mod model;
+mod terminal;
+mod view;
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use crossterm::event::{self, Event};
+
+use super::{call, Connect, QUICK};
+use crate::control::client::ClientError;
+use crate::control::protocol::Command;
+use crate::control::results::{ScaleResult, Status, UpgradeResult};
+use crate::exit::Failure;
+use keys::Key;
+use model::Model;
+
+/// How often the status is sampled.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// How long `u` waits for herd to refuse an upgrade; an upgrade still running then is
+/// followed on the status.
+const UPGRADE_ANSWER: Duration = Duration::from_secs(1);
+
+/// How long herd may take for the whole upgrade, as `herd upgrade`'s default.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs the view until `q` or Ctrl-C (exit 0) or until herd is gone (exit 1).
+pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
+    if !std::io::stdout().is_terminal() {
+        return Err(Failure::Usage(
+            "herd top draws on a terminal and stdout is not one: use 'herd status --watch' to \
+             print the status every second"
+                .to_string(),
+        ));
+    }
+    // No herd: said before the terminal is touched.
+    let mut model = Model::default();
+    model.update(call(connect, Command::Status, Some(QUICK))?);
+    let mut guard = terminal::Guard::enter()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot set up the terminal: {e}")))?;
+    let result = session(&mut guard.screen, &mut model, connect);
+    drop(guard);
+    result
+}
+
+/// Draws, reads keys and samples until the user quits or herd is gone.
+fn session(
+    screen: &mut terminal::Screen,
+    model: &mut Model,
+    connect: Connect<'_>,
+) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::Runtime(anyhow!("herd top: the terminal failed: {e}"));
+    let mut next = Instant::now() + EVERY;
+    let mut asked = false;
+    loop {
+        screen.draw(|frame| view::draw(frame, model)).map_err(io)?;
+        let wait = next.saturating_duration_since(Instant::now());
+        if event::poll(wait).map_err(io)? {
+            if let Event::Key(press) = event::read().map_err(io)? {
+                let key = keys::key(press, asked);
+                if key == Key::Quit {
+                    return Ok(());
+                }
+                asked = respond(key, asked, model, connect);
+            }
+        }
+        if Instant::now() >= next {
+            next = Instant::now() + EVERY;
+            let status: Status = call(connect, Command::Status, Some(QUICK))
+                .map_err(|e| Failure::Runtime(anyhow!("herd is gone: {e}")))?;
+            model.update(status);
+        }
+    }
+}
+
+/// Does what `key` asks and says so in the model's note; returns whether an upgrade now
+/// awaits its confirmation.
+fn respond(key: Key, asked: bool, model: &mut Model, connect: Connect<'_>) -> bool {
+    let note = match key {
+        Key::Scale(delta) => scale(delta, connect),
+        Key::AskUpgrade => {
+            model.note = Some(
+                "Start a rolling upgrade of every worker? y: yes, any other key: no".to_string(),
+            );
+            return true;
+        }
+        Key::Upgrade => upgrade(connect),
+        Key::Cancel => "no upgrade".to_string(),
+        Key::Quit | Key::Ignored => return asked,
+    };
+    model.note = Some(note);
+    false
+}
+
+/// Scales by `delta`; says what happened.
+fn scale(delta: i64, connect: Connect<'_>) -> String {
+    let command = Command::Scale {
+        workers: None,
+        delta: Some(delta),
+        min: None,
+        max: None,
+    };
+    match call::<ScaleResult>(connect, command, Some(QUICK)) {
+        Ok(r) => format!("scaled from {} to {} workers", r.previous, r.workers),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Starts a rolling upgrade; says whether herd refused it, finished it or is rolling it out.
+fn upgrade(connect: Connect<'_>) -> String {
+    let command = Command::Upgrade {
+        timeout_ms: Some(UPGRADE_TIMEOUT.as_millis() as u64),
+        reload_config: false,
+    };
+    let answer = connect().and_then(|mut client| client.call(command, Some(UPGRADE_ANSWER)));
+    match answer {
+        Ok(UpgradeResult { generation }) => {
+            format!("upgraded: every worker runs generation {generation}")
+        }
+        Err(ClientError::Timeout { .. }) => "upgrade started: see the generation".to_string(),
+        Err(e) => super::failure(e).to_string(),
+    }
+}

@@ -1,0 +1,189 @@
+//! What `herd top` shows, from the statuses it samples: rows of text and each socket's
+//! accept-queue history. Pure: statuses in, text and numbers out.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use super::super::status::degraded;
+use super::super::table::short;
+use crate::control::results::Status;
+use crate::text::escape;
+
+/// How many samples of each socket's accept queue are kept: a minute at one a second.
+pub const HISTORY: usize = 60;
+
+/// How many of herd's recent events are shown.
+pub const EVENTS: usize = 8;
+
+/// The last status and what came before it.
+#[derive(Default)]
+pub struct Model {
+    status: Option<Status>,
+    /// Each socket's accept queue, oldest first (0 where the platform has no figure).
+    queues: BTreeMap<String, VecDeque<u64>>,
+    /// A line for the user: an answer to a key, or a question.
+    pub note: Option<String>,
+}
+
+/// One worker's row.
+pub type Row = [String; 8];
+
+/// One socket: its line of text and its queue's last minute.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SocketLine {
+    /// Name, address and the queue now.
+    pub text: String,
+    /// The queue, oldest first.
+    pub history: Vec<u64>,
+}
+
+impl Model {
+    /// Takes a new sample.
+    pub fn update(&mut self, status: Status) {
+        for socket in &status.sockets {
+            let history = self.queues.entry(socket.name.clone()).or_default();
+            if history.len() == HISTORY {
+                history.pop_front();
+            }
+            history.push_back(u64::from(socket.queue.unwrap_or(0)));
+        }
+        let names: Vec<&str> = status.sockets.iter().map(|s| s.name.as_str()).collect();
+        self.queues.retain(|name, _| names.contains(&name.as_str()));
+        self.status = Some(status);
+    }
+
+    /// herd, its generation and how many workers are ready; whether the pool is degraded.
+    pub fn title(&self) -> (String, bool) {
+        let Some(s) = &self.status else {
+            return ("waiting for herd's status".to_string(), false);
+        };
+        let upgrading = s
+            .upgrading_to
+            .map_or(String::new(), |g| format!(", upgrading to {g}"));
+        let stopping = if s.stopping { ", stopping" } else { "" };
+        let health = degraded(s).unwrap_or_else(|| "healthy".to_string());
+        let line = format!(
+            "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} ready ({health})",
+            escape(&s.name),
+            s.pid,
+            short(s.uptime_ms),
+            s.generation,
+            s.ready,
+            s.desired,
+        );
+        (line, degraded(s).is_some())
+    }
+
+    /// The column names of [`Model::workers`].
+    pub const HEADER: [&'static str; 8] = [
+        "SLOT", "PID", "GEN", "STATE", "CPU", "MEM", "RESTARTS", "UPTIME",
+    ];
+
+    /// One row per worker, then one per slot waiting to restart.
+    pub fn workers(&self) -> Vec<Row> {
+        let Some(s) = &self.status else {
+            return Vec::new();
+        };
+        let dash = || "-".to_string();
+        let mut rows: Vec<Row> = s
+            .workers
+            .iter()
+            .map(|w| {
+                let state = match (&w.stopping_reason, &w.recycling) {
+                    (Some(reason), _) => format!("{} ({})", w.state, escape(reason)),
+                    (None, Some(why)) => format!("{} (recycling: {})", w.state, escape(why)),
+                    (None, None) => w.state.clone(),
+                };
+                [
+                    w.slot.to_string(),
+                    w.pid.to_string(),
+                    w.generation.to_string(),
+                    state,
+                    w.cpu_percent.map_or_else(dash, |p| format!("{p:.1}%")),
+                    w.memory_bytes.map_or_else(dash, herd_core::format_bytes),
+                    w.restarts.to_string(),
+                    short(w.uptime_ms),
+                ]
+            })
+            .collect();
+        rows.extend(s.waiting.iter().map(|w| {
+            [
+                w.slot.to_string(),
+                dash(),
+                dash(),
+                format!("restarting in {}", short(w.restart_in_ms)),
+                dash(),
+                dash(),
+                w.restarts.to_string(),
+                dash(),
+            ]
+        }));
+        rows
+    }
+
+    /// One line per socket, with its accept queue's history.
+    pub fn sockets(&self) -> Vec<SocketLine> {
+        let Some(s) = &self.status else {
+            return Vec::new();
+        };
+        s.sockets
+            .iter()
+            .map(|socket| {
+                let queue = match (socket.queue, socket.queue_limit) {
+                    (Some(q), Some(limit)) => format!("queue {q}/{limit}"),
+                    (Some(q), None) => format!("queue {q}"),
+                    (None, _) => "queue -".to_string(),
+                };
+                let history = self.queues.get(&socket.name);
+                SocketLine {
+                    text: format!(
+                        "{} {} {queue}",
+                        escape(&socket.name),
+                        escape(&socket.address)
+                    ),
+                    history: history.map_or_else(Vec::new, |h| h.iter().copied().collect()),
+                }
+            })
+            .collect()
+    }
+
+    /// Autoscaling's bounds and last decision, when it is on.
+    pub fn autoscale(&self) -> Option<String> {
+        let a = self.status.as_ref()?.autoscale.as_ref()?;
+        let last = match &a.last_decision {
+            None => "no decision yet".to_string(),
+            Some(d) => format!(
+                "{} workers {} ago: {}",
+                d.workers,
+                short(d.ago_ms),
+                escape(&d.reason)
+            ),
+        };
+        Some(format!(
+            "autoscaling {}..{}, last decision: {last}",
+            a.min, a.max
+        ))
+    }
+
+    /// herd's last [`EVENTS`] events, newest first.
+    pub fn events(&self) -> Vec<String> {
+        let Some(s) = &self.status else {
+            return Vec::new();
+        };
+        s.events
+            .iter()
+            .rev()
+            .take(EVENTS)
+            .map(|e| {
+                format!(
+                    "{:>6} ago  {:<5} {}",
+                    short(e.ago_ms),
+                    e.level,
+                    escape(&e.message)
+                )
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,95 @@
+//! How `herd top` draws its model: the title, the workers, each socket's queue with its
+//! sparkline, autoscaling, recent events, and the keys (or the question asked).
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Borders, Paragraph, Row, Sparkline, Table};
+use ratatui::Frame;
+
+use super::model::{Model, SocketLine, EVENTS};
+
+/// The keys, as the last line shows them.
+const KEYS: &str = "+/- scale   u upgrade   q quit";
+
+/// Draws `model` over the whole frame.
+pub fn draw(frame: &mut Frame, model: &Model) {
+    let workers = model.workers();
+    let sockets = model.sockets();
+    let autoscale = model.autoscale();
+    let [title, table, queues, scaling, events, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(sockets.len() as u16 + 2),
+        Constraint::Length(u16::from(autoscale.is_some())),
+        Constraint::Length(EVENTS as u16 + 2),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let (text, degraded) = model.title();
+    let color = if degraded {
+        Color::Yellow
+    } else {
+        Color::Green
+    };
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    frame.render_widget(Paragraph::new(text).style(bold.fg(color)), title);
+    draw_workers(frame, table, &workers);
+    draw_sockets(frame, queues, &sockets);
+    if let Some(line) = autoscale {
+        frame.render_widget(Paragraph::new(line), scaling);
+    }
+    let lines: Vec<Line> = model.events().into_iter().map(Line::from).collect();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" recent events ");
+    frame.render_widget(Paragraph::new(lines).block(block), events);
+    let note = model.note.as_deref().unwrap_or(KEYS);
+    frame.render_widget(
+        Paragraph::new(note).style(Style::default().fg(Color::Cyan)),
+        footer,
+    );
+}
+
+/// The workers' table.
+fn draw_workers(frame: &mut Frame, area: Rect, workers: &[super::model::Row]) {
+    let widths = [
+        Constraint::Length(5),
+        Constraint::Length(8),
+        Constraint::Length(4),
+        Constraint::Min(12),
+        Constraint::Length(7),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Length(8),
+    ];
+    let header = Row::new(Model::HEADER).style(Style::default().add_modifier(Modifier::BOLD));
+    let rows = workers.iter().map(|r| Row::new(r.clone()));
+    let block = Block::default().borders(Borders::ALL).title(" workers ");
+    frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+}
+
+/// One line per socket: its name, address and queue, then the queue's last minute.
+fn draw_sockets(frame: &mut Frame, area: Rect, sockets: &[SocketLine]) {
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" sockets: accept queue, last minute ");
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let rows = Layout::vertical(sockets.iter().map(|_| Constraint::Length(1))).split(inner);
+    for (socket, row) in sockets.iter().zip(rows.iter()) {
+        let [text, spark] =
+            Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)])
+                .areas(*row);
+        frame.render_widget(Paragraph::new(socket.text.as_str()), text);
+        let top = socket.history.iter().copied().max().unwrap_or(0).max(1);
+        let line = Sparkline::default()
+            .data(&socket.history)
+            .max(top)
+            .style(Style::default().fg(Color::Magenta));
+        frame.render_widget(line, spark);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! `herd top` in a real terminal: tmux runs it, the test reads the screen (`capture-pane`) and
+//! types keys (`send-keys`), synchronising on what the screen shows.
+
+use std::process::{Command, Output};
+
+use crate::util::*;
+
+/// A tmux server of the test's own, with one window running a shell command; killed on drop.
+struct Tmux {
+    server: String,
+}
+
+impl Tmux {
+    /// Runs `command` in a new 120x40 window, or `None` when tmux is not installed
+    /// (scripts/setup.sh installs it).
+    fn start(command: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("skipped: tmux is not installed (scripts/setup.sh installs it)");
+            return None;
+        }
+        let server = format!("herd-top-{}-{}", std::process::id(), unique());
+        let tmux = Tmux { server };
+        let out = tmux.run(&["new-session", "-d", "-x", "120", "-y", "40", command]);
+        assert!(out.status.success(), "tmux: {out:?}");
+        Some(tmux)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .args(["-L", &self.server, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .output()
+            .unwrap()
+    }
+
+    /// What the window shows.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+
+    /// Whether the window is on the alternate screen (a full-screen program holds it).
+    fn alternate(&self) -> bool {
+        let out = self.run(&["display-message", "-p", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    fn keys(&self, keys: &str) {
+        assert!(self.run(&["send-keys", "-l", keys]).status.success());
+    }
+
+    /// Waits until the screen shows every one of `needles`.
+    fn wait_screen(&self, needles: &[&str]) -> String {
+        wait_until(&format!("the screen to show {needles:?}"), || {
+            let screen = self.screen();
+            match needles.iter().all(|n| screen.contains(n)) {
+                true => Ok(screen),
+                false => Err(screen),
+            }
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+/// A number no other Tmux of this process has.
+fn unique() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// `herd top` against `herd`, then a line with its exit status, in a shell that stays.
+fn top_command(herd: &Herd) -> String {
+    format!(
+        "HERD_CONTROL='{}' '{HERD}' top; echo \"top exited $?\"; exec sleep 1000",
+        herd.control()
+    )
+}
+
+#[test]
+fn herd_top_shows_the_workers_scales_on_plus_and_gives_the_terminal_back_on_q() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("worker_ready", &[]);
+    let Some(tmux) = Tmux::start(&top_command(&herd)) else {
+        return;
+    };
+    let pid = worker_pids(&herd.status())[0].to_string();
+    tmux.wait_screen(&["herd '", "1 of 1 ready", &pid, "recent events", "q quit"]);
+    assert!(tmux.alternate());
+    tmux.keys("+");
+    tmux.wait_screen(&["scaled from 1 to 2 workers"]);
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    tmux.wait_screen(&["2 of 2 ready"]);
+    tmux.keys("q");
+    let screen = tmux.wait_screen(&["top exited 0"]);
+    assert!(!tmux.alternate(), "the alternate screen is left: {screen}");
+    assert!(!screen.contains("recent events"), "{screen}");
+}
+
+#[test]
+fn herd_top_says_in_one_line_when_herd_is_gone_and_gives_the_terminal_back() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("control_ready", &[]);
+    let Some(tmux) = Tmux::start(&top_command(&herd)) else {
+        return;
+    };
+    tmux.wait_screen(&["recent events"]);
+    assert_eq!(herd.ctl(&["stop"]).0, 0);
+    let screen = tmux.wait_screen(&["top exited 1", "herd: error: herd is gone"]);
+    assert!(!tmux.alternate(), "{screen}");
+}
+
+#[test]
+fn herd_top_refuses_a_stdout_that_is_not_a_terminal() {
+    let herd = sleeper_on_http();
+    let (code, stdout, stderr) = herd.ctl(&["top"]);
+    assert_eq!((code, stdout.as_str()), (USAGE, ""), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("herd status --watch"), "{stderr}");
+}
