@@ -190,3 +190,27 @@ fn two_stops_at_once_each_report_the_stop_or_no_herd() {
     assert!(stopped >= 1, "no client reported the stop");
     herd.stop_waited();
 }
+
+#[test]
+fn herd_status_exits_3_while_fewer_workers_are_ready_than_wanted() {
+    // This test's worker never sends READY=1: with --ready notify it never counts as ready.
+    let herd = Herd::start(&["-w", "1", "--ready", "notify"]);
+    herd.wait_for("worker_started");
+    let out = Command::new(windows_support::HERD)
+        .args(["--name", &herd.name, "status"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(stderr, "herd: degraded: 0 of 1 workers ready\n");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("starting"));
+    // The JSON says it in its fields and exits 0.
+    let status: Value = serde_json::from_str(&client(&herd.name, &["status", "--json"])).unwrap();
+    assert_eq!(
+        (status["ready"].as_u64(), status["desired"].as_u64()),
+        (Some(0), Some(1))
+    );
+    client(&herd.name, &["stop", "--fast"]);
+    herd.stop_waited();
+}
