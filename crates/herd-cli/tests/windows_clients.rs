@@ -214,3 +214,54 @@ fn herd_status_exits_3_while_fewer_workers_are_ready_than_wanted() {
     client(&herd.name, &["stop", "--fast"]);
     herd.stop_waited();
 }
+
+#[test]
+fn herd_status_watch_prints_every_second_until_herd_is_gone() {
+    let herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    let mut watch = Command::new(windows_support::HERD)
+        .args(["--name", &herd.name, "status", "--watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = mpsc::channel();
+    let stdout = BufReader::new(watch.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // Piped: each status after a `--- TIME` line, no terminal escapes.
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|l: &&String| l.starts_with("herd '"))
+        .count()
+        < 2
+    {
+        let line = lines.recv_timeout(TIMEOUT).expect("two statuses");
+        assert!(!line.contains('\x1b'), "{line:?}");
+        seen.push(line);
+    }
+    assert_eq!(
+        seen.iter().filter(|l| l.starts_with("--- ")).count(),
+        2,
+        "{seen:#?}"
+    );
+    client(&herd.name, &["stop", "--fast"]);
+    herd.stop_waited();
+    let (tx, exited) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(watch.wait_with_output());
+    });
+    let out = exited
+        .recv_timeout(TIMEOUT)
+        .expect("watch to exit")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no herd named"), "{stderr}");
+}
