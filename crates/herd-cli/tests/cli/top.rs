@@ -83,7 +83,7 @@ fn top_command(herd: &Herd) -> String {
 }
 
 #[test]
-fn herd_top_shows_the_workers_scales_on_plus_and_gives_the_terminal_back_on_q() {
+fn herd_top_shows_the_workers_scales_upgrades_and_gives_the_terminal_back_on_q() {
     let herd = sleeper_on_http();
     herd.wait_for_event("worker_ready", &[]);
     let Some(tmux) = Tmux::start(&top_command(&herd)) else {
@@ -96,6 +96,19 @@ fn herd_top_shows_the_workers_scales_on_plus_and_gives_the_terminal_back_on_q() 
     tmux.wait_screen(&["scaled from 1 to 2 workers"]);
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     tmux.wait_screen(&["2 of 2 ready"]);
+    // u asks first; only y upgrades.
+    tmux.keys("u");
+    tmux.wait_screen(&["Start a rolling upgrade of every worker? y: yes"]);
+    tmux.keys("n");
+    tmux.wait_screen(&["no upgrade"]);
+    assert_eq!(herd.status()["generation"], 1);
+    tmux.keys("u");
+    tmux.wait_screen(&["Start a rolling upgrade"]);
+    tmux.keys("y");
+    wait_status(&herd, "generation 2", |s| {
+        s["generation"] == 2 && settled(s, 2)
+    });
+    tmux.wait_screen(&["generation 2:", "2 of 2 ready"]);
     tmux.keys("q");
     let screen = tmux.wait_screen(&["top exited 0"]);
     assert!(!tmux.alternate(), "the alternate screen is left: {screen}");
