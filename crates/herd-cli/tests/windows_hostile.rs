@@ -194,7 +194,14 @@ fn status_and_stop_are_answered_while_the_workers_are_starting() {
         (Some(2), Some(0)),
         "{status}"
     );
-    let table = client(&herd.name, &["status"]);
+    // The table's exit status says the pool is degraded.
+    let out = Command::new(HERD)
+        .args(["--name", &herd.name, "status"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(table.contains("0 of 2 workers ready"), "{table}");
     assert_eq!(client(&herd.name, &["stop"]), "stopped\n");
     herd.stop_waited();
