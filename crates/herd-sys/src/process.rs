@@ -28,7 +28,7 @@ mod other;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 use other as imp;
 
-pub use children::{become_subreaper, own_children, Child};
+pub use children::{become_subreaper, describe_child, own_children, Child};
 pub use reap::{peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{
     block_signals, catch, caught, default_disposition, signal_thread, unblock_signals,

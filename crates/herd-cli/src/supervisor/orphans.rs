@@ -35,8 +35,10 @@ const ROUNDS: usize = 8;
 
 /// What orphans need of the system.
 pub trait Family {
-    /// herd's children, exited or not.
-    fn children(&mut self) -> Vec<Child>;
+    /// The pids of herd's children, exited or not.
+    fn children(&mut self) -> Vec<u32>;
+    /// Child `pid`'s group and name; `None` if it is gone.
+    fn describe(&mut self, pid: u32) -> Option<Child>;
     /// herd's own process group.
     fn own_group(&mut self) -> u32;
     /// Reaps child `pid` if it has exited; `None` while it runs (or cannot be waited for).
@@ -75,9 +77,10 @@ impl Orphans {
         for _ in 0..ROUNDS {
             let mut reaped = false;
             let mut present = HashSet::new();
-            let children = family.children().into_iter();
-            for child in children.filter(|c| !not_orphans.contains(&c.pid) && c.group != own_group)
-            {
+            let pids = family.children().into_iter();
+            let others = pids.filter(|pid| !not_orphans.contains(pid));
+            let children: Vec<Child> = others.filter_map(|pid| family.describe(pid)).collect();
+            for child in children.into_iter().filter(|c| c.group != own_group) {
                 match family.reap(child.pid) {
                     Some(status) => {
                         reaped = true;

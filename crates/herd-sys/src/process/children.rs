@@ -34,13 +34,18 @@ pub fn become_subreaper() -> io::Result<bool> {
     Ok(false)
 }
 
-/// **Linux and Android only; empty elsewhere.** This process's children, exited (unreaped) or
-/// not: from each thread's `/proc/self/task/TID/children`, or, where the kernel has no such
-/// file, a scan of every `/proc/PID/stat` for this parent. A child gone while it was read is
-/// left out.
-pub fn own_children() -> Vec<Child> {
-    let pids = listed_children().unwrap_or_else(scanned_children);
-    pids.into_iter().filter_map(child).collect()
+/// **Linux and Android only; empty elsewhere.** The pids of this process's children, exited
+/// (unreaped) or not: from each thread's `/proc/self/task/TID/children`, or, where the kernel
+/// has no such file, a scan of every `/proc/PID/stat` for this parent.
+pub fn own_children() -> Vec<u32> {
+    listed_children().unwrap_or_else(scanned_children)
+}
+
+/// Process `pid` as `/proc/PID/stat` shows it (Linux and Android); `None` if it is gone (or
+/// the system does not say).
+pub fn describe_child(pid: u32) -> Option<Child> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_child(pid, &stat)
 }
 
 /// The pids in every `/proc/self/task/*/children`; `None` if the kernel does not have them.
@@ -72,12 +77,6 @@ fn scanned_children() -> Vec<u32> {
         .collect();
     pids.sort_unstable();
     pids
-}
-
-/// Child `pid` as `/proc/PID/stat` shows it; `None` if it is gone.
-fn child(pid: u32) -> Option<Child> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_child(pid, &stat)
 }
 
 /// Child `pid` from its `/proc/PID/stat` line: the name between the first `(` and the last
@@ -116,11 +115,11 @@ mod tests {
         let pid = child.id();
         let listed = own_children();
         let scanned = scanned_children();
+        let described = describe_child(pid);
         let _ = child.kill();
         let _ = child.wait();
-        let found = listed.iter().find(|c| c.pid == pid).expect("listed");
-        assert_eq!(found.name, "sleep");
-        assert!(scanned.contains(&pid));
-        assert!(!own_children().iter().any(|c| c.pid == pid), "reaped");
+        assert!(listed.contains(&pid) && scanned.contains(&pid));
+        assert_eq!(described.map(|c| c.name).as_deref(), Some("sleep"));
+        assert!(!own_children().contains(&pid), "reaped");
     }
 }

@@ -19,6 +19,8 @@ struct Fake {
     reaped: Vec<u32>,
     /// Every signal sent, in order.
     signals: Vec<(u32, Signal)>,
+    /// Every pid looked at closely, in order.
+    described: Vec<u32>,
 }
 
 impl Fake {
@@ -32,13 +34,15 @@ impl Fake {
 }
 
 impl Family for Fake {
-    fn children(&mut self) -> Vec<Child> {
-        let child = |(&pid, &(group, _)): (&u32, &(u32, Option<i32>))| Child {
-            pid,
-            group,
-            name: format!("p{pid}"),
-        };
-        self.children.iter().map(child).collect()
+    fn children(&mut self) -> Vec<u32> {
+        self.children.keys().copied().collect()
+    }
+
+    fn describe(&mut self, pid: u32) -> Option<Child> {
+        self.described.push(pid);
+        let &(group, _) = self.children.get(&pid)?;
+        let name = format!("p{pid}");
+        Some(Child { pid, group, name })
     }
 
     fn own_group(&mut self) -> u32 {
@@ -79,6 +83,11 @@ fn only_children_that_are_none_of_herds_own_are_orphans() {
     let status = orphans.status(t0 + SEC);
     assert_eq!((status[0].name.as_str(), status[0].known_ms), ("p20", 1000));
     assert!(fake.reaped.is_empty() && fake.signals.is_empty());
+    assert_eq!(
+        fake.described,
+        [12, 20, 21],
+        "herd's own are not looked at closely"
+    );
     assert!(!orphans.finished(), "herd waits for them");
 }
 

@@ -9,8 +9,12 @@ use crate::supervisor::orphans::Family;
 pub struct OwnFamily;
 
 impl Family for OwnFamily {
-    fn children(&mut self) -> Vec<Child> {
+    fn children(&mut self) -> Vec<u32> {
         herd_sys::process::own_children()
+    }
+
+    fn describe(&mut self, pid: u32) -> Option<Child> {
+        herd_sys::process::describe_child(pid)
     }
 
     fn own_group(&mut self) -> u32 {
