@@ -14,12 +14,14 @@ use std::future::Future;
 use std::io;
 use std::os::windows::io::AsSocket;
 use std::sync::Arc;
+use std::time::Duration;
 
 use herd_sys::windows::pipe::{client_process_id, SecurePipe};
 use herd_sys::windows::process::Process;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::NamedPipeServer;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
 
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::logs;
@@ -55,8 +57,7 @@ impl PipeServer {
     }
 
     /// Serves clients for ever, each in a task of its own, answering each request with
-    /// `handler`. While no next instance can be created, clients are served one at a time on
-    /// the one there is, and creating it is retried ([`Retry`]).
+    /// `handler`. While no next instance can be created, creating it is retried ([`Retry`]).
     pub async fn serve<H, F>(self, handler: H)
     where
         H: Fn(Request, PipePeer) -> F + Clone + Send + 'static,
@@ -93,43 +94,110 @@ impl PipeServer {
             + 'static,
         F: Future<Output = Reply> + Send,
     {
-        let PipeServer { pipe, mut waiting } = self;
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut retry = Retry::default();
-        loop {
-            let connected = waiting.connect().await;
-            // The next instance exists before this one is served, so clients always find one.
-            let next = match pipe.next_instance() {
-                Ok(next) => next,
-                Err(e) => {
-                    // This client is served here, on the one instance, which is then reused.
-                    let failed = retry.failed();
-                    log_failure(pipe.name(), &failed, &e);
-                    if connected.is_ok() {
-                        converse(&mut waiting, handler.clone()).await;
-                    }
+        let PipeServer { pipe, waiting } = self;
+        serve_instances(pipe.name(), waiting, || pipe.next_instance(), handler).await
+    }
+}
+
+/// Serves the clients of the pipe `name` for ever, `waiting` being its instance that waits for
+/// the next one and `next_instance` making another. While no next instance can be made, the
+/// client on the one there is gets its task as usual, making the next one is retried
+/// ([`Retry`]), and that instance is reused once its client is gone: the pipe's name stays
+/// held, and a client that stays connected (`logs -f`) blocks no other.
+pub(super) async fn serve_instances<H, F>(
+    name: &OsStr,
+    mut waiting: NamedPipeServer,
+    mut next_instance: impl FnMut() -> io::Result<NamedPipeServer>,
+    handler: H,
+) where
+    H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F
+        + Clone
+        + Send
+        + 'static,
+    F: Future<Output = Reply> + Send,
+{
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut retry = Retry::default();
+    loop {
+        let connected = waiting.connect().await;
+        // The next instance exists before this one is served, so clients always find one.
+        let next = match next_instance() {
+            Ok(next) => next,
+            Err(e) => {
+                let failed = retry.failed();
+                log_failure(name, &failed, &e);
+                if connected.is_err() {
                     let _ = waiting.disconnect();
                     tokio::time::sleep(failed.pause).await;
                     continue;
                 }
-            };
-            log_recovery(pipe.name(), retry.succeeded());
-            let client = std::mem::replace(&mut waiting, next);
-            if connected.is_err() {
+                let handler = handler.clone();
+                let lent = tokio::spawn(async move {
+                    converse(&mut waiting, handler).await;
+                    waiting
+                });
+                waiting = recover(name, lent, &mut next_instance, &mut retry, failed.pause).await;
                 continue;
             }
-            let permit = Arc::clone(&slots).try_acquire_owned();
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let Ok(_permit) = permit else {
-                    let busy = Response::error(
-                        ErrorCode::Busy,
-                        format!("too many control connections (at most {MAX_CONNECTIONS})"),
-                    );
-                    return say(&mut { client }, &busy.to_line()).await;
-                };
-                converse(&mut { client }, handler).await;
-            });
+        };
+        log_recovery(name, retry.succeeded());
+        let client = std::mem::replace(&mut waiting, next);
+        if connected.is_err() {
+            continue;
+        }
+        let permit = Arc::clone(&slots).try_acquire_owned();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let Ok(_permit) = permit else {
+                let busy = Response::error(
+                    ErrorCode::Busy,
+                    format!("too many control connections (at most {MAX_CONNECTIONS})"),
+                );
+                return say(&mut { client }, &busy.to_line()).await;
+            };
+            converse(&mut { client }, handler).await;
+        });
+    }
+}
+
+/// The instance to wait on next while the only one serves a client in the task `lent`: a new
+/// one as soon as one can be made (retried after `pause`, then as [`Retry`] says), or `lent`'s
+/// own, disconnected, once its client is gone.
+async fn recover(
+    name: &OsStr,
+    lent: JoinHandle<NamedPipeServer>,
+    next_instance: &mut impl FnMut() -> io::Result<NamedPipeServer>,
+    retry: &mut Retry,
+    mut pause: Duration,
+) -> NamedPipeServer {
+    let mut lent = Some(lent);
+    loop {
+        let returned = async {
+            match lent.as_mut() {
+                Some(task) => task.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            returned = returned => match returned {
+                Ok(instance) => {
+                    let _ = instance.disconnect();
+                    return instance;
+                }
+                // Its task panicked with the instance: only a new one will do.
+                Err(_) => lent = None,
+            },
+            () = tokio::time::sleep(pause) => match next_instance() {
+                Ok(next) => {
+                    log_recovery(name, retry.succeeded());
+                    return next;
+                }
+                Err(e) => {
+                    let failed = retry.failed();
+                    log_failure(name, &failed, &e);
+                    pause = failed.pause;
+                }
+            },
         }
     }
 }
@@ -200,7 +268,7 @@ fn log_failure(name: &OsStr, failed: &AfterFailure, e: &io::Error) {
             event = LogEvent::ControlAcceptFailed.as_str(),
             failures = failed.failures,
             "control pipe {name}: cannot create its next instance ({} failures in a row), \
-             serving one client at a time meanwhile and retrying: {e}",
+             retrying: {e}",
             failed.failures
         );
     }

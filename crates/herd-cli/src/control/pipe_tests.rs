@@ -123,3 +123,61 @@ fn a_sockets_answer_is_rebuilt_into_a_working_listener() {
     let _client = TcpStream::connect(address).unwrap();
     let _ = rebuilt.accept().unwrap();
 }
+
+/// Opens the pipe `name`, retrying while every instance is busy, for at most 10 s.
+fn open_within(name: &str) -> std::fs::File {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name)
+        {
+            Ok(pipe) => return pipe,
+            Err(e) if std::time::Instant::now() >= give_up => {
+                panic!("cannot open {name} within 10 s: {e}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+#[test]
+fn without_a_next_instance_an_idle_client_blocks_no_other() {
+    let name = unique_pipe("fallback");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async move {
+        let pipe = Arc::new(SecurePipe::new(&name, &[]).unwrap());
+        let first = pipe.first_instance().unwrap();
+        let served = Arc::clone(&pipe);
+        tokio::spawn(async move {
+            // The first client's next instance cannot be made; later ones can.
+            let mut failed = false;
+            let next_instance = move || match std::mem::replace(&mut failed, true) {
+                false => Err(std::io::Error::other("no next instance, for the test")),
+                true => served.next_instance(),
+            };
+            let name = pipe.name().to_owned();
+            let handler = |request, peer, _process, _written| answer(request, peer, None);
+            super::pipe_server::serve_instances(&name, first, next_instance, handler).await
+        });
+        tokio::task::spawn_blocking(move || {
+            // It connects and says nothing.
+            let _idle = open_within(&name);
+            let mut other = open_within(&name);
+            other
+                .write_all(b"{\"version\":1,\"command\":\"status\"}\n")
+                .unwrap();
+            let mut answer = String::new();
+            BufReader::new(other).read_line(&mut answer).unwrap();
+            answer
+        })
+        .await
+        .unwrap()
+    });
+    let expected = format!("pid {}", std::process::id());
+    assert!(answer.contains(&expected), "{answer}");
+}

@@ -32,7 +32,7 @@ pub use unix::{fetch, request, run};
 #[cfg(windows)]
 use windows::wire_signal;
 #[cfg(windows)]
-pub use windows::{fetch, request, run, takeover_source};
+pub use windows::{fetch, request, run, takeover_source, TakeoverSource};
 
 /// How long a quick command (status, scale, signal) waits for its answer.
 pub(crate) const QUICK: Duration = Duration::from_secs(30);
@@ -85,7 +85,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
                 takeover: false,
             };
             let answer = connect().and_then(|mut client| client.call(command, None));
-            stop_reported(answer)?;
+            stop_reported(answer, || nothing_answers(connect, GONE_BOUND))?;
             print("stopped\n")
         }
         cli::Command::Reexec => {
@@ -123,11 +123,34 @@ fn call<R: DeserializeOwned>(
 /// Whether `herd stop` may say that herd stopped. herd answers a stop once every worker is
 /// gone, but when two clients stop it at once it may exit before answering the second: one
 /// that sent its request and then saw herd close the connection without an answer reports the
-/// stop too. A client that found no herd at all says so.
-fn stop_reported(answer: Result<StopResult, ClientError>) -> Result<(), Failure> {
+/// stop too, once `gone` confirms that nothing answers at herd's path any more. A client that
+/// found no herd at all says so.
+fn stop_reported(
+    answer: Result<StopResult, ClientError>,
+    gone: impl FnOnce() -> bool,
+) -> Result<(), Failure> {
     match answer {
-        Ok(_) | Err(ClientError::Closed { .. }) => Ok(()),
+        Ok(_) => Ok(()),
+        Err(ClientError::Closed { .. }) if gone() => Ok(()),
         Err(e) => Err(failure(e)),
+    }
+}
+
+/// How long a herd that closed a stop's connection without answering may take to exit.
+const GONE_BOUND: Duration = Duration::from_secs(5);
+
+/// Whether nothing answers at herd's path (`NotRunning`) within `bound`: a herd that is
+/// exiting is given that long to close its socket or pipe.
+fn nothing_answers(connect: Connect<'_>, bound: Duration) -> bool {
+    let give_up = std::time::Instant::now() + bound;
+    loop {
+        if let Err(ClientError::NotRunning { .. }) = connect() {
+            return true;
+        }
+        if std::time::Instant::now() >= give_up {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -217,14 +240,46 @@ mod tests {
     #[test]
     fn a_stop_answered_by_a_closed_connection_is_reported() {
         let path = std::path::PathBuf::from("/h.sock");
-        assert!(stop_reported(Ok(StopResult { stopped: true })).is_ok());
-        assert!(stop_reported(Err(ClientError::Closed { path: path.clone() })).is_ok());
+        let closed = || Err(ClientError::Closed { path: path.clone() });
+        assert!(stop_reported(Ok(StopResult { stopped: true }), || false).is_ok());
+        assert!(stop_reported(closed(), || true).is_ok());
         let none = ClientError::NotRunning {
-            path,
+            path: path.clone(),
             why: crate::control::answer::Vacancy::NoSocket,
             herd: None,
         };
-        assert!(matches!(stop_reported(Err(none)), Err(Failure::Runtime(_))));
+        assert!(matches!(
+            stop_reported(Err(none), || true),
+            Err(Failure::Runtime(_))
+        ));
+    }
+
+    #[test]
+    fn a_stop_whose_connection_closed_while_herd_still_answers_is_an_error() {
+        let path = std::path::PathBuf::from("/h.sock");
+        let closed = Err(ClientError::Closed { path });
+        assert!(matches!(
+            stop_reported(closed, || false),
+            Err(Failure::Runtime(_))
+        ));
+    }
+
+    #[test]
+    fn nothing_answers_where_no_herd_is() {
+        let vacant = || {
+            Err(ClientError::NotRunning {
+                path: "/h.sock".into(),
+                why: crate::control::answer::Vacancy::NoSocket,
+                herd: None,
+            })
+        };
+        assert!(nothing_answers(&vacant, Duration::ZERO));
+        let denied = || {
+            Err(ClientError::PermissionDenied {
+                path: "/h.sock".into(),
+            })
+        };
+        assert!(!nothing_answers(&denied, Duration::ZERO));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
+use herd_sys::windows::process::Process;
 use serde::de::DeserializeOwned;
 
 mod attach;
@@ -91,13 +92,23 @@ pub fn fetch(
         .map_err(failure)
 }
 
-/// What a takeover needs of the herd at `control`, over one connection: its status and its
-/// sockets (made for this process). A server whose process (`GetNamedPipeServerProcessId`) is
-/// not the one its status names is refused: the takeover would stop and wait for the wrong
-/// process, then take the pipe from under the real one.
-pub fn takeover_source(
-    control: &Path,
-) -> Result<(Status, Vec<(SocketInfo, OwnedSocket)>), Failure> {
+/// What a takeover learns of the old herd, over one connection.
+pub struct TakeoverSource {
+    /// Its status.
+    pub status: Status,
+    /// Its process, opened while the connection showed it serving the pipe (`None` if it
+    /// could not be opened).
+    pub process: Option<Process>,
+    /// Its sockets, made for this process.
+    pub sockets: Vec<(SocketInfo, OwnedSocket)>,
+}
+
+/// What a takeover needs of the herd at `control`, over one connection: its status, its
+/// process and its sockets (made for this process). A server whose process
+/// (`GetNamedPipeServerProcessId`) is not the one its status names is refused: the takeover
+/// would stop and wait for the wrong process, then take the pipe from under the real one. The
+/// process is opened while connected, so its pid cannot have been reused by then.
+pub fn takeover_source(control: &Path) -> Result<TakeoverSource, Failure> {
     let mut client = Client::connect(control).map_err(failure)?;
     let status: Status = client.call(Command::Status, Some(QUICK)).map_err(failure)?;
     let server = client.server_pid().map_err(|e| {
@@ -113,8 +124,13 @@ pub fn takeover_source(
             status.pid
         )));
     }
+    let process = Process::open(server).ok();
     let sockets = client
         .sockets(Vec::new(), false, Some(QUICK))
         .map_err(failure)?;
-    Ok((status, sockets))
+    Ok(TakeoverSource {
+        status,
+        process,
+        sockets,
+    })
 }

@@ -43,7 +43,7 @@ impl Listener {
             Some(SocketKind::Tcp) => (SocketKind::Tcp, Socket::Tcp(socket.fd.into())),
             Some(SocketKind::Udp) => (SocketKind::Udp, Socket::Udp(socket.fd.into())),
             _ => anyhow::bail!(
-                "cannot take over the socket {:?} at {}: only TCP and UDP sockets can be                  shared on Windows",
+                "cannot take over the socket {:?} at {}: only TCP and UDP sockets can be shared on Windows",
                 socket.name,
                 socket.address
             ),

@@ -10,7 +10,6 @@ use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
 use herd_cli::spec::Inherited;
 use herd_cli::supervisor::{MoveTo, Takeover};
-use herd_sys::windows::process::Process;
 use herd_sys::windows::sid::Sid;
 use tokio::sync::oneshot;
 
@@ -43,7 +42,8 @@ pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
         usage => usage,
     };
     // One connection, whose server must be the process the status names.
-    let (status, fetched) = herd_cli::ctl::takeover_source(path).map_err(in_takeover)?;
+    let source = herd_cli::ctl::takeover_source(path).map_err(in_takeover)?;
+    let (status, fetched) = (source.status, source.sockets);
     tracing::info!(event = LogEvent::TakeoverSocketsFetched.as_str(), from = %old, sockets = fetched.len(), "fetched the sockets to take over");
     let inherited = fetched
         .into_iter()
@@ -59,8 +59,7 @@ pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
     let takeover = Takeover {
         old: old.into(),
         old_grace: status.grace_ms.map(Duration::from_millis),
-        // It answered just now, from the pipe's server process: the pid is its own.
-        old_process: Process::open(status.pid).ok(),
+        old_process: source.process,
         vacated: vacated_tx,
     };
     let moves_to = MoveTo {

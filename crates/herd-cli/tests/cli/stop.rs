@@ -182,3 +182,26 @@ fn paused_workers_and_attached_processes_are_continued_on_stop() {
         "nothing was killed: the stop signal did it"
     );
 }
+
+/// A server that reads each request and closes the connection without an answer, and keeps
+/// listening: a herd that did not stop.
+fn closes_without_answering(listener: std::os::unix::net::UnixListener) {
+    use std::io::BufRead;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(&stream).read_line(&mut line);
+        }
+    });
+}
+
+#[test]
+fn a_stop_closed_unanswered_by_a_server_still_listening_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closes.sock");
+    closes_without_answering(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), &["stop"]);
+    assert_ne!(code, 0, "{stdout}");
+    assert!(!stdout.contains("stopped"), "{stdout}");
+    assert!(stderr.contains("closed"), "{stderr}");
+}

@@ -139,7 +139,35 @@ pub fn after_abort(old: &std::path::Path, process: Option<&Process>) -> &'static
     }
 }
 
-/// Whether the old herd (its process, if it could be opened) has exited.
-pub fn old_herd_exited(_old: &std::path::Path, process: Option<&Process>) -> bool {
-    process.is_some_and(has_exited)
+/// Whether the old herd at `old` is gone: its process has exited, or, if it could not be
+/// opened, nothing serves its pipe any more.
+pub fn old_herd_exited(old: &std::path::Path, process: Option<&Process>) -> bool {
+    match process {
+        Some(process) => has_exited(process),
+        None => matches!(Client::connect(old), Err(ClientError::NotRunning { .. })),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_herd_not_opened_is_gone_once_nothing_serves_its_pipe() {
+        let old = std::path::Path::new(r"\\.\pipe\herd-test-nothing-serves-this-pipe");
+        assert!(old_herd_exited(old, None));
+    }
+
+    #[test]
+    fn an_old_herd_not_opened_runs_while_its_pipe_is_served() {
+        let name = format!(r"\\.\pipe\herd-test-served-{}", std::process::id());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let pipe = herd_sys::windows::pipe::SecurePipe::new(&name, &[]).unwrap();
+        let _server = pipe.first_instance().unwrap();
+        assert!(!old_herd_exited(std::path::Path::new(&name), None));
+    }
 }
