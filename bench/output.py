@@ -137,10 +137,12 @@ per request. Both modes run back to back in each of {args.rounds} rounds, in tur
 ![requests per second by mode](output.svg)
 
 Reading it: with `prefix` every line is read by herd and written again, so the machine's 2 cores
-do about twice the copying; the worker itself never waits for herd (its pipe is always being
-read), which is what the request rate shows. In the flood, `inherit` lets the worker write
-as fast as the reader takes lines, while `prefix` adds herd's own pass; lines herd could not pass
-on in time are dropped and counted, never blocking the worker.
+do about twice the copying. A worker that logs a line per request does not notice. A flooding
+worker writes as fast as the slowest reader in its path: with `inherit` the pipe's reader, with
+`prefix` herd's reader thread, which cuts and tags each line (its lines per second above): the
+worker then waits on its pipe as it would for any reader, while its request rate stays close.
+Lines that herd's own stdout cannot take in time are dropped and counted; herd's output never
+makes the worker wait.
 """)
     print(f"\nwrote {args.report} and {svg}")
 

@@ -163,12 +163,14 @@ impl Client {
         }
     }
 
-    /// The next line herd sends after an answer (`logs` with `follow`), waiting as long as it
-    /// takes; `None` once herd has closed the connection.
-    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
-        self.deadline = None;
-        (self.stream.set_read_timeout(None))
-            .map_err(|e| ClientError::io(&self.path, "cannot use", e))?;
+    /// The next line herd sends after an answer (`logs`), waiting at most `timeout` (`None`:
+    /// as long as it takes); `None` once herd has closed the connection.
+    pub fn next_line(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ClientError> {
+        self.deadline = timeout.map(|t| (Instant::now() + t, t));
+        if timeout.is_none() {
+            (self.stream.set_read_timeout(None))
+                .map_err(|e| ClientError::io(&self.path, "cannot use", e))?;
+        }
         self.read_line()
     }
 

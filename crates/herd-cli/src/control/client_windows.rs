@@ -84,12 +84,18 @@ impl Client {
         decode_answer(&line, &self.path)
     }
 
-    /// The next line herd sends after an answer (`logs` with `follow`), waiting as long as it
-    /// takes; `None` once herd has closed the connection.
-    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
-        match self.pipe.read_line(None, MAX_ANSWER) {
+    /// The next line herd sends after an answer (`logs`), waiting at most `timeout` (`None`:
+    /// as long as it takes); `None` once herd has closed the connection.
+    pub fn next_line(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ClientError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        match self.pipe.read_line(deadline, MAX_ANSWER) {
             Ok(line) if line.is_empty() => Ok(None),
             Ok(line) => Ok(Some(line)),
+            Err(ReadError::Late) => Err(ClientError::Timeout {
+                path: self.path.clone(),
+                after: timeout.unwrap_or_default(),
+                pid: self.pipe.server_pid().ok(),
+            }),
             Err(ReadError::Io(e)) => Err(ClientError::io(&self.path, "no answer from", e)),
             Err(_) => Err(ClientError::NotHerd {
                 path: self.path.clone(),

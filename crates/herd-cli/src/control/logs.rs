@@ -1,19 +1,41 @@
-//! The `logs` command, answered by the control server itself, off the supervisor's loop: the
+//! The `logs` command, answered by the control server itself rather than the supervisor: the
 //! workers' recent lines from [`crate::output`], then with `follow` every new line, until the
 //! client closes the connection.
+//!
+//! The control server runs on the supervisor's thread, so the lines are turned into JSON on a
+//! blocking thread of their own ([`produce`]) and only written out here: a client asking for
+//! 10 000 lines, or following a flood, costs the supervisor a write per 64 KiB. At most
+//! [`MAX_FOLLOWERS`] clients follow at once.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::mpsc;
 
 use super::lines::IDLE_TIMEOUT;
 use super::protocol::{ErrorCode, Response, VERSION};
 use super::results::{LogFrame, LogsResult};
-use crate::output::{self, Record};
+use crate::output::{self, Output, Record};
 
-/// Answers `logs` on a connection read by `read` and written by `write`. Returns when the
-/// answer is written (without `follow`) or when the client is gone.
+/// How many clients may follow the lines at once: each holds a thread while it follows.
+pub const MAX_FOLLOWERS: usize = 8;
+
+/// How many bytes of lines go to the client in one write.
+const CHUNK: usize = 64 * 1024;
+
+/// How often a follower's thread looks for new lines, and whether its client is gone, when
+/// none came.
+const FOLLOW_EVERY: Duration = Duration::from_millis(50);
+
+/// The clients following now.
+static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
+
+/// Answers `logs` on a connection read by `read` and written by `write`: the answer
+/// (`{"lines": N}`), then N [`LogFrame`]s, then with `follow` a frame per new line. Returns
+/// when all is written (without `follow`) or when the client is gone.
 pub async fn answer(
     read: &mut (impl AsyncRead + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
@@ -30,27 +52,116 @@ pub async fn answer(
         let _ = send(write, &refusal.to_line()).await;
         return;
     };
-    let (recent, mut follower) = output.recent_and_follow(lines, slot);
-    let result = LogsResult {
-        lines: recent.iter().map(|r| r.to_log_line()).collect(),
+    let seat = match follow {
+        true => {
+            match Seat::take() {
+                Some(seat) => Some(seat),
+                None => {
+                    let busy: Response = Response::error(
+                    ErrorCode::Busy,
+                    format!("{MAX_FOLLOWERS} clients already follow the lines (herd logs -f): stop one"),
+                );
+                    let _ = send(write, &busy.to_line()).await;
+                    return;
+                }
+            }
+        }
+        false => None,
     };
-    if !send(write, &Response::ok(result).to_line()).await || !follow {
-        return;
-    }
-    let wanted = |record: &Record| slot.is_none_or(|s| record.writer.slot == s);
+    let (chunks_tx, mut chunks) = mpsc::channel(4);
+    let output = Arc::clone(output);
+    tokio::task::spawn_blocking(move || {
+        let _seat = seat;
+        produce(&output, slot, lines, follow, &chunks_tx)
+    });
     let mut probe = [0u8; 64];
     loop {
-        let frame = tokio::select! {
-            received = follower.recv() => match received {
-                Ok(record) if wanted(&record) => frame(Some(&record), None),
-                Ok(_) => continue,
-                Err(RecvError::Lagged(n)) => frame(None, Some(n)),
-                Err(RecvError::Closed) => return,
-            },
+        let chunk = tokio::select! {
+            chunk = chunks.recv() => chunk,
             // A follower sends nothing more: anything, or the end, means it is gone.
-            _ = read.read(&mut probe) => return,
+            _ = read.read(&mut probe), if follow => None,
         };
-        if !send(write, &frame).await {
+        match chunk {
+            Some(chunk) if send(write, &chunk).await => {}
+            _ => return,
+        }
+    }
+}
+
+/// A place among the [`MAX_FOLLOWERS`], given back when dropped.
+struct Seat;
+
+impl Seat {
+    fn take() -> Option<Seat> {
+        let taken = FOLLOWERS.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < MAX_FOLLOWERS).then_some(n + 1)
+        });
+        taken.ok().map(|_| Seat)
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        FOLLOWERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// On a blocking thread: the answer and the recent lines as frames, then with `follow` every
+/// new line, in chunks of about [`CHUNK`] bytes sent to `chunks`, until its receiver is gone.
+fn produce(
+    output: &Output,
+    slot: Option<usize>,
+    lines: Option<usize>,
+    follow: bool,
+    chunks: &mpsc::Sender<Vec<u8>>,
+) {
+    let (recent, follower) = match follow {
+        true => {
+            let (recent, follower) = output.recent_and_follow(lines, slot);
+            (recent, Some(follower))
+        }
+        false => (output.recent(lines, slot), None),
+    };
+    let mut chunk = Response::ok(LogsResult {
+        lines: recent.len(),
+    })
+    .to_line();
+    for record in &recent {
+        chunk.extend(frame(Some(record), None));
+        if chunk.len() >= CHUNK && chunks.blocking_send(std::mem::take(&mut chunk)).is_err() {
+            return;
+        }
+    }
+    if chunks.blocking_send(chunk).is_err() {
+        return;
+    }
+    let Some(mut follower) = follower else {
+        return;
+    };
+    let wanted = |record: &Record| slot.is_none_or(|s| record.writer.slot == s);
+    let mut chunk = Vec::new();
+    loop {
+        match follower.try_recv() {
+            Ok(record) if wanted(&record) => chunk.extend(frame(Some(&record), None)),
+            Ok(_) => {}
+            Err(TryRecvError::Lagged(n)) => chunk.extend(frame(None, Some(n))),
+            Err(TryRecvError::Closed) => return,
+            Err(TryRecvError::Empty) => {
+                if chunks.is_closed() {
+                    return;
+                }
+                if chunk.is_empty() {
+                    std::thread::sleep(FOLLOW_EVERY);
+                    continue;
+                }
+            }
+        }
+        let full = chunk.len() >= CHUNK;
+        let idle = follower.is_empty();
+        if (full || idle)
+            && !chunk.is_empty()
+            && chunks.blocking_send(std::mem::take(&mut chunk)).is_err()
+        {
             return;
         }
     }

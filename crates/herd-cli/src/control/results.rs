@@ -131,11 +131,12 @@ from_result!(
     Logs(LogsResult)
 );
 
-/// The result of `logs`: the recent lines, oldest first.
+/// The result of `logs`: how many of the recent lines follow, each as a [`LogFrame`] on a
+/// line of its own, oldest first.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogsResult {
-    /// The lines.
-    pub lines: Vec<LogLine>,
+    /// How many lines follow.
+    pub lines: usize,
 }
 
 /// One line a worker wrote, as `--worker-output json` writes it and `logs` sends it.

@@ -6,42 +6,92 @@ use anyhow::anyhow;
 
 use super::{failure, Connect, QUICK};
 use crate::cli::LogsArgs;
+use crate::control::client::Client;
 use crate::control::protocol::Command;
 use crate::control::results::{LogFrame, LogLine, LogsResult};
 use crate::exit::Failure;
 use crate::output::{prefixed, Writer};
 
-/// Asks for the lines, prints them, and with `--follow` keeps printing until herd is gone.
+/// Asks for the lines, prints them, and with `--follow` keeps printing until herd is gone. A
+/// follower whose herd re-executes itself (which closes every control connection) follows
+/// the new image on, printing no line twice.
 pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure> {
+    let mut last = None;
     let mut client = connect().map_err(failure)?;
+    loop {
+        match follow_once(args, &mut client, &mut last)? {
+            Ended::Done => return Ok(()),
+            Ended::Closed => {}
+        }
+        // herd closed the connection: it stopped, or re-executed itself and comes back at the
+        // same address at once.
+        let Ok(again) = connect() else {
+            return Ok(());
+        };
+        eprintln!("herd logs: herd closed the connection (a re-exec?); following on");
+        client = again;
+    }
+}
+
+/// How one connection's lines ended.
+enum Ended {
+    /// All asked for was printed, or the reader of the output is gone.
+    Done,
+    /// herd closed the connection while following.
+    Closed,
+}
+
+/// One request and its lines; `last` is the time of the last line printed, and lines older
+/// than it are not printed again.
+fn follow_once(
+    args: &LogsArgs,
+    client: &mut Client,
+    last: &mut Option<String>,
+) -> Result<Ended, Failure> {
     let command = Command::Logs {
         slot: args.worker,
-        lines: args.lines.map(|n| n as usize),
+        lines: match last {
+            Some(_) => None,
+            None => args.lines.map(|n| n as usize),
+        },
         follow: args.follow,
     };
-    let result: LogsResult = client.call(command, Some(QUICK)).map_err(failure)?;
-    for line in &result.lines {
-        if !print(line, args.json)? {
-            return Ok(());
+    let result: LogsResult = match client.call(command, Some(QUICK)) {
+        Ok(result) => result,
+        // A herd that is stopping may refuse or close: a follower is done.
+        Err(_) if last.is_some() => return Ok(Ended::Done),
+        Err(e) => return Err(failure(e)),
+    };
+    let mut recent = result.lines;
+    loop {
+        let timeout = (recent > 0 || !args.follow).then_some(QUICK);
+        if recent == 0 && !args.follow {
+            return Ok(Ended::Done);
         }
-    }
-    if !args.follow {
-        return Ok(());
-    }
-    while let Some(line) = client.next_line().map_err(failure)? {
+        let Some(line) = client.next_line(timeout).map_err(failure)? else {
+            return match (args.follow, recent) {
+                (true, 0) => Ok(Ended::Closed),
+                _ => Err(Failure::Runtime(anyhow!(
+                    "herd closed the connection with {recent} lines still to send"
+                ))),
+            };
+        };
         let frame: LogFrame = serde_json::from_slice(&line).map_err(|e| {
             Failure::Runtime(anyhow!("herd sent a line that is not a log line: {e}"))
         })?;
         if let Some(missed) = frame.missed {
             eprintln!("herd logs: {missed} lines were missed: this terminal read too slowly");
         }
-        if let Some(line) = frame.line {
-            if !print(&line, args.json)? {
-                return Ok(());
-            }
+        let Some(line) = frame.line else { continue };
+        recent = recent.saturating_sub(1);
+        if last.as_ref().is_some_and(|t| line.time < *t) {
+            continue;
+        }
+        *last = Some(line.time.clone());
+        if !print(&line, args.json)? {
+            return Ok(Ended::Done);
         }
     }
-    Ok(())
 }
 
 /// Prints one line where the worker wrote it (stdout or stderr), or as JSON on stdout;

@@ -45,7 +45,7 @@ const RECENT_LINES: usize = 10_000;
 const RECENT_BYTES: usize = 8 << 20;
 
 /// How many lines a `herd logs -f` client may fall behind before it misses some.
-const FOLLOW_BACKLOG: usize = 4096;
+const FOLLOW_BACKLOG: usize = 1024;
 
 /// How long herd waits, when it exits, for its workers' last lines.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(1);

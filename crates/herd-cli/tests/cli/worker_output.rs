@@ -267,3 +267,82 @@ while :; do sleep 0.05; done"#,
         "the worker never saw a closed pipe"
     );
 }
+
+#[test]
+fn logs_follow_goes_on_across_a_reexec_without_repeating_a_line() {
+    let herd = herd_running(
+        "prefix",
+        "1",
+        r#"trap 'echo "after $n"; n=$((n+1))' USR1
+n=0; echo before; while :; do sleep 0.05; done"#,
+    );
+    wait_until("the first line kept", || {
+        (logs_json(&herd, &[]).len() == 1).then_some(())
+    });
+    let mut follow = Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["logs", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follow.stdout.take().unwrap()).lines();
+    assert!(out.next().unwrap().unwrap().ends_with("] before"));
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, _) = herd.ctl(&["signal", "USR1"]);
+    assert_eq!(code, 0);
+    assert!(out.next().unwrap().unwrap().ends_with("] after 0"));
+    let (code, _, _) = herd.ctl(&["signal", "USR1"]);
+    assert_eq!(code, 0);
+    assert!(out.next().unwrap().unwrap().ends_with("] after 1"));
+    let (code, _, _) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0);
+    assert!(out.next().is_none(), "nothing more, nothing twice");
+    let status = wait_child(&mut follow, TIMEOUT, libc::SIGKILL).unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn followers_beyond_the_limit_are_refused_in_one_line() {
+    let herd = herd_running("prefix", "1", r#"echo up; exec sleep 1000"#);
+    let mut followers: Vec<_> = (0..8)
+        .map(|_| {
+            let mut child = Command::new(HERD)
+                .env("HERD_CONTROL", herd.control())
+                .args(["logs", "-f"])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+            assert!(out.next().unwrap().unwrap().ends_with("] up"));
+            (child, out)
+        })
+        .collect();
+    let (code, _, stderr) = herd.ctl(&["logs", "-f"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("already follow"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // One gone, a seat is free again.
+    let (mut first, _) = followers.remove(0);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    wait_until("a follower's seat freed", || {
+        let mut child = Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .args(["logs", "-f"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let got = out.next().and_then(Result::ok);
+        let _ = child.kill();
+        let _ = child.wait();
+        got.filter(|l| l.ends_with("] up"))
+    });
+    for (mut child, _) in followers {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
