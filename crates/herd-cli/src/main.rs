@@ -44,7 +44,14 @@ fn run_command() -> ExitCode {
     }
     // Sockets passed by systemd are claimed now, before herd opens any fd of its own.
     spec::claim_passed_sockets();
-    let (cli, _) = match parse_command_line() {
+    // After a re-exec, the previous image's state: its config file is the one the workers
+    // run, not what is on disk now.
+    let restored = match run::restored_state() {
+        Ok(restored) => restored,
+        Err(failure) => return ended(Err(failure)),
+    };
+    let in_force = restored.as_ref().and_then(run::config_in_force);
+    let (cli, _) = match parse_command_line(in_force) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -56,7 +63,9 @@ fn run_command() -> ExitCode {
     };
     let result = owner.and_then(|owner| match cli.command {
         cli::Command::Check(args) => check(&args),
-        cli::Command::Run(args) => run::run(*args, cli.control.as_deref(), &cli.name, owner),
+        cli::Command::Run(args) => {
+            run::run(*args, cli.control.as_deref(), &cli.name, owner, restored)
+        }
         client => control::path::check_name(&cli.name)
             .map_err(exit::Failure::Usage)
             .and_then(|()| {
@@ -74,7 +83,7 @@ fn run_command() -> ExitCode {
 
 #[cfg(windows)]
 fn run_command() -> ExitCode {
-    let (cli, matches) = match parse_command_line() {
+    let (cli, matches) = match parse_command_line(None) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -95,16 +104,18 @@ fn check(args: &cli::CheckArgs) -> Result<(), exit::Failure> {
     Ok(())
 }
 
-/// The command line with its `--config` file applied, and what was given; or, after
-/// `--help`, `--version` or a usage error (told in one line), how herd exits.
-fn parse_command_line() -> Result<(cli::Cli, ArgMatches), ExitCode> {
+/// The command line with its `--config` file applied (whose contents are `in_force` if
+/// given, after a re-exec), and what was given; or, after `--help`, `--version` or a usage
+/// error (told in one line), how herd exits.
+fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), ExitCode> {
     let argv: Vec<_> = std::env::args_os().collect();
     let parsed = cli::Cli::command()
         .try_get_matches_from(&argv)
         .and_then(|matches| cli::Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
     match parsed {
         Ok((cli, matches)) => {
-            match cli::config::apply(cli::config::Merged::of(cli, matches), &argv) {
+            let parsed = cli::config::Merged::of(cli, matches);
+            match cli::config::apply_with(parsed, &argv, in_force) {
                 Ok(merged) => Ok((merged.cli, merged.matches)),
                 Err(why) => {
                     logging::line(&format!("herd: error: {why}"));

@@ -26,20 +26,33 @@ mod takeover;
 
 pub use checks::check;
 use checks::{check_names_and_balance, check_nofile, worker_options};
-use reload::{config_reload, in_force_args};
+use reload::config_reload;
 use takeover::{fetch_inherited, socket_identity, takeover_control, OldHerd};
+
+/// The state a re-exec's previous image handed over (`HERD_REEXEC_STATE`), with the fds it
+/// names claimed; `None` when herd was not re-executed.
+pub fn restored_state() -> Result<Option<reexec::Restored>, Failure> {
+    Ok(reexec::take()?)
+}
+
+/// With `--config`: the file's contents the previous image's workers run, which the new
+/// image's command line is read with.
+pub fn config_in_force(restored: &reexec::Restored) -> Option<&str> {
+    restored.state.config.as_deref()
+}
 
 /// Runs `herd run` to completion; `control` and `name` select the control socket, and `owner`
 /// is the uid a `--takeover`'s old herd may run as besides root and herd's own user.
+/// `restored`: the state a re-exec handed over ([`restored_state`]), whose `args` were read
+/// with its config file ([`config_in_force`]).
 pub fn run(
     args: RunArgs,
     control: Option<&Path>,
     name: &str,
     owner: Option<u32>,
+    restored: Option<reexec::Restored>,
 ) -> Result<(), Failure> {
-    let restored = reexec::take()?;
-    // Connections to herd's endpoints must never take the fds supervision needs. After a
-    // re-exec, the workers still get the limit the first image was started with.
+    // Enough fds for supervision whatever connects; after a re-exec, the first image's limit.
     crate::fdlimit::raise(restored.as_ref().and_then(|r| r.state.nofile));
     if let Some(restored) = restored {
         return resume(args, control, name, restored);
@@ -259,11 +272,6 @@ fn resume(
         metrics,
         outputs,
     } = restored;
-    // With --config, what the workers run: the file as the previous image last read it.
-    let args = match &state.config {
-        Some(text) => in_force_args(text)?,
-        None => args,
-    };
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
     let listeners: Vec<Listener> = state
         .listeners

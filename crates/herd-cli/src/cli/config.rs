@@ -20,7 +20,7 @@ use super::Cli;
 mod merge;
 mod reload;
 
-pub use merge::{apply, merge, parse, parse_with, Merged};
+pub use merge::{apply, apply_with, merge, parse, parse_with, Merged};
 pub use reload::{fixed_changes, Reloader, Reread};
 
 /// The key of the worker command.

@@ -13,19 +13,6 @@ use crate::supervisor::reload::{FileReload, Reload};
 
 use super::worker_command;
 
-/// `herd run`'s options from its command line and `text`, its config file's contents as a
-/// re-exec's workers run them.
-pub(super) fn in_force_args(text: &str) -> Result<RunArgs, Failure> {
-    let argv: Vec<OsString> = std::env::args_os().collect();
-    let merged = crate::cli::config::parse_with(&argv, Some(text)).map_err(Failure::Usage)?;
-    match merged.cli.command {
-        crate::cli::Command::Run(args) => Ok(*args),
-        _ => Err(Failure::Usage(
-            "a re-exec that is not a herd run".to_string(),
-        )),
-    }
-}
-
 /// `herd upgrade --reload-config`: reads the config file again with herd's command line
 /// (`in_force`: its contents the workers run, after a re-exec), and makes the new
 /// generation's command as `prepare` made the first (its output read by `output`).

@@ -8,6 +8,7 @@ use super::effects::{Client, Count, Effect};
 use super::phase::{self, StopPlan};
 use super::platform::Signal;
 use super::pool::{self, PoolError};
+use super::reload::ForUpgrade;
 use super::waiters::{Answer, UpgradeOutcome};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
 
@@ -67,10 +68,30 @@ impl Supervisor {
         timeout: Option<Duration>,
         client: Option<Client>,
     ) {
+        self.upgrade_to(reason, timeout, client, None);
+    }
+
+    /// Starts a rolling upgrade; with `reloaded`, its new generation runs what a config file
+    /// read again says, and what was read is forgotten if it cannot start.
+    pub(super) fn upgrade_to(
+        &mut self,
+        reason: &str,
+        timeout: Option<Duration>,
+        client: Option<Client>,
+        reloaded: Option<ForUpgrade>,
+    ) {
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
-        let started = match self.pool.upgrade_too_short(timeout) {
+        let (config, reloaded) = match reloaded {
+            Some((config, command, staged)) => (Some(config), Some((command, staged))),
+            None => (None, None),
+        };
+        let too_short = match &config {
+            Some(config) => self.pool.upgrade_too_short_with(timeout, config),
+            None => self.pool.upgrade_too_short(timeout),
+        };
+        let started = match too_short {
             Some(why) => Err(why),
-            None => self.pool.upgrade(timeout, Instant::now()),
+            None => self.pool.upgrade_with(timeout, config, Instant::now()),
         };
         match started {
             Ok((generation, actions)) => {
@@ -84,11 +105,15 @@ impl Supervisor {
                     self.effects.execute([Effect::Report(report)]);
                 }
                 self.waiters.upgrade_started(client);
-                self.reloaded_upgrade_started(Some(generation));
+                if let Some((command, staged)) = reloaded {
+                    self.reloaded_upgrade_started(generation, command, staged);
+                }
                 self.apply(actions, false);
             }
             Err(why) => {
-                self.reloaded_upgrade_started(None);
+                if reloaded.is_some() {
+                    self.reloaded_upgrade_refused();
+                }
                 tracing::warn!(
                     event = LogEvent::UpgradeRefused.as_str(),
                     "{reason}: cannot upgrade: {why}"

@@ -141,7 +141,9 @@ impl Supervisor {
             ));
         }
         let version = version_needed(self.pool.is_draining());
-        let child = match self.effects.spawner().start_check(command(&file, version)) {
+        // With --config, the file's contents the workers run, which the new image reads.
+        let config = self.reload.as_ref().map(|r| r.in_force().to_string());
+        let mut child = match self.effects.spawner().start_check(command(&file, version)) {
             Ok(child) => child,
             Err(e) => {
                 let why = format!(
@@ -180,8 +182,11 @@ impl Supervisor {
             return self.effects.execute([kill].into_iter().chain(refused));
         }
         let done = done.clone();
+        let stdin = child.stdin.take().map(OwnedFd::from);
         tokio::spawn(async move {
-            let verdict = run_check(child, status_rx, version).await;
+            // Written as it is read; a child that reads none of it fails its check by itself.
+            let give = give_config(stdin, config.unwrap_or_default());
+            let (verdict, ()) = tokio::join!(run_check(child, status_rx, version), give);
             let _ = done.send(Checked { pid, verdict }).await;
         });
     }
@@ -227,10 +232,22 @@ fn command(exe: &Path, version: u32) -> std::process::Command {
         .env_remove(super::reexec::STATE_VAR)
         // Its own group, so that it is killed with whatever it starts.
         .process_group(0)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
+}
+
+/// Writes `config` (the config file's contents the workers run; empty without one) to the
+/// check child's `stdin`, then closes it, within [`TIMEOUT`].
+async fn give_config(stdin: Option<OwnedFd>, config: String) {
+    use tokio::io::AsyncWriteExt;
+    let Some(mut pipe) =
+        stdin.and_then(|fd| tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok())
+    else {
+        return;
+    };
+    let _ = tokio::time::timeout(TIMEOUT, pipe.write_all(config.as_bytes())).await;
 }
 
 /// Reads the child's output and waits for its exit status, within [`TIMEOUT`].
@@ -332,6 +349,22 @@ fn drain_hint(version: u32) -> &'static str {
     }
 }
 
+/// The check's answer for state `offered`, on stdout: its exit code.
+fn answer(offered: u32) -> Option<u8> {
+    // An answer that cannot be written is a failed check, not a panic.
+    let answer = format!(
+        "{ANSWER} state={offered} version={}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut out = std::io::stdout();
+    match std::io::Write::write_all(&mut out, answer.as_bytes())
+        .and_then(|()| std::io::Write::flush(&mut out))
+    {
+        Ok(()) => Some(exit::OK),
+        Err(_) => Some(exit::FAILURE),
+    }
+}
+
 /// The check mode, when this process was started as `herd __reexec-check VERSION -- ARGS...`:
 /// its exit code, after answering. `None` otherwise.
 pub fn answer_if_asked() -> Option<u8> {
@@ -368,23 +401,27 @@ pub fn answer_if_asked() -> Option<u8> {
             ),
         );
     };
-    let parsed =
-        <crate::cli::Cli as clap::Parser>::try_parse_from(std::iter::once(program).chain(rest));
+    let argv: Vec<OsString> = std::iter::once(program).chain(rest).collect();
+    let parsed = <crate::cli::Cli as clap::Parser>::try_parse_from(&argv);
     match parsed {
-        Ok(cli) if matches!(cli.command, crate::cli::Command::Run(_)) => {
-            // An answer that cannot be written is a failed check, not a panic.
-            let answer = format!(
-                "{ANSWER} state={offered} version={}\n",
-                env!("CARGO_PKG_VERSION")
-            );
-            let mut out = std::io::stdout();
-            match std::io::Write::write_all(&mut out, answer.as_bytes())
-                .and_then(|()| std::io::Write::flush(&mut out))
-            {
-                Ok(()) => Some(exit::OK),
-                Err(_) => Some(exit::FAILURE),
+        Ok(cli) if matches!(&cli.command, crate::cli::Command::Run(run) if run.config.is_some()) => {
+            // The config file's contents the workers run, on stdin: what the new image reads.
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                return fail(
+                    exit::FAILURE,
+                    format!("cannot read the config file's contents on stdin: {e}"),
+                );
+            }
+            match crate::cli::config::parse_with(&argv, Some(&text)) {
+                Ok(_) => answer(offered),
+                Err(why) => fail(
+                    exit::USAGE,
+                    format!("this herd does not accept the running herd's config file: {why}"),
+                ),
             }
         }
+        Ok(cli) if matches!(cli.command, crate::cli::Command::Run(_)) => answer(offered),
         Ok(_) => fail(
             exit::USAGE,
             "the command line is not a 'herd run' command line".to_string(),

@@ -13,7 +13,7 @@ use crate::logging::LogEvent;
 
 use super::effects::{Client, Effect};
 use super::platform::Signal;
-use super::pool::PoolConfig;
+use super::pool::{self, PoolConfig, PoolError};
 use super::waiters::Answer;
 use super::Supervisor;
 use herd_core::RecyclePolicy;
@@ -80,18 +80,31 @@ impl<F: FnMut(&RunArgs) -> Result<WorkerCommand, String>> ReloadConfig for FileR
     }
 }
 
-/// What a reloaded upgrade changes once it has finished, or puts back if it does not.
+/// What a reloaded upgrade changes once it has finished (its pool settings are the pool's
+/// new generation's, see [`herd_core::Pool::upgrade_with`]).
 pub(super) struct Staged {
-    /// The pool's settings before the reload.
-    previous: PoolConfig,
     /// The number of workers the file asks for, if it changed it.
     workers: Option<Workers>,
     /// What asks a worker to stop, from the file.
     stop_signal: Signal,
     /// `--max-memory` and `--max-lifetime`, from the file.
     recycling: RecyclePolicy,
-    /// The new generation's command, until the upgrade starts.
-    command: Option<WorkerCommand>,
+}
+
+/// A config file read again, for an upgrade: the new generation's pool settings and
+/// command, and what changes once the upgrade finishes.
+pub(super) type ForUpgrade = (PoolConfig, WorkerCommand, Staged);
+
+impl Reloaded {
+    /// The new generation's pool settings, and what changes once its upgrade finishes.
+    pub(super) fn split(self) -> ForUpgrade {
+        let staged = Staged {
+            workers: self.workers,
+            stop_signal: self.stop_signal,
+            recycling: self.recycling,
+        };
+        (self.config, self.command, staged)
+    }
 }
 
 /// The worker command of each generation: the current one, and while an upgrade rolls out a
@@ -146,6 +159,12 @@ impl Supervisor {
     /// `herd upgrade --reload-config`: reads the config file again and upgrades to what it
     /// says; if it cannot be read or applied, `client` hears why and nothing changes.
     pub(super) fn reload_and_upgrade(&mut self, timeout: Option<Duration>, client: Client) {
+        if let Some(upgrade) = self.pool.upgrade_in_progress() {
+            let why = PoolError::UpgradeInProgress {
+                generation: upgrade.generation,
+            };
+            return self.refuse_reload(pool::error_code(&why), why.to_string(), client);
+        }
         let reloaded = match self.reload.as_mut() {
             Some(reload) => reload.reload(),
             None => Err(
@@ -154,54 +173,47 @@ impl Supervisor {
                     .to_string(),
             ),
         };
-        let reloaded = match reloaded {
-            Ok(reloaded) => reloaded,
-            Err(why) => {
-                tracing::warn!(
-                    event = LogEvent::UpgradeRefused.as_str(),
-                    "herd upgrade --reload-config: {why}"
-                );
-                let answer = Answer::new(client, Response::error(ErrorCode::ConfigInvalid, why));
-                return self.effects.execute([Effect::Answer(answer)]);
-            }
-        };
-        let previous = self.pool.config().clone();
-        self.pool.reconfigure(PoolConfig {
-            workers: previous.workers,
-            drain: previous.drain,
-            ..reloaded.config
-        });
-        self.staged = Some(Staged {
-            previous,
-            workers: reloaded.workers,
-            stop_signal: reloaded.stop_signal,
-            recycling: reloaded.recycling,
-            command: Some(reloaded.command),
-        });
-        self.upgrade("herd upgrade --reload-config", timeout, Some(client));
+        match reloaded {
+            Ok(reloaded) => self.upgrade_to(
+                "herd upgrade --reload-config",
+                timeout,
+                Some(client),
+                Some(reloaded.split()),
+            ),
+            Err(why) => self.refuse_reload(ErrorCode::ConfigInvalid, why, client),
+        }
     }
 
-    /// The upgrade to `generation` started (`None`: it was refused): a reloaded config's
-    /// command is what its new workers run; a refused one's settings are put back.
-    pub(super) fn reloaded_upgrade_started(&mut self, generation: Option<u64>) {
-        let Some(mut staged) = self.staged.take() else {
-            return;
-        };
-        if generation.is_none() {
-            self.settle_reload(false);
-        }
-        match (generation, staged.command.take()) {
-            (Some(generation), Some(command)) => {
-                tracing::info!(
-                    event = LogEvent::ConfigReloaded.as_str(),
-                    generation,
-                    "config file read again: generation {generation} runs what it says"
-                );
-                self.effects.commands().stage(generation, command);
-                self.staged = Some(staged);
-            }
-            _ => self.pool.reconfigure(staged.previous),
-        }
+    /// `herd upgrade --reload-config` changes nothing: `client` hears why (`code`).
+    fn refuse_reload(&mut self, code: ErrorCode, why: String, client: Client) {
+        tracing::warn!(
+            event = LogEvent::UpgradeRefused.as_str(),
+            "herd upgrade --reload-config: {why}"
+        );
+        let answer = Answer::new(client, Response::error(code, why));
+        self.effects.execute([Effect::Answer(answer)]);
+    }
+
+    /// The upgrade to `generation` started with a config file read again: its new workers
+    /// run `command`, and `staged` applies once it finishes.
+    pub(super) fn reloaded_upgrade_started(
+        &mut self,
+        generation: u64,
+        command: WorkerCommand,
+        staged: Staged,
+    ) {
+        tracing::info!(
+            event = LogEvent::ConfigReloaded.as_str(),
+            generation,
+            "config file read again: generation {generation} runs what it says"
+        );
+        self.effects.commands().stage(generation, command);
+        self.staged = Some(staged);
+    }
+
+    /// An upgrade with a config file read again was refused: what was read is forgotten.
+    pub(super) fn reloaded_upgrade_refused(&mut self) {
+        self.settle_reload(false);
     }
 
     /// The upgrade ended: a reloaded config is kept if it `finished` (with its number of
@@ -213,7 +225,6 @@ impl Supervisor {
         };
         self.settle_reload(finished);
         if !finished {
-            self.pool.reconfigure(staged.previous);
             return;
         }
         self.effects.set_stop_signal(staged.stop_signal);

@@ -252,3 +252,92 @@ fn a_reexec_keeps_the_config_the_workers_run_until_a_reload() {
     assert_eq!(code, 0, "{stderr}");
     assert!(answers(&addr, 6).iter().all(|a| a.contains(", v2")));
 }
+
+#[test]
+fn upgrades_and_reloads_during_a_reloaded_upgrade_are_refused_and_leave_it_whole() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = hello_config(dir, "", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path]);
+        cmd
+    });
+    let config = config.get().unwrap();
+    let addr = herd.address("http");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    // The reload asks for a third worker, and each new one stays ready 3 s before it
+    // replaces an old one: the upgrade rolls for 6 s at least.
+    let text = std::fs::read_to_string(config).unwrap();
+    let v2 = text
+        .replace("\"v1\"", "\"v2\"")
+        .replace("workers = 2", "workers = 3")
+        .replace("min-ready = \"0s\"", "min-ready = \"3s\"");
+    std::fs::write(config, &v2).unwrap();
+    std::thread::scope(|scope| {
+        let reload = scope.spawn(|| herd.ctl(&["upgrade", "--reload-config"]));
+        herd.wait_for_event("config_reloaded", &[("generation", 2.into())]);
+        std::fs::write(config, v2.replace("\"v2\"", "\"v3\"")).unwrap();
+        for args in [&["upgrade", "--reload-config"][..], &["upgrade"]] {
+            let (code, _, stderr) = herd.ctl(args);
+            assert_eq!(code, FAILURE, "{args:?}: {stderr}");
+            assert!(
+                stderr.contains("(busy): an upgrade to generation 2 is in progress"),
+                "{args:?}: {stderr}"
+            );
+        }
+        let (code, stdout, stderr) = reload.join().unwrap();
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("every worker now runs generation 2"),
+            "{stdout}"
+        );
+    });
+    // The reload is whole: three workers, all of generation 2, all with v2.
+    let status = wait_status(&herd, "3 ready workers", |s| settled(s, 3));
+    assert_eq!(status["generation"], 2, "{status}");
+    assert!(answers(&addr, 6).iter().all(|a| a.contains(", v2")));
+    // And v2 is what herd keeps across a re-exec: a worker restarted then runs it.
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let victim = pids(&herd.status())[0];
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_event("the replacement", |e| is_start(e) && e["pid"] != victim);
+    wait_status(&herd, "3 ready workers", |s| settled(s, 3));
+    assert!(answers(&addr, 9).iter().all(|a| a.contains(", v2")));
+}
+
+#[test]
+fn a_reexec_reads_nothing_so_a_broken_or_missing_file_does_not_stop_it() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = hello_config(dir, "log-format = \"json\"", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path]);
+        cmd
+    });
+    let config = config.get().unwrap();
+    let addr = herd.address("http");
+    let before = pids(&wait_status(&herd, "2 ready workers", |s| settled(s, 2)));
+    for (n, broken) in [Some("workers = -1\n"), None].into_iter().enumerate() {
+        match broken {
+            Some(text) => std::fs::write(config, text).unwrap(),
+            None => std::fs::remove_file(config).unwrap(),
+        }
+        let (code, _, stderr) = herd.ctl(&["reexec"]);
+        assert_eq!(code, 0, "{broken:?}: {stderr}");
+        herd.wait_for_events("reexecuted", n + 1, &[]);
+        let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+        assert_eq!(pids(&status), before, "{broken:?}: the same workers");
+        assert!(answers(&addr, 4).iter().all(|a| a.contains(", v1")));
+    }
+    // A worker restarted by the new image runs what the workers ran.
+    let victim = before[0];
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_event("the replacement", |e| is_start(e) && e["pid"] != victim);
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    assert!(answers(&addr, 6).iter().all(|a| a.contains(", v1")));
+}

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Action, Phase, Pool, PoolError, Reason, Slot, StopMode, Upgrade, WorkerState};
+use super::{
+    Action, Phase, Pool, PoolConfig, PoolError, Reason, Slot, StopMode, Upgrade, WorkerState,
+};
 
 impl Pool {
     /// Sets the number of workers: new slots start now; workers above the new number stop
@@ -51,6 +53,19 @@ impl Pool {
         timeout: Duration,
         now: Instant,
     ) -> Result<(u64, Vec<Action>), PoolError> {
+        self.upgrade_with(timeout, None, now)
+    }
+
+    /// Starts a rolling upgrade whose new generation runs with `config` if given (a config
+    /// file read again; its `workers` and `drain` stay the pool's). The older workers and
+    /// their restarts keep the pool's settings, which become `config` once the upgrade
+    /// finishes and stay if it does not.
+    pub fn upgrade_with(
+        &mut self,
+        timeout: Duration,
+        config: Option<PoolConfig>,
+        now: Instant,
+    ) -> Result<(u64, Vec<Action>), PoolError> {
         if self.phase == Phase::Stopping {
             return Err(PoolError::Stopping);
         }
@@ -59,6 +74,11 @@ impl Pool {
                 generation: u.generation,
             });
         }
+        self.next_config = config.map(|config| PoolConfig {
+            workers: self.config.workers,
+            drain: self.config.drain,
+            ..config
+        });
         self.latest_generation += 1;
         let generation = self.latest_generation;
         self.upgrade = Some(Upgrade {
@@ -68,13 +88,27 @@ impl Pool {
         Ok((generation, self.due(now)))
     }
 
+    /// The upgrade to `generation` finished: its settings are the pool's from now on.
+    pub(super) fn finish_upgrade(&mut self, generation: u64) -> Action {
+        self.upgrade = None;
+        self.generation = generation;
+        if let Some(next) = self.next_config.take() {
+            self.config = next;
+        }
+        Action::UpgradeEnded(Ok(generation))
+    }
+
     /// The shortest time an upgrade can take: each new worker must stay ready `min_ready`
     /// before it replaces an old one, and at most `max_surge` start at a time, so the
     /// `desired` slots take that many rounds.
     pub fn shortest_upgrade(&self) -> Duration {
-        let surge = self.config.max_surge.max(1);
+        self.shortest_upgrade_with(&self.config)
+    }
+
+    fn shortest_upgrade_with(&self, config: &PoolConfig) -> Duration {
+        let surge = config.max_surge.max(1);
         let rounds = self.desired / surge + usize::from(self.desired % surge != 0);
-        self.config
+        config
             .min_ready
             .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
     }
@@ -82,19 +116,28 @@ impl Pool {
     /// Why an upgrade given `timeout` cannot succeed, if it cannot: it is zero, or no longer
     /// than [`Pool::shortest_upgrade`].
     pub fn upgrade_too_short(&self, timeout: Duration) -> Option<PoolError> {
+        self.upgrade_too_short_with(timeout, &self.config)
+    }
+
+    /// [`Pool::upgrade_too_short`] for an upgrade whose new generation runs with `config`.
+    pub fn upgrade_too_short_with(
+        &self,
+        timeout: Duration,
+        config: &PoolConfig,
+    ) -> Option<PoolError> {
         if timeout == Duration::ZERO {
             return Some(PoolError::ZeroUpgradeTimeout);
         }
-        let shortest = self.shortest_upgrade();
+        let shortest = self.shortest_upgrade_with(config);
         if shortest == Duration::ZERO || timeout > shortest {
             return None;
         }
         Some(PoolError::UpgradeTooShort {
             timeout,
             shortest,
-            min_ready: self.config.min_ready,
+            min_ready: config.min_ready,
             workers: self.desired,
-            max_surge: self.config.max_surge,
+            max_surge: config.max_surge,
         })
     }
 
@@ -104,11 +147,14 @@ impl Pool {
         now: Instant,
         actions: &mut Vec<Action>,
     ) {
-        let u = match self.upgrade.take() {
+        let u = match self.upgrade {
             Some(u) => u,
             None => return,
         };
-        let deadline = now + self.config.grace;
+        // The new workers stop with their own grace; the old ones keep the pool's settings.
+        let deadline = now + self.settings(u.generation).grace;
+        self.upgrade = None;
+        self.next_config = None;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
             if w.generation >= u.generation && w.live() && !w.available {

@@ -97,7 +97,7 @@ impl Pool {
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
         let replaced = self.slots[w.slot].count.live > 0;
         let restart_in = if unexpected && slot_wanted && !replaced {
-            let policy = self.config.backoff;
+            let policy = self.settings(w.generation).backoff;
             let slot = &mut self.slots[w.slot];
             let delay = if no_fault {
                 Duration::ZERO
@@ -129,7 +129,7 @@ impl Pool {
             Some(t) => format!(
                 "{} after it was ready, within --min-ready {}",
                 format_duration(round_ms(now.saturating_duration_since(t))),
-                format_duration(self.config.min_ready)
+                format_duration(self.settings(w.generation).min_ready)
             ),
         };
         format!(

@@ -41,6 +41,9 @@ enum Phase {
 #[derive(Debug)]
 pub struct Pool {
     config: PoolConfig,
+    /// The settings of the upgrade's new generation, if it has its own (see
+    /// [`Pool::upgrade_with`]).
+    next_config: Option<PoolConfig>,
     desired: usize,
     generation: u64,
     latest_generation: u64,
@@ -70,6 +73,7 @@ impl Pool {
         let desired = config.workers;
         Pool {
             config,
+            next_config: None,
             desired,
             generation: 1,
             latest_generation: 1,
@@ -127,16 +131,19 @@ impl Pool {
         self.is_stopping() && self.workers.is_empty()
     }
 
-    /// The pool's settings.
+    /// The pool's settings: those of the current generation and its restarts (an upgrade
+    /// started with [`Pool::upgrade_with`] has its own until it finishes).
     pub fn config(&self) -> &PoolConfig {
         &self.config
     }
 
-    /// Replaces the pool's settings (a config file read again) for what comes next: workers
-    /// starting and stopping from now on, and the next upgrade. The number of workers stays
-    /// (see [`Pool::scale`]).
-    pub fn reconfigure(&mut self, config: PoolConfig) {
-        self.config = config;
+    /// The settings of the workers of `generation`: an upgrade's own for its new generation,
+    /// the pool's for the older ones.
+    fn settings(&self, generation: u64) -> &PoolConfig {
+        match (&self.next_config, self.upgrade) {
+            (Some(next), Some(u)) if generation >= u.generation => next,
+            _ => &self.config,
+        }
     }
 
     /// The desired number of workers.

@@ -93,6 +93,8 @@ impl Pool {
     pub fn export(&self, epoch: Epoch) -> Option<PoolState> {
         let Pool {
             config: _,
+            // Only while upgrading, when there is no state to save.
+            next_config: _,
             desired,
             generation,
             latest_generation,

@@ -36,16 +36,19 @@ impl Pool {
                     ..
                 } => times.push(deadline),
                 WorkerState::Draining { until, .. } => times.push(until),
-                WorkerState::Starting if serving => times.push(match self.config.readiness {
-                    Readiness::Delay(d) => w.started + d,
-                    Readiness::Notify { timeout } => w.started + timeout,
-                }),
+                WorkerState::Starting if serving => {
+                    times.push(match self.settings(w.generation).readiness {
+                        Readiness::Delay(d) => w.started + d,
+                        Readiness::Notify { timeout } => w.started + timeout,
+                    })
+                }
                 WorkerState::Ready if serving => {
-                    if let Some(limit) = self.config.watchdog {
+                    let settings = self.settings(w.generation);
+                    if let Some(limit) = settings.watchdog {
                         times.push(w.last_ping + limit);
                     }
                     if !w.available {
-                        times.extend(available_at(w, self.config.min_ready));
+                        times.extend(available_at(w, settings.min_ready));
                     }
                 }
                 _ => {}
@@ -112,7 +115,7 @@ impl Pool {
             if w.state != WorkerState::Starting {
                 continue;
             }
-            match self.config.readiness {
+            match self.settings(w.generation).readiness {
                 Readiness::Delay(delay) if now >= w.started + delay => self.make_ready(i, now),
                 Readiness::Notify { timeout } if now >= w.started + timeout => {
                     if self.is_upgrading_worker(w) {
@@ -136,9 +139,9 @@ impl Pool {
     }
 
     fn check_available(&mut self, now: Instant) {
-        let min_ready = self.config.min_ready;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
+            let min_ready = self.settings(w.generation).min_ready;
             if w.state == WorkerState::Ready
                 && !w.available
                 && available_at(w, min_ready).map_or(false, |at| now >= at)
@@ -149,13 +152,13 @@ impl Pool {
     }
 
     fn check_watchdogs(&mut self, now: Instant, actions: &mut Vec<Action>) {
-        let limit = match self.config.watchdog {
-            Some(limit) => limit,
-            None => return,
-        };
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
-            if w.state == WorkerState::Ready && now >= w.last_ping + limit {
+            let expired = match self.settings(w.generation).watchdog {
+                Some(limit) => now >= w.last_ping + limit,
+                None => false,
+            };
+            if w.state == WorkerState::Ready && expired {
                 actions.push(self.stop_worker(i, StopMode::Kill, Reason::Watchdog, now));
             }
         }
@@ -171,7 +174,7 @@ impl Pool {
                 "the upgrade to generation {} did not finish before its deadline (each new \
                  worker must be ready, then stay ready for --min-ready {})",
                 upgrade.generation,
-                format_duration(self.config.min_ready)
+                format_duration(self.settings(upgrade.generation).min_ready)
             );
             self.abort_upgrade(reason, now, actions);
             return;
@@ -187,7 +190,7 @@ impl Pool {
                 }
             }
         }
-        // Old workers whose slot has an available successor stop now.
+        // Old workers whose slot has an available successor stop now, with their own grace.
         let deadline = now + self.config.grace;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
@@ -212,7 +215,7 @@ impl Pool {
             }
         }
         starting += self.slots.iter().filter(|s| s.spawning).count();
-        let mut room = self.config.max_surge.max(1).saturating_sub(starting);
+        let mut room = self.settings(g).max_surge.max(1).saturating_sub(starting);
         for slot in 0..self.desired {
             if room == 0 {
                 break;
@@ -229,9 +232,7 @@ impl Pool {
         // Done when every slot has an available worker of the new generation and no old one.
         let done = (0..self.desired).all(|slot| new_available[slot] && !has_old[slot]);
         if done {
-            self.upgrade = None;
-            self.generation = g;
-            actions.push(Action::UpgradeEnded(Ok(g)));
+            actions.push(self.finish_upgrade(g));
         }
     }
 

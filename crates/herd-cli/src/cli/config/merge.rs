@@ -62,8 +62,9 @@ pub fn apply(parsed: Merged, argv: &[OsString]) -> Result<Merged, String> {
     apply_with(parsed, argv, None)
 }
 
-/// [`apply`], with `text` as the file's contents if given.
-fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Result<Merged, String> {
+/// [`apply`], with `text` as the file's contents if given (what a re-exec's workers run)
+/// rather than what the file holds now.
+pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Result<Merged, String> {
     let path = match &parsed.cli.command {
         Command::Run(args) => match &args.config {
             Some(path) => path.clone(),

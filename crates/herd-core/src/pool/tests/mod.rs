@@ -4,6 +4,7 @@ mod drain;
 mod ready;
 mod recycle;
 mod scale;
+mod settings;
 mod upgrade;
 mod workers;
 
