@@ -17,6 +17,7 @@ use toml::Spanned;
 
 use super::Cli;
 
+mod file;
 mod merge;
 mod reload;
 
@@ -49,10 +50,9 @@ pub struct Entry {
 }
 
 impl ConfigFile {
-    /// The contents of the file at `path`.
+    /// The contents of the file at `path`: a regular file of at most 16 MiB.
     pub fn read_text(path: &Path) -> Result<String, String> {
-        std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read the config file: {e}", path.display()))
+        file::read(path)
     }
 
     /// Checks `text`, the contents of the file `name`: every key is an option of `herd run`

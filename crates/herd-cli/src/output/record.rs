@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use crate::control::results::LogLine;
+use crate::text::escape;
 
 /// Which of its outputs a worker wrote a line to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,8 +51,7 @@ pub struct Record {
 }
 
 impl Record {
-    /// `[worker 2 pid 4242 gen 1] text`, with `split` before `]` on a cut line. The text is
-    /// the worker's own, colours and all, as `inherit` would have shown it.
+    /// `[worker 2 pid 4242 gen 1] text`, with `split` before `]` on a cut line.
     pub fn prefixed(&self) -> String {
         prefixed(&self.writer, self.split, &self.text)
     }
@@ -84,11 +84,16 @@ impl Record {
 }
 
 /// `[worker 2 pid 4242 gen 1] text` and a newline, with `split` before `]` on a cut line.
+/// Control characters in the text are escaped (`\r`, `\x1b`...), so that no worker can move
+/// the cursor over its tag, or fake another's, on a terminal; JSON escapes them its own way.
 pub fn prefixed(writer: &Writer, split: bool, text: &str) -> String {
     let split = if split { " split" } else { "" };
     format!(
-        "[worker {} pid {} gen {}{split}] {text}\n",
-        writer.slot, writer.pid, writer.generation
+        "[worker {} pid {} gen {}{split}] {}\n",
+        writer.slot,
+        writer.pid,
+        writer.generation,
+        escape(text)
     )
 }
 
@@ -119,6 +124,15 @@ mod tests {
         assert_eq!(
             record("part", true).prefixed(),
             "[worker 2 pid 4242 gen 1 split] part\n"
+        );
+    }
+
+    #[test]
+    fn prefixed_escapes_what_could_overwrite_the_tag() {
+        let line = record("\r[worker 9 pid 1 gen 1] fake \u{1b}[2J", false).prefixed();
+        assert_eq!(
+            line,
+            "[worker 2 pid 4242 gen 1] \\r[worker 9 pid 1 gen 1] fake \\x1b[2J\n"
         );
     }
 

@@ -1,0 +1,79 @@
+//! Reading a config file safely: only a regular file, opened without waiting (a FIFO put in
+//! its place must not block herd), and at most [`MAX_BYTES`] of it (`/dev/zero` must not eat
+//! herd's memory).
+
+use std::io::Read;
+use std::path::Path;
+
+/// The largest config file herd reads.
+pub const MAX_BYTES: u64 = 16 << 20;
+
+/// The contents of the regular file at `path`, or why it cannot be a config file.
+pub fn read(path: &Path) -> Result<String, String> {
+    let fail = |why: String| format!("{}: cannot read the config file: {why}", path.display());
+    let file = imp::open(path).map_err(|e| fail(e.to_string()))?;
+    let metadata = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if !metadata.is_file() {
+        return Err(fail("it is not a regular file".to_string()));
+    }
+    let mut text = String::new();
+    let read = file.take(MAX_BYTES + 1).read_to_string(&mut text);
+    read.map_err(|e| fail(e.to_string()))?;
+    if text.len() as u64 > MAX_BYTES {
+        return Err(fail(format!("it is larger than {} MiB", MAX_BYTES >> 20)));
+    }
+    Ok(text)
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::fs::{File, OpenOptions};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::Path;
+
+    /// Opens `path` for reading without waiting for a FIFO's writer.
+    pub fn open(path: &Path) -> std::io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+    }
+}
+
+#[cfg(windows)]
+mod imp {
+    use std::fs::File;
+    use std::path::Path;
+
+    /// Opens `path` for reading.
+    pub fn open(path: &Path) -> std::io::Result<File> {
+        File::open(path)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_regular_file_of_bounded_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.toml");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let error = read(&fifo).unwrap_err();
+        assert!(error.contains("not a regular file"), "{error}");
+        let error = read(Path::new("/dev/zero")).unwrap_err();
+        assert!(error.contains("not a regular file"), "{error}");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; (MAX_BYTES + 1) as usize]).unwrap();
+        let error = read(&big).unwrap_err();
+        assert!(error.contains("larger than 16 MiB"), "{error}");
+        let fine = dir.path().join("fine.toml");
+        std::fs::write(&fine, "workers = 2\n").unwrap();
+        assert_eq!(read(&fine).unwrap(), "workers = 2\n");
+    }
+}
