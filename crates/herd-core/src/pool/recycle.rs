@@ -60,7 +60,8 @@ impl Pool {
     /// Starts recycling worker `pid` for `cause`: a successor starts in its slot now (the
     /// returned [`Action::Spawn`]); once it is available, the old worker is told to stop
     /// gracefully. Refused while stopping or upgrading, while a wanted slot has no ready
-    /// worker, for a worker not yet available, and beyond `max_surge` recycles at once.
+    /// worker, for a worker not yet available, and beyond `max_surge` recycles at once (an old
+    /// worker still in its grace period counts).
     pub fn recycle(
         &mut self,
         pid: u32,
@@ -106,11 +107,12 @@ impl Pool {
         }])
     }
 
-    /// How many live workers are being recycled.
+    /// How many recycles are under way: a recycle lasts until its old worker has exited, so
+    /// the old workers still in their grace period count towards `max_surge` too.
     pub fn recycles_in_progress(&self) -> usize {
         self.workers
             .iter()
-            .filter(|w| w.live() && w.recycling.is_some())
+            .filter(|w| w.recycling.is_some())
             .count()
     }
 

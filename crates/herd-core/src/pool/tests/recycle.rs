@@ -72,10 +72,39 @@ fn at_most_max_surge_recycles_run_at_once() {
         Err(RecycleRefused::AtMaxSurge { max_surge: 2 })
     );
     assert_eq!(recycle(&mut h, 100), Err(RecycleRefused::AlreadyRecycling));
-    // One successor is ready and its old worker stopped: room for the third.
+    // One successor is ready and its old worker told to stop: it is still in its grace
+    // period, so the recycle is still under way.
     h.notify(103, "READY=1");
+    assert_eq!(h.signals.len(), 1);
+    assert_eq!(h.pool.recycles_in_progress(), 2);
+    assert_eq!(
+        recycle(&mut h, 102),
+        Err(RecycleRefused::AtMaxSurge { max_surge: 2 })
+    );
+    // Once it has exited: room for the third.
+    h.exit(100, code(0));
     assert_eq!(h.pool.recycles_in_progress(), 1);
     recycle(&mut h, 102).unwrap();
+}
+
+#[test]
+fn an_old_worker_in_a_long_grace_period_holds_back_the_next_recycle() {
+    let mut h = ready_pool(2, 1);
+    recycle(&mut h, 100).unwrap();
+    h.notify(102, "READY=1");
+    assert_eq!(
+        h.signals,
+        [(100, StopMode::Graceful, Reason::Recycled(MEMORY))]
+    );
+    // Worker 100 takes its time to leave: no second leaky worker may join it.
+    h.advance(SEC);
+    assert_eq!(
+        recycle(&mut h, 101),
+        Err(RecycleRefused::AtMaxSurge { max_surge: 1 })
+    );
+    h.exit(100, code(0));
+    assert_eq!(h.pool.recycles_in_progress(), 0);
+    recycle(&mut h, 101).unwrap();
 }
 
 #[test]
