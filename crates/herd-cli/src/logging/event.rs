@@ -92,6 +92,10 @@ log_events! {
     RecycleHeldBack = "recycle_held_back",
     /// A recycle ended without a successor; the old worker serves on.
     RecycleAborted = "recycle_aborted",
+    /// Reading the workers' memory and CPU time has not returned for 10 s.
+    SamplingSlow = "sampling_slow",
+    /// The workers' memory and CPU time were read again after a slow round.
+    SamplingResumed = "sampling_resumed",
     /// herd stops gracefully.
     Stopping = "stopping",
     /// herd stops at once, killing every worker.

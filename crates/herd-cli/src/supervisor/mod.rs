@@ -38,6 +38,7 @@ mod notifications;
 mod recycling;
 pub mod reload;
 mod requests;
+mod sampler;
 mod sampling;
 mod sources;
 mod turn;

@@ -1,7 +1,7 @@
 //! Recycling workers (`--max-memory`, `--max-lifetime`) and the figures behind it: every
-//! [`SAMPLE_EVERY`] the supervisor reads each worker's memory and CPU time (the platform's
-//! figures), feeds the memory to herd-core's pure [`Recycler`], and after every loop turn
-//! carries out what it decides. `herd status` shows the figures and the recent recycles,
+//! [`SAMPLE_EVERY`] the supervisor asks the [`Sampler`]'s thread for each worker's memory and
+//! CPU time (the platform's figures), feeds the memory that comes back to herd-core's pure
+//! [`Recycler`], and after every loop turn carries out what it decides. `herd status` shows the figures and the recent recycles,
 //! `--metrics` counts them by reason.
 
 use std::collections::hash_map::RandomState;
@@ -16,10 +16,11 @@ use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect};
 use super::platform;
+use super::sampler::{Sampler, Samples};
 use super::status::{ms, RecycleStatus, Status};
 use super::Supervisor;
 
-/// How often each worker's memory and CPU time are read.
+/// How often each worker's memory and CPU time are asked for.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// How many recent recycles `herd status` lists.
@@ -94,30 +95,56 @@ impl Supervisor {
         *self.recycling.recycler.policy()
     }
 
-    /// Reads every worker's memory and CPU time, then recycles what is due.
-    pub(super) fn sample_workers(&mut self) {
-        let now = Instant::now();
-        let kind = self.recycling.kind();
+    /// Asks the sampler for every worker's memory and CPU time; says once when the round
+    /// before is stuck.
+    pub(super) fn ask_for_samples(&mut self, sampler: &mut Sampler) {
+        let pids = self.pool.workers().iter().map(|w| w.pid).collect();
+        let Some(slow) = sampler.ask(pids, self.recycling.kind(), Instant::now()) else {
+            return;
+        };
+        let waited = humantime::format_duration(round_s(slow.waited));
+        let reading = slow
+            .pid
+            .map_or(String::new(), |pid| format!(" (reading pid {pid})"));
+        tracing::warn!(
+            event = LogEvent::SamplingSlow.as_str(),
+            pid = slow.pid,
+            waited = %waited,
+            "reading the workers' memory and CPU time has taken {waited} so far{reading}: \
+             herd status shows older figures and --max-memory waits until it ends"
+        );
+    }
+
+    /// Takes a round of the workers' figures, then recycles what is due.
+    pub(super) fn sampled(&mut self, samples: Samples) {
+        if let Some(took) = samples.late {
+            let took = humantime::format_duration(round_s(took));
+            tracing::info!(
+                event = LogEvent::SamplingResumed.as_str(),
+                took = %took,
+                "the workers' memory and CPU time were read again, after {took}"
+            );
+        }
         let per_second = platform::ticks_per_second().max(1) as f64;
         let r = &mut self.recycling;
         let mut memory = Vec::new();
         let mut ticks = HashMap::new();
         r.cpu_percent.clear();
-        for w in self.pool.workers() {
-            if let Some(bytes) = platform::memory(w.pid, kind) {
-                memory.push((w.pid, bytes));
+        for f in samples.figures {
+            if let Some(bytes) = f.memory {
+                memory.push((f.pid, bytes));
             }
-            let Some(used) = platform::cpu_ticks(w.pid) else {
+            let Some(used) = f.cpu_ticks else {
                 continue;
             };
-            if let Some(&(before, at)) = r.cpu_ticks.get(&w.pid) {
-                let seconds = now.saturating_duration_since(at).as_secs_f64();
+            if let Some(&(before, at)) = r.cpu_ticks.get(&f.pid) {
+                let seconds = f.at.saturating_duration_since(at).as_secs_f64();
                 if seconds > 0.0 {
                     let share = used.saturating_sub(before) as f64 / per_second / seconds;
-                    r.cpu_percent.insert(w.pid, share * 100.0);
+                    r.cpu_percent.insert(f.pid, share * 100.0);
                 }
             }
-            ticks.insert(w.pid, (used, now));
+            ticks.insert(f.pid, (used, f.at));
         }
         r.cpu_ticks = ticks;
         r.recycler.record_memory(&self.pool, memory);

@@ -2,15 +2,19 @@
 //! old herd's answer during a takeover, timers, and what only the platform has
 //! ([`platform::Inputs`]: on Unix the workers' `sd_notify` datagrams, finished re-exec checks,
 //! attached processes' pidfds and the timers of Unix's checks; on Windows the notify pipe's
-//! messages). [`Sources::next`] waits for the next one, as an [`Input`].
+//! messages), and the workers' figures from the [`Sampler`]'s thread. [`Sources::next`] waits
+//! for the next one, as an [`Input`].
 
 use std::time::Duration;
+
+use anyhow::Context;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
 use super::platform::{self, Intents, NotifySocket};
+use super::sampler::{Sampler, Samples};
 use super::signals::Intent;
 use super::takeover::StopAnswer;
 use super::{autoscale, metrics, recycling};
@@ -28,6 +32,8 @@ pub enum Input {
     TakeoverAnswered(StopAnswer),
     /// A timer fired.
     Tick(Tick),
+    /// The workers' memory and CPU time came back from the sampler.
+    Sampled(Samples),
     /// An input only the platform has (Unix: a notify datagram, a re-exec check's end, a
     /// check's timer; Windows: a notify message).
     Platform(platform::Input),
@@ -43,7 +49,7 @@ pub enum Tick {
     Autoscale,
     /// A quick look at the accept queue between two autoscaling samples.
     QueueCheck,
-    /// Time to read the workers' memory and CPU time (and recycle what is due).
+    /// Time to ask for the workers' memory and CPU time.
     Sample,
 }
 
@@ -71,6 +77,8 @@ pub struct Sources {
     queue_check: Interval,
     samples: Interval,
     server: JoinHandle<()>,
+    /// Reads the workers' memory and CPU time off the loop.
+    pub sampler: Sampler,
     /// What only the platform has.
     pub platform: platform::Inputs,
 }
@@ -102,6 +110,7 @@ impl Sources {
             tokio::spawn(metrics::serve(listener, scrapes_tx));
         }
         let (answered_tx, answered) = mpsc::channel(2);
+        let sampler = Sampler::start().context("cannot start the thread that samples workers")?;
         Ok(Sources {
             signals,
             requests,
@@ -112,6 +121,7 @@ impl Sources {
             queue_check: every(autoscale::QUEUE_CHECK_EVERY),
             samples: every(recycling::SAMPLE_EVERY),
             server,
+            sampler,
             platform,
         })
     }
@@ -134,6 +144,7 @@ impl Sources {
             _ = self.autoscale.tick(), if wants.autoscale => Input::Tick(Tick::Autoscale),
             _ = self.queue_check.tick(), if wants.autoscale => Input::Tick(Tick::QueueCheck),
             _ = self.samples.tick() => Input::Tick(Tick::Sample),
+            Some(samples) = self.sampler.recv() => Input::Sampled(samples),
         }
     }
 

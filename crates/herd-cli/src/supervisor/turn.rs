@@ -40,7 +40,8 @@ impl Supervisor {
                     self.autoscale_tick(true);
                 }
             }
-            Input::Tick(Tick::Sample) => self.sample_workers(),
+            Input::Tick(Tick::Sample) => self.ask_for_samples(&mut sources.sampler),
+            Input::Sampled(samples) => self.sampled(samples),
             Input::Tick(Tick::Turn) => {}
         }
     }

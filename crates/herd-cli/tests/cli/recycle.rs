@@ -30,16 +30,22 @@ fn logged(herd: &Herd, name: &str) -> Vec<Value> {
 }
 
 /// The most recycles under way at once, in the order herd logged them: started (`recycle`)
-/// and not yet ended (`recycled`, `recycle_aborted`).
+/// and not yet ended (the old worker exited, `worker_exited`, or `recycle_aborted`).
 fn most_at_once(herd: &Herd) -> usize {
-    let (mut now, mut most) = (0usize, 0);
+    let mut under_way = std::collections::HashSet::new();
+    let mut most = 0;
     for e in events(&herd.lines()) {
+        let pid = e["pid"].as_u64();
         match e["event"].as_str() {
-            Some("recycle") => now += 1,
-            Some("recycled" | "recycle_aborted") => now = now.saturating_sub(1),
+            Some("recycle") => {
+                under_way.insert(pid);
+            }
+            Some("worker_exited" | "recycle_aborted") => {
+                under_way.remove(&pid);
+            }
             _ => {}
         }
-        most = most.max(now);
+        most = most.max(under_way.len());
     }
     most
 }
