@@ -85,7 +85,7 @@ pub fn spawn_suspended(
     command.creation_flags(creation_flags | process::CREATE_SUSPENDED);
     start(command, sockets, inherit, |command| {
         let mut child = command.spawn()?;
-        let ran = before_run(&child).and_then(|()| process::resume(child.id()));
+        let ran = before_run(&child).and_then(|()| process::resume(&child));
         if let Err(e) = ran {
             let _ = child.kill();
             let _ = child.wait();

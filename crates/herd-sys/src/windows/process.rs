@@ -17,9 +17,8 @@ use windows_sys::Win32::System::Diagnostics::ToolHelp::{
 use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetExitCodeProcess, GetProcessHandleCount, GetProcessTimes, OpenProcess,
-    OpenThread, ResumeThread, TerminateProcess, PROCESS_DUP_HANDLE,
-    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA, PROCESS_TERMINATE, PROCESS_VM_READ,
-    THREAD_SUSPEND_RESUME,
+    TerminateProcess, PROCESS_DUP_HANDLE, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SET_QUOTA,
+    PROCESS_TERMINATE, PROCESS_VM_READ,
 };
 
 use super::check;
@@ -86,18 +85,26 @@ pub fn current() -> BorrowedHandle<'static> {
 /// runs nothing until [`resume`].
 pub const CREATE_SUSPENDED: u32 = windows_sys::Win32::System::Threading::CREATE_SUSPENDED;
 
-/// Resumes each thread of process `pid` once (`ResumeThread` on every thread a Toolhelp32
-/// snapshot lists for it): what starts a process created with [`CREATE_SUSPENDED`], whose
-/// thread handle `std::process::Child` does not keep. Fails when the process has no thread.
-pub fn resume(pid: u32) -> io::Result<()> {
-    let threads = threads_of(pid)?;
-    if threads.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("process {pid} has no thread to resume"),
-        ));
+/// Resumes `process` (`NtResumeProcess`: each of its threads' suspend counts is decremented
+/// once): what starts a process created with [`CREATE_SUSPENDED`], whose thread handle
+/// `std::process::Child` does not keep. The handle needs `PROCESS_SUSPEND_RESUME`, which a
+/// `Child`'s has.
+pub fn resume(process: &impl AsHandle) -> io::Result<()> {
+    // SAFETY: the handle is live for the call; the function takes nothing else.
+    let status = unsafe { NtResumeProcess(raw(process)) };
+    if status < 0 {
+        return Err(io::Error::other(format!(
+            "NtResumeProcess failed with NTSTATUS {status:#010x}"
+        )));
     }
-    threads.into_iter().try_for_each(resume_thread)
+    Ok(())
+}
+
+#[link(name = "ntdll")]
+extern "system" {
+    /// ntdll's (undocumented but stable since Windows XP, and implemented by Wine): resumes
+    /// every thread of a process; returns an NTSTATUS (negative: failure).
+    fn NtResumeProcess(process: windows_sys::Win32::Foundation::HANDLE) -> i32;
 }
 
 /// How many threads process `pid` has (a Toolhelp32 thread snapshot); 0 for no such process.
@@ -128,22 +135,6 @@ fn threads_of(pid: u32) -> io::Result<Vec<u32>> {
         listed = unsafe { Thread32Next(snapshot.as_raw_handle(), &mut entry) } != 0;
     }
     Ok(threads)
-}
-
-/// Decrements the suspend count of thread `tid` (`OpenThread`, `ResumeThread`).
-fn resume_thread(tid: u32) -> io::Result<()> {
-    // SAFETY: OpenThread takes integers and returns a fresh handle or null.
-    let raw = unsafe { OpenThread(THREAD_SUSPEND_RESUME, 0, tid) };
-    if raw.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh handle that nothing else owns.
-    let thread = unsafe { OwnedHandle::from_raw_handle(raw) };
-    // SAFETY: the handle is live for the call.
-    if unsafe { ResumeThread(thread.as_raw_handle()) } == u32::MAX {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Ends `process` at once with `exit_code` (`TerminateProcess`). Ending a process that has

@@ -111,3 +111,19 @@ fn a_processs_threads_are_counted_while_it_lives() {
         "no such process"
     );
 }
+
+#[test]
+fn a_process_created_suspended_runs_once_resumed() {
+    use std::os::windows::process::CommandExt;
+    let mut spinner = child("spinner", "")
+        .creation_flags(process::CREATE_SUSPENDED)
+        .spawn()
+        .unwrap();
+    let job = Job::kill_on_close().unwrap(); // ends it if the test fails
+    job.assign(spinner.as_handle()).unwrap();
+    // Suspended, it would never say it spun.
+    process::resume(&spinner).unwrap();
+    let mut lines = Lines::new(spinner.stdout.take().unwrap());
+    assert!(lines.after("spun ").ends_with("pages)"));
+    process::terminate(&spinner, 0).unwrap();
+}
