@@ -137,17 +137,10 @@ impl Reloader {
     }
 }
 
-/// The command line and its file (`text`, if given), parsed and, on Windows, checked for
-/// what Windows refuses.
+/// The command line and its file (`text`, if given), parsed and checked for what the
+/// platform refuses.
 fn read(argv: &[OsString], text: Option<&str>) -> Result<Merged, String> {
-    let merged = parse_with(argv, text)?;
-    #[cfg(windows)]
-    let merged = Merged {
-        cli: crate::cli::unavailable::on_windows(merged.cli, &merged.matches)?,
-        matches: merged.matches,
-        text: merged.text,
-    };
-    Ok(merged)
+    platform::refuse_unavailable(parse_with(argv, text)?)
 }
 
 /// What changed between `old` and `new` that a reload cannot change, as "KEY changed, why".
@@ -170,5 +163,29 @@ fn run(cli: &Cli) -> Option<&RunArgs> {
     match &cli.command {
         Command::Run(args) => Some(args),
         _ => None,
+    }
+}
+
+/// What a platform refuses in a command line.
+#[cfg(unix)]
+mod platform {
+    use super::Merged;
+
+    /// Unix takes every option.
+    pub fn refuse_unavailable(merged: Merged) -> Result<Merged, String> {
+        Ok(merged)
+    }
+}
+
+/// What a platform refuses in a command line.
+#[cfg(windows)]
+mod platform {
+    use super::Merged;
+
+    /// What Windows refuses (see [`crate::cli::unavailable`]), in one line.
+    pub fn refuse_unavailable(merged: Merged) -> Result<Merged, String> {
+        let Merged { cli, matches, text } = merged;
+        let cli = crate::cli::unavailable::on_windows(cli, &matches)?;
+        Ok(Merged { cli, matches, text })
     }
 }
