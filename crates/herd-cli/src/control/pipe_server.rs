@@ -6,8 +6,9 @@
 //! known by its process id, from the pipe itself (`GetNamedPipeClientProcessId`), never from
 //! what it says; its user SID is not read (herd-sys does not impersonate clients). Sockets in
 //! an answer are duplicated for that pid (`WSADuplicateSocketW`) and sent as hex blocks
-//! ([`line_with_blocks`]). The client's process is opened as it connects, while the pid is its
-//! own, and an `attach` request carries that handle to the supervisor ([`Connection`]).
+//! ([`line_with_blocks`]). For an `attach` request the client's process is opened as the
+//! request comes, while the pid is its own, and the request carries that handle (or why it
+//! could not be opened) to the supervisor ([`Connection`]).
 
 use std::ffi::OsStr;
 use std::future::Future;
@@ -217,9 +218,6 @@ where
         Ok(pid) => PipePeer { pid },
         Err(_) => return,
     };
-    // Opened while the client is connected, so the pid is still its own; `None` if Windows
-    // refuses (an `attach` then fails to hold it).
-    let process = Process::open(peer.pid).ok();
     let (read, mut write) = tokio::io::split(client);
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
@@ -246,9 +244,10 @@ where
                         false => continue,
                     }
                 }
+                // Opened for an `attach` only, while the client is connected, so the pid is
+                // still its own; why not, if Windows refuses (the attach then says it).
                 let attaching = matches!(request.command, Command::Sockets { attach: true, .. });
-                let held = process.as_ref().filter(|_| attaching);
-                let held = held.and_then(|p| p.try_clone().ok());
+                let held = attaching.then(|| Process::open(peer.pid));
                 reply_line(handler(request, peer, held, written_rx).await, peer.pid)
             }
         };

@@ -8,14 +8,14 @@ use super::reply::Reply;
 
 /// The client's connection, kept with a request that is answered from elsewhere: on Unix the
 /// socket (`reexec` is answered by the new image, `attach` watches its peer). On Windows, for
-/// an `attach`, the client's process, opened by the pipe server while the client was
-/// connected (so its pid, `GetNamedPipeClientProcessId`, was its own): herd holds it by that
-/// handle, never by a pid that may have been reused since.
+/// an `attach`, the client's process, opened by the pipe server as the request came, while the
+/// client was connected (so its pid, `GetNamedPipeClientProcessId`, was its own), or why it
+/// could not be: herd holds it by that handle, never by a pid that may have been reused since.
 #[cfg(unix)]
 pub type Connection = std::os::unix::io::OwnedFd;
 /// See the Unix definition.
 #[cfg(windows)]
-pub type Connection = herd_sys::windows::process::Process;
+pub type Connection = std::io::Result<herd_sys::windows::process::Process>;
 
 /// Who sent a request, as the system reports it (`SO_PEERCRED`; on Windows
 /// `GetNamedPipeClientProcessId`).

@@ -7,6 +7,7 @@ use std::process::ExitStatus;
 use std::time::Instant;
 
 use herd_core::WorkerState;
+use herd_sys::windows::process::Process;
 
 use super::inputs::{Input, Wants};
 use super::{ControlFile, NotifySocket, SharedMemories};
@@ -121,12 +122,37 @@ impl Supervisor {
         if let Some(held) = self.attached.get_mut(pid) {
             return held.attach_again(names, now).map(Some).map_err(cannot_hold);
         }
-        let process = connection
-            .ok_or_else(|| std::io::Error::other("its process was not opened as it connected"))
-            .and_then(Connection::try_clone)
-            .map_err(cannot_hold)?;
+        let process = held_process(connection).map_err(cannot_hold)?;
         let (attached, stop_event) = Attached::open(process, names, now).map_err(cannot_hold)?;
         self.attached.add(attached);
         Ok(Some(stop_event))
+    }
+}
+
+/// Another handle to the attaching process the pipe server opened, or why there is none (the
+/// system's reason when it could not be opened).
+fn held_process(connection: Option<&Connection>) -> std::io::Result<Process> {
+    match connection {
+        Some(Ok(process)) => process.try_clone(),
+        Some(Err(e)) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        None => Err(std::io::Error::other(
+            "its process was not opened while it was connected",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_that_could_not_be_opened_is_refused_with_the_systems_reason() {
+        let reason = std::io::Error::from_raw_os_error(5).to_string(); // ERROR_ACCESS_DENIED
+        let denied = Err(std::io::Error::from_raw_os_error(5));
+        let refused = held_process(Some(&denied)).unwrap_err();
+        assert_eq!(refused.to_string(), reason);
+        assert!(held_process(None).is_err());
+        let me = Ok(Process::open(std::process::id()).unwrap());
+        assert_eq!(held_process(Some(&me)).unwrap().pid(), std::process::id());
     }
 }
