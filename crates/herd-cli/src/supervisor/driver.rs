@@ -46,6 +46,8 @@ pub struct Supervisor {
     /// What an upgrade with a reloaded config changes once it has finished.
     pub(super) staged: Option<reload::Staged>,
     pub(super) notify_log: RateLimit,
+    /// Worker starts the pool asked for, a few of them started per turn.
+    pub(super) starts: starts::Starts,
     /// What only this platform holds (Unix: the re-exec's bookkeeping, leftover process
     /// groups, ...).
     pub(super) platform: platform::State,
@@ -76,6 +78,7 @@ impl Supervisor {
             reload: None,
             staged: None,
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
+            starts: starts::Starts::default(),
             platform: platform::State::new()?,
         })
     }
@@ -113,11 +116,16 @@ impl Supervisor {
                 Step::StartWorkers => {
                     let first = self.pool.due(Instant::now());
                     self.apply(first, true);
+                    self.start_some();
                 }
             }
         }
         let mut sources = opened.context("the supervisor's inputs were never opened")?;
         while !self.finished() {
+            if self.starts.is_waiting() {
+                // Control connections and the other tasks run before the next starts.
+                tokio::task::yield_now().await;
+            }
             let input = sources.next(&self.wants()).await;
             self.handle(input, &mut sources, &mut control_file, &notify);
             self.after_turn(&sources, &mut control_file);
@@ -138,6 +146,8 @@ impl Supervisor {
             self.pool.next_deadline(),
             self.attached.deadline(now),
             self.recycle_deadline(now),
+            // Starts wait: the loop turns again at once.
+            self.starts.is_waiting().then_some(now),
         ]
         .into_iter()
         .flatten()

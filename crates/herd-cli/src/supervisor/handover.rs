@@ -245,6 +245,8 @@ impl Supervisor {
             staged: _,
             // Log rate limits, which start afresh.
             notify_log: _,
+            // Empty: a re-exec waits while a slot is spawning (its start queued included).
+            starts: _,
             platform,
         } = self;
         let leftovers = platform.saved_by_reexec();

@@ -41,6 +41,7 @@ mod requests;
 mod sampler;
 mod sampling;
 mod sources;
+mod starts;
 mod turn;
 mod workers;
 

@@ -74,6 +74,7 @@ impl Supervisor {
     pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut ControlFile) {
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
+        self.start_some();
         self.recycle_due();
         self.attached_after_turn();
         self.platform_after_turn(sources);

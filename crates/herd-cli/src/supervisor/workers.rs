@@ -1,5 +1,4 @@
 //! Carrying out the pool's actions: starting and signalling workers, collecting their exits.
-use std::collections::VecDeque;
 use std::process::ExitStatus;
 use std::time::Instant;
 
@@ -9,19 +8,18 @@ use super::effects::{Count, Effect, ExitCause};
 use super::platform::describe_exit;
 use super::pool::{Action, Reason};
 use super::reap;
+use super::starts::Start;
 use super::Supervisor;
 
 impl Supervisor {
     pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
-        let mut queue: VecDeque<Action> = actions.into();
-        while let Some(action) = queue.pop_front() {
+        for action in actions {
             match action {
-                // A stop decided while this batch ran (the first generation failed) cancels
-                // the spawns still in it.
-                Action::Spawn { .. } if self.pool.is_stopping() => {}
-                Action::Spawn { slot, generation } => {
-                    queue.extend(self.spawn(slot, generation, first_generation));
-                }
+                Action::Spawn { slot, generation } => self.starts.push(Start {
+                    slot,
+                    generation,
+                    first_generation,
+                }),
                 Action::Stop { pid, mode, reason } => {
                     let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
                     if let Reason::Recycled(cause) = reason {
@@ -62,6 +60,23 @@ impl Supervisor {
                 ),
                 Action::UpgradeEnded(result) => self.upgrade_ended(result),
             }
+        }
+    }
+
+    /// Starts the next few workers the pool asked for ([`starts`](super::starts)).
+    pub(super) fn start_some(&mut self) {
+        let turn = Instant::now();
+        let mut started = 0;
+        while let Some(start) = self.starts.next(started, turn.elapsed()) {
+            started += 1;
+            // A stop decided since (the first generation failed, `herd stop`) cancels the
+            // starts still waiting.
+            if self.pool.is_stopping() {
+                self.starts.clear();
+                return;
+            }
+            let actions = self.spawn(start.slot, start.generation, start.first_generation);
+            self.apply(actions, start.first_generation);
         }
     }
 

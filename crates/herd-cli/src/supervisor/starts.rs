@@ -1,0 +1,109 @@
+//! Worker starts waiting for their turn: the pool may ask for thousands at once (`herd scale
+//! 4096`, `-w 16` under Wine, where each start is slow), and starting them all in one turn
+//! would leave control requests, signals and worker exits unanswered meanwhile. The loop
+//! starts at most [`PER_TURN`] per turn, no more once [`TURN_BUDGET`] has passed (a start
+//! under Wine can take a large part of a second), and turns again at once while some wait.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// How many workers one turn of the loop starts at most.
+pub const PER_TURN: usize = 4;
+
+/// How long a turn starts workers: no next start once this has passed.
+pub const TURN_BUDGET: Duration = Duration::from_millis(20);
+
+/// A start the pool asked for: `slot`'s worker of `generation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Start {
+    pub slot: usize,
+    pub generation: u64,
+    /// Part of herd's first generation (a worker that cannot be executed then stops herd).
+    pub first_generation: bool,
+}
+
+/// The starts not done yet, in the order the pool asked for them.
+#[derive(Debug, Default)]
+pub struct Starts {
+    waiting: VecDeque<Start>,
+}
+
+impl Starts {
+    /// Queues `start` behind the others.
+    pub fn push(&mut self, start: Start) {
+        self.waiting.push_back(start);
+    }
+
+    /// The next start of a turn that has started `started` already and taken `taken`;
+    /// `None` when none waits or the turn has done enough.
+    pub fn next(&mut self, started: usize, taken: Duration) -> Option<Start> {
+        if started >= PER_TURN || (started > 0 && taken >= TURN_BUDGET) {
+            return None;
+        }
+        self.waiting.pop_front()
+    }
+
+    /// Whether some start waits (the loop must turn again at once).
+    pub fn is_waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Forgets every waiting start (herd stops: the pool no longer wants them).
+    pub fn clear(&mut self) {
+        self.waiting.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(slot: usize) -> Start {
+        Start {
+            slot,
+            generation: 1,
+            first_generation: false,
+        }
+    }
+
+    /// The slots one turn starts when each start takes `each`.
+    fn turn(starts: &mut Starts, each: Duration) -> Vec<usize> {
+        let mut slots = Vec::new();
+        while let Some(s) = starts.next(slots.len(), each * slots.len() as u32) {
+            slots.push(s.slot);
+        }
+        slots
+    }
+
+    #[test]
+    fn a_turn_starts_at_most_a_few_in_the_order_asked() {
+        let mut starts = Starts::default();
+        (0..10).for_each(|slot| starts.push(start(slot)));
+        let fast = Duration::from_millis(1);
+        assert_eq!(turn(&mut starts, fast), [0, 1, 2, 3]);
+        assert_eq!(turn(&mut starts, fast), [4, 5, 6, 7]);
+        assert!(starts.is_waiting());
+        assert_eq!(turn(&mut starts, fast), [8, 9]);
+        assert!(!starts.is_waiting());
+        assert!(turn(&mut starts, fast).is_empty());
+    }
+
+    #[test]
+    fn a_slow_start_ends_its_turn_but_a_turn_starts_one_at_least() {
+        let mut starts = Starts::default();
+        (0..3).for_each(|slot| starts.push(start(slot)));
+        let slow = TURN_BUDGET * 10;
+        assert_eq!(turn(&mut starts, slow), [0]);
+        assert_eq!(turn(&mut starts, slow), [1]);
+        assert_eq!(turn(&mut starts, TURN_BUDGET / 4), [2]);
+    }
+
+    #[test]
+    fn cleared_starts_are_gone() {
+        let mut starts = Starts::default();
+        starts.push(start(0));
+        starts.clear();
+        assert!(!starts.is_waiting());
+        assert_eq!(starts.next(0, Duration::ZERO), None);
+    }
+}
