@@ -236,6 +236,8 @@ impl Supervisor {
         );
         self.effects.execute([Effect::Count(Count::Recycle(cause))]);
         self.apply(actions, false);
+        // The successor starts now (recycles are few: --max-surge), so that status names it.
+        self.start_some();
         let successor = self
             .pool
             .workers()
