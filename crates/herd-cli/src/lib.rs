@@ -15,7 +15,8 @@
 //!   caps;
 //! - [`logging`]: herd's own log, never blocking on stderr;
 //! - [`output`]: the workers' output, read through pipes and passed on line by line;
-//! - [`text`]: escaping text from workers before it reaches a terminal.
+//! - [`text`]: escaping text from workers before it reaches a terminal;
+//! - [`worker_env`]: the variables herd adds to its workers' environment.
 //!
 //! On Windows the platform-neutral modules are built: `cli`, `exit`, `fdlimit`, `logging`, the parsing
 //! half of `spec`, `text`, the control protocol's messages, the control pipe's client and
@@ -48,3 +49,4 @@ pub mod spec;
 pub mod supervisor;
 pub mod template;
 pub mod text;
+pub mod worker_env;

@@ -19,6 +19,7 @@ use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool;
 use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor};
+use crate::worker_env::worker_env;
 
 mod checks;
 mod reload;
@@ -366,20 +367,7 @@ pub(crate) fn worker_command(
     notify: &OsString,
     control: &Path,
 ) -> Result<WorkerCommand, Failure> {
-    let mut extra_env: Vec<(OsString, OsString)> = vec![
-        ("NOTIFY_SOCKET".into(), notify.clone()),
-        ("HERD_CONTROL".into(), control.into()),
-    ];
-    if let Some(watchdog) = args.watchdog {
-        extra_env.push((
-            "WATCHDOG_USEC".into(),
-            watchdog.as_micros().to_string().into(),
-        ));
-    }
-    for (key, value) in &args.env {
-        extra_env.retain(|(k, _)| k != key);
-        extra_env.push((key.clone(), value.clone()));
-    }
+    let extra_env = worker_env(args, notify.clone(), control.into());
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)

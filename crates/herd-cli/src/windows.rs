@@ -27,6 +27,7 @@ use herd_cli::supervisor::pool;
 use herd_cli::supervisor::reload::{FileReload, Reload};
 use herd_cli::supervisor::Supervisor;
 use herd_cli::supervisor::{Control, NotifyPipe, SharedMemories, Signal};
+use herd_cli::worker_env::worker_env;
 use herd_sys::windows::pipe::SecurePipe;
 use herd_sys::windows::sid::Sid;
 
@@ -201,20 +202,7 @@ fn bind_pipe(pipe: &str, name: &str, allowed: &[Sid]) -> Result<PipeServer, Fail
 /// pipe), `WATCHDOG_USEC` with `--watchdog`, and `HERD_CONTROL`, so that `herd` commands run
 /// by a worker reach this herd.
 fn worker_command(args: &RunArgs, pipe: &str, notify: &str) -> Result<WorkerCommand, Failure> {
-    let mut env: Vec<(OsString, OsString)> = vec![
-        ("NOTIFY_SOCKET".into(), notify.into()),
-        ("HERD_CONTROL".into(), pipe.into()),
-    ];
-    if let Some(watchdog) = args.watchdog {
-        env.push((
-            "WATCHDOG_USEC".into(),
-            watchdog.as_micros().to_string().into(),
-        ));
-    }
-    for (key, value) in &args.env {
-        env.retain(|(k, _)| k != key);
-        env.push((key.clone(), value.clone()));
-    }
+    let env = worker_env(args, notify.into(), pipe.into());
     let mut command = WorkerCommand::new(
         args.command.clone(),
         env,
