@@ -52,7 +52,7 @@ fn platform_checks(run: &RunArgs, name: &str) -> Result<(), Failure> {
 #[cfg(windows)]
 fn platform_checks(run: &RunArgs, name: &str) -> Result<(), Failure> {
     crate::control::name::check_name(name).map_err(Failure::Usage)?;
-    crate::spec::check_names(&run.binds).map_err(Failure::Usage)
+    crate::spec::check_names(&run.binds, &run.shm).map_err(Failure::Usage)
 }
 
 /// What the file sets up, in a few words: its sockets, workers and command.

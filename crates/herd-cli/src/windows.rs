@@ -9,7 +9,6 @@
 
 mod takeover;
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -41,7 +40,8 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     };
     // The same names the client commands accept: a herd no client could reach is refused.
     herd_cli::control::name::check_name(name).map_err(Failure::Usage)?;
-    spec::check_names(&args.binds).map_err(Failure::Usage)?;
+    spec::check_names(&args.binds, &args.shm).map_err(Failure::Usage)?;
+    check_chdir(&args)?;
     // Ctrl-C is herd's graceful stop, also when it was started in a process group of its own
     // (as a service wrapper does, to send it Ctrl-C), which Windows starts with Ctrl-C
     // ignored. Without a console there is no Ctrl-C to take: nothing to do then.
@@ -103,6 +103,22 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     let ran = runtime.block_on(supervisor.run(control, notify, takeover));
     output::finish();
     Ok(ran?)
+}
+
+/// `--chdir` must be a directory that exists: no worker could start anywhere else.
+fn check_chdir(args: &RunArgs) -> Result<(), Failure> {
+    let Some(dir) = &args.chdir else {
+        return Ok(());
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!("--chdir {}: not a directory", dir.display())),
+        Err(e) => Err(format!(
+            "--chdir {}: {e}; give a directory that exists",
+            dir.display()
+        )),
+    }
+    .map_err(Failure::Usage)
 }
 
 /// The control pipe this herd ends at, the one it creates first, and with `--takeover`, the

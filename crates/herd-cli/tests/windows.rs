@@ -279,6 +279,27 @@ fn bad_input_fails_with_one_line() {
         "at least 1 worker",
     );
     assert_fails(&["run", "-b", "nowhere", "--", "x"], 2, "nowhere");
+    // Refused at start, not retried in every slot for ever.
+    assert_fails(
+        &[
+            "run", "--shm", "a=4096", "--shm", "a=4096", "-b", ":0", "--", "x",
+        ],
+        2,
+        "given to more than one --bind or --shm",
+    );
+    assert_fails(
+        &[
+            "run",
+            "--chdir",
+            r"Z:\no-such-dir-for-herd",
+            "-b",
+            ":0",
+            "--",
+            "x",
+        ],
+        2,
+        "--chdir",
+    );
     assert_fails(
         &["run", "-b", "127.0.0.1:0", "--", "no-such-program-for-herd"],
         1,

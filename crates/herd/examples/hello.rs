@@ -35,7 +35,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     // never holding a connection it took: it polls accept and waits on its stop event between.
     let stop = herd::stop_requested()?;
     listener.set_nonblocking(stop.is_some())?;
-    herd::notify::ready()?;
+    // A readiness message that cannot be sent is no reason to stop serving: herd counts the
+    // worker ready after --ready delay=, or replaces it after --ready-timeout with notify.
+    if let Err(e) = herd::notify::ready() {
+        eprintln!("hello: cannot tell herd it is ready: {e}");
+    }
     let slot = herd::worker_slot().map_or("-".to_string(), |s| s.to_string());
     let pid = std::process::id();
     loop {

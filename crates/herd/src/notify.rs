@@ -75,7 +75,8 @@ fn send(socket: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
 }
 
 /// Writes `message` to the pipe `pipe` in one connection; a pipe whose every instance is busy
-/// is tried again for up to a second.
+/// (many workers starting at once) is tried again, waiting a little longer each time, for up
+/// to 10 seconds.
 #[cfg(windows)]
 fn send(pipe: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -93,12 +94,14 @@ fn send(pipe: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
             r"on Windows NOTIFY_SOCKET must be a named pipe (\\.\pipe\NAME)",
         ));
     }
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pause = Duration::from_millis(5);
     loop {
         match std::fs::OpenOptions::new().write(true).open(pipe) {
             Ok(mut connection) => return connection.write_all(message),
             Err(e) if e.raw_os_error() == Some(PIPE_BUSY) && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
             }
             Err(e) => return Err(e),
         }

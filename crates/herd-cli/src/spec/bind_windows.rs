@@ -95,12 +95,13 @@ impl Listener {
 }
 
 /// Whether no name is given to two `--bind`s: a usage error, found before anything is bound.
-pub fn check_names(specs: &[BindSpec]) -> Result<(), String> {
+pub fn check_names(specs: &[BindSpec], shm: &[crate::spec::ShmSpec]) -> Result<(), String> {
     let mut seen: Vec<&str> = Vec::new();
-    for name in specs.iter().filter_map(|s| s.name.as_deref()) {
+    let shm = shm.iter().map(|s| s.name.as_str());
+    for name in specs.iter().filter_map(|s| s.name.as_deref()).chain(shm) {
         if seen.contains(&name) {
             return Err(format!(
-                "the name '{name}' is given to more than one --bind; names must be unique"
+                "the name '{name}' is given to more than one --bind or --shm; names must be unique"
             ));
         }
         seen.push(name);
