@@ -18,6 +18,12 @@ fn worker() {
     if std::env::var_os("HERD_TEST_WORKER").is_none() {
         return;
     }
+    if std::env::var_os("HERD_TEST_NEVER_READ").is_some() {
+        // Never reads its sockets from stdin: waits to be asked to stop.
+        let stop = herd::stop_requested().expect("the stop event");
+        stop.expect("a stop event").wait();
+        return;
+    }
     let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
     let stop = herd::stop_requested().expect("the stop event");
     let listener = sockets.take_tcp_listener("http").unwrap().expect("http");
@@ -60,6 +66,29 @@ fn herd_answers_and_stops_while_it_starts_many_workers() {
         busy < idle + ANSWER_WITHIN,
         "status took {busy:?} while workers started (idle: {idle:?})"
     );
+    let stopped = timed(&herd.name, &["stop", "--fast"]);
+    assert!(stopped < TIMEOUT, "stop --fast took {stopped:?}");
+    herd.stop_waited();
+}
+
+#[test]
+fn a_worker_that_never_reads_its_sockets_holds_only_itself() {
+    // 250 sockets are more than a pipe holds (Wine: 64 KiB): writing them waits for a reader.
+    let mut run: Vec<String> = ["-w", "1", "--env", "HERD_TEST_NEVER_READ=1", "-b"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    run.push("http=127.0.0.1:0".into());
+    for i in 1..250 {
+        run.push("-b".into());
+        run.push(format!("s{i}=127.0.0.1:0"));
+    }
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let name = windows_support::unique_name();
+    let herd = Herd::start_named(&name, &run, &windows_support::this_test_as_worker());
+    herd.wait_for("worker_started");
+    let answered = timed(&herd.name, &["status", "--json"]);
+    assert!(answered < TIMEOUT, "status took {answered:?}");
     let stopped = timed(&herd.name, &["stop", "--fast"]);
     assert!(stopped < TIMEOUT, "stop --fast took {stopped:?}");
     herd.stop_waited();

@@ -194,7 +194,20 @@ fn hand_over(child: &mut Child, sockets: &[Shared<'_>]) -> io::Result<()> {
         .stdin
         .take()
         .ok_or_else(|| io::Error::new(io::ErrorKind::Other, "the worker has no stdin pipe"))?;
-    stdin.write_all(&message)?;
     // Dropping the pipe's end gives the worker end of file after the message.
-    Ok(())
+    if message.len() <= PIPE_BUFFER {
+        return stdin.write_all(&message);
+    }
+    // More than a pipe holds waits for the worker to read it, which a slow starter does late
+    // and a careless one never: a thread of its own writes it, so that the caller (herd's
+    // loop) goes on; it ends once it is written or the worker is gone.
+    std::thread::Builder::new()
+        .name("herd-hand-off".into())
+        .spawn(move || {
+            let _ = stdin.write_all(&message);
+        })
+        .map(drop)
 }
+
+/// What an anonymous pipe holds before its writer waits: Windows' default buffer is 4 KiB.
+const PIPE_BUFFER: usize = 4096;
