@@ -275,7 +275,10 @@ fn fork_failures_are_retried_without_spinning() {
     let (code, stdout, stderr) = herd.ctl(&["--control-owner", UID, "status", "--json"]);
     assert_eq!(code, 0, "herd status failed: {stderr}");
     let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(status["running"], 2, "{status}");
+    // The limit leaves room for herd's own threads (its log writer, its sampler...) and a
+    // worker or two: how many exactly depends on herd's threads, not on what is tested here.
+    let running = status["running"].as_u64().unwrap();
+    assert!((1..5).contains(&running), "{status}");
     assert!(
         !status["waiting"].as_array().unwrap().is_empty(),
         "{status}"

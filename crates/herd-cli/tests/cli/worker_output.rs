@@ -155,6 +155,8 @@ import time; time.sleep(1000)"#,
     );
     herd.wait_text("] flood done");
     herd.wait_for_event("worker_output_dropped", &[]);
+    // Ready, so that `herd status` (the table) does not exit 3 for a degraded pool.
+    herd.wait_for_event("worker_ready", &[]);
     let status = herd.status();
     let lost = status["worker_output_lines_dropped"].as_u64().unwrap();
     assert!(lost > 0 && lost < 200_000, "{lost} lines lost");
