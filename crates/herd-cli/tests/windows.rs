@@ -300,6 +300,10 @@ fn bad_input_fails_with_one_line() {
         2,
         "--chdir",
     );
+    // A port another program holds: said in words (Wine has no text for WSAEADDRINUSE).
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().to_string();
+    assert_fails(&["run", "-b", &port, "--", "x"], 1, "already in use");
     assert_fails(
         &["run", "-b", "127.0.0.1:0", "--", "no-such-program-for-herd"],
         1,

@@ -78,7 +78,7 @@ fn a_worker_over_max_memory_is_recycled_by_its_working_set() {
             .as_u64()
             .is_some_and(|b| b > 0)
     });
-    assert_eq!(status["memory_kind"], "rss");
+    assert_eq!(status["memory_kind"], "working_set");
     for _ in 0..48 {
         ask(&herd.addr);
     }

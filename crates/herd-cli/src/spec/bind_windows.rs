@@ -180,6 +180,9 @@ fn log_listening(listener: Listener) -> Listener {
     listener
 }
 
+/// `WSAEADDRINUSE`: another socket is bound to the address.
+const WSAEADDRINUSE: i32 = 10048;
+
 /// Binds a TCP `spec` (`--metrics`) and listens.
 pub fn bind_tcp(spec: &BindSpec) -> anyhow::Result<TcpListener> {
     let Address::Tcp(hp) = &spec.address else {
@@ -230,7 +233,14 @@ fn bind_one(
     }
     socket
         .bind(&address.into())
-        .with_context(|| format!("cannot bind {address}"))?;
+        .map_err(|e| match e.raw_os_error() {
+            // Wine has no text for it ("FormatMessageW() returned error 317").
+            Some(WSAEADDRINUSE) => anyhow!(
+                "cannot bind {address}: the address is already in use (another program, or \
+             another herd, holds it): stop it or choose another port"
+            ),
+            _ => anyhow::Error::new(e).context(format!("cannot bind {address}")),
+        })?;
     let local = socket
         .local_addr()?
         .as_socket()

@@ -271,7 +271,10 @@ impl Supervisor {
                 .and_then(|p| p.recycling)
                 .map(|c| c.as_str().to_string());
         }
-        status.memory_kind = Some(r.kind().as_str().to_string());
+        status.memory_kind = Some(match r.kind() {
+            MemoryKind::Rss => super::platform::RESIDENT_MEMORY.to_string(),
+            kind => kind.as_str().to_string(),
+        });
         let now = Instant::now();
         status.recycles = r
             .recent

@@ -70,6 +70,9 @@ pub fn release_held_signals() -> io::Result<()> {
 pub const NOT_A_WORKER: &str = "is not a worker nor a descendant of one";
 
 /// How to stop at once while a graceful stop runs, as the log advises.
+/// What `herd status` calls the resident memory it shows (`memory_kind`).
+pub const RESIDENT_MEMORY: &str = "rss";
+
 pub const STOP_AT_ONCE: &str = "send SIGQUIT or run `herd stop --fast` to stop at once";
 
 /// What the pool needs of a Unix exit status.

@@ -73,6 +73,9 @@ pub const NOT_A_WORKER: &str =
     "is not a worker (on Windows only a worker's own process is heard, not what it starts)";
 
 /// How to stop at once while a graceful stop runs, as the log advises.
+/// What `herd status` calls the resident memory it shows (`memory_kind`).
+pub const RESIDENT_MEMORY: &str = "working_set";
+
 pub const STOP_AT_ONCE: &str = "press Ctrl-C again or run `herd stop --fast` to stop at once";
 
 /// What the pool needs of a Windows exit status. Windows cannot tell a killed process from one
