@@ -16,7 +16,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use tokio::sync::mpsc;
 
 use super::lines::IDLE_TIMEOUT;
-use super::protocol::{ErrorCode, Response, VERSION};
+use super::protocol::{Command, ErrorCode, Response, VERSION};
 use super::results::{LogFrame, LogsResult};
 use crate::output::{self, Output, Record};
 
@@ -33,10 +33,30 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(50);
 /// The clients following now.
 static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
 
+/// Answers `command` if it is `logs` (the control servers' hook, before a request goes to
+/// the supervisor): `None` if it is not, else whether the connection takes more requests
+/// (not after `follow`, which ends with it).
+pub async fn serve(
+    command: &Command,
+    read: &mut (impl AsyncRead + Unpin),
+    write: &mut (impl AsyncWrite + Unpin),
+) -> Option<bool> {
+    let &Command::Logs {
+        slot,
+        lines,
+        follow,
+    } = command
+    else {
+        return None;
+    };
+    answer(read, write, slot, lines, follow).await;
+    Some(!follow)
+}
+
 /// Answers `logs` on a connection read by `read` and written by `write`: the answer
 /// (`{"lines": N}`), then N [`LogFrame`]s, then with `follow` a frame per new line. Returns
 /// when all is written (without `follow`) or when the client is gone.
-pub async fn answer(
+async fn answer(
     read: &mut (impl AsyncRead + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
     slot: Option<usize>,

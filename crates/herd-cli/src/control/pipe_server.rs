@@ -232,17 +232,10 @@ where
             }
             Turn::Answer(response) => response.to_line(),
             Turn::Request(request) => {
-                if let Command::Logs {
-                    slot,
-                    lines,
-                    follow,
-                } = request.command
-                {
-                    logs::answer(&mut reader, &mut write, slot, lines, follow).await;
-                    match follow {
-                        true => return,
-                        false => continue,
-                    }
+                match logs::serve(&request.command, &mut reader, &mut write).await {
+                    Some(true) => continue,
+                    Some(false) => return,
+                    None => {}
                 }
                 // Opened for an `attach` only, while the client is connected, so the pid is
                 // still its own; why not, if Windows refuses (the attach then says it).

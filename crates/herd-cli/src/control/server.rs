@@ -208,17 +208,10 @@ async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<Contro
             }
             Turn::Answer(response) => Reply::from(response),
             Turn::Request(request) => {
-                if let Command::Logs {
-                    slot,
-                    lines,
-                    follow,
-                } = request.command
-                {
-                    logs::answer(&mut reader, &mut write, slot, lines, follow).await;
-                    match follow {
-                        true => return,
-                        false => continue,
-                    }
+                match logs::serve(&request.command, &mut reader, &mut write).await {
+                    Some(true) => continue,
+                    Some(false) => return,
+                    None => {}
                 }
                 let connection = match request.command {
                     Command::Reexec | Command::Sockets { attach: true, .. } => {
