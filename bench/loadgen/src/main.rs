@@ -6,8 +6,9 @@
 //! `--concurrency N` runs closed loop instead: N connections back to back, as fast as the
 //! server answers (RATE is then ignored; pass 0), latency measured from each connect.
 //!
-//! Prints one JSON line: requests, answers, failures by kind (refused, reset, eof, timeout,
-//! other) and latency percentiles in microseconds. With `--shares`, also how many answers
+//! Prints one JSON line: requests, answers (2xx only), failures by kind (refused, reset, eof,
+//! timeout, other, and `http_error`: answers with another status, counted per code in
+//! `http_status`, e.g. a load balancer's 503) and latency percentiles in microseconds. With `--shares`, also how many answers
 //! carried each distinct body, largest first (workers that answer with their pid show how
 //! the connections were spread).
 //!
@@ -18,7 +19,7 @@
 //! sends), so that a script can keep the load up exactly as long as its changes take; the
 //! output's `seconds` is then how long it really sent.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
@@ -140,6 +141,8 @@ struct Counts {
     eof: u64,
     timeout: u64,
     other: u64,
+    /// Answers with a status other than 2xx, per status code.
+    http: BTreeMap<u16, u64>,
 }
 
 impl Counts {
@@ -156,6 +159,7 @@ impl Counts {
             Err(Failure::Eof) => self.eof += 1,
             Err(Failure::Timeout) => self.timeout += 1,
             Err(Failure::Other) => self.other += 1,
+            Err(Failure::Status(code)) => *self.http.entry(code).or_default() += 1,
         }
     }
 
@@ -166,17 +170,41 @@ impl Counts {
         self.eof += o.eof;
         self.timeout += o.timeout;
         self.other += o.other;
+        for (code, n) in &o.http {
+            *self.http.entry(*code).or_default() += n;
+        }
         for (body, n) in &o.bodies {
             *self.bodies.entry(body.clone()).or_default() += n;
         }
     }
 
     fn total(&self) -> u64 {
-        self.ok + self.refused + self.reset + self.eof + self.timeout + self.other
+        self.ok
+            + self.refused
+            + self.reset
+            + self.eof
+            + self.timeout
+            + self.other
+            + self.http_errors()
+    }
+
+    /// Answers with a status other than 2xx.
+    fn http_errors(&self) -> u64 {
+        self.http.values().sum()
+    }
+
+    /// `{"503":2}`: the non-2xx answers per status code.
+    fn http_status_json(&self) -> String {
+        let codes: Vec<String> = self
+            .http
+            .iter()
+            .map(|(c, n)| format!("\"{c}\":{n}"))
+            .collect();
+        format!("{{{}}}", codes.join(","))
     }
 }
 
-/// Why a request got no answer.
+/// Why a request got no successful answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     Refused,
@@ -184,6 +212,27 @@ enum Failure {
     Eof,
     Timeout,
     Other,
+    /// An answer with this status, not 2xx.
+    Status(u16),
+}
+
+/// The status code of an HTTP/1 status line (`HTTP/1.1 503 Service Unavailable`).
+fn status_code(line: &[u8]) -> Result<u16, Failure> {
+    let code = line.strip_prefix(b"HTTP/1.").ok_or(Failure::Eof)?;
+    let code = code.get(2..5).ok_or(Failure::Other)?;
+    std::str::from_utf8(code)
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or(Failure::Other)
+}
+
+/// Ok for a 2xx status, else the failure it stands for.
+fn success(code: u16) -> Result<(), Failure> {
+    if (200..300).contains(&code) {
+        Ok(())
+    } else {
+        Err(Failure::Status(code))
+    }
 }
 
 impl From<std::io::Error> for Failure {
@@ -199,22 +248,19 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// One request on a new connection; Ok with the body when an HTTP status line came back.
+/// One request on a new connection; Ok with the body when a 2xx status line came back.
 fn one(addr: SocketAddr, timeout: Duration, path: &str) -> Result<Vec<u8>, Failure> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())?;
     let mut buf = Vec::with_capacity(256);
     s.read_to_end(&mut buf)?;
-    if buf.starts_with(b"HTTP/1.") {
-        let body = buf
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(0, |i| i + 4);
-        Ok(buf.split_off(body))
-    } else {
-        Err(Failure::Eof)
-    }
+    success(status_code(&buf)?)?;
+    let body = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |i| i + 4);
+    Ok(buf.split_off(body))
 }
 
 fn histogram() -> Histogram<u64> {
@@ -239,14 +285,16 @@ impl KeepAlive {
         })
     }
 
-    /// One request; the answer must carry a Content-Length and keep the connection open.
+    /// One request; the answer must carry a Content-Length and keep the connection open, and
+    /// a 2xx status to count as a success.
     fn request(&mut self, path: &str) -> Result<Vec<u8>, Failure> {
         let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
         self.writer.write_all(request.as_bytes())?;
         let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 || !line.starts_with("HTTP/1.") {
+        if self.reader.read_line(&mut line)? == 0 {
             return Err(Failure::Eof);
         }
+        let code = status_code(line.as_bytes())?;
         let (mut length, mut close) = (None, false);
         loop {
             line.clear();
@@ -265,6 +313,7 @@ impl KeepAlive {
         }
         let mut body = vec![0; length.ok_or(Failure::Other)?];
         self.reader.read_exact(&mut body)?;
+        success(code)?;
         if close {
             return Err(Failure::Eof);
         }
@@ -401,7 +450,7 @@ fn main() -> ExitCode {
     };
     let hist = &latency.all;
     println!(
-        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{shares}{kinds}}}",
+        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"http_error\":{},\"http_status\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{shares}{kinds}}}",
         c.total(),
         c.ok,
         c.refused,
@@ -409,6 +458,8 @@ fn main() -> ExitCode {
         c.eof,
         c.timeout,
         c.other,
+        c.http_errors(),
+        c.http_status_json(),
         if args.until_eof {
             (began.elapsed().as_secs_f64() * 100.0).round() / 100.0
         } else {

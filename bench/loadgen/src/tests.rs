@@ -109,3 +109,45 @@ fn the_open_loop_sends_every_scheduled_request() {
     assert_eq!(latency.all.len(), 20);
     h.join().unwrap();
 }
+
+#[test]
+fn an_answer_other_than_2xx_is_a_failure_by_status() {
+    let (addr, h) = serve(2, b"HTTP/1.0 503 Service Unavailable\r\n\r\nno server");
+    assert_eq!(
+        one(addr, Duration::from_secs(5), "/"),
+        Err(Failure::Status(503))
+    );
+    let mut counts = Counts::default();
+    counts.record(one(addr, Duration::from_secs(5), "/"), false);
+    counts.record(Ok(b"fine".to_vec()), false);
+    counts.record(Err(Failure::Status(502)), false);
+    assert_eq!((counts.ok, counts.http_errors(), counts.total()), (1, 2, 3));
+    assert_eq!(counts.http_status_json(), r#"{"502":1,"503":1}"#);
+    h.join().unwrap();
+}
+
+#[test]
+fn status_lines_give_their_code() {
+    assert_eq!(status_code(b"HTTP/1.1 204 No Content\r\n"), Ok(204));
+    assert_eq!(status_code(b"HTTP/1.0 503\r\n"), Ok(503));
+    assert_eq!(status_code(b"HTTP/1.1 2x4 Odd\r\n"), Err(Failure::Other));
+    assert_eq!(status_code(b"HTTP/1.1"), Err(Failure::Other));
+    assert_eq!(status_code(b"SSH-2.0"), Err(Failure::Eof));
+    assert_eq!(status_code(b""), Err(Failure::Eof));
+}
+
+#[test]
+fn keep_alive_counts_an_error_status_as_a_failure() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf);
+        s.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad")
+            .unwrap();
+    });
+    let mut c = KeepAlive::connect(addr, Duration::from_secs(5)).unwrap();
+    assert_eq!(c.request("/"), Err(Failure::Status(502)));
+    h.join().unwrap();
+}
