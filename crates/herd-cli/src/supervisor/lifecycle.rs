@@ -118,10 +118,21 @@ impl Supervisor {
                     event = LogEvent::UpgradeRefused.as_str(),
                     "{reason}: cannot upgrade: {why}"
                 );
-                if let Some(client) = client {
-                    let response = Response::error(pool::error_code(&why), why.to_string());
-                    self.effects
-                        .execute([Effect::Answer(Answer::new(client, response))]);
+                match client {
+                    Some(client) => {
+                        let response = Response::error(pool::error_code(&why), why.to_string());
+                        self.effects
+                            .execute([Effect::Answer(Answer::new(client, response))]);
+                    }
+                    // A signal's (`systemctl reload`): the service manager hears the outcome.
+                    None => {
+                        let upgrading = matches!(why, PoolError::UpgradeInProgress { .. });
+                        let stopping = self.pool.is_stopping();
+                        let why = why.to_string();
+                        let reports = self.phase.upgrade_refused(&why, upgrading, stopping);
+                        self.effects
+                            .execute(reports.into_iter().map(Effect::Report));
+                    }
                 }
             }
         }

@@ -219,6 +219,23 @@ impl<T> Phase<T> {
             .then(|| Report::Reloading(format!("upgrading to generation {generation}")))
     }
 
+    /// What to tell the service manager when an upgrade asked for by a signal (`systemctl
+    /// reload`) was refused (`why`): a reload that began and ended at once, so that systemd,
+    /// which waits for `RELOADING=1` then `READY=1` after its SIGHUP, hears the outcome. Only
+    /// a status while another upgrade runs (its end says `READY=1`) or herd stops, and nothing
+    /// before herd was ready.
+    pub fn upgrade_refused(&self, why: &str, upgrading: bool, stopping: bool) -> Vec<Report> {
+        let status = format!("upgrade refused: {why}");
+        match (self.ready_reported, upgrading || stopping) {
+            (false, _) => Vec::new(),
+            (true, true) => vec![Report::Status(status)],
+            (true, false) => vec![
+                Report::Reloading("upgrade requested".to_string()),
+                Report::Ready(format!("{status}; the workers serve unchanged")),
+            ],
+        }
+    }
+
     /// What to tell the service manager as herd begins to stop.
     pub fn stopping(&self) -> Report {
         Report::Stopping

@@ -33,6 +33,7 @@ mod shm;
 mod sockets;
 mod stop;
 mod systemd;
+mod systemd_reload;
 mod takeover;
 mod takeover_files;
 mod takeover_stuck;

@@ -22,7 +22,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 "#;
 
 /// Reads datagrams from the fake service manager's socket until one contains `needle`.
-fn expect(notify: &UnixDatagram, needle: &str) -> String {
+pub fn expect(notify: &UnixDatagram, needle: &str) -> String {
     let mut buf = [0u8; 4096];
     let mut seen = Vec::new();
     loop {

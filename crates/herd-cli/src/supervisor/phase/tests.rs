@@ -248,3 +248,21 @@ fn an_exit_without_a_takeover_dooms_nothing() {
         vec![Step::Report(Report::Ready("3 workers ready".into()))]
     );
 }
+
+#[test]
+fn a_refused_reload_still_ends_with_ready() {
+    let mut phase: Phase<()> = Phase::new(None);
+    assert!(phase.upgrade_refused("x", false, false).is_empty());
+    phase.after_turn(view(false, false, true));
+    assert_eq!(
+        phase.upgrade_refused("too short", false, false),
+        vec![
+            Report::Reloading("upgrade requested".into()),
+            Report::Ready("upgrade refused: too short; the workers serve unchanged".into()),
+        ]
+    );
+    // The upgrade under way ends systemd's reload with its own READY=1.
+    let status = Report::Status("upgrade refused: busy".into());
+    assert_eq!(phase.upgrade_refused("busy", true, false), vec![status]);
+    assert_eq!(phase.upgrade_refused("busy", false, true).len(), 1);
+}
