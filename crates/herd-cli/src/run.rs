@@ -278,16 +278,20 @@ fn resume(
         .listeners
         .iter()
         .zip(fds.into_iter().zip(groups))
-        .map(|(l, (fd, rest))| match &l.group {
-            Some(g) => {
-                let sockets = std::iter::once(fd).chain(rest).collect();
-                let group = SlotSockets::restore(sockets, g.address, g.options);
-                Listener::restore_group(l.name.clone(), l.address.clone(), group)
-            }
-            None => {
-                let socket_file = l.file.clone().map(file);
-                Listener::restore(l.name.clone(), l.kind, l.address.clone(), fd, socket_file)
-            }
+        .map(|(l, (fd, rest))| {
+            let mut listener = match &l.group {
+                Some(g) => {
+                    let sockets = std::iter::once(fd).chain(rest).collect();
+                    let group = SlotSockets::restore(sockets, g.address, g.options);
+                    Listener::restore_group(l.name.clone(), l.address.clone(), group)
+                }
+                None => {
+                    let socket_file = l.file.clone().map(file);
+                    Listener::restore(l.name.clone(), l.kind, l.address.clone(), fd, socket_file)
+                }
+            };
+            listener.stdin = l.stdin;
+            listener
         })
         .collect();
     let notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;

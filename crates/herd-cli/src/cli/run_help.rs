@@ -25,13 +25,17 @@ Options (after the address, comma-separated):
   nonblocking   O_NONBLOCK on the shared socket, for async workers: the flag lives on the open
                 file description that every worker shares, so all of them see the same mode
   mode=OCTAL    permissions of a Unix socket file, e.g. mode=660
+  stdin         the socket is also the worker's fd 0, for programs that take it from standard
+                input (inetd's convention: Java's System.inheritedChannel(), FastCGI programs);
+                at most one socket
 
 What each worker gets:
   the sockets at fds 3, 4, ... in --bind order; LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (its own
   pid), as systemd's socket activation does; HERD_WORKER, its slot 0..N-1 (stable across
-  restarts); HERD_GENERATION, 1 at start and one more with each upgrade; /dev/null as stdin,
-  herd's stdout and stderr; no other fds; default signal dispositions and an empty signal mask;
-  a process group of its own. Workers are killed if herd itself dies.
+  restarts); HERD_GENERATION, 1 at start and one more with each upgrade; /dev/null as stdin (or
+  the socket bound with 'stdin'), herd's stdout and stderr; no other fds; default signal
+  dispositions and an empty signal mask; a process group of its own. Workers are killed if herd
+  itself dies.
 
 Templates in COMMAND and ARGS:
   {fd:NAME}   the fd number of socket NAME        {worker}   the worker's slot

@@ -213,6 +213,12 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
                  non-blocking",
             )
         });
+        let why = why.or_else(|| {
+            bind.options.stdin.then_some(
+                "stdin: a worker's stdin carries herd's socket hand-off on Windows (the \
+                 herd::share format), so it cannot be the socket itself",
+            )
+        });
         if let Some(why) = why {
             return Err(format!(
                 "--bind '{}' is not available on Windows: {why}",

@@ -77,6 +77,7 @@ pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Fa
 pub(super) fn check_names_and_balance(args: &RunArgs, name: &str) -> Result<(), Failure> {
     check_names(args)?;
     check_balance(args)?;
+    check_stdin(args)?;
     crate::control::path::check_name(name).map_err(Failure::Usage)
 }
 
@@ -98,6 +99,19 @@ fn check_names(args: &RunArgs) -> Result<(), Failure> {
         seen.push(name);
     }
     Ok(())
+}
+
+/// At most one socket can be a worker's fd 0 (`--bind ...,stdin`).
+fn check_stdin(args: &RunArgs) -> Result<(), Failure> {
+    let mut on_stdin = args.binds.iter().filter(|b| b.options.stdin);
+    match (on_stdin.next(), on_stdin.next()) {
+        (Some(first), Some(second)) => Err(Failure::Usage(format!(
+            "--bind '{}' and --bind '{}' both ask for the worker's stdin, which holds one \
+             socket: keep 'stdin' on one of them",
+            first.text, second.text
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `--balance reuseport` needs a TCP socket herd binds itself (and Linux, for steering), and

@@ -32,6 +32,8 @@ pub struct Listener {
     pub kind: SocketKind,
     /// Where it is bound, with the real port (`127.0.0.1:41234`, `unix:/run/app.sock`).
     pub address: String,
+    /// Whether workers also get it as fd 0 (`--bind ...,stdin`).
+    pub stdin: bool,
     /// The socket (or shared memory); `None` once herd closed its copy (workers may still
     /// hold theirs), and for per-slot sockets.
     fd: Option<OwnedFd>,
@@ -60,6 +62,7 @@ impl Listener {
             name,
             kind,
             address,
+            stdin: false,
             fd: Some(fd),
             group: None,
             _file: file,
@@ -74,6 +77,7 @@ impl Listener {
             name,
             kind: SocketKind::Tcp,
             address,
+            stdin: false,
             fd: None,
             group: Some(group),
             _file: None,
@@ -286,6 +290,7 @@ impl Binding {
                 name,
                 kind,
                 address,
+                stdin: false,
                 fd: Some(fd),
                 group: None,
                 _file: None,
@@ -311,6 +316,7 @@ impl Binding {
                 listener.name = name.clone();
             }
             listener.origin = format!("--bind '{}'", spec.text);
+            listener.stdin = spec.options.stdin;
             return Ok(listener);
         }
         let per_slot = self.reuseport && matches!(spec.address, Address::Tcp(_));
@@ -348,6 +354,7 @@ impl Binding {
                 Address::Tcp(_) | Address::SystemdAll | Address::SystemdNamed(_) => SocketKind::Tcp,
             },
             address,
+            stdin: spec.options.stdin,
             fd,
             group,
             _file: file,
@@ -378,6 +385,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
         name: spec.name.clone(),
         kind: SocketKind::Shm,
         address: format!("shm:{}", spec.size),
+        stdin: false,
         fd: Some(fd),
         group: None,
         _file: None,
@@ -399,6 +407,7 @@ impl Listener {
             name: socket.name,
             kind,
             address,
+            stdin: false,
             fd: Some(socket.fd),
             group: None,
             _file: None,

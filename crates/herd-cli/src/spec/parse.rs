@@ -70,6 +70,8 @@ pub struct BindOptions {
     pub nonblocking: bool,
     /// `mode=OCTAL`: permissions of a Unix socket file.
     pub mode: Option<u32>,
+    /// `stdin`: the socket is also the worker's fd 0 (inetd's convention).
+    pub stdin: bool,
 }
 
 /// Characters allowed in a socket name given on the command line.
@@ -79,7 +81,7 @@ pub fn is_name_char(c: char) -> bool {
 
 const FORMS: &str = "HOST:PORT, :PORT, [V6ADDR]:PORT, tcp://HOST:PORT, udp://HOST:PORT, \
                      unix:PATH, unix:@NAME, systemd or fd:NAME";
-const OPTIONS: &str = "backlog=N, v6only, nodelay, nonblocking, mode=OCTAL";
+const OPTIONS: &str = "backlog=N, v6only, nodelay, nonblocking, mode=OCTAL, stdin";
 /// The longest Unix socket path, in bytes (`sun_path` holds 108 including the NUL).
 pub const MAX_UNIX_PATH: usize = 107;
 
@@ -307,6 +309,7 @@ fn parse_options(text: &str, address: &Address) -> Result<BindOptions, String> {
             "v6only" => options.v6only = flag(value)?,
             "nodelay" => options.nodelay = flag(value)?,
             "nonblocking" => options.nonblocking = flag(value)?,
+            "stdin" => options.stdin = flag(value)?,
             "mode" => {
                 let value = need_value(key, value, "mode=0660")?;
                 let mode = u32::from_str_radix(value, 8)

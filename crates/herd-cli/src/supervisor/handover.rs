@@ -194,6 +194,7 @@ fn saved_listeners(listeners: &[Listener]) -> Option<Vec<reexec::SavedListener>>
             fd: fd.as_raw_fd(),
             file: l.file().map(reexec::file_parts),
             group,
+            stdin: l.stdin,
         });
     }
     Some(saved)

@@ -208,6 +208,9 @@ pub struct SavedListener {
     /// Under `--balance reuseport`: the sockets of slots 1 and up (`fd` is slot 0's).
     #[serde(default)]
     pub group: Option<SavedGroup>,
+    /// Whether workers also get it as fd 0 (`--bind ...,stdin`); left out when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stdin: bool,
 }
 
 /// The per-slot sockets of a `--balance reuseport` listener.

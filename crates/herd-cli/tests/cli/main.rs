@@ -11,6 +11,7 @@ mod balance;
 mod clients;
 mod config;
 mod control;
+mod conventions;
 mod errors;
 mod faults;
 mod handoff;

@@ -50,6 +50,23 @@ fn child_sees_its_own_listen_pid() {
     assert!(wait_for(pid).unwrap().success());
 }
 
+/// One fd given both as an inherited fd and as stdin (`--bind ...,stdin`) is the same open
+/// socket at 3 and at 0 in the child, both inheritable.
+#[test]
+#[cfg(target_os = "linux")]
+fn an_inherited_fd_can_also_be_stdin() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let inode = |fd| format!("$(readlink /proc/$$/fd/{fd})");
+    let script = format!("test \"{}\" = \"{}\"", inode(0), inode(3));
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    for a in ["sh", "-c", &script] {
+        plan.arg(OsStr::new(a)).unwrap();
+    }
+    let fd = listener.as_fd();
+    let pid = plan.spawn(&[fd], Some(fd)).unwrap();
+    assert!(wait_for(pid).unwrap().success());
+}
+
 /// The write end of the pipe [`mark`] writes to.
 static MARKER: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
 

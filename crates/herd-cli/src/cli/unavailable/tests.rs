@@ -213,6 +213,10 @@ fn values_windows_cannot_do_are_refused() {
             "--bind ':0,nonblocking' is not available on Windows: nonblocking",
         ),
         (
+            &["-b", ":0,stdin"],
+            "--bind ':0,stdin' is not available on Windows: stdin: a worker's stdin carries",
+        ),
+        (
             &["--max-memory", "pss=512M"],
             "--max-memory pss= is not available on Windows: Windows has no proportional",
         ),

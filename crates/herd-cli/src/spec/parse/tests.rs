@@ -80,6 +80,9 @@ fn names_and_options() {
     assert_eq!(spec.options.mode, Some(0o660));
     assert_eq!(ok("unix:/tmp/x=y").name, None);
     assert!(ok("[::]:80,v6only").options.v6only);
+    assert!(ok("app=:8080,stdin").options.stdin);
+    assert!(ok("udp://:53,stdin").options.stdin);
+    assert!(!ok(":8080").options.stdin);
 }
 
 #[test]
@@ -101,6 +104,8 @@ fn errors_say_what_is_wrong() {
         (":80,nodelay=1", "takes no value"),
         (":80,fast", "unknown option 'fast'"),
         (":80,nodelay,nodelay", "given twice"),
+        (":80,stdin=1", "takes no value"),
+        (":80,stdin,stdin", "given twice"),
         ("udp://:53,backlog=5", "stream sockets"),
         ("unix:/a,nodelay", "applies to TCP"),
         ("127.0.0.1:80,v6only", "IPv6"),

@@ -1,5 +1,6 @@
 //! Starting workers on Unix: the slot's sockets prepared, then fork/exec with them at fds 3,
-//! 4, ... and `/dev/null` as standard input; and the re-exec's check children.
+//! 4, ... and `/dev/null` as standard input (or the socket of `--bind ...,stdin`); and the
+//! re-exec's check children.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 
@@ -48,9 +49,15 @@ impl Spawner {
         let fds: Option<Vec<BorrowedFd<'_>>> =
             listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
         let fds = fds.ok_or_else(|| failed("the sockets are closed".to_string()))?;
+        // `--bind ...,stdin`: that socket is fd 0 as well (the child dup2s it there).
+        let stdin = listeners
+            .iter()
+            .zip(&fds)
+            .find(|(l, _)| l.stdin)
+            .map_or(self.stdin.as_fd(), |(_, fd)| *fd);
         self.command
             .for_generation(generation)
-            .spawn(slot, generation, &fds, self.stdin.as_fd())
+            .spawn(slot, generation, &fds, stdin)
     }
 
     /// The worker commands, for a reloaded config's.

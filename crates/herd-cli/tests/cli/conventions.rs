@@ -1,0 +1,134 @@
+//! The socket-passing conventions besides systemd's: inetd's fd 0 (`--bind ...,stdin`),
+//! einhorn's and Server::Starter's variables (`--compat`), each with a program written for it.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+
+use crate::util::*;
+
+fn interop(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(file)
+        .display()
+        .to_string()
+}
+
+/// Asks `ask` until two different processes have answered (each answer names its pid).
+fn two_processes_answer(herd: &Herd, ask: impl Fn() -> std::io::Result<String> + Sync) {
+    let mut answers = BTreeSet::new();
+    wait_until("two processes to answer", || {
+        std::thread::scope(|scope| {
+            let round: Vec<_> = (0..4).map(|_| scope.spawn(&ask)).collect();
+            for answer in round {
+                let body = answer.join().unwrap().unwrap_or_else(|e| {
+                    panic!(
+                        "request failed: {e}; herd logged{}",
+                        last_lines(&herd.lines())
+                    )
+                });
+                answers.insert(body.trim().to_string());
+            }
+        });
+        match answers.len() {
+            2.. => Ok(()),
+            _ => Err(format!("only {answers:?}")),
+        }
+    });
+}
+
+#[test]
+fn java_inherited_channel_takes_the_socket_on_stdin() {
+    let source = interop("InheritedServer.java");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "delay=300ms",
+        "-b",
+        "http=127.0.0.1:0,stdin",
+        "--",
+        "java",
+        &source,
+    ]);
+    let addr = herd.address("http");
+    two_processes_answer(&herd, || {
+        let body = get(&addr, "/")?;
+        assert!(body.starts_with("java pid "), "{body:?}");
+        Ok(body)
+    });
+}
+
+/// One FastCGI request (`FCGI_RESPONDER`, no parameters, empty body): the `FCGI_STDOUT` it gets.
+fn fastcgi_request(addr: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(TIMEOUT))?;
+    let record = |kind: u8, content: &[u8]| {
+        let mut r = vec![1, kind, 0, 1, 0, content.len() as u8, 0, 0];
+        r.extend_from_slice(content);
+        r
+    };
+    let mut request = record(1, &[0, 1, 0, 0, 0, 0, 0, 0]);
+    request.extend(record(4, &[]));
+    request.extend(record(5, &[]));
+    stream.write_all(&request)?;
+    let mut out = Vec::new();
+    loop {
+        let mut header = [0u8; 8];
+        stream.read_exact(&mut header)?;
+        let length = usize::from(u16::from_be_bytes([header[4], header[5]]));
+        let mut content = vec![0u8; length + usize::from(header[6])];
+        stream.read_exact(&mut content)?;
+        match header[1] {
+            6 => out.extend_from_slice(&content[..length]),
+            3 => break,
+            _ => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    assert!(body.starts_with("fcgi pid "), "{text:?}");
+    Ok(body)
+}
+
+#[test]
+fn a_fastcgi_program_accepts_on_stdin_as_under_supervisord() {
+    let program = interop("fcgi_stdin.py");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "delay=300ms",
+        "-b",
+        "fcgi=127.0.0.1:0,stdin",
+        "--",
+        "python3",
+        &program,
+    ]);
+    let addr = herd.address("fcgi");
+    two_processes_answer(&herd, || fastcgi_request(&addr));
+}
+
+#[test]
+fn only_one_socket_can_be_stdin() {
+    assert_fails(
+        &[
+            "run",
+            "-b",
+            "a=127.0.0.1:0,stdin",
+            "-b",
+            "b=127.0.0.1:0,stdin",
+            "--",
+            "true",
+        ],
+        2,
+        "both ask for the worker's stdin",
+    );
+}
