@@ -18,9 +18,9 @@ use run_help::RUN_HELP;
 
 pub use parse::{parse_duration, Rlimit, Signal};
 use parse::{
-    parse_env, parse_group, parse_metrics, parse_number, parse_positive_duration, parse_ready,
-    parse_rlimit, parse_scale, parse_signal, parse_slot, parse_stop_signal, parse_umask,
-    parse_user, parse_workers,
+    parse_env, parse_group, parse_health, parse_metrics, parse_number, parse_positive_duration,
+    parse_ready, parse_rlimit, parse_scale, parse_signal, parse_slot, parse_stop_signal,
+    parse_umask, parse_user, parse_workers,
 };
 #[cfg(unix)]
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
@@ -376,10 +376,30 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = WorkerOutput::Inherit)]
     pub worker_output: WorkerOutput,
 
-    /// Serve Prometheus metrics at http://ADDR/metrics: HOST:PORT, :PORT or [V6ADDR]:PORT, as
-    /// for --bind (e.g. 127.0.0.1:9100, localhost:9100, :9100).
+    /// Serve Prometheus metrics at http://ADDR/metrics (and /healthz and /readyz, as --health
+    /// does): HOST:PORT, :PORT or [V6ADDR]:PORT, as for --bind (e.g. 127.0.0.1:9100,
+    /// localhost:9100, :9100).
     #[arg(long, value_name = "ADDR", value_parser = parse_metrics)]
     pub metrics: Option<BindSpec>,
+
+    /// Serve health probes at http://ADDR/healthz (200 while herd's loop turns) and
+    /// http://ADDR/readyz (200 while --ready-min workers are ready and herd is not stopping),
+    /// on a listener of their own; --metrics serves them too. ADDR as for --metrics.
+    #[arg(long, value_name = "ADDR", value_parser = parse_health)]
+    pub health: Option<BindSpec>,
+
+    /// How many ready workers /readyz needs to answer 200 (0: herd alone) [default: 1]. More
+    /// than the pool's maximum is refused.
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = |t: &str| parse_number::<u32>(t, 0, "--ready-min"))]
+    pub ready_min: Option<u32>,
+
+    /// On a graceful stop, how long /readyz answers 503 while everything keeps serving, so
+    /// that load balancers stop sending new clients before any worker is asked to stop; then
+    /// the workers get --grace. A second stop request skips the rest.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration,
+          allow_negative_numbers = true)]
+    pub drain_delay: Duration,
 
     /// Also allow this uid on the control socket (repeatable; herd's own uid and root always
     /// are). The socket's directory becomes 0711 and the socket 0666 so that it can connect;

@@ -37,6 +37,7 @@ pub mod command;
 pub mod command;
 pub mod control;
 pub mod ctl;
+pub mod endpoints;
 pub mod exit;
 pub mod fdlimit;
 pub mod logging;

@@ -110,7 +110,7 @@ pub fn run(
     )?;
     supervisor.set_autoscale(bounds);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
-    bind_metrics(&args, &mut supervisor)?;
+    crate::endpoints::serve(&args, &mut supervisor, default_workers(), (None, None))?;
     log_listeners(supervisor.listeners());
     tracing::info!(event = LogEvent::ControlReady.as_str(), path = %control.file.parts().0.display(), "control socket ready");
     tracing::info!(
@@ -271,6 +271,7 @@ fn resume(
         reply,
         attached,
         metrics,
+        health,
         outputs,
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
@@ -314,11 +315,12 @@ fn resume(
     let recorded = state.cores.autoscale.is_some();
     supervisor.resume(state.cores, attached, reply);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
-    match metrics {
-        // The same socket: same address (even a port chosen by the system), no scrape refused.
-        Some(fd) => supervisor.set_metrics(std::net::TcpListener::from(fd)),
-        None => bind_metrics(&args, &mut supervisor)?,
-    }
+    // The same sockets: same address (even a port chosen by the system), no scrape refused.
+    let handed = (
+        metrics.map(std::net::TcpListener::from),
+        health.map(std::net::TcpListener::from),
+    );
+    crate::endpoints::serve(&args, &mut supervisor, default_workers(), handed)?;
     if let (false, Some(Workers::Auto(min, max))) = (recorded, args.workers) {
         supervisor.set_autoscale(Some((min, max)));
     }
@@ -377,25 +379,6 @@ pub(crate) fn worker_command(
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)
 }
 
-/// Binds `--metrics`, if asked.
-fn bind_metrics(args: &RunArgs, supervisor: &mut Supervisor) -> Result<(), Failure> {
-    let Some(spec) = &args.metrics else {
-        return Ok(());
-    };
-    let listener = spec::bind_tcp(spec).map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "cannot serve metrics on {} (--metrics): {e:#}; choose another address",
-            spec.text
-        ))
-    })?;
-    let bound = listener
-        .local_addr()
-        .map_or_else(|_| spec.text.clone(), |a| a.to_string());
-    tracing::info!(event = LogEvent::MetricsReady.as_str(), address = %bound, "metrics at http://{bound}/metrics");
-    supervisor.set_metrics(listener);
-    Ok(())
-}
-
 /// Who may use the control socket: herd's `uid`, root, and what `--control-allow-*` names
 /// (a `--control-allow-user` that names no user is a usage error).
 fn policy(args: &RunArgs, uid: u32) -> Result<AccessPolicy, Failure> {
@@ -444,6 +427,6 @@ fn log_listeners(listeners: &[Listener]) {
 }
 
 /// The number of CPUs herd may run on (affinity and cgroup quota included).
-fn default_workers() -> usize {
+pub(crate) fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }

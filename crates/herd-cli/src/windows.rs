@@ -21,7 +21,7 @@ use herd_cli::control::pipe_server::PipeServer;
 use herd_cli::exit::Failure;
 use herd_cli::logging::LogEvent;
 use herd_cli::output;
-use herd_cli::spec::{self, BindSpec};
+use herd_cli::spec;
 use herd_cli::supervisor::pool;
 use herd_cli::supervisor::reload::{FileReload, Reload};
 use herd_cli::supervisor::Supervisor;
@@ -36,12 +36,13 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     let workers = match args.workers {
         Some(Workers::Fixed(n)) => n,
         Some(Workers::Auto(min, _)) => min,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        None => default_workers(),
     };
     // The same names the client commands accept: a herd no client could reach is refused.
     herd_cli::control::name::check_name(name).map_err(Failure::Usage)?;
     spec::check_names(&args.binds, &args.shm).map_err(Failure::Usage)?;
     check_chdir(&args)?;
+    herd_cli::endpoints::ready_min(&args, default_workers())?;
     // Ctrl-C is herd's graceful stop, also when it was started in a process group of its own
     // (as a service wrapper does, to send it Ctrl-C), which Windows starts with Ctrl-C
     // ignored. Without a console there is no Ctrl-C to take: nothing to do then.
@@ -91,9 +92,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         )?);
     }
     supervisor.share_memory(memories);
-    if let Some(spec) = &args.metrics {
-        supervisor.set_metrics(bind_metrics(spec)?);
-    }
+    herd_cli::endpoints::serve(&args, &mut supervisor, default_workers(), (None, None))?;
     supervisor.set_autoscale(match args.workers {
         Some(Workers::Auto(min, max)) => Some((min, max)),
         _ => None,
@@ -155,23 +154,9 @@ fn config_reload(file: &Path, pipe: String, notify: String) -> Result<Reload, Fa
     }))
 }
 
-/// Binds `--metrics` and says where it serves.
-fn bind_metrics(spec: &BindSpec) -> Result<std::net::TcpListener, Failure> {
-    let listener = spec::bind_tcp(spec).map_err(|e| {
-        Failure::Runtime(anyhow::anyhow!(
-            "cannot serve metrics on {} (--metrics): {e:#}; choose another address",
-            spec.text
-        ))
-    })?;
-    let bound = listener
-        .local_addr()
-        .map_or_else(|_| spec.text.clone(), |a| a.to_string());
-    tracing::info!(
-        event = LogEvent::MetricsReady.as_str(),
-        address = %bound,
-        "metrics at http://{bound}/metrics"
-    );
-    Ok(listener)
+/// The number of CPUs herd may run on: the workers without `--workers`.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The control pipe's path for `--control` or `$HERD_CONTROL`, else for `--name`.

@@ -188,9 +188,18 @@ pub(super) fn parse_umask(text: &str) -> Result<u32, String> {
 
 /// `--metrics`: a TCP address in any form `--bind` takes, without a name or options.
 pub(super) fn parse_metrics(text: &str) -> Result<BindSpec, String> {
+    parse_http_address(text, "--metrics")
+}
+
+pub(super) fn parse_health(text: &str) -> Result<BindSpec, String> {
+    parse_http_address(text, "--health")
+}
+
+/// A TCP address to serve HTTP on, for `option`.
+fn parse_http_address(text: &str, option: &str) -> Result<BindSpec, String> {
     let bad = || {
         format!(
-            "'{text}' is not a TCP address for --metrics; write HOST:PORT, :PORT or \
+            "'{text}' is not a TCP address for {option}; write HOST:PORT, :PORT or \
              [V6ADDR]:PORT (e.g. 127.0.0.1:9100)"
         )
     };
@@ -199,7 +208,7 @@ pub(super) fn parse_metrics(text: &str) -> Result<BindSpec, String> {
     }
     let spec: BindSpec = text
         .parse()
-        .map_err(|e| format!("--metrics '{text}': {e}"))?;
+        .map_err(|e| format!("{option} '{text}': {e}"))?;
     match spec.address {
         crate::spec::Address::Tcp(_) => Ok(spec),
         _ => Err(bad()),

@@ -23,7 +23,11 @@ fn header(out: &mut String, status: &Status) {
     let upgrading = status
         .upgrading_to
         .map_or(String::new(), |g| format!(", upgrading to generation {g}"));
-    let stopping = if status.stopping { ", stopping" } else { "" };
+    let stopping = match (status.stopping, status.draining_ms) {
+        (true, _) => ", stopping".to_string(),
+        (false, Some(left)) => format!(", draining ({} left)", short(left)),
+        (false, None) => String::new(),
+    };
     let _ = writeln!(
         out,
         "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} workers ready",

@@ -37,6 +37,8 @@ log_events! {
     Listening = "listening",
     /// The metrics endpoint accepts scrapes.
     MetricsReady = "metrics_ready",
+    /// The `--health` endpoint accepts probes.
+    HealthReady = "health_ready",
     /// A socket file left by a process that is gone was removed before binding.
     StaleSocketRemoved = "stale_socket_removed",
     /// A note about how herd adapts to its setup (permissions, limits, names).
@@ -96,6 +98,8 @@ log_events! {
     SamplingSlow = "sampling_slow",
     /// The workers' memory and CPU time were read again after a slow round.
     SamplingResumed = "sampling_resumed",
+    /// A graceful stop waits out `--drain-delay`: not ready, still serving.
+    Draining = "draining",
     /// herd stops gracefully.
     Stopping = "stopping",
     /// herd stops at once, killing every worker.

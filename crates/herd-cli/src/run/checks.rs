@@ -78,6 +78,7 @@ pub(super) fn check_names_and_balance(args: &RunArgs, name: &str) -> Result<(), 
     check_names(args)?;
     check_balance(args)?;
     check_stdin(args)?;
+    crate::endpoints::ready_min(args, super::default_workers())?;
     crate::control::path::check_name(name).map_err(Failure::Usage)
 }
 

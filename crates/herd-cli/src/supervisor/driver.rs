@@ -39,8 +39,10 @@ pub struct Supervisor {
     pub(super) cpu: busyness::CpuMeter,
     /// Recycling, and each worker's last memory and CPU figures.
     pub(super) recycling: recycling::Recycling,
-    /// The `--metrics` endpoint, until the loop serves it.
-    pub(super) metrics_listener: Option<std::net::TcpListener>,
+    /// The `--metrics` and `--health` endpoints, until the loop serves them.
+    pub(super) http_listeners: Vec<(std::net::TcpListener, http::Endpoint)>,
+    /// `/healthz` and `/readyz`, and `--drain-delay`.
+    pub(super) probes: probes::Probes,
     /// Reads the `--config` file again, for `herd upgrade --reload-config`.
     pub(super) reload: Option<reload::Reload>,
     /// What an upgrade with a reloaded config changes once it has finished.
@@ -74,7 +76,8 @@ impl Supervisor {
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
             recycling: recycling::Recycling::default(),
-            metrics_listener: None,
+            http_listeners: Vec::new(),
+            probes: probes::Probes::default(),
             reload: None,
             staged: None,
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
@@ -106,8 +109,9 @@ impl Supervisor {
             match step {
                 Step::Listen => {
                     if let Some(control) = control.take() {
-                        let metrics = self.metrics_listener.take();
-                        opened = Some(Sources::open(control, &notify, metrics)?);
+                        let endpoints = std::mem::take(&mut self.http_listeners);
+                        let board = self.probes.board();
+                        opened = Some(Sources::open(control, &notify, endpoints, board)?);
                     }
                 }
                 Step::ReleaseHeldSignals => platform::release_held_signals()?,
@@ -129,6 +133,7 @@ impl Supervisor {
             let input = sources.next(&self.wants()).await;
             self.handle(input, &mut sources, &mut control_file, &notify);
             self.after_turn(&sources, &mut control_file);
+            self.publish_health();
         }
         self.finish(sources, notify).await
     }
@@ -146,6 +151,7 @@ impl Supervisor {
             self.pool.next_deadline(),
             self.attached.deadline(now),
             self.recycle_deadline(now),
+            self.probes.drain_until(),
             // Starts wait: the loop turns again at once.
             self.starts.is_waiting().then_some(now),
         ]
@@ -155,6 +161,7 @@ impl Supervisor {
         Wants {
             deadline,
             autoscale: self.autoscaler.is_some() && !self.pool.is_stopping(),
+            heartbeat: self.probes.served(),
             platform: self.platform_wants(),
         }
     }

@@ -69,7 +69,7 @@ pub enum Effect {
     Answer(Answer<Client>),
     /// Answer a metrics scrape with the counters and `snapshot`, the figures of the moment.
     AnswerScrape {
-        scrape: metrics::Scrape,
+        scrape: super::http::Scrape,
         snapshot: metrics::Snapshot,
     },
     /// Refuse a re-exec: say why in the log, and to its client if it has one.

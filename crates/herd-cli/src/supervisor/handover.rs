@@ -23,6 +23,7 @@ pub(super) struct Endpoints<'a> {
     pub(super) control_file: &'a SocketFile,
     pub(super) notify: &'a NotifySocket,
     pub(super) metrics: Option<&'a OwnedFd>,
+    pub(super) health: Option<&'a OwnedFd>,
 }
 
 impl Supervisor {
@@ -93,6 +94,10 @@ impl Supervisor {
     /// now.
     pub(super) fn reexec_export(&self, epoch: Epoch) -> Result<PoolState, (ErrorCode, String)> {
         let pool = self.pool.export(epoch);
+        if self.probes.draining() {
+            let why = "herd is draining before it stops (--drain-delay)".to_string();
+            return Err((ErrorCode::Stopping, why));
+        }
         // Draining reuseport slots is pool state now, handed over with the pool.
         match self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
             Some((code, why)) => Err((code, why.to_string())),
@@ -157,6 +162,7 @@ impl Supervisor {
         }
         keep.extend(connection.as_ref().map(AsFd::as_fd));
         keep.extend(endpoints.metrics.map(AsFd::as_fd));
+        keep.extend(endpoints.health.map(AsFd::as_fd));
         keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
         // The readers stop before they read more: what workers write now waits in the pipes.
         let output = crate::output::current();
@@ -237,8 +243,11 @@ impl Supervisor {
             // (a recycle under way is in the pool's state); the list of recent recycles and
             // any slot held back start afresh.
             recycling: _,
-            // Its fd is in `handed.endpoints`.
-            metrics_listener: _,
+            // Their fds are in `handed.endpoints`.
+            http_listeners: _,
+            // The new image reads the same --ready-min and --drain-delay, and publishes anew;
+            // a re-exec is refused while a drain waits.
+            probes: _,
             // The new image reads the same command line; of the config file, the contents the
             // workers run are handed over.
             reload,
@@ -281,6 +290,7 @@ impl Supervisor {
             listeners,
             reply_fd,
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
+            health_fd: endpoints.health.map(AsRawFd::as_raw_fd),
             nofile: crate::fdlimit::started_with(),
             // Filled in by the re-exec once the readers have stopped.
             outputs: Vec::new(),

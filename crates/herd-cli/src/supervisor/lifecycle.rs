@@ -60,6 +60,7 @@ impl Supervisor {
         let actions = self.pool.stop(graceful, Some(grace), now);
         self.apply(actions, false);
         self.platform_stopping(deadline, now);
+        self.publish_health();
     }
 
     pub(super) fn upgrade(

@@ -2,18 +2,16 @@
 //! `prometheus-client` crate, which writes it: `_total` counters, `# UNIT`, `# EOF`), served
 //! with that format's content type. Every metric is listed in `docs/metrics.md`.
 //!
-//! Each scrape is a connection task that asks the supervisor for a fresh rendering over a
-//! channel; rendering takes microseconds, and a slow or hostile scraper only ever holds its own
-//! task, so the endpoint never blocks the supervisor.
+//! Each scrape is a connection task of the [HTTP endpoints](super::http) that asks the
+//! supervisor for a fresh rendering over a channel; rendering takes microseconds, and a slow or
+//! hostile scraper only ever holds its own task, so the endpoint never blocks the supervisor.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-mod http;
 mod render;
 
-pub use http::{serve, Scrape};
 pub use render::{render, CONTENT_TYPE};
 
 /// Counters the supervisor bumps as things happen; gauges are set when rendering.

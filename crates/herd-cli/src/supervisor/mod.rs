@@ -16,6 +16,9 @@
 // The cores: pure, platform-neutral, built and unit-tested on every platform.
 pub(crate) mod autoscale;
 mod busyness;
+mod drain_delay;
+pub(crate) mod health;
+pub(crate) mod http;
 pub(crate) mod metrics;
 mod phase;
 pub(crate) mod platform;
@@ -35,6 +38,7 @@ mod effects;
 mod grace;
 mod lifecycle;
 mod notifications;
+mod probes;
 mod recycling;
 pub mod reload;
 mod requests;

@@ -82,6 +82,10 @@ pub struct State {
     /// The `--metrics` socket's fd across the exec (same address, no scrape refused).
     #[serde(default)]
     pub metrics_fd: Option<RawFd>,
+    /// The `--health` socket's fd across the exec. Left out when there is none: the state
+    /// stays what herds before it wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_fd: Option<RawFd>,
     /// The open-file limit the first image was started with, `(soft, hard)`: what workers get
     /// by default. Absent from the state of an older herd, which put it back in force before
     /// the exec.
@@ -390,6 +394,8 @@ pub struct Restored {
     pub attached: Vec<Option<OwnedFd>>,
     /// The `--metrics` socket.
     pub metrics: Option<OwnedFd>,
+    /// The `--health` socket.
+    pub health: Option<OwnedFd>,
     /// The workers' output pipes.
     pub outputs: Vec<Parked>,
 }
@@ -437,6 +443,7 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
         attached,
         outputs,
         metrics: state.metrics_fd.map(claim).transpose()?,
+        health: state.health_fd.map(claim).transpose()?,
         control: claim(state.control.fd)?,
         notify: claim(state.notify.fd)?,
         listeners,

@@ -7,6 +7,7 @@ use crate::control::request::{Connection, ControlRequest, Peer};
 use crate::control::results::{ScaleResult, SignalResult, SocketInfo, SocketsResult};
 use crate::logging::LogEvent;
 
+use super::drain_delay::StopRequest;
 use super::effects::{Client, Effect};
 use super::platform::Signal;
 use super::pool;
@@ -66,8 +67,18 @@ impl Supervisor {
                     self.effects.execute([Effect::ReleaseSocketFiles]);
                 }
                 self.waiters.stop_asked(client);
-                self.stop("herd stop", !fast, grace_ms.map(Duration::from_millis));
-                return;
+                let grace = grace_ms.map(Duration::from_millis);
+                // The new herd of a takeover serves the sockets already: no drain.
+                if takeover {
+                    return self.stop("herd stop", !fast, grace);
+                }
+                let reason = "herd stop".to_string();
+                let graceful = !fast;
+                return self.request_stop(StopRequest {
+                    reason,
+                    graceful,
+                    grace,
+                });
             }
             Command::Signal { signal, slot } => self.signal_request(&signal, slot),
             // The control server answers it, off the loop (control::logs).
@@ -101,6 +112,7 @@ impl Supervisor {
         );
         self.platform.add_status(&mut status, now);
         status.autoscale = self.autoscale_status();
+        status.draining_ms = self.drain_left(now).map(status::ms);
         self.recycling_status(&mut status);
         Response::ok(status)
     }

@@ -15,11 +15,6 @@ use super::Supervisor;
 use super::{metrics, platform};
 
 impl Supervisor {
-    /// Serves `--metrics` on `listener` once running.
-    pub fn set_metrics(&mut self, listener: std::net::TcpListener) {
-        self.metrics_listener = Some(listener);
-    }
-
     /// The values `--metrics` reports.
     pub(super) fn metrics_snapshot(&self) -> metrics::Snapshot {
         let mut ready: HashMap<u64, i64> = HashMap::new();

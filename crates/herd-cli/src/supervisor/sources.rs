@@ -13,11 +13,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 
+use super::health::{HealthBoard, HEARTBEAT_EVERY};
+use super::http::{self, Endpoint, Scrape};
 use super::platform::{self, Intents, NotifySocket};
 use super::sampler::{Sampler, Samples};
 use super::signals::Intent;
 use super::takeover::StopAnswer;
-use super::{autoscale, metrics, recycling};
+use super::{autoscale, recycling};
 use crate::control::request::ControlRequest;
 
 /// One input to the supervisor.
@@ -27,7 +29,7 @@ pub enum Input {
     /// A control client asked something.
     Control(ControlRequest),
     /// `--metrics` was scraped.
-    Scrape(metrics::Scrape),
+    Scrape(Scrape),
     /// The old herd answered the stop that ends a takeover.
     TakeoverAnswered(StopAnswer),
     /// A timer fired.
@@ -51,6 +53,8 @@ pub enum Tick {
     QueueCheck,
     /// Time to ask for the workers' memory and CPU time.
     Sample,
+    /// The heartbeat: the loop turns at least this often while health is served.
+    Heartbeat,
 }
 
 /// What the supervisor waits for on this turn.
@@ -59,6 +63,8 @@ pub struct Wants {
     pub deadline: Option<std::time::Instant>,
     /// Autoscaling samples (autoscaling is on and herd is not stopping).
     pub autoscale: bool,
+    /// Heartbeats, while `/healthz` is served.
+    pub heartbeat: bool,
     /// What only the platform waits for.
     pub platform: platform::Wants,
 }
@@ -67,7 +73,7 @@ pub struct Wants {
 pub struct Sources {
     signals: Intents,
     requests: mpsc::Receiver<ControlRequest>,
-    scrapes: mpsc::Receiver<metrics::Scrape>,
+    scrapes: mpsc::Receiver<Scrape>,
     answered: mpsc::Receiver<StopAnswer>,
     /// Where the old herd's answer to a takeover's stop is reported.
     pub answered_tx: mpsc::Sender<StopAnswer>,
@@ -76,6 +82,7 @@ pub struct Sources {
     autoscale: Interval,
     queue_check: Interval,
     samples: Interval,
+    heartbeat: Interval,
     server: JoinHandle<()>,
     /// Reads the workers' memory and CPU time off the loop.
     pub sampler: Sampler,
@@ -93,21 +100,28 @@ pub fn every(period: Duration) -> Interval {
 impl Sources {
     /// Installs the signal handlers (on Windows: Ctrl-C, standard input and the workers'
     /// exits), before any worker starts so that no exit is missed, and starts serving the
-    /// control endpoint and `--metrics`.
+    /// control endpoint and the HTTP endpoints (`--metrics`, `--health`), which answer probes
+    /// from `health`.
     pub fn open(
         control: platform::ControlServer,
         notify: &NotifySocket,
-        metrics_listener: Option<std::net::TcpListener>,
+        endpoints: Vec<(std::net::TcpListener, Endpoint)>,
+        health: HealthBoard,
     ) -> anyhow::Result<Sources> {
         let signals = Intents::install()?;
         let (requests_tx, requests) = mpsc::channel(64);
         let (mut platform, server) = platform::Inputs::open(control, notify, requests_tx)?;
         let (scrapes_tx, scrapes) = mpsc::channel(16);
-        if let Some(listener) = metrics_listener {
-            platform.keep_metrics(&listener)?;
-            listener.set_nonblocking(true)?;
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            tokio::spawn(metrics::serve(listener, scrapes_tx));
+        for (listener, endpoint) in &endpoints {
+            platform.keep_endpoint(listener, *endpoint)?;
+        }
+        if !endpoints.is_empty() {
+            let answers = http::Answers {
+                scrapes: scrapes_tx,
+                health,
+            };
+            http::start(endpoints, answers)
+                .context("cannot start the thread that serves --metrics and --health")?;
         }
         let (answered_tx, answered) = mpsc::channel(2);
         let sampler = Sampler::start().context("cannot start the thread that samples workers")?;
@@ -120,6 +134,7 @@ impl Sources {
             autoscale: every(autoscale::SAMPLE_EVERY),
             queue_check: every(autoscale::QUEUE_CHECK_EVERY),
             samples: every(recycling::SAMPLE_EVERY),
+            heartbeat: every(HEARTBEAT_EVERY),
             server,
             sampler,
             platform,
@@ -144,6 +159,7 @@ impl Sources {
             _ = self.autoscale.tick(), if wants.autoscale => Input::Tick(Tick::Autoscale),
             _ = self.queue_check.tick(), if wants.autoscale => Input::Tick(Tick::QueueCheck),
             _ = self.samples.tick() => Input::Tick(Tick::Sample),
+            _ = self.heartbeat.tick(), if wants.heartbeat => Input::Tick(Tick::Heartbeat),
             Some(samples) = self.sampler.recv() => Input::Sampled(samples),
         }
     }

@@ -26,6 +26,10 @@ pub struct Status {
     pub upgrading_to: Option<u64>,
     /// Whether herd is stopping.
     pub stopping: bool,
+    /// While a stop waits out `--drain-delay` (`/readyz` answers 503, workers serve on): the
+    /// milliseconds left before the workers are asked to stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_ms: Option<u64>,
     /// How many workers herd keeps running.
     pub desired: usize,
     /// How many worker processes run (stopping ones included).
@@ -276,6 +280,7 @@ pub fn snapshot(
         generation: pool.generation(),
         upgrading_to: pool.upgrade_in_progress().map(|u| u.generation),
         stopping: pool.is_stopping(),
+        draining_ms: None,
         desired: pool.desired(),
         running: workers.len(),
         ready: workers.iter().filter(|w| w.state == "ready").count(),

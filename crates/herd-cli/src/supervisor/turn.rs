@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::drain_delay::StopRequest;
 use super::effects::Effect;
 use super::phase::{PoolView, Step};
 use super::platform::{ControlFile, NotifySocket};
@@ -42,7 +43,7 @@ impl Supervisor {
             }
             Input::Tick(Tick::Sample) => self.ask_for_samples(&mut sources.sampler),
             Input::Sampled(samples) => self.sampled(samples),
-            Input::Tick(Tick::Turn) => {}
+            Input::Tick(Tick::Turn | Tick::Heartbeat) => {}
         }
     }
 
@@ -51,7 +52,11 @@ impl Supervisor {
         let trigger = intent.signal_name();
         match intent.order(self.pool.is_stopping()) {
             Order::Reap => self.reap(),
-            Order::Stop { graceful } => self.stop(&trigger, graceful, None),
+            Order::Stop { graceful } => self.request_stop(StopRequest {
+                reason: trigger,
+                graceful,
+                grace: None,
+            }),
             Order::Upgrade => self.upgrade(&trigger, None, None),
             Order::Reexec => self.reexec_requested(None, sources),
             Order::ScaleBy(delta) => {
@@ -72,6 +77,7 @@ impl Supervisor {
 
     /// The work every turn does after its input.
     pub(super) fn after_turn(&mut self, sources: &Sources, control_file: &mut ControlFile) {
+        self.drain_due();
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
         self.start_some();

@@ -15,6 +15,7 @@ mod conventions;
 mod errors;
 mod faults;
 mod handoff;
+mod health;
 mod help;
 mod interop;
 mod metrics;

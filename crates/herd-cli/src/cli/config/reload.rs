@@ -41,6 +41,7 @@ const FIXED: &[(&str, &[Fixed])] = &[
             ("shm", |c| format!("{:?}", run(c).map(|r| &r.shm))),
             ("balance", |c| format!("{:?}", run(c).map(|r| r.balance))),
             ("metrics", |c| format!("{:?}", run(c).map(|r| &r.metrics))),
+            ("health", |c| format!("{:?}", run(c).map(|r| &r.health))),
             ("takeover", |c| format!("{:?}", run(c).map(|r| &r.takeover))),
         ],
     ),
@@ -70,6 +71,17 @@ const FIXED: &[(&str, &[Fixed])] = &[
             ("log-format", |c| format!("{:?}", c.log_format)),
             ("worker-output", |c| {
                 format!("{:?}", run(c).map(|r| r.worker_output))
+            }),
+        ],
+    ),
+    (
+        "which herd's health probes and stops go by: restart herd to change it",
+        &[
+            ("ready-min", |c| {
+                format!("{:?}", run(c).map(|r| r.ready_min))
+            }),
+            ("drain-delay", |c| {
+                format!("{:?}", run(c).map(|r| r.drain_delay))
             }),
         ],
     ),

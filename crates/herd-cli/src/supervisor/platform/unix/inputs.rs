@@ -64,6 +64,8 @@ pub struct Inputs {
     pub control_fd: OwnedFd,
     /// A copy of the metrics socket's fd, handed to the next image on re-exec.
     pub metrics_fd: Option<OwnedFd>,
+    /// A copy of the `--health` socket's fd, handed to the next image on re-exec.
+    pub health_fd: Option<OwnedFd>,
 }
 
 impl Inputs {
@@ -93,13 +95,22 @@ impl Inputs {
             orphans_stopping: every(orphans::STOP_CHECK_EVERY),
             control_fd,
             metrics_fd: None,
+            health_fd: None,
         };
         Ok((inputs, server))
     }
 
-    /// Keeps a copy of the `--metrics` socket's fd, for a re-exec.
-    pub fn keep_metrics(&mut self, listener: &std::net::TcpListener) -> std::io::Result<()> {
-        self.metrics_fd = Some(listener.as_fd().try_clone_to_owned()?);
+    /// Keeps a copy of the `--metrics` or `--health` socket's fd, for a re-exec.
+    pub fn keep_endpoint(
+        &mut self,
+        listener: &std::net::TcpListener,
+        endpoint: crate::supervisor::http::Endpoint,
+    ) -> std::io::Result<()> {
+        let fd = Some(listener.as_fd().try_clone_to_owned()?);
+        match endpoint {
+            crate::supervisor::http::Endpoint::Metrics => self.metrics_fd = fd,
+            crate::supervisor::http::Endpoint::Health => self.health_fd = fd,
+        }
         Ok(())
     }
 

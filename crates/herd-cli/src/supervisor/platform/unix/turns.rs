@@ -52,6 +52,7 @@ impl Supervisor {
                         control_file,
                         notify,
                         metrics: sources.platform.metrics_fd.as_ref(),
+                        health: sources.platform.health_fd.as_ref(),
                     };
                     self.reexec(&endpoints, passed);
                 }

@@ -42,8 +42,13 @@ impl Inputs {
         Ok((Inputs { notify }, server))
     }
 
-    /// Nothing to keep of the `--metrics` socket: herd never re-executes on Windows.
-    pub fn keep_metrics(&mut self, _listener: &std::net::TcpListener) -> std::io::Result<()> {
+    /// Nothing to keep of the `--metrics` and `--health` sockets: herd never re-executes on
+    /// Windows.
+    pub fn keep_endpoint(
+        &mut self,
+        _listener: &std::net::TcpListener,
+        _endpoint: crate::supervisor::http::Endpoint,
+    ) -> std::io::Result<()> {
         Ok(())
     }
 

@@ -1,0 +1,214 @@
+//! `/healthz`, `/readyz`, `--ready-min` and `--drain-delay`: what probes see as workers come
+//! and go, and a graceful stop that first tells load balancers.
+
+use std::io::{Read, Write};
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Sends `method path` to `addr`; returns the status code and the body.
+fn probe(addr: &str, method: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).and_then(|c| c.parse().ok());
+    (
+        code.unwrap_or_else(|| panic!("{response}")),
+        body.to_string(),
+    )
+}
+
+/// Polls `GET path` until it answers `code` with `body`.
+fn wait_probe(addr: &str, path: &str, code: u16, body: &str) {
+    wait_until(
+        &format!("{path} to answer {code} {body:?}"),
+        || match probe(addr, "GET", path) {
+            (c, b) if c == code && b == body => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+/// The address of the `--health` endpoint herd logged.
+fn health_address(herd: &Herd) -> String {
+    let event = herd.wait_for_event("health_ready", &[]);
+    event["address"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn health_alone_serves_the_probes_and_readyz_follows_the_ready_workers() {
+    // Ready 2 s after they start: long enough to see each worker not ready yet.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready-min",
+        "2",
+        "--ready",
+        "delay=2s",
+        "--health",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let health = health_address(&herd);
+    assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
+    let (code, body) = probe(&health, "GET", "/readyz");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.ends_with(" of 2 ready workers needed\n"), "{body}");
+    wait_probe(&health, "/readyz", 200, "ok\n");
+    // HEAD answers without the body; other methods and paths are refused as such.
+    assert_eq!(probe(&health, "HEAD", "/readyz"), (200, String::new()));
+    assert_eq!(probe(&health, "POST", "/healthz").0, 405);
+    assert_eq!(probe(&health, "GET", "/metrics").0, 404, "no --metrics");
+    // A worker dies: not ready until its successor is.
+    let victim = herd.started(2)[0].1;
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    wait_probe(&health, "/readyz", 503, "1 of 2 ready workers needed\n");
+    wait_probe(&health, "/readyz", 200, "ok\n");
+    // Scaled below --ready-min: not ready; back up: ready again.
+    let (code, _, stderr) = herd.ctl(&["scale", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_probe(&health, "/readyz", 503, "1 of 2 ready workers needed\n");
+    herd.ctl(&["scale", "2"]);
+    wait_probe(&health, "/readyz", 200, "ok\n");
+    assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
+}
+
+/// herd with two hello.py workers, `--drain-delay DELAY`, metrics (and so probes), ready.
+fn hello_draining(delay: &str) -> (Herd, String, String) {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--drain-delay",
+        delay,
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+        "python3",
+        &example("hello.py"),
+    ]);
+    let metrics = metrics_address(&herd);
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let http = herd.address("http");
+    wait_probe(&metrics, "/readyz", 200, "ok\n");
+    (herd, metrics, http)
+}
+
+#[test]
+fn a_drain_keeps_serving_while_readyz_says_no_until_a_second_sigterm() {
+    let (mut herd, metrics, http) = hello_draining("1h");
+    let load = Load::start(&http, 4, |body| body.contains("pid"));
+    herd.signal(libc::SIGTERM);
+    let draining = herd.wait_for_event("draining", &[]);
+    assert_eq!(draining["signal"], "SIGTERM");
+    assert_eq!(
+        probe(&metrics, "GET", "/readyz"),
+        (503, "draining\n".into())
+    );
+    assert_eq!(probe(&metrics, "GET", "/healthz"), (200, "ok\n".into()));
+    let status: Value = herd.status();
+    assert_eq!(status["stopping"], false, "{status}");
+    let left = status["draining_ms"].as_u64().expect("draining_ms");
+    assert!(left > 3_500_000 && left <= 3_600_000, "{status}");
+    let (code, table, _) = herd.ctl(&["status"]);
+    assert_eq!(code, 0, "{table}");
+    assert!(table.contains(", draining (59m"), "{table}");
+    // New clients are still served during the drain, beside the load's.
+    for _ in 0..20 {
+        let body = get(&http, "/").expect("served while draining");
+        assert!(body.contains("pid"), "{body}");
+    }
+    load.finish_without_failures(10);
+    assert!(
+        !herd
+            .lines()
+            .iter()
+            .any(|l| matches!(l, Line::Event(e) if e["event"] == "stopping")),
+        "stopped before the delay was over"
+    );
+    // A second SIGTERM skips the rest of the delay.
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("stopping", &[("signal", "SIGTERM".into())]);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn herd_stop_waits_out_the_delay_and_stop_fast_skips_it() {
+    let (mut herd, metrics, _) = hello_draining("1s");
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let draining = herd.wait_for_event("draining", &[("signal", "herd stop".into())]);
+    let stopping = herd.wait_for_event("stopping", &[("signal", "herd stop".into())]);
+    assert_eq!(draining["delay"], "1s", "{draining}");
+    assert_eq!(stopping["signal"], "herd stop");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    drop(metrics);
+
+    let (mut herd, metrics, _) = hello_draining("1h");
+    let control = herd.control();
+    let first = std::thread::spawn(move || ctl_at(&control, &["stop"]));
+    herd.wait_for_event("draining", &[]);
+    assert_eq!(
+        probe(&metrics, "GET", "/readyz"),
+        (503, "draining\n".into())
+    );
+    let (code, _, stderr) = herd.ctl(&["stop", "--fast"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_for_event("stopping_at_once", &[]);
+    let (code, _, stderr) = first.join().unwrap();
+    assert_eq!(code, 0, "the first herd stop hears the end too: {stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn bad_health_values_are_refused_in_one_line() {
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "-b", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "true"]);
+        args.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+    };
+    let cases: &[(&[&str], &str)] = &[
+        (&["--drain-delay", "-1"], "cannot be negative"),
+        (&["--drain-delay=-5s"], "cannot be negative"),
+        (&["--drain-delay", "400days"], "at most 365 days"),
+        (&["--drain-delay", "soon"], "is not a duration"),
+        (
+            &["--ready-min", "-1"],
+            "--ready-min '-1': the value must be positive",
+        ),
+        (
+            &["--ready-min", "99999999999"],
+            "--ready-min '99999999999' is too large",
+        ),
+        (
+            &["-w", "2", "--ready-min", "3"],
+            "--ready-min 3: the pool has at most 2 workers",
+        ),
+        (
+            &["-w", "1..4", "--ready-min", "5"],
+            "--ready-min 5: the pool has at most 4",
+        ),
+        (&["--health", "nowhere"], "--health"),
+    ];
+    for (extra, needle) in cases {
+        let args = run(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_fails(&args, USAGE, needle);
+    }
+}
