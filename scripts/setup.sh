@@ -40,8 +40,10 @@ fi
 
 [ "${1:-}" = "--demo" ] && exit 0
 
-# Python servers, pinned, for the interop tests.
-python_packages=("gunicorn==23.0.0" "uvicorn==0.32.1")
+# Python servers, pinned, for the interop tests; kubernetes-validate (its Kubernetes schemas),
+# jsonschema and PyYAML for scripts/check-deploy.sh.
+python_packages=("gunicorn==23.0.0" "uvicorn==0.32.1"
+    "kubernetes-validate==1.37.0" "jsonschema==4.26.0" "PyYAML==6.0.3")
 if ! python3 - "${python_packages[@]}" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version

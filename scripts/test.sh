@@ -20,6 +20,8 @@ status=0
 scripts/check-msrv.sh 2>&1 | tee "$log" || status=$?
 scripts/check-windows.sh 2>&1 | tee -a "$log" || status=$?
 cargo test --workspace 2>&1 | tee -a "$log" || status=$?
+# deploy/: the Dockerfile, Kubernetes manifests and systemd units, checked offline.
+scripts/check-deploy.sh 2>&1 | tee -a "$log" || status=$?
 # The worker library's optional tokio feature.
 cargo test -p herd --features tokio --lib 2>&1 | tee -a "$log" || status=$?
 cargo test -p herd --features tokio --doc 2>&1 | tee -a "$log" || status=$?
