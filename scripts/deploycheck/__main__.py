@@ -1,7 +1,8 @@
 """Checks deploy/ offline: the Dockerfile (deploy/docker), the Kubernetes manifests
 (deploy/kubernetes: the Kubernetes schemas and KEDA's CRD), the systemd units (deploy/systemd:
 systemd-analyze verify), each against the herd config it carries (`herd check`), then the
-check's own negative tests. Usage (from scripts/check-deploy.sh):
+check's own negative tests and the unit tests of its pure parts. Usage (as
+scripts/check-deploy.sh runs it):
 
     python3 scripts/deploycheck HERD_BINARY [REPOSITORY]
 """
@@ -13,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dockerfile  # noqa: E402
 import kube  # noqa: E402
 import selftest  # noqa: E402
+import test_pure  # noqa: E402
 import units  # noqa: E402
 
 
@@ -38,8 +40,9 @@ def main():
     passed, failed = (0, 1) if errors else (1, 0)
     if not errors:
         print(f"ok: {', '.join(checked)}")
-    more_passed, more_failed = selftest.run(root, lambda tmp: check_all(tmp, herd, []))
-    passed, failed = passed + more_passed, failed + more_failed
+    for more_passed, more_failed in (
+            selftest.run(root, lambda tmp: check_all(tmp, herd, [])), test_pure.run()):
+        passed, failed = passed + more_passed, failed + more_failed
     # The summary line scripts/test.sh adds up, as cargo's.
     print(f"test result: {'ok' if not failed else 'FAILED'}. {passed} passed; {failed} failed "
           "(check-deploy)")

@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import tempfile
 
 import herdconf
 
@@ -122,6 +124,42 @@ def check_build_stage(stage_list, where):
     return []
 
 
+def build_context(stage, context, tmp):
+    """Lays out in `tmp` what the stage's COPY instructions put under its WORKDIR, as links."""
+    _, workdir = last(stage["lines"], "WORKDIR")
+    workdir = (workdir or "/").rstrip("/") + "/"
+    for _, word, args in stage["lines"]:
+        flags, words = split_flags(args) if word == "COPY" else ([], [])
+        if not words or any(f.startswith("--from") for f in flags):
+            continue
+        *sources, dest = words
+        dest = dest[len(workdir):] if dest.startswith(workdir) else dest.lstrip("./")
+        for source in sources:
+            origin = os.path.join(context, source)
+            into = dest or "."
+            if len(sources) > 1 or words[-1].endswith("/") or into == ".":
+                into = os.path.join(into, os.path.basename(source.rstrip("/")))
+            target = os.path.join(tmp, into)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if os.path.exists(origin) and not os.path.lexists(target):
+                os.symlink(os.path.abspath(origin), target)
+
+
+def check_workspace(stage, context, where):
+    """The build stage's sources form a workspace whose Cargo.lock holds herd's dependencies:
+    `cargo tree --locked --offline` on what its COPY instructions lay out."""
+    with tempfile.TemporaryDirectory() as tmp:
+        build_context(stage, context, tmp)
+        run = subprocess.run(["cargo", "tree", "--locked", "--offline", "-p", "herd-cli",
+                              "-e", "normal", "--target", "x86_64-unknown-linux-gnu"],
+                             cwd=tmp, capture_output=True, text=True)
+    if run.returncode == 0:
+        return []
+    why = " ".join(run.stderr.replace(tmp + "/", "").split())
+    return [f"{where}: the build stage's COPY sources are not a workspace that builds herd "
+            f"with --locked: {why}"]
+
+
 def check_entrypoint(final, copied, where):
     """(errors, config path in the image): ENTRYPOINT must be the exec form of `herd run
     --config FILE`, with herd and FILE copied into the image."""
@@ -190,6 +228,8 @@ def check(context, herd):
         return errors
     copy_errors, copied = check_copies(stage_list, context, where)
     errors += copy_errors
+    if not errors:
+        errors += check_workspace(stage_list[0], context, where)
     final = stage_list[-1]
     entry_errors, config_source = check_entrypoint(final, copied, where)
     errors += entry_errors

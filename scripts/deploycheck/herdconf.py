@@ -43,9 +43,11 @@ def bind_ports(config):
     """{socket name: port} for the TCP sockets the config binds."""
     ports = {}
     for spec in config.get("bind", []):
-        name, _, address = spec.partition("=")
-        if address and port(address) is not None:
-            ports[name] = port(address)
+        name, _, address = spec.rpartition("=") if "=" in spec.split(",")[0] else ("", "", spec)
+        address = address.split(",")[0]
+        if address.startswith(("unix:", "udp://", "fd:", "systemd")) or port(address) is None:
+            continue
+        ports[name or f"tcp-{port(address)}"] = port(address)
     return ports
 
 

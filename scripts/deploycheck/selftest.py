@@ -47,6 +47,8 @@ MUTATIONS = [
     ("a shell-form ENTRYPOINT", DOCKERFILE,
      'ENTRYPOINT ["/usr/local/bin/herd", "run", "--config", "/etc/herd/herd.toml"]',
      "ENTRYPOINT /usr/local/bin/herd run --config /etc/herd/herd.toml", "exec form"),
+    ("a build stage missing a workspace member", DOCKERFILE,
+     "COPY bench/loadgen bench/loadgen\n", "", "not a workspace that builds herd"),
     ("a HEALTHCHECK on another path", DOCKERFILE, "9100/healthz", "9100/health", "/healthz"),
     ("an image running as root", DOCKERFILE, "USER 10001:10001", "USER root", "root"),
     ("a build without --locked", DOCKERFILE, "cargo build --locked", "cargo build",
