@@ -4,8 +4,9 @@
 # every Kubernetes manifest against the Kubernetes 1.30 and 1.37 schemas (kubernetes-validate,
 # strict) and the KEDA ScaledObject against KEDA's CRD (deploy/schemas), the systemd units with
 # `systemd-analyze verify`, every herd config they carry with `herd check`, and the timeouts
-# against each other; then the check's negative tests (a copy of deploy/ with one mistake each
-# must fail). Needs what scripts/setup.sh installs. Ends with a `test result:` line.
+# against each other; runs those configs on loopback (ready, probes, drain, exit 0); then the
+# check's negative tests (a copy of deploy/ with one mistake each must fail). Needs what
+# scripts/setup.sh installs. Ends with a `test result:` line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

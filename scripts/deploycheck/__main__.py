@@ -1,8 +1,8 @@
 """Checks deploy/ offline: the Dockerfile (deploy/docker), the Kubernetes manifests
 (deploy/kubernetes: the Kubernetes schemas and KEDA's CRD), the systemd units (deploy/systemd:
-systemd-analyze verify), each against the herd config it carries (`herd check`), then the
-check's own negative tests and the unit tests of its pure parts. Usage (as
-scripts/check-deploy.sh runs it):
+systemd-analyze verify), each against the herd config it carries (`herd check`); runs those
+configs on loopback; then the check's own negative tests and the unit tests of its pure
+parts. Usage (as scripts/check-deploy.sh runs it):
 
     python3 scripts/deploycheck HERD_BINARY [REPOSITORY]
 """
@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dockerfile  # noqa: E402
 import kube  # noqa: E402
 import selftest  # noqa: E402
+import smoke  # noqa: E402
 import test_pure  # noqa: E402
 import units  # noqa: E402
 
@@ -40,6 +41,10 @@ def main():
     passed, failed = (0, 1) if errors else (1, 0)
     if not errors:
         print(f"ok: {', '.join(checked)}")
+    run_errors, oks = smoke.check(root, herd)
+    for line in [f"ok: {ok}" for ok in oks] + [f"FAILED: {e}" for e in run_errors]:
+        print(line)
+    passed, failed = passed + len(oks), failed + len(run_errors)
     for more_passed, more_failed in (
             selftest.run(root, lambda tmp: check_all(tmp, herd, [])), test_pure.run()):
         passed, failed = passed + more_passed, failed + more_failed
