@@ -53,6 +53,18 @@ impl CpuMeter {
     }
 }
 
+/// `herd_pool_saturation`: the share of the pool's maximum in use, 0.0 to 1.0. Busy workers
+/// are counted as the busyness above counts them, each ready worker by its `shares` of a CPU
+/// (at most one), and divided by `max`, the most workers the pool may run (none: 0.0).
+pub fn saturation(shares: impl IntoIterator<Item = f64>, max: usize) -> f64 {
+    if max == 0 {
+        return 0.0;
+    }
+    let finite = shares.into_iter().filter(|s| s.is_finite());
+    let busy: f64 = finite.map(|s| s.clamp(0.0, 1.0)).sum();
+    (busy / max as f64).min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -97,6 +109,20 @@ mod tests {
         let t2 = t1 + Duration::from_secs(1);
         // Worker 1 exited: only worker 3 counts, from its first reading.
         assert_eq!(meter.sample([(3, 5000)], 100, t2), 0.0);
+    }
+
+    #[test]
+    fn saturation_is_busy_workers_over_the_pools_maximum() {
+        // Two workers fully busy and one half busy, of at most 5.
+        assert!((saturation([1.0, 1.0, 0.5], 5) - 0.5).abs() < 1e-9);
+        // A multi-threaded worker counts as one busy worker.
+        assert!((saturation([3.0, 0.0], 4) - 0.25).abs() < 1e-9);
+        // More busy workers than the maximum (an upgrade's surge) is still 1.
+        assert_eq!(saturation([1.0, 1.0, 1.0], 2), 1.0);
+        assert_eq!(saturation([], 4), 0.0);
+        assert_eq!(saturation([1.0], 0), 0.0);
+        // Nonsense readings count as idle.
+        assert_eq!(saturation([f64::NAN, -1.0, f64::INFINITY], 2), 0.0);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub struct Snapshot {
     pub ready: Vec<(u64, i64)>,
     /// Attached processes.
     pub attached: i64,
+    /// Busy workers over the pool's maximum, 0.0 to 1.0.
+    pub saturation: f64,
     /// Accept queue length and limit by socket.
     pub queues: Vec<(String, i64, i64)>,
     /// CPU seconds used by each slot's current worker.

@@ -75,6 +75,11 @@ impl Recycling {
         }
     }
 
+    /// Worker `pid`'s CPU use between the last two samples, as a share of one CPU.
+    pub fn cpu_share(&self, pid: u32) -> Option<f64> {
+        self.cpu_percent.get(&pid).map(|percent| percent / 100.0)
+    }
+
     /// The memory figure sampled: the one `--max-memory` limits, else resident memory.
     fn kind(&self) -> MemoryKind {
         self.recycler

@@ -12,7 +12,7 @@ use super::effects::{Count, Effect};
 use super::pool::WorkerState;
 use super::status::{AutoscaleDecision, AutoscaleStatus};
 use super::Supervisor;
-use super::{metrics, platform};
+use super::{busyness, metrics, platform};
 
 impl Supervisor {
     /// The values `--metrics` reports.
@@ -37,6 +37,7 @@ impl Supervisor {
             running: self.pool.workers().len() as i64,
             ready: ready.into_iter().collect(),
             attached: self.attached.as_slice().len() as i64,
+            saturation: self.saturation(),
             queues: listeners
                 .iter()
                 .filter_map(|l| {
@@ -53,6 +54,19 @@ impl Supervisor {
             rss,
             process,
         }
+    }
+
+    /// `herd_pool_saturation`: the ready workers' CPU use at the last sample, over the most
+    /// workers the pool may run (the autoscaler's maximum, else the number asked for).
+    fn saturation(&self) -> f64 {
+        let ready = self.pool.workers().iter();
+        let ready = ready.filter(|w| w.state == WorkerState::Ready);
+        let shares = ready.filter_map(|w| self.recycling.cpu_share(w.pid));
+        let max = self
+            .autoscaler
+            .as_ref()
+            .map_or(self.pool.desired(), |a| a.max);
+        busyness::saturation(shares, max)
     }
 
     /// Turns autoscaling on between `bounds`, or off.

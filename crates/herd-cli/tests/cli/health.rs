@@ -212,3 +212,40 @@ fn bad_health_values_are_refused_in_one_line() {
         assert_fails(&args, USAGE, needle);
     }
 }
+
+#[test]
+fn saturation_counts_busy_workers_over_the_pools_maximum() {
+    // Of at most 2 workers, slot 0 spins on a CPU and slot 1 sleeps: about half saturated.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "if [ {worker} = 0 ]; then while :; do :; done; else exec sleep 1000; fi",
+    ]);
+    let metrics = metrics_address(&herd);
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let saturation = wait_until("a busy worker in herd_pool_saturation", || {
+        let text = get(&metrics, "/metrics").map_err(|e| e.to_string())?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("herd_pool_saturation "));
+        let value: f64 = line
+            .and_then(|l| l.split(' ').nth(1)?.parse().ok())
+            .ok_or_else(|| format!("no herd_pool_saturation in:\n{text}"))?;
+        match value {
+            v if v > 0.1 => Ok(v),
+            v => Err(format!("herd_pool_saturation {v}")),
+        }
+    });
+    assert!(
+        saturation <= 0.5 + 1e-9,
+        "one busy worker of 2: {saturation}"
+    );
+}

@@ -65,6 +65,13 @@ fn register_workers(registry: &mut Registry, snapshot: &Snapshot) {
         "Processes started with herd attach",
         gauge(snapshot.attached),
     );
+    let saturation: Gauge<f64, AtomicU64> = Gauge::default();
+    saturation.set(snapshot.saturation);
+    registry.register(
+        "herd_pool_saturation",
+        "Busy workers (by CPU) over the pool's maximum, 0 to 1",
+        saturation,
+    );
 }
 
 /// The counters the supervisor bumps.
