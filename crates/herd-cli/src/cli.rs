@@ -14,6 +14,7 @@ mod recycle;
 mod run_help;
 pub mod unavailable;
 
+use crate::worker_env::{parse_compat, Compat};
 use run_help::RUN_HELP;
 
 pub use parse::{parse_duration, Rlimit, Signal};
@@ -368,6 +369,12 @@ pub struct RunArgs {
     /// variables.
     #[arg(long)]
     pub clear_env: bool,
+
+    /// Also pass the sockets as another supervisor does, for servers written for it
+    /// (repeatable): `einhorn` (EINHORN_FD_COUNT, EINHORN_FD_0..n) or `server-starter`
+    /// (SERVER_STARTER_PORT, as start_server writes it).
+    #[arg(long, value_name = "NAME", value_parser = parse_compat)]
+    pub compat: Vec<Compat>,
 
     /// What becomes of the workers' stdout and stderr: `inherit` (they write to herd's own),
     /// `prefix` (herd reads them and writes whole lines, each as `[worker SLOT pid PID gen N]

@@ -344,8 +344,12 @@ fn prepare(
     in_force: Option<&str>,
 ) -> Result<Supervisor, Failure> {
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
+    let sockets: Vec<(SocketKind, String)> = listeners
+        .iter()
+        .map(|l| (l.kind, l.address.clone()))
+        .collect();
     let notify_path: OsString = notify.path.clone().into();
-    let mut command = worker_command(args, &names, &notify_path, control)?;
+    let mut command = worker_command(args, &names, &sockets, &notify_path, control)?;
     command.program(0, 1).map_err(Failure::Usage)?;
     let output = output::start_for(args.worker_output)?;
     if let Some(output) = &output {
@@ -360,20 +364,23 @@ fn prepare(
     let mut supervisor = Supervisor::new(listeners, command, config, args.stop_signal, name)?;
     if let Some(file) = &args.config {
         let control = control.to_path_buf();
-        let reload = config_reload(file, in_force, names, notify_path, control, output)?;
+        let sockets = (names, sockets);
+        let reload = config_reload(file, in_force, sockets, notify_path, control, output)?;
         supervisor.set_reload(reload);
     }
     Ok(supervisor)
 }
 
-/// The workers' command: `args`' program, environment and options, for sockets `names`.
+/// The workers' command: `args`' program, environment and options, for sockets `names` (of
+/// these kinds and addresses: `sockets`).
 pub(crate) fn worker_command(
     args: &RunArgs,
     names: &[String],
+    sockets: &[(SocketKind, String)],
     notify: &OsString,
     control: &Path,
 ) -> Result<WorkerCommand, Failure> {
-    let extra_env = worker_env(args, notify.clone(), control.into());
+    let extra_env = worker_env(args, notify.clone(), control.into(), sockets);
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)

@@ -203,7 +203,8 @@ fn bind_pipe(pipe: &str, name: &str, allowed: &[Sid]) -> Result<PipeServer, Fail
 /// pipe), `WATCHDOG_USEC` with `--watchdog`, and `HERD_CONTROL`, so that `herd` commands run
 /// by a worker reach this herd.
 fn worker_command(args: &RunArgs, pipe: &str, notify: &str) -> Result<WorkerCommand, Failure> {
-    let env = worker_env(args, notify.into(), pipe.into());
+    // `--compat` is refused on Windows: no socket is described to its conventions.
+    let env = worker_env(args, notify.into(), pipe.into(), &[]);
     let mut command = WorkerCommand::new(
         args.command.clone(),
         env,

@@ -1,19 +1,26 @@
 //! The variables herd adds to its workers' environment: how to reach herd (`NOTIFY_SOCKET`,
-//! `HERD_CONTROL`), `WATCHDOG_USEC` with `--watchdog`, then `--env`, the last of each name
-//! winning. The same on every platform, and linear in the number of variables (a config file
+//! `HERD_CONTROL`), `WATCHDOG_USEC` with `--watchdog`, other supervisors' conventions with
+//! `--compat` ([`compat`]), then `--env`, the last of each name winning. The same on every platform, and linear in the number of variables (a config file
 //! may give tens of thousands).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 
 use crate::cli::RunArgs;
+use crate::spec::SocketKind;
+
+mod compat;
+
+pub use compat::{compat_env, parse_compat, Compat};
 
 /// The variables for workers of `args`, with `notify` and `control` the paths or pipe names
-/// of herd's notify and control channels.
+/// of herd's notify and control channels, and `sockets` the kind and address of each socket
+/// workers get, in fd order (for `--compat`).
 pub fn worker_env(
     args: &RunArgs,
     notify: OsString,
     control: OsString,
+    sockets: &[(SocketKind, String)],
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = vec![
         ("NOTIFY_SOCKET".into(), notify),
@@ -25,6 +32,7 @@ pub fn worker_env(
             watchdog.as_micros().to_string().into(),
         ));
     }
+    env.extend(compat_env(&args.compat, sockets, std::process::id()));
     env.extend(args.env.iter().cloned());
     last_of_each(env)
 }

@@ -168,6 +168,10 @@ fn option_reason(id: &str) -> &'static str {
         }
         "user" | "group" => "workers run as herd's own user on Windows",
         "umask" => "Windows has no umask",
+        "compat" => {
+            "einhorn's and Server::Starter's variables name inherited fds, which Windows \
+             workers do not have: they take their sockets from the hand-off on stdin"
+        }
         "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
         _ => "not built on Windows yet",
     }

@@ -9,17 +9,19 @@ use crate::cli::config::Reloader;
 use crate::cli::RunArgs;
 use crate::exit::Failure;
 use crate::output::Output;
+use crate::spec::SocketKind;
 use crate::supervisor::reload::{FileReload, Reload};
 
 use super::worker_command;
 
 /// `herd upgrade --reload-config`: reads the config file again with herd's command line
 /// (`in_force`: its contents the workers run, after a re-exec), and makes the new
-/// generation's command as `prepare` made the first (its output read by `output`).
+/// generation's command as `prepare` made the first, for the same sockets (names, and kinds
+/// and addresses), its output read by `output`.
 pub(super) fn config_reload(
     file: &Path,
     in_force: Option<&str>,
-    names: Vec<String>,
+    (names, sockets): (Vec<String>, Vec<(SocketKind, String)>),
     notify: OsString,
     control: PathBuf,
     output: Option<Arc<Output>>,
@@ -29,8 +31,8 @@ pub(super) fn config_reload(
     let file = file.display().to_string();
     let command = move |args: &RunArgs| {
         let in_file = |e: String| format!("{file}: {e}");
-        let mut command =
-            worker_command(args, &names, &notify, &control).map_err(|e| in_file(e.to_string()))?;
+        let command = worker_command(args, &names, &sockets, &notify, &control);
+        let mut command = command.map_err(|e| in_file(e.to_string()))?;
         // The same readers of the workers' output as the first generation's.
         if let Some(output) = &output {
             command.capture_output(output.clone());

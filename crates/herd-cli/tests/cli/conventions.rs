@@ -132,3 +132,74 @@ fn only_one_socket_can_be_stdin() {
         "both ask for the worker's stdin",
     );
 }
+
+#[test]
+fn starlet_takes_its_socket_from_server_starter_port() {
+    let app = interop("starlet_app.psgi");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "delay=300ms",
+        "--compat",
+        "server-starter",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "plackup",
+        "-s",
+        "Starlet",
+        "--max-workers",
+        "1",
+        &app,
+    ]);
+    let addr = herd.address("http");
+    two_processes_answer(&herd, || {
+        let body = get(&addr, "/")?;
+        assert!(body.starts_with("starlet pid "), "{body:?}");
+        Ok(body)
+    });
+}
+
+#[test]
+fn an_einhorn_worker_takes_einhorn_fd_0() {
+    let worker = interop("einhorn_worker.rb");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "delay=300ms",
+        "--compat",
+        "einhorn",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "ruby",
+        &worker,
+    ]);
+    let addr = herd.address("http");
+    two_processes_answer(&herd, || {
+        let body = get(&addr, "/")?;
+        assert!(body.starts_with("einhorn pid "), "{body:?}");
+        Ok(body)
+    });
+}
+
+#[test]
+fn an_unknown_convention_is_refused_with_the_known_ones() {
+    assert_fails(
+        &[
+            "run",
+            "-b",
+            "127.0.0.1:0",
+            "--compat",
+            "inetd",
+            "--",
+            "true",
+        ],
+        2,
+        "unknown convention 'inetd'; known: einhorn, server-starter",
+    );
+}
