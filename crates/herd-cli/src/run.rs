@@ -15,11 +15,12 @@ use crate::exit::Failure;
 use crate::logging::LogEvent;
 use crate::output;
 use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
+use crate::supervisor::einhorn::EinhornSocket;
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool;
 use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor};
-use crate::worker_env::worker_env;
+use crate::worker_env::{worker_env, Compat, Passed};
 
 mod checks;
 mod reload;
@@ -81,11 +82,12 @@ pub fn run(
     // Workers running as another user cannot reach herd's private directory: their notify
     // socket lives in Linux's abstract namespace (senders are still checked by pid), under a
     // random name that no other user can occupy in advance.
-    let notify = if args.user.is_some() && cfg!(target_os = "linux") {
+    let mut notify = if args.user.is_some() && cfg!(target_os = "linux") {
         NotifySocket::bind_abstract_unique()?
     } else {
         NotifySocket::bind(&notify_path, uid)?
     };
+    notify.einhorn = einhorn_socket(&args, &control_path, None)?;
     let reuseport = args.balance == Balance::Reuseport;
     let listeners = spec::bind_all(&args.binds, &args.shm, inherited, reuseport).map_err(|e| {
         match e.downcast_ref::<spec::GivenTwice>() {
@@ -272,6 +274,7 @@ fn resume(
         attached,
         metrics,
         health,
+        einhorn,
         outputs,
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
@@ -295,7 +298,9 @@ fn resume(
             listener
         })
         .collect();
-    let notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;
+    let mut notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;
+    let einhorn = einhorn.zip(state.einhorn.as_ref().map(|e| file(e.file.clone())));
+    notify.einhorn = einhorn_socket(&args, &state.control.file.0, einhorn)?;
     let uid = herd_sys::process::effective_uid();
     let policy = policy(&args, uid)?;
     let control = Control {
@@ -344,12 +349,15 @@ fn prepare(
     in_force: Option<&str>,
 ) -> Result<Supervisor, Failure> {
     let names: Vec<String> = listeners.iter().map(|l| l.name.clone()).collect();
-    let sockets: Vec<(SocketKind, String)> = listeners
-        .iter()
-        .map(|l| (l.kind, l.address.clone()))
-        .collect();
+    let passed = Passed {
+        sockets: listeners
+            .iter()
+            .map(|l| (l.kind, l.address.clone()))
+            .collect(),
+        einhorn_sock: notify.einhorn.as_ref().map(|e| e.path.clone()),
+    };
     let notify_path: OsString = notify.path.clone().into();
-    let mut command = worker_command(args, &names, &sockets, &notify_path, control)?;
+    let mut command = worker_command(args, &names, &passed, &notify_path, control)?;
     command.program(0, 1).map_err(Failure::Usage)?;
     let output = output::start_for(args.worker_output)?;
     if let Some(output) = &output {
@@ -364,26 +372,53 @@ fn prepare(
     let mut supervisor = Supervisor::new(listeners, command, config, args.stop_signal, name)?;
     if let Some(file) = &args.config {
         let control = control.to_path_buf();
-        let sockets = (names, sockets);
+        let sockets = (names, passed);
         let reload = config_reload(file, in_force, sockets, notify_path, control, output)?;
         supervisor.set_reload(reload);
     }
     Ok(supervisor)
 }
 
-/// The workers' command: `args`' program, environment and options, for sockets `names` (of
-/// these kinds and addresses: `sockets`).
+/// The workers' command: `args`' program, environment and options, for sockets `names` (and
+/// what `--compat` describes: `passed`).
 pub(crate) fn worker_command(
     args: &RunArgs,
     names: &[String],
-    sockets: &[(SocketKind, String)],
+    passed: &Passed,
     notify: &OsString,
     control: &Path,
 ) -> Result<WorkerCommand, Failure> {
-    let extra_env = worker_env(args, notify.clone(), control.into(), sockets);
+    let extra_env = worker_env(args, notify.clone(), control.into(), passed);
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)
+}
+
+/// With `--compat einhorn`, the socket of einhorn's acknowledgements: the one a re-exec
+/// handed over (`restored`), else a new one beside the control socket at `control`. Workers
+/// running as another user (`--user`) could not reach it in herd's private directory: they
+/// get none, which herd says.
+fn einhorn_socket(
+    args: &RunArgs,
+    control: &Path,
+    restored: Option<(OwnedFd, SocketFile)>,
+) -> Result<Option<EinhornSocket>, Failure> {
+    if let Some((fd, file)) = restored {
+        return Ok(Some(EinhornSocket::restore(fd, file)));
+    }
+    if !args.compat.contains(&Compat::Einhorn) {
+        return Ok(None);
+    }
+    if args.user.is_some() {
+        tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
+            "--compat einhorn: workers running as --user cannot reach herd's private directory, \
+             so they get no EINHORN_SOCK_PATH; they can say READY=1 on NOTIFY_SOCKET instead"
+        );
+        return Ok(None);
+    }
+    let path = control.with_extension(format!("{}.ack", std::process::id()));
+    Ok(Some(EinhornSocket::bind(&path)?))
 }
 
 /// Who may use the control socket: herd's `uid`, root, and what `--control-allow-*` names

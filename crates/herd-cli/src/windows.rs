@@ -204,7 +204,7 @@ fn bind_pipe(pipe: &str, name: &str, allowed: &[Sid]) -> Result<PipeServer, Fail
 /// by a worker reach this herd.
 fn worker_command(args: &RunArgs, pipe: &str, notify: &str) -> Result<WorkerCommand, Failure> {
     // `--compat` is refused on Windows: no socket is described to its conventions.
-    let env = worker_env(args, notify.into(), pipe.into(), &[]);
+    let env = worker_env(args, notify.into(), pipe.into(), &Default::default());
     let mut command = WorkerCommand::new(
         args.command.clone(),
         env,

@@ -7,20 +7,17 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 
 use crate::cli::RunArgs;
-use crate::spec::SocketKind;
-
 mod compat;
 
-pub use compat::{compat_env, parse_compat, Compat};
+pub use compat::{compat_env, parse_compat, Compat, Passed};
 
 /// The variables for workers of `args`, with `notify` and `control` the paths or pipe names
-/// of herd's notify and control channels, and `sockets` the kind and address of each socket
-/// workers get, in fd order (for `--compat`).
+/// of herd's notify and control channels, and `passed` what `--compat`'s conventions describe.
 pub fn worker_env(
     args: &RunArgs,
     notify: OsString,
     control: OsString,
-    sockets: &[(SocketKind, String)],
+    passed: &Passed,
 ) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = vec![
         ("NOTIFY_SOCKET".into(), notify),
@@ -32,7 +29,7 @@ pub fn worker_env(
             watchdog.as_micros().to_string().into(),
         ));
     }
-    env.extend(compat_env(&args.compat, sockets, std::process::id()));
+    env.extend(compat_env(&args.compat, passed, std::process::id()));
     env.extend(args.env.iter().cloned());
     last_of_each(env)
 }

@@ -9,8 +9,8 @@ use crate::cli::config::Reloader;
 use crate::cli::RunArgs;
 use crate::exit::Failure;
 use crate::output::Output;
-use crate::spec::SocketKind;
 use crate::supervisor::reload::{FileReload, Reload};
+use crate::worker_env::Passed;
 
 use super::worker_command;
 
@@ -21,7 +21,7 @@ use super::worker_command;
 pub(super) fn config_reload(
     file: &Path,
     in_force: Option<&str>,
-    (names, sockets): (Vec<String>, Vec<(SocketKind, String)>),
+    (names, passed): (Vec<String>, Passed),
     notify: OsString,
     control: PathBuf,
     output: Option<Arc<Output>>,
@@ -31,7 +31,7 @@ pub(super) fn config_reload(
     let file = file.display().to_string();
     let command = move |args: &RunArgs| {
         let in_file = |e: String| format!("{file}: {e}");
-        let command = worker_command(args, &names, &sockets, &notify, &control);
+        let command = worker_command(args, &names, &passed, &notify, &control);
         let mut command = command.map_err(|e| in_file(e.to_string()))?;
         // The same readers of the workers' output as the first generation's.
         if let Some(output) = &output {

@@ -163,6 +163,13 @@ impl Supervisor {
         keep.extend(connection.as_ref().map(AsFd::as_fd));
         keep.extend(endpoints.metrics.map(AsFd::as_fd));
         keep.extend(endpoints.health.map(AsFd::as_fd));
+        keep.extend(
+            endpoints
+                .notify
+                .einhorn
+                .as_ref()
+                .map(|e| e.listener.as_fd()),
+        );
         keep.extend(self.attached.as_slice().iter().filter_map(Attached::pidfd));
         // The readers stop before they read more: what workers write now waits in the pipes.
         let output = crate::output::current();
@@ -291,6 +298,14 @@ impl Supervisor {
             reply_fd,
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
             health_fd: endpoints.health.map(AsRawFd::as_raw_fd),
+            einhorn: endpoints
+                .notify
+                .einhorn
+                .as_ref()
+                .map(|e| reexec::SavedSocket {
+                    fd: e.listener.as_raw_fd(),
+                    file: reexec::file_parts(e.file()),
+                }),
             nofile: crate::fdlimit::started_with(),
             // Filled in by the re-exec once the readers have stopped.
             outputs: Vec::new(),

@@ -59,6 +59,8 @@ pub(crate) use platform::attached;
 #[cfg(unix)]
 pub(crate) mod balance;
 #[cfg(unix)]
+pub(crate) mod einhorn;
+#[cfg(unix)]
 mod handover;
 #[cfg(unix)]
 pub(crate) mod leftovers;

@@ -29,6 +29,9 @@ pub struct NotifySocket {
     /// Where workers send their messages.
     pub path: PathBuf,
     _file: SocketFile,
+    /// With `--compat einhorn`: where workers acknowledge einhorn's way, another way to say
+    /// `READY=1`.
+    pub einhorn: Option<super::einhorn::EinhornSocket>,
 }
 
 impl NotifySocket {
@@ -57,6 +60,7 @@ impl NotifySocket {
             socket: std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)),
             path: path.to_path_buf(),
             _file: file,
+            einhorn: None,
         })
     }
 }
@@ -123,6 +127,7 @@ impl NotifySocket {
             // No file to remove; inode 0 never matches a real one.
             _file: SocketFile::from_parts(path.clone(), 0, 0),
             path,
+            einhorn: None,
         })
     }
 
@@ -139,6 +144,7 @@ impl NotifySocket {
             path: file.parts().0.to_path_buf(),
             socket,
             _file: file,
+            einhorn: None,
         })
     }
 }

@@ -86,6 +86,9 @@ pub struct State {
     /// stays what herds before it wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_fd: Option<RawFd>,
+    /// With `--compat einhorn`: the socket of einhorn's acknowledgements; left out without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub einhorn: Option<SavedSocket>,
     /// The open-file limit the first image was started with, `(soft, hard)`: what workers get
     /// by default. Absent from the state of an older herd, which put it back in force before
     /// the exec.
@@ -396,6 +399,8 @@ pub struct Restored {
     pub metrics: Option<OwnedFd>,
     /// The `--health` socket.
     pub health: Option<OwnedFd>,
+    /// einhorn's acknowledgement socket.
+    pub einhorn: Option<OwnedFd>,
     /// The workers' output pipes.
     pub outputs: Vec<Parked>,
 }
@@ -444,6 +449,7 @@ pub fn take() -> anyhow::Result<Option<Restored>> {
         outputs,
         metrics: state.metrics_fd.map(claim).transpose()?,
         health: state.health_fd.map(claim).transpose()?,
+        einhorn: state.einhorn.as_ref().map(|e| claim(e.fd)).transpose()?,
         control: claim(state.control.fd)?,
         notify: claim(state.notify.fd)?,
         listeners,

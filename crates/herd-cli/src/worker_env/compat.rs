@@ -3,8 +3,18 @@
 //! `SERVER_STARTER_PORT`. The fds are the same ones `LISTEN_FDS` counts (3, 4, ...).
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use crate::spec::SocketKind;
+
+/// What the conventions describe to workers.
+#[derive(Clone, Debug, Default)]
+pub struct Passed {
+    /// Each socket's kind and address as herd shows them, in fd order from 3.
+    pub sockets: Vec<(SocketKind, String)>,
+    /// Where einhorn's acknowledgements go (`EINHORN_SOCK_PATH`), if herd listens for them.
+    pub einhorn_sock: Option<PathBuf>,
+}
 
 /// A convention `--compat` names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,15 +43,12 @@ pub fn parse_compat(text: &str) -> Result<Compat, String> {
         })
 }
 
-/// The variables of the conventions in `compat` for workers that get `sockets` (kind and
-/// address as herd shows them, in fd order from 3) from herd, whose pid is `herd_pid`.
-/// Shared memory (`--shm`) is not a socket: the conventions leave it out.
-pub fn compat_env(
-    compat: &[Compat],
-    sockets: &[(SocketKind, String)],
-    herd_pid: u32,
-) -> Vec<(OsString, OsString)> {
-    let fds: Vec<(i32, &(SocketKind, String))> = sockets
+/// The variables of the conventions in `compat` for workers that get `passed` from herd,
+/// whose pid is `herd_pid`. Shared memory (`--shm`) is not a socket: the conventions leave it
+/// out.
+pub fn compat_env(compat: &[Compat], passed: &Passed, herd_pid: u32) -> Vec<(OsString, OsString)> {
+    let fds: Vec<(i32, &(SocketKind, String))> = passed
+        .sockets
         .iter()
         .enumerate()
         .filter(|(_, (kind, _))| *kind != SocketKind::Shm)
@@ -58,16 +65,21 @@ pub fn compat_env(
         // einhorn's workers check that this is their parent: herd is.
         env.push(("EINHORN_MASTER_PID".into(), herd_pid.to_string()));
     }
+    let mut env: Vec<(OsString, OsString)> = env
+        .into_iter()
+        .map(|(key, value)| (key.into(), value.into()))
+        .collect();
+    if let (true, Some(path)) = (compat.contains(&Compat::Einhorn), &passed.einhorn_sock) {
+        env.push(("EINHORN_SOCK_PATH".into(), path.clone().into()));
+    }
     if compat.contains(&Compat::ServerStarter) {
         let ports: Vec<String> = fds
             .iter()
             .map(|(fd, (_, address))| format!("{}={fd}", server_starter_address(address)))
             .collect();
-        env.push(("SERVER_STARTER_PORT".into(), ports.join(";")));
+        env.push(("SERVER_STARTER_PORT".into(), ports.join(";").into()));
     }
-    env.into_iter()
-        .map(|(key, value)| (key.into(), value.into()))
-        .collect()
+    env
 }
 
 /// `address` as `start_server` writes it: `HOST:PORT`, `[V6]:PORT`, only `PORT` for every
@@ -88,9 +100,11 @@ mod tests {
     use super::*;
 
     fn env(compat: &[Compat], sockets: &[(SocketKind, &str)]) -> Vec<String> {
-        let sockets: Vec<(SocketKind, String)> =
-            sockets.iter().map(|(k, a)| (*k, a.to_string())).collect();
-        compat_env(compat, &sockets, 42)
+        let passed = Passed {
+            sockets: sockets.iter().map(|(k, a)| (*k, a.to_string())).collect(),
+            einhorn_sock: Some("/run/herd/web.7.einhorn".into()),
+        };
+        compat_env(compat, &passed, 42)
             .into_iter()
             .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
             .collect()
@@ -110,7 +124,8 @@ mod tests {
                 "EINHORN_FD_0=3",
                 "EINHORN_FD_1=4",
                 "EINHORN_FDS=3 4",
-                "EINHORN_MASTER_PID=42"
+                "EINHORN_MASTER_PID=42",
+                "EINHORN_SOCK_PATH=/run/herd/web.7.einhorn"
             ]
         );
     }

@@ -203,3 +203,53 @@ fn an_unknown_convention_is_refused_with_the_known_ones() {
         "unknown convention 'inetd'; known: einhorn, server-starter",
     );
 }
+
+#[test]
+fn einhorns_ack_counts_as_ready_also_after_a_reexec() {
+    let worker = interop("einhorn_worker.rb");
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--min-ready",
+        "0",
+        "--compat",
+        "einhorn",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "ruby",
+        &worker,
+    ]);
+    let status = wait_status(&herd, "2 workers ready by their ack", |s| settled(s, 2));
+    let pid = worker_pids(&status)[0];
+    let sock = environ(pid)
+        .into_iter()
+        .find_map(|v| v.strip_prefix("EINHORN_SOCK_PATH=").map(str::to_string))
+        .expect("EINHORN_SOCK_PATH");
+    let mode = std::fs::metadata(&sock).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+
+    // The socket is handed over: the next generation acknowledges to the new image.
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "generation 2 ready", |s| {
+        settled(s, 2)
+            && s["workers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|w| w["generation"] == 2)
+    });
+
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    assert!(!Path::new(&sock).exists(), "{sock} is left behind");
+}

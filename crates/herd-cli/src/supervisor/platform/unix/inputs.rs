@@ -23,6 +23,8 @@ pub enum Input {
     ReexecChecked(reexec_check::Checked),
     /// A worker's `sd_notify` datagram is waiting.
     Notify,
+    /// A process acknowledged einhorn's way (`--compat einhorn`): its pid.
+    EinhornAck(u32),
     /// Time to check that no worker shut a shared socket down.
     CheckSockets,
     /// Time to look at the process groups exited workers left.
@@ -49,6 +51,8 @@ pub type ControlServer = (std::os::unix::net::UnixListener, AccessPolicy);
 /// The open input channels and timers only Unix has.
 pub struct Inputs {
     notify: UnixDatagram,
+    /// The pids of processes that acknowledged einhorn's way (none without the socket).
+    einhorn_acks: mpsc::Receiver<u32>,
     checked: mpsc::Receiver<reexec_check::Checked>,
     /// Where re-exec checks report.
     pub checked_tx: mpsc::Sender<reexec_check::Checked>,
@@ -76,14 +80,18 @@ impl Inputs {
         notify: &NotifySocket,
         requests: mpsc::Sender<ControlRequest>,
     ) -> anyhow::Result<(Inputs, JoinHandle<()>)> {
-        let notify = UnixDatagram::from_std(notify.socket.try_clone()?)?;
         let control_fd = control.as_fd().try_clone_to_owned()?;
         control.set_nonblocking(true)?;
         let listener = UnixListener::from_std(control)?;
         let server = tokio::spawn(server::serve(listener, policy, requests));
         let (checked_tx, checked) = mpsc::channel(1);
+        let (acks_tx, einhorn_acks) = mpsc::channel(64);
+        if let Some(einhorn) = &notify.einhorn {
+            einhorn.serve(acks_tx)?;
+        }
         let inputs = Inputs {
-            notify,
+            notify: UnixDatagram::from_std(notify.socket.try_clone()?)?,
+            einhorn_acks,
             checked,
             checked_tx,
             attached_exited: Arc::new(Notify::new()),
@@ -125,6 +133,7 @@ impl Inputs {
         tokio::select! {
             Some(done) = self.checked.recv() => Platform(Input::ReexecChecked(done)),
             _ = self.notify.readable() => Platform(Input::Notify),
+            Some(pid) = self.einhorn_acks.recv() => Platform(Input::EinhornAck(pid)),
             _ = self.attached_exited.notified() => Timer(Tick::Turn),
             _ = self.attached.tick(), if wants.attached => Timer(Tick::Turn),
             _ = self.drains.tick(), if wants.drains => Timer(Tick::Turn),

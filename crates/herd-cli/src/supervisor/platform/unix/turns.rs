@@ -58,6 +58,10 @@ impl Supervisor {
                 }
             }
             Input::Notify => self.read_notifications(sources.platform.notify()),
+            Input::EinhornAck(sender) => {
+                let worker = notify::attribute(sender, |p| self.pool.worker(p).is_some());
+                self.notified(Some((sender, worker)), b"READY=1", false);
+            }
             Input::CheckSockets => self.check_sockets(),
             Input::Leftovers => self
                 .platform

@@ -1,0 +1,205 @@
+//! einhorn's worker acknowledgement, with `--compat einhorn`: a worker connects to
+//! `EINHORN_SOCK_PATH` and writes `{"command":"worker:ack","pid":N}` (einhorn's Ruby client
+//! writes the same as YAML), one message per line with `%` and newlines escaped as `%25` and
+//! `%0A` (einhorn's `Einhorn::Client::Transport`). herd counts it as `READY=1` from the worker
+//! the connecting process belongs to, by the pid the kernel recorded at `connect`
+//! (`SO_PEERCRED`), as the notify socket attributes its datagrams: the `pid` in the message is
+//! not trusted. Other commands (einhornsh's) are ignored.
+//!
+//! The socket is herd's own (`NAME.PID.ack` beside the notify socket, mode 0600), removed
+//! when herd exits and handed over across a re-exec.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::AsyncReadExt;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::spec::SocketFile;
+
+/// The most a connection may send, and how long it may take: an ack is a few dozen bytes.
+const MAX_BYTES: usize = 64 * 1024;
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections read at once; more wait in the listen queue.
+const MAX_CONNECTIONS: usize = 32;
+
+/// herd's socket for einhorn's acknowledgements.
+#[derive(Debug)]
+pub struct EinhornSocket {
+    /// The bound stream socket.
+    pub listener: std::os::unix::net::UnixListener,
+    /// Its path, `EINHORN_SOCK_PATH`.
+    pub path: PathBuf,
+    file: SocketFile,
+}
+
+impl EinhornSocket {
+    /// Binds at `path` (in herd's private directory; named after herd's pid, so a file there
+    /// is a stale one of a herd that had this pid), mode 0600.
+    pub fn bind(path: &Path) -> anyhow::Result<EinhornSocket> {
+        let shown = path.display();
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            use std::os::unix::fs::FileTypeExt;
+            anyhow::ensure!(
+                meta.file_type().is_socket(),
+                "{shown} exists and is not a socket; herd will not touch it"
+            );
+            std::fs::remove_file(path).with_context(|| format!("cannot remove stale {shown}"))?;
+        }
+        let listener = std::os::unix::net::UnixListener::bind(path)
+            .with_context(|| format!("cannot create einhorn's socket {shown}"))?;
+        let file = SocketFile::created(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(EinhornSocket {
+            listener,
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// The socket a previous image of this process handed over.
+    pub fn restore(socket: OwnedFd, file: SocketFile) -> EinhornSocket {
+        EinhornSocket {
+            listener: std::os::unix::net::UnixListener::from(socket),
+            path: file.parts().0.to_path_buf(),
+            file,
+        }
+    }
+
+    /// Its socket file.
+    pub fn file(&self) -> &SocketFile {
+        &self.file
+    }
+
+    /// Starts serving a copy of the socket: the pid of each process that acknowledges goes to
+    /// `acks`.
+    pub fn serve(&self, acks: mpsc::Sender<u32>) -> anyhow::Result<()> {
+        let listener = self.listener.try_clone()?;
+        listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(listener)?;
+        tokio::spawn(accept(listener, acks));
+        Ok(())
+    }
+}
+
+/// Accepts connections, each read by a task of its own, at most [`MAX_CONNECTIONS`] at once.
+async fn accept(listener: UnixListener, acks: mpsc::Sender<u32>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let acks = acks.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(READ_TIMEOUT, read_acks(stream, acks)).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Reads one connection to its end (or [`MAX_BYTES`]); sends its peer's pid once per ack.
+async fn read_acks(mut stream: UnixStream, acks: mpsc::Sender<u32>) {
+    let Ok(Some(pid)) = herd_sys::socket::peer_pid(stream.as_fd()) else {
+        return;
+    };
+    let mut text = Vec::new();
+    let mut buf = [0u8; 4096];
+    while text.len() < MAX_BYTES {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+        }
+        // einhorn's worker closes after its ack, but a client may keep the connection open.
+        if text.ends_with(b"\n") && count_acks(&text) > 0 {
+            break;
+        }
+    }
+    for _ in 0..count_acks(&text) {
+        if acks.send(pid).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How many of the complete lines in `text` are `worker:ack` messages.
+fn count_acks(text: &[u8]) -> usize {
+    text.split(|&b| b == b'\n')
+        .filter(|line| is_ack(&unescape(line)))
+        .count()
+}
+
+/// A line as einhorn's transport escaped it, unescaped: `%0A` is a newline, `%25` a `%`.
+fn unescape(line: &[u8]) -> String {
+    let mut out = Vec::with_capacity(line.len());
+    let mut rest = line;
+    while let Some((&first, tail)) = rest.split_first() {
+        let (byte, skip) = match tail {
+            [b'0', b'A', ..] if first == b'%' => (b'\n', 3),
+            [b'2', b'5', ..] if first == b'%' => (b'%', 3),
+            _ => (first, 1),
+        };
+        out.push(byte);
+        rest = &rest[skip..];
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `message` (JSON, or the YAML mapping einhorn's Ruby client writes) is a
+/// `worker:ack` command.
+fn is_ack(message: &str) -> bool {
+    let message = message.trim();
+    if message.starts_with('{') {
+        let json: Option<serde_json::Value> = serde_json::from_str(message).ok();
+        return json.is_some_and(|v| v["command"] == "worker:ack");
+    }
+    message.lines().any(|line| {
+        line.trim()
+            .strip_prefix("command:")
+            .map(|value| value.trim().trim_matches(['"', '\'']))
+            == Some("worker:ack")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn einhorns_ruby_and_json_acks_count() {
+        // Einhorn::Client::Transport.serialize_message({'command' => 'worker:ack', 'pid' => 7})
+        let ruby = b"---%0Acommand: worker:ack%0Apid: 7%0A\n";
+        assert_eq!(count_acks(ruby), 1);
+        let json = b"{\"command\":\"worker:ack\",\"pid\":7}\n";
+        assert_eq!(count_acks(json), 1);
+        let quoted = b"---%0Acommand: 'worker:ack'%0Apid: 7%0A\n";
+        assert_eq!(count_acks(quoted), 1);
+        assert_eq!(count_acks(&[json.as_slice(), ruby].concat()), 2);
+    }
+
+    #[test]
+    fn other_commands_and_garbage_do_not() {
+        for text in [
+            b"{\"command\":\"worker:ping\",\"pid\":7}\n".as_slice(),
+            b"---%0Acommand: ehlo%0Auser: me%0A\n",
+            b"{\"command\":\"worker:ack\"",
+            b"command: worker:acknowledged\n",
+            b"\xff\xfe%0A%25%\n",
+            b"",
+        ] {
+            assert_eq!(count_acks(text), 0, "{}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn unescaping_undoes_einhorns_escaping() {
+        assert_eq!(unescape(b"a%250Ab%0Ac%2525%"), "a%0Ab\nc%25%");
+    }
+}
