@@ -283,3 +283,33 @@ mod peer_tests {
         }
     }
 }
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod queue_tests {
+    use super::accept_queue;
+    use std::os::unix::io::{AsFd, AsRawFd};
+
+    fn listen(listener: &std::net::TcpListener, backlog: i32) {
+        // SAFETY: listen on a socket we own; no memory is involved.
+        assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), backlog) }, 0);
+    }
+
+    /// The backlog is what the last `listen` asked for, and the queue counts connections not
+    /// yet accepted: what herd shows when a worker calls `listen` again.
+    #[test]
+    fn the_backlog_follows_listen_and_the_queue_counts_unaccepted_connections() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listen(&listener, 7);
+        assert_eq!(accept_queue(listener.as_fd()).unwrap(), Some((0, 7)));
+        let address = listener.local_addr().unwrap();
+        let _waiting: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(address).unwrap())
+            .collect();
+        // On loopback the handshake is complete when connect returns.
+        assert_eq!(accept_queue(listener.as_fd()).unwrap(), Some((3, 7)));
+        listen(&listener, 100);
+        assert_eq!(accept_queue(listener.as_fd()).unwrap(), Some((3, 100)));
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(accept_queue(udp.as_fd()).is_err());
+    }
+}
