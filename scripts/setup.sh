@@ -40,9 +40,11 @@ fi
 
 [ "${1:-}" = "--demo" ] && exit 0
 
-# Python servers, pinned, for the interop tests; kubernetes-validate (its Kubernetes schemas),
-# jsonschema and PyYAML for scripts/check-deploy.sh.
-python_packages=("gunicorn==23.0.0" "uvicorn==0.32.1"
+# Python servers, pinned, for the interop tests (gunicorn, uvicorn, Twisted, hypercorn, waitress,
+# Sanic); kubernetes-validate (its Kubernetes schemas), jsonschema and PyYAML for
+# scripts/check-deploy.sh.
+python_packages=("gunicorn==23.0.0" "uvicorn==0.32.1" "twisted==26.10.0" "hypercorn==0.18.0"
+    "waitress==3.0.2" "sanic==25.12.1"
     "kubernetes-validate==1.37.0" "jsonschema==4.26.0" "PyYAML==6.0.3")
 if ! python3 - "${python_packages[@]}" <<'PY' 2>/dev/null
 import sys
@@ -56,4 +58,14 @@ then
     echo "setup: installing ${python_packages[*]}" >&2
     python3 -m pip install --quiet --disable-pip-version-check "${python_packages[@]}" 2>/dev/null \
         || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${python_packages[@]}"
+fi
+
+# Bun (npm package `bun`, pinned) for the interop tests, in a cache directory of its own
+# (crates/herd-cli/tests/cli/interop_more.rs looks there).
+bun_version="1.4.5"
+npm_dir="${XDG_CACHE_HOME:-$HOME/.cache}/herd/npm"
+if [ "$("$npm_dir/node_modules/.bin/bun" --version 2>/dev/null)" != "$bun_version" ]; then
+    echo "setup: installing bun@$bun_version into $npm_dir" >&2
+    mkdir -p "$npm_dir"
+    npm install --prefix "$npm_dir" --no-audit --no-fund --silent "bun@$bun_version"
 fi

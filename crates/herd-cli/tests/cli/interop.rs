@@ -21,7 +21,7 @@ fn interop(file: &str) -> String {
 /// that accepts from a non-blocking socket in a loop (gunicorn) serves back-to-back requests
 /// from one process; and a server that forks its own workers (gunicorn, nginx) may start them
 /// after herd counts it ready.
-fn several_answer(
+pub(crate) fn several_answer(
     herd: &Herd,
     request: impl Fn() -> std::io::Result<String> + Send + Sync,
     marker: &str,

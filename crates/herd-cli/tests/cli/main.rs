@@ -18,6 +18,8 @@ mod handoff;
 mod health;
 mod help;
 mod interop;
+mod interop_more;
+mod interop_python;
 mod metrics;
 mod orphans;
 mod output;
