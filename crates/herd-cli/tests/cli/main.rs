@@ -14,6 +14,7 @@ mod control;
 mod conventions;
 mod errors;
 mod faults;
+mod fleet;
 mod handoff;
 mod health;
 mod help;
