@@ -41,8 +41,10 @@ READY_MIN = 2
 PORT = 8000
 HEALTH_PORT = 9000
 TIMEOUT = 30
-# (load in requests/s, HAProxy's check interval in ms, herd's --drain-delay)
-SETTINGS = {"quick": (200, 200, "1s"), "full": (1000, 500, "2s")}
+# (load in requests/s, HAProxy's check interval in ms, herd's --drain-delay): the drain delay
+# covers HAProxy's slowest reaction, inter + fastinter + the check timeout (1 s), with room for
+# a loaded machine.
+SETTINGS = {"quick": (200, 200, "2s"), "full": (1000, 500, "3s")}
 
 
 def say(*args):
@@ -204,7 +206,9 @@ def restart(fleet, host):
 
 
 def upgrade(fleet, host):
-    """`herd upgrade`, watching that HAProxy keeps the host in all along."""
+    """`herd upgrade`, watching the states HAProxy gives the host meanwhile (`UP 1/2`: a
+    check failed, the host is still in) and counting its failed checks."""
+    before = fleet.row(host)
     t, up, states = time.monotonic(), host.ctl("upgrade"), set()
     while up.poll() is None:
         states.add(fleet.state(host))
@@ -212,7 +216,10 @@ def upgrade(fleet, host):
     if up.returncode != 0:
         raise SystemExit(f"herd upgrade on {host.name}: {up.stderr.read().strip()}")
     host.ready()
-    return {"host": host.name, "took_s": since(t), "states": sorted(states | {fleet.state(host)})}
+    after = fleet.row(host)
+    return {"host": host.name, "took_s": since(t), "states": sorted(states | {after["status"]}),
+            "failed_checks": haproxy.number(after, "chkfail") - haproxy.number(before, "chkfail"),
+            "last_check": after["check_status"]}
 
 
 def kill(fleet, host, backend):
@@ -272,8 +279,10 @@ def step_table(results):
     for name, r in results.items():
         for s in r["steps"]:
             if "took_s" in s:
-                lines.append(f"| {name} | {s['host']} | stayed in | | | upgrade took {s['took_s']:.2f} s; "
-                             f"HAProxy saw it {', '.join(s['states'])} |")
+                kept = all(state.startswith("UP") for state in s["states"])
+                lines.append(f"| {name} | {s['host']} | {'stayed in' if kept else '**taken out**'} | | | "
+                             f"upgrade took {s['took_s']:.2f} s; HAProxy saw it {', '.join(s['states'])}; "
+                             f"{s['failed_checks']} failed checks |")
             elif "gone_s" in s:
                 serving = "still serving" if s["serving_when_out"] else "already stopped"
                 lines.append(f"| {name} | {s['host']} | {s['out_s']:.2f} s (herd {serving}) | {s['gone_s']:.2f} s | "

@@ -27,7 +27,7 @@ defaults
     timeout server 10s
     timeout http-request 5s
     timeout queue 5s
-    timeout check {check_timeout}
+    timeout check 1s
     retries 3
     option redispatch 1
 
@@ -60,8 +60,7 @@ def config(directory, lb, hosts, port, health_port, inter_ms):
     herd's health endpoint on `health_port`; checks every `inter_ms` milliseconds."""
     servers = "".join(f"    server {name} {address}:{port}\n" for name, address in hosts)
     return CONFIG.format(dir=directory, lb=lb, servers=servers, health_port=health_port,
-                         inter=f"{inter_ms}ms", fastinter=f"{max(inter_ms // 2, 50)}ms",
-                         check_timeout=f"{inter_ms}ms")
+                         inter=f"{inter_ms}ms", fastinter=f"{max(inter_ms // 2, 50)}ms")
 
 
 def stats(path):

@@ -112,7 +112,12 @@ fn a_fleet_behind_haproxy_restarts_upgrades_and_survives_a_kill_under_load() {
     }
     assert_eq!(failed(upgrade), 0, "rolling upgrade: {upgrade}");
     for step in upgrade["steps"].as_array().unwrap() {
-        assert_eq!(step["states"], serde_json::json!(["UP"]), "{step}");
+        // `UP 1/2` (a check failed, the host still in) may happen on a loaded machine.
+        let states = step["states"].as_array().unwrap();
+        assert!(
+            states.iter().all(|s| s.as_str().unwrap().starts_with("UP")),
+            "HAProxy kept the host in through its upgrade: {step}"
+        );
     }
     // A SIGKILL loses at most the requests the host had taken (HAProxy answers them 502);
     // connections refused afterwards are retried on another host.
