@@ -8,15 +8,15 @@ sudo=""
 
 # Debian packages: Python for the example workers, curl for the demo; for the tests, the real
 # servers the interop tests run (nginx, Go and go-systemd, Node.js and npm, HAProxy, unicorn,
-# Puma, lighttpd, php-fpm, uWSGI, Starlet, h2o, a JDK), systemd-notify, systemd-analyze and
-# python3-systemd; iproute2 for the fleet test's network namespaces; wrk for the benchmarks'
-# cross-check; tmux for the `herd top` tests (a real terminal).
+# Puma and ruby-sd-notify for its readiness, lighttpd, php-fpm, uWSGI, Starlet, h2o, a JDK),
+# systemd-notify, systemd-analyze and python3-systemd; iproute2 for the fleet test's network
+# namespaces; wrk for the benchmarks' cross-check; tmux for the `herd top` tests (a terminal).
 # `--demo` installs only what the demo needs.
 if [ "${1:-}" = "--demo" ]; then
     packages=(python3 curl)
 else
     packages=(python3 python3-systemd python3-pip curl procps golang-go nginx-light systemd nodejs util-linux wrk tmux
-        haproxy unicorn puma lighttpd php-fpm uwsgi uwsgi-plugin-python3 golang-github-coreos-go-systemd-dev
+        haproxy unicorn puma ruby-sd-notify lighttpd php-fpm uwsgi uwsgi-plugin-python3 golang-github-coreos-go-systemd-dev
         starlet h2o default-jdk-headless iproute2 npm)
 fi
 missing=()

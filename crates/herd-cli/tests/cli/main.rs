@@ -20,6 +20,7 @@ mod health;
 mod help;
 mod interop;
 mod interop_more;
+mod interop_native;
 mod interop_python;
 mod metrics;
 mod orphans;

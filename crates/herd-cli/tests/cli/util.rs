@@ -1,8 +1,8 @@
 //! Test helpers: start the real `herd` binary, follow its JSON log, talk to its sockets, and
 //! wait for events with deadlines that fail with what was seen. By concept: the herd under
-//! test and its log (`herd.rs`), a fake herd's control server (`fake_herd.rs`), what `/proc`
-//! says of a process (`procfs.rs`), HTTP clients and load (`http.rs`), waits with deadlines
-//! (`wait.rs`); the rest here.
+//! test and its log (`herd.rs`), a fake herd's control server (`fake_herd.rs`), a FastCGI
+//! client (`fastcgi.rs`), what `/proc` says of a process (`procfs.rs`), HTTP clients and load
+//! (`http.rs`), waits with deadlines (`wait.rs`); the rest here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod fake_herd;
+mod fastcgi;
 mod herd;
 mod http;
 mod procfs;
 mod wait;
 
 pub use fake_herd::*;
+pub use fastcgi::*;
 pub use herd::*;
 pub use http::*;
 pub use procfs::*;

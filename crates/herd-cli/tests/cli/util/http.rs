@@ -41,21 +41,33 @@ impl Load {
     /// Starts `clients` clients sending `GET /` to `addr`; an answer that fails `ok` counts
     /// as a failure.
     pub fn start(addr: &str, clients: usize, ok: fn(&str) -> bool) -> Load {
+        let addr = addr.to_string();
+        Load::start_with(clients, move || get(&addr, "/"), ok)
+    }
+
+    /// Starts `clients` clients calling `request` back to back (each call a new connection);
+    /// an error, or an answer that fails `ok`, counts as a failure.
+    pub fn start_with(
+        clients: usize,
+        request: impl Fn() -> std::io::Result<String> + Send + Sync + 'static,
+        ok: fn(&str) -> bool,
+    ) -> Load {
         use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(Mutex::new(Vec::new()));
+        let request = Arc::new(request);
         let clients = (0..clients)
             .map(|_| {
-                let (stop, served, failures, addr) = (
+                let (stop, served, failures, request) = (
                     stop.clone(),
                     served.clone(),
                     failures.clone(),
-                    addr.to_string(),
+                    request.clone(),
                 );
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
-                        match get(&addr, "/") {
+                        match request() {
                             Ok(body) if ok(&body) => {
                                 served.fetch_add(1, Ordering::Relaxed);
                             }
