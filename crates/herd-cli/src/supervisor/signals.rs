@@ -5,7 +5,7 @@
 //!
 //! | signal  | intent                                                            |
 //! |---------|-------------------------------------------------------------------|
-//! | SIGTERM | stop gracefully                                                   |
+//! | SIGTERM | stop gracefully (after `--drain-delay`; a second one skips it)    |
 //! | SIGINT  | stop gracefully; a second one, while stopping, stops at once      |
 //! | SIGQUIT | stop at once: every worker is killed                              |
 //! | SIGHUP  | rolling upgrade to a new generation                               |

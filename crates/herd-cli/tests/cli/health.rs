@@ -249,3 +249,80 @@ fn saturation_counts_busy_workers_over_the_pools_maximum() {
         "one busy worker of 2: {saturation}"
     );
 }
+
+#[test]
+fn the_service_manager_hears_stopping_when_the_drain_begins() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "1",
+            "--ready",
+            "delay=0s",
+            "--drain-delay",
+            "1h",
+        ])
+        .args(["-b", "127.0.0.1:0", "--", "sleep", "1000"])
+        .env("NOTIFY_SOCKET", &notify_path);
+        cmd
+    });
+    crate::systemd::expect(&notify, "READY=1");
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("draining", &[]);
+    crate::systemd::expect(&notify, "STOPPING=1");
+    let stopped = herd.lines().into_iter().any(|l| match l {
+        Line::Event(e) => e["event"] == "stopping",
+        Line::Text(_) => false,
+    });
+    assert!(
+        !stopped,
+        "STOPPING=1 came with the drain, not with the stop"
+    );
+    herd.signal(libc::SIGTERM);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_crowd_on_the_probes_stalls_neither_herd_nor_the_metrics() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--health",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let health = health_address(&herd);
+    let metrics = metrics_address(&herd);
+    // Every slot of --health held by a client that never sends a request, and more waiting.
+    let idle: Vec<std::net::TcpStream> = (0..80)
+        .filter_map(|_| std::net::TcpStream::connect(&health).ok())
+        .collect();
+    // A huge request head (no end in sight) is cut off, not read for ever.
+    let mut huge = std::net::TcpStream::connect(&metrics).unwrap();
+    huge.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let _ = huge.write_all(&vec![b'x'; 64 * 1024]);
+    let mut rest = Vec::new();
+    let _ = huge.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    // herd and the metrics listener answer at once; the probes once idle clients time out.
+    let started = std::time::Instant::now();
+    assert_eq!(probe(&metrics, "GET", "/healthz"), (200, "ok\n".into()));
+    assert!(get(&metrics, "/metrics").unwrap().ends_with("# EOF\n"));
+    let (code, _, stderr) = herd.ctl(&["status", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
+    drop(idle);
+}
