@@ -240,7 +240,7 @@ fn saturation_counts_busy_workers_over_the_pools_maximum() {
             .and_then(|l| l.split(' ').nth(1)?.parse().ok())
             .ok_or_else(|| format!("no herd_pool_saturation in:\n{text}"))?;
         match value {
-            v if v > 0.1 => Ok(v),
+            v if v > 0.01 => Ok(v),
             v => Err(format!("herd_pool_saturation {v}")),
         }
     });
