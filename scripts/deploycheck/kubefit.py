@@ -96,9 +96,11 @@ def check_selectors(found, deployment):
         if not selector or any(labels.get(k) != v for k, v in selector.items()):
             errors.append(f"{where}: the {r['kind']}'s selector {selector} does not match the "
                           f"pods' labels {labels}")
+        container_ports = {p["containerPort"] for p in container.get("ports", [])}
         for p in r["spec"].get("ports", []):
-            if port_number(container, p.get("targetPort", p.get("port"))) is None:
-                errors.append(f"{where}: targetPort {p.get('targetPort')} is no container port")
+            target = p.get("targetPort", p.get("port"))
+            if port_number(container, target) not in container_ports:
+                errors.append(f"{where}: targetPort {target} is no port of the container")
     return errors
 
 

@@ -28,6 +28,8 @@ MUTATIONS = [
      "[sleep, \"5\"]\n          readinessProbe:", "no preStop"),
     ("a Service selecting no pod", K + "base/service.yaml", "  selector:\n    app: herd-hello",
      "  selector:\n    app: herd", "does not match"),
+    ("a Service on a port the pod does not open", K + "base/service.yaml",
+     "targetPort: http", "targetPort: 8081", "no port of the container"),
     ("a herd config herd check refuses", CONFIGMAP, 'workers = "2..8"', 'workers = "8..2"',
      "herd check failed"),
     ("an HPA metric no adapter rule exposes", HPA, "name: herd_pool_saturation",
