@@ -296,6 +296,27 @@ mod tests {
     }
 
     #[test]
+    fn a_drain_shows_its_time_left_until_the_stop() {
+        let status = |stopping: bool, draining_ms: Option<u64>| -> String {
+            let status: Status = serde_json::from_value(serde_json::json!({
+                "pid": 1, "name": "web", "version": "0", "uptime_ms": 0, "generation": 1,
+                "upgrading_to": null, "stopping": stopping, "draining_ms": draining_ms,
+                "desired": 1, "running": 1, "ready": 1,
+                "workers": [], "waiting": [], "sockets": [], "attached": []
+            }))
+            .unwrap();
+            render(&status).lines().next().unwrap().to_string()
+        };
+        let draining = status(false, Some(12_500));
+        assert!(
+            draining.contains("generation 1, draining (12s left): "),
+            "{draining}"
+        );
+        assert!(status(true, None).contains("generation 1, stopping: "));
+        assert!(status(false, None).contains("generation 1: 1 of 1"));
+    }
+
+    #[test]
     fn what_an_exited_worker_left_is_listed() {
         let status: Status = serde_json::from_value(serde_json::json!({
             "pid": 1, "name": "default", "version": "0", "uptime_ms": 0, "generation": 1,

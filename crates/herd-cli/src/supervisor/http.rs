@@ -410,6 +410,25 @@ mod tests {
             stage: Stage::Serving,
         });
         assert!(probe("/readyz").await.starts_with("HTTP/1.1 200 OK\r\n"));
+        // A loop that stopped turning: /healthz says so.
+        let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(30)) else {
+            return;
+        };
+        board.publish(HealthView {
+            turned: long_ago,
+            ready: 1,
+            ready_min: 1,
+            stage: Stage::Serving,
+        });
+        let stalled = probe("/healthz").await;
+        assert!(
+            stalled.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{stalled}"
+        );
+        assert!(
+            stalled.ends_with("\r\n\r\nthe supervisor's loop has not turned for 30s\n"),
+            "{stalled}"
+        );
     }
 
     #[test]

@@ -326,3 +326,31 @@ fn a_crowd_on_the_probes_stalls_neither_herd_nor_the_metrics() {
     assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
     drop(idle);
 }
+
+#[test]
+fn a_takeover_does_not_wait_out_the_old_herds_drain_delay() {
+    let mut old = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--drain-delay",
+        "1h",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    old.started(1);
+    let control = old.control();
+    let new = crate::takeover::takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
+    new.wait_for_event("takeover_complete", &[]);
+    // The new herd serves the sockets already: the old one stops at once, without a drain.
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert!(
+        !old.lines()
+            .iter()
+            .any(|l| matches!(l, Line::Event(e) if e["event"] == "draining")),
+        "the old herd drained"
+    );
+}
