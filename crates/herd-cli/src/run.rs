@@ -295,6 +295,7 @@ fn resume(
                 }
             };
             listener.stdin = l.stdin;
+            listener.backlog_set = l.backlog_set.or_else(|| listener.backlog_now());
             listener
         })
         .collect();

@@ -206,12 +206,16 @@ fn recycles(out: &mut String, status: &Status) {
     }
 }
 
-/// One row per listening socket, with its accept queue.
+/// One row per listening socket, with its accept queue: waiting connections and the backlog,
+/// and the backlog herd set where a worker's own `listen` replaced it.
 fn socket_rows(status: &Status) -> Vec<[String; 5]> {
     let mut rows = vec![["SOCKET", "FD", "KIND", "ADDRESS", "QUEUE"].map(str::to_string)];
     for s in &status.sockets {
-        let queue = match (s.queue, s.queue_limit) {
-            (Some(q), Some(limit)) => format!("{q}/{limit}"),
+        let queue = match (s.queue, s.queue_limit, s.backlog_set) {
+            (Some(q), Some(limit), Some(set)) if limit != set && s.slot_queues.is_empty() => {
+                format!("{q}/{limit} (herd set {set})")
+            }
+            (Some(q), Some(limit), _) => format!("{q}/{limit}"),
             _ => "-".into(),
         };
         let queue = if s.slot_queues.is_empty() {

@@ -181,6 +181,8 @@ log_events! {
     ControlNotMoved = "control_not_moved",
     /// A socket shut down by a worker was made to listen again.
     SocketRestored = "socket_restored",
+    /// A worker's own `listen` replaced a socket's backlog.
+    BacklogReplaced = "backlog_replaced",
     /// A socket shut down by a worker cannot listen again.
     SocketLost = "socket_lost",
     /// A client was refused by the control socket's access check.

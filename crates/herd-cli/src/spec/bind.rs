@@ -34,6 +34,9 @@ pub struct Listener {
     pub address: String,
     /// Whether workers also get it as fd 0 (`--bind ...,stdin`).
     pub stdin: bool,
+    /// A TCP socket's backlog as herd listened (or found it, for sockets passed to herd),
+    /// before any worker could change it.
+    pub backlog_set: Option<u32>,
     /// The socket (or shared memory); `None` once herd closed its copy (workers may still
     /// hold theirs), and for per-slot sockets.
     fd: Option<OwnedFd>,
@@ -63,6 +66,7 @@ impl Listener {
             kind,
             address,
             stdin: false,
+            backlog_set: None,
             fd: Some(fd),
             group: None,
             _file: file,
@@ -78,6 +82,7 @@ impl Listener {
             kind: SocketKind::Tcp,
             address,
             stdin: false,
+            backlog_set: None,
             fd: None,
             group: Some(group),
             _file: None,
@@ -132,6 +137,15 @@ impl Listener {
             Some(group) => group.get(slot),
             None => self.fd.as_ref().map(|s| s.as_fd()),
         }
+    }
+
+    /// A TCP socket's backlog now (slot 0's socket's, for per-slot sockets).
+    pub fn backlog_now(&self) -> Option<u32> {
+        let fd = self.fd().filter(|_| self.kind == SocketKind::Tcp)?;
+        herd_sys::socket::accept_queue(fd)
+            .ok()
+            .flatten()
+            .map(|(_, backlog)| backlog)
     }
 
     /// A TCP socket's accept queue, `(waiting, limit)`, summed over the per-slot sockets.
@@ -246,6 +260,9 @@ pub fn bind_all(
         }
     }
     handover::leave_untaken(inherited);
+    for listener in &mut listeners {
+        listener.backlog_set = listener.backlog_now();
+    }
     Ok(listeners)
 }
 
@@ -291,6 +308,7 @@ impl Binding {
                 kind,
                 address,
                 stdin: false,
+                backlog_set: None,
                 fd: Some(fd),
                 group: None,
                 _file: None,
@@ -355,6 +373,7 @@ impl Binding {
             },
             address,
             stdin: spec.options.stdin,
+            backlog_set: None,
             fd,
             group,
             _file: file,
@@ -386,6 +405,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
         kind: SocketKind::Shm,
         address: format!("shm:{}", spec.size),
         stdin: false,
+        backlog_set: None,
         fd: Some(fd),
         group: None,
         _file: None,
@@ -408,6 +428,7 @@ impl Listener {
             kind,
             address,
             stdin: false,
+            backlog_set: None,
             fd: Some(socket.fd),
             group: None,
             _file: None,

@@ -39,6 +39,8 @@ pub struct Supervisor {
     pub(super) cpu: busyness::CpuMeter,
     /// Recycling, and each worker's last memory and CPU figures.
     pub(super) recycling: recycling::Recycling,
+    /// The listening sockets' backlogs and queues, as the sampler last read them.
+    pub(super) backlogs: super::backlog::Backlogs,
     /// The `--metrics` and `--health` endpoints, until the loop serves them.
     pub(super) http_listeners: Vec<(std::net::TcpListener, http::Endpoint)>,
     /// `/healthz` and `/readyz`, and `--drain-delay`.
@@ -76,6 +78,7 @@ impl Supervisor {
             autoscaler: None,
             cpu: busyness::CpuMeter::default(),
             recycling: recycling::Recycling::default(),
+            backlogs: super::backlog::Backlogs::default(),
             http_listeners: Vec::new(),
             probes: probes::Probes::default(),
             reload: None,

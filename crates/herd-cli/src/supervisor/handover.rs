@@ -208,6 +208,7 @@ fn saved_listeners(listeners: &[Listener]) -> Option<Vec<reexec::SavedListener>>
             file: l.file().map(reexec::file_parts),
             group,
             stdin: l.stdin,
+            backlog_set: l.backlog_set,
         });
     }
     Some(saved)
@@ -250,6 +251,8 @@ impl Supervisor {
             // (a recycle under way is in the pool's state); the list of recent recycles and
             // any slot held back start afresh.
             recycling: _,
+            // Read anew; the backlogs herd set are in `handed.listeners`.
+            backlogs: _,
             // Their fds are in `handed.endpoints`.
             http_listeners: _,
             // The new image reads the same --ready-min and --drain-delay, and publishes anew;
@@ -286,14 +289,8 @@ impl Supervisor {
         };
         reexec::State {
             version: reexec::version_needed(draining),
-            control: reexec::SavedSocket {
-                fd: endpoints.control.as_raw_fd(),
-                file: reexec::file_parts(endpoints.control_file),
-            },
-            notify: reexec::SavedSocket {
-                fd: endpoints.notify.socket.as_raw_fd(),
-                file: reexec::file_parts(endpoints.notify.file()),
-            },
+            control: saved(endpoints.control.as_raw_fd(), endpoints.control_file),
+            notify: saved(endpoints.notify.socket.as_raw_fd(), endpoints.notify.file()),
             listeners,
             reply_fd,
             metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
@@ -302,15 +299,20 @@ impl Supervisor {
                 .notify
                 .einhorn
                 .as_ref()
-                .map(|e| reexec::SavedSocket {
-                    fd: e.listener.as_raw_fd(),
-                    file: reexec::file_parts(e.file()),
-                }),
+                .map(|e| saved(e.listener.as_raw_fd(), e.file())),
             nofile: crate::fdlimit::started_with(),
             // Filled in by the re-exec once the readers have stopped.
             outputs: Vec::new(),
             config: reload.as_ref().map(|r| r.in_force().to_string()),
             cores,
         }
+    }
+}
+
+/// A socket at `fd` whose file is `file`, as the state says it.
+fn saved(fd: std::os::unix::io::RawFd, file: &SocketFile) -> reexec::SavedSocket {
+    reexec::SavedSocket {
+        fd,
+        file: reexec::file_parts(file),
     }
 }

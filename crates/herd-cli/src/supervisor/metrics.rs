@@ -101,6 +101,8 @@ pub struct Snapshot {
     pub saturation: f64,
     /// Accept queue length and limit by socket.
     pub queues: Vec<(String, i64, i64)>,
+    /// Accept queue length and backlog by socket, as the sampler's thread last read them.
+    pub listen: Vec<(String, i64, i64)>,
     /// CPU seconds used by each slot's current worker.
     pub cpu: Vec<(usize, f64)>,
     /// herd's resident memory, in bytes.

@@ -15,6 +15,7 @@
 
 // The cores: pure, platform-neutral, built and unit-tested on every platform.
 pub(crate) mod autoscale;
+mod backlog;
 mod busyness;
 mod drain_delay;
 pub(crate) mod health;

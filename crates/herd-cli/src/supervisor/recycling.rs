@@ -16,7 +16,7 @@ use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect};
 use super::platform;
-use super::sampler::{Sampler, Samples};
+use super::sampler::{ListenQueue, Sampler, Samples};
 use super::status::{ms, RecycleStatus, Status};
 use super::Supervisor;
 
@@ -104,7 +104,9 @@ impl Supervisor {
     /// before is stuck.
     pub(super) fn ask_for_samples(&mut self, sampler: &mut Sampler) {
         let pids = self.pool.workers().iter().map(|w| w.pid).collect();
-        let Some(slow) = sampler.ask(pids, self.recycling.kind(), Instant::now()) else {
+        let sockets = platform::queue_probes(self.effects.listeners());
+        let kind = self.recycling.kind();
+        let Some(slow) = sampler.ask(pids, kind, sockets, Instant::now()) else {
             return;
         };
         let waited = humantime::format_duration(round_s(slow.waited));
@@ -130,6 +132,7 @@ impl Supervisor {
                 "the workers' memory and CPU time were read again, after {took}"
             );
         }
+        self.backlogs_read(samples.queues);
         let per_second = platform::ticks_per_second().max(1) as f64;
         let r = &mut self.recycling;
         let mut memory = Vec::new();
@@ -154,6 +157,23 @@ impl Supervisor {
         r.cpu_ticks = ticks;
         r.recycler.record_memory(&self.pool, memory);
         self.recycle_due();
+    }
+
+    /// Takes the sockets' queues a round read; says once where a worker replaced a backlog.
+    fn backlogs_read(&mut self, queues: Vec<ListenQueue>) {
+        for r in self.backlogs.record(queues) {
+            let (socket, set, now) = (&r.socket, r.set, r.now);
+            tracing::warn!(
+                event = LogEvent::BacklogReplaced.as_str(),
+                socket = %socket,
+                set,
+                now,
+                "socket {socket}: its backlog is {now}, not the {set} herd listened with: a \
+                 worker called listen() on it again, as many servers do with their own default \
+                 (hypercorn and Sanic 100, aiohttp 128, Node 511, waitress and unicorn 1024); \
+                 set the server's own backlog option to the value you want"
+            );
+        }
     }
 
     /// When a worker's lifetime ends or a held slot is released, if ever.

@@ -218,6 +218,9 @@ pub struct SavedListener {
     /// Whether workers also get it as fd 0 (`--bind ...,stdin`); left out when not.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stdin: bool,
+    /// The backlog herd listened with (TCP); left out when unknown, and then read anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_set: Option<u32>,
 }
 
 /// The per-slot sockets of a `--balance reuseport` listener.

@@ -1,4 +1,5 @@
-//! Reading the workers' memory and CPU time off the supervisor's loop.
+//! Reading the workers' memory and CPU time, and the listening sockets' accept queues, off the
+//! supervisor's loop.
 //!
 //! `/proc/PID/smaps_rollup` (`--max-memory pss=`) walks a worker's page tables under its mmap
 //! lock: milliseconds for a large worker, and as long as a page fault of the worker is stuck
@@ -34,11 +35,26 @@ pub struct Figures {
     pub at: Instant,
 }
 
+/// A listening socket's accept queue, as a round read it (TCP on Linux: `TCP_INFO`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenQueue {
+    /// The socket's name.
+    pub socket: String,
+    /// Connections waiting to be accepted (over all its sockets, under `reuseport`).
+    pub queued: u32,
+    /// The backlog in force (the smallest of its sockets', under `reuseport`).
+    pub backlog: u32,
+    /// The backlog herd listened with, if known.
+    pub set: Option<u32>,
+}
+
 /// The figures of one round.
 #[derive(Debug)]
 pub struct Samples {
     /// Each worker's, in the order asked.
     pub figures: Vec<Figures>,
+    /// Each listening socket's accept queue, where the platform can read it.
+    pub queues: Vec<ListenQueue>,
     /// How long the round took, if it was reported as slow.
     pub late: Option<Duration>,
 }
@@ -93,6 +109,7 @@ impl Round {
 struct Request {
     pids: Vec<u32>,
     kind: MemoryKind,
+    sockets: Vec<platform::QueueProbe>,
 }
 
 /// The sampling thread, and the round out.
@@ -128,7 +145,12 @@ impl Sampler {
         std::thread::Builder::new()
             .name("herd-sampler".to_string())
             .spawn(move || {
-                for Request { pids, kind } in asked {
+                for Request {
+                    pids,
+                    kind,
+                    sockets,
+                } in asked
+                {
                     let mut figures = Vec::with_capacity(pids.len());
                     for pid in pids {
                         now_reading.store(pid, Ordering::Relaxed);
@@ -137,6 +159,10 @@ impl Sampler {
                     now_reading.store(0, Ordering::Relaxed);
                     let samples = Samples {
                         figures,
+                        queues: sockets
+                            .iter()
+                            .filter_map(platform::QueueProbe::read)
+                            .collect(),
                         late: None,
                     };
                     if answer.blocking_send(samples).is_err() {
@@ -152,12 +178,24 @@ impl Sampler {
         })
     }
 
-    /// Asks for the figures of `pids` (memory of `kind`) unless a round is still out; says
-    /// so, once, when that round has been out for [`SLOW_AFTER`]. Never waits.
-    pub fn ask(&mut self, pids: Vec<u32>, kind: MemoryKind, now: Instant) -> Option<Slow> {
+    /// Asks for the figures of `pids` (memory of `kind`) and the queues of `sockets` unless a
+    /// round is still out; says so, once, when that round has been out for [`SLOW_AFTER`].
+    /// Never waits.
+    pub fn ask(
+        &mut self,
+        pids: Vec<u32>,
+        kind: MemoryKind,
+        sockets: Vec<platform::QueueProbe>,
+        now: Instant,
+    ) -> Option<Slow> {
         match self.round.ask(now) {
             Ask::Now => {
-                if self.requests.send(Request { pids, kind }).is_err() {
+                let request = Request {
+                    pids,
+                    kind,
+                    sockets,
+                };
+                if self.requests.send(request).is_err() {
                     // The thread is gone: no round is out (and none will come back).
                     self.round = Round::default();
                 }

@@ -45,6 +45,12 @@ impl Supervisor {
                     Some((l.name.clone(), i64::from(waiting), i64::from(max)))
                 })
                 .collect(),
+            listen: self
+                .backlogs
+                .last()
+                .iter()
+                .map(|q| (q.socket.clone(), i64::from(q.queued), i64::from(q.backlog)))
+                .collect(),
             cpu: self
                 .pool
                 .workers()

@@ -216,8 +216,12 @@ pub struct SocketStatus {
     pub fd: i32,
     /// Connections waiting to be accepted (TCP on Linux).
     pub queue: Option<u32>,
-    /// The accept queue's limit (TCP on Linux).
+    /// The accept queue's limit, the backlog in force (TCP on Linux).
     pub queue_limit: Option<u32>,
+    /// The backlog herd listened with, when known (TCP on Linux): a `queue_limit` that differs
+    /// was set by a worker's own `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backlog_set: Option<u32>,
     /// `shared`, or `reuseport` for one socket per worker slot (`shared` when absent).
     #[serde(default)]
     pub balance: Balance,
@@ -367,6 +371,7 @@ mod tests {
             fd: 3,
             queue: None,
             queue_limit: None,
+            backlog_set: None,
             balance: Balance::default(),
             slot_queues: Vec::new(),
             file: None,

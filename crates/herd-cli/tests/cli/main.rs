@@ -7,6 +7,7 @@ mod access_user;
 mod args;
 mod attached;
 mod autoscale;
+mod backlog;
 mod balance;
 mod clients;
 mod config;

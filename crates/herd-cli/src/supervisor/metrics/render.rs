@@ -134,6 +134,25 @@ fn register_queues(registry: &mut Registry, snapshot: &Snapshot) {
         "Accept queue limit, the backlog (TCP_INFO)",
         limit,
     );
+    let queue: Family<SocketLabel, Gauge> = Family::default();
+    let backlog: Family<SocketLabel, Gauge> = Family::default();
+    for (socket, length, max) in &snapshot.listen {
+        let label = SocketLabel {
+            socket: socket.clone(),
+        };
+        queue.get_or_create(&label).set(*length);
+        backlog.get_or_create(&label).set(*max);
+    }
+    registry.register(
+        "herd_listen_queue_length",
+        "Connections waiting to be accepted, read about once a second (TCP_INFO)",
+        queue,
+    );
+    registry.register(
+        "herd_listen_backlog",
+        "The backlog in force, which a worker's own listen() may have replaced (TCP_INFO)",
+        backlog,
+    );
 }
 
 /// CPU time by slot, herd's own memory and process metrics, and its lost log lines.
@@ -236,6 +255,7 @@ mod tests {
         let counters = Counters::default();
         let snapshot = Snapshot {
             cpu: vec![(0, 1.5)],
+            listen: vec![("http".to_string(), 3, 100)],
             process: Some(ProcessStats {
                 cpu_seconds: 2.5,
                 resident_bytes: 4096,
@@ -258,6 +278,8 @@ mod tests {
             "# TYPE herd_worker_cpu_seconds counter",
             "# UNIT herd_worker_cpu_seconds seconds",
             "herd_worker_cpu_seconds_total{slot=\"0\"} 1.5",
+            "herd_listen_queue_length{socket=\"http\"} 3",
+            "herd_listen_backlog{socket=\"http\"} 100",
             "# UNIT herd_supervisor_resident_memory_bytes bytes",
             "# TYPE process_cpu_seconds counter",
             "process_cpu_seconds_total 2.5",

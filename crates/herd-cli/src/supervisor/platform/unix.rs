@@ -16,6 +16,7 @@ mod inputs;
 mod memory;
 mod orphans;
 mod process_stats;
+mod queues;
 pub(crate) mod signals;
 mod spawner;
 mod state;
@@ -29,6 +30,7 @@ pub(in crate::supervisor) use inputs::{ControlServer, Input, Inputs, Wants};
 pub(crate) use memory::memory;
 pub(in crate::supervisor) use orphans::OwnFamily;
 pub(crate) use process_stats::process_stats;
+pub(in crate::supervisor) use queues::{queue_probes, QueueProbe};
 pub(crate) use signals::{signal_name, Signals as Intents};
 pub(in crate::supervisor) use spawner::Spawner;
 pub(in crate::supervisor) use state::{pool_config, State};
@@ -215,6 +217,7 @@ pub fn socket_status(i: usize, l: &Listener) -> SocketStatus {
         fd: herd::LISTEN_FDS_START + i as i32,
         queue: queue.map(|q| q.0),
         queue_limit: queue.map(|q| q.1),
+        backlog_set: l.backlog_set,
         balance: l.balance(),
         slot_queues: l.group().map_or_else(Vec::new, |g| {
             (0..g.sockets().count())

@@ -28,6 +28,21 @@ pub use shm::SharedMemories;
 pub use signal::{signal_error, Signal};
 pub(in crate::supervisor) use spawner::Spawner;
 
+/// A listening socket's accept queue to read off the loop: none, Windows cannot read one.
+pub enum QueueProbe {}
+
+impl QueueProbe {
+    /// Never called: there is no probe.
+    pub fn read(&self) -> Option<crate::supervisor::sampler::ListenQueue> {
+        match *self {}
+    }
+}
+
+/// No probes: Windows has no way to read a listening socket's accept queue.
+pub fn queue_probes(_listeners: &[crate::spec::Listener]) -> Vec<QueueProbe> {
+    Vec::new()
+}
+
 /// An effect only Windows has: none.
 #[derive(Debug)]
 pub enum Effect {}
@@ -145,6 +160,7 @@ pub fn socket_status(i: usize, l: &Listener) -> SocketStatus {
         fd: i as i32,
         queue: None,
         queue_limit: None,
+        backlog_set: None,
         balance: l.balance(),
         slot_queues: Vec::new(),
         file: None,

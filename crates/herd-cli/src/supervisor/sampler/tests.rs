@@ -58,17 +58,29 @@ fn a_stuck_read_never_blocks_the_asker() {
     })
     .unwrap();
     let t0 = Instant::now();
-    assert_eq!(sampler.ask(vec![1, 2, 3], MemoryKind::Pss, t0), None);
+    assert_eq!(
+        sampler.ask(vec![1, 2, 3], MemoryKind::Pss, Vec::new(), t0),
+        None
+    );
     next(&entered);
     // The loop's next ticks return at once; the stuck worker is named once.
-    assert_eq!(sampler.ask(vec![1, 2, 3], MemoryKind::Pss, t0 + SEC), None);
+    assert_eq!(
+        sampler.ask(vec![1, 2, 3], MemoryKind::Pss, Vec::new(), t0 + SEC),
+        None
+    );
     let slow = Slow {
         waited: SLOW_AFTER,
         pid: Some(2),
     };
     let at = t0 + SLOW_AFTER;
-    assert_eq!(sampler.ask(vec![9], MemoryKind::Pss, at), Some(slow));
-    assert_eq!(sampler.ask(vec![9], MemoryKind::Pss, at + SEC), None);
+    assert_eq!(
+        sampler.ask(vec![9], MemoryKind::Pss, Vec::new(), at),
+        Some(slow)
+    );
+    assert_eq!(
+        sampler.ask(vec![9], MemoryKind::Pss, Vec::new(), at + SEC),
+        None
+    );
     assert!(sampler.results.try_recv().is_err(), "nothing came back yet");
     release.send(()).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -90,7 +102,10 @@ fn a_stuck_read_never_blocks_the_asker() {
         }
     );
     // The next round is asked for, and comes back on time.
-    assert_eq!(sampler.ask(vec![4], MemoryKind::Rss, Instant::now()), None);
+    assert_eq!(
+        sampler.ask(vec![4], MemoryKind::Rss, Vec::new(), Instant::now()),
+        None
+    );
     let samples = runtime.block_on(sampler.recv()).expect("a round");
     assert_eq!((samples.figures.len(), samples.late), (1, None));
 }
@@ -99,7 +114,10 @@ fn a_stuck_read_never_blocks_the_asker() {
 fn reads_this_process() {
     let mut sampler = Sampler::start().unwrap();
     let me = std::process::id();
-    assert_eq!(sampler.ask(vec![me], MemoryKind::Rss, Instant::now()), None);
+    assert_eq!(
+        sampler.ask(vec![me], MemoryKind::Rss, Vec::new(), Instant::now()),
+        None
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
