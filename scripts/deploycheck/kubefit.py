@@ -162,6 +162,23 @@ def check_keda(found, deployment, config):
     return errors
 
 
+def autoscaler_metrics(found):
+    """The series the HPA and KEDA read, as herd exports them: `name` or
+    `name{socket="NAME"}` (the other labels are Prometheus' own)."""
+    wanted = set()
+    for _, hpa in by_kind(found, "HorizontalPodAutoscaler"):
+        for metric in hpa["spec"].get("metrics", []):
+            name = metric.get("pods", {}).get("metric", {}).get("name")
+            wanted |= {name} if name else set()
+    for _, so in by_kind(found, "ScaledObject"):
+        for trigger in so["spec"].get("triggers", []):
+            query = trigger.get("metadata", {}).get("query", "")
+            for name, labels in re.findall(r"(herd_\w+)(\{[^}]*\})?", query):
+                socket = re.search(r'socket="[^"]+"', labels)
+                wanted.add(name + ("{" + socket.group(0) + "}" if socket else ""))
+    return wanted
+
+
 def check_layout(found):
     """The HPA and the ScaledObject are never applied together (KEDA makes its own HPA)."""
     dirs = {os.path.dirname(w) for w, _ in by_kind(found, "HorizontalPodAutoscaler")}

@@ -1,10 +1,10 @@
 """The herd configs deploy/ ships, run for real on loopback: each one's workers (the example
 worker, from examples/) become ready, /readyz and /healthz answer 200 and the shared port
-serves; on SIGTERM /readyz turns to 503 `draining` while the port still serves; a second
-SIGTERM ends the drain, and herd exits 0. Addresses become 127.0.0.1:0 (herd's log says which
-ports it got), the control socket a temporary one, and a drain-delay one long enough to look
-at on a busy machine (the timeouts themselves are checked against each other elsewhere);
-everything else is as shipped."""
+serves, and the pods' /metrics exports the series the HPA and KEDA read; on SIGTERM /readyz turns to
+503 `draining` while the port still serves; a second SIGTERM ends the drain, and herd exits 0.
+Addresses become 127.0.0.1:0 (herd's log says which ports it got), the control socket a
+temporary one, and a drain-delay one long enough to look at on a busy machine (the timeouts
+themselves are checked against each other elsewhere); everything else is as shipped."""
 import json
 import os
 import queue
@@ -18,6 +18,7 @@ import urllib.request
 
 import herdconf
 import kube
+import kubefit
 
 TIMEOUT = 60  # seconds for any one step; the example worker is ready in about 2 s
 
@@ -90,15 +91,15 @@ class Herd:
     def wait_for(self, name, count=1):
         """The `count`-th event `name`; an AssertionError with what was seen at the deadline."""
         deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                event = self.events.get(timeout=deadline - time.monotonic())
-            except queue.Empty:
+        while True:
+            matching = [e for e in self.seen if e.get("event") == name]
+            if len(matching) >= count:
+                return matching[count - 1]
+            if self.seen and self.seen[-1].get("event") == "eof":
                 break
-            self.seen.append(event)
-            if sum(e.get("event") == name for e in self.seen) >= count:
-                return event
-            if event.get("event") == "eof":
+            try:
+                self.seen.append(self.events.get(timeout=max(deadline - time.monotonic(), 0)))
+            except queue.Empty:
                 break
         messages = [e.get("message") for e in self.seen[-5:]]
         raise AssertionError(f"herd never logged {name}; its last lines: {messages}")
@@ -122,13 +123,19 @@ def until(predicate, what):
         time.sleep(0.05)
 
 
-def exercise(h, config):
-    """The scenario on a started herd; what it saw, in a few words."""
+def exercise(h, config, wanted):
+    """The scenario on a started herd, whose /metrics (if any) must export the series in
+    `wanted`; what it saw, in a few words."""
     probes = "health_ready" if "health" in config else "metrics_ready"
     base = "http://" + h.wait_for(probes)["address"]
     port = "http://" + h.wait_for("listening")["address"] + "/"
     h.wait_for("worker_ready", max(config.get("ready-min", 1), 1))
     until(lambda: ((a := get(base + "/readyz"))[0] == 200, a), "/readyz once workers are ready")
+    if "metrics" in config and wanted:
+        scrape = get("http://" + h.wait_for("metrics_ready")["address"] + "/metrics")
+        missing = sorted(w for w in wanted if w not in scrape[1])
+        if scrape[0] != 200 or missing:
+            raise AssertionError(f"/metrics lacks what the autoscalers read: {missing}")
     health = get(base + "/healthz")
     served = get(port)
     if health != (200, "ok") or served[0] != 200 or not served[1].startswith("hello from"):
@@ -151,6 +158,7 @@ def exercise(h, config):
 def check(root, herd):
     """(errors, oks) of running every shipped config."""
     errors, oks = [], []
+    wanted = kubefit.autoscaler_metrics(kube.resources(root))
     for where, text in shipped_configs(root):
         try:
             config = herdconf.parse(text, where)
@@ -163,7 +171,8 @@ def check(root, herd):
                 f.write(on_loopback(config, root, tmp))
             h = Herd(herd, path)
             try:
-                oks.append(f"{where} runs on loopback: {exercise(h, config)}")
+                reads = wanted if where.startswith("deploy/kubernetes/") else set()
+                oks.append(f"{where} runs on loopback: {exercise(h, config, reads)}")
             except (AssertionError, subprocess.TimeoutExpired) as e:
                 errors.append(f"{where} on loopback: {e}")
             finally:
