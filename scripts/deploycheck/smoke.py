@@ -131,7 +131,7 @@ def exercise(h, config, wanted):
     port = "http://" + h.wait_for("listening")["address"] + "/"
     h.wait_for("worker_ready", max(config.get("ready-min", 1), 1))
     until(lambda: ((a := get(base + "/readyz"))[0] == 200, a), "/readyz once workers are ready")
-    if "metrics" in config and wanted:
+    if wanted:
         scrape = get("http://" + h.wait_for("metrics_ready")["address"] + "/metrics")
         missing = sorted(w for w in wanted if w not in scrape[1])
         if scrape[0] != 200 or missing:
@@ -152,7 +152,9 @@ def exercise(h, config, wanted):
     code = h.process.wait(timeout=herdconf.stop_seconds(config)[1] + TIMEOUT)
     if code != 0:
         raise AssertionError(f"herd exited {code} after SIGTERM")
-    return "ready, /healthz ok, serves, drains (/readyz 503 draining, still serving), exits 0"
+    exported = f", /metrics has {', '.join(sorted(wanted))}" if wanted else ""
+    return (f"ready, /healthz ok, serves{exported}, drains (/readyz 503 draining, still "
+            "serving), exits 0")
 
 
 def check(root, herd):

@@ -54,6 +54,19 @@ class Quantities(unittest.TestCase):
         self.assertIsNone(kubefit.quantity(None))
 
 
+class AutoscalerMetrics(unittest.TestCase):
+    def test_what_hpa_and_keda_read(self):
+        hpa = {"kind": "HorizontalPodAutoscaler", "spec": {"metrics": [
+            {"type": "Pods", "pods": {"metric": {"name": "herd_pool_saturation"}}}]}}
+        query = 'sum(avg_over_time(herd_listen_queue_length{app="a",socket="http"}[1m]))'
+        keda = {"kind": "ScaledObject", "spec": {"triggers": [
+            {"type": "prometheus", "metadata": {"query": query}},
+            {"type": "prometheus", "metadata": {"query": "max(herd_workers_ready)"}}]}}
+        self.assertEqual(kubefit.autoscaler_metrics([("a", hpa), ("b", keda)]),
+                         {"herd_pool_saturation", 'herd_listen_queue_length{socket="http"}',
+                          "herd_workers_ready"})
+
+
 class Dockerfiles(unittest.TestCase):
     TEXT = ("# syntax=docker/dockerfile:1\nFROM rust AS build\nRUN a \\\n"
             "    # a comment inside\n    && b\n\nFROM debian\nCOPY --from=build /x /y\n"
