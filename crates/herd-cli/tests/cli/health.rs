@@ -354,3 +354,56 @@ fn a_takeover_does_not_wait_out_the_old_herds_drain_delay() {
         "the old herd drained"
     );
 }
+
+#[test]
+fn a_reexec_keeps_the_health_socket_and_is_refused_while_draining() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "delay=0s",
+        "--drain-delay",
+        "1h",
+        "--health",
+        "127.0.0.1:0",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let health = health_address(&herd);
+    wait_probe(&health, "/readyz", 200, "ok\n");
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    // The same address, still served, by the new image.
+    assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
+    wait_probe(&health, "/readyz", 200, "ok\n");
+    // While a stop waits out its delay, the state would lose it: refused.
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("draining", &[]);
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("herd is draining before it stops"),
+        "{stderr}"
+    );
+    assert_eq!(probe(&health, "GET", "/readyz"), (503, "draining\n".into()));
+}
+
+#[test]
+fn a_health_address_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let args = [
+        "run",
+        "--health",
+        &address,
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "true",
+    ];
+    assert_fails(&args, FAILURE, "cannot serve health on");
+}
