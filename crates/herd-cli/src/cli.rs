@@ -266,6 +266,13 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME=SIZE")]
     pub shm: Vec<ShmSpec>,
 
+    /// Hand the sockets herd binds and its --shm memory to systemd's fd store, and adopt them
+    /// from it at the next start: the port stays open across a crash or a restart. On by
+    /// itself with FileDescriptorStoreMax= (systemd 254+ sets $FDSTORE); this flag is for
+    /// older systemd. Needs NOTIFY_SOCKET.
+    #[arg(long)]
+    pub fdstore: bool,
+
     /// How workers share each TCP socket herd binds: `shared` (one socket and one accept queue
     /// for all; an idle worker takes the next client) or `reuseport` (one SO_REUSEPORT socket
     /// and queue per worker slot; the kernel spreads new connections over the ready workers).

@@ -40,6 +40,8 @@ pub mod ctl;
 pub mod endpoints;
 pub mod exit;
 pub mod fdlimit;
+#[cfg(unix)]
+pub mod fdstore;
 pub mod logging;
 pub mod output;
 #[cfg(unix)]

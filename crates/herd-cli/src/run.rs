@@ -60,6 +60,7 @@ pub fn run(
         return resume(args, control, name, restored);
     }
     check_names_and_balance(&args, name)?;
+    let mut store = crate::fdstore::Store::from_env(args.fdstore).map_err(Failure::Usage)?;
     let (workers, bounds) = match args
         .workers
         .unwrap_or_else(|| Workers::Fixed(default_workers()))
@@ -88,13 +89,7 @@ pub fn run(
         NotifySocket::bind(&notify_path, uid)?
     };
     notify.einhorn = einhorn_socket(&args, &control_path, None)?;
-    let reuseport = args.balance == Balance::Reuseport;
-    let listeners = spec::bind_all(&args.binds, &args.shm, inherited, reuseport).map_err(|e| {
-        match e.downcast_ref::<spec::GivenTwice>() {
-            Some(twice) => Failure::Usage(twice.to_string()),
-            None => Failure::Runtime(e),
-        }
-    })?;
+    let listeners = bind_listeners(&args, inherited, store.as_mut())?;
     let takeover = args.takeover.clone().zip(old_herd).map(OldHerd::takeover);
     let control = Control {
         file: control_file,
@@ -127,6 +122,31 @@ pub fn run(
     close_shared_dir(&args, &control_path, private_dir);
     ran?;
     Ok(())
+}
+
+/// Binds `args`' sockets and creates its shared memory, taking `inherited` ones (a takeover's)
+/// and those systemd's fd store gave back instead where they match; then hands them to the
+/// store.
+fn bind_listeners(
+    args: &RunArgs,
+    mut inherited: Vec<spec::Inherited>,
+    mut store: Option<&mut crate::fdstore::Store>,
+) -> Result<Vec<Listener>, Failure> {
+    if let Some(store) = store.as_mut() {
+        inherited.extend(store.restore()?);
+    }
+    let reuseport = args.balance == Balance::Reuseport;
+    let mut listeners =
+        spec::bind_all(&args.binds, &args.shm, inherited, reuseport).map_err(|e| {
+            match e.downcast_ref::<spec::GivenTwice>() {
+                Some(twice) => Failure::Usage(twice.to_string()),
+                None => Failure::Runtime(e),
+            }
+        })?;
+    if let Some(store) = store {
+        store.sync(&mut listeners);
+    }
+    Ok(listeners)
 }
 
 /// Whether the control socket a re-exec hands over, `control`, is in herd's default

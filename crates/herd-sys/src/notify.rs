@@ -26,6 +26,35 @@ pub fn send(socket: &OsStr, message: &[u8]) -> io::Result<()> {
     }
 }
 
+/// Sends `message` as one datagram to `socket` (as [`send`] names it) with `fds` attached
+/// (`SCM_RIGHTS`): what `sd_pid_notify_with_fds(3)` does, e.g. for `FDSTORE=1`. The fds are
+/// borrowed; the receiver gets its own copies.
+pub fn send_with_fds(
+    socket: &OsStr,
+    message: &[u8],
+    fds: &[std::os::unix::io::BorrowedFd<'_>],
+) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::io::AsFd;
+    let bytes = socket.as_bytes();
+    let sock = match bytes.first() {
+        Some(b'/') => {
+            let sock = std::os::unix::net::UnixDatagram::unbound()?;
+            sock.connect(socket)?;
+            std::os::unix::io::OwnedFd::from(sock)
+        }
+        Some(b'@') => connect_abstract(&bytes[1..])?,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "NOTIFY_SOCKET must be an absolute path or an @abstract name",
+            ))
+        }
+    };
+    let sent = crate::fdpass::send_with_fds(sock.as_fd(), message, fds)?;
+    short_write(sent, message.len())
+}
+
 fn short_write(sent: usize, wanted: usize) -> io::Result<()> {
     if sent == wanted {
         Ok(())
@@ -37,13 +66,11 @@ fn short_write(sent: usize, wanted: usize) -> io::Result<()> {
     }
 }
 
+/// The address of abstract-namespace socket `name` (without its leading NUL), and its length.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn send_abstract(name: &[u8], message: &[u8]) -> io::Result<()> {
-    use std::mem;
-    use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
-
+fn abstract_address(name: &[u8]) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: a zeroed sockaddr_un is a valid value; we fill in the family and the name.
-    let mut addr: libc::sockaddr_un = unsafe { mem::zeroed() };
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     // Abstract names start with a NUL byte in sun_path and are not NUL-terminated.
     if name.len() + 1 > addr.sun_path.len() {
@@ -55,15 +82,28 @@ fn send_abstract(name: &[u8], message: &[u8]) -> io::Result<()> {
     for (dst, src) in addr.sun_path[1..].iter_mut().zip(name) {
         *dst = *src as libc::c_char;
     }
-    let len = mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + name.len();
+    Ok((addr, len as libc::socklen_t))
+}
 
+/// A new close-on-exec datagram socket of ours.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn datagram_socket() -> io::Result<std::os::unix::io::OwnedFd> {
+    use std::os::unix::io::FromRawFd;
     // SAFETY: socket() returns a new fd that we own at once.
     let raw = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: `raw` is a fresh fd that nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(unsafe { std::os::unix::io::OwnedFd::from_raw_fd(raw) })
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_abstract(name: &[u8], message: &[u8]) -> io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let (addr, len) = abstract_address(name)?;
+    let sock = datagram_socket()?;
     // SAFETY: the buffer and the address are valid for the lengths we pass.
     let sent = unsafe {
         libc::sendto(
@@ -72,13 +112,41 @@ fn send_abstract(name: &[u8], message: &[u8]) -> io::Result<()> {
             message.len(),
             libc::MSG_NOSIGNAL,
             (&addr as *const libc::sockaddr_un).cast(),
-            len as libc::socklen_t,
+            len,
         )
     };
     if sent < 0 {
         return Err(io::Error::last_os_error());
     }
     short_write(sent as usize, message.len())
+}
+
+/// A datagram socket connected to abstract-namespace socket `name`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn connect_abstract(name: &[u8]) -> io::Result<std::os::unix::io::OwnedFd> {
+    use std::os::unix::io::AsRawFd;
+    let (addr, len) = abstract_address(name)?;
+    let sock = datagram_socket()?;
+    // SAFETY: the address is valid for the length we pass.
+    let rc = unsafe {
+        libc::connect(
+            sock.as_raw_fd(),
+            (&addr as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sock)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn connect_abstract(_name: &[u8]) -> io::Result<std::os::unix::io::OwnedFd> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract-namespace sockets exist only on Linux",
+    ))
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
@@ -193,4 +261,31 @@ pub fn recv_datagram(
         truncated: n > buf.len() || msg.msg_flags & libc::MSG_TRUNC != 0,
         sender_pid,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsFd;
+
+    #[test]
+    fn a_datagram_carries_its_fds() {
+        let path = std::env::temp_dir().join(format!("herd-sys-notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let file = std::fs::File::open("/proc/self/exe")
+            .or_else(|_| std::fs::File::open("/"))
+            .unwrap();
+        super::send_with_fds(path.as_os_str(), b"FDSTORE=1", &[file.as_fd()]).unwrap();
+        let mut buf = [0u8; 64];
+        let got = crate::fdpass::recv_with_fds(receiver.as_fd(), &mut buf).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(&buf[..got.len], b"FDSTORE=1");
+        assert_eq!(got.fds.len(), 1);
+        let copy = std::fs::File::from(got.fds.into_iter().next().unwrap());
+        let (a, b) = (file.metadata().unwrap(), copy.metadata().unwrap());
+        assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
+        let relative = std::ffi::OsStr::new("relative.sock");
+        assert!(super::send_with_fds(relative, b"x", &[]).is_err());
+    }
 }

@@ -172,6 +172,7 @@ fn option_reason(id: &str) -> &'static str {
             "einhorn's and Server::Starter's variables name inherited fds, which Windows \
              workers do not have: they take their sockets from the hand-off on stdin"
         }
+        "fdstore" => "the fd store is systemd's, and Windows has no systemd",
         "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
         _ => "not built on Windows yet",
     }

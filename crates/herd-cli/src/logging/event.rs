@@ -41,6 +41,17 @@ log_events! {
     HealthReady = "health_ready",
     /// A socket file left by a process that is gone was removed before binding.
     StaleSocketRemoved = "stale_socket_removed",
+    /// Sockets and shared memory systemd's fd store gave back are adopted instead of bound.
+    FdstoreRestored = "fdstore_restored",
+    /// Sockets and shared memory were handed to systemd's fd store.
+    FdstoreStored = "fdstore_stored",
+    /// Fds herd no longer uses were removed from systemd's fd store.
+    FdstoreRemoved = "fdstore_removed",
+    /// A socket or shared memory is not stored in systemd's fd store (over its maximum, a name
+    /// systemd refuses, or per-worker sockets).
+    FdstoreNotStored = "fdstore_not_stored",
+    /// `$FDSTORE` is not a number or 0: herd's fds are not stored.
+    FdstoreOff = "fdstore_off",
     /// A note about how herd adapts to its setup (permissions, limits, names).
     SetupNote = "setup_note",
     /// A worker process was started.

@@ -23,6 +23,9 @@ mod socket;
 use socket::{bind_one, group_options};
 pub use socket::{bind_tcp, somaxconn};
 
+/// How a listener's origin ends when systemd passed its socket.
+const PASSED_BY_SYSTEMD: &str = " (passed by systemd)";
+
 /// A bound socket, held by the supervisor for as long as it runs.
 #[derive(Debug)]
 pub struct Listener {
@@ -89,6 +92,11 @@ impl Listener {
             takeover_file: None,
             origin: String::new(),
         }
+    }
+
+    /// Whether systemd passed it (`--bind systemd`, `fd:NAME`) to this image of herd.
+    pub fn passed_by_systemd(&self) -> bool {
+        self.origin.ends_with(PASSED_BY_SYSTEMD)
     }
 
     /// Its socket file, if herd created one.
@@ -313,7 +321,7 @@ impl Binding {
                 group: None,
                 _file: None,
                 takeover_file: None,
-                origin: format!("--bind '{}' (passed by systemd)", spec.text),
+                origin: format!("--bind '{}'{PASSED_BY_SYSTEMD}", spec.text),
             });
         }
         Ok(listeners)

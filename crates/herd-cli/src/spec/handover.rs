@@ -65,15 +65,16 @@ pub fn take_matching(
     Ok(Some(socket))
 }
 
-/// Says, for each of the sockets taken over that no `--bind` took, that it closes with the
-/// old herd.
+/// Says, for each of the sockets taken over (or given back by systemd's fd store) that no
+/// `--bind` or `--shm` took, that herd closes its copy.
 pub fn leave_untaken(untaken: Vec<Inherited>) {
     for socket in untaken {
         tracing::warn!(
             event = crate::logging::LogEvent::SocketNotTaken.as_str(),
             name = %socket.name,
             address = %socket.address,
-            "not taken over: no --bind names this socket; it closes when the old herd stops"
+            "not taken: no --bind or --shm names this socket; herd closes its copy (one taken \
+             over closes when the old herd stops)"
         );
     }
 }

@@ -29,6 +29,29 @@ pub fn claim_early() {
     }
 }
 
+/// Takes the fds passed to herd whose names start with `prefix` (systemd's fd store hands back
+/// herd's own as `herd.NAME`), with `prefix` stripped; the others stay for `--bind systemd`
+/// and `fd:NAME`. None when the passed fds were not claimed or their variables are malformed
+/// (a `--bind` that adopts says so).
+pub fn take_with_prefix(prefix: &str) -> anyhow::Result<Vec<(String, OwnedFd)>> {
+    let mut early = EARLY
+        .lock()
+        .map_err(|_| anyhow!("the passed sockets' lock is poisoned"))?;
+    let Some(Ok(sockets)) = early.as_mut() else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = sockets.names().map(str::to_string).collect();
+    let mut taken = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if let Some(stripped) = name.strip_prefix(prefix) {
+            if let Some(fd) = sockets.take_fd_at(i)? {
+                taken.push((stripped.to_string(), fd));
+            }
+        }
+    }
+    Ok(taken)
+}
+
 impl Passed {
     /// The sockets [`claim_early`] claimed (validated by the worker library: a `LISTEN_PID`
     /// that is not herd's means there are none).
@@ -60,6 +83,10 @@ impl Passed {
         }
         let mut taken = Vec::new();
         for (i, name) in names.into_iter().enumerate() {
+            // herd's own, from systemd's fd store: adopted by `--bind` and `--shm`, if at all.
+            if name.starts_with(crate::fdstore::PREFIX) {
+                continue;
+            }
             if let Some(fd) = self.sockets.take_fd_at(i)? {
                 check_passed(&fd, i, &name)?;
                 taken.push((name, fd));

@@ -15,6 +15,7 @@ mod control;
 mod conventions;
 mod errors;
 mod faults;
+mod fdstore;
 mod fleet;
 mod handoff;
 mod health;

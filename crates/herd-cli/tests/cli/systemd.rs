@@ -8,7 +8,7 @@ use crate::util::*;
 
 /// Binds 127.0.0.1:0, puts it at fd 3 with LISTEN_FDS/LISTEN_FDNAMES/LISTEN_PID for its own pid,
 /// and execs the rest of its arguments: what systemd does for a .socket unit.
-const SYSTEMD: &str = r#"
+pub const SYSTEMD: &str = r#"
 import os, socket, sys
 s = socket.socket()
 s.bind(("127.0.0.1", 0))

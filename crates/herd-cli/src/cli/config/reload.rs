@@ -40,6 +40,7 @@ const FIXED: &[(&str, &[Fixed])] = &[
             ("bind", |c| format!("{:?}", run(c).map(|r| &r.binds))),
             ("shm", |c| format!("{:?}", run(c).map(|r| &r.shm))),
             ("balance", |c| format!("{:?}", run(c).map(|r| r.balance))),
+            ("fdstore", |c| format!("{:?}", run(c).map(|r| r.fdstore))),
             ("metrics", |c| format!("{:?}", run(c).map(|r| &r.metrics))),
             ("health", |c| format!("{:?}", run(c).map(|r| &r.health))),
             ("takeover", |c| format!("{:?}", run(c).map(|r| &r.takeover))),

@@ -87,6 +87,10 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
             "--compat is not available on Windows: einhorn's and Server::Starter's",
         ),
         (
+            &["--fdstore"],
+            "--fdstore is not available on Windows: the fd store is systemd's",
+        ),
+        (
             &["--control-allow-uid", "5"],
             "--control-allow-uid is not available",
         ),

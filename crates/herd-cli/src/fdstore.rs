@@ -1,0 +1,290 @@
+//! systemd's file-descriptor store (`FileDescriptorStoreMax=`, `sd_pid_notify_with_fds(3)`):
+//! herd hands the sockets it binds and its `--shm` memory to systemd (`FDSTORE=1` with the fd
+//! over `NOTIFY_SOCKET`), which keeps them open while herd is down (a crash, `systemctl
+//! restart`) and passes them back at the next start (`LISTEN_FDS`); herd adopts them instead
+//! of binding, so the port never closes and queued connections wait for the new workers.
+//!
+//! Each fd is stored as `FDNAME=herd.NAME` ([`PREFIX`]), which tells it apart from the sockets
+//! of a `.socket` unit (never stored: systemd holds those already). The store is on with
+//! `$FDSTORE` (systemd 254+ sets it to `FileDescriptorStoreMax=`) or `--fdstore` (older
+//! systemd), and needs `NOTIFY_SOCKET`. The rules are pure functions; [`Store::sync`] sends.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::{AsFd, BorrowedFd};
+
+use crate::logging::LogEvent;
+use crate::spec::{Inherited, Listener};
+
+/// What every fd name herd stores starts with.
+pub const PREFIX: &str = "herd.";
+
+/// The longest name systemd accepts in `FDNAME=` (`FDNAME_MAX`).
+const FDNAME_MAX: usize = 255;
+
+/// An fd's identity (device and inode), to tell whether a name now means another fd.
+type Identity = (u64, u64);
+
+/// Whether herd stores its fds, and how many systemd keeps.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Setting {
+    /// `FileDescriptorStoreMax=`, when `$FDSTORE` says it.
+    pub max: Option<usize>,
+}
+
+/// What `$FDSTORE` (`fdstore`), `--fdstore` (`flag`) and whether `NOTIFY_SOCKET` is set
+/// (`notify`) ask for: the setting (`None`: off) and a warning to log, or why `--fdstore`
+/// cannot work.
+pub fn setting(
+    fdstore: Option<&str>,
+    flag: bool,
+    notify: bool,
+) -> Result<(Option<Setting>, Option<String>), String> {
+    if !notify {
+        if flag {
+            return Err(
+                "--fdstore needs systemd, and NOTIFY_SOCKET is not set: run herd from a \
+                        service with FileDescriptorStoreMax= (and Type=notify), or drop \
+                        --fdstore"
+                    .to_string(),
+            );
+        }
+        return Ok((None, None));
+    }
+    let Some(text) = fdstore else {
+        return Ok((flag.then_some(Setting { max: None }), None));
+    };
+    match text.trim().parse::<usize>() {
+        Ok(0) => Ok((
+            None,
+            Some(
+                "FDSTORE=0: systemd's fd store holds nothing (FileDescriptorStoreMax=0), so \
+                 herd's sockets close when it restarts; set FileDescriptorStoreMax= to at \
+                 least the number of --bind and --shm to keep them"
+                    .to_string(),
+            ),
+        )),
+        Ok(max) => Ok((Some(Setting { max: Some(max) }), None)),
+        Err(_) => Ok((
+            flag.then_some(Setting { max: None }),
+            Some(format!(
+                "FDSTORE={text:?} is not a number (systemd sets it to FileDescriptorStoreMax=): \
+                 ignored{}",
+                if flag {
+                    "; --fdstore stores the sockets without knowing the store's size"
+                } else {
+                    ", so herd's sockets are not stored; fix the environment or pass --fdstore"
+                }
+            )),
+        )),
+    }
+}
+
+/// Why systemd would refuse `name` in `FDNAME=`, if it would: longer than 255 bytes, a
+/// control or non-ASCII character, or `:` (which separates `LISTEN_FDNAMES`).
+pub fn fdname_problem(name: &str) -> Option<String> {
+    if name.len() > FDNAME_MAX {
+        return Some(format!("longer than {FDNAME_MAX} bytes"));
+    }
+    let bad = name
+        .chars()
+        .find(|&c| c == ':' || !(' '..='~').contains(&c));
+    bad.map(|c| format!("{c:?} is not allowed (printable ASCII but ':')"))
+}
+
+/// What to store: the listeners' names (those herd does not store already left out), in
+/// order, split into the fd names to store with each one's index, and warnings for the rest.
+pub fn plan(names: &[(usize, &str)], max: Option<usize>) -> (Vec<(usize, String)>, Vec<String>) {
+    let mut store = Vec::new();
+    let mut warnings = Vec::new();
+    for &(index, name) in names {
+        let fdname = format!("{PREFIX}{name}");
+        match fdname_problem(&fdname) {
+            Some(why) => warnings.push(format!(
+                "{name:?} is not stored in systemd's fd store: its FDNAME= {fdname:?} would be \
+                 refused ({why}); rename it (--bind NAME=..., --shm NAME=SIZE)"
+            )),
+            None => store.push((index, fdname)),
+        }
+    }
+    if let Some(max) = max.filter(|&max| store.len() > max) {
+        let left: Vec<String> = store.split_off(max).into_iter().map(|(_, n)| n).collect();
+        warnings.push(format!(
+            "systemd's fd store holds at most {max} fds (FileDescriptorStoreMax={max}), and \
+             herd has {}: {} not stored, so they close when herd restarts; raise \
+             FileDescriptorStoreMax= to {}",
+            max + left.len(),
+            left.join(", "),
+            max + left.len()
+        ));
+    }
+    (store, warnings)
+}
+
+/// What changes in the store from `before` to `now` (fd name to identity): the names to
+/// remove (gone, or now another fd), then those to store.
+pub fn changes(
+    before: &BTreeMap<String, Identity>,
+    now: &BTreeMap<String, Identity>,
+) -> (Vec<String>, Vec<String>) {
+    let differs = |a: &BTreeMap<_, _>, b: &BTreeMap<_, _>| -> Vec<String> {
+        let kept = |(name, id): &(&String, &Identity)| b.get(*name) != Some(*id);
+        a.iter().filter(kept).map(|(n, _)| n.clone()).collect()
+    };
+    (differs(before, now), differs(now, before))
+}
+
+/// The store of herd's service manager, and what herd has put in it.
+pub struct Store {
+    socket: OsString,
+    max: Option<usize>,
+    stored: BTreeMap<String, Identity>,
+}
+
+impl Store {
+    /// The store herd's environment and `--fdstore` (`flag`) ask for; `Ok(None)` when off. A
+    /// `$FDSTORE` herd cannot use is logged; `Err`: `--fdstore` without systemd.
+    pub fn from_env(flag: bool) -> Result<Option<Store>, String> {
+        let socket = std::env::var_os("NOTIFY_SOCKET").filter(|s| !s.is_empty());
+        let fdstore = std::env::var_os("FDSTORE");
+        let fdstore = fdstore.as_ref().map(|v| v.to_string_lossy());
+        let (setting, warning) = setting(fdstore.as_deref(), flag, socket.is_some())?;
+        if let Some(warning) = warning {
+            tracing::warn!(event = LogEvent::FdstoreOff.as_str(), "{warning}");
+        }
+        Ok(setting.zip(socket).map(|(setting, socket)| Store {
+            socket,
+            max: setting.max,
+            stored: BTreeMap::new(),
+        }))
+    }
+
+    /// Takes the fds systemd passed back from the store (named `herd.NAME`), as sockets to
+    /// adopt by name or address before binding (like a takeover's); they count as stored.
+    pub fn restore(&mut self) -> anyhow::Result<Vec<Inherited>> {
+        let mut restored = Vec::new();
+        for (name, fd) in crate::spec::take_passed_with_prefix(PREFIX)? {
+            let (kind, address) = crate::spec::describe_passed(&fd)?;
+            if let Some(id) = identity(fd.as_fd()) {
+                self.stored.insert(format!("{PREFIX}{name}"), id);
+            }
+            restored.push(Inherited {
+                name,
+                kind: Some(kind),
+                address,
+                fd,
+                file: None,
+            });
+        }
+        if !restored.is_empty() {
+            let names: Vec<&str> = restored.iter().map(|s| s.name.as_str()).collect();
+            tracing::info!(
+                event = LogEvent::FdstoreRestored.as_str(),
+                names = %names.join(","),
+                "adopting {} from systemd's fd store: {}",
+                restored.len(),
+                names.join(", ")
+            );
+        }
+        Ok(restored)
+    }
+
+    /// Makes the store hold `listeners`' fds (those herd bound or created; sockets systemd
+    /// passed are its own already): removes what is gone, stores what is new. A stored Unix
+    /// socket's file is kept when herd stops, for the next herd to serve it.
+    pub fn sync(&mut self, listeners: &mut [Listener]) {
+        let names: Vec<(usize, &str)> = listeners
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.passed_by_systemd() && l.fd().is_some())
+            .filter(|(_, l)| l.group().is_none() || not_stored(&l.name, "--balance reuseport"))
+            .map(|(i, l)| (i, l.name.as_str()))
+            .collect();
+        let (plan, warnings) = plan(&names, self.max);
+        for warning in warnings {
+            tracing::warn!(event = LogEvent::FdstoreNotStored.as_str(), "{warning}");
+        }
+        let mut now = BTreeMap::new();
+        for (index, fdname) in &plan {
+            if let Some(id) = listeners[*index].fd().and_then(identity) {
+                now.insert(fdname.clone(), id);
+            }
+        }
+        let (remove, store) = changes(&self.stored, &now);
+        for fdname in &remove {
+            self.send(&format!("FDSTOREREMOVE=1\nFDNAME={fdname}"), None);
+        }
+        let mut sent = Vec::new();
+        for (index, fdname) in plan.iter().filter(|(_, n)| store.contains(n)) {
+            let listener = &listeners[*index];
+            if let Some(fd) = listener.fd() {
+                if self.send(&format!("FDSTORE=1\nFDNAME={fdname}"), Some(fd)) {
+                    sent.push(fdname.as_str());
+                }
+            }
+        }
+        for (index, _) in &plan {
+            listeners[*index].release_file();
+        }
+        log_changes(&remove, &sent);
+        self.stored = now;
+    }
+
+    /// Sends `message` (with `fd`) to the service manager; whether it went.
+    fn send(&self, message: &str, fd: Option<BorrowedFd<'_>>) -> bool {
+        let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
+        match herd_sys::notify::send_with_fds(&self.socket, message.as_bytes(), &fds) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "cannot reach systemd's fd store at {:?}: {e}",
+                    self.socket
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Logs that a listener of `name` is not stored because of `what`; returns false.
+fn not_stored(name: &str, what: &str) -> bool {
+    tracing::warn!(
+        event = LogEvent::FdstoreNotStored.as_str(),
+        "{name:?} is not stored in systemd's fd store: {what} gives each worker a socket of \
+         its own, which the store cannot hand back; use --balance shared to keep the port \
+         open across restarts"
+    );
+    false
+}
+
+/// Logs what the store lost and gained.
+fn log_changes(removed: &[String], stored: &[&str]) {
+    if !removed.is_empty() {
+        tracing::info!(
+            event = LogEvent::FdstoreRemoved.as_str(),
+            names = %removed.join(","),
+            "removed from systemd's fd store: {}",
+            removed.join(", ")
+        );
+    }
+    if !stored.is_empty() {
+        tracing::info!(
+            event = LogEvent::FdstoreStored.as_str(),
+            names = %stored.join(","),
+            "stored in systemd's fd store: {}",
+            stored.join(", ")
+        );
+    }
+}
+
+/// `fd`'s device and inode.
+fn identity(fd: BorrowedFd<'_>) -> Option<Identity> {
+    let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
+    let meta = file.metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(test)]
+mod tests;
