@@ -1,10 +1,11 @@
 """The herd configs deploy/ ships, run for real on loopback: each one's workers (the example
 worker, from examples/) become ready, /readyz and /healthz answer 200 and the shared port
-serves, and the pods' /metrics exports the series the HPA and KEDA read; on SIGTERM /readyz turns to
-503 `draining` while the port still serves; a second SIGTERM ends the drain, and herd exits 0.
-Addresses become 127.0.0.1:0 (herd's log says which ports it got), the control socket a
-temporary one, and a drain-delay one long enough to look at on a busy machine (the timeouts
-themselves are checked against each other elsewhere); everything else is as shipped."""
+serves, and the pods' /metrics exports the series the HPA and KEDA read; on SIGTERM /readyz
+turns to 503 `draining` while the port still serves; a second SIGTERM ends the drain, and herd
+exits 0. Addresses become 127.0.0.1:0 (herd's log says which ports it got), the control socket
+a temporary one, the fd store off (there is no systemd), and a drain-delay one long enough to
+look at on a busy machine (the timeouts themselves are checked against each other elsewhere);
+everything else is as shipped."""
 import json
 import os
 import queue
@@ -46,6 +47,7 @@ def on_loopback(config, root, tmp):
         if key in config:
             config[key] = "127.0.0.1:0"
     config["control"] = os.path.join(tmp, "control.sock")
+    config.pop("fdstore", None)  # systemd's store: not here (tests/cli/fdstore.rs plays it)
     if herdconf.stop_seconds(config)[0] > 0:
         config["drain-delay"] = f"{TIMEOUT}s"  # long enough to see; a second SIGTERM ends it
     return "".join(f"{key} = {json.dumps(value)}\n" for key, value in config.items())
