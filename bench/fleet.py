@@ -289,8 +289,9 @@ def step_table(results):
                              f"{s['back_s']:.2f} s after the start | |")
             else:
                 lines.append(f"| {name} | {s['host']} | {s['out_s']:.2f} s | at once (SIGKILL) | "
-                             f"{s['back_s']:.2f} s after the start | HAProxy: {s['eresp']} answers lost, "
-                             f"{s['econ']} connections failed, {s['wretr']} retries, {s['wredis']} redispatched |")
+                             f"{s['back_s']:.2f} s after the start | HAProxy on that host: {s['in_flight_before']} "
+                             f"connections open before the kill, {s['eresp']} response errors, {s['econ']} "
+                             f"connection errors, {s['wretr']} retries, {s['wredis']} redispatched |")
     return "\n".join(lines)
 
 
@@ -304,7 +305,7 @@ def verdicts(results):
            f"**{'met' if calm == 0 else 'missed'}** ({calm} failed).",
            f"- A SIGKILL costs at most the requests the dead host had taken: "
            f"**{'met' if failed['kill'] <= kill['eresp'] else 'missed'}** ({failed['kill']} failed; "
-           f"HAProxy counted {kill['eresp']} answers lost on that host)."]
+           f"HAProxy counted {kill['eresp']} response errors on that host)."]
     return "\n".join(out)
 
 
@@ -322,8 +323,8 @@ a fourth (`lb`) that holds HAProxy and the load generator. Each host runs `herd 
 --ready-min {READY_MIN} --drain-delay {drain} --health ADDR:{HEALTH_PORT}` with
 `examples/hello.py` workers (`nonblocking`, `--ready notify`). HAProxy checks `GET /readyz`
 every {inter_ms} ms (2 failures take a host out, 2 successes bring it back), retries a
-failed connection 3 times with a redispatch to another host each time (docs/deploy.md has the
-whole configuration and why). `herd-loadgen` opens a new connection per request at {rate}
+failed connection 3 times with a redispatch to another host each time ([docs/fleet.md](fleet.md)
+has the whole configuration and why). `herd-loadgen` opens a new connection per request at {rate}
 requests/s through HAProxy (open loop; any answer but a 2xx is a failure, by status code), for
 exactly as long as each scenario. Every step waits for events (herd status, HAProxy's stats
 socket), never for a fixed time.

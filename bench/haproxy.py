@@ -1,7 +1,7 @@
 """Debian's HAProxy in front of the fleet (bench/fleet.py): its configuration, and what its
 stats socket says about each server.
 
-The configuration is what docs/deploy.md explains: HTTP health checks of herd's `/readyz` on
+The configuration is what docs/fleet.md explains: HTTP health checks of herd's `/readyz` on
 its `--health` port, short check intervals, retries with a redispatch to another host on every
 retry, and timeouts on every phase. Two frontends share the hosts:
 
