@@ -117,7 +117,7 @@ fn fastcgi_request(addr: &str) -> std::io::Result<String> {
 }
 
 #[test]
-fn a_fastcgi_program_accepts_on_stdin_as_under_supervisord() {
+fn a_fastcgi_program_accepts_on_stdin_as_under_supervisord_also_after_a_reexec() {
     let program = interop("fcgi_stdin.py");
     let herd = Herd::start(&[
         "run",
@@ -132,6 +132,12 @@ fn a_fastcgi_program_accepts_on_stdin_as_under_supervisord() {
         &program,
     ]);
     let addr = herd.address("fcgi");
+    two_processes_answer(&herd, || fastcgi_request(&addr));
+    // A re-exec keeps the option: the next generation gets the socket on fd 0 too.
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
     two_processes_answer(&herd, || fastcgi_request(&addr));
 }
 
