@@ -137,7 +137,7 @@ fn twisted_from_its_systemd_endpoint() {
             "text",
             "web",
             "--listen",
-            "systemd:domain=INET:index=0",
+            "systemd:domain=INET:name=http",
             "--class",
             "twisted_app.PidResource",
         ],
@@ -198,13 +198,28 @@ fn sanic_multi_process_mode_shuts_the_shared_socket_down() {
     let env = python_env("sanic");
     let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     env.push(("SANIC_MULTI_PROCESS", "1"));
-    let herd = serve_with(&[], &["python3", &app], &env, "sanic pid");
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.envs(env.iter().copied())
+            .args(["run", "-w", "2", "-b", "http=127.0.0.1:0,nonblocking"])
+            .args(["--", "python3", &app]);
+        cmd
+    });
+    // Each herd worker is a Sanic main process whose own worker process serves; both serve
+    // (so both main processes handle SIGTERM) before one is stopped.
+    herd.wait_for("2 Sanic processes serving", |lines| {
+        let serving = lines
+            .iter()
+            .filter(|l| matches!(l, Line::Text(t) if t.contains("sanic_app.py: pid")));
+        (serving.count() >= 2).then_some(())
+    });
+    let addr = herd.address("http");
+    several_answer(&herd, || get(&addr, "/"), "sanic pid");
     let (code, _, stderr) = herd.ctl(&["scale", "1"]);
     assert_eq!(code, 0, "{stderr}");
     let warning = herd.wait_for_event("socket_restored", &[]);
     assert_eq!(warning["socket"], "http", "{warning}");
     wait_status(&herd, "1 worker", |s| settled(s, 1));
-    let addr = herd.address("http");
     let answer = get(&addr, "/").unwrap();
     assert!(answer.starts_with("sanic pid"), "{answer:?}");
 }

@@ -5,6 +5,7 @@ shuts the socket down when it stops (see docs/interop.md).
 """
 import os
 import socket
+import sys
 
 from sanic import Sanic
 from sanic.response import text
@@ -15,6 +16,12 @@ app = Sanic("herd")
 @app.get("/")
 async def index(request):
     return text(f"sanic pid {os.getpid()}\n")
+
+
+@app.after_server_start
+def say_serving(*_):
+    """For the tests: in multi-process mode, the process that serves is not herd's worker."""
+    print(f"sanic_app.py: pid {os.getpid()} serving", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
