@@ -225,7 +225,10 @@ fn sanic_multi_process_mode_shuts_the_shared_socket_down() {
 }
 
 /// uWSGI adopts `LISTEN_FDS` sockets (`uwsgi_setup_systemd`) with its default protocol:
-/// `--protocol http` makes that HTTP.
+/// `--protocol http` makes that HTTP. Its graceful stop (SIGHUP, `gracefully_kill`) exits at
+/// once unless a request is in progress, and a connection counts as one only once reading
+/// starts (`in_request`, set in `wsgi_req_recv` after `wsgi_req_accept`): one accepted an
+/// instant before is reset.
 #[test]
 fn uwsgi_from_systemd_sockets_speaking_http() {
     let app = interop_file("pid_app.py");
@@ -244,7 +247,7 @@ fn uwsgi_from_systemd_sockets_speaking_http() {
         ],
         "uwsgi",
     );
-    upgrades_under_load(&herd, |b| b.starts_with("uwsgi pid"));
+    upgrade_under_load_cuts_only_held_connections(&herd, |b| b.starts_with("uwsgi pid"));
     stops_cleanly(herd);
 }
 
