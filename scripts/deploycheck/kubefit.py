@@ -179,6 +179,20 @@ def autoscaler_metrics(found):
     return wanted
 
 
+def check_replica_bounds(found):
+    """min <= max for the HPA and the ScaledObject: the API server's own rule, and the CEL rule
+    of KEDA's CRD, which the schema check does not evaluate."""
+    errors = []
+    for kind, low, high, default in (("HorizontalPodAutoscaler", "minReplicas", "maxReplicas",
+                                      None), ("ScaledObject", "minReplicaCount",
+                                              "maxReplicaCount", 100)):
+        for where, r in by_kind(found, kind):
+            least, most = r["spec"].get(low, 1), r["spec"].get(high, default)
+            if most is not None and least > most:
+                errors.append(f"{where}: {low} {least} is above {high} {most}")
+    return errors
+
+
 def check_layout(found):
     """The HPA and the ScaledObject are never applied together (KEDA makes its own HPA)."""
     dirs = {os.path.dirname(w) for w, _ in by_kind(found, "HorizontalPodAutoscaler")}
@@ -203,4 +217,4 @@ def check(found, herd):
     errors += check_selectors(found, deployment)
     errors += check_hpa(found, deployment)
     errors += check_keda(found, deployment, config)
-    return errors + check_layout(found)
+    return errors + check_replica_bounds(found) + check_layout(found)

@@ -40,6 +40,8 @@ MUTATIONS = [
      "does not fit KEDA's schema"),
     ("a ScaledObject threshold that is not a string", KEDA, 'threshold: "0.8"',
      "threshold: 0.8", "is not of type 'string'"),
+    ("a minimum of pods above the maximum", KEDA, "minReplicaCount: 2", "minReplicaCount: 30",
+     "is above maxReplicaCount"),
     ("a queue trigger on a socket herd does not bind", KEDA, ',socket="http"}', ',socket="web"}',
      "must name a bound socket"),
     ("a COPY of a missing file", DOCKERFILE, "COPY examples/hello.py",
