@@ -27,6 +27,7 @@ mod interop_python;
 mod metrics;
 mod orphans;
 mod output;
+mod pid1;
 mod privileges;
 mod recycle;
 mod reexec;
