@@ -40,8 +40,10 @@ pub struct EinhornSocket {
 
 impl EinhornSocket {
     /// Binds at `path` (in herd's private directory; named after herd's pid, so a file there
-    /// is a stale one of a herd that had this pid), mode 0600.
+    /// is a stale one of a herd that had this pid), mode 0600, and removes those of herds
+    /// that are gone.
     pub fn bind(path: &Path) -> anyhow::Result<EinhornSocket> {
+        super::notify::remove_stale(path, herd_sys::process::effective_uid());
         let shown = path.display();
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             use std::os::unix::fs::FileTypeExt;

@@ -65,12 +65,18 @@ impl NotifySocket {
     }
 }
 
-/// Removes notify sockets of herds that are gone: `STEM.PID.notify` next to `path`, owned by
-/// `uid`, whose PID no longer runs (a herd killed with SIGKILL leaves its socket behind).
-fn remove_stale(path: &Path, uid: u32) {
-    let (Some(dir), Some(stem)) = (path.parent(), path.file_stem().and_then(|s| s.to_str())) else {
+/// Removes the sockets of herds that are gone: `STEM.PID.EXT` next to `path` (the notify
+/// socket's `.notify`, einhorn's `.ack`), owned by `uid`, whose PID no longer runs (a herd
+/// killed with SIGKILL leaves its sockets behind).
+pub(super) fn remove_stale(path: &Path, uid: u32) {
+    let (Some(dir), Some(stem), Some(ext)) = (
+        path.parent(),
+        path.file_stem().and_then(|s| s.to_str()),
+        path.extension().and_then(|s| s.to_str()),
+    ) else {
         return;
     };
+    let suffix = format!(".{ext}");
     let Some(prefix) = stem.rsplit_once('.').map(|(p, _)| format!("{p}.")) else {
         return;
     };
@@ -82,7 +88,7 @@ fn remove_stale(path: &Path, uid: u32) {
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|n| n.strip_suffix(".notify"))
+            .and_then(|n| n.strip_suffix(suffix.as_str()))
             .and_then(|n| n.parse::<u32>().ok())
         else {
             continue;

@@ -278,3 +278,23 @@ fn einhorns_ack_counts_as_ready_also_after_a_reexec() {
     herd.wait_exit();
     assert!(!Path::new(&sock).exists(), "{sock} is left behind");
 }
+
+#[test]
+fn einhorn_sockets_of_herds_that_are_gone_are_removed() {
+    let worker = interop("einhorn_worker.rb");
+    let mut stale = String::new();
+    let herd = Herd::start_with(|dir| {
+        // A herd killed with SIGKILL leaves its socket; no process has this pid.
+        let path = dir.join("control.999999999.ack");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        stale = path.display().to_string();
+        let mut herd = herd_json();
+        herd.args([
+            "run", "--ready", "notify", "--compat", "einhorn", "-w", "1", "-b",
+        ])
+        .args(["http=127.0.0.1:0", "--", "ruby", &worker]);
+        herd
+    });
+    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    assert!(!Path::new(&stale).exists(), "{stale} is still there");
+}
