@@ -18,16 +18,26 @@
 //! `--until-eof` stops sending when standard input closes (SECONDS is then the most it
 //! sends), so that a script can keep the load up exactly as long as its changes take; the
 //! output's `seconds` is then how long it really sent.
+//!
+//! `--timeline FILE` also writes one CSV record per request to FILE (when it started, its
+//! latency and its outcome; see the `timeline` module), so that a script can cut the run into
+//! windows, e.g. steady against inside a reload. Its offsets count from the output's
+//! `start_unix_us` (the wall clock when the first request was due).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+
+mod send;
+mod timeline;
+use send::{closed_loop, open_loop, Seen};
 
 /// Command line; see the crate documentation.
 #[derive(Parser, Debug, Clone)]
@@ -63,6 +73,9 @@ struct Args {
     /// Stop when standard input reaches end of file (or after SECONDS, whichever is first).
     #[arg(long)]
     until_eof: bool,
+    /// Write one CSV record per request to FILE: start_us,latency_us,outcome.
+    #[arg(long, value_name = "FILE")]
+    timeline: Option<PathBuf>,
 }
 
 /// Set when standard input closed, with `--until-eof`.
@@ -97,7 +110,8 @@ impl Latency {
         }
     }
 
-    fn record(&mut self, since: Instant, path: &str) {
+    /// Records a request that started at `since` and ended now; returns its latency in µs.
+    fn record(&mut self, since: Instant, path: &str) -> u64 {
         let us = (Instant::now().saturating_duration_since(since).as_micros() as u64).max(1);
         self.all.saturating_record(us);
         let kind = if path == "/long" {
@@ -106,6 +120,7 @@ impl Latency {
             &mut self.short
         };
         kind.saturating_record(us);
+        us
     }
 
     fn add(&mut self, o: Latency) {
@@ -321,83 +336,6 @@ impl KeepAlive {
     }
 }
 
-/// Open loop: request `i` is due at `start + i / rate`; thread `t` sends `t, t + threads, ...`.
-fn open_loop(args: &Args, timeout: Duration) -> (Latency, Counts) {
-    let total = (args.rate * args.seconds) as u64;
-    let (rate, threads, addr, shares) = (args.rate, args.threads, args.addr, args.shares);
-    let start = Instant::now() + Duration::from_millis(20);
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let args = args.clone();
-            std::thread::spawn(move || {
-                let (mut latency, mut counts) = (Latency::new(), Counts::default());
-                let mut i = t;
-                while i < total && !stopped() {
-                    let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
-                    if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                    let path = args.path(i);
-                    counts.record(one(addr, timeout, path), shares);
-                    latency.record(scheduled, path);
-                    i += threads;
-                }
-                (latency, counts)
-            })
-        })
-        .collect();
-    merge(handles)
-}
-
-/// Closed loop: `concurrency` threads send back to back until the time is up.
-/// With `--keep-alive`, a failed request's connection is replaced by a new one.
-fn closed_loop(args: &Args, concurrency: u64, timeout: Duration) -> (Latency, Counts) {
-    let (addr, shares, keep_alive) = (args.addr, args.shares, args.keep_alive);
-    let end = Instant::now() + Duration::from_secs_f64(args.seconds);
-    let handles: Vec<_> = (0..concurrency)
-        .map(|t| {
-            let args = args.clone();
-            std::thread::spawn(move || {
-                let (mut latency, mut counts) = (Latency::new(), Counts::default());
-                let mut conn: Option<KeepAlive> = None;
-                let mut i = t;
-                while Instant::now() < end && !stopped() {
-                    let (sent, path) = (Instant::now(), args.path(i));
-                    let outcome = if keep_alive {
-                        let result = match conn.take() {
-                            Some(c) => Ok(c),
-                            None => KeepAlive::connect(addr, timeout),
-                        }
-                        .and_then(|mut c| c.request(path).map(|body| (c, body)));
-                        result.map(|(c, body)| {
-                            conn = Some(c);
-                            body
-                        })
-                    } else {
-                        one(addr, timeout, path)
-                    };
-                    counts.record(outcome, shares);
-                    latency.record(sent, path);
-                    i += concurrency;
-                }
-                (latency, counts)
-            })
-        })
-        .collect();
-    merge(handles)
-}
-
-fn merge(handles: Vec<std::thread::JoinHandle<(Latency, Counts)>>) -> (Latency, Counts) {
-    let (mut latency, mut counts) = (Latency::new(), Counts::default());
-    for h in handles {
-        // A sending thread only panics on a bug; say so rather than print partial numbers.
-        let (l, c) = h.join().expect("a sending thread panicked");
-        latency.add(l);
-        counts.add(&c);
-    }
-    (latency, counts)
-}
-
 /// A finite number above zero.
 fn positive(x: f64) -> bool {
     x.is_finite() && x > 0.0
@@ -420,11 +358,37 @@ fn main() -> ExitCode {
             STOPPED.store(true, Ordering::Relaxed);
         });
     }
-    let began = Instant::now();
-    let (latency, c) = match args.concurrency {
-        Some(n) => closed_loop(&args, n, timeout),
-        None => open_loop(&args, timeout),
+    // The first request is due a little later, once every thread is started.
+    let start = Instant::now() + Duration::from_millis(20);
+    let start_unix_us = (SystemTime::now() + Duration::from_millis(20))
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let seen = match args.concurrency {
+        Some(n) => closed_loop(&args, n, timeout, start),
+        None => open_loop(&args, timeout, start),
     };
+    let seconds = if args.until_eof {
+        (start.elapsed().as_secs_f64() * 100.0).round() / 100.0
+    } else {
+        args.seconds
+    };
+    println!("{}", summary(&args, &seen, seconds, start_unix_us));
+    if let (Some(path), Some(records)) = (&args.timeline, seen.timeline) {
+        let written = std::fs::File::create(path).and_then(|f| timeline::write(records, f));
+        if let Err(e) = written {
+            eprintln!(
+                "herd-loadgen: cannot write the timeline to {}: {e}",
+                path.display()
+            );
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The output's JSON line: counts by outcome, latency percentiles, and what was asked for.
+fn summary(args: &Args, seen: &Seen, seconds: f64, start_unix_us: u128) -> String {
+    let (latency, c) = (&seen.latency, &seen.counts);
     let mut shares: Vec<u64> = c.bodies.values().copied().collect();
     shares.sort_unstable_by(|a, b| b.cmp(a));
     let shares = if args.shares {
@@ -449,8 +413,8 @@ fn main() -> ExitCode {
         String::new()
     };
     let hist = &latency.all;
-    println!(
-        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"http_error\":{},\"http_status\":{},\"seconds\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{shares}{kinds}}}",
+    format!(
+        "{{\"requests\":{},\"ok\":{},\"refused\":{},\"reset\":{},\"eof\":{},\"timeout\":{},\"other\":{},\"http_error\":{},\"http_status\":{},\"seconds\":{seconds},\"start_unix_us\":{start_unix_us},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{}{shares}{kinds}}}",
         c.total(),
         c.ok,
         c.refused,
@@ -460,17 +424,11 @@ fn main() -> ExitCode {
         c.other,
         c.http_errors(),
         c.http_status_json(),
-        if args.until_eof {
-            (began.elapsed().as_secs_f64() * 100.0).round() / 100.0
-        } else {
-            args.seconds
-        },
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.99),
         hist.value_at_quantile(0.999),
         hist.max()
-    );
-    ExitCode::SUCCESS
+    )
 }
 
 #[cfg(test)]

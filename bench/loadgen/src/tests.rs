@@ -102,11 +102,12 @@ fn the_open_loop_sends_every_scheduled_request() {
         "2",
         "--shares",
     ]);
-    let (latency, counts) = open_loop(&args, Duration::from_secs(5));
-    assert_eq!(counts.ok, 20);
-    assert_eq!(counts.total(), 20);
-    assert_eq!(counts.bodies, HashMap::from([(b"ok".to_vec(), 20)]));
-    assert_eq!(latency.all.len(), 20);
+    let seen = open_loop(&args, Duration::from_secs(5), Instant::now());
+    assert_eq!(seen.counts.ok, 20);
+    assert_eq!(seen.counts.total(), 20);
+    assert_eq!(seen.counts.bodies, HashMap::from([(b"ok".to_vec(), 20)]));
+    assert_eq!(seen.latency.all.len(), 20);
+    assert!(seen.timeline.is_none(), "no timeline unless asked for");
     h.join().unwrap();
 }
 
@@ -149,5 +150,57 @@ fn keep_alive_counts_an_error_status_as_a_failure() {
     });
     let mut c = KeepAlive::connect(addr, Duration::from_secs(5)).unwrap();
     assert_eq!(c.request("/"), Err(Failure::Status(502)));
+    h.join().unwrap();
+}
+
+#[test]
+fn the_timeline_has_every_request_at_its_scheduled_offset() {
+    let (addr, h) = serve(10, b"HTTP/1.0 503 Service Unavailable\r\n\r\nbusy");
+    let args = Args::parse_from([
+        "herd-loadgen",
+        &addr.to_string(),
+        "100",
+        "0.1",
+        "--threads",
+        "3",
+        "--timeline",
+        "unused.csv",
+    ]);
+    let seen = open_loop(&args, Duration::from_secs(5), Instant::now());
+    let mut records = seen.timeline.unwrap();
+    records.sort_by_key(|r| r.start_us);
+    let starts: Vec<u64> = records.iter().map(|r| r.start_us).collect();
+    assert_eq!(starts, (0..10).map(|i| i * 10_000).collect::<Vec<_>>());
+    assert!(records
+        .iter()
+        .all(|r| r.failure == Some(Failure::Status(503)) && r.latency_us >= 1));
+    assert_eq!(seen.counts.http_errors(), 10);
+    h.join().unwrap();
+}
+
+#[test]
+fn the_closed_loop_timeline_counts_from_the_start() {
+    let (addr, h) = serve(3, b"HTTP/1.0 200 OK\r\n\r\nok");
+    let args = Args::parse_from([
+        "herd-loadgen",
+        &addr.to_string(),
+        "0",
+        "0.3",
+        "--concurrency",
+        "1",
+        "--timeline",
+        "unused.csv",
+    ]);
+    let start = Instant::now() + Duration::from_millis(50);
+    let seen = closed_loop(&args, 1, Duration::from_millis(500), start);
+    let records = seen.timeline.unwrap();
+    assert!(records.len() >= 3, "{records:?}");
+    assert_eq!(
+        records[0].start_us / 1000,
+        0,
+        "sent at the start, not before"
+    );
+    assert!(records[..3].iter().all(|r| r.failure.is_none()));
+    assert!(records.windows(2).all(|w| w[0].start_us <= w[1].start_us));
     h.join().unwrap();
 }
