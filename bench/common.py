@@ -150,7 +150,7 @@ def bars(groups, unit, width=640):
 
 
 NGINX_CONF = """daemon off;
-worker_processes 2;
+worker_processes {workers};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 1024; }}
@@ -163,8 +163,8 @@ http {{
 """
 
 
-def start_nginx(reuseport=False):
-    """nginx with 2 workers answering `return 200` on a free loopback port, as
+def start_nginx(reuseport=False, workers=2):
+    """nginx with `workers` workers (2 unless told) answering `return 200` on a free loopback port, as
     (process, port); None when nginx is not installed."""
     binary = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
     if binary is None:
@@ -172,7 +172,7 @@ def start_nginx(reuseport=False):
     d, port = tempfile.mkdtemp(), free_port()
     conf = os.path.join(d, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(NGINX_CONF.format(d=d, port=port, reuseport=" reuseport" if reuseport else ""))
+        f.write(NGINX_CONF.format(d=d, port=port, workers=workers, reuseport=" reuseport" if reuseport else ""))
     proc = subprocess.Popen([binary, "-p", d, "-c", conf], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, port

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the peers that `bench/run peers` compares herd with, pinned, into a cache directory
+# (default ~/.cache/herd-bench/peers, or $HERD_BENCH_CACHE): PM2 from npm and circus from PyPI.
+# gunicorn (scripts/setup.sh pins it), uWSGI and nginx (Debian) come from scripts/setup.sh.
+# Idempotent: does nothing when the pinned versions are there. Prints the cache directory.
+set -euo pipefail
+
+PM2_VERSION=7.0.4
+CIRCUS=(circus==0.19.0 pyzmq==27.3.0 tornado==6.5.2 psutil==7.2.2)
+
+cache="${HERD_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herd-bench/peers}"
+mkdir -p "$cache"
+
+for tool in node npm python3 gunicorn uwsgi nginx; do
+    command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] \
+        || { echo "peers-setup: $tool is missing: run scripts/setup.sh first" >&2; exit 1; }
+done
+
+pm2="$cache/pm2/node_modules/pm2/package.json"
+if ! grep -q "\"version\": \"$PM2_VERSION\"" "$pm2" 2>/dev/null; then
+    echo "peers-setup: installing pm2@$PM2_VERSION into $cache/pm2" >&2
+    npm install --silent --no-audit --no-fund --prefix "$cache/pm2" "pm2@$PM2_VERSION" >&2
+fi
+
+venv="$cache/circus"
+if ! "$venv/bin/python" - "${CIRCUS[@]}" <<'PY' 2>/dev/null
+import sys
+from importlib.metadata import version
+for spec in sys.argv[1:]:
+    name, wanted = spec.split("==")
+    if version(name) != wanted:
+        sys.exit(1)
+PY
+then
+    echo "peers-setup: installing ${CIRCUS[*]} into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "${CIRCUS[@]}" >&2
+fi
+echo "$cache"

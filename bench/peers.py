@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark (issue 19): herd against its peers, side by side, with the same apps and 4 workers
+each: PM2 (cluster mode, `pm2 reload`, also with `wait_ready`), gunicorn's arbiter (HUP,
+TTIN/TTOU), circus (a socket watcher, `circusctl reload`, incr/decr), uWSGI (chain and graceful
+reload), nginx (HUP) and herd (`herd upgrade`, `herd scale`) with stdlib Python, gunicorn and
+Node workers. For each system, repeated and interleaved:
+
+- open loop, 2000 new connections/s, through 10 reloads;
+- closed loop at saturation (32 connections), through 5 reloads;
+- scaling 4 -> 8 -> 4 under the open-loop load (where the system can scale).
+
+herd-loadgen's `--timeline` cuts each run into reload windows (from the reload command until
+the old workers are gone and 4 new ones run) and steady time. Installs the peers first
+(bench/peers-setup.sh: pinned, cached). Usage:
+
+    python3 bench/peers.py [--reps 2] [--quick]   (bench/run builds first)
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from common import LOADGEN, ROOT, figure, free_port, machine, need_build, report
+from peers_report import write_report
+from peers_stats import binned_p99, cut, read_timeline
+from peers_systems import cpu_seconds, rss_mib, systems, versions
+
+RATE = 2000
+CONNECTIONS = 32
+
+
+def setup():
+    """Installs the pinned peers (bench/peers-setup.sh); returns the cache directory."""
+    out = subprocess.run([os.path.join(ROOT, "bench", "peers-setup.sh")], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"peers: bench/peers-setup.sh failed: {out.stderr.strip()}")
+    return out.stdout.strip().splitlines()[-1]
+
+
+def under_load(system, steps, closed, lead, gap):
+    """Runs herd-loadgen (open loop at RATE, or closed loop with CONNECTIONS) with a timeline
+    while `steps` run one after another, `gap` seconds apart after `lead` steady seconds.
+    Returns (its JSON result, the timeline, the steps' windows in µs, the supervisor's CPU
+    seconds meanwhile)."""
+    timeline = os.path.join(tempfile.mkdtemp(prefix="herd-peers-"), "timeline.csv")
+    load = [LOADGEN, system.address, "0" if closed else str(RATE), "3600", "--until-eof", "--timeout", "5",
+            "--timeline", timeline, *(["--concurrency", str(CONNECTIONS)] if closed else ["--threads", "256"])]
+    cpu0 = cpu_seconds(system.supervisor())
+    proc = subprocess.Popen(load, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(lead)
+    windows = []
+    for step in steps:
+        begin = time.time()
+        step()
+        windows.append((begin, time.time()))
+        time.sleep(gap)
+    out, _ = proc.communicate(timeout=60)
+    cpu = cpu_seconds(system.supervisor()) - cpu0
+    result = json.loads(out)
+    start = result["start_unix_us"] / 1e6
+    windows = [((b - start) * 1e6, (e - start) * 1e6) for b, e in windows]
+    records = read_timeline(timeline)
+    shutil.rmtree(os.path.dirname(timeline))
+    return result, records, windows, cpu
+
+
+def one_system(system, args):
+    """Every scenario on one started system; returns {scenario: figures}."""
+    got = {}
+    cpu0 = cpu_seconds(system.supervisor())
+    time.sleep(args.idle)
+    got["idle_cpu"] = 100 * (cpu_seconds(system.supervisor()) - cpu0) / args.idle
+    result, records, windows, cpu = under_load(system, [system.reload] * args.reloads, False, 1.5, args.gap)
+    seconds = result["seconds"]
+    got["open"] = {**cut(records, windows, seconds * 1e6), "durations": [(e - b) / 1e6 for b, e in windows],
+                   "load_cpu": 100 * cpu / seconds, "rss": rss_mib(system.supervisor()),
+                   "chart": (binned_p99(records, 250_000), [(b / 1e6, e / 1e6) for b, e in windows])}
+    result, records, windows, _ = under_load(system, [system.reload] * args.saturation_reloads, True, 2,
+                                             args.gap)
+    got["closed"] = {**cut(records, windows, result["seconds"] * 1e6),
+                     "durations": [(e - b) / 1e6 for b, e in windows]}
+    if system.can_scale:
+        steps = [lambda: system.scale(8), lambda: system.scale(4)]
+        result, records, windows, _ = under_load(system, steps, False, 1.5, args.gap)
+        got["scale"] = {**cut(records, windows, result["seconds"] * 1e6),
+                        "durations": [(e - b) / 1e6 for b, e in windows]}
+    return got
+
+
+def wrk_check(address, seconds):
+    """herd-loadgen against wrk on the same steady target, closed loop with CONNECTIONS new
+    connections: (loadgen req/s, loadgen p99 ms, wrk req/s, wrk p99 ms)."""
+    r = json.loads(subprocess.run([LOADGEN, address, "0", str(seconds), "--concurrency", str(CONNECTIONS)],
+                                  capture_output=True, text=True, check=True).stdout)
+    if not shutil.which("wrk"):
+        return r["ok"] / r["seconds"], r["p99_us"] / 1000, None, None
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "-H",
+                          "Connection: close", f"http://{address}/"], capture_output=True, text=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\b", out, re.M)
+    scale = {"us": 0.001, "ms": 1, "s": 1000}
+    return (r["ok"] / r["seconds"], r["p99_us"] / 1000, float(rate.group(1)) if rate else None,
+            float(p99.group(1)) * scale[p99.group(2)] if p99 else None)
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=2, help="repetitions of every system (interleaved)")
+    parser.add_argument("--quick", action="store_true", help="1 repetition, 3 and 2 reloads")
+    parser.add_argument("--only", help="run only the systems whose name contains this")
+    parser.add_argument("--report", default=report("peers"))
+    args = parser.parse_args()
+    args.reloads, args.saturation_reloads, args.gap, args.idle = 10, 5, 1.0, 3.0
+    if args.quick:
+        args.reps, args.reloads, args.saturation_reloads, args.gap, args.idle = 1, 3, 2, 0.5, 1.0
+    need_build()
+    cache = setup()
+    everything = systems(cache, free_port())
+    everything = [s for s in everything if not args.only or args.only in s.name]
+    results, errors, loads = {}, {}, [load_average()]
+    started = time.monotonic()
+    for rep in range(args.reps):
+        order = everything[rep % len(everything):] + everything[:rep % len(everything)]
+        for system in order:
+            print(f"-- rep {rep + 1}/{args.reps}: {system.name}", flush=True)
+            system.workers_wanted = 4
+            try:
+                system.start()
+                results.setdefault(system.name, []).append(one_system(system, args))
+            except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
+                errors[system.name] = str(e)
+                print(f"   failed: {e}", flush=True)
+            finally:
+                try:
+                    system.stop()
+                except (SystemExit, OSError, subprocess.SubprocessError):
+                    pass
+            loads.append(load_average())
+    cross = []
+    for system in everything:
+        if system.name in ("herd, stdlib Python", "nginx"):
+            system.workers_wanted = 4
+            system.start()
+            cross.append((system.name, *wrk_check(system.address, 2 if args.quick else 4)))
+            system.stop()
+    took = time.monotonic() - started
+    write_report(args, everything, results, errors, cross, versions(cache), loads, took, figure("peers"),
+                 machine())
+    print(f"\nwrote {args.report} and {figure('peers')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,226 @@
+"""The peer benchmark's report: tables (medians and ranges over the repetitions), where herd is
+not best and why, the targets' verdicts, and the latency-over-time chart."""
+import statistics
+
+from peers_stats import line_chart, median_range
+
+# Why herd can lose a column, said where it does.
+WHY = {
+    "p99 steady": "the steady p99 is the app's and its runtime's, not the supervisor's: herd is not in "
+                  "the data path (its workers accept from the shared socket themselves), and nginx's C "
+                  "event loop answers `return 200` faster than any Python or Node worker",
+    "reload ratio": "a reload starts new processes whose start-up (Python imports, Node's boot) competes "
+                    "with the serving workers for the machine's 2 cores; a system that replaces one worker "
+                    "at a time (uWSGI's chain reload) or whose workers start in a millisecond (nginx) "
+                    "disturbs less, and a ratio is also higher when the steady p99 under it is lower",
+    "reload duration": "herd starts a replacement, waits until it is ready and has stayed ready for "
+                       "`--min-ready` (1 s by default), and only then stops the worker it replaces, "
+                       "`--max-surge` (1) at a time; systems that start every new worker at once with no "
+                       "readiness check (gunicorn, circus, nginx) finish sooner and check less",
+    "throughput share": "at saturation every process competes for the same 2 cores, the load generator "
+                        "included: new workers starting take CPU from serving ones",
+    "supervisor RSS": "nginx's master is a small C process",
+    "idle CPU": "at a 10 ms clock tick, idle CPU below 0.3% is noise",
+}
+
+
+def med(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def column(results, name, scenario, key):
+    return [run[scenario][key] for run in results.get(name, []) if scenario in run]
+
+
+def failures(results, name, scenario):
+    runs = [run[scenario] for run in results.get(name, []) if scenario in run]
+    if not runs:
+        return "-"
+    kinds = {}
+    for r in runs:
+        for kind, n in r["failures"].items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    detail = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+    text = median_range([r["failed"] for r in runs], "{:.0f}")
+    return f"**{text}**" + (f" ({detail} in all)" if detail else "")
+
+
+def durations(results, name, scenario, index=None):
+    values = [statistics.median(r[scenario]["durations"]) if index is None else r[scenario]["durations"][index]
+              for r in results.get(name, []) if scenario in r]
+    return median_range(values, "{:.2f}")
+
+
+def tables(systems, results, errors):
+    """The three scenario tables."""
+    open_rows = ["| system | workers | failed per run (by kind) | p99 steady ms | p99 in reloads ms | ratio | "
+                 "reload s | supervisor RSS MiB | supervisor CPU idle % | at 2000/s % |", "|" + "---|" * 10]
+    closed_rows = ["| system | failed per run (by kind) | steady req/s | in reloads, share of steady | "
+                   "p99 steady ms | p99 in reloads ms | ratio | reload s |", "|" + "---|" * 8]
+    scale_rows = ["| system | failed per run (by kind) | p99 steady ms | p99 while scaling ms | ratio | "
+                  "4 -> 8 s | 8 -> 4 s |", "|" + "---|" * 7]
+    for s in systems:
+        n = s.name
+        if n not in results:
+            open_rows.append(f"| {n} | did not run: {errors.get(n, '?')} |" + " |" * 8)
+            continue
+        idle = median_range([r["idle_cpu"] for r in results[n]], "{:.1f}")
+        open_rows.append(
+            f"| {n} | {s.kind} | {failures(results, n, 'open')} | "
+            f"{median_range(column(results, n, 'open', 'p99_steady_ms'), '{:.2f}')} | "
+            f"{median_range(column(results, n, 'open', 'p99_reload_ms'))} | "
+            f"{median_range(column(results, n, 'open', 'ratio'))}x | {durations(results, n, 'open')} | "
+            f"{median_range(column(results, n, 'open', 'rss'))} | {idle} | "
+            f"{median_range(column(results, n, 'open', 'load_cpu'))} |")
+        share = [v * 100 if v is not None else None for v in column(results, n, "closed", "share")]
+        closed_rows.append(
+            f"| {n} | {failures(results, n, 'closed')} | "
+            f"{median_range(column(results, n, 'closed', 'steady_rps'), '{:.0f}')} | {median_range(share, '{:.0f}')}% | "
+            f"{median_range(column(results, n, 'closed', 'p99_steady_ms'), '{:.2f}')} | "
+            f"{median_range(column(results, n, 'closed', 'p99_reload_ms'))} | "
+            f"{median_range(column(results, n, 'closed', 'ratio'))}x | {durations(results, n, 'closed')} |")
+        if s.can_scale:
+            scale_rows.append(
+                f"| {n} | {failures(results, n, 'scale')} | "
+                f"{median_range(column(results, n, 'scale', 'p99_steady_ms'), '{:.2f}')} | "
+                f"{median_range(column(results, n, 'scale', 'p99_reload_ms'))} | "
+                f"{median_range(column(results, n, 'scale', 'ratio'))}x | {durations(results, n, 'scale', 0)} | "
+                f"{durations(results, n, 'scale', 1)} |")
+        else:
+            scale_rows.append(f"| {n} | no command to scale a running pool |" + " |" * 5)
+    return "\n".join(open_rows), "\n".join(closed_rows), "\n".join(scale_rows)
+
+
+def not_best(systems, results):
+    """Lines saying where herd's best row loses a column, to whom, and why."""
+    herd = [s.name for s in systems if s.name.startswith("herd") and s.name in results]
+    others = [s.name for s in systems if not s.name.startswith("herd") and s.name in results]
+    columns = [  # (label, scenario, key, lower is better, format)
+        ("p99 steady", "open", "p99_steady_ms", True, "{:.2f} ms"),
+        ("reload ratio", "open", "ratio", True, "{:.1f}x"),
+        ("reload duration", "open", "durations", True, "{:.2f} s"),
+        ("throughput share", "closed", "share", False, "{:.0%}"),
+        ("supervisor RSS", "open", "rss", True, "{:.1f} MiB"),
+    ]
+    lines = []
+    for label, scenario, key, lower, fmt in columns:
+        def value(name):
+            vals = column(results, name, scenario, key)
+            if key == "durations":
+                vals = [statistics.median(v) for v in vals if v]
+            return med(vals)
+        pick = min if lower else max
+        scored = [(value(n), n) for n in herd + others if value(n) is not None]
+        if not scored:
+            continue
+        best_value, best = pick(scored)
+        herd_scored = [(v, n) for v, n in scored if n in herd]
+        if best in herd or not herd_scored:
+            continue
+        herd_value, herd_name = pick(herd_scored)
+        lines.append(f"- {label}: {best} {fmt.format(best_value)}, herd's best {fmt.format(herd_value)} "
+                     f"({herd_name}). Why: {WHY[label]}.")
+    idle = {n: med([r["idle_cpu"] for r in results[n]]) for n in herd + others}
+    lowest = min(idle.values(), default=0)
+    if herd and min(idle[n] for n in herd) > lowest:
+        lines.append(f"- idle CPU: herd {min(idle[n] for n in herd):.1f}%, lowest {lowest:.1f}%. Why: {WHY['idle CPU']}.")
+    return lines or ["- herd is best on every column above."]
+
+
+def verdicts(systems, results):
+    """One line per target of issue 19 that this scenario measures."""
+    herd = [s.name for s in systems if s.name.startswith("herd") and s.name in results]
+    failed = sum(run[sc]["failed"] for n in herd for run in results[n] for sc in ("open", "closed", "scale")
+                 if sc in run)
+    out = [f"0 failed connections in every herd row, at {2000}/s, at saturation and while scaling: "
+           f"**{'met' if failed == 0 else 'missed'}** ({failed} failed in {len(herd)} herd systems)."]
+    for n in herd:
+        ratio = med(column(results, n, "open", "ratio"))
+        share = med(column(results, n, "closed", "share"))
+        sat = med(column(results, n, "closed", "ratio"))
+        if ratio is not None:
+            out.append(f"{n}: p99 inside reloads at 2000/s at most 2x steady: {ratio:.1f}x, "
+                       f"**{'met' if ratio <= 2 else 'missed'}**.")
+        if share is not None:
+            out.append(f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.0%}, "
+                       f"**{'met' if share >= 0.95 else 'missed'}**.")
+        if sat is not None:
+            out.append(f"{n}: p99 inside reloads at saturation at most 1.5x steady: {sat:.1f}x, "
+                       f"**{'met' if sat <= 1.5 else 'missed'}**.")
+    return out
+
+
+def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine):
+    open_table, closed_table, scale_table = tables(systems, results, errors)
+    lines = [(s.name, run["open"]["chart"][0], run["open"]["chart"][1])
+             for s in systems for run in results.get(s.name, [])[:1]]
+    with open(svg, "w") as f:
+        f.write(line_chart(lines, f"p99 latency per 250 ms at {2000} new connections/s through "
+                                  f"{args.reloads} reloads (first repetition)"))
+    cross_rows = ["| target | herd-loadgen req/s | wrk req/s | herd-loadgen p99 ms | wrk p99 ms |",
+                  "|---|---|---|---|---|"]
+    for name, rate, p99, wrk_rate, wrk_p99 in cross:
+        cross_rows.append(f"| {name} | {rate:.0f} | {wrk_rate or 0:.0f} | {p99:.2f} | {wrk_p99 or 0:.2f} |")
+    quick = " --quick" if args.quick else ""
+    noise = (f"load average {min(loads):.1f} to {max(loads):.1f} over the run "
+             f"(1-minute, sampled between systems; the machine is shared)")
+    version_line = "; ".join(versions.values())
+    with open(args.report, "w") as f:
+        f.write(f"""# Benchmark: herd and its peers
+
+Command: `python3 bench/peers.py --reps {args.reps}{quick}` (or `bench/run peers`; its own setup,
+`bench/peers-setup.sh`, installs PM2 and circus pinned into a cache directory)
+
+Machine: {machine}; {noise}. The whole scenario took {took:.0f} s.
+
+Versions: {version_line}.
+
+Method: every system runs 4 workers of the same apps on loopback: `bench/peers/app.py` (a WSGI
+app: served by gunicorn, uWSGI, and by examples/hello.py's stdlib accept loop under circus and
+herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode and herd).
+Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
+otherwise: `--max-surge 1`, `--min-ready 1s`), running `python3 app.py`, `python3 -m gunicorn
+--workers 1 app:application` (gunicorn's arbiter says READY=1) or `node app.js` (which says
+READY=1 with `systemd-notify` once it listens); gunicorn `--workers 4` (sync), HUP to reload and
+TTIN/TTOU to scale; circus with a `[socket:web]` and a watcher of 4 `app.py --fd
+$(circus.sockets.web)` (`circusctl reload web`, `incr`/`decr`); uWSGI `--master --processes 4
+--http-socket` with `--lazy-apps` and `c` on its master FIFO (chain reload), or without and `r`
+(graceful reload); nginx `worker_processes 4`, `return 200`, SIGHUP; PM2 `exec_mode: "cluster",
+instances: 4` (`pm2 reload`, `pm2 scale`), and with `wait_ready: true, listen_timeout: 3000`.
+Each system runs {args.reps} time(s), systems interleaved (the order rotates each repetition),
+and each time: {args.idle:g} s idle (the supervisor's CPU), then `herd-loadgen --timeline` at
+2000 new connections/s, open loop (5 s timeout), through {args.reloads} reloads {args.gap:g} s
+apart after 1.5 s steady; then closed loop with {32} connections (a new one per request)
+through {args.saturation_reloads} reloads; then 4 -> 8 -> 4 workers at 2000/s. A reload window
+runs from the command until the old workers are gone and 4 new ones run (for herd: until
+`herd upgrade` returns); steady time is outside the windows, less 250 ms after each and the
+first 200 ms. Cells are medians over the repetitions, with the range in parentheses.
+
+Open loop, 2000 new connections/s, {args.reloads} reloads:
+
+{open_table}
+
+Closed loop at saturation ({32} connections), {args.saturation_reloads} reloads:
+
+{closed_table}
+
+Scaling 4 -> 8 -> 4 at 2000 new connections/s:
+
+{scale_table}
+
+![p99 latency over time through the reloads, one line per system](peers.svg)
+
+Where herd is not best:
+
+{chr(10).join(not_best(systems, results))}
+
+Targets:
+
+{chr(10).join('- ' + v for v in verdicts(systems, results))}
+
+Cross-check of `herd-loadgen` with `wrk` (`-t2 -c32 --latency`, `Connection: close`), closed
+loop with 32 connections, same targets, steady:
+
+{chr(10).join(cross_rows)}
+""")

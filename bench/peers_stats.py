@@ -1,0 +1,150 @@
+"""The peer benchmark's arithmetic, with no processes and no clocks: herd-loadgen timelines cut
+into steady and reload windows, percentiles, ratios, and the latency-over-time chart.
+
+A timeline is a list of (start_us, latency_us, outcome) from `herd-loadgen --timeline`; a
+window is (begin_us, end_us) on the same clock (microseconds from the load's start)."""
+import math
+import statistics
+
+# After a window ends, requests are neither steady nor inside it for this long: the old
+# workers may still be finishing, and the next window's effects should not leak backwards.
+SETTLE_US = 250_000
+# The first requests of a run, while connections and caches warm up, are left out.
+WARMUP_US = 200_000
+
+
+def read_timeline(path):
+    """The records of a `--timeline` CSV file."""
+    records = []
+    with open(path) as f:
+        if f.readline().strip() != "start_us,latency_us,outcome":
+            raise ValueError(f"{path} is not a herd-loadgen timeline (its first line is not the header)")
+        for line in f:
+            start, latency, outcome = line.rstrip("\n").split(",")
+            records.append((int(start), int(latency), outcome))
+    return records
+
+
+def percentile(values, q):
+    """The nearest-rank percentile `q` (0-100) of `values`; None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def place(start_us, windows, settle_us=SETTLE_US, warmup_us=WARMUP_US):
+    """Where a request that started at `start_us` belongs: "reload" inside a window, "steady"
+    outside every window and its settling time, or None (warming up or settling)."""
+    if start_us < warmup_us:
+        return None
+    for begin, end in windows:
+        if begin <= start_us <= end:
+            return "reload"
+    for begin, end in windows:
+        if end < start_us <= end + settle_us:
+            return None
+    return "steady"
+
+
+def spans(windows, run_end_us, settle_us=SETTLE_US, warmup_us=WARMUP_US):
+    """(steady seconds, reload seconds) of a run that sent until `run_end_us`."""
+    inside = sum(max(0, min(end, run_end_us) - max(begin, warmup_us)) for begin, end in windows)
+    excluded = sum(max(0, min(end + settle_us, run_end_us) - max(end, warmup_us)) for _, end in windows)
+    steady = max(0, run_end_us - warmup_us) - inside - excluded
+    return steady / 1e6, inside / 1e6
+
+
+def cut(records, windows, run_end_us=None):
+    """A run's figures: failures by kind, p99 steady and inside windows (ms) and their
+    ratio, and the answered requests per second inside windows as a share of steady."""
+    if run_end_us is None:
+        run_end_us = max((r[0] for r in records), default=0)
+    latency = {"steady": [], "reload": []}
+    answered = {"steady": 0, "reload": 0}
+    failures = {}
+    for start, us, outcome in records:
+        if outcome != "ok":
+            failures[outcome] = failures.get(outcome, 0) + 1
+        where = place(start, windows)
+        if where is None or start > run_end_us:
+            continue
+        latency[where].append(us)
+        answered[where] += outcome == "ok"
+    steady_s, reload_s = spans(windows, run_end_us)
+    p99 = {k: percentile(v, 99) for k, v in latency.items()}
+    rate = {"steady": answered["steady"] / steady_s if steady_s else None,
+            "reload": answered["reload"] / reload_s if reload_s else None}
+    return {
+        "failures": failures,
+        "failed": sum(failures.values()),
+        "p99_steady_ms": p99["steady"] / 1000 if p99["steady"] is not None else None,
+        "p99_reload_ms": p99["reload"] / 1000 if p99["reload"] is not None else None,
+        "ratio": p99["reload"] / p99["steady"] if p99["steady"] and p99["reload"] is not None else None,
+        "share": rate["reload"] / rate["steady"] if rate["steady"] and rate["reload"] is not None else None,
+        "steady_rps": rate["steady"],
+    }
+
+
+def median_range(values, fmt="{:.1f}"):
+    """`median (low-high)` of the values that are not None, or `-`."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return "-"
+    med = fmt.format(statistics.median(values))
+    return med if len(values) == 1 or values[0] == values[-1] else \
+        f"{med} ({fmt.format(values[0])}-{fmt.format(values[-1])})"
+
+
+def binned_p99(records, bin_us):
+    """[(bin start in seconds, p99 in ms)] over consecutive bins of `bin_us`."""
+    bins = {}
+    for start, us, _ in records:
+        bins.setdefault(start // bin_us, []).append(us)
+    return [(b * bin_us / 1e6, percentile(v, 99) / 1000) for b, v in sorted(bins.items())]
+
+
+COLORS = ["#3b6ea5", "#d9822b", "#5a9e4b", "#c23b3b", "#8e6bb8", "#8c564b", "#e377c2", "#7f7f7f",
+          "#bcbd22", "#17becf"]
+
+
+def line_chart(lines, title, width=760, height=360, low=0.1, high=10_000):
+    """An SVG chart of p99 latency (ms, log scale from `low` to `high`) over time (s), one
+    line per (name, [(seconds, ms)], [(reload begin s, end s)]); reload windows are shaded
+    in the line's color along the bottom."""
+    left, right, top, bottom = 60, 190, 30, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    end = max((x for _, points, _ in lines for x, _ in points), default=1) or 1
+
+    def sx(x):
+        return left + plot_w * x / end
+
+    def sy(ms):
+        ms = min(max(ms, low), high)
+        return top + plot_h * (1 - math.log10(ms / low) / math.log10(high / low))
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<text x="{left}" y="16" font-size="12">{title}</text>']
+    decade = low
+    while decade <= high:
+        y = sy(decade)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{decade:g} ms</text>')
+        decade *= 10
+    step = max(1, round(end / 10))
+    for s in range(0, int(end) + 1, step):
+        out.append(f'<text x="{sx(s):.1f}" y="{top + plot_h + 14}" text-anchor="middle">{s}</text>')
+    out.append(f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">seconds into the run</text>')
+    for i, (name, points, windows) in enumerate(lines):
+        color = COLORS[i % len(COLORS)]
+        for begin, finish in windows:
+            out.append(f'<rect x="{sx(begin):.1f}" y="{top + plot_h + 18}" '
+                       f'width="{max(1, sx(finish) - sx(begin)):.1f}" height="3" fill="{color}" opacity="0.5"/>')
+        path = " ".join(f"{sx(x):.1f},{sy(ms):.1f}" for x, ms in points)
+        out.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.2" points="{path}"/>')
+        out.append(f'<rect x="{left + plot_w + 10}" y="{top + 14 * i}" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{left + plot_w + 24}" y="{top + 9 + 14 * i}">{name}</text>')
+    out.append("</svg>")
+    return "\n".join(out)

@@ -1,0 +1,355 @@
+"""The systems of the peer benchmark, each with 4 workers on a loopback port: start, reload
+(returns once the reload is over: the old workers gone and as many new ones running), scale
+(where the system can), its supervisor's pid, stop. Configurations are in CONFIGS, quoted in
+the report."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import HERD, ROOT, Herd, loadgen, start_nginx
+
+PEERS = os.path.join(ROOT, "bench", "peers")
+APP_PY = os.path.join(PEERS, "app.py")
+APP_JS = os.path.join(PEERS, "app.js")
+PY = sys.executable
+
+
+def children(pid):
+    """The pids of `pid`'s children."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return {int(p) for p in f.read().split()}
+    except OSError:
+        return set()
+
+
+def cpu_seconds(pid):
+    """User and system CPU time `pid` has used, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return None
+
+
+def wait_for(what, check, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.01)
+    raise SystemExit(f"peers: timed out waiting for {what}")
+
+
+def run(*args, env=None):
+    out = subprocess.run(args, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise SystemExit(f"peers: {' '.join(args)} failed: {(out.stderr or out.stdout).strip()[-500:]}")
+    return out.stdout
+
+
+class LineClient:
+    """A long-lived control client (bench/peers/*_client.*): a command line in, `ok` out."""
+
+    def __init__(self, args, env=None):
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def call(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline().strip()
+        if reply != "ok":
+            raise SystemExit(f"peers: {line}: {reply or 'the client exited'}")
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+class System:
+    """A supervisor and its workers; subclasses say how to start, reload and scale."""
+    name = kind = ""
+    can_scale = False
+    workers_wanted = 4
+
+    def __init__(self, port):
+        self.port, self.dir = port, tempfile.mkdtemp(prefix="herd-peers-")
+        self.address = f"127.0.0.1:{port}"
+
+    def workers(self):
+        return children(self.supervisor())
+
+    def settled(self, old=frozenset(), what="workers"):
+        """Waits until the wanted number of workers run, none of them in `old`."""
+        n = self.workers_wanted
+        wait_for(f"{self.name}: {n} {what}", lambda: len(self.workers()) == n and not (self.workers() & old))
+
+    def ready(self):
+        self.settled()
+        wait_for(f"{self.name} to answer", lambda: self.answers())
+        return self
+
+    def answers(self):
+        r = loadgen(self.address, 400, 0.1, "--timeout", "1")
+        return r["ok"] == r["requests"] > 0
+
+    def reload(self):
+        old = self.workers()
+        self.signal_reload()
+        self.settled(old, "new workers")
+
+    def scale(self, n):
+        self.workers_wanted = n
+        self.signal_scale(n)
+        self.settled()
+
+
+class HerdSystem(System):
+    """herd (`herd upgrade`, `herd scale`) running `command` as each worker."""
+
+    def __init__(self, port, name, kind, command):
+        super().__init__(port)
+        self.name, self.kind, self.command = name, kind, command
+        self.can_scale = True
+
+    def start(self):
+        self.herd = Herd(self.command, 4, f"127.0.0.1:{self.port},nonblocking").ready()
+        return self.ready()
+
+    def supervisor(self):
+        return self.herd.proc.pid
+
+    def reload(self):
+        self.herd.ctl("upgrade")
+
+    def scale(self, n):
+        self.workers_wanted = n
+        self.herd.scale(n)
+
+    def stop(self):
+        self.herd.stop()
+
+
+class Gunicorn(System):
+    name, kind, can_scale = "gunicorn", "Python (gunicorn sync workers)", True
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [PY, "-m", "gunicorn", "--workers", "4", "--bind", self.address, "--chdir", PEERS,
+             "--log-level", "critical", "app:application"], stdin=subprocess.DEVNULL)
+        return self.ready()
+
+    def supervisor(self):
+        return self.proc.pid
+
+    def signal_reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def signal_scale(self, n):
+        now = len(self.workers())
+        for _ in range(abs(n - now)):
+            self.proc.send_signal(signal.SIGTTIN if n > now else signal.SIGTTOU)
+            time.sleep(0.05)  # gunicorn queues at most 5 signals
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+CIRCUS_INI = """[circus]
+endpoint = ipc://{d}/endpoint
+pubsub_endpoint = ipc://{d}/pubsub
+statsd = False
+check_delay = 5
+
+[watcher:web]
+cmd = {py} {app} --fd $(circus.sockets.web)
+use_sockets = True
+numprocesses = 4
+copy_env = True
+
+[socket:web]
+host = 127.0.0.1
+port = {port}
+"""
+
+
+class Circus(System):
+    name, kind, can_scale = "circus", "Python (stdlib server)", True
+
+    def __init__(self, port, cache):
+        super().__init__(port)
+        self.bin = os.path.join(cache, "circus", "bin")
+
+    def start(self):
+        ini = os.path.join(self.dir, "circus.ini")
+        with open(ini, "w") as f:
+            f.write(CIRCUS_INI.format(d=self.dir, py=PY, app=APP_PY, port=self.port))
+        self.proc = subprocess.Popen([os.path.join(self.bin, "circusd"), "--log-level", "warning", ini],
+                                     stdin=subprocess.DEVNULL)
+        self.client = LineClient([os.path.join(self.bin, "python"), os.path.join(PEERS, "circus_client.py"),
+                                  f"ipc://{self.dir}/endpoint"])
+        return self.ready()
+
+    def supervisor(self):
+        return self.proc.pid
+
+    def signal_reload(self):
+        self.client.call("reload web")
+
+    def signal_scale(self, n):
+        now = len(self.workers())
+        self.client.call(f"{'incr' if n > now else 'decr'} web {abs(n - now)}")
+
+    def stop(self):
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+class Uwsgi(System):
+    """uWSGI's master with 4 workers: a chain reload (`c` on the master FIFO, with
+    `--lazy-apps`: one worker at a time) or a graceful reload (`r`: all workers at once)."""
+    kind = "Python (uWSGI workers)"
+
+    def __init__(self, port, chain):
+        super().__init__(port)
+        self.chain = chain
+        self.name = "uWSGI, chain reload" if chain else "uWSGI, graceful reload"
+
+    def start(self):
+        self.fifo = os.path.join(self.dir, "fifo")
+        self.proc = subprocess.Popen(
+            ["uwsgi", "--plugin", "python3", "--http-socket", self.address, "--chdir", PEERS,
+             "--wsgi-file", APP_PY, "--master", "--processes", "4", "--master-fifo", self.fifo,
+             "--disable-logging", "--die-on-term", *(["--lazy-apps"] if self.chain else [])],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self.ready()
+
+    def supervisor(self):
+        return self.proc.pid
+
+    def signal_reload(self):
+        with open(self.fifo, "w") as f:
+            f.write("c" if self.chain else "r")
+
+    def stop(self):
+        with open(self.fifo, "w") as f:
+            f.write("q")
+        self.proc.wait(timeout=60)
+
+
+class Nginx(System):
+    name, kind = "nginx", "C (`return 200`)"
+
+    def start(self):
+        self.proc, self.port = start_nginx(workers=4)
+        self.address = f"127.0.0.1:{self.port}"
+        return self.ready()
+
+    def supervisor(self):
+        return self.proc.pid
+
+    def signal_reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGQUIT)
+        self.proc.wait(timeout=60)
+
+
+PM2_CONFIG = """module.exports = {{ apps: [{{
+  name: "app", script: "{app}", exec_mode: "cluster", instances: 4,
+  env: {{ PORT: "{port}" }},{ready}
+}}] }};
+"""
+
+
+class Pm2(System):
+    """PM2 in cluster mode (its daemon is the cluster's master: it accepts the connections and
+    hands them to the workers), `pm2 reload` and `pm2 scale`; with `wait_ready`, a new worker
+    counts once it says so (`process.send("ready")`), as PM2's docs recommend."""
+    kind, can_scale = "Node", True
+
+    def __init__(self, port, cache, wait_ready):
+        super().__init__(port)
+        self.module = os.path.join(cache, "pm2", "node_modules", "pm2")
+        self.pm2 = os.path.join(self.module, "bin", "pm2")
+        self.wait_ready = wait_ready
+        self.name = "PM2, wait_ready" if wait_ready else "PM2"
+        self.env = dict(os.environ, PM2_HOME=os.path.join(self.dir, "home"))
+
+    def ctl(self, *args):
+        return run("node", self.pm2, *args, env=self.env)
+
+    def start(self):
+        config = os.path.join(self.dir, "ecosystem.config.js")
+        ready = "\n  wait_ready: true, listen_timeout: 3000," if self.wait_ready else ""
+        with open(config, "w") as f:
+            f.write(PM2_CONFIG.format(app=APP_JS, port=self.port, ready=ready))
+        self.ctl("start", config)
+        with open(os.path.join(self.env["PM2_HOME"], "pm2.pid")) as f:
+            self.daemon = int(f.read())
+        self.client = LineClient(["node", os.path.join(PEERS, "pm2_client.js"), self.module], env=self.env)
+        return self.ready()
+
+    def supervisor(self):
+        return self.daemon
+
+    def signal_reload(self):
+        self.client.call("reload app")
+
+    def signal_scale(self, n):
+        self.client.call(f"scale app {n}")
+
+    def stop(self):
+        self.client.close()
+        self.ctl("kill")
+
+
+def systems(cache, port):
+    """Every system, each on its own port from `port` on."""
+    node = ["node", APP_JS]
+    gunicorn = [PY, "-m", "gunicorn", "--workers", "1", "--chdir", PEERS, "--log-level", "critical",
+                "app:application"]
+    return [
+        HerdSystem(port, "herd, stdlib Python", "Python (stdlib server)", [PY, APP_PY]),
+        HerdSystem(port + 1, "herd, gunicorn", "Python (gunicorn, 1 sync worker each)", gunicorn),
+        HerdSystem(port + 2, "herd, Node", "Node", node),
+        Gunicorn(port + 3),
+        Circus(port + 4, cache),
+        Uwsgi(port + 5, chain=True),
+        Uwsgi(port + 6, chain=False),
+        Nginx(port + 7),
+        Pm2(port + 8, cache, wait_ready=False),
+        Pm2(port + 9, cache, wait_ready=True),
+    ]
+
+
+def versions(cache):
+    """The version of each system, for the report."""
+    def out(*args):
+        r = subprocess.run(args, capture_output=True, text=True)
+        return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "?"
+    pm2_package = os.path.join(cache, "pm2", "node_modules", "pm2", "package.json")
+    circus = os.path.join(cache, "circus", "bin", "python")
+    return {
+        "herd": out(HERD, "--version"),
+        "Python": out(PY, "--version"),
+        "gunicorn": out(PY, "-m", "gunicorn", "--version"),
+        "circus": out(circus, "-c", "import circus; print('circus', circus.__version__)"),
+        "uWSGI": "uWSGI " + out("uwsgi", "--version"),
+        "nginx": out("/usr/sbin/nginx", "-v"),
+        "Node": "Node " + out("node", "--version"),
+        "PM2": "PM2 " + json.load(open(pm2_package))["version"],
+    }

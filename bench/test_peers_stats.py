@@ -1,0 +1,86 @@
+"""Unit tests of the peer benchmark's arithmetic: python3 -m unittest discover bench"""
+import os
+import tempfile
+import unittest
+
+from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, cut, line_chart, median_range, percentile, place,
+                         read_timeline, spans)
+
+
+class Percentiles(unittest.TestCase):
+    def test_nearest_rank(self):
+        values = list(range(1, 101))
+        self.assertEqual(percentile(values, 99), 99)
+        self.assertEqual(percentile(values, 50), 50)
+        self.assertEqual(percentile([7], 99), 7)
+        self.assertIsNone(percentile([], 99))
+
+    def test_median_and_range(self):
+        self.assertEqual(median_range([3.0, 1.0, 2.0]), "2.0 (1.0-3.0)")
+        self.assertEqual(median_range([2.0, None]), "2.0")
+        self.assertEqual(median_range([None]), "-")
+
+
+class Windows(unittest.TestCase):
+    windows = [(1_000_000, 2_000_000)]
+
+    def test_a_request_is_steady_inside_or_left_out(self):
+        self.assertIsNone(place(WARMUP_US - 1, self.windows), "warming up")
+        self.assertEqual(place(500_000, self.windows), "steady")
+        self.assertEqual(place(1_000_000, self.windows), "reload")
+        self.assertEqual(place(2_000_000, self.windows), "reload")
+        self.assertIsNone(place(2_000_000 + SETTLE_US, self.windows), "settling")
+        self.assertEqual(place(2_000_001 + SETTLE_US, self.windows), "steady")
+
+    def test_spans_leave_out_warm_up_and_settling(self):
+        steady, inside = spans(self.windows, 4_000_000)
+        self.assertAlmostEqual(inside, 1.0)
+        self.assertAlmostEqual(steady, 4.0 - WARMUP_US / 1e6 - 1.0 - SETTLE_US / 1e6)
+
+    def test_cut_compares_reload_windows_with_steady(self):
+        # 1000 requests/s for 4 s: 1 ms steady, 10 ms inside the window, where half the
+        # requests fail (and count as latency too).
+        records = []
+        for i in range(4000):
+            start = i * 1000
+            inside = 1_000_000 <= start <= 2_000_000
+            outcome = "reset" if inside and i % 2 else "ok"
+            records.append((start, 10_000 if inside else 1_000, outcome))
+        got = cut(records, self.windows, 4_000_000)
+        self.assertEqual(got["failures"], {"reset": 500})
+        self.assertEqual(got["failed"], 500)
+        self.assertEqual((got["p99_steady_ms"], got["p99_reload_ms"]), (1.0, 10.0))
+        self.assertAlmostEqual(got["ratio"], 10.0)
+        self.assertAlmostEqual(got["share"], 0.5, places=2)
+
+    def test_without_windows_there_is_no_ratio(self):
+        got = cut([(300_000, 500, "ok"), (400_000, 700, "ok")], [])
+        self.assertEqual(got["p99_steady_ms"], 0.7)
+        self.assertIsNone(got["ratio"])
+        self.assertIsNone(got["share"])
+
+
+class Timeline(unittest.TestCase):
+    def test_reads_what_loadgen_writes(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.csv")
+            with open(path, "w") as f:
+                f.write("start_us,latency_us,outcome\n0,412,ok\n1000,5000000,timeout\n")
+            self.assertEqual(read_timeline(path), [(0, 412, "ok"), (1000, 5_000_000, "timeout")])
+            with open(path, "w") as f:
+                f.write("0,412,ok\n")
+            with self.assertRaises(ValueError):
+                read_timeline(path)
+
+    def test_bins_and_chart(self):
+        records = [(i * 1000, 1000 + (i % 100) * 10, "ok") for i in range(1000)]
+        bins = binned_p99(records, 250_000)
+        self.assertEqual([b[0] for b in bins], [0.0, 0.25, 0.5, 0.75])
+        self.assertEqual(bins[0][1], 1.98)
+        svg = line_chart([("herd", bins, [(0.25, 0.5)])], "p99")
+        self.assertTrue(svg.startswith("<svg") and svg.endswith("</svg>"))
+        self.assertIn(">herd</text>", svg)
+
+
+if __name__ == "__main__":
+    unittest.main()
