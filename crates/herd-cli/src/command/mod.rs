@@ -19,7 +19,7 @@ pub use options::{credentials, working_dir};
 pub use resolve::{explain_exec_error, resolve_program};
 
 /// Variables of herd's own environment that must not reach workers: they describe herd's own
-/// sockets and notify socket, not the worker's.
+/// sockets, notify socket and fd store, not the worker's.
 const PRIVATE_VARS: &[&str] = &[
     "LISTEN_FDS",
     "LISTEN_PID",
@@ -28,6 +28,7 @@ const PRIVATE_VARS: &[&str] = &[
     "NOTIFY_SOCKET",
     "WATCHDOG_USEC",
     "WATCHDOG_PID",
+    "FDSTORE",
     "HERD_WORKER",
     "HERD_GENERATION",
 ];

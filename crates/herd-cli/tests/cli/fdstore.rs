@@ -247,6 +247,10 @@ fn the_store_takes_what_herd_made_up_to_its_maximum() {
     let (stored, heard) = receive_store(&notify);
     let names: Vec<&str> = stored.keys().map(String::as_str).collect();
     assert_eq!(names, ["herd.extra"], "{heard:?}");
+    // The store is herd's: workers do not hear of it.
+    let worker = herd.started(1)[0].1;
+    let env = environ(worker);
+    assert!(!env.iter().any(|v| v.starts_with("FDSTORE=")), "{env:?}");
     let warning = herd.wait_for_event("fdstore_not_stored", &[]);
     let message = warning["message"].as_str().unwrap();
     assert!(
@@ -288,4 +292,45 @@ fn store_settings_herd_cannot_use() {
         let lines = herd.lines();
         assert!(events(&lines).all(|e| e["event"] != "fdstore_stored"));
     }
+}
+
+/// At start, what the store gives back is adopted by name; a stored fd no `--bind` or `--shm`
+/// names any more is removed from the store (FDSTOREREMOVE=1), and nothing adopted is stored
+/// again.
+#[test]
+fn a_stored_fd_nothing_names_is_removed_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let listener = || OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let web = listener();
+    let web_addr = std::net::TcpListener::from(web.try_clone().unwrap())
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let stored: BTreeMap<String, OwnedFd> = [
+        (
+            "herd.counter",
+            herd_sys::shm::create("counter", 4096).unwrap(),
+        ),
+        ("herd.old", listener()),
+        ("herd.web", web),
+    ]
+    .into_iter()
+    .map(|(name, fd)| (name.to_string(), fd))
+    .collect();
+    let herd = restart(&stored, &notify_path);
+    assert_eq!(herd.address("web"), web_addr);
+    herd.wait_for_event("fdstore_restored", &[("names", "counter,old,web".into())]);
+    herd.wait_for_event("fdstore_removed", &[("names", "herd.old".into())]);
+    let (again, heard) = receive_store(&notify);
+    assert!(again.is_empty(), "{heard:?}");
+    assert!(
+        heard
+            .iter()
+            .any(|m| m.contains("FDSTOREREMOVE=1") && m.contains("FDNAME=herd.old")),
+        "{heard:?}"
+    );
+    assert_eq!(hit(&get(&web_addr, "/").unwrap()), 1);
 }
