@@ -17,10 +17,14 @@ FRONTENDS = {"hosts": 8080, "hosts_retry": 8081}
 
 CONFIG = """global
     maxconn 4000
+    log stdout format raw local0 info
     stats socket {dir}/haproxy.sock mode 600 level admin
 
 defaults
     mode http
+    log global
+    option httplog
+    option dontlog-normal
     maxconn 3000
     timeout connect 1s
     timeout client 10s
