@@ -58,6 +58,8 @@ fn stop_cleanly(mut herd: Herd) {
     let lines = herd.lines();
     let complaints: Vec<&serde_json::Value> = events(&lines)
         .filter(|e| matches!(e["level"].as_str(), Some("WARN" | "ERROR")))
+        // Servers that call listen() again replace herd's backlog: said once, by design.
+        .filter(|e| e["event"] != "backlog_replaced")
         .collect();
     assert!(complaints.is_empty(), "herd complained: {complaints:#?}");
 }
