@@ -209,11 +209,16 @@ fn sanic_multi_process_mode_shuts_the_shared_socket_down() {
     });
     // Each herd worker is a Sanic main process whose own worker process serves; both serve
     // (so both main processes handle SIGTERM) before one is stopped.
-    herd.wait_for("2 Sanic processes serving", |lines| {
+    // Six Python processes start (a main, a manager and a worker per herd worker): on a busy
+    // machine that takes longer than one wait.
+    let limit = std::time::Duration::from_secs(60);
+    wait_until_within("2 Sanic processes serving", limit, || {
+        let lines = herd.lines();
         let serving = lines
             .iter()
             .filter(|l| matches!(l, Line::Text(t) if t.contains("sanic_app.py: pid")));
-        (serving.count() >= 2).then_some(())
+        let count = serving.count();
+        (count >= 2).then_some(()).ok_or(format!("{count} serving"))
     });
     let addr = herd.address("http");
     several_answer(&herd, || get(&addr, "/"), "sanic pid");
