@@ -334,3 +334,29 @@ fn a_stored_fd_nothing_names_is_removed_from_the_store() {
     );
     assert_eq!(hit(&get(&web_addr, "/").unwrap()), 1);
 }
+
+/// A stored Unix socket keeps its file when herd stops: clients still reach the socket the
+/// store holds, and the next herd serves them.
+#[test]
+fn a_stored_unix_socket_keeps_its_file_when_herd_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let path = dir.path().join("app.sock");
+    let bind = format!("app=unix:{}", path.display());
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "--ready", "notify", "-b", &bind])
+            .args(["--", "python3", &example("hello.py")])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("FDSTORE", "1");
+        cmd
+    });
+    let (stored, heard) = receive_store(&notify);
+    assert!(stored.contains_key("herd.app"), "{heard:?}");
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+    assert!(path.exists(), "herd removed the stored socket's file");
+    std::os::unix::net::UnixStream::connect(&path).expect("the stored socket still listens");
+}
