@@ -51,7 +51,12 @@ impl Supervisor {
     fn obey(&mut self, intent: Intent, sources: &Sources) {
         let trigger = intent.signal_name();
         match intent.order(self.pool.is_stopping()) {
-            Order::Reap => self.reap(),
+            Order::Reap => {
+                // A worker's last words (STOPPING=1 as it exits) are taken while it is still
+                // one: after the reap its pid names no worker, and the message would be dropped.
+                self.read_waiting_notifications(sources);
+                self.reap();
+            }
             Order::Stop { graceful } => self.request_stop(StopRequest {
                 reason: trigger,
                 graceful,

@@ -253,6 +253,11 @@ impl Supervisor {
         Ok(None)
     }
 
+    /// Takes the notifications already waiting, before exited workers are reaped.
+    pub(in crate::supervisor) fn read_waiting_notifications(&mut self, sources: &Sources) {
+        self.read_notifications(sources.platform.notify());
+    }
+
     /// Reads the datagrams waiting on the notify socket.
     fn read_notifications(&mut self, socket: &UnixDatagram) {
         let mut buf = [0u8; notify::MAX_DATAGRAM];

@@ -73,6 +73,10 @@ impl Supervisor {
     /// workers' do; no reuseport slots drain).
     pub(in crate::supervisor) fn platform_after_turn(&mut self, _sources: &Sources) {}
 
+    /// Nothing before a look at the children: each notify pipe connection is read as it
+    /// comes, by a task of its own.
+    pub(in crate::supervisor) fn read_waiting_notifications(&mut self, _sources: &Sources) {}
+
     /// Nothing after a look at the children: every child is a worker, and Windows has no
     /// process groups to wait for.
     pub(in crate::supervisor) fn reaped(
