@@ -127,7 +127,9 @@ fn unicorn_with_its_listen_fds_support() {
                 "--ready",
                 "delay=500ms",
                 "-b",
-                "http=127.0.0.1:0,nonblocking",
+                // unicorn calls listen() again with its own backlog, 1024: herd's is the same,
+                // so that it stays as herd set it (else herd warns that it changed).
+                "http=127.0.0.1:0,nonblocking,backlog=1024",
             ],
             &["unicorn", "-c", &config, &app],
         );
