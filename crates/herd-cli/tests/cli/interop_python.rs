@@ -44,6 +44,27 @@ pub(crate) fn serve_with(
     herd
 }
 
+/// The Python program `name` (`python3`, `twist`, `hypercorn`) beside the interpreter that
+/// `python3` runs, when it is there: a version manager's shim (pyenv's are bash scripts) can
+/// leave a subshell behind that herd rightly reports as left by the worker.
+fn python_program(name: &str) -> String {
+    static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import os, sys; print(os.path.dirname(sys.executable))",
+            ])
+            .output()
+            .ok()?;
+        Some(String::from_utf8(out.stdout).ok()?.trim().into())
+    });
+    match dir.as_ref().map(|d| d.join(name)) {
+        Some(path) if path.exists() => path.display().to_string(),
+        _ => name.to_string(),
+    }
+}
+
 /// The environment of the Python servers: `tests/interop` on the module path, and the word
 /// `pid_app.py` starts its answers with.
 fn python_env(marker: &str) -> [(&'static str, String); 2] {
@@ -134,7 +155,7 @@ fn twisted_from_its_systemd_endpoint() {
     let herd = serve_python(
         &[],
         &[
-            "twist",
+            &python_program("twist"),
             "--log-format",
             "text",
             "web",
@@ -158,7 +179,7 @@ fn hypercorn_on_its_fd_bind() {
     let herd = serve_python(
         &[],
         &[
-            "hypercorn",
+            &python_program("hypercorn"),
             "--workers",
             "0",
             "--bind",
@@ -174,7 +195,7 @@ fn hypercorn_on_its_fd_bind() {
 #[test]
 fn waitress_through_serve_sockets() {
     let app = interop_file("waitress_app.py");
-    let herd = serve_python(&[], &["python3", &app], "waitress");
+    let herd = serve_python(&[], &[&python_program("python3"), &app], "waitress");
     upgrades_under_load(&herd, |b| b.starts_with("waitress pid"));
     stops_cleanly(herd);
 }
@@ -185,7 +206,7 @@ fn waitress_through_serve_sockets() {
 #[test]
 fn sanic_in_single_process_mode() {
     let app = interop_file("sanic_app.py");
-    let herd = serve_python(&[], &["python3", &app], "sanic");
+    let herd = serve_python(&[], &[&python_program("python3"), &app], "sanic");
     upgrade_under_load_cuts_only_held_connections(&herd, |b| b.starts_with("sanic pid"));
     stops_cleanly(herd);
 }
@@ -204,7 +225,7 @@ fn sanic_multi_process_mode_shuts_the_shared_socket_down() {
         let mut cmd = herd_json();
         cmd.envs(env.iter().copied())
             .args(["run", "-w", "2", "-b", "http=127.0.0.1:0,nonblocking"])
-            .args(["--", "python3", &app]);
+            .args(["--", &python_program("python3"), &app]);
         cmd
     });
     // Each herd worker is a Sanic main process whose own worker process serves; both serve
