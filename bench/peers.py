@@ -51,13 +51,18 @@ def under_load(system, steps, closed, lead, gap):
             "--timeline", timeline, *(["--concurrency", str(CONNECTIONS)] if closed else ["--threads", "256"])]
     cpu0 = cpu_seconds(system.supervisor())
     proc = subprocess.Popen(load, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    time.sleep(lead)
-    windows = []
-    for step in steps:
-        begin = time.time()
-        step()
-        windows.append((begin, time.time()))
-        time.sleep(gap)
+    try:
+        time.sleep(lead)
+        windows = []
+        for step in steps:
+            begin = time.time()
+            step()
+            windows.append((begin, time.time()))
+            time.sleep(gap)
+    except BaseException:
+        proc.kill()  # a step failed: no load left behind
+        proc.wait()
+        raise
     out, _ = proc.communicate(timeout=60)
     cpu = cpu_seconds(system.supervisor()) - cpu0
     result = json.loads(out)
@@ -118,6 +123,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 repetition, 3 and 2 reloads")
     parser.add_argument("--only", help="run only the systems whose name contains this")
     parser.add_argument("--report", default=report("peers"))
+    parser.add_argument("--from", dest="saved", metavar="JSON",
+                        help="only write the report again, from the figures a run saved (REPORT.json)")
     args = parser.parse_args()
     args.reloads, args.saturation_reloads, args.gap, args.idle = 10, 5, 1.0, 3.0
     if args.quick:
@@ -126,6 +133,12 @@ def main():
     cache = setup()
     everything = systems(cache, free_port())
     everything = [s for s in everything if not args.only or args.only in s.name]
+    if args.saved:
+        with open(args.saved) as f:
+            saved = json.load(f)
+        write_report(args, everything, saved["results"], saved["errors"], saved["cross"], versions(cache),
+                     saved["loads"], saved["took"], figure("peers"), machine())
+        return
     results, errors, loads = {}, {}, [load_average()]
     started = time.monotonic()
     for rep in range(args.reps):
@@ -135,7 +148,8 @@ def main():
             system.workers_wanted = 4
             try:
                 system.start()
-                results.setdefault(system.name, []).append(one_system(system, args))
+                got = one_system(system, args)
+                results.setdefault(system.name, []).append(got)
             except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
                 errors[system.name] = str(e)
                 print(f"   failed: {e}", flush=True)
@@ -153,6 +167,8 @@ def main():
             cross.append((system.name, *wrk_check(system.address, 2 if args.quick else 4)))
             system.stop()
     took = time.monotonic() - started
+    with open(os.path.splitext(args.report)[0] + ".json", "w") as f:  # to rewrite the report: --from
+        json.dump({"results": results, "errors": errors, "cross": cross, "loads": loads, "took": took}, f)
     write_report(args, everything, results, errors, cross, versions(cache), loads, took, figure("peers"),
                  machine())
     print(f"\nwrote {args.report} and {figure('peers')}")

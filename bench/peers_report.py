@@ -119,6 +119,8 @@ def not_best(systems, results):
         if best in herd or not herd_scored:
             continue
         herd_value, herd_name = pick(herd_scored)
+        if herd_value == best_value:
+            continue
         lines.append(f"- {label}: {best} {fmt.format(best_value)}, herd's best {fmt.format(herd_value)} "
                      f"({herd_name}). Why: {WHY[label]}.")
     idle = {n: med([r["idle_cpu"] for r in results[n]]) for n in herd + others}

@@ -42,7 +42,7 @@ def rss_mib(pid):
     return None
 
 
-def wait_for(what, check, timeout=60):
+def wait_for(what, check, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -244,9 +244,17 @@ class Uwsgi(System):
             f.write("c" if self.chain else "r")
 
     def stop(self):
-        with open(self.fifo, "w") as f:
-            f.write("q")
-        self.proc.wait(timeout=60)
+        workers = self.workers()
+        self.proc.send_signal(signal.SIGINT)  # shut down at once
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # a master that waits for its workers for long
+            for pid in workers | self.workers() | {self.proc.pid}:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.proc.wait(timeout=30)
 
 
 class Nginx(System):

@@ -25,6 +25,8 @@ scripts/check-deploy.sh 2>&1 | tee -a "$log" || status=$?
 # The worker library's optional tokio feature.
 cargo test -p herd --features tokio --lib 2>&1 | tee -a "$log" || status=$?
 cargo test -p herd --features tokio --doc 2>&1 | tee -a "$log" || status=$?
+# The benchmarks' pure arithmetic (window cutting, percentiles): Python's unittest.
+python3 -m unittest discover -s bench -p 'test_*.py' 2>&1 | tee -a "$log" || status=$?
 # A short fuzzing run of every parser (HERD_SKIP_FUZZ=1 skips it).
 if [ -z "${HERD_SKIP_FUZZ:-}" ]; then
     scripts/fuzz.sh || status=$?
