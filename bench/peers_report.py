@@ -1,5 +1,6 @@
 """The peer benchmark's report: tables (medians and ranges over the repetitions), where herd is
 not best and why, the targets' verdicts, and the latency-over-time chart."""
+import os
 import statistics
 
 from peers_stats import line_chart, median_range
@@ -130,8 +131,17 @@ def not_best(systems, results):
     return lines or ["- herd is best on every column above."]
 
 
-def verdicts(systems, results):
-    """One line per target of issue 19 that this scenario measures."""
+def verdicts(systems, results, noisy=False):
+    """One line per target of issue 19 that this scenario measures; on an overloaded machine
+    each is **inconclusive**, with what was measured."""
+    lines = measured_verdicts(systems, results)
+    if noisy:
+        return [v.replace("**met**", "**inconclusive**").replace("**missed**", "**inconclusive**")
+                + " (the machine was overloaded: run again on a quiet one)" for v in lines]
+    return lines
+
+
+def measured_verdicts(systems, results):
     herd = [s.name for s in systems if s.name.startswith("herd") and s.name in results]
     failed = sum(run[sc]["failed"] for n in herd for run in results[n] for sc in ("open", "closed", "scale")
                  if sc in run)
@@ -168,6 +178,13 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
     noise = (f"load average {min(loads):.1f} to {max(loads):.1f} over the run "
              f"(1-minute, sampled between systems; the machine is shared)")
     version_line = "; ".join(versions.values())
+    # Other work on the machine's cores makes latencies the scheduler's, not the systems'.
+    noisy = max(loads) > 2 * (os.cpu_count() or 1)
+    caveat = (f"**This run is not a measurement**: the machine was shared and overloaded (load average "
+              f"up to {max(loads):.0f} on {os.cpu_count()} cores), so steady latencies are the "
+              "scheduler's, every verdict below is inconclusive, and only gross differences (failed "
+              "connections, supervisor RSS and CPU, reload durations) carry over. Run "
+              "`bench/run peers` again on a quiet machine.\n\n") if noisy else ""
     with open(args.report, "w") as f:
         f.write(f"""# Benchmark: herd and its peers
 
@@ -176,7 +193,7 @@ Command: `python3 bench/peers.py --reps {args.reps}{quick}` (or `bench/run peers
 
 Machine: {machine}; {noise}. The whole scenario took {took:.0f} s.
 
-Versions: {version_line}.
+{caveat}Versions: {version_line}.
 
 Method: every system runs 4 workers of the same apps on loopback: `bench/peers/app.py` (a WSGI
 app: served by gunicorn, uWSGI, and by examples/hello.py's stdlib accept loop under circus and
@@ -219,7 +236,7 @@ Where herd is not best:
 
 Targets:
 
-{chr(10).join('- ' + v for v in verdicts(systems, results))}
+{chr(10).join('- ' + v for v in verdicts(systems, results, noisy))}
 
 Cross-check of `herd-loadgen` with `wrk` (`-t2 -c32 --latency`, `Connection: close`), closed
 loop with 32 connections, same targets, steady:
