@@ -5,7 +5,6 @@ use std::net::TcpListener;
 
 use crate::cli::{RunArgs, Workers};
 use crate::exit::Failure;
-use crate::logging::LogEvent;
 use crate::spec::{self, BindSpec};
 use crate::supervisor::Supervisor;
 
@@ -41,12 +40,12 @@ pub fn serve(
     let ready_min = ready_min(args, default_workers)?;
     let metrics = match (metrics, &args.metrics) {
         (Some(listener), _) => Some(listener),
-        (None, Some(spec)) => Some(bind(spec, "--metrics", "metrics", "/metrics")?),
+        (None, Some(spec)) => Some(bind(spec, "--metrics", "metrics")?),
         (None, None) => None,
     };
     let health = match (health, &args.health) {
         (Some(listener), _) => Some(listener),
-        (None, Some(spec)) => Some(bind(spec, "--health", "health", "/healthz")?),
+        (None, Some(spec)) => Some(bind(spec, "--health", "health")?),
         (None, None) => None,
     };
     if let Some(listener) = metrics {
@@ -59,21 +58,13 @@ pub fn serve(
     Ok(())
 }
 
-/// Binds `spec` for `option`, and logs where it serves `what` (at `path`).
-fn bind(spec: &BindSpec, option: &str, what: &str, path: &str) -> Result<TcpListener, Failure> {
-    let listener = spec::bind_tcp(spec).map_err(|e| {
+/// Binds `spec` for `option`, to serve `what`; where it serves is logged once it does
+/// ([`http::start`](crate::supervisor::http::start)).
+fn bind(spec: &BindSpec, option: &str, what: &str) -> Result<TcpListener, Failure> {
+    spec::bind_tcp(spec).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "cannot serve {what} on {} ({option}): {e:#}; choose another address",
             spec.text
         ))
-    })?;
-    let bound = listener
-        .local_addr()
-        .map_or_else(|_| spec.text.clone(), |a| a.to_string());
-    let event = match option {
-        "--metrics" => LogEvent::MetricsReady,
-        _ => LogEvent::HealthReady,
-    };
-    tracing::info!(event = event.as_str(), address = %bound, "{what} at http://{bound}{path}");
-    Ok(listener)
+    })
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::health::{liveness, readiness, HealthBoard};
 use super::metrics::CONTENT_TYPE;
+use crate::logging::LogEvent;
 
 /// A scrape waiting for the supervisor's rendering (an error if it could not be encoded).
 pub type Scrape = oneshot::Sender<Result<String, std::fmt::Error>>;
@@ -73,35 +74,57 @@ fn probe_response(verdict: Result<(), String>) -> (&'static str, String) {
 /// is 2^24, always this many).
 pub const MAX_CONNECTIONS: usize = 64;
 
-/// Serves `listeners` on a thread of its own, with its own event loop, until herd exits.
+/// Serves `listeners` on a thread of its own, with its own event loop, until herd exits. Each
+/// is announced in the log (`metrics_ready`, `health_ready`) once its task waits for clients.
 pub fn start(
     listeners: Vec<(std::net::TcpListener, Endpoint)>,
     answers: Answers,
 ) -> std::io::Result<()> {
-    for (listener, _) in &listeners {
-        listener.set_nonblocking(true)?;
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut registered = Vec::new();
+    for (listener, endpoint) in listeners {
+        listener.set_nonblocking(true)?;
+        let address = listener.local_addr()?;
+        let _inside = runtime.enter();
+        registered.push((TcpListener::from_std(listener)?, endpoint, address));
+    }
     std::thread::Builder::new()
         .name("herd-http".to_string())
         .spawn(move || {
             runtime.block_on(async move {
                 let mut served = Vec::new();
-                for (listener, endpoint) in listeners {
-                    // Registered with this thread's event loop; a socket that cannot be is
-                    // not served (it was listening a moment ago: this does not happen).
-                    if let Ok(listener) = TcpListener::from_std(listener) {
-                        served.push(tokio::spawn(serve(listener, endpoint, answers.clone())));
-                    }
+                let mut ready = Vec::new();
+                for (listener, endpoint, address) in registered {
+                    served.push(tokio::spawn(serve(listener, endpoint, answers.clone())));
+                    ready.push((endpoint, address));
                 }
+                // Once each task waits for its first client, with its socket polled.
+                tokio::task::yield_now().await;
+                ready.into_iter().for_each(announce);
                 for task in served {
                     let _ = task.await;
                 }
             })
         })?;
     Ok(())
+}
+
+/// Says in the log that `endpoint` serves at `address`.
+fn announce((endpoint, address): (Endpoint, std::net::SocketAddr)) {
+    match endpoint {
+        Endpoint::Metrics => tracing::info!(
+            event = LogEvent::MetricsReady.as_str(),
+            address = %address,
+            "metrics at http://{address}/metrics"
+        ),
+        Endpoint::Health => tracing::info!(
+            event = LogEvent::HealthReady.as_str(),
+            address = %address,
+            "health at http://{address}/healthz and /readyz"
+        ),
+    }
 }
 
 /// Serves `endpoint` on `listener`. At most [`MAX_CONNECTIONS`] connections are open at once;
