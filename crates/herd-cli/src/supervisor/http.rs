@@ -256,14 +256,24 @@ const MAX_HEAD: usize = 8192;
 async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Option<String>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 || head.len() > MAX_HEAD {
             return Ok(None);
         }
+        let scanned = head.len();
         head.extend_from_slice(&buf[..n]);
+        if head_ends(&head, scanned) {
+            return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
+        }
     }
-    Ok(Some(String::from_utf8_lossy(&head).into_owned()))
+}
+
+/// Whether `head` holds the blank line that ends a request head (`\r\n\r\n`, or a bare
+/// `\n\n`), looking only at what came after its first `scanned` bytes (already looked at).
+fn head_ends(head: &[u8], scanned: usize) -> bool {
+    let new = &head[scanned.saturating_sub(2)..];
+    new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// What a request asks for.
@@ -348,6 +358,20 @@ mod tests {
             r("GET / HTTP/1.1"),
             (Route::NotFound(Endpoint::Health), false)
         );
+    }
+
+    #[test]
+    fn a_head_ends_at_its_blank_line_however_it_arrives() {
+        let ends_bytewise =
+            |request: &[u8]| (1..=request.len()).find(|&len| head_ends(&request[..len], len - 1));
+        let crlf = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(ends_bytewise(crlf), Some(crlf.len()));
+        let lf = b"GET /healthz HTTP/1.0\nHost: x\n\n";
+        assert_eq!(ends_bytewise(lf), Some(lf.len()));
+        assert_eq!(ends_bytewise(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert!(head_ends(crlf, 0));
+        assert!(head_ends(lf, lf.len() - 2));
+        assert!(!head_ends(crlf, crlf.len()));
     }
 
     #[test]
