@@ -63,6 +63,8 @@ MUTATIONS = [
      "Unknown key"),
     ("a TimeoutStopSec shorter than herd's stop", UNIT, "TimeoutStopSec=35",
      "TimeoutStopSec=20", "must exceed"),
+    ("an fd store too small for herd.toml's sockets", UNIT, "FileDescriptorStoreMax=16\n", "",
+     "FileDescriptorStoreMax= 0 is below"),
     ("a unit that kills the workers with herd", UNIT, "KillMode=mixed",
      "KillMode=control-group", "KillMode=mixed"),
 ]

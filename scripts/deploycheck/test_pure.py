@@ -105,6 +105,16 @@ class Units(unittest.TestCase):
         self.assertEqual(len(notes), 1)
         self.assertEqual(units.for_this_systemd("a.service", text, 253, []), text)
 
+    def test_fdstore_needs_room_for_every_bind_and_shm(self):
+        config = {"fdstore": True, "bind": [":80", ":81"], "shm": ["c=4096"]}
+        self.assertEqual(units.fdstore_errors("u", {"FileDescriptorStoreMax": ["3"]}, config, "t"),
+                         [])
+        self.assertIn("FileDescriptorStoreMax= 0 is below 3,",
+                      units.fdstore_errors("u", {}, config, "t")[0])
+        self.assertIn("2 is below 3,", units.fdstore_errors(
+            "u", {"FileDescriptorStoreMax": ["2"]}, config, "t")[0])
+        self.assertEqual(units.fdstore_errors("u", {}, {"bind": [":80"]}, "t"), [])
+
 
 def run():
     """(passed, failed) of these tests, printed as unittest prints them."""

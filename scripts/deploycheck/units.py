@@ -87,10 +87,27 @@ def check_service(root, name, unit, herd):
         stop = herdconf.seconds(stop.replace("sec", "s"), "TimeoutStopSec")
     except ValueError as e:
         return errors + [f"{where}: {e}"]
+    errors += fdstore_errors(where, unit, config, config_where)
     if stop <= drain + grace:
         errors.append(f"{where}: TimeoutStopSec= {stop:g} s must exceed {config_where}'s "
                       f"drain-delay {drain:g} s + grace {grace:g} s = {drain + grace:g} s")
     return errors + herdconf.herd_check(herd, text, config_where)
+
+
+def fdstore_errors(where, unit, config, config_where):
+    """With `fdstore = true`, FileDescriptorStoreMax= must hold every socket and --shm area
+    (systemd's default, 0, stores none, and herd then refuses to start)."""
+    if config.get("fdstore") is not True:
+        return []
+    needed = len(config.get("bind", [])) + len(config.get("shm", []))
+    try:
+        limit = int(unit.get("FileDescriptorStoreMax", ["0"])[-1])
+    except ValueError:
+        return [f"{where}: FileDescriptorStoreMax= must be a number"]
+    if limit >= needed:
+        return []
+    return [f"{where}: FileDescriptorStoreMax= {limit} is below {needed}, what {config_where} "
+            "stores with fdstore = true (one per bind and shm): raise it"]
 
 
 def check(root, herd, notes):
