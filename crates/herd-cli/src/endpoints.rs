@@ -8,13 +8,15 @@ use crate::exit::Failure;
 use crate::spec::{self, BindSpec};
 use crate::supervisor::Supervisor;
 
-/// `--ready-min`, checked: at most the pool's maximum (`--workers N`, or MAX of MIN..MAX, or
-/// `default_workers` without it); 1 unless given (0 with a pool of 0).
+/// `--ready-min`, checked: at most the pool's maximum (`--workers N`, or `default_workers`
+/// without it) and, under `MIN..MAX`, at most MIN (autoscaling may keep the pool at MIN, where
+/// a higher `--ready-min` would keep traffic, and so the load that scales up, away for good);
+/// 1 unless given (0 with a pool of 0).
 pub fn ready_min(args: &RunArgs, default_workers: usize) -> Result<usize, Failure> {
-    let max = match args.workers {
-        Some(Workers::Fixed(n)) => n,
-        Some(Workers::Auto(_, max)) => max,
-        None => default_workers,
+    let (max, auto_min) = match args.workers {
+        Some(Workers::Fixed(n)) => (n, None),
+        Some(Workers::Auto(min, max)) => (max, Some(min)),
+        None => (default_workers, None),
     };
     let Some(given) = args.ready_min else {
         return Ok(max.min(1));
@@ -24,6 +26,13 @@ pub fn ready_min(args: &RunArgs, default_workers: usize) -> Result<usize, Failur
         return Err(Failure::Usage(format!(
             "--ready-min {given}: the pool has at most {max} workers, so /readyz could never \
              answer 200; give at most {max}, or more --workers"
+        )));
+    }
+    if let Some(min) = auto_min.filter(|&min| given > min) {
+        return Err(Failure::Usage(format!(
+            "--ready-min {given}: autoscaling may keep the pool at {min} workers (--workers \
+             {min}..{max}), where /readyz would answer 503 and no traffic would come to scale \
+             it up; give at most {min}, or a higher MIN"
         )));
     }
     Ok(given)
@@ -67,4 +76,34 @@ fn bind(spec: &BindSpec, option: &str, what: &str) -> Result<TcpListener, Failur
             spec.text
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn ready_min_of(options: &[&str]) -> Result<usize, String> {
+        let argv = ["herd", "run", "-b", "127.0.0.1:0"].iter().chain(options);
+        let cli = crate::cli::Cli::try_parse_from(argv.chain(&["--", "true"])).unwrap();
+        let crate::cli::Command::Run(args) = cli.command else {
+            panic!("not a run");
+        };
+        ready_min(&args, 3).map_err(|failure| format!("{failure:?}"))
+    }
+
+    #[test]
+    fn ready_min_fits_the_smallest_pool_autoscaling_may_keep() {
+        assert_eq!(ready_min_of(&[]), Ok(1));
+        assert_eq!(ready_min_of(&["--ready-min", "3"]), Ok(3));
+        assert_eq!(ready_min_of(&["-w", "2..8", "--ready-min", "2"]), Ok(2));
+        assert_eq!(ready_min_of(&["-w", "1..8"]), Ok(1));
+        let refused = ready_min_of(&["-w", "1..8", "--ready-min", "2"]).unwrap_err();
+        assert!(
+            refused.contains("give at most 1, or a higher MIN"),
+            "{refused}"
+        );
+        let refused = ready_min_of(&["-w", "4", "--ready-min", "5"]).unwrap_err();
+        assert!(refused.contains("at most 4 workers"), "{refused}");
+    }
 }

@@ -204,6 +204,10 @@ fn bad_health_values_are_refused_in_one_line() {
             &["-w", "1..4", "--ready-min", "5"],
             "--ready-min 5: the pool has at most 4",
         ),
+        (
+            &["-w", "1..8", "--ready-min", "2"],
+            "--ready-min 2: autoscaling may keep the pool at 1 workers (--workers 1..8)",
+        ),
         (&["--health", "nowhere"], "--health"),
     ];
     for (extra, needle) in cases {
