@@ -135,6 +135,27 @@ pub fn changes(
     (differs(before, now), differs(now, before))
 }
 
+/// What the store holds after a sync from `before` towards `now`, given the names whose
+/// removal (`removed`) and storing (`sent`) reached systemd: a failed send changes nothing,
+/// so the next sync tries it again.
+pub fn stored_after(
+    before: &BTreeMap<String, Identity>,
+    now: &BTreeMap<String, Identity>,
+    removed: &[String],
+    sent: &[String],
+) -> BTreeMap<String, Identity> {
+    let mut stored = before.clone();
+    for fdname in removed {
+        stored.remove(fdname);
+    }
+    for fdname in sent {
+        if let Some(id) = now.get(fdname) {
+            stored.insert(fdname.clone(), *id);
+        }
+    }
+    stored
+}
+
 /// The store of herd's service manager, and what herd has put in it.
 pub struct Store {
     socket: OsString,
@@ -212,23 +233,26 @@ impl Store {
             }
         }
         let (remove, store) = changes(&self.stored, &now);
-        for fdname in &remove {
-            self.send(&format!("FDSTOREREMOVE=1\nFDNAME={fdname}"), None);
-        }
+        let removed: Vec<String> = remove
+            .into_iter()
+            .filter(|fdname| self.send(&format!("FDSTOREREMOVE=1\nFDNAME={fdname}"), None))
+            .collect();
         let mut sent = Vec::new();
         for (index, fdname) in plan.iter().filter(|(_, n)| store.contains(n)) {
-            let listener = &listeners[*index];
-            if let Some(fd) = listener.fd() {
+            if let Some(fd) = listeners[*index].fd() {
                 if self.send(&format!("FDSTORE=1\nFDNAME={fdname}"), Some(fd)) {
-                    sent.push(fdname.as_str());
+                    sent.push(fdname.clone());
                 }
             }
         }
-        for (index, _) in &plan {
-            listeners[*index].release_file();
+        let stored = stored_after(&self.stored, &now, &removed, &sent);
+        for (index, fdname) in &plan {
+            if matches!(now.get(fdname), Some(id) if stored.get(fdname) == Some(id)) {
+                listeners[*index].release_file();
+            }
         }
-        log_changes(&remove, &sent);
-        self.stored = now;
+        log_changes(&removed, &sent);
+        self.stored = stored;
     }
 
     /// Sends `message` (with `fd`) to the service manager; whether it went.
@@ -260,7 +284,7 @@ fn not_stored(name: &str, what: &str) -> bool {
 }
 
 /// Logs what the store lost and gained.
-fn log_changes(removed: &[String], stored: &[&str]) {
+fn log_changes(removed: &[String], stored: &[String]) {
     if !removed.is_empty() {
         tracing::info!(
             event = LogEvent::FdstoreRemoved.as_str(),

@@ -79,3 +79,35 @@ fn changes_remove_what_is_gone_or_replaced_and_store_what_is_new() {
     assert_eq!(store, ["herd.b", "herd.d"]);
     assert_eq!(changes(&now, &now), (vec![], vec![]));
 }
+
+#[test]
+fn a_send_that_failed_leaves_the_store_as_it_was_for_the_next_sync() {
+    let map = |items: &[(&str, (u64, u64))]| -> BTreeMap<String, (u64, u64)> {
+        items.iter().map(|(n, id)| (n.to_string(), *id)).collect()
+    };
+    let before = map(&[("herd.a", (1, 1)), ("herd.b", (1, 2)), ("herd.c", (1, 3))]);
+    let now = map(&[("herd.a", (1, 1)), ("herd.b", (1, 9)), ("herd.d", (1, 4))]);
+    let names = |list: &[&str]| -> Vec<String> { list.iter().map(|n| n.to_string()).collect() };
+    // Every send failed: nothing changed, so the next sync removes and stores the same again.
+    let stored = stored_after(&before, &now, &[], &[]);
+    assert_eq!(stored, before);
+    assert_eq!(changes(&stored, &now), changes(&before, &now));
+    // Removing herd.b and storing herd.d went; removing herd.c and storing herd.b failed.
+    let stored = stored_after(&before, &now, &names(&["herd.b"]), &names(&["herd.d"]));
+    assert_eq!(
+        stored,
+        map(&[("herd.a", (1, 1)), ("herd.c", (1, 3)), ("herd.d", (1, 4))])
+    );
+    assert_eq!(
+        changes(&stored, &now),
+        (names(&["herd.c"]), names(&["herd.b"]))
+    );
+    // Everything went: the store is `now`.
+    let all = stored_after(
+        &before,
+        &now,
+        &names(&["herd.b", "herd.c"]),
+        &names(&["herd.b", "herd.d"]),
+    );
+    assert_eq!(all, now);
+}
