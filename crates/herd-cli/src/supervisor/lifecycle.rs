@@ -1,7 +1,7 @@
 //! What herd does when told to stop, upgrade or scale, by a signal or a control request.
 use std::time::{Duration, Instant};
 
-use crate::control::protocol::Response;
+use crate::control::protocol::{ErrorCode, Response};
 use crate::logging::LogEvent;
 
 use super::effects::{Client, Count, Effect};
@@ -11,6 +11,9 @@ use super::pool::{self, PoolError};
 use super::reload::ForUpgrade;
 use super::waiters::{Answer, UpgradeOutcome};
 use super::{Supervisor, DEFAULT_UPGRADE_TIMEOUT};
+
+/// Why an upgrade is refused during `--drain-delay`.
+const DRAINING: &str = "herd is draining before it stops (--drain-delay)";
 
 impl Supervisor {
     pub(super) fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
@@ -81,6 +84,9 @@ impl Supervisor {
         client: Option<Client>,
         reloaded: Option<ForUpgrade>,
     ) {
+        if self.probes.draining() {
+            return self.upgrade_refused_while_draining(reason, client, reloaded.is_some());
+        }
         let timeout = timeout.unwrap_or(DEFAULT_UPGRADE_TIMEOUT);
         let (config, reloaded) = match reloaded {
             Some((config, command, staged)) => (Some(config), Some((command, staged))),
@@ -139,6 +145,34 @@ impl Supervisor {
         }
     }
 
+    /// Refuses an upgrade asked for during `--drain-delay`: herd is about to stop (for the
+    /// service manager it is stopping: no `READY=1` after `STOPPING=1`).
+    fn upgrade_refused_while_draining(
+        &mut self,
+        reason: &str,
+        client: Option<Client>,
+        reloaded: bool,
+    ) {
+        if reloaded {
+            self.reloaded_upgrade_refused();
+        }
+        tracing::warn!(
+            event = LogEvent::UpgradeRefused.as_str(),
+            "{reason}: cannot upgrade: {DRAINING}"
+        );
+        let effects = match client {
+            Some(client) => {
+                let response = Response::error(ErrorCode::Stopping, DRAINING.to_string());
+                vec![Effect::Answer(Answer::new(client, response))]
+            }
+            None => {
+                let reports = self.phase.upgrade_refused(DRAINING, false, true);
+                reports.into_iter().map(Effect::Report).collect()
+            }
+        };
+        self.effects.execute(effects);
+    }
+
     /// The pool says the rolling upgrade ended with `result`: the log, the counters, its
     /// clients and the service manager hear how.
     pub(super) fn upgrade_ended(&mut self, result: Result<u64, String>) {
@@ -173,6 +207,10 @@ impl Supervisor {
     }
 
     pub(super) fn scale(&mut self, target: usize, reason: &str) -> Result<usize, PoolError> {
+        // A pool about to stop is neither grown nor shrunk.
+        if self.probes.draining() {
+            return Err(PoolError::Stopping);
+        }
         let previous = self.pool.desired();
         let actions = self.pool.scale(target, Instant::now())?;
         tracing::info!(

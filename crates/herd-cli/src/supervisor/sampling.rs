@@ -92,6 +92,10 @@ impl Supervisor {
     /// the queue grew between two regular ones, reuses the last busyness: CPU ticks over a few
     /// milliseconds would say nothing.
     pub(super) fn autoscale_tick(&mut self, early: bool) {
+        // A pool about to stop is left as it is.
+        if self.probes.draining() {
+            return;
+        }
         let now = Instant::now();
         let busy = match early {
             true => self.cpu.last(),

@@ -393,6 +393,18 @@ fn a_reexec_keeps_the_health_socket_and_is_refused_while_draining() {
         stderr.contains("herd is draining before it stops"),
         "{stderr}"
     );
+    // Nor is a pool about to stop upgraded or scaled.
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("herd is draining before it stops"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = herd.ctl(&["scale", "2"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("herd is stopping"), "{stderr}");
+    herd.signal(libc::SIGHUP);
+    herd.wait_for_event("upgrade_refused", &[]);
     assert_eq!(probe(&health, "GET", "/readyz"), (503, "draining\n".into()));
 }
 
