@@ -203,6 +203,8 @@ log_events! {
     /// The control socket cannot accept a connection (out of file descriptors), or the
     /// control pipe its next instance; herd retries.
     ControlAcceptFailed = "control_accept_failed",
+    /// einhorn's ack socket cannot accept a connection; herd backs off and retries.
+    EinhornAcceptFailed = "einhorn_accept_failed",
     /// A notify message was dropped.
     NotifyDropped = "notify_dropped",
     /// Dropped notify messages were not logged one by one.

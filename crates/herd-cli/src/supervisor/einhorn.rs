@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
 /// The most a connection may send, and how long it may take: an ack is a few dozen bytes.
@@ -27,6 +28,9 @@ const MAX_BYTES: usize = 64 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections read at once; more wait in the listen queue.
 const MAX_CONNECTIONS: usize = 32;
+/// The pause after a failed accept, doubled per failure in a row up to [`MAX_ACCEPT_PAUSE`].
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
 /// herd's socket for einhorn's acknowledgements.
 #[derive(Debug)]
@@ -92,18 +96,59 @@ impl EinhornSocket {
 /// Accepts connections, each read by a task of its own, at most [`MAX_CONNECTIONS`] at once.
 async fn accept(listener: UnixListener, acks: mpsc::Sender<u32>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = AcceptBackoff::default();
     loop {
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             return;
         };
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                stream
+            }
+            Err(e) => {
+                // EMFILE and friends last: pause instead of spinning on the runtime.
+                let (pause, first) = backoff.failed();
+                if first {
+                    tracing::warn!(
+                        event = LogEvent::EinhornAcceptFailed.as_str(),
+                        "einhorn's ack socket: accept failed: {e}; retrying"
+                    );
+                }
+                tokio::time::sleep(pause).await;
+                continue;
+            }
         };
         let acks = acks.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(READ_TIMEOUT, read_acks(stream, acks)).await;
             drop(permit);
         });
+    }
+}
+
+/// The pauses between failed accepts, and whether a failure is the first in a row.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    /// The pause after the last failure; `None` after a success.
+    pause: Option<Duration>,
+}
+
+impl AcceptBackoff {
+    /// A failed accept: how long to pause, and whether it is the first failure in a row.
+    fn failed(&mut self) -> (Duration, bool) {
+        let pause = match self.pause {
+            None => FIRST_ACCEPT_PAUSE,
+            Some(last) => (last * 2).min(MAX_ACCEPT_PAUSE),
+        };
+        let first = self.pause.is_none();
+        self.pause = Some(pause);
+        (pause, first)
+    }
+
+    /// A successful accept: the next failure starts over.
+    fn succeeded(&mut self) {
+        self.pause = None;
     }
 }
 
@@ -198,6 +243,20 @@ mod tests {
         ] {
             assert_eq!(count_acks(text), 0, "{}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn failed_accepts_pause_longer_up_to_a_second_and_are_said_once() {
+        let mut backoff = AcceptBackoff::default();
+        let ms = |(pause, first): (Duration, bool)| (pause.as_millis(), first);
+        assert_eq!(ms(backoff.failed()), (100, true));
+        assert_eq!(ms(backoff.failed()), (200, false));
+        assert_eq!(ms(backoff.failed()), (400, false));
+        assert_eq!(ms(backoff.failed()), (800, false));
+        assert_eq!(ms(backoff.failed()), (1000, false));
+        assert_eq!(ms(backoff.failed()), (1000, false));
+        backoff.succeeded();
+        assert_eq!(ms(backoff.failed()), (100, true));
     }
 
     #[test]
