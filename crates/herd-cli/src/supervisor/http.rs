@@ -10,13 +10,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::health::{liveness, readiness, HealthBoard};
 use super::metrics::CONTENT_TYPE;
 use crate::logging::LogEvent;
+use reading::{read_head, Reading};
+
+mod reading;
 
 /// A scrape waiting for the supervisor's rendering (an error if it could not be encoded).
 pub type Scrape = oneshot::Sender<Result<String, std::fmt::Error>>;
@@ -127,42 +130,64 @@ fn announce((endpoint, address): (Endpoint, std::net::SocketAddr)) {
     }
 }
 
-/// Serves `endpoint` on `listener`. At most [`MAX_CONNECTIONS`] connections are open at once;
-/// the next ones wait in the kernel's accept queue, where they cost herd no fd, so a crowd of
-/// idle clients can delay answers but never take the fds that supervision and the control
-/// socket need.
+/// Serves `endpoint` on `listener`. At most [`MAX_CONNECTIONS`] connections are open at once
+/// (and one just accepted): when all are taken, the oldest one that has not sent its request
+/// head yet is closed for the new one, so a crowd of idle clients can neither take the fds
+/// that supervision and the control socket need nor keep a probe waiting.
 pub async fn serve(listener: TcpListener, endpoint: Endpoint, answers: Answers) {
     let limit = crate::fdlimit::handle_limit();
     let slots = Arc::new(Semaphore::new(crate::fdlimit::connection_cap(
         limit,
         MAX_CONNECTIONS,
     )));
+    let reading = Arc::new(Reading::default());
     loop {
-        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-            return;
-        };
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let answers = answers.clone();
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                reading.close_oldest();
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                permit
+            }
+        };
+        let closing = reading.add();
+        let (answers, reading) = (answers.clone(), Arc::clone(&reading));
         tokio::spawn(async move {
             let _permit = permit;
-            // A client that does not send its request head in time loses its slot: idle
-            // connections cannot keep others waiting for long.
-            let Ok(Ok(Some(head))) =
-                tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await
-            else {
-                return;
-            };
-            let answer = async {
-                let (route, head_only) = route(&head, endpoint);
-                let response = answer(route, &answers).await.encode(head_only);
-                stream.write_all(response.as_bytes()).await
-            };
-            let _ = tokio::time::timeout(ANSWER_TIMEOUT, answer).await;
+            answer_one(stream, endpoint, &answers, &reading, closing).await;
         });
     }
+}
+
+/// Reads one request (for at most [`HEAD_TIMEOUT`], or until `closing` says the slot is
+/// needed) and answers it.
+async fn answer_one(
+    mut stream: tokio::net::TcpStream,
+    endpoint: Endpoint,
+    answers: &Answers,
+    reading: &Reading,
+    (id, closing): (u64, Arc<Notify>),
+) {
+    let head = tokio::select! {
+        head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)) => head,
+        _ = closing.notified() => return,
+    };
+    reading.remove(id);
+    let Ok(Ok(Some(head))) = head else {
+        return;
+    };
+    let answer = async {
+        let (route, head_only) = route(&head, endpoint);
+        let response = answer(route, answers).await.encode(head_only);
+        stream.write_all(response.as_bytes()).await
+    };
+    let _ = tokio::time::timeout(ANSWER_TIMEOUT, answer).await;
 }
 
 /// An HTTP response, before it is written.
@@ -248,34 +273,6 @@ async fn answer(route: Route, answers: &Answers) -> Response {
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long rendering and writing an answer may take.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest request head read.
-const MAX_HEAD: usize = 8192;
-
-/// Reads up to the end of the request head; `None` if the client closes first or sends more
-/// than [`MAX_HEAD`] bytes.
-async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Option<String>> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() > MAX_HEAD {
-            return Ok(None);
-        }
-        let scanned = head.len();
-        head.extend_from_slice(&buf[..n]);
-        if head_ends(&head, scanned) {
-            return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
-        }
-    }
-}
-
-/// Whether `head` holds the blank line that ends a request head (`\r\n\r\n`, or a bare
-/// `\n\n`), looking only at what came after its first `scanned` bytes (already looked at).
-fn head_ends(head: &[u8], scanned: usize) -> bool {
-    let new = &head[scanned.saturating_sub(2)..];
-    new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n")
-}
-
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
@@ -318,6 +315,7 @@ fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
 mod tests {
     use super::super::health::{HealthView, Stage};
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[test]
     fn requests_are_routed_by_method_and_path_without_the_query() {
@@ -358,20 +356,6 @@ mod tests {
             r("GET / HTTP/1.1"),
             (Route::NotFound(Endpoint::Health), false)
         );
-    }
-
-    #[test]
-    fn a_head_ends_at_its_blank_line_however_it_arrives() {
-        let ends_bytewise =
-            |request: &[u8]| (1..=request.len()).find(|&len| head_ends(&request[..len], len - 1));
-        let crlf = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(ends_bytewise(crlf), Some(crlf.len()));
-        let lf = b"GET /healthz HTTP/1.0\nHost: x\n\n";
-        assert_eq!(ends_bytewise(lf), Some(lf.len()));
-        assert_eq!(ends_bytewise(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
-        assert!(head_ends(crlf, 0));
-        assert!(head_ends(lf, lf.len() - 2));
-        assert!(!head_ends(crlf, crlf.len()));
     }
 
     #[test]

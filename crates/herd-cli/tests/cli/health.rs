@@ -309,10 +309,9 @@ fn a_crowd_on_the_probes_stalls_neither_herd_nor_the_metrics() {
     ]);
     let health = health_address(&herd);
     let metrics = metrics_address(&herd);
-    // Every slot of --health held by a client that never sends a request, and more waiting.
-    let idle: Vec<std::net::TcpStream> = (0..80)
-        .filter_map(|_| std::net::TcpStream::connect(&health).ok())
-        .collect();
+    // Every slot of --health held by clients that never send a request, refilled as herd
+    // closes them, and more waiting.
+    let crowd = IdleCrowd::start(&health, 80);
     // A huge request head (no end in sight) is cut off, not read for ever.
     let mut huge = std::net::TcpStream::connect(&metrics).unwrap();
     huge.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -320,15 +319,63 @@ fn a_crowd_on_the_probes_stalls_neither_herd_nor_the_metrics() {
     let mut rest = Vec::new();
     let _ = huge.read_to_end(&mut rest);
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
-    // herd and the metrics listener answer at once; the probes once idle clients time out.
+    // herd and the metrics listener answer at once, and so do the probes: an idle client
+    // makes way for them.
     let started = std::time::Instant::now();
     assert_eq!(probe(&metrics, "GET", "/healthz"), (200, "ok\n".into()));
     assert!(get(&metrics, "/metrics").unwrap().ends_with("# EOF\n"));
     let (code, _, stderr) = herd.ctl(&["status", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
-    assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
-    drop(idle);
+    for _ in 0..10 {
+        let started = std::time::Instant::now();
+        assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(1), "{took:?}");
+    }
+    crowd.stop();
+}
+
+/// Clients that connect and never send a request, reconnected as they are closed.
+struct IdleCrowd {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl IdleCrowd {
+    fn start(addr: &str, size: usize) -> IdleCrowd {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let (addr, stopped) = (addr.to_string(), std::sync::Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let mut idle: Vec<std::net::TcpStream> = Vec::new();
+            while !stopped.load(Ordering::Relaxed) {
+                // A closed connection reads as end of file; an open idle one would block.
+                let open = |s: &std::net::TcpStream| {
+                    let peeked = s.peek(&mut [0u8; 1]);
+                    matches!(peeked, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                };
+                idle.retain(open);
+                while idle.len() < size {
+                    match std::net::TcpStream::connect(&addr) {
+                        Ok(stream) => {
+                            stream.set_nonblocking(true).unwrap();
+                            idle.push(stream);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                // Pacing, not synchronisation: refill every few milliseconds.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+        IdleCrowd { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
 }
 
 #[test]
