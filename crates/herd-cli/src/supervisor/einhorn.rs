@@ -152,35 +152,77 @@ impl AcceptBackoff {
     }
 }
 
-/// Reads one connection to its end (or [`MAX_BYTES`]); sends its peer's pid once per ack.
+/// Reads one connection to its end (or [`MAX_BYTES`], or [`READ_TIMEOUT`]); then sends its
+/// peer's pid once per ack that arrived, the last one also without its newline.
 async fn read_acks(mut stream: UnixStream, acks: mpsc::Sender<u32>) {
     let Ok(Some(pid)) = herd_sys::socket::peer_pid(stream.as_fd()) else {
         return;
     };
-    let mut text = Vec::new();
-    let mut buf = [0u8; 4096];
-    while text.len() < MAX_BYTES {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => text.extend_from_slice(&buf[..n]),
-        }
-        // einhorn's worker closes after its ack, but a client may keep the connection open.
-        if text.ends_with(b"\n") && count_acks(&text) > 0 {
-            break;
-        }
-    }
-    for _ in 0..count_acks(&text) {
+    let mut lines = AckLines::default();
+    let _ = tokio::time::timeout(READ_TIMEOUT, read_lines(&mut stream, &mut lines)).await;
+    for _ in 0..lines.finish() {
         if acks.send(pid).await.is_err() {
             return;
         }
     }
 }
 
-/// How many of the complete lines in `text` are `worker:ack` messages.
+/// Reads into `lines` until the peer closes, an ack line is complete, or [`MAX_BYTES`].
+async fn read_lines(stream: &mut UnixStream, lines: &mut AckLines) {
+    let mut buf = [0u8; 4096];
+    while lines.received < MAX_BYTES {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            // einhorn's worker closes after its ack, but a client may keep the connection open.
+            Ok(n) => {
+                if lines.push(&buf[..n]) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The acks in a connection's bytes, each line looked at once as it completes.
+#[derive(Debug, Default)]
+struct AckLines {
+    /// Bytes received so far.
+    received: usize,
+    /// The line not yet ended by a newline.
+    partial: Vec<u8>,
+    /// Acks among the complete lines.
+    acks: usize,
+}
+
+impl AckLines {
+    /// Adds received bytes; true when they end a line and an ack has arrived.
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        self.received += bytes.len();
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&rest[..end]);
+            if is_ack(&unescape(&self.partial)) {
+                self.acks += 1;
+            }
+            self.partial.clear();
+            rest = &rest[end + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        rest.is_empty() && self.acks > 0
+    }
+
+    /// The acks received, counting a last line without its newline.
+    fn finish(self) -> usize {
+        self.acks + usize::from(is_ack(&unescape(&self.partial)))
+    }
+}
+
+/// How many of the lines in `text` are `worker:ack` messages.
+#[cfg(test)]
 fn count_acks(text: &[u8]) -> usize {
-    text.split(|&b| b == b'\n')
-        .filter(|line| is_ack(&unescape(line)))
-        .count()
+    let mut lines = AckLines::default();
+    lines.push(text);
+    lines.finish()
 }
 
 /// A line as einhorn's transport escaped it, unescaped: `%0A` is a newline, `%25` a `%`.
@@ -257,6 +299,30 @@ mod tests {
         assert_eq!(ms(backoff.failed()), (1000, false));
         backoff.succeeded();
         assert_eq!(ms(backoff.failed()), (100, true));
+    }
+
+    #[test]
+    fn each_ack_counts_once_however_its_bytes_arrive() {
+        let text =
+            b"{\"command\":\"worker:ack\"}\n---%0Acommand: worker:ack%0A\n{\"command\":\"x\"}\n";
+        for size in [1, 2, 3, 7, text.len()] {
+            let mut lines = AckLines::default();
+            let mut done = false;
+            for chunk in text.chunks(size) {
+                done = lines.push(chunk);
+                // A complete line is looked at once: only the unfinished one is kept.
+                assert!(!lines.partial.contains(&b'\n'));
+            }
+            assert!(done, "chunks of {size}");
+            assert_eq!(lines.finish(), 2, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn an_ack_without_its_newline_counts_at_the_end() {
+        let mut lines = AckLines::default();
+        assert!(!lines.push(b"{\"command\":\"worker:ack\",\"pid\":7}"));
+        assert_eq!(lines.finish(), 1);
     }
 
     #[test]

@@ -298,3 +298,32 @@ fn einhorn_sockets_of_herds_that_are_gone_are_removed() {
     wait_status(&herd, "a ready worker", |s| settled(s, 1));
     assert!(!Path::new(&stale).exists(), "{stale} is still there");
 }
+
+#[test]
+fn an_einhorn_ack_without_its_newline_on_a_connection_held_open_counts() {
+    // The ack is counted when herd stops reading, after its 10 s read timeout.
+    let worker = "import os, socket, time\n\
+        s = socket.socket(socket.AF_UNIX)\n\
+        s.connect(os.environ['EINHORN_SOCK_PATH'])\n\
+        s.sendall(b'{{\"command\":\"worker:ack\"}}')\n\
+        time.sleep(1000)\n";
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--compat",
+        "einhorn",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        "-c",
+        worker,
+    ]);
+    let started = std::time::Instant::now();
+    wait_status(&herd, "the worker ready by its ack", |s| settled(s, 1));
+    let waited = started.elapsed();
+    assert!(waited < std::time::Duration::from_secs(15), "{waited:?}");
+}
