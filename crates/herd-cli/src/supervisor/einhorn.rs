@@ -6,10 +6,11 @@
 //! (`SO_PEERCRED`), as the notify socket attributes its datagrams: the `pid` in the message is
 //! not trusted. Other commands (einhornsh's) are ignored.
 //!
-//! The socket is herd's own (`NAME.PID.ack` beside the notify socket, mode 0600), removed
-//! when herd exits and handed over across a re-exec.
+//! The socket is herd's own (`NAME.PID.ack` beside the notify socket, mode 0600 from the moment
+//! it appears there, as herd's directory may be open to others), removed when herd exits and
+//! handed over across a re-exec.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,10 +58,9 @@ impl EinhornSocket {
             );
             std::fs::remove_file(path).with_context(|| format!("cannot remove stale {shown}"))?;
         }
-        let listener = std::os::unix::net::UnixListener::bind(path)
+        let listener = bind_private(path)
             .with_context(|| format!("cannot create einhorn's socket {shown}"))?;
         let file = SocketFile::created(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         Ok(EinhornSocket {
             listener,
             path: path.to_path_buf(),
@@ -91,6 +91,29 @@ impl EinhornSocket {
         tokio::spawn(accept(listener, acks));
         Ok(())
     }
+}
+
+/// Binds a socket at `path` that is mode 0600 from the moment it is reachable there: bound
+/// in a 0700 staging directory (`.PID` beside it, a shorter path), made 0600, then renamed.
+/// herd's directory may be open to others (`--control-allow-uid/gid`, or `--control`'s own).
+fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let staging = path.with_file_name(format!(".{}", std::process::id()));
+    let inner = staging.join("a");
+    // A staging directory left by a herd that had this pid and was killed mid-bind.
+    use std::os::unix::fs::FileTypeExt;
+    if std::fs::symlink_metadata(&inner).is_ok_and(|m| m.file_type().is_socket()) {
+        let _ = std::fs::remove_file(&inner);
+    }
+    let _ = std::fs::remove_dir(&staging);
+    std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
+    let bound = std::os::unix::net::UnixListener::bind(&inner).and_then(|listener| {
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&inner, path)?;
+        Ok(listener)
+    });
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&staging);
+    bound
 }
 
 /// Accepts connections, each read by a task of its own, at most [`MAX_CONNECTIONS`] at once.
@@ -323,6 +346,26 @@ mod tests {
         let mut lines = AckLines::default();
         assert!(!lines.push(b"{\"command\":\"worker:ack\",\"pid\":7}"));
         assert_eq!(lines.finish(), 1);
+    }
+
+    #[test]
+    fn the_socket_appears_with_mode_0600_and_leaves_no_staging_behind() {
+        let dir = std::env::temp_dir().join(format!("herd-einhorn-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.join("control.1.ack");
+        let listener = bind_private(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        drop(std::os::unix::net::UnixStream::connect(&path).unwrap());
+        drop(listener);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "staging left behind"
+        );
+        std::fs::remove_dir(&dir).unwrap();
     }
 
     #[test]
