@@ -196,6 +196,7 @@ impl Store {
                 address,
                 fd,
                 file: None,
+                from_store: true,
             });
         }
         if !restored.is_empty() {

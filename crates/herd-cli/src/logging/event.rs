@@ -47,6 +47,9 @@ log_events! {
     FdstoreStored = "fdstore_stored",
     /// Fds herd no longer uses were removed from systemd's fd store.
     FdstoreRemoved = "fdstore_removed",
+    /// An fd systemd's fd store gave back no longer fits its `--bind` or `--shm` (another
+    /// address or size): herd makes a new one and replaces it in the store.
+    FdstoreReplaced = "fdstore_replaced",
     /// A socket or shared memory is not stored in systemd's fd store (over its maximum, a name
     /// systemd refuses, or per-worker sockets).
     FdstoreNotStored = "fdstore_not_stored",

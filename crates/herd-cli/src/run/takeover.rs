@@ -123,6 +123,7 @@ pub(super) fn fetch_inherited(
             kind: socket.kind,
             address: socket.address,
             fd,
+            from_store: false,
         })
         .collect();
     let herd = OldHerd {

@@ -399,13 +399,17 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
     {
         let segment = inherited.remove(i);
         let size = herd_sys::shm::size_of(segment.fd.as_fd())?.unwrap_or(0);
-        if size != spec.size {
+        if size != spec.size && segment.from_store {
+            let wanted = format!("--shm {}={}", spec.name, spec.size);
+            handover::replace_stored(&segment, &wanted);
+        } else if size != spec.size {
             anyhow::bail!(
                 "conflicts with the inherited shared memory {:?} of {size} bytes: its size cannot change",
                 spec.name
             );
+        } else {
+            return Listener::inherited(segment);
         }
-        return Listener::inherited(segment);
     }
     let fd = herd_sys::shm::create(&spec.name, spec.size).context("cannot create shared memory")?;
     Ok(Listener {

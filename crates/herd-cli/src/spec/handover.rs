@@ -32,6 +32,9 @@ pub struct Inherited {
     /// The socket file that herd created for it (absolute path, device, inode), which becomes
     /// the taking-over herd's once that herd has stopped.
     pub file: Option<(std::path::PathBuf, u64, u64)>,
+    /// Whether systemd's fd store gave it back (not a live herd): one that no longer fits its
+    /// `--bind` or `--shm` is then replaced, not refused.
+    pub from_store: bool,
 }
 
 /// Takes the inherited socket `spec` designates, if any: by name, else by address.
@@ -54,6 +57,11 @@ pub fn take_matching(
     };
     let socket = inherited.remove(index);
     if !same_address(&spec.address, &socket) {
+        if socket.from_store {
+            let wanted = format!("--bind '{}'", spec.text);
+            replace_stored(&socket, &wanted);
+            return take_matching(spec, inherited);
+        }
         bail!(
             "conflicts with the inherited socket {:?} at {}: a socket of the same name must keep \
              its address (give it another name to bind a new socket)",
@@ -63,6 +71,21 @@ pub fn take_matching(
     }
     apply_options(spec, &socket)?;
     Ok(Some(socket))
+}
+
+/// Says that `stored`, given back by systemd's fd store, no longer fits `wanted` (the
+/// `--bind` or `--shm` of its name) and is closed for a new one; the next sync of the store
+/// removes it there.
+pub fn replace_stored(stored: &Inherited, wanted: &str) {
+    tracing::warn!(
+        event = crate::logging::LogEvent::FdstoreReplaced.as_str(),
+        name = %stored.name,
+        address = %stored.address,
+        "{:?} from systemd's fd store is at {}, which {wanted} no longer asks for: herd closes \
+         it, makes a new one and replaces it in the store",
+        stored.name,
+        stored.address
+    );
 }
 
 /// Says, for each of the sockets taken over (or given back by systemd's fd store) that no

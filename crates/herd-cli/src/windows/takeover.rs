@@ -53,6 +53,7 @@ pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
             address: socket.address,
             fd,
             file: None,
+            from_store: false,
         })
         .collect();
     let (vacated_tx, vacated) = oneshot::channel();

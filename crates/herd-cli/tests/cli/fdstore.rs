@@ -53,8 +53,11 @@ fn hit(body: &str) -> u64 {
         .unwrap_or_else(|| panic!("not a hit: {body:?}"))
 }
 
-/// The herd command line both starts share.
-fn herd_run(cmd: &mut Command, notify: &std::path::Path) {
+/// The `--bind` and `--shm` both starts share.
+const WEB_AND_COUNTER: [&str; 4] = ["-b", "web=127.0.0.1:0", "--shm", "counter=4096"];
+
+/// The herd command line both starts share, with `made` (its `--bind` and `--shm`).
+fn herd_run(cmd: &mut Command, notify: &std::path::Path, made: &[&str]) {
     cmd.args([
         "--log-format",
         "json",
@@ -64,7 +67,7 @@ fn herd_run(cmd: &mut Command, notify: &std::path::Path) {
         "--ready",
         "notify",
     ])
-    .args(["-b", "web=127.0.0.1:0", "--shm", "counter=4096"])
+    .args(made)
     .args(["--", "python3", &example("counter.py")])
     .env("NOTIFY_SOCKET", notify)
     .env("FDSTORE", "8");
@@ -78,7 +81,7 @@ fn a_killed_herd_restarted_from_the_store_refuses_nothing_and_keeps_its_memory()
     notify.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut first = Herd::start_with(|_| {
         let mut cmd = Command::new(HERD);
-        herd_run(&mut cmd, &notify_path);
+        herd_run(&mut cmd, &notify_path, &WEB_AND_COUNTER);
         cmd
     });
     let (stored, heard) = receive_store(&notify);
@@ -189,6 +192,15 @@ impl Connecting {
 /// Starts herd as systemd does after a restart: the stored fds at 3, 4, ... in `stored`'s
 /// order, named in LISTEN_FDNAMES, LISTEN_PID set to herd's pid by [`PASS_BACK`].
 fn restart(stored: &BTreeMap<String, OwnedFd>, notify: &std::path::Path) -> Herd {
+    restart_making(stored, notify, &WEB_AND_COUNTER)
+}
+
+/// [`restart`] with `made` as its `--bind` and `--shm`.
+fn restart_making(
+    stored: &BTreeMap<String, OwnedFd>,
+    notify: &std::path::Path,
+    made: &[&str],
+) -> Herd {
     // Above 2 + the number of fds, so that placing one cannot overwrite another.
     let high: Vec<OwnedFd> = stored
         .values()
@@ -205,7 +217,7 @@ fn restart(stored: &BTreeMap<String, OwnedFd>, notify: &std::path::Path) -> Herd
     let herd = Herd::start_with(|_| {
         let mut cmd = Command::new("python3");
         cmd.args(["-c", PASS_BACK, HERD]);
-        herd_run(&mut cmd, notify);
+        herd_run(&mut cmd, notify, made);
         cmd.env("LISTEN_FDS", raws.len().to_string())
             .env("LISTEN_FDNAMES", names.join(":"));
         // SAFETY: the child only calls dup2 (async-signal-safe) on fds the parent keeps open.
@@ -359,4 +371,76 @@ fn a_stored_unix_socket_keeps_its_file_when_herd_stops() {
     assert!(herd.wait_exit().success());
     assert!(path.exists(), "herd removed the stored socket's file");
     std::os::unix::net::UnixStream::connect(&path).expect("the stored socket still listens");
+}
+
+/// A restart whose `--bind` moved a stored socket's port, or whose `--shm` changed a stored
+/// segment's size, replaces it: the new one serves and takes the old one's place in the store.
+#[test]
+fn a_stored_fd_that_no_longer_fits_is_replaced_in_the_store() {
+    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let moved = format!("web=127.0.0.1:{free_port}");
+    for made in [
+        ["-b", moved.as_str(), "--shm", "counter=4096"],
+        ["-b", "web=127.0.0.1:0", "--shm", "counter=8192"],
+    ] {
+        let (replaced, message) = if made[3] == "counter=8192" {
+            ("herd.counter", "8192")
+        } else {
+            ("herd.web", moved.as_str())
+        };
+        replaces_what_no_longer_fits(&made, replaced, message);
+    }
+}
+
+/// Restarts herd with `made` from a store of `web` and a 4096-byte `counter`, and checks that
+/// `replaced` is taken out of the store and stored anew, and that herd serves and stops.
+fn replaces_what_no_longer_fits(made: &[&str], replaced: &str, message: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let stored: BTreeMap<String, OwnedFd> = [
+        (
+            "herd.counter",
+            herd_sys::shm::create("counter", 4096).unwrap(),
+        ),
+        (
+            "herd.web",
+            OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, fd)| (name.to_string(), fd))
+    .collect();
+    let mut herd = restart_making(&stored, &notify_path, made);
+    let warning = herd.wait_for_event("fdstore_replaced", &[]);
+    assert!(
+        warning["message"].as_str().unwrap().contains(message),
+        "{warning}"
+    );
+    let (again, heard) = receive_store(&notify);
+    let again: Vec<&str> = again.keys().map(String::as_str).collect();
+    assert_eq!(again, [replaced], "{heard:?}");
+    let removal = format!("FDSTOREREMOVE=1\nFDNAME={replaced}");
+    let removed_first = heard.iter().position(|m| m.contains(&removal));
+    let stored_again = heard.iter().position(|m| m.contains("FDSTORE=1\n"));
+    assert!(
+        removed_first.is_some() && removed_first < stored_again,
+        "{heard:?}"
+    );
+    herd.wait_for_event("fdstore_removed", &[("names", replaced.into())]);
+    let web = herd.address("web");
+    if replaced == "herd.web" {
+        assert!(
+            message.ends_with(&web),
+            "{web} is not the new port {message}"
+        );
+    }
+    assert_eq!(hit(&get(&web, "/").unwrap()), 1);
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
 }

@@ -10,6 +10,7 @@ fn inherited(name: &str) -> (Inherited, SocketAddr) {
         address: address.to_string(),
         fd: OwnedSocket::from(listener),
         file: None,
+        from_store: false,
     };
     (socket, address)
 }
@@ -58,4 +59,18 @@ fn any_port_and_any_address_match_what_is_bound() {
     ));
     assert!(matches_ip(&host_port(":8080"), at("[::]:8080")));
     assert!(!matches_ip(&host_port(":8080"), at("127.0.0.1:8080")));
+}
+
+#[test]
+fn a_stored_socket_whose_name_moved_its_address_is_replaced_not_refused() {
+    let (mut web, _) = inherited("web");
+    web.from_store = true;
+    let (api, api_at) = inherited("api");
+    let mut all = vec![web, api];
+    assert!(take_matching(&spec("web=127.0.0.2:1"), &mut all)
+        .unwrap()
+        .is_none());
+    let by_address = take_matching(&spec(&format!("web={api_at}")), &mut all).unwrap();
+    assert_eq!(by_address.map(|s| s.name).as_deref(), Some("api"));
+    assert!(all.is_empty());
 }
