@@ -55,6 +55,14 @@ fn run_command() -> ExitCode {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    // `herd run`: a signal sent before the handlers are in place waits for them (the start
+    // lets it through) instead of being lost (as PID 1) or ending herd.
+    if matches!(cli.command, cli::Command::Run(_)) {
+        if let Err(e) = herd_cli::supervisor::hold_signals_until_started() {
+            logging::line(&format!("herd: error: cannot block signals: {e}"));
+            return ExitCode::from(exit::FAILURE);
+        }
+    }
     logging::init(cli.log_level, cli.log_format);
     // Whom the clients trust to serve the control socket besides root and their own user.
     let owner = match cli.control_owner {

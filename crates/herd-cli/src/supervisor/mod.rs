@@ -89,5 +89,13 @@ pub use platform::{Control, MoveTo, NotifyPipe, NotifySocket, SharedMemories, Si
 pub use recycling::policy as recycling_policy;
 pub use takeover::Takeover;
 
+/// Holds back every signal herd handles until its handlers are in place (the start lets them
+/// through), so that none sent meanwhile is lost: as PID 1, the kernel drops a signal that has
+/// no handler yet, unless it is blocked.
+#[cfg(unix)]
+pub fn hold_signals_until_started() -> std::io::Result<()> {
+    herd_sys::process::block_signals(&platform::signals::held())
+}
+
 /// How long `herd upgrade` (or SIGHUP) may take unless told otherwise.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(600);

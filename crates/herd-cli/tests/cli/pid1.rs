@@ -1,7 +1,7 @@
 //! herd as a container's PID 1, in a PID namespace of its own (`unshare --pid --fork
 //! --mount-proc`, which needs root): it reaps the orphans of the whole namespace, takes the
-//! runtime's SIGTERM as a graceful stop (a request in flight finishes), exits 0, and leaves
-//! nothing behind.
+//! runtime's SIGTERM as a graceful stop (a request in flight finishes), even one sent before
+//! its handlers are in place, exits 0, and leaves nothing behind.
 
 use std::process::Command;
 
@@ -54,6 +54,7 @@ fn herd_as_pid_1_reaps_every_orphan_and_drains_on_sigterm() {
             "json",
         ])
         .args(["run", "-w", "1", "--ready", "notify", "--grace", "20s"])
+        .args(["--drain-delay", "1s"])
         .args(["-b", "web=127.0.0.1:0", "--", "python3", &worker("pid1.py")]);
         cmd
     });
@@ -111,4 +112,79 @@ fn herd_as_pid_1_reaps_every_orphan_and_drains_on_sigterm() {
     );
     let left = processes_in(&ns);
     assert!(left.is_empty(), "left in the namespace: {left:?}");
+}
+
+/// Whether SIGTERM is in `pid`'s blocked mask and in its caught one, read at once from
+/// `/proc/PID/status`; `None` once the process is gone.
+fn sigterm_held_and_caught(pid: u32) -> Option<(bool, bool)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let has = |field: &str| -> Option<bool> {
+        let mask = status.lines().find_map(|l| l.strip_prefix(field))?;
+        let mask = u64::from_str_radix(mask.trim(), 16).ok()?;
+        Some(mask & (1 << (libc::SIGTERM - 1)) != 0)
+    };
+    Some((has("SigBlk:")?, has("SigCgt:")?))
+}
+
+/// A SIGTERM that reaches herd as PID 1 before its handlers are in place is held, not lost:
+/// herd stops as soon as it listens, and exits 0. The test sends it while herd holds it back;
+/// a start too quick to catch there is tried again, a few times.
+#[test]
+fn a_sigterm_before_herd_as_pid_1_listens_stops_it() {
+    if !root_or_skip("a PID namespace (unshare --pid) needs root") {
+        return;
+    }
+    for _ in 0..5 {
+        if sigterm_while_held() {
+            return;
+        }
+    }
+    panic!("herd handled SIGTERM each time, and never held it back before");
+}
+
+/// Starts herd as PID 1 and sends SIGTERM while herd holds it back: herd exits 0. False
+/// when herd handled SIGTERM before the test saw it held (it is then stopped).
+fn sigterm_while_held() -> bool {
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            HERD,
+            "--log-format",
+            "json",
+        ])
+        .args(["run", "-w", "1", "--grace", "5s", "-b", "127.0.0.1:0"])
+        .args(["--", "sleep", "600"]);
+        cmd
+    });
+    let children = format!("/proc/{0}/task/{0}/children", herd.pid());
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    // herd's first instructions hold SIGTERM back until its handlers are in place (without
+    // them, it is never blocked before herd handles it).
+    let pid1 = loop {
+        assert!(std::time::Instant::now() < deadline, "herd never started");
+        let child = std::fs::read_to_string(&children).unwrap_or_default();
+        let Some(pid) = child.split_whitespace().next().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        let herd_image = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe == std::path::Path::new(HERD));
+        match sigterm_held_and_caught(pid) {
+            Some((true, _)) if herd_image => break pid,
+            Some((false, true)) if herd_image => {
+                herd.signal(libc::SIGKILL);
+                herd.wait_exit();
+                return false;
+            }
+            _ => {}
+        }
+    };
+    // SAFETY: kill with the pid of herd, our grandchild, which cannot be reaped meanwhile.
+    assert_eq!(unsafe { libc::kill(pid1 as i32, libc::SIGTERM) }, 0);
+    let status = herd.wait_exit();
+    assert_eq!(status.code(), Some(0), "herd's exit, through unshare");
+    herd.wait_for_event("stopped", &[]);
+    true
 }
