@@ -27,6 +27,7 @@ import time
 from common import LOADGEN, ROOT, figure, free_port, machine, need_build, report
 from peers_report import write_report
 from peers_stats import binned_p99, cut, read_timeline
+from peers_load import OtherWork
 from peers_systems import cpu_seconds, rss_mib, systems, versions
 
 RATE = 2000
@@ -148,7 +149,9 @@ def main():
             system.workers_wanted = 4
             try:
                 system.start()
+                others = OtherWork(system.supervisor())
                 got = one_system(system, args)
+                got["others"] = others.stop()
                 results.setdefault(system.name, []).append(got)
             except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
                 errors[system.name] = str(e)

@@ -1,8 +1,8 @@
 """The peer benchmark's report: tables (medians and ranges over the repetitions), where herd is
 not best and why, the targets' verdicts, and the latency-over-time chart."""
-import os
 import statistics
 
+from peers_load import QUIET
 from peers_stats import line_chart, median_range
 
 # Why herd can lose a column, said where it does.
@@ -175,16 +175,20 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
     for name, rate, p99, wrk_rate, wrk_p99 in cross:
         cross_rows.append(f"| {name} | {rate:.0f} | {wrk_rate or 0:.0f} | {p99:.2f} | {wrk_p99 or 0:.2f} |")
     quick = " --quick" if args.quick else ""
-    noise = (f"load average {min(loads):.1f} to {max(loads):.1f} over the run "
-             f"(1-minute, sampled between systems; the machine is shared)")
-    version_line = "; ".join(versions.values())
+    others = [run["others"] for runs in results.values() for run in runs if "others" in run]
+    noise = (f"other work took {median_range([100 * v for v in others], '{:.0f}')}% of the machine's CPU "
+             f"while a system ran (median and range over the {len(others)} system runs: CPU time of the "
+             "processes outside the benchmark's own trees and the kernel's threads, from /proc); "
+             f"load average {min(loads):.1f} to {max(loads):.1f} (1-minute, the benchmark's own load "
+             "included)") if others else f"load average {min(loads):.1f} to {max(loads):.1f}"
     # Other work on the machine's cores makes latencies the scheduler's, not the systems'.
-    noisy = max(loads) > 2 * (os.cpu_count() or 1)
-    caveat = (f"**This run is not a measurement**: the machine was shared and overloaded (load average "
-              f"up to {max(loads):.0f} on {os.cpu_count()} cores), so steady latencies are the "
-              "scheduler's, every verdict below is inconclusive, and only gross differences (failed "
-              "connections, supervisor RSS and CPU, reload durations) carry over. Run "
-              "`bench/run peers` again on a quiet machine.\n\n") if noisy else ""
+    noisy = not others or max(others) > QUIET
+    caveat = (f"**This run is not a measurement**: other work on the shared machine took up to "
+              f"{max(others, default=1):.0%} of its CPU while a system ran (the rule: at most "
+              f"{QUIET:.0%} in every system's run), so latencies are partly the scheduler's, every "
+              "verdict below is inconclusive, and only gross differences (failed connections, "
+              "supervisor RSS and CPU, reload durations) carry over. Run `bench/run peers` again on "
+              "a quiet machine.\n\n") if noisy else ""
     with open(args.report, "w") as f:
         f.write(f"""# Benchmark: herd and its peers
 

@@ -148,3 +148,42 @@ def line_chart(lines, title, width=760, height=360, low=0.1, high=10_000):
         out.append(f'<text x="{left + plot_w + 24}" y="{top + 9 + 14 * i}">{name}</text>')
     out.append("</svg>")
     return "\n".join(out)
+
+
+# The machine's load, as the CPU time other work took while a system ran. A process's own
+# figures in /proc/PID/stat (fields 14-17: utime, stime, cutime, cstime, in clock ticks) include
+# the children it has reaped, so a tree's sum stays whole while its workers come and go.
+def busy_ticks(cpu_line):
+    """The ticks the whole machine spent running something, from /proc/stat's `cpu` line:
+    user, nice, system and steal (a hypervisor's other guests). Interrupts and softirqs are
+    left out: on loopback they are mostly the benchmark's own traffic, and no process owns them."""
+    fields = [int(v) for v in cpu_line.split()[1:]]
+    user, nice, system = fields[0:3]
+    steal = fields[7] if len(fields) > 7 else 0
+    return user + nice + system + steal
+
+
+def tree_ticks(procs, roots):
+    """The ticks used by `roots` and all their descendants, with the children they reaped:
+    `procs` is {pid: (ppid, ticks)} for every process."""
+    kids = {}
+    for pid, (ppid, _) in procs.items():
+        kids.setdefault(ppid, []).append(pid)
+    seen, todo = set(), [r for r in roots if r in procs]
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(kids.get(pid, []))
+    return sum(procs[pid][1] for pid in seen)
+
+
+def others_share(before, after, ticks_per_second, cores):
+    """The share of the machine's CPU (0 to 1) that other work took between two samples, each
+    (seconds, busy ticks of the machine, ticks of the benchmark's own trees and the kernel's
+    threads); never below 0 (the counters are read at slightly different moments)."""
+    seconds = after[0] - before[0]
+    if seconds <= 0:
+        return 0.0
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, others / (seconds * ticks_per_second * cores))

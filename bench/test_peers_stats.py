@@ -3,8 +3,8 @@ import os
 import tempfile
 import unittest
 
-from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, cut, line_chart, median_range, percentile, place,
-                         read_timeline, spans)
+from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, busy_ticks, cut, line_chart, median_range,
+                         others_share, percentile, place, read_timeline, spans, tree_ticks)
 
 
 class Percentiles(unittest.TestCase):
@@ -80,6 +80,31 @@ class Timeline(unittest.TestCase):
         svg = line_chart([("herd", bins, [(0.25, 0.5)])], "p99")
         self.assertTrue(svg.startswith("<svg") and svg.endswith("</svg>"))
         self.assertIn(">herd</text>", svg)
+
+
+class OtherWork(unittest.TestCase):
+    def test_busy_ticks_count_user_nice_system_and_steal(self):
+        # user nice system idle iowait irq softirq steal guest guest_nice
+        self.assertEqual(busy_ticks("cpu  100 20 30 5000 40 7 9 3 0 0"), 153)
+        self.assertEqual(busy_ticks("cpu  100 20 30 5000"), 150)
+
+    def test_a_tree_is_its_roots_and_all_their_descendants(self):
+        procs = {1: (0, 1000), 2: (0, 50), 10: (1, 5), 11: (10, 7), 12: (11, 11), 20: (1, 300),
+                 30: (2, 13), 40: (99, 17)}
+        self.assertEqual(tree_ticks(procs, {10}), 5 + 7 + 11)
+        self.assertEqual(tree_ticks(procs, {10, 2, 20}), 5 + 7 + 11 + 50 + 13 + 300)
+        self.assertEqual(tree_ticks(procs, {11, 12}), 7 + 11, "a root inside another counts once")
+        self.assertEqual(tree_ticks(procs, {77}), 0, "a root that is gone")
+
+    def test_only_what_others_used_counts(self):
+        # 2 cores at 100 ticks/s for 10 s: 2000 ticks. The machine was busy 1900 ticks, the
+        # benchmark's own trees used 1700 of them: others took 200, a tenth of the machine.
+        self.assertAlmostEqual(others_share((0.0, 5000, 900), (10.0, 6900, 2600), 100, 2), 0.10)
+        # A benchmark that saturates the machine on its own is quiet.
+        self.assertEqual(others_share((0.0, 0, 0), (10.0, 2000, 2000), 100, 2), 0.0)
+        # Counters read a moment apart never make it negative.
+        self.assertEqual(others_share((0.0, 0, 0), (10.0, 1990, 2000), 100, 2), 0.0)
+        self.assertEqual(others_share((5.0, 0, 0), (5.0, 10, 0), 100, 2), 0.0)
 
 
 if __name__ == "__main__":
