@@ -74,26 +74,35 @@ def under_load(system, steps, closed, lead, gap):
     return result, records, windows, cpu
 
 
+def figures(result, records, windows, windowed=True):
+    """A run's figures, its windows and their durations. The run ends with its last request's
+    start: the load's own `seconds` also counts the wait for the last answers (up to the 5 s
+    timeout), which is no sending time. Without `windowed`, the steps were no changes to cut
+    out (recycling goes on all the time): the whole run counts as steady."""
+    got = cut(records, windows if windowed else [])
+    got["durations"] = [(e - b) / 1e6 for b, e in windows]
+    got["sent_s"] = max((r[0] for r in records), default=0) / 1e6
+    return got
+
+
 def one_system(system, args):
     """Every scenario on one started system; returns {scenario: figures}."""
     got = {}
-    cpu0 = cpu_seconds(system.supervisor())
-    time.sleep(args.idle)
-    got["idle_cpu"] = 100 * (cpu_seconds(system.supervisor()) - cpu0) / args.idle
-    result, records, windows, cpu = under_load(system, [system.reload] * args.reloads, False, 1.5, args.gap)
-    seconds = result["seconds"]
-    got["open"] = {**cut(records, windows, seconds * 1e6), "durations": [(e - b) / 1e6 for b, e in windows],
-                   "load_cpu": 100 * cpu / seconds, "rss": rss_mib(system.supervisor()),
-                   "chart": (binned_p99(records, 250_000), [(b / 1e6, e / 1e6) for b, e in windows])}
-    result, records, windows, _ = under_load(system, [system.reload] * args.saturation_reloads, True, 2,
-                                             args.gap)
-    got["closed"] = {**cut(records, windows, result["seconds"] * 1e6),
-                     "durations": [(e - b) / 1e6 for b, e in windows]}
+    if system.table == "peers":
+        cpu0 = cpu_seconds(system.supervisor())
+        time.sleep(args.idle)
+        got["idle_cpu"] = 100 * (cpu_seconds(system.supervisor()) - cpu0) / args.idle
+    steps = system.changes(args.reloads)
+    result, records, windows, cpu = under_load(system, steps, False, 1.5, args.gap)
+    got["open"] = figures(result, records, windows, system.windowed)
+    if system.table == "peers":
+        got["open"].update(load_cpu=100 * cpu / max(got["open"]["sent_s"], 1e-9), rss=rss_mib(system.supervisor()),
+                           chart=(binned_p99(records, 250_000), [(b / 1e6, e / 1e6) for b, e in windows]))
+    result, records, windows, _ = under_load(system, system.changes(args.saturation_reloads), True, 2, args.gap)
+    got["closed"] = figures(result, records, windows, system.windowed)
     if system.can_scale:
         steps = [lambda: system.scale(8), lambda: system.scale(4)]
-        result, records, windows, _ = under_load(system, steps, False, 1.5, args.gap)
-        got["scale"] = {**cut(records, windows, result["seconds"] * 1e6),
-                        "durations": [(e - b) / 1e6 for b, e in windows]}
+        got["scale"] = figures(*under_load(system, steps, False, 1.5, args.gap)[:3])
     return got
 
 
@@ -111,6 +120,22 @@ def wrk_check(address, seconds):
     scale = {"us": 0.001, "ms": 1, "s": 1000}
     return (r["ok"] / r["seconds"], r["p99_us"] / 1000, float(rate.group(1)) if rate else None,
             float(p99.group(1)) * scale[p99.group(2)] if p99 else None)
+
+
+def scale_targets(args):
+    """The scale targets' figures from bench/scale_targets.py (4096 native workers), or why
+    there are none."""
+    if args.only:
+        return "left out with --only"
+    try:
+        from scale_targets import measure
+    except ImportError:
+        return "bench/scale_targets.py is missing"
+    print("-- scale targets: bench/scale_targets.py", flush=True)
+    try:
+        return measure()
+    except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
+        return f"bench/scale_targets.py failed: {e}"
 
 
 def load_average():
@@ -138,7 +163,7 @@ def main():
         with open(args.saved) as f:
             saved = json.load(f)
         write_report(args, everything, saved["results"], saved["errors"], saved["cross"], versions(cache),
-                     saved["loads"], saved["took"], figure("peers"), machine())
+                     saved["loads"], saved["took"], figure("peers"), machine(), saved.get("scale", "not saved"))
         return
     results, errors, loads = {}, {}, [load_average()]
     started = time.monotonic()
@@ -149,9 +174,9 @@ def main():
             system.workers_wanted = 4
             try:
                 system.start()
-                others = OtherWork(system.supervisor())
+                others, began = OtherWork(system.supervisor()), time.monotonic()
                 got = one_system(system, args)
-                got["others"] = others.stop()
+                got["others"], got["took"] = others.stop(), time.monotonic() - began
                 results.setdefault(system.name, []).append(got)
             except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
                 errors[system.name] = str(e)
@@ -169,11 +194,13 @@ def main():
             system.start()
             cross.append((system.name, *wrk_check(system.address, 2 if args.quick else 4)))
             system.stop()
+    scale = scale_targets(args)
     took = time.monotonic() - started
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:  # to rewrite the report: --from
-        json.dump({"results": results, "errors": errors, "cross": cross, "loads": loads, "took": took}, f)
+        json.dump({"results": results, "errors": errors, "cross": cross, "loads": loads, "took": took,
+                   "scale": scale}, f)
     write_report(args, everything, results, errors, cross, versions(cache), loads, took, figure("peers"),
-                 machine())
+                 machine(), scale)
     print(f"\nwrote {args.report} and {figure('peers')}")
 
 

@@ -53,8 +53,33 @@ def durations(results, name, scenario, index=None):
     return median_range(values, "{:.2f}")
 
 
+def changes_table(systems, results, errors):
+    """herd's other changes (re-exec, takeover, recycling), at 2000/s and at saturation."""
+    rows = ["| change | load | failed per run (by kind) | p99 steady ms | p99 in changes ms | ratio | "
+            "req/s steady | in changes, share of steady | change s |", "|" + "---|" * 9]
+    for s in systems:
+        n = s.name
+        if s.table != "changes":
+            continue
+        if n not in results:
+            rows.append(f"| {n} | did not run: {errors.get(n, '?')} |" + " |" * 7)
+            continue
+        for scenario, load in (("open", "2000/s"), ("closed", f"saturation ({32} connections)")):
+            share = [v * 100 if v is not None else None for v in column(results, n, scenario, "share")]
+            took = durations(results, n, scenario) if s.windowed else "all the time"
+            rows.append(
+                f"| {n} | {load} | {failures(results, n, scenario)} | "
+                f"{median_range(column(results, n, scenario, 'p99_steady_ms'), '{:.2f}')} | "
+                f"{median_range(column(results, n, scenario, 'p99_reload_ms'))} | "
+                f"{median_range(column(results, n, scenario, 'ratio'))}x | "
+                f"{median_range(column(results, n, scenario, 'steady_rps'), '{:.0f}')} | "
+                f"{median_range(share, '{:.0f}')}% | {took} |")
+    return "\n".join(rows).replace("| -x |", "| - |").replace("| -% |", "| - |")
+
+
 def tables(systems, results, errors):
-    """The three scenario tables."""
+    """The three scenario tables of every system (herd's other changes have their own)."""
+    systems = [s for s in systems if s.table == "peers"]
     open_rows = ["| system | workers | failed per run (by kind) | p99 steady ms | p99 in reloads ms | ratio | "
                  "reload s | supervisor RSS MiB | supervisor CPU idle % | at 2000/s % |", "|" + "---|" * 10]
     closed_rows = ["| system | failed per run (by kind) | steady req/s | in reloads, share of steady | "
@@ -95,8 +120,9 @@ def tables(systems, results, errors):
 
 def not_best(systems, results):
     """Lines saying where herd's best row loses a column, to whom, and why."""
-    herd = [s.name for s in systems if s.name.startswith("herd") and s.name in results]
-    others = [s.name for s in systems if not s.name.startswith("herd") and s.name in results]
+    systems = [s for s in systems if s.table == "peers"]
+    herd = [s.name for s in systems if s.by_herd and s.name in results]
+    others = [s.name for s in systems if not s.by_herd and s.name in results]
     columns = [  # (label, scenario, key, lower is better, format)
         ("p99 steady", "open", "p99_steady_ms", True, "{:.2f} ms"),
         ("reload ratio", "open", "ratio", True, "{:.1f}x"),
@@ -131,23 +157,50 @@ def not_best(systems, results):
     return lines or ["- herd is best on every column above."]
 
 
-def verdicts(systems, results, noisy=False):
-    """One line per target of issue 19 that this scenario measures; on an overloaded machine
-    each is **inconclusive**, with what was measured."""
-    lines = measured_verdicts(systems, results)
-    if noisy:
-        return [v.replace("**met**", "**inconclusive**").replace("**missed**", "**inconclusive**")
-                + " (the machine was overloaded: run again on a quiet one)" for v in lines]
-    return lines
+def verdicts(systems, results, scale, noisy=False):
+    """One line per target of issue 19 that this scenario measures, with the scale targets'
+    (bench/scale_targets.py). On a busy machine a timing is **inconclusive**, and so is a
+    missed 0-failed target (timeouts can be the machine's); 0 failed stays met."""
+    lines = measured_verdicts(systems, results) + scale_verdicts(scale)
+    if not noisy:
+        return lines
+    return [v if (v.startswith("0 failed") and "**met**" in v) or "not measured" in v else
+            v.replace("**met**", "**inconclusive**").replace("**missed**", "**inconclusive**")
+            + " (other work took the machine: run again on a quiet one)" for v in lines]
+
+
+def scale_verdicts(scale):
+    """The scale targets' lines: `scale` is bench/scale_targets.py's figures, or why there are none."""
+    if isinstance(scale, str):
+        return [f"scale targets (4096 native workers): not measured: {scale}."]
+    try:
+        from scale_targets import verdict_lines
+    except ImportError:
+        return ["scale targets (4096 native workers): not measured: bench/scale_targets.py is missing."]
+    return [line[2:] if line.startswith("- ") else line for line in verdict_lines(scale)]
+
+
+def failed_by(results, names, scenarios):
+    """Failed connections in these systems' runs of these scenarios, in all."""
+    return sum(run[sc]["failed"] for n in names for run in results.get(n, []) for sc in scenarios if sc in run)
+
+
+def zero_failed(what, failed, runs):
+    return (f"0 failed connections {what}: **{'met' if failed == 0 else 'missed'}** ({failed} failed in "
+            f"{runs} run{'s' if runs != 1 else ''}).")
 
 
 def measured_verdicts(systems, results):
-    herd = [s.name for s in systems if s.name.startswith("herd") and s.name in results]
-    failed = sum(run[sc]["failed"] for n in herd for run in results[n] for sc in ("open", "closed", "scale")
-                 if sc in run)
-    out = [f"0 failed connections in every herd row, at {2000}/s, at saturation and while scaling: "
-           f"**{'met' if failed == 0 else 'missed'}** ({failed} failed in {len(herd)} herd systems)."]
-    for n in herd:
+    upgrades = [s.name for s in systems if s.by_herd and s.table == "peers" and s.name in results]
+    runs = sum(len(results[n]) for n in upgrades)
+    out = [zero_failed(f"in herd's upgrades ({len(upgrades)} worker kinds) at {2000}/s and at saturation",
+                       failed_by(results, upgrades, ("open", "closed")), runs),
+           zero_failed(f"in herd's scaling 4 -> 8 -> 4 at {2000}/s", failed_by(results, upgrades, ("scale",)), runs)]
+    for s in systems:
+        if s.table == "changes" and s.name in results:
+            out.append(zero_failed(f"while {s.name} at {2000}/s and at saturation",
+                                   failed_by(results, [s.name], ("open", "closed")), len(results[s.name])))
+    for n in upgrades:
         ratio = med(column(results, n, "open", "ratio"))
         share = med(column(results, n, "closed", "share"))
         sat = med(column(results, n, "closed", "ratio"))
@@ -163,10 +216,10 @@ def measured_verdicts(systems, results):
     return out
 
 
-def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine):
+def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine, scale):
     open_table, closed_table, scale_table = tables(systems, results, errors)
     lines = [(s.name, run["open"]["chart"][0], run["open"]["chart"][1])
-             for s in systems for run in results.get(s.name, [])[:1]]
+             for s in systems if s.table == "peers" for run in results.get(s.name, [])[:1]]
     with open(svg, "w") as f:
         f.write(line_chart(lines, f"p99 latency per 250 ms at {2000} new connections/s through "
                                   f"{args.reloads} reloads (first repetition)"))
@@ -175,6 +228,7 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
     for name, rate, p99, wrk_rate, wrk_p99 in cross:
         cross_rows.append(f"| {name} | {rate:.0f} | {wrk_rate or 0:.0f} | {p99:.2f} | {wrk_p99 or 0:.2f} |")
     quick = " --quick" if args.quick else ""
+    version_line = "; ".join(versions.values())
     others = [run["others"] for runs in results.values() for run in runs if "others" in run]
     noise = (f"other work took {median_range([100 * v for v in others], '{:.0f}')}% of the machine's CPU "
              f"while a system ran (median and range over the {len(others)} system runs: CPU time of the "
@@ -208,8 +262,12 @@ otherwise: `--max-surge 1`, `--min-ready 1s`), running `python3 app.py`, `python
 READY=1 with `systemd-notify` once it listens); gunicorn `--workers 4` (sync), HUP to reload and
 TTIN/TTOU to scale; circus with a `[socket:web]` and a watcher of 4 `app.py --fd
 $(circus.sockets.web)` (`circusctl reload web`, `incr`/`decr`); uWSGI `--master --processes 4
---http-socket` with `--lazy-apps` and `c` on its master FIFO (chain reload), or without and `r`
-(graceful reload); nginx `worker_processes 4`, `return 200`, SIGHUP; PM2 `exec_mode: "cluster",
+--http-socket --listen SOMAXCONN` (the accept queue herd gets; uWSGI's default of 100 overflows
+within 0.05 s of a pause at 2000/s, and each dropped SYN costs its client a 1 s retransmission)
+with `--lazy-apps` and `c` on its master FIFO (chain reload: a window ends when uWSGI logs
+"chain reloading complete", once its last new worker accepts; before that another `c` is
+ignored), or without and `r` (graceful reload: the master waits for its workers to finish,
+re-executes itself and forks new ones, so nothing accepts meanwhile); nginx `worker_processes 4`, `return 200`, SIGHUP; PM2 `exec_mode: "cluster",
 instances: 4` (`pm2 reload`, `pm2 scale`), and with `wait_ready: true, listen_timeout: 3000`.
 Each system runs {args.reps} time(s), systems interleaved (the order rotates each repetition),
 and each time: {args.idle:g} s idle (the supervisor's CPU), then `herd-loadgen --timeline` at
@@ -218,7 +276,10 @@ apart after 1.5 s steady; then closed loop with {32} connections (a new one per 
 through {args.saturation_reloads} reloads; then 4 -> 8 -> 4 workers at 2000/s. A reload window
 runs from the command until the old workers are gone and 4 new ones run (for herd: until
 `herd upgrade` returns); steady time is outside the windows, less 250 ms after each and the
-first 200 ms. Cells are medians over the repetitions, with the range in parentheses.
+first 200 ms; a run ends with its last request's start (the load generator then only waits
+for the last answers). Throughput is the answered requests that started in the windows per
+second of windows, over the same in steady time. Cells are medians over the repetitions, with
+the range in parentheses.
 
 Open loop, 2000 new connections/s, {args.reloads} reloads:
 
@@ -232,6 +293,14 @@ Scaling 4 -> 8 -> 4 at 2000 new connections/s:
 
 {scale_table}
 
+herd's other changes, with stdlib Python workers (herd only: the peers have no equivalent
+to compare; re-exec: `herd reexec`; takeover: a second `herd run --takeover` on the same
+control socket, whose workers start on the same listening socket, then the old herd stops;
+recycling: `--max-lifetime 2s,jitter=1s`, so every worker is replaced about every 3 s all
+through the run, which then has no steady part to compare with):
+
+{changes_table(systems, results, errors)}
+
 ![p99 latency over time through the reloads, one line per system](peers.svg)
 
 Where herd is not best:
@@ -240,7 +309,7 @@ Where herd is not best:
 
 Targets:
 
-{chr(10).join('- ' + v for v in verdicts(systems, results, noisy))}
+{chr(10).join('- ' + v for v in verdicts(systems, results, scale, noisy))}
 
 Cross-check of `herd-loadgen` with `wrk` (`-t2 -c32 --latency`, `Connection: close`), closed
 loop with 32 connections, same targets, steady:

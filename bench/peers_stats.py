@@ -56,11 +56,12 @@ def spans(windows, run_end_us, settle_us=SETTLE_US, warmup_us=WARMUP_US):
     return steady / 1e6, inside / 1e6
 
 
-def cut(records, windows, run_end_us=None):
+def cut(records, windows):
     """A run's figures: failures by kind, p99 steady and inside windows (ms) and their
-    ratio, and the answered requests per second inside windows as a share of steady."""
-    if run_end_us is None:
-        run_end_us = max((r[0] for r in records), default=0)
+    ratio, and the answered requests per second inside windows as a share of steady. The run
+    ends when its last request starts: after that the load generator only waits for answers
+    (up to its timeout), and counting that time would dilute the steady rate."""
+    run_end_us = max((r[0] for r in records), default=0)
     latency = {"steady": [], "reload": []}
     answered = {"steady": 0, "reload": 0}
     failures = {}

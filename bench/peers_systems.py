@@ -81,6 +81,11 @@ class System:
     name = kind = ""
     can_scale = False
     workers_wanted = 4
+    # "peers": a row of every table; "changes": a herd-only row of re-execs, takeovers, recycling.
+    table = "peers"
+    # Whether the steps are windows to cut out of steady time.
+    windowed = True
+    by_herd = False
 
     def __init__(self, port):
         self.port, self.dir = port, tempfile.mkdtemp(prefix="herd-peers-")
@@ -103,6 +108,10 @@ class System:
         r = loadgen(self.address, 400, 0.1, "--timeout", "1")
         return r["ok"] == r["requests"] > 0
 
+    def changes(self, n):
+        """The steps of a run with `n` changes: reloads, unless told otherwise."""
+        return [self.reload] * n
+
     def reload(self):
         old = self.workers()
         self.signal_reload()
@@ -117,13 +126,14 @@ class System:
 class HerdSystem(System):
     """herd (`herd upgrade`, `herd scale`) running `command` as each worker."""
 
+    extra, can_scale, by_herd = (), True, True
+
     def __init__(self, port, name, kind, command):
         super().__init__(port)
         self.name, self.kind, self.command = name, kind, command
-        self.can_scale = True
 
     def start(self):
-        self.herd = Herd(self.command, 4, f"127.0.0.1:{self.port},nonblocking").ready()
+        self.herd = Herd(self.command, 4, f"127.0.0.1:{self.port},nonblocking", self.extra).ready()
         return self.ready()
 
     def supervisor(self):
@@ -138,6 +148,51 @@ class HerdSystem(System):
 
     def stop(self):
         self.herd.stop()
+
+
+class HerdReexec(HerdSystem):
+    """`herd reexec`: herd replaces its own program in place; the workers keep serving."""
+    table, can_scale = "changes", False
+
+    def __init__(self, port, command):
+        super().__init__(port, "herd re-execs itself", "Python (stdlib server)", command)
+
+    def reload(self):
+        self.herd.ctl("reexec")
+
+
+class HerdTakeover(HerdSystem):
+    """A second `herd run --takeover` on the same control socket: its workers start on the
+    same listening socket, and once they are ready the old herd stops."""
+    table, can_scale = "changes", False
+
+    def __init__(self, port, command):
+        super().__init__(port, "a new herd takes over", "Python (stdlib server)", command)
+
+    def reload(self):
+        old = self.herd
+        new = Herd(self.command, 4, f"127.0.0.1:{self.port},nonblocking", self.extra, old.control,
+                   takeover=True)
+        old.proc.wait(timeout=90)
+        self.herd = new.ready()
+
+
+class HerdRecycle(HerdSystem):
+    """`--max-lifetime 2s,jitter=1s`: every worker is recycled (a successor started, then the
+    old one stopped, as in an upgrade) about every 3 s, all the time; a step waits until every
+    worker has been replaced once, and the whole run counts, not windows."""
+    table, windowed, can_scale = "changes", False, False
+    extra = ("--max-lifetime", "2s,jitter=1s")
+
+    def __init__(self, port, command):
+        super().__init__(port, "herd recycles its workers", "Python (stdlib server)", command)
+
+    def changes(self, n):
+        return [self.reload] * max(1, n // 4)
+
+    def reload(self):
+        old = self.workers()
+        self.settled(old, "workers recycled")
 
 
 class Gunicorn(System):
@@ -219,7 +274,9 @@ class Circus(System):
 
 class Uwsgi(System):
     """uWSGI's master with 4 workers: a chain reload (`c` on the master FIFO, with
-    `--lazy-apps`: one worker at a time) or a graceful reload (`r`: all workers at once)."""
+    `--lazy-apps`: one worker at a time) or a graceful reload (`r`: all workers at once). The
+    listen queue is net.core.somaxconn, as herd's: uWSGI's default of 100 overflows within
+    0.05 s of a pause at 2000 new connections/s, and the dropped SYNs come back a second later."""
     kind = "Python (uWSGI workers)"
 
     def __init__(self, port, chain):
@@ -228,13 +285,31 @@ class Uwsgi(System):
         self.name = "uWSGI, chain reload" if chain else "uWSGI, graceful reload"
 
     def start(self):
-        self.fifo = os.path.join(self.dir, "fifo")
-        self.proc = subprocess.Popen(
-            ["uwsgi", "--plugin", "python3", "--http-socket", self.address, "--chdir", PEERS,
-             "--wsgi-file", APP_PY, "--master", "--processes", "4", "--master-fifo", self.fifo,
-             "--disable-logging", "--die-on-term", *(["--lazy-apps"] if self.chain else [])],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.fifo, self.log = os.path.join(self.dir, "fifo"), os.path.join(self.dir, "uwsgi.log")
+        with open("/proc/sys/net/core/somaxconn") as f:
+            backlog = f.read().strip()
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(
+                ["uwsgi", "--plugin", "python3", "--http-socket", self.address, "--listen", backlog,
+                 "--chdir", PEERS, "--wsgi-file", APP_PY, "--master", "--processes", "4",
+                 "--master-fifo", self.fifo, "--disable-logging", "--die-on-term",
+                 *(["--lazy-apps"] if self.chain else [])],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         return self.ready()
+
+    def chains_completed(self):
+        with open(self.log, errors="replace") as f:
+            return f.read().count("chain reloading complete")
+
+    def reload(self):
+        """A chain reload is over when uWSGI says so: its last new worker is accepting. Before
+        that, all 4 workers are already new, and another `c` is ignored ("chain reload already
+        running")."""
+        if not self.chain:
+            return super().reload()
+        done = self.chains_completed()
+        super().reload()
+        wait_for(f"{self.name}: chain reloading complete", lambda: self.chains_completed() > done)
 
     def supervisor(self):
         return self.proc.pid
@@ -341,6 +416,9 @@ def systems(cache, port):
         Nginx(port + 7),
         Pm2(port + 8, cache, wait_ready=False),
         Pm2(port + 9, cache, wait_ready=True),
+        HerdReexec(port + 10, [PY, APP_PY]),
+        HerdTakeover(port + 11, [PY, APP_PY]),
+        HerdRecycle(port + 12, [PY, APP_PY]),
     ]
 
 

@@ -3,6 +3,8 @@ import os
 import tempfile
 import unittest
 
+from peers import figures
+from peers_report import verdicts
 from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, busy_ticks, cut, line_chart, median_range,
                          others_share, percentile, place, read_timeline, spans, tree_ticks)
 
@@ -46,12 +48,24 @@ class Windows(unittest.TestCase):
             inside = 1_000_000 <= start <= 2_000_000
             outcome = "reset" if inside and i % 2 else "ok"
             records.append((start, 10_000 if inside else 1_000, outcome))
-        got = cut(records, self.windows, 4_000_000)
+        got = cut(records, self.windows)
         self.assertEqual(got["failures"], {"reset": 500})
         self.assertEqual(got["failed"], 500)
         self.assertEqual((got["p99_steady_ms"], got["p99_reload_ms"]), (1.0, 10.0))
         self.assertAlmostEqual(got["ratio"], 10.0)
         self.assertAlmostEqual(got["share"], 0.5, places=2)
+
+    def test_the_run_ends_when_its_last_request_starts(self):
+        # 1000 requests/s for 4 s, steady but for 10 requests that time out after 5 s: the
+        # load generator waits for them, 9 s in all, but sent for 4 s only. The steady rate
+        # is the sending rate, not halved by the wait (PM2's share of steady read 200%).
+        records = [(i * 1000, 5_000_000 if i % 400 == 0 else 1_000, "timeout" if i % 400 == 0 else "ok")
+                   for i in range(4000)]
+        got = figures({"seconds": 9.0}, records, self.windows)
+        self.assertAlmostEqual(got["steady_rps"], 990, delta=10)
+        self.assertAlmostEqual(got["share"], 1.0, delta=0.01)
+        self.assertEqual(got["sent_s"], 3.999)
+        self.assertEqual(got["durations"], [1.0])
 
     def test_without_windows_there_is_no_ratio(self):
         got = cut([(300_000, 500, "ok"), (400_000, 700, "ok")], [])
@@ -105,6 +119,22 @@ class OtherWork(unittest.TestCase):
         # Counters read a moment apart never make it negative.
         self.assertEqual(others_share((0.0, 0, 0), (10.0, 1990, 2000), 100, 2), 0.0)
         self.assertEqual(others_share((5.0, 0, 0), (5.0, 10, 0), 100, 2), 0.0)
+
+
+class Verdicts(unittest.TestCase):
+    class Herd:
+        name, table, by_herd, windowed = "herd, stdlib Python", "peers", True, True
+
+    one_run = {"open": {"failed": 0, "ratio": 1.5}, "closed": {"failed": 0, "share": 0.97, "ratio": 1.2},
+           "scale": {"failed": 0}}
+
+    def test_a_busy_machine_leaves_only_0_failed_standing(self):
+        quiet = verdicts([self.Herd], {self.Herd.name: [self.one_run]}, "not run")
+        self.assertEqual(sum("**met**" in v for v in quiet), 5)
+        busy = verdicts([self.Herd], {self.Herd.name: [self.one_run]}, "not run", noisy=True)
+        self.assertEqual([v.startswith("0 failed") for v in busy if "**met**" in v], [True, True])
+        self.assertEqual(sum("**inconclusive**" in v for v in busy), 3)
+        self.assertIn("not measured: not run.", busy[-1])
 
 
 if __name__ == "__main__":
