@@ -3,11 +3,16 @@
 each: PM2 (cluster mode, `pm2 reload`, also with `wait_ready`), gunicorn's arbiter (HUP,
 TTIN/TTOU), circus (a socket watcher, `circusctl reload`, incr/decr), uWSGI (chain and graceful
 reload), nginx (HUP) and herd (`herd upgrade`, `herd scale`) with stdlib Python, gunicorn and
-Node workers. For each system, repeated and interleaved:
+Node workers; and herd alone re-executing itself, taken over by a new herd, and recycling its
+workers (--max-lifetime). For each system, repeated and interleaved:
 
-- open loop, 2000 new connections/s, through 10 reloads;
-- closed loop at saturation (32 connections), through 5 reloads;
+- open loop, 2000 new connections/s, through 3 reloads;
+- closed loop at saturation (32 connections), through 2 reloads;
 - scaling 4 -> 8 -> 4 under the open-loop load (where the system can scale).
+
+Then bench/scale_targets.py's 4096 native workers (when it is there). Reload counts and gaps
+are set so that 2 repetitions take about 10 minutes on 2 cores (herd's reloads of 4 workers
+take 4-5 s each, uWSGI's chain reload 8 s).
 
 herd-loadgen's `--timeline` cuts each run into reload windows (from the reload command until
 the old workers are gone and 4 new ones run) and steady time. Installs the peers first
@@ -146,15 +151,15 @@ def load_average():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=2, help="repetitions of every system (interleaved)")
-    parser.add_argument("--quick", action="store_true", help="1 repetition, 3 and 2 reloads")
+    parser.add_argument("--quick", action="store_true", help="1 repetition, 2 and 1 reloads")
     parser.add_argument("--only", help="run only the systems whose name contains this")
     parser.add_argument("--report", default=report("peers"))
     parser.add_argument("--from", dest="saved", metavar="JSON",
                         help="only write the report again, from the figures a run saved (REPORT.json)")
     args = parser.parse_args()
-    args.reloads, args.saturation_reloads, args.gap, args.idle = 10, 5, 1.0, 3.0
+    args.reloads, args.saturation_reloads, args.gap, args.idle = 3, 2, 0.5, 2.0
     if args.quick:
-        args.reps, args.reloads, args.saturation_reloads, args.gap, args.idle = 1, 3, 2, 0.5, 1.0
+        args.reps, args.reloads, args.saturation_reloads, args.idle = 1, 2, 1, 1.0
     need_build()
     cache = setup()
     everything = systems(cache, free_port())

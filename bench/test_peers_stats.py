@@ -4,7 +4,7 @@ import tempfile
 import unittest
 
 from peers import figures
-from peers_report import verdicts
+from peers_report import not_best, verdicts
 from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, busy_ticks, cut, line_chart, median_range,
                          others_share, percentile, place, read_timeline, spans, tree_ticks)
 
@@ -135,6 +135,27 @@ class Verdicts(unittest.TestCase):
         self.assertEqual([v.startswith("0 failed") for v in busy if "**met**" in v], [True, True])
         self.assertEqual(sum("**inconclusive**" in v for v in busy), 3)
         self.assertIn("not measured: not run.", busy[-1])
+
+
+class NotBest(unittest.TestCase):
+    class System:
+        def __init__(self, name, by_herd):
+            self.name, self.by_herd, self.table = name, by_herd, "peers"
+
+    def test_every_column_herd_loses_is_named_with_why(self):
+        herd, nginx = self.System("herd, stdlib Python", True), self.System("nginx", False)
+        run = {"idle_cpu": 0.0, "open": {"failed": 0, "p99_steady_ms": 0.4, "p99_reload_ms": 0.6, "ratio": 1.5,
+                                         "durations": [4.0, 4.2], "rss": 6.0, "load_cpu": 0.2},
+               "closed": {"failed": 0, "steady_rps": 20000, "share": 1.0, "durations": [5.0]}}
+        theirs = {"idle_cpu": 0.0, "open": {"failed": 0, "p99_steady_ms": 0.3, "p99_reload_ms": 0.9, "ratio": 3.0,
+                                            "durations": [0.1], "rss": 6.8, "load_cpu": 0.2},
+                  "closed": {"failed": 0, "steady_rps": 25000, "share": 0.98, "durations": [0.1]}}
+        lines = not_best([herd, nginx], {herd.name: [run], nginx.name: [theirs]})
+        labels = [line.split(":")[0] for line in lines]
+        self.assertEqual(labels, ["- p99 steady at 2000/s", "- reload duration", "- steady req/s at saturation",
+                                  "- reload duration at saturation"])
+        self.assertIn("nginx 0.30 ms, herd's best 0.40 ms (herd, stdlib Python). Why: ", lines[0])
+        self.assertIn("herd is best", not_best([herd], {herd.name: [run]})[0])
 
 
 if __name__ == "__main__":
