@@ -38,7 +38,8 @@ pub(crate) use signal::max_signal;
 pub use signal::Signal;
 pub use stat::{
     boot_ticks, cpu_ticks, group_members, group_of, is_stopped, parent_of, parse_stat_fields,
-    process_groups, session_and_start_time, session_of, start_time, ticks_per_second,
+    process_groups, process_groups_except, session_and_start_time, session_of, start_time,
+    ticks_per_second,
 };
 pub use user::{lookup_group, lookup_user, User};
 

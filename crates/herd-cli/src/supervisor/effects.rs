@@ -223,10 +223,14 @@ impl Effects {
     }
 
     /// The system under what exited workers leave behind: process groups as they are now,
-    /// signals to them, reaping their leaders (only Unix has process groups).
+    /// signals to them, reaping their leaders (only Unix has process groups); `workers`, the
+    /// live ones, lead their own groups.
     #[cfg(unix)]
-    pub fn process_groups(&self) -> super::leftovers::System {
-        super::leftovers::System::default()
+    pub fn process_groups(
+        &self,
+        workers: std::collections::HashSet<u32>,
+    ) -> super::leftovers::System {
+        super::leftovers::System::new(workers)
     }
 
     /// The system under herd's children: their exits.

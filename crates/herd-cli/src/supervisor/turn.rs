@@ -55,7 +55,7 @@ impl Supervisor {
                 // A worker's last words (STOPPING=1 as it exits) are taken while it is still
                 // one: after the reap its pid names no worker, and the message would be dropped.
                 self.read_waiting_notifications(sources);
-                self.reap();
+                self.reap_and_restart();
             }
             Order::Stop { graceful } => self.request_stop(StopRequest {
                 reason: trigger,

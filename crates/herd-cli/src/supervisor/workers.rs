@@ -134,10 +134,29 @@ impl Supervisor {
     /// exited; then the platform looks at what they left (Unix: their process groups, in one
     /// pass) and at its own children (Unix: re-exec checks).
     pub(super) fn reap(&mut self) {
+        self.reap_then(|_| {});
+    }
+
+    /// As [`reap`](Self::reap), but the successors of the workers that exited start before the
+    /// platform looks at what those left: on Linux that look reads every process's
+    /// `/proc/PID/stat`, tens of milliseconds with thousands of workers, and a replacement
+    /// need not wait for it (it does not depend on it: leftovers are stopped beside it).
+    pub(super) fn reap_and_restart(&mut self) {
+        self.reap_then(|supervisor| {
+            let due = supervisor.pool.due(Instant::now());
+            supervisor.apply(due, false);
+            supervisor.start_some();
+        });
+    }
+
+    /// Collects exited children; `exited` runs once the pool has learnt of some, before the
+    /// platform's look.
+    fn reap_then(&mut self, exited: impl FnOnce(&mut Self)) {
         let workers = self.pool.workers().iter().map(|w| w.pid);
         let checks = self.platform.check_pids();
         let found = reap::look(self.effects.children(), workers, checks);
         let mut exits = Vec::new();
+        let any_exited = !found.workers.is_empty();
         for exit in found.workers {
             let Some((slot, state)) = self.pool.worker(exit.pid).map(|w| (w.slot, w.state)) else {
                 continue;
@@ -146,6 +165,9 @@ impl Supervisor {
             if exit.held {
                 exits.push((exit.pid, slot, Some(state)));
             }
+        }
+        if any_exited {
+            exited(self);
         }
         self.reaped(found.checks, found.lost_checks, exits);
     }

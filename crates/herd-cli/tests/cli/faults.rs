@@ -322,3 +322,38 @@ fn a_malformed_socket_activation_environment_is_a_clear_error() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn a_killed_workers_successor_starts_before_herd_looks_at_what_it_left() {
+    // The look at a group's leftovers reads every process on the system (slow with thousands
+    // of workers): the replacement does not wait for it.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "sleep 60 & wait",
+    ]);
+    let (_, first) = herd.started(1)[0];
+    wait_until("the worker's child", || match children(first).len() {
+        1 => Ok(()),
+        n => Err(format!("{n} children")),
+    });
+    // SAFETY: kill sends a signal to the worker, a child of herd's that is still held.
+    assert_eq!(unsafe { libc::kill(first as i32, libc::SIGKILL) }, 0);
+    herd.wait_for_event("leftovers_stopping", &[("pid", first.into())]);
+    let (_, second) = herd.started(2)[1];
+    let lines = herd.lines();
+    let order: Vec<&str> = events(&lines)
+        .filter(|e| {
+            (is_start(e) && e["pid"] == second)
+                || (e["event"] == "leftovers_stopping" && e["pid"] == first)
+        })
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["worker_started", "leftovers_stopping"]);
+}

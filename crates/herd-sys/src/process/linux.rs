@@ -1,6 +1,6 @@
 //! What differs on Linux and Android: `waitid(WNOWAIT)` and `/proc`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
@@ -66,7 +66,7 @@ pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
     }
 }
 
-pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+pub fn process_groups(leaders: &HashSet<u32>) -> HashMap<u32, Vec<u32>> {
     let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
     let entries = match std::fs::read_dir("/proc") {
         Ok(entries) => entries,
@@ -75,6 +75,7 @@ pub fn process_groups() -> HashMap<u32, Vec<u32>> {
     for pid in entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| !leaders.contains(pid))
     {
         let fields = match stat_fields(pid, &[3, 5]) {
             Some(fields) => fields,

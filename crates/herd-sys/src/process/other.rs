@@ -1,6 +1,6 @@
 //! Elsewhere: no `WNOWAIT` pinning and no `/proc`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::process::ExitStatus;
 
@@ -20,6 +20,6 @@ pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
     super::reap(pid)
 }
 
-pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+pub fn process_groups(_leaders: &HashSet<u32>) -> HashMap<u32, Vec<u32>> {
     HashMap::new()
 }

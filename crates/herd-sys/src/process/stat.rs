@@ -1,7 +1,7 @@
 //! What `/proc/PID/stat` says of a process (Linux): its parent, group, session, state, start
 //! time and CPU time, and every process group at once; and the clock of start times.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::imp;
 
@@ -18,7 +18,14 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
 /// **Linux and Android only; empty elsewhere.** Every live (not zombie) process, by process
 /// group: one pass over `/proc/*/stat`, for looking at many groups at once.
 pub fn process_groups() -> HashMap<u32, Vec<u32>> {
-    imp::process_groups()
+    imp::process_groups(&HashSet::new())
+}
+
+/// As [`process_groups`], without reading the processes in `leaders`, which the caller knows
+/// lead groups of their own (herd's live workers): they are left out. With thousands of
+/// workers that is most of `/proc`, and reading it takes tens of milliseconds.
+pub fn process_groups_except(leaders: &HashSet<u32>) -> HashMap<u32, Vec<u32>> {
+    imp::process_groups(leaders)
 }
 
 /// The parent pid of `pid`, read from `/proc/PID/stat` (Linux); `None` if it is gone.
@@ -115,6 +122,19 @@ pub fn boot_ticks() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn known_leaders_are_not_read() {
+        let me = std::process::id();
+        let my_group = group_of(me).unwrap();
+        let has_me = |groups: &HashMap<u32, Vec<u32>>| {
+            groups.get(&my_group).map_or(false, |g| g.contains(&me))
+        };
+        assert!(has_me(&process_groups()));
+        let groups = process_groups_except(&HashSet::from([me]));
+        assert!(!has_me(&groups));
+    }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]

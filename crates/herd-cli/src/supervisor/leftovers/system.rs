@@ -1,6 +1,6 @@
 //! The real [`Groups`]: `/proc`, `kill(-pgid)`, `waitpid`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use herd_sys::process::{self, Signal};
 
@@ -12,11 +12,25 @@ use crate::logging::LogEvent;
 pub struct System {
     /// Every process group's live processes, as [`Groups::refresh`] read them all at once.
     snapshot: HashMap<u32, Vec<u32>>,
+    /// Processes not read: herd's live workers, each the leader of a group of its own (herd
+    /// made it so), so none is what another process left. A worker that moved itself into
+    /// another's group is not taken for that group's leftover.
+    workers: HashSet<u32>,
+}
+
+impl System {
+    /// The system, where `workers` (herd's live workers) are known to lead their own groups.
+    pub fn new(workers: HashSet<u32>) -> System {
+        System {
+            snapshot: HashMap::new(),
+            workers,
+        }
+    }
 }
 
 impl Groups for System {
     fn refresh(&mut self) {
-        self.snapshot = process::process_groups();
+        self.snapshot = process::process_groups_except(&self.workers);
     }
 
     fn members(&mut self, pgid: u32) -> Vec<u32> {

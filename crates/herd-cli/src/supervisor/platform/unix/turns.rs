@@ -63,10 +63,10 @@ impl Supervisor {
                 self.notified(Some((sender, worker)), b"READY=1", false);
             }
             Input::CheckSockets => self.check_sockets(),
-            Input::Leftovers => self
-                .platform
-                .leftovers
-                .check(&mut self.effects.process_groups(), Instant::now()),
+            Input::Leftovers => {
+                let mut groups = self.process_groups();
+                self.platform.leftovers.check(&mut groups, Instant::now());
+            }
             Input::Orphans => self.look_at_orphans(),
         }
     }
@@ -107,8 +107,9 @@ impl Supervisor {
         let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
         let stopping = self.attached.kill_at();
         for leader in leaders {
+            let mut groups = self.process_groups();
             self.platform.leftovers.attached_exited(
-                &mut self.effects.process_groups(),
+                &mut groups,
                 leader,
                 stopping,
                 stop_signal,
@@ -137,15 +138,18 @@ impl Supervisor {
             self.platform.reexec_children.lost(pid);
         }
         let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
-        self.platform.leftovers.exited(
-            &mut self.effects.process_groups(),
-            &exits,
-            stop_signal,
-            grace,
-            Instant::now(),
-        );
+        let mut groups = self.process_groups();
+        self.platform
+            .leftovers
+            .exited(&mut groups, &exits, stop_signal, grace, Instant::now());
         self.look_at_orphans();
         reap::reap_own_group(self.effects.children());
+    }
+
+    /// The system under exited workers' groups, where the live workers lead their own.
+    fn process_groups(&self) -> crate::supervisor::leftovers::System {
+        let workers = self.pool.workers().iter().map(|w| w.pid).collect();
+        self.effects.process_groups(workers)
     }
 
     /// Looks at herd's children for orphans: those that exited are reaped, new ones adopted.
@@ -225,9 +229,8 @@ impl Supervisor {
             .orphans
             .stop(&mut OwnFamily, signal, grace, now);
         self.platform.leftovers.stop(deadline);
-        self.platform
-            .leftovers
-            .check(&mut self.effects.process_groups(), now);
+        let mut groups = self.process_groups();
+        self.platform.leftovers.check(&mut groups, now);
     }
 
     /// Holds process `pid`, the peer on `connection`, as an attached process holding the
