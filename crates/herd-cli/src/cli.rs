@@ -12,16 +12,19 @@ pub mod config;
 mod parse;
 mod recycle;
 mod run_help;
+mod stop;
 pub mod unavailable;
 
+use crate::supervisor::warm_up::{parse_starting_nice, StartingNice};
 use crate::worker_env::{parse_compat, Compat};
 use run_help::RUN_HELP;
+pub use stop::{SignalArgs, StopArgs};
 
 pub use parse::{parse_duration, Rlimit, Signal};
 use parse::{
     parse_env, parse_group, parse_health, parse_metrics, parse_number, parse_positive_duration,
-    parse_ready, parse_rlimit, parse_scale, parse_signal, parse_slot, parse_stop_signal,
-    parse_umask, parse_user, parse_workers,
+    parse_ready, parse_rlimit, parse_scale, parse_slot, parse_stop_signal, parse_umask, parse_user,
+    parse_workers,
 };
 #[cfg(unix)]
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
@@ -211,31 +214,6 @@ pub struct UpgradeArgs {
     pub reload_config: bool,
 }
 
-/// `herd stop`.
-#[derive(Debug, Args)]
-pub struct StopArgs {
-    /// How long workers may take to finish [default: the herd's --grace].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_negative_numbers = true)]
-    pub grace: Option<Duration>,
-
-    /// Kill the workers at once.
-    #[arg(long, conflicts_with = "grace")]
-    pub fast: bool,
-}
-
-/// `herd signal`.
-#[derive(Debug, Args)]
-pub struct SignalArgs {
-    /// The signal: HUP, USR1, SIGUSR2, 10, RTMIN+1, ... (not 32 or 33, which the C library
-    /// keeps for itself).
-    #[arg(value_name = "SIGNAL", value_parser = parse_signal)]
-    pub signal: Signal,
-
-    /// Only the worker in this slot.
-    #[arg(long, value_name = "SLOT", value_parser = parse_slot, allow_negative_numbers = true)]
-    pub worker: Option<usize>,
-}
-
 /// `herd run`.
 #[derive(Clone, Debug, Args)]
 #[command(
@@ -324,6 +302,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration,
           allow_negative_numbers = true)]
     pub min_ready: Duration,
+
+    /// A worker that starts while others serve runs at this nice value until it is ready, so
+    /// its start-up leaves the CPU to them: auto (19 when herd may raise it back), off, 1-19.
+    #[arg(long, value_name = "NICE", default_value = "auto", value_parser = parse_starting_nice,
+          allow_negative_numbers = true)]
+    pub starting_nice: StartingNice,
 
     /// Recycle a worker whose memory stays above SIZE for two samples in a row (one a second):
     /// a successor starts in its slot, and once it is ready the old worker is stopped

@@ -27,7 +27,7 @@ mod reload;
 mod takeover;
 
 pub use checks::check;
-use checks::{check_names_and_balance, check_nofile, worker_options};
+use checks::{check_names_and_balance, check_nofile, warm_up, worker_options};
 use reload::config_reload;
 use takeover::{fetch_inherited, socket_identity, takeover_control, OldHerd};
 
@@ -107,6 +107,7 @@ pub fn run(
     )?;
     supervisor.set_autoscale(bounds);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
+    supervisor.set_warm_up(warm_up(&args)?);
     crate::endpoints::serve(&args, &mut supervisor, default_workers(), (None, None))?;
     log_listeners(supervisor.listeners());
     tracing::info!(event = LogEvent::ControlReady.as_str(), path = %control.file.parts().0.display(), "control socket ready");
@@ -341,6 +342,7 @@ fn resume(
     let recorded = state.cores.autoscale.is_some();
     supervisor.resume(state.cores, attached, reply);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
+    supervisor.set_warm_up(warm_up(&args)?);
     // The same sockets: same address (even a port chosen by the system), no scrape refused.
     let handed = (
         metrics.map(std::net::TcpListener::from),

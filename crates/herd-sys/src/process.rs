@@ -4,7 +4,7 @@
 //! One concept per file, all re-exported here: [`Signal`] and its names (`signal.rs`);
 //! sending signals (this file); receiving them: masks, waiting, catching (`receive.rs`);
 //! reaping children (`reap.rs`); finding them, as a subreaper (`children.rs`);
-//! `/proc/PID/stat` (`stat.rs`); users and groups (`user.rs`).
+//! `/proc/PID/stat` (`stat.rs`); users and groups (`user.rs`); nice values (`priority.rs`).
 //! The platform part is `imp`, one per platform, each with `MAX_SIGNAL`, `LAST_STANDARD`,
 //! `rt_min`, `boot_ticks`, `peek_exit` and `process_groups`: Linux and Android
 //! (`linux.rs`) use `waitid(WNOWAIT)` and `/proc`; elsewhere (`other.rs`) `peek_exit` reaps
@@ -13,6 +13,7 @@
 use std::io;
 
 mod children;
+mod priority;
 mod reap;
 mod receive;
 mod signal;
@@ -29,6 +30,7 @@ mod other;
 use other as imp;
 
 pub use children::{become_subreaper, describe_child, own_children, Child};
+pub use priority::{cap_sys_nice_in, may_raise_priority_to, nice_of, set_group_nice};
 pub use reap::{peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{
     block_signals, catch, caught, default_disposition, signal_thread, unblock_signals,

@@ -28,7 +28,8 @@
 //!    `fcntl(F_SETFD)` on each number up to the limit computed before `fork`
 //!    \[[`Stage::Fds`]\];
 //! 8. the resource limits, in the order they were added (`setrlimit`) \[[`Stage::Limits`]\];
-//! 9. the umask;
+//! 9. the umask, and the nice value when one was given (`setpriority`: raising one's own
+//!    nice value needs no privilege; should it fail, the worker keeps herd's);
 //! 10. `setgroups`, `setgid`, `setuid` \[[`Stage::Credentials`]\];
 //! 11. `chdir` \[[`Stage::Chdir`]\];
 //! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, then
@@ -83,6 +84,7 @@ pub struct ExecPlan {
     chdir: Option<CString>,
     umask: Option<libc::mode_t>,
     limits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
+    nice: Option<libc::c_int>,
     /// Tests: skip `close_range`, so that the fallback loop marks the fds close-on-exec.
     no_close_range: bool,
     /// Tests: a signal the child raises on itself right after `fork`.
@@ -136,6 +138,13 @@ impl ExecPlan {
         self
     }
 
+    /// Runs the child at nice value `nice` (`setpriority`), `None` keeping herd's: meant to
+    /// lower it (a higher value), which needs no privilege.
+    pub fn nice(&mut self, nice: Option<i32>) -> &mut Self {
+        self.nice = nice;
+        self
+    }
+
     /// A plan that executes `program` (a path: no `PATH` search happens here) with an empty
     /// argument list and an empty environment.
     pub fn new(program: &OsStr) -> io::Result<ExecPlan> {
@@ -150,6 +159,7 @@ impl ExecPlan {
             chdir: None,
             umask: None,
             limits: Vec::new(),
+            nice: None,
             no_close_range: false,
             raise_first: None,
         })
@@ -276,6 +286,7 @@ impl ExecPlan {
             chdir: self.chdir.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
             umask: self.umask,
             limits: &self.limits,
+            nice: self.nice,
             cloexec_limit: child::cloexec_limit(3 + sources.len(), sources.len() + 2),
             close_range: !self.no_close_range,
             raise_first: self.raise_first,

@@ -174,6 +174,10 @@ fn option_reason(id: &str) -> &'static str {
         }
         "fdstore" => "the fd store is systemd's, and Windows has no systemd",
         "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
+        "starting_nice" => {
+            "not built on Windows yet (BELOW_NORMAL_PRIORITY_CLASS until ready would be the \
+             way); starting workers keep herd's priority there"
+        }
         _ => "not built on Windows yet",
     }
 }

@@ -231,15 +231,17 @@ impl WorkerCommand {
         generation: u64,
         fds: &[BorrowedFd<'_>],
         stdin: BorrowedFd<'_>,
+        nice: Option<i32>,
     ) -> Result<u32, StartError> {
         let fail = |cannot_execute, message| StartError {
             cannot_execute,
             message,
         };
         let program = self.program(slot, generation).map_err(|m| fail(true, m))?;
-        let plan = self
+        let mut plan = self
             .plan(&program, slot, generation, fds.len())
             .map_err(|e| fail(true, e.to_string()))?;
+        plan.nice(nice);
         let Some(output) = &self.output else {
             return plan
                 .spawn(fds, Some(stdin))

@@ -6,7 +6,9 @@ use crate::cli::{Balance, RunArgs};
 use crate::command::WorkerCommand;
 use crate::command::WorkerOptions;
 use crate::exit::Failure;
+use crate::logging::LogEvent;
 use crate::spec;
+use crate::supervisor::warm_up::{StartingNice, WarmUp, LOWEST};
 
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
 /// error rather than a crash loop.
@@ -174,4 +176,24 @@ pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
         WorkerCommand::new(&args.command, &names, Vec::new(), options).map_err(Failure::Usage)?;
     command.program(0, 1).map_err(Failure::Usage)?;
     Ok(())
+}
+
+/// `--starting-nice`, resolved for herd's own nice value and privileges: an explicit value
+/// herd could not undo on readiness is a usage error; `auto` is then off, which a setup note
+/// says.
+pub(super) fn warm_up(args: &RunArgs) -> Result<Option<WarmUp>, Failure> {
+    let own = herd_sys::process::nice_of(0).unwrap_or(0);
+    let resolved = args
+        .starting_nice
+        .resolve(own, herd_sys::process::may_raise_priority_to)
+        .map_err(Failure::Usage)?;
+    if resolved.is_none() && args.starting_nice == StartingNice::Auto && own < LOWEST {
+        tracing::info!(
+            event = LogEvent::SetupNote.as_str(),
+            "starting workers keep herd's priority (--starting-nice auto): herd could not raise \
+             a ready worker's priority back without CAP_SYS_NICE or LimitNICE={}",
+            20 - own
+        );
+    }
+    Ok(resolved)
 }

@@ -55,6 +55,8 @@ pub struct Supervisor {
     /// What only this platform holds (Unix: the re-exec's bookkeeping, leftover process
     /// groups, ...).
     pub(super) platform: platform::State,
+    /// `--starting-nice`, resolved: `None` keeps every worker at herd's priority.
+    pub(super) warm_up: Option<warm_up::WarmUp>,
 }
 
 impl Supervisor {
@@ -86,7 +88,13 @@ impl Supervisor {
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             starts: starts::Starts::default(),
             platform: platform::State::new()?,
+            warm_up: None,
         })
+    }
+
+    /// Sets `--starting-nice`, resolved (see [`warm_up`]).
+    pub fn set_warm_up(&mut self, warm_up: Option<warm_up::WarmUp>) {
+        self.warm_up = warm_up;
     }
 
     /// The listening sockets.

@@ -302,15 +302,21 @@ impl Effects {
         self.stop_signal = signal;
     }
 
-    /// Starts a worker of `generation` in `slot`, with the sockets; its pid.
-    pub fn spawn(&mut self, slot: usize, generation: u64) -> Result<u32, StartError> {
+    /// Starts a worker of `generation` in `slot`, with the sockets, at nice value `nice`
+    /// (`None`: herd's); its pid.
+    pub fn spawn(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        nice: Option<i32>,
+    ) -> Result<u32, StartError> {
         let Effects {
             listeners,
             spawner,
             children,
             ..
         } = self;
-        spawner.spawn(listeners, children, slot, generation)
+        spawner.spawn(listeners, children, slot, generation, nice)
     }
 
     /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).

@@ -235,8 +235,9 @@ impl Supervisor {
             // image reads the same command line and environment for the rest; the counters
             // are handed over below.
             effects,
-            // The new image reads the same command line.
+            // The new image reads the same command line, --starting-nice included.
             name: _,
+            warm_up: _,
             started,
             // What the service manager heard; a re-exec waits out takeovers and failures.
             phase,
@@ -269,7 +270,6 @@ impl Supervisor {
             starts: _,
             platform,
         } = self;
-        let leftovers = platform.saved_by_reexec();
         let Handed {
             endpoints,
             listeners,
@@ -284,7 +284,7 @@ impl Supervisor {
             attached: attached.save(epoch),
             service_ready: phase.ready_reported(),
             autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), epoch)),
-            leftovers: leftovers.export(epoch),
+            leftovers: platform.saved_by_reexec().export(epoch),
             counters: effects.save_counters(),
         };
         reexec::State {

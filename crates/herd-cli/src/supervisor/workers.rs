@@ -51,15 +51,34 @@ impl Supervisor {
                     slot,
                     pid,
                     generation,
-                } => tracing::info!(
-                    event = LogEvent::WorkerReady.as_str(),
-                    slot,
-                    pid,
-                    generation,
-                    "worker ready"
-                ),
+                } => {
+                    tracing::info!(
+                        event = LogEvent::WorkerReady.as_str(),
+                        slot,
+                        pid,
+                        generation,
+                        "worker ready"
+                    );
+                    self.restore_priority(slot, pid);
+                }
                 Action::UpgradeEnded(result) => self.upgrade_ended(result),
             }
+        }
+    }
+
+    /// `--starting-nice`: a worker that became ready gets herd's priority back.
+    fn restore_priority(&mut self, slot: usize, pid: u32) {
+        let Some(warm_up) = self.warm_up else {
+            return;
+        };
+        if let Err(e) = self.effects.spawner().restore_priority(pid, &warm_up) {
+            tracing::warn!(
+                event = LogEvent::PriorityNotRestored.as_str(),
+                slot,
+                pid,
+                "cannot give the ready worker herd's priority back (nice {}): {e}",
+                warm_up.serving
+            );
         }
     }
 
@@ -87,7 +106,9 @@ impl Supervisor {
         first_generation: bool,
     ) -> Vec<Action> {
         let now = Instant::now();
-        match self.effects.spawn(slot, generation) {
+        let others_serve = self.pool.ready_slots().next().is_some();
+        let nice = self.warm_up.and_then(|w| w.for_start(others_serve));
+        match self.effects.spawn(slot, generation, nice) {
             Ok(pid) => {
                 tracing::info!(
                     event = LogEvent::WorkerStarted.as_str(),

@@ -48,4 +48,5 @@ mod takeover_files;
 mod takeover_stuck;
 mod top;
 mod util;
+mod warm_up;
 mod worker_output;

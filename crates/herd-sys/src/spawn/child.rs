@@ -31,6 +31,7 @@ pub(super) struct Child<'a> {
     pub(super) chdir: *const libc::c_char,
     pub(super) umask: Option<libc::mode_t>,
     pub(super) limits: &'a [(libc::c_int, libc::rlim_t, libc::rlim_t)],
+    pub(super) nice: Option<libc::c_int>,
     /// Every fd the child may hold is below this: the end of the `fcntl` loop that marks fds
     /// close-on-exec where `close_range` fails.
     pub(super) cloexec_limit: libc::c_int,
@@ -166,7 +167,7 @@ impl Child<'_> {
         }
     }
 
-    /// The resource limits, the umask, then the groups, group and user.
+    /// The resource limits, the umask, the nice value, then the groups, group and user.
     unsafe fn limits_and_credentials(&self, status: RawFd) {
         for (i, &(resource, soft, hard)) in self.limits.iter().enumerate() {
             let limit = libc::rlimit {
@@ -179,6 +180,11 @@ impl Child<'_> {
         }
         if let Some(mask) = self.umask {
             libc::umask(mask);
+        }
+        // A higher nice value for oneself needs no privilege; a failure leaves herd's, which
+        // is how the worker would run without the option, so it is not worth failing for.
+        if let Some(nice) = self.nice {
+            libc::setpriority(libc::PRIO_PROCESS, 0, nice);
         }
         // Groups, then group, then user: once the uid changes, the rest is no longer allowed.
         if let Some((uid, gid, groups)) = self.credentials {

@@ -87,6 +87,12 @@ const FIXED: &[(&str, &[Fixed])] = &[
         ],
     ),
     (
+        "which herd checked against its own priority and privileges at start-up: restart          herd to change it",
+        &[("starting-nice", |c| {
+            format!("{:?}", run(c).map(|r| r.starting_nice))
+        })],
+    ),
+    (
         "whose notify socket was made for workers running as herd's user or not: restart \
          herd to change it",
         &[("user", |c| {

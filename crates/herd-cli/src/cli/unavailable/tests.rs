@@ -83,6 +83,10 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
         ),
         (&["--umask", "027"], "--umask is not available on Windows: "),
         (
+            &["--starting-nice", "off"],
+            "--starting-nice is not available on Windows: ",
+        ),
+        (
             &["--compat", "einhorn"],
             "--compat is not available on Windows: einhorn's and Server::Starter's",
         ),

@@ -10,6 +10,7 @@ use super::OwnChildren;
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
 use crate::supervisor::reload::Commands;
+use crate::supervisor::warm_up::WarmUp;
 
 /// What starts workers.
 pub struct Spawner {
@@ -36,6 +37,7 @@ impl Spawner {
         _children: &mut OwnChildren,
         slot: usize,
         generation: u64,
+        nice: Option<i32>,
     ) -> Result<u32, StartError> {
         let failed = |message: String| StartError {
             cannot_execute: false,
@@ -57,7 +59,25 @@ impl Spawner {
             .map_or(self.stdin.as_fd(), |(_, fd)| *fd);
         self.command
             .for_generation(generation)
-            .spawn(slot, generation, &fds, stdin)
+            .spawn(slot, generation, &fds, stdin, nice)
+    }
+
+    /// Gives worker `pid`'s process group (its threads, and children it started) herd's nice
+    /// value back if it still runs at the starting one (`--starting-nice`). A worker gone
+    /// meanwhile is no error.
+    pub fn restore_priority(&self, pid: u32, warm_up: &WarmUp) -> std::io::Result<()> {
+        let gone = |e: &std::io::Error| e.raw_os_error() == Some(libc::ESRCH);
+        let nice = match herd_sys::process::nice_of(pid) {
+            Err(e) if gone(&e) => return Ok(()),
+            other => other?,
+        };
+        match warm_up.on_ready(nice) {
+            Some(serving) => match herd_sys::process::set_group_nice(pid, serving) {
+                Err(e) if gone(&e) => Ok(()),
+                other => other,
+            },
+            None => Ok(()),
+        }
     }
 
     /// The worker commands, for a reloaded config's.

@@ -7,6 +7,7 @@ use super::{OwnChildren, SharedMemories};
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
 use crate::supervisor::reload::Commands;
+use crate::supervisor::warm_up::WarmUp;
 
 /// What starts workers.
 pub struct Spawner {
@@ -25,6 +26,11 @@ impl Spawner {
         })
     }
 
+    /// `--starting-nice` is refused on Windows (docs/windows.md): nothing to restore.
+    pub fn restore_priority(&self, _pid: u32, _warm_up: &WarmUp) -> std::io::Result<()> {
+        Ok(())
+    }
+
     /// Shares `memories` with every worker started from now on.
     pub fn share_memory(&mut self, memories: SharedMemories) {
         self.shared_memory = memories;
@@ -38,6 +44,7 @@ impl Spawner {
         children: &mut OwnChildren,
         slot: usize,
         generation: u64,
+        _nice: Option<i32>,
     ) -> Result<u32, StartError> {
         let shared: Option<Vec<herd::windows::Shared<'_>>> =
             listeners.iter().map(Listener::shared).collect();

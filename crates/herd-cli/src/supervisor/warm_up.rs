@@ -1,0 +1,178 @@
+//! `--starting-nice`: a worker that starts while others serve runs at a low CPU priority (a
+//! high nice value) until it is ready, then at herd's own, so that its start-up (a Python or
+//! Node import, a cache warm-up) does not take the CPU the serving workers need on a small
+//! machine. Pure: the option, herd's own nice value and whether herd may raise a priority
+//! back in; the nice value for each start and what to restore on readiness out.
+//!
+//! - A start while no worker is ready (herd's first workers) keeps herd's nice value: there
+//!   is nobody to protect, and a slow first start helps no one.
+//! - Raising a priority back needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows herd's nice
+//!   value: `auto` lowers only when herd may, `off` never does, an explicit value that herd
+//!   could not undo is refused at start-up.
+//! - On readiness, a worker found at the starting nice value goes back to herd's (its whole
+//!   process group: threads and children it started meanwhile). This needs no memory of which
+//!   workers were lowered, so it holds across a re-exec.
+
+/// `--starting-nice` as given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartingNice {
+    /// Nice 19 when herd may raise a ready worker's priority back, else off.
+    Auto,
+    /// Never lower a starting worker's priority.
+    Off,
+    /// This nice value (1 to 19).
+    Nice(i32),
+}
+
+/// The lowest priority there is (the highest nice value).
+pub const LOWEST: i32 = 19;
+
+/// The resolved setting: starting workers run at `starting`, ready ones at `serving`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WarmUp {
+    /// A starting worker's nice value.
+    pub starting: i32,
+    /// herd's own nice value, which ready workers get back.
+    pub serving: i32,
+}
+
+impl StartingNice {
+    /// The setting for herd at nice value `own`, where `may_raise_to(own)` says whether herd
+    /// may set a worker back to `own`. `Ok(None)`: starting workers keep herd's priority.
+    /// `Err`: an explicit value that cannot work, with what to do about it.
+    pub fn resolve(
+        self,
+        own: i32,
+        may_raise_to: impl FnOnce(i32) -> bool,
+    ) -> Result<Option<WarmUp>, String> {
+        let starting = match self {
+            StartingNice::Off => return Ok(None),
+            StartingNice::Auto if own >= LOWEST => return Ok(None),
+            StartingNice::Auto => LOWEST,
+            StartingNice::Nice(n) if n <= own => {
+                return Err(format!(
+                    "--starting-nice {n} is not lower than herd's own priority (nice {own}): \
+                     give a value from {} to {LOWEST}, or off",
+                    own + 1
+                ))
+            }
+            StartingNice::Nice(n) => n,
+        };
+        if may_raise_to(own) {
+            return Ok(Some(WarmUp {
+                starting,
+                serving: own,
+            }));
+        }
+        match self {
+            StartingNice::Auto => Ok(None),
+            _ => Err(format!(
+                "--starting-nice {starting}: herd could not raise a ready worker's priority back \
+                 to nice {own}: run herd as root or with CAP_SYS_NICE (systemd: \
+                 AmbientCapabilities=CAP_SYS_NICE), or allow it with LimitNICE={} (ulimit -e), \
+                 or use --starting-nice off",
+                20 - own
+            )),
+        }
+    }
+}
+
+impl WarmUp {
+    /// The nice value for a worker starting now, given whether any worker serves.
+    pub fn for_start(&self, others_serve: bool) -> Option<i32> {
+        others_serve.then_some(self.starting)
+    }
+
+    /// The nice value to give a worker's process group once it is ready, given its own now.
+    pub fn on_ready(&self, worker_nice: i32) -> Option<i32> {
+        (worker_nice == self.starting).then_some(self.serving)
+    }
+}
+
+/// Parses `--starting-nice`: `auto`, `off`, or a nice value from 1 to 19.
+pub fn parse_starting_nice(text: &str) -> Result<StartingNice, String> {
+    match text {
+        "auto" => Ok(StartingNice::Auto),
+        "off" => Ok(StartingNice::Off),
+        _ => match text.parse::<i32>() {
+            Ok(n) if (1..=LOWEST).contains(&n) => Ok(StartingNice::Nice(n)),
+            _ => Err(format!(
+                "'{text}' is not a starting nice value: give auto, off, or a number from 1 to \
+                 {LOWEST} (19 is the lowest priority)"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(option: StartingNice, own: i32, may: bool) -> Result<Option<WarmUp>, String> {
+        option.resolve(own, |_| may)
+    }
+
+    #[test]
+    fn auto_lowers_to_19_only_when_herd_may_raise_back() {
+        let on = WarmUp {
+            starting: 19,
+            serving: 0,
+        };
+        assert_eq!(resolve(StartingNice::Auto, 0, true), Ok(Some(on)));
+        assert_eq!(resolve(StartingNice::Auto, 0, false), Ok(None));
+        assert_eq!(resolve(StartingNice::Auto, 19, true), Ok(None));
+        let at_5 = resolve(StartingNice::Auto, 5, true).unwrap().unwrap();
+        assert_eq!((at_5.starting, at_5.serving), (19, 5));
+    }
+
+    #[test]
+    fn off_never_lowers() {
+        assert_eq!(resolve(StartingNice::Off, 0, true), Ok(None));
+    }
+
+    #[test]
+    fn an_explicit_value_that_cannot_work_is_refused_with_the_way_out() {
+        let e = resolve(StartingNice::Nice(10), 0, false).unwrap_err();
+        assert!(
+            e.contains("CAP_SYS_NICE") && e.contains("LimitNICE=20"),
+            "{e}"
+        );
+        let e = resolve(StartingNice::Nice(3), 5, true).unwrap_err();
+        assert!(e.contains("from 6 to 19"), "{e}");
+        let ok = resolve(StartingNice::Nice(10), 0, true).unwrap().unwrap();
+        assert_eq!((ok.starting, ok.serving), (10, 0));
+    }
+
+    #[test]
+    fn herd_s_first_workers_start_at_its_own_priority() {
+        let w = WarmUp {
+            starting: 19,
+            serving: 0,
+        };
+        assert_eq!(w.for_start(false), None);
+        assert_eq!(w.for_start(true), Some(19));
+    }
+
+    #[test]
+    fn only_a_worker_still_at_the_starting_value_is_raised_on_readiness() {
+        let w = WarmUp {
+            starting: 19,
+            serving: 0,
+        };
+        assert_eq!(w.on_ready(19), Some(0));
+        assert_eq!(w.on_ready(0), None);
+        assert_eq!(w.on_ready(7), None);
+    }
+
+    #[test]
+    fn parsing() {
+        assert_eq!(parse_starting_nice("auto"), Ok(StartingNice::Auto));
+        assert_eq!(parse_starting_nice("off"), Ok(StartingNice::Off));
+        assert_eq!(parse_starting_nice("19"), Ok(StartingNice::Nice(19)));
+        for bad in ["0", "20", "-5", "low", ""] {
+            assert!(parse_starting_nice(bad)
+                .unwrap_err()
+                .contains("auto, off, or a number from 1 to 19"));
+        }
+    }
+}

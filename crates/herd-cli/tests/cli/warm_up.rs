@@ -1,0 +1,100 @@
+//! --starting-nice: a worker that starts while others serve warms up at nice 19, and once it
+//! is ready its process group (threads, children) gets herd's nice value back.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// The nice value of thread `tid` of process `pid` (field 19 of `/proc/PID/task/TID/stat`).
+fn nice_of(pid: u32, tid: u32) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    // Fields from 3 (the state) on: the nice value is field 19.
+    after_name
+        .split_whitespace()
+        .nth(19 - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn facts(addr: &str) -> Value {
+    serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
+}
+
+#[test]
+fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_priority() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--min-ready",
+        "0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &worker("nice.py"),
+    ]);
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let addr = herd.address("http");
+    let own = nice_of(herd.pid(), herd.pid());
+    assert!(
+        own < 19,
+        "herd runs at nice {own}: nothing lower to start workers at"
+    );
+    // herd's first worker has nobody to leave the CPU to: herd's own priority.
+    assert_eq!(facts(&addr)["nice_at_start"], own);
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = wait_status(&herd, "one worker of generation 2", |s| {
+        worker_pids(s).len() == 1 && s["generation"] == 2
+    });
+    let pid = worker_pids(&status)[0];
+    let new = facts(&addr);
+    assert_eq!(
+        new["nice_at_start"], 19,
+        "started while the first one served: {new}"
+    );
+    let (thread, child) = (
+        new["thread"].as_u64().unwrap(),
+        new["child"].as_u64().unwrap(),
+    );
+    // Ready: the worker, the thread and the child it started meanwhile run at herd's nice.
+    assert_eq!(nice_of(pid, pid), own);
+    assert_eq!(nice_of(pid, thread as u32), own);
+    assert_eq!(nice_of(child as u32, child as u32), own);
+}
+
+#[test]
+fn off_starts_every_worker_at_herds_priority() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--min-ready",
+        "0",
+        "--starting-nice",
+        "off",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &worker("nice.py"),
+    ]);
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "one worker of generation 2", |s| {
+        worker_pids(s).len() == 1 && s["generation"] == 2
+    });
+    let own = nice_of(herd.pid(), herd.pid());
+    assert_eq!(facts(&herd.address("http"))["nice_at_start"], own);
+}

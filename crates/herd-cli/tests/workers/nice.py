@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""A test worker that answers with its nice value at start-up, and the pids of a thread and a
+child process it started before READY=1, so that a test can read their nice values later."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples"))
+from hello import listen_sockets, notify, serve  # noqa: E402
+
+
+def main():
+    at_start = os.getpriority(os.PRIO_PROCESS, 0)
+    listener = next(iter(listen_sockets().values()))
+    started = threading.Event()
+    tid = []
+
+    def idle():
+        tid.append(threading.get_native_id())
+        started.set()
+        threading.Event().wait()
+
+    threading.Thread(target=idle, daemon=True).start()
+    started.wait()
+    # Reads until herd stops the process group.
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    body = json.dumps({"nice_at_start": at_start, "thread": tid[0], "child": child.pid}).encode()
+
+    def respond(conn, request_line):
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    notify("READY=1")
+    serve(listener, respond)
+
+
+if __name__ == "__main__":
+    main()
