@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Benchmark (issue 19): herd's reload settings side by side, with the peer benchmark's apps,
+scenarios and figures (bench/peers.py's `one_system`): each herd row of the peer benchmark
+(stdlib Python, gunicorn, Node workers) run with each of VARIANT's extra `herd run` options,
+interleaved, the order rotating each repetition. Prints one line per row and variant: p99
+inside reloads over steady at 2000/s, throughput share and p99 ratio at saturation, p99
+while scaling 4 -> 8 over steady, reload duration; and the load average. Usage:
+
+    python3 bench/warm_up.py [--reps 2] [--variant 'off=--starting-nice off' ...]
+"""
+import argparse
+import statistics
+import time
+
+from common import free_port, need_build
+from peers import load_average, one_system
+from peers_systems import HerdSystem, systems
+
+DEFAULT_VARIANTS = ["off=--starting-nice off", "auto="]
+
+
+class Variant(HerdSystem):
+    """A herd row of the peer benchmark, with extra `herd run` options."""
+
+    def __init__(self, row, label, extra):
+        super().__init__(row.port, f"{row.name} [{label}]", row.kind, row.command)
+        self.extra = extra
+
+    def start(self):
+        from common import Herd
+        self.herd = Herd(self.command, 4, f"127.0.0.1:{self.port},nonblocking", extra=self.extra).ready()
+        return self.ready()
+
+
+def figures(got):
+    o, c, s = got["open"], got["closed"], got.get("scale", {})
+    return {"open ratio": o["ratio"], "open p99 ms": o["p99_reload_ms"], "sat share": c["share"],
+            "sat ratio": c["ratio"], "scale ratio": s.get("ratio"),
+            "reload s": statistics.median(o["durations"]),
+            "failed": o["failed"] + c["failed"] + s.get("failed", 0)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("--only", help="only the herd rows whose name contains this")
+    parser.add_argument("--variant", action="append", help="LABEL=OPTIONS (split on spaces)")
+    args = parser.parse_args()
+    args.reloads, args.saturation_reloads, args.gap, args.idle = 3, 2, 0.5, 0.5
+    need_build()
+    variants = [v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS)]
+    rows = [s for s in systems("", free_port()) if s.name.startswith("herd")]
+    rows = [r for r in rows if not args.only or args.only in r.name]
+    every = [Variant(r, label, opts.split()) for r in rows for label, opts in variants]
+    results, loads = {}, [load_average()]
+    for rep in range(args.reps):
+        shift = rep % len(every)
+        for system in every[shift:] + every[:shift]:
+            system.workers_wanted = 4
+            try:
+                system.start()
+                results.setdefault(system.name, []).append(figures(one_system(system, args)))
+            finally:
+                system.stop()
+            loads.append(load_average())
+    print(f"load average (1 min) over the run: {min(loads):.1f} to {max(loads):.1f}; "
+          f"{time.strftime('%H:%M:%S')}")
+    for system in every:
+        got = results.get(system.name, [])
+        cells = []
+        for key in got[0] if got else []:
+            values = [g[key] for g in got if g[key] is not None]
+            cells.append(f"{key} {statistics.median(values):.2f}" if values else f"{key} -")
+        print(f"{system.name}: " + ", ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
