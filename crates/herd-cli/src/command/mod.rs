@@ -1,6 +1,7 @@
 //! The worker command: compiled once from `-- COMMAND [ARGS...]`, turned into an exec plan for
 //! each worker slot (program found in `PATH` anew each time, so a restart picks up new code).
 
+mod fork_hint;
 mod options;
 mod resolve;
 
@@ -218,6 +219,10 @@ impl WorkerCommand {
                 };
                 format!("cannot set the workers' limit {setting}: {os}{why}")
             }
+            Stage::Fork => format!(
+                "cannot fork: {os}{}",
+                fork_hint::fork_hint(os.raw_os_error())
+            ),
             _ => e.to_string(),
         }
     }

@@ -269,6 +269,11 @@ fn fork_failures_are_retried_without_spinning() {
             message.starts_with("cannot start worker: cannot fork"),
             "{failure}"
         );
+        // It names the limits to raise, not only the errno.
+        assert!(
+            message.contains("a process limit is reached") && message.contains("ulimit -u"),
+            "{failure}"
+        );
     }
     // herd keeps the workers it has, keeps answering, and backs off instead of spinning.
     std::thread::sleep(Duration::from_secs(2));
