@@ -33,7 +33,7 @@ from common import LOADGEN, ROOT, figure, free_port, machine, need_build, report
 from peers_report import write_report
 from peers_stats import binned_p99, cut, read_timeline
 from peers_load import OtherWork
-from peers_systems import cpu_seconds, rss_mib, systems, versions
+from peers_systems import cpu_seconds, herd_defaults, rss_mib, systems, versions
 
 RATE = 2000
 CONNECTIONS = 32
@@ -168,7 +168,8 @@ def main():
         with open(args.saved) as f:
             saved = json.load(f)
         write_report(args, everything, saved["results"], saved["errors"], saved["cross"], versions(cache),
-                     saved["loads"], saved["took"], figure("peers"), machine(), saved.get("scale", "not saved"))
+                     saved["loads"], saved["took"], figure("peers"), machine(), saved.get("scale", "not saved"),
+                     saved.get("defaults", herd_defaults()))
         return
     results, errors, loads = {}, {}, [load_average()]
     started = time.monotonic()
@@ -199,13 +200,13 @@ def main():
             system.start()
             cross.append((system.name, *wrk_check(system.address, 2 if args.quick else 4)))
             system.stop()
-    scale = scale_targets(args)
+    scale, defaults = scale_targets(args), herd_defaults()
     took = time.monotonic() - started
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:  # to rewrite the report: --from
         json.dump({"results": results, "errors": errors, "cross": cross, "loads": loads, "took": took,
-                   "scale": scale}, f)
+                   "scale": scale, "defaults": defaults}, f)
     write_report(args, everything, results, errors, cross, versions(cache), loads, took, figure("peers"),
-                 machine(), scale)
+                 machine(), scale, defaults)
     print(f"\nwrote {args.report} and {figure('peers')}")
 
 

@@ -14,9 +14,9 @@ START_UP = ("a change starts new processes whose start-up (Python imports, Node'
             "at a time (uWSGI's chain reload), whose workers start in a millisecond (nginx) or are forked from an "
             "arbiter that has already imported the app (gunicorn, uWSGI) disturbs less, and a ratio is also higher "
             "when the steady p99 under it is lower")
-CAREFUL = ("herd starts a replacement, waits until it is ready and has stayed ready for `--min-ready` (1 s by "
-           "default), and only then stops the worker it replaces, `--max-surge` (1) at a time; systems that start "
-           "every new worker at once with no readiness check (gunicorn, circus, nginx) finish sooner and check less")
+CAREFUL = ("herd starts a replacement, waits until it is ready and has stayed ready for `--min-ready` (see the "
+           "defaults in the method), and only then stops the worker it replaces, `--max-surge` at a time; systems "
+           "that start every new worker at once with no readiness check (gunicorn, circus, nginx) finish sooner and check less")
 TICKS = "at a 10 ms clock tick, a supervisor's CPU below about 0.5% of a core is noise"
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
@@ -239,7 +239,8 @@ def measured_verdicts(systems, results):
     return out
 
 
-def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine, scale):
+def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine, scale,
+                 defaults):
     open_table, closed_table, scale_table = tables(systems, results, errors)
     lines = [(s.name, run["open"]["chart"][0], run["open"]["chart"][1])
              for s in systems if s.table == "peers" for run in results.get(s.name, [])[:1]]
@@ -280,7 +281,7 @@ Method: every system runs 4 workers of the same apps on loopback: `bench/peers/a
 app: served by gunicorn, uWSGI, and by examples/hello.py's stdlib accept loop under circus and
 herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode and herd).
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
-otherwise: `--max-surge 1`, `--min-ready 1s`), running `python3 app.py`, `python3 -m gunicorn
+otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3 -m gunicorn
 --workers 1 app:application` (gunicorn's arbiter says READY=1) or `node app.js` (which says
 READY=1 with `systemd-notify` once it listens); gunicorn `--workers 4` (sync), HUP to reload and
 TTIN/TTOU to scale; circus with a `[socket:web]` and a watcher of 4 `app.py --fd

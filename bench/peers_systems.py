@@ -4,6 +4,7 @@
 the report."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -421,6 +422,17 @@ def systems(cache, port):
         HerdTakeover(port + 11, [PY, APP_PY]),
         HerdRecycle(port + 12, [PY, APP_PY]),
     ]
+
+
+def herd_defaults():
+    """`herd run`'s defaults that shape an upgrade, from its help: {"--max-surge": "1", ...}."""
+    text = subprocess.run([HERD, "run", "--help"], capture_output=True, text=True).stdout
+    found = {}
+    for option in ("--max-surge", "--min-ready", "--starting-nice"):
+        match = re.search(rf"^ +{option} <[^>]*>\n(?:(?! {{2,6}}-).*\n)*? +\[default: ([^\]]+)\]", text, re.M)
+        if match:
+            found[option] = match.group(1)
+    return found
 
 
 def versions(cache):
