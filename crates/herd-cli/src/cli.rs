@@ -201,8 +201,8 @@ pub enum ScaleTarget {
 /// `herd upgrade`.
 #[derive(Debug, Args)]
 pub struct UpgradeArgs {
-    /// How long the whole upgrade may take before it is aborted; herd refuses one shorter than
-    /// its --min-ready (times the rounds of --max-surge workers it takes).
+    /// How long the whole upgrade may take before it is aborted; herd refuses one no longer
+    /// than its --min-ready.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_positive_duration,
           allow_negative_numbers = true)]
     pub timeout: Duration,

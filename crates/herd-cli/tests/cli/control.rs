@@ -396,8 +396,7 @@ fn an_upgrade_timeout_shorter_than_min_ready_is_refused_without_using_a_generati
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
         stderr.contains("an upgrade timeout of 3s is too short")
-            && stderr.contains("--min-ready 1h")
-            && stderr.contains("2 workers, 1 at a time: at least 2h"),
+            && stderr.contains("--min-ready 1h"),
         "{stderr}"
     );
     let refused = herd.wait_for_event("upgrade_refused", &[]);

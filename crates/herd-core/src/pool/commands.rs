@@ -99,18 +99,17 @@ impl Pool {
     }
 
     /// The shortest time an upgrade can take: each new worker must stay ready `min_ready`
-    /// before it replaces an old one, and at most `max_surge` start at a time, so the
-    /// `desired` slots take that many rounds.
+    /// before it replaces an old one; those waits overlap (only start-ups are `max_surge` at
+    /// a time), so one `min_ready` at least, when there are slots to replace.
     pub fn shortest_upgrade(&self) -> Duration {
         self.shortest_upgrade_with(&self.config)
     }
 
     fn shortest_upgrade_with(&self, config: &PoolConfig) -> Duration {
-        let surge = config.max_surge.max(1);
-        let rounds = self.desired / surge + usize::from(self.desired % surge != 0);
-        config
-            .min_ready
-            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX))
+        if self.desired == 0 {
+            return Duration::ZERO;
+        }
+        config.min_ready
     }
 
     /// Why an upgrade given `timeout` cannot succeed, if it cannot: it is zero, or no longer
@@ -136,8 +135,6 @@ impl Pool {
             timeout,
             shortest,
             min_ready: config.min_ready,
-            workers: self.desired,
-            max_surge: config.max_surge,
         })
     }
 

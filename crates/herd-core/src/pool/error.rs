@@ -30,10 +30,6 @@ pub enum PoolError {
         shortest: Duration,
         /// How long each new worker must stay ready.
         min_ready: Duration,
-        /// How many workers the upgrade replaces.
-        workers: usize,
-        /// How many new workers may start at once.
-        max_surge: usize,
     },
 }
 
@@ -48,10 +44,8 @@ impl fmt::Display for PoolError {
             PoolError::ZeroUpgradeTimeout => f.write_str("an upgrade timeout must be positive"),
             PoolError::UpgradeTooShort {
                 timeout,
-                shortest,
+                shortest: _,
                 min_ready,
-                workers,
-                max_surge,
             } => {
                 write!(
                     f,
@@ -60,13 +54,6 @@ impl fmt::Display for PoolError {
                     format_duration(timeout),
                     format_duration(min_ready)
                 )?;
-                if max_surge < workers {
-                    write!(
-                        f,
-                        " ({workers} workers, {max_surge} at a time: at least {})",
-                        format_duration(shortest)
-                    )?;
-                }
                 f.write_str("; give a longer --timeout, or run herd with a shorter --min-ready")
             }
         }

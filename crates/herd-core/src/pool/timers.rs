@@ -198,14 +198,18 @@ impl Pool {
                 actions.push(self.stop_worker(i, StopMode::Graceful, Reason::Replaced, deadline));
             }
         }
-        // Start successors, at most max_surge at a time (counting those not yet available), for
-        // slots whose old worker still serves.
+        // Start successors, at most max_surge at a time (counting those not yet ready), for
+        // slots whose old worker still serves. A successor that is ready but not yet available
+        // no longer counts: the next one starts meanwhile, so the slots' --min-ready waits
+        // overlap (an upgrade takes about one --min-ready, not one per slot) while start-ups,
+        // which take the CPU, still come max_surge at a time. No old worker stops before its
+        // own successor is available.
         let mut has_old = vec![false; slots];
         let mut has_new = vec![false; slots];
         let mut starting = 0;
         for w in self.workers.iter().filter(|w| w.live()) {
             let has = if w.generation >= g {
-                starting += usize::from(!w.available);
+                starting += usize::from(w.state == WorkerState::Starting);
                 &mut has_new
             } else {
                 &mut has_old

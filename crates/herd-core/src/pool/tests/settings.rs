@@ -114,7 +114,7 @@ fn an_aborted_upgrade_drops_its_settings() {
 fn an_upgrade_is_too_short_for_its_own_settings() {
     let (h, reloaded) = ready_pool_and_reloaded();
     let slow = PoolConfig {
-        min_ready: 40 * SEC,
+        min_ready: 60 * SEC,
         ..reloaded
     };
     assert_eq!(h.pool.upgrade_too_short(60 * SEC), None);

@@ -169,7 +169,12 @@ fn a_new_worker_that_dies_within_min_ready_aborts_the_upgrade() {
         why.contains("exited 300ms after it was ready, within --min-ready 1s: exit code 1"),
         "{why}"
     );
-    assert!(h.signals.is_empty(), "no old worker was stopped");
+    assert!(
+        h.signals.iter().all(|s| s.0 != 100 && s.0 != 101),
+        "no old worker was stopped: {:?}",
+        h.signals
+    );
+    h.stopped_workers_exit();
     h.advance(10 * SEC);
     let live: Vec<(u32, u64)> = h.live().iter().map(|w| (w.1, w.2)).collect();
     assert_eq!(live, [(100, 1), (101, 1)], "the old workers keep serving");
@@ -194,23 +199,51 @@ fn an_aborted_upgrade_stops_its_ready_but_unavailable_workers() {
 }
 
 #[test]
-fn surge_counts_new_workers_until_they_are_available() {
+fn surge_counts_new_workers_until_they_are_ready_and_min_ready_waits_overlap() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let first = new_worker(&h, 0);
+    assert_eq!(h.live().len(), 3, "one successor starts at a time");
+    h.advance(100 * MS);
+    h.notify(first, "READY=1");
+    h.advance(MS);
+    assert_eq!(h.live().len(), 4, "slot 0's is ready: slot 1's starts");
+    let second = new_worker(&h, 1);
+    h.advance(100 * MS);
+    h.notify(second, "READY=1");
+    assert!(
+        h.signals.is_empty(),
+        "no successor has stayed ready for --min-ready yet"
+    );
+    h.advance(SEC - MS);
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    h.advance(100 * MS);
+    assert_eq!(
+        h.signals,
+        [
+            (100, StopMode::Graceful, Reason::Replaced),
+            (101, StopMode::Graceful, Reason::Replaced)
+        ]
+    );
+    h.stopped_workers_exit();
+    assert_eq!(h.ended, [Ok(2)], "about one --min-ready, not one per slot");
+}
+
+#[test]
+fn an_old_worker_waits_for_its_own_successor_even_when_others_are_available() {
     let mut h = upgrading(2, with_min_ready(2, SEC));
     let first = new_worker(&h, 0);
     h.notify(first, "READY=1");
-    assert_eq!(
-        h.live().len(),
-        3,
-        "slot 1's successor waits for slot 0's to be available"
-    );
+    h.advance(MS);
+    let second = new_worker(&h, 1);
     h.advance(SEC);
-    assert_eq!(
-        h.live().len(),
-        3,
-        "slot 0's old worker stopped, slot 1's successor started"
-    );
     assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
-    new_worker(&h, 1);
+    h.exit(second, code(1));
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(why.contains("before it was ready"), "{why}");
+    assert!(
+        h.live().iter().any(|w| w.1 == 101),
+        "slot 1's old worker keeps serving"
+    );
 }
 
 #[test]
@@ -265,6 +298,8 @@ fn exits_right_after_a_socket_was_shut_down_do_not_fail_an_upgrade() {
     h.pool.excuse_exits_until(h.now + 2 * SEC);
     h.exit(new, code(1));
     assert!(h.ended.is_empty(), "the upgrade goes on: {:?}", h.ended);
+    let other = new_worker(&h, 1);
+    h.notify(other, "READY=1");
     // Once the window has passed, a new worker that dies fails the upgrade again.
     h.advance(3 * SEC);
     let next = new_worker(&h, 0);
@@ -277,21 +312,14 @@ fn exits_right_after_a_socket_was_shut_down_do_not_fail_an_upgrade() {
 #[test]
 fn an_upgrade_shorter_than_min_ready_is_refused_up_front() {
     let h = Harness::new(with_min_ready(4, SEC));
-    assert_eq!(h.pool.shortest_upgrade(), 4 * SEC, "4 rounds of one");
-    let why = h.pool.upgrade_too_short(3 * SEC).unwrap().to_string();
+    assert_eq!(h.pool.shortest_upgrade(), SEC, "the slots' waits overlap");
+    let why = h.pool.upgrade_too_short(SEC / 2).unwrap().to_string();
     assert!(
-        why.contains("--min-ready 1s") && why.contains("4 workers, 1 at a time: at least 4s"),
+        why.contains("of 500ms is too short") && why.contains("--min-ready 1s"),
         "{why}"
     );
-    assert!(h.pool.upgrade_too_short(4 * SEC).is_some());
-    assert!(h.pool.upgrade_too_short(4 * SEC + MS).is_none());
-    let surge = Harness::new(PoolConfig {
-        max_surge: 4,
-        ..with_min_ready(4, SEC)
-    });
-    let why = surge.pool.upgrade_too_short(MS).unwrap().to_string();
-    assert!(!why.contains("at a time"), "{why}");
-    assert!(surge.pool.upgrade_too_short(2 * SEC).is_none());
+    assert!(h.pool.upgrade_too_short(SEC).is_some());
+    assert!(h.pool.upgrade_too_short(SEC + MS).is_none());
     let none = Harness::new(with_min_ready(4, Duration::ZERO));
     assert!(none.pool.upgrade_too_short(MS).is_none());
     assert!(none.pool.upgrade_too_short(Duration::ZERO).is_some());
