@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::results::CommandResult;
 
 mod error_code;
+mod status_line;
 pub use error_code::ErrorCode;
 
 /// The protocol version this herd speaks.
@@ -192,7 +193,15 @@ impl Response {
 
     /// The response as one line of JSON, newline included.
     pub fn to_line(&self) -> Vec<u8> {
-        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| {
+        // A status, the one reply that grows with the workers, is written piece by piece.
+        let status = match (&self.result, self.ok) {
+            (Some(CommandResult::Status(status)), true) => {
+                status_line::status_line(status, self.version).ok()
+            }
+            _ => None,
+        };
+        let line = status.map_or_else(|| serde_json::to_vec(self), Ok);
+        let mut line = line.unwrap_or_else(|_| {
             br#"{"version":1,"ok":false,"error":{"code":"internal","message":"unserializable response"}}"#.to_vec()
         });
         line.push(b'\n');
