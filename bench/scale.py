@@ -5,7 +5,8 @@ Runs herd with a small native worker (`crates/herd/examples/hello.rs`, which rep
 READY=1), scales it 1 -> 64 -> 256 at runtime and measures how long until every worker is
 ready, herd's own RSS and CPU with 1, 64 and 256 workers, idle and under an open-loop load of
 2000 new connections/s (`bench/loadgen`), and the latency of fetching the sockets over the
-control socket (the `sockets` command that `herd attach` uses, fds by SCM_RIGHTS).
+control socket (the `sockets` command that `herd attach` uses, fds by SCM_RIGHTS). Then issue
+19's scale targets at 4096 workers, on a herd of their own (bench/scale_targets.py).
 
     python3 bench/scale.py   (builds what it needs: herd, herd-loadgen and the examples, release)
 
@@ -21,6 +22,7 @@ import time
 
 from common import report as report_path
 from herdctl import request
+import scale_targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERD = os.path.join(ROOT, "target", "release", "herd")
@@ -127,7 +129,10 @@ def main():
     verdict = (f"Targets: supervisor RSS under 10 MiB with 64 workers: **{'met' if rss64 < 10 else 'missed'}** "
                f"({rss64:.1f} MiB); no measurable CPU when idle: **{'met' if idle_max < 1 else 'missed'}** "
                f"(at most {idle_max:.1f}% of a core, the resolution is one clock tick over {WINDOW:.0f} s).")
-    print("\n".join(table), "\n".join(handoff), verdict, sep="\n\n")
+    targets = scale_targets.measure()
+    big = targets_table(targets)
+    verdicts = scale_targets.verdict_lines(targets)
+    print("\n".join(table), "\n".join(handoff), verdict, "\n".join(big), "\n".join(verdicts), sep="\n\n")
     report = f"""# Benchmark: scale and socket handoff
 
 Command: `python3 bench/scale.py` (it builds herd, `bench/loadgen` and the example in release mode first)
@@ -148,10 +153,37 @@ socket by `SCM_RIGHTS`; {HANDOFFS} times from Python, so the numbers include the
 {chr(10).join(handoff)}
 
 {verdict}
+
+## {targets["workers"]} workers: issue 19's scale targets
+
+Method (bench/scale_targets.py): a herd of its own runs {targets["workers"]} `hello` workers (`run -w
+{targets["workers"]} --ready notify`, JSON log on a pipe). Ready is from `Popen` to the last
+worker's `worker_ready` event (herd's own timestamp: it read the worker's READY=1, which hello
+sends right before its accept loop); RSS is herd's `VmRSS` once all are ready (the larger of
+before and after the steps below); `herd status` is the CLI's wall time (its table, then
+`--json`), median of {scale_targets.STATUS_RUNS} each; then {targets["kills"]} workers, one at a time, get SIGKILL and
+the time from `kill()` to their successor's `worker_ready` is the replacement (split at herd's
+`worker_exited`, when it reaped the worker, and `worker_started`, when the successor had
+exec'd). Load average at the end: {" ".join(f"{x:.1f}" for x in targets["load_average"])}.
+
+{chr(10).join(big)}
+
+{chr(10).join(verdicts)}
 """
     with open(report_path("scale"), "w") as f:
         f.write(report)
     print(f"\nwrote {report_path('scale')}")
+
+
+def targets_table(t):
+    """The scale targets' figures as a table."""
+    return ["| workers | all started / all ready after start | herd RSS | `herd status` (table / `--json`) | "
+            "kill -> successor ready, p50 (max) | reaped / successor exec'd, p50 | log lines lost |",
+            "|---|---|---|---|---|---|---|",
+            f"| {t['workers']} | {t['all_started_s']:.2f} s / {t['all_ready_s']:.2f} s | {t['rss_mib']:.1f} MiB | "
+            f"{t['status_table_ms']:.0f} ms / {t['status_json_ms']:.0f} ms | {t['replace_p50_ms']:.1f} ms "
+            f"({t['replace_max_ms']:.1f} ms) | {t['reaped_p50_ms']:.1f} ms / {t['respawned_p50_ms']:.1f} ms "
+            f"| {t['log_lines_dropped']} |"]
 
 
 if __name__ == "__main__":
