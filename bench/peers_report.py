@@ -35,7 +35,9 @@ COLUMNS = [
     ("p99 steady at saturation", "closed", "p99_steady_ms", None, True, "{:.2f} ms", APP_SPEED),
     ("p99 in reloads at saturation", "closed", "p99_reload_ms", None, True, "{:.1f} ms", START_UP),
     ("p99 ratio at saturation", "closed", "ratio", None, True, "{:.1f}x", START_UP),
-    ("reload duration at saturation", "closed", "durations", None, True, "{:.2f} s", CAREFUL),
+    ("reload duration at saturation", "closed", "durations", None, True, "{:.2f} s",
+     CAREFUL + "; at saturation, a replacement that starts at a low priority (`--starting-nice`) gets only the "
+     "CPU the serving workers leave, so it takes longer to be ready"),
     ("failed while scaling", "scale", "failed", None, True, "{:.0f}", "see the failures by kind"),
     ("p99 steady, scaling run", "scale", "p99_steady_ms", None, True, "{:.2f} ms", APP_SPEED),
     ("p99 while scaling", "scale", "p99_reload_ms", None, True, "{:.1f} ms", START_UP),
@@ -108,7 +110,8 @@ def tables(systems, results, errors):
     """The three scenario tables of every system (herd's other changes have their own)."""
     systems = [s for s in systems if s.table == "peers"]
     open_rows = ["| system | workers | failed per run (by kind) | p99 steady ms | p99 in reloads ms | ratio | "
-                 "reload s | supervisor RSS MiB | supervisor CPU idle % | at 2000/s % |", "|" + "---|" * 10]
+                 "reload s | supervisor RSS MiB | supervisor CPU idle % | at 2000/s % | other work % |",
+                 "|" + "---|" * 11]
     closed_rows = ["| system | failed per run (by kind) | steady req/s | in reloads, share of steady | "
                    "p99 steady ms | p99 in reloads ms | ratio | reload s |", "|" + "---|" * 8]
     scale_rows = ["| system | failed per run (by kind) | p99 steady ms | p99 while scaling ms | ratio | "
@@ -116,7 +119,7 @@ def tables(systems, results, errors):
     for s in systems:
         n = s.name
         if n not in results:
-            open_rows.append(f"| {n} | did not run: {errors.get(n, '?')} |" + " |" * 8)
+            open_rows.append(f"| {n} | did not run: {errors.get(n, '?')} |" + " |" * 9)
             continue
         idle = median_range([r["idle_cpu"] for r in results[n]], "{:.1f}")
         open_rows.append(
@@ -125,7 +128,8 @@ def tables(systems, results, errors):
             f"{median_range(column(results, n, 'open', 'p99_reload_ms'))} | "
             f"{ratio(results, n, 'open')} | {durations(results, n, 'open')} | "
             f"{median_range(column(results, n, 'open', 'rss'))} | {idle} | "
-            f"{median_range(column(results, n, 'open', 'load_cpu'))} |")
+            f"{median_range(column(results, n, 'open', 'load_cpu'))} | "
+            f"{median_range([100 * r['others'] for r in results[n] if 'others' in r], '{:.0f}')} |")
         share = [v * 100 if v is not None else None for v in column(results, n, "closed", "share")]
         closed_rows.append(
             f"| {n} | {failures(results, n, 'closed')} | "
@@ -256,7 +260,8 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
     others = [run["others"] for runs in results.values() for run in runs if "others" in run]
     noise = (f"other work took {median_range([100 * v for v in others], '{:.0f}')}% of the machine's CPU "
              f"while a system ran (median and range over the {len(others)} system runs: CPU time of the "
-             "processes outside the benchmark's own trees and the kernel's threads, from /proc); "
+             "processes outside the benchmark's own trees and the kernel's threads, from /proc; per system in "
+             "the first table's last column); "
              f"load average {min(loads):.1f} to {max(loads):.1f} (1-minute, the benchmark's own load "
              "included)") if others else f"load average {min(loads):.1f} to {max(loads):.1f}"
     # Other work on the machine's cores makes latencies the scheduler's, not the systems'.
