@@ -138,7 +138,9 @@ def scale_targets(args):
         return "bench/scale_targets.py is missing"
     print("-- scale targets: bench/scale_targets.py", flush=True)
     try:
-        return measure()
+        others = OtherWork()
+        figures = measure()
+        return {**figures, "others": others.stop()}
     except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
         return f"bench/scale_targets.py failed: {e}"
 

@@ -184,16 +184,23 @@ def not_best(systems, results):
     return lines or ["- herd is best on every column above."]
 
 
-def verdicts(systems, results, scale, noisy=False):
+def busy(runs):
+    """Whether other work took more than QUIET of the machine in any of these runs (figures
+    with an `others` share); runs that did not measure it count as busy."""
+    return any(run.get("others", 1.0) > QUIET for run in runs)
+
+
+def verdicts(systems, results, scale):
     """One line per target of issue 19 that this scenario measures, with the scale targets'
-    (bench/scale_targets.py). On a busy machine a timing is **inconclusive**, and so is a
-    missed 0-failed target (timeouts can be the machine's); 0 failed stays met."""
-    lines = measured_verdicts(systems, results) + scale_verdicts(scale)
-    if not noisy:
-        return lines
-    return [v if (v.startswith("0 failed") and "**met**" in v) or "not measured" in v else
+    (bench/scale_targets.py). A timing measured while other work took the machine (in any run
+    of the system it is about) is **inconclusive**, and so is a missed 0-failed target
+    (timeouts can be the machine's); 0 failed stays met, and a memory figure (RSS) stands."""
+    lines = measured_verdicts(systems, results)
+    lines += [(line, not isinstance(scale, dict) or busy([scale])) for line in scale_verdicts(scale)]
+    return [v if not noisy or (v.startswith("0 failed") and "**met**" in v) or "not measured" in v
+            or "RSS" in v else
             v.replace("**met**", "**inconclusive**").replace("**missed**", "**inconclusive**")
-            + " (other work took the machine: run again on a quiet one)" for v in lines]
+            + " (other work took the machine in its runs: run again on a quiet one)" for v, noisy in lines]
 
 
 def scale_verdicts(scale):
@@ -218,28 +225,33 @@ def zero_failed(what, failed, runs):
 
 
 def measured_verdicts(systems, results):
+    """(line, whether other work took the machine in the runs it is about)."""
     upgrades = [s.name for s in systems if s.by_herd and s.table == "peers" and s.name in results]
     runs = sum(len(results[n]) for n in upgrades)
-    out = [zero_failed(f"in herd's upgrades ({len(upgrades)} worker kinds) at {2000}/s and at saturation",
-                       failed_by(results, upgrades, ("open", "closed")), runs),
-           zero_failed(f"in herd's scaling 4 -> 8 -> 4 at {2000}/s", failed_by(results, upgrades, ("scale",)), runs)]
+    every = busy([run for n in upgrades for run in results[n]])
+    out = [] if not upgrades else [(zero_failed(f"in herd's upgrades ({len(upgrades)} worker kinds) at {2000}/s and at saturation",
+                        failed_by(results, upgrades, ("open", "closed")), runs), every),
+           (zero_failed(f"in herd's scaling 4 -> 8 -> 4 at {2000}/s", failed_by(results, upgrades, ("scale",)),
+                        runs), every)]
     for s in systems:
         if s.table == "changes" and s.name in results:
-            out.append(zero_failed(f"while {s.name} at {2000}/s and at saturation",
-                                   failed_by(results, [s.name], ("open", "closed")), len(results[s.name])))
+            out.append((zero_failed(f"while {s.name} at {2000}/s and at saturation",
+                                    failed_by(results, [s.name], ("open", "closed")), len(results[s.name])),
+                        busy(results[s.name])))
     for n in upgrades:
+        noisy = busy(results[n])
         at_2000 = med(column(results, n, "open", "ratio"))
         share = med(column(results, n, "closed", "share"))
         sat = med(column(results, n, "closed", "ratio"))
         if at_2000 is not None:
-            out.append(f"{n}: p99 inside reloads at 2000/s at most 2x steady: {at_2000:.1f}x, "
-                       f"**{'met' if at_2000 <= 2 else 'missed'}**.")
+            out.append((f"{n}: p99 inside reloads at 2000/s at most 2x steady: {at_2000:.1f}x, "
+                        f"**{'met' if at_2000 <= 2 else 'missed'}**.", noisy))
         if share is not None:
-            out.append(f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.0%}, "
-                       f"**{'met' if share >= 0.95 else 'missed'}**.")
+            out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.0%}, "
+                        f"**{'met' if share >= 0.95 else 'missed'}**.", noisy))
         if sat is not None:
-            out.append(f"{n}: p99 inside reloads at saturation at most 1.5x steady: {sat:.1f}x, "
-                       f"**{'met' if sat <= 1.5 else 'missed'}**.")
+            out.append((f"{n}: p99 inside reloads at saturation at most 1.5x steady: {sat:.1f}x, "
+                        f"**{'met' if sat <= 1.5 else 'missed'}**.", noisy))
     return out
 
 
@@ -266,12 +278,14 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
              "included)") if others else f"load average {min(loads):.1f} to {max(loads):.1f}"
     # Other work on the machine's cores makes latencies the scheduler's, not the systems'.
     noisy = not others or max(others) > QUIET
-    caveat = (f"**This run is not a measurement**: other work on the shared machine took up to "
+    caveat = (f"**Read the comparisons with care**: other work on the shared machine took up to "
               f"{max(others, default=1):.0%} of its CPU while a system ran (the rule: at most "
-              f"{QUIET:.0%} in every system's run), so latencies are partly the scheduler's, every "
-              "verdict below is inconclusive, and only gross differences (failed connections, "
-              "supervisor RSS and CPU, reload durations) carry over. Run `bench/run peers` again on "
-              "a quiet machine.\n\n") if noisy else ""
+              f"{QUIET:.0%}; the last column of the first table says which systems' runs it hit), so "
+              "those systems' latencies are partly the scheduler's; a target verdict is inconclusive "
+              "when it hit the runs the verdict is about, and only gross differences (failed "
+              "connections, supervisor RSS and CPU, reload durations) carry over from them. Run "
+              "`bench/run peers` again on "
+"a quiet machine.\n\n") if noisy else ""
     with open(args.report, "w") as f:
         f.write(f"""# Benchmark: herd and its peers
 
@@ -341,7 +355,7 @@ Where herd is not best:
 
 Targets:
 
-{chr(10).join('- ' + v for v in verdicts(systems, results, scale, noisy))}
+{chr(10).join('- ' + v for v in verdicts(systems, results, scale))}
 
 Cross-check of `herd-loadgen` with `wrk` (`-t2 -c32 --latency`, `Connection: close`), closed
 loop with 32 connections, same targets, steady:

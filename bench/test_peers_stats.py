@@ -129,12 +129,26 @@ class Verdicts(unittest.TestCase):
            "scale": {"failed": 0}}
 
     def test_a_busy_machine_leaves_only_0_failed_standing(self):
-        quiet = verdicts([self.Herd], {self.Herd.name: [self.one_run]}, "not run")
+        quiet = verdicts([self.Herd], {self.Herd.name: [dict(self.one_run, others=0.02)]}, "not run")
         self.assertEqual(sum("**met**" in v for v in quiet), 5)
-        busy = verdicts([self.Herd], {self.Herd.name: [self.one_run]}, "not run", noisy=True)
+        busy = verdicts([self.Herd], {self.Herd.name: [dict(self.one_run, others=0.02),
+                                                       dict(self.one_run, others=0.3)]}, "not run")
         self.assertEqual([v.startswith("0 failed") for v in busy if "**met**" in v], [True, True])
         self.assertEqual(sum("**inconclusive**" in v for v in busy), 3)
         self.assertIn("not measured: not run.", busy[-1])
+
+    def test_the_scale_targets_count_their_own_run(self):
+        figures = {"workers": 4096, "all_ready_s": 1.0, "rss_mib": 8.0, "status_table_ms": 10.0,
+                   "status_json_ms": 10.0, "kills": 30, "replace_p50_ms": 5.0, "replace_max_ms": 9.0,
+                   "reaped_p50_ms": 1.0, "respawned_p50_ms": 2.0}
+        try:
+            import scale_targets  # noqa: F401
+        except ImportError:
+            self.skipTest("bench/scale_targets.py is not here")
+        lines = verdicts([], {}, dict(figures, others=0.01))
+        self.assertEqual(sum("**met**" in v for v in lines), 4)
+        lines = verdicts([], {}, dict(figures, others=0.5))
+        self.assertEqual(sum("**inconclusive**" in v for v in lines), 3, "RSS is no timing")
 
 
 class NotBest(unittest.TestCase):
