@@ -32,7 +32,7 @@ mod signals;
 mod startup;
 pub(crate) mod status;
 mod waiters;
-pub(crate) mod warm_up;
+pub mod warm_up;
 
 // The driver and its hands, on every platform; what they need of the system is `platform`'s.
 mod driver;

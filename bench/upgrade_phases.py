@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Where the time goes in a herd upgrade (issue 19): herd with 4 workers of the peer
+benchmark's apps and `--log-format json`, `herd-loadgen --timeline` at 2000 new connections/s,
+one `herd upgrade`. Each request inside the upgrade is placed by herd's own event timestamps:
+while a new worker is starting (worker_started to worker_ready), while an old worker is
+stopping (its successor available, --min-ready after worker_ready, to its worker_exited), or
+neither; the script prints the p99 of each and how many requests took over twice the steady
+p99. Run it under the bench lock. Usage:
+
+    python3 bench/upgrade_phases.py py|gunicorn|node [HERD RUN OPTIONS...]
+"""
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import HERD, LOADGEN, status
+from peers_stats import percentile, read_timeline
+from peers_systems import APP_JS, APP_PY, PEERS, PY
+
+COMMANDS = {
+    "py": [PY, APP_PY],
+    "gunicorn": [PY, "-m", "gunicorn", "--workers", "1", "--chdir", PEERS, "--log-level", "critical",
+                 "app:application"],
+    "node": ["node", APP_JS],
+}
+MIN_READY_US = 1e6  # herd's default --min-ready
+
+
+def run(kind, extra):
+    """One upgrade under load: (timeline records, upgrade window in µs, herd's events)."""
+    d = tempfile.mkdtemp(prefix="herd-phases-")
+    control, log_path = os.path.join(d, "c.sock"), os.path.join(d, "log.json")
+    with open(log_path, "w") as log:
+        herd = subprocess.Popen([HERD, "--log-format", "json", "--control", control, "run", "-w", "4",
+                                 "--ready", "notify", *extra, "-b", "http=127.0.0.1:0,nonblocking", "--",
+                                 *COMMANDS[kind]], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                s = status(control)
+                if s["ready"] == 4:
+                    break
+            except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+                pass
+            if time.monotonic() > deadline:
+                herd.kill()
+                raise SystemExit(f"{kind}: herd's workers were not ready within 30 s")
+            time.sleep(0.05)
+        timeline = os.path.join(d, "timeline.csv")
+        load = subprocess.Popen([LOADGEN, s["sockets"][0]["address"], "2000", "3600", "--until-eof",
+                                 "--timeout", "5", "--timeline", timeline, "--threads", "256"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        begin = time.time()
+        subprocess.run([HERD, "--control", control, "upgrade"], check=True, capture_output=True)
+        end = time.time()
+        time.sleep(1.0)
+        out, _ = load.communicate(timeout=60)
+        subprocess.run([HERD, "--control", control, "stop"], capture_output=True)
+        herd.wait(timeout=60)
+    start = json.loads(out)["start_unix_us"] / 1e6
+    events = []
+    with open(log_path) as f:
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            fields = e.get("fields", e)
+            if fields.get("event") in ("worker_started", "worker_ready", "worker_exited") and "timestamp" in e:
+                at = datetime.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
+                events.append(((at - start) * 1e6, fields["event"], fields.get("pid")))
+    return read_timeline(timeline), ((begin - start) * 1e6, (end - start) * 1e6), events
+
+
+def phases(window, events):
+    """The spans (µs) in which a new worker starts, and in which an old one stops."""
+    first, last = window
+    at = {name: {} for name in ("worker_started", "worker_ready", "worker_exited")}
+    for t, name, pid in events:
+        at[name][pid] = t
+    new = [p for p, t in at["worker_started"].items() if t >= first - 1000]
+    old = [p for p, t in at["worker_started"].items() if t < first - 1000]
+    starting = [(at["worker_started"][p], at["worker_ready"].get(p, last)) for p in new]
+    available = sorted(at["worker_ready"][p] + MIN_READY_US for p in new if p in at["worker_ready"])
+    stopping = list(zip(available, sorted(at["worker_exited"].get(p, last) for p in old)))
+    return starting, stopping
+
+
+def main():
+    kind, extra = sys.argv[1], sys.argv[2:]
+    records, (first, last), events = run(kind, extra)
+    steady = [us for t, us, _ in records if 200_000 < t < first - 100_000 or t > last + 250_000]
+    steady_p99 = percentile(steady, 99)
+    starting, stopping = phases((first, last), events)
+    groups = {"a new worker starting": [], "an old worker stopping": [], "neither": []}
+    for t, us, _ in records:
+        if first <= t <= last:
+            where = ("a new worker starting" if any(a <= t <= b for a, b in starting) else
+                     "an old worker stopping" if any(a <= t <= b for a, b in stopping) else "neither")
+            groups[where].append(us)
+    inside = [us for g in groups.values() for us in g]
+    print(f"{kind} {' '.join(extra) or '(defaults)'}: steady p99 {steady_p99 / 1000:.2f} ms, in the upgrade "
+          f"{percentile(inside, 99) / 1000:.2f} ms ({percentile(inside, 99) / steady_p99:.1f}x), upgrade "
+          f"{(last - first) / 1e6:.2f} s; start-ups {', '.join(f'{(b - a) / 1000:.0f}' for a, b in starting)} ms")
+    for name, values in groups.items():
+        if values:
+            slow = sum(us > 2 * steady_p99 for us in values)
+            print(f"  {name}: {len(values)} requests, p99 {percentile(values, 99) / 1000:.2f} ms, "
+                  f"{slow} ({100 * slow / len(values):.1f}%) over 2x steady p99")
+
+
+if __name__ == "__main__":
+    main()
