@@ -8,7 +8,8 @@ workers (--max-lifetime). For each system, repeated and interleaved:
 
 - open loop, 2000 new connections/s, through 3 reloads;
 - closed loop at saturation (32 connections), through 2 reloads;
-- scaling 4 -> 8 -> 4 under the open-loop load (where the system can scale).
+- scaling 4 -> 8 -> 4 under the open-loop load (where the system can scale), and for herd
+  also at saturation.
 
 Then bench/scale_targets.py's 4096 native workers (when it is there). Reload counts and gaps
 are set so that 2 repetitions take about 10 minutes on 2 cores (herd's reloads of 4 workers
@@ -108,6 +109,8 @@ def one_system(system, args):
     if system.can_scale:
         steps = [lambda: system.scale(8), lambda: system.scale(4)]
         got["scale"] = figures(*under_load(system, steps, False, 1.5, args.gap)[:3])
+        if system.by_herd:  # the 0-failed target holds herd's scaling at saturation too
+            got["scale_closed"] = figures(*under_load(system, steps, True, 2, args.gap)[:3])
     return got
 
 
