@@ -7,11 +7,15 @@ inside reloads over steady at 2000/s, throughput share and p99 ratio at saturati
 while scaling 4 -> 8 over steady, reload duration; and the load average. Usage:
 
     python3 bench/warm_up.py [--reps 2] [--variant 'off=--starting-nice off' ...]
+
+A variant's options may start with `herd=PATH`: that variant runs another herd binary (a
+build of an earlier commit, for a behaviour no option selects).
 """
 import argparse
 import statistics
 import time
 
+import common
 from common import free_port, need_build
 from peers import load_average, one_system
 from peers_systems import HerdSystem, systems
@@ -24,11 +28,17 @@ class Variant(HerdSystem):
 
     def __init__(self, row, label, extra):
         super().__init__(row.port, f"{row.name} [{label}]", row.kind, row.command)
+        self.binary = extra.pop(0)[len("herd="):] if extra[:1] and extra[0].startswith("herd=") else None
         self.extra = extra
 
     def start(self):
-        from common import Herd
-        self.herd = Herd(self.command, 4, f"127.0.0.1:{self.port},nonblocking", extra=self.extra).ready()
+        binary = common.HERD
+        common.HERD = self.binary or binary
+        try:
+            self.herd = common.Herd(self.command, 4, f"127.0.0.1:{self.port},nonblocking",
+                                    extra=self.extra).ready()
+        finally:
+            common.HERD = binary
         return self.ready()
 
 
@@ -49,7 +59,8 @@ def main():
     args.reloads, args.saturation_reloads, args.gap, args.idle = 3, 2, 0.5, 0.5
     need_build()
     variants = [v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS)]
-    rows = [s for s in systems("", free_port()) if s.name.startswith("herd")]
+    # The rows of the three worker kinds (not those that re-exec, take over or recycle).
+    rows = [s for s in systems("", free_port()) if type(s) is HerdSystem]
     rows = [r for r in rows if not args.only or args.only in r.name]
     every = [Variant(r, label, opts.split()) for r in rows for label, opts in variants]
     results, loads = {}, [load_average()]
