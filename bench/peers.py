@@ -183,6 +183,7 @@ def main():
         for system in order:
             print(f"-- rep {rep + 1}/{args.reps}: {system.name}", flush=True)
             system.workers_wanted = 4
+            system.fresh_port()
             try:
                 system.start()
                 others, began = OtherWork(system.supervisor()), time.monotonic()
@@ -190,7 +191,7 @@ def main():
                 got["others"], got["took"] = others.stop(), time.monotonic() - began
                 results.setdefault(system.name, []).append(got)
             except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
-                errors[system.name] = str(e)
+                errors.setdefault(system.name, []).append(f"repetition {rep + 1}: {e}")
                 print(f"   failed: {e}", flush=True)
             finally:
                 try:
@@ -202,6 +203,7 @@ def main():
     for system in everything:
         if system.name in ("herd, stdlib Python", "nginx"):
             system.workers_wanted = 4
+            system.fresh_port()
             system.start()
             cross.append((system.name, *wrk_check(system.address, 2 if args.quick else 4)))
             system.stop()

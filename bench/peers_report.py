@@ -91,7 +91,7 @@ def changes_table(systems, results, errors):
         if s.table != "changes":
             continue
         if n not in results:
-            rows.append(f"| {n} | did not run: {errors.get(n, '?')} |" + " |" * 7)
+            rows.append(f"| {n} | did not run: {why_not(errors, n)} |" + " |" * 7)
             continue
         for scenario, load in (("open", "2000/s"), ("closed", f"saturation ({32} connections)")):
             share = [v * 100 if v is not None else None for v in column(results, n, scenario, "share")]
@@ -125,6 +125,20 @@ def saturated_scaling_table(systems, results):
     return "\n".join(rows) if len(rows) > 2 else "(not measured in this run)"
 
 
+def why_not(errors, name):
+    """What went wrong with a system's runs (older saved runs kept one message, newer a list)."""
+    found = errors.get(name, "?")
+    return "; ".join(found) if isinstance(found, list) else found
+
+
+def failed_runs(errors):
+    """A paragraph naming every run that failed (its figures are missing from the medians)."""
+    if not errors:
+        return ""
+    lines = [f"- {name}: {why_not(errors, name)}" for name in errors]
+    return "Runs that failed (their cells hold the other repetitions' figures):\n\n" + "\n".join(lines) + "\n\n"
+
+
 def tables(systems, results, errors):
     """The three scenario tables of every system (herd's other changes have their own)."""
     systems = [s for s in systems if s.table == "peers"]
@@ -138,7 +152,7 @@ def tables(systems, results, errors):
     for s in systems:
         n = s.name
         if n not in results:
-            open_rows.append(f"| {n} | did not run: {errors.get(n, '?')} |" + " |" * 9)
+            open_rows.append(f"| {n} | did not run: {why_not(errors, n)} |" + " |" * 9)
             continue
         idle = median_range([r["idle_cpu"] for r in results[n]], "{:.1f}")
         open_rows.append(
@@ -372,7 +386,7 @@ through the run, which then has no steady part to compare with):
 
 ![p99 latency over time through the reloads, one line per system](peers.svg)
 
-Where herd is not best:
+{failed_runs(errors)}Where herd is not best:
 
 {chr(10).join(not_best(systems, results))}
 

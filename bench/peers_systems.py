@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from common import HERD, ROOT, Herd, loadgen, start_nginx
+from common import HERD, ROOT, Herd, free_port, loadgen, start_nginx
 
 PEERS = os.path.join(ROOT, "bench", "peers")
 APP_PY = os.path.join(PEERS, "app.py")
@@ -91,6 +91,12 @@ class System:
     def __init__(self, port):
         self.port, self.dir = port, tempfile.mkdtemp(prefix="herd-peers-")
         self.address = f"127.0.0.1:{port}"
+
+    def fresh_port(self):
+        """A port free right now, for the next start: one picked at the beginning of the run can be
+        taken meanwhile by a client socket of the load generator (uWSGI's bind failed so)."""
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
 
     def workers(self):
         return children(self.supervisor())
