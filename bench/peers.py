@@ -12,8 +12,8 @@ workers (--max-lifetime). For each system, repeated and interleaved:
   also at saturation.
 
 Then bench/scale_targets.py's 4096 native workers (when it is there). Reload counts and gaps
-are set so that 2 repetitions take about 10 minutes on 2 cores (herd's reloads of 4 workers
-take 4-5 s each, uWSGI's chain reload 8 s).
+are set so that 2 repetitions, the scale rows included, take about 12 minutes on 2 cores
+(uWSGI's chain reload takes 8 s, herd's 1-2 s at 2000/s and 5-10 s at saturation).
 
 herd-loadgen's `--timeline` cuts each run into reload windows (from the reload command until
 the old workers are gone and 4 new ones run) and steady time. Installs the peers first
