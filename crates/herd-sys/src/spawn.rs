@@ -2,8 +2,10 @@
 //!
 //! [`ExecPlan`] collects the program, arguments, environment and options in the parent. Its
 //! [`spawn`](ExecPlan::spawn) prepares every buffer and pointer array, the highest fd number
-//! the child may have to mark close-on-exec, and a full signal set, all before `fork`. Around
-//! `fork` the parent blocks every signal in the forking thread (`pthread_sigmask`), as
+//! the child may have to mark close-on-exec, and a full signal set, all before the child
+//! starts. On Linux the child is a `clone(CLONE_VM | CLONE_VFORK)` that shares herd's memory
+//! until it execs (see `vfork` for what that changes), elsewhere, or where the kernel refuses
+//! that clone, a `fork`. Around it the parent blocks every signal in the spawning thread, as
 //! `posix_spawn` does, and restores its own mask right after: none of herd's signal handlers
 //! (tokio's write to a pipe) can run in the child, which starts with every signal blocked.
 //!
@@ -42,7 +44,6 @@
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::mem;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -50,7 +51,10 @@ use std::ptr;
 use crate::process::{max_signal, wait_for, Signal};
 
 mod child;
+mod direct;
 mod report;
+#[cfg(target_os = "linux")]
+mod vfork;
 
 use child::Child;
 use report::{read_report, ChildStep};
@@ -89,6 +93,8 @@ pub struct ExecPlan {
     no_close_range: bool,
     /// Tests: a signal the child raises on itself right after `fork`.
     raise_first: Option<libc::c_int>,
+    /// Tests: `fork` even where `clone(CLONE_VM | CLONE_VFORK)` works.
+    fork_only: bool,
 }
 
 /// A resource limit, by its `setrlimit` name.
@@ -162,6 +168,7 @@ impl ExecPlan {
             nice: None,
             no_close_range: false,
             raise_first: None,
+            fork_only: false,
         })
     }
 
@@ -292,7 +299,7 @@ impl ExecPlan {
             raise_first: self.raise_first,
             probe,
         };
-        fork_and_wait(&child, status_read, status_write)
+        start_and_wait(&child, status_read, status_write, self.fork_only)
     }
 
     /// The environment the child gets, and where in it the `LISTEN_PID=` entry is, if asked
@@ -327,37 +334,27 @@ fn null_terminated(
     pointers.chain(std::iter::once(ptr::null())).collect()
 }
 
-/// Forks `child` with every signal blocked in this thread, and waits for its report on the
+/// Starts `child` with every signal blocked in this thread, and waits for its report on the
 /// status pipe: its pid once `execve` has succeeded (EOF), or what failed (the child is then
 /// reaped).
-fn fork_and_wait(
+fn start_and_wait(
     child: &Child<'_>,
     status_read: OwnedFd,
     status_write: OwnedFd,
+    fork_only: bool,
 ) -> Result<u32, SpawnError> {
     let fork_err = |error| SpawnError {
         stage: Stage::Fork,
         error,
         limit: None,
     };
-    // Every signal is blocked in this thread across fork, so that the child starts with
-    // every signal blocked and no handler of this process can run there before the child
-    // has reset them all.
-    let blocked = SignalsBlocked::all().map_err(fork_err)?;
-    // SAFETY: fork has no preconditions; the child branch runs only async-signal-safe code
-    // on memory prepared above and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: we are the child of a fork; `child` points at buffers that are still
-        // alive in our copy of the address space. `blocked` is not dropped here: the child
-        // sets its own mask.
-        unsafe { child.exec() }
-    }
-    let fork_error = io::Error::last_os_error();
-    drop(blocked);
-    if pid < 0 {
-        return Err(fork_err(fork_error));
-    }
+    // Every signal is blocked in this thread while the child starts, so that the child
+    // starts with every signal blocked and no handler of this process can run there before
+    // the child has reset them all.
+    let previous_mask = direct::block_all().map_err(fork_err)?;
+    let started = start(child, fork_only);
+    direct::restore_mask(&previous_mask);
+    let pid = started.map_err(fork_err)?;
     drop(status_write);
     let pid = pid as u32;
     match read_report(&status_read) {
@@ -376,6 +373,39 @@ fn fork_and_wait(
             Err(error)
         }
     }
+}
+
+/// Starts the child: on Linux a clone sharing this process's memory (returning once it has
+/// exec'd or exited), unless `fork_only` or the kernel refuses it; else `fork`.
+#[cfg(target_os = "linux")]
+fn start(child: &Child<'_>, fork_only: bool) -> io::Result<libc::pid_t> {
+    if !fork_only {
+        if let Some(pid) = vfork::start(child)? {
+            return Ok(pid);
+        }
+    }
+    fork(child)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start(child: &Child<'_>, _fork_only: bool) -> io::Result<libc::pid_t> {
+    fork(child)
+}
+
+/// Forks; the child runs `child`'s steps and never returns.
+fn fork(child: &Child<'_>) -> io::Result<libc::pid_t> {
+    // SAFETY: fork has no preconditions; the child branch runs only async-signal-safe code
+    // on memory prepared before and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: we are the child of a fork; `child` points at buffers that are still
+        // alive in our copy of the address space.
+        unsafe { child.exec() }
+    }
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid)
 }
 
 impl ExecPlan {
@@ -423,36 +453,6 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     crate::fd::set_cloexec(std::os::unix::io::AsFd::as_fd(&read), true)?;
     crate::fd::set_cloexec(std::os::unix::io::AsFd::as_fd(&write), true)?;
     Ok((read, write))
-}
-
-/// Every signal blocked in the calling thread (`pthread_sigmask`) until dropped, when the
-/// previous mask is restored.
-struct SignalsBlocked {
-    previous: libc::sigset_t,
-}
-
-impl SignalsBlocked {
-    fn all() -> io::Result<SignalsBlocked> {
-        // SAFETY: zeroed sigset_t values are valid inputs to sigfillset and pthread_sigmask,
-        // which write into them.
-        unsafe {
-            let mut all: libc::sigset_t = mem::zeroed();
-            libc::sigfillset(&mut all);
-            let mut previous: libc::sigset_t = mem::zeroed();
-            let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut previous);
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc));
-            }
-            Ok(SignalsBlocked { previous })
-        }
-    }
-}
-
-impl Drop for SignalsBlocked {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask pthread_sigmask returned for this thread.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, ptr::null_mut()) };
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use std::os::unix::io::RawFd;
 use std::ptr;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use super::direct;
 use super::report::{ChildStep, Report};
 
 /// What the child needs, as raw pointers into buffers the parent prepared.
@@ -48,10 +49,12 @@ impl Child<'_> {
     /// system calls only; no allocation.
     ///
     /// # Safety
-    /// Call only in the child of `fork`, with all pointers valid.
+    /// Call only in the child of `fork`, or of `vfork::start` (every call here is safe in a
+    /// child that shares the parent's memory while the parent is suspended), with all
+    /// pointers valid.
     pub(super) unsafe fn exec(&self) -> ! {
         if let Some(sig) = self.raise_first {
-            libc::raise(sig);
+            direct::signal_self(sig);
         }
         if self.new_process_group && libc::setpgid(0, 0) < 0 {
             fail(self.status, ChildStep::ProcessGroup, 0);
@@ -59,7 +62,7 @@ impl Child<'_> {
         self.reset_signals();
         self.die_with_parent();
         if !self.pid_slot.is_null() {
-            write_decimal(self.pid_slot, libc::getpid() as u64);
+            write_decimal(self.pid_slot, direct::own_pid() as u64);
         }
         let status = self.place_fds();
         self.limits_and_credentials(status);
@@ -82,7 +85,7 @@ impl Child<'_> {
         for sig in 1..=self.max_signal {
             reset_signal(sig, &self.default_action);
         }
-        if libc::sigprocmask(libc::SIG_SETMASK, &self.empty_mask, ptr::null_mut()) < 0 {
+        if !direct::set_child_mask(&self.empty_mask) {
             fail(self.status, ChildStep::Signals, 0);
         }
     }
@@ -92,7 +95,7 @@ impl Child<'_> {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(sig) = self.death_signal {
             libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong);
-            if libc::getppid() != self.parent {
+            if direct::parent_pid() != self.parent {
                 // The supervisor died before the death signal was armed.
                 libc::_exit(1);
             }
@@ -188,10 +191,7 @@ impl Child<'_> {
         }
         // Groups, then group, then user: once the uid changes, the rest is no longer allowed.
         if let Some((uid, gid, groups)) = self.credentials {
-            if libc::setgroups(groups.len() as _, groups.as_ptr()) < 0
-                || libc::setgid(gid) < 0
-                || libc::setuid(uid) < 0
-            {
+            if !direct::set_ids(uid, gid, groups) {
                 fail(status, ChildStep::Credentials, 0);
             }
         }

@@ -1,5 +1,6 @@
 //! Spawning real children: what they see, and what the parent gets back.
 
+use std::mem;
 use std::os::unix::io::AsFd;
 use std::sync::atomic::Ordering;
 
@@ -198,4 +199,206 @@ fn child_writes_to_the_streams_it_was_given() {
     };
     assert_eq!(read(out_read), "out\n");
     assert_eq!(read(err_read), "err\n");
+}
+
+/// A plan that runs `sh -c script`.
+fn shell(script: &str) -> ExecPlan {
+    let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+    for a in ["sh", "-c", script] {
+        plan.arg(OsStr::new(a)).unwrap();
+    }
+    plan
+}
+
+/// Where the clone path is refused, `fork` does the same: the exec failure with its stage
+/// and errno, the worker's own `LISTEN_PID`, a probe's failing step.
+#[test]
+fn the_fork_path_reports_as_the_clone_path_does() {
+    for fork_only in [false, true] {
+        let mut plan = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
+        plan.fork_only = fork_only;
+        let err = plan.spawn(&[], None).unwrap_err();
+        assert_eq!(err.stage(), Stage::Exec, "fork_only {fork_only}");
+        assert_eq!(err.io_error().raw_os_error(), Some(libc::ENOENT));
+
+        let mut plan = shell("test \"$LISTEN_PID\" = \"$$\"");
+        plan.fork_only = fork_only;
+        plan.listen_pid();
+        let pid = plan.spawn(&[], None).unwrap();
+        assert!(wait_for(pid).unwrap().success(), "fork_only {fork_only}");
+
+        let mut plan = shell("exit 0");
+        plan.fork_only = fork_only;
+        plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
+        let err = plan.probe().unwrap_err();
+        assert_eq!(err.stage(), Stage::Chdir, "fork_only {fork_only}");
+        assert_eq!(err.io_error().raw_os_error(), Some(libc::ENOENT));
+    }
+}
+
+/// The environment variable that makes [`a_child_that_fails_before_exec_leaves_no_zombie`]
+/// do its check, in a copy of this test binary that runs only it.
+const NO_ZOMBIE_CHECK: &str = "HERD_SYS_TEST_NO_ZOMBIE_CHECK";
+
+/// A child that fails before `execve` is reaped before the error is returned: this process
+/// has no child left. Checked in a copy of the test binary running this test alone, where no
+/// other test's children can be.
+#[test]
+fn a_child_that_fails_before_exec_leaves_no_zombie() {
+    if std::env::var_os(NO_ZOMBIE_CHECK).is_some() {
+        for fork_only in [false, true] {
+            let mut plan = shell("exit 0");
+            plan.fork_only = fork_only;
+            plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
+            let err = plan.spawn(&[], None).unwrap_err();
+            assert_eq!(err.stage(), Stage::Chdir);
+            // SAFETY: WNOHANG only asks; no status is written through a null pointer.
+            let rc = unsafe { libc::waitpid(-1, ptr::null_mut(), libc::WNOHANG) };
+            let errno = io::Error::last_os_error().raw_os_error();
+            assert_eq!(
+                (rc, errno),
+                (-1, Some(libc::ECHILD)),
+                "fork_only {fork_only}"
+            );
+        }
+        return;
+    }
+    let name = "spawn::tests::a_child_that_fails_before_exec_leaves_no_zombie";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(NO_ZOMBIE_CHECK, "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 passed"), "the check did not run: {text}");
+}
+
+/// Spawning while other threads allocate and hold locks: every child starts, and every
+/// thread keeps running (the child shares the memory they use, but takes no lock).
+#[test]
+fn spawning_beside_busy_threads() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lock = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u8>>::new()));
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, lock) = (stop.clone(), lock.clone());
+            std::thread::spawn(move || {
+                let mut rounds = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut held = lock.lock().unwrap();
+                    held.push(vec![0u8; 4096]);
+                    if held.len() > 64 {
+                        held.clear();
+                    }
+                    rounds += 1;
+                }
+                rounds
+            })
+        })
+        .collect();
+    for _ in 0..200 {
+        let pid = shell("exit 0").spawn(&[], None).unwrap();
+        assert!(wait_for(pid).unwrap().success());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        assert!(t.join().unwrap() > 0);
+    }
+}
+
+/// The ids of every thread of this process, from `/proc/self/task/*/status`.
+#[cfg(target_os = "linux")]
+fn thread_ids() -> Vec<String> {
+    let mut ids = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status"));
+        // A thread that exited meanwhile has no status left.
+        for line in status.unwrap_or_default().lines() {
+            if line.starts_with("Uid:") || line.starts_with("Gid:") || line.starts_with("Groups:") {
+                ids.push(line.to_string());
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// A worker started as another user (as root) gets that user, and herd keeps its own in
+/// every thread. The child changes ids with the system calls themselves: the C library's
+/// `setuid` broadcasts to the threads it knows, which in a child sharing herd's memory are
+/// herd's (musl signals them by thread id, and they would change their own ids; glibc 2.25
+/// and later happen to miss them, naming the child's pid in `tgkill`).
+#[test]
+#[cfg(target_os = "linux")]
+fn a_worker_with_credentials_leaves_herds_threads_alone() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let before = thread_ids();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let other = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::yield_now();
+            }
+        })
+    };
+    for fork_only in [false, true] {
+        let mut plan = shell(
+            "grep -q '^Uid:.65534.65534' /proc/$$/status && \
+             grep -q '^Gid:.65533.65533' /proc/$$/status && \
+             grep -q '^Groups:.65532 *$' /proc/$$/status",
+        );
+        plan.fork_only = fork_only;
+        plan.credentials(65534, 65533, vec![65532]);
+        let pid = plan.spawn(&[], None).unwrap();
+        assert!(wait_for(pid).unwrap().success(), "fork_only {fork_only}");
+    }
+    assert_eq!(thread_ids(), before);
+    stop.store(true, Ordering::Relaxed);
+    other.join().unwrap();
+}
+
+/// The child's stack (clone path) has room to spare for every path through its steps:
+/// measured on a stack filled with a pattern before each clone.
+#[test]
+#[cfg(target_os = "linux")]
+fn the_child_stack_is_large_enough() {
+    use super::vfork::{MAX_STACK_USED, STACK_BYTES};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut plan = shell("exit 0");
+    plan.listen_pid();
+    plan.new_process_group(true);
+    plan.umask(0o022).nice(Some(1));
+    plan.limit(libc::RLIMIT_CORE as libc::c_int, 0, 0);
+    plan.no_close_range = true;
+    let pid = plan
+        .spawn(&[listener.as_fd()], Some(listener.as_fd()))
+        .unwrap();
+    assert!(wait_for(pid).unwrap().success());
+    ExecPlan::new(OsStr::new("/nonexistent/herd-test"))
+        .unwrap()
+        .spawn(&[], None)
+        .unwrap_err();
+    plan.chdir(OsStr::new("/")).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        plan.credentials(65534, 65534, vec![65534]);
+    }
+    plan.probe().unwrap();
+    let used = MAX_STACK_USED.load(Ordering::Relaxed);
+    eprintln!("the child used {used} of {STACK_BYTES} bytes of stack");
+    assert!(
+        used > 0 && used <= STACK_BYTES / 4,
+        "{used} of {STACK_BYTES}"
+    );
 }
