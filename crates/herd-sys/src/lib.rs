@@ -3,10 +3,11 @@
 //! Every other crate of the workspace is written in safe Rust on top of this small, narrow API.
 //! Each module owns one concept and documents which system calls it makes:
 //!
-//! - [`spawn`]: fork and exec a worker with an *fd plan* (inherited sockets at fds 3, 4, ...),
+//! - [`spawn`]: start and exec a worker with an *fd plan* (inherited sockets at fds 3, 4, ...),
 //!   default signal dispositions, an empty signal mask, and a `LISTEN_PID` equal to the child's
-//!   own pid. Everything is prepared before `fork`; the child only makes async-signal-safe
-//!   system calls and never allocates.
+//!   own pid; on Linux with `clone(CLONE_VM | CLONE_VFORK)`, which copies nothing of the
+//!   parent's memory, elsewhere with `fork`. Everything is prepared before the child starts;
+//!   the child only makes async-signal-safe system calls and never allocates.
 //! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent (each
 //!   number at most once per process, which lets the other crates forbid `unsafe`).
 //! - [`fs`]: exchanging two paths atomically (`renameat2(RENAME_EXCHANGE)`, Linux).
