@@ -63,6 +63,8 @@ log_events! {
     WorkerReady = "worker_ready",
     /// A ready worker could not get herd's priority back (`--starting-nice`).
     PriorityNotRestored = "priority_not_restored",
+    /// A worker still starting gets herd's priority back (`--starting-nice`).
+    WarmUpOver = "warm_up_over",
     /// A worker exited; the message says why and whether it restarts.
     WorkerExited = "worker_exited",
     /// A worker is killed (SIGKILL): it did not stop in time, or its watchdog expired.

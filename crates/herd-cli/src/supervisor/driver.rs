@@ -57,6 +57,8 @@ pub struct Supervisor {
     pub(super) platform: platform::State,
     /// `--starting-nice`, resolved: `None` keeps every worker at herd's priority.
     pub(super) warm_up: Option<warm_up::WarmUp>,
+    /// Workers warming up at `--starting-nice`, until they get herd's priority back anyway.
+    pub(super) warming: warm_up::Warming,
 }
 
 impl Supervisor {
@@ -89,6 +91,7 @@ impl Supervisor {
             starts: starts::Starts::default(),
             platform: platform::State::new()?,
             warm_up: None,
+            warming: warm_up::Warming::default(),
         })
     }
 
@@ -162,6 +165,7 @@ impl Supervisor {
             self.pool.next_deadline(),
             self.attached.deadline(now),
             self.recycle_deadline(now),
+            self.warming.next_deadline(),
             self.probes.drain_until(),
             // Starts wait: the loop turns again at once.
             self.starts.is_waiting().then_some(now),

@@ -226,7 +226,7 @@ struct Handed<'a> {
 impl Supervisor {
     /// The state the new image continues from. Every field of the supervisor is named here,
     /// so that a field added later does not compile until it is handed over or said to need
-    /// no handing over.
+    /// no handing over (hence its length: a line or two per field).
     fn state(&self, handed: Handed<'_>, epoch: Epoch) -> reexec::State {
         let Supervisor {
             // Exported into `handed.pool` (a re-exec waits while it cannot be).
@@ -235,9 +235,11 @@ impl Supervisor {
             // image reads the same command line and environment for the rest; the counters
             // are handed over below.
             effects,
-            // The new image reads the same command line, --starting-nice included.
+            // The new image reads the same command line, --starting-nice included; a worker
+            // still warming up gets herd's priority back on READY=1.
             name: _,
             warm_up: _,
+            warming: _,
             started,
             // What the service manager heard; a re-exec waits out takeovers and failures.
             phase,

@@ -87,6 +87,7 @@ impl Supervisor {
         self.apply(actions, false);
         self.start_some();
         self.recycle_due();
+        self.warm_up_due();
         self.attached_after_turn();
         self.platform_after_turn(sources);
         for step in self.phase.after_turn(self.pool_view()) {

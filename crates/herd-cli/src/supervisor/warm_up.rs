@@ -12,6 +12,12 @@
 //! - On readiness, a worker found at the starting nice value goes back to herd's (its whole
 //!   process group: threads and children it started meanwhile). This needs no memory of which
 //!   workers were lowered, so it holds across a re-exec.
+//! - A worker still starting after half the time it has to become ready (at most
+//!   [`MAX_WARM_UP`]) gets herd's priority back then: at nice 19 a start-up gets about 1.5%
+//!   of a core that two nice-0 processes want (CFS weights 15 against 1024 each), so on a
+//!   saturated machine it could otherwise miss `--ready-timeout` and fail the upgrade.
+
+use std::time::{Duration, Instant};
 
 /// `--starting-nice` as given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +95,48 @@ impl WarmUp {
     }
 }
 
+/// The longest a worker warms up at the starting priority before it gets herd's back.
+pub const MAX_WARM_UP: Duration = Duration::from_secs(5);
+
+/// How long a worker that has `ready_within` to become ready warms up at the starting
+/// priority: half of that, at most [`MAX_WARM_UP`].
+pub fn warm_up_budget(ready_within: Duration) -> Duration {
+    (ready_within / 2).min(MAX_WARM_UP)
+}
+
+/// The workers warming up at the starting priority, each with the time it gets herd's back
+/// if it is still starting then.
+#[derive(Debug, Default)]
+pub struct Warming {
+    until: Vec<(u32, Instant)>,
+}
+
+impl Warming {
+    /// Worker `pid` started at the starting priority; its warm-up ends at `until`.
+    pub fn started(&mut self, pid: u32, until: Instant) {
+        self.until.push((pid, until));
+    }
+
+    /// When the next warm-up ends.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.until.iter().map(|&(_, until)| until).min()
+    }
+
+    /// The workers whose warm-up has ended by `now`, forgotten from here on (whether each is
+    /// still starting is the caller's to check).
+    pub fn due(&mut self, now: Instant) -> Vec<u32> {
+        let mut due = Vec::new();
+        self.until.retain(|&(pid, until)| {
+            let over = until <= now;
+            if over {
+                due.push(pid);
+            }
+            !over
+        });
+        due
+    }
+}
+
 /// Parses `--starting-nice`: `auto`, `off`, or a nice value from 1 to 19.
 pub fn parse_starting_nice(text: &str) -> Result<StartingNice, String> {
     match text {
@@ -162,6 +210,31 @@ mod tests {
         assert_eq!(w.on_ready(19), Some(0));
         assert_eq!(w.on_ready(0), None);
         assert_eq!(w.on_ready(7), None);
+    }
+
+    #[test]
+    fn a_warm_up_takes_half_the_ready_time_at_most_5s() {
+        let sec = Duration::from_secs(1);
+        assert_eq!(warm_up_budget(4 * sec), 2 * sec);
+        assert_eq!(warm_up_budget(60 * sec), MAX_WARM_UP);
+        assert_eq!(warm_up_budget(Duration::ZERO), Duration::ZERO);
+    }
+
+    #[test]
+    fn warm_ups_end_at_their_deadlines_once() {
+        let t0 = Instant::now();
+        let sec = Duration::from_secs(1);
+        let mut w = Warming::default();
+        assert_eq!(w.next_deadline(), None);
+        w.started(10, t0 + 2 * sec);
+        w.started(11, t0 + sec);
+        assert_eq!(w.next_deadline(), Some(t0 + sec));
+        assert!(w.due(t0).is_empty());
+        assert_eq!(w.due(t0 + sec), [11]);
+        assert_eq!(w.next_deadline(), Some(t0 + 2 * sec));
+        assert_eq!(w.due(t0 + 3 * sec), [10]);
+        assert!(w.due(t0 + 3 * sec).is_empty());
+        assert_eq!(w.next_deadline(), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect, ExitCause};
 use super::platform::describe_exit;
-use super::pool::{Action, Reason};
+use super::pool::{Action, Readiness, Reason, WorkerState};
 use super::reap;
 use super::starts::Start;
 use super::Supervisor;
@@ -82,6 +82,28 @@ impl Supervisor {
         }
     }
 
+    /// `--starting-nice`: workers still starting when their warm-up ends get herd's priority
+    /// back, so that a start-up starved on a saturated machine can still be ready in time.
+    pub(super) fn warm_up_due(&mut self) {
+        for pid in self.warming.due(Instant::now()) {
+            let starting = self
+                .pool
+                .worker(pid)
+                .filter(|w| w.state == WorkerState::Starting);
+            let Some(slot) = starting.map(|w| w.slot) else {
+                continue;
+            };
+            tracing::info!(
+                event = LogEvent::WarmUpOver.as_str(),
+                slot,
+                pid,
+                "worker still starting after its warm-up at --starting-nice: it gets herd's \
+                 priority back"
+            );
+            self.restore_priority(slot, pid);
+        }
+    }
+
     /// Starts the next few workers the pool asked for ([`starts`](super::starts)).
     pub(super) fn start_some(&mut self) {
         let turn = Instant::now();
@@ -117,6 +139,13 @@ impl Supervisor {
                     generation,
                     "worker started"
                 );
+                if nice.is_some() {
+                    let ready_within = match self.pool.config().readiness {
+                        Readiness::Delay(d) | Readiness::Notify { timeout: d } => d,
+                    };
+                    let until = now + super::warm_up::warm_up_budget(ready_within);
+                    self.warming.started(pid, until);
+                }
                 if !self.pool.spawned(slot, generation, pid, now) {
                     // Unreachable by construction; never leave a process unsupervised.
                     tracing::error!(

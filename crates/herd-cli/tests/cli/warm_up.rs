@@ -22,6 +22,14 @@ fn facts(addr: &str) -> Value {
     serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
 }
 
+/// Waits until the one worker left is of generation 2: the old one, stopping, could still take
+/// a test's connection and reset it as it exits.
+fn only_generation_2(herd: &Herd) -> Value {
+    wait_status(herd, "only a worker of generation 2", |s| {
+        s["workers"].as_array().map_or(false, |w| w.len() == 1) && s["generation"] == 2
+    })
+}
+
 #[test]
 fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_priority() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
@@ -52,9 +60,7 @@ fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_prior
     assert_eq!(facts(&addr)["nice_at_start"], own);
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
-    let status = wait_status(&herd, "one worker of generation 2", |s| {
-        worker_pids(s).len() == 1 && s["generation"] == 2
-    });
+    let status = only_generation_2(&herd);
     let pid = worker_pids(&status)[0];
     let new = facts(&addr);
     assert_eq!(
@@ -92,9 +98,41 @@ fn off_starts_every_worker_at_herds_priority() {
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
-    wait_status(&herd, "one worker of generation 2", |s| {
-        worker_pids(s).len() == 1 && s["generation"] == 2
-    });
+    only_generation_2(&herd);
     let own = nice_of(herd.pid(), herd.pid());
     assert_eq!(facts(&herd.address("http"))["nice_at_start"], own);
+}
+
+#[test]
+fn a_worker_still_starting_after_its_warm_up_gets_herds_priority_in_time() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    // The worker cannot finish starting at nice 19, as a starved one on a saturated machine:
+    // it is ready only once herd gives it its priority back, after half of --ready-timeout
+    // (5 s at most).
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10s",
+        "--min-ready",
+        "0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &worker("slow_warm_up.py"),
+    ]);
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let own = nice_of(herd.pid(), herd.pid());
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
+    only_generation_2(&herd);
+    let new = facts(&herd.address("http"));
+    assert_eq!(new["nice_at_start"], 19, "{new}");
+    assert_eq!(new["nice_at_ready"], own, "{new}");
 }
