@@ -26,7 +26,7 @@ fn facts(addr: &str) -> Value {
 /// a test's connection and reset it as it exits.
 fn only_generation_2(herd: &Herd) -> Value {
     wait_status(herd, "only a worker of generation 2", |s| {
-        s["workers"].as_array().map_or(false, |w| w.len() == 1) && s["generation"] == 2
+        s["workers"].as_array().is_some_and(|w| w.len() == 1) && s["generation"] == 2
     })
 }
 
