@@ -53,12 +53,14 @@ use crate::process::{max_signal, wait_for, Signal};
 mod child;
 mod direct;
 mod report;
+mod start;
 #[cfg(target_os = "linux")]
 mod vfork;
 
 use child::Child;
 use report::{read_report, ChildStep};
 pub use report::{SpawnError, Stage};
+use start::{start, How};
 
 /// The standard streams a child gets in place of its parent's: `None` keeps the parent's.
 #[derive(Clone, Copy, Debug, Default)]
@@ -95,6 +97,9 @@ pub struct ExecPlan {
     raise_first: Option<libc::c_int>,
     /// Tests: `fork` even where `clone(CLONE_VM | CLONE_VFORK)` works.
     fork_only: bool,
+    /// Tests: ask for the clone with flags the kernel refuses (`EINVAL`), as a kernel or
+    /// sandbox that refuses the clone would.
+    refused_clone: bool,
 }
 
 /// A resource limit, by its `setrlimit` name.
@@ -169,6 +174,7 @@ impl ExecPlan {
             no_close_range: false,
             raise_first: None,
             fork_only: false,
+            refused_clone: false,
         })
     }
 
@@ -299,7 +305,7 @@ impl ExecPlan {
             raise_first: self.raise_first,
             probe,
         };
-        start_and_wait(&child, status_read, status_write, self.fork_only)
+        start_and_wait(&child, status_read, status_write, self.how_to_start())
     }
 
     /// The environment the child gets, and where in it the `LISTEN_PID=` entry is, if asked
@@ -341,7 +347,7 @@ fn start_and_wait(
     child: &Child<'_>,
     status_read: OwnedFd,
     status_write: OwnedFd,
-    fork_only: bool,
+    how: How,
 ) -> Result<u32, SpawnError> {
     let fork_err = |error| SpawnError {
         stage: Stage::Fork,
@@ -352,7 +358,7 @@ fn start_and_wait(
     // starts with every signal blocked and no handler of this process can run there before
     // the child has reset them all.
     let previous_mask = direct::block_all().map_err(fork_err)?;
-    let started = start(child, fork_only);
+    let started = start(child, how);
     direct::restore_mask(&previous_mask);
     let pid = started.map_err(fork_err)?;
     drop(status_write);
@@ -373,39 +379,6 @@ fn start_and_wait(
             Err(error)
         }
     }
-}
-
-/// Starts the child: on Linux a clone sharing this process's memory (returning once it has
-/// exec'd or exited), unless `fork_only` or the kernel refuses it; else `fork`.
-#[cfg(target_os = "linux")]
-fn start(child: &Child<'_>, fork_only: bool) -> io::Result<libc::pid_t> {
-    if !fork_only {
-        if let Some(pid) = vfork::start(child)? {
-            return Ok(pid);
-        }
-    }
-    fork(child)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start(child: &Child<'_>, _fork_only: bool) -> io::Result<libc::pid_t> {
-    fork(child)
-}
-
-/// Forks; the child runs `child`'s steps and never returns.
-fn fork(child: &Child<'_>) -> io::Result<libc::pid_t> {
-    // SAFETY: fork has no preconditions; the child branch runs only async-signal-safe code
-    // on memory prepared before and never returns.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        // SAFETY: we are the child of a fork; `child` points at buffers that are still
-        // alive in our copy of the address space.
-        unsafe { child.exec() }
-    }
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(pid)
 }
 
 impl ExecPlan {

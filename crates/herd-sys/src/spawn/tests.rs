@@ -402,3 +402,21 @@ fn the_child_stack_is_large_enough() {
         "{used} of {STACK_BYTES}"
     );
 }
+
+/// Where the kernel refuses the clone (`EINVAL` here; `ENOSYS` alike), the worker is forked
+/// instead, with everything a worker gets; where it does not, nothing is forked.
+#[test]
+#[cfg(target_os = "linux")]
+fn a_refused_clone_falls_back_to_fork() {
+    let forks = || super::start::FORKS.with(|f| f.get());
+    let before = forks();
+    let mut plan = shell("test \"$LISTEN_PID\" = \"$$\"");
+    plan.listen_pid();
+    let pid = plan.spawn(&[], None).unwrap();
+    assert!(wait_for(pid).unwrap().success());
+    assert_eq!(forks(), before, "the clone path forked");
+    plan.refused_clone = true;
+    let pid = plan.spawn(&[], None).unwrap();
+    assert!(wait_for(pid).unwrap().success());
+    assert_eq!(forks(), before + 1, "no fork after the refused clone");
+}

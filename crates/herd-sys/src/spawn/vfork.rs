@@ -42,10 +42,14 @@ use super::child::Child;
 const STACK_SIZE: usize = 64 * 1024;
 
 /// Starts `child` in a clone that shares this process's memory; returns once it has called
-/// `execve` or exited: its pid, or `None` if this kernel refuses such clones.
+/// `execve` or exited: its pid, or `None` if this kernel refuses such clones. `extra_flags`
+/// is for tests, which make the kernel refuse.
 ///
 /// Every signal must be blocked in the calling thread (see the module's docs).
-pub(super) fn start(child: &Child<'_>) -> io::Result<Option<libc::pid_t>> {
+pub(super) fn start(
+    child: &Child<'_>,
+    extra_flags: libc::c_int,
+) -> io::Result<Option<libc::pid_t>> {
     let stack = ChildStack::map()?;
     let arg = child as *const Child<'_> as *mut libc::c_void;
     // SAFETY: `enter` runs `child` on the mapped stack, whose top is page-aligned (more than
@@ -56,7 +60,7 @@ pub(super) fn start(child: &Child<'_>) -> io::Result<Option<libc::pid_t>> {
         libc::clone(
             enter,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | extra_flags,
             arg,
         )
     };

@@ -1,0 +1,76 @@
+//! Starting the child process: on Linux a clone that shares this process's memory (see
+//! [`super::vfork`]), with `fork` where the kernel refuses it and on other systems.
+
+use std::io;
+
+use super::child::Child;
+#[cfg(target_os = "linux")]
+use super::vfork;
+use super::ExecPlan;
+
+/// How to start the child: the clone where it works (the default), or as tests ask.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum How {
+    CloneOrFork,
+    /// Tests: `fork` only.
+    Fork,
+    /// Tests: a clone the kernel refuses, then `fork`.
+    RefusedClone,
+}
+
+impl ExecPlan {
+    pub(super) fn how_to_start(&self) -> How {
+        match (self.fork_only, self.refused_clone) {
+            (true, _) => How::Fork,
+            (false, true) => How::RefusedClone,
+            (false, false) => How::CloneOrFork,
+        }
+    }
+}
+
+/// Starts the child: on Linux a clone sharing this process's memory (returning once it has
+/// exec'd or exited), unless the kernel refuses it; else `fork`.
+#[cfg(target_os = "linux")]
+pub(super) fn start(child: &Child<'_>, how: How) -> io::Result<libc::pid_t> {
+    // CLONE_THREAD without CLONE_SIGHAND: EINVAL, before anything is created.
+    let refused = if how == How::RefusedClone {
+        libc::CLONE_THREAD
+    } else {
+        0
+    };
+    if how != How::Fork {
+        if let Some(pid) = vfork::start(child, refused)? {
+            return Ok(pid);
+        }
+    }
+    fork(child)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn start(child: &Child<'_>, _how: How) -> io::Result<libc::pid_t> {
+    fork(child)
+}
+
+/// Forks; the child runs `child`'s steps and never returns.
+fn fork(child: &Child<'_>) -> io::Result<libc::pid_t> {
+    // SAFETY: fork has no preconditions; the child branch runs only async-signal-safe code
+    // on memory prepared before and never returns.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: we are the child of a fork; `child` points at buffers that are still
+        // alive in our copy of the address space.
+        unsafe { child.exec() }
+    }
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[cfg(test)]
+    FORKS.with(|forks| forks.set(forks.get() + 1));
+    Ok(pid)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: how many children this thread started with `fork`.
+    pub(super) static FORKS: std::cell::Cell<usize> = std::cell::Cell::new(0);
+}
