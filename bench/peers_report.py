@@ -233,7 +233,8 @@ def verdicts(systems, results, scale):
     return [v if not noisy or (v.startswith("0 failed") and "**met**" in v) or "not measured" in v
             or "RSS" in v else
             v.replace("**met**", "**inconclusive**").replace("**missed**", "**inconclusive**")
-            + " (other work took the machine in its runs: run again on a quiet one)" for v, noisy in lines]
+            + " (other work took the machine in its runs, or its steady baseline varied: run again on a "
+            "quiet one)" for v, noisy in lines]
 
 
 def scale_verdicts(scale):
@@ -257,6 +258,19 @@ def zero_failed(what, failed, runs):
             f"{runs} run{'s' if runs != 1 else ''}).")
 
 
+# A ratio to steady p99 needs a steady baseline: repetitions whose steady p99 differ more than this
+# were disturbed (by something the load rule did not see), and the ratio verdict is inconclusive.
+UNSTEADY = 3.0
+
+
+def unsteady(results, name, scenario):
+    """` (steady p99 0.4-12.0 ms across repetitions)` when it varied more than UNSTEADY times, else ``."""
+    values = [v for run in results.get(name, []) if (v := run.get(scenario, {}).get("p99_steady_ms"))]
+    if len(values) < 2 or max(values) <= UNSTEADY * min(values):
+        return ""
+    return f" (steady p99 {min(values):.2f}-{max(values):.2f} ms across repetitions)"
+
+
 def measured_verdicts(systems, results):
     """(line, whether other work took the machine in the runs it is about)."""
     upgrades = [s.name for s in systems if s.by_herd and s.table == "peers" and s.name in results]
@@ -278,13 +292,15 @@ def measured_verdicts(systems, results):
         sat = med(column(results, n, "closed", "ratio"))
         if at_2000 is not None:
             out.append((f"{n}: p99 inside reloads at 2000/s at most 2x steady: {at_2000:.1f}x, "
-                        f"**{'met' if at_2000 <= 2 else 'missed'}**.", noisy))
+                        f"**{'met' if at_2000 <= 2 else 'missed'}**{unsteady(results, n, 'open')}.",
+                        noisy or bool(unsteady(results, n, "open"))))
         if share is not None:
             out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.0%}, "
                         f"**{'met' if share >= 0.95 else 'missed'}**.", noisy))
         if sat is not None:
             out.append((f"{n}: p99 inside reloads at saturation at most 1.5x steady: {sat:.1f}x, "
-                        f"**{'met' if sat <= 1.5 else 'missed'}**.", noisy))
+                        f"**{'met' if sat <= 1.5 else 'missed'}**{unsteady(results, n, 'closed')}.",
+                        noisy or bool(unsteady(results, n, "closed"))))
     return out
 
 
@@ -335,7 +351,7 @@ herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode a
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
 otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3 -m gunicorn
 --workers 1 app:application` (gunicorn's arbiter says READY=1) or `node app.js` (which says
-READY=1 with `systemd-notify` once it listens); gunicorn `--workers 4` (sync), HUP to reload and
+READY=1 with `systemd-notify` before it takes its first connection); gunicorn `--workers 4` (sync), HUP to reload and
 TTIN/TTOU to scale; circus with a `[socket:web]` and a watcher of 4 `app.py --fd
 $(circus.sockets.web)` (`circusctl reload web`, `incr`/`decr`); uWSGI `--master --processes 4
 --http-socket --listen SOMAXCONN` (the accept queue herd gets; uWSGI's default of 100 overflows

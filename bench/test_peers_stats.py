@@ -137,6 +137,18 @@ class Verdicts(unittest.TestCase):
         self.assertEqual(sum("**inconclusive**" in v for v in busy), 3)
         self.assertIn("not measured: not run.", busy[-1])
 
+    def test_a_ratio_needs_a_steady_baseline(self):
+        calm = dict(self.one_run, others=0.0)
+        shaken = dict(calm, open=dict(calm["open"], p99_steady_ms=0.3, ratio=0.7))
+        lines = verdicts([self.Herd], {self.Herd.name: [dict(calm, open=dict(calm["open"], p99_steady_ms=0.4)),
+                                                       dict(calm, open=dict(calm["open"], p99_steady_ms=1.1))]},
+                         "not run")
+        self.assertIn("at 2000/s at most 2x steady: 1.5x, **met**.", lines[2])
+        lines = verdicts([self.Herd], {self.Herd.name: [shaken, dict(shaken, open=dict(shaken["open"],
+                                                                                        p99_steady_ms=158.0))]},
+                         "not run")
+        self.assertIn("0.7x, **inconclusive** (steady p99 0.30-158.00 ms across repetitions).", lines[2])
+
     def test_the_scale_targets_count_their_own_run(self):
         figures = {"workers": 4096, "all_ready_s": 1.0, "rss_mib": 8.0, "status_table_ms": 10.0,
                    "status_json_ms": 10.0, "kills": 30, "replace_p50_ms": 5.0, "replace_max_ms": 9.0,
