@@ -136,3 +136,33 @@ fn a_worker_still_starting_after_its_warm_up_gets_herds_priority_in_time() {
     assert_eq!(new["nice_at_start"], 19, "{new}");
     assert_eq!(new["nice_at_ready"], own, "{new}");
 }
+
+#[test]
+fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--min-ready",
+        "0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &worker("leaves_its_group.py"),
+    ]);
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let own = nice_of(herd.pid(), herd.pid());
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = only_generation_2(&herd);
+    let pid = worker_pids(&status)[0];
+    let new = facts(&herd.address("http"));
+    assert_ne!(new["pgid"], new["pid"], "the worker left its group: {new}");
+    assert_eq!(nice_of(pid, pid), own);
+}

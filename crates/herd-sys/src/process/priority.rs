@@ -26,11 +26,21 @@ pub fn nice_of(pid: u32) -> io::Result<i32> {
 }
 
 /// Sets the nice value of every thread of every process in process group `pgid`
-/// (`setpriority(PRIO_PGRP)`).
+/// (`setpriority(PRIO_PGRP)`); when no such group is left (the process `pgid` moved itself
+/// into another), of that process alone (`PRIO_PROCESS`: on Linux its main thread), as
+/// [`signal_group`](super::signal_group) does. `ESRCH` when neither is there.
 pub fn set_group_nice(pgid: u32, nice: i32) -> io::Result<()> {
-    let who = to_pid(pgid)?;
+    let who = to_pid(pgid)? as libc::id_t;
     // SAFETY: setpriority takes plain integers.
-    if unsafe { libc::setpriority(libc::PRIO_PGRP, who as libc::id_t, nice) } < 0 {
+    if unsafe { libc::setpriority(libc::PRIO_PGRP, who, nice) } == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ESRCH) {
+        return Err(err);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
