@@ -33,7 +33,7 @@ pub struct Reread {
 type Fixed = (&'static str, fn(&Cli) -> String);
 
 /// The settings a reload cannot change, with why.
-const FIXED: &[(&str, &[Fixed])] = &[
+pub(super) const FIXED: &[(&str, &[Fixed])] = &[
     (
         "which needs new sockets: restart herd, or start a new herd with --takeover",
         &[
@@ -87,7 +87,8 @@ const FIXED: &[(&str, &[Fixed])] = &[
         ],
     ),
     (
-        "which herd checked against its own priority and privileges at start-up: restart          herd to change it",
+        "which herd checked against its own priority and privileges at start-up: restart \
+         herd to change it",
         &[("starting-nice", |c| {
             format!("{:?}", run(c).map(|r| r.starting_nice))
         })],

@@ -384,3 +384,26 @@ fn only_what_a_reload_cannot_change_counts_as_fixed() {
     assert!(changes[0].starts_with("bind, shm changed"), "{changes:?}");
     assert!(changes[1].starts_with("name changed"), "{changes:?}");
 }
+
+#[test]
+fn a_changed_starting_nice_is_refused_in_one_clean_sentence() {
+    let cli = |args: &[&str]| {
+        let mut argv = vec!["herd"];
+        argv.extend_from_slice(args);
+        parse(&os(&argv)).unwrap().cli
+    };
+    let base = cli(&["run", "-b", ":0", "--", "app"]);
+    let off = cli(&["run", "-b", ":0", "--starting-nice", "off", "--", "app"]);
+    let changes = fixed_changes(&base, &off);
+    assert_eq!(
+        changes,
+        [
+            "starting-nice changed, which herd checked against its own priority and privileges at \
+          start-up: restart herd to change it"
+        ]
+    );
+    // Every reason reads as one sentence: no line-continuation gaps.
+    for (why, _) in super::reload::FIXED {
+        assert!(!why.contains("  "), "{why:?}");
+    }
+}
