@@ -95,9 +95,19 @@ impl Supervisor {
         })
     }
 
-    /// Sets `--starting-nice`, resolved (see [`warm_up`]).
+    /// Sets `--starting-nice`, resolved (see [`warm_up`]). Workers still starting (after a
+    /// re-exec, which does not hand over their warm-ups) get a whole warm-up from now.
     pub fn set_warm_up(&mut self, warm_up: Option<warm_up::WarmUp>) {
         self.warm_up = warm_up;
+        if warm_up.is_none() {
+            return;
+        }
+        let until = Instant::now() + warm_up::budget_for(self.pool.config().readiness);
+        for w in self.pool.workers() {
+            if w.state == pool::WorkerState::Starting {
+                self.warming.started(w.pid, until);
+            }
+        }
     }
 
     /// The listening sockets.

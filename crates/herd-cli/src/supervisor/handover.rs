@@ -236,7 +236,7 @@ impl Supervisor {
             // are handed over below.
             effects,
             // The new image reads the same command line, --starting-nice included; a worker
-            // still warming up gets herd's priority back on READY=1.
+            // still warming up gets a whole warm-up there (`set_warm_up`).
             name: _,
             warm_up: _,
             warming: _,

@@ -15,9 +15,12 @@
 //! - A worker still starting after half the time it has to become ready (at most
 //!   [`MAX_WARM_UP`]) gets herd's priority back then: at nice 19 a start-up gets about 1.5%
 //!   of a core that two nice-0 processes want (CFS weights 15 against 1024 each), so on a
-//!   saturated machine it could otherwise miss `--ready-timeout` and fail the upgrade.
+//!   saturated machine it could otherwise miss `--ready-timeout` and fail the upgrade. A
+//!   re-exec's new image gives each worker still starting a whole warm-up from then on.
 
 use std::time::{Duration, Instant};
+
+use super::pool::Readiness;
 
 /// `--starting-nice` as given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +105,14 @@ pub const MAX_WARM_UP: Duration = Duration::from_secs(5);
 /// priority: half of that, at most [`MAX_WARM_UP`].
 pub fn warm_up_budget(ready_within: Duration) -> Duration {
     (ready_within / 2).min(MAX_WARM_UP)
+}
+
+/// The warm-up of a worker that becomes ready by `readiness`: [`warm_up_budget`] of its
+/// `READY=1` timeout, or of its delay.
+pub fn budget_for(readiness: Readiness) -> Duration {
+    match readiness {
+        Readiness::Delay(within) | Readiness::Notify { timeout: within } => warm_up_budget(within),
+    }
 }
 
 /// The workers warming up at the starting priority, each with the time it gets herd's back
@@ -218,6 +229,9 @@ mod tests {
         assert_eq!(warm_up_budget(4 * sec), 2 * sec);
         assert_eq!(warm_up_budget(60 * sec), MAX_WARM_UP);
         assert_eq!(warm_up_budget(Duration::ZERO), Duration::ZERO);
+        let notify = Readiness::Notify { timeout: 4 * sec };
+        assert_eq!(budget_for(notify), 2 * sec);
+        assert_eq!(budget_for(Readiness::Delay(sec)), sec / 2);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect, ExitCause};
 use super::platform::describe_exit;
-use super::pool::{Action, Readiness, Reason, WorkerState};
+use super::pool::{Action, Reason, WorkerState};
 use super::reap;
 use super::starts::Start;
 use super::Supervisor;
@@ -140,10 +140,8 @@ impl Supervisor {
                     "worker started"
                 );
                 if nice.is_some() {
-                    let ready_within = match self.pool.config().readiness {
-                        Readiness::Delay(d) | Readiness::Notify { timeout: d } => d,
-                    };
-                    let until = now + super::warm_up::warm_up_budget(ready_within);
+                    let budget = super::warm_up::budget_for(self.pool.config().readiness);
+                    let until = now + budget;
                     self.warming.started(pid, until);
                 }
                 if !self.pool.spawned(slot, generation, pid, now) {

@@ -166,3 +166,40 @@ fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
     assert_ne!(new["pgid"], new["pid"], "the worker left its group: {new}");
     assert_eq!(nice_of(pid, pid), own);
 }
+
+#[test]
+fn a_worker_warming_up_across_a_reexec_still_gets_herds_priority_in_time() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10s",
+        "--min-ready",
+        "0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &worker("slow_warm_up.py"),
+    ]);
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    // Slot 1's worker starts at nice 19 (slot 0's serves) and waits for herd's priority.
+    let (code, _, stderr) = herd.ctl(&["scale", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = wait_status(&herd, "two workers", |s| worker_pids(s).len() == 2);
+    let warming = worker_pids(&status)[1];
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    // The new image ends its warm-up too: ready, not killed at --ready-timeout.
+    let status = wait_status(&herd, "two ready workers", |s| s["ready"] == 2);
+    assert!(
+        worker_pids(&status).contains(&warming),
+        "the warming worker became ready, not a successor: {status}"
+    );
+}
