@@ -103,15 +103,10 @@ fn off_starts_every_worker_at_herds_priority() {
     assert_eq!(facts(&herd.address("http"))["nice_at_start"], own);
 }
 
-#[test]
-fn a_worker_still_starting_after_its_warm_up_gets_herds_priority_in_time() {
-    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
-        return;
-    }
-    // The worker cannot finish starting at nice 19, as a starved one on a saturated machine:
-    // it is ready only once herd gives it its priority back, after half of --ready-timeout
-    // (5 s at most).
-    let herd = Herd::start(&[
+/// One worker of `slow_warm_up.py`, which is ready only once it runs below nice 19, with
+/// --ready-timeout 10s (a warm-up of 5 s).
+fn slow_warm_up_herd() -> Herd {
+    Herd::start(&[
         "run",
         "-w",
         "1",
@@ -126,7 +121,18 @@ fn a_worker_still_starting_after_its_warm_up_gets_herds_priority_in_time() {
         "--",
         "/usr/bin/python3",
         &worker("slow_warm_up.py"),
-    ]);
+    ])
+}
+
+#[test]
+fn a_worker_still_starting_after_its_warm_up_gets_herds_priority_in_time() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    // The worker cannot finish starting at nice 19, as a starved one on a saturated machine:
+    // it is ready only once herd gives it its priority back, after half of --ready-timeout
+    // (5 s at most).
+    let herd = slow_warm_up_herd();
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     let own = nice_of(herd.pid(), herd.pid());
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
@@ -172,22 +178,7 @@ fn a_worker_warming_up_across_a_reexec_still_gets_herds_priority_in_time() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "--ready-timeout",
-        "10s",
-        "--min-ready",
-        "0",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/python3",
-        &worker("slow_warm_up.py"),
-    ]);
+    let herd = slow_warm_up_herd();
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     // Slot 1's worker starts at nice 19 (slot 0's serves) and waits for herd's priority.
     let (code, _, stderr) = herd.ctl(&["scale", "2"]);

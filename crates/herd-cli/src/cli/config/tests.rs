@@ -364,13 +364,15 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
     assert_eq!(resumed.in_force(), second);
 }
 
+/// The command line `herd ARGS...`, parsed.
+fn cli(args: &[&str]) -> Cli {
+    let mut argv = vec!["herd"];
+    argv.extend_from_slice(args);
+    parse(&os(&argv)).unwrap().cli
+}
+
 #[test]
 fn only_what_a_reload_cannot_change_counts_as_fixed() {
-    let cli = |args: &[&str]| {
-        let mut argv = vec!["herd"];
-        argv.extend_from_slice(args);
-        parse(&os(&argv)).unwrap().cli
-    };
     let base = cli(&["run", "-b", ":0", "--", "app"]);
     let same_sockets = cli(&[
         "run", "-b", ":0", "-w", "3", "--grace", "1s", "--env", "A=1", "--", "other",
@@ -387,11 +389,6 @@ fn only_what_a_reload_cannot_change_counts_as_fixed() {
 
 #[test]
 fn a_changed_starting_nice_is_refused_in_one_clean_sentence() {
-    let cli = |args: &[&str]| {
-        let mut argv = vec!["herd"];
-        argv.extend_from_slice(args);
-        parse(&os(&argv)).unwrap().cli
-    };
     let base = cli(&["run", "-b", ":0", "--", "app"]);
     let off = cli(&["run", "-b", ":0", "--starting-nice", "off", "--", "app"]);
     let changes = fixed_changes(&base, &off);
