@@ -303,8 +303,9 @@ pub struct RunArgs {
           allow_negative_numbers = true)]
     pub min_ready: Duration,
 
-    /// A worker that starts while others serve runs at this nice value until it is ready, so
-    /// its start-up leaves the CPU to them: auto (19 when herd may raise it back), off, 1-19.
+    /// A worker that starts while others serve runs at this nice value until it is ready (or
+    /// half its --ready-timeout, 5s at most, has passed), so its start-up leaves the CPU to
+    /// them: auto (19 when herd may raise it back), off, 1-19.
     #[arg(long, value_name = "NICE", default_value = "auto", value_parser = parse_starting_nice,
           allow_negative_numbers = true)]
     pub starting_nice: StartingNice,
