@@ -72,5 +72,5 @@ fn fork(child: &Child<'_>) -> io::Result<libc::pid_t> {
 #[cfg(test)]
 thread_local! {
     /// Tests: how many children this thread started with `fork`.
-    pub(super) static FORKS: std::cell::Cell<usize> = std::cell::Cell::new(0);
+    pub(super) static FORKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
