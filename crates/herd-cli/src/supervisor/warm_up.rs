@@ -9,9 +9,9 @@
 //! - Raising a priority back needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows herd's nice
 //!   value: `auto` lowers only when herd may, `off` never does, an explicit value that herd
 //!   could not undo is refused at start-up.
-//! - On readiness, a worker found at the starting nice value goes back to herd's (its whole
-//!   process group: threads and children it started meanwhile). This needs no memory of which
-//!   workers were lowered, so it holds across a re-exec.
+//! - On readiness, a worker herd lowered ([`Warming`]) and still found at the starting nice
+//!   value goes back to herd's (its whole process group: threads and children it started
+//!   meanwhile). One herd did not lower keeps the priority it chose (`nice -n 19 app`).
 //! - A worker still starting after half the time it has to become ready (at most
 //!   [`MAX_WARM_UP`]) gets herd's priority back then: at nice 19 a start-up gets about 1.5%
 //!   of a core that two nice-0 processes want (CFS weights 15 against 1024 each), so on a
@@ -126,6 +126,14 @@ impl Warming {
     /// Worker `pid` started at the starting priority; its warm-up ends at `until`.
     pub fn started(&mut self, pid: u32, until: Instant) {
         self.until.push((pid, until));
+    }
+
+    /// Worker `pid` became ready or exited: whether it was still warming up (herd lowered it
+    /// and has not raised it back), forgotten from here on.
+    pub fn ended(&mut self, pid: u32) -> bool {
+        let before = self.until.len();
+        self.until.retain(|&(p, _)| p != pid);
+        self.until.len() < before
     }
 
     /// When the next warm-up ends.
@@ -249,6 +257,19 @@ mod tests {
         assert_eq!(w.due(t0 + 3 * sec), [10]);
         assert!(w.due(t0 + 3 * sec).is_empty());
         assert_eq!(w.next_deadline(), None);
+    }
+
+    #[test]
+    fn only_a_worker_still_warming_up_is_raised_on_readiness() {
+        let t0 = Instant::now();
+        let mut w = Warming::default();
+        w.started(10, t0);
+        w.started(11, t0 + Duration::from_secs(1));
+        assert!(w.ended(11), "lowered by herd");
+        assert!(!w.ended(11), "once");
+        assert!(!w.ended(12), "never lowered: keeps its own priority");
+        assert_eq!(w.due(t0), [10]);
+        assert!(!w.ended(10), "already raised at its deadline");
     }
 
     #[test]

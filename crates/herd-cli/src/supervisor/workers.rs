@@ -59,7 +59,9 @@ impl Supervisor {
                         generation,
                         "worker ready"
                     );
-                    self.restore_priority(slot, pid);
+                    if self.warming.ended(pid) {
+                        self.restore_priority(slot, pid);
+                    }
                 }
                 Action::UpgradeEnded(result) => self.upgrade_ended(result),
             }
@@ -223,6 +225,7 @@ impl Supervisor {
     /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.
     pub(super) fn worker_exited(&mut self, pid: u32, status: ExitStatus) {
         self.worker_exiting();
+        self.warming.ended(pid);
         let Some((exit, actions)) =
             self.pool
                 .exited(pid, super::platform::worker_exit(status), Instant::now())

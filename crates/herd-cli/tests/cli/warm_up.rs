@@ -194,3 +194,30 @@ fn a_worker_warming_up_across_a_reexec_still_gets_herds_priority_in_time() {
         "the warming worker became ready, not a successor: {status}"
     );
 }
+
+#[test]
+fn a_worker_that_lowers_its_own_priority_keeps_it_once_ready() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/nice",
+        "-n",
+        "19",
+        "/usr/bin/python3",
+        &worker("nice.py"),
+    ]);
+    let status = wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let pid = worker_pids(&status)[0];
+    assert_eq!(facts(&herd.address("http"))["nice_at_start"], 19);
+    // herd did not lower it (its first worker): the nice value is the worker's own choice.
+    assert_eq!(nice_of(pid, pid), 19);
+}
