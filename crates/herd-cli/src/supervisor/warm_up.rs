@@ -58,6 +58,11 @@ impl StartingNice {
             StartingNice::Off => return Ok(None),
             StartingNice::Auto if own >= LOWEST => return Ok(None),
             StartingNice::Auto => LOWEST,
+            StartingNice::Nice(n) if own >= LOWEST => {
+                return Err(format!(
+                    "--starting-nice {n}: herd already runs at the lowest priority (nice {own}),                      so workers cannot start lower: use --starting-nice off"
+                ))
+            }
             StartingNice::Nice(n) if n <= own => {
                 return Err(format!(
                     "--starting-nice {n} is not lower than herd's own priority (nice {own}): \
@@ -206,6 +211,9 @@ mod tests {
         );
         let e = resolve(StartingNice::Nice(3), 5, true).unwrap_err();
         assert!(e.contains("from 6 to 19"), "{e}");
+        // herd at nice 19: no range to offer ('from 20 to 19').
+        let e = resolve(StartingNice::Nice(19), 19, true).unwrap_err();
+        assert!(e.contains("lowest priority") && e.contains("off"), "{e}");
         let ok = resolve(StartingNice::Nice(10), 0, true).unwrap().unwrap();
         assert_eq!((ok.starting, ok.serving), (10, 0));
     }
