@@ -9,8 +9,9 @@
 //!
 //! (On Windows: `herd.exe run -w 4 -b http=127.0.0.1:8080 -- hello.exe`.) It takes the socket
 //! named `http` (or else the first one), tells herd it is ready, and answers every request
-//! with its pid and worker slot. Asked to stop (on Windows herd's stop event; on Unix SIGTERM
-//! ends it), it finishes the request it is answering, then exits.
+//! with its pid and worker slot. On Windows, asked to stop (herd's stop event), it finishes
+//! the request it is answering, then exits; on Unix SIGTERM ends it at once, so a request it
+//! is answering then is cut off (a server that must drain handles SIGTERM itself).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
