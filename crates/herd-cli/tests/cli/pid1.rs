@@ -174,7 +174,10 @@ fn sigterm_while_held() -> bool {
         match sigterm_held_and_caught(pid) {
             Some((true, _)) if herd_image => break pid,
             Some((false, true)) if herd_image => {
-                herd.signal(libc::SIGKILL);
+                // Too late: herd handles SIGTERM already. Killing the namespace's PID 1 ends
+                // the namespace and then unshare (killing unshare would leave herd running).
+                // SAFETY: kill with the pid of herd, our grandchild, not reaped meanwhile.
+                assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
                 herd.wait_exit();
                 return false;
             }
