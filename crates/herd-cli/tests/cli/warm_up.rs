@@ -18,6 +18,16 @@ fn nice_of(pid: u32, tid: u32) -> i64 {
         .unwrap()
 }
 
+/// herd with one worker running `command`, `--ready notify` and `extra` options, serving
+/// `http` on a free loopback port.
+fn one_worker(extra: &[&str], command: &[&str]) -> Herd {
+    let mut args = vec!["run", "-w", "1", "--ready", "notify"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-b", "http=127.0.0.1:0", "--"]);
+    args.extend_from_slice(command);
+    Herd::start(&args)
+}
+
 fn facts(addr: &str) -> Value {
     serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
 }
@@ -35,20 +45,10 @@ fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_prior
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "--min-ready",
-        "0",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/python3",
-        &worker("nice.py"),
-    ]);
+    let herd = one_worker(
+        &["--min-ready", "0"],
+        &["/usr/bin/python3", &worker("nice.py")],
+    );
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     let addr = herd.address("http");
     let own = nice_of(herd.pid(), herd.pid());
@@ -79,22 +79,10 @@ fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_prior
 
 #[test]
 fn off_starts_every_worker_at_herds_priority() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "--min-ready",
-        "0",
-        "--starting-nice",
-        "off",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/python3",
-        &worker("nice.py"),
-    ]);
+    let herd = one_worker(
+        &["--min-ready", "0", "--starting-nice", "off"],
+        &["/usr/bin/python3", &worker("nice.py")],
+    );
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
@@ -106,22 +94,10 @@ fn off_starts_every_worker_at_herds_priority() {
 /// One worker of `slow_warm_up.py`, which is ready only once it runs below nice 19, with
 /// --ready-timeout 10s (a warm-up of 5 s).
 fn slow_warm_up_herd() -> Herd {
-    Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "--ready-timeout",
-        "10s",
-        "--min-ready",
-        "0",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/python3",
-        &worker("slow_warm_up.py"),
-    ])
+    one_worker(
+        &["--ready-timeout", "10s", "--min-ready", "0"],
+        &["/usr/bin/python3", &worker("slow_warm_up.py")],
+    )
 }
 
 #[test]
@@ -148,20 +124,10 @@ fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "--min-ready",
-        "0",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/python3",
-        &worker("leaves_its_group.py"),
-    ]);
+    let herd = one_worker(
+        &["--min-ready", "0"],
+        &["/usr/bin/python3", &worker("leaves_its_group.py")],
+    );
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     let own = nice_of(herd.pid(), herd.pid());
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
@@ -200,21 +166,16 @@ fn a_worker_that_lowers_its_own_priority_keeps_it_once_ready() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/nice",
-        "-n",
-        "19",
-        "/usr/bin/python3",
-        &worker("nice.py"),
-    ]);
+    let herd = one_worker(
+        &[],
+        &[
+            "/usr/bin/nice",
+            "-n",
+            "19",
+            "/usr/bin/python3",
+            &worker("nice.py"),
+        ],
+    );
     let status = wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     let pid = worker_pids(&status)[0];
     assert_eq!(facts(&herd.address("http"))["nice_at_start"], 19);
