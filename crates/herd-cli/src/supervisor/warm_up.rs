@@ -60,14 +60,15 @@ impl StartingNice {
             StartingNice::Auto => LOWEST,
             StartingNice::Nice(n) if own >= LOWEST => {
                 return Err(format!(
-                    "--starting-nice {n}: herd already runs at the lowest priority (nice {own}),                      so workers cannot start lower: use --starting-nice off"
+                    "--starting-nice {n}: herd already runs at the lowest priority (nice {own}), \
+                     so workers cannot start lower: use --starting-nice off"
                 ))
             }
             StartingNice::Nice(n) if n <= own => {
                 return Err(format!(
                     "--starting-nice {n} is not lower than herd's own priority (nice {own}): \
                      give a value from {} to {LOWEST}, or off",
-                    own + 1
+                    (own + 1).max(1)
                 ))
             }
             StartingNice::Nice(n) => n,
@@ -278,6 +279,14 @@ mod tests {
         assert!(!w.ended(12), "never lowered: keeps its own priority");
         assert_eq!(w.due(t0), [10]);
         assert!(!w.ended(10), "already raised at its deadline");
+    }
+
+    #[test]
+    fn refusals_are_one_clean_line_with_a_value_the_parser_takes() {
+        let at_19 = resolve(StartingNice::Nice(10), 19, true).unwrap_err();
+        assert!(!at_19.contains("  ") && !at_19.contains('\n'), "{at_19}");
+        let below = resolve(StartingNice::Nice(1), 1, true).unwrap_err();
+        assert!(below.contains("from 2 to 19"), "{below}");
     }
 
     #[test]
