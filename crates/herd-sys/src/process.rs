@@ -3,6 +3,7 @@
 //!
 //! One concept per file, all re-exported here: [`Signal`] and its names (`signal.rs`);
 //! sending signals (this file); receiving them: masks, waiting, catching (`receive.rs`);
+//! a latch that stop signals set, to wait for them with a timeout or beside sockets (`latch.rs`);
 //! reaping children (`reap.rs`); finding them, as a subreaper (`children.rs`);
 //! `/proc/PID/stat` (`stat.rs`); users and groups (`user.rs`); nice values (`priority.rs`).
 //! The platform part is `imp`, one per platform, each with `MAX_SIGNAL`, `LAST_STANDARD`,
@@ -13,6 +14,7 @@
 use std::io;
 
 mod children;
+mod latch;
 mod priority;
 mod reap;
 mod receive;
@@ -30,6 +32,7 @@ mod other;
 use other as imp;
 
 pub use children::{become_subreaper, describe_child, own_children, Child};
+pub use latch::{latch, Latch};
 pub use priority::{cap_sys_nice_in, may_raise_priority_to, nice_of, set_group_nice};
 pub use reap::{peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{

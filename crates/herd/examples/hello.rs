@@ -9,13 +9,12 @@
 //!
 //! (On Windows: `herd.exe run -w 4 -b http=127.0.0.1:8080 -- hello.exe`.) It takes the socket
 //! named `http` (or else the first one), tells herd it is ready, and answers every request
-//! with its pid and worker slot. On Windows, asked to stop (herd's stop event), it finishes
-//! the request it is answering, then exits; on Unix SIGTERM ends it at once, so a request it
-//! is answering then is cut off (a server that must drain handles SIGTERM itself).
+//! with its pid and worker slot. Asked to stop (SIGTERM on Unix, herd's stop event on
+//! Windows: `herd::stop_requested`), it finishes the request it is answering, then exits, so
+//! an upgrade or a stop cuts no request off.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::time::Duration;
 
 fn main() {
     if let Err(err) = run() {
@@ -32,10 +31,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             .take_tcp_listener_at(0)?
             .ok_or("no socket inherited: run me under `herd run -b http=HOST:PORT -- ...`")?,
     };
-    // Asked to stop (on Windows; on Unix SIGTERM ends it), it stops between two requests,
-    // never holding a connection it took: it polls accept and waits on its stop event between.
+    // Asked to stop, it stops between two requests, never holding a connection it took.
     let stop = herd::stop_requested()?;
-    listener.set_nonblocking(stop.is_some())?;
     // A readiness message that cannot be sent is no reason to stop serving: herd counts the
     // worker ready after --ready delay=, or replaces it after --ready-timeout with notify.
     if let Err(e) = herd::notify::ready() {
@@ -44,18 +41,18 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let slot = herd::worker_slot().map_or("-".to_string(), |s| s.to_string());
     let pid = std::process::id();
     loop {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => match &stop {
-                Some(stop) if stop.wait_timeout(Duration::from_millis(5)) => return Ok(()),
-                _ => continue,
-            },
+        let accepted = match &stop {
+            Some(stop) => stop.accept(&listener),
+            None => listener.accept().map(|(stream, _)| Some(stream)),
+        };
+        let stream = match accepted {
+            Ok(Some(stream)) => stream,
+            Ok(None) => return Ok(()),
             Err(err) => {
                 eprintln!("hello: accept: {err}");
                 continue;
             }
         };
-        let _ = stream.set_nonblocking(false);
         // Read the request head, then answer; errors on one connection never stop the worker.
         let mut reader = BufReader::new(&stream);
         let mut line = String::new();

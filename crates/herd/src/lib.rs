@@ -88,8 +88,8 @@
 //! On Windows the same [`Sockets`] API reads the sockets herd duplicated for the worker
 //! (`WSADuplicateSocketW`) from its stdin, in the documented [`share`] format; the parent side
 //! is [`windows::spawn`]. [`notify`] writes to the named pipe herd gives in `NOTIFY_SOCKET`,
-//! [`shm`] maps the file mapping the worker inherited, and [`stop_requested`] is herd's graceful
-//! stop request (Windows has no SIGTERM); [`Sockets::from_control`] fetches the sockets from a
+//! [`shm`] maps the file mapping the worker inherited, and [`stop_requested`] is herd's stop
+//! event (Windows has no SIGTERM); [`Sockets::from_control`] fetches the sockets from a
 //! running herd's control pipe. Unix sockets, signals and prefork are Unix-only.
 //!
 //! ## Notifications
@@ -99,8 +99,22 @@
 //!
 //! ## Graceful stop
 //!
-//! On Unix herd asks a worker to stop with a signal (`--stop-signal`, SIGTERM by default). On
-//! Windows it sets the worker's stop event: [`stop_requested`].
+//! herd asks a worker to stop with SIGTERM on Unix (`--stop-signal`) and with an event on
+//! Windows; [`stop_requested`] is that request on both, and [`StopRequest::accept`] takes
+//! connections until it comes, so a worker finishes the request in hand and exits:
+//!
+//! ```no_run
+//! # let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//! # fn serve(_: std::net::TcpStream) {}
+//! if let Some(stop) = herd::stop_requested()? {
+//!     while let Some(stream) = stop.accept(&listener)? {
+//!         serve(stream);
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! On Unix the first call catches SIGTERM for the whole process (see [`stop_requested`]).
 #![deny(missing_docs)]
 // Every unsafe call lives in herd-sys, behind a safe API.
 #![forbid(unsafe_code)]

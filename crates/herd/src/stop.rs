@@ -1,68 +1,74 @@
-//! herd's request that this worker stop gracefully: on Windows, which has no SIGTERM, an event
-//! herd gives each worker and sets when the worker should finish its work and exit.
+//! herd's request that this worker stop gracefully, the same for the caller on every platform:
+//! on Unix SIGTERM (herd's default `--stop-signal`), which the first call to
+//! [`stop_requested`] catches; on Windows, which has no SIGTERM, an event herd gives each
+//! worker and sets when the worker should finish its work and exit.
 //!
 //! ```no_run
-//! if let Some(stop) = herd::stop_requested()? {
-//!     // Serve on other threads; this one waits for herd's word.
-//!     stop.wait();
-//!     // Stop accepting, finish the requests in flight, then exit before `--grace` ends.
+//! use std::io::Write;
+//!
+//! let mut sockets = herd::Sockets::from_env()?;
+//! let listener = sockets.take_tcp_listener("http")?.expect("a socket named http");
+//! let stop = herd::stop_requested()?.expect("started by herd");
+//! // Connections until herd asks this worker to stop: the one in hand is always finished.
+//! while let Some(mut stream) = stop.accept(&listener)? {
+//!     stream.write_all(b"HTTP/1.0 200 OK\r\n\r\nhello\n")?;
 //! }
-//! # Ok::<(), herd::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! On Unix herd asks with a signal (`--stop-signal`, SIGTERM by default), which a worker
-//! handles as it likes (`tokio::signal::unix`, `signal-hook`): [`stop_requested`] is always
-//! `None` there. The library does not install a SIGTERM handler for you, because that would
-//! change what SIGTERM does to the whole process.
+//! A worker that serves on other threads waits for the request on one
+//! ([`StopRequest::wait`]), then stops accepting, finishes the requests in flight and exits
+//! before `--grace` ends.
+//!
+//! On Unix, catching SIGTERM changes what it does to the whole process: once
+//! [`stop_requested`] has been called, SIGTERM no longer ends the program, it only sets the
+//! request. A worker that handles signals itself (`tokio::signal::unix`, `signal-hook`) need
+//! not call it. With a `--stop-signal` other than SIGTERM, herd's request is that signal, which
+//! this does not see.
 
 #[cfg(windows)]
 #[path = "stop_windows.rs"]
 mod imp;
 
 #[cfg(unix)]
-mod imp {
-    use std::time::Duration;
-
-    use crate::error::Result;
-
-    /// No value: there is no stop request on Unix.
-    #[derive(Clone, Copy, Debug)]
-    enum Never {}
-
-    /// herd's stop request (Windows only; on Unix herd sends `--stop-signal`).
-    #[derive(Clone, Copy, Debug)]
-    pub struct StopRequest(Never);
-
-    /// herd's stop request for this worker; always `None` on Unix, where herd sends a signal
-    /// (`--stop-signal`, SIGTERM by default) instead.
-    pub fn stop_requested() -> Result<Option<StopRequest>> {
-        Ok(None)
-    }
-
-    impl StopRequest {
-        /// Whether herd has asked this worker to stop.
-        pub fn is_requested(&self) -> bool {
-            match self.0 {}
-        }
-
-        /// Waits until herd asks this worker to stop.
-        pub fn wait(&self) {
-            match self.0 {}
-        }
-
-        /// Waits up to `timeout` for herd to ask this worker to stop; whether it has.
-        pub fn wait_timeout(&self, _timeout: Duration) -> bool {
-            match self.0 {}
-        }
-    }
-}
+#[path = "stop_unix.rs"]
+mod imp;
 
 pub use imp::{stop_requested, StopRequest};
 
 #[cfg(all(test, unix))]
 mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    /// One test for the process-wide request: once SIGTERM has arrived it stays set.
     #[test]
-    fn unix_has_no_stop_request_herd_sends_a_signal() {
-        assert!(super::stop_requested().unwrap().is_none());
+    fn sigterm_sets_the_request_and_accept_returns_none_from_then_on() {
+        let stop = super::stop_requested()
+            .unwrap()
+            .expect("always Some on Unix");
+        assert!(!stop.is_requested());
+        assert!(!stop.wait_timeout(Duration::from_millis(1)));
+        // A connection waiting is accepted, blocking.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let mut served = stop.accept(&listener).unwrap().expect("a connection");
+        served.write_all(b"x").unwrap();
+        let mut byte = [0];
+        client.read_exact(&mut byte).unwrap();
+        // A non-blocking listener waits for SIGTERM too, and wakes for it.
+        listener.set_nonblocking(true).unwrap();
+        let waiter = std::thread::spawn(move || stop.accept(&listener).unwrap().is_none());
+        herd_sys::process::signal_process(std::process::id(), herd_sys::process::Signal::TERM)
+            .unwrap();
+        assert!(
+            waiter.join().unwrap(),
+            "accept returns None once asked to stop"
+        );
+        assert!(stop.is_requested() && stop.wait_timeout(Duration::ZERO));
+        stop.wait();
+        let again = super::stop_requested().unwrap().unwrap();
+        assert!(again.is_requested(), "every request is the same one");
     }
 }

@@ -1,5 +1,6 @@
 //! Windows: the stop event herd named in `HERD_STOP_EVENT`, claimed once per process.
 
+use std::net::{TcpListener, TcpStream};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -80,5 +81,35 @@ impl StopRequest {
     /// Waits up to `timeout` for herd to ask this worker to stop; whether it has.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.0.wait(Some(timeout)).unwrap_or(true)
+    }
+}
+
+impl StopRequest {
+    /// Accepts the next connection on `listener`, or returns `Ok(None)` once herd has asked
+    /// this worker to stop: a worker that loops on it finishes the request in hand and never
+    /// takes a connection from the shared queue after the request. The stream is blocking.
+    ///
+    /// Windows cannot interrupt a blocking `accept` with an event: the listener is made
+    /// non-blocking, and between two tries this waits on the stop event for up to 5 ms.
+    pub fn accept(&self, listener: &TcpListener) -> std::io::Result<Option<TcpStream>> {
+        listener.set_nonblocking(true)?;
+        loop {
+            if self.is_requested() {
+                return Ok(None);
+            }
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false)?;
+                    return Ok(Some(stream));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.wait_timeout(Duration::from_millis(5)) {
+                        return Ok(None);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 }

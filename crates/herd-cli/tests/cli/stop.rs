@@ -1,5 +1,6 @@
 //! Stopping: graceful drains, the grace deadline, and the fast ways out.
 
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::util::*;
@@ -30,6 +31,86 @@ fn sigterm_lets_a_slow_request_finish() {
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);
     assert!(!Path::new(&sock).exists(), "socket file left behind");
+}
+
+/// The herd library's example worker (`herd::stop_requested`: SIGTERM is caught) answers the
+/// request it is reading when herd stops it, then exits by itself, long before `--grace`.
+#[test]
+fn hello_answers_the_request_in_flight_when_stopped() {
+    let hello = rust_example("hello");
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--grace",
+        "1h",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        &hello,
+    ]);
+    let addr = herd.address("http");
+    // Ready: hello sends READY=1 after it caught SIGTERM.
+    let pid = herd.wait_for_event("worker_ready", &[])["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let mut client = std::net::TcpStream::connect(&addr).unwrap();
+    client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    // hello holds the connection (and reads the rest of the head) once it has a TCP socket
+    // besides its listener.
+    wait_until("hello to accept the connection", || {
+        match tcp_sockets_of(pid) {
+            n if n >= 2 => Ok(()),
+            n => Err(format!("{n} TCP sockets")),
+        }
+    });
+    herd.signal(libc::SIGTERM);
+    // herd has sent the stop signal once its status says the worker is stopping.
+    wait_status(&herd, "the worker to be stopping", |s| {
+        s["workers"].as_array().is_some_and(|w| {
+            w.iter()
+                .any(|w| w["pid"] == pid && !w["stopping_reason"].is_null())
+        })
+    });
+    client.write_all(b"\r\n").unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200 OK")
+            && answer.ends_with(&format!("hello from pid {pid}, worker 0\n")),
+        "the whole answer, got {answer:?}"
+    );
+    let exit = herd.wait_for_event("worker_exited", &[("pid", pid.into())]);
+    assert!(
+        exit["message"].as_str().unwrap().contains("exit code 0"),
+        "{exit}"
+    );
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}
+
+/// How many TCP sockets process `pid` holds (its fds' socket inodes listed in `net/tcp`).
+fn tcp_sockets_of(pid: u32) -> usize {
+    let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    let inodes: Vec<&str> = tcp
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(9))
+        .collect();
+    open_fds(pid)
+        .into_iter()
+        .filter_map(|fd| std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_string(),
+            )
+        })
+        .filter(|inode| inodes.contains(&inode.as_str()))
+        .count()
 }
 
 #[test]

@@ -104,7 +104,8 @@ static CAUGHT: [std::sync::atomic::AtomicBool; 65] = {
     [CLEAR; 65]
 };
 
-extern "C" fn set_caught(signal: libc::c_int) {
+/// The handler [`catch`] installs (and the latch's calls): async-signal-safe, one atomic store.
+pub(super) extern "C" fn set_caught(signal: libc::c_int) {
     if let Some(flag) = CAUGHT.get(signal as usize) {
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
     }

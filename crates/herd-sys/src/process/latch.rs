@@ -1,0 +1,197 @@
+//! A stop latch: signals whose handler sets a flag for good and makes a pipe readable for good,
+//! so that a program can wait for them with a timeout, or `poll` the pipe beside its sockets.
+//!
+//! The handler is async-signal-safe: an atomic swap, `getpid`, and at most one `write` of one
+//! byte into a non-blocking pipe nobody drains (so it never fills), with `errno` saved and
+//! restored. It sets the same flag as [`catch`](super::catch) (so [`caught`](super::caught)
+//! sees the signal too) and, like it, has no `SA_RESTART`.
+//!
+//! The pipe belongs to one process: a child forked after the latch was set up gets its own
+//! pipe the next time it uses the latch, and until then its handler writes to no pipe (its
+//! parent's waiters never wake for a signal that was not theirs).
+
+use std::io;
+use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::Signal;
+
+/// Set by the first latching signal, never cleared.
+static LATCHED: AtomicBool = AtomicBool::new(false);
+/// The pipe's write end, -1 before the latch is set up.
+static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+/// The pipe's read end, -1 before the latch is set up.
+static READ_FD: AtomicI32 = AtomicI32::new(-1);
+/// The process the pipe belongs to.
+static OWNER: AtomicI32 = AtomicI32::new(0);
+/// Held while the pipe is made or replaced, and kept there: the pipe is never closed, so an fd
+/// [`Latch::as_fd`] lent out stays valid.
+static PIPES: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
+
+/// A latch that the signals given to [`latch`] set; cheap to copy, every copy is the same latch.
+#[derive(Clone, Copy, Debug)]
+pub struct Latch(());
+
+/// Sets up the latch (once per process; again in a forked child) and catches `signals` with
+/// its handler (`sigaction`, replacing what they did before). Fails when no pipe can be made
+/// or a signal cannot be caught (`SIGKILL`, `SIGSTOP`).
+pub fn latch(signals: &[Signal]) -> io::Result<Latch> {
+    own_pipe()?;
+    for signal in signals {
+        // SAFETY: the handler is async-signal-safe (see the module docs); sigaction reads a
+        // zeroed-then-filled struct we own.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal.0, &action, std::ptr::null_mut()) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(Latch(()))
+}
+
+impl Latch {
+    /// Whether a latching signal has arrived.
+    pub fn is_set(&self) -> bool {
+        LATCHED.load(Ordering::SeqCst)
+    }
+
+    /// Waits until a latching signal has arrived, or `timeout` passes (`None`: as long as it
+    /// takes); whether one has. A signal that interrupts the wait is looked at at once.
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        loop {
+            let fd = own_pipe()?;
+            if self.is_set() {
+                return Ok(true);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(false);
+            }
+            // SAFETY: the pipe's read end is never closed (kept in PIPES).
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            // Rounded up, so that a short timeout is not a busy loop of zero-length polls.
+            let left = left.map(|l| l.max(Duration::from_millis(1)));
+            crate::fd::wait_readable(&[fd], left)?;
+        }
+    }
+
+    /// The pipe's read end: readable once a latching signal has arrived, and for good (nobody
+    /// reads it), for a program that waits in `poll`/`epoll` beside its sockets.
+    pub fn as_fd(&self) -> io::Result<BorrowedFd<'static>> {
+        let fd = own_pipe()?;
+        // SAFETY: the pipe's read end is never closed (kept in PIPES).
+        Ok(unsafe { BorrowedFd::borrow_raw(fd) })
+    }
+}
+
+/// The read end of this process's pipe, made now if this process has none yet (the first use,
+/// or the first in a forked child). A signal that latched before the pipe existed is written
+/// into it here.
+fn own_pipe() -> io::Result<RawFd> {
+    let me = std::process::id() as i32;
+    let mut pipes = PIPES.lock().unwrap_or_else(|p| p.into_inner());
+    if OWNER.load(Ordering::SeqCst) != me || READ_FD.load(Ordering::SeqCst) < 0 {
+        let (read, write) = nonblocking_pipe()?;
+        READ_FD.store(read.as_raw_fd(), Ordering::SeqCst);
+        WRITE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
+        OWNER.store(me, Ordering::SeqCst);
+        pipes.push((read, write));
+        if LATCHED.load(Ordering::SeqCst) {
+            wake();
+        }
+    }
+    Ok(READ_FD.load(Ordering::SeqCst))
+}
+
+extern "C" fn on_signal(signal: libc::c_int) {
+    super::receive::set_caught(signal);
+    if !LATCHED.swap(true, Ordering::SeqCst) {
+        wake();
+    }
+}
+
+/// Writes one byte into this process's pipe, if it has one (called from the handler).
+fn wake() {
+    // SAFETY: getpid is async-signal-safe and cannot fail.
+    if unsafe { libc::getpid() } != OWNER.load(Ordering::SeqCst) {
+        return;
+    }
+    let fd = WRITE_FD.load(Ordering::SeqCst);
+    if fd < 0 {
+        return;
+    }
+    let saved = errno::get();
+    // SAFETY: write is async-signal-safe; it reads one byte of a static; the fd is never
+    // closed (kept in PIPES). A failure (a full pipe, which at most two bytes never make) is
+    // harmless: the flag is set.
+    unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+    errno::set(saved);
+}
+
+fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as RawFd; 2];
+    // SAFETY: pipe writes two fds into the array we pass.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are fresh and owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for fd in [&read, &write] {
+        let fd = std::os::unix::io::AsFd::as_fd(fd);
+        crate::fd::set_cloexec(fd, true)?;
+        crate::fd::set_nonblocking(fd)?;
+    }
+    Ok((read, write))
+}
+
+/// `errno`, which the handler must leave as it found it.
+mod errno {
+    #[cfg(any(target_os = "netbsd", target_os = "openbsd"))]
+    use libc::__errno as location;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    use libc::__errno_location as location;
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    use libc::__error as location;
+
+    pub(super) fn get() -> libc::c_int {
+        // SAFETY: errno is this thread's own variable, always valid to read.
+        unsafe { *location() }
+    }
+
+    pub(super) fn set(value: libc::c_int) {
+        // SAFETY: errno is this thread's own variable, always valid to write.
+        unsafe { *location() = value }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One test for the whole process-wide latch: it cannot be unset once a signal arrived.
+    #[test]
+    fn a_signal_sets_the_latch_for_good_and_wakes_a_waiter() {
+        let latch = latch(&[Signal::USR2]).unwrap();
+        assert!(!latch.is_set());
+        assert!(
+            !latch.wait(Some(Duration::from_millis(1))).unwrap(),
+            "nothing yet"
+        );
+        let fd = latch.as_fd().unwrap();
+        assert!(!crate::fd::wait_readable(&[fd], Some(Duration::ZERO)).unwrap());
+        let waiter = std::thread::spawn(move || latch.wait(None).unwrap());
+        // SAFETY: raise sends a signal this test caught to this process.
+        unsafe { libc::raise(Signal::USR2.0) };
+        assert!(waiter.join().unwrap(), "the waiter wakes");
+        assert!(latch.is_set() && super::super::caught(Signal::USR2));
+        assert!(latch.wait(Some(Duration::ZERO)).unwrap(), "and stays set");
+        assert!(crate::fd::wait_readable(&[fd], Some(Duration::ZERO)).unwrap());
+        assert!(crate::fd::wait_readable(&[fd], Some(Duration::ZERO)).unwrap());
+    }
+}

@@ -1,0 +1,80 @@
+//! Unix: SIGTERM, caught by a handler that sets a latch for good (`herd_sys::process::latch`).
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::io::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use herd_sys::process::{self, Latch, Signal};
+
+use crate::error::{Error, Result};
+
+/// herd's stop request for this worker: SIGTERM, which herd sends (its default
+/// `--stop-signal`), as do systemd, Docker and `kill`. Cheap to copy; every copy sees the same
+/// request.
+#[derive(Clone, Copy, Debug)]
+pub struct StopRequest(Latch);
+
+/// herd's stop request for this worker. The first call catches SIGTERM for the whole process:
+/// from then on SIGTERM no longer ends the process, it sets the request (and interrupts a
+/// blocking system call, such as `accept`, on the thread it lands on), and the program decides
+/// when to exit. Always `Some` on Unix; later calls return the same request.
+///
+/// Fails when the signal cannot be caught or its pipe cannot be made (no fds left).
+pub fn stop_requested() -> Result<Option<StopRequest>> {
+    let latch = process::latch(&[Signal::TERM])
+        .map_err(|e| Error::io("cannot catch SIGTERM for a graceful stop", e))?;
+    Ok(Some(StopRequest(latch)))
+}
+
+impl StopRequest {
+    /// Whether herd has asked this worker to stop.
+    pub fn is_requested(&self) -> bool {
+        self.0.is_set()
+    }
+
+    /// Waits until herd asks this worker to stop. (A wait that fails, which a `poll` of the
+    /// pipe this library owns cannot, counts as a request.)
+    pub fn wait(&self) {
+        let _ = self.0.wait(None);
+    }
+
+    /// Waits up to `timeout` for herd to ask this worker to stop; whether it has.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.0.wait(Some(timeout)).unwrap_or(true)
+    }
+
+    /// Accepts the next connection on `listener`, or returns `Ok(None)` once herd has asked
+    /// this worker to stop: a worker that loops on it finishes the request in hand and never
+    /// takes a connection from the shared queue after the request. The stream is blocking.
+    ///
+    /// On a blocking listener it blocks in `accept()` (the kernel hands connections to waiting
+    /// workers in turn), and SIGTERM interrupts it when it lands on the thread that waits, as in
+    /// a single-threaded worker. A request that lands in the instant between the check and the
+    /// system call is noticed after the next connection, or ends with herd's `SIGKILL` after
+    /// `--grace`. On a non-blocking listener it waits in `poll` for a connection or the request.
+    pub fn accept(&self, listener: &TcpListener) -> std::io::Result<Option<TcpStream>> {
+        loop {
+            if self.is_requested() {
+                return Ok(None);
+            }
+            match herd_sys::socket::accept_once(listener.as_fd()) {
+                Ok(fd) => {
+                    let stream = TcpStream::from(fd);
+                    stream.set_nonblocking(false)?;
+                    return Ok(Some(stream));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.wait_for(listener.as_fd())?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits until `fd` is readable or the request arrives.
+    fn wait_for(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
+        let stop = self.0.as_fd()?;
+        herd_sys::fd::wait_readable(&[fd, stop], None).map(|_| ())
+    }
+}
