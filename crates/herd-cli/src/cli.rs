@@ -303,9 +303,11 @@ pub struct RunArgs {
           allow_negative_numbers = true)]
     pub min_ready: Duration,
 
-    /// A worker that starts while others serve runs at this nice value until it is ready (or
-    /// half its --ready-timeout, 5s at most, has passed), so its start-up leaves the CPU to
-    /// them: auto (19 when herd may raise it back), off, 1-19.
+    /// A worker that starts while others serve runs at a low priority until it is ready (or
+    /// its warm-up budget, 4x the slowest recent start-up at full priority, 0.25s to half its
+    /// --ready-timeout and 5s, has passed), so its start-up leaves the CPU to them: auto
+    /// (SCHED_IDLE on Linux, else nice 19, when herd may raise it back), off, idle
+    /// (SCHED_IDLE), or a nice value 1-19.
     #[arg(long, value_name = "NICE", default_value = "auto", value_parser = parse_starting_nice,
           allow_negative_numbers = true)]
     pub starting_nice: StartingNice,

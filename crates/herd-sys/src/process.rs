@@ -5,7 +5,8 @@
 //! sending signals (this file); receiving them: masks, waiting, catching (`receive.rs`);
 //! a latch that stop signals set, to wait for them with a timeout or beside sockets (`latch.rs`);
 //! reaping children (`reap.rs`); finding them, as a subreaper (`children.rs`);
-//! `/proc/PID/stat` (`stat.rs`); users and groups (`user.rs`); nice values (`priority.rs`).
+//! `/proc/PID/stat` (`stat.rs`); users and groups (`user.rs`); nice values (`priority.rs`);
+//! scheduling classes (`policy.rs`).
 //! The platform part is `imp`, one per platform, each with `MAX_SIGNAL`, `LAST_STANDARD`,
 //! `rt_min`, `boot_ticks`, `peek_exit` and `process_groups`: Linux and Android
 //! (`linux.rs`) use `waitid(WNOWAIT)` and `/proc`; elsewhere (`other.rs`) `peek_exit` reaps
@@ -15,6 +16,7 @@ use std::io;
 
 mod children;
 mod latch;
+pub(crate) mod policy;
 mod priority;
 mod reap;
 mod receive;
@@ -33,7 +35,10 @@ use other as imp;
 
 pub use children::{become_subreaper, describe_child, own_children, Child};
 pub use latch::{latch, Latch};
-pub use priority::{cap_sys_nice_in, may_raise_priority_to, nice_of, set_group_nice};
+pub use policy::{is_idle_policy, raise_idle_tree, Raised};
+pub use priority::{
+    cap_sys_nice_in, may_raise_priority_to, nice_of, raise_allowed, set_group_nice,
+};
 pub use reap::{peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{
     block_signals, catch, caught, default_disposition, signal_thread, unblock_signals,

@@ -30,8 +30,9 @@
 //!    `fcntl(F_SETFD)` on each number up to the limit computed before `fork`
 //!    \[[`Stage::Fds`]\];
 //! 8. the resource limits, in the order they were added (`setrlimit`) \[[`Stage::Limits`]\];
-//! 9. the umask, and the nice value when one was given (`setpriority`: raising one's own
-//!    nice value needs no privilege; should it fail, the worker keeps herd's);
+//! 9. the umask, the nice value when one was given (`setpriority`: raising one's own nice
+//!    value needs no privilege; should it fail, the worker keeps herd's), and on Linux the
+//!    `SCHED_IDLE` class when asked for (the raw `sched_setscheduler`, as freely allowed);
 //! 10. `setgroups`, `setgid`, `setuid` \[[`Stage::Credentials`]\];
 //! 11. `chdir` \[[`Stage::Chdir`]\];
 //! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, then
@@ -91,6 +92,7 @@ pub struct ExecPlan {
     umask: Option<libc::mode_t>,
     limits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
     nice: Option<libc::c_int>,
+    sched_idle: bool,
     /// Tests: skip `close_range`, so that the fallback loop marks the fds close-on-exec.
     no_close_range: bool,
     /// Tests: a signal the child raises on itself right after `fork`.
@@ -156,6 +158,17 @@ impl ExecPlan {
         self
     }
 
+    /// **Linux only; ignored elsewhere.** Starts the child in the `SCHED_IDLE` scheduling
+    /// class (`sched_setscheduler(0, SCHED_IDLE)`), which every thread and process it starts
+    /// inherits: it runs only when no other task wants the CPU, and any other task that wakes
+    /// takes the CPU from it at once. Needs no privilege; raising it back does (see
+    /// [`raise_idle_tree`](crate::process::raise_idle_tree)). Should it fail, the child keeps
+    /// herd's class.
+    pub fn sched_idle(&mut self, yes: bool) -> &mut Self {
+        self.sched_idle = yes;
+        self
+    }
+
     /// A plan that executes `program` (a path: no `PATH` search happens here) with an empty
     /// argument list and an empty environment.
     pub fn new(program: &OsStr) -> io::Result<ExecPlan> {
@@ -171,6 +184,7 @@ impl ExecPlan {
             umask: None,
             limits: Vec::new(),
             nice: None,
+            sched_idle: false,
             no_close_range: false,
             raise_first: None,
             fork_only: false,
@@ -300,6 +314,7 @@ impl ExecPlan {
             umask: self.umask,
             limits: &self.limits,
             nice: self.nice,
+            sched_idle: self.sched_idle,
             cloexec_limit: child::cloexec_limit(3 + sources.len(), sources.len() + 2),
             close_range: !self.no_close_range,
             raise_first: self.raise_first,

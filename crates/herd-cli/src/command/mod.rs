@@ -14,6 +14,7 @@ use herd_sys::process::Signal;
 use herd_sys::spawn::{ExecPlan, SpawnError, Stage, Stdio};
 
 use crate::output::{Output, Pipe, Writer};
+use crate::supervisor::warm_up::Lowered;
 
 pub use crate::template::ArgTemplate;
 pub use options::{credentials, working_dir};
@@ -236,7 +237,7 @@ impl WorkerCommand {
         generation: u64,
         fds: &[BorrowedFd<'_>],
         stdin: BorrowedFd<'_>,
-        nice: Option<i32>,
+        lowered: Option<Lowered>,
     ) -> Result<u32, StartError> {
         let fail = |cannot_execute, message| StartError {
             cannot_execute,
@@ -246,7 +247,11 @@ impl WorkerCommand {
         let mut plan = self
             .plan(&program, slot, generation, fds.len())
             .map_err(|e| fail(true, e.to_string()))?;
-        plan.nice(nice);
+        match lowered {
+            Some(Lowered::Idle) => plan.sched_idle(true),
+            Some(Lowered::Nice(nice)) => plan.nice(Some(nice)),
+            None => &mut plan,
+        };
         let Some(output) = &self.output else {
             return plan
                 .spawn(fds, Some(stdin))

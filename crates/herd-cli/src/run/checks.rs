@@ -8,7 +8,7 @@ use crate::command::WorkerOptions;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
 use crate::spec;
-use crate::supervisor::warm_up::{StartingNice, WarmUp, LOWEST};
+use crate::supervisor::warm_up::{raise_way_out, StartingNice, WarmUp, LOWEST};
 
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
 /// error rather than a crash loop.
@@ -183,16 +183,30 @@ pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
 /// says.
 pub(super) fn warm_up(args: &RunArgs) -> Result<Option<WarmUp>, Failure> {
     let own = herd_sys::process::nice_of(0).unwrap_or(0);
+    // Workers of another user (--user): raising them back needs CAP_SYS_NICE.
+    let credentials = match &args.user {
+        Some(user) => {
+            crate::command::credentials(user, args.group.as_deref()).map_err(Failure::Usage)?
+        }
+        None => None,
+    };
+    let other_user =
+        credentials.is_some_and(|(uid, _, _)| uid != herd_sys::process::effective_uid());
+    let may_raise = |nice| match herd_sys::process::may_raise_priority_to(nice, other_user) {
+        true => Ok(()),
+        false => Err(raise_way_out(nice, other_user)),
+    };
+    let idle = cfg!(any(target_os = "linux", target_os = "android"));
     let resolved = args
         .starting_nice
-        .resolve(own, herd_sys::process::may_raise_priority_to)
+        .resolve(own, idle, may_raise)
         .map_err(Failure::Usage)?;
-    if resolved.is_none() && args.starting_nice == StartingNice::Auto && own < LOWEST {
+    if resolved.is_none() && args.starting_nice == StartingNice::Auto && (idle || own < LOWEST) {
         tracing::info!(
             event = LogEvent::SetupNote.as_str(),
             "starting workers keep herd's priority (--starting-nice auto): herd could not raise \
-             a ready worker's priority back without CAP_SYS_NICE or LimitNICE={}",
-            20 - own
+             a ready worker's priority back: {}",
+            raise_way_out(own, other_user)
         );
     }
     Ok(resolved)

@@ -95,19 +95,24 @@ impl Supervisor {
         })
     }
 
-    /// Sets `--starting-nice`, resolved (see [`warm_up`]). Workers still starting (after a
-    /// re-exec, which does not hand over their warm-ups) get a whole warm-up from now.
+    /// Sets `--starting-nice`, resolved (see [`warm_up`]). The workers a re-exec said herd
+    /// lowered and that are still starting get a whole warm-up from now.
     pub fn set_warm_up(&mut self, warm_up: Option<warm_up::WarmUp>) {
         self.warm_up = warm_up;
-        if warm_up.is_none() {
-            return;
-        }
-        let until = Instant::now() + warm_up::budget_for(self.pool.config().readiness);
-        for w in self.pool.workers() {
-            if w.state == pool::WorkerState::Starting {
-                self.warming.started(w.pid, until);
-            }
-        }
+        let lowered: Vec<u32> = match warm_up {
+            None => Vec::new(),
+            Some(_) => self
+                .warming
+                .pids()
+                .into_iter()
+                .filter(|&pid| {
+                    let worker = self.pool.worker(pid);
+                    worker.is_some_and(|w| w.state == pool::WorkerState::Starting)
+                })
+                .collect(),
+        };
+        let until = Instant::now() + self.warming.budget(self.pool.config().readiness);
+        self.warming.resume(&lowered, until);
     }
 
     /// The listening sockets.

@@ -302,13 +302,13 @@ impl Effects {
         self.stop_signal = signal;
     }
 
-    /// Starts a worker of `generation` in `slot`, with the sockets, at nice value `nice`
-    /// (`None`: herd's); its pid.
+    /// Starts a worker of `generation` in `slot`, with the sockets, `lowered` until it is
+    /// ready (`None`: at herd's priority); its pid.
     pub fn spawn(
         &mut self,
         slot: usize,
         generation: u64,
-        nice: Option<i32>,
+        lowered: Option<super::warm_up::Lowered>,
     ) -> Result<u32, StartError> {
         let Effects {
             listeners,
@@ -316,7 +316,7 @@ impl Effects {
             children,
             ..
         } = self;
-        spawner.spawn(listeners, children, slot, generation, nice)
+        spawner.spawn(listeners, children, slot, generation, lowered)
     }
 
     /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).

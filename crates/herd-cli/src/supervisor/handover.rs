@@ -45,6 +45,7 @@ impl Supervisor {
             autoscale,
             leftovers,
             counters,
+            warming,
         } = cores;
         let epoch = Epoch::at(Instant::now());
         self.pool = pool::import(self.pool.config().clone(), pool, epoch);
@@ -60,6 +61,8 @@ impl Supervisor {
         }
         self.effects.restore_counters(&counters);
         self.platform.reexec_reply = reply;
+        // Timed anew by `set_warm_up`.
+        self.warming.resume(&warming, Instant::now());
     }
 
     /// Tells the client whose `herd reexec` made this image, the service manager and the log
@@ -235,11 +238,12 @@ impl Supervisor {
             // image reads the same command line and environment for the rest; the counters
             // are handed over below.
             effects,
-            // The new image reads the same command line, --starting-nice included; a worker
-            // still warming up gets a whole warm-up there (`set_warm_up`).
+            // The new image reads the same command line, --starting-nice included; the workers
+            // herd lowered are handed over below, and those still starting get a whole
+            // warm-up there (`set_warm_up`).
             name: _,
             warm_up: _,
-            warming: _,
+            warming,
             started,
             // What the service manager heard; a re-exec waits out takeovers and failures.
             phase,
@@ -288,6 +292,7 @@ impl Supervisor {
             autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), epoch)),
             leftovers: platform.saved_by_reexec().export(epoch),
             counters: effects.save_counters(),
+            warming: warming.pids(),
         };
         reexec::State {
             version: reexec::version_needed(draining),

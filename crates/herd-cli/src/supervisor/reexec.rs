@@ -139,6 +139,10 @@ pub struct Cores {
     /// The `--metrics` counters.
     #[serde(default)]
     pub counters: super::metrics::SavedCounters,
+    /// The workers herd lowered that were still warming up (`--starting-nice`): the new
+    /// image raises these, and only these, once ready. Left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warming: Vec<u32>,
 }
 
 pub use super::attached::Saved as SavedAttached;

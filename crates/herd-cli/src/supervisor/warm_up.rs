@@ -1,23 +1,36 @@
-//! `--starting-nice`: a worker that starts while others serve runs at a low CPU priority (a
-//! high nice value) until it is ready, then at herd's own, so that its start-up (a Python or
-//! Node import, a cache warm-up) does not take the CPU the serving workers need on a small
-//! machine. Pure: the option, herd's own nice value and whether herd may raise a priority
-//! back in; the nice value for each start and what to restore on readiness out.
+//! `--starting-nice`: a worker that starts while others serve runs at a low CPU priority until
+//! it is ready, then at herd's own, so that its start-up (a Python or Node import, a cache
+//! warm-up) does not take the CPU the serving workers need on a small machine. Pure: the
+//! option, herd's own nice value and whether herd may raise a priority back in; how each
+//! start is lowered and what to restore on readiness out.
 //!
-//! - A start while no worker is ready (herd's first workers) keeps herd's nice value: there
-//!   is nobody to protect, and a slow first start helps no one.
-//! - Raising a priority back needs `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows herd's nice
-//!   value: `auto` lowers only when herd may, `off` never does, an explicit value that herd
-//!   could not undo is refused at start-up.
-//! - On readiness, a worker herd lowered ([`Warming`]) and still found at the starting nice
-//!   value goes back to herd's (its whole process group: threads and children it started
-//!   meanwhile). One herd did not lower keeps the priority it chose (`nice -n 19 app`).
-//! - A worker still starting after half the time it has to become ready (at most
-//!   [`MAX_WARM_UP`]) gets herd's priority back then: at nice 19 a start-up gets about 1.5%
-//!   of a core that two nice-0 processes want (CFS weights 15 against 1024 each), so on a
-//!   saturated machine it could otherwise miss `--ready-timeout` and fail the upgrade. A
-//!   re-exec's new image gives each worker still starting a whole warm-up from then on.
+//! - On Linux `auto` starts a worker in the `SCHED_IDLE` class, elsewhere at nice 19. Nice 19
+//!   is not enough under Linux's EEVDF scheduler (6.6 on): a running nice-19 task keeps the
+//!   rest of its slice (0.75-3 ms) when a serving worker wakes, since wake-up preemption waits
+//!   for the current task to run to parity; a `SCHED_IDLE` task is preempted at once by any
+//!   waking task that is not idle (`check_preempt_wakeup_fair`: `cse_is_idle &&
+//!   !pse_is_idle`). A worker and every thread and process it starts inherit the class.
+//! - A start of herd's first generation, or while no worker is ready, keeps herd's priority:
+//!   there is nobody to protect, and a slow first start helps no one.
+//! - Raising a priority back needs `CAP_SYS_NICE`, or the same user and an `RLIMIT_NICE` that
+//!   allows herd's nice value (leaving `SCHED_IDLE` counts as raising from nice 20): `auto`
+//!   lowers only when herd may, `off` never does, an explicit value that herd could not undo
+//!   is refused at start-up. Workers of another user (`--user`) need `CAP_SYS_NICE`.
+//! - On readiness, herd raises what it lowered and nothing else: with `SCHED_IDLE`, every
+//!   thread of the worker and of the processes it started that is still in that class (one
+//!   in another class chose it itself); with a nice value, the worker's process group if the
+//!   worker still runs at the starting value (one herd did not lower keeps what it chose:
+//!   `nice -n 19 app`).
+//! - A worker still starting after its warm-up budget gets herd's priority back then: at
+//!   saturation a starting worker gets almost no CPU (a `SCHED_IDLE` one none at all), so it
+//!   could otherwise miss `--ready-timeout` and fail the upgrade. The budget follows what a
+//!   start-up costs here: [`BUDGET_FACTOR`] times the slowest of the last few start-ups herd
+//!   timed at full priority (its first workers' among them), at least [`MIN_WARM_UP`], at
+//!   most half the time a worker has to become ready and [`MAX_WARM_UP`]; before any was
+//!   timed, that most. A re-exec's new image
+//!   gives each worker herd lowered and that is still starting a whole warm-up from then on.
 
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::pool::Readiness;
@@ -25,11 +38,23 @@ use super::pool::Readiness;
 /// `--starting-nice` as given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartingNice {
-    /// Nice 19 when herd may raise a ready worker's priority back, else off.
+    /// `SCHED_IDLE` on Linux, nice 19 elsewhere, when herd may raise a ready worker's
+    /// priority back; else off.
     Auto,
     /// Never lower a starting worker's priority.
     Off,
+    /// The `SCHED_IDLE` class (Linux).
+    Idle,
     /// This nice value (1 to 19).
+    Nice(i32),
+}
+
+/// How a starting worker runs until it is ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lowered {
+    /// In the `SCHED_IDLE` class (Linux).
+    Idle,
+    /// At this nice value.
     Nice(i32),
 }
 
@@ -39,25 +64,36 @@ pub const LOWEST: i32 = 19;
 /// The resolved setting: starting workers run at `starting`, ready ones at `serving`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WarmUp {
-    /// A starting worker's nice value.
-    pub starting: i32,
+    /// How a starting worker runs.
+    pub starting: Lowered,
     /// herd's own nice value, which ready workers get back.
     pub serving: i32,
 }
 
 impl StartingNice {
-    /// The setting for herd at nice value `own`, where `may_raise_to(own)` says whether herd
-    /// may set a worker back to `own`. `Ok(None)`: starting workers keep herd's priority.
-    /// `Err`: an explicit value that cannot work, with what to do about it.
+    /// The setting for herd at nice value `own`, where `idle` says whether this system has
+    /// `SCHED_IDLE` and `may_raise_to(own)` whether herd may set a worker back to `own` (or
+    /// what would let it). `Ok(None)`: starting workers keep herd's priority. `Err`: an
+    /// explicit value that cannot work, with what to do about it.
     pub fn resolve(
         self,
         own: i32,
-        may_raise_to: impl FnOnce(i32) -> bool,
+        idle: bool,
+        may_raise_to: impl FnOnce(i32) -> Result<(), String>,
     ) -> Result<Option<WarmUp>, String> {
         let starting = match self {
             StartingNice::Off => return Ok(None),
+            StartingNice::Auto if idle => Lowered::Idle,
             StartingNice::Auto if own >= LOWEST => return Ok(None),
-            StartingNice::Auto => LOWEST,
+            StartingNice::Auto => Lowered::Nice(LOWEST),
+            StartingNice::Idle if !idle => {
+                return Err(
+                    "--starting-nice idle: SCHED_IDLE is Linux's; give a nice value \
+                            from 1 to 19, or off"
+                        .to_string(),
+                )
+            }
+            StartingNice::Idle => Lowered::Idle,
             StartingNice::Nice(n) if own >= LOWEST => {
                 return Err(format!(
                     "--starting-nice {n}: herd already runs at the lowest priority (nice {own}), \
@@ -71,36 +107,55 @@ impl StartingNice {
                     (own + 1).max(1)
                 ))
             }
-            StartingNice::Nice(n) => n,
+            StartingNice::Nice(n) => Lowered::Nice(n),
         };
-        if may_raise_to(own) {
-            return Ok(Some(WarmUp {
-                starting,
-                serving: own,
-            }));
-        }
-        match self {
-            StartingNice::Auto => Ok(None),
-            _ => Err(format!(
-                "--starting-nice {starting}: herd could not raise a ready worker's priority back \
-                 to nice {own}: run herd as root or with CAP_SYS_NICE (systemd: \
-                 AmbientCapabilities=CAP_SYS_NICE), or allow it with LimitNICE={} (ulimit -e), \
-                 or use --starting-nice off",
-                20 - own
+        let refused = match may_raise_to(own) {
+            Ok(()) => {
+                return Ok(Some(WarmUp {
+                    starting,
+                    serving: own,
+                }))
+            }
+            Err(way_out) => way_out,
+        };
+        match (self, starting) {
+            (StartingNice::Auto, _) => Ok(None),
+            (_, Lowered::Idle) => Err(format!(
+                "--starting-nice idle: herd could not raise a ready worker back from SCHED_IDLE \
+                 to nice {own}: {refused}, or use --starting-nice off"
+            )),
+            (_, Lowered::Nice(n)) => Err(format!(
+                "--starting-nice {n}: herd could not raise a ready worker's priority back to \
+                 nice {own}: {refused}, or use --starting-nice off"
             )),
         }
     }
 }
 
+/// What would let herd raise a worker at nice 20 or `SCHED_IDLE` back to nice `own`, for a
+/// worker of herd's own user or of `other_user`.
+pub fn raise_way_out(own: i32, other_user: bool) -> String {
+    let cap = "run herd as root or with CAP_SYS_NICE (systemd: AmbientCapabilities=CAP_SYS_NICE)";
+    if other_user {
+        return format!(
+            "the workers run as another user (--user), which needs CAP_SYS_NICE: {cap}"
+        );
+    }
+    format!("{cap}, or allow it with LimitNICE={} (ulimit -e)", 20 - own)
+}
+
 impl WarmUp {
-    /// The nice value for a worker starting now, given whether any worker serves.
-    pub fn for_start(&self, others_serve: bool) -> Option<i32> {
-        others_serve.then_some(self.starting)
+    /// How a worker starting now runs: lowered only if others serve and it is not one of
+    /// herd's first generation.
+    pub fn for_start(&self, others_serve: bool, first_generation: bool) -> Option<Lowered> {
+        (others_serve && !first_generation).then_some(self.starting)
     }
 
-    /// The nice value to give a worker's process group once it is ready, given its own now.
+    /// With a starting nice value: the nice value to give a worker's process group once it is
+    /// ready, given its own now (`None`: the worker chose another, or herd used
+    /// `SCHED_IDLE`, which [`Lowered::Idle`] raises thread by thread).
     pub fn on_ready(&self, worker_nice: i32) -> Option<i32> {
-        (worker_nice == self.starting).then_some(self.serving)
+        (self.starting == Lowered::Nice(worker_nice)).then_some(self.serving)
     }
 }
 
@@ -121,14 +176,55 @@ pub fn budget_for(readiness: Readiness) -> Duration {
     }
 }
 
+/// A warm-up lasts at least this long (a start-up timed at full priority varies from one
+/// start to the next).
+pub const MIN_WARM_UP: Duration = Duration::from_millis(250);
+
+/// A warm-up lasts this many times the slowest recent start-up at full priority.
+pub const BUDGET_FACTOR: u32 = 4;
+
+/// How many recent start-ups at full priority the budget looks at.
+const TIMED: usize = 8;
+
 /// The workers warming up at the starting priority, each with the time it gets herd's back
-/// if it is still starting then.
+/// if it is still starting then; and the start-ups at full priority, timed for the budget.
 #[derive(Debug, Default)]
 pub struct Warming {
     until: Vec<(u32, Instant)>,
+    /// Workers starting at full priority, since when.
+    at_full: HashMap<u32, Instant>,
+    /// How long the last few of those took to become ready, the latest last.
+    took: VecDeque<Duration>,
 }
 
 impl Warming {
+    /// Worker `pid` started at full priority at `at`: timed until it is ready.
+    pub fn started_at_full(&mut self, pid: u32, at: Instant) {
+        self.at_full.insert(pid, at);
+    }
+
+    /// Worker `pid` became ready at `now`: whether herd lowered it and has not raised it back
+    /// (as [`ended`](Self::ended)); a start-up at full priority is timed.
+    pub fn ready(&mut self, pid: u32, now: Instant) -> bool {
+        if let Some(at) = self.at_full.remove(&pid) {
+            if self.took.len() == TIMED {
+                self.took.pop_front();
+            }
+            self.took.push_back(now.saturating_duration_since(at));
+        }
+        self.ended(pid)
+    }
+
+    /// How long a worker that has `ready_within` to become ready warms up: see the module's
+    /// doc.
+    pub fn budget(&self, ready_within: Readiness) -> Duration {
+        let most = budget_for(ready_within);
+        match self.took.iter().max() {
+            Some(&slowest) => (slowest * BUDGET_FACTOR).max(MIN_WARM_UP).min(most),
+            None => most,
+        }
+    }
+
     /// Worker `pid` started at the starting priority; its warm-up ends at `until`.
     pub fn started(&mut self, pid: u32, until: Instant) {
         self.until.push((pid, until));
@@ -137,9 +233,24 @@ impl Warming {
     /// Worker `pid` became ready or exited: whether it was still warming up (herd lowered it
     /// and has not raised it back), forgotten from here on.
     pub fn ended(&mut self, pid: u32) -> bool {
+        self.at_full.remove(&pid);
+        if self.until.is_empty() {
+            return false;
+        }
         let before = self.until.len();
         self.until.retain(|&(p, _)| p != pid);
         self.until.len() < before
+    }
+
+    /// The workers warming up now, for a re-exec to hand over.
+    pub fn pids(&self) -> Vec<u32> {
+        self.until.iter().map(|&(pid, _)| pid).collect()
+    }
+
+    /// Workers `pids` (handed over by a re-exec) warm up until `until`; any others are
+    /// forgotten.
+    pub fn resume(&mut self, pids: &[u32], until: Instant) {
+        self.until = pids.iter().map(|&pid| (pid, until)).collect();
     }
 
     /// When the next warm-up ends.
@@ -162,142 +273,21 @@ impl Warming {
     }
 }
 
-/// Parses `--starting-nice`: `auto`, `off`, or a nice value from 1 to 19.
+/// Parses `--starting-nice`: `auto`, `off`, `idle`, or a nice value from 1 to 19.
 pub fn parse_starting_nice(text: &str) -> Result<StartingNice, String> {
     match text {
         "auto" => Ok(StartingNice::Auto),
         "off" => Ok(StartingNice::Off),
+        "idle" => Ok(StartingNice::Idle),
         _ => match text.parse::<i32>() {
             Ok(n) if (1..=LOWEST).contains(&n) => Ok(StartingNice::Nice(n)),
             _ => Err(format!(
-                "'{text}' is not a starting nice value: give auto, off, or a number from 1 to \
-                 {LOWEST} (19 is the lowest priority)"
+                "'{text}' is not a starting nice value: give auto, off, idle, or a number from 1 \
+                 to {LOWEST} (19 is the lowest priority)"
             )),
         },
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn resolve(option: StartingNice, own: i32, may: bool) -> Result<Option<WarmUp>, String> {
-        option.resolve(own, |_| may)
-    }
-
-    #[test]
-    fn auto_lowers_to_19_only_when_herd_may_raise_back() {
-        let on = WarmUp {
-            starting: 19,
-            serving: 0,
-        };
-        assert_eq!(resolve(StartingNice::Auto, 0, true), Ok(Some(on)));
-        assert_eq!(resolve(StartingNice::Auto, 0, false), Ok(None));
-        assert_eq!(resolve(StartingNice::Auto, 19, true), Ok(None));
-        let at_5 = resolve(StartingNice::Auto, 5, true).unwrap().unwrap();
-        assert_eq!((at_5.starting, at_5.serving), (19, 5));
-    }
-
-    #[test]
-    fn off_never_lowers() {
-        assert_eq!(resolve(StartingNice::Off, 0, true), Ok(None));
-    }
-
-    #[test]
-    fn an_explicit_value_that_cannot_work_is_refused_with_the_way_out() {
-        let e = resolve(StartingNice::Nice(10), 0, false).unwrap_err();
-        assert!(
-            e.contains("CAP_SYS_NICE") && e.contains("LimitNICE=20"),
-            "{e}"
-        );
-        let e = resolve(StartingNice::Nice(3), 5, true).unwrap_err();
-        assert!(e.contains("from 6 to 19"), "{e}");
-        // herd at nice 19: no range to offer ('from 20 to 19').
-        let e = resolve(StartingNice::Nice(19), 19, true).unwrap_err();
-        assert!(e.contains("lowest priority") && e.contains("off"), "{e}");
-        let ok = resolve(StartingNice::Nice(10), 0, true).unwrap().unwrap();
-        assert_eq!((ok.starting, ok.serving), (10, 0));
-    }
-
-    #[test]
-    fn herd_s_first_workers_start_at_its_own_priority() {
-        let w = WarmUp {
-            starting: 19,
-            serving: 0,
-        };
-        assert_eq!(w.for_start(false), None);
-        assert_eq!(w.for_start(true), Some(19));
-    }
-
-    #[test]
-    fn only_a_worker_still_at_the_starting_value_is_raised_on_readiness() {
-        let w = WarmUp {
-            starting: 19,
-            serving: 0,
-        };
-        assert_eq!(w.on_ready(19), Some(0));
-        assert_eq!(w.on_ready(0), None);
-        assert_eq!(w.on_ready(7), None);
-    }
-
-    #[test]
-    fn a_warm_up_takes_half_the_ready_time_at_most_5s() {
-        let sec = Duration::from_secs(1);
-        assert_eq!(warm_up_budget(4 * sec), 2 * sec);
-        assert_eq!(warm_up_budget(60 * sec), MAX_WARM_UP);
-        assert_eq!(warm_up_budget(Duration::ZERO), Duration::ZERO);
-        let notify = Readiness::Notify { timeout: 4 * sec };
-        assert_eq!(budget_for(notify), 2 * sec);
-        assert_eq!(budget_for(Readiness::Delay(sec)), sec / 2);
-    }
-
-    #[test]
-    fn warm_ups_end_at_their_deadlines_once() {
-        let t0 = Instant::now();
-        let sec = Duration::from_secs(1);
-        let mut w = Warming::default();
-        assert_eq!(w.next_deadline(), None);
-        w.started(10, t0 + 2 * sec);
-        w.started(11, t0 + sec);
-        assert_eq!(w.next_deadline(), Some(t0 + sec));
-        assert!(w.due(t0).is_empty());
-        assert_eq!(w.due(t0 + sec), [11]);
-        assert_eq!(w.next_deadline(), Some(t0 + 2 * sec));
-        assert_eq!(w.due(t0 + 3 * sec), [10]);
-        assert!(w.due(t0 + 3 * sec).is_empty());
-        assert_eq!(w.next_deadline(), None);
-    }
-
-    #[test]
-    fn only_a_worker_still_warming_up_is_raised_on_readiness() {
-        let t0 = Instant::now();
-        let mut w = Warming::default();
-        w.started(10, t0);
-        w.started(11, t0 + Duration::from_secs(1));
-        assert!(w.ended(11), "lowered by herd");
-        assert!(!w.ended(11), "once");
-        assert!(!w.ended(12), "never lowered: keeps its own priority");
-        assert_eq!(w.due(t0), [10]);
-        assert!(!w.ended(10), "already raised at its deadline");
-    }
-
-    #[test]
-    fn refusals_are_one_clean_line_with_a_value_the_parser_takes() {
-        let at_19 = resolve(StartingNice::Nice(10), 19, true).unwrap_err();
-        assert!(!at_19.contains("  ") && !at_19.contains('\n'), "{at_19}");
-        let below = resolve(StartingNice::Nice(1), 1, true).unwrap_err();
-        assert!(below.contains("from 2 to 19"), "{below}");
-    }
-
-    #[test]
-    fn parsing() {
-        assert_eq!(parse_starting_nice("auto"), Ok(StartingNice::Auto));
-        assert_eq!(parse_starting_nice("off"), Ok(StartingNice::Off));
-        assert_eq!(parse_starting_nice("19"), Ok(StartingNice::Nice(19)));
-        for bad in ["0", "20", "-5", "low", ""] {
-            assert!(parse_starting_nice(bad)
-                .unwrap_err()
-                .contains("auto, off, or a number from 1 to 19"));
-        }
-    }
-}
+mod tests;

@@ -59,7 +59,7 @@ impl Supervisor {
                         generation,
                         "worker ready"
                     );
-                    if self.warming.ended(pid) {
+                    if self.warming.ready(pid, Instant::now()) {
                         self.restore_priority(slot, pid);
                     }
                 }
@@ -78,7 +78,7 @@ impl Supervisor {
                 event = LogEvent::PriorityNotRestored.as_str(),
                 slot,
                 pid,
-                "cannot give the ready worker herd's priority back (nice {}): {e}",
+                "cannot give the worker herd's priority back (nice {}): {e}",
                 warm_up.serving
             );
         }
@@ -131,8 +131,10 @@ impl Supervisor {
     ) -> Vec<Action> {
         let now = Instant::now();
         let others_serve = self.pool.ready_slots().next().is_some();
-        let nice = self.warm_up.and_then(|w| w.for_start(others_serve));
-        match self.effects.spawn(slot, generation, nice) {
+        let lowered = self
+            .warm_up
+            .and_then(|w| w.for_start(others_serve, first_generation));
+        match self.effects.spawn(slot, generation, lowered) {
             Ok(pid) => {
                 tracing::info!(
                     event = LogEvent::WorkerStarted.as_str(),
@@ -141,10 +143,11 @@ impl Supervisor {
                     generation,
                     "worker started"
                 );
-                if nice.is_some() {
-                    let budget = super::warm_up::budget_for(self.pool.config().readiness);
-                    let until = now + budget;
-                    self.warming.started(pid, until);
+                if lowered.is_some() {
+                    let budget = self.warming.budget(self.pool.config().readiness);
+                    self.warming.started(pid, now + budget);
+                } else if self.warm_up.is_some() {
+                    self.warming.started_at_full(pid, now);
                 }
                 if !self.pool.spawned(slot, generation, pid, now) {
                     // Unreachable by construction; never leave a process unsupervised.

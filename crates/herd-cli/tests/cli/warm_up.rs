@@ -1,5 +1,6 @@
-//! --starting-nice: a worker that starts while others serve warms up at nice 19, and once it
-//! is ready its process group (threads, children) gets herd's nice value back.
+//! --starting-nice: a worker that starts while others serve warms up in SCHED_IDLE (auto, on
+//! Linux) or at a nice value, and once it is ready its threads and children get herd's
+//! priority back.
 
 use serde_json::Value;
 
@@ -28,6 +29,52 @@ fn one_worker(extra: &[&str], command: &[&str]) -> Herd {
     Herd::start(&args)
 }
 
+/// Field `n` of `/proc/PID/task/TID/stat` (19: the nice value, 41: the policy).
+fn stat_field(pid: u32, tid: u32, n: usize) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name
+        .split_whitespace()
+        .nth(n - 3)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The scheduling policy of every thread of `pid` (0: SCHED_OTHER, 3: SCHED_BATCH, 5:
+/// SCHED_IDLE), by thread id.
+fn policies(pid: u32) -> Vec<(u32, i64)> {
+    let mut all: Vec<(u32, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())
+        .map(|tid| (tid, stat_field(pid, tid, 41)))
+        .collect();
+    all.sort();
+    all
+}
+
+/// What a `gated.py` worker printed: pid, thread, child and its FIFO, once it has printed
+/// `n` such lines in all.
+fn gated(herd: &Herd, n: usize) -> Value {
+    let line = herd.wait_for(&format!("{n} gated workers"), |lines| {
+        let gated: Vec<&String> = lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Text(t) if t.contains("gated ") => Some(t),
+                _ => None,
+            })
+            .collect();
+        gated.get(n - 1).map(|t| t.to_string())
+    });
+    let json = &line[line.find("gated ").unwrap() + "gated ".len()..];
+    serde_json::from_str(json).unwrap()
+}
+
+/// Lets a `gated.py` worker send READY=1.
+fn open_gate(facts: &Value) {
+    std::fs::write(facts["gate"].as_str().unwrap(), b"go").unwrap();
+}
+
 fn facts(addr: &str) -> Value {
     serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
 }
@@ -41,12 +88,82 @@ fn only_generation_2(herd: &Herd) -> Value {
 }
 
 #[test]
+fn a_worker_started_while_others_serve_warms_up_in_sched_idle_then_its_tree_is_raised() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    let command = [
+        "/usr/bin/python3",
+        &worker("gated.py"),
+        dir,
+        "--batch-thread",
+    ];
+    let herd = one_worker(&["--min-ready", "0"], &command);
+    let first = gated(&herd, 1);
+    // herd's first generation starts at herd's priority: nobody serves yet.
+    let pid = first["pid"].as_u64().unwrap() as u32;
+    assert_eq!(policies(pid)[0], (pid, 0));
+    open_gate(&first);
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let control = herd.control();
+    let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));
+    let new = gated(&herd, 2);
+    let pid = new["pid"].as_u64().unwrap() as u32;
+    let thread = new["thread"].as_u64().unwrap() as u32;
+    let child = new["child"].as_u64().unwrap() as u32;
+    // Starting while the first one serves: every thread in SCHED_IDLE but the one that chose
+    // SCHED_BATCH for itself, and the child it started too.
+    let chose = |policies: Vec<(u32, i64)>, expected: i64| {
+        assert!(policies.len() >= 2, "{policies:?}");
+        for (tid, policy) in policies {
+            let want = if tid == thread { 3 } else { expected };
+            assert_eq!(policy, want, "thread {tid} of {pid}");
+        }
+    };
+    chose(policies(pid), 5);
+    assert_eq!(policies(child), [(child, 5)]);
+    open_gate(&new);
+    let (code, _, stderr) = upgrade.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    only_generation_2(&herd);
+    // Ready: SCHED_OTHER again for every thread herd lowered, the child's included; the
+    // thread that chose SCHED_BATCH keeps it.
+    chose(policies(pid), 0);
+    assert_eq!(policies(child), [(child, 0)]);
+}
+
+#[test]
+fn a_worker_that_chose_nice_19_while_starting_across_a_reexec_keeps_it() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    let python = ["/usr/bin/nice", "-n", "19", "/usr/bin/python3"];
+    let mut command = python.to_vec();
+    let script = worker("gated.py");
+    command.extend([script.as_str(), dir]);
+    let herd = one_worker(&["--min-ready", "0", "--starting-nice", "19"], &command);
+    // herd's first worker, which herd did not lower, is still starting during the re-exec.
+    let first = gated(&herd, 1);
+    let pid = first["pid"].as_u64().unwrap() as u32;
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    open_gate(&first);
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    // The new image raised nothing on readiness: the nice value is the worker's own choice.
+    assert_eq!(stat_field(pid, pid, 19), 19);
+}
+
+#[test]
 fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_priority() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
     let herd = one_worker(
-        &["--min-ready", "0"],
+        &["--min-ready", "0", "--starting-nice", "19"],
         &["/usr/bin/python3", &worker("nice.py")],
     );
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
@@ -92,10 +209,17 @@ fn off_starts_every_worker_at_herds_priority() {
 }
 
 /// One worker of `slow_warm_up.py`, which is ready only once it runs below nice 19, with
-/// --ready-timeout 10s (a warm-up of 5 s).
+/// --starting-nice 19 and --ready-timeout 10s (a warm-up of 5 s).
 fn slow_warm_up_herd() -> Herd {
     one_worker(
-        &["--ready-timeout", "10s", "--min-ready", "0"],
+        &[
+            "--ready-timeout",
+            "10s",
+            "--min-ready",
+            "0",
+            "--starting-nice",
+            "19",
+        ],
         &["/usr/bin/python3", &worker("slow_warm_up.py")],
     )
 }
@@ -125,7 +249,7 @@ fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
         return;
     }
     let herd = one_worker(
-        &["--min-ready", "0"],
+        &["--min-ready", "0", "--starting-nice", "19"],
         &["/usr/bin/python3", &worker("leaves_its_group.py")],
     );
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);

@@ -46,15 +46,20 @@ pub fn set_group_nice(pgid: u32, nice: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether this process may set a process of its own user back to nice value `nice` once it
-/// runs at a higher one: it has `CAP_SYS_NICE` (read from `/proc/self/status` on Linux;
-/// elsewhere, it is root), or its `RLIMIT_NICE` allows `nice` (Linux: `20 - nice` at most
-/// the limit). The worker inherits the limit.
-pub fn may_raise_priority_to(nice: i32) -> bool {
-    if has_cap_sys_nice() {
-        return true;
-    }
-    nice_limit_allows(nice)
+/// Whether this process may set a worker back to nice value `nice` once it runs at a higher
+/// one (or in `SCHED_IDLE`, which counts as nice 20): it has `CAP_SYS_NICE` (read from
+/// `/proc/self/status` on Linux; elsewhere, it is root), or the worker is of its own user
+/// (not `other_user`) and its `RLIMIT_NICE` allows `nice` (Linux: `20 - nice` at most the
+/// limit), which the worker inherits. Changing another user's processes needs the capability
+/// (`setpriority(2)`, `sched_setscheduler(2)`).
+pub fn may_raise_priority_to(nice: i32, other_user: bool) -> bool {
+    raise_allowed(has_cap_sys_nice(), nice_limit_allows(nice), other_user)
+}
+
+/// Whether a worker may be raised back, given whether this process has `CAP_SYS_NICE`,
+/// whether its `RLIMIT_NICE` allows the value, and whether the worker is of another user.
+pub fn raise_allowed(cap_sys_nice: bool, limit_allows: bool, other_user: bool) -> bool {
+    cap_sys_nice || (limit_allows && !other_user)
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -125,6 +130,14 @@ mod tests {
         ));
         assert!(!cap_sys_nice_in("CapEff:\tzz\n"));
         assert!(!cap_sys_nice_in(""));
+    }
+
+    #[test]
+    fn another_user_s_workers_need_the_capability_whatever_the_limit() {
+        assert!(raise_allowed(true, false, true));
+        assert!(raise_allowed(false, true, false));
+        assert!(!raise_allowed(false, true, true));
+        assert!(!raise_allowed(false, false, false));
     }
 
     #[test]

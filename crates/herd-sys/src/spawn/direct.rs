@@ -6,6 +6,7 @@
 //! - `setgroups`, `setgid`, `setuid`: glibc broadcasts them to every thread of the process
 //!   (nptl's "setxid"), which from a child sharing the parent's memory would signal, and
 //!   wait for, the parent's threads, and change their credentials;
+//! - `sched_setscheduler(SCHED_IDLE)`: the raw call, no wrapper in between;
 //! - `rt_sigprocmask`: glibc's `sigprocmask` and `pthread_sigmask` leave its two reserved
 //!   signals (32 and 33) unblocked; blocking *every* signal in the spawning thread, as
 //!   `posix_spawn` does, keeps glibc's own handlers out of the child too.
@@ -85,6 +86,15 @@ mod imp {
         libc::syscall(libc::SYS_kill, own_pid(), sig);
     }
 
+    /// Puts the calling thread in the `SCHED_IDLE` class (`sched_setscheduler(0, SCHED_IDLE)`,
+    /// the raw system call): whether it worked. Every thread and process it starts inherits
+    /// the class. Lowering oneself needs no privilege. Async-signal-safe.
+    pub(in crate::spawn) unsafe fn set_sched_idle() -> bool {
+        let param = libc::sched_param { sched_priority: 0 };
+        let param: *const libc::sched_param = &param;
+        libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_IDLE, param) == 0
+    }
+
     /// `setgroups`, `setgid` then `setuid` for this process alone: whether all succeeded
     /// (errno says why not). Async-signal-safe.
     pub(in crate::spawn) unsafe fn set_ids(
@@ -156,6 +166,11 @@ mod imp {
 
     pub(in crate::spawn) unsafe fn signal_self(sig: libc::c_int) {
         libc::kill(libc::getpid(), sig);
+    }
+
+    /// `SCHED_IDLE` is Linux's: nothing to do here.
+    pub(in crate::spawn) unsafe fn set_sched_idle() -> bool {
+        false
     }
 
     pub(in crate::spawn) unsafe fn set_ids(

@@ -10,7 +10,7 @@ use super::OwnChildren;
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
 use crate::supervisor::reload::Commands;
-use crate::supervisor::warm_up::WarmUp;
+use crate::supervisor::warm_up::{Lowered, WarmUp};
 
 /// What starts workers.
 pub struct Spawner {
@@ -37,7 +37,7 @@ impl Spawner {
         _children: &mut OwnChildren,
         slot: usize,
         generation: u64,
-        nice: Option<i32>,
+        lowered: Option<Lowered>,
     ) -> Result<u32, StartError> {
         let failed = |message: String| StartError {
             cannot_execute: false,
@@ -59,14 +59,21 @@ impl Spawner {
             .map_or(self.stdin.as_fd(), |(_, fd)| *fd);
         self.command
             .for_generation(generation)
-            .spawn(slot, generation, &fds, stdin, nice)
+            .spawn(slot, generation, &fds, stdin, lowered)
     }
 
-    /// Gives worker `pid`'s process group (its threads, and children it started) herd's nice
-    /// value back if it still runs at the starting one (`--starting-nice`). A worker gone
-    /// meanwhile is no error.
+    /// Gives worker `pid` herd's priority back (`--starting-nice`): with `SCHED_IDLE`, every
+    /// thread of it and of the processes it started still in that class; with a nice value,
+    /// its process group (its threads, and children it started) if it still runs at the
+    /// starting one. A worker gone meanwhile is no error.
     pub fn restore_priority(&self, pid: u32, warm_up: &WarmUp) -> std::io::Result<()> {
         let gone = |e: &std::io::Error| e.raw_os_error() == Some(libc::ESRCH);
+        if warm_up.starting == Lowered::Idle {
+            return match herd_sys::process::raise_idle_tree(pid) {
+                Err(e) if gone(&e) => Ok(()),
+                other => other.map(drop),
+            };
+        }
         let nice = match herd_sys::process::nice_of(pid) {
             Err(e) if gone(&e) => return Ok(()),
             other => other?,

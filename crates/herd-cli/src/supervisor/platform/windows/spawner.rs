@@ -44,7 +44,7 @@ impl Spawner {
         children: &mut OwnChildren,
         slot: usize,
         generation: u64,
-        _nice: Option<i32>,
+        _lowered: Option<crate::supervisor::warm_up::Lowered>,
     ) -> Result<u32, StartError> {
         let shared: Option<Vec<herd::windows::Shared<'_>>> =
             listeners.iter().map(Listener::shared).collect();

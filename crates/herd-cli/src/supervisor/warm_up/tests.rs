@@ -1,0 +1,248 @@
+//! The warm-up's policy: the option resolved, who is lowered and raised, the budget.
+
+use super::*;
+
+fn resolve(option: StartingNice, own: i32, may: bool) -> Result<Option<WarmUp>, String> {
+    let may_raise = |own| match may {
+        true => Ok(()),
+        false => Err(raise_way_out(own, false)),
+    };
+    option.resolve(own, false, may_raise)
+}
+
+fn resolve_idle(option: StartingNice, own: i32, other_user: bool, may: bool) -> String {
+    let may_raise = |own| match may {
+        true => Ok(()),
+        false => Err(raise_way_out(own, other_user)),
+    };
+    format!("{:?}", option.resolve(own, true, may_raise))
+}
+
+#[test]
+fn auto_is_sched_idle_where_there_is_one_and_herd_may_raise_back() {
+    let idle = WarmUp {
+        starting: Lowered::Idle,
+        serving: 0,
+    };
+    let may = |_| Ok(());
+    assert_eq!(StartingNice::Auto.resolve(0, true, may), Ok(Some(idle)));
+    // herd at nice 19 can still start workers lower: in the idle class.
+    let at_19 = StartingNice::Auto.resolve(19, true, may).unwrap().unwrap();
+    assert_eq!(at_19.starting, Lowered::Idle);
+    assert_eq!(
+        resolve_idle(StartingNice::Auto, 0, false, false),
+        "Ok(None)"
+    );
+    let explicit = resolve_idle(StartingNice::Idle, 0, false, false);
+    assert!(
+        explicit.contains("back from SCHED_IDLE") && explicit.contains("LimitNICE=20"),
+        "{explicit}"
+    );
+    let elsewhere = resolve(StartingNice::Idle, 0, true).unwrap_err();
+    assert!(elsewhere.contains("SCHED_IDLE is Linux's"), "{elsewhere}");
+}
+
+#[test]
+fn workers_of_another_user_need_cap_sys_nice_and_the_refusal_says_so() {
+    let e = resolve_idle(StartingNice::Idle, 0, true, false);
+    assert!(
+        e.contains("another user (--user)")
+            && e.contains("CAP_SYS_NICE")
+            && !e.contains("LimitNICE"),
+        "{e}"
+    );
+    assert_eq!(resolve_idle(StartingNice::Auto, 0, true, false), "Ok(None)");
+}
+
+#[test]
+fn auto_lowers_to_19_only_when_herd_may_raise_back() {
+    let on = WarmUp {
+        starting: Lowered::Nice(19),
+        serving: 0,
+    };
+    assert_eq!(resolve(StartingNice::Auto, 0, true), Ok(Some(on)));
+    assert_eq!(resolve(StartingNice::Auto, 0, false), Ok(None));
+    assert_eq!(resolve(StartingNice::Auto, 19, true), Ok(None));
+    let at_5 = resolve(StartingNice::Auto, 5, true).unwrap().unwrap();
+    assert_eq!((at_5.starting, at_5.serving), (Lowered::Nice(19), 5));
+}
+
+#[test]
+fn off_never_lowers() {
+    assert_eq!(resolve(StartingNice::Off, 0, true), Ok(None));
+    assert_eq!(resolve_idle(StartingNice::Off, 0, false, true), "Ok(None)");
+}
+
+#[test]
+fn an_explicit_value_that_cannot_work_is_refused_with_the_way_out() {
+    let e = resolve(StartingNice::Nice(10), 0, false).unwrap_err();
+    assert!(
+        e.contains("CAP_SYS_NICE") && e.contains("LimitNICE=20"),
+        "{e}"
+    );
+    let e = resolve(StartingNice::Nice(3), 5, true).unwrap_err();
+    assert!(e.contains("from 6 to 19"), "{e}");
+    // herd at nice 19: no range to offer ('from 20 to 19').
+    let e = resolve(StartingNice::Nice(19), 19, true).unwrap_err();
+    assert!(e.contains("lowest priority") && e.contains("off"), "{e}");
+    let ok = resolve(StartingNice::Nice(10), 0, true).unwrap().unwrap();
+    assert_eq!((ok.starting, ok.serving), (Lowered::Nice(10), 0));
+}
+
+#[test]
+fn herd_s_first_workers_start_at_its_own_priority() {
+    let w = WarmUp {
+        starting: Lowered::Idle,
+        serving: 0,
+    };
+    assert_eq!(w.for_start(false, false), None);
+    assert_eq!(w.for_start(true, true), None, "the first generation");
+    assert_eq!(w.for_start(true, false), Some(Lowered::Idle));
+}
+
+#[test]
+fn only_a_worker_still_at_the_starting_value_is_raised_on_readiness() {
+    let w = WarmUp {
+        starting: Lowered::Nice(19),
+        serving: 0,
+    };
+    assert_eq!(w.on_ready(19), Some(0));
+    assert_eq!(w.on_ready(0), None);
+    assert_eq!(w.on_ready(7), None);
+    let idle = WarmUp {
+        starting: Lowered::Idle,
+        serving: 0,
+    };
+    assert_eq!(idle.on_ready(19), None, "raised thread by thread");
+}
+
+#[test]
+fn a_warm_up_takes_half_the_ready_time_at_most_5s() {
+    let sec = Duration::from_secs(1);
+    assert_eq!(warm_up_budget(4 * sec), 2 * sec);
+    assert_eq!(warm_up_budget(60 * sec), MAX_WARM_UP);
+    assert_eq!(warm_up_budget(Duration::ZERO), Duration::ZERO);
+    let notify = Readiness::Notify { timeout: 4 * sec };
+    assert_eq!(budget_for(notify), 2 * sec);
+    assert_eq!(budget_for(Readiness::Delay(sec)), sec / 2);
+}
+
+#[test]
+fn warm_ups_end_at_their_deadlines_once() {
+    let t0 = Instant::now();
+    let sec = Duration::from_secs(1);
+    let mut w = Warming::default();
+    assert_eq!(w.next_deadline(), None);
+    w.started(10, t0 + 2 * sec);
+    w.started(11, t0 + sec);
+    assert_eq!(w.next_deadline(), Some(t0 + sec));
+    assert!(w.due(t0).is_empty());
+    assert_eq!(w.due(t0 + sec), [11]);
+    assert_eq!(w.next_deadline(), Some(t0 + 2 * sec));
+    assert_eq!(w.due(t0 + 3 * sec), [10]);
+    assert!(w.due(t0 + 3 * sec).is_empty());
+    assert_eq!(w.next_deadline(), None);
+}
+
+#[test]
+fn only_a_worker_still_warming_up_is_raised_on_readiness() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0);
+    w.started(11, t0 + Duration::from_secs(1));
+    assert!(w.ended(11), "lowered by herd");
+    assert!(!w.ended(11), "once");
+    assert!(!w.ended(12), "never lowered: keeps its own priority");
+    assert_eq!(w.due(t0), [10]);
+    assert!(!w.ended(10), "already raised at its deadline");
+}
+
+#[test]
+fn the_budget_is_a_few_times_the_slowest_recent_start_up_at_full_priority() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let notify = Readiness::Notify {
+        timeout: Duration::from_secs(60),
+    };
+    let mut w = Warming::default();
+    assert_eq!(w.budget(notify), MAX_WARM_UP, "nothing timed yet");
+    w.started_at_full(1, t0);
+    w.started_at_full(2, t0);
+    assert!(!w.ready(1, t0 + ms(300)), "not lowered");
+    assert!(!w.ready(2, t0 + ms(100)));
+    assert_eq!(w.budget(notify), ms(1200));
+    // Never below the floor, never above half the ready time.
+    let mut quick = Warming::default();
+    quick.started_at_full(1, t0);
+    quick.ready(1, t0 + ms(10));
+    assert_eq!(quick.budget(notify), MIN_WARM_UP);
+    let short = Readiness::Notify { timeout: ms(800) };
+    assert_eq!(w.budget(short), ms(400));
+    // A worker that exits before it is ready is not timed.
+    w.started_at_full(3, t0);
+    assert!(!w.ended(3));
+    assert!(!w.ready(3, t0 + Duration::from_secs(9)));
+    assert_eq!(w.budget(notify), ms(1200));
+}
+
+#[test]
+fn the_budget_forgets_old_start_ups() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let notify = Readiness::Notify {
+        timeout: Duration::from_secs(60),
+    };
+    let mut w = Warming::default();
+    w.started_at_full(1, t0);
+    w.ready(1, t0 + ms(1000));
+    for pid in 2..(2 + TIMED as u32) {
+        w.started_at_full(pid, t0);
+        w.ready(pid, t0 + ms(100));
+    }
+    assert_eq!(w.budget(notify), ms(400));
+}
+
+#[test]
+fn a_reexec_carries_which_workers_herd_lowered_and_no_others() {
+    let t0 = Instant::now();
+    let mut before = Warming::default();
+    before.started(10, t0);
+    before.started(11, t0);
+    before.ended(11);
+    let mut after = Warming::default();
+    after.resume(&before.pids(), t0 + MAX_WARM_UP);
+    assert!(
+        !after.ended(12),
+        "a worker starting that herd did not lower"
+    );
+    assert!(!after.ended(11), "ready before the re-exec");
+    assert!(after.ended(10));
+}
+
+#[test]
+fn refusals_are_one_clean_line_with_a_value_the_parser_takes() {
+    let at_19 = resolve(StartingNice::Nice(10), 19, true).unwrap_err();
+    assert!(!at_19.contains("  ") && !at_19.contains('\n'), "{at_19}");
+    let below = resolve(StartingNice::Nice(1), 1, true).unwrap_err();
+    assert!(below.contains("from 2 to 19"), "{below}");
+    for e in [
+        resolve(StartingNice::Idle, 0, true).unwrap_err(),
+        resolve_idle(StartingNice::Idle, 0, true, false),
+        resolve_idle(StartingNice::Idle, 0, false, false),
+    ] {
+        assert!(!e.contains("  ") && !e.contains('\n'), "{e}");
+    }
+}
+
+#[test]
+fn parsing() {
+    assert_eq!(parse_starting_nice("auto"), Ok(StartingNice::Auto));
+    assert_eq!(parse_starting_nice("off"), Ok(StartingNice::Off));
+    assert_eq!(parse_starting_nice("idle"), Ok(StartingNice::Idle));
+    assert_eq!(parse_starting_nice("19"), Ok(StartingNice::Nice(19)));
+    for bad in ["0", "20", "-5", "low", ""] {
+        assert!(parse_starting_nice(bad)
+            .unwrap_err()
+            .contains("auto, off, idle, or a number from 1 to 19"));
+    }
+}

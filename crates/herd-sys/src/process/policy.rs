@@ -1,0 +1,185 @@
+//! Scheduling classes (Linux): a worker started in `SCHED_IDLE`
+//! ([`ExecPlan::sched_idle`](crate::spawn::ExecPlan::sched_idle)) raised back to
+//! `SCHED_OTHER`, every thread of it and of the processes it started.
+//!
+//! Only a thread still in `SCHED_IDLE` is raised: the worker and everything it starts inherit
+//! the class, so a thread in another one chose it itself and keeps it. Raising keeps each
+//! thread's nice value (herd's, which the worker inherited, unless it changed its own).
+//! Leaving `SCHED_IDLE` needs `CAP_SYS_NICE`, or the same user and an `RLIMIT_NICE` of the
+//! thread's own that allows its nice value (`sched_setscheduler(2)`; the kernel treats
+//! `SCHED_IDLE` as nice 20).
+//!
+//! The processes it started: from `/proc/PID/task/TID/children` (recursively), or where the
+//! kernel has no such file (no `CONFIG_PROC_CHILDREN`), the worker's process group, from one
+//! scan of `/proc`.
+
+use std::io;
+
+/// What [`raise_idle_tree`] raised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Raised {
+    /// Threads moved from `SCHED_IDLE` to `SCHED_OTHER`.
+    pub threads: usize,
+    /// Processes looked at: the worker and those it started.
+    pub processes: usize,
+}
+
+/// The most processes one walk looks at: a worker that forks without end does not hold herd.
+const MAX_PROCESSES: usize = 4096;
+
+/// **Linux and Android only; nothing elsewhere.** Moves every thread of process `pid`, and of
+/// the processes it started, that is still in `SCHED_IDLE` to `SCHED_OTHER`. `ESRCH` when
+/// `pid` is gone; otherwise the first other error met (`EPERM`), once every thread has been
+/// tried.
+pub fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
+    imp::raise_idle_tree(pid)
+}
+
+/// Whether scheduling policy `policy` (as `sched_getscheduler` or field 41 of
+/// `/proc/PID/stat` gives it, `SCHED_RESET_ON_FORK` or not) is `SCHED_IDLE` (5).
+pub fn is_idle_policy(policy: i32) -> bool {
+    const SCHED_IDLE: i32 = 5;
+    const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
+    policy & !SCHED_RESET_ON_FORK == SCHED_IDLE
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+pub(crate) use imp::raise_tree;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use std::io;
+
+    use super::{is_idle_policy, Raised, MAX_PROCESSES};
+
+    pub(super) fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
+        raise_tree(pid, children_listed())
+    }
+
+    /// [`raise_idle_tree`], finding the processes `pid` started from the lists of children
+    /// if `listed`, else from its process group.
+    pub(crate) fn raise_tree(pid: u32, listed: bool) -> io::Result<Raised> {
+        let mut walk = Walk::default();
+        // The main thread first: a thread it starts from now on is born raised.
+        walk.raise(pid)?;
+        let mut pending = vec![pid];
+        while let Some(process) = pending.pop() {
+            walk.raised.processes += 1;
+            for tid in threads(process) {
+                // The worker's main thread is raised already.
+                if tid != pid {
+                    let _ = walk.raise(tid);
+                }
+                if listed {
+                    pending.extend(children(process, tid));
+                }
+            }
+            if walk.raised.processes + pending.len() >= MAX_PROCESSES {
+                break;
+            }
+        }
+        if !listed {
+            walk.raise_group(pid);
+        }
+        match walk.error {
+            Some(e) => Err(e),
+            None => Ok(walk.raised),
+        }
+    }
+
+    #[derive(Default)]
+    struct Walk {
+        raised: Raised,
+        error: Option<io::Error>,
+    }
+
+    impl Walk {
+        /// Raises thread `tid` if it is in `SCHED_IDLE`. `Err` only when it is gone.
+        fn raise(&mut self, tid: u32) -> io::Result<()> {
+            let who = tid as libc::pid_t;
+            // SAFETY: sched_getscheduler takes a plain integer.
+            let policy = unsafe { libc::sched_getscheduler(who) };
+            if policy < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if !is_idle_policy(policy) {
+                return Ok(());
+            }
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: param is a sched_param we own, read during the call.
+            if unsafe { libc::sched_setscheduler(who, libc::SCHED_OTHER, &param) } == 0 {
+                self.raised.threads += 1;
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                return Err(e);
+            }
+            self.error.get_or_insert(e);
+            Ok(())
+        }
+
+        /// Where the kernel does not list children: every other process of `pgid`'s group,
+        /// each thread.
+        fn raise_group(&mut self, pgid: u32) {
+            let members = crate::process::group_members(pgid);
+            for member in members.into_iter().take(MAX_PROCESSES) {
+                self.raised.processes += 1;
+                for tid in threads(member) {
+                    let _ = self.raise(tid);
+                }
+            }
+        }
+    }
+
+    /// The threads of `pid` (`/proc/PID/task`); none if it is gone.
+    fn threads(pid: u32) -> Vec<u32> {
+        match std::fs::read_dir(format!("/proc/{pid}/task")) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The children thread `tid` of `pid` started (`/proc/PID/task/TID/children`); none if
+    /// it is gone.
+    fn children(pid: u32, tid: u32) -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"))
+            .map(|list| {
+                list.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether this kernel lists a thread's children (`CONFIG_PROC_CHILDREN`): this thread's
+    /// own file tells.
+    fn children_listed() -> bool {
+        std::path::Path::new("/proc/thread-self/children").exists()
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use super::Raised;
+
+    pub(super) fn raise_idle_tree(_pid: u32) -> std::io::Result<Raised> {
+        Ok(Raised::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_is_policy_5_with_or_without_reset_on_fork() {
+        assert!(is_idle_policy(5));
+        assert!(is_idle_policy(5 | 0x4000_0000));
+        assert!(!is_idle_policy(0));
+        assert!(!is_idle_policy(3));
+        assert!(!is_idle_policy(0x4000_0000));
+    }
+}
