@@ -15,7 +15,7 @@ START_UP = ("a change starts new processes whose start-up (Python imports, Node'
             "arbiter that has already imported the app (gunicorn, uWSGI) disturbs less, and a ratio is also higher "
             "when the steady p99 under it is lower")
 CAREFUL = ("herd starts a replacement, waits until it is ready and has stayed ready for `--min-ready` (see the "
-           "defaults in the method), and only then stops the worker it replaces, `--max-surge` at a time; systems "
+           "defaults in the method), and only then stops the worker it replaces, starting `--max-starting` at a time; systems "
            "that start every new worker at once with no readiness check (gunicorn, circus, nginx) finish sooner and check less")
 TICKS = "at a 10 ms clock tick, a supervisor's CPU below about 0.5% of a core is noise"
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)

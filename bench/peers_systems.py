@@ -434,7 +434,7 @@ def herd_defaults():
     """`herd run`'s defaults that shape an upgrade, from its help: {"--max-surge": "1", ...}."""
     text = subprocess.run([HERD, "run", "--help"], capture_output=True, text=True).stdout
     found = {}
-    for option in ("--max-surge", "--min-ready", "--starting-nice"):
+    for option in ("--max-surge", "--max-starting", "--min-ready", "--starting-nice"):
         match = re.search(rf"^ +{option} <[^>]*>\n(?:(?! {{2,6}}-).*\n)*? +\[default: ([^\]]+)\]", text, re.M)
         if match:
             found[option] = match.group(1)

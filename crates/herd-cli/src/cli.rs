@@ -13,6 +13,7 @@ mod parse;
 mod recycle;
 mod run_help;
 mod stop;
+mod surge;
 pub mod unavailable;
 
 use crate::supervisor::warm_up::{parse_starting_nice, StartingNice};
@@ -20,6 +21,7 @@ use crate::worker_env::{parse_compat, Compat};
 use run_help::RUN_HELP;
 pub use stop::{SignalArgs, StopArgs};
 
+use herd_core::MaxSurge;
 pub use parse::{parse_duration, Rlimit, Signal};
 use parse::{
     parse_env, parse_group, parse_health, parse_metrics, parse_number, parse_positive_duration,
@@ -30,6 +32,7 @@ use parse::{
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
 use recycle::{parse_max_lifetime, parse_max_memory};
 pub use recycle::{MaxLifetime, MaxMemory, MemoryKind};
+use surge::parse_max_surge;
 
 /// The most workers one herd runs; more is almost surely a typo.
 pub const MAX_WORKERS: usize = 4096;
@@ -290,11 +293,19 @@ pub struct RunArgs {
           allow_negative_numbers = true)]
     pub watchdog: Option<Duration>,
 
-    /// During an upgrade, how many new workers may be starting at once; also how many workers
-    /// --max-memory and --max-lifetime recycle at once.
+    /// How many workers beyond -w upgrades and recycling may run at once, a number or a share
+    /// of the pool (100%: up to twice as many): a replacement counts from its new worker's
+    /// start until the old worker has exited (grace included). 1 bounds memory at one extra
+    /// worker, but then each slot waits out --min-ready in turn.
+    #[arg(long, value_name = "N|N%", default_value = "100%", allow_negative_numbers = true,
+          value_parser = parse_max_surge)]
+    pub max_surge: MaxSurge,
+
+    /// How many new workers upgrades and recycling may be starting (started, not yet ready)
+    /// at once: start-ups take the CPU the serving workers need.
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
-          value_parser = |t: &str| parse_number::<u32>(t, 1, "--max-surge"))]
-    pub max_surge: u32,
+          value_parser = |t: &str| parse_number::<u32>(t, 1, "--max-starting"))]
+    pub max_starting: u32,
 
     /// How long a new worker must stay ready before it replaces an old one in an upgrade, or
     /// completes a takeover (like Kubernetes' minReadySeconds). One that exits within it
@@ -314,7 +325,7 @@ pub struct RunArgs {
 
     /// Recycle a worker whose memory stays above SIZE for two samples in a row (one a second):
     /// a successor starts in its slot, and once it is ready the old worker is stopped
-    /// gracefully, as in an upgrade, at most --max-surge at a time. SIZE like 512M or 2G, of
+    /// gracefully, as in an upgrade, within --max-surge and --max-starting. SIZE like 512M or 2G, of
     /// resident memory (the working set on Windows); pss=SIZE limits the proportional set size
     /// instead (Linux), which splits shared pages fairly between workers.
     #[arg(long, value_name = "[pss=]SIZE", value_parser = parse_max_memory)]

@@ -52,7 +52,7 @@ pub use duration::format_duration;
 pub use listen_env::{parse_listen_env, validate_name, LISTEN_FDS_START, MAX_LISTEN_FDS};
 pub use notify::NotifyMessage;
 pub use pool::{
-    Action, DrainPolicy, Exit, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
+    Action, DrainPolicy, Exit, MaxSurge, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
     RecycleCause, RecycleRefused, SavedSlot, SavedWorker, Slot, StopMode, Upgrade, Worker,
     WorkerExit, WorkerState,
 };

@@ -145,7 +145,8 @@ impl Prefork {
             backoff: self.backoff,
             readiness: Readiness::Delay(Duration::ZERO),
             watchdog: None,
-            max_surge: 1,
+            max_surge: herd_core::MaxSurge::Workers(1),
+            max_starting: 1,
             min_ready: Duration::ZERO,
             drain: None,
         }

@@ -53,17 +53,19 @@ Supervision:
 
 Recycling (--max-memory, --max-lifetime):
   Like one upgrade step: the old worker is stopped once its successor is ready (and --min-ready
-  later); at most --max-surge at once, none while a slot has no ready worker or an upgrade runs.
+  later); within --max-surge and --max-starting, as upgrades; none while a slot has no ready
+  worker or an upgrade runs.
   A worker over --max-memory from the start, as its predecessor was, waits 30s (doubling up to
   30m) before it is recycled, so that a limit set too low cannot loop.
 
 Readiness and the control socket:
   Workers get NOTIFY_SOCKET (sd_notify: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1) and
   HERD_CONTROL. `herd status`, `scale`, `upgrade`, `stop` and `signal` talk to the control socket,
-  selected by --name or --control. A rolling upgrade starts new workers (at most --max-surge at a
+  selected by --name or --control. A rolling upgrade starts new workers (--max-starting at a
   time); each must be ready, and still ready --min-ready later, before the worker it replaces is
-  told to stop. A new worker that exits or is not ready in time aborts the upgrade, and the old
-  workers keep serving.
+  told to stop. A replacement counts against --max-surge until its old worker has exited, so at
+  most -w plus --max-surge workers run. A new worker that exits or is not ready in time aborts
+  the upgrade, and the old workers keep serving.
 
 Signals to herd:
   TERM, INT   stop gracefully: workers get --stop-signal, then SIGKILL after --grace

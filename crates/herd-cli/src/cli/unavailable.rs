@@ -26,6 +26,7 @@ const RUN_AVAILABLE: &[&str] = &[
     "clear_env",
     "grace",
     "max_surge",
+    "max_starting",
     "min_ready",
     "max_memory",
     "max_lifetime",

@@ -24,7 +24,8 @@ pub fn config(args: &RunArgs, workers: usize) -> PoolConfig {
             },
         },
         watchdog: args.watchdog,
-        max_surge: args.max_surge as usize,
+        max_surge: args.max_surge,
+        max_starting: args.max_starting as usize,
         min_ready: args.min_ready,
         drain: None,
     }
@@ -58,7 +59,8 @@ pub fn test_config(workers: usize, drain: Option<herd_core::DrainPolicy>) -> Poo
         backoff: herd_core::BackoffPolicy::default(),
         readiness: Readiness::Delay(Duration::ZERO),
         watchdog: None,
-        max_surge: 1,
+        max_surge: herd_core::MaxSurge::Workers(1),
+        max_starting: 1,
         min_ready: Duration::ZERO,
         drain,
     }

@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod recycle;
 mod state;
+mod surge;
 mod timers;
 mod types;
 
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant};
 pub use error::PoolError;
 pub use recycle::RecycleRefused;
 pub use state::{PoolState, SavedSlot, SavedWorker};
+pub use surge::MaxSurge;
 use types::Count;
 pub use types::{
     Action, DrainPolicy, Exit, PoolConfig, Readiness, Reason, RecycleCause, Slot, StopMode,

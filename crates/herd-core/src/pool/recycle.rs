@@ -29,10 +29,18 @@ pub enum RecycleRefused {
         /// Wanted slots.
         desired: usize,
     },
-    /// `max_surge` recycles are already under way.
+    /// The pool already runs `max_surge` workers beyond the desired number (recycles whose
+    /// old worker has not exited yet, grace period included).
     AtMaxSurge {
-        /// The limit.
+        /// The limit, for the desired number of workers.
         max_surge: usize,
+        /// Workers beyond the desired number now.
+        surge: usize,
+    },
+    /// `max_starting` new workers are starting already.
+    AtMaxStarting {
+        /// The limit.
+        max_starting: usize,
     },
 }
 
@@ -48,9 +56,14 @@ impl fmt::Display for RecycleRefused {
                 f,
                 "only {ready} of {desired} workers are ready; recycling waits for all"
             ),
-            RecycleRefused::AtMaxSurge { max_surge } => write!(
+            RecycleRefused::AtMaxSurge { max_surge, surge } => write!(
                 f,
-                "{max_surge} recycle(s) already under way (--max-surge {max_surge})"
+                "{surge} worker(s) beyond the pool already, the most --max-surge allows is \
+                 {max_surge} (a recycle lasts until its old worker has exited)"
+            ),
+            RecycleRefused::AtMaxStarting { max_starting } => write!(
+                f,
+                "{max_starting} new worker(s) starting already (--max-starting {max_starting})"
             ),
         }
     }
@@ -60,8 +73,9 @@ impl Pool {
     /// Starts recycling worker `pid` for `cause`: a successor starts in its slot now (the
     /// returned [`Action::Spawn`]); once it is available, the old worker is told to stop
     /// gracefully. Refused while stopping or upgrading, while a wanted slot has no ready
-    /// worker, for a worker not yet available, and beyond `max_surge` recycles at once (an old
-    /// worker still in its grace period counts).
+    /// worker, for a worker not yet available, when the pool runs `max_surge` workers beyond
+    /// the desired number already (an old worker still in its grace period counts), and when
+    /// `max_starting` new workers are starting.
     pub fn recycle(
         &mut self,
         pid: u32,
@@ -91,13 +105,20 @@ impl Pool {
                 desired: self.desired,
             });
         }
-        let max_surge = self.config.max_surge.max(1);
-        if self.recycles_in_progress() >= max_surge {
-            return Err(RecycleRefused::AtMaxSurge { max_surge });
-        }
         let slot = w.slot;
         if self.slots[slot].spawning || self.slots[slot].count.live > 1 {
             return Err(RecycleRefused::AlreadyRecycling);
+        }
+        let max_surge = self.config.max_surge.limit(self.desired);
+        if self.surge() >= max_surge {
+            return Err(RecycleRefused::AtMaxSurge {
+                max_surge,
+                surge: self.surge(),
+            });
+        }
+        let max_starting = self.config.max_starting.max(1);
+        if self.starting() >= max_starting {
+            return Err(RecycleRefused::AtMaxStarting { max_starting });
         }
         self.update(i, |w| w.recycling = Some(cause));
         self.slots[slot].spawning = true;
@@ -107,8 +128,8 @@ impl Pool {
         }])
     }
 
-    /// How many recycles are under way: a recycle lasts until its old worker has exited, so
-    /// the old workers still in their grace period count towards `max_surge` too.
+    /// How many recycles are under way: a recycle lasts until its old worker has exited (as
+    /// its share of the [`surge`](Pool::surge) does).
     pub fn recycles_in_progress(&self) -> usize {
         self.workers
             .iter()

@@ -198,18 +198,17 @@ impl Pool {
                 actions.push(self.stop_worker(i, StopMode::Graceful, Reason::Replaced, deadline));
             }
         }
-        // Start successors, at most max_surge at a time (counting those not yet ready), for
-        // slots whose old worker still serves. A successor that is ready but not yet available
-        // no longer counts: the next one starts meanwhile, so the slots' --min-ready waits
-        // overlap (an upgrade takes about one --min-ready, not one per slot) while start-ups,
-        // which take the CPU, still come max_surge at a time. No old worker stops before its
-        // own successor is available.
+        // Start successors for slots whose old worker still serves, within the surge bounds
+        // (see surge.rs): at most max_starting start-ups at once, which take the CPU, and at
+        // most max_surge workers beyond the pool, which take memory. A successor that is
+        // ready no longer counts as starting, so with room in max_surge the next one starts
+        // while it waits out --min-ready: the slots' waits overlap (an upgrade takes about one
+        // --min-ready, not one per slot). Its old worker counts against max_surge until it has
+        // exited. No old worker stops before its own successor is available.
         let mut has_old = vec![false; slots];
         let mut has_new = vec![false; slots];
-        let mut starting = 0;
         for w in self.workers.iter().filter(|w| w.live()) {
             let has = if w.generation >= g {
-                starting += usize::from(w.state == WorkerState::Starting);
                 &mut has_new
             } else {
                 &mut has_old
@@ -218,8 +217,7 @@ impl Pool {
                 *x = true;
             }
         }
-        starting += self.slots.iter().filter(|s| s.spawning).count();
-        let mut room = self.settings(g).max_surge.max(1).saturating_sub(starting);
+        let mut room = self.replacement_room(g);
         for slot in 0..self.desired {
             if room == 0 {
                 break;

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::MaxSurge;
 use crate::backoff::{Backoff, BackoffPolicy};
 
 /// When a new worker counts as ready.
@@ -30,8 +31,11 @@ pub struct PoolConfig {
     pub readiness: Readiness,
     /// A ready worker that sends no `WATCHDOG=1` for this long is killed and restarted.
     pub watchdog: Option<Duration>,
-    /// How many new-generation workers may be starting at once during an upgrade.
-    pub max_surge: usize,
+    /// How many workers beyond the desired number upgrades and recycling may run at once: a
+    /// replacement counts from its new worker's start until its old worker has exited.
+    pub max_surge: MaxSurge,
+    /// How many new workers upgrades and recycling may be starting (not yet ready) at once.
+    pub max_starting: usize,
     /// How long a new worker must stay ready before it counts as available: only then does it
     /// replace an older worker (or complete a takeover).
     pub min_ready: Duration,

@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::{Action, BackoffPolicy, NotifyMessage, PoolConfig, Readiness, WorkerExit};
+use crate::{Action, BackoffPolicy, MaxSurge, NotifyMessage, PoolConfig, Readiness, WorkerExit};
 
 const SEC: Duration = Duration::from_secs(1);
 const MIB: u64 = 1 << 20;
@@ -39,7 +39,8 @@ impl Sim {
             backoff: BackoffPolicy::default(),
             readiness: Readiness::Notify { timeout: 10 * SEC },
             watchdog: None,
-            max_surge,
+            max_surge: MaxSurge::Workers(max_surge),
+            max_starting: max_surge,
             min_ready: Duration::ZERO,
             drain: None,
         };

@@ -5,6 +5,7 @@ mod ready;
 mod recycle;
 mod scale;
 mod settings;
+mod surge;
 mod upgrade;
 mod workers;
 
@@ -23,7 +24,8 @@ fn config(workers: usize, readiness: Readiness) -> PoolConfig {
         backoff: BackoffPolicy::default(),
         readiness,
         watchdog: None,
-        max_surge: 1,
+        max_surge: MaxSurge::Percent(100),
+        max_starting: 1,
         min_ready: Duration::ZERO,
         drain: None,
     }

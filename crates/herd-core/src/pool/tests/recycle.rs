@@ -6,7 +6,8 @@ const MEMORY: RecycleCause = RecycleCause::Memory;
 /// A pool of `workers` ready workers (pids 100 up), `max_surge` recycles at a time.
 fn ready_pool(workers: usize, max_surge: usize) -> Harness {
     let mut h = Harness::new(PoolConfig {
-        max_surge,
+        max_surge: MaxSurge::Workers(max_surge),
+        max_starting: max_surge,
         ..config(workers, Readiness::Notify { timeout: 10 * SEC })
     });
     for pid in 100..100 + workers as u32 {
@@ -69,7 +70,10 @@ fn at_most_max_surge_recycles_run_at_once() {
     recycle(&mut h, 101).unwrap();
     assert_eq!(
         recycle(&mut h, 102),
-        Err(RecycleRefused::AtMaxSurge { max_surge: 2 })
+        Err(RecycleRefused::AtMaxSurge {
+            max_surge: 2,
+            surge: 2
+        })
     );
     assert_eq!(recycle(&mut h, 100), Err(RecycleRefused::AlreadyRecycling));
     // One successor is ready and its old worker told to stop: it is still in its grace
@@ -79,7 +83,10 @@ fn at_most_max_surge_recycles_run_at_once() {
     assert_eq!(h.pool.recycles_in_progress(), 2);
     assert_eq!(
         recycle(&mut h, 102),
-        Err(RecycleRefused::AtMaxSurge { max_surge: 2 })
+        Err(RecycleRefused::AtMaxSurge {
+            max_surge: 2,
+            surge: 2
+        })
     );
     // Once it has exited: room for the third.
     h.exit(100, code(0));
@@ -100,7 +107,10 @@ fn an_old_worker_in_a_long_grace_period_holds_back_the_next_recycle() {
     h.advance(SEC);
     assert_eq!(
         recycle(&mut h, 101),
-        Err(RecycleRefused::AtMaxSurge { max_surge: 1 })
+        Err(RecycleRefused::AtMaxSurge {
+            max_surge: 1,
+            surge: 1
+        })
     );
     h.exit(100, code(0));
     assert_eq!(h.pool.recycles_in_progress(), 0);
@@ -172,6 +182,10 @@ fn an_upgrade_during_a_recycle_replaces_both_workers_of_the_slot() {
         h.signals,
         [(100, StopMode::Graceful, Reason::Recycled(MEMORY))]
     );
+    // Worker 100, in its grace period, is the one worker --max-surge 1 allows beyond the
+    // pool: the new generation's starts once it has exited.
+    assert!(h.pool.workers().iter().all(|w| w.generation == 1));
+    h.exit(100, code(0));
     let new = h
         .pool
         .workers()

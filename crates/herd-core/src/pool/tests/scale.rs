@@ -22,7 +22,8 @@ fn rolling_upgrade_of_4096_workers() {
     const BATCH: usize = 64;
     let started = std::time::Instant::now();
     let cfg = PoolConfig {
-        max_surge: BATCH,
+        max_surge: MaxSurge::Workers(BATCH),
+        max_starting: BATCH,
         ..config(
             N,
             Readiness::Notify {
@@ -134,7 +135,8 @@ pub(super) fn assert_indexes_match_a_recount(pool: &Pool) {
 #[test]
 fn the_indexes_match_a_recount_through_every_change() {
     let cfg = PoolConfig {
-        max_surge: 2,
+        max_surge: MaxSurge::Workers(2),
+        max_starting: 2,
         watchdog: Some(300 * SEC),
         ..with_min_ready(4, SEC)
     };

@@ -121,7 +121,7 @@ fn stopping_during_an_upgrade_ends_it() {
 }
 
 /// A harness whose workers (pids 100..) are all ready and available, then an upgrade started.
-fn upgrading(workers: usize, cfg: PoolConfig) -> Harness {
+pub(super) fn upgrading(workers: usize, cfg: PoolConfig) -> Harness {
     let mut h = Harness::new(cfg);
     for pid in 100..100 + workers as u32 {
         h.notify(pid, "READY=1");
@@ -133,7 +133,7 @@ fn upgrading(workers: usize, cfg: PoolConfig) -> Harness {
     h
 }
 
-fn new_worker(h: &Harness, slot: usize) -> u32 {
+pub(super) fn new_worker(h: &Harness, slot: usize) -> u32 {
     h.pool
         .workers()
         .iter()
@@ -184,7 +184,8 @@ fn a_new_worker_that_dies_within_min_ready_aborts_the_upgrade() {
 #[test]
 fn an_aborted_upgrade_stops_its_ready_but_unavailable_workers() {
     let mut cfg = with_min_ready(2, SEC);
-    cfg.max_surge = 2;
+    cfg.max_surge = MaxSurge::Workers(2);
+    cfg.max_starting = 2;
     let mut h = upgrading(2, cfg);
     let (a, b) = (new_worker(&h, 0), new_worker(&h, 1));
     h.notify(a, "READY=1");
@@ -196,36 +197,6 @@ fn an_aborted_upgrade_stops_its_ready_but_unavailable_workers() {
     h.stopped_workers_exit();
     let live: Vec<u32> = h.live().iter().map(|w| w.1).collect();
     assert_eq!(live, [100, 101]);
-}
-
-#[test]
-fn surge_counts_new_workers_until_they_are_ready_and_min_ready_waits_overlap() {
-    let mut h = upgrading(2, with_min_ready(2, SEC));
-    let first = new_worker(&h, 0);
-    assert_eq!(h.live().len(), 3, "one successor starts at a time");
-    h.advance(100 * MS);
-    h.notify(first, "READY=1");
-    h.advance(MS);
-    assert_eq!(h.live().len(), 4, "slot 0's is ready: slot 1's starts");
-    let second = new_worker(&h, 1);
-    h.advance(100 * MS);
-    h.notify(second, "READY=1");
-    assert!(
-        h.signals.is_empty(),
-        "no successor has stayed ready for --min-ready yet"
-    );
-    h.advance(SEC - MS);
-    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
-    h.advance(100 * MS);
-    assert_eq!(
-        h.signals,
-        [
-            (100, StopMode::Graceful, Reason::Replaced),
-            (101, StopMode::Graceful, Reason::Replaced)
-        ]
-    );
-    h.stopped_workers_exit();
-    assert_eq!(h.ended, [Ok(2)], "about one --min-ready, not one per slot");
 }
 
 #[test]
