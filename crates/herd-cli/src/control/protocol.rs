@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::results::CommandResult;
 
 mod error_code;
-mod status_line;
+mod sorted_json;
 pub use error_code::ErrorCode;
 
 /// The protocol version this herd speaks.
@@ -147,7 +147,8 @@ pub struct Response<R = CommandResult> {
 }
 
 /// Writes a result with every object's members in lexicographic order, the order herd has
-/// always sent them in: byte for byte what older clients and herds saw.
+/// always sent them in: byte for byte what older clients and herds saw. (herd's replies are
+/// [`Response::to_line`]'s, which writes the same bytes without the whole `Value` tree.)
 fn members_in_order<R: Serialize, S: serde::Serializer>(
     result: &Option<R>,
     serializer: S,
@@ -191,21 +192,34 @@ impl Response {
         }
     }
 
-    /// The response as one line of JSON, newline included.
+    /// The response as one line of JSON, newline included: the bytes of its `Serialize`
+    /// (`serde_json::to_vec`), with the result written member by member instead of through one
+    /// `serde_json::Value` tree (a status grows with the workers).
     pub fn to_line(&self) -> Vec<u8> {
-        // A status, the one reply that grows with the workers, is written piece by piece.
-        let status = match (&self.result, self.ok) {
-            (Some(CommandResult::Status(status)), true) => {
-                status_line::status_line(status, self.version).ok()
-            }
-            _ => None,
-        };
-        let line = status.map_or_else(|| serde_json::to_vec(self), Ok);
-        let mut line = line.unwrap_or_else(|_| {
-            br#"{"version":1,"ok":false,"error":{"code":"internal","message":"unserializable response"}}"#.to_vec()
-        });
+        let mut line = Vec::with_capacity(256);
+        if self.write_line(&mut line).is_err() {
+            line = br#"{"version":1,"ok":false,"error":{"code":"internal","message":"unserializable response"}}"#.to_vec();
+        }
         line.push(b'\n');
         line
+    }
+
+    /// The members in the order `Response` declares them, `None`s left out, as its derived
+    /// `Serialize` writes them.
+    fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(
+            format!("{{\"version\":{},\"ok\":{}", self.version, self.ok).as_bytes(),
+        );
+        if let Some(result) = &self.result {
+            out.extend_from_slice(b",\"result\":");
+            sorted_json::write(result, out)?;
+        }
+        if let Some(error) = &self.error {
+            out.extend_from_slice(b",\"error\":");
+            serde_json::to_writer(&mut *out, error)?;
+        }
+        out.push(b'}');
+        Ok(())
     }
 }
 

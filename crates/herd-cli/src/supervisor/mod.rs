@@ -30,7 +30,7 @@ mod reap;
 mod scale;
 mod signals;
 mod startup;
-pub(crate) mod status;
+pub mod status;
 mod waiters;
 pub mod warm_up;
 
