@@ -100,7 +100,7 @@ fn negative_numbers_are_called_negative() {
         (&["run", "--max-surge", "-1"], "must be positive"),
         (
             &["run", "--starting-nice", "-5"],
-            "auto, off, or a number from 1 to 19",
+            "auto, off, idle, or a number from 1 to 19",
         ),
         (&["run", "--control-allow-uid", "-1"], "must be positive"),
         (&["run", "--grace", "-1"], "cannot be negative"),
