@@ -6,14 +6,14 @@ reload), nginx (HUP) and herd (`herd upgrade`, `herd scale`) with stdlib Python,
 Node workers; and herd alone re-executing itself, taken over by a new herd, and recycling its
 workers (--max-lifetime). For each system, repeated and interleaved:
 
-- open loop, 2000 new connections/s, through 3 reloads;
-- closed loop at saturation (32 connections), through 2 reloads;
+- open loop, 2000 new connections/s, through 10 reloads;
+- closed loop at saturation (32 connections), through 5 reloads;
 - scaling 4 -> 8 -> 4 under the open-loop load (where the system can scale), and for herd
   also at saturation.
 
-Then bench/scale_targets.py's 4096 native workers (when it is there). Reload counts and gaps
-are set so that 2 repetitions, the scale rows included, take about 12 minutes on 2 cores
-(uWSGI's chain reload takes 8 s, herd's 1-2 s at 2000/s and 5-10 s at saturation).
+Then bench/scale_targets.py's 4096 native workers (when it is there). uWSGI's chain reload
+(8 s each) and herd's takeover row get fewer reloads (their `most_reloads`; the report says
+so). Each system run prints where its time went; the report sums it up per system.
 
 herd-loadgen's `--timeline` cuts each run into reload windows (from the reload command until
 the old workers are gone and 4 new ones run) and steady time. Installs the peers first
@@ -34,6 +34,7 @@ from common import LOADGEN, ROOT, figure, free_port, machine, need_build, report
 from peers_report import write_report
 from peers_stats import binned_p99, cut, read_timeline
 from peers_load import OtherWork
+from peers_shape import reload_counts, time_line
 from peers_systems import cpu_seconds, herd_defaults, rss_mib, systems, versions
 
 RATE = 2000
@@ -91,26 +92,45 @@ def figures(result, records, windows, windowed=True):
     return got
 
 
-def one_system(system, args):
-    """Every scenario on one started system; returns {scenario: figures}."""
+class Laps:
+    """Seconds per phase of a system's run: `lap(phase)` ends the phase that began at the last lap."""
+
+    def __init__(self):
+        self.phases, self.clock = {}, time.monotonic()
+
+    def lap(self, phase):
+        now = time.monotonic()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.clock
+        self.clock = now
+
+
+def one_system(system, args, laps, first):
+    """Every scenario on one started system; returns {scenario: figures}. The supervisor's idle
+    CPU is measured in the `first` repetition only (at a 10 ms tick it is 0 or noise)."""
     got = {}
-    if system.table == "peers":
+    opens, closes = reload_counts(system.most_reloads, args.reloads, args.saturation_reloads)
+    if system.table == "peers" and first:
         cpu0 = cpu_seconds(system.supervisor())
         time.sleep(args.idle)
         got["idle_cpu"] = 100 * (cpu_seconds(system.supervisor()) - cpu0) / args.idle
-    steps = system.changes(args.reloads)
-    result, records, windows, cpu = under_load(system, steps, False, 1.5, args.gap)
+        laps.lap("idle")
+    steps = system.changes(opens)
+    result, records, windows, cpu = under_load(system, steps, False, args.open_lead, args.gap)
     got["open"] = figures(result, records, windows, system.windowed)
     if system.table == "peers":
         got["open"].update(load_cpu=100 * cpu / max(got["open"]["sent_s"], 1e-9), rss=rss_mib(system.supervisor()),
                            chart=(binned_p99(records, 250_000), [(b / 1e6, e / 1e6) for b, e in windows]))
-    result, records, windows, _ = under_load(system, system.changes(args.saturation_reloads), True, 2, args.gap)
+    laps.lap("open")
+    result, records, windows, _ = under_load(system, system.changes(closes), True, args.closed_lead, args.gap)
     got["closed"] = figures(result, records, windows, system.windowed)
+    laps.lap("closed")
     if system.can_scale:
         steps = [lambda: system.scale(8), lambda: system.scale(4)]
-        got["scale"] = figures(*under_load(system, steps, False, 1.5, args.gap)[:3])
+        got["scale"] = figures(*under_load(system, steps, False, args.open_lead, args.gap)[:3])
+        laps.lap("scale")
         if system.by_herd:  # the 0-failed target holds herd's scaling at saturation too
-            got["scale_closed"] = figures(*under_load(system, steps, True, 2, args.gap)[:3])
+            got["scale_closed"] = figures(*under_load(system, steps, True, args.closed_lead, args.gap)[:3])
+            laps.lap("scale_closed")
     return got
 
 
@@ -162,7 +182,10 @@ def main():
     parser.add_argument("--from", dest="saved", metavar="JSON",
                         help="only write the report again, from the figures a run saved (REPORT.json)")
     args = parser.parse_args()
-    args.reloads, args.saturation_reloads, args.gap, args.idle = 3, 2, 0.5, 2.0
+    # The issue's shape: 10 reloads at 2000/s and 5 at saturation; the steady lead and the gaps
+    # between steps are as short as a steady baseline allows (bench/peers_shape.py has the why).
+    args.reloads, args.saturation_reloads, args.idle = 10, 5, 2.0
+    args.open_lead, args.closed_lead, args.gap = 2.0, 1.5, 0.3
     if args.quick:
         args.reps, args.reloads, args.saturation_reloads, args.idle = 1, 2, 1, 1.0
     need_build()
@@ -184,11 +207,14 @@ def main():
             print(f"-- rep {rep + 1}/{args.reps}: {system.name}", flush=True)
             system.workers_wanted = 4
             system.fresh_port()
+            laps = Laps()
             try:
                 system.start()
+                laps.lap("start")
                 others, began = OtherWork(system.supervisor()), time.monotonic()
-                got = one_system(system, args)
+                got = one_system(system, args, laps, rep == 0)
                 got["others"], got["took"] = others.stop(), time.monotonic() - began
+                got["phases"] = laps.phases  # the stop's lap joins it below
                 results.setdefault(system.name, []).append(got)
             except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
                 errors.setdefault(system.name, []).append(f"repetition {rep + 1}: {e}")
@@ -198,6 +224,8 @@ def main():
                     system.stop()
                 except (SystemExit, OSError, subprocess.SubprocessError):
                     pass
+                laps.lap("stop")
+                print(f"   {time_line((system.name, sum(laps.phases.values()), laps.phases))}", flush=True)
             loads.append(load_average())
     cross = []
     for system in everything:

@@ -3,6 +3,7 @@ not best and why, the targets' verdicts, and the latency-over-time chart."""
 import statistics
 
 from peers_load import QUIET
+from peers_shape import fewer_reloads, time_line, time_spent
 from peers_stats import line_chart, median_range
 
 # Why herd can lose a column, said where it does.
@@ -154,7 +155,7 @@ def tables(systems, results, errors):
         if n not in results:
             open_rows.append(f"| {n} | did not run: {why_not(errors, n)} |" + " |" * 9)
             continue
-        idle = median_range([r["idle_cpu"] for r in results[n]], "{:.1f}")
+        idle = median_range([r.get("idle_cpu") for r in results[n]], "{:.1f}")
         open_rows.append(
             f"| {n} | {s.kind} | {failures(results, n, 'open')} | "
             f"{median_range(column(results, n, 'open', 'p99_steady_ms'), '{:.2f}')} | "
@@ -304,6 +305,19 @@ def measured_verdicts(systems, results):
     return out
 
 
+def fewer_text(systems, args):
+    """The systems that get fewer reloads than the run asks, and why, as sentences."""
+    return "".join(f"Fewer reloads for {name}: {opens} at 2000/s and {closes} at saturation ({why}). "
+                   for name, opens, closes, why in fewer_reloads(systems, args.reloads, args.saturation_reloads))
+
+
+def spent_text(results):
+    """A paragraph of where the time went, from the runs' timed phases, or nothing."""
+    spent = [row for row in time_spent(results) if row[1] > 0]
+    return ("\n\nWhere the time went, by system over all repetitions (start, idle, each load's run with its "
+            "steps, stop): " + "; ".join(map(time_line, spent))) if spent else ""
+
+
 def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine, scale,
                  defaults):
     open_table, closed_table, scale_table = tables(systems, results, errors)
@@ -317,6 +331,7 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
     for name, rate, p99, wrk_rate, wrk_p99 in cross:
         cross_rows.append(f"| {name} | {rate:.0f} | {wrk_rate or 0:.0f} | {p99:.2f} | {wrk_p99 or 0:.2f} |")
     quick = " --quick" if args.quick else ""
+    fewer = fewer_reloads(systems, args.reloads, args.saturation_reloads)
     version_line = "; ".join(versions.values())
     others = [run["others"] for runs in results.values() for run in runs if "others" in run]
     noise = (f"other work took {median_range([100 * v for v in others], '{:.0f}')}% of the machine's CPU "
@@ -341,7 +356,7 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
 Command: `python3 bench/peers.py --reps {args.reps}{quick}` (or `bench/run peers`; its own setup,
 `bench/peers-setup.sh`, installs PM2 and circus pinned into a cache directory)
 
-Machine: {machine}; {noise}. The whole scenario took {took:.0f} s.
+Machine: {machine}; {noise}. The whole scenario took {took:.0f} s{spent_text(results)}.
 
 {caveat}Versions: {version_line}.
 
@@ -350,7 +365,9 @@ app: served by gunicorn, uWSGI, and by examples/hello.py's stdlib accept loop un
 herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode and herd).
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
 otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3 -m gunicorn
---workers 1 app:application` (gunicorn's arbiter says READY=1) or `node app.js` (which says
+--preload --workers 1 --backlog SOMAXCONN app:application` (as docs/interop.md says to run gunicorn under
+herd: its arbiter says READY=1 before it forks its worker, and `--preload` imports the app before that;
+`--backlog` keeps herd's accept queue) or `node app.js` (which says
 READY=1 with `systemd-notify` before it takes its first connection); gunicorn `--workers 4` (sync), HUP to reload and
 TTIN/TTOU to scale; circus with a `[socket:web]` and a watcher of 4 `app.py --fd
 $(circus.sockets.web)` (`circusctl reload web`, `incr`/`decr`); uWSGI `--master --processes 4
@@ -365,10 +382,11 @@ and the steady p99 was 1361 ms, with SOMAXCONN 0 and 1.1 ms, while the p99 insid
 stayed about 1.07 s, the pause itself); nginx `worker_processes 4`, `return 200`, SIGHUP; PM2 `exec_mode: "cluster",
 instances: 4` (`pm2 reload`, `pm2 scale`), and with `wait_ready: true, listen_timeout: 3000`.
 Each system runs {args.reps} time(s), systems interleaved (the order rotates each repetition),
-and each time: {args.idle:g} s idle (the supervisor's CPU), then `herd-loadgen --timeline` at
+and each time: {args.idle:g} s idle (the supervisor's CPU; first repetition only), then `herd-loadgen --timeline` at
 2000 new connections/s, open loop (5 s timeout), through {args.reloads} reloads {args.gap:g} s
-apart after 1.5 s steady; then closed loop with {32} connections (a new one per request)
-through {args.saturation_reloads} reloads; then 4 -> 8 -> 4 workers at 2000/s. A reload window
+apart after {args.open_lead:g} s steady; then closed loop with {32} connections (a new one per request)
+through {args.saturation_reloads} reloads after {args.closed_lead:g} s; then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation).
+{fewer_text(systems, args)}A reload window
 runs from the command until the old workers are gone and 4 new ones run (for herd: until
 `herd upgrade` returns); steady time is outside the windows, less 250 ms after each and the
 first 200 ms; a run ends with its last request's start (the load generator then only waits
@@ -376,11 +394,11 @@ for the last answers). Throughput is the answered requests that started in the w
 second of windows, over the same in steady time. Cells are medians over the repetitions, with
 the range in parentheses.
 
-Open loop, 2000 new connections/s, {args.reloads} reloads:
+Open loop, 2000 new connections/s, {args.reloads} reloads{" (fewer where the method says)" if fewer else ""}:
 
 {open_table}
 
-Closed loop at saturation ({32} connections), {args.saturation_reloads} reloads:
+Closed loop at saturation ({32} connections), {args.saturation_reloads} reloads{" (fewer where the method says)" if fewer else ""}:
 
 {closed_table}
 

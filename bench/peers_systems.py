@@ -52,6 +52,20 @@ def wait_for(what, check, timeout=90):
     raise SystemExit(f"peers: timed out waiting for {what}")
 
 
+def somaxconn():
+    """net.core.somaxconn: the accept queue herd gives a socket by default."""
+    with open("/proc/sys/net/core/somaxconn") as f:
+        return f.read().strip()
+
+
+def gunicorn_under_herd():
+    """gunicorn as one herd worker, run as docs/interop.md says: one sync worker (herd scales),
+    `--preload` (the app is imported before the arbiter says READY=1, so herd counts it ready
+    once it can serve, and the worker forks with the app loaded), and herd's backlog kept."""
+    return [PY, "-m", "gunicorn", "--preload", "--workers", "1", "--backlog", somaxconn(), "--chdir", PEERS,
+            "--log-level", "critical", "app:application"]
+
+
 def run(*args, env=None):
     out = subprocess.run(args, capture_output=True, text=True, env=env)
     if out.returncode != 0:
@@ -87,6 +101,9 @@ class System:
     # Whether the steps are windows to cut out of steady time.
     windowed = True
     by_herd = False
+    # At most this many reloads (at 2000/s, at saturation), None for as many as the run asks;
+    # the report says why (bench/peers_shape.py).
+    most_reloads, fewer_why = (None, None), ""
 
     def __init__(self, port):
         self.port, self.dir = port, tempfile.mkdtemp(prefix="herd-peers-")
@@ -172,6 +189,8 @@ class HerdTakeover(HerdSystem):
     """A second `herd run --takeover` on the same control socket: its workers start on the
     same listening socket, and once they are ready the old herd stops."""
     table, can_scale = "changes", False
+    most_reloads = (5, 3)
+    fewer_why = "a herd-only row that checks for 0 failed connections, with no peer to compare; 1.5-2 s a takeover"
 
     def __init__(self, port, command):
         super().__init__(port, "a new herd takes over", "Python (stdlib server)", command)
@@ -291,11 +310,14 @@ class Uwsgi(System):
         super().__init__(port)
         self.chain = chain
         self.name = "uWSGI, chain reload" if chain else "uWSGI, graceful reload"
+        if chain:
+            self.most_reloads = (3, 2)
+            self.fewer_why = ("a chain reload replaces one worker at a time and takes about 8 s, so 10 and 5 would "
+                              "add 1.5 minutes to each repetition; its figures are medians of fewer reloads")
 
     def start(self):
         self.fifo, self.log = os.path.join(self.dir, "fifo"), os.path.join(self.dir, "uwsgi.log")
-        with open("/proc/sys/net/core/somaxconn") as f:
-            backlog = f.read().strip()
+        backlog = somaxconn()
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen(
                 ["uwsgi", "--plugin", "python3", "--http-socket", self.address, "--listen", backlog,
@@ -411,8 +433,7 @@ class Pm2(System):
 def systems(cache, port):
     """Every system, each on its own port from `port` on."""
     node = ["node", APP_JS]
-    gunicorn = [PY, "-m", "gunicorn", "--workers", "1", "--chdir", PEERS, "--log-level", "critical",
-                "app:application"]
+    gunicorn = gunicorn_under_herd()
     return [
         HerdSystem(port, "herd, stdlib Python", "Python (stdlib server)", [PY, APP_PY]),
         HerdSystem(port + 1, "herd, gunicorn", "Python (gunicorn, 1 sync worker each)", gunicorn),

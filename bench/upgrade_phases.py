@@ -19,12 +19,11 @@ import time
 
 from common import HERD, LOADGEN, status
 from peers_stats import percentile, read_timeline
-from peers_systems import APP_JS, APP_PY, PEERS, PY
+from peers_systems import APP_JS, APP_PY, PY, gunicorn_under_herd
 
 COMMANDS = {
     "py": [PY, APP_PY],
-    "gunicorn": [PY, "-m", "gunicorn", "--workers", "1", "--chdir", PEERS, "--log-level", "critical",
-                 "app:application"],
+    "gunicorn": gunicorn_under_herd(),
     "node": ["node", APP_JS],
 }
 MIN_READY_US = 1e6  # herd's default --min-ready

@@ -1,0 +1,46 @@
+"""The peer benchmark's run shape, with no processes and no clocks: how many reloads each
+system gets, and where a run's time went.
+
+The issue asks for 10 reloads at 2000/s and 5 at saturation per repetition. A system whose
+reload is slow by design (uWSGI's chain reload: one worker at a time, 8 s) or whose rows are
+herd-only checks of 0 failed connections (re-exec, takeover) can get fewer, set by its
+`most_reloads`; the report says which and why."""
+
+# The phases of one system's run, in order, as `one_system` times them.
+PHASES = ("start", "idle", "open", "closed", "scale", "scale_closed", "stop")
+
+
+def reload_counts(most_reloads, reloads, saturation_reloads):
+    """(reloads at 2000/s, reloads at saturation) for a system whose caps are `most_reloads`
+    (each None for no cap)."""
+    return tuple(n if cap is None else min(n, cap) for n, cap in zip((reloads, saturation_reloads), most_reloads))
+
+
+def fewer_reloads(systems, reloads, saturation_reloads):
+    """[(name, at 2000/s, at saturation, why)] of the systems that get fewer reloads than asked."""
+    out = []
+    for s in systems:
+        got = reload_counts(s.most_reloads, reloads, saturation_reloads)
+        if got != (reloads, saturation_reloads):
+            out.append((s.name, *got, s.fewer_why))
+    return out
+
+
+def time_spent(results):
+    """[(name, seconds, {phase: seconds})] over every repetition, the longest first, from each
+    run's `phases` (older saved runs have none and count nothing)."""
+    out = []
+    for name, runs in results.items():
+        phases = {}
+        for run in runs:
+            for phase, seconds in run.get("phases", {}).items():
+                phases[phase] = phases.get(phase, 0.0) + seconds
+        out.append((name, sum(phases.values()), phases))
+    return sorted(out, key=lambda row: -row[1])
+
+
+def time_line(spent):
+    """`herd, Node 162 s (open 40, closed 95, ...)`: one system's share of a run, phases in order."""
+    name, total, phases = spent
+    parts = ", ".join(f"{p.replace('_', ' ')} {phases[p]:.0f}" for p in PHASES if p in phases)
+    return f"{name} {total:.0f} s ({parts})"

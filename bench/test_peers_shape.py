@@ -1,0 +1,51 @@
+"""Unit tests of the peer benchmark's run shape: python3 -m unittest discover -s bench"""
+import types
+import unittest
+
+from peers_report import fewer_text, spent_text
+from peers_shape import fewer_reloads, reload_counts, time_line, time_spent
+
+
+def system(name, most_reloads=(None, None), why=""):
+    return types.SimpleNamespace(name=name, most_reloads=most_reloads, fewer_why=why)
+
+
+class Reloads(unittest.TestCase):
+    def test_a_cap_only_ever_lowers_the_count(self):
+        self.assertEqual(reload_counts((None, None), 10, 5), (10, 5))
+        self.assertEqual(reload_counts((4, 2), 10, 5), (4, 2))
+        self.assertEqual(reload_counts((4, 2), 2, 1), (2, 1), "--quick asks for fewer than the cap")
+        self.assertEqual(reload_counts((None, 3), 10, 5), (10, 3))
+
+    def test_the_report_names_who_gets_fewer_and_why(self):
+        everyone = [system("herd"), system("uWSGI, chain reload", (4, 2), "8 s each")]
+        self.assertEqual(fewer_reloads(everyone, 10, 5), [("uWSGI, chain reload", 4, 2, "8 s each")])
+        self.assertEqual(fewer_reloads(everyone, 2, 1), [])
+        args = types.SimpleNamespace(reloads=10, saturation_reloads=5)
+        self.assertEqual(fewer_text(everyone, args),
+                         "Fewer reloads for uWSGI, chain reload: 4 at 2000/s and 2 at saturation (8 s each). ")
+        self.assertEqual(fewer_text(everyone, types.SimpleNamespace(reloads=2, saturation_reloads=1)), "")
+
+
+class TimeSpent(unittest.TestCase):
+    def test_phases_add_up_over_repetitions_longest_system_first(self):
+        results = {
+            "nginx": [{"phases": {"start": 0.5, "open": 7.0, "stop": 0.1}}],
+            "herd": [{"phases": {"start": 1.0, "open": 20.0, "closed": 40.0}},
+                     {"phases": {"start": 1.2, "open": 19.0, "closed": 38.0, "stop": 0.4}}],
+            "old run": [{"open": {}}],
+        }
+        spent = time_spent(results)
+        self.assertEqual([name for name, _, _ in spent], ["herd", "nginx", "old run"])
+        self.assertAlmostEqual(spent[0][1], 119.6)
+        self.assertEqual(time_line(spent[0]), "herd 120 s (start 2, open 39, closed 78, stop 0)")
+        self.assertEqual(spent[2][1], 0)
+
+    def test_the_report_line_leaves_out_runs_without_timings(self):
+        self.assertEqual(spent_text({"old run": [{}]}), "")
+        self.assertTrue(spent_text({"nginx": [{"phases": {"open": 7.0, "scale_closed": 2.0}}]}).endswith(
+            "(start, idle, each load's run with its steps, stop): nginx 9 s (open 7, scale closed 2)"))
+
+
+if __name__ == "__main__":
+    unittest.main()
