@@ -34,7 +34,7 @@ from common import LOADGEN, ROOT, figure, free_port, machine, need_build, report
 from peers_report import write_report
 from peers_stats import binned_p99, cut, read_timeline
 from peers_load import OtherWork
-from peers_shape import reload_counts, time_line
+from peers_shape import reload_counts, running_order, time_line
 from peers_systems import cpu_seconds, herd_defaults, rss_mib, systems, versions
 
 RATE = 2000
@@ -202,8 +202,7 @@ def main():
     results, errors, loads = {}, {}, [load_average()]
     started = time.monotonic()
     for rep in range(args.reps):
-        order = everything[rep % len(everything):] + everything[:rep % len(everything)]
-        for system in order:
+        for system in running_order(everything, rep):
             print(f"-- rep {rep + 1}/{args.reps}: {system.name}", flush=True)
             system.workers_wanted = 4
             system.fresh_port()

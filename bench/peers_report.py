@@ -381,8 +381,8 @@ re-executes itself and forks new ones, so nothing accepts meanwhile; checked on 
 and the steady p99 was 1361 ms, with SOMAXCONN 0 and 1.1 ms, while the p99 inside reloads
 stayed about 1.07 s, the pause itself); nginx `worker_processes 4`, `return 200`, SIGHUP; PM2 `exec_mode: "cluster",
 instances: 4` (`pm2 reload`, `pm2 scale`), and with `wait_ready: true, listen_timeout: 3000`.
-Each system runs {args.reps} time(s), systems interleaved (the order rotates each repetition),
-and each time: {args.idle:g} s idle (the supervisor's CPU; first repetition only), then `herd-loadgen --timeline` at
+Each system runs {args.reps} time(s), systems interleaved (the order rotates each repetition;
+herd's rows of other changes, below, run in the first repetition only), and each time: {args.idle:g} s idle (the supervisor's CPU; first repetition only), then `herd-loadgen --timeline` at
 2000 new connections/s, open loop (5 s timeout), through {args.reloads} reloads {args.gap:g} s
 apart after {args.open_lead:g} s steady; then closed loop with {32} connections (a new one per request)
 through {args.saturation_reloads} reloads after {args.closed_lead:g} s; then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation).

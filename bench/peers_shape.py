@@ -10,6 +10,20 @@ herd-only checks of 0 failed connections (re-exec, takeover) can get fewer, set 
 PHASES = ("start", "idle", "open", "closed", "scale", "scale_closed", "stop")
 
 
+def running_order(systems, rep):
+    """The systems of repetition `rep` (from 0): every repetition starts one system further on,
+    so no system always runs first or after the same one. herd's rows of other changes
+    (re-exec, takeover, recycling: `table == "changes"`) run in the first repetition only: they
+    check for 0 failed connections, with no peer to compare, and their changes add up as well
+    in one run."""
+    if rep > 0:
+        systems = [s for s in systems if s.table != "changes"]
+    if not systems:
+        return []
+    k = rep % len(systems)
+    return systems[k:] + systems[:k]
+
+
 def reload_counts(most_reloads, reloads, saturation_reloads):
     """(reloads at 2000/s, reloads at saturation) for a system whose caps are `most_reloads`
     (each None for no cap)."""

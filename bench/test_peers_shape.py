@@ -3,11 +3,21 @@ import types
 import unittest
 
 from peers_report import fewer_text, spent_text
-from peers_shape import fewer_reloads, reload_counts, time_line, time_spent
+from peers_shape import fewer_reloads, reload_counts, running_order, time_line, time_spent
 
 
-def system(name, most_reloads=(None, None), why=""):
-    return types.SimpleNamespace(name=name, most_reloads=most_reloads, fewer_why=why)
+def system(name, most_reloads=(None, None), why="", table="peers"):
+    return types.SimpleNamespace(name=name, most_reloads=most_reloads, fewer_why=why, table=table)
+
+
+class Order(unittest.TestCase):
+    def test_repetitions_rotate_and_herd_only_changes_run_once(self):
+        a, b, c, reexec = system("a"), system("b"), system("c"), system("reexec", table="changes")
+        names = lambda rep: [s.name for s in running_order([a, b, c, reexec], rep)]
+        self.assertEqual(names(0), ["a", "b", "c", "reexec"])
+        self.assertEqual(names(1), ["b", "c", "a"])
+        self.assertEqual(names(2), ["c", "a", "b"])
+        self.assertEqual(running_order([reexec], 1), [])
 
 
 class Reloads(unittest.TestCase):
