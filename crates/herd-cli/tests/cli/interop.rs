@@ -83,6 +83,34 @@ fn gunicorn_with_socket_activation() {
     );
 }
 
+/// gunicorn as docs/interop.md says to run it: `--preload`, so its arbiter imports the app
+/// before it says READY=1, which herd waits for (`--ready notify`), and then serves the
+/// inherited socket from the worker it forks.
+#[test]
+fn gunicorn_with_preload_says_ready() {
+    let dir = interop("");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0,nonblocking",
+        "--",
+        "gunicorn",
+        "--preload",
+        "--workers",
+        "1",
+        "--chdir",
+        &dir,
+        "wsgi_app:app",
+    ]);
+    let addr = herd.address("http");
+    wait_status(&herd, "2 gunicorns to say READY=1", |s| s["ready"] == 2);
+    several_answer(&herd, || get(&addr, "/"), "gunicorn pid");
+}
+
 #[test]
 fn uvicorn_with_fd_template() {
     serve(
