@@ -4,7 +4,8 @@ scenarios and figures (bench/peers.py's `one_system`): each herd row of the peer
 (stdlib Python, gunicorn, Node workers) run with each of VARIANT's extra `herd run` options,
 interleaved, the order rotating each repetition. Prints one line per row and variant: p99
 inside reloads over steady at 2000/s, throughput share and p99 ratio at saturation, p99
-while scaling 4 -> 8 over steady, reload duration; and the load average. Usage:
+while scaling 4 -> 8 over steady, reload duration at 2000/s and at saturation; and the load
+average. Usage:
 
     python3 bench/warm_up.py [--reps 2] [--variant 'off=--starting-nice off' ...]
 
@@ -20,7 +21,7 @@ from common import free_port, need_build
 from peers import load_average, one_system
 from peers_systems import HerdSystem, systems
 
-DEFAULT_VARIANTS = ["off=--starting-nice off", "auto="]
+DEFAULT_VARIANTS = ["off=--starting-nice off", "nice=--starting-nice 19", "auto="]
 
 
 class Variant(HerdSystem):
@@ -47,6 +48,7 @@ def figures(got):
     return {"open ratio": o["ratio"], "open p99 ms": o["p99_reload_ms"], "sat share": c["share"],
             "sat ratio": c["ratio"], "scale ratio": s.get("ratio"),
             "reload s": statistics.median(o["durations"]),
+            "sat reload s": statistics.median(c["durations"]) if c.get("durations") else None,
             "failed": o["failed"] + c["failed"] + s.get("failed", 0)}
 
 
