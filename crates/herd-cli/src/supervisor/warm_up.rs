@@ -10,8 +10,11 @@
 //!   for the current task to run to parity; a `SCHED_IDLE` task is preempted at once by any
 //!   waking task that is not idle (`check_preempt_wakeup_fair`: `cse_is_idle &&
 //!   !pse_is_idle`). A worker and every thread and process it starts inherit the class.
-//! - A start of herd's first generation, or while no worker is ready, keeps herd's priority:
-//!   there is nobody to protect, and a slow first start helps no one.
+//! - A start while no worker is ready (herd's first worker) keeps herd's priority: there is
+//!   nobody to protect, and a slow first start helps no one. The rest of herd's first
+//!   generation is lowered like any other start: in a start of thousands, workers that wait
+//!   for the CPU leave it to herd, which starts the others sooner (4096 workers were all
+//!   ready 1-2 s later when they started at herd's priority).
 //! - Raising a priority back needs `CAP_SYS_NICE`, or the same user and an `RLIMIT_NICE` that
 //!   allows herd's nice value (leaving `SCHED_IDLE` counts as raising from nice 20): `auto`
 //!   lowers only when herd may, `off` never does, an explicit value that herd could not undo
@@ -145,10 +148,9 @@ pub fn raise_way_out(own: i32, other_user: bool) -> String {
 }
 
 impl WarmUp {
-    /// How a worker starting now runs: lowered only if others serve and it is not one of
-    /// herd's first generation.
-    pub fn for_start(&self, others_serve: bool, first_generation: bool) -> Option<Lowered> {
-        (others_serve && !first_generation).then_some(self.starting)
+    /// How a worker starting now runs: lowered only if others serve.
+    pub fn for_start(&self, others_serve: bool) -> Option<Lowered> {
+        others_serve.then_some(self.starting)
     }
 
     /// With a starting nice value: the nice value to give a worker's process group once it is

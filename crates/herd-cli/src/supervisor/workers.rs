@@ -131,9 +131,7 @@ impl Supervisor {
     ) -> Vec<Action> {
         let now = Instant::now();
         let others_serve = self.pool.ready_slots().next().is_some();
-        let lowered = self
-            .warm_up
-            .and_then(|w| w.for_start(others_serve, first_generation));
+        let lowered = self.warm_up.and_then(|w| w.for_start(others_serve));
         match self.effects.spawn(slot, generation, lowered) {
             Ok(pid) => {
                 tracing::info!(

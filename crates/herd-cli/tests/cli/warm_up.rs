@@ -102,7 +102,7 @@ fn a_worker_started_while_others_serve_warms_up_in_sched_idle_then_its_tree_is_r
     ];
     let herd = one_worker(&["--min-ready", "0"], &command);
     let first = gated(&herd, 1);
-    // herd's first generation starts at herd's priority: nobody serves yet.
+    // herd's first worker starts at herd's priority: nobody serves yet.
     let pid = first["pid"].as_u64().unwrap() as u32;
     assert_eq!(policies(pid)[0], (pid, 0));
     open_gate(&first);

@@ -95,9 +95,8 @@ fn herd_s_first_workers_start_at_its_own_priority() {
         starting: Lowered::Idle,
         serving: 0,
     };
-    assert_eq!(w.for_start(false, false), None);
-    assert_eq!(w.for_start(true, true), None, "the first generation");
-    assert_eq!(w.for_start(true, false), Some(Lowered::Idle));
+    assert_eq!(w.for_start(false), None);
+    assert_eq!(w.for_start(true), Some(Lowered::Idle));
 }
 
 #[test]
