@@ -315,7 +315,7 @@ def spent_text(results):
     """A paragraph of where the time went, from the runs' timed phases, or nothing."""
     spent = [row for row in time_spent(results) if row[1] > 0]
     return ("\n\nWhere the time went, by system over all repetitions (start, idle, each load's run with its "
-            "steps, stop): " + "; ".join(map(time_line, spent))) if spent else ""
+            "steps, stop): " + "; ".join(map(time_line, spent)) + ".") if spent else ""
 
 
 def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine, scale,
@@ -356,7 +356,7 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
 Command: `python3 bench/peers.py --reps {args.reps}{quick}` (or `bench/run peers`; its own setup,
 `bench/peers-setup.sh`, installs PM2 and circus pinned into a cache directory)
 
-Machine: {machine}; {noise}. The whole scenario took {took:.0f} s{spent_text(results)}.
+Machine: {machine}; {noise}. The whole scenario took {took:.0f} s.{spent_text(results)}
 
 {caveat}Versions: {version_line}.
 

@@ -54,7 +54,7 @@ class TimeSpent(unittest.TestCase):
     def test_the_report_line_leaves_out_runs_without_timings(self):
         self.assertEqual(spent_text({"old run": [{}]}), "")
         self.assertTrue(spent_text({"nginx": [{"phases": {"open": 7.0, "scale_closed": 2.0}}]}).endswith(
-            "(start, idle, each load's run with its steps, stop): nginx 9 s (open 7, scale closed 2)"))
+            "(start, idle, each load's run with its steps, stop): nginx 9 s (open 7, scale closed 2)."))
 
 
 if __name__ == "__main__":
