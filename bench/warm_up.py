@@ -18,7 +18,7 @@ import time
 
 import common
 from common import free_port, need_build
-from peers import load_average, one_system
+from peers import Laps, load_average, one_system
 from peers_systems import HerdSystem, systems
 
 DEFAULT_VARIANTS = ["off=--starting-nice off", "nice=--starting-nice 19", "auto="]
@@ -59,6 +59,7 @@ def main():
     parser.add_argument("--variant", action="append", help="LABEL=OPTIONS (split on spaces)")
     args = parser.parse_args()
     args.reloads, args.saturation_reloads, args.gap, args.idle = 3, 2, 0.5, 0.5
+    args.open_lead, args.closed_lead = 2.0, 1.5  # the peer benchmark's
     need_build()
     variants = [v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS)]
     # The rows of the three worker kinds (not those that re-exec, take over or recycle).
@@ -72,7 +73,7 @@ def main():
             system.workers_wanted = 4
             try:
                 system.start()
-                results.setdefault(system.name, []).append(figures(one_system(system, args)))
+                results.setdefault(system.name, []).append(figures(one_system(system, args, Laps(), False)))
             finally:
                 system.stop()
             loads.append(load_average())
