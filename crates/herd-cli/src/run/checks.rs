@@ -8,7 +8,7 @@ use crate::command::WorkerOptions;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
 use crate::spec;
-use crate::supervisor::warm_up::{raise_way_out, StartingNice, WarmUp, LOWEST};
+use crate::supervisor::warm_up::{raise_way_out, SchedIdle, StartingNice, WarmUp, LOWEST};
 
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
 /// error rather than a crash loop.
@@ -196,12 +196,20 @@ pub(super) fn warm_up(args: &RunArgs) -> Result<Option<WarmUp>, Failure> {
         true => Ok(()),
         false => Err(raise_way_out(nice, other_user)),
     };
-    let idle = cfg!(any(target_os = "linux", target_os = "android"));
+    // SCHED_IDLE only for a herd in SCHED_OTHER, the class a ready worker is raised to.
+    let idle = match herd_sys::process::scheduling_policy(0) {
+        _ if !cfg!(any(target_os = "linux", target_os = "android")) => SchedIdle::Missing,
+        Ok(policy) => SchedIdle::on_linux_in(policy),
+        Err(_) => SchedIdle::Available,
+    };
     let resolved = args
         .starting_nice
         .resolve(own, idle, may_raise)
         .map_err(Failure::Usage)?;
-    if resolved.is_none() && args.starting_nice == StartingNice::Auto && (idle || own < LOWEST) {
+    if resolved.is_none()
+        && args.starting_nice == StartingNice::Auto
+        && (idle == SchedIdle::Available || own < LOWEST)
+    {
         tracing::info!(
             event = LogEvent::SetupNote.as_str(),
             "starting workers keep herd's priority (--starting-nice auto): herd could not raise \

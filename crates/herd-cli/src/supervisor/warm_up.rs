@@ -10,6 +10,11 @@
 //!   for the current task to run to parity; a `SCHED_IDLE` task is preempted at once by any
 //!   waking task that is not idle (`check_preempt_wakeup_fair`: `cse_is_idle &&
 //!   !pse_is_idle`). A worker and every thread and process it starts inherit the class.
+//! - `SCHED_IDLE` is used only when herd itself runs in `SCHED_OTHER`, the class a ready
+//!   worker is raised to: a herd in `SCHED_BATCH`, `SCHED_IDLE` or a real-time class (`chrt`,
+//!   systemd's `CPUSchedulingPolicy=`) passes that class to its workers, and raising them to
+//!   `SCHED_OTHER` would move them out of it (above it, for `SCHED_IDLE`). There `auto` lowers
+//!   the nice value instead, and `idle` is refused.
 //! - A start while no worker is ready (herd's first worker) keeps herd's priority: there is
 //!   nobody to protect, and a slow first start helps no one. The rest of herd's first
 //!   generation is lowered like any other start: in a start of thousands, workers that wait
@@ -61,6 +66,38 @@ pub enum Lowered {
     Nice(i32),
 }
 
+/// Whether starting workers can warm up in `SCHED_IDLE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedIdle {
+    /// Yes: herd runs in `SCHED_OTHER`, which a ready worker is raised back to.
+    Available,
+    /// This system has no `SCHED_IDLE` (it is Linux's).
+    Missing,
+    /// herd runs in this other class, which its workers inherit and which a worker raised
+    /// from `SCHED_IDLE` (to `SCHED_OTHER`) would not get back.
+    HerdIn(&'static str),
+}
+
+impl SchedIdle {
+    /// On Linux, for herd in scheduling policy `policy` (`sched_getscheduler`). With
+    /// `SCHED_RESET_ON_FORK`, workers start in `SCHED_OTHER` whatever herd's class.
+    pub fn on_linux_in(policy: i32) -> SchedIdle {
+        const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
+        if policy & SCHED_RESET_ON_FORK != 0 {
+            return SchedIdle::Available;
+        }
+        SchedIdle::HerdIn(match policy {
+            0 => return SchedIdle::Available,
+            1 => "SCHED_FIFO",
+            2 => "SCHED_RR",
+            3 => "SCHED_BATCH",
+            5 => "SCHED_IDLE",
+            6 => "SCHED_DEADLINE",
+            _ => "a scheduling class other than SCHED_OTHER",
+        })
+    }
+}
+
 /// The lowest priority there is (the highest nice value).
 pub const LOWEST: i32 = 19;
 
@@ -74,43 +111,50 @@ pub struct WarmUp {
 }
 
 impl StartingNice {
-    /// The setting for herd at nice value `own`, where `idle` says whether this system has
-    /// `SCHED_IDLE` and `may_raise_to(own)` whether herd may set a worker back to `own` (or
-    /// what would let it). `Ok(None)`: starting workers keep herd's priority. `Err`: an
-    /// explicit value that cannot work, with what to do about it.
+    /// The setting for herd at nice value `own`, where `idle` says whether starting workers
+    /// can use `SCHED_IDLE` and `may_raise_to(own)` whether herd may set a worker back to
+    /// `own` (or what would let it). `Ok(None)`: starting workers keep herd's priority.
+    /// `Err`: an explicit value that cannot work, with what to do about it.
     pub fn resolve(
         self,
         own: i32,
-        idle: bool,
+        idle: SchedIdle,
         may_raise_to: impl FnOnce(i32) -> Result<(), String>,
     ) -> Result<Option<WarmUp>, String> {
-        let starting = match self {
-            StartingNice::Off => return Ok(None),
-            StartingNice::Auto if idle => Lowered::Idle,
-            StartingNice::Auto if own >= LOWEST => return Ok(None),
-            StartingNice::Auto => Lowered::Nice(LOWEST),
-            StartingNice::Idle if !idle => {
+        let starting = match (self, idle) {
+            (StartingNice::Off, _) => return Ok(None),
+            (StartingNice::Auto, SchedIdle::Available) => Lowered::Idle,
+            (StartingNice::Auto, _) if own >= LOWEST => return Ok(None),
+            (StartingNice::Auto, _) => Lowered::Nice(LOWEST),
+            (StartingNice::Idle, SchedIdle::Missing) => {
                 return Err(
                     "--starting-nice idle: SCHED_IDLE is Linux's; give a nice value \
                             from 1 to 19, or off"
                         .to_string(),
                 )
             }
-            StartingNice::Idle => Lowered::Idle,
-            StartingNice::Nice(n) if own >= LOWEST => {
+            (StartingNice::Idle, SchedIdle::HerdIn(class)) => {
+                return Err(format!(
+                    "--starting-nice idle: herd runs in {class}, which its workers inherit, and \
+                     a worker raised from SCHED_IDLE gets SCHED_OTHER instead: give a nice value \
+                     from 1 to 19, or off"
+                ))
+            }
+            (StartingNice::Idle, SchedIdle::Available) => Lowered::Idle,
+            (StartingNice::Nice(n), _) if own >= LOWEST => {
                 return Err(format!(
                     "--starting-nice {n}: herd already runs at the lowest priority (nice {own}), \
                      so workers cannot start lower: use --starting-nice off"
                 ))
             }
-            StartingNice::Nice(n) if n <= own => {
+            (StartingNice::Nice(n), _) if n <= own => {
                 return Err(format!(
                     "--starting-nice {n} is not lower than herd's own priority (nice {own}): \
                      give a value from {} to {LOWEST}, or off",
                     (own + 1).max(1)
                 ))
             }
-            StartingNice::Nice(n) => Lowered::Nice(n),
+            (StartingNice::Nice(n), _) => Lowered::Nice(n),
         };
         let refused = match may_raise_to(own) {
             Ok(()) => {

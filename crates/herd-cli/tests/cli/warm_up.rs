@@ -317,3 +317,45 @@ fn a_worker_that_lowers_its_own_priority_keeps_it_once_ready() {
     // herd did not lower it (its first worker): the nice value is the worker's own choice.
     assert_eq!(nice_of(pid, pid), 19);
 }
+
+#[test]
+fn a_herd_in_sched_batch_leaves_its_workers_in_sched_batch() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    // herd runs in SCHED_BATCH (chrt), which its workers inherit: raising one from SCHED_IDLE
+    // would give it SCHED_OTHER, so auto lowers the nice value instead.
+    let mut chrt = std::process::Command::new("chrt");
+    chrt.args(["--batch", "0", HERD]);
+    let herd = Herd::start_via(
+        chrt,
+        &[
+            "run",
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "--min-ready",
+            "0",
+            "-b",
+            "http=127.0.0.1:0",
+            "--",
+            "/usr/bin/python3",
+            &worker("nice.py"),
+        ],
+    );
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = only_generation_2(&herd);
+    let pid = worker_pids(&status)[0];
+    let new = facts(&herd.address("http"));
+    let child = new["child"].as_u64().unwrap() as u32;
+    // Ready: herd's class for every thread and the child, and herd's nice value again.
+    for (tid, policy) in policies(pid).into_iter().chain(policies(child)) {
+        assert_eq!(policy, 3, "thread {tid}: SCHED_BATCH, as herd");
+    }
+    let started = &new["nice_at_start"];
+    assert_eq!(started, 19, "started while the first served: {new}");
+    assert_eq!(nice_of(pid, pid), nice_of(herd.pid(), herd.pid()));
+}

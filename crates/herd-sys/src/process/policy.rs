@@ -35,6 +35,13 @@ pub fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
     imp::raise_idle_tree(pid)
 }
 
+/// **Linux and Android only; 0 (`SCHED_OTHER`) elsewhere.** The scheduling policy of thread
+/// `tid`, or of the calling thread for 0 (`sched_getscheduler`), `SCHED_RESET_ON_FORK`
+/// included.
+pub fn scheduling_policy(tid: u32) -> io::Result<i32> {
+    imp::scheduling_policy(tid)
+}
+
 /// Whether scheduling policy `policy` (as `sched_getscheduler` or field 41 of
 /// `/proc/PID/stat` gives it, `SCHED_RESET_ON_FORK` or not) is `SCHED_IDLE` (5).
 pub fn is_idle_policy(policy: i32) -> bool {
@@ -54,6 +61,20 @@ mod imp {
 
     pub(super) fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
         raise_tree(pid, children_listed())
+    }
+
+    pub(super) fn scheduling_policy(tid: u32) -> io::Result<i32> {
+        let who = if tid == 0 {
+            0
+        } else {
+            crate::process::to_pid(tid)?
+        };
+        // SAFETY: sched_getscheduler takes a plain integer.
+        let policy = unsafe { libc::sched_getscheduler(who) };
+        if policy < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(policy)
     }
 
     /// [`raise_idle_tree`], finding the processes `pid` started from the lists of children
@@ -168,6 +189,10 @@ mod imp {
     pub(super) fn raise_idle_tree(_pid: u32) -> std::io::Result<Raised> {
         Ok(Raised::default())
     }
+
+    pub(super) fn scheduling_policy(_tid: u32) -> std::io::Result<i32> {
+        Ok(0)
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +206,11 @@ mod tests {
         assert!(!is_idle_policy(0));
         assert!(!is_idle_policy(3));
         assert!(!is_idle_policy(0x4000_0000));
+    }
+
+    #[test]
+    fn this_thread_s_policy_is_readable() {
+        let policy = scheduling_policy(0).unwrap();
+        assert!((0..=6).contains(&(policy & !0x4000_0000)), "{policy}");
     }
 }

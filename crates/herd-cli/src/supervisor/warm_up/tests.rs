@@ -7,7 +7,7 @@ fn resolve(option: StartingNice, own: i32, may: bool) -> Result<Option<WarmUp>, 
         true => Ok(()),
         false => Err(raise_way_out(own, false)),
     };
-    option.resolve(own, false, may_raise)
+    option.resolve(own, SchedIdle::Missing, may_raise)
 }
 
 fn resolve_idle(option: StartingNice, own: i32, other_user: bool, may: bool) -> String {
@@ -15,7 +15,7 @@ fn resolve_idle(option: StartingNice, own: i32, other_user: bool, may: bool) -> 
         true => Ok(()),
         false => Err(raise_way_out(own, other_user)),
     };
-    format!("{:?}", option.resolve(own, true, may_raise))
+    format!("{:?}", option.resolve(own, SchedIdle::Available, may_raise))
 }
 
 #[test]
@@ -25,9 +25,15 @@ fn auto_is_sched_idle_where_there_is_one_and_herd_may_raise_back() {
         serving: 0,
     };
     let may = |_| Ok(());
-    assert_eq!(StartingNice::Auto.resolve(0, true, may), Ok(Some(idle)));
+    assert_eq!(
+        StartingNice::Auto.resolve(0, SchedIdle::Available, may),
+        Ok(Some(idle))
+    );
     // herd at nice 19 can still start workers lower: in the idle class.
-    let at_19 = StartingNice::Auto.resolve(19, true, may).unwrap().unwrap();
+    let at_19 = StartingNice::Auto
+        .resolve(19, SchedIdle::Available, may)
+        .unwrap()
+        .unwrap();
     assert_eq!(at_19.starting, Lowered::Idle);
     assert_eq!(
         resolve_idle(StartingNice::Auto, 0, false, false),
@@ -40,6 +46,34 @@ fn auto_is_sched_idle_where_there_is_one_and_herd_may_raise_back() {
     );
     let elsewhere = resolve(StartingNice::Idle, 0, true).unwrap_err();
     assert!(elsewhere.contains("SCHED_IDLE is Linux's"), "{elsewhere}");
+}
+
+#[test]
+fn a_herd_in_another_class_than_sched_other_lowers_the_nice_value_instead() {
+    let may = |_| Ok(());
+    for policy in [1, 2, 3, 5, 6] {
+        let idle = SchedIdle::on_linux_in(policy);
+        assert!(matches!(idle, SchedIdle::HerdIn(_)), "{policy}");
+        let auto = StartingNice::Auto.resolve(0, idle, may).unwrap().unwrap();
+        assert_eq!(auto.starting, Lowered::Nice(LOWEST), "{policy}");
+        let e = StartingNice::Idle.resolve(0, idle, may).unwrap_err();
+        assert!(
+            e.contains("herd runs in SCHED_") && !e.contains('\n'),
+            "{e}"
+        );
+    }
+    assert!(StartingNice::Idle
+        .resolve(0, SchedIdle::on_linux_in(3), may)
+        .unwrap_err()
+        .contains("SCHED_BATCH"));
+    // SCHED_OTHER, or any class with SCHED_RESET_ON_FORK: workers start in SCHED_OTHER.
+    assert_eq!(SchedIdle::on_linux_in(0), SchedIdle::Available);
+    assert_eq!(
+        SchedIdle::on_linux_in(1 | 0x4000_0000),
+        SchedIdle::Available
+    );
+    let auto = StartingNice::Auto.resolve(0, SchedIdle::Available, may);
+    assert_eq!(auto.unwrap().unwrap().starting, Lowered::Idle);
 }
 
 #[test]
