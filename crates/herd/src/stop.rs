@@ -23,7 +23,8 @@
 //! On Unix, catching SIGTERM changes what it does to the whole process: once
 //! [`stop_requested`] has been called, SIGTERM no longer ends the program, it only sets the
 //! request. A worker that handles signals itself (`tokio::signal::unix`, `signal-hook`) need
-//! not call it. With a `--stop-signal` other than SIGTERM, herd's request is that signal, which
+//! not call it; if it does, a SIGTERM handler it installed before is still called, after the
+//! request is set. With a `--stop-signal` other than SIGTERM, herd's request is that signal, which
 //! this does not see.
 
 #[cfg(windows)]

@@ -17,7 +17,8 @@ pub struct StopRequest(Latch);
 /// herd's stop request for this worker. The first call catches SIGTERM for the whole process:
 /// from then on SIGTERM no longer ends the process, it sets the request (and interrupts a
 /// blocking system call, such as `accept`, on the thread it lands on), and the program decides
-/// when to exit. Always `Some` on Unix; later calls return the same request.
+/// when to exit. A SIGTERM handler the program installed before is still called, after the
+/// request is set. Always `Some` on Unix; later calls return the same request.
 ///
 /// Fails when the signal cannot be caught or its pipe cannot be made (no fds left).
 pub fn stop_requested() -> Result<Option<StopRequest>> {

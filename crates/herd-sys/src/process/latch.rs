@@ -4,7 +4,9 @@
 //! The handler is async-signal-safe: an atomic swap, `getpid`, and at most one `write` of one
 //! byte into a non-blocking pipe nobody drains (so it never fills), with `errno` saved and
 //! restored. It sets the same flag as [`catch`](super::catch) (so [`caught`](super::caught)
-//! sees the signal too) and, like it, has no `SA_RESTART`.
+//! sees the signal too) and, like it, has no `SA_RESTART`. A handler the program had installed
+//! for the signal before is called after it, with the same arguments: the latch replaces
+//! only the default action (ending the process).
 //!
 //! The pipe belongs to one process: a child forked after the latch was set up gets its own
 //! pipe the next time it uses the latch, and until then its handler writes to no pipe (its
@@ -12,7 +14,7 @@
 
 use std::io;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -30,21 +32,33 @@ static OWNER: AtomicI32 = AtomicI32::new(0);
 /// [`Latch::as_fd`] lent out stays valid.
 static PIPES: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
 
+/// Per signal number: the handler it had before the latch's, called after it (0: none, the
+/// default action or ignoring it), and whether that one takes `SA_SIGINFO`'s three arguments.
+static PREVIOUS: [(AtomicUsize, AtomicBool); 65] = {
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NONE: (AtomicUsize, AtomicBool) = (AtomicUsize::new(0), AtomicBool::new(false));
+    [NONE; 65]
+};
+
 /// A latch that the signals given to [`latch`] set; cheap to copy, every copy is the same latch.
 #[derive(Clone, Copy, Debug)]
 pub struct Latch(());
 
 /// Sets up the latch (once per process; again in a forked child) and catches `signals` with
-/// its handler (`sigaction`, replacing what they did before). Fails when no pipe can be made
-/// or a signal cannot be caught (`SIGKILL`, `SIGSTOP`).
+/// its handler (`sigaction`; a handler installed before is kept, and called after the
+/// latch's). Fails when no pipe can be made or a signal cannot be caught (`SIGKILL`,
+/// `SIGSTOP`).
 pub fn latch(signals: &[Signal]) -> io::Result<Latch> {
     own_pipe()?;
     for signal in signals {
-        // SAFETY: the handler is async-signal-safe (see the module docs); sigaction reads a
-        // zeroed-then-filled struct we own.
+        keep_previous(*signal)?;
+        // SAFETY: the handler is async-signal-safe (see the module docs) and has the
+        // three-argument form SA_SIGINFO announces; sigaction reads a zeroed-then-filled
+        // struct we own.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_sigaction = on_signal as Handler as libc::sighandler_t;
+            action.sa_flags = libc::SA_SIGINFO;
             libc::sigemptyset(&mut action.sa_mask);
             if libc::sigaction(signal.0, &action, std::ptr::null_mut()) < 0 {
                 return Err(io::Error::last_os_error());
@@ -52,6 +66,36 @@ pub fn latch(signals: &[Signal]) -> io::Result<Latch> {
         }
     }
     Ok(Latch(()))
+}
+
+/// A handler that takes `SA_SIGINFO`'s three arguments.
+type Handler = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+
+/// Notes the handler `signal` has now, to call after the latch's, unless it is the latch's
+/// own (set up before) or none (`SIG_DFL`, `SIG_IGN`).
+fn keep_previous(signal: Signal) -> io::Result<()> {
+    let slot = match PREVIOUS.get(signal.0 as usize) {
+        Some(slot) => slot,
+        None => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
+    // SAFETY: sigaction with no new action writes the current one into a struct we own.
+    let old = unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal.0, std::ptr::null(), &mut old) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        old
+    };
+    let handler = old.sa_sigaction;
+    if handler == on_signal as Handler as libc::sighandler_t {
+        return Ok(());
+    }
+    let none = handler == libc::SIG_DFL || handler == libc::SIG_IGN;
+    slot.1
+        .store(old.sa_flags & libc::SA_SIGINFO != 0, Ordering::SeqCst);
+    slot.0
+        .store(if none { 0 } else { handler as usize }, Ordering::SeqCst);
+    Ok(())
 }
 
 impl Latch {
@@ -109,10 +153,33 @@ fn own_pipe() -> io::Result<RawFd> {
     Ok(READ_FD.load(Ordering::SeqCst))
 }
 
-extern "C" fn on_signal(signal: libc::c_int) {
+extern "C" fn on_signal(
+    signal: libc::c_int,
+    info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
     super::receive::set_caught(signal);
     if !LATCHED.swap(true, Ordering::SeqCst) {
         wake();
+    }
+    let (handler, siginfo) = match PREVIOUS.get(signal as usize) {
+        Some(slot) => (slot.0.load(Ordering::SeqCst), slot.1.load(Ordering::SeqCst)),
+        None => return,
+    };
+    if handler == 0 {
+        return;
+    }
+    // SAFETY: `handler` is the address sigaction gave as this signal's handler before the
+    // latch's (neither SIG_DFL nor SIG_IGN), with the form its SA_SIGINFO flag announced; it
+    // is called as the kernel would have, with the kernel's arguments.
+    unsafe {
+        if siginfo {
+            let handler: Handler = std::mem::transmute(handler);
+            handler(signal, info, context);
+        } else {
+            let handler: extern "C" fn(libc::c_int) = std::mem::transmute(handler);
+            handler(signal);
+        }
     }
 }
 
@@ -174,9 +241,26 @@ mod errno {
 mod tests {
     use super::*;
 
+    static THEIRS: AtomicUsize = AtomicUsize::new(0);
+
+    extern "C" fn theirs(_signal: libc::c_int) {
+        THEIRS.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// One test for the whole process-wide latch: it cannot be unset once a signal arrived.
     #[test]
     fn a_signal_sets_the_latch_for_good_and_wakes_a_waiter() {
+        // The program's own handler, installed before the latch: still called.
+        // SAFETY: the handler is one atomic add; sigaction reads a struct we own.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = theirs as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            assert_eq!(
+                libc::sigaction(Signal::USR2.0, &action, std::ptr::null_mut()),
+                0
+            );
+        }
         let latch = latch(&[Signal::USR2]).unwrap();
         assert!(!latch.is_set());
         assert!(
@@ -190,6 +274,16 @@ mod tests {
         unsafe { libc::raise(Signal::USR2.0) };
         assert!(waiter.join().unwrap(), "the waiter wakes");
         assert!(latch.is_set() && super::super::caught(Signal::USR2));
+        assert_eq!(
+            THEIRS.load(Ordering::SeqCst),
+            1,
+            "the program's handler ran"
+        );
+        // Set up again (a second stop_requested): the program's handler once per signal.
+        let latch = super::latch(&[Signal::USR2]).unwrap();
+        // SAFETY: as above.
+        unsafe { libc::raise(Signal::USR2.0) };
+        assert_eq!(THEIRS.load(Ordering::SeqCst), 2, "once more, no loop");
         assert!(latch.wait(Some(Duration::ZERO)).unwrap(), "and stays set");
         assert!(crate::fd::wait_readable(&[fd], Some(Duration::ZERO)).unwrap());
         assert!(crate::fd::wait_readable(&[fd], Some(Duration::ZERO)).unwrap());
