@@ -11,7 +11,8 @@
 //!
 //! The processes it started: from `/proc/PID/task/TID/children` (recursively), or where the
 //! kernel has no such file (no `CONFIG_PROC_CHILDREN`), the worker's process group, from one
-//! scan of `/proc`.
+//! scan of `/proc`. A thread or process created meanwhile by a thread still idle is found by
+//! another pass, made while the last one raised a thread (`walk.rs`).
 
 use std::io;
 
@@ -54,10 +55,14 @@ pub fn is_idle_policy(policy: i32) -> bool {
 pub(crate) use imp::raise_tree;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+mod walk;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod imp {
     use std::io;
 
-    use super::{is_idle_policy, Raised, MAX_PROCESSES};
+    use super::walk::Tasks;
+    use super::Raised;
 
     pub(super) fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
         raise_tree(pid, children_listed())
@@ -80,76 +85,37 @@ mod imp {
     /// [`raise_idle_tree`], finding the processes `pid` started from the lists of children
     /// if `listed`, else from its process group.
     pub(crate) fn raise_tree(pid: u32, listed: bool) -> io::Result<Raised> {
-        let mut walk = Walk::default();
-        // The main thread first: a thread it starts from now on is born raised.
-        walk.raise(pid)?;
-        let mut pending = vec![pid];
-        while let Some(process) = pending.pop() {
-            walk.raised.processes += 1;
-            for tid in threads(process) {
-                // The worker's main thread is raised already.
-                if tid != pid {
-                    let _ = walk.raise(tid);
-                }
-                if listed {
-                    pending.extend(children(process, tid));
-                }
-            }
-            if walk.raised.processes + pending.len() >= MAX_PROCESSES {
-                break;
-            }
-        }
-        if !listed {
-            walk.raise_group(pid);
-        }
-        match walk.error {
-            Some(e) => Err(e),
-            None => Ok(walk.raised),
-        }
+        super::walk::raise_with(&mut Proc, pid, listed)
     }
 
-    #[derive(Default)]
-    struct Walk {
-        raised: Raised,
-        error: Option<io::Error>,
-    }
+    /// `/proc` and the scheduler.
+    struct Proc;
 
-    impl Walk {
-        /// Raises thread `tid` if it is in `SCHED_IDLE`. `Err` only when it is gone.
-        fn raise(&mut self, tid: u32) -> io::Result<()> {
-            let who = tid as libc::pid_t;
-            // SAFETY: sched_getscheduler takes a plain integer.
-            let policy = unsafe { libc::sched_getscheduler(who) };
-            if policy < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if !is_idle_policy(policy) {
-                return Ok(());
-            }
+    impl Tasks for Proc {
+        fn threads(&self, pid: u32) -> Vec<u32> {
+            threads(pid)
+        }
+
+        fn children(&self, pid: u32, tid: u32) -> Vec<u32> {
+            children(pid, tid)
+        }
+
+        fn group_members(&self, pgid: u32) -> Vec<u32> {
+            crate::process::group_members(pgid)
+        }
+
+        fn policy(&self, tid: u32) -> io::Result<i32> {
+            scheduling_policy(tid)
+        }
+
+        fn set_other(&mut self, tid: u32) -> io::Result<()> {
+            let who = crate::process::to_pid(tid)?;
             let param = libc::sched_param { sched_priority: 0 };
             // SAFETY: param is a sched_param we own, read during the call.
-            if unsafe { libc::sched_setscheduler(who, libc::SCHED_OTHER, &param) } == 0 {
-                self.raised.threads += 1;
-                return Ok(());
+            if unsafe { libc::sched_setscheduler(who, libc::SCHED_OTHER, &param) } < 0 {
+                return Err(io::Error::last_os_error());
             }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ESRCH) {
-                return Err(e);
-            }
-            self.error.get_or_insert(e);
             Ok(())
-        }
-
-        /// Where the kernel does not list children: every other process of `pgid`'s group,
-        /// each thread.
-        fn raise_group(&mut self, pgid: u32) {
-            let members = crate::process::group_members(pgid);
-            for member in members.into_iter().take(MAX_PROCESSES) {
-                self.raised.processes += 1;
-                for tid in threads(member) {
-                    let _ = self.raise(tid);
-                }
-            }
         }
     }
 
