@@ -226,8 +226,13 @@ pub fn budget_for(readiness: Readiness) -> Duration {
 /// start to the next).
 pub const MIN_WARM_UP: Duration = Duration::from_millis(250);
 
-/// A warm-up lasts this many times the slowest recent start-up at full priority.
-pub const BUDGET_FACTOR: u32 = 4;
+/// A warm-up lasts this many times the slowest recent start-up at full priority. Twice: a
+/// start timed among others that started at once (herd's first generation) already took
+/// longer than one alone, and a start-up in `SCHED_IDLE` at 2000 requests/s on 2 cores took
+/// about as long as one at full priority; at saturation a longer warm-up only makes the
+/// upgrade slower (4 workers that took 2.3 s each at full priority ran out a 5 s budget each:
+/// 33 s for the upgrade against 15 s at full priority).
+pub const BUDGET_FACTOR: u32 = 2;
 
 /// How many recent start-ups at full priority the budget looks at.
 const TIMED: usize = 8;

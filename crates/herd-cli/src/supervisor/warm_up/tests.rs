@@ -203,7 +203,7 @@ fn the_budget_is_a_few_times_the_slowest_recent_start_up_at_full_priority() {
     w.started_at_full(2, t0);
     assert!(!w.ready(1, t0 + ms(300)), "not lowered");
     assert!(!w.ready(2, t0 + ms(100)));
-    assert_eq!(w.budget(notify), ms(1200));
+    assert_eq!(w.budget(notify), ms(600));
     // Never below the floor, never above half the ready time.
     let mut quick = Warming::default();
     quick.started_at_full(1, t0);
@@ -215,7 +215,7 @@ fn the_budget_is_a_few_times_the_slowest_recent_start_up_at_full_priority() {
     w.started_at_full(3, t0);
     assert!(!w.ended(3));
     assert!(!w.ready(3, t0 + Duration::from_secs(9)));
-    assert_eq!(w.budget(notify), ms(1200));
+    assert_eq!(w.budget(notify), ms(600));
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn the_budget_forgets_old_start_ups() {
     w.ready(1, t0 + ms(1000));
     for pid in 2..(2 + TIMED as u32) {
         w.started_at_full(pid, t0);
-        w.ready(pid, t0 + ms(100));
+        w.ready(pid, t0 + ms(200));
     }
     assert_eq!(w.budget(notify), ms(400));
 }
