@@ -67,12 +67,23 @@ fn gated(herd: &Herd, n: usize) -> Value {
         gated.get(n - 1).map(|t| t.to_string())
     });
     let json = &line[line.find("gated ").unwrap() + "gated ".len()..];
-    serde_json::from_str(json).unwrap()
+    // The first value only: another process's output may follow on the same line.
+    let mut values = serde_json::Deserializer::from_str(json).into_iter::<Value>();
+    values.next().unwrap().unwrap()
 }
 
 /// Lets a `gated.py` worker send READY=1.
 fn open_gate(facts: &Value) {
     std::fs::write(facts["gate"].as_str().unwrap(), b"go").unwrap();
+}
+
+/// Worker `pid` (whose `facts` these are) saw nice 19 as it started, or, on a loaded machine
+/// where its warm-up budget (a few times the first worker's start-up) ended before it looked,
+/// herd said it raised it then.
+fn started_at_19_or_raised_in_time(herd: &Herd, pid: u32, facts: &Value) {
+    if facts["nice_at_start"] != 19 {
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    }
 }
 
 fn facts(addr: &str) -> Value {
@@ -191,10 +202,7 @@ fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_prior
     let status = only_generation_2(&herd);
     let pid = worker_pids(&status)[0];
     let new = facts(&addr);
-    assert_eq!(
-        new["nice_at_start"], 19,
-        "started while the first one served: {new}"
-    );
+    started_at_19_or_raised_in_time(&herd, pid, &new);
     let (thread, child) = (
         new["thread"].as_u64().unwrap(),
         new["child"].as_u64().unwrap(),
@@ -241,16 +249,15 @@ fn a_worker_still_starting_after_its_warm_up_gets_herds_priority_in_time() {
         return;
     }
     // The worker cannot finish starting at nice 19, as a starved one on a saturated machine:
-    // it is ready only once herd gives it its priority back, after half of --ready-timeout
-    // (5 s at most).
+    // it is ready only once herd gives it its priority back, at the end of its warm-up budget.
     let herd = slow_warm_up_herd();
     wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
     let own = nice_of(herd.pid(), herd.pid());
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
-    only_generation_2(&herd);
+    let pid = worker_pids(&only_generation_2(&herd))[0];
     let new = facts(&herd.address("http"));
-    assert_eq!(new["nice_at_start"], 19, "{new}");
+    started_at_19_or_raised_in_time(&herd, pid, &new);
     assert_eq!(new["nice_at_ready"], own, "{new}");
 }
 
@@ -270,7 +277,11 @@ fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
     let status = only_generation_2(&herd);
     let pid = worker_pids(&status)[0];
     let new = facts(&herd.address("http"));
-    assert_ne!(new["pgid"], new["pid"], "the worker left its group: {new}");
+    if new["pgid"] == new["pid"] {
+        // It stays in its group when it did not start at nice 19: only when herd raised it
+        // at the end of its warm-up budget before it looked (a loaded machine).
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    }
     assert_eq!(nice_of(pid, pid), own);
 }
 
