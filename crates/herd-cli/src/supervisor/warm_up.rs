@@ -26,9 +26,8 @@
 //!   is refused at start-up. Workers of another user (`--user`) need `CAP_SYS_NICE`.
 //! - On readiness, herd raises what it lowered and nothing else: with `SCHED_IDLE`, every
 //!   thread of the worker and of the processes it started that is still in that class (one
-//!   in another class chose it itself); with a nice value, the worker's process group if the
-//!   worker still runs at the starting value (one herd did not lower keeps what it chose:
-//!   `nice -n 19 app`).
+//!   in another class chose it itself); with a nice value, every such thread still at the
+//!   starting value (one at another chose it: a child started with `nice -n 5`).
 //! - A worker still starting after its warm-up budget gets herd's priority back then: at
 //!   saturation a starting worker gets almost no CPU (a `SCHED_IDLE` one none at all), so it
 //!   could otherwise miss `--ready-timeout` and fail the upgrade. The budget follows what a
@@ -195,13 +194,6 @@ impl WarmUp {
     /// How a worker starting now runs: lowered only if others serve.
     pub fn for_start(&self, others_serve: bool) -> Option<Lowered> {
         others_serve.then_some(self.starting)
-    }
-
-    /// With a starting nice value: the nice value to give a worker's process group once it is
-    /// ready, given its own now (`None`: the worker chose another, or herd used
-    /// `SCHED_IDLE`, which [`Lowered::Idle`] raises thread by thread).
-    pub fn on_ready(&self, worker_nice: i32) -> Option<i32> {
-        (self.starting == Lowered::Nice(worker_nice)).then_some(self.serving)
     }
 }
 

@@ -370,3 +370,31 @@ fn a_herd_in_sched_batch_leaves_its_workers_in_sched_batch() {
     assert_eq!(started, 19, "started while the first served: {new}");
     assert_eq!(nice_of(pid, pid), nice_of(herd.pid(), herd.pid()));
 }
+
+#[test]
+fn a_child_that_chose_its_own_nice_value_while_starting_keeps_it() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    let herd = one_worker(
+        &["--min-ready", "0", "--starting-nice", "10"],
+        &["/usr/bin/python3", &worker("nice.py"), "--child-nice", "3"],
+    );
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let own = nice_of(herd.pid(), herd.pid());
+    assert!(own < 10, "herd runs at nice {own}");
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = only_generation_2(&herd);
+    let pid = worker_pids(&status)[0];
+    let new = facts(&herd.address("http"));
+    let (thread, child) = (
+        new["thread"].as_u64().unwrap() as u32,
+        new["child"].as_u64().unwrap() as u32,
+    );
+    // The child lowered itself from the starting 10 to 13 before READY=1: its own choice.
+    assert_eq!(nice_of(child, child), 13, "{new}");
+    // What herd lowered gets herd's nice back.
+    assert_eq!(nice_of(pid, pid), own);
+    assert_eq!(nice_of(pid, thread), own);
+}

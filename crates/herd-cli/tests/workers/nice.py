@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A test worker that answers with its nice value at start-up, and the pids of a thread and a
-child process it started before READY=1, so that a test can read their nice values later."""
+child process it started before READY=1, so that a test can read their nice values later.
+With --child-nice N the child lowers its own priority by N before READY=1."""
 
 import json
 import os
@@ -25,9 +26,13 @@ def main():
 
     threading.Thread(target=idle, daemon=True).start()
     started.wait()
-    # Reads until herd stops the process group.
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
+    # Reads until herd stops the process group; with --child-nice N it first lowers its own
+    # priority by N, and says so before this worker is ready.
+    more = int(sys.argv[sys.argv.index("--child-nice") + 1]) if "--child-nice" in sys.argv else 0
+    code = "import os, sys; os.nice(%d); print('niced', flush=True); sys.stdin.read()" % more
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    child.stdout.readline()
     body = json.dumps({"nice_at_start": at_start, "thread": tid[0], "child": child.pid}).encode()
 
     def respond(conn, request_line):

@@ -43,6 +43,16 @@ pub fn scheduling_policy(tid: u32) -> io::Result<i32> {
     imp::scheduling_policy(tid)
 }
 
+/// Moves every thread of process `pid`, and of the processes it started, that still runs at
+/// nice value `from` to nice value `to`; a thread at another value chose it and keeps it.
+/// **Linux and Android** walk the tree thread by thread, as [`raise_idle_tree`] does (a nice
+/// value is a thread's own there); elsewhere the process group gets `to`
+/// ([`set_group_nice`](super::set_group_nice)) if `pid` is still at `from`. `ESRCH` when
+/// `pid` is gone.
+pub fn raise_nice_tree(pid: u32, from: i32, to: i32) -> io::Result<Raised> {
+    imp::raise_nice_tree(pid, from, to)
+}
+
 /// Whether scheduling policy `policy` (as `sched_getscheduler` or field 41 of
 /// `/proc/PID/stat` gives it, `SCHED_RESET_ON_FORK` or not) is `SCHED_IDLE` (5).
 pub fn is_idle_policy(policy: i32) -> bool {
@@ -68,6 +78,11 @@ mod imp {
         raise_tree(pid, children_listed())
     }
 
+    pub(super) fn raise_nice_tree(pid: u32, from: i32, to: i32) -> io::Result<Raised> {
+        let nice = Some((from, to));
+        super::walk::raise_with(&mut Proc { nice }, pid, children_listed())
+    }
+
     pub(super) fn scheduling_policy(tid: u32) -> io::Result<i32> {
         let who = if tid == 0 {
             0
@@ -85,11 +100,14 @@ mod imp {
     /// [`raise_idle_tree`], finding the processes `pid` started from the lists of children
     /// if `listed`, else from its process group.
     pub(crate) fn raise_tree(pid: u32, listed: bool) -> io::Result<Raised> {
-        super::walk::raise_with(&mut Proc, pid, listed)
+        super::walk::raise_with(&mut Proc { nice: None }, pid, listed)
     }
 
-    /// `/proc` and the scheduler.
-    struct Proc;
+    /// `/proc` and the scheduler: threads in `SCHED_IDLE` raised to `SCHED_OTHER`, or with
+    /// `nice`, threads at its first nice value raised to its second.
+    struct Proc {
+        nice: Option<(i32, i32)>,
+    }
 
     impl Tasks for Proc {
         fn threads(&self, pid: u32) -> Vec<u32> {
@@ -104,12 +122,23 @@ mod imp {
             crate::process::group_members(pgid)
         }
 
-        fn policy(&self, tid: u32) -> io::Result<i32> {
-            scheduling_policy(tid)
+        fn is_lowered(&self, tid: u32) -> io::Result<bool> {
+            match self.nice {
+                Some((from, _)) => crate::process::nice_of(tid).map(|nice| nice == from),
+                None => scheduling_policy(tid).map(super::is_idle_policy),
+            }
         }
 
-        fn set_other(&mut self, tid: u32) -> io::Result<()> {
+        fn raise(&mut self, tid: u32) -> io::Result<()> {
             let who = crate::process::to_pid(tid)?;
+            if let Some((_, to)) = self.nice {
+                // SAFETY: setpriority takes plain integers; on Linux PRIO_PROCESS with a
+                // thread id sets that thread's nice value.
+                if unsafe { libc::setpriority(libc::PRIO_PROCESS, who as libc::id_t, to) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                return Ok(());
+            }
             let param = libc::sched_param { sched_priority: 0 };
             // SAFETY: param is a sched_param we own, read during the call.
             if unsafe { libc::sched_setscheduler(who, libc::SCHED_OTHER, &param) } < 0 {
@@ -154,6 +183,17 @@ mod imp {
 
     pub(super) fn raise_idle_tree(_pid: u32) -> std::io::Result<Raised> {
         Ok(Raised::default())
+    }
+
+    pub(super) fn raise_nice_tree(pid: u32, from: i32, to: i32) -> std::io::Result<Raised> {
+        if crate::process::nice_of(pid)? != from {
+            return Ok(Raised::default());
+        }
+        crate::process::set_group_nice(pid, to)?;
+        Ok(Raised {
+            threads: 0,
+            processes: 1,
+        })
     }
 
     pub(super) fn scheduling_policy(_tid: u32) -> std::io::Result<i32> {

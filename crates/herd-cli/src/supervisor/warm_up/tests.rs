@@ -134,22 +134,6 @@ fn herd_s_first_workers_start_at_its_own_priority() {
 }
 
 #[test]
-fn only_a_worker_still_at_the_starting_value_is_raised_on_readiness() {
-    let w = WarmUp {
-        starting: Lowered::Nice(19),
-        serving: 0,
-    };
-    assert_eq!(w.on_ready(19), Some(0));
-    assert_eq!(w.on_ready(0), None);
-    assert_eq!(w.on_ready(7), None);
-    let idle = WarmUp {
-        starting: Lowered::Idle,
-        serving: 0,
-    };
-    assert_eq!(idle.on_ready(19), None, "raised thread by thread");
-}
-
-#[test]
 fn a_warm_up_takes_half_the_ready_time_at_most_5s() {
     let sec = Duration::from_secs(1);
     assert_eq!(warm_up_budget(4 * sec), 2 * sec);

@@ -1,15 +1,16 @@
-//! The walk that raises a worker's tree out of `SCHED_IDLE`, over [`Tasks`]: `/proc` and the
-//! scheduler in herd, a fake in the tests, so that its ordering is tested without processes.
+//! The walk that raises a worker's tree back to herd's priority (out of `SCHED_IDLE`, or
+//! from the starting nice value), over [`Tasks`]: `/proc` and the scheduler in herd, a fake in
+//! the tests, so that its ordering is tested without processes.
 //!
-//! A thread or process inherits its creator's class at creation, so one created by a thread
-//! still in `SCHED_IDLE` while a pass runs (after the pass listed its process's threads, before
-//! it raised its creator) is born in `SCHED_IDLE`, unseen. The walk therefore makes another
+//! A thread or process inherits its creator's class and nice value at creation, so one created
+//! by a thread still lowered while a pass runs (after the pass listed its process's threads,
+//! before it raised its creator) is born lowered, unseen. The walk therefore makes another
 //! pass as long as the last one raised a thread (every creator seen idle has been raised by
 //! then), at most [`MAX_PASSES`].
 
 use std::io;
 
-use super::{is_idle_policy, Raised, MAX_PROCESSES};
+use super::{Raised, MAX_PROCESSES};
 
 /// The most passes one raise makes: a tree that keeps creating threads from idle ones does
 /// not hold herd.
@@ -23,14 +24,14 @@ pub(crate) trait Tasks {
     fn children(&self, pid: u32, tid: u32) -> Vec<u32>;
     /// The other processes of process group `pgid`.
     fn group_members(&self, pgid: u32) -> Vec<u32>;
-    /// The scheduling policy of thread `tid`.
-    fn policy(&self, tid: u32) -> io::Result<i32>;
-    /// Moves thread `tid` to `SCHED_OTHER`.
-    fn set_other(&mut self, tid: u32) -> io::Result<()>;
+    /// Whether thread `tid` runs at the priority herd lowered it to (`ESRCH`: it is gone).
+    fn is_lowered(&self, tid: u32) -> io::Result<bool>;
+    /// Gives thread `tid` herd's priority back.
+    fn raise(&mut self, tid: u32) -> io::Result<()>;
 }
 
 /// Raises every thread of `pid` and of the processes it started (from the lists of children
-/// if `listed`, else from its process group) that is in `SCHED_IDLE`: passes until one raises
+/// if `listed`, else from its process group) that is still lowered: passes until one raises
 /// nothing. `ESRCH` when `pid` is gone; otherwise the first other error met.
 pub(crate) fn raise_with(tasks: &mut impl Tasks, pid: u32, listed: bool) -> io::Result<Raised> {
     let mut walk = Walk {
@@ -85,12 +86,12 @@ impl<T: Tasks> Walk<'_, T> {
         Ok(())
     }
 
-    /// Raises thread `tid` if it is in `SCHED_IDLE`. `Err` only when it is gone.
+    /// Raises thread `tid` if it is still lowered. `Err` only when it is gone.
     fn raise(&mut self, tid: u32) -> io::Result<()> {
-        if !is_idle_policy(self.tasks.policy(tid)?) {
+        if !self.tasks.is_lowered(tid)? {
             return Ok(());
         }
-        match self.tasks.set_other(tid) {
+        match self.tasks.raise(tid) {
             Ok(()) => {
                 self.raised.threads += 1;
                 Ok(())
@@ -144,11 +145,13 @@ mod tests {
         fn group_members(&self, _pgid: u32) -> Vec<u32> {
             Vec::new()
         }
-        fn policy(&self, tid: u32) -> io::Result<i32> {
+        fn is_lowered(&self, tid: u32) -> io::Result<bool> {
             let policy = self.policy.get(&tid).copied();
-            policy.ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+            policy
+                .map(|p| p == IDLE)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
         }
-        fn set_other(&mut self, tid: u32) -> io::Result<()> {
+        fn raise(&mut self, tid: u32) -> io::Result<()> {
             if let Some((creator, pid, created)) = self.creates {
                 if creator == tid {
                     self.creates = None;

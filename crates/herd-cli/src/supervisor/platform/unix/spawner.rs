@@ -62,28 +62,18 @@ impl Spawner {
             .spawn(slot, generation, &fds, stdin, lowered)
     }
 
-    /// Gives worker `pid` herd's priority back (`--starting-nice`): with `SCHED_IDLE`, every
-    /// thread of it and of the processes it started still in that class; with a nice value,
-    /// its process group (its threads, and children it started) if it still runs at the
-    /// starting one. A worker gone meanwhile is no error.
+    /// Gives worker `pid` herd's priority back (`--starting-nice`): every thread of it and of
+    /// the processes it started that still runs at the starting priority (`SCHED_IDLE`, or the
+    /// starting nice value); one at another chose it and keeps it. A worker gone meanwhile is
+    /// no error.
     pub fn restore_priority(&self, pid: u32, warm_up: &WarmUp) -> std::io::Result<()> {
-        let gone = |e: &std::io::Error| e.raw_os_error() == Some(libc::ESRCH);
-        if warm_up.starting == Lowered::Idle {
-            return match herd_sys::process::raise_idle_tree(pid) {
-                Err(e) if gone(&e) => Ok(()),
-                other => other.map(drop),
-            };
-        }
-        let nice = match herd_sys::process::nice_of(pid) {
-            Err(e) if gone(&e) => return Ok(()),
-            other => other?,
+        let raised = match warm_up.starting {
+            Lowered::Idle => herd_sys::process::raise_idle_tree(pid),
+            Lowered::Nice(nice) => herd_sys::process::raise_nice_tree(pid, nice, warm_up.serving),
         };
-        match warm_up.on_ready(nice) {
-            Some(serving) => match herd_sys::process::set_group_nice(pid, serving) {
-                Err(e) if gone(&e) => Ok(()),
-                other => other,
-            },
-            None => Ok(()),
+        match raised {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other.map(drop),
         }
     }
 
