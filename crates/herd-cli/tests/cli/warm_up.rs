@@ -366,8 +366,7 @@ fn a_herd_in_sched_batch_leaves_its_workers_in_sched_batch() {
     for (tid, policy) in policies(pid).into_iter().chain(policies(child)) {
         assert_eq!(policy, 3, "thread {tid}: SCHED_BATCH, as herd");
     }
-    let started = &new["nice_at_start"];
-    assert_eq!(started, 19, "started while the first served: {new}");
+    started_at_19_or_raised_in_time(&herd, pid, &new);
     assert_eq!(nice_of(pid, pid), nice_of(herd.pid(), herd.pid()));
 }
 
@@ -393,7 +392,13 @@ fn a_child_that_chose_its_own_nice_value_while_starting_keeps_it() {
         new["child"].as_u64().unwrap() as u32,
     );
     // The child lowered itself from the starting 10 to 13 before READY=1: its own choice.
-    assert_eq!(nice_of(child, child), 13, "{new}");
+    let child_nice = nice_of(child, child);
+    if child_nice != 13 {
+        // On a loaded machine herd may have raised the worker at the end of its warm-up
+        // budget, before the child lowered itself: by 3 from herd's value then.
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+        assert_eq!(child_nice, own + 3, "{new}");
+    }
     // What herd lowered gets herd's nice back.
     assert_eq!(nice_of(pid, pid), own);
     assert_eq!(nice_of(pid, thread), own);
