@@ -1,7 +1,7 @@
 //! Windows: the stop event herd named in `HERD_STOP_EVENT`, claimed once per process.
 
 use std::net::{TcpListener, TcpStream};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use herd_sys::windows::event::Event;
@@ -10,10 +10,10 @@ use herd_sys::windows::handle;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle_env::{parse_value, STOP_EVENT};
 
-/// The event, once claimed; `None` when herd gave none.
-static EVENT: OnceLock<Option<Event>> = OnceLock::new();
-/// Held while the event is claimed, so that two threads do not both claim it.
-static CLAIMING: Mutex<()> = Mutex::new(());
+/// The event, once claimed (`Some(None)` when herd gave none); held while it is claimed, so
+/// that two threads do not both claim it. (A `Mutex`, not a `OnceLock`: the crate builds with
+/// Rust 1.63.) The event lives as long as the process.
+static EVENT: Mutex<Option<Option<&'static Event>>> = Mutex::new(None);
 
 /// herd's stop request for this worker: an event herd sets when this worker should stop.
 /// Cheap to copy; every copy sees the same request.
@@ -27,16 +27,13 @@ pub struct StopRequest(&'static Event);
 ///
 /// Fails when `HERD_STOP_EVENT` is not a handle this process inherited.
 pub fn stop_requested() -> Result<Option<StopRequest>> {
-    if let Some(event) = EVENT.get() {
-        return Ok(event.as_ref().map(StopRequest));
+    let mut claimed = EVENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(event) = *claimed {
+        return Ok(event.map(StopRequest));
     }
-    let _claiming = CLAIMING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(event) = EVENT.get() {
-        return Ok(event.as_ref().map(StopRequest));
-    }
-    let event = claim()?;
-    let event = EVENT.get_or_init(|| event);
-    Ok(event.as_ref().map(StopRequest))
+    let event: Option<&'static Event> = claim()?.map(|e| &*Box::leak(Box::new(e)));
+    *claimed = Some(event);
+    Ok(event.map(StopRequest))
 }
 
 fn claim() -> Result<Option<Event>> {
