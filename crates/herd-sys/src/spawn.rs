@@ -38,6 +38,9 @@
 //! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, then
 //!     `_exit(0)`).
 //!
+//! [`spawn_all`] starts several children at once: each takes the steps above, while the
+//! parent prepares and starts the next instead of waiting (see `batch`).
+//!
 //! A failure is written to a close-on-exec pipe as one fixed-size report (a magic number, the
 //! failed step as a typed value with explicit discriminants, the limit's index and errno), and
 //! the child exits with 127. The parent reads the pipe: EOF means the exec succeeded; a report
@@ -49,16 +52,20 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
-use crate::process::{max_signal, wait_for, Signal};
+use crate::process::{wait_for, Signal};
 
+mod batch;
 mod child;
 mod direct;
+mod prepare;
 mod report;
 mod start;
 #[cfg(target_os = "linux")]
 mod vfork;
 
+pub use batch::{spawn_all, Job};
 use child::Child;
+use prepare::Buffers;
 use report::{read_report, ChildStep};
 pub use report::{SpawnError, Stage};
 use start::{start, How};
@@ -273,53 +280,9 @@ impl ExecPlan {
         probe: bool,
     ) -> Result<u32, SpawnError> {
         // Everything the child touches is allocated here, before fork.
-        let (mut env, listen_pid_at) = self.environment();
-        let pid_slot = match listen_pid_at.and_then(|i| env.get_mut(i)) {
-            // SAFETY: the offset is inside the entry, sized for the prefix and the digits.
-            Some(entry) => unsafe { entry.as_mut_ptr().add(LISTEN_PID_PREFIX.len()) },
-            None => ptr::null_mut(),
-        };
-        let argv = self.argv_pointers();
-        let envp = env_pointers(&env);
-        let sources: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
-        let mut moved: Vec<RawFd> = vec![-1; sources.len()];
-        let (status_read, status_write) = cloexec_pipe().map_err(|error| SpawnError {
-            stage: Stage::Pipe,
-            error,
-            limit: None,
-        })?;
-        let (empty_mask, default_action) = child::default_signal_state();
-        let child = Child {
-            program: self.program.as_ptr(),
-            argv: argv.as_ptr(),
-            envp: envp.as_ptr(),
-            pid_slot,
-            sources: &sources,
-            moved: moved.as_mut_ptr(),
-            stdio: [stdio.stdin, stdio.stdout, stdio.stderr]
-                .map(|fd| fd.map_or(-1, |fd| fd.as_raw_fd())),
-            status: status_write.as_raw_fd(),
-            new_process_group: self.new_process_group,
-            death_signal: self.death_signal.map(Signal::number),
-            // SAFETY: getpid has no preconditions.
-            parent: unsafe { libc::getpid() },
-            empty_mask,
-            default_action,
-            max_signal: max_signal(),
-            credentials: self
-                .credentials
-                .as_ref()
-                .map(|(u, g, groups)| (*u, *g, groups.as_slice())),
-            chdir: self.chdir.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
-            umask: self.umask,
-            limits: &self.limits,
-            nice: self.nice,
-            sched_idle: self.sched_idle,
-            cloexec_limit: child::cloexec_limit(3 + sources.len(), sources.len() + 2),
-            close_range: !self.no_close_range,
-            raise_first: self.raise_first,
-            probe,
-        };
+        let mut buffers = Buffers::new(self, fds, stdio);
+        let (status_read, status_write) = status_pipe()?;
+        let child = buffers.child(self, status_write.as_raw_fd(), probe);
         start_and_wait(&child, status_read, status_write, self.how_to_start())
     }
 
@@ -416,6 +379,15 @@ fn c_string(bytes: &[u8]) -> io::Result<CString> {
             io::ErrorKind::InvalidInput,
             "arguments and environment cannot contain NUL bytes",
         )
+    })
+}
+
+/// The pipe on which a child reports how far it got: (read end, write end).
+fn status_pipe() -> Result<(OwnedFd, OwnedFd), SpawnError> {
+    cloexec_pipe().map_err(|error| SpawnError {
+        stage: Stage::Pipe,
+        error,
+        limit: None,
     })
 }
 

@@ -35,6 +35,39 @@ const PRIVATE_VARS: &[&str] = &[
     "HERD_GENERATION",
 ];
 
+/// One worker's start, prepared ([`WorkerCommand::prepare`]): its plan, and the pipes for
+/// its output when herd reads it (their write ends are dropped with this, once it started).
+pub struct PreparedStart {
+    slot: usize,
+    generation: u64,
+    program: PathBuf,
+    plan: ExecPlan,
+    output: Option<OutputPipes>,
+}
+
+/// The worker's stdout and stderr pipes: (read end, write end) each.
+type OutputPipes = (
+    (std::io::PipeReader, std::io::PipeWriter),
+    (std::io::PipeReader, std::io::PipeWriter),
+);
+
+impl PreparedStart {
+    /// What to run.
+    pub fn plan(&self) -> &ExecPlan {
+        &self.plan
+    }
+
+    /// The worker's standard streams: `stdin`, and its output's pipes when herd reads it.
+    pub fn stdio<'a>(&'a self, stdin: BorrowedFd<'a>) -> Stdio<'a> {
+        let output = self.output.as_ref();
+        Stdio {
+            stdin: Some(stdin),
+            stdout: output.map(|((_, out), _)| out.as_fd()),
+            stderr: output.map(|(_, (_, err))| err.as_fd()),
+        }
+    }
+}
+
 /// How to start a worker in any slot.
 #[derive(Debug)]
 pub struct WorkerCommand {
@@ -239,46 +272,82 @@ impl WorkerCommand {
         stdin: BorrowedFd<'_>,
         lowered: Option<Lowered>,
     ) -> Result<u32, StartError> {
+        let start = self.prepare(slot, generation, fds.len(), lowered)?;
+        let result = start.plan.spawn_with(fds, &start.stdio(stdin));
+        self.started(start, result)
+    }
+
+    /// Prepares the start of the worker for `slot` of `generation` with `fds` fds, `lowered`
+    /// until it is ready: what [`spawn`](Self::spawn) does before the fork. Run it with
+    /// [`PreparedStart::plan`] and [`PreparedStart::stdio`], then hand the result to
+    /// [`started`](Self::started).
+    pub fn prepare(
+        &self,
+        slot: usize,
+        generation: u64,
+        fds: usize,
+        lowered: Option<Lowered>,
+    ) -> Result<PreparedStart, StartError> {
         let fail = |cannot_execute, message| StartError {
             cannot_execute,
             message,
         };
         let program = self.program(slot, generation).map_err(|m| fail(true, m))?;
         let mut plan = self
-            .plan(&program, slot, generation, fds.len())
+            .plan(&program, slot, generation, fds)
             .map_err(|e| fail(true, e.to_string()))?;
         match lowered {
             Some(Lowered::Idle) => plan.sched_idle(true),
             Some(Lowered::Nice(nice)) => plan.nice(Some(nice)),
             None => &mut plan,
         };
-        let Some(output) = &self.output else {
-            return plan
-                .spawn(fds, Some(stdin))
-                .map_err(|e| fail(e.stage() == Stage::Exec, self.describe(&program, &e)));
+        let output = match &self.output {
+            Some(_) => {
+                let pipes = || Ok::<_, std::io::Error>((std::io::pipe()?, std::io::pipe()?));
+                Some(pipes().map_err(|e| {
+                    fail(
+                        false,
+                        format!("cannot make the pipes for the worker's output: {e}"),
+                    )
+                })?)
+            }
+            None => None,
         };
-        let pipes = || Ok::<_, std::io::Error>((std::io::pipe()?, std::io::pipe()?));
-        let ((out_read, out_write), (err_read, err_write)) = pipes().map_err(|e| {
-            fail(
-                false,
-                format!("cannot make the pipes for the worker's output: {e}"),
-            )
-        })?;
-        let stdio = Stdio {
-            stdin: Some(stdin),
-            stdout: Some(out_write.as_fd()),
-            stderr: Some(err_write.as_fd()),
-        };
-        let pid = plan
-            .spawn_with(fds, &stdio)
-            .map_err(|e| fail(e.stage() == Stage::Exec, self.describe(&program, &e)))?;
-        drop((out_write, err_write));
-        let writer = Writer {
+        Ok(PreparedStart {
             slot,
-            pid,
             generation,
-        };
-        output.capture_both(writer, Pipe::from(out_read), Pipe::from(err_read));
+            program,
+            plan,
+            output,
+        })
+    }
+
+    /// The start's outcome from what the fork returned: the pid, with the worker's output
+    /// read from now on when herd reads it, or what went wrong, naming the setting involved.
+    pub fn started(
+        &self,
+        start: PreparedStart,
+        result: Result<u32, SpawnError>,
+    ) -> Result<u32, StartError> {
+        let PreparedStart {
+            slot,
+            generation,
+            program,
+            output: pipes,
+            ..
+        } = start;
+        let pid = result.map_err(|e| StartError {
+            cannot_execute: e.stage() == Stage::Exec,
+            message: self.describe(&program, &e),
+        })?;
+        if let (Some(output), Some(((out_read, _), (err_read, _)))) = (&self.output, pipes) {
+            let writer = Writer {
+                slot,
+                pid,
+                generation,
+            };
+            output.capture_both(writer, Pipe::from(out_read), Pipe::from(err_read));
+        }
         Ok(pid)
     }
 

@@ -302,21 +302,19 @@ impl Effects {
         self.stop_signal = signal;
     }
 
-    /// Starts a worker of `generation` in `slot`, with the sockets, `lowered` until it is
-    /// ready (`None`: at herd's priority); its pid.
-    pub fn spawn(
+    /// Starts several workers at once (`starts`: slot, generation, starting priority), as
+    /// [`spawn`](Self::spawn) would each: their pids, or why not, in order.
+    pub fn spawn_all(
         &mut self,
-        slot: usize,
-        generation: u64,
-        lowered: Option<super::warm_up::Lowered>,
-    ) -> Result<u32, StartError> {
+        starts: &[(usize, u64, Option<super::warm_up::Lowered>)],
+    ) -> Vec<Result<u32, StartError>> {
         let Effects {
             listeners,
             spawner,
             children,
             ..
         } = self;
-        spawner.spawn(listeners, children, slot, generation, lowered)
+        spawner.spawn_all(listeners, children, starts)
     }
 
     /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).

@@ -43,6 +43,19 @@ impl Starts {
         self.waiting.pop_front()
     }
 
+    /// The next starts of a turn that has started `started` already and taken `taken`, to
+    /// be made together: at most `batch` (one at least), none once the turn has done enough.
+    pub fn next_batch(&mut self, started: usize, taken: Duration, batch: usize) -> Vec<Start> {
+        let mut starts = Vec::new();
+        while starts.len() < batch.max(1) {
+            match self.next(started + starts.len(), taken) {
+                Some(start) => starts.push(start),
+                None => break,
+            }
+        }
+        starts
+    }
+
     /// Whether some start waits (the loop must turn again at once).
     pub fn is_waiting(&self) -> bool {
         !self.waiting.is_empty()
@@ -96,6 +109,24 @@ mod tests {
         assert_eq!(turn(&mut starts, slow), [0]);
         assert_eq!(turn(&mut starts, slow), [1]);
         assert_eq!(turn(&mut starts, TURN_BUDGET / 4), [2]);
+    }
+
+    /// Batches take what a turn would take one by one, in order, at most `batch` at a time.
+    #[test]
+    fn a_turn_takes_its_starts_in_batches() {
+        let mut starts = Starts::default();
+        (0..10).for_each(|slot| starts.push(start(slot)));
+        let slots = |batch: Vec<Start>| batch.iter().map(|s| s.slot).collect::<Vec<_>>();
+        let fast = Duration::from_millis(1);
+        assert_eq!(slots(starts.next_batch(0, fast, 3)), [0, 1, 2]);
+        assert_eq!(slots(starts.next_batch(3, fast, 3)), [3]);
+        assert!(starts.next_batch(4, fast, 3).is_empty());
+        assert_eq!(slots(starts.next_batch(0, fast, 0)), [4]);
+        assert_eq!(slots(starts.next_batch(0, fast, 8)), [5, 6, 7, 8]);
+        // A turn past its budget starts nothing more, unless it has started nothing yet.
+        assert!(starts.next_batch(1, TURN_BUDGET, 8).is_empty());
+        assert_eq!(slots(starts.next_batch(0, TURN_BUDGET, 8)), [9]);
+        assert!(starts.next_batch(0, fast, 8).is_empty());
     }
 
     #[test]

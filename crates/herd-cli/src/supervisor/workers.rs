@@ -5,11 +5,12 @@ use std::time::Instant;
 use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect, ExitCause};
-use super::platform::describe_exit;
+use super::platform::{describe_exit, Spawner};
 use super::pool::{Action, Reason, WorkerState};
 use super::reap;
 use super::starts::Start;
 use super::Supervisor;
+use crate::command::StartError;
 
 impl Supervisor {
     pub(super) fn apply(&mut self, actions: Vec<Action>, first_generation: bool) {
@@ -106,33 +107,60 @@ impl Supervisor {
         }
     }
 
-    /// Starts the next few workers the pool asked for ([`starts`](super::starts)).
+    /// Starts the next few workers the pool asked for ([`starts`](super::starts)), a batch
+    /// at a time: the children of a batch start side by side.
     pub(super) fn start_some(&mut self) {
         let turn = Instant::now();
         let mut started = 0;
-        while let Some(start) = self.starts.next(started, turn.elapsed()) {
-            started += 1;
+        loop {
+            // herd's very first start goes alone: a program that cannot be executed stops
+            // herd before any other worker starts (a first generation that fails stops the
+            // pool; the starts beside the failed one would be killed).
+            let size = match self.pool.workers().is_empty() {
+                true => 1,
+                false => Spawner::BATCH,
+            };
+            let batch = self.starts.next_batch(started, turn.elapsed(), size);
+            if batch.is_empty() {
+                return;
+            }
             // A stop decided since (the first generation failed, `herd stop`) cancels the
             // starts still waiting.
             if self.pool.is_stopping() {
                 self.starts.clear();
                 return;
             }
-            let actions = self.spawn(start.slot, start.generation, start.first_generation);
+            started += batch.len();
+            self.spawn_batch(&batch);
+        }
+    }
+
+    /// Starts the workers of `batch`, then tells the pool how each start went, in order.
+    fn spawn_batch(&mut self, batch: &[Start]) {
+        let now = Instant::now();
+        let others_serve = self.pool.ready_slots().next().is_some();
+        let lowered = self.warm_up.and_then(|w| w.for_start(others_serve));
+        let starts: Vec<_> = batch
+            .iter()
+            .map(|s| (s.slot, s.generation, lowered))
+            .collect();
+        let results = self.effects.spawn_all(&starts);
+        for (start, result) in batch.iter().zip(results) {
+            let actions = self.spawned(start, lowered.is_some(), result, now);
             self.apply(actions, start.first_generation);
         }
     }
 
-    pub(super) fn spawn(
+    /// The start of `start` at `now` gave `result` (`lowered`: at the starting priority).
+    fn spawned(
         &mut self,
-        slot: usize,
-        generation: u64,
-        first_generation: bool,
+        start: &Start,
+        lowered: bool,
+        result: Result<u32, StartError>,
+        now: Instant,
     ) -> Vec<Action> {
-        let now = Instant::now();
-        let others_serve = self.pool.ready_slots().next().is_some();
-        let lowered = self.warm_up.and_then(|w| w.for_start(others_serve));
-        match self.effects.spawn(slot, generation, lowered) {
+        let (slot, generation) = (start.slot, start.generation);
+        match result {
             Ok(pid) => {
                 tracing::info!(
                     event = LogEvent::WorkerStarted.as_str(),
@@ -141,26 +169,28 @@ impl Supervisor {
                     generation,
                     "worker started"
                 );
-                if lowered.is_some() {
+                if lowered {
                     let budget = self.warming.budget(self.pool.config().readiness);
                     self.warming.started(pid, now + budget);
                 } else if self.warm_up.is_some() {
                     self.warming.started_at_full(pid, now);
                 }
                 if !self.pool.spawned(slot, generation, pid, now) {
-                    // Unreachable by construction; never leave a process unsupervised.
+                    // A start of the same batch made herd stop (the first generation cannot
+                    // be executed); else unreachable. Never leave a process unsupervised.
                     tracing::error!(
                         event = LogEvent::SystemError.as_str(),
                         slot,
                         pid,
-                        "worker started in a slot that was not free; killing it"
+                        "worker started in a slot that is no longer wanted (herd stops, or \
+                         the slot was not free); killing it"
                     );
                     self.effects.execute([Effect::KillGroup { pid }]);
                     self.platform.abandoned(pid, slot, now);
                 }
                 Vec::new()
             }
-            Err(e) if first_generation && e.cannot_execute => {
+            Err(e) if start.first_generation && e.cannot_execute => {
                 let (_, mut actions) = self.pool.spawn_failed(slot, &e.message, now);
                 if self.phase.first_generation_failed(e.message) {
                     actions.extend(self.pool.stop(false, None, now));

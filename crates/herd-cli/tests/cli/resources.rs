@@ -1,6 +1,6 @@
 //! herd's resources under stress: nothing leaks over a thousand restarts, running out of fds
 //! is survived, metrics clients cannot starve supervision, and fd limits are raised for herd
-//! but kept for workers.
+//! but kept for workers, and a pool of hundreds starts and stops clean.
 
 use std::time::Duration;
 
@@ -213,4 +213,68 @@ fn herd_raises_its_fd_limit_and_workers_keep_theirs() {
     unsafe { libc::kill(worker as i32, libc::SIGKILL) };
     let next = herd.started(2)[1].1;
     assert_eq!(nofile_limit(next), "256:4096");
+}
+
+/// 256 native workers, started a batch at a time (each batch's children start side by side):
+/// every slot gets a worker of its own, a live child of herd's, each ready (so each saw its
+/// own `LISTEN_PID`); none fails to start; herd's stop leaves no worker nor anything in
+/// their process groups behind.
+#[test]
+fn a_pool_of_256_starts_ready_and_stops_clean() {
+    let hello = rust_example("hello");
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "256",
+        "--ready",
+        "notify",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        &hello,
+    ]);
+    // 256 starts take a few seconds of CPU (debug builds): more time than one wait's on a
+    // machine busy with other tests.
+    let status = wait_until_within("256 ready workers", TIMEOUT * 3, || {
+        let status = herd.status();
+        match settled(&status, 256) {
+            true => Ok(status),
+            false => Err(format!(
+                "{} running, {} ready",
+                status["running"], status["ready"]
+            )),
+        }
+    });
+    let mut slots: Vec<u64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["slot"].as_u64().unwrap())
+        .collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (0..256).collect::<Vec<u64>>());
+    let pids = worker_pids(&status);
+    let live: std::collections::HashSet<u32> = children(herd.pid())
+        .into_iter()
+        .filter(|&(_, state)| state != 'Z')
+        .map(|(pid, _)| pid)
+        .collect();
+    let strangers: Vec<&u32> = pids.iter().filter(|pid| !live.contains(pid)).collect();
+    assert!(
+        strangers.is_empty(),
+        "not herd's live children: {strangers:?}"
+    );
+    assert_eq!(live.len(), 256, "herd's children: {live:?}");
+    let failed = events(&herd.lines())
+        .filter(|e| e["event"] == "worker_start_failed")
+        .count();
+    assert_eq!(failed, 0, "{}", last_lines(&herd.lines()));
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+    wait_gone(&pids);
+    assert_eq!(
+        in_groups(&pids),
+        Vec::<u32>::new(),
+        "left in the workers' groups"
+    );
 }

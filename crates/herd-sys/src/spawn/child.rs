@@ -84,7 +84,10 @@ impl Child<'_> {
 
     /// Every signal's disposition back to `SIG_DFL`, then the empty mask.
     unsafe fn reset_signals(&self) {
-        for sig in 1..=self.max_signal {
+        // SIGKILL's and SIGSTOP's cannot change: asking would fail, and a failed call sets
+        // errno, which a child started beside its parent shares with it (see `batch`).
+        let fixed = |sig| sig == libc::SIGKILL || sig == libc::SIGSTOP;
+        for sig in (1..=self.max_signal).filter(|&sig| !fixed(sig)) {
             reset_signal(sig, &self.default_action);
         }
         if !direct::set_child_mask(&self.empty_mask) {

@@ -32,14 +32,8 @@ impl ExecPlan {
 /// exec'd or exited), unless the kernel refuses it; else `fork`.
 #[cfg(target_os = "linux")]
 pub(super) fn start(child: &Child<'_>, how: How) -> io::Result<libc::pid_t> {
-    // CLONE_THREAD without CLONE_SIGHAND: EINVAL, before anything is created.
-    let refused = if how == How::RefusedClone {
-        libc::CLONE_THREAD
-    } else {
-        0
-    };
     if how != How::Fork {
-        if let Some(pid) = vfork::start(child, refused)? {
+        if let Some(pid) = vfork::start(child, refused_flags(how))? {
             return Ok(pid);
         }
     }
@@ -49,6 +43,43 @@ pub(super) fn start(child: &Child<'_>, how: How) -> io::Result<libc::pid_t> {
 #[cfg(not(target_os = "linux"))]
 pub(super) fn start(child: &Child<'_>, _how: How) -> io::Result<libc::pid_t> {
     fork(child)
+}
+
+/// What a child started beside its parent runs on, held until it has exec'd or exited: on
+/// Linux the stack of a clone sharing this process's memory (`None` after a `fork`).
+#[cfg(target_os = "linux")]
+pub(super) type Stack = Option<vfork::ChildStack>;
+#[cfg(not(target_os = "linux"))]
+pub(super) type Stack = ();
+
+/// Starts the child and returns at once: on Linux a clone sharing this process's memory,
+/// which runs on the returned stack until it has exec'd or exited (see [`super::batch`]),
+/// unless the kernel refuses it; else `fork`.
+#[cfg(target_os = "linux")]
+pub(super) fn start_beside(child: &Child<'_>, how: How) -> io::Result<(libc::pid_t, Stack)> {
+    if how != How::Fork {
+        let refused = refused_flags(how);
+        if let Some((pid, stack)) = vfork::start_beside(child, refused)? {
+            return Ok((pid, Some(stack)));
+        }
+    }
+    Ok((fork(child)?, None))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn start_beside(child: &Child<'_>, _how: How) -> io::Result<(libc::pid_t, Stack)> {
+    Ok((fork(child)?, ()))
+}
+
+/// Flags that make the kernel refuse the clone, as tests ask.
+#[cfg(target_os = "linux")]
+fn refused_flags(how: How) -> libc::c_int {
+    // CLONE_THREAD without CLONE_SIGHAND: EINVAL, before anything is created.
+    if how == How::RefusedClone {
+        libc::CLONE_THREAD
+    } else {
+        0
+    }
 }
 
 /// Forks; the child runs `child`'s steps and never returns.

@@ -4,6 +4,8 @@ use std::mem;
 use std::os::unix::io::AsFd;
 use std::sync::atomic::Ordering;
 
+use crate::process::max_signal;
+
 use super::*;
 
 #[test]
@@ -261,6 +263,25 @@ fn a_child_that_fails_before_exec_leaves_no_zombie() {
                 "fork_only {fork_only}"
             );
         }
+        // The same for the starts of a batch that fail, cloned or forked.
+        let mut plans = [shell("exit 0"), shell("exit 0")];
+        plans[1].fork_only = true;
+        for plan in &mut plans {
+            plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
+        }
+        let jobs: Vec<Job<'_>> = plans
+            .iter()
+            .map(|plan| Job {
+                plan,
+                fds: &[],
+                stdio: Stdio::default(),
+            })
+            .collect();
+        assert!(spawn_all(&jobs).iter().all(Result::is_err));
+        // SAFETY: as above.
+        let rc = unsafe { libc::waitpid(-1, ptr::null_mut(), libc::WNOHANG) };
+        let errno = io::Error::last_os_error().raw_os_error();
+        assert_eq!((rc, errno), (-1, Some(libc::ECHILD)), "a batch");
         return;
     }
     let name = "spawn::tests::a_child_that_fails_before_exec_leaves_no_zombie";

@@ -2,7 +2,9 @@
 //! own, as glibc's `posix_spawn` does, instead of `fork`. The child shares herd's memory
 //! instead of copying its page tables (fork's cost grows with herd's mappings: about a third
 //! of a millisecond per worker at 4096 workers), and the calling thread sleeps in the kernel
-//! until the child has called `execve` or exited.
+//! until the child has called `execve` or exited. [`start_beside`] makes the same clone
+//! without `CLONE_VFORK`, for [`super::batch`], which says what changes when the calling
+//! thread runs on meanwhile.
 //!
 //! What sharing the memory changes, and why the child stays correct:
 //!
@@ -26,8 +28,9 @@
 //! - **Per-process state** the child changes (fds, limits, umask, directory, process group,
 //!   nice value, parent-death signal) is its own: no `CLONE_FILES`, `CLONE_FS` or
 //!   `CLONE_THREAD`. `PR_SET_PDEATHSIG` still follows the spawning thread, as with `fork`.
-//! - **The stack** is mapped before the clone (with a guard page below it) and unmapped after
-//!   it returns, when the child no longer runs on it.
+//! - **The stack** is mapped before the clone (with a guard page below it) and unmapped once
+//!   the child no longer runs on it: when the clone returns, or for [`start_beside`], after
+//!   EOF on the child's status pipe.
 //!
 //! Where the kernel refuses the flags (`ENOSYS`, `EINVAL`: some sandboxes), [`start`] says so
 //! and the caller forks instead.
@@ -50,17 +53,38 @@ pub(super) fn start(
     child: &Child<'_>,
     extra_flags: libc::c_int,
 ) -> io::Result<Option<libc::pid_t>> {
+    // CLONE_VFORK suspends this thread until the child has exec'd or exited: the stack can
+    // go when the clone returns.
+    let started = clone(child, libc::CLONE_VFORK | extra_flags)?;
+    Ok(started.map(|(pid, _stack)| pid))
+}
+
+/// Starts `child` in a clone that shares this process's memory, and returns at once, with
+/// its stack: the caller keeps `child`, everything it points to and the stack until the
+/// child has exec'd or exited (EOF on its status pipe). `None` if this kernel refuses such
+/// clones. See [`super::batch`] for what this thread may do meanwhile.
+///
+/// Every signal must be blocked in the calling thread (see the module's docs).
+pub(super) fn start_beside(
+    child: &Child<'_>,
+    extra_flags: libc::c_int,
+) -> io::Result<Option<(libc::pid_t, ChildStack)>> {
+    clone(child, extra_flags)
+}
+
+fn clone(child: &Child<'_>, flags: libc::c_int) -> io::Result<Option<(libc::pid_t, ChildStack)>> {
     let stack = ChildStack::map()?;
     let arg = child as *const Child<'_> as *mut libc::c_void;
     // SAFETY: `enter` runs `child` on the mapped stack, whose top is page-aligned (more than
     // any ABI's alignment), in a process that shares our memory: see the module's docs for
-    // what it may touch. CLONE_VFORK suspends this thread until the child has exec'd or
-    // exited, so `child`, everything it points to, and the stack outlive its use of them.
+    // what it may touch. Our callers keep `child`, everything it points to, and the stack
+    // until the child has exec'd or exited (CLONE_VFORK waits for that; without it, the
+    // caller waits for EOF on the status pipe before dropping them).
     let pid = unsafe {
         libc::clone(
             enter,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | extra_flags,
+            libc::CLONE_VM | libc::SIGCHLD | flags,
             arg,
         )
     };
@@ -71,8 +95,7 @@ pub(super) fn start(
             _ => Err(error),
         };
     }
-    stack.record_use();
-    Ok(Some(pid))
+    Ok(Some((pid, stack)))
 }
 
 /// The clone's entry point: runs the child's steps, never returns.
@@ -83,7 +106,8 @@ extern "C" fn enter(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 /// An anonymous mapping for the child's stack: a guard page, then [`STACK_SIZE`] bytes.
-struct ChildStack {
+/// Dropped (unmapped) once the child no longer runs on it.
+pub(super) struct ChildStack {
     base: *mut libc::c_void,
     len: usize,
     #[cfg_attr(not(test), allow(dead_code))]
@@ -170,6 +194,7 @@ impl ChildStack {
 
 impl Drop for ChildStack {
     fn drop(&mut self) {
+        self.record_use();
         // SAFETY: the mapping we own; the child no longer runs on it (it has exec'd, which
         // replaced its memory, or exited).
         unsafe { libc::munmap(self.base, self.len) };

@@ -4,6 +4,8 @@
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 
+use herd_sys::spawn::Job;
+
 use anyhow::Context;
 
 use super::OwnChildren;
@@ -29,37 +31,80 @@ impl Spawner {
         })
     }
 
-    /// Starts a worker of `generation` in `slot`, with the slot's sockets of `listeners`; its
-    /// pid (a child of herd's, which `waitid` reports: nothing to hold in `_children`).
-    pub fn spawn(
+    /// How many starts one call of [`spawn_all`](Self::spawn_all) takes at most: the
+    /// children of a call run their steps and `execve` side by side, herd waiting once.
+    pub const BATCH: usize = crate::supervisor::starts::PER_TURN;
+
+    /// Starts several workers at once, each as [`spawn`](Self::spawn) would (`starts`: slot,
+    /// generation, starting priority), their children executing side by side
+    /// ([`herd_sys::spawn::spawn_all`]): each one's pid, or why it could not start, in order.
+    pub fn spawn_all(
         &mut self,
         listeners: &mut [Listener],
         _children: &mut OwnChildren,
-        slot: usize,
-        generation: u64,
-        lowered: Option<Lowered>,
-    ) -> Result<u32, StartError> {
+        starts: &[(usize, u64, Option<Lowered>)],
+    ) -> Vec<Result<u32, StartError>> {
         let failed = |message: String| StartError {
             cannot_execute: false,
             message,
         };
-        for listener in listeners.iter_mut() {
-            listener
-                .prepare_slot(slot)
-                .map_err(|e| failed(format!("{e:#}")))?;
-        }
-        let fds: Option<Vec<BorrowedFd<'_>>> =
-            listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
-        let fds = fds.ok_or_else(|| failed("the sockets are closed".to_string()))?;
-        // `--bind ...,stdin`: that socket is fd 0 as well (the child dup2s it there).
-        let stdin = listeners
+        let slots_ready: Vec<Result<(), StartError>> = starts
             .iter()
-            .zip(&fds)
+            .map(|&(slot, _, _)| {
+                listeners
+                    .iter_mut()
+                    .try_for_each(|l| l.prepare_slot(slot))
+                    .map_err(|e| failed(format!("{e:#}")))
+            })
+            .collect();
+        let listeners = &*listeners;
+        // Each start's sockets and standard input, and its plan.
+        let prepared: Vec<Result<_, StartError>> = starts
+            .iter()
+            .zip(slots_ready)
+            .map(|(&(slot, generation, lowered), ready)| {
+                ready?;
+                let fds: Option<Vec<BorrowedFd<'_>>> =
+                    listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
+                let fds = fds.ok_or_else(|| failed("the sockets are closed".to_string()))?;
+                let stdin = self.stdin_for(listeners, &fds);
+                let command = self.command.for_generation(generation);
+                let start = command.prepare(slot, generation, fds.len(), lowered)?;
+                Ok((command, start, fds, stdin))
+            })
+            .collect();
+        let jobs: Vec<Job<'_>> = prepared
+            .iter()
+            .flatten()
+            .map(|(_, start, fds, stdin)| Job {
+                plan: start.plan(),
+                fds,
+                stdio: start.stdio(*stdin),
+            })
+            .collect();
+        let mut spawned = herd_sys::spawn::spawn_all(&jobs).into_iter();
+        drop(jobs);
+        prepared
+            .into_iter()
+            .map(|prepared| {
+                let (command, start, _, _) = prepared?;
+                // spawn_all answers every job.
+                match spawned.next() {
+                    Some(result) => command.started(start, result),
+                    None => Err(failed("the worker was never started".to_string())),
+                }
+            })
+            .collect()
+    }
+
+    /// The workers' standard input: `/dev/null`, or the socket of `--bind ...,stdin` (the
+    /// child dup2s it to fd 0 as well), of `fds`, the slot's sockets of `listeners`.
+    fn stdin_for<'a>(&'a self, listeners: &[Listener], fds: &[BorrowedFd<'a>]) -> BorrowedFd<'a> {
+        listeners
+            .iter()
+            .zip(fds)
             .find(|(l, _)| l.stdin)
-            .map_or(self.stdin.as_fd(), |(_, fd)| *fd);
-        self.command
-            .for_generation(generation)
-            .spawn(slot, generation, &fds, stdin, lowered)
+            .map_or(self.stdin.as_fd(), |(_, fd)| *fd)
     }
 
     /// Gives worker `pid` herd's priority back (`--starting-nice`): every thread of it and of

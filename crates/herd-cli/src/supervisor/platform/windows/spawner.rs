@@ -36,6 +36,26 @@ impl Spawner {
         self.shared_memory = memories;
     }
 
+    /// How many starts one call of [`spawn_all`](Self::spawn_all) takes: one, so that a
+    /// turn of the loop can end after any slow start (under Wine, a large part of a second).
+    pub const BATCH: usize = 1;
+
+    /// Starts each of `starts` (slot, generation, starting priority) in turn, as
+    /// [`spawn`](Self::spawn) does: their pids, or why not, in order.
+    pub fn spawn_all(
+        &mut self,
+        listeners: &mut [Listener],
+        children: &mut OwnChildren,
+        starts: &[(usize, u64, Option<crate::supervisor::warm_up::Lowered>)],
+    ) -> Vec<Result<u32, StartError>> {
+        starts
+            .iter()
+            .map(|&(slot, generation, lowered)| {
+                self.spawn(listeners, children, slot, generation, lowered)
+            })
+            .collect()
+    }
+
     /// Starts a worker of `generation` in `slot`, with the sockets of `listeners`, held by
     /// `children`; its pid.
     pub fn spawn(
