@@ -13,13 +13,14 @@
 //!   while the children run, and drops them only once each child's status pipe has reached
 //!   EOF, which happens when its last write end closes: at `execve`, after the child has
 //!   left herd's memory for its new one, or at exit, after it has released it.
-//! - **errno**: the child's calls set the errno of the thread that started it (it runs with
-//!   that thread's thread pointer), which no longer sleeps meanwhile. On the path where
-//!   every step succeeds the child's calls do not fail (it skips `SIGKILL` and `SIGSTOP`,
-//!   whose dispositions cannot change); and until the last EOF that thread reads errno only
-//!   after a failure of its own (a pipe, a stack mapping, a read), keeps every signal
-//!   blocked (no `EINTR`, no handler), and treats each such failure as that one start's
-//!   error, so a concurrent write could change only the error reported, never what is done.
+//! - **errno**: the child's failed calls set the errno of the thread that started it (it
+//!   runs with that thread's thread pointer), which no longer sleeps meanwhile. On the usual
+//!   path no call of the child fails (it skips `SIGKILL` and `SIGSTOP`, whose dispositions
+//!   cannot change; `close_range` works from Linux 5.11 on); and from the first clone to the
+//!   last EOF that thread reads errno only right after a failure of its own (a stack
+//!   mapping, a clone, a read), with every signal blocked (no `EINTR`, no handler), and
+//!   takes each such failure as that one start's error: a concurrent write could change the
+//!   errno reported, never what is done.
 //! - **Signals** stay blocked in the parent thread from the first clone to the last EOF, so
 //!   every child starts with all of them blocked, as a single spawn's does.
 
