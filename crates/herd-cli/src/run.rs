@@ -24,6 +24,7 @@ use crate::worker_env::{worker_env, Compat, Passed};
 
 mod checks;
 mod reload;
+mod stop_signal;
 mod takeover;
 
 pub use checks::check;
@@ -411,7 +412,8 @@ pub(crate) fn worker_command(
     notify: &OsString,
     control: &Path,
 ) -> Result<WorkerCommand, Failure> {
-    let extra_env = worker_env(args, notify.clone(), control.into(), passed);
+    let mut extra_env = worker_env(args, notify.clone(), control.into(), passed);
+    stop_signal::name_in(&mut extra_env, args.stop_signal);
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)

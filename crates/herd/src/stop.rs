@@ -24,8 +24,8 @@
 //! [`stop_requested`] has been called, SIGTERM no longer ends the program, it only sets the
 //! request. A worker that handles signals itself (`tokio::signal::unix`, `signal-hook`) need
 //! not call it; if it does, a SIGTERM handler it installed before is still called, after the
-//! request is set. With a `--stop-signal` other than SIGTERM, herd's request is that signal, which
-//! this does not see.
+//! request is set. With a `--stop-signal` other than SIGTERM, herd's request is that signal,
+//! which herd names in `HERD_STOP_SIGNAL`: it is caught the same way, as well as SIGTERM.
 
 #[cfg(windows)]
 #[path = "stop_windows.rs"]

@@ -9,22 +9,40 @@ use herd_sys::process::{self, Latch, Signal};
 use crate::error::{Error, Result};
 
 /// herd's stop request for this worker: SIGTERM, which herd sends (its default
-/// `--stop-signal`), as do systemd, Docker and `kill`. Cheap to copy; every copy sees the same
-/// request.
+/// `--stop-signal`), as do systemd, Docker and `kill`, or herd's other `--stop-signal`, which
+/// it names in `HERD_STOP_SIGNAL`. Cheap to copy; every copy sees the same request.
 #[derive(Clone, Copy, Debug)]
 pub struct StopRequest(Latch);
 
-/// herd's stop request for this worker. The first call catches SIGTERM for the whole process:
-/// from then on SIGTERM no longer ends the process, it sets the request (and interrupts a
-/// blocking system call, such as `accept`, on the thread it lands on), and the program decides
-/// when to exit. A SIGTERM handler the program installed before is still called, after the
-/// request is set. Always `Some` on Unix; later calls return the same request.
+/// Where herd names its `--stop-signal` (`TERM`, `INT`, or a real-time signal's number).
+const STOP_SIGNAL: &str = "HERD_STOP_SIGNAL";
+
+/// herd's stop request for this worker. The first call catches SIGTERM, and herd's
+/// `--stop-signal` if another (`HERD_STOP_SIGNAL`), for the whole process: from then on they
+/// no longer end the process, they set the request (and interrupt a blocking system call,
+/// such as `accept`, on the thread they land on), and the program decides when to exit. A
+/// handler the program installed before is still called, after the request is set. Always
+/// `Some` on Unix; later calls return the same request.
 ///
-/// Fails when the signal cannot be caught or its pipe cannot be made (no fds left).
+/// Fails when a signal cannot be caught or its pipe cannot be made (no fds left).
 pub fn stop_requested() -> Result<Option<StopRequest>> {
-    let latch = process::latch(&[Signal::TERM])
+    let signals = stop_signals(std::env::var(STOP_SIGNAL).ok().as_deref());
+    let latch = process::latch(&signals)
         .map_err(|e| Error::io("cannot catch SIGTERM for a graceful stop", e))?;
     Ok(Some(StopRequest(latch)))
+}
+
+/// The signals that ask this worker to stop: SIGTERM, and the one `HERD_STOP_SIGNAL` names
+/// (unless it names none that can be caught).
+fn stop_signals(named: Option<&str>) -> Vec<Signal> {
+    let mut signals = vec![Signal::TERM];
+    let uncatchable = [Some(Signal::KILL), Signal::from_name("STOP")];
+    if let Some(signal) = named.and_then(Signal::from_name) {
+        if !signals.contains(&signal) && !uncatchable.contains(&Some(signal)) {
+            signals.push(signal);
+        }
+    }
+    signals
 }
 
 impl StopRequest {
@@ -77,5 +95,25 @@ impl StopRequest {
     fn wait_for(&self, fd: BorrowedFd<'_>) -> std::io::Result<()> {
         let stop = self.0.as_fd()?;
         herd_sys::fd::wait_readable(&[fd, stop], None).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn herds_other_stop_signal_is_caught_as_well_as_sigterm() {
+        assert_eq!(stop_signals(None), [Signal::TERM]);
+        assert_eq!(stop_signals(Some("INT")), [Signal::TERM, Signal::INT]);
+        let quit = Signal::QUIT;
+        assert_eq!(
+            stop_signals(Some(&quit.number().to_string())),
+            [Signal::TERM, quit]
+        );
+        assert_eq!(stop_signals(Some("TERM")), [Signal::TERM]);
+        assert_eq!(stop_signals(Some("KILL")), [Signal::TERM]);
+        assert_eq!(stop_signals(Some("STOP")), [Signal::TERM]);
+        assert_eq!(stop_signals(Some("nonsense")), [Signal::TERM]);
     }
 }

@@ -32,12 +32,12 @@ Options (after the address, comma-separated):
 What each worker gets:
   the sockets at fds 3, 4, ... in --bind order; LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID (its own
   pid), as systemd's socket activation does; HERD_WORKER, its slot 0..N-1 (stable across
-  restarts); HERD_GENERATION, 1 at start and one more with each upgrade; /dev/null as stdin (or
-  the socket bound with 'stdin'), herd's stdout and stderr; no other fds; default signal
-  dispositions and an empty signal mask; a process group of its own. Workers are killed if herd
-  itself dies. With --compat einhorn also EINHORN_FD_COUNT, EINHORN_FD_0..n, EINHORN_FDS,
-  EINHORN_MASTER_PID and EINHORN_SOCK_PATH (whose worker:ack counts as READY=1); with --compat
-  server-starter, SERVER_STARTER_PORT (HOST:PORT=FD;...).
+  restarts); HERD_GENERATION, 1 at start and one more with each upgrade; HERD_STOP_SIGNAL, the
+  --stop-signal's name; /dev/null as stdin (or the socket bound with 'stdin'), herd's stdout and
+  stderr; no other fds; default signal dispositions and an empty signal mask; a process group of
+  its own. Workers are killed if herd itself dies. With --compat einhorn also EINHORN_FD_COUNT,
+  EINHORN_FD_0..n, EINHORN_FDS, EINHORN_MASTER_PID and EINHORN_SOCK_PATH (whose worker:ack counts
+  as READY=1); with --compat server-starter, SERVER_STARTER_PORT (HOST:PORT=FD;...).
 
 Templates in COMMAND and ARGS:
   {fd:NAME}   the fd number of socket NAME        {worker}   the worker's slot

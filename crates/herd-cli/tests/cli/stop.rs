@@ -37,6 +37,17 @@ fn sigterm_lets_a_slow_request_finish() {
 /// request it is reading when herd stops it, then exits by itself, long before `--grace`.
 #[test]
 fn hello_answers_the_request_in_flight_when_stopped() {
+    hello_answers_the_request_in_flight_when_stopped_with("TERM");
+}
+
+/// With another `--stop-signal`, which herd names in `HERD_STOP_SIGNAL`, the library catches
+/// that one too (it was not caught: SIGINT ended hello mid-request).
+#[test]
+fn hello_answers_the_request_in_flight_when_stopped_with_sigint() {
+    hello_answers_the_request_in_flight_when_stopped_with("INT");
+}
+
+fn hello_answers_the_request_in_flight_when_stopped_with(stop_signal: &str) {
     let hello = rust_example("hello");
     let mut herd = Herd::start(&[
         "run",
@@ -46,6 +57,8 @@ fn hello_answers_the_request_in_flight_when_stopped() {
         "notify",
         "--grace",
         "1h",
+        "--stop-signal",
+        stop_signal,
         "-b",
         "http=127.0.0.1:0",
         "--",
