@@ -20,6 +20,9 @@ pub fn resolve_program(
     if program.is_empty() {
         return Err("the worker command is empty".to_string());
     }
+    if let Some(why) = base.and_then(missing_dir) {
+        return Err(why);
+    }
     let within = |path: &Path| match base {
         Some(base) if path.is_relative() => base.join(path.strip_prefix("./").unwrap_or(path)),
         _ => path.to_path_buf(),
@@ -47,6 +50,21 @@ pub fn resolve_program(
     Err(format!(
         "command '{shown}' was not found in PATH ({}){in_dir}; install it, or give its full path",
         search.to_string_lossy()
+    ))
+}
+
+/// Why the workers' directory `dir` cannot be used, if it is gone (removed or moved since herd
+/// started) or no directory: a program looked for in it would be reported missing instead.
+fn missing_dir(dir: &Path) -> Option<String> {
+    // The words of a worker's own chdir failure (`WorkerCommand::describe`).
+    let why = match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => e,
+        Ok(meta) if !meta.is_dir() => std::io::Error::from_raw_os_error(libc::ENOTDIR),
+        _ => return None,
+    };
+    Some(format!(
+        "cannot change to the workers' directory --chdir {}: {why}",
+        dir.display()
     ))
 }
 
@@ -233,6 +251,22 @@ mod tests {
             err.contains("does not exist") && err.contains("--chdir"),
             "{err}"
         );
+    }
+
+    /// A directory removed since herd started is named, not the program in it.
+    #[test]
+    fn a_chdir_that_is_gone_is_named_instead_of_the_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let err = resolve_program(OsStr::new("./app"), None, Some(&gone)).unwrap_err();
+        let expected = format!(
+            "cannot change to the workers' directory --chdir {}: No such file",
+            gone.display()
+        );
+        assert!(err.starts_with(&expected), "{err}");
+        let file = script(dir.path(), "file", b"#!/bin/sh\n");
+        let err = resolve_program(OsStr::new("app"), Some(OsStr::new(".")), Some(&file));
+        assert!(err.unwrap_err().contains("Not a directory"));
     }
 
     #[test]
