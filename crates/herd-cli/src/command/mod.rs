@@ -43,6 +43,7 @@ pub struct PreparedStart {
     program: PathBuf,
     plan: ExecPlan,
     output: Option<OutputPipes>,
+    lowered: Option<Lowered>,
 }
 
 /// The worker's stdout and stderr pipes: (read end, write end) each.
@@ -293,14 +294,9 @@ impl WorkerCommand {
             message,
         };
         let program = self.program(slot, generation).map_err(|m| fail(true, m))?;
-        let mut plan = self
+        let plan = self
             .plan(&program, slot, generation, fds)
             .map_err(|e| fail(true, e.to_string()))?;
-        match lowered {
-            Some(Lowered::Idle) => plan.sched_idle(true),
-            Some(Lowered::Nice(nice)) => plan.nice(Some(nice)),
-            None => &mut plan,
-        };
         let output = match &self.output {
             Some(_) => {
                 let pipes = || Ok::<_, std::io::Error>((std::io::pipe()?, std::io::pipe()?));
@@ -319,6 +315,7 @@ impl WorkerCommand {
             program,
             plan,
             output,
+            lowered,
         })
     }
 
@@ -334,12 +331,16 @@ impl WorkerCommand {
             generation,
             program,
             output: pipes,
+            lowered,
             ..
         } = start;
         let pid = result.map_err(|e| StartError {
             cannot_execute: e.stage() == Stage::Exec,
             message: self.describe(&program, &e),
         })?;
+        if let Some(lowered) = lowered {
+            lower(pid, lowered);
+        }
         if let (Some(output), Some(((out_read, _), (err_read, _)))) = (&self.output, pipes) {
             let writer = Writer {
                 slot,
@@ -395,4 +396,18 @@ impl WorkerCommand {
         }
         Ok(plan)
     }
+}
+
+/// Gives worker `pid`, which has just exec'd, its starting priority (`--starting-nice`). herd
+/// lowers it from here rather than between fork and exec: a child that `execve`s in
+/// `SCHED_IDLE` (or at nice 19) on a saturated machine waits for a CPU while herd waits for
+/// its `execve`, so herd would stall for as long. The new program runs at herd's priority
+/// for the few microseconds until then; a thread it made meanwhile keeps herd's. A failure
+/// (the worker already gone, or not allowed) leaves the worker at herd's priority, where it
+/// would run without the option.
+fn lower(pid: u32, lowered: Lowered) {
+    let _ = match lowered {
+        Lowered::Idle => herd_sys::process::lower_to_idle(pid),
+        Lowered::Nice(nice) => herd_sys::process::set_group_nice(pid, nice),
+    };
 }

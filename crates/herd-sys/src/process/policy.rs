@@ -1,6 +1,6 @@
-//! Scheduling classes (Linux): a worker started in `SCHED_IDLE`
-//! ([`ExecPlan::sched_idle`](crate::spawn::ExecPlan::sched_idle)) raised back to
-//! `SCHED_OTHER`, every thread of it and of the processes it started.
+//! Scheduling classes (Linux): a worker moved to `SCHED_IDLE` ([`lower_to_idle`], or
+//! started there: [`ExecPlan::sched_idle`](crate::spawn::ExecPlan::sched_idle)) raised back
+//! to `SCHED_OTHER`, every thread of it and of the processes it started.
 //!
 //! Only a thread still in `SCHED_IDLE` is raised: the worker and everything it starts inherit
 //! the class, so a thread in another one chose it itself and keeps it. Raising keeps each
@@ -34,6 +34,14 @@ const MAX_PROCESSES: usize = 4096;
 /// tried.
 pub fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
     imp::raise_idle_tree(pid)
+}
+
+/// **Linux and Android only; nothing elsewhere.** Moves thread `tid` (a process's pid: its
+/// main thread, its only one right after `execve`) to `SCHED_IDLE`; the threads and
+/// processes it creates from then on inherit the class. Needs no privilege for a process of
+/// one's own user (`CAP_SYS_NICE` for another's). `ESRCH` when it is gone.
+pub fn lower_to_idle(tid: u32) -> io::Result<()> {
+    imp::lower_to_idle(tid)
 }
 
 /// **Linux and Android only; 0 (`SCHED_OTHER`) elsewhere.** The scheduling policy of thread
@@ -81,6 +89,16 @@ mod imp {
     pub(super) fn raise_nice_tree(pid: u32, from: i32, to: i32) -> io::Result<Raised> {
         let nice = Some((from, to));
         super::walk::raise_with(&mut Proc { nice }, pid, children_listed())
+    }
+
+    pub(super) fn lower_to_idle(tid: u32) -> io::Result<()> {
+        let who = crate::process::to_pid(tid)?;
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: param is a sched_param we own, read during the call.
+        if unsafe { libc::sched_setscheduler(who, libc::SCHED_IDLE, &param) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     pub(super) fn scheduling_policy(tid: u32) -> io::Result<i32> {
@@ -194,6 +212,10 @@ mod imp {
             threads: 0,
             processes: 1,
         })
+    }
+
+    pub(super) fn lower_to_idle(_tid: u32) -> std::io::Result<()> {
+        Ok(())
     }
 
     pub(super) fn scheduling_policy(_tid: u32) -> std::io::Result<i32> {
