@@ -315,8 +315,9 @@ pub struct RunArgs {
     pub min_ready: Duration,
 
     /// A worker that starts while others serve runs at a low priority until it is ready (or
-    /// its warm-up budget, 2x the slowest recent start-up at full priority, 0.25s to half its
-    /// --ready-timeout and 5s, has passed), so its start-up leaves the CPU to them: auto
+    /// starved of CPU, on Linux 150ms of waiting in a row, or past its warm-up budget, 2x the
+    /// slowest recent start-up at full priority, 0.25s to half its --ready-timeout and 5s), so
+    /// its start-up leaves the CPU to them: auto
     /// (SCHED_IDLE on Linux, else nice 19, when herd may raise it back), off, idle
     /// (SCHED_IDLE), or a nice value 1-19.
     #[arg(long, value_name = "NICE", default_value = "auto", value_parser = parse_starting_nice,

@@ -111,8 +111,8 @@ impl Supervisor {
                 })
                 .collect(),
         };
-        let until = Instant::now() + self.warming.budget(self.pool.config().readiness);
-        self.warming.resume(&lowered, until);
+        let budget = self.warming.budget(self.pool.config().readiness);
+        self.warming.resume(&lowered, Instant::now(), budget);
     }
 
     /// The listening sockets.

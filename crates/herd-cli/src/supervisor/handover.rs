@@ -1,7 +1,7 @@
 //! `herd reexec`: handing this process's state to the binary on disk, and resuming from it.
 
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::results::ReexecResult;
@@ -62,7 +62,8 @@ impl Supervisor {
         self.effects.restore_counters(&counters);
         self.platform.reexec_reply = reply;
         // Timed anew by `set_warm_up`.
-        self.warming.resume(&warming, Instant::now());
+        self.warming
+            .resume(&warming, Instant::now(), Duration::ZERO);
     }
 
     /// Tells the client whose `herd reexec` made this image, the service manager and the log

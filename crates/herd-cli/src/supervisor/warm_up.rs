@@ -28,19 +28,27 @@
 //!   thread of the worker and of the processes it started that is still in that class (one
 //!   in another class chose it itself); with a nice value, every such thread still at the
 //!   starting value (one at another chose it: a child started with `nice -n 5`).
-//! - A worker still starting after its warm-up budget gets herd's priority back then: at
+//! - A worker still starting gets herd's priority back as soon as it is starved: at
 //!   saturation a starting worker gets almost no CPU (a `SCHED_IDLE` one none at all), so it
-//!   could otherwise miss `--ready-timeout` and fail the upgrade. The budget follows what a
-//!   start-up costs here: [`BUDGET_FACTOR`] times the slowest of the last few start-ups herd
-//!   timed at full priority (its first workers' among them), at least [`MIN_WARM_UP`], at
-//!   most half the time a worker has to become ready and [`MAX_WARM_UP`]; before any was
-//!   timed, that most. A re-exec's new image
-//!   gives each worker herd lowered and that is still starting a whole warm-up from then on.
+//!   would only wait, and could miss `--ready-timeout`. herd reads how long each warming
+//!   worker waited for the CPU (Linux's `/proc/PID/schedstat`, [`starvation`]): one that waited
+//!   [`STARVED_AFTER`] in a row, most of the time, is raised then. With CPU to spare a
+//!   start-up waits little and warms up on; one blocked on I/O does not wait at all. Where
+//!   the wait cannot be read, and as the outer bound, a warm-up ends with its budget, which
+//!   follows what a start-up costs here: [`BUDGET_FACTOR`] times the slowest of the last few
+//!   start-ups herd timed at full priority (its first workers' among them), at least
+//!   [`MIN_WARM_UP`], at most half the time a worker has to become ready and
+//!   [`MAX_WARM_UP`]; before any was timed, that most. A re-exec's new image gives each
+//!   worker herd lowered and that is still starting a whole warm-up from then on.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::pool::Readiness;
+
+mod starvation;
+
+pub use starvation::{SchedStat, Starvation, SAMPLED_PER_TICK, SAMPLE_EVERY, STARVED_AFTER};
 
 /// `--starting-nice` as given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,14 +238,28 @@ pub const BUDGET_FACTOR: u32 = 2;
 const TIMED: usize = 8;
 
 /// The workers warming up at the starting priority, each with the time it gets herd's back
-/// if it is still starting then; and the start-ups at full priority, timed for the budget.
+/// if it is still starting then and how starved it is; and the start-ups at full priority,
+/// timed for the budget.
 #[derive(Debug, Default)]
 pub struct Warming {
-    until: Vec<(u32, Instant)>,
+    until: Vec<Warm>,
+    /// When the run-queue waits were last read (or the first worker began warming).
+    sampled_at: Option<Instant>,
+    /// Where the next sample starts in `until` (in turn, at most [`SAMPLED_PER_TICK`]).
+    cursor: usize,
     /// Workers starting at full priority, since when.
     at_full: HashMap<u32, Instant>,
     /// How long the last few of those took to become ready, the latest last.
     took: VecDeque<Duration>,
+}
+
+/// A worker warming up.
+#[derive(Debug)]
+struct Warm {
+    pid: u32,
+    /// Its budget ends then.
+    until: Instant,
+    starvation: Starvation,
 }
 
 impl Warming {
@@ -268,9 +290,17 @@ impl Warming {
         }
     }
 
-    /// Worker `pid` started at the starting priority; its warm-up ends at `until`.
-    pub fn started(&mut self, pid: u32, until: Instant) {
-        self.until.push((pid, until));
+    /// Worker `pid` started at the starting priority at `at`; its warm-up ends after
+    /// `budget`, or sooner if it is starved.
+    pub fn started(&mut self, pid: u32, at: Instant, budget: Duration) {
+        if self.until.is_empty() {
+            self.sampled_at = Some(at);
+        }
+        self.until.push(Warm {
+            pid,
+            until: at + budget,
+            starvation: Starvation::from_start(at),
+        });
     }
 
     /// Worker `pid` became ready or exited: whether it was still warming up (herd lowered it
@@ -281,38 +311,80 @@ impl Warming {
             return false;
         }
         let before = self.until.len();
-        self.until.retain(|&(p, _)| p != pid);
+        self.until.retain(|w| w.pid != pid);
         self.until.len() < before
     }
 
     /// The workers warming up now, for a re-exec to hand over.
     pub fn pids(&self) -> Vec<u32> {
-        self.until.iter().map(|&(pid, _)| pid).collect()
+        self.until.iter().map(|w| w.pid).collect()
     }
 
-    /// Workers `pids` (handed over by a re-exec) warm up until `until`; any others are
-    /// forgotten.
-    pub fn resume(&mut self, pids: &[u32], until: Instant) {
-        self.until = pids.iter().map(|&pid| (pid, until)).collect();
+    /// Workers `pids` (handed over by a re-exec) warm up from `now` for `budget`, their wait
+    /// counted from their first sample; any others are forgotten.
+    pub fn resume(&mut self, pids: &[u32], now: Instant, budget: Duration) {
+        self.until = pids
+            .iter()
+            .map(|&pid| Warm {
+                pid,
+                until: now + budget,
+                starvation: Starvation::unknown(),
+            })
+            .collect();
+        self.sampled_at = Some(now);
+        self.cursor = 0;
     }
 
-    /// When the next warm-up ends.
+    /// When the next warm-up ends or the next sample is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.until.iter().map(|&(_, until)| until).min()
+        let budget = self.until.iter().map(|w| w.until).min()?;
+        let sample = self.sampled_at.map(|at| at + SAMPLE_EVERY);
+        Some(sample.map_or(budget, |s| s.min(budget)))
     }
 
-    /// The workers whose warm-up has ended by `now`, forgotten from here on (whether each is
-    /// still starting is the caller's to check).
+    /// The workers whose warm-up budget has ended by `now`, forgotten from here on (whether
+    /// each is still starting is the caller's to check).
     pub fn due(&mut self, now: Instant) -> Vec<u32> {
         let mut due = Vec::new();
-        self.until.retain(|&(pid, until)| {
-            let over = until <= now;
+        self.until.retain(|w| {
+            let over = w.until <= now;
             if over {
-                due.push(pid);
+                due.push(w.pid);
             }
             !over
         });
         due
+    }
+
+    /// If a sample is due at `now`: reads the scheduler figures of up to
+    /// [`SAMPLED_PER_TICK`] warming workers (`sched(pid)`, `None` when they cannot be read)
+    /// and returns those starved, forgotten from here on (whether each is still starting is
+    /// the caller's to check). A worker whose figures cannot be read warms up until its
+    /// budget ends.
+    pub fn starved(
+        &mut self,
+        now: Instant,
+        mut sched: impl FnMut(u32) -> Option<SchedStat>,
+    ) -> Vec<u32> {
+        let due = !matches!(self.sampled_at, Some(at) if now < at + SAMPLE_EVERY);
+        if self.until.is_empty() || !due {
+            return Vec::new();
+        }
+        self.sampled_at = Some(now);
+        let n = self.until.len();
+        let first = self.cursor % n;
+        let mut starved = Vec::new();
+        for i in 0..n.min(SAMPLED_PER_TICK) {
+            let w = &mut self.until[(first + i) % n];
+            if w.starvation.sample(now, sched(w.pid)) {
+                starved.push(w.pid);
+            }
+        }
+        self.cursor = first + n.min(SAMPLED_PER_TICK);
+        if !starved.is_empty() {
+            self.until.retain(|w| !starved.contains(&w.pid));
+        }
+        starved
     }
 }
 

@@ -88,7 +88,12 @@ impl Supervisor {
     /// `--starting-nice`: workers still starting when their warm-up ends get herd's priority
     /// back, so that a start-up starved on a saturated machine can still be ready in time.
     pub(super) fn warm_up_due(&mut self) {
-        for pid in self.warming.due(Instant::now()) {
+        let now = Instant::now();
+        let over = self.warming.due(now).into_iter().map(|pid| (pid, "budget"));
+        let spawner = self.effects.spawner();
+        let starved = self.warming.starved(now, |pid| spawner.sched_stat(pid));
+        let starved = starved.into_iter().map(|pid| (pid, "starved"));
+        for (pid, reason) in over.chain(starved).collect::<Vec<_>>() {
             let starting = self
                 .pool
                 .worker(pid)
@@ -100,8 +105,12 @@ impl Supervisor {
                 event = LogEvent::WarmUpOver.as_str(),
                 slot,
                 pid,
-                "worker still starting after its warm-up at --starting-nice: it gets herd's \
-                 priority back"
+                reason,
+                "worker still starting at --starting-nice is {}: it gets herd's priority back",
+                match reason {
+                    "starved" => "starved of CPU",
+                    _ => "past its warm-up budget",
+                }
             );
             self.restore_priority(slot, pid);
         }
@@ -171,7 +180,7 @@ impl Supervisor {
                 );
                 if lowered {
                     let budget = self.warming.budget(self.pool.config().readiness);
-                    self.warming.started(pid, now + budget);
+                    self.warming.started(pid, now, budget);
                 } else if self.warm_up.is_some() {
                     self.warming.started_at_full(pid, now);
                 }

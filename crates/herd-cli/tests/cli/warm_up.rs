@@ -403,3 +403,54 @@ fn a_child_that_chose_its_own_nice_value_while_starting_keeps_it() {
     assert_eq!(nice_of(pid, pid), own);
     assert_eq!(nice_of(pid, thread), own);
 }
+
+/// Processes that keep every core busy while they live (each for 120 s at most, should the
+/// test die before it kills them).
+struct CpuHogs(Vec<std::process::Child>);
+
+impl CpuHogs {
+    /// A busy loop per core (4 at most): beside them a `SCHED_IDLE` task gets no CPU.
+    fn start() -> CpuHogs {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hog = || {
+            let busy =
+                "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass";
+            std::process::Command::new("/usr/bin/python3")
+                .args(["-c", busy])
+                .spawn()
+                .unwrap()
+        };
+        CpuHogs((0..cores.min(4)).map(|_| hog()).collect())
+    }
+}
+
+impl Drop for CpuHogs {
+    fn drop(&mut self) {
+        for hog in &mut self.0 {
+            let _ = hog.kill();
+            let _ = hog.wait();
+        }
+    }
+}
+
+#[test]
+fn at_saturation_a_starved_worker_gets_herds_priority_before_its_budget_ends() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let hogs = CpuHogs::start();
+    // Each start-up needs 0.4 s of CPU: the first, at full priority among the hogs, takes at
+    // least that, so the warm-up budget (twice the slowest) is at least 0.8 s.
+    let herd = one_worker(
+        &["--min-ready", "0", "--ready-timeout", "60s"],
+        &["/usr/bin/python3", &worker("burns_cpu.py"), "0.4"],
+    );
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
+    let pid = worker_pids(&only_generation_2(&herd))[0];
+    // In SCHED_IDLE beside the hogs it got no CPU: herd saw it wait and raised it.
+    let over = herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    assert_eq!(over["reason"], "starved", "{over}");
+    drop(hogs);
+}

@@ -150,12 +150,14 @@ fn warm_ups_end_at_their_deadlines_once() {
     let sec = Duration::from_secs(1);
     let mut w = Warming::default();
     assert_eq!(w.next_deadline(), None);
-    w.started(10, t0 + 2 * sec);
-    w.started(11, t0 + sec);
-    assert_eq!(w.next_deadline(), Some(t0 + sec));
+    w.started(10, t0, 2 * sec);
+    w.started(11, t0, sec);
+    // The first sample comes first.
+    assert_eq!(w.next_deadline(), Some(t0 + SAMPLE_EVERY));
     assert!(w.due(t0).is_empty());
     assert_eq!(w.due(t0 + sec), [11]);
-    assert_eq!(w.next_deadline(), Some(t0 + 2 * sec));
+    assert!(w.starved(t0 + sec, |_| None).is_empty(), "unreadable");
+    assert_eq!(w.next_deadline(), Some(t0 + sec + SAMPLE_EVERY));
     assert_eq!(w.due(t0 + 3 * sec), [10]);
     assert!(w.due(t0 + 3 * sec).is_empty());
     assert_eq!(w.next_deadline(), None);
@@ -165,8 +167,8 @@ fn warm_ups_end_at_their_deadlines_once() {
 fn only_a_worker_still_warming_up_is_raised_on_readiness() {
     let t0 = Instant::now();
     let mut w = Warming::default();
-    w.started(10, t0);
-    w.started(11, t0 + Duration::from_secs(1));
+    w.started(10, t0, Duration::ZERO);
+    w.started(11, t0, Duration::from_secs(1));
     assert!(w.ended(11), "lowered by herd");
     assert!(!w.ended(11), "once");
     assert!(!w.ended(12), "never lowered: keeps its own priority");
@@ -223,17 +225,170 @@ fn the_budget_forgets_old_start_ups() {
 fn a_reexec_carries_which_workers_herd_lowered_and_no_others() {
     let t0 = Instant::now();
     let mut before = Warming::default();
-    before.started(10, t0);
-    before.started(11, t0);
+    before.started(10, t0, MAX_WARM_UP);
+    before.started(11, t0, MAX_WARM_UP);
     before.ended(11);
     let mut after = Warming::default();
-    after.resume(&before.pids(), t0 + MAX_WARM_UP);
+    after.resume(&before.pids(), t0, MAX_WARM_UP);
     assert!(
         !after.ended(12),
         "a worker starting that herd did not lower"
     );
     assert!(!after.ended(11), "ready before the re-exec");
     assert!(after.ended(10));
+}
+
+/// Samples `w` every [`SAMPLE_EVERY`] from `t0` for `ticks` ticks, worker 10 running `ran`
+/// and counted as waiting `waited` more each tick, `runnable` at each sample; the tick at
+/// which it was starved, if it was.
+fn starved_at(
+    w: &mut Warming,
+    t0: Instant,
+    (ran, waited, runnable): (Duration, Duration, bool),
+    ticks: u32,
+) -> Option<u32> {
+    (1..=ticks).find(|&tick| {
+        let now = stat(ran * tick, waited * tick, runnable);
+        let starved = w.starved(t0 + SAMPLE_EVERY * tick, |_| Some(now));
+        assert!(starved.is_empty() || starved == [10], "{starved:?}");
+        !starved.is_empty()
+    })
+}
+
+/// A task waiting `waited` of each [`SAMPLE_EVERY`] and running the rest, runnable.
+fn busy_waiting(waited: Duration) -> (Duration, Duration, bool) {
+    (SAMPLE_EVERY - waited, waited, true)
+}
+
+/// A task that never runs, counted as waiting `waited` each [`SAMPLE_EVERY`] (the kernel
+/// counts a wait once the task runs), with `runnable` at every sample.
+fn counted(waited: Duration, runnable: bool) -> (Duration, Duration, bool) {
+    (Duration::ZERO, waited, runnable)
+}
+
+fn stat(ran: Duration, waited: Duration, runnable: bool) -> SchedStat {
+    SchedStat {
+        ran,
+        waited,
+        runnable,
+    }
+}
+
+#[test]
+fn with_cpu_to_spare_a_worker_warms_up_until_its_budget_ends() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, Duration::from_secs(2));
+    // Waiting a fifth of the time, as beside serving workers with CPU to spare.
+    assert_eq!(
+        starved_at(&mut w, t0, busy_waiting(SAMPLE_EVERY / 5), 39),
+        None
+    );
+    assert_eq!(w.due(t0 + Duration::from_secs(2)), [10]);
+}
+
+#[test]
+fn at_saturation_a_worker_is_starved_after_its_allowance() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP);
+    // Waiting all the time: starved once it waited STARVED_AFTER, long before the budget.
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    assert_eq!(
+        starved_at(&mut w, t0, busy_waiting(SAMPLE_EVERY), 100),
+        Some(ticks)
+    );
+    assert!(!w.ended(10), "forgotten once raised");
+    // The kernel counts a wait only once the task runs: one that never does counts none,
+    // but is runnable and runs nothing.
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP);
+    let never_runs = counted(Duration::ZERO, true);
+    assert_eq!(starved_at(&mut w, t0, never_runs, 100), Some(ticks));
+    // A wait now and then does not add up: only waits in a row count.
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP);
+    let mut total = Duration::ZERO;
+    for tick in 1..100u32 {
+        total += if tick % 2 == 0 {
+            SAMPLE_EVERY
+        } else {
+            Duration::ZERO
+        };
+        let ran = SAMPLE_EVERY * tick - total;
+        let starved = w.starved(t0 + SAMPLE_EVERY * tick, |_| Some(stat(ran, total, true)));
+        assert!(starved.is_empty(), "tick {tick}");
+    }
+}
+
+#[test]
+fn a_worker_blocked_on_io_is_not_starved() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP);
+    assert_eq!(
+        starved_at(&mut w, t0, counted(Duration::ZERO, false), 99),
+        None
+    );
+}
+
+#[test]
+fn a_worker_whose_wait_cannot_be_read_warms_up_until_its_budget_ends() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP);
+    for tick in 1..100u32 {
+        // Readable now and then: counting starts again after each gap.
+        let waited = stat(Duration::ZERO, SAMPLE_EVERY * tick, true);
+        let read = (tick % 3 == 0).then_some(waited);
+        assert!(w.starved(t0 + SAMPLE_EVERY * tick, |_| read).is_empty());
+    }
+    assert_eq!(w.due(t0 + MAX_WARM_UP), [10]);
+}
+
+#[test]
+fn a_worker_handed_over_by_a_reexec_counts_its_wait_from_its_first_sample() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.resume(&[10], t0, MAX_WARM_UP);
+    // It had waited 10 s before: that is not this warm-up's.
+    let ten = Duration::from_secs(10);
+    let before = stat(Duration::ZERO, ten, false);
+    assert!(w.starved(t0 + SAMPLE_EVERY, |_| Some(before)).is_empty());
+    let waited = |tick: u32| Some(stat(Duration::ZERO, ten + SAMPLE_EVERY * (tick - 1), false));
+    let starved = (2..100).find(|&tick| {
+        !w.starved(t0 + SAMPLE_EVERY * tick, |_| waited(tick))
+            .is_empty()
+    });
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    assert_eq!(starved, Some(1 + ticks));
+}
+
+#[test]
+fn samples_come_at_most_every_interval_and_read_a_bounded_number_in_turn() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    let n = SAMPLED_PER_TICK as u32 * 2 + 1;
+    for pid in 0..n {
+        w.started(pid, t0, MAX_WARM_UP);
+    }
+    let mut read = Vec::new();
+    w.starved(t0 + SAMPLE_EVERY / 2, |pid| {
+        read.push(pid);
+        None
+    });
+    assert!(read.is_empty(), "not due yet");
+    for tick in 1..=3 {
+        w.starved(t0 + SAMPLE_EVERY * tick, |pid| {
+            read.push(pid);
+            None
+        });
+        assert_eq!(read.len(), SAMPLED_PER_TICK * tick as usize);
+    }
+    // Every worker read before any is read twice.
+    let mut first_round = read[..n as usize].to_vec();
+    first_round.sort_unstable();
+    assert_eq!(first_round, (0..n).collect::<Vec<_>>());
 }
 
 #[test]

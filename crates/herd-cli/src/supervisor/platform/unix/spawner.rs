@@ -3,6 +3,7 @@
 //! re-exec's check children.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
 
 use herd_sys::spawn::Job;
 
@@ -12,7 +13,7 @@ use super::OwnChildren;
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
 use crate::supervisor::reload::Commands;
-use crate::supervisor::warm_up::{Lowered, WarmUp};
+use crate::supervisor::warm_up::{Lowered, SchedStat, WarmUp};
 
 /// What starts workers.
 pub struct Spawner {
@@ -120,6 +121,23 @@ impl Spawner {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other.map(drop),
         }
+    }
+
+    /// What the scheduler says of worker `pid`'s main thread: how long it ran and waited
+    /// runnable without running (`/proc/PID/schedstat`, Linux's `CONFIG_SCHED_INFO`), and
+    /// whether it is runnable now (`R` in `/proc/PID/stat`); `None` where they cannot be read
+    /// (not Linux, a kernel without it, the worker gone).
+    pub fn sched_stat(&self, pid: u32) -> Option<SchedStat> {
+        let schedstat = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+        let mut nanos = schedstat.split_whitespace().map(|n| n.parse().ok());
+        let (ran, waited) = (nanos.next()??, nanos.next()??);
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = herd_sys::process::parse_stat_fields(&stat, &[3])?;
+        Some(SchedStat {
+            ran: Duration::from_nanos(ran),
+            waited: Duration::from_nanos(waited),
+            runnable: state.first() == Some(&"R"),
+        })
     }
 
     /// The worker commands, for a reloaded config's.

@@ -31,6 +31,11 @@ impl Spawner {
         Ok(())
     }
 
+    /// A worker's scheduler figures (`--starting-nice`, refused on Windows): unknown.
+    pub fn sched_stat(&self, _pid: u32) -> Option<crate::supervisor::warm_up::SchedStat> {
+        None
+    }
+
     /// Shares `memories` with every worker started from now on.
     pub fn share_memory(&mut self, memories: SharedMemories) {
         self.shared_memory = memories;
