@@ -375,6 +375,15 @@ fn a_child_that_chose_its_own_nice_value_while_starting_keeps_it() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
+    let me = std::process::id();
+    if nice_of(me, me) >= 10 {
+        // herd inherits it, and refuses a --starting-nice 10 that is not lower (`nice .ci/run`).
+        eprintln!(
+            "skipped: the test runs at nice {} (it needs below 10)",
+            nice_of(me, me)
+        );
+        return;
+    }
     let herd = one_worker(
         &["--min-ready", "0", "--starting-nice", "10"],
         &["/usr/bin/python3", &worker("nice.py"), "--child-nice", "3"],
