@@ -295,25 +295,39 @@ impl Supervisor {
             counters: effects.save_counters(),
             warming: warming.pids(),
         };
-        reexec::State {
-            version: reexec::version_needed(draining),
-            control: saved(endpoints.control.as_raw_fd(), endpoints.control_file),
-            notify: saved(endpoints.notify.socket.as_raw_fd(), endpoints.notify.file()),
-            listeners,
-            reply_fd,
-            metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
-            health_fd: endpoints.health.map(AsRawFd::as_raw_fd),
-            einhorn: endpoints
-                .notify
-                .einhorn
-                .as_ref()
-                .map(|e| saved(e.listener.as_raw_fd(), e.file())),
-            nofile: crate::fdlimit::started_with(),
-            // Filled in by the re-exec once the readers have stopped.
-            outputs: Vec::new(),
-            config: reload.as_ref().map(|r| r.in_force().to_string()),
-            cores,
-        }
+        let config = reload.as_ref().map(|r| r.in_force().to_string());
+        with_fds(endpoints, listeners, reply_fd, draining, config, cores)
+    }
+}
+
+/// The state of a re-exec from its fds (`endpoints`, `listeners`, the client's `reply_fd`),
+/// whether a worker drains its slot, the config file's contents in force, and `cores`.
+fn with_fds(
+    endpoints: &Endpoints<'_>,
+    listeners: Vec<reexec::SavedListener>,
+    reply_fd: Option<std::os::unix::io::RawFd>,
+    draining: bool,
+    config: Option<String>,
+    cores: reexec::Cores,
+) -> reexec::State {
+    reexec::State {
+        version: reexec::version_needed(draining),
+        control: saved(endpoints.control.as_raw_fd(), endpoints.control_file),
+        notify: saved(endpoints.notify.socket.as_raw_fd(), endpoints.notify.file()),
+        listeners,
+        reply_fd,
+        metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
+        health_fd: endpoints.health.map(AsRawFd::as_raw_fd),
+        einhorn: endpoints
+            .notify
+            .einhorn
+            .as_ref()
+            .map(|e| saved(e.listener.as_raw_fd(), e.file())),
+        nofile: crate::fdlimit::started_with(),
+        // Filled in by the re-exec once the readers have stopped.
+        outputs: Vec::new(),
+        config,
+        cores,
     }
 }
 
