@@ -1,5 +1,5 @@
-//! `--starting-nice`: a worker that starts while others serve runs at a low CPU priority until
-//! it is ready, then at herd's own, so that its start-up (a Python or Node import, a cache
+//! `--starting-nice`: a worker that starts beside the one serving its slot (an upgrade's or a
+//! recycle's successor) runs at a low CPU priority until it is ready, then at herd's own, so that its start-up (a Python or Node import, a cache
 //! warm-up) does not take the CPU the serving workers need on a small machine. Pure: the
 //! option, herd's own nice value and whether herd may raise a priority back in; how each
 //! start is lowered and what to restore on readiness out.
@@ -15,11 +15,11 @@
 //!   systemd's `CPUSchedulingPolicy=`) passes that class to its workers, and raising them to
 //!   `SCHED_OTHER` would move them out of it (above it, for `SCHED_IDLE`). There `auto` lowers
 //!   the nice value instead, and `idle` is refused.
-//! - A start while no worker is ready (herd's first worker) keeps herd's priority: there is
-//!   nobody to protect, and a slow first start helps no one. The rest of herd's first
-//!   generation is lowered like any other start: in a start of thousands, workers that wait
-//!   for the CPU leave it to herd, which starts the others sooner (4096 workers were all
-//!   ready 1-2 s later when they started at herd's priority).
+//! - A start into an empty slot (herd's first workers, a restart after an exit, a scale-up)
+//!   keeps herd's priority: the pool is short of that worker until it is ready and nothing
+//!   serves in its place, so a slow start helps no one; on a saturated machine a lowered
+//!   restart took seconds to come back, and 4096 lowered first workers cost herd a raise
+//!   walk and starvation reads each. herd times these start-ups for the warm-up budget.
 //! - Raising a priority back needs `CAP_SYS_NICE`, or the same user and an `RLIMIT_NICE` that
 //!   allows herd's nice value (leaving `SCHED_IDLE` counts as raising from nice 20): `auto`
 //!   lowers only when herd may, `off` never does, an explicit value that herd could not undo
@@ -199,9 +199,12 @@ pub fn raise_way_out(own: i32, other_user: bool) -> String {
 }
 
 impl WarmUp {
-    /// How a worker starting now runs: lowered only if others serve.
-    pub fn for_start(&self, others_serve: bool) -> Option<Lowered> {
-        others_serve.then_some(self.starting)
+    /// How a worker starting now runs: lowered only when it `replaces_a_server`, a worker
+    /// that still serves its slot (an upgrade's or a recycle's successor). A start into an
+    /// empty slot (the first workers, a restart, a scale-up) runs at herd's priority: the
+    /// pool is short of that worker until it is ready, and nothing serves in its place.
+    pub fn for_start(&self, replaces_a_server: bool) -> Option<Lowered> {
+        replaces_a_server.then_some(self.starting)
     }
 }
 

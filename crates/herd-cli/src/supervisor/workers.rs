@@ -147,14 +147,16 @@ impl Supervisor {
     /// Starts the workers of `batch`, then tells the pool how each start went, in order.
     fn spawn_batch(&mut self, batch: &[Start]) {
         let now = Instant::now();
-        let others_serve = self.pool.ready_slots().next().is_some();
-        let lowered = self.warm_up.and_then(|w| w.for_start(others_serve));
         let starts: Vec<_> = batch
             .iter()
-            .map(|s| (s.slot, s.generation, lowered))
+            .map(|s| {
+                let replaces_a_server = self.pool.slot_serves(s.slot);
+                let lowered = self.warm_up.and_then(|w| w.for_start(replaces_a_server));
+                (s.slot, s.generation, lowered)
+            })
             .collect();
         let results = self.effects.spawn_all(&starts);
-        for (start, result) in batch.iter().zip(results) {
+        for ((start, result), &(_, _, lowered)) in batch.iter().zip(results).zip(&starts) {
             let actions = self.spawned(start, lowered.is_some(), result, now);
             self.apply(actions, start.first_generation);
         }

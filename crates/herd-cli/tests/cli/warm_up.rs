@@ -290,21 +290,31 @@ fn a_worker_warming_up_across_a_reexec_still_gets_herds_priority_in_time() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = slow_warm_up_herd();
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    // Slot 1's worker starts at nice 19 (slot 0's serves) and waits for herd's priority.
-    let (code, _, stderr) = herd.ctl(&["scale", "2"]);
-    assert_eq!(code, 0, "{stderr}");
-    let status = wait_status(&herd, "two workers", |s| worker_pids(s).len() == 2);
-    let warming = worker_pids(&status)[1];
+    // Slot 0's worker is recycled after 1 s: its successor starts at nice 19 (slot 0's worker
+    // still serves) and cannot finish starting there, so it waits for herd's priority.
+    let herd = one_worker(
+        &[
+            "--ready-timeout",
+            "10s",
+            "--min-ready",
+            "0",
+            "--starting-nice",
+            "19",
+            "--max-lifetime",
+            "1s",
+        ],
+        &["/usr/bin/python3", &worker("slow_warm_up.py")],
+    );
+    let first = herd.wait_for_event("worker_ready", &[]);
+    let first = first["pid"].as_u64().unwrap();
+    let successor = herd.wait_event("the recycle's successor started", |e| {
+        e["event"] == "worker_started" && e["pid"].as_u64() != Some(first)
+    });
+    let warming = successor["pid"].as_u64().unwrap();
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_eq!(code, 0, "{stderr}");
     // The new image ends its warm-up too: ready, not killed at --ready-timeout.
-    let status = wait_status(&herd, "two ready workers", |s| s["ready"] == 2);
-    assert!(
-        worker_pids(&status).contains(&warming),
-        "the warming worker became ready, not a successor: {status}"
-    );
+    herd.wait_for_event("worker_ready", &[("pid", warming.into())]);
 }
 
 #[test]

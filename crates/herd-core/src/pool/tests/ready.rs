@@ -83,3 +83,16 @@ fn commands_refused_say_why_in_a_typed_error() {
     assert_eq!(h.pool.upgrade(SEC, h.now).unwrap_err(), PoolError::Stopping);
     assert_eq!(PoolError::Stopping.to_string(), "herd is stopping");
 }
+
+#[test]
+fn a_slot_serves_once_its_worker_is_ready_and_until_it_exits() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    // Starting workers fill empty slots: a start there replaces no server.
+    assert!(!h.pool.slot_serves(0) && !h.pool.slot_serves(1));
+    h.notify(100, "READY=1");
+    assert!(h.pool.slot_serves(0) && !h.pool.slot_serves(1));
+    // A restart after an exit fills an empty slot again; a slot past the pool serves nothing.
+    h.exit(100, code(1));
+    assert!(!h.pool.slot_serves(0));
+    assert!(!h.pool.slot_serves(7));
+}
