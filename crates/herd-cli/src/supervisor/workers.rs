@@ -116,6 +116,35 @@ impl Supervisor {
         }
     }
 
+    /// `--starting-nice`: a successor warming up in `slot`, whose serving worker has just
+    /// exited, replaces no server any more: it gets herd's priority back at once, as a start
+    /// into an empty slot runs.
+    fn slot_emptied(&mut self, slot: usize) {
+        if self.pool.slot_serves(slot) {
+            return;
+        }
+        let warming = &mut self.warming;
+        let successors: Vec<u32> = self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| w.slot == slot && w.state == WorkerState::Starting)
+            .map(|w| w.pid)
+            .filter(|&pid| warming.ended(pid))
+            .collect();
+        for pid in successors {
+            tracing::info!(
+                event = LogEvent::WarmUpOver.as_str(),
+                slot,
+                pid,
+                reason = "slot_empty",
+                "worker still starting at --starting-nice replaces no server any more (its \
+                 slot's worker exited): it gets herd's priority back"
+            );
+            self.restore_priority(slot, pid);
+        }
+    }
+
     /// Starts the next few workers the pool asked for ([`starts`](super::starts)), a batch
     /// at a time: the children of a batch start side by side.
     pub(super) fn start_some(&mut self) {
@@ -274,6 +303,7 @@ impl Supervisor {
         else {
             return;
         };
+        self.slot_emptied(exit.slot);
         let stopped = exit.stopped_for.is_some();
         let hint = self.worker_gone(exit.slot, pid, status, stopped);
         let cause = if exit.stopped_for.is_some() {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod cpu_hogs;
 mod fake_herd;
 mod fastcgi;
 mod herd;
@@ -17,6 +18,7 @@ mod http;
 mod procfs;
 mod wait;
 
+pub use cpu_hogs::CpuHogs;
 pub use fake_herd::*;
 pub use fastcgi::*;
 pub use herd::*;

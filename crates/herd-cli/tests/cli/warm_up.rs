@@ -286,6 +286,49 @@ fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
 }
 
 #[test]
+fn a_successor_whose_slot_loses_its_server_gets_herds_priority_at_once() {
+    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
+        return;
+    }
+    // Every start-up takes 1 s, so the warm-up budget is 2 s: the successor, at nice 19,
+    // cannot finish before then unless herd raises it for another reason.
+    let herd = one_worker(
+        &[
+            "--ready-timeout",
+            "20s",
+            "--min-ready",
+            "0",
+            "--starting-nice",
+            "19",
+        ],
+        &[
+            "/usr/bin/python3",
+            &worker("slow_warm_up.py"),
+            "--start-delay",
+            "1",
+        ],
+    );
+    let first = herd.wait_for_event("worker_ready", &[]);
+    let first = first["pid"].as_u64().unwrap();
+    let control = herd.control();
+    let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));
+    let successor = herd.wait_event("the upgrade's successor started", |e| {
+        e["event"] == "worker_started" && e["pid"].as_u64() != Some(first)
+    });
+    let successor = successor["pid"].as_u64().unwrap();
+    // The slot's serving worker dies: the successor now replaces no server.
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let over = herd.wait_for_event("warm_up_over", &[("pid", successor.into())]);
+    assert_eq!(over["reason"], "slot_empty", "{over}");
+    herd.wait_for_event("worker_ready", &[("pid", successor.into())]);
+    let _ = upgrade.join();
+}
+
+#[test]
 fn a_worker_warming_up_across_a_reexec_still_gets_herds_priority_in_time() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
@@ -421,35 +464,6 @@ fn a_child_that_chose_its_own_nice_value_while_starting_keeps_it() {
     // What herd lowered gets herd's nice back.
     assert_eq!(nice_of(pid, pid), own);
     assert_eq!(nice_of(pid, thread), own);
-}
-
-/// Processes that keep every core busy while they live (each for 120 s at most, should the
-/// test die before it kills them).
-struct CpuHogs(Vec<std::process::Child>);
-
-impl CpuHogs {
-    /// A busy loop per core (4 at most): beside them a `SCHED_IDLE` task gets no CPU.
-    fn start() -> CpuHogs {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let hog = || {
-            let busy =
-                "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end: pass";
-            std::process::Command::new("/usr/bin/python3")
-                .args(["-c", busy])
-                .spawn()
-                .unwrap()
-        };
-        CpuHogs((0..cores.min(4)).map(|_| hog()).collect())
-    }
-}
-
-impl Drop for CpuHogs {
-    fn drop(&mut self) {
-        for hog in &mut self.0 {
-            let _ = hog.kill();
-            let _ = hog.wait();
-        }
-    }
 }
 
 #[test]

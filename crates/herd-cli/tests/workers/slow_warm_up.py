@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A test worker whose start-up cannot finish at nice 19, as a starved one on a saturated
 machine: it sends READY=1 only once its nice value is below 19 (within 30 s), and answers
-with its nice value at start-up and when it became ready."""
+with its nice value at start-up and when it became ready. `--start-delay SECONDS` makes every
+start-up that long first (so that herd's warm-up budget, twice the slowest start-up at full
+priority, is long)."""
 
 import json
 import os
@@ -14,6 +16,8 @@ from hello import listen_sockets, notify, serve  # noqa: E402
 
 def main():
     at_start = os.getpriority(os.PRIO_PROCESS, 0)
+    if sys.argv[1:2] == ["--start-delay"]:
+        time.sleep(float(sys.argv[2]))
     listener = next(iter(listen_sockets().values()))
     deadline = time.monotonic() + 30
     while os.getpriority(os.PRIO_PROCESS, 0) == 19 and time.monotonic() < deadline:
