@@ -44,6 +44,9 @@ pub struct Starvation {
     last: Option<(Instant, SchedStat)>,
     /// How long it waited in the intervals in a row where it waited most of the time.
     waited: Duration,
+    /// Waits counted while it was runnable that the kernel has not added yet: it adds them
+    /// once the task runs, and they must not count twice.
+    unbooked: Duration,
 }
 
 impl Starvation {
@@ -52,6 +55,7 @@ impl Starvation {
         Starvation {
             last: Some((at, SchedStat::default())),
             waited: Duration::ZERO,
+            unbooked: Duration::ZERO,
         }
     }
 
@@ -61,6 +65,7 @@ impl Starvation {
         Starvation {
             last: None,
             waited: Duration::ZERO,
+            unbooked: Duration::ZERO,
         }
     }
 
@@ -75,11 +80,18 @@ impl Starvation {
             return false;
         };
         let elapsed = now.saturating_duration_since(at);
-        let counted = stat.waited.saturating_sub(before.waited);
+        // What the kernel added since, less what earlier samples counted already.
+        let booked = stat.waited.saturating_sub(before.waited);
+        let counted = booked.saturating_sub(self.unbooked);
+        self.unbooked = self.unbooked.saturating_sub(booked);
         // Runnable now: the time it did not run was spent waiting (the kernel counts it only
         // once the task runs).
-        let wait = match stat.runnable {
-            true => counted.max(elapsed.saturating_sub(stat.ran.saturating_sub(before.ran))),
+        let not_run = elapsed.saturating_sub(stat.ran.saturating_sub(before.ran));
+        let wait = match stat.runnable && not_run > counted {
+            true => {
+                self.unbooked += not_run - counted;
+                not_run
+            }
             false => counted,
         };
         let (num, den) = MOSTLY;

@@ -418,3 +418,33 @@ fn parsing() {
             .contains("auto, off, idle, or a number from 1 to 19"));
     }
 }
+
+#[test]
+fn a_wait_the_kernel_books_late_counts_once() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP);
+    let at = |tick: u32| t0 + SAMPLE_EVERY * tick;
+    // Two intervals runnable without running: counted as waits, not yet in run_delay.
+    for tick in 1..=2 {
+        let starved = w.starved(at(tick), |_| {
+            Some(stat(Duration::ZERO, Duration::ZERO, true))
+        });
+        assert!(starved.is_empty(), "tick {tick}");
+    }
+    // Then it runs the whole interval, and the kernel books those 100 ms of wait: already
+    // counted, they do not make it starved (it gets the CPU again).
+    let ran_all = stat(SAMPLE_EVERY, SAMPLE_EVERY * 2, true);
+    assert!(w.starved(at(3), |_| Some(ran_all)).is_empty());
+    // And it starts afresh: waiting again, it is starved only after STARVED_AFTER more.
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    for tick in 4..3 + ticks {
+        let again = stat(SAMPLE_EVERY, SAMPLE_EVERY * 2, true);
+        assert!(
+            w.starved(at(tick), |_| Some(again)).is_empty(),
+            "tick {tick}"
+        );
+    }
+    let again = stat(SAMPLE_EVERY, SAMPLE_EVERY * 2, true);
+    assert_eq!(w.starved(at(3 + ticks), |_| Some(again)), [10]);
+}
