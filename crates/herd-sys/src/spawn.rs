@@ -99,7 +99,6 @@ pub struct ExecPlan {
     umask: Option<libc::mode_t>,
     limits: Vec<(libc::c_int, libc::rlim_t, libc::rlim_t)>,
     nice: Option<libc::c_int>,
-    sched_idle: bool,
     /// Tests: skip `close_range`, so that the fallback loop marks the fds close-on-exec.
     no_close_range: bool,
     /// Tests: a signal the child raises on itself right after `fork`.
@@ -165,17 +164,6 @@ impl ExecPlan {
         self
     }
 
-    /// **Linux only; ignored elsewhere.** Starts the child in the `SCHED_IDLE` scheduling
-    /// class (`sched_setscheduler(0, SCHED_IDLE)`), which every thread and process it starts
-    /// inherits: it runs only when no other task wants the CPU, and any other task that wakes
-    /// takes the CPU from it at once. Needs no privilege; raising it back does (see
-    /// [`raise_idle_tree`](crate::process::raise_idle_tree)). Should it fail, the child keeps
-    /// herd's class.
-    pub fn sched_idle(&mut self, yes: bool) -> &mut Self {
-        self.sched_idle = yes;
-        self
-    }
-
     /// A plan that executes `program` (a path: no `PATH` search happens here) with an empty
     /// argument list and an empty environment.
     pub fn new(program: &OsStr) -> io::Result<ExecPlan> {
@@ -191,7 +179,6 @@ impl ExecPlan {
             umask: None,
             limits: Vec::new(),
             nice: None,
-            sched_idle: false,
             no_close_range: false,
             raise_first: None,
             fork_only: false,

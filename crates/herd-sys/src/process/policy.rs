@@ -1,6 +1,5 @@
-//! Scheduling classes (Linux): a worker moved to `SCHED_IDLE` ([`lower_to_idle`], or
-//! started there: [`ExecPlan::sched_idle`](crate::spawn::ExecPlan::sched_idle)) raised back
-//! to `SCHED_OTHER`, every thread of it and of the processes it started.
+//! Scheduling classes (Linux): a worker moved to `SCHED_IDLE` ([`lower_to_idle`]) raised
+//! back to `SCHED_OTHER`, every thread of it and of the processes it started.
 //!
 //! Only a thread still in `SCHED_IDLE` is raised: the worker and everything it starts inherit
 //! the class, so a thread in another one chose it itself and keeps it. Raising keeps each

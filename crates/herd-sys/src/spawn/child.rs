@@ -33,8 +33,6 @@ pub(super) struct Child<'a> {
     pub(super) umask: Option<libc::mode_t>,
     pub(super) limits: &'a [(libc::c_int, libc::rlim_t, libc::rlim_t)],
     pub(super) nice: Option<libc::c_int>,
-    /// Whether to start in the `SCHED_IDLE` class (Linux).
-    pub(super) sched_idle: bool,
     /// Every fd the child may hold is below this: the end of the `fcntl` loop that marks fds
     /// close-on-exec where `close_range` fails.
     pub(super) cloexec_limit: libc::c_int,
@@ -175,7 +173,7 @@ impl Child<'_> {
         }
     }
 
-    /// The resource limits, the umask, the nice value and `SCHED_IDLE`, then the groups,
+    /// The resource limits, the umask and the nice value, then the groups,
     /// group and user.
     unsafe fn limits_and_credentials(&self, status: RawFd) {
         for (i, &(resource, soft, hard)) in self.limits.iter().enumerate() {
@@ -194,10 +192,6 @@ impl Child<'_> {
         // is how the worker would run without the option, so it is not worth failing for.
         if let Some(nice) = self.nice {
             libc::setpriority(libc::PRIO_PROCESS, 0, nice);
-        }
-        // The same for the idle class: lowering oneself needs no privilege.
-        if self.sched_idle {
-            direct::set_sched_idle();
         }
         // Groups, then group, then user: once the uid changes, the rest is no longer allowed.
         if let Some((uid, gid, groups)) = self.credentials {

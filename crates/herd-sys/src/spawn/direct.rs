@@ -86,15 +86,6 @@ mod imp {
         libc::syscall(libc::SYS_kill, own_pid(), sig);
     }
 
-    /// Puts the calling thread in the `SCHED_IDLE` class (`sched_setscheduler(0, SCHED_IDLE)`,
-    /// the raw system call): whether it worked. Every thread and process it starts inherits
-    /// the class. Lowering oneself needs no privilege. Async-signal-safe.
-    pub(in crate::spawn) unsafe fn set_sched_idle() -> bool {
-        let param = libc::sched_param { sched_priority: 0 };
-        let param: *const libc::sched_param = &param;
-        libc::syscall(libc::SYS_sched_setscheduler, 0, libc::SCHED_IDLE, param) == 0
-    }
-
     /// `setgroups`, `setgid` then `setuid` for this process alone: whether all succeeded
     /// (errno says why not). Async-signal-safe.
     pub(in crate::spawn) unsafe fn set_ids(
@@ -166,11 +157,6 @@ mod imp {
 
     pub(in crate::spawn) unsafe fn signal_self(sig: libc::c_int) {
         libc::kill(libc::getpid(), sig);
-    }
-
-    /// `SCHED_IDLE` is Linux's: nothing to do here.
-    pub(in crate::spawn) unsafe fn set_sched_idle() -> bool {
-        false
     }
 
     pub(in crate::spawn) unsafe fn set_ids(

@@ -85,7 +85,6 @@ impl Buffers {
             umask: plan.umask,
             limits: &plan.limits,
             nice: plan.nice,
-            sched_idle: plan.sched_idle,
             cloexec_limit: child::cloexec_limit(3 + n, n + 2),
             close_range: !plan.no_close_range,
             raise_first: plan.raise_first,

@@ -466,9 +466,9 @@ fn a_sched_idle_child_and_its_own_child_are_raised_together() {
 fn idle_child_and_its_child_raised(listed: bool) {
     use std::io::BufRead;
     let (out_read, out_write) = cloexec_pipe().unwrap();
-    let mut plan = shell("sleep 30 & echo $!; exec sleep 30");
+    // chrt puts the shell in SCHED_IDLE; the sleep it starts inherits the class.
+    let mut plan = shell("exec chrt --idle 0 sh -c 'sleep 30 & echo $!; exec sleep 30'");
     plan.new_process_group(true);
-    plan.sched_idle(true);
     let stdio = Stdio {
         stdout: Some(out_write.as_fd()),
         ..Stdio::default()
