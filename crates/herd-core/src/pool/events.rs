@@ -35,7 +35,9 @@ impl Pool {
     }
 
     /// The worker for `slot` could not be started. Returns the delay before the next try, and
-    /// aborts an upgrade whose new worker this was.
+    /// aborts an upgrade whose new worker this was. A start that fails an upgrade does not grow
+    /// the slot's crash-loop backoff: the upgrade ends with it (no loop), and the count would
+    /// stay with the slot and delay a later quick restart of whichever build runs there then.
     pub fn spawn_failed(
         &mut self,
         slot: usize,
@@ -43,13 +45,17 @@ impl Pool {
         now: Instant,
     ) -> (Duration, Vec<Action>) {
         let policy = self.config.backoff;
+        let fails_upgrade = self.upgrade.is_some();
         let mut actions = Vec::new();
         let s = match self.slots.get_mut(slot) {
             Some(s) => s,
             None => return (Duration::ZERO, actions),
         };
         s.spawning = false;
-        let delay = s.backoff.next_delay(&policy, None);
+        let delay = match fails_upgrade {
+            true => Duration::ZERO,
+            false => s.backoff.next_delay(&policy, None),
+        };
         s.restart_at = Some(now + delay);
         if let Some(u) = self.upgrade {
             let reason = format!(
@@ -82,7 +88,9 @@ impl Pool {
         // A new-generation worker that dies before it is available fails its upgrade (one
         // killed for failing, by its watchdog, counts too).
         let excused = self.excused_until.map_or(false, |t| now < t);
-        if w.holds_slot() && !w.available && self.is_upgrading_worker(&w) && !excused {
+        let fails_upgrade =
+            w.holds_slot() && !w.available && self.is_upgrading_worker(&w) && !excused;
+        if fails_upgrade {
             let reason = self.upgrade_failure(&w, &status, now);
             self.abort_upgrade(reason, now, &mut actions);
         }
@@ -90,8 +98,10 @@ impl Pool {
         // killer, a chaos test) did not crash on its own: its successor starts at once, and the
         // slot's crash-loop backoff does not grow, so kills cannot starve a slot. Nor does a
         // worker that exits just after a shared socket was found shut down (and repaired): it
-        // most likely failed on it.
-        let no_fault = stopped_for.is_none() && (status.killed || excused);
+        // most likely failed on it. Nor a new worker whose exit fails its upgrade: the upgrade
+        // ends (no loop), and the slot goes back to the build that ran there, whose own
+        // crashes are what its backoff counts.
+        let no_fault = (stopped_for.is_none() && (status.killed || excused)) || fails_upgrade;
         self.slots[w.slot].last_exit = Some(status);
         let unexpected = stopped_for.map_or(true, Reason::restarts);
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;

@@ -295,3 +295,54 @@ fn an_upgrade_shorter_than_min_ready_is_refused_up_front() {
     assert!(none.pool.upgrade_too_short(MS).is_none());
     assert!(none.pool.upgrade_too_short(Duration::ZERO).is_some());
 }
+
+/// Starts that fail an upgrade end it, no loop: they are not counted as the slot's crashes,
+/// so the first quick crash of the build that runs there later restarts at once.
+#[test]
+fn failed_upgrade_starts_do_not_grow_the_slots_backoff() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    h.advance(SEC);
+    for _ in 0..3 {
+        let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+        assert!(matches!(actions[..], [Action::Spawn { slot: 0, .. }]));
+        let (delay, actions) = h.pool.spawn_failed(0, "no such file", h.now);
+        assert_eq!(delay, Duration::ZERO);
+        h.apply(actions);
+    }
+    assert_eq!(h.ended.len(), 3);
+    assert_eq!(h.pool.failures(0), 0, "no crash of the build that runs");
+    // The fixed build rolls out, and its worker crashes quickly once.
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    h.advance(SEC);
+    h.stopped_workers_exit();
+    assert!(matches!(h.ended.last(), Some(Ok(_))), "{:?}", h.ended);
+    let exit = h.exit(h.pid_in(0), code(1));
+    assert_eq!(
+        exit.restart_in,
+        Some(Duration::ZERO),
+        "one crash is no loop"
+    );
+}
+
+/// A new worker that fails its upgrade in a slot whose old worker had crashed: the slot goes
+/// back to the old build at once, its backoff as the old build's own crashes left it.
+#[test]
+fn a_new_worker_failing_its_upgrade_in_an_empty_slot_does_not_grow_the_backoff() {
+    let mut h = upgrading(2, config(2, Readiness::Notify { timeout: 10 * SEC }));
+    assert_eq!(h.pid_in(1), 101);
+    let exit = h.exit(101, code(1));
+    assert_eq!(exit.restart_in, Some(Duration::ZERO));
+    assert_eq!(h.pool.failures(1), 1);
+    let successor = new_worker(&h, 1);
+    let exit = h.exit(successor, code(1));
+    assert!(h.ended[0].is_err(), "{:?}", h.ended);
+    assert_eq!(exit.restart_in, Some(Duration::ZERO));
+    assert_eq!(
+        h.pool.failures(1),
+        1,
+        "the new build's failure is not counted"
+    );
+    let live: Vec<(usize, u64)> = h.live().iter().map(|w| (w.0, w.2)).collect();
+    assert!(live.contains(&(1, 1)), "the old build is back: {live:?}");
+}
