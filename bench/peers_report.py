@@ -365,9 +365,9 @@ app: served by gunicorn, uWSGI, and by examples/hello.py's stdlib accept loop un
 herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode and herd).
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
 otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3 -m gunicorn
---preload --workers 1 --backlog SOMAXCONN app:application` (as docs/interop.md says to run gunicorn under
-herd: its arbiter says READY=1 before it forks its worker, and `--preload` imports the app before that;
-`--backlog` keeps herd's accept queue) or `node app.js` (which says
+-c examples/gunicorn_herd.conf.py app:application` (as docs/interop.md says to run gunicorn under
+herd: one sync worker, the app preloaded, herd's accept queue kept, and READY=1 from the worker
+right before it accepts, where gunicorn's arbiter alone says it before it forks the worker) or `node app.js` (which says
 READY=1 with `systemd-notify` before it takes its first connection); gunicorn `--workers 4` (sync), HUP to reload and
 TTIN/TTOU to scale; circus with a `[socket:web]` and a watcher of 4 `app.py --fd
 $(circus.sockets.web)` (`circusctl reload web`, `incr`/`decr`); uWSGI `--master --processes 4

@@ -58,12 +58,16 @@ def somaxconn():
         return f.read().strip()
 
 
-def gunicorn_under_herd():
-    """gunicorn as one herd worker, run as docs/interop.md says: one sync worker (herd scales),
-    `--preload` (the app is imported before the arbiter says READY=1, so herd counts it ready
-    once it can serve, and the worker forks with the app loaded), and herd's backlog kept."""
-    return [PY, "-m", "gunicorn", "--preload", "--workers", "1", "--backlog", somaxconn(), "--chdir", PEERS,
-            "--log-level", "critical", "app:application"]
+GUNICORN_CONF = os.path.join(ROOT, "examples", "gunicorn_herd.conf.py")
+
+
+def gunicorn_under_herd(recipe=True):
+    """gunicorn as one herd worker, run as docs/interop.md says: with examples/gunicorn_herd.conf.py
+    (one sync worker, the app preloaded, herd's backlog kept, READY=1 from the worker right
+    before it accepts). Without `recipe`, the plain command the docs gave before: `--preload
+    --workers 1 --backlog SOMAXCONN`, READY=1 from the arbiter before it forks its worker."""
+    options = ["-c", GUNICORN_CONF] if recipe else ["--preload", "--workers", "1", "--backlog", somaxconn()]
+    return [PY, "-m", "gunicorn", *options, "--chdir", PEERS, "--log-level", "critical", "app:application"]
 
 
 def run(*args, env=None):

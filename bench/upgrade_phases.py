@@ -7,7 +7,10 @@ stopping (its successor available, --min-ready after worker_ready, to its worker
 neither; the script prints the p99 of each and how many requests took over twice the steady
 p99. Run it under the bench lock. Usage:
 
-    python3 bench/upgrade_phases.py py|gunicorn|node [HERD RUN OPTIONS...]
+    python3 bench/upgrade_phases.py py|gunicorn|gunicorn-plain|node [HERD RUN OPTIONS...]
+
+`gunicorn` runs it as docs/interop.md says (examples/gunicorn_herd.conf.py); `gunicorn-plain`
+without that config file (`--preload --workers 1 --backlog SOMAXCONN`).
 """
 import datetime
 import json
@@ -24,6 +27,7 @@ from peers_systems import APP_JS, APP_PY, PY, gunicorn_under_herd
 COMMANDS = {
     "py": [PY, APP_PY],
     "gunicorn": gunicorn_under_herd(),
+    "gunicorn-plain": gunicorn_under_herd(recipe=False),
     "node": ["node", APP_JS],
 }
 MIN_READY_US = 1e6  # herd's default --min-ready

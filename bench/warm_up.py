@@ -10,7 +10,11 @@ average. Usage:
     python3 bench/warm_up.py [--reps 2] [--variant 'off=--starting-nice off' ...]
 
 A variant's options may start with `herd=PATH`: that variant runs another herd binary (a
-build of an earlier commit, for a behaviour no option selects).
+build of an earlier commit, for a behaviour no option selects); and `gunicorn=plain` runs the
+gunicorn row without examples/gunicorn_herd.conf.py (`--preload --workers 1 --backlog
+SOMAXCONN`, READY=1 from gunicorn's arbiter), e.g.
+
+    python3 bench/warm_up.py --only gunicorn --variant 'plain=gunicorn=plain' --variant 'conf='
 """
 import argparse
 import statistics
@@ -19,7 +23,7 @@ import time
 import common
 from common import free_port, need_build
 from peers import Laps, load_average, one_system
-from peers_systems import HerdSystem, systems
+from peers_systems import HerdSystem, gunicorn_under_herd, systems
 
 DEFAULT_VARIANTS = ["off=--starting-nice off", "nice=--starting-nice 19", "auto="]
 
@@ -30,6 +34,10 @@ class Variant(HerdSystem):
     def __init__(self, row, label, extra):
         super().__init__(row.port, f"{row.name} [{label}]", row.kind, row.command)
         self.binary = extra.pop(0)[len("herd="):] if extra[:1] and extra[0].startswith("herd=") else None
+        if "gunicorn=plain" in extra:
+            extra.remove("gunicorn=plain")
+            if "gunicorn" in row.name:
+                self.command = gunicorn_under_herd(recipe=False)
         self.extra = extra
 
     def start(self):

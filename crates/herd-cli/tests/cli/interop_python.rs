@@ -47,7 +47,7 @@ pub(crate) fn serve_with(
 /// The Python program `name` (`python3`, `twist`, `hypercorn`) beside the interpreter that
 /// `python3` runs, when it is there: a version manager's shim (pyenv's are bash scripts) can
 /// leave a subshell behind that herd rightly reports as left by the worker.
-fn python_program(name: &str) -> String {
+pub(crate) fn python_program(name: &str) -> String {
     static DIR: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let out = std::process::Command::new("python3")

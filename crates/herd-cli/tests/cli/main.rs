@@ -21,6 +21,7 @@ mod handoff;
 mod health;
 mod help;
 mod interop;
+mod interop_gunicorn;
 mod interop_more;
 mod interop_native;
 mod interop_python;

@@ -1,0 +1,102 @@
+//! gunicorn under herd with the shipped recipe, `examples/gunicorn_herd.conf.py`: herd counts a
+//! gunicorn ready only once its worker is about to accept (gunicorn's arbiter alone says
+//! `READY=1` before it forks the worker), and upgrades under load lose nothing.
+//! docs/interop.md, "gunicorn under herd".
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use crate::interop_python::{interop_file, python_program, stops_cleanly, upgrades_under_load};
+use crate::util::*;
+
+/// herd with one gunicorn worker run with `tests/interop/gunicorn_gated.conf.py` (the recipe
+/// when `recipe`), whose gunicorn worker waits after its fork on the FIFO `gate` in herd's
+/// temporary directory. Returns once the gunicorn worker waits there: its arbiter has passed
+/// `Arbiter.start`, where gunicorn says `READY=1`.
+fn gated_gunicorn(recipe: bool) -> (Herd, std::fs::File) {
+    let herd = Herd::start_with(|dir| {
+        let gate = dir.join("gate");
+        let made = Command::new("mkfifo").arg(&gate).status().unwrap();
+        assert!(made.success(), "mkfifo {}: {made}", gate.display());
+        let mut cmd = herd_json();
+        cmd.env("GUNICORN_GATE", &gate)
+            .env("GUNICORN_RECIPE", if recipe { "1" } else { "0" })
+            .args(["run", "-w", "1", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .arg(python_program("gunicorn"))
+            .args(["-c", &interop_file("gunicorn_gated.conf.py")])
+            .args(["--chdir", &interop_file(""), "wsgi_app:app"]);
+        cmd
+    });
+    let gate = herd.dir.path().join("gate");
+    // A non-blocking open for writing fails (ENXIO) until the worker has the FIFO open.
+    let writer = wait_until("gunicorn's worker to wait at the gate", || {
+        open_writer(&gate)
+    });
+    (herd, writer)
+}
+
+fn open_writer(fifo: &Path) -> Result<std::fs::File, String> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(fifo)
+        .map_err(|e| e.to_string())
+}
+
+/// What the recipe is for: gunicorn's arbiter says `READY=1` in `Arbiter.start`, before it
+/// forks its worker, so herd counts it ready while no process of it can accept yet.
+#[test]
+fn gunicorn_alone_says_ready_before_its_worker_can_accept() {
+    let (herd, mut gate) = gated_gunicorn(false);
+    wait_status(&herd, "the arbiter's READY=1", |s| s["ready"] == 1);
+    gate.write_all(b"go").unwrap();
+    drop(gate);
+    let addr = herd.address("http");
+    wait_until("an answer", || get(&addr, "/").map_err(|e| e.to_string()));
+}
+
+/// With the recipe, `READY=1` comes from gunicorn's worker right before its accept loop: herd
+/// does not count it ready while the worker is held after its fork, and does once it is let
+/// go; the first request is then answered by that worker.
+#[test]
+fn gunicorn_recipe_says_ready_once_its_worker_accepts() {
+    let (herd, mut gate) = gated_gunicorn(true);
+    let status = herd.status();
+    assert_eq!(
+        status["ready"], 0,
+        "ready before the worker can accept: {status}"
+    );
+    gate.write_all(b"go").unwrap();
+    drop(gate);
+    let status = wait_status(&herd, "the worker's READY=1", |s| s["ready"] == 1);
+    let master = worker_pids(&status)[0];
+    let body = get(&herd.address("http"), "/").unwrap();
+    let pid: u32 = body.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert_ne!(
+        pid, master,
+        "{body:?} came from the arbiter, not its worker"
+    );
+    stops_cleanly(herd);
+}
+
+/// The recipe as docs/interop.md gives it: two upgrades while clients connect back to back
+/// lose no request, and herd stops cleanly.
+#[test]
+fn gunicorn_recipe_upgrades_under_load_lose_nothing() {
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "2", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .arg(python_program("gunicorn"))
+            .args(["-c", &example("gunicorn_herd.conf.py")])
+            .args(["--chdir", &interop_file(""), "wsgi_app:app"]);
+        cmd
+    });
+    wait_status(&herd, "2 ready gunicorns", |s| settled(s, 2));
+    upgrades_under_load(&herd, |body| body.starts_with("gunicorn pid"));
+    stops_cleanly(herd);
+}
