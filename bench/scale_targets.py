@@ -14,6 +14,12 @@ last worker's `worker_ready`; a replacement is from `kill()` to its successor's
 accept. The figures also split a replacement into kill -> `worker_exited` (herd reaped it)
 -> `worker_started` (its successor forked and exec'd) -> `worker_ready`.
 
+The harness shares the machine with what it measures, so while the workers start it reads
+herd's log in large chunks and only counts the `worker_ready` lines, parsing none; once there
+are as many as workers it parses them all, in order, and the start ends at the event that made
+the last slot ready (a slot ready twice counts once). It never sleeps meanwhile: it blocks
+reading herd's stderr. Its own CPU time over the start is a figure too (`harness_cpu_start_s`).
+
     from scale_targets import measure, verdict_lines
     figures = measure()            # builds nothing: needs target/release/herd and examples/hello
     print("\\n".join(verdict_lines(figures)))
@@ -60,27 +66,95 @@ def _stamp(event):
     return parsed.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-class _Events:
-    """herd's JSON log lines, read from its stderr on a thread of their own."""
+READY_MARK = b'"worker_ready"'  # the event's name, however the JSON is spaced
 
-    def __init__(self, stream):
+
+class _Events:
+    """herd's JSON log lines, read from its stderr (a pipe) on a thread of their own, in large
+    chunks. Until every slot has said READY=1 the lines are only kept and the `worker_ready`
+    ones counted by substring, unparsed: the harness takes as little as it can of the CPU the
+    start it measures needs. Once as many have been counted as there are workers, the lines are
+    parsed in order, and then each as it comes, until the start is over (`start`); the events
+    after it are queued for `until`."""
+
+    def __init__(self, stream, workers):
         self.queue = queue.Queue()
         self.other = []
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+        self.workers = workers
+        # (the event that made the last slot ready, the last `worker_started` before it), or
+        # None if herd's stderr ended first.
+        self.start = None
+        self.start_over = threading.Event()
+        self.ready = set()
+        self.last_start = None
+        threading.Thread(target=self._read, args=(stream.fileno(),), daemon=True).start()
 
-    def _read(self, stream):
-        for line in stream:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self.other.append(line.rstrip())  # a worker's own output, or herd's last error
-                continue
-            if isinstance(event, dict) and "event" in event:
-                self.queue.put(event)
+    def _parse(self, line):
+        """The event on `line`, or None (then it is kept as other output)."""
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if isinstance(event, dict) and "event" in event:
+            return event
+        self.other.append(line.decode(errors="replace").rstrip())  # a worker's, or herd's error
+        return None
+
+    def _starting(self, event):
+        """Takes an event of the start; True once every slot is ready."""
+        if event["event"] == "worker_started":
+            self.last_start = event
+        elif event["event"] == "worker_ready":
+            self.ready.add(event["slot"])
+            if len(self.ready) >= self.workers:
+                self.start = (event, self.last_start)
+                self.start_over.set()
+                return True
+        return False
+
+    def _take(self, line):
+        event = self._parse(line)
+        if event is None:
+            return
+        if self.start is None:
+            self._starting(event)
+        else:
+            self.queue.put(event)
+
+    def _read(self, fd):
+        kept, readies, rest = [], 0, b""
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            if readies < self.workers:
+                readies += sum(READY_MARK in line for line in lines)
+                kept.extend(lines)
+                if readies < self.workers:
+                    continue
+                lines, kept = kept, []
+            for line in lines:
+                self._take(line)
+        for line in kept + ([rest] if rest else []):
+            self._take(line)
+        self.start_over.set()
         self.queue.put(None)
 
+    def wait_start(self, timeout):
+        """(the event that made the last slot ready, the last `worker_started` before it)."""
+        if not self.start_over.wait(timeout):
+            raise SystemExit(f"not all {self.workers} workers ready within {timeout} s "
+                             f"({len(self.ready)} counted so far)")
+        if self.start is None:
+            raise SystemExit(f"herd exited before all {self.workers} workers were ready: "
+                             f"{' | '.join(self.other[-3:])}")
+        return self.start
+
     def until(self, matches, timeout, what):
-        """The first event for which `matches(event)` is true, within `timeout` seconds."""
+        """The first event after the start for which `matches(event)` is true, within
+        `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -157,23 +231,16 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
                              "cargo build --release -p herd --example hello")
     _raise_nofile()
     control = os.path.join(tempfile.mkdtemp(prefix="herd-scale-"), "c.sock")
+    harness_before = os.times()
     started = time.time()
     proc = subprocess.Popen(
         [herd, "--log-format", "json", "--control", control, "run", "--workers", str(workers),
          "--ready", "notify", "-b", "http=127.0.0.1:0", *extra, "--", worker],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        bufsize=1 << 20)
-    events = _Events(proc.stderr)
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, bufsize=0)
+    events = _Events(proc.stderr, workers)
     try:
-        ready, last, last_start = set(), None, None
-        timeout = max(60, workers / 20)
-        while len(ready) < workers:
-            last = events.until(lambda e: e["event"] in ("worker_ready", "worker_started"), timeout,
-                                f"{workers} workers ready")
-            if last["event"] == "worker_started":
-                last_start = last
-            else:
-                ready.add(last["slot"])
+        last, last_start = events.wait_start(max(60, workers / 20))
+        harness_after = os.times()
         all_ready_s = _stamp(last) - started
         cpu_start_s = _cpu_s(proc.pid)
         rss_mib = _rss_mib(proc.pid)
@@ -199,6 +266,8 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
         "all_ready_s": all_ready_s,
         "all_started_s": _stamp(last_start) - started,
         "herd_cpu_start_s": cpu_start_s,
+        "harness_cpu_start_s": sum(after - before for after, before in
+                                   zip(harness_after[:2], harness_before[:2])),
         "rss_mib": max(rss_mib, rss_after_mib),
         "rss_ready_mib": rss_mib,
         "status_table_ms": table_ms,
@@ -222,7 +291,8 @@ def verdict_lines(figures):
     return [
         f"- {n} native workers running and ready within {READY_LIMIT_S:g} s of herd's start: "
         f"{met(figures['all_ready_s'] < READY_LIMIT_S)} ({figures['all_ready_s']:.2f} s; herd's own "
-        f"CPU meanwhile {figures.get('herd_cpu_start_s', float('nan')):.2f} s)",
+        f"CPU meanwhile {figures.get('herd_cpu_start_s', float('nan')):.2f} s, this harness's "
+        f"{figures.get('harness_cpu_start_s', float('nan')):.2f} s)",
         f"- herd's RSS under {RSS_LIMIT_MIB:g} MiB with {n} workers: "
         f"{met(figures['rss_mib'] < RSS_LIMIT_MIB)} ({figures['rss_mib']:.1f} MiB, the larger of "
         f"once all were ready ({figures.get('rss_ready_mib', figures['rss_mib']):.1f} MiB) and after "
