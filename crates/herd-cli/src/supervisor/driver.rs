@@ -52,6 +52,8 @@ pub struct Supervisor {
     pub(super) notify_log: RateLimit,
     /// Worker starts the pool asked for, a few of them started per turn.
     pub(super) starts: starts::Starts,
+    /// Holds the workers' samples back while starts are queued.
+    pub(super) sampling_pause: super::sampling_pause::SamplingPause,
     /// What only this platform holds (Unix: the re-exec's bookkeeping, leftover process
     /// groups, ...).
     pub(super) platform: platform::State,
@@ -89,6 +91,7 @@ impl Supervisor {
             staged: None,
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             starts: starts::Starts::default(),
+            sampling_pause: Default::default(),
             platform: platform::State::new()?,
             warm_up: None,
             warming: warm_up::Warming::default(),

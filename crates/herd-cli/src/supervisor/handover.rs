@@ -275,6 +275,8 @@ impl Supervisor {
             notify_log: _,
             // Empty: a re-exec waits while a slot is spawning (its start queued included).
             starts: _,
+            // Nothing held back: no start is queued (above).
+            sampling_pause: _,
             platform,
         } = self;
         let Handed {

@@ -46,6 +46,7 @@ pub mod reload;
 mod requests;
 mod sampler;
 mod sampling;
+mod sampling_pause;
 mod sources;
 mod starts;
 mod turn;

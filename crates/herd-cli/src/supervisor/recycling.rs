@@ -100,13 +100,17 @@ impl Supervisor {
         *self.recycling.recycler.policy()
     }
 
-    /// Asks the sampler for every worker's memory and CPU time; says once when the round
-    /// before is stuck.
+    /// Asks the sampler for every worker's memory and CPU time, unless starts are queued
+    /// ([`sampling_pause`](super::sampling_pause)); says once when the round before is stuck.
     pub(super) fn ask_for_samples(&mut self, sampler: &mut Sampler) {
+        let now = Instant::now();
+        if !self.sampling_pause.take(self.starts.is_waiting(), now) {
+            return;
+        }
         let pids = self.pool.workers().iter().map(|w| w.pid).collect();
         let sockets = platform::queue_probes(self.effects.listeners());
         let kind = self.recycling.kind();
-        let Some(slow) = sampler.ask(pids, kind, sockets, Instant::now()) else {
+        let Some(slow) = sampler.ask(pids, kind, sockets, now) else {
             return;
         };
         let waited = humantime::format_duration(round_s(slow.waited));
