@@ -68,9 +68,14 @@ impl StopRequest {
     ///
     /// On a blocking listener it blocks in `accept()` (the kernel hands connections to waiting
     /// workers in turn), and SIGTERM interrupts it when it lands on the thread that waits, as in
-    /// a single-threaded worker. A request that lands in the instant between the check and the
-    /// system call is noticed after the next connection, or ends with herd's `SIGKILL` after
-    /// `--grace`. On a non-blocking listener it waits in `poll` for a connection or the request.
+    /// a single-threaded worker. A request that lands on another thread, or in the instant
+    /// between the check and the system call, is noticed after the next connection, or ends
+    /// with herd's `SIGKILL` after `--grace`. (Waiting in `poll` for the listener and the
+    /// request together would close that gap, but `poll` wakes every waiting worker for each
+    /// connection and the first to run takes it: the workers would no longer take turns.)
+    /// On a non-blocking listener it waits in `poll` for a connection or the request, so it
+    /// never waits for a connection after the request; a worker with several threads that
+    /// must not, makes its listener non-blocking.
     pub fn accept(&self, listener: &TcpListener) -> std::io::Result<Option<TcpStream>> {
         loop {
             if self.is_requested() {

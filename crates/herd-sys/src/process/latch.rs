@@ -10,27 +10,39 @@
 //!
 //! The pipe belongs to one process: a child forked after the latch was set up gets its own
 //! pipe the next time it uses the latch, and until then its handler writes to no pipe (its
-//! parent's waiters never wake for a signal that was not theirs).
+//! parent's waiters never wake for a signal that was not theirs). Which pipe is the process's
+//! is published with one atomic pointer, no lock, so a child forked while another thread was
+//! setting the pipe up (a prefork worker of a threaded program) cannot wait for a lock
+//! nobody in it will release.
 
 use std::io;
-use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::os::unix::io::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::Signal;
 
 /// Set by the first latching signal, never cleared.
 static LATCHED: AtomicBool = AtomicBool::new(false);
-/// The pipe's write end, -1 before the latch is set up.
-static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
-/// The pipe's read end, -1 before the latch is set up.
-static READ_FD: AtomicI32 = AtomicI32::new(-1);
-/// The process the pipe belongs to.
-static OWNER: AtomicI32 = AtomicI32::new(0);
-/// Held while the pipe is made or replaced, and kept there: the pipe is never closed, so an fd
-/// [`Latch::as_fd`] lent out stays valid.
-static PIPES: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
+/// The latest pipe made, null before the latch is set up. A pipe once published here is never
+/// closed nor freed, so an fd [`Latch::as_fd`] lent out stays valid, and the handler may read
+/// it at any time.
+static PIPE: AtomicPtr<Pipe> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A process's pipe.
+struct Pipe {
+    /// The process it belongs to (a forked child sees its parent's until it makes its own).
+    owner: libc::pid_t,
+    read: RawFd,
+    write: RawFd,
+}
+
+/// The pipe published in [`PIPE`], if any.
+fn published() -> Option<&'static Pipe> {
+    // SAFETY: PIPE holds null or a pointer from Box::into_raw that is never freed once
+    // published, and a Pipe is never written after it is.
+    unsafe { PIPE.load(Ordering::SeqCst).as_ref() }
+}
 
 /// Per signal number: the handler it had before the latch's, called after it (0: none, the
 /// default action or ignoring it), and whether that one takes `SA_SIGINFO`'s three arguments.
@@ -117,7 +129,7 @@ impl Latch {
             if left == Some(Duration::ZERO) {
                 return Ok(false);
             }
-            // SAFETY: the pipe's read end is never closed (kept in PIPES).
+            // SAFETY: a published pipe's read end is never closed.
             let fd = unsafe { BorrowedFd::borrow_raw(fd) };
             // Rounded up, so that a short timeout is not a busy loop of zero-length polls.
             let left = left.map(|l| l.max(Duration::from_millis(1)));
@@ -129,28 +141,54 @@ impl Latch {
     /// reads it), for a program that waits in `poll`/`epoll` beside its sockets.
     pub fn as_fd(&self) -> io::Result<BorrowedFd<'static>> {
         let fd = own_pipe()?;
-        // SAFETY: the pipe's read end is never closed (kept in PIPES).
+        // SAFETY: a published pipe's read end is never closed.
         Ok(unsafe { BorrowedFd::borrow_raw(fd) })
     }
 }
 
 /// The read end of this process's pipe, made now if this process has none yet (the first use,
 /// or the first in a forked child). A signal that latched before the pipe existed is written
-/// into it here.
+/// into it here. Lock-free: of two threads making one at once, one publishes its pipe and the
+/// other closes its own and takes that one.
 fn own_pipe() -> io::Result<RawFd> {
-    let me = std::process::id() as i32;
-    let mut pipes = PIPES.lock().unwrap_or_else(|p| p.into_inner());
-    if OWNER.load(Ordering::SeqCst) != me || READ_FD.load(Ordering::SeqCst) < 0 {
+    // SAFETY: getpid cannot fail.
+    let me = unsafe { libc::getpid() };
+    loop {
+        let current = PIPE.load(Ordering::SeqCst);
+        // SAFETY: as in `published`: null or a published pipe, never freed.
+        if let Some(pipe) = unsafe { current.as_ref() } {
+            if pipe.owner == me {
+                return Ok(pipe.read);
+            }
+        }
         let (read, write) = nonblocking_pipe()?;
-        READ_FD.store(read.as_raw_fd(), Ordering::SeqCst);
-        WRITE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
-        OWNER.store(me, Ordering::SeqCst);
-        pipes.push((read, write));
-        if LATCHED.load(Ordering::SeqCst) {
-            wake();
+        let fresh = Box::into_raw(Box::new(Pipe {
+            owner: me,
+            read: read.into_raw_fd(),
+            write: write.into_raw_fd(),
+        }));
+        match PIPE.compare_exchange(current, fresh, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => {
+                if LATCHED.load(Ordering::SeqCst) {
+                    wake();
+                }
+                // SAFETY: published now, never freed.
+                return Ok(unsafe { (*fresh).read });
+            }
+            // Another thread published first: ours was never seen by anyone, so it goes.
+            Err(_) => {
+                // SAFETY: `fresh` came from Box::into_raw above and was not published; its
+                // fds were made above and are owned by nobody else.
+                unsafe {
+                    let lost = Box::from_raw(fresh);
+                    drop((
+                        OwnedFd::from_raw_fd(lost.read),
+                        OwnedFd::from_raw_fd(lost.write),
+                    ));
+                }
+            }
         }
     }
-    Ok(READ_FD.load(Ordering::SeqCst))
 }
 
 extern "C" fn on_signal(
@@ -183,21 +221,22 @@ extern "C" fn on_signal(
     }
 }
 
-/// Writes one byte into this process's pipe, if it has one (called from the handler).
+/// Writes one byte into this process's pipe, if it has one (called from the handler: an
+/// atomic load, plain reads, `getpid` and `write`).
 fn wake() {
+    let pipe = match published() {
+        Some(pipe) => pipe,
+        None => return,
+    };
     // SAFETY: getpid is async-signal-safe and cannot fail.
-    if unsafe { libc::getpid() } != OWNER.load(Ordering::SeqCst) {
-        return;
-    }
-    let fd = WRITE_FD.load(Ordering::SeqCst);
-    if fd < 0 {
+    if unsafe { libc::getpid() } != pipe.owner {
         return;
     }
     let saved = errno::get();
-    // SAFETY: write is async-signal-safe; it reads one byte of a static; the fd is never
-    // closed (kept in PIPES). A failure (a full pipe, which at most two bytes never make) is
-    // harmless: the flag is set.
-    unsafe { libc::write(fd, b"!".as_ptr().cast(), 1) };
+    // SAFETY: write is async-signal-safe; it reads one byte of a static; a published pipe's
+    // fds are never closed. A failure (a full pipe, which the few bytes written never make)
+    // is harmless: the flag is set.
+    unsafe { libc::write(pipe.write, b"!".as_ptr().cast(), 1) };
     errno::set(saved);
 }
 
@@ -240,6 +279,72 @@ mod errno {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child forked while another thread is inside the latch's setup (here: always, a thread
+    /// calls it in a loop) sets up its own pipe; with a lock there, some child would wait
+    /// forever for a lock its copy of that thread held at the fork.
+    #[test]
+    fn a_child_forked_during_the_setup_in_another_thread_gets_its_pipe() {
+        use std::sync::Arc;
+        own_pipe().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let busy = {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) {
+                    own_pipe().unwrap();
+                }
+            })
+        };
+        let outcome = (0..200).try_for_each(|_| fork_and_set_up());
+        done.store(true, Ordering::SeqCst);
+        busy.join().unwrap();
+        outcome.unwrap();
+    }
+
+    /// Forks a child that sets up its own pipe and reports it over a pipe; fails if it does
+    /// not within 10 s, or its pipe is the parent's.
+    fn fork_and_set_up() -> Result<(), String> {
+        let parent_fd = own_pipe().unwrap();
+        let (report_read, report_write) = nonblocking_pipe().unwrap();
+        let report = std::os::unix::io::AsRawFd::as_raw_fd(&report_write);
+        // SAFETY: the child only sets up the latch's pipe, writes to a pipe and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            let fd = own_pipe().unwrap_or(-1);
+            let byte = u8::from(fd >= 0 && fd != parent_fd);
+            // SAFETY: a write of one byte we own to an open pipe, then _exit.
+            unsafe {
+                libc::write(report, [byte].as_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        drop(report_write);
+        let read = std::os::unix::io::AsFd::as_fd(&report_read);
+        let answered = crate::fd::wait_readable(&[read], Some(Duration::from_secs(10)));
+        let mut byte = [0u8];
+        // SAFETY: a read into a byte we own from an open pipe.
+        let n = unsafe {
+            libc::read(
+                std::os::unix::io::AsRawFd::as_raw_fd(&report_read),
+                byte.as_mut_ptr().cast(),
+                1,
+            )
+        };
+        // SAFETY: kill and waitpid of our own child (already gone if it answered).
+        unsafe {
+            if n != 1 {
+                libc::kill(pid, libc::SIGKILL);
+            }
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        match (answered, n, byte[0]) {
+            (_, 1, 1) => Ok(()),
+            (_, 1, _) => Err("the child has no pipe of its own".to_string()),
+            (answered, _, _) => Err(format!("the child hung setting up its pipe ({answered:?})")),
+        }
+    }
 
     static THEIRS: AtomicUsize = AtomicUsize::new(0);
 
