@@ -18,7 +18,8 @@ The harness shares the machine with what it measures, so while the workers start
 herd's log in large chunks and only counts the `worker_ready` lines, parsing none; once there
 are as many as workers it parses them all, in order, and the start ends at the event that made
 the last slot ready (a slot ready twice counts once). It never sleeps meanwhile: it blocks
-reading herd's stderr. Its own CPU time over the start is a figure too (`harness_cpu_start_s`).
+reading herd's stderr. Its own CPU time from just before `Popen` until it has counted them all
+(its parsing comes after) is a figure too (`harness_cpu_start_s`).
 
     from scale_targets import measure, verdict_lines
     figures = measure()            # builds nothing: needs target/release/herd and examples/hello
@@ -87,6 +88,8 @@ class _Events:
         self.start_over = threading.Event()
         self.ready = set()
         self.last_start = None
+        # This process's CPU times when the count reached the workers (before any parsing).
+        self.counted_at = None
         threading.Thread(target=self._read, args=(stream.fileno(),), daemon=True).start()
 
     def _parse(self, line):
@@ -134,6 +137,7 @@ class _Events:
                 kept.extend(lines)
                 if readies < self.workers:
                     continue
+                self.counted_at = os.times()
                 lines, kept = kept, []
             for line in lines:
                 self._take(line)
@@ -240,7 +244,7 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
     events = _Events(proc.stderr, workers)
     try:
         last, last_start = events.wait_start(max(60, workers / 20))
-        harness_after = os.times()
+        harness_after = events.counted_at or os.times()
         all_ready_s = _stamp(last) - started
         cpu_start_s = _cpu_s(proc.pid)
         rss_mib = _rss_mib(proc.pid)
