@@ -14,7 +14,7 @@ use herd_sys::process::Signal;
 use herd_sys::spawn::{ExecPlan, SpawnError, Stage, Stdio};
 
 use crate::output::{Output, Pipe, Writer};
-use crate::supervisor::warm_up::Lowered;
+use crate::supervisor::warm_up::{Lowered, Lowering, Priority, Spawned};
 
 pub use crate::template::ArgTemplate;
 pub use options::{credentials, working_dir};
@@ -43,7 +43,7 @@ pub struct PreparedStart {
     program: PathBuf,
     plan: ExecPlan,
     output: Option<OutputPipes>,
-    lowered: Option<Lowered>,
+    lowering: Option<Lowering>,
 }
 
 /// The worker's stdout and stderr pipes: (read end, write end) each.
@@ -271,15 +271,15 @@ impl WorkerCommand {
         generation: u64,
         fds: &[BorrowedFd<'_>],
         stdin: BorrowedFd<'_>,
-        lowered: Option<Lowered>,
-    ) -> Result<u32, StartError> {
-        let start = self.prepare(slot, generation, fds.len(), lowered)?;
+        lowering: Option<Lowering>,
+    ) -> Result<Spawned, StartError> {
+        let start = self.prepare(slot, generation, fds.len(), lowering)?;
         let result = start.plan.spawn_with(fds, &start.stdio(stdin));
         self.started(start, result)
     }
 
-    /// Prepares the start of the worker for `slot` of `generation` with `fds` fds, `lowered`
-    /// until it is ready: what [`spawn`](Self::spawn) does before the fork. Run it with
+    /// Prepares the start of the worker for `slot` of `generation` with `fds` fds, lowered
+    /// as `lowering` says until it is ready: what [`spawn`](Self::spawn) does before the fork. Run it with
     /// [`PreparedStart::plan`] and [`PreparedStart::stdio`], then hand the result to
     /// [`started`](Self::started).
     pub fn prepare(
@@ -287,7 +287,7 @@ impl WorkerCommand {
         slot: usize,
         generation: u64,
         fds: usize,
-        lowered: Option<Lowered>,
+        lowering: Option<Lowering>,
     ) -> Result<PreparedStart, StartError> {
         let fail = |cannot_execute, message| StartError {
             cannot_execute,
@@ -315,32 +315,31 @@ impl WorkerCommand {
             program,
             plan,
             output,
-            lowered,
+            lowering,
         })
     }
 
-    /// The start's outcome from what the fork returned: the pid, with the worker's output
-    /// read from now on when herd reads it, or what went wrong, naming the setting involved.
+    /// The start's outcome from what the fork returned: the pid and how herd lowered the
+    /// worker, with its output read from now on when herd reads it, or what went wrong,
+    /// naming the setting involved.
     pub fn started(
         &self,
         start: PreparedStart,
         result: Result<u32, SpawnError>,
-    ) -> Result<u32, StartError> {
+    ) -> Result<Spawned, StartError> {
         let PreparedStart {
             slot,
             generation,
             program,
             output: pipes,
-            lowered,
+            lowering,
             ..
         } = start;
         let pid = result.map_err(|e| StartError {
             cannot_execute: e.stage() == Stage::Exec,
             message: self.describe(&program, &e),
         })?;
-        if let Some(lowered) = lowered {
-            lower(pid, lowered);
-        }
+        let lowered = lowering.and_then(|lowering| lower(pid, lowering));
         if let (Some(output), Some(((out_read, _), (err_read, _)))) = (&self.output, pipes) {
             let writer = Writer {
                 slot,
@@ -349,7 +348,7 @@ impl WorkerCommand {
             };
             output.capture_both(writer, Pipe::from(out_read), Pipe::from(err_read));
         }
-        Ok(pid)
+        Ok(Spawned { pid, lowered })
     }
 
     /// Reads the workers' stdout and stderr through `output`, from the next worker on.
@@ -398,16 +397,27 @@ impl WorkerCommand {
     }
 }
 
-/// Gives worker `pid`, which has just exec'd, its starting priority (`--starting-nice`). herd
-/// lowers it from here rather than between fork and exec: a child that `execve`s in
-/// `SCHED_IDLE` (or at nice 19) on a saturated machine waits for a CPU while herd waits for
-/// its `execve`, so herd would stall for as long. The new program runs at herd's priority
-/// for the few microseconds until then; a thread it made meanwhile keeps herd's. A failure
-/// (the worker already gone, or not allowed) leaves the worker at herd's priority, where it
-/// would run without the option.
-fn lower(pid: u32, lowered: Lowered) {
-    let _ = match lowered {
+/// Gives worker `pid`, which has just exec'd, its starting priority (`--starting-nice`), if
+/// it still runs at herd's class and nice value (`lowering.from`): a worker that set its own
+/// first (`chrt -b 0 prog`, `nice -n 5 prog`) keeps it (between herd's look and its change,
+/// a few microseconds, the worker's own change can still be overwritten). herd lowers it
+/// from here rather than between fork and exec: a child that `execve`s in `SCHED_IDLE` (or
+/// at nice 19) on a saturated machine waits for a CPU while herd waits for its `execve`, so
+/// herd would stall for as long. The new program runs at herd's priority for the few
+/// microseconds until then; a thread it made meanwhile keeps herd's. How it was lowered;
+/// `None` if it was not (it chose its own priority, it is gone, herd was not allowed): it
+/// runs as it would without the option, and herd will not raise it.
+fn lower(pid: u32, lowering: Lowering) -> Option<Lowered> {
+    let now = Priority {
+        class: herd_sys::process::scheduling_policy(pid).ok()?,
+        nice: herd_sys::process::nice_of(pid).ok()?,
+    };
+    if !lowering.applies_to(now) {
+        return None;
+    }
+    let done = match lowering.to {
         Lowered::Idle => herd_sys::process::lower_to_idle(pid),
         Lowered::Nice(nice) => herd_sys::process::set_group_nice(pid, nice),
     };
+    done.ok().map(|()| lowering.to)
 }

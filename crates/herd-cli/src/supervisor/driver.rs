@@ -99,23 +99,21 @@ impl Supervisor {
     }
 
     /// Sets `--starting-nice`, resolved (see [`warm_up`]). The workers a re-exec said herd
-    /// lowered and that are still starting get a whole warm-up from now.
+    /// lowered and that are still starting get a whole warm-up from now, raised as they were
+    /// lowered (an older image's, which did not say how, as this one would lower them).
     pub fn set_warm_up(&mut self, warm_up: Option<warm_up::WarmUp>) {
         self.warm_up = warm_up;
-        let lowered: Vec<u32> = match warm_up {
-            None => Vec::new(),
-            Some(_) => self
-                .warming
-                .pids()
-                .into_iter()
-                .filter(|&pid| {
-                    let worker = self.pool.worker(pid);
-                    worker.is_some_and(|w| w.state == pool::WorkerState::Starting)
-                })
-                .collect(),
-        };
+        self.warming
+            .set_sampling(self.effects.spawner().can_sample());
         let budget = self.warming.budget(self.pool.config().readiness);
-        self.warming.resume(&lowered, Instant::now(), budget);
+        let pool = &self.pool;
+        let starting = |pid| {
+            let worker = pool.worker(pid);
+            worker.is_some_and(|w| w.state == pool::WorkerState::Starting)
+        };
+        let assumed = warm_up.map(|w| w.starting);
+        self.warming
+            .resume(assumed, starting, Instant::now(), budget);
     }
 
     /// The listening sockets.

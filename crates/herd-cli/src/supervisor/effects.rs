@@ -302,12 +302,13 @@ impl Effects {
         self.stop_signal = signal;
     }
 
-    /// Starts several workers at once (`starts`: slot, generation, starting priority), as
-    /// [`spawn`](Self::spawn) would each: their pids, or why not, in order.
+    /// Starts several workers at once (`starts`: slot, generation, how to lower it), as
+    /// [`spawn`](Self::spawn) would each: their pids and how each was lowered, or why not,
+    /// in order.
     pub fn spawn_all(
         &mut self,
-        starts: &[(usize, u64, Option<super::warm_up::Lowered>)],
-    ) -> Vec<Result<u32, StartError>> {
+        starts: &[(usize, u64, Option<super::warm_up::Lowering>)],
+    ) -> Vec<Result<super::warm_up::Spawned, StartError>> {
         let Effects {
             listeners,
             spawner,

@@ -1,7 +1,7 @@
 //! `herd reexec`: handing this process's state to the binary on disk, and resuming from it.
 
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::control::protocol::{ErrorCode, Response};
 use crate::control::results::ReexecResult;
@@ -46,6 +46,7 @@ impl Supervisor {
             leftovers,
             counters,
             warming,
+            warming_lowered,
         } = cores;
         let epoch = Epoch::at(Instant::now());
         self.pool = pool::import(self.pool.config().clone(), pool, epoch);
@@ -63,7 +64,7 @@ impl Supervisor {
         self.platform.reexec_reply = reply;
         // Timed anew by `set_warm_up`.
         self.warming
-            .resume(&warming, Instant::now(), Duration::ZERO);
+            .handed_over(super::warm_up::handed(warming, warming_lowered));
     }
 
     /// Tells the client whose `herd reexec` made this image, the service manager and the log
@@ -285,6 +286,7 @@ impl Supervisor {
             pool,
             reply_fd,
         } = handed;
+        let lowered = warming.lowered();
         // The oldest version that carries it: 2 if a worker drains its slot.
         let draining = pool.workers.iter().any(|w| w.draining.is_some());
         let cores = reexec::Cores {
@@ -295,7 +297,8 @@ impl Supervisor {
             autoscale: Some(reexec::SavedAutoscale::save(autoscaler.as_ref(), epoch)),
             leftovers: platform.saved_by_reexec().export(epoch),
             counters: effects.save_counters(),
-            warming: warming.pids(),
+            warming: lowered.iter().map(|&(pid, _)| pid).collect(),
+            warming_lowered: lowered.into_iter().map(|(_, how)| how).collect(),
         };
         let config = reload.as_ref().map(|r| r.in_force().to_string());
         with_fds(endpoints, listeners, reply_fd, draining, config, cores)

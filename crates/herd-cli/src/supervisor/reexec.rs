@@ -24,6 +24,7 @@ use herd_sys::spawn::ExecPlan;
 use serde::{Deserialize, Serialize};
 
 use super::pool::PoolState;
+use super::warm_up::Lowered;
 use crate::logging::LogEvent;
 use crate::output::{Parked, Stream, Writer};
 use crate::spec::{SocketFile, SocketKind};
@@ -143,6 +144,11 @@ pub struct Cores {
     /// image raises these, and only these, once ready. Left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warming: Vec<u32>,
+    /// How herd lowered each of `warming`, in order (`SCHED_IDLE` or a nice value): the new
+    /// image raises each as it was lowered, whatever it makes of `--starting-nice`. Absent in
+    /// the state of an older herd; left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warming_lowered: Vec<Lowered>,
 }
 
 pub use super::attached::Saved as SavedAttached;

@@ -24,6 +24,10 @@
 //!   allows herd's nice value (leaving `SCHED_IDLE` counts as raising from nice 20): `auto`
 //!   lowers only when herd may, `off` never does, an explicit value that herd could not undo
 //!   is refused at start-up. Workers of another user (`--user`) need `CAP_SYS_NICE`.
+//! - herd lowers a worker only if it still runs at herd's own class and nice value when herd
+//!   looks, right after its `execve` ([`Lowering`]): one that set its own first (`chrt -b 0
+//!   prog`, `nice -n 5 prog`) keeps it. Only a worker herd did lower warms up, is sampled
+//!   and is raised later; a lowering that failed leaves it as it was.
 //! - On readiness, herd raises what it lowered and nothing else: with `SCHED_IDLE`, every
 //!   thread of the worker and of the processes it started that is still in that class (one
 //!   in another class chose it itself); with a nice value, every such thread still at the
@@ -38,17 +42,22 @@
 //!   follows what a start-up costs here: [`BUDGET_FACTOR`] times the slowest of the last few
 //!   start-ups herd timed at full priority (its first workers' among them), at least
 //!   [`MIN_WARM_UP`], at most half the time a worker has to become ready and
-//!   [`MAX_WARM_UP`]; before any was timed, that most. A re-exec's new image gives each
-//!   worker herd lowered and that is still starting a whole warm-up from then on.
+//!   [`MAX_WARM_UP`]; before any was timed, that most. Where the kernel keeps no run-queue
+//!   waits (no `schedstat`: not Linux, no `CONFIG_SCHED_INFO`; checked once), no sample is
+//!   taken. A re-exec's new image gives each worker herd lowered and that is still starting
+//!   a whole warm-up from then on, and raises it as it was lowered (the state says how).
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::pool::Readiness;
 
 mod starvation;
+mod warming;
 
 pub use starvation::{SchedStat, Starvation, SAMPLED_PER_TICK, SAMPLE_EVERY, STARVED_AFTER};
+pub use warming::{handed, Warming};
 
 /// `--starting-nice` as given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +73,8 @@ pub enum StartingNice {
     Nice(i32),
 }
 
-/// How a starting worker runs until it is ready.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a starting worker runs until it is ready (by name in a re-exec's state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Lowered {
     /// In the `SCHED_IDLE` class (Linux).
     Idle,
@@ -80,29 +89,62 @@ pub enum SchedIdle {
     Available,
     /// This system has no `SCHED_IDLE` (it is Linux's).
     Missing,
-    /// herd runs in this other class, which its workers inherit and which a worker raised
-    /// from `SCHED_IDLE` (to `SCHED_OTHER`) would not get back.
-    HerdIn(&'static str),
+    /// herd runs in this other class (a policy, as `sched_getscheduler` gives it), which its
+    /// workers inherit and which a worker raised from `SCHED_IDLE` (to `SCHED_OTHER`) would
+    /// not get back.
+    HerdIn(i32),
 }
 
 impl SchedIdle {
-    /// On Linux, for herd in scheduling policy `policy` (`sched_getscheduler`). With
-    /// `SCHED_RESET_ON_FORK`, workers start in `SCHED_OTHER` whatever herd's class.
+    /// On Linux, for herd in scheduling policy `policy` (`sched_getscheduler`).
     pub fn on_linux_in(policy: i32) -> SchedIdle {
-        const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
-        if policy & SCHED_RESET_ON_FORK != 0 {
-            return SchedIdle::Available;
+        match born_in(policy) {
+            0 => SchedIdle::Available,
+            class => SchedIdle::HerdIn(class),
         }
-        SchedIdle::HerdIn(match policy {
-            0 => return SchedIdle::Available,
-            1 => "SCHED_FIFO",
-            2 => "SCHED_RR",
-            3 => "SCHED_BATCH",
-            5 => "SCHED_IDLE",
-            6 => "SCHED_DEADLINE",
-            _ => "a scheduling class other than SCHED_OTHER",
-        })
     }
+
+    /// The class herd's workers start in (`SCHED_OTHER`, 0, where none is known).
+    pub fn workers_class(self) -> i32 {
+        match self {
+            SchedIdle::HerdIn(class) => class,
+            SchedIdle::Available | SchedIdle::Missing => 0,
+        }
+    }
+}
+
+/// The class a child of a process in scheduling policy `policy` starts in: the same, less
+/// `SCHED_RESET_ON_FORK`, which a child does not inherit and which starts the children of a
+/// real-time or deadline process in `SCHED_OTHER` (`sched(7)`).
+pub fn born_in(policy: i32) -> i32 {
+    const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
+    let class = policy & !SCHED_RESET_ON_FORK;
+    match (policy & SCHED_RESET_ON_FORK != 0, class) {
+        (true, 1 | 2 | 6) => 0,
+        _ => class,
+    }
+}
+
+/// The name of scheduling class `class`, for messages.
+pub fn class_name(class: i32) -> &'static str {
+    match class {
+        0 => "SCHED_OTHER",
+        1 => "SCHED_FIFO",
+        2 => "SCHED_RR",
+        3 => "SCHED_BATCH",
+        5 => "SCHED_IDLE",
+        6 => "SCHED_DEADLINE",
+        _ => "a scheduling class other than SCHED_OTHER",
+    }
+}
+
+/// A task's scheduling class (its policy, as `sched_getscheduler` gives it) and nice value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Priority {
+    /// The class.
+    pub class: i32,
+    /// The nice value.
+    pub nice: i32,
 }
 
 /// The lowest priority there is (the highest nice value).
@@ -115,6 +157,36 @@ pub struct WarmUp {
     pub starting: Lowered,
     /// herd's own nice value, which ready workers get back.
     pub serving: i32,
+    /// The class herd's workers start in (herd's own, see [`born_in`]).
+    pub class: i32,
+}
+
+/// How herd lowers one starting worker: to `to`, if it still runs at `from`, the class and
+/// nice value it started with (herd's); one that changed either chose its own priority.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lowering {
+    /// What the worker runs at until it is ready.
+    pub to: Lowered,
+    /// What it started at.
+    pub from: Priority,
+}
+
+impl Lowering {
+    /// Whether a worker that runs at `now` is lowered: only if it still runs at herd's class
+    /// and nice value.
+    pub fn applies_to(&self, now: Priority) -> bool {
+        now == self.from
+    }
+}
+
+/// A worker started: its pid, and how herd lowered it (`None`: it runs at its own priority,
+/// herd's unless it chose another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spawned {
+    /// The worker's pid.
+    pub pid: u32,
+    /// How herd lowered it.
+    pub lowered: Option<Lowered>,
 }
 
 impl StartingNice {
@@ -142,9 +214,10 @@ impl StartingNice {
             }
             (StartingNice::Idle, SchedIdle::HerdIn(class)) => {
                 return Err(format!(
-                    "--starting-nice idle: herd runs in {class}, which its workers inherit, and \
+                    "--starting-nice idle: herd runs in {}, which its workers inherit, and \
                      a worker raised from SCHED_IDLE gets SCHED_OTHER instead: give a nice value \
-                     from 1 to 19, or off"
+                     from 1 to 19, or off",
+                    class_name(class)
                 ))
             }
             (StartingNice::Idle, SchedIdle::Available) => Lowered::Idle,
@@ -168,6 +241,7 @@ impl StartingNice {
                 return Ok(Some(WarmUp {
                     starting,
                     serving: own,
+                    class: idle.workers_class(),
                 }))
             }
             Err(way_out) => way_out,
@@ -203,8 +277,15 @@ impl WarmUp {
     /// that still serves its slot (an upgrade's or a recycle's successor). A start into an
     /// empty slot (the first workers, a restart, a scale-up) runs at herd's priority: the
     /// pool is short of that worker until it is ready, and nothing serves in its place.
-    pub fn for_start(&self, replaces_a_server: bool) -> Option<Lowered> {
-        replaces_a_server.then_some(self.starting)
+    pub fn for_start(&self, replaces_a_server: bool) -> Option<Lowering> {
+        let from = Priority {
+            class: self.class,
+            nice: self.serving,
+        };
+        replaces_a_server.then_some(Lowering {
+            to: self.starting,
+            from,
+        })
     }
 }
 
@@ -236,160 +317,6 @@ pub const MIN_WARM_UP: Duration = Duration::from_millis(250);
 /// upgrade slower (4 workers that took 2.3 s each at full priority ran out a 5 s budget each:
 /// 33 s for the upgrade against 15 s at full priority).
 pub const BUDGET_FACTOR: u32 = 2;
-
-/// How many recent start-ups at full priority the budget looks at.
-const TIMED: usize = 8;
-
-/// The workers warming up at the starting priority, each with the time it gets herd's back
-/// if it is still starting then and how starved it is; and the start-ups at full priority,
-/// timed for the budget.
-#[derive(Debug, Default)]
-pub struct Warming {
-    until: Vec<Warm>,
-    /// When the run-queue waits were last read (or the first worker began warming).
-    sampled_at: Option<Instant>,
-    /// Where the next sample starts in `until` (in turn, at most [`SAMPLED_PER_TICK`]).
-    cursor: usize,
-    /// Workers starting at full priority, since when.
-    at_full: HashMap<u32, Instant>,
-    /// How long the last few of those took to become ready, the latest last.
-    took: VecDeque<Duration>,
-}
-
-/// A worker warming up.
-#[derive(Debug)]
-struct Warm {
-    pid: u32,
-    /// Its budget ends then.
-    until: Instant,
-    starvation: Starvation,
-}
-
-impl Warming {
-    /// Worker `pid` started at full priority at `at`: timed until it is ready.
-    pub fn started_at_full(&mut self, pid: u32, at: Instant) {
-        self.at_full.insert(pid, at);
-    }
-
-    /// Worker `pid` became ready at `now`: whether herd lowered it and has not raised it back
-    /// (as [`ended`](Self::ended)); a start-up at full priority is timed.
-    pub fn ready(&mut self, pid: u32, now: Instant) -> bool {
-        if let Some(at) = self.at_full.remove(&pid) {
-            if self.took.len() == TIMED {
-                self.took.pop_front();
-            }
-            self.took.push_back(now.saturating_duration_since(at));
-        }
-        self.ended(pid)
-    }
-
-    /// How long a worker that has `ready_within` to become ready warms up: see the module's
-    /// doc.
-    pub fn budget(&self, ready_within: Readiness) -> Duration {
-        let most = budget_for(ready_within);
-        match self.took.iter().max() {
-            Some(&slowest) => (slowest * BUDGET_FACTOR).max(MIN_WARM_UP).min(most),
-            None => most,
-        }
-    }
-
-    /// Worker `pid` started at the starting priority at `at`; its warm-up ends after
-    /// `budget`, or sooner if it is starved.
-    pub fn started(&mut self, pid: u32, at: Instant, budget: Duration) {
-        if self.until.is_empty() {
-            self.sampled_at = Some(at);
-        }
-        self.until.push(Warm {
-            pid,
-            until: at + budget,
-            starvation: Starvation::from_start(at),
-        });
-    }
-
-    /// Worker `pid` became ready or exited: whether it was still warming up (herd lowered it
-    /// and has not raised it back), forgotten from here on.
-    pub fn ended(&mut self, pid: u32) -> bool {
-        self.at_full.remove(&pid);
-        if self.until.is_empty() {
-            return false;
-        }
-        let before = self.until.len();
-        self.until.retain(|w| w.pid != pid);
-        self.until.len() < before
-    }
-
-    /// The workers warming up now, for a re-exec to hand over.
-    pub fn pids(&self) -> Vec<u32> {
-        self.until.iter().map(|w| w.pid).collect()
-    }
-
-    /// Workers `pids` (handed over by a re-exec) warm up from `now` for `budget`, their wait
-    /// counted from their first sample; any others are forgotten.
-    pub fn resume(&mut self, pids: &[u32], now: Instant, budget: Duration) {
-        self.until = pids
-            .iter()
-            .map(|&pid| Warm {
-                pid,
-                until: now + budget,
-                starvation: Starvation::unknown(),
-            })
-            .collect();
-        self.sampled_at = Some(now);
-        self.cursor = 0;
-    }
-
-    /// When the next warm-up ends or the next sample is due.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let budget = self.until.iter().map(|w| w.until).min()?;
-        let sample = self.sampled_at.map(|at| at + SAMPLE_EVERY);
-        Some(sample.map_or(budget, |s| s.min(budget)))
-    }
-
-    /// The workers whose warm-up budget has ended by `now`, forgotten from here on (whether
-    /// each is still starting is the caller's to check).
-    pub fn due(&mut self, now: Instant) -> Vec<u32> {
-        let mut due = Vec::new();
-        self.until.retain(|w| {
-            let over = w.until <= now;
-            if over {
-                due.push(w.pid);
-            }
-            !over
-        });
-        due
-    }
-
-    /// If a sample is due at `now`: reads the scheduler figures of up to
-    /// [`SAMPLED_PER_TICK`] warming workers (`sched(pid)`, `None` when they cannot be read)
-    /// and returns those starved, forgotten from here on (whether each is still starting is
-    /// the caller's to check). A worker whose figures cannot be read warms up until its
-    /// budget ends.
-    pub fn starved(
-        &mut self,
-        now: Instant,
-        mut sched: impl FnMut(u32) -> Option<SchedStat>,
-    ) -> Vec<u32> {
-        let due = !matches!(self.sampled_at, Some(at) if now < at + SAMPLE_EVERY);
-        if self.until.is_empty() || !due {
-            return Vec::new();
-        }
-        self.sampled_at = Some(now);
-        let n = self.until.len();
-        let first = self.cursor % n;
-        let mut starved = Vec::new();
-        for i in 0..n.min(SAMPLED_PER_TICK) {
-            let w = &mut self.until[(first + i) % n];
-            if w.starvation.sample(now, sched(w.pid)) {
-                starved.push(w.pid);
-            }
-        }
-        self.cursor = first + n.min(SAMPLED_PER_TICK);
-        if !starved.is_empty() {
-            self.until.retain(|w| !starved.contains(&w.pid));
-        }
-        starved
-    }
-}
 
 /// Parses `--starting-nice`: `auto`, `off`, `idle`, or a nice value from 1 to 19.
 pub fn parse_starting_nice(text: &str) -> Result<StartingNice, String> {

@@ -9,6 +9,7 @@ use super::platform::{describe_exit, Spawner};
 use super::pool::{Action, Reason, WorkerState};
 use super::reap;
 use super::starts::Start;
+use super::warm_up::{Lowered, Spawned};
 use super::Supervisor;
 use crate::command::StartError;
 
@@ -60,8 +61,8 @@ impl Supervisor {
                         generation,
                         "worker ready"
                     );
-                    if self.warming.ready(pid, Instant::now()) {
-                        self.restore_priority(slot, pid);
+                    if let Some(how) = self.warming.ready(pid, Instant::now()) {
+                        self.restore_priority(slot, pid, how);
                     }
                 }
                 Action::UpgradeEnded(result) => self.upgrade_ended(result),
@@ -69,18 +70,20 @@ impl Supervisor {
         }
     }
 
-    /// `--starting-nice`: a worker that became ready gets herd's priority back.
-    fn restore_priority(&mut self, slot: usize, pid: u32) {
-        let Some(warm_up) = self.warm_up else {
-            return;
+    /// `--starting-nice`: a worker herd lowered as `how` gets herd's priority back.
+    fn restore_priority(&mut self, slot: usize, pid: u32, how: Lowered) {
+        // Without the option in this image (a re-exec handed the worker over), herd's nice
+        // value is read now.
+        let serving = match self.warm_up {
+            Some(warm_up) => warm_up.serving,
+            None => herd_sys::process::nice_of(0).unwrap_or(0),
         };
-        if let Err(e) = self.effects.spawner().restore_priority(pid, &warm_up) {
+        if let Err(e) = self.effects.spawner().restore_priority(pid, how, serving) {
             tracing::warn!(
                 event = LogEvent::PriorityNotRestored.as_str(),
                 slot,
                 pid,
-                "cannot give the worker herd's priority back (nice {}): {e}",
-                warm_up.serving
+                "cannot give the worker herd's priority back (nice {serving}): {e}"
             );
         }
     }
@@ -89,11 +92,11 @@ impl Supervisor {
     /// back, so that a start-up starved on a saturated machine can still be ready in time.
     pub(super) fn warm_up_due(&mut self) {
         let now = Instant::now();
-        let over = self.warming.due(now).into_iter().map(|pid| (pid, "budget"));
+        let over = self.warming.due(now).into_iter().map(|w| (w, "budget"));
         let spawner = self.effects.spawner();
         let starved = self.warming.starved(now, |pid| spawner.sched_stat(pid));
-        let starved = starved.into_iter().map(|pid| (pid, "starved"));
-        for (pid, reason) in over.chain(starved).collect::<Vec<_>>() {
+        let starved = starved.into_iter().map(|w| (w, "starved"));
+        for ((pid, how), reason) in over.chain(starved).collect::<Vec<_>>() {
             let starting = self
                 .pool
                 .worker(pid)
@@ -112,7 +115,7 @@ impl Supervisor {
                     _ => "past its warm-up budget",
                 }
             );
-            self.restore_priority(slot, pid);
+            self.restore_priority(slot, pid, how);
         }
     }
 
@@ -124,15 +127,14 @@ impl Supervisor {
             return;
         }
         let warming = &mut self.warming;
-        let successors: Vec<u32> = self
+        let successors: Vec<(u32, Lowered)> = self
             .pool
             .workers()
             .iter()
             .filter(|w| w.slot == slot && w.state == WorkerState::Starting)
-            .map(|w| w.pid)
-            .filter(|&pid| warming.ended(pid))
+            .filter_map(|w| Some((w.pid, warming.ended(w.pid)?)))
             .collect();
-        for pid in successors {
+        for (pid, how) in successors {
             tracing::info!(
                 event = LogEvent::WarmUpOver.as_str(),
                 slot,
@@ -141,7 +143,7 @@ impl Supervisor {
                 "worker still starting at --starting-nice replaces no server any more (its \
                  slot's worker exited): it gets herd's priority back"
             );
-            self.restore_priority(slot, pid);
+            self.restore_priority(slot, pid, how);
         }
     }
 
@@ -180,28 +182,30 @@ impl Supervisor {
             .iter()
             .map(|s| {
                 let replaces_a_server = self.pool.slot_serves(s.slot);
-                let lowered = self.warm_up.and_then(|w| w.for_start(replaces_a_server));
-                (s.slot, s.generation, lowered)
+                let lowering = self.warm_up.and_then(|w| w.for_start(replaces_a_server));
+                (s.slot, s.generation, lowering)
             })
             .collect();
         let results = self.effects.spawn_all(&starts);
-        for ((start, result), &(_, _, lowered)) in batch.iter().zip(results).zip(&starts) {
-            let actions = self.spawned(start, lowered.is_some(), result, now);
+        for ((start, result), &(_, _, lowering)) in batch.iter().zip(results).zip(&starts) {
+            let actions = self.spawned(start, lowering.is_some(), result, now);
             self.apply(actions, start.first_generation);
         }
     }
 
-    /// The start of `start` at `now` gave `result` (`lowered`: at the starting priority).
+    /// The start of `start` at `now` gave `result` (`to_lower`: herd meant to lower it). Only
+    /// a worker herd lowered warms up (and is raised later); one it did not runs at its own
+    /// priority. Only a start at herd's priority by design is timed for the budget.
     fn spawned(
         &mut self,
         start: &Start,
-        lowered: bool,
-        result: Result<u32, StartError>,
+        to_lower: bool,
+        result: Result<Spawned, StartError>,
         now: Instant,
     ) -> Vec<Action> {
         let (slot, generation) = (start.slot, start.generation);
         match result {
-            Ok(pid) => {
+            Ok(Spawned { pid, lowered }) => {
                 tracing::info!(
                     event = LogEvent::WorkerStarted.as_str(),
                     slot,
@@ -209,10 +213,10 @@ impl Supervisor {
                     generation,
                     "worker started"
                 );
-                if lowered {
+                if let Some(how) = lowered {
                     let budget = self.warming.budget(self.pool.config().readiness);
-                    self.warming.started(pid, now, budget);
-                } else if self.warm_up.is_some() {
+                    self.warming.started(pid, now, budget, how);
+                } else if self.warm_up.is_some() && !to_lower {
                     self.warming.started_at_full(pid, now);
                 }
                 if !self.pool.spawned(slot, generation, pid, now) {

@@ -50,4 +50,5 @@ mod takeover_stuck;
 mod top;
 mod util;
 mod warm_up;
+mod warm_up_own;
 mod worker_output;

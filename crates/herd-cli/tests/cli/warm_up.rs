@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::util::*;
 
 /// The nice value of thread `tid` of process `pid` (field 19 of `/proc/PID/task/TID/stat`).
-fn nice_of(pid: u32, tid: u32) -> i64 {
+pub(crate) fn nice_of(pid: u32, tid: u32) -> i64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
     // Fields from 3 (the state) on: the nice value is field 19.
@@ -21,7 +21,7 @@ fn nice_of(pid: u32, tid: u32) -> i64 {
 
 /// herd with one worker running `command`, `--ready notify` and `extra` options, serving
 /// `http` on a free loopback port.
-fn one_worker(extra: &[&str], command: &[&str]) -> Herd {
+pub(crate) fn one_worker(extra: &[&str], command: &[&str]) -> Herd {
     let mut args = vec!["run", "-w", "1", "--ready", "notify"];
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-b", "http=127.0.0.1:0", "--"]);
@@ -30,7 +30,7 @@ fn one_worker(extra: &[&str], command: &[&str]) -> Herd {
 }
 
 /// Field `n` of `/proc/PID/task/TID/stat` (19: the nice value, 41: the policy).
-fn stat_field(pid: u32, tid: u32, n: usize) -> i64 {
+pub(crate) fn stat_field(pid: u32, tid: u32, n: usize) -> i64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
     after_name
@@ -55,7 +55,7 @@ fn policies(pid: u32) -> Vec<(u32, i64)> {
 
 /// What a `gated.py` worker printed: pid, thread, child and its FIFO, once it has printed
 /// `n` such lines in all.
-fn gated(herd: &Herd, n: usize) -> Value {
+pub(crate) fn gated(herd: &Herd, n: usize) -> Value {
     let line = herd.wait_for(&format!("{n} gated workers"), |lines| {
         let gated: Vec<&String> = lines
             .iter()
@@ -73,7 +73,7 @@ fn gated(herd: &Herd, n: usize) -> Value {
 }
 
 /// Lets a `gated.py` worker send READY=1.
-fn open_gate(facts: &Value) {
+pub(crate) fn open_gate(facts: &Value) {
     std::fs::write(facts["gate"].as_str().unwrap(), b"go").unwrap();
 }
 
@@ -86,13 +86,13 @@ fn started_at_19_or_raised_in_time(herd: &Herd, pid: u32, facts: &Value) {
     }
 }
 
-fn facts(addr: &str) -> Value {
+pub(crate) fn facts(addr: &str) -> Value {
     serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
 }
 
 /// Waits until the one worker left is of generation 2: the old one, stopping, could still take
 /// a test's connection and reset it as it exits.
-fn only_generation_2(herd: &Herd) -> Value {
+pub(crate) fn only_generation_2(herd: &Herd) -> Value {
     wait_status(herd, "only a worker of generation 2", |s| {
         s["workers"].as_array().is_some_and(|w| w.len() == 1) && s["generation"] == 2
     })
@@ -154,29 +154,6 @@ fn a_worker_started_while_others_serve_warms_up_in_sched_idle_then_its_tree_is_r
     // thread that chose SCHED_BATCH keeps it.
     chose(policies(pid), 0);
     assert_eq!(policies(child), [(child, 0)]);
-}
-
-#[test]
-fn a_worker_that_chose_nice_19_while_starting_across_a_reexec_keeps_it() {
-    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path().to_str().unwrap();
-    let python = ["/usr/bin/nice", "-n", "19", "/usr/bin/python3"];
-    let mut command = python.to_vec();
-    let script = worker("gated.py");
-    command.extend([script.as_str(), dir]);
-    let herd = one_worker(&["--min-ready", "0", "--starting-nice", "19"], &command);
-    // herd's first worker, which herd did not lower, is still starting during the re-exec.
-    let first = gated(&herd, 1);
-    let pid = first["pid"].as_u64().unwrap() as u32;
-    let (code, _, stderr) = herd.ctl(&["reexec"]);
-    assert_eq!(code, 0, "{stderr}");
-    open_gate(&first);
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    // The new image raised nothing on readiness: the nice value is the worker's own choice.
-    assert_eq!(stat_field(pid, pid, 19), 19);
 }
 
 #[test]
@@ -361,28 +338,6 @@ fn a_worker_warming_up_across_a_reexec_still_gets_herds_priority_in_time() {
 }
 
 #[test]
-fn a_worker_that_lowers_its_own_priority_keeps_it_once_ready() {
-    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
-        return;
-    }
-    let herd = one_worker(
-        &[],
-        &[
-            "/usr/bin/nice",
-            "-n",
-            "19",
-            "/usr/bin/python3",
-            &worker("nice.py"),
-        ],
-    );
-    let status = wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let pid = worker_pids(&status)[0];
-    assert_eq!(facts(&herd.address("http"))["nice_at_start"], 19);
-    // herd did not lower it (its first worker): the nice value is the worker's own choice.
-    assert_eq!(nice_of(pid, pid), 19);
-}
-
-#[test]
 fn a_herd_in_sched_batch_leaves_its_workers_in_sched_batch() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
@@ -424,49 +379,6 @@ fn a_herd_in_sched_batch_leaves_its_workers_in_sched_batch() {
 }
 
 #[test]
-fn a_child_that_chose_its_own_nice_value_while_starting_keeps_it() {
-    if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
-        return;
-    }
-    let me = std::process::id();
-    if nice_of(me, me) >= 10 {
-        // herd inherits it, and refuses a --starting-nice 10 that is not lower (`nice .ci/run`).
-        eprintln!(
-            "skipped: the test runs at nice {} (it needs below 10)",
-            nice_of(me, me)
-        );
-        return;
-    }
-    let herd = one_worker(
-        &["--min-ready", "0", "--starting-nice", "10"],
-        &["/usr/bin/python3", &worker("nice.py"), "--child-nice", "3"],
-    );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let own = nice_of(herd.pid(), herd.pid());
-    assert!(own < 10, "herd runs at nice {own}");
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    let status = only_generation_2(&herd);
-    let pid = worker_pids(&status)[0];
-    let new = facts(&herd.address("http"));
-    let (thread, child) = (
-        new["thread"].as_u64().unwrap() as u32,
-        new["child"].as_u64().unwrap() as u32,
-    );
-    // The child lowered itself from the starting 10 to 13 before READY=1: its own choice.
-    let child_nice = nice_of(child, child);
-    if child_nice != 13 {
-        // On a loaded machine herd may have raised the worker at the end of its warm-up
-        // budget, before the child lowered itself: by 3 from herd's value then.
-        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
-        assert_eq!(child_nice, own + 3, "{new}");
-    }
-    // What herd lowered gets herd's nice back.
-    assert_eq!(nice_of(pid, pid), own);
-    assert_eq!(nice_of(pid, thread), own);
-}
-
-#[test]
 fn at_saturation_a_starved_worker_gets_herds_priority_before_its_budget_ends() {
     if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
         return;
@@ -486,4 +398,45 @@ fn at_saturation_a_starved_worker_gets_herds_priority_before_its_budget_ends() {
     let over = herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
     assert_eq!(over["reason"], "starved", "{over}");
     drop(hogs);
+}
+
+#[test]
+fn a_reexec_whose_image_lowers_otherwise_raises_a_worker_as_it_was_lowered() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    // Slot 0's worker is recycled after 1 s: its successor starts in SCHED_IDLE (auto).
+    let herd = one_worker(
+        &["--min-ready", "0", "--max-lifetime", "1s"],
+        &["/usr/bin/python3", &worker("gated.py"), dir],
+    );
+    open_gate(&gated(&herd, 1));
+    let successor = gated(&herd, 2);
+    let pid = successor["pid"].as_u64().unwrap() as u32;
+    if policies(pid)[0].1 != 5 {
+        // On a loaded machine its warm-up budget may have ended already: nothing to hand over.
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+        eprintln!("skipped: the successor's warm-up ended before the re-exec");
+        return;
+    }
+    // herd moves to SCHED_BATCH: the new image resolves auto to nice 19, not SCHED_IDLE.
+    let chrt = std::process::Command::new("chrt")
+        .args(["-a", "-b", "-p", "0", &herd.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(chrt.success());
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    open_gate(&successor);
+    // Once the old worker is gone, the loop has long raised the new one.
+    wait_status(&herd, "only the successor", |s| {
+        worker_pids(s) == [pid] && s["ready"] == 1
+    });
+    // Raised out of SCHED_IDLE, as it was lowered, by an image that lowers to nice 19.
+    let child = successor["child"].as_u64().unwrap() as u32;
+    for (tid, policy) in policies(pid).into_iter().chain(policies(child)) {
+        assert_eq!(policy, 0, "thread {tid}: SCHED_OTHER again");
+    }
 }

@@ -196,3 +196,36 @@ fn a_state_of_a_version_this_herd_does_not_read_is_refused() {
         "no version: the previous herd's"
     );
 }
+
+/// The workers warming up and how each was lowered: written beside the pids an older herd
+/// reads, and read back; an older herd's state (pids only) reads with the kind unknown.
+#[test]
+fn warming_workers_carry_how_they_were_lowered() {
+    let mut state: State = serde_json::from_str(PREVIOUS).unwrap();
+    state.cores.warming = vec![200, 201];
+    state.cores.warming_lowered = vec![Lowered::Idle, Lowered::Nice(19)];
+    let written = serde_json::to_value(&state).unwrap();
+    assert_eq!(written["warming"], serde_json::json!([200, 201]));
+    assert_eq!(
+        written["warming_lowered"],
+        serde_json::json!(["Idle", { "Nice": 19 }])
+    );
+    let read: State = serde_json::from_value(written.clone()).unwrap();
+    let cores = read.cores;
+    assert_eq!(
+        super::super::warm_up::handed(cores.warming, cores.warming_lowered),
+        [(200, Some(Lowered::Idle)), (201, Some(Lowered::Nice(19)))]
+    );
+    let mut older = written;
+    older.as_object_mut().unwrap().remove("warming_lowered");
+    let cores = serde_json::from_value::<State>(older).unwrap().cores;
+    assert_eq!(
+        super::super::warm_up::handed(cores.warming, cores.warming_lowered),
+        [(200, None), (201, None)]
+    );
+    // A list that does not match the pids is not trusted.
+    assert_eq!(
+        super::super::warm_up::handed(vec![200, 201], vec![Lowered::Idle]),
+        [(200, None), (201, None)]
+    );
+}

@@ -13,7 +13,7 @@ use super::OwnChildren;
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
 use crate::supervisor::reload::Commands;
-use crate::supervisor::warm_up::{Lowered, SchedStat, WarmUp};
+use crate::supervisor::warm_up::{Lowered, Lowering, SchedStat, Spawned};
 
 /// What starts workers.
 pub struct Spawner {
@@ -37,14 +37,15 @@ impl Spawner {
     pub const BATCH: usize = crate::supervisor::starts::PER_TURN;
 
     /// Starts several workers at once, each as [`spawn`](Self::spawn) would (`starts`: slot,
-    /// generation, starting priority), their children executing side by side
-    /// ([`herd_sys::spawn::spawn_all`]): each one's pid, or why it could not start, in order.
+    /// generation, how to lower it), their children executing side by side
+    /// ([`herd_sys::spawn::spawn_all`]): each one's pid and how it was lowered, or why it
+    /// could not start, in order.
     pub fn spawn_all(
         &mut self,
         listeners: &mut [Listener],
         _children: &mut OwnChildren,
-        starts: &[(usize, u64, Option<Lowered>)],
-    ) -> Vec<Result<u32, StartError>> {
+        starts: &[(usize, u64, Option<Lowering>)],
+    ) -> Vec<Result<Spawned, StartError>> {
         let failed = |message: String| StartError {
             cannot_execute: false,
             message,
@@ -108,19 +109,26 @@ impl Spawner {
             .map_or(self.stdin.as_fd(), |(_, fd)| *fd)
     }
 
-    /// Gives worker `pid` herd's priority back (`--starting-nice`): every thread of it and of
-    /// the processes it started that still runs at the starting priority (`SCHED_IDLE`, or the
-    /// starting nice value); one at another chose it and keeps it. A worker gone meanwhile is
-    /// no error.
-    pub fn restore_priority(&self, pid: u32, warm_up: &WarmUp) -> std::io::Result<()> {
-        let raised = match warm_up.starting {
+    /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`,
+    /// herd at nice `serving`): every thread of it and of the processes it started that still
+    /// runs at the starting priority (`SCHED_IDLE`, or the starting nice value); one at
+    /// another chose it and keeps it. A worker gone meanwhile is no error.
+    pub fn restore_priority(&self, pid: u32, how: Lowered, serving: i32) -> std::io::Result<()> {
+        let raised = match how {
             Lowered::Idle => herd_sys::process::raise_idle_tree(pid),
-            Lowered::Nice(nice) => herd_sys::process::raise_nice_tree(pid, nice, warm_up.serving),
+            Lowered::Nice(nice) => herd_sys::process::raise_nice_tree(pid, nice, serving),
         };
         match raised {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other.map(drop),
         }
+    }
+
+    /// Whether [`sched_stat`](Self::sched_stat) can tell anything here: the kernel keeps
+    /// run-queue waits (`/proc/PID/schedstat`, Linux's `CONFIG_SCHED_INFO`), as this
+    /// process's own file tells. Checked once, by the caller.
+    pub fn can_sample(&self) -> bool {
+        std::path::Path::new("/proc/self/schedstat").exists()
     }
 
     /// What the scheduler says of worker `pid`'s main thread: how long it ran and waited

@@ -7,7 +7,7 @@ use super::{OwnChildren, SharedMemories};
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
 use crate::supervisor::reload::Commands;
-use crate::supervisor::warm_up::WarmUp;
+use crate::supervisor::warm_up::{Lowered, Lowering, Spawned};
 
 /// What starts workers.
 pub struct Spawner {
@@ -27,8 +27,13 @@ impl Spawner {
     }
 
     /// `--starting-nice` is refused on Windows (docs/windows.md): nothing to restore.
-    pub fn restore_priority(&self, _pid: u32, _warm_up: &WarmUp) -> std::io::Result<()> {
+    pub fn restore_priority(&self, _pid: u32, _how: Lowered, _serving: i32) -> std::io::Result<()> {
         Ok(())
+    }
+
+    /// `--starting-nice` is refused on Windows: no run-queue waits to read.
+    pub fn can_sample(&self) -> bool {
+        false
     }
 
     /// A worker's scheduler figures (`--starting-nice`, refused on Windows): unknown.
@@ -51,12 +56,13 @@ impl Spawner {
         &mut self,
         listeners: &mut [Listener],
         children: &mut OwnChildren,
-        starts: &[(usize, u64, Option<crate::supervisor::warm_up::Lowered>)],
-    ) -> Vec<Result<u32, StartError>> {
+        starts: &[(usize, u64, Option<Lowering>)],
+    ) -> Vec<Result<Spawned, StartError>> {
         starts
             .iter()
-            .map(|&(slot, generation, lowered)| {
-                self.spawn(listeners, children, slot, generation, lowered)
+            .map(|&(slot, generation, _)| {
+                let pid = self.spawn(listeners, children, slot, generation)?;
+                Ok(Spawned { pid, lowered: None })
             })
             .collect()
     }
@@ -69,7 +75,6 @@ impl Spawner {
         children: &mut OwnChildren,
         slot: usize,
         generation: u64,
-        _lowered: Option<crate::supervisor::warm_up::Lowered>,
     ) -> Result<u32, StartError> {
         let shared: Option<Vec<herd::windows::Shared<'_>>> =
             listeners.iter().map(Listener::shared).collect();

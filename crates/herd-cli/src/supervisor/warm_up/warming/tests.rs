@@ -1,0 +1,339 @@
+//! The workers warming up: who is raised and when (readiness, budget, starvation), what a
+//! re-exec hands over, the budget's timing.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::supervisor::pool::Readiness;
+use crate::supervisor::warm_up::{SchedStat, MAX_WARM_UP, MIN_WARM_UP, STARVED_AFTER};
+
+const IDLE: Lowered = Lowered::Idle;
+
+#[test]
+fn where_run_queue_waits_cannot_be_read_no_sample_is_taken_nor_waited_for() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.set_sampling(false);
+    w.started(10, t0, Duration::from_secs(1), IDLE);
+    assert_eq!(w.next_deadline(), Some(t0 + Duration::from_secs(1)));
+    let mut read = 0;
+    for tick in 1..20 {
+        w.starved(t0 + SAMPLE_EVERY * tick, |_| {
+            read += 1;
+            None
+        });
+    }
+    assert_eq!(read, 0);
+    assert_eq!(w.due(t0 + Duration::from_secs(1)), [(10, IDLE)]);
+}
+
+#[test]
+fn warm_ups_end_at_their_deadlines_once() {
+    let t0 = Instant::now();
+    let sec = Duration::from_secs(1);
+    let mut w = Warming::default();
+    assert_eq!(w.next_deadline(), None);
+    w.started(10, t0, 2 * sec, IDLE);
+    w.started(11, t0, sec, IDLE);
+    // The first sample comes first.
+    assert_eq!(w.next_deadline(), Some(t0 + SAMPLE_EVERY));
+    assert!(w.due(t0).is_empty());
+    assert_eq!(w.due(t0 + sec), [(11, IDLE)]);
+    assert!(w.starved(t0 + sec, |_| None).is_empty(), "unreadable");
+    assert_eq!(w.next_deadline(), Some(t0 + sec + SAMPLE_EVERY));
+    assert_eq!(w.due(t0 + 3 * sec), [(10, IDLE)]);
+    assert!(w.due(t0 + 3 * sec).is_empty());
+    assert_eq!(w.next_deadline(), None);
+}
+
+#[test]
+fn only_a_worker_still_warming_up_is_raised_on_readiness() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, Duration::ZERO, IDLE);
+    w.started(11, t0, Duration::from_secs(1), IDLE);
+    assert_eq!(w.ended(11), Some(IDLE), "lowered by herd");
+    assert_eq!(w.ended(11), None, "once");
+    assert_eq!(w.ended(12), None, "never lowered: keeps its own priority");
+    assert_eq!(w.due(t0), [(10, IDLE)]);
+    assert_eq!(w.ended(10), None, "already raised at its deadline");
+}
+
+#[test]
+fn the_budget_is_a_few_times_the_slowest_recent_start_up_at_full_priority() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let notify = Readiness::Notify {
+        timeout: Duration::from_secs(60),
+    };
+    let mut w = Warming::default();
+    assert_eq!(w.budget(notify), MAX_WARM_UP, "nothing timed yet");
+    w.started_at_full(1, t0);
+    w.started_at_full(2, t0);
+    assert_eq!(w.ready(1, t0 + ms(300)), None, "not lowered");
+    assert_eq!(w.ready(2, t0 + ms(100)), None);
+    assert_eq!(w.budget(notify), ms(600));
+    // Never below the floor, never above half the ready time.
+    let mut quick = Warming::default();
+    quick.started_at_full(1, t0);
+    quick.ready(1, t0 + ms(10));
+    assert_eq!(quick.budget(notify), MIN_WARM_UP);
+    let short = Readiness::Notify { timeout: ms(800) };
+    assert_eq!(w.budget(short), ms(400));
+    // A worker that exits before it is ready is not timed.
+    w.started_at_full(3, t0);
+    assert_eq!(w.ended(3), None);
+    assert_eq!(w.ready(3, t0 + Duration::from_secs(9)), None);
+    assert_eq!(w.budget(notify), ms(600));
+}
+
+#[test]
+fn the_budget_forgets_old_start_ups() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let notify = Readiness::Notify {
+        timeout: Duration::from_secs(60),
+    };
+    let mut w = Warming::default();
+    w.started_at_full(1, t0);
+    w.ready(1, t0 + ms(1000));
+    for pid in 2..(2 + TIMED as u32) {
+        w.started_at_full(pid, t0);
+        w.ready(pid, t0 + ms(200));
+    }
+    assert_eq!(w.budget(notify), ms(400));
+}
+
+#[test]
+fn a_reexec_carries_which_workers_herd_lowered_and_no_others() {
+    let t0 = Instant::now();
+    let mut before = Warming::default();
+    before.started(10, t0, MAX_WARM_UP, IDLE);
+    before.started(11, t0, MAX_WARM_UP, IDLE);
+    before.started(13, t0, MAX_WARM_UP, Lowered::Nice(19));
+    before.ended(11);
+    let handed = before.lowered().into_iter().map(|(p, h)| (p, Some(h)));
+    let mut after = Warming::default();
+    after.handed_over(handed.collect());
+    after.resume(Some(IDLE), |_| true, t0, MAX_WARM_UP);
+    assert_eq!(
+        after.ended(12),
+        None,
+        "a worker starting that herd did not lower"
+    );
+    assert_eq!(after.ended(11), None, "ready before the re-exec");
+    assert_eq!(after.ended(10), Some(IDLE));
+    assert_eq!(
+        after.ended(13),
+        Some(Lowered::Nice(19)),
+        "as it was lowered"
+    );
+}
+
+#[test]
+fn a_reexec_raises_each_worker_as_it_was_lowered_whatever_the_new_image_resolves() {
+    let t0 = Instant::now();
+    let handed = vec![(10, Some(Lowered::Nice(19))), (11, Some(IDLE)), (12, None)];
+    // The new image resolves the option off: what was lowered is still raised, as it was.
+    let mut off = Warming::default();
+    off.handed_over(handed.clone());
+    off.resume(None, |_| true, t0, MAX_WARM_UP);
+    assert_eq!(off.ended(10), Some(Lowered::Nice(19)));
+    assert_eq!(off.ended(11), Some(IDLE));
+    assert_eq!(off.ended(12), None, "unknown, and nothing to assume");
+    // An older image did not say how: taken as this image would lower it.
+    let mut nice = Warming::default();
+    nice.handed_over(handed);
+    nice.resume(Some(Lowered::Nice(10)), |pid| pid != 11, t0, MAX_WARM_UP);
+    assert_eq!(
+        nice.ended(10),
+        Some(Lowered::Nice(19)),
+        "not the new image's 10"
+    );
+    assert_eq!(nice.ended(11), None, "ready meanwhile");
+    assert_eq!(nice.ended(12), Some(Lowered::Nice(10)));
+}
+
+/// Samples `w` every [`SAMPLE_EVERY`] from `t0` for `ticks` ticks, worker 10 running `ran`
+/// and counted as waiting `waited` more each tick, `runnable` at each sample; the tick at
+/// which it was starved, if it was.
+fn starved_at(
+    w: &mut Warming,
+    t0: Instant,
+    (ran, waited, runnable): (Duration, Duration, bool),
+    ticks: u32,
+) -> Option<u32> {
+    (1..=ticks).find(|&tick| {
+        let now = stat(ran * tick, waited * tick, runnable);
+        let starved = w.starved(t0 + SAMPLE_EVERY * tick, |_| Some(now));
+        assert!(starved.is_empty() || starved == [(10, IDLE)], "{starved:?}");
+        !starved.is_empty()
+    })
+}
+
+/// A task waiting `waited` of each [`SAMPLE_EVERY`] and running the rest, runnable.
+fn busy_waiting(waited: Duration) -> (Duration, Duration, bool) {
+    (SAMPLE_EVERY - waited, waited, true)
+}
+
+/// A task that never runs, counted as waiting `waited` each [`SAMPLE_EVERY`] (the kernel
+/// counts a wait once the task runs), with `runnable` at every sample.
+fn counted(waited: Duration, runnable: bool) -> (Duration, Duration, bool) {
+    (Duration::ZERO, waited, runnable)
+}
+
+fn stat(ran: Duration, waited: Duration, runnable: bool) -> SchedStat {
+    SchedStat {
+        ran,
+        waited,
+        runnable,
+    }
+}
+
+#[test]
+fn with_cpu_to_spare_a_worker_warms_up_until_its_budget_ends() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, Duration::from_secs(2), IDLE);
+    // Waiting a fifth of the time, as beside serving workers with CPU to spare.
+    assert_eq!(
+        starved_at(&mut w, t0, busy_waiting(SAMPLE_EVERY / 5), 39),
+        None
+    );
+    assert_eq!(w.due(t0 + Duration::from_secs(2)), [(10, IDLE)]);
+}
+
+#[test]
+fn at_saturation_a_worker_is_starved_after_its_allowance() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP, IDLE);
+    // Waiting all the time: starved once it waited STARVED_AFTER, long before the budget.
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    assert_eq!(
+        starved_at(&mut w, t0, busy_waiting(SAMPLE_EVERY), 100),
+        Some(ticks)
+    );
+    assert_eq!(w.ended(10), None, "forgotten once raised");
+    // The kernel counts a wait only once the task runs: one that never does counts none,
+    // but is runnable and runs nothing.
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP, IDLE);
+    let never_runs = counted(Duration::ZERO, true);
+    assert_eq!(starved_at(&mut w, t0, never_runs, 100), Some(ticks));
+    // A wait now and then does not add up: only waits in a row count.
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP, IDLE);
+    let mut total = Duration::ZERO;
+    for tick in 1..100u32 {
+        total += if tick % 2 == 0 {
+            SAMPLE_EVERY
+        } else {
+            Duration::ZERO
+        };
+        let ran = SAMPLE_EVERY * tick - total;
+        let starved = w.starved(t0 + SAMPLE_EVERY * tick, |_| Some(stat(ran, total, true)));
+        assert!(starved.is_empty(), "tick {tick}");
+    }
+}
+
+#[test]
+fn a_worker_blocked_on_io_is_not_starved() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP, IDLE);
+    assert_eq!(
+        starved_at(&mut w, t0, counted(Duration::ZERO, false), 99),
+        None
+    );
+}
+
+#[test]
+fn a_worker_whose_wait_cannot_be_read_warms_up_until_its_budget_ends() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP, IDLE);
+    for tick in 1..100u32 {
+        // Readable now and then: counting starts again after each gap.
+        let waited = stat(Duration::ZERO, SAMPLE_EVERY * tick, true);
+        let read = (tick % 3 == 0).then_some(waited);
+        assert!(w.starved(t0 + SAMPLE_EVERY * tick, |_| read).is_empty());
+    }
+    assert_eq!(w.due(t0 + MAX_WARM_UP), [(10, IDLE)]);
+}
+
+#[test]
+fn a_worker_handed_over_by_a_reexec_counts_its_wait_from_its_first_sample() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.handed_over(vec![(10, Some(IDLE))]);
+    w.resume(None, |_| true, t0, MAX_WARM_UP);
+    // It had waited 10 s before: that is not this warm-up's.
+    let ten = Duration::from_secs(10);
+    let before = stat(Duration::ZERO, ten, false);
+    assert!(w.starved(t0 + SAMPLE_EVERY, |_| Some(before)).is_empty());
+    let waited = |tick: u32| Some(stat(Duration::ZERO, ten + SAMPLE_EVERY * (tick - 1), false));
+    let starved = (2..100).find(|&tick| {
+        !w.starved(t0 + SAMPLE_EVERY * tick, |_| waited(tick))
+            .is_empty()
+    });
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    assert_eq!(starved, Some(1 + ticks));
+}
+
+#[test]
+fn samples_come_at_most_every_interval_and_read_a_bounded_number_in_turn() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    let n = SAMPLED_PER_TICK as u32 * 2 + 1;
+    for pid in 0..n {
+        w.started(pid, t0, MAX_WARM_UP, IDLE);
+    }
+    let mut read = Vec::new();
+    w.starved(t0 + SAMPLE_EVERY / 2, |pid| {
+        read.push(pid);
+        None
+    });
+    assert!(read.is_empty(), "not due yet");
+    for tick in 1..=3 {
+        w.starved(t0 + SAMPLE_EVERY * tick, |pid| {
+            read.push(pid);
+            None
+        });
+        assert_eq!(read.len(), SAMPLED_PER_TICK * tick as usize);
+    }
+    // Every worker read before any is read twice.
+    let mut first_round = read[..n as usize].to_vec();
+    first_round.sort_unstable();
+    assert_eq!(first_round, (0..n).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_wait_the_kernel_books_late_counts_once() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP, IDLE);
+    let at = |tick: u32| t0 + SAMPLE_EVERY * tick;
+    // Two intervals runnable without running: counted as waits, not yet in run_delay.
+    for tick in 1..=2 {
+        let starved = w.starved(at(tick), |_| {
+            Some(stat(Duration::ZERO, Duration::ZERO, true))
+        });
+        assert!(starved.is_empty(), "tick {tick}");
+    }
+    // Then it runs the whole interval, and the kernel books those 100 ms of wait: already
+    // counted, they do not make it starved (it gets the CPU again).
+    let ran_all = stat(SAMPLE_EVERY, SAMPLE_EVERY * 2, true);
+    assert!(w.starved(at(3), |_| Some(ran_all)).is_empty());
+    // And it starts afresh: waiting again, it is starved only after STARVED_AFTER more.
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    for tick in 4..3 + ticks {
+        let again = stat(SAMPLE_EVERY, SAMPLE_EVERY * 2, true);
+        assert!(
+            w.starved(at(tick), |_| Some(again)).is_empty(),
+            "tick {tick}"
+        );
+    }
+    let again = stat(SAMPLE_EVERY, SAMPLE_EVERY * 2, true);
+    assert_eq!(w.starved(at(3 + ticks), |_| Some(again)), [(10, IDLE)]);
+}
