@@ -174,7 +174,8 @@ mod windows {
                     }
                     Action::Ready { .. }
                     | Action::UpgradeEnded(_)
-                    | Action::DrainTimedOut { .. } => {}
+                    | Action::DrainTimedOut { .. }
+                    | Action::SlotEmptied { .. } => {}
                 }
             }
         }

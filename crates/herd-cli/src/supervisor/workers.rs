@@ -66,6 +66,7 @@ impl Supervisor {
                     }
                 }
                 Action::UpgradeEnded(result) => self.upgrade_ended(result),
+                Action::SlotEmptied { slot, starting } => self.slot_emptied(slot, &starting),
             }
         }
     }
@@ -119,20 +120,14 @@ impl Supervisor {
         }
     }
 
-    /// `--starting-nice`: a successor warming up in `slot`, whose serving worker has just
-    /// exited, replaces no server any more: it gets herd's priority back at once, as a start
-    /// into an empty slot runs.
-    fn slot_emptied(&mut self, slot: usize) {
-        if self.pool.slot_serves(slot) {
-            return;
-        }
+    /// `--starting-nice`: the successors warming up among `starting` in `slot`, whose
+    /// serving worker has just exited, replace no server any more: they get herd's priority
+    /// back at once, as a start into an empty slot runs.
+    fn slot_emptied(&mut self, slot: usize, starting: &[u32]) {
         let warming = &mut self.warming;
-        let successors: Vec<(u32, Lowered)> = self
-            .pool
-            .workers()
+        let successors: Vec<(u32, Lowered)> = starting
             .iter()
-            .filter(|w| w.slot == slot && w.state == WorkerState::Starting)
-            .filter_map(|w| Some((w.pid, warming.ended(w.pid)?)))
+            .filter_map(|&pid| Some((pid, warming.ended(pid)?)))
             .collect();
         for (pid, how) in successors {
             tracing::info!(
@@ -307,7 +302,6 @@ impl Supervisor {
         else {
             return;
         };
-        self.slot_emptied(exit.slot);
         let stopped = exit.stopped_for.is_some();
         let hint = self.worker_gone(exit.slot, pid, status, stopped);
         let cause = if exit.stopped_for.is_some() {

@@ -120,6 +120,21 @@ impl Pool {
         } else {
             None
         };
+        // A successor starting in a slot left without a ready worker replaces no server.
+        let none_live = self.slots[w.slot].count.live == 0;
+        let starting: Vec<u32> = match self.slot_serves(w.slot) || none_live {
+            true => Vec::new(),
+            false => (self.workers.iter())
+                .filter(|o| o.slot == w.slot && o.state == WorkerState::Starting)
+                .map(|o| o.pid)
+                .collect(),
+        };
+        if !starting.is_empty() {
+            actions.push(Action::SlotEmptied {
+                slot: w.slot,
+                starting,
+            });
+        }
         let exit = Exit {
             slot: w.slot,
             generation: w.generation,

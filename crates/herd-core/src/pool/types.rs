@@ -107,6 +107,15 @@ pub enum Action {
     },
     /// A rolling upgrade ended: `Ok(generation)` or `Err(why it was aborted)`.
     UpgradeEnded(Result<u64, String>),
+    /// A worker of `slot` exited and the slot has no ready worker left, while `starting`
+    /// start there: a successor among them (an upgrade's or a recycle's) replaces no server
+    /// any more, and starts as into an empty slot from now on.
+    SlotEmptied {
+        /// The slot.
+        slot: usize,
+        /// The pids of its workers still starting, in start order.
+        starting: Vec<u32>,
+    },
 }
 
 /// Why a worker is stopped (by its variant's name in saved state).

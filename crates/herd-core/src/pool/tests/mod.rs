@@ -69,6 +69,8 @@ struct Harness {
     signals: Vec<(u32, StopMode, Reason)>,
     /// The workers announced ready, in order.
     ready: Vec<u32>,
+    /// The slots emptied with workers starting there, in order.
+    emptied: Vec<(usize, Vec<u32>)>,
     /// Whether every step checks the pool's indexes against a recount.
     recount: bool,
 }
@@ -82,6 +84,7 @@ impl Harness {
             ended: Vec::new(),
             signals: Vec::new(),
             ready: Vec::new(),
+            emptied: Vec::new(),
             recount: true,
         };
         h.tick();
@@ -104,6 +107,7 @@ impl Harness {
                     Action::Ready { pid, .. } => self.ready.push(pid),
                     Action::DrainTimedOut { .. } => {}
                     Action::UpgradeEnded(result) => self.ended.push(result),
+                    Action::SlotEmptied { slot, starting } => self.emptied.push((slot, starting)),
                 }
             }
             more.extend(self.pool.due(self.now));

@@ -96,3 +96,37 @@ fn a_slot_serves_once_its_worker_is_ready_and_until_it_exits() {
     assert!(!h.pool.slot_serves(0));
     assert!(!h.pool.slot_serves(7));
 }
+
+#[test]
+fn a_slot_whose_last_ready_worker_exits_says_which_workers_start_there() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    // Slot 0's worker is recycled: its successor 102 starts beside it, which still serves.
+    let actions = h.pool.recycle(100, RecycleCause::Memory, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(h.pool.worker(102).map(|w| w.slot), Some(0));
+    // The server dies before the successor is ready: the successor replaces no server.
+    h.exit(100, killed());
+    assert_eq!(h.emptied, [(0, vec![102])]);
+    // A ready slot's worker that exits with no successor starting: nothing to say; its
+    // restart fills an empty slot.
+    h.exit(101, code(1));
+    assert_eq!(h.emptied.len(), 1, "{:?}", h.emptied);
+    // Nor when the slot still serves: the old workers of an upgrade exit after their
+    // successors are ready.
+    h.notify(102, "READY=1");
+    h.notify(103, "READY=1");
+    let upgrade = h.pool.upgrade(60 * SEC, h.now).unwrap().1;
+    h.apply(upgrade);
+    let starting = |h: &Harness| {
+        let mut live = h.live().into_iter();
+        live.find(|w| w.3 == WorkerState::Starting).map(|w| w.1)
+    };
+    while let Some(pid) = starting(&h) {
+        h.notify(pid, "READY=1");
+    }
+    h.exit(103, code(0));
+    h.exit(102, code(0));
+    assert_eq!(h.emptied.len(), 1, "{:?}", h.emptied);
+}
