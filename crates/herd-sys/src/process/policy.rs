@@ -9,8 +9,9 @@
 //! `SCHED_IDLE` as nice 20).
 //!
 //! The processes it started: from `/proc/PID/task/TID/children` (recursively), or where the
-//! kernel has no such file (no `CONFIG_PROC_CHILDREN`), the worker's process group, from one
-//! scan of `/proc`. A thread or process created meanwhile by a thread still idle is found by
+//! kernel has no such file (no `CONFIG_PROC_CHILDREN`, checked once), the worker's process
+//! group, from a scan of `/proc`: one per raise, another only after a pass raised a thread
+//! that could have started a process unseen (`walk.rs`). A thread or process created meanwhile by a thread still idle is found by
 //! another pass, made while the last one raised a thread (`walk.rs`).
 
 use std::io;
@@ -188,9 +189,19 @@ mod imp {
     }
 
     /// Whether this kernel lists a thread's children (`CONFIG_PROC_CHILDREN`): this thread's
-    /// own file tells.
+    /// own file tells, once (0: not looked yet, 1: yes, 2: no).
     fn children_listed() -> bool {
-        std::path::Path::new("/proc/thread-self/children").exists()
+        use std::sync::atomic::{AtomicU8, Ordering};
+        static LISTED: AtomicU8 = AtomicU8::new(0);
+        match LISTED.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let listed = std::path::Path::new("/proc/thread-self/children").exists();
+                LISTED.store(if listed { 1 } else { 2 }, Ordering::Relaxed);
+                listed
+            }
+        }
     }
 }
 

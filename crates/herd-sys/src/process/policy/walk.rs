@@ -7,6 +7,13 @@
 //! before it raised its creator) is born lowered, unseen. The walk therefore makes another
 //! pass as long as the last one raised a thread (every creator seen idle has been raised by
 //! then), at most [`MAX_PASSES`].
+//!
+//! Where the kernel does not list children, the worker's process group stands in for them,
+//! found by a scan of all of `/proc` (one read per process on the machine). A pass scans only
+//! when a process of the group could have been created unseen since the last scan: in the
+//! first pass, and in a later one only if a thread was raised since (in this pass before its
+//! scan, or in the group after the last scan); a worker that started no process costs one
+//! scan per raise, not one per pass.
 
 use std::io;
 
@@ -38,6 +45,7 @@ pub(crate) fn raise_with(tasks: &mut impl Tasks, pid: u32, listed: bool) -> io::
         tasks,
         raised: Raised::default(),
         error: None,
+        group: None,
     };
     for _ in 0..MAX_PASSES {
         let before = walk.raised.threads;
@@ -56,12 +64,16 @@ struct Walk<'t, T> {
     tasks: &'t mut T,
     raised: Raised,
     error: Option<io::Error>,
+    /// The other processes of the worker's group as last scanned, and whether a thread of
+    /// theirs has been raised since (where the kernel does not list children).
+    group: Option<(Vec<u32>, bool)>,
 }
 
 impl<T: Tasks> Walk<'_, T> {
     /// One pass over the tree; `processes` counts this pass's.
     fn pass(&mut self, pid: u32, listed: bool) -> io::Result<()> {
         self.raised.processes = 0;
+        let before = self.raised.threads;
         // The main thread first: a thread it starts from now on is born raised.
         self.raise(pid)?;
         let mut pending = vec![pid];
@@ -81,7 +93,7 @@ impl<T: Tasks> Walk<'_, T> {
             }
         }
         if !listed {
-            self.raise_group(pid);
+            self.raise_group(pid, self.raised.threads > before);
         }
         Ok(())
     }
@@ -104,16 +116,28 @@ impl<T: Tasks> Walk<'_, T> {
         }
     }
 
-    /// Where the kernel does not list children: every other process of `pgid`'s group,
-    /// each thread.
-    fn raise_group(&mut self, pgid: u32) {
-        let members = self.tasks.group_members(pgid);
-        for member in members.into_iter().take(MAX_PROCESSES) {
+    /// Where the kernel does not list children: every other process of `pgid`'s group, each
+    /// thread; the group is scanned again only if a process may have joined it unseen:
+    /// `raised_before`, a thread was raised in this pass before, or one of the group's was
+    /// since the last scan.
+    fn raise_group(&mut self, pgid: u32, raised_before: bool) {
+        let members = match self.group.take() {
+            Some((members, false)) if !raised_before => members,
+            _ => {
+                let mut members = self.tasks.group_members(pgid);
+                members.truncate(MAX_PROCESSES);
+                members
+            }
+        };
+        let before = self.raised.threads;
+        for &member in &members {
             self.raised.processes += 1;
             for tid in self.tasks.threads(member) {
                 let _ = self.raise(tid);
             }
         }
+        let raised = self.raised.threads > before;
+        self.group = Some((members, raised));
     }
 }
 
@@ -133,6 +157,9 @@ mod tests {
         threads: BTreeMap<u32, Vec<u32>>,
         policy: BTreeMap<u32, i32>,
         creates: Option<(u32, u32, u32)>,
+        /// The other processes of the worker's group, and how often they were scanned for.
+        group: Vec<u32>,
+        scans: std::cell::Cell<usize>,
     }
 
     impl Tasks for Fake {
@@ -143,7 +170,8 @@ mod tests {
             Vec::new()
         }
         fn group_members(&self, _pgid: u32) -> Vec<u32> {
-            Vec::new()
+            self.scans.set(self.scans.get() + 1);
+            self.group.clone()
         }
         fn is_lowered(&self, tid: u32) -> io::Result<bool> {
             let policy = self.policy.get(&tid).copied();
@@ -155,6 +183,9 @@ mod tests {
             if let Some((creator, pid, created)) = self.creates {
                 if creator == tid {
                     self.creates = None;
+                    if !self.threads.contains_key(&pid) {
+                        self.group.push(pid);
+                    }
                     self.threads.entry(pid).or_default().push(created);
                     self.policy.insert(created, IDLE);
                 }
@@ -185,5 +216,36 @@ mod tests {
     fn a_worker_gone_is_esrch() {
         let e = raise_with(&mut Fake::default(), 10, true).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ESRCH));
+    }
+
+    #[test]
+    fn without_lists_of_children_a_worker_that_started_no_process_costs_one_scan() {
+        let mut fake = Fake::default();
+        fake.threads.insert(10, vec![10, 11]);
+        fake.policy.extend([(10, IDLE), (11, IDLE)]);
+        let raised = raise_with(&mut fake, 10, false).unwrap();
+        assert_eq!(raised.threads, 2);
+        // The second pass, which raises nothing, does not scan /proc again.
+        assert_eq!(fake.scans.get(), 1);
+    }
+
+    #[test]
+    fn without_lists_of_children_the_group_is_scanned_again_after_a_member_was_raised() {
+        let mut fake = Fake::default();
+        fake.threads.insert(10, vec![10]);
+        fake.threads.insert(20, vec![20]);
+        fake.policy.extend([(10, IDLE), (20, IDLE)]);
+        fake.group = vec![20];
+        // Member 20, still idle after the scan listed the group, starts process 30, born
+        // idle in the group.
+        fake.creates = Some((20, 30, 30));
+        let raised = raise_with(&mut fake, 10, false).unwrap();
+        assert_eq!(fake.policy[&30], 0, "found by the next pass's scan");
+        assert_eq!(raised.threads, 3);
+        assert_eq!(
+            fake.scans.get(),
+            3,
+            "each pass after one that raised in the group"
+        );
     }
 }
