@@ -24,7 +24,6 @@ use crate::worker_env::{worker_env, Compat, Passed};
 
 mod checks;
 mod reload;
-mod stop_signal;
 mod takeover;
 
 pub use checks::check;
@@ -413,7 +412,7 @@ pub(crate) fn worker_command(
     control: &Path,
 ) -> Result<WorkerCommand, Failure> {
     let mut extra_env = worker_env(args, notify.clone(), control.into(), passed);
-    stop_signal::name_in(&mut extra_env, args.stop_signal);
+    crate::worker_env::stop_signal::name_in(&mut extra_env, args.stop_signal);
     let options = worker_options(args)?;
     check_nofile(&options, names.len())?;
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)

@@ -8,6 +8,8 @@ use std::ffi::OsString;
 
 use crate::cli::RunArgs;
 mod compat;
+#[cfg(unix)]
+pub mod stop_signal;
 
 pub use compat::{compat_env, parse_compat, Compat, Passed};
 

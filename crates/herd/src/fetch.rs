@@ -23,6 +23,11 @@ pub struct FetchOptions {
     /// Register this process with herd as an attached worker: `herd status` lists it and a
     /// herd stop sends it the stop signal. herd identifies it by the credentials of the
     /// connection, so register from the process that will serve (it may `exec` later).
+    ///
+    /// herd did not start this process, so it has no `HERD_STOP_SIGNAL` (`herd attach` sets
+    /// one for its command): [`stop_requested`](crate::stop_requested) catches SIGTERM only.
+    /// With a herd whose `--stop-signal` is another, set `HERD_STOP_SIGNAL` to its name
+    /// before the first call, or handle that signal yourself.
     pub attach: bool,
     /// The uid of the herd's owner, trusted to serve the control socket as root and the
     /// caller's own uid are (see [`trust`](crate::trust)); `None` reads `$HERD_CONTROL_OWNER`.

@@ -105,6 +105,7 @@ fn every_sockets_result_reads_the_same_in_the_library() {
         let read = answer(Response::ok(SocketsResult {
             sockets: sent,
             stop_event: None,
+            stop_signal: None,
         }));
         assert_eq!(read, Ok(SocketsAnswer::Sockets(expected)));
     }

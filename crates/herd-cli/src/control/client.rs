@@ -65,6 +65,10 @@ impl ClientError {
     }
 }
 
+/// What `sockets` with `attach` brings: the sockets with their fds, and the signal herd stops
+/// this process with, as `HERD_STOP_SIGNAL` names it (`None` from a herd too old to say).
+pub type Attached = (Vec<(SocketInfo, OwnedFd)>, Option<String>);
+
 /// A connection to a herd's control socket, for blocking callers.
 #[derive(Debug)]
 pub struct Client {
@@ -124,6 +128,27 @@ impl Client {
         attach: bool,
         timeout: Option<Duration>,
     ) -> Result<Vec<(SocketInfo, OwnedFd)>, ClientError> {
+        self.fetch(only, attach, timeout)
+            .map(|(sockets, _)| sockets)
+    }
+
+    /// `sockets` with `attach`: the sockets, as [`sockets`](Client::sockets) gives them, and
+    /// herd's stop signal.
+    pub fn attach(
+        &mut self,
+        only: Vec<String>,
+        timeout: Option<Duration>,
+    ) -> Result<Attached, ClientError> {
+        self.fetch(only, true, timeout)
+    }
+
+    /// The `sockets` request: the sockets with their fds, and the stop signal's name.
+    fn fetch(
+        &mut self,
+        only: Vec<String>,
+        attach: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Attached, ClientError> {
         let only = (!only.is_empty()).then_some(only);
         let line = self.exchange(Command::Sockets { only, attach }, timeout)?;
         let result: SocketsResult = decode_answer(&line, &self.path)?;
@@ -138,7 +163,10 @@ impl Client {
             }
         }
         let fds = std::mem::take(&mut self.fds);
-        Ok(result.sockets.into_iter().zip(fds).collect())
+        Ok((
+            result.sockets.into_iter().zip(fds).collect(),
+            result.stop_signal,
+        ))
     }
 
     /// Sends the request and returns the first line of the answer.

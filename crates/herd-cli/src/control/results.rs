@@ -62,6 +62,11 @@ pub struct SocketsResult {
     /// to COMMAND as `HERD_STOP_EVENT`). Absent elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_event: Option<u64>,
+    /// On Unix, with `attach`: the signal herd stops the attaching process with, as
+    /// `HERD_STOP_SIGNAL` names it (`TERM`, `INT`, or a real-time signal's number); `herd
+    /// attach` sets that variable for COMMAND. Absent elsewhere, and from older herds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
 }
 
 /// One socket sent by `sockets`.
@@ -224,6 +229,7 @@ mod tests {
             line(Response::ok(SocketsResult {
                 sockets: vec![socket],
                 stop_event: None,
+                stop_signal: None,
             })),
             "{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"address\":\"127.0.0.1:80\",\
              \"family\":\"inet\",\"kind\":\"tcp\",\"name\":\"http\",\"type\":\"stream\"}]}}\n"
@@ -232,8 +238,17 @@ mod tests {
             line(Response::ok(SocketsResult {
                 sockets: vec![],
                 stop_event: Some(0x1f4),
+                stop_signal: None,
             })),
             "{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[],\"stop_event\":500}}\n"
+        );
+        assert_eq!(
+            line(Response::ok(SocketsResult {
+                sockets: vec![],
+                stop_event: None,
+                stop_signal: Some("INT".into()),
+            })),
+            "{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[],\"stop_signal\":\"INT\"}}\n"
         );
         let reexec = ReexecResult {
             pid: 7,

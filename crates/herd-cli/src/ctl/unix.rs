@@ -16,6 +16,7 @@ use crate::control::protocol::Command;
 use crate::control::results::SocketInfo;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
+use crate::worker_env::stop_signal::STOP_SIGNAL_VAR;
 
 /// Runs one client command against the herd at `control`; `private_dir` says that `control`
 /// is the default path, whose directory must be the caller's own (as `herd run` requires);
@@ -94,32 +95,10 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     let program = resolve_program(&argv[0], std::env::var_os("PATH").as_deref(), None)
         .map_err(Failure::Usage)?;
     drop(fetched);
-    // Lead a process group before registering, so that herd, which stops an attached
-    // process's group as it stops a worker's, reaches what COMMAND forks too (a shell's
-    // foreground job leads its group already; run from a script, this leaves the script's
-    // group: see docs on attach and job control). A group this process already leads with
-    // others in it (a pipeline's, a script's under setsid) is not taken as COMMAND's: herd
-    // checks that itself, and signals only COMMAND then.
-    match herd_sys::process::lead_own_group() {
-        Err(e) => tracing::warn!(
-            event = LogEvent::SetupNote.as_str(),
-            "cannot lead a process group ({e}): herd will stop only this process, not what it \
-             forks"
-        ),
-        Ok(()) => {
-            let others = herd_sys::process::group_members(herd_sys::process::current_pid());
-            if !others.is_empty() {
-                tracing::warn!(
-                    event = LogEvent::SetupNote.as_str(),
-                    "this process leads a process group that other processes share (a \
-                     pipeline's or a script's, {} of them): herd will stop only COMMAND, not \
-                     what it forks",
-                    others.len()
-                );
-            }
-        }
-    }
-    let fetched = fetch(control, names.clone(), true, owner)?;
+    lead_own_group();
+    let (fetched, stop_signal) = Client::connect(control, owner)
+        .and_then(|mut client| client.attach(names.clone(), Some(QUICK)))
+        .map_err(failure)?;
     let count = fetched.len();
     // The sockets go to 3, 4, ...; fds this process inherited and does not pass on (a shell's
     // fd 10, say) are set aside, and put back only if the exec fails. execve, as `herd run`
@@ -134,7 +113,14 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     let sole = herd_sys::fd::NoOtherThreadUsesFds::promise();
     let error = herd_sys::fd::exec_with_listen_fds(fds, sole, || {
         executed = true;
-        exec_attached(&program, &argv, count, &names, control, owner)
+        let env = AttachedEnv {
+            count,
+            names: &names,
+            control,
+            owner,
+            stop_signal: stop_signal.as_deref(),
+        };
+        exec_attached(&program, &argv, &env)
     });
     if executed {
         return Err(Failure::Runtime(anyhow!(
@@ -155,6 +141,34 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
     )))
 }
 
+/// Leads a process group before registering, so that herd, which stops an attached process's
+/// group as it stops a worker's, reaches what COMMAND forks too (a shell's foreground job leads
+/// its group already; run from a script, this leaves the script's group: see docs on attach
+/// and job control). A group this process already leads with others in it (a pipeline's, a
+/// script's under setsid) is not taken as COMMAND's: herd checks that itself, and signals only
+/// COMMAND then.
+fn lead_own_group() {
+    match herd_sys::process::lead_own_group() {
+        Err(e) => tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
+            "cannot lead a process group ({e}): herd will stop only this process, not what it \
+             forks"
+        ),
+        Ok(()) => {
+            let others = herd_sys::process::group_members(herd_sys::process::current_pid());
+            if !others.is_empty() {
+                tracing::warn!(
+                    event = LogEvent::SetupNote.as_str(),
+                    "this process leads a process group that other processes share (a \
+                     pipeline's or a script's, {} of them): herd will stop only COMMAND, not \
+                     what it forks",
+                    others.len()
+                );
+            }
+        }
+    }
+}
+
 /// Fetches the sockets named in `only` (all if empty), registering this process with `attach`.
 pub fn fetch(
     control: &Path,
@@ -167,17 +181,24 @@ pub fn fetch(
         .map_err(failure)
 }
 
-/// Replaces this process with `program`, the sockets' variables set in its environment (with
-/// `HERD_CONTROL_OWNER` when an owner was named, so that it trusts the same herd);
-/// returns only on failure.
-fn exec_attached(
-    program: &Path,
-    argv: &[std::ffi::OsString],
+/// What `herd attach` tells its command in the environment.
+struct AttachedEnv<'a> {
+    /// How many sockets are at fds 3, 4, ...
     count: usize,
-    names: &[String],
-    control: &Path,
+    /// Their names, in order.
+    names: &'a [String],
+    /// herd's control socket.
+    control: &'a Path,
+    /// The uid named as herd's owner, if one was.
     owner: Option<u32>,
-) -> std::io::Error {
+    /// herd's stop signal, as `HERD_STOP_SIGNAL` names it (`None` from an older herd).
+    stop_signal: Option<&'a str>,
+}
+
+/// Replaces this process with `program`, the sockets' variables set in its environment (with
+/// `HERD_CONTROL_OWNER` when an owner was named, so that it trusts the same herd, and
+/// `HERD_STOP_SIGNAL` as for herd's own workers); returns only on failure.
+fn exec_attached(program: &Path, argv: &[std::ffi::OsString], env: &AttachedEnv) -> std::io::Error {
     use std::ffi::OsStr;
     const DROPPED: &[&str] = &[
         "LISTEN_FDS",
@@ -189,12 +210,13 @@ fn exec_attached(
         "HERD_GENERATION",
         "HERD_CONTROL",
         herd::trust::OWNER_VAR,
+        STOP_SIGNAL_VAR,
     ];
     let set: [(&str, std::ffi::OsString); 4] = [
-        ("LISTEN_FDS", count.to_string().into()),
-        ("LISTEN_FDNAMES", names.join(":").into()),
+        ("LISTEN_FDS", env.count.to_string().into()),
+        ("LISTEN_FDNAMES", env.names.join(":").into()),
         ("LISTEN_PID", std::process::id().to_string().into()),
-        ("HERD_CONTROL", control.as_os_str().to_owned()),
+        ("HERD_CONTROL", env.control.as_os_str().to_owned()),
     ];
     let plan = || -> std::io::Result<herd_sys::spawn::ExecPlan> {
         let mut plan = herd_sys::spawn::ExecPlan::new(program.as_os_str())?;
@@ -209,11 +231,14 @@ fn exec_attached(
         for (key, value) in &set {
             plan.env(OsStr::new(key), value)?;
         }
-        if let Some(owner) = owner {
+        if let Some(owner) = env.owner {
             plan.env(
                 OsStr::new(herd::trust::OWNER_VAR),
                 OsStr::new(&owner.to_string()),
             )?;
+        }
+        if let Some(signal) = env.stop_signal {
+            plan.env(OsStr::new(STOP_SIGNAL_VAR), OsStr::new(signal))?;
         }
         Ok(plan)
     };

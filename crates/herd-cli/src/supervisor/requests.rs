@@ -162,18 +162,20 @@ impl Supervisor {
             Ok(copies) => copies,
             Err(refusal) => return refuse(refusal),
         };
-        let mut stop_event = None;
+        let (mut stop_event, mut stop_signal) = (None, None);
         if attach {
             let names = sockets.iter().map(|s| s.name.clone()).collect();
             match self.attach(peer, connection, names) {
                 Ok(event) => stop_event = event,
                 Err(refusal) => return refuse(refusal),
             }
+            stop_signal = platform::attached_stop_signal(self.effects.stop_signal());
         }
         Reply {
             response: Response::ok(SocketsResult {
                 sockets,
                 stop_event,
+                stop_signal,
             }),
             fds,
         }

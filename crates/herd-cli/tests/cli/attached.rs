@@ -200,3 +200,45 @@ fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
         "the client warns: {stderr}"
     );
 }
+
+/// An attached command learns herd's stop signal as herd's own workers do, from
+/// `HERD_STOP_SIGNAL` (so the herd library's `stop_requested` catches it): herd's, never one
+/// `herd attach` inherited.
+#[test]
+fn an_attached_command_gets_herds_stop_signal_in_its_environment() {
+    use std::io::BufRead;
+    let herd = Herd::start(&[
+        "run",
+        "--stop-signal",
+        "INT",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    herd.started(1);
+    let mut attached = KillOnDrop(
+        Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .env("HERD_STOP_SIGNAL", "QUIT")
+            .args([
+                "attach",
+                "--",
+                "sh",
+                "-c",
+                "echo \"[$HERD_STOP_SIGNAL]\"; exec sleep 1000",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(attached.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "[INT]\n");
+}

@@ -194,6 +194,12 @@ pub struct SocketCopy {
     pub sock_type: Option<String>,
 }
 
+/// The stop signal as an attached process learns it: named as in `HERD_STOP_SIGNAL`, which
+/// `herd attach` sets for its command (on Windows, none: it gets a stop event).
+pub fn attached_stop_signal(signal: Signal) -> Option<String> {
+    Some(crate::worker_env::stop_signal::value(signal))
+}
+
 /// A duplicate of `l`'s socket; `None` once herd closed its copy.
 pub fn copy_socket(l: &Listener) -> Option<io::Result<SocketCopy>> {
     let fd = l.fd()?;

@@ -128,6 +128,12 @@ pub struct SocketCopy {
     pub sock_type: Option<String>,
 }
 
+/// The stop signal as an attached process learns it: none on Windows, where it gets a stop
+/// event instead (on Unix, named as in `HERD_STOP_SIGNAL`).
+pub fn attached_stop_signal(_signal: Signal) -> Option<String> {
+    None
+}
+
 /// A duplicate of `l`'s socket; `None` once herd closed its copy.
 pub fn copy_socket(l: &Listener) -> Option<std::io::Result<SocketCopy>> {
     use std::os::windows::io::AsSocket;

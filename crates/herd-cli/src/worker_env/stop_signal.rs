@@ -1,5 +1,6 @@
 //! `HERD_STOP_SIGNAL`: the workers learn which signal asks them to stop (`--stop-signal`), so
-//! that the herd library's `stop_requested` catches it as well as SIGTERM.
+//! that the herd library's `stop_requested` catches it as well as SIGTERM. herd sets it for the
+//! workers it starts; `herd attach` for its command, from the `sockets` answer.
 
 use std::ffi::OsString;
 
@@ -12,15 +13,14 @@ pub const STOP_SIGNAL_VAR: &str = "HERD_STOP_SIGNAL";
 /// so an inherited or `--env` value does not stand.
 pub fn name_in(env: &mut Vec<(OsString, OsString)>, signal: Signal) {
     env.retain(|(key, _)| key != STOP_SIGNAL_VAR);
-    env.push((STOP_SIGNAL_VAR.into(), value(signal)));
+    env.push((STOP_SIGNAL_VAR.into(), value(signal).into()));
 }
 
 /// The signal's short name (`TERM`, `INT`), or its number for a real-time signal.
-fn value(signal: Signal) -> OsString {
+pub fn value(signal: Signal) -> String {
     signal
         .name()
         .map_or_else(|| signal.number().to_string(), str::to_string)
-        .into()
 }
 
 #[cfg(test)]
