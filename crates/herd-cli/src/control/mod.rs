@@ -6,6 +6,8 @@
 
 // The messages and the pipe's name: platform-neutral, built and tested on every platform.
 pub mod answer;
+pub mod budget;
+pub mod held;
 pub mod lines;
 pub mod logs;
 pub mod name;

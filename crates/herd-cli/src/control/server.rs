@@ -1,6 +1,7 @@
 //! The control server: accepts connections on the control socket, checks each peer's
 //! credentials, enforces the protocol's limits, and forwards valid commands to the supervisor.
-//! Every connection runs in a task of its own, so no client can stall the supervisor.
+//! Every connection runs in a task of its own, so no client can stall the supervisor, and the
+//! replies held for clients that do not read them are bounded ([`budget`](super::budget)).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,11 +12,12 @@ use herd_sys::fdpass::MAX_FDS_PER_MESSAGE;
 use tokio::io::{AsyncWriteExt, BufReader, Interest};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
+use super::held::Replies;
 pub use super::lines::IDLE_TIMEOUT;
 use super::lines::{next_turn, Turn};
 use super::logs;
@@ -62,6 +64,7 @@ pub async fn serve(
     // Another user can connect as often as it likes when the socket is open to others
     // (`--control-allow-uid/gid`): its refusals are logged at a bounded rate.
     let refusals = Arc::new(Mutex::new(RateLimit::new(REFUSALS_LOGGED, REFUSALS_WINDOW)));
+    let replies = Replies::default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -91,9 +94,9 @@ pub async fn serve(
             }
         };
         let (policy, requests) = (policy.clone(), requests.clone());
-        let refusals = Arc::clone(&refusals);
+        let (refusals, replies) = (Arc::clone(&refusals), replies.clone());
         tokio::spawn(async move {
-            handle(stream, &policy, &requests, &refusals).await;
+            handle(stream, &policy, &requests, &refusals, &replies).await;
             drop(permit);
         });
     }
@@ -123,9 +126,10 @@ async fn handle(
     policy: &AccessPolicy,
     requests: &mpsc::Sender<ControlRequest>,
     refusals: &Arc<Mutex<RateLimit>>,
+    replies: &Replies,
 ) {
     if let Some(peer) = admit(&mut stream, policy, refusals).await {
-        converse(stream, peer, requests).await;
+        converse(stream, peer, requests, replies).await;
     }
 }
 
@@ -191,13 +195,20 @@ async fn admit(
     })
 }
 
-/// Reads `peer`'s requests one line at a time and answers each, until it closes, idles too
-/// long or sends a request too large.
-async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<ControlRequest>) {
+/// Reads `peer`'s requests one line at a time and answers each (within the budget of
+/// `replies`), until it closes, idles too long, sends a request too large or leaves a reply
+/// unread while others need the room.
+async fn converse(
+    stream: UnixStream,
+    peer: Peer,
+    requests: &mpsc::Sender<ControlRequest>,
+    replies: &Replies,
+) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
         let (written, written_rx) = oneshot::channel();
+        let (mut refusable, mut turn) = (false, None);
         let reply = match next_turn(&mut reader).await {
             Turn::Close(last) => {
                 if let Some(last) = last {
@@ -213,6 +224,11 @@ async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<Contro
                     Some(false) => return,
                     None => {}
                 }
+                // Only a status may be refused for want of room: other commands took effect.
+                refusable = matches!(request.command, Command::Status);
+                if refusable {
+                    turn = replies.turn_to_build().await;
+                }
                 let connection = match request.command {
                     Command::Reexec | Command::Sockets { attach: true, .. } => {
                         write.as_ref().as_fd().try_clone_to_owned().ok()
@@ -222,7 +238,8 @@ async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<Contro
                 forward(request.command, peer, written_rx, connection, requests).await
             }
         };
-        let sent = tokio::time::timeout(IDLE_TIMEOUT, send_reply(&mut write, reply)).await;
+        let sent = send_reply(&mut write, reply, (refusable, turn), replies);
+        let sent = tokio::time::timeout(IDLE_TIMEOUT, sent).await;
         let _ = written.send(());
         if !matches!(sent, Ok(Ok(()))) {
             return;
@@ -230,13 +247,21 @@ async fn converse(stream: UnixStream, peer: Peer, requests: &mpsc::Sender<Contro
     }
 }
 
-/// Writes the response line; its fds ride on its first byte, and any beyond the first batch
-/// on the lines `{"version":1,"batch":N}` that follow.
-async fn send_reply(write: &mut OwnedWriteHalf, reply: Reply) -> std::io::Result<()> {
-    let mut line = reply.response.to_line();
-    let batches: Vec<&[OwnedFd]> = reply.fds.chunks(MAX_FDS_PER_MESSAGE).collect();
+/// Writes the response line, within the budget of `replies` (the response itself is dropped
+/// first: only its line is held); its fds ride on its first byte, and any beyond the first
+/// batch on the lines `{"version":1,"batch":N}` that follow.
+async fn send_reply(
+    write: &mut OwnedWriteHalf,
+    reply: Reply,
+    (refusable, turn): (bool, Option<OwnedSemaphorePermit>),
+    replies: &Replies,
+) -> std::io::Result<()> {
+    let Reply { response, fds } = reply;
+    let mut line = response.to_line();
+    drop(response);
+    let batches: Vec<&[OwnedFd]> = fds.chunks(MAX_FDS_PER_MESSAGE).collect();
     if batches.is_empty() {
-        return write.write_all(&line).await;
+        return replies.write(write, line, refusable, turn).await;
     }
     for (i, batch) in batches.iter().enumerate() {
         if i > 0 {

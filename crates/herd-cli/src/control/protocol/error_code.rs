@@ -19,7 +19,8 @@ pub enum ErrorCode {
     UnknownCommand,
     /// An argument is missing, unknown, or out of range.
     InvalidArgument,
-    /// Another operation is in progress (an upgrade), or too many connections are open.
+    /// Another operation is in progress (an upgrade), too many connections are open, or (for a
+    /// `status`) too many replies wait for clients that do not read them.
     Busy,
     /// The upgrade was aborted; the old workers keep serving.
     UpgradeFailed,

@@ -1,0 +1,131 @@
+//! Clients that ask for a `status` of 4096 workers (about 1.35 MB) and never read it cannot
+//! make herd hold their replies without bound: the control server, run in this process as in
+//! herd (one thread, answered by a stand-in supervisor), keeps this process's memory within
+//! the reply budget, and a client that reads is answered meanwhile.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::io::AsFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use herd_cli::control::protocol::Response;
+use herd_cli::control::server::{serve, AccessPolicy, Reply};
+use herd_cli::supervisor::status::Status;
+
+const WORKERS: usize = 4096;
+const CLIENTS: usize = 60;
+/// The most herd may grow: its reply budget (16 MiB), and the replies being made meanwhile.
+const BOUND: u64 = 32 << 20;
+const TIMEOUT: Duration = Duration::from_secs(60);
+const STATUS: &[u8] = b"{\"version\":1,\"command\":\"status\"}\n";
+
+fn status(workers: usize) -> Status {
+    let worker = |slot: usize| {
+        serde_json::json!({
+            "slot": slot, "pid": 100 + slot, "generation": 1, "state": "ready",
+            "available": true, "stopping_reason": null, "uptime_ms": 5, "restarts": 0,
+            "last_exit": "exit code 1", "status": "serving requests", "memory_bytes": 4096,
+            "cpu_percent": 0.5, "recycling": null
+        })
+    };
+    serde_json::from_value(serde_json::json!({
+        "pid": 1, "name": "web", "version": "0", "uptime_ms": 1, "generation": 1,
+        "upgrading_to": null, "stopping": false, "desired": workers, "running": workers,
+        "ready": workers, "workers": (0..workers).map(worker).collect::<Vec<_>>(),
+        "waiting": [], "sockets": [], "attached": [], "memory_kind": "pss"
+    }))
+    .unwrap()
+}
+
+/// A field of this process's `/proc/self/status`, in bytes.
+fn memory(field: &str) -> u64 {
+    let text = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = text.lines().find(|l| l.starts_with(field)).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// Serves a control socket at `path` on a thread of its own, answering every request with a
+/// fresh copy of a status of [`WORKERS`] workers.
+fn control_server(path: PathBuf) {
+    let (bound, is_bound) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::UnixListener::bind(&path).unwrap();
+            bound.send(()).unwrap();
+            let policy = AccessPolicy {
+                // SAFETY: geteuid cannot fail.
+                own_uid: unsafe { libc::geteuid() },
+                uids: Vec::new(),
+                gids: Vec::new(),
+            };
+            let (requests, mut asked) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(serve(listener, policy, requests));
+            let status = status(WORKERS);
+            while let Some(request) = asked.recv().await {
+                let reply = Reply::from(Response::ok(status.clone()));
+                let _ = request.reply.send(reply);
+            }
+        });
+    });
+    is_bound.recv_timeout(TIMEOUT).unwrap();
+}
+
+/// Asks for the status and reads the whole answer, as `herd status` does.
+fn ask(path: &Path) -> serde_json::Value {
+    let mut stream = UnixStream::connect(path).unwrap();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.write_all(STATUS).unwrap();
+    let mut line = Vec::new();
+    BufReader::new(stream).read_until(b'\n', &mut line).unwrap();
+    serde_json::from_slice(&line).unwrap()
+}
+
+#[test]
+fn clients_that_never_read_their_replies_cannot_grow_herds_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    control_server(path.clone());
+    let answer = ask(&path);
+    assert_eq!(
+        answer["result"]["workers"].as_array().unwrap().len(),
+        WORKERS
+    );
+    let before = memory("VmRSS:");
+
+    let unread: Vec<UnixStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut stream = UnixStream::connect(&path).unwrap();
+            stream.write_all(STATUS).unwrap();
+            stream
+        })
+        .collect();
+    // Each has been answered (the first bytes of its reply, `busy`, or a closed connection)
+    // once it is readable; none is read.
+    for (i, stream) in unread.iter().enumerate() {
+        let readable = herd_sys::fd::wait_readable(&[stream.as_fd()], Some(TIMEOUT)).unwrap();
+        assert!(readable, "client {i} was not answered within {TIMEOUT:?}");
+    }
+    let peak = memory("VmHWM:");
+    let grew = peak.saturating_sub(before);
+    assert!(
+        grew <= BOUND,
+        "{CLIENTS} clients that do not read grew memory by {} MiB (from {} MiB)",
+        grew >> 20,
+        before >> 20
+    );
+
+    // A client that reads is answered meanwhile.
+    let answer = ask(&path);
+    assert_eq!(answer["ok"], true, "{}", answer["error"]);
+    assert_eq!(
+        answer["result"]["workers"].as_array().unwrap().len(),
+        WORKERS
+    );
+    drop(unread);
+}
