@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Where a reload's throughput goes at saturation (issue 19), per worker kind of the peer
+benchmark, side by side: the CPU one worker's start costs (its whole process tree, until it
+has answered one request), the CPU per request at saturation with 4 workers accepting and
+with 6 (during an upgrade old and new workers accept side by side for `--min-ready`), and
+one upgrade at saturation: its window and throughput share (bench/peers_stats.py's `cut`).
+It prints what the start-ups alone would cost: 4 starts' CPU over the window's CPU (the
+closed loop's, load generator included), and the share of the machine other work took
+(bench/peers_load.py), since the figures at saturation mean little on a busy machine. Run it
+under the bench lock. Usage:
+
+    python3 bench/reload_cost.py [--reps 2] [py gunicorn gunicorn-plain node]
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import socket
+from common import LOADGEN, Herd, need_build
+from peers import load_average
+from peers_load import OtherWork
+from peers_stats import cut, read_timeline
+from peers_systems import APP_JS, APP_PY, PY, children, gunicorn_under_herd
+
+KINDS = {
+    "py": [PY, APP_PY],
+    "gunicorn": gunicorn_under_herd(),
+    "gunicorn-plain": gunicorn_under_herd(recipe=False),
+    "node": ["node", APP_JS],
+}
+BIND = "127.0.0.1:0,nonblocking"
+
+
+def on_cpu(pid):
+    """CPU seconds the running threads of `pid` have used, in nanoseconds' precision
+    (/proc/PID/task/TID/schedstat; utime's 10 ms ticks are too coarse for one start)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+    except OSError:  # it exited meanwhile
+        pass
+    return total / 1e9
+
+
+def tree_cpu(pid):
+    """CPU seconds of `pid` and its descendants that are still running."""
+    return on_cpu(pid) + sum(tree_cpu(c) for c in children(pid))
+
+
+def answer(address):
+    """One request to `address`, its answer read to the end."""
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        while conn.recv(4096):
+            pass
+
+
+def start_cpu(command):
+    """CPU seconds one worker's tree took to start and answer one request."""
+    with Herd(command, 1, BIND) as herd:
+        answer(herd.address())
+        (worker,) = children(herd.proc.pid)
+        cpu = tree_cpu(worker)
+        herd.stop()
+    return cpu
+
+
+def loop(address, seconds_or_upgrade, herd):
+    """A closed loop of 32 connections; returns (records, windows, cores of the workers and the
+    load generator while steady). `seconds_or_upgrade`: a steady measurement of that many seconds,
+    or None for one upgrade after 1.5 s."""
+    timeline = os.path.join(tempfile.mkdtemp(prefix="herd-cost-"), "timeline.csv")
+    load = subprocess.Popen([LOADGEN, address, "0", "3600", "--until-eof", "--timeout", "5",
+                             "--timeline", timeline, "--concurrency", "32"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    cores, windows = None, []
+    if seconds_or_upgrade:
+        t0, w0, l0 = time.monotonic(), tree_cpu(herd.proc.pid), on_cpu(load.pid)
+        time.sleep(seconds_or_upgrade)
+        took = time.monotonic() - t0
+        cores = ((tree_cpu(herd.proc.pid) - w0) / took, (on_cpu(load.pid) - l0) / took)
+    else:
+        time.sleep(1.0)
+        begin = time.time()
+        herd.ctl("upgrade")
+        windows.append((begin, time.time()))
+        time.sleep(0.5)
+    out, _ = load.communicate(timeout=60)
+    start = json.loads(out)["start_unix_us"] / 1e6
+    records = read_timeline(timeline)
+    os.unlink(timeline)
+    return records, [((b - start) * 1e6, (e - start) * 1e6) for b, e in windows], cores
+
+
+def steady(command, workers):
+    """(requests/s, CPU µs per request of the workers, of the load generator) at saturation."""
+    with Herd(command, workers, BIND) as herd:
+        records, _, (worker_cores, load_cores) = loop(herd.address(), 2.0, herd)
+        herd.stop()
+    rate = cut(records, [])["steady_rps"]
+    return rate, 1e6 * worker_cores / rate, 1e6 * load_cores / rate
+
+
+def upgrade(command):
+    """(throughput share, window seconds) of one upgrade at saturation."""
+    with Herd(command, 4, BIND) as herd:
+        records, windows, _ = loop(herd.address(), None, herd)
+        herd.stop()
+    return cut(records, windows)["share"], (windows[0][1] - windows[0][0]) / 1e6
+
+
+def one(command):
+    rate4, w4, l4 = steady(command, 4)
+    _, w6, _ = steady(command, 6)
+    share, window = upgrade(command)
+    start = statistics.median(start_cpu(command) for _ in range(3))
+    loop_cores = (w4 + l4) * rate4 / 1e6  # what the closed loop keeps busy, load generator included
+    return {"start ms": 1e3 * start, "req/s": rate4, "worker µs/req": w4, "load µs/req": l4,
+            "6 workers: worker µs/req": w6, "share": share, "window s": window,
+            "4 starts / window CPU": 4 * start / (window * loop_cores)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=2)
+    parser.add_argument("kinds", nargs="*", default=["py", "gunicorn", "gunicorn-plain", "node"])
+    args = parser.parse_args()
+    need_build()
+    results, loads = {}, [load_average()]
+    for rep in range(args.reps):
+        shift = rep % len(args.kinds)
+        for kind in args.kinds[shift:] + args.kinds[:shift]:
+            others = OtherWork()
+            got = one(KINDS[kind])
+            got["others %"] = 100 * others.stop()
+            results.setdefault(kind, []).append(got)
+            loads.append(load_average())
+    print(f"load average (1 min) over the run: {min(loads):.1f} to {max(loads):.1f}; {time.strftime('%H:%M:%S')}")
+    for kind in args.kinds:
+        got = results[kind]
+        cells = [f"{key} {statistics.median(g[key] for g in got):.2f} "
+                 f"({min(g[key] for g in got):.2f}-{max(g[key] for g in got):.2f})" for key in got[0]]
+        print(f"{kind}: " + ", ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
