@@ -23,12 +23,16 @@ TICKS = "at a 10 ms clock tick, a supervisor's CPU below about 0.5% of a core is
 # said after the first verdict it misses.
 GUNICORN_MISS = (" What is known: a gunicorn start (arbiter and worker, to its first answer) costs 58-62 ms of CPU, "
                  "a stdlib worker's 24-28 ms and a Node one's 56 ms (`bench/reload_cost.py`); 4 starts are 3-5% of "
-                 "the CPU the closed loop spends in a reload window for each kind, so start-up CPU alone does not set "
-                 "gunicorn apart from Node, which meets both targets at the same cost. READY=1 comes from gunicorn's "
-                 "worker once it accepts (examples/gunicorn_herd.conf.py); that moved readiness by the worker's own "
-                 "set-up, 1-2 ms of CPU, and no figure beyond the runs' noise. Not yet separated from that noise: "
-                 "the CPU per request while old and new gunicorns accept side by side for `--min-ready` (single "
-                 "runs gave 0-21% more with 6 accepting than with 4).")
+                 "the CPU the closed loop spends in a reload window for each kind. Counted as lost requests times "
+                 "the loop's CPU per request (145 µs for gunicorn, 65 µs for stdlib), a reload of 4 at saturation "
+                 "cost gunicorn about 0.6 s of CPU and the stdlib worker 0.3 s (medians of 3 runs): a third each from "
+                 "the starts, from the time old and new workers serve side by side (`--min-ready`: with "
+                 "`--min-ready 0` both lost about 30% fewer requests) and from the rest (new workers' first "
+                 "requests, old ones' stops). gunicorn's window is only 1.3x longer, so its share drops about "
+                 "1.5x more; 95% allows it about 0.3 s. Node, at a start cost and CPU per request like gunicorn's, "
+                 "kept 98%: what sets gunicorn apart is not found. READY=1 comes from gunicorn's worker once it "
+                 "accepts (examples/gunicorn_herd.conf.py), which moved readiness by the worker's own set-up, 1-2 ms "
+                 "of CPU, and no figure beyond the runs' noise.")
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
     ("failed at 2000/s", "open", "failed", None, True, "{:.0f}", "see the failures by kind"),
