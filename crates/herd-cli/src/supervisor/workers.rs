@@ -73,18 +73,15 @@ impl Supervisor {
 
     /// `--starting-nice`: a worker herd lowered as `how` gets herd's priority back.
     fn restore_priority(&mut self, slot: usize, pid: u32, how: Lowered) {
-        // Without the option in this image (a re-exec handed the worker over), herd's nice
-        // value is read now.
-        let serving = match self.warm_up {
-            Some(warm_up) => warm_up.serving,
-            None => herd_sys::process::nice_of(0).unwrap_or(0),
-        };
+        // Without the option in this image (a re-exec handed the worker over), the spawner
+        // reads herd's nice value.
+        let serving = self.warm_up.map(|w| w.serving);
         if let Err(e) = self.effects.spawner().restore_priority(pid, how, serving) {
             tracing::warn!(
                 event = LogEvent::PriorityNotRestored.as_str(),
                 slot,
                 pid,
-                "cannot give the worker herd's priority back (nice {serving}): {e}"
+                "cannot give the worker herd's priority back: {e}"
             );
         }
     }

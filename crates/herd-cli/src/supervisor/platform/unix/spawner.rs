@@ -110,10 +110,19 @@ impl Spawner {
     }
 
     /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`,
-    /// herd at nice `serving`): every thread of it and of the processes it started that still
-    /// runs at the starting priority (`SCHED_IDLE`, or the starting nice value); one at
-    /// another chose it and keeps it. A worker gone meanwhile is no error.
-    pub fn restore_priority(&self, pid: u32, how: Lowered, serving: i32) -> std::io::Result<()> {
+    /// herd at nice `serving`, read now if `None`): every thread of it and of the processes it
+    /// started that still runs at the starting priority (`SCHED_IDLE`, or the starting nice
+    /// value); one at another chose it and keeps it. A worker gone meanwhile is no error.
+    pub fn restore_priority(
+        &self,
+        pid: u32,
+        how: Lowered,
+        serving: Option<i32>,
+    ) -> std::io::Result<()> {
+        let serving = match serving {
+            Some(nice) => nice,
+            None => herd_sys::process::nice_of(0)?,
+        };
         let raised = match how {
             Lowered::Idle => herd_sys::process::raise_idle_tree(pid),
             Lowered::Nice(nice) => herd_sys::process::raise_nice_tree(pid, nice, serving),
