@@ -43,7 +43,7 @@ pub(crate) fn stat_field(pid: u32, tid: u32, n: usize) -> i64 {
 
 /// The scheduling policy of every thread of `pid` (0: SCHED_OTHER, 3: SCHED_BATCH, 5:
 /// SCHED_IDLE), by thread id.
-fn policies(pid: u32) -> Vec<(u32, i64)> {
+pub(crate) fn policies(pid: u32) -> Vec<(u32, i64)> {
     let mut all: Vec<(u32, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_str().unwrap().parse().unwrap())

@@ -2,7 +2,9 @@
 //! herd looked is not lowered, and a thread or child that chose its own keeps it once ready.
 
 use crate::util::*;
-use crate::warm_up::{facts, gated, nice_of, one_worker, only_generation_2, open_gate, stat_field};
+use crate::warm_up::{
+    facts, gated, nice_of, one_worker, only_generation_2, open_gate, policies, stat_field,
+};
 
 #[test]
 fn a_worker_that_chose_nice_19_while_starting_across_a_reexec_keeps_it() {
@@ -134,4 +136,34 @@ fn a_worker_not_at_herds_priority_when_herd_looks_is_neither_lowered_nor_raised(
     assert_eq!(nice_of(pid, pid), own + 2);
     let child = new["child"].as_u64().unwrap() as u32;
     assert_eq!(nice_of(child, child), own + 2);
+}
+
+#[test]
+fn a_worker_started_by_chrt_batch_keeps_sched_batch_whoever_looks_first() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    // `chrt -b 0` sets SCHED_BATCH right after herd's exec: before herd looks (then herd
+    // leaves it alone) or after herd lowered it to SCHED_IDLE (then the raise skips it).
+    let herd = one_worker(
+        &["--min-ready", "0"],
+        &[
+            "chrt",
+            "-b",
+            "0",
+            "/usr/bin/python3",
+            &crate::util::worker("nice.py"),
+        ],
+    );
+    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let pid = worker_pids(&only_generation_2(&herd))[0];
+    let child = facts(&herd.address("http"))["child"].as_u64().unwrap() as u32;
+    for (tid, policy) in policies(pid).into_iter().chain(policies(child)) {
+        assert_eq!(
+            policy, 3,
+            "thread {tid}: SCHED_BATCH, the worker's own choice"
+        );
+    }
 }
