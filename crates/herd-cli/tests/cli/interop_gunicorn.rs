@@ -100,3 +100,66 @@ fn gunicorn_recipe_upgrades_under_load_lose_nothing() {
     upgrades_under_load(&herd, |body| body.starts_with("gunicorn pid"));
     stops_cleanly(herd);
 }
+
+/// herd with one gunicorn run with `tests/interop/gunicorn_exit.conf.py` (the recipe, and
+/// marks written to `marks` in herd's directory), `env` set.
+fn marked_gunicorn(env: &[(&str, &str)]) -> Herd {
+    Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.env("GUNICORN_MARKS", dir.join("marks"))
+            .envs(env.iter().copied())
+            .args(["run", "-w", "1", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .arg(python_program("gunicorn"))
+            .args(["-c", &interop_file("gunicorn_exit.conf.py")])
+            .args(["--chdir", &interop_file(""), "wsgi_app:app"]);
+        cmd
+    })
+}
+
+/// The recipe's quick exit: a stopped gunicorn's arbiter runs its `atexit` functions and
+/// skips the interpreter's teardown (CPU a stop took from the serving workers), and exits 0.
+/// (The worker exits as gunicorn has it; whether its teardown marks is up to the order in
+/// which the interpreter tears down, so it is not checked.)
+#[test]
+fn gunicorn_recipe_arbiter_exits_without_the_interpreters_teardown() {
+    let mut herd = marked_gunicorn(&[]);
+    let status = wait_status(&herd, "gunicorn ready", |s| s["ready"] == 1);
+    let arbiter = worker_pids(&status)[0];
+    get(&herd.address("http"), "/").unwrap();
+    let marks = herd.dir.path().join("marks");
+    herd.signal(libc::SIGTERM);
+    let status = herd.wait_exit();
+    assert!(status.success(), "herd: {status}");
+    let exited = events(&herd.lines()).find(|e| is_exit(e)).cloned();
+    let exited = exited.expect("no worker_exited event");
+    assert!(
+        exited["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exit code 0"),
+        "{exited}"
+    );
+    let marks = std::fs::read_to_string(&marks).unwrap_or_default();
+    let atexit = marks.lines().filter(|l| l.starts_with("atexit ")).count();
+    assert_eq!(atexit, 2, "atexit in arbiter and worker: {marks:?}");
+    assert!(
+        !marks.contains(&format!("teardown {arbiter}\n")),
+        "the arbiter {arbiter} tore its interpreter down: {marks:?}"
+    );
+}
+
+/// The arbiter's quick exit keeps gunicorn's exit status: a worker that fails as it boots
+/// makes the arbiter halt with 3 (`WORKER_BOOT_ERROR`), and herd sees exit code 3.
+#[test]
+fn gunicorn_recipe_keeps_gunicorns_exit_status() {
+    let herd = marked_gunicorn(&[("GUNICORN_BOOT_ERROR", "1")]);
+    let exited = herd.wait_event("gunicorn to exit", is_exit);
+    assert!(
+        exited["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("exit code 3"),
+        "{exited}"
+    );
+}
