@@ -17,21 +17,11 @@ recycles them. What this file changes:
   hide it from herd.
 - `backlog`: gunicorn calls `listen()` again on herd's socket; keep the accept queue herd set
   (`net.core.somaxconn`, herd's default) instead of gunicorn's 2048.
-- A quick exit for the arbiter: once it has stopped its worker (`on_exit`), it runs the
-  `atexit` functions, flushes logging and the standard streams, and ends with `os._exit` and
-  gunicorn's exit status, skipping the interpreter's teardown, CPU taken from the serving
-  workers in every upgrade. Not for the worker: one that exits that quickly as herd's stop
-  signal reaches the whole process group can be reaped before the arbiter handles its own
-  SIGTERM, and the arbiter then forks a new worker that misses the stop (it waits out
-  `--graceful-timeout`).
 
 Settings given on the command line win over this file.
 """
-import atexit
-import logging
 import os
 import socket
-import sys
 
 workers = 1
 preload_app = True
@@ -68,33 +58,3 @@ def post_worker_init(worker):
             s.sendall(b"READY=1")
     except OSError as e:
         worker.log.warning("READY=1 to %s failed: %s", _notify_socket, e)
-
-
-def _exit_now(status):
-    """What the interpreter's exit does that can be seen (`atexit` functions, logging's
-    handlers, the standard streams), then the exit itself without the teardown of every module
-    and object."""
-    try:
-        atexit._run_exitfuncs()
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    finally:
-        os._exit(status)
-
-
-def _status(code):
-    """The exit status `sys.exit(code)` gives, or None for a code that is not a number."""
-    if code is None:
-        return 0
-    return code & 0xFF if isinstance(code, int) else None
-
-
-def on_exit(server):
-    """In the arbiter, last thing before `sys.exit(exit_status)` in `Arbiter.halt`: exits at
-    once with that status (read from the caller; anywhere else, gunicorn exits as usual)."""
-    caller = sys._getframe(1) if hasattr(sys, "_getframe") else None
-    if caller is not None and caller.f_code.co_name == "halt":
-        status = _status(caller.f_locals.get("exit_status"))
-        if status is not None:
-            _exit_now(status)
