@@ -5,7 +5,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use herd_cli::control::protocol::Response;
-use herd_cli::supervisor::status::Status;
+
+#[path = "fixtures/status.rs"]
+mod fixture;
+use fixture::status;
 
 /// The system allocator, counting the allocations of the thread that asks for them.
 struct Counting;
@@ -37,24 +40,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static COUNTING: Counting = Counting;
-
-fn status(workers: usize) -> Status {
-    let worker = |slot: usize| {
-        serde_json::json!({
-            "slot": slot, "pid": 100 + slot, "generation": 1, "state": "ready",
-            "available": true, "stopping_reason": null, "uptime_ms": 5, "restarts": 0,
-            "last_exit": "exit code 1", "status": "serving requests", "memory_bytes": 4096,
-            "cpu_percent": 0.5, "recycling": null
-        })
-    };
-    serde_json::from_value(serde_json::json!({
-        "pid": 1, "name": "web", "version": "0", "uptime_ms": 1, "generation": 1,
-        "upgrading_to": null, "stopping": false, "desired": workers, "running": workers,
-        "ready": workers, "workers": (0..workers).map(worker).collect::<Vec<_>>(),
-        "waiting": [], "sockets": [], "attached": [], "memory_kind": "pss"
-    }))
-    .unwrap()
-}
 
 #[test]
 fn a_status_reply_allocates_a_few_times_per_worker_not_per_member() {

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use herd_cli::control::protocol::Response;
 use herd_cli::control::server::{serve, AccessPolicy, Reply};
-use herd_cli::supervisor::status::Status;
+
+#[path = "fixtures/status.rs"]
+mod fixture;
+use fixture::status;
 
 const WORKERS: usize = 4096;
 const CLIENTS: usize = 60;
@@ -21,24 +24,6 @@ const CLIENTS: usize = 60;
 const BOUND: u64 = 32 << 20;
 const TIMEOUT: Duration = Duration::from_secs(60);
 const STATUS: &[u8] = b"{\"version\":1,\"command\":\"status\"}\n";
-
-fn status(workers: usize) -> Status {
-    let worker = |slot: usize| {
-        serde_json::json!({
-            "slot": slot, "pid": 100 + slot, "generation": 1, "state": "ready",
-            "available": true, "stopping_reason": null, "uptime_ms": 5, "restarts": 0,
-            "last_exit": "exit code 1", "status": "serving requests", "memory_bytes": 4096,
-            "cpu_percent": 0.5, "recycling": null
-        })
-    };
-    serde_json::from_value(serde_json::json!({
-        "pid": 1, "name": "web", "version": "0", "uptime_ms": 1, "generation": 1,
-        "upgrading_to": null, "stopping": false, "desired": workers, "running": workers,
-        "ready": workers, "workers": (0..workers).map(worker).collect::<Vec<_>>(),
-        "waiting": [], "sockets": [], "attached": [], "memory_kind": "pss"
-    }))
-    .unwrap()
-}
 
 /// A field of this process's `/proc/self/status`, in bytes.
 fn memory(field: &str) -> u64 {
@@ -61,8 +46,7 @@ fn control_server(path: PathBuf) {
             let listener = tokio::net::UnixListener::bind(&path).unwrap();
             bound.send(()).unwrap();
             let policy = AccessPolicy {
-                // SAFETY: geteuid cannot fail.
-                own_uid: unsafe { libc::geteuid() },
+                own_uid: herd_sys::process::effective_uid(),
                 uids: Vec::new(),
                 gids: Vec::new(),
             };
