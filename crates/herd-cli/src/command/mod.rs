@@ -279,9 +279,9 @@ impl WorkerCommand {
     }
 
     /// Prepares the start of the worker for `slot` of `generation` with `fds` fds, lowered
-    /// as `lowering` says until it is ready: what [`spawn`](Self::spawn) does before the fork. Run it with
-    /// [`PreparedStart::plan`] and [`PreparedStart::stdio`], then hand the result to
-    /// [`started`](Self::started).
+    /// as `lowering` says until it is ready: what [`spawn`](Self::spawn) does before the fork.
+    /// Run it with [`PreparedStart::plan`] and [`PreparedStart::stdio`], then hand the result
+    /// to [`started`](Self::started).
     pub fn prepare(
         &self,
         slot: usize,

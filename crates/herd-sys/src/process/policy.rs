@@ -11,8 +11,9 @@
 //! The processes it started: from `/proc/PID/task/TID/children` (recursively), or where the
 //! kernel has no such file (no `CONFIG_PROC_CHILDREN`, checked once), the worker's process
 //! group, from a scan of `/proc`: one per raise, another only after a pass raised a thread
-//! that could have started a process unseen (`walk.rs`). A thread or process created meanwhile by a thread still idle is found by
-//! another pass, made while the last one raised a thread (`walk.rs`).
+//! that could have started a process unseen (`walk.rs`). A thread or process created
+//! meanwhile by a thread still idle is found by another pass, made while the last one raised
+//! a thread (`walk.rs`).
 
 use std::io;
 

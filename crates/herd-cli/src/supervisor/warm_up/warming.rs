@@ -194,8 +194,9 @@ impl Warming {
     }
 }
 
-/// The warming workers of a re-exec's state (`warming`, `warming_lowered`), each with how it was lowered if the state says (an older
-/// herd's does not, nor one whose list does not match `warming`).
+/// The warming workers of a re-exec's state (`warming`, `warming_lowered`), each with how it
+/// was lowered if the state says (an older herd's does not, nor one whose list does not match
+/// `warming`).
 pub fn handed(warming: Vec<u32>, lowered: Vec<Lowered>) -> Vec<(u32, Option<Lowered>)> {
     if lowered.len() != warming.len() {
         return warming.into_iter().map(|pid| (pid, None)).collect();
