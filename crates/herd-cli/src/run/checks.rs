@@ -8,7 +8,9 @@ use crate::command::WorkerOptions;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
 use crate::spec;
-use crate::supervisor::warm_up::{raise_way_out, SchedIdle, StartingNice, WarmUp, LOWEST};
+use crate::supervisor::warm_up::{
+    born_with, raise_way_out, SchedIdle, StartingNice, WarmUp, LOWEST,
+};
 
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
 /// error rather than a crash loop.
@@ -182,7 +184,14 @@ pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
 /// herd could not undo on readiness is a usage error; `auto` is then off, which a setup note
 /// says.
 pub(super) fn warm_up(args: &RunArgs) -> Result<Option<WarmUp>, Failure> {
+    let linux = cfg!(any(target_os = "linux", target_os = "android"));
+    let policy = herd_sys::process::scheduling_policy(0)
+        .ok()
+        .filter(|_| linux);
+    // The nice value the workers start at and get back once ready: herd's own, unless herd's
+    // policy resets it for children (`SCHED_RESET_ON_FORK`: 0 for a negative one).
     let own = herd_sys::process::nice_of(0).unwrap_or(0);
+    let own = policy.map_or(own, |policy| born_with(policy, own).nice);
     // Workers of another user (--user): raising them back needs CAP_SYS_NICE.
     let credentials = match &args.user {
         Some(user) => {
@@ -197,10 +206,10 @@ pub(super) fn warm_up(args: &RunArgs) -> Result<Option<WarmUp>, Failure> {
         false => Err(raise_way_out(nice, other_user)),
     };
     // SCHED_IDLE only for a herd in SCHED_OTHER, the class a ready worker is raised to.
-    let idle = match herd_sys::process::scheduling_policy(0) {
-        _ if !cfg!(any(target_os = "linux", target_os = "android")) => SchedIdle::Missing,
-        Ok(policy) => SchedIdle::on_linux_in(policy),
-        Err(_) => SchedIdle::Available,
+    let idle = match policy {
+        _ if !linux => SchedIdle::Missing,
+        Some(policy) => SchedIdle::on_linux_in(policy),
+        None => SchedIdle::Available,
     };
     let resolved = args
         .starting_nice

@@ -98,7 +98,7 @@ pub enum SchedIdle {
 impl SchedIdle {
     /// On Linux, for herd in scheduling policy `policy` (`sched_getscheduler`).
     pub fn on_linux_in(policy: i32) -> SchedIdle {
-        match born_in(policy) {
+        match born_with(policy, 0).class {
             0 => SchedIdle::Available,
             class => SchedIdle::HerdIn(class),
         }
@@ -113,15 +113,21 @@ impl SchedIdle {
     }
 }
 
-/// The class a child of a process in scheduling policy `policy` starts in: the same, less
-/// `SCHED_RESET_ON_FORK`, which a child does not inherit and which starts the children of a
-/// real-time or deadline process in `SCHED_OTHER` (`sched(7)`).
-pub fn born_in(policy: i32) -> i32 {
+/// The class and nice value a child of a process in scheduling policy `policy` at nice value
+/// `nice` starts with: the same, unless the policy carries `SCHED_RESET_ON_FORK`, which a
+/// child does not inherit and which starts the children of a real-time or deadline process in
+/// `SCHED_OTHER` at nice 0, and those of any other at nice 0 at the highest (`sched(7)`;
+/// `sched_fork` in the kernel's `kernel/sched/core.c`).
+pub fn born_with(policy: i32, nice: i32) -> Priority {
     const SCHED_RESET_ON_FORK: i32 = 0x4000_0000;
     let class = policy & !SCHED_RESET_ON_FORK;
     match (policy & SCHED_RESET_ON_FORK != 0, class) {
-        (true, 1 | 2 | 6) => 0,
-        _ => class,
+        (false, _) => Priority { class, nice },
+        (true, 1 | 2 | 6) => Priority { class: 0, nice: 0 },
+        (true, _) => Priority {
+            class,
+            nice: nice.max(0),
+        },
     }
 }
 
@@ -155,9 +161,10 @@ pub const LOWEST: i32 = 19;
 pub struct WarmUp {
     /// How a starting worker runs.
     pub starting: Lowered,
-    /// herd's own nice value, which ready workers get back.
+    /// The nice value herd's workers start at (herd's own, see [`born_with`]), which ready
+    /// workers get back.
     pub serving: i32,
-    /// The class herd's workers start in (herd's own, see [`born_in`]).
+    /// The class herd's workers start in (herd's own, see [`born_with`]).
     pub class: i32,
 }
 
@@ -190,10 +197,11 @@ pub struct Spawned {
 }
 
 impl StartingNice {
-    /// The setting for herd at nice value `own`, where `idle` says whether starting workers
-    /// can use `SCHED_IDLE` and `may_raise_to(own)` whether herd may set a worker back to
-    /// `own` (or what would let it). `Ok(None)`: starting workers keep herd's priority.
-    /// `Err`: an explicit value that cannot work, with what to do about it.
+    /// The setting for workers that start at nice value `own` (herd's, see [`born_with`]),
+    /// where `idle` says whether starting workers can use `SCHED_IDLE` and `may_raise_to(own)`
+    /// whether herd may set a worker back to `own` (or what would let it). `Ok(None)`:
+    /// starting workers keep herd's priority. `Err`: an explicit value that cannot work, with
+    /// what to do about it.
     pub fn resolve(
         self,
         own: i32,

@@ -157,6 +157,7 @@ fn only_a_worker_still_at_herds_class_and_nice_value_is_lowered() {
 #[test]
 fn workers_start_in_herds_class_less_reset_on_fork() {
     const RESET: i32 = 0x4000_0000;
+    let born_in = |policy| born_with(policy, 0).class;
     assert_eq!(born_in(0), 0);
     assert_eq!(born_in(3), 3);
     assert_eq!(born_in(3 | RESET), 3, "SCHED_BATCH is kept");
@@ -169,6 +170,29 @@ fn workers_start_in_herds_class_less_reset_on_fork() {
     assert_eq!(SchedIdle::on_linux_in(3 | RESET), SchedIdle::HerdIn(3));
     let auto = StartingNice::Auto.resolve(0, SchedIdle::on_linux_in(3), |_| Ok(()));
     assert_eq!(auto.unwrap().unwrap().class, 3);
+}
+
+/// With `SCHED_RESET_ON_FORK`, herd's workers start at nice 0 rather than at a negative nice
+/// value of herd's (and a real-time herd's at nice 0 whatever its own): herd lowers a worker
+/// only if it still runs at what it started with, and raises it back to that, not to herd's.
+#[test]
+fn workers_start_at_nice_0_at_the_highest_under_reset_on_fork() {
+    const RESET: i32 = 0x4000_0000;
+    let at = |class, nice| Priority { class, nice };
+    assert_eq!(born_with(0, -5), at(0, -5), "inherited without the flag");
+    assert_eq!(born_with(RESET, -5), at(0, 0));
+    assert_eq!(
+        born_with(RESET, 5),
+        at(0, 5),
+        "a positive nice value is kept"
+    );
+    assert_eq!(born_with(3 | RESET, -5), at(3, 0));
+    assert_eq!(
+        born_with(1 | RESET, 5),
+        at(0, 0),
+        "real-time: SCHED_OTHER at nice 0"
+    );
+    assert_eq!(born_with(1, 5), at(1, 5));
 }
 
 #[test]
