@@ -59,7 +59,9 @@ impl Pool {
     /// Starts a rolling upgrade whose new generation runs with `config` if given (a config
     /// file read again; its `workers` and `drain` stay the pool's). The older workers and
     /// their restarts keep the pool's settings, which become `config` once the upgrade
-    /// finishes and stay if it does not.
+    /// finishes and stay if it does not. An empty slot starts the new generation at once,
+    /// without waiting out the backoff of the build that crashed there, and the slots'
+    /// backoff starts afresh once the upgrade finishes.
     pub fn upgrade_with(
         &mut self,
         timeout: Duration,
@@ -85,6 +87,13 @@ impl Pool {
             generation,
             deadline: now + timeout,
         });
+        // A slot waiting out its crash-loop backoff waits for the crashes of the build that
+        // ran there: the new build starts there at once (a fix deployed to a crash loop).
+        for s in self.slots.iter_mut().take(self.desired) {
+            if s.count.holding == 0 {
+                s.restart_at = None;
+            }
+        }
         Ok((generation, self.due(now)))
     }
 
@@ -92,6 +101,10 @@ impl Pool {
     pub(super) fn finish_upgrade(&mut self, generation: u64) -> Action {
         self.upgrade = None;
         self.generation = generation;
+        // The backoff counts the crashes of the build that runs in the slot: the new one now.
+        for s in &mut self.slots {
+            s.backoff = Default::default();
+        }
         if let Some(next) = self.next_config.take() {
             self.config = next;
         }

@@ -346,3 +346,33 @@ fn a_new_worker_failing_its_upgrade_in_an_empty_slot_does_not_grow_the_backoff()
     let live: Vec<(usize, u64)> = h.live().iter().map(|w| (w.0, w.2)).collect();
     assert!(live.contains(&(1, 1)), "the old build is back: {live:?}");
 }
+
+/// A fix deployed to a crash loop: the new build starts at once in the slot that waits out
+/// the crashing build's backoff (it waited up to 30 s, past a short upgrade's deadline), and
+/// once the upgrade finishes the backoff counts the new build's crashes only.
+#[test]
+fn an_upgrade_starts_at_once_in_a_slot_waiting_out_its_backoff() {
+    let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
+    for _ in 0..8 {
+        let pid = h.pid_in(0);
+        let exit = h.exit(pid, code(1));
+        h.advance(exit.restart_in.unwrap());
+    }
+    let pid = h.pid_in(0);
+    let exit = h.exit(pid, code(1));
+    assert!(exit.restart_in.unwrap() >= 10 * SEC, "{exit:?}");
+    assert!(h.live().is_empty(), "the slot waits out its backoff");
+    let (generation, actions) = h.pool.upgrade(5 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let fixed = new_worker(&h, 0);
+    assert_eq!(h.live(), [(0, fixed, generation, WorkerState::Starting)]);
+    h.notify(fixed, "READY=1");
+    assert_eq!(h.ended, [Ok(generation)]);
+    assert_eq!(h.pool.failures(0), 0, "the crashing build's count is gone");
+    let exit = h.exit(fixed, code(1));
+    assert_eq!(
+        exit.restart_in,
+        Some(Duration::ZERO),
+        "one crash is no loop"
+    );
+}
