@@ -65,7 +65,10 @@ fn gunicorn_alone_says_ready_before_its_worker_can_accept() {
 #[test]
 fn gunicorn_recipe_says_ready_once_its_worker_accepts() {
     let (herd, mut gate) = gated_gunicorn(true);
-    let status = herd.status();
+    // herd has read the worker's `STATUS=`, and so whatever the arbiter said before the fork.
+    let status = wait_status(&herd, "the worker's STATUS= at the gate", |s| {
+        s["workers"][0]["status"] == "at the gate"
+    });
     assert_eq!(
         status["ready"], 0,
         "ready before the worker can accept: {status}"
