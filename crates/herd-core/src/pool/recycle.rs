@@ -22,7 +22,8 @@ pub enum RecycleRefused {
     NotAvailable,
     /// It is already being recycled.
     AlreadyRecycling,
-    /// Some wanted slots have no ready worker: recycling would cut capacity further.
+    /// Some wanted slots have no ready worker: a `--max-lifetime` recycle waits (one for
+    /// `--max-memory` does not: a slot that crash-loops would hold it back for good).
     ShortOfReady {
         /// Slots with a ready worker.
         ready: usize,
@@ -72,8 +73,8 @@ impl fmt::Display for RecycleRefused {
 impl Pool {
     /// Starts recycling worker `pid` for `cause`: a successor starts in its slot now (the
     /// returned [`Action::Spawn`]); once it is available, the old worker is told to stop
-    /// gracefully. Refused while stopping or upgrading, while a wanted slot has no ready
-    /// worker, for a worker not yet available, when the pool runs `max_surge` workers beyond
+    /// gracefully. Refused while stopping or upgrading, for `Lifetime` while a wanted slot has
+    /// no ready worker, for a worker not yet available, when the pool runs `max_surge` workers beyond
     /// the desired number already (an old worker still in its grace period counts), and when
     /// `max_starting` new workers are starting.
     pub fn recycle(
@@ -99,7 +100,10 @@ impl Pool {
         if w.state != WorkerState::Ready || !w.available || w.slot >= self.desired {
             return Err(RecycleRefused::NotAvailable);
         }
-        if !self.all_ready() {
+        // A worker over --max-memory is recycled all the same: a slot that crash-loops would
+        // hold it back for good, and it would grow until the OOM killer ended it (its
+        // successor starts first: capacity does not drop).
+        if cause == RecycleCause::Lifetime && !self.all_ready() {
             return Err(RecycleRefused::ShortOfReady {
                 ready: self.ready_slots,
                 desired: self.desired,

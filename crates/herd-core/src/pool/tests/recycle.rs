@@ -123,7 +123,9 @@ fn no_recycle_while_a_slot_has_no_ready_worker_or_an_upgrade_runs() {
     h.exit(101, code(1));
     // Slot 1's new worker is starting, not ready.
     assert_eq!(
-        recycle(&mut h, 100),
+        h.pool
+            .recycle(100, RecycleCause::Lifetime, h.now)
+            .map(|_| ()),
         Err(RecycleRefused::ShortOfReady {
             ready: 1,
             desired: 2
@@ -210,6 +212,45 @@ fn a_recycle_in_progress_survives_a_re_exec() {
     assert_eq!(state.workers[0].recycling, Some(MEMORY));
     h.pool = import(h.pool.config().clone(), state, h.now);
     h.notify(101, "READY=1");
+    assert_eq!(
+        h.signals,
+        [(100, StopMode::Graceful, Reason::Recycled(MEMORY))]
+    );
+}
+
+/// A slot that crash-loops (its worker waits out a backoff, or starts and exits again) does
+/// not hold back a worker over `--max-memory`: it would grow until the OOM killer ended it.
+#[test]
+fn a_worker_over_max_memory_is_recycled_while_another_slot_crash_loops() {
+    let mut h = ready_pool(2, 1);
+    for _ in 0..4 {
+        let pid = h.pid_in(1);
+        let exit = h.exit(pid, code(1));
+        h.advance(exit.restart_in.unwrap());
+    }
+    let pid = h.pid_in(1);
+    let exit = h.exit(pid, code(1));
+    assert!(exit.restart_in.unwrap() > Duration::ZERO, "{exit:?}");
+    assert!(!h.pool.all_ready());
+    assert_eq!(
+        h.pool
+            .recycle(100, RecycleCause::Lifetime, h.now)
+            .map(|_| ()),
+        Err(RecycleRefused::ShortOfReady {
+            ready: 1,
+            desired: 2
+        }),
+        "a lifetime recycle waits"
+    );
+    recycle(&mut h, 100).unwrap();
+    let successor = h
+        .pool
+        .workers()
+        .iter()
+        .find(|w| w.slot == 0 && w.pid != 100)
+        .unwrap()
+        .pid;
+    h.notify(successor, "READY=1");
     assert_eq!(
         h.signals,
         [(100, StopMode::Graceful, Reason::Recycled(MEMORY))]
