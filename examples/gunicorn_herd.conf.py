@@ -11,7 +11,8 @@ recycles them. What this file changes:
   then counts a gunicorn ready once it accepts, starts `--min-ready` from there, and keeps the
   worker's own set-up inside the `--starting-nice` warm-up. The arbiter's `READY=1` is
   suppressed by taking `NOTIFY_SOCKET` out of its environment (`on_starting`); the worker
-  inherits the address.
+  inherits the address. Only under herd (`HERD_WORKER` is set): elsewhere, as under systemd's
+  `Type=notify`, which takes `READY=1` from the main process only, gunicorn says it itself.
 - `preload_app`: the arbiter imports the app before it forks, so the worker forks ready-made.
 - `workers = 1`: herd runs the processes that serve; gunicorn restarting its own worker would
   hide it from herd.
@@ -42,9 +43,11 @@ _notify_socket = None
 
 
 def on_starting(server):
-    """In the arbiter, before `Arbiter.start` says READY=1: it says nothing without the variable."""
+    """In the arbiter, before `Arbiter.start` says READY=1: it says nothing without the variable.
+    Under herd only: systemd (default `NotifyAccess=main`) would ignore the worker's READY=1."""
     global _notify_socket
-    _notify_socket = os.environ.pop("NOTIFY_SOCKET", None)
+    if "HERD_WORKER" in os.environ:
+        _notify_socket = os.environ.pop("NOTIFY_SOCKET", None)
 
 
 def post_worker_init(worker):

@@ -103,3 +103,67 @@ fn gunicorn_recipe_upgrades_under_load_lose_nothing() {
     upgrades_under_load(&herd, |body| body.starts_with("gunicorn pid"));
     stops_cleanly(herd);
 }
+
+/// The recipe copied to a gunicorn run without herd, under a service manager's notify socket
+/// (systemd's `Type=notify` takes `READY=1` from the main process only, by default): it leaves
+/// `READY=1` to gunicorn's arbiter, which says it before its worker passes the gate. With the
+/// address taken from the arbiter, only the worker would say it, and systemd would ignore it.
+#[test]
+fn gunicorn_recipe_without_herd_leaves_ready_to_the_arbiter() {
+    use std::os::unix::net::UnixDatagram;
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate");
+    let made = Command::new("mkfifo").arg(&gate).status().unwrap();
+    assert!(made.success(), "mkfifo {}: {made}", gate.display());
+    let address = dir.path().join("notify");
+    let notify = UnixDatagram::bind(&address).unwrap();
+    notify
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let gunicorn = Command::new(python_program("gunicorn"))
+        .env("GUNICORN_GATE", &gate)
+        .env("GUNICORN_RECIPE", "1")
+        .env("NOTIFY_SOCKET", &address)
+        .env_remove("HERD_WORKER")
+        .args(["-c", &interop_file("gunicorn_gated.conf.py")])
+        .args([
+            "-b",
+            "127.0.0.1:0",
+            "--chdir",
+            &interop_file(""),
+            "wsgi_app:app",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // The worker waits at the gate until its process group is killed.
+    struct Group(std::process::Child);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            // `kill` of the group this test started: gunicorn and its worker.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.0.id())])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+    let _group = Group(gunicorn);
+    let mut said = Vec::new();
+    while !said
+        .iter()
+        .any(|m: &String| m.contains("STATUS=at the gate"))
+    {
+        let mut buf = [0u8; 512];
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification in 60s ({e}); said so far: {said:?}"));
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        said.iter().any(|m| m.contains("READY=1")),
+        "the arbiter said no READY=1 before its worker reached the gate: {said:?}"
+    );
+}
