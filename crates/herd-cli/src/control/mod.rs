@@ -37,6 +37,8 @@ pub mod path;
 pub mod server;
 #[cfg(unix)]
 mod wait;
+#[cfg(unix)]
+mod waiting;
 
 #[cfg(test)]
 mod agreement_tests;

@@ -25,10 +25,16 @@ use super::protocol::{Command, ErrorCode, FdBatch, Response, VERSION};
 pub use super::reply::Reply;
 use super::request::forward;
 pub use super::request::{ControlRequest, Peer};
+use super::waiting::Waiting;
 
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
-/// after [`IDLE_TIMEOUT`], so a crowd of idle clients cannot lock out a working one.
+/// after [`IDLE_TIMEOUT`]; with this many open, the one that has waited longest for a request
+/// is closed for a newcomer ([`waiting`](super::waiting)), so a crowd of idle clients cannot
+/// lock out a working one.
 pub const MAX_CONNECTIONS: usize = 1000;
+
+/// How long a newcomer waits for the connection that gave way to close.
+const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// How many refused connections are logged per [`REFUSALS_WINDOW`]; the rest are counted and
 /// reported in one line when the next window begins.
@@ -65,6 +71,7 @@ pub async fn serve(
     // (`--control-allow-uid/gid`): its refusals are logged at a bounded rate.
     let refusals = Arc::new(Mutex::new(RateLimit::new(REFUSALS_LOGGED, REFUSALS_WINDOW)));
     let replies = Replies::default();
+    let waiting = Waiting::default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -83,6 +90,13 @@ pub async fn serve(
         }
         let permit = match Arc::clone(&slots).try_acquire_owned() {
             Ok(permit) => permit,
+            Err(_) if waiting.make_room() => {
+                let room = tokio::time::timeout(ROOM_WAIT, Arc::clone(&slots).acquire_owned());
+                match room.await {
+                    Ok(Ok(permit)) => permit,
+                    _ => continue,
+                }
+            }
             Err(_) => {
                 let busy = Response::error(
                     ErrorCode::Busy,
@@ -95,8 +109,9 @@ pub async fn serve(
         };
         let (policy, requests) = (policy.clone(), requests.clone());
         let (refusals, replies) = (Arc::clone(&refusals), replies.clone());
+        let waiting = waiting.clone();
         tokio::spawn(async move {
-            handle(stream, &policy, &requests, &refusals, &replies).await;
+            handle(stream, &policy, &requests, &refusals, (&replies, &waiting)).await;
             drop(permit);
         });
     }
@@ -126,10 +141,10 @@ async fn handle(
     policy: &AccessPolicy,
     requests: &mpsc::Sender<ControlRequest>,
     refusals: &Arc<Mutex<RateLimit>>,
-    replies: &Replies,
+    (replies, waiting): (&Replies, &Waiting),
 ) {
     if let Some(peer) = admit(&mut stream, policy, refusals).await {
-        converse(stream, peer, requests, replies).await;
+        converse(stream, peer, requests, replies, waiting).await;
     }
 }
 
@@ -196,20 +211,29 @@ async fn admit(
 }
 
 /// Reads `peer`'s requests one line at a time and answers each (within the budget of
-/// `replies`), until it closes, idles too long, sends a request too large or leaves a reply
-/// unread while others need the room.
+/// `replies`), until it closes, idles too long, sends a request too large, leaves a reply
+/// unread while others need the room, or has waited longest for a request (in `waiting`)
+/// when a newcomer needs its place.
 async fn converse(
     stream: UnixStream,
     peer: Peer,
     requests: &mpsc::Sender<ControlRequest>,
     replies: &Replies,
+    waiting: &Waiting,
 ) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
         let (written, written_rx) = oneshot::channel();
         let (mut refusable, mut turn) = (false, None);
-        let reply = match next_turn(&mut reader).await {
+        let next = {
+            let wait = waiting.start();
+            tokio::select! {
+                next = next_turn(&mut reader) => next,
+                () = wait.gave_way() => Turn::Close(None),
+            }
+        };
+        let reply = match next {
             Turn::Close(last) => {
                 if let Some(last) = last {
                     let _ =

@@ -216,3 +216,32 @@ fn a_server_that_floods_its_answer_fails_herd_status_in_one_line() {
         );
     }
 }
+
+/// A crowd of silent connections (leaked by a careless script, or hostile) cannot keep `herd
+/// status`, `herd upgrade` or `herd stop` out: with 1000 open, the one that has waited longest
+/// for a request is closed for a newcomer (they were refused `busy` until the crowd idled out
+/// after 30 s, for as long as it was renewed).
+#[test]
+fn silent_connections_cannot_lock_out_herd_stop() {
+    let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
+    if soft < 2000 && hard > soft {
+        herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
+    }
+    let mut herd = Herd::start(&ONE_SLEEPER);
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    let control = herd.control();
+    let silent: Vec<UnixStream> = (0..1100)
+        .map(|_| UnixStream::connect(&control).unwrap())
+        .collect();
+    let (code, out, err) = herd.ctl(&["status"]);
+    assert_eq!(code, 0, "herd status: {out}{err}");
+    let (code, out, err) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "herd upgrade: {out}{err}");
+    let (code, out, err) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "herd stop: {out}{err}");
+    assert!(herd.wait_exit().success());
+    // The oldest gave way, closed by herd without a word.
+    let mut first = &silent[0];
+    first.set_read_timeout(Some(TIMEOUT)).unwrap();
+    assert_eq!(first.read(&mut [0u8; 64]).unwrap(), 0);
+}
