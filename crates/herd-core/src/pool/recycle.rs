@@ -38,7 +38,7 @@ pub enum RecycleRefused {
         /// Workers beyond the desired number now.
         surge: usize,
     },
-    /// `max_starting` new workers are starting already.
+    /// `max_starting` successors (an upgrade's or a recycle's) are starting already.
     AtMaxStarting {
         /// The limit.
         max_starting: usize,
@@ -121,7 +121,7 @@ impl Pool {
             });
         }
         let max_starting = self.config.max_starting.max(1);
-        if self.starting() >= max_starting {
+        if self.successors_starting() >= max_starting {
             return Err(RecycleRefused::AtMaxStarting { max_starting });
         }
         self.update(i, |w| w.recycling = Some(cause));

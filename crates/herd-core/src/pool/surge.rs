@@ -58,6 +58,21 @@ impl Pool {
             .sum()
     }
 
+    /// Successors starting (an upgrade's or a recycle's): new workers being spawned, or
+    /// started and not ready yet, in a slot another worker still holds. Restarts into an empty
+    /// slot are not counted: a slot in a crash loop, always restarting, would otherwise hold
+    /// back every recycle (`--max-starting` bounds upgrades and recycling).
+    pub fn successors_starting(&self) -> usize {
+        let spawning = (self.slots.iter())
+            .filter(|s| s.spawning && s.count.live > 0)
+            .count();
+        let started = (self.workers.iter())
+            .filter(|w| w.live() && w.state == WorkerState::Starting)
+            .filter(|w| self.slots.get(w.slot).map_or(false, |s| s.count.live > 1))
+            .count();
+        spawning + started
+    }
+
     /// New workers starting: being spawned, or started and not ready yet.
     pub fn starting(&self) -> usize {
         let spawning = self.slots.iter().filter(|s| s.spawning).count();
