@@ -88,24 +88,14 @@ pub async fn serve(
         if requests.is_closed() {
             return;
         }
-        let permit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) if waiting.make_room() => {
-                let room = tokio::time::timeout(ROOM_WAIT, Arc::clone(&slots).acquire_owned());
-                match room.await {
-                    Ok(Ok(permit)) => permit,
-                    _ => continue,
-                }
-            }
-            Err(_) => {
-                let busy = Response::error(
-                    ErrorCode::Busy,
-                    format!("too many control connections (at most {MAX_CONNECTIONS})"),
-                );
-                let mut stream = stream;
-                tokio::spawn(async move { refuse(&mut stream, busy).await });
-                continue;
-            }
+        let Some(permit) = room(&slots, &waiting).await else {
+            let busy = Response::error(
+                ErrorCode::Busy,
+                format!("too many control connections (at most {MAX_CONNECTIONS})"),
+            );
+            let mut stream = stream;
+            tokio::spawn(async move { refuse(&mut stream, busy).await });
+            continue;
         };
         let (policy, requests) = (policy.clone(), requests.clone());
         let (refusals, replies) = (Arc::clone(&refusals), replies.clone());
@@ -115,6 +105,20 @@ pub async fn serve(
             drop(permit);
         });
     }
+}
+
+/// A connection's place among the [`MAX_CONNECTIONS`]: a free one, or the one of the connection
+/// that has waited longest for a request, which gives way; none if every connection has a
+/// command in progress, or if the one told to give way got its request first.
+async fn room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+        return Some(permit);
+    }
+    if !waiting.make_room() {
+        return None;
+    }
+    let room = tokio::time::timeout(ROOM_WAIT, Arc::clone(slots).acquire_owned());
+    room.await.ok()?.ok()
 }
 
 /// The refusal limiter; a poisoned lock (a panic elsewhere) still limits, its state is valid.
@@ -226,13 +230,8 @@ async fn converse(
     loop {
         let (written, written_rx) = oneshot::channel();
         let (mut refusable, mut turn) = (false, None);
-        let next = {
-            let wait = waiting.start();
-            tokio::select! {
-                next = next_turn(&mut reader) => next,
-                () = wait.gave_way() => Turn::Close(None),
-            }
-        };
+        let next = (waiting.start().or_give_way(next_turn(&mut reader)).await)
+            .unwrap_or(Turn::Close(None));
         let reply = match next {
             Turn::Close(last) => {
                 if let Some(last) = last {

@@ -70,9 +70,16 @@ impl Waiting {
 }
 
 impl Wait {
-    /// Resolves once this connection must close to make room for another.
-    pub async fn gave_way(&self) {
-        self.gave_way.notified().await;
+    /// What `next` (the wait for the client's request) gives, or `None` once this connection
+    /// must close to make room for another. A request that has come wins over being told to
+    /// give way at the same moment: a client that has sent its command is never closed
+    /// unanswered.
+    pub async fn or_give_way<F: std::future::Future>(self, next: F) -> Option<F::Output> {
+        tokio::select! {
+            biased;
+            next = next => Some(next),
+            () = self.gave_way.notified() => None,
+        }
     }
 }
 
@@ -105,15 +112,29 @@ mod tests {
             let third = waiting.start();
             assert!(waiting.make_room());
             // The second, the oldest still waiting, is told (even before it listens).
-            tokio::time::timeout(std::time::Duration::from_secs(5), second.gave_way())
+            let gave_way = second.or_give_way(std::future::pending::<()>());
+            tokio::time::timeout(std::time::Duration::from_secs(5), gave_way)
                 .await
                 .expect("the oldest waiting connection gives way");
             assert_eq!(waiting.count(), 1, "the third still waits");
             assert!(waiting.make_room());
             drop(third);
             assert!(!waiting.make_room(), "nobody waits: no room to make");
-            drop(second);
             assert_eq!(waiting.count(), 0);
+        });
+    }
+
+    /// A connection told to give way just as its request came answers the request (the
+    /// newcomer is told `busy`) instead of closing on a client whose command it has.
+    #[test]
+    fn a_request_that_has_come_wins_over_giving_way() {
+        runtime().block_on(async {
+            let waiting = Waiting::default();
+            for _ in 0..64 {
+                let wait = waiting.start();
+                assert!(waiting.make_room());
+                assert_eq!(wait.or_give_way(async { "request" }).await, Some("request"));
+            }
         });
     }
 }
