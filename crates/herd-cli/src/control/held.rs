@@ -167,83 +167,68 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
+    #[tokio::test]
+    async fn a_reply_is_written_whole_and_released() {
+        let replies = Replies::default();
+        let mut out = Vec::new();
+        replies
+            .write(&mut out, vec![b'x'; 1000], true, None)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 1000);
+        assert_eq!(replies.held(), 0);
     }
 
-    #[test]
-    fn a_reply_is_written_whole_and_released() {
-        runtime().block_on(async {
-            let replies = Replies::default();
-            let mut out = Vec::new();
-            replies
-                .write(&mut out, vec![b'x'; 1000], true, None)
-                .await
-                .unwrap();
-            assert_eq!(out.len(), 1000);
-            assert_eq!(replies.held(), 0);
+    #[tokio::test]
+    async fn a_status_that_does_not_fit_is_answered_busy() {
+        let replies = Replies::new(Budget::new(100, Duration::from_secs(60)));
+        // A client that never reads: its reply stays held.
+        let (mut unread, _client) = tokio::io::duplex(10);
+        let held = replies.clone();
+        let stuck = tokio::spawn(async move {
+            let _ = held.write(&mut unread, vec![b'x'; 100], true, None).await;
         });
+        tokio::task::yield_now().await;
+        assert_eq!(replies.held(), 90, "10 bytes went into the pipe");
+        let mut out = Vec::new();
+        replies
+            .write(&mut out, vec![b'y'; 50], true, None)
+            .await
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(answer["error"]["code"], "busy", "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("too many unread replies"), "{message}");
+        // Not refusable (its command took effect): written all the same.
+        let mut out = Vec::new();
+        replies
+            .write(&mut out, vec![b'z'; 50], false, None)
+            .await
+            .unwrap();
+        assert_eq!(out, vec![b'z'; 50]);
+        stuck.abort();
     }
 
-    #[test]
-    fn a_status_that_does_not_fit_is_answered_busy() {
-        runtime().block_on(async {
-            let replies = Replies::new(Budget::new(100, Duration::from_secs(60)));
-            // A client that never reads: its reply stays held.
-            let (mut unread, _client) = tokio::io::duplex(10);
-            let held = replies.clone();
-            let stuck = tokio::spawn(async move {
-                let _ = held.write(&mut unread, vec![b'x'; 100], true, None).await;
-            });
-            tokio::task::yield_now().await;
-            assert_eq!(replies.held(), 90, "10 bytes went into the pipe");
-            let mut out = Vec::new();
-            replies
-                .write(&mut out, vec![b'y'; 50], true, None)
-                .await
-                .unwrap();
-            let answer: serde_json::Value = serde_json::from_slice(&out).unwrap();
-            assert_eq!(answer["error"]["code"], "busy", "{answer}");
-            let message = answer["error"]["message"].as_str().unwrap();
-            assert!(message.starts_with("too many unread replies"), "{message}");
-            // Not refusable (its command took effect): written all the same.
-            let mut out = Vec::new();
-            replies
-                .write(&mut out, vec![b'z'; 50], false, None)
-                .await
-                .unwrap();
-            assert_eq!(out, vec![b'z'; 50]);
-            stuck.abort();
-        });
-    }
-
-    #[test]
-    fn a_reply_left_unread_gives_way_and_its_writer_fails() {
-        runtime().block_on(async {
-            let replies = Replies::new(Budget::new(100, Duration::ZERO));
-            let (mut unread, _client) = tokio::io::duplex(10);
-            let held = replies.clone();
-            let stuck =
-                tokio::spawn(
-                    async move { held.write(&mut unread, vec![b'x'; 100], true, None).await },
-                );
-            tokio::task::yield_now().await;
-            let mut out = Vec::new();
-            replies
-                .write(&mut out, vec![b'y'; 50], true, None)
-                .await
-                .unwrap();
-            assert_eq!(
-                out,
-                vec![b'y'; 50],
-                "admitted once the stalled reply gave way"
-            );
-            let failed = stuck.await.unwrap().unwrap_err();
-            assert!(failed.to_string().contains("left unread"), "{failed}");
-            assert_eq!(replies.held(), 0);
-        });
+    #[tokio::test]
+    async fn a_reply_left_unread_gives_way_and_its_writer_fails() {
+        let replies = Replies::new(Budget::new(100, Duration::ZERO));
+        let (mut unread, _client) = tokio::io::duplex(10);
+        let held = replies.clone();
+        let stuck =
+            tokio::spawn(async move { held.write(&mut unread, vec![b'x'; 100], true, None).await });
+        tokio::task::yield_now().await;
+        let mut out = Vec::new();
+        replies
+            .write(&mut out, vec![b'y'; 50], true, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![b'y'; 50],
+            "admitted once the stalled reply gave way"
+        );
+        let failed = stuck.await.unwrap().unwrap_err();
+        assert!(failed.to_string().contains("left unread"), "{failed}");
+        assert_eq!(replies.held(), 0);
     }
 }

@@ -93,48 +93,37 @@ impl Drop for Wait {
 mod tests {
     use super::*;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn the_longest_waiting_gives_way_and_busy_ones_never_do() {
-        runtime().block_on(async {
-            let waiting = Waiting::default();
-            let first = waiting.start();
-            let second = waiting.start();
-            // The first one's request came: it is busy, no longer waiting.
-            drop(first);
-            assert_eq!(waiting.count(), 1);
-            let third = waiting.start();
-            assert!(waiting.make_room());
-            // The second, the oldest still waiting, is told (even before it listens).
-            let gave_way = second.or_give_way(std::future::pending::<()>());
-            tokio::time::timeout(std::time::Duration::from_secs(5), gave_way)
-                .await
-                .expect("the oldest waiting connection gives way");
-            assert_eq!(waiting.count(), 1, "the third still waits");
-            assert!(waiting.make_room());
-            drop(third);
-            assert!(!waiting.make_room(), "nobody waits: no room to make");
-            assert_eq!(waiting.count(), 0);
-        });
+    #[tokio::test]
+    async fn the_longest_waiting_gives_way_and_busy_ones_never_do() {
+        let waiting = Waiting::default();
+        let first = waiting.start();
+        let second = waiting.start();
+        // The first one's request came: it is busy, no longer waiting.
+        drop(first);
+        assert_eq!(waiting.count(), 1);
+        let third = waiting.start();
+        assert!(waiting.make_room());
+        // The second, the oldest still waiting, is told (even before it listens).
+        let gave_way = second.or_give_way(std::future::pending::<()>());
+        tokio::time::timeout(std::time::Duration::from_secs(5), gave_way)
+            .await
+            .expect("the oldest waiting connection gives way");
+        assert_eq!(waiting.count(), 1, "the third still waits");
+        assert!(waiting.make_room());
+        drop(third);
+        assert!(!waiting.make_room(), "nobody waits: no room to make");
+        assert_eq!(waiting.count(), 0);
     }
 
     /// A connection told to give way just as its request came answers the request (the
     /// newcomer is told `busy`) instead of closing on a client whose command it has.
-    #[test]
-    fn a_request_that_has_come_wins_over_giving_way() {
-        runtime().block_on(async {
-            let waiting = Waiting::default();
-            for _ in 0..64 {
-                let wait = waiting.start();
-                assert!(waiting.make_room());
-                assert_eq!(wait.or_give_way(async { "request" }).await, Some("request"));
-            }
-        });
+    #[tokio::test]
+    async fn a_request_that_has_come_wins_over_giving_way() {
+        let waiting = Waiting::default();
+        for _ in 0..64 {
+            let wait = waiting.start();
+            assert!(waiting.make_room());
+            assert_eq!(wait.or_give_way(async { "request" }).await, Some("request"));
+        }
     }
 }
