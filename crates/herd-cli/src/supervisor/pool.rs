@@ -110,6 +110,43 @@ mod tests {
         assert_eq!(restored.workers().len(), pool.workers().len());
     }
 
+    /// A worker that restarts its slot says so in the JSON, which leaves the flag out
+    /// otherwise; a state without it (an older herd's) reads as a start that counts against
+    /// `--max-starting`, as every start-up did there.
+    #[test]
+    fn a_restart_survives_json_and_is_left_out_when_not_one() {
+        let config = test_config(2, None);
+        let now = Instant::now();
+        let mut pool = Pool::new(config.clone());
+        for action in pool.due(now) {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, 100 + slot as u32, now));
+            }
+        }
+        let exit = super::super::platform::exit_from_raw(1 << 8);
+        pool.exited(101, exit, now);
+        for action in pool.due(now) {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, 102, now));
+            }
+        }
+        let json = serde_json::to_value(pool.export(Epoch::at(now)).unwrap()).unwrap();
+        assert_eq!(json["workers"][0].get("restart"), None);
+        assert_eq!(json["workers"][1]["restart"], true);
+        let back: PoolState = serde_json::from_value(json.clone()).unwrap();
+        let restored = import(config.clone(), back, Epoch::at(now));
+        assert!(restored.worker(102).unwrap().restart);
+        assert_eq!(restored.start_ups(), 0);
+        let mut older = json;
+        older["workers"][1]
+            .as_object_mut()
+            .unwrap()
+            .remove("restart");
+        let back: PoolState = serde_json::from_value(older).unwrap();
+        let restored = import(config, back, Epoch::at(now));
+        assert_eq!(restored.start_ups(), 1);
+    }
+
     /// A draining worker reads, to a herd of an earlier version, as scaled down and stopping.
     #[test]
     fn a_draining_worker_survives_json_and_reads_as_stopping_to_earlier_versions() {

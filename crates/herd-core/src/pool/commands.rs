@@ -188,6 +188,7 @@ impl Pool {
         for s in &mut self.slots {
             s.restart_at = None;
             s.spawning = false;
+            s.spawning_restart = false;
         }
         let deadline = now + grace.unwrap_or(self.config.grace);
         for i in 0..self.workers.len() {

@@ -13,6 +13,7 @@ impl Pool {
         match self.slots.get_mut(slot) {
             Some(s) if s.spawning && self.phase == Phase::Serving => {
                 s.spawning = false;
+                let restart = std::mem::take(&mut s.spawning_restart);
                 let w = Worker {
                     pid,
                     slot,
@@ -24,6 +25,7 @@ impl Pool {
                     available: false,
                     status: None,
                     recycling: None,
+                    restart,
                 };
                 self.add_count(slot, w.count());
                 self.by_pid.entry(pid).or_insert(self.workers.len());
@@ -52,6 +54,7 @@ impl Pool {
             None => return (Duration::ZERO, actions),
         };
         s.spawning = false;
+        s.spawning_restart = false;
         let delay = match fails_upgrade {
             true => Duration::ZERO,
             false => s.backoff.next_delay(&policy, None),

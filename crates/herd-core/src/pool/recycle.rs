@@ -38,10 +38,13 @@ pub enum RecycleRefused {
         /// Workers beyond the desired number now.
         surge: usize,
     },
-    /// `max_starting` successors (an upgrade's or a recycle's) are starting already.
+    /// `max_starting` new workers are starting already, restarts aside (see
+    /// [`Pool::start_ups`]).
     AtMaxStarting {
         /// The limit.
         max_starting: usize,
+        /// The start-ups it counts now: first starts, scale-ups and replacements.
+        starting: usize,
     },
 }
 
@@ -62,9 +65,14 @@ impl fmt::Display for RecycleRefused {
                 "{surge} worker(s) beyond the pool already, the most --max-surge allows is \
                  {max_surge} (a recycle lasts until its old worker has exited)"
             ),
-            RecycleRefused::AtMaxStarting { max_starting } => write!(
+            RecycleRefused::AtMaxStarting {
+                max_starting,
+                starting,
+            } => write!(
                 f,
-                "{max_starting} new worker(s) starting already (--max-starting {max_starting})"
+                "{starting} worker(s) starting already (first starts, scale-ups and \
+                 replacements; restarts do not count), the most --max-starting allows is \
+                 {max_starting}"
             ),
         }
     }
@@ -76,7 +84,7 @@ impl Pool {
     /// gracefully. Refused while stopping or upgrading, for `Lifetime` while a wanted slot has
     /// no ready worker, for a worker not yet available, when the pool runs `max_surge` workers beyond
     /// the desired number already (an old worker still in its grace period counts), and when
-    /// `max_starting` new workers are starting.
+    /// `max_starting` new workers are starting, restarts aside ([`Pool::start_ups`]).
     pub fn recycle(
         &mut self,
         pid: u32,
@@ -121,8 +129,12 @@ impl Pool {
             });
         }
         let max_starting = self.config.max_starting.max(1);
-        if self.successors_starting() >= max_starting {
-            return Err(RecycleRefused::AtMaxStarting { max_starting });
+        let starting = self.start_ups();
+        if starting >= max_starting {
+            return Err(RecycleRefused::AtMaxStarting {
+                max_starting,
+                starting,
+            });
         }
         self.update(i, |w| w.recycling = Some(cause));
         self.slots[slot].spawning = true;

@@ -70,6 +70,13 @@ pub struct SavedWorker {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub recycling: Option<RecycleCause>,
+    /// Whether it restarts its slot ([`Worker::restart`]). Left out when not; absent before
+    /// restarts stopped counting against `max_starting`, when every start-up counted.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "std::ops::Not::not")
+    )]
+    pub restart: bool,
 }
 
 /// A slot's history, saved.
@@ -174,6 +181,7 @@ fn save_worker(worker: &Worker, epoch: Epoch) -> SavedWorker {
         available,
         status,
         recycling,
+        restart,
     } = worker;
     let ahead = |t: Instant| epoch.ahead(t);
     SavedWorker {
@@ -202,6 +210,7 @@ fn save_worker(worker: &Worker, epoch: Epoch) -> SavedWorker {
         available: *available,
         status: status.clone(),
         recycling: *recycling,
+        restart: *restart,
     }
 }
 
@@ -231,6 +240,7 @@ fn load_worker(saved: SavedWorker, epoch: Epoch) -> Worker {
         available: saved.available,
         status: saved.status,
         recycling: saved.recycling,
+        restart: saved.restart,
     }
 }
 
@@ -242,6 +252,7 @@ fn save_slot(slot: &Slot, epoch: Epoch) -> SavedSlot {
         restart_at,
         // A re-exec waits while a slot is spawning; the count is derived.
         spawning: _,
+        spawning_restart: _,
         count: _,
     } = slot;
     SavedSlot {
@@ -259,6 +270,7 @@ fn load_slot(saved: SavedSlot, epoch: Epoch, exit: impl Fn(i32) -> WorkerExit) -
         last_exit: saved.last_exit.map(exit),
         restart_at: saved.restart_in_ms.map(|t| epoch.future(t)),
         spawning: false,
+        spawning_restart: false,
         count: Default::default(),
     }
 }

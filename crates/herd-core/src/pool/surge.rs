@@ -2,7 +2,7 @@
 //! recycle) adds from the moment its new worker starts until its old worker has exited, grace
 //! period included. Upgrades and recycling count it the same way and share two bounds:
 //! `max_surge`, on the surge (so memory stays bounded at `desired + max_surge` workers), and
-//! `max_starting`, on new workers starting at once (start-ups take the CPU).
+//! `max_starting`, on new workers starting at once, restarts aside (start-ups take the CPU).
 
 use super::{Pool, WorkerState};
 
@@ -58,28 +58,17 @@ impl Pool {
             .sum()
     }
 
-    /// Successors starting (an upgrade's or a recycle's): new workers being spawned, or
-    /// started and not ready yet, in a slot another worker still holds. Restarts into an empty
-    /// slot are not counted: a slot in a crash loop, always restarting, would otherwise hold
-    /// back every recycle (`--max-starting` bounds upgrades and recycling).
-    pub fn successors_starting(&self) -> usize {
+    /// The start-ups `max_starting` counts, for upgrades and recycling alike: new workers
+    /// being spawned, or started and not ready yet (first starts, scale-ups, replacements),
+    /// except restarts ([`Worker::restart`](super::Worker::restart)). A slot in a crash loop
+    /// restarts for as long as the loop lasts, paced by its backoff: counted, it would hold
+    /// back every upgrade step and recycle, a fix deployed by upgrade included.
+    pub fn start_ups(&self) -> usize {
         let spawning = (self.slots.iter())
-            .filter(|s| s.spawning && s.count.live > 0)
+            .filter(|s| s.spawning && !s.spawning_restart)
             .count();
         let started = (self.workers.iter())
-            .filter(|w| w.live() && w.state == WorkerState::Starting)
-            .filter(|w| self.slots.get(w.slot).map_or(false, |s| s.count.live > 1))
-            .count();
-        spawning + started
-    }
-
-    /// New workers starting: being spawned, or started and not ready yet.
-    pub fn starting(&self) -> usize {
-        let spawning = self.slots.iter().filter(|s| s.spawning).count();
-        let started = self
-            .workers
-            .iter()
-            .filter(|w| w.live() && w.state == WorkerState::Starting)
+            .filter(|w| w.state == WorkerState::Starting && !w.restart)
             .count();
         spawning + started
     }
@@ -91,6 +80,6 @@ impl Pool {
         let surge = settings.max_surge.limit(self.desired);
         let starting = settings.max_starting.max(1);
         let surge_room = surge.saturating_sub(self.surge());
-        surge_room.min(starting.saturating_sub(self.starting()))
+        surge_room.min(starting.saturating_sub(self.start_ups()))
     }
 }

@@ -199,8 +199,9 @@ impl Pool {
             }
         }
         // Start successors for slots whose old worker still serves, within the surge bounds
-        // (see surge.rs): at most max_starting start-ups at once, which take the CPU, and at
-        // most max_surge workers beyond the pool, which take memory. A successor that is
+        // (see surge.rs): at most max_starting start-ups at once, which take the CPU (restarts
+        // aside: a crash loop may never end), and at most max_surge workers beyond the pool,
+        // which take memory. A successor that is
         // ready no longer counts as starting, so with room in max_surge the next one starts
         // while it waits out --min-ready: the slots' waits overlap (an upgrade takes about one
         // --min-ready, not one per slot). Its old worker counts against max_surge until it has
@@ -246,7 +247,9 @@ impl Pool {
                 continue;
             }
             if s.restart_at.map_or(true, |at| at <= now) {
-                s.restart_at = None;
+                // A restart is due once its worker left; none is before a first start or a
+                // scale-up, nor once an upgrade cancelled the backoff of the build it replaces.
+                s.spawning_restart = s.restart_at.take().is_some();
                 s.spawning = true;
                 actions.push(Action::Spawn { slot, generation });
             }

@@ -238,6 +238,10 @@ pub struct Worker {
     /// Why it is being recycled, while a successor in its slot starts: it serves until the
     /// successor is available.
     pub recycling: Option<RecycleCause>,
+    /// Whether it restarts its slot: started into the slot a worker left by exiting
+    /// unexpectedly (or after a start that failed). Its start-up does not count against
+    /// `max_starting`: the crash-loop backoff paces restarts, and a loop may never end.
+    pub restart: bool,
 }
 
 impl Worker {
@@ -314,6 +318,8 @@ pub struct Slot {
     /// When the next worker starts, while the slot waits out a backoff.
     pub restart_at: Option<Instant>,
     pub(crate) spawning: bool,
+    /// Whether the worker being spawned is a restart (see [`Worker::restart`]).
+    pub(crate) spawning_restart: bool,
     /// Its workers, counted.
     pub(crate) count: Count,
 }

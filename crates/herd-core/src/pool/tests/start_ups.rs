@@ -1,0 +1,166 @@
+//! What `max_starting` counts, for upgrades and recycling alike: every worker starting (first
+//! starts, scale-ups, replacements) except restarts, which a crash loop never ends.
+use super::upgrade::new_worker;
+use super::*;
+
+/// `workers` workers that must send `READY=1`, one start-up at a time.
+fn one_at_a_time(workers: usize) -> PoolConfig {
+    PoolConfig {
+        max_starting: 1,
+        ..config(workers, Readiness::Notify { timeout: 10 * SEC })
+    }
+}
+
+/// `slot`'s worker crashes before it is ready, `times` times in a row, each restart after
+/// its backoff: the slot is left restarting.
+fn crash_loop(h: &mut Harness, slot: usize, times: usize) {
+    for _ in 0..times {
+        let pid = h.pid_in(slot);
+        let wait = h.exit(pid, code(1)).restart_in.expect("a restart");
+        h.advance(wait);
+    }
+    let restarting = h.pool.worker(h.pid_in(slot)).unwrap();
+    assert!(restarting.restart && restarting.state == WorkerState::Starting);
+}
+
+fn recycle(h: &mut Harness, pid: u32) -> Result<(), RecycleRefused> {
+    let actions = h.pool.recycle(pid, RecycleCause::Memory, h.now)?;
+    h.apply(actions);
+    Ok(())
+}
+
+#[test]
+fn first_starts_count_and_restarts_do_not() {
+    let mut h = Harness::new(one_at_a_time(2));
+    assert_eq!(h.pool.start_ups(), 2, "two first starts");
+    h.notify(100, "READY=1");
+    crash_loop(&mut h, 1, 3);
+    assert_eq!(h.pool.start_ups(), 0, "slot 1 restarting");
+    h.notify(h.pid_in(1), "READY=1");
+    assert!(h.pool.all_ready());
+}
+
+/// A fix deployed by upgrade to a pool with a slot in a crash loop: the other slots are
+/// replaced while that slot restarts, and its old worker, never ready, is replaced in turn.
+#[test]
+fn a_slot_restarting_in_a_crash_loop_does_not_hold_back_an_upgrade() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    crash_loop(&mut h, 1, 3);
+    let looping = h.pid_in(1);
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let successor = new_worker(&h, 0);
+    h.notify(successor, "READY=1");
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    let fix = new_worker(&h, 1);
+    h.notify(fix, "READY=1");
+    assert_eq!(
+        h.signals[1..],
+        [(looping, StopMode::Graceful, Reason::Replaced)]
+    );
+    assert_eq!(h.ended, [Ok(2)]);
+}
+
+/// A worker killed from outside restarts at once, its backoff unchanged: a slot killed in a
+/// loop (by an operator, the OOM killer) holds back no recycle either.
+#[test]
+fn a_slot_restarting_in_a_crash_loop_does_not_hold_back_a_recycle() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    for _ in 0..3 {
+        let pid = h.pid_in(1);
+        assert_eq!(h.exit(pid, killed()).restart_in, Some(Duration::ZERO));
+    }
+    assert_eq!(h.pool.start_ups(), 0, "slot 1 restarting");
+    recycle(&mut h, 100).unwrap();
+    assert_eq!(h.pool.start_ups(), 1, "worker 100's successor");
+    assert_eq!(recycle(&mut h, 100), Err(RecycleRefused::AlreadyRecycling));
+}
+
+/// Starts that end (a scale-up's) take the CPU as a replacement's would: a recycle waits
+/// for them, as an upgrade step does.
+#[test]
+fn a_recycle_waits_for_a_scale_up_starting() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let actions = h.pool.scale(3, h.now).unwrap();
+    h.apply(actions);
+    let refused = recycle(&mut h, 100).unwrap_err();
+    assert_eq!(
+        refused,
+        RecycleRefused::AtMaxStarting {
+            max_starting: 1,
+            starting: 1
+        }
+    );
+    assert_eq!(
+        refused.to_string(),
+        "1 worker(s) starting already (first starts, scale-ups and replacements; restarts do \
+         not count), the most --max-starting allows is 1"
+    );
+    h.notify(h.pid_in(2), "READY=1");
+    recycle(&mut h, 100).unwrap();
+}
+
+#[test]
+fn a_scale_up_during_an_upgrade_holds_its_next_step_until_the_new_slots_are_ready() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let successor = new_worker(&h, 0);
+    let actions = h.pool.scale(4, h.now).unwrap();
+    h.apply(actions);
+    let (two, three) = (new_worker(&h, 2), new_worker(&h, 3));
+    assert_eq!(
+        h.pool.start_ups(),
+        3,
+        "slot 0's successor and slots 2 and 3"
+    );
+    h.notify(successor, "READY=1");
+    h.notify(two, "READY=1");
+    assert_eq!(h.pid_in(1), 101, "slot 3 is still starting");
+    assert_eq!(h.live().len(), 4, "no successor in slot 1 yet");
+    h.notify(three, "READY=1");
+    let last = new_worker(&h, 1);
+    h.notify(last, "READY=1");
+    assert_eq!(h.ended, [Ok(2)]);
+}
+
+/// The upgrade's new build starts at once in a slot waiting out its crash-loop backoff: a
+/// first start, which counts (it ends: ready, or the upgrade fails).
+#[test]
+fn an_upgrades_start_into_a_slot_waiting_out_its_backoff_counts() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    crash_loop(&mut h, 1, 3);
+    let wait = h.exit(h.pid_in(1), code(1)).restart_in.unwrap();
+    assert!(wait > Duration::ZERO);
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    assert!(!h.pool.worker(new_worker(&h, 1)).unwrap().restart);
+    assert_eq!(
+        h.pool.start_ups(),
+        2,
+        "slot 0's successor and slot 1's new build"
+    );
+}
+
+/// A re-exec keeps which workers are restarts.
+#[test]
+fn a_restart_is_still_one_after_a_reexec() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    crash_loop(&mut h, 1, 2);
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
+    assert_eq!(
+        (state.workers.iter().map(|w| w.restart)).collect::<Vec<_>>(),
+        [false, true]
+    );
+    let pool = import(one_at_a_time(2), state, h.now);
+    assert!(pool.worker(h.pid_in(1)).unwrap().restart);
+    assert_eq!(pool.start_ups(), 0);
+}
