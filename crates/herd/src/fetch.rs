@@ -9,9 +9,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use herd_sys::fdpass::MAX_FDS_PER_MESSAGE;
+use herd_sys::process::Signal;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
+use crate::protocol::{
+    parse_sockets_answer, stop_signal, SocketDescription, SocketsAnswer, SocketsRequest,
+};
 
 /// The most of an answer read (a herd's answers to `sockets` are a few kilobytes).
 const MAX_ANSWER: usize = 1 << 20;
@@ -24,10 +27,9 @@ pub struct FetchOptions {
     /// herd stop sends it the stop signal. herd identifies it by the credentials of the
     /// connection, so register from the process that will serve (it may `exec` later).
     ///
-    /// herd did not start this process, so it has no `HERD_STOP_SIGNAL` (`herd attach` sets
-    /// one for its command): [`stop_requested`](crate::stop_requested) catches SIGTERM only.
-    /// With a herd whose `--stop-signal` is another, set `HERD_STOP_SIGNAL` to its name
-    /// before the first call, or handle that signal yourself.
+    /// herd's answer names its stop signal ([`attach`] returns it), which
+    /// [`stop_requested`](crate::stop_requested) catches from then on instead of the one
+    /// `HERD_STOP_SIGNAL` names (which another herd set, if any).
     pub attach: bool,
     /// The uid of the herd's owner, trusted to serve the control socket as root and the
     /// caller's own uid are (see [`trust`](crate::trust)); `None` reads `$HERD_CONTROL_OWNER`.
@@ -45,6 +47,18 @@ pub struct Fetched {
     pub address: String,
     /// The socket, close-on-exec.
     pub fd: OwnedFd,
+}
+
+/// What attaching to a herd gives ([`attach`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The sockets, as [`fetch`] gives them.
+    pub sockets: Vec<Fetched>,
+    /// The number of the signal herd stops this process with (its `--stop-signal`:
+    /// `libc::SIGTERM` unless it was given another), for a program that handles it itself;
+    /// `None` from a herd too old to say. [`stop_requested`](crate::stop_requested) catches it.
+    pub stop_signal: Option<i32>,
 }
 
 /// How long herd may take to answer in full.
@@ -68,11 +82,31 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// # Ok::<(), herd::Error>(())
 /// ```
 pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
-    fetch_within(control, options, TIMEOUT)
+    fetch_within(control, options, TIMEOUT).map(|attached| attached.sockets)
 }
 
-/// [`fetch`], with the whole answer due within `timeout`.
-fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Result<Vec<Fetched>> {
+/// [`fetch`] with [`FetchOptions::attach`] (whatever `options` says): registers this process
+/// as an attached worker of the herd whose control socket is `control`, and returns its
+/// sockets and the signal it stops this process with, which
+/// [`stop_requested`](crate::stop_requested) catches from then on.
+///
+/// ```no_run
+/// let options = herd::fetch::FetchOptions::default();
+/// let attached = herd::fetch::attach("/run/herd/app.sock".as_ref(), &options)?;
+/// let stop = herd::stop_requested()?.expect("always Some on Unix");
+/// # Ok::<(), herd::Error>(())
+/// ```
+pub fn attach(control: &Path, options: &FetchOptions) -> Result<Attached> {
+    let options = FetchOptions {
+        attach: true,
+        ..options.clone()
+    };
+    fetch_within(control, &options, TIMEOUT)
+}
+
+/// [`fetch`], with the whole answer due within `timeout`; when attaching, herd's stop signal
+/// is noted for [`stop_requested`](crate::stop_requested).
+fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Result<Attached> {
     let owner = match options.owner {
         Some(owner) => Some(owner),
         None => crate::trust::owner_from_env()?,
@@ -93,7 +127,20 @@ fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Re
         timeout,
     };
     let (described, fds) = answer.read(sent)?;
-    Ok(described
+    let stop_signal = match described.stop_signal {
+        Some(name) if options.attach => Some(Signal::from_name(&name).ok_or_else(|| {
+            bad_answer(
+                control,
+                &format!("{name:?} is not a signal this program knows"),
+            )
+        })?),
+        _ => None,
+    };
+    if options.attach {
+        crate::stop::attached(stop_signal)?;
+    }
+    let sockets = described
+        .sockets
         .into_iter()
         .zip(fds)
         .map(|(socket, fd)| Fetched {
@@ -102,7 +149,19 @@ fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Re
             address: socket.address,
             fd,
         })
-        .collect())
+        .collect();
+    Ok(Attached {
+        sockets,
+        stop_signal: stop_signal.map(Signal::number),
+    })
+}
+
+/// What a `sockets` answer describes: the sockets whose fds come with it, and the stop signal
+/// it names.
+#[derive(Default)]
+struct Described {
+    sockets: Vec<SocketDescription>,
+    stop_signal: Option<String>,
 }
 
 /// The answer to a `sockets` request, being read.
@@ -116,13 +175,13 @@ struct Answer<'a> {
 
 impl Answer<'_> {
     /// Reads the response line and the fds it describes (and perhaps more, to be closed).
-    fn read(&self, sent: std::io::Result<()>) -> Result<(Vec<SocketDescription>, Vec<OwnedFd>)> {
+    fn read(&self, sent: std::io::Result<()>) -> Result<(Described, Vec<OwnedFd>)> {
         let shown = self.control.display();
         let mut bytes: Vec<u8> = Vec::new();
         let mut fds: Vec<OwnedFd> = Vec::new();
-        let mut first: Option<Vec<SocketDescription>> = None;
+        let mut first: Option<Described> = None;
         let mut buf = [0u8; 4096];
-        while first.as_ref().map_or(true, |d| fds.len() < d.len()) {
+        while first.as_ref().map_or(true, |d| fds.len() < d.sockets.len()) {
             let got = self.receive(&mut buf)?;
             fds.extend(got.fds);
             if got.len == 0 {
@@ -195,10 +254,14 @@ fn not_herd(message: String) -> Error {
     Error::new(ErrorKind::Io, message)
 }
 
-/// Reads the response line: the sockets that follow, or herd's refusal.
-fn described(line: &[u8], control: &Path) -> Result<Vec<SocketDescription>> {
-    match parse_sockets_answer(line).map_err(|e| bad_answer(control, &e))? {
-        SocketsAnswer::Sockets(sockets) => Ok(sockets),
+/// Reads the response line: the sockets that follow and the stop signal, or herd's refusal.
+fn described(line: &[u8], control: &Path) -> Result<Described> {
+    let bad = |e: String| bad_answer(control, &e);
+    match parse_sockets_answer(line).map_err(bad)? {
+        SocketsAnswer::Sockets(sockets) => Ok(Described {
+            sockets,
+            stop_signal: stop_signal(line).map_err(bad)?,
+        }),
         SocketsAnswer::Refused { code, message } => {
             let kind = match code.as_str() {
                 "invalid_argument" => ErrorKind::NotFound,

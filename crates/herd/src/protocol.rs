@@ -96,6 +96,17 @@ pub fn parse_sockets_answer(line: &[u8]) -> Result<SocketsAnswer, String> {
         .map(SocketsAnswer::Sockets)
 }
 
+/// The stop signal a `sockets` response names (`result.stop_signal`: on Unix, with `attach`),
+/// as `HERD_STOP_SIGNAL` names it (`TERM`, `INT`, or a real-time signal's number); `None`
+/// when it names none (without `attach`, and from herds before it).
+pub fn stop_signal(line: &[u8]) -> Result<Option<String>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "the answer is not UTF-8".to_string())?;
+    match json::parse(text)?.get("result") {
+        Some(result) => optional_string(result, "stop_signal"),
+        None => Ok(None),
+    }
+}
+
 /// The sockets of a `sockets` response on Windows: the top-level member `"shared"`, one hex
 /// string per socket (a `WSAPROTOCOL_INFOW` made for the reader's process), decoded, in
 /// order. No member: no blocks.
@@ -206,6 +217,28 @@ mod tests {
             b"",
         ] {
             assert!(parse_sockets_answer(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_stop_signal_is_read_when_named_and_anything_but_a_string_is_refused() {
+        let named = br#"{"version":1,"ok":true,"result":{"sockets":[],"stop_signal":"INT"}}"#;
+        assert_eq!(stop_signal(named), Ok(Some("INT".to_string())));
+        let unnamed = br#"{"version":1,"ok":true,"result":{"sockets":[]}}"#;
+        assert_eq!(stop_signal(unnamed), Ok(None));
+        let refused = br#"{"version":1,"ok":false,"error":{"code":"x","message":"y"}}"#;
+        assert_eq!(stop_signal(refused), Ok(None));
+        for bad in [
+            &br#"{"result":{"stop_signal":2}}"#[..],
+            br#"{"result":{"stop_signal":["INT"]}}"#,
+            b"{",
+            b"\xff",
+        ] {
+            assert!(
+                stop_signal(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -25,7 +25,10 @@
 //! request. A worker that handles signals itself (`tokio::signal::unix`, `signal-hook`) need
 //! not call it; if it does, a SIGTERM handler it installed before is still called, after the
 //! request is set. With a `--stop-signal` other than SIGTERM, herd's request is that signal,
-//! which herd names in `HERD_STOP_SIGNAL`: it is caught the same way, as well as SIGTERM.
+//! which herd names in `HERD_STOP_SIGNAL`: it is caught the same way, as well as SIGTERM. A
+//! program that attached itself to a herd (on Unix, `herd::fetch::attach`) learns
+//! that herd's signal from its answer, which then stands instead of `HERD_STOP_SIGNAL` (set by
+//! another herd, whose worker the program may be).
 
 #[cfg(windows)]
 #[path = "stop_windows.rs"]
@@ -35,6 +38,8 @@ mod imp;
 #[path = "stop_unix.rs"]
 mod imp;
 
+#[cfg(unix)]
+pub(crate) use imp::attached;
 pub use imp::{stop_requested, StopRequest};
 
 #[cfg(all(test, unix))]

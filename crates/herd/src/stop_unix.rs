@@ -2,6 +2,7 @@
 
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::io::{AsFd, BorrowedFd};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use herd_sys::process::{self, Latch, Signal};
@@ -10,34 +11,74 @@ use crate::error::{Error, Result};
 
 /// herd's stop request for this worker: SIGTERM, which herd sends (its default
 /// `--stop-signal`), as do systemd, Docker and `kill`, or herd's other `--stop-signal`, which
-/// it names in `HERD_STOP_SIGNAL`. Cheap to copy; every copy sees the same request.
+/// it names in `HERD_STOP_SIGNAL` (or in its answer to a process that attached itself).
+/// Cheap to copy; every copy sees the same request.
 #[derive(Clone, Copy, Debug)]
 pub struct StopRequest(Latch);
 
 /// Where herd names its `--stop-signal` (`TERM`, `INT`, or a real-time signal's number).
 const STOP_SIGNAL: &str = "HERD_STOP_SIGNAL";
 
+/// Which herd stops this process, and whether its signals are caught yet.
+struct Stopper {
+    /// The stop signal of the herd this process attached itself to last (SIGTERM when that
+    /// herd named none): it stands instead of `HERD_STOP_SIGNAL`, another herd's.
+    attached: Option<Signal>,
+    /// Whether [`stop_requested`] has caught the stop signals.
+    caught: bool,
+}
+
+/// The process's one [`Stopper`]. (A `Mutex`, not a `OnceLock`: the crate builds with Rust
+/// 1.63.)
+static STOPPER: Mutex<Stopper> = Mutex::new(Stopper {
+    attached: None,
+    caught: false,
+});
+
+fn stopper() -> MutexGuard<'static, Stopper> {
+    STOPPER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// herd's stop request for this worker. The first call catches SIGTERM, and herd's
-/// `--stop-signal` if another (`HERD_STOP_SIGNAL`), for the whole process: from then on they
-/// no longer end the process, they set the request (and interrupt a blocking system call,
-/// such as `accept`, on the thread they land on), and the program decides when to exit. A
-/// handler the program installed before is still called, after the request is set. Always
-/// `Some` on Unix; later calls return the same request.
+/// `--stop-signal` if another, for the whole process: from then on they no longer end the
+/// process, they set the request (and interrupt a blocking system call, such as `accept`, on
+/// the thread they land on), and the program decides when to exit. herd's signal is the one
+/// its answer named if this process attached itself ([`fetch`](crate::fetch::fetch) with
+/// `attach`), else the one `HERD_STOP_SIGNAL` names. A handler the program installed before is
+/// still called, after the request is set. Always `Some` on Unix; later calls return the
+/// same request.
 ///
 /// Fails when a signal cannot be caught or its pipe cannot be made (no fds left).
 pub fn stop_requested() -> Result<Option<StopRequest>> {
-    let signals = stop_signals(std::env::var(STOP_SIGNAL).ok().as_deref());
-    let latch = process::latch(&signals)
-        .map_err(|e| Error::io("cannot catch SIGTERM for a graceful stop", e))?;
+    let mut stopper = stopper();
+    let named = std::env::var(STOP_SIGNAL).ok();
+    let latch = catch(&stop_signals(stopper.attached, named.as_deref()))?;
+    stopper.caught = true;
     Ok(Some(StopRequest(latch)))
 }
 
-/// The signals that ask this worker to stop: SIGTERM, and the one `HERD_STOP_SIGNAL` names
-/// (unless it names none that can be caught).
-fn stop_signals(named: Option<&str>) -> Vec<Signal> {
+/// This process attached itself to a herd that stops it with `signal` (`None`: it named
+/// none, so SIGTERM), which from now on stands instead of `HERD_STOP_SIGNAL`; caught at once
+/// if [`stop_requested`] caught the others already (a signal caught before stays caught).
+pub(crate) fn attached(signal: Option<Signal>) -> Result<()> {
+    let mut stopper = stopper();
+    stopper.attached = Some(signal.unwrap_or(Signal::TERM));
+    if stopper.caught {
+        catch(&stop_signals(stopper.attached, None))?;
+    }
+    Ok(())
+}
+
+fn catch(signals: &[Signal]) -> Result<Latch> {
+    process::latch(signals).map_err(|e| Error::io("cannot catch SIGTERM for a graceful stop", e))
+}
+
+/// The signals that ask this worker to stop: SIGTERM, and herd's: the `attached` herd's, else
+/// the one `HERD_STOP_SIGNAL` names (`named`), unless it is none that can be caught.
+fn stop_signals(attached: Option<Signal>, named: Option<&str>) -> Vec<Signal> {
     let mut signals = vec![Signal::TERM];
     let uncatchable = [Some(Signal::KILL), Signal::from_name("STOP")];
-    if let Some(signal) = named.and_then(Signal::from_name) {
+    if let Some(signal) = attached.or_else(|| named.and_then(Signal::from_name)) {
         if !signals.contains(&signal) && !uncatchable.contains(&Some(signal)) {
             signals.push(signal);
         }
@@ -109,16 +150,26 @@ mod tests {
 
     #[test]
     fn herds_other_stop_signal_is_caught_as_well_as_sigterm() {
-        assert_eq!(stop_signals(None), [Signal::TERM]);
-        assert_eq!(stop_signals(Some("INT")), [Signal::TERM, Signal::INT]);
+        assert_eq!(stop_signals(None, None), [Signal::TERM]);
+        assert_eq!(stop_signals(None, Some("INT")), [Signal::TERM, Signal::INT]);
         let quit = Signal::QUIT;
         assert_eq!(
-            stop_signals(Some(&quit.number().to_string())),
+            stop_signals(None, Some(&quit.number().to_string())),
             [Signal::TERM, quit]
         );
-        assert_eq!(stop_signals(Some("TERM")), [Signal::TERM]);
-        assert_eq!(stop_signals(Some("KILL")), [Signal::TERM]);
-        assert_eq!(stop_signals(Some("STOP")), [Signal::TERM]);
-        assert_eq!(stop_signals(Some("nonsense")), [Signal::TERM]);
+        assert_eq!(stop_signals(None, Some("TERM")), [Signal::TERM]);
+        assert_eq!(stop_signals(None, Some("KILL")), [Signal::TERM]);
+        assert_eq!(stop_signals(None, Some("STOP")), [Signal::TERM]);
+        assert_eq!(stop_signals(None, Some("nonsense")), [Signal::TERM]);
+    }
+
+    #[test]
+    fn the_attached_herds_stop_signal_stands_instead_of_herd_stop_signal() {
+        let int = Some(Signal::INT);
+        assert_eq!(stop_signals(int, Some("QUIT")), [Signal::TERM, Signal::INT]);
+        assert_eq!(stop_signals(int, None), [Signal::TERM, Signal::INT]);
+        // Attached to a herd that stops with SIGTERM (or named none): another herd's is not.
+        let term = Some(Signal::TERM);
+        assert_eq!(stop_signals(term, Some("QUIT")), [Signal::TERM]);
     }
 }

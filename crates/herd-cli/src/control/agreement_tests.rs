@@ -112,6 +112,20 @@ fn every_sockets_result_reads_the_same_in_the_library() {
 }
 
 #[test]
+fn the_stop_signal_reads_the_same_in_the_library() {
+    for named in [None, Some("TERM"), Some("INT"), Some("34")] {
+        let response = Response::ok(SocketsResult {
+            sockets: Vec::new(),
+            stop_event: None,
+            stop_signal: named.map(str::to_string),
+        });
+        let line = response.to_line();
+        let read = herd::protocol::stop_signal(&line[..line.len() - 1]);
+        assert_eq!(read, Ok(named.map(str::to_string)), "{named:?}");
+    }
+}
+
+#[test]
 fn every_error_code_reads_the_same_in_the_library() {
     for code in ErrorCode::ALL {
         for message in NAMES {

@@ -242,3 +242,81 @@ fn an_attached_command_gets_herds_stop_signal_in_its_environment() {
         .unwrap();
     assert_eq!(line, "[INT]\n");
 }
+
+/// With `HERD_TEST_ATTACH_TO` set to a herd's control socket, this test is a program that
+/// attaches itself to that herd with the herd library, says so on stderr with the stop signal
+/// the answer named, and exits once asked to stop. Slot 0 catches its stop request before it
+/// attaches, any other slot after.
+#[test]
+fn self_attaching_program() {
+    let Some(control) = std::env::var_os("HERD_TEST_ATTACH_TO") else {
+        return;
+    };
+    let caught_first = herd::worker_slot() == Some(0);
+    let stop = caught_first.then(|| herd::stop_requested().unwrap().unwrap());
+    let options = herd::fetch::FetchOptions::default();
+    let attached = herd::fetch::attach(std::path::Path::new(&control), &options).unwrap();
+    let stop = stop.unwrap_or_else(|| herd::stop_requested().unwrap().unwrap());
+    eprintln!("self-attached, stop signal {:?}", attached.stop_signal);
+    stop.wait();
+    eprintln!("self-attached, asked to stop");
+}
+
+/// A worker of one herd that attaches itself to another with the herd library stops on the
+/// other's stop signal, which the library returns, not on the one its own herd named in
+/// `HERD_STOP_SIGNAL`: whether it caught its stop request before attaching or after.
+#[test]
+fn a_worker_attached_to_another_herd_by_the_library_stops_on_that_herds_signal() {
+    let other = Herd::start(&[
+        "run",
+        "--stop-signal",
+        "INT",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    other.started(1);
+    let (control, me) = (other.control(), std::env::current_exe().unwrap());
+    let own = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("HERD_TEST_ATTACH_TO", &control)
+            .args([
+                "run",
+                "--stop-signal",
+                "QUIT",
+                "-w",
+                "2",
+                "-b",
+                "127.0.0.1:0",
+            ])
+            .arg("--")
+            .arg(me)
+            .args(["--exact", "attached::self_attaching_program", "--nocapture"]);
+        cmd
+    });
+    let workers = own.started(2);
+    let said = own.wait_for("both workers attached", |lines| {
+        let said: Vec<&String> = lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Text(t) if t.starts_with("self-attached, stop signal") => Some(t),
+                _ => None,
+            })
+            .collect();
+        (said.len() == 2).then(|| said.into_iter().cloned().collect::<Vec<_>>())
+    });
+    let int = format!("self-attached, stop signal Some({})", libc::SIGINT);
+    assert!(said.iter().all(|s| *s == int), "{said:?}");
+    other.signal(libc::SIGTERM);
+    for (_, pid) in workers {
+        let exit = own.wait_for_event("worker_exited", &[("pid", pid.into())]);
+        assert!(
+            exit["message"].as_str().unwrap().contains("exit code 0"),
+            "stopped by the attached herd's SIGINT, caught: {exit}"
+        );
+    }
+}
