@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs the peers that `bench/run peers` compares herd with, pinned, into a cache directory
-# (default ~/.cache/herd-bench/peers, or $HERD_BENCH_CACHE): PM2 from npm and circus from PyPI.
-# gunicorn (scripts/setup.sh pins it), uWSGI and nginx (Debian) come from scripts/setup.sh.
+# (default ~/.cache/herd-bench/peers, or $HERD_BENCH_CACHE): PM2 from npm, circus from PyPI, and
+# the Python every Python row runs (herd's and the peers'): a venv with gunicorn, so that no
+# `.pth` hook of the system's site-packages runs at each interpreter start. uWSGI and nginx
+# (Debian) come from scripts/setup.sh.
 # Idempotent: does nothing when the pinned versions are there. Prints the cache directory.
 set -euo pipefail
 
 PM2_VERSION=7.0.4
 CIRCUS=(circus==0.19.0 pyzmq==27.3.0 tornado==6.5.2 psutil==7.2.2)
+PYTHON=(gunicorn==23.0.0)
 
 cache="${HERD_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herd-bench/peers}"
 mkdir -p "$cache"
@@ -22,8 +25,11 @@ if ! grep -q "\"version\": \"$PM2_VERSION\"" "$pm2" 2>/dev/null; then
     npm install --silent --no-audit --no-fund --prefix "$cache/pm2" "pm2@$PM2_VERSION" >&2
 fi
 
-venv="$cache/circus"
-if ! "$venv/bin/python" - "${CIRCUS[@]}" <<'PY' 2>/dev/null
+# venv NAME PACKAGE==VERSION...: a venv in the cache with exactly these pins, made if missing.
+venv() {
+    local dir="$cache/$1"
+    shift
+    "$dir/bin/python" - "$@" <<'PY' 2>/dev/null && return
 import sys
 from importlib.metadata import version
 for spec in sys.argv[1:]:
@@ -31,9 +37,10 @@ for spec in sys.argv[1:]:
     if version(name) != wanted:
         sys.exit(1)
 PY
-then
-    echo "peers-setup: installing ${CIRCUS[*]} into $venv" >&2
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "${CIRCUS[@]}" >&2
-fi
+    echo "peers-setup: installing $* into $dir" >&2
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+}
+venv circus "${CIRCUS[@]}"
+venv python "${PYTHON[@]}"
 echo "$cache"

@@ -370,7 +370,8 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
         f.write(f"""# Benchmark: herd and its peers
 
 Command: `python3 bench/peers.py --reps {args.reps}{quick}` (or `bench/run peers`; its own setup,
-`bench/peers-setup.sh`, installs PM2 and circus pinned into a cache directory)
+`bench/peers-setup.sh`, installs PM2, circus and a Python venv with gunicorn pinned into a cache
+directory)
 
 Machine: {machine}; {noise}. The whole scenario took {took:.0f} s.{spent_text(results)}
 
@@ -378,7 +379,10 @@ Machine: {machine}; {noise}. The whole scenario took {took:.0f} s.{spent_text(re
 
 Method: every system runs 4 workers of the same apps on loopback: `bench/peers/app.py` (a WSGI
 app: served by gunicorn, uWSGI, and by examples/hello.py's stdlib accept loop under circus and
-herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode and herd).
+herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode and herd). Every
+Python row but uWSGI's (Debian's embedded Python) runs the benchmark's own venv: a venv reads no
+`.pth` file of the system's site-packages, where this machine's sandbox imports certifi at every
+interpreter start (16 ms of the 26 ms a stdlib worker's start took before 2026-12-01's runs).
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
 otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3 -m gunicorn
 -c examples/gunicorn_herd.conf.py app:application` (as docs/interop.md says to run gunicorn under

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -16,7 +15,14 @@ from common import HERD, ROOT, Herd, free_port, loadgen, start_nginx
 PEERS = os.path.join(ROOT, "bench", "peers")
 APP_PY = os.path.join(PEERS, "app.py")
 APP_JS = os.path.join(PEERS, "app.js")
-PY = sys.executable
+
+
+def python(cache):
+    """The benchmark's own Python, bench/peers-setup.sh's venv with gunicorn pinned, for every
+    Python row, herd's and the peers': a venv reads no `.pth` file of the system's site-packages,
+    where a machine may hook work into every interpreter start (this one's sandbox imports
+    certifi there: 16 ms of the 26 ms a stdlib worker took to start)."""
+    return os.path.join(cache, "python", "bin", "python")
 
 
 def children(pid):
@@ -61,13 +67,19 @@ def somaxconn():
 GUNICORN_CONF = os.path.join(ROOT, "examples", "gunicorn_herd.conf.py")
 
 
-def gunicorn_under_herd(recipe=True):
+def gunicorn_under_herd(py, recipe=True):
     """gunicorn as one herd worker, run as docs/interop.md says: with examples/gunicorn_herd.conf.py
     (one sync worker, the app preloaded, herd's backlog kept, READY=1 from the worker right
     before it accepts). Without `recipe`, the plain command the docs gave before: `--preload
     --workers 1 --backlog SOMAXCONN`, READY=1 from the arbiter before it forks its worker."""
     options = ["-c", GUNICORN_CONF] if recipe else ["--preload", "--workers", "1", "--backlog", somaxconn()]
-    return [PY, "-m", "gunicorn", *options, "--chdir", PEERS, "--log-level", "critical", "app:application"]
+    return [py, "-m", "gunicorn", *options, "--chdir", PEERS, "--log-level", "critical", "app:application"]
+
+
+def worker_kinds(py):
+    """The herd rows' worker commands by short name, for the scripts that study one kind."""
+    return {"py": [py, APP_PY], "gunicorn": gunicorn_under_herd(py),
+            "gunicorn-plain": gunicorn_under_herd(py, recipe=False), "node": ["node", APP_JS]}
 
 
 def run(*args, env=None):
@@ -228,9 +240,13 @@ class HerdRecycle(HerdSystem):
 class Gunicorn(System):
     name, kind, can_scale = "gunicorn", "Python (gunicorn sync workers)", True
 
+    def __init__(self, port, py):
+        super().__init__(port)
+        self.py = py
+
     def start(self):
         self.proc = subprocess.Popen(
-            [PY, "-m", "gunicorn", "--workers", "4", "--bind", self.address, "--chdir", PEERS,
+            [self.py, "-m", "gunicorn", "--workers", "4", "--bind", self.address, "--chdir", PEERS,
              "--log-level", "critical", "app:application"], stdin=subprocess.DEVNULL)
         return self.ready()
 
@@ -275,11 +291,12 @@ class Circus(System):
     def __init__(self, port, cache):
         super().__init__(port)
         self.bin = os.path.join(cache, "circus", "bin")
+        self.py = python(cache)
 
     def start(self):
         ini = os.path.join(self.dir, "circus.ini")
         with open(ini, "w") as f:
-            f.write(CIRCUS_INI.format(d=self.dir, py=PY, app=APP_PY, port=self.port))
+            f.write(CIRCUS_INI.format(d=self.dir, py=self.py, app=APP_PY, port=self.port))
         with open(os.path.join(self.dir, "circusd.log"), "w") as log:  # its tracebacks of busy reloads
             self.proc = subprocess.Popen([os.path.join(self.bin, "circusd"), "--log-level", "warning", ini],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
@@ -437,21 +454,22 @@ class Pm2(System):
 def systems(cache, port):
     """Every system, each on its own port from `port` on."""
     node = ["node", APP_JS]
-    gunicorn = gunicorn_under_herd()
+    py = python(cache)
+    gunicorn = gunicorn_under_herd(py)
     return [
-        HerdSystem(port, "herd, stdlib Python", "Python (stdlib server)", [PY, APP_PY]),
+        HerdSystem(port, "herd, stdlib Python", "Python (stdlib server)", [py, APP_PY]),
         HerdSystem(port + 1, "herd, gunicorn", "Python (gunicorn, 1 sync worker each)", gunicorn),
         HerdSystem(port + 2, "herd, Node", "Node", node),
-        Gunicorn(port + 3),
+        Gunicorn(port + 3, py),
         Circus(port + 4, cache),
         Uwsgi(port + 5, chain=True),
         Uwsgi(port + 6, chain=False),
         Nginx(port + 7),
         Pm2(port + 8, cache, wait_ready=False),
         Pm2(port + 9, cache, wait_ready=True),
-        HerdReexec(port + 10, [PY, APP_PY]),
-        HerdTakeover(port + 11, [PY, APP_PY]),
-        HerdRecycle(port + 12, [PY, APP_PY]),
+        HerdReexec(port + 10, [py, APP_PY]),
+        HerdTakeover(port + 11, [py, APP_PY]),
+        HerdRecycle(port + 12, [py, APP_PY]),
     ]
 
 
@@ -475,8 +493,8 @@ def versions(cache):
     circus = os.path.join(cache, "circus", "bin", "python")
     return {
         "herd": out(HERD, "--version"),
-        "Python": out(PY, "--version"),
-        "gunicorn": out(PY, "-m", "gunicorn", "--version"),
+        "Python": out(python(cache), "--version") + " (the benchmark's venv)",
+        "gunicorn": out(python(cache), "-m", "gunicorn", "--version"),
         "circus": out(circus, "-c", "import circus; print('circus', circus.__version__)"),
         "uWSGI": "uWSGI " + out("uwsgi", "--version"),
         "nginx": out("/usr/sbin/nginx", "-v"),

@@ -21,17 +21,11 @@ import time
 
 import socket
 from common import LOADGEN, Herd, need_build
-from peers import load_average
+from peers import load_average, setup
 from peers_load import OtherWork
 from peers_stats import cut, read_timeline
-from peers_systems import APP_JS, APP_PY, PY, children, gunicorn_under_herd
+from peers_systems import children, python, worker_kinds
 
-KINDS = {
-    "py": [PY, APP_PY],
-    "gunicorn": gunicorn_under_herd(),
-    "gunicorn-plain": gunicorn_under_herd(recipe=False),
-    "node": ["node", APP_JS],
-}
 BIND = "127.0.0.1:0,nonblocking"
 
 
@@ -134,12 +128,13 @@ def main():
     parser.add_argument("kinds", nargs="*", default=["py", "gunicorn", "gunicorn-plain", "node"])
     args = parser.parse_args()
     need_build()
+    kinds = worker_kinds(python(setup()))
     results, loads = {}, [load_average()]
     for rep in range(args.reps):
         shift = rep % len(args.kinds)
         for kind in args.kinds[shift:] + args.kinds[:shift]:
             others = OtherWork()
-            got = one(KINDS[kind])
+            got = one(kinds[kind])
             got["others %"] = 100 * others.stop()
             results.setdefault(kind, []).append(got)
             loads.append(load_average())

@@ -22,14 +22,9 @@ import time
 
 from common import HERD, LOADGEN, status
 from peers_stats import percentile, read_timeline
-from peers_systems import APP_JS, APP_PY, PY, gunicorn_under_herd
+from peers import setup
+from peers_systems import python, worker_kinds
 
-COMMANDS = {
-    "py": [PY, APP_PY],
-    "gunicorn": gunicorn_under_herd(),
-    "gunicorn-plain": gunicorn_under_herd(recipe=False),
-    "node": ["node", APP_JS],
-}
 MIN_READY_US = 1e6  # herd's default --min-ready
 
 
@@ -40,7 +35,7 @@ def run(kind, extra):
     with open(log_path, "w") as log:
         herd = subprocess.Popen([HERD, "--log-format", "json", "--control", control, "run", "-w", "4",
                                  "--ready", "notify", *extra, "-b", "http=127.0.0.1:0,nonblocking", "--",
-                                 *COMMANDS[kind]], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                 *worker_kinds(python(setup()))[kind]], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while True:
             try:

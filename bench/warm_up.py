@@ -22,7 +22,7 @@ import time
 
 import common
 from common import free_port, need_build
-from peers import Laps, load_average, one_system
+from peers import Laps, load_average, one_system, setup
 from peers_systems import HerdSystem, gunicorn_under_herd, systems
 
 DEFAULT_VARIANTS = ["off=--starting-nice off", "nice=--starting-nice 19", "auto="]
@@ -37,7 +37,7 @@ class Variant(HerdSystem):
         if "gunicorn=plain" in extra:
             extra.remove("gunicorn=plain")
             if "gunicorn" in row.name:
-                self.command = gunicorn_under_herd(recipe=False)
+                self.command = gunicorn_under_herd(self.command[0], recipe=False)
         self.extra = extra
 
     def start(self):
@@ -71,7 +71,7 @@ def main():
     need_build()
     variants = [v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS)]
     # The rows of the three worker kinds (not those that re-exec, take over or recycle).
-    rows = [s for s in systems("", free_port()) if type(s) is HerdSystem]
+    rows = [s for s in systems(setup(), free_port()) if type(s) is HerdSystem]
     rows = [r for r in rows if not args.only or args.only in r.name]
     every = [Variant(r, label, opts.split()) for r in rows for label, opts in variants]
     results, loads = {}, [load_average()]
