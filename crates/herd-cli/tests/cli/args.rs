@@ -120,7 +120,7 @@ fn negative_numbers_are_called_negative() {
 
 #[test]
 fn scale_at_the_limits_of_the_integers() {
-    let herd = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let herd = sleepers(&["-w", "2"]);
     herd.started(2);
     for target in [
         "+9223372036854775807",
@@ -180,18 +180,7 @@ fn scale_at_the_limits_of_the_integers() {
 #[test]
 fn every_signal_has_its_name() {
     // core=0: the signals below dump core by default.
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--rlimit",
-        "core=0",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "1", "--rlimit", "core=0"]);
     for (n, name) in ["SEGV", "BUS", "XCPU", "SYS"].into_iter().enumerate() {
         let pid = herd.started(n + 1)[n].1;
         let (code, stdout, stderr) = herd.ctl(&["signal", name, "--worker", "0"]);
@@ -237,18 +226,7 @@ fn long_control_paths_are_checked_once() {
     let longer = control_of_len(dir.path(), 120);
     assert_fails(&["status", "--control", &longer], USAGE, "is 120 bytes");
     let fits = control_of_len(dir.path(), 94);
-    let herd = Herd::start(&[
-        "run",
-        "--control",
-        &fits,
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["--control", &fits, "-w", "1"]);
     herd.started(1);
     assert!(std::path::Path::new(&fits).exists());
 }
@@ -334,18 +312,7 @@ fn misnamed_options_get_the_right_message() {
     );
     // --metrics takes the forms --bind takes.
     for metrics in [":0", "localhost:0", "127.0.0.1:0"] {
-        let herd = Herd::start(&[
-            "run",
-            "-w",
-            "1",
-            "--metrics",
-            metrics,
-            "-b",
-            "127.0.0.1:0",
-            "--",
-            "sleep",
-            "1000",
-        ]);
+        let herd = sleepers(&["-w", "1", "--metrics", metrics]);
         let event = herd.wait_for_event("metrics_ready", &[]);
         let port = event["address"]
             .as_str()
@@ -389,7 +356,7 @@ fn link_local_addresses_bind_with_their_scope() {
 
 #[test]
 fn a_stopped_herd_is_named_at_once() {
-    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let herd = sleepers(&["-w", "1"]);
     herd.started(1);
     herd.signal(libc::SIGSTOP);
     wait_until("herd to be stopped", || match proc_state(herd.pid()) {

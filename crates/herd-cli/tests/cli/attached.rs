@@ -38,7 +38,7 @@ fn pidfds(pid: u32) -> usize {
 fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() {
     use std::io::BufRead;
     use std::os::unix::process::ExitStatusExt;
-    let mut herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let mut herd = sleepers(&["-w", "1"]);
     herd.started(1);
     let ignores_term = "import signal, time\n\
         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
@@ -207,18 +207,7 @@ fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
 #[test]
 fn an_attached_command_gets_herds_stop_signal_in_its_environment() {
     use std::io::BufRead;
-    let herd = Herd::start(&[
-        "run",
-        "--stop-signal",
-        "INT",
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["--stop-signal", "INT", "-w", "1"]);
     herd.started(1);
     let mut attached = KillOnDrop(
         Command::new(HERD)
@@ -267,18 +256,7 @@ fn self_attaching_program() {
 /// `HERD_STOP_SIGNAL`: whether it caught its stop request before attaching or after.
 #[test]
 fn a_worker_attached_to_another_herd_by_the_library_stops_on_that_herds_signal() {
-    let other = Herd::start(&[
-        "run",
-        "--stop-signal",
-        "INT",
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let other = sleepers(&["--stop-signal", "INT", "-w", "1"]);
     other.started(1);
     let (control, me) = (other.control(), std::env::current_exe().unwrap());
     let own = Herd::start_with(|_| {

@@ -8,16 +8,7 @@ use crate::util::*;
 
 #[test]
 fn signals_scale_within_the_autoscaling_bounds() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "2..4",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "2..4"]);
     herd.started(2);
     herd.signal(libc::SIGTTOU);
     let refused = herd.wait_for_event("scale_refused", &[]);

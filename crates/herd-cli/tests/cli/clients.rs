@@ -84,7 +84,7 @@ fn control_socket_modes_and_access() {
 
 #[test]
 fn hostile_clients_cannot_stall_the_supervisor() {
-    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let herd = sleepers(&["-w", "1"]);
     herd.started(1);
     let control = herd.control();
     let ask = |line: &[u8]| -> Value {
@@ -161,18 +161,7 @@ fn clients_explain_a_missing_herd() {
 
 #[test]
 fn forged_and_oversized_notifications_are_dropped() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "1", "--ready", "notify"]);
     herd.started(1);
     herd.wait_for_event("control_ready", &[]);
     let notify = std::os::unix::net::UnixDatagram::unbound().unwrap();
@@ -227,7 +216,7 @@ fn silent_connections_cannot_lock_out_herd_stop() {
     if soft < 2000 && hard > soft {
         herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
     }
-    let mut herd = Herd::start(&ONE_SLEEPER);
+    let mut herd = sleepers(&["-w", "1"]);
     wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
     let control = herd.control();
     let silent: Vec<UnixStream> = (0..1100)

@@ -291,7 +291,7 @@ fn a_worker_that_stops_pinging_the_watchdog_is_replaced() {
 
 #[test]
 fn signals_and_stop_through_the_control_socket() {
-    let mut herd = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let mut herd = sleepers(&["-w", "2"]);
     let started = herd.started(2);
     let (code, stdout, _) = herd.ctl(&["signal", "USR1", "--worker", "1"]);
     assert_eq!((code, stdout.trim()), (0, "sent SIGUSR1 to 1 worker(s)"));
@@ -375,18 +375,7 @@ fn a_relative_control_path_reaches_workers_that_run_elsewhere() {
 
 #[test]
 fn an_upgrade_timeout_shorter_than_min_ready_is_refused_without_using_a_generation() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "2",
-        "--min-ready",
-        "1h",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "2", "--min-ready", "1h"]);
     herd.started(2);
     let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "0"]);
     assert_eq!(code, 2, "{stderr}");

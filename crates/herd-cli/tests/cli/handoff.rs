@@ -145,7 +145,7 @@ fn a_disallowed_uid_fetches_nothing() {
     if !root_or_skip("needs root to switch users") {
         return;
     }
-    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let herd = sleepers(&["-w", "1"]);
     herd.started(1);
     herd.wait_for_event("control_ready", &[]);
     // Open the socket to everyone, as a careless admin might: the credential check still holds.
@@ -298,7 +298,7 @@ fn attach_places_the_sockets_past_its_callers_stray_fds() {
 /// reaches herd after changing directory.
 #[test]
 fn attach_hands_on_an_absolute_control_path() {
-    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let herd = sleepers(&["-w", "1"]);
     herd.started(1);
     herd.wait_for_event("control_ready", &[]);
     let script = format!("cd / && printf '%s\\n' \"$HERD_CONTROL\" && exec '{HERD}' status --json");

@@ -43,8 +43,7 @@ fn health_address(herd: &Herd) -> String {
 #[test]
 fn health_alone_serves_the_probes_and_readyz_follows_the_ready_workers() {
     // Ready 2 s after they start: long enough to see each worker not ready yet.
-    let herd = Herd::start(&[
-        "run",
+    let herd = sleepers(&[
         "-w",
         "2",
         "--ready-min",
@@ -53,11 +52,6 @@ fn health_alone_serves_the_probes_and_readyz_follows_the_ready_workers() {
         "delay=2s",
         "--health",
         "127.0.0.1:0",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
     ]);
     let health = health_address(&herd);
     assert_eq!(probe(&health, "GET", "/healthz"), (200, "ok\n".into()));
@@ -293,19 +287,13 @@ fn the_service_manager_hears_stopping_when_the_drain_begins() {
 
 #[test]
 fn a_crowd_on_the_probes_stalls_neither_herd_nor_the_metrics() {
-    let herd = Herd::start(&[
-        "run",
+    let herd = sleepers(&[
         "-w",
         "1",
         "--health",
         "127.0.0.1:0",
         "--metrics",
         "127.0.0.1:0",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
     ]);
     let health = health_address(&herd);
     let metrics = metrics_address(&herd);
@@ -380,18 +368,7 @@ impl IdleCrowd {
 
 #[test]
 fn a_takeover_does_not_wait_out_the_old_herds_drain_delay() {
-    let mut old = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--drain-delay",
-        "1h",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let mut old = sleepers(&["-w", "1", "--drain-delay", "1h"]);
     old.started(1);
     let control = old.control();
     let new = crate::takeover::takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
@@ -408,8 +385,7 @@ fn a_takeover_does_not_wait_out_the_old_herds_drain_delay() {
 
 #[test]
 fn a_reexec_keeps_the_health_socket_and_is_refused_while_draining() {
-    let herd = Herd::start(&[
-        "run",
+    let herd = sleepers(&[
         "-w",
         "1",
         "--ready",
@@ -418,11 +394,6 @@ fn a_reexec_keeps_the_health_socket_and_is_refused_while_draining() {
         "1h",
         "--health",
         "127.0.0.1:0",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
     ]);
     let health = health_address(&herd);
     wait_probe(&health, "/readyz", 200, "ok\n");

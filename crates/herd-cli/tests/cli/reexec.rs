@@ -93,18 +93,7 @@ fn control_request(control: &str, request: &str) -> String {
 fn a_worker_that_exits_while_herd_reexecutes_is_still_reaped() {
     // The exit's SIGCHLD can reach the old image just before it execs: the new image must
     // collect such a child itself. Scale-downs followed at once by a re-exec hit that window.
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "2",
-        "--ready",
-        "delay=10ms",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "2", "--ready", "delay=10ms"]);
     let control = herd.control();
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     for round in 0..40 {
@@ -121,7 +110,7 @@ fn a_worker_that_exits_while_herd_reexecutes_is_still_reaped() {
 #[test]
 fn autoscaling_set_at_runtime_survives_a_reexec() {
     // Turned on at runtime on a fixed herd: still on, with the same bounds, after a re-exec.
-    let fixed = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let fixed = sleepers(&["-w", "2"]);
     fixed.started(2);
     let (code, _, stderr) = fixed.ctl(&["scale", "1..4"]);
     assert_eq!(code, 0, "{stderr}");
@@ -135,16 +124,7 @@ fn autoscaling_set_at_runtime_survives_a_reexec() {
     );
 
     // Turned off at runtime on an autoscaling herd: still off, same workers, after a re-exec.
-    let auto = Herd::start(&[
-        "run",
-        "-w",
-        "2..8",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let auto = sleepers(&["-w", "2..8"]);
     auto.started(2);
     let (code, _, stderr) = auto.ctl(&["scale", "6"]);
     assert_eq!(code, 0, "{stderr}");

@@ -22,7 +22,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 #[test]
 fn a_thousand_restarts_leak_nothing() {
-    let herd = Herd::start(&["run", "-w", "2", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let herd = sleepers(&["-w", "2"]);
     herd.started(2);
     // Warm up: let herd reach its steady allocations.
     let restart = |n: usize| {

@@ -322,7 +322,7 @@ fn rust_example_worker_serves_under_herd() {
 
 #[test]
 fn workers_die_with_a_killed_supervisor() {
-    let mut herd = Herd::start(&["run", "-w", "3", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let mut herd = sleepers(&["-w", "3"]);
     let pids: Vec<u32> = herd.started(3).iter().map(|&(_, pid)| pid).collect();
     herd.signal(libc::SIGKILL);
     herd.wait_exit();

@@ -12,18 +12,7 @@ const DEGRADED: i32 = 3;
 #[test]
 fn herd_status_exits_3_while_fewer_workers_are_ready_than_wanted() {
     // Never ready: `sleep` sends no READY=1.
-    let short = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let short = sleepers(&["-w", "1", "--ready", "notify"]);
     short.started(1);
     let (code, table, stderr) = short.ctl(&["status"]);
     assert_eq!(code, DEGRADED, "{stderr}");
@@ -42,18 +31,7 @@ fn herd_status_exits_3_while_fewer_workers_are_ready_than_wanted() {
 
 #[test]
 fn herd_status_watch_prints_every_second_until_ctrl_c_or_herd_is_gone() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "1", "--ready", "notify"]);
     herd.started(1);
     herd.wait_for_event("control_ready", &[]);
     // Ctrl-C: the last status's code (degraded).

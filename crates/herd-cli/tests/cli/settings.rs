@@ -113,7 +113,7 @@ fn scripts_that_cannot_run_are_named_before_they_run() {
         );
     }
     // herd attach agrees: the same usage error, not a run through /bin/sh.
-    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let herd = sleepers(&["-w", "1"]);
     herd.started(1);
     for (script, needle) in [
         (&missing, "the interpreter '/nonexistent/interp'"),
@@ -132,20 +132,7 @@ fn a_uid_without_a_name_runs_workers_with_its_group() {
     if !root_or_skip("needs root to run workers as another user") {
         return;
     }
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--user",
-        "3999999",
-        "--group",
-        "3999998",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "1", "--user", "3999999", "--group", "3999998"]);
     let pid = herd.started(1)[0].1;
     assert!(
         status_field(pid, "Uid").starts_with("3999999\t"),
@@ -166,18 +153,7 @@ fn a_worker_that_cannot_start_names_the_setting() {
     let work = dir.path().join("work");
     std::fs::create_dir(&work).unwrap();
     let chdir = work.display().to_string();
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--chdir",
-        &chdir,
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let herd = sleepers(&["-w", "1", "--chdir", &chdir]);
     herd.started(1);
     std::fs::remove_dir(&work).unwrap();
     let (code, _, stderr) = herd.ctl(&["signal", "KILL", "--worker", "0"]);

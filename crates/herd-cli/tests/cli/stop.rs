@@ -229,18 +229,7 @@ fn sigquit_stops_at_once() {
 #[test]
 fn paused_workers_and_attached_processes_are_continued_on_stop() {
     use std::os::unix::process::ExitStatusExt;
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--grace",
-        "1h",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+    let mut herd = sleepers(&["-w", "1", "--grace", "1h"]);
     let worker = herd.started(1)[0].1;
     let mut attached = std::process::Command::new(HERD)
         .env("HERD_CONTROL", herd.control())

@@ -239,7 +239,7 @@ fn a_takeover_ends_at_the_old_herds_control_socket_not_its_own_name() {
     api.wait_for_event("control_ready", &[]);
     let api_pid = status_at(api_control)["pid"].clone();
 
-    let old = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let old = sleepers(&["-w", "1"]);
     old.started(1);
     let control = old.control();
     let mut old = old;
@@ -291,7 +291,7 @@ fn a_takeover_ends_at_the_old_herds_control_socket_not_its_own_name() {
 
 #[test]
 fn a_takeover_never_replaces_a_control_socket_that_changed_meanwhile() {
-    let old = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    let old = sleepers(&["-w", "1"]);
     old.started(1);
     let control = old.control();
     let go = old.path("go");

@@ -205,6 +205,15 @@ pub fn settled(status: &Value, workers: u64) -> bool {
     status["ready"] == workers && status["running"] == workers && status["desired"] == workers
 }
 
+/// Starts `herd run ARGS -b 127.0.0.1:0 -- sleep 1000`: `sleep` workers on a TCP port, for
+/// tests about herd itself; `args` are what the test is about (`-w`, `--ready notify`, ...).
+pub fn sleepers(args: &[&str]) -> Herd {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    all.extend(["-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    Herd::start(&all)
+}
+
 /// Starts herd with one `sleep 1000` worker and a socket named http on 127.0.0.1, and waits
 /// until the worker has started.
 pub fn sleeper_on_http() -> Herd {
@@ -241,18 +250,7 @@ pub fn hello_on_http() -> Herd {
 
 /// Starts herd with one `sleep 1000` worker on 127.0.0.1 and a metrics endpoint.
 pub fn sleeper_with_metrics() -> Herd {
-    Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--metrics",
-        "127.0.0.1:0",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ])
+    sleepers(&["-w", "1", "--metrics", "127.0.0.1:0"])
 }
 
 /// Waits for herd to report its metrics endpoint; returns that endpoint's address.

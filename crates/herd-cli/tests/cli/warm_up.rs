@@ -8,15 +8,7 @@ use crate::util::*;
 
 /// The nice value of thread `tid` of process `pid` (field 19 of `/proc/PID/task/TID/stat`).
 pub(crate) fn nice_of(pid: u32, tid: u32) -> i64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    // Fields from 3 (the state) on: the nice value is field 19.
-    after_name
-        .split_whitespace()
-        .nth(19 - 3)
-        .unwrap()
-        .parse()
-        .unwrap()
+    stat_field(pid, tid, 19)
 }
 
 /// herd with one worker running `command`, `--ready notify` and `extra` options, serving
@@ -29,10 +21,27 @@ pub(crate) fn one_worker(extra: &[&str], command: &[&str]) -> Herd {
     Herd::start(&args)
 }
 
+/// The nice value of herd's own main thread.
+pub(crate) fn herd_nice(herd: &Herd) -> i64 {
+    nice_of(herd.pid(), herd.pid())
+}
+
+/// herd with `--min-ready 0 --starting-nice 19` and one `python3` worker running `script`
+/// from `tests/workers`, once that worker is ready.
+pub(crate) fn starting_nice_19(script: &str) -> Herd {
+    let herd = one_worker(
+        &["--min-ready", "0", "--starting-nice", "19"],
+        &["/usr/bin/python3", &worker(script)],
+    );
+    one_ready(&herd);
+    herd
+}
+
 /// Field `n` of `/proc/PID/task/TID/stat` (19: the nice value, 41: the policy).
-pub(crate) fn stat_field(pid: u32, tid: u32, n: usize) -> i64 {
+fn stat_field(pid: u32, tid: u32, n: usize) -> i64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap();
     let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    // Fields from 3 (the state) on.
     after_name
         .split_whitespace()
         .nth(n - 3)
@@ -90,6 +99,19 @@ pub(crate) fn facts(addr: &str) -> Value {
     serde_json::from_str(&get(addr, "/").unwrap()).unwrap()
 }
 
+/// Waits until `herd`'s first worker is ready; its status.
+pub(crate) fn one_ready(herd: &Herd) -> Value {
+    wait_status(herd, "a ready worker", |s| s["ready"] == 1)
+}
+
+/// Upgrades `herd` and waits until its one worker is the successor (see [`only_generation_2`]);
+/// the successor's pid.
+pub(crate) fn upgraded(herd: &Herd) -> u32 {
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
+    worker_pids(&only_generation_2(herd))[0]
+}
+
 /// Waits until the one worker left is of generation 2: the old one, stopping, could still take
 /// a test's connection and reset it as it exits.
 pub(crate) fn only_generation_2(herd: &Herd) -> Value {
@@ -117,7 +139,7 @@ fn a_worker_started_while_others_serve_warms_up_in_sched_idle_then_its_tree_is_r
     let pid = first["pid"].as_u64().unwrap() as u32;
     assert_eq!(policies(pid)[0], (pid, 0));
     open_gate(&first);
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    one_ready(&herd);
     let control = herd.control();
     let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));
     let new = gated(&herd, 2);
@@ -161,23 +183,16 @@ fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_prior
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = one_worker(
-        &["--min-ready", "0", "--starting-nice", "19"],
-        &["/usr/bin/python3", &worker("nice.py")],
-    );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let herd = starting_nice_19("nice.py");
     let addr = herd.address("http");
-    let own = nice_of(herd.pid(), herd.pid());
+    let own = herd_nice(&herd);
     assert!(
         own < 19,
         "herd runs at nice {own}: nothing lower to start workers at"
     );
     // herd's first worker has nobody to leave the CPU to: herd's own priority.
     assert_eq!(facts(&addr)["nice_at_start"], own);
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    let status = only_generation_2(&herd);
-    let pid = worker_pids(&status)[0];
+    let pid = upgraded(&herd);
     let new = facts(&addr);
     started_at_19_or_raised_in_time(&herd, pid, &new);
     let (thread, child) = (
@@ -196,11 +211,9 @@ fn off_starts_every_worker_at_herds_priority() {
         &["--min-ready", "0", "--starting-nice", "off"],
         &["/usr/bin/python3", &worker("nice.py")],
     );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    only_generation_2(&herd);
-    let own = nice_of(herd.pid(), herd.pid());
+    one_ready(&herd);
+    upgraded(&herd);
+    let own = herd_nice(&herd);
     assert_eq!(facts(&herd.address("http"))["nice_at_start"], own);
 }
 
@@ -228,11 +241,9 @@ fn a_worker_still_starting_after_its_warm_up_gets_herds_priority_in_time() {
     // The worker cannot finish starting at nice 19, as a starved one on a saturated machine:
     // it is ready only once herd gives it its priority back, at the end of its warm-up budget.
     let herd = slow_warm_up_herd();
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let own = nice_of(herd.pid(), herd.pid());
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
-    let pid = worker_pids(&only_generation_2(&herd))[0];
+    one_ready(&herd);
+    let own = herd_nice(&herd);
+    let pid = upgraded(&herd);
     let new = facts(&herd.address("http"));
     started_at_19_or_raised_in_time(&herd, pid, &new);
     assert_eq!(new["nice_at_ready"], own, "{new}");
@@ -243,16 +254,9 @@ fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = one_worker(
-        &["--min-ready", "0", "--starting-nice", "19"],
-        &["/usr/bin/python3", &worker("leaves_its_group.py")],
-    );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let own = nice_of(herd.pid(), herd.pid());
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    let status = only_generation_2(&herd);
-    let pid = worker_pids(&status)[0];
+    let herd = starting_nice_19("leaves_its_group.py");
+    let own = herd_nice(&herd);
+    let pid = upgraded(&herd);
     let new = facts(&herd.address("http"));
     if new["pgid"] == new["pid"] {
         // It stays in its group when it did not start at nice 19: only when herd raised it
@@ -375,11 +379,8 @@ fn a_herd_in_sched_batch_leaves_its_workers_in_sched_batch() {
             &worker("nice.py"),
         ],
     );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    let status = only_generation_2(&herd);
-    let pid = worker_pids(&status)[0];
+    one_ready(&herd);
+    let pid = upgraded(&herd);
     let new = facts(&herd.address("http"));
     let child = new["child"].as_u64().unwrap() as u32;
     // Ready: herd's class for every thread and the child, and herd's nice value again.
@@ -387,7 +388,7 @@ fn a_herd_in_sched_batch_leaves_its_workers_in_sched_batch() {
         assert_eq!(policy, 3, "thread {tid}: SCHED_BATCH, as herd");
     }
     started_at_19_or_raised_in_time(&herd, pid, &new);
-    assert_eq!(nice_of(pid, pid), nice_of(herd.pid(), herd.pid()));
+    assert_eq!(nice_of(pid, pid), herd_nice(&herd));
 }
 
 #[test]
@@ -402,10 +403,8 @@ fn at_saturation_a_starved_worker_gets_herds_priority_before_its_budget_ends() {
         &["--min-ready", "0", "--ready-timeout", "60s"],
         &["/usr/bin/python3", &worker("burns_cpu.py"), "0.4"],
     );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
-    let pid = worker_pids(&only_generation_2(&herd))[0];
+    one_ready(&herd);
+    let pid = upgraded(&herd);
     // In SCHED_IDLE beside the hogs it got no CPU: herd saw it wait and raised it.
     let over = herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
     assert_eq!(over["reason"], "starved", "{over}");

@@ -3,7 +3,8 @@
 
 use crate::util::*;
 use crate::warm_up::{
-    facts, gated, nice_of, one_worker, only_generation_2, open_gate, policies, stat_field,
+    facts, gated, herd_nice, nice_of, one_ready, one_worker, open_gate, policies, starting_nice_19,
+    upgraded,
 };
 
 #[test]
@@ -24,9 +25,9 @@ fn a_worker_that_chose_nice_19_while_starting_across_a_reexec_keeps_it() {
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_eq!(code, 0, "{stderr}");
     open_gate(&first);
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    one_ready(&herd);
     // The new image raised nothing on readiness: the nice value is the worker's own choice.
-    assert_eq!(stat_field(pid, pid, 19), 19);
+    assert_eq!(nice_of(pid, pid), 19);
 }
 
 #[test]
@@ -44,7 +45,7 @@ fn a_worker_that_lowers_its_own_priority_keeps_it_once_ready() {
             &worker("nice.py"),
         ],
     );
-    let status = wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
+    let status = one_ready(&herd);
     let pid = worker_pids(&status)[0];
     assert_eq!(facts(&herd.address("http"))["nice_at_start"], 19);
     // herd did not lower it (its first worker): the nice value is the worker's own choice.
@@ -69,13 +70,10 @@ fn a_child_that_chose_its_own_nice_value_while_starting_keeps_it() {
         &["--min-ready", "0", "--starting-nice", "10"],
         &["/usr/bin/python3", &worker("nice.py"), "--child-nice", "3"],
     );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let own = nice_of(herd.pid(), herd.pid());
+    one_ready(&herd);
+    let own = herd_nice(&herd);
     assert!(own < 10, "herd runs at nice {own}");
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    let status = only_generation_2(&herd);
-    let pid = worker_pids(&status)[0];
+    let pid = upgraded(&herd);
     let new = facts(&herd.address("http"));
     let (thread, child) = (
         new["thread"].as_u64().unwrap() as u32,
@@ -114,12 +112,8 @@ fn a_worker_not_at_herds_priority_when_herd_looks_is_neither_lowered_nor_raised(
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
-    let herd = one_worker(
-        &["--min-ready", "0", "--starting-nice", "19"],
-        &["/usr/bin/python3", &worker("nice.py")],
-    );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let own = nice_of(herd.pid(), herd.pid());
+    let herd = starting_nice_19("nice.py");
+    let own = herd_nice(&herd);
     if own > 16 {
         eprintln!("skipped: herd runs at nice {own} (the test needs below 17)");
         return;
@@ -127,9 +121,7 @@ fn a_worker_not_at_herds_priority_when_herd_looks_is_neither_lowered_nor_raised(
     // herd resolved the option at its nice value; its workers start at another from now on,
     // as a worker that set its own (`nice -n 2 prog`) before herd looked would run.
     renice_threads(herd.pid(), own + 2);
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    let pid = worker_pids(&only_generation_2(&herd))[0];
+    let pid = upgraded(&herd);
     let new = facts(&herd.address("http"));
     // Not lowered to 19 as it started, nor raised to herd's resolved value once ready.
     assert_eq!(new["nice_at_start"], own + 2, "{new}");
@@ -155,10 +147,8 @@ fn a_worker_started_by_chrt_batch_keeps_sched_batch_whoever_looks_first() {
             &crate::util::worker("nice.py"),
         ],
     );
-    wait_status(&herd, "a ready worker", |s| s["ready"] == 1);
-    let (code, _, stderr) = herd.ctl(&["upgrade"]);
-    assert_eq!(code, 0, "{stderr}");
-    let pid = worker_pids(&only_generation_2(&herd))[0];
+    one_ready(&herd);
+    let pid = upgraded(&herd);
     let child = facts(&herd.address("http"))["child"].as_u64().unwrap() as u32;
     for (tid, policy) in policies(pid).into_iter().chain(policies(child)) {
         assert_eq!(
