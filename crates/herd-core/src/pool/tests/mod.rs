@@ -184,3 +184,28 @@ fn with_min_ready(workers: usize, min_ready: Duration) -> PoolConfig {
         ..config(workers, Readiness::Notify { timeout: 10 * SEC })
     }
 }
+
+/// Recycles worker `pid` for using too much memory, as the driver does: the pool's actions
+/// applied.
+fn recycle(h: &mut Harness, pid: u32) -> Result<(), RecycleRefused> {
+    recycle_for(h, pid, RecycleCause::Memory)
+}
+
+/// Recycles worker `pid` for `cause`, as the driver does: the pool's actions applied.
+fn recycle_for(h: &mut Harness, pid: u32, cause: RecycleCause) -> Result<(), RecycleRefused> {
+    let actions = h.pool.recycle(pid, cause, h.now)?;
+    h.apply(actions);
+    Ok(())
+}
+
+/// `slot`'s worker crashes before it is ready, `times` times in a row, each restart after
+/// its backoff: the slot is left restarting.
+fn crash_loop(h: &mut Harness, slot: usize, times: usize) {
+    for _ in 0..times {
+        let pid = h.pid_in(slot);
+        let wait = h.exit(pid, code(1)).restart_in.expect("a restart");
+        h.advance(wait);
+    }
+    let restarting = h.pool.worker(h.pid_in(slot)).unwrap();
+    assert!(restarting.restart && restarting.state == WorkerState::Starting);
+}

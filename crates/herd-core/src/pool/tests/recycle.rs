@@ -16,12 +16,6 @@ fn ready_pool(workers: usize, max_surge: usize) -> Harness {
     h
 }
 
-fn recycle(h: &mut Harness, pid: u32) -> Result<(), RecycleRefused> {
-    let actions = h.pool.recycle(pid, MEMORY, h.now)?;
-    h.apply(actions);
-    Ok(())
-}
-
 #[test]
 fn a_recycled_worker_serves_until_its_successor_is_ready_then_stops_gracefully() {
     let mut h = ready_pool(2, 1);
@@ -123,9 +117,7 @@ fn no_recycle_while_a_slot_has_no_ready_worker_or_an_upgrade_runs() {
     h.exit(101, code(1));
     // Slot 1's new worker is starting, not ready.
     assert_eq!(
-        h.pool
-            .recycle(100, RecycleCause::Lifetime, h.now)
-            .map(|_| ()),
+        recycle_for(&mut h, 100, RecycleCause::Lifetime),
         Err(RecycleRefused::ShortOfReady {
             ready: 1,
             desired: 2
@@ -223,19 +215,12 @@ fn a_recycle_in_progress_survives_a_re_exec() {
 #[test]
 fn a_worker_over_max_memory_is_recycled_while_another_slot_crash_loops() {
     let mut h = ready_pool(2, 1);
-    for _ in 0..4 {
-        let pid = h.pid_in(1);
-        let exit = h.exit(pid, code(1));
-        h.advance(exit.restart_in.unwrap());
-    }
-    let pid = h.pid_in(1);
-    let exit = h.exit(pid, code(1));
+    crash_loop(&mut h, 1, 4);
+    let exit = h.exit(h.pid_in(1), code(1));
     assert!(exit.restart_in.unwrap() > Duration::ZERO, "{exit:?}");
     assert!(!h.pool.all_ready());
     assert_eq!(
-        h.pool
-            .recycle(100, RecycleCause::Lifetime, h.now)
-            .map(|_| ()),
+        recycle_for(&mut h, 100, RecycleCause::Lifetime),
         Err(RecycleRefused::ShortOfReady {
             ready: 1,
             desired: 2

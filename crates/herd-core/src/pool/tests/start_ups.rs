@@ -11,24 +11,6 @@ fn one_at_a_time(workers: usize) -> PoolConfig {
     }
 }
 
-/// `slot`'s worker crashes before it is ready, `times` times in a row, each restart after
-/// its backoff: the slot is left restarting.
-fn crash_loop(h: &mut Harness, slot: usize, times: usize) {
-    for _ in 0..times {
-        let pid = h.pid_in(slot);
-        let wait = h.exit(pid, code(1)).restart_in.expect("a restart");
-        h.advance(wait);
-    }
-    let restarting = h.pool.worker(h.pid_in(slot)).unwrap();
-    assert!(restarting.restart && restarting.state == WorkerState::Starting);
-}
-
-fn recycle(h: &mut Harness, pid: u32) -> Result<(), RecycleRefused> {
-    let actions = h.pool.recycle(pid, RecycleCause::Memory, h.now)?;
-    h.apply(actions);
-    Ok(())
-}
-
 #[test]
 fn first_starts_count_and_restarts_do_not() {
     let mut h = Harness::new(one_at_a_time(2));

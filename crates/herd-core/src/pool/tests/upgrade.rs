@@ -353,13 +353,8 @@ fn a_new_worker_failing_its_upgrade_in_an_empty_slot_does_not_grow_the_backoff()
 #[test]
 fn an_upgrade_starts_at_once_in_a_slot_waiting_out_its_backoff() {
     let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
-    for _ in 0..8 {
-        let pid = h.pid_in(0);
-        let exit = h.exit(pid, code(1));
-        h.advance(exit.restart_in.unwrap());
-    }
-    let pid = h.pid_in(0);
-    let exit = h.exit(pid, code(1));
+    crash_loop(&mut h, 0, 8);
+    let exit = h.exit(h.pid_in(0), code(1));
     assert!(exit.restart_in.unwrap() >= 10 * SEC, "{exit:?}");
     assert!(h.live().is_empty(), "the slot waits out its backoff");
     let (generation, actions) = h.pool.upgrade(5 * SEC, h.now).unwrap();
