@@ -11,6 +11,8 @@
 //! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent (each
 //!   number at most once per process, which lets the other crates forbid `unsafe`).
 //! - [`fs`]: exchanging two paths atomically (`renameat2(RENAME_EXCHANGE)`, Linux).
+//! - [`connection`]: whether a stream socket's peer hung up (`poll`), and what it has not read
+//!   yet (`SIOCOUTQ`).
 //! - [`fdpass`]: sending and receiving fds over Unix sockets (`SCM_RIGHTS`).
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
 //!   `SO_ACCEPTCONN`).
@@ -36,6 +38,8 @@
 // mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
 #![allow(clippy::incompatible_msrv)]
 
+#[cfg(unix)]
+pub mod connection;
 #[cfg(unix)]
 pub mod fd;
 #[cfg(unix)]

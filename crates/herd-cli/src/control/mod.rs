@@ -32,6 +32,8 @@ mod pipe_tests;
 #[cfg(unix)]
 pub mod client;
 #[cfg(unix)]
+mod hung_up;
+#[cfg(unix)]
 pub mod path;
 #[cfg(unix)]
 pub mod server;

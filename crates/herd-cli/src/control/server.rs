@@ -18,6 +18,7 @@ use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
 use super::held::Replies;
+use super::hung_up::carry_out;
 pub use super::lines::IDLE_TIMEOUT;
 use super::lines::{next_turn, Turn};
 use super::logs;
@@ -242,6 +243,9 @@ async fn converse(
             }
             Turn::Answer(response) => Reply::from(response),
             Turn::Request(request) => {
+                if !carry_out(&request.command, hung_up(&write)) {
+                    return;
+                }
                 match logs::serve(&request.command, &mut reader, &mut write).await {
                     Some(true) => continue,
                     Some(false) => return,
@@ -251,6 +255,10 @@ async fn converse(
                 refusable = matches!(request.command, Command::Status);
                 if refusable {
                     turn = replies.turn_to_build().await;
+                    // Its turn may have been long in coming: is its client still there?
+                    if hung_up(&write) {
+                        return;
+                    }
                 }
                 let connection = match request.command {
                     Command::Reexec | Command::Sockets { attach: true, .. } => {
@@ -268,6 +276,11 @@ async fn converse(
             return;
         }
     }
+}
+
+/// Whether the client on `write` has hung up (closed its end): see [`hung_up`](super::hung_up).
+fn hung_up(write: &OwnedWriteHalf) -> bool {
+    herd_sys::connection::peer_hung_up(write.as_ref().as_fd()).unwrap_or(false)
 }
 
 /// Writes the response line, within the budget of `replies` (the response itself is dropped

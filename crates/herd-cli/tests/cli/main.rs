@@ -12,6 +12,7 @@ mod balance;
 mod clients;
 mod config;
 mod control;
+mod control_crowds;
 mod conventions;
 mod errors;
 mod faults;
