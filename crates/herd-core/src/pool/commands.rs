@@ -112,8 +112,8 @@ impl Pool {
     }
 
     /// The shortest time an upgrade can take: each new worker must stay ready `min_ready`
-    /// before it replaces an old one; those waits overlap (only start-ups are `max_surge` at
-    /// a time), so one `min_ready` at least, when there are slots to replace.
+    /// before it replaces an old one; those waits overlap (only start-ups are `max_starting`
+    /// at a time), so one `min_ready` at least, when there are slots to replace.
     pub fn shortest_upgrade(&self) -> Duration {
         self.shortest_upgrade_with(&self.config)
     }
@@ -146,7 +146,6 @@ impl Pool {
         }
         Some(PoolError::UpgradeTooShort {
             timeout,
-            shortest,
             min_ready: config.min_ready,
         })
     }

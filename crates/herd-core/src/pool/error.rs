@@ -22,13 +22,12 @@ pub enum PoolError {
     },
     /// An upgrade timeout of zero.
     ZeroUpgradeTimeout,
-    /// An upgrade timeout no longer than the shortest time an upgrade takes.
+    /// An upgrade timeout no longer than `min_ready`, the shortest time an upgrade of a pool
+    /// with workers takes (each new worker must stay ready that long; the waits overlap).
     UpgradeTooShort {
         /// The timeout given.
         timeout: Duration,
-        /// The shortest time an upgrade takes.
-        shortest: Duration,
-        /// How long each new worker must stay ready.
+        /// How long each new worker of the upgrade must stay ready.
         min_ready: Duration,
     },
 }
@@ -42,11 +41,7 @@ impl fmt::Display for PoolError {
             }
             PoolError::NoWorkerInSlot { slot } => write!(f, "no worker runs in slot {slot}"),
             PoolError::ZeroUpgradeTimeout => f.write_str("an upgrade timeout must be positive"),
-            PoolError::UpgradeTooShort {
-                timeout,
-                shortest: _,
-                min_ready,
-            } => {
+            PoolError::UpgradeTooShort { timeout, min_ready } => {
                 write!(
                     f,
                     "an upgrade timeout of {} is too short: each new worker must stay ready for \

@@ -118,8 +118,11 @@ fn an_upgrade_is_too_short_for_its_own_settings() {
         ..reloaded
     };
     assert_eq!(h.pool.upgrade_too_short(60 * SEC), None);
-    assert!(matches!(
+    assert_eq!(
         h.pool.upgrade_too_short_with(60 * SEC, &slow),
-        Some(PoolError::UpgradeTooShort { .. })
-    ));
+        Some(PoolError::UpgradeTooShort {
+            timeout: 60 * SEC,
+            min_ready: 60 * SEC
+        })
+    );
 }
