@@ -103,11 +103,9 @@ pub struct ExecPlan {
     no_close_range: bool,
     /// Tests: a signal the child raises on itself right after `fork`.
     raise_first: Option<libc::c_int>,
-    /// Tests: `fork` even where `clone(CLONE_VM | CLONE_VFORK)` works.
-    fork_only: bool,
-    /// Tests: ask for the clone with flags the kernel refuses (`EINVAL`), as a kernel or
-    /// sandbox that refuses the clone would.
-    refused_clone: bool,
+    /// How to start the child: the clone where it works; tests also ask for `fork` only, or
+    /// for a clone the kernel refuses first.
+    how: How,
 }
 
 /// A resource limit, by its `setrlimit` name.
@@ -181,8 +179,7 @@ impl ExecPlan {
             nice: None,
             no_close_range: false,
             raise_first: None,
-            fork_only: false,
-            refused_clone: false,
+            how: How::CloneOrFork,
         })
     }
 
@@ -270,7 +267,7 @@ impl ExecPlan {
         let mut buffers = Buffers::new(self, fds, stdio);
         let (status_read, status_write) = status_pipe()?;
         let child = buffers.child(self, status_write.as_raw_fd(), probe);
-        start_and_wait(&child, status_read, status_write, self.how_to_start())
+        start_and_wait(&child, status_read, status_write, self.how)
     }
 
     /// The environment the child gets, and where in it the `LISTEN_PID=` entry is, if asked

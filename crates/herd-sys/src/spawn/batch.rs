@@ -98,7 +98,7 @@ pub fn spawn_all(jobs: &[Job<'_>]) -> Vec<Result<u32, SpawnError>> {
     // No element of `prepared` moves from here on: each child reads its `Child` where it is.
     let each = prepared.iter_mut().zip(jobs).zip(&mut failed);
     for ((prepared, job), failed) in each.filter_map(|((p, j), f)| Some(((p.as_mut()?, j), f))) {
-        match start_beside(&prepared.child, job.plan.how_to_start()) {
+        match start_beside(&prepared.child, job.plan.how) {
             Ok((pid, stack)) => prepared.started = Some((pid as u32, stack)),
             Err(e) => *failed = Some(fork_err(e)),
         }

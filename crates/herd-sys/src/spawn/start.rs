@@ -6,26 +6,18 @@ use std::io;
 use super::child::Child;
 #[cfg(target_os = "linux")]
 use super::vfork;
-use super::ExecPlan;
 
 /// How to start the child: the clone where it works (the default), or as tests ask.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum How {
+    /// On Linux `clone(CLONE_VM | CLONE_VFORK)`, with `fork` where the kernel refuses it;
+    /// `fork` elsewhere.
     CloneOrFork,
-    /// Tests: `fork` only.
+    /// Tests: `fork` even where the clone works.
     Fork,
-    /// Tests: a clone the kernel refuses, then `fork`.
+    /// Tests: ask for the clone with flags the kernel refuses (`EINVAL`), as a kernel or
+    /// sandbox that refuses the clone would, then `fork`.
     RefusedClone,
-}
-
-impl ExecPlan {
-    pub(super) fn how_to_start(&self) -> How {
-        match (self.fork_only, self.refused_clone) {
-            (true, _) => How::Fork,
-            (false, true) => How::RefusedClone,
-            (false, false) => How::CloneOrFork,
-        }
-    }
 }
 
 /// Starts the child: on Linux a clone sharing this process's memory (returning once it has

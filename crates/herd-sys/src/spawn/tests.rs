@@ -216,24 +216,24 @@ fn shell(script: &str) -> ExecPlan {
 /// and errno, the worker's own `LISTEN_PID`, a probe's failing step.
 #[test]
 fn the_fork_path_reports_as_the_clone_path_does() {
-    for fork_only in [false, true] {
+    for how in [How::CloneOrFork, How::Fork] {
         let mut plan = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
-        plan.fork_only = fork_only;
+        plan.how = how;
         let err = plan.spawn(&[], None).unwrap_err();
-        assert_eq!(err.stage(), Stage::Exec, "fork_only {fork_only}");
+        assert_eq!(err.stage(), Stage::Exec, "{how:?}");
         assert_eq!(err.io_error().raw_os_error(), Some(libc::ENOENT));
 
         let mut plan = shell("test \"$LISTEN_PID\" = \"$$\"");
-        plan.fork_only = fork_only;
+        plan.how = how;
         plan.listen_pid();
         let pid = plan.spawn(&[], None).unwrap();
-        assert!(wait_for(pid).unwrap().success(), "fork_only {fork_only}");
+        assert!(wait_for(pid).unwrap().success(), "{how:?}");
 
         let mut plan = shell("exit 0");
-        plan.fork_only = fork_only;
+        plan.how = how;
         plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
         let err = plan.probe().unwrap_err();
-        assert_eq!(err.stage(), Stage::Chdir, "fork_only {fork_only}");
+        assert_eq!(err.stage(), Stage::Chdir, "{how:?}");
         assert_eq!(err.io_error().raw_os_error(), Some(libc::ENOENT));
     }
 }
@@ -248,24 +248,20 @@ const NO_ZOMBIE_CHECK: &str = "HERD_SYS_TEST_NO_ZOMBIE_CHECK";
 #[test]
 fn a_child_that_fails_before_exec_leaves_no_zombie() {
     if std::env::var_os(NO_ZOMBIE_CHECK).is_some() {
-        for fork_only in [false, true] {
+        for how in [How::CloneOrFork, How::Fork] {
             let mut plan = shell("exit 0");
-            plan.fork_only = fork_only;
+            plan.how = how;
             plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
             let err = plan.spawn(&[], None).unwrap_err();
             assert_eq!(err.stage(), Stage::Chdir);
             // SAFETY: WNOHANG only asks; no status is written through a null pointer.
             let rc = unsafe { libc::waitpid(-1, ptr::null_mut(), libc::WNOHANG) };
             let errno = io::Error::last_os_error().raw_os_error();
-            assert_eq!(
-                (rc, errno),
-                (-1, Some(libc::ECHILD)),
-                "fork_only {fork_only}"
-            );
+            assert_eq!((rc, errno), (-1, Some(libc::ECHILD)), "{how:?}");
         }
         // The same for the starts of a batch that fail, cloned or forked.
         let mut plans = [shell("exit 0"), shell("exit 0")];
-        plans[1].fork_only = true;
+        plans[1].how = How::Fork;
         for plan in &mut plans {
             plan.chdir(OsStr::new("/nonexistent/herd-test")).unwrap();
         }
@@ -373,16 +369,16 @@ fn a_worker_with_credentials_leaves_herds_threads_alone() {
             }
         })
     };
-    for fork_only in [false, true] {
+    for how in [How::CloneOrFork, How::Fork] {
         let mut plan = shell(
             "grep -q '^Uid:.65534.65534' /proc/$$/status && \
              grep -q '^Gid:.65533.65533' /proc/$$/status && \
              grep -q '^Groups:.65532 *$' /proc/$$/status",
         );
-        plan.fork_only = fork_only;
+        plan.how = how;
         plan.credentials(65534, 65533, vec![65532]);
         let pid = plan.spawn(&[], None).unwrap();
-        assert!(wait_for(pid).unwrap().success(), "fork_only {fork_only}");
+        assert!(wait_for(pid).unwrap().success(), "{how:?}");
     }
     assert_eq!(thread_ids(), before);
     stop.store(true, Ordering::Relaxed);
@@ -436,7 +432,7 @@ fn a_refused_clone_falls_back_to_fork() {
     let pid = plan.spawn(&[], None).unwrap();
     assert!(wait_for(pid).unwrap().success());
     assert_eq!(forks(), before, "the clone path forked");
-    plan.refused_clone = true;
+    plan.how = How::RefusedClone;
     let pid = plan.spawn(&[], None).unwrap();
     assert!(wait_for(pid).unwrap().success());
     assert_eq!(forks(), before + 1, "no fork after the refused clone");

@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsFd;
 
+use super::super::start::How;
 use super::*;
 
 /// A plan that runs `sh -c script`.
@@ -37,8 +38,11 @@ fn each_child_of_a_batch_gets_its_own_pid_and_sockets() {
             );
             let mut plan = shell(&script);
             plan.listen_pid().new_process_group(true);
-            plan.fork_only = i % 5 == 1;
-            plan.refused_clone = i % 5 == 2;
+            plan.how = match i % 5 {
+                1 => How::Fork,
+                2 => How::RefusedClone,
+                _ => How::CloneOrFork,
+            };
             plan
         })
         .collect();
@@ -77,7 +81,7 @@ fn each_start_of_a_batch_fails_on_its_own() {
         u64::MAX - 1,
     );
     let mut forked_missing = ExecPlan::new(OsStr::new("/nonexistent/herd-test")).unwrap();
-    forked_missing.fork_only = true;
+    forked_missing.how = How::Fork;
     let plans = [ok(), missing, ok(), no_dir, no_limit, forked_missing, ok()];
     let jobs: Vec<Job<'_>> = plans
         .iter()
