@@ -53,8 +53,8 @@ pub use listen_env::{parse_listen_env, validate_name, LISTEN_FDS_START, MAX_LIST
 pub use notify::NotifyMessage;
 pub use pool::{
     Action, DrainPolicy, Exit, MaxSurge, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,
-    RecycleCause, RecycleRefused, SavedSlot, SavedWorker, Slot, StopMode, Upgrade, Worker,
-    WorkerExit, WorkerState,
+    RecycleCause, RecycleRefused, SavedSlot, SavedSurge, SavedWorker, Slot, StopMode, Upgrade,
+    Worker, WorkerExit, WorkerState,
 };
 pub use recycle::{format_bytes, MemoryKind, RecycleEvent, RecyclePolicy, Recycler};
 pub use relative::{Ago, Ahead, Epoch};

@@ -70,6 +70,8 @@ pub fn test_config(workers: usize, drain: Option<herd_core::DrainPolicy>) -> Poo
 mod tests {
     use std::time::{Duration, Instant};
 
+    use herd_core::MaxSurge;
+
     use super::*;
 
     #[test]
@@ -145,6 +147,32 @@ mod tests {
         let back: PoolState = serde_json::from_value(older).unwrap();
         let restored = import(config, back, Epoch::at(now));
         assert_eq!(restored.start_ups(), 1);
+    }
+
+    /// The surge bounds survive JSON, a share of the pool and a number alike, and win over
+    /// the command line the new image reads.
+    #[test]
+    fn the_surge_bounds_survive_json() {
+        let now = Instant::now();
+        let cases = [
+            (MaxSurge::Percent(25), serde_json::json!({"Percent": 25})),
+            (MaxSurge::Workers(4), serde_json::json!({"Workers": 4})),
+        ];
+        for (max_surge, saved) in cases {
+            let config = PoolConfig {
+                max_surge,
+                max_starting: 3,
+                ..test_config(2, None)
+            };
+            let pool = Pool::new(config);
+            let json = serde_json::to_value(pool.export(Epoch::at(now)).unwrap()).unwrap();
+            let expected = serde_json::json!({"max_surge": saved, "max_starting": 3});
+            assert_eq!(json["surge"], expected);
+            let back: PoolState = serde_json::from_value(json).unwrap();
+            let restored = import(test_config(2, None), back, Epoch::at(now));
+            assert_eq!(restored.config().max_surge, max_surge);
+            assert_eq!(restored.config().max_starting, 3);
+        }
     }
 
     /// A draining worker reads, to a herd of an earlier version, as scaled down and stopping.

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 pub use error::PoolError;
 pub use recycle::RecycleRefused;
-pub use state::{PoolState, SavedSlot, SavedWorker};
+pub use state::{PoolState, SavedSlot, SavedSurge, SavedWorker};
 pub use surge::MaxSurge;
 use types::Count;
 pub use types::{

@@ -5,7 +5,9 @@
 
 use std::time::Instant;
 
-use super::{Phase, Pool, PoolConfig, Reason, RecycleCause, Slot, Worker, WorkerExit, WorkerState};
+use super::{
+    MaxSurge, Phase, Pool, PoolConfig, Reason, RecycleCause, Slot, Worker, WorkerExit, WorkerState,
+};
 use crate::backoff::Backoff;
 use crate::relative::{Ago, Ahead, Epoch};
 
@@ -30,6 +32,24 @@ pub struct PoolState {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub excused_for_ms: Option<Ahead>,
+    /// The surge bounds the pool ran with: a re-exec keeps them, whatever the new binary
+    /// makes of the command line. Absent in the state of an older herd, whose command line
+    /// then decides (a herd before `--max-starting` read `--max-surge N` as N start-ups).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub surge: Option<SavedSurge>,
+}
+
+/// The surge bounds, saved (see [`MaxSurge`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SavedSurge {
+    /// `--max-surge`: a number of workers, or a share of the pool.
+    pub max_surge: MaxSurge,
+    /// `--max-starting`.
+    pub max_starting: usize,
 }
 
 /// A worker, saved.
@@ -99,7 +119,7 @@ impl Pool {
     /// saved or said to need no saving.
     pub fn export(&self, epoch: Epoch) -> Option<PoolState> {
         let Pool {
-            config: _,
+            config,
             // Only while upgrading, when there is no state to save.
             next_config: _,
             desired,
@@ -130,14 +150,18 @@ impl Pool {
             workers: workers.iter().map(|w| save_worker(w, epoch)).collect(),
             slots: slots.iter().map(|s| save_slot(s, epoch)).collect(),
             excused_for_ms: excused_until.map(|t| epoch.ahead(t)),
+            surge: Some(SavedSurge {
+                max_surge: config.max_surge,
+                max_starting: config.max_starting,
+            }),
         })
     }
 
-    /// A pool continuing from `state` at `epoch`, with the (re-read) `config`; `exit` reads a
-    /// slot's last exit from the platform's raw status. Its ready workers are not announced
-    /// again.
+    /// A pool continuing from `state` at `epoch`, with the (re-read) `config` but the surge
+    /// bounds the state carries; `exit` reads a slot's last exit from the platform's raw
+    /// status. Its ready workers are not announced again.
     pub fn import(
-        config: PoolConfig,
+        mut config: PoolConfig,
         state: PoolState,
         epoch: Epoch,
         exit: impl Fn(i32) -> WorkerExit,
@@ -149,7 +173,12 @@ impl Pool {
             workers,
             slots,
             excused_for_ms,
+            surge,
         } = state;
+        if let Some(saved) = surge {
+            config.max_surge = saved.max_surge;
+            config.max_starting = saved.max_starting;
+        }
         // The derived fields (the pid index, the counts per slot) start empty, as in a new
         // pool, and `reindex` fills them.
         let mut pool = Pool {

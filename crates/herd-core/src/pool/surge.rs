@@ -10,6 +10,7 @@ use super::{Pool, WorkerState};
 /// number, rounded up (like Kubernetes' `maxSurge`). Never below 1, so that a replacement
 /// can always run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum MaxSurge {
     /// At most this many workers beyond the desired number.
     Workers(usize),

@@ -152,3 +152,24 @@ fn recycling_counts_the_surge_and_the_start_ups_as_upgrades_do() {
     h.exit(100, code(0));
     recycle(&mut h, 102).unwrap();
 }
+
+/// A re-exec keeps the surge bounds the pool ran with, a share or a number, whatever the new
+/// image's command line makes of them; the state of an older herd, without them, leaves the
+/// command line's.
+#[test]
+fn a_reexec_keeps_the_surge_bounds_the_pool_ran_with() {
+    for max_surge in [MaxSurge::Percent(25), MaxSurge::Workers(4)] {
+        let h = Harness::new(bounded(4, max_surge, 3));
+        let state = h.pool.export(Epoch::at(h.now)).unwrap();
+        let reread = bounded(4, MaxSurge::Workers(1), 1);
+        let bounds = |pool: &Pool| (pool.config().max_surge, pool.config().max_starting);
+        let pool = import(reread.clone(), state.clone(), h.now);
+        assert_eq!(bounds(&pool), (max_surge, 3));
+        let older = PoolState {
+            surge: None,
+            ..state
+        };
+        let pool = import(reread, older, h.now);
+        assert_eq!(bounds(&pool), (MaxSurge::Workers(1), 1));
+    }
+}
