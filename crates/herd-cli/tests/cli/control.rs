@@ -38,12 +38,7 @@ fn status_and_scale_round_trips() {
     assert_eq!(socket["fd"], 3);
     assert_eq!(socket["queue"], 0);
     assert!(socket["queue_limit"].as_u64().unwrap() > 0, "{socket}");
-    let slots: BTreeSet<u64> = status["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["slot"].as_u64().unwrap())
-        .collect();
+    let slots = BTreeSet::from_iter(worker_slots(&status));
     assert_eq!(slots, BTreeSet::from([0, 1]));
 
     let (code, table, _) = herd.ctl(&["status"]);
@@ -64,13 +59,7 @@ fn status_and_scale_round_trips() {
         assert_eq!(code, 0, "{stderr}");
         assert_eq!(stdout.trim(), format!("scaled from {from} to {to} workers"));
         let status = wait_status(&herd, &format!("{to} workers"), |s| settled(s, to));
-        let mut slots: Vec<u64> = status["workers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|w| w["slot"].as_u64().unwrap())
-            .collect();
-        slots.sort();
+        let slots = worker_slots(&status);
         assert_eq!(
             slots,
             (0..to).collect::<Vec<_>>(),

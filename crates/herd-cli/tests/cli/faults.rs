@@ -55,12 +55,7 @@ fn random_kills_under_load_lose_only_requests_in_flight() {
     let status = wait_status(&herd, "4 ready workers after the chaos", |s| {
         s["ready"] == 4
     });
-    let slots: BTreeSet<u64> = status["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["slot"].as_u64().unwrap())
-        .collect();
+    let slots = BTreeSet::from_iter(worker_slots(&status));
     assert_eq!(slots, BTreeSet::from([0, 1, 2, 3]));
     assert!(get(&addr, "/").unwrap().starts_with("hello from pid"));
 }

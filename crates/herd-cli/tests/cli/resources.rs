@@ -245,13 +245,7 @@ fn a_pool_of_256_starts_ready_and_stops_clean() {
             )),
         }
     });
-    let mut slots: Vec<u64> = status["workers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["slot"].as_u64().unwrap())
-        .collect();
-    slots.sort_unstable();
+    let slots = worker_slots(&status);
     assert_eq!(slots, (0..256).collect::<Vec<u64>>());
     let pids = worker_pids(&status);
     let live: std::collections::HashSet<u32> = children(herd.pid())

@@ -303,6 +303,18 @@ pub fn fails_within(args: &[&str], cwd: Option<&std::path::Path>, needles: &[&st
     }
 }
 
+/// The slots of every worker in `status`, stopping ones included, in order.
+pub fn worker_slots(status: &Value) -> Vec<u64> {
+    let mut slots: Vec<u64> = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["slot"].as_u64().unwrap())
+        .collect();
+    slots.sort_unstable();
+    slots
+}
+
 /// The pids of the workers in `status` that are not stopping.
 pub fn worker_pids(status: &Value) -> Vec<u32> {
     status["workers"]
