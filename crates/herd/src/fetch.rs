@@ -369,6 +369,23 @@ mod tests {
     }
 
     #[test]
+    fn an_attach_answer_with_a_stop_signal_unknown_here_is_refused() {
+        let scratch = crate::scratch::Scratch::new("herd-fetch-signal");
+        std::fs::create_dir(scratch.path()).unwrap();
+        let path = scratch.path().join("signal.sock");
+        let answer =
+            b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[],\"stop_signal\":\"NOPE\"}}\n";
+        let server = peer(&path, answer, 0, false);
+        let e = attach(&path, &FetchOptions::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("\"NOPE\" is not a signal this program knows"),
+            "{e}"
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
     fn a_trickling_answer_fails_at_the_deadline() {
         let scratch = crate::scratch::Scratch::new("herd-fetch-trickle");
         std::fs::create_dir(scratch.path()).unwrap();
