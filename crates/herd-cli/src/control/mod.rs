@@ -36,6 +36,8 @@ mod hung_up;
 #[cfg(unix)]
 pub mod path;
 #[cfg(unix)]
+mod room;
+#[cfg(unix)]
 pub mod server;
 #[cfg(unix)]
 mod wait;

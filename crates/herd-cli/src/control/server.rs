@@ -26,6 +26,7 @@ use super::protocol::{Command, ErrorCode, FdBatch, Response, VERSION};
 pub use super::reply::Reply;
 use super::request::forward;
 pub use super::request::{ControlRequest, Peer};
+use super::room::{next, place, Next, Place, Told};
 use super::waiting::Waiting;
 
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
@@ -34,7 +35,8 @@ use super::waiting::Waiting;
 /// lock out a working one.
 pub const MAX_CONNECTIONS: usize = 1000;
 
-/// How long a newcomer waits for the connection that gave way to close.
+/// How long a newcomer waits for room at most: for the connections told to give way to say
+/// whether they do, and for the place of the one that did.
 const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// How many refused connections are logged per [`REFUSALS_WINDOW`]; the rest are counted and
@@ -89,37 +91,67 @@ pub async fn serve(
         if requests.is_closed() {
             return;
         }
-        let Some(permit) = room(&slots, &waiting).await else {
-            let busy = Response::error(
-                ErrorCode::Busy,
-                format!("too many control connections (at most {MAX_CONNECTIONS})"),
-            );
-            let mut stream = stream;
-            tokio::spawn(async move { refuse(&mut stream, busy).await });
-            continue;
+        let checked = check(&stream, &policy, &refusals);
+        let free = Arc::clone(&slots).try_acquire_owned().ok();
+        let permit = match (place(checked.is_ok(), free.is_some()), free) {
+            (Place::Denied, _) => {
+                if let Err(Some(refusal)) = checked {
+                    let mut stream = stream;
+                    tokio::spawn(async move { refuse(&mut stream, refusal).await });
+                }
+                continue;
+            }
+            (Place::Free, Some(permit)) => permit,
+            _ => match make_room(&slots, &waiting).await {
+                Some(permit) => permit,
+                None => {
+                    let busy = Response::error(
+                        ErrorCode::Busy,
+                        format!("too many control connections (at most {MAX_CONNECTIONS})"),
+                    );
+                    let mut stream = stream;
+                    tokio::spawn(async move { refuse(&mut stream, busy).await });
+                    continue;
+                }
+            },
         };
-        let (policy, requests) = (policy.clone(), requests.clone());
-        let (refusals, replies) = (Arc::clone(&refusals), replies.clone());
-        let waiting = waiting.clone();
+        let Ok(peer) = checked else { continue };
+        let requests = requests.clone();
+        let (replies, waiting) = (replies.clone(), waiting.clone());
         tokio::spawn(async move {
-            handle(stream, &policy, &requests, &refusals, (&replies, &waiting)).await;
+            converse(stream, peer, &requests, &replies, &waiting).await;
             drop(permit);
         });
     }
 }
 
-/// A connection's place among the [`MAX_CONNECTIONS`]: a free one, or the one of the connection
-/// that has waited longest for a request, which gives way; none if every connection has a
-/// command in progress, or if the one told to give way got its request first.
-async fn room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
-    if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
-        return Some(permit);
+/// A place among the [`MAX_CONNECTIONS`] when every one is taken: the place of the connection
+/// that has waited longest for a request, which is told to give way; if it kept its place (its
+/// request came at that moment), the next one's, and so on ([`room`](super::room)); none if
+/// every connection has a command in progress, or after [`ROOM_WAIT`].
+async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    let mut told = 0;
+    loop {
+        let outcome = match waiting.make_room() {
+            None => Told::NobodyWaits,
+            Some(said) => {
+                told += 1;
+                match tokio::time::timeout_at(deadline, said).await.ok()? {
+                    Ok(()) => Told::GaveWay,
+                    Err(_) => Told::KeptItsPlace,
+                }
+            }
+        };
+        match next(outcome, told) {
+            Next::TakeItsPlace => {
+                let place = Arc::clone(slots).acquire_owned();
+                return tokio::time::timeout_at(deadline, place).await.ok()?.ok();
+            }
+            Next::TellAnother => {}
+            Next::Busy => return None,
+        }
     }
-    if !waiting.make_room() {
-        return None;
-    }
-    let room = tokio::time::timeout(ROOM_WAIT, Arc::clone(slots).acquire_owned());
-    room.await.ok()?.ok()
 }
 
 /// The refusal limiter; a poisoned lock (a panic elsewhere) still limits, its state is valid.
@@ -141,25 +173,14 @@ async fn refuse(stream: &mut UnixStream, response: Response) {
     let _ = tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&response.to_line())).await;
 }
 
-async fn handle(
-    mut stream: UnixStream,
-    policy: &AccessPolicy,
-    requests: &mpsc::Sender<ControlRequest>,
-    refusals: &Arc<Mutex<RateLimit>>,
-    (replies, waiting): (&Replies, &Waiting),
-) {
-    if let Some(peer) = admit(&mut stream, policy, refusals).await {
-        converse(stream, peer, requests, replies, waiting).await;
-    }
-}
-
-/// Who is on the other end of `stream`, if the access policy lets them in; a client that is
-/// not let in is told why (the log says so, rate-limited).
-async fn admit(
-    stream: &mut UnixStream,
+/// Who is on the other end of `stream`, if the access policy lets them in; else what to tell
+/// a client that is not let in (the log says so, rate-limited), or nothing if its credentials
+/// cannot be read.
+fn check(
+    stream: &UnixStream,
     policy: &AccessPolicy,
     refusals: &Arc<Mutex<RateLimit>>,
-) -> Option<Peer> {
+) -> Result<Peer, Option<Response>> {
     let cred = match stream.peer_cred() {
         Ok(cred) => cred,
         Err(e) => {
@@ -167,7 +188,7 @@ async fn admit(
                 event = LogEvent::SystemError.as_str(),
                 "control socket: cannot read the peer's credentials: {e}"
             );
-            return None;
+            return Err(None);
         }
     };
     if !policy.allows(cred.uid(), cred.gid()) {
@@ -202,14 +223,9 @@ async fn admit(
             cred.uid(),
             policy.own_uid
         );
-        refuse(
-            stream,
-            Response::error(ErrorCode::PermissionDenied, message),
-        )
-        .await;
-        return None;
+        return Err(Some(Response::error(ErrorCode::PermissionDenied, message)));
     }
-    Some(Peer {
+    Ok(Peer {
         pid: cred.pid().and_then(|p| u32::try_from(p).ok()),
         uid: Some(cred.uid()),
     })

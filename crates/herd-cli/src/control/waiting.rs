@@ -2,12 +2,14 @@
 //! server has [`MAX_CONNECTIONS`](super::server::MAX_CONNECTIONS) open, the one that has
 //! waited longest gives way to a newcomer, so a crowd of silent clients (leaked or hostile)
 //! cannot keep `herd stop` or `herd upgrade` out until they idle out. A connection whose
-//! command is in progress (an upgrade, a stop) never gives way. Cheap to clone; clones share.
+//! command is in progress (an upgrade, a stop) never gives way, nor does one whose request
+//! comes as it is told to: the newcomer learns which it did ([`room`](super::room) decides
+//! what next). Cheap to clone; clones share.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
 /// The connections waiting for a request now.
 #[derive(Clone, Debug, Default)]
@@ -18,8 +20,16 @@ pub struct Waiting {
 #[derive(Debug, Default)]
 struct Queue {
     /// By when they started waiting (a counter): the first is the oldest.
-    waiting: BTreeMap<u64, Arc<Notify>>,
+    waiting: BTreeMap<u64, Arc<Told>>,
     next: u64,
+}
+
+/// How a waiting connection is told to give way, and says whether it did.
+#[derive(Debug, Default)]
+struct Told {
+    give_way: Notify,
+    /// Set when it is told: sent on when it gives way, dropped when it keeps its place.
+    gave_way: Mutex<Option<oneshot::Sender<()>>>,
 }
 
 /// One connection's wait for its next request; it stops waiting when dropped.
@@ -27,34 +37,36 @@ struct Queue {
 pub struct Wait {
     waiting: Waiting,
     id: u64,
-    gave_way: Arc<Notify>,
+    told: Arc<Told>,
 }
+
+/// Whether the connection told to give way did: `Ok` once it gave way (it closes), `Err` if
+/// it kept its place (its request came at that moment).
+pub type GaveWay = oneshot::Receiver<()>;
 
 impl Waiting {
     /// A connection starts waiting for a request.
     pub fn start(&self) -> Wait {
-        let gave_way = Arc::new(Notify::new());
+        let told = Arc::new(Told::default());
         let mut queue = self.lock();
         let id = queue.next;
         queue.next += 1;
-        queue.waiting.insert(id, Arc::clone(&gave_way));
+        queue.waiting.insert(id, Arc::clone(&told));
         Wait {
             waiting: self.clone(),
             id,
-            gave_way,
+            told,
         }
     }
 
-    /// Tells the connection that has waited longest to close; whether there was one.
-    pub fn make_room(&self) -> bool {
-        let oldest = self.lock().waiting.pop_first();
-        match oldest {
-            Some((_, gave_way)) => {
-                gave_way.notify_one();
-                true
-            }
-            None => false,
-        }
+    /// Tells the connection that has waited longest to close; how it will say whether it did,
+    /// or `None` if no connection waits.
+    pub fn make_room(&self) -> Option<GaveWay> {
+        let (_, oldest) = self.lock().waiting.pop_first()?;
+        let (gave_way, said) = oneshot::channel();
+        *lock(&oldest.gave_way) = Some(gave_way);
+        oldest.give_way.notify_one();
+        Some(said)
     }
 
     /// How many connections wait.
@@ -63,22 +75,32 @@ impl Waiting {
         self.lock().waiting.len()
     }
 
-    /// The queue; a poisoned lock (a panic elsewhere) still counts, its state is valid.
+    /// The queue.
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared)
     }
+}
+
+/// A poisoned lock (a panic elsewhere) still counts: the state behind it is valid.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Wait {
     /// What `next` (the wait for the client's request) gives, or `None` once this connection
-    /// must close to make room for another. A request that has come wins over being told to
-    /// give way at the same moment: a client that has sent its command is never closed
-    /// unanswered.
+    /// must close to make room for another (the newcomer is told it gave way). A request that
+    /// has come wins over being told to give way at the same moment: a client that has sent
+    /// its command is never closed unanswered (the newcomer is told this one kept its place).
     pub async fn or_give_way<F: std::future::Future>(self, next: F) -> Option<F::Output> {
         tokio::select! {
             biased;
             next = next => Some(next),
-            () = self.gave_way.notified() => None,
+            () = self.told.give_way.notified() => {
+                if let Some(gave_way) = lock(&self.told.gave_way).take() {
+                    let _ = gave_way.send(());
+                }
+                None
+            }
         }
     }
 }
@@ -102,28 +124,33 @@ mod tests {
         drop(first);
         assert_eq!(waiting.count(), 1);
         let third = waiting.start();
-        assert!(waiting.make_room());
+        let said = waiting.make_room().expect("the second waits");
         // The second, the oldest still waiting, is told (even before it listens).
         let gave_way = second.or_give_way(std::future::pending::<()>());
         tokio::time::timeout(std::time::Duration::from_secs(5), gave_way)
             .await
             .expect("the oldest waiting connection gives way");
+        assert_eq!(said.await, Ok(()), "and says so");
         assert_eq!(waiting.count(), 1, "the third still waits");
-        assert!(waiting.make_room());
+        assert!(waiting.make_room().is_some());
         drop(third);
-        assert!(!waiting.make_room(), "nobody waits: no room to make");
+        assert!(
+            waiting.make_room().is_none(),
+            "nobody waits: no room to make"
+        );
         assert_eq!(waiting.count(), 0);
     }
 
-    /// A connection told to give way just as its request came answers the request (the
-    /// newcomer is told `busy`) instead of closing on a client whose command it has.
+    /// A connection told to give way just as its request came answers the request, and the
+    /// newcomer learns that it kept its place (and tells the next one instead).
     #[tokio::test]
     async fn a_request_that_has_come_wins_over_giving_way() {
         let waiting = Waiting::default();
         for _ in 0..64 {
             let wait = waiting.start();
-            assert!(waiting.make_room());
+            let said = waiting.make_room().expect("one waits");
             assert_eq!(wait.or_give_way(async { "request" }).await, Some("request"));
+            assert!(said.await.is_err(), "it kept its place");
         }
     }
 }

@@ -83,3 +83,94 @@ fn a_client_that_hung_up_gets_no_answer_made_and_a_half_closed_one_does() {
     let _ = gone.kill();
     let _ = gone.wait();
 }
+
+/// Opens the [`MAX_CONNECTIONS`] (1000) connections herd takes, silent but for the last, which
+/// asks for a status once: all are in when it is answered. The oldest comes first.
+fn fill_the_control_socket(control: &str) -> Vec<UnixStream> {
+    let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
+    if soft < 2100 && hard > soft {
+        herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
+    }
+    let mut open: Vec<UnixStream> = (0..1000)
+        .map(|_| UnixStream::connect(control).unwrap())
+        .collect();
+    let last = open.last_mut().unwrap();
+    last.write_all(STATUS).unwrap();
+    let status = answer(last);
+    assert_eq!(status["ok"], true, "{status}");
+    open
+}
+
+/// Whether herd has closed `stream` (it reads as ended), without waiting.
+fn closed(stream: &UnixStream) -> bool {
+    use std::os::unix::io::AsFd;
+    herd_sys::fd::wait_readable(&[stream.as_fd()], Some(std::time::Duration::ZERO)).unwrap()
+}
+
+/// With 1000 connections open, a newcomer whose uid may not use herd is refused without
+/// making the connection that has waited longest close first.
+#[test]
+fn a_newcomer_that_may_not_use_herd_makes_no_connection_give_way() {
+    if !root_or_skip("connecting as another uid needs root") {
+        return;
+    }
+    let herd = Herd::start(&[
+        "run",
+        "--control-allow-uid",
+        "4000",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let control = herd.control();
+    let open = fill_the_control_socket(&control);
+
+    use std::os::unix::process::CommandExt;
+    let denied = Command::new(HERD)
+        .args(["status", "--json", "--control", &control])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(stderr.contains("permission_denied"), "{stderr}");
+    assert!(
+        !closed(&open[0]),
+        "the oldest connection gave way for a refused newcomer"
+    );
+    // It still gives way for a newcomer that may use herd.
+    let (code, out, err) = herd.ctl(&["status"]);
+    assert_eq!(code, 0, "herd status: {out}{err}");
+    assert!(closed(&open[0]), "the oldest connection gave way");
+}
+
+/// With 1000 connections open, a newcomer for which the connection that has waited longest is
+/// told to give way just as that one's request comes gets the next one's place at once, not
+/// `busy` after a second. herd is paused while the newcomer connects and then the oldest
+/// asks, so that it meets the newcomer first.
+#[test]
+fn a_newcomer_gets_the_next_place_when_the_oldest_asks_as_it_is_told_to_give_way() {
+    let herd = Herd::start(&ONE_SLEEPER);
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    let control = herd.control();
+    let mut open = fill_the_control_socket(&control);
+
+    let pause = paused(&herd);
+    let mut newcomer = UnixStream::connect(&control).unwrap();
+    newcomer.write_all(STATUS).unwrap();
+    open[0].write_all(STATUS).unwrap();
+    drop(pause);
+
+    let status = answer(&newcomer);
+    assert_eq!(status["ok"], true, "the newcomer: {status}");
+    let status = answer(&open[0]);
+    assert_eq!(status["ok"], true, "the oldest, which asked: {status}");
+    assert!(closed(&open[1]), "the next oldest gave way");
+}
