@@ -1,6 +1,7 @@
 //! Attached processes (`herd attach`) stop with herd: the stop signal, then SIGKILL after the
 //! grace, their process group with them, and a group shared with others left alone.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::util::*;
@@ -25,6 +26,28 @@ impl Drop for KillGroupOnDrop {
     }
 }
 
+/// `herd attach -- COMMAND...` against `herd`'s control socket, with `env` set as well, killed
+/// on drop; and the first line COMMAND writes to its standard output.
+fn attach(herd: &Herd, env: &[(&str, &str)], command: &[&str]) -> (KillOnDrop, String) {
+    use std::io::BufRead;
+    let mut attached = KillOnDrop(
+        Command::new(HERD)
+            .env("HERD_CONTROL", herd.control())
+            .envs(env.iter().copied())
+            .args(["attach", "--"])
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufReader::new(attached.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (attached, line)
+}
+
 /// How many pidfds `pid` holds.
 fn pidfds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -36,7 +59,6 @@ fn pidfds(pid: u32) -> usize {
 
 #[test]
 fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() {
-    use std::io::BufRead;
     use std::os::unix::process::ExitStatusExt;
     let mut herd = sleepers(&["-w", "1"]);
     herd.started(1);
@@ -44,21 +66,9 @@ fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() 
         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
         print('ignoring SIGTERM', flush=True)\n\
         time.sleep(1000)\n";
-    let mut attached = KillOnDrop(
-        Command::new(HERD)
-            .env("HERD_CONTROL", herd.control())
-            .args(["attach", "--", "python3", "-c", ignores_term])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut attached, line) = attach(&herd, &[], &["python3", "-c", ignores_term]);
     let pid = attached.0.id();
     herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
-    let mut line = String::new();
-    std::io::BufReader::new(attached.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     assert_eq!(line, "ignoring SIGTERM\n");
 
     // Held by a pidfd, in this image and the next.
@@ -96,27 +106,14 @@ fn an_attached_process_that_ignores_the_stop_signal_is_killed_after_the_grace() 
 /// the port is free.
 #[test]
 fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
-    use std::io::BufRead;
     let mut herd = sleeper_on_http();
     let addr = herd.address("http");
     // The subshell ignores SIGTERM, and so does the sleep it becomes.
     let script = "(trap '' TERM; exec sleep 101) & echo $!; wait";
-    let mut attached = KillOnDrop(
-        Command::new(HERD)
-            .env("HERD_CONTROL", herd.control())
-            .args(["attach", "--", "sh", "-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let (attached, line) = attach(&herd, &[], &["sh", "-c", script]);
     let pid = attached.0.id();
     let _group = KillGroupOnDrop(pid);
     herd.wait_for_event("worker_attached", &[("pid", pid.into())]);
-    let mut line = String::new();
-    std::io::BufReader::new(attached.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     let sleeper: u32 = line.trim().parse().unwrap();
     assert_eq!(
         in_groups(&[pid]).len(),
@@ -206,29 +203,11 @@ fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
 /// `herd attach` inherited.
 #[test]
 fn an_attached_command_gets_herds_stop_signal_in_its_environment() {
-    use std::io::BufRead;
     let herd = sleepers(&["--stop-signal", "INT", "-w", "1"]);
     herd.started(1);
-    let mut attached = KillOnDrop(
-        Command::new(HERD)
-            .env("HERD_CONTROL", herd.control())
-            .env("HERD_STOP_SIGNAL", "QUIT")
-            .args([
-                "attach",
-                "--",
-                "sh",
-                "-c",
-                "echo \"[$HERD_STOP_SIGNAL]\"; exec sleep 1000",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(attached.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let script = "echo \"[$HERD_STOP_SIGNAL]\"; exec sleep 1000";
+    let inherited = [("HERD_STOP_SIGNAL", "QUIT")];
+    let (_attached, line) = attach(&herd, &inherited, &["sh", "-c", script]);
     assert_eq!(line, "[INT]\n");
 }
 
@@ -246,9 +225,14 @@ fn self_attaching_program() {
     let options = herd::fetch::FetchOptions::default();
     let attached = herd::fetch::attach(std::path::Path::new(&control), &options).unwrap();
     let stop = stop.unwrap_or_else(|| herd::stop_requested().unwrap().unwrap());
-    eprintln!("self-attached, stop signal {:?}", attached.stop_signal);
+    // One write a line: the other workers write to the same stderr.
+    let say = |line: String| std::io::stderr().write_all(line.as_bytes()).unwrap();
+    say(format!(
+        "self-attached, stop signal {:?}\n",
+        attached.stop_signal
+    ));
     stop.wait();
-    eprintln!("self-attached, asked to stop");
+    say("self-attached, asked to stop\n".to_string());
 }
 
 /// A worker of one herd that attaches itself to another with the herd library stops on the
@@ -258,6 +242,7 @@ fn self_attaching_program() {
 fn a_worker_attached_to_another_herd_by_the_library_stops_on_that_herds_signal() {
     let other = sleepers(&["--stop-signal", "INT", "-w", "1"]);
     other.started(1);
+    other.wait_for_event("control_ready", &[]);
     let (control, me) = (other.control(), std::env::current_exe().unwrap());
     let own = Herd::start_with(|_| {
         let mut cmd = herd_json();
@@ -285,7 +270,7 @@ fn a_worker_attached_to_another_herd_by_the_library_stops_on_that_herds_signal()
                 _ => None,
             })
             .collect();
-        (said.len() == 2).then(|| said.into_iter().cloned().collect::<Vec<_>>())
+        (said.len() >= 2).then(|| said.into_iter().cloned().collect::<Vec<_>>())
     });
     let int = format!("self-attached, stop signal Some({})", libc::SIGINT);
     assert!(said.iter().all(|s| *s == int), "{said:?}");
