@@ -109,19 +109,9 @@ impl Pool {
         let unexpected = stopped_for.map_or(true, Reason::restarts);
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
         let replaced = self.slots[w.slot].count.live > 0;
-        let restart_in = if unexpected && slot_wanted && !replaced {
-            let policy = self.settings(w.generation).backoff;
-            let slot = &mut self.slots[w.slot];
-            let delay = if no_fault {
-                Duration::ZERO
-            } else {
-                slot.backoff.next_delay(&policy, Some(uptime))
-            };
-            slot.restarts += 1;
-            slot.restart_at = Some(now + delay);
-            Some(delay)
-        } else {
-            None
+        let restart_in = match unexpected && slot_wanted && !replaced {
+            true => Some(self.restart(&w, no_fault, uptime, now)),
+            false => None,
         };
         // A successor starting in a slot left without a ready worker replaces no server.
         let none_live = self.slots[w.slot].count.live == 0;
@@ -148,6 +138,25 @@ impl Pool {
             was_available: w.available,
         };
         Some((exit, actions))
+    }
+
+    /// Schedules the restart of `w`'s slot, `w` having exited after `uptime` (`no_fault`:
+    /// not for a crash of its own); returns the delay. An older build's worker that exits
+    /// during an upgrade is followed by the new build at once: the backoff counts the older
+    /// build's crashes (kept, should the upgrade fail), as for a slot that waited out its
+    /// backoff when the upgrade began.
+    fn restart(&mut self, w: &Worker, no_fault: bool, uptime: Duration, now: Instant) -> Duration {
+        let older_build = self.upgrade.map_or(false, |u| w.generation < u.generation);
+        let policy = self.settings(w.generation).backoff;
+        let slot = &mut self.slots[w.slot];
+        let delay = match no_fault {
+            true => Duration::ZERO,
+            false => slot.backoff.next_delay(&policy, Some(uptime)),
+        };
+        let delay = if older_build { Duration::ZERO } else { delay };
+        slot.restarts += 1;
+        slot.restart_at = Some(now + delay);
+        delay
     }
 
     /// Why the upgrade fails when its new worker `w` exited.

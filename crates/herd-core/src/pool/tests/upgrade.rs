@@ -351,6 +351,37 @@ fn a_new_worker_failing_its_upgrade_in_an_empty_slot_does_not_grow_the_backoff()
 /// the crashing build's backoff (it waited up to 30 s, past a short upgrade's deadline), and
 /// once the upgrade finishes the backoff counts the new build's crashes only.
 #[test]
+fn an_old_worker_crashing_during_an_upgrade_is_followed_by_the_new_build_at_once() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    crash_loop(&mut h, 1, 8);
+    let (generation, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let exit = h.exit(h.pid_in(1), code(1));
+    assert_eq!(exit.restart_in, Some(Duration::ZERO), "{exit:?}");
+    let fixed = new_worker(&h, 1);
+    h.notify(fixed, "READY=1");
+    h.notify(new_worker(&h, 0), "READY=1");
+    assert_eq!(h.ended, [Ok(generation)]);
+    assert_eq!(h.pool.failures(1), 0, "the crashing build's count is gone");
+}
+
+/// The crashes of the build an upgrade replaces count on for that build should the upgrade
+/// fail: its slot backs off as before.
+#[test]
+fn an_old_worker_crashing_during_a_failed_upgrade_keeps_its_backoff() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    crash_loop(&mut h, 1, 3);
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    h.exit(h.pid_in(1), code(1));
+    h.exit(new_worker(&h, 1), code(1));
+    assert!(h.ended[0].is_err(), "{:?}", h.ended);
+    assert_eq!(h.pool.failures(1), 4, "three crashes before, one during");
+}
+
+#[test]
 fn an_upgrade_starts_at_once_in_a_slot_waiting_out_its_backoff() {
     let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
     crash_loop(&mut h, 0, 8);
