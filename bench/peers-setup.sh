@@ -4,7 +4,9 @@
 # the Python every Python row runs (herd's and the peers'): a venv with gunicorn, so that no
 # `.pth` hook of the system's site-packages runs at each interpreter start. uWSGI and nginx
 # (Debian) come from scripts/setup.sh.
-# Idempotent: does nothing when the pinned versions are there. Prints the cache directory.
+# Idempotent: does nothing when the pinned versions are there, whole (every file a package
+# installed, every module PM2 loads); installs again what is missing or damaged, as after an
+# interrupted run. Prints the cache directory.
 set -euo pipefail
 
 PM2_VERSION=7.0.4
@@ -12,34 +14,44 @@ CIRCUS=(circus==0.19.0 pyzmq==27.3.0 tornado==6.5.2 psutil==7.2.2)
 PYTHON=(gunicorn==23.0.0)
 
 cache="${HERD_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/herd-bench/peers}"
-mkdir -p "$cache"
+mkdir -p "$cache" 2>/dev/null || {
+    echo "peers-setup: cannot create the cache directory $cache: set HERD_BENCH_CACHE to a directory you can write" >&2
+    exit 1
+}
 
 for tool in node npm python3 gunicorn uwsgi nginx; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] \
         || { echo "peers-setup: $tool is missing: run scripts/setup.sh first" >&2; exit 1; }
 done
 
-pm2="$cache/pm2/node_modules/pm2/package.json"
-if ! grep -q "\"version\": \"$PM2_VERSION\"" "$pm2" 2>/dev/null; then
+# PM2 is whole when its version is pinned one and it loads (an interrupted install leaves
+# its package.json without some of the modules it needs).
+pm2="$cache/pm2/node_modules/pm2"
+if ! grep -q "\"version\": \"$PM2_VERSION\"" "$pm2/package.json" 2>/dev/null \
+    || ! node -e 'require(process.argv[1])' "$pm2" >/dev/null 2>&1; then
     echo "peers-setup: installing pm2@$PM2_VERSION into $cache/pm2" >&2
     npm install --silent --no-audit --no-fund --prefix "$cache/pm2" "pm2@$PM2_VERSION" >&2
 fi
 
-# venv NAME PACKAGE==VERSION...: a venv in the cache with exactly these pins, made if missing.
+# venv NAME PACKAGE==VERSION...: a venv in the cache with exactly these pins, every file they
+# installed present; made if missing, installed again if damaged.
 venv() {
     local dir="$cache/$1"
     shift
     "$dir/bin/python" - "$@" <<'PY' 2>/dev/null && return
 import sys
-from importlib.metadata import version
+from importlib.metadata import distribution
 for spec in sys.argv[1:]:
     name, wanted = spec.split("==")
-    if version(name) != wanted:
+    installed = distribution(name)
+    if installed.version != wanted:
+        sys.exit(1)
+    if not all(f.locate().exists() for f in installed.files or []):
         sys.exit(1)
 PY
     echo "peers-setup: installing $* into $dir" >&2
     python3 -m venv "$dir"
-    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall "$@" >&2
 }
 venv circus "${CIRCUS[@]}"
 venv python "${PYTHON[@]}"
