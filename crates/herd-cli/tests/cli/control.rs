@@ -185,6 +185,57 @@ fn a_failing_upgrade_aborts_and_the_old_workers_keep_serving() {
     }
 }
 
+/// A fix deployed by upgrade (generation 2) to a slot in a crash loop whose restarts hang
+/// (never ready): the upgrade does not wait for them (restarts do not count against
+/// --max-starting), and the hung worker is replaced, not killed for --ready-timeout. Before,
+/// the upgrade waited for it and timed out.
+#[test]
+fn an_upgrade_is_not_held_back_by_a_slot_restarting_in_a_crash_loop() {
+    let probe = worker("probe.py");
+    let herd = Herd::start_with(|dir| {
+        let crashed = dir.join("crashed");
+        let script = dir.join("worker.sh");
+        let text = format!(
+            "#!/bin/sh\n\
+             if [ \"$HERD_WORKER\" = 1 ] && [ \"$HERD_GENERATION\" = 1 ]; then\n\
+             [ -e {crashed} ] && PROBE_READY=0 exec python3 {probe}\n\
+             touch {crashed}; exit 3\n\
+             fi\n\
+             exec python3 {probe}\n",
+            crashed = crashed.display()
+        );
+        std::fs::write(&script, text).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "2",
+            "--ready",
+            "notify",
+            "--ready-timeout",
+            "120s",
+        ])
+        .args([
+            "--min-ready",
+            "0",
+            "-b",
+            "web=127.0.0.1:0,nonblocking",
+            "--",
+        ])
+        .arg(script);
+        cmd
+    });
+    herd.wait_for_event("worker_ready", &[("slot", 0.into())]);
+    let slot1 = herd.wait_for_events("worker_started", 2, &[("slot", 1.into())]);
+    let hung = slot1[1]["pid"].as_u64().unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "15s"]);
+    assert_eq!(code, 0, "{stderr}");
+    let exit = herd.wait_for_event("worker_exited", &[("pid", hung.into())]);
+    let message = exit["message"].as_str().unwrap();
+    assert!(message.contains("replaced"), "{message}");
+}
+
 #[test]
 fn an_upgrade_onto_workers_that_die_soon_after_ready_aborts() {
     // The default --min-ready (1s) applies.
