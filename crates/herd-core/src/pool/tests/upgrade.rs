@@ -347,16 +347,22 @@ fn a_new_worker_failing_its_upgrade_in_an_empty_slot_does_not_grow_the_backoff()
     assert!(live.contains(&(1, 1)), "the old build is back: {live:?}");
 }
 
-/// A fix deployed to a crash loop: the new build starts at once in the slot that waits out
-/// the crashing build's backoff (it waited up to 30 s, past a short upgrade's deadline), and
-/// once the upgrade finishes the backoff counts the new build's crashes only.
-#[test]
-fn an_old_worker_crashing_during_an_upgrade_is_followed_by_the_new_build_at_once() {
+/// Two slots, the first ready and the second `crashes` times into a crash loop, upgrading.
+fn crash_loop_upgrading(crashes: usize) -> (Harness, u64) {
     let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
     h.notify(100, "READY=1");
-    crash_loop(&mut h, 1, 8);
+    crash_loop(&mut h, 1, crashes);
     let (generation, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
     h.apply(actions);
+    (h, generation)
+}
+
+/// A fix deployed to a crash loop: an old worker that crashes while the upgrade runs is
+/// followed by the new build at once, not after the crashing build's backoff (8 crashes:
+/// 12.8 s), and once the upgrade finishes the backoff counts the new build's crashes only.
+#[test]
+fn an_old_worker_crashing_during_an_upgrade_is_followed_by_the_new_build_at_once() {
+    let (mut h, generation) = crash_loop_upgrading(8);
     let exit = h.exit(h.pid_in(1), code(1));
     assert_eq!(exit.restart_in, Some(Duration::ZERO), "{exit:?}");
     let fixed = new_worker(&h, 1);
@@ -370,17 +376,16 @@ fn an_old_worker_crashing_during_an_upgrade_is_followed_by_the_new_build_at_once
 /// fail: its slot backs off as before.
 #[test]
 fn an_old_worker_crashing_during_a_failed_upgrade_keeps_its_backoff() {
-    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
-    h.notify(100, "READY=1");
-    crash_loop(&mut h, 1, 3);
-    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
-    h.apply(actions);
+    let (mut h, _) = crash_loop_upgrading(3);
     h.exit(h.pid_in(1), code(1));
     h.exit(new_worker(&h, 1), code(1));
     assert!(h.ended[0].is_err(), "{:?}", h.ended);
     assert_eq!(h.pool.failures(1), 4, "three crashes before, one during");
 }
 
+/// A fix deployed to a crash loop: the new build starts at once in the slot that waits out
+/// the crashing build's backoff (it waited up to 30 s, past a short upgrade's deadline), and
+/// once the upgrade finishes the backoff counts the new build's crashes only.
 #[test]
 fn an_upgrade_starts_at_once_in_a_slot_waiting_out_its_backoff() {
     let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
