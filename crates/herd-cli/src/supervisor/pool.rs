@@ -74,6 +74,15 @@ mod tests {
 
     use super::*;
 
+    /// Starts the workers `pool` has due at `now`, each as the pid `pid` gives for its slot.
+    fn start_due(pool: &mut Pool, now: Instant, pid: impl Fn(usize) -> u32) {
+        for action in pool.due(now) {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, pid(slot), now));
+            }
+        }
+    }
+
     #[test]
     fn every_pool_error_has_its_control_code() {
         assert_eq!(error_code(&PoolError::Stopping), ErrorCode::Stopping);
@@ -89,11 +98,7 @@ mod tests {
         let config = test_config(2, None);
         let now = Instant::now();
         let mut pool = Pool::new(config.clone());
-        for action in pool.due(now) {
-            if let Action::Spawn { slot, generation } = action {
-                assert!(pool.spawned(slot, generation, 100 + slot as u32, now));
-            }
-        }
+        start_due(&mut pool, now, |slot| 100 + slot as u32);
         pool.due(now);
         let exit = super::super::platform::exit_from_raw(1 << 8);
         pool.exited(101, exit.clone(), now);
@@ -120,18 +125,10 @@ mod tests {
         let config = test_config(2, None);
         let now = Instant::now();
         let mut pool = Pool::new(config.clone());
-        for action in pool.due(now) {
-            if let Action::Spawn { slot, generation } = action {
-                assert!(pool.spawned(slot, generation, 100 + slot as u32, now));
-            }
-        }
+        start_due(&mut pool, now, |slot| 100 + slot as u32);
         let exit = super::super::platform::exit_from_raw(1 << 8);
         pool.exited(101, exit, now);
-        for action in pool.due(now) {
-            if let Action::Spawn { slot, generation } = action {
-                assert!(pool.spawned(slot, generation, 102, now));
-            }
-        }
+        start_due(&mut pool, now, |_| 102);
         let json = serde_json::to_value(pool.export(Epoch::at(now)).unwrap()).unwrap();
         assert_eq!(json["workers"][0].get("restart"), None);
         assert_eq!(json["workers"][1]["restart"], true);
@@ -185,11 +182,7 @@ mod tests {
         let config = test_config(2, Some(drain));
         let now = Instant::now();
         let mut pool = Pool::new(config.clone());
-        for action in pool.due(now) {
-            if let Action::Spawn { slot, generation } = action {
-                assert!(pool.spawned(slot, generation, 100 + slot as u32, now));
-            }
-        }
+        start_due(&mut pool, now, |slot| 100 + slot as u32);
         let actions = pool.scale(1, now).unwrap();
         assert!(
             !actions.iter().any(|a| matches!(a, Action::Stop { .. })),
