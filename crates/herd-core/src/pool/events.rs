@@ -59,7 +59,11 @@ impl Pool {
             true => Duration::ZERO,
             false => s.backoff.next_delay(&policy, None),
         };
-        s.restart_at = Some(now + delay);
+        // A successor (an upgrade's, a recycle's) leaves the old worker holding the slot: no
+        // restart is due there, and one left in the past would be a deadline always due.
+        if s.count.holding == 0 {
+            s.restart_at = Some(now + delay);
+        }
         if let Some(u) = self.upgrade {
             let reason = format!(
                 "cannot start a worker of generation {}: {why}",

@@ -407,3 +407,19 @@ fn an_upgrade_starts_at_once_in_a_slot_waiting_out_its_backoff() {
         "one crash is no loop"
     );
 }
+
+/// An upgrade whose first successor cannot start (its program was removed, or made not
+/// executable) ends, and the old worker serves on with no deadline left due: a restart left
+/// due in its slot made herd's loop turn without pause (a core's worth of CPU) from then on.
+#[test]
+fn a_successor_that_cannot_start_ends_the_upgrade_without_a_busy_deadline() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    h.advance(SEC);
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    assert!(matches!(actions[..], [Action::Spawn { slot: 0, .. }]));
+    let (_, actions) = h.pool.spawn_failed(0, "no such file", h.now);
+    h.apply(actions);
+    assert!(h.ended[0].is_err(), "{:?}", h.ended);
+    assert_eq!(h.live(), [(0, 100, 1, WorkerState::Ready)]);
+    assert_eq!(h.pool.next_deadline(), None, "nothing left to wake up for");
+}
