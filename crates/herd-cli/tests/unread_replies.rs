@@ -1,11 +1,11 @@
 //! Clients that ask for a `status` of 4096 workers (about 1.35 MB) and never read it cannot
 //! make herd hold their replies without bound: the control server, run in this process as in
 //! herd (one thread, answered by a stand-in supervisor), keeps this process's memory within
-//! the reply budget, and a client that reads is answered meanwhile. (Unix: the Windows pipe has
-//! no budget, see docs/windows.md.)
+//! the reply budget, and a client that reads is answered meanwhile, and keeps its reply when
+//! herd's writer falls behind it. (Unix: the Windows pipe has no budget, see docs/windows.md.)
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::io::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -114,4 +114,90 @@ fn clients_that_never_read_their_replies_cannot_grow_herds_memory() {
         WORKERS
     );
     drop(unread);
+}
+
+/// Workers whose status is larger than half the budget (about 9.5 MB): two such replies do
+/// not fit together.
+const BIG: usize = 40_960;
+
+/// A client that reads while herd's thread is busy elsewhere (here: making another answer for
+/// 100 ms, as a status of many workers can take in a flood) has taken bytes that herd has not
+/// replaced yet, for longer than a stalled reply is given. Asked, its socket says so: its reply
+/// is not evicted for a newcomer's (which is told `busy`), and it reads it whole.
+#[test]
+fn a_client_that_reads_while_herds_writer_waits_keeps_its_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let (busy, is_busy) = std::sync::mpsc::channel();
+    let (bound, is_bound) = std::sync::mpsc::channel();
+    let at = path.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::UnixListener::bind(&at).unwrap();
+            bound.send(()).unwrap();
+            let policy = AccessPolicy {
+                own_uid: herd_sys::process::effective_uid(),
+                uids: Vec::new(),
+                gids: Vec::new(),
+            };
+            let (requests, mut asked) = tokio::sync::mpsc::channel(64);
+            tokio::spawn(serve(listener, policy, requests));
+            let big = status(BIG);
+            let mut answered = 0;
+            while let Some(request) = asked.recv().await {
+                if answered == 1 {
+                    // The thread is taken: no writer of this server runs meanwhile.
+                    busy.send(()).unwrap();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = request.reply.send(Reply::from(Response::ok(big.clone())));
+                answered += 1;
+            }
+        });
+    });
+    is_bound.recv_timeout(TIMEOUT).unwrap();
+
+    let mut reader = UnixStream::connect(&path).unwrap();
+    reader.write_all(STATUS).unwrap();
+    let first = herd_sys::fd::wait_readable(&[reader.as_fd()], Some(TIMEOUT)).unwrap();
+    assert!(first, "no answer within {TIMEOUT:?}");
+    let mut newcomer = UnixStream::connect(&path).unwrap();
+    newcomer.write_all(STATUS).unwrap();
+    is_busy.recv_timeout(TIMEOUT).unwrap();
+    // While the server's thread is taken, the reader takes everything its socket holds.
+    reader.set_nonblocking(true).unwrap();
+    let mut line = Vec::new();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => panic!("closed after {} bytes", line.len()),
+            Ok(n) => line.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    reader.set_nonblocking(false).unwrap();
+    reader.set_read_timeout(Some(TIMEOUT)).unwrap();
+    BufReader::new(&reader)
+        .read_until(b'\n', &mut line)
+        .unwrap();
+    assert!(
+        line.ends_with(b"\n"),
+        "the reader's reply was cut after {} bytes",
+        line.len()
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&line).unwrap();
+    assert_eq!(answer["result"]["workers"].as_array().unwrap().len(), BIG);
+
+    newcomer.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut refused = Vec::new();
+    BufReader::new(&newcomer)
+        .read_until(b'\n', &mut refused)
+        .unwrap();
+    let refused: serde_json::Value = serde_json::from_slice(&refused).unwrap();
+    assert_eq!(refused["error"]["code"], "busy", "{}", refused["error"]);
 }

@@ -8,7 +8,13 @@
 //! (their connections are closed); if that is not enough, a `status` is answered `busy`
 //! instead, and any other reply, whose command has taken effect, is sent all the same. A reply
 //! alone may be larger than the budget. Well-behaved clients read at once: they never fill it.
-//! Pure: the control servers keep one and report to it.
+//!
+//! When herd has not written for a while, that may be herd's doing (its writer was not
+//! scheduled, in a flood), not the client's. So before replies are judged stalled, their
+//! sockets are asked how many bytes their clients have not taken yet ([`Budget::stalled`],
+//! [`Budget::looked`]): a client that took some since herd last wrote, or all of them, is
+//! reading, and its reply stays. Pure: the control servers keep one, report to it what they
+//! write and what the sockets say, and carry out its decisions.
 //!
 //! [`IDLE_TIMEOUT`]: super::lines::IDLE_TIMEOUT
 
@@ -40,6 +46,9 @@ struct Holder {
     bytes: usize,
     /// When it was admitted or its client last took bytes.
     progress: Instant,
+    /// The bytes written that its client had not taken, as its socket said after herd's last
+    /// write (or at the last look), if it said.
+    unread: Option<usize>,
 }
 
 /// Whether a reply may be held.
@@ -111,6 +120,7 @@ impl Budget {
             Holder {
                 bytes,
                 progress: now,
+                unread: None,
             },
         );
         self.held += bytes;
@@ -122,12 +132,38 @@ impl Budget {
         held == 0 || held.saturating_add(bytes) <= self.limit
     }
 
-    /// Reply `id`'s client took bytes at `now`: `left` are still to be written.
-    pub fn progressed(&mut self, id: HolderId, left: usize, now: Instant) {
+    /// Reply `id`'s client took bytes at `now`: `left` are still to be written, and its socket
+    /// says that `unread` bytes written are not taken yet (if it says).
+    pub fn progressed(&mut self, id: HolderId, left: usize, unread: Option<usize>, now: Instant) {
         if let Some(h) = self.holders.get_mut(&id) {
             self.held -= h.bytes.saturating_sub(left).min(self.held);
             h.bytes = left.min(h.bytes);
             h.progress = now;
+            h.unread = unread;
+        }
+    }
+
+    /// The replies whose clients seem to have stopped reading at `now` (nothing written for
+    /// [`STALLED`]) if a reply of `bytes` does not fit: whose sockets to ask before
+    /// [`admit`](Budget::admit), and tell [`looked`](Budget::looked). None if it fits.
+    pub fn stalled(&self, bytes: usize, now: Instant) -> Vec<HolderId> {
+        if self.fits(self.held, bytes) {
+            return Vec::new();
+        }
+        let stalled = |h: &Holder| now.saturating_duration_since(h.progress) >= self.stalled;
+        let ids = self.holders.iter().filter(|(_, h)| stalled(h));
+        ids.map(|(&id, _)| id).collect()
+    }
+
+    /// Reply `id`'s socket says at `now` that `unread` bytes written are not taken yet: if its
+    /// client took any since herd last wrote (fewer than then, or none at all), it is reading
+    /// and has not stalled; herd's writer is behind.
+    pub fn looked(&mut self, id: HolderId, unread: usize, now: Instant) {
+        if let Some(h) = self.holders.get_mut(&id) {
+            if unread == 0 || h.unread.is_some_and(|before| unread < before) {
+                h.progress = now;
+            }
+            h.unread = Some(unread);
         }
     }
 
@@ -193,7 +229,7 @@ mod tests {
         let (c, _) = admitted(b.admit(40, true, t0 + MS));
         let (d, _) = admitted(b.admit(20, true, t0 + 2 * MS));
         // `a`'s client reads a little, later: `c` is now the stalest.
-        b.progressed(a, 30, t0 + 5 * MS);
+        b.progressed(a, 30, None, t0 + 5 * MS);
         assert_eq!(b.held(), 90);
         let (_, evicted) = admitted(b.admit(40, true, t0 + 30 * MS));
         assert_eq!(evicted, [c]);
@@ -207,7 +243,7 @@ mod tests {
         let mut b = Budget::new(100, 20 * MS);
         let (reader, _) = admitted(b.admit(50, true, t0));
         admitted(b.admit(50, true, t0 + 15 * MS));
-        b.progressed(reader, 49, t0 + 19 * MS);
+        b.progressed(reader, 49, None, t0 + 19 * MS);
         // At 30 ms the reader took bytes 11 ms ago, the other was admitted 15 ms ago.
         assert_eq!(
             b.admit(10, true, t0 + 30 * MS),
@@ -232,16 +268,64 @@ mod tests {
     }
 
     #[test]
+    fn a_client_that_read_since_herd_last_wrote_is_not_stalled_whatever_the_clock_says() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(100, 20 * MS);
+        let (reading, _) = admitted(b.admit(40, true, t0));
+        let (stopped, _) = admitted(b.admit(40, true, t0));
+        let (drained, _) = admitted(b.admit(20, true, t0));
+        // Each socket took 10 bytes at once and holds them unread.
+        for (id, left) in [(reading, 30), (stopped, 30), (drained, 10)] {
+            b.progressed(id, left, Some(10), t0 + MS);
+        }
+        assert_eq!(b.held(), 70);
+        let now = t0 + 50 * MS;
+        assert!(b.stalled(30, now).is_empty(), "30 more fit: nothing to ask");
+        // herd wrote nothing for 49 ms: by the clock all three have stalled.
+        let mut asked = b.stalled(40, now);
+        asked.sort_unstable();
+        assert_eq!(asked, [reading, stopped, drained]);
+        // The sockets say: one client took 6 of its 10 bytes, one took all, one none.
+        b.looked(reading, 4, now);
+        b.looked(drained, 0, now);
+        b.looked(stopped, 10, now);
+        let (_, evicted) = admitted(b.admit(40, true, now));
+        assert_eq!(
+            evicted,
+            [stopped],
+            "only the client that stopped reading gives way"
+        );
+        // Later the reading one has taken nothing more since: it has stalled now. The drained
+        // one still holds nothing unread.
+        let later = now + 20 * MS;
+        b.looked(reading, 4, later);
+        b.looked(drained, 0, later);
+        let (_, evicted) = admitted(b.admit(30, true, later));
+        assert_eq!(evicted, [reading]);
+    }
+
+    #[test]
+    fn without_a_look_the_clock_decides_and_a_reply_that_fits_asks_nothing() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(100, 20 * MS);
+        let (a, _) = admitted(b.admit(60, true, t0));
+        assert!(b.stalled(40, t0 + 30 * MS).is_empty(), "it fits");
+        assert_eq!(b.stalled(50, t0 + 30 * MS), [a]);
+        let (_, evicted) = admitted(b.admit(50, true, t0 + 30 * MS));
+        assert_eq!(evicted, [a]);
+    }
+
+    #[test]
     fn released_and_written_bytes_leave_the_budget() {
         let t0 = Instant::now();
         let mut b = Budget::new(100, 20 * MS);
         let (a, _) = admitted(b.admit(70, true, t0));
-        b.progressed(a, 20, t0);
+        b.progressed(a, 20, None, t0);
         assert_eq!(b.held(), 20);
         b.release(a);
         b.release(a);
         assert_eq!(b.held(), 0);
-        b.progressed(a, 5, t0);
+        b.progressed(a, 5, None, t0);
         assert_eq!(
             b.held(),
             0,

@@ -1,6 +1,8 @@
 //! Writing replies within the [`budget`](super::budget): one budget for all of a control
 //! server's connections; each reply is admitted before it is written, reports what its client
-//! took, and stops (its connection is closed) once it has given way to others. Before that,
+//! took (and what its socket says the client has not read yet, which the budget asks again
+//! before it judges the reply stalled), and stops (its connection is closed) once it has given
+//! way to others. Before that,
 //! at most [`BUILDING`] `status` replies are being made at once (asked of the supervisor, then
 //! written out as a line): a burst of requests does not make a status copy each at once.
 
@@ -17,6 +19,19 @@ use super::protocol::{ErrorCode, Response};
 
 /// How many `status` replies may be in the making at once.
 pub const BUILDING: usize = 2;
+
+/// How many bytes written to a client it has not taken yet, as its socket says.
+pub trait Unread: Send + Sync {
+    /// The bytes, or `None` if the socket cannot say.
+    fn unread(&self) -> Option<usize>;
+}
+
+/// Where a reply is written: a stream whose socket can be asked what its client has not read.
+pub trait Sink: AsyncWrite + Unpin {
+    /// What answers for the socket while a reply is held (such as a duplicate of it), or
+    /// `None` if it cannot say.
+    fn socket(&self) -> Option<Box<dyn Unread>>;
+}
 
 /// The replies a control server holds for its clients. Cheap to clone; clones share.
 #[derive(Clone, Debug)]
@@ -36,6 +51,14 @@ struct Shared {
     budget: Budget,
     /// How to tell each held reply's writer that it gave way.
     evictions: HashMap<HolderId, Arc<Notify>>,
+    /// The sockets of the replies held past their first write.
+    sockets: HashMap<HolderId, Arc<dyn Unread>>,
+}
+
+impl std::fmt::Debug for dyn Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a socket")
+    }
 }
 
 impl Replies {
@@ -44,6 +67,7 @@ impl Replies {
         let shared = Shared {
             budget,
             evictions: HashMap::new(),
+            sockets: HashMap::new(),
         };
         Replies {
             shared: Arc::new(Mutex::new(shared)),
@@ -68,7 +92,7 @@ impl Replies {
     /// connection. `turn`, the reply's turn to be made, ends once it is admitted or refused.
     pub async fn write(
         &self,
-        write: &mut (impl AsyncWrite + Unpin),
+        write: &mut impl Sink,
         line: Vec<u8>,
         refusable: bool,
         turn: Option<OwnedSemaphorePermit>,
@@ -84,7 +108,7 @@ impl Replies {
             }
         };
         let _held = Held { replies: self, id };
-        let mut at = 0;
+        let (mut at, mut socket) = (0, None);
         while at < line.len() {
             tokio::select! {
                 biased;
@@ -98,7 +122,17 @@ impl Replies {
                         0 => return Err(io::ErrorKind::WriteZero.into()),
                         n => at += n,
                     }
-                    self.lock().budget.progressed(id, line.len() - at, Instant::now());
+                    let mut shared = self.lock();
+                    if at < line.len() && socket.is_none() {
+                        // Held past its first write: its socket may be asked from now on.
+                        socket = write.socket().map(Arc::<dyn Unread>::from);
+                        if let Some(socket) = &socket {
+                            shared.sockets.insert(id, Arc::clone(socket));
+                        }
+                    }
+                    let unread = socket.as_ref().and_then(|s| s.unread());
+                    let left = line.len() - at;
+                    shared.budget.progressed(id, left, unread, Instant::now());
                 }
             }
         }
@@ -113,8 +147,17 @@ impl Replies {
         refusable: bool,
         gave_way: &Arc<Notify>,
     ) -> Result<HolderId, usize> {
-        let mut shared = self.lock();
-        match shared.budget.admit(bytes, refusable, Instant::now()) {
+        let mut guard = self.lock();
+        let shared = &mut *guard;
+        let now = Instant::now();
+        // Before replies are judged stalled by the clock, their sockets say whether their
+        // clients have taken bytes since herd last wrote.
+        for id in shared.budget.stalled(bytes, now) {
+            if let Some(unread) = shared.sockets.get(&id).and_then(|s| s.unread()) {
+                shared.budget.looked(id, unread, now);
+            }
+        }
+        match shared.budget.admit(bytes, refusable, now) {
             Admission::Refused { held } => Err(held),
             Admission::Admitted { id, evicted } => {
                 for gone in evicted {
@@ -145,6 +188,7 @@ impl Drop for Held<'_> {
         let mut shared = self.replies.lock();
         shared.budget.release(self.id);
         shared.evictions.remove(&self.id);
+        shared.sockets.remove(&self.id);
     }
 }
 
@@ -166,6 +210,18 @@ fn busy(held: usize) -> Response {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    impl Sink for Vec<u8> {
+        fn socket(&self) -> Option<Box<dyn Unread>> {
+            None
+        }
+    }
+
+    impl Sink for tokio::io::DuplexStream {
+        fn socket(&self) -> Option<Box<dyn Unread>> {
+            None
+        }
+    }
 
     #[tokio::test]
     async fn a_reply_is_written_whole_and_released() {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
-use super::held::Replies;
+use super::held::{Replies, Sink, Unread};
 use super::hung_up::carry_out;
 pub use super::lines::IDLE_TIMEOUT;
 use super::lines::{next_turn, Turn};
@@ -291,6 +291,25 @@ async fn converse(
         if !matches!(sent, Ok(Ok(()))) {
             return;
         }
+    }
+}
+
+/// A duplicate of a client's socket, which says how much the client has not read
+/// (`SIOCOUTQ`) while its reply is held.
+struct Dup(OwnedFd);
+
+impl Unread for Dup {
+    fn unread(&self) -> Option<usize> {
+        herd_sys::connection::unread_by_peer(self.0.as_fd())
+            .ok()
+            .flatten()
+    }
+}
+
+impl Sink for OwnedWriteHalf {
+    fn socket(&self) -> Option<Box<dyn Unread>> {
+        let dup = self.as_ref().as_fd().try_clone_to_owned().ok()?;
+        Some(Box::new(Dup(dup)))
     }
 }
 
