@@ -4,7 +4,8 @@
 //! answer that only tells something is made, the server looks whether the client is still
 //! there; a command that changes something is carried out all the same, as its client asked.
 //! A client that only closed its writing side (`shutdown(SHUT_WR)`) has not hung up: it reads
-//! its answer.
+//! its answer. The server reads on after a skipped answer (or one it could not write because
+//! the client hung up): a `stop` sent after a `status` by a client gone since is carried out.
 
 use super::protocol::Command;
 

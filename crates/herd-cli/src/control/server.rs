@@ -260,7 +260,8 @@ async fn converse(
             Turn::Answer(response) => Reply::from(response),
             Turn::Request(request) => {
                 if !carry_out(&request.command, hung_up(&write)) {
-                    return;
+                    // Nobody reads this answer; what the client sent after it still counts.
+                    continue;
                 }
                 match logs::serve(&request.command, &mut reader, &mut write).await {
                     Some(true) => continue,
@@ -273,7 +274,7 @@ async fn converse(
                     turn = replies.turn_to_build().await;
                     // Its turn may have been long in coming: is its client still there?
                     if hung_up(&write) {
-                        return;
+                        continue;
                     }
                 }
                 let connection = match request.command {
@@ -288,8 +289,12 @@ async fn converse(
         let sent = send_reply(&mut write, reply, (refusable, turn), replies);
         let sent = tokio::time::timeout(IDLE_TIMEOUT, sent).await;
         let _ = written.send(());
-        if !matches!(sent, Ok(Ok(()))) {
-            return;
+        match sent {
+            Ok(Ok(())) => {}
+            // The client hung up before its answer: the requests it sent after are read all
+            // the same, and those that change something carried out.
+            Ok(Err(_)) if hung_up(&write) => {}
+            _ => return,
         }
     }
 }

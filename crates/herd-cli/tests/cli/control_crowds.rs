@@ -84,6 +84,28 @@ fn a_client_that_hung_up_gets_no_answer_made_and_a_half_closed_one_does() {
     let _ = gone.wait();
 }
 
+/// A client that sends several requests and hangs up before herd reads them has every one
+/// that changes something carried out: the `status` and the undecodable line before its
+/// `stop` (answers it can no longer read) do not make herd drop the `stop` with them.
+#[test]
+fn a_stop_sent_after_other_requests_by_a_client_that_hung_up_is_carried_out() {
+    let mut herd = Herd::start(&ONE_SLEEPER);
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    let control = herd.control();
+
+    let pause = paused(&herd);
+    let mut gone = UnixStream::connect(&control).unwrap();
+    gone.write_all(STATUS).unwrap();
+    gone.write_all(b"not json\n").unwrap();
+    gone.write_all(b"{\"version\":1,\"command\":\"stop\"}\n")
+        .unwrap();
+    drop(gone);
+    drop(pause);
+
+    let status = herd.wait_exit();
+    assert!(status.success(), "herd stopped as asked: {status:?}");
+}
+
 /// Opens the [`MAX_CONNECTIONS`] (1000) connections herd takes, silent but for the last, which
 /// asks for a status once: all are in when it is answered. The oldest comes first.
 fn fill_the_control_socket(control: &str) -> Vec<UnixStream> {
