@@ -29,23 +29,31 @@ impl Drop for KillGroupOnDrop {
 /// `herd attach -- COMMAND...` against `herd`'s control socket, with `env` set as well, killed
 /// on drop; and the first line COMMAND writes to its standard output.
 fn attach(herd: &Herd, env: &[(&str, &str)], command: &[&str]) -> (KillOnDrop, String) {
-    use std::io::BufRead;
-    let mut attached = KillOnDrop(
+    first_line(
         Command::new(HERD)
             .env("HERD_CONTROL", herd.control())
             .envs(env.iter().copied())
             .args(["attach", "--"])
-            .args(command)
+            .args(command),
+    )
+}
+
+/// Spawns `command` with no standard input, killed on drop; and the first line it writes to
+/// its standard output.
+fn first_line(command: &mut Command) -> (KillOnDrop, String) {
+    use std::io::BufRead;
+    let mut child = KillOnDrop(
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
     );
     let mut line = String::new();
-    std::io::BufReader::new(attached.0.stdout.take().unwrap())
+    std::io::BufReader::new(child.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    (attached, line)
+    (child, line)
 }
 
 /// How many pidfds `pid` holds.
@@ -138,26 +146,18 @@ fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
 /// process exits, the job it never started is left alone.
 #[test]
 fn a_group_the_attached_process_shares_with_others_is_not_stopped_with_it() {
-    use std::io::{BufRead, Read};
+    use std::io::Read;
     let herd = sleeper_on_http();
     let script = format!(
         "sleep 301 </dev/null >/dev/null 2>&1 & echo $!; exec '{HERD}' attach --control '{}' -- \
          sleep 1001",
         herd.control()
     );
-    let mut session = KillOnDrop(
+    let (mut session, line) = first_line(
         Command::new("setsid")
             .args(["sh", "-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    let mut line = String::new();
-    std::io::BufReader::new(session.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     let job: u32 = line.trim().parse().unwrap();
     let registered = herd.wait_for_event("worker_attached", &[]);
     let pid = registered["pid"].as_u64().unwrap() as u32;
@@ -263,13 +263,7 @@ fn a_worker_attached_to_another_herd_by_the_library_stops_on_that_herds_signal()
     });
     let workers = own.started(2);
     let said = own.wait_for("both workers attached", |lines| {
-        let said: Vec<&String> = lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Text(t) if t.starts_with("self-attached, stop signal") => Some(t),
-                _ => None,
-            })
-            .collect();
+        let said = texts(lines, |t| t.starts_with("self-attached, stop signal"));
         (said.len() >= 2).then(|| said.into_iter().cloned().collect::<Vec<_>>())
     });
     let int = format!("self-attached, stop signal Some({})", libc::SIGINT);

@@ -66,13 +66,7 @@ pub(crate) fn policies(pid: u32) -> Vec<(u32, i64)> {
 /// `n` such lines in all.
 pub(crate) fn gated(herd: &Herd, n: usize) -> Value {
     let line = herd.wait_for(&format!("{n} gated workers"), |lines| {
-        let gated: Vec<&String> = lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Text(t) if t.contains("gated ") => Some(t),
-                _ => None,
-            })
-            .collect();
+        let gated = texts(lines, |t| t.contains("gated "));
         gated.get(n - 1).map(|t| t.to_string())
     });
     let json = &line[line.find("gated ").unwrap() + "gated ".len()..];

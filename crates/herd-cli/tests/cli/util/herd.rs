@@ -20,6 +20,16 @@ pub enum Line {
     Text(String),
 }
 
+/// The workers' own lines among `lines` that `wanted` keeps, in order.
+pub fn texts(lines: &[Line], wanted: impl Fn(&str) -> bool) -> Vec<&String> {
+    (lines.iter())
+        .filter_map(|l| match l {
+            Line::Text(t) if wanted(t) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
 #[derive(Default)]
 struct Log {
     lines: Mutex<Vec<Line>>,
