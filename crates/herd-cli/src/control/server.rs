@@ -79,7 +79,14 @@ pub async fn serve(
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
+                // At herd's open-file limit, a silent connection gives way for the newcomer
+                // waiting to be accepted, as at MAX_CONNECTIONS: else the silent ones keep
+                // everyone out until they idle out.
+                let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+                if out_of_files(&e) && one_gives_way(&waiting, deadline).await {
+                    continue;
+                }
+                // Else back off briefly instead of spinning.
                 tracing::warn!(
                     event = LogEvent::ControlAcceptFailed.as_str(),
                     "control socket: accept failed: {e}"
@@ -131,27 +138,42 @@ pub async fn serve(
 /// every connection has a command in progress, or after [`ROOM_WAIT`].
 async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
     let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    if !one_gives_way(waiting, deadline).await {
+        return None;
+    }
+    let place = Arc::clone(slots).acquire_owned();
+    tokio::time::timeout_at(deadline, place).await.ok()?.ok()
+}
+
+/// Tells the connection that has waited longest for a request to give way, and the next if
+/// it kept its place ([`room`](super::room)): whether one gave way (it has closed: herd runs
+/// on one thread, and a connection closes as it says so) by `deadline`.
+async fn one_gives_way(waiting: &Waiting, deadline: tokio::time::Instant) -> bool {
     let mut told = 0;
     loop {
         let outcome = match waiting.make_room() {
             None => Told::NobodyWaits,
             Some(said) => {
                 told += 1;
-                match tokio::time::timeout_at(deadline, said).await.ok()? {
-                    Ok(()) => Told::GaveWay,
-                    Err(_) => Told::KeptItsPlace,
+                match tokio::time::timeout_at(deadline, said).await {
+                    Err(_) => return false,
+                    Ok(Ok(())) => Told::GaveWay,
+                    Ok(Err(_)) => Told::KeptItsPlace,
                 }
             }
         };
         match next(outcome, told) {
-            Next::TakeItsPlace => {
-                let place = Arc::clone(slots).acquire_owned();
-                return tokio::time::timeout_at(deadline, place).await.ok()?.ok();
-            }
+            Next::TakeItsPlace => return true,
             Next::TellAnother => {}
-            Next::Busy => return None,
+            Next::Busy => return false,
         }
     }
+}
+
+/// Whether `accept` failed for want of a file (herd's limit or the system's): closing one of
+/// herd's connections makes room.
+fn out_of_files(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// The refusal limiter; a poisoned lock (a panic elsewhere) still limits, its state is valid.
@@ -367,6 +389,16 @@ async fn send_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_want_of_files_makes_a_connection_give_way() {
+        for errno in [libc::EMFILE, libc::ENFILE] {
+            assert!(out_of_files(&std::io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::ECONNABORTED, libc::ENOMEM, libc::EINTR] {
+            assert!(!out_of_files(&std::io::Error::from_raw_os_error(errno)));
+        }
+    }
 
     #[test]
     fn access_policy() {
