@@ -33,9 +33,10 @@ fn memory(field: &str) -> u64 {
     kib * 1024
 }
 
-/// Serves a control socket at `path` on a thread of its own, answering every request with a
-/// fresh copy of a status of [`WORKERS`] workers.
-fn control_server(path: PathBuf) {
+/// Serves a control socket at `path` on a thread of its own (one thread, as in herd), answering
+/// the requests in turn, counted from 0, with what `answer` makes of each number; returns once
+/// it is bound.
+fn control_server(path: PathBuf, mut answer: impl FnMut(usize) -> Response + Send + 'static) {
     let (bound, is_bound) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -52,14 +53,21 @@ fn control_server(path: PathBuf) {
             };
             let (requests, mut asked) = tokio::sync::mpsc::channel(64);
             tokio::spawn(serve(listener, policy, requests));
-            let status = status(WORKERS);
+            let mut answered = 0;
             while let Some(request) = asked.recv().await {
-                let reply = Reply::from(Response::ok(status.clone()));
-                let _ = request.reply.send(reply);
+                let _ = request.reply.send(Reply::from(answer(answered)));
+                answered += 1;
             }
         });
     });
     is_bound.recv_timeout(TIMEOUT).unwrap();
+}
+
+/// [`control_server`] answering every request with a fresh copy of a status of [`WORKERS`]
+/// workers.
+fn status_server(path: PathBuf) {
+    let status = status(WORKERS);
+    control_server(path, move |_| Response::ok(status.clone()));
 }
 
 /// Asks for the status and reads the whole answer, as `herd status` does.
@@ -76,7 +84,7 @@ fn ask(path: &Path) -> serde_json::Value {
 fn clients_that_never_read_their_replies_cannot_grow_herds_memory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.sock");
-    control_server(path.clone());
+    status_server(path.clone());
     let answer = ask(&path);
     assert_eq!(
         answer["result"]["workers"].as_array().unwrap().len(),
@@ -129,37 +137,15 @@ fn a_client_that_reads_while_herds_writer_waits_keeps_its_reply() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.sock");
     let (busy, is_busy) = std::sync::mpsc::channel();
-    let (bound, is_bound) = std::sync::mpsc::channel();
-    let at = path.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::UnixListener::bind(&at).unwrap();
-            bound.send(()).unwrap();
-            let policy = AccessPolicy {
-                own_uid: herd_sys::process::effective_uid(),
-                uids: Vec::new(),
-                gids: Vec::new(),
-            };
-            let (requests, mut asked) = tokio::sync::mpsc::channel(64);
-            tokio::spawn(serve(listener, policy, requests));
-            let big = status(BIG);
-            let mut answered = 0;
-            while let Some(request) = asked.recv().await {
-                if answered == 1 {
-                    // The thread is taken: no writer of this server runs meanwhile.
-                    busy.send(()).unwrap();
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                let _ = request.reply.send(Reply::from(Response::ok(big.clone())));
-                answered += 1;
-            }
-        });
+    let big = status(BIG);
+    control_server(path.clone(), move |answered| {
+        if answered == 1 {
+            // The thread is taken: no writer of this server runs meanwhile.
+            busy.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Response::ok(big.clone())
     });
-    is_bound.recv_timeout(TIMEOUT).unwrap();
 
     let mut reader = UnixStream::connect(&path).unwrap();
     reader.write_all(STATUS).unwrap();
