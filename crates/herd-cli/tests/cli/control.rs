@@ -2,7 +2,6 @@
 //! upgrades, readiness, the watchdog, access control, and hostile clients.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::PermissionsExt;
 
 use serde_json::Value;
 
@@ -114,8 +113,7 @@ fn herd_with_script(extra: &[&str]) -> Herd {
     let probe = worker("probe.py");
     let herd = Herd::start_with(|dir| {
         let script = dir.join("worker.sh");
-        std::fs::write(&script, format!("#!/bin/sh\nexec python3 {probe}\n")).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&script, format!("#!/bin/sh\nexec python3 {probe}\n"));
         let mut cmd = herd_json();
         cmd.args([
             "run",
@@ -204,8 +202,7 @@ fn an_upgrade_is_not_held_back_by_a_slot_restarting_in_a_crash_loop() {
              exec python3 {probe}\n",
             crashed = crashed.display()
         );
-        std::fs::write(&script, text).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&script, text);
         let mut cmd = herd_json();
         cmd.args([
             "run",

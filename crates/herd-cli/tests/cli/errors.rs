@@ -73,8 +73,7 @@ fn command_that_cannot_be_executed_fails_at_once() {
     // Executable bit, but neither a binary nor a script with "#!": execve fails with ENOEXEC.
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus");
-    std::fs::write(&bogus, [0u8, 1, 2, 3]).unwrap();
-    std::fs::set_permissions(&bogus, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&bogus, [0u8, 1, 2, 3]);
     let sock = dir.path().join("s.sock");
     let spec = format!("unix:{}", sock.display());
     let (code, stderr) = herd_output(&[
@@ -263,8 +262,7 @@ fn a_first_generation_failing_in_one_slot_stops_the_others() {
                 } else {
                     b"#!/bin/sh\nexec sleep 1000\n"
                 };
-                std::fs::write(&path, content).unwrap();
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+                write_executable(&path, content);
             }
             let mut cmd = herd_json();
             cmd.args(["run", "-w", "2", "-b", "127.0.0.1:0", "--"])

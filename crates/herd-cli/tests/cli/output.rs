@@ -4,7 +4,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -301,8 +300,7 @@ fn a_stop_during_an_upgrade_says_herd_is_stopping() {
     let probe = worker("probe.py");
     let herd = Herd::start_with(|dir| {
         let script = dir.join("worker.sh");
-        std::fs::write(&script, format!("#!/bin/sh\nexec python3 {probe}\n")).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_executable(&script, format!("#!/bin/sh\nexec python3 {probe}\n"));
         let mut cmd = herd_json();
         cmd.args([
             "run",

@@ -1,8 +1,6 @@
 //! Re-exec: herd replaces its own program in place; workers, sockets and state carry on, and a
 //! binary that cannot run changes nothing.
 
-use std::os::unix::fs::PermissionsExt;
-
 use serde_json::Value;
 
 use crate::util::*;
@@ -139,8 +137,7 @@ fn autoscaling_set_at_runtime_survives_a_reexec() {
 /// from it).
 pub(crate) fn replace_binary(path: &std::path::Path, content: &[u8]) {
     let next = path.with_extension("next");
-    std::fs::write(&next, content).unwrap();
-    std::fs::set_permissions(&next, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&next, content);
     std::fs::rename(&next, path).unwrap();
 }
 
@@ -308,8 +305,7 @@ fn a_reexec_never_runs_another_program_named_by_argv0() {
     let ran = other.path().join("ran");
     let impostor = other.path().join("impostor");
     let script = format!("#!/bin/sh\necho \"$@\" >> '{}'\n", ran.display());
-    std::fs::write(&impostor, script).unwrap();
-    std::fs::set_permissions(&impostor, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&impostor, script);
     let path = format!(
         "{}:{}",
         other.path().display(),

@@ -45,8 +45,7 @@ fn relative_commands_are_found_where_they_run() {
     let app = dir.path().join("app");
     std::fs::create_dir(&app).unwrap();
     let script = app.join("serve");
-    std::fs::write(&script, "#!/bin/sh\nexec sleep 1000\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    write_executable(&script, "#!/bin/sh\nexec sleep 1000\n");
     // herd runs in `dir`, which has no ./serve; the workers run in app/, which has.
     let herd = Herd::start_with(|_| {
         let mut cmd = herd_json();
@@ -90,9 +89,7 @@ fn scripts_that_cannot_run_are_named_before_they_run() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, content: &str| {
         let path = dir.path().join(name);
-        std::fs::write(&path, content).unwrap();
-        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        write_executable(&path, content);
         path.display().to_string()
     };
     let missing = write("missing", "#!/nonexistent/interp\necho hi\n");

@@ -205,6 +205,13 @@ pub fn settled(status: &Value, workers: u64) -> bool {
     status["ready"] == workers && status["running"] == workers && status["desired"] == workers
 }
 
+/// Writes `content` to `path` as an executable file (mode 755): a worker script, a program.
+pub fn write_executable(path: &std::path::Path, content: impl AsRef<[u8]>) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// Starts `herd run ARGS -b 127.0.0.1:0 -- sleep 1000`: `sleep` workers on a TCP port, for
 /// tests about herd itself; `args` are what the test is about (`-w`, `--ready notify`, ...).
 pub fn sleepers(args: &[&str]) -> Herd {
