@@ -81,7 +81,8 @@ pub async fn serve(
             Err(e) => {
                 // At herd's open-file limit, a silent connection gives way for the newcomer
                 // waiting to be accepted, as at MAX_CONNECTIONS: else the silent ones keep
-                // everyone out until they idle out.
+                // everyone out until they idle out. Unlike there, the newcomer's credentials
+                // cannot be read before it is accepted: a refused peer makes room here too.
                 let deadline = tokio::time::Instant::now() + ROOM_WAIT;
                 if out_of_files(&e) && one_gives_way(&waiting, deadline).await {
                     continue;
