@@ -35,11 +35,13 @@ static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Answers `command` if it is `logs` (the control servers' hook, before a request goes to
 /// the supervisor): `None` if it is not, else whether the connection takes more requests
-/// (not after `follow`, which ends with it).
+/// (not after `follow`, which ends with it). `hung_up` tells whether a follower whose
+/// connection reads as ended has gone, or only shut down its writing side and still reads.
 pub async fn serve(
     command: &Command,
     read: &mut (impl AsyncRead + Unpin),
     write: &mut (impl AsyncWrite + Unpin),
+    hung_up: impl Fn() -> bool,
 ) -> Option<bool> {
     let &Command::Logs {
         slot,
@@ -49,7 +51,7 @@ pub async fn serve(
     else {
         return None;
     };
-    answer(read, write, slot, lines, follow).await;
+    answer(read, write, slot, lines, follow, hung_up).await;
     Some(!follow)
 }
 
@@ -62,6 +64,7 @@ async fn answer(
     slot: Option<usize>,
     lines: Option<usize>,
     follow: bool,
+    hung_up: impl Fn() -> bool,
 ) {
     let Some(output) = output::current() else {
         let refusal: Response = Response::error(
@@ -95,11 +98,24 @@ async fn answer(
         produce(&output, slot, lines, follow, &chunks_tx)
     });
     let mut probe = [0u8; 64];
+    // Whether the follower's connection may still be read: a follower sends nothing more, so
+    // anything means it is gone, and so does the end unless it only shut down its writing
+    // side (`shutdown(SHUT_WR)`, as `nc -N` does): it is then looked at every FOLLOW_EVERY.
+    let mut reading = follow;
     loop {
         let chunk = tokio::select! {
             chunk = chunks.recv() => chunk,
-            // A follower sends nothing more: anything, or the end, means it is gone.
-            _ = read.read(&mut probe), if follow => None,
+            read = read.read(&mut probe), if reading => match read {
+                Ok(0) if !hung_up() => {
+                    reading = false;
+                    continue;
+                }
+                _ => None,
+            },
+            () = tokio::time::sleep(FOLLOW_EVERY), if follow && !reading => match hung_up() {
+                true => None,
+                false => continue,
+            },
         };
         match chunk {
             Some(chunk) if send(write, &chunk).await => {}

@@ -232,7 +232,8 @@ where
             }
             Turn::Answer(response) => response.to_line(),
             Turn::Request(request) => {
-                match logs::serve(&request.command, &mut reader, &mut write).await {
+                // A pipe cannot be half closed: its end means its client is gone.
+                match logs::serve(&request.command, &mut reader, &mut write, || true).await {
                     Some(true) => continue,
                     Some(false) => return,
                     None => {}

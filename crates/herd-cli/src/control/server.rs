@@ -286,7 +286,9 @@ async fn converse(
                     // Nobody reads this answer; what the client sent after it still counts.
                     continue;
                 }
-                match logs::serve(&request.command, &mut reader, &mut write).await {
+                let gone = write.as_ref().as_fd().try_clone_to_owned();
+                let gone = || gone.as_ref().map_or(true, |fd| peer_hung_up(fd.as_fd()));
+                match logs::serve(&request.command, &mut reader, &mut write, gone).await {
                     Some(true) => continue,
                     Some(false) => return,
                     None => {}
@@ -343,7 +345,12 @@ impl Sink for OwnedWriteHalf {
 
 /// Whether the client on `write` has hung up (closed its end): see [`hung_up`](super::hung_up).
 fn hung_up(write: &OwnedWriteHalf) -> bool {
-    herd_sys::connection::peer_hung_up(write.as_ref().as_fd()).unwrap_or(false)
+    peer_hung_up(write.as_ref().as_fd())
+}
+
+/// Whether the client on `connection` has hung up (a failed look says it has not).
+fn peer_hung_up(connection: BorrowedFd<'_>) -> bool {
+    herd_sys::connection::peer_hung_up(connection).unwrap_or(false)
 }
 
 /// Writes the response line, within the budget of `replies` (the response itself is dropped

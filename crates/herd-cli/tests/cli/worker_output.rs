@@ -348,3 +348,23 @@ fn followers_beyond_the_limit_are_refused_in_one_line() {
         let _ = child.wait();
     }
 }
+
+/// A follower that shuts down its writing side after asking (`nc -N` does) still reads: it
+/// gets the answer and the lines, as any other request's answer, not an end at once.
+#[test]
+fn a_follower_that_shut_down_its_writing_side_gets_the_lines() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let herd = herd_running("prefix", "1", r#"echo up; exec sleep 1000"#);
+    let mut follower = UnixStream::connect(herd.control()).unwrap();
+    follower
+        .write_all(b"{\"version\":1,\"command\":\"logs\",\"lines\":5,\"follow\":true}\n")
+        .unwrap();
+    follower.shutdown(std::net::Shutdown::Write).unwrap();
+    follower.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut lines = BufReader::new(follower).lines();
+    let answer = lines.next().expect("an answer").unwrap();
+    assert!(answer.contains("\"ok\":true"), "{answer}");
+    let frame = lines.next().expect("the recent line").unwrap();
+    assert!(frame.contains("\"line\":\"up\""), "{frame}");
+}
