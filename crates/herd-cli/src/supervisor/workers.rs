@@ -239,13 +239,24 @@ impl Supervisor {
             }
             Err(e) => {
                 let (delay, actions) = self.pool.spawn_failed(slot, &e.message, now);
-                tracing::error!(
-                    event = LogEvent::WorkerStartFailed.as_str(),
-                    slot,
-                    retry_in = %humantime::format_duration(delay),
-                    "cannot start worker: {}",
-                    e.message
-                );
+                // A successor (an upgrade's, a recycle's) is not retried: the worker it was to
+                // replace serves on in its slot.
+                let retried = (self.pool.slots().get(slot)).is_some_and(|s| s.restart_at.is_some());
+                match retried {
+                    true => tracing::error!(
+                        event = LogEvent::WorkerStartFailed.as_str(),
+                        slot,
+                        retry_in = %humantime::format_duration(delay),
+                        "cannot start worker: {}",
+                        e.message
+                    ),
+                    false => tracing::error!(
+                        event = LogEvent::WorkerStartFailed.as_str(),
+                        slot,
+                        "cannot start worker: {}; the worker of its slot serves on",
+                        e.message
+                    ),
+                }
                 actions
             }
         }

@@ -183,6 +183,31 @@ fn a_failing_upgrade_aborts_and_the_old_workers_keep_serving() {
     }
 }
 
+/// An upgrade whose program can no longer be executed (made not executable) fails at once,
+/// and nothing is retried: the old workers serve on. Before, the failed start left a restart
+/// due in the old worker's slot, which herd never started (the slot is held) nor cleared, so
+/// its loop turned without pause from then on, and the log promised a retry (`retry_in`).
+#[test]
+fn an_upgrade_whose_program_cannot_be_executed_fails_and_retries_nothing() {
+    let herd = herd_with_script(&[]);
+    let before = pids(&herd.status());
+    let script = herd.path("worker.sh");
+    let not_executable = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    std::fs::set_permissions(&script, not_executable).unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("is not executable"), "{stderr}");
+    let failed = herd.wait_for_event("worker_start_failed", &[]);
+    assert_eq!(failed.get("retry_in"), None, "{failed}");
+    let message = failed["message"].as_str().unwrap();
+    assert!(
+        message.ends_with("the worker of its slot serves on"),
+        "{message}"
+    );
+    let after = wait_status(&herd, "the old workers alone", |s| settled(s, 2));
+    assert_eq!(pids(&after), before);
+}
+
 /// A fix deployed by upgrade (generation 2) to a slot in a crash loop whose restarts hang
 /// (never ready): the upgrade does not wait for them (restarts do not count against
 /// --max-starting), and the hung worker is replaced, not killed for --ready-timeout. Before,
