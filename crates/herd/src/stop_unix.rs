@@ -74,17 +74,25 @@ fn catch(signals: &[Signal]) -> Result<Latch> {
 }
 
 /// The signals that ask this worker to stop: SIGTERM, and herd's: the `attached` herd's, else
-/// the one `HERD_STOP_SIGNAL` names (`named`), unless it is none that can be caught.
+/// the one `HERD_STOP_SIGNAL` names (`named`), unless it is one never caught.
 fn stop_signals(attached: Option<Signal>, named: Option<&str>) -> Vec<Signal> {
     let mut signals = vec![Signal::TERM];
-    let uncatchable = [Some(Signal::KILL), Signal::from_name("STOP")];
     if let Some(signal) = attached.or_else(|| named.and_then(Signal::from_name)) {
-        if !signals.contains(&signal) && !uncatchable.contains(&Some(signal)) {
+        let never = NEVER_CAUGHT
+            .iter()
+            .any(|n| Signal::from_name(n) == Some(signal));
+        if !signals.contains(&signal) && !never {
             signals.push(signal);
         }
     }
     signals
 }
+
+/// The signals a stop signal is never caught as: KILL and STOP cannot be; a fault's (SEGV,
+/// BUS, FPE, ILL) must not be, for its handler's return would run the faulting instruction
+/// again, forever: a worker that really crashed would spin instead of ending. herd's stop by
+/// one of them ends the worker, as its default does.
+const NEVER_CAUGHT: [&str; 6] = ["KILL", "STOP", "SEGV", "BUS", "FPE", "ILL"];
 
 impl StopRequest {
     /// Whether herd has asked this worker to stop.
@@ -160,6 +168,11 @@ mod tests {
         assert_eq!(stop_signals(None, Some("TERM")), [Signal::TERM]);
         assert_eq!(stop_signals(None, Some("KILL")), [Signal::TERM]);
         assert_eq!(stop_signals(None, Some("STOP")), [Signal::TERM]);
+        for fault in ["SEGV", "BUS", "FPE", "ILL"] {
+            let signal = Signal::from_name(fault);
+            assert_eq!(stop_signals(None, Some(fault)), [Signal::TERM], "{fault}");
+            assert_eq!(stop_signals(signal, None), [Signal::TERM], "{fault}");
+        }
         assert_eq!(stop_signals(None, Some("nonsense")), [Signal::TERM]);
     }
 
