@@ -108,27 +108,26 @@ fn upgrades_and_scaling_under_load_lose_no_connection() {
     }
 }
 
+/// A herd of 2 workers (`--ready notify`, a socket named web) with `extra` options, whose
+/// worker command is the script `text` writes for herd's directory (`worker.sh` there).
+fn herd_running_script(extra: &[&str], text: impl FnOnce(&std::path::Path) -> String) -> Herd {
+    Herd::start_with(|dir| {
+        let script = dir.join("worker.sh");
+        write_executable(&script, text(dir));
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "2", "--ready", "notify"])
+            .args(["-b", "web=127.0.0.1:0,nonblocking"])
+            .args(extra)
+            .arg("--")
+            .arg(script);
+        cmd
+    })
+}
+
 /// A herd whose worker command is a script the test rewrites between upgrades.
 fn herd_with_script(extra: &[&str]) -> Herd {
     let probe = worker("probe.py");
-    let herd = Herd::start_with(|dir| {
-        let script = dir.join("worker.sh");
-        write_executable(&script, format!("#!/bin/sh\nexec python3 {probe}\n"));
-        let mut cmd = herd_json();
-        cmd.args([
-            "run",
-            "-w",
-            "2",
-            "--ready",
-            "notify",
-            "-b",
-            "web=127.0.0.1:0,nonblocking",
-        ])
-        .args(extra)
-        .arg("--")
-        .arg(script);
-        cmd
-    });
+    let herd = herd_running_script(extra, |_| format!("#!/bin/sh\nexec python3 {probe}\n"));
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     herd
 }
@@ -215,38 +214,17 @@ fn an_upgrade_whose_program_cannot_be_executed_fails_and_retries_nothing() {
 #[test]
 fn an_upgrade_is_not_held_back_by_a_slot_restarting_in_a_crash_loop() {
     let probe = worker("probe.py");
-    let herd = Herd::start_with(|dir| {
-        let crashed = dir.join("crashed");
-        let script = dir.join("worker.sh");
-        let text = format!(
+    let extra = ["--ready-timeout", "120s", "--min-ready", "0"];
+    let herd = herd_running_script(&extra, |dir| {
+        format!(
             "#!/bin/sh\n\
              if [ \"$HERD_WORKER\" = 1 ] && [ \"$HERD_GENERATION\" = 1 ]; then\n\
              [ -e {crashed} ] && PROBE_READY=0 exec python3 {probe}\n\
              touch {crashed}; exit 3\n\
              fi\n\
              exec python3 {probe}\n",
-            crashed = crashed.display()
-        );
-        write_executable(&script, text);
-        let mut cmd = herd_json();
-        cmd.args([
-            "run",
-            "-w",
-            "2",
-            "--ready",
-            "notify",
-            "--ready-timeout",
-            "120s",
-        ])
-        .args([
-            "--min-ready",
-            "0",
-            "-b",
-            "web=127.0.0.1:0,nonblocking",
-            "--",
-        ])
-        .arg(script);
-        cmd
+            crashed = dir.join("crashed").display()
+        )
     });
     herd.wait_for_event("worker_ready", &[("slot", 0.into())]);
     let slot1 = herd.wait_for_events("worker_started", 2, &[("slot", 1.into())]);
