@@ -2,7 +2,8 @@
 //! make herd hold their replies without bound: the control server, run in this process as in
 //! herd (one thread, answered by a stand-in supervisor), keeps this process's memory within
 //! the reply budget, and a client that reads is answered meanwhile, and keeps its reply when
-//! herd's writer falls behind it. (Unix: the Windows pipe has no budget, see docs/windows.md.)
+//! herd's writer falls behind it. (Unix: the Windows pipe's budget is tested in
+//! control/pipe_tests.rs.)
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -14,16 +14,19 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::os::windows::io::AsSocket;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use herd_sys::windows::pipe::{client_process_id, SecurePipe};
 use herd_sys::windows::process::Process;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::NamedPipeServer;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
+use super::held::{Replies, Sink, Unread};
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::logs;
 use super::protocol::{Command, ErrorCode, Request, Response};
@@ -118,6 +121,7 @@ pub(super) async fn serve_instances<H, F>(
     F: Future<Output = Reply> + Send,
 {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let replies = Replies::default();
     let mut retry = Retry::default();
     loop {
         let connected = waiting.connect().await;
@@ -132,9 +136,9 @@ pub(super) async fn serve_instances<H, F>(
                     tokio::time::sleep(failed.pause).await;
                     continue;
                 }
-                let handler = handler.clone();
+                let (handler, replies) = (handler.clone(), replies.clone());
                 let lent = tokio::spawn(async move {
-                    converse(&mut waiting, handler).await;
+                    converse(&mut waiting, handler, &replies).await;
                     waiting
                 });
                 waiting = recover(name, lent, &mut next_instance, &mut retry, failed.pause).await;
@@ -147,7 +151,7 @@ pub(super) async fn serve_instances<H, F>(
             continue;
         }
         let permit = Arc::clone(&slots).try_acquire_owned();
-        let handler = handler.clone();
+        let (handler, replies) = (handler.clone(), replies.clone());
         tokio::spawn(async move {
             let Ok(_permit) = permit else {
                 let busy = Response::error(
@@ -156,7 +160,7 @@ pub(super) async fn serve_instances<H, F>(
                 );
                 return say(&mut { client }, &busy.to_line()).await;
             };
-            converse(&mut { client }, handler).await;
+            converse(&mut { client }, handler, &replies).await;
         });
     }
 }
@@ -207,9 +211,10 @@ async fn say(client: &mut NamedPipeServer, line: &[u8]) {
     let _ = tokio::time::timeout(IDLE_TIMEOUT, client.write_all(line)).await;
 }
 
-/// Answers the client's requests one line at a time, until it closes, idles too long or sends
-/// a request too large.
-async fn converse<H, F>(client: &mut NamedPipeServer, handler: H)
+/// Answers the client's requests one line at a time (within the budget of `replies`), until it
+/// closes, idles too long, sends a request too large, or leaves a reply unread while others
+/// need the room.
+async fn converse<H, F>(client: &mut NamedPipeServer, handler: H, replies: &Replies)
 where
     H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F,
     F: Future<Output = Reply>,
@@ -222,6 +227,7 @@ where
     let mut reader = BufReader::with_capacity(1024, read);
     loop {
         let (written, written_rx) = oneshot::channel();
+        let (mut refusable, mut turn) = (false, None);
         let line = match next_turn(&mut reader).await {
             Turn::Close(last) => {
                 if let Some(last) = last {
@@ -242,14 +248,56 @@ where
                 // still its own; why not, if Windows refuses (the attach then says it).
                 let attaching = matches!(request.command, Command::Sockets { attach: true, .. });
                 let held = attaching.then(|| Process::open(peer.pid));
+                // Only a status may be refused for want of room: other commands took effect.
+                refusable = matches!(request.command, Command::Status);
+                if refusable {
+                    turn = replies.turn_to_build().await;
+                }
                 reply_line(handler(request, peer, held, written_rx).await, peer.pid)
             }
         };
-        let sent = tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&line)).await;
+        let mut chunked = Chunked(&mut write);
+        let reply = replies.write(&mut chunked, line, refusable, turn);
+        let sent = tokio::time::timeout(IDLE_TIMEOUT, reply).await;
         let _ = written.send(());
         if !matches!(sent, Ok(Ok(()))) {
             return;
         }
+    }
+}
+
+/// How many bytes of a reply go into the pipe at once.
+const CHUNK: usize = 64 * 1024;
+
+/// A pipe's writer that takes at most [`CHUNK`] bytes per write. mio's named pipe copies a whole
+/// write into a buffer of its own and calls it written; a chunk is taken only once the one
+/// before has gone into the pipe (its buffer, or its client), so the reply budget sees what a
+/// client leaves unread. The pipe cannot say how much that is ([`Sink::socket`] is `None`):
+/// a reply that made no progress for the budget's while is taken for stalled.
+struct Chunked<'a, W>(&'a mut W);
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Chunked<'_, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let chunk = &buf[..buf.len().min(CHUNK)];
+        Pin::new(&mut *self.0).poll_write(cx, chunk)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Sink for Chunked<'_, W> {
+    fn socket(&self) -> Option<Box<dyn Unread>> {
+        None
     }
 }
 

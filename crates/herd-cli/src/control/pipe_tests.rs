@@ -181,3 +181,46 @@ fn without_a_next_instance_an_idle_client_blocks_no_other() {
     let expected = format!("pid {}", std::process::id());
     assert!(answer.contains(&expected), "{answer}");
 }
+
+/// A client that asks for a status of 9 MiB and reads 1 byte of it, then nothing: the pipe
+/// server holds the rest within the reply budget (16 MiB), as the Unix socket's does. A second
+/// such status does not fit beside it: it is answered `busy`, or (once the first has made no
+/// progress for the budget's while) the first gives way and is cut off. Without the budget,
+/// both are written whole.
+#[test]
+fn replies_left_unread_are_bounded_as_on_unix() {
+    let name = unique_pipe("budget");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (second, first) = runtime.block_on(async move {
+        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
+        tokio::spawn(server.serve(|_request, _peer| async {
+            Reply::from(Response::error(ErrorCode::Internal, "x".repeat(9 << 20)))
+        }));
+        tokio::task::spawn_blocking(move || {
+            let status = b"{\"version\":1,\"command\":\"status\"}\n";
+            let mut first = open_within(&name);
+            first.write_all(status).unwrap();
+            std::io::Read::read_exact(&mut first, &mut [0]).unwrap();
+            let mut second = open_within(&name);
+            second.write_all(status).unwrap();
+            let mut answer = String::new();
+            BufReader::new(second).read_line(&mut answer).unwrap();
+            let mut rest = Vec::new();
+            let _ = BufReader::new(first).read_until(b'\n', &mut rest);
+            (answer, rest)
+        })
+        .await
+        .unwrap()
+    });
+    let busy = second.contains("too many unread replies");
+    let cut = !first.ends_with(b"\n");
+    assert!(
+        busy || cut,
+        "both written whole: {} and {} bytes",
+        second.len(),
+        first.len()
+    );
+}
