@@ -24,13 +24,21 @@ for tool in node npm python3 gunicorn uwsgi nginx; do
         || { echo "peers-setup: $tool is missing: run scripts/setup.sh first" >&2; exit 1; }
 done
 
+# failed WHAT DIR CODE: says in one line that installing WHAT into DIR failed, what to do, and
+# exits (the installer's own message, if it printed one, is above it).
+failed() {
+    echo "peers-setup: could not install $1 into $2 (exit $3): check the network and that $2 is a directory you can write (or remove it), then run bench/peers-setup.sh again" >&2
+    exit 1
+}
+
 # PM2 is whole when its version is pinned one and it loads (an interrupted install leaves
 # its package.json without some of the modules it needs).
 pm2="$cache/pm2/node_modules/pm2"
 if ! grep -q "\"version\": \"$PM2_VERSION\"" "$pm2/package.json" 2>/dev/null \
     || ! node -e 'require(process.argv[1])' "$pm2" >/dev/null 2>&1; then
     echo "peers-setup: installing pm2@$PM2_VERSION into $cache/pm2" >&2
-    npm install --silent --no-audit --no-fund --prefix "$cache/pm2" "pm2@$PM2_VERSION" >&2
+    npm install --loglevel=error --no-audit --no-fund --prefix "$cache/pm2" "pm2@$PM2_VERSION" >&2 \
+        || failed "pm2@$PM2_VERSION" "$cache/pm2" $?
 fi
 
 # venv NAME PACKAGE==VERSION...: a venv in the cache with exactly these pins, every file they
@@ -50,8 +58,9 @@ for spec in sys.argv[1:]:
         sys.exit(1)
 PY
     echo "peers-setup: installing $* into $dir" >&2
-    python3 -m venv "$dir"
-    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall "$@" >&2
+    python3 -m venv "$dir" >&2 || failed "$*" "$dir" $?
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall "$@" >&2 \
+        || failed "$*" "$dir" $?
 }
 venv circus "${CIRCUS[@]}"
 venv python "${PYTHON[@]}"

@@ -96,6 +96,16 @@ class PeersSetup(unittest.TestCase):
         self.assertIn(f"installing pm2@{PM2}", run.stderr)
         self.assertIn("npm install", calls)
 
+    def test_an_install_that_fails_ends_with_one_line_saying_what_to_do(self):
+        shutil.rmtree(self.modules.parent)
+        pathlib.Path(self.modules.parent).write_text("not a directory\n")
+        run, calls = self.setup()
+        self.assertIn("npm install", calls)
+        self.assertEqual(run.returncode, 1)
+        last = run.stderr.splitlines()[-1]
+        self.assertIn(f"could not install pm2@{PM2} into {self.modules.parent}", last)
+        self.assertIn("or remove it", last)
+
     def test_a_cache_directory_that_cannot_be_made_is_refused_in_one_line(self):
         not_a_directory = os.path.join(self.dir.name, "file")
         pathlib.Path(not_a_directory).write_text("")
