@@ -19,20 +19,25 @@ CAREFUL = ("herd starts a replacement, waits until it is ready and has stayed re
            "defaults in the method), and only then stops the worker it replaces, starting `--max-starting` at a time; systems "
            "that start every new worker at once with no readiness check (gunicorn, circus, nginx) finish sooner and check less")
 TICKS = "at a 10 ms clock tick, a supervisor's CPU below about 0.5% of a core is noise"
-# What is known of a missed gunicorn verdict (bench/reload_cost.py and bench/warm_up.py, 2026-12-01),
-# said after the first verdict it misses.
-GUNICORN_MISS = (" What is known: a gunicorn start (arbiter and worker, to its first answer) costs 58-62 ms of CPU, "
-                 "a stdlib worker's 24-28 ms and a Node one's 56 ms (`bench/reload_cost.py`); 4 starts are 3-5% of "
-                 "the CPU the closed loop spends in a reload window for each kind. Counted as lost requests times "
-                 "the loop's CPU per request (145 µs for gunicorn, 65 µs for stdlib), a reload of 4 at saturation "
-                 "cost gunicorn about 0.6 s of CPU and the stdlib worker 0.3 s (medians of 3 runs): a third each from "
-                 "the starts, from the time old and new workers serve side by side (`--min-ready`: with "
-                 "`--min-ready 0` both lost about 30% fewer requests) and from the rest (new workers' first "
-                 "requests, old ones' stops). gunicorn's window is only 1.3x longer, so its share drops about "
-                 "1.5x more; 95% allows it about 0.3 s. Node, at a start cost and CPU per request like gunicorn's, "
-                 "kept 98%: what sets gunicorn apart is not found. READY=1 comes from gunicorn's worker once it "
-                 "accepts (examples/gunicorn_herd.conf.py), which moved readiness by the worker's own set-up, 1-2 ms "
-                 "of CPU, and no figure beyond the runs' noise.")
+# What is known of a missed verdict of a Python row (bench/upgrade_phases.py, bench/reload_cost.py,
+# bench/warm_up.py and `perf sched`, 2026-12-01), said after the first verdict a row misses.
+PYTHON_MISS = (" What is known: at 2000/s a reload's slow requests fall while new workers start and while old "
+               "ones exit, hardly while old and new serve side by side (`bench/upgrade_phases.py`). This "
+               "machine's kernel does not preempt kernel code (`Dynamic Preempt: none`): a starting worker, "
+               "though in `SCHED_IDLE`, keeps its CPU through its kernel work (exec, page faults, reads) until "
+               "the next scheduling point, and a serving worker woken meanwhile waits for it (`perf sched` showed "
+               "0.5-0.9 ms). A start, to the first answer, costs a stdlib worker 16 ms of CPU in the "
+               "benchmark's venv (29 ms with this machine's own interpreter) and gunicorn "
+               "64 ms either way (its arbiter imports importlib.metadata, zipfile and lzma), where gunicorn's "
+               "own HUP forks new workers from an arbiter that has started already: herd starts new "
+               "interpreters, which is what lets an upgrade change the code and the runtime. At saturation a "
+               "reload of 4 cost gunicorn about 0.6 s of CPU and the stdlib worker 0.3 s (lost requests times "
+               "the loop's CPU per request, medians of 3 runs): a third each from the starts, from old and new "
+               "serving side by side (`--min-ready`: with `--min-ready 0` both lost about 30% fewer requests, "
+               "but the window shrinks about as much) and from the rest (new workers' first requests, old ones' "
+               "stops); 95% allows gunicorn about 0.3 s. Tried and not kept: old workers at nice 10 while they "
+               "stop, a blocking socket for the stdlib worker (examples/hello.py's accept then races its stop "
+               "signal), `--max-starting 4` and `--starting-nice off` (2-4x more slow requests while starting).")
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
     ("failed at 2000/s", "open", "failed", None, True, "{:.0f}", "see the failures by kind"),
@@ -238,6 +243,11 @@ def busy(runs):
     return any(run.get("others", 1.0) > QUIET for run in runs)
 
 
+def python_row(name):
+    """Whether the herd row `name` runs Python workers (stdlib or gunicorn)."""
+    return "Python" in name or "gunicorn" in name
+
+
 def verdicts(systems, results, scale):
     """One line per target of issue 19 that this scenario measures, with the scale targets'
     (bench/scale_targets.py). A timing measured while other work took the machine (in any run
@@ -306,12 +316,12 @@ def measured_verdicts(systems, results):
         share = med(column(results, n, "closed", "share"))
         sat = med(column(results, n, "closed", "ratio"))
         if at_2000 is not None:
-            why = GUNICORN_MISS if at_2000 > 2 and "gunicorn" in n else ""
+            why = PYTHON_MISS if at_2000 > 2 and python_row(n) else ""
             out.append((f"{n}: p99 inside reloads at 2000/s at most 2x steady: {at_2000:.1f}x, "
                         f"**{'met' if at_2000 <= 2 else 'missed'}**{unsteady(results, n, 'open')}.{why}",
                         noisy or bool(unsteady(results, n, "open"))))
         if share is not None:
-            why = GUNICORN_MISS if share < 0.95 and "gunicorn" in n and (at_2000 or 0) <= 2 else ""
+            why = PYTHON_MISS if share < 0.95 and python_row(n) and (at_2000 or 0) <= 2 else ""
             out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.0%}, "
                         f"**{'met' if share >= 0.95 else 'missed'}**.{why}", noisy))
         if sat is not None:
