@@ -18,6 +18,8 @@ pub mod reply;
 pub mod request;
 pub mod results;
 pub mod retry;
+mod room;
+mod waiting;
 
 // The Windows named pipe's client and server.
 #[cfg(windows)]
@@ -36,13 +38,9 @@ mod hung_up;
 #[cfg(unix)]
 pub mod path;
 #[cfg(unix)]
-mod room;
-#[cfg(unix)]
 pub mod server;
 #[cfg(unix)]
 mod wait;
-#[cfg(unix)]
-mod waiting;
 
 #[cfg(test)]
 mod agreement_tests;

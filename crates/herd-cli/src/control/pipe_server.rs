@@ -23,7 +23,7 @@ use herd_sys::windows::pipe::{client_process_id, SecurePipe};
 use herd_sys::windows::process::Process;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::NamedPipeServer;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::held::{Replies, Sink, Unread};
@@ -33,6 +33,8 @@ use super::protocol::{Command, ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, Connection, ControlRequest, Peer};
 use super::retry::{AfterFailure, Retry};
+use super::room::{place, Place};
+use super::waiting::{Waiting, ROOM_WAIT};
 use crate::logging::LogEvent;
 
 /// How many connections may be open at once (as on Unix).
@@ -121,7 +123,7 @@ pub(super) async fn serve_instances<H, F>(
     F: Future<Output = Reply> + Send,
 {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let replies = Replies::default();
+    let (replies, waiting_ones) = (Replies::default(), Waiting::default());
     let mut retry = Retry::default();
     loop {
         let connected = waiting.connect().await;
@@ -137,8 +139,9 @@ pub(super) async fn serve_instances<H, F>(
                     continue;
                 }
                 let (handler, replies) = (handler.clone(), replies.clone());
+                let waiting_ones = waiting_ones.clone();
                 let lent = tokio::spawn(async move {
-                    converse(&mut waiting, handler, &replies).await;
+                    converse(&mut waiting, handler, (&replies, &waiting_ones)).await;
                     waiting
                 });
                 waiting = recover(name, lent, &mut next_instance, &mut retry, failed.pause).await;
@@ -150,17 +153,23 @@ pub(super) async fn serve_instances<H, F>(
         if connected.is_err() {
             continue;
         }
-        let permit = Arc::clone(&slots).try_acquire_owned();
+        let free = Arc::clone(&slots).try_acquire_owned().ok();
         let (handler, replies) = (handler.clone(), replies.clone());
+        let (slots, waiting_ones) = (Arc::clone(&slots), waiting_ones.clone());
         tokio::spawn(async move {
-            let Ok(_permit) = permit else {
+            // The pipe's security descriptor let the client in: its peer is allowed.
+            let permit = match (place(true, free.is_some()), free) {
+                (Place::Free, Some(permit)) => Some(permit),
+                _ => make_room(&slots, &waiting_ones).await,
+            };
+            let Some(_permit) = permit else {
                 let busy = Response::error(
                     ErrorCode::Busy,
                     format!("too many control connections (at most {MAX_CONNECTIONS})"),
                 );
                 return say(&mut { client }, &busy.to_line()).await;
             };
-            converse(&mut { client }, handler, &replies).await;
+            converse(&mut { client }, handler, (&replies, &waiting_ones)).await;
         });
     }
 }
@@ -207,15 +216,30 @@ async fn recover(
     }
 }
 
+/// A place among the [`MAX_CONNECTIONS`] when every one is taken: that of the connection that
+/// has waited longest for a request, which gives way (or the next's, as on Unix); none if
+/// every connection has a command in progress, or after [`ROOM_WAIT`].
+async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    if !waiting.one_gives_way(deadline).await {
+        return None;
+    }
+    let place = Arc::clone(slots).acquire_owned();
+    tokio::time::timeout_at(deadline, place).await.ok()?.ok()
+}
+
 async fn say(client: &mut NamedPipeServer, line: &[u8]) {
     let _ = tokio::time::timeout(IDLE_TIMEOUT, client.write_all(line)).await;
 }
 
 /// Answers the client's requests one line at a time (within the budget of `replies`), until it
-/// closes, idles too long, sends a request too large, or leaves a reply unread while others
-/// need the room.
-async fn converse<H, F>(client: &mut NamedPipeServer, handler: H, replies: &Replies)
-where
+/// closes, idles too long, sends a request too large, leaves a reply unread while others need
+/// the room, or has waited longest for a request (in `waiting`) when a newcomer needs its place.
+async fn converse<H, F>(
+    client: &mut NamedPipeServer,
+    handler: H,
+    (replies, waiting): (&Replies, &Waiting),
+) where
     H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F,
     F: Future<Output = Reply>,
 {
@@ -228,7 +252,9 @@ where
     loop {
         let (written, written_rx) = oneshot::channel();
         let (mut refusable, mut turn) = (false, None);
-        let line = match next_turn(&mut reader).await {
+        let next = (waiting.start().or_give_way(next_turn(&mut reader)).await)
+            .unwrap_or(Turn::Close(None));
+        let line = match next {
             Turn::Close(last) => {
                 if let Some(last) = last {
                     let _ =

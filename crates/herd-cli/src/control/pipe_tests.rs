@@ -224,3 +224,51 @@ fn replies_left_unread_are_bounded_as_on_unix() {
         first.len()
     );
 }
+
+/// Opens the pipe `name`, trying again every millisecond while every instance is busy
+/// (`ERROR_PIPE_BUSY`), for 10 s at most.
+fn open_at_once(name: &str) -> std::fs::File {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name)
+        {
+            Ok(pipe) => return pipe,
+            Err(e) if e.raw_os_error() == Some(231) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(std::time::Duration::from_millis(1))
+            }
+            Err(e) => panic!("cannot open {name}: {e}"),
+        }
+    }
+}
+
+/// With 1000 clients connected and silent, a newcomer is answered: the one that has waited
+/// longest for a request gives way (its instance is disconnected), as on the Unix socket,
+/// instead of the newcomer being told `busy` until the silent ones idle out.
+#[test]
+fn silent_clients_cannot_lock_out_a_newcomer() {
+    let (answer, oldest) = with_server(&unique_pipe("crowd"), None, |name| {
+        // Opened at once, each as soon as herd has its next instance, well within the 30 s
+        // after which a silent client is closed anyway.
+        let silent: Vec<std::fs::File> = (0..1000).map(|_| open_at_once(&name)).collect();
+        let mut newcomer = open_within(&name);
+        newcomer
+            .write_all(b"{\"version\":1,\"command\":\"status\"}\n")
+            .unwrap();
+        let mut answer = String::new();
+        BufReader::new(newcomer).read_line(&mut answer).unwrap();
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let oldest = std::io::Read::read(&mut &silent[0], &mut [0; 64]);
+        (answer, oldest.map_err(|e| e.kind()))
+    });
+    let expected = format!("pid {}", std::process::id());
+    assert_eq!(answer["error"]["message"], expected.as_str(), "{answer}");
+    // Still connected, it would not have read at all; closed at its 30 s of silence, it would
+    // have read `idle_timeout`.
+    assert!(
+        matches!(oldest, Ok(0) | Err(_)),
+        "the oldest read something: {oldest:?}"
+    );
+}

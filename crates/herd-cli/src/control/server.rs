@@ -26,18 +26,14 @@ use super::protocol::{Command, ErrorCode, FdBatch, Response, VERSION};
 pub use super::reply::Reply;
 use super::request::forward;
 pub use super::request::{ControlRequest, Peer};
-use super::room::{next, place, Next, Place, Told};
-use super::waiting::Waiting;
+use super::room::{place, Place};
+use super::waiting::{Waiting, ROOM_WAIT};
 
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
 /// after [`IDLE_TIMEOUT`]; with this many open, the one that has waited longest for a request
 /// is closed for a newcomer ([`waiting`](super::waiting)), so a crowd of idle clients cannot
 /// lock out a working one.
 pub const MAX_CONNECTIONS: usize = 1000;
-
-/// How long a newcomer waits for room at most: for the connections told to give way to say
-/// whether they do, and for the place of the one that did.
-const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// How many refused connections are logged per [`REFUSALS_WINDOW`]; the rest are counted and
 /// reported in one line when the next window begins.
@@ -84,7 +80,7 @@ pub async fn serve(
                 // everyone out until they idle out. Unlike there, the newcomer's credentials
                 // cannot be read before it is accepted: a refused peer makes room here too.
                 let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-                if out_of_files(&e) && one_gives_way(&waiting, deadline).await {
+                if out_of_files(&e) && waiting.one_gives_way(deadline).await {
                     continue;
                 }
                 // Else back off briefly instead of spinning.
@@ -139,36 +135,11 @@ pub async fn serve(
 /// every connection has a command in progress, or after [`ROOM_WAIT`].
 async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
     let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-    if !one_gives_way(waiting, deadline).await {
+    if !waiting.one_gives_way(deadline).await {
         return None;
     }
     let place = Arc::clone(slots).acquire_owned();
     tokio::time::timeout_at(deadline, place).await.ok()?.ok()
-}
-
-/// Tells the connection that has waited longest for a request to give way, and the next if
-/// it kept its place ([`room`](super::room)): whether one gave way (it has closed: herd runs
-/// on one thread, and a connection closes as it says so) by `deadline`.
-async fn one_gives_way(waiting: &Waiting, deadline: tokio::time::Instant) -> bool {
-    let mut told = 0;
-    loop {
-        let outcome = match waiting.make_room() {
-            None => Told::NobodyWaits,
-            Some(said) => {
-                told += 1;
-                match tokio::time::timeout_at(deadline, said).await {
-                    Err(_) => return false,
-                    Ok(Ok(())) => Told::GaveWay,
-                    Ok(Err(_)) => Told::KeptItsPlace,
-                }
-            }
-        };
-        match next(outcome, told) {
-            Next::TakeItsPlace => return true,
-            Next::TellAnother => {}
-            Next::Busy => return false,
-        }
-    }
 }
 
 /// Whether `accept` failed for want of a file (herd's limit or the system's): closing one of

@@ -8,8 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
+
+use super::room::{self, next, Next};
+
+/// How long a newcomer waits for room at most: for the connections told to give way to say
+/// whether they do, and for the place of the one that did.
+pub const ROOM_WAIT: Duration = Duration::from_secs(1);
 
 /// The connections waiting for a request now.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +74,31 @@ impl Waiting {
         *lock(&oldest.gave_way) = Some(gave_way);
         oldest.give_way.notify_one();
         Some(said)
+    }
+
+    /// Tells the connection that has waited longest for a request to give way, and the next
+    /// if it kept its place ([`room`](super::room)): whether one gave way (it has closed: herd
+    /// runs on one thread, and a connection closes as it says so) by `deadline`.
+    pub async fn one_gives_way(&self, deadline: tokio::time::Instant) -> bool {
+        let mut told = 0;
+        loop {
+            let outcome = match self.make_room() {
+                None => room::Told::NobodyWaits,
+                Some(said) => {
+                    told += 1;
+                    match tokio::time::timeout_at(deadline, said).await {
+                        Err(_) => return false,
+                        Ok(Ok(())) => room::Told::GaveWay,
+                        Ok(Err(_)) => room::Told::KeptItsPlace,
+                    }
+                }
+            };
+            match next(outcome, told) {
+                Next::TakeItsPlace => return true,
+                Next::TellAnother => {}
+                Next::Busy => return false,
+            }
+        }
     }
 
     /// How many connections wait.
