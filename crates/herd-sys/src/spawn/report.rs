@@ -154,21 +154,26 @@ impl SpawnError {
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let out_of_fds = matches!(self.error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
         let what = match self.stage {
             Stage::Fork => "cannot fork",
-            Stage::Pipe => match self.error.raw_os_error() {
-                // Formatted by the parent, which made the pipe: its pid is herd's.
-                Some(libc::EMFILE) | Some(libc::ENFILE) => {
-                    return write!(
-                        f,
-                        "herd is out of file descriptors: cannot create a pipe to start the \
-                         worker (look for what holds herd's fds: ls -l /proc/{}/fd): {}",
-                        std::process::id(),
-                        self.error
-                    );
-                }
-                _ => "cannot create the pipe to start the worker",
-            },
+            // The child places its fds before it takes the worker's limits: its table is a
+            // copy of herd's, so running out there is herd running out too.
+            Stage::Pipe | Stage::Fds if out_of_fds => {
+                let step = match self.stage {
+                    Stage::Pipe => "create a pipe to start the worker",
+                    _ => "place the worker's inherited sockets",
+                };
+                // Formatted by the parent, which spawned the child: its pid is herd's.
+                return write!(
+                    f,
+                    "herd is out of file descriptors: cannot {step} (look for what holds \
+                     herd's fds: ls -l /proc/{}/fd): {}",
+                    std::process::id(),
+                    self.error
+                );
+            }
+            Stage::Pipe => "cannot create the pipe to start the worker",
             Stage::ProcessGroup => "cannot create a process group",
             Stage::Signals => "cannot reset the signal mask",
             Stage::Fds => "cannot place the inherited sockets",
@@ -241,16 +246,36 @@ pub(super) fn read_report(pipe: &OwnedFd) -> Result<Option<Report>, SpawnError> 
 mod tests {
     use super::*;
 
+    /// Out of fds making the pipe (the parent) or placing the sockets (the child, with a copy
+    /// of herd's table): either way herd is, and the message says where to look.
     #[test]
     fn out_of_fds_names_herds_own_fd_directory() {
-        let err = SpawnError {
-            stage: Stage::Pipe,
-            error: io::Error::from_raw_os_error(libc::EMFILE),
+        for (stage, errno) in [
+            (Stage::Pipe, libc::EMFILE),
+            (Stage::Fds, libc::EMFILE),
+            (Stage::Fds, libc::ENFILE),
+        ] {
+            let err = SpawnError {
+                stage,
+                error: io::Error::from_raw_os_error(errno),
+                limit: None,
+            };
+            let text = err.to_string();
+            let dir = format!("ls -l /proc/{}/fd)", std::process::id());
+            assert!(
+                text.starts_with("herd is out of file descriptors"),
+                "{text}"
+            );
+            assert!(text.contains(&dir), "{text}");
+        }
+        let other = SpawnError {
+            stage: Stage::Fds,
+            error: io::Error::from_raw_os_error(libc::EBADF),
             limit: None,
         };
-        let text = err.to_string();
-        let dir = format!("ls -l /proc/{}/fd)", std::process::id());
-        assert!(text.contains(&dir), "{text}");
+        assert!(other
+            .to_string()
+            .starts_with("cannot place the inherited sockets"));
     }
 
     /// A report is read back as written; anything else on the pipe is refused.
