@@ -6,6 +6,8 @@
 //! A client that only closed its writing side (`shutdown(SHUT_WR)`) has not hung up: it reads
 //! its answer. The server reads on after a skipped answer (or one it could not write because
 //! the client hung up): a `stop` sent after a `status` by a client gone since is carried out.
+//! The Windows pipe learns that its client left when an answer cannot be written, and then
+//! reads on by the same rule.
 
 use super::protocol::Command;
 

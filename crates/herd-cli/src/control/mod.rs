@@ -30,11 +30,11 @@ pub mod pipe_server;
 #[cfg(all(windows, test))]
 mod pipe_tests;
 
+mod hung_up;
+
 // The Unix socket's client and server.
 #[cfg(unix)]
 pub mod client;
-#[cfg(unix)]
-mod hung_up;
 #[cfg(unix)]
 pub mod path;
 #[cfg(unix)]

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::held::{Replies, Sink, Unread};
+use super::hung_up::carry_out;
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::logs;
 use super::protocol::{Command, ErrorCode, Request, Response};
@@ -249,6 +250,9 @@ async fn converse<H, F>(
     };
     let (read, mut write) = tokio::io::split(client);
     let mut reader = BufReader::with_capacity(1024, read);
+    // Whether the client has left: what it sent before still counts (as on the Unix socket,
+    // see `hung_up`), but no answer is written.
+    let mut left = false;
     loop {
         let (written, written_rx) = oneshot::channel();
         let (mut refusable, mut turn) = (false, None);
@@ -256,12 +260,14 @@ async fn converse<H, F>(
             .unwrap_or(Turn::Close(None));
         let line = match next {
             Turn::Close(last) => {
-                if let Some(last) = last {
+                if let (Some(last), false) = (last, left) {
                     let _ =
                         tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&last.to_line())).await;
                 }
                 return;
             }
+            Turn::Answer(_) if left => continue,
+            Turn::Request(request) if !carry_out(&request.command, left) => continue,
             Turn::Answer(response) => response.to_line(),
             Turn::Request(request) => {
                 // A pipe cannot be half closed: its end means its client is gone.
@@ -279,15 +285,23 @@ async fn converse<H, F>(
                 if refusable {
                     turn = replies.turn_to_build().await;
                 }
-                reply_line(handler(request, peer, held, written_rx).await, peer.pid)
+                let reply = handler(request, peer, held, written_rx).await;
+                if left {
+                    let _ = written.send(());
+                    continue;
+                }
+                reply_line(reply, peer.pid)
             }
         };
         let mut chunked = Chunked(&mut write);
         let reply = replies.write(&mut chunked, line, refusable, turn);
         let sent = tokio::time::timeout(IDLE_TIMEOUT, reply).await;
         let _ = written.send(());
-        if !matches!(sent, Ok(Ok(()))) {
-            return;
+        match sent {
+            Ok(Ok(())) => {}
+            // The client is gone: read on to the end of what it sent.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => left = true,
+            _ => return,
         }
     }
 }

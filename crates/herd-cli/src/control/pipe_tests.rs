@@ -272,3 +272,51 @@ fn silent_clients_cannot_lock_out_a_newcomer() {
         "the oldest read something: {oldest:?}"
     );
 }
+
+/// A client that sends a status, then a stop, and leaves at once (a script piping both into
+/// the pipe) has its stop carried out, as on the Unix socket: what it sent still counts after
+/// an answer it will not read.
+#[test]
+fn a_stop_sent_after_a_status_by_a_client_that_left_is_carried_out() {
+    let name = unique_pipe("left");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (seen, seen_by_server) = std::sync::mpsc::channel();
+    runtime.block_on(async move {
+        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
+        tokio::spawn(server.serve(move |request, _peer| {
+            let _ = seen.send(request.command);
+            async { Reply::from(Response::error(ErrorCode::Internal, "x".repeat(1 << 20))) }
+        }));
+        tokio::task::spawn_blocking(move || {
+            let mut client = open_within(&name);
+            client
+                .write_all(
+                    concat!(
+                        "{\"version\":1,\"command\":\"status\"}\n",
+                        "{\"version\":1,\"command\":\"stop\"}\n"
+                    )
+                    .as_bytes(),
+                )
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match seen_by_server.try_recv() {
+                Ok(super::protocol::Command::Stop { .. }) => return,
+                Ok(_) => continue,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                Err(e) => panic!("the server is gone: {e}"),
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the stop was not carried out"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+}
