@@ -170,7 +170,12 @@ pub(super) async fn serve_instances<H, F>(
                 );
                 return say(&mut { client }, &busy.to_line()).await;
             };
-            converse(&mut { client }, handler, (&replies, &waiting_ones)).await;
+            let mut client = client;
+            if converse(&mut client, handler, (&replies, &waiting_ones)).await == Ended::Abandoned {
+                // A write of the reply may still be pending: it would hold the instance (and
+                // its buffer) until the client reads or closes. Disconnecting fails it.
+                let _ = client.disconnect();
+            }
         });
     }
 }
@@ -222,10 +227,19 @@ async fn recover(
 /// every connection has a command in progress, or after [`ROOM_WAIT`].
 async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
     let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+    // In the semaphore's queue before anyone gives way: the place freed goes to this
+    // newcomer, not to one the accept loop takes meanwhile (room is made in the newcomer's
+    // own task here, not in the accept loop as on Unix).
+    let place = Arc::clone(slots).acquire_owned();
+    tokio::pin!(place);
+    tokio::select! {
+        biased;
+        got = &mut place => return got.ok(),
+        () = std::future::ready(()) => {}
+    }
     if !waiting.one_gives_way(deadline).await {
         return None;
     }
-    let place = Arc::clone(slots).acquire_owned();
     tokio::time::timeout_at(deadline, place).await.ok()?.ok()
 }
 
@@ -240,13 +254,14 @@ async fn converse<H, F>(
     client: &mut NamedPipeServer,
     handler: H,
     (replies, waiting): (&Replies, &Waiting),
-) where
+) -> Ended
+where
     H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F,
     F: Future<Output = Reply>,
 {
     let peer = match client_process_id(&*client) {
         Ok(pid) => PipePeer { pid },
-        Err(_) => return,
+        Err(_) => return Ended::Done,
     };
     let (read, mut write) = tokio::io::split(client);
     let mut reader = BufReader::with_capacity(1024, read);
@@ -264,7 +279,7 @@ async fn converse<H, F>(
                     let _ =
                         tokio::time::timeout(IDLE_TIMEOUT, write.write_all(&last.to_line())).await;
                 }
-                return;
+                return Ended::Done;
             }
             Turn::Answer(_) if left => continue,
             Turn::Request(request) if !carry_out(&request.command, left) => continue,
@@ -273,7 +288,7 @@ async fn converse<H, F>(
                 // A pipe cannot be half closed: its end means its client is gone.
                 match logs::serve(&request.command, &mut reader, &mut write, || true).await {
                     Some(true) => continue,
-                    Some(false) => return,
+                    Some(false) => return Ended::Done,
                     None => {}
                 }
                 // Opened for an `attach` only, while the client is connected, so the pid is
@@ -301,9 +316,19 @@ async fn converse<H, F>(
             Ok(Ok(())) => {}
             // The client is gone: read on to the end of what it sent.
             Ok(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => left = true,
-            _ => return,
+            // Given way for others' replies, or left unread for IDLE_TIMEOUT.
+            _ => return Ended::Abandoned,
         }
     }
+}
+
+/// How a conversation ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The client left, idled out, or was answered to the end.
+    Done,
+    /// Its reply was abandoned unread, perhaps in the middle of a write.
+    Abandoned,
 }
 
 /// How many bytes of a reply go into the pipe at once.

@@ -320,3 +320,48 @@ fn a_stop_sent_after_a_status_by_a_client_that_left_is_carried_out() {
         }
     });
 }
+
+/// A client whose reply gave way for another's (it read 1 byte of 9 MiB, then nothing) loses
+/// its pipe instance at once, as a Unix connection is closed: a write of its reply may still
+/// be pending, and without a disconnect that write would hold the instance and its buffer
+/// until the client reads or closes, beyond the connection limit and the reply budget.
+#[test]
+fn a_client_whose_reply_gave_way_is_disconnected() {
+    let name = unique_pipe("evicted");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let evicted = runtime.block_on(async move {
+        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
+        tokio::spawn(server.serve(|_request, _peer| async {
+            Reply::from(Response::error(ErrorCode::Internal, "x".repeat(9 << 20)))
+        }));
+        tokio::task::spawn_blocking(move || {
+            let status = b"{\"version\":1,\"command\":\"status\"}\n";
+            let mut first = open_within(&name);
+            first.write_all(status).unwrap();
+            std::io::Read::read_exact(&mut first, &mut [0]).unwrap();
+            // Past the budget's 20 ms without progress, the first reply counts as stalled.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let mut second = open_within(&name);
+            second.write_all(status).unwrap();
+            let mut answer = Vec::new();
+            BufReader::new(second)
+                .read_until(b'\n', &mut answer)
+                .unwrap();
+            assert!(
+                answer.len() > 9 << 20,
+                "the second reply was not written whole"
+            );
+            first.write_all(status).map_err(|e| e.raw_os_error())
+        })
+        .await
+        .unwrap()
+    });
+    // ERROR_NO_DATA or ERROR_PIPE_NOT_CONNECTED: the instance is gone.
+    assert!(
+        evicted.is_err(),
+        "the evicted client's instance is still connected"
+    );
+}
