@@ -154,24 +154,33 @@ impl SpawnError {
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let out_of_fds = matches!(self.error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+        let errno = self.error.raw_os_error();
         let what = match self.stage {
             Stage::Fork => "cannot fork",
             // The child places its fds before it takes the worker's limits: its table is a
             // copy of herd's, so running out there is herd running out too.
-            Stage::Pipe | Stage::Fds if out_of_fds => {
+            Stage::Pipe | Stage::Fds if matches!(errno, Some(libc::EMFILE | libc::ENFILE)) => {
                 let step = match self.stage {
                     Stage::Pipe => "create a pipe to start the worker",
                     _ => "place the worker's inherited sockets",
                 };
-                // Formatted by the parent, which spawned the child: its pid is herd's.
-                return write!(
-                    f,
-                    "herd is out of file descriptors: cannot {step} (look for what holds \
-                     herd's fds: ls -l /proc/{}/fd): {}",
-                    std::process::id(),
-                    self.error
-                );
+                return if errno == Some(libc::ENFILE) {
+                    write!(
+                        f,
+                        "the system is out of file descriptors: cannot {step} (see \
+                         /proc/sys/fs/file-nr against fs.file-max): {}",
+                        self.error
+                    )
+                } else {
+                    // Formatted by the parent, which spawned the child: its pid is herd's.
+                    write!(
+                        f,
+                        "herd is out of file descriptors: cannot {step} (look for what holds \
+                         herd's fds: ls -l /proc/{}/fd): {}",
+                        std::process::id(),
+                        self.error
+                    )
+                };
             }
             Stage::Pipe => "cannot create the pipe to start the worker",
             Stage::ProcessGroup => "cannot create a process group",
@@ -247,14 +256,11 @@ mod tests {
     use super::*;
 
     /// Out of fds making the pipe (the parent) or placing the sockets (the child, with a copy
-    /// of herd's table): either way herd is, and the message says where to look.
+    /// of herd's table): either way herd is, and the message says where to look; out of the
+    /// system's, it says so.
     #[test]
     fn out_of_fds_names_herds_own_fd_directory() {
-        for (stage, errno) in [
-            (Stage::Pipe, libc::EMFILE),
-            (Stage::Fds, libc::EMFILE),
-            (Stage::Fds, libc::ENFILE),
-        ] {
+        for (stage, errno) in [(Stage::Pipe, libc::EMFILE), (Stage::Fds, libc::EMFILE)] {
             let err = SpawnError {
                 stage,
                 error: io::Error::from_raw_os_error(errno),
@@ -268,6 +274,18 @@ mod tests {
             );
             assert!(text.contains(&dir), "{text}");
         }
+        // The system's table, not herd's: its own place to look.
+        let system = SpawnError {
+            stage: Stage::Fds,
+            error: io::Error::from_raw_os_error(libc::ENFILE),
+            limit: None,
+        };
+        let text = system.to_string();
+        assert!(
+            text.starts_with("the system is out of file descriptors"),
+            "{text}"
+        );
+        assert!(text.contains("fs.file-max"), "{text}");
         let other = SpawnError {
             stage: Stage::Fds,
             error: io::Error::from_raw_os_error(libc::EBADF),
