@@ -392,7 +392,8 @@ app: served by gunicorn, uWSGI, and by examples/hello.py's stdlib accept loop un
 herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode and herd). Every
 Python row but uWSGI's (Debian's embedded Python) runs the benchmark's own venv: a venv reads no
 `.pth` file of the system's site-packages, where this machine's sandbox imports certifi at every
-interpreter start (16 ms of the 26 ms a stdlib worker's start took before 2026-12-01's runs).
+interpreter start (a stdlib worker's start took 29 ms of CPU with it, 16 ms in the venv:
+`bench/reload_cost.py`'s start cost, 7 starts each, 2026-12-01).
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
 otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3 -m gunicorn
 -c examples/gunicorn_herd.conf.py app:application` (as docs/interop.md says to run gunicorn under

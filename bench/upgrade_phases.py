@@ -28,14 +28,15 @@ from peers_systems import python, worker_kinds
 MIN_READY_US = 1e6  # herd's default --min-ready
 
 
-def run(kind, extra):
-    """One upgrade under load: (timeline records, upgrade window in µs, herd's events)."""
+def run(command, extra):
+    """One upgrade of workers running `command` under load: (timeline records, upgrade window
+    in µs, herd's events)."""
     d = tempfile.mkdtemp(prefix="herd-phases-")
     control, log_path = os.path.join(d, "c.sock"), os.path.join(d, "log.json")
     with open(log_path, "w") as log:
         herd = subprocess.Popen([HERD, "--log-format", "json", "--control", control, "run", "-w", "4",
                                  "--ready", "notify", *extra, "-b", "http=127.0.0.1:0,nonblocking", "--",
-                                 *worker_kinds(python(setup()))[kind]], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                 *command], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -91,7 +92,7 @@ def phases(window, events):
 
 def main():
     kind, extra = sys.argv[1], sys.argv[2:]
-    records, (first, last), events = run(kind, extra)
+    records, (first, last), events = run(worker_kinds(python(setup()))[kind], extra)
     steady = [us for t, us, _ in records if 200_000 < t < first - 100_000 or t > last + 250_000]
     steady_p99 = percentile(steady, 99)
     starting, stopping = phases((first, last), events)
