@@ -26,6 +26,15 @@ const BOUND: u64 = 32 << 20;
 const TIMEOUT: Duration = Duration::from_secs(60);
 const STATUS: &[u8] = b"{\"version\":1,\"command\":\"status\"}\n";
 
+/// The tests of this file, one at a time: `cargo test` runs them as threads of one process,
+/// whose peak memory the first one measures.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes this file's turn (see [`ONE_AT_A_TIME`]); a test that failed holding it passes it on.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A field of this process's `/proc/self/status`, in bytes.
 fn memory(field: &str) -> u64 {
     let text = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -83,6 +92,7 @@ fn ask(path: &Path) -> serde_json::Value {
 
 #[test]
 fn clients_that_never_read_their_replies_cannot_grow_herds_memory() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.sock");
     status_server(path.clone());
@@ -92,6 +102,8 @@ fn clients_that_never_read_their_replies_cannot_grow_herds_memory() {
         WORKERS
     );
     let before = memory("VmRSS:");
+    // The peak from here on (what another test of this process reached before is not ours).
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
 
     let unread: Vec<UnixStream> = (0..CLIENTS)
         .map(|_| {
@@ -135,6 +147,7 @@ const BIG: usize = 40_960;
 /// is not evicted for a newcomer's (which is told `busy`), and it reads it whole.
 #[test]
 fn a_client_that_reads_while_herds_writer_waits_keeps_its_reply() {
+    let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("control.sock");
     let (busy, is_busy) = std::sync::mpsc::channel();
