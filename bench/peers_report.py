@@ -37,7 +37,9 @@ PYTHON_MISS = (" What is known: at 2000/s a reload's slow requests fall while ne
                "but the window shrinks about as much) and from the rest (new workers' first requests, old ones' "
                "stops); 95% allows gunicorn about 0.3 s. Tried and not kept: old workers at nice 10 while they "
                "stop, a blocking socket for the stdlib worker (examples/hello.py's accept then races its stop "
-               "signal), `--max-starting 4` and `--starting-nice off` (2-4x more slow requests while starting).")
+               "signal), `--max-starting 4` and `--starting-nice off` (one noisy run each: 28 and 64 "
+               "requests over 2x steady per upgrade, both together 186, against 11 and 56 in two runs "
+               "of the defaults).")
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
     ("failed at 2000/s", "open", "failed", None, True, "{:.0f}", "see the failures by kind"),
