@@ -29,30 +29,49 @@ async fn answer(request: Request, peer: PipePeer, listener: Option<OwnedSocket>)
     }
 }
 
-/// Serves `name` in the background while `client` runs on a blocking thread.
-fn with_server<T: Send + 'static>(
-    name: &str,
-    listener: Option<&TcpListener>,
-    client: impl FnOnce(String) -> T + Send + 'static,
-) -> T {
+/// Serves `name` in the background, answering every request with `handler`, while `client`
+/// runs on a blocking thread; returns what the client returns.
+fn serving<H, F, T>(name: &str, handler: H, client: impl FnOnce(String) -> T + Send + 'static) -> T
+where
+    H: Fn(Request, PipePeer) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = Reply> + Send + 'static,
+    T: Send + 'static,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let socket: Arc<Option<OwnedSocket>> =
-        Arc::new(listener.map(|l| l.try_clone().unwrap().into()));
     let name = name.to_string();
     runtime.block_on(async move {
         let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
-        tokio::spawn(server.serve(move |request, peer| {
-            let socket = socket.as_ref().as_ref().map(|s| s.try_clone().unwrap());
-            answer(request, peer, socket)
-        }));
+        tokio::spawn(server.serve(handler));
         tokio::task::spawn_blocking(move || client(name))
             .await
             .unwrap()
     })
 }
+
+/// [`serving`] with [`answer`]: a `sockets` request also gets `listener`'s socket.
+fn with_server<T: Send + 'static>(
+    name: &str,
+    listener: Option<&TcpListener>,
+    client: impl FnOnce(String) -> T + Send + 'static,
+) -> T {
+    let socket: Arc<Option<OwnedSocket>> =
+        Arc::new(listener.map(|l| l.try_clone().unwrap().into()));
+    let handler = move |request, peer| {
+        let socket = socket.as_ref().as_ref().map(|s| s.try_clone().unwrap());
+        answer(request, peer, socket)
+    };
+    serving(name, handler, client)
+}
+
+/// Answers every request with a reply of 9 MiB: two do not fit in the reply budget together.
+async fn nine_mib(_request: Request, _peer: PipePeer) -> Reply {
+    Reply::from(Response::error(ErrorCode::Internal, "x".repeat(9 << 20)))
+}
+
+const STATUS: &[u8] = b"{\"version\":1,\"command\":\"status\"}\n";
 
 fn ask(name: &str, line: &[u8]) -> serde_json::Value {
     let mut pipe = std::fs::OpenOptions::new()
@@ -68,9 +87,7 @@ fn ask(name: &str, line: &[u8]) -> serde_json::Value {
 
 #[test]
 fn a_request_is_answered_and_the_peer_is_the_real_client_pid() {
-    let answer = with_server(&unique_pipe("answer"), None, |name| {
-        ask(&name, b"{\"version\":1,\"command\":\"status\"}\n")
-    });
+    let answer = with_server(&unique_pipe("answer"), None, |name| ask(&name, STATUS));
     let expected = format!("pid {}", std::process::id());
     assert_eq!(answer["error"]["message"], expected.as_str(), "{answer}");
 }
@@ -168,9 +185,7 @@ fn without_a_next_instance_an_idle_client_blocks_no_other() {
             // It connects and says nothing.
             let _idle = open_within(&name);
             let mut other = open_within(&name);
-            other
-                .write_all(b"{\"version\":1,\"command\":\"status\"}\n")
-                .unwrap();
+            other.write_all(STATUS).unwrap();
             let mut answer = String::new();
             BufReader::new(other).read_line(&mut answer).unwrap();
             answer
@@ -189,31 +204,17 @@ fn without_a_next_instance_an_idle_client_blocks_no_other() {
 /// both are written whole.
 #[test]
 fn replies_left_unread_are_bounded_as_on_unix() {
-    let name = unique_pipe("budget");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (second, first) = runtime.block_on(async move {
-        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
-        tokio::spawn(server.serve(|_request, _peer| async {
-            Reply::from(Response::error(ErrorCode::Internal, "x".repeat(9 << 20)))
-        }));
-        tokio::task::spawn_blocking(move || {
-            let status = b"{\"version\":1,\"command\":\"status\"}\n";
-            let mut first = open_within(&name);
-            first.write_all(status).unwrap();
-            std::io::Read::read_exact(&mut first, &mut [0]).unwrap();
-            let mut second = open_within(&name);
-            second.write_all(status).unwrap();
-            let mut answer = String::new();
-            BufReader::new(second).read_line(&mut answer).unwrap();
-            let mut rest = Vec::new();
-            let _ = BufReader::new(first).read_until(b'\n', &mut rest);
-            (answer, rest)
-        })
-        .await
-        .unwrap()
+    let (second, first) = serving(&unique_pipe("budget"), nine_mib, |name| {
+        let mut first = open_within(&name);
+        first.write_all(STATUS).unwrap();
+        std::io::Read::read_exact(&mut first, &mut [0]).unwrap();
+        let mut second = open_within(&name);
+        second.write_all(STATUS).unwrap();
+        let mut answer = String::new();
+        BufReader::new(second).read_line(&mut answer).unwrap();
+        let mut rest = Vec::new();
+        let _ = BufReader::new(first).read_until(b'\n', &mut rest);
+        (answer, rest)
     });
     let busy = second.contains("too many unread replies");
     let cut = !first.ends_with(b"\n");
@@ -254,9 +255,7 @@ fn silent_clients_cannot_lock_out_a_newcomer() {
         // after which a silent client is closed anyway.
         let silent: Vec<std::fs::File> = (0..1000).map(|_| open_at_once(&name)).collect();
         let mut newcomer = open_within(&name);
-        newcomer
-            .write_all(b"{\"version\":1,\"command\":\"status\"}\n")
-            .unwrap();
+        newcomer.write_all(STATUS).unwrap();
         let mut answer = String::new();
         BufReader::new(newcomer).read_line(&mut answer).unwrap();
         let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
@@ -278,47 +277,27 @@ fn silent_clients_cannot_lock_out_a_newcomer() {
 /// an answer it will not read.
 #[test]
 fn a_stop_sent_after_a_status_by_a_client_that_left_is_carried_out() {
-    let name = unique_pipe("left");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let (seen, seen_by_server) = std::sync::mpsc::channel();
-    runtime.block_on(async move {
-        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
-        tokio::spawn(server.serve(move |request, _peer| {
-            let _ = seen.send(request.command);
-            async { Reply::from(Response::error(ErrorCode::Internal, "x".repeat(1 << 20))) }
-        }));
-        tokio::task::spawn_blocking(move || {
-            let mut client = open_within(&name);
-            client
-                .write_all(
-                    concat!(
-                        "{\"version\":1,\"command\":\"status\"}\n",
-                        "{\"version\":1,\"command\":\"stop\"}\n"
-                    )
-                    .as_bytes(),
-                )
-                .unwrap();
+    // Tells, for each command the server carries out, whether it is a stop.
+    let handler = move |request: Request, peer| {
+        let stop = matches!(request.command, super::protocol::Command::Stop { .. });
+        let _ = seen.send(stop);
+        nine_mib(request, peer)
+    };
+    let stopped = serving(&unique_pipe("left"), handler, move |name| {
+        let mut client = open_within(&name);
+        let stop = b"{\"version\":1,\"command\":\"stop\"}\n";
+        client.write_all(&[STATUS, stop].concat()).unwrap();
+        drop(client);
+        // The server runs meanwhile: each command it carries out is seen here.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        std::iter::from_fn(|| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            seen_by_server.recv_timeout(left).ok()
         })
-        .await
-        .unwrap();
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match seen_by_server.try_recv() {
-                Ok(super::protocol::Command::Stop { .. }) => return,
-                Ok(_) => continue,
-                Err(std::sync::mpsc::TryRecvError::Empty) => {}
-                Err(e) => panic!("the server is gone: {e}"),
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the stop was not carried out"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        .any(|stop| stop)
     });
+    assert!(stopped, "the stop was not carried out");
 }
 
 /// A client whose reply gave way for another's (it read 1 byte of 9 MiB, then nothing) loses
@@ -327,37 +306,23 @@ fn a_stop_sent_after_a_status_by_a_client_that_left_is_carried_out() {
 /// until the client reads or closes, beyond the connection limit and the reply budget.
 #[test]
 fn a_client_whose_reply_gave_way_is_disconnected() {
-    let name = unique_pipe("evicted");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let evicted = runtime.block_on(async move {
-        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
-        tokio::spawn(server.serve(|_request, _peer| async {
-            Reply::from(Response::error(ErrorCode::Internal, "x".repeat(9 << 20)))
-        }));
-        tokio::task::spawn_blocking(move || {
-            let status = b"{\"version\":1,\"command\":\"status\"}\n";
-            let mut first = open_within(&name);
-            first.write_all(status).unwrap();
-            std::io::Read::read_exact(&mut first, &mut [0]).unwrap();
-            // Past the budget's 20 ms without progress, the first reply counts as stalled.
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let mut second = open_within(&name);
-            second.write_all(status).unwrap();
-            let mut answer = Vec::new();
-            BufReader::new(second)
-                .read_until(b'\n', &mut answer)
-                .unwrap();
-            assert!(
-                answer.len() > 9 << 20,
-                "the second reply was not written whole"
-            );
-            first.write_all(status).map_err(|e| e.raw_os_error())
-        })
-        .await
-        .unwrap()
+    let evicted = serving(&unique_pipe("evicted"), nine_mib, |name| {
+        let mut first = open_within(&name);
+        first.write_all(STATUS).unwrap();
+        std::io::Read::read_exact(&mut first, &mut [0]).unwrap();
+        // Past the budget's 20 ms without progress, the first reply counts as stalled.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut second = open_within(&name);
+        second.write_all(STATUS).unwrap();
+        let mut answer = Vec::new();
+        BufReader::new(second)
+            .read_until(b'\n', &mut answer)
+            .unwrap();
+        assert!(
+            answer.len() > 9 << 20,
+            "the second reply was not written whole"
+        );
+        first.write_all(STATUS).map_err(|e| e.raw_os_error())
     });
     // ERROR_NO_DATA or ERROR_PIPE_NOT_CONNECTED: the instance is gone.
     assert!(
