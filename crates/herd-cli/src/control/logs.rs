@@ -35,13 +35,14 @@ static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Answers `command` if it is `logs` (the control servers' hook, before a request goes to
 /// the supervisor): `None` if it is not, else whether the connection takes more requests
-/// (not after `follow`, which ends with it). `hung_up` tells whether a follower whose
-/// connection reads as ended has gone, or only shut down its writing side and still reads.
-pub async fn serve(
+/// (not after `follow`, which ends with it). `hung_up` tells, asked of `write`, whether a
+/// follower whose connection reads as ended has gone, or only shut down its writing side and
+/// still reads.
+pub async fn serve<W: AsyncWrite + Unpin>(
     command: &Command,
     read: &mut (impl AsyncRead + Unpin),
-    write: &mut (impl AsyncWrite + Unpin),
-    hung_up: impl Fn() -> bool,
+    write: &mut W,
+    hung_up: impl Fn(&W) -> bool,
 ) -> Option<bool> {
     let &Command::Logs {
         slot,
@@ -58,13 +59,13 @@ pub async fn serve(
 /// Answers `logs` on a connection read by `read` and written by `write`: the answer
 /// (`{"lines": N}`), then N [`LogFrame`]s, then with `follow` a frame per new line. Returns
 /// when all is written (without `follow`) or when the client is gone.
-async fn answer(
+async fn answer<W: AsyncWrite + Unpin>(
     read: &mut (impl AsyncRead + Unpin),
-    write: &mut (impl AsyncWrite + Unpin),
+    write: &mut W,
     slot: Option<usize>,
     lines: Option<usize>,
     follow: bool,
-    hung_up: impl Fn() -> bool,
+    hung_up: impl Fn(&W) -> bool,
 ) {
     let Some(output) = output::current() else {
         let refusal: Response = Response::error(
@@ -106,13 +107,13 @@ async fn answer(
         let chunk = tokio::select! {
             chunk = chunks.recv() => chunk,
             read = read.read(&mut probe), if reading => match read {
-                Ok(0) if !hung_up() => {
+                Ok(0) if !hung_up(write) => {
                     reading = false;
                     continue;
                 }
                 _ => None,
             },
-            () = tokio::time::sleep(FOLLOW_EVERY), if follow && !reading => match hung_up() {
+            () = tokio::time::sleep(FOLLOW_EVERY), if follow && !reading => match hung_up(write) {
                 true => None,
                 false => continue,
             },

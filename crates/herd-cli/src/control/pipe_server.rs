@@ -286,7 +286,7 @@ where
             Turn::Answer(response) => response.to_line(),
             Turn::Request(request) => {
                 // A pipe cannot be half closed: its end means its client is gone.
-                match logs::serve(&request.command, &mut reader, &mut write, || true).await {
+                match logs::serve(&request.command, &mut reader, &mut write, |_| true).await {
                     Some(true) => continue,
                     Some(false) => return Ended::Done,
                     None => {}

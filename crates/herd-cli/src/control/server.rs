@@ -257,9 +257,7 @@ async fn converse(
                     // Nobody reads this answer; what the client sent after it still counts.
                     continue;
                 }
-                let gone = write.as_ref().as_fd().try_clone_to_owned();
-                let gone = || gone.as_ref().map_or(true, |fd| peer_hung_up(fd.as_fd()));
-                match logs::serve(&request.command, &mut reader, &mut write, gone).await {
+                match logs::serve(&request.command, &mut reader, &mut write, hung_up).await {
                     Some(true) => continue,
                     Some(false) => return,
                     None => {}
