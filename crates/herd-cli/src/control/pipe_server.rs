@@ -23,7 +23,7 @@ use herd_sys::windows::pipe::{client_process_id, SecurePipe};
 use herd_sys::windows::process::Process;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::NamedPipeServer;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use super::held::{Replies, Sink, Unread};
@@ -35,7 +35,7 @@ use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, Connection, ControlRequest, Peer};
 use super::retry::{AfterFailure, Retry};
 use super::room::{place, Place};
-use super::waiting::{Waiting, ROOM_WAIT};
+use super::waiting::Waiting;
 use crate::logging::LogEvent;
 
 /// How many connections may be open at once (as on Unix).
@@ -161,7 +161,7 @@ pub(super) async fn serve_instances<H, F>(
             // The pipe's security descriptor let the client in: its peer is allowed.
             let permit = match (place(true, free.is_some()), free) {
                 (Place::Free, Some(permit)) => Some(permit),
-                _ => make_room(&slots, &waiting_ones).await,
+                _ => waiting_ones.place(&slots).await,
             };
             let Some(_permit) = permit else {
                 let busy = Response::error(
@@ -220,27 +220,6 @@ async fn recover(
             },
         }
     }
-}
-
-/// A place among the [`MAX_CONNECTIONS`] when every one is taken: that of the connection that
-/// has waited longest for a request, which gives way (or the next's, as on Unix); none if
-/// every connection has a command in progress, or after [`ROOM_WAIT`].
-async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
-    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-    // In the semaphore's queue before anyone gives way: the place freed goes to this
-    // newcomer, not to one the accept loop takes meanwhile (room is made in the newcomer's
-    // own task here, not in the accept loop as on Unix).
-    let place = Arc::clone(slots).acquire_owned();
-    tokio::pin!(place);
-    tokio::select! {
-        biased;
-        got = &mut place => return got.ok(),
-        () = std::future::ready(()) => {}
-    }
-    if !waiting.one_gives_way(deadline).await {
-        return None;
-    }
-    tokio::time::timeout_at(deadline, place).await.ok()?.ok()
 }
 
 async fn say(client: &mut NamedPipeServer, line: &[u8]) {

@@ -106,7 +106,7 @@ pub async fn serve(
                 continue;
             }
             (Place::Free, Some(permit)) => permit,
-            _ => match make_room(&slots, &waiting).await {
+            _ => match waiting.place(&slots).await {
                 Some(permit) => permit,
                 None => {
                     let busy = Response::error(
@@ -127,19 +127,6 @@ pub async fn serve(
             drop(permit);
         });
     }
-}
-
-/// A place among the [`MAX_CONNECTIONS`] when every one is taken: the place of the connection
-/// that has waited longest for a request, which is told to give way; if it kept its place (its
-/// request came at that moment), the next one's, and so on ([`room`](super::room)); none if
-/// every connection has a command in progress, or after [`ROOM_WAIT`].
-async fn make_room(slots: &Arc<Semaphore>, waiting: &Waiting) -> Option<OwnedSemaphorePermit> {
-    let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-    if !waiting.one_gives_way(deadline).await {
-        return None;
-    }
-    let place = Arc::clone(slots).acquire_owned();
-    tokio::time::timeout_at(deadline, place).await.ok()?.ok()
 }
 
 /// Whether `accept` failed for want of a file (herd's limit or the system's): closing one of

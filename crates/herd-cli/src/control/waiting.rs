@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::room::{self, next, Next};
 
@@ -99,6 +99,28 @@ impl Waiting {
                 Next::Busy => return false,
             }
         }
+    }
+
+    /// A place among `slots` for a newcomer when every one is taken: the place of the
+    /// connection that has waited longest for a request, which is told to give way; if it kept
+    /// its place (its request came at that moment), the next one's, and so on
+    /// ([`room`](super::room)); none if every connection has a command in progress, or after
+    /// [`ROOM_WAIT`]. The newcomer queues for a place before anyone gives way, so the place
+    /// freed is its own (tokio's semaphore hands released permits to waiters first), not one
+    /// that another newcomer takes meanwhile.
+    pub async fn place(&self, slots: &Arc<Semaphore>) -> Option<OwnedSemaphorePermit> {
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        let place = Arc::clone(slots).acquire_owned();
+        tokio::pin!(place);
+        tokio::select! {
+            biased;
+            got = &mut place => return got.ok(),
+            () = std::future::ready(()) => {}
+        }
+        if !self.one_gives_way(deadline).await {
+            return None;
+        }
+        tokio::time::timeout_at(deadline, place).await.ok()?.ok()
     }
 
     /// How many connections wait.
