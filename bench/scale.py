@@ -161,8 +161,9 @@ Method (bench/scale_targets.py): a herd of its own runs {targets["workers"]} `he
 only counts `worker_ready` lines in until there are as many as workers, parsing them after).
 Ready is from `Popen` to the last worker's `worker_ready` event (herd's own timestamp: it read
 the worker's READY=1, which hello sends right before its accept loop), with herd's own CPU time
-and the harness's meanwhile (the rest is the machine: forks, execs, the workers' own start-up,
-other work); RSS is herd's `VmRSS` once all are ready (the larger of
+and the harness's meanwhile, and the workers' own CPU time once all are ready (their exec and
+start-up, from `/proc/PID/schedstat`): the two together over the machine's CPUs are the least
+time the start can take here; RSS is herd's `VmRSS` once all are ready (the larger of
 before and after the steps below); `herd status` is the CLI's wall time (its table, then
 `--json`), median of {scale_targets.STATUS_RUNS} each; then {targets["kills"]} workers, one at a time, get SIGKILL and
 the time from `kill()` to their successor's `worker_ready` is the replacement (split at herd's

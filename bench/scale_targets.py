@@ -187,6 +187,19 @@ def _cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _workers_cpu_s(workers):
+    """CPU time the workers have used (their start: idle in `accept` since), in seconds, from
+    `/proc/PID/schedstat` (nanoseconds: a worker's start is below `stat`'s clock tick)."""
+    total = 0
+    for worker in workers:
+        try:
+            with open(f"/proc/{worker['pid']}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # gone since `status`, or no scheduler statistics in this kernel
+    return total / 1e9
+
+
 def _raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
@@ -251,6 +264,7 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
         table_ms, json_ms, rows = _status_times(herd, control, status_runs)
         status = json.loads(subprocess.run([herd, "--control", control, "status", "--json"],
                                            capture_output=True, text=True, check=True).stdout)
+        workers_cpu_s = _workers_cpu_s(status["workers"])
         victims = [w for w in status["workers"] if w["state"] == "ready"][:kills]
         splits = [_replace_one(events, w["slot"], w["pid"]) for w in victims]
         rss_after_mib = _rss_mib(proc.pid)
@@ -270,6 +284,8 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
         "all_ready_s": all_ready_s,
         "all_started_s": _stamp(last_start) - started,
         "herd_cpu_start_s": cpu_start_s,
+        "workers_cpu_start_s": workers_cpu_s,
+        "cpus": os.cpu_count(),
         "harness_cpu_start_s": sum(after - before for after, before in
                                    zip(harness_after[:2], harness_before[:2])),
         "rss_mib": max(rss_mib, rss_after_mib),
@@ -287,6 +303,17 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
     }
 
 
+def _floor_text(figures):
+    """What the workers' own starts took, and the least time herd's and theirs allow on this
+    machine's CPUs; empty for figures from before they were measured."""
+    workers, cpus = figures.get("workers_cpu_start_s"), figures.get("cpus")
+    if workers is None or not cpus:
+        return ""
+    floor = (workers + figures.get("herd_cpu_start_s", 0.0)) / cpus
+    return (f", the workers' own {workers:.2f} s: on {cpus} CPUs their starts and herd's cannot "
+            f"take less than {floor:.2f} s")
+
+
 def verdict_lines(figures):
     """One line per target: `- <target>: **met**|**missed** (<figure>)`, as bench/run collects."""
     n = figures["workers"]
@@ -296,7 +323,7 @@ def verdict_lines(figures):
         f"- {n} native workers running and ready within {READY_LIMIT_S:g} s of herd's start: "
         f"{met(figures['all_ready_s'] < READY_LIMIT_S)} ({figures['all_ready_s']:.2f} s; herd's own "
         f"CPU meanwhile {figures.get('herd_cpu_start_s', float('nan')):.2f} s, this harness's "
-        f"{figures.get('harness_cpu_start_s', float('nan')):.2f} s)",
+        f"{figures.get('harness_cpu_start_s', float('nan')):.2f} s{_floor_text(figures)})",
         f"- herd's RSS under {RSS_LIMIT_MIB:g} MiB with {n} workers: "
         f"{met(figures['rss_mib'] < RSS_LIMIT_MIB)} ({figures['rss_mib']:.1f} MiB, the larger of "
         f"once all were ready ({figures.get('rss_ready_mib', figures['rss_mib']):.1f} MiB) and after "
