@@ -10,6 +10,7 @@
 //! request comes, while the pid is its own, and the request carries that handle (or why it
 //! could not be opened) to the supervisor ([`Connection`]).
 
+use std::convert::Infallible;
 use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
@@ -159,9 +160,10 @@ pub(super) async fn serve_instances<H, F>(
         let (slots, waiting_ones) = (Arc::clone(&slots), waiting_ones.clone());
         tokio::spawn(async move {
             // The pipe's security descriptor let the client in: its peer is allowed.
-            let permit = match (place(true, free.is_some()), free) {
-                (Place::Free, Some(permit)) => Some(permit),
-                _ => waiting_ones.place(&slots).await,
+            let permit = match place(Ok::<(), Infallible>(()), || free) {
+                Place::Free((), permit) => Some(permit),
+                Place::MakeRoom(()) => waiting_ones.place(&slots).await,
+                Place::Denied(never) => match never {},
             };
             let Some(_permit) = permit else {
                 let busy = Response::error(

@@ -9,23 +9,26 @@
 /// How many connections are told to give way for one newcomer, at most.
 pub const MAX_TOLD: usize = 8;
 
-/// Where a newcomer goes.
+/// Where a newcomer goes, with what it brings: its peer, once checked, and the place it takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Place {
-    /// Refused: its peer may not use herd.
-    Denied,
-    /// A place is free: take it.
-    Free,
+pub enum Place<P, R, T> {
+    /// Refused, with what to tell it: its peer may not use herd.
+    Denied(R),
+    /// A place was free: it takes it.
+    Free(P, T),
     /// Every place is taken: make room.
-    MakeRoom,
+    MakeRoom(P),
 }
 
-/// Where a newcomer goes: one whose peer is `allowed`, when a place is `free` or not.
-pub fn place(allowed: bool, free: bool) -> Place {
-    match (allowed, free) {
-        (false, _) => Place::Denied,
-        (true, true) => Place::Free,
-        (true, false) => Place::MakeRoom,
+/// Where a newcomer whose peer was `checked` goes: a refused one takes no place, even for a
+/// moment; an allowed one takes a place if one is `free`, else room is made for it.
+pub fn place<P, R, T>(checked: Result<P, R>, free: impl FnOnce() -> Option<T>) -> Place<P, R, T> {
+    match checked {
+        Err(refusal) => Place::Denied(refusal),
+        Ok(peer) => match free() {
+            Some(place) => Place::Free(peer, place),
+            None => Place::MakeRoom(peer),
+        },
     }
 }
 
@@ -66,10 +69,17 @@ mod tests {
 
     #[test]
     fn a_peer_that_may_not_use_herd_is_refused_before_any_room_is_made() {
-        assert_eq!(place(false, false), Place::Denied);
-        assert_eq!(place(false, true), Place::Denied);
-        assert_eq!(place(true, true), Place::Free);
-        assert_eq!(place(true, false), Place::MakeRoom);
+        let denied: Result<(), &str> = Err("denied");
+        let allowed: Result<&str, ()> = Ok("peer");
+        assert_eq!(place(denied, || None::<u8>), Place::Denied("denied"));
+        assert_eq!(
+            place(denied, || -> Option<u8> {
+                panic!("a refused peer takes no place")
+            }),
+            Place::Denied("denied")
+        );
+        assert_eq!(place(allowed, || Some(1)), Place::Free("peer", 1));
+        assert_eq!(place(allowed, || None::<u8>), Place::MakeRoom("peer"));
     }
 
     #[test]

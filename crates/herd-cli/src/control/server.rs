@@ -96,18 +96,17 @@ pub async fn serve(
             return;
         }
         let checked = check(&stream, &policy, &refusals);
-        let free = Arc::clone(&slots).try_acquire_owned().ok();
-        let permit = match (place(checked.is_ok(), free.is_some()), free) {
-            (Place::Denied, _) => {
-                if let Err(Some(refusal)) = checked {
+        let (peer, permit) = match place(checked, || Arc::clone(&slots).try_acquire_owned().ok()) {
+            Place::Denied(refusal) => {
+                if let Some(refusal) = refusal {
                     let mut stream = stream;
                     tokio::spawn(async move { refuse(&mut stream, refusal).await });
                 }
                 continue;
             }
-            (Place::Free, Some(permit)) => permit,
-            _ => match waiting.place(&slots).await {
-                Some(permit) => permit,
+            Place::Free(peer, permit) => (peer, permit),
+            Place::MakeRoom(peer) => match waiting.place(&slots).await {
+                Some(permit) => (peer, permit),
                 None => {
                     let busy = Response::error(
                         ErrorCode::Busy,
@@ -119,7 +118,6 @@ pub async fn serve(
                 }
             },
         };
-        let Ok(peer) = checked else { continue };
         let requests = requests.clone();
         let (replies, waiting) = (replies.clone(), waiting.clone());
         tokio::spawn(async move {
