@@ -35,6 +35,15 @@ pub struct Figures {
     pub at: Instant,
 }
 
+/// What the platform says a worker has used; `None` where it cannot tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// Its memory of the kind asked for, in bytes.
+    pub memory: Option<u64>,
+    /// The CPU time it has used, in `platform::ticks_per_second` units.
+    pub cpu_ticks: Option<u64>,
+}
+
 /// A listening socket's accept queue, as a round read it (TCP on Linux: `TCP_INFO`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListenQueue {
@@ -125,11 +134,14 @@ impl Sampler {
     /// Starts the thread, which reads the platform's figures. It ends when the sampler is
     /// dropped and its read in progress, if any, returns.
     pub fn start() -> io::Result<Sampler> {
-        Sampler::with_reader(|pid, kind| Figures {
-            pid,
-            memory: platform::memory(pid, kind),
-            cpu_ticks: platform::cpu_ticks(pid),
-            at: Instant::now(),
+        Sampler::with_reader(|pid, kind| {
+            let Usage { memory, cpu_ticks } = platform::usage(pid, kind);
+            Figures {
+                pid,
+                memory,
+                cpu_ticks,
+                at: Instant::now(),
+            }
         })
     }
 

@@ -79,6 +79,41 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(user.saturating_add(system))
 }
 
+/// What a process has used, from one read of `/proc/PID/stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time, user and system, in clock ticks (fields 14 and 15).
+    pub cpu_ticks: u64,
+    /// Resident memory in bytes (field 24, in pages): `VmRSS` of `/proc/PID/status`, which
+    /// costs the kernel several times as much to write out.
+    pub resident_bytes: u64,
+}
+
+/// The CPU time and resident memory of `pid` (Linux), read at once: a sampler of thousands
+/// of workers opens one file each instead of two. `None` if it is gone.
+pub fn usage(pid: u32) -> Option<Usage> {
+    let fields = stat_fields(pid, &[14, 15, 24])?;
+    let user: u64 = fields[0].parse().ok()?;
+    let system: u64 = fields[1].parse().ok()?;
+    let pages: u64 = fields[2].parse().ok()?;
+    Some(Usage {
+        cpu_ticks: user.saturating_add(system),
+        resident_bytes: pages.saturating_mul(page_size()),
+    })
+}
+
+/// The size of a memory page in bytes (`sysconf(_SC_PAGESIZE)`), the unit of `/proc`'s
+/// page counts.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer and returns one.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`cpu_ticks`].
 pub fn ticks_per_second() -> u64 {
     // SAFETY: sysconf takes an integer and returns one.
@@ -122,6 +157,25 @@ pub fn boot_ticks() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn usage_agrees_with_status() {
+        let me = std::process::id();
+        let usage = usage(me).unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        // Both are the same counters, read a moment apart.
+        let (a, b) = (usage.resident_bytes, kib * 1024);
+        assert!(a.abs_diff(b) <= b / 10 + (1 << 20), "{a} vs {b}");
+        assert!(usage.cpu_ticks >= cpu_ticks(me).unwrap().saturating_sub(1));
+        assert_eq!(super::usage(u32::MAX - 3), None, "no such process");
+    }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]

@@ -12,7 +12,8 @@
 //!   handles in a Job Object, a stop event and Ctrl-C, `TerminateProcess`);
 //! - `Intents`: the system's events that carry an intent (`install()`, then `recv()` one
 //!   intent at a time): Unix signals; on Windows Ctrl-C and a `stop` line on standard input;
-//! - `cpu_ticks(pid)` and `ticks_per_second()`: a worker's CPU time, for busyness;
+//! - `cpu_ticks(pid)` and `ticks_per_second()`: a worker's CPU time, for busyness; and
+//!   `usage(pid, kind)`: its CPU time and memory at once, for the sampler;
 //! - `process_stats()`: herd's own process figures for `--metrics`, `None` where they cannot
 //!   be read;
 //! - `State`: what only this platform holds in the [`Supervisor`](super::Supervisor) (Unix:

@@ -13,7 +13,6 @@ use crate::supervisor::reap::{Children, Peek};
 use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 
 mod inputs;
-mod memory;
 mod orphans;
 mod process_stats;
 mod queues;
@@ -21,19 +20,20 @@ pub(crate) mod signals;
 mod spawner;
 mod state;
 mod turns;
+mod usage;
 
 pub(crate) use crate::cli::signal_error;
 /// herd's own service manager, which `NOTIFY_SOCKET` names.
 pub(crate) use crate::supervisor::systemd::ServiceNotifier as ServiceManager;
 pub(crate) use herd_sys::process::{cpu_ticks, ticks_per_second, Signal};
 pub(in crate::supervisor) use inputs::{ControlServer, Input, Inputs, Wants};
-pub(crate) use memory::memory;
 pub(in crate::supervisor) use orphans::OwnFamily;
 pub(crate) use process_stats::process_stats;
 pub(in crate::supervisor) use queues::{queue_probes, QueueProbe};
 pub(crate) use signals::{signal_name, Signals as Intents};
 pub(in crate::supervisor) use spawner::Spawner;
 pub(in crate::supervisor) use state::{pool_config, State};
+pub(crate) use usage::usage;
 
 /// An effect only Unix has.
 #[derive(Debug)]

@@ -187,14 +187,20 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     u64::try_from(used.as_nanos() / 100).ok()
 }
 
-/// Worker `pid`'s memory in bytes: its working set (Windows has no proportional set size,
-/// which `herd run` refuses); `None` if it cannot be opened.
-pub fn memory(pid: u32, kind: herd_core::MemoryKind) -> Option<u64> {
-    if kind != herd_core::MemoryKind::Rss {
-        return None;
+/// Worker `pid`'s CPU time (as [`cpu_ticks`]) and memory in bytes, its working set (Windows
+/// has no proportional set size, which `herd run` refuses), from one open of the process;
+/// `None` where it cannot be opened.
+pub fn usage(pid: u32, kind: herd_core::MemoryKind) -> crate::supervisor::sampler::Usage {
+    use herd_sys::windows::process;
+    let opened = process::Process::open(pid).ok();
+    let used = opened.as_ref().and_then(|p| process::cpu_time(p).ok());
+    crate::supervisor::sampler::Usage {
+        memory: opened
+            .as_ref()
+            .filter(|_| kind == herd_core::MemoryKind::Rss)
+            .and_then(|p| process::working_set(p).ok()),
+        cpu_ticks: used.and_then(|d| u64::try_from(d.as_nanos() / 100).ok()),
     }
-    let process = herd_sys::windows::process::Process::open(pid).ok()?;
-    herd_sys::windows::process::working_set(&process).ok()
 }
 
 /// The console event that carries `intent` (`CTRL_C`), or what else does.
