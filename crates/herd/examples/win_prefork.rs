@@ -161,9 +161,14 @@ mod windows {
                             }
                             Err(e) => {
                                 let (retry, _) = self.pool.spawn_failed(slot, &e.to_string(), now);
-                                eprintln!(
-                                    "win_prefork: cannot start worker {slot}: {e}; retrying in {retry:?}"
-                                );
+                                match retry {
+                                    Some(delay) => eprintln!(
+                                        "win_prefork: cannot start worker {slot}: {e}; retrying in {delay:?}"
+                                    ),
+                                    None => eprintln!(
+                                        "win_prefork: cannot start worker {slot}: {e}; its slot's worker serves on"
+                                    ),
+                                }
                             }
                         }
                     }

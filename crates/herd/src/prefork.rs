@@ -248,8 +248,15 @@ fn start<F: Fn(&Worker) -> i32>(
         }
         Err(e) => {
             // Out of processes or memory: retry later, as a crash would be.
-            let (delay, actions) = pool.spawn_failed(slot, &e.to_string(), Instant::now());
-            eprintln!("prefork: cannot fork worker {slot}: {e}; retrying in {delay:?}");
+            let (retry, actions) = pool.spawn_failed(slot, &e.to_string(), Instant::now());
+            match retry {
+                Some(delay) => {
+                    eprintln!("prefork: cannot fork worker {slot}: {e}; retrying in {delay:?}")
+                }
+                None => eprintln!(
+                    "prefork: cannot fork worker {slot}: {e}; its slot's worker serves on"
+                ),
+            }
             actions
         }
     }

@@ -1,6 +1,6 @@
 //! Carrying out the pool's actions: starting and signalling workers, collecting their exits.
 use std::process::ExitStatus;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::logging::LogEvent;
 
@@ -238,25 +238,8 @@ impl Supervisor {
                 actions
             }
             Err(e) => {
-                let (delay, actions) = self.pool.spawn_failed(slot, &e.message, now);
-                // A successor (an upgrade's, a recycle's) is not retried: the worker it was to
-                // replace serves on in its slot.
-                let retried = (self.pool.slots().get(slot)).is_some_and(|s| s.restart_at.is_some());
-                match retried {
-                    true => tracing::error!(
-                        event = LogEvent::WorkerStartFailed.as_str(),
-                        slot,
-                        retry_in = %humantime::format_duration(delay),
-                        "cannot start worker: {}",
-                        e.message
-                    ),
-                    false => tracing::error!(
-                        event = LogEvent::WorkerStartFailed.as_str(),
-                        slot,
-                        "cannot start worker: {}; the worker of its slot serves on",
-                        e.message
-                    ),
-                }
+                let (retry, actions) = self.pool.spawn_failed(slot, &e.message, now);
+                start_failed(slot, &e.message, retry);
                 actions
             }
         }
@@ -371,5 +354,24 @@ impl Supervisor {
     /// Whether every wanted slot has a ready worker.
     pub(super) fn all_ready(&self) -> bool {
         self.pool.all_ready()
+    }
+}
+
+/// Logs that the worker for `slot` could not be started (`why`), and when the pool tries
+/// again: after `retry`, or never (`None`: the worker it was to replace, an upgrade's or a
+/// recycle's, serves on in its slot).
+fn start_failed(slot: usize, why: &str, retry: Option<Duration>) {
+    match retry {
+        Some(delay) => tracing::error!(
+            event = LogEvent::WorkerStartFailed.as_str(),
+            slot,
+            retry_in = %humantime::format_duration(delay),
+            "cannot start worker: {why}"
+        ),
+        None => tracing::error!(
+            event = LogEvent::WorkerStartFailed.as_str(),
+            slot,
+            "cannot start worker: {why}; the worker of its slot serves on"
+        ),
     }
 }

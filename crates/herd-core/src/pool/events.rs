@@ -36,32 +36,33 @@ impl Pool {
         }
     }
 
-    /// The worker for `slot` could not be started. Returns the delay before the next try, and
-    /// aborts an upgrade whose new worker this was. A start that fails an upgrade does not grow
-    /// the slot's crash-loop backoff: the upgrade ends with it (no loop), and the count would
-    /// stay with the slot and delay a later quick restart of whichever build runs there then.
+    /// The worker for `slot` could not be started. Returns when the slot tries again (`None`:
+    /// never, a successor's old worker serves on in the slot it holds), and aborts an upgrade
+    /// whose new worker this was. Only a start into a slot nobody holds grows the slot's
+    /// crash-loop backoff: a successor's (an upgrade's, a recycle's) leaves the slot to its
+    /// old worker, not looping, and one that fails an upgrade ends it (no loop either); the
+    /// count would stay with the slot and delay a later quick restart of its build.
     pub fn spawn_failed(
         &mut self,
         slot: usize,
         why: &str,
         now: Instant,
-    ) -> (Duration, Vec<Action>) {
+    ) -> (Option<Duration>, Vec<Action>) {
         let policy = self.config.backoff;
         let fails_upgrade = self.upgrade.is_some();
         let mut actions = Vec::new();
         let s = match self.slots.get_mut(slot) {
             Some(s) => s,
-            None => return (Duration::ZERO, actions),
+            None => return (None, actions),
         };
         s.spawning = false;
         s.spawning_restart = false;
-        let delay = match fails_upgrade {
-            true => Duration::ZERO,
-            false => s.backoff.next_delay(&policy, None),
+        let retry = match (s.count.holding > 0, fails_upgrade) {
+            (true, _) => None,
+            (false, true) => Some(Duration::ZERO),
+            (false, false) => Some(s.backoff.next_delay(&policy, None)),
         };
-        // A successor (an upgrade's, a recycle's) leaves the old worker holding the slot: no
-        // restart is due there, and one left in the past would be a deadline always due.
-        if s.count.holding == 0 {
+        if let Some(delay) = retry {
             s.restart_at = Some(now + delay);
         }
         if let Some(u) = self.upgrade {
@@ -71,7 +72,7 @@ impl Pool {
             );
             self.abort_upgrade(reason, now, &mut actions);
         }
-        (delay, actions)
+        (retry, actions)
     }
 
     /// A child exited. Returns `None` when `pid` is not one of the pool's workers, else what

@@ -165,6 +165,29 @@ fn a_successor_that_cannot_start_ends_the_recycle_without_a_busy_deadline() {
     assert_eq!(h.pool.next_deadline(), None);
 }
 
+/// A recycle's successor that cannot start leaves the slot to its old worker, which serves
+/// on: no retry, and no crash counted in the slot's backoff (it is not looping), so the old
+/// worker's own first quick crash later restarts at once.
+#[test]
+fn a_successor_that_cannot_start_does_not_grow_the_slots_backoff() {
+    let mut h = ready_pool(1, 1);
+    for _ in 0..3 {
+        let actions = h.pool.recycle(100, MEMORY, h.now).unwrap();
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        let (retry, more) = h.pool.spawn_failed(0, "no such file", h.now);
+        assert_eq!(retry, None, "the old worker serves on");
+        h.apply(more);
+        assert_eq!(h.pool.take_recycles_aborted(), [(0, 100, MEMORY)]);
+    }
+    assert_eq!(h.pool.failures(0), 0, "no crash of the worker that runs");
+    let exit = h.exit(100, code(1));
+    assert_eq!(
+        exit.restart_in,
+        Some(Duration::ZERO),
+        "one crash is no loop"
+    );
+}
+
 #[test]
 fn an_upgrade_during_a_recycle_replaces_both_workers_of_the_slot() {
     let mut h = ready_pool(1, 1);

@@ -305,8 +305,8 @@ fn failed_upgrade_starts_do_not_grow_the_slots_backoff() {
     for _ in 0..3 {
         let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
         assert!(matches!(actions[..], [Action::Spawn { slot: 0, .. }]));
-        let (delay, actions) = h.pool.spawn_failed(0, "no such file", h.now);
-        assert_eq!(delay, Duration::ZERO);
+        let (retry, actions) = h.pool.spawn_failed(0, "no such file", h.now);
+        assert_eq!(retry, None, "the old worker serves on in its slot");
         h.apply(actions);
     }
     assert_eq!(h.ended.len(), 3);

@@ -88,9 +88,9 @@ fn spawn_failures_back_off() {
     };
     assert_eq!(pool.due(t0), std::slice::from_ref(&spawn));
     assert!(pool.due(t0).is_empty(), "handed out once");
-    assert_eq!(pool.spawn_failed(0, "boom", t0).0, Duration::ZERO);
+    assert_eq!(pool.spawn_failed(0, "boom", t0).0, Some(Duration::ZERO));
     assert_eq!(pool.due(t0), [spawn]);
-    assert_eq!(pool.spawn_failed(0, "boom", t0).0, 100 * MS);
+    assert_eq!(pool.spawn_failed(0, "boom", t0).0, Some(100 * MS));
     assert!(pool.due(t0).is_empty());
     assert!(!pool.spawned(0, 1, 42, t0), "slot 0 was not handed out");
 }
