@@ -10,7 +10,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::io::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
 
 use herd_cli::control::protocol::Response;
 use herd_cli::control::server::{serve, AccessPolicy, Reply};
@@ -45,14 +46,24 @@ fn memory(field: &str) -> u64 {
 
 /// Serves a control socket at `path` on a thread of its own (one thread, as in herd), answering
 /// the requests in turn, counted from 0, with what `answer` makes of each number; returns once
-/// it is bound.
-fn control_server(path: PathBuf, mut answer: impl FnMut(usize) -> Response + Send + 'static) {
+/// it is bound, with the server's log events (JSON lines, fields flattened, as herd writes them).
+fn control_server(
+    path: PathBuf,
+    mut answer: impl FnMut(usize) -> Response + Send + 'static,
+) -> Receiver<String> {
     let (bound, is_bound) = std::sync::mpsc::channel();
+    let (logged, logs) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(move || Lines(logged.clone()))
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
         runtime.block_on(async move {
             let listener = tokio::net::UnixListener::bind(&path).unwrap();
             bound.send(()).unwrap();
@@ -71,6 +82,21 @@ fn control_server(path: PathBuf, mut answer: impl FnMut(usize) -> Response + Sen
         });
     });
     is_bound.recv_timeout(TIMEOUT).unwrap();
+    logs
+}
+
+/// Sends each log line written to it on its channel.
+struct Lines(Sender<String>);
+
+impl Write for Lines {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.send(String::from_utf8_lossy(line).into_owned());
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// [`control_server`] answering every request with a fresh copy of a status of [`WORKERS`]
@@ -200,4 +226,45 @@ fn a_client_that_reads_while_herds_writer_waits_keeps_its_reply() {
         .unwrap();
     let refused: serde_json::Value = serde_json::from_slice(&refused).unwrap();
     assert_eq!(refused["error"]["code"], "busy", "{}", refused["error"]);
+}
+
+/// A client that sends requests and reads none of the answers is closed once its reply gives
+/// way to another client's, and herd says so: one `control_client_closed` warning, with the
+/// client's pid and uid and why. (Its reply left unread for 30 s is closed and logged alike.)
+#[test]
+fn a_client_closed_for_leaving_its_replies_unread_is_logged() {
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("control.sock");
+    let big = status(BIG);
+    let logs = control_server(path.clone(), move |_| Response::ok(big.clone()));
+
+    let mut unread = UnixStream::connect(&path).unwrap();
+    unread.write_all(&[STATUS, STATUS].concat()).unwrap();
+    let answered = herd_sys::fd::wait_readable(&[unread.as_fd()], Some(TIMEOUT)).unwrap();
+    assert!(answered, "no answer within {TIMEOUT:?}");
+    // Another client asks until its reply has the room: `busy` while the unread one has not
+    // stalled yet (20 ms), then it gives way.
+    let deadline = Instant::now() + TIMEOUT;
+    while ask(&path)["ok"] != true {
+        assert!(Instant::now() < deadline, "always busy for {TIMEOUT:?}");
+    }
+
+    let deadline = Instant::now() + TIMEOUT;
+    let closed = std::iter::from_fn(|| {
+        logs.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    })
+    .map(|line| serde_json::from_str::<serde_json::Value>(&line).unwrap())
+    .find(|event| event["event"] == "control_client_closed")
+    .expect("no control_client_closed event");
+    assert_eq!(closed["level"], "WARN", "{closed}");
+    assert_eq!(closed["pid"], std::process::id(), "{closed}");
+    assert_eq!(
+        closed["uid"],
+        herd_sys::process::effective_uid(),
+        "{closed}"
+    );
+    let reason = closed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("left unread"), "{closed}");
 }

@@ -15,7 +15,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::budget::{Admission, Budget, HolderId, REPLY_BUDGET};
+use super::lines::IDLE_TIMEOUT;
 use super::protocol::{ErrorCode, Response};
+use super::request::Peer;
+use crate::logging::LogEvent;
 
 /// How many `status` replies may be in the making at once.
 pub const BUILDING: usize = 2;
@@ -175,6 +178,29 @@ impl Replies {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Says that herd closes `peer`'s connection because its reply could not be written: writing
+/// it failed with `failed` (such as the reply having given way to others'), or (`None`) the
+/// client took none of it for [`IDLE_TIMEOUT`].
+pub fn log_closed(peer: Peer, failed: Option<&io::Error>) {
+    let reason = match failed {
+        Some(e) => e.to_string(),
+        None => format!("the reply was left unread for {} s", IDLE_TIMEOUT.as_secs()),
+    };
+    let who = match (peer.pid, peer.uid) {
+        (Some(pid), Some(uid)) => format!("pid {pid}, uid {uid}"),
+        (Some(pid), None) => format!("pid {pid}"),
+        (None, Some(uid)) => format!("uid {uid}"),
+        (None, None) => "a client".to_string(),
+    };
+    tracing::warn!(
+        event = LogEvent::ControlClientClosed.as_str(),
+        pid = peer.pid,
+        uid = peer.uid,
+        reason = reason.as_str(),
+        "control: closed the connection of {who}: {reason}; what it sent after is not read"
+    );
 }
 
 /// Releases a reply's bytes when its writing ends, however it ends.

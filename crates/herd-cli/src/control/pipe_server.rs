@@ -27,7 +27,7 @@ use tokio::net::windows::named_pipe::NamedPipeServer;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
-use super::held::{Replies, Sink, Unread};
+use super::held::{log_closed, Replies, Sink, Unread};
 use super::hung_up::carry_out;
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::logs;
@@ -298,7 +298,14 @@ where
             // The client is gone: read on to the end of what it sent.
             Ok(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => left = true,
             // Given way for others' replies, or left unread for IDLE_TIMEOUT.
-            _ => return Ended::Abandoned,
+            failed => {
+                let peer = Peer {
+                    pid: Some(peer.pid),
+                    uid: None,
+                };
+                log_closed(peer, failed.ok().and_then(Result::err).as_ref());
+                return Ended::Abandoned;
+            }
         }
     }
 }

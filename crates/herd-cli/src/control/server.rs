@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
-use super::held::{Replies, Sink, Unread};
+use super::held::{log_closed, Replies, Sink, Unread};
 use super::hung_up::carry_out;
 pub use super::lines::IDLE_TIMEOUT;
 use super::lines::{next_turn, Turn};
@@ -273,7 +273,9 @@ async fn converse(
             // The client hung up before its answer: the requests it sent after are read all
             // the same, and those that change something carried out.
             Ok(Err(_)) if hung_up(&write) => {}
-            _ => return,
+            // Given way for others' replies, or left unread for IDLE_TIMEOUT.
+            Ok(Err(e)) => return log_closed(peer, Some(&e)),
+            Err(_) => return log_closed(peer, None),
         }
     }
 }

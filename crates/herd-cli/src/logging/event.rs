@@ -210,6 +210,8 @@ log_events! {
     /// The control socket cannot accept a connection (out of file descriptors), or the
     /// control pipe its next instance; herd retries.
     ControlAcceptFailed = "control_accept_failed",
+    /// herd closed a control client's connection because the client left its answer unread.
+    ControlClientClosed = "control_client_closed",
     /// einhorn's ack socket cannot accept a connection; herd backs off and retries.
     EinhornAcceptFailed = "einhorn_accept_failed",
     /// A notify message was dropped.
