@@ -236,6 +236,19 @@ mod tests {
     }
 
     #[test]
+    fn a_processs_usage_is_read_from_one_open() {
+        use herd_core::MemoryKind;
+        let mine = usage(std::process::id(), MemoryKind::Rss);
+        assert!(mine.cpu_ticks.is_some());
+        assert!(mine.memory.is_some_and(|bytes| bytes > 0), "{mine:?}");
+        let pss = usage(std::process::id(), MemoryKind::Pss);
+        assert_eq!(pss.memory, None, "no proportional set size on Windows");
+        assert!(pss.cpu_ticks.is_some());
+        let gone = usage(u32::MAX - 3, MemoryKind::Rss);
+        assert_eq!((gone.memory, gone.cpu_ticks), (None, None));
+    }
+
+    #[test]
     fn the_console_events_name_their_intents() {
         assert_eq!(Intent::Interrupt.signal_name(), "CTRL_C");
         assert_eq!(Intent::Stop.signal_name(), "a stop line on standard input");
