@@ -182,8 +182,6 @@ impl Pool {
                 Some(false) => {}
                 None if self.slots[slot].spawning => {}
                 None => {
-                    // The old worker holds the slot: no restart is due for the successor.
-                    self.slots[slot].restart_at = None;
                     self.update(i, |w| w.recycling = None);
                     self.recycles_aborted.push((slot, pid, cause));
                 }

@@ -55,10 +55,10 @@ impl Pool {
             }
         }
         if serving {
+            let starts = self.slots.iter().take(self.desired);
             times.extend(
-                self.slots
-                    .iter()
-                    .take(self.desired)
+                starts
+                    .filter(|s| s.may_start())
                     .filter_map(|s| s.restart_at),
             );
             times.extend(self.upgrade.map(|u| u.deadline));
@@ -243,10 +243,7 @@ impl Pool {
         let generation = self.upgrade.map_or(self.generation, |u| u.generation);
         for slot in 0..self.desired {
             let s = &mut self.slots[slot];
-            if s.spawning || s.count.holding > 0 {
-                continue;
-            }
-            if s.restart_at.map_or(true, |at| at <= now) {
+            if s.may_start() && s.restart_at.map_or(true, |at| at <= now) {
                 // A restart is due once its worker left; none is before a first start or a
                 // scale-up, nor once an upgrade cancelled the backoff of the build it replaces.
                 s.spawning_restart = s.restart_at.take().is_some();

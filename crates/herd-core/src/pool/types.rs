@@ -324,6 +324,15 @@ pub struct Slot {
     pub(crate) count: Count,
 }
 
+impl Slot {
+    /// Whether a worker may start here once its restart (if one waits) is due: none is
+    /// starting, and no worker holds the slot (one that serves, or one killed for failing,
+    /// whose successor starts when it has exited). A held slot's `restart_at` is no deadline.
+    pub(crate) fn may_start(&self) -> bool {
+        !self.spawning && self.count.holding == 0
+    }
+}
+
 /// A rolling upgrade in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Upgrade {

@@ -423,3 +423,36 @@ fn a_successor_that_cannot_start_ends_the_upgrade_without_a_busy_deadline() {
     assert_eq!(h.live(), [(0, 100, 1, WorkerState::Ready)]);
     assert_eq!(h.pool.next_deadline(), None, "nothing left to wake up for");
 }
+
+/// An old worker that exits while its successor's start still waits in the driver's queue
+/// leaves a restart in its slot, which the successor holds once started: that restart is no
+/// deadline. It was one always due: herd's loop would turn without pause for as long as the
+/// new worker ran.
+#[test]
+fn a_held_slot_with_a_stale_restart_gives_no_deadline() {
+    let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
+    h.advance(SEC);
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    assert_eq!(
+        actions,
+        [Action::Spawn {
+            slot: 0,
+            generation: 2
+        }]
+    );
+    h.exit(100, code(1));
+    assert!(h.pool.spawned(0, 2, 200, h.now));
+    assert!(
+        h.pool.slots()[0].restart_at.is_some(),
+        "the slot was left to restart when its worker exited"
+    );
+    assert_eq!(
+        h.pool.next_deadline(),
+        Some(h.now + SEC),
+        "its readiness only"
+    );
+    h.advance(SEC);
+    assert_eq!(h.ended, [Ok(2)]);
+    assert_eq!(h.live(), [(0, 200, 2, WorkerState::Ready)]);
+    assert_eq!(h.pool.next_deadline(), None, "nothing left to wake up for");
+}
