@@ -40,6 +40,8 @@ pub mod path;
 #[cfg(unix)]
 pub mod server;
 #[cfg(unix)]
+mod spare;
+#[cfg(unix)]
 mod wait;
 
 #[cfg(test)]

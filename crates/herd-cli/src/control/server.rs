@@ -27,6 +27,7 @@ pub use super::reply::Reply;
 use super::request::forward;
 pub use super::request::{ControlRequest, Peer};
 use super::room::{place, Place};
+use super::spare::Spare;
 use super::waiting::{Waiting, ROOM_WAIT};
 
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
@@ -71,26 +72,10 @@ pub async fn serve(
     let refusals = Arc::new(Mutex::new(RateLimit::new(REFUSALS_LOGGED, REFUSALS_WINDOW)));
     let replies = Replies::default();
     let waiting = Waiting::default();
+    let mut spare = Spare::new();
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // At herd's open-file limit, a silent connection gives way for the newcomer
-                // waiting to be accepted, as at MAX_CONNECTIONS: else the silent ones keep
-                // everyone out until they idle out. Unlike there, the newcomer's credentials
-                // cannot be read before it is accepted: a refused peer makes room here too.
-                let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-                if out_of_files(&e) && waiting.one_gives_way(deadline).await {
-                    continue;
-                }
-                // Else back off briefly instead of spinning.
-                tracing::warn!(
-                    event = LogEvent::ControlAcceptFailed.as_str(),
-                    "control socket: accept failed: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some((stream, lent)) = accept(&listener, &mut spare, &waiting).await else {
+            continue;
         };
         if requests.is_closed() {
             return;
@@ -98,26 +83,27 @@ pub async fn serve(
         let checked = check(&stream, &policy, &refusals);
         let (peer, permit) = match place(checked, || Arc::clone(&slots).try_acquire_owned().ok()) {
             Place::Denied(refusal) => {
-                if let Some(refusal) = refusal {
-                    let mut stream = stream;
-                    tokio::spawn(async move { refuse(&mut stream, refusal).await });
-                }
+                turn_away(stream, refusal, lent.then_some(&mut spare));
                 continue;
             }
             Place::Free(peer, permit) => (peer, permit),
             Place::MakeRoom(peer) => match waiting.place(&slots).await {
                 Some(permit) => (peer, permit),
                 None => {
-                    let busy = Response::error(
-                        ErrorCode::Busy,
-                        format!("too many control connections (at most {MAX_CONNECTIONS})"),
-                    );
-                    let mut stream = stream;
-                    tokio::spawn(async move { refuse(&mut stream, busy).await });
+                    turn_away(stream, Some(busy()), lent.then_some(&mut spare));
                     continue;
                 }
             },
         };
+        // Let in on the spare's fd: a silent connection gives way, and its fd is the spare.
+        if lent && !spare.restore() {
+            let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+            if !waiting.one_gives_way(deadline).await {
+                turn_away(stream, Some(busy()), Some(&mut spare));
+                continue;
+            }
+            spare.restore();
+        }
         let requests = requests.clone();
         let (replies, waiting) = (replies.clone(), waiting.clone());
         tokio::spawn(async move {
@@ -125,6 +111,71 @@ pub async fn serve(
             drop(permit);
         });
     }
+}
+
+/// The next connection, and whether it took the [`Spare`]'s fd (herd is at its open-file limit):
+/// `None` after a failure, which is logged and backed off from.
+async fn accept(
+    listener: &UnixListener,
+    spare: &mut Spare,
+    waiting: &Waiting,
+) -> Option<(UnixStream, bool)> {
+    let mut e = match listener.accept().await {
+        Ok((stream, _)) => return Some((stream, false)),
+        Err(e) => e,
+    };
+    if out_of_files(&e) && spare.lend() {
+        match listener.accept().await {
+            Ok((stream, _)) => return Some((stream, true)),
+            Err(again) => e = again,
+        }
+        spare.restore();
+    } else if out_of_files(&e) {
+        // No spare (another part of herd took its fd back): a silent connection gives way
+        // for the newcomer, unchecked, as at MAX_CONNECTIONS, else the silent ones keep
+        // everyone out until they idle out; its fd becomes the spare.
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        if waiting.one_gives_way(deadline).await {
+            spare.restore();
+            return None;
+        }
+    }
+    // Else back off briefly instead of spinning.
+    tracing::warn!(
+        event = LogEvent::ControlAcceptFailed.as_str(),
+        "control socket: accept failed: {e}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    None
+}
+
+/// Tells the client on `stream` `response` (if any) and closes it: at once if `stream` holds
+/// the `spare`'s fd, which is then taken back; else in a task of its own, which waits up to
+/// [`IDLE_TIMEOUT`] for the client to take it.
+fn turn_away(stream: UnixStream, response: Option<Response>, spare: Option<&mut Spare>) {
+    match (response, spare) {
+        (response, Some(spare)) => {
+            if let Some(response) = response {
+                // A line this short fits in the socket's buffer.
+                let _ = stream.try_write(&response.to_line());
+            }
+            drop(stream);
+            spare.restore();
+        }
+        (Some(response), None) => {
+            let mut stream = stream;
+            tokio::spawn(async move { refuse(&mut stream, response).await });
+        }
+        (None, None) => {}
+    }
+}
+
+/// The answer to a newcomer for which no connection gives way.
+fn busy() -> Response {
+    Response::error(
+        ErrorCode::Busy,
+        format!("too many control connections (at most {MAX_CONNECTIONS})"),
+    )
 }
 
 /// Whether `accept` failed for want of a file (herd's limit or the system's): closing one of

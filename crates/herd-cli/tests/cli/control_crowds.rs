@@ -156,6 +156,59 @@ fn a_newcomer_gets_in_when_silent_connections_hold_all_of_herds_files() {
     assert_eq!(code, 0, "herd status: {out}{err}");
 }
 
+/// Connects to `control` as uid and gid 65534 and asks for the status: what it was told.
+fn status_as_nobody(control: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    let denied = Command::new(HERD)
+        .args(["status", "--json", "--control", control])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&denied.stderr).into_owned()
+}
+
+/// At herd's open-file limit (128) a newcomer whose uid may not use herd is refused without
+/// making any connection give way: herd accepts it on the fd it keeps in reserve and checks it
+/// first. One that may use herd still gets in, a silent connection giving way for it.
+#[test]
+fn at_herds_open_file_limit_a_refused_newcomer_makes_no_connection_give_way() {
+    if !root_or_skip("connecting as another uid needs root") {
+        return;
+    }
+    let mut prlimit = Command::new("prlimit");
+    prlimit.arg("--nofile=128:128").arg(HERD);
+    let args = ["run", "--control-allow-uid", "4000"];
+    let herd = Herd::start_via(prlimit, &[&args[..], &ONE_SLEEPER[1..]].concat());
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let control = herd.control();
+    let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
+    if soft < 400 && hard > soft {
+        herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
+    }
+    let mut open: Vec<UnixStream> = (0..160)
+        .map(|_| UnixStream::connect(&control).unwrap())
+        .collect();
+    let last = open.last_mut().unwrap();
+    last.write_all(STATUS).unwrap();
+    assert_eq!(answer(last)["ok"], true);
+    let gone = |open: &[UnixStream]| open.iter().filter(|s| closed(s)).count();
+    let before = gone(&open);
+
+    let stderr = status_as_nobody(&control);
+    assert!(stderr.contains("permission_denied"), "{stderr}");
+    assert_eq!(
+        gone(&open),
+        before,
+        "a connection gave way for a refused newcomer"
+    );
+    let (code, out, err) = herd.ctl(&["status"]);
+    assert_eq!(code, 0, "herd status: {out}{err}");
+    assert_eq!(gone(&open), before + 1, "one connection gave way");
+}
+
 /// With 1000 connections open, a newcomer whose uid may not use herd is refused without
 /// making the connection that has waited longest close first.
 #[test]
@@ -181,14 +234,7 @@ fn a_newcomer_that_may_not_use_herd_makes_no_connection_give_way() {
     let control = herd.control();
     let open = fill_the_control_socket(&control);
 
-    use std::os::unix::process::CommandExt;
-    let denied = Command::new(HERD)
-        .args(["status", "--json", "--control", &control])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&denied.stderr);
+    let stderr = status_as_nobody(&control);
     assert!(stderr.contains("permission_denied"), "{stderr}");
     assert!(
         !closed(&open[0]),
