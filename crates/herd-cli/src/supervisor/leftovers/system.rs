@@ -16,6 +16,10 @@ pub struct System {
     /// made it so), so none is what another process left. A worker that moved itself into
     /// another's group is not taken for that group's leftover.
     workers: HashSet<u32>,
+    /// Whether `/proc` is read at all: not when herd knows that no process lives below the
+    /// exited leaders ([`super::may_have_members`]), which saves reading every process on a
+    /// machine running thousands of workers at each exit.
+    scan: bool,
 }
 
 impl System {
@@ -24,13 +28,25 @@ impl System {
         System {
             snapshot: HashMap::new(),
             workers,
+            scan: true,
+        }
+    }
+
+    /// The system when no process can be in the exited leaders' groups but the leaders
+    /// themselves: every group is empty, and nothing is read.
+    pub fn empty() -> System {
+        System {
+            scan: false,
+            ..System::default()
         }
     }
 }
 
 impl Groups for System {
     fn refresh(&mut self) {
-        self.snapshot = process::process_groups_except(&self.workers);
+        if self.scan {
+            self.snapshot = process::process_groups_except(&self.workers);
+        }
     }
 
     fn members(&mut self, pgid: u32) -> Vec<u32> {

@@ -6,11 +6,27 @@ use herd_sys::process::{Child, Signal};
 use crate::supervisor::orphans::Family;
 
 /// herd's real children.
-pub struct OwnFamily;
+#[derive(Default)]
+pub struct OwnFamily {
+    /// herd's children as the caller just read them: the first look takes them instead of
+    /// reading `/proc` again (thousands of pids with thousands of workers).
+    listed: Option<Vec<u32>>,
+}
+
+impl OwnFamily {
+    /// The family whose first list of children is `children`, read a moment ago.
+    pub fn listed(children: Vec<u32>) -> OwnFamily {
+        OwnFamily {
+            listed: Some(children),
+        }
+    }
+}
 
 impl Family for OwnFamily {
     fn children(&mut self) -> Vec<u32> {
-        herd_sys::process::own_children()
+        self.listed
+            .take()
+            .unwrap_or_else(herd_sys::process::own_children)
     }
 
     fn describe(&mut self, pid: u32) -> Option<Child> {

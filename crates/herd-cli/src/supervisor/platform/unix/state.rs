@@ -28,6 +28,9 @@ pub struct State {
     pub leftovers: leftovers::Leftovers,
     /// Processes workers left behind, re-parented to herd.
     pub orphans: orphans::Orphans,
+    /// Whether herd is a child subreaper, so that what workers leave behind is re-parented to
+    /// it rather than to init.
+    pub subreaper: bool,
 }
 
 impl State {
@@ -35,7 +38,8 @@ impl State {
     /// herd becomes a child subreaper (again, after a re-exec), so that what workers leave
     /// behind is re-parented to it.
     pub fn new() -> anyhow::Result<State> {
-        if let Err(e) = herd_sys::process::become_subreaper() {
+        let subreaper = herd_sys::process::become_subreaper();
+        if let Err(e) = &subreaper {
             tracing::warn!(
                 event = crate::logging::LogEvent::SystemError.as_str(),
                 "cannot become a child subreaper ({e}): processes workers leave behind go to init"
@@ -49,6 +53,7 @@ impl State {
             relisten: relisten::Guard::default(),
             leftovers: leftovers::Leftovers::default(),
             orphans: orphans::Orphans::default(),
+            subreaper: matches!(subreaper, Ok(true)),
         })
     }
 
@@ -79,6 +84,8 @@ impl State {
             leftovers,
             // The new image finds the orphans again among its children.
             orphans: _,
+            // The new image becomes a subreaper again (`State::new`).
+            subreaper: _,
         } = self;
         leftovers
     }

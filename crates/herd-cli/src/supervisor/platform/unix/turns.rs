@@ -21,7 +21,7 @@ use crate::logging::LogEvent;
 use crate::supervisor::attached::Attached;
 use crate::supervisor::effects::{Client, Count, Effect};
 use crate::supervisor::sources::Sources;
-use crate::supervisor::{balance, handover, notify, reap, relisten, Supervisor};
+use crate::supervisor::{balance, handover, leftovers, notify, reap, relisten, Supervisor};
 use herd_sys::process::Signal;
 
 impl Supervisor {
@@ -138,12 +138,41 @@ impl Supervisor {
             self.platform.reexec_children.lost(pid);
         }
         let (stop_signal, grace) = (self.effects.stop_signal(), self.pool.config().grace);
-        let mut groups = self.process_groups();
+        // One list of herd's children tells whether the exited workers' groups can hold
+        // anything (else `/proc` is not read) and is the orphans' first look.
+        let children = herd_sys::process::own_children();
+        let exited: HashSet<u32> = exits.iter().map(|&(pid, ..)| pid).collect();
+        let known = self.not_orphans(&exited);
+        let below = leftovers::may_have_members(
+            &children,
+            |pid| known.contains(&pid),
+            self.platform.subreaper,
+        );
+        let mut groups = match below {
+            true => self.process_groups(),
+            false => leftovers::System::empty(),
+        };
         self.platform
             .leftovers
             .exited(&mut groups, &exits, stop_signal, grace, Instant::now());
-        self.look_at_orphans();
+        // The exited workers stay out of the orphans' look though some were reaped since.
+        let not_orphans = self.not_orphans(&exited);
+        self.platform.orphans.look(
+            &mut OwnFamily::listed(children),
+            &not_orphans,
+            Instant::now(),
+        );
         reap::reap_own_group(self.effects.children());
+    }
+
+    /// herd's children that are no orphans: live workers, re-exec checks, held leaders, and
+    /// `also`.
+    fn not_orphans(&self, also: &HashSet<u32>) -> HashSet<u32> {
+        let mut known: HashSet<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
+        known.extend(self.platform.check_pids());
+        known.extend(self.platform.leftovers.leaders());
+        known.extend(also);
+        known
     }
 
     /// The system under exited workers' groups, where the live workers lead their own.
@@ -154,12 +183,10 @@ impl Supervisor {
 
     /// Looks at herd's children for orphans: those that exited are reaped, new ones adopted.
     fn look_at_orphans(&mut self) {
-        let mut not_orphans: HashSet<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
-        not_orphans.extend(self.platform.check_pids());
-        not_orphans.extend(self.platform.leftovers.leaders());
+        let not_orphans = self.not_orphans(&HashSet::new());
         self.platform
             .orphans
-            .look(&mut OwnFamily, &not_orphans, Instant::now());
+            .look(&mut OwnFamily::default(), &not_orphans, Instant::now());
     }
 
     /// Before a worker's exit is judged: a worker that shut the shared socket down on its way
@@ -227,7 +254,7 @@ impl Supervisor {
         };
         self.platform
             .orphans
-            .stop(&mut OwnFamily, signal, grace, now);
+            .stop(&mut OwnFamily::default(), signal, grace, now);
         self.platform.leftovers.stop(deadline);
         let mut groups = self.process_groups();
         self.platform.leftovers.check(&mut groups, now);
