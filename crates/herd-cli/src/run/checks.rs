@@ -182,8 +182,9 @@ pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
 
 /// `--starting-nice`, resolved for herd's own nice value and privileges: an explicit value
 /// herd could not undo on readiness is a usage error; `auto` is then off, which a setup note
-/// says.
-pub(super) fn warm_up(args: &RunArgs) -> Result<Option<WarmUp>, Failure> {
+/// says. With it, the nice value herd's workers start at, which a worker herd lowered gets
+/// back (one a re-exec handed over lowered too, when this image lowers none).
+pub(super) fn warm_up(args: &RunArgs) -> Result<(Option<WarmUp>, i32), Failure> {
     let linux = cfg!(any(target_os = "linux", target_os = "android"));
     let policy = herd_sys::process::scheduling_policy(0)
         .ok()
@@ -226,5 +227,5 @@ pub(super) fn warm_up(args: &RunArgs) -> Result<Option<WarmUp>, Failure> {
             raise_way_out(own, other_user)
         );
     }
-    Ok(resolved)
+    Ok((resolved, own))
 }

@@ -59,6 +59,8 @@ pub struct Supervisor {
     pub(super) platform: platform::State,
     /// `--starting-nice`, resolved: `None` keeps every worker at herd's priority.
     pub(super) warm_up: Option<warm_up::WarmUp>,
+    /// The nice value herd's workers start at, which a worker herd lowered gets back.
+    pub(super) workers_nice: i32,
     /// Workers warming up at `--starting-nice`, until they get herd's priority back anyway.
     pub(super) warming: warm_up::Warming,
 }
@@ -94,15 +96,19 @@ impl Supervisor {
             sampling_pause: Default::default(),
             platform: platform::State::new()?,
             warm_up: None,
+            workers_nice: 0,
             warming: warm_up::Warming::default(),
         })
     }
 
-    /// Sets `--starting-nice`, resolved (see [`warm_up`]). The workers a re-exec said herd
-    /// lowered and that are still starting get a whole warm-up from now, raised as they were
-    /// lowered (an older image's, which did not say how, as this one would lower them).
-    pub fn set_warm_up(&mut self, warm_up: Option<warm_up::WarmUp>) {
+    /// Sets `--starting-nice`, resolved (see [`warm_up`]), and the nice value the workers
+    /// start at (`workers_nice`), which those herd lowered get back. The workers a re-exec
+    /// said herd lowered and that are still starting get a whole warm-up from now, raised as
+    /// they were lowered (an older image's, which did not say how, as this one would lower
+    /// them).
+    pub fn set_warm_up(&mut self, (warm_up, workers_nice): (Option<warm_up::WarmUp>, i32)) {
         self.warm_up = warm_up;
+        self.workers_nice = workers_nice;
         self.warming
             .set_sampling(self.effects.spawner().can_sample());
         let budget = self.warming.budget(self.pool.config().readiness);

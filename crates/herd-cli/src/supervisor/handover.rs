@@ -245,6 +245,8 @@ impl Supervisor {
             // warm-up there (`set_warm_up`).
             name: _,
             warm_up: _,
+            // The new image, the same process, reads its nice value and policy at start.
+            workers_nice: _,
             warming,
             started,
             // What the service manager heard; a re-exec waits out takeovers and failures.

@@ -73,9 +73,7 @@ impl Supervisor {
 
     /// `--starting-nice`: a worker herd lowered as `how` gets herd's priority back.
     fn restore_priority(&mut self, slot: usize, pid: u32, how: Lowered) {
-        // Without the option in this image (a re-exec handed the worker over), the spawner
-        // reads herd's nice value.
-        let serving = self.warm_up.map(|w| w.serving);
+        let serving = self.workers_nice;
         if let Err(e) = self.effects.spawner().restore_priority(pid, how, serving) {
             tracing::warn!(
                 event = LogEvent::PriorityNotRestored.as_str(),

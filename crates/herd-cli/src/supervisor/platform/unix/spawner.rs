@@ -109,25 +109,11 @@ impl Spawner {
             .map_or(self.stdin.as_fd(), |(_, fd)| *fd)
     }
 
-    /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`,
-    /// workers at nice `serving`, read now if `None`): every thread of it and of the processes it
-    /// started that still runs at the starting priority (`SCHED_IDLE`, or the starting nice
-    /// value); one at another chose it and keeps it. A worker gone meanwhile is no error.
-    pub fn restore_priority(
-        &self,
-        pid: u32,
-        how: Lowered,
-        serving: Option<i32>,
-    ) -> std::io::Result<()> {
-        let serving = match serving {
-            Some(nice) => nice,
-            // What herd's workers start at: herd's own, but for SCHED_RESET_ON_FORK.
-            None => {
-                let nice = herd_sys::process::nice_of(0)?;
-                let policy = herd_sys::process::scheduling_policy(0).unwrap_or(0);
-                crate::supervisor::warm_up::born_with(policy, nice).nice
-            }
-        };
+    /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`:
+    /// nice `serving`, the workers' own): every thread of it and of the processes it started
+    /// that still runs at the starting priority (`SCHED_IDLE`, or the starting nice value); one
+    /// at another chose it and keeps it. A worker gone meanwhile is no error.
+    pub fn restore_priority(&self, pid: u32, how: Lowered, serving: i32) -> std::io::Result<()> {
         let raised = match how {
             Lowered::Idle => herd_sys::process::raise_idle_tree(pid),
             Lowered::Nice(nice) => herd_sys::process::raise_nice_tree(pid, nice, serving),

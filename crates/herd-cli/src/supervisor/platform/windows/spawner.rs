@@ -27,12 +27,7 @@ impl Spawner {
     }
 
     /// `--starting-nice` is refused on Windows (docs/windows.md): nothing to restore.
-    pub fn restore_priority(
-        &self,
-        _pid: u32,
-        _how: Lowered,
-        _serving: Option<i32>,
-    ) -> std::io::Result<()> {
+    pub fn restore_priority(&self, _pid: u32, _how: Lowered, _serving: i32) -> std::io::Result<()> {
         Ok(())
     }
 
