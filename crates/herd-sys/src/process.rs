@@ -18,7 +18,6 @@ mod children;
 mod latch;
 pub(crate) mod policy;
 mod priority;
-mod proc_files;
 mod reap;
 mod receive;
 mod signal;

@@ -138,7 +138,7 @@ pub fn parse_stat_fields<'a>(stat: &'a str, ns: &[usize]) -> Option<Vec<&'a str>
 /// Fields `ns` of `/proc/PID/stat` (see [`parse_stat_fields`]), read at once.
 pub(super) fn stat_fields(pid: u32, ns: &[usize]) -> Option<Vec<String>> {
     let mut buffer = [0u8; STAT_BYTES];
-    let stat = super::proc_files::read_small(&format!("/proc/{pid}/stat"), &mut buffer)?;
+    let stat = read_small(&format!("/proc/{pid}/stat"), &mut buffer)?;
     let fields = parse_stat_fields(stat, ns)?;
     Some(fields.into_iter().map(str::to_string).collect())
 }
@@ -146,6 +146,28 @@ pub(super) fn stat_fields(pid: u32, ns: &[usize]) -> Option<Vec<String>> {
 /// Room for a `/proc/PID/stat` line: 52 fields of at most 20 digits and a name of at most 64
 /// bytes.
 const STAT_BYTES: usize = 2048;
+
+/// The text of the file at `path` if it fits in `buffer`, read without `fs::read_to_string`'s
+/// `statx` for a size hint (a `/proc` file has no size): herd's sampler reads one of these for
+/// each of thousands of workers every second. `None` if it cannot be read, is not UTF-8 or
+/// does not fit.
+fn read_small<'a>(path: &str, buffer: &'a mut [u8]) -> Option<&'a str> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut len = 0;
+    loop {
+        match file.read(&mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+        if len == buffer.len() {
+            return None;
+        }
+    }
+    std::str::from_utf8(&buffer[..len]).ok()
+}
 
 /// Field `n` of `/proc/PID/stat` (see [`parse_stat_fields`]).
 pub(super) fn stat_field(pid: u32, n: usize) -> Option<String> {
@@ -162,6 +184,21 @@ pub fn boot_ticks() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_reads_refuse_what_does_not_fit() {
+        let dir = std::env::temp_dir().join(format!("herd-sys-small-{}", std::process::id()));
+        std::fs::write(&dir, b"12345").unwrap();
+        let path = dir.to_str().unwrap();
+        assert_eq!(read_small(path, &mut [0; 6]), Some("12345"));
+        assert_eq!(
+            read_small(path, &mut [0; 5]),
+            None,
+            "no room to see the end"
+        );
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(read_small(path, &mut [0; 6]), None, "gone");
+    }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
