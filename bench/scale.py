@@ -162,9 +162,11 @@ only counts `worker_ready` lines in until there are as many as workers, parsing 
 Ready is from `Popen` to the last worker's `worker_ready` event (herd's own timestamp: it read
 the worker's READY=1, which hello sends right before its accept loop), with herd's own CPU time
 and the harness's meanwhile, and the workers' own CPU time once all are ready (their exec and
-start-up, from `/proc/PID/schedstat`): the two together over the machine's CPUs are the least
+start-up, from `/proc/PID/schedstat`): herd's and theirs over the machine's CPUs are the least
 time the start can take here; RSS is herd's `VmRSS` once all are ready (the larger of
-before and after the steps below); `herd status` is the CLI's wall time (its table, then
+before and after the steps below); herd's CPU at rest is its CPU time over
+{scale_targets.REST_S:g} s with every worker ready and idle, in percent of one CPU (it samples
+every worker's CPU time and memory each second); `herd status` is the CLI's wall time (its table, then
 `--json`), median of {scale_targets.STATUS_RUNS} each; then {targets["kills"]} workers, one at a time, get SIGKILL and
 the time from `kill()` to their successor's `worker_ready` is the replacement (split at herd's
 `worker_exited`, when it reaped the worker, and `worker_started`, when the successor had
@@ -181,10 +183,14 @@ exec'd). Load average at the end: {" ".join(f"{x:.1f}" for x in targets["load_av
 
 def targets_table(t):
     """The scale targets' figures as a table."""
-    return ["| workers | all started / all ready after start | herd RSS | `herd status` (table / `--json`) | "
+    rest = t.get("rest_cpu_percent")
+    rest = "-" if rest is None else f"{rest:.1f}%"
+    return ["| workers | all started / all ready after start | herd RSS | herd CPU at rest | "
+            "`herd status` (table / `--json`) | "
             "kill -> successor ready, p50 (max) | reaped / successor exec'd, p50 | log lines lost |",
-            "|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|",
             f"| {t['workers']} | {t['all_started_s']:.2f} s / {t['all_ready_s']:.2f} s | {t['rss_mib']:.1f} MiB | "
+            f"{rest} | "
             f"{t['status_table_ms']:.0f} ms / {t['status_json_ms']:.0f} ms | {t['replace_p50_ms']:.1f} ms "
             f"({t['replace_max_ms']:.1f} ms) | {t['reaped_p50_ms']:.1f} ms / {t['respawned_p50_ms']:.1f} ms "
             f"| {t['log_lines_dropped']} |"]
