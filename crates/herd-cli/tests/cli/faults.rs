@@ -166,6 +166,39 @@ fn a_crashed_workers_children_stop_and_free_the_port() {
 }
 
 #[test]
+fn a_grandchild_already_reparented_to_herd_still_stops_with_its_workers_group() {
+    // The worker's child starts `sleep` in the worker's group and exits: the sleep is
+    // re-parented to herd (an orphan herd knows) while the worker still runs. When the worker
+    // then crashes, herd has no child it does not know but that orphan, and must still find
+    // the sleep in the worker's group.
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "(sleep 61 &); sleep 1.5; exit 1",
+    ]);
+    let addr = herd.address("web");
+    let worker = herd.started(1)[0].1;
+    herd.wait_events("the crash", 1, is_exit);
+    let left = herd.wait_for_events("leftovers_stopping", 1, &[]);
+    assert_eq!(left[0]["pid"].as_u64(), Some(u64::from(worker)), "{left:?}");
+    let (code, stdout, stderr) = herd.ctl(&["stop"]);
+    assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    let workers: Vec<u32> = events(&herd.lines())
+        .filter(|e| is_start(e))
+        .map(|e| e["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(in_groups(&workers), Vec::<u32>::new());
+    std::net::TcpListener::bind(&addr).expect("the port must be free once herd has stopped");
+}
+
+#[test]
 fn children_that_ignore_the_stop_signal_are_killed_and_herd_stop_waits_for_them() {
     // The worker's child ignores SIGTERM and keeps the socket; the worker crashes.
     let mut herd = Herd::start(&[
