@@ -1,9 +1,10 @@
 //! The worker library's reader of `sockets` answers (`herd::protocol`): any bytes give an
 //! answer or an error, never a panic; and whatever herd's own client reads
-//! (`control::client::decode_answer`), the library reads the same way. A number (an input made
+//! (`control::client::decode_answer`, and on Windows the shared blocks with
+//! `herd::protocol::shared_blocks`), the library reads the same way. A number (an input made
 //! of the characters numbers are written with), put in an answer, is read by both or neither.
 #![no_main]
-use herd::protocol::{parse_sockets_answer, SocketsAnswer};
+use herd::protocol::{parse_sockets_answer, shared_blocks, SocketsAnswer};
 use herd_cli::control::client::{decode_answer, ClientError};
 use herd_cli::control::results::SocketsResult;
 use libfuzzer_sys::fuzz_target;
@@ -17,10 +18,11 @@ fuzz_target!(|line: &[u8]| {
         return;
     }
     let path = std::path::Path::new("/fuzz.sock");
-    match (decode_answer::<SocketsResult>(line, path), library) {
+    match (herds_client(line, path), library) {
         (Ok(result), Ok(SocketsAnswer::Sockets(read))) => {
-            assert_eq!(read.len(), result.sockets.len());
-            for (theirs, ours) in result.sockets.iter().zip(&read) {
+            assert_eq!(read.stop_signal, result.stop_signal);
+            assert_eq!(read.sockets.len(), result.sockets.len());
+            for (theirs, ours) in result.sockets.iter().zip(&read.sockets) {
                 assert_eq!(theirs.name, ours.name);
                 assert_eq!(theirs.address, ours.address);
                 assert_eq!(theirs.family, ours.family);
@@ -42,6 +44,18 @@ fuzz_target!(|line: &[u8]| {
         (Err(_), _) => {}
     }
 });
+
+/// What herd's client reads: the answer, and on Windows its shared blocks too, apart.
+fn herds_client(line: &[u8], path: &std::path::Path) -> Result<SocketsResult, ClientError> {
+    let result = decode_answer::<SocketsResult>(line, path)?;
+    match shared_blocks(line) {
+        Ok(_) => Ok(result),
+        Err(why) => Err(ClientError::NotHerd {
+            path: path.to_path_buf(),
+            why,
+        }),
+    }
+}
 
 /// Both readers accept `text` as the number in an answer, or both refuse it.
 fn numbers_agree(text: &[u8]) {

@@ -12,9 +12,7 @@ use herd_sys::fdpass::MAX_FDS_PER_MESSAGE;
 use herd_sys::process::Signal;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{
-    parse_sockets_answer, stop_signal, SocketDescription, SocketsAnswer, SocketsRequest,
-};
+use crate::protocol::{parse_sockets_answer, SocketsAnswer, SocketsGiven, SocketsRequest};
 
 /// The most of an answer read (a herd's answers to `sockets` are a few kilobytes).
 const MAX_ANSWER: usize = 1 << 20;
@@ -126,8 +124,8 @@ fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Re
         deadline: Instant::now() + timeout,
         timeout,
     };
-    let (described, fds) = answer.read(sent)?;
-    let stop_signal = match described.stop_signal {
+    let (given, fds) = answer.read(sent)?;
+    let stop_signal = match given.stop_signal {
         Some(name) if options.attach => Some(Signal::from_name(&name).ok_or_else(|| {
             bad_answer(
                 control,
@@ -139,7 +137,7 @@ fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Re
     if options.attach {
         crate::stop::attached(stop_signal)?;
     }
-    let sockets = described
+    let sockets = given
         .sockets
         .into_iter()
         .zip(fds)
@@ -156,14 +154,6 @@ fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Re
     })
 }
 
-/// What a `sockets` answer describes: the sockets whose fds come with it, and the stop signal
-/// it names.
-#[derive(Default)]
-struct Described {
-    sockets: Vec<SocketDescription>,
-    stop_signal: Option<String>,
-}
-
 /// The answer to a `sockets` request, being read.
 struct Answer<'a> {
     stream: &'a UnixStream,
@@ -175,11 +165,11 @@ struct Answer<'a> {
 
 impl Answer<'_> {
     /// Reads the response line and the fds it describes (and perhaps more, to be closed).
-    fn read(&self, sent: std::io::Result<()>) -> Result<(Described, Vec<OwnedFd>)> {
+    fn read(&self, sent: std::io::Result<()>) -> Result<(SocketsGiven, Vec<OwnedFd>)> {
         let shown = self.control.display();
         let mut bytes: Vec<u8> = Vec::new();
         let mut fds: Vec<OwnedFd> = Vec::new();
-        let mut first: Option<Described> = None;
+        let mut first: Option<SocketsGiven> = None;
         let mut buf = [0u8; 4096];
         while first.as_ref().map_or(true, |d| fds.len() < d.sockets.len()) {
             let got = self.receive(&mut buf)?;
@@ -196,7 +186,7 @@ impl Answer<'_> {
             bytes.extend_from_slice(&buf[..got.len]);
             if first.is_none() {
                 if let Some(at) = bytes[scanned..].iter().position(|&b| b == b'\n') {
-                    first = Some(described(&bytes[..scanned + at], self.control)?);
+                    first = Some(given(&bytes[..scanned + at], self.control)?);
                 }
             }
             if first.is_none() && fds.len() > MAX_FDS_PER_MESSAGE {
@@ -255,13 +245,9 @@ fn not_herd(message: String) -> Error {
 }
 
 /// Reads the response line: the sockets that follow and the stop signal, or herd's refusal.
-fn described(line: &[u8], control: &Path) -> Result<Described> {
-    let bad = |e: String| bad_answer(control, &e);
-    match parse_sockets_answer(line).map_err(bad)? {
-        SocketsAnswer::Sockets(sockets) => Ok(Described {
-            sockets,
-            stop_signal: stop_signal(line).map_err(bad)?,
-        }),
+fn given(line: &[u8], control: &Path) -> Result<SocketsGiven> {
+    match parse_sockets_answer(line).map_err(|e| bad_answer(control, &e))? {
+        SocketsAnswer::Sockets(given) => Ok(given),
         SocketsAnswer::Refused { code, message } => {
             let kind = match code.as_str() {
                 "invalid_argument" => ErrorKind::NotFound,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::{Connection, ReadError, ACCESS_DENIED, NO_PIPE};
-use crate::protocol::{parse_sockets_answer, shared_blocks, SocketsAnswer, SocketsRequest};
+use crate::protocol::{parse_sockets_answer, SocketsAnswer, SocketsRequest};
 
 /// The most of an answer read (a herd's answers to `sockets` are a few kilobytes).
 const MAX_ANSWER: usize = 1 << 20;
@@ -95,8 +95,8 @@ fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Re
 fn rebuild(line: &[u8], control: &Path) -> Result<Vec<Fetched>> {
     let shown = control.display();
     let bad = |why: String| not_herd(format!("unexpected answer from {shown}: {why}"));
-    let described = match parse_sockets_answer(line).map_err(bad)? {
-        SocketsAnswer::Sockets(sockets) => sockets,
+    let given = match parse_sockets_answer(line).map_err(bad)? {
+        SocketsAnswer::Sockets(given) => given,
         SocketsAnswer::Refused { code, message } => {
             let kind = match code.as_str() {
                 "invalid_argument" => ErrorKind::NotFound,
@@ -108,20 +108,21 @@ fn rebuild(line: &[u8], control: &Path) -> Result<Vec<Fetched>> {
             ));
         }
     };
-    let blocks = shared_blocks(line).map_err(bad)?;
-    if blocks.len() != described.len() {
+    if given.shared.len() != given.sockets.len() {
         return Err(bad(format!(
             "it describes {} sockets but shares {}",
-            described.len(),
-            blocks.len()
+            given.sockets.len(),
+            given.shared.len()
         )));
     }
     // Every block is rebuilt, even after one fails: each holds a socket made for this process.
-    let rebuilt: Vec<_> = blocks
+    let rebuilt: Vec<_> = given
+        .shared
         .iter()
         .map(|block| herd_sys::wsa::from_blob(block))
         .collect();
-    described
+    given
+        .sockets
         .into_iter()
         .zip(rebuilt)
         .map(|(socket, rebuilt)| {

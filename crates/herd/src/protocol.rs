@@ -51,8 +51,8 @@ pub struct SocketDescription {
 /// A response to `sockets`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SocketsAnswer {
-    /// The sockets, whose fds come with the response.
-    Sockets(Vec<SocketDescription>),
+    /// The sockets, whose fds (on Windows, shared blocks) come with the response.
+    Sockets(SocketsGiven),
     /// herd refused: its error code (`invalid_argument`, ...) and message.
     Refused {
         /// The stable code.
@@ -60,6 +60,21 @@ pub enum SocketsAnswer {
         /// The message, for people.
         message: String,
     },
+}
+
+/// What a response that gives sockets says, read in one pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SocketsGiven {
+    /// The sockets, in the order their fds (or blocks) come.
+    pub sockets: Vec<SocketDescription>,
+    /// The stop signal (`result.stop_signal`: on Unix, with `attach`), as `HERD_STOP_SIGNAL`
+    /// names it (`TERM`, `INT`, or a real-time signal's number); `None` when it names none
+    /// (without `attach`, and from herds before it).
+    pub stop_signal: Option<String>,
+    /// The blocks (the top-level member `"shared"`: on Windows, one hex string per socket, a
+    /// `WSAPROTOCOL_INFOW` made for the reader's process), decoded, in order; empty when
+    /// there is no such member.
+    pub shared: Vec<Vec<u8>>,
 }
 
 /// Reads the response line (without its newline) to a `sockets` request.
@@ -84,35 +99,29 @@ pub fn parse_sockets_answer(line: &[u8]) -> Result<SocketsAnswer, String> {
         }
         _ => return Err("no \"ok\" in the answer".to_string()),
     }
-    let sockets = response
+    let result = response
         .get("result")
-        .and_then(|r| r.get("sockets"))
+        .ok_or("no \"result\" in the answer")?;
+    let sockets = result
+        .get("sockets")
         .and_then(Value::as_array)
         .ok_or("no \"sockets\" in the result")?;
-    sockets
-        .iter()
-        .map(description)
-        .collect::<Result<_, _>>()
-        .map(SocketsAnswer::Sockets)
+    Ok(SocketsAnswer::Sockets(SocketsGiven {
+        sockets: sockets.iter().map(description).collect::<Result<_, _>>()?,
+        stop_signal: optional_string(result, "stop_signal")?,
+        shared: blocks(&response)?,
+    }))
 }
 
-/// The stop signal a `sockets` response names (`result.stop_signal`: on Unix, with `attach`),
-/// as `HERD_STOP_SIGNAL` names it (`TERM`, `INT`, or a real-time signal's number); `None`
-/// when it names none (without `attach`, and from herds before it).
-pub fn stop_signal(line: &[u8]) -> Result<Option<String>, String> {
-    let text = std::str::from_utf8(line).map_err(|_| "the answer is not UTF-8".to_string())?;
-    match json::parse(text)?.get("result") {
-        Some(result) => optional_string(result, "stop_signal"),
-        None => Ok(None),
-    }
-}
-
-/// The sockets of a `sockets` response on Windows: the top-level member `"shared"`, one hex
-/// string per socket (a `WSAPROTOCOL_INFOW` made for the reader's process), decoded, in
-/// order. No member: no blocks.
+/// The sockets of a `sockets` response on Windows ([`SocketsGiven::shared`]), for a reader
+/// that reads the rest in another way.
 pub fn shared_blocks(line: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let text = std::str::from_utf8(line).map_err(|_| "the answer is not UTF-8".to_string())?;
-    let response = json::parse(text)?;
+    blocks(&json::parse(text)?)
+}
+
+/// The decoded blocks of `response`'s member `"shared"`; none without it.
+fn blocks(response: &Value) -> Result<Vec<Vec<u8>>, String> {
     let blocks = match response.get("shared") {
         None => return Ok(Vec::new()),
         Some(shared) => shared.as_array().ok_or("\"shared\" is not an array")?,
@@ -198,7 +207,10 @@ mod tests {
         };
         assert_eq!(
             parse_sockets_answer(line),
-            Ok(SocketsAnswer::Sockets(vec![expected]))
+            Ok(SocketsAnswer::Sockets(SocketsGiven {
+                sockets: vec![expected],
+                ..SocketsGiven::default()
+            }))
         );
         for bad in [
             &b"{\"version\":1,\"ok\":true}"[..],
@@ -220,25 +232,25 @@ mod tests {
         }
     }
 
+    /// What an answer that gives sockets says besides them, or `Err`.
+    fn given(line: &[u8]) -> Result<SocketsGiven, String> {
+        match parse_sockets_answer(line)? {
+            SocketsAnswer::Sockets(given) => Ok(given),
+            refused => panic!("{refused:?}"),
+        }
+    }
+
     #[test]
     fn the_stop_signal_is_read_when_named_and_anything_but_a_string_is_refused() {
         let named = br#"{"version":1,"ok":true,"result":{"sockets":[],"stop_signal":"INT"}}"#;
-        assert_eq!(stop_signal(named), Ok(Some("INT".to_string())));
+        assert_eq!(given(named).unwrap().stop_signal, Some("INT".to_string()));
         let unnamed = br#"{"version":1,"ok":true,"result":{"sockets":[]}}"#;
-        assert_eq!(stop_signal(unnamed), Ok(None));
-        let refused = br#"{"version":1,"ok":false,"error":{"code":"x","message":"y"}}"#;
-        assert_eq!(stop_signal(refused), Ok(None));
+        assert_eq!(given(unnamed).unwrap().stop_signal, None);
         for bad in [
-            &br#"{"result":{"stop_signal":2}}"#[..],
-            br#"{"result":{"stop_signal":["INT"]}}"#,
-            b"{",
-            b"\xff",
+            &br#"{"version":1,"ok":true,"result":{"sockets":[],"stop_signal":2}}"#[..],
+            br#"{"version":1,"ok":true,"result":{"sockets":[],"stop_signal":["INT"]}}"#,
         ] {
-            assert!(
-                stop_signal(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(given(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 
@@ -249,8 +261,12 @@ mod tests {
             shared_blocks(line),
             Ok(vec![vec![0, 0xab], vec![0xff], vec![]])
         );
+        assert_eq!(given(line).unwrap().shared, shared_blocks(line).unwrap());
         let none = br#"{"version":1,"ok":true,"result":{"sockets":[]}}"#;
         assert_eq!(shared_blocks(none), Ok(vec![]));
+        assert_eq!(given(none).unwrap().shared, Vec::<Vec<u8>>::new());
+        let bad = br#"{"version":1,"ok":true,"result":{"sockets":[]},"shared":["0"]}"#;
+        assert!(given(bad).is_err());
         for bad in [
             &br#"{"shared":"00"}"#[..],
             br#"{"shared":[1]}"#,

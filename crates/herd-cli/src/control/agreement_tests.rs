@@ -2,7 +2,9 @@
 //! message it sends or reads goes through both forms here, which must agree byte for byte on
 //! requests and value for value on answers.
 
-use herd::protocol::{parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsRequest};
+use herd::protocol::{
+    parse_sockets_answer, SocketDescription, SocketsAnswer, SocketsGiven, SocketsRequest,
+};
 
 use super::protocol::encode_request;
 use super::protocol::{parse_request, Command, ErrorCode, Request, Response, VERSION};
@@ -107,6 +109,10 @@ fn every_sockets_result_reads_the_same_in_the_library() {
             stop_event: None,
             stop_signal: None,
         }));
+        let expected = SocketsGiven {
+            sockets: expected,
+            ..SocketsGiven::default()
+        };
         assert_eq!(read, Ok(SocketsAnswer::Sockets(expected)));
     }
 }
@@ -119,9 +125,15 @@ fn the_stop_signal_reads_the_same_in_the_library() {
             stop_event: None,
             stop_signal: named.map(str::to_string),
         });
-        let line = response.to_line();
-        let read = herd::protocol::stop_signal(&line[..line.len() - 1]);
-        assert_eq!(read, Ok(named.map(str::to_string)), "{named:?}");
+        let expected = SocketsGiven {
+            stop_signal: named.map(str::to_string),
+            ..SocketsGiven::default()
+        };
+        assert_eq!(
+            answer(response),
+            Ok(SocketsAnswer::Sockets(expected)),
+            "{named:?}"
+        );
     }
 }
 
@@ -190,8 +202,8 @@ fn read_by_serde(line: &str) -> Reading {
 
 fn read_by_library(line: &str) -> Reading {
     match parse_sockets_answer(line.as_bytes()) {
-        Ok(SocketsAnswer::Sockets(sockets)) => {
-            Reading::Sockets(sockets.into_iter().map(|s| s.name).collect())
+        Ok(SocketsAnswer::Sockets(given)) => {
+            Reading::Sockets(given.sockets.into_iter().map(|s| s.name).collect())
         }
         Ok(SocketsAnswer::Refused { code, .. }) => Reading::Refused(code),
         Err(_) => Reading::NotHerd,
