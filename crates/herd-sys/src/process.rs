@@ -34,7 +34,7 @@ mod other;
 use other as imp;
 
 pub use children::{become_subreaper, describe_child, own_children, Child};
-pub use latch::{latch, Latch};
+pub use latch::{latch, latchable, Latch};
 pub use policy::{
     is_idle_policy, lower_to_idle, raise_idle_tree, raise_nice_tree, scheduling_policy, Raised,
 };

@@ -74,25 +74,18 @@ fn catch(signals: &[Signal]) -> Result<Latch> {
 }
 
 /// The signals that ask this worker to stop: SIGTERM, and herd's: the `attached` herd's, else
-/// the one `HERD_STOP_SIGNAL` names (`named`), unless it is one never caught.
+/// the one `HERD_STOP_SIGNAL` names (`named`), unless the latch never catches it (KILL, STOP
+/// and a fault's: [`process::latchable`]); herd's stop by one of those ends the worker, as its
+/// default does.
 fn stop_signals(attached: Option<Signal>, named: Option<&str>) -> Vec<Signal> {
     let mut signals = vec![Signal::TERM];
     if let Some(signal) = attached.or_else(|| named.and_then(Signal::from_name)) {
-        let never = NEVER_CAUGHT
-            .iter()
-            .any(|n| Signal::from_name(n) == Some(signal));
-        if !signals.contains(&signal) && !never {
+        if !signals.contains(&signal) && process::latchable(signal) {
             signals.push(signal);
         }
     }
     signals
 }
-
-/// The signals a stop signal is never caught as: KILL and STOP cannot be; a fault's (SEGV,
-/// BUS, FPE, ILL) must not be, for its handler's return would run the faulting instruction
-/// again, forever: a worker that really crashed would spin instead of ending. herd's stop by
-/// one of them ends the worker, as its default does.
-const NEVER_CAUGHT: [&str; 6] = ["KILL", "STOP", "SEGV", "BUS", "FPE", "ILL"];
 
 impl StopRequest {
     /// Whether herd has asked this worker to stop.

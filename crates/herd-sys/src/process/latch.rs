@@ -8,6 +8,8 @@
 //! for the signal before is called after it, with the same arguments: the latch replaces
 //! only the default action (ending the process).
 //!
+//! It never catches a fault's signal (SEGV, BUS, FPE, ILL): [`latchable`].
+//!
 //! The pipe belongs to one process: a child forked after the latch was set up gets its own
 //! pipe the next time it uses the latch, and until then its handler writes to no pipe (its
 //! parent's waiters never wake for a signal that was not theirs). Which pipe is the process's
@@ -56,11 +58,36 @@ static PREVIOUS: [(AtomicUsize, AtomicBool); 65] = {
 #[derive(Clone, Copy, Debug)]
 pub struct Latch(());
 
+/// The signals the latch never catches: KILL and STOP cannot be caught; a fault's (SEGV, BUS,
+/// FPE, ILL) must not be, for its handler's return would run the faulting instruction again,
+/// forever: a program that really crashed would spin instead of ending.
+const NEVER_LATCHED: [libc::c_int; 6] = [
+    libc::SIGKILL,
+    libc::SIGSTOP,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+];
+
+/// Whether [`latch`] catches `signal`: any but KILL and STOP, which cannot be caught, and a
+/// fault's (SEGV, BUS, FPE, ILL), whose handler's return would run the faulting instruction
+/// again, forever.
+pub fn latchable(signal: Signal) -> bool {
+    !NEVER_LATCHED.contains(&signal.0)
+}
+
 /// Sets up the latch (once per process; again in a forked child) and catches `signals` with
 /// its handler (`sigaction`; a handler installed before is kept, and called after the
-/// latch's). Fails when no pipe can be made or a signal cannot be caught (`SIGKILL`,
-/// `SIGSTOP`).
+/// latch's). Fails, catching none of them, when one is not [`latchable`] (`InvalidInput`);
+/// fails when no pipe can be made or a signal cannot be caught.
 pub fn latch(signals: &[Signal]) -> io::Result<Latch> {
+    if let Some(never) = signals.iter().find(|s| !latchable(**s)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{never} is never latched: it cannot or must not be caught"),
+        ));
+    }
     own_pipe()?;
     for signal in signals {
         keep_previous(*signal)?;
@@ -279,6 +306,35 @@ mod errno {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The handler `signal` has now.
+    fn handler_of(signal: libc::c_int) -> libc::sighandler_t {
+        // SAFETY: sigaction with no new action writes the current one into a struct we own.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            assert_eq!(libc::sigaction(signal, std::ptr::null(), &mut old), 0);
+            old.sa_sigaction
+        }
+    }
+
+    #[test]
+    fn a_faults_signal_is_never_latched_nor_are_the_others_asked_with_it() {
+        let before: Vec<_> = NEVER_LATCHED.iter().map(|&n| handler_of(n)).collect();
+        let usr1 = Signal(libc::SIGUSR1);
+        let usr1_before = handler_of(libc::SIGUSR1);
+        for n in NEVER_LATCHED {
+            assert!(!latchable(Signal(n)), "{n}");
+            let e = latch(&[usr1, Signal(n)]).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{n}: {e}");
+            assert!(e
+                .to_string()
+                .ends_with("is never latched: it cannot or must not be caught"));
+        }
+        let after: Vec<_> = NEVER_LATCHED.iter().map(|&n| handler_of(n)).collect();
+        assert_eq!(before, after, "no fault's handler changed");
+        assert_eq!(handler_of(libc::SIGUSR1), usr1_before, "nor USR1's");
+        assert!(latchable(Signal::TERM) && latchable(usr1));
+    }
 
     /// A child forked while another thread is inside the latch's setup (here: always, a thread
     /// calls it in a loop) sets up its own pipe; with a lock there, some child would wait
