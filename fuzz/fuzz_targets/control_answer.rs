@@ -21,6 +21,7 @@ fuzz_target!(|line: &[u8]| {
     match (herds_client(line, path), library) {
         (Ok(result), Ok(SocketsAnswer::Sockets(read))) => {
             assert_eq!(read.stop_signal, result.stop_signal);
+            assert_eq!(read.stop_event, result.stop_event);
             assert_eq!(read.sockets.len(), result.sockets.len());
             for (theirs, ours) in result.sockets.iter().zip(&read.sockets) {
                 assert_eq!(theirs.name, ours.name);

@@ -1,7 +1,8 @@
 //! `herd attach -- COMMAND` on Windows, run under Wine by scripts/check-windows.sh: COMMAND
 //! gets the sockets as a worker does and serves, `herd attach` is listed in `herd status`,
 //! relays COMMAND's exit code, and stops with herd (COMMAND's stop request, then
-//! TerminateProcess after --grace); bad input fails with one line.
+//! TerminateProcess after --grace); a program that attaches itself with the library stops on
+//! that herd's stop event; bad input fails with one line.
 #![cfg(windows)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -85,6 +86,112 @@ fn reattaching_program() {
         }
         println!("attached");
     }
+}
+
+/// With `HERD_TEST_ATTACH_TO` set to a herd's pipe, this test binary is a program that
+/// attaches itself to that herd with the library, says `self-attached` and exits once asked
+/// to stop. As herd's worker, slot 0 takes its stop request before it attaches, any other
+/// slot after.
+#[test]
+fn self_attaching_program() {
+    let Some(pipe) = std::env::var_os("HERD_TEST_ATTACH_TO") else {
+        return;
+    };
+    let taken_first = herd::worker_slot() == Some(0);
+    let stop = taken_first.then(|| herd::stop_requested().unwrap().expect("herd's worker"));
+    let options = herd::fetch::FetchOptions::default();
+    herd::fetch::attach(Path::new(&pipe), &options).expect("attached");
+    let stop = stop.unwrap_or_else(|| herd::stop_requested().unwrap().expect("attached"));
+    println!("self-attached");
+    stop.wait();
+}
+
+/// The control pipe of the herd `name`.
+fn pipe(name: &str) -> String {
+    let user = herd_sys::windows::sid::Sid::current_user().unwrap();
+    herd_cli::control::pipe_name::resolve(None, None, name, user.as_str()).unwrap()
+}
+
+fn self_attaching_role() -> [&'static str; 5] {
+    let role = "self_attaching_program";
+    [role, "--exact", "--nocapture", "--test-threads", "1"]
+}
+
+#[test]
+fn a_program_that_attached_itself_stops_on_the_herds_stop_event() {
+    let mut herd = Herd::start(&["-w", "1"]);
+    herd.wait_for("worker_ready");
+    let mut program = Command::new(std::env::current_exe().unwrap())
+        .args(self_attaching_role())
+        .env("HERD_TEST_ATTACH_TO", pipe(&herd.name))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let attached = herd.wait_for("worker_attached");
+    assert_eq!(attached["pid"].as_u64(), Some(u64::from(program.id())));
+    let (tell, told) = mpsc::channel();
+    let stdout = BufReader::new(program.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        // libtest's "test self_attaching_program ... " leads the line; read on to the end.
+        let mut lines = stdout.lines().map_while(Result::ok);
+        let _ = tell.send(lines.any(|l| l.ends_with("self-attached")));
+        lines.for_each(drop);
+    });
+    assert_eq!(told.recv_timeout(TIMEOUT), Ok(true), "it never attached");
+    herd.ask_to_stop();
+    let exited = herd.events_until("attached_worker_exited");
+    assert!(
+        !exited
+            .iter()
+            .any(|e| e["event"] == "attached_worker_killed"),
+        "ended, not stopped: {exited:?}"
+    );
+    assert!(program.wait().unwrap().success());
+    herd.stop_waited();
+}
+
+/// A worker of one herd that attaches itself to another with the library stops on the other's
+/// stop event as well as on its own herd's: whether it took its stop request before
+/// attaching or after.
+#[test]
+fn a_worker_attached_to_another_herd_by_the_library_stops_on_that_herds_event() {
+    let mut other = Herd::start(&["-w", "1", "--grace", "20s"]);
+    other.wait_for("worker_ready");
+    let me = std::env::current_exe().unwrap().into_os_string();
+    let command: Vec<std::ffi::OsString> = std::iter::once(me)
+        .chain(self_attaching_role().iter().map(Into::into))
+        .collect();
+    let attach_to = format!("HERD_TEST_ATTACH_TO={}", pipe(&other.name));
+    let own = Herd::start_command(
+        "http=127.0.0.1:0",
+        // JSON lines (with the panics of the slots' next workers, which find no herd).
+        &["-w", "2", "--env", &attach_to, "--worker-output", "json"],
+        &command,
+    );
+    let workers: Vec<u64> = (0..2)
+        .map(|_| other.wait_for("worker_attached")["pid"].as_u64().unwrap())
+        .collect();
+    other.ask_to_stop();
+    // Both exit (the slots' next workers find no herd to attach to, and fail).
+    let mut left = workers;
+    while !left.is_empty() {
+        let exit = own.wait_for("worker_exited");
+        let Some(at) = left
+            .iter()
+            .position(|pid| exit["pid"].as_u64() == Some(*pid))
+        else {
+            continue;
+        };
+        left.remove(at);
+        assert!(
+            exit["message"].as_str().unwrap().contains("exit code 0"),
+            "stopped by the attached herd's event: {exit}"
+        );
+    }
+    other.stop_waited();
+    own.stop();
 }
 
 /// `herd --name NAME attach ARGS -- THIS_TEST_AS_COMMAND` in `mode`, once COMMAND is ready
@@ -237,9 +344,7 @@ fn a_process_attaching_again_and_again_is_held_once_and_leaks_nothing() {
     use herd_sys::windows::process::thread_count;
     let herd = Herd::start(&["-w", "1"]);
     herd.wait_for("worker_ready");
-    let user = herd_sys::windows::sid::Sid::current_user().unwrap();
-    let pipe =
-        herd_cli::control::pipe_name::resolve(None, None, &herd.name, user.as_str()).unwrap();
+    let pipe = pipe(&herd.name);
     let role = [
         "--exact",
         "reattaching_program",

@@ -1,11 +1,16 @@
 //! Windows: fetching sockets from a running herd over its control pipe, for programs that
 //! start on their own rather than under `herd run`. herd duplicates each socket for the
 //! process it learns from the pipe (`GetNamedPipeClientProcessId`) and sends its
-//! `WSAPROTOCOL_INFOW` as hex; this rebuilds them (`WSASocketW(FROM_PROTOCOL_INFO)`).
+//! `WSAPROTOCOL_INFOW` as hex; this rebuilds them (`WSASocketW(FROM_PROTOCOL_INFO)`). With
+//! `attach`, herd copies into the process the event it sets to ask it to stop, which
+//! [`stop_requested`](crate::stop_requested) then watches.
 
 use std::os::windows::io::OwnedSocket;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use herd_sys::windows::event::Event;
+use herd_sys::windows::handle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pipe::{Connection, ReadError, ACCESS_DENIED, NO_PIPE};
@@ -24,6 +29,10 @@ pub struct FetchOptions {
     pub only: Vec<String>,
     /// Register this process with herd as an attached worker: `herd status` lists it and a
     /// herd stop stops it. herd identifies it by the process id the pipe reports.
+    ///
+    /// herd's answer carries the event it sets to ask this process to stop, which
+    /// [`stop_requested`](crate::stop_requested) watches from then on (as well as the one
+    /// `HERD_STOP_EVENT` names, which another herd set, if any).
     pub attach: bool,
 }
 
@@ -40,6 +49,14 @@ pub struct Fetched {
     pub socket: OwnedSocket,
 }
 
+/// What attaching to a herd gives ([`attach`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The sockets, as [`fetch`] gives them.
+    pub sockets: Vec<Fetched>,
+}
+
 /// Fetches the listening sockets of the herd whose control pipe is `control`
 /// (`\\.\pipe\herd\SID\NAME` for a herd named NAME run by the user SID, or its `--control`).
 ///
@@ -47,6 +64,19 @@ pub struct Fetched {
 /// is asked ([`ErrorKind::Untrusted`]). The whole answer must arrive within 30 seconds.
 pub fn fetch(control: &Path, options: &FetchOptions) -> Result<Vec<Fetched>> {
     fetch_within(control, options, TIMEOUT)
+}
+
+/// [`fetch`] with [`FetchOptions::attach`] (whatever `options` says): registers this process
+/// as an attached worker of the herd whose control pipe is `control`, and returns its
+/// sockets; [`stop_requested`](crate::stop_requested) is set when that herd asks this process
+/// to stop, from then on.
+pub fn attach(control: &Path, options: &FetchOptions) -> Result<Attached> {
+    let options = FetchOptions {
+        attach: true,
+        ..options.clone()
+    };
+    let sockets = fetch_within(control, &options, TIMEOUT)?;
+    Ok(Attached { sockets })
 }
 
 /// [`fetch`], with the whole answer due within `timeout`.
@@ -88,11 +118,14 @@ fn fetch_within(control: &Path, options: &FetchOptions, timeout: Duration) -> Re
             Ok(()) => not_herd(format!("{shown} closed the connection early")),
         });
     }
-    rebuild(&line, control)
+    rebuild(&line, control, options.attach)
 }
 
-/// The sockets the answer `line` describes, rebuilt from the blocks it carries.
-fn rebuild(line: &[u8], control: &Path) -> Result<Vec<Fetched>> {
+/// The sockets the answer `line` describes, rebuilt from the blocks it carries; when
+/// `attached`, with the stop event it names handed to [`stop_requested`].
+///
+/// [`stop_requested`]: crate::stop_requested
+fn rebuild(line: &[u8], control: &Path, attached: bool) -> Result<Vec<Fetched>> {
     let shown = control.display();
     let bad = |why: String| not_herd(format!("unexpected answer from {shown}: {why}"));
     let given = match parse_sockets_answer(line).map_err(bad)? {
@@ -121,7 +154,8 @@ fn rebuild(line: &[u8], control: &Path) -> Result<Vec<Fetched>> {
         .iter()
         .map(|block| herd_sys::wsa::from_blob(block))
         .collect();
-    given
+    let stop_event = given.stop_event;
+    let fetched = given
         .sockets
         .into_iter()
         .zip(rebuilt)
@@ -139,7 +173,15 @@ fn rebuild(line: &[u8], control: &Path) -> Result<Vec<Fetched>> {
                 socket: rebuilt,
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    if let Some(value) = stop_event.filter(|_| attached) {
+        let stop = handle::claim(value).map_err(|e| {
+            let why = format!("its stop event {value} is not a handle it gave this process");
+            Error::io(format!("unexpected answer from {shown}: {why}"), e)
+        })?;
+        crate::stop::attached(Event::from_handle(stop))?;
+    }
+    Ok(fetched)
 }
 
 fn not_herd(message: String) -> Error {

@@ -61,10 +61,11 @@
 //!
 //! A program that starts on its own can take the sockets of a running herd over its control
 //! socket ([`Sockets::from_control`], or [`fetch::fetch`] to also register as an attached
-//! worker). This is what `herd attach` does for programs in any language. On Unix,
-//! `fetch::attach` registers too and returns herd's stop signal, which [`stop_requested`]
-//! catches from then on. On Windows the control channel is a named pipe, and herd duplicates
-//! the sockets for the asking process.
+//! worker). This is what `herd attach` does for programs in any language. `fetch::attach`
+//! registers too, and from then on [`stop_requested`] is set when that herd asks this process
+//! to stop: on Unix it returns herd's stop signal, which is caught from then on; on Windows
+//! herd's answer carries a stop event copied into the process. On Windows the control channel
+//! is a named pipe, and herd duplicates the sockets for the asking process.
 //!
 //! ## Shared memory
 //!

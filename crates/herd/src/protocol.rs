@@ -71,6 +71,10 @@ pub struct SocketsGiven {
     /// names it (`TERM`, `INT`, or a real-time signal's number); `None` when it names none
     /// (without `attach`, and from herds before it).
     pub stop_signal: Option<String>,
+    /// The stop event (`result.stop_event`: on Windows, with `attach`), the value in the
+    /// reader's process of an event herd copied into it and sets to ask it to stop; `None`
+    /// when it names none.
+    pub stop_event: Option<u64>,
     /// The blocks (the top-level member `"shared"`: on Windows, one hex string per socket, a
     /// `WSAPROTOCOL_INFOW` made for the reader's process), decoded, in order; empty when
     /// there is no such member.
@@ -109,6 +113,11 @@ pub fn parse_sockets_answer(line: &[u8]) -> Result<SocketsAnswer, String> {
     Ok(SocketsAnswer::Sockets(SocketsGiven {
         sockets: sockets.iter().map(description).collect::<Result<_, _>>()?,
         stop_signal: optional_string(result, "stop_signal")?,
+        stop_event: match result.get("stop_event") {
+            None | Some(Value::Null) => None,
+            Some(Value::Integer(value)) => Some(*value),
+            Some(_) => return Err("\"stop_event\" is not a handle value".to_string()),
+        },
         shared: blocks(&response)?,
     }))
 }
@@ -251,6 +260,20 @@ mod tests {
             br#"{"version":1,"ok":true,"result":{"sockets":[],"stop_signal":["INT"]}}"#,
         ] {
             assert!(given(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn the_stop_event_is_read_when_named_and_anything_but_a_whole_number_is_refused() {
+        let named = br#"{"version":1,"ok":true,"result":{"sockets":[],"stop_event":500}}"#;
+        assert_eq!(given(named).unwrap().stop_event, Some(500));
+        let unnamed = br#"{"version":1,"ok":true,"result":{"sockets":[],"stop_event":null}}"#;
+        assert_eq!(given(unnamed).unwrap().stop_event, None);
+        for bad in ["\"500\"", "-1", "1.5", "[500]"] {
+            let line = format!(
+                r#"{{"version":1,"ok":true,"result":{{"sockets":[],"stop_event":{bad}}}}}"#
+            );
+            assert!(given(line.as_bytes()).is_err(), "{line}");
         }
     }
 

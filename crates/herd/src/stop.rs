@@ -26,9 +26,12 @@
 //! not call it; if it does, a SIGTERM handler it installed before is still called, after the
 //! request is set. With a `--stop-signal` other than SIGTERM, herd's request is that signal,
 //! which herd names in `HERD_STOP_SIGNAL`: it is caught the same way, as well as SIGTERM. A
-//! program that attached itself to a herd (on Unix, `herd::fetch::attach`) learns
+//! program that attached itself to a herd (`herd::fetch::attach`) learns
 //! that herd's signal from its answer, which then stands instead of `HERD_STOP_SIGNAL` (set by
-//! another herd, whose worker the program may be).
+//! another herd, whose worker the program may be). On Windows the answer carries that herd's
+//! stop event for this process, which from then on sets the request too (as well as
+//! `HERD_STOP_EVENT`'s, if another herd started the program): a program that started on its
+//! own has a request once it attached.
 
 #[cfg(windows)]
 #[path = "stop_windows.rs"]
@@ -38,7 +41,6 @@ mod imp;
 #[path = "stop_unix.rs"]
 mod imp;
 
-#[cfg(unix)]
 pub(crate) use imp::attached;
 pub use imp::{stop_requested, StopRequest};
 

@@ -1,39 +1,69 @@
-//! Windows: the stop event herd named in `HERD_STOP_EVENT`, claimed once per process.
+//! Windows: the stop event herd named in `HERD_STOP_EVENT`, claimed once per process, and the
+//! stop events of the herds this process attached itself to, relayed into it.
 
 use std::net::{TcpListener, TcpStream};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use herd_sys::windows::event::Event;
+use herd_sys::windows::event::{self, Event};
 use herd_sys::windows::handle;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle_env::{parse_value, STOP_EVENT};
 
-/// The event, once claimed (`Some(None)` when herd gave none); held while it is claimed, so
-/// that two threads do not both claim it. (A `Mutex`, not a `OnceLock`: the crate builds with
-/// Rust 1.63.) The event lives as long as the process.
-static EVENT: Mutex<Option<Option<&'static Event>>> = Mutex::new(None);
+/// The process's stop request once looked for (`Some(None)` when there is none yet): the event
+/// herd named in `HERD_STOP_EVENT`, else one made when this process first attached itself to a
+/// herd. Held while it is claimed, so that two threads do not both claim it. (A `Mutex`, not a
+/// `OnceLock`: the crate builds with Rust 1.63.) The event lives as long as the process.
+static REQUEST: Mutex<Option<Option<&'static Event>>> = Mutex::new(None);
+
+fn request() -> MutexGuard<'static, Option<Option<&'static Event>>> {
+    REQUEST.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// herd's stop request for this worker: an event herd sets when this worker should stop.
 /// Cheap to copy; every copy sees the same request.
 #[derive(Clone, Copy, Debug)]
 pub struct StopRequest(&'static Event);
 
-/// herd's stop request for this worker, from `HERD_STOP_EVENT`; `None` when herd gave none
-/// (not started by herd, or by a herd that asks in another way). The first call takes the
-/// event and removes the variable, so the worker's own children do not take a value that
-/// is not theirs; later calls return the same request.
+/// herd's stop request for this worker, from `HERD_STOP_EVENT`, or from the herd this process
+/// attached itself to ([`fetch`](crate::fetch::fetch) with `attach`); `None` when there is
+/// neither (not started by herd, or by a herd that asks in another way, and not attached).
+/// The first call takes the event and removes the variable, so the worker's own children do
+/// not take a value that is not theirs; later calls return the same request, which a herd
+/// this process attaches itself to later sets too.
 ///
 /// Fails when `HERD_STOP_EVENT` is not a handle this process inherited.
 pub fn stop_requested() -> Result<Option<StopRequest>> {
-    let mut claimed = EVENT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(event) = *claimed {
-        return Ok(event.map(StopRequest));
+    Ok(claimed(&mut request())?.map(StopRequest))
+}
+
+/// The request, claimed from `HERD_STOP_EVENT` the first time it is looked for.
+fn claimed(request: &mut Option<Option<&'static Event>>) -> Result<Option<&'static Event>> {
+    if let Some(event) = *request {
+        return Ok(event);
     }
     let event: Option<&'static Event> = claim()?.map(|e| &*Box::leak(Box::new(e)));
-    *claimed = Some(event);
-    Ok(event.map(StopRequest))
+    *request = Some(event);
+    Ok(event)
+}
+
+/// This process attached itself to a herd that sets `stop` (its copy of the event herd made
+/// for it) to ask it to stop: from now on that sets this process's request too, which is made
+/// now if there was none. Like a stop signal caught on Unix, an earlier herd's event still
+/// sets it as well.
+pub(crate) fn attached(stop: Event) -> Result<()> {
+    let mut request = request();
+    let cannot = |e| Error::io("cannot watch the attached herd's stop event", e);
+    let ours = match claimed(&mut request)? {
+        Some(ours) => ours,
+        None => {
+            let made: &'static Event = Box::leak(Box::new(Event::new().map_err(cannot)?));
+            *request = Some(Some(made));
+            made
+        }
+    };
+    event::relay(stop, ours).map_err(cannot)
 }
 
 fn claim() -> Result<Option<Event>> {
@@ -108,5 +138,39 @@ impl StopRequest {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::windows::io::AsHandle;
+
+    use super::*;
+
+    /// This process's copy of `event`, as herd copies it into an attaching process.
+    fn copy(event: &Event) -> Event {
+        Event::from_handle(event.as_handle().try_clone_to_owned().unwrap())
+    }
+
+    /// One test for the process-wide request: a process herd did not start has none until it
+    /// attaches itself to a herd; then each herd it attached to sets it.
+    #[test]
+    fn the_events_of_the_herds_attached_to_set_the_request() {
+        assert!(
+            std::env::var_os(STOP_EVENT).is_none(),
+            "not started by herd"
+        );
+        assert!(stop_requested().unwrap().is_none());
+        let (first, second) = (Event::new().unwrap(), Event::new().unwrap());
+        attached(copy(&first)).unwrap();
+        let stop = stop_requested().unwrap().expect("a request once attached");
+        attached(copy(&second)).unwrap();
+        assert!(!stop.wait_timeout(Duration::from_millis(50)));
+        first.set().unwrap();
+        assert!(
+            stop.wait_timeout(Duration::from_secs(60)),
+            "the first herd's"
+        );
+        assert!(stop_requested().unwrap().unwrap().is_requested());
     }
 }

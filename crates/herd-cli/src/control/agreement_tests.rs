@@ -118,21 +118,26 @@ fn every_sockets_result_reads_the_same_in_the_library() {
 }
 
 #[test]
-fn the_stop_signal_reads_the_same_in_the_library() {
-    for named in [None, Some("TERM"), Some("INT"), Some("34")] {
+fn the_stop_signal_and_event_read_the_same_in_the_library() {
+    let named = [None, Some("TERM"), Some("INT"), Some("34")];
+    for (named, event) in named
+        .into_iter()
+        .zip([None, Some(0x1f4), Some(1), Some(u64::MAX)])
+    {
         let response = Response::ok(SocketsResult {
             sockets: Vec::new(),
-            stop_event: None,
+            stop_event: event,
             stop_signal: named.map(str::to_string),
         });
         let expected = SocketsGiven {
             stop_signal: named.map(str::to_string),
+            stop_event: event,
             ..SocketsGiven::default()
         };
         assert_eq!(
             answer(response),
             Ok(SocketsAnswer::Sockets(expected)),
-            "{named:?}"
+            "{named:?} {event:?}"
         );
     }
 }
@@ -255,7 +260,28 @@ fn odd_answers_read_alike_in_both_readers() {
             Reading::Sockets(vec!["a".to_string(), "a".to_string()]),
         ),
     ];
-    for (line, expected) in cases {
+    // The stop event's number, as odd as the version's: a whole number that fits, or null.
+    let read = ["0", "7", "18446744073709551615", "null"];
+    let refused = [
+        "-0",
+        "-1",
+        "1.0",
+        "1e0",
+        "\"7\"",
+        "18446744073709551616",
+        "[7]",
+    ];
+    let event = |(value, expected): (&str, Reading)| {
+        let result = format!(r#"{{"sockets":[],"stop_event":{value}}}"#);
+        (
+            format!(r#"{{"version":1,"ok":true,"result":{result}}}"#),
+            expected,
+        )
+    };
+    let events = (read.iter().map(|v| (*v, Reading::Sockets(Vec::new()))))
+        .chain(refused.iter().map(|v| (*v, Reading::NotHerd)))
+        .map(event);
+    for (line, expected) in cases.into_iter().chain(events) {
         assert_eq!(read_by_serde(&line), expected, "serde: {line}");
         assert_eq!(read_by_library(&line), expected, "library: {line}");
     }

@@ -6,12 +6,18 @@
 //! ([`handle::claim`](super::handle::claim), [`Event::from_handle`]) and waits on it. Once set,
 //! it stays set.
 
+use std::ffi::c_void;
 use std::io;
-use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{
+    AsHandle, AsRawHandle, BorrowedHandle, FromRawHandle, IntoRawHandle, OwnedHandle,
+};
 use std::ptr;
 use std::time::Duration;
 
-use windows_sys::Win32::System::Threading::{CreateEventW, SetEvent};
+use windows_sys::Win32::Foundation::{BOOLEAN, HANDLE};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, RegisterWaitForSingleObject, SetEvent, INFINITE, WT_EXECUTEONLYONCE,
+};
 
 use super::{check, wait_for};
 
@@ -57,6 +63,38 @@ impl Event {
     }
 }
 
+/// Sets `to` once `from` is set, however late: a wait in the system's thread pool
+/// (`RegisterWaitForSingleObject`, once), no thread of its own. The wait holds `from` for the
+/// life of the process; `to` lives as long.
+pub fn relay(from: Event, to: &'static Event) -> io::Result<()> {
+    let from = from.0.into_raw_handle();
+    let mut wait: HANDLE = ptr::null_mut();
+    // SAFETY: `wait` is ours to fill; `from` is an open handle that stays open (it is never
+    // closed once the wait is registered); the context is `to`'s handle, which lives as long
+    // as the process, and `set_context` only sets it.
+    let registered = check(unsafe {
+        RegisterWaitForSingleObject(
+            &mut wait,
+            from,
+            Some(set_context),
+            to.0.as_raw_handle() as *const c_void,
+            INFINITE,
+            WT_EXECUTEONLYONCE,
+        )
+    });
+    if registered.is_err() {
+        // SAFETY: `from` came from an OwnedHandle above and no wait holds it.
+        drop(unsafe { OwnedHandle::from_raw_handle(from) });
+    }
+    registered
+}
+
+/// The thread pool's callback for [`relay`]: sets the event whose handle is `context`.
+unsafe extern "system" fn set_context(context: *mut c_void, _timed_out: BOOLEAN) {
+    // SAFETY: `relay` registers it with the handle of an event that is never closed.
+    unsafe { SetEvent(context as HANDLE) };
+}
+
 impl AsHandle for Event {
     fn as_handle(&self) -> BorrowedHandle<'_> {
         self.0.as_handle()
@@ -82,6 +120,17 @@ mod tests {
         assert!(event.is_set().unwrap());
         assert!(event.wait(None).unwrap());
         assert!(event.wait(Some(Duration::ZERO)).unwrap(), "manual reset");
+    }
+
+    #[test]
+    fn a_relayed_event_sets_the_other_once_set_itself() {
+        let to: &'static Event = Box::leak(Box::new(Event::new().unwrap()));
+        let from = Event::new().unwrap();
+        let setter = Event::from_handle(from.as_handle().try_clone_to_owned().unwrap());
+        relay(from, to).unwrap();
+        assert!(!to.wait(Some(Duration::from_millis(50))).unwrap());
+        setter.set().unwrap();
+        assert!(to.wait(Some(Duration::from_secs(60))).unwrap(), "relayed");
     }
 
     #[test]
