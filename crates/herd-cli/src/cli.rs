@@ -319,9 +319,9 @@ pub struct RunArgs {
     /// at a low priority until it is ready (or
     /// starved of CPU, on Linux 150ms of waiting in a row, or past its warm-up budget, 2x the
     /// slowest recent start-up at full priority, 0.25s to half its --ready-timeout and 5s), so
-    /// its start-up leaves the CPU to them: auto
-    /// (SCHED_IDLE on Linux, else nice 19, when herd may raise it back), off, idle
-    /// (SCHED_IDLE), or a nice value 1-19.
+    /// its start-up leaves the CPU to them: auto (SCHED_IDLE on Linux, IDLE_PRIORITY_CLASS on
+    /// Windows, else nice 19, when herd may raise it back), off, idle (the same, Linux and
+    /// Windows), or a nice value 1-19 (on Windows BELOW_NORMAL_PRIORITY_CLASS for 1-9).
     #[arg(long, value_name = "NICE", default_value = "auto", value_parser = parse_starting_nice,
           allow_negative_numbers = true)]
     pub starting_nice: StartingNice,

@@ -24,10 +24,12 @@ use herd_cli::output;
 use herd_cli::spec;
 use herd_cli::supervisor::pool;
 use herd_cli::supervisor::reload::{FileReload, Reload};
+use herd_cli::supervisor::warm_up::{PriorityClass, WarmUp};
 use herd_cli::supervisor::Supervisor;
 use herd_cli::supervisor::{Control, NotifyPipe, SharedMemories, Signal};
 use herd_cli::worker_env::worker_env;
 use herd_sys::windows::pipe::SecurePipe;
+use herd_sys::windows::priority;
 use herd_sys::windows::sid::Sid;
 
 /// Runs `herd run` with `args`, which ask only for what Windows can do, until told to stop;
@@ -42,6 +44,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     herd_cli::control::name::check_name(name).map_err(Failure::Usage)?;
     spec::check_names(&args.binds, &args.shm).map_err(Failure::Usage)?;
     check_chdir(&args)?;
+    let warm_up = warm_up(&args)?;
     herd_cli::endpoints::ready_min(&args, default_workers())?;
     // Ctrl-C is herd's graceful stop, also when it was started in a process group of its own
     // (as a service wrapper does, to send it Ctrl-C), which Windows starts with Ctrl-C
@@ -98,6 +101,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
         _ => None,
     });
     supervisor.set_recycling(herd_cli::supervisor::recycling_policy(&args));
+    supervisor.set_warm_up(warm_up);
     let control = Control { server, moves_to };
     let ran = runtime.block_on(supervisor.run(control, notify, takeover));
     output::finish();
@@ -152,6 +156,20 @@ fn config_reload(file: &Path, pipe: String, notify: String) -> Result<Reload, Fa
         command,
         stop_signal: |_| Signal::Stop,
     }))
+}
+
+/// `--starting-nice`, resolved for herd's own priority class (`warm_up::PriorityClass`): an
+/// explicit value that would not lower the workers is a usage error. With it, the class
+/// herd's workers start in (its value), which a worker herd lowered gets back.
+fn warm_up(args: &RunArgs) -> Result<(Option<WarmUp>, i32), Failure> {
+    let own = priority::class_of(&herd_sys::windows::process::current())
+        .context("cannot read herd's priority class")?;
+    let own = PriorityClass::from_raw(own).unwrap_or(PriorityClass::Normal);
+    let resolved = args
+        .starting_nice
+        .resolve_on_windows(own)
+        .map_err(Failure::Usage)?;
+    Ok((resolved, own.of_children().raw() as i32))
 }
 
 /// The number of CPUs herd may run on: the workers without `--workers`.

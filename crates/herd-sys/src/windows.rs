@@ -8,6 +8,7 @@
 //! - [`peer`]: the process at the other end of a named pipe, and what waits to be read there.
 //! - [`sid`]: the user a process runs as, and an account's security identifier.
 //! - [`console`]: Ctrl-C to a worker's process group, and the worker side that accepts it.
+//! - [`priority`]: a process's priority class, and the processes it started.
 //! - [`process`]: a process by pid: terminate it, its exit code, CPU time and working set.
 //! - [`handle`]: handing a handle to another process (`DuplicateHandle`) and taking ownership
 //!   of one handed to this process.
@@ -21,6 +22,7 @@ pub mod job;
 pub mod peer;
 #[cfg(feature = "tokio")]
 pub mod pipe;
+pub mod priority;
 pub mod process;
 pub mod shm;
 pub mod sid;

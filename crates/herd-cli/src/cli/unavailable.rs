@@ -38,6 +38,7 @@ const RUN_AVAILABLE: &[&str] = &[
     "health",
     "ready_min",
     "drain_delay",
+    "starting_nice",
     "control_allow_user",
     "worker_output",
     "command",
@@ -175,10 +176,6 @@ fn option_reason(id: &str) -> &'static str {
         }
         "fdstore" => "the fd store is systemd's, and Windows has no systemd",
         "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
-        "starting_nice" => {
-            "not built on Windows yet (BELOW_NORMAL_PRIORITY_CLASS until ready would be the \
-             way); starting workers keep herd's priority there"
-        }
         _ => "not built on Windows yet",
     }
 }

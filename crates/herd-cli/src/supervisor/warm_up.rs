@@ -46,6 +46,11 @@
 //!   waits (no `schedstat`: not Linux, no `CONFIG_SCHED_INFO`; checked once), no sample is
 //!   taken. A re-exec's new image gives each worker herd lowered and that is still starting
 //!   a whole warm-up from then on, and raises it as it was lowered (the state says how).
+//! - On Windows the same successors start in a lower priority class ([`PriorityClass`]: `auto`
+//!   and `idle` in `IDLE_PRIORITY_CLASS`), set while the worker is still suspended, and the
+//!   worker and the processes it started that are still in that class get the class herd's
+//!   workers are born in back on readiness. Windows keeps no run-queue waits: a warm-up there
+//!   ends with its budget.
 
 use std::time::Duration;
 
@@ -53,21 +58,23 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::Readiness;
 
+mod priority_class;
 mod starvation;
 mod warming;
 
+pub use priority_class::PriorityClass;
 pub use starvation::{SchedStat, Starvation, SAMPLED_PER_TICK, SAMPLE_EVERY, STARVED_AFTER};
 pub use warming::{handed, Warming};
 
 /// `--starting-nice` as given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartingNice {
-    /// `SCHED_IDLE` on Linux, nice 19 elsewhere, when herd may raise a ready worker's
-    /// priority back; else off.
+    /// `SCHED_IDLE` on Linux, `IDLE_PRIORITY_CLASS` on Windows, nice 19 elsewhere, when
+    /// herd may raise a ready worker's priority back; else off.
     Auto,
     /// Never lower a starting worker's priority.
     Off,
-    /// The `SCHED_IDLE` class (Linux).
+    /// The `SCHED_IDLE` class (Linux), `IDLE_PRIORITY_CLASS` (Windows).
     Idle,
     /// This nice value (1 to 19).
     Nice(i32),
@@ -76,7 +83,7 @@ pub enum StartingNice {
 /// How a starting worker runs until it is ready (by name in a re-exec's state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Lowered {
-    /// In the `SCHED_IDLE` class (Linux).
+    /// In the `SCHED_IDLE` class (Linux), `IDLE_PRIORITY_CLASS` (Windows).
     Idle,
     /// At this nice value.
     Nice(i32),
@@ -162,7 +169,7 @@ pub struct WarmUp {
     /// How a starting worker runs.
     pub starting: Lowered,
     /// The nice value herd's workers start at (herd's own, see [`born_with`]), which ready
-    /// workers get back.
+    /// workers get back; on Windows, the priority class's value ([`PriorityClass::raw`]).
     pub serving: i32,
     /// The class herd's workers start in (herd's own, see [`born_with`]).
     pub class: i32,

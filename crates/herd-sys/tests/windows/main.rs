@@ -6,6 +6,7 @@ mod console;
 mod job;
 #[cfg(feature = "tokio")]
 mod pipe;
+mod priority;
 mod process;
 mod roles;
 mod shm;

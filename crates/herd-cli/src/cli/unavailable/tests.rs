@@ -83,10 +83,6 @@ fn unix_only_options_are_refused_by_name_with_a_reason() {
         ),
         (&["--umask", "027"], "--umask is not available on Windows: "),
         (
-            &["--starting-nice", "off"],
-            "--starting-nice is not available on Windows: ",
-        ),
-        (
             &["--compat", "einhorn"],
             "--compat is not available on Windows: einhorn's and Server::Starter's",
         ),
@@ -122,6 +118,9 @@ fn defaults_are_not_refused_but_the_same_value_given_is() {
             "2s",
         ],
         &["--shm", "c=4096", "--metrics", "127.0.0.1:0", "-w", "2..8"],
+        &["--starting-nice", "off"],
+        &["--starting-nice", "idle"],
+        &["--starting-nice", "12"],
     ] {
         verdict(&run_with(options)).unwrap();
     }

@@ -7,7 +7,8 @@ use super::{OwnChildren, SharedMemories};
 use crate::command::{StartError, WorkerCommand};
 use crate::spec::Listener;
 use crate::supervisor::reload::Commands;
-use crate::supervisor::warm_up::{Lowered, Lowering, Spawned};
+use crate::supervisor::warm_up::{Lowered, Lowering, PriorityClass, Spawned};
+use herd_sys::windows::priority;
 
 /// What starts workers.
 pub struct Spawner {
@@ -26,17 +27,22 @@ impl Spawner {
         })
     }
 
-    /// `--starting-nice` is refused on Windows (docs/windows.md): nothing to restore.
-    pub fn restore_priority(&self, _pid: u32, _how: Lowered, _serving: i32) -> std::io::Result<()> {
-        Ok(())
+    /// Gives worker `pid`, which herd lowered as `how`, the class herd's workers start in
+    /// back (`--starting-nice`: `serving`, a [`PriorityClass::raw`] value): the worker and
+    /// every process it started that is still in the starting class
+    /// (Windows starts the children of an `IDLE` or `BELOW_NORMAL` process in its class); one
+    /// in another chose it and keeps it. A worker gone meanwhile is no error.
+    pub fn restore_priority(&self, pid: u32, how: Lowered, serving: i32) -> std::io::Result<()> {
+        let from = PriorityClass::starting(how).raw();
+        priority::raise_tree(pid, from, serving as u32).map(drop)
     }
 
-    /// `--starting-nice` is refused on Windows: no run-queue waits to read.
+    /// Windows keeps no run-queue waits: a warm-up ends with its budget.
     pub fn can_sample(&self) -> bool {
         false
     }
 
-    /// A worker's scheduler figures (`--starting-nice`, refused on Windows): unknown.
+    /// A worker's scheduler figures: unknown on Windows.
     pub fn sched_stat(&self, _pid: u32) -> Option<crate::supervisor::warm_up::SchedStat> {
         None
     }
@@ -60,22 +66,24 @@ impl Spawner {
     ) -> Vec<Result<Spawned, StartError>> {
         starts
             .iter()
-            .map(|&(slot, generation, _)| {
-                let pid = self.spawn(listeners, children, slot, generation)?;
-                Ok(Spawned { pid, lowered: None })
+            .map(|&(slot, generation, lowering)| {
+                self.spawn(listeners, children, slot, generation, lowering)
             })
             .collect()
     }
 
     /// Starts a worker of `generation` in `slot`, with the sockets of `listeners`, held by
-    /// `children`; its pid.
+    /// `children`, in the priority class of `lowering` (set while it is still suspended:
+    /// it runs nothing before); its pid and how it was lowered (`None`: not, or the class
+    /// could not be set, and it runs in the class it was born in).
     pub fn spawn(
         &mut self,
         listeners: &mut [Listener],
         children: &mut OwnChildren,
         slot: usize,
         generation: u64,
-    ) -> Result<u32, StartError> {
+        lowering: Option<Lowering>,
+    ) -> Result<Spawned, StartError> {
         let shared: Option<Vec<herd::windows::Shared<'_>>> =
             listeners.iter().map(Listener::shared).collect();
         let shared = shared.ok_or_else(|| StartError {
@@ -90,6 +98,7 @@ impl Spawner {
             .map_err(|e| failed("cannot create the worker's stop event", e))?;
         let mut inherit = self.shared_memory.inherited();
         inherit.push(herd::windows::Inherited::StopEvent(stop.as_handle()));
+        let mut lowered = None;
         let child = self.command.for_generation(generation).spawn(
             slot,
             generation,
@@ -97,16 +106,26 @@ impl Spawner {
             &inherit,
             |child| {
                 children.enter_job(child);
+                lowered = lowering.and_then(|l| lower(child, l.to));
                 Ok(())
             },
         )?;
-        children
+        let pid = children
             .adopt(child, stop)
-            .map_err(|e| failed("cannot watch the worker", e))
+            .map_err(|e| failed("cannot watch the worker", e))?;
+        Ok(Spawned { pid, lowered })
     }
 
     /// The worker commands, for a reloaded config's.
     pub fn commands(&mut self) -> &mut Commands<WorkerCommand> {
         &mut self.command
     }
+}
+
+/// Puts `child`, still suspended, in the class of `how`: how it was lowered, `None` when it
+/// could not be (it then runs in the class it was born in, as Unix leaves a worker it could
+/// not lower).
+fn lower(child: &std::process::Child, how: Lowered) -> Option<Lowered> {
+    let class = PriorityClass::starting(how).raw();
+    priority::set_class(child, class).ok().map(|()| how)
 }
