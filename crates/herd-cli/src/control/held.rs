@@ -33,7 +33,7 @@ pub trait Unread: Send + Sync {
 pub trait Sink: AsyncWrite + Unpin {
     /// What answers for the socket while a reply is held (such as a duplicate of it), or
     /// `None` if it cannot say.
-    fn socket(&self) -> Option<Box<dyn Unread>>;
+    fn socket(&self) -> Option<Arc<dyn Unread>>;
 }
 
 /// The replies a control server holds for its clients. Cheap to clone; clones share.
@@ -128,7 +128,7 @@ impl Replies {
                     let mut shared = self.lock();
                     if at < line.len() && socket.is_none() {
                         // Held past its first write: its socket may be asked from now on.
-                        socket = write.socket().map(Arc::<dyn Unread>::from);
+                        socket = write.socket();
                         if let Some(socket) = &socket {
                             shared.sockets.insert(id, Arc::clone(socket));
                         }
@@ -238,13 +238,13 @@ mod tests {
     use std::time::Duration;
 
     impl Sink for Vec<u8> {
-        fn socket(&self) -> Option<Box<dyn Unread>> {
+        fn socket(&self) -> Option<Arc<dyn Unread>> {
             None
         }
     }
 
     impl Sink for tokio::io::DuplexStream {
-        fn socket(&self) -> Option<Box<dyn Unread>> {
+        fn socket(&self) -> Option<Arc<dyn Unread>> {
             None
         }
     }

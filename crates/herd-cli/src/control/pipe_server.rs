@@ -349,7 +349,7 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Chunked<'_, W> {
 }
 
 impl<W: AsyncWrite + Unpin> Sink for Chunked<'_, W> {
-    fn socket(&self) -> Option<Box<dyn Unread>> {
+    fn socket(&self) -> Option<Arc<dyn Unread>> {
         None
     }
 }

@@ -344,9 +344,9 @@ impl Unread for Dup {
 }
 
 impl Sink for OwnedWriteHalf {
-    fn socket(&self) -> Option<Box<dyn Unread>> {
+    fn socket(&self) -> Option<Arc<dyn Unread>> {
         let dup = self.as_ref().as_fd().try_clone_to_owned().ok()?;
-        Some(Box::new(Dup(dup)))
+        Some(Arc::new(Dup(dup)))
     }
 }
 
