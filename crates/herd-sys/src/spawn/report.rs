@@ -152,47 +152,45 @@ impl SpawnError {
     }
 }
 
+impl Stage {
+    /// What could not be done, as "cannot ..." ends.
+    fn failed(self) -> &'static str {
+        match self {
+            Stage::Fork => "fork",
+            Stage::Pipe => "create the pipe to start the worker",
+            Stage::ProcessGroup => "create a process group",
+            Stage::Signals => "reset the signal mask",
+            Stage::Fds => "place the worker's inherited sockets",
+            Stage::Exec => "execute",
+            Stage::Credentials => "switch to the worker's user",
+            Stage::Chdir => "change to the worker's directory",
+            Stage::Limits => "set the worker's resource limits",
+            Stage::Report => "tell how starting the worker failed",
+        }
+    }
+}
+
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let errno = self.error.raw_os_error();
-        let what = match self.stage {
-            Stage::Fork => "cannot fork",
-            // The child places its fds before it takes the worker's limits: its table is a
-            // copy of herd's, so running out there is herd running out too.
-            Stage::Pipe | Stage::Fds if matches!(errno, Some(libc::EMFILE | libc::ENFILE)) => {
-                let step = match self.stage {
-                    Stage::Pipe => "create a pipe to start the worker",
-                    _ => "place the worker's inherited sockets",
-                };
-                return if errno == Some(libc::ENFILE) {
-                    write!(
-                        f,
-                        "the system is out of file descriptors: cannot {step} (see \
-                         /proc/sys/fs/file-nr against fs.file-max): {}",
-                        self.error
-                    )
-                } else {
-                    // Formatted by the parent, which spawned the child: its pid is herd's.
-                    write!(
-                        f,
-                        "herd is out of file descriptors: cannot {step} (look for what holds \
-                         herd's fds: ls -l /proc/{}/fd): {}",
-                        std::process::id(),
-                        self.error
-                    )
-                };
-            }
-            Stage::Pipe => "cannot create the pipe to start the worker",
-            Stage::ProcessGroup => "cannot create a process group",
-            Stage::Signals => "cannot reset the signal mask",
-            Stage::Fds => "cannot place the inherited sockets",
-            Stage::Exec => "cannot execute",
-            Stage::Credentials => "cannot switch to the worker's user",
-            Stage::Chdir => "cannot change to the worker's directory",
-            Stage::Limits => "cannot set the worker's resource limits",
-            Stage::Report => "cannot tell how starting the worker failed",
-        };
-        write!(f, "{what}: {}", self.error)
+        let (step, error) = (self.stage.failed(), &self.error);
+        // The child places its fds before it takes the worker's limits: its table is a copy of
+        // herd's, so running out there is herd running out too.
+        let fds = matches!(self.stage, Stage::Pipe | Stage::Fds);
+        match error.raw_os_error() {
+            Some(libc::ENFILE) if fds => write!(
+                f,
+                "the system is out of file descriptors: cannot {step} (see /proc/sys/fs/file-nr \
+                 against fs.file-max): {error}"
+            ),
+            // Formatted by the parent, which spawned the child: its pid is herd's.
+            Some(libc::EMFILE) if fds => write!(
+                f,
+                "herd is out of file descriptors: cannot {step} (look for what holds herd's \
+                 fds: ls -l /proc/{}/fd): {error}",
+                std::process::id()
+            ),
+            _ => write!(f, "cannot {step}: {error}"),
+        }
     }
 }
 
@@ -293,7 +291,7 @@ mod tests {
         };
         assert!(other
             .to_string()
-            .starts_with("cannot place the inherited sockets"));
+            .starts_with("cannot place the worker's inherited sockets"));
     }
 
     /// A report is read back as written; anything else on the pipe is refused.
