@@ -34,7 +34,7 @@ pub fn place<P, R, T>(checked: Result<P, R>, free: impl FnOnce() -> Option<T>) -
 
 /// What the connection told to give way did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Told {
+pub enum Outcome {
     /// It closed: its place is free.
     GaveWay,
     /// Its request came at that moment: it keeps its place to answer it.
@@ -55,11 +55,11 @@ pub enum Next {
 }
 
 /// What to do after `told` did what it did, `told` connections having been told so far.
-pub fn next(outcome: Told, told: usize) -> Next {
+pub fn next(outcome: Outcome, told: usize) -> Next {
     match outcome {
-        Told::GaveWay => Next::TakeItsPlace,
-        Told::KeptItsPlace if told < MAX_TOLD => Next::TellAnother,
-        Told::KeptItsPlace | Told::NobodyWaits => Next::Busy,
+        Outcome::GaveWay => Next::TakeItsPlace,
+        Outcome::KeptItsPlace if told < MAX_TOLD => Next::TellAnother,
+        Outcome::KeptItsPlace | Outcome::NobodyWaits => Next::Busy,
     }
 }
 
@@ -84,11 +84,11 @@ mod tests {
 
     #[test]
     fn one_that_kept_its_place_passes_the_turn_to_the_next_a_bounded_number_of_times() {
-        assert_eq!(next(Told::GaveWay, 1), Next::TakeItsPlace);
-        assert_eq!(next(Told::GaveWay, MAX_TOLD), Next::TakeItsPlace);
-        assert_eq!(next(Told::KeptItsPlace, 1), Next::TellAnother);
-        assert_eq!(next(Told::KeptItsPlace, MAX_TOLD - 1), Next::TellAnother);
-        assert_eq!(next(Told::KeptItsPlace, MAX_TOLD), Next::Busy);
-        assert_eq!(next(Told::NobodyWaits, 0), Next::Busy);
+        assert_eq!(next(Outcome::GaveWay, 1), Next::TakeItsPlace);
+        assert_eq!(next(Outcome::GaveWay, MAX_TOLD), Next::TakeItsPlace);
+        assert_eq!(next(Outcome::KeptItsPlace, 1), Next::TellAnother);
+        assert_eq!(next(Outcome::KeptItsPlace, MAX_TOLD - 1), Next::TellAnother);
+        assert_eq!(next(Outcome::KeptItsPlace, MAX_TOLD), Next::Busy);
+        assert_eq!(next(Outcome::NobodyWaits, 0), Next::Busy);
     }
 }

@@ -27,13 +27,13 @@ pub struct Waiting {
 #[derive(Debug, Default)]
 struct Queue {
     /// By when they started waiting (a counter): the first is the oldest.
-    waiting: BTreeMap<u64, Arc<Told>>,
+    waiting: BTreeMap<u64, Arc<GiveWaySignal>>,
     next: u64,
 }
 
 /// How a waiting connection is told to give way, and says whether it did.
 #[derive(Debug, Default)]
-struct Told {
+struct GiveWaySignal {
     give_way: Notify,
     /// Set when it is told: sent on when it gives way, dropped when it keeps its place.
     gave_way: Mutex<Option<oneshot::Sender<()>>>,
@@ -44,7 +44,7 @@ struct Told {
 pub struct Wait {
     waiting: Waiting,
     id: u64,
-    told: Arc<Told>,
+    told: Arc<GiveWaySignal>,
 }
 
 /// Whether the connection told to give way did: `Ok` once it gave way (it closes), `Err` if
@@ -54,7 +54,7 @@ pub type GaveWay = oneshot::Receiver<()>;
 impl Waiting {
     /// A connection starts waiting for a request.
     pub fn start(&self) -> Wait {
-        let told = Arc::new(Told::default());
+        let told = Arc::new(GiveWaySignal::default());
         let mut queue = self.lock();
         let id = queue.next;
         queue.next += 1;
@@ -83,13 +83,13 @@ impl Waiting {
         let mut told = 0;
         loop {
             let outcome = match self.make_room() {
-                None => room::Told::NobodyWaits,
+                None => room::Outcome::NobodyWaits,
                 Some(said) => {
                     told += 1;
                     match tokio::time::timeout_at(deadline, said).await {
                         Err(_) => return false,
-                        Ok(Ok(())) => room::Told::GaveWay,
-                        Ok(Err(_)) => room::Told::KeptItsPlace,
+                        Ok(Ok(())) => room::Outcome::GaveWay,
+                        Ok(Err(_)) => room::Outcome::KeptItsPlace,
                     }
                 }
             };
