@@ -31,20 +31,10 @@ use super::attached::ExitedLeader;
 use super::pool::WorkerState;
 use crate::logging::LogEvent;
 
+mod members;
 mod system;
+pub use members::may_have_members;
 pub use system::System;
-
-/// Whether an exited worker's group may still hold a live process, given herd's `children`
-/// right after the exit and whether each is `known` (a live worker, an exited one still held
-/// unreaped, a re-exec check): only through a child herd does not know. herd is a child
-/// subreaper, so what a worker started and left running is re-parented to herd when the
-/// worker exits; a grandchild whose parent still runs is below such a child. Without the
-/// subreaper role (`subreaper` false) they go to init, and only a look at every process
-/// tells. A process that joined the group from outside the worker's family (`setpgid` from
-/// elsewhere in herd's session) is not seen this way: it is not what the worker left.
-pub fn may_have_members(children: &[u32], known: impl Fn(u32) -> bool, subreaper: bool) -> bool {
-    !subreaper || children.iter().any(|&pid| !known(pid))
-}
 
 /// How often groups with leftovers are looked at.
 pub const CHECK_EVERY: Duration = Duration::from_millis(50);

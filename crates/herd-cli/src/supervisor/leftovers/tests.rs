@@ -344,15 +344,3 @@ fn a_reexecs_state_keeps_its_field_names() {
     assert_eq!(left.status(t0)[0].pid, 9);
     assert_eq!(left.status(t0)[0].slot, 2);
 }
-
-#[test]
-fn only_a_child_herd_does_not_know_can_hold_an_exited_workers_group() {
-    let known = |pid: u32| [10, 11, 12].contains(&pid);
-    // Every child is a worker, an exited one or a check: nothing was left running.
-    assert!(!may_have_members(&[10, 11, 12], known, true));
-    assert!(!may_have_members(&[], known, true));
-    // Something a worker left, re-parented to herd (or above what it left).
-    assert!(may_have_members(&[10, 11, 40], known, true));
-    // Not a subreaper: what workers leave goes to init, where only /proc tells.
-    assert!(may_have_members(&[10], known, false));
-}
