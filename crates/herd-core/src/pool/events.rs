@@ -113,7 +113,10 @@ impl Pool {
         self.slots[w.slot].last_exit = Some(status);
         let unexpected = stopped_for.map_or(true, Reason::restarts);
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
-        let replaced = self.slots[w.slot].count.live > 0;
+        // Replaced by a live worker, or by one whose start is already under way (an upgrade's
+        // or a recycle's successor queued behind others): a restart too would leave the slot
+        // due forever once that start holds it.
+        let replaced = self.slots[w.slot].count.live > 0 || self.slots[w.slot].spawning;
         let restart_in = match unexpected && slot_wanted && !replaced {
             true => Some(self.restart(&w, no_fault, uptime, now)),
             false => None,
