@@ -129,16 +129,10 @@ fn closed(stream: &UnixStream) -> bool {
     herd_sys::fd::wait_readable(&[stream.as_fd()], Some(std::time::Duration::ZERO)).unwrap()
 }
 
-/// At herd's open-file limit (here 128, reached before the 1000 connections it takes), a
-/// newcomer still gets in at once: the connection that has waited longest gives way, as at
-/// the connection limit, instead of the newcomer waiting in the socket's backlog until the
-/// silent ones idle out (30 s).
-#[test]
-fn a_newcomer_gets_in_when_silent_connections_hold_all_of_herds_files() {
-    let mut prlimit = Command::new("prlimit");
-    prlimit.arg("--nofile=128:128").arg(HERD);
-    let herd = Herd::start_via(prlimit, &ONE_SLEEPER);
-    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+/// Opens 160 connections to the control socket of `herd`, which runs at an open-file limit of
+/// 128 (`prlimit --nofile=128:128`), raising this process's own limit if need be: the last
+/// asks for the status and is answered, a silent connection having given way for it.
+fn crowd_at_herds_file_limit(herd: &Herd) -> Vec<UnixStream> {
     let control = herd.control();
     let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
     if soft < 400 && hard > soft {
@@ -151,6 +145,20 @@ fn a_newcomer_gets_in_when_silent_connections_hold_all_of_herds_files() {
     last.write_all(STATUS).unwrap();
     let status = answer(last);
     assert_eq!(status["ok"], true, "{status}");
+    open
+}
+
+/// At herd's open-file limit (here 128, reached before the 1000 connections it takes), a
+/// newcomer still gets in at once: the connection that has waited longest gives way, as at
+/// the connection limit, instead of the newcomer waiting in the socket's backlog until the
+/// silent ones idle out (30 s).
+#[test]
+fn a_newcomer_gets_in_when_silent_connections_hold_all_of_herds_files() {
+    let mut prlimit = Command::new("prlimit");
+    prlimit.arg("--nofile=128:128").arg(HERD);
+    let herd = Herd::start_via(prlimit, &ONE_SLEEPER);
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    let open = crowd_at_herds_file_limit(&herd);
     assert!(closed(&open[0]), "the oldest connection gave way");
     let (code, out, err) = herd.ctl(&["status"]);
     assert_eq!(code, 0, "herd status: {out}{err}");
@@ -184,16 +192,7 @@ fn at_herds_open_file_limit_a_refused_newcomer_makes_no_connection_give_way() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let control = herd.control();
-    let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
-    if soft < 400 && hard > soft {
-        herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
-    }
-    let mut open: Vec<UnixStream> = (0..160)
-        .map(|_| UnixStream::connect(&control).unwrap())
-        .collect();
-    let last = open.last_mut().unwrap();
-    last.write_all(STATUS).unwrap();
-    assert_eq!(answer(last)["ok"], true);
+    let open = crowd_at_herds_file_limit(&herd);
     let gone = |open: &[UnixStream]| open.iter().filter(|s| closed(s)).count();
     let before = gone(&open);
 

@@ -153,16 +153,7 @@ fn a_crashed_workers_children_stop_and_free_the_port() {
         .as_str()
         .unwrap()
         .contains("stopping them (SIGKILL in 30s)"));
-    let (code, stdout, stderr) = herd.ctl(&["stop"]);
-    assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
-    assert_eq!(herd.wait_exit().code(), Some(0));
-    // Nothing any worker started outlives herd, and the port is free at once.
-    let workers: Vec<u32> = events(&herd.lines())
-        .filter(|e| is_start(e))
-        .map(|e| e["pid"].as_u64().unwrap() as u32)
-        .collect();
-    assert_eq!(in_groups(&workers), Vec::<u32>::new());
-    std::net::TcpListener::bind(&addr).expect("the port must be free once herd has stopped");
+    stop_leaving_nothing(&mut herd, &addr);
 }
 
 #[test]
@@ -187,6 +178,12 @@ fn a_grandchild_already_reparented_to_herd_still_stops_with_its_workers_group() 
     herd.wait_events("the crash", 1, is_exit);
     let left = herd.wait_for_events("leftovers_stopping", 1, &[]);
     assert_eq!(left[0]["pid"].as_u64(), Some(u64::from(worker)), "{left:?}");
+    stop_leaving_nothing(&mut herd, &addr);
+}
+
+/// Stops `herd` with `herd stop`: nothing any of its workers started outlives it, and the
+/// port at `addr` is free at once.
+fn stop_leaving_nothing(herd: &mut Herd, addr: &str) {
     let (code, stdout, stderr) = herd.ctl(&["stop"]);
     assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
     assert_eq!(herd.wait_exit().code(), Some(0));
@@ -195,7 +192,7 @@ fn a_grandchild_already_reparented_to_herd_still_stops_with_its_workers_group() 
         .map(|e| e["pid"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(in_groups(&workers), Vec::<u32>::new());
-    std::net::TcpListener::bind(&addr).expect("the port must be free once herd has stopped");
+    std::net::TcpListener::bind(addr).expect("the port must be free once herd has stopped");
 }
 
 #[test]
