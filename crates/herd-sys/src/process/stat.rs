@@ -84,21 +84,24 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
 pub struct Usage {
     /// CPU time, user and system, in clock ticks (fields 14 and 15).
     pub cpu_ticks: u64,
-    /// Resident memory in bytes (field 24, in pages): `VmRSS` of `/proc/PID/status`, which
-    /// costs the kernel several times as much to write out.
-    pub resident_bytes: u64,
+    /// Resident memory in bytes (field 24, in pages), the figure `VmRSS` of `/proc/PID/status`
+    /// gives (which costs the kernel several times as much to write out), and like it none
+    /// once the process has no memory left (a zombie, or one exiting): the kernel then writes
+    /// 0 pages, and 0 for its virtual size (field 23), which a process with memory never has.
+    pub resident_bytes: Option<u64>,
 }
 
 /// The CPU time and resident memory of `pid` (Linux), read at once: a sampler of thousands
 /// of workers opens one file each instead of two. `None` if it is gone.
 pub fn usage(pid: u32) -> Option<Usage> {
-    let fields = stat_fields(pid, &[14, 15, 24])?;
+    let fields = stat_fields(pid, &[14, 15, 23, 24])?;
     let user: u64 = fields[0].parse().ok()?;
     let system: u64 = fields[1].parse().ok()?;
-    let pages: u64 = fields[2].parse().ok()?;
+    let virtual_bytes: u64 = fields[2].parse().ok()?;
+    let pages: u64 = fields[3].parse().ok()?;
     Some(Usage {
         cpu_ticks: user.saturating_add(system),
-        resident_bytes: pages.saturating_mul(page_size()),
+        resident_bytes: (virtual_bytes > 0).then(|| pages.saturating_mul(page_size())),
     })
 }
 
@@ -213,10 +216,30 @@ mod tests {
             .and_then(|v| v.trim().parse().ok())
             .unwrap();
         // Both are the same counters, read a moment apart.
-        let (a, b) = (usage.resident_bytes, kib * 1024);
+        let (a, b) = (usage.resident_bytes.unwrap(), kib * 1024);
         assert!(a.abs_diff(b) <= b / 10 + (1 << 20), "{a} vs {b}");
         assert!(usage.cpu_ticks >= cpu_ticks(me).unwrap().saturating_sub(1));
         assert_eq!(super::usage(u32::MAX - 3), None, "no such process");
+    }
+
+    /// A zombie has no memory: `/proc/PID/status` has no `VmRSS` for it, and `usage` no
+    /// resident figure (not the 0 pages `stat` shows), though it still tells its CPU time.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_zombie_has_no_resident_memory_as_status_has_no_vmrss() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while stat_field(pid, 3).as_deref() != Some("Z") {
+            assert!(std::time::Instant::now() < deadline, "{pid} never exited");
+            std::thread::yield_now();
+        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let zombie = usage(pid);
+        child.wait().unwrap();
+        assert!(!status.contains("VmRSS:"), "{status}");
+        let zombie = zombie.expect("a zombie is still there");
+        assert_eq!(zombie.resident_bytes, None);
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]

@@ -14,7 +14,7 @@ pub fn usage(pid: u32, kind: MemoryKind) -> Usage {
         MemoryKind::Rss => {
             let read = herd_sys::process::usage(pid);
             Usage {
-                memory: read.map(|u| u.resident_bytes),
+                memory: read.and_then(|u| u.resident_bytes),
                 cpu_ticks: read.map(|u| u.cpu_ticks),
             }
         }
