@@ -31,6 +31,7 @@ use super::held::{log_closed, Replies, Sink, Unread};
 use super::hung_up::carry_out;
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::logs;
+use super::pipe_instances::Instances;
 use super::protocol::{Command, ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, Connection, ControlRequest, Peer};
@@ -103,19 +104,19 @@ impl PipeServer {
         F: Future<Output = Reply> + Send,
     {
         let PipeServer { pipe, waiting } = self;
-        serve_instances(pipe.name(), waiting, || pipe.next_instance(), handler).await
+        serve_instances(&pipe, waiting, SecurePipe::next_instance, handler).await
     }
 }
 
-/// Serves the clients of the pipe `name` for ever, `waiting` being its instance that waits for
-/// the next one and `next_instance` making another. While no next instance can be made, the
-/// client on the one there is gets its task as usual, making the next one is retried
-/// ([`Retry`]), and that instance is reused once its client is gone: the pipe's name stays
-/// held, and a client that stays connected (`logs -f`) blocks no other.
+/// Serves the clients of `pipe` for ever, `waiting` being its instance that waits for the next
+/// one and `next_instance` making another. While no next instance can be made, the client on
+/// the one there is gets its task as usual, making the next one is retried ([`Retry`]), and
+/// that instance is renewed once its client is gone ([`Instances::renew`]): the pipe's name
+/// stays held, and a client that stays connected (`logs -f`) blocks no other.
 pub(super) async fn serve_instances<H, F>(
-    name: &OsStr,
+    pipe: &SecurePipe,
     mut waiting: NamedPipeServer,
-    mut next_instance: impl FnMut() -> io::Result<NamedPipeServer>,
+    next_instance: impl FnMut(&SecurePipe) -> io::Result<NamedPipeServer>,
     handler: H,
 ) where
     H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F
@@ -127,26 +128,26 @@ pub(super) async fn serve_instances<H, F>(
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let (replies, waiting_ones) = (Replies::default(), Waiting::default());
     let mut retry = Retry::default();
+    let mut instances = Instances::new(pipe, next_instance);
+    let name = pipe.name();
     loop {
         let connected = waiting.connect().await;
         // The next instance exists before this one is served, so clients always find one.
-        let next = match next_instance() {
+        let next = match instances.next_instance() {
             Ok(next) => next,
             Err(e) => {
                 let failed = retry.failed();
                 log_failure(name, &failed, &e);
-                if connected.is_err() {
-                    let _ = waiting.disconnect();
-                    tokio::time::sleep(failed.pause).await;
-                    continue;
-                }
                 let (handler, replies) = (handler.clone(), replies.clone());
                 let waiting_ones = waiting_ones.clone();
+                // Lent to its client, if one connected; renewed once it is gone.
                 let lent = tokio::spawn(async move {
-                    converse(&mut waiting, handler, (&replies, &waiting_ones)).await;
+                    if connected.is_ok() {
+                        converse(&mut waiting, handler, (&replies, &waiting_ones)).await;
+                    }
                     waiting
                 });
-                waiting = recover(name, lent, &mut next_instance, &mut retry, failed.pause).await;
+                waiting = recover(lent, &mut instances, &mut retry, failed.pause).await;
                 continue;
             }
         };
@@ -183,15 +184,15 @@ pub(super) async fn serve_instances<H, F>(
 }
 
 /// The instance to wait on next while the only one serves a client in the task `lent`: a new
-/// one as soon as one can be made (retried after `pause`, then as [`Retry`] says), or `lent`'s
-/// own, disconnected, once its client is gone.
+/// one as soon as one can be made (retried after `pause`, then as [`Retry`] says), or one made
+/// in place of `lent`'s once its client is gone ([`Instances::renew`]).
 async fn recover(
-    name: &OsStr,
     lent: JoinHandle<NamedPipeServer>,
-    next_instance: &mut impl FnMut() -> io::Result<NamedPipeServer>,
+    instances: &mut Instances<'_, impl FnMut(&SecurePipe) -> io::Result<NamedPipeServer>>,
     retry: &mut Retry,
     mut pause: Duration,
 ) -> NamedPipeServer {
+    let name = instances.name();
     let mut lent = Some(lent);
     loop {
         let returned = async {
@@ -201,15 +202,26 @@ async fn recover(
             }
         };
         tokio::select! {
-            returned = returned => match returned {
-                Ok(instance) => {
-                    let _ = instance.disconnect();
-                    return instance;
+            returned = returned => {
+                lent = None;
+                // If its task panicked with the instance, only a new one will do.
+                let renewed = match returned {
+                    Ok(instance) => instances.renew(instance),
+                    Err(_) => instances.next_instance(),
+                };
+                match renewed {
+                    Ok(next) => {
+                        log_recovery(name, retry.succeeded());
+                        return next;
+                    }
+                    Err(e) => {
+                        let failed = retry.failed();
+                        log_failure(name, &failed, &e);
+                        pause = failed.pause;
+                    }
                 }
-                // Its task panicked with the instance: only a new one will do.
-                Err(_) => lent = None,
             },
-            () = tokio::time::sleep(pause) => match next_instance() {
+            () = tokio::time::sleep(pause) => match instances.next_instance() {
                 Ok(next) => {
                     log_recovery(name, retry.succeeded());
                     return next;

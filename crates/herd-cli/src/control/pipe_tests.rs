@@ -167,19 +167,18 @@ fn without_a_next_instance_an_idle_client_blocks_no_other() {
         .build()
         .unwrap();
     let answer = runtime.block_on(async move {
-        let pipe = Arc::new(SecurePipe::new(&name, &[]).unwrap());
+        let pipe = SecurePipe::new(&name, &[]).unwrap();
         let first = pipe.first_instance().unwrap();
-        let served = Arc::clone(&pipe);
         tokio::spawn(async move {
             // The first client's next instance cannot be made; later ones can.
             let mut failed = false;
-            let next_instance = move || match std::mem::replace(&mut failed, true) {
+            let next_instance = move |pipe: &SecurePipe| match std::mem::replace(&mut failed, true)
+            {
                 false => Err(std::io::Error::other("no next instance, for the test")),
-                true => served.next_instance(),
+                true => pipe.next_instance(),
             };
-            let name = pipe.name().to_owned();
             let handler = |request, peer, _process, _written| answer(request, peer, None);
-            super::pipe_server::serve_instances(&name, first, next_instance, handler).await
+            super::pipe_server::serve_instances(&pipe, first, next_instance, handler).await
         });
         tokio::task::spawn_blocking(move || {
             // It connects and says nothing.
@@ -328,5 +327,90 @@ fn a_client_whose_reply_gave_way_is_disconnected() {
     assert!(
         evicted.is_err(),
         "the evicted client's instance is still connected"
+    );
+}
+
+/// Serves `name` with `handler` while no next instance can ever be made (so the first instance
+/// is lent to each client in turn, and renewed once its client is gone), while `client` runs on
+/// a blocking thread; returns what the client returns.
+fn serving_one_instance<H, F, T>(
+    name: &str,
+    handler: H,
+    client: impl FnOnce(String) -> T + Send + 'static,
+) -> T
+where
+    H: Fn(Request, PipePeer) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = Reply> + Send + 'static,
+    T: Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let name = name.to_string();
+    runtime.block_on(async move {
+        let pipe = SecurePipe::new(&name, &[]).unwrap();
+        let first = pipe.first_instance().unwrap();
+        tokio::spawn(async move {
+            let next_instance =
+                |_: &SecurePipe| Err(std::io::Error::other("no next instance, for the test"));
+            let handler = move |request, peer, _process, _written| handler(request, peer);
+            super::pipe_server::serve_instances(&pipe, first, next_instance, handler).await
+        });
+        tokio::task::spawn_blocking(move || client(name))
+            .await
+            .unwrap()
+    })
+}
+
+/// Answers every request with a reply of 200 KiB: more than the pipe's buffer (64 KiB) and
+/// mio's (a 64 KiB chunk) take, so its last chunk is still being written when the request's
+/// turn ends, until the client reads it.
+async fn two_hundred_kib(_request: Request, _peer: PipePeer) -> Reply {
+    Reply::from(Response::error(ErrorCode::Internal, "x".repeat(200 << 10)))
+}
+
+/// Sends a status on the pipe `name` and reads the answer's line (empty if the pipe ended
+/// first).
+fn ask_line(name: &str) -> Vec<u8> {
+    let mut pipe = open_within(name);
+    pipe.write_all(STATUS).unwrap();
+    let mut answer = Vec::new();
+    let _ = BufReader::new(pipe).read_until(b'\n', &mut answer);
+    answer
+}
+
+/// With no next instance to be had, the one instance serves client after client: one that
+/// asked, read its answer and left leaves nothing behind for the next.
+#[test]
+fn the_only_instance_serves_the_next_client_after_one_that_read_and_left() {
+    let (first, second) = serving_one_instance(&unique_pipe("reused"), two_hundred_kib, |name| {
+        (ask_line(&name), ask_line(&name))
+    });
+    assert_eq!(
+        first.len(),
+        second.len(),
+        "the second was not answered whole"
+    );
+    assert!(second.ends_with(b"\n"));
+}
+
+/// With no next instance to be had, a client that asked and left without reading its answer
+/// (whose write was still in flight, and failed) does not leave that failure to the next client
+/// on the same instance: the next one is answered, not taken for gone.
+#[test]
+fn a_write_that_failed_for_a_client_that_left_is_not_the_next_clients() {
+    let answer = serving_one_instance(&unique_pipe("stale"), two_hundred_kib, |name| {
+        let mut first = open_within(&name);
+        first.write_all(STATUS).unwrap();
+        // The answer has begun: its first bytes are in the pipe. It leaves without more.
+        std::io::Read::read_exact(&mut first, &mut [0]).unwrap();
+        drop(first);
+        ask_line(&name)
+    });
+    assert!(
+        answer.len() > 200 << 10 && answer.ends_with(b"\n"),
+        "the next client got {} bytes",
+        answer.len()
     );
 }

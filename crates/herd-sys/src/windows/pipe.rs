@@ -148,8 +148,9 @@ impl SecurePipe {
     }
 }
 
-/// How many instances the pipe of `pipe` has (`GetNamedPipeHandleStateW`).
-fn instances(pipe: &impl AsHandle) -> io::Result<u32> {
+/// How many instances the pipe of `pipe` (a server instance) has now, `pipe` included
+/// (`GetNamedPipeHandleStateW`).
+pub fn instances(pipe: &impl AsHandle) -> io::Result<u32> {
     let mut count = 0u32;
     // SAFETY: the pipe handle is live; `count` is ours to fill; the other outputs are null,
     // which the call allows.
