@@ -108,24 +108,19 @@ pub fn usage(pid: u32) -> Option<Usage> {
 /// The size of a memory page in bytes (`sysconf(_SC_PAGESIZE)`), the unit of `/proc`'s
 /// page counts.
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf takes an integer and returns one.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as u64
-    } else {
-        4096
-    }
+    sysconf_or(libc::_SC_PAGESIZE, 4096)
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of [`cpu_ticks`].
 pub fn ticks_per_second() -> u64 {
+    sysconf_or(libc::_SC_CLK_TCK, 100)
+}
+
+/// `sysconf(name)`, or `fallback` where the system does not say (-1, or 0).
+fn sysconf_or(name: libc::c_int, fallback: u64) -> u64 {
     // SAFETY: sysconf takes an integer and returns one.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if n > 0 {
-        n as u64
-    } else {
-        100
-    }
+    let n = unsafe { libc::sysconf(name) };
+    u64::try_from(n).ok().filter(|&n| n > 0).unwrap_or(fallback)
 }
 
 /// Fields `ns` (numbered from 1 as in proc(5), each at least 3) of a `/proc/PID/stat` line,
