@@ -3,6 +3,7 @@
 //! Every connection runs in a task of its own, so no client can stall the supervisor, and the
 //! replies held for clients that do not read them are bounded ([`budget`](super::budget)).
 
+use std::io::ErrorKind;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -149,24 +150,38 @@ async fn accept(
     None
 }
 
-/// Tells the client on `stream` `response` (if any) and closes it: at once if `stream` holds
-/// the `spare`'s fd, which is then taken back; else in a task of its own, which waits up to
-/// [`IDLE_TIMEOUT`] for the client to take it.
+/// Tells the client on `stream` `response` (if any) and closes it, at once: a line this short
+/// fits in a new connection's buffer, so a crowd that is turned away holds none of herd's files
+/// (and none keeps out a client that may use herd at herd's open-file limit). If `stream`
+/// holds the `spare`'s fd, it is taken back. Should the line not fit, the rest is written in a
+/// task of its own, which waits up to [`IDLE_TIMEOUT`] for the client to take it.
 fn turn_away(stream: UnixStream, response: Option<Response>, spare: Option<&mut Spare>) {
-    match (response, spare) {
-        (response, Some(spare)) => {
-            if let Some(response) = response {
-                // A line this short fits in the socket's buffer.
-                let _ = stream.try_write(&response.to_line());
-            }
+    let line = response.map(|r| r.to_line()).unwrap_or_default();
+    let written = send_now(&stream, &line);
+    match spare {
+        Some(spare) => {
             drop(stream);
             spare.restore();
         }
-        (Some(response), None) => {
+        None if written < line.len() => {
             let mut stream = stream;
-            tokio::spawn(async move { refuse(&mut stream, response).await });
+            tokio::spawn(async move { refuse(&mut stream, &line[written..]).await });
         }
-        (None, None) => {}
+        None => {}
+    }
+}
+
+/// Sends what of `line` the socket takes now: how much is done with (all of it if the client is
+/// gone). Sent on the fd itself: tokio's `try_write` writes nothing until its reactor has seen
+/// the connection writable, which for one just accepted it may not have yet.
+fn send_now(stream: &UnixStream, line: &[u8]) -> usize {
+    if line.is_empty() {
+        return 0;
+    }
+    match socket2::SockRef::from(stream).send(line) {
+        Ok(sent) => sent,
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
+        Err(_) => line.len(),
     }
 }
 
@@ -199,8 +214,9 @@ fn report_refusals(suppressed: u32) {
     }
 }
 
-async fn refuse(stream: &mut UnixStream, response: Response) {
-    let _ = tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(&response.to_line())).await;
+/// Writes `rest`, the end of an answer to a client that is turned away, within [`IDLE_TIMEOUT`].
+async fn refuse(stream: &mut UnixStream, rest: &[u8]) {
+    let _ = tokio::time::timeout(IDLE_TIMEOUT, stream.write_all(rest)).await;
 }
 
 /// Who is on the other end of `stream`, if the access policy lets them in; else what to tell
@@ -392,7 +408,7 @@ async fn send_reply(
                 herd_sys::fdpass::send_with_fds(stream.as_fd(), &line, &fds)
             }) {
                 Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
         };

@@ -268,3 +268,63 @@ fn a_newcomer_gets_the_next_place_when_the_oldest_asks_as_it_is_told_to_give_way
     assert_eq!(status["ok"], true, "the oldest, which asked: {status}");
     assert!(closed(&open[1]), "the next oldest gave way");
 }
+
+/// `count` connections to `control` made as uid and gid 65534: the credentials a connection
+/// carries are its connecting thread's, so a thread of its own changes its ids (the raw
+/// system calls change one thread's, where libc's change every thread's).
+fn connected_as_nobody(control: &str, count: usize) -> Vec<UnixStream> {
+    let control = control.to_owned();
+    std::thread::spawn(move || {
+        // SAFETY: plain system calls on this thread's own credentials.
+        let ids = unsafe {
+            libc::syscall(libc::SYS_setresgid, 65534, 65534, 65534) == 0
+                && libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) == 0
+        };
+        assert!(
+            ids,
+            "cannot become uid 65534: {}",
+            std::io::Error::last_os_error()
+        );
+        (0..count)
+            .map(|_| UnixStream::connect(&control).unwrap())
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// At herd's open-file limit (64), a crowd of connections from a uid that may not use herd,
+/// more than herd has files free, waiting in the backlog ahead of one that may use it: the
+/// refused ones are answered and closed as they come, so the one let in is answered `ok`, not
+/// `busy` because every file was held by refusals still on their way out. herd is paused
+/// while they connect, so that it meets them all at once.
+#[test]
+fn at_herds_open_file_limit_a_crowd_of_refused_uids_keeps_no_allowed_client_out() {
+    if !root_or_skip("connecting as another uid needs root") {
+        return;
+    }
+    let mut prlimit = Command::new("prlimit");
+    prlimit.arg("--nofile=64:64").arg(HERD);
+    let args = ["run", "--control-allow-uid", "4000"];
+    let herd = Herd::start_via(prlimit, &[&args[..], &ONE_SLEEPER[1..]].concat());
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let control = herd.control();
+
+    let pause = paused(&herd);
+    let open = std::fs::read_dir(format!("/proc/{}/fd", herd.pid()))
+        .unwrap()
+        .count();
+    let refused = connected_as_nobody(&control, 64usize.saturating_sub(open) + 10);
+    let mut allowed = UnixStream::connect(&control).unwrap();
+    allowed.write_all(STATUS).unwrap();
+    drop(pause);
+
+    let status = answer(&allowed);
+    assert_eq!(status["ok"], true, "{status}");
+    for stream in &refused {
+        let told = answer(stream);
+        assert_eq!(told["error"]["code"], "permission_denied", "{told}");
+    }
+}
