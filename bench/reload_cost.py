@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Where a reload's throughput goes at saturation (issue 19), per worker kind of the peer
 benchmark, side by side: the CPU one worker's start costs (its whole process tree, until it
-has answered one request), the CPU per request at saturation with 4 workers accepting and
+has answered one request) and its stop (from herd's stop signal until its tree has exited),
+the CPU per request at saturation with 4 workers accepting and
 with 6 (during an upgrade old and new workers accept side by side for `--min-ready`), and
 one upgrade at saturation: its window and throughput share (bench/peers_stats.py's `cut`).
 It prints what the start-ups alone would cost: 4 starts' CPU over the window's CPU (the
@@ -14,6 +15,7 @@ under the bench lock. Usage:
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -66,6 +68,35 @@ def start_cpu(command):
     return cpu
 
 
+def tree(pid):
+    """`pid` and its descendants."""
+    return [pid] + [d for c in children(pid) for d in tree(c)]
+
+
+def stop_cpu(command):
+    """CPU seconds one idle worker's tree takes from herd's stop signal to its exit, at least:
+    each process's CPU as last read, every half millisecond, before it was gone (once reaped,
+    a process's CPU can no longer be read)."""
+    with Herd(command, 1, BIND) as herd:
+        answer(herd.address())
+        (worker,) = children(herd.proc.pid)
+        pids = tree(worker)
+        last = {pid: on_cpu(pid) for pid in pids}
+        first = dict(last)
+        herd.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while pids and time.monotonic() < deadline:
+            for pid in list(pids):
+                cpu = on_cpu(pid) if os.path.exists(f"/proc/{pid}/stat") else 0
+                if cpu:
+                    last[pid] = cpu
+                else:
+                    pids.remove(pid)
+            time.sleep(0.0005)
+        herd.proc.wait(timeout=60)
+    return sum(last.values()) - sum(first.values())
+
+
 def loop(address, seconds_or_upgrade, herd):
     """A closed loop of 32 connections; returns (records, windows, cores of the workers and the
     load generator while steady). `seconds_or_upgrade`: a steady measurement of that many seconds,
@@ -116,8 +147,9 @@ def one(command):
     _, w6, _ = steady(command, 6)
     share, window = upgrade(command)
     start = statistics.median(start_cpu(command) for _ in range(3))
+    stop = statistics.median(stop_cpu(command) for _ in range(3))
     loop_cores = (w4 + l4) * rate4 / 1e6  # what the closed loop keeps busy, load generator included
-    return {"start ms": 1e3 * start, "req/s": rate4, "worker µs/req": w4, "load µs/req": l4,
+    return {"start ms": 1e3 * start, "stop ms": 1e3 * stop, "req/s": rate4, "worker µs/req": w4, "load µs/req": l4,
             "6 workers: worker µs/req": w6, "share": share, "window s": window,
             "4 starts / window CPU": 4 * start / (window * loop_cores)}
 

@@ -18,11 +18,17 @@ recycles them. What this file changes:
   hide it from herd.
 - `backlog`: gunicorn calls `listen()` again on herd's socket; keep the accept queue herd set
   (`net.core.somaxconn`, herd's default) instead of gunicorn's 2048.
+- A worker and an arbiter that stop cleanly (exit status 0) end without the interpreter's
+  teardown (`worker_exit`, `on_exit`): freeing every object only takes CPU, a few milliseconds
+  of it, from the workers still serving while herd replaces this one.
 
 Settings given on the command line win over this file.
 """
+import atexit
 import os
 import socket
+import sys
+import threading
 
 workers = 1
 preload_app = True
@@ -61,3 +67,36 @@ def post_worker_init(worker):
             s.sendall(b"READY=1")
     except OSError as e:
         worker.log.warning("READY=1 to %s failed: %s", _notify_socket, e)
+
+
+def _exit_now():
+    """Ends the process with status 0 without the interpreter's teardown, once what an exit
+    owes the app is done: its `atexit` functions (logging's flush among them) and its output
+    flushed. Returns, for the usual exit, while another thread runs: Python would wait for it."""
+    if threading.active_count() > 1:
+        return
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken output loses nothing more by exiting
+    os._exit(0)
+
+
+def worker_exit(server, worker):
+    """In the worker, as it exits (gunicorn calls this while its SystemExit is on its way; the
+    arbiter also calls it when it reaps a worker): a clean exit ends here, without the
+    interpreter's teardown; any other keeps its status."""
+    stopping = sys.exc_info()[1]
+    if os.getpid() == worker.pid and isinstance(stopping, SystemExit) and stopping.code in (0, None):
+        _exit_now()
+
+
+def on_exit(server):
+    """In the arbiter, as it ends: after a stop signal (TERM, INT, QUIT: gunicorn's `halt` is
+    then handling its StopIteration), with status 0 and without the interpreter's teardown;
+    after an error (`HaltServer`), gunicorn exits with its own status."""
+    if isinstance(sys.exc_info()[1], (StopIteration, KeyboardInterrupt)):
+        _exit_now()

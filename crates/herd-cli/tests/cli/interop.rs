@@ -400,3 +400,26 @@ fn hello_py_says_what_it_expected_without_a_listening_socket() {
         .collect();
     assert_eq!(texts, [line], "one line of output from the worker");
 }
+
+/// `examples/hello.py` stopped while it waits for a client ends without the interpreter's
+/// teardown, which would take CPU from the workers still serving during an upgrade, but after
+/// its `atexit` functions: herd stops cleanly, the worker marks `atexit` and not `teardown`.
+#[test]
+fn hello_py_stops_without_the_teardown_but_with_atexit() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("EXIT_MARKS", &path)
+            .args(["run", "-w", "1", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--", "python3"])
+            .arg(worker("hello_exit_marks.py"));
+        cmd
+    });
+    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    get(&herd.address("http"), "/").unwrap();
+    crate::interop_python::stops_cleanly(herd);
+    let (atexit, teardown) = crate::interop_gunicorn::exit_marks(&path);
+    assert_eq!(atexit.len(), 1, "{atexit:?}");
+    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+}
