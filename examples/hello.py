@@ -169,6 +169,8 @@ def exit_now():
     threading = sys.modules.get("threading")  # not imported here: every start would pay for it
     if threading and threading.active_count() > 1:
         sys.exit(0)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)  # a second stop must not run them twice
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -423,3 +423,39 @@ fn hello_py_stops_without_the_teardown_but_with_atexit() {
     assert_eq!(atexit.len(), 1, "{atexit:?}");
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
 }
+
+/// A second stop signal while `examples/hello.py` runs its `atexit` functions (herd's stop,
+/// then the user's): they run once, and the worker still ends cleanly.
+#[test]
+fn hello_py_stopped_twice_runs_its_atexit_functions_once() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let release = marks.path().join("release");
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("EXIT_MARKS", &path)
+            .env("EXIT_MARKS_HOLD", &release)
+            .args(["run", "-w", "1", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--", "python3"])
+            .arg(worker("hello_exit_marks.py"));
+        cmd
+    });
+    let status = wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    let pid = worker_pids(&status)[0];
+    herd.signal(libc::SIGTERM);
+    wait_until("the worker's atexit functions to start", || {
+        let (atexit, _) = crate::interop_gunicorn::exit_marks(&path);
+        (!atexit.is_empty()).then_some(()).ok_or(atexit)
+    });
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -TERM {pid}: {sent}");
+    std::fs::write(&release, "").unwrap();
+    let exited = herd.wait_exit();
+    assert!(exited.success(), "herd: {exited}");
+    let (atexit, teardown) = crate::interop_gunicorn::exit_marks(&path);
+    assert_eq!(atexit, vec![pid.to_string()]);
+    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+}

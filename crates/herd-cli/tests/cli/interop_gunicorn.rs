@@ -204,9 +204,10 @@ fn gunicorn_recipe_stops_without_the_teardown_but_with_atexit() {
     get(&herd.address("http"), "/").unwrap();
     stops_cleanly(herd);
     let (atexit, teardown) = exit_marks(&path);
-    assert_eq!(
-        atexit.len(),
-        2,
+    // The arbiter's and the worker's, and a third when the arbiter reaps its worker (stopped
+    // by herd's signal to the whole group) before it reads its own stop and forks another.
+    assert!(
+        atexit.len() >= 2,
         "the arbiter's and the worker's: {atexit:?}"
     );
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");

@@ -1,10 +1,11 @@
 """For the tests that a stopped worker ends without the interpreter's teardown but with its
 `atexit` functions: imported, it appends `atexit PID` to the file named by EXIT_MARKS when the
-process's atexit functions run, and `teardown PID` when the interpreter's teardown clears this
-module (an object of it is finalized then). As a WSGI app (`exit_marks:app`) it answers with
+process's atexit functions run (then waits for the file EXIT_MARKS_HOLD names, if set), and
+`teardown PID` when the interpreter's teardown clears this module (an object of it is finalized then). As a WSGI app (`exit_marks:app`) it answers with
 the pid that served, as wsgi_app.py does."""
 import atexit
 import os
+import time
 
 _fd = os.open(os.environ["EXIT_MARKS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
@@ -13,13 +14,23 @@ def _mark(what, _write=os.write, _getpid=os.getpid, _fd=_fd):
     _write(_fd, f"{what} {_getpid()}\n".encode())
 
 
+def _atexit():
+    """Marks `atexit`; then, with EXIT_MARKS_HOLD set, waits (up to a minute) until the file it
+    names exists, so that a test can stop the process again while its atexit functions run."""
+    _mark("atexit")
+    hold = os.environ.get("EXIT_MARKS_HOLD")
+    deadline = time.monotonic() + 60
+    while hold and not os.path.exists(hold) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 class _Teardown:
     def __del__(self, _mark=_mark):
         _mark("teardown")
 
 
 _sentinel = _Teardown()
-atexit.register(_mark, "atexit")
+atexit.register(_atexit)
 
 
 def app(environ, start_response):
