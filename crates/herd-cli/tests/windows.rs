@@ -332,11 +332,6 @@ fn what_windows_cannot_do_yet_is_refused_with_its_reason() {
         "Unix sockets are Unix-only",
     );
     assert_fails(
-        &["run", "-b", "127.0.0.1:0,nonblocking", "--", "x"],
-        2,
-        "nonblocking is not built on Windows yet",
-    );
-    assert_fails(
         &["run", "--stop-signal", "INT", "-b", ":0", "--", "x"],
         2,
         "--stop-signal is not available on Windows: Windows has no signals",

@@ -218,12 +218,6 @@ fn run_values(args: &RunArgs) -> Result<(), String> {
             }
         };
         let why = why.or_else(|| {
-            bind.options.nonblocking.then_some(
-                "nonblocking is not built on Windows yet; a worker can make its own socket \
-                 non-blocking",
-            )
-        });
-        let why = why.or_else(|| {
             bind.options.stdin.then_some(
                 "stdin: a worker's stdin carries herd's socket hand-off on Windows (the \
                  herd::share format), so it cannot be the socket itself",

@@ -194,9 +194,12 @@ pub fn bind_tcp(spec: &BindSpec) -> anyhow::Result<TcpListener> {
     }
 }
 
-/// Binds `HOST:PORT` for TCP (listening) or UDP, with `options` (`nonblocking` was refused
-/// before): `:PORT` on every interface, IPv6 and IPv4 (dual-stack, unless `v6only`) where the
-/// system has IPv6, else IPv4; a name at its first address.
+/// Binds `HOST:PORT` for TCP (listening) or UDP, with `options` (`nonblocking`: the socket in
+/// non-blocking mode, `ioctlsocket(FIONBIO)`, before any worker's descriptor is made from it
+/// with `WSADuplicateSocketW`; Microsoft documents a socket's state as held in common by all
+/// its descriptors, as Unix workers share `O_NONBLOCK`): `:PORT` on every interface, IPv6 and
+/// IPv4 (dual-stack, unless `v6only`) where the system has IPv6, else IPv4; a name at its
+/// first address.
 fn bind_one(
     hp: &HostPort,
     options: &BindOptions,
@@ -230,6 +233,9 @@ fn bind_one(
     }
     if options.nodelay {
         socket.set_tcp_nodelay(true)?;
+    }
+    if options.nonblocking {
+        socket.set_nonblocking(true)?;
     }
     socket
         .bind(&address.into())
