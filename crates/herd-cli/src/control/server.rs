@@ -97,13 +97,14 @@ pub async fn serve(
             },
         };
         // Let in on the spare's fd: a silent connection gives way, and its fd is the spare.
+        // With none to give way (herd's files are held by other things than connections that
+        // wait), it is served on the spare's fd all the same, which is taken back once a file
+        // is free: one client can still reach herd at its open-file limit.
         if lent && !spare.restore() {
             let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-            if !waiting.one_gives_way(deadline).await {
-                turn_away(stream, Some(busy()), Some(&mut spare));
-                continue;
+            if waiting.one_gives_way(deadline).await {
+                spare.restore();
             }
-            spare.restore();
         }
         let requests = requests.clone();
         let (replies, waiting) = (replies.clone(), waiting.clone());
@@ -121,6 +122,8 @@ async fn accept(
     spare: &mut Spare,
     waiting: &Waiting,
 ) -> Option<(UnixStream, bool)> {
+    // The spare lent to a connection served on it is taken back once a file is free.
+    spare.restore();
     let mut e = match listener.accept().await {
         Ok((stream, _)) => return Some((stream, false)),
         Err(e) => e,

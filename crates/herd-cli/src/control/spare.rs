@@ -3,7 +3,9 @@
 //! read; a connection made to give way for it then could be closed for a peer that may not use
 //! herd. With the spare given up for it, the newcomer is accepted and checked first: a refused
 //! one is told so and closed, and the spare taken back, without any connection closing; for one
-//! that is let in, a silent connection gives way, and its fd becomes the spare.
+//! that is let in, a silent connection gives way, and its fd becomes the spare. With none to
+//! give way, the one let in is served on the spare's fd, and a spare is taken again once a file
+//! is free.
 
 use std::fs::File;
 

@@ -328,3 +328,43 @@ fn at_herds_open_file_limit_a_crowd_of_refused_uids_keeps_no_allowed_client_out(
         assert_eq!(told["error"]["code"], "permission_denied", "{told}");
     }
 }
+
+/// herd's open-file limit lowered to the lowest fd number it has free, so that it can open
+/// nothing (its files held by other things than control connections, none of which can give
+/// way): a client that may use herd is still served, on the file herd keeps in reserve, not
+/// answered `busy` for "too many control connections" when it has none open; and so is the
+/// next, once the first has gone.
+#[test]
+fn at_herds_open_file_limit_with_no_connection_to_give_way_a_client_is_served_on_the_spare() {
+    let herd = Herd::start(&ONE_SLEEPER);
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    // The lowest fd number herd has free, the least of a few looks: a file herd has open for a
+    // moment (its sampler reads /proc) is not one it holds.
+    let lowest_free = || {
+        let open: std::collections::HashSet<u64> =
+            std::fs::read_dir(format!("/proc/{}/fd", herd.pid()))
+                .unwrap()
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+        (0..).find(|fd| !open.contains(fd)).unwrap()
+    };
+    let free = (0..5)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            lowest_free()
+        })
+        .min()
+        .unwrap();
+    let limit = format!("--nofile={free}:{free}");
+    let lowered = Command::new("prlimit")
+        .args(["--pid", &herd.pid().to_string(), &limit])
+        .status()
+        .unwrap();
+    assert!(lowered.success());
+    for client in ["the first", "the next"] {
+        let mut stream = UnixStream::connect(herd.control()).unwrap();
+        stream.write_all(STATUS).unwrap();
+        let status = answer(&stream);
+        assert_eq!(status["ok"], true, "{client}: {status}");
+    }
+}
