@@ -164,6 +164,29 @@ fn a_newcomer_gets_in_when_silent_connections_hold_all_of_herds_files() {
     assert_eq!(code, 0, "herd status: {out}{err}");
 }
 
+/// A herd with [`ONE_SLEEPER`]'s worker, ready, at an open-file limit of `files` if given
+/// (`prlimit`), whose control socket uid 65534 can reach (its directory is 0711) but may not
+/// use (`--control-allow-uid 4000`).
+fn herd_nobody_may_use(files: Option<u32>) -> Herd {
+    let args = [
+        &["run", "--control-allow-uid", "4000"][..],
+        &ONE_SLEEPER[1..],
+    ]
+    .concat();
+    let herd = match files {
+        Some(files) => {
+            let mut prlimit = Command::new("prlimit");
+            prlimit.arg(format!("--nofile={files}:{files}")).arg(HERD);
+            Herd::start_via(prlimit, &args)
+        }
+        None => Herd::start(&args),
+    };
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    herd
+}
+
 /// Connects to `control` as uid and gid 65534 and asks for the status: what it was told.
 fn status_as_nobody(control: &str) -> String {
     use std::os::unix::process::CommandExt;
@@ -184,13 +207,7 @@ fn at_herds_open_file_limit_a_refused_newcomer_makes_no_connection_give_way() {
     if !root_or_skip("connecting as another uid needs root") {
         return;
     }
-    let mut prlimit = Command::new("prlimit");
-    prlimit.arg("--nofile=128:128").arg(HERD);
-    let args = ["run", "--control-allow-uid", "4000"];
-    let herd = Herd::start_via(prlimit, &[&args[..], &ONE_SLEEPER[1..]].concat());
-    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let herd = herd_nobody_may_use(Some(128));
     let control = herd.control();
     let open = crowd_at_herds_file_limit(&herd);
     let gone = |open: &[UnixStream]| open.iter().filter(|s| closed(s)).count();
@@ -215,21 +232,7 @@ fn a_newcomer_that_may_not_use_herd_makes_no_connection_give_way() {
     if !root_or_skip("connecting as another uid needs root") {
         return;
     }
-    let herd = Herd::start(&[
-        "run",
-        "--control-allow-uid",
-        "4000",
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let herd = herd_nobody_may_use(None);
     let control = herd.control();
     let open = fill_the_control_socket(&control);
 
@@ -303,13 +306,7 @@ fn at_herds_open_file_limit_a_crowd_of_refused_uids_keeps_no_allowed_client_out(
     if !root_or_skip("connecting as another uid needs root") {
         return;
     }
-    let mut prlimit = Command::new("prlimit");
-    prlimit.arg("--nofile=64:64").arg(HERD);
-    let args = ["run", "--control-allow-uid", "4000"];
-    let herd = Herd::start_via(prlimit, &[&args[..], &ONE_SLEEPER[1..]].concat());
-    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(herd.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let herd = herd_nobody_may_use(Some(64));
     let control = herd.control();
 
     let pause = paused(&herd);
