@@ -41,11 +41,11 @@ pub fn own_children() -> Vec<u32> {
     listed_children().unwrap_or_else(scanned_children)
 }
 
-/// Process `pid` as `/proc/PID/stat` shows it (Linux and Android); `None` if it is gone (or
-/// the system does not say).
+/// Process `pid` as `/proc/PID/stat` shows it (Linux and Android), a name that is not UTF-8
+/// with U+FFFD for its odd bytes; `None` if it is gone (or the system does not say).
 pub fn describe_child(pid: u32) -> Option<Child> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_child(pid, &stat)
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    parse_child(pid, &String::from_utf8_lossy(&stat))
 }
 
 /// The pids in every `/proc/self/task/*/children`; `None` if the kernel does not have them.

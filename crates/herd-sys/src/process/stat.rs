@@ -1,6 +1,7 @@
 //! What `/proc/PID/stat` says of a process (Linux): its parent, group, session, state, start
 //! time and CPU time, and every process group at once; and the clock of start times.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::imp;
@@ -137,7 +138,7 @@ pub fn parse_stat_fields<'a>(stat: &'a str, ns: &[usize]) -> Option<Vec<&'a str>
 pub(super) fn stat_fields(pid: u32, ns: &[usize]) -> Option<Vec<String>> {
     let mut buffer = [0u8; STAT_BYTES];
     let stat = read_small(&format!("/proc/{pid}/stat"), &mut buffer)?;
-    let fields = parse_stat_fields(stat, ns)?;
+    let fields = parse_stat_fields(&stat, ns)?;
     Some(fields.into_iter().map(str::to_string).collect())
 }
 
@@ -147,9 +148,10 @@ const STAT_BYTES: usize = 2048;
 
 /// The text of the file at `path` if it fits in `buffer`, read without `fs::read_to_string`'s
 /// `statx` for a size hint (a `/proc` file has no size): herd's sampler reads one of these for
-/// each of thousands of workers every second. `None` if it cannot be read, is not UTF-8 or
-/// does not fit.
-fn read_small<'a>(path: &str, buffer: &'a mut [u8]) -> Option<&'a str> {
+/// each of thousands of workers every second. Bytes that are not UTF-8 (a command name is the
+/// name of the file a process ran, any bytes) read as U+FFFD, so that such a process is not
+/// taken for gone. `None` if it cannot be read or does not fit.
+fn read_small<'a>(path: &str, buffer: &'a mut [u8]) -> Option<Cow<'a, str>> {
     use std::io::Read;
     let mut file = std::fs::File::open(path).ok()?;
     let mut len = 0;
@@ -164,7 +166,7 @@ fn read_small<'a>(path: &str, buffer: &'a mut [u8]) -> Option<&'a str> {
             return None;
         }
     }
-    std::str::from_utf8(&buffer[..len]).ok()
+    Some(String::from_utf8_lossy(&buffer[..len]))
 }
 
 /// Field `n` of `/proc/PID/stat` (see [`parse_stat_fields`]).
@@ -188,14 +190,14 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("herd-sys-small-{}", std::process::id()));
         std::fs::write(&dir, b"12345").unwrap();
         let path = dir.to_str().unwrap();
-        assert_eq!(read_small(path, &mut [0; 6]), Some("12345"));
+        assert_eq!(read_small(path, &mut [0; 6]).as_deref(), Some("12345"));
         assert_eq!(
-            read_small(path, &mut [0; 5]),
+            read_small(path, &mut [0; 5]).as_deref(),
             None,
             "no room to see the end"
         );
         std::fs::remove_file(&dir).unwrap();
-        assert_eq!(read_small(path, &mut [0; 6]), None, "gone");
+        assert_eq!(read_small(path, &mut [0; 6]).as_deref(), None, "gone");
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -215,6 +217,46 @@ mod tests {
         assert!(a.abs_diff(b) <= b / 10 + (1 << 20), "{a} vs {b}");
         assert!(usage.cpu_ticks >= cpu_ticks(me).unwrap().saturating_sub(1));
         assert_eq!(super::usage(u32::MAX - 3), None, "no such process");
+    }
+
+    /// A process whose command name is not UTF-8 (the name of the file it ran, here a link
+    /// named with bytes 0xff 0xfe) is read like any other: a worker's leftover named so is
+    /// still seen in its group, and its usage sampled.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_process_whose_name_is_not_utf8_is_read_all_the_same() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("herd-sys-name-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let link = dir.join(std::ffi::OsStr::from_bytes(b"\xff\xfe"));
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/bin/sleep", &link).unwrap();
+        let mut child = std::process::Command::new(&link).arg("60").spawn().unwrap();
+        let pid = child.id();
+        // Its name is the link's once it has exec'd.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::fs::read(format!("/proc/{pid}/comm"))
+            .unwrap()
+            .starts_with(b"\xff")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{pid} never ran the link"
+            );
+            std::thread::yield_now();
+        }
+        let (usage, group) = (usage(pid), group_of(pid));
+        let groups = process_groups();
+        let described = crate::process::describe_child(pid);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(usage.is_some(), "no usage");
+        let me = group_of(std::process::id());
+        assert!(group.is_some() && group == me, "{group:?}, not {me:?}");
+        assert!(groups[&group.unwrap()].contains(&pid), "not in its group");
+        let described = described.expect("not described as a child");
+        assert_eq!(described.name, "\u{fffd}\u{fffd}");
     }
 
     /// A zombie has no memory: `/proc/PID/status` has no `VmRSS` for it, and `usage` no
