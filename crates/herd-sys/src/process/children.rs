@@ -48,19 +48,54 @@ pub fn describe_child(pid: u32) -> Option<Child> {
     parse_child(pid, &String::from_utf8_lossy(&stat))
 }
 
-/// The pids in every `/proc/self/task/*/children`; `None` if the kernel does not have them.
+/// The pids in every `/proc/self/task/*/children`; `None` if the kernel does not have them, or
+/// if this process's threads kept changing while they were read.
 fn listed_children() -> Option<Vec<u32>> {
-    let mut pids = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-        let list = std::fs::read_to_string(task.path().join("children")).ok()?;
-        pids.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
+    stable_listing(
+        || {
+            let mut tasks: Vec<_> = std::fs::read_dir("/proc/self/task")
+                .ok()?
+                .flatten()
+                .map(|task| task.path())
+                .collect();
+            tasks.sort();
+            Some(tasks)
+        },
+        |task| std::fs::read_to_string(task.join("children")).ok(),
+    )
+}
+
+/// How many times the children are listed before a `/proc` scan is left to find them.
+const LISTINGS: usize = 3;
+
+/// The pids that `children` lists for each of `tasks()`, from a listing during which the
+/// tasks stayed the same: a thread that exits while its list is read (a list of more than a
+/// page is read in turns) hands its children to another, perhaps one read before it, so a
+/// listing during which one exited may have missed some. `None` if a read
+/// fails or the tasks changed during each of [`LISTINGS`] tries.
+fn stable_listing<T: PartialEq>(
+    mut tasks: impl FnMut() -> Option<Vec<T>>,
+    mut children: impl FnMut(&T) -> Option<String>,
+) -> Option<Vec<u32>> {
+    let mut before = tasks()?;
+    for _ in 0..LISTINGS {
+        let mut pids = Vec::new();
+        for task in &before {
+            let list = children(task)?;
+            pids.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+        let after = tasks()?;
+        if after == before {
+            pids.sort_unstable();
+            pids.dedup();
+            return Some(pids);
+        }
+        before = after;
     }
-    pids.sort_unstable();
-    pids.dedup();
-    Some(pids)
+    None
 }
 
 /// The pids whose `/proc/PID/stat` names this process as their parent.
@@ -103,6 +138,41 @@ mod tests {
             })
         );
         assert_eq!(parse_child(42, "42 (cut"), None);
+    }
+
+    /// Threads as `stable_listing` sees them: each look at the tasks takes the next of
+    /// `looks`; each task lists the children it holds at the time of that look.
+    fn listing(looks: Vec<Vec<(u32, &'static str)>>) -> Option<Vec<u32>> {
+        let looks = std::cell::RefCell::new(looks.into_iter());
+        let current = std::cell::RefCell::new(Vec::new());
+        stable_listing(
+            || {
+                let look = looks.borrow_mut().next()?;
+                *current.borrow_mut() = look.clone();
+                Some(look.iter().map(|&(tid, _)| tid).collect())
+            },
+            |tid| {
+                let current = current.borrow();
+                let (_, list) = current.iter().find(|(t, _)| t == tid)?;
+                Some(list.to_string())
+            },
+        )
+    }
+
+    #[test]
+    fn a_thread_that_exits_during_a_listing_is_listed_again() {
+        // Thread 2 exits while its list is read, which ends early (30 left out), and its
+        // children go to thread 1, read before it: the next listing has them all.
+        let during = vec![(1, "10"), (2, "20")];
+        let after = vec![(1, "10 20 30")];
+        let got = listing(vec![during.clone(), after.clone(), after.clone()]);
+        assert_eq!(got, Some(vec![10, 20, 30]));
+        // Threads that stay the same: one listing.
+        let same = vec![(1, "10"), (2, "30 20")];
+        assert_eq!(listing(vec![same.clone(), same]), Some(vec![10, 20, 30]));
+        // Threads that never stay the same: the scan instead.
+        let changing = vec![during.clone(), after.clone(), during.clone(), after];
+        assert_eq!(listing(changing), None);
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]
