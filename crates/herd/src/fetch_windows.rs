@@ -154,7 +154,16 @@ fn rebuild(line: &[u8], control: &Path, attached: bool) -> Result<Vec<Fetched>> 
         .iter()
         .map(|block| herd_sys::wsa::from_blob(block))
         .collect();
-    let stop_event = given.stop_event;
+    // The stop event herd copied into this process is owned before anything can fail, so
+    // that it is closed if something does; this process counts as attached only once every
+    // socket was rebuilt.
+    let stop = match given.stop_event.filter(|_| attached) {
+        Some(value) => Some(handle::claim(value).map_err(|e| {
+            let why = format!("its stop event {value} is not a handle it gave this process");
+            Error::io(format!("unexpected answer from {shown}: {why}"), e)
+        })?),
+        None => None,
+    };
     let fetched = given
         .sockets
         .into_iter()
@@ -174,11 +183,7 @@ fn rebuild(line: &[u8], control: &Path, attached: bool) -> Result<Vec<Fetched>> 
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    if let Some(value) = stop_event.filter(|_| attached) {
-        let stop = handle::claim(value).map_err(|e| {
-            let why = format!("its stop event {value} is not a handle it gave this process");
-            Error::io(format!("unexpected answer from {shown}: {why}"), e)
-        })?;
+    if let Some(stop) = stop {
         crate::stop::attached(Event::from_handle(stop))?;
     }
     Ok(fetched)
