@@ -4,7 +4,8 @@
 //! - [`job`]: a Job Object that kills every process in it when herd, its holder, goes away
 //!   (what `PR_SET_PDEATHSIG` does on Linux).
 //! - [`pipe`]: named-pipe servers that admit only herd's user, Administrators, LocalSystem and
-//!   the accounts the caller names (with the `tokio` feature).
+//!   the accounts the caller names, and their instances, never reconnected once a client is
+//!   gone (with the `tokio` feature).
 //! - [`peer`]: the process at the other end of a named pipe, and what waits to be read there.
 //! - [`sid`]: the user a process runs as, and an account's security identifier.
 //! - [`console`]: Ctrl-C to a worker's process group, and the worker side that accepts it.

@@ -26,8 +26,6 @@ mod waiting;
 #[path = "client_windows.rs"]
 pub mod client;
 #[cfg(windows)]
-mod pipe_instances;
-#[cfg(windows)]
 pub mod pipe_server;
 #[cfg(all(windows, test))]
 mod pipe_tests;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use herd_sys::windows::pipe::{client_process_id, SecurePipe};
+use herd_sys::windows::pipe::{client_process_id, Instances, SecurePipe};
 use herd_sys::windows::process::Process;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::windows::named_pipe::NamedPipeServer;
@@ -31,7 +31,6 @@ use super::held::{log_closed, Replies, Sink, Unread};
 use super::hung_up::carry_out;
 use super::lines::{next_turn, Turn, IDLE_TIMEOUT};
 use super::logs;
-use super::pipe_instances::Instances;
 use super::protocol::{Command, ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, Connection, ControlRequest, Peer};

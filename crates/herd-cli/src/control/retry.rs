@@ -1,7 +1,7 @@
-//! How a control server retries what failed and must not stop it for good (the Windows control
-//! pipe's next instance): a pause that doubles from [`FIRST_PAUSE`] up to [`MAX_PAUSE`], and a
-//! log line for the 1st, 2nd, 4th, 8th... failure in a row, so a lasting failure is seen without
-//! flooding the log.
+//! How a server retries what failed and must not stop it for good (the next instance of the
+//! Windows control pipe, and of the notify pipe): a pause that doubles from [`FIRST_PAUSE`] up
+//! to [`MAX_PAUSE`], and a log line for the 1st, 2nd, 4th, 8th... failure in a row, so a
+//! lasting failure is seen without flooding the log.
 
 use std::time::Duration;
 

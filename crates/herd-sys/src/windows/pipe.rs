@@ -6,6 +6,15 @@
 //! so that a process that already created the name (to squat it) makes herd fail instead of
 //! serving behind it. Remote (SMB) clients are rejected. [`client_process_id`] is how the
 //! server learns who connected, from the system and never from the client's word.
+//!
+//! [`Instances`] is where a server takes each next instance from, and how an instance whose
+//! client is gone is replaced, never connected again: mio's named pipe (under tokio's) keeps a
+//! finished connection's read and write state in the instance (bytes or a read error the
+//! client left, a write that failed as it left), and a reconnected instance gives them to its
+//! next client (mio issue 1983), which was taken for gone at once, or whose first answer failed
+//! with the last client's write. So when no new instance can be made while the only one serves
+//! a client, that one is closed once its client is gone and a new one made in its place
+//! ([`Instances::renew`]), the pipe's name staying herd's.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -148,9 +157,68 @@ impl SecurePipe {
     }
 }
 
+/// The instances of a [`SecurePipe`], each made by `next` ([`SecurePipe::next_instance`]; a
+/// test's may fail): while none can be made, a server serves on the one it has and renews it
+/// for the next client.
+#[derive(Debug)]
+pub struct Instances<'a, N> {
+    pipe: &'a SecurePipe,
+    next: N,
+    /// Whether the pipe's only instance was closed before another could be made: the name is
+    /// no longer held, and the next instance must be its first again.
+    released: bool,
+}
+
+impl<'a, N: FnMut(&SecurePipe) -> io::Result<NamedPipeServer>> Instances<'a, N> {
+    /// The instances of `pipe`, made by `next`.
+    pub fn new(pipe: &'a SecurePipe, next: N) -> Self {
+        Instances {
+            pipe,
+            next,
+            released: false,
+        }
+    }
+
+    /// The pipe's name.
+    pub fn name(&self) -> &'a OsStr {
+        self.pipe.name()
+    }
+
+    /// A new instance to wait for the next client on: another of the pipe's, or its first again
+    /// if [`renew`](Instances::renew) let the name go (so that a process that took the name
+    /// meanwhile makes this fail instead of herd serving behind it).
+    pub fn next_instance(&mut self) -> io::Result<NamedPipeServer> {
+        if self.released {
+            let first = self.pipe.first_instance();
+            self.released = first.is_err();
+            return first;
+        }
+        (self.next)(self.pipe)
+    }
+
+    /// Closes `lent`, an instance whose client is gone, and makes a new one in its place: while
+    /// `lent` is still open if one can be made, else once it is closed (which frees what it
+    /// held), as the pipe's first instance again if `lent` was its only one. An instance with
+    /// a read still pending is closed only once the runtime has seen that read cancelled, so
+    /// the first instance can then fail at once: try [`next_instance`](Instances::next_instance)
+    /// again after a pause.
+    pub fn renew(&mut self, lent: NamedPipeServer) -> io::Result<NamedPipeServer> {
+        // A write still pending for the client that left fails now, instead of holding the
+        // instance and its buffer.
+        let _ = lent.disconnect();
+        if let Ok(next) = self.next_instance() {
+            return Ok(next);
+        }
+        let only = instances(&lent).map_or(true, |count| count <= 1);
+        drop(lent);
+        self.released |= only;
+        self.next_instance()
+    }
+}
+
 /// How many instances the pipe of `pipe` (a server instance) has now, `pipe` included
 /// (`GetNamedPipeHandleStateW`).
-pub fn instances(pipe: &impl AsHandle) -> io::Result<u32> {
+fn instances(pipe: &impl AsHandle) -> io::Result<u32> {
     let mut count = 0u32;
     // SAFETY: the pipe handle is live; `count` is ours to fill; the other outputs are null,
     // which the call allows.

@@ -16,12 +16,14 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_sys::windows::pipe::{client_process_id, SecurePipe};
+use herd_sys::windows::pipe::{client_process_id, Instances, SecurePipe};
 use tokio::io::AsyncReadExt;
 use tokio::net::windows::named_pipe::NamedPipeServer;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+
+use crate::control::retry::Retry;
 
 /// The longest message (as on Unix, where longer datagrams are dropped).
 pub const MAX_MESSAGE: usize = 4096;
@@ -88,11 +90,20 @@ impl Drop for NotifyPipe {
 }
 
 /// Accepts clients for ever, each read by a task of its own (at most [`MAX_CLIENTS`] at once).
-async fn serve(
-    pipe: SecurePipe,
+async fn serve(pipe: SecurePipe, waiting: NamedPipeServer, sender: mpsc::Sender<(u32, Vec<u8>)>) {
+    serve_instances(&pipe, waiting, SecurePipe::next_instance, sender).await
+}
+
+/// [`serve`], each next instance made by `next_instance`. While none can be made, the client
+/// on the instance there is is read here, and that instance is renewed for the next one
+/// ([`renewed`]).
+async fn serve_instances(
+    pipe: &SecurePipe,
     mut waiting: NamedPipeServer,
+    next_instance: impl FnMut(&SecurePipe) -> io::Result<NamedPipeServer>,
     sender: mpsc::Sender<(u32, Vec<u8>)>,
 ) {
+    let mut instances = Instances::new(pipe, next_instance);
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let mut readers = tokio::task::JoinSet::new();
     loop {
@@ -108,7 +119,7 @@ async fn serve(
             }
         }
         while readers.try_join_next().is_some() {}
-        match pipe.next_instance() {
+        match instances.next_instance() {
             Ok(next) => {
                 let client = std::mem::replace(&mut waiting, next);
                 let sender = sender.clone();
@@ -117,13 +128,32 @@ async fn serve(
                     drop(slot);
                 });
             }
-            // No next instance (out of resources): read this client here, then reuse its
-            // instance for the next one.
+            // No next instance (out of resources): read this client here, then renew its
+            // instance for the next one (a reused one would give it what this one left).
             Err(_) => {
                 deliver(&mut waiting, &sender).await;
-                let _ = waiting.disconnect();
+                waiting = renewed(&mut instances, waiting).await;
             }
         }
+    }
+}
+
+/// An instance in place of `used`, whose client is gone ([`Instances::renew`]). While none can
+/// be made, it is tried again after a pause that doubles from 10 ms up to 1 s ([`Retry`]): the
+/// loop never spins, and the pipe is served again at most a second after an instance can be
+/// made (never, if a process took the name while it had none: herd does not serve behind it).
+async fn renewed(
+    instances: &mut Instances<'_, impl FnMut(&SecurePipe) -> io::Result<NamedPipeServer>>,
+    used: NamedPipeServer,
+) -> NamedPipeServer {
+    let mut retry = Retry::default();
+    let mut made = instances.renew(used);
+    loop {
+        match made {
+            Ok(next) => return next,
+            Err(_) => tokio::time::sleep(retry.failed().pause).await,
+        }
+        made = instances.next_instance();
     }
 }
 

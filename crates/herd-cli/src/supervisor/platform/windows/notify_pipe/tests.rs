@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::Duration;
 
+use herd_sys::windows::pipe::{Instances, SecurePipe};
+
 use super::{NotifyPipe, MAX_MESSAGE};
 
 const ROLE: &str = "HERD_NOTIFY_TEST_ROLE";
@@ -33,12 +35,20 @@ async fn next(pipe: &mut NotifyPipe) -> (u32, String) {
 }
 
 /// One connection to `pipe`, as the worker library opens it (a busy pipe, one whose next
-/// instance is not there yet, is tried again). Blocks: call it off the runtime's thread.
+/// instance is not there yet, is tried again), also tried again while the pipe has no
+/// instance at all (its only one renewed: the old one, a read still pending on it, is closed
+/// once the runtime sees that read cancelled, and only then is the new one made). Blocks: call
+/// it off the runtime's thread.
 fn open(pipe: &str) -> std::fs::File {
+    /// `ERROR_PIPE_BUSY`, `ERROR_FILE_NOT_FOUND`.
+    const TRY_AGAIN: [i32; 2] = [231, 2];
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         match std::fs::OpenOptions::new().write(true).open(pipe) {
-            Err(e) if e.raw_os_error() == Some(231) && std::time::Instant::now() < deadline => {
+            Err(e)
+                if TRY_AGAIN.contains(&e.raw_os_error().unwrap_or(0))
+                    && std::time::Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(5));
             }
             opened => return opened.unwrap(),
@@ -155,5 +165,84 @@ fn a_second_server_on_the_same_name_is_refused() {
         let _first = NotifyPipe::bind(&name).unwrap();
         let e = NotifyPipe::bind(&name).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(5), "ERROR_ACCESS_DENIED: {e}");
+    });
+}
+
+/// With no next instance to be had, the one instance reads client after client: a client
+/// whose message was cut (its rest left unread) or that closed after its message leaves
+/// nothing to the next, whose message comes whole and as its own.
+#[test]
+fn the_only_instance_gives_each_client_only_its_own_message() {
+    let name = unique_pipe("only");
+    run(async {
+        let pipe = SecurePipe::new(&name, &[]).unwrap();
+        let first = pipe.first_instance().unwrap();
+        let (sender, mut messages) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let next =
+                |_: &SecurePipe| Err(std::io::Error::other("no next instance, for the test"));
+            super::serve_instances(&pipe, first, next, sender).await
+        });
+        for message in [
+            &b"STATUS=first"[..],
+            &[b'x'; 2 * MAX_MESSAGE],
+            b"STATUS=third",
+        ] {
+            // What the server makes of it: itself, cut after `MAX_MESSAGE + 1` bytes.
+            let expected = String::from_utf8_lossy(&message[..message.len().min(MAX_MESSAGE + 1)]);
+            let (path, message) = (name.clone(), message.to_vec());
+            // Each writes and closes (the cut one's rest is refused, not read).
+            client(move || {
+                let _ = open(&path).write_all(&message);
+            })
+            .await;
+            let (_, got) = tokio::time::timeout(PATIENCE, messages.recv())
+                .await
+                .expect("a message in time")
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&got), expected);
+        }
+    });
+}
+
+/// While no instance can be made, renewing one tries again after a pause that doubles (10, 20,
+/// 40... ms), neither spinning nor giving up, and the instance made once one can be is served.
+#[test]
+fn renewing_retries_with_a_growing_pause_until_an_instance_can_be_made() {
+    /// Tries that fail: the two of `renew` (before and after it closes the instance), then
+    /// four more, after pauses of 10, 20, 40 and 80 ms; the one after 160 ms more works.
+    const FAILURES: u32 = 6;
+    let name = unique_pipe("renew");
+    run(async {
+        let pipe = SecurePipe::new(&name, &[]).unwrap();
+        let used = pipe.first_instance().unwrap();
+        // Holds the name, so that renewing makes its instances with `next`, not as the first.
+        let other = pipe.next_instance().unwrap();
+        let tries = std::cell::Cell::new(0);
+        let next = |pipe: &SecurePipe| {
+            tries.set(tries.get() + 1);
+            if tries.get() <= FAILURES {
+                Err(std::io::Error::other("no instance, for the test"))
+            } else {
+                pipe.next_instance()
+            }
+        };
+        let mut instances = Instances::new(&pipe, next);
+        let start = tokio::time::Instant::now();
+        let mut renewed = tokio::time::timeout(PATIENCE, super::renewed(&mut instances, used))
+            .await
+            .expect("an instance once one can be made");
+        let took = start.elapsed();
+        assert_eq!(tries.get(), FAILURES + 1, "one try after each pause");
+        assert!(took >= Duration::from_millis(310), "paused {took:?}");
+        drop(other);
+        let path = name.clone();
+        let writer = tokio::task::spawn_blocking(move || open(&path).write_all(b"READY=1"));
+        let _ = renewed.connect().await;
+        writer.await.unwrap().unwrap();
+        let (sender, mut messages) = tokio::sync::mpsc::channel(1);
+        super::deliver(&mut renewed, &sender).await;
+        let (pid, message) = messages.recv().await.unwrap();
+        assert_eq!((pid, &message[..]), (std::process::id(), &b"READY=1"[..]));
     });
 }
