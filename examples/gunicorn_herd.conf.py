@@ -19,13 +19,17 @@ recycles them. What this file changes:
 - `backlog`: gunicorn calls `listen()` again on herd's socket; keep the accept queue herd set
   (`net.core.somaxconn`, herd's default) instead of gunicorn's 2048.
 - A worker and an arbiter that stop cleanly (exit status 0) end without the interpreter's
-  teardown (`worker_exit`, `on_exit`): freeing every object only takes CPU, a few milliseconds
-  of it, from the workers still serving while herd replaces this one.
+  teardown (`worker_exit`, `on_exit`): freeing every object only takes CPU, tens of
+  milliseconds of it, from the workers still serving while herd replaces this one.
+- A stop never starts a worker (`when_ready`): herd's stop signal reaches the arbiter's whole
+  process group, and a worker that exits before the arbiter's main loop reads its own stop
+  would otherwise be replaced first (gunicorn reaps and refills in the same loop turn).
 
 Settings given on the command line win over this file.
 """
 import atexit
 import os
+import signal
 import socket
 import sys
 import threading
@@ -68,6 +72,23 @@ def post_worker_init(worker):
     except OSError as e:
         worker.log.warning("READY=1 to %s failed: %s", _notify_socket, e)
 
+
+
+def when_ready(server):
+    """In the arbiter, once its signal handlers are set: a stop signal (TERM, INT, QUIT) also
+    sets its worker count to 0 at once. gunicorn queues a stop for its main loop, whose turn
+    first reaps a worker that exited and starts another; under herd the worker gets the same
+    signal and, ending at once, is often gone before the arbiter reads its own."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        queue = signal.getsignal(signum)
+        if not callable(queue):
+            continue
+
+        def stop(sig, frame, queue=queue):
+            server.num_workers = 0
+            queue(sig, frame)
+
+        signal.signal(signum, stop)
 
 def _exit_now():
     """Ends the process with status 0 without the interpreter's teardown, once what an exit
