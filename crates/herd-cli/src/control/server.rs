@@ -74,7 +74,13 @@ pub async fn serve(
     let replies = Replies::default();
     let waiting = Waiting::default();
     let mut spare = Spare::new();
+    // A second file in reserve, given up for a newcomer served on the spare's fd, so that a
+    // spare is left to answer the next one `busy` while that one stays (`herd logs -f`).
+    let mut reserve = Spare::new();
     loop {
+        if spare.restore() {
+            reserve.restore();
+        }
         let Some((stream, lent)) = accept(&listener, &mut spare, &waiting).await else {
             continue;
         };
@@ -98,12 +104,18 @@ pub async fn serve(
         };
         // Let in on the spare's fd: a silent connection gives way, and its fd is the spare.
         // With none to give way (herd's files are held by other things than connections that
-        // wait), it is served on the spare's fd all the same, which is taken back once a file
-        // is free: one client can still reach herd at its open-file limit.
+        // wait), it is served on the spare's fd all the same, the reserve's fd becoming the
+        // spare: one client can still reach herd at its open-file limit. With the reserve
+        // given up already (such a client is still there), the newcomer is answered busy on
+        // the spare's fd, which is taken back: else it would wait unaccepted until a file is
+        // free, herd warning ten times a second meanwhile.
         if lent && !spare.restore() {
             let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-            if waiting.one_gives_way(deadline).await {
+            if waiting.one_gives_way(deadline).await || reserve.lend() {
                 spare.restore();
+            } else {
+                turn_away(stream, Some(out_of_files_busy()), Some(&mut spare));
+                continue;
             }
         }
         let requests = requests.clone();
@@ -193,6 +205,15 @@ fn busy() -> Response {
     Response::error(
         ErrorCode::Busy,
         format!("too many control connections (at most {MAX_CONNECTIONS})"),
+    )
+}
+
+/// The answer to a newcomer at herd's open-file limit for which no connection gives way while
+/// another is served on the reserve.
+fn out_of_files_busy() -> Response {
+    Response::error(
+        ErrorCode::Busy,
+        "herd is at its open-file limit: no file to serve another control connection on",
     )
 }
 

@@ -4,8 +4,9 @@
 //! herd. With the spare given up for it, the newcomer is accepted and checked first: a refused
 //! one is told so and closed, and the spare taken back, without any connection closing; for one
 //! that is let in, a silent connection gives way, and its fd becomes the spare. With none to
-//! give way, the one let in is served on the spare's fd, and a spare is taken again once a file
-//! is free.
+//! give way, the one let in is served on the spare's fd, and a second one held in reserve
+//! becomes the spare (`control::server`), so that the next newcomer can still be answered;
+//! both are taken again once files are free.
 
 use std::fs::File;
 

@@ -326,6 +326,37 @@ fn at_herds_open_file_limit_a_crowd_of_refused_uids_keeps_no_allowed_client_out(
     }
 }
 
+/// The lowest fd number `herd` has free, the least of a few looks: a file herd has open for a
+/// moment (its sampler reads /proc) is not one it holds.
+fn lowest_free_fd(herd: &Herd) -> u64 {
+    let lowest_free = || {
+        let open: std::collections::HashSet<u64> =
+            std::fs::read_dir(format!("/proc/{}/fd", herd.pid()))
+                .unwrap()
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .collect();
+        (0..).find(|fd| !open.contains(fd)).unwrap()
+    };
+    (0..5)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            lowest_free()
+        })
+        .min()
+        .unwrap()
+}
+
+/// Lowers `herd`'s open-file limit to the lowest fd number it has free: it can open nothing.
+fn at_open_file_limit(herd: &Herd) {
+    let free = lowest_free_fd(herd);
+    let limit = format!("--nofile={free}:{free}");
+    let lowered = Command::new("prlimit")
+        .args(["--pid", &herd.pid().to_string(), &limit])
+        .status()
+        .unwrap();
+    assert!(lowered.success());
+}
+
 /// herd's open-file limit lowered to the lowest fd number it has free, so that it can open
 /// nothing (its files held by other things than control connections, none of which can give
 /// way): a client that may use herd is still served, on the file herd keeps in reserve, not
@@ -335,33 +366,58 @@ fn at_herds_open_file_limit_a_crowd_of_refused_uids_keeps_no_allowed_client_out(
 fn at_herds_open_file_limit_with_no_connection_to_give_way_a_client_is_served_on_the_spare() {
     let herd = Herd::start(&ONE_SLEEPER);
     wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    // The lowest fd number herd has free, the least of a few looks: a file herd has open for a
-    // moment (its sampler reads /proc) is not one it holds.
-    let lowest_free = || {
-        let open: std::collections::HashSet<u64> =
-            std::fs::read_dir(format!("/proc/{}/fd", herd.pid()))
-                .unwrap()
-                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-                .collect();
-        (0..).find(|fd| !open.contains(fd)).unwrap()
-    };
-    let free = (0..5)
-        .map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            lowest_free()
-        })
-        .min()
-        .unwrap();
-    let limit = format!("--nofile={free}:{free}");
-    let lowered = Command::new("prlimit")
-        .args(["--pid", &herd.pid().to_string(), &limit])
-        .status()
-        .unwrap();
-    assert!(lowered.success());
+    at_open_file_limit(&herd);
     for client in ["the first", "the next"] {
         let mut stream = UnixStream::connect(herd.control()).unwrap();
         stream.write_all(STATUS).unwrap();
         let status = answer(&stream);
         assert_eq!(status["ok"], true, "{client}: {status}");
     }
+}
+
+/// At herd's open-file limit with no connection to give way, while a client served on the
+/// spare stays (`herd logs -f`), the next client is answered at once (`busy`: herd has no file
+/// to serve it on) instead of waiting unaccepted until a file is free, with herd warning ten
+/// times a second that accept failed; once the first has gone, a client is served again.
+#[test]
+fn at_herds_open_file_limit_a_client_that_stays_on_the_spare_leaves_one_to_answer_busy() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--worker-output",
+        "prefix",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
+    at_open_file_limit(&herd);
+    let mut follows = UnixStream::connect(herd.control()).unwrap();
+    follows
+        .write_all(b"{\"version\":1,\"command\":\"logs\",\"follow\":true}\n")
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // Answered as it is accepted: the request may find the connection closed already.
+    let mut next = UnixStream::connect(herd.control()).unwrap();
+    let _ = next.write_all(STATUS);
+    let told = answer(&next);
+    assert_eq!(told["error"]["code"], "busy", "{told}");
+    let message = told["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("open-file limit"), "{told}");
+
+    drop(follows);
+    wait_until("a client served again", || {
+        let mut stream = UnixStream::connect(herd.control()).unwrap();
+        let _ = stream.write_all(STATUS);
+        let status = answer(&stream);
+        if status["ok"] == true {
+            Ok(())
+        } else {
+            Err(status)
+        }
+    });
 }
