@@ -169,8 +169,10 @@ def exit_now():
     threading = sys.modules.get("threading")  # not imported here: every start would pay for it
     if threading and threading.active_count() > 1:
         sys.exit(0)
+    # A second stop must not run them twice. A handler that does nothing, not SIG_IGN, which a
+    # program an atexit function starts would inherit: it could not be stopped.
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)  # a second stop must not run them twice
+        signal.signal(signum, lambda signum, frame: None)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:

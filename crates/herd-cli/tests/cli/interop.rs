@@ -459,3 +459,35 @@ fn hello_py_stopped_twice_runs_its_atexit_functions_once() {
     assert_eq!(atexit, vec![pid.to_string()]);
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
 }
+
+/// A program that `examples/hello.py`'s `atexit` functions start, once herd has stopped it, can
+/// itself be stopped: it does not inherit the stop signals ignored (SIG_IGN survives `exec`),
+/// which the worker made sure a second stop would not run those functions again.
+#[test]
+fn hello_py_atexit_functions_start_programs_that_can_be_stopped() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("EXIT_MARKS", &path)
+            .env("EXIT_MARKS_CHILD", "1")
+            .args(["run", "-w", "1", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--", "python3"])
+            .arg(worker("hello_exit_marks.py"));
+        cmd
+    });
+    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    herd.signal(libc::SIGTERM);
+    let exited = herd.wait_exit();
+    assert!(exited.success(), "herd: {exited}");
+    let marks = std::fs::read_to_string(&path).unwrap();
+    let mask = marks
+        .lines()
+        .find_map(|l| l.strip_prefix("child-ignores "))
+        .unwrap_or_else(|| panic!("no child mark: {marks:?}"));
+    // `child-ignores MASK PID`
+    let mask = mask.split_whitespace().next().unwrap_or_default();
+    let mask = u64::from_str_radix(mask, 16).unwrap();
+    let stop = (1 << (libc::SIGTERM - 1)) | (1 << (libc::SIGINT - 1));
+    assert_eq!(mask & stop, 0, "the child ignores TERM or INT: {mask:#x}");
+}

@@ -1,6 +1,8 @@
 """For the tests that a stopped worker ends without the interpreter's teardown but with its
 `atexit` functions: imported, it appends `atexit PID` to the file named by EXIT_MARKS when the
-process's atexit functions run (then waits for the file EXIT_MARKS_HOLD names, if set), and
+process's atexit functions run (then, with EXIT_MARKS_CHILD set, `child-ignores MASK`: the
+signals a program it starts ignores, /proc's SigIgn; then waits for the file EXIT_MARKS_HOLD
+names, if set), and
 `teardown PID` when the interpreter's teardown clears this module (an object of it is finalized then). As a WSGI app (`exit_marks:app`) it answers with
 the pid that served, as wsgi_app.py does."""
 import atexit
@@ -18,6 +20,12 @@ def _atexit():
     """Marks `atexit`; then, with EXIT_MARKS_HOLD set, waits (up to a minute) until the file it
     names exists, so that a test can stop the process again while its atexit functions run."""
     _mark("atexit")
+    if os.environ.get("EXIT_MARKS_CHILD"):
+        import subprocess
+
+        ignored = subprocess.run(["sh", "-c", "grep ^SigIgn: /proc/self/status"],
+                                 capture_output=True, text=True).stdout.split()[-1]
+        _mark(f"child-ignores {ignored}")
     hold = os.environ.get("EXIT_MARKS_HOLD")
     deadline = time.monotonic() + 60
     while hold and not os.path.exists(hold) and time.monotonic() < deadline:
