@@ -20,7 +20,9 @@ recycles them. What this file changes:
   (`net.core.somaxconn`, herd's default) instead of gunicorn's 2048.
 - A worker and an arbiter that stop cleanly (exit status 0) end without the interpreter's
   teardown (`worker_exit`, `on_exit`): freeing every object only takes CPU, tens of
-  milliseconds of it, from the workers still serving while herd replaces this one.
+  milliseconds of it, from the workers still serving while herd replaces this one. The app's
+  `atexit` functions run and its open files are flushed first; other finalizers do not
+  (`__del__`, a `NamedTemporaryFile` left undeleted): close such things in an `atexit` function.
 - A stop never starts a worker (`when_ready`): herd's stop signal reaches the arbiter's whole
   process group, and a worker that exits before the arbiter's main loop reads its own stop
   would otherwise be replaced first (gunicorn reaps and refills in the same loop turn).
@@ -28,6 +30,8 @@ recycles them. What this file changes:
 Settings given on the command line win over this file.
 """
 import atexit
+import gc
+import io
 import os
 import signal
 import socket
@@ -92,18 +96,29 @@ def when_ready(server):
 
 def _exit_now():
     """Ends the process with status 0 without the interpreter's teardown, once what an exit
-    owes the app is done: its `atexit` functions (logging's flush among them) and its output
-    flushed. Returns, for the usual exit, while another thread runs: Python would wait for it."""
+    owes the app is done: its `atexit` functions (logging's flush among them) and its open
+    files flushed. Returns, for the usual exit, while another thread runs: Python would wait
+    for it."""
     if threading.active_count() > 1:
         return
     atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken output loses nothing more by exiting
+    _flush_open_files()
     os._exit(0)
+
+
+def _flush_open_files():
+    """Flushes every file object still open, text ones before the binary ones under them, as the
+    interpreter's teardown does when it frees them: what the app wrote to a file it keeps open
+    is not lost. Finding them among the process's objects takes a millisecond or two."""
+    kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+    files = [o for o in gc.get_objects() if isinstance(o, kinds)]
+    files.sort(key=lambda f: not isinstance(f, io.TextIOWrapper))
+    for f in files:
+        try:
+            if not f.closed:
+                f.flush()
+        except Exception:  # a closed, broken or detached file loses nothing more by exiting
+            pass
 
 
 def worker_exit(server, worker):

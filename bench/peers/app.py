@@ -37,8 +37,7 @@ def main():
     else:
         listener = hello.pick_listener(hello.listen_sockets() or sys.exit(
             "app.py: no socket inherited: run under herd, or pass --fd N"))
-    hello.notify("READY=1")
-    hello.serve(listener, respond)
+    hello.serve(listener, respond, ready=True)
 
 
 if __name__ == "__main__":

@@ -403,7 +403,8 @@ fn hello_py_says_what_it_expected_without_a_listening_socket() {
 
 /// `examples/hello.py` stopped while it waits for a client ends without the interpreter's
 /// teardown, which would take CPU from the workers still serving during an upgrade, but after
-/// its `atexit` functions: herd stops cleanly, the worker marks `atexit` and not `teardown`.
+/// its `atexit` functions and with its open files flushed: herd stops cleanly, the worker
+/// marks `atexit` and not `teardown`, and what it wrote to a file it keeps open is there.
 #[test]
 fn hello_py_stops_without_the_teardown_but_with_atexit() {
     let marks = tempfile::tempdir().unwrap();
@@ -422,6 +423,12 @@ fn hello_py_stops_without_the_teardown_but_with_atexit() {
     let (atexit, teardown) = crate::interop_gunicorn::exit_marks(&path);
     assert_eq!(atexit.len(), 1, "{atexit:?}");
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+    let kept = std::fs::read_to_string(path.with_extension("kept")).unwrap_or_default();
+    assert_eq!(
+        kept,
+        format!("kept {}\n", atexit[0]),
+        "an open file's buffer"
+    );
 }
 
 /// A second stop signal while `examples/hello.py` runs its `atexit` functions (herd's stop,

@@ -210,6 +210,9 @@ fn gunicorn_recipe_stops_without_the_teardown_but_with_atexit() {
         "the arbiter's and the worker's: {atexit:?}"
     );
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+    // Written in the arbiter before the fork: both processes hold it and flush it.
+    let kept = std::fs::read_to_string(path.with_extension("kept")).unwrap_or_default();
+    assert_eq!(kept.lines().count(), 2, "open files' buffers: {kept:?}");
 }
 
 /// herd's stop reaches gunicorn's whole process group, and gunicorn's arbiter queues a stop

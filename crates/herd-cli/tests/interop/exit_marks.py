@@ -2,9 +2,10 @@
 `atexit` functions: imported, it appends `atexit PID` to the file named by EXIT_MARKS when the
 process's atexit functions run (then, with EXIT_MARKS_CHILD set, `child-ignores MASK`: the
 signals a program it starts ignores, /proc's SigIgn; then waits for the file EXIT_MARKS_HOLD
-names, if set), and
-`teardown PID` when the interpreter's teardown clears this module (an object of it is finalized then). As a WSGI app (`exit_marks:app`) it answers with
-the pid that served, as wsgi_app.py does."""
+names, if set), and `teardown PID` when the interpreter's teardown clears this module (an
+object of it is finalized then); and it writes `kept PID`, unflushed, to EXIT_MARKS.kept, a
+file it keeps open. As a WSGI app (`exit_marks:app`) it answers with the pid that served, as
+wsgi_app.py does."""
 import atexit
 import os
 import time
@@ -39,6 +40,11 @@ class _Teardown:
 
 _sentinel = _Teardown()
 atexit.register(_atexit)
+
+# A file the process keeps open, written to without a flush: `kept PID` reaches the file
+# EXIT_MARKS.kept only if the exit flushes it.
+kept = open(os.environ["EXIT_MARKS"] + ".kept", "a")
+kept.write(f"kept {os.getpid()}\n")
 
 
 def app(environ, start_response):

@@ -10,7 +10,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "examples"))
-from hello import listen_sockets, notify, serve  # noqa: E402
+from hello import listen_sockets, serve  # noqa: E402
 
 
 def main():
@@ -38,8 +38,7 @@ def main():
     def respond(conn, request_line):
         conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
-    notify("READY=1")
-    serve(listener, respond)
+    serve(listener, respond, ready=True)
 
 
 if __name__ == "__main__":
