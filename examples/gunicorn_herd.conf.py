@@ -77,7 +77,6 @@ def post_worker_init(worker):
         worker.log.warning("READY=1 to %s failed: %s", _notify_socket, e)
 
 
-
 def when_ready(server):
     """In the arbiter, once its signal handlers are set: a stop signal (TERM, INT, QUIT) also
     sets its worker count to 0 at once. gunicorn queues a stop for its main loop, whose turn
@@ -93,6 +92,7 @@ def when_ready(server):
             queue(sig, frame)
 
         signal.signal(signum, stop)
+
 
 def _exit_now():
     """Ends the process with status 0 without the interpreter's teardown, once what an exit
