@@ -6,6 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
 
+use crate::interop_gunicorn::{exit_marks, herd_with_exit_marks};
 use crate::util::*;
 
 fn interop(file: &str) -> String {
@@ -401,6 +402,11 @@ fn hello_py_says_what_it_expected_without_a_listening_socket() {
     assert_eq!(texts, [line], "one line of output from the worker");
 }
 
+/// `examples/hello.py` with `tests/interop/exit_marks.py` imported, as herd runs it.
+fn marked_hello() -> [String; 2] {
+    ["python3".into(), worker("hello_exit_marks.py")]
+}
+
 /// `examples/hello.py` stopped while it waits for a client ends without the interpreter's
 /// teardown, which would take CPU from the workers still serving during an upgrade, but after
 /// its `atexit` functions and with its open files flushed: herd stops cleanly, the worker
@@ -409,18 +415,10 @@ fn hello_py_says_what_it_expected_without_a_listening_socket() {
 fn hello_py_stops_without_the_teardown_but_with_atexit() {
     let marks = tempfile::tempdir().unwrap();
     let path = marks.path().join("marks");
-    let herd = Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.env("EXIT_MARKS", &path)
-            .args(["run", "-w", "1", "--ready", "notify"])
-            .args(["-b", "http=127.0.0.1:0,nonblocking", "--", "python3"])
-            .arg(worker("hello_exit_marks.py"));
-        cmd
-    });
-    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    let (herd, _) = herd_with_exit_marks(&path, &[], &marked_hello());
     get(&herd.address("http"), "/").unwrap();
     crate::interop_python::stops_cleanly(herd);
-    let (atexit, teardown) = crate::interop_gunicorn::exit_marks(&path);
+    let (atexit, teardown) = exit_marks(&path);
     assert_eq!(atexit.len(), 1, "{atexit:?}");
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
     let kept = std::fs::read_to_string(path.with_extension("kept")).unwrap_or_default();
@@ -438,20 +436,12 @@ fn hello_py_stopped_twice_runs_its_atexit_functions_once() {
     let marks = tempfile::tempdir().unwrap();
     let path = marks.path().join("marks");
     let release = marks.path().join("release");
-    let mut herd = Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.env("EXIT_MARKS", &path)
-            .env("EXIT_MARKS_HOLD", &release)
-            .args(["run", "-w", "1", "--ready", "notify"])
-            .args(["-b", "http=127.0.0.1:0,nonblocking", "--", "python3"])
-            .arg(worker("hello_exit_marks.py"));
-        cmd
-    });
-    let status = wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    let hold = [("EXIT_MARKS_HOLD", release.as_os_str())];
+    let (mut herd, status) = herd_with_exit_marks(&path, &hold, &marked_hello());
     let pid = worker_pids(&status)[0];
     herd.signal(libc::SIGTERM);
     wait_until("the worker's atexit functions to start", || {
-        let (atexit, _) = crate::interop_gunicorn::exit_marks(&path);
+        let (atexit, _) = exit_marks(&path);
         (!atexit.is_empty()).then_some(()).ok_or(atexit)
     });
     let sent = Command::new("kill")
@@ -462,7 +452,7 @@ fn hello_py_stopped_twice_runs_its_atexit_functions_once() {
     std::fs::write(&release, "").unwrap();
     let exited = herd.wait_exit();
     assert!(exited.success(), "herd: {exited}");
-    let (atexit, teardown) = crate::interop_gunicorn::exit_marks(&path);
+    let (atexit, teardown) = exit_marks(&path);
     assert_eq!(atexit, vec![pid.to_string()]);
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
 }
@@ -474,16 +464,8 @@ fn hello_py_stopped_twice_runs_its_atexit_functions_once() {
 fn hello_py_atexit_functions_start_programs_that_can_be_stopped() {
     let marks = tempfile::tempdir().unwrap();
     let path = marks.path().join("marks");
-    let mut herd = Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.env("EXIT_MARKS", &path)
-            .env("EXIT_MARKS_CHILD", "1")
-            .args(["run", "-w", "1", "--ready", "notify"])
-            .args(["-b", "http=127.0.0.1:0,nonblocking", "--", "python3"])
-            .arg(worker("hello_exit_marks.py"));
-        cmd
-    });
-    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    let child = [("EXIT_MARKS_CHILD", std::ffi::OsStr::new("1"))];
+    let (mut herd, _) = herd_with_exit_marks(&path, &child, &marked_hello());
     herd.signal(libc::SIGTERM);
     let exited = herd.wait_exit();
     assert!(exited.success(), "herd: {exited}");

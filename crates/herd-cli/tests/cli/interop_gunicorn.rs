@@ -168,6 +168,26 @@ fn gunicorn_recipe_without_herd_leaves_ready_to_the_arbiter() {
     );
 }
 
+/// herd running one worker, `command` (after `--`), that imports `tests/interop/exit_marks.py`
+/// and marks in `marks`, with `env` set too; returns once the worker is ready, with the status.
+pub(crate) fn herd_with_exit_marks(
+    marks: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+    command: &[String],
+) -> (Herd, serde_json::Value) {
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("EXIT_MARKS", marks)
+            .envs(env.iter().copied())
+            .args(["run", "-w", "1", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .args(command);
+        cmd
+    });
+    let status = wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    (herd, status)
+}
+
 /// What `tests/interop/exit_marks.py` marked in `path`: the pids whose `atexit` functions ran,
 /// and those whose interpreter's teardown ran.
 pub(crate) fn exit_marks(path: &Path) -> (Vec<String>, Vec<String>) {
@@ -190,17 +210,15 @@ pub(crate) fn exit_marks(path: &Path) -> (Vec<String>, Vec<String>) {
 fn gunicorn_recipe_stops_without_the_teardown_but_with_atexit() {
     let marks = tempfile::tempdir().unwrap();
     let path = marks.path().join("marks");
-    let herd = Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.env("EXIT_MARKS", &path)
-            .args(["run", "-w", "1", "--ready", "notify"])
-            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
-            .arg(python_program("gunicorn"))
-            .args(["-c", &example("gunicorn_herd.conf.py")])
-            .args(["--chdir", &interop_file(""), "exit_marks:app"]);
-        cmd
-    });
-    wait_status(&herd, "a ready gunicorn", |s| settled(s, 1));
+    let gunicorn = [
+        python_program("gunicorn"),
+        "-c".into(),
+        example("gunicorn_herd.conf.py"),
+        "--chdir".into(),
+        interop_file(""),
+        "exit_marks:app".into(),
+    ];
+    let (herd, _) = herd_with_exit_marks(&path, &[], &gunicorn);
     get(&herd.address("http"), "/").unwrap();
     stops_cleanly(herd);
     let (atexit, teardown) = exit_marks(&path);
