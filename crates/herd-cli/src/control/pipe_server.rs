@@ -200,37 +200,27 @@ async fn recover(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let renewed = tokio::select! {
             returned = returned => {
                 lent = None;
                 // If its task panicked with the instance, only a new one will do.
-                let renewed = match returned {
+                match returned {
                     Ok(instance) => instances.renew(instance),
                     Err(_) => instances.next_instance(),
-                };
-                match renewed {
-                    Ok(next) => {
-                        log_recovery(name, retry.succeeded());
-                        return next;
-                    }
-                    Err(e) => {
-                        let failed = retry.failed();
-                        log_failure(name, &failed, &e);
-                        pause = failed.pause;
-                    }
                 }
             },
-            () = tokio::time::sleep(pause) => match instances.next_instance() {
-                Ok(next) => {
-                    log_recovery(name, retry.succeeded());
-                    return next;
-                }
-                Err(e) => {
-                    let failed = retry.failed();
-                    log_failure(name, &failed, &e);
-                    pause = failed.pause;
-                }
-            },
+            () = tokio::time::sleep(pause) => instances.next_instance(),
+        };
+        match renewed {
+            Ok(next) => {
+                log_recovery(name, retry.succeeded());
+                return next;
+            }
+            Err(e) => {
+                let failed = retry.failed();
+                log_failure(name, &failed, &e);
+                pause = failed.pause;
+            }
         }
     }
 }

@@ -37,14 +37,26 @@ where
     F: std::future::Future<Output = Reply> + Send + 'static,
     T: Send + 'static,
 {
+    served_while(name, client, |name| {
+        let server = PipeServer::bind(SecurePipe::new(name, &[]).unwrap()).unwrap();
+        tokio::spawn(server.serve(handler));
+    })
+}
+
+/// On a runtime of its own: `serve(name)` (which spawns the server), then `client(name)` on a
+/// blocking thread; returns what the client returns.
+fn served_while<T: Send + 'static>(
+    name: &str,
+    client: impl FnOnce(String) -> T + Send + 'static,
+    serve: impl FnOnce(&str),
+) -> T {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let name = name.to_string();
     runtime.block_on(async move {
-        let server = PipeServer::bind(SecurePipe::new(&name, &[]).unwrap()).unwrap();
-        tokio::spawn(server.serve(handler));
+        serve(&name);
         tokio::task::spawn_blocking(move || client(name))
             .await
             .unwrap()
@@ -343,13 +355,8 @@ where
     F: std::future::Future<Output = Reply> + Send + 'static,
     T: Send + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let name = name.to_string();
-    runtime.block_on(async move {
-        let pipe = SecurePipe::new(&name, &[]).unwrap();
+    served_while(name, client, |name| {
+        let pipe = SecurePipe::new(name, &[]).unwrap();
         let first = pipe.first_instance().unwrap();
         tokio::spawn(async move {
             let next_instance =
@@ -357,9 +364,6 @@ where
             let handler = move |request, peer, _process, _written| handler(request, peer);
             super::pipe_server::serve_instances(&pipe, first, next_instance, handler).await
         });
-        tokio::task::spawn_blocking(move || client(name))
-            .await
-            .unwrap()
     })
 }
 
