@@ -16,11 +16,9 @@ use windows_support::{answer, client, this_test_as_worker, unique_name, Herd, HE
 /// when herd asks.
 #[test]
 fn worker() {
-    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+    let Some(listener) = windows_support::worker_listener() else {
         return;
-    }
-    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
-    let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
+    };
     let stop = herd::stop_requested().expect("the stop event");
     let greeting = std::env::var("HERD_TEST_GREETING").unwrap_or_default();
     windows_support::serve_until_stopped(listener, stop, |mut stream| {

@@ -15,11 +15,9 @@ use windows_support::{answer, assert_fails, client, status_json, Herd, TIMEOUT};
 /// connection on the socket `http` with `worker pid N` and `done`, until asked to stop.
 #[test]
 fn worker() {
-    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+    let Some(listener) = windows_support::worker_listener() else {
         return;
-    }
-    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
-    let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
+    };
     let stop = herd::stop_requested().expect("the stop event");
     windows_support::serve_until_stopped(listener, stop, |mut stream| {
         let _ = writeln!(stream, "worker pid {}", std::process::id());

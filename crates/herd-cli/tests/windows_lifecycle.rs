@@ -22,11 +22,9 @@ use windows_support::{Herd, TIMEOUT};
 /// connection it answers and exits, unless `HERD_TEST_IGNORE_STOP` is set.
 #[test]
 fn worker() {
-    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+    let Some(listener) = windows_support::worker_listener() else {
         return;
-    }
-    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
-    let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
+    };
     let ignore = std::env::var_os("HERD_TEST_IGNORE_STOP").is_some();
     let stop = herd::stop_requested()
         .expect("the stop event")

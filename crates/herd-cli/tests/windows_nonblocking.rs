@@ -20,11 +20,9 @@ const WOULD_BLOCK: i32 = 10035;
 /// CODE` (the Winsock error that accept gave, or 0 if it took a connection).
 #[test]
 fn worker() {
-    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+    let Some(listener) = windows_support::worker_listener() else {
         return;
-    }
-    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
-    let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
+    };
     let first = match listener.accept() {
         Ok(_) => 0,
         Err(e) => e.raw_os_error().unwrap_or(-1),

@@ -14,11 +14,9 @@ use windows_support::{ask, status_until, Herd};
 /// written memory per connection; asked to stop, it finishes the connection it answers.
 #[test]
 fn worker() {
-    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+    let Some(listener) = windows_support::worker_listener() else {
         return;
-    }
-    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
-    let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
+    };
     let stop = herd::stop_requested().expect("the stop event");
     let leak: usize = std::env::var("HERD_TEST_LEAK_KB").map_or(0, |kb| kb.parse().unwrap());
     let mut kept: Vec<Vec<u8>> = Vec::new();

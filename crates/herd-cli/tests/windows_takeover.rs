@@ -21,11 +21,9 @@ use windows_support::{assert_fails, Herd, HERD, TIMEOUT};
 /// `HERD_TEST_NOTIFY` set, and exits when herd asks it to stop.
 #[test]
 fn worker() {
-    if std::env::var_os("HERD_TEST_WORKER").is_none() {
+    let Some(listener) = windows_support::worker_listener() else {
         return;
-    }
-    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
-    let listener = sockets.take_tcp_listener("http").unwrap().unwrap();
+    };
     let stop = herd::stop_requested().expect("the stop event");
     if std::env::var_os("HERD_TEST_NOTIFY").is_some() {
         herd::notify::ready().expect("READY=1");

@@ -221,6 +221,15 @@ impl Drop for Herd {
     }
 }
 
+/// The TCP listener named `http` that herd gave this process, when this test binary runs as
+/// herd's worker (`HERD_TEST_WORKER` set); `None` when it runs as a test, whose `worker` test
+/// then does nothing.
+pub fn worker_listener() -> Option<std::net::TcpListener> {
+    std::env::var_os("HERD_TEST_WORKER")?;
+    let mut sockets = herd::Sockets::from_env().expect("sockets from herd");
+    Some(sockets.take_tcp_listener("http").unwrap().unwrap())
+}
+
 /// This test binary, running its `worker` test: the worker herd runs.
 pub fn this_test_as_worker() -> Vec<OsString> {
     let me = std::env::current_exe().unwrap().into_os_string();
