@@ -81,15 +81,19 @@ def when_ready(server):
     """In the arbiter, once its signal handlers are set: a stop signal (TERM, INT, QUIT) also
     sets its worker count to 0 at once. gunicorn queues a stop for its main loop, whose turn
     first reaps a worker that exited and starts another; under herd the worker gets the same
-    signal and, ending at once, is often gone before the arbiter reads its own."""
+    signal and, ending at once, is often gone before the arbiter reads its own. Only a stop that
+    is queued: gunicorn drops a signal while five wait, and the arbiter would then run on with
+    no worker."""
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         queue = signal.getsignal(signum)
         if not callable(queue):
             continue
 
         def stop(sig, frame, queue=queue):
-            server.num_workers = 0
+            waiting = len(server.SIG_QUEUE)
             queue(sig, frame)
+            if len(server.SIG_QUEUE) > waiting:
+                server.num_workers = 0
 
         signal.signal(signum, stop)
 
