@@ -187,8 +187,8 @@ def exit_now():
 def flush_open_files():
     """Flushes every file object still open, text ones before the binary ones under them, as the
     interpreter's teardown does when it frees them: what the app wrote to a file it keeps open
-    (its output included) is not lost. Finding them among the process's objects takes about a
-    millisecond."""
+    (its output included) is not lost. Finding them takes a look at every object the process
+    holds: about a millisecond here, half a second with five million objects."""
     kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
     files = [o for o in gc.get_objects() if isinstance(o, kinds)]
     files.sort(key=lambda f: not isinstance(f, io.TextIOWrapper))

@@ -285,3 +285,42 @@ print("full", arbiter.num_workers, len(arbiter.SIG_QUEUE))
     );
     assert_eq!(stdout, expected);
 }
+
+/// A second stop signal (INT, which gunicorn's worker takes as "exit now") while the recipe's
+/// worker runs its `atexit` functions on its way out does not cut them short: the worker's
+/// function, held until the test has sent INT, marks that it finished.
+#[test]
+fn gunicorn_recipe_stopped_twice_finishes_its_atexit_functions() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let release = marks.path().join("release");
+    let gunicorn = [
+        python_program("gunicorn"),
+        "-c".into(),
+        example("gunicorn_herd.conf.py"),
+        "--chdir".into(),
+        interop_file(""),
+        "exit_marks:app".into(),
+    ];
+    let hold = [("EXIT_MARKS_HOLD", release.as_os_str())];
+    let (mut herd, _) = herd_with_exit_marks(&path, &hold, &gunicorn);
+    herd.signal(libc::SIGTERM);
+    // The worker ends first: its arbiter waits for it before it ends too.
+    let worker = wait_until("the worker's atexit functions to start", || {
+        let (atexit, _) = exit_marks(&path);
+        atexit.first().cloned().ok_or(atexit)
+    });
+    let sent = Command::new("kill")
+        .args(["-INT", &worker])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -INT {worker}: {sent}");
+    std::fs::write(&release, "").unwrap();
+    let exited = herd.wait_exit();
+    assert!(exited.success(), "herd: {exited}");
+    let marks = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        marks.lines().any(|l| l == format!("atexit-done {worker}")),
+        "{marks}"
+    );
+}

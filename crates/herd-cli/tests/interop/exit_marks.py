@@ -1,11 +1,11 @@
 """For the tests that a stopped worker ends without the interpreter's teardown but with its
 `atexit` functions: imported, it appends `atexit PID` to the file named by EXIT_MARKS when the
 process's atexit functions run (then, with EXIT_MARKS_CHILD set, `child-ignores MASK`: the
-signals a program it starts ignores, /proc's SigIgn; then waits for the file EXIT_MARKS_HOLD
-names, if set), and `teardown PID` when the interpreter's teardown clears this module (an
-object of it is finalized then); and it writes `kept PID`, unflushed, to EXIT_MARKS.kept, a
-file it keeps open. As a WSGI app (`exit_marks:app`) it answers with the pid that served, as
-wsgi_app.py does."""
+signals a program it starts ignores, /proc's SigIgn; then, with EXIT_MARKS_HOLD set, waits for
+the file it names and marks `atexit-done PID`), and `teardown PID` when the interpreter's
+teardown clears this module (an object of it is finalized then); and it writes `kept PID`,
+unflushed, to EXIT_MARKS.kept, a file it keeps open. As a WSGI app (`exit_marks:app`) it
+answers with the pid that served, as wsgi_app.py does."""
 import atexit
 import os
 import time
@@ -31,6 +31,8 @@ def _atexit():
     deadline = time.monotonic() + 60
     while hold and not os.path.exists(hold) and time.monotonic() < deadline:
         time.sleep(0.01)
+    if hold:
+        _mark("atexit-done")
 
 
 class _Teardown:
