@@ -141,6 +141,15 @@ fn rebuild(line: &[u8], control: &Path, attached: bool) -> Result<Vec<Fetched>> 
             ));
         }
     };
+    // The stop event herd copied into this process (an attaching one only) is owned before
+    // anything can fail, so that it is closed if something does; the process counts as
+    // attached only once every socket was rebuilt.
+    let stop = given.stop_event.filter(|_| attached).map(|value| {
+        handle::claim(value).map_err(|e| {
+            let why = format!("its stop event {value} is not a handle it gave this process");
+            Error::io(format!("unexpected answer from {shown}: {why}"), e)
+        })
+    });
     if given.shared.len() != given.sockets.len() {
         return Err(bad(format!(
             "it describes {} sockets but shares {}",
@@ -154,16 +163,6 @@ fn rebuild(line: &[u8], control: &Path, attached: bool) -> Result<Vec<Fetched>> 
         .iter()
         .map(|block| herd_sys::wsa::from_blob(block))
         .collect();
-    // The stop event herd copied into this process is owned before anything can fail, so
-    // that it is closed if something does; this process counts as attached only once every
-    // socket was rebuilt.
-    let stop = match given.stop_event.filter(|_| attached) {
-        Some(value) => Some(handle::claim(value).map_err(|e| {
-            let why = format!("its stop event {value} is not a handle it gave this process");
-            Error::io(format!("unexpected answer from {shown}: {why}"), e)
-        })?),
-        None => None,
-    };
     let fetched = given
         .sockets
         .into_iter()
@@ -183,7 +182,7 @@ fn rebuild(line: &[u8], control: &Path, attached: bool) -> Result<Vec<Fetched>> 
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    if let Some(stop) = stop {
+    if let Some(stop) = stop.transpose()? {
         crate::stop::attached(Event::from_handle(stop))?;
     }
     Ok(fetched)
