@@ -28,7 +28,7 @@ pub use super::reply::Reply;
 use super::request::forward;
 pub use super::request::{ControlRequest, Peer};
 use super::room::{place, Place};
-use super::spare::Spare;
+use super::spare::{self, Spare};
 use super::waiting::{Waiting, ROOM_WAIT};
 
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
@@ -42,6 +42,9 @@ pub const MAX_CONNECTIONS: usize = 1000;
 pub const REFUSALS_LOGGED: u32 = 5;
 /// See [`REFUSALS_LOGGED`].
 pub const REFUSALS_WINDOW: Duration = Duration::from_secs(10);
+
+/// How often the spare and its reserve are taken back while either is missing.
+const REFILL_EVERY: Duration = Duration::from_millis(200);
 
 /// Who may use the control socket: herd's own uid, root, and the listed uids and gids.
 #[derive(Clone, Debug)]
@@ -78,10 +81,8 @@ pub async fn serve(
     // spare is left to answer the next one `busy` while that one stays (`herd logs -f`).
     let mut reserve = Spare::new();
     loop {
-        if spare.restore() {
-            reserve.restore();
-        }
-        let Some((stream, lent)) = accept(&listener, &mut spare, &waiting).await else {
+        let held = spare::refill(&mut spare, &mut reserve);
+        let Some((stream, lent)) = accept(&listener, &mut spare, held, &waiting).await else {
             continue;
         };
         if requests.is_closed() {
@@ -111,9 +112,8 @@ pub async fn serve(
         // free, herd warning ten times a second meanwhile.
         if lent && !spare.restore() {
             let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-            if waiting.one_gives_way(deadline).await || reserve.lend() {
-                spare.restore();
-            } else {
+            let room = waiting.one_gives_way(deadline).await && spare.restore();
+            if !room && !spare.take(&mut reserve) {
                 turn_away(stream, Some(out_of_files_busy()), Some(&mut spare));
                 continue;
             }
@@ -128,24 +128,47 @@ pub async fn serve(
 }
 
 /// The next connection, and whether it took the [`Spare`]'s fd (herd is at its open-file limit):
-/// `None` after a failure, which is logged and backed off from.
+/// `None` after a failure, which is logged and backed off from, or when nobody was waiting after
+/// all. Unless the spare and its reserve are both `held`, it waits at most [`REFILL_EVERY`] so
+/// that they are taken back once files are free, whether or not anyone connects meanwhile.
 async fn accept(
     listener: &UnixListener,
     spare: &mut Spare,
+    held: bool,
     waiting: &Waiting,
 ) -> Option<(UnixStream, bool)> {
-    // The spare lent to a connection served on it is taken back once a file is free.
-    spare.restore();
-    let mut e = match listener.accept().await {
+    let next = match held {
+        true => listener.accept().await,
+        false => tokio::time::timeout(REFILL_EVERY, listener.accept())
+            .await
+            .ok()?,
+    };
+    let mut e = match next {
         Ok((stream, _)) => return Some((stream, false)),
         Err(e) => e,
     };
+    // Linux takes the new fd before it looks for a connection: at herd's open-file limit,
+    // accept fails with EMFILE whether or not anyone waits, so the spare's fd is lent only to
+    // a connection that is there, never to an accept that waits for one.
     if out_of_files(&e) && spare.lend() {
-        match listener.accept().await {
-            Ok((stream, _)) => return Some((stream, true)),
-            Err(again) => e = again,
-        }
+        let now = tokio::select! {
+            biased;
+            accepted = listener.accept() => Some(accepted),
+            () = std::future::ready(()) => None,
+        };
+        let again = match now {
+            Some(Ok((stream, _))) => return Some((stream, true)),
+            Some(Err(again)) => again,
+            None => {
+                spare.restore();
+                return None;
+            }
+        };
         spare.restore();
+        e = again;
+    } else if out_of_files(&e) && !someone_waits(listener) {
+        tokio::time::sleep(REFILL_EVERY).await;
+        return None;
     } else if out_of_files(&e) {
         // No spare (another part of herd took its fd back): a silent connection gives way
         // for the newcomer, unchecked, as at MAX_CONNECTIONS, else the silent ones keep
@@ -163,6 +186,11 @@ async fn accept(
     );
     tokio::time::sleep(Duration::from_millis(100)).await;
     None
+}
+
+/// Whether a connection waits in `listener`'s backlog, seen without taking an fd.
+fn someone_waits(listener: &UnixListener) -> bool {
+    herd_sys::fd::wait_readable(&[listener.as_fd()], Some(Duration::ZERO)).unwrap_or(true)
 }
 
 /// Tells the client on `stream` `response` (if any) and closes it, at once: a line this short

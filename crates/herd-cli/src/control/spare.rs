@@ -6,7 +6,7 @@
 //! that is let in, a silent connection gives way, and its fd becomes the spare. With none to
 //! give way, the one let in is served on the spare's fd, and a second one held in reserve
 //! becomes the spare (`control::server`), so that the next newcomer can still be answered;
-//! both are taken again once files are free.
+//! both are taken again once files are free ([`refill`]).
 
 use std::fs::File;
 
@@ -30,11 +30,43 @@ impl Spare {
 
     /// Takes an fd back as the spare if it has none and one is free: whether it holds one now.
     pub fn restore(&mut self) -> bool {
+        self.restore_with(&mut open_null)
+    }
+
+    /// Takes `other`'s fd as the spare if it has none: whether it holds one now.
+    pub fn take(&mut self, other: &mut Spare) -> bool {
         if self.0.is_none() {
-            self.0 = File::open("/dev/null").ok();
+            self.0 = other.0.take();
         }
         self.0.is_some()
     }
+
+    fn restore_with(&mut self, open: &mut impl FnMut() -> Option<File>) -> bool {
+        if self.0.is_none() {
+            self.0 = open();
+        }
+        self.0.is_some()
+    }
+}
+
+/// Takes files back for `spare`, then `reserve`, where free: whether both hold one. A file freed
+/// while herd's other threads run may be taken before the spare reopens it; the spare is then
+/// given the reserve's, as the spare is what lets the next newcomer be checked before any
+/// connection gives way.
+pub fn refill(spare: &mut Spare, reserve: &mut Spare) -> bool {
+    refill_with(spare, reserve, &mut open_null)
+}
+
+fn refill_with(
+    spare: &mut Spare,
+    reserve: &mut Spare,
+    open: &mut impl FnMut() -> Option<File>,
+) -> bool {
+    (spare.restore_with(open) || spare.take(reserve)) && reserve.restore_with(open)
+}
+
+fn open_null() -> Option<File> {
+    File::open("/dev/null").ok()
 }
 
 #[cfg(test)]
@@ -49,5 +81,17 @@ mod tests {
         assert!(spare.restore());
         assert!(spare.restore(), "one is enough");
         assert!(spare.lend());
+    }
+
+    #[test]
+    fn a_spare_that_cannot_reopen_takes_the_reserves_file() {
+        let (mut spare, mut reserve) = (Spare(None), Spare::new());
+        let mut none = || None;
+        assert!(!refill_with(&mut spare, &mut reserve, &mut none));
+        assert!(spare.0.is_some() && reserve.0.is_none());
+        assert!(!refill_with(&mut spare, &mut reserve, &mut none));
+        assert!(spare.0.is_some(), "kept");
+        assert!(refill(&mut spare, &mut reserve));
+        assert!(reserve.0.is_some());
     }
 }

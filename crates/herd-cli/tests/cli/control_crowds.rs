@@ -346,8 +346,9 @@ fn lowest_free_fd(herd: &Herd) -> u64 {
         .unwrap()
 }
 
-/// Lowers `herd`'s open-file limit to the lowest fd number it has free: it can open nothing.
-fn at_open_file_limit(herd: &Herd) {
+/// Lowers `herd`'s open-file limit to the lowest fd number it has free, so that it can open
+/// nothing: the limit.
+fn at_open_file_limit(herd: &Herd) -> u64 {
     let free = lowest_free_fd(herd);
     let limit = format!("--nofile={free}:{free}");
     let lowered = Command::new("prlimit")
@@ -355,30 +356,46 @@ fn at_open_file_limit(herd: &Herd) {
         .status()
         .unwrap();
     assert!(lowered.success());
+    free
+}
+
+/// Waits until `herd` holds every file below its open-file `limit` again: the spare and its
+/// reserve taken back (a file its sampler holds for a moment is not counted as free).
+fn holds_every_file(herd: &Herd, limit: u64) {
+    wait_until("herd to hold every file it may", || {
+        match lowest_free_fd(herd) {
+            free if free >= limit => Ok(()),
+            free => Err(format!("fd {free} is free, below its limit of {limit}")),
+        }
+    });
 }
 
 /// herd's open-file limit lowered to the lowest fd number it has free, so that it can open
 /// nothing (its files held by other things than control connections, none of which can give
 /// way): a client that may use herd is still served, on the file herd keeps in reserve, not
 /// answered `busy` for "too many control connections" when it has none open; and so is the
-/// next, once the first has gone.
+/// next, once the first has gone. Then herd holds its spare again: the fd is not left lent to
+/// an `accept` that waits for someone who never comes (at the limit, accept fails for want of
+/// a file whether or not anyone waits).
 #[test]
 fn at_herds_open_file_limit_with_no_connection_to_give_way_a_client_is_served_on_the_spare() {
     let herd = Herd::start(&ONE_SLEEPER);
     wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    at_open_file_limit(&herd);
+    let limit = at_open_file_limit(&herd);
     for client in ["the first", "the next"] {
         let mut stream = UnixStream::connect(herd.control()).unwrap();
         stream.write_all(STATUS).unwrap();
         let status = answer(&stream);
         assert_eq!(status["ok"], true, "{client}: {status}");
     }
+    holds_every_file(&herd, limit);
 }
 
 /// At herd's open-file limit with no connection to give way, while a client served on the
 /// spare stays (`herd logs -f`), the next client is answered at once (`busy`: herd has no file
 /// to serve it on) instead of waiting unaccepted until a file is free, with herd warning ten
-/// times a second that accept failed; once the first has gone, a client is served again.
+/// times a second that accept failed. Once the first has gone, herd takes its reserve back
+/// without waiting for anyone to connect, and a client is served again.
 #[test]
 fn at_herds_open_file_limit_a_client_that_stays_on_the_spare_leaves_one_to_answer_busy() {
     let herd = Herd::start(&[
@@ -394,7 +411,7 @@ fn at_herds_open_file_limit_a_client_that_stays_on_the_spare_leaves_one_to_answe
         "1000",
     ]);
     wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    at_open_file_limit(&herd);
+    let limit = at_open_file_limit(&herd);
     let mut follows = UnixStream::connect(herd.control()).unwrap();
     follows
         .write_all(b"{\"version\":1,\"command\":\"logs\",\"follow\":true}\n")
@@ -410,6 +427,7 @@ fn at_herds_open_file_limit_a_client_that_stays_on_the_spare_leaves_one_to_answe
     assert!(message.contains("open-file limit"), "{told}");
 
     drop(follows);
+    holds_every_file(&herd, limit);
     wait_until("a client served again", || {
         let mut stream = UnixStream::connect(herd.control()).unwrap();
         let _ = stream.write_all(STATUS);
