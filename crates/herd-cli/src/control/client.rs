@@ -210,8 +210,10 @@ impl Client {
         loop {
             if let Some(at) = self.buffered[scanned..].iter().position(|&b| b == b'\n') {
                 let end = scanned + at;
-                let line: Vec<u8> = self.buffered.drain(..=end).collect();
-                return Ok(Some(line[..end].to_vec()));
+                let rest = self.buffered.split_off(end + 1);
+                let mut line = std::mem::replace(&mut self.buffered, rest);
+                line.truncate(end);
+                return Ok(Some(line));
             }
             scanned = self.buffered.len();
             if scanned > MAX_ANSWER {
@@ -243,7 +245,8 @@ impl Client {
             (self.stream.set_read_timeout(Some(remaining)))
                 .map_err(|e| ClientError::io(&self.path, "cannot use", e))?;
         }
-        let mut buf = [0u8; 4096];
+        // A status of 4096 workers is about 900 KB: read in 64 KiB, not 4 KiB, steps.
+        let mut buf = [0u8; 65536];
         let got = match herd_sys::fdpass::recv_with_fds(self.stream.as_fd(), &mut buf) {
             Ok(got) => got,
             Err(e) => {

@@ -80,6 +80,42 @@ fn answers_are_decoded_by_their_code() {
     }
 }
 
+/// An answer read in one parse straight into its result says why it is not herd's as one
+/// whose result has another shape (read again as any JSON) does.
+#[test]
+fn why_an_answer_is_not_herds_is_told_whatever_its_result() {
+    let path = Path::new("/h.sock");
+    for (text, why) in [
+        (
+            r#"{"version":2,"ok":true,"result":{"previous":1,"workers":3}}"#,
+            "protocol version 2",
+        ),
+        (
+            r#"{"version":2,"ok":true,"result":{"previous":"x"}}"#,
+            "protocol version 2",
+        ),
+        (
+            r#"{"version":1,"ok":true,"result":{"previous":1,"workers":3,"previous":1}}"#,
+            "\"previous\" twice",
+        ),
+        (
+            r#"{"version":1,"ok":true,"result":{"previous":1,"previous":"x"}}"#,
+            "\"previous\" twice",
+        ),
+        (
+            r#"{"version":1,"ok":true,"result":{"previous":"x","workers":3}}"#,
+            "invalid type",
+        ),
+    ] {
+        match decode_answer::<ScaleResult>(text.as_bytes(), path) {
+            Err(ClientError::NotHerd { why: told, .. }) => {
+                assert!(told.contains(why), "{text}: {told}")
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_request_gets_its_answer_and_a_refusal_its_code() {
     let dir = tempfile::tempdir().unwrap();

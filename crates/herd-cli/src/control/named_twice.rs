@@ -1,6 +1,9 @@
 //! Finding a member named twice in a JSON text: readers disagree on which of the two counts
 //! (serde_json keeps the last, others the first), so neither herd nor its clients take one.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+
 /// The first member name that a JSON object names twice, at any depth (`None` for valid JSON
 /// without one, and for text that is not JSON).
 pub(crate) fn named_twice(text: &[u8]) -> Option<String> {
@@ -26,12 +29,12 @@ impl<'de> serde::de::Visitor<'de> for NamedTwiceVisitor {
     }
 
     fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<NamedTwice, M::Error> {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = Names::Few(Vec::new());
         let mut twice = None;
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(Key(key)) = map.next_key()? {
             let NamedTwice(inner) = map.next_value()?;
             if twice.is_none() {
-                twice = (!seen.insert(key.clone())).then_some(key).or(inner);
+                twice = seen.add(key).or(inner);
             }
         }
         Ok(NamedTwice(twice))
@@ -70,6 +73,67 @@ impl<'de> serde::de::Visitor<'de> for NamedTwiceVisitor {
     }
 }
 
+/// The member names of one object so far: a list while it is short (most are), a set beyond.
+enum Names<'de> {
+    Few(Vec<Cow<'de, str>>),
+    Many(HashSet<Cow<'de, str>>),
+}
+
+/// How many names a list holds before they move to a set.
+const FEW: usize = 16;
+
+impl<'de> Names<'de> {
+    /// Adds `name`: the name if it was there already.
+    fn add(&mut self, name: Cow<'de, str>) -> Option<String> {
+        match self {
+            Names::Few(few) if few.contains(&name) => Some(name.into_owned()),
+            Names::Few(few) if few.len() < FEW => {
+                few.push(name);
+                None
+            }
+            Names::Few(few) => {
+                let mut many: HashSet<_> = few.drain(..).collect();
+                many.insert(name);
+                *self = Names::Many(many);
+                None
+            }
+            Names::Many(many) if many.contains(&name) => Some(name.into_owned()),
+            Names::Many(many) => {
+                many.insert(name);
+                None
+            }
+        }
+    }
+}
+
+/// A member name, borrowed from the text unless it had to be unescaped: a status of thousands
+/// of workers names tens of thousands of members.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Key<'de>, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(name)))
+    }
+
+    fn visit_str<E>(self, name: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(name.to_string())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +146,16 @@ mod tests {
         assert_eq!(twice(r#"[{"a":1},{"a":1}]"#), None);
         assert_eq!(twice(r#"{"a":null,"b":-1.5,"c":"x","d":true}"#), None);
         assert_eq!(twice("not json"), None);
+        // Escaped names are compared as they read.
+        assert_eq!(twice(r#"{"a":1,"\u0061":2}"#), Some("a".into()));
+        assert_eq!(twice(r#"{"\n":1,"\u000a":2}"#), Some("\n".into()));
+        // Past the short list, in the set.
+        let many = |last: &str| {
+            let members: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+            format!("{{{},\"{last}\":0}}", members.join(","))
+        };
+        assert_eq!(twice(&many("k3")), Some("k3".into()));
+        assert_eq!(twice(&many("k39")), Some("k39".into()));
+        assert_eq!(twice(&many("other")), None);
     }
 }
