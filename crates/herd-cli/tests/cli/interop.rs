@@ -429,6 +429,27 @@ fn hello_py_stops_without_the_teardown_but_with_atexit() {
     );
 }
 
+/// `examples/hello.py` whose output cannot be flushed as it stops (its stdout on /dev/full, a
+/// line in the buffer) exits 120, as Python's own exit does, and says why: the exit that skips
+/// the teardown hides no failure.
+#[test]
+fn hello_py_that_cannot_flush_its_output_exits_120_as_python_does() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let full = [("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1"))];
+    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_hello());
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    let exit = herd.wait_event("the worker's exit", is_exit);
+    let how = exit["message"].as_str().unwrap_or_default();
+    assert!(how.contains("120"), "{exit}");
+    let said = herd.wait_text("while flushing sys.stdout");
+    assert!(said.contains("No space left on device"), "{said}");
+    let (atexit, teardown) = exit_marks(&path);
+    assert_eq!(atexit.len(), 1, "{atexit:?}");
+    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+}
+
 /// A second stop signal while `examples/hello.py` runs its `atexit` functions (herd's stop,
 /// then the user's): they run once, and the worker still ends cleanly.
 #[test]

@@ -210,14 +210,7 @@ pub(crate) fn exit_marks(path: &Path) -> (Vec<String>, Vec<String>) {
 fn gunicorn_recipe_stops_without_the_teardown_but_with_atexit() {
     let marks = tempfile::tempdir().unwrap();
     let path = marks.path().join("marks");
-    let gunicorn = [
-        python_program("gunicorn"),
-        "-c".into(),
-        example("gunicorn_herd.conf.py"),
-        "--chdir".into(),
-        interop_file(""),
-        "exit_marks:app".into(),
-    ];
+    let gunicorn = marked_gunicorn();
     let (herd, _) = herd_with_exit_marks(&path, &[], &gunicorn);
     get(&herd.address("http"), "/").unwrap();
     stops_cleanly(herd);
@@ -231,6 +224,42 @@ fn gunicorn_recipe_stops_without_the_teardown_but_with_atexit() {
     // Written in the arbiter before the fork: both processes hold it and flush it.
     let kept = std::fs::read_to_string(path.with_extension("kept")).unwrap_or_default();
     assert_eq!(kept.lines().count(), 2, "open files' buffers: {kept:?}");
+}
+
+/// gunicorn run with `examples/gunicorn_herd.conf.py` whose output cannot be flushed as it stops
+/// (stdout on /dev/full, a line in the buffer, in the arbiter and so in its worker) exits 120,
+/// as Python's own exit does, and says why.
+#[test]
+fn gunicorn_recipe_that_cannot_flush_its_output_exits_120_as_python_does() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let full = [("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1"))];
+    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_gunicorn());
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    let exit = herd.wait_event("the arbiter's exit", is_exit);
+    let how = exit["message"].as_str().unwrap_or_default();
+    assert!(how.contains("120"), "{exit}");
+    herd.wait_text("while flushing sys.stdout");
+    let (atexit, teardown) = exit_marks(&path);
+    assert_eq!(
+        atexit.len(),
+        2,
+        "the arbiter's and the worker's: {atexit:?}"
+    );
+    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+}
+
+/// gunicorn with `examples/gunicorn_herd.conf.py`, serving `tests/interop/exit_marks.py`.
+fn marked_gunicorn() -> [String; 6] {
+    [
+        python_program("gunicorn"),
+        "-c".into(),
+        example("gunicorn_herd.conf.py"),
+        "--chdir".into(),
+        interop_file(""),
+        "exit_marks:app".into(),
+    ]
 }
 
 /// herd's stop reaches gunicorn's whole process group, and gunicorn's arbiter queues a stop
@@ -294,14 +323,7 @@ fn gunicorn_recipe_stopped_twice_finishes_its_atexit_functions() {
     let marks = tempfile::tempdir().unwrap();
     let path = marks.path().join("marks");
     let release = marks.path().join("release");
-    let gunicorn = [
-        python_program("gunicorn"),
-        "-c".into(),
-        example("gunicorn_herd.conf.py"),
-        "--chdir".into(),
-        interop_file(""),
-        "exit_marks:app".into(),
-    ];
+    let gunicorn = marked_gunicorn();
     let hold = [("EXIT_MARKS_HOLD", release.as_os_str())];
     let (mut herd, _) = herd_with_exit_marks(&path, &hold, &gunicorn);
     herd.signal(libc::SIGTERM);

@@ -4,7 +4,8 @@ process's atexit functions run (then, with EXIT_MARKS_CHILD set, `child-ignores 
 signals a program it starts ignores, /proc's SigIgn; then, with EXIT_MARKS_HOLD set, waits for
 the file it names and marks `atexit-done PID`), and `teardown PID` when the interpreter's
 teardown clears this module (an object of it is finalized then); and it writes `kept PID`,
-unflushed, to EXIT_MARKS.kept, a file it keeps open. As a WSGI app (`exit_marks:app`) it
+unflushed, to EXIT_MARKS.kept, a file it keeps open (and, with EXIT_MARKS_FULL_STDOUT set, a
+line to stdout, which it points at /dev/full). As a WSGI app (`exit_marks:app`) it
 answers with the pid that served, as wsgi_app.py does."""
 import atexit
 import os
@@ -42,6 +43,19 @@ class _Teardown:
 
 _sentinel = _Teardown()
 atexit.register(_atexit)
+
+# With EXIT_MARKS_FULL_STDOUT set, stdout goes to /dev/full, block-buffered (whatever
+# PYTHONUNBUFFERED says), with a line in its buffer: the exit's flush of it fails, and Python's
+# exit says so with status 120.
+if os.environ.get("EXIT_MARKS_FULL_STDOUT"):
+    import sys
+
+    sys.stdout.flush()
+    _full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(_full, 1)
+    os.close(_full)
+    sys.stdout = open(1, "w", buffering=8192, closefd=False)
+    sys.stdout.write("lost\n")
 
 # A file the process keeps open, written to without a flush: `kept PID` reaches the file
 # EXIT_MARKS.kept only if the exit flushes it.
