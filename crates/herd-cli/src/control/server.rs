@@ -28,7 +28,7 @@ pub use super::reply::Reply;
 use super::request::forward;
 pub use super::request::{ControlRequest, Peer};
 use super::room::{place, Place};
-use super::spare::{self, Spare};
+use super::spare::{self, after_accept_failed, AcceptFailed, Spare};
 use super::waiting::{Waiting, ROOM_WAIT};
 
 /// How many connections may be open at once. Idle ones cost a small task each and are closed
@@ -147,39 +147,41 @@ async fn accept(
         Ok((stream, _)) => return Some((stream, false)),
         Err(e) => e,
     };
-    // Linux takes the new fd before it looks for a connection: at herd's open-file limit,
-    // accept fails with EMFILE whether or not anyone waits, so the spare's fd is lent only to
-    // a connection that is there, never to an accept that waits for one.
-    if out_of_files(&e) && spare.lend() {
-        let now = tokio::select! {
-            biased;
-            accepted = listener.accept() => Some(accepted),
-            () = std::future::ready(()) => None,
-        };
-        let again = match now {
-            Some(Ok((stream, _))) => return Some((stream, true)),
-            Some(Err(again)) => again,
-            None => {
+    let failed = after_accept_failed(out_of_files(&e), spare.held(), || someone_waits(listener));
+    match failed {
+        AcceptFailed::LendSpare => {
+            spare.lend();
+            let now = tokio::select! {
+                biased;
+                accepted = listener.accept() => Some(accepted),
+                () = std::future::ready(()) => None,
+            };
+            match now {
+                Some(Ok((stream, _))) => return Some((stream, true)),
+                Some(Err(again)) => {
+                    spare.restore();
+                    e = again;
+                }
+                None => {
+                    spare.restore(); // nobody there after all
+                    return None;
+                }
+            }
+        }
+        AcceptFailed::WaitForFiles => {
+            tokio::time::sleep(REFILL_EVERY).await;
+            return None;
+        }
+        AcceptFailed::MakeRoom => {
+            // The fd of the one that gives way becomes the spare.
+            let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+            if waiting.one_gives_way(deadline).await {
                 spare.restore();
                 return None;
             }
-        };
-        spare.restore();
-        e = again;
-    } else if out_of_files(&e) && !someone_waits(listener) {
-        tokio::time::sleep(REFILL_EVERY).await;
-        return None;
-    } else if out_of_files(&e) {
-        // No spare (another part of herd took its fd back): a silent connection gives way
-        // for the newcomer, unchecked, as at MAX_CONNECTIONS, else the silent ones keep
-        // everyone out until they idle out; its fd becomes the spare.
-        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-        if waiting.one_gives_way(deadline).await {
-            spare.restore();
-            return None;
         }
+        AcceptFailed::BackOff => {}
     }
-    // Else back off briefly instead of spinning.
     tracing::warn!(
         event = LogEvent::ControlAcceptFailed.as_str(),
         "control socket: accept failed: {e}"

@@ -28,6 +28,11 @@ impl Spare {
         self.0.take().is_some()
     }
 
+    /// Whether it holds its fd (it is not lent).
+    pub fn held(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Takes an fd back as the spare if it has none and one is free: whether it holds one now.
     pub fn restore(&mut self) -> bool {
         self.restore_with(&mut open_null)
@@ -46,6 +51,39 @@ impl Spare {
             self.0 = open();
         }
         self.0.is_some()
+    }
+}
+
+/// What the control socket does when `accept` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptFailed {
+    /// Lends the spare's fd and tries once more, without waiting: Linux takes the new fd before
+    /// it looks for a connection, so at herd's open-file limit accept fails whether or not
+    /// anyone waits, and the fd must go only to a connection that is there.
+    LendSpare,
+    /// Nobody waits and there is no spare: waits a little for files to be free.
+    WaitForFiles,
+    /// Someone waits and there is no spare to check them on (another part of herd took its fd
+    /// first): a silent connection gives way for them unchecked, as at the connection limit,
+    /// else the silent ones keep everyone out until they idle out.
+    MakeRoom,
+    /// Another failure: logged, and backed off from briefly instead of spinning.
+    BackOff,
+}
+
+/// What to do after `accept` failed, `out_of_files` (herd's open-file limit or the system's)
+/// or not, with the spare `held` or lent; `someone_waits` looks at the backlog (asked only
+/// when it matters).
+pub fn after_accept_failed(
+    out_of_files: bool,
+    held: bool,
+    someone_waits: impl FnOnce() -> bool,
+) -> AcceptFailed {
+    match (out_of_files, held) {
+        (false, _) => AcceptFailed::BackOff,
+        (true, true) => AcceptFailed::LendSpare,
+        (true, false) if someone_waits() => AcceptFailed::MakeRoom,
+        (true, false) => AcceptFailed::WaitForFiles,
     }
 }
 
@@ -81,6 +119,17 @@ mod tests {
         assert!(spare.restore());
         assert!(spare.restore(), "one is enough");
         assert!(spare.lend());
+    }
+
+    #[test]
+    fn out_of_files_the_spare_is_lent_and_without_it_room_is_made_only_for_one_who_waits() {
+        use AcceptFailed::*;
+        let never = || -> bool { panic!("the backlog needs no look") };
+        assert_eq!(after_accept_failed(true, true, never), LendSpare);
+        assert_eq!(after_accept_failed(true, false, || true), MakeRoom);
+        assert_eq!(after_accept_failed(true, false, || false), WaitForFiles);
+        assert_eq!(after_accept_failed(false, true, never), BackOff);
+        assert_eq!(after_accept_failed(false, false, never), BackOff);
     }
 
     #[test]
