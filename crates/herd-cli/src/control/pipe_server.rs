@@ -11,7 +11,6 @@
 //! could not be opened) to the supervisor ([`Connection`]).
 
 use std::convert::Infallible;
-use std::ffi::OsStr;
 use std::future::Future;
 use std::io;
 use std::os::windows::io::AsSocket;
@@ -34,10 +33,9 @@ use super::logs;
 use super::protocol::{Command, ErrorCode, Request, Response};
 use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, Connection, ControlRequest, Peer};
-use super::retry::{AfterFailure, Retry};
+use super::retry::{log_failure, log_recovery, Pipe, Retry};
 use super::room::{place, Place};
 use super::waiting::Waiting;
-use crate::logging::LogEvent;
 
 /// How many connections may be open at once (as on Unix).
 pub const MAX_CONNECTIONS: usize = 1000;
@@ -136,7 +134,7 @@ pub(super) async fn serve_instances<H, F>(
             Ok(next) => next,
             Err(e) => {
                 let failed = retry.failed();
-                log_failure(name, &failed, &e);
+                log_failure(Pipe::Control, name, &failed, &e);
                 let (handler, replies) = (handler.clone(), replies.clone());
                 let waiting_ones = waiting_ones.clone();
                 // Lent to its client, if one connected; renewed once it is gone.
@@ -150,7 +148,7 @@ pub(super) async fn serve_instances<H, F>(
                 continue;
             }
         };
-        log_recovery(name, retry.succeeded());
+        log_recovery(Pipe::Control, name, retry.succeeded());
         let client = std::mem::replace(&mut waiting, next);
         if connected.is_err() {
             continue;
@@ -213,12 +211,12 @@ async fn recover(
         };
         match renewed {
             Ok(next) => {
-                log_recovery(name, retry.succeeded());
+                log_recovery(Pipe::Control, name, retry.succeeded());
                 return next;
             }
             Err(e) => {
                 let failed = retry.failed();
-                log_failure(name, &failed, &e);
+                log_failure(Pipe::Control, name, &failed, &e);
                 pause = failed.pause;
             }
         }
@@ -352,33 +350,6 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Chunked<'_, W> {
 impl<W: AsyncWrite + Unpin> Sink for Chunked<'_, W> {
     fn socket(&self) -> Option<Arc<dyn Unread>> {
         None
-    }
-}
-
-/// Says that the pipe's next instance cannot be created, when `failed` is to be logged.
-fn log_failure(name: &OsStr, failed: &AfterFailure, e: &io::Error) {
-    if failed.log {
-        let name = name.to_string_lossy();
-        tracing::warn!(
-            event = LogEvent::ControlAcceptFailed.as_str(),
-            failures = failed.failures,
-            "control pipe {name}: cannot create its next instance ({} failures in a row), \
-             retrying: {e}",
-            failed.failures
-        );
-    }
-}
-
-/// Says that the pipe serves as before after `failures` failures, if there were any.
-fn log_recovery(name: &OsStr, failures: u32) {
-    if failures > 0 {
-        let name = name.to_string_lossy();
-        tracing::info!(
-            event = LogEvent::ControlAcceptFailed.as_str(),
-            failures,
-            "control pipe {name}: its next instance was created after {failures} failures: \
-             serving clients at once again"
-        );
     }
 }
 

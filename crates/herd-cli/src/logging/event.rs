@@ -214,6 +214,9 @@ log_events! {
     ControlClientClosed = "control_client_closed",
     /// einhorn's ack socket cannot accept a connection; herd backs off and retries.
     EinhornAcceptFailed = "einhorn_accept_failed",
+    /// The Windows notify pipe cannot create its next instance; herd reads one worker's
+    /// message at a time meanwhile, and retries.
+    NotifyPipeFailed = "notify_pipe_failed",
     /// A notify message was dropped.
     NotifyDropped = "notify_dropped",
     /// Dropped notify messages were not logged one by one.

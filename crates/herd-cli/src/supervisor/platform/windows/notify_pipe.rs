@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::control::retry::Retry;
+use crate::control::retry::{log_failure, log_recovery, Pipe, Retry};
 
 /// The longest message (as on Unix, where longer datagrams are dropped).
 pub const MAX_MESSAGE: usize = 4096;
@@ -104,6 +104,7 @@ async fn serve_instances(
     sender: mpsc::Sender<(u32, Vec<u8>)>,
 ) {
     let mut instances = Instances::new(pipe, next_instance);
+    let mut retry = Retry::default();
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let mut readers = tokio::task::JoinSet::new();
     loop {
@@ -121,6 +122,7 @@ async fn serve_instances(
         while readers.try_join_next().is_some() {}
         match instances.next_instance() {
             Ok(next) => {
+                log_recovery(Pipe::Notify, instances.name(), retry.succeeded());
                 let client = std::mem::replace(&mut waiting, next);
                 let sender = sender.clone();
                 readers.spawn(async move {
@@ -130,28 +132,38 @@ async fn serve_instances(
             }
             // No next instance (out of resources): read this client here, then renew its
             // instance for the next one (a reused one would give it what this one left).
-            Err(_) => {
+            Err(e) => {
+                let failed = retry.failed();
+                log_failure(Pipe::Notify, instances.name(), &failed, &e);
                 deliver(&mut waiting, &sender).await;
-                waiting = renewed(&mut instances, waiting).await;
+                waiting = renewed(&mut instances, waiting, &mut retry).await;
             }
         }
     }
 }
 
 /// An instance in place of `used`, whose client is gone ([`Instances::renew`]). While none can
-/// be made, it is tried again after a pause that doubles from 10 ms up to 1 s ([`Retry`]): the
-/// loop never spins, and the pipe is served again at most a second after an instance can be
-/// made (never, if a process took the name while it had none: herd does not serve behind it).
+/// be made, it is tried again after a pause that doubles from 10 ms up to 1 s (`retry`, which
+/// counts the failures in a row and says when to log them): the loop never spins, and the pipe
+/// is served again at most a second after an instance can be made (never, if a process took
+/// the name while it had none: herd does not serve behind it).
 async fn renewed(
     instances: &mut Instances<'_, impl FnMut(&SecurePipe) -> io::Result<NamedPipeServer>>,
     used: NamedPipeServer,
+    retry: &mut Retry,
 ) -> NamedPipeServer {
-    let mut retry = Retry::default();
     let mut made = instances.renew(used);
     loop {
         match made {
-            Ok(next) => return next,
-            Err(_) => tokio::time::sleep(retry.failed().pause).await,
+            Ok(next) => {
+                log_recovery(Pipe::Notify, instances.name(), retry.succeeded());
+                return next;
+            }
+            Err(e) => {
+                let failed = retry.failed();
+                log_failure(Pipe::Notify, instances.name(), &failed, &e);
+                tokio::time::sleep(failed.pause).await;
+            }
         }
         made = instances.next_instance();
     }

@@ -207,6 +207,7 @@ fn the_only_instance_gives_each_client_only_its_own_message() {
 
 /// While no instance can be made, renewing one tries again after a pause that doubles (10, 20,
 /// 40... ms), neither spinning nor giving up, and the instance made once one can be is served.
+/// Its `retry` counted the failures, and the success since.
 #[test]
 fn renewing_retries_with_a_growing_pause_until_an_instance_can_be_made() {
     /// Tries that fail: the two of `renew` (before and after it closes the instance), then
@@ -229,10 +230,17 @@ fn renewing_retries_with_a_growing_pause_until_an_instance_can_be_made() {
         };
         let mut instances = Instances::new(&pipe, next);
         let start = tokio::time::Instant::now();
-        let mut renewed = tokio::time::timeout(PATIENCE, super::renewed(&mut instances, used))
+        let retry = &mut super::Retry::default();
+        let renewing = super::renewed(&mut instances, used, retry);
+        let mut renewed = tokio::time::timeout(PATIENCE, renewing)
             .await
             .expect("an instance once one can be made");
         let took = start.elapsed();
+        assert_eq!(
+            retry.failed().failures,
+            1,
+            "counted afresh once one was made"
+        );
         assert_eq!(tries.get(), FAILURES + 1, "one try after each pause");
         assert!(took >= Duration::from_millis(310), "paused {took:?}");
         drop(other);
