@@ -7,7 +7,7 @@
 //! (`CreateProcess`'s documentation). A priority class is also a `CreateProcess` creation
 //! flag: a process created with one runs in it from its first instruction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::mem;
 use std::os::windows::io::{AsHandle, AsRawHandle, FromRawHandle, OwnedHandle};
@@ -50,36 +50,53 @@ pub fn set_class(process: &impl AsHandle, class: u32) -> io::Result<()> {
 }
 
 /// Process `pid` and every process it started, and they started, that still runs (children
-/// first listed after their parent), from one Toolhelp32 process snapshot. A process whose
-/// parent pid is one of these but that was created before it is not its child (the parent's
-/// pid was reused): `started_before(child, parent)` says so, and such a process and what it
-/// started are left out. Only `pid` itself when it started nothing; empty when it is gone.
+/// first listed after their parent), from one Toolhelp32 process snapshot, at most
+/// [`MAX_PROCESSES`]. A process whose parent pid is one of these but that was created before it
+/// is not its child (the parent's pid was reused): `started_before(child, parent)` says so, and
+/// such a process and what it started are left out. Only `pid` itself when it started nothing;
+/// empty when it is gone.
 pub fn tree(pid: u32, started_before: impl Fn(u32, u32) -> bool) -> io::Result<Vec<u32>> {
-    let parents = parents()?;
-    if !parents.iter().any(|&(p, _)| p == pid) {
-        return Ok(Vec::new());
+    Ok(descendants(&parents()?, pid, started_before, MAX_PROCESSES))
+}
+
+/// [`tree`] from `parents` (each process's pid and its parent's), at most `max` long: the walk
+/// stops there, so a worker that starts processes without end costs herd no more than `max`
+/// looks at their start times.
+fn descendants(
+    parents: &[(u32, u32)],
+    pid: u32,
+    started_before: impl Fn(u32, u32) -> bool,
+    max: usize,
+) -> Vec<u32> {
+    if max == 0 || !parents.iter().any(|&(p, _)| p == pid) {
+        return Vec::new();
     }
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for &(child, parent) in &parents {
+    for &(child, parent) in parents {
         // The System Idle Process (0) lists itself as its parent.
         if child != parent {
             children.entry(parent).or_default().push(child);
         }
     }
     let mut tree = vec![pid];
+    let mut seen = HashSet::from([pid]);
     let mut next = 0;
     while let Some(&parent) = tree.get(next) {
         next += 1;
         for &child in children.get(&parent).map_or(&[][..], Vec::as_slice) {
-            if !tree.contains(&child) && !started_before(child, parent) {
+            if tree.len() == max {
+                return tree;
+            }
+            if !seen.contains(&child) && !started_before(child, parent) {
+                seen.insert(child);
                 tree.push(child);
             }
         }
     }
-    Ok(tree)
+    tree
 }
 
-/// The most processes one walk looks at: a worker that starts processes without end does not
+/// The most processes one walk takes in: a worker that starts processes without end does not
 /// hold herd.
 const MAX_PROCESSES: usize = 4096;
 
@@ -96,7 +113,7 @@ pub fn raise_tree(pid: u32, from: u32, to: u32) -> io::Result<usize> {
     };
     let mut raised = 0;
     let mut failed = None;
-    for pid in tree(pid, started_before)?.into_iter().take(MAX_PROCESSES) {
+    for pid in tree(pid, started_before)? {
         let moved = open_to_set(pid).and_then(|p| match class_of(&p)? == from {
             true => set_class(&p, to).map(|()| 1),
             false => Ok(0),
@@ -145,4 +162,40 @@ pub fn open_to_set(pid: u32) -> io::Result<OwnedHandle> {
     }
     // SAFETY: `raw` is a fresh handle that nothing else owns.
     Ok(unsafe { OwnedHandle::from_raw_handle(raw) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain 1 -> 2 -> ... -> 10, and 5 with a second child 20 that predates it.
+    fn chain() -> Vec<(u32, u32)> {
+        let mut parents: Vec<(u32, u32)> = (2..=10).map(|pid| (pid, pid - 1)).collect();
+        parents.extend([(1, 0), (0, 0), (20, 5)]);
+        parents
+    }
+
+    #[test]
+    fn the_walk_takes_in_what_a_process_started_and_stops_at_its_cap() {
+        let predates = |child: u32, _parent: u32| child == 20;
+        let all: Vec<u32> = (3..=10).collect();
+        assert_eq!(descendants(&chain(), 3, predates, 100), all);
+        assert_eq!(descendants(&chain(), 3, predates, 4), [3, 4, 5, 6]);
+        assert_eq!(descendants(&chain(), 3, predates, 1), [3]);
+        assert_eq!(descendants(&chain(), 3, predates, 0), Vec::<u32>::new());
+        assert_eq!(
+            descendants(&chain(), 42, predates, 100),
+            Vec::<u32>::new(),
+            "gone"
+        );
+        // The start times are looked at only until the cap is reached.
+        let looked = std::cell::Cell::new(0);
+        let counting = |_: u32, _: u32| {
+            looked.set(looked.get() + 1);
+            false
+        };
+        let many: Vec<(u32, u32)> = (2..10_000).map(|pid| (pid, 1)).chain([(1, 0)]).collect();
+        assert_eq!(descendants(&many, 1, counting, 50).len(), 50);
+        assert_eq!(looked.get(), 49);
+    }
 }
