@@ -129,7 +129,11 @@ def _flush_open_files():
         except Exception as e:
             status = 120
             if name == "stdout":
-                os.write(2, f"Exception ignored while flushing sys.stdout: {e!r}\n".encode())
+                why = f"Exception ignored while flushing sys.stdout: {e!r}\n"
+                try:
+                    os.write(2, why.encode())
+                except OSError:  # stderr fails too: the status still says so
+                    pass
     kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
     files = [o for o in gc.get_objects() if isinstance(o, kinds)]
     files.sort(key=lambda f: not isinstance(f, io.TextIOWrapper))

@@ -450,6 +450,28 @@ fn hello_py_that_cannot_flush_its_output_exits_120_as_python_does() {
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
 }
 
+/// `examples/hello.py` that can neither flush its output nor say why (its stdout and stderr on
+/// /dev/full, as on a full disk) still exits 120 without the teardown: the failing word of why
+/// does not cut its exit short.
+#[test]
+fn hello_py_that_cannot_flush_its_output_nor_say_why_exits_120_without_the_teardown() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let full = [
+        ("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1")),
+        ("EXIT_MARKS_FULL_STDERR", std::ffi::OsStr::new("1")),
+    ];
+    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_hello());
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    let exit = herd.wait_event("the worker's exit", is_exit);
+    let how = exit["message"].as_str().unwrap_or_default();
+    assert!(how.contains("120"), "{exit}");
+    let (atexit, teardown) = exit_marks(&path);
+    assert_eq!(atexit.len(), 1, "{atexit:?}");
+    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+}
+
 /// A second stop signal while `examples/hello.py` runs its `atexit` functions (herd's stop,
 /// then the user's): they run once, and the worker still ends cleanly.
 #[test]

@@ -250,6 +250,32 @@ fn gunicorn_recipe_that_cannot_flush_its_output_exits_120_as_python_does() {
     assert_eq!(teardown, Vec::<String>::new(), "teardowns");
 }
 
+/// gunicorn run with `examples/gunicorn_herd.conf.py` that can neither flush its output nor say
+/// why (stdout and stderr on /dev/full, as on a full disk) still exits 120, arbiter and worker
+/// without the teardown: the failing word of why does not cut their exit short.
+#[test]
+fn gunicorn_recipe_that_cannot_flush_its_output_nor_say_why_exits_120_without_the_teardown() {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let full = [
+        ("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1")),
+        ("EXIT_MARKS_FULL_STDERR", std::ffi::OsStr::new("1")),
+    ];
+    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_gunicorn());
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    let exit = herd.wait_event("the arbiter's exit", is_exit);
+    let how = exit["message"].as_str().unwrap_or_default();
+    assert!(how.contains("120"), "{exit}");
+    let (atexit, teardown) = exit_marks(&path);
+    assert_eq!(
+        atexit.len(),
+        2,
+        "the arbiter's and the worker's: {atexit:?}"
+    );
+    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+}
+
 /// gunicorn with `examples/gunicorn_herd.conf.py`, serving `tests/interop/exit_marks.py`.
 fn marked_gunicorn() -> [String; 6] {
     [

@@ -5,7 +5,7 @@ signals a program it starts ignores, /proc's SigIgn; then, with EXIT_MARKS_HOLD 
 the file it names and marks `atexit-done PID`), and `teardown PID` when the interpreter's
 teardown clears this module (an object of it is finalized then); and it writes `kept PID`,
 unflushed, to EXIT_MARKS.kept, a file it keeps open (and, with EXIT_MARKS_FULL_STDOUT set, a
-line to stdout, which it points at /dev/full). As a WSGI app (`exit_marks:app`) it
+line to stdout, which it points at /dev/full; with EXIT_MARKS_FULL_STDERR, stderr too). As a WSGI app (`exit_marks:app`) it
 answers with the pid that served, as wsgi_app.py does."""
 import atexit
 import os
@@ -56,6 +56,13 @@ if os.environ.get("EXIT_MARKS_FULL_STDOUT"):
     os.close(_full)
     sys.stdout = open(1, "w", buffering=8192, closefd=False)
     sys.stdout.write("lost\n")
+
+# With EXIT_MARKS_FULL_STDERR set too, stderr goes to /dev/full as well: the exit cannot even
+# say why, and must not let that failure cut it short.
+if os.environ.get("EXIT_MARKS_FULL_STDERR"):
+    _full = os.open("/dev/full", os.O_WRONLY)
+    os.dup2(_full, 2)
+    os.close(_full)
 
 # A file the process keeps open, written to without a flush: `kept PID` reaches the file
 # EXIT_MARKS.kept only if the exit flushes it.
