@@ -241,8 +241,12 @@ fn settle<T, R: DeserializeOwned>(
     path: &Path,
     into: impl FnOnce(T) -> serde_json::Result<R>,
 ) -> Result<R, ClientError> {
-    if let Some(name) = super::named_twice::named_twice(text.as_bytes()) {
-        return Err(not_herd(path, format!("it names {name:?} twice")));
+    // Nested too deep to be read for members named twice, in a part the parse skipped (a
+    // member `R` does not know): refused with the reason a read as any JSON gives.
+    match super::named_twice::named_twice(text.as_bytes()) {
+        Ok(None) => {}
+        Ok(Some(name)) => return Err(not_herd(path, format!("it names {name:?} twice"))),
+        Err(e) => return Err(not_herd(path, e.to_string())),
     }
     if response.version != VERSION {
         let version = response.version;

@@ -116,6 +116,27 @@ fn why_an_answer_is_not_herds_is_told_whatever_its_result() {
     }
 }
 
+/// An answer nested deeper than serde_json reads (128 levels) in a member its result does not
+/// know is not herd's, with the reason a read as any JSON gives: the one parse skips that
+/// member, but it cannot be checked for members named twice (one is hidden behind it here).
+#[test]
+fn an_answer_too_deep_to_check_for_members_named_twice_is_not_herds() {
+    let path = Path::new("/h.sock");
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    for text in [
+        format!(r#"{{"version":1,"ok":true,"result":{{"previous":1,"workers":3,"x":{deep}}}}}"#),
+        format!(
+            r#"{{"version":1,"ok":true,"result":{{"previous":1,"workers":3}},"x":{deep},"y":1,"y":2}}"#
+        ),
+    ] {
+        let why = serde_json::from_str::<serde_json::Value>(&text).unwrap_err();
+        match decode_answer::<ScaleResult>(text.as_bytes(), path) {
+            Err(ClientError::NotHerd { why: told, .. }) => assert_eq!(told, why.to_string()),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_request_gets_its_answer_and_a_refusal_its_code() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,9 +5,11 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// The first member name that a JSON object names twice, at any depth (`None` for valid JSON
-/// without one, and for text that is not JSON).
-pub(crate) fn named_twice(text: &[u8]) -> Option<String> {
-    serde_json::from_slice::<NamedTwice>(text).ok()?.0
+/// without one); an error for text that is not JSON or is nested deeper than serde_json reads
+/// (128 levels), which a parse that skips the deep part (an unknown member's value) may have
+/// taken.
+pub(crate) fn named_twice(text: &[u8]) -> serde_json::Result<Option<String>> {
+    Ok(serde_json::from_slice::<NamedTwice>(text)?.0)
 }
 
 /// What [`named_twice`] finds in a JSON value.
@@ -140,12 +142,14 @@ mod tests {
 
     #[test]
     fn named_twice_looks_at_every_depth() {
-        let twice = |text: &str| named_twice(text.as_bytes());
+        let twice = |text: &str| named_twice(text.as_bytes()).unwrap_or_default();
         assert_eq!(twice(r#"{"a":1,"b":2,"a":3}"#), Some("a".into()));
         assert_eq!(twice(r#"{"a":[{"b":{"c":1,"c":2}}]}"#), Some("c".into()));
         assert_eq!(twice(r#"[{"a":1},{"a":1}]"#), None);
         assert_eq!(twice(r#"{"a":null,"b":-1.5,"c":"x","d":true}"#), None);
-        assert_eq!(twice("not json"), None);
+        assert!(named_twice(b"not json").is_err());
+        let deep = format!("{}1{}", "[".repeat(129), "]".repeat(129));
+        assert!(named_twice(deep.as_bytes()).is_err(), "too deep to read");
         // Escaped names are compared as they read.
         assert_eq!(twice(r#"{"a":1,"\u0061":2}"#), Some("a".into()));
         assert_eq!(twice(r#"{"\n":1,"\u000a":2}"#), Some("\n".into()));
