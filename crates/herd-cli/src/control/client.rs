@@ -74,8 +74,10 @@ pub type Attached = (Vec<(SocketInfo, OwnedFd)>, Option<String>);
 pub struct Client {
     stream: UnixStream,
     path: PathBuf,
-    /// Bytes read past the last line.
+    /// Bytes read: those past `taken` are not handed out yet.
     buffered: Vec<u8>,
+    /// How much of `buffered` was handed out (dropped before the next read).
+    taken: usize,
     /// Fds received and not yet handed out.
     fds: Vec<OwnedFd>,
     /// When the whole answer to the current request is due, and the timeout it came from.
@@ -101,6 +103,7 @@ impl Client {
             stream,
             path: path.to_path_buf(),
             buffered: Vec::new(),
+            taken: 0,
             fds: Vec::new(),
             deadline: None,
         })
@@ -153,7 +156,7 @@ impl Client {
         let line = self.exchange(Command::Sockets { only, attach }, timeout)?;
         let result: SocketsResult = decode_answer(&line, &self.path)?;
         while self.fds.len() < result.sockets.len() {
-            if self.buffered.len() > MAX_ANSWER {
+            if self.buffered.len() - self.taken > MAX_ANSWER {
                 return Err(too_long(&self.path, "without the fds its answer describes"));
             }
             if !self.receive()? {
@@ -206,15 +209,14 @@ impl Client {
     /// ended with nothing.
     fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
         // What has been looked at for a line end: each byte once.
-        let mut scanned = 0;
+        let mut scanned = self.taken;
         loop {
             if let Some(at) = self.buffered[scanned..].iter().position(|&b| b == b'\n') {
-                let end = scanned + at;
-                let rest = self.buffered.split_off(end + 1);
-                let mut line = std::mem::replace(&mut self.buffered, rest);
-                line.truncate(end);
-                return Ok(Some(line));
+                return Ok(Some(self.take_line(scanned + at)));
             }
+            // What was handed out goes before the next read: each byte moves once at most.
+            self.buffered.drain(..self.taken);
+            self.taken = 0;
             scanned = self.buffered.len();
             if scanned > MAX_ANSWER {
                 return Err(too_long(&self.path, NO_LINE_END));
@@ -227,6 +229,26 @@ impl Client {
                 false => return Ok(None),
             }
         }
+    }
+
+    /// Hands out the line that ends at `end` (a line end's index in `buffered`): the buffer
+    /// itself when the line is all of it (a status of thousands of workers is not copied), a
+    /// copy of it otherwise (many short lines, as `logs` sends, each copied once).
+    fn take_line(&mut self, end: usize) -> Vec<u8> {
+        let line = match self.taken == 0 && end + 1 == self.buffered.len() {
+            true => {
+                let mut line = std::mem::take(&mut self.buffered);
+                line.truncate(end);
+                line
+            }
+            false => self.buffered[self.taken..end].to_vec(),
+        };
+        self.taken = end + 1;
+        if self.taken >= self.buffered.len() {
+            self.buffered.clear();
+            self.taken = 0;
+        }
+        line
     }
 
     /// Reads what arrived, and the fds that came with it, before the deadline; `false` at

@@ -162,6 +162,44 @@ fn a_request_gets_its_answer_and_a_refusal_its_code() {
     }
 }
 
+/// Lines come out whole and in order however they arrive: many short ones in one read, one
+/// split across reads, a long one, and the rest without a line end once the peer closes.
+#[test]
+fn lines_come_out_whole_and_in_order_however_they_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lines.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let long = "y".repeat(300_000);
+    let sent = long.clone();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line).unwrap();
+        let short: String = (0..20_000).map(|i| format!("{i}\n")).collect();
+        stream.write_all(short.as_bytes()).unwrap();
+        stream.write_all(b"split ").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        stream
+            .write_all(format!("across reads\n{sent}\nthe rest").as_bytes())
+            .unwrap();
+    });
+    let mut client = Client::connect(&path, None).unwrap();
+    let first = client.exchange(Command::Status, Some(Duration::from_secs(5)));
+    assert_eq!(first.unwrap(), b"0");
+    let mut next = || {
+        let line = client.next_line(Some(Duration::from_secs(5))).unwrap();
+        line.map(|l| String::from_utf8(l).unwrap())
+    };
+    for i in 1..20_000 {
+        assert_eq!(next().as_deref(), Some(i.to_string().as_str()));
+    }
+    assert_eq!(next().as_deref(), Some("split across reads"));
+    assert_eq!(next().as_deref(), Some(long.as_str()));
+    server.join().unwrap();
+    assert_eq!(next().as_deref(), Some("the rest"));
+    assert_eq!(next(), None);
+}
+
 /// A peer at a new socket in `dir` that answers the first connection with `head`, then
 /// `size` bytes of `x` (then a newline if `line_end`), and closes; it stops early when the
 /// client goes away.
