@@ -10,7 +10,7 @@
 
 use std::fs::File;
 
-/// The spare fd (an open `/dev/null`, close-on-exec), or none while it is lent.
+/// The spare fd (an open `/dev/null`, or `/`; close-on-exec), or none while it is lent.
 #[derive(Debug)]
 pub struct Spare(Option<File>);
 
@@ -103,8 +103,11 @@ fn refill_with(
     (spare.restore_with(open) || spare.take(reserve)) && reserve.restore_with(open)
 }
 
+/// A file to hold: `/dev/null`, or the root directory where there is none (a chroot or a
+/// sandbox without it), which every process can open: else the spare would never be held, and
+/// herd would try for it five times a second for ever.
 fn open_null() -> Option<File> {
-    File::open("/dev/null").ok()
+    File::open("/dev/null").or_else(|_| File::open("/")).ok()
 }
 
 #[cfg(test)]
