@@ -42,6 +42,8 @@ pub mod server;
 #[cfg(unix)]
 mod spare;
 #[cfg(unix)]
+mod turn_away;
+#[cfg(unix)]
 mod wait;
 
 #[cfg(test)]

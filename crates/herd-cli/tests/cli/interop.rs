@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Command;
 
-use crate::interop_gunicorn::{exit_marks, herd_with_exit_marks};
+use crate::interop_gunicorn::{exit_marks, exits_120_with_full_output, herd_with_exit_marks};
 use crate::util::*;
 
 fn interop(file: &str) -> String {
@@ -434,20 +434,9 @@ fn hello_py_stops_without_the_teardown_but_with_atexit() {
 /// the teardown hides no failure.
 #[test]
 fn hello_py_that_cannot_flush_its_output_exits_120_as_python_does() {
-    let marks = tempfile::tempdir().unwrap();
-    let path = marks.path().join("marks");
-    let full = [("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1"))];
-    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_hello());
-    herd.signal(libc::SIGTERM);
-    herd.wait_exit();
-    let exit = herd.wait_event("the worker's exit", is_exit);
-    let how = exit["message"].as_str().unwrap_or_default();
-    assert!(how.contains("120"), "{exit}");
+    let herd = exits_120_with_full_output(&marked_hello(), false, 1);
     let said = herd.wait_text("while flushing sys.stdout");
     assert!(said.contains("No space left on device"), "{said}");
-    let (atexit, teardown) = exit_marks(&path);
-    assert_eq!(atexit.len(), 1, "{atexit:?}");
-    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
 }
 
 /// `examples/hello.py` that can neither flush its output nor say why (its stdout and stderr on
@@ -455,21 +444,7 @@ fn hello_py_that_cannot_flush_its_output_exits_120_as_python_does() {
 /// does not cut its exit short.
 #[test]
 fn hello_py_that_cannot_flush_its_output_nor_say_why_exits_120_without_the_teardown() {
-    let marks = tempfile::tempdir().unwrap();
-    let path = marks.path().join("marks");
-    let full = [
-        ("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1")),
-        ("EXIT_MARKS_FULL_STDERR", std::ffi::OsStr::new("1")),
-    ];
-    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_hello());
-    herd.signal(libc::SIGTERM);
-    herd.wait_exit();
-    let exit = herd.wait_event("the worker's exit", is_exit);
-    let how = exit["message"].as_str().unwrap_or_default();
-    assert!(how.contains("120"), "{exit}");
-    let (atexit, teardown) = exit_marks(&path);
-    assert_eq!(atexit.len(), 1, "{atexit:?}");
-    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+    exits_120_with_full_output(&marked_hello(), true, 1);
 }
 
 /// A second stop signal while `examples/hello.py` runs its `atexit` functions (herd's stop,

@@ -190,6 +190,34 @@ pub(crate) fn herd_with_exit_marks(
 
 /// What `tests/interop/exit_marks.py` marked in `path`: the pids whose `atexit` functions ran,
 /// and those whose interpreter's teardown ran.
+/// Runs `command`, which imports `tests/interop/exit_marks.py`, under herd with its stdout (and,
+/// with `stderr_too`, its stderr) on /dev/full with a line in the buffer, stops herd, and checks
+/// that the worker exits 120, as Python's own exit gives, with its `processes` processes marking
+/// `atexit` and none `teardown`: herd, to look at what else it logged.
+pub(crate) fn exits_120_with_full_output(
+    command: &[String],
+    stderr_too: bool,
+    processes: usize,
+) -> Herd {
+    let marks = tempfile::tempdir().unwrap();
+    let path = marks.path().join("marks");
+    let full = std::ffi::OsStr::new("1");
+    let env = [
+        ("EXIT_MARKS_FULL_STDOUT", full),
+        ("EXIT_MARKS_FULL_STDERR", full),
+    ];
+    let (mut herd, _) = herd_with_exit_marks(&path, &env[..1 + usize::from(stderr_too)], command);
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    let exit = herd.wait_event("the worker's exit", is_exit);
+    let how = exit["message"].as_str().unwrap_or_default();
+    assert!(how.contains("120"), "{exit}");
+    let (atexit, teardown) = exit_marks(&path);
+    assert_eq!(atexit.len(), processes, "{atexit:?}");
+    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+    herd
+}
+
 pub(crate) fn exit_marks(path: &Path) -> (Vec<String>, Vec<String>) {
     let marks = std::fs::read_to_string(path).unwrap_or_default();
     let pids = |what: &str| -> Vec<String> {
@@ -231,23 +259,8 @@ fn gunicorn_recipe_stops_without_the_teardown_but_with_atexit() {
 /// as Python's own exit does, and says why.
 #[test]
 fn gunicorn_recipe_that_cannot_flush_its_output_exits_120_as_python_does() {
-    let marks = tempfile::tempdir().unwrap();
-    let path = marks.path().join("marks");
-    let full = [("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1"))];
-    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_gunicorn());
-    herd.signal(libc::SIGTERM);
-    herd.wait_exit();
-    let exit = herd.wait_event("the arbiter's exit", is_exit);
-    let how = exit["message"].as_str().unwrap_or_default();
-    assert!(how.contains("120"), "{exit}");
+    let herd = exits_120_with_full_output(&marked_gunicorn(), false, 2);
     herd.wait_text("while flushing sys.stdout");
-    let (atexit, teardown) = exit_marks(&path);
-    assert_eq!(
-        atexit.len(),
-        2,
-        "the arbiter's and the worker's: {atexit:?}"
-    );
-    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
 }
 
 /// gunicorn run with `examples/gunicorn_herd.conf.py` that can neither flush its output nor say
@@ -255,25 +268,7 @@ fn gunicorn_recipe_that_cannot_flush_its_output_exits_120_as_python_does() {
 /// without the teardown: the failing word of why does not cut their exit short.
 #[test]
 fn gunicorn_recipe_that_cannot_flush_its_output_nor_say_why_exits_120_without_the_teardown() {
-    let marks = tempfile::tempdir().unwrap();
-    let path = marks.path().join("marks");
-    let full = [
-        ("EXIT_MARKS_FULL_STDOUT", std::ffi::OsStr::new("1")),
-        ("EXIT_MARKS_FULL_STDERR", std::ffi::OsStr::new("1")),
-    ];
-    let (mut herd, _) = herd_with_exit_marks(&path, &full, &marked_gunicorn());
-    herd.signal(libc::SIGTERM);
-    herd.wait_exit();
-    let exit = herd.wait_event("the arbiter's exit", is_exit);
-    let how = exit["message"].as_str().unwrap_or_default();
-    assert!(how.contains("120"), "{exit}");
-    let (atexit, teardown) = exit_marks(&path);
-    assert_eq!(
-        atexit.len(),
-        2,
-        "the arbiter's and the worker's: {atexit:?}"
-    );
-    assert_eq!(teardown, Vec::<String>::new(), "teardowns");
+    exits_120_with_full_output(&marked_gunicorn(), true, 2);
 }
 
 /// gunicorn with `examples/gunicorn_herd.conf.py`, serving `tests/interop/exit_marks.py`.
