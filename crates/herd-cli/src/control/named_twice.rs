@@ -4,74 +4,83 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use serde_json::value::RawValue;
+
 /// The first member name that a JSON object names twice, at any depth (`None` for valid JSON
-/// without one); an error for text that is not JSON or is nested deeper than serde_json reads
-/// (128 levels), which a parse that skips the deep part (an unknown member's value) may have
-/// taken.
+/// without one); an error for text that is not JSON or is nested deeper than [`MAX_DEPTH`],
+/// which a parse that skips the deep part (an unknown member's value) may have taken. Numbers
+/// are not read, only skipped, as such a parse skips them: one out of `f64`'s range is no
+/// reason to refuse a text.
 pub(crate) fn named_twice(text: &[u8]) -> serde_json::Result<Option<String>> {
-    Ok(serde_json::from_slice::<NamedTwice>(text)?.0)
+    // Too deep: the error a read as any JSON gives, with where it stopped.
+    twice_in(serde_json::from_slice(text)?, 0).map_err(|e| {
+        serde_json::from_slice::<serde_json::Value>(text)
+            .err()
+            .unwrap_or(e)
+    })
 }
 
-/// What [`named_twice`] finds in a JSON value.
-struct NamedTwice(Option<String>);
+/// How deep [`named_twice`] looks: serde_json's own limit.
+const MAX_DEPTH: usize = 128;
 
-impl<'de> serde::Deserialize<'de> for NamedTwice {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<NamedTwice, D::Error> {
-        deserializer.deserialize_any(NamedTwiceVisitor)
+/// [`named_twice`] of one value, `depth` containers down.
+fn twice_in(value: &RawValue, depth: usize) -> serde_json::Result<Option<String>> {
+    let text = value.get();
+    let container = matches!(text.as_bytes().first(), Some(b'{' | b'['));
+    if container && depth == MAX_DEPTH {
+        return Err(serde::de::Error::custom("recursion limit exceeded"));
+    }
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let Members(members) = serde_json::from_str(text)?;
+            let mut seen = Names::Few(Vec::new());
+            for (name, value) in members {
+                if let Some(twice) = seen.add(name) {
+                    return Ok(Some(twice));
+                }
+                if let Some(twice) = twice_in(value, depth + 1)? {
+                    return Ok(Some(twice));
+                }
+            }
+            Ok(None)
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            for item in items {
+                if let Some(twice) = twice_in(item, depth + 1)? {
+                    return Ok(Some(twice));
+                }
+            }
+            Ok(None)
+        }
+        _ => Ok(None),
     }
 }
 
-struct NamedTwiceVisitor;
+/// An object's members in document order, names given twice kept, values unread.
+struct Members<'de>(Vec<(Cow<'de, str>, &'de RawValue)>);
 
-impl<'de> serde::de::Visitor<'de> for NamedTwiceVisitor {
-    type Value = NamedTwice;
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Members<'de>, D::Error> {
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+struct MembersVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MembersVisitor {
+    type Value = Members<'de>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
+        f.write_str("a JSON object")
     }
 
-    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<NamedTwice, M::Error> {
-        let mut seen = Names::Few(Vec::new());
-        let mut twice = None;
-        while let Some(Key(key)) = map.next_key()? {
-            let NamedTwice(inner) = map.next_value()?;
-            if twice.is_none() {
-                twice = seen.add(key).or(inner);
-            }
+    fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Members<'de>, M::Error> {
+        let mut members = Vec::new();
+        while let Some(Key(name)) = map.next_key()? {
+            members.push((name, map.next_value()?));
         }
-        Ok(NamedTwice(twice))
-    }
-
-    fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<NamedTwice, S::Error> {
-        let mut twice = None;
-        while let Some(NamedTwice(inner)) = seq.next_element()? {
-            twice = twice.or(inner);
-        }
-        Ok(NamedTwice(twice))
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<NamedTwice, E> {
-        Ok(NamedTwice(None))
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<NamedTwice, E> {
-        Ok(NamedTwice(None))
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<NamedTwice, E> {
-        Ok(NamedTwice(None))
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<NamedTwice, E> {
-        Ok(NamedTwice(None))
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<NamedTwice, E> {
-        Ok(NamedTwice(None))
-    }
-
-    fn visit_unit<E>(self) -> Result<NamedTwice, E> {
-        Ok(NamedTwice(None))
+        Ok(Members(members))
     }
 }
 
@@ -150,6 +159,12 @@ mod tests {
         assert!(named_twice(b"not json").is_err());
         let deep = format!("{}1{}", "[".repeat(129), "]".repeat(129));
         assert!(named_twice(deep.as_bytes()).is_err(), "too deep to read");
+        // A number out of f64's range is skipped, not read, as a parse that skips it does.
+        assert_eq!(
+            named_twice(br#"{"n":4e5333,"a":1,"a":2}"#).unwrap(),
+            Some("a".into())
+        );
+        assert_eq!(named_twice(br#"[-1e999,{"n":1}]"#).unwrap(), None);
         // Escaped names are compared as they read.
         assert_eq!(twice(r#"{"a":1,"\u0061":2}"#), Some("a".into()));
         assert_eq!(twice(r#"{"\n":1,"\u000a":2}"#), Some("\n".into()));
