@@ -141,7 +141,12 @@ impl fmt::Display for ClientError {
                 write!(f, "permission denied opening {}", path.display())
             }
             ClientError::NotHerd { path, why } => {
-                write!(f, "unexpected answer from {}: {why}", path.display())
+                write!(
+                    f,
+                    "unexpected answer from {}: {}",
+                    path.display(),
+                    shown(why)
+                )
             }
             ClientError::Untrusted(e) => e.fmt(f),
             ClientError::Stopped { path, pid } => write!(
@@ -173,13 +178,32 @@ impl fmt::Display for ClientError {
                 "herd at {} refused ({}): {}",
                 path.display(),
                 error.code,
-                crate::text::escape(&error.message)
+                shown(&error.message)
             ),
         }
     }
 }
 
 impl std::error::Error for ClientError {}
+
+/// The most of a text from the other end that an error shows: herd's error line goes through
+/// a queue of 1 MiB that drops a longer line whole, and a terminal needs no more.
+const MOST_SHOWN: usize = 64 << 10;
+
+/// `text`, from whatever answers at the path (what serde_json says of it quotes it), escaped
+/// so that it stays on the error's one line and cannot drive the terminal, and cut after
+/// [`MOST_SHOWN`] bytes.
+pub(crate) fn shown(text: &str) -> String {
+    let mut end = text.len().min(MOST_SHOWN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let escaped = crate::text::escape(&text[..end]);
+    match text.len() - end {
+        0 => escaped.into_owned(),
+        cut => format!("{escaped}... ({cut} more bytes)"),
+    }
+}
 
 impl ClientError {
     /// `what` failed on the herd at `path`, with `source`.

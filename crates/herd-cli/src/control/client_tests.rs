@@ -318,3 +318,30 @@ fn the_async_client_bounds_an_endless_or_huge_answer() {
         assert!(server.join().unwrap() < MAX_ANSWER + (1 << 20) + (8 << 20));
     }
 }
+
+/// What a peer sends is shown escaped and cut, on one line: an error code with a line end and
+/// a terminal escape (quoted raw by serde_json's "unknown variant"), and a refusal of 2 MiB
+/// (too long for the error's queue, which dropped the line: herd exited 1 saying nothing).
+#[test]
+fn what_a_peer_says_stays_on_one_short_line() {
+    let path = Path::new("/h.sock");
+    let code = br#"{"version":1,"ok":false,"error":{"code":"a\nherd: ok\u001b[2J","message":""}}"#;
+    let e = decode_answer::<StopResult>(code, path)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains('\n') && !e.contains('\x1b'), "{e:?}");
+    assert!(e.contains(r"a\nherd: ok\x1b[2J"), "{e:?}");
+    let long = format!(
+        r#"{{"version":1,"ok":false,"error":{{"code":"busy","message":"{}é"}}}}"#,
+        "x".repeat(2 << 20)
+    );
+    let e = decode_answer::<StopResult>(long.as_bytes(), path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.len() < 70 << 10, "{}", e.len());
+    assert!(
+        e.ends_with(&format!("... ({} more bytes)", (2 << 20) + 2 - (64 << 10))),
+        "{}",
+        &e[e.len() - 40..]
+    );
+}

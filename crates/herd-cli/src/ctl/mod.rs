@@ -202,8 +202,9 @@ fn failure(error: ClientError) -> Failure {
         other => return Failure::Runtime(anyhow!(other)),
     };
     let code = error.code;
-    // The message is herd's, but may quote a worker: no control characters reach the terminal.
-    let message = escape(&error.message);
+    // The message is herd's, but may quote a worker (or be anyone's at the path): no control
+    // characters reach the terminal, and the line stays short enough to be written.
+    let message = crate::control::answer::shown(&error.message);
     let line = match code {
         ErrorCode::UpgradeFailed => {
             format!("upgrade failed, the old workers keep serving ({code}): {message}")

@@ -206,6 +206,29 @@ fn a_server_that_floods_its_answer_fails_herd_status_in_one_line() {
     }
 }
 
+/// A refusal of 2 MiB is cut, and an error code with a line end and a terminal escape is shown
+/// escaped, each on one line (herd status exited 1 saying nothing, its error line too long for
+/// the queue to stderr; the code's line end split the error in two).
+#[test]
+fn a_server_that_answers_a_long_or_hostile_refusal_fails_herd_status_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, says) in [
+        ("--long-refusal", "more bytes)"),
+        ("--hostile-code", r"unknown variant `busy\n\x1b[2J`"),
+    ] {
+        let path = dir.path().join(format!("{}.sock", &mode[2..]));
+        let _fake = FakeHerd::start(mode, &path);
+        let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), &["status"]);
+        assert_eq!((code, stdout.as_str()), (FAILURE, ""), "{mode}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{mode}: {stderr}");
+        assert!(
+            !stderr.contains('\x1b') && stderr.len() < 70 << 10,
+            "{mode}: {stderr}"
+        );
+        assert!(stderr.contains(says), "{mode}: {stderr}");
+    }
+}
+
 /// A crowd of silent connections (leaked by a careless script, or hostile) cannot keep `herd
 /// status`, `herd upgrade` or `herd stop` out: with 1000 open, the one that has waited longest
 /// for a request is closed for a newcomer (they were refused `busy` until the crowd idled out

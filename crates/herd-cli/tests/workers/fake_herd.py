@@ -12,6 +12,9 @@
     fake_herd.py --endless PATH / --huge PATH
         A peer whose answer to anything is an endless line (no newline, until the client goes
         away), or one line of 64 MiB.
+    fake_herd.py --long-refusal PATH / --hostile-code PATH
+        A peer that refuses anything `busy` with a message of 2 MiB, or with an error code
+        that holds a line end and a terminal escape.
 """
 
 import json
@@ -108,12 +111,30 @@ def flood(path, endless):
         conn.close()
 
 
+def refuse(path, error):
+    listener = listen(path)
+    print("ready", flush=True)
+    line = json.dumps({"version": 1, "ok": False, "error": error}).encode() + b"\n"
+    while True:
+        conn, _ = listener.accept()
+        try:
+            conn.recv(65536)
+            conn.sendall(line)
+        except OSError:
+            pass
+        conn.close()
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "--silent-stop":
         silent_stop(sys.argv[2])
     elif mode in ("--endless", "--huge"):
         flood(sys.argv[2], mode == "--endless")
+    elif mode == "--long-refusal":
+        refuse(sys.argv[2], {"code": "busy", "message": "x" * (2 << 20)})
+    elif mode == "--hostile-code":
+        refuse(sys.argv[2], {"code": "busy\n\x1b[2J", "message": ""})
     else:
         decoy(sys.argv[1:])
 
