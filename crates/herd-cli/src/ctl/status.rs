@@ -31,8 +31,10 @@ pub(super) fn show(args: &StatusArgs, connect: Connect<'_>) -> Result<(), Failur
 /// The status as printed, and what it says of the pool's health.
 fn once(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure>), Failure> {
     if json {
-        // As herd sent it: fields this client does not know are shown too.
-        let status: serde_json::Value = call(connect, Command::Status, Some(QUICK))?;
+        // As herd sent it: fields this client does not know are shown too. An object: a result
+        // of another shape (an array, null) is not a status, whoever sent it.
+        let status: serde_json::Map<String, serde_json::Value> =
+            call(connect, Command::Status, Some(QUICK))?;
         let json = serde_json::to_string_pretty(&status).unwrap_or_default();
         return Ok((format!("{json}\n"), Ok(())));
     }

@@ -229,6 +229,24 @@ fn a_server_that_answers_a_long_or_hostile_refusal_fails_herd_status_in_one_line
     }
 }
 
+/// A success whose result is an array is no status: `herd status --json` fails in one line
+/// instead of printing it and exiting 0 (it took any JSON for a status).
+#[test]
+fn a_status_of_another_shape_fails_herd_status_json_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("array.sock");
+    let _fake = FakeHerd::start("--array-result", &path);
+    for args in [&["status", "--json"][..], &["status"]] {
+        let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), args);
+        assert_eq!((code, stdout.as_str()), (FAILURE, ""), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("unexpected answer from"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// A crowd of silent connections (leaked by a careless script, or hostile) cannot keep `herd
 /// status`, `herd upgrade` or `herd stop` out: with 1000 open, the one that has waited longest
 /// for a request is closed for a newcomer (they were refused `busy` until the crowd idled out

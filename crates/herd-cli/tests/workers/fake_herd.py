@@ -15,6 +15,8 @@
     fake_herd.py --long-refusal PATH / --hostile-code PATH
         A peer that refuses anything `busy` with a message of 2 MiB, or with an error code
         that holds a line end and a terminal escape.
+    fake_herd.py --array-result PATH
+        A peer whose answer to anything is a success with an array for its result.
 """
 
 import json
@@ -112,9 +114,12 @@ def flood(path, endless):
 
 
 def refuse(path, error):
+    answer(path, json.dumps({"version": 1, "ok": False, "error": error}).encode() + b"\n")
+
+
+def answer(path, line):
     listener = listen(path)
     print("ready", flush=True)
-    line = json.dumps({"version": 1, "ok": False, "error": error}).encode() + b"\n"
     while True:
         conn, _ = listener.accept()
         try:
@@ -133,6 +138,8 @@ def main():
         flood(sys.argv[2], mode == "--endless")
     elif mode == "--long-refusal":
         refuse(sys.argv[2], {"code": "busy", "message": "x" * (2 << 20)})
+    elif mode == "--array-result":
+        answer(sys.argv[2], b'{"version":1,"ok":true,"result":[1,2,3]}\n')
     elif mode == "--hostile-code":
         refuse(sys.argv[2], {"code": "busy\n\x1b[2J", "message": ""})
     else:
