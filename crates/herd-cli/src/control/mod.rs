@@ -34,6 +34,8 @@ mod hung_up;
 
 // The Unix socket's client and server.
 #[cfg(unix)]
+mod accept;
+#[cfg(unix)]
 pub mod client;
 #[cfg(unix)]
 pub mod path;

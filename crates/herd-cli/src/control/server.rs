@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::logging::LogEvent;
 use crate::supervisor::notify::RateLimit;
 
+use super::accept::{accept, left_at_once};
 use super::held::{log_closed, Replies, Sink, Unread};
 use super::hung_up::carry_out;
 pub use super::lines::IDLE_TIMEOUT;
@@ -27,8 +28,9 @@ use super::protocol::{Command, ErrorCode, FdBatch, Response, VERSION};
 pub use super::reply::Reply;
 use super::request::forward;
 pub use super::request::{ControlRequest, Peer};
+use super::retry::Retry;
 use super::room::{place, Place};
-use super::spare::{self, after_accept_failed, AcceptFailed, Spare};
+use super::spare::{self, Spare};
 use super::turn_away::turn_away;
 use super::waiting::{Waiting, ROOM_WAIT};
 
@@ -43,9 +45,6 @@ pub const MAX_CONNECTIONS: usize = 1000;
 pub const REFUSALS_LOGGED: u32 = 5;
 /// See [`REFUSALS_LOGGED`].
 pub const REFUSALS_WINDOW: Duration = Duration::from_secs(10);
-
-/// How often the spare and its reserve are taken back while either is missing.
-const REFILL_EVERY: Duration = Duration::from_millis(200);
 
 /// Who may use the control socket: herd's own uid, root, and the listed uids and gids.
 #[derive(Clone, Debug)]
@@ -81,13 +80,21 @@ pub async fn serve(
     // A second file in reserve, given up for a newcomer served on the spare's fd, so that a
     // spare is left to answer the next one `busy` while that one stays (`herd logs -f`).
     let mut reserve = Spare::new();
+    let mut retry = Retry::default();
     loop {
         let held = spare::refill(&mut spare, &mut reserve);
-        let Some((stream, lent)) = accept(&listener, &mut spare, held, &waiting).await else {
+        let accepted = accept(&listener, (&mut spare, held), &waiting, &mut retry).await;
+        let Some((stream, lent)) = accepted else {
             continue;
         };
         if requests.is_closed() {
             return;
+        }
+        // One that connected and left at once, having sent nothing, is let go: at the limit,
+        // a silent connection would else give way for nobody.
+        if left_at_once(&stream) {
+            turn_away(stream, None, lent.then_some(&mut spare));
+            continue;
         }
         let checked = check(&stream, &policy, &refusals);
         let (peer, permit) = match place(checked, || Arc::clone(&slots).try_acquire_owned().ok()) {
@@ -128,74 +135,6 @@ pub async fn serve(
     }
 }
 
-/// The next connection, and whether it took the [`Spare`]'s fd (herd is at its open-file limit):
-/// `None` after a failure, which is logged and backed off from, or when nobody was waiting after
-/// all. Unless the spare and its reserve are both `held`, it waits at most [`REFILL_EVERY`] so
-/// that they are taken back once files are free, whether or not anyone connects meanwhile.
-async fn accept(
-    listener: &UnixListener,
-    spare: &mut Spare,
-    held: bool,
-    waiting: &Waiting,
-) -> Option<(UnixStream, bool)> {
-    let next = match held {
-        true => listener.accept().await,
-        false => tokio::time::timeout(REFILL_EVERY, listener.accept())
-            .await
-            .ok()?,
-    };
-    let mut e = match next {
-        Ok((stream, _)) => return Some((stream, false)),
-        Err(e) => e,
-    };
-    let failed = after_accept_failed(out_of_files(&e), spare.held(), || someone_waits(listener));
-    match failed {
-        AcceptFailed::LendSpare => {
-            spare.lend();
-            let now = tokio::select! {
-                biased;
-                accepted = listener.accept() => Some(accepted),
-                () = std::future::ready(()) => None,
-            };
-            match now {
-                Some(Ok((stream, _))) => return Some((stream, true)),
-                Some(Err(again)) => {
-                    spare.restore();
-                    e = again;
-                }
-                None => {
-                    spare.restore(); // nobody there after all
-                    return None;
-                }
-            }
-        }
-        AcceptFailed::WaitForFiles => {
-            tokio::time::sleep(REFILL_EVERY).await;
-            return None;
-        }
-        AcceptFailed::MakeRoom => {
-            // The fd of the one that gives way becomes the spare.
-            let deadline = tokio::time::Instant::now() + ROOM_WAIT;
-            if waiting.one_gives_way(deadline).await {
-                spare.restore();
-                return None;
-            }
-        }
-        AcceptFailed::BackOff => {}
-    }
-    tracing::warn!(
-        event = LogEvent::ControlAcceptFailed.as_str(),
-        "control socket: accept failed: {e}"
-    );
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    None
-}
-
-/// Whether a connection waits in `listener`'s backlog, seen without taking an fd.
-fn someone_waits(listener: &UnixListener) -> bool {
-    herd_sys::fd::wait_readable(&[listener.as_fd()], Some(Duration::ZERO)).unwrap_or(true)
-}
-
 /// The answer to a newcomer for which no connection gives way.
 fn busy() -> Response {
     Response::error(
@@ -211,12 +150,6 @@ fn out_of_files_busy() -> Response {
         ErrorCode::Busy,
         "herd is at its open-file limit: no file to serve another control connection on",
     )
-}
-
-/// Whether `accept` failed for want of a file (herd's limit or the system's): closing one of
-/// herd's connections makes room.
-fn out_of_files(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// The refusal limiter; a poisoned lock (a panic elsewhere) still limits, its state is valid.
@@ -435,16 +368,6 @@ async fn send_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_want_of_files_makes_a_connection_give_way() {
-        for errno in [libc::EMFILE, libc::ENFILE] {
-            assert!(out_of_files(&std::io::Error::from_raw_os_error(errno)));
-        }
-        for errno in [libc::ECONNABORTED, libc::ENOMEM, libc::EINTR] {
-            assert!(!out_of_files(&std::io::Error::from_raw_os_error(errno)));
-        }
-    }
 
     #[test]
     fn access_policy() {

@@ -391,6 +391,36 @@ fn at_herds_open_file_limit_with_no_connection_to_give_way_a_client_is_served_on
     holds_every_file(&herd, limit);
 }
 
+/// At herd's open-file limit, a client that connects and closes before herd takes it, having
+/// sent nothing, makes no silent connection give way: it is let go, and the spare taken back.
+#[test]
+fn at_herds_open_file_limit_a_client_that_left_at_once_makes_no_connection_give_way() {
+    if !root_or_skip("connecting as another uid needs root") {
+        return;
+    }
+    let herd = herd_nobody_may_use(None);
+    let control = herd.control();
+    let first = UnixStream::connect(&control).unwrap();
+    let second = UnixStream::connect(&control).unwrap();
+    // Answered once both above were taken (one accept loop, in order); then it waits too.
+    let probe = UnixStream::connect(&control).unwrap();
+    (&probe).write_all(STATUS).unwrap();
+    assert_eq!(answer(&probe)["ok"], true);
+    at_open_file_limit(&herd);
+    // Gone before herd takes it: herd is stopped meanwhile.
+    let pid = herd.pid() as i32;
+    // SAFETY: kill with herd's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    drop(UnixStream::connect(&control).unwrap());
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    // Answered once the one that left was taken; refused, it makes no connection give way.
+    let stderr = status_as_nobody(&control);
+    assert!(stderr.contains("permission_denied"), "{stderr}");
+    let gave_way = [&first, &second, &probe].map(closed);
+    assert_eq!(gave_way, [false; 3], "a connection gave way for nobody");
+}
+
 /// At herd's open-file limit with no connection to give way, while a client served on the
 /// spare stays (`herd logs -f`), the next client is answered at once (`busy`: herd has no file
 /// to serve it on) instead of waiting unaccepted until a file is free, with herd warning ten

@@ -143,6 +143,45 @@ fn running_out_of_fds_is_survived() {
     wait_status(&herd, "2 running workers", |s| s["running"] == 2);
 }
 
+/// herd's open-file limit lowered below the files it holds, a client it can never accept (it
+/// stays in the backlog, even once gone) has herd warn ever more rarely (the 1st, 2nd, 4th...
+/// failure in a row, retried after 10 ms doubling up to 1 s), not ten times a second for ever.
+#[test]
+fn a_connection_herd_can_never_accept_is_not_warned_about_ten_times_a_second() {
+    let sleepers = ["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"];
+    let herd = Herd::start(&sleepers);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    let held = open_fds(herd.pid()).len().saturating_sub(4);
+    let limit = format!("--nofile={held}:{held}");
+    let pid = herd.pid().to_string();
+    let lowered = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, &limit])
+        .status()
+        .unwrap();
+    assert!(lowered.success());
+    let client = std::os::unix::net::UnixStream::connect(herd.control()).unwrap();
+    herd.wait_for_event("control_accept_failed", &[]);
+    drop(client);
+    // The measurement itself: how often herd says so over 3 s.
+    std::thread::sleep(Duration::from_secs(3));
+    let failures: Vec<Value> = herd
+        .lines()
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Event(e) if e["event"] == "control_accept_failed" => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        failures.len() <= 6,
+        "{} warnings in 3 s: {failures:#?}",
+        failures.len()
+    );
+    let last = failures.last().unwrap();
+    assert!(last["failures"].as_u64().unwrap_or(0) >= 4, "{last}");
+}
+
 #[test]
 fn metrics_clients_cannot_starve_supervision() {
     // herd with 128 fds (soft = hard: nothing to raise), then 300 idle clients on --metrics.
