@@ -189,15 +189,26 @@ fn forged_and_oversized_notifications_are_dropped() {
     );
 }
 
+/// `herd ARGS` against a fake herd answering as `mode` says, at a socket in `dir`: checked to
+/// fail (exit 1) with nothing on stdout and one line on stderr, which it returns.
+fn status_fails_in_one_line(dir: &std::path::Path, mode: &str, args: &[&str]) -> String {
+    let path = dir.join(format!("{}-{}.sock", &mode[2..], args.len()));
+    let _fake = FakeHerd::start(mode, &path);
+    let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), args);
+    assert_eq!(
+        (code, stdout.as_str()),
+        (FAILURE, ""),
+        "{mode} {args:?}: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{mode} {args:?}: {stderr}");
+    stderr
+}
+
 #[test]
 fn a_server_that_floods_its_answer_fails_herd_status_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     for mode in ["--endless", "--huge"] {
-        let path = dir.path().join(format!("{}.sock", &mode[2..]));
-        let _fake = FakeHerd::start(mode, &path);
-        let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), &["status"]);
-        assert_eq!((code, stdout.as_str()), (FAILURE, ""), "{mode}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{mode}: {stderr}");
+        let stderr = status_fails_in_one_line(dir.path(), mode, &["status"]);
         assert!(
             stderr.contains("unexpected answer from")
                 && stderr.contains("more than 16 MiB without a line end"),
@@ -216,11 +227,7 @@ fn a_server_that_answers_a_long_or_hostile_refusal_fails_herd_status_in_one_line
         ("--long-refusal", "more bytes)"),
         ("--hostile-code", r"unknown variant `busy\n\x1b[2J`"),
     ] {
-        let path = dir.path().join(format!("{}.sock", &mode[2..]));
-        let _fake = FakeHerd::start(mode, &path);
-        let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), &["status"]);
-        assert_eq!((code, stdout.as_str()), (FAILURE, ""), "{mode}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{mode}: {stderr}");
+        let stderr = status_fails_in_one_line(dir.path(), mode, &["status"]);
         assert!(
             !stderr.contains('\x1b') && stderr.len() < 70 << 10,
             "{mode}: {stderr}"
@@ -234,12 +241,8 @@ fn a_server_that_answers_a_long_or_hostile_refusal_fails_herd_status_in_one_line
 #[test]
 fn a_status_of_another_shape_fails_herd_status_json_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("array.sock");
-    let _fake = FakeHerd::start("--array-result", &path);
     for args in [&["status", "--json"][..], &["status"]] {
-        let (code, stdout, stderr) = ctl_at(path.to_str().unwrap(), args);
-        assert_eq!((code, stdout.as_str()), (FAILURE, ""), "{args:?}: {stderr}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        let stderr = status_fails_in_one_line(dir.path(), "--array-result", args);
         assert!(
             stderr.contains("unexpected answer from"),
             "{args:?}: {stderr}"
