@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # herd's whole test suite: formatting, lints, the worker crates under Rust 1.63 (Linux), the
-# Windows build with its tests under Wine, unit, integration and doc tests, then a short
+# Windows build with its tests under Wine, the static musl build, unit, integration and doc tests, then a short
 # fuzzing run. Ends with one summary line over every test binary:
 # "tests: N passed, N failed".
 set -euo pipefail
@@ -19,6 +19,8 @@ trap 'rm -f "$log"' EXIT
 status=0
 scripts/check-msrv.sh 2>&1 | tee "$log" || status=$?
 scripts/check-windows.sh 2>&1 | tee -a "$log" || status=$?
+# Static herd and worker for musl (Alpine, scratch images), built and run.
+scripts/check-musl.sh 2>&1 | tee -a "$log" || status=$?
 cargo test --workspace 2>&1 | tee -a "$log" || status=$?
 # deploy/: the Dockerfile, Kubernetes manifests and systemd units, checked offline.
 scripts/check-deploy.sh 2>&1 | tee -a "$log" || status=$?

@@ -16,7 +16,7 @@ mod imp {
 
     /// Exchanges the files at `a` and `b` in one step (both must exist):
     /// `renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)`. A kernel or file system without
-    /// it fails with `ENOSYS` or `EINVAL`.
+    /// it fails with `ENOSYS` or `EINVAL`. Made as a raw system call: musl has no wrapper.
     pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {
         let c = |p: &Path| {
             CString::new(p.as_os_str().as_bytes())
@@ -24,9 +24,10 @@ mod imp {
         };
         let (a, b) = (c(a)?, c(b)?);
         // SAFETY: both paths are NUL-terminated strings that outlive the call; renameat2 only
-        // reads them.
+        // reads them, and takes these five arguments (ints and pointers, as passed).
         let rc = unsafe {
-            libc::renameat2(
+            libc::syscall(
+                libc::SYS_renameat2,
                 libc::AT_FDCWD,
                 a.as_ptr(),
                 libc::AT_FDCWD,

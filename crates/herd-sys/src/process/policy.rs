@@ -83,6 +83,13 @@ mod imp {
     use super::walk::Tasks;
     use super::Raised;
 
+    /// A `sched_param` of priority 0, the only one `SCHED_IDLE` and `SCHED_OTHER` take (musl's
+    /// has more fields than glibc's, all zero here).
+    fn priority_zero() -> libc::sched_param {
+        // SAFETY: sched_param is plain integers (and, on musl, timespecs): all zeros is valid.
+        unsafe { std::mem::zeroed() }
+    }
+
     pub(super) fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
         raise_tree(pid, children_listed())
     }
@@ -94,7 +101,7 @@ mod imp {
 
     pub(super) fn lower_to_idle(tid: u32) -> io::Result<()> {
         let who = crate::process::to_pid(tid)?;
-        let param = libc::sched_param { sched_priority: 0 };
+        let param = priority_zero();
         // SAFETY: param is a sched_param we own, read during the call.
         if unsafe { libc::sched_setscheduler(who, libc::SCHED_IDLE, &param) } < 0 {
             return Err(io::Error::last_os_error());
@@ -158,7 +165,7 @@ mod imp {
                 }
                 return Ok(());
             }
-            let param = libc::sched_param { sched_priority: 0 };
+            let param = priority_zero();
             // SAFETY: param is a sched_param we own, read during the call.
             if unsafe { libc::sched_setscheduler(who, libc::SCHED_OTHER, &param) } < 0 {
                 return Err(io::Error::last_os_error());

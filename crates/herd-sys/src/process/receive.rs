@@ -51,7 +51,7 @@ pub fn wait_for_signal(
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     {
         let ts = timeout.map(|t| libc::timespec {
-            tv_sec: t.as_secs() as libc::time_t,
+            tv_sec: t.as_secs().try_into().unwrap_or(libc::c_long::MAX as _),
             tv_nsec: t.subsec_nanos() as _,
         });
         let ts_ptr = ts
@@ -151,7 +151,8 @@ pub fn signal_thread<T>(thread: &std::thread::JoinHandle<T>, signal: Signal) -> 
     use std::os::unix::thread::JoinHandleExt;
     // SAFETY: the JoinHandle is borrowed, so the thread has not been joined and its pthread_t
     // is still valid (a finished but unjoined thread is a valid, if ignored, target).
-    let rc = unsafe { libc::pthread_kill(thread.as_pthread_t(), signal.0) };
+    // (std's pthread_t is an integer everywhere; the libc crate's is a pointer on musl.)
+    let rc = unsafe { libc::pthread_kill(thread.as_pthread_t() as libc::pthread_t, signal.0) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
