@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # herd's whole test suite: formatting, lints, the worker crates under Rust 1.63 (Linux), the
-# Windows build with its tests under Wine, the static musl build, unit, integration and doc tests, then a short
-# fuzzing run. Ends with one summary line over every test binary:
+# Windows build with its tests under Wine, the static musl build, unit, integration and doc
+# tests, then a short fuzzing run. Ends with one summary line over every test binary:
 # "tests: N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
