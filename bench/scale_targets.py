@@ -2,7 +2,8 @@
 """The scale targets of issue 19, measured on one herd running thousands of native workers
 (`crates/herd/examples/hello.rs`, which sends READY=1 right before its accept loop):
 
-1. every worker running and ready within 2 s of herd's start;
+1. every worker running and ready within 2 s of herd's start (with `hello` linked statically
+   with musl where bench/run built it, and then a start of glibc's `hello` alone to compare);
 2. herd's own RSS under 16 MiB with them all (and, no target, its CPU use at rest);
 3. `herd status` (the CLI, its table and `--json`) answering within 50 ms;
 4. a worker killed with SIGKILL replaced and its successor accepting within 10 ms (p50).
@@ -23,6 +24,7 @@ reading herd's stderr. Its own CPU time from just before `Popen` until it has co
 
     from scale_targets import measure, verdict_lines
     figures = measure()            # builds nothing: needs target/release/herd and examples/hello
+                                   # (and uses the musl one, bench/run's, where it is built)
     print("\\n".join(verdict_lines(figures)))
 
     python3 bench/scale_targets.py [--workers N] [--kills N]   (prints the figures and verdicts)
@@ -49,6 +51,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERD = os.path.join(ROOT, "target", "release", "herd")
 HELLO = os.path.join(ROOT, "target", "release", "examples", "hello")
+# The same worker linked statically with musl (bench/run builds it where rustup has the target).
+STATIC_TARGET = "x86_64-unknown-linux-musl"
+HELLO_STATIC = os.path.join(ROOT, "target", STATIC_TARGET, "release", "examples", "hello")
 
 WORKERS = 4096
 KILLS = 30
@@ -240,10 +245,20 @@ def _replace_one(events, slot, pid, timeout=10):
     return tuple((_stamp(e) - killed) * 1000 for e in (exited, started, ready))
 
 
-def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=STATUS_RUNS,
-            extra=()):
-    """Starts `herd run -w WORKERS --ready notify -- WORKER` (with `extra` run options) and
-    measures the four figures; stops herd. Returns a dict (times in s or ms as named)."""
+def default_worker():
+    """The worker the targets are measured with: `hello` linked statically with musl where
+    bench/run could build it (its start costs a quarter of glibc's here: see docs/scale.md),
+    else the glibc one."""
+    return HELLO_STATIC if os.access(HELLO_STATIC, os.X_OK) else HELLO
+
+
+def _linked(worker):
+    return "static, musl" if worker == HELLO_STATIC else "glibc" if worker == HELLO else worker
+
+
+def _start(herd, worker, workers, extra):
+    """Starts `herd run -w WORKERS --ready notify -- WORKER` and waits until every worker is
+    ready: (herd's process, its control socket, its events, the start's figures)."""
     for tool in (herd, worker):
         if not os.access(tool, os.X_OK):
             raise SystemExit(f"{tool} is missing: cargo build --release -p herd-cli && "
@@ -259,40 +274,71 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
     events = _Events(proc.stderr, workers)
     try:
         last, last_start = events.wait_start(max(60, workers / 20))
-        harness_after = events.counted_at or os.times()
-        all_ready_s = _stamp(last) - started
-        cpu_start_s = _cpu_s(proc.pid)
+    except BaseException:
+        _stop(herd, control, proc)
+        raise
+    harness_after = events.counted_at or os.times()
+    return proc, control, events, {
+        "workers": workers,
+        "worker": _linked(worker),
+        "all_ready_s": _stamp(last) - started,
+        "all_started_s": _stamp(last_start) - started,
+        "herd_cpu_start_s": _cpu_s(proc.pid),
+        "cpus": os.cpu_count(),
+        "harness_cpu_start_s": sum(after - before for after, before in
+                                   zip(harness_after[:2], harness_before[:2])),
+    }
+
+
+def _stop(herd, control, proc):
+    subprocess.run([herd, "--control", control, "stop"], capture_output=True)
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _status(herd, control):
+    return json.loads(subprocess.run([herd, "--control", control, "status", "--json"],
+                                     capture_output=True, text=True, check=True).stdout)
+
+
+def measure_start(herd=HERD, worker=HELLO, workers=WORKERS):
+    """Only the start of `measure`'s herd: every worker ready, and the CPU it took."""
+    proc, control, _, figures = _start(herd, worker, workers, ())
+    try:
+        figures["workers_cpu_start_s"] = _workers_cpu_s(_status(herd, control)["workers"])
+    finally:
+        _stop(herd, control, proc)
+    return figures
+
+
+def measure(herd=HERD, worker=None, workers=WORKERS, kills=KILLS, status_runs=STATUS_RUNS,
+            extra=(), compare=HELLO):
+    """Starts `herd run -w WORKERS --ready notify -- WORKER` (with `extra` run options; the
+    default worker is `default_worker()`) and measures the four figures; stops herd. Then, when
+    `compare` is another worker (glibc's hello), times a start of as many of it alone. Returns
+    a dict (times in s or ms as named)."""
+    worker = worker or default_worker()
+    proc, control, events, figures = _start(herd, worker, workers, extra)
+    try:
         rss_mib = _rss_mib(proc.pid)
         rest_before = _cpu_s(proc.pid)
         time.sleep(REST_S)  # the measurement itself: herd's CPU while nothing happens
         rest_cpu = (_cpu_s(proc.pid) - rest_before) / REST_S
         table_ms, json_ms, rows = _status_times(herd, control, status_runs)
-        status = json.loads(subprocess.run([herd, "--control", control, "status", "--json"],
-                                           capture_output=True, text=True, check=True).stdout)
+        status = _status(herd, control)
         workers_cpu_s = _workers_cpu_s(status["workers"])
         victims = [w for w in status["workers"] if w["state"] == "ready"][:kills]
         splits = [_replace_one(events, w["slot"], w["pid"]) for w in victims]
         rss_after_mib = _rss_mib(proc.pid)
-        dropped = json.loads(subprocess.run([herd, "--control", control, "status", "--json"],
-                                            capture_output=True, text=True,
-                                            check=True).stdout)["log_lines_dropped"]
+        dropped = _status(herd, control)["log_lines_dropped"]
     finally:
-        subprocess.run([herd, "--control", control, "stop"], capture_output=True)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(herd, control, proc)
     median = lambda i: statistics.median(s[i] for s in splits)  # noqa: E731
-    return {
-        "workers": workers,
-        "all_ready_s": all_ready_s,
-        "all_started_s": _stamp(last_start) - started,
-        "herd_cpu_start_s": cpu_start_s,
+    figures.update({
         "workers_cpu_start_s": workers_cpu_s,
-        "cpus": os.cpu_count(),
-        "harness_cpu_start_s": sum(after - before for after, before in
-                                   zip(harness_after[:2], harness_before[:2])),
         "rest_cpu_percent": rest_cpu * 100,
         "rss_mib": max(rss_mib, rss_after_mib),
         "rss_ready_mib": rss_mib,
@@ -306,7 +352,12 @@ def measure(herd=HERD, worker=HELLO, workers=WORKERS, kills=KILLS, status_runs=S
         "respawned_p50_ms": median(1),
         "log_lines_dropped": dropped,
         "load_average": os.getloadavg(),
-    }
+    })
+    if compare and compare != worker and os.access(compare, os.X_OK):
+        other = measure_start(herd, compare, workers)
+        figures["compared"] = {k: other[k] for k in ("worker", "all_ready_s", "herd_cpu_start_s",
+                                                     "workers_cpu_start_s")}
+    return figures
 
 
 def _floor_text(figures):
@@ -320,6 +371,21 @@ def _floor_text(figures):
             f"take less than {floor:.2f} s")
 
 
+def _worker_text(figures):
+    """` with hello (static, musl)`, or empty for figures from before the worker was named."""
+    return f" with hello ({figures['worker']})" if "worker" in figures else ""
+
+
+def _compared_text(figures):
+    """The start of the other hello, when one was timed too."""
+    other = figures.get("compared")
+    if not other:
+        return ""
+    return (f"; the same {figures['workers']} hello ({other['worker']}) ready in "
+            f"{other['all_ready_s']:.2f} s, their own starts {other['workers_cpu_start_s']:.2f} s of "
+            f"CPU, herd's {other['herd_cpu_start_s']:.2f} s")
+
+
 def verdict_lines(figures):
     """One line per target: `- <target>: **met**|**missed** (<figure>)`, as bench/run collects."""
     n = figures["workers"]
@@ -327,9 +393,11 @@ def verdict_lines(figures):
     status_ms = max(figures["status_table_ms"], figures["status_json_ms"])
     return [
         f"- {n} native workers running and ready within {READY_LIMIT_S:g} s of herd's start: "
-        f"{met(figures['all_ready_s'] < READY_LIMIT_S)} ({figures['all_ready_s']:.2f} s; herd's own "
+        f"{met(figures['all_ready_s'] < READY_LIMIT_S)} ({figures['all_ready_s']:.2f} s"
+        f"{_worker_text(figures)}; herd's own "
         f"CPU meanwhile {figures.get('herd_cpu_start_s', float('nan')):.2f} s, this harness's "
-        f"{figures.get('harness_cpu_start_s', float('nan')):.2f} s{_floor_text(figures)})",
+        f"{figures.get('harness_cpu_start_s', float('nan')):.2f} s{_floor_text(figures)}"
+        f"{_compared_text(figures)})",
         f"- herd's RSS under {RSS_LIMIT_MIB:g} MiB with {n} workers: "
         f"{met(figures['rss_mib'] < RSS_LIMIT_MIB)} ({figures['rss_mib']:.1f} MiB, the larger of "
         f"once all were ready ({figures.get('rss_ready_mib', figures['rss_mib']):.1f} MiB) and after "
