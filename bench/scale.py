@@ -156,7 +156,7 @@ socket by `SCM_RIGHTS`; {HANDOFFS} times from Python, so the numbers include the
 
 ## {targets["workers"]} workers: issue 19's scale targets
 
-Method (bench/scale_targets.py): a herd of its own runs {targets["workers"]} `hello` workers (`run -w
+Method (bench/scale_targets.py): a herd of its own runs {targets["workers"]} `hello` workers ({targets.get("worker", "glibc")}; `run -w
 {targets["workers"]} --ready notify`, JSON log on a pipe, which the harness reads in large chunks and
 only counts `worker_ready` lines in until there are as many as workers, parsing them after).
 Ready is from `Popen` to the last worker's `worker_ready` event (herd's own timestamp: it read
