@@ -35,6 +35,9 @@ struct Shared {
     lost: AtomicU64,
     /// The most bytes the queue holds.
     capacity: usize,
+    /// How many times a line woke the writer.
+    #[cfg(test)]
+    wakes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -45,6 +48,11 @@ struct State {
     gap: u64,
     /// Whether the writer holds a line it has not finished writing.
     writing: bool,
+    /// Whether the writer sleeps on `queued` and no line has woken it since: only then does
+    /// a new line wake it (a wake-up is a system call, and on another CPU an interrupt).
+    asleep: bool,
+    /// How many [`Sink::flush`] calls wait on `drained`: the writer signals it only for them.
+    flushing: usize,
 }
 
 enum Entry {
@@ -104,6 +112,8 @@ impl Sink {
             drained: Condvar::new(),
             lost: AtomicU64::new(0),
             capacity,
+            #[cfg(test)]
+            wakes: AtomicU64::new(0),
         });
         let writer = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -132,8 +142,13 @@ impl Sink {
             }
             state.entries.push_back(Entry::Line(line.to_vec()));
         }
+        let wake = std::mem::take(&mut state.asleep);
         drop(state);
-        self.shared.queued.notify_one();
+        if wake {
+            #[cfg(test)]
+            self.shared.wakes.fetch_add(1, Ordering::Relaxed);
+            self.shared.queued.notify_one();
+        }
     }
 
     /// Waits until every queued line is written, or until `timeout` has passed (the reader
@@ -149,10 +164,12 @@ impl Sink {
             if now >= deadline {
                 return false;
             }
+            state.flushing += 1;
             state = match self.shared.drained.wait_timeout(state, deadline - now) {
                 Ok((state, _)) => state,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            state.flushing -= 1;
         }
     }
 
@@ -181,12 +198,16 @@ impl Shared {
                 let mut state = self.lock();
                 state.writing = false;
                 while state.entries.is_empty() {
-                    self.drained.notify_all();
+                    if state.flushing > 0 {
+                        self.drained.notify_all();
+                    }
+                    state.asleep = true;
                     state = match self.queued.wait(state) {
                         Ok(state) => state,
                         Err(poisoned) => poisoned.into_inner(),
                     };
                 }
+                state.asleep = false;
                 state.writing = true;
                 let entry = state.entries.pop_front();
                 match entry {

@@ -83,6 +83,61 @@ fn lines_are_written_in_order() {
 }
 
 #[test]
+fn lines_queued_while_the_writer_writes_wake_it_no_more() {
+    let pipe = Pipe::default();
+    let (sink, _) = sink(&pipe, 1 << 20);
+    let wait_for = |what: &str, done: &dyn Fn(&State) -> bool| {
+        let deadline = Instant::now() + LONG;
+        while !done(&sink.shared.lock()) {
+            assert!(Instant::now() < deadline, "the writer never {what}");
+            std::thread::yield_now();
+        }
+    };
+    wait_for("slept", &|s| s.asleep);
+    pipe.set(|p| p.stuck = true);
+    sink.push(b"first\n");
+    // The first line woke the writer, which is now stuck writing it.
+    wait_for("took the first line", &|s| s.writing);
+    for i in 0..100 {
+        sink.push(format!("line {i}\n").as_bytes());
+    }
+    assert_eq!(sink.shared.wakes.load(Ordering::Relaxed), 1);
+    pipe.set(|p| p.stuck = false);
+    assert!(sink.flush(LONG));
+    let expected: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(pipe.text(), format!("first\n{expected}"));
+    // Asleep again, it is woken by the next line.
+    wait_for("slept again", &|s| s.asleep);
+    sink.push(b"last\n");
+    assert!(sink.flush(LONG));
+    assert!(pipe.text().ends_with("line 99\nlast\n"));
+    assert_eq!(sink.shared.wakes.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn lines_from_many_threads_are_all_written() {
+    let pipe = Pipe::default();
+    let (sink, _) = sink(&pipe, 1 << 24);
+    let sink = Arc::new(sink);
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let sink = Arc::clone(&sink);
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    sink.push(format!("{t}:{i}\n").as_bytes());
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert!(sink.flush(LONG));
+    assert_eq!(pipe.text().lines().count(), 2000);
+    assert_eq!(sink.lost(), 0);
+}
+
+#[test]
 fn a_line_cut_off_by_a_full_disk_is_ended_before_the_next_one() {
     let pipe = Pipe::default();
     let (sink, reports) = sink(&pipe, 1 << 20);
