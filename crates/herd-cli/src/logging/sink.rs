@@ -66,6 +66,32 @@ enum Entry {
 /// another writer of the same pipe never cuts into them); a longer line goes alone.
 const BATCH_BYTES: usize = 4096;
 
+/// The longest line queued: a longer one (a huge command line or value in an error) is cut
+/// to this size, ending in [`cut_mark`], rather than dropped whole.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// The end of a line cut to [`MAX_LINE`]: how many bytes were left out, and the newline.
+fn cut_mark(left_out: usize) -> String {
+    format!(" [herd: {left_out} bytes cut]\n")
+}
+
+/// `line` itself, or cut to [`MAX_LINE`] bytes at a character boundary, with [`cut_mark`].
+fn at_most_max(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if line.len() <= MAX_LINE {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    // The mark's length with the most digits a left-out count can have here.
+    let room = MAX_LINE - cut_mark(line.len()).len();
+    // Not inside a UTF-8 sequence: back up over continuation bytes (10xxxxxx).
+    let end = (0..=room)
+        .rev()
+        .find(|&i| line.get(i).is_some_and(|b| b & 0xC0 != 0x80))
+        .unwrap_or(room);
+    let mut cut = line[..end].to_vec();
+    cut.extend_from_slice(cut_mark(line.len() - end).as_bytes());
+    std::borrow::Cow::Owned(cut)
+}
+
 /// What the writer takes from the queue at once.
 enum Batch {
     /// Whole lines, one after the other, and how many.
@@ -122,9 +148,10 @@ impl Sink {
         Ok(Sink { shared })
     }
 
-    /// Queues one line (or drops and counts it if the queue is full). Never blocks on the
-    /// writer.
+    /// Queues one line, cut to [`MAX_LINE`] (or drops and counts it if the queue is full).
+    /// Never blocks on the writer.
     pub fn push(&self, line: &[u8]) {
+        let line = at_most_max(line);
         let mut state = self.shared.lock();
         let front = WRITER.with(std::cell::Cell::get);
         if !front && state.bytes + line.len() > self.shared.capacity {

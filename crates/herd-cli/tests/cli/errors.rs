@@ -27,6 +27,29 @@ fn malformed_bind_specs() {
 }
 
 #[test]
+fn an_error_too_long_for_the_log_is_cut_not_lost() {
+    // A config value of 2 MB, quoted back in the error: more than herd's log queue holds.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("big.toml");
+    std::fs::write(
+        &config,
+        format!("workers = \"{}\"\n", "a".repeat(2_000_000)),
+    )
+    .unwrap();
+    let stderr = assert_fails(
+        &["run", "--config", config.to_str().unwrap()],
+        USAGE,
+        "workers: 'aaaa",
+    );
+    assert!(
+        stderr.ends_with(" bytes cut]\n"),
+        "{}",
+        &stderr[stderr.len() - 80..]
+    );
+    assert!(stderr.len() <= 64 * 1024, "{}", stderr.len());
+}
+
+#[test]
 fn zero_workers() {
     assert_fails(
         &["run", "-w", "0", "-b", ":0", "--", "true"],

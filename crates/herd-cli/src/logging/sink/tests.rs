@@ -244,3 +244,47 @@ fn a_stuck_reader_bounds_flush() {
     assert!(sink.flush(LONG));
     assert_eq!(pipe.text(), "waiting\n");
 }
+
+#[test]
+fn a_line_longer_than_the_queue_is_cut_not_lost() {
+    let pipe = Pipe::default();
+    let (sink, reports) = sink(&pipe, 1 << 20);
+    let mut huge = "x".repeat(2 << 20);
+    huge.push('\n');
+    sink.push(huge.as_bytes());
+    sink.push(b"next\n");
+    assert!(sink.flush(LONG));
+    assert_eq!(sink.lost(), 0);
+    assert!(reports.lock().unwrap().is_empty());
+    let text = pipe.text();
+    let (cut, next) = text.split_once('\n').unwrap();
+    assert_eq!(next, "next\n");
+    assert_eq!(cut.len() + 1, MAX_LINE);
+    let (kept, mark) = cut.split_at(cut.find(" [herd: ").unwrap());
+    assert!(kept.bytes().all(|b| b == b'x'));
+    let left_out = huge.len() - kept.len();
+    assert_eq!(mark, format!(" [herd: {left_out} bytes cut]"));
+}
+
+#[test]
+fn a_line_is_cut_between_characters() {
+    let pipe = Pipe::default();
+    let (sink, _) = sink(&pipe, 1 << 20);
+    // Three-byte characters: the cut falls inside one for some offsets; try three of them.
+    for skew in 0..3 {
+        let line = format!("{}{}\n", "a".repeat(skew), "€".repeat(MAX_LINE));
+        sink.push(line.as_bytes());
+    }
+    assert!(sink.flush(LONG));
+    // The pipe's text is checked as UTF-8 (`String::from_utf8`) as it is read.
+    let text = pipe.text();
+    assert_eq!(text.lines().count(), 3);
+    for line in text.lines() {
+        assert!(
+            line.len() < MAX_LINE && line.len() > MAX_LINE - 40,
+            "{}",
+            line.len()
+        );
+        assert!(line.ends_with(" bytes cut]"));
+    }
+}
