@@ -74,15 +74,11 @@ fn send(socket: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
     herd_sys::notify::send(socket, message)
 }
 
-/// Writes `message` to the pipe `pipe` in one connection; a pipe whose every instance is busy
-/// (many workers starting at once) is tried again, waiting a little longer each time, for up
-/// to 10 seconds.
+/// Writes `message` to the pipe `pipe` in one connection, trying again as [`pipe_retry`] says.
 #[cfg(windows)]
 fn send(pipe: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::time::{Duration, Instant};
-    /// `ERROR_PIPE_BUSY`: every instance of the pipe is serving another client.
-    const PIPE_BUSY: i32 = 231;
     // Opening anything else for writing would overwrite a file.
     let is_pipe = pipe
         .to_str()
@@ -94,18 +90,47 @@ fn send(pipe: &std::ffi::OsStr, message: &[u8]) -> std::io::Result<()> {
             r"on Windows NOTIFY_SOCKET must be a named pipe (\\.\pipe\NAME)",
         ));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
         match std::fs::OpenOptions::new().write(true).open(pipe) {
             Ok(mut connection) => return connection.write_all(message),
-            Err(e) if e.raw_os_error() == Some(PIPE_BUSY) && Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
+            Err(e) => match pipe_retry(e.raw_os_error(), first.elapsed(), pause) {
+                Some(next) => {
+                    std::thread::sleep(pause);
+                    pause = next;
+                }
+                None => return Err(e),
+            },
         }
     }
+}
+
+/// `ERROR_PIPE_BUSY`: every instance of the pipe is serving another client.
+#[cfg(any(windows, test))]
+const PIPE_BUSY: i32 = 231;
+/// `ERROR_FILE_NOT_FOUND`: no instance of the pipe waits for a client.
+#[cfg(any(windows, test))]
+const NO_PIPE: i32 = 2;
+
+/// Whether opening the notify pipe, failed with the system error `code` after `waited` since
+/// the first try, is tried again after `pause`, and then the pause after that (doubling up to
+/// 100 ms): while every instance is busy (many workers starting at once), for up to 10 s;
+/// while none is there (herd makes another instance as soon as a client takes one, or, where
+/// making one failed, again within its backoff of at most 1 s), for up to 2 s.
+#[cfg(any(windows, test))]
+fn pipe_retry(
+    code: Option<i32>,
+    waited: std::time::Duration,
+    pause: std::time::Duration,
+) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let patience = match code {
+        Some(PIPE_BUSY) => Duration::from_secs(10),
+        Some(NO_PIPE) => Duration::from_secs(2),
+        _ => return None,
+    };
+    (waited + pause < patience).then(|| (pause * 2).min(Duration::from_millis(100)))
 }
 
 /// Tells the supervisor this worker is ready to serve (`READY=1`).
@@ -121,6 +146,25 @@ pub fn stopping() -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_busy_pipe_is_tried_for_10_s_a_missing_one_for_2_s_nothing_else_again() {
+        use std::time::Duration;
+        let ms = Duration::from_millis;
+        assert_eq!(pipe_retry(Some(PIPE_BUSY), ms(0), ms(5)), Some(ms(10)));
+        assert_eq!(
+            pipe_retry(Some(PIPE_BUSY), ms(9_000), ms(80)),
+            Some(ms(100))
+        );
+        assert_eq!(pipe_retry(Some(PIPE_BUSY), ms(9_950), ms(100)), None);
+        assert_eq!(pipe_retry(Some(NO_PIPE), ms(0), ms(5)), Some(ms(10)));
+        assert_eq!(pipe_retry(Some(NO_PIPE), ms(1_800), ms(100)), Some(ms(100)));
+        assert_eq!(pipe_retry(Some(NO_PIPE), ms(1_950), ms(100)), None);
+        // Access denied, a bad name, no error code: at once.
+        assert_eq!(pipe_retry(Some(5), ms(0), ms(5)), None);
+        assert_eq!(pipe_retry(Some(123), ms(0), ms(5)), None);
+        assert_eq!(pipe_retry(None, ms(0), ms(5)), None);
+    }
 
     #[test]
     fn wire_format() {
