@@ -274,6 +274,25 @@ fn odd_answers_read_alike_in_both_readers() {
             r#"{"version":1,"ok":false,"error":{"code":"busy","message":""}}"#.to_string(),
             Reading::Refused("busy".to_string()),
         ),
+        // An array where the protocol has an object (serde_json reads a struct from one, in
+        // field order): the envelope, the result, a socket, a refusal's error.
+        (
+            r#"[1,true,{"sockets":[]}]"#.to_string(),
+            Reading::NotHerd,
+        ),
+        (
+            r#"{"version":1,"ok":true,"result":[[]]}"#.to_string(),
+            Reading::NotHerd,
+        ),
+        (
+            r#"{"version":1,"ok":true,"result":{"sockets":[["a","tcp",null,null,"x"]]}}"#
+                .to_string(),
+            Reading::NotHerd,
+        ),
+        (
+            r#"{"version":1,"ok":false,"error":["busy",""]}"#.to_string(),
+            Reading::NotHerd,
+        ),
         // The same name in two sockets is two objects' business, not a name given twice.
         (
             format!(r#"{{"version":1,"ok":true,"result":{{"sockets":[{socket},{socket}]}}}}"#),

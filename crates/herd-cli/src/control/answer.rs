@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use super::objects;
 use super::protocol::{ErrorBody, Response, VERSION};
 
 /// Why nothing answers at a control socket's path (or pipe's name).
@@ -235,8 +236,9 @@ impl ClientError {
 /// the error herd answered.
 ///
 /// An answer is herd's only if it is UTF-8 JSON of protocol version 1 (the integer) that names
-/// no member twice (readers disagree on which of two counts), as the worker library's reader
-/// (`herd::protocol`) requires too.
+/// no member twice (readers disagree on which of two counts), and whose every struct (the
+/// envelope, the result, what they hold) is a JSON object, not an array read member by member
+/// in order, as the worker library's reader (`herd::protocol`) requires too.
 pub fn decode_answer<R: DeserializeOwned>(line: &[u8], path: &Path) -> Result<R, ClientError> {
     let text = match std::str::from_utf8(line) {
         Ok(text) => text.trim(),
@@ -247,12 +249,14 @@ pub fn decode_answer<R: DeserializeOwned>(line: &[u8], path: &Path) -> Result<R,
         return Err(ClientError::Closed { path });
     }
     // One parse straight into `R` (a status of 4096 workers took 16 ms through a `Value`
-    // tree, 3 ms so); an answer that does not parse so is read as any JSON to say why.
-    if let Ok(response) = serde_json::from_str::<Response<R>>(text) {
+    // tree, 3 ms so); an answer that does not parse so is read as any JSON to say why. Either
+    // way every struct, the envelope included, is read from an object only
+    // ([`objects`](super::objects)): serde_json would take an array for one.
+    if let Ok(response) = objects::from_str::<Response<R>>(text) {
         return settle(response, text, path, Ok);
     }
-    match serde_json::from_str::<Response<serde_json::Value>>(text) {
-        Ok(response) => settle(response, text, path, serde_json::from_value),
+    match objects::from_str::<Response<serde_json::Value>>(text) {
+        Ok(response) => settle(response, text, path, objects::from_value),
         Err(e) => Err(not_herd(path, e.to_string())),
     }
 }
@@ -283,7 +287,7 @@ fn settle<T, R: DeserializeOwned>(
             ok: true, result, ..
         } => match result {
             Some(result) => into(result),
-            None => serde_json::from_value(serde_json::Value::Null),
+            None => objects::from_value(serde_json::Value::Null),
         }
         .map_err(|e| ClientError::NotHerd {
             path,

@@ -116,6 +116,70 @@ fn why_an_answer_is_not_herds_is_told_whatever_its_result() {
     }
 }
 
+/// `text` is not herd's answer when read as `R`, and the reason given says `why`; serde_json
+/// alone would take it (`taken`), so it is this reader that refuses it.
+fn refused_as<R: serde::de::DeserializeOwned + std::fmt::Debug>(
+    text: &str,
+    taken: bool,
+    why: &str,
+) {
+    let path = Path::new("/h.sock");
+    if taken {
+        let read = serde_json::from_str::<crate::control::protocol::Response<R>>(text);
+        assert!(read.is_ok(), "serde_json takes {text}: {read:?}");
+    }
+    match decode_answer::<R>(text.as_bytes(), path) {
+        Err(ClientError::NotHerd { why: told, .. }) => {
+            assert!(told.contains(why), "{text}: {told}")
+        }
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
+/// Every command's result, and every struct in an answer, is an object: one sent as an array
+/// (which serde_json reads member by member, in field order) or as another JSON type is not
+/// herd's answer, whatever the command (`herd scale` said "scaled" for `[1,3]`).
+#[test]
+fn a_result_of_another_json_type_is_not_herds() {
+    use crate::control::results::*;
+    let answer = |result: &str| format!(r#"{{"version":1,"ok":true,"result":{result}}}"#);
+    let sequence = "invalid type: sequence";
+    refused_as::<ScaleResult>(&answer("[1,3]"), true, sequence);
+    refused_as::<ScaleResult>(&answer("[1,3,2,4]"), true, sequence);
+    refused_as::<UpgradeResult>(&answer("[2]"), true, sequence);
+    refused_as::<StopResult>(&answer("[true]"), true, sequence);
+    refused_as::<SignalResult>(&answer("[9]"), true, sequence);
+    refused_as::<ReexecResult>(&answer(r#"[7,"0.1.0"]"#), true, sequence);
+    refused_as::<SocketsResult>(&answer("[[]]"), true, sequence);
+    refused_as::<LogsResult>(&answer("[0]"), true, sequence);
+    let status = r#"[1,"n","v",1,1,null,false,null,0,0,0,0,0,0,[],[],[],[]]"#;
+    refused_as::<Status>(&answer(status), true, sequence);
+    type Object = serde_json::Map<String, serde_json::Value>;
+    refused_as::<Object>(&answer("[1,2,3]"), false, sequence);
+    // Other JSON types, each refused as before, for every result.
+    for other in ["1", r#""x""#, "true", "null"] {
+        refused_as::<ScaleResult>(&answer(other), false, "invalid type");
+        refused_as::<StopResult>(&answer(other), false, "invalid type");
+        refused_as::<SocketsResult>(&answer(other), false, "invalid type");
+        refused_as::<Status>(&answer(other), false, "invalid type");
+        refused_as::<Object>(&answer(other), false, "invalid type");
+    }
+    refused_as::<StopResult>(r#"{"version":1,"ok":true}"#, false, "invalid type: null");
+    // Inside a result, in the envelope, in a refusal: a struct is an object there too.
+    let socket = r#"["a","tcp",null,null,"x"]"#;
+    refused_as::<SocketsResult>(
+        &answer(&format!("{{\"sockets\":[{socket}]}}")),
+        true,
+        sequence,
+    );
+    refused_as::<ScaleResult>(r#"[1,true,{"previous":1,"workers":3}]"#, true, sequence);
+    refused_as::<StopResult>(
+        r#"{"version":1,"ok":false,"error":["busy","later"]}"#,
+        true,
+        sequence,
+    );
+}
+
 /// An answer nested deeper than serde_json reads (128 levels) in a member its result does not
 /// know is not herd's, with the reason a read as any JSON gives: the one parse skips that
 /// member, but it cannot be checked for members named twice (one is hidden behind it here).

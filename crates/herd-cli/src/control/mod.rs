@@ -12,6 +12,7 @@ pub mod lines;
 pub mod logs;
 pub mod name;
 mod named_twice;
+pub(crate) mod objects;
 pub mod pipe_name;
 pub mod protocol;
 pub mod reply;

@@ -76,7 +76,7 @@ fn follow_once(
                 ))),
             };
         };
-        let frame: LogFrame = serde_json::from_slice(&line).map_err(|e| {
+        let frame: LogFrame = crate::control::objects::from_slice(&line).map_err(|e| {
             Failure::Runtime(anyhow!("herd sent a line that is not a log line: {e}"))
         })?;
         if let Some(missed) = frame.missed {

@@ -250,6 +250,45 @@ fn a_status_of_another_shape_fails_herd_status_json_in_one_line() {
     }
 }
 
+/// A result that is an array is no command's result, whatever it holds: every client fails in
+/// one line (serde_json read a struct from an array member by member, so `herd scale` said
+/// "scaled from 1 to 3 workers", `herd stop` "stopped", `herd attach` ran its command, `herd
+/// logs` printed a log line sent as an array, all with exit 0).
+#[test]
+fn a_result_of_another_json_type_fails_every_client_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (&["scale", "3"][..], "expected struct ScaleResult"),
+        (&["upgrade"], "expected struct UpgradeResult"),
+        (&["stop"], "expected struct StopResult"),
+        (&["signal", "HUP"], "expected struct SignalResult"),
+        (&["reexec"], "expected struct ReexecResult"),
+        (&["status"], "expected struct Status"),
+        (&["status", "--watch"], "expected struct Status"),
+        (&["status", "--json"], "expected a map"),
+        (
+            &["attach", "--", "/bin/echo", "ran"],
+            "expected struct SocketsResult",
+        ),
+        (&["logs"], "expected struct LogFrame"),
+    ];
+    for (i, (args, says)) in cases.into_iter().enumerate() {
+        // A socket of its own for each: the fake herd's path is named by the count of args.
+        let own = dir.path().join(i.to_string());
+        std::fs::create_dir(&own).unwrap();
+        let stderr = status_fails_in_one_line(&own, "--arrays", args);
+        let told = if args[0] == "logs" {
+            "herd sent a line that is not a log line: invalid type: sequence"
+        } else {
+            "unexpected answer from"
+        };
+        assert!(
+            stderr.contains(told) && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 /// A crowd of silent connections (leaked by a careless script, or hostile) cannot keep `herd
 /// status`, `herd upgrade` or `herd stop` out: with 1000 open, the one that has waited longest
 /// for a request is closed for a newcomer (they were refused `busy` until the crowd idled out

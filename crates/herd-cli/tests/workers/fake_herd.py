@@ -17,6 +17,11 @@
         that holds a line end and a terminal escape.
     fake_herd.py --array-result PATH
         A peer whose answer to anything is a success with an array for its result.
+    fake_herd.py --arrays PATH
+        A peer that answers each command with a success whose result is the array that a
+        reader taking a struct from an array member by member would read as that command's
+        result (`scale`: [previous, workers], `status`: every member a status must have...);
+        to `logs`, one line to follow (an object), then that line as such an array.
 """
 
 import json
@@ -130,6 +135,33 @@ def answer(path, line):
         conn.close()
 
 
+def arrays(path):
+    # Each result's members in the order of the client's struct, as an array.
+    status = [os.getpid(), "fake", "0.0.0", 1, 1, None, False, None, 0, 0, 0, 0, 0, 0,
+              [], [], [], []]
+    results = {"scale": [1, 3], "upgrade": [2], "stop": [True], "signal": [9],
+               "reexec": [os.getpid(), "0.0.0"], "sockets": [[]],
+               "status": status}
+    listener = listen(path)
+    print("ready", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        try:
+            command = json.loads(conn.makefile("rb").readline()).get("command")
+            answer = {"version": 1, "ok": True, "result": results.get(command, [])}
+            if command == "logs":
+                answer["result"] = {"lines": 1}
+                line = ["2026-01-01T00:00:00.000Z", 0, 1, 1, "stdout", "from an array"]
+                answer = [answer, [1, line, None]]
+            else:
+                answer = [answer]
+            conn.sendall(b"".join(json.dumps(a).encode() + b"\n" for a in answer))
+        except (OSError, ValueError):
+            pass
+        conn.close()
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "--silent-stop":
@@ -140,6 +172,8 @@ def main():
         refuse(sys.argv[2], {"code": "busy", "message": "x" * (2 << 20)})
     elif mode == "--array-result":
         answer(sys.argv[2], b'{"version":1,"ok":true,"result":[1,2,3]}\n')
+    elif mode == "--arrays":
+        arrays(sys.argv[2])
     elif mode == "--hostile-code":
         refuse(sys.argv[2], {"code": "busy\n\x1b[2J", "message": ""})
     else:
