@@ -257,7 +257,13 @@ pub fn decode_answer<R: DeserializeOwned>(line: &[u8], path: &Path) -> Result<R,
     }
     match objects::from_str::<Response<serde_json::Value>>(text) {
         Ok(response) => settle(response, text, path, objects::from_value),
-        Err(e) => Err(not_herd(path, e.to_string())),
+        // A name given twice comes first here too, as in `settle`: an envelope that names
+        // `ok` twice is refused in the words used for any other member named twice, not in
+        // serde's ("duplicate field `ok`"). Only an answer already refused pays for the look.
+        Err(e) => match super::named_twice::named_twice(text.as_bytes()) {
+            Ok(Some(name)) => Err(names_twice(path, &name)),
+            _ => Err(not_herd(path, e.to_string())),
+        },
     }
 }
 
@@ -273,7 +279,7 @@ fn settle<T, R: DeserializeOwned>(
     // member `R` does not know): refused with the reason a read as any JSON gives.
     match super::named_twice::named_twice(text.as_bytes()) {
         Ok(None) => {}
-        Ok(Some(name)) => return Err(not_herd(path, format!("it names {name:?} twice"))),
+        Ok(Some(name)) => return Err(names_twice(path, &name)),
         Err(e) => return Err(not_herd(path, e.to_string())),
     }
     if response.version != VERSION {
@@ -301,6 +307,11 @@ fn settle<T, R: DeserializeOwned>(
             why: "herd refused without saying why".to_string(),
         }),
     }
+}
+
+/// The answer at `path` is not herd's: it names `name` twice.
+fn names_twice(path: &Path, name: &str) -> ClientError {
+    not_herd(path, format!("it names {name:?} twice"))
 }
 
 /// The answer at `path` is not herd's, for the reason `why`.

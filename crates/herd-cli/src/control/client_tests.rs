@@ -180,6 +180,37 @@ fn a_result_of_another_json_type_is_not_herds() {
     );
 }
 
+/// An envelope that names one of its members twice is refused in the words used for a member
+/// named twice anywhere else, not in serde's ("duplicate field `ok`").
+#[test]
+fn an_envelope_naming_a_member_twice_says_so() {
+    for (text, name) in [
+        (
+            r#"{"version":1,"ok":false,"ok":true,"result":{"stopped":true}}"#,
+            "ok",
+        ),
+        (
+            r#"{"version":1,"version":1,"ok":true,"result":{"stopped":true}}"#,
+            "version",
+        ),
+        (
+            r#"{"version":1,"ok":true,"result":{"stopped":true},"result":{"stopped":true}}"#,
+            "result",
+        ),
+        (
+            r#"{"version":1,"ok":false,"error":{"code":"busy","message":""},"error":null}"#,
+            "error",
+        ),
+        // The first name given twice, as elsewhere, though the envelope's comes after it.
+        (
+            r#"{"version":1,"ok":true,"result":{"stopped":true,"stopped":true},"ok":true}"#,
+            "stopped",
+        ),
+    ] {
+        refused_as::<StopResult>(text, false, &format!("it names {name:?} twice"));
+    }
+}
+
 /// An answer nested deeper than serde_json reads (128 levels) in a member its result does not
 /// know is not herd's, with the reason a read as any JSON gives: the one parse skips that
 /// member, but it cannot be checked for members named twice (one is hidden behind it here).

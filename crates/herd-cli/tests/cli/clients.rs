@@ -289,6 +289,18 @@ fn a_result_of_another_json_type_fails_every_client_in_one_line() {
     }
 }
 
+/// An answer that names `ok` twice is refused in the client's words for any member named
+/// twice (it said serde's "duplicate field `ok`").
+#[test]
+fn an_answer_naming_ok_twice_fails_herd_stop_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = status_fails_in_one_line(dir.path(), "--ok-twice", &["stop"]);
+    assert!(
+        stderr.contains("unexpected answer from") && stderr.contains(r#"it names "ok" twice"#),
+        "{stderr}"
+    );
+}
+
 /// A crowd of silent connections (leaked by a careless script, or hostile) cannot keep `herd
 /// status`, `herd upgrade` or `herd stop` out: with 1000 open, the one that has waited longest
 /// for a request is closed for a newcomer (they were refused `busy` until the crowd idled out

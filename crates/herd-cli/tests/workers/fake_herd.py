@@ -17,6 +17,8 @@
         that holds a line end and a terminal escape.
     fake_herd.py --array-result PATH
         A peer whose answer to anything is a success with an array for its result.
+    fake_herd.py --ok-twice PATH
+        A peer whose answer to anything names `ok` twice (false, then true) around a result.
     fake_herd.py --arrays PATH
         A peer that answers each command with a success whose result is the array that a
         reader taking a struct from an array member by member would read as that command's
@@ -172,6 +174,8 @@ def main():
         refuse(sys.argv[2], {"code": "busy", "message": "x" * (2 << 20)})
     elif mode == "--array-result":
         answer(sys.argv[2], b'{"version":1,"ok":true,"result":[1,2,3]}\n')
+    elif mode == "--ok-twice":
+        answer(sys.argv[2], b'{"version":1,"ok":false,"ok":true,"result":{"stopped":true}}\n')
     elif mode == "--arrays":
         arrays(sys.argv[2])
     elif mode == "--hostile-code":
