@@ -68,7 +68,7 @@ const BATCH_BYTES: usize = 4096;
 
 /// The longest line queued: a longer one (a huge command line or value in an error) is cut
 /// to this size, ending in [`cut_mark`], rather than dropped whole.
-pub const MAX_LINE: usize = 64 * 1024;
+pub const MAX_LINE: usize = 128 * 1024;
 
 /// The end of a line cut to [`MAX_LINE`]: how many bytes were left out, and the newline.
 fn cut_mark(left_out: usize) -> String {

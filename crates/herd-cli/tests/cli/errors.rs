@@ -46,7 +46,7 @@ fn an_error_too_long_for_the_log_is_cut_not_lost() {
         "{}",
         &stderr[stderr.len() - 80..]
     );
-    assert!(stderr.len() <= 64 * 1024, "{}", stderr.len());
+    assert!(stderr.len() <= 128 * 1024, "{}", stderr.len());
 }
 
 #[test]
