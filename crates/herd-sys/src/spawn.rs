@@ -30,9 +30,8 @@
 //!    `fcntl(F_SETFD)` on each number up to the limit computed before `fork`
 //!    \[[`Stage::Fds`]\];
 //! 8. the resource limits, in the order they were added (`setrlimit`) \[[`Stage::Limits`]\];
-//! 9. the umask, the nice value when one was given (`setpriority`: raising one's own nice
-//!    value needs no privilege; should it fail, the worker keeps herd's), and on Linux the
-//!    `SCHED_IDLE` class when asked for (the raw `sched_setscheduler`, as freely allowed);
+//! 9. the umask, and the nice value when one was given (`setpriority`: raising one's own nice
+//!    value needs no privilege; should it fail, the worker keeps herd's);
 //! 10. `setgroups`, `setgid`, `setuid` \[[`Stage::Credentials`]\];
 //! 11. `chdir` \[[`Stage::Chdir`]\];
 //! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, then

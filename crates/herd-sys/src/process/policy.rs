@@ -90,6 +90,28 @@ mod imp {
         unsafe { std::mem::zeroed() }
     }
 
+    /// Moves thread `who` to scheduling policy `policy` at priority 0: the raw
+    /// `sched_setscheduler` system call, which acts on one thread. musl's function of that
+    /// name only fails with `ENOSYS` (POSIX means a process, Linux's call takes a thread), so
+    /// herd built with musl makes the call itself, as glibc's wrapper does.
+    fn set_policy(who: libc::pid_t, policy: libc::c_int) -> io::Result<()> {
+        let param = priority_zero();
+        // SAFETY: sched_setscheduler(pid_t, int, const struct sched_param *) reads the
+        // sched_param we own during the call (the kernel copies only its priority field).
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_sched_setscheduler,
+                who,
+                policy,
+                &param as *const libc::sched_param,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     pub(super) fn raise_idle_tree(pid: u32) -> io::Result<Raised> {
         raise_tree(pid, children_listed())
     }
@@ -100,13 +122,7 @@ mod imp {
     }
 
     pub(super) fn lower_to_idle(tid: u32) -> io::Result<()> {
-        let who = crate::process::to_pid(tid)?;
-        let param = priority_zero();
-        // SAFETY: param is a sched_param we own, read during the call.
-        if unsafe { libc::sched_setscheduler(who, libc::SCHED_IDLE, &param) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        set_policy(crate::process::to_pid(tid)?, libc::SCHED_IDLE)
     }
 
     pub(super) fn scheduling_policy(tid: u32) -> io::Result<i32> {
@@ -115,12 +131,13 @@ mod imp {
         } else {
             crate::process::to_pid(tid)?
         };
-        // SAFETY: sched_getscheduler takes a plain integer.
-        let policy = unsafe { libc::sched_getscheduler(who) };
+        // SAFETY: sched_getscheduler(pid_t) takes a plain integer. The raw system call, as in
+        // `set_policy`: musl's function only fails with ENOSYS.
+        let policy = unsafe { libc::syscall(libc::SYS_sched_getscheduler, who) };
         if policy < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(policy)
+        Ok(policy as i32)
     }
 
     /// [`raise_idle_tree`], finding the processes `pid` started from the lists of children
@@ -165,12 +182,7 @@ mod imp {
                 }
                 return Ok(());
             }
-            let param = priority_zero();
-            // SAFETY: param is a sched_param we own, read during the call.
-            if unsafe { libc::sched_setscheduler(who, libc::SCHED_OTHER, &param) } < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
+            set_policy(who, libc::SCHED_OTHER)
         }
     }
 
@@ -258,5 +270,29 @@ mod tests {
     fn this_thread_s_policy_is_readable() {
         let policy = scheduling_policy(0).unwrap();
         assert!((0..=6).contains(&(policy & !0x4000_0000)), "{policy}");
+    }
+
+    /// Lowered to `SCHED_IDLE`, a process reads as idle and is raised back to `SCHED_OTHER`
+    /// (built with musl too, whose `sched_setscheduler` and `sched_getscheduler` only fail
+    /// with `ENOSYS`: scripts/check-musl.sh runs these tests for it).
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn a_process_lowered_to_idle_reads_as_idle_and_is_raised_back() {
+        let mut sleep = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = sleep.id();
+        let before = scheduling_policy(pid).unwrap();
+        assert!(!is_idle_policy(before), "{before}");
+        lower_to_idle(pid).unwrap();
+        let lowered = scheduling_policy(pid).unwrap();
+        let raised = raise_idle_tree(pid).unwrap();
+        let after = scheduling_policy(pid).unwrap();
+        sleep.kill().unwrap();
+        sleep.wait().unwrap();
+        assert!(is_idle_policy(lowered), "{lowered}");
+        assert_eq!((raised.threads, raised.processes), (1, 1));
+        assert_eq!(after, 0);
     }
 }

@@ -6,7 +6,6 @@
 //! - `setgroups`, `setgid`, `setuid`: glibc broadcasts them to every thread of the process
 //!   (nptl's "setxid"), which from a child sharing the parent's memory would signal, and
 //!   wait for, the parent's threads, and change their credentials;
-//! - `sched_setscheduler(SCHED_IDLE)`: the raw call, no wrapper in between;
 //! - `rt_sigprocmask`: glibc's `sigprocmask` and `pthread_sigmask` leave its two reserved
 //!   signals (32 and 33) unblocked; blocking *every* signal in the spawning thread, as
 //!   `posix_spawn` does, keeps glibc's own handlers out of the child too.
