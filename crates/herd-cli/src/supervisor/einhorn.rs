@@ -143,8 +143,11 @@ async fn accept(listener: UnixListener, acks: mpsc::Sender<u32>) {
             }
         };
         let acks = acks.clone();
+        // Only the reading is timed (in `read_acks`): a second timeout of the same length
+        // around it all, started a little earlier, could end the task just before the acks
+        // read by then were sent.
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(READ_TIMEOUT, read_acks(stream, acks)).await;
+            read_acks(stream, acks).await;
             drop(permit);
         });
     }
@@ -176,7 +179,8 @@ impl AcceptBackoff {
 }
 
 /// Reads one connection to its end (or [`MAX_BYTES`], or [`READ_TIMEOUT`]); then sends its
-/// peer's pid once per ack that arrived, the last one also without its newline.
+/// peer's pid once per ack that arrived, the last one also without its newline (waiting for
+/// room in the channel, which the supervisor empties every turn; gone when it stops).
 async fn read_acks(mut stream: UnixStream, acks: mpsc::Sender<u32>) {
     let Ok(Some(pid)) = herd_sys::socket::peer_pid(stream.as_fd()) else {
         return;
