@@ -21,7 +21,8 @@ scripts/check-msrv.sh 2>&1 | tee "$log" || status=$?
 scripts/check-windows.sh 2>&1 | tee -a "$log" || status=$?
 # Static herd and worker for musl (Alpine, scratch images), built and run.
 scripts/check-musl.sh 2>&1 | tee -a "$log" || status=$?
-cargo test --workspace 2>&1 | tee -a "$log" || status=$?
+# --no-fail-fast: a failing test binary does not hide the results of the ones after it.
+cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log" || status=$?
 # deploy/: the Dockerfile, Kubernetes manifests and systemd units, checked offline.
 scripts/check-deploy.sh 2>&1 | tee -a "$log" || status=$?
 # The worker library's optional tokio feature.
