@@ -265,7 +265,7 @@ fn a_result_of_another_json_type_fails_every_client_in_one_line() {
         (&["reexec"], "expected struct ReexecResult"),
         (&["status"], "expected struct Status"),
         (&["status", "--watch"], "expected struct Status"),
-        (&["status", "--json"], "expected a map"),
+        (&["status", "--json"], "expected a status (a JSON object)"),
         (
             &["attach", "--", "/bin/echo", "ran"],
             "expected struct SocketsResult",

@@ -31,3 +31,32 @@ fn watch_redraws_a_terminal_and_separates_piped_statuses() {
         "--- 1970-01-02T00:00:00Z\ntable\n"
     );
 }
+
+#[test]
+fn a_status_is_shown_as_it_came_pretty_printed_in_herds_order() {
+    let text = r#"{"version":"0.1.0","workers":[{"slot":0,"pid":7,"state":"ready"}],"a":{}}"#;
+    let object: RawObject = serde_json::from_str(text).unwrap();
+    let shown = object.pretty();
+    let reread: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(
+        reread,
+        serde_json::from_str::<serde_json::Value>(text).unwrap()
+    );
+    assert!(
+        shown.ends_with("}\n") && shown.contains("\n  \"workers\": [\n"),
+        "{shown}"
+    );
+    // Not sorted: `version` stays first, `a` last.
+    assert!(shown.find("version") < shown.find("\"a\""), "{shown}");
+}
+
+#[test]
+fn json_that_is_not_an_object_is_no_status() {
+    for text in ["[1,2]", "null", "\"x\"", "3"] {
+        let error = serde_json::from_str::<RawObject>(text).err().unwrap();
+        assert!(
+            error.to_string().contains("not an object"),
+            "{text}: {error}"
+        );
+    }
+}
