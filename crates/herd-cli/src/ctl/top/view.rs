@@ -17,12 +17,15 @@ pub fn draw(frame: &mut Frame, model: &Model) {
     let workers = model.workers();
     let sockets = model.sockets();
     let autoscale = model.autoscale();
+    let fixed = 1 + (sockets.len() as u16 + 2) + u16::from(autoscale.is_some()) + 1;
+    let (table_height, events_height) =
+        heights(frame.area().height.saturating_sub(fixed), workers.len());
     let [title, table, queues, scaling, events, footer] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Min(3),
+        Constraint::Length(table_height),
         Constraint::Length(sockets.len() as u16 + 2),
         Constraint::Length(u16::from(autoscale.is_some())),
-        Constraint::Length(EVENTS as u16 + 2),
+        Constraint::Length(events_height),
         Constraint::Length(1),
     ])
     .areas(frame.area());
@@ -49,6 +52,18 @@ pub fn draw(frame: &mut Frame, model: &Model) {
         Paragraph::new(note).style(Style::default().fg(Color::Cyan)),
         footer,
     );
+}
+
+/// How the `rest` of the lines (after the title, sockets, autoscaling and keys) is shared by
+/// the workers' table and the recent events: the table's first few worker rows come first, then
+/// the events (up to [`EVENTS`], none when fewer than one fits), and the table takes what is
+/// left. Each box has two borders; the table a header too.
+fn heights(rest: u16, workers: usize) -> (u16, u16) {
+    let first_rows = workers.min(4) as u16;
+    let table = (3 + first_rows).min(rest);
+    let events = (EVENTS as u16 + 2).min(rest - table);
+    let events = if events < 3 { 0 } else { events };
+    (rest - events, events)
 }
 
 /// The workers' table.
