@@ -235,6 +235,14 @@ fn a_number_out_of_range_in_an_unknown_member_reads_alike_in_both_readers() {
     }
 }
 
+/// Each answer read by the client's reader and by the worker library's, as expected.
+fn read_alike(cases: impl IntoIterator<Item = (String, Reading)>) {
+    for (line, expected) in cases {
+        assert_eq!(read_by_serde(&line), expected, "serde: {line}");
+        assert_eq!(read_by_library(&line), expected, "library: {line}");
+    }
+}
+
 /// The oddities of versions and names given twice: both readers take an answer, or neither.
 #[test]
 fn odd_answers_read_alike_in_both_readers() {
@@ -274,12 +282,26 @@ fn odd_answers_read_alike_in_both_readers() {
             r#"{"version":1,"ok":false,"error":{"code":"busy","message":""}}"#.to_string(),
             Reading::Refused("busy".to_string()),
         ),
-        // An array where the protocol has an object (serde_json reads a struct from one, in
-        // field order): the envelope, the result, a socket, a refusal's error.
+        // The same name in two sockets is two objects' business, not a name given twice.
         (
-            r#"[1,true,{"sockets":[]}]"#.to_string(),
-            Reading::NotHerd,
+            format!(r#"{{"version":1,"ok":true,"result":{{"sockets":[{socket},{socket}]}}}}"#),
+            Reading::Sockets(vec!["a".to_string(), "a".to_string()]),
         ),
+    ];
+    read_alike(cases);
+    // Not UTF-8 is nobody's answer.
+    let latin1 = b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"name\":\"\xe9\",\"kind\":\"tcp\",\"address\":\"x\"}]}}";
+    let path = std::path::Path::new("/h.sock");
+    assert!(super::answer::decode_answer::<SocketsResult>(latin1, path).is_err());
+    assert!(parse_sockets_answer(latin1).is_err());
+}
+
+/// An array where the protocol has an object (serde_json reads a struct from one, in field
+/// order): the envelope, the result, a socket, a refusal's error; both readers refuse it.
+#[test]
+fn arrays_where_objects_belong_read_alike_in_both_readers() {
+    let cases = [
+        (r#"[1,true,{"sockets":[]}]"#.to_string(), Reading::NotHerd),
         (
             r#"{"version":1,"ok":true,"result":[[]]}"#.to_string(),
             Reading::NotHerd,
@@ -293,13 +315,13 @@ fn odd_answers_read_alike_in_both_readers() {
             r#"{"version":1,"ok":false,"error":["busy",""]}"#.to_string(),
             Reading::NotHerd,
         ),
-        // The same name in two sockets is two objects' business, not a name given twice.
-        (
-            format!(r#"{{"version":1,"ok":true,"result":{{"sockets":[{socket},{socket}]}}}}"#),
-            Reading::Sockets(vec!["a".to_string(), "a".to_string()]),
-        ),
     ];
-    // The stop event's number, as odd as the version's: a whole number that fits, or null.
+    read_alike(cases);
+}
+
+/// The stop event's number, as odd as the version's: a whole number that fits, or null.
+#[test]
+fn stop_event_numbers_read_alike_in_both_readers() {
     let read = ["0", "7", "18446744073709551615", "null"];
     let refused = [
         "-0",
@@ -320,15 +342,7 @@ fn odd_answers_read_alike_in_both_readers() {
     let events = (read.iter().map(|v| (*v, Reading::Sockets(Vec::new()))))
         .chain(refused.iter().map(|v| (*v, Reading::NotHerd)))
         .map(event);
-    for (line, expected) in cases.into_iter().chain(events) {
-        assert_eq!(read_by_serde(&line), expected, "serde: {line}");
-        assert_eq!(read_by_library(&line), expected, "library: {line}");
-    }
-    // Not UTF-8 is nobody's answer.
-    let latin1 = b"{\"version\":1,\"ok\":true,\"result\":{\"sockets\":[{\"name\":\"\xe9\",\"kind\":\"tcp\",\"address\":\"x\"}]}}";
-    let path = std::path::Path::new("/h.sock");
-    assert!(super::answer::decode_answer::<SocketsResult>(latin1, path).is_err());
-    assert!(parse_sockets_answer(latin1).is_err());
+    read_alike(events);
 }
 
 /// What herd answers to a request's version, as the library would send it (`1`) or as an
