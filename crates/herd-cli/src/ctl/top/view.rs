@@ -93,9 +93,10 @@ fn draw_sockets(frame: &mut Frame, area: Rect, sockets: &[SocketLine]) {
     frame.render_widget(block, area);
     let rows = Layout::vertical(sockets.iter().map(|_| Constraint::Length(1))).split(inner);
     for (socket, row) in sockets.iter().zip(rows.iter()) {
+        // The text whole first (a narrow terminal cut it at 40%), the sparkline the rest.
+        let width = (socket.text.chars().count() as u16).saturating_add(1);
         let [text, spark] =
-            Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)])
-                .areas(*row);
+            Layout::horizontal([Constraint::Length(width), Constraint::Min(0)]).areas(*row);
         frame.render_widget(Paragraph::new(socket.text.as_str()), text);
         let top = socket.history.iter().copied().max().unwrap_or(0).max(1);
         let line = Sparkline::default()
