@@ -400,14 +400,23 @@ pub fn format_bytes(bytes: u64) -> String {
     }
     let mut value = bytes as f64 / 1024.0;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value.fract() < 0.05 || value >= 100.0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
+    loop {
+        // As shown: whole from 100 on, else to a tenth; a tenth of .0 is left out.
+        let shown = if value >= 100.0 {
+            value.round()
+        } else {
+            (value * 10.0).round() / 10.0
+        };
+        if shown >= 1024.0 && unit < UNITS.len() - 1 {
+            value /= 1024.0;
+            unit += 1;
+            continue;
+        }
+        return if shown.fract() == 0.0 {
+            format!("{shown:.0} {}", UNITS[unit])
+        } else {
+            format!("{shown:.1} {}", UNITS[unit])
+        };
     }
 }
 

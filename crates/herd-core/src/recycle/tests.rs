@@ -341,4 +341,12 @@ fn sizes_read_as_people_write_them() {
     assert_eq!(format_bytes(900 * 1024), "900 KiB");
     assert_eq!(format_bytes(512 * MIB), "512 MiB");
     assert_eq!(format_bytes(1536 * MIB), "1.5 GiB");
+    // Rounded once, as shown: 1.96 MiB is 2 MiB as 2 MiB is (it read "2.0 MiB"), and what
+    // rounds to 1024 of a unit is 1 of the next (it read "1024 KiB").
+    assert_eq!(format_bytes(2 * MIB), "2 MiB");
+    assert_eq!(format_bytes(2 * MIB - 40 * 1024), "2 MiB");
+    assert_eq!(format_bytes(2 * MIB - 70 * 1024), "1.9 MiB");
+    assert_eq!(format_bytes(MIB - 100), "1 MiB");
+    assert_eq!(format_bytes(1024 * 1024 * MIB), "1 TiB");
+    assert_eq!(format_bytes(u64::MAX), "16777216 TiB");
 }
