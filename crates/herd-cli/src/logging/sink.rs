@@ -67,29 +67,55 @@ enum Entry {
 const BATCH_BYTES: usize = 4096;
 
 /// The longest line queued: a longer one (a huge command line or value in an error) is cut
-/// to this size, ending in [`cut_mark`], rather than dropped whole.
+/// to this size in its middle, where [`cut_mark`] stands for what was left out, rather than
+/// dropped whole. Its start and its end are kept: an error says what is wrong after the value
+/// it quotes.
 pub const MAX_LINE: usize = 128 * 1024;
 
-/// The end of a line cut to [`MAX_LINE`]: how many bytes were left out, and the newline.
+/// What stands in a line cut to [`MAX_LINE`] for the `left_out` bytes left out of its middle.
 fn cut_mark(left_out: usize) -> String {
-    format!(" [herd: {left_out} bytes cut]\n")
+    format!(" [herd: {left_out} bytes cut] ")
 }
 
-/// `line` itself, or cut to [`MAX_LINE`] bytes at a character boundary, with [`cut_mark`].
+/// `line` itself, or its start and its end with [`cut_mark`] between them, [`MAX_LINE`] bytes
+/// at most. Each cut falls between UTF-8 characters and outside JSON's escapes (`\n`,
+/// `\u001b`), so that a JSON line whose two cuts fall inside strings (those of a huge value)
+/// stays valid JSON.
 fn at_most_max(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     if line.len() <= MAX_LINE {
         return std::borrow::Cow::Borrowed(line);
     }
     // The mark's length with the most digits a left-out count can have here.
     let room = MAX_LINE - cut_mark(line.len()).len();
-    // Not inside a UTF-8 sequence: back up over continuation bytes (10xxxxxx).
-    let end = (0..=room)
-        .rev()
-        .find(|&i| line.get(i).is_some_and(|b| b & 0xC0 != 0x80))
-        .unwrap_or(room);
-    let mut cut = line[..end].to_vec();
-    cut.extend_from_slice(cut_mark(line.len() - end).as_bytes());
+    let splits = |i: usize| line.get(i).is_some_and(|b| b & 0xC0 == 0x80) || splits_escape(line, i);
+    // Both cuts move outwards (the kept parts shrink) until they split nothing.
+    let mut head = room / 2;
+    while head > 0 && splits(head) {
+        head -= 1;
+    }
+    // The last byte (the newline) is kept whatever comes before it.
+    let mut tail = line.len() - (room - room / 2);
+    while tail < line.len() - 1 && splits(tail) {
+        tail += 1;
+    }
+    let mut cut = line[..head].to_vec();
+    cut.extend_from_slice(cut_mark(tail - head).as_bytes());
+    cut.extend_from_slice(&line[tail..]);
     std::borrow::Cow::Owned(cut)
+}
+
+/// Whether a cut before `line[at]` would split a JSON escape (`\n`, `\"`, `\u001b`): a
+/// backslash that starts one (not the second of `\\`) stands less than the escape's length
+/// before `at`.
+fn splits_escape(line: &[u8], at: usize) -> bool {
+    (1..=5).filter_map(|back| at.checked_sub(back)).any(|i| {
+        let backslashes = line[..=i].iter().rev().take_while(|&&b| b == b'\\').count();
+        let len = match line.get(i + 1) {
+            Some(b'u') => 6,
+            _ => 2,
+        };
+        backslashes % 2 == 1 && i + len > at
+    })
 }
 
 /// What the writer takes from the queue at once.

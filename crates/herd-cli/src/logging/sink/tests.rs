@@ -249,8 +249,7 @@ fn a_stuck_reader_bounds_flush() {
 fn a_line_longer_than_the_queue_is_cut_not_lost() {
     let pipe = Pipe::default();
     let (sink, reports) = sink(&pipe, 1 << 20);
-    let mut huge = "x".repeat(2 << 20);
-    huge.push('\n');
+    let huge = format!("start{}end\n", "x".repeat(2 << 20));
     sink.push(huge.as_bytes());
     sink.push(b"next\n");
     assert!(sink.flush(LONG));
@@ -260,17 +259,19 @@ fn a_line_longer_than_the_queue_is_cut_not_lost() {
     let (cut, next) = text.split_once('\n').unwrap();
     assert_eq!(next, "next\n");
     assert_eq!(cut.len() + 1, MAX_LINE);
-    let (kept, mark) = cut.split_at(cut.find(" [herd: ").unwrap());
-    assert!(kept.bytes().all(|b| b == b'x'));
-    let left_out = huge.len() - kept.len();
-    assert_eq!(mark, format!(" [herd: {left_out} bytes cut]"));
+    // Its start and its end are kept, the mark between them.
+    let (head, rest) = cut.split_at(cut.find(" [herd: ").unwrap());
+    let (mark, tail) = rest.split_at(rest.find("] ").unwrap() + 2);
+    assert!(head.starts_with("startxxx") && tail.ends_with("xxxend"));
+    let left_out = huge.len() - 1 - head.len() - tail.len();
+    assert_eq!(mark, format!(" [herd: {left_out} bytes cut] "));
 }
 
 #[test]
 fn a_line_is_cut_between_characters() {
     let pipe = Pipe::default();
     let (sink, _) = sink(&pipe, 1 << 20);
-    // Three-byte characters: the cut falls inside one for some offsets; try three of them.
+    // Three-byte characters: each cut falls inside one for some offsets; try three of them.
     for skew in 0..3 {
         let line = format!("{}{}\n", "a".repeat(skew), "€".repeat(MAX_LINE));
         sink.push(line.as_bytes());
@@ -285,6 +286,35 @@ fn a_line_is_cut_between_characters() {
             "{}",
             line.len()
         );
-        assert!(line.ends_with(" bytes cut]"));
+        assert!(line.contains("€ [herd: ") && line.contains(" bytes cut] €"));
+        assert!(line.ends_with('€'));
+    }
+}
+
+#[test]
+fn a_json_line_cut_inside_a_huge_value_stays_json() {
+    let pipe = Pipe::default();
+    let (sink, _) = sink(&pipe, 1 << 24);
+    // A value full of JSON's escapes and multi-byte characters: for some offsets each cut
+    // falls inside `\n`, `\"`, `\\`, `\u001b` or `é`.
+    let value = "a\n\"\\é\u{1b}".repeat(40_000);
+    for skew in 0..12 {
+        let line =
+            serde_json::json!({ "message": format!("{}{value}", "b".repeat(skew)), "event": "x" });
+        sink.push(format!("{line}\n").as_bytes());
+    }
+    assert!(sink.flush(LONG));
+    let text = pipe.text();
+    assert_eq!(text.lines().count(), 12);
+    for line in text.lines() {
+        assert!(line.len() < MAX_LINE);
+        let parsed: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {}",
+                &line[line.find(" [herd: ").unwrap() - 20..][..60]
+            )
+        });
+        assert_eq!(parsed["event"], "x");
+        assert!(parsed["message"].as_str().unwrap().contains(" bytes cut] "));
     }
 }
