@@ -55,12 +55,12 @@ fn sink() -> Option<&'static Sink> {
     .as_ref()
 }
 
-/// Writes one line (a newline is added) to stderr through the queue: for the lines herd
-/// writes outside the log, such as its final error.
+/// Writes one line (a newline is added) to stderr through the queue, even a full one: for
+/// the lines herd writes outside the log, such as its final error.
 pub fn line(text: &str) {
     let line = format!("{text}\n");
     match sink() {
-        Some(sink) => sink.push(line.as_bytes()),
+        Some(sink) => sink.push_always(line.as_bytes()),
         None => {
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }

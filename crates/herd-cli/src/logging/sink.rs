@@ -177,10 +177,21 @@ impl Sink {
     /// Queues one line, cut to [`MAX_LINE`] (or drops and counts it if the queue is full).
     /// Never blocks on the writer.
     pub fn push(&self, line: &[u8]) {
+        self.push_with(line, false);
+    }
+
+    /// Queues one line, cut to [`MAX_LINE`], even when the queue is full: herd's last words
+    /// (its final error), which must not be the line dropped because the log before them
+    /// filled the queue. Never blocks on the writer.
+    pub fn push_always(&self, line: &[u8]) {
+        self.push_with(line, true);
+    }
+
+    fn push_with(&self, line: &[u8], always: bool) {
         let line = at_most_max(line);
         let mut state = self.shared.lock();
         let front = WRITER.with(std::cell::Cell::get);
-        if !front && state.bytes + line.len() > self.shared.capacity {
+        if !front && !always && state.bytes + line.len() > self.shared.capacity {
             state.gap += 1;
             self.shared.lost.fetch_add(1, Ordering::Relaxed);
             return;

@@ -181,6 +181,8 @@ impl Supervisor {
         let outputs = output.map_or_else(Vec::new, |o| o.hand_over(crate::logging::FLUSH_TIMEOUT));
         state.outputs = outputs.iter().map(reexec::SavedOutput::of).collect();
         keep.extend(outputs.iter().map(|p| p.file.as_fd()));
+        // What was logged since the flush above (the readers' last reports as they stopped).
+        crate::logging::flush();
         let error = reexec::exec(&file, &state, &keep);
         if let Some(output) = output {
             output.resume(outputs);

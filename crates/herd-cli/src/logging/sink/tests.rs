@@ -191,6 +191,31 @@ fn a_closed_reader_loses_lines_that_are_counted_and_reported_when_writing_works_
 }
 
 #[test]
+fn herds_last_words_are_queued_even_when_the_queue_is_full() {
+    let pipe = Pipe::default();
+    let (sink, reports) = sink(&pipe, 20);
+    pipe.set(|p| p.stuck = true);
+    for i in 0..100 {
+        sink.push(format!("{i:04}\n").as_bytes());
+    }
+    assert!(sink.lost() > 0);
+    sink.push_always(b"herd: error: the last words\n");
+    pipe.set(|p| p.stuck = false);
+    assert!(sink.flush(LONG));
+    let written = pipe.text();
+    assert!(
+        written.ends_with("\nherd: error: the last words\n"),
+        "{written}"
+    );
+    // The loss before them is reported before them.
+    let reports = reports.lock().unwrap();
+    assert_eq!(reports.iter().map(|r| r.0).sum::<u64>(), sink.lost());
+    assert!(reports
+        .iter()
+        .all(|(_, before)| !before.contains("last words")));
+}
+
+#[test]
 fn a_stuck_reader_never_blocks_push_and_the_overflow_is_counted_in_place() {
     let pipe = Pipe::default();
     let (sink, reports) = sink(&pipe, 20);
