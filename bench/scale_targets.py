@@ -40,6 +40,7 @@ import json
 import os
 import queue
 import resource
+import shutil
 import signal
 import statistics
 import subprocess
@@ -297,6 +298,8 @@ def _stop(herd, control, proc):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    # The temporary directory of the control socket (herd removed the socket itself).
+    shutil.rmtree(os.path.dirname(control), ignore_errors=True)
 
 
 def _status(herd, control):
