@@ -88,14 +88,19 @@ fn at_most_max(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     // The mark's length with the most digits a left-out count can have here.
     let room = MAX_LINE - cut_mark(line.len()).len();
     let splits = |i: usize| line.get(i).is_some_and(|b| b & 0xC0 == 0x80) || splits_escape(line, i);
-    // Both cuts move outwards (the kept parts shrink) until they split nothing.
+    // Both cuts move outwards (the kept parts shrink) until they split nothing, by at most
+    // MAX_SHIFT bytes: a character or an escape is shorter, and a line that splits everywhere
+    // (a worker's `\u\u...` in text) is cut there anyway rather than emptied.
+    const MAX_SHIFT: usize = 8;
     let mut head = room / 2;
-    while head > 0 && splits(head) {
+    let lowest = head.saturating_sub(MAX_SHIFT);
+    while head > lowest && splits(head) {
         head -= 1;
     }
     // The last byte (the newline) is kept whatever comes before it.
     let mut tail = line.len() - (room - room / 2);
-    while tail < line.len() - 1 && splits(tail) {
+    let highest = (tail + MAX_SHIFT).min(line.len() - 1);
+    while tail < highest && splits(tail) {
         tail += 1;
     }
     let mut cut = line[..head].to_vec();

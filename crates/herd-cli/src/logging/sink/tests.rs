@@ -343,3 +343,21 @@ fn a_json_line_cut_inside_a_huge_value_stays_json() {
         assert!(parsed["message"].as_str().unwrap().contains(" bytes cut] "));
     }
 }
+
+#[test]
+fn a_line_that_splits_everywhere_is_cut_not_emptied() {
+    let pipe = Pipe::default();
+    let (sink, _) = sink(&pipe, 1 << 20);
+    // In text, a worker's `\u` over and over: every place is inside an "escape".
+    let mut line = "\\u".repeat(MAX_LINE);
+    line.push('\n');
+    sink.push(line.as_bytes());
+    assert!(sink.flush(LONG));
+    let written = pipe.text();
+    assert!(
+        written.len() > MAX_LINE - 64 && written.len() <= MAX_LINE,
+        "{}",
+        written.len()
+    );
+    assert!(written.contains(" bytes cut] ") && written.ends_with('\n'));
+}
