@@ -35,7 +35,10 @@ fn once(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure>
         // As herd sent it: fields this client does not know are shown too. An object: a result
         // of another shape (an array, null) is not a status, whoever sent it.
         let status: RawObject = call(connect, Command::Status, Some(QUICK))?;
-        return Ok((status.pretty(), Ok(())));
+        let text = status
+            .pretty()
+            .map_err(|why| Failure::Runtime(anyhow!("unexpected status from herd: {why}")))?;
+        return Ok((text, Ok(())));
     }
     let status: Status = call(connect, Command::Status, Some(QUICK))?;
     let health = match degraded(&status) {
@@ -65,17 +68,16 @@ impl<'de> Deserialize<'de> for RawObject {
 
 impl RawObject {
     /// The object pretty-printed, with a line end: its tokens copied from the text to a
-    /// pretty serializer one by one (`serde_transcode`).
-    fn pretty(&self) -> String {
+    /// pretty serializer one by one (`serde_transcode`). A copy fails where the raw text holds
+    /// what serde_json reads as no value (a number out of range, such as `1e400`): why.
+    fn pretty(&self) -> Result<String, String> {
         let text = self.0.get();
         let mut out = Vec::with_capacity(text.len() * 3 / 2 + 1);
         let mut from = serde_json::Deserializer::from_str(text);
         let mut to = serde_json::Serializer::pretty(&mut out);
-        // The text is JSON serde_json has read already: copying it cannot fail, and would at
-        // worst print less.
-        let _ = serde_transcode::transcode(&mut from, &mut to);
+        serde_transcode::transcode(&mut from, &mut to).map_err(|e| e.to_string())?;
         out.push(b'\n');
-        String::from_utf8(out).unwrap_or_default()
+        String::from_utf8(out).map_err(|e| e.to_string())
     }
 }
 

@@ -36,7 +36,7 @@ fn watch_redraws_a_terminal_and_separates_piped_statuses() {
 fn a_status_is_shown_as_it_came_pretty_printed_in_herds_order() {
     let text = r#"{"version":"0.1.0","workers":[{"slot":0,"pid":7,"state":"ready"}],"a":{}}"#;
     let object: RawObject = serde_json::from_str(text).unwrap();
-    let shown = object.pretty();
+    let shown = object.pretty().unwrap();
     let reread: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(
         reread,
@@ -59,4 +59,11 @@ fn json_that_is_not_an_object_is_no_status() {
             "{text}: {error}"
         );
     }
+}
+
+#[test]
+fn a_status_that_cannot_be_copied_is_an_error_not_half_printed() {
+    let object: RawObject = serde_json::from_str(r#"{"a":1e400,"b":2}"#).unwrap();
+    let why = object.pretty().unwrap_err();
+    assert!(why.contains("out of range"), "{why}");
 }
