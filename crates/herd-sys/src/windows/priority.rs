@@ -100,17 +100,22 @@ fn descendants(
 /// hold herd.
 const MAX_PROCESSES: usize = 4096;
 
+/// Whether process `child` was created before process `parent`, so it is not `parent`'s child
+/// even if it names `parent`'s pid as its parent (the pid was reused): [`tree`]'s rule. One
+/// that is gone, or not ours to read, counts as created before: it is left out.
+pub fn started_before(child: u32, parent: u32) -> bool {
+    let started = |pid| open_to_set(pid).and_then(|p| super::process::start_time(&p));
+    match (started(child), started(parent)) {
+        (Ok(child), Ok(parent)) => child < parent,
+        _ => true,
+    }
+}
+
 /// Moves process `pid`, and every process it started ([`tree`]), that is still in priority
 /// class `from` to class `to`; one in another class chose it and keeps it. How many it moved:
 /// 0 when `pid` is gone. A process that exits meanwhile is no error; otherwise the first
 /// error met (access denied), once every process has been tried.
 pub fn raise_tree(pid: u32, from: u32, to: u32) -> io::Result<usize> {
-    let started = |pid| open_to_set(pid).and_then(|p| super::process::start_time(&p));
-    let started_before = |child, parent| match (started(child), started(parent)) {
-        (Ok(child), Ok(parent)) => child < parent,
-        // Gone, or not ours to read: not raised either way.
-        _ => true,
-    };
     let mut raised = 0;
     let mut failed = None;
     for pid in tree(pid, started_before)? {

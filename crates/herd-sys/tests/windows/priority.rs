@@ -34,8 +34,7 @@ fn a_child_put_idle_while_suspended_runs_idle_and_so_does_its_child_until_raised
     let mut lines = Lines::new(worker.stdout.take().unwrap());
     let grandchild: u32 = lines.after("grandchild=").parse().unwrap();
     assert_eq!(priority::class_of(&worker).unwrap(), IDLE);
-    let started = |pid| process::start_time(&priority::open_to_set(pid).unwrap()).unwrap();
-    let tree = priority::tree(worker.id(), |c, p| started(c) < started(p)).unwrap();
+    let tree = priority::tree(worker.id(), priority::started_before).unwrap();
     assert_eq!(tree, [worker.id(), grandchild]);
     let grandchild = priority::open_to_set(grandchild).unwrap();
     // Windows starts a child of an IDLE process IDLE; Wine 8 starts it NORMAL.
@@ -61,14 +60,16 @@ fn a_child_put_idle_while_suspended_runs_idle_and_so_does_its_child_until_raised
 #[test]
 fn a_process_that_started_nothing_is_its_own_tree_and_a_gone_one_has_none() {
     let (mut sleeper, _job) = in_job("sleeper", |_| ());
-    let never = |_, _| false;
-    assert_eq!(priority::tree(sleeper.id(), never).unwrap(), [sleeper.id()]);
+    // A process another test left behind may name a reused pid as its parent: the rule of
+    // `raise_tree` leaves it out.
+    let rule = priority::started_before;
+    assert_eq!(priority::tree(sleeper.id(), rule).unwrap(), [sleeper.id()]);
     // A NORMAL process's child starts NORMAL.
     assert_eq!(priority::class_of(&sleeper).unwrap(), NORMAL);
     sleeper.kill().unwrap();
     sleeper.wait().unwrap();
     assert_eq!(
-        priority::tree(sleeper.id(), never).unwrap(),
+        priority::tree(sleeper.id(), rule).unwrap(),
         Vec::<u32>::new()
     );
     assert_eq!(priority::raise_tree(sleeper.id(), IDLE, NORMAL).unwrap(), 0);
