@@ -42,7 +42,14 @@ PYTHON_MISS = (" What is known: at 2000/s a reload's slow requests fall while ne
                "stop, a blocking socket for the stdlib worker (examples/hello.py's accept then races its stop "
                "signal), `--max-starting 4` and `--starting-nice off` (one noisy run each: 28 and 64 "
                "requests over 2x steady per upgrade, both together 186, against 11 and 56 in two runs "
-               "of the defaults).")
+               "of the defaults). Measured again on a quiet machine (2026-12-02, 8 upgrades a run, CPU per "
+               "request from /proc, load generator included): the stdlib worker's share was 92-98% in 3 "
+               "runs; inside upgrades the workers' CPU per request rose 2-5 us over a steady 30-33 us, "
+               "with `--min-ready 1s` and `0` alike, while 5 or 8 workers in steady state cost no more "
+               "per request than 4 and a just-started worker no more than an old one: the start-ups cost "
+               "the machine more than their own 15 ms of CPU each. Here throughput at saturation also "
+               "varies by about 8% from one second to the next with nothing changing, so one run's "
+               "share, against a steady lead of 1.5 s, is uncertain by about as much.")
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
     ("failed at 2000/s", "open", "failed", None, True, "{:.0f}", "see the failures by kind"),

@@ -173,7 +173,12 @@ fn logs_shows_the_last_lines_of_one_worker_or_all() {
         r#"for i in 1 2 3; do echo "line $i of $HERD_WORKER"; done; exec sleep 1000"#,
     );
     wait_until("3 lines of each worker kept", || {
-        (logs_json(&herd, &[]).len() == 6).then_some(())
+        let kept = logs_json(&herd, &[]);
+        let texts: Vec<_> = kept
+            .iter()
+            .map(|l| format!("{} {} {}", l["worker"], l["pid"], l["line"]))
+            .collect();
+        (kept.len() == 6).then_some(()).ok_or(texts)
     });
     let last = logs_json(&herd, &["-n", "2", "--worker", "1"]);
     let texts: Vec<&str> = last.iter().map(|l| l["line"].as_str().unwrap()).collect();
