@@ -73,6 +73,7 @@ impl ConfigFile {
                 let line = offset.map_or(line, |offset| line_of(text, offset));
                 format!("{name}:{line}: {}: {message}", key.get_ref())
             };
+            no_nul(value).map_err(at)?;
             let args = entry_args(key.get_ref(), value, &options).map_err(at)?;
             entries.push(Entry {
                 key: key.get_ref().to_string(),
@@ -226,6 +227,32 @@ fn check_value(text: &str, arg: &Arg) -> Result<(), String> {
                 format!("'{text}' is not one of: {}", values.join(", "))
             }
         }),
+    }
+}
+
+/// Refuses a NUL (`\u0000`) in any string or key of `value`, and says where: no option, word of
+/// a command, variable or path can hold one (the kernel takes them as C strings), so the file
+/// would pass `herd check` and fail `herd run`, or an upgrade, later.
+fn no_nul(value: &Spanned<DeValue>) -> Result<(), (Option<usize>, String)> {
+    let refused = || {
+        Err((
+            Some(value.span().start),
+            "a string cannot contain a NUL byte (\\u0000); remove it".to_string(),
+        ))
+    };
+    match value.get_ref() {
+        DeValue::String(s) if s.contains('\0') => refused(),
+        DeValue::Array(items) => items.iter().try_for_each(no_nul),
+        DeValue::Table(table) => table.iter().try_for_each(|(key, value)| {
+            if key.get_ref().contains('\0') {
+                return Err((
+                    Some(key.span().start),
+                    "a key cannot contain a NUL byte (\\u0000); remove it".to_string(),
+                ));
+            }
+            no_nul(value)
+        }),
+        _ => Ok(()),
     }
 }
 

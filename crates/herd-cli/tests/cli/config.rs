@@ -120,6 +120,34 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
 }
 
 #[test]
+fn a_nul_in_a_config_string_is_refused_where_it_is() {
+    // TOML's \u0000 is a NUL, which no argument, variable or path can hold: `herd check` said
+    // ok and `herd run` failed later (at the worker's start, or binding a socket file).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herd.toml");
+    let config_name = config.display().to_string();
+    let head = "bind = [\"127.0.0.1:0\"]\ncommand = [\"sleep\", \"1\"]\n";
+    let cases = [
+        ("[env]\nA = \"x\\u0000y\"\n", "4: env: a string"),
+        ("[env]\n\"A\\u0000B\" = \"x\"\n", "4: env: a key"),
+        (
+            "shm = [\"a=4096\"]\ncontrol = \"/tmp/a\\u0000b\"\n",
+            "4: control: a string",
+        ),
+    ];
+    for (tail, at) in cases {
+        std::fs::write(&config, format!("{head}{tail}")).unwrap();
+        let expected = format!("{config_name}:{at} cannot contain a NUL byte (\\u0000)");
+        assert_fails(&["check", "--config", &config_name], USAGE, &expected);
+        assert_fails(&["run", "--config", &config_name], USAGE, &expected);
+    }
+    let text = "bind = [\"unix:/tmp/a\\u0000b\"]\ncommand = [\"sleep\", \"1\\u0000\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let expected = format!("{config_name}:1: bind: a string cannot contain a NUL byte");
+    assert_fails(&["check", "--config", &config_name], USAGE, &expected);
+}
+
+#[test]
 fn the_example_config_file_checks() {
     let example = example("herd.toml");
     let (code, stdout, stderr) = ctl_at("/nonexistent", &["check", "--config", &example]);
