@@ -260,6 +260,11 @@ fn bind_control(
         }
         None => (None, Vec::new()),
     };
+    if dir_lock.is_none() {
+        // Two herds started at once on one path: neither may take the other's socket, bound
+        // but not yet listening, for a stale one.
+        dir_lock = spec::lock_socket_dir(&paths.bind_at);
+    }
     let (control_socket, control_file) =
         control_path::bind_private(&paths.bind_at, uid, "control socket", shared)?;
     drop(dir_lock);

@@ -35,6 +35,9 @@ pub use parse::{Address, BindOptions, BindSpec, Host, HostPort, MAX_UNIX_PATH};
 pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;
 #[cfg(unix)]
-pub use socket_file::{prepare as prepare_socket_path, InUse as SocketInUse, SocketFile};
+pub use socket_file::{
+    lock_dir_of as lock_socket_dir, prepare as prepare_socket_path, InUse as SocketInUse,
+    SocketFile,
+};
 #[cfg(unix)]
 pub use twice::GivenTwice;

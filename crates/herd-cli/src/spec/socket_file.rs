@@ -34,6 +34,30 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Locks the directory that holds the socket file `path` (`flock` on the directory itself)
+/// until the returned file is dropped: held from [`prepare`] until the new socket listens, so
+/// that a herd started at the same moment on the same path never takes our socket, bound but
+/// not yet listening, for a stale one and removes it. `None` if the directory cannot be opened,
+/// or is still locked after 2s (then herd goes on without: another user who may read a shared
+/// directory such as /tmp could hold its lock forever, and a herd holds it for microseconds).
+pub fn lock_dir_of(path: &Path) -> Option<std::fs::File> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let file = std::fs::File::open(dir).ok()?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Some(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// [`prepare`]'s error for a socket file a running server listens on.
 #[derive(Debug)]
 pub struct InUse(pub PathBuf);

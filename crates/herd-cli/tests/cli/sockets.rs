@@ -123,3 +123,97 @@ fn a_non_socket_file_is_never_touched() {
     assert_fails(&["run", "-b", &spec, "--", "true"], 1, "is not a socket");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "precious");
 }
+
+/// Plays a herd caught between binding its socket at `path` and listening on it: holds the
+/// directory's lock (as herd does from its look at the path until it listens), has a socket
+/// bound there that does not listen yet, and listens and lets go after a moment. Returns how
+/// `herd ARGS`, started meanwhile, exited, and the socket.
+fn a_herd_binding(path: &Path, args: &[&str]) -> (i32, String, socket2::Socket) {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let lock = std::fs::File::open(path.parent().unwrap()).unwrap();
+    lock.lock().unwrap();
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    socket.bind(&SockAddr::unix(path).unwrap()).unwrap();
+    let other = std::process::Command::new(HERD)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    socket.listen(8).unwrap();
+    drop(lock);
+    // Without the lock the other herd runs on: stop it after a while.
+    let mut other = other;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while other.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = other.kill();
+    let out = other.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        socket,
+    )
+}
+
+#[test]
+fn two_herds_started_at_once_on_one_socket_path_never_both_run() {
+    // The second used to take the first's socket, bound but not listening yet, for a stale
+    // one: it removed it and ran, and the first ran on with no socket file.
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("herd.sock");
+    let spec = "127.0.0.1:0";
+    let args = ["run", "--control", control.to_str().unwrap(), "-w", "1"];
+    let (code, stderr, _first) = a_herd_binding(
+        &control,
+        &[&args[..], &["-b", spec, "--", "sleep", "30"]].concat(),
+    );
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert!(
+        stderr.contains("another herd is already using the control socket"),
+        "{stderr}"
+    );
+    assert!(
+        UnixStream::connect(&control).is_ok(),
+        "the first herd's socket must stay"
+    );
+    let path = dir.path().join("app.sock");
+    let spec = format!("unix:{}", path.display());
+    let other = dir.path().join("other.sock");
+    let args = [
+        "run",
+        "--control",
+        other.to_str().unwrap(),
+        "-w",
+        "1",
+        "-b",
+        &spec,
+        "--",
+        "sleep",
+        "30",
+    ];
+    let (code, stderr, _first) = a_herd_binding(&path, &args);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert!(stderr.contains("in use by a running server"), "{stderr}");
+    assert!(
+        UnixStream::connect(&path).is_ok(),
+        "the first herd's socket must stay"
+    );
+    // Anyone who may read a directory (/tmp) may lock it, and hold the lock for good: that
+    // delays a herd's start by 2s at most, then it goes on without.
+    let started = std::time::Instant::now();
+    let mut held = None;
+    let herd = Herd::start_with(|dir| {
+        let lock = std::fs::File::open(dir).unwrap();
+        lock.lock().unwrap();
+        held = Some(lock);
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "30"]);
+        cmd
+    });
+    herd.status();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}

@@ -30,6 +30,7 @@ pub(super) fn bind_one(spec: &BindSpec, reuseport: bool) -> anyhow::Result<Bound
         Address::Tcp(hp) => bind_ip(spec, hp, Type::STREAM, reuseport),
         Address::Udp(hp) => bind_ip(spec, hp, Type::DGRAM, false),
         Address::UnixPath(path) => {
+            let _lock = socket_file::lock_dir_of(path);
             socket_file::prepare(path)?;
             let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
             let shown = format!("unix:{}", path.display());
