@@ -63,7 +63,8 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
         cli::Command::Scale(args) => scale(args.target, connect),
         cli::Command::Upgrade(args) => {
             let command = Command::Upgrade {
-                timeout_ms: Some(args.timeout.as_millis() as u64),
+                // Rounded up: 1ns is no zero (which herd refuses as not positive).
+                timeout_ms: Some(args.timeout.as_nanos().div_ceil(1_000_000) as u64),
                 reload_config: args.reload_config,
             };
             let result: UpgradeResult = call(connect, command, None)?;

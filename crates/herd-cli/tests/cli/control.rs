@@ -436,6 +436,14 @@ fn an_upgrade_timeout_shorter_than_min_ready_is_refused_without_using_a_generati
             .contains("cannot upgrade: an upgrade timeout of 3s is too short"),
         "{refused}"
     );
+    // Less than the protocol's millisecond is not zero: it was sent as 0 and refused as not
+    // positive.
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "1ns"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("an upgrade timeout of 1ms is too short"),
+        "{stderr}"
+    );
     let started = events(&herd.lines()).any(|e| e["event"] == "upgrade_started");
     assert!(!started, "no upgrade started, no generation was used");
     let status = herd.status();
