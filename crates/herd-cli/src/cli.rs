@@ -26,7 +26,7 @@ pub use parse::{parse_duration, Rlimit, Signal};
 use parse::{
     parse_env, parse_group, parse_health, parse_metrics, parse_number, parse_positive_duration,
     parse_ready, parse_rlimit, parse_scale, parse_slot, parse_stop_signal, parse_umask, parse_user,
-    parse_workers,
+    parse_watchdog, parse_workers,
 };
 #[cfg(unix)]
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
@@ -289,7 +289,7 @@ pub struct RunArgs {
 
     /// Workers must send WATCHDOG=1 at least this often once ready (they get WATCHDOG_USEC);
     /// one that misses its deadline is killed and restarted.
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration,
+    #[arg(long, value_name = "DURATION", value_parser = parse_watchdog,
           allow_negative_numbers = true)]
     pub watchdog: Option<Duration>,
 

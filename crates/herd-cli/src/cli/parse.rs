@@ -85,6 +85,19 @@ pub(super) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// `--watchdog`: a positive duration of at least 1ms. Below that no worker could ping in time
+/// (and below 1us its `WATCHDOG_USEC` would be 0, which sd_notify libraries take for no watchdog
+/// while herd killed every worker at once).
+pub(super) fn parse_watchdog(text: &str) -> Result<Duration, String> {
+    match parse_positive_duration(text)? {
+        d if d < Duration::from_millis(1) => Err(format!(
+            "'{text}' is too short: no worker can ping the watchdog that often; give at least \
+             1ms (e.g. 30s)"
+        )),
+        d => Ok(d),
+    }
+}
+
 /// A whole number of at least `least`, for `option`; a negative one is named as such (clap
 /// would otherwise take `-1` for a flag), and so is one too large for the option's type.
 pub(super) fn parse_number<T>(text: &str, least: T, option: &str) -> Result<T, String>
