@@ -224,7 +224,12 @@ fn check_value(text: &str, arg: &Arg) -> Result<(), String> {
                     .iter()
                     .map(|v| v.get_name().to_string())
                     .collect();
-                format!("'{text}' is not one of: {}", values.join(", "))
+                if values.is_empty() {
+                    // Only an empty value fails without a reason (clap: a value is required).
+                    "the value is empty: give one, or remove the key".to_string()
+                } else {
+                    format!("'{text}' is not one of: {}", values.join(", "))
+                }
             }
         }),
     }

@@ -112,6 +112,15 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
         USAGE,
         "--control-allow-user: no user named 'no-such-user-here'",
     );
+    // An empty path: clap's error has no reason, and the file's said "'' is not one of: ".
+    for key in ["control", "chdir"] {
+        let text =
+            format!("bind = [\"127.0.0.1:0\"]\n{key} = \"\"\ncommand = [\"sleep\", \"1\"]\n");
+        std::fs::write(&config, text).unwrap();
+        let expected =
+            format!("{config}:2: {key}: the value is empty: give one, or remove the key");
+        assert_fails(&["check", "--config", &config], USAGE, &expected);
+    }
     assert_fails(
         &["check", "--config", "/nonexistent/herd.toml"],
         USAGE,
