@@ -18,7 +18,10 @@ pub fn read(path: &Path) -> Result<String, String> {
     }
     let mut text = String::new();
     let read = file.take(MAX_BYTES + 1).read_to_string(&mut text);
-    read.map_err(|e| fail(e.to_string()))?;
+    read.map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => fail("it is not UTF-8 text: save it as UTF-8".into()),
+        _ => fail(e.to_string()),
+    })?;
     if text.len() as u64 > MAX_BYTES {
         return Err(fail(format!("it is larger than {} MiB", MAX_BYTES >> 20)));
     }
