@@ -3,16 +3,16 @@
 //! `platform::unix::signals::TABLE`, the one place a signal's meaning is written; the README's
 //! signal table says the same):
 //!
-//! | signal  | intent                                                            |
-//! |---------|-------------------------------------------------------------------|
-//! | SIGTERM | stop gracefully (after `--drain-delay`; a second one skips it)    |
-//! | SIGINT  | stop gracefully; a second one, while stopping, stops at once      |
-//! | SIGQUIT | stop at once: every worker is killed                              |
-//! | SIGHUP  | rolling upgrade to a new generation                               |
-//! | SIGUSR2 | re-execute herd's binary from disk, keeping every socket          |
-//! | SIGTTIN | one more worker                                                   |
-//! | SIGTTOU | one worker fewer (never below one)                                |
-//! | SIGCHLD | a child exited: collect it                                        |
+//! | signal  | intent                                                             |
+//! |---------|--------------------------------------------------------------------|
+//! | SIGTERM | stop gracefully (after `--drain-delay`; a second one skips it)     |
+//! | SIGINT  | stop gracefully; a second one (draining or stopping) stops at once |
+//! | SIGQUIT | stop at once: every worker is killed                               |
+//! | SIGHUP  | rolling upgrade to a new generation                                |
+//! | SIGUSR2 | re-execute herd's binary from disk, keeping every socket           |
+//! | SIGTTIN | one more worker                                                    |
+//! | SIGTTOU | one worker fewer (never below one)                                 |
+//! | SIGCHLD | a child exited: collect it                                         |
 
 /// What a signal asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

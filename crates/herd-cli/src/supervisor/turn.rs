@@ -50,7 +50,10 @@ impl Supervisor {
     /// Carries out what a signal asks for.
     fn obey(&mut self, intent: Intent, sources: &Sources) {
         let trigger = intent.signal_name();
-        match intent.order(self.pool.is_stopping()) {
+        // A drain is a stop under way: a second Ctrl-C during it stops at once, as it does
+        // once the workers are asked to stop.
+        let stopping = self.pool.is_stopping() || self.drain_left(Instant::now()).is_some();
+        match intent.order(stopping) {
             Order::Reap => {
                 // A worker's last words (STOPPING=1 as it exits) are taken while it is still
                 // one: after the reap its pid names no worker, and the message would be dropped.

@@ -173,19 +173,20 @@ fn wait_ignoring_term(pids: &[u32]) {
 /// Starts two workers that ignore the stop signal, with a grace period of an hour; returns
 /// herd and the workers' pids.
 fn start_stubborn() -> (Herd, Vec<u32>) {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "2",
-        "--grace",
-        "1h",
-        "-b",
-        "127.0.0.1:0",
-        "--",
-        "sh",
-        "-c",
-        IGNORES_TERM,
-    ]);
+    start_stubborn_with(&[])
+}
+
+/// [`start_stubborn`] with more options for herd.
+fn start_stubborn_with(options: &[&str]) -> (Herd, Vec<u32>) {
+    let mut args = vec!["run", "-w", "2", "--grace", "1h"];
+    args.extend_from_slice(options);
+    let herd = Herd::start(
+        &[
+            &args[..],
+            &["-b", "127.0.0.1:0", "--", "sh", "-c", IGNORES_TERM],
+        ]
+        .concat(),
+    );
     let pids: Vec<u32> = herd.started(2).iter().map(|&(_, pid)| pid).collect();
     wait_ignoring_term(&pids);
     (herd, pids)
@@ -196,6 +197,18 @@ fn a_second_sigint_stops_at_once() {
     let (mut herd, pids) = start_stubborn();
     herd.signal(libc::SIGINT);
     herd.wait_for_event("stopping", &[]);
+    herd.signal(libc::SIGINT);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    wait_gone(&pids);
+}
+
+#[test]
+fn a_second_sigint_during_the_drain_delay_stops_at_once() {
+    // It only skipped the drain: the workers then got their hour of grace, and only a third
+    // Ctrl-C stopped herd.
+    let (mut herd, pids) = start_stubborn_with(&["--drain-delay", "1h"]);
+    herd.signal(libc::SIGINT);
+    herd.wait_for_event("draining", &[("signal", "SIGINT".into())]);
     herd.signal(libc::SIGINT);
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);
