@@ -189,6 +189,11 @@ fn scalar(key: &str, value: &DeValue, repeatable: bool) -> Result<String, String
         DeValue::String(s) => Ok(s.to_string()),
         // 0o027 is an octal umask: its digits, as the option reads them.
         DeValue::Integer(n) if n.radix() == 8 && key == "umask" => Ok(n.as_str().to_string()),
+        // 0x1f would become 31, read as the octal 031: not what was written.
+        DeValue::Integer(n) if n.radix() != 10 && key == "umask" => Err(format!(
+            "a umask is octal: write umask = \"027\" or umask = 0o027, not base {}",
+            n.radix()
+        )),
         DeValue::Integer(n) => i128::from_str_radix(n.as_str(), n.radix())
             .map(|n| n.to_string())
             .map_err(|_| format!("'{}' is not a number", n.as_str())),
