@@ -106,10 +106,9 @@ fn run_command() -> ExitCode {
     ended(result)
 }
 
-/// `herd check`: the file's verdict on stdout.
+/// `herd check`: the file's verdict on stdout (a full one is an error, not a panic).
 fn check(args: &cli::CheckArgs) -> Result<(), exit::Failure> {
-    println!("{}", herd_cli::check::check(args)?);
-    Ok(())
+    herd_cli::ctl::print(&format!("{}\n", herd_cli::check::check(args)?))
 }
 
 /// The command line with its `--config` file applied (whose contents are `in_force` if

@@ -186,7 +186,7 @@ fn scale(target: ScaleTarget, connect: Connect<'_>) -> Result<(), Failure> {
 /// Writes `text` to stdout. A reader that went away (`herd status | head -1`) ends the
 /// command quietly, as if everything had been read; any other failure (`> /dev/full`) is an
 /// error.
-fn print(text: &str) -> Result<(), Failure> {
+pub fn print(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

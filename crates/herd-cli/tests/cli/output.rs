@@ -231,7 +231,15 @@ fn clients_exit_quietly_when_their_stdout_is_closed_and_fail_in_one_line_when_it
                 .unwrap(),
         )
     };
-    for args in [&["status", "--json"][..], &["status"], &["scale", "2"]] {
+    // herd check panicked on both (println!).
+    let config = example("herd.toml");
+    let check = ["check", "--config", &config];
+    for args in [
+        &["status", "--json"][..],
+        &["status"],
+        &["scale", "2"],
+        &check,
+    ] {
         assert_eq!(run(args, closed()), (0, String::new()), "{args:?}");
         let (code, stderr) = run(args, full());
         assert_eq!(code, 1, "{args:?}: {stderr}");
