@@ -28,7 +28,8 @@ pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure>
         let Ok(again) = connect() else {
             return Ok(());
         };
-        eprintln!("herd logs: herd closed the connection (a re-exec?); following on");
+        // Not eprintln!, which panics when stderr cannot be written (a full disk).
+        crate::logging::line("herd logs: herd closed the connection (a re-exec?); following on");
         client = again;
     }
 }
@@ -80,7 +81,9 @@ fn follow_once(
             Failure::Runtime(anyhow!("herd sent a line that is not a log line: {e}"))
         })?;
         if let Some(missed) = frame.missed {
-            eprintln!("herd logs: {missed} lines were missed: this terminal read too slowly");
+            crate::logging::line(&format!(
+                "herd logs: {missed} lines were missed: this terminal read too slowly"
+            ));
         }
         let Some(line) = frame.line else { continue };
         recent = recent.saturating_sub(1);

@@ -286,11 +286,16 @@ n=0; echo before; while :; do sleep 0.05; done"#,
     wait_until("the first line kept", || {
         (logs_json(&herd, &[]).len() == 1).then_some(())
     });
+    // Its note of the re-exec meets a full stderr (a full disk): it panicked there.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let mut follow = Command::new(HERD)
         .env("HERD_CONTROL", herd.control())
         .args(["logs", "-f"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(full)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(follow.stdout.take().unwrap()).lines();
