@@ -250,16 +250,23 @@ fn start<F: Fn(&Worker) -> i32>(
             // Out of processes or memory: retry later, as a crash would be.
             let (retry, actions) = pool.spawn_failed(slot, &e.to_string(), Instant::now());
             match retry {
-                Some(delay) => {
-                    eprintln!("prefork: cannot fork worker {slot}: {e}; retrying in {delay:?}")
-                }
-                None => eprintln!(
+                Some(delay) => note(format_args!(
+                    "prefork: cannot fork worker {slot}: {e}; retrying in {delay:?}"
+                )),
+                None => note(format_args!(
                     "prefork: cannot fork worker {slot}: {e}; its slot's worker serves on"
-                ),
+                )),
             }
             actions
         }
     }
+}
+
+/// Writes one line to stderr, ignoring a failure: not eprintln!, which panics when stderr
+/// cannot be written (its reader gone, a full disk), and the supervisor must go on.
+fn note(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Reaps every exited child and tells the pool.
@@ -268,7 +275,9 @@ fn reap(pool: &mut Pool) -> Vec<Action> {
     while let Ok(Some((pid, status))) = process::reap_any() {
         if let Some((exit, more)) = pool.exited(pid, worker_exit(status), Instant::now()) {
             if let Some(delay) = exit.restart_in {
-                eprintln!("prefork: worker {pid} exited ({status}); restarting in {delay:?}");
+                note(format_args!(
+                    "prefork: worker {pid} exited ({status}); restarting in {delay:?}"
+                ));
             }
             actions.extend(more);
         }

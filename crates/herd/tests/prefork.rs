@@ -201,6 +201,39 @@ fn sigterm_drains_requests_in_flight() {
 }
 
 #[test]
+fn a_stderr_nobody_reads_any_more_does_not_end_the_parent() {
+    // Its note of a restart met a closed pipe: eprintln! panicked, and the parent was gone.
+    let mut child = Command::new(example())
+        .args(["127.0.0.1:0", "2"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no 'listening on'");
+    }
+    let addr = line.split_whitespace().nth(3).unwrap().to_string();
+    drop(stderr);
+    let (_, lines) = mpsc::channel();
+    let server = Server { child, lines, addr };
+    let seen = all_answer(&server, 2);
+    let (victim, _) = *seen.iter().next().unwrap();
+    // SAFETY: kill with a child's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + TIMEOUT;
+    while alive(victim) {
+        assert!(Instant::now() < deadline, "the killed child lingers");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The parent notes the restart; it must live on and refill the slot.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(alive(server.child.id()), "the parent died");
+    all_answer(&server, 2);
+}
+
+#[test]
 fn ttin_and_ttou_scale() {
     let server = Server::start("1", &[]);
     all_answer(&server, 1);
