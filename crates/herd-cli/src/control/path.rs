@@ -227,9 +227,14 @@ pub fn bind_private(
         }
     })?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket
-        .bind(&SockAddr::unix(path)?)
-        .with_context(|| format!("cannot create the {what} {shown}"))?;
+    socket.bind(&SockAddr::unix(path)?).map_err(|e| {
+        let why = match e.raw_os_error() {
+            Some(libc::ENOENT) => "its directory does not exist: create it",
+            Some(libc::EACCES) => "herd's user may not write in its directory: let it",
+            _ => return anyhow::anyhow!("cannot create the {what} {shown}: {e}"),
+        };
+        anyhow::anyhow!("cannot create the {what} {shown}: {why}, or pass another --control")
+    })?;
     let file = SocketFile::created(path)?;
     let mode = if shared { 0o666 } else { 0o600 };
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))

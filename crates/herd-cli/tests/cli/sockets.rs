@@ -217,3 +217,21 @@ fn two_herds_started_at_once_on_one_socket_path_never_both_run() {
     herd.status();
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[test]
+fn a_control_socket_in_a_missing_directory_says_how_to_fix_it() {
+    // It said only "No such file or directory (os error 2)".
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing/herd.sock");
+    let missing = missing.to_str().unwrap();
+    let run = ["run", "-w", "1", "-b", "127.0.0.1:0", "--control"];
+    let expected = format!(
+        "cannot create the control socket {missing}: its directory does not exist: create it, \
+         or pass another --control"
+    );
+    assert_fails(
+        &[&run[..], &[missing, "--", "true"]].concat(),
+        FAILURE,
+        &expected,
+    );
+}
