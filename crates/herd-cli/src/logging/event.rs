@@ -203,6 +203,8 @@ log_events! {
     BacklogReplaced = "backlog_replaced",
     /// A socket shut down by a worker cannot listen again.
     SocketLost = "socket_lost",
+    /// A socket file herd created (a Unix listener's, the notify socket's) was removed.
+    SocketFileRemoved = "socket_file_removed",
     /// A client was refused by the control socket's access check.
     ControlDenied = "control_denied",
     /// Refused control connections were not logged one by one.

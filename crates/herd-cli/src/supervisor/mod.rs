@@ -78,6 +78,8 @@ pub mod reexec_check;
 #[cfg(unix)]
 mod relisten;
 #[cfg(unix)]
+mod socket_files;
+#[cfg(unix)]
 pub(crate) mod systemd;
 mod takeover;
 

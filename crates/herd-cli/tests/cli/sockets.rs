@@ -235,3 +235,25 @@ fn a_control_socket_in_a_missing_directory_says_how_to_fix_it() {
         &expected,
     );
 }
+
+#[test]
+fn a_socket_file_a_worker_removes_is_said_with_what_it_breaks() {
+    let herd = Herd::start_with(|dir| {
+        let sock = format!("{}/app.sock", dir.display());
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b", &format!("web=unix:{sock}")])
+            .args(["--", "sh", "-c"])
+            .arg(format!("rm \"$NOTIFY_SOCKET\" {sock}; exec sleep 1000"));
+        cmd
+    });
+    let web = herd.wait_for_event("socket_file_removed", &[("socket", "web".into())]);
+    let notify = herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
+    assert_eq!(web["path"], herd.path("app.sock"));
+    assert_eq!(notify["path"], herd.notify_path());
+    let said = |e: &serde_json::Value| e["message"].as_str().unwrap().to_string();
+    assert!(
+        said(&web).contains("nobody can connect by that path"),
+        "{web}"
+    );
+    assert!(said(&notify).contains("cannot send READY=1"), "{notify}");
+}

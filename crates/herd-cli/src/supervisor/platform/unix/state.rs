@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use crate::supervisor::pool::PoolConfig;
 use crate::supervisor::status::Status;
-use crate::supervisor::{balance, leftovers, orphans, reexec, reexec_check, relisten};
+use crate::supervisor::{
+    balance, leftovers, orphans, reexec, reexec_check, relisten, socket_files,
+};
 
 /// What only the Unix supervisor holds.
 pub struct State {
@@ -24,6 +26,8 @@ pub struct State {
     pub limit_hinted: LimitHints,
     /// Makes shared sockets that a worker shut down listen again.
     pub relisten: relisten::Guard,
+    /// Says which socket files were removed.
+    pub socket_files: socket_files::Watch,
     /// Process groups of exited workers that still have processes in them.
     pub leftovers: leftovers::Leftovers,
     /// Processes workers left behind, re-parented to herd.
@@ -51,6 +55,7 @@ impl State {
             reexec_children: reexec_check::Children::default(),
             limit_hinted: LimitHints::default(),
             relisten: relisten::Guard::default(),
+            socket_files: socket_files::Watch::default(),
             leftovers: leftovers::Leftovers::default(),
             orphans: orphans::Orphans::default(),
             subreaper: matches!(subreaper, Ok(true)),
@@ -81,6 +86,8 @@ impl State {
             // Suspicions about workers that shut a socket down: a culprit caught again after
             // the re-exec is suspected anew.
             relisten: _,
+            // Files found removed are looked at, and said, anew.
+            socket_files: _,
             leftovers,
             // The new image finds the orphans again among its children.
             orphans: _,

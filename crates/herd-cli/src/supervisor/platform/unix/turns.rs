@@ -20,6 +20,7 @@ use crate::control::request::Connection;
 use crate::logging::LogEvent;
 use crate::supervisor::attached::Attached;
 use crate::supervisor::effects::{Client, Count, Effect};
+use crate::supervisor::socket_files::Kind;
 use crate::supervisor::sources::Sources;
 use crate::supervisor::{balance, handover, leftovers, notify, reap, relisten, Supervisor};
 use herd_sys::process::Signal;
@@ -62,7 +63,10 @@ impl Supervisor {
                 let worker = notify::attribute(sender, |p| self.pool.worker(p).is_some());
                 self.notified(Some((sender, worker)), b"READY=1", false);
             }
-            Input::CheckSockets => self.check_sockets(),
+            Input::CheckSockets => {
+                self.check_sockets();
+                self.check_socket_files(notify);
+            }
             Input::Leftovers => {
                 let mut groups = self.process_groups();
                 self.platform.leftovers.check(&mut groups, Instant::now());
@@ -232,6 +236,17 @@ impl Supervisor {
                 .execute([Effect::Count(Count::SocketsRestored(restored))]);
             self.pool.excuse_exits_until(now + relisten::EXCUSE);
         }
+    }
+
+    /// Says which socket files herd created were removed: the listeners' it holds and the
+    /// notify socket's.
+    fn check_socket_files(&mut self, notify: &NotifySocket) {
+        let listeners = self.effects.listeners().iter().filter_map(|l| {
+            let open = l.fd().is_some() || l.group().is_some();
+            Some((Kind::Listener(&l.name), l.file().filter(|_| open)?))
+        });
+        let notify = std::iter::once((Kind::Notify, notify.file()));
+        self.platform.socket_files.check(listeners.chain(notify));
     }
 
     /// As herd starts to stop: re-exec checks die with herd (their client hears it).
