@@ -322,6 +322,7 @@ fn resume(
             };
             listener.stdin = l.stdin;
             listener.backlog_set = l.backlog_set.or_else(|| listener.backlog_now());
+            listener.nonblocking_set = l.nonblocking_set.or_else(|| listener.nonblocking_now());
             listener
         })
         .collect();

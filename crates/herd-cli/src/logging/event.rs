@@ -201,6 +201,8 @@ log_events! {
     SocketRestored = "socket_restored",
     /// A worker's own `listen` replaced a socket's backlog.
     BacklogReplaced = "backlog_replaced",
+    /// A worker changed a socket's blocking mode (`O_NONBLOCK`), which every worker shares.
+    BlockingModeChanged = "blocking_mode_changed",
     /// A socket shut down by a worker cannot listen again.
     SocketLost = "socket_lost",
     /// A socket file herd created (a Unix listener's, the notify socket's) was removed.

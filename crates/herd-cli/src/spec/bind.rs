@@ -40,6 +40,9 @@ pub struct Listener {
     /// A TCP socket's backlog as herd listened (or found it, for sockets passed to herd),
     /// before any worker could change it.
     pub backlog_set: Option<u32>,
+    /// Whether the socket is non-blocking (`O_NONBLOCK`, shared by every holder) as herd set
+    /// it (or found it, for sockets passed to herd), before any worker could change it.
+    pub nonblocking_set: Option<bool>,
     /// The socket (or shared memory); `None` once herd closed its copy (workers may still
     /// hold theirs), and for per-slot sockets.
     fd: Option<OwnedFd>,
@@ -70,6 +73,7 @@ impl Listener {
             address,
             stdin: false,
             backlog_set: None,
+            nonblocking_set: None,
             fd: Some(fd),
             group: None,
             _file: file,
@@ -86,11 +90,22 @@ impl Listener {
             address,
             stdin: false,
             backlog_set: None,
+            nonblocking_set: None,
             fd: None,
             group: Some(group),
             _file: None,
             takeover_file: None,
             origin: String::new(),
+        }
+    }
+
+    /// Whether the socket (slot 0's, under `--balance reuseport`) is non-blocking now; `None`
+    /// for shared memory and a closed socket.
+    pub fn nonblocking_now(&self) -> Option<bool> {
+        let fd = self.fd_for_slot(0)?;
+        match self.kind {
+            SocketKind::Shm => None,
+            _ => herd_sys::fd::is_nonblocking(fd).ok(),
         }
     }
 
@@ -270,6 +285,7 @@ pub fn bind_all(
     handover::leave_untaken(inherited);
     for listener in &mut listeners {
         listener.backlog_set = listener.backlog_now();
+        listener.nonblocking_set = listener.nonblocking_now();
     }
     Ok(listeners)
 }
@@ -317,6 +333,7 @@ impl Binding {
                 address,
                 stdin: false,
                 backlog_set: None,
+                nonblocking_set: None,
                 fd: Some(fd),
                 group: None,
                 _file: None,
@@ -382,6 +399,7 @@ impl Binding {
             address,
             stdin: spec.options.stdin,
             backlog_set: None,
+            nonblocking_set: None,
             fd,
             group,
             _file: file,
@@ -418,6 +436,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
         address: format!("shm:{}", spec.size),
         stdin: false,
         backlog_set: None,
+        nonblocking_set: None,
         fd: Some(fd),
         group: None,
         _file: None,
@@ -441,6 +460,7 @@ impl Listener {
             address,
             stdin: false,
             backlog_set: None,
+            nonblocking_set: None,
             fd: Some(socket.fd),
             group: None,
             _file: None,

@@ -216,6 +216,7 @@ fn saved_listeners(listeners: &[Listener]) -> Option<Vec<reexec::SavedListener>>
             group,
             stdin: l.stdin,
             backlog_set: l.backlog_set,
+            nonblocking_set: l.nonblocking_set,
         });
     }
     Some(saved)

@@ -62,6 +62,8 @@ pub(crate) use platform::attached;
 #[cfg(unix)]
 pub(crate) mod balance;
 #[cfg(unix)]
+mod blocking_mode;
+#[cfg(unix)]
 pub(crate) mod einhorn;
 #[cfg(unix)]
 mod handover;

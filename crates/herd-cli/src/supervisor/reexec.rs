@@ -231,6 +231,10 @@ pub struct SavedListener {
     /// The backlog herd listened with (TCP); left out when unknown, and then read anew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog_set: Option<u32>,
+    /// Whether herd made (or found) the socket non-blocking; left out when unknown, and then
+    /// read anew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonblocking_set: Option<bool>,
 }
 
 /// The per-slot sockets of a `--balance reuseport` listener.

@@ -184,3 +184,44 @@ fn an_upgrade_survives_workers_that_shut_the_socket_down_on_stop() {
         get(&addr, "/").expect("the new generation answers");
     }
 }
+
+/// A worker that turns the blocking mode of the socket it inherited (fd 3) the other way.
+const FLIPS_THE_MODE: &str = "import os, time; os.set_blocking(3, not os.get_blocking(3)); \
+                              time.sleep(1000)";
+
+#[test]
+fn a_worker_that_changes_the_shared_blocking_mode_is_reported_across_a_reexec() {
+    for (bind, nonblocking) in [
+        ("http=127.0.0.1:0", true),
+        ("http=127.0.0.1:0,nonblocking", false),
+    ] {
+        let herd = Herd::start(&[
+            "run",
+            "-w",
+            "1",
+            "-b",
+            bind,
+            "--",
+            "python3",
+            "-c",
+            FLIPS_THE_MODE,
+        ]);
+        let fields = [
+            ("socket", "http".into()),
+            ("nonblocking", nonblocking.into()),
+        ];
+        let said = herd.wait_for_event("blocking_mode_changed", &fields);
+        assert!(
+            said["message"]
+                .as_str()
+                .unwrap()
+                .contains("shared by every worker"),
+            "{said}"
+        );
+        // The new image knows the mode herd set, not the one it finds.
+        let (code, _, stderr) = herd.ctl(&["reexec"]);
+        assert_eq!(code, 0, "{stderr}");
+        herd.wait_for_event("reexecuted", &[]);
+        herd.wait_for_events("blocking_mode_changed", 2, &fields);
+    }
+}

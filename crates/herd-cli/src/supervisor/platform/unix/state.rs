@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::supervisor::pool::PoolConfig;
 use crate::supervisor::status::Status;
 use crate::supervisor::{
-    balance, leftovers, orphans, reexec, reexec_check, relisten, socket_files,
+    balance, blocking_mode, leftovers, orphans, reexec, reexec_check, relisten, socket_files,
 };
 
 /// What only the Unix supervisor holds.
@@ -28,6 +28,8 @@ pub struct State {
     pub relisten: relisten::Guard,
     /// Says which socket files were removed.
     pub socket_files: socket_files::Watch,
+    /// Says which sockets' blocking mode a worker changed.
+    pub blocking_mode: blocking_mode::Watch,
     /// Process groups of exited workers that still have processes in them.
     pub leftovers: leftovers::Leftovers,
     /// Processes workers left behind, re-parented to herd.
@@ -56,6 +58,7 @@ impl State {
             limit_hinted: LimitHints::default(),
             relisten: relisten::Guard::default(),
             socket_files: socket_files::Watch::default(),
+            blocking_mode: blocking_mode::Watch::default(),
             leftovers: leftovers::Leftovers::default(),
             orphans: orphans::Orphans::default(),
             subreaper: matches!(subreaper, Ok(true)),
@@ -88,6 +91,7 @@ impl State {
             relisten: _,
             // Files found removed are looked at, and said, anew.
             socket_files: _,
+            blocking_mode: _,
             leftovers,
             // The new image finds the orphans again among its children.
             orphans: _,

@@ -1,0 +1,85 @@
+//! Watches the sockets' blocking mode.
+//!
+//! `O_NONBLOCK` belongs to the open file description, which herd and every worker share: a
+//! worker that sets or clears it on the socket it inherited (tokio, asyncio, libuv and Go set
+//! it) changes it for all of them. Its blocking siblings' `accept()` then fails with `EAGAIN`
+//! (Python's raises `BlockingIOError`), or its non-blocking siblings' event loops stall in
+//! `accept()`. Changing it back would do the same to the worker that wanted it, so herd only
+//! says so: once per socket, until the mode is herd's again.
+
+use std::collections::HashSet;
+
+use crate::logging::LogEvent;
+use crate::spec::Listener;
+
+/// The sockets whose changed mode was said.
+#[derive(Debug, Default)]
+pub struct Watch {
+    changed: HashSet<String>,
+}
+
+impl Watch {
+    /// Looks at each of `listeners`' mode; says, once, which were changed since.
+    pub fn check(&mut self, listeners: &[Listener]) {
+        for listener in listeners {
+            let (Some(set), Some(now)) = (listener.nonblocking_set, listener.nonblocking_now())
+            else {
+                continue;
+            };
+            if self.changed(&listener.name, set != now) {
+                report(&listener.name, now);
+            }
+        }
+    }
+
+    /// Whether socket `name`, whose mode is `changed` or not now, is newly so (to be said).
+    fn changed(&mut self, name: &str, changed: bool) -> bool {
+        match changed {
+            true => self.changed.insert(name.to_string()),
+            false => {
+                self.changed.remove(name);
+                false
+            }
+        }
+    }
+}
+
+/// The one log line of a socket whose mode a worker changed to `nonblocking`.
+fn report(name: &str, nonblocking: bool) {
+    let (now, was, what) = match nonblocking {
+        true => (
+            "non-blocking",
+            "without 'nonblocking'",
+            "workers that accept() in blocking mode now fail with EAGAIN",
+        ),
+        false => (
+            "blocking",
+            "with 'nonblocking'",
+            "workers that wait in an event loop now stall in accept()",
+        ),
+    };
+    tracing::warn!(
+        event = LogEvent::BlockingModeChanged.as_str(),
+        socket = %name,
+        nonblocking,
+        "socket {name} (bound {was}) was made {now} by a worker or a process it started; the \
+         mode is shared by every worker: {what}. Bind it as the workers need it and keep them \
+         from changing it"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_mode_is_said_once_until_it_is_back() {
+        let mut watch = Watch::default();
+        assert!(!watch.changed("http", false));
+        assert!(watch.changed("http", true));
+        assert!(!watch.changed("http", true));
+        assert!(watch.changed("other", true));
+        assert!(!watch.changed("http", false));
+        assert!(watch.changed("http", true));
+    }
+}
