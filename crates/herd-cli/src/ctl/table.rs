@@ -96,6 +96,11 @@ fn process_rows(status: &Status) -> Vec<[String; 10]> {
             }
             (None, None) => w.state.clone(),
         };
+        // A stopped worker serves nothing, whatever herd last saw of it.
+        let state = match w.paused {
+            true => format!("{state}, paused (SIGCONT resumes it)"),
+            false => state,
+        };
         let cpu = w.cpu_percent.map_or_else(dash, |p| format!("{p:.1}%"));
         let memory = w.memory_bytes.map_or_else(dash, herd_core::format_bytes);
         rows.push([

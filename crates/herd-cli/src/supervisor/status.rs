@@ -188,6 +188,10 @@ pub struct WorkerStatus {
     /// Why it is being recycled (`memory`, `lifetime`), while its successor starts.
     #[serde(default)]
     pub recycling: Option<String>,
+    /// Whether it is stopped (by `SIGSTOP`, `SIGTSTP` or a debugger, Linux): it serves nothing,
+    /// whatever its state says, until it gets `SIGCONT`. Left out when not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 }
 
 /// A slot waiting to restart its worker.
@@ -343,6 +347,7 @@ fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerSt
         memory_bytes: None,
         cpu_percent: None,
         recycling: None,
+        paused: false,
     }
 }
 

@@ -387,3 +387,48 @@ fn a_killed_workers_successor_starts_before_herd_looks_at_what_it_left() {
         .collect();
     assert_eq!(order, ["worker_started", "leftovers_stopping"]);
 }
+
+#[test]
+fn a_worker_that_stops_itself_shows_as_paused_until_it_is_continued() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "[ \"$HERD_WORKER\" = 0 ] && kill -STOP $$; exec sleep 1000",
+    ]);
+    let paused = |s: &serde_json::Value| {
+        s["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["paused"] == true)
+            .map(|w| w["slot"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let status = wait_status(&herd, "worker 0 paused", |s| {
+        s["workers"].as_array().unwrap().len() == 2 && paused(s) == [0]
+    });
+    let pid = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["slot"] == 0)
+        .unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    let (code, table, _) = herd.ctl(&["status"]);
+    assert!(
+        table.contains("paused (SIGCONT resumes it)"),
+        "{code} {table}"
+    );
+    // SAFETY: kill with the pid of a worker of this test's herd.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
+    wait_status(&herd, "worker 0 continued", |s| {
+        paused(s).is_empty() && worker_pids(s).contains(&(pid as u32))
+    });
+}
