@@ -45,6 +45,8 @@ pub trait Family {
     fn reap(&mut self, pid: u32) -> Option<ExitStatus>;
     /// Sends `signal` to `pid` (and `SIGCONT` after a stop signal, so a paused one can act).
     fn signal(&mut self, pid: u32, signal: Signal);
+    /// The names of herd's sockets that `pid` holds.
+    fn sockets_held(&mut self, pid: u32) -> Vec<String>;
 }
 
 /// A living orphan.
@@ -169,11 +171,24 @@ impl Orphans {
     /// `child` is a new orphan; while herd stops it is stopped at once.
     fn adopt(&mut self, family: &mut impl Family, child: Child, now: Instant) {
         let Child { pid, name, .. } = child;
+        let held = family.sockets_held(pid);
+        // One that holds a socket may take clients from the workers, with the code it started
+        // with: after an upgrade, the old code goes on serving some of them.
+        let serves = match held.as_slice() {
+            [] => String::new(),
+            sockets => format!(
+                "; it holds socket {} (a leaked fd, or a server that takes clients from the \
+                 workers with the code it started with, even after an upgrade): stop it \
+                 (kill {pid}) unless it should run",
+                sockets.join(", ")
+            ),
+        };
         tracing::warn!(
             event = LogEvent::OrphanAdopted.as_str(),
             pid,
+            sockets = %held.join(","),
             "process {pid} ({name}) was left behind by a worker; herd reaps it and stops it \
-             when it stops"
+             when it stops{serves}"
         );
         if let Some(signal) = self.signal {
             let signal = match self.stopping {

@@ -180,3 +180,44 @@ fn parent_of(pid: u32) -> Option<u32> {
         .parse()
         .ok()
 }
+
+#[test]
+fn an_orphan_that_holds_a_socket_is_named_with_it() {
+    // Two processes left behind: one keeps the worker's socket (fd 3), the other never has it.
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "(sleep 1001 &); (exec 3>&-; sleep 1002 &); exec sleep 1000",
+    ]);
+    let socket = herd.wait_for_event("listening", &[])["name"].clone();
+    let adopted = herd.wait_for_events("orphan_adopted", 2, &[]);
+    let by_argument = |arg: &str| {
+        adopted
+            .iter()
+            .find(|e| {
+                let pid = e["pid"].as_u64().unwrap();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(arg)
+            })
+            .unwrap_or_else(|| panic!("no orphan with {arg}: {adopted:?}"))
+    };
+    let (kept, closed) = (by_argument("1001"), by_argument("1002"));
+    assert_eq!(kept["sockets"], socket, "{kept}");
+    let said = kept["message"].as_str().unwrap();
+    let held = format!("it holds socket {}", socket.as_str().unwrap());
+    assert!(
+        said.contains(&held) && said.contains(&format!("kill {}", kept["pid"])),
+        "{kept}"
+    );
+    assert_eq!(closed["sockets"], "", "{closed}");
+    assert!(
+        !closed["message"].as_str().unwrap().contains("holds socket"),
+        "{closed}"
+    );
+}

@@ -62,6 +62,10 @@ impl Family for Fake {
     fn signal(&mut self, pid: u32, signal: Signal) {
         self.signals.push((pid, signal));
     }
+
+    fn sockets_held(&mut self, _pid: u32) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 fn pids(orphans: &Orphans, now: Instant) -> Vec<u32> {

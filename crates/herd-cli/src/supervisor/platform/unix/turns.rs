@@ -162,7 +162,7 @@ impl Supervisor {
         // The exited workers stay out of the orphans' look though some were reaped since.
         let not_orphans = self.not_orphans(&exited);
         self.platform.orphans.look(
-            &mut OwnFamily::listed(children),
+            &mut OwnFamily::listed(children).with_sockets(self.effects.listeners()),
             &not_orphans,
             Instant::now(),
         );
@@ -188,9 +188,11 @@ impl Supervisor {
     /// Looks at herd's children for orphans: those that exited are reaped, new ones adopted.
     fn look_at_orphans(&mut self) {
         let not_orphans = self.not_orphans(&HashSet::new());
-        self.platform
-            .orphans
-            .look(&mut OwnFamily::default(), &not_orphans, Instant::now());
+        self.platform.orphans.look(
+            &mut OwnFamily::default().with_sockets(self.effects.listeners()),
+            &not_orphans,
+            Instant::now(),
+        );
     }
 
     /// Before a worker's exit is judged: a worker that shut the shared socket down on its way
