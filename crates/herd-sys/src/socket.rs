@@ -41,6 +41,45 @@ pub struct SocketInfo {
     pub listening: bool,
 }
 
+/// Whether the socket `fd` was shut down for reading (`shutdown(SHUT_RD)` or `SHUT_RDWR`, by
+/// any process that holds it): `poll` with a zero timeout reporting `POLLRDHUP` (Linux), which
+/// a listener never reports otherwise. A Unix stream listener shut down so still says it
+/// listens (`SO_ACCEPTCONN`) but refuses every connection. `Ok(false)` where the system does
+/// not say.
+pub fn shut_for_reading(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    rdhup::shut_for_reading(fd)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod rdhup {
+    use std::io;
+    use std::os::unix::io::{AsRawFd, BorrowedFd};
+
+    pub fn shut_for_reading(fd: BorrowedFd<'_>) -> io::Result<bool> {
+        let mut poll = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one pollfd we own, for a borrowed open fd; a zero timeout never blocks.
+        let n = unsafe { libc::poll(&mut poll, 1, 0) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(poll.revents & libc::POLLRDHUP != 0)
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod rdhup {
+    use std::io;
+    use std::os::unix::io::BorrowedFd;
+
+    pub fn shut_for_reading(_fd: BorrowedFd<'_>) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
 /// Inspects `fd`: `Ok(None)` when it is open but not a socket (`fstat`), else its family, type
 /// and whether it listens.
 pub fn inspect(fd: BorrowedFd<'_>) -> io::Result<Option<SocketInfo>> {
@@ -311,5 +350,39 @@ mod queue_tests {
         assert_eq!(accept_queue(listener.as_fd()).unwrap(), Some((3, 100)));
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(accept_queue(udp.as_fd()).is_err());
+    }
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod rdhup_tests {
+    use std::os::unix::io::AsRawFd;
+
+    #[test]
+    fn a_unix_listener_shut_down_for_reading_is_told_apart() {
+        let dir = std::env::temp_dir().join(format!("herd-sys-rdhup-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        for how in [
+            None,
+            Some(std::net::Shutdown::Write),
+            Some(std::net::Shutdown::Read),
+        ] {
+            let path = dir.join("s.sock");
+            let _ = std::fs::remove_file(&path);
+            let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+            if let Some(how) = how {
+                let how = match how {
+                    std::net::Shutdown::Read => libc::SHUT_RD,
+                    _ => libc::SHUT_WR,
+                };
+                // SAFETY: shutdown of a socket this test owns.
+                assert_eq!(unsafe { libc::shutdown(listener.as_raw_fd(), how) }, 0);
+            }
+            let refused = std::os::unix::net::UnixStream::connect(&path).is_err();
+            let fd = std::os::unix::io::AsFd::as_fd(&listener);
+            assert_eq!(super::shut_for_reading(fd).unwrap(), refused, "{how:?}");
+            assert_eq!(refused, how == Some(std::net::Shutdown::Read), "{how:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -9,6 +9,7 @@
 //!
 //! Unix stream sockets cannot be repaired this way: after `shutdown()` they still report
 //! listening and refuse connections for good (Linux keeps the shutdown flag across `listen()`).
+//! herd tells them by `POLLRDHUP` and says so, once.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -144,7 +145,30 @@ impl Guard {
             }
         }
         self.report_pending(now);
+        for listener in listeners.iter().filter(|l| l.kind == SocketKind::Unix) {
+            self.check_unix(listener);
+        }
         restored
+    }
+
+    /// Says, once, that the Unix socket of `listener` was shut down: it refuses every
+    /// connection from then on, and cannot be made to listen again (see the module docs).
+    fn check_unix(&mut self, listener: &Listener) {
+        let Some(fd) = listener.fd() else {
+            return;
+        };
+        let key = (listener.name.clone(), 0);
+        if herd_sys::socket::shut_for_reading(fd).unwrap_or(false) && self.failed(key) {
+            tracing::error!(
+                event = LogEvent::SocketLost.as_str(),
+                socket = %listener.name,
+                address = %listener.address,
+                "socket {} was shut down (by a worker or a process it started) and refuses every \
+                 connection: a Unix socket cannot listen again after that; restart herd to bind \
+                 it anew",
+                listener.name
+            );
+        }
     }
 
     /// Socket `key` listens, with this `backlog`, at `now`.

@@ -225,3 +225,26 @@ fn a_worker_that_changes_the_shared_blocking_mode_is_reported_across_a_reexec() 
         herd.wait_for_events("blocking_mode_changed", 2, &fields);
     }
 }
+
+#[test]
+fn a_unix_socket_shut_down_by_a_worker_is_said_lost() {
+    // Linux keeps a Unix listener's shutdown across listen(): it refuses every connection.
+    let herd = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "2", "-b"])
+            .arg(format!("web=unix:{}/app.sock", dir.display()))
+            .args(["--", "python3", "-c"])
+            .arg(
+                "import os, socket, time\n\
+                 if os.environ['HERD_WORKER'] == '0':\n    \
+                     socket.socket(fileno=3).shutdown(socket.SHUT_RD)\n\
+                 time.sleep(1000)",
+            );
+        cmd
+    });
+    let lost = herd.wait_for_event("socket_lost", &[("socket", "web".into())]);
+    assert_eq!(lost["level"], "ERROR", "{lost}");
+    let said = lost["message"].as_str().unwrap();
+    assert!(said.contains("restart herd"), "{lost}");
+    assert!(std::os::unix::net::UnixStream::connect(herd.path("app.sock")).is_err());
+}
