@@ -28,9 +28,14 @@ fn header(out: &mut String, status: &Status) {
         (false, Some(left)) => format!(", draining ({} left)", short(left)),
         (false, None) => String::new(),
     };
+    let paused = match status.workers.iter().filter(|w| w.paused).count() {
+        0 => String::new(),
+        n => format!(" ({n} of them paused, serving nothing)"),
+    };
     let _ = writeln!(
         out,
-        "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} workers ready",
+        "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} workers \
+         ready{paused}",
         escape(&status.name),
         status.pid,
         short(status.uptime_ms),

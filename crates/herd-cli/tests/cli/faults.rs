@@ -426,6 +426,10 @@ fn a_worker_that_stops_itself_shows_as_paused_until_it_is_continued() {
         table.contains("paused (SIGCONT resumes it)"),
         "{code} {table}"
     );
+    assert!(
+        table.contains("workers ready (1 of them paused, serving nothing)"),
+        "{table}"
+    );
     // SAFETY: kill with the pid of a worker of this test's herd.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
     wait_status(&herd, "worker 0 continued", |s| {
