@@ -203,6 +203,9 @@ log_events! {
     BacklogReplaced = "backlog_replaced",
     /// A worker changed a socket's blocking mode (`O_NONBLOCK`), which every worker shares.
     BlockingModeChanged = "blocking_mode_changed",
+    /// A worker turned `SO_LINGER` on for a shared TCP socket, which every accepted connection
+    /// inherits.
+    SharedLingerSet = "shared_linger_set",
     /// A socket shut down by a worker cannot listen again.
     SocketLost = "socket_lost",
     /// A socket file herd created (a Unix listener's, the notify socket's) was removed.

@@ -70,6 +70,8 @@ mod handover;
 #[cfg(unix)]
 pub(crate) mod leftovers;
 #[cfg(unix)]
+mod linger;
+#[cfg(unix)]
 pub(crate) mod notify;
 #[cfg(unix)]
 mod orphans;

@@ -248,3 +248,28 @@ fn a_unix_socket_shut_down_by_a_worker_is_said_lost() {
     assert!(said.contains("restart herd"), "{lost}");
     assert!(std::os::unix::net::UnixStream::connect(herd.path("app.sock")).is_err());
 }
+
+#[test]
+fn a_worker_that_sets_linger_on_the_shared_socket_is_reported() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "python3",
+        "-c",
+        "import os, socket, struct, time\n\
+         if os.environ['HERD_WORKER'] == '0':\n    \
+             socket.socket(fileno=3).setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, \
+             struct.pack('ii', 1, 0))\n\
+         time.sleep(1000)",
+    ]);
+    let said = herd.wait_for_event(
+        "shared_linger_set",
+        &[("socket", "http".into()), ("timeout_ms", 0.into())],
+    );
+    let message = said["message"].as_str().unwrap();
+    assert!(message.contains("is reset (RST)"), "{said}");
+}

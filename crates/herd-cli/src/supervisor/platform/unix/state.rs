@@ -10,7 +10,8 @@ use std::time::Instant;
 use crate::supervisor::pool::PoolConfig;
 use crate::supervisor::status::Status;
 use crate::supervisor::{
-    balance, blocking_mode, leftovers, orphans, reexec, reexec_check, relisten, socket_files,
+    balance, blocking_mode, leftovers, linger, orphans, reexec, reexec_check, relisten,
+    socket_files,
 };
 
 /// What only the Unix supervisor holds.
@@ -30,6 +31,8 @@ pub struct State {
     pub socket_files: socket_files::Watch,
     /// Says which sockets' blocking mode a worker changed.
     pub blocking_mode: blocking_mode::Watch,
+    /// Says which shared sockets a worker turned `SO_LINGER` on for.
+    pub linger: linger::Watch,
     /// Process groups of exited workers that still have processes in them.
     pub leftovers: leftovers::Leftovers,
     /// Processes workers left behind, re-parented to herd.
@@ -59,6 +62,7 @@ impl State {
             relisten: relisten::Guard::default(),
             socket_files: socket_files::Watch::default(),
             blocking_mode: blocking_mode::Watch::default(),
+            linger: linger::Watch::default(),
             leftovers: leftovers::Leftovers::default(),
             orphans: orphans::Orphans::default(),
             subreaper: matches!(subreaper, Ok(true)),
@@ -92,6 +96,7 @@ impl State {
             // Files found removed are looked at, and said, anew.
             socket_files: _,
             blocking_mode: _,
+            linger: _,
             leftovers,
             // The new image finds the orphans again among its children.
             orphans: _,

@@ -241,7 +241,8 @@ impl Supervisor {
     }
 
     /// Says which socket files herd created were removed (the listeners' it holds and the
-    /// notify socket's), and which sockets' blocking mode a worker changed.
+    /// notify socket's), which sockets' blocking mode a worker changed, and which shared TCP
+    /// sockets it turned `SO_LINGER` on for.
     fn check_socket_files(&mut self, notify: &NotifySocket) {
         let listeners = self.effects.listeners().iter().filter_map(|l| {
             let open = l.fd().is_some() || l.group().is_some();
@@ -250,6 +251,7 @@ impl Supervisor {
         let notify = std::iter::once((Kind::Notify, notify.file()));
         self.platform.socket_files.check(listeners.chain(notify));
         self.platform.blocking_mode.check(self.effects.listeners());
+        self.platform.linger.check(self.effects.listeners());
     }
 
     /// As herd starts to stop: re-exec checks die with herd (their client hears it).
