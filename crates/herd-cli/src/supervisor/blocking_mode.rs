@@ -46,16 +46,19 @@ impl Watch {
 
 /// The one log line of a socket whose mode a worker changed to `nonblocking`.
 fn report(name: &str, nonblocking: bool) {
-    let (now, was, what) = match nonblocking {
+    let (now, was, what, bind) = match nonblocking {
         true => (
             "non-blocking",
             "without 'nonblocking'",
-            "workers that accept() in blocking mode now fail with EAGAIN",
+            "harmless if every worker waits in an event loop (Node, Go, tokio and asyncio set it \
+             themselves), but a worker that blocks in accept() now fails with EAGAIN",
+            "with ',nonblocking'",
         ),
         false => (
             "blocking",
             "with 'nonblocking'",
-            "workers that wait in an event loop now stall in accept()",
+            "a worker that waits in an event loop now stalls in accept()",
+            "without ',nonblocking'",
         ),
     };
     tracing::warn!(
@@ -63,8 +66,7 @@ fn report(name: &str, nonblocking: bool) {
         socket = %name,
         nonblocking,
         "socket {name} (bound {was}) was made {now} by a worker or a process it started; the \
-         mode is shared by every worker: {what}. Bind it as the workers need it and keep them \
-         from changing it"
+         mode is shared by every worker: {what}. Bind it {bind} if the workers need it so"
     );
 }
 
