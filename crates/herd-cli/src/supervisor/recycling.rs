@@ -5,7 +5,7 @@
 //! `--metrics` counts them by reason.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,8 @@ pub struct Recycling {
     cpu_ticks: HashMap<u32, (u64, Instant)>,
     /// Each worker's CPU use between the last two samples, in percent of one CPU.
     cpu_percent: HashMap<u32, f64>,
+    /// The workers that were stopped (`SIGSTOP`, a debugger) at the last sample.
+    paused: HashSet<u32>,
     /// The recent recycles, newest last, with when they started.
     recent: VecDeque<(Instant, RecycleStatus)>,
 }
@@ -71,6 +73,7 @@ impl Recycling {
             recycler: Recycler::new(policy, seed),
             cpu_ticks: HashMap::new(),
             cpu_percent: HashMap::new(),
+            paused: HashSet::new(),
             recent: VecDeque::new(),
         }
     }
@@ -142,7 +145,11 @@ impl Supervisor {
         let mut memory = Vec::new();
         let mut ticks = HashMap::new();
         r.cpu_percent.clear();
+        r.paused.clear();
         for f in samples.figures {
+            if f.stopped {
+                r.paused.insert(f.pid);
+            }
             if let Some(bytes) = f.memory {
                 memory.push((f.pid, bytes));
             }
@@ -294,6 +301,7 @@ impl Supervisor {
         for w in &mut status.workers {
             w.memory_bytes = r.recycler.memory(w.pid);
             w.cpu_percent = r.cpu_percent.get(&w.pid).map(|p| (p * 10.0).round() / 10.0);
+            w.paused = r.paused.contains(&w.pid);
             w.recycling = self
                 .pool
                 .worker(w.pid)

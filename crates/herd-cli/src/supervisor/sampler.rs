@@ -31,6 +31,8 @@ pub struct Figures {
     pub memory: Option<u64>,
     /// The CPU time it has used, in `platform::ticks_per_second` units.
     pub cpu_ticks: Option<u64>,
+    /// Whether it was stopped (`SIGSTOP`, a debugger): it serves nothing until `SIGCONT`.
+    pub stopped: bool,
     /// When its CPU time was read.
     pub at: Instant,
 }
@@ -42,6 +44,8 @@ pub struct Usage {
     pub memory: Option<u64>,
     /// The CPU time it has used, in `platform::ticks_per_second` units.
     pub cpu_ticks: Option<u64>,
+    /// Whether it is stopped (`SIGSTOP`, a debugger); false where the platform cannot tell.
+    pub stopped: bool,
 }
 
 /// A listening socket's accept queue, as a round read it (TCP on Linux: `TCP_INFO`).
@@ -135,11 +139,16 @@ impl Sampler {
     /// dropped and its read in progress, if any, returns.
     pub fn start() -> io::Result<Sampler> {
         Sampler::with_reader(|pid, kind| {
-            let Usage { memory, cpu_ticks } = platform::usage(pid, kind);
+            let Usage {
+                memory,
+                cpu_ticks,
+                stopped,
+            } = platform::usage(pid, kind);
             Figures {
                 pid,
                 memory,
                 cpu_ticks,
+                stopped,
                 at: Instant::now(),
             }
         })

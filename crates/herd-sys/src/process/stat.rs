@@ -90,12 +90,14 @@ pub struct Usage {
     /// once the process has no memory left (a zombie, or one exiting): the kernel then writes
     /// 0 pages, and 0 for its virtual size (field 23), which a process with memory never has.
     pub resident_bytes: Option<u64>,
+    /// Whether it is stopped (`SIGSTOP`, `SIGTSTP`) or held by a tracer (field 3: `T`, `t`).
+    pub stopped: bool,
 }
 
 /// The CPU time and resident memory of `pid` (Linux), read at once: a sampler of thousands
 /// of workers opens one file each instead of two. `None` if it is gone.
 pub fn usage(pid: u32) -> Option<Usage> {
-    let fields = stat_fields(pid, &[14, 15, 23, 24])?;
+    let fields = stat_fields(pid, &[14, 15, 23, 24, 3])?;
     let user: u64 = fields[0].parse().ok()?;
     let system: u64 = fields[1].parse().ok()?;
     let virtual_bytes: u64 = fields[2].parse().ok()?;
@@ -103,6 +105,7 @@ pub fn usage(pid: u32) -> Option<Usage> {
     Some(Usage {
         cpu_ticks: user.saturating_add(system),
         resident_bytes: (virtual_bytes > 0).then(|| pages.saturating_mul(page_size())),
+        stopped: matches!(fields[4].as_str(), "T" | "t"),
     })
 }
 

@@ -200,6 +200,8 @@ pub fn usage(pid: u32, kind: herd_core::MemoryKind) -> crate::supervisor::sample
             .filter(|_| kind == herd_core::MemoryKind::Rss)
             .and_then(|p| process::working_set(p).ok()),
         cpu_ticks: used.and_then(|d| u64::try_from(d.as_nanos() / 100).ok()),
+        // Windows has no stopped state to read.
+        stopped: false,
     }
 }
 

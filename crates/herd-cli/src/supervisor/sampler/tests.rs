@@ -34,6 +34,7 @@ fn figures(pid: u32) -> Figures {
         pid,
         memory: Some(u64::from(pid) << 20),
         cpu_ticks: Some(u64::from(pid)),
+        stopped: false,
         at: Instant::now(),
     }
 }

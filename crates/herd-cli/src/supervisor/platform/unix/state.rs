@@ -117,12 +117,8 @@ impl State {
         self.leftovers.abandon(pid, slot, now);
     }
 
-    /// What `herd status` shows of Unix only: the workers that are stopped, the leftover
-    /// process groups and the orphans.
+    /// What `herd status` shows of Unix only: the leftover process groups and the orphans.
     pub fn add_status(&self, status: &mut Status, now: Instant) {
-        for w in &mut status.workers {
-            w.paused = herd_sys::process::is_stopped(w.pid);
-        }
         status.leftovers = self.leftovers.status(now);
         status.orphans = self.orphans.status(now);
     }

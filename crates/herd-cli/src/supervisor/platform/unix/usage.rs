@@ -16,6 +16,7 @@ pub fn usage(pid: u32, kind: MemoryKind) -> Usage {
             Usage {
                 memory: read.and_then(|u| u.resident_bytes),
                 cpu_ticks: read.map(|u| u.cpu_ticks),
+                stopped: read.is_some_and(|u| u.stopped),
             }
         }
         MemoryKind::Pss => Usage {
@@ -23,6 +24,7 @@ pub fn usage(pid: u32, kind: MemoryKind) -> Usage {
                 .ok()
                 .and_then(|text| kib_field(&text, "Pss:")),
             cpu_ticks: herd_sys::process::cpu_ticks(pid),
+            stopped: herd_sys::process::is_stopped(pid),
         },
     }
 }
