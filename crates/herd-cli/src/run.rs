@@ -14,7 +14,7 @@ use crate::control::server::AccessPolicy;
 use crate::exit::Failure;
 use crate::logging::LogEvent;
 use crate::output;
-use crate::spec::{self, Listener, SlotSockets, SocketFile, SocketKind};
+use crate::spec::{self, Listener, SocketFile, SocketKind};
 use crate::supervisor::einhorn::EinhornSocket;
 use crate::supervisor::notify::NotifySocket;
 use crate::supervisor::pool;
@@ -24,6 +24,7 @@ use crate::worker_env::{worker_env, Compat, Passed};
 
 mod checks;
 mod reload;
+mod resume;
 mod takeover;
 
 pub use checks::check;
@@ -304,28 +305,7 @@ fn resume(
         outputs,
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
-    let listeners: Vec<Listener> = state
-        .listeners
-        .iter()
-        .zip(fds.into_iter().zip(groups))
-        .map(|(l, (fd, rest))| {
-            let mut listener = match &l.group {
-                Some(g) => {
-                    let sockets = std::iter::once(fd).chain(rest).collect();
-                    let group = SlotSockets::restore(sockets, g.address, g.options);
-                    Listener::restore_group(l.name.clone(), l.address.clone(), group)
-                }
-                None => {
-                    let socket_file = l.file.clone().map(file);
-                    Listener::restore(l.name.clone(), l.kind, l.address.clone(), fd, socket_file)
-                }
-            };
-            listener.stdin = l.stdin;
-            listener.backlog_set = l.backlog_set.or_else(|| listener.backlog_now());
-            listener.nonblocking_set = l.nonblocking_set.or_else(|| listener.nonblocking_now());
-            listener
-        })
-        .collect();
+    let listeners = resume::listeners(&state.listeners, fds, groups);
     let mut notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;
     let einhorn = einhorn.zip(state.einhorn.as_ref().map(|e| file(e.file.clone())));
     notify.einhorn = einhorn_socket(&args, &state.control.file.0, einhorn)?;

@@ -231,8 +231,7 @@ pub struct SavedListener {
     /// The backlog herd listened with (TCP); left out when unknown, and then read anew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backlog_set: Option<u32>,
-    /// Whether herd made (or found) the socket non-blocking; left out when unknown, and then
-    /// read anew.
+    /// Whether herd made (or found) it non-blocking; left out when unknown, and then read anew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonblocking_set: Option<bool>,
 }
