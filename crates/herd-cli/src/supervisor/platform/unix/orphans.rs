@@ -5,41 +5,56 @@ use std::os::unix::io::AsRawFd;
 
 use herd_sys::process::{Child, Signal};
 
+use crate::spec::Listener;
 use crate::supervisor::orphans::Family;
 
 /// herd's real children.
 #[derive(Default)]
-pub struct OwnFamily {
+pub struct OwnFamily<'a> {
     /// herd's children as the caller just read them: the first look takes them instead of
     /// reading `/proc` again (thousands of pids with thousands of workers).
     listed: Option<Vec<u32>>,
-    /// herd's sockets, to tell which an orphan holds: name and inode.
-    sockets: Vec<(String, u64)>,
+    /// herd's listeners, to tell which an orphan holds.
+    listeners: &'a [Listener],
+    /// Their sockets' names and inodes, read when an orphan is first found: a look that finds
+    /// none reads nothing (under `--balance reuseport` there is a socket per slot).
+    sockets: Option<Vec<(String, u64)>>,
 }
 
-impl OwnFamily {
+impl<'a> OwnFamily<'a> {
     /// The family whose first list of children is `children`, read a moment ago.
-    pub fn listed(children: Vec<u32>) -> OwnFamily {
+    pub fn listed(children: Vec<u32>) -> OwnFamily<'a> {
         OwnFamily {
             listed: Some(children),
-            sockets: Vec::new(),
+            ..OwnFamily::default()
         }
     }
 
     /// The family that tells which of `listeners`' sockets an orphan holds.
-    pub fn with_sockets(mut self, listeners: &[crate::spec::Listener]) -> OwnFamily {
-        for l in listeners {
-            let fds = l
-                .fd()
-                .into_iter()
-                .chain(l.group().into_iter().flat_map(|g| g.sockets()));
-            for fd in fds {
-                if let Some(inode) = socket_inode(&format!("/proc/self/fd/{}", fd.as_raw_fd())) {
-                    self.sockets.push((l.name.clone(), inode));
+    pub fn with_sockets(mut self, listeners: &'a [Listener]) -> OwnFamily<'a> {
+        self.listeners = listeners;
+        self
+    }
+
+    /// The names and inodes of herd's sockets, read once.
+    fn sockets(&mut self) -> &[(String, u64)] {
+        let listeners = self.listeners;
+        self.sockets.get_or_insert_with(|| {
+            let mut sockets = Vec::new();
+            for l in listeners {
+                let fds = l
+                    .fd()
+                    .into_iter()
+                    .chain(l.group().into_iter().flat_map(|g| g.sockets()));
+                for fd in fds {
+                    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+                    if let Some(inode) = socket_inode(&link) {
+                        sockets.push((l.name.clone(), inode));
+                    }
                 }
             }
-        }
-        self
+            sockets
+        })
     }
 }
 
@@ -54,7 +69,7 @@ fn socket_inode(link: &str) -> Option<u64> {
         .ok()
 }
 
-impl Family for OwnFamily {
+impl Family for OwnFamily<'_> {
     fn children(&mut self) -> Vec<u32> {
         self.listed
             .take()
@@ -74,7 +89,7 @@ impl Family for OwnFamily {
     }
 
     fn sockets_held(&mut self, pid: u32) -> Vec<String> {
-        if self.sockets.is_empty() {
+        if self.listeners.is_empty() {
             return Vec::new();
         }
         let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -85,7 +100,7 @@ impl Family for OwnFamily {
             .filter_map(|e| socket_inode(e.path().to_str()?))
             .collect();
         let mut held: Vec<String> = Vec::new();
-        for (name, inode) in &self.sockets {
+        for (name, inode) in self.sockets() {
             if inodes.contains(inode) && !held.contains(name) {
                 held.push(name.clone());
             }
@@ -99,5 +114,32 @@ impl Family for OwnFamily {
         if let Err(e) = sent {
             tracing::debug!(pid, "cannot send {signal} to orphan {pid}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::spec::SocketKind;
+    use crate::supervisor::orphans::Orphans;
+
+    #[test]
+    fn a_look_that_finds_no_orphan_reads_no_socket_of_herd() {
+        // The look runs on the supervisor's loop every second and at every exit: reading each
+        // socket's link there (one per slot under reuseport) cost thousands of reads a look.
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap().to_string();
+        let listener =
+            Listener::restore("http".into(), SocketKind::Tcp, address, socket.into(), None);
+        let listeners = [listener];
+        let mut family = OwnFamily::listed(Vec::new()).with_sockets(&listeners);
+        Orphans::default().look(&mut family, &HashSet::new(), Instant::now());
+        assert!(family.sockets.is_none(), "read with no orphan found");
+        // Asked about a process (this one holds the socket), it reads them once.
+        assert_eq!(family.sockets_held(std::process::id()), ["http"]);
+        assert_eq!(family.sockets().len(), 1);
     }
 }
