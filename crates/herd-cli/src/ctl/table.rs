@@ -28,7 +28,13 @@ fn header(out: &mut String, status: &Status) {
         (false, Some(left)) => format!(", draining ({} left)", short(left)),
         (false, None) => String::new(),
     };
-    let paused = match status.workers.iter().filter(|w| w.paused).count() {
+    // Among the ready ones, as the headline says ("of them"): a paused worker that is still
+    // starting, or an old one stopping, is in its own row.
+    let paused = status
+        .workers
+        .iter()
+        .filter(|w| w.paused && w.state == "ready");
+    let paused = match paused.count() {
         0 => String::new(),
         n => format!(" ({n} of them paused, serving nothing)"),
     };
@@ -373,6 +379,42 @@ mod tests {
             many.contains("6 orphans: processes workers left behind"),
             "{many}"
         );
+    }
+
+    #[test]
+    fn the_headline_counts_the_paused_workers_among_the_ready_ones() {
+        let worker = |pid: u32, state: &str, paused: bool| {
+            serde_json::json!({
+                "slot": 0, "pid": pid, "generation": 1, "state": state,
+                "stopping_reason": null, "uptime_ms": 5, "restarts": 0, "last_exit": null,
+                "status": null, "paused": paused
+            })
+        };
+        let headline = |workers: Vec<serde_json::Value>, ready: u32| -> String {
+            let status: Status = serde_json::from_value(serde_json::json!({
+                "pid": 1, "name": "web", "version": "0", "uptime_ms": 0, "generation": 1,
+                "upgrading_to": null, "stopping": false, "desired": 2, "running": 3,
+                "ready": ready, "workers": workers, "waiting": [], "sockets": [],
+                "attached": []
+            }))
+            .unwrap();
+            render(&status).lines().next().unwrap().to_string()
+        };
+        let one = headline(vec![worker(2, "ready", true), worker(3, "ready", false)], 2);
+        assert!(
+            one.ends_with("2 of 2 workers ready (1 of them paused, serving nothing)"),
+            "{one}"
+        );
+        // A paused worker that is starting, or stopping, is not one of the ready ones.
+        let none = headline(
+            vec![
+                worker(2, "starting", true),
+                worker(3, "stopping", true),
+                worker(4, "ready", false),
+            ],
+            1,
+        );
+        assert!(none.ends_with("1 of 2 workers ready"), "{none}");
     }
 
     #[test]

@@ -410,8 +410,11 @@ fn a_worker_that_stops_itself_shows_as_paused_until_it_is_continued() {
             .map(|w| w["slot"].as_u64().unwrap())
             .collect::<Vec<_>>()
     };
-    let status = wait_status(&herd, "worker 0 paused", |s| {
-        s["workers"].as_array().unwrap().len() == 2 && paused(s) == [0]
+    // Ready too (alive for --ready's 1s, stopped or not): the headline counts the paused
+    // workers among the ready ones.
+    let status = wait_status(&herd, "worker 0 ready and paused", |s| {
+        let workers = s["workers"].as_array().unwrap();
+        workers.len() == 2 && paused(s) == [0] && workers.iter().all(|w| w["state"] == "ready")
     });
     let pid = status["workers"]
         .as_array()
