@@ -93,4 +93,4 @@ Exit status:
 
 Examples:
   herd run -w 4 -b http=127.0.0.1:8080 --ready notify -- python3 examples/hello.py
-  herd run -b http=:8000 -- uvicorn --fd {fd:http} app:app";
+  herd run -b http=:8000,nonblocking -- uvicorn --fd {fd:http} app:app";
