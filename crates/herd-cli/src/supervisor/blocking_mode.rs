@@ -21,7 +21,8 @@ pub struct Watch {
 impl Watch {
     /// Looks at each of `listeners`' mode; says, once, which were changed since.
     pub fn check(&mut self, listeners: &[Listener]) {
-        for listener in listeners {
+        // A `--balance reuseport` socket is one slot's: what its worker sets is its own.
+        for listener in listeners.iter().filter(|l| l.group().is_none()) {
             let (Some(set), Some(now)) = (listener.nonblocking_set, listener.nonblocking_now())
             else {
                 continue;

@@ -22,9 +22,11 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Looks at each of `listeners`' TCP sockets; says, once, which have `SO_LINGER` on.
+    /// Looks at each of `listeners`' shared TCP sockets; says, once, which have `SO_LINGER`
+    /// on. A `--balance reuseport` socket is one slot's: what its worker sets is its own.
     pub fn check(&mut self, listeners: &[Listener]) {
-        for listener in listeners.iter().filter(|l| l.kind == SocketKind::Tcp) {
+        let shared = |l: &&Listener| l.kind == SocketKind::Tcp && l.group().is_none();
+        for listener in listeners.iter().filter(shared) {
             let Some(fd) = listener.fd_for_slot(0) else {
                 continue;
             };

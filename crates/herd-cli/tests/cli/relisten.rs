@@ -227,6 +227,36 @@ fn a_worker_that_changes_the_shared_blocking_mode_is_reported_across_a_reexec() 
 }
 
 #[test]
+fn a_reuseport_slot_socket_whose_mode_its_worker_changes_is_not_reported() {
+    // Under --balance reuseport each slot's TCP socket is its worker's own; a Unix socket is
+    // still shared, and its report shows that a check ran after both changes (one worker
+    // changes the TCP socket first).
+    let herd = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "2",
+            "--balance",
+            "reuseport",
+            "-b",
+            "http=127.0.0.1:0",
+        ])
+        .args(["-b", &format!("local=unix:{}/local.sock", dir.display())])
+        .args(["--", "python3", "-c"])
+        .arg("import os, time; [os.set_blocking(fd, False) for fd in (3, 4)]; time.sleep(1000)");
+        cmd
+    });
+    herd.wait_for_event("blocking_mode_changed", &[("socket", "local".into())]);
+    let lines = herd.lines();
+    let said: Vec<_> = events(&lines)
+        .filter(|e| e["event"] == "blocking_mode_changed")
+        .map(|e| e["socket"].clone())
+        .collect();
+    assert_eq!(said, ["local"]);
+}
+
+#[test]
 fn a_unix_socket_shut_down_by_a_worker_is_said_lost() {
     // Linux keeps a Unix listener's shutdown across listen(): it refuses every connection.
     let herd = Herd::start_with(|dir| {
