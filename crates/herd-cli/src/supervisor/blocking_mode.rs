@@ -28,7 +28,7 @@ impl Watch {
                 continue;
             };
             if self.changed(&listener.name, set != now) {
-                report(&listener.name, now);
+                report(&listener.name, now, listener.passed_by_systemd());
             }
         }
     }
@@ -45,29 +45,37 @@ impl Watch {
     }
 }
 
-/// The one log line of a socket whose mode a worker changed to `nonblocking`.
-fn report(name: &str, nonblocking: bool) {
-    let (now, was, what, bind) = match nonblocking {
+/// The one log line of a socket whose mode a worker changed to `nonblocking`; one systemd
+/// passed (`by_systemd`) has its mode from its `.socket` unit, not from herd's `--bind`.
+fn report(name: &str, nonblocking: bool, by_systemd: bool) {
+    let (now, mut was, what, mut bind) = match nonblocking {
         true => (
             "non-blocking",
             "without 'nonblocking'",
             "harmless if every worker waits in an event loop (Node, Go, tokio and asyncio set it \
              themselves), but a worker that blocks in accept() now fails with EAGAIN",
-            "with ',nonblocking'",
+            "bind it with ',nonblocking'",
         ),
         false => (
             "blocking",
             "with 'nonblocking'",
             "a worker that waits in an event loop now stalls in accept()",
-            "without ',nonblocking'",
+            "bind it without ',nonblocking'",
         ),
     };
+    if by_systemd {
+        was = "as systemd passed it";
+        bind = match nonblocking {
+            true => "set NonBlocking=yes in its .socket unit",
+            false => "set NonBlocking=no in its .socket unit",
+        };
+    }
     tracing::warn!(
         event = LogEvent::BlockingModeChanged.as_str(),
         socket = %name,
         nonblocking,
         "socket {name} (bound {was}) was made {now} by a worker or a process it started; the \
-         mode is shared by every worker: {what}. Bind it {bind} if the workers need it so"
+         mode is shared by every worker: {what}. If the workers need it so, {bind}"
     );
 }
 

@@ -319,3 +319,31 @@ fn adopting_refuses_what_is_not_a_socket_and_duplicate_names() {
         "the name 'http' is given to two sockets",
     );
 }
+
+#[test]
+fn a_worker_that_changes_a_passed_sockets_mode_is_told_to_set_it_in_the_unit() {
+    // herd's --bind options do not make a socket systemd passed: its .socket unit does.
+    let herd = Herd::start_with(|_| {
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "-c",
+            SYSTEMD,
+            HERD,
+            "--log-format",
+            "json",
+            "run",
+            "-w",
+            "1",
+        ])
+        .args(["-b", "systemd", "--", "python3", "-c"])
+        .arg("import os, time; os.set_blocking(3, False); time.sleep(1000)");
+        cmd
+    });
+    let said = herd.wait_for_event("blocking_mode_changed", &[("socket", "web".into())]);
+    let message = said["message"].as_str().unwrap();
+    assert!(
+        message.contains("(bound as systemd passed it)")
+            && message.ends_with("set NonBlocking=yes in its .socket unit"),
+        "{message}"
+    );
+}
