@@ -7,15 +7,14 @@
 //! `accept()`. Changing it back would do the same to the worker that wanted it, so herd only
 //! says so: once per socket, until the mode is herd's again.
 
-use std::collections::HashSet;
-
 use crate::logging::LogEvent;
 use crate::spec::Listener;
+use crate::supervisor::said_once::SaidOnce;
 
 /// The sockets whose changed mode was said.
 #[derive(Debug, Default)]
 pub struct Watch {
-    changed: HashSet<String>,
+    changed: SaidOnce<String>,
 }
 
 impl Watch {
@@ -27,19 +26,8 @@ impl Watch {
             else {
                 continue;
             };
-            if self.changed(&listener.name, set != now) {
+            if self.changed.newly(listener.name.as_str(), set != now) {
                 report(&listener.name, now, listener.passed_by_systemd());
-            }
-        }
-    }
-
-    /// Whether socket `name`, whose mode is `changed` or not now, is newly so (to be said).
-    fn changed(&mut self, name: &str, changed: bool) -> bool {
-        match changed {
-            true => self.changed.insert(name.to_string()),
-            false => {
-                self.changed.remove(name);
-                false
             }
         }
     }
@@ -86,11 +74,11 @@ mod tests {
     #[test]
     fn a_changed_mode_is_said_once_until_it_is_back() {
         let mut watch = Watch::default();
-        assert!(!watch.changed("http", false));
-        assert!(watch.changed("http", true));
-        assert!(!watch.changed("http", true));
-        assert!(watch.changed("other", true));
-        assert!(!watch.changed("http", false));
-        assert!(watch.changed("http", true));
+        assert!(!watch.changed.newly("http", false));
+        assert!(watch.changed.newly("http", true));
+        assert!(!watch.changed.newly("http", true));
+        assert!(watch.changed.newly("other", true));
+        assert!(!watch.changed.newly("http", false));
+        assert!(watch.changed.newly("http", true));
     }
 }

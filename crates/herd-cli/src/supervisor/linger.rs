@@ -7,18 +7,18 @@
 //! read the whole answer by then loses the rest of it. herd says so, once per socket, until it
 //! is off again; it does not change it back (the worker asked for it).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use socket2::SockRef;
 
 use crate::logging::LogEvent;
 use crate::spec::{Listener, SocketKind};
+use crate::supervisor::said_once::SaidOnce;
 
 /// The sockets whose `SO_LINGER` was said.
 #[derive(Debug, Default)]
 pub struct Watch {
-    said: HashSet<String>,
+    said: SaidOnce<String>,
 }
 
 impl Watch {
@@ -33,19 +33,8 @@ impl Watch {
             let Ok(linger) = SockRef::from(&fd).linger() else {
                 continue;
             };
-            if self.on(&listener.name, linger.is_some()) {
+            if self.said.newly(listener.name.as_str(), linger.is_some()) {
                 report(&listener.name, linger.unwrap_or_default());
-            }
-        }
-    }
-
-    /// Whether socket `name`, whose `SO_LINGER` is `on` or not now, is newly so (to be said).
-    fn on(&mut self, name: &str, on: bool) -> bool {
-        match on {
-            true => self.said.insert(name.to_string()),
-            false => {
-                self.said.remove(name);
-                false
             }
         }
     }
@@ -78,10 +67,10 @@ mod tests {
     #[test]
     fn linger_is_said_once_until_it_is_off() {
         let mut watch = Watch::default();
-        assert!(!watch.on("http", false));
-        assert!(watch.on("http", true));
-        assert!(!watch.on("http", true));
-        assert!(!watch.on("http", false));
-        assert!(watch.on("http", true));
+        assert!(!watch.said.newly("http", false));
+        assert!(watch.said.newly("http", true));
+        assert!(!watch.said.newly("http", true));
+        assert!(!watch.said.newly("http", false));
+        assert!(watch.said.newly("http", true));
     }
 }

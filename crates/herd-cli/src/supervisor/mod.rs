@@ -82,6 +82,8 @@ pub mod reexec_check;
 #[cfg(unix)]
 mod relisten;
 #[cfg(unix)]
+mod said_once;
+#[cfg(unix)]
 mod socket_files;
 #[cfg(unix)]
 pub(crate) mod systemd;

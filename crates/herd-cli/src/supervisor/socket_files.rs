@@ -8,12 +8,12 @@
 //! removed once more). A path that names another file now was replaced on purpose (a takeover
 //! does), and is left alone.
 
-use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
+use crate::supervisor::said_once::SaidOnce;
 
 /// Which socket file it is, for the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum Kind<'a> {
 /// The files found removed, said once each.
 #[derive(Debug, Default)]
 pub struct Watch {
-    gone: HashSet<PathBuf>,
+    gone: SaidOnce<PathBuf>,
 }
 
 impl Watch {
@@ -39,19 +39,8 @@ impl Watch {
             if ino == 0 {
                 continue;
             }
-            if self.removed(path, removed(path)) {
+            if self.gone.newly(path, removed(path)) {
                 report(kind, path);
-            }
-        }
-    }
-
-    /// Whether `path`, `gone` now, is newly so (to be said).
-    fn removed(&mut self, path: &Path, gone: bool) -> bool {
-        match gone {
-            true => self.gone.insert(path.to_path_buf()),
-            false => {
-                self.gone.remove(path);
-                false
             }
         }
     }
@@ -97,14 +86,14 @@ mod tests {
         let path = dir.path().join("a.sock");
         let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let mut watch = Watch::default();
-        assert!(!watch.removed(&path, removed(&path)));
+        assert!(!watch.gone.newly(path.as_path(), removed(&path)));
         std::fs::remove_file(&path).unwrap();
-        assert!(watch.removed(&path, removed(&path)));
-        assert!(!watch.removed(&path, removed(&path)));
+        assert!(watch.gone.newly(path.as_path(), removed(&path)));
+        assert!(!watch.gone.newly(path.as_path(), removed(&path)));
         // Another file there: not removed, and a later removal is said again.
         std::fs::write(&path, b"").unwrap();
-        assert!(!watch.removed(&path, removed(&path)));
+        assert!(!watch.gone.newly(path.as_path(), removed(&path)));
         std::fs::remove_file(&path).unwrap();
-        assert!(watch.removed(&path, removed(&path)));
+        assert!(watch.gone.newly(path.as_path(), removed(&path)));
     }
 }
