@@ -378,6 +378,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub clear_env: bool,
 
+    /// Fork each generation's workers from one process of that generation, its fork server,
+    /// which has loaded what they share (imports, the app) once (Linux): the command runs once
+    /// per generation with HERD_FORK_SERVER set and must speak herd's fork-server protocol;
+    /// run a Python server through python/herd_fork.py. See docs/fork-server.md.
+    #[arg(long)]
+    pub fork_server: bool,
+
     /// Also pass the sockets as another supervisor does, for servers written for it
     /// (repeatable): `einhorn` (EINHORN_FD_COUNT, EINHORN_FD_0..n) or `server-starter`
     /// (SERVER_STARTER_PORT, as start_server writes it).

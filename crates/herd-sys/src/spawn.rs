@@ -205,6 +205,17 @@ impl ExecPlan {
         Ok(self)
     }
 
+    /// The arguments, `argv[0]` first, without their terminating NULs.
+    pub fn args(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        self.argv.iter().map(|arg| arg.as_bytes())
+    }
+
+    /// The environment's `KEY=VALUE` entries, without their terminating NULs (`LISTEN_PID`
+    /// is not among them: the child writes it).
+    pub fn env_entries(&self) -> impl Iterator<Item = &[u8]> {
+        self.env.iter().map(|entry| &entry[..entry.len() - 1])
+    }
+
     /// Adds `LISTEN_PID` set to the child's own pid, written by the child after `fork`.
     pub fn listen_pid(&mut self) -> &mut Self {
         self.listen_pid = true;

@@ -98,6 +98,9 @@ pub struct WorkerOptions {
     pub limit_names: Vec<String>,
     /// Start from an empty environment (PATH kept).
     pub clear_env: bool,
+    /// `--fork-server`: each generation's workers are forked by one process of it (see
+    /// [`fork_server`](crate::supervisor::fork_server)).
+    pub fork_server: bool,
 }
 
 impl WorkerOptions {
@@ -339,6 +342,39 @@ impl WorkerCommand {
             cannot_execute: e.stage() == Stage::Exec,
             message: self.describe(&program, &e),
         })?;
+        Ok(self.running(slot, generation, pid, pipes, lowering))
+    }
+
+    /// [`started`](Self::started) for a worker its generation's fork server forked (`result`:
+    /// its pid, or why not).
+    pub fn forked(
+        &self,
+        start: PreparedStart,
+        result: Result<u32, String>,
+    ) -> Result<Spawned, StartError> {
+        let PreparedStart {
+            slot,
+            generation,
+            output: pipes,
+            lowering,
+            ..
+        } = start;
+        let pid = result.map_err(|message| StartError {
+            cannot_execute: false,
+            message,
+        })?;
+        Ok(self.running(slot, generation, pid, pipes, lowering))
+    }
+
+    /// Worker `pid` runs: lowered as `lowering` says, its output read from `pipes`.
+    fn running(
+        &self,
+        slot: usize,
+        generation: u64,
+        pid: u32,
+        pipes: Option<OutputPipes>,
+        lowering: Option<Lowering>,
+    ) -> Spawned {
         let lowered = lowering.and_then(|lowering| lower(pid, lowering));
         if let (Some(output), Some(((out_read, _), (err_read, _)))) = (&self.output, pipes) {
             let writer = Writer {
@@ -348,7 +384,43 @@ impl WorkerCommand {
             };
             output.capture_both(writer, Pipe::from(out_read), Pipe::from(err_read));
         }
-        Ok(Spawned { pid, lowered })
+        Spawned { pid, lowered }
+    }
+
+    /// The plan that starts `generation`'s fork server: the command as slot 0's worker would
+    /// run it, with the workers' environment and options but no sockets, `HERD_WORKER` nor
+    /// `LISTEN_*`, and `HERD_FORK_SERVER=3`: its end of herd's socket, at fd 3. It stays in
+    /// herd's process group (herd's helpers do; the orphan look passes them over).
+    pub fn fork_server_plan(&self, generation: u64) -> Result<ExecPlan, StartError> {
+        let fail = |message| StartError {
+            cannot_execute: true,
+            message,
+        };
+        let program = self.program(0, generation).map_err(fail)?;
+        let plan = self
+            .base_plan(&program, 0, generation)
+            .and_then(|mut plan| {
+                plan.env(OsStr::new("HERD_FORK_SERVER"), OsStr::new("3"))?
+                    .env(
+                        OsStr::new("HERD_GENERATION"),
+                        OsStr::new(&generation.to_string()),
+                    )?
+                    .parent_death_signal(Some(Signal::KILL));
+                Ok(plan)
+            });
+        plan.map_err(|e| fail(e.to_string()))
+    }
+
+    /// What went wrong starting `generation`'s fork server (`e`, from its plan's spawn).
+    pub fn fork_server_failed(&self, generation: u64, e: &SpawnError) -> StartError {
+        let program = self.program(0, generation).unwrap_or_default();
+        StartError {
+            cannot_execute: e.stage() == Stage::Exec,
+            message: format!(
+                "cannot start its fork server: {}",
+                self.describe(&program, e)
+            ),
+        }
     }
 
     /// Reads the workers' stdout and stderr through `output`, from the next worker on.
@@ -363,13 +435,7 @@ impl WorkerCommand {
         generation: u64,
         fds: usize,
     ) -> std::io::Result<ExecPlan> {
-        let mut plan = ExecPlan::new(program.as_os_str())?;
-        for arg in &self.args {
-            plan.arg(&arg.expand(slot, generation))?;
-        }
-        for (key, value) in &self.env {
-            plan.env(key, value)?;
-        }
+        let mut plan = self.base_plan(program, slot, generation)?;
         plan.env(OsStr::new("LISTEN_FDS"), OsStr::new(&fds.to_string()))?
             .env(OsStr::new("LISTEN_FDNAMES"), OsStr::new(&self.fd_names))?
             .env(OsStr::new("HERD_WORKER"), OsStr::new(&slot.to_string()))?
@@ -380,6 +446,24 @@ impl WorkerCommand {
             .listen_pid()
             .new_process_group(true)
             .parent_death_signal(Some(Signal::KILL));
+        Ok(plan)
+    }
+
+    /// The command, environment and options of `slot`'s worker of `generation`, without
+    /// its sockets.
+    fn base_plan(
+        &self,
+        program: &std::path::Path,
+        slot: usize,
+        generation: u64,
+    ) -> std::io::Result<ExecPlan> {
+        let mut plan = ExecPlan::new(program.as_os_str())?;
+        for arg in &self.args {
+            plan.arg(&arg.expand(slot, generation))?;
+        }
+        for (key, value) in &self.env {
+            plan.env(key, value)?;
+        }
         let o = &self.options;
         if let Some((uid, gid, groups)) = &o.credentials {
             plan.credentials(*uid, *gid, groups.clone());

@@ -61,6 +61,12 @@ log_events! {
     WorkerStarted = "worker_started",
     /// A worker became ready.
     WorkerReady = "worker_ready",
+    /// A generation's fork server was started (`--fork-server`).
+    ForkServerStarted = "fork_server_started",
+    /// A fork server said `READY=1`: it forks its generation's workers.
+    ForkServerReady = "fork_server_ready",
+    /// A fork server exited, or herd gave up on it and killed it.
+    ForkServerExited = "fork_server_exited",
     /// A ready worker could not get herd's priority back (`--starting-nice`).
     PriorityNotRestored = "priority_not_restored",
     /// A worker still starting gets herd's priority back (`--starting-nice`).

@@ -55,6 +55,7 @@ pub(super) fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
         limits,
         limit_names,
         clear_env: args.clear_env,
+        fork_server: args.fork_server,
     })
 }
 

@@ -189,6 +189,7 @@ impl Supervisor {
             self.recycle_deadline(now),
             self.warming.next_deadline(),
             self.probes.drain_until(),
+            self.effects.fork_server_deadline(),
             // Starts wait: the loop turns again at once.
             self.starts.is_waiting().then_some(now),
         ]

@@ -318,6 +318,16 @@ impl Effects {
         spawner.spawn_all(listeners, children, starts)
     }
 
+    /// When a fork server still loading runs out of time (`--fork-server`).
+    pub fn fork_server_deadline(&self) -> Option<std::time::Instant> {
+        self.spawner.fork_server_deadline()
+    }
+
+    /// The fork servers' pids (`--fork-server`).
+    pub fn fork_server_pids(&self) -> Vec<u32> {
+        self.spawner.fork_server_pids()
+    }
+
     /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).
     pub fn spawner(&mut self) -> &mut platform::Spawner {
         &mut self.spawner

@@ -18,6 +18,7 @@ pub(crate) mod autoscale;
 mod backlog;
 mod busyness;
 mod drain_delay;
+pub(crate) mod fork_server;
 pub(crate) mod health;
 pub(crate) mod http;
 pub(crate) mod metrics;
@@ -37,6 +38,7 @@ pub mod warm_up;
 // The driver and its hands, on every platform; what they need of the system is `platform`'s.
 mod driver;
 mod effects;
+mod fork_starts;
 mod grace;
 mod lifecycle;
 mod notifications;

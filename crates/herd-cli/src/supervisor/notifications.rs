@@ -25,7 +25,13 @@ impl Supervisor {
         let why = match sender {
             _ if cut => format!("longer than {MAX_MESSAGE} bytes"),
             None => "the sender's pid is unknown".to_string(),
-            Some((sender, None)) => format!("pid {sender} {NOT_A_WORKER}"),
+            Some((sender, None)) => {
+                let ready = NotifyMessage::parse(message).is_some_and(|m| m.ready);
+                if ready && self.fork_server_said_ready(sender) {
+                    return;
+                }
+                format!("pid {sender} {NOT_A_WORKER}")
+            }
             Some((sender, Some(pid))) => match NotifyMessage::parse(message) {
                 Some(message) => {
                     if message.stopping {

@@ -108,14 +108,15 @@ pub fn look(
     found
 }
 
-/// Reaps every exited child in herd's own process group; returns how many.
-pub fn reap_own_group(children: &mut impl Children) -> usize {
-    let mut reaped = 0;
+/// Reaps every exited child in herd's own process group (herd's helpers: fork servers,
+/// processes re-parented to herd); returns them with their statuses.
+pub fn reap_own_group(children: &mut impl Children) -> Vec<(u32, ExitStatus)> {
+    let mut reaped = Vec::new();
     loop {
         match children.reap_own_group() {
-            Ok(Some((pid, _))) => {
+            Ok(Some((pid, status))) => {
                 tracing::debug!(pid, "reaped a process that was not a worker");
-                reaped += 1;
+                reaped.push((pid, status));
             }
             Ok(None) => return reaped,
             Err(e) => {

@@ -22,10 +22,12 @@ pub struct Start {
     pub first_generation: bool,
 }
 
-/// The starts not done yet, in the order the pool asked for them.
+/// The starts not done yet, in the order the pool asked for them, and those held back until
+/// their generation's fork server is ready (`--fork-server`).
 #[derive(Debug, Default)]
 pub struct Starts {
     waiting: VecDeque<Start>,
+    held: Vec<Start>,
 }
 
 impl Starts {
@@ -56,14 +58,37 @@ impl Starts {
         starts
     }
 
-    /// Whether some start waits (the loop must turn again at once).
+    /// Whether some start waits (the loop must turn again at once); held ones do not count.
     pub fn is_waiting(&self) -> bool {
         !self.waiting.is_empty()
     }
 
-    /// Forgets every waiting start (herd stops: the pool no longer wants them).
+    /// Holds `start` back until [`release_held`](Self::release_held).
+    pub fn hold(&mut self, start: Start) {
+        self.held.push(start);
+    }
+
+    /// Puts the starts held back before the waiting ones, in the order they were held.
+    pub fn release_held(&mut self) {
+        for start in self.held.drain(..).rev() {
+            self.waiting.push_front(start);
+        }
+    }
+
+    /// Takes the starts of `generation` held back (its fork server failed).
+    pub fn take_held(&mut self, generation: u64) -> Vec<Start> {
+        let (taken, kept) = self
+            .held
+            .drain(..)
+            .partition(|s| s.generation == generation);
+        self.held = kept;
+        taken
+    }
+
+    /// Forgets every waiting and held start (herd stops: the pool no longer wants them).
     pub fn clear(&mut self) {
         self.waiting.clear();
+        self.held.clear();
     }
 }
 
@@ -136,5 +161,28 @@ mod tests {
         starts.clear();
         assert!(!starts.is_waiting());
         assert_eq!(starts.next(0, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn held_starts_wait_apart_then_go_first_or_are_taken_by_generation() {
+        let mut starts = Starts::default();
+        let of = |slot, generation| Start {
+            slot,
+            generation,
+            first_generation: false,
+        };
+        starts.hold(of(0, 2));
+        starts.hold(of(1, 3));
+        starts.hold(of(2, 2));
+        assert!(!starts.is_waiting());
+        assert_eq!(starts.take_held(3), vec![of(1, 3)]);
+        starts.push(of(5, 1));
+        starts.release_held();
+        let all = starts.next_batch(0, Duration::ZERO, 4);
+        assert_eq!(all, vec![of(0, 2), of(2, 2), of(5, 1)]);
+        starts.hold(of(0, 2));
+        starts.clear();
+        starts.release_held();
+        assert!(!starts.is_waiting());
     }
 }

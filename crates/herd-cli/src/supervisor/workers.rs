@@ -169,9 +169,11 @@ impl Supervisor {
         }
     }
 
-    /// Starts the workers of `batch`, then tells the pool how each start went, in order.
+    /// Starts the workers of `batch`, then tells the pool how each start went, in order. A
+    /// start whose generation's fork server is not ready is held back (`--fork-server`).
     fn spawn_batch(&mut self, batch: &[Start]) {
         let now = Instant::now();
+        let batch = self.through_fork_gate(batch, now);
         let starts: Vec<_> = batch
             .iter()
             .map(|s| {
@@ -190,7 +192,7 @@ impl Supervisor {
     /// The start of `start` at `now` gave `result` (`to_lower`: herd meant to lower it). Only
     /// a worker herd lowered warms up (and is raised later); one it did not runs at its own
     /// priority. Only a start at herd's priority by design is timed for the budget.
-    fn spawned(
+    pub(super) fn spawned(
         &mut self,
         start: &Start,
         to_lower: bool,

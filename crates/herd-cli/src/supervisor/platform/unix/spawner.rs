@@ -3,15 +3,17 @@
 //! re-exec's check children.
 
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herd_sys::spawn::Job;
 
 use anyhow::Context;
 
-use super::OwnChildren;
+use super::{fork_servers, OwnChildren};
 use crate::command::{StartError, WorkerCommand};
+use crate::logging::LogEvent;
 use crate::spec::Listener;
+use crate::supervisor::fork_server::{Ended, ForkServers, Gate};
 use crate::supervisor::reload::Commands;
 use crate::supervisor::warm_up::{Lowered, Lowering, SchedStat, Spawned};
 
@@ -21,6 +23,8 @@ pub struct Spawner {
     command: Commands<WorkerCommand>,
     /// The workers' standard input (`/dev/null`).
     stdin: OwnedFd,
+    /// `--fork-server`'s fork servers, with herd's end of each one's socket.
+    forks: ForkServers<socket2::Socket>,
 }
 
 impl Spawner {
@@ -29,6 +33,7 @@ impl Spawner {
         Ok(Spawner {
             command: Commands::new(command),
             stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
+            forks: ForkServers::default(),
         })
     }
 
@@ -60,7 +65,12 @@ impl Spawner {
             })
             .collect();
         let listeners = &*listeners;
-        // Each start's sockets and standard input, and its plan.
+        let Spawner {
+            command,
+            stdin,
+            forks,
+        } = self;
+        // Each start's sockets and standard input, its plan, and whether a fork server forks it.
         let prepared: Vec<Result<_, StartError>> = starts
             .iter()
             .zip(slots_ready)
@@ -69,16 +79,18 @@ impl Spawner {
                 let fds: Option<Vec<BorrowedFd<'_>>> =
                     listeners.iter().map(|l| l.fd_for_slot(slot)).collect();
                 let fds = fds.ok_or_else(|| failed("the sockets are closed".to_string()))?;
-                let stdin = self.stdin_for(listeners, &fds);
-                let command = self.command.for_generation(generation);
+                let stdin = stdin_for(stdin.as_fd(), listeners, &fds);
+                let command = command.for_generation(generation);
                 let start = command.prepare(slot, generation, fds.len(), lowered)?;
-                Ok((command, start, fds, stdin))
+                let forked = command.options().fork_server;
+                Ok((command, start, fds, stdin, generation, forked))
             })
             .collect();
         let jobs: Vec<Job<'_>> = prepared
             .iter()
             .flatten()
-            .map(|(_, start, fds, stdin)| Job {
+            .filter(|(.., forked)| !forked)
+            .map(|(_, start, fds, stdin, ..)| Job {
                 plan: start.plan(),
                 fds,
                 stdio: start.stdio(*stdin),
@@ -89,7 +101,12 @@ impl Spawner {
         prepared
             .into_iter()
             .map(|prepared| {
-                let (command, start, _, _) = prepared?;
+                let (command, start, fds, stdin, generation, forked) = prepared?;
+                if forked {
+                    let stdio = start.stdio(stdin);
+                    let pid = fork_servers::fork(forks, generation, start.plan(), &stdio, &fds);
+                    return command.forked(start, pid);
+                }
                 // spawn_all answers every job.
                 match spawned.next() {
                     Some(result) => command.started(start, result),
@@ -99,14 +116,84 @@ impl Spawner {
             .collect()
     }
 
-    /// The workers' standard input: `/dev/null`, or the socket of `--bind ...,stdin` (the
-    /// child dup2s it to fd 0 as well), of `fds`, the slot's sockets of `listeners`.
-    fn stdin_for<'a>(&'a self, listeners: &[Listener], fds: &[BorrowedFd<'a>]) -> BorrowedFd<'a> {
-        listeners
-            .iter()
-            .zip(fds)
-            .find(|(l, _)| l.stdin)
-            .map_or(self.stdin.as_fd(), |(_, fd)| *fd)
+    /// Whether a start of `generation` may go ahead now (`Ok(true)`), or waits for its
+    /// fork server (`--fork-server`), which this starts if it has none (it may load for
+    /// `timeout`); `Err` if it could not be started.
+    pub fn fork_gate(&mut self, generation: u64, timeout: Duration) -> Result<bool, StartError> {
+        let command = self.command.for_generation(generation);
+        if !command.options().fork_server {
+            return Ok(true);
+        }
+        match self.forks.gate(generation) {
+            Gate::Ready => Ok(true),
+            Gate::Loading => Ok(false),
+            Gate::Missing => {
+                let stdin = self.stdin.as_fd();
+                fork_servers::start(&mut self.forks, command, generation, stdin, timeout)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Process `pid` said `READY=1`: the generation whose fork server it is, if it is one
+    /// that was loading; the older generations' fork servers are closed (they exit).
+    pub fn fork_server_ready(&mut self, pid: u32) -> Option<u64> {
+        let (generation, older) = self.forks.said_ready(pid)?;
+        tracing::info!(
+            event = LogEvent::ForkServerReady.as_str(),
+            pid,
+            generation,
+            "fork server ready: it forks its generation's workers from now on"
+        );
+        for (pid, socket) in older {
+            tracing::debug!(pid, "closing an older generation's fork server");
+            drop(socket);
+        }
+        Some(generation)
+    }
+
+    /// herd's child `pid` exited, as `how` says: what that means if it was a fork server.
+    pub fn fork_server_exited(&mut self, pid: u32, how: &str) -> Option<Ended> {
+        let ended = self.forks.exited(pid, how)?;
+        match &ended {
+            Ended::WasReady { generation } => tracing::warn!(
+                event = LogEvent::ForkServerExited.as_str(),
+                pid,
+                generation,
+                "fork server {how}; the workers it forked serve on, and the next start of its \
+                 generation starts another"
+            ),
+            Ended::Failed { generation, why } => tracing::error!(
+                event = LogEvent::ForkServerExited.as_str(),
+                pid,
+                generation,
+                "generation {generation}'s workers cannot start: {why}"
+            ),
+        }
+        Some(ended)
+    }
+
+    /// Kills the fork servers still loading past their time at `now` (their exits fail
+    /// their generations' starts).
+    pub fn fork_servers_timed_out(&mut self, now: Instant) {
+        for pid in self.forks.timed_out(now) {
+            let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
+        }
+    }
+
+    /// When the next fork server still loading runs out of time.
+    pub fn fork_server_deadline(&self) -> Option<Instant> {
+        self.forks.next_deadline()
+    }
+
+    /// The fork servers' pids (herd's children that are no orphans).
+    pub fn fork_server_pids(&self) -> Vec<u32> {
+        self.forks.pids().collect()
+    }
+
+    /// Closes every fork server (herd stops): each exits as its socket closes.
+    pub fn close_fork_servers(&mut self) {
+        drop(self.forks.close_all());
     }
 
     /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`:
@@ -165,4 +252,18 @@ impl Spawner {
     pub fn limits_behind(&self, signal: i32) -> Vec<&str> {
         self.command.current().options().limits_behind(signal)
     }
+}
+
+/// A worker's standard input: `dev_null`, or the socket of `--bind ...,stdin` (the child dup2s
+/// it to fd 0 as well), of `fds`, the slot's sockets of `listeners`.
+fn stdin_for<'a>(
+    dev_null: BorrowedFd<'a>,
+    listeners: &[Listener],
+    fds: &[BorrowedFd<'a>],
+) -> BorrowedFd<'a> {
+    listeners
+        .iter()
+        .zip(fds)
+        .find(|(l, _)| l.stdin)
+        .map_or(dev_null, |(_, fd)| *fd)
 }

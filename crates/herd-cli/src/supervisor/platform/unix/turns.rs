@@ -166,7 +166,9 @@ impl Supervisor {
             &not_orphans,
             Instant::now(),
         );
-        reap::reap_own_group(self.effects.children());
+        for (pid, status) in reap::reap_own_group(self.effects.children()) {
+            self.fork_server_exited(pid, status);
+        }
     }
 
     /// herd's children that are no orphans: live workers, re-exec checks, held leaders, and
@@ -175,6 +177,7 @@ impl Supervisor {
         let mut known: HashSet<u32> = self.pool.workers().iter().map(|w| w.pid).collect();
         known.extend(self.platform.check_pids());
         known.extend(self.platform.leftovers.leaders());
+        known.extend(self.effects.fork_server_pids());
         known.extend(also);
         known
     }

@@ -116,6 +116,45 @@ impl Spawner {
         Ok(Spawned { pid, lowered })
     }
 
+    /// A start may always go ahead: Windows has no fork, and `--fork-server` is refused there.
+    pub fn fork_gate(
+        &mut self,
+        _generation: u64,
+        _timeout: std::time::Duration,
+    ) -> Result<bool, StartError> {
+        Ok(true)
+    }
+
+    /// Windows runs no fork server: no process is one.
+    pub fn fork_server_ready(&mut self, _pid: u32) -> Option<u64> {
+        None
+    }
+
+    /// Windows runs no fork server: no exit is one's.
+    pub fn fork_server_exited(
+        &mut self,
+        _pid: u32,
+        _how: &str,
+    ) -> Option<crate::supervisor::fork_server::Ended> {
+        None
+    }
+
+    /// Windows runs no fork server: none loads too long.
+    pub fn fork_servers_timed_out(&mut self, _now: std::time::Instant) {}
+
+    /// Windows runs no fork server: none runs out of time.
+    pub fn fork_server_deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Windows runs no fork server.
+    pub fn fork_server_pids(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Windows runs no fork server: nothing to close.
+    pub fn close_fork_servers(&mut self) {}
+
     /// The worker commands, for a reloaded config's.
     pub fn commands(&mut self) -> &mut Commands<WorkerCommand> {
         &mut self.command

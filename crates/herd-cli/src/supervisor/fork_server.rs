@@ -1,0 +1,219 @@
+//! `--fork-server`: each generation's workers are forked by one process of that generation, its
+//! fork server, which has loaded what they share (a Python app's imports), instead of each
+//! starting the command anew. The protocol is in docs/fork-server.md; `python/herd_fork.py`
+//! speaks it for any Python server. Pure: which fork server each start waits for, and what
+//! its start, readiness, exit and timeout mean for the starts held back meanwhile.
+//!
+//! - A start of generation G asks [`ForkServers::gate`]: G's fork server is ready (fork the
+//!   worker from it), loading (hold the start back until it is ready), or missing (start it,
+//!   then hold the start back). Starts held back go ahead when it says `READY=1`; they fail
+//!   with its exit's reason when it exits first or does not say it within the time a worker
+//!   has to become ready (`--ready-timeout`).
+//! - A fork server that is ready and then exits (killed, crashed) is started anew by the next
+//!   start that needs it; the workers it forked are herd's children and serve on.
+//! - Once G's fork server is ready, the older ones are closed: they exit when herd closes its
+//!   end of their socket. A start of an older generation (a restart during an upgrade) starts
+//!   one anew.
+
+mod request;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub use request::{encode_request, parse_reply, Reply};
+
+/// What a start of a generation does about its fork server.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Fork the worker from it now.
+    Ready,
+    /// It is loading: hold the start back.
+    Loading,
+    /// There is none: start one, then hold the start back.
+    Missing,
+}
+
+/// A fork server's course.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Course {
+    /// Started at this instant, not ready yet.
+    Loading(Instant),
+    /// It said `READY=1`.
+    Ready,
+    /// herd killed it for not saying `READY=1` in time; its exit is on its way.
+    TimedOut,
+}
+
+/// One generation's fork server; `H` is what herd holds of it (its socket's end).
+#[derive(Debug)]
+struct Server<H> {
+    pid: u32,
+    generation: u64,
+    course: Course,
+    /// How long it may load.
+    timeout: Duration,
+    handle: H,
+}
+
+/// What became of a fork server that exited (see [`ForkServers::exited`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// It was ready: the next start of its generation starts another.
+    WasReady { generation: u64 },
+    /// It never became ready: the starts of its generation held back fail, for this reason.
+    Failed { generation: u64, why: String },
+}
+
+/// The fork servers herd runs, by pid.
+#[derive(Debug)]
+pub struct ForkServers<H> {
+    servers: BTreeMap<u32, Server<H>>,
+}
+
+impl<H> Default for ForkServers<H> {
+    fn default() -> Self {
+        ForkServers {
+            servers: BTreeMap::new(),
+        }
+    }
+}
+
+impl<H> ForkServers<H> {
+    /// What a start of `generation` does about its fork server.
+    pub fn gate(&self, generation: u64) -> Gate {
+        let mut gate = Gate::Missing;
+        for server in self.of(generation) {
+            match server.course {
+                Course::Ready => return Gate::Ready,
+                Course::Loading(_) => gate = Gate::Loading,
+                Course::TimedOut => {}
+            }
+        }
+        gate
+    }
+
+    /// The ready fork server of `generation`: its pid and handle.
+    pub fn ready(&self, generation: u64) -> Option<(u32, &H)> {
+        self.of(generation)
+            .find(|s| s.course == Course::Ready)
+            .map(|s| (s.pid, &s.handle))
+    }
+
+    /// `pid` was started at `now` as `generation`'s fork server; it may load for `timeout`.
+    pub fn started(
+        &mut self,
+        generation: u64,
+        pid: u32,
+        handle: H,
+        now: Instant,
+        timeout: Duration,
+    ) {
+        let server = Server {
+            pid,
+            generation,
+            course: Course::Loading(now),
+            timeout,
+            handle,
+        };
+        self.servers.insert(pid, server);
+    }
+
+    /// `pid` said `READY=1`: its generation, if it is a fork server that was loading, and the
+    /// older generations' fork servers, taken out to be closed.
+    pub fn said_ready(&mut self, pid: u32) -> Option<(u64, Vec<(u32, H)>)> {
+        let server = self.servers.get_mut(&pid)?;
+        if !matches!(server.course, Course::Loading(_)) {
+            return None;
+        }
+        server.course = Course::Ready;
+        let generation = server.generation;
+        let older: Vec<u32> = self
+            .servers
+            .values()
+            .filter(|s| s.generation < generation && s.course != Course::TimedOut)
+            .map(|s| s.pid)
+            .collect();
+        let closed = older
+            .into_iter()
+            .filter_map(|pid| self.servers.remove(&pid).map(|s| (pid, s.handle)))
+            .collect();
+        Some((generation, closed))
+    }
+
+    /// Takes `pid` out without an exit (herd gave up on it: it did not answer a request and
+    /// was killed): the next start of its generation starts another. Its handle.
+    pub fn forget(&mut self, pid: u32) -> Option<H> {
+        self.servers.remove(&pid).map(|s| s.handle)
+    }
+
+    /// Fork server `pid` exited, as `how` says (`exited with status 1`): what that means for
+    /// its generation's starts; `None` if it was none of herd's (any more).
+    pub fn exited(&mut self, pid: u32, how: &str) -> Option<Ended> {
+        let server = self.servers.remove(&pid)?;
+        let generation = server.generation;
+        Some(match server.course {
+            Course::Ready => Ended::WasReady { generation },
+            Course::Loading(_) => Ended::Failed {
+                generation,
+                why: format!(
+                    "its fork server (pid {pid}) ended ({how}) before it said READY=1: see its output above"
+                ),
+            },
+            Course::TimedOut => Ended::Failed {
+                generation,
+                why: format!(
+                    "its fork server (pid {pid}) did not say READY=1 within {} (--ready-timeout) \
+                     and was killed: does the command speak herd's fork-server protocol \
+                     (python/herd_fork.py, docs/fork-server.md)?",
+                    humantime::format_duration(server.timeout)
+                ),
+            },
+        })
+    }
+
+    /// The fork servers still loading at `now` past their time: they are to be killed (their
+    /// exit then fails their generation's starts). Their pids.
+    pub fn timed_out(&mut self, now: Instant) -> Vec<u32> {
+        self.servers
+            .values_mut()
+            .filter(|s| matches!(s.course, Course::Loading(since) if now >= since + s.timeout))
+            .map(|s| {
+                s.course = Course::TimedOut;
+                s.pid
+            })
+            .collect()
+    }
+
+    /// When the next fork server that is loading runs out of time.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.servers
+            .values()
+            .filter_map(|s| match s.course {
+                Course::Loading(since) => Some(since + s.timeout),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Every fork server's pid.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.servers.keys().copied()
+    }
+
+    /// Takes every fork server out (herd stops): their pids and handles, to be closed.
+    pub fn close_all(&mut self) -> Vec<(u32, H)> {
+        std::mem::take(&mut self.servers)
+            .into_iter()
+            .map(|(pid, s)| (pid, s.handle))
+            .collect()
+    }
+
+    fn of(&self, generation: u64) -> impl Iterator<Item = &Server<H>> {
+        self.servers
+            .values()
+            .filter(move |s| s.generation == generation)
+    }
+}
+
+#[cfg(test)]
+mod tests;

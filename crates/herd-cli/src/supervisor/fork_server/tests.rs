@@ -1,0 +1,99 @@
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn servers() -> ForkServers<&'static str> {
+    ForkServers::default()
+}
+
+#[test]
+fn a_start_starts_the_fork_server_waits_while_it_loads_and_forks_once_it_is_ready() {
+    let (mut f, now) = (servers(), Instant::now());
+    assert_eq!(f.gate(1), Gate::Missing);
+    f.started(1, 100, "one", now, TIMEOUT);
+    assert_eq!(f.gate(1), Gate::Loading);
+    assert_eq!(f.ready(1), None);
+    assert_eq!(f.said_ready(100), Some((1, vec![])));
+    assert_eq!(f.gate(1), Gate::Ready);
+    assert_eq!(f.ready(1), Some((100, &"one")));
+    // Another generation has none yet.
+    assert_eq!(f.gate(2), Gate::Missing);
+    // A second READY=1 is no news.
+    assert_eq!(f.said_ready(100), None);
+    assert_eq!(f.said_ready(999), None);
+}
+
+#[test]
+fn a_newer_generation_ready_closes_the_older_ones() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "one", now, TIMEOUT);
+    f.said_ready(100);
+    f.started(2, 200, "two", now, TIMEOUT);
+    // Loading beside the ready older one: the older one stays.
+    assert_eq!(f.gate(1), Gate::Ready);
+    assert_eq!(f.said_ready(200), Some((2, vec![(100, "one")])));
+    assert_eq!(f.gate(1), Gate::Missing);
+    assert_eq!(f.pids().collect::<Vec<_>>(), vec![200]);
+    // A restart of generation 1 starts one anew; its readiness closes nothing newer.
+    f.started(1, 101, "one again", now, TIMEOUT);
+    assert_eq!(f.said_ready(101), Some((1, vec![])));
+    assert_eq!(f.gate(2), Gate::Ready);
+}
+
+#[test]
+fn an_exit_before_ready_fails_its_generation_and_after_ready_starts_anew() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "one", now, TIMEOUT);
+    let ended = f.exited(100, "exited with status 1");
+    let Some(Ended::Failed { generation: 1, why }) = ended else {
+        panic!("{ended:?}")
+    };
+    assert!(
+        why.contains("(pid 100) ended (exited with status 1) before it said READY=1"),
+        "{why}"
+    );
+    assert_eq!(f.gate(1), Gate::Missing);
+    f.started(1, 101, "one", now, TIMEOUT);
+    f.said_ready(101);
+    assert_eq!(
+        f.exited(101, "was killed by SIGKILL"),
+        Some(Ended::WasReady { generation: 1 })
+    );
+    assert_eq!(f.gate(1), Gate::Missing);
+    assert_eq!(f.exited(101, "again"), None);
+}
+
+#[test]
+fn one_that_loads_too_long_is_killed_and_its_exit_says_why() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "one", now, TIMEOUT);
+    assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
+    assert!(f
+        .timed_out(now + TIMEOUT - Duration::from_millis(1))
+        .is_empty());
+    assert_eq!(f.timed_out(now + TIMEOUT), vec![100]);
+    assert_eq!(f.next_deadline(), None);
+    // Killed and not yet gone: the next start starts another rather than wait for it.
+    assert_eq!(f.gate(1), Gate::Missing);
+    assert!(f.timed_out(now + TIMEOUT * 2).is_empty());
+    let ended = f.exited(100, "was killed by SIGKILL");
+    let Some(Ended::Failed { why, .. }) = ended else {
+        panic!("{ended:?}")
+    };
+    assert!(why.contains("did not say READY=1 within 1m"), "{why}");
+}
+
+#[test]
+fn one_herd_gave_up_on_is_forgotten_and_all_close_at_the_stop() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "one", now, TIMEOUT);
+    f.said_ready(100);
+    assert_eq!(f.forget(100), Some("one"));
+    assert_eq!(f.gate(1), Gate::Missing);
+    assert_eq!(f.exited(100, "was killed"), None);
+    f.started(1, 101, "a", now, TIMEOUT);
+    f.started(2, 201, "b", now, TIMEOUT);
+    assert_eq!(f.pids().collect::<Vec<_>>(), vec![101, 201]);
+    assert_eq!(f.close_all(), vec![(101, "a"), (201, "b")]);
+    assert_eq!(f.pids().count(), 0);
+}

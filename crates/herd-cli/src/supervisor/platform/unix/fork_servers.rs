@@ -1,0 +1,114 @@
+//! Fork servers on Unix (see [`fork_server`](crate::supervisor::fork_server)): starting one
+//! with its end of a `SOCK_SEQPACKET` pair at fd 3, and asking it for a worker: the request
+//! with the worker's standard streams and sockets (`SCM_RIGHTS`), then its reply, waited for
+//! at most [`REPLY_TIMEOUT`].
+
+use std::os::unix::io::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use herd_sys::spawn::{ExecPlan, Stdio};
+use socket2::{Domain, Socket, Type};
+
+use crate::command::{StartError, WorkerCommand};
+use crate::logging::LogEvent;
+use crate::supervisor::fork_server::{encode_request, parse_reply, ForkServers, Reply};
+
+/// How long herd waits for a fork server's reply before it kills it: a fork takes
+/// milliseconds, even of a large process.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Starts `generation`'s fork server with `command`, `stdin` as its standard input, and
+/// records it in `servers`, loading for at most `timeout`.
+pub fn start(
+    servers: &mut ForkServers<Socket>,
+    command: &WorkerCommand,
+    generation: u64,
+    stdin: BorrowedFd<'_>,
+    timeout: Duration,
+) -> Result<(), StartError> {
+    let failed = |what: &str, e: std::io::Error| StartError {
+        cannot_execute: false,
+        message: format!("cannot start its fork server: {what}: {e}"),
+    };
+    let (ours, theirs) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None)
+        .map_err(|e| failed("cannot make its socket", e))?;
+    ours.set_read_timeout(Some(REPLY_TIMEOUT))
+        .map_err(|e| failed("cannot set its socket's timeout", e))?;
+    let plan = command.fork_server_plan(generation)?;
+    let stdio = Stdio {
+        stdin: Some(stdin),
+        ..Stdio::default()
+    };
+    let pid = plan
+        .spawn_with(&[theirs.as_fd()], &stdio)
+        .map_err(|e| command.fork_server_failed(generation, &e))?;
+    tracing::info!(
+        event = LogEvent::ForkServerStarted.as_str(),
+        pid,
+        generation,
+        "fork server started; its workers start once it says READY=1"
+    );
+    servers.started(generation, pid, ours, Instant::now(), timeout);
+    Ok(())
+}
+
+/// Asks `generation`'s ready fork server for the worker `plan` describes, with `stdio` (herd's
+/// own streams where `None`) and `fds` (its sockets): the worker's pid, or why not. A fork
+/// server that cannot be asked or does not answer is killed and forgotten: the next start
+/// starts another.
+pub fn fork(
+    servers: &mut ForkServers<Socket>,
+    generation: u64,
+    plan: &ExecPlan,
+    stdio: &Stdio<'_>,
+    fds: &[BorrowedFd<'_>],
+) -> Result<u32, String> {
+    let Some((server, socket)) = servers.ready(generation) else {
+        return Err("its generation's fork server is gone".to_string());
+    };
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let streams = [
+        stdio.stdin.unwrap_or_else(|| stdin.as_fd()),
+        stdio.stdout.unwrap_or_else(|| stdout.as_fd()),
+        stdio.stderr.unwrap_or_else(|| stderr.as_fd()),
+    ];
+    let all: Vec<BorrowedFd<'_>> = streams.into_iter().chain(fds.iter().copied()).collect();
+    let request = encode_request(plan.args(), plan.env_entries());
+    let asked = herd_sys::fdpass::send_with_fds(socket.as_fd(), &request, &all);
+    let mut reply = [0u8; 512];
+    let answer = asked.and_then(|_| std::io::Read::read(&mut &*socket, &mut reply));
+    let why = match answer {
+        Ok(n) if n > 0 => {
+            return match parse_reply(&reply[..n]) {
+                Reply::Forked(pid) => Ok(pid),
+                Reply::Refused(why) => Err(format!(
+                    "its fork server (pid {server}) could not fork it: {why}"
+                )),
+            };
+        }
+        Ok(_) => "closed its socket".to_string(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            format!(
+                "did not answer within {}",
+                humantime::format_duration(REPLY_TIMEOUT)
+            )
+        }
+        Err(e) => format!("could not be asked: {e}"),
+    };
+    servers.forget(server);
+    let _ = herd_sys::process::signal_process(server, herd_sys::process::Signal::KILL);
+    tracing::error!(
+        event = LogEvent::ForkServerExited.as_str(),
+        pid = server,
+        generation,
+        "fork server {why}; killed it: the next start starts another"
+    );
+    Err(format!(
+        "its fork server (pid {server}) {why}; herd killed it"
+    ))
+}
