@@ -176,6 +176,10 @@ fn option_reason(id: &str) -> &'static str {
         }
         "fdstore" => "the fd store is systemd's, and Windows has no systemd",
         "nofile" | "rlimit" => "Windows has no setrlimit resource limits",
+        "fork_server" => {
+            "Windows has no fork: a process cannot copy itself with what it has loaded, so \
+             each worker starts the command anew"
+        }
         _ => "not built on Windows yet",
     }
 }

@@ -47,6 +47,13 @@ pub(super) fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
             ));
         }
     }
+    if args.fork_server && !cfg!(any(target_os = "linux", target_os = "android")) {
+        return Err(Failure::Usage(
+            "--fork-server needs Linux: herd adopts the workers a fork server forks as a child \
+             subreaper (PR_SET_CHILD_SUBREAPER), which this system does not have; leave it out"
+                .to_string(),
+        ));
+    }
     Ok(WorkerOptions {
         credentials,
         user: args.user.clone(),

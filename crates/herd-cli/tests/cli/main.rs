@@ -18,6 +18,7 @@ mod errors;
 mod faults;
 mod fdstore;
 mod fleet;
+mod fork_server;
 mod handoff;
 mod health;
 mod help;

@@ -74,9 +74,29 @@ pub fn fork(
     ];
     let all: Vec<BorrowedFd<'_>> = streams.into_iter().chain(fds.iter().copied()).collect();
     let request = encode_request(plan.args(), plan.env_entries());
-    let asked = herd_sys::fdpass::send_with_fds(socket.as_fd(), &request, &all);
+    let asked =
+        retry_interrupted(|| herd_sys::fdpass::send_with_fds(socket.as_fd(), &request, &all));
+    if let Err(e) = &asked {
+        // Too large a request, or no memory for it: herd's trouble, not the fork server's.
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+        ) {
+            return Err(format!(
+                "cannot ask its fork server (pid {server}) for it: {e}"
+            ));
+        }
+    }
     let mut reply = [0u8; 512];
-    let answer = asked.and_then(|_| std::io::Read::read(&mut &*socket, &mut reply));
+    // herd's own signals (a child's exit) interrupt the wait: it goes on, within the same time.
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let answer = asked.and_then(|_| {
+        retry_interrupted(|| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            socket.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+            std::io::Read::read(&mut &*socket, &mut reply)
+        })
+    });
     let why = match answer {
         Ok(n) if n > 0 => {
             return match parse_reply(&reply[..n]) {
@@ -111,4 +131,14 @@ pub fn fork(
     Err(format!(
         "its fork server (pid {server}) {why}; herd killed it"
     ))
+}
+
+/// `op`, again while a signal interrupts it.
+fn retry_interrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
 }
