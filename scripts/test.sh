@@ -30,6 +30,8 @@ cargo test -p herd --features tokio --lib 2>&1 | tee -a "$log" || status=$?
 cargo test -p herd --features tokio --doc 2>&1 | tee -a "$log" || status=$?
 # The benchmarks' pure arithmetic (window cutting, percentiles): Python's unittest.
 python3 -m unittest discover -s bench -p 'test_*.py' 2>&1 | tee -a "$log" || status=$?
+# python/herd_fork.py, the Python fork server's launcher, with real processes: Python's unittest.
+python3 -m unittest discover -s python -p 'test_*.py' 2>&1 | tee -a "$log" || status=$?
 # A short fuzzing run of every parser (HERD_SKIP_FUZZ=1 skips it).
 if [ -z "${HERD_SKIP_FUZZ:-}" ]; then
     scripts/fuzz.sh || status=$?

@@ -1,0 +1,405 @@
+"""Tests of herd_fork.py with real processes: the test process plays herd.
+
+python3 -m unittest discover -s python -p 'test_*.py'
+"""
+
+import array
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "herd_fork.py")
+TIMEOUT = 10  # seconds: the bound on every wait
+
+# The program the workers run: reports itself on stdout as one JSON line, then
+# serves one connection on fd 3 (if given), then exits with $EXIT_CODE.
+PROBE = r"""
+import atexit, json, os, signal, socket, sys
+
+def is_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+names = os.listdir("/proc/self/fd")  # its own directory fd is gone after
+fds = sorted(fd for fd in map(int, names) if is_open(fd))
+info = {
+    "name": __name__,
+    "file": __file__,
+    "pid": os.getpid(),
+    "ppid": os.getppid(),
+    "pgid": os.getpgid(0),
+    "argv": sys.argv,
+    "path0": sys.path[0],
+    "env": dict(os.environ),
+    "fds": fds,
+    "stat": {fd: list(os.fstat(fd)[1:3]) for fd in fds},
+    "inheritable": [os.get_inheritable(fd) for fd in fds],
+    "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+}
+atexit.register(lambda: print("atexit", flush=True))
+print(json.dumps(info), flush=True)
+if os.environ.get("LISTEN_FDS", "0") != "0":
+    s = socket.socket(fileno=3)
+    conn, _ = s.accept()
+    conn.sendall(b"hello from %d" % os.getpid())
+    conn.close()
+if os.environ.get("BLOCK"):
+    signal.pause()  # until killed
+if os.environ.get("RAISE"):
+    raise RuntimeError("probe failed on purpose")
+sys.exit(int(os.environ.get("EXIT_CODE", "0")))
+"""
+
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def setUpModule():
+    # As herd is: orphaned workers become this process's children.
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def wait_pid(pid, timeout=TIMEOUT):
+    """waitpid with a deadline; returns the exit status (or -signal)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got, status = os.waitpid(pid, os.WNOHANG)
+        if got == pid:
+            return os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") \
+                else (os.WEXITSTATUS(status) if os.WIFEXITED(status) else -os.WTERMSIG(status))
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("pid %d did not exit within %ss" % (pid, timeout))
+        time.sleep(0.002)
+
+
+def read_line(fd, timeout=TIMEOUT):
+    """Reads one line from fd (a pipe) within timeout."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            raise AssertionError("no line within %ss (got %r)" % (timeout, data))
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise AssertionError("EOF before a line (got %r)" % data)
+        data += chunk
+    return data
+
+
+def request(argv, env, version=b"herd-fork 1"):
+    fields = [version, b"%d" % len(argv)] + list(argv) + [b"%d" % len(env)] + list(env)
+    return b"".join(f + b"\0" for f in fields)
+
+
+class Herd:
+    """One fork server, started as herd would, and its end of the socket."""
+
+    def __init__(self, test, args, env=None, cwd=None):
+        self.test = test
+        self.dir = test.dir
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.notify_path = os.path.join(self.dir, "notify-%d" % id(self))
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(self.notify_path)
+        self.base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                         "NOTIFY_SOCKET": self.notify_path, "HERD_GENERATION": "1"}
+        self.base_env.update(env or {})
+        fs_env = dict(self.base_env, HERD_FORK_SERVER=str(theirs.fileno()))
+        self.argv = [sys.executable, LAUNCHER] + args
+        self.proc = subprocess.Popen(self.argv, env=fs_env, cwd=cwd or self.dir,
+                                     stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     pass_fds=[theirs.fileno()])
+        theirs.close()
+        test.addCleanup(self.close)
+
+    def close(self):
+        self.sock.close()
+        self.notify.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stderr.close()
+
+    def wait_ready(self):
+        self.notify.settimeout(TIMEOUT)
+        self.test.assertEqual(self.notify.recv(4096), b"READY=1")
+
+    def send(self, payload, fds):
+        self.sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                       array.array("i", fds))] if fds else [])
+
+    def reply(self):
+        self.sock.settimeout(TIMEOUT)
+        return self.sock.recv(4096)
+
+    def fd_count(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+
+class Worker:
+    """A worker's fds from the test's side: stdout pipe, listening socket."""
+
+    def __init__(self, test, n, listen=True):
+        self.stdout_r, self.stdout_w = os.pipe()
+        self.stderr_r, self.stderr_w = os.pipe()
+        self.stdin = os.open(os.devnull, os.O_RDONLY)
+        self.listener = None
+        fds = [self.stdin, self.stdout_w, self.stderr_w]
+        if listen:
+            self.listener = socket.socket()
+            self.listener.bind(("127.0.0.1", 0))
+            self.listener.listen(1)
+            fds.append(self.listener.fileno())
+        self.fds = fds
+        self.env = [b"HERD_WORKER=%d" % n, b"HERD_GENERATION=1",
+                    b"LISTEN_FDS=%d" % (len(fds) - 3), b"LISTEN_FDNAMES=http",
+                    b"PATH=" + os.environ.get("PATH", "/bin").encode(),
+                    b"ODD=\xff\xfe not utf-8"]
+        test.addCleanup(self.close)
+
+    def close(self):
+        for fd in (self.stdout_r, self.stdout_w, self.stderr_r, self.stderr_w, self.stdin):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.listener:
+            self.listener.close()
+
+    def sent(self):
+        """After the request: the test keeps only its reading end."""
+        for fd in (self.stdout_w, self.stderr_w, self.stdin):
+            os.close(fd)
+        self.stdout_w = self.stderr_w = self.stdin = -1
+
+    def stderr(self):
+        """All the worker wrote to stderr (after it exited)."""
+        chunks = []
+        while select.select([self.stderr_r], [], [], TIMEOUT)[0]:
+            chunk = os.read(self.stderr_r, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+        raise AssertionError("stderr still open after %ss" % TIMEOUT)
+
+
+class ForkServerTest(unittest.TestCase):
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = tmp.name
+        self.script = os.path.join(self.dir, "probe.py")
+        with open(self.script, "w") as f:
+            f.write(PROBE)
+
+    def start(self, args=None, **kw):
+        herd = Herd(self, args if args is not None else [self.script, "fixed"], **kw)
+        herd.wait_ready()
+        return herd
+
+    def fork(self, herd, n, listen=True, extra_env=(), argv_tail=None):
+        worker = Worker(self, n, listen)
+        worker.env += list(extra_env)
+        tail = argv_tail if argv_tail is not None else [self.script, "fixed", "worker-%d" % n]
+        argv = [os.fsencode(a) for a in [sys.executable, LAUNCHER] + tail]
+        worker.argv = argv
+        herd.send(request(argv, worker.env), worker.fds)
+        reply = herd.reply()
+        worker.sent()
+        self.assertTrue(reply.startswith(b"pid "), reply)
+        worker.pid = int(reply[4:])
+        worker.info = json.loads(read_line(worker.stdout_r))
+        return worker
+
+    def finish(self, worker, expect_status=0):
+        """Connects to the worker's socket, checks the greeting and its exit."""
+        if worker.listener:
+            with socket.create_connection(worker.listener.getsockname(), TIMEOUT) as c:
+                c.settimeout(TIMEOUT)
+                self.assertEqual(c.recv(100), b"hello from %d" % worker.pid)
+        self.assertEqual(read_line(worker.stdout_r), b"atexit\n")
+        self.assertEqual(wait_pid(worker.pid), expect_status)
+        self.assertEqual(worker.stderr(), b"")
+
+    def test_a_worker_is_herds_child_with_the_requests_fds_env_and_argv(self):
+        herd = self.start()
+        w = self.fork(herd, 1)
+        info = w.info
+        self.assertEqual(info["pid"], w.pid)
+        self.assertEqual(info["ppid"], os.getpid())
+        self.assertEqual(info["pgid"], w.pid)
+        self.assertEqual(info["name"], "__main__")
+        expected_env = {os.fsdecode(k): os.fsdecode(v) for k, _, v in
+                        (e.partition(b"=") for e in w.env)}
+        expected_env["LISTEN_PID"] = str(w.pid)
+        self.assertEqual(info["env"], expected_env)
+        self.assertEqual(info["fds"], [0, 1, 2, 3])
+        self.assertEqual(info["inheritable"], [True] * 4)
+        # stdout: the pipe's read end has the inode of its write end.
+        stats = [os.stat(os.devnull), os.fstat(w.stdout_r), os.fstat(w.stderr_r),
+                 os.fstat(w.listener.fileno())]
+        for fd, st in enumerate(stats):
+            self.assertEqual(info["stat"][str(fd)], [st.st_ino, st.st_dev], "fd %d" % fd)
+        self.assertEqual(info["argv"], [self.script, "fixed", "worker-1"])
+        self.assertEqual(info["path0"], self.dir)
+        self.assertTrue(info["sigint"], "SIGINT is back to Python's handler")
+        self.finish(w)
+
+    def test_one_fork_server_forks_two_workers_with_their_exit_statuses(self):
+        herd = self.start()
+        w1 = self.fork(herd, 1)
+        w2 = self.fork(herd, 2, extra_env=[b"EXIT_CODE=7"])
+        self.assertNotEqual(w1.pid, w2.pid)
+        self.assertEqual(w2.info["argv"][-1], "worker-2")
+        self.finish(w2, expect_status=7)
+        self.finish(w1)
+        self.assertIsNone(herd.proc.poll())
+
+    def test_a_worker_runs_a_module_with_m(self):
+        herd = self.start(["--preload", "json", "-m", "probe", "x"])
+        w = self.fork(herd, 1, argv_tail=["-m", "probe", "y"])
+        self.assertEqual(w.info["argv"], [self.script, "y"])
+        self.assertEqual(w.info["path0"], self.dir)  # the cwd
+        self.assertEqual(w.info["file"], self.script)
+        self.finish(w)
+
+    def test_an_uncaught_exception_prints_a_traceback_and_exits_1(self):
+        herd = self.start()
+        w = self.fork(herd, 1, listen=False, extra_env=[b"RAISE=1"])
+        self.assertEqual(read_line(w.stdout_r), b"atexit\n")
+        self.assertEqual(wait_pid(w.pid), 1)
+        err = w.stderr()
+        self.assertTrue(err.startswith(b"Traceback (most recent call last):\n"), err)
+        self.assertTrue(err.endswith(b"RuntimeError: probe failed on purpose\n"), err)
+        # The fork server keeps serving.
+        w2 = self.fork(herd, 2, listen=False)
+        self.finish(w2)
+
+    def test_bad_requests_get_an_error_and_their_fds_are_closed(self):
+        herd = self.start()
+        self.finish(self.fork(herd, 1))  # the fork server is in its request loop
+        before = herd.fd_count()
+        good_argv = [os.fsencode(sys.executable), os.fsencode(LAUNCHER), os.fsencode(self.script)]
+        env = [b"LISTEN_FDS=0"]
+        r, w = os.pipe()
+        self.addCleanup(os.close, r)
+        self.addCleanup(os.close, w)
+        bad = [
+            (request(good_argv, env, version=b"herd-fork 2"), [r, w, w]),
+            (b"herd-fork 1\x002\x00a\x00", [r, w, w]),
+            (request(good_argv, env)[:-1], [r, w, w]),  # no final NUL
+            (request(good_argv, env) + b"extra\0", [r, w, w]),
+            (request(good_argv, env), [r, w]),  # 2 fds, not 3
+            (request(good_argv, [b"LISTEN_FDS=1"]), [r, w, w]),
+            (request(good_argv, [b"NOEQUALS"]), [r, w, w]),
+            (request(good_argv[:1], env), [r, w, w]),
+            (request(good_argv[:2] + [b"--bogus"], env), [r, w, w]),
+            (request(good_argv, env), []),
+        ]
+        for payload, fds in bad:
+            herd.send(payload, fds)
+            reply = herd.reply()
+            self.assertTrue(reply.startswith(b"error "), (payload, reply))
+            self.assertNotIn(b"\n", reply)
+        self.assertEqual(herd.fd_count(), before, "the received fds are closed")
+        self.finish(self.fork(herd, 2))
+
+    def test_eof_ends_the_fork_server_with_status_0(self):
+        herd = self.start()
+        herd.sock.close()
+        self.assertEqual(herd.proc.wait(TIMEOUT), 0)
+
+    def test_a_failing_preload_exits_non_zero_before_ready(self):
+        herd = Herd(self, ["--preload", "no_such_module_xyz", self.script])
+        self.assertNotEqual(herd.proc.wait(TIMEOUT), 0)
+        self.assertIn(b"ModuleNotFoundError", herd.proc.stderr.read())
+        herd.notify.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            herd.notify.recv(4096)
+
+    def test_the_fork_server_ignores_sigint_and_its_workers_do_not(self):
+        herd = self.start()
+        herd.proc.send_signal(signal.SIGINT)
+        w = self.fork(herd, 1, listen=False)
+        self.assertTrue(w.info["sigint"])
+        self.finish(w)
+        self.assertIsNone(herd.proc.poll())
+
+    def test_without_herd_fork_server_it_runs_the_script_as_python_would(self):
+        env = dict(os.environ, EXIT_CODE="5")
+        env.pop("HERD_FORK_SERVER", None)
+        for args in ([self.script, "a", "b"], ["-m", "probe", "a"]):
+            outs = []
+            for cmd in ([sys.executable] + args, [sys.executable, LAUNCHER] + args):
+                p = subprocess.run(cmd, env=env, cwd=self.dir, stdout=subprocess.PIPE,
+                                   timeout=TIMEOUT)
+                self.assertEqual(p.returncode, 5, cmd)
+                lines = p.stdout.splitlines()
+                self.assertEqual(lines[1], b"atexit")
+                info = json.loads(lines[0])
+                outs.append({k: info[k] for k in ("name", "file", "argv", "path0", "sigint")})
+            self.assertEqual(outs[0], outs[1], args)
+
+    def test_a_worker_dies_with_herd(self):
+        # A stand-in herd (a subreaper too) starts the fork server and asks for one
+        # worker; once it is SIGKILLed, the worker, now the test's, is SIGKILLed.
+        helper = os.path.join(self.dir, "fake_herd.py")
+        with open(helper, "w") as f:
+            f.write(textwrap.dedent("""
+                import array, ctypes, os, socket, subprocess, sys
+                ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+                launcher, script, notify = sys.argv[1:]
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                n.bind(notify)
+                env = dict(os.environ, NOTIFY_SOCKET=notify, HERD_FORK_SERVER=str(theirs.fileno()))
+                fs = subprocess.Popen([sys.executable, launcher, script], env=env,
+                                      pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+                n.settimeout(10)
+                assert n.recv(100) == b"READY=1"
+                argv = [sys.executable, launcher, script]
+                req = [b"herd-fork 1", b"3"] + [os.fsencode(a) for a in argv] + [b"2", b"LISTEN_FDS=0", b"BLOCK=1"]
+                r, w = os.pipe()
+                null = os.open(os.devnull, os.O_RDONLY)
+                ours.sendmsg([b"".join(x + b"\\0" for x in req)],
+                              [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [null, w, 2]))])
+                ours.settimeout(10)
+                reply = ours.recv(100).decode()
+                os.close(w)
+                os.read(r, 1)  # its first output: it runs the program, PDEATHSIG is set
+                print(fs.pid, reply, flush=True)
+                sys.stdin.read()  # until killed
+            """))
+        p = subprocess.Popen([sys.executable, helper, LAUNCHER, self.script,
+                              os.path.join(self.dir, "n")],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.addCleanup(p.stdin.close)
+        self.addCleanup(p.stdout.close)
+        fork_server, word, pid = read_line(p.stdout.fileno()).split()
+        self.assertEqual(word, b"pid")
+        p.kill()
+        p.wait()
+        # The worker waits in signal.pause(): only its SIGKILL ends it.
+        self.assertEqual(wait_pid(int(pid)), -signal.SIGKILL)
+        # The fork server, reparented to the test, sees EOF and exits.
+        self.assertEqual(wait_pid(int(fork_server)), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
