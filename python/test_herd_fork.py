@@ -279,6 +279,16 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(w.info["file"], self.script)
         self.finish(w)
 
+    def test_workers_start_at_once_after_the_reply(self):
+        # A worker that missed its reparenting (its intermediate gone before it
+        # looked) waited out the whole 1 s bound before running the program.
+        herd = self.start()
+        for n in range(1, 11):
+            t0 = time.monotonic()
+            w = self.fork(herd, n, listen=False)
+            self.assertLess(time.monotonic() - t0, 0.9, "worker %d" % n)
+            self.finish(w)
+
     def test_an_uncaught_exception_prints_a_traceback_and_exits_1(self):
         herd = self.start()
         w = self.fork(herd, 1, listen=False, extra_env=[b"RAISE=1"])
