@@ -13,10 +13,12 @@ each --preload module (and, for -m, MODULE's package), says READY=1, then forks
 one worker per herd request.  Each worker gets its own stdio, listening sockets
 (fds 3...), environment (LISTEN_PID included) and command line from the
 request, and runs the program from the top, without the interpreter start and
-the preloaded imports.  For gunicorn:
+the preloaded imports.  For gunicorn (gunicorn.glogging is imported at its
+start; preloading myapp too spares each worker the app's imports):
 
     herd run --fork-server ... -- python3 herd_fork.py \\
-        --preload gunicorn.app.wsgiapp -m gunicorn myapp:app
+        --preload gunicorn.app.wsgiapp --preload gunicorn.glogging \\
+        --preload myapp -m gunicorn myapp:app
 
 Keep preloading to imports: a preloaded module must start no thread (the fork
 server refuses to fork with more than one) and keep no file or socket open
