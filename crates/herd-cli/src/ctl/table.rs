@@ -61,6 +61,17 @@ fn header(out: &mut String, status: &Status) {
         };
         let _ = writeln!(out, "autoscaling {}..{} ({last})", a.min, a.max);
     }
+    if !status.fork_servers.is_empty() {
+        let servers: Vec<String> = status
+            .fork_servers
+            .iter()
+            .map(|f| {
+                let state = if f.ready { "ready" } else { "loading" };
+                format!("pid {} (generation {}, {state})", f.pid, f.generation)
+            })
+            .collect();
+        let _ = writeln!(out, "fork servers: {}", servers.join(", "));
+    }
     if status.log_lines_dropped > 0 {
         let _ = writeln!(
             out,

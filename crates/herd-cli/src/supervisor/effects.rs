@@ -328,6 +328,11 @@ impl Effects {
         self.spawner.fork_server_pids()
     }
 
+    /// The fork servers, for `herd status`.
+    pub fn fork_server_statuses(&self) -> Vec<super::status::ForkServerStatus> {
+        self.spawner.fork_server_statuses()
+    }
+
     /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).
     pub fn spawner(&mut self) -> &mut platform::Spawner {
         &mut self.spawner

@@ -20,6 +20,8 @@ mod request;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::status::ForkServerStatus;
+
 pub use request::{encode_request, parse_reply, Reply};
 
 /// What a start of a generation does about its fork server.
@@ -198,6 +200,20 @@ impl<H> ForkServers<H> {
     /// Every fork server's pid.
     pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
         self.servers.keys().copied()
+    }
+
+    /// Every fork server, for `herd status` (one herd killed and whose exit is on its way is
+    /// not shown).
+    pub fn statuses(&self) -> Vec<ForkServerStatus> {
+        self.servers
+            .values()
+            .filter(|s| s.course != Course::TimedOut)
+            .map(|s| ForkServerStatus {
+                pid: s.pid,
+                generation: s.generation,
+                ready: s.course == Course::Ready,
+            })
+            .collect()
     }
 
     /// Takes every fork server out (herd stops): their pids and handles, to be closed.

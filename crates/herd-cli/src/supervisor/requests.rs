@@ -111,6 +111,7 @@ impl Supervisor {
             self.started,
         );
         self.platform.add_status(&mut status, now);
+        status.fork_servers = self.effects.fork_server_statuses();
         status.autoscale = self.autoscale_status();
         status.draining_ms = self.drain_left(now).map(status::ms);
         self.recycling_status(&mut status);

@@ -79,6 +79,20 @@ pub struct Status {
     /// herd's recent log events (info and above), oldest first.
     #[serde(default)]
     pub events: Vec<RecentEvent>,
+    /// `--fork-server`'s fork servers, by pid.
+    #[serde(default)]
+    pub fork_servers: Vec<ForkServerStatus>,
+}
+
+/// A generation's fork server (`--fork-server`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkServerStatus {
+    /// Its pid.
+    pub pid: u32,
+    /// The generation whose workers it forks.
+    pub generation: u64,
+    /// Whether it said `READY=1` (else it is loading).
+    pub ready: bool,
 }
 
 /// A process a worker left behind, re-parented to herd.
@@ -307,6 +321,7 @@ pub fn snapshot(
         recycles: Vec::new(),
         orphans: Vec::new(),
         events: crate::logging::recent_events(),
+        fork_servers: Vec::new(),
     }
 }
 

@@ -72,6 +72,10 @@ fn forked_workers_serve_as_herds_children_and_a_restart_forks_again() {
     assert_eq!(parent, herd.pid());
     assert_eq!(group, parent_and_group(herd.pid()).1);
     assert_eq!(environ(server, "LISTEN_FDS"), None);
+    let (code, text, _) = herd.ctl(&["status"]);
+    assert_eq!(code, 0);
+    let shown = format!("fork servers: pid {server} (generation 1, ready)");
+    assert!(text.contains(&shown), "{text}");
     // Each answers with its own pid and slot (HERD_WORKER from the request's environment;
     // /proc/PID/environ still shows the fork server's).
     let addr = herd.address("http");

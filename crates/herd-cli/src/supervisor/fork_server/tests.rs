@@ -16,6 +16,12 @@ fn a_start_starts_the_fork_server_waits_while_it_loads_and_forks_once_it_is_read
     assert_eq!(f.said_ready(100), Some((1, vec![])));
     assert_eq!(f.gate(1), Gate::Ready);
     assert_eq!(f.ready(1), Some((100, &"one")));
+    let shown = ForkServerStatus {
+        pid: 100,
+        generation: 1,
+        ready: true,
+    };
+    assert_eq!(f.statuses(), vec![shown]);
     // Another generation has none yet.
     assert_eq!(f.gate(2), Gate::Missing);
     // A second READY=1 is no news.

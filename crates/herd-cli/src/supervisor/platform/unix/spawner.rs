@@ -191,6 +191,11 @@ impl Spawner {
         self.forks.pids().collect()
     }
 
+    /// The fork servers, for `herd status`.
+    pub fn fork_server_statuses(&self) -> Vec<crate::supervisor::status::ForkServerStatus> {
+        self.forks.statuses()
+    }
+
     /// Closes every fork server (herd stops): each exits as its socket closes.
     pub fn close_fork_servers(&mut self) {
         drop(self.forks.close_all());

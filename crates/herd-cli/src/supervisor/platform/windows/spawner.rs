@@ -152,6 +152,11 @@ impl Spawner {
         Vec::new()
     }
 
+    /// Windows runs no fork server.
+    pub fn fork_server_statuses(&self) -> Vec<crate::supervisor::status::ForkServerStatus> {
+        Vec::new()
+    }
+
     /// Windows runs no fork server: nothing to close.
     pub fn close_fork_servers(&mut self) {}
 
