@@ -76,6 +76,19 @@ def gunicorn_under_herd(py, recipe=True):
     return [py, "-m", "gunicorn", *options, "--chdir", PEERS, "--log-level", "critical", "app:application"]
 
 
+HERD_FORK = os.path.join(ROOT, "python", "herd_fork.py")
+
+
+def forked(command):
+    """`command` (`[py, ...]`) run through python/herd_fork.py, for `herd run --fork-server`
+    (docs/fork-server.md): gunicorn's modules (what its arbiter and a sync worker import at their
+    start) are imported once per generation, not per worker."""
+    py, *rest = command
+    gunicorn = ["gunicorn.app.wsgiapp", "gunicorn.glogging", "gunicorn.arbiter", "gunicorn.workers.sync"]
+    preload = [arg for module in gunicorn for arg in ("--preload", module)] if rest[:2] == ["-m", "gunicorn"] else []
+    return [py, HERD_FORK, *preload, *rest]
+
+
 def worker_kinds(py):
     """The herd rows' worker commands by short name, for the scripts that study one kind."""
     return {"py": [py, APP_PY], "gunicorn": gunicorn_under_herd(py),
@@ -188,6 +201,15 @@ class HerdSystem(System):
 
     def stop(self):
         self.herd.stop()
+
+
+class HerdForked(HerdSystem):
+    """herd with `--fork-server`: each generation's workers forked by one fork server."""
+
+    extra = ("--fork-server",)
+
+    def __init__(self, port, name, kind, command):
+        super().__init__(port, name, kind, forked(command))
 
 
 class HerdReexec(HerdSystem):
@@ -460,6 +482,8 @@ def systems(cache, port):
         HerdSystem(port, "herd, stdlib Python", "Python (stdlib server)", [py, APP_PY]),
         HerdSystem(port + 1, "herd, gunicorn", "Python (gunicorn, 1 sync worker each)", gunicorn),
         HerdSystem(port + 2, "herd, Node", "Node", node),
+        HerdForked(port + 13, "herd --fork-server, stdlib Python", "Python (stdlib server)", [py, APP_PY]),
+        HerdForked(port + 14, "herd --fork-server, gunicorn", "Python (gunicorn, 1 sync worker each)", gunicorn),
         Gunicorn(port + 3, py),
         Circus(port + 4, cache),
         Uwsgi(port + 5, chain=True),

@@ -13,6 +13,10 @@ use crate::command::{StartError, WorkerCommand};
 use crate::logging::LogEvent;
 use crate::supervisor::fork_server::{encode_request, parse_reply, ForkServers, Reply};
 
+/// The send buffer herd asks for on its end of a fork server's socket, so that one request
+/// holds a large environment.
+const REQUEST_ROOM: usize = 4 << 20;
+
 /// How long herd waits for a fork server's reply before it kills it: a fork takes
 /// milliseconds, even of a large process.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,6 +38,9 @@ pub fn start(
         .map_err(|e| failed("cannot make its socket", e))?;
     ours.set_read_timeout(Some(REPLY_TIMEOUT))
         .map_err(|e| failed("cannot set its socket's timeout", e))?;
+    // A request is one message, as large as a worker's command line and environment: room for
+    // what `execve` takes, as far as net.core.wmem_max allows (the kernel caps it there).
+    let _ = ours.set_send_buffer_size(REQUEST_ROOM);
     let plan = command.fork_server_plan(generation)?;
     let stdio = Stdio {
         stdin: Some(stdin),
@@ -78,6 +85,14 @@ pub fn fork(
         retry_interrupted(|| herd_sys::fdpass::send_with_fds(socket.as_fd(), &request, &all));
     if let Err(e) = &asked {
         // Too large a request, or no memory for it: herd's trouble, not the fork server's.
+        if e.raw_os_error() == Some(libc::EMSGSIZE) {
+            return Err(format!(
+                "its command line and environment ({} bytes) do not fit in one message to its \
+                 fork server (pid {server}): the kernel caps it at net.core.wmem_max; make the \
+                 environment smaller or raise that sysctl",
+                request.len()
+            ));
+        }
         if !matches!(
             e.raw_os_error(),
             Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
