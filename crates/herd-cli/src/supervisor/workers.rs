@@ -201,6 +201,13 @@ impl Supervisor {
     ) -> Vec<Action> {
         let (slot, generation) = (start.slot, start.generation);
         match result {
+            // Only a fork server (`--fork-server`) can answer so, wrongly.
+            Ok(Spawned { pid, .. }) if self.pool.worker(pid).is_some() => {
+                let why = format!("its fork server answered pid {pid}, which is already a worker");
+                let (retry, actions) = self.pool.spawn_failed(slot, &why, now);
+                start_failed(slot, &why, retry);
+                actions
+            }
             Ok(Spawned { pid, lowered }) => {
                 tracing::info!(
                     event = LogEvent::WorkerStarted.as_str(),

@@ -294,3 +294,60 @@ fn gunicorn_through_herd_fork_upgrades_under_load_and_stops_cleanly() {
     upgrades_under_load(&herd, |body| body.starts_with("gunicorn pid"));
     stops_cleanly(herd);
 }
+
+/// A fork server that answers with the pid of a process it did not fork (here one of the
+/// test's own): herd refuses to take it as a worker, and never signals it.
+#[test]
+fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
+    let mut victim = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let liar = dir.path().join("liar.py");
+    std::fs::write(
+        &liar,
+        format!(
+            "import os, socket, sys\n\
+             s = socket.socket(fileno=int(os.environ['HERD_FORK_SERVER']))\n\
+             a = os.environ['NOTIFY_SOCKET']\n\
+             n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+             n.connect('\\0' + a[1:] if a.startswith('@') else a)\n\
+             n.send(b'READY=1')\n\
+             while s.recvmsg(65536, socket.CMSG_SPACE(4 * 16))[0]:\n    \
+             s.send(b'pid {}')\n",
+            victim.id()
+        ),
+    )
+    .unwrap();
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "--ready", "notify", "--fork-server"])
+            .args(["-b", "http=127.0.0.1:0", "--"])
+            .args([python_program("python3"), liar.display().to_string()]);
+        cmd
+    });
+    let refused = herd.wait_event("the refused pid", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("which is not herd's child")
+    });
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains(&victim.id().to_string()), "{message}");
+    assert!(status_workers_empty(&herd.status()), "{}", herd.status());
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "herd signalled a process it never started"
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+/// Whether `status` lists no worker.
+fn status_workers_empty(status: &Value) -> bool {
+    worker_pids(status).is_empty()
+}

@@ -113,14 +113,17 @@ pub fn fork(
         })
     });
     let why = match answer {
-        Ok(n) if n > 0 => {
-            return match parse_reply(&reply[..n]) {
-                Reply::Forked(pid) => Ok(pid),
-                Reply::Refused(why) => Err(format!(
+        Ok(n) if n > 0 => match parse_reply(&reply[..n]) {
+            Reply::Forked(pid) => match adopted(pid) {
+                Ok(()) => return Ok(pid),
+                Err(why) => why,
+            },
+            Reply::Refused(why) => {
+                return Err(format!(
                     "its fork server (pid {server}) could not fork it: {why}"
-                )),
-            };
-        }
+                ))
+            }
+        },
         Ok(_) => "closed its socket".to_string(),
         Err(e)
             if matches!(
@@ -156,4 +159,29 @@ fn retry_interrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::
             other => return other,
         }
     }
+}
+
+/// Whether `pid`, which a fork server answered, is a worker herd may supervise: herd's own
+/// child (re-parented to herd, the subreaper) that leads its own process group. A fork server
+/// may answer any pid, and herd signals its workers' groups: it must never take a process it
+/// did not adopt. One that is herd's child but leads no group of its own is killed (nothing
+/// else would stop it). Why not, as the rest of "its fork server ...".
+fn adopted(pid: u32) -> Result<(), String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields = herd_sys::process::parse_stat_fields(&stat, &[4, 5]).unwrap_or_default();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u32>().ok());
+    if number(0) != Some(std::process::id()) {
+        return Err(format!(
+            "answered pid {pid}, which is not herd's child: a worker must be re-parented to \
+             herd before the reply (docs/fork-server.md)"
+        ));
+    }
+    if number(1) != Some(pid) {
+        let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
+        return Err(format!(
+            "answered pid {pid}, which leads no process group of its own (a worker calls \
+             setpgid(0, 0)); herd killed that process"
+        ));
+    }
+    Ok(())
 }
