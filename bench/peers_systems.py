@@ -211,6 +211,17 @@ class HerdForked(HerdSystem):
     def __init__(self, port, name, kind, command):
         super().__init__(port, name, kind, forked(command))
 
+    def workers(self):
+        """herd's children but its fork servers, which stay in herd's own process group."""
+        own = os.getpgid(self.supervisor())
+
+        def group(pid):
+            try:
+                return os.getpgid(pid)
+            except ProcessLookupError:
+                return own
+        return {pid for pid in super().workers() if group(pid) != own}
+
 
 class HerdReexec(HerdSystem):
     """`herd reexec`: herd replaces its own program in place; the workers keep serving."""

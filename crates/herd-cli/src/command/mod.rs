@@ -491,7 +491,7 @@ impl WorkerCommand {
 /// microseconds until then; a thread it made meanwhile keeps herd's. How it was lowered;
 /// `None` if it was not (it chose its own priority, it is gone, herd was not allowed): it
 /// runs as it would without the option, and herd will not raise it.
-fn lower(pid: u32, lowering: Lowering) -> Option<Lowered> {
+pub(crate) fn lower(pid: u32, lowering: Lowering) -> Option<Lowered> {
     let now = Priority {
         class: herd_sys::process::scheduling_policy(pid).ok()?,
         nice: herd_sys::process::nice_of(pid).ok()?,

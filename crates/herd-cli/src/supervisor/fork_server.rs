@@ -11,6 +11,10 @@
 //!   has to become ready (`--ready-timeout`).
 //! - A fork server that is ready and then exits (killed, crashed) is started anew by the next
 //!   start that needs it; the workers it forked are herd's children and serve on.
+//! - A fork server that loads beside serving workers (an upgrade's, a restart's while others
+//!   serve) loads at `--starting-nice`'s priority, as a worker that replaces a serving one
+//!   starts; it gets herd's back when it says `READY=1` (before it forks anything, so that
+//!   its workers are born at herd's priority), or when its warm-up ends (starved, budget).
 //! - Once G's fork server is ready, the older ones are closed: they exit when herd closes its
 //!   end of their socket. A start of an older generation (a restart during an upgrade) starts
 //!   one anew.
@@ -33,6 +37,20 @@ pub enum Gate {
     Loading,
     /// There is none: start one, then hold the start back.
     Missing,
+}
+
+/// What a start's look at its fork server came to (the platform's `fork_gate`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// The start goes ahead (its fork server is ready, or it needs none).
+    Go,
+    /// Its fork server is loading: the start waits.
+    Wait,
+    /// Its fork server was just started, as `pid`, lowered so while it loads: the start waits.
+    Started {
+        pid: u32,
+        lowered: Option<super::warm_up::Lowered>,
+    },
 }
 
 /// A fork server's course.

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use super::pool::Readiness;
 use super::starts::Start;
+use super::warm_up::Lowered;
 use super::Supervisor;
 use crate::command::StartError;
-use crate::supervisor::fork_server::Ended;
+use crate::logging::LogEvent;
+use crate::supervisor::fork_server::{Ended, Opened};
 
 /// How long a fork server may load: the time a worker has to become ready (`--ready-timeout`
 /// with `--ready notify`), else this.
@@ -27,12 +29,27 @@ impl Supervisor {
     /// The starts of `batch` that may go ahead now; those whose fork server is loading (or
     /// was just started) are held back, those whose fork server could not be started fail.
     pub(super) fn through_fork_gate(&mut self, batch: &[Start], now: Instant) -> Vec<Start> {
-        let timeout = load_timeout(self.pool.config().readiness);
+        let readiness = self.pool.config().readiness;
+        let timeout = load_timeout(readiness);
         let mut go = Vec::with_capacity(batch.len());
         for start in batch {
-            match self.effects.spawner().fork_gate(start.generation, timeout) {
-                Ok(true) => go.push(*start),
-                Ok(false) => self.starts.hold(*start),
+            // Loading beside the worker its slot's start replaces, it loads as that start would.
+            let replaces_a_server = self.pool.slot_serves(start.slot);
+            let lowering = self.warm_up.and_then(|w| w.for_start(replaces_a_server));
+            match self
+                .effects
+                .spawner()
+                .fork_gate(start.generation, (timeout, lowering))
+            {
+                Ok(Opened::Go) => go.push(*start),
+                Ok(Opened::Wait) => self.starts.hold(*start),
+                Ok(Opened::Started { pid, lowered }) => {
+                    if let Some(how) = lowered {
+                        let budget = self.warming.budget(readiness);
+                        self.warming.started(pid, now, budget, how);
+                    }
+                    self.starts.hold(*start);
+                }
                 Err(e) => self.fork_start_failed(start, e, now),
             }
         }
@@ -44,6 +61,10 @@ impl Supervisor {
     pub(super) fn fork_server_said_ready(&mut self, pid: u32) -> bool {
         if self.effects.spawner().fork_server_ready(pid).is_none() {
             return false;
+        }
+        // herd's priority back before the first fork: its workers are born with it.
+        if let Some(how) = self.warming.ended(pid) {
+            self.raise_fork_server(pid, how);
         }
         self.starts.release_held();
         self.start_some();
@@ -58,6 +79,7 @@ impl Supervisor {
         let Some(ended) = self.effects.spawner().fork_server_exited(pid, &how) else {
             return;
         };
+        self.warming.ended(pid);
         if let Ended::Failed { generation, why } = ended {
             let now = Instant::now();
             for start in self.starts.take_held(generation) {
@@ -81,6 +103,19 @@ impl Supervisor {
             return;
         }
         self.effects.spawner().fork_servers_timed_out(now);
+    }
+
+    /// `--starting-nice`: fork server `pid`, which herd lowered as `how` while it loads, gets
+    /// herd's priority back.
+    pub(super) fn raise_fork_server(&mut self, pid: u32, how: Lowered) {
+        let serving = self.workers_nice;
+        if let Err(e) = self.effects.spawner().restore_priority(pid, how, serving) {
+            tracing::warn!(
+                event = LogEvent::PriorityNotRestored.as_str(),
+                pid,
+                "cannot give the fork server herd's priority back: {e}"
+            );
+        }
     }
 
     fn fork_start_failed(&mut self, start: &Start, e: StartError, now: Instant) {

@@ -102,6 +102,15 @@ impl Supervisor {
                 .worker(pid)
                 .filter(|w| w.state == WorkerState::Starting);
             let Some(slot) = starting.map(|w| w.slot) else {
+                if self.effects.fork_server_pids().contains(&pid) {
+                    tracing::info!(
+                        event = LogEvent::WarmUpOver.as_str(),
+                        pid,
+                        reason,
+                        "fork server still loading at --starting-nice gets herd's priority back"
+                    );
+                    self.raise_fork_server(pid, how);
+                }
                 continue;
             };
             tracing::info!(

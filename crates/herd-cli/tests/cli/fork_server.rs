@@ -351,3 +351,58 @@ fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
 fn status_workers_empty(status: &Value) -> bool {
     worker_pids(status).is_empty()
 }
+
+/// `pid`'s scheduling policy (field 41 of `/proc/PID/stat`: 0 `SCHED_OTHER`, 5 `SCHED_IDLE`).
+fn policy(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    rest[41 - 3].parse().unwrap()
+}
+
+/// An upgrade's fork server loads beside the serving workers: at `--starting-nice`'s priority
+/// (`SCHED_IDLE`) until it says READY=1, and its workers are born at herd's.
+#[test]
+fn an_upgrades_fork_server_loads_at_the_starting_priority_and_its_workers_serve_at_herds() {
+    let dir = tempfile::tempdir().unwrap();
+    let hold = dir.path().join("hold");
+    std::fs::write(
+        dir.path().join("slow.py"),
+        "import os, time\nwhile os.path.exists(os.environ['HOLD']):\n    time.sleep(0.01)\n",
+    )
+    .unwrap();
+    let path = dir.path().display().to_string();
+    let flag = hold.display().to_string();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("PYTHONPATH", &path)
+            .env("HOLD", &flag)
+            .args(["run", "-w", "2", "--ready", "notify", "--fork-server"])
+            .args(["--starting-nice", "idle"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .args([python_program("python3"), launcher()])
+            .args(["--preload", "slow", &example("hello.py")]);
+        cmd
+    });
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    std::fs::write(&hold, "").unwrap();
+    let control = herd.control();
+    let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));
+    let started = herd.wait_for_event("fork_server_started", &[("generation", 2.into())]);
+    let server = fork_server_pid(&started);
+    assert_eq!(
+        policy(server),
+        5,
+        "the loading fork server is not SCHED_IDLE"
+    );
+    std::fs::remove_file(&hold).unwrap();
+    let (code, stdout, stderr) = upgrade.join().unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        policy(server),
+        0,
+        "the ready fork server is not back at SCHED_OTHER"
+    );
+    for pid in worker_pids(&herd.status()) {
+        assert_eq!(policy(pid), 0, "worker {pid} is not at SCHED_OTHER");
+    }
+}

@@ -12,6 +12,7 @@ use socket2::{Domain, Socket, Type};
 use crate::command::{StartError, WorkerCommand};
 use crate::logging::LogEvent;
 use crate::supervisor::fork_server::{encode_request, parse_reply, ForkServers, Reply};
+use crate::supervisor::warm_up::{Lowered, Lowering};
 
 /// The send buffer herd asks for on its end of a fork server's socket, so that one request
 /// holds a large environment.
@@ -21,15 +22,16 @@ const REQUEST_ROOM: usize = 4 << 20;
 /// milliseconds, even of a large process.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Starts `generation`'s fork server with `command`, `stdin` as its standard input, and
-/// records it in `servers`, loading for at most `timeout`.
+/// Starts `generation`'s fork server with `command`, `stdin` as its standard input, lowered as
+/// `lowering` says while it loads (`--starting-nice`), and records it in `servers`, loading for
+/// at most `timeout`. Its pid, and how herd lowered it.
 pub fn start(
     servers: &mut ForkServers<Socket>,
     command: &WorkerCommand,
     generation: u64,
     stdin: BorrowedFd<'_>,
-    timeout: Duration,
-) -> Result<(), StartError> {
+    (timeout, lowering): (Duration, Option<Lowering>),
+) -> Result<(u32, Option<Lowered>), StartError> {
     let failed = |what: &str, e: std::io::Error| StartError {
         cannot_execute: false,
         message: format!("cannot start its fork server: {what}: {e}"),
@@ -55,8 +57,9 @@ pub fn start(
         generation,
         "fork server started; its workers start once it says READY=1"
     );
+    let lowered = lowering.and_then(|lowering| crate::command::lower(pid, lowering));
     servers.started(generation, pid, ours, Instant::now(), timeout);
-    Ok(())
+    Ok((pid, lowered))
 }
 
 /// Asks `generation`'s ready fork server for the worker `plan` describes, with `stdio` (herd's

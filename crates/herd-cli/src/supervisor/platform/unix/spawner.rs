@@ -13,7 +13,7 @@ use super::{fork_servers, OwnChildren};
 use crate::command::{StartError, WorkerCommand};
 use crate::logging::LogEvent;
 use crate::spec::Listener;
-use crate::supervisor::fork_server::{Ended, ForkServers, Gate};
+use crate::supervisor::fork_server::{Ended, ForkServers, Gate, Opened};
 use crate::supervisor::reload::Commands;
 use crate::supervisor::warm_up::{Lowered, Lowering, SchedStat, Spawned};
 
@@ -116,21 +116,26 @@ impl Spawner {
             .collect()
     }
 
-    /// Whether a start of `generation` may go ahead now (`Ok(true)`), or waits for its
-    /// fork server (`--fork-server`), which this starts if it has none (it may load for
-    /// `timeout`); `Err` if it could not be started.
-    pub fn fork_gate(&mut self, generation: u64, timeout: Duration) -> Result<bool, StartError> {
+    /// Whether a start of `generation` may go ahead now, or waits for its fork server
+    /// (`--fork-server`), which this starts if it has none (it may load for `limits.0`, lowered
+    /// as `limits.1` says); `Err` if it could not be started.
+    pub fn fork_gate(
+        &mut self,
+        generation: u64,
+        limits: (Duration, Option<Lowering>),
+    ) -> Result<Opened, StartError> {
         let command = self.command.for_generation(generation);
         if !command.options().fork_server {
-            return Ok(true);
+            return Ok(Opened::Go);
         }
         match self.forks.gate(generation) {
-            Gate::Ready => Ok(true),
-            Gate::Loading => Ok(false),
+            Gate::Ready => Ok(Opened::Go),
+            Gate::Loading => Ok(Opened::Wait),
             Gate::Missing => {
                 let stdin = self.stdin.as_fd();
-                fork_servers::start(&mut self.forks, command, generation, stdin, timeout)?;
-                Ok(false)
+                let (pid, lowered) =
+                    fork_servers::start(&mut self.forks, command, generation, stdin, limits)?;
+                Ok(Opened::Started { pid, lowered })
             }
         }
     }

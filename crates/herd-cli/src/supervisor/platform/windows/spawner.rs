@@ -120,9 +120,9 @@ impl Spawner {
     pub fn fork_gate(
         &mut self,
         _generation: u64,
-        _timeout: std::time::Duration,
-    ) -> Result<bool, StartError> {
-        Ok(true)
+        _limits: (std::time::Duration, Option<Lowering>),
+    ) -> Result<crate::supervisor::fork_server::Opened, StartError> {
+        Ok(crate::supervisor::fork_server::Opened::Go)
     }
 
     /// Windows runs no fork server: no process is one.
