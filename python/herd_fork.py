@@ -222,6 +222,8 @@ class ForkServer:
     def __init__(self, fd, prog):
         self.prog = prog
         self.herd_pid = os.getppid()
+        # How the launcher's own arguments are found in a request's argv.
+        self.launcher, self.nargs = os.fsencode(sys.argv[0]), len(sys.argv) - 1
         self.sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
         del os.environ["HERD_FORK_SERVER"]
         # fd is inherited without close-on-exec; the socket object makes it so.
@@ -307,7 +309,7 @@ class ForkServer:
             if why_not is not None:
                 raise BadRequest(why_not)
             argv, env = parse_request(data, len(fds))
-            worker_prog = parse([os.fsdecode(a) for a in argv[2:]])
+            worker_prog = parse([os.fsdecode(a) for a in self.launcher_args(argv)])
             threads = count_threads()
             if threads > 1:
                 raise BadRequest("fork server has %d threads, cannot fork" % threads)
@@ -360,6 +362,16 @@ class ForkServer:
         else:
             self.reply(b"error the intermediate process died before forking the worker")
         return None
+
+    def launcher_args(self, argv):
+        """The launcher's arguments in a request's argv: those after its own path, which
+        interpreter options (python3 -X dev) or a wrapper (env python3) may precede; else
+        (python3 -m herd_fork) as many as the fork server's own, from the end."""
+        if self.launcher in argv[1:]:
+            return argv[argv.index(self.launcher, 1) + 1:]
+        if len(argv) <= self.nargs:
+            raise BadRequest("argv has %d items, fewer than the fork server's" % len(argv))
+        return argv[len(argv) - self.nargs:]
 
     def intermediate(self, r, w):
         """Forks the worker and reports its pid; returns (its pid) only in the worker."""

@@ -113,7 +113,7 @@ def request(argv, env, version=b"herd-fork 1"):
 class Herd:
     """One fork server, started as herd would, and its end of the socket."""
 
-    def __init__(self, test, args, env=None, cwd=None):
+    def __init__(self, test, args, env=None, cwd=None, head=None):
         self.test = test
         self.dir = test.dir
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -124,7 +124,7 @@ class Herd:
                          "NOTIFY_SOCKET": self.notify_path, "HERD_GENERATION": "1"}
         self.base_env.update(env or {})
         fs_env = dict(self.base_env, HERD_FORK_SERVER=str(theirs.fileno()))
-        self.argv = [sys.executable, LAUNCHER] + args
+        self.argv = (head or [sys.executable, LAUNCHER]) + args
         self.proc = subprocess.Popen(self.argv, env=fs_env, cwd=cwd or self.dir,
                                      stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      pass_fds=[theirs.fileno()])
@@ -216,11 +216,12 @@ class ForkServerTest(unittest.TestCase):
         herd.wait_ready()
         return herd
 
-    def fork(self, herd, n, listen=True, extra_env=(), argv_tail=None):
+    def fork(self, herd, n, listen=True, extra_env=(), argv_tail=None, argv_head=None):
         worker = Worker(self, n, listen)
         worker.env += list(extra_env)
         tail = argv_tail if argv_tail is not None else [self.script, "fixed", "worker-%d" % n]
-        argv = [os.fsencode(a) for a in [sys.executable, LAUNCHER] + tail]
+        head = argv_head or [sys.executable, LAUNCHER]
+        argv = [os.fsencode(a) for a in head + tail]
         worker.argv = argv
         herd.send(request(argv, worker.env), worker.fds)
         reply = herd.reply()
@@ -280,6 +281,21 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(w.info["argv"], [self.script, "y"])
         self.assertEqual(w.info["path0"], self.dir)  # the cwd
         self.assertEqual(w.info["file"], self.script)
+        self.finish(w)
+
+    def test_interpreter_options_and_m_before_the_launcher_are_skipped(self):
+        # The launcher's arguments follow its path (python3 -W ignore herd_fork.py),
+        # or are as many as its own from the end (python3 -m herd_fork).
+        head = [sys.executable, "-W", "ignore", LAUNCHER]
+        herd = self.start(head=head)
+        w = self.fork(herd, 1, argv_head=head)
+        self.assertEqual(w.info["argv"], [self.script, "fixed", "worker-1"])
+        self.finish(w)
+        head = [sys.executable, "-m", "herd_fork"]
+        env = {"PYTHONPATH": os.path.dirname(LAUNCHER)}
+        herd = self.start([self.script, "fixed"], env=env, head=head)
+        w = self.fork(herd, 2, argv_head=head, argv_tail=[self.script, "worker-2"])
+        self.assertEqual(w.info["argv"], [self.script, "worker-2"])
         self.finish(w)
 
     def test_workers_start_at_once_after_the_reply(self):
