@@ -163,7 +163,13 @@ def main():
     if fd is None:
         set_main_path(prog)
         return prog
-    return ForkServer(int(fd), prog).serve()
+    try:
+        server = ForkServer(int(fd), prog)
+    except (ValueError, OSError) as e:
+        sys.stderr.write("herd_fork.py: HERD_FORK_SERVER=%s is not herd's socket (%s): run "
+                         "this under herd run --fork-server, or unset it\n" % (fd, e))
+        sys.exit(2)
+    return server.serve()
 
 
 class BadRequest(Exception):
@@ -401,8 +407,14 @@ class ForkServer:
         while os.getppid() == intermediate and time.monotonic() < deadline:
             time.sleep(0.0005)
         self.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != self.herd_pid:
-            os._exit(1)  # herd is gone
+        parent = os.getppid()
+        if parent != self.herd_pid:  # herd is gone, or never was the fork server's parent
+            sys.stderr.write("herd_fork.py: worker %d: its parent is pid %d, not the fork "
+                             "server's parent %d: herd died, or herd_fork.py is not herd's "
+                             "command itself (a wrapper must exec it)\n"
+                             % (os.getpid(), parent, self.herd_pid))
+            flush_stdio()
+            os._exit(1)
         # The request's fds to 0, 1, 2, 3...: first above them all, then in place.
         n = len(fds)
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, n) for fd in fds]

@@ -352,6 +352,29 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(herd.fd_count(), before, "the received fds are closed")
         self.finish(self.fork(herd, 2))
 
+    def test_a_worker_whose_parent_is_not_the_fork_servers_says_so(self):
+        # A shell that forks the fork server (not exec) is its parent, not herd.
+        head = ["sh", "-c", '"$0" "$@"; exit', sys.executable, LAUNCHER]
+        herd = self.start(head=head)
+        worker = Worker(self, 1, listen=False)
+        argv = [os.fsencode(a) for a in [sys.executable, LAUNCHER, self.script, "fixed"]]
+        herd.send(request(argv, worker.env), worker.fds)
+        reply = herd.reply()
+        worker.sent()
+        self.assertTrue(reply.startswith(b"pid "), reply)
+        self.assertEqual(wait_pid(int(reply[4:])), 1)
+        line = read_line(herd.proc.stderr.fileno())
+        self.assertIn(b"herd_fork.py is not herd's command itself", line)
+
+    def test_a_bad_herd_fork_server_is_one_line_and_status_2(self):
+        for value in ("x", "99"):
+            env = dict(os.environ, HERD_FORK_SERVER=value)
+            p = subprocess.run([sys.executable, LAUNCHER, self.script], env=env,
+                               stderr=subprocess.PIPE, timeout=TIMEOUT)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertEqual(p.stderr.count(b"\n"), 1, p.stderr)
+            self.assertIn(b"HERD_FORK_SERVER=%s is not herd's socket" % value.encode(), p.stderr)
+
     def test_eof_ends_the_fork_server_with_status_0(self):
         herd = self.start()
         herd.sock.close()
