@@ -427,6 +427,9 @@ class ForkServer:
         except OSError:
             open_fds = range(n, os.sysconf("SC_OPEN_MAX"))
         close_all(fd for fd in open_fds if fd not in keep)
+        # A preload's wakeup fd (an asyncio loop's) is closed: a signal must not write its
+        # byte into whatever the program opens next at that number.
+        signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGINT, self.sigint)
         os.environ.clear()
         for item in env:

@@ -50,6 +50,7 @@ info = {
     "stat": {fd: list(os.fstat(fd)[1:3]) for fd in fds},
     "inheritable": [os.get_inheritable(fd) for fd in fds],
     "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+    "wakeup_fd": signal.set_wakeup_fd(-1),
 }
 atexit.register(lambda: print("atexit", flush=True))
 print(json.dumps(info), flush=True)
@@ -374,6 +375,16 @@ class ForkServerTest(unittest.TestCase):
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertEqual(p.stderr.count(b"\n"), 1, p.stderr)
             self.assertIn(b"HERD_FORK_SERVER=%s is not herd's socket" % value.encode(), p.stderr)
+
+    def test_a_preloads_signal_wakeup_fd_is_unset_in_the_worker(self):
+        # As an asyncio loop made at import does: its fd is closed in the worker.
+        with open(os.path.join(self.dir, "wakeup_preload.py"), "w") as f:
+            f.write("import os, signal\nr, w = os.pipe()\nos.set_blocking(w, False)\n"
+                    "signal.set_wakeup_fd(w)\n")
+        herd = self.start(["--preload", "wakeup_preload", self.script, "fixed"])
+        w = self.fork(herd, 1, listen=False)
+        self.assertEqual(w.info["wakeup_fd"], -1)
+        self.finish(w)
 
     def test_eof_ends_the_fork_server_with_status_0(self):
         herd = self.start()
