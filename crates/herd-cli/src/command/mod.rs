@@ -331,19 +331,11 @@ impl WorkerCommand {
         start: PreparedStart,
         result: Result<u32, SpawnError>,
     ) -> Result<Spawned, StartError> {
-        let PreparedStart {
-            slot,
-            generation,
-            program,
-            output: pipes,
-            lowering,
-            ..
-        } = start;
         let pid = result.map_err(|e| StartError {
             cannot_execute: e.stage() == Stage::Exec,
-            message: self.describe(&program, &e),
+            message: self.describe(&start.program, &e),
         })?;
-        Ok(self.running(slot, generation, pid, pipes, lowering))
+        Ok(self.running(start, pid))
     }
 
     /// [`started`](Self::started) for a worker its generation's fork server forked (`result`:
@@ -353,6 +345,16 @@ impl WorkerCommand {
         start: PreparedStart,
         result: Result<u32, String>,
     ) -> Result<Spawned, StartError> {
+        let pid = result.map_err(|message| StartError {
+            cannot_execute: false,
+            message,
+        })?;
+        Ok(self.running(start, pid))
+    }
+
+    /// `start`'s worker runs as `pid`: lowered as the start says, its output read from its
+    /// pipes.
+    fn running(&self, start: PreparedStart, pid: u32) -> Spawned {
         let PreparedStart {
             slot,
             generation,
@@ -360,22 +362,6 @@ impl WorkerCommand {
             lowering,
             ..
         } = start;
-        let pid = result.map_err(|message| StartError {
-            cannot_execute: false,
-            message,
-        })?;
-        Ok(self.running(slot, generation, pid, pipes, lowering))
-    }
-
-    /// Worker `pid` runs: lowered as `lowering` says, its output read from `pipes`.
-    fn running(
-        &self,
-        slot: usize,
-        generation: u64,
-        pid: u32,
-        pipes: Option<OutputPipes>,
-        lowering: Option<Lowering>,
-    ) -> Spawned {
         let lowered = lowering.and_then(|lowering| lower(pid, lowering));
         if let (Some(output), Some(((out_read, _), (err_read, _)))) = (&self.output, pipes) {
             let writer = Writer {
