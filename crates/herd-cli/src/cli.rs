@@ -6,7 +6,7 @@ use std::time::Duration;
 
 pub use crate::spec::Balance;
 use crate::spec::{BindSpec, ShmSpec};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 pub mod config;
 mod parse;
@@ -15,11 +15,13 @@ mod run_help;
 mod stop;
 mod surge;
 pub mod unavailable;
+mod values;
 
 use crate::supervisor::warm_up::{parse_starting_nice, StartingNice};
 use crate::worker_env::{parse_compat, Compat};
 use run_help::RUN_HELP;
 pub use stop::{SignalArgs, StopArgs};
+pub use values::{LogFormat, LogLevel, ReadyMode, WorkerOutput, Workers};
 
 use herd_core::MaxSurge;
 pub use parse::{parse_duration, Rlimit, Signal};
@@ -451,57 +453,4 @@ pub struct RunArgs {
     #[arg(last = true, required_unless_present = "config", value_name = "COMMAND",
           value_parser = clap::value_parser!(OsString))]
     pub command: Vec<OsString>,
-}
-
-/// When a worker counts as ready.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReadyMode {
-    /// After it stayed alive this long (or sent READY=1 sooner).
-    Delay(Duration),
-    /// When it sends READY=1.
-    Notify,
-}
-
-/// What becomes of the workers' stdout and stderr.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum WorkerOutput {
-    /// They write to herd's own stdout and stderr.
-    Inherit,
-    /// herd passes each line on, prefixed with who wrote it.
-    Prefix,
-    /// herd passes each line on as one JSON object.
-    Json,
-}
-
-/// Log verbosity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogLevel {
-    /// Errors only.
-    Error,
-    /// Errors and warnings (crashes, restarts).
-    Warn,
-    /// Also worker starts, exits and signals.
-    Info,
-    /// Also internal details.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-/// Log line format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    Text,
-    /// One JSON object per event.
-    Json,
-}
-
-/// A fixed number of workers, or autoscaling bounds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workers {
-    /// Exactly this many.
-    Fixed(usize),
-    /// Between these, as the load requires.
-    Auto(usize, usize),
 }

@@ -12,7 +12,8 @@ use super::{StartError, WorkerCommand};
 impl WorkerCommand {
     /// The plan that starts `generation`'s fork server: the command as slot 0's worker would
     /// run it, with the workers' environment and options but no sockets, `HERD_WORKER` nor
-    /// `LISTEN_*`, and `HERD_FORK_SERVER=3`: its end of herd's socket, at fd 3. It stays in
+    /// `LISTEN_*`, nor `--compat`'s variables (they name the sockets' fds, 3 being herd's
+    /// socket here), and `HERD_FORK_SERVER=3`: its end of herd's socket, at fd 3. It stays in
     /// herd's process group (herd's helpers do; the orphan look passes them over).
     pub fn fork_server_plan(&self, generation: u64) -> Result<ExecPlan, StartError> {
         let fail = |message| StartError {
@@ -21,7 +22,7 @@ impl WorkerCommand {
         };
         let program = self.program(0, generation).map_err(fail)?;
         let plan = self
-            .base_plan(&program, 0, generation)
+            .plan_with(&program, 0, generation, |key| !names_sockets(key))
             .and_then(|mut plan| {
                 plan.env(OsStr::new("HERD_FORK_SERVER"), OsStr::new("3"))?
                     .env(
@@ -43,6 +44,37 @@ impl WorkerCommand {
                 "cannot start its fork server: {}",
                 self.describe(&program, e)
             ),
+        }
+    }
+}
+
+/// Whether variable `key` names the sockets' fds (`--compat`'s): the fork server has none.
+fn names_sockets(key: &OsStr) -> bool {
+    let key = key.to_string_lossy();
+    key.starts_with("EINHORN_FD") || key == "SERVER_STARTER_PORT"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compat_variables_that_name_fds_are_not_the_fork_servers() {
+        for key in [
+            "EINHORN_FD_COUNT",
+            "EINHORN_FD_0",
+            "EINHORN_FDS",
+            "SERVER_STARTER_PORT",
+        ] {
+            assert!(names_sockets(OsStr::new(key)), "{key}");
+        }
+        for key in [
+            "EINHORN_MASTER_PID",
+            "EINHORN_SOCK_PATH",
+            "HERD_CONTROL",
+            "PATH",
+        ] {
+            assert!(!names_sockets(OsStr::new(key)), "{key}");
         }
     }
 }

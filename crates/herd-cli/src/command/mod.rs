@@ -408,11 +408,22 @@ impl WorkerCommand {
         slot: usize,
         generation: u64,
     ) -> std::io::Result<ExecPlan> {
+        self.plan_with(program, slot, generation, |_| true)
+    }
+
+    /// [`base_plan`](Self::base_plan) with only the variables `keep` keeps.
+    fn plan_with(
+        &self,
+        program: &std::path::Path,
+        slot: usize,
+        generation: u64,
+        keep: impl Fn(&OsStr) -> bool,
+    ) -> std::io::Result<ExecPlan> {
         let mut plan = ExecPlan::new(program.as_os_str())?;
         for arg in &self.args {
             plan.arg(&arg.expand(slot, generation))?;
         }
-        for (key, value) in &self.env {
+        for (key, value) in self.env.iter().filter(|(key, _)| keep(key)) {
             plan.env(key, value)?;
         }
         let o = &self.options;

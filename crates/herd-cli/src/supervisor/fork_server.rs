@@ -82,6 +82,9 @@ pub enum Ended {
     WasReady { generation: u64 },
     /// It never became ready: the starts of its generation held back fail, for this reason.
     Failed { generation: u64, why: String },
+    /// It never became ready, but another of its generation runs (started after herd killed
+    /// this one for loading too long): the starts held back wait for that one.
+    Superseded { generation: u64 },
 }
 
 /// The fork servers herd runs, by pid.
@@ -173,6 +176,7 @@ impl<H> ForkServers<H> {
         let generation = server.generation;
         Some(match server.course {
             Course::Ready => Ended::WasReady { generation },
+            _ if self.gate(generation) != Gate::Missing => Ended::Superseded { generation },
             Course::Loading(_) => Ended::Failed {
                 generation,
                 why: format!(

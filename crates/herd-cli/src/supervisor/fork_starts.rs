@@ -94,9 +94,10 @@ impl Supervisor {
         self.start_some();
     }
 
-    /// Kills the fork servers that loaded too long (their exits fail their starts); closes
-    /// them all once herd stops.
-    pub(super) fn look_at_fork_servers(&mut self, now: Instant) {
+    /// After each turn: once herd stops, closes every fork server and forgets the starts
+    /// still waiting (held back ones included); else kills the fork servers that loaded too
+    /// long (their exits fail their starts).
+    pub(super) fn fork_servers_after_turn(&mut self, now: Instant) {
         if self.pool.is_stopping() {
             self.starts.clear();
             self.effects.spawner().close_fork_servers();

@@ -88,7 +88,7 @@ impl Supervisor {
         self.drain_due();
         let actions = self.pool.due(Instant::now());
         self.apply(actions, false);
-        self.look_at_fork_servers(Instant::now());
+        self.fork_servers_after_turn(Instant::now());
         self.start_some();
         self.recycle_due();
         self.warm_up_due();

@@ -103,3 +103,17 @@ fn one_herd_gave_up_on_is_forgotten_and_all_close_at_the_stop() {
     assert_eq!(f.close_all(), vec![(101, "a"), (201, "b")]);
     assert_eq!(f.pids().count(), 0);
 }
+
+#[test]
+fn the_exit_of_one_killed_for_loading_too_long_spares_the_starts_waiting_for_its_successor() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "slow", now, TIMEOUT);
+    assert_eq!(f.timed_out(now + TIMEOUT), vec![100]);
+    // A start meanwhile started another; the first one's exit fails nothing.
+    f.started(1, 101, "next", now + TIMEOUT, TIMEOUT);
+    assert_eq!(
+        f.exited(100, "was killed by SIGKILL"),
+        Some(Ended::Superseded { generation: 1 })
+    );
+    assert_eq!(f.gate(1), Gate::Loading);
+}

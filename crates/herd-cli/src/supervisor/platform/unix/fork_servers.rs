@@ -117,7 +117,7 @@ pub fn fork(
     });
     let why = match answer {
         Ok(n) if n > 0 => match parse_reply(&reply[..n]) {
-            Reply::Forked(pid) => match adopted(pid) {
+            Reply::Forked(pid) => match adopted(pid, |p| servers.pids().any(|s| s == p)) {
                 Ok(()) => return Ok(pid),
                 Err(why) => why,
             },
@@ -169,7 +169,10 @@ fn retry_interrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::
 /// may answer any pid, and herd signals its workers' groups: it must never take a process it
 /// did not adopt. One that is herd's child but leads no group of its own is killed (nothing
 /// else would stop it). Why not, as the rest of "its fork server ...".
-fn adopted(pid: u32) -> Result<(), String> {
+fn adopted(pid: u32, fork_server: impl Fn(u32) -> bool) -> Result<(), String> {
+    if fork_server(pid) {
+        return Err(format!("answered pid {pid}, which is a fork server"));
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields = herd_sys::process::parse_stat_fields(&stat, &[4, 5]).unwrap_or_default();
     let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u32>().ok());

@@ -174,6 +174,13 @@ impl Spawner {
                 generation,
                 "generation {generation}'s workers cannot start: {why}"
             ),
+            Ended::Superseded { generation } => tracing::warn!(
+                event = LogEvent::ForkServerExited.as_str(),
+                pid,
+                generation,
+                "fork server {how}, killed for loading too long; its generation's starts wait \
+                 for the one started since"
+            ),
         }
         Some(ended)
     }
