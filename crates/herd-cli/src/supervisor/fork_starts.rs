@@ -44,9 +44,14 @@ impl Supervisor {
                 Ok(Opened::Go) => go.push(*start),
                 Ok(Opened::Wait) => self.starts.hold(*start),
                 Ok(Opened::Started { pid, lowered }) => {
-                    if let Some(how) = lowered {
-                        let budget = self.warming.budget(readiness);
-                        self.warming.started(pid, now, budget, how);
+                    // A load at herd's priority is timed for the warm-up budget, as a start.
+                    match lowered {
+                        Some(how) => {
+                            let budget = self.warming.budget(readiness);
+                            self.warming.started(pid, now, budget, how);
+                        }
+                        None if self.warm_up.is_some() => self.warming.started_at_full(pid, now),
+                        None => {}
                     }
                     self.starts.hold(*start);
                 }
@@ -63,7 +68,7 @@ impl Supervisor {
             return false;
         }
         // herd's priority back before the first fork: its workers are born with it.
-        if let Some(how) = self.warming.ended(pid) {
+        if let Some(how) = self.warming.ready(pid, Instant::now()) {
             self.raise_fork_server(pid, how);
         }
         self.starts.release_held();

@@ -360,14 +360,16 @@ fn policy(pid: u32) -> u32 {
 }
 
 /// An upgrade's fork server loads beside the serving workers: at `--starting-nice`'s priority
-/// (`SCHED_IDLE`) until it says READY=1, and its workers are born at herd's.
+/// (`SCHED_IDLE`) until it says READY=1, and its workers are born at herd's. Each load takes
+/// half a second at least: the first, at herd's priority, sets the warm-up budget (twice the
+/// slowest start-up), within which the test looks.
 #[test]
 fn an_upgrades_fork_server_loads_at_the_starting_priority_and_its_workers_serve_at_herds() {
     let dir = tempfile::tempdir().unwrap();
     let hold = dir.path().join("hold");
     std::fs::write(
         dir.path().join("slow.py"),
-        "import os, time\nwhile os.path.exists(os.environ['HOLD']):\n    time.sleep(0.01)\n",
+        "import os, time\ntime.sleep(0.5)\nwhile os.path.exists(os.environ['HOLD']):\n    time.sleep(0.01)\n",
     )
     .unwrap();
     let path = dir.path().display().to_string();
@@ -392,7 +394,8 @@ fn an_upgrades_fork_server_loads_at_the_starting_priority_and_its_workers_serve_
     assert_eq!(
         policy(server),
         5,
-        "the loading fork server is not SCHED_IDLE"
+        "the loading fork server is not SCHED_IDLE{}",
+        last_lines(&herd.lines())
     );
     std::fs::remove_file(&hold).unwrap();
     let (code, stdout, stderr) = upgrade.join().unwrap();

@@ -51,13 +51,13 @@ pub fn start(
     let pid = plan
         .spawn_with(&[theirs.as_fd()], &stdio)
         .map_err(|e| command.fork_server_failed(generation, &e))?;
+    let lowered = lowering.and_then(|lowering| crate::command::lower(pid, lowering));
     tracing::info!(
         event = LogEvent::ForkServerStarted.as_str(),
         pid,
         generation,
         "fork server started; its workers start once it says READY=1"
     );
-    let lowered = lowering.and_then(|lowering| crate::command::lower(pid, lowering));
     servers.started(generation, pid, ours, Instant::now(), timeout);
     Ok((pid, lowered))
 }
