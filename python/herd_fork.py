@@ -31,6 +31,7 @@ Protocol: herd's docs (fork server protocol, version 1).  Linux only, Python
 
 import array
 import fcntl
+import gc
 import os
 import runpy
 import signal
@@ -254,6 +255,12 @@ class ForkServer:
                              "must have one (a preloaded module started a thread)\n" % threads)
             flush_stdio()
             os._exit(1)
+        # What the preloads made stays out of the workers' garbage collections (Python 3.7+):
+        # a collection writes to every object it looks at, and so copies each page of them
+        # into every worker that runs one.
+        gc.collect()
+        if hasattr(gc, "freeze"):
+            gc.freeze()
         notify(b"READY=1")
         while True:
             try:

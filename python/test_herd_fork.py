@@ -51,6 +51,7 @@ info = {
     "inheritable": [os.get_inheritable(fd) for fd in fds],
     "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
     "wakeup_fd": signal.set_wakeup_fd(-1),
+    "frozen": __import__("gc").get_freeze_count() if hasattr(__import__("gc"), "get_freeze_count") else None,
 }
 atexit.register(lambda: print("atexit", flush=True))
 print(json.dumps(info), flush=True)
@@ -384,6 +385,16 @@ class ForkServerTest(unittest.TestCase):
         herd = self.start(["--preload", "wakeup_preload", self.script, "fixed"])
         w = self.fork(herd, 1, listen=False)
         self.assertEqual(w.info["wakeup_fd"], -1)
+        self.finish(w)
+
+    def test_what_the_preloads_made_is_frozen_out_of_the_workers_collections(self):
+        if not hasattr(__import__("gc"), "freeze"):
+            self.skipTest("gc.freeze is Python 3.7's")
+        with open(os.path.join(self.dir, "heavy_preload.py"), "w") as f:
+            f.write("table = [{'n': i} for i in range(10000)]\n")
+        herd = self.start(["--preload", "heavy_preload", self.script, "fixed"])
+        w = self.fork(herd, 1, listen=False)
+        self.assertGreater(w.info["frozen"], 10000)
         self.finish(w)
 
     def test_eof_ends_the_fork_server_with_status_0(self):
