@@ -411,7 +411,10 @@ otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `pyt
 -c examples/gunicorn_herd.conf.py app:application` (as docs/interop.md says to run gunicorn under
 herd: one sync worker, the app preloaded, herd's accept queue kept, and READY=1 from the worker
 right before it accepts, where gunicorn's arbiter alone says it before it forks the worker) or `node app.js` (which says
-READY=1 with `systemd-notify` before it takes its first connection); gunicorn `--workers 4` (sync), HUP to reload and
+READY=1 with `systemd-notify` before it takes its first connection); the `herd --fork-server` rows add `--fork-server` and run the
+same Python commands through `python/herd_fork.py` (for gunicorn with `--preload` of `gunicorn.app.wsgiapp`,
+`gunicorn.glogging`, `gunicorn.arbiter` and `gunicorn.workers.sync`: docs/fork-server.md), so that each generation
+loads once and its workers are forked; gunicorn `--workers 4` (sync), HUP to reload and
 TTIN/TTOU to scale; circus with a `[socket:web]` and a watcher of 4 `app.py --fd
 $(circus.sockets.web)` (`circusctl reload web`, `incr`/`decr`); uWSGI `--master --processes 4
 --http-socket --listen SOMAXCONN` (the accept queue herd gets; uWSGI's default of 100 overflows
