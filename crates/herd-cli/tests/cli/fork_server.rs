@@ -304,29 +304,7 @@ fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
         .spawn()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let liar = dir.path().join("liar.py");
-    std::fs::write(
-        &liar,
-        format!(
-            "import os, socket, sys\n\
-             s = socket.socket(fileno=int(os.environ['HERD_FORK_SERVER']))\n\
-             a = os.environ['NOTIFY_SOCKET']\n\
-             n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
-             n.connect('\\0' + a[1:] if a.startswith('@') else a)\n\
-             n.send(b'READY=1')\n\
-             while s.recvmsg(65536, socket.CMSG_SPACE(4 * 16))[0]:\n    \
-             s.send(b'pid {}')\n",
-            victim.id()
-        ),
-    )
-    .unwrap();
-    let mut herd = Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.args(["run", "-w", "1", "--ready", "notify", "--fork-server"])
-            .args(["-b", "http=127.0.0.1:0", "--"])
-            .args([python_program("python3"), liar.display().to_string()]);
-        cmd
-    });
+    let mut herd = hand_made_fork_server(&dir, "1", &format!("s.send(b'pid {}')", victim.id()));
     let refused = herd.wait_event("the refused pid", |e| {
         is_event(e, "worker_start_failed", &[])
             && e["message"]
@@ -345,6 +323,65 @@ fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
     );
     victim.kill().unwrap();
     victim.wait().unwrap();
+}
+
+/// herd with `workers` workers forked by a fork server written here, in `dir`: it says
+/// READY=1, then runs `answer` (Python, `s` its socket to herd) for each request it reads.
+fn hand_made_fork_server(dir: &tempfile::TempDir, workers: &str, answer: &str) -> Herd {
+    let script = dir.path().join("fork_server.py");
+    std::fs::write(
+        &script,
+        format!(
+            "import os, socket, sys\n\
+             s = socket.socket(fileno=int(os.environ['HERD_FORK_SERVER']))\n\
+             a = os.environ['NOTIFY_SOCKET']\n\
+             n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+             n.connect('\\0' + a[1:] if a.startswith('@') else a)\n\
+             n.send(b'READY=1')\n\
+             while s.recvmsg(65536, socket.CMSG_SPACE(4 * 16))[0]:\n    \
+             {answer}\n"
+        ),
+    )
+    .unwrap();
+    Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", workers, "--ready", "notify", "--fork-server"])
+            .args(["-b", "http=127.0.0.1:0", "--"])
+            .args([python_program("python3"), script.display().to_string()]);
+        cmd
+    })
+}
+
+/// A fork server that answers a request twice: herd must not take the second answer for the
+/// next request's (every reply after it would answer the request before, a worker forked for
+/// one slot taken as another's); it kills the fork server when it next asks.
+#[test]
+fn a_fork_server_that_answers_twice_is_killed_before_it_answers_the_next_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "2", "s.send(b'error one'); s.send(b'error two')");
+    let killed = herd.wait_event("the fork server killed", |e| {
+        is_event(e, "fork_server_exited", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("sent \"error two\" before herd asked anything")
+    });
+    let server = fork_server_pid(&killed);
+    // No start took the second answer as its own.
+    let lines = herd.lines();
+    let took_it = events(&lines).find(|e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("could not fork it: two")
+    });
+    assert!(took_it.is_none(), "{took_it:?}");
+    herd.wait_event("another fork server", |e| {
+        is_event(e, "fork_server_started", &[]) && fork_server_pid(e) != server
+    });
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
 }
 
 /// Whether `status` lists no worker.

@@ -84,39 +84,9 @@ pub fn fork(
     ];
     let all: Vec<BorrowedFd<'_>> = streams.into_iter().chain(fds.iter().copied()).collect();
     let request = encode_request(plan.args(), plan.env_entries());
-    let asked =
-        retry_interrupted(|| herd_sys::fdpass::send_with_fds(socket.as_fd(), &request, &all));
-    if let Err(e) = &asked {
-        // Too large a request, or no memory for it: herd's trouble, not the fork server's.
-        if e.raw_os_error() == Some(libc::EMSGSIZE) {
-            return Err(format!(
-                "its command line and environment ({} bytes) do not fit in one message to its \
-                 fork server (pid {server}): the kernel caps it at net.core.wmem_max; make the \
-                 environment smaller or raise that sysctl",
-                request.len()
-            ));
-        }
-        if !matches!(
-            e.raw_os_error(),
-            Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
-        ) {
-            return Err(format!(
-                "cannot ask its fork server (pid {server}) for it: {e}"
-            ));
-        }
-    }
     let mut reply = [0u8; 512];
-    // herd's own signals (a child's exit) interrupt the wait: it goes on, within the same time.
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    let answer = asked.and_then(|_| {
-        retry_interrupted(|| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            socket.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
-            std::io::Read::read(&mut &*socket, &mut reply)
-        })
-    });
-    let why = match answer {
-        Ok(n) if n > 0 => match parse_reply(&reply[..n]) {
+    let why = match exchange(socket, &request, &all, &mut reply) {
+        Ok(n) => match parse_reply(&reply[..n]) {
             Reply::Forked(pid) => match adopted(pid, |p| servers.pids().any(|s| s == p)) {
                 Ok(()) => return Ok(pid),
                 Err(why) => why,
@@ -127,19 +97,21 @@ pub fn fork(
                 ))
             }
         },
-        Ok(_) => "closed its socket".to_string(),
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) =>
-        {
-            format!(
-                "did not answer within {}",
-                humantime::format_duration(REPLY_TIMEOUT)
-            )
+        // Too large a request, or no memory for it: herd's trouble, not the fork server's.
+        Err(Broken::Herd(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+            return Err(format!(
+                "its command line and environment ({} bytes) do not fit in one message to its \
+                 fork server (pid {server}): the kernel caps it at net.core.wmem_max; make the \
+                 environment smaller or raise that sysctl",
+                request.len()
+            ));
         }
-        Err(e) => format!("could not be asked: {e}"),
+        Err(Broken::Herd(e)) => {
+            return Err(format!(
+                "cannot ask its fork server (pid {server}) for it: {e}"
+            ))
+        }
+        Err(Broken::ForkServer(why)) => why,
     };
     servers.forget(server);
     let _ = herd_sys::process::signal_process(server, herd_sys::process::Signal::KILL);
@@ -152,6 +124,95 @@ pub fn fork(
     Err(format!(
         "its fork server (pid {server}) {why}; herd killed it"
     ))
+}
+
+/// Who broke an [`exchange`] with a fork server.
+enum Broken {
+    /// herd, which could not send its request (too large, no memory).
+    Herd(std::io::Error),
+    /// The fork server, as the rest of "its fork server ..." says.
+    ForkServer(String),
+}
+
+/// Sends `request` with `fds` on `socket` and reads the reply into `reply`, both within
+/// [`REPLY_TIMEOUT`]: the reply's length. herd's own signals (a child's exit) interrupt
+/// either, which goes on within the same time.
+fn exchange(
+    socket: &Socket,
+    request: &[u8],
+    fds: &[BorrowedFd<'_>],
+    reply: &mut [u8],
+) -> Result<usize, Broken> {
+    let deadline = Instant::now() + REPLY_TIMEOUT;
+    let left = || {
+        let left = deadline.saturating_duration_since(Instant::now());
+        left.max(Duration::from_millis(1))
+    };
+    let late = |what: &str| {
+        let within = humantime::format_duration(REPLY_TIMEOUT);
+        Broken::ForkServer(format!("did not {what} within {within}"))
+    };
+    let closed = || Broken::ForkServer("closed its socket".to_string());
+    // One reply per request, in order: a message waiting before herd asks answers nothing
+    // herd asked, and every later reply would answer the request before it.
+    if let Some(why) = unasked_reply(socket) {
+        return Err(Broken::ForkServer(why));
+    }
+    // A fork server that does not read its requests fills its socket: without a timeout
+    // herd would wait for room for ever.
+    let sent = retry_interrupted(|| {
+        socket.set_write_timeout(Some(left()))?;
+        herd_sys::fdpass::send_with_fds(socket.as_fd(), request, fds)
+    });
+    match sent {
+        Ok(_) => {}
+        Err(e) if timed_out(&e) => return Err(late("read its request")),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
+            ) =>
+        {
+            return Err(closed())
+        }
+        Err(e) => return Err(Broken::Herd(e)),
+    }
+    let read = retry_interrupted(|| {
+        socket.set_read_timeout(Some(left()))?;
+        std::io::Read::read(&mut &*socket, reply)
+    });
+    match read {
+        Ok(0) => Err(closed()),
+        Ok(n) => Ok(n),
+        Err(e) if timed_out(&e) => Err(late("answer")),
+        Err(e) => Err(Broken::ForkServer(format!("could not be asked: {e}"))),
+    }
+}
+
+/// Whether `e` is a socket timeout's.
+fn timed_out(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// Why the fork server on `socket` broke the protocol, if a message is waiting there before
+/// herd asked anything: a second reply to a request, or one sent unasked.
+fn unasked_reply(socket: &Socket) -> Option<String> {
+    let mut buf = [0u8; 80];
+    let waiting = socket
+        .set_nonblocking(true)
+        .and_then(|()| std::io::Read::read(&mut &*socket, &mut buf));
+    let _ = socket.set_nonblocking(false);
+    match waiting {
+        Ok(n) if n > 0 => Some(format!(
+            "sent {:?} before herd asked anything (one reply per request, docs/fork-server.md)",
+            String::from_utf8_lossy(&buf[..n])
+        )),
+        // Nothing (or end of stream, which the request's send finds too).
+        _ => None,
+    }
 }
 
 /// `op`, again while a signal interrupts it.
