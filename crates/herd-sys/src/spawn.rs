@@ -32,7 +32,8 @@
 //! 8. the resource limits, in the order they were added (`setrlimit`) \[[`Stage::Limits`]\];
 //! 9. the umask, and the nice value when one was given (`setpriority`: raising one's own nice
 //!    value needs no privilege; should it fail, the worker keeps herd's);
-//! 10. `setgroups`, `setgid`, `setuid` \[[`Stage::Credentials`]\];
+//! 10. `setgroups`, `setgid`, `setuid` \[[`Stage::Credentials`]\], then step 4 again: a change
+//!     of user clears the parent-death signal;
 //! 11. `chdir` \[[`Stage::Chdir`]\];
 //! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, then
 //!     `_exit(0)`).

@@ -66,6 +66,10 @@ impl Child<'_> {
         }
         let status = self.place_fds();
         self.limits_and_credentials(status);
+        if self.credentials.is_some() {
+            // A change of user clears the parent-death signal (prctl(2)): armed again.
+            self.die_with_parent();
+        }
         if !self.chdir.is_null() && libc::chdir(self.chdir) < 0 {
             fail(status, ChildStep::Chdir, 0);
         }

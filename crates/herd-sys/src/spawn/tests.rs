@@ -385,6 +385,34 @@ fn a_worker_with_credentials_leaves_herds_threads_alone() {
     other.join().unwrap();
 }
 
+/// A worker that runs as another user still dies with its parent: a change of user clears
+/// the parent-death signal (prctl(2)), so the child sets it again after `setuid`. Its parent
+/// here is a thread that exits as soon as it has spawned it (the signal follows the thread).
+#[test]
+#[cfg(target_os = "linux")]
+fn a_worker_with_credentials_still_dies_with_its_parent() {
+    use std::os::unix::process::ExitStatusExt;
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    for how in [How::CloneOrFork, How::Fork] {
+        let pid = std::thread::spawn(move || {
+            let mut plan = shell("sleep 10");
+            plan.how = how;
+            plan.credentials(65534, 65534, vec![65534]);
+            plan.parent_death_signal(Some(Signal::KILL));
+            plan.spawn(&[], None).unwrap()
+        })
+        .join()
+        .unwrap();
+        let status = wait_for(pid).unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{how:?}: {status:?}");
+    }
+}
+
 /// The child's stack (clone path) has room to spare for every path through its steps:
 /// measured on a stack filled with a pattern before each clone.
 #[test]
