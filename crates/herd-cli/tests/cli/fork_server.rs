@@ -326,20 +326,23 @@ fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
 }
 
 /// herd with `workers` workers forked by a fork server written here, in `dir`: it says
-/// READY=1, then runs `answer` (Python, `s` its socket to herd) for each request it reads.
+/// READY=1, then runs `answer` (Python lines, `s` its socket to herd, `herd` herd's pid) for
+/// each request it reads.
 fn hand_made_fork_server(dir: &tempfile::TempDir, workers: &str, answer: &str) -> Herd {
     let script = dir.path().join("fork_server.py");
+    let answer: String = answer.lines().map(|l| format!("    {l}\n")).collect();
     std::fs::write(
         &script,
         format!(
-            "import os, socket, sys\n\
+            "import os, socket, sys, time\n\
              s = socket.socket(fileno=int(os.environ['HERD_FORK_SERVER']))\n\
+             herd = os.getppid()\n\
              a = os.environ['NOTIFY_SOCKET']\n\
              n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
              n.connect('\\0' + a[1:] if a.startswith('@') else a)\n\
              n.send(b'READY=1')\n\
-             while s.recvmsg(65536, socket.CMSG_SPACE(4 * 16))[0]:\n    \
-             {answer}\n"
+             while s.recvmsg(65536, socket.CMSG_SPACE(4 * 16))[0]:\n\
+             {answer}"
         ),
     )
     .unwrap();
@@ -350,6 +353,48 @@ fn hand_made_fork_server(dir: &tempfile::TempDir, workers: &str, answer: &str) -
             .args([python_program("python3"), script.display().to_string()]);
         cmd
     })
+}
+
+/// A fork server that answers a restart with the pid of the worker that just exited, whose
+/// zombie herd holds while the processes it left in its group are stopped (so that the
+/// group's id names no stranger): herd must not take an exited process as a new worker.
+#[test]
+fn an_exited_workers_pid_answered_again_is_refused() {
+    // The first request forks a worker as the protocol says; it starts a child in its group
+    // and exits a moment later (not before herd has taken it). Every later request is
+    // answered with that worker's pid.
+    let answer = "\
+        if 'first' in globals():\n    \
+            s.send(b'pid %d' % first); continue\n\
+        r, w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                if os.fork() == 0: os.execvp('sleep', ['sleep', '30'])\n        \
+                time.sleep(0.3); os._exit(3)\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); first = int(os.read(r, 64)); os.wait()\n\
+        s.send(b'pid %d' % first)";
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", answer);
+    let started = herd.wait_for_event("worker_started", &[]);
+    let worker = started["pid"].as_u64().unwrap();
+    herd.wait_event("its pid refused", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("answered pid {worker}, which has exited already"))
+    });
+    let lines = herd.lines();
+    let again = events(&lines)
+        .filter(|e| is_event(e, "worker_started", &[("pid", worker.into())]))
+        .count();
+    assert_eq!(again, 1, "{}", last_lines(&lines));
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
 }
 
 /// A fork server that answers a request twice: herd must not take the second answer for the

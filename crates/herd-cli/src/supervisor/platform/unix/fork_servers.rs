@@ -89,7 +89,14 @@ pub fn fork(
         Ok(n) => match parse_reply(&reply[..n]) {
             Reply::Forked(pid) => match adopted(pid, |p| servers.pids().any(|s| s == p)) {
                 Ok(()) => return Ok(pid),
-                Err(why) => why,
+                Err(NotTaken::Exited) => {
+                    return Err(format!(
+                        "its fork server (pid {server}) answered pid {pid}, which has exited \
+                         already: herd takes no exited process as a worker (one that exits at \
+                         once is reaped as an orphan)"
+                    ))
+                }
+                Err(NotTaken::Broken(why)) => why,
             },
             Reply::Refused(why) => {
                 return Err(format!(
@@ -225,30 +232,46 @@ fn retry_interrupted<T>(mut op: impl FnMut() -> std::io::Result<T>) -> std::io::
     }
 }
 
+/// Why herd does not take a pid a fork server answered (see [`adopted`]).
+enum NotTaken {
+    /// It has exited already: a worker may exit before herd reads its pid (the fork server
+    /// is not at fault), or the fork server answered an exited worker's that herd holds.
+    Exited,
+    /// The fork server broke the protocol, as the rest of "its fork server ..." says.
+    Broken(String),
+}
+
 /// Whether `pid`, which a fork server answered, is a worker herd may supervise: herd's own
-/// child (re-parented to herd, the subreaper) that leads its own process group. A fork server
-/// may answer any pid, and herd signals its workers' groups: it must never take a process it
-/// did not adopt. One that is herd's child but leads no group of its own is killed (nothing
-/// else would stop it). Why not, as the rest of "its fork server ...".
-fn adopted(pid: u32, fork_server: impl Fn(u32) -> bool) -> Result<(), String> {
+/// child (re-parented to herd, the subreaper) that leads its own process group, has not
+/// exited and is no fork server. A fork server may answer any pid, and herd signals its
+/// workers' groups: it must never take a process it did not adopt, nor the exited worker whose
+/// zombie herd holds so that its group's id names no stranger
+/// ([`leftovers`](crate::supervisor::leftovers)). One that is herd's child but leads no group
+/// of its own is killed (nothing else would stop it).
+fn adopted(pid: u32, fork_server: impl Fn(u32) -> bool) -> Result<(), NotTaken> {
     if fork_server(pid) {
-        return Err(format!("answered pid {pid}, which is a fork server"));
+        return Err(NotTaken::Broken(format!(
+            "answered pid {pid}, which is a fork server"
+        )));
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields = herd_sys::process::parse_stat_fields(&stat, &[4, 5]).unwrap_or_default();
+    let fields = herd_sys::process::parse_stat_fields(&stat, &[3, 4, 5]).unwrap_or_default();
     let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u32>().ok());
-    if number(0) != Some(std::process::id()) {
-        return Err(format!(
+    if number(1) != Some(std::process::id()) {
+        return Err(NotTaken::Broken(format!(
             "answered pid {pid}, which is not herd's child: a worker must be re-parented to \
              herd before the reply (docs/fork-server.md)"
-        ));
+        )));
     }
-    if number(1) != Some(pid) {
+    if fields.first() == Some(&"Z") {
+        return Err(NotTaken::Exited);
+    }
+    if number(2) != Some(pid) {
         let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
-        return Err(format!(
+        return Err(NotTaken::Broken(format!(
             "answered pid {pid}, which leads no process group of its own (a worker calls \
              setpgid(0, 0)); herd killed that process"
-        ));
+        )));
     }
     Ok(())
 }
