@@ -35,6 +35,7 @@ pub enum Reply {
 }
 
 /// Reads a reply; anything but `pid N` (N > 1) or `error ...` is refused with what it was.
+/// An error's control characters are spaces.
 pub fn parse_reply(reply: &[u8]) -> Reply {
     let text = String::from_utf8_lossy(reply);
     let text = text.trim_end_matches(['\n', '\0']);
@@ -46,7 +47,14 @@ pub fn parse_reply(reply: &[u8]) -> Reply {
         }
     }
     match text.strip_prefix("error ") {
-        Some(why) => Reply::Refused(why.chars().take(300).collect()),
+        // One line, as the protocol says: a line break or escape sequence of its own would
+        // read as another line of herd's log, or paint the terminal.
+        Some(why) => Reply::Refused(
+            why.chars()
+                .take(300)
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect(),
+        ),
         None => Reply::Refused(format!(
             "it answered {:?}, neither 'pid N' nor 'error ...'",
             text.chars().take(80).collect::<String>()
@@ -76,6 +84,10 @@ mod tests {
         assert_eq!(
             parse_reply(b"error fork failed: ENOMEM"),
             Reply::Refused("fork failed: ENOMEM".to_string())
+        );
+        assert_eq!(
+            parse_reply(b"error no\n2026-12-02T10:00:00Z  INFO fine \x1b[31m\n"),
+            Reply::Refused("no 2026-12-02T10:00:00Z  INFO fine  [31m".to_string())
         );
         for bad in [&b"pid 0"[..], b"pid 1", b"pid -3", b"pid x", b"", b"hello"] {
             assert!(
