@@ -329,6 +329,16 @@ fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
 /// READY=1, then runs `answer` (Python lines, `s` its socket to herd, `herd` herd's pid) for
 /// each request it reads.
 fn hand_made_fork_server(dir: &tempfile::TempDir, workers: &str, answer: &str) -> Herd {
+    hand_made_fork_server_with(dir, workers, "", answer)
+}
+
+/// [`hand_made_fork_server`] that runs `before_ready` (one Python line) before READY=1.
+fn hand_made_fork_server_with(
+    dir: &tempfile::TempDir,
+    workers: &str,
+    before_ready: &str,
+    answer: &str,
+) -> Herd {
     let script = dir.path().join("fork_server.py");
     let answer: String = answer.lines().map(|l| format!("    {l}\n")).collect();
     std::fs::write(
@@ -340,6 +350,7 @@ fn hand_made_fork_server(dir: &tempfile::TempDir, workers: &str, answer: &str) -
              a = os.environ['NOTIFY_SOCKET']\n\
              n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
              n.connect('\\0' + a[1:] if a.startswith('@') else a)\n\
+             {before_ready}\n\
              n.send(b'READY=1')\n\
              while s.recvmsg(65536, socket.CMSG_SPACE(4 * 16))[0]:\n\
              {answer}"
@@ -397,29 +408,31 @@ fn an_exited_workers_pid_answered_again_is_refused() {
     herd.wait_exit();
 }
 
-/// A fork server that answers a request twice: herd must not take the second answer for the
-/// next request's (every reply after it would answer the request before, a worker forked for
+/// A fork server that sends a reply herd did not ask for (here before READY=1; a request
+/// answered twice does the same to the next one): herd must not take it for the next
+/// request's answer (every reply after it would answer the request before, a worker forked for
 /// one slot taken as another's); it kills the fork server when it next asks.
 #[test]
-fn a_fork_server_that_answers_twice_is_killed_before_it_answers_the_next_request() {
+fn a_fork_server_that_answers_unasked_is_killed_before_it_is_asked() {
     let dir = tempfile::tempdir().unwrap();
-    let mut herd = hand_made_fork_server(&dir, "2", "s.send(b'error one'); s.send(b'error two')");
+    let unasked = "s.send(b'error unasked')";
+    let mut herd = hand_made_fork_server_with(&dir, "1", unasked, "s.send(b'error asked')");
     let killed = herd.wait_event("the fork server killed", |e| {
         is_event(e, "fork_server_exited", &[])
             && e["message"]
                 .as_str()
                 .unwrap()
-                .contains("sent \"error two\" before herd asked anything")
+                .contains("sent \"error unasked\" before herd asked anything")
     });
     let server = fork_server_pid(&killed);
-    // No start took the second answer as its own.
+    // No start took it as its answer.
     let lines = herd.lines();
     let took_it = events(&lines).find(|e| {
         is_event(e, "worker_start_failed", &[])
             && e["message"]
                 .as_str()
                 .unwrap()
-                .ends_with("could not fork it: two")
+                .ends_with("could not fork it: unasked")
     });
     assert!(took_it.is_none(), "{took_it:?}");
     herd.wait_event("another fork server", |e| {
