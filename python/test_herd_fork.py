@@ -112,6 +112,11 @@ def request(argv, env, version=b"herd-fork 1"):
     return b"".join(f + b"\0" for f in fields)
 
 
+def default_signals():
+    """In the child before exec: SIGINT and SIGQUIT at their defaults, as herd leaves them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
 class Herd:
     """One fork server, started as herd would, and its end of the socket."""
 
@@ -127,9 +132,11 @@ class Herd:
         self.base_env.update(env or {})
         fs_env = dict(self.base_env, HERD_FORK_SERVER=str(theirs.fileno()))
         self.argv = (head or [sys.executable, LAUNCHER]) + args
+        # herd starts it with default signal dispositions; a test run in the background of a
+        # shell script inherits SIGINT ignored, which Python would keep.
         self.proc = subprocess.Popen(self.argv, env=fs_env, cwd=cwd or self.dir,
                                      stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     pass_fds=[theirs.fileno()])
+                                     pass_fds=[theirs.fileno()], preexec_fn=default_signals)
         theirs.close()
         test.addCleanup(self.close)
 
