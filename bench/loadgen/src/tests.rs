@@ -195,10 +195,11 @@ fn the_closed_loop_timeline_counts_from_the_start() {
     let seen = closed_loop(&args, 1, Duration::from_millis(500), start);
     let records = seen.timeline.unwrap();
     assert!(records.len() >= 3, "{records:?}");
-    assert_eq!(
-        records[0].start_us / 1000,
-        0,
-        "sent at the start, not before"
+    // Counted from the start, 50 ms after the call: well under 25 ms (a busy machine may take
+    // a few to run the client thread), where counting from the call would give 50.
+    assert!(
+        records[0].start_us < 25_000,
+        "sent at the start, not before: {records:?}"
     );
     assert!(records[..3].iter().all(|r| r.failure.is_none()));
     assert!(records.windows(2).all(|w| w[0].start_us <= w[1].start_us));
