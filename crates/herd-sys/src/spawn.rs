@@ -410,5 +410,7 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
+#[cfg(all(test, target_os = "linux"))]
+mod priority_tests;
 #[cfg(test)]
 mod tests;

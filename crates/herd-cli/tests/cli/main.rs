@@ -19,6 +19,7 @@ mod faults;
 mod fdstore;
 mod fleet;
 mod fork_server;
+mod fork_server_hostile;
 mod handoff;
 mod health;
 mod help;

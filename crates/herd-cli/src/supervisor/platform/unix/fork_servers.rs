@@ -3,6 +3,7 @@
 //! with the worker's standard streams and sockets (`SCM_RIGHTS`), then its reply, waited for
 //! at most [`REPLY_TIMEOUT`].
 
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -87,7 +88,7 @@ pub fn fork(
     let mut reply = [0u8; 512];
     let why = match exchange(socket, &request, &all, &mut reply) {
         Ok(n) => match parse_reply(&reply[..n]) {
-            Reply::Forked(pid) => match adopted(pid, |p| servers.pids().any(|s| s == p)) {
+            Reply::Forked(pid) => match adopted(pid, server, |p| servers.pids().any(|s| s == p)) {
                 Ok(()) => return Ok(pid),
                 Err(NotTaken::Exited) => {
                     return Err(format!(
@@ -247,8 +248,9 @@ enum NotTaken {
 /// workers' groups: it must never take a process it did not adopt, nor the exited worker whose
 /// zombie herd holds so that its group's id names no stranger
 /// ([`leftovers`](crate::supervisor::leftovers)). One that is herd's child but leads no group
-/// of its own is killed (nothing else would stop it).
-fn adopted(pid: u32, fork_server: impl Fn(u32) -> bool) -> Result<(), NotTaken> {
+/// of its own is killed (nothing else would stop it) if it runs as fork server `server` does:
+/// a fork server of `--user` must not make root herd kill one of herd's own (a re-exec check).
+fn adopted(pid: u32, server: u32, fork_server: impl Fn(u32) -> bool) -> Result<(), NotTaken> {
     if fork_server(pid) {
         return Err(NotTaken::Broken(format!(
             "answered pid {pid}, which is a fork server"
@@ -267,10 +269,23 @@ fn adopted(pid: u32, fork_server: impl Fn(u32) -> bool) -> Result<(), NotTaken> 
         return Err(NotTaken::Exited);
     }
     if number(2) != Some(pid) {
-        let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
+        let owner = |pid: u32| {
+            std::fs::metadata(format!("/proc/{pid}"))
+                .map(|m| m.uid())
+                .ok()
+        };
+        let killed = match owner(pid).is_some() && owner(pid) == owner(server) {
+            true => herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL).is_ok(),
+            false => false,
+        };
         return Err(NotTaken::Broken(format!(
             "answered pid {pid}, which leads no process group of its own (a worker calls \
-             setpgid(0, 0)); herd killed that process"
+             setpgid(0, 0)){}",
+            if killed {
+                "; herd killed that process"
+            } else {
+                ""
+            }
         )));
     }
     Ok(())

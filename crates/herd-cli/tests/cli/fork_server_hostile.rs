@@ -1,0 +1,161 @@
+//! `herd run --fork-server` with fork servers that break the protocol (docs/fork-server.md's
+//! table): a pid it did not fork, an exited worker's pid, a reply herd did not ask for. herd
+//! takes none of them as a worker and signals no process it did not adopt.
+
+use serde_json::Value;
+
+use crate::fork_server::fork_server_pid;
+use crate::interop_python::python_program;
+use crate::util::*;
+
+/// A fork server that answers with the pid of a process it did not fork (here one of the
+/// test's own): herd refuses to take it as a worker, and never signals it.
+#[test]
+fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
+    let mut victim = std::process::Command::new("sleep")
+        .arg("1000")
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", &format!("s.send(b'pid {}')", victim.id()));
+    let refused = herd.wait_event("the refused pid", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("which is not herd's child")
+    });
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains(&victim.id().to_string()), "{message}");
+    assert!(status_workers_empty(&herd.status()), "{}", herd.status());
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    assert!(
+        victim.try_wait().unwrap().is_none(),
+        "herd signalled a process it never started"
+    );
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+}
+
+/// herd with `workers` workers forked by a fork server written here, in `dir`: it says
+/// READY=1, then runs `answer` (Python lines, `s` its socket to herd, `herd` herd's pid) for
+/// each request it reads.
+fn hand_made_fork_server(dir: &tempfile::TempDir, workers: &str, answer: &str) -> Herd {
+    hand_made_fork_server_with(dir, workers, "", answer)
+}
+
+/// [`hand_made_fork_server`] that runs `before_ready` (one Python line) before READY=1.
+fn hand_made_fork_server_with(
+    dir: &tempfile::TempDir,
+    workers: &str,
+    before_ready: &str,
+    answer: &str,
+) -> Herd {
+    let script = dir.path().join("fork_server.py");
+    let answer: String = answer.lines().map(|l| format!("    {l}\n")).collect();
+    std::fs::write(
+        &script,
+        format!(
+            "import os, socket, sys, time\n\
+             s = socket.socket(fileno=int(os.environ['HERD_FORK_SERVER']))\n\
+             herd = os.getppid()\n\
+             a = os.environ['NOTIFY_SOCKET']\n\
+             n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+             n.connect('\\0' + a[1:] if a.startswith('@') else a)\n\
+             {before_ready}\n\
+             n.send(b'READY=1')\n\
+             while s.recvmsg(65536, socket.CMSG_SPACE(4 * 16))[0]:\n\
+             {answer}"
+        ),
+    )
+    .unwrap();
+    Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", workers, "--ready", "notify", "--fork-server"])
+            .args(["-b", "http=127.0.0.1:0", "--"])
+            .args([python_program("python3"), script.display().to_string()]);
+        cmd
+    })
+}
+
+/// A fork server that answers a restart with the pid of the worker that just exited, whose
+/// zombie herd holds while the processes it left in its group are stopped (so that the
+/// group's id names no stranger): herd must not take an exited process as a new worker.
+#[test]
+fn an_exited_workers_pid_answered_again_is_refused() {
+    // The first request forks a worker as the protocol says; it starts a child in its group
+    // and exits a moment later (not before herd has taken it). Every later request is
+    // answered with that worker's pid.
+    let answer = "\
+        if 'first' in globals():\n    \
+            s.send(b'pid %d' % first); continue\n\
+        r, w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                if os.fork() == 0: os.execvp('sleep', ['sleep', '30'])\n        \
+                time.sleep(0.3); os._exit(3)\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); first = int(os.read(r, 64)); os.wait()\n\
+        s.send(b'pid %d' % first)";
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", answer);
+    let started = herd.wait_for_event("worker_started", &[]);
+    let worker = started["pid"].as_u64().unwrap();
+    herd.wait_event("its pid refused", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("answered pid {worker}, which has exited already"))
+    });
+    let lines = herd.lines();
+    let again = events(&lines)
+        .filter(|e| is_event(e, "worker_started", &[("pid", worker.into())]))
+        .count();
+    assert_eq!(again, 1, "{}", last_lines(&lines));
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// A fork server that sends a reply herd did not ask for (here before READY=1; a request
+/// answered twice does the same to the next one): herd must not take it for the next
+/// request's answer (every reply after it would answer the request before, a worker forked for
+/// one slot taken as another's); it kills the fork server when it next asks.
+#[test]
+fn a_fork_server_that_answers_unasked_is_killed_before_it_is_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let unasked = "s.send(b'error unasked')";
+    let mut herd = hand_made_fork_server_with(&dir, "1", unasked, "s.send(b'error asked')");
+    let killed = herd.wait_event("the fork server killed", |e| {
+        is_event(e, "fork_server_exited", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("sent \"error unasked\" before herd asked anything")
+    });
+    let server = fork_server_pid(&killed);
+    // No start took it as its answer.
+    let lines = herd.lines();
+    let took_it = events(&lines).find(|e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("could not fork it: unasked")
+    });
+    assert!(took_it.is_none(), "{took_it:?}");
+    herd.wait_event("another fork server", |e| {
+        is_event(e, "fork_server_started", &[]) && fork_server_pid(e) != server
+    });
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// Whether `status` lists no worker.
+fn status_workers_empty(status: &Value) -> bool {
+    worker_pids(status).is_empty()
+}
