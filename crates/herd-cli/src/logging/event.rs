@@ -63,6 +63,8 @@ log_events! {
     WorkerReady = "worker_ready",
     /// A generation's fork server was started (`--fork-server`).
     ForkServerStarted = "fork_server_started",
+    /// A fork server has loaded for 5 s without saying `READY=1`.
+    ForkServerSlow = "fork_server_slow",
     /// A fork server said `READY=1`: it forks its generation's workers.
     ForkServerReady = "fork_server_ready",
     /// A fork server exited, or herd gave up on it and killed it.

@@ -72,8 +72,15 @@ struct Server<H> {
     course: Course,
     /// How long it may load.
     timeout: Duration,
+    /// Whether herd said it is slow to load (see [`SLOW_LOAD`]).
+    said_slow: bool,
     handle: H,
 }
+
+/// How long a fork server loads before herd says it has not said `READY=1` yet: a command
+/// that does not speak the protocol (`python3 app.py` without `herd_fork.py`) would otherwise
+/// go unexplained until `--ready-timeout` (a minute by default).
+pub const SLOW_LOAD: Duration = Duration::from_secs(5);
 
 /// What became of a fork server that exited (see [`ForkServers::exited`]).
 #[derive(Debug, PartialEq, Eq)]
@@ -136,6 +143,7 @@ impl<H> ForkServers<H> {
             generation,
             course: Course::Loading(now),
             timeout,
+            said_slow: false,
             handle,
         };
         self.servers.insert(pid, server);
@@ -208,11 +216,28 @@ impl<H> ForkServers<H> {
             .collect()
     }
 
-    /// When the next fork server that is loading runs out of time.
+    /// The fork servers loading for [`SLOW_LOAD`] at `now`, each once (and only where that
+    /// comes before its timeout): their pids, generations and timeouts.
+    pub fn slow(&mut self, now: Instant) -> Vec<(u32, u64, Duration)> {
+        self.servers
+            .values_mut()
+            .filter(|s| !s.said_slow && s.timeout > SLOW_LOAD)
+            .filter(|s| matches!(s.course, Course::Loading(since) if now >= since + SLOW_LOAD))
+            .map(|s| {
+                s.said_slow = true;
+                (s.pid, s.generation, s.timeout)
+            })
+            .collect()
+    }
+
+    /// When the next fork server that is loading runs out of time, or is to be said slow.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.servers
             .values()
             .filter_map(|s| match s.course {
+                Course::Loading(since) if !s.said_slow && s.timeout > SLOW_LOAD => {
+                    Some(since + SLOW_LOAD)
+                }
                 Course::Loading(since) => Some(since + s.timeout),
                 _ => None,
             })

@@ -352,3 +352,29 @@ fn an_upgrades_fork_server_loads_at_the_starting_priority_and_its_workers_serve_
         assert_eq!(policy(pid), 0, "worker {pid} is not at SCHED_OTHER");
     }
 }
+
+/// A command that does not speak the protocol, with the default readiness (a minute to load):
+/// herd says so after 5 s, not only when it kills it.
+#[test]
+fn a_command_that_does_not_speak_the_protocol_is_said_slow_after_five_seconds() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--fork-server",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let started = herd.wait_for_event("fork_server_started", &[]);
+    let server = fork_server_pid(&started);
+    let slow = herd.wait_for_event("fork_server_slow", &[("pid", server.into())]);
+    let message = slow["message"].as_str().unwrap();
+    assert!(
+        message.contains("after 5s") && message.contains("python/herd_fork.py"),
+        "{message}"
+    );
+    assert_eq!(slow["level"], "WARN");
+}

@@ -73,6 +73,8 @@ fn an_exit_before_ready_fails_its_generation_and_after_ready_starts_anew() {
 fn one_that_loads_too_long_is_killed_and_its_exit_says_why() {
     let (mut f, now) = (servers(), Instant::now());
     f.started(1, 100, "one", now, TIMEOUT);
+    assert_eq!(f.next_deadline(), Some(now + SLOW_LOAD));
+    f.slow(now + SLOW_LOAD);
     assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
     assert!(f
         .timed_out(now + TIMEOUT - Duration::from_millis(1))
@@ -116,4 +118,22 @@ fn the_exit_of_one_killed_for_loading_too_long_spares_the_starts_waiting_for_its
         Some(Ended::Superseded { generation: 1 })
     );
     assert_eq!(f.gate(1), Gate::Loading);
+}
+
+#[test]
+fn one_still_loading_after_five_seconds_is_said_slow_once_before_its_timeout() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "slow", now, TIMEOUT);
+    f.started(2, 200, "short", now, SLOW_LOAD);
+    assert_eq!(f.next_deadline(), Some(now + SLOW_LOAD));
+    assert!(f
+        .slow(now + SLOW_LOAD - Duration::from_millis(1))
+        .is_empty());
+    // The one whose timeout is no later than SLOW_LOAD is never said slow: its timeout speaks.
+    assert_eq!(f.slow(now + SLOW_LOAD), vec![(100, 1, TIMEOUT)]);
+    assert!(f.slow(now + SLOW_LOAD * 2).is_empty());
+    assert_eq!(f.timed_out(now + SLOW_LOAD), vec![200]);
+    assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
+    f.said_ready(100);
+    assert!(f.slow(now + TIMEOUT).is_empty());
 }

@@ -186,8 +186,22 @@ impl Spawner {
     }
 
     /// Kills the fork servers still loading past their time at `now` (their exits fail
-    /// their generations' starts).
+    /// their generations' starts), and says once of each that has loaded for
+    /// [`SLOW_LOAD`](crate::supervisor::fork_server::SLOW_LOAD) that it has not said `READY=1`.
     pub fn fork_servers_timed_out(&mut self, now: Instant) {
+        for (pid, generation, timeout) in self.forks.slow(now) {
+            tracing::warn!(
+                event = LogEvent::ForkServerSlow.as_str(),
+                pid,
+                generation,
+                "fork server has not said READY=1 after {}: its generation's workers wait for \
+                 it, until --ready-timeout ({}) kills it. Does the command speak herd's \
+                 fork-server protocol? Run a Python server through python/herd_fork.py \
+                 (docs/fork-server.md)",
+                humantime::format_duration(crate::supervisor::fork_server::SLOW_LOAD),
+                humantime::format_duration(timeout)
+            );
+        }
         for pid in self.forks.timed_out(now) {
             let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
         }
