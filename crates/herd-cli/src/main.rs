@@ -131,9 +131,18 @@ fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), 
             }
         }
         Err(e) if !e.use_stderr() => {
-            // --help and --version; a closed stdout is not worth a word.
-            let _ = e.print();
-            Err(ExitCode::from(exit::OK))
+            // --help and --version; a closed stdout (`herd --help | head`) is not worth a
+            // word, a full one (`> /dev/full`) is: what was asked for was not written.
+            match e
+                .print()
+                .and_then(|()| std::io::Write::flush(&mut std::io::stdout()))
+            {
+                Err(why) if why.kind() != std::io::ErrorKind::BrokenPipe => {
+                    logging::line(&format!("herd: error: cannot write to stdout: {why}"));
+                    Err(ExitCode::from(exit::FAILURE))
+                }
+                _ => Err(ExitCode::from(exit::OK)),
+            }
         }
         Err(e) => {
             let args: Vec<_> = std::env::args_os().skip(1).collect();
