@@ -160,7 +160,8 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
 /// What `herd run` checks of `args` before it binds anything, without binding or starting
 /// anything: socket names, `--balance`, the herd's `name`, the `--control-allow-user` users,
 /// the workers' user, directory and limits, the command's templates and its program (found,
-/// not run).
+/// and checked executable by a child that takes a worker's steps, as `herd run` does; not
+/// run).
 pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
     check_names_and_balance(args, name)?;
     super::policy(args, herd_sys::process::effective_uid())?;
@@ -185,6 +186,9 @@ pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
     let command =
         WorkerCommand::new(&args.command, &names, Vec::new(), options).map_err(Failure::Usage)?;
     command.program(0, 1).map_err(Failure::Usage)?;
+    // What `herd run` meets before its first worker: a child takes every step a worker takes
+    // (limits, umask, user, directory) and checks the program there, without running it.
+    command.probe().map_err(Failure::Usage)?;
     Ok(())
 }
 

@@ -386,3 +386,18 @@ fn a_reexec_reads_nothing_so_a_broken_or_missing_file_does_not_stop_it() {
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     assert!(answers(&addr, 6).iter().all(|a| a.contains(", v1")));
 }
+
+/// What would fail every worker at `herd run`'s start fails `herd check` too, as one line and
+/// status 2: a limit above the system's ceiling for open files (herd check said ok).
+#[test]
+fn herd_check_meets_what_would_fail_every_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herd.toml");
+    let text =
+        "bind = [\"127.0.0.1:0\"]\nnofile = 18446744073709551615\ncommand = [\"sleep\", \"1\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let config = config.display().to_string();
+    let expected = "above the system's ceiling for open files";
+    assert_fails(&["check", "--config", &config], USAGE, expected);
+    assert_fails(&["run", "--config", &config], USAGE, expected);
+}
