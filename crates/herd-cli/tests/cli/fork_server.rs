@@ -34,6 +34,31 @@ pub(crate) fn forked_hello(workers: &str, extra: &[&str], env: &[(&str, &str)]) 
     herd
 }
 
+/// herd with 2 stdlib workers forked by a fork server that preloads `preload.py` (`source`, in a
+/// temporary directory on PYTHONPATH; `FLAG` names a file there, not made, for it to look at),
+/// `extra` before the `--`; once both are ready. The directory lives as long as what is returned.
+fn forked_with_preload(
+    source: &str,
+    extra: &[&str],
+) -> (Herd, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("preload.py"), source).unwrap();
+    let flag = dir.path().join("flag");
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("PYTHONPATH", dir.path())
+            .env("FLAG", &flag)
+            .args(["run", "-w", "2", "--ready", "notify", "--fork-server"])
+            .args(extra)
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .args([python_program("python3"), launcher()])
+            .args(["--preload", "preload", &example("hello.py")]);
+        cmd
+    });
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    (herd, flag, dir)
+}
+
 /// What `/proc/PID/stat` says of `pid`: (parent pid, process group).
 pub(crate) fn parent_and_group(pid: u32) -> (u32, u32) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -152,26 +177,9 @@ fn upgrades_under_load_lose_nothing_and_close_the_old_fork_server() {
 
 #[test]
 fn a_fork_server_that_cannot_load_fails_the_upgrade_and_the_old_workers_serve_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let broken = dir.path().join("broken");
-    std::fs::write(
-        dir.path().join("gate.py"),
-        "import os\nif os.path.exists(os.environ['BROKEN']):\n    raise SystemExit('a bad build')\n",
-    )
-    .unwrap();
-    let path = dir.path().display().to_string();
-    let flag = broken.display().to_string();
-    let herd = Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.env("PYTHONPATH", &path)
-            .env("BROKEN", &flag)
-            .args(["run", "-w", "2", "--ready", "notify", "--fork-server"])
-            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
-            .args([python_program("python3"), launcher()])
-            .args(["--preload", "gate", &example("hello.py")]);
-        cmd
-    });
-    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let source =
+        "import os\nif os.path.exists(os.environ['FLAG']):\n    raise SystemExit('a bad build')\n";
+    let (herd, broken, _dir) = forked_with_preload(source, &[]);
     let before = worker_pids(&herd.status());
     std::fs::write(&broken, "").unwrap();
     let (code, stdout, stderr) = herd.ctl(&["upgrade", "--timeout", "20s"]);
@@ -308,27 +316,8 @@ fn policy(pid: u32) -> u32 {
 /// slowest start-up), within which the test looks.
 #[test]
 fn an_upgrades_fork_server_loads_at_the_starting_priority_and_its_workers_serve_at_herds() {
-    let dir = tempfile::tempdir().unwrap();
-    let hold = dir.path().join("hold");
-    std::fs::write(
-        dir.path().join("slow.py"),
-        "import os, time\ntime.sleep(0.5)\nwhile os.path.exists(os.environ['HOLD']):\n    time.sleep(0.01)\n",
-    )
-    .unwrap();
-    let path = dir.path().display().to_string();
-    let flag = hold.display().to_string();
-    let herd = Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.env("PYTHONPATH", &path)
-            .env("HOLD", &flag)
-            .args(["run", "-w", "2", "--ready", "notify", "--fork-server"])
-            .args(["--starting-nice", "idle"])
-            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
-            .args([python_program("python3"), launcher()])
-            .args(["--preload", "slow", &example("hello.py")]);
-        cmd
-    });
-    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let source = "import os, time\ntime.sleep(0.5)\nwhile os.path.exists(os.environ['FLAG']):\n    time.sleep(0.01)\n";
+    let (herd, hold, _dir) = forked_with_preload(source, &["--starting-nice", "idle"]);
     std::fs::write(&hold, "").unwrap();
     let control = herd.control();
     let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));

@@ -2,8 +2,6 @@
 //! table): a pid it did not fork, an exited worker's pid, a reply herd did not ask for. herd
 //! takes none of them as a worker and signals no process it did not adopt.
 
-use serde_json::Value;
-
 use crate::fork_server::fork_server_pid;
 use crate::interop_python::python_program;
 use crate::util::*;
@@ -27,7 +25,7 @@ fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
     });
     let message = refused["message"].as_str().unwrap();
     assert!(message.contains(&victim.id().to_string()), "{message}");
-    assert!(status_workers_empty(&herd.status()), "{}", herd.status());
+    assert!(worker_pids(&herd.status()).is_empty(), "{}", herd.status());
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
     assert!(
@@ -153,9 +151,4 @@ fn a_fork_server_that_answers_unasked_is_killed_before_it_is_asked() {
     });
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
-}
-
-/// Whether `status` lists no worker.
-fn status_workers_empty(status: &Value) -> bool {
-    worker_pids(status).is_empty()
 }
