@@ -25,6 +25,7 @@ mod health;
 mod help;
 mod interop;
 mod interop_gunicorn;
+mod interop_herd_gunicorn;
 mod interop_more;
 mod interop_native;
 mod interop_python;

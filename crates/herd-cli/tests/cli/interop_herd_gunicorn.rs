@@ -1,0 +1,137 @@
+//! gunicorn's worker run by `python/herd_gunicorn.py`, one process per herd worker with no
+//! gunicorn arbiter: it serves herd's sockets with herd's backlog, says `READY=1` once its
+//! app is loaded, loses nothing through upgrades, stops cleanly, and says why when its app
+//! cannot load. docs/interop.md, "gunicorn under herd".
+
+use std::process::Command;
+
+use crate::interop_python::{interop_file, python_program, stops_cleanly, upgrades_under_load};
+use crate::util::*;
+
+fn herd_gunicorn() -> String {
+    repo().join("python/herd_gunicorn.py").display().to_string()
+}
+
+/// herd running `workers` of herd_gunicorn.py on `socket`, serving `app`, with herd's options
+/// `more`.
+fn serve(workers: &str, socket: &str, app: &str, more: &[&str]) -> Herd {
+    Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", workers, "--ready", "notify", "-b", socket])
+            .args(more)
+            .arg("--")
+            .arg(python_program("python3"))
+            .args([&herd_gunicorn(), "--preload", "--chdir", &interop_file("")])
+            .arg(app);
+        cmd
+    })
+}
+
+/// Each herd worker is the process that answers, with no child (no arbiter, no forked
+/// worker); herd's backlog stays in force (gunicorn alone would `listen()` again with 2048);
+/// two upgrades under load lose nothing, and herd stops cleanly.
+#[test]
+fn herd_gunicorn_serves_in_the_worker_itself_and_upgrades_under_load() {
+    let herd = serve(
+        "2",
+        "http=127.0.0.1:0,nonblocking,backlog=150",
+        "wsgi_app:app",
+        &[],
+    );
+    let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let pids = worker_pids(&status);
+    for pid in &pids {
+        assert_eq!(children(*pid), vec![], "worker {pid} has children");
+    }
+    let body = get(&herd.address("http"), "/").unwrap();
+    let pid: u32 = body.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(pids.contains(&pid), "{body:?} not from a worker {pids:?}");
+    assert_eq!(status["sockets"][0]["queue_limit"], 150, "{status}");
+    upgrades_under_load(&herd, |body| body.starts_with("gunicorn pid"));
+    let lines = herd.lines();
+    let replaced = events(&lines).filter(|e| e["event"] == "backlog_replaced");
+    assert_eq!(replaced.count(), 0, "{}", last_lines(&lines));
+    stops_cleanly(herd);
+}
+
+/// An app that does not import: the worker exits with gunicorn's status for it (4) and says
+/// why on its stderr, which herd logs; herd does not count it ready.
+#[test]
+fn herd_gunicorn_says_why_an_app_does_not_load() {
+    let herd = serve("1", "http=127.0.0.1:0", "no_such_module:app", &[]);
+    let status = wait_status(&herd, "the worker's exit", |s| {
+        s["workers"][0]["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains("exit code 4"))
+    });
+    assert_eq!(status["ready"], 0, "{status}");
+    wait_until("the reason on the worker's stderr", || {
+        let lines = herd.lines();
+        match texts(&lines, |t| t.contains("no_such_module")).is_empty() {
+            false => Ok(()),
+            true => Err(last_lines(&lines)),
+        }
+    });
+}
+
+/// gunicorn's `--timeout` is herd's `--watchdog`: an idle worker's heartbeat keeps it alive
+/// past several deadlines, and one stuck in a request is killed and replaced.
+#[test]
+fn herd_gunicorn_heartbeat_is_herd_watchdog() {
+    let herd = serve(
+        "1",
+        "http=127.0.0.1:0",
+        "wsgi_app:app",
+        &["--watchdog", "500ms"],
+    );
+    let status = wait_status(&herd, "a worker ready for 2 s", |s| {
+        settled(s, 1) && s["workers"][0]["uptime_ms"].as_u64() >= Some(2000)
+    });
+    assert_eq!(
+        status["workers"][0]["restarts"], 0,
+        "idle, yet killed: {status}"
+    );
+    let addr = herd.address("http");
+    let stuck = std::thread::spawn(move || get(&addr, "/hang"));
+    let killed = herd.wait_for_event("worker_killed", &[]);
+    assert_eq!(killed["message"], "killing worker: watchdog timeout");
+    assert!(
+        stuck.join().unwrap().is_err(),
+        "the stuck request had no answer"
+    );
+    wait_status(&herd, "a replacement", |s| {
+        settled(s, 1) && s["workers"][0]["restarts"] == 1
+    });
+    assert!(get(&herd.address("http"), "/")
+        .unwrap()
+        .starts_with("gunicorn pid"));
+}
+
+/// Without herd's sockets it is plain gunicorn: `--check-config` loads the app and exits 0.
+#[test]
+fn herd_gunicorn_outside_herd_is_gunicorn() {
+    let out = Command::new(python_program("python3"))
+        .arg(herd_gunicorn())
+        .args([
+            "--check-config",
+            "--chdir",
+            &interop_file(""),
+            "wsgi_app:app",
+        ])
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let bad = Command::new(python_program("python3"))
+        .arg(herd_gunicorn())
+        .args([
+            "--check-config",
+            "--chdir",
+            &interop_file(""),
+            "no_such_module:app",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "{bad:?}");
+}

@@ -1,0 +1,229 @@
+"""herd_gunicorn: run one gunicorn worker as one herd worker, without gunicorn's arbiter.
+
+    herd run -w 4 -b http=:8000,nonblocking --ready notify -- \\
+        python3 herd_gunicorn.py [GUNICORN OPTIONS] APP_MODULE
+
+Takes gunicorn's own command line and configuration (`-c FILE`, `GUNICORN_CMD_ARGS`, every
+setting and server hook) and, under herd, runs its worker class (`--worker-class`: sync,
+gthread, gevent...) in this very process on herd's sockets: herd is the arbiter (it starts,
+restarts, scales, upgrades and recycles the workers), so there is no gunicorn arbiter per herd
+worker, half the processes and no second start-up. Outside herd (no LISTEN_FDS for this
+process) it runs `gunicorn` as usual, so the same command works everywhere.
+
+Under herd:
+- `READY=1` goes to herd right before the worker accepts (after `post_worker_init`).
+- `--workers` is herd's `-w`; gunicorn's is ignored. `--bind` is herd's `-b`: the worker
+  serves herd's sockets only, with the accept queue herd set (no second `listen()`).
+- Server hooks run as gunicorn would run them, here in one process: `on_starting`,
+  `when_ready`, `pre_fork` and `post_fork` before the worker starts, `post_worker_init`,
+  `worker_exit` and `on_exit` as it ends.
+- The arbiter's other jobs are herd's. gunicorn's `--timeout` (kill a worker silent that long,
+  stuck in a request) is herd's `--watchdog`: the worker's heartbeat says `WATCHDOG=1` to herd.
+- A clean stop (herd's SIGTERM: the worker finishes its requests) ends without the
+  interpreter's teardown: the app's `atexit` functions run and its open files are flushed,
+  other finalizers do not (`__del__`), so that a stopping worker costs the ones still serving
+  no CPU. Exit status: 0, 3 if the worker failed to boot, 4 if the app failed to load.
+
+Python 3.8+, gunicorn 20+, Linux and other Unixes. One file: copy it next to your app, or
+put it on PYTHONPATH and run `python3 -m herd_gunicorn`.
+"""
+import atexit
+import gc
+import io
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+
+def under_herd():
+    """True when herd passed this very process its sockets (LISTEN_PID is ours)."""
+    try:
+        return int(os.environ.get("LISTEN_PID", "")) == os.getpid() and int(os.environ.get("LISTEN_FDS", "0")) > 0
+    except ValueError:
+        return False
+
+
+def send(state):
+    """Sends `state` to herd's notify socket; says why on stderr if it cannot."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    address = "\0" + path[1:] if path.startswith("@") else path
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(address)
+            s.sendall(state)
+    except OSError as e:
+        sys.stderr.write("herd_gunicorn.py: %s to %s failed: %s\n" % (state.decode(), path, e))
+
+
+def flush_open_files():
+    """Flushes every file object still open, text ones before the binary ones under them, as the
+    interpreter's teardown would. Returns Python's exit status: 120 if sys.stdout or sys.stderr
+    could not be flushed, else 0."""
+    status = 0
+    for name in ("stdout", "stderr"):
+        f = getattr(sys, name, None)
+        try:
+            if f is not None and not f.closed:
+                f.flush()
+        except Exception as e:
+            status = 120
+            if name == "stdout":
+                try:
+                    os.write(2, ("Exception ignored while flushing sys.stdout: %r\n" % e).encode())
+                except OSError:
+                    pass
+    kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+    files = [o for o in gc.get_objects() if isinstance(o, kinds)]
+    files.sort(key=lambda f: not isinstance(f, io.TextIOWrapper))
+    for f in files:
+        try:
+            if not f.closed:
+                f.flush()
+        except Exception:
+            pass
+    return status
+
+
+def exit_now():
+    """Ends a clean stop without the interpreter's teardown, once the app's atexit functions
+    have run and its files are flushed; returns (for the usual exit) while another thread runs."""
+    if threading.active_count() > 1:
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        signal.signal(signum, lambda signum, frame: None)
+    atexit._run_exitfuncs()
+    os._exit(flush_open_files())
+
+
+def herd_listeners(sock, cfg, log, count):
+    """gunicorn's listeners on herd's sockets (fds 3...), keeping the accept queue herd set:
+    gunicorn calls `listen()` again on a socket it is given, with its own `--backlog`."""
+    socket.socket.listen = lambda self, backlog=None: None
+    try:
+        return sock.create_sockets(cfg, log, range(3, 3 + count))
+    finally:
+        del socket.socket.listen
+
+
+def watchdog_seconds():
+    """herd's `--watchdog`, from WATCHDOG_USEC (for this process, if WATCHDOG_PID says), or None."""
+    try:
+        usec = int(os.environ.get("WATCHDOG_USEC", ""))
+        pid = int(os.environ.get("WATCHDOG_PID", os.getpid()))
+    except ValueError:
+        return None
+    return usec / 1e6 if usec > 0 and pid == os.getpid() else None
+
+
+def pings_watchdog(worker, every):
+    """gunicorn's heartbeat, `Worker.notify` (called between requests and at least every
+    `timeout` seconds while idle), also says `WATCHDOG=1` to herd, at most once per `every`
+    seconds: a worker stuck in one request longer than herd's `--watchdog` is killed and
+    replaced by herd, as gunicorn's arbiter does after its `--timeout`."""
+    beat = worker.notify
+    last = [float("-inf")]
+
+    def notify():
+        beat()
+        now = time.monotonic()
+        if now - last[0] >= every:
+            last[0] = now
+            send(b"WATCHDOG=1")
+
+    worker.notify = notify
+
+
+def app_load_failed(app, error):
+    """Says on stderr why the app did not load (a traceback unless the app's module itself is
+    missing) and exits with gunicorn's status for it, 4."""
+    module = (getattr(app, "app_uri", None) or "").split(":")[0]
+    missing = isinstance(error, ModuleNotFoundError) and error.name == module
+    if not missing and not type(error).__name__ == "AppImportError":
+        traceback.print_exc()
+    sys.stderr.write("herd_gunicorn.py: the app %s did not load: %s\n" % (module or "?", one_line(error)))
+    sys.exit(4)
+
+
+def one_line(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def serve():
+    """Runs gunicorn's worker class in this process on herd's sockets."""
+    from gunicorn import sock, systemd
+    from gunicorn.app.wsgiapp import WSGIApplication
+    from gunicorn.arbiter import Arbiter
+
+    app = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="herd_gunicorn.py")
+    cfg = app.cfg
+    cfg.set("workers", 1)
+    try:
+        arbiter = Arbiter(app)  # sets up gunicorn's logging; loads the app with --preload
+    except Exception as e:
+        app_load_failed(app, e)
+    arbiter.pid = os.getpid()
+    arbiter.LISTENERS = herd_listeners(sock, cfg, arbiter.log, systemd.listen_fds())
+    cfg.on_starting(arbiter)
+    cfg.when_ready(arbiter)
+    watchdog = watchdog_seconds()
+    timeout = min(arbiter.timeout / 2.0, watchdog / 3.0) if watchdog else arbiter.timeout / 2.0
+    worker = arbiter.worker_class(1, os.getppid(), arbiter.LISTENERS, app, timeout, cfg, arbiter.log)
+    if watchdog:
+        pings_watchdog(worker, watchdog / 3.0)
+    cfg.pre_fork(arbiter, worker)
+    worker.pid = os.getpid()
+    cfg.post_fork(arbiter, worker)
+    run_worker(arbiter, worker)
+
+
+def run_worker(arbiter, worker):
+    """The worker's life as gunicorn's arbiter would give it after its fork, with `READY=1`
+    once it is about to accept; a clean end skips the interpreter's teardown."""
+    cfg = worker.cfg
+    user_hook = cfg.settings["post_worker_init"].get()
+
+    def ready(worker):
+        user_hook(worker)
+        send(b"READY=1")
+
+    cfg.settings["post_worker_init"].set(ready)
+    clean = False
+    try:
+        worker.init_process()
+        clean = True
+    except SystemExit as e:
+        clean = e.code in (0, None)
+        raise
+    except Exception as e:
+        if not worker.booted and getattr(worker, "wsgi", None) is None:
+            app_load_failed(worker.app, e)
+        arbiter.log.exception("Exception in worker process")
+        sys.exit(3 if not worker.booted else 1)
+    finally:
+        try:
+            worker.tmp.close()
+            cfg.worker_exit(arbiter, worker)
+            cfg.on_exit(arbiter)
+        except Exception as e:
+            arbiter.log.warning("Exception while the worker exits: %r", e)
+        if clean:
+            exit_now()
+
+
+def main():
+    if under_herd():
+        serve()
+    else:
+        from gunicorn.app.wsgiapp import run
+
+        run(prog="herd_gunicorn.py")
+
+
+if __name__ == "__main__":
+    main()
