@@ -135,3 +135,32 @@ fn herd_gunicorn_outside_herd_is_gunicorn() {
         .unwrap();
     assert!(!bad.status.success(), "{bad:?}");
 }
+
+/// With `--fork-server` through herd_fork.py (docs/interop.md's second command): gunicorn is
+/// imported once per generation, each worker forked from it serves itself, as herd's child,
+/// and upgrades under load lose nothing.
+#[test]
+fn herd_gunicorn_forked_serves_and_upgrades_under_load() {
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "2", "--ready", "notify", "--fork-server"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .arg(python_program("python3"))
+            .arg(repo().join("python/herd_fork.py"))
+            .args([
+                "--preload",
+                "gunicorn.app.wsgiapp",
+                "--preload",
+                "gunicorn.workers.sync",
+            ])
+            .args([&herd_gunicorn(), "--preload", "--chdir", &interop_file("")])
+            .arg("wsgi_app:app");
+        cmd
+    });
+    let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    for pid in worker_pids(&status) {
+        assert_eq!(children(pid), vec![], "worker {pid} has children");
+    }
+    upgrades_under_load(&herd, |body| body.starts_with("gunicorn pid"));
+    stops_cleanly(herd);
+}
