@@ -121,7 +121,7 @@ def one_system(system, args, laps, first):
         got["open"].update(load_cpu=100 * cpu / max(got["open"]["sent_s"], 1e-9), rss=rss_mib(system.supervisor()),
                            chart=(binned_p99(records, 250_000), [(b / 1e6, e / 1e6) for b, e in windows]))
     laps.lap("open")
-    result, records, windows, _ = under_load(system, system.changes(closes), True, args.closed_lead, args.gap)
+    result, records, windows, _ = under_load(system, system.changes(closes), True, args.closed_lead, args.closed_gap)
     got["closed"] = figures(result, records, windows, system.windowed)
     laps.lap("closed")
     if system.can_scale:
@@ -129,7 +129,7 @@ def one_system(system, args, laps, first):
         got["scale"] = figures(*under_load(system, steps, False, args.open_lead, args.gap)[:3])
         laps.lap("scale")
         if system.by_herd:  # the 0-failed target holds herd's scaling at saturation too
-            got["scale_closed"] = figures(*under_load(system, steps, True, args.closed_lead, args.gap)[:3])
+            got["scale_closed"] = figures(*under_load(system, steps, True, args.closed_lead, args.closed_gap)[:3])
             laps.lap("scale_closed")
     return got
 
@@ -185,7 +185,7 @@ def main():
     # The shape: 10 reloads at 2000/s and 5 at saturation; the steady lead and the gaps
     # between steps are as short as a steady baseline allows (bench/peers_shape.py has the why).
     args.reloads, args.saturation_reloads, args.idle = 10, 5, 2.0
-    args.open_lead, args.closed_lead, args.gap = 2.0, 1.5, 0.3
+    args.open_lead, args.closed_lead, args.gap, args.closed_gap = 2.0, 1.5, 0.3, 1.0
     if args.quick:
         args.reps, args.reloads, args.saturation_reloads, args.idle = 1, 2, 1, 1.0
     need_build()

@@ -116,6 +116,11 @@ def durations(results, name, scenario, index=None):
     return median_range(values, "{:.2f}")
 
 
+def control_window(systems):
+    """How long the control's windows are, in seconds (`-` without a control)."""
+    return next((f"{s.WINDOW:g}" for s in systems if getattr(s, "every_rep", False)), "-")
+
+
 def changes_table(systems, results, errors):
     """herd's other changes (re-exec, takeover, recycling), at 2000/s and at saturation."""
     rows = ["| change | load | failed per run (by kind) | p99 steady ms | p99 in changes ms | ratio | "
@@ -320,7 +325,7 @@ def measured_verdicts(systems, results):
            (zero_failed(f"in herd's scaling 4 -> 8 -> 4 at {2000}/s and at saturation",
                         failed_by(results, upgrades, ("scale", "scale_closed")), runs), every)]
     for s in systems:
-        if s.table == "changes" and s.name in results:
+        if s.table == "changes" and s.name in results and not getattr(s, "every_rep", False):
             out.append((zero_failed(f"while {s.name} at {2000}/s and at saturation",
                                     failed_by(results, [s.name], ("open", "closed")), len(results[s.name])),
                         busy(results[s.name])))
@@ -409,10 +414,10 @@ Python row but uWSGI's (Debian's embedded Python) runs the benchmark's own venv:
 interpreter start (a stdlib worker's start took 29 ms of CPU with it, 16 ms in the venv:
 `bench/reload_cost.py`'s start cost, 7 starts each, 2026-12-01).
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
-otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3 -m gunicorn
--c examples/gunicorn_herd.conf.py app:application` (as docs/interop.md says to run gunicorn under
-herd: one sync worker, the app preloaded, herd's accept queue kept, and READY=1 from the worker
-right before it accepts, where gunicorn's arbiter alone says it before it forks the worker) or `node app.js` (which says
+otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3
+python/herd_gunicorn.py --preload app:application` (as docs/interop.md says to run gunicorn under
+herd: gunicorn's sync worker is the herd worker itself, with no gunicorn arbiter, the app preloaded,
+herd's accept queue kept, and READY=1 right before it accepts) or `node app.js` (which says
 READY=1 with `systemd-notify` before it takes its first connection); the `herd --fork-server` rows add `--fork-server` and run the
 same Python commands through `python/herd_fork.py` (for gunicorn with `--preload` of `gunicorn.app.wsgiapp`,
 `gunicorn.glogging`, `gunicorn.arbiter` and `gunicorn.workers.sync`: docs/fork-server.md), so that each generation
@@ -430,10 +435,11 @@ and the steady p99 was 1361 ms, with SOMAXCONN 0 and 1.1 ms, while the p99 insid
 stayed about 1.07 s, the pause itself); nginx `worker_processes 4`, `return 200`, SIGHUP; PM2 `exec_mode: "cluster",
 instances: 4` (`pm2 reload`, `pm2 scale`), and with `wait_ready: true, listen_timeout: 3000`.
 Each system runs {args.reps} time(s), systems interleaved (the order rotates each repetition;
-herd's rows of other changes, below, run in the first repetition only), and each time: {args.idle:g} s idle (the supervisor's CPU; first repetition only), then `herd-loadgen --timeline` at
+herd's rows of other changes, below, run in the first repetition only, but for the control), and each time: {args.idle:g} s idle (the supervisor's CPU; first repetition only), then `herd-loadgen --timeline` at
 2000 new connections/s, open loop (5 s timeout), through {args.reloads} reloads {args.gap:g} s
 apart after {args.open_lead:g} s steady; then closed loop with {32} connections (a new one per request)
-through {args.saturation_reloads} reloads after {args.closed_lead:g} s; then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation).
+through {args.saturation_reloads} reloads {args.closed_gap:g} s apart after {args.closed_lead:g} s (steady time between the
+reloads as well as before them); then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation).
 {fewer_text(systems, args)}A reload window
 runs from the command until the old workers are gone and 4 new ones run (for herd: until
 `herd upgrade` returns); steady time is outside the windows, less 250 ms after each and the
@@ -462,7 +468,9 @@ herd's other changes, with stdlib Python workers (herd only: the peers have no e
 to compare; re-exec: `herd reexec`; takeover: a second `herd run --takeover` on the same
 control socket, whose workers start on the same listening socket, then the old herd stops;
 recycling: `--max-lifetime 2s,jitter=1s`, so every worker is replaced about every 3 s all
-through the run, which then has no steady part to compare with):
+through the run, which then has no steady part to compare with; the control: herd serving while
+nothing changes, with windows of {control_window(systems)} s cut out all the same, in every repetition: what the
+measurement gives when no system does anything):
 
 {changes_table(systems, results, errors)}
 

@@ -15,9 +15,9 @@ def running_order(systems, rep):
     so no system always runs first or after the same one. herd's rows of other changes
     (re-exec, takeover, recycling: `table == "changes"`) run in the first repetition only: they
     check for 0 failed connections, with no peer to compare, and their changes add up as well
-    in one run."""
+    in one run. The control (`every_rep`) runs in each, as a peer does."""
     if rep > 0:
-        systems = [s for s in systems if s.table != "changes"]
+        systems = [s for s in systems if s.table != "changes" or getattr(s, "every_rep", False)]
     if not systems:
         return []
     k = rep % len(systems)

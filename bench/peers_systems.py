@@ -77,6 +77,13 @@ def gunicorn_under_herd(py, recipe=True):
 
 
 HERD_FORK = os.path.join(ROOT, "python", "herd_fork.py")
+HERD_GUNICORN = os.path.join(ROOT, "python", "herd_gunicorn.py")
+
+
+def gunicorn_solo(py):
+    """gunicorn's sync worker as one herd worker, without gunicorn's arbiter: python/herd_gunicorn.py
+    (docs/interop.md), with the app preloaded."""
+    return [py, HERD_GUNICORN, "--preload", "--chdir", PEERS, "--log-level", "critical", "app:application"]
 
 
 def forked(command):
@@ -85,14 +92,15 @@ def forked(command):
     start) are imported once per generation, not per worker."""
     py, *rest = command
     gunicorn = ["gunicorn.app.wsgiapp", "gunicorn.glogging", "gunicorn.arbiter", "gunicorn.workers.sync"]
-    preload = [arg for module in gunicorn for arg in ("--preload", module)] if rest[:2] == ["-m", "gunicorn"] else []
+    runs_gunicorn = rest[:2] == ["-m", "gunicorn"] or rest[:1] == [HERD_GUNICORN]
+    preload = [arg for module in gunicorn for arg in ("--preload", module)] if runs_gunicorn else []
     return [py, HERD_FORK, *preload, *rest]
 
 
 def worker_kinds(py):
     """The herd rows' worker commands by short name, for the scripts that study one kind."""
     return {"py": [py, APP_PY], "gunicorn": gunicorn_under_herd(py),
-            "gunicorn-plain": gunicorn_under_herd(py, recipe=False), "node": ["node", APP_JS]}
+            "gunicorn-plain": gunicorn_under_herd(py, recipe=False), "gunicorn-solo": gunicorn_solo(py), "node": ["node", APP_JS]}
 
 
 def run(*args, env=None):
@@ -127,6 +135,8 @@ class System:
     workers_wanted = 4
     # "peers": a row of every table; "changes": a herd-only row of re-execs, takeovers, recycling.
     table = "peers"
+    # A "changes" row that runs in every repetition, not only the first (the control).
+    every_rep = False
     # Whether the steps are windows to cut out of steady time.
     windowed = True
     by_herd = False
@@ -250,6 +260,21 @@ class HerdTakeover(HerdSystem):
                    takeover=True)
         old.proc.wait(timeout=90)
         self.herd = new.ready()
+
+
+class HerdControl(HerdSystem):
+    """The control: herd serving while nothing changes, with windows as long as a reload of
+    herd's at saturation cut out of the run all the same. What the measurement itself gives
+    (the load generator's own warm-up, the machine's drift over a run) when no system does
+    anything: a share of steady away from 100% here is not a reload's."""
+    table, every_rep, can_scale = "changes", True, False
+    WINDOW = 2.0
+
+    def __init__(self, port, command):
+        super().__init__(port, "nothing changes (control)", "Python (stdlib server)", command)
+
+    def reload(self):
+        time.sleep(self.WINDOW)
 
 
 class HerdRecycle(HerdSystem):
@@ -488,7 +513,7 @@ def systems(cache, port):
     """Every system, each on its own port from `port` on."""
     node = ["node", APP_JS]
     py = python(cache)
-    gunicorn = gunicorn_under_herd(py)
+    gunicorn = gunicorn_solo(py)
     return [
         HerdSystem(port, "herd, stdlib Python", "Python (stdlib server)", [py, APP_PY]),
         HerdSystem(port + 1, "herd, gunicorn", "Python (gunicorn, 1 sync worker each)", gunicorn),
@@ -505,6 +530,7 @@ def systems(cache, port):
         HerdReexec(port + 10, [py, APP_PY]),
         HerdTakeover(port + 11, [py, APP_PY]),
         HerdRecycle(port + 12, [py, APP_PY]),
+        HerdControl(port + 15, [py, APP_PY]),
     ]
 
 

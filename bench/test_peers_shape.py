@@ -19,6 +19,12 @@ class Order(unittest.TestCase):
         self.assertEqual(names(2), ["c", "a", "b"])
         self.assertEqual(running_order([reexec], 1), [])
 
+    def test_the_control_runs_in_every_repetition(self):
+        a, reexec = system("a"), system("reexec", table="changes")
+        control = system("control", table="changes")
+        control.every_rep = True
+        self.assertEqual([s.name for s in running_order([a, reexec, control], 1)], ["control", "a"])
+
 
 class Reloads(unittest.TestCase):
     def test_a_cap_only_ever_lowers_the_count(self):
