@@ -22,7 +22,9 @@ Under herd:
 - A clean stop (herd's SIGTERM: the worker finishes its requests) ends without the
   interpreter's teardown: the app's `atexit` functions run and its open files are flushed,
   other finalizers do not (`__del__`), so that a stopping worker costs the ones still serving
-  no CPU. Exit status: 0, 3 if the worker failed to boot, 4 if the app failed to load.
+  no CPU. Exit status: 0; 2 if herd's sockets are another process's (a wrapper
+  that did not `exec` it); 3 if the worker failed to boot; 4 if
+  the app did not load.
 
 Python 3.8+, gunicorn 20+, Linux and other Unixes. One file: copy it next to your app, or
 put it on PYTHONPATH and run `python3 -m herd_gunicorn`.
@@ -162,7 +164,10 @@ def serve():
 
     app = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="herd_gunicorn.py")
     cfg = app.cfg
-    cfg.set("workers", 1)
+    if cfg.workers != 1:
+        sys.stderr.write("herd_gunicorn.py: --workers %d ignored: each herd worker is one gunicorn "
+                         "worker; set herd run's -w\n" % cfg.workers)
+        cfg.set("workers", 1)
     try:
         arbiter = Arbiter(app)  # sets up gunicorn's logging; loads the app with --preload
     except Exception as e:
@@ -219,6 +224,11 @@ def run_worker(arbiter, worker):
 def main():
     if under_herd():
         serve()
+    elif "HERD_WORKER" in os.environ:
+        sys.stderr.write("herd_gunicorn.py: herd's sockets are for pid %s (LISTEN_PID), not this "
+                         "process (%d): start it with exec from a wrapper script\n"
+                         % (os.environ.get("LISTEN_PID", "none"), os.getpid()))
+        sys.exit(2)
     else:
         from gunicorn.app.wsgiapp import run
 

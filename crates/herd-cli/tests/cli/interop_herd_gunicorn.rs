@@ -74,6 +74,45 @@ fn herd_gunicorn_says_why_an_app_does_not_load() {
     });
 }
 
+/// Started by a wrapper that does not `exec` it, the sockets are the wrapper's (`LISTEN_PID`):
+/// it says so in one line and exits 2, rather than gunicorn binding its default address in
+/// every worker.
+#[test]
+fn herd_gunicorn_behind_a_wrapper_says_why_it_has_no_socket() {
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+        ])
+        .args(["sh", "-c", "\"$@\"; exit $?", "sh"])
+        .arg(python_program("python3"))
+        .args([
+            &herd_gunicorn(),
+            "--chdir",
+            &interop_file(""),
+            "wsgi_app:app",
+        ]);
+        cmd
+    });
+    wait_status(&herd, "the worker's exit", |s| {
+        s["workers"][0]["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains("exit code 2"))
+    });
+    let lines = herd.lines();
+    let said = texts(&lines, |t| {
+        t.starts_with("herd_gunicorn.py: herd's sockets are for pid")
+    });
+    assert!(!said.is_empty(), "{}", last_lines(&lines));
+}
+
 /// gunicorn's `--timeout` is herd's `--watchdog`: an idle worker's heartbeat keeps it alive
 /// past several deadlines, and one stuck in a request is killed and replaced.
 #[test]
