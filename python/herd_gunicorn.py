@@ -19,6 +19,8 @@ Under herd:
   `worker_exit` and `on_exit` as it ends.
 - The arbiter's other jobs are herd's. gunicorn's `--timeout` (kill a worker silent that long,
   stuck in a request) is herd's `--watchdog`: the worker's heartbeat says `WATCHDOG=1` to herd.
+  `--max-requests` (and its jitter) asks herd to recycle the worker (`HERD_RECYCLE=1`): its
+  successor starts first, and it serves on until herd stops it.
 - A clean stop (herd's SIGTERM: the worker finishes its requests) ends without the
   interpreter's teardown: the app's `atexit` functions run and its open files are flushed,
   other finalizers do not (`__del__`), so that a stopping worker costs the ones still serving
@@ -123,20 +125,32 @@ def watchdog_seconds():
     return usec / 1e6 if usec > 0 and pid == os.getpid() else None
 
 
-def pings_watchdog(worker, every):
+def beats(worker, every):
     """gunicorn's heartbeat, `Worker.notify` (called between requests and at least every
-    `timeout` seconds while idle), also says `WATCHDOG=1` to herd, at most once per `every`
-    seconds: a worker stuck in one request longer than herd's `--watchdog` is killed and
-    replaced by herd, as gunicorn's arbiter does after its `--timeout`."""
+    `timeout` seconds while idle), also tells herd what gunicorn's arbiter would act on:
+    - with `every` (herd's `--watchdog`), `WATCHDOG=1` at most once per `every` seconds: a
+      worker stuck in one request longer than `--watchdog` is killed and replaced by herd, as
+      gunicorn's arbiter does after its `--timeout`;
+    - with `--max-requests`, `HERD_RECYCLE=1` once it has served that many (plus its jitter):
+      herd starts its successor and stops it once that one is available, where the worker
+      would exit and leave its slot empty (and herd count its exits as a crash loop)."""
     beat = worker.notify
     last = [float("-inf")]
+    limit = worker.max_requests
+    worker.max_requests = sys.maxsize  # gunicorn's own count would end the worker
+    asked = [limit >= sys.maxsize]  # no --max-requests: nothing to ask
 
     def notify():
         beat()
-        now = time.monotonic()
-        if now - last[0] >= every:
-            last[0] = now
-            send(b"WATCHDOG=1")
+        if every is not None:
+            now = time.monotonic()
+            if now - last[0] >= every:
+                last[0] = now
+                send(b"WATCHDOG=1")
+        if not asked[0] and worker.nr >= limit:
+            asked[0] = True
+            worker.log.info("Served %d requests (--max-requests): asking herd for a successor", worker.nr)
+            send(b"HERD_RECYCLE=1")
 
     worker.notify = notify
 
@@ -179,8 +193,7 @@ def serve():
     watchdog = watchdog_seconds()
     timeout = min(arbiter.timeout / 2.0, watchdog / 3.0) if watchdog else arbiter.timeout / 2.0
     worker = arbiter.worker_class(1, os.getppid(), arbiter.LISTENERS, app, timeout, cfg, arbiter.log)
-    if watchdog:
-        pings_watchdog(worker, watchdog / 3.0)
+    beats(worker, watchdog / 3.0 if watchdog else None)
     cfg.pre_fork(arbiter, worker)
     worker.pid = os.getpid()
     cfg.post_fork(arbiter, worker)

@@ -9,6 +9,9 @@ pub struct NotifyMessage {
     pub stopping: bool,
     /// `WATCHDOG=1`.
     pub watchdog: bool,
+    /// `HERD_RECYCLE=1`: the worker asks to be replaced (a successor first, then its graceful
+    /// stop), as `--max-lifetime` would: after so many requests, say.
+    pub recycle: bool,
     /// `STATUS=...`.
     pub status: Option<String>,
 }
@@ -25,6 +28,7 @@ impl NotifyMessage {
                 ("READY", "1") => message.ready = true,
                 ("STOPPING", "1") => message.stopping = true,
                 ("WATCHDOG", "1") => message.watchdog = true,
+                ("HERD_RECYCLE", "1") => message.recycle = true,
                 ("STATUS", text) => {
                     message.status = Some(text.chars().take(200).collect());
                 }
@@ -50,5 +54,8 @@ mod tests {
             NotifyMessage::parse(b"READY=0").unwrap(),
             NotifyMessage::default()
         );
+        let m = NotifyMessage::parse(b"HERD_RECYCLE=1").unwrap();
+        assert!(m.recycle && !m.ready);
+        assert!(!NotifyMessage::parse(b"HERD_RECYCLE=0").unwrap().recycle);
     }
 }

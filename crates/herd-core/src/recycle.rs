@@ -146,6 +146,8 @@ pub struct Recycler {
     slots: HashMap<usize, SlotTrack>,
     /// Workers whose deferral or hold was already said.
     told: HashSet<u32>,
+    /// Workers that asked to be replaced (`HERD_RECYCLE=1`), until their recycle starts.
+    asked: HashSet<u32>,
 }
 
 impl Recycler {
@@ -157,7 +159,14 @@ impl Recycler {
             memory: HashMap::new(),
             slots: HashMap::new(),
             told: HashSet::new(),
+            asked: HashSet::new(),
         }
+    }
+
+    /// Worker `pid` asked to be replaced: it is recycled as soon as the pool allows, as one
+    /// past its lifetime would be.
+    pub fn ask(&mut self, pid: u32) {
+        self.asked.insert(pid);
     }
 
     /// The policy.
@@ -221,6 +230,10 @@ impl Recycler {
     /// Asks `pool` to recycle each worker past a limit at `now`, and says what was decided.
     pub fn due(&mut self, pool: &mut Pool, now: Instant) -> Vec<RecycleEvent> {
         let mut events = Vec::new();
+        self.asked.retain(|&pid| {
+            pool.worker(pid)
+                .map_or(false, |w| w.live() && w.recycling.is_none())
+        });
         for (slot, pid, cause) in pool.take_recycles_aborted() {
             let hold = self.went_wrong(slot, now);
             events.push(RecycleEvent::Aborted {
@@ -282,6 +295,9 @@ impl Recycler {
             }
             if let Some(why) = self.over_memory(w.pid) {
                 found.push((false, w.started, w.pid, RecycleCause::Memory, why));
+            } else if self.asked.contains(&w.pid) {
+                let why = "it asked to be replaced (HERD_RECYCLE=1)".to_string();
+                found.push((true, w.started, w.pid, RecycleCause::Asked, why));
             } else if let Some(why) = self.past_lifetime(w, now) {
                 found.push((true, w.started, w.pid, RecycleCause::Lifetime, why));
             }
@@ -375,10 +391,11 @@ impl Recycler {
         match cause {
             RecycleCause::Memory if started_over => track.quick = track.quick.saturating_add(1),
             RecycleCause::Memory => track.quick = 0,
-            RecycleCause::Lifetime => {}
+            RecycleCause::Lifetime | RecycleCause::Asked => {}
         }
         track.not_before = None;
         self.told.remove(&pid);
+        self.asked.remove(&pid);
     }
 
     /// A recycle in `slot` went wrong at `now`: the slot is held back, longer each time.

@@ -37,6 +37,8 @@ pub enum State<'a> {
     Watchdog,
     /// `STATUS=...`: a one-line, human-readable status.
     Status(&'a str),
+    /// `HERD_RECYCLE=1`: herd, replace this worker (see [`recycle`]).
+    Recycle,
 }
 
 impl fmt::Display for State<'_> {
@@ -46,6 +48,7 @@ impl fmt::Display for State<'_> {
             State::Stopping => f.write_str("STOPPING=1"),
             State::Reloading => f.write_str("RELOADING=1"),
             State::Watchdog => f.write_str("WATCHDOG=1"),
+            State::Recycle => f.write_str("HERD_RECYCLE=1"),
             // A newline would start a new assignment: fold it into a space.
             State::Status(text) => write!(f, "STATUS={}", text.replace('\n', " ")),
         }
@@ -141,6 +144,13 @@ pub fn ready() -> Result<bool> {
 /// Tells the supervisor this worker is stopping (`STOPPING=1`).
 pub fn stopping() -> Result<bool> {
     notify(&[State::Stopping])
+}
+
+/// Asks herd to recycle this worker (`HERD_RECYCLE=1`): a successor starts in its slot, and
+/// once it is available this worker gets the stop signal; serve on meanwhile. For what herd
+/// cannot see, such as a number of requests served. Other supervisors ignore it.
+pub fn recycle() -> Result<bool> {
+    notify(&[State::Recycle])
 }
 
 #[cfg(test)]

@@ -56,7 +56,8 @@ Recycling (--max-memory, --max-lifetime):
   later); within --max-surge and --max-starting, as upgrades; none while an upgrade runs, nor
   for --max-lifetime while a slot has no ready worker (--max-memory does not wait for it).
   A worker over --max-memory from the start, as its predecessor was, waits 30s (doubling up to
-  30m) before it is recycled, so that a limit set too low cannot loop.
+  30m) before it is recycled, so that a limit set too low cannot loop. A worker may ask to be
+  recycled itself (HERD_RECYCLE=1 on NOTIFY_SOCKET: after N requests, say), as --max-lifetime.
 
 Readiness and the control socket:
   Workers get NOTIFY_SOCKET (sd_notify: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1) and

@@ -37,7 +37,9 @@ impl Supervisor {
                     if message.stopping {
                         tracing::debug!(pid, "worker says it is stopping");
                     }
-                    self.pool.notified(pid, &message, now);
+                    if self.pool.notified(pid, &message, now) && message.recycle {
+                        self.recycle_asked(pid);
+                    }
                     return;
                 }
                 None => format!("malformed message from pid {sender}"),

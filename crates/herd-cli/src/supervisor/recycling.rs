@@ -187,6 +187,12 @@ impl Supervisor {
         }
     }
 
+    /// Worker `pid` asked to be recycled (`HERD_RECYCLE=1`); [`recycle_due`] takes it up after
+    /// this turn.
+    pub(super) fn recycle_asked(&mut self, pid: u32) {
+        self.recycling.recycler.ask(pid);
+    }
+
     /// When a worker's lifetime ends or a held slot is released, if ever.
     pub(super) fn recycle_deadline(&self, now: Instant) -> Option<Instant> {
         self.recycling.recycler.next_deadline(&self.pool, now)

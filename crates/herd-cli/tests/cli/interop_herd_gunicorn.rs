@@ -203,3 +203,27 @@ fn herd_gunicorn_forked_serves_and_upgrades_under_load() {
     upgrades_under_load(&herd, |body| body.starts_with("gunicorn pid"));
     stops_cleanly(herd);
 }
+
+/// gunicorn's `--max-requests` asks herd for a successor (`HERD_RECYCLE=1`) instead of
+/// ending the worker: each is recycled (reason `asked`) while clients connect back to back,
+/// none fails, and no exit counts toward a crash loop.
+#[test]
+fn herd_gunicorn_max_requests_is_a_recycle() {
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "2", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .arg(python_program("python3"))
+            .args([&herd_gunicorn(), "--max-requests", "30", "--preload"])
+            .args(["--chdir", &interop_file(""), "wsgi_app:app"]);
+        cmd
+    });
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let load = Load::start(&herd.address("http"), 2, |b| b.starts_with("gunicorn pid"));
+    herd.wait_for_events("recycled", 3, &[("reason", "asked".into())]);
+    load.finish_without_failures(100);
+    let lines = herd.lines();
+    let restarted =
+        events(&lines).filter(|e| e["event"] == "worker_exited" && !e["restart_in"].is_null());
+    assert_eq!(restarted.count(), 0, "{}", last_lines(&lines));
+}

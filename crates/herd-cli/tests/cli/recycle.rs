@@ -126,6 +126,47 @@ fn leaking_workers_are_recycled_under_load_without_a_failed_connection() {
     );
 }
 
+/// A worker that asks (`HERD_RECYCLE=1`, after 40 requests) is recycled as one past its
+/// lifetime: its successor first, then its graceful stop; never a slot without a worker, no
+/// crash loop, no failed connection.
+#[test]
+fn workers_that_ask_are_recycled_under_load_without_a_failed_connection() {
+    let herd = leaky(
+        &[
+            "-w",
+            "2",
+            "--env",
+            "ASK_AFTER=40",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+        0,
+        0,
+    );
+    let (addr, metrics) = (herd.address("http"), metrics_address(&herd));
+    herd.started(2);
+    let load = Load::start(&addr, 2, |b| b.starts_with("leaky pid"));
+    herd.wait_for_events("recycled", 3, &[("reason", "asked".into())]);
+    load.finish_without_failures(100);
+    let started = logged(&herd, "recycle");
+    assert_eq!(
+        started[0]["why"],
+        "it asked to be replaced (HERD_RECYCLE=1)"
+    );
+    assert!(
+        started.iter().all(|e| e["reason"] == "asked"),
+        "{started:?}"
+    );
+    assert!(logged(&herd, "worker_exited")
+        .iter()
+        .all(|e| e["restart_in"].is_null()));
+    let body = get(&metrics, "/metrics").unwrap();
+    assert!(
+        !body.contains("herd_worker_recycles_total{reason=\"asked\"} 0"),
+        "{body}"
+    );
+}
+
 #[test]
 fn lifetimes_with_jitter_spread_the_recycles() {
     let herd = leaky(

@@ -2,7 +2,7 @@
 """A test worker that leaks memory on purpose: it keeps LEAK_KB KiB (default 1024) of touched
 memory per request, but no more than LEAK_MB_PER_S MiB a second since its first request (when
 set, so that it leaks at that rate under any load), after START_MB MiB (default 0) at start. Answers "leaky pid N". Reports
-READY=1. A stop (SIGTERM, SIGINT) ends it between two requests, never with a connection
+READY=1, and with ASK_AFTER=N asks herd to recycle it (HERD_RECYCLE=1) once it has answered N requests. A stop (SIGTERM, SIGINT) ends it between two requests, never with a connection
 accepted and unanswered: it polls the (shared, non-blocking) listener and checks for a stop
 before each accept."""
 
@@ -25,8 +25,13 @@ def main():
 
     rate = float(os.environ.get("LEAK_MB_PER_S", "0")) * (1 << 20)
     leaked = {"bytes": 0, "since": None}
+    ask_after = int(os.environ.get("ASK_AFTER", "0"))
+    answered = [0]
 
     def respond(conn, request_line):
+        answered[0] += 1
+        if answered[0] == ask_after:
+            notify("HERD_RECYCLE=1")
         n = leak
         if rate:
             since = leaked["since"] = leaked["since"] or time.monotonic()

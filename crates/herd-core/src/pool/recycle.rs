@@ -81,7 +81,7 @@ impl fmt::Display for RecycleRefused {
 impl Pool {
     /// Starts recycling worker `pid` for `cause`: a successor starts in its slot now (the
     /// returned [`Action::Spawn`]); once it is available, the old worker is told to stop
-    /// gracefully. Refused while stopping or upgrading, for `Lifetime` while a wanted slot has
+    /// gracefully. Refused while stopping or upgrading, for `Lifetime` and `Asked` while a wanted slot has
     /// no ready worker, for a worker not yet available, when the pool runs `max_surge` workers beyond
     /// the desired number already (an old worker still in its grace period counts), and when
     /// `max_starting` new workers are starting, restarts aside ([`Pool::start_ups`]).
@@ -111,7 +111,7 @@ impl Pool {
         // A worker over --max-memory is recycled all the same: a slot that crash-loops would
         // hold it back for good, and it would grow until the OOM killer ended it (its
         // successor starts first: capacity does not drop).
-        if cause == RecycleCause::Lifetime && !self.all_ready() {
+        if cause != RecycleCause::Memory && !self.all_ready() {
             return Err(RecycleRefused::ShortOfReady {
                 ready: self.ready_slots,
                 desired: self.desired,

@@ -150,6 +150,8 @@ pub enum RecycleCause {
     Memory,
     /// It ran past `--max-lifetime` (plus its jitter).
     Lifetime,
+    /// It asked to be replaced (`HERD_RECYCLE=1`).
+    Asked,
 }
 
 impl RecycleCause {
@@ -158,6 +160,7 @@ impl RecycleCause {
         match self {
             RecycleCause::Memory => "memory",
             RecycleCause::Lifetime => "lifetime",
+            RecycleCause::Asked => "asked",
         }
     }
 }
@@ -176,6 +179,7 @@ impl Reason {
             Reason::Requested => "requested",
             Reason::Recycled(RecycleCause::Memory) => "recycled: over --max-memory",
             Reason::Recycled(RecycleCause::Lifetime) => "recycled: past --max-lifetime",
+            Reason::Recycled(RecycleCause::Asked) => "recycled: it asked (HERD_RECYCLE=1)",
         }
     }
 

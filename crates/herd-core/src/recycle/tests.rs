@@ -322,6 +322,44 @@ fn lifetimes_end_with_each_workers_own_jitter() {
 }
 
 #[test]
+fn a_worker_that_asks_is_recycled_once_within_max_surge_even_without_limits() {
+    let none = RecyclePolicy {
+        max_memory: None,
+        ..policy()
+    };
+    let mut sim = Sim::new(3, 1, none);
+    sim.recycler.ask(100);
+    sim.recycler.ask(101);
+    sim.recycler.ask(999); // no such worker: forgotten
+    sim.turn();
+    assert_eq!(sim.started, [(0, 100, RecycleCause::Asked)]);
+    let deferred = sim.events.iter().filter(|e| {
+        matches!(
+            e,
+            RecycleEvent::Deferred {
+                pid: 101,
+                cause: RecycleCause::Asked,
+                ..
+            }
+        )
+    });
+    assert_eq!(deferred.count(), 1, "{:?}", sim.events);
+    sim.turn();
+    sim.turn();
+    let asked = [(0, 100, RecycleCause::Asked), (1, 101, RecycleCause::Asked)];
+    assert_eq!(sim.started, asked, "each once, one at a time");
+    assert_eq!(sim.pids(), [102, 103, 104]);
+    let why = sim.events.iter().find_map(|e| match e {
+        RecycleEvent::Started { why, .. } => Some(why.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        why.as_deref(),
+        Some("it asked to be replaced (HERD_RECYCLE=1)")
+    );
+}
+
+#[test]
 fn without_limits_nothing_is_recycled() {
     let none = RecyclePolicy {
         max_memory: None,
