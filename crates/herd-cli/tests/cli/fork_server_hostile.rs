@@ -152,3 +152,51 @@ fn a_fork_server_that_answers_unasked_is_killed_before_it_is_asked() {
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }
+
+/// A fork server that answers with the id of a thread of a worker herd supervises: `/proc`
+/// answers for a thread with its process's parent (herd) and group (not the thread's id), and
+/// a signal to a thread's id reaches its whole process. herd took it for a process that leads
+/// no group and SIGKILLed it, killing the worker; it must refuse it and leave the worker be.
+#[test]
+fn a_workers_thread_id_answered_is_refused_and_the_worker_left_alone() {
+    // The first request forks a worker as the protocol says; once re-parented to herd it
+    // starts a thread, whose id it sends back. Every later request is answered with it.
+    let answer = "\
+        if 'tid' in globals():\n    \
+            s.send(b'pid %d' % tid); continue\n\
+        r, w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                import threading\n        \
+                send = lambda: os.write(w, b'%d\\n' % threading.get_native_id())\n        \
+                threading.Thread(target=lambda: (send(), time.sleep(60)), daemon=True).start()\n        \
+                time.sleep(60); os._exit(0)\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); f = os.fdopen(r); first = int(f.readline()); os.wait()\n\
+        s.send(b'pid %d' % first); tid = int(f.readline())";
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "2", answer);
+    let started = herd.wait_for_event("worker_started", &[]);
+    let worker = started["pid"].as_u64().unwrap();
+    let refused = herd.wait_event("the thread's id refused", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("which is a thread of process {worker}"))
+    });
+    let message = refused["message"].as_str().unwrap();
+    assert!(!message.contains("killed that process"), "{message}");
+    // herd's loop has gone round since: a worker it had killed would be reaped and gone.
+    let status = herd.status();
+    assert!(
+        worker_pids(&status).contains(&(worker as u32)),
+        "{status}\n{}",
+        last_lines(&herd.lines())
+    );
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}

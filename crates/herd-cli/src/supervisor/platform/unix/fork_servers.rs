@@ -256,6 +256,14 @@ fn adopted(pid: u32, server: u32, fork_server: impl Fn(u32) -> bool) -> Result<(
             "answered pid {pid}, which is a fork server"
         )));
     }
+    // `/proc/TID` answers for a thread too, with its process's parent and group, and a
+    // signal to a thread's id reaches its whole process: a thread of a serving worker would
+    // otherwise read as a process that leads no group, and be killed with that worker.
+    if let Some(process) = thread_group(pid).filter(|&p| p != pid) {
+        return Err(NotTaken::Broken(format!(
+            "answered pid {pid}, which is a thread of process {process}, not a process"
+        )));
+    }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields = herd_sys::process::parse_stat_fields(&stat, &[3, 4, 5]).unwrap_or_default();
     let number = |i: usize| fields.get(i).and_then(|f| f.parse::<u32>().ok());
@@ -289,4 +297,39 @@ fn adopted(pid: u32, server: u32, fork_server: impl Fn(u32) -> bool) -> Result<(
         )));
     }
     Ok(())
+}
+
+/// The process (thread group) that thread `tid` belongs to, from `/proc/TID/status`'s `Tgid`;
+/// `None` if there is no such thread.
+fn thread_group(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|tgid| tgid.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_threads_id_names_its_process() {
+        let own = std::process::id();
+        assert_eq!(thread_group(own), Some(own));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // `/proc/thread-self` links to PID/task/TID.
+            let link = std::fs::read_link("/proc/thread-self").unwrap();
+            let tid = link.file_name().unwrap().to_str().unwrap().parse::<u32>();
+            tx.send(tid.unwrap()).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, own);
+        assert_eq!(thread_group(tid), Some(own));
+        drop(done_tx);
+        thread.join().unwrap();
+    }
 }
