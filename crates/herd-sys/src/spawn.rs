@@ -35,8 +35,9 @@
 //! 10. `setgroups`, `setgid`, `setuid` \[[`Stage::Credentials`]\], then step 4 again: a change
 //!     of user clears the parent-death signal;
 //! 11. `chdir` \[[`Stage::Chdir`]\];
-//! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, then
-//!     `_exit(0)`).
+//! 12. `execve` \[[`Stage::Exec`]\] (for [`probe`](ExecPlan::probe): `access(X_OK)`, on Linux
+//!     an `execve` of `/`, which fails, to meet the `RLIMIT_NPROC` refusal (`EAGAIN`) of a
+//!     user that runs too many processes, then `_exit(0)`).
 //!
 //! [`spawn_all`] starts several children at once: each takes the steps above, while the
 //! parent prepares and starts the next instead of waiting (see `batch`).

@@ -85,6 +85,11 @@ pub fn explain_exec_error(program: &Path, err: &std::io::Error, as_user: &str) -
         Some(libc::EACCES) if !as_user.is_empty() => {
             "; that user needs permission to read and search every directory on its path"
         }
+        // Linux's refusal of a new user's execve over its RLIMIT_NPROC.
+        Some(libc::EAGAIN) if !as_user.is_empty() => {
+            "; that user runs as many processes (threads included) as its process limit \
+             allows: raise --rlimit nproc, or stop some of its processes"
+        }
         _ => "",
     };
     format!(

@@ -401,3 +401,23 @@ fn herd_check_meets_what_would_fail_every_worker() {
     assert_fails(&["check", "--config", &config], USAGE, expected);
     assert_fails(&["run", "--config", &config], USAGE, expected);
 }
+
+/// A user over its process limit (`RLIMIT_NPROC`, which Linux checks at the execve after a
+/// change of user, `EAGAIN`) fails every worker: `herd check` said ok (its probe checks the
+/// program with `access`, not `execve`), then `herd run` could start none. Both now refuse it,
+/// as one line that names the limit, status 2.
+#[test]
+fn herd_check_meets_a_user_over_its_process_limit() {
+    if !root_or_skip("needs root to switch users") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herd.toml");
+    let text = "bind = [\"127.0.0.1:0\"]\nuser = \"nobody\"\nrlimit = [\"nproc=0\"]\n\
+                command = [\"/bin/sleep\", \"1\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let config = config.display().to_string();
+    let expected = "as many processes (threads included) as its process limit allows";
+    assert_fails(&["check", "--config", &config], USAGE, expected);
+    assert_fails(&["run", "--config", &config], USAGE, expected);
+}

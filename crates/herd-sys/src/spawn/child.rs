@@ -77,6 +77,15 @@ impl Child<'_> {
             if libc::access(self.program, libc::X_OK) < 0 {
                 fail(status, ChildStep::Exec, 0);
             }
+            // Linux refuses the execve of a process whose change of user left that user over
+            // its RLIMIT_NPROC (EAGAIN), before it looks at the file: an execve of "/", which
+            // no kernel runs (EACCES), meets that refusal and nothing else.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            if libc::execve(c"/".as_ptr(), self.argv, self.envp) < 0
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
+            {
+                fail(status, ChildStep::Exec, 0);
+            }
             libc::_exit(0);
         }
 
