@@ -35,6 +35,16 @@ pub(super) fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
         limits.push((libc::RLIMIT_NOFILE as i32, n, n));
         limit_names.push(format!("--nofile {n}"));
     }
+    // Two settings of one limit: the first applied would bound the second (a hard limit is
+    // raised only with CAP_SYS_RESOURCE), so which one wins would depend on privileges.
+    for (i, (resource, ..)) in limits.iter().enumerate() {
+        if let Some(j) = limits[..i].iter().position(|l| l.0 == *resource) {
+            return Err(Failure::Usage(format!(
+                "{} and {} set the same limit: give it once",
+                limit_names[j], limit_names[i]
+            )));
+        }
+    }
     // herd raised its own open-file limit; workers get the one it was started with.
     let nofile = libc::RLIMIT_NOFILE as i32;
     if let Some((soft, hard)) = crate::fdlimit::original() {

@@ -421,3 +421,35 @@ fn herd_check_meets_a_user_over_its_process_limit() {
     assert_fails(&["check", "--config", &config], USAGE, expected);
     assert_fails(&["run", "--config", &config], USAGE, expected);
 }
+
+/// One limit set twice (`nofile` and `rlimit = ["nofile=..."]`, or twice in `rlimit`): the
+/// first applied bounded the second, whose raise of the hard limit needs CAP_SYS_RESOURCE, so
+/// herd check and herd run said "Operation not permitted" without a word of why (or, with
+/// that capability, the later one won unsaid). Both refuse it, naming the two settings.
+#[test]
+fn one_limit_set_twice_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herd.toml");
+    let text = "bind = [\"127.0.0.1:0\"]\nrlimit = [\"nofile=100\"]\nnofile = 200\n\
+                command = [\"sleep\", \"1\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let config = config.display().to_string();
+    let expected = "--rlimit nofile=100 and --nofile 200 set the same limit: give it once";
+    assert_fails(&["check", "--config", &config], USAGE, expected);
+    assert_fails(&["run", "--config", &config], USAGE, expected);
+    let twice = [
+        "run",
+        "--rlimit",
+        "core=0",
+        "--rlimit",
+        "core=1",
+        "-b",
+        "127.0.0.1:0",
+    ];
+    let twice = [&twice[..], &["--", "sleep", "1"]].concat();
+    assert_fails(
+        &twice,
+        USAGE,
+        "--rlimit core=0 and --rlimit core=1 set the same limit",
+    );
+}
