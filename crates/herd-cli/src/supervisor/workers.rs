@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use crate::logging::LogEvent;
 
 use super::effects::{Count, Effect, ExitCause};
-use super::platform::{describe_exit, Spawner};
+use super::platform::describe_exit;
 use super::pool::{Action, Reason, WorkerState};
 use super::reap;
 use super::starts::Start;
@@ -161,7 +161,7 @@ impl Supervisor {
             // pool; the starts beside the failed one would be killed).
             let size = match self.pool.workers().is_empty() {
                 true => 1,
-                false => Spawner::BATCH,
+                false => self.effects.spawner().batch(),
             };
             let batch = self.starts.next_batch(started, turn.elapsed(), size);
             if batch.is_empty() {

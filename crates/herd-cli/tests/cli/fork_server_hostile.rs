@@ -200,3 +200,36 @@ fn a_workers_thread_id_answered_is_refused_and_the_worker_left_alone() {
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }
+
+/// A fork server that takes 400 ms to answer each request (within the second herd waits): herd
+/// asks it for one worker after the other, and took them four to a batch, its loop held up
+/// for all four answers before it read a control request (or a signal, or a READY=1). With 16
+/// workers to fork, `herd status` asked once the first has started was answered only when 9
+/// to 16 had; one fork a batch lets the turn end after each slow answer.
+#[test]
+fn a_slow_fork_server_does_not_hold_control_requests_for_a_batch_of_forks() {
+    // Each request is answered as the protocol says, 400 ms late; the workers sleep.
+    let answer = "\
+        time.sleep(0.4)\n\
+        r, w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                os.execvp('sleep', ['sleep', '30'])\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+        s.send(b'pid %d' % pid)";
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "16", answer);
+    herd.wait_for_event("worker_started", &[]);
+    let status = herd.status();
+    let started = worker_pids(&status).len();
+    assert!(
+        started < 9,
+        "{started} of 16 forked before herd answered\n{status}"
+    );
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}

@@ -41,6 +41,21 @@ impl Spawner {
     /// children of a call run their steps and `execve` side by side, herd waiting once.
     pub const BATCH: usize = crate::supervisor::starts::PER_TURN;
 
+    /// How many starts the next call of [`spawn_all`](Self::spawn_all) should take: [`BATCH`],
+    /// or one while a fork server forks the workers (`--fork-server`). A fork server is asked
+    /// for one worker after the other, each answer waited for up to a second, so a batch of
+    /// them held the loop up for all of theirs (control requests, signals, readiness unread);
+    /// one a call lets the turn end after any slow one, and batching gains them nothing.
+    ///
+    /// [`BATCH`]: Self::BATCH
+    pub fn batch(&self) -> usize {
+        let forked = |command: &WorkerCommand| command.options().fork_server;
+        match forked(self.command.current()) || forked(self.command.for_generation(u64::MAX)) {
+            true => 1,
+            false => Self::BATCH,
+        }
+    }
+
     /// Starts several workers at once, each as [`spawn`](Self::spawn) would (`starts`: slot,
     /// generation, how to lower it), their children executing side by side
     /// ([`herd_sys::spawn::spawn_all`]): each one's pid and how it was lowered, or why it

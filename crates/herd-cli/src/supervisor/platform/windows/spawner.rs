@@ -56,6 +56,12 @@ impl Spawner {
     /// turn of the loop can end after any slow start (under Wine, a large part of a second).
     pub const BATCH: usize = 1;
 
+    /// How many starts the next call of [`spawn_all`](Self::spawn_all) should take:
+    /// [`BATCH`](Self::BATCH) (Windows has no fork server).
+    pub fn batch(&self) -> usize {
+        Self::BATCH
+    }
+
     /// Starts each of `starts` (slot, generation, starting priority) in turn, as
     /// [`spawn`](Self::spawn) does: their pids, or why not, in order.
     pub fn spawn_all(
