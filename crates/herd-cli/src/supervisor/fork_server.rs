@@ -263,6 +263,22 @@ impl<H> ForkServers<H> {
             .collect()
     }
 
+    /// Takes out the fork servers of generations after `generation` (an upgrade to them was
+    /// aborted: none of their workers is wanted), but those killed whose exit is on its way:
+    /// their pids and handles, to be closed.
+    pub fn close_after(&mut self, generation: u64) -> Vec<(u32, H)> {
+        let newer: Vec<u32> = self
+            .servers
+            .values()
+            .filter(|s| s.generation > generation && s.course != Course::TimedOut)
+            .map(|s| s.pid)
+            .collect();
+        newer
+            .into_iter()
+            .filter_map(|pid| self.servers.remove(&pid).map(|s| (pid, s.handle)))
+            .collect()
+    }
+
     /// Takes every fork server out (herd stops): their pids and handles, to be closed.
     pub fn close_all(&mut self) -> Vec<(u32, H)> {
         std::mem::take(&mut self.servers)

@@ -190,10 +190,16 @@ impl Supervisor {
                 event = LogEvent::UpgradeAbandoned.as_str(),
                 "rolling upgrade abandoned: herd is stopping"
             ),
-            UpgradeOutcome::Aborted(why) => tracing::error!(
-                event = LogEvent::UpgradeAborted.as_str(),
-                "rolling upgrade aborted; the old workers keep serving: {why}"
-            ),
+            UpgradeOutcome::Aborted(why) => {
+                tracing::error!(
+                    event = LogEvent::UpgradeAborted.as_str(),
+                    "rolling upgrade aborted; the old workers keep serving: {why}"
+                );
+                // `--fork-server`: the new generation's fork server, which may hold a whole
+                // app loaded, would idle until the next upgrade.
+                let generation = self.pool.generation();
+                self.effects.spawner().close_fork_servers_after(generation);
+            }
         }
         let answers = self.waiters.upgrade_ended(&outcome);
         let generation = match outcome {

@@ -233,3 +233,44 @@ fn a_slow_fork_server_does_not_hold_control_requests_for_a_batch_of_forks() {
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }
+
+/// An upgrade whose fork server says READY=1 but cannot fork (here it answers `error`) is
+/// aborted, and the old workers serve on: its fork server, which may hold a whole app loaded,
+/// was kept, idle, until the next upgrade. herd closes it (it exits at end of file).
+#[test]
+fn an_aborted_upgrades_fork_server_is_closed() {
+    // Generation 1 forks a worker that says READY=1 and sleeps; generation 2 refuses.
+    let answer = "\
+        if os.environ['HERD_GENERATION'] != '1':\n    \
+            s.send(b'error not this generation'); continue\n\
+        r, w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                n.send(b'READY=1'); time.sleep(60); os._exit(0)\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+        s.send(b'pid %d' % pid)";
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", answer);
+    herd.wait_for_event("worker_ready", &[]);
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("not this generation"), "{stderr}");
+    let ready = herd.wait_event("generation 2's fork server", |e| {
+        is_event(e, "fork_server_ready", &[("generation", 2.into())])
+    });
+    let server = fork_server_pid(&ready);
+    let status = herd.status();
+    let listed = status["fork_servers"].as_array().unwrap();
+    assert!(
+        listed.iter().all(|s| s["generation"] != 2),
+        "an aborted generation's fork server is kept: {status}"
+    );
+    // It exits as its socket closes.
+    wait_gone(&[server]);
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}

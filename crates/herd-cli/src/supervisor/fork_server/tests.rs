@@ -137,3 +137,22 @@ fn one_still_loading_after_five_seconds_is_said_slow_once_before_its_timeout() {
     f.said_ready(100);
     assert!(f.slow(now + TIMEOUT).is_empty());
 }
+
+#[test]
+fn an_aborted_upgrade_closes_the_newer_generations_but_one_killed() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "one", now, TIMEOUT);
+    f.started(2, 200, "two", now, TIMEOUT);
+    f.said_ready(200);
+    f.started(3, 300, "three", now, Duration::from_secs(1));
+    // Generation 3's ran out of time: killed, its exit on its way (and still expected).
+    assert_eq!(f.timed_out(now + Duration::from_secs(2)), vec![300]);
+    f.started(3, 301, "three again", now, TIMEOUT);
+    assert_eq!(f.close_after(1), vec![(200, "two"), (301, "three again")]);
+    assert_eq!(f.pids().collect::<Vec<_>>(), vec![300]);
+    assert_eq!(f.gate(2), Gate::Missing);
+    assert!(matches!(
+        f.exited(300, "killed"),
+        Some(Ended::Failed { generation: 3, .. })
+    ));
+}

@@ -242,6 +242,14 @@ impl Spawner {
         drop(self.forks.close_all());
     }
 
+    /// Closes the fork servers of generations after `generation` (an upgrade to them was
+    /// aborted): each exits as its socket closes; a later start of theirs starts another.
+    pub fn close_fork_servers_after(&mut self, generation: u64) {
+        for (pid, _socket) in self.forks.close_after(generation) {
+            tracing::debug!(pid, "closing the fork server of an aborted upgrade");
+        }
+    }
+
     /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`:
     /// nice `serving`, the workers' own): every thread of it and of the processes it started
     /// that still runs at the starting priority (`SCHED_IDLE`, or the starting nice value); one

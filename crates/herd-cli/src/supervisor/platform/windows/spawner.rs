@@ -166,6 +166,9 @@ impl Spawner {
     /// Windows runs no fork server: nothing to close.
     pub fn close_fork_servers(&mut self) {}
 
+    /// Closes the fork servers of an aborted upgrade: Windows has none.
+    pub fn close_fork_servers_after(&mut self, _generation: u64) {}
+
     /// The worker commands, for a reloaded config's.
     pub fn commands(&mut self) -> &mut Commands<WorkerCommand> {
         &mut self.command
