@@ -405,12 +405,17 @@ fn herd_check_meets_what_would_fail_every_worker() {
 /// A user over its process limit (`RLIMIT_NPROC`, which Linux checks at the execve after a
 /// change of user, `EAGAIN`) fails every worker: `herd check` said ok (its probe checks the
 /// program with `access`, not `execve`), then `herd run` could start none. Both now refuse it,
-/// as one line that names the limit, status 2.
+/// as one line that names the limit, status 2. (Linux flags the change of user when the
+/// user's *other* processes are over the limit: one runs here, so nproc=0 is over it.)
 #[test]
 fn herd_check_meets_a_user_over_its_process_limit() {
     if !root_or_skip("needs root to switch users") {
         return;
     }
+    let mut other = std::process::Command::new("sleep");
+    std::os::unix::process::CommandExt::uid(&mut other, 65534);
+    std::os::unix::process::CommandExt::gid(&mut other, 65534);
+    let mut other = other.arg("60").spawn().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("herd.toml");
     let text = "bind = [\"127.0.0.1:0\"]\nuser = \"nobody\"\nrlimit = [\"nproc=0\"]\n\
@@ -420,6 +425,8 @@ fn herd_check_meets_a_user_over_its_process_limit() {
     let expected = "as many processes (threads included) as its process limit allows";
     assert_fails(&["check", "--config", &config], USAGE, expected);
     assert_fails(&["run", "--config", &config], USAGE, expected);
+    other.kill().unwrap();
+    other.wait().unwrap();
 }
 
 /// One limit set twice (`nofile` and `rlimit = ["nofile=..."]`, or twice in `rlimit`): the
