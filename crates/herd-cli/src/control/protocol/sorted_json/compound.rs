@@ -62,7 +62,7 @@ impl ser::SerializeMap for Members<'_> {
             .key
             .take()
             .ok_or_else(|| ser::Error::custom("a map value without a key"))?;
-        self.member(&key, value)
+        self.member(key.into(), value)
     }
     fn end(self) -> Result<(), Error> {
         self.close()
@@ -78,7 +78,7 @@ impl ser::SerializeStruct for Members<'_> {
         value: &T,
     ) -> Result<(), Error> {
         self.note(key);
-        self.member(key, value)
+        self.member(key.into(), value)
     }
     fn end(self) -> Result<(), Error> {
         self.close()
@@ -94,7 +94,7 @@ impl ser::SerializeStructVariant for Members<'_> {
         value: &T,
     ) -> Result<(), Error> {
         self.note(key);
-        self.member(key, value)
+        self.member(key.into(), value)
     }
     fn end(self) -> Result<(), Error> {
         self.close()

@@ -132,6 +132,13 @@ fn of_two_members_of_one_name_the_last_is_written_as_in_a_map() {
     }
     assert_eq!(sorted(&Doubled), through_tree(&Doubled));
     assert_eq!(sorted(&Doubled), r#"{"a":2,"b":3}"#);
+    // The same as elements of a list, which are written in one pass each.
+    let list = (vec![Doubled, Doubled], vec![twice]);
+    assert_eq!(sorted(&list), through_tree(&list));
+    assert_eq!(
+        sorted(&list),
+        r#"[[{"a":2,"b":3},{"a":2,"b":3}],[{"a":3,"b":2}]]"#
+    );
 }
 
 /// A status like herd's, `workers` workers.
