@@ -67,7 +67,7 @@ def main():
     parser.add_argument("--variant", action="append", help="LABEL=OPTIONS (split on spaces)")
     args = parser.parse_args()
     args.reloads, args.saturation_reloads, args.gap, args.idle = 3, 2, 0.5, 0.5
-    args.open_lead, args.closed_lead = 2.0, 1.5  # the peer benchmark's
+    args.open_lead, args.closed_lead, args.closed_gap = 2.0, 1.5, 1.0  # the peer benchmark's
     need_build()
     variants = [v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS)]
     # The rows of the three worker kinds (not those that re-exec, take over or recycle).

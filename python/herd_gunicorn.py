@@ -3,30 +3,37 @@
     herd run -w 4 -b http=:8000,nonblocking --ready notify -- \\
         python3 herd_gunicorn.py [GUNICORN OPTIONS] APP_MODULE
 
-Takes gunicorn's own command line and configuration (`-c FILE`, `GUNICORN_CMD_ARGS`, every
-setting and server hook) and, under herd, runs its worker class (`--worker-class`: sync,
-gthread, gevent...) in this very process on herd's sockets: herd is the arbiter (it starts,
+Takes gunicorn's own command line and configuration (`-c FILE`, `GUNICORN_CMD_ARGS`, its
+settings and server hooks) and, under herd, runs its worker class (`--worker-class`; the sync
+worker is tested) in this very process on herd's sockets: herd is the arbiter (it starts,
 restarts, scales, upgrades and recycles the workers), so there is no gunicorn arbiter per herd
-worker, half the processes and no second start-up. Outside herd (no LISTEN_FDS for this
-process) it runs `gunicorn` as usual, so the same command works everywhere.
+worker, half the processes and no second start-up. Outside herd (no HERD_WORKER, or no
+LISTEN_FDS for this process: under systemd's socket activation too) it runs `gunicorn` as
+usual, so the same command works everywhere.
 
 Under herd:
 - `READY=1` goes to herd right before the worker accepts (after `post_worker_init`).
-- `--workers` is herd's `-w`; gunicorn's is ignored. `--bind` is herd's `-b`: the worker
-  serves herd's sockets only, with the accept queue herd set (no second `listen()`).
-- Server hooks run as gunicorn would run them, here in one process: `on_starting`,
-  `when_ready`, `pre_fork` and `post_fork` before the worker starts, `post_worker_init`,
-  `worker_exit` and `on_exit` as it ends.
+- `--workers` is herd's `-w` and `--bind` herd's `-b`: gunicorn's are ignored (said once);
+  the worker serves herd's sockets with the accept queue herd set (no second `listen()`).
+  `--daemon` and `--pid` are ignored too; `--check-config` and `--print-config` do what they
+  do in gunicorn, and exit.
+- Server hooks, in one process: `on_starting`, `when_ready`, `pre_fork` and `post_fork` before
+  the worker starts (so at each start of a worker, not once per pool), `post_worker_init`,
+  then `worker_exit`, `child_exit` and `on_exit` as it ends. `worker_abort` does not run (herd's
+  watchdog kills with SIGKILL), nor `on_reload`, `pre_exec` or `nworkers_changed`.
 - The arbiter's other jobs are herd's. gunicorn's `--timeout` (kill a worker silent that long,
-  stuck in a request) is herd's `--watchdog`: the worker's heartbeat says `WATCHDOG=1` to herd.
-  `--max-requests` (and its jitter) asks herd to recycle the worker (`HERD_RECYCLE=1`): its
-  successor starts first, and it serves on until herd stops it.
+  stuck in a request) is herd's `--watchdog`: the worker's heartbeat says `WATCHDOG=1` to herd
+  (the sync worker beats at least every third of it while idle; gthread and gevent about once
+  a second, so give those a `--watchdog` of 3s or more). `--max-requests` (and its jitter) asks
+  herd to recycle the worker (`HERD_RECYCLE=1`): its successor starts first, and it serves on
+  until herd stops it. `--reload` does the same when a file changes.
 - A clean stop (herd's SIGTERM: the worker finishes its requests) ends without the
-  interpreter's teardown: the app's `atexit` functions run and its open files are flushed,
-  other finalizers do not (`__del__`), so that a stopping worker costs the ones still serving
-  no CPU. Exit status: 0; 2 if herd's sockets are another process's (a wrapper
-  that did not `exec` it); 3 if the worker failed to boot; 4 if
-  the app did not load.
+  interpreter's teardown when no other thread runs (the sync worker): the app's `atexit`
+  functions run and its open files are flushed, other finalizers do not (`__del__`), so that a
+  stopping worker costs the ones still serving no CPU. Give herd a `--grace` above gunicorn's
+  `--graceful-timeout` (30s by default, as herd's).
+- Exit status: 0 after a stop; 1 after a crash; 2 if herd's sockets are another process's (a
+  wrapper that did not `exec` it); 3 if the worker failed to boot; 4 if the app did not load.
 
 Python 3.8+, gunicorn 20+, Linux and other Unixes. One file: copy it next to your app, or
 put it on PYTHONPATH and run `python3 -m herd_gunicorn`.
@@ -45,8 +52,11 @@ import traceback
 
 def under_herd():
     """True when herd passed this very process its sockets (LISTEN_PID is ours)."""
+    if "HERD_WORKER" not in os.environ:
+        return False
     try:
-        return int(os.environ.get("LISTEN_PID", "")) == os.getpid() and int(os.environ.get("LISTEN_FDS", "0")) > 0
+        ours = int(os.environ.get("LISTEN_PID", "")) == os.getpid()
+        return ours and int(os.environ.get("LISTEN_FDS", "0")) > 0
     except ValueError:
         return False
 
@@ -96,8 +106,10 @@ def flush_open_files():
 
 def exit_now():
     """Ends a clean stop without the interpreter's teardown, once the app's atexit functions
-    have run and its files are flushed; returns (for the usual exit) while another thread runs."""
-    if threading.active_count() > 1:
+    have run and its files are flushed; returns (for the usual exit) while another thread
+    that is not a daemon runs: Python would wait for it."""
+    others = (t for t in threading.enumerate() if t is not threading.main_thread())
+    if any(t.is_alive() and not t.daemon for t in others):
         return
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(signum, lambda signum, frame: None)
@@ -128,9 +140,9 @@ def watchdog_seconds():
 def beats(worker, every):
     """gunicorn's heartbeat, `Worker.notify` (called between requests and at least every
     `timeout` seconds while idle), also tells herd what gunicorn's arbiter would act on:
-    - with `every` (herd's `--watchdog`), `WATCHDOG=1` at most once per `every` seconds: a
-      worker stuck in one request longer than `--watchdog` is killed and replaced by herd, as
-      gunicorn's arbiter does after its `--timeout`;
+    - with `every` (a tenth of herd's `--watchdog`, at most 0.5s), `WATCHDOG=1` at most once
+      per `every` seconds: a worker stuck in one request longer than `--watchdog` is killed
+      and replaced by herd, as gunicorn's arbiter does after its `--timeout`;
     - with `--max-requests`, `HERD_RECYCLE=1` once it has served that many (plus its jitter):
       herd starts its successor and stops it once that one is available, where the worker
       would exit and leave its slot empty (and herd count its exits as a crash loop)."""
@@ -149,7 +161,8 @@ def beats(worker, every):
                 send(b"WATCHDOG=1")
         if not asked[0] and worker.nr >= limit:
             asked[0] = True
-            worker.log.info("Served %d requests (--max-requests): asking herd for a successor", worker.nr)
+            worker.log.info("Served %d requests (--max-requests): asking herd for a successor",
+                            worker.nr)
             send(b"HERD_RECYCLE=1")
 
     worker.notify = notify
@@ -162,7 +175,7 @@ def app_load_failed(app, error):
     missing = isinstance(error, ModuleNotFoundError) and error.name == module
     if not missing and not type(error).__name__ == "AppImportError":
         traceback.print_exc()
-    sys.stderr.write("herd_gunicorn.py: the app %s did not load: %s\n" % (module or "?", one_line(error)))
+    say("the app %s did not load: %s" % (module or "?", one_line(error)))
     sys.exit(4)
 
 
@@ -178,26 +191,67 @@ def serve():
 
     app = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="herd_gunicorn.py")
     cfg = app.cfg
-    if cfg.workers != 1:
-        sys.stderr.write("herd_gunicorn.py: --workers %d ignored: each herd worker is one gunicorn "
-                         "worker; set herd run's -w\n" % cfg.workers)
-        cfg.set("workers", 1)
-    try:
-        arbiter = Arbiter(app)  # sets up gunicorn's logging; loads the app with --preload
-    except Exception as e:
-        app_load_failed(app, e)
+    as_gunicorn_runs(app)
+    preload = cfg.preload_app
+    cfg.set("preload_app", False)
+    arbiter = Arbiter(app)  # gunicorn's logging and settings; the app is loaded below
+    cfg.set("preload_app", preload)
+    if preload:
+        load_app(app)
     arbiter.pid = os.getpid()
     arbiter.LISTENERS = herd_listeners(sock, cfg, arbiter.log, systemd.listen_fds())
     cfg.on_starting(arbiter)
     cfg.when_ready(arbiter)
     watchdog = watchdog_seconds()
     timeout = min(arbiter.timeout / 2.0, watchdog / 3.0) if watchdog else arbiter.timeout / 2.0
-    worker = arbiter.worker_class(1, os.getppid(), arbiter.LISTENERS, app, timeout, cfg, arbiter.log)
-    beats(worker, watchdog / 3.0 if watchdog else None)
+    worker = arbiter.worker_class(1, os.getppid(), arbiter.LISTENERS, app, timeout, cfg,
+                                  arbiter.log)
+    sync = ("sync", "gunicorn.workers.sync.SyncWorker")
+    if watchdog and watchdog < 3 and cfg.worker_class_str not in sync:
+        say("--watchdog %gs: the %s worker beats about once a second; give it 3s or more"
+            % (watchdog, cfg.worker_class_str))
+    beats(worker, min(watchdog / 10.0, 0.5) if watchdog else None)
     cfg.pre_fork(arbiter, worker)
     worker.pid = os.getpid()
     cfg.post_fork(arbiter, worker)
     run_worker(arbiter, worker)
+
+
+def say(text):
+    sys.stderr.write("herd_gunicorn.py: %s\n" % text)
+
+
+def as_gunicorn_runs(app):
+    """What gunicorn's `Application.run` does before its arbiter starts, under herd: the
+    config checks (which exit), `--spew`, `--pythonpath`; `--workers`, `--daemon` and `--pid`
+    are herd's business and said to be ignored."""
+    cfg = app.cfg
+    if cfg.print_config or cfg.check_config:
+        app.run()  # gunicorn's own: prints or loads, and exits
+    if cfg.workers != 1:
+        say("--workers %d ignored: each herd worker is one gunicorn worker; set herd run's -w"
+            % cfg.workers)
+        cfg.set("workers", 1)
+    for name, flag in (("daemon", "--daemon"), ("pidfile", "--pid")):
+        if getattr(cfg, name):
+            say("%s ignored: herd runs and tracks this process itself" % flag)
+            cfg.set(name, False if name == "daemon" else None)
+    if cfg.spew:
+        from gunicorn import debug
+
+        debug.spew()
+    for path in (cfg.pythonpath or "").split(","):
+        path = os.path.abspath(path) if path else None
+        if path and path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def load_app(app):
+    """Loads the app (`app.wsgi()`), or ends the worker with status 4 saying why."""
+    try:
+        return app.wsgi()
+    except Exception as e:
+        app_load_failed(app, e)
 
 
 def run_worker(arbiter, worker):
@@ -205,12 +259,17 @@ def run_worker(arbiter, worker):
     once it is about to accept; a clean end skips the interpreter's teardown."""
     cfg = worker.cfg
     user_hook = cfg.settings["post_worker_init"].get()
+    reload = cfg.reload
+    cfg.set("reload", False)  # gunicorn's reloader would end the worker: herd replaces it
 
     def ready(worker):
         user_hook(worker)
+        if reload:
+            recycle_on_change(cfg)
         send(b"READY=1")
 
     cfg.settings["post_worker_init"].set(ready)
+    worker.load_wsgi = lambda: setattr(worker, "wsgi", load_app(worker.app))
     clean = False
     try:
         worker.init_process()
@@ -218,20 +277,36 @@ def run_worker(arbiter, worker):
     except SystemExit as e:
         clean = e.code in (0, None)
         raise
-    except Exception as e:
-        if not worker.booted and getattr(worker, "wsgi", None) is None:
-            app_load_failed(worker.app, e)
+    except Exception:
         arbiter.log.exception("Exception in worker process")
         sys.exit(3 if not worker.booted else 1)
     finally:
         try:
             worker.tmp.close()
             cfg.worker_exit(arbiter, worker)
+            cfg.child_exit(arbiter, worker)
             cfg.on_exit(arbiter)
         except Exception as e:
             arbiter.log.warning("Exception while the worker exits: %r", e)
         if clean:
             exit_now()
+
+
+def recycle_on_change(cfg):
+    """`--reload`: gunicorn's reloader, watching the app's files, asks herd for a successor
+    (`HERD_RECYCLE=1`, once) when one changes; the successor loads the changed code."""
+    from gunicorn.reloader import reloader_engines
+
+    asked = []
+
+    def changed(fname):
+        if not asked:
+            asked.append(fname)
+            say("%s changed: asking herd for a successor" % fname)
+            send(b"HERD_RECYCLE=1")
+
+    engine = reloader_engines[cfg.reload_engine]
+    engine(extra_files=cfg.reload_extra_files, callback=changed).start()
 
 
 def main():

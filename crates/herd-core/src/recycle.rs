@@ -146,8 +146,10 @@ pub struct Recycler {
     slots: HashMap<usize, SlotTrack>,
     /// Workers whose deferral or hold was already said.
     told: HashSet<u32>,
-    /// Workers that asked to be replaced (`HERD_RECYCLE=1`), until their recycle starts.
-    asked: HashSet<u32>,
+    /// Workers that asked to be replaced (`HERD_RECYCLE=1`), by pid with their start (a pid
+    /// taken again by a later worker is not that worker), until they are gone: a recycle that
+    /// aborts is tried again, as one past a limit is.
+    asked: HashMap<u32, Instant>,
 }
 
 impl Recycler {
@@ -159,14 +161,21 @@ impl Recycler {
             memory: HashMap::new(),
             slots: HashMap::new(),
             told: HashSet::new(),
-            asked: HashSet::new(),
+            asked: HashMap::new(),
         }
     }
 
-    /// Worker `pid` asked to be replaced: it is recycled as soon as the pool allows, as one
-    /// past its lifetime would be.
-    pub fn ask(&mut self, pid: u32) {
-        self.asked.insert(pid);
+    /// Worker `pid` of `pool` asked to be replaced: it is recycled as soon as the pool allows,
+    /// as one past its lifetime would be. Ignored if `pid` is no worker.
+    pub fn ask(&mut self, pool: &Pool, pid: u32) {
+        if let Some(w) = pool.worker(pid) {
+            self.asked.insert(pid, w.started);
+        }
+    }
+
+    /// Whether worker `w` asked to be replaced (and is the worker that asked).
+    fn has_asked(&self, w: &Worker) -> bool {
+        self.asked.get(&w.pid) == Some(&w.started)
     }
 
     /// The policy.
@@ -230,9 +239,9 @@ impl Recycler {
     /// Asks `pool` to recycle each worker past a limit at `now`, and says what was decided.
     pub fn due(&mut self, pool: &mut Pool, now: Instant) -> Vec<RecycleEvent> {
         let mut events = Vec::new();
-        self.asked.retain(|&pid| {
+        self.asked.retain(|&pid, &mut started| {
             pool.worker(pid)
-                .map_or(false, |w| w.live() && w.recycling.is_none())
+                .map_or(false, |w| w.live() && w.started == started)
         });
         for (slot, pid, cause) in pool.take_recycles_aborted() {
             let hold = self.went_wrong(slot, now);
@@ -295,7 +304,7 @@ impl Recycler {
             }
             if let Some(why) = self.over_memory(w.pid) {
                 found.push((false, w.started, w.pid, RecycleCause::Memory, why));
-            } else if self.asked.contains(&w.pid) {
+            } else if self.has_asked(w) {
                 let why = "it asked to be replaced (HERD_RECYCLE=1)".to_string();
                 found.push((true, w.started, w.pid, RecycleCause::Asked, why));
             } else if let Some(why) = self.past_lifetime(w, now) {
@@ -395,7 +404,6 @@ impl Recycler {
         }
         track.not_before = None;
         self.told.remove(&pid);
-        self.asked.remove(&pid);
     }
 
     /// A recycle in `slot` went wrong at `now`: the slot is held back, longer each time.

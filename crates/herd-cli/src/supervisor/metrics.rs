@@ -10,6 +10,8 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
+use herd_core::RecycleCause;
+
 mod render;
 
 pub use render::{render, CONTENT_TYPE};
@@ -27,14 +29,14 @@ pub struct Counters {
     pub autoscale: Family<DirectionLabel, Counter>,
     /// Shared sockets that a worker shut down and herd made listen again.
     pub sockets_restored: Counter,
-    /// Workers recycled by reason: `memory`, `lifetime`.
+    /// Workers recycled by reason: `memory`, `lifetime`, `asked`.
     pub recycles: Family<ReasonLabel, Counter>,
 }
 
 /// `reason` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// `memory` or `lifetime`.
+    /// `memory`, `lifetime` or `asked`.
     pub reason: String,
 }
 
@@ -116,7 +118,11 @@ pub struct Snapshot {
 const EXIT_CAUSES: [&str; 3] = ["exit", "signal", "stopped"];
 const UPGRADE_RESULTS: [&str; 2] = ["ok", "failed"];
 const DIRECTIONS: [&str; 2] = ["up", "down"];
-const RECYCLE_REASONS: [&str; 2] = ["memory", "lifetime"];
+const RECYCLE_REASONS: [&str; 3] = [
+    RecycleCause::Memory.as_str(),
+    RecycleCause::Lifetime.as_str(),
+    RecycleCause::Asked.as_str(),
+];
 
 /// The counters' values, handed over by a re-exec so that they keep counting.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -253,12 +259,15 @@ mod tests {
             .autoscale
             .get_or_create(&DirectionLabel { direction })
             .inc_by(4);
-        let reason = "memory".to_string();
-        before
-            .recycles
-            .get_or_create(&ReasonLabel { reason })
-            .inc_by(5);
+        for (reason, n) in [("memory", 5), ("asked", 2)] {
+            let reason = reason.to_string();
+            before
+                .recycles
+                .get_or_create(&ReasonLabel { reason })
+                .inc_by(n);
+        }
         let saved = serde_json::to_string(&before.save()).unwrap();
+        assert!(saved.contains("asked"), "{saved}");
         let after = Counters::default();
         after.restore(&serde_json::from_str(&saved).unwrap());
         assert_eq!(serde_json::to_string(&after.save()).unwrap(), saved);

@@ -187,10 +187,10 @@ impl Supervisor {
         }
     }
 
-    /// Worker `pid` asked to be recycled (`HERD_RECYCLE=1`); [`recycle_due`] takes it up after
-    /// this turn.
+    /// Worker `pid` asked to be recycled (`HERD_RECYCLE=1`); [`Self::recycle_due`] takes it up
+    /// after this turn.
     pub(super) fn recycle_asked(&mut self, pid: u32) {
-        self.recycling.recycler.ask(pid);
+        self.recycling.recycler.ask(&self.pool, pid);
     }
 
     /// When a worker's lifetime ends or a held slot is released, if ever.

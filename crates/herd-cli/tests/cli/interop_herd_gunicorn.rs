@@ -227,3 +227,62 @@ fn herd_gunicorn_max_requests_is_a_recycle() {
         events(&lines).filter(|e| e["event"] == "worker_exited" && !e["restart_in"].is_null());
     assert_eq!(restarted.count(), 0, "{}", last_lines(&lines));
 }
+
+/// herd running one herd_gunicorn.py worker with gunicorn's arguments `args`.
+fn serve_with(args: &[&str]) -> Herd {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    Herd::start_with(move |_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "--ready", "notify"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .arg(python_program("python3"))
+            .arg(herd_gunicorn())
+            .args(&args);
+        cmd
+    })
+}
+
+/// `--pythonpath` is applied as gunicorn's `Application.run` applies it: an app found only
+/// there loads (it was not: "No module named 'wsgi_app'", status 4).
+#[test]
+fn herd_gunicorn_takes_pythonpath() {
+    let herd = serve_with(&[
+        "--pythonpath",
+        &interop_file(""),
+        "--chdir",
+        "/",
+        "wsgi_app:app",
+    ]);
+    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    assert!(get(&herd.address("http"), "/")
+        .unwrap()
+        .starts_with("gunicorn pid"));
+}
+
+/// `--reload`: a change to the app's file asks herd for a successor (reason `asked`), which
+/// serves; gunicorn's reloader would have ended the worker, a crash to herd.
+#[test]
+fn herd_gunicorn_reload_is_a_recycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("wsgi_app.py");
+    std::fs::copy(interop_file("wsgi_app.py"), &app).unwrap();
+    let chdir = dir.path().display().to_string();
+    let herd = serve_with(&["--reload", "--chdir", &chdir, "wsgi_app:app"]);
+    let status = wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    let old = worker_pids(&status)[0];
+    // Changed until herd hears of it: the reloader takes the files' times at its first look,
+    // which may come after the first change.
+    let recycled = wait_until("a recycle the worker asked for", || {
+        let mut text = std::fs::read_to_string(&app).map_err(|e| e.to_string())?;
+        text.push_str("# changed\n");
+        std::fs::write(&app, text).map_err(|e| e.to_string())?;
+        let lines = herd.lines();
+        let asked = events(&lines).find(|e| is_event(e, "recycled", &[("reason", "asked".into())]));
+        asked.cloned().ok_or_else(|| last_lines(&lines))
+    });
+    assert_eq!(recycled["pid"], old, "{recycled}");
+    let status = wait_status(&herd, "the successor", |s| {
+        settled(s, 1) && worker_pids(s) != [old]
+    });
+    assert_eq!(status["workers"][0]["restarts"], 0, "{status}");
+}

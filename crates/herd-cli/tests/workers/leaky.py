@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """A test worker that leaks memory on purpose: it keeps LEAK_KB KiB (default 1024) of touched
 memory per request, but no more than LEAK_MB_PER_S MiB a second since its first request (when
-set, so that it leaks at that rate under any load), after START_MB MiB (default 0) at start. Answers "leaky pid N". Reports
-READY=1, and with ASK_AFTER=N asks herd to recycle it (HERD_RECYCLE=1) once it has answered N requests. A stop (SIGTERM, SIGINT) ends it between two requests, never with a connection
-accepted and unanswered: it polls the (shared, non-blocking) listener and checks for a stop
-before each accept."""
+set, so that it leaks at that rate under any load), after START_MB MiB (default 0) at start.
+Answers "leaky pid N". Reports READY=1, and with ASK_AFTER=N asks herd to recycle it
+(HERD_RECYCLE=1) once it has answered N requests. A stop (SIGTERM, SIGINT) ends it between two
+requests, never with a connection accepted and unanswered: it polls the (shared, non-blocking)
+listener and checks for a stop before each accept."""
 
 import os
 import select

@@ -81,9 +81,9 @@ impl fmt::Display for RecycleRefused {
 impl Pool {
     /// Starts recycling worker `pid` for `cause`: a successor starts in its slot now (the
     /// returned [`Action::Spawn`]); once it is available, the old worker is told to stop
-    /// gracefully. Refused while stopping or upgrading, for `Lifetime` and `Asked` while a wanted slot has
-    /// no ready worker, for a worker not yet available, when the pool runs `max_surge` workers beyond
-    /// the desired number already (an old worker still in its grace period counts), and when
+    /// gracefully. Refused while stopping or upgrading, for `Lifetime` and `Asked` while a wanted
+    /// slot has no ready worker, for a worker not yet available, when the pool runs `max_surge`
+    /// workers beyond the desired number already (an old worker still in its grace period counts), and when
     /// `max_starting` new workers are starting, restarts aside ([`Pool::start_ups`]).
     pub fn recycle(
         &mut self,

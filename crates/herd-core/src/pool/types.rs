@@ -155,8 +155,8 @@ pub enum RecycleCause {
 }
 
 impl RecycleCause {
-    /// The cause's name in logs, status and metrics: `memory` or `lifetime`.
-    pub fn as_str(self) -> &'static str {
+    /// The cause's name in logs, status and metrics: `memory`, `lifetime` or `asked`.
+    pub const fn as_str(self) -> &'static str {
         match self {
             RecycleCause::Memory => "memory",
             RecycleCause::Lifetime => "lifetime",

@@ -281,6 +281,60 @@ fn an_aborted_recycle_holds_its_slot_back() {
 }
 
 #[test]
+fn an_asked_recycle_that_aborts_is_tried_again_after_the_hold() {
+    let mut sim = Sim::new(1, 1, policy());
+    sim.ready = false;
+    sim.recycler.ask(&sim.pool, 100);
+    sim.turn();
+    assert_eq!(sim.started, [(0, 100, RecycleCause::Asked)]);
+    let exit = WorkerExit {
+        success: false,
+        killed: false,
+        description: "exit code 1".to_string(),
+        raw: 256,
+    };
+    sim.pool.exited(101, exit, sim.now).unwrap();
+    sim.turn();
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        RecycleEvent::Aborted {
+            pid: 100,
+            cause: RecycleCause::Asked,
+            ..
+        }
+    )));
+    sim.now += SEC;
+    sim.turn();
+    assert_eq!(sim.started.len(), 1, "held back");
+    sim.now += 30 * SEC;
+    sim.turn();
+    assert_eq!(sim.started.len(), 2, "asked once, tried again");
+}
+
+#[test]
+fn a_pid_taken_again_does_not_inherit_a_request() {
+    let none = RecyclePolicy {
+        max_memory: None,
+        ..policy()
+    };
+    let mut sim = Sim::new(1, 1, none);
+    sim.recycler.ask(&sim.pool, 100);
+    let exit = WorkerExit {
+        success: true,
+        killed: false,
+        description: "exit code 0".to_string(),
+        raw: 0,
+    };
+    sim.pool.exited(100, exit, sim.now).unwrap();
+    sim.next_pid = 100; // the restart gets the same pid
+    sim.now += 10 * SEC;
+    sim.turn();
+    assert_eq!(sim.pids(), [100]);
+    sim.turn();
+    assert!(sim.started.is_empty(), "{:?}", sim.events);
+}
+
+#[test]
 fn lifetimes_end_with_each_workers_own_jitter() {
     let lifetime = RecyclePolicy {
         max_memory: None,
@@ -328,9 +382,9 @@ fn a_worker_that_asks_is_recycled_once_within_max_surge_even_without_limits() {
         ..policy()
     };
     let mut sim = Sim::new(3, 1, none);
-    sim.recycler.ask(100);
-    sim.recycler.ask(101);
-    sim.recycler.ask(999); // no such worker: forgotten
+    sim.recycler.ask(&sim.pool, 100);
+    sim.recycler.ask(&sim.pool, 101);
+    sim.recycler.ask(&sim.pool, 999); // no such worker
     sim.turn();
     assert_eq!(sim.started, [(0, 100, RecycleCause::Asked)]);
     let deferred = sim.events.iter().filter(|e| {

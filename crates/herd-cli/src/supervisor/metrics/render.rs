@@ -103,7 +103,7 @@ fn register_counters(registry: &mut Registry, counters: &Counters) {
     );
     registry.register(
         "herd_worker_recycles",
-        "Workers recycled (replaced by a successor), by reason (memory, lifetime)",
+        "Workers recycled (replaced by a successor), by reason (memory, lifetime, asked)",
         counters.recycles.clone(),
     );
 }
