@@ -17,6 +17,16 @@ fn policy() -> RecyclePolicy {
     }
 }
 
+/// A worker's exit with `code`.
+fn exited_with(code: i32) -> WorkerExit {
+    WorkerExit {
+        success: code == 0,
+        killed: false,
+        description: format!("exit code {code}"),
+        raw: code << 8,
+    }
+}
+
 /// A pool and a recycler, played like the supervisor does: pids from 100 up, every started
 /// worker ready at once.
 struct Sim {
@@ -73,12 +83,7 @@ impl Sim {
                     }
                     // Stopped workers exit at once.
                     Action::Stop { pid, .. } => {
-                        let exit = WorkerExit {
-                            success: true,
-                            killed: false,
-                            description: "exit code 0".to_string(),
-                            raw: 0,
-                        };
+                        let exit = exited_with(0);
                         let (_, more) = self.pool.exited(pid, exit, self.now).unwrap();
                         queue.extend(more);
                     }
@@ -258,12 +263,7 @@ fn an_aborted_recycle_holds_its_slot_back() {
     sim.sample(SEC, |_| 200 * MIB);
     assert_eq!(sim.started.len(), 1);
     // The successor dies before it is ready.
-    let exit = WorkerExit {
-        success: false,
-        killed: false,
-        description: "exit code 1".to_string(),
-        raw: 256,
-    };
+    let exit = exited_with(1);
     sim.pool.exited(101, exit, sim.now).unwrap();
     sim.turn();
     assert!(sim.events.iter().any(|e| matches!(
@@ -287,12 +287,7 @@ fn an_asked_recycle_that_aborts_is_tried_again_after_the_hold() {
     sim.recycler.ask(&sim.pool, 100);
     sim.turn();
     assert_eq!(sim.started, [(0, 100, RecycleCause::Asked)]);
-    let exit = WorkerExit {
-        success: false,
-        killed: false,
-        description: "exit code 1".to_string(),
-        raw: 256,
-    };
+    let exit = exited_with(1);
     sim.pool.exited(101, exit, sim.now).unwrap();
     sim.turn();
     assert!(sim.events.iter().any(|e| matches!(
@@ -319,12 +314,7 @@ fn a_pid_taken_again_does_not_inherit_a_request() {
     };
     let mut sim = Sim::new(1, 1, none);
     sim.recycler.ask(&sim.pool, 100);
-    let exit = WorkerExit {
-        success: true,
-        killed: false,
-        description: "exit code 0".to_string(),
-        raw: 0,
-    };
+    let exit = exited_with(0);
     sim.pool.exited(100, exit, sim.now).unwrap();
     sim.next_pid = 100; // the restart gets the same pid
     sim.now += 10 * SEC;
