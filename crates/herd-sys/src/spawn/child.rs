@@ -81,7 +81,7 @@ impl Child<'_> {
             // its RLIMIT_NPROC (EAGAIN), before it looks at the file: an execve of "/", which
             // no kernel runs (EACCES), meets that refusal and nothing else.
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            if libc::execve(c"/".as_ptr(), self.argv, self.envp) < 0
+            if libc::execve(b"/\0".as_ptr().cast(), self.argv, self.envp) < 0
                 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN)
             {
                 fail(status, ChildStep::Exec, 0);
