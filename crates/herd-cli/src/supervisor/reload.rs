@@ -136,6 +136,11 @@ impl<C> Commands<C> {
         &self.current
     }
 
+    /// Every command in use: the current one, and an upgrade's.
+    pub fn all(&self) -> impl Iterator<Item = &C> {
+        std::iter::once(&self.current).chain(self.next.as_ref().map(|(_, next)| next))
+    }
+
     /// Workers of `generation` and later run `next`, until [`Commands::settle`].
     pub fn stage(&mut self, generation: u64, next: C) {
         self.next = Some((generation, next));
@@ -273,6 +278,7 @@ mod tests {
         );
         assert_eq!(*commands.for_generation(3), "new");
         assert_eq!(*commands.current(), "old");
+        assert_eq!(commands.all().copied().collect::<Vec<_>>(), ["old", "new"]);
         commands.settle(false);
         assert_eq!(
             *commands.for_generation(3),
@@ -285,5 +291,6 @@ mod tests {
         assert_eq!(*commands.current(), "new");
         commands.settle(true);
         assert_eq!(*commands.current(), "new", "settling twice changes nothing");
+        assert_eq!(commands.all().copied().collect::<Vec<_>>(), ["new"]);
     }
 }

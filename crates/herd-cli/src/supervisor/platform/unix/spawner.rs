@@ -49,8 +49,7 @@ impl Spawner {
     ///
     /// [`BATCH`]: Self::BATCH
     pub fn batch(&self) -> usize {
-        let forked = |command: &WorkerCommand| command.options().fork_server;
-        match forked(self.command.current()) || forked(self.command.for_generation(u64::MAX)) {
+        match self.command.all().any(|c| c.options().fork_server) {
             true => 1,
             false => Self::BATCH,
         }
