@@ -199,25 +199,21 @@ fn a_fork_server_that_cannot_load_fails_the_upgrade_and_the_old_workers_serve_on
     get(&herd.address("http"), "/").unwrap();
 }
 
-#[test]
-fn a_command_that_never_says_ready_is_killed_after_the_ready_timeout() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--ready",
-        "notify",
-        "--ready-timeout",
-        "1s",
-        "--fork-server",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
+/// herd with one worker whose fork server is `sleep 1000` (a command that does not speak the
+/// protocol), with herd's options `options`: herd and the fork server's pid.
+fn silent_fork_server(options: &[&str]) -> (Herd, u32) {
+    let mut args = vec!["run", "-w", "1", "--fork-server", "-b", "http=127.0.0.1:0"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["--", "sleep", "1000"]);
+    let herd = Herd::start(&args);
     let started = herd.wait_for_event("fork_server_started", &[]);
     let server = fork_server_pid(&started);
+    (herd, server)
+}
+
+#[test]
+fn a_command_that_never_says_ready_is_killed_after_the_ready_timeout() {
+    let (herd, server) = silent_fork_server(&["--ready", "notify", "--ready-timeout", "1s"]);
     let failed = herd.wait_for_event("fork_server_exited", &[("pid", server.into())]);
     let message = failed["message"].as_str().unwrap();
     assert!(
@@ -346,19 +342,7 @@ fn an_upgrades_fork_server_loads_at_the_starting_priority_and_its_workers_serve_
 /// herd says so after 5 s, not only when it kills it.
 #[test]
 fn a_command_that_does_not_speak_the_protocol_is_said_slow_after_five_seconds() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--fork-server",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    let started = herd.wait_for_event("fork_server_started", &[]);
-    let server = fork_server_pid(&started);
+    let (herd, server) = silent_fork_server(&[]);
     let slow = herd.wait_for_event("fork_server_slow", &[("pid", server.into())]);
     let message = slow["message"].as_str().unwrap();
     assert!(
