@@ -171,11 +171,11 @@ def beats(worker, every):
 def app_load_failed(app, error):
     """Says on stderr why the app did not load (a traceback unless the app's module itself is
     missing) and exits with gunicorn's status for it, 4."""
-    module = (getattr(app, "app_uri", None) or "").split(":")[0]
-    missing = isinstance(error, ModuleNotFoundError) and error.name == module
+    uri = getattr(app, "app_uri", None) or "?"
+    missing = isinstance(error, ModuleNotFoundError) and error.name == uri.split(":")[0]
     if not missing and not type(error).__name__ == "AppImportError":
         traceback.print_exc()
-    say("the app %s did not load: %s" % (module or "?", one_line(error)))
+    say("the app %s did not load: %s" % (uri, one_line(error)))
     sys.exit(4)
 
 
@@ -228,6 +228,9 @@ def as_gunicorn_runs(app):
     cfg = app.cfg
     if cfg.print_config or cfg.check_config:
         app.run()  # gunicorn's own: prints or loads, and exits
+    bind = cfg.settings["bind"]
+    if bind.value != bind.default:
+        say("--bind ignored: the worker serves herd's sockets (herd run -b)")
     if cfg.workers != 1:
         say("--workers %d ignored: each herd worker is one gunicorn worker; set herd run's -w"
             % cfg.workers)
@@ -311,7 +314,12 @@ def recycle_on_change(cfg):
 
 def main():
     if under_herd():
-        serve()
+        try:
+            serve()
+        except Exception as e:  # a hook, the worker class, the settings: not the app's import
+            traceback.print_exc()
+            say("the worker could not boot: %s" % one_line(e))
+            sys.exit(3)
     elif "HERD_WORKER" in os.environ:
         sys.stderr.write("herd_gunicorn.py: herd's sockets are for pid %s (LISTEN_PID), not this "
                          "process (%d): start it with exec from a wrapper script\n"

@@ -286,3 +286,44 @@ fn herd_gunicorn_reload_is_a_recycle() {
     });
     assert_eq!(status["workers"][0]["restarts"], 0, "{status}");
 }
+
+/// A hook that raises as the worker boots ends it with status 3 and one line after the
+/// traceback (it was status 1, a crash, and only the traceback); a `--bind` of gunicorn's own
+/// is said to be ignored, as `--workers` is.
+#[test]
+fn herd_gunicorn_says_why_a_worker_could_not_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("raises.conf.py");
+    std::fs::write(
+        &conf,
+        "def on_starting(server):\n    raise RuntimeError('boom')\n",
+    )
+    .unwrap();
+    let conf = conf.display().to_string();
+    let herd = serve_with(&[
+        "-c",
+        &conf,
+        "--bind",
+        "127.0.0.1:1",
+        "--chdir",
+        &interop_file(""),
+        "wsgi_app:app",
+    ]);
+    wait_status(&herd, "the worker's exit", |s| {
+        s["workers"][0]["last_exit"]
+            .as_str()
+            .is_some_and(|e| e.contains("exit code 3"))
+    });
+    let lines = herd.lines();
+    let said = |start: &str| !texts(&lines, |t| t.starts_with(start)).is_empty();
+    assert!(
+        said("herd_gunicorn.py: the worker could not boot: boom"),
+        "{}",
+        last_lines(&lines)
+    );
+    assert!(
+        said("herd_gunicorn.py: --bind ignored"),
+        "{}",
+        last_lines(&lines)
+    );
+}
