@@ -41,7 +41,7 @@ pub use policy::{
 pub use priority::{
     cap_sys_nice_in, may_raise_priority_to, nice_of, raise_allowed, set_group_nice,
 };
-pub use reap::{peek_exit, reap, reap_any, reap_own_group, wait_for};
+pub use reap::{peek_any_exit, peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{
     block_signals, catch, caught, default_disposition, signal_thread, unblock_signals,
     wait_for_signal,

@@ -281,26 +281,52 @@ impl Supervisor {
     }
 
     /// Collects exited children; `exited` runs once the pool has learnt of some, before the
-    /// platform's look.
-    fn reap_then(&mut self, exited: impl FnOnce(&mut Self)) {
+    /// platform's look. The exit the platform names at once (if a worker's) is handled alone
+    /// first: its successor starts and what it left is looked at; when no other child has
+    /// exited, that is all (a killed worker's successor is not kept waiting for a look at every
+    /// worker, 4 ms at 4096, then a read of herd's children, 2 ms). Otherwise every worker
+    /// and re-exec check is looked at, as without it.
+    fn reap_then(&mut self, mut exited: impl FnMut(&mut Self)) {
+        let pool = &self.pool;
+        if let Some(first) =
+            reap::first_exit(self.effects.children(), |pid| pool.worker(pid).is_some())
+        {
+            let mut exits = Vec::new();
+            self.worker_found_exited(first, &mut exits);
+            exited(self);
+            self.reaped(Vec::new(), Vec::new(), exits);
+            if !reap::more_exited(self.effects.children()) {
+                return;
+            }
+        }
         let workers = self.pool.workers().iter().map(|w| w.pid);
         let checks = self.platform.check_pids();
         let found = reap::look(self.effects.children(), workers, checks);
         let mut exits = Vec::new();
         let any_exited = !found.workers.is_empty();
         for exit in found.workers {
-            let Some((slot, state)) = self.pool.worker(exit.pid).map(|w| (w.slot, w.state)) else {
-                continue;
-            };
-            self.worker_exited(exit.pid, exit.status);
-            if exit.held {
-                exits.push((exit.pid, slot, Some(state)));
-            }
+            self.worker_found_exited(exit, &mut exits);
         }
         if any_exited {
             exited(self);
         }
         self.reaped(found.checks, found.lost_checks, exits);
+    }
+
+    /// A worker found exited: the pool learns it; one still held unreaped joins `exits` (pid,
+    /// slot, state) for the platform's look at what it left.
+    fn worker_found_exited(
+        &mut self,
+        exit: reap::WorkerExit,
+        exits: &mut Vec<(u32, usize, Option<WorkerState>)>,
+    ) {
+        let Some((slot, state)) = self.pool.worker(exit.pid).map(|w| (w.slot, w.state)) else {
+            return;
+        };
+        self.worker_exited(exit.pid, exit.status);
+        if exit.held {
+            exits.push((exit.pid, slot, Some(state)));
+        }
     }
 
     /// Worker `pid` exited with `status`: the pool learns it, the log and the metrics say it.

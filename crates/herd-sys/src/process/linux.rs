@@ -33,13 +33,26 @@ pub fn rt_min() -> libc::c_int {
 
 pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
     let id = to_pid(pid)? as libc::id_t;
+    Ok(peek(libc::P_PID, id)?.map(|(_, status)| status))
+}
+
+pub fn peek_any_exit() -> io::Result<Option<(u32, ExitStatus)>> {
+    match peek(libc::P_ALL, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(None),
+        other => other,
+    }
+}
+
+/// `waitid(idtype, id, WEXITED | WNOHANG | WNOWAIT)`: the pid and status of an exited child,
+/// left unreaped.
+fn peek(idtype: libc::idtype_t, id: libc::id_t) -> io::Result<Option<(u32, ExitStatus)>> {
     loop {
         // SAFETY: an all-zero siginfo_t is a valid value; waitid writes into the one we own.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid takes plain integers and the siginfo_t above.
         let rc = unsafe {
             libc::waitid(
-                libc::P_PID,
+                idtype,
                 id,
                 &mut info,
                 libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
@@ -54,15 +67,16 @@ pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
         }
         // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed: no child changed).
         let (from, status) = unsafe { (info.si_pid(), info.si_status()) };
-        if from == 0 {
-            return Ok(None);
-        }
+        let from = match u32::try_from(from) {
+            Ok(pid) if pid > 0 => pid,
+            _ => return Ok(None),
+        };
         let raw = match info.si_code {
             libc::CLD_EXITED => (status & 0xff) << 8,
             libc::CLD_DUMPED => (status & 0x7f) | 0x80,
             _ => status & 0x7f,
         };
-        return Ok(Some(ExitStatus::from_raw(raw)));
+        return Ok(Some((from, ExitStatus::from_raw(raw))));
     }
 }
 

@@ -20,6 +20,11 @@ pub fn peek_exit(pid: u32) -> io::Result<Option<ExitStatus>> {
     super::reap(pid)
 }
 
+/// No peeking at an unnamed child: `waitid(WNOWAIT)` is Linux's.
+pub fn peek_any_exit() -> io::Result<Option<(u32, ExitStatus)>> {
+    Ok(None)
+}
+
 pub fn process_groups(_leaders: &HashSet<u32>) -> HashMap<u32, Vec<u32>> {
     HashMap::new()
 }

@@ -183,6 +183,11 @@ impl Children for OwnChildren {
     fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>> {
         herd_sys::process::reap_own_group()
     }
+
+    fn first_exited(&mut self) -> Option<(u32, ExitStatus)> {
+        // A failure here costs nothing: the scan after it looks at every worker.
+        herd_sys::process::peek_any_exit().ok().flatten()
+    }
 }
 
 /// A duplicate of a listener's socket for a `sockets` answer, and what it is.

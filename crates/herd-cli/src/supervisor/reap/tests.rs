@@ -25,6 +25,8 @@ struct Fake {
     own_group: VecDeque<io::Result<Option<(u32, ExitStatus)>>>,
     /// Every pid looked at, in order.
     peeked: Vec<u32>,
+    /// What `first_exited` names (absent: the platform cannot name one).
+    first: Option<(u32, ExitStatus)>,
 }
 
 /// An exit status, raw as the platform gives it.
@@ -45,6 +47,10 @@ impl Children for Fake {
 
     fn reap_own_group(&mut self) -> io::Result<Option<(u32, ExitStatus)>> {
         self.own_group.pop_front().unwrap_or(Ok(None))
+    }
+
+    fn first_exited(&mut self) -> Option<(u32, ExitStatus)> {
+        self.first
     }
 }
 
@@ -104,4 +110,28 @@ fn the_own_group_is_reaped_until_empty_and_an_error_ends_it() {
         Ok(Some((33, status(0)))),
     ]);
     assert_eq!(reap_own_group(&mut fake).len(), 1, "an error must not spin");
+}
+
+#[test]
+fn the_exit_named_first_is_taken_only_when_it_is_a_workers() {
+    let mut fake = Fake {
+        first: Some((11, status(9))),
+        ..Fake::default()
+    };
+    let exit = first_exit(&mut fake, |pid| pid == 11);
+    assert_eq!(
+        exit,
+        Some(WorkerExit {
+            pid: 11,
+            status: status(9),
+            held: true
+        })
+    );
+    assert!(more_exited(&mut fake), "it is unreaped still");
+    // A zombie herd holds on purpose, a re-exec check or a helper is left to the scan.
+    assert_eq!(first_exit(&mut fake, |pid| pid == 12), None);
+    assert!(fake.peeked.is_empty(), "no worker was looked at one by one");
+    fake.first = None;
+    assert_eq!(first_exit(&mut fake, |_| true), None);
+    assert!(!more_exited(&mut fake));
 }
