@@ -9,15 +9,30 @@
 //! not either, is held back: recycling it would loop, since the limit is likely below what a
 //! fresh worker needs. It is recycled only after it has run `hold`, then twice that for the
 //! next, and so on up to `max_hold`. A recycle whose successor failed holds its slot back the
-//! same way. Lifetimes end at `max_lifetime` plus each worker's own jitter, drawn from its pid
-//! and a seed the caller picks at random, so that workers started together are not all
-//! recycled together.
+//! same way. So is a worker that asks to be replaced ([`Recycler::ask`]) within its first
+//! moments (before it is available, or within a second of becoming ready) when the slot's
+//! last two recycles were of workers that did too: one that asks at every start would
+//! otherwise be replaced as soon as each successor is available, forever. Lifetimes end at
+//! `max_lifetime` plus each worker's own jitter, drawn from its pid and a seed the caller picks
+//! at random, so that workers started together are not all recycled together.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::duration::{format_duration, round_ms};
 use crate::pool::{Pool, RecycleCause, RecycleRefused, Worker};
+
+/// A worker that asks to be replaced before it is available, or less than this after it
+/// became ready, asked within its first moments: it is replaced the moment the pool allows,
+/// so a worker that asks at every start loops at the pace of `--min-ready`. A second is
+/// longer than it takes to send `READY=1` and then `HERD_RECYCLE=1`; one that reaches its
+/// request count that fast every time is recycled nearly as often.
+const ASKED_SOON: Duration = Duration::from_secs(1);
+
+/// How many recycles in a row of workers that asked within their first moments a slot
+/// allows before the next such worker is held back: a worker asking soon after a busy start
+/// (`--max-requests` reached under load) is not a loop yet; asking every time is.
+const ASKED_IN_A_ROW: u32 = 2;
 
 /// Which memory figure `--max-memory` limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -147,9 +162,10 @@ pub struct Recycler {
     /// Workers whose deferral or hold was already said.
     told: HashSet<u32>,
     /// Workers that asked to be replaced (`HERD_RECYCLE=1`), by pid with their start (a pid
-    /// taken again by a later worker is not that worker), until they are gone: a recycle that
-    /// aborts is tried again, as one past a limit is.
-    asked: HashMap<u32, Instant>,
+    /// taken again by a later worker is not that worker) and whether they asked within their
+    /// first moments ([`ASKED_SOON`]), until they are gone: a recycle that aborts is tried
+    /// again, as one past a limit is.
+    asked: HashMap<u32, (Instant, bool)>,
 }
 
 impl Recycler {
@@ -165,17 +181,27 @@ impl Recycler {
         }
     }
 
-    /// Worker `pid` of `pool` asked to be replaced: it is recycled as soon as the pool allows,
-    /// as one past its lifetime would be. Ignored if `pid` is no worker.
-    pub fn ask(&mut self, pool: &Pool, pid: u32) {
+    /// Worker `pid` of `pool` asked to be replaced at `now`: it is recycled as soon as the
+    /// pool allows, as one past its lifetime would be, unless it asked within its first
+    /// moments as its predecessors did (see the module's docs). Ignored if `pid` is no worker.
+    pub fn ask(&mut self, pool: &Pool, pid: u32, now: Instant) {
         if let Some(w) = pool.worker(pid) {
-            self.asked.insert(pid, w.started);
+            let soon = !w.available
+                || w.ready_since
+                    .map_or(true, |at| now.saturating_duration_since(at) < ASKED_SOON);
+            let first = self.asked.get(&pid).filter(|a| a.0 == w.started).copied();
+            self.asked.insert(pid, first.unwrap_or((w.started, soon)));
         }
     }
 
     /// Whether worker `w` asked to be replaced (and is the worker that asked).
     fn has_asked(&self, w: &Worker) -> bool {
-        self.asked.get(&w.pid) == Some(&w.started)
+        self.asked.get(&w.pid).map(|a| a.0) == Some(w.started)
+    }
+
+    /// Whether worker `pid` asked to be replaced within its first moments.
+    fn asked_soon(&self, pid: u32) -> bool {
+        self.asked.get(&pid).map_or(false, |a| a.1)
     }
 
     /// The policy.
@@ -233,13 +259,21 @@ impl Recycler {
             .filter(|w| w.live() && w.recycling.is_none())
             .filter_map(|w| w.started.checked_add(self.lifetime(w.pid)?));
         let held = self.slots.values().filter_map(|s| s.not_before);
-        ends.chain(held).filter(|&t| t > now).min()
+        let asked = pool
+            .workers()
+            .iter()
+            .filter(|w| w.live() && w.recycling.is_none() && self.has_asked(w))
+            .filter_map(|w| {
+                let (wait, _) = self.hold(pool, w.pid, RecycleCause::Asked, now)?;
+                now.checked_add(wait)
+            });
+        ends.chain(held).chain(asked).filter(|&t| t > now).min()
     }
 
     /// Asks `pool` to recycle each worker past a limit at `now`, and says what was decided.
     pub fn due(&mut self, pool: &mut Pool, now: Instant) -> Vec<RecycleEvent> {
         let mut events = Vec::new();
-        self.asked.retain(|&pid, &mut started| {
+        self.asked.retain(|&pid, &mut (started, _)| {
             pool.worker(pid)
                 .map_or(false, |w| w.live() && w.started == started)
         });
@@ -359,18 +393,32 @@ impl Recycler {
             let why = "a recycle in this slot failed: its successor did not become available";
             return Some((at - now, why.to_string()));
         }
-        if cause != RecycleCause::Memory || !self.started_over(pid) || slot.quick == 0 {
+        let after = match cause {
+            RecycleCause::Memory if self.started_over(pid) => 1,
+            RecycleCause::Asked if self.asked_soon(pid) => ASKED_IN_A_ROW,
+            _ => return None,
+        };
+        if slot.quick < after {
             return None;
         }
-        let hold = self.hold_for(slot.quick);
+        let hold = self.hold_for(slot.quick + 1 - after);
         let ran = now.saturating_duration_since(w.started);
         (ran < hold).then(|| {
-            let why = format!(
-                "it has been over --max-memory since it became ready, as its predecessor was: \
-                 recycling it would loop (is the limit below what a fresh worker needs?); it \
-                 is recycled once it has run {}",
-                format_duration(hold)
-            );
+            let why = match cause {
+                RecycleCause::Asked => format!(
+                    "it asked to be replaced (HERD_RECYCLE=1) as soon as it started, as its \
+                     last {after} predecessors in this slot did: recycling it would loop (does \
+                     the worker ask at every start? have it send HERD_RECYCLE=1 only once it \
+                     should be replaced); it is recycled once it has run {}",
+                    format_duration(hold)
+                ),
+                _ => format!(
+                    "it has been over --max-memory since it became ready, as its predecessor \
+                     was: recycling it would loop (is the limit below what a fresh worker \
+                     needs?); it is recycled once it has run {}",
+                    format_duration(hold)
+                ),
+            };
             (hold - ran, why)
         })
     }
@@ -395,12 +443,16 @@ impl Recycler {
 
     /// A recycle of worker `pid` in `slot` started.
     fn started(&mut self, slot: usize, pid: u32, cause: RecycleCause) {
-        let started_over = self.started_over(pid);
+        let quick = match cause {
+            RecycleCause::Memory => Some(self.started_over(pid)),
+            RecycleCause::Asked => Some(self.asked_soon(pid)),
+            RecycleCause::Lifetime => None,
+        };
         let track = self.slots.entry(slot).or_default();
-        match cause {
-            RecycleCause::Memory if started_over => track.quick = track.quick.saturating_add(1),
-            RecycleCause::Memory => track.quick = 0,
-            RecycleCause::Lifetime | RecycleCause::Asked => {}
+        match quick {
+            Some(true) => track.quick = track.quick.saturating_add(1),
+            Some(false) => track.quick = 0,
+            None => {}
         }
         track.not_before = None;
         self.told.remove(&pid);

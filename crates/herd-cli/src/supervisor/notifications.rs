@@ -38,7 +38,7 @@ impl Supervisor {
                         tracing::debug!(pid, "worker says it is stopping");
                     }
                     if self.pool.notified(pid, &message, now) && message.recycle {
-                        self.recycle_asked(pid);
+                        self.recycle_asked(pid, now);
                     }
                     return;
                 }

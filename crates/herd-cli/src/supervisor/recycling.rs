@@ -189,8 +189,8 @@ impl Supervisor {
 
     /// Worker `pid` asked to be recycled (`HERD_RECYCLE=1`); [`Self::recycle_due`] takes it up
     /// after this turn.
-    pub(super) fn recycle_asked(&mut self, pid: u32) {
-        self.recycling.recycler.ask(&self.pool, pid);
+    pub(super) fn recycle_asked(&mut self, pid: u32, now: Instant) {
+        self.recycling.recycler.ask(&self.pool, pid, now);
     }
 
     /// When a worker's lifetime ends or a held slot is released, if ever.

@@ -232,6 +232,32 @@ fn a_worker_over_the_limit_from_the_start_is_not_recycled_in_a_loop() {
     assert_eq!(logged(&herd, "recycle_held_back").len(), 1, "said once");
 }
 
+/// A worker that asks to be replaced at every start (`HERD_RECYCLE=1` right after `READY=1`)
+/// was replaced every `--min-ready`, forever: after two such recycles in a row its slot is held
+/// back, said once, and no third recycle comes while the hold lasts (30s).
+#[test]
+fn a_worker_that_asks_at_every_start_is_not_recycled_in_a_loop() {
+    let herd = leaky(&["-w", "1", "--env", "ASK_AT_START=1"], 0, 0);
+    let held = herd.wait_for_event("recycle_held_back", &[]);
+    let why = held["why"].as_str().unwrap();
+    assert!(why.contains("HERD_RECYCLE=1"), "{why}");
+    assert!(why.contains("recycling it would loop"), "{why}");
+    assert!(why.contains("once it has run 30s"), "{why}");
+    assert_eq!(held["slot"], 0, "{held}");
+    let recycles = logged(&herd, "recycle");
+    assert_eq!(recycles.len(), 2, "{recycles:?}");
+    assert!(
+        recycles.iter().all(|e| e["reason"] == "asked"),
+        "{recycles:?}"
+    );
+    let successor = held["pid"].as_u64().unwrap() as u32;
+    wait_status(&herd, "the recycled worker gone", |s| {
+        worker_pids(s) == [successor]
+    });
+    assert_eq!(logged(&herd, "recycle").len(), 2);
+    assert_eq!(logged(&herd, "recycle_held_back").len(), 1, "said once");
+}
+
 #[test]
 fn status_shows_each_workers_memory_and_cpu() {
     let herd = leaky(&["-w", "2"], 0, 0);

@@ -3,9 +3,10 @@
 memory per request, but no more than LEAK_MB_PER_S MiB a second since its first request (when
 set, so that it leaks at that rate under any load), after START_MB MiB (default 0) at start.
 Answers "leaky pid N". Reports READY=1, and with ASK_AFTER=N asks herd to recycle it
-(HERD_RECYCLE=1) once it has answered N requests. A stop (SIGTERM, SIGINT) ends it between two
-requests, never with a connection accepted and unanswered: it polls the (shared, non-blocking)
-listener and checks for a stop before each accept."""
+(HERD_RECYCLE=1) once it has answered N requests (with ASK_AT_START=1, right after READY=1). A
+stop (SIGTERM, SIGINT) ends it between two requests, never with a connection accepted and
+unanswered: it polls the (shared, non-blocking) listener and checks for a stop before each
+accept."""
 
 import os
 import select
@@ -42,6 +43,8 @@ def main():
         conn.sendall(response)
 
     notify("READY=1")
+    if os.environ.get("ASK_AT_START") == "1":
+        notify("HERD_RECYCLE=1")
     serve(listener, respond)
 
 
