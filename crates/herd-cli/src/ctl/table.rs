@@ -215,18 +215,29 @@ fn many_orphans(out: &mut String, status: &Status) {
     }
 }
 
-/// The recent recycles, newest last, one line each.
+/// The recent recycles, newest last, one line each; one that failed says so.
 fn recycles(out: &mut String, status: &Status) {
     for r in &status.recycles {
-        let successor = r
-            .successor
-            .map_or_else(String::new, |pid| format!(" -> pid {pid}"));
+        let (what, whom) = match (r.aborted, r.successor) {
+            (false, Some(next)) => ("recycled", format!("pid {} -> pid {next}", r.pid)),
+            (false, None) => ("recycled", format!("pid {}", r.pid)),
+            (true, Some(next)) => (
+                "recycle failed",
+                format!(
+                    "pid {} serves on: pid {next} was gone before it was available",
+                    r.pid
+                ),
+            ),
+            (true, None) => (
+                "recycle failed",
+                format!("pid {} serves on: its successor did not start", r.pid),
+            ),
+        };
         let _ = writeln!(
             out,
-            "recycled {} ago: worker {} (pid {}{successor}), {}: {}",
+            "{what} {} ago: worker {} ({whom}), {}: {}",
             short(r.ago_ms),
             r.slot,
-            r.pid,
             r.reason,
             escape(&r.why)
         );

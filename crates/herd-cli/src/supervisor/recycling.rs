@@ -242,17 +242,27 @@ impl Supervisor {
                     pid,
                     cause,
                     hold,
-                } => tracing::warn!(
-                    event = LogEvent::RecycleAborted.as_str(),
-                    slot,
-                    pid,
-                    reason = cause.as_str(),
-                    hold = %humantime::format_duration(hold),
-                    "recycling worker {slot} (pid {pid}) failed: its successor was gone before \
-                     it was available; it serves on, and its slot waits {} before the next try",
-                    humantime::format_duration(hold)
-                ),
+                } => self.recycle_aborted(slot, pid, cause, hold),
             }
+        }
+    }
+
+    /// The recycle of worker `pid` in `slot` for `cause` failed, and the slot waits `hold`:
+    /// logged, and marked in the recent recycles, which `herd status` shows.
+    fn recycle_aborted(&mut self, slot: usize, pid: u32, cause: RecycleCause, hold: Duration) {
+        tracing::warn!(
+            event = LogEvent::RecycleAborted.as_str(),
+            slot,
+            pid,
+            reason = cause.as_str(),
+            hold = %humantime::format_duration(hold),
+            "recycling worker {slot} (pid {pid}) failed: its successor was gone before it was \
+             available; it serves on, and its slot waits {} before the next try",
+            humantime::format_duration(hold)
+        );
+        let mut recent = self.recycling.recent.iter_mut().rev();
+        if let Some((_, r)) = recent.find(|(_, r)| r.slot == slot && r.pid == pid) {
+            r.aborted = true;
         }
     }
 
@@ -293,6 +303,7 @@ impl Supervisor {
             reason: reason.to_string(),
             why,
             ago_ms: 0,
+            aborted: false,
         };
         let recent = &mut self.recycling.recent;
         recent.push_back((now, record));

@@ -116,12 +116,16 @@ pub struct RecycleStatus {
     pub pid: u32,
     /// Its successor's pid, if one started.
     pub successor: Option<u32>,
-    /// `memory` or `lifetime`.
+    /// `memory`, `lifetime` or `asked`.
     pub reason: String,
     /// The figures behind it, in words.
     pub why: String,
     /// How long ago it started, in milliseconds.
     pub ago_ms: u64,
+    /// Whether it failed: the successor was gone before it was available, and the recycled
+    /// worker serves on.
+    #[serde(default)]
+    pub aborted: bool,
 }
 
 /// Autoscaling, when it is on.

@@ -258,6 +258,47 @@ fn a_worker_that_asks_at_every_start_is_not_recycled_in_a_loop() {
     assert_eq!(logged(&herd, "recycle_held_back").len(), 1, "said once");
 }
 
+/// A recycle whose successor dies before it is available failed: the old worker serves on,
+/// and `herd status` says so (it listed it as `pid A -> pid B`, as one that was done).
+#[test]
+fn status_shows_a_recycle_that_failed_as_failed() {
+    // The first worker asks to be replaced at once; every later one exits before it is ready.
+    let herd = Herd::start_with(|dir| {
+        let mark = dir.join("started");
+        let script = format!(
+            "[ -e '{mark}' ] && exit 1; touch '{mark}'; exec python3 '{leaky}'",
+            mark = mark.display(),
+            leaky = worker("leaky.py")
+        );
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-b",
+            "http=127.0.0.1:0",
+            "--ready",
+            "notify",
+            "-w",
+            "1",
+        ])
+        .args(["--env", "ASK_AT_START=1", "--", "sh", "-c", &script]);
+        cmd
+    });
+    let aborted = herd.wait_for_event("recycle_aborted", &[]);
+    let pid = aborted["pid"].as_u64().unwrap() as u32;
+    let status = herd.status();
+    assert_eq!(worker_pids(&status), [pid], "it serves on: {status}");
+    let recycles = status["recycles"].as_array().unwrap();
+    assert_eq!(recycles.len(), 1, "{status}");
+    assert_eq!(recycles[0]["pid"], pid, "{status}");
+    assert_eq!(recycles[0]["aborted"], true, "{status}");
+    let (code, table, _) = herd.ctl(&["status"]);
+    assert_eq!(code, 0);
+    let line = table.lines().find(|l| l.contains("ago: worker 0")).unwrap();
+    assert!(line.starts_with("recycle failed "), "{table}");
+    assert!(line.contains(&format!("(pid {pid} serves on: ")), "{table}");
+    assert!(!line.contains("->"), "{table}");
+}
+
 #[test]
 fn status_shows_each_workers_memory_and_cpu() {
     let herd = leaky(&["-w", "2"], 0, 0);
