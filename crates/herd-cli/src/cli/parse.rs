@@ -85,14 +85,21 @@ pub(super) fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// `--watchdog`: a positive duration of at least 1ms. Below that no worker could ping in time
-/// (and below 1us its `WATCHDOG_USEC` would be 0, which sd_notify libraries take for no watchdog
-/// while herd killed every worker at once).
+/// The shortest `--watchdog`: 100ms. A worker pings at half its `WATCHDOG_USEC`, as
+/// sd_watchdog_enabled(3) advises (herd_gunicorn.py and the test workers ping more often
+/// still), so below it a single delay of tens of milliseconds (the scheduler on a busy host,
+/// a garbage-collection pause, herd's own loop turn, which reads the notify socket among its
+/// other work) makes a healthy worker miss its deadline; at 1ms every worker was killed as
+/// soon as it was ready. (Below 1us `WATCHDOG_USEC` would be 0, which sd_notify libraries take
+/// for no watchdog at all.)
+const MIN_WATCHDOG: Duration = Duration::from_millis(100);
+
+/// `--watchdog`: a positive duration of at least [`MIN_WATCHDOG`].
 pub(super) fn parse_watchdog(text: &str) -> Result<Duration, String> {
     match parse_positive_duration(text)? {
-        d if d < Duration::from_millis(1) => Err(format!(
-            "'{text}' is too short: no worker can ping the watchdog that often; give at least \
-             1ms (e.g. 30s)"
+        d if d < MIN_WATCHDOG => Err(format!(
+            "'{text}' is too short: a worker pings at half the interval, and a delay of tens of \
+             milliseconds would get a healthy one killed; give at least 100ms (e.g. 30s)"
         )),
         d => Ok(d),
     }

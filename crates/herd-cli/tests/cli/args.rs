@@ -70,9 +70,15 @@ fn signals_the_c_library_keeps_are_refused() {
 #[test]
 fn settings_that_never_work_are_refused() {
     run_fails(&["--watchdog", "0"], "must be positive");
-    // Workers got WATCHDOG_USEC=0 and were killed as soon as they were ready, again and again.
+    // Workers got WATCHDOG_USEC=0 and were killed as soon as they were ready, again and again;
+    // at 1ms (accepted until then) too, as no worker pings that often in time.
     run_fails(&["--watchdog", "999us"], "'999us' is too short");
-    run_fails(&["--watchdog", "1ns"], "give at least 1ms");
+    run_fails(&["--watchdog", "1ns"], "give at least 100ms");
+    run_fails(&["--watchdog", "1ms"], "'1ms' is too short");
+    run_fails(
+        &["--watchdog", "99ms"],
+        "a worker pings at half the interval",
+    );
     run_fails(&["--ready-timeout", "0s"], "must be positive");
     run_fails(&["--nofile", "0"], "at least 1");
     run_fails(&["--rlimit", "nofile=0"], "nofile=0");
