@@ -38,6 +38,9 @@ fn run_command() -> ExitCode {
         ));
         return ExitCode::from(exit::FAILURE);
     }
+    if herd_sys::fd::stdout_closed_at_start() {
+        herd_cli::ctl::stdout_was_closed();
+    }
     // `herd reexec` checks a new binary by running it in its hidden check mode first.
     if let Some(code) = herd_cli::supervisor::reexec_check::answer_if_asked() {
         return ExitCode::from(code);
@@ -131,17 +134,19 @@ fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), 
             }
         }
         Err(e) if !e.use_stderr() => {
-            // --help and --version; a closed stdout (`herd --help | head`) is not worth a
-            // word, a full one (`> /dev/full`) is: what was asked for was not written.
-            match e
-                .print()
+            // --help and --version: their output is all they do, so a stdout that cannot
+            // take it is an error, whether closed (`1>&-`), full (`> /dev/full`) or a pipe
+            // whose reader is gone (EPIPE: the text is one write, far below a pipe's buffer,
+            // so that reader read none of it; `herd --help | head -1` is not one).
+            match herd_cli::ctl::stdout_open()
+                .and_then(|()| e.print())
                 .and_then(|()| std::io::Write::flush(&mut std::io::stdout()))
             {
-                Err(why) if why.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(why) => {
                     logging::line(&format!("herd: error: cannot write to stdout: {why}"));
                     Err(ExitCode::from(exit::FAILURE))
                 }
-                _ => Err(ExitCode::from(exit::OK)),
+                Ok(()) => Err(ExitCode::from(exit::OK)),
             }
         }
         Err(e) => {

@@ -2,6 +2,7 @@
 
 use std::io;
 use std::os::unix::io::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Sets or clears `FD_CLOEXEC` on `fd` (`fcntl(F_GETFD/F_SETFD)`).
@@ -152,6 +153,32 @@ pub fn ensure_std_fds_open() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether fd 1 was closed when the process started (`herd --help 1>&-`): output asked for
+/// there would be lost without a word, since Rust's runtime puts `/dev/null` on a closed
+/// standard fd before `main` (as [`ensure_std_fds_open`] would after). Read before that, from
+/// `.init_array`, on Linux; elsewhere `false`.
+pub fn stdout_closed_at_start() -> bool {
+    STDOUT_CLOSED_AT_START.load(Ordering::Relaxed)
+}
+
+static STDOUT_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
+
+/// Run by the C runtime before `main`, and so before Rust's runtime reopens closed standard
+/// fds (the way std itself reads its arguments on Linux).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[used]
+#[link_section = ".init_array"]
+static CHECK_STDOUT_AT_START: extern "C" fn() = check_stdout_at_start;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+extern "C" fn check_stdout_at_start() {
+    // SAFETY: fcntl(F_GETFD) only queries the fd table; it allocates nothing and needs no
+    // runtime.
+    if unsafe { libc::fcntl(1, libc::F_GETFD) } < 0 {
+        STDOUT_CLOSED_AT_START.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Marks every fd above 2 close-on-exec, so that fds this process inherited by accident (from a

@@ -115,7 +115,9 @@ fn print(line: &LogLine, json: bool) -> Result<bool, Failure> {
         (false, "stderr") => std::io::stderr().lock().write_all(text.as_bytes()),
         _ => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).and_then(|()| out.flush())
+            super::stdout_open()
+                .and_then(|()| out.write_all(text.as_bytes()))
+                .and_then(|()| out.flush())
         }
     };
     match written {

@@ -13,6 +13,7 @@ mod unix;
 mod windows;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -183,12 +184,34 @@ fn scale(target: ScaleTarget, connect: Connect<'_>) -> Result<(), Failure> {
     }
 }
 
+/// Whether herd started with its stdout closed (`1>&-`): fd 1 is then `/dev/null`, where
+/// what herd prints would be lost without a word.
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// herd started with its stdout closed: what it is asked to print fails ([`stdout_open`]).
+pub fn stdout_was_closed() {
+    STDOUT_CLOSED.store(true, Ordering::Relaxed);
+}
+
+/// Fails if herd started with its stdout closed, as a write to it would have.
+pub fn stdout_open() -> std::io::Result<()> {
+    match STDOUT_CLOSED.load(Ordering::Relaxed) {
+        true => Err(std::io::Error::other(
+            "it was closed when herd started (1>&-)",
+        )),
+        false => Ok(()),
+    }
+}
+
 /// Writes `text` to stdout. A reader that went away (`herd status | head -1`) ends the
-/// command quietly, as if everything had been read; any other failure (`> /dev/full`) is an
-/// error.
+/// command quietly, as if everything had been read; any other failure (`> /dev/full`, a
+/// stdout closed from the start) is an error.
 pub fn print(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    let written = stdout_open()
+        .and_then(|()| out.write_all(text.as_bytes()))
+        .and_then(|()| out.flush());
+    match written {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::Runtime(anyhow!("cannot write to stdout: {e}"))),
