@@ -158,7 +158,8 @@ pub fn ensure_std_fds_open() -> io::Result<()> {
 /// Whether fd 1 was closed when the process started (`herd --help 1>&-`): output asked for
 /// there would be lost without a word, since Rust's runtime puts `/dev/null` on a closed
 /// standard fd before `main` (as [`ensure_std_fds_open`] would after). Read before that, from
-/// `.init_array`, on Linux; elsewhere `false`.
+/// `.init_array`, on Linux with the `stdout-at-start` feature (herd's binary: a library's
+/// users get nothing run before their `main`); elsewhere `false`.
 pub fn stdout_closed_at_start() -> bool {
     STDOUT_CLOSED_AT_START.load(Ordering::Relaxed)
 }
@@ -167,12 +168,12 @@ static STDOUT_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
 
 /// Run by the C runtime before `main`, and so before Rust's runtime reopens closed standard
 /// fds (the way std itself reads its arguments on Linux).
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(feature = "stdout-at-start", any(target_os = "linux", target_os = "android")))]
 #[used]
 #[link_section = ".init_array"]
 static CHECK_STDOUT_AT_START: extern "C" fn() = check_stdout_at_start;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg(all(feature = "stdout-at-start", any(target_os = "linux", target_os = "android")))]
 extern "C" fn check_stdout_at_start() {
     // SAFETY: fcntl(F_GETFD) only queries the fd table; it allocates nothing and needs no
     // runtime.
