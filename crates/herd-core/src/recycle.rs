@@ -10,7 +10,7 @@
 //! fresh worker needs. It is recycled only after it has run `hold`, then twice that for the
 //! next, and so on up to `max_hold`. A recycle whose successor failed holds its slot back the
 //! same way. So is a worker that asks to be replaced ([`Recycler::ask`]) within its first
-//! moments (before it is available, or within a second of becoming ready) when the slot's
+//! moments (before it is ready, or within a second of becoming ready) when the slot's
 //! last two recycles were of workers that did too: one that asks at every start would
 //! otherwise be replaced as soon as each successor is available, forever. Lifetimes end at
 //! `max_lifetime` plus each worker's own jitter, drawn from its pid and a seed the caller picks
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use crate::duration::{format_duration, round_ms};
 use crate::pool::{Pool, RecycleCause, RecycleRefused, Worker};
 
-/// A worker that asks to be replaced before it is available, or less than this after it
-/// became ready, asked within its first moments: it is replaced the moment the pool allows,
+/// A worker that asks to be replaced before it is ready, or less than this after it became
+/// ready (`READY=1`), asked within its first moments: it is replaced the moment the pool allows,
 /// so a worker that asks at every start loops at the pace of `--min-ready`. A second is
 /// longer than it takes to send `READY=1` and then `HERD_RECYCLE=1`; one that reaches its
 /// request count that fast every time is recycled nearly as often.
@@ -186,9 +186,11 @@ impl Recycler {
     /// moments as its predecessors did (see the module's docs). Ignored if `pid` is no worker.
     pub fn ask(&mut self, pool: &Pool, pid: u32, now: Instant) {
         if let Some(w) = pool.worker(pid) {
-            let soon = !w.available
-                || w.ready_since
-                    .map_or(true, |at| now.saturating_duration_since(at) < ASKED_SOON);
+            // From READY=1, not from being available: that waits for --min-ready, which can
+            // be long (a worker that asks 20 s in, under --min-ready 30s, did not ask soon).
+            let soon = w
+                .ready_since
+                .map_or(true, |at| now.saturating_duration_since(at) < ASKED_SOON);
             let first = self.asked.get(&pid).filter(|a| a.0 == w.started).copied();
             self.asked.insert(pid, first.unwrap_or((w.started, soon)));
         }

@@ -168,12 +168,18 @@ static STDOUT_CLOSED_AT_START: AtomicBool = AtomicBool::new(false);
 
 /// Run by the C runtime before `main`, and so before Rust's runtime reopens closed standard
 /// fds (the way std itself reads its arguments on Linux).
-#[cfg(all(feature = "stdout-at-start", any(target_os = "linux", target_os = "android")))]
+#[cfg(all(
+    feature = "stdout-at-start",
+    any(target_os = "linux", target_os = "android")
+))]
 #[used]
 #[link_section = ".init_array"]
 static CHECK_STDOUT_AT_START: extern "C" fn() = check_stdout_at_start;
 
-#[cfg(all(feature = "stdout-at-start", any(target_os = "linux", target_os = "android")))]
+#[cfg(all(
+    feature = "stdout-at-start",
+    any(target_os = "linux", target_os = "android")
+))]
 extern "C" fn check_stdout_at_start() {
     // SAFETY: fcntl(F_GETFD) only queries the fd table; it allocates nothing and needs no
     // runtime.

@@ -265,7 +265,7 @@ impl Supervisor {
     /// exited; then the platform looks at what they left (Unix: their process groups, in one
     /// pass) and at its own children (Unix: re-exec checks).
     pub(super) fn reap(&mut self) {
-        self.reap_then(|_| {});
+        self.reap_all(|_| {});
     }
 
     /// As [`reap`](Self::reap), but the successors of the workers that exited start before the
@@ -285,7 +285,9 @@ impl Supervisor {
     /// first: its successor starts and what it left is looked at; when no other child has
     /// exited, that is all (a killed worker's successor is not kept waiting for a look at every
     /// worker, 4 ms at 4096, then a read of herd's children, 2 ms). Otherwise every worker
-    /// and re-exec check is looked at, as without it.
+    /// and re-exec check is looked at, as [`reap_all`](Self::reap_all) does. (A worker or
+    /// check someone else reaped, which only that look finds, is found on the next wake-up
+    /// with more than one exit or a child that is not a worker: nothing in herd reaps them.)
     fn reap_then(&mut self, mut exited: impl FnMut(&mut Self)) {
         let pool = &self.pool;
         if let Some(first) =
@@ -299,6 +301,14 @@ impl Supervisor {
                 return;
             }
         }
+        self.reap_all(exited);
+    }
+
+    /// Looks at every worker and re-exec check; `exited` runs once the pool has learnt of
+    /// those that exited, before the platform's look. At start-up and after a re-exec this is
+    /// the look: workers and checks handed over that are no longer herd's children are found
+    /// there.
+    fn reap_all(&mut self, mut exited: impl FnMut(&mut Self)) {
         let workers = self.pool.workers().iter().map(|w| w.pid);
         let checks = self.platform.check_pids();
         let found = reap::look(self.effects.children(), workers, checks);

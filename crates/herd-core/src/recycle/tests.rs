@@ -43,6 +43,15 @@ struct Sim {
 
 impl Sim {
     fn new(workers: usize, max_surge: usize, policy: RecyclePolicy) -> Sim {
+        Sim::with_min_ready(workers, max_surge, policy, Duration::ZERO)
+    }
+
+    fn with_min_ready(
+        workers: usize,
+        max_surge: usize,
+        policy: RecyclePolicy,
+        min_ready: Duration,
+    ) -> Sim {
         let config = PoolConfig {
             workers,
             grace: 5 * SEC,
@@ -51,7 +60,7 @@ impl Sim {
             watchdog: None,
             max_surge: MaxSurge::Workers(max_surge),
             max_starting: max_surge,
-            min_ready: Duration::ZERO,
+            min_ready,
             drain: None,
         };
         let mut sim = Sim {
@@ -402,6 +411,26 @@ fn a_worker_that_asks_after_its_first_moments_is_not_held_back() {
         .events
         .iter()
         .any(|e| matches!(e, RecycleEvent::HeldBack { .. })));
+}
+
+#[test]
+fn asking_soon_counts_from_ready_not_from_available() {
+    let none = RecyclePolicy {
+        max_memory: None,
+        ..policy()
+    };
+    // Under --min-ready 30s a worker that asks 20 s after READY=1 is not available yet, but
+    // it did not ask within its first moments: a busy worker reaching --max-requests.
+    let mut sim = Sim::with_min_ready(1, 1, none, 30 * SEC);
+    sim.now += 20 * SEC;
+    sim.recycler.ask(&sim.pool, 100, sim.now);
+    assert!(!sim.pool.worker(100).unwrap().available);
+    assert!(!sim.recycler.asked_soon(100));
+    // One that asks within a second of READY=1 did.
+    let mut sim = Sim::with_min_ready(1, 1, policy(), 30 * SEC);
+    sim.now += SEC / 2;
+    sim.recycler.ask(&sim.pool, 100, sim.now);
+    assert!(sim.recycler.asked_soon(100));
 }
 
 #[test]
