@@ -391,3 +391,21 @@ pub fn anonymous_file(name: &str) -> io::Result<std::fs::File> {
 
 #[cfg(test)]
 mod tests;
+
+/// Registers `owner`, which owns its fd (a `socket2::Socket`, a `std` socket: it gives the fd
+/// away as an [`OwnedFd`] and closes it only when dropped), with the current tokio runtime's
+/// reactor for readability (`epoll_ctl`), holding it until the returned `AsyncFd` is dropped.
+/// Must be called within a tokio runtime.
+#[cfg(feature = "tokio")]
+pub fn register_readable<T>(owner: T) -> io::Result<tokio::io::unix::AsyncFd<T>>
+where
+    T: AsRawFd + Into<OwnedFd>,
+{
+    // SAFETY: the `AsyncFd` holds `owner`, which owns its fd (`Into<OwnedFd>`) and so keeps the
+    // same open fd until it is dropped with the `AsyncFd`, for the whole registration, as
+    // `register_with_interest` requires.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(owner, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| e.into_parts().1)
+}

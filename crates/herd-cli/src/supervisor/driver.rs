@@ -175,9 +175,13 @@ impl Supervisor {
     }
 
     /// Whether the stop is over: every worker and every attached process is gone, and what
-    /// the platform holds (Unix: what workers left in their process groups, re-exec checks).
+    /// the platform holds (Unix: what workers left in their process groups, re-exec checks),
+    /// and no start awaits its fork server's reply (a worker it forked is stopped as it comes).
     fn finished(&self) -> bool {
-        self.pool.is_stopped() && self.attached.is_empty() && self.platform.finished()
+        self.pool.is_stopped()
+            && self.attached.is_empty()
+            && self.platform.finished()
+            && !self.effects.awaits_fork_replies()
     }
 
     /// What the loop waits for on this turn.

@@ -304,11 +304,11 @@ impl Effects {
 
     /// Starts several workers at once (`starts`: slot, generation, how to lower it), as
     /// [`spawn`](Self::spawn) would each: their pids and how each was lowered, or why not,
-    /// in order.
+    /// in order; `None` for one that awaits its fork server's reply (`--fork-server`).
     pub fn spawn_all(
         &mut self,
         starts: &[(usize, u64, Option<super::warm_up::Lowering>)],
-    ) -> Vec<Result<super::warm_up::Spawned, StartError>> {
+    ) -> Vec<Option<Result<super::warm_up::Spawned, StartError>>> {
         let Effects {
             listeners,
             spawner,
@@ -321,6 +321,11 @@ impl Effects {
     /// When a fork server still loading runs out of time (`--fork-server`).
     pub fn fork_server_deadline(&self) -> Option<std::time::Instant> {
         self.spawner.fork_server_deadline()
+    }
+
+    /// Whether a start awaits its fork server's reply (`--fork-server`).
+    pub fn awaits_fork_replies(&self) -> bool {
+        self.spawner.awaits_fork_replies()
     }
 
     /// The fork servers' pids (`--fork-server`).
@@ -336,6 +341,13 @@ impl Effects {
     /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).
     pub fn spawner(&mut self) -> &mut platform::Spawner {
         &mut self.spawner
+    }
+
+    /// The sockets of the fork servers whose reply a start awaits, with their pids
+    /// (`--fork-server`, only Unix has them).
+    #[cfg(unix)]
+    pub fn fork_replies_awaited(&self) -> Vec<(u32, platform::fork_servers::Handle)> {
+        self.spawner.fork_replies_awaited()
     }
 
     /// Points the reuseport sockets at the slots that should get new connections (only Unix

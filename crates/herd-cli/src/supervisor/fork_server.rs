@@ -18,6 +18,13 @@
 //! - Once G's fork server is ready, the older ones are closed: they exit when herd closes its
 //!   end of their socket. A start of an older generation (a restart during an upgrade) starts
 //!   one anew.
+//! - A start that goes ahead sends its request and the loop goes on: the start awaits the
+//!   reply, its slot still starting, and the fork server takes no other request meanwhile
+//!   ([`Gate::Busy`]: one reply per request, so that a reply nobody asked for is told apart).
+//!   The reply completes the start ([`Answered`]); no reply within [`reply_timeout`], or the
+//!   fork server's exit, fails it ([`Unanswered`]). A start no longer wanted meanwhile (herd
+//!   stops, its upgrade was aborted) still gets its reply read: the worker it names is a real
+//!   process, stopped as a worker; a fork server closed meanwhile is closed once it answered.
 
 mod request;
 
@@ -35,6 +42,8 @@ pub enum Gate {
     Ready,
     /// It is loading: hold the start back.
     Loading,
+    /// It is ready, but a start awaits its reply to an earlier request: hold the start back.
+    Busy,
     /// There is none: start one, then hold the start back.
     Missing,
 }
@@ -64,9 +73,10 @@ enum Course {
     TimedOut,
 }
 
-/// One generation's fork server; `H` is what herd holds of it (its socket's end).
+/// One generation's fork server; `H` is what herd holds of it (its socket's end), `R` what a
+/// start that asked it for a worker holds until the reply.
 #[derive(Debug)]
-struct Server<H> {
+struct Server<H, R> {
     pid: u32,
     generation: u64,
     course: Course,
@@ -74,7 +84,69 @@ struct Server<H> {
     timeout: Duration,
     /// Whether herd said it is slow to load (see [`SLOW_LOAD`]).
     said_slow: bool,
+    /// The request whose reply herd awaits.
+    asked: Option<Asked<R>>,
+    /// herd closed it while a request awaited its reply: it goes once that is answered.
+    closing: bool,
     handle: H,
+}
+
+/// A request herd sent a fork server, awaiting its reply.
+#[derive(Debug)]
+struct Asked<R> {
+    slot: usize,
+    /// What the start holds; `None` once the start is no longer wanted (herd stops, its
+    /// upgrade was aborted): a worker the reply names is then stopped.
+    request: Option<R>,
+    deadline: Instant,
+    timeout: Duration,
+    /// Its socket reached end of file: herd killed it and waits for its exit, which says why.
+    closed: bool,
+}
+
+/// How long a start awaits the reply of a fork server that may load for `load` (the time a
+/// worker has to become ready, `--ready-timeout`): [`REPLY_TIMEOUT`], or `load` where that is
+/// shorter (a worker forked later than that would be late anyway).
+pub fn reply_timeout(load: Duration) -> Duration {
+    load.min(REPLY_TIMEOUT)
+}
+
+/// How long a start awaits its fork server's reply. A fork takes milliseconds, even of a large
+/// process; the wait holds up only its own slot's start (the loop goes on), so it is set to
+/// catch a hung fork server, not a busy machine: on a saturated one a healthy fork server has
+/// been seen to take more than a second to be scheduled, read, fork twice and answer.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a fork server's reply is for (see [`ForkServers::answered`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answered<R> {
+    /// The start of `slot` that asked: it completes with the reply.
+    Wanted { slot: usize, request: R },
+    /// A start of `slot` no longer wanted: a worker the reply names is stopped.
+    Unwanted { slot: usize },
+    /// No request awaited it: the fork server broke the protocol.
+    Unasked,
+}
+
+/// How a start that asked its fork server for its worker ended, for the loop.
+pub enum Replied {
+    /// The start of `slot`'s worker of `generation` ended so.
+    Start {
+        slot: usize,
+        generation: u64,
+        result: Result<super::warm_up::Spawned, crate::command::StartError>,
+    },
+    /// A start of `slot` no longer wanted got worker `pid`: it is to be stopped.
+    Unwanted { slot: usize, pid: u32 },
+}
+
+/// A start whose fork server will not answer: it fails for `why` (if still wanted: `request`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unanswered<R> {
+    pub slot: usize,
+    pub generation: u64,
+    pub request: Option<R>,
+    pub why: String,
 }
 
 /// How long a fork server loads before herd says it has not said `READY=1` yet: a command
@@ -96,11 +168,11 @@ pub enum Ended {
 
 /// The fork servers herd runs, by pid.
 #[derive(Debug)]
-pub struct ForkServers<H> {
-    servers: BTreeMap<u32, Server<H>>,
+pub struct ForkServers<H, R = ()> {
+    servers: BTreeMap<u32, Server<H, R>>,
 }
 
-impl<H> Default for ForkServers<H> {
+impl<H, R> Default for ForkServers<H, R> {
     fn default() -> Self {
         ForkServers {
             servers: BTreeMap::new(),
@@ -108,25 +180,136 @@ impl<H> Default for ForkServers<H> {
     }
 }
 
-impl<H> ForkServers<H> {
+impl<H, R> ForkServers<H, R> {
     /// What a start of `generation` does about its fork server.
     pub fn gate(&self, generation: u64) -> Gate {
         let mut gate = Gate::Missing;
         for server in self.of(generation) {
             match server.course {
-                Course::Ready => return Gate::Ready,
-                Course::Loading(_) => gate = Gate::Loading,
-                Course::TimedOut => {}
+                Course::Ready if server.asked.is_none() => return Gate::Ready,
+                Course::Ready => gate = Gate::Busy,
+                Course::Loading(_) if gate != Gate::Busy => gate = Gate::Loading,
+                Course::Loading(_) | Course::TimedOut => {}
             }
         }
         gate
     }
 
-    /// The ready fork server of `generation`: its pid and handle.
+    /// The ready fork server of `generation` that awaits no reply: its pid and handle.
     pub fn ready(&self, generation: u64) -> Option<(u32, &H)> {
         self.of(generation)
-            .find(|s| s.course == Course::Ready)
+            .find(|s| s.course == Course::Ready && s.asked.is_none())
             .map(|s| (s.pid, &s.handle))
+    }
+
+    /// The generation of fork server `pid`.
+    pub fn generation_of(&self, pid: u32) -> Option<u64> {
+        self.servers.get(&pid).map(|s| s.generation)
+    }
+
+    /// herd asked fork server `pid` at `now` for `slot`'s worker (`request`: what the start
+    /// holds meanwhile); the reply is awaited for [`reply_timeout`].
+    pub fn ask(&mut self, pid: u32, slot: usize, request: R, now: Instant) {
+        if let Some(server) = self.servers.get_mut(&pid) {
+            let timeout = reply_timeout(server.timeout);
+            server.asked = Some(Asked {
+                slot,
+                request: Some(request),
+                deadline: now + timeout,
+                timeout,
+                closed: false,
+            });
+        }
+    }
+
+    /// The fork servers whose reply herd awaits on their socket: pids and handles.
+    pub fn awaited(&self) -> impl Iterator<Item = (u32, &H)> + '_ {
+        self.servers
+            .values()
+            .filter(|s| s.asked.as_ref().is_some_and(|a| !a.closed))
+            .map(|s| (s.pid, &s.handle))
+    }
+
+    /// Whether a start awaits a reply (herd waits for it before it ends).
+    pub fn awaiting(&self) -> bool {
+        self.servers.values().any(|s| s.asked.is_some())
+    }
+
+    /// Fork server `pid` sent a reply: what it answers. A fork server herd closed meanwhile
+    /// goes now (its handle dropped).
+    pub fn answered(&mut self, pid: u32) -> Answered<R> {
+        let Some(server) = self.servers.get_mut(&pid) else {
+            return Answered::Unasked;
+        };
+        let Some(asked) = server.asked.take() else {
+            return Answered::Unasked;
+        };
+        if server.closing {
+            self.servers.remove(&pid);
+        }
+        match asked.request {
+            Some(request) => Answered::Wanted {
+                slot: asked.slot,
+                request,
+            },
+            None => Answered::Unwanted { slot: asked.slot },
+        }
+    }
+
+    /// Fork server `pid`'s socket reached end of file (or failed) while a request awaited its
+    /// reply: herd kills it, and its exit fails the start (with what the exit says). Whether a
+    /// request awaited one.
+    pub fn closed_socket(&mut self, pid: u32) -> bool {
+        let asked = self.servers.get_mut(&pid).and_then(|s| s.asked.as_mut());
+        asked.map(|a| a.closed = true).is_some()
+    }
+
+    /// Fork server `pid` exited, as `how` says, while a request awaited its reply: that start
+    /// fails. Call before [`exited`](Self::exited).
+    pub fn unanswered(&mut self, pid: u32, how: &str) -> Option<Unanswered<R>> {
+        let server = self.servers.get_mut(&pid)?;
+        let asked = server.asked.take()?;
+        let why = match asked.closed {
+            true => format!(
+                "its fork server (pid {pid}) closed its socket and ended ({how}) before it \
+                 answered"
+            ),
+            false => format!("its fork server (pid {pid}) ended ({how}) before it answered"),
+        };
+        Some(Unanswered {
+            slot: asked.slot,
+            generation: server.generation,
+            request: asked.request,
+            why,
+        })
+    }
+
+    /// The fork servers that did not answer in time at `now`: taken out, to be killed (the
+    /// next start of their generation starts another); their pids and the starts that fail.
+    pub fn overdue(&mut self, now: Instant) -> Vec<(u32, Unanswered<R>)> {
+        let late: Vec<u32> = self
+            .servers
+            .values()
+            .filter(|s| s.asked.as_ref().is_some_and(|a| now >= a.deadline))
+            .map(|s| s.pid)
+            .collect();
+        late.into_iter()
+            .filter_map(|pid| {
+                let server = self.servers.remove(&pid)?;
+                let asked = server.asked?;
+                let within = humantime::format_duration(asked.timeout);
+                let why = format!(
+                    "its fork server (pid {pid}) did not answer within {within}; herd killed it"
+                );
+                let unanswered = Unanswered {
+                    slot: asked.slot,
+                    generation: server.generation,
+                    request: asked.request,
+                    why,
+                };
+                Some((pid, unanswered))
+            })
+            .collect()
     }
 
     /// `pid` was started at `now` as `generation`'s fork server; it may load for `timeout`.
@@ -144,13 +327,16 @@ impl<H> ForkServers<H> {
             course: Course::Loading(now),
             timeout,
             said_slow: false,
+            asked: None,
+            closing: false,
             handle,
         };
         self.servers.insert(pid, server);
     }
 
     /// `pid` said `READY=1`: its generation, if it is a fork server that was loading, and the
-    /// older generations' fork servers, taken out to be closed.
+    /// older generations' fork servers, taken out to be closed (one a start awaits a reply from
+    /// is closed once it has answered: that start is still wanted).
     pub fn said_ready(&mut self, pid: u32) -> Option<(u64, Vec<(u32, H)>)> {
         let server = self.servers.get_mut(&pid)?;
         if !matches!(server.course, Course::Loading(_)) {
@@ -158,17 +344,36 @@ impl<H> ForkServers<H> {
         }
         server.course = Course::Ready;
         let generation = server.generation;
-        let older: Vec<u32> = self
+        let closed = self.close(|s| s.generation < generation, false);
+        Some((generation, closed))
+    }
+
+    /// Closes the fork servers `which` picks, but those killed whose exit is on its way: takes
+    /// out those that await no reply (their pids and handles, to be closed), and marks the
+    /// others to go once they have answered, their starts no longer wanted if `unwant`.
+    fn close(&mut self, which: impl Fn(&Server<H, R>) -> bool, unwant: bool) -> Vec<(u32, H)> {
+        let mut closed = Vec::new();
+        let picked: Vec<u32> = self
             .servers
             .values()
-            .filter(|s| s.generation < generation && s.course != Course::TimedOut)
+            .filter(|s| which(s) && s.course != Course::TimedOut && !s.closing)
             .map(|s| s.pid)
             .collect();
-        let closed = older
-            .into_iter()
-            .filter_map(|pid| self.servers.remove(&pid).map(|s| (pid, s.handle)))
-            .collect();
-        Some((generation, closed))
+        for pid in picked {
+            let Some(server) = self.servers.get_mut(&pid) else {
+                continue;
+            };
+            match &mut server.asked {
+                Some(asked) => {
+                    server.closing = true;
+                    if unwant {
+                        asked.request = None;
+                    }
+                }
+                None => closed.extend(self.servers.remove(&pid).map(|s| (pid, s.handle))),
+            }
+        }
+        closed
     }
 
     /// Takes `pid` out without an exit (herd gave up on it: it did not answer a request and
@@ -230,18 +435,21 @@ impl<H> ForkServers<H> {
             .collect()
     }
 
-    /// When the next fork server that is loading runs out of time, or is to be said slow.
+    /// When the next fork server that is loading runs out of time, or is to be said slow, or
+    /// the next reply awaited is late.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.servers
+        let loading = self.servers.values().filter_map(|s| match s.course {
+            Course::Loading(since) if !s.said_slow && s.timeout > SLOW_LOAD => {
+                Some(since + SLOW_LOAD)
+            }
+            Course::Loading(since) => Some(since + s.timeout),
+            _ => None,
+        });
+        let replies = self
+            .servers
             .values()
-            .filter_map(|s| match s.course {
-                Course::Loading(since) if !s.said_slow && s.timeout > SLOW_LOAD => {
-                    Some(since + SLOW_LOAD)
-                }
-                Course::Loading(since) => Some(since + s.timeout),
-                _ => None,
-            })
-            .min()
+            .filter_map(|s| Some(s.asked.as_ref()?.deadline));
+        loading.chain(replies).min()
     }
 
     /// Every fork server's pid.
@@ -249,12 +457,12 @@ impl<H> ForkServers<H> {
         self.servers.keys().copied()
     }
 
-    /// Every fork server, for `herd status` (one herd killed and whose exit is on its way is
-    /// not shown).
+    /// Every fork server, for `herd status` (one herd killed and whose exit is on its way, or
+    /// closed and awaited for a last reply, is not shown).
     pub fn statuses(&self) -> Vec<ForkServerStatus> {
         self.servers
             .values()
-            .filter(|s| s.course != Course::TimedOut)
+            .filter(|s| s.course != Course::TimedOut && !s.closing)
             .map(|s| ForkServerStatus {
                 pid: s.pid,
                 generation: s.generation,
@@ -263,34 +471,47 @@ impl<H> ForkServers<H> {
             .collect()
     }
 
-    /// Takes out the fork servers of generations after `generation` (an upgrade to them was
+    /// Closes the fork servers of generations after `generation` (an upgrade to them was
     /// aborted: none of their workers is wanted), but those killed whose exit is on its way:
-    /// their pids and handles, to be closed.
-    pub fn close_after(&mut self, generation: u64) -> Vec<(u32, H)> {
-        let newer: Vec<u32> = self
+    /// the pids and handles of those taken out, to be closed, and the slots whose starts
+    /// awaited a reply from one, no longer wanted (it is closed once it has answered: a worker
+    /// it forked is stopped).
+    pub fn close_after(&mut self, generation: u64) -> (Vec<(u32, H)>, Vec<usize>) {
+        let cancelled = self
             .servers
             .values()
-            .filter(|s| s.generation > generation && s.course != Course::TimedOut)
+            .filter(|s| s.generation > generation && !s.closing)
+            .filter_map(|s| s.asked.as_ref().filter(|a| a.request.is_some()))
+            .map(|a| a.slot)
+            .collect();
+        (self.close(|s| s.generation > generation, true), cancelled)
+    }
+
+    /// Closes every fork server (herd stops): the pids and handles of those taken out, to be
+    /// closed; one a start awaits a reply from goes once it has answered (that start is no
+    /// longer wanted: a worker it forked is stopped).
+    pub fn close_all(&mut self) -> Vec<(u32, H)> {
+        let mut closed = self.close(|_| true, true);
+        // Those killed whose exit is on its way go too: herd waits for no loading.
+        let killed: Vec<u32> = self
+            .servers
+            .values()
+            .filter(|s| s.asked.is_none())
             .map(|s| s.pid)
             .collect();
-        newer
-            .into_iter()
-            .filter_map(|pid| self.servers.remove(&pid).map(|s| (pid, s.handle)))
-            .collect()
+        closed.extend(
+            killed
+                .into_iter()
+                .filter_map(|pid| self.servers.remove(&pid).map(|s| (pid, s.handle))),
+        );
+        closed.sort_by_key(|&(pid, _)| pid);
+        closed
     }
 
-    /// Takes every fork server out (herd stops): their pids and handles, to be closed.
-    pub fn close_all(&mut self) -> Vec<(u32, H)> {
-        std::mem::take(&mut self.servers)
-            .into_iter()
-            .map(|(pid, s)| (pid, s.handle))
-            .collect()
-    }
-
-    fn of(&self, generation: u64) -> impl Iterator<Item = &Server<H>> {
+    fn of(&self, generation: u64) -> impl Iterator<Item = &Server<H, R>> {
         self.servers
             .values()
-            .filter(move |s| s.generation == generation)
+            .filter(move |s| s.generation == generation && !s.closing)
     }
 }
 

@@ -1,17 +1,19 @@
 //! The loop's side of `--fork-server` (see [`fork_server`](super::fork_server)): starts held
-//! back while their generation's fork server loads, let go when it says `READY=1`, failed
-//! when it exits first or runs out of time.
+//! back while their generation's fork server loads (or answers another), let go when it says
+//! `READY=1` (or answered), failed when it exits first or runs out of time; starts that asked
+//! it for their worker, ended when it answers (or does not).
 
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use super::effects::Effect;
 use super::pool::Readiness;
 use super::starts::Start;
 use super::warm_up::Lowered;
 use super::Supervisor;
 use crate::command::StartError;
 use crate::logging::LogEvent;
-use crate::supervisor::fork_server::{Ended, Opened};
+use crate::supervisor::fork_server::{Ended, Opened, Replied};
 
 /// How long a fork server may load: the time a worker has to become ready (`--ready-timeout`
 /// with `--ready notify`), else this.
@@ -101,14 +103,89 @@ impl Supervisor {
 
     /// After each turn: once herd stops, closes every fork server and forgets the starts
     /// still waiting (held back ones included); else kills the fork servers that loaded too
-    /// long (their exits fail their starts).
+    /// long (their exits fail their starts). Either way, kills those that did not answer a
+    /// request in time, and ends the starts that awaited a reply (answered or not).
     pub(super) fn fork_servers_after_turn(&mut self, now: Instant) {
         if self.pool.is_stopping() {
             self.starts.clear();
             self.effects.spawner().close_fork_servers();
-            return;
         }
         self.effects.spawner().fork_servers_timed_out(now);
+        let replied = self.effects.spawner().take_replied();
+        let any = !replied.is_empty();
+        for replied in replied {
+            self.fork_replied(replied, Instant::now());
+        }
+        if any {
+            // The fork server is free for the next start held back.
+            self.starts.release_held();
+        }
+        if self.starts.has_early() && (any || !self.effects.awaits_fork_replies()) {
+            self.hear_early_notifications();
+        }
+    }
+
+    /// The notifications that came from processes that were no workers while starts awaited
+    /// their fork server's reply are heard again: those from a worker forked since are its
+    /// own (its `READY=1` may come before herd reads its pid); the others are kept while
+    /// starts still await a reply, then dropped as any message from no worker.
+    fn hear_early_notifications(&mut self) {
+        for (sender, message) in self.starts.take_early() {
+            let worker = self.pool.worker(sender).map(|_| sender);
+            self.notified(Some((sender, worker)), &message, false);
+        }
+    }
+
+    /// A start that awaited its fork server's reply ended, as `replied` says, at `now`.
+    fn fork_replied(&mut self, replied: Replied, now: Instant) {
+        let (slot, pid) = match replied {
+            Replied::Start {
+                slot,
+                generation,
+                result,
+            } => {
+                let Some((start, to_lower)) = self.starts.answered(slot, generation) else {
+                    // herd stopped since: a worker forked for it is stopped below.
+                    let Ok(spawned) = result else { return };
+                    return self.fork_replied(
+                        Replied::Unwanted {
+                            slot,
+                            pid: spawned.pid,
+                        },
+                        now,
+                    );
+                };
+                let actions = self.spawned(&start, to_lower, result, now);
+                return self.apply(actions, start.first_generation);
+            }
+            Replied::Unwanted { slot, pid } => (slot, pid),
+        };
+        // A real process, herd's child, that leads its own group: stopped as a worker that
+        // started where no slot wants it.
+        tracing::warn!(
+            event = LogEvent::WorkerStartFailed.as_str(),
+            slot,
+            pid,
+            "its fork server forked worker {pid} for a start no longer wanted (herd stops, or \
+             its upgrade was aborted); killing it"
+        );
+        self.warming.ended(pid);
+        self.effects.execute([Effect::KillGroup { pid }]);
+        self.platform.abandoned(pid, slot, now);
+    }
+
+    /// An upgrade past `generation` was aborted: its starts still to be made, and those of
+    /// `slots`, which awaited its fork server's reply, fail (the slot's old worker serves on; a
+    /// worker forked for one is stopped as it comes).
+    pub(super) fn cancel_starts_after(&mut self, generation: u64, slots: &[usize]) {
+        let now = Instant::now();
+        for start in self.starts.take_after(generation, slots) {
+            let e = StartError {
+                cannot_execute: false,
+                message: format!("its upgrade to generation {} was aborted", start.generation),
+            };
+            self.fork_start_failed(&start, e, now);
+        }
     }
 
     /// `--starting-nice`: fork server `pid`, which herd lowered as `how` while it loads, gets

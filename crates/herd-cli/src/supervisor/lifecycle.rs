@@ -198,7 +198,8 @@ impl Supervisor {
                 // `--fork-server`: the new generation's fork server, which may hold a whole
                 // app loaded, would idle until the next upgrade.
                 let generation = self.pool.generation();
-                self.effects.spawner().close_fork_servers_after(generation);
+                let cancelled = self.effects.spawner().close_fork_servers_after(generation);
+                self.cancel_starts_after(generation, &cancelled);
             }
         }
         let answers = self.waiters.upgrade_ended(&outcome);

@@ -30,6 +30,11 @@ impl Supervisor {
                 if ready && self.fork_server_said_ready(sender) {
                     return;
                 }
+                // `--fork-server`: the worker a fork server forked may speak before herd has
+                // read its pid in the fork server's reply; heard again once that is read.
+                if self.effects.awaits_fork_replies() && self.starts.keep_early(sender, message) {
+                    return;
+                }
                 format!("pid {sender} {NOT_A_WORKER}")
             }
             Some((sender, Some(pid))) => match NotifyMessage::parse(message) {

@@ -22,13 +22,23 @@ pub struct Start {
     pub first_generation: bool,
 }
 
-/// The starts not done yet, in the order the pool asked for them, and those held back until
-/// their generation's fork server is ready (`--fork-server`).
+/// The starts not done yet, in the order the pool asked for them, those held back until
+/// their generation's fork server is ready or free (`--fork-server`), and those awaiting their
+/// fork server's reply.
 #[derive(Debug, Default)]
 pub struct Starts {
     waiting: VecDeque<Start>,
     held: Vec<Start>,
+    /// Each with whether herd meant to lower its worker.
+    asked: Vec<(Start, bool)>,
+    /// Notifications from processes that were no workers while a start awaited its fork
+    /// server's reply, each with its sender: the worker forked may say `READY=1` before herd
+    /// has read its pid.
+    early: Vec<(u32, Vec<u8>)>,
 }
+
+/// How many early notifications [`Starts`] keeps at most.
+const EARLY_KEPT: usize = 64;
 
 impl Starts {
     /// Queues `start` behind the others.
@@ -85,10 +95,62 @@ impl Starts {
         taken
     }
 
-    /// Forgets every waiting and held start (herd stops: the pool no longer wants them).
+    /// `start` (`to_lower`: herd means to lower its worker) asked its fork server and awaits
+    /// the reply.
+    pub fn ask(&mut self, start: Start, to_lower: bool) {
+        self.asked.push((start, to_lower));
+    }
+
+    /// The start of `slot`'s worker of `generation` that awaited its fork server's reply, and
+    /// whether herd meant to lower it; `None` if none awaits it (herd stopped since).
+    pub fn answered(&mut self, slot: usize, generation: u64) -> Option<(Start, bool)> {
+        let found = self
+            .asked
+            .iter()
+            .position(|(s, _)| s.slot == slot && s.generation == generation)?;
+        Some(self.asked.remove(found))
+    }
+
+    /// Takes the starts of generations after `generation` that wait or are held back, and
+    /// those of `slots` that awaited a reply (an upgrade to them was aborted).
+    pub fn take_after(&mut self, generation: u64, slots: &[usize]) -> Vec<Start> {
+        let newer = |s: &Start| s.generation > generation;
+        let mut taken: Vec<Start> = self.waiting.iter().copied().filter(newer).collect();
+        self.waiting.retain(|s| !newer(s));
+        taken.extend(self.held.iter().copied().filter(newer));
+        self.held.retain(|s| !newer(s));
+        let cancelled = |s: &Start| newer(s) && slots.contains(&s.slot);
+        taken.extend(self.asked.iter().map(|&(s, _)| s).filter(cancelled));
+        self.asked.retain(|(s, _)| !cancelled(s));
+        taken
+    }
+
+    /// Keeps `message` from `sender`, no worker, until the starts awaiting their fork
+    /// server's reply have ended; `false` if too many are kept already.
+    pub fn keep_early(&mut self, sender: u32, message: &[u8]) -> bool {
+        if self.early.len() >= EARLY_KEPT {
+            return false;
+        }
+        self.early.push((sender, message.to_vec()));
+        true
+    }
+
+    /// Whether notifications are kept (see [`keep_early`](Self::keep_early)).
+    pub fn has_early(&self) -> bool {
+        !self.early.is_empty()
+    }
+
+    /// Takes the notifications kept, in the order they came.
+    pub fn take_early(&mut self) -> Vec<(u32, Vec<u8>)> {
+        std::mem::take(&mut self.early)
+    }
+
+    /// Forgets every start (herd stops: the pool no longer wants them; a worker forked for
+    /// one awaiting its reply is stopped as it comes).
     pub fn clear(&mut self) {
         self.waiting.clear();
         self.held.clear();
+        self.asked.clear();
     }
 }
 
@@ -184,5 +246,64 @@ mod tests {
         starts.clear();
         starts.release_held();
         assert!(!starts.is_waiting());
+    }
+
+    #[test]
+    fn early_notifications_are_kept_in_order_up_to_a_bound() {
+        let mut starts = Starts::default();
+        assert!(!starts.has_early());
+        for pid in 0..EARLY_KEPT as u32 {
+            assert!(starts.keep_early(pid, b"READY=1"));
+        }
+        assert!(!starts.keep_early(999, b"READY=1"));
+        let early = starts.take_early();
+        assert_eq!(early.len(), EARLY_KEPT);
+        assert_eq!(early[0], (0, b"READY=1".to_vec()));
+        assert!(!starts.has_early());
+    }
+
+    #[test]
+    fn asked_starts_are_found_by_slot_and_generation_once() {
+        let mut starts = Starts::default();
+        let of = |slot, generation| Start {
+            slot,
+            generation,
+            first_generation: false,
+        };
+        starts.ask(of(0, 1), true);
+        starts.ask(of(1, 2), false);
+        assert!(!starts.is_waiting());
+        assert_eq!(starts.answered(0, 2), None);
+        assert_eq!(starts.answered(0, 1), Some((of(0, 1), true)));
+        assert_eq!(starts.answered(0, 1), None);
+        starts.clear();
+        assert_eq!(starts.answered(1, 2), None);
+    }
+
+    #[test]
+    fn an_aborted_upgrade_takes_its_generations_starts_and_those_of_the_cancelled_slots() {
+        let mut starts = Starts::default();
+        let of = |slot, generation| Start {
+            slot,
+            generation,
+            first_generation: false,
+        };
+        starts.push(of(0, 1));
+        starts.push(of(1, 2));
+        starts.hold(of(2, 2));
+        starts.hold(of(3, 1));
+        starts.ask(of(4, 2), false);
+        starts.ask(of(5, 2), false);
+        starts.ask(of(6, 1), false);
+        // Slot 5's fork server was not closed (no reply is awaited from it any more).
+        let taken = starts.take_after(1, &[4, 6]);
+        assert_eq!(taken, vec![of(1, 2), of(2, 2), of(4, 2)]);
+        assert_eq!(starts.answered(5, 2), Some((of(5, 2), false)));
+        assert_eq!(starts.answered(6, 1), Some((of(6, 1), false)));
+        starts.release_held();
+        assert_eq!(
+            starts.next_batch(0, Duration::ZERO, 4),
+            vec![of(3, 1), of(0, 1)]
+        );
     }
 }

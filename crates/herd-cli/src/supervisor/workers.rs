@@ -179,7 +179,8 @@ impl Supervisor {
     }
 
     /// Starts the workers of `batch`, then tells the pool how each start went, in order. A
-    /// start whose generation's fork server is not ready is held back (`--fork-server`).
+    /// start whose generation's fork server is not ready (or awaited for another start) is
+    /// held back, and one that asked it awaits its reply (`--fork-server`).
     fn spawn_batch(&mut self, batch: &[Start]) {
         let now = Instant::now();
         let batch = self.through_fork_gate(batch, now);
@@ -193,6 +194,11 @@ impl Supervisor {
             .collect();
         let results = self.effects.spawn_all(&starts);
         for ((start, result), &(_, _, lowering)) in batch.iter().zip(results).zip(&starts) {
+            let Some(result) = result else {
+                // It asked its fork server: it ends when the reply comes, its slot starting.
+                self.starts.ask(*start, lowering.is_some());
+                continue;
+            };
             let actions = self.spawned(start, lowering.is_some(), result, now);
             self.apply(actions, start.first_generation);
         }

@@ -40,13 +40,14 @@ fn a_pid_the_fork_server_did_not_fork_is_refused_and_left_alone() {
 /// READY=1, then runs `answer` (Python lines, `s` its socket to herd, `herd` herd's pid) for
 /// each request it reads.
 fn hand_made_fork_server(dir: &tempfile::TempDir, workers: &str, answer: &str) -> Herd {
-    hand_made_fork_server_with(dir, workers, "", answer)
+    hand_made_fork_server_with(dir, &["-w", workers], "", answer)
 }
 
-/// [`hand_made_fork_server`] that runs `before_ready` (one Python line) before READY=1.
+/// [`hand_made_fork_server`] with herd's `options` (`-w 1` ...), that runs `before_ready` (one
+/// Python line) before READY=1.
 fn hand_made_fork_server_with(
     dir: &tempfile::TempDir,
-    workers: &str,
+    options: &[&str],
     before_ready: &str,
     answer: &str,
 ) -> Herd {
@@ -70,7 +71,9 @@ fn hand_made_fork_server_with(
     .unwrap();
     Herd::start_with(|_| {
         let mut cmd = herd_json();
-        cmd.args(["run", "-w", workers, "--ready", "notify", "--fork-server"])
+        cmd.args(["run"])
+            .args(options)
+            .args(["--ready", "notify", "--fork-server"])
             .args(["-b", "http=127.0.0.1:0", "--"])
             .args([python_program("python3"), script.display().to_string()]);
         cmd
@@ -83,8 +86,9 @@ fn hand_made_fork_server_with(
 #[test]
 fn an_exited_workers_pid_answered_again_is_refused() {
     // The first request forks a worker as the protocol says; it starts a child in its group
-    // and exits a moment later (not before herd has taken it). Every later request is
-    // answered with that worker's pid.
+    // (which ignores the stop signal, so that herd holds the worker's zombie until the grace
+    // period ends, whenever it reads the next reply) and exits a moment later (not before herd
+    // has taken it). Every later request is answered with that worker's pid.
     let answer = "\
         if 'first' in globals():\n    \
             s.send(b'pid %d' % first); continue\n\
@@ -94,13 +98,14 @@ fn an_exited_workers_pid_answered_again_is_refused() {
             if p == 0:\n        \
                 os.setpgid(0, 0)\n        \
                 while os.getppid() != herd: time.sleep(0.001)\n        \
+                import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n        \
                 if os.fork() == 0: os.execvp('sleep', ['sleep', '30'])\n        \
                 time.sleep(0.3); os._exit(3)\n    \
             os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
         os.close(w); first = int(os.read(r, 64)); os.wait()\n\
         s.send(b'pid %d' % first)";
     let dir = tempfile::tempdir().unwrap();
-    let mut herd = hand_made_fork_server(&dir, "1", answer);
+    let mut herd = hand_made_fork_server_with(&dir, &["-w", "1", "--grace", "3s"], "", answer);
     let started = herd.wait_for_event("worker_started", &[]);
     let worker = started["pid"].as_u64().unwrap();
     herd.wait_event("its pid refused", |e| {
@@ -127,7 +132,8 @@ fn an_exited_workers_pid_answered_again_is_refused() {
 fn a_fork_server_that_answers_unasked_is_killed_before_it_is_asked() {
     let dir = tempfile::tempdir().unwrap();
     let unasked = "s.send(b'error unasked')";
-    let mut herd = hand_made_fork_server_with(&dir, "1", unasked, "s.send(b'error asked')");
+    let options = ["-w", "1"];
+    let mut herd = hand_made_fork_server_with(&dir, &options, unasked, "s.send(b'error asked')");
     let killed = herd.wait_event("the fork server killed", |e| {
         is_event(e, "fork_server_exited", &[])
             && e["message"]
@@ -271,6 +277,153 @@ fn an_aborted_upgrades_fork_server_is_closed() {
     );
     // It exits as its socket closes.
     wait_gone(&[server]);
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// A fork server's answer (see [`hand_made_fork_server`]) that forks a worker as the protocol
+/// says, `delay` seconds late (its worker says READY=1 and sleeps).
+fn forks_late(delay: &str) -> String {
+    format!(
+        "time.sleep({delay})\n\
+         r, w = os.pipe()\n\
+         if os.fork() == 0:\n    \
+             p = os.fork()\n    \
+             if p == 0:\n        \
+                 os.setpgid(0, 0)\n        \
+                 while os.getppid() != herd: time.sleep(0.001)\n        \
+                 n.send(b'READY=1'); time.sleep(30); os._exit(0)\n    \
+             os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+         os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+         s.send(b'pid %d' % pid)"
+    )
+}
+
+/// A fork server that takes 1.5 s to answer each request: herd waited for the answer in its loop,
+/// at most a second, so it answered no control request meanwhile, then killed the fork server
+/// and failed the start ("did not answer within 1s"). It sends the request and goes on: `herd
+/// status` is answered while the start awaits its reply, and the worker starts.
+#[test]
+fn a_fork_server_slow_to_answer_holds_nothing_up_and_its_workers_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "2", &forks_late("1.5"));
+    herd.wait_for_event("fork_server_ready", &[]);
+    // The first start has asked it (as it said READY=1) and awaits its reply.
+    let asked = std::time::Instant::now();
+    let status = herd.status();
+    let took = asked.elapsed();
+    assert!(
+        worker_pids(&status).is_empty(),
+        "the status came after a worker started: {status}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "herd status took {took:?} while a start awaited its fork server's reply"
+    );
+    herd.wait_for_events("worker_started", 2, &[]);
+    let lines = herd.lines();
+    let failed = events(&lines).find(|e| {
+        is_event(e, "worker_start_failed", &[]) || is_event(e, "fork_server_exited", &[])
+    });
+    assert!(failed.is_none(), "{failed:?}\n{}", last_lines(&lines));
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// herd stops while a start awaits its fork server's reply: herd waits for the reply, and the
+/// worker it names, a real process forked for a start no longer wanted, is stopped with the
+/// others (it would otherwise run on, an orphan, until herd's own end).
+#[test]
+fn a_worker_forked_for_a_start_no_longer_wanted_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", &forks_late("1"));
+    herd.wait_for_event("fork_server_ready", &[]);
+    herd.signal(libc::SIGTERM);
+    let killed = herd.wait_event("the unwanted worker killed", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("for a start no longer wanted")
+    });
+    let worker = killed["pid"].as_u64().unwrap() as u32;
+    herd.wait_exit();
+    wait_gone(&[worker]);
+    let lines = herd.lines();
+    let started = events(&lines).find(|e| is_event(e, "worker_started", &[]));
+    assert!(started.is_none(), "{started:?}");
+}
+
+/// A re-exec asked while a start awaits its fork server's reply is refused (the slot is
+/// starting, and its worker's pid is not known yet), cleanly: herd serves on, the start
+/// completes, and a re-exec asked then goes ahead.
+#[test]
+fn a_reexec_while_a_start_awaits_its_reply_is_refused_and_the_start_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", &forks_late("1.5"));
+    herd.wait_for_event("fork_server_ready", &[]);
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("starting workers") && stderr.contains("try again"),
+        "{stderr}"
+    );
+    let ready = herd.wait_for_event("worker_ready", &[]);
+    let worker = ready["pid"].as_u64().unwrap() as u32;
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(worker_pids(&herd.status()), vec![worker]);
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// A fork server that exits while a start awaits its reply fails that start with its exit (the
+/// start is retried, by another fork server).
+#[test]
+fn a_fork_server_that_exits_before_it_answers_fails_the_start_with_its_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", "time.sleep(0.3); os._exit(7)");
+    let failed = herd.wait_event("the start failed", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("before it answered")
+    });
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("exit code 7"), "{message}");
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// A forked worker that says READY=1 before its fork server's reply reaches herd (the worker
+/// runs as soon as it is re-parented; the reply follows when the fork server is scheduled,
+/// here half a second later): herd heard a READY=1 from a process that was no worker yet and
+/// dropped it, and the worker never became ready. It hears it again once the reply is read.
+#[test]
+fn a_ready_said_before_the_fork_servers_reply_is_heard() {
+    let answer = "\
+        r, w = os.pipe(); said_r, said_w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                n.send(b'READY=1'); os.write(said_w, b'.'); time.sleep(30); os._exit(0)\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+        os.read(said_r, 1); os.close(said_r); os.close(said_w)\n\
+        time.sleep(0.5)\n\
+        s.send(b'pid %d' % pid)";
+    let dir = tempfile::tempdir().unwrap();
+    let options = ["-w", "1", "--ready-timeout", "20s"];
+    let mut herd = hand_made_fork_server_with(&dir, &options, "", answer);
+    let started = herd.wait_for_event("worker_started", &[]);
+    let ready = herd.wait_for_event("worker_ready", &[]);
+    assert_eq!(ready["pid"], started["pid"]);
+    let lines = herd.lines();
+    let dropped = events(&lines).find(|e| is_event(e, "notify_dropped", &[]));
+    assert!(dropped.is_none(), "{dropped:?}");
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }

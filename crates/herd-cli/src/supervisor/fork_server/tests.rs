@@ -2,8 +2,16 @@ use super::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-fn servers() -> ForkServers<&'static str> {
+fn servers() -> ForkServers<&'static str, &'static str> {
     ForkServers::default()
+}
+
+/// `servers` with generation 1's fork server (pid 100) ready, started at `now`.
+fn ready_one(now: Instant) -> ForkServers<&'static str, &'static str> {
+    let mut f = servers();
+    f.started(1, 100, "one", now, TIMEOUT);
+    f.said_ready(100);
+    f
 }
 
 #[test]
@@ -148,11 +156,164 @@ fn an_aborted_upgrade_closes_the_newer_generations_but_one_killed() {
     // Generation 3's ran out of time: killed, its exit on its way (and still expected).
     assert_eq!(f.timed_out(now + Duration::from_secs(2)), vec![300]);
     f.started(3, 301, "three again", now, TIMEOUT);
-    assert_eq!(f.close_after(1), vec![(200, "two"), (301, "three again")]);
+    let (closed, cancelled) = f.close_after(1);
+    assert_eq!(closed, vec![(200, "two"), (301, "three again")]);
+    assert!(cancelled.is_empty());
     assert_eq!(f.pids().collect::<Vec<_>>(), vec![300]);
     assert_eq!(f.gate(2), Gate::Missing);
     assert!(matches!(
         f.exited(300, "killed"),
         Some(Ended::Failed { generation: 3, .. })
     ));
+}
+
+#[test]
+fn a_start_that_asked_holds_the_next_back_until_the_reply_which_completes_it() {
+    let now = Instant::now();
+    let mut f = ready_one(now);
+    f.ask(100, 3, "slot 3's start", now);
+    // The fork server answers one request at a time: the next start waits.
+    assert_eq!(f.gate(1), Gate::Busy);
+    assert_eq!(f.ready(1), None);
+    assert!(f.awaiting());
+    assert_eq!(f.awaited().collect::<Vec<_>>(), vec![(100, &"one")]);
+    assert_eq!(f.next_deadline(), Some(now + REPLY_TIMEOUT));
+    assert_eq!(
+        f.answered(100),
+        Answered::Wanted {
+            slot: 3,
+            request: "slot 3's start"
+        }
+    );
+    assert_eq!(f.gate(1), Gate::Ready);
+    assert!(!f.awaiting());
+    assert_eq!(f.next_deadline(), None);
+    // A second reply answers nothing herd asked.
+    assert_eq!(f.answered(100), Answered::Unasked);
+    assert_eq!(f.answered(999), Answered::Unasked);
+}
+
+#[test]
+fn a_reply_is_awaited_for_five_seconds_or_the_ready_timeout_if_shorter() {
+    assert_eq!(reply_timeout(TIMEOUT), Duration::from_secs(5));
+    assert_eq!(
+        reply_timeout(Duration::from_secs(2)),
+        Duration::from_secs(2)
+    );
+    let now = Instant::now();
+    let mut f = servers();
+    f.started(1, 100, "one", now, Duration::from_secs(2));
+    f.said_ready(100);
+    f.ask(100, 0, "start", now);
+    assert_eq!(f.next_deadline(), Some(now + Duration::from_secs(2)));
+}
+
+#[test]
+fn no_reply_in_time_fails_the_start_and_the_fork_server_is_given_up() {
+    let now = Instant::now();
+    let mut f = ready_one(now);
+    f.ask(100, 3, "start", now);
+    assert!(f
+        .overdue(now + REPLY_TIMEOUT - Duration::from_millis(1))
+        .is_empty());
+    let overdue = f.overdue(now + REPLY_TIMEOUT);
+    let [(
+        100,
+        Unanswered {
+            slot: 3,
+            generation: 1,
+            request: Some("start"),
+            why,
+        },
+    )] = &overdue[..]
+    else {
+        panic!("{overdue:?}")
+    };
+    assert_eq!(
+        why,
+        "its fork server (pid 100) did not answer within 5s; herd killed it"
+    );
+    // Forgotten: the next start starts another, and its exit says nothing more.
+    assert_eq!(f.gate(1), Gate::Missing);
+    assert_eq!(f.exited(100, "was killed by SIGKILL"), None);
+}
+
+#[test]
+fn an_exit_while_a_start_awaits_the_reply_fails_it_with_the_exit() {
+    let now = Instant::now();
+    let mut f = ready_one(now);
+    f.ask(100, 3, "start", now);
+    let unanswered = f.unanswered(100, "exit code 1");
+    assert_eq!(
+        unanswered,
+        Some(Unanswered {
+            slot: 3,
+            generation: 1,
+            request: Some("start"),
+            why: "its fork server (pid 100) ended (exit code 1) before it answered".to_string(),
+        })
+    );
+    assert_eq!(
+        f.exited(100, "exit code 1"),
+        Some(Ended::WasReady { generation: 1 })
+    );
+    // One whose socket closed first is killed; its exit says it closed it.
+    let mut f = ready_one(now);
+    f.ask(100, 3, "start", now);
+    assert!(f.closed_socket(100));
+    assert!(
+        f.awaited().next().is_none(),
+        "an ended socket is not waited on"
+    );
+    assert!(f.awaiting(), "herd waits for its exit");
+    let why = f.unanswered(100, "killed by SIGKILL").unwrap().why;
+    assert_eq!(
+        why,
+        "its fork server (pid 100) closed its socket and ended (killed by SIGKILL) before it \
+         answered"
+    );
+    assert!(!f.closed_socket(100));
+    assert_eq!(f.unanswered(100, "again"), None);
+}
+
+#[test]
+fn a_fork_server_closed_while_a_start_awaits_its_reply_goes_once_it_has_answered() {
+    let now = Instant::now();
+    // herd stops: the start is no longer wanted, and its worker is to be stopped.
+    let mut f = ready_one(now);
+    f.started(2, 200, "two", now, TIMEOUT);
+    f.ask(100, 3, "start", now);
+    assert_eq!(f.close_all(), vec![(200, "two")]);
+    assert_eq!(f.statuses(), vec![]);
+    assert_eq!(f.pids().collect::<Vec<_>>(), vec![100]);
+    assert!(f.awaiting());
+    assert_eq!(f.gate(1), Gate::Missing);
+    assert_eq!(f.answered(100), Answered::Unwanted { slot: 3 });
+    assert_eq!(f.pids().count(), 0);
+    assert!(!f.awaiting());
+    // An upgrade aborted: the same for its generation's starts, which the loop fails.
+    let mut f = ready_one(now);
+    f.started(2, 200, "two", now, TIMEOUT);
+    f.said_ready(200);
+    f.ask(200, 4, "new", now);
+    assert_eq!(f.close_after(1), (vec![], vec![4]));
+    assert_eq!(f.close_after(1), (vec![], vec![]), "cancelled once");
+    assert_eq!(f.gate(2), Gate::Missing);
+    // Its exit before it answered fails nothing more.
+    let unanswered = f.unanswered(200, "exit code 0").unwrap();
+    assert_eq!(unanswered.request, None);
+    // A newer generation ready closes an older one that a wanted start awaits: still wanted.
+    let mut f = ready_one(now);
+    f.ask(100, 5, "old", now);
+    f.started(2, 200, "two", now, TIMEOUT);
+    assert_eq!(f.said_ready(200), Some((2, vec![])));
+    assert_eq!(f.gate(1), Gate::Missing);
+    assert_eq!(
+        f.answered(100),
+        Answered::Wanted {
+            slot: 5,
+            request: "old"
+        }
+    );
+    assert_eq!(f.pids().collect::<Vec<_>>(), vec![200]);
 }

@@ -12,7 +12,7 @@ use crate::spec::Listener;
 use crate::supervisor::reap::{Children, Peek};
 use crate::supervisor::status::{SocketFileStatus, SocketStatus};
 
-mod fork_servers;
+pub(crate) mod fork_servers;
 mod inputs;
 mod orphans;
 mod process_stats;

@@ -1,33 +1,41 @@
 //! Fork servers on Unix (see [`fork_server`](crate::supervisor::fork_server)): starting one
-//! with its end of a `SOCK_SEQPACKET` pair at fd 3, and asking it for a worker: the request
-//! with the worker's standard streams and sockets (`SCM_RIGHTS`), then its reply, waited for
-//! at most [`REPLY_TIMEOUT`].
+//! with its end of a `SOCK_SEQPACKET` pair at fd 3, asking it for a worker (the request with
+//! the worker's standard streams and sockets, `SCM_RIGHTS`, sent without waiting), and taking
+//! its reply, which the loop reads when the socket becomes readable
+//! ([`Inputs`](super::inputs::Inputs)).
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herd_sys::spawn::{ExecPlan, Stdio};
+use herd_sys::spawn::Stdio;
 use socket2::{Domain, Socket, Type};
+use tokio::io::unix::AsyncFd;
 
-use crate::command::{StartError, WorkerCommand};
+use crate::command::{PreparedStart, StartError, WorkerCommand};
 use crate::logging::LogEvent;
-use crate::supervisor::fork_server::{encode_request, parse_reply, ForkServers, Reply};
+use crate::supervisor::fork_server::{encode_request, parse_reply, Answered, ForkServers, Reply};
 use crate::supervisor::warm_up::{Lowered, Lowering};
+
+/// herd's end of a fork server's socket, non-blocking, which the loop waits on for replies.
+pub type Handle = Arc<AsyncFd<Socket>>;
+
+/// herd's fork servers: the handle of each, and the prepared start awaiting its reply.
+pub type Servers = ForkServers<Handle, PreparedStart>;
 
 /// The send buffer herd asks for on its end of a fork server's socket, so that one request
 /// holds a large environment.
 const REQUEST_ROOM: usize = 4 << 20;
 
-/// How long herd waits for a fork server's reply before it kills it: a fork takes
-/// milliseconds, even of a large process.
-pub const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest reply herd reads (`pid N` or a one-line `error MESSAGE`).
+pub const REPLY_ROOM: usize = 512;
 
 /// Starts `generation`'s fork server with `command`, `stdin` as its standard input, lowered as
 /// `lowering` says while it loads (`--starting-nice`), and records it in `servers`, loading for
 /// at most `timeout`. Its pid, and how herd lowered it.
 pub fn start(
-    servers: &mut ForkServers<Socket>,
+    servers: &mut Servers,
     command: &WorkerCommand,
     generation: u64,
     stdin: BorrowedFd<'_>,
@@ -39,11 +47,15 @@ pub fn start(
     };
     let (ours, theirs) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None)
         .map_err(|e| failed("cannot make its socket", e))?;
-    ours.set_read_timeout(Some(REPLY_TIMEOUT))
-        .map_err(|e| failed("cannot set its socket's timeout", e))?;
+    // Neither a request nor a reply waits: a full socket fails the request, and the loop reads
+    // the reply when it comes.
+    ours.set_nonblocking(true)
+        .map_err(|e| failed("cannot make its socket non-blocking", e))?;
     // A request is one message, as large as a worker's command line and environment: room for
     // what `execve` takes, as far as net.core.wmem_max allows (the kernel caps it there).
     let _ = ours.set_send_buffer_size(REQUEST_ROOM);
+    let ours = herd_sys::fd::register_readable(ours)
+        .map_err(|e| failed("cannot wait on its socket", e))?;
     let plan = command.fork_server_plan(generation)?;
     let stdio = Stdio {
         stdin: Some(stdin),
@@ -59,52 +71,41 @@ pub fn start(
         generation,
         "fork server started; its workers start once it says READY=1"
     );
-    servers.started(generation, pid, ours, Instant::now(), timeout);
+    servers.started(generation, pid, Arc::new(ours), Instant::now(), timeout);
     Ok((pid, lowered))
 }
 
-/// Asks `generation`'s ready fork server for the worker `plan` describes, with `stdio` (herd's
-/// own streams where `None`) and `fds` (its sockets): the worker's pid, or why not. A fork
-/// server that cannot be asked or does not answer is killed and forgotten: the next start
-/// starts another.
-pub fn fork(
-    servers: &mut ForkServers<Socket>,
-    generation: u64,
-    plan: &ExecPlan,
-    stdio: &Stdio<'_>,
+/// Asks `generation`'s ready fork server for `slot`'s worker that `start` describes, with
+/// `stdin` as its standard input (its output `start`'s, or herd's own) and `fds` (its
+/// sockets), without waiting for the reply: the start awaits it in `servers`. Why not, if the
+/// request could not be sent: a fork server that cannot be asked is killed and forgotten (the
+/// next start starts another).
+pub fn ask(
+    servers: &mut Servers,
+    (slot, generation): (usize, u64),
+    start: PreparedStart,
+    stdin: BorrowedFd<'_>,
     fds: &[BorrowedFd<'_>],
-) -> Result<u32, String> {
+) -> Result<(), String> {
     let Some((server, socket)) = servers.ready(generation) else {
         return Err("its generation's fork server is gone".to_string());
     };
-    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    let stdio = start.stdio(stdin);
+    let (own_out, own_err) = (std::io::stdout(), std::io::stderr());
     let streams = [
-        stdio.stdin.unwrap_or_else(|| stdin.as_fd()),
-        stdio.stdout.unwrap_or_else(|| stdout.as_fd()),
-        stdio.stderr.unwrap_or_else(|| stderr.as_fd()),
+        stdin,
+        stdio.stdout.unwrap_or_else(|| own_out.as_fd()),
+        stdio.stderr.unwrap_or_else(|| own_err.as_fd()),
     ];
     let all: Vec<BorrowedFd<'_>> = streams.into_iter().chain(fds.iter().copied()).collect();
-    let request = encode_request(plan.args(), plan.env_entries());
-    let mut reply = [0u8; 512];
-    let why = match exchange(socket, &request, &all, &mut reply) {
-        Ok(n) => match parse_reply(&reply[..n]) {
-            Reply::Forked(pid) => match adopted(pid, server, |p| servers.pids().any(|s| s == p)) {
-                Ok(()) => return Ok(pid),
-                Err(NotTaken::Exited) => {
-                    return Err(format!(
-                        "its fork server (pid {server}) answered pid {pid}, which has exited \
-                         already: herd takes no exited process as a worker (one that exits at \
-                         once is reaped as an orphan)"
-                    ))
-                }
-                Err(NotTaken::Broken(why)) => why,
-            },
-            Reply::Refused(why) => {
-                return Err(format!(
-                    "its fork server (pid {server}) could not fork it: {why}"
-                ))
-            }
-        },
+    let request = encode_request(start.plan().args(), start.plan().env_entries());
+    let sent = send(socket.get_ref(), &request, &all);
+    drop((all, stdio));
+    let why = match sent {
+        Ok(()) => {
+            servers.ask(server, slot, start, Instant::now());
+            return Ok(());
+        }
         // Too large a request, or no memory for it: herd's trouble, not the fork server's.
         Err(Broken::Herd(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
             return Err(format!(
@@ -121,6 +122,12 @@ pub fn fork(
         }
         Err(Broken::ForkServer(why)) => why,
     };
+    Err(give_up(servers, server, generation, &why))
+}
+
+/// Kills fork server `server` of `generation`, which broke the protocol as `why` says, and
+/// forgets it: the next start starts another. The start's failure.
+fn give_up(servers: &mut Servers, server: u32, generation: u64, why: &str) -> String {
     servers.forget(server);
     let _ = herd_sys::process::signal_process(server, herd_sys::process::Signal::KILL);
     tracing::error!(
@@ -129,12 +136,82 @@ pub fn fork(
         generation,
         "fork server {why}; killed it: the next start starts another"
     );
-    Err(format!(
-        "its fork server (pid {server}) {why}; herd killed it"
-    ))
+    format!("its fork server (pid {server}) {why}; herd killed it")
 }
 
-/// Who broke an [`exchange`] with a fork server.
+/// What a fork server's reply comes to (see [`replied`]).
+pub enum Outcome {
+    /// The start of `slot` that awaited it ends: its worker's pid, or why not.
+    Start {
+        slot: usize,
+        start: Box<PreparedStart>,
+        pid: Result<u32, String>,
+    },
+    /// Worker `pid` was forked for a start of `slot` no longer wanted.
+    Unwanted { slot: usize, pid: u32 },
+}
+
+/// What a reply that fork server `server` sent (`read`: what herd read on its socket) comes
+/// to; nothing more to do if the socket reached end of file (herd killed the fork server, and
+/// its exit fails the start) or the reply ended a start no longer wanted with no worker.
+pub fn replied(
+    servers: &mut Servers,
+    server: u32,
+    read: std::io::Result<Vec<u8>>,
+) -> Option<Outcome> {
+    let generation = servers.generation_of(server)?;
+    let reply = match read {
+        Ok(reply) if !reply.is_empty() => reply,
+        // End of file, or an error on the socket: its exit (herd kills it now) says why.
+        _ => {
+            if servers.closed_socket(server) {
+                let _ = herd_sys::process::signal_process(server, herd_sys::process::Signal::KILL);
+            }
+            return None;
+        }
+    };
+    let (slot, start) = match servers.answered(server) {
+        Answered::Wanted { slot, request } => (slot, Some(request)),
+        Answered::Unwanted { slot } => (slot, None),
+        Answered::Unasked => {
+            let why = unasked(&reply);
+            give_up(servers, server, generation, &why);
+            return None;
+        }
+    };
+    let result = match parse_reply(&reply) {
+        Reply::Forked(pid) => match adopted(pid, server, |p| servers.pids().any(|s| s == p)) {
+            Ok(()) => Ok(pid),
+            Err(NotTaken::Exited) => Err(format!(
+                "its fork server (pid {server}) answered pid {pid}, which has exited already: \
+                 herd takes no exited process as a worker (one that exits at once is reaped \
+                 as an orphan)"
+            )),
+            Err(NotTaken::Broken(why)) => Err(give_up(servers, server, generation, &why)),
+        },
+        Reply::Refused(why) => Err(format!(
+            "its fork server (pid {server}) could not fork it: {why}"
+        )),
+    };
+    match (start, result) {
+        (Some(start), pid) => Some(Outcome::Start {
+            slot,
+            start: Box::new(start),
+            pid,
+        }),
+        (None, Ok(pid)) => Some(Outcome::Unwanted { slot, pid }),
+        (None, Err(why)) => {
+            tracing::info!(
+                pid = server,
+                slot,
+                "a start no longer wanted got no worker from its fork server: {why}"
+            );
+            None
+        }
+    }
+}
+
+/// Who broke a request to a fork server.
 enum Broken {
     /// herd, which could not send its request (too large, no memory).
     Herd(std::io::Error),
@@ -142,85 +219,50 @@ enum Broken {
     ForkServer(String),
 }
 
-/// Sends `request` with `fds` on `socket` and reads the reply into `reply`, both within
-/// [`REPLY_TIMEOUT`]: the reply's length. herd's own signals (a child's exit) interrupt
-/// either, which goes on within the same time.
-fn exchange(
-    socket: &Socket,
-    request: &[u8],
-    fds: &[BorrowedFd<'_>],
-    reply: &mut [u8],
-) -> Result<usize, Broken> {
-    let deadline = Instant::now() + REPLY_TIMEOUT;
-    let left = || {
-        let left = deadline.saturating_duration_since(Instant::now());
-        left.max(Duration::from_millis(1))
-    };
-    let late = |what: &str| {
-        let within = humantime::format_duration(REPLY_TIMEOUT);
-        Broken::ForkServer(format!("did not {what} within {within}"))
-    };
-    let closed = || Broken::ForkServer("closed its socket".to_string());
+/// Sends `request` with `fds` on `socket`, without waiting. A fork server that has not read
+/// its earlier requests fills its socket: it fails the request.
+fn send(socket: &Socket, request: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Broken> {
     // One reply per request, in order: a message waiting before herd asks answers nothing
     // herd asked, and every later reply would answer the request before it.
     if let Some(why) = unasked_reply(socket) {
         return Err(Broken::ForkServer(why));
     }
-    // A fork server that does not read its requests fills its socket: without a timeout
-    // herd would wait for room for ever.
-    let sent = retry_interrupted(|| {
-        socket.set_write_timeout(Some(left()))?;
-        herd_sys::fdpass::send_with_fds(socket.as_fd(), request, fds)
-    });
+    let sent = retry_interrupted(|| herd_sys::fdpass::send_with_fds(socket.as_fd(), request, fds));
     match sent {
-        Ok(_) => {}
-        Err(e) if timed_out(&e) => return Err(late("read its request")),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(Broken::ForkServer(
+            "did not read its earlier requests (its socket is full)".to_string(),
+        )),
         Err(e)
             if matches!(
                 e.raw_os_error(),
                 Some(libc::EPIPE | libc::ECONNRESET | libc::ENOTCONN)
             ) =>
         {
-            return Err(closed())
+            Err(Broken::ForkServer("closed its socket".to_string()))
         }
-        Err(e) => return Err(Broken::Herd(e)),
+        Err(e) => Err(Broken::Herd(e)),
     }
-    let read = retry_interrupted(|| {
-        socket.set_read_timeout(Some(left()))?;
-        std::io::Read::read(&mut &*socket, reply)
-    });
-    match read {
-        Ok(0) => Err(closed()),
-        Ok(n) => Ok(n),
-        Err(e) if timed_out(&e) => Err(late("answer")),
-        Err(e) => Err(Broken::ForkServer(format!("could not be asked: {e}"))),
-    }
-}
-
-/// Whether `e` is a socket timeout's.
-fn timed_out(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    )
 }
 
 /// Why the fork server on `socket` broke the protocol, if a message is waiting there before
 /// herd asked anything: a second reply to a request, or one sent unasked.
 fn unasked_reply(socket: &Socket) -> Option<String> {
     let mut buf = [0u8; 80];
-    let waiting = socket
-        .set_nonblocking(true)
-        .and_then(|()| std::io::Read::read(&mut &*socket, &mut buf));
-    let _ = socket.set_nonblocking(false);
-    match waiting {
-        Ok(n) if n > 0 => Some(format!(
-            "sent {:?} before herd asked anything (one reply per request, docs/fork-server.md)",
-            String::from_utf8_lossy(&buf[..n])
-        )),
+    match std::io::Read::read(&mut &*socket, &mut buf) {
+        Ok(n) if n > 0 => Some(unasked(&buf[..n])),
         // Nothing (or end of stream, which the request's send finds too).
         _ => None,
     }
+}
+
+/// Why a fork server that sent `message` unasked broke the protocol.
+fn unasked(message: &[u8]) -> String {
+    let shown = &message[..message.len().min(80)];
+    format!(
+        "sent {:?} before herd asked anything (one reply per request, docs/fork-server.md)",
+        String::from_utf8_lossy(shown)
+    )
 }
 
 /// `op`, again while a signal interrupts it.

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Interval;
 
-use super::NotifySocket;
+use super::{fork_servers, NotifySocket};
 use crate::control::request::ControlRequest;
 use crate::control::server::{self, AccessPolicy};
 use crate::supervisor::sources::{self, every, Tick};
@@ -31,6 +31,9 @@ pub enum Input {
     Leftovers,
     /// Time to look for orphans.
     Orphans,
+    /// Fork server `pid`'s socket, whose reply a start awaits, had this to read (empty at end
+    /// of file).
+    ForkReply(u32, std::io::Result<Vec<u8>>),
 }
 
 /// What the loop waits for on this turn, of what only Unix has.
@@ -43,6 +46,8 @@ pub struct Wants {
     pub leftovers: bool,
     /// Frequent looks at orphans, while herd stops and waits for them.
     pub orphans: bool,
+    /// The sockets of the fork servers whose reply a start awaits, with their pids.
+    pub fork_replies: Vec<(u32, fork_servers::Handle)>,
 }
 
 /// What the control endpoint serves: the bound socket and who may use it.
@@ -141,6 +146,9 @@ impl Inputs {
             _ = self.leftovers.tick(), if wants.leftovers => Platform(Input::Leftovers),
             _ = self.orphans.tick() => Platform(Input::Orphans),
             _ = self.orphans_stopping.tick(), if wants.orphans => Platform(Input::Orphans),
+            (pid, read) = fork_reply(&wants.fork_replies), if !wants.fork_replies.is_empty() => {
+                Platform(Input::ForkReply(pid, read))
+            }
         }
     }
 
@@ -163,4 +171,40 @@ impl Inputs {
             wake.notify_one();
         });
     }
+}
+
+/// The first reply of `awaited` (fork servers' sockets, by pid) that can be read: its fork
+/// server's pid and what was read (empty at end of file). Reads only in the poll that returns,
+/// so a turn that takes another input loses nothing.
+async fn fork_reply(awaited: &[(u32, fork_servers::Handle)]) -> (u32, std::io::Result<Vec<u8>>) {
+    std::future::poll_fn(|cx| {
+        for (pid, socket) in awaited {
+            // Readiness the read finds stale is cleared, and the socket polled again (which
+            // registers this task to be woken).
+            loop {
+                let mut guard = match socket.poll_read_ready(cx) {
+                    std::task::Poll::Ready(Ok(guard)) => guard,
+                    std::task::Poll::Ready(Err(e)) => {
+                        return std::task::Poll::Ready((*pid, Err(e)))
+                    }
+                    std::task::Poll::Pending => break,
+                };
+                let mut reply = vec![0u8; fork_servers::REPLY_ROOM];
+                let read = guard.try_io(|s| std::io::Read::read(&mut s.get_ref(), &mut reply));
+                match read {
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Ok(read) => {
+                        let read = read.map(|n| {
+                            reply.truncate(n);
+                            reply
+                        });
+                        return std::task::Poll::Ready((*pid, read));
+                    }
+                    Err(_would_block) => continue,
+                }
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
 }

@@ -9,11 +9,12 @@ use herd_sys::spawn::Job;
 
 use anyhow::Context;
 
-use super::{fork_servers, OwnChildren};
+use super::fork_servers::{self, Outcome};
+use super::OwnChildren;
 use crate::command::{StartError, WorkerCommand};
 use crate::logging::LogEvent;
 use crate::spec::Listener;
-use crate::supervisor::fork_server::{Ended, ForkServers, Gate, Opened};
+use crate::supervisor::fork_server::{Ended, Gate, Opened, Replied, Unanswered};
 use crate::supervisor::reload::Commands;
 use crate::supervisor::warm_up::{Lowered, Lowering, SchedStat, Spawned};
 
@@ -24,7 +25,9 @@ pub struct Spawner {
     /// The workers' standard input (`/dev/null`).
     stdin: OwnedFd,
     /// `--fork-server`'s fork servers, with herd's end of each one's socket.
-    forks: ForkServers<socket2::Socket>,
+    forks: fork_servers::Servers,
+    /// Starts that awaited their fork server's reply and ended, for the loop to take.
+    replied: Vec<Replied>,
 }
 
 impl Spawner {
@@ -33,7 +36,8 @@ impl Spawner {
         Ok(Spawner {
             command: Commands::new(command),
             stdin: herd_sys::fd::open_dev_null().context("cannot open /dev/null")?,
-            forks: ForkServers::default(),
+            forks: Default::default(),
+            replied: Vec::new(),
         })
     }
 
@@ -43,9 +47,9 @@ impl Spawner {
 
     /// How many starts the next call of [`spawn_all`](Self::spawn_all) should take: [`BATCH`],
     /// or one while a fork server forks the workers (`--fork-server`). A fork server is asked
-    /// for one worker after the other, each answer waited for up to a second, so a batch of
-    /// them held the loop up for all of theirs (control requests, signals, readiness unread);
-    /// one a call lets the turn end after any slow one, and batching gains them nothing.
+    /// for one worker at a time (the next start waits for its reply, [`Gate::Busy`]), and a
+    /// batch's starts pass the gate before any of them asks: one a call lets the next start
+    /// see that its fork server is busy.
     ///
     /// [`BATCH`]: Self::BATCH
     pub fn batch(&self) -> usize {
@@ -55,16 +59,17 @@ impl Spawner {
         }
     }
 
-    /// Starts several workers at once, each as [`spawn`](Self::spawn) would (`starts`: slot,
-    /// generation, how to lower it), their children executing side by side
-    /// ([`herd_sys::spawn::spawn_all`]): each one's pid and how it was lowered, or why it
-    /// could not start, in order.
+    /// Starts several workers at once (`starts`: slot, generation, how to lower it), their
+    /// children executing side by side ([`herd_sys::spawn::spawn_all`]): each one's pid and
+    /// how it was lowered, or why it could not start, in order; `None` for a start that asked
+    /// its fork server (`--fork-server`), which ends when it answers
+    /// ([`take_replied`](Self::take_replied)).
     pub fn spawn_all(
         &mut self,
         listeners: &mut [Listener],
         _children: &mut OwnChildren,
         starts: &[(usize, u64, Option<Lowering>)],
-    ) -> Vec<Result<Spawned, StartError>> {
+    ) -> Vec<Option<Result<Spawned, StartError>>> {
         let failed = |message: String| StartError {
             cannot_execute: false,
             message,
@@ -83,6 +88,7 @@ impl Spawner {
             command,
             stdin,
             forks,
+            ..
         } = self;
         // Each start's sockets and standard input, its plan, and whether a fork server forks it.
         let prepared: Vec<Result<_, StartError>> = starts
@@ -97,7 +103,7 @@ impl Spawner {
                 let command = command.for_generation(generation);
                 let start = command.prepare(slot, generation, fds.len(), lowered)?;
                 let forked = command.options().fork_server;
-                Ok((command, start, fds, stdin, generation, forked))
+                Ok((command, start, fds, stdin, slot, generation, forked))
             })
             .collect();
         let jobs: Vec<Job<'_>> = prepared
@@ -115,17 +121,19 @@ impl Spawner {
         prepared
             .into_iter()
             .map(|prepared| {
-                let (command, start, fds, stdin, generation, forked) = prepared?;
+                let (command, start, fds, stdin, slot, generation, forked) = match prepared {
+                    Ok(prepared) => prepared,
+                    Err(e) => return Some(Err(e)),
+                };
                 if forked {
-                    let stdio = start.stdio(stdin);
-                    let pid = fork_servers::fork(forks, generation, start.plan(), &stdio, &fds);
-                    return command.forked(start, pid);
+                    let asked = fork_servers::ask(forks, (slot, generation), start, stdin, &fds);
+                    return asked.err().map(|why| Err(failed(why)));
                 }
                 // spawn_all answers every job.
-                match spawned.next() {
+                Some(match spawned.next() {
                     Some(result) => command.started(start, result),
                     None => Err(failed("the worker was never started".to_string())),
-                }
+                })
             })
             .collect()
     }
@@ -144,7 +152,7 @@ impl Spawner {
         }
         match self.forks.gate(generation) {
             Gate::Ready => Ok(Opened::Go),
-            Gate::Loading => Ok(Opened::Wait),
+            Gate::Loading | Gate::Busy => Ok(Opened::Wait),
             Gate::Missing => {
                 let stdin = self.stdin.as_fd();
                 let (pid, lowered) =
@@ -171,8 +179,76 @@ impl Spawner {
         Some(generation)
     }
 
-    /// herd's child `pid` exited, as `how` says: what that means if it was a fork server.
+    /// Fork server `server`'s socket became readable while a start awaited its reply, and
+    /// `read` is what herd read there: the start ends ([`take_replied`](Self::take_replied)),
+    /// or the fork server is killed (its exit fails the start).
+    pub fn fork_replied(&mut self, server: u32, read: std::io::Result<Vec<u8>>) {
+        let Some(generation) = self.forks.generation_of(server) else {
+            return;
+        };
+        match fork_servers::replied(&mut self.forks, server, read) {
+            Some(Outcome::Start { slot, start, pid }) => {
+                let command = self.command.for_generation(generation);
+                let result = command.forked(*start, pid);
+                self.replied.push(Replied::Start {
+                    slot,
+                    generation,
+                    result,
+                });
+            }
+            Some(Outcome::Unwanted { slot, pid }) => {
+                self.replied.push(Replied::Unwanted { slot, pid })
+            }
+            None => {}
+        }
+    }
+
+    /// The starts that awaited their fork server's reply and ended since the last call.
+    pub fn take_replied(&mut self) -> Vec<Replied> {
+        std::mem::take(&mut self.replied)
+    }
+
+    /// The sockets of the fork servers whose reply a start awaits, with their pids.
+    pub fn fork_replies_awaited(&self) -> Vec<(u32, fork_servers::Handle)> {
+        let awaited = self.forks.awaited();
+        awaited
+            .map(|(pid, h)| (pid, std::sync::Arc::clone(h)))
+            .collect()
+    }
+
+    /// Whether a start awaits its fork server's reply.
+    pub fn awaits_fork_replies(&self) -> bool {
+        self.forks.awaiting()
+    }
+
+    /// A start that will get no reply fails, if it is still wanted.
+    fn unanswered(&mut self, unanswered: Unanswered<crate::command::PreparedStart>) {
+        let Unanswered {
+            slot,
+            generation,
+            request,
+            why,
+        } = unanswered;
+        if request.is_none() {
+            return tracing::info!(slot, "a start no longer wanted got no worker: {why}");
+        }
+        let result = Err(StartError {
+            cannot_execute: false,
+            message: why,
+        });
+        self.replied.push(Replied::Start {
+            slot,
+            generation,
+            result,
+        });
+    }
+
+    /// herd's child `pid` exited, as `how` says: what that means if it was a fork server (a
+    /// start that awaited its reply fails).
     pub fn fork_server_exited(&mut self, pid: u32, how: &str) -> Option<Ended> {
+        if let Some(unanswered) = self.forks.unanswered(pid, how) {
+            self.unanswered(unanswered);
+        }
         let ended = self.forks.exited(pid, how)?;
         match &ended {
             Ended::WasReady { generation } => tracing::warn!(
@@ -219,9 +295,19 @@ impl Spawner {
         for pid in self.forks.timed_out(now) {
             let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
         }
+        for (pid, unanswered) in self.forks.overdue(now) {
+            let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
+            tracing::error!(
+                event = LogEvent::ForkServerExited.as_str(),
+                pid,
+                generation = unanswered.generation,
+                "fork server did not answer in time; killed it: the next start starts another"
+            );
+            self.unanswered(unanswered);
+        }
     }
 
-    /// When the next fork server still loading runs out of time.
+    /// When the next fork server still loading runs out of time, or a reply is late.
     pub fn fork_server_deadline(&self) -> Option<Instant> {
         self.forks.next_deadline()
     }
@@ -236,17 +322,23 @@ impl Spawner {
         self.forks.statuses()
     }
 
-    /// Closes every fork server (herd stops): each exits as its socket closes.
+    /// Closes every fork server (herd stops): each exits as its socket closes; one that a
+    /// start awaits a reply from is closed once it has answered (a worker it forked is
+    /// stopped).
     pub fn close_fork_servers(&mut self) {
         drop(self.forks.close_all());
     }
 
     /// Closes the fork servers of generations after `generation` (an upgrade to them was
-    /// aborted): each exits as its socket closes; a later start of theirs starts another.
-    pub fn close_fork_servers_after(&mut self, generation: u64) {
-        for (pid, _socket) in self.forks.close_after(generation) {
+    /// aborted): each exits as its socket closes (once it has answered, if a start awaits its
+    /// reply); a later start of theirs starts another. The slots whose starts awaited a reply
+    /// from one: they are no longer wanted (a worker forked for one is stopped).
+    pub fn close_fork_servers_after(&mut self, generation: u64) -> Vec<usize> {
+        let (closed, cancelled) = self.forks.close_after(generation);
+        for (pid, _socket) in closed {
             tracing::debug!(pid, "closing the fork server of an aborted upgrade");
         }
+        cancelled
     }
 
     /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`:

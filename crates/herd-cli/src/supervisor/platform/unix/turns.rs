@@ -33,6 +33,7 @@ impl Supervisor {
             drains: self.pool.is_draining(),
             leftovers: !self.platform.leftovers.is_empty(),
             orphans: self.platform.orphans.waited_for(),
+            fork_replies: self.effects.fork_replies_awaited(),
         }
     }
 
@@ -72,6 +73,8 @@ impl Supervisor {
                 self.platform.leftovers.check(&mut groups, Instant::now());
             }
             Input::Orphans => self.look_at_orphans(),
+            // The start ends after the turn, with those a timeout or an exit ended.
+            Input::ForkReply(server, read) => self.effects.spawner().fork_replied(server, read),
         }
     }
 

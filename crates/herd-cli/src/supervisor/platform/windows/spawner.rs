@@ -63,17 +63,18 @@ impl Spawner {
     }
 
     /// Starts each of `starts` (slot, generation, starting priority) in turn, as
-    /// [`spawn`](Self::spawn) does: their pids, or why not, in order.
+    /// [`spawn`](Self::spawn) does: their pids, or why not, in order (each `Some`: no start
+    /// awaits a fork server's reply on Windows).
     pub fn spawn_all(
         &mut self,
         listeners: &mut [Listener],
         children: &mut OwnChildren,
         starts: &[(usize, u64, Option<Lowering>)],
-    ) -> Vec<Result<Spawned, StartError>> {
+    ) -> Vec<Option<Result<Spawned, StartError>>> {
         starts
             .iter()
             .map(|&(slot, generation, lowering)| {
-                self.spawn(listeners, children, slot, generation, lowering)
+                Some(self.spawn(listeners, children, slot, generation, lowering))
             })
             .collect()
     }
@@ -166,8 +167,20 @@ impl Spawner {
     /// Windows runs no fork server: nothing to close.
     pub fn close_fork_servers(&mut self) {}
 
-    /// Closes the fork servers of an aborted upgrade: Windows has none.
-    pub fn close_fork_servers_after(&mut self, _generation: u64) {}
+    /// Closes the fork servers of an aborted upgrade: Windows has none, so no start awaits one.
+    pub fn close_fork_servers_after(&mut self, _generation: u64) -> Vec<usize> {
+        Vec::new()
+    }
+
+    /// Windows runs no fork server: no start awaits a reply.
+    pub fn take_replied(&mut self) -> Vec<crate::supervisor::fork_server::Replied> {
+        Vec::new()
+    }
+
+    /// Windows runs no fork server: no start awaits a reply.
+    pub fn awaits_fork_replies(&self) -> bool {
+        false
+    }
 
     /// The worker commands, for a reloaded config's.
     pub fn commands(&mut self) -> &mut Commands<WorkerCommand> {
