@@ -67,9 +67,18 @@ pub struct Orphans {
     /// The signal herd stops them with, once it stops.
     signal: Option<Signal>,
     stopping: Stopping,
+    /// New ones are not adopted yet (see [`hold_adoptions`](Self::hold_adoptions)).
+    adoptions_held: bool,
 }
 
 impl Orphans {
+    /// Whether looks adopt no new orphan for now (`--fork-server`: while a start awaits its
+    /// fork server's reply, the worker it forked is herd's child before herd knows its pid);
+    /// they still reap those that exited. A later look adopts them.
+    pub fn hold_adoptions(&mut self, held: bool) {
+        self.adoptions_held = held;
+    }
+
     /// Looks at herd's children: orphans that exited are reaped, new ones adopted (and, while
     /// herd stops, stopped at once); `not_orphans` are herd's own children (workers, re-exec
     /// checks, held leaders). While herd stops, those left are killed once the grace period
@@ -96,6 +105,7 @@ impl Orphans {
                         match self.known.get_mut(&child.pid) {
                             // It may have exec'd another program since.
                             Some(known) => known.name = child.name,
+                            None if self.adoptions_held => {}
                             None => self.adopt(family, child, now),
                         }
                     }

@@ -284,8 +284,14 @@ fn an_aborted_upgrades_fork_server_is_closed() {
 /// A fork server's answer (see [`hand_made_fork_server`]) that forks a worker as the protocol
 /// says, `delay` seconds late (its worker says READY=1 and sleeps).
 fn forks_late(delay: &str) -> String {
+    forks_then_waits(delay, "0")
+}
+
+/// A fork server's answer that waits `before` seconds, forks a worker as the protocol says
+/// (which says READY=1 and sleeps), then waits `after` seconds before it answers.
+fn forks_then_waits(before: &str, after: &str) -> String {
     format!(
-        "time.sleep({delay})\n\
+        "time.sleep({before})\n\
          r, w = os.pipe()\n\
          if os.fork() == 0:\n    \
              p = os.fork()\n    \
@@ -295,6 +301,7 @@ fn forks_late(delay: &str) -> String {
                  n.send(b'READY=1'); time.sleep(30); os._exit(0)\n    \
              os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
          os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+         time.sleep({after})\n\
          s.send(b'pid %d' % pid)"
     )
 }
@@ -424,6 +431,28 @@ fn a_ready_said_before_the_fork_servers_reply_is_heard() {
     let lines = herd.lines();
     let dropped = events(&lines).find(|e| is_event(e, "notify_dropped", &[]));
     assert!(dropped.is_none(), "{dropped:?}");
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// A fork server that answers 2.5 s after its worker was re-parented to herd: herd's look for
+/// orphans (every second) found herd's child that was no worker yet and adopted it as an
+/// orphan ("left behind by a worker", a warning, and stopped as one when herd stops) beside
+/// taking it as a worker once the reply came. It adopts none while a reply is awaited.
+#[test]
+fn a_worker_forked_before_its_reply_is_read_is_not_taken_for_an_orphan() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server(&dir, "1", &forks_then_waits("0", "2.5"));
+    let ready = herd.wait_for_event("worker_ready", &[]);
+    let status = herd.status();
+    assert_eq!(
+        worker_pids(&status),
+        vec![ready["pid"].as_u64().unwrap() as u32]
+    );
+    assert_eq!(status["orphans"], serde_json::json!([]), "{status}");
+    let lines = herd.lines();
+    let adopted = events(&lines).find(|e| is_event(e, "orphan_adopted", &[]));
+    assert!(adopted.is_none(), "{adopted:?}");
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }

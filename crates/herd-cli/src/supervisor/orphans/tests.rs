@@ -174,3 +174,25 @@ fn a_stop_at_once_kills_them_and_a_second_graceful_stop_is_not_news() {
     orphans.stop(&mut fake, Signal::KILL, Duration::ZERO, t0 + SEC);
     assert_eq!(fake.signals[1], (20, Signal::KILL));
 }
+
+#[test]
+fn held_adoptions_leave_new_children_for_a_later_look_but_reap_the_exited() {
+    let (mut fake, mut orphans, now) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.child(20, 20);
+    orphans.look(&mut fake, &HashSet::new(), now);
+    assert_eq!(pids(&orphans, now), vec![20]);
+    orphans.hold_adoptions(true);
+    // A fork server's new worker, before herd has read its pid; an orphan that exits.
+    fake.child(30, 30);
+    fake.exit(20, 0);
+    orphans.look(&mut fake, &HashSet::new(), now);
+    assert_eq!(pids(&orphans, now), Vec::<u32>::new());
+    assert_eq!(fake.reaped, vec![20]);
+    // herd read its pid: a worker now, never adopted.
+    orphans.hold_adoptions(false);
+    orphans.look(&mut fake, &HashSet::from([30]), now);
+    assert_eq!(pids(&orphans, now), Vec::<u32>::new());
+    fake.child(40, 40);
+    orphans.look(&mut fake, &HashSet::from([30]), now);
+    assert_eq!(pids(&orphans, now), vec![40]);
+}

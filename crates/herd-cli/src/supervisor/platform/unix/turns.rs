@@ -164,6 +164,7 @@ impl Supervisor {
             .exited(&mut groups, &exits, stop_signal, grace, Instant::now());
         // The exited workers stay out of the orphans' look though some were reaped since.
         let not_orphans = self.not_orphans(&exited);
+        self.hold_orphan_adoptions();
         self.platform.orphans.look(
             &mut OwnFamily::listed(children).with_sockets(self.effects.listeners()),
             &not_orphans,
@@ -191,8 +192,16 @@ impl Supervisor {
         self.effects.process_groups(workers)
     }
 
+    /// `--fork-server`: while a start awaits its fork server's reply, the worker it forked may
+    /// be herd's child already, its pid not known yet: no new orphan is adopted meanwhile.
+    fn hold_orphan_adoptions(&mut self) {
+        let held = self.effects.awaits_fork_replies();
+        self.platform.orphans.hold_adoptions(held);
+    }
+
     /// Looks at herd's children for orphans: those that exited are reaped, new ones adopted.
     fn look_at_orphans(&mut self) {
+        self.hold_orphan_adoptions();
         let not_orphans = self.not_orphans(&HashSet::new());
         self.platform.orphans.look(
             &mut OwnFamily::default().with_sockets(self.effects.listeners()),
