@@ -155,8 +155,31 @@ impl Supervisor {
                         now,
                     );
                 };
+                let result = match result {
+                    // A hostile or broken fork server naming a serving worker: one process is
+                    // not two workers, and that one is left alone.
+                    Ok(spawned) if self.pool.worker(spawned.pid).is_some() => Err(StartError {
+                        cannot_execute: false,
+                        message: format!(
+                            "its fork server answered pid {}, which is another slot's worker \
+                             already",
+                            spawned.pid
+                        ),
+                    }),
+                    other => other,
+                };
                 let actions = self.spawned(&start, to_lower, result, now);
                 return self.apply(actions, start.first_generation);
+            }
+            Replied::Unwanted { slot, pid } if self.pool.worker(pid).is_some() => {
+                tracing::warn!(
+                    event = LogEvent::WorkerStartFailed.as_str(),
+                    slot,
+                    pid,
+                    "its fork server answered pid {pid}, another slot's worker, for a start no \
+                     longer wanted; leaving that worker alone"
+                );
+                return;
             }
             Replied::Unwanted { slot, pid } => (slot, pid),
         };

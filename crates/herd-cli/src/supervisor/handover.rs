@@ -103,6 +103,15 @@ impl Supervisor {
             let why = "herd is draining before it stops (--drain-delay)".to_string();
             return Err((ErrorCode::Stopping, why));
         }
+        // A fork server's reply to a start no longer wanted (an aborted upgrade's) would go to
+        // a socket the exec closes, and the worker it names would be no one's: it is killed
+        // once its reply is read, within the reply's deadline.
+        if self.effects.awaits_fork_replies() {
+            let why = "a fork server has not answered a start yet (it is killed within 5s if it \
+                       does not); try again"
+                .to_string();
+            return Err((ErrorCode::Busy, why));
+        }
         // Draining reuseport slots is pool state now, handed over with the pool.
         match self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
             Some((code, why)) => Err((code, why.to_string())),

@@ -51,6 +51,24 @@ fn hand_made_fork_server_with(
     before_ready: &str,
     answer: &str,
 ) -> Herd {
+    let script = write_fork_server(dir, before_ready, answer);
+    Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run"])
+            .args(options)
+            .args(["--ready", "notify", "--fork-server"])
+            .args(["-b", "http=127.0.0.1:0", "--"])
+            .args([python_program("python3"), script.display().to_string()]);
+        cmd
+    })
+}
+
+/// Writes [`hand_made_fork_server_with`]'s script (again, for an upgrade's generation).
+fn write_fork_server(
+    dir: &tempfile::TempDir,
+    before_ready: &str,
+    answer: &str,
+) -> std::path::PathBuf {
     let script = dir.path().join("fork_server.py");
     let answer: String = answer.lines().map(|l| format!("    {l}\n")).collect();
     std::fs::write(
@@ -69,15 +87,7 @@ fn hand_made_fork_server_with(
         ),
     )
     .unwrap();
-    Herd::start_with(|_| {
-        let mut cmd = herd_json();
-        cmd.args(["run"])
-            .args(options)
-            .args(["--ready", "notify", "--fork-server"])
-            .args(["-b", "http=127.0.0.1:0", "--"])
-            .args([python_program("python3"), script.display().to_string()]);
-        cmd
-    })
+    script
 }
 
 /// A fork server that answers a restart with the pid of the worker that just exited, whose
@@ -380,6 +390,53 @@ fn a_reexec_while_a_start_awaits_its_reply_is_refused_and_the_start_completes() 
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(worker_pids(&herd.status()), vec![worker]);
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
+/// An upgrade aborted while one of its starts awaits its fork server's reply (its first new
+/// worker exits at once; the second start's answer comes 2 s later): a re-exec then went
+/// ahead, the exec closed the socket the reply comes on, and the worker it named served on,
+/// no one's. It is refused until that reply is read (and its worker killed).
+#[test]
+fn a_reexec_while_an_aborted_upgrades_start_awaits_its_reply_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ["-w", "2", "--max-starting", "2"];
+    let mut herd = hand_made_fork_server_with(&dir, &options, "", &forks_late("0"));
+    wait_status(&herd, "two workers ready", |s| s["ready"] == 2);
+    let first_dies = format!(
+        "k += 1\n\
+         if k == 1:\n    \
+             r, w = os.pipe()\n    \
+             if os.fork() == 0:\n        \
+                 p = os.fork()\n        \
+                 if p == 0:\n            \
+                     os.setpgid(0, 0)\n            \
+                     while os.getppid() != herd: time.sleep(0.001)\n            \
+                     time.sleep(0.2); os._exit(1)\n        \
+                 os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n    \
+             os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n    \
+             s.send(b'pid %d' % pid); continue\n\
+         {}",
+        forks_then_waits("0", "2")
+    );
+    write_fork_server(&dir, "k = 0", &first_dies);
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_ne!(code, 0, "the upgrade fails: {stderr}");
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("has not answered"), "{stderr}");
+    let killed = herd.wait_event("the unwanted worker killed", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("for a start no longer wanted")
+    });
+    let worker = killed["pid"].as_u64().unwrap() as u32;
+    wait_gone(&[worker]);
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }
