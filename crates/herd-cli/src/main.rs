@@ -137,11 +137,15 @@ fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), 
             // --help and --version: their output is all they do, so a stdout that cannot
             // take it is an error, whether closed (`1>&-`), full (`> /dev/full`) or a pipe
             // whose reader is gone (EPIPE: the text is one write, far below a pipe's buffer,
-            // so that reader read none of it; `herd --help | head -1` is not one).
-            match herd_cli::ctl::stdout_open()
-                .and_then(|()| e.print())
-                .and_then(|()| std::io::Write::flush(&mut std::io::stdout()))
-            {
+            // so that reader read none of it; `herd --help | head -1` is not one). One write:
+            // clap's own print writes a piece at a time (60 writes for `run --help`), and
+            // `| head -1` left after the first, failing the rest with EPIPE.
+            let text = e.render().to_string();
+            match herd_cli::ctl::stdout_open().and_then(|()| {
+                let mut out = std::io::stdout().lock();
+                std::io::Write::write_all(&mut out, text.as_bytes())
+                    .and_then(|()| std::io::Write::flush(&mut out))
+            }) {
                 Err(why) => {
                     logging::line(&format!("herd: error: cannot write to stdout: {why}"));
                     Err(ExitCode::from(exit::FAILURE))

@@ -66,3 +66,36 @@ fn help_that_cannot_be_written_fails_in_one_line() {
         "herd: error: cannot write to stdout: it was closed when herd started (1>&-)"
     );
 }
+
+/// `herd --help | head -1` ends as asked, with 0 and nothing on stderr: the help is one write,
+/// so a reader that takes its first line and goes has taken all of it. clap's own print wrote
+/// a piece at a time (60 writes for `run --help`), and the reader's going failed the rest with
+/// EPIPE: `cannot write to stdout: Broken pipe`, status 1, in most runs. (Repeated: without
+/// the one write, a run passes only when herd writes everything before the reader wakes.)
+#[test]
+fn help_read_by_head_ends_quietly() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    for args in [&["--help"][..], &["run", "--help"]] {
+        for _ in 0..20 {
+            let mut child = Command::new(crate::util::HERD)
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut first = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut first)
+                .unwrap();
+            assert!(
+                first.starts_with("herd") || first.starts_with("Bind"),
+                "{first}"
+            );
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+            assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        }
+    }
+}
