@@ -207,13 +207,19 @@ pub fn stdout_open() -> std::io::Result<()> {
 /// command quietly, as if everything had been read; any other failure (`> /dev/full`, a
 /// stdout closed from the start) is an error.
 pub fn print(text: &str) -> Result<(), Failure> {
+    print_to_reader(text).map(|_| ())
+}
+
+/// As [`print`], and whether stdout's reader is still there: `false` once it went away, when
+/// a command that prints again and again (`herd status --watch | head -1`) is to end.
+pub fn print_to_reader(text: &str) -> Result<bool, Failure> {
     let mut out = std::io::stdout().lock();
     let written = stdout_open()
         .and_then(|()| out.write_all(text.as_bytes()))
         .and_then(|()| out.flush());
     match written {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(Failure::Runtime(anyhow!("cannot write to stdout: {e}"))),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde::de::{self, Deserialize, Deserializer};
 
-use super::{call, print, table, Connect, QUICK};
+use super::{call, print, print_to_reader, table, Connect, QUICK};
 use crate::cli::StatusArgs;
 use crate::control::protocol::Command;
 use crate::control::results::Status;
@@ -93,7 +93,8 @@ pub fn degraded(status: &Status) -> Option<String> {
     })
 }
 
-/// `--watch`: one status a second; Ctrl-C ends it with the last status's exit code.
+/// `--watch`: one status a second; Ctrl-C, or stdout's reader going away, ends it with the
+/// last status's exit code.
 fn watch(json: bool, terminal: bool, connect: Connect<'_>) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -111,7 +112,10 @@ fn watch(json: bool, terminal: bool, connect: Connect<'_>) -> Result<(), Failure
                 _ = ticks.tick() => {}
             }
             let (text, now) = once(json, connect)?;
-            print(&frame(&text, terminal, std::time::SystemTime::now()))?;
+            // A reader that went away (`| head -1`) ends it, with this status's code.
+            if !print_to_reader(&frame(&text, terminal, std::time::SystemTime::now()))? {
+                return now;
+            }
             health = now;
         }
     })

@@ -55,6 +55,37 @@ fn herd_status_watch_prints_every_second_until_ctrl_c_or_herd_is_gone() {
     assert!(stderr.contains("no herd"), "{stderr}");
 }
 
+/// `herd status --watch | head -1`: once its reader has gone, the watch ends (quietly, with the
+/// last status's code), as the README's Client output says. It printed every second into the
+/// broken pipe forever, EPIPE taken for "written", and the shell's pipeline never ended.
+#[test]
+fn herd_status_watch_ends_when_its_reader_goes() {
+    let herd = sleepers(&["-w", "1", "--ready", "notify"]);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    let mut watch = Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["status", "--watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(watch.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("--- "), "{first}");
+    // The read end is closed: the next status's write fails with EPIPE.
+    let status = wait_child(&mut watch, TIMEOUT, libc::SIGKILL)
+        .expect("herd status --watch to end once its reader is gone");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut watch.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(DEGRADED), "{stderr}");
+    assert!(stderr.contains("degraded"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
 /// Starts `herd status --watch` piped; its stdout's lines come over the channel.
 fn start_watch(herd: &Herd) -> (std::process::Child, mpsc::Receiver<String>) {
     let mut child = Command::new(HERD)
