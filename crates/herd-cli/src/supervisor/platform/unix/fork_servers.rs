@@ -180,7 +180,9 @@ pub fn replied(
         }
     };
     let result = match parse_reply(&reply) {
-        Reply::Forked(pid) => match adopted(pid, server, |p| p == server || servers.pids().any(|s| s == p)) {
+        Reply::Forked(pid) => match adopted(pid, server, |p| {
+            p == server || servers.pids().any(|s| s == p)
+        }) {
             Ok(()) => Ok(pid),
             Err(NotTaken::Exited) => Err(format!(
                 "its fork server (pid {server}) answered pid {pid}, which has exited already: \
