@@ -20,6 +20,7 @@ mod fdstore;
 mod fleet;
 mod fork_server;
 mod fork_server_hostile;
+mod fork_server_replies;
 mod handoff;
 mod health;
 mod help;
