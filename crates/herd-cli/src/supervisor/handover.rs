@@ -103,6 +103,10 @@ impl Supervisor {
             let why = "herd is draining before it stops (--drain-delay)".to_string();
             return Err((ErrorCode::Stopping, why));
         }
+        // Draining reuseport slots is pool state now, handed over with the pool.
+        if let Some((code, why)) = self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
+            return Err((code, why.to_string()));
+        }
         // A fork server's reply to a start no longer wanted (an aborted upgrade's) would go to
         // a socket the exec closes, and the worker it names would be no one's: it is killed
         // once its reply is read, within the reply's deadline.
@@ -112,14 +116,10 @@ impl Supervisor {
                 .to_string();
             return Err((ErrorCode::Busy, why));
         }
-        // Draining reuseport slots is pool state now, handed over with the pool.
-        match self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
-            Some((code, why)) => Err((code, why.to_string())),
-            None => pool.ok_or((
-                ErrorCode::Busy,
-                "the pool cannot be handed over".to_string(),
-            )),
-        }
+        pool.ok_or((
+            ErrorCode::Busy,
+            "the pool cannot be handed over".to_string(),
+        ))
     }
 
     /// Replaces this process's program with the binary on disk (see [`reexec`]), which passed
