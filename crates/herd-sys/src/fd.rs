@@ -389,23 +389,17 @@ pub fn anonymous_file(name: &str) -> io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Registers `fd` with the current tokio runtime's reactor for readability (`epoll_ctl`),
+/// holding it until the returned `AsyncFd` is dropped; read it through a borrow
+/// (`socket2::SockRef::from(async_fd.get_ref())`). Must be called within a tokio runtime.
+#[cfg(feature = "tokio")]
+pub fn register_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: the `AsyncFd` owns `fd`, an `OwnedFd`, which keeps the same open fd (and
+    // `as_raw_fd` returns it, always the same) until it is dropped with the `AsyncFd`: for the
+    // whole registration, as `register_with_interest` requires.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
 #[cfg(test)]
 mod tests;
-
-/// Registers `owner`, which owns its fd (a `socket2::Socket`, a `std` socket: it gives the fd
-/// away as an [`OwnedFd`] and closes it only when dropped), with the current tokio runtime's
-/// reactor for readability (`epoll_ctl`), holding it until the returned `AsyncFd` is dropped.
-/// Must be called within a tokio runtime.
-#[cfg(feature = "tokio")]
-pub fn register_readable<T>(owner: T) -> io::Result<tokio::io::unix::AsyncFd<T>>
-where
-    T: AsRawFd + Into<OwnedFd>,
-{
-    // SAFETY: the `AsyncFd` holds `owner`, which owns its fd (`Into<OwnedFd>`) and so keeps the
-    // same open fd until it is dropped with the `AsyncFd`, for the whole registration, as
-    // `register_with_interest` requires.
-    unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(owner, tokio::io::Interest::READABLE)
-    }
-    .map_err(|e| e.into_parts().1)
-}

@@ -5,12 +5,12 @@
 //! ([`Inputs`](super::inputs::Inputs)).
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::{AsFd, BorrowedFd};
+use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herd_sys::spawn::Stdio;
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 use crate::command::{PreparedStart, StartError, WorkerCommand};
@@ -19,7 +19,7 @@ use crate::supervisor::fork_server::{encode_request, parse_reply, Answered, Fork
 use crate::supervisor::warm_up::{Lowered, Lowering};
 
 /// herd's end of a fork server's socket, non-blocking, which the loop waits on for replies.
-pub type Handle = Arc<AsyncFd<Socket>>;
+pub type Handle = Arc<AsyncFd<OwnedFd>>;
 
 /// herd's fork servers: the handle of each, and the prepared start awaiting its reply.
 pub type Servers = ForkServers<Handle, PreparedStart>;
@@ -54,7 +54,7 @@ pub fn start(
     // A request is one message, as large as a worker's command line and environment: room for
     // what `execve` takes, as far as net.core.wmem_max allows (the kernel caps it there).
     let _ = ours.set_send_buffer_size(REQUEST_ROOM);
-    let ours = herd_sys::fd::register_readable(ours)
+    let ours = herd_sys::fd::register_readable(ours.into())
         .map_err(|e| failed("cannot wait on its socket", e))?;
     let plan = command.fork_server_plan(generation)?;
     let stdio = Stdio {
@@ -99,7 +99,7 @@ pub fn ask(
     ];
     let all: Vec<BorrowedFd<'_>> = streams.into_iter().chain(fds.iter().copied()).collect();
     let request = encode_request(start.plan().args(), start.plan().env_entries());
-    let sent = send(socket.get_ref(), &request, &all);
+    let sent = send(&SockRef::from(socket.get_ref()), &request, &all);
     drop((all, stdio));
     let why = match sent {
         Ok(()) => {

@@ -190,7 +190,10 @@ async fn fork_reply(awaited: &[(u32, fork_servers::Handle)]) -> (u32, std::io::R
                     std::task::Poll::Pending => break,
                 };
                 let mut reply = vec![0u8; fork_servers::REPLY_ROOM];
-                let read = guard.try_io(|s| std::io::Read::read(&mut s.get_ref(), &mut reply));
+                let read = guard.try_io(|s| {
+                    let socket = socket2::SockRef::from(s.get_ref());
+                    std::io::Read::read(&mut &*socket, &mut reply)
+                });
                 match read {
                     Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Ok(read) => {
