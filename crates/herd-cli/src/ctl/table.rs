@@ -224,13 +224,13 @@ fn recycles(out: &mut String, status: &Status) {
             (true, Some(next)) => (
                 "recycle failed",
                 format!(
-                    "pid {} serves on: pid {next} was gone before it was available",
+                    "pid {} kept serving: pid {next} was gone before it was available",
                     r.pid
                 ),
             ),
             (true, None) => (
                 "recycle failed",
-                format!("pid {} serves on: its successor did not start", r.pid),
+                format!("pid {} kept serving: its successor did not start", r.pid),
             ),
         };
         let _ = writeln!(

@@ -295,7 +295,10 @@ fn status_shows_a_recycle_that_failed_as_failed() {
     assert_eq!(code, 0);
     let line = table.lines().find(|l| l.contains("ago: worker 0")).unwrap();
     assert!(line.starts_with("recycle failed "), "{table}");
-    assert!(line.contains(&format!("(pid {pid} serves on: ")), "{table}");
+    assert!(
+        line.contains(&format!("(pid {pid} kept serving: ")),
+        "{table}"
+    );
     assert!(!line.contains("->"), "{table}");
 }
 
