@@ -73,6 +73,9 @@ log_events! {
     PriorityNotRestored = "priority_not_restored",
     /// A worker still starting gets herd's priority back (`--starting-nice`).
     WarmUpOver = "warm_up_over",
+    /// A worker still starting, starved of CPU in `SCHED_IDLE`, trickles at a low nice value
+    /// (`--starting-nice`).
+    WarmUpTrickle = "warm_up_trickle",
     /// A worker exited; the message says why and whether it restarts.
     WorkerExited = "worker_exited",
     /// A worker is killed (SIGKILL): it did not stop in time, or its watchdog expired.

@@ -32,9 +32,11 @@
 //!   thread of the worker and of the processes it started that is still in that class (one
 //!   in another class chose it itself); with a nice value, every such thread still at the
 //!   starting value (one at another chose it: a child started with `nice -n 5`).
-//! - A worker still starting gets herd's priority back as soon as it is starved: at
-//!   saturation a starting worker gets almost no CPU (a `SCHED_IDLE` one none at all), so it
-//!   would only wait, and could miss `--ready-timeout`. herd reads how long each warming
+//! - A worker still starting in `SCHED_IDLE` trickles as soon as it is starved ([`on_starvation`]:
+//!   `SCHED_OTHER` at nice 10 below herd's, until it is ready or its longest budget ends); one
+//!   lowered to a nice value gets herd's priority back then: at saturation a starting worker
+//!   gets almost no CPU (a `SCHED_IDLE` one none at all), so it would only wait, and could miss
+//!   `--ready-timeout`. herd reads how long each warming
 //!   worker waited for the CPU (Linux's `/proc/PID/schedstat`, [`starvation`]): one that waited
 //!   [`STARVED_AFTER`] in a row, most of the time, is raised then. With CPU to spare a
 //!   start-up waits little and warms up on; one blocked on I/O does not wait at all. Where
@@ -301,6 +303,24 @@ impl WarmUp {
             to: self.starting,
             from,
         })
+    }
+}
+
+/// How many nice values under the serving workers' a starved `SCHED_IDLE` start-up trickles
+/// at: nice 10 weighs 110 against nice 0's 1024 (the kernel's `sched_prio_to_weight`), a
+/// tenth of one serving worker's share.
+pub const TRICKLE_BELOW: i32 = 10;
+
+/// What a warming worker lowered as `how` gets once it is starved, beside serving workers at
+/// nice `serving`: `Some(nice)`, a trickle (out of `SCHED_IDLE`, which gets no CPU at all at
+/// saturation, into `SCHED_OTHER` at that nice value) until it is ready or its longest budget
+/// ([`budget_for`]) ends, or `None`: herd's priority back at once (a worker lowered to a nice
+/// value already gets its small share; a trickle would need a nice value above 19).
+pub fn on_starvation(how: Lowered, serving: i32) -> Option<i32> {
+    let nice = serving + TRICKLE_BELOW;
+    match how {
+        Lowered::Idle if nice <= LOWEST => Some(nice),
+        Lowered::Idle | Lowered::Nice(_) => None,
     }
 }
 

@@ -9,7 +9,7 @@ use super::platform::describe_exit;
 use super::pool::{Action, Reason, WorkerState};
 use super::reap;
 use super::starts::Start;
-use super::warm_up::{Lowered, Spawned};
+use super::warm_up::{self, Lowered, Spawned};
 use super::Supervisor;
 use crate::command::StartError;
 
@@ -85,23 +85,29 @@ impl Supervisor {
     }
 
     /// `--starting-nice`: workers still starting when their warm-up ends get herd's priority
-    /// back, so that a start-up starved on a saturated machine can still be ready in time.
+    /// back, so that a start-up starved on a saturated machine can still be ready in time;
+    /// one starved in `SCHED_IDLE` first trickles (see [`Self::trickle`]).
     /// The starvation reads stay in the loop, as the raise on readiness does: at most 64
     /// workers' two small `/proc` files per 50 ms (1.4 ms of CPU at most), only while
     /// successors warm up; on the sampler thread they would wait behind its rounds of every
     /// worker's memory (a tenth of a second and more with thousands of workers).
     pub(super) fn warm_up_due(&mut self) {
         let now = Instant::now();
-        let over = self.warming.due(now).into_iter().map(|w| (w, "budget"));
+        let mut over: Vec<_> = self
+            .warming
+            .due(now)
+            .into_iter()
+            .map(|w| (w, "budget"))
+            .collect();
         let spawner = self.effects.spawner();
-        let starved = self.warming.starved(now, |pid| spawner.sched_stat(pid));
-        let starved = starved.into_iter().map(|w| (w, "starved"));
-        for ((pid, how), reason) in over.chain(starved).collect::<Vec<_>>() {
-            let starting = self
-                .pool
-                .worker(pid)
-                .filter(|w| w.state == WorkerState::Starting);
-            let Some(slot) = starting.map(|w| w.slot) else {
+        for (pid, how) in self.warming.starved(now, |pid| spawner.sched_stat(pid)) {
+            match warm_up::on_starvation(how, self.workers_nice) {
+                Some(nice) if self.trickle(pid, nice, now) => {}
+                _ => over.push(((pid, how), "starved")),
+            }
+        }
+        for ((pid, how), reason) in over {
+            let Some(slot) = self.starting_slot(pid) else {
                 if self.effects.fork_server_pids().contains(&pid) {
                     tracing::info!(
                         event = LogEvent::WarmUpOver.as_str(),
@@ -126,6 +132,53 @@ impl Supervisor {
             );
             self.restore_priority(slot, pid, how);
         }
+    }
+
+    /// The slot of worker `pid` if it is still starting.
+    fn starting_slot(&self, pid: u32) -> Option<usize> {
+        let worker = self.pool.worker(pid)?;
+        (worker.state == WorkerState::Starting).then_some(worker.slot)
+    }
+
+    /// `--starting-nice`: a worker (or fork server) still starting, starved in `SCHED_IDLE`,
+    /// trickles at nice value `nice` (a tenth of a serving worker's share) until it is ready
+    /// or its longest budget ends: at saturation its start-up takes that little from the
+    /// serving workers rather than all it needs at once, where herd's priority back would
+    /// give it an equal share. Whether it does (false: it is gone or no longer starting, or
+    /// its priority could not be moved; it gets herd's back instead).
+    fn trickle(&mut self, pid: u32, nice: i32, now: Instant) -> bool {
+        let slot = self.starting_slot(pid);
+        if slot.is_none() && !self.effects.fork_server_pids().contains(&pid) {
+            return false;
+        }
+        let serving = self.workers_nice;
+        if let Err(e) = self.effects.spawner().trickle(pid, serving, nice) {
+            tracing::warn!(
+                event = LogEvent::WarmUpTrickle.as_str(),
+                slot,
+                pid,
+                nice,
+                "cannot move the starved worker out of SCHED_IDLE to nice {nice} ({e}): it gets \
+                 herd's priority back instead"
+            );
+            return false;
+        }
+        let longest = warm_up::budget_for(self.pool.config().readiness);
+        self.warming.trickle(pid, nice, now + longest);
+        tracing::info!(
+            event = LogEvent::WarmUpTrickle.as_str(),
+            slot,
+            pid,
+            nice,
+            "{} still starting at --starting-nice is starved of CPU: it warms up on at nice \
+             {nice} until it is ready, or for {} at most",
+            match slot {
+                Some(_) => "worker",
+                None => "fork server",
+            },
+            humantime::format_duration(longest)
+        );
+        true
     }
 
     /// `--starting-nice`: the successors warming up among `starting` in `slot`, whose

@@ -233,3 +233,15 @@ fn parsing() {
             .contains("auto, off, idle, or a number from 1 to 19"));
     }
 }
+
+#[test]
+fn a_starved_sched_idle_start_up_trickles_ten_nice_values_below_the_serving_workers() {
+    assert_eq!(on_starvation(Lowered::Idle, 0), Some(10));
+    assert_eq!(on_starvation(Lowered::Idle, 5), Some(15));
+    assert_eq!(on_starvation(Lowered::Idle, 9), Some(LOWEST));
+    // No nice value is low enough: herd's priority back, as a worker lowered to a nice value
+    // (which gets its small share already) gets it.
+    assert_eq!(on_starvation(Lowered::Idle, 10), None);
+    assert_eq!(on_starvation(Lowered::Nice(19), 0), None);
+    assert_eq!(on_starvation(Lowered::Nice(5), 0), None);
+}

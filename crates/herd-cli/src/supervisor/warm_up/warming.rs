@@ -42,6 +42,8 @@ struct Warm {
     /// Its budget ends then.
     until: Instant,
     starvation: Starvation,
+    /// Whether it trickles (starved once, moved to a low nice value): it is not sampled again.
+    trickling: bool,
 }
 
 impl Warming {
@@ -89,6 +91,20 @@ impl Warming {
             how,
             until: at + budget,
             starvation: Starvation::from_start(at),
+            trickling: false,
+        });
+    }
+
+    /// Worker `pid`, found starved, trickles from now on at `nice` until it is ready or
+    /// `until`; it is not sampled again.
+    pub fn trickle(&mut self, pid: u32, nice: i32, until: Instant) {
+        self.ended(pid);
+        self.until.push(Warm {
+            pid,
+            how: Lowered::Nice(nice),
+            until,
+            starvation: Starvation::unknown(),
+            trickling: true,
         });
     }
 
@@ -131,6 +147,7 @@ impl Warming {
                     how: how.or(assumed)?,
                     until: now + budget,
                     starvation: Starvation::unknown(),
+                    trickling: false,
                 })
             })
             .collect();
@@ -141,9 +158,10 @@ impl Warming {
     /// When the next warm-up ends or the next sample is due.
     pub fn next_deadline(&self) -> Option<Instant> {
         let budget = self.until.iter().map(|w| w.until).min()?;
-        let sample = match self.unsampled {
-            true => None,
-            false => self.sampled_at.map(|at| at + SAMPLE_EVERY),
+        let sampled = !self.unsampled && self.until.iter().any(|w| !w.trickling);
+        let sample = match sampled {
+            false => None,
+            true => self.sampled_at.map(|at| at + SAMPLE_EVERY),
         };
         Some(sample.map_or(budget, |s| s.min(budget)))
     }
@@ -182,7 +200,7 @@ impl Warming {
         let mut starved = Vec::new();
         for i in 0..n.min(SAMPLED_PER_TICK) {
             let w = &mut self.until[(first + i) % n];
-            if w.starvation.sample(now, sched(w.pid)) {
+            if !w.trickling && w.starvation.sample(now, sched(w.pid)) {
                 starved.push((w.pid, w.how));
             }
         }

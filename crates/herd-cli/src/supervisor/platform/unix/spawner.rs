@@ -356,6 +356,25 @@ impl Spawner {
         }
     }
 
+    /// `--starting-nice`: worker `pid`, starved in `SCHED_IDLE`, trickles: every thread of it
+    /// and of the processes it started still at `serving`'s nice value goes to `nice`, then
+    /// every one still in `SCHED_IDLE` to `SCHED_OTHER` (in that order, so that none runs at
+    /// `serving` meanwhile). A worker gone meanwhile is no error.
+    /// On an error, the nice values it moved are moved back to `serving`, so that the caller's
+    /// raise from `SCHED_IDLE` leaves no thread at `nice`.
+    pub fn trickle(&self, pid: u32, serving: i32, nice: i32) -> std::io::Result<()> {
+        let moved = herd_sys::process::raise_nice_tree(pid, serving, nice)
+            .and_then(|_| herd_sys::process::raise_idle_tree(pid));
+        match moved {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => {
+                let _ = herd_sys::process::raise_nice_tree(pid, nice, serving);
+                Err(e)
+            }
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// Whether [`sched_stat`](Self::sched_stat) can tell anything here: the kernel keeps
     /// run-queue waits (`/proc/PID/schedstat`, Linux's `CONFIG_SCHED_INFO`), as this
     /// process's own file tells. Checked once, by the caller.

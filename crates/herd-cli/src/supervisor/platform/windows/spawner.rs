@@ -37,6 +37,11 @@ impl Spawner {
         priority::raise_tree(pid, from, serving as u32).map(drop)
     }
 
+    /// Windows keeps no run-queue waits, so no warm-up is found starved and none trickles.
+    pub fn trickle(&self, _pid: u32, _serving: i32, _nice: i32) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
     /// Windows keeps no run-queue waits: a warm-up ends with its budget.
     pub fn can_sample(&self) -> bool {
         false

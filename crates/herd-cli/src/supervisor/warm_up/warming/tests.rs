@@ -337,3 +337,34 @@ fn a_wait_the_kernel_books_late_counts_once() {
     let again = stat(SAMPLE_EVERY, SAMPLE_EVERY * 2, true);
     assert_eq!(w.starved(at(3 + ticks), |_| Some(again)), [(10, IDLE)]);
 }
+
+#[test]
+fn a_trickling_worker_is_not_sampled_again_and_is_raised_from_its_nice_value() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started(10, t0, MAX_WARM_UP, IDLE);
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    assert_eq!(
+        starved_at(&mut w, t0, busy_waiting(SAMPLE_EVERY), 100),
+        Some(ticks)
+    );
+    let at = t0 + SAMPLE_EVERY * ticks;
+    w.trickle(10, 10, at + MAX_WARM_UP);
+    // Starved still (a trickle waits most of the time), but never found so again: no sample
+    // is even due.
+    assert_eq!(w.next_deadline(), Some(at + MAX_WARM_UP));
+    let mut read = 0;
+    for tick in 1..200 {
+        let starved = w.starved(at + SAMPLE_EVERY * tick, |_| {
+            read += 1;
+            Some(stat(Duration::ZERO, SAMPLE_EVERY * tick, true))
+        });
+        assert!(starved.is_empty(), "tick {tick}");
+    }
+    assert_eq!(read, 0);
+    // Ready, or its longest budget over: raised from the nice value it trickles at.
+    assert_eq!(w.due(at + MAX_WARM_UP), [(10, Lowered::Nice(10))]);
+    w.trickle(11, 10, at + MAX_WARM_UP);
+    assert_eq!(w.ready(11, at), Some(Lowered::Nice(10)));
+    assert_eq!(w.ended(11), None, "once");
+}
