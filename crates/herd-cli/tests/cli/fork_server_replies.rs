@@ -71,14 +71,7 @@ fn a_worker_forked_for_a_start_no_longer_wanted_is_stopped() {
     let mut herd = hand_made_fork_server(&dir, "1", &forks_late("1"));
     herd.wait_for_event("fork_server_ready", &[]);
     herd.signal(libc::SIGTERM);
-    let killed = herd.wait_event("the unwanted worker killed", |e| {
-        is_event(e, "worker_start_failed", &[])
-            && e["message"]
-                .as_str()
-                .unwrap()
-                .contains("for a start no longer wanted")
-    });
-    let worker = killed["pid"].as_u64().unwrap() as u32;
+    let worker = unwanted_worker_killed(&herd);
     herd.wait_exit();
     wait_gone(&[worker]);
     let lines = herd.lines();
@@ -141,14 +134,7 @@ fn a_reexec_while_an_aborted_upgrades_start_awaits_its_reply_is_refused() {
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_ne!(code, 0, "{stderr}");
     assert!(stderr.contains("has not answered"), "{stderr}");
-    let killed = herd.wait_event("the unwanted worker killed", |e| {
-        is_event(e, "worker_start_failed", &[])
-            && e["message"]
-                .as_str()
-                .unwrap()
-                .contains("for a start no longer wanted")
-    });
-    let worker = killed["pid"].as_u64().unwrap() as u32;
+    let worker = unwanted_worker_killed(&herd);
     wait_gone(&[worker]);
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_eq!(code, 0, "{stderr}");
@@ -227,4 +213,17 @@ fn a_worker_forked_before_its_reply_is_read_is_not_taken_for_an_orphan() {
     assert!(adopted.is_none(), "{adopted:?}");
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
+}
+
+/// The pid of the worker herd killed because its fork server forked it for a start no longer
+/// wanted, once herd says so.
+fn unwanted_worker_killed(herd: &Herd) -> u32 {
+    let killed = herd.wait_event("the unwanted worker killed", |e| {
+        is_event(e, "worker_start_failed", &[])
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("for a start no longer wanted")
+    });
+    killed["pid"].as_u64().unwrap() as u32
 }

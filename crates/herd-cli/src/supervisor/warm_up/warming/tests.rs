@@ -171,6 +171,17 @@ fn starved_at(
     })
 }
 
+/// Samples worker 10 of `w`, waiting all the time from `t0`: it is starved once it waited
+/// [`STARVED_AFTER`]; the tick at which it was.
+fn starved_waiting_all_the_time(w: &mut Warming, t0: Instant) -> u32 {
+    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
+    assert_eq!(
+        starved_at(w, t0, busy_waiting(SAMPLE_EVERY), 100),
+        Some(ticks)
+    );
+    ticks
+}
+
 /// A task waiting `waited` of each [`SAMPLE_EVERY`] and running the rest, runnable.
 fn busy_waiting(waited: Duration) -> (Duration, Duration, bool) {
     (SAMPLE_EVERY - waited, waited, true)
@@ -209,11 +220,7 @@ fn at_saturation_a_worker_is_starved_after_its_allowance() {
     let mut w = Warming::default();
     w.started(10, t0, MAX_WARM_UP, IDLE);
     // Waiting all the time: starved once it waited STARVED_AFTER, long before the budget.
-    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
-    assert_eq!(
-        starved_at(&mut w, t0, busy_waiting(SAMPLE_EVERY), 100),
-        Some(ticks)
-    );
+    let ticks = starved_waiting_all_the_time(&mut w, t0);
     assert_eq!(w.ended(10), None, "forgotten once raised");
     // The kernel counts a wait only once the task runs: one that never does counts none,
     // but is runnable and runs nothing.
@@ -343,11 +350,7 @@ fn a_trickling_worker_is_not_sampled_again_and_is_raised_from_its_nice_value() {
     let t0 = Instant::now();
     let mut w = Warming::default();
     w.started(10, t0, MAX_WARM_UP, IDLE);
-    let ticks = (STARVED_AFTER.as_millis() / SAMPLE_EVERY.as_millis()) as u32;
-    assert_eq!(
-        starved_at(&mut w, t0, busy_waiting(SAMPLE_EVERY), 100),
-        Some(ticks)
-    );
+    let ticks = starved_waiting_all_the_time(&mut w, t0);
     let at = t0 + SAMPLE_EVERY * ticks;
     w.trickle(10, 10, at + MAX_WARM_UP);
     // Starved still (a trickle waits most of the time), but never found so again: no sample
