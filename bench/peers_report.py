@@ -20,38 +20,29 @@ CAREFUL = ("herd starts a replacement, waits until it is ready and has stayed re
            "that start every new worker at once with no readiness check (gunicorn, circus, nginx) finish sooner and check less")
 TICKS = "at a 10 ms clock tick, a supervisor's CPU below about 0.5% of a core is noise"
 # What is known of a missed verdict of a Python row (bench/upgrade_phases.py, bench/reload_cost.py,
-# bench/warm_up.py and `perf sched`, 2026-12-01), said after the first verdict a row misses.
-PYTHON_MISS = (" What is known: at 2000/s a reload's slow requests fall while new workers start and while old "
-               "ones exit, hardly while old and new serve side by side (`bench/upgrade_phases.py`). This "
-               "machine's kernel does not preempt kernel code (`Dynamic Preempt: none`): a starting worker, "
-               "though in `SCHED_IDLE`, keeps its CPU through its kernel work (exec, page faults, reads) until "
-               "the next scheduling point, and a serving worker woken meanwhile waits for it (`perf sched` showed "
-               "0.5-0.9 ms). A start, to the first answer, costs a stdlib worker 16 ms of CPU in the "
-               "benchmark's venv (29 ms with this machine's own interpreter) and gunicorn "
-               "64 ms either way (its arbiter imports importlib.metadata, zipfile and lzma), where gunicorn's "
-               "own HUP forks new workers from an arbiter that has started already: herd starts new "
-               "interpreters, which is what lets an upgrade change the code and the runtime, unless "
-               "`--fork-server` forks them from one process per generation (its rows; its fork server still "
-               "imports gunicorn once a generation, 90-140 ms of CPU). At saturation a "
-               "reload of 4 cost gunicorn about 0.6 s of CPU and the stdlib worker 0.3 s (lost requests times "
-               "the loop's CPU per request, medians of 3 runs): a third each from the starts, from old and new "
-               "serving side by side (`--min-ready`: with `--min-ready 0` both lost about 30% fewer requests, "
-               "but the window shrinks about as much) and from the rest (new workers' first requests, old ones' "
-               "stops: Python's teardown at exit, at full priority, cost gunicorn 59 ms of CPU a stop and the "
-               "stdlib worker 6 ms until examples/hello.py and gunicorn_herd.conf.py skipped it, 4-16 ms and "
-               "about 1 ms with a flush of the open files, which moved gunicorn's share at saturation from 85% to 87% side by side in "
-               "`bench/warm_up.py`, 3 runs); 95% allows gunicorn about 0.3 s. Tried and not kept: old workers at nice 10 while they "
-               "stop, a blocking socket for the stdlib worker (examples/hello.py's accept then races its stop "
-               "signal), `--max-starting 4` and `--starting-nice off` (one noisy run each: 28 and 64 "
-               "requests over 2x steady per upgrade, both together 186, against 11 and 56 in two runs "
-               "of the defaults). Measured again on a quiet machine (2026-12-02, 8 upgrades a run, CPU per "
-               "request from /proc, load generator included): the stdlib worker's share was 92-98% in 3 "
-               "runs; inside upgrades the workers' CPU per request rose 2-5 us over a steady 30-33 us, "
-               "with `--min-ready 1s` and `0` alike, while 5 or 8 workers in steady state cost no more "
-               "per request than 4 and a just-started worker no more than an old one: the start-ups cost "
-               "the machine more than their own 15 ms of CPU each. Here throughput at saturation also "
-               "varies by about 8% from one second to the next with nothing changing, so one run's "
-               "share, against a steady lead of 1.5 s, is uncertain by about as much.")
+# bench/warm_up.py, 100 ms bins around single upgrades and `perf sched`, 2026-12-01 and -02), said
+# once, after the targets, when one misses.
+PYTHON_MISS = ("What is known of the Python rows' misses: on this 2-core machine at saturation, a reload costs "
+               "the serving workers what the new workers' start-ups take from them. A start, to the first "
+               "answer, costs a stdlib worker 16 ms of CPU in the benchmark's venv and gunicorn 64 ms (its "
+               "arbiter imports importlib.metadata, zipfile and lzma). gunicorn's own HUP forks new workers "
+               "from an arbiter that has started already; herd starts new interpreters (which is what lets "
+               "an upgrade change the code and the runtime) unless `--fork-server` forks them from one "
+               "process per generation, which still imports gunicorn once a generation (90-140 ms of CPU). "
+               "A starting worker waits in `SCHED_IDLE`, but this kernel does not preempt kernel code "
+               "(`Dynamic Preempt: none`): it keeps its CPU through its kernel work (exec, page faults) until "
+               "the next scheduling point, and a serving worker woken meanwhile waits (`perf sched`: "
+               "0.5-0.9 ms). Starved there, a start-up used to get herd's priority and take an equal share "
+               "of the CPU (gunicorn's share was 84-89%); since 2026-12-02 it trickles at nice 10 below "
+               "herd's until it is ready (`warm_up_trickle`), which costs longer reloads at saturation (the "
+               "reload column; `--starting-nice off` for short ones). What the `--fork-server` gunicorn row "
+               "still loses: 100 ms bins around single upgrades (2 runs, shares 0.96 and 1.03) dip to "
+               "82-93% while the fork server loads and to 90-95% as its workers start and the old ones stop, "
+               "inside this machine's variation at saturation of about 8% from one second to the next, so "
+               "one run's share, against a steady lead of 1.5 s, is uncertain by about as much. Tried and "
+               "not kept: old workers at nice 10 while they stop, a blocking socket for the stdlib worker, "
+               "`--max-starting 4`, `--starting-nice off` (`bench/warm_up.py`).")
+SEE_BELOW = " What is known: in its section, after the targets."
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
     ("failed at 2000/s", "open", "failed", None, True, "{:.0f}", "see the failures by kind"),
@@ -336,13 +327,13 @@ def measured_verdicts(systems, results):
         share = med(column(results, n, "closed", "share"))
         sat = med(column(results, n, "closed", "ratio"))
         if at_2000 is not None:
-            why = PYTHON_MISS if at_2000 > 2 and python_row(n) else ""
+            why = SEE_BELOW if at_2000 > 2 and python_row(n) else ""
             out.append((f"{n}: p99 inside reloads at 2000/s at most 2x steady: {at_2000:.1f}x, "
                         f"**{'met' if at_2000 <= 2 else 'missed'}**{unsteady(results, n, 'open')}.{why}",
                         noisy or bool(unsteady(results, n, "open"))))
         if share is not None:
-            why = PYTHON_MISS if share < 0.95 and python_row(n) and (at_2000 or 0) <= 2 else ""
-            out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.0%}, "
+            why = SEE_BELOW if share < 0.95 and python_row(n) and (at_2000 or 0) <= 2 else ""
+            out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.1%}, "
                         f"**{'met' if share >= 0.95 else 'missed'}**.{why}", noisy))
         if sat is not None:
             out.append((f"{n}: p99 inside reloads at saturation at most 1.5x steady: {sat:.1f}x, "
@@ -367,6 +358,8 @@ def spent_text(results):
 def write_report(args, systems, results, errors, cross, versions, loads, took, svg, machine, scale,
                  defaults):
     open_table, closed_table, scale_table = tables(systems, results, errors)
+    targets = verdicts(systems, results, scale)
+    known = f"\n{PYTHON_MISS}\n" if any(SEE_BELOW in v for v in targets) else ""
     lines = [(s.name, run["open"]["chart"][0], run["open"]["chart"][1])
              for s in systems if s.table == "peers" for run in results.get(s.name, [])[:1]]
     with open(svg, "w") as f:
@@ -483,8 +476,8 @@ measurement gives when no system does anything):
 
 Targets:
 
-{chr(10).join('- ' + v for v in verdicts(systems, results, scale))}
-
+{chr(10).join('- ' + v for v in targets)}
+{known}
 Cross-check of `herd-loadgen` with `wrk` (`-t2 -c32 --latency`, `Connection: close`), closed
 loop with 32 connections, same targets, steady:
 
