@@ -14,6 +14,7 @@ without that config file (`--preload --workers 1 --backlog SOMAXCONN`).
 """
 import datetime
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -23,14 +24,18 @@ import time
 from common import HERD, LOADGEN, status
 from peers_stats import percentile, read_timeline
 from peers import setup
-from peers_systems import python, worker_kinds
+from peers_systems import forked, python, worker_kinds
 
 MIN_READY_US = 1e6  # herd's default --min-ready
+BIN_US = 100_000  # --saturation's throughput bins
+EVENTS = ("worker_started", "worker_ready", "worker_exited", "fork_server_started", "fork_server_ready",
+          "fork_server_exited")
 
 
-def run(command, extra):
-    """One upgrade of workers running `command` under load: (timeline records, upgrade window
-    in µs, herd's events)."""
+def run(command, extra, closed):
+    """One upgrade of workers running `command` under load (closed loop with 32 connections if
+    `closed`, else 2000 new connections/s): (timeline records, upgrade window in µs, herd's
+    events)."""
     d = tempfile.mkdtemp(prefix="herd-phases-")
     control, log_path = os.path.join(d, "c.sock"), os.path.join(d, "log.json")
     with open(log_path, "w") as log:
@@ -47,17 +52,17 @@ def run(command, extra):
                 pass
             if time.monotonic() > deadline:
                 herd.kill()
-                raise SystemExit(f"{kind}: herd's workers were not ready within 30 s")
+                raise SystemExit(f"{command[0]}: herd's workers were not ready within 30 s")
             time.sleep(0.05)
         timeline = os.path.join(d, "timeline.csv")
-        load = subprocess.Popen([LOADGEN, s["sockets"][0]["address"], "2000", "3600", "--until-eof",
-                                 "--timeout", "5", "--timeline", timeline, "--threads", "256"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)
+        shape = ["0", "3600", "--concurrency", "32"] if closed else ["2000", "3600", "--threads", "256"]
+        load = subprocess.Popen([LOADGEN, s["sockets"][0]["address"], *shape, "--until-eof", "--timeout", "5",
+                                 "--timeline", timeline], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        time.sleep(2.5 if closed else 1.5)
         begin = time.time()
         subprocess.run([HERD, "--control", control, "upgrade"], check=True, capture_output=True)
         end = time.time()
-        time.sleep(1.0)
+        time.sleep(2.5 if closed else 1.0)
         out, _ = load.communicate(timeout=60)
         subprocess.run([HERD, "--control", control, "stop"], capture_output=True)
         herd.wait(timeout=60)
@@ -70,7 +75,7 @@ def run(command, extra):
             except ValueError:
                 continue
             fields = e.get("fields", e)
-            if fields.get("event") in ("worker_started", "worker_ready", "worker_exited") and "timestamp" in e:
+            if fields.get("event") in EVENTS and "timestamp" in e:
                 at = datetime.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
                 events.append(((at - start) * 1e6, fields["event"], fields.get("pid")))
     return read_timeline(timeline), ((begin - start) * 1e6, (end - start) * 1e6), events
@@ -81,7 +86,8 @@ def phases(window, events):
     first, last = window
     at = {name: {} for name in ("worker_started", "worker_ready", "worker_exited")}
     for t, name, pid in events:
-        at[name][pid] = t
+        if name in at:
+            at[name][pid] = t
     new = [p for p, t in at["worker_started"].items() if t >= first - 1000]
     old = [p for p, t in at["worker_started"].items() if t < first - 1000]
     starting = [(at["worker_started"][p], at["worker_ready"].get(p, last)) for p in new]
@@ -90,9 +96,40 @@ def phases(window, events):
     return starting, stopping
 
 
+def bins(records, window, events):
+    """--saturation's report: the steady rate before the upgrade, and a line of 100 ms bins
+    around it, each a percentage of that rate with herd's events in it."""
+    first, last = window
+    counts = {}
+    for t, _, outcome in records:
+        if outcome == "ok":
+            counts[int(t // BIN_US)] = counts.get(int(t // BIN_US), 0) + 1
+    # Steady: from 300 ms in (the load's ramp) until the upgrade.
+    steady = statistics.mean(counts.get(i, 0) for i in range(3, int(first // BIN_US)))
+    inside = statistics.mean(counts.get(i, 0) for i in range(int(first // BIN_US), int(last // BIN_US) + 1))
+    short = {"worker_": "w_", "fork_server_": "fs_"}
+    cells = []
+    for i in range(int(first // BIN_US) - 2, int(last // BIN_US) + 4):
+        names = [name for t, name, _ in events if int(t // BIN_US) == i]
+        for long, brief in short.items():
+            names = [n.replace(long, brief) for n in names]
+        cells.append(f"{100 * counts.get(i, 0) / steady:3.0f}" + (f"[{','.join(names)}]" if names else ""))
+    return steady * 1e6 / BIN_US, inside / steady, " ".join(cells)
+
+
 def main():
-    kind, extra = sys.argv[1], sys.argv[2:]
-    records, (first, last), events = run(worker_kinds(python(setup()))[kind], extra)
+    args = sys.argv[1:]
+    closed = args[:1] == ["--saturation"]
+    kind, extra = args[closed], args[closed + 1:]
+    command = worker_kinds(python(setup()))[kind]
+    if "--fork-server" in extra:
+        command = forked(command)
+    records, (first, last), events = run(command, extra, closed)
+    if closed:
+        rate, share, line = bins(records, (first, last), events)
+        print(f"{kind} {' '.join(extra) or '(defaults)'} at saturation: steady {rate:.0f} req/s, in the upgrade "
+              f"{share:.1%} of it, upgrade {(last - first) / 1e6:.2f} s; per 100 ms, % of steady:\n{line}")
+        return
     steady = [us for t, us, _ in records if 200_000 < t < first - 100_000 or t > last + 250_000]
     steady_p99 = percentile(steady, 99)
     starting, stopping = phases((first, last), events)
