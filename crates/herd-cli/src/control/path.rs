@@ -237,7 +237,7 @@ pub fn bind_private(
     })?;
     let file = SocketFile::created(path)?;
     let mode = if shared { 0o666 } else { 0o600 };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    crate::spec::set_socket_mode(path, Some(mode))
         .with_context(|| format!("cannot set mode {mode:o} on {shown}"))?;
     socket.listen(128)?;
     Ok((socket, file))

@@ -34,6 +34,25 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sticky bit, which keeps a file from the cleaners of temporary and runtime directories:
+/// systemd-tmpfiles' age-based clean-up (`/tmp` after 10 days on Fedora and Arch) and the XDG
+/// runtime directory's (files untouched for 6 hours) skip a file that has it; on a socket Linux
+/// gives it no other meaning.
+const STICKY: u32 = 0o1000;
+
+/// Gives the socket file herd just created at `path` the permission bits `mode` (`None`: those
+/// it was created with) and the sticky bit: a herd that runs for weeks keeps its control, notify
+/// and listening sockets' files in `/tmp` or `$XDG_RUNTIME_DIR`, where a cleaner would remove
+/// them (and nobody could then reach herd, nor a worker started afterwards say `READY=1`).
+pub fn set_mode(path: &Path, mode: Option<u32>) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = match mode {
+        Some(mode) => mode,
+        None => std::fs::symlink_metadata(path)?.mode() & 0o777,
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | STICKY))
+}
+
 /// Locks the directory that holds the socket file `path` (`flock` on the directory itself)
 /// until the returned file is dropped: held from [`prepare`] until the new socket listens, so
 /// that a herd started at the same moment on the same path never takes our socket, bound but
@@ -271,6 +290,19 @@ mod release_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_mode_makes_a_socket_file_sticky_and_keeps_its_bits_unless_told() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let bits = || std::fs::symlink_metadata(&path).unwrap().mode() & 0o7777;
+        let created = bits();
+        set_mode(&path, None).unwrap();
+        assert_eq!(bits(), created | STICKY);
+        set_mode(&path, Some(0o600)).unwrap();
+        assert_eq!(bits(), 0o1600);
+    }
 
     fn identity(path: &Path) -> (u64, u64) {
         let meta = std::fs::symlink_metadata(path).unwrap();

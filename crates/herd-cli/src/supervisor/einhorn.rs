@@ -10,7 +10,7 @@
 //! it appears there, as herd's directory may be open to others), removed when herd exits and
 //! handed over across a re-exec.
 
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,7 +107,7 @@ fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener
     let _ = std::fs::remove_dir(&staging);
     std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
     let bound = std::os::unix::net::UnixListener::bind(&inner).and_then(|listener| {
-        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        crate::spec::set_socket_mode(&inner, Some(0o600))?;
         std::fs::rename(&inner, path)?;
         Ok(listener)
     });
@@ -287,6 +287,7 @@ fn is_ack(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn einhorns_ruby_and_json_acks_count() {
@@ -361,6 +362,7 @@ mod tests {
         let listener = bind_private(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(mode & 0o1000, 0o1000, "sticky, kept from cleaners");
         drop(std::os::unix::net::UnixStream::connect(&path).unwrap());
         drop(listener);
         std::fs::remove_file(&path).unwrap();

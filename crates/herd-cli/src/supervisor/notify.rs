@@ -53,8 +53,7 @@ impl NotifySocket {
             .bind(&SockAddr::unix(path)?)
             .with_context(|| format!("cannot create the notify socket {shown}"))?;
         let file = SocketFile::created(path)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        crate::spec::set_socket_mode(path, Some(0o600))?;
         herd_sys::notify::enable_credentials(socket.as_fd())?;
         Ok(NotifySocket {
             socket: std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)),

@@ -35,6 +35,18 @@ fn control_socket_modes_and_access() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&sock), 0o600);
+    // The control and notify sockets' files are sticky: the cleaners of /tmp and of
+    // $XDG_RUNTIME_DIR (systemd-tmpfiles, after 10 days or 6 hours) skip such files, and
+    // without them nobody could reach herd, nor a worker started later say READY=1.
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for file in files {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o1000, 0o1000, "{} is not sticky", file.display());
+    }
 
     // A second herd with the same name is refused; the first one's socket stays.
     let (code, stderr) = {

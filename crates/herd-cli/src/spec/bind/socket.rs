@@ -38,11 +38,8 @@ pub(super) fn bind_one(spec: &BindSpec, reuseport: bool) -> anyhow::Result<Bound
                 .bind(&SockAddr::unix(path)?)
                 .map_err(|e| unix_bind_error(e, &shown))?;
             let file = SocketFile::created(path)?;
-            if let Some(mode) = spec.options.mode {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                    .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
-            }
+            socket_file::set_mode(path, spec.options.mode)
+                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
             listen(&socket, spec)?;
             Ok((socket, shown, None, Some(file)))
         }

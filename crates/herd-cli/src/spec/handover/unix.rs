@@ -30,8 +30,7 @@ pub(super) fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Resu
     }
     super::apply_socket_options(spec, socket)?;
     if let (Some(mode), Address::UnixPath(path)) = (options.mode, &spec.address) {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        crate::spec::set_socket_mode(path, Some(mode))?;
     }
     Ok(())
 }
