@@ -222,15 +222,19 @@ class HerdForked(HerdSystem):
         super().__init__(port, name, kind, forked(command))
 
     def workers(self):
-        """herd's children but its fork servers, which stay in herd's own process group."""
-        own = os.getpgid(self.supervisor())
+        return not_fork_servers(self.supervisor(), super().workers())
 
-        def group(pid):
-            try:
-                return os.getpgid(pid)
-            except ProcessLookupError:
-                return own
-        return {pid for pid in super().workers() if group(pid) != own}
+
+def not_fork_servers(herd, children):
+    """herd's `children` but its fork servers, which stay in herd's own process group."""
+    own = os.getpgid(herd)
+
+    def group(pid):
+        try:
+            return os.getpgid(pid)
+        except ProcessLookupError:
+            return own
+    return {pid for pid in children if group(pid) != own}
 
 
 class HerdReexec(HerdSystem):

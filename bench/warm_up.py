@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark (issue 19): herd's reload settings side by side, with the peer benchmark's apps,
 scenarios and figures (bench/peers.py's `one_system`): each herd row of the peer benchmark
-(stdlib Python, gunicorn, Node workers) run with each of VARIANT's extra `herd run` options,
+(stdlib Python, gunicorn, Node workers, and the Python ones with `--fork-server`) run with each of VARIANT's extra `herd run` options,
 interleaved, the order rotating each repetition. Prints one line per row and variant: p99
 inside reloads over steady at 2000/s, throughput share and p99 ratio at saturation, p99
 while scaling 4 -> 8 over steady, reload duration at 2000/s and at saturation; and the load
@@ -23,7 +23,7 @@ import time
 import common
 from common import free_port, need_build
 from peers import Laps, load_average, one_system, setup
-from peers_systems import HerdSystem, gunicorn_under_herd, systems
+from peers_systems import HerdForked, HerdSystem, gunicorn_under_herd, not_fork_servers, systems
 
 DEFAULT_VARIANTS = ["off=--starting-nice off", "nice=--starting-nice 19", "auto="]
 
@@ -33,12 +33,17 @@ class Variant(HerdSystem):
 
     def __init__(self, row, label, extra):
         super().__init__(row.port, f"{row.name} [{label}]", row.kind, row.command)
+        self.forked = isinstance(row, HerdForked)
         self.binary = extra.pop(0)[len("herd="):] if extra[:1] and extra[0].startswith("herd=") else None
         if "gunicorn=plain" in extra:
             extra.remove("gunicorn=plain")
-            if "gunicorn" in row.name:
+            if "gunicorn" in row.name and not self.forked:
                 self.command = gunicorn_under_herd(self.command[0], recipe=False)
-        self.extra = extra
+        self.extra = [*(HerdForked.extra if self.forked else ()), *extra]
+
+    def workers(self):
+        children = super().workers()
+        return not_fork_servers(self.supervisor(), children) if self.forked else children
 
     def start(self):
         binary = common.HERD
@@ -70,9 +75,13 @@ def main():
     args.open_lead, args.closed_lead, args.closed_gap = 2.0, 1.5, 1.0  # the peer benchmark's
     need_build()
     variants = [v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS)]
-    # The rows of the three worker kinds (not those that re-exec, take over or recycle).
-    rows = [s for s in systems(setup(), free_port()) if type(s) is HerdSystem]
+    # The rows of the three worker kinds, with and without --fork-server (not those that
+    # re-exec, take over or recycle).
+    rows = [s for s in systems(setup(), free_port()) if type(s) in (HerdSystem, HerdForked)]
     rows = [r for r in rows if not args.only or args.only in r.name]
+    if not rows:
+        raise SystemExit(f"warm_up: no herd row's name contains {args.only!r}: try stdlib, gunicorn, Node "
+                         "or fork-server")
     every = [Variant(r, label, opts.split()) for r in rows for label, opts in variants]
     results, loads = {}, [load_average()]
     for rep in range(args.reps):
