@@ -37,8 +37,9 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
 /// The sticky bit, which keeps a file from the cleaners of temporary and runtime directories:
 /// systemd-tmpfiles' age-based clean-up (`/tmp` after 10 days on Fedora and Arch) and the XDG
 /// runtime directory's (files untouched for 6 hours) skip a file that has it; on a socket Linux
-/// gives it no other meaning.
-const STICKY: u32 = 0o1000;
+/// gives it no other meaning. Linux only: the BSDs refuse the bit on a file to anyone but root
+/// (`EFTYPE`), and have no such cleaners.
+const STICKY: u32 = if cfg!(target_os = "linux") { 0o1000 } else { 0 };
 
 /// Gives the socket file herd just created at `path` the permission bits `mode` (`None`: those
 /// it was created with) and the sticky bit: a herd that runs for weeks keeps its control, notify
@@ -301,7 +302,7 @@ mod tests {
         set_mode(&path, None).unwrap();
         assert_eq!(bits(), created | STICKY);
         set_mode(&path, Some(0o600)).unwrap();
-        assert_eq!(bits(), 0o1600);
+        assert_eq!(bits(), 0o600 | STICKY);
     }
 
     fn identity(path: &Path) -> (u64, u64) {

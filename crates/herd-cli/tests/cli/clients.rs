@@ -45,7 +45,9 @@ fn control_socket_modes_and_access() {
     assert_eq!(files.len(), 2, "{files:?}");
     for file in files {
         let mode = std::fs::metadata(&file).unwrap().permissions().mode();
-        assert_eq!(mode & 0o1000, 0o1000, "{} is not sticky", file.display());
+        if cfg!(target_os = "linux") {
+            assert_eq!(mode & 0o1000, 0o1000, "{} is not sticky", file.display());
+        }
     }
 
     // A second herd with the same name is refused; the first one's socket stays.
