@@ -326,8 +326,9 @@ fn resume(
     // Autoscaling as the runtime left it; a state without it (from an older herd) leaves it to
     // the command line.
     let recorded = state.cores.autoscale.is_some();
-    supervisor.resume(state.cores, attached, reply);
+    // The policy first: resuming restores the recycler's requests and holds into it.
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
+    supervisor.resume(state.cores, attached, reply);
     supervisor.set_warm_up(warm_up(&args)?);
     // The same sockets: same address (even a port chosen by the system), no scrape refused.
     let handed = (

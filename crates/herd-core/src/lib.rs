@@ -31,7 +31,8 @@
 //! [`validate_name`]).
 //!
 //! A serving pool's state can be saved as plain data ([`PoolState`]) and a pool continued
-//! from it in another process image (herd's re-exec): its times are kept relative to one
+//! from it in another process image (herd's re-exec), and so can the recycler's
+//! ([`SavedRecycler`]): their times are kept relative to one
 //! [`Epoch`] ([`Ago`], [`Ahead`]). The optional `serde` feature makes those types serde's.
 //!
 //! This crate has no dependencies but the optional serde, and builds with Rust 1.63, like the
@@ -56,5 +57,8 @@ pub use pool::{
     RecycleCause, RecycleRefused, SavedSlot, SavedSurge, SavedWorker, Slot, StopMode, Upgrade,
     Worker, WorkerExit, WorkerState,
 };
-pub use recycle::{format_bytes, MemoryKind, RecycleEvent, RecyclePolicy, Recycler};
+pub use recycle::{
+    format_bytes, MemoryKind, RecycleEvent, RecyclePolicy, Recycler, SavedAsk, SavedRecycler,
+    SavedSlotHold,
+};
 pub use relative::{Ago, Ahead, Epoch};

@@ -15,12 +15,20 @@
 //! otherwise be replaced as soon as each successor is available, forever. Lifetimes end at
 //! `max_lifetime` plus each worker's own jitter, drawn from its pid and a seed the caller picks
 //! at random, so that workers started together are not all recycled together.
+//!
+//! What sampling cannot find again (the requests, the slots' holds, the jitter's seed) is
+//! saved as plain data ([`SavedRecycler`]) for a re-exec, so that a worker that asked is still
+//! replaced and a held slot still held in the next image.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::duration::{format_duration, round_ms};
 use crate::pool::{Pool, RecycleCause, RecycleRefused, Worker};
+
+mod state;
+
+pub use state::{SavedAsk, SavedRecycler, SavedSlotHold};
 
 /// A worker that asks to be replaced before it is ready, or less than this after it became
 /// ready (`READY=1`), asked within its first moments: it is replaced the moment the pool allows,

@@ -47,6 +47,7 @@ impl Supervisor {
             counters,
             warming,
             warming_lowered,
+            recycling,
         } = cores;
         let epoch = Epoch::at(Instant::now());
         self.pool = pool::import(self.pool.config().clone(), pool, epoch);
@@ -61,6 +62,8 @@ impl Supervisor {
             self.autoscaler = saved.restore(epoch);
         }
         self.effects.restore_counters(&counters);
+        // At the pool's epoch: a request names its worker by pid and start.
+        self.recycling.restore(recycling, epoch);
         self.platform.reexec_reply = reply;
         // Timed anew by `set_warm_up`.
         self.warming
@@ -271,9 +274,10 @@ impl Supervisor {
             // The busyness baseline: the new image's first sample starts anew.
             cpu: _,
             // The new image reads the same --max-memory and --max-lifetime, and samples anew
-            // (a recycle under way is in the pool's state); the list of recent recycles and
-            // any slot held back start afresh.
-            recycling: _,
+            // (a recycle under way is in the pool's state); the workers' requests, the slots'
+            // holds and the jitter's seed are handed over below; the list of recent recycles
+            // starts afresh.
+            recycling,
             // Read anew; the backlogs herd set are in `handed.listeners`.
             backlogs: _,
             // Their fds are in `handed.endpoints`.
@@ -313,6 +317,7 @@ impl Supervisor {
             counters: effects.save_counters(),
             warming: lowered.iter().map(|&(pid, _)| pid).collect(),
             warming_lowered: lowered.into_iter().map(|(_, how)| how).collect(),
+            recycling: recycling.save(epoch),
         };
         let config = reload.as_ref().map(|r| r.in_force().to_string());
         with_fds(endpoints, listeners, reply_fd, draining, config, cores)

@@ -83,6 +83,16 @@ impl Recycling {
         self.cpu_percent.get(&pid).map(|percent| percent / 100.0)
     }
 
+    /// What a re-exec carries: the workers' requests, the slots' holds, the jitter's seed.
+    pub fn save(&self, epoch: herd_core::Epoch) -> herd_core::SavedRecycler {
+        self.recycler.save(epoch)
+    }
+
+    /// Continues from what the previous image saved, at the pool's `epoch`.
+    pub fn restore(&mut self, saved: herd_core::SavedRecycler, epoch: herd_core::Epoch) {
+        self.recycler.restore(saved, epoch);
+    }
+
     /// The memory figure sampled: the one `--max-memory` limits, else resident memory.
     fn kind(&self) -> MemoryKind {
         self.recycler
@@ -93,7 +103,8 @@ impl Recycling {
 }
 
 impl Supervisor {
-    /// Recycles workers by `policy`.
+    /// Recycles workers by `policy`. After a re-exec, before [`resume`](Self::resume), which
+    /// restores the previous image's requests and holds into this recycler.
     pub fn set_recycling(&mut self, policy: RecyclePolicy) {
         self.recycling = Recycling::new(policy);
     }

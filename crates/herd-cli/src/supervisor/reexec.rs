@@ -149,6 +149,13 @@ pub struct Cores {
     /// the state of an older herd; left out when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warming_lowered: Vec<Lowered>,
+    /// The recycler's workers that asked to be replaced (`HERD_RECYCLE=1`) and still wait,
+    /// its slots held back or counting recycles that went wrong, and its jitter's seed: a
+    /// worker that asked is still replaced, and a held slot stays held, in the new image.
+    /// Absent in the state of an older herd, whose requests and holds were lost; left out
+    /// when empty.
+    #[serde(default, skip_serializing_if = "herd_core::SavedRecycler::is_empty")]
+    pub recycling: herd_core::SavedRecycler,
 }
 
 pub use super::attached::Saved as SavedAttached;

@@ -258,6 +258,64 @@ fn a_worker_that_asks_at_every_start_is_not_recycled_in_a_loop() {
     assert_eq!(logged(&herd, "recycle_held_back").len(), 1, "said once");
 }
 
+/// A worker that asked to be replaced (`HERD_RECYCLE=1`) and waits (not available yet,
+/// `--min-ready`) is still replaced after a re-exec: the new image forgot the request, and the
+/// worker served on, never replaced.
+#[test]
+fn a_request_to_be_replaced_survives_a_reexec() {
+    let herd = leaky(
+        &["-w", "1", "--min-ready", "8s", "--env", "ASK_AT_START=1"],
+        0,
+        0,
+    );
+    let deferred = herd.wait_for_event("recycle_deferred", &[("reason", "asked".into())]);
+    let pid = deferred["pid"].as_u64().unwrap();
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let recycle = herd.wait_for_event("recycle", &[("pid", pid.into())]);
+    assert_eq!(recycle["reason"], "asked", "{recycle}");
+    let order: Vec<String> = events(&herd.lines())
+        .filter(|e| e["event"] == "reexecuted" || e["event"] == "recycle")
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        order[..2],
+        ["reexecuted", "recycle"],
+        "asked before the re-exec"
+    );
+}
+
+/// A slot held back because its workers ask at every start stays held across a re-exec (it
+/// was released at once, and the loop went on), and the held worker, which asked before the
+/// re-exec, is recycled once its hold ends (it was never replaced: the request was lost).
+#[test]
+fn a_held_slot_stays_held_across_a_reexec() {
+    let herd = leaky(&["-w", "1", "--env", "ASK_AT_START=1"], 0, 0);
+    let held = herd.wait_for_event("recycle_held_back", &[]);
+    let pid = held["pid"].as_u64().unwrap();
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let recycled = |e: &Value| e["event"] == "recycle" && e["pid"] == pid;
+    // 30s from its start, the held back event's moment.
+    let recycle = wait_until_within("the held worker recycled", Duration::from_secs(50), || {
+        events(&herd.lines()).find(|e| recycled(e)).cloned()
+    });
+    let waited = seconds_of_day(&recycle) - seconds_of_day(&held);
+    assert!(
+        waited > 25.0,
+        "recycled {waited:.1}s after it was held back, not 30s"
+    );
+    let recycles = logged(&herd, "recycle");
+    assert_eq!(
+        recycles.len(),
+        3,
+        "two before the hold, then this one: {recycles:?}"
+    );
+    let held_back = logged(&herd, "recycle_held_back");
+    let told = held_back.iter().filter(|e| e["pid"] == pid).count();
+    assert_eq!(told, 1, "said once, in either image: {held_back:?}");
+}
+
 /// A recycle whose successor dies before it is available failed: the old worker serves on,
 /// and `herd status` says so (it listed it as `pid A -> pid B`, as one that was done).
 #[test]

@@ -137,6 +137,24 @@ impl Sim {
         self.turn();
     }
 
+    /// herd re-executes itself: the pool and the recycler are saved, and continued in a new
+    /// image (a recycler of another seed), as herd-cli does. The exec's moments are lost to
+    /// every timer, as in herd (and the times are kept to the millisecond): the clock is not
+    /// moved.
+    fn reexec(&mut self) {
+        let saved_at = crate::Epoch::at(self.now);
+        let pool = self
+            .pool
+            .export(saved_at)
+            .expect("a pool a re-exec can save");
+        let recycler = self.recycler.save(saved_at);
+        let loaded_at = crate::Epoch::at(self.now);
+        let config = self.pool.config().clone();
+        self.pool = Pool::import(config, pool, loaded_at, exited_with);
+        self.recycler = Recycler::new(*self.recycler.policy(), 8);
+        self.recycler.restore(recycler, loaded_at);
+    }
+
     fn pids(&self) -> Vec<u32> {
         self.pool.workers().iter().map(|w| w.pid).collect()
     }
@@ -361,3 +379,4 @@ fn sizes_read_as_people_write_them() {
 }
 
 mod asked;
+mod reexec;

@@ -236,3 +236,37 @@ fn warming_workers_carry_how_they_were_lowered() {
         [(200, None), (201, None)]
     );
 }
+
+/// The recycler's requests and holds: written beside what an older herd reads (which ignores
+/// them), read back; absent from an older herd's state, which then carries none.
+#[test]
+fn the_recyclers_requests_and_holds_are_carried() {
+    let mut state: State = serde_json::from_str(PREVIOUS).unwrap();
+    assert!(state.cores.recycling.is_empty(), "none from an older herd");
+    state.cores.recycling = herd_core::SavedRecycler {
+        seed: Some(u64::MAX - 1),
+        asked: vec![herd_core::SavedAsk {
+            pid: 100,
+            age_ms: Ago(3050),
+            soon: true,
+        }],
+        slots: vec![herd_core::SavedSlotHold {
+            slot: 0,
+            quick: 3,
+            not_before_ms: Some(herd_core::Ahead(58_000)),
+        }],
+        told: vec![100],
+    };
+    let written = serde_json::to_value(&state).unwrap();
+    assert_eq!(
+        written["recycling"],
+        serde_json::json!({
+            "seed": u64::MAX - 1,
+            "asked": [{"pid": 100, "age_ms": 3050, "soon": true}],
+            "slots": [{"slot": 0, "quick": 3, "not_before_ms": 58000}],
+            "told": [100],
+        })
+    );
+    let read: State = serde_json::from_value(written).unwrap();
+    assert_eq!(read.cores.recycling, state.cores.recycling);
+}

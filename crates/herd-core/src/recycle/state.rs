@@ -1,0 +1,145 @@
+//! The recycler's state as plain data, for a re-exec: the workers' requests to be replaced and
+//! the slots' holds, their times relative to one [`Epoch`] as the pool's are. Memory samples
+//! are not kept: the next image samples anew.
+
+use crate::relative::{Ago, Ahead, Epoch};
+
+use super::{Recycler, SlotTrack};
+
+/// What the recycler knows that sampling cannot find again. Every part is left out of the
+/// serde form when empty, so that the state stays what herds before it wrote, and they read
+/// it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SavedRecycler {
+    /// The seed of the workers' lifetime jitter, so that each keeps its lifetime; saved only
+    /// under a lifetime with jitter.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub seed: Option<u64>,
+    /// The workers that asked to be replaced (`HERD_RECYCLE=1`) and still wait.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub asked: Vec<SavedAsk>,
+    /// The slots whose recent recycles went wrong, or that are held back.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub slots: Vec<SavedSlotHold>,
+    /// The workers whose deferral or hold was already said, by pid.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub told: Vec<u32>,
+}
+
+impl SavedRecycler {
+    /// Whether there is nothing to carry.
+    pub fn is_empty(&self) -> bool {
+        *self == SavedRecycler::default()
+    }
+}
+
+/// A worker's request to be replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SavedAsk {
+    /// Its pid.
+    pub pid: u32,
+    /// When it started (a pid taken again by a later worker is not that worker).
+    pub age_ms: Ago,
+    /// Whether it asked within its first moments.
+    pub soon: bool,
+}
+
+/// A slot's recent recycles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SavedSlotHold {
+    /// The slot.
+    pub slot: usize,
+    /// Recycles in a row that went wrong (over the memory limit from the start, asked within
+    /// the first moments, aborted).
+    pub quick: u32,
+    /// Until when no recycle starts in the slot (after one aborted); absent when none waits.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub not_before_ms: Option<Ahead>,
+}
+
+impl Recycler {
+    /// What a re-exec carries of this recycler, at `epoch`. Every field is named, so that one
+    /// added later does not compile until it is saved or said to need no saving.
+    pub fn save(&self, epoch: Epoch) -> SavedRecycler {
+        let Recycler {
+            policy,
+            seed,
+            // Sampled anew by the next image.
+            memory: _,
+            slots,
+            told,
+            asked,
+        } = self;
+        let jitter = policy.max_lifetime.is_some() && !policy.jitter.is_zero();
+        let mut asked: Vec<SavedAsk> = asked
+            .iter()
+            .map(|(&pid, &(started, soon))| SavedAsk {
+                pid,
+                age_ms: epoch.ago(started),
+                soon,
+            })
+            .collect();
+        asked.sort_by_key(|a| a.pid);
+        let mut slots: Vec<SavedSlotHold> = slots
+            .iter()
+            .filter(|(_, t)| t.quick > 0 || t.not_before.is_some())
+            .map(|(&slot, t)| SavedSlotHold {
+                slot,
+                quick: t.quick,
+                not_before_ms: t.not_before.map(|at| epoch.ahead(at)),
+            })
+            .collect();
+        slots.sort_by_key(|s| s.slot);
+        let mut told: Vec<u32> = told.iter().copied().collect();
+        told.sort_unstable();
+        SavedRecycler {
+            seed: if jitter { Some(*seed) } else { None },
+            asked,
+            slots,
+            told,
+        }
+    }
+
+    /// Continues from `saved` at `epoch` (the pool's epoch, so that a request still names the
+    /// worker that made it), keeping this recycler's policy.
+    pub fn restore(&mut self, saved: SavedRecycler, epoch: Epoch) {
+        let SavedRecycler {
+            seed,
+            asked,
+            slots,
+            told,
+        } = saved;
+        if let Some(seed) = seed {
+            self.seed = seed;
+        }
+        for a in asked {
+            self.asked.insert(a.pid, (epoch.past(a.age_ms), a.soon));
+        }
+        for s in slots {
+            let track = SlotTrack {
+                quick: s.quick,
+                not_before: s.not_before_ms.map(|t| epoch.future(t)),
+            };
+            self.slots.insert(s.slot, track);
+        }
+        self.told.extend(told);
+    }
+}

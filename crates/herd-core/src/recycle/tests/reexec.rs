@@ -1,0 +1,128 @@
+//! A re-exec: the workers' requests, the slots' holds and the jitter's seed carry over to the
+//! next image (its recycler saved, then restored into a new one).
+
+use super::*;
+
+fn no_memory_limit() -> RecyclePolicy {
+    RecyclePolicy {
+        max_memory: None,
+        ..policy()
+    }
+}
+
+/// Every live worker not being recycled asks to be replaced, `after` from now.
+fn all_ask(sim: &mut Sim, after: Duration) {
+    let pids: Vec<u32> = sim
+        .pool
+        .workers()
+        .iter()
+        .filter(|w| w.live() && w.recycling.is_none())
+        .map(|w| w.pid)
+        .collect();
+    sim.now += after;
+    for pid in pids {
+        sim.recycler.ask(&sim.pool, pid, sim.now);
+    }
+    sim.turn();
+}
+
+fn count(sim: &Sim, which: fn(&RecycleEvent) -> bool) -> usize {
+    sim.events.iter().filter(|e| which(e)).count()
+}
+
+#[test]
+fn a_request_that_waits_is_carried_across_a_reexec() {
+    // Not available for 10 s (--min-ready): the request waits.
+    let mut sim = Sim::with_min_ready(1, 1, no_memory_limit(), 10 * SEC);
+    all_ask(&mut sim, 2 * SEC);
+    assert!(sim.started.is_empty(), "{:?}", sim.events);
+    let deferred = |e: &RecycleEvent| matches!(e, RecycleEvent::Deferred { pid: 100, .. });
+    assert_eq!(count(&sim, deferred), 1, "{:?}", sim.events);
+    sim.now += SEC;
+    sim.reexec();
+    sim.turn();
+    assert!(sim.started.is_empty());
+    sim.now += 8 * SEC;
+    sim.turn();
+    assert_eq!(sim.started, [(0, 100, RecycleCause::Asked)], "asked before");
+    assert_eq!(count(&sim, deferred), 1, "said once, in either image");
+}
+
+#[test]
+fn a_held_slot_stays_held_across_a_reexec_and_its_count_goes_on() {
+    let mut sim = Sim::new(1, 1, no_memory_limit());
+    all_ask(&mut sim, Duration::ZERO);
+    all_ask(&mut sim, Duration::ZERO);
+    all_ask(&mut sim, Duration::ZERO);
+    assert_eq!(sim.started.len(), 2, "the third is held 30s");
+    sim.now += 5 * SEC;
+    sim.reexec();
+    sim.turn();
+    sim.now += 24 * SEC;
+    sim.turn();
+    assert_eq!(sim.started.len(), 2, "held on: {:?}", sim.events);
+    sim.now += SEC;
+    sim.turn();
+    assert_eq!(
+        sim.started[2],
+        (0, 102, RecycleCause::Asked),
+        "recycled once it has run 30s, without asking again"
+    );
+    let held = |e: &RecycleEvent| matches!(e, RecycleEvent::HeldBack { .. });
+    assert_eq!(count(&sim, held), 1, "said once, in either image");
+    // The count went on: the next worker that asks at once waits 60s, not 0.
+    all_ask(&mut sim, Duration::ZERO);
+    all_ask(&mut sim, 59 * SEC);
+    assert_eq!(sim.started.len(), 3);
+    all_ask(&mut sim, SEC);
+    assert_eq!(sim.started.len(), 4);
+}
+
+#[test]
+fn a_slot_held_after_an_aborted_recycle_stays_held_across_a_reexec() {
+    let mut sim = Sim::new(1, 1, policy());
+    sim.ready = false;
+    all_ask(&mut sim, 2 * SEC);
+    assert_eq!(sim.started, [(0, 100, RecycleCause::Asked)]);
+    sim.pool.exited(101, exited_with(1), sim.now).unwrap();
+    sim.turn();
+    let aborted =
+        |e: &RecycleEvent| matches!(e, RecycleEvent::Aborted { hold, .. } if *hold == 30 * SEC);
+    assert_eq!(count(&sim, aborted), 1, "{:?}", sim.events);
+    sim.now += SEC;
+    sim.reexec();
+    sim.now += 28 * SEC;
+    sim.turn();
+    assert_eq!(sim.started.len(), 1, "held: {:?}", sim.events);
+    sim.now += 2 * SEC;
+    sim.turn();
+    assert_eq!(
+        sim.started.len(),
+        2,
+        "asked before, tried again after the hold"
+    );
+}
+
+#[test]
+fn lifetimes_keep_their_jitter_across_a_reexec() {
+    let jittered = RecyclePolicy {
+        max_lifetime: Some(600 * SEC),
+        jitter: 300 * SEC,
+        ..policy()
+    };
+    let mut sim = Sim::new(3, 1, jittered);
+    let before: Vec<_> = [100, 101, 102]
+        .iter()
+        .map(|&pid| sim.recycler.lifetime(pid))
+        .collect();
+    sim.now += SEC;
+    sim.reexec();
+    let after: Vec<_> = [100, 101, 102]
+        .iter()
+        .map(|&pid| sim.recycler.lifetime(pid))
+        .collect();
+    assert_eq!(before, after);
+    // Nothing to carry without jitter, requests or holds: no state at all.
+    let plain = Recycler::new(policy(), 7);
+    assert!(plain.save(crate::Epoch::at(sim.now)).is_empty());
+}
