@@ -58,7 +58,7 @@ pub use pool::{
     Worker, WorkerExit, WorkerState,
 };
 pub use recycle::{
-    format_bytes, MemoryKind, RecycleEvent, RecyclePolicy, Recycler, SavedAsk, SavedRecycler,
-    SavedSlotHold,
+    format_bytes, HoldKind, MemoryKind, RecycleEvent, RecycleHold, RecyclePolicy, Recycler,
+    SavedAsk, SavedRecycler, SavedSlotHold,
 };
 pub use relative::{Ago, Ahead, Epoch};

@@ -139,6 +139,61 @@ pub enum RecycleEvent {
     },
 }
 
+/// A slot held back from recycling now, for `herd status`: see [`Recycler::holds`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecycleHold {
+    /// The slot.
+    pub slot: usize,
+    /// Its worker that is due and waits, if one is (a slot held after a failed recycle may
+    /// have none due).
+    pub pid: Option<u32>,
+    /// How much longer.
+    pub left: Duration,
+    /// Why.
+    pub kind: HoldKind,
+}
+
+/// Why a slot is held back from recycling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldKind {
+    /// Its last recycle failed: the successor did not become available.
+    Failed,
+    /// Its workers ask to be replaced (`HERD_RECYCLE=1`) at every start.
+    AskedAtStart,
+    /// Its workers are over `--max-memory` from the start.
+    OverFromStart,
+}
+
+impl HoldKind {
+    /// `recycle_failed`, `asked_at_start` or `over_memory_from_start`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldKind::Failed => "recycle_failed",
+            HoldKind::AskedAtStart => "asked_at_start",
+            HoldKind::OverFromStart => "over_memory_from_start",
+        }
+    }
+
+    /// Why, in a few words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            HoldKind::Failed => "its last recycle failed (the successor did not become available)",
+            HoldKind::AskedAtStart => {
+                "its workers ask to be replaced (HERD_RECYCLE=1) at every start"
+            }
+            HoldKind::OverFromStart => "its workers are over --max-memory from the start",
+        }
+    }
+}
+
+/// A worker held back: how much longer, why, and how long it must run (`None` when it waits
+/// for the slot's `not_before`).
+struct Held {
+    left: Duration,
+    kind: HoldKind,
+    hold: Option<Duration>,
+}
+
 /// One worker's memory, as sampled.
 #[derive(Clone, Copy, Debug, Default)]
 struct MemoryTrack {
@@ -280,6 +335,43 @@ impl Recycler {
         ends.chain(held).chain(asked).filter(|&t| t > now).min()
     }
 
+    /// The slots held back from recycling at `now`, by slot: those whose due worker waits
+    /// (it asked, or is over the memory limit, at every start; or a recycle there failed),
+    /// and those waiting after a failed recycle with no worker due yet.
+    pub fn holds(&self, pool: &Pool, now: Instant) -> Vec<RecycleHold> {
+        let mut holds: Vec<RecycleHold> = Vec::new();
+        for (pid, cause, _) in self.candidates(pool, now) {
+            let (slot, held) = match (pool.worker(pid), self.held(pool, pid, cause, now)) {
+                (Some(w), Some(held)) => (w.slot, held),
+                _ => continue,
+            };
+            if holds.iter().all(|h| h.slot != slot) {
+                holds.push(RecycleHold {
+                    slot,
+                    pid: Some(pid),
+                    left: held.left,
+                    kind: held.kind,
+                });
+            }
+        }
+        for (&slot, track) in &self.slots {
+            let at = match track.not_before.filter(|&at| at > now) {
+                Some(at) => at,
+                None => continue,
+            };
+            if holds.iter().all(|h| h.slot != slot) {
+                holds.push(RecycleHold {
+                    slot,
+                    pid: None,
+                    left: at - now,
+                    kind: HoldKind::Failed,
+                });
+            }
+        }
+        holds.sort_by_key(|h| h.slot);
+        holds
+    }
+
     /// Asks `pool` to recycle each worker past a limit at `now`, and says what was decided.
     pub fn due(&mut self, pool: &mut Pool, now: Instant) -> Vec<RecycleEvent> {
         let mut events = Vec::new();
@@ -397,15 +489,43 @@ impl Recycler {
         cause: RecycleCause,
         now: Instant,
     ) -> Option<(Duration, String)> {
+        let held = self.held(pool, pid, cause, now)?;
+        let why = match (held.kind, held.hold) {
+            (HoldKind::AskedAtStart, Some(hold)) => format!(
+                "it asked to be replaced (HERD_RECYCLE=1) as soon as it started, as its last \
+                 {ASKED_IN_A_ROW} predecessors in this slot did: recycling it would loop (does \
+                 the worker ask at every start? have it send HERD_RECYCLE=1 only once it \
+                 should be replaced); it is recycled once it has run {}",
+                format_duration(hold)
+            ),
+            (HoldKind::OverFromStart, Some(hold)) => format!(
+                "it has been over --max-memory since it became ready, as its predecessor \
+                 was: recycling it would loop (is the limit below what a fresh worker \
+                 needs?); it is recycled once it has run {}",
+                format_duration(hold)
+            ),
+            _ => {
+                "a recycle in this slot failed: its successor did not become available".to_string()
+            }
+        };
+        Some((held.left, why))
+    }
+
+    /// How long worker `pid`, due for `cause`, is still held back, and why; `None` if it
+    /// is not.
+    fn held(&self, pool: &Pool, pid: u32, cause: RecycleCause, now: Instant) -> Option<Held> {
         let w = pool.worker(pid)?;
         let slot = self.slots.get(&w.slot).copied().unwrap_or_default();
         if let Some(at) = slot.not_before.filter(|&at| at > now) {
-            let why = "a recycle in this slot failed: its successor did not become available";
-            return Some((at - now, why.to_string()));
+            return Some(Held {
+                left: at - now,
+                kind: HoldKind::Failed,
+                hold: None,
+            });
         }
-        let after = match cause {
-            RecycleCause::Memory if self.started_over(pid) => 1,
-            RecycleCause::Asked if self.asked_soon(pid) => ASKED_IN_A_ROW,
+        let (after, kind) = match cause {
+            RecycleCause::Memory if self.started_over(pid) => (1, HoldKind::OverFromStart),
+            RecycleCause::Asked if self.asked_soon(pid) => (ASKED_IN_A_ROW, HoldKind::AskedAtStart),
             _ => return None,
         };
         if slot.quick < after {
@@ -413,23 +533,10 @@ impl Recycler {
         }
         let hold = self.hold_for(slot.quick + 1 - after);
         let ran = now.saturating_duration_since(w.started);
-        (ran < hold).then(|| {
-            let why = match cause {
-                RecycleCause::Asked => format!(
-                    "it asked to be replaced (HERD_RECYCLE=1) as soon as it started, as its \
-                     last {after} predecessors in this slot did: recycling it would loop (does \
-                     the worker ask at every start? have it send HERD_RECYCLE=1 only once it \
-                     should be replaced); it is recycled once it has run {}",
-                    format_duration(hold)
-                ),
-                _ => format!(
-                    "it has been over --max-memory since it became ready, as its predecessor \
-                     was: recycling it would loop (is the limit below what a fresh worker \
-                     needs?); it is recycled once it has run {}",
-                    format_duration(hold)
-                ),
-            };
-            (hold - ran, why)
+        (ran < hold).then(|| Held {
+            left: hold - ran,
+            kind,
+            hold: Some(hold),
         })
     }
 

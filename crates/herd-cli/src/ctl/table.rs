@@ -13,6 +13,7 @@ pub fn render(status: &Status) -> String {
     table(&mut out, process_rows(status));
     many_orphans(&mut out, status);
     recycles(&mut out, status);
+    recycle_holds(&mut out, status);
     out.push('\n');
     table(&mut out, socket_rows(status));
     out
@@ -244,6 +245,22 @@ fn recycles(out: &mut String, status: &Status) {
     }
 }
 
+/// The slots held back from recycling, one line each: for how long, who waits, and why.
+fn recycle_holds(out: &mut String, status: &Status) {
+    for h in &status.recycle_holds {
+        let waiting = h
+            .pid
+            .map_or(String::new(), |pid| format!(" (pid {pid} waits)"));
+        let _ = writeln!(
+            out,
+            "recycling held back in slot {} for {}{waiting}: {}",
+            h.slot,
+            short(h.left_ms),
+            escape(&h.why)
+        );
+    }
+}
+
 /// One row per listening socket, with its accept queue: waiting connections and the backlog,
 /// and the backlog herd set where a worker's own `listen` replaced it.
 fn socket_rows(status: &Status) -> Vec<[String; 5]> {
@@ -390,6 +407,34 @@ mod tests {
         );
         assert!(status(true, None).contains("generation 1, stopping: "));
         assert!(status(false, None).contains("generation 1: 1 of 1"));
+    }
+
+    #[test]
+    fn a_slot_held_back_from_recycling_gets_a_line() {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "pid": 1, "name": "default", "version": "0", "uptime_ms": 0, "generation": 1,
+            "upgrading_to": null, "stopping": false, "desired": 2, "running": 2, "ready": 2,
+            "workers": [], "waiting": [], "sockets": [], "attached": [],
+            "recycle_holds": [
+                {"slot": 0, "pid": 42, "reason": "asked_at_start", "left_ms": 28_400,
+                 "why": "its workers ask to be replaced (HERD_RECYCLE=1) at every start"},
+                {"slot": 1, "pid": null, "reason": "recycle_failed", "left_ms": 61_000,
+                 "why": "its last recycle failed"}
+            ]
+        }))
+        .unwrap();
+        let table = render(&status);
+        assert!(
+            table.contains(
+                "recycling held back in slot 0 for 28s (pid 42 waits): its workers ask to be \
+                 replaced (HERD_RECYCLE=1) at every start\n"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains("recycling held back in slot 1 for 1m1s: its last recycle failed\n"),
+            "{table}"
+        );
     }
 
     #[test]

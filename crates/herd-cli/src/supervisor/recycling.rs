@@ -17,7 +17,7 @@ use crate::logging::LogEvent;
 use super::effects::{Count, Effect};
 use super::platform;
 use super::sampler::{ListenQueue, Sampler, Samples};
-use super::status::{ms, RecycleStatus, Status};
+use super::status::{ms, RecycleHoldStatus, RecycleStatus, Status};
 use super::Supervisor;
 
 /// How often each worker's memory and CPU time are asked for.
@@ -323,7 +323,7 @@ impl Supervisor {
         }
     }
 
-    /// Adds each worker's figures and the recent recycles to `status`.
+    /// Adds each worker's figures, the recent recycles and the slots held back to `status`.
     pub(super) fn recycling_status(&self, status: &mut Status) {
         let r = &self.recycling;
         for w in &mut status.workers {
@@ -347,6 +347,19 @@ impl Supervisor {
             .map(|(at, record)| RecycleStatus {
                 ago_ms: ms(now.saturating_duration_since(*at)),
                 ..record.clone()
+            })
+            .collect();
+        status.recycle_holds = r
+            .recycler
+            .holds(&self.pool, now)
+            .into_iter()
+            .map(|h| RecycleHoldStatus {
+                slot: h.slot,
+                pid: h.pid,
+                reason: h.kind.as_str().to_string(),
+                why: h.kind.describe().to_string(),
+                // Rounded up: a hold shown is never 0.
+                left_ms: ms(h.left).max(1),
             })
             .collect();
     }

@@ -72,6 +72,9 @@ pub struct Status {
     /// The recent recycles (`--max-memory`, `--max-lifetime`), oldest first.
     #[serde(default)]
     pub recycles: Vec<RecycleStatus>,
+    /// The slots held back from recycling now, by slot. Left out when none is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recycle_holds: Vec<RecycleHoldStatus>,
     /// Processes workers left behind that were re-parented to herd (Linux), which herd reaps
     /// and stops when it stops.
     #[serde(default)]
@@ -126,6 +129,22 @@ pub struct RecycleStatus {
     /// worker serves on.
     #[serde(default)]
     pub aborted: bool,
+}
+
+/// A slot held back from recycling (`recycle_held_back`, `recycle_aborted`): no recycle
+/// starts in it for `left_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecycleHoldStatus {
+    /// The slot.
+    pub slot: usize,
+    /// Its worker that is due for recycling and waits, if one is.
+    pub pid: Option<u32>,
+    /// `asked_at_start`, `over_memory_from_start` or `recycle_failed`.
+    pub reason: String,
+    /// Why, in words.
+    pub why: String,
+    /// How much longer, in milliseconds.
+    pub left_ms: u64,
 }
 
 /// Autoscaling, when it is on.
@@ -323,6 +342,7 @@ pub fn snapshot(
         leftovers: Vec::new(),
         memory_kind: None,
         recycles: Vec::new(),
+        recycle_holds: Vec::new(),
         orphans: Vec::new(),
         events: crate::logging::recent_events(),
         fork_servers: Vec::new(),

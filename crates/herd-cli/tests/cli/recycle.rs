@@ -316,6 +316,47 @@ fn a_held_slot_stays_held_across_a_reexec() {
     assert_eq!(told, 1, "said once, in either image: {held_back:?}");
 }
 
+/// A slot held back from recycling shows in `herd status` (it did not: only the log's
+/// `recycle_held_back` said so), in the table and `--json`, with the time left, and still does
+/// after a re-exec, its time running on.
+#[test]
+fn status_shows_a_slot_held_back_from_recycling() {
+    let herd = leaky(&["-w", "1", "--env", "ASK_AT_START=1"], 0, 0);
+    let held = herd.wait_for_event("recycle_held_back", &[]);
+    let pid = held["pid"].as_u64().unwrap();
+    let status = herd.status();
+    let holds = status["recycle_holds"].as_array().unwrap();
+    assert_eq!(holds.len(), 1, "{status:#}");
+    let hold = &holds[0];
+    assert_eq!(
+        (&hold["slot"], &hold["pid"]),
+        (&0.into(), &pid.into()),
+        "{hold}"
+    );
+    assert_eq!(hold["reason"], "asked_at_start", "{hold}");
+    assert!(
+        hold["why"].as_str().unwrap().contains("at every start"),
+        "{hold}"
+    );
+    let left = hold["left_ms"].as_u64().unwrap();
+    assert!(left > 0 && left <= 30_000, "{hold}");
+    let (code, table, _) = herd.ctl(&["status"]);
+    assert_eq!(code, 0);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("recycling held back in slot 0 for "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains(&format!("(pid {pid} waits): ")), "{table}");
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let status = herd.status();
+    let after = status["recycle_holds"][0]["left_ms"].as_u64();
+    assert!(
+        after.is_some_and(|after| after > 0 && after <= left),
+        "held on, its time running: {status:#}"
+    );
+}
+
 /// A recycle whose successor dies before it is available failed: the old worker serves on,
 /// and `herd status` says so (it listed it as `pid A -> pid B`, as one that was done).
 #[test]

@@ -379,4 +379,5 @@ fn sizes_read_as_people_write_them() {
 }
 
 mod asked;
+mod holds;
 mod reexec;

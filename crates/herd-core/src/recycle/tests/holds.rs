@@ -1,0 +1,99 @@
+//! The slots held back from recycling, as `herd status` shows them.
+
+use super::*;
+
+/// Every live worker not being recycled asks to be replaced, `after` from now.
+fn all_ask(sim: &mut Sim, after: Duration) {
+    let pids: Vec<u32> = sim
+        .pool
+        .workers()
+        .iter()
+        .filter(|w| w.live() && w.recycling.is_none())
+        .map(|w| w.pid)
+        .collect();
+    sim.now += after;
+    for pid in pids {
+        sim.recycler.ask(&sim.pool, pid, sim.now);
+    }
+    sim.turn();
+}
+
+#[test]
+fn a_worker_that_asks_at_every_start_shows_its_slot_held_until_it_is_recycled() {
+    let none = RecyclePolicy {
+        max_memory: None,
+        ..policy()
+    };
+    let mut sim = Sim::new(2, 1, none);
+    all_ask(&mut sim, Duration::ZERO);
+    sim.turn();
+    all_ask(&mut sim, Duration::ZERO);
+    sim.turn();
+    assert_eq!(
+        sim.recycler.holds(&sim.pool, sim.now),
+        [],
+        "twice is no loop"
+    );
+    all_ask(&mut sim, Duration::ZERO);
+    let held = |pid, left| RecycleHold {
+        slot: 0,
+        pid: Some(pid),
+        left,
+        kind: HoldKind::AskedAtStart,
+    };
+    let holds = sim.recycler.holds(&sim.pool, sim.now);
+    assert_eq!(holds.len(), 2, "{holds:?}");
+    assert_eq!(holds[0], held(holds[0].pid.unwrap(), 30 * SEC));
+    assert_eq!(holds[1].slot, 1, "by slot");
+    sim.now += 10 * SEC;
+    let holds = sim.recycler.holds(&sim.pool, sim.now);
+    assert_eq!(holds[0].left, 20 * SEC, "{holds:?}");
+    sim.now += 20 * SEC;
+    sim.turn();
+    sim.turn();
+    assert_eq!(
+        sim.recycler.holds(&sim.pool, sim.now),
+        [],
+        "recycled: their successors have not asked"
+    );
+}
+
+#[test]
+fn a_slot_waiting_after_a_failed_recycle_shows_held_with_no_worker_due() {
+    let mut sim = Sim::new(1, 1, policy());
+    sim.ready = false;
+    all_ask(&mut sim, 2 * SEC);
+    sim.pool.exited(101, exited_with(1), sim.now).unwrap();
+    sim.turn();
+    let failed = |pid, left| RecycleHold {
+        slot: 0,
+        pid,
+        left,
+        kind: HoldKind::Failed,
+    };
+    assert_eq!(
+        sim.recycler.holds(&sim.pool, sim.now),
+        [failed(Some(100), 30 * SEC)],
+        "the worker that asked waits"
+    );
+    // It exits: its slot's next worker is not due, but the slot still waits.
+    sim.pool.exited(100, exited_with(0), sim.now).unwrap();
+    sim.now += 5 * SEC;
+    sim.turn();
+    assert_eq!(
+        sim.recycler.holds(&sim.pool, sim.now),
+        [failed(None, 25 * SEC)]
+    );
+    sim.now += 25 * SEC;
+    assert_eq!(sim.recycler.holds(&sim.pool, sim.now), []);
+}
+
+#[test]
+fn holds_have_their_words() {
+    assert_eq!(HoldKind::AskedAtStart.as_str(), "asked_at_start");
+    assert!(HoldKind::AskedAtStart
+        .describe()
+        .contains("HERD_RECYCLE=1) at every start"));
+    assert_eq!(HoldKind::OverFromStart.as_str(), "over_memory_from_start");
+    assert_eq!(HoldKind::Failed.as_str(), "recycle_failed");
+}
