@@ -12,7 +12,10 @@
 //! same way. So is a worker that asks to be replaced ([`Recycler::ask`]) within its first
 //! moments (before it is ready, or within a second of becoming ready) when the slot's
 //! last two recycles were of workers that did too: one that asks at every start would
-//! otherwise be replaced as soon as each successor is available, forever. Lifetimes end at
+//! otherwise be replaced as soon as each successor is available, forever. A slot whose
+//! worker then runs normally (not asking, not over the limit from the start, not due) for
+//! twice `max_hold` forgets those recycles: its next worker that asks soon, or starts over the
+//! limit, is not held back for a loop long over. Lifetimes end at
 //! `max_lifetime` plus each worker's own jitter, drawn from its pid and a seed the caller picks
 //! at random, so that workers started together are not all recycled together.
 //!
@@ -379,6 +382,7 @@ impl Recycler {
             pool.worker(pid)
                 .map_or(false, |w| w.live() && w.started == started)
         });
+        self.calm_down(pool, now);
         for (slot, pid, cause) in pool.take_recycles_aborted() {
             let hold = self.went_wrong(slot, now);
             events.push(RecycleEvent::Aborted {
@@ -573,6 +577,47 @@ impl Recycler {
         }
         track.not_before = None;
         self.told.remove(&pid);
+    }
+
+    /// Forgets the recycles that went wrong in each slot whose worker has been ready, running
+    /// normally, for [`calm`](Self::calm) (not asked to be replaced, not over the memory limit from the
+    /// start, not due): a loop long over is no reason to hold its next worker back. A slot
+    /// still waiting after a failed recycle keeps its count until the wait is over, and a
+    /// worker due (past its lifetime, whose recycles keep failing) is no proof: its slot's
+    /// waits go on doubling.
+    fn calm_down(&mut self, pool: &Pool, now: Instant) {
+        let calm = self.calm();
+        let mut calm_slots = Vec::new();
+        for w in pool.workers() {
+            let ready_for = w.ready_since.map(|at| now.saturating_duration_since(at));
+            let normal = w.live()
+                && w.recycling.is_none()
+                && ready_for.map_or(false, |ran| ran >= calm)
+                && !self.has_asked(w)
+                && !self.started_over(w.pid)
+                && self.over_memory(w.pid).is_none()
+                && self.past_lifetime(w, now).is_none();
+            if normal {
+                calm_slots.push(w.slot);
+            }
+        }
+        for slot in calm_slots {
+            let waits = self
+                .slots
+                .get(&slot)
+                .and_then(|t| t.not_before)
+                .map_or(false, |at| at > now);
+            if !waits {
+                self.slots.remove(&slot);
+            }
+        }
+    }
+
+    /// How long a worker runs normally before its slot's recycles that went wrong are
+    /// forgotten: twice the longest hold (an hour by herd's), longer than a held worker
+    /// lives.
+    fn calm(&self) -> Duration {
+        self.policy.max_hold.saturating_mul(2)
     }
 
     /// A recycle in `slot` went wrong at `now`: the slot is held back, longer each time.

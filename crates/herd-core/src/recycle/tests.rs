@@ -379,5 +379,6 @@ fn sizes_read_as_people_write_them() {
 }
 
 mod asked;
+mod calm;
 mod holds;
 mod reexec;

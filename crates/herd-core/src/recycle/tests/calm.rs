@@ -1,0 +1,113 @@
+//! A slot whose worker runs normally for long forgets the recycles that went wrong in it.
+
+use super::*;
+
+fn no_memory_limit() -> RecyclePolicy {
+    RecyclePolicy {
+        max_memory: None,
+        ..policy()
+    }
+}
+
+/// Every live worker not being recycled asks to be replaced, `after` from now.
+fn all_ask(sim: &mut Sim, after: Duration) {
+    let pids: Vec<u32> = sim
+        .pool
+        .workers()
+        .iter()
+        .filter(|w| w.live() && w.recycling.is_none())
+        .map(|w| w.pid)
+        .collect();
+    sim.now += after;
+    for pid in pids {
+        sim.recycler.ask(&sim.pool, pid, sim.now);
+    }
+    sim.turn();
+}
+
+/// Two workers in a row ask at once; the third serves `ran` without asking, then exits;
+/// whether its successor, asking at once, is held back.
+fn held_after_a_worker_that_ran(ran: Duration) -> bool {
+    let mut sim = Sim::new(1, 1, no_memory_limit());
+    all_ask(&mut sim, Duration::ZERO);
+    all_ask(&mut sim, Duration::ZERO);
+    assert_eq!(sim.pids(), [102]);
+    sim.now += ran;
+    sim.turn();
+    sim.pool.exited(102, exited_with(1), sim.now).unwrap();
+    sim.now += 10 * SEC;
+    sim.turn();
+    assert_eq!(sim.pids(), [103], "restarted");
+    all_ask(&mut sim, Duration::ZERO);
+    sim.events
+        .iter()
+        .any(|e| matches!(e, RecycleEvent::HeldBack { pid: 103, .. }))
+}
+
+#[test]
+fn a_worker_that_runs_normally_for_twice_the_longest_hold_ends_the_slots_loop() {
+    // The test policy's longest hold is 10 min: calm after 20.
+    assert!(
+        held_after_a_worker_that_ran(1199 * SEC),
+        "a loop just broken"
+    );
+    assert!(
+        !held_after_a_worker_that_ran(1200 * SEC),
+        "a loop long over: its next worker asking soon is the first in a row"
+    );
+}
+
+#[test]
+fn a_worker_that_asked_and_waits_past_the_calm_does_not_end_the_loop() {
+    // Each worker is available only after 1300s (--min-ready), longer than the calm: one that
+    // asked at once waits that long for its recycle, and its slot's count goes on.
+    let mut sim = Sim::with_min_ready(1, 1, no_memory_limit(), 1300 * SEC);
+    all_ask(&mut sim, Duration::ZERO);
+    for _ in 0..3 {
+        // The worker that asked is available: recycled; its successor starts, and asks.
+        sim.now += 1300 * SEC;
+        sim.turn();
+        all_ask(&mut sim, Duration::ZERO);
+    }
+    assert_eq!(sim.started.len(), 3, "{:?}", sim.events);
+    let held = sim
+        .events
+        .iter()
+        .filter(|e| matches!(e, RecycleEvent::HeldBack { .. }))
+        .count();
+    assert_eq!(held, 2, "the third and the fourth: {:?}", sim.events);
+}
+
+#[test]
+fn a_recycle_past_its_lifetime_that_keeps_failing_keeps_doubling_its_wait() {
+    // A lifetime longer than the calm: the old worker serves on past both.
+    let lifetime = RecyclePolicy {
+        max_memory: None,
+        max_lifetime: Some(1300 * SEC),
+        ..policy()
+    };
+    let mut sim = Sim::new(1, 1, lifetime);
+    sim.ready = false;
+    sim.now += 1300 * SEC;
+    sim.turn();
+    for successor in [101, 102, 103] {
+        assert_eq!(sim.pids(), [100, successor], "{:?}", sim.events);
+        sim.pool.exited(successor, exited_with(1), sim.now).unwrap();
+        sim.turn();
+        let hold = sim.events.iter().rev().find_map(|e| match e {
+            RecycleEvent::Aborted { hold, .. } => Some(*hold),
+            _ => None,
+        });
+        sim.now += hold.unwrap();
+        sim.turn();
+    }
+    let holds: Vec<u64> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RecycleEvent::Aborted { hold, .. } => Some(hold.as_secs()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(holds, [30, 60, 120]);
+}
