@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 use crate::duration::{format_duration, round_ms};
 use crate::pool::{Pool, RecycleCause, RecycleRefused, Worker};
 
+mod hold;
 mod state;
 
+pub use hold::{HoldKind, RecycleHold};
 pub use state::{SavedAsk, SavedRecycler, SavedSlotHold};
 
 /// A worker that asks to be replaced before it is ready, or less than this after it became
@@ -140,61 +142,6 @@ pub enum RecycleEvent {
         /// How long its slot is held back.
         hold: Duration,
     },
-}
-
-/// A slot held back from recycling now, for `herd status`: see [`Recycler::holds`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecycleHold {
-    /// The slot.
-    pub slot: usize,
-    /// Its worker that is due and waits, if one is (a slot held after a failed recycle may
-    /// have none due).
-    pub pid: Option<u32>,
-    /// How much longer.
-    pub left: Duration,
-    /// Why.
-    pub kind: HoldKind,
-}
-
-/// Why a slot is held back from recycling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HoldKind {
-    /// Its last recycle failed: the successor did not become available.
-    Failed,
-    /// Its workers ask to be replaced (`HERD_RECYCLE=1`) at every start.
-    AskedAtStart,
-    /// Its workers are over `--max-memory` from the start.
-    OverFromStart,
-}
-
-impl HoldKind {
-    /// `recycle_failed`, `asked_at_start` or `over_memory_from_start`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HoldKind::Failed => "recycle_failed",
-            HoldKind::AskedAtStart => "asked_at_start",
-            HoldKind::OverFromStart => "over_memory_from_start",
-        }
-    }
-
-    /// Why, in a few words.
-    pub fn describe(self) -> &'static str {
-        match self {
-            HoldKind::Failed => "its last recycle failed (the successor did not become available)",
-            HoldKind::AskedAtStart => {
-                "its workers ask to be replaced (HERD_RECYCLE=1) at every start"
-            }
-            HoldKind::OverFromStart => "its workers are over --max-memory from the start",
-        }
-    }
-}
-
-/// A worker held back: how much longer, why, and how long it must run (`None` when it waits
-/// for the slot's `not_before`).
-struct Held {
-    left: Duration,
-    kind: HoldKind,
-    hold: Option<Duration>,
 }
 
 /// One worker's memory, as sampled.
@@ -338,43 +285,6 @@ impl Recycler {
         ends.chain(held).chain(asked).filter(|&t| t > now).min()
     }
 
-    /// The slots held back from recycling at `now`, by slot: those whose due worker waits
-    /// (it asked, or is over the memory limit, at every start; or a recycle there failed),
-    /// and those waiting after a failed recycle with no worker due yet.
-    pub fn holds(&self, pool: &Pool, now: Instant) -> Vec<RecycleHold> {
-        let mut holds: Vec<RecycleHold> = Vec::new();
-        for (pid, cause, _) in self.candidates(pool, now) {
-            let (slot, held) = match (pool.worker(pid), self.held(pool, pid, cause, now)) {
-                (Some(w), Some(held)) => (w.slot, held),
-                _ => continue,
-            };
-            if holds.iter().all(|h| h.slot != slot) {
-                holds.push(RecycleHold {
-                    slot,
-                    pid: Some(pid),
-                    left: held.left,
-                    kind: held.kind,
-                });
-            }
-        }
-        for (&slot, track) in &self.slots {
-            let at = match track.not_before.filter(|&at| at > now) {
-                Some(at) => at,
-                None => continue,
-            };
-            if holds.iter().all(|h| h.slot != slot) {
-                holds.push(RecycleHold {
-                    slot,
-                    pid: None,
-                    left: at - now,
-                    kind: HoldKind::Failed,
-                });
-            }
-        }
-        holds.sort_by_key(|h| h.slot);
-        holds
-    }
-
     /// Asks `pool` to recycle each worker past a limit at `now`, and says what was decided.
     pub fn due(&mut self, pool: &mut Pool, now: Instant) -> Vec<RecycleEvent> {
         let mut events = Vec::new();
@@ -482,152 +392,6 @@ impl Recycler {
                 format_duration(lifetime.saturating_sub(max))
             )
         })
-    }
-
-    /// How long worker `pid`, due for `cause`, is still held back, and why; `None` if it
-    /// is not.
-    fn hold(
-        &self,
-        pool: &Pool,
-        pid: u32,
-        cause: RecycleCause,
-        now: Instant,
-    ) -> Option<(Duration, String)> {
-        let held = self.held(pool, pid, cause, now)?;
-        let why = match (held.kind, held.hold) {
-            (HoldKind::AskedAtStart, Some(hold)) => format!(
-                "it asked to be replaced (HERD_RECYCLE=1) as soon as it started, as its last \
-                 {ASKED_IN_A_ROW} predecessors in this slot did: recycling it would loop (does \
-                 the worker ask at every start? have it send HERD_RECYCLE=1 only once it \
-                 should be replaced); it is recycled once it has run {}",
-                format_duration(hold)
-            ),
-            (HoldKind::OverFromStart, Some(hold)) => format!(
-                "it has been over --max-memory since it became ready, as its predecessor \
-                 was: recycling it would loop (is the limit below what a fresh worker \
-                 needs?); it is recycled once it has run {}",
-                format_duration(hold)
-            ),
-            _ => {
-                "a recycle in this slot failed: its successor did not become available".to_string()
-            }
-        };
-        Some((held.left, why))
-    }
-
-    /// How long worker `pid`, due for `cause`, is still held back, and why; `None` if it
-    /// is not.
-    fn held(&self, pool: &Pool, pid: u32, cause: RecycleCause, now: Instant) -> Option<Held> {
-        let w = pool.worker(pid)?;
-        let slot = self.slots.get(&w.slot).copied().unwrap_or_default();
-        if let Some(at) = slot.not_before.filter(|&at| at > now) {
-            return Some(Held {
-                left: at - now,
-                kind: HoldKind::Failed,
-                hold: None,
-            });
-        }
-        let (after, kind) = match cause {
-            RecycleCause::Memory if self.started_over(pid) => (1, HoldKind::OverFromStart),
-            RecycleCause::Asked if self.asked_soon(pid) => (ASKED_IN_A_ROW, HoldKind::AskedAtStart),
-            _ => return None,
-        };
-        if slot.quick < after {
-            return None;
-        }
-        let hold = self.hold_for(slot.quick + 1 - after);
-        let ran = now.saturating_duration_since(w.started);
-        (ran < hold).then(|| Held {
-            left: hold - ran,
-            kind,
-            hold: Some(hold),
-        })
-    }
-
-    /// Whether worker `pid` was never seen under the memory limit while ready.
-    fn started_over(&self, pid: u32) -> bool {
-        self.memory
-            .get(&pid)
-            .map_or(false, |t| !t.under_while_ready)
-    }
-
-    /// How long the slot is held after `quick` recycles in a row went wrong.
-    fn hold_for(&self, quick: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(quick.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.policy
-            .hold
-            .saturating_mul(factor)
-            .min(self.policy.max_hold)
-    }
-
-    /// A recycle of worker `pid` in `slot` started.
-    fn started(&mut self, slot: usize, pid: u32, cause: RecycleCause) {
-        let quick = match cause {
-            RecycleCause::Memory => Some(self.started_over(pid)),
-            RecycleCause::Asked => Some(self.asked_soon(pid)),
-            RecycleCause::Lifetime => None,
-        };
-        let track = self.slots.entry(slot).or_default();
-        match quick {
-            Some(true) => track.quick = track.quick.saturating_add(1),
-            Some(false) => track.quick = 0,
-            None => {}
-        }
-        track.not_before = None;
-        self.told.remove(&pid);
-    }
-
-    /// Forgets the recycles that went wrong in each slot whose worker has been ready, running
-    /// normally, for [`calm`](Self::calm) (not asked to be replaced, not over the memory limit from the
-    /// start, not due): a loop long over is no reason to hold its next worker back. A slot
-    /// still waiting after a failed recycle keeps its count until the wait is over, and a
-    /// worker due (past its lifetime, whose recycles keep failing) is no proof: its slot's
-    /// waits go on doubling.
-    fn calm_down(&mut self, pool: &Pool, now: Instant) {
-        let calm = self.calm();
-        let mut calm_slots = Vec::new();
-        for w in pool.workers() {
-            let ready_for = w.ready_since.map(|at| now.saturating_duration_since(at));
-            let normal = w.live()
-                && w.recycling.is_none()
-                && ready_for.map_or(false, |ran| ran >= calm)
-                && !self.has_asked(w)
-                && !self.started_over(w.pid)
-                && self.over_memory(w.pid).is_none()
-                && self.past_lifetime(w, now).is_none();
-            if normal {
-                calm_slots.push(w.slot);
-            }
-        }
-        for slot in calm_slots {
-            let waits = self
-                .slots
-                .get(&slot)
-                .and_then(|t| t.not_before)
-                .map_or(false, |at| at > now);
-            if !waits {
-                self.slots.remove(&slot);
-            }
-        }
-    }
-
-    /// How long a worker runs normally before its slot's recycles that went wrong are
-    /// forgotten: twice the longest hold (an hour by herd's), longer than a held worker
-    /// lives.
-    fn calm(&self) -> Duration {
-        self.policy.max_hold.saturating_mul(2)
-    }
-
-    /// A recycle in `slot` went wrong at `now`: the slot is held back, longer each time.
-    fn went_wrong(&mut self, slot: usize, now: Instant) -> Duration {
-        let quick = self.slots.get(&slot).map_or(0, |s| s.quick) + 1;
-        let hold = self.hold_for(quick);
-        let track = self.slots.entry(slot).or_default();
-        track.quick = quick;
-        track.not_before = now.checked_add(hold);
-        hold
     }
 }
 

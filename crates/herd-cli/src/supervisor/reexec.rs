@@ -25,9 +25,14 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::PoolState;
 use super::warm_up::Lowered;
-use crate::logging::LogEvent;
 use crate::output::{Parked, Stream, Writer};
 use crate::spec::{SocketFile, SocketKind};
+
+mod binary;
+
+#[cfg(test)]
+use binary::invoked_path;
+pub use binary::{executable, invoked, resolve};
 
 /// The newest format of [`State`]: this herd reads every version from [`OLDEST_STATE`] to this
 /// one, and writes the oldest that can carry its state ([`version_needed`], in the state's
@@ -270,101 +275,6 @@ pub fn exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Error
 }
 
 enum Never {}
-
-/// The path herd was started by, which `herd reexec` runs again: `argv[0]` made absolute
-/// against the directory herd started in, or looked up in `PATH` when it has no `/`, provided
-/// it names this very binary (symlinks followed, the same device and inode as
-/// `/proc/self/exe`). Symlinks are kept, so that a re-exec follows a link switched since
-/// (`/opt/current/herd`, alternatives, Nix profiles); [`resolve`] follows them at re-exec time.
-/// The running file (`/proc/self/exe`) when `argv[0]` names no file or another program
-/// (`exec -a NAME`, systemd's `ExecStart=@`), which is logged.
-pub fn invoked() -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let arg0 = std::env::args_os().next().unwrap_or_default();
-    let cwd = std::env::current_dir().ok();
-    let path = std::env::var_os("PATH");
-    let running = std::fs::metadata("/proc/self/exe")
-        .ok()
-        .map(|m| (m.dev(), m.ino()));
-    let this_binary = |p: &Path| {
-        running.is_some() && std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())) == running
-    };
-    if let Some(invoked) = invoked_path(&arg0, cwd.as_deref(), path.as_deref(), this_binary) {
-        return Ok(invoked);
-    }
-    let exe = std::env::current_exe().context("cannot find herd's own binary")?;
-    let other = invoked_path(&arg0, cwd.as_deref(), path.as_deref(), is_executable);
-    let arg0 = arg0.to_string_lossy();
-    match other {
-        Some(other) => tracing::warn!(
-            event = LogEvent::SetupNote.as_str(),
-            argv0 = %arg0,
-            names = %other.display(),
-            exe = %exe.display(),
-            "argv[0] names another program, not this herd; herd reexec runs herd's own binary"
-        ),
-        None => tracing::info!(
-            event = LogEvent::SetupNote.as_str(),
-            argv0 = %arg0,
-            exe = %exe.display(),
-            "argv[0] names no file of herd's; herd reexec runs herd's own binary"
-        ),
-    }
-    Ok(exe)
-}
-
-/// `arg0` as a path that stays valid after a change of directory, if `usable` accepts it.
-fn invoked_path(
-    arg0: &std::ffi::OsStr,
-    cwd: Option<&Path>,
-    path_var: Option<&std::ffi::OsStr>,
-    usable: impl Fn(&Path) -> bool,
-) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
-    let absolute = |p: &Path| -> Option<PathBuf> {
-        if p.is_absolute() {
-            Some(p.to_path_buf())
-        } else {
-            // `./herd` becomes `DIR/herd`; `..` stays, as symlinks give it its meaning.
-            Some(cwd?.join(p).components().collect())
-        }
-    };
-    if arg0.is_empty() {
-        return None;
-    }
-    if arg0.as_bytes().contains(&b'/') {
-        return absolute(Path::new(arg0)).filter(|p| usable(p));
-    }
-    // As the shell found it: the first directory of PATH that holds it (an empty entry is the
-    // current directory).
-    std::env::split_paths(path_var?)
-        .filter_map(|dir| absolute(&dir.join(arg0)))
-        .find(|p| usable(p))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The file `invoked` names now, symlinks followed: the file a re-exec checks and then runs,
-/// so that a link switched between the two cannot swap in an unchecked binary. `invoked`
-/// itself when it cannot be resolved ([`executable`] then says why).
-pub fn resolve(invoked: &Path) -> PathBuf {
-    std::fs::canonicalize(invoked).unwrap_or_else(|_| invoked.to_path_buf())
-}
-
-/// Checks that `exe` is an executable file.
-pub fn executable(exe: &Path) -> anyhow::Result<()> {
-    let shown = exe.display();
-    let meta = std::fs::metadata(exe)
-        .with_context(|| format!("cannot re-execute {shown}; herd keeps running"))?;
-    use std::os::unix::fs::PermissionsExt;
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        bail!("cannot re-execute {shown}: it is not an executable file; herd keeps running");
-    }
-    Ok(())
-}
 
 fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Result<Never> {
     let shown = exe.display();
