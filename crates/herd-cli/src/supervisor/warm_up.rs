@@ -33,7 +33,8 @@
 //!   in another class chose it itself); with a nice value, every such thread still at the
 //!   starting value (one at another chose it: a child started with `nice -n 5`).
 //! - A worker still starting in `SCHED_IDLE` trickles as soon as it is starved ([`on_starvation`]:
-//!   `SCHED_OTHER` at nice 10 below herd's, until it is ready or its longest budget ends); one
+//!   `SCHED_OTHER` at nice 10 below herd's, until it is ready or its longest budget, counted
+//!   from its start, ends: [`trickle_until`]); one
 //!   lowered to a nice value gets herd's priority back then: at saturation a starting worker
 //!   gets almost no CPU (a `SCHED_IDLE` one none at all), so it would only wait, and could miss
 //!   `--ready-timeout`. herd reads how long each warming
@@ -54,7 +55,7 @@
 //!   workers are born in back on readiness. Windows keeps no run-queue waits: a warm-up there
 //!   ends with its budget.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -322,6 +323,16 @@ pub fn on_starvation(how: Lowered, serving: i32) -> Option<i32> {
         Lowered::Idle if nice <= LOWEST => Some(nice),
         Lowered::Idle | Lowered::Nice(_) => None,
     }
+}
+
+/// Until when a worker whose warm-up began at `since`, found starved at `now`, trickles: until
+/// its longest warm-up (`longest`, [`budget_for`]) from `since` is over, not from `now`, so
+/// that it has the other half of its ready time at herd's priority, as a warm-up that ends
+/// with its budget has (`--ready-timeout` counts from its start too). `None` when that is
+/// over already: herd's priority at once.
+pub fn trickle_until(since: Instant, longest: Duration, now: Instant) -> Option<Instant> {
+    let until = since + longest;
+    (until > now).then_some(until)
 }
 
 /// The longest a worker warms up at the starting priority before it gets herd's back.

@@ -100,10 +100,16 @@ impl Supervisor {
             .map(|w| (w, "budget"))
             .collect();
         let spawner = self.effects.spawner();
+        let longest = warm_up::budget_for(self.pool.config().readiness);
         for (pid, how) in self.warming.starved(now, |pid| spawner.sched_stat(pid)) {
-            match warm_up::on_starvation(how, self.workers_nice) {
-                Some(nice) if self.trickle(pid, nice, now) => {}
-                _ => over.push(((pid, how), "starved")),
+            let nice = warm_up::on_starvation(how, self.workers_nice);
+            let until = self.warming.trickle_until(pid, longest, now);
+            match (nice, until) {
+                (Some(nice), Some(until)) if self.trickle(pid, nice, until) => {}
+                _ => {
+                    self.warming.ended(pid);
+                    over.push(((pid, how), "starved"));
+                }
             }
         }
         for ((pid, how), reason) in over {
@@ -142,11 +148,11 @@ impl Supervisor {
 
     /// `--starting-nice`: a worker (or fork server) still starting, starved in `SCHED_IDLE`,
     /// trickles at nice value `nice` (a tenth of a serving worker's share) until it is ready
-    /// or its longest budget ends: at saturation its start-up takes that little from the
-    /// serving workers rather than all it needs at once, where herd's priority back would
-    /// give it an equal share. Whether it does (false: it is gone or no longer starting, or
-    /// its priority could not be moved; it gets herd's back instead).
-    fn trickle(&mut self, pid: u32, nice: i32, now: Instant) -> bool {
+    /// or `until`, when its longest budget ends: at saturation its start-up takes that little
+    /// from the serving workers rather than all it needs at once, where herd's priority back
+    /// would give it an equal share. Whether it does (false: it is gone or no longer
+    /// starting, or its priority could not be moved; it gets herd's back instead).
+    fn trickle(&mut self, pid: u32, nice: i32, until: Instant) -> bool {
         let slot = self.starting_slot(pid);
         if slot.is_none() && !self.effects.fork_server_pids().contains(&pid) {
             return false;
@@ -163,8 +169,8 @@ impl Supervisor {
             );
             return false;
         }
-        let longest = warm_up::budget_for(self.pool.config().readiness);
-        self.warming.trickle(pid, nice, now + longest);
+        self.warming.trickle(pid, nice, until);
+        let left = until.saturating_duration_since(Instant::now());
         tracing::info!(
             event = LogEvent::WarmUpTrickle.as_str(),
             slot,
@@ -176,7 +182,7 @@ impl Supervisor {
                 Some(_) => "worker",
                 None => "fork server",
             },
-            humantime::format_duration(longest)
+            humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
         );
         true
     }

@@ -421,6 +421,61 @@ fn at_saturation_a_starved_worker_trickles_then_gets_herds_priority() {
     drop(hogs);
 }
 
+/// A log event's time, in seconds since midnight (UTC).
+fn seconds_of_day(event: &Value) -> f64 {
+    let stamp = event["timestamp"].as_str().unwrap();
+    let time = stamp.split_once('T').unwrap().1.trim_end_matches('Z');
+    let parts: Vec<f64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+#[test]
+fn a_worker_starved_late_trickles_only_until_half_its_ready_time_from_its_start() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The first start-up takes 1.2 s: the warm-up budget is its longest, half of 4 s.
+    let herd = one_worker(
+        &["--min-ready", "0", "--ready-timeout", "4s"],
+        &[
+            "/usr/bin/python3",
+            &worker("starved_late.py"),
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    one_ready(&herd);
+    if herd_nice(&herd) + 10 > 19 {
+        eprintln!("skipped: herd runs at nice 10 or above, where no worker trickles");
+        return;
+    }
+    let control = herd.control();
+    let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));
+    // The successor sleeps 1 s, then needs CPU: the machine is saturated by then, and it is
+    // starved more than 1 s after it started.
+    herd.wait_for("the successor's start", |lines| {
+        (!texts(lines, |t| t.contains("late ")).is_empty()).then_some(())
+    });
+    let hogs = CpuHogs::start();
+    let started = herd.wait_event("the successor started", |e| {
+        e["event"] == "worker_started" && e["generation"] == 2
+    });
+    let pid = started["pid"].as_u64().unwrap();
+    herd.wait_for_event("warm_up_trickle", &[("pid", pid.into())]);
+    // Its trickle ends 2 s after it started, as its budget would have: it has the other 2 s
+    // at herd's priority (it used to trickle 2 s from the moment it was starved, and to get
+    // herd's priority only an instant before its --ready-timeout).
+    let over = herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    let after = seconds_of_day(&over) - seconds_of_day(&started);
+    assert!(
+        after < 2.5,
+        "trickled until {after:.2} s after its start: {over}"
+    );
+    let (code, _, stderr) = upgrade.join().unwrap();
+    assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
+    drop(hogs);
+}
+
 #[test]
 fn a_reexec_whose_image_lowers_otherwise_raises_a_worker_as_it_was_lowered() {
     if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {

@@ -245,3 +245,20 @@ fn a_starved_sched_idle_start_up_trickles_ten_nice_values_below_the_serving_work
     assert_eq!(on_starvation(Lowered::Nice(19), 0), None);
     assert_eq!(on_starvation(Lowered::Nice(5), 0), None);
 }
+
+#[test]
+fn a_trickle_ends_with_the_longest_warm_up_from_the_start() {
+    let t0 = std::time::Instant::now();
+    let longest = Duration::from_secs(5);
+    let at = |ms| t0 + Duration::from_millis(ms);
+    assert_eq!(trickle_until(t0, longest, at(150)), Some(at(5000)));
+    // Starved late: it trickles only what is left of its longest warm-up, and keeps the
+    // other half of its ready time at herd's priority.
+    assert_eq!(trickle_until(t0, longest, at(4500)), Some(at(5000)));
+    assert_eq!(
+        trickle_until(t0, longest, at(5000)),
+        None,
+        "over: raised at once"
+    );
+    assert_eq!(trickle_until(t0, longest, at(9000)), None);
+}

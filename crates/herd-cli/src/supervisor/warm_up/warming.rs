@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use super::starvation::{SchedStat, Starvation, SAMPLED_PER_TICK, SAMPLE_EVERY};
-use super::{budget_for, Lowered, BUDGET_FACTOR, MIN_WARM_UP};
+use super::{budget_for, trickle_until, Lowered, BUDGET_FACTOR, MIN_WARM_UP};
 use crate::supervisor::pool::Readiness;
 
 /// How many recent start-ups at full priority the budget looks at.
@@ -39,6 +39,8 @@ struct Warm {
     pid: u32,
     /// How herd lowered it.
     how: Lowered,
+    /// When its warm-up began (after a re-exec, in this image).
+    since: Instant,
     /// Its budget ends then.
     until: Instant,
     starvation: Starvation,
@@ -89,23 +91,30 @@ impl Warming {
         self.until.push(Warm {
             pid,
             how,
+            since: at,
             until: at + budget,
             starvation: Starvation::from_start(at),
             trickling: false,
         });
     }
 
+    /// Until when worker `pid`, found starved at `now`, may trickle: [`trickle_until`] its
+    /// longest warm-up, `longest`, from when its warm-up began. `None` if that is over, or it
+    /// is not warming up.
+    pub fn trickle_until(&self, pid: u32, longest: Duration, now: Instant) -> Option<Instant> {
+        let w = self.until.iter().find(|w| w.pid == pid)?;
+        trickle_until(w.since, longest, now)
+    }
+
     /// Worker `pid`, found starved, trickles from now on at `nice` until it is ready or
-    /// `until`; it is not sampled again.
+    /// `until` ([`trickle_until`](Self::trickle_until)); it is not sampled again.
     pub fn trickle(&mut self, pid: u32, nice: i32, until: Instant) {
-        self.ended(pid);
-        self.until.push(Warm {
-            pid,
-            how: Lowered::Nice(nice),
-            until,
-            starvation: Starvation::unknown(),
-            trickling: true,
-        });
+        if let Some(w) = self.until.iter_mut().find(|w| w.pid == pid) {
+            w.how = Lowered::Nice(nice);
+            w.until = until;
+            w.starvation = Starvation::unknown();
+            w.trickling = true;
+        }
     }
 
     /// Worker `pid` became ready or exited: how herd lowered it, if it was still warming up
@@ -145,6 +154,7 @@ impl Warming {
                 Some(Warm {
                     pid,
                     how: how.or(assumed)?,
+                    since: now,
                     until: now + budget,
                     starvation: Starvation::unknown(),
                     trickling: false,
@@ -182,9 +192,11 @@ impl Warming {
 
     /// If a sample is due at `now`: reads the scheduler figures of up to
     /// [`SAMPLED_PER_TICK`] warming workers (`sched(pid)`, `None` when they cannot be read)
-    /// and returns those starved, with how herd lowered each, forgotten from here on (whether
-    /// each is still starting is the caller's to check). A worker whose figures cannot be
-    /// read warms up until its budget ends; where none can be, none is read.
+    /// and returns those starved, with how herd lowered each (whether each is still starting
+    /// is the caller's to check). Each still warms up: the caller makes it
+    /// [`trickle`](Self::trickle), or raises it and forgets it ([`ended`](Self::ended)). A
+    /// worker whose figures cannot be read warms up until its budget ends; where none can be,
+    /// none is read.
     pub fn starved(
         &mut self,
         now: Instant,
@@ -205,9 +217,6 @@ impl Warming {
             }
         }
         self.cursor = first + n.min(SAMPLED_PER_TICK);
-        if !starved.is_empty() {
-            self.until.retain(|w| !starved.contains(&(w.pid, w.how)));
-        }
         starved
     }
 }

@@ -221,6 +221,8 @@ fn at_saturation_a_worker_is_starved_after_its_allowance() {
     w.started(10, t0, MAX_WARM_UP, IDLE);
     // Waiting all the time: starved once it waited STARVED_AFTER, long before the budget.
     let ticks = starved_waiting_all_the_time(&mut w, t0);
+    // Still warming up: the caller makes it trickle, or raises it and forgets it.
+    assert_eq!(w.ended(10), Some(IDLE));
     assert_eq!(w.ended(10), None, "forgotten once raised");
     // The kernel counts a wait only once the task runs: one that never does counts none,
     // but is runnable and runs nothing.
@@ -352,10 +354,11 @@ fn a_trickling_worker_is_not_sampled_again_and_is_raised_from_its_nice_value() {
     w.started(10, t0, MAX_WARM_UP, IDLE);
     let ticks = starved_waiting_all_the_time(&mut w, t0);
     let at = t0 + SAMPLE_EVERY * ticks;
-    w.trickle(10, 10, at + MAX_WARM_UP);
+    let until = w.trickle_until(10, MAX_WARM_UP, at).unwrap();
+    w.trickle(10, 10, until);
     // Starved still (a trickle waits most of the time), but never found so again: no sample
     // is even due.
-    assert_eq!(w.next_deadline(), Some(at + MAX_WARM_UP));
+    assert_eq!(w.next_deadline(), Some(until));
     let mut read = 0;
     for tick in 1..200 {
         let starved = w.starved(at + SAMPLE_EVERY * tick, |_| {
@@ -366,8 +369,36 @@ fn a_trickling_worker_is_not_sampled_again_and_is_raised_from_its_nice_value() {
     }
     assert_eq!(read, 0);
     // Ready, or its longest budget over: raised from the nice value it trickles at.
-    assert_eq!(w.due(at + MAX_WARM_UP), [(10, Lowered::Nice(10))]);
+    assert_eq!(w.due(until), [(10, Lowered::Nice(10))]);
+    w.started(11, at, MAX_WARM_UP, IDLE);
     w.trickle(11, 10, at + MAX_WARM_UP);
     assert_eq!(w.ready(11, at), Some(Lowered::Nice(10)));
     assert_eq!(w.ended(11), None, "once");
+    assert_eq!(w.trickle_until(11, MAX_WARM_UP, at), None, "not warming up");
+}
+
+#[test]
+fn a_trickle_ends_with_the_longest_warm_up_counted_from_the_start_not_from_the_starvation() {
+    let t0 = Instant::now();
+    let secs = Duration::from_secs;
+    let mut w = Warming::default();
+    // Its budget is 4 s; starved only at 3.5 s (CPU to spare until then), it may trickle
+    // until 5 s after it started, not 5 s after it was starved: the other half of its ready
+    // time is herd's priority's.
+    w.started(10, t0, secs(4), IDLE);
+    let starved = t0 + Duration::from_millis(3500);
+    assert_eq!(
+        w.trickle_until(10, MAX_WARM_UP, starved),
+        Some(t0 + MAX_WARM_UP)
+    );
+    w.trickle(10, 10, t0 + MAX_WARM_UP);
+    assert!(w.due(t0 + secs(5) - SAMPLE_EVERY).is_empty());
+    assert_eq!(w.due(t0 + secs(5)), [(10, Lowered::Nice(10))]);
+    // After a re-exec, a warm-up (and so its longest) counts from the new image's start.
+    w.handed_over(vec![(11, Some(IDLE))]);
+    w.resume(None, |_| true, t0 + secs(7), secs(4));
+    assert_eq!(
+        w.trickle_until(11, MAX_WARM_UP, t0 + secs(8)),
+        Some(t0 + secs(12))
+    );
 }
