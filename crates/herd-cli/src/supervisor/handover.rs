@@ -48,6 +48,7 @@ impl Supervisor {
             warming,
             warming_lowered,
             recycling,
+            warming_trickling,
         } = cores;
         let epoch = Epoch::at(Instant::now());
         self.pool = pool::import(self.pool.config().clone(), pool, epoch);
@@ -66,8 +67,8 @@ impl Supervisor {
         self.recycling.restore(recycling, epoch);
         self.platform.reexec_reply = reply;
         // Timed anew by `set_warm_up`.
-        self.warming
-            .handed_over(super::warm_up::handed(warming, warming_lowered));
+        let handed = super::warm_up::handed(warming, warming_lowered);
+        self.warming.handed_over(handed, warming_trickling);
     }
 
     /// Tells the client whose `herd reexec` made this image, the service manager and the log
@@ -318,6 +319,7 @@ impl Supervisor {
             warming: lowered.iter().map(|&(pid, _)| pid).collect(),
             warming_lowered: lowered.into_iter().map(|(_, how)| how).collect(),
             recycling: recycling.save(epoch),
+            warming_trickling: warming.trickling(),
         };
         let config = reload.as_ref().map(|r| r.in_force().to_string());
         with_fds(endpoints, listeners, reply_fd, draining, config, cores)

@@ -161,6 +161,12 @@ pub struct Cores {
     /// when empty.
     #[serde(default, skip_serializing_if = "herd_core::SavedRecycler::is_empty")]
     pub recycling: herd_core::SavedRecycler,
+    /// Those of `warming` that trickle (starved in `SCHED_IDLE`, moved to a low nice value
+    /// until ready): the new image trickles them on rather than sample them again, which
+    /// would soon find them starved and give them herd's priority at once. Absent in the
+    /// state of an older herd; left out when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warming_trickling: Vec<u32>,
 }
 
 pub use super::attached::Saved as SavedAttached;

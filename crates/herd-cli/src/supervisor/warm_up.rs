@@ -48,7 +48,8 @@
 //!   [`MAX_WARM_UP`]; before any was timed, that most. Where the kernel keeps no run-queue
 //!   waits (no `schedstat`: not Linux, no `CONFIG_SCHED_INFO`; checked once), no sample is
 //!   taken. A re-exec's new image gives each worker herd lowered and that is still starting
-//!   a whole warm-up from then on, and raises it as it was lowered (the state says how).
+//!   a whole warm-up from then on, and raises it as it was lowered (the state says how); one
+//!   that trickled trickles on, unsampled.
 //! - On Windows the same successors start in a lower priority class ([`PriorityClass`]: `auto`
 //!   and `idle` in `IDLE_PRIORITY_CLASS`), set while the worker is still suspended, and the
 //!   worker and the processes it started that are still in that class get the class herd's

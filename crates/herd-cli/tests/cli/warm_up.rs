@@ -477,6 +477,46 @@ fn a_worker_starved_late_trickles_only_until_half_its_ready_time_from_its_start(
 }
 
 #[test]
+fn a_worker_trickling_across_a_reexec_trickles_on() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let hogs = CpuHogs::start();
+    // Slot 0's worker is recycled after 1 s: its successor starts in SCHED_IDLE beside the
+    // hogs, is starved at once and trickles; its start-up needs 1 s of CPU, about 10 s at
+    // a tenth of a hog's share.
+    let herd = one_worker(
+        &["--min-ready", "0", "--max-lifetime", "1s"],
+        &["/usr/bin/python3", &worker("burns_cpu.py"), "1"],
+    );
+    let first = herd.wait_for_event("worker_ready", &[]);
+    let first = first["pid"].as_u64().unwrap();
+    if herd_nice(&herd) + 10 > 19 {
+        eprintln!("skipped: herd runs at nice 10 or above, where no worker trickles");
+        return;
+    }
+    let successor = herd.wait_event("the recycle's successor started", |e| {
+        e["event"] == "worker_started" && e["pid"].as_u64() != Some(first)
+    });
+    let pid = successor["pid"].as_u64().unwrap();
+    herd.wait_for_event("warm_up_trickle", &[("pid", pid.into())]);
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    // The new image trickles it on, unsampled, and raises it once its warm-up there is over
+    // (or once it is ready). Sampled again, it was soon found starved (a trickle waits most
+    // of the time) and got herd's priority at once.
+    let over = herd.wait_event("the successor ready or raised", |e| {
+        is_event(e, "warm_up_over", &[("pid", pid.into())])
+            || is_event(e, "worker_ready", &[("pid", pid.into())])
+    });
+    assert_ne!(over["reason"], "starved", "{over}");
+    herd.wait_for_event("worker_ready", &[("pid", pid.into())]);
+    assert_eq!(nice_of(pid as u32, pid as u32), herd_nice(&herd));
+    assert_eq!(policies(pid as u32)[0].1, 0);
+    drop(hogs);
+}
+
+#[test]
 fn a_reexec_whose_image_lowers_otherwise_raises_a_worker_as_it_was_lowered() {
     if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
         return;

@@ -212,20 +212,30 @@ fn warming_workers_carry_how_they_were_lowered() {
     state.cores.warming = vec![200, 201];
     state.cores.warming_lowered = vec![Lowered::Idle, Lowered::Nice(19)];
     let written = serde_json::to_value(&state).unwrap();
+    assert!(
+        written.get("warming_trickling").is_none(),
+        "left out when empty"
+    );
+    state.cores.warming_trickling = vec![201];
+    let written = serde_json::to_value(&state).unwrap();
     assert_eq!(written["warming"], serde_json::json!([200, 201]));
+    assert_eq!(written["warming_trickling"], serde_json::json!([201]));
     assert_eq!(
         written["warming_lowered"],
         serde_json::json!(["Idle", { "Nice": 19 }])
     );
     let read: State = serde_json::from_value(written.clone()).unwrap();
     let cores = read.cores;
+    assert_eq!(cores.warming_trickling, [201]);
     assert_eq!(
         super::super::warm_up::handed(cores.warming, cores.warming_lowered),
         [(200, Some(Lowered::Idle)), (201, Some(Lowered::Nice(19)))]
     );
     let mut older = written;
     older.as_object_mut().unwrap().remove("warming_lowered");
+    older.as_object_mut().unwrap().remove("warming_trickling");
     let cores = serde_json::from_value::<State>(older).unwrap().cores;
+    assert!(cores.warming_trickling.is_empty());
     assert_eq!(
         super::super::warm_up::handed(cores.warming, cores.warming_lowered),
         [(200, None), (201, None)]

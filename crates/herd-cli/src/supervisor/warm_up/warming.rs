@@ -27,6 +27,8 @@ pub struct Warming {
     /// Workers a re-exec handed over as warming, until [`resume`](Self::resume); how each
     /// was lowered, if the image that lowered it said.
     handed: Vec<(u32, Option<Lowered>)>,
+    /// Those of `handed` that trickled.
+    handed_trickling: Vec<u32>,
     /// Workers starting at full priority, since when.
     at_full: HashMap<u32, Instant>,
     /// How long the last few of those took to become ready, the latest last.
@@ -130,16 +132,27 @@ impl Warming {
         self.until.iter().map(|w| (w.pid, w.how)).collect()
     }
 
+    /// The workers that trickle ([`trickle`](Self::trickle)), for a re-exec to hand over.
+    pub fn trickling(&self) -> Vec<u32> {
+        let trickling = self.until.iter().filter(|w| w.trickling);
+        trickling.map(|w| w.pid).collect()
+    }
+
     /// Workers `handed` over by a re-exec as warming, with how each was lowered (`None`: the
-    /// image that lowered it did not say), until [`resume`](Self::resume).
-    pub fn handed_over(&mut self, handed: Vec<(u32, Option<Lowered>)>) {
+    /// image that lowered it did not say), and those of them that `trickling`, until
+    /// [`resume`](Self::resume).
+    pub fn handed_over(&mut self, handed: Vec<(u32, Option<Lowered>)>, trickling: Vec<u32>) {
         self.handed = handed;
+        self.handed_trickling = trickling;
     }
 
     /// The workers handed over that are still `starting` warm up from `now` for `budget`,
     /// their wait counted from their first sample; one whose lowering is unknown is taken as
-    /// lowered to `assumed` (this image's setting), and forgotten without one. Any other
-    /// warm-up is forgotten.
+    /// lowered to `assumed` (this image's setting), and forgotten without one. One that
+    /// trickled, at a nice value, trickles on for `budget` (the longest, since this image has
+    /// timed no start-up yet), not sampled: sampled again, it would soon be found starved (a
+    /// trickle waits most of the time) and get herd's priority at once. Any other warm-up is
+    /// forgotten.
     pub fn resume(
         &mut self,
         assumed: Option<Lowered>,
@@ -147,6 +160,7 @@ impl Warming {
         now: Instant,
         budget: Duration,
     ) {
+        let trickling = std::mem::take(&mut self.handed_trickling);
         self.until = std::mem::take(&mut self.handed)
             .into_iter()
             .filter(|&(pid, _)| starting(pid))
@@ -157,7 +171,7 @@ impl Warming {
                     since: now,
                     until: now + budget,
                     starvation: Starvation::unknown(),
-                    trickling: false,
+                    trickling: matches!(how, Some(Lowered::Nice(_))) && trickling.contains(&pid),
                 })
             })
             .collect();

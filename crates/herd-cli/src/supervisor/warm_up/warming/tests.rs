@@ -114,7 +114,7 @@ fn a_reexec_carries_which_workers_herd_lowered_and_no_others() {
     before.ended(11);
     let handed = before.lowered().into_iter().map(|(p, h)| (p, Some(h)));
     let mut after = Warming::default();
-    after.handed_over(handed.collect());
+    after.handed_over(handed.collect(), vec![]);
     after.resume(Some(IDLE), |_| true, t0, MAX_WARM_UP);
     assert_eq!(
         after.ended(12),
@@ -136,14 +136,14 @@ fn a_reexec_raises_each_worker_as_it_was_lowered_whatever_the_new_image_resolves
     let handed = vec![(10, Some(Lowered::Nice(19))), (11, Some(IDLE)), (12, None)];
     // The new image resolves the option off: what was lowered is still raised, as it was.
     let mut off = Warming::default();
-    off.handed_over(handed.clone());
+    off.handed_over(handed.clone(), vec![]);
     off.resume(None, |_| true, t0, MAX_WARM_UP);
     assert_eq!(off.ended(10), Some(Lowered::Nice(19)));
     assert_eq!(off.ended(11), Some(IDLE));
     assert_eq!(off.ended(12), None, "unknown, and nothing to assume");
     // An older image did not say how: taken as this image would lower it.
     let mut nice = Warming::default();
-    nice.handed_over(handed);
+    nice.handed_over(handed, vec![]);
     nice.resume(Some(Lowered::Nice(10)), |pid| pid != 11, t0, MAX_WARM_UP);
     assert_eq!(
         nice.ended(10),
@@ -275,7 +275,7 @@ fn a_worker_whose_wait_cannot_be_read_warms_up_until_its_budget_ends() {
 fn a_worker_handed_over_by_a_reexec_counts_its_wait_from_its_first_sample() {
     let t0 = Instant::now();
     let mut w = Warming::default();
-    w.handed_over(vec![(10, Some(IDLE))]);
+    w.handed_over(vec![(10, Some(IDLE))], vec![]);
     w.resume(None, |_| true, t0, MAX_WARM_UP);
     // It had waited 10 s before: that is not this warm-up's.
     let ten = Duration::from_secs(10);
@@ -395,10 +395,55 @@ fn a_trickle_ends_with_the_longest_warm_up_counted_from_the_start_not_from_the_s
     assert!(w.due(t0 + secs(5) - SAMPLE_EVERY).is_empty());
     assert_eq!(w.due(t0 + secs(5)), [(10, Lowered::Nice(10))]);
     // After a re-exec, a warm-up (and so its longest) counts from the new image's start.
-    w.handed_over(vec![(11, Some(IDLE))]);
+    w.handed_over(vec![(11, Some(IDLE))], vec![]);
     w.resume(None, |_| true, t0 + secs(7), secs(4));
     assert_eq!(
         w.trickle_until(11, MAX_WARM_UP, t0 + secs(8)),
         Some(t0 + secs(12))
     );
+}
+
+#[test]
+fn a_reexec_carries_a_trickle_which_goes_on_unsampled_until_its_new_budget_ends() {
+    let t0 = Instant::now();
+    let mut before = Warming::default();
+    before.started(10, t0, MAX_WARM_UP, IDLE);
+    let ticks = starved_waiting_all_the_time(&mut before, t0);
+    let at = t0 + SAMPLE_EVERY * ticks;
+    before.trickle(10, 10, before.trickle_until(10, MAX_WARM_UP, at).unwrap());
+    before.started(11, at, MAX_WARM_UP, IDLE);
+    assert_eq!(before.trickling(), [10]);
+    let handed = before.lowered().into_iter().map(|(p, h)| (p, Some(h)));
+    let mut after = Warming::default();
+    after.handed_over(handed.collect(), before.trickling());
+    let resumed = at + SAMPLE_EVERY;
+    after.resume(Some(IDLE), |_| true, resumed, MAX_WARM_UP);
+    assert_eq!(after.trickling(), [10]);
+    // Waiting all the time, as a trickle does: only the one still in SCHED_IDLE is read,
+    // and found starved.
+    let mut read = Vec::new();
+    let starved = (1..100u32).find_map(|tick| {
+        let starved = after.starved(resumed + SAMPLE_EVERY * tick, |pid| {
+            read.push(pid);
+            Some(stat(Duration::ZERO, SAMPLE_EVERY * tick, true))
+        });
+        (!starved.is_empty()).then_some(starved)
+    });
+    assert_eq!(starved.unwrap(), [(11, IDLE)]);
+    assert!(!read.contains(&10), "{read:?}");
+    // Raised from the nice value it trickles at once its warm-up in this image is over.
+    assert_eq!(
+        after.due(resumed + MAX_WARM_UP),
+        [(10, Lowered::Nice(10)), (11, IDLE)]
+    );
+    // An older image's state says nothing of a trickle: sampled, as before.
+    let mut older = Warming::default();
+    older.handed_over(vec![(10, Some(Lowered::Nice(10)))], vec![]);
+    older.resume(Some(IDLE), |_| true, resumed, MAX_WARM_UP);
+    assert!(older.trickling().is_empty());
+    // A trickle handed over for a worker lowered to SCHED_IDLE (or unknown) is not trusted.
+    let mut odd = Warming::default();
+    odd.handed_over(vec![(10, Some(IDLE)), (11, None)], vec![10, 11]);
+    odd.resume(Some(IDLE), |_| true, resumed, MAX_WARM_UP);
+    assert!(odd.trickling().is_empty());
 }
