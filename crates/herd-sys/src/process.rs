@@ -36,7 +36,8 @@ use other as imp;
 pub use children::{become_subreaper, describe_child, own_children, Child};
 pub use latch::{latch, latchable, Latch};
 pub use policy::{
-    is_idle_policy, lower_to_idle, raise_idle_tree, raise_nice_tree, scheduling_policy, Raised,
+    is_idle_policy, lower_to_idle, nice_values_of_tree, raise_idle_tree, raise_nice_tree,
+    scheduling_policy, Raised,
 };
 pub use priority::{
     cap_sys_nice_in, may_raise_priority_to, nice_of, raise_allowed, set_group_nice,

@@ -33,7 +33,8 @@
 //!   in another class chose it itself); with a nice value, every such thread still at the
 //!   starting value (one at another chose it: a child started with `nice -n 5`).
 //! - A worker still starting in `SCHED_IDLE` trickles as soon as it is starved ([`on_starvation`]:
-//!   `SCHED_OTHER` at nice 10 below herd's, until it is ready or its longest budget, counted
+//!   `SCHED_OTHER` at nice 10 below herd's, or the next value no thread of it chose itself,
+//!   until it is ready or its longest budget, counted
 //!   from its start, ends: [`trickle_until`]); one
 //!   lowered to a nice value gets herd's priority back then: at saturation a starting worker
 //!   gets almost no CPU (a `SCHED_IDLE` one none at all), so it would only wait, and could miss
@@ -318,11 +319,23 @@ pub const TRICKLE_BELOW: i32 = 10;
 /// saturation, into `SCHED_OTHER` at that nice value) until it is ready or its longest budget
 /// ([`budget_for`]) ends, or `None`: herd's priority back at once (a worker lowered to a nice
 /// value already gets its small share; a trickle would need a nice value above 19).
-pub fn on_starvation(how: Lowered, serving: i32) -> Option<i32> {
-    let nice = serving + TRICKLE_BELOW;
+///
+/// The trickle's value is the first from [`TRICKLE_BELOW`] under `serving` to [`LOWEST`] that
+/// no thread of the worker's tree runs at yet (`in_tree`, its nice values, read only for a
+/// worker in `SCHED_IDLE`): one there chose it itself (a child started with `nice`, whose
+/// default is 10), and the raise that ends the trickle moves every thread at its value, so
+/// it would take that choice away.
+pub fn on_starvation(
+    how: Lowered,
+    serving: i32,
+    in_tree: impl FnOnce() -> Vec<i32>,
+) -> Option<i32> {
     match how {
-        Lowered::Idle if nice <= LOWEST => Some(nice),
-        Lowered::Idle | Lowered::Nice(_) => None,
+        Lowered::Idle => {
+            let taken = in_tree();
+            (serving + TRICKLE_BELOW..=LOWEST).find(|nice| !taken.contains(nice))
+        }
+        Lowered::Nice(_) => None,
     }
 }
 

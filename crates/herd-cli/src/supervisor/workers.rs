@@ -102,7 +102,8 @@ impl Supervisor {
         let spawner = self.effects.spawner();
         let longest = warm_up::budget_for(self.pool.config().readiness);
         for (pid, how) in self.warming.starved(now, |pid| spawner.sched_stat(pid)) {
-            let nice = warm_up::on_starvation(how, self.workers_nice);
+            let in_tree = || self.effects.spawner().nice_values(pid);
+            let nice = warm_up::on_starvation(how, self.workers_nice, in_tree);
             let until = self.warming.trickle_until(pid, longest, now);
             match (nice, until) {
                 (Some(nice), Some(until)) if self.trickle(pid, nice, until) => {}

@@ -477,6 +477,49 @@ fn a_worker_starved_late_trickles_only_until_half_its_ready_time_from_its_start(
 }
 
 #[test]
+fn a_worker_that_chose_nice_10_while_starting_keeps_it_after_its_trickle() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let herd = one_worker(
+        &["--min-ready", "0"],
+        &[
+            "/usr/bin/python3",
+            &worker("starved_late.py"),
+            dir.path().to_str().unwrap(),
+            "--own-nice",
+            "10",
+        ],
+    );
+    one_ready(&herd);
+    let own = herd_nice(&herd) + 10;
+    if own + 1 > 19 {
+        eprintln!("skipped: herd runs at nice 9 or above, where no other trickle is free");
+        return;
+    }
+    let control = herd.control();
+    let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));
+    // The successor runs at nice 10 below herd's by its own choice (`nice`'s default) before
+    // the machine is saturated and herd finds it starved.
+    herd.wait_for("the successor's start", |lines| {
+        (!texts(lines, |t| t.contains("late ")).is_empty()).then_some(())
+    });
+    let hogs = CpuHogs::start();
+    let trickle = herd.wait_event("a trickle", |e| e["event"] == "warm_up_trickle");
+    let pid = trickle["pid"].as_u64().unwrap() as u32;
+    assert_eq!(trickle["nice"], own + 1, "not its own value: {trickle}");
+    let (code, _, stderr) = upgrade.join().unwrap();
+    assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
+    // Once ready (the status answers after the raise), it is out of SCHED_IDLE at its own
+    // nice value still: the end of the trickle raised the threads at 11, not those at 10.
+    only_generation_2(&herd);
+    assert_eq!(policies(pid)[0].1, 0);
+    assert_eq!(nice_of(pid, pid), own, "its own choice kept");
+    drop(hogs);
+}
+
+#[test]
 fn a_worker_trickling_across_a_reexec_trickles_on() {
     if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
         return;

@@ -62,6 +62,13 @@ pub fn raise_nice_tree(pid: u32, from: i32, to: i32) -> io::Result<Raised> {
     imp::raise_nice_tree(pid, from, to)
 }
 
+/// The nice values the threads of process `pid`, and of the processes it started, run at
+/// (each once, in no order), found as [`raise_nice_tree`] finds them: **Linux and Android**
+/// thread by thread, elsewhere `pid`'s own. `ESRCH` when `pid` is gone.
+pub fn nice_values_of_tree(pid: u32) -> io::Result<Vec<i32>> {
+    imp::nice_values_of_tree(pid)
+}
+
 /// Whether scheduling policy `policy` (as `sched_getscheduler` or field 41 of
 /// `/proc/PID/stat` gives it, `SCHED_RESET_ON_FORK` or not) is `SCHED_IDLE` (5).
 pub fn is_idle_policy(policy: i32) -> bool {
@@ -123,6 +130,45 @@ mod imp {
 
     pub(super) fn lower_to_idle(tid: u32) -> io::Result<()> {
         set_policy(crate::process::to_pid(tid)?, libc::SCHED_IDLE)
+    }
+
+    pub(super) fn nice_values_of_tree(pid: u32) -> io::Result<Vec<i32>> {
+        let mut survey = Survey::default();
+        super::walk::raise_with(&mut survey, pid, children_listed())?;
+        Ok(survey.seen.into_inner())
+    }
+
+    /// A walk that raises nothing: it notes each thread's nice value.
+    #[derive(Default)]
+    struct Survey {
+        seen: std::cell::RefCell<Vec<i32>>,
+    }
+
+    impl Tasks for Survey {
+        fn threads(&self, pid: u32) -> Vec<u32> {
+            threads(pid)
+        }
+
+        fn children(&self, pid: u32, tid: u32) -> Vec<u32> {
+            children(pid, tid)
+        }
+
+        fn group_members(&self, pgid: u32) -> Vec<u32> {
+            crate::process::group_members(pgid)
+        }
+
+        fn is_lowered(&self, tid: u32) -> io::Result<bool> {
+            let nice = crate::process::nice_of(tid)?;
+            let mut seen = self.seen.borrow_mut();
+            if !seen.contains(&nice) {
+                seen.push(nice);
+            }
+            Ok(false)
+        }
+
+        fn raise(&mut self, _tid: u32) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     pub(super) fn scheduling_policy(tid: u32) -> io::Result<i32> {
@@ -248,6 +294,10 @@ mod imp {
         Ok(())
     }
 
+    pub(super) fn nice_values_of_tree(pid: u32) -> std::io::Result<Vec<i32>> {
+        Ok(vec![crate::process::nice_of(pid)?])
+    }
+
     pub(super) fn scheduling_policy(_tid: u32) -> std::io::Result<i32> {
         Ok(0)
     }
@@ -303,5 +353,40 @@ mod tests {
         };
         assert_eq!((raised.threads, raised.processes), (1, 1));
         assert_eq!(after, 0);
+    }
+
+    /// The nice values of a process and of the one it started, each once.
+    #[test]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn the_nice_values_of_a_tree_are_its_threads_and_its_childrens() {
+        let own = crate::process::nice_of(0).unwrap();
+        let chosen = (own + 3).min(19);
+        // A shell that starts a child at its own nice value, then one at `chosen`.
+        let script = format!("sleep 30 & nice -n {} sleep 30 & wait", chosen - own);
+        let mut sh = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .spawn()
+            .unwrap();
+        let pid = sh.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut values = Vec::new();
+        while std::time::Instant::now() < deadline {
+            values = nice_values_of_tree(pid).unwrap();
+            values.sort_unstable();
+            if values.len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = std::process::Command::new("pkill")
+            .args(["-P", &pid.to_string()])
+            .status();
+        sh.kill().unwrap();
+        sh.wait().unwrap();
+        assert_eq!(values, [own, chosen]);
+        assert_eq!(
+            nice_values_of_tree(pid).unwrap_err().raw_os_error(),
+            Some(libc::ESRCH)
+        );
     }
 }

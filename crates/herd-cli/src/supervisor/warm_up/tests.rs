@@ -236,14 +236,36 @@ fn parsing() {
 
 #[test]
 fn a_starved_sched_idle_start_up_trickles_ten_nice_values_below_the_serving_workers() {
-    assert_eq!(on_starvation(Lowered::Idle, 0), Some(10));
-    assert_eq!(on_starvation(Lowered::Idle, 5), Some(15));
-    assert_eq!(on_starvation(Lowered::Idle, 9), Some(LOWEST));
+    let serving = |nice| move || vec![nice];
+    assert_eq!(on_starvation(Lowered::Idle, 0, serving(0)), Some(10));
+    assert_eq!(on_starvation(Lowered::Idle, 5, serving(5)), Some(15));
+    assert_eq!(on_starvation(Lowered::Idle, 9, serving(9)), Some(LOWEST));
     // No nice value is low enough: herd's priority back, as a worker lowered to a nice value
     // (which gets its small share already) gets it.
-    assert_eq!(on_starvation(Lowered::Idle, 10), None);
-    assert_eq!(on_starvation(Lowered::Nice(19), 0), None);
-    assert_eq!(on_starvation(Lowered::Nice(5), 0), None);
+    assert_eq!(on_starvation(Lowered::Idle, 10, serving(10)), None);
+    let unread = || -> Vec<i32> { panic!("a worker lowered to a nice value is not read") };
+    assert_eq!(on_starvation(Lowered::Nice(19), 0, unread), None);
+    assert_eq!(on_starvation(Lowered::Nice(5), 0, unread), None);
+}
+
+#[test]
+fn a_trickle_takes_no_nice_value_a_thread_of_the_worker_chose_itself() {
+    // A child started with `nice` (10) while the worker warmed up: the trickle takes 11, so
+    // that its end, which raises every thread at the trickle's value, leaves that child at 10.
+    assert_eq!(on_starvation(Lowered::Idle, 0, || vec![0, 10]), Some(11));
+    assert_eq!(
+        on_starvation(Lowered::Idle, 0, || vec![10, 5, 11, 0]),
+        Some(12)
+    );
+    // Below the trickle's range, or herd's own: no matter.
+    assert_eq!(on_starvation(Lowered::Idle, 2, || vec![9, 2, -3]), Some(12));
+    // Every value left is taken: herd's priority back at once.
+    assert_eq!(on_starvation(Lowered::Idle, 8, || vec![18, 19]), None);
+    assert_eq!(
+        on_starvation(Lowered::Idle, 0, Vec::new),
+        Some(10),
+        "gone meanwhile"
+    );
 }
 
 #[test]

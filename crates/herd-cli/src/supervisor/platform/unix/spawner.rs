@@ -356,6 +356,13 @@ impl Spawner {
         }
     }
 
+    /// `--starting-nice`: the nice values the threads of worker `pid` and of the processes it
+    /// started run at (none if it is gone), for the choice of its trickle's
+    /// ([`on_starvation`](crate::supervisor::warm_up::on_starvation)).
+    pub fn nice_values(&self, pid: u32) -> Vec<i32> {
+        herd_sys::process::nice_values_of_tree(pid).unwrap_or_default()
+    }
+
     /// `--starting-nice`: worker `pid`, starved in `SCHED_IDLE`, trickles: every thread of it
     /// and of the processes it started still at `serving`'s nice value goes to `nice`, then
     /// every one still in `SCHED_IDLE` to `SCHED_OTHER` (in that order, so that none runs at

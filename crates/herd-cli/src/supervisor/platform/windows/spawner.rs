@@ -38,6 +38,11 @@ impl Spawner {
     }
 
     /// Windows keeps no run-queue waits, so no warm-up is found starved and none trickles.
+    pub fn nice_values(&self, _pid: u32) -> Vec<i32> {
+        Vec::new()
+    }
+
+    /// Windows keeps no run-queue waits, so no warm-up is found starved and none trickles.
     pub fn trickle(&self, _pid: u32, _serving: i32, _nice: i32) -> std::io::Result<()> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
