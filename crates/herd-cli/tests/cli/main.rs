@@ -56,4 +56,5 @@ mod top;
 mod util;
 mod warm_up;
 mod warm_up_own;
+mod warm_up_trickle;
 mod worker_output;
