@@ -37,7 +37,7 @@ PYTHON_MISS = ("What is known of the Python rows' misses: on this 2-core machine
                "herd's until it is ready (`warm_up_trickle`), which costs longer reloads at saturation (the "
                "reload column; `--starting-nice off` for short ones). What the `--fork-server` gunicorn row "
                "still loses: 100 ms bins around single upgrades (`bench/upgrade_phases.py --saturation`, 3 runs, shares "
-               "0.96, 1.03 and 0.99) dip to "
+               "0.96, 1.03 and 0.99, 2026-12-02) dip to "
                "82-93% while the fork server loads and to 90-95% as its workers start and the old ones stop, "
                "inside this machine's variation at saturation of about 8% from one second to the next, so "
                "one run's share, against a steady lead of 1.5 s, is uncertain by about as much. Tried and "

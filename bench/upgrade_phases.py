@@ -5,17 +5,23 @@ one `herd upgrade`. Each request inside the upgrade is placed by herd's own even
 while a new worker is starting (worker_started to worker_ready), while an old worker is
 stopping (its successor available, --min-ready after worker_ready, to its worker_exited), or
 neither; the script prints the p99 of each and how many requests took over twice the steady
-p99. Run it under the bench lock. Usage:
+p99. With `--saturation` (first, if given), the load is closed loop with 32 connections (the
+peer benchmark's saturation) and the script prints the throughput in 100 ms bins from just
+before the upgrade to just after it, each as a percentage of the steady rate before it, with
+herd's events in each bin (w_ worker, fs_ fork server): where an upgrade at saturation loses
+throughput. `--fork-server` among herd's options also runs the command through
+python/herd_fork.py, as the peer benchmark's `--fork-server` rows do. Run it under the bench
+lock. Usage:
 
-    python3 bench/upgrade_phases.py py|gunicorn|gunicorn-plain|node [HERD RUN OPTIONS...]
+    python3 bench/upgrade_phases.py [--saturation] py|gunicorn|gunicorn-plain|node [HERD RUN OPTIONS...]
 
 `gunicorn` runs it as docs/interop.md says (examples/gunicorn_herd.conf.py); `gunicorn-plain`
 without that config file (`--preload --workers 1 --backlog SOMAXCONN`).
 """
 import datetime
 import json
-import statistics
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,7 +111,10 @@ def bins(records, window, events):
         if outcome == "ok":
             counts[int(t // BIN_US)] = counts.get(int(t // BIN_US), 0) + 1
     # Steady: from 300 ms in (the load's ramp) until the upgrade.
-    steady = statistics.mean(counts.get(i, 0) for i in range(3, int(first // BIN_US)))
+    before = [counts.get(i, 0) for i in range(3, int(first // BIN_US))]
+    if not any(before):
+        raise SystemExit("upgrade_phases: no request was answered before the upgrade: is the worker serving?")
+    steady = statistics.mean(before)
     inside = statistics.mean(counts.get(i, 0) for i in range(int(first // BIN_US), int(last // BIN_US) + 1))
     short = {"worker_": "w_", "fork_server_": "fs_"}
     cells = []

@@ -37,7 +37,10 @@ class Variant(HerdSystem):
         self.binary = extra.pop(0)[len("herd="):] if extra[:1] and extra[0].startswith("herd=") else None
         if "gunicorn=plain" in extra:
             extra.remove("gunicorn=plain")
-            if "gunicorn" in row.name and not self.forked:
+            if self.forked:
+                raise SystemExit(f"warm_up: gunicorn=plain has no meaning for {row.name!r}: pass --only "
+                                 "to leave the --fork-server rows out")
+            if "gunicorn" in row.name:
                 self.command = gunicorn_under_herd(self.command[0], recipe=False)
         self.extra = [*(HerdForked.extra if self.forked else ()), *extra]
 

@@ -41,8 +41,8 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
 /// (`EFTYPE`), and have no such cleaners.
 const STICKY: u32 = if cfg!(target_os = "linux") { 0o1000 } else { 0 };
 
-/// Gives the socket file herd just created at `path` the permission bits `mode` (`None`: those
-/// it was created with) and the sticky bit: a herd that runs for weeks keeps its control, notify
+/// Gives the socket file herd created (or was handed) at `path` the permission bits `mode`
+/// (`None`: those it has) and the sticky bit: a herd that runs for weeks keeps its control, notify
 /// and listening sockets' files in `/tmp` or `$XDG_RUNTIME_DIR`, where a cleaner would remove
 /// them (and nobody could then reach herd, nor a worker started afterwards say `READY=1`).
 pub fn set_mode(path: &Path, mode: Option<u32>) -> io::Result<()> {

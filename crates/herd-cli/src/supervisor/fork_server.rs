@@ -21,8 +21,9 @@
 //! - A start that goes ahead sends its request and the loop goes on: the start awaits the
 //!   reply, its slot still starting, and the fork server takes no other request meanwhile
 //!   ([`Gate::Busy`]: one reply per request, so that a reply nobody asked for is told apart).
-//!   The reply completes the start ([`Answered`]); no reply within [`reply_timeout`](exchange::reply_timeout), or the
-//!   fork server's exit, fails it ([`Unanswered`]). A start no longer wanted meanwhile (herd
+//!   The reply completes the start ([`Answered`]); no reply within
+//!   [`reply_timeout`](exchange::reply_timeout), or the fork server's exit, fails it
+//!   ([`Unanswered`]). A start no longer wanted meanwhile (herd
 //!   stops, its upgrade was aborted) still gets its reply read: the worker it names is a real
 //!   process, stopped as a worker; a fork server closed meanwhile is closed once it answered.
 

@@ -38,8 +38,25 @@ pub(super) fn bind_one(spec: &BindSpec, reuseport: bool) -> anyhow::Result<Bound
                 .bind(&SockAddr::unix(path)?)
                 .map_err(|e| unix_bind_error(e, &shown))?;
             let file = SocketFile::created(path)?;
-            socket_file::set_mode(path, spec.options.mode)
-                .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+            match (
+                spec.options.mode,
+                socket_file::set_mode(path, spec.options.mode),
+            ) {
+                (_, Ok(())) => {}
+                (Some(mode), Err(e)) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))
+                }
+                // Only the sticky bit was asked for, which herd never set before: a file
+                // system or a security policy that refuses it costs no socket.
+                (None, Err(e)) => tracing::warn!(
+                    event = crate::logging::LogEvent::SetupNote.as_str(),
+                    path = %path.display(),
+                    "cannot set the sticky bit on {} ({e}): a cleaner of its directory \
+                     (systemd-tmpfiles) may remove it after days; serving on",
+                    path.display()
+                ),
+            }
             listen(&socket, spec)?;
             Ok((socket, shown, None, Some(file)))
         }
