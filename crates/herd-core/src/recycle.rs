@@ -9,7 +9,7 @@
 //! not either, is held back: recycling it would loop, since the limit is likely below what a
 //! fresh worker needs. It is recycled only after it has run `hold`, then twice that for the
 //! next, and so on up to `max_hold`. A recycle whose successor failed holds its slot back the
-//! same way. So is a worker that asks to be replaced ([`Recycler::ask`]) within its first
+//! same way, whatever its cause: `hold`, doubling with each failure until the slot is calm. So is a worker that asks to be replaced ([`Recycler::ask`]) within its first
 //! moments (before it is ready, or within a second of becoming ready) when the slot's
 //! last two recycles were of workers that did too: one that asks at every start would
 //! otherwise be replaced as soon as each successor is available, forever. A slot whose
@@ -158,9 +158,12 @@ struct MemoryTrack {
 /// A slot's recent recycles.
 #[derive(Clone, Copy, Debug, Default)]
 struct SlotTrack {
-    /// Recycles in a row that went wrong: of a worker over the limit from the start, or
-    /// aborted.
+    /// Recycles in a row of workers that looped: over the limit from the start, or that
+    /// asked within their first moments.
     quick: u32,
+    /// Recycles that aborted (their successor never became available) since the slot was
+    /// last calm: each holds the slot twice as long as the one before, whatever the cause.
+    failed: u32,
     /// No recycle in the slot before this.
     not_before: Option<Instant>,
 }

@@ -169,10 +169,10 @@ impl Recycler {
             .map_or(false, |t| !t.under_while_ready)
     }
 
-    /// How long the slot is held after `quick` recycles in a row went wrong.
-    fn hold_for(&self, quick: u32) -> Duration {
+    /// How long the slot is held after `count` recycles that went wrong.
+    fn hold_for(&self, count: u32) -> Duration {
         let factor = 1u32
-            .checked_shl(quick.saturating_sub(1))
+            .checked_shl(count.saturating_sub(1))
             .unwrap_or(u32::MAX);
         self.policy
             .hold
@@ -239,11 +239,18 @@ impl Recycler {
     }
 
     /// A recycle in `slot` went wrong at `now`: the slot is held back, longer each time.
+    /// Counted apart from `quick`, which each retry's [`started`](Self::started) may reset:
+    /// a worker whose successors keep dying waits longer each time, up to `max_hold`, until
+    /// its slot is calm.
     pub(super) fn went_wrong(&mut self, slot: usize, now: Instant) -> Duration {
-        let quick = self.slots.get(&slot).map_or(0, |s| s.quick) + 1;
-        let hold = self.hold_for(quick);
+        let failed = self
+            .slots
+            .get(&slot)
+            .map_or(0, |s| s.failed)
+            .saturating_add(1);
+        let hold = self.hold_for(failed);
         let track = self.slots.entry(slot).or_default();
-        track.quick = quick;
+        track.failed = failed;
         track.not_before = now.checked_add(hold);
         hold
     }

@@ -64,15 +64,25 @@ pub struct SavedAsk {
 pub struct SavedSlotHold {
     /// The slot.
     pub slot: usize,
-    /// Recycles in a row that went wrong (over the memory limit from the start, asked within
-    /// the first moments, aborted).
+    /// Recycles in a row of workers that looped (over the memory limit from the start, asked
+    /// within the first moments).
     pub quick: u32,
+    /// Recycles that aborted since the slot was last calm; absent (0) from an older herd's
+    /// state.
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "is_zero"))]
+    pub failed: u32,
     /// Until when no recycle starts in the slot (after one aborted); absent when none waits.
     #[cfg_attr(
         feature = "serde",
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub not_before_ms: Option<Ahead>,
+}
+
+/// Whether a count is zero, to leave it out of the serde form.
+#[cfg(feature = "serde")]
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 impl Recycler {
@@ -100,10 +110,11 @@ impl Recycler {
         asked.sort_by_key(|a| a.pid);
         let mut slots: Vec<SavedSlotHold> = slots
             .iter()
-            .filter(|(_, t)| t.quick > 0 || t.not_before.is_some())
+            .filter(|(_, t)| t.quick > 0 || t.failed > 0 || t.not_before.is_some())
             .map(|(&slot, t)| SavedSlotHold {
                 slot,
                 quick: t.quick,
+                failed: t.failed,
                 not_before_ms: t.not_before.map(|at| epoch.ahead(at)),
             })
             .collect();
@@ -136,6 +147,7 @@ impl Recycler {
         for s in slots {
             let track = SlotTrack {
                 quick: s.quick,
+                failed: s.failed,
                 not_before: s.not_before_ms.map(|t| epoch.future(t)),
             };
             self.slots.insert(s.slot, track);

@@ -263,6 +263,7 @@ fn the_recyclers_requests_and_holds_are_carried() {
         slots: vec![herd_core::SavedSlotHold {
             slot: 0,
             quick: 3,
+            failed: 2,
             not_before_ms: Some(herd_core::Ahead(58_000)),
         }],
         told: vec![100],
@@ -273,10 +274,14 @@ fn the_recyclers_requests_and_holds_are_carried() {
         serde_json::json!({
             "seed": u64::MAX - 1,
             "asked": [{"pid": 100, "age_ms": 3050, "soon": true}],
-            "slots": [{"slot": 0, "quick": 3, "not_before_ms": 58000}],
+            "slots": [{"slot": 0, "quick": 3, "failed": 2, "not_before_ms": 58000}],
             "told": [100],
         })
     );
     let read: State = serde_json::from_value(written).unwrap();
     assert_eq!(read.cores.recycling, state.cores.recycling);
+    // A slot as an older herd wrote it: no failures counted.
+    let older: herd_core::SavedSlotHold =
+        serde_json::from_value(serde_json::json!({"slot": 0, "quick": 1})).unwrap();
+    assert_eq!(older.failed, 0);
 }

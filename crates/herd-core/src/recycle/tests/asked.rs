@@ -7,7 +7,7 @@ use super::*;
 fn an_asked_recycle_that_aborts_is_tried_again_after_the_hold() {
     let mut sim = Sim::new(1, 1, policy());
     sim.ready = false;
-    // Not at once: that would count towards a loop, and hold the slot twice as long.
+    // Not at once: that would count towards a loop.
     sim.now += 2 * SEC;
     sim.recycler.ask(&sim.pool, 100, sim.now);
     sim.turn();

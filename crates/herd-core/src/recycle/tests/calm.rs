@@ -111,3 +111,33 @@ fn a_recycle_past_its_lifetime_that_keeps_failing_keeps_doubling_its_wait() {
         .collect();
     assert_eq!(holds, [30, 60, 120]);
 }
+
+#[test]
+fn a_memory_recycle_that_keeps_failing_keeps_doubling_its_wait() {
+    // Worker 100 is under the limit at first, then grows over it: not over from the start,
+    // so each retry's start does not count as a loop; its successors die before ready.
+    let mut sim = Sim::new(1, 1, policy());
+    sim.ready = false;
+    sim.sample(SEC, |_| MIB);
+    sim.sample(60 * SEC, |_| 200 * MIB);
+    sim.sample(SEC, |_| 200 * MIB);
+    for successor in [101, 102, 103] {
+        assert_eq!(sim.pids(), [100, successor], "{:?}", sim.events);
+        sim.pool.exited(successor, exited_with(1), sim.now).unwrap();
+        sim.turn();
+        let hold = sim.events.iter().rev().find_map(|e| match e {
+            RecycleEvent::Aborted { hold, .. } => Some(*hold),
+            _ => None,
+        });
+        sim.sample(hold.unwrap(), |_| 200 * MIB);
+    }
+    let holds: Vec<u64> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RecycleEvent::Aborted { hold, .. } => Some(hold.as_secs()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(holds, [30, 60, 120]);
+}
