@@ -13,7 +13,7 @@
 //! moments (before it is ready, or within a second of becoming ready) when the slot's
 //! last two recycles were of workers that did too: one that asks at every start would
 //! otherwise be replaced as soon as each successor is available, forever. A slot whose
-//! worker then runs normally (not asking, not over the limit from the start, not due) for
+//! worker then runs normally (not asking, not over the limit, not due) without a break for
 //! twice `max_hold` forgets those recycles: its next worker that asks soon, or starts over the
 //! limit, is not held back for a loop long over. Lifetimes end at
 //! `max_lifetime` plus each worker's own jitter, drawn from its pid and a seed the caller picks
@@ -166,6 +166,9 @@ struct SlotTrack {
     failed: u32,
     /// No recycle in the slot before this.
     not_before: Option<Instant>,
+    /// The last time its worker was seen not running normally (see
+    /// [`calm_down`](Recycler::calm_down)): it has run normally at most since then.
+    normal_since: Option<Instant>,
 }
 
 /// The recycling policy's state.

@@ -1,7 +1,7 @@
 //! Holding a slot back from recycling: after a recycle that went wrong there (its successor
 //! never became available, or the worker asked to be replaced, or was over the memory limit,
 //! from its start as its predecessors were), for `hold`, doubling up to `max_hold`, until a
-//! worker there has run normally for twice `max_hold`.
+//! worker there has run normally, without a break, for twice `max_hold`.
 
 use std::time::{Duration, Instant};
 
@@ -198,34 +198,45 @@ impl Recycler {
     }
 
     /// Forgets the recycles that went wrong in each slot whose worker has been ready, running
-    /// normally, for [`calm`](Self::calm) (not asked to be replaced, not over the memory limit from the
-    /// start, not due): a loop long over is no reason to hold its next worker back. A slot
-    /// still waiting after a failed recycle keeps its count until the wait is over, and a
-    /// worker due (past its lifetime, whose recycles keep failing) is no proof: its slot's
-    /// waits go on doubling.
+    /// normally, for [`calm`](Self::calm) without a break (not asked to be replaced, not over
+    /// the memory limit, not due, not being recycled; every worker of the slot): a loop long
+    /// over is no reason to hold its next worker back. A worker ready for hours and over the
+    /// limit is not calm the first sample it dips under it: its run counts from the last time
+    /// it was seen otherwise. A slot still waiting after a failed recycle keeps its count until
+    /// the wait is over, and a worker due (past its lifetime, whose recycles keep failing) is
+    /// no proof: its slot's waits go on doubling.
     pub(super) fn calm_down(&mut self, pool: &Pool, now: Instant) {
         let calm = self.calm();
-        let mut calm_slots = Vec::new();
+        // By slot: since when all its workers run normally (the latest became ready), or
+        // `None` if one does not.
+        let mut slots: Vec<(usize, Option<Instant>)> = Vec::new();
         for w in pool.workers() {
-            let ready_for = w.ready_since.map(|at| now.saturating_duration_since(at));
             let normal = w.live()
                 && w.recycling.is_none()
-                && ready_for.map_or(false, |ran| ran >= calm)
                 && !self.has_asked(w)
                 && !self.started_over(w.pid)
                 && self.over_memory(w.pid).is_none()
                 && self.past_lifetime(w, now).is_none();
-            if normal {
-                calm_slots.push(w.slot);
+            let since = w.ready_since.filter(|_| normal);
+            match slots.iter_mut().find(|(slot, _)| *slot == w.slot) {
+                Some((_, seen)) => *seen = seen.and_then(|a| since.map(|b| a.max(b))),
+                None => slots.push((w.slot, since)),
             }
         }
-        for slot in calm_slots {
-            let waits = self
-                .slots
-                .get(&slot)
-                .and_then(|t| t.not_before)
-                .map_or(false, |at| at > now);
-            if !waits {
+        for (slot, since) in slots {
+            let track = match self.slots.get_mut(&slot) {
+                Some(track) => track,
+                None => continue,
+            };
+            let since = match since {
+                Some(since) => since.max(track.normal_since.unwrap_or(since)),
+                None => {
+                    track.normal_since = Some(now);
+                    continue;
+                }
+            };
+            let waits = track.not_before.map_or(false, |at| at > now);
+            if !waits && now.saturating_duration_since(since) >= calm {
                 self.slots.remove(&slot);
             }
         }
@@ -252,6 +263,7 @@ impl Recycler {
         let track = self.slots.entry(slot).or_default();
         track.failed = failed;
         track.not_before = now.checked_add(hold);
+        track.normal_since = Some(now);
         hold
     }
 }

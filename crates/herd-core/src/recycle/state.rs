@@ -77,6 +77,13 @@ pub struct SavedSlotHold {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub not_before_ms: Option<Ahead>,
+    /// The last time its worker was seen not running normally; absent from an older herd's
+    /// state, which then counts from the re-exec.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub normal_since_ms: Option<Ago>,
 }
 
 /// Whether a count is zero, to leave it out of the serde form.
@@ -116,6 +123,7 @@ impl Recycler {
                 quick: t.quick,
                 failed: t.failed,
                 not_before_ms: t.not_before.map(|at| epoch.ahead(at)),
+                normal_since_ms: t.normal_since.map(|at| epoch.ago(at)),
             })
             .collect();
         slots.sort_by_key(|s| s.slot);
@@ -149,6 +157,8 @@ impl Recycler {
                 quick: s.quick,
                 failed: s.failed,
                 not_before: s.not_before_ms.map(|t| epoch.future(t)),
+                // Absent from an older herd's state: counted from the re-exec.
+                normal_since: Some(s.normal_since_ms.map_or(epoch.instant(), |t| epoch.past(t))),
             };
             self.slots.insert(s.slot, track);
         }

@@ -141,3 +141,36 @@ fn a_memory_recycle_that_keeps_failing_keeps_doubling_its_wait() {
         .collect();
     assert_eq!(holds, [30, 60, 120]);
 }
+
+#[test]
+fn a_worker_over_the_limit_that_dips_under_once_is_not_calm() {
+    // Worker 100 has been ready for hours when it grows over the limit; its successor dies.
+    let mut sim = Sim::new(1, 1, policy());
+    sim.ready = false;
+    sim.sample(SEC, |_| MIB);
+    sim.sample(7200 * SEC, |_| MIB);
+    sim.sample(SEC, |_| 200 * MIB);
+    sim.sample(SEC, |_| 200 * MIB);
+    assert_eq!(sim.started.len(), 1);
+    sim.pool.exited(101, exited_with(1), sim.now).unwrap();
+    sim.turn();
+    sim.sample(10 * SEC, |_| 200 * MIB);
+    sim.sample(10 * SEC, |_| 200 * MIB);
+    // The wait is over as it dips under the limit for one sample: it has not run normally
+    // for twice max_hold, only for 10s; its slot keeps its count.
+    sim.sample(10 * SEC, |_| MIB);
+    sim.sample(10 * SEC, |_| 200 * MIB);
+    sim.sample(10 * SEC, |_| 200 * MIB);
+    assert_eq!(sim.started.len(), 2, "{:?}", sim.events);
+    sim.pool.exited(102, exited_with(1), sim.now).unwrap();
+    sim.turn();
+    let holds: Vec<u64> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RecycleEvent::Aborted { hold, .. } => Some(hold.as_secs()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(holds, [30, 60]);
+}
