@@ -59,6 +59,6 @@ pub use pool::{
 };
 pub use recycle::{
     format_bytes, HoldKind, MemoryKind, RecycleEvent, RecycleHold, RecyclePolicy, Recycler,
-    SavedAsk, SavedRecycler, SavedSlotHold,
+    SavedAsk, SavedRecycler, SavedSlotHold, SavedUnder,
 };
 pub use relative::{Ago, Ahead, Epoch};

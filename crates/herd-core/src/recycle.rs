@@ -19,7 +19,8 @@
 //! `max_lifetime` plus each worker's own jitter, drawn from its pid and a seed the caller picks
 //! at random, so that workers started together are not all recycled together.
 //!
-//! What sampling cannot find again (the requests, the slots' holds, the jitter's seed) is
+//! What sampling cannot find again (the requests, the slots' holds, the workers seen under
+//! the memory limit while ready, the jitter's seed) is
 //! saved as plain data ([`SavedRecycler`]) for a re-exec, so that a worker that asked is still
 //! replaced and a held slot still held in the next image.
 
@@ -33,7 +34,7 @@ mod hold;
 mod state;
 
 pub use hold::{HoldKind, RecycleHold};
-pub use state::{SavedAsk, SavedRecycler, SavedSlotHold};
+pub use state::{SavedAsk, SavedRecycler, SavedSlotHold, SavedUnder};
 
 /// A worker that asks to be replaced before it is ready, or less than this after it became
 /// ready (`READY=1`), asked within its first moments: it is replaced the moment the pool allows,
@@ -147,12 +148,15 @@ pub enum RecycleEvent {
 /// One worker's memory, as sampled.
 #[derive(Clone, Copy, Debug, Default)]
 struct MemoryTrack {
-    bytes: u64,
+    /// At the last sample; `None` for a track carried across a re-exec, not sampled yet.
+    bytes: Option<u64>,
     /// Samples over the limit in a row.
     over: u32,
     /// Whether it was under the limit at a sample while it was ready: one that never was
     /// started over it.
     under_while_ready: bool,
+    /// When the worker started (a pid taken again by a later worker is not that worker).
+    started: Option<Instant>,
 }
 
 /// A slot's recent recycles.
@@ -236,12 +240,18 @@ impl Recycler {
         let limit = self.policy.max_memory.map(|(_, limit)| limit);
         let mut memory = HashMap::new();
         for (pid, bytes) in readings {
-            let ready = match pool.worker(pid) {
-                Some(w) => w.state == crate::WorkerState::Ready,
+            let (ready, started) = match pool.worker(pid) {
+                Some(w) => (w.state == crate::WorkerState::Ready, w.started),
                 None => continue,
             };
-            let mut track = self.memory.get(&pid).copied().unwrap_or_default();
-            track.bytes = bytes;
+            let mut track = self
+                .memory
+                .get(&pid)
+                .copied()
+                .filter(|t| t.started == Some(started))
+                .unwrap_or_default();
+            track.started = Some(started);
+            track.bytes = Some(bytes);
             match limit {
                 Some(limit) if bytes > limit => track.over = track.over.saturating_add(1),
                 _ => {
@@ -257,7 +267,7 @@ impl Recycler {
 
     /// A worker's memory at the last sample.
     pub fn memory(&self, pid: u32) -> Option<u64> {
-        self.memory.get(&pid).map(|t| t.bytes)
+        self.memory.get(&pid).and_then(|t| t.bytes)
     }
 
     /// How long worker `pid` runs before it is recycled: the lifetime plus its jitter.
@@ -379,7 +389,7 @@ impl Recycler {
             format!(
                 "{} {} above --max-memory {} for {} samples",
                 kind.as_str(),
-                format_bytes(track.bytes),
+                format_bytes(track.bytes.unwrap_or_default()),
                 format_bytes(limit),
                 track.over
             )

@@ -1,10 +1,11 @@
 //! The recycler's state as plain data, for a re-exec: the workers' requests to be replaced and
 //! the slots' holds, their times relative to one [`Epoch`] as the pool's are. Memory samples
-//! are not kept: the next image samples anew.
+//! are not kept (the next image samples anew), only which workers were seen under the limit
+//! while ready: one over it in the next image did not start over it.
 
 use crate::relative::{Ago, Ahead, Epoch};
 
-use super::{Recycler, SlotTrack};
+use super::{MemoryTrack, Recycler, SlotTrack};
 
 /// What the recycler knows that sampling cannot find again. Every part is left out of the
 /// serde form when empty, so that the state stays what herds before it wrote, and they read
@@ -37,6 +38,12 @@ pub struct SavedRecycler {
         serde(default, skip_serializing_if = "Vec::is_empty")
     )]
     pub told: Vec<u32>,
+    /// The workers seen under the memory limit while ready.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Vec::is_empty")
+    )]
+    pub under_while_ready: Vec<SavedUnder>,
 }
 
 impl SavedRecycler {
@@ -56,6 +63,17 @@ pub struct SavedAsk {
     pub age_ms: Ago,
     /// Whether it asked within its first moments.
     pub soon: bool,
+}
+
+/// A worker seen under the memory limit while it was ready: over it later, it did not start
+/// over it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct SavedUnder {
+    /// Its pid.
+    pub pid: u32,
+    /// When it started (a pid taken again by a later worker is not that worker).
+    pub age_ms: Ago,
 }
 
 /// A slot's recent recycles.
@@ -99,8 +117,7 @@ impl Recycler {
         let Recycler {
             policy,
             seed,
-            // Sampled anew by the next image.
-            memory: _,
+            memory,
             slots,
             told,
             asked,
@@ -129,11 +146,25 @@ impl Recycler {
         slots.sort_by_key(|s| s.slot);
         let mut told: Vec<u32> = told.iter().copied().collect();
         told.sort_unstable();
+        // The samples are taken anew by the next image; only whether each was under the
+        // limit while ready is not found again.
+        let mut under_while_ready: Vec<SavedUnder> = memory
+            .iter()
+            .filter(|(_, t)| t.under_while_ready)
+            .filter_map(|(&pid, t)| {
+                Some(SavedUnder {
+                    pid,
+                    age_ms: epoch.ago(t.started?),
+                })
+            })
+            .collect();
+        under_while_ready.sort_by_key(|u| u.pid);
         SavedRecycler {
             seed: if jitter { Some(*seed) } else { None },
             asked,
             slots,
             told,
+            under_while_ready,
         }
     }
 
@@ -145,6 +176,7 @@ impl Recycler {
             asked,
             slots,
             told,
+            under_while_ready,
         } = saved;
         if let Some(seed) = seed {
             self.seed = seed;
@@ -163,5 +195,13 @@ impl Recycler {
             self.slots.insert(s.slot, track);
         }
         self.told.extend(told);
+        for u in under_while_ready {
+            let track = MemoryTrack {
+                under_while_ready: true,
+                started: Some(epoch.past(u.age_ms)),
+                ..MemoryTrack::default()
+            };
+            self.memory.insert(u.pid, track);
+        }
     }
 }

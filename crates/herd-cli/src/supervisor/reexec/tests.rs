@@ -268,6 +268,10 @@ fn the_recyclers_requests_and_holds_are_carried() {
             normal_since_ms: Some(Ago(2000)),
         }],
         told: vec![100],
+        under_while_ready: vec![herd_core::SavedUnder {
+            pid: 100,
+            age_ms: Ago(3050),
+        }],
     };
     let written = serde_json::to_value(&state).unwrap();
     assert_eq!(
@@ -277,6 +281,7 @@ fn the_recyclers_requests_and_holds_are_carried() {
             "asked": [{"pid": 100, "age_ms": 3050, "soon": true}],
             "slots": [{"slot": 0, "quick": 3, "failed": 2, "not_before_ms": 58000, "normal_since_ms": 2000}],
             "told": [100],
+            "under_while_ready": [{"pid": 100, "age_ms": 3050}],
         })
     );
     let read: State = serde_json::from_value(written).unwrap();

@@ -126,3 +126,28 @@ fn lifetimes_keep_their_jitter_across_a_reexec() {
     let plain = Recycler::new(policy(), 7);
     assert!(plain.save(crate::Epoch::at(sim.now)).is_empty());
 }
+
+#[test]
+fn a_worker_seen_under_the_limit_is_not_over_from_the_start_after_a_reexec() {
+    let mut sim = Sim::new(1, 1, policy());
+    // Worker 100 is over the limit from the start: recycled, which counts towards a loop.
+    sim.sample(SEC, |_| 200 * MIB);
+    sim.sample(SEC, |_| 200 * MIB);
+    assert_eq!(sim.started, [(0, 100, RecycleCause::Memory)]);
+    // Its successor is under the limit while ready, then herd re-executes itself.
+    sim.sample(SEC, |_| MIB);
+    sim.now += SEC;
+    sim.reexec();
+    // Over the limit later: a leak, recycled at once, not held as over from the start.
+    sim.sample(SEC, |_| 200 * MIB);
+    sim.sample(SEC, |_| 200 * MIB);
+    let held = |e: &RecycleEvent| matches!(e, RecycleEvent::HeldBack { .. });
+    assert_eq!(count(&sim, held), 0, "{:?}", sim.events);
+    assert_eq!(sim.started[1], (0, 101, RecycleCause::Memory));
+    // And the loop's count was reset: 102, over at once after a healthy predecessor, is not
+    // held either.
+    sim.sample(SEC, |_| 200 * MIB);
+    sim.sample(SEC, |_| 200 * MIB);
+    assert_eq!(count(&sim, held), 0, "{:?}", sim.events);
+    assert_eq!(sim.started.len(), 3);
+}
