@@ -84,8 +84,11 @@ impl Recycler {
                 });
             }
         }
+        // A slot scaled away since (no worker there, past the pool's size) is held no more.
+        let exists =
+            |slot: usize| slot < pool.desired() || pool.workers().iter().any(|w| w.slot == slot);
         for (&slot, track) in &self.slots {
-            let at = match track.not_before.filter(|&at| at > now) {
+            let at = match track.not_before.filter(|&at| at > now && exists(slot)) {
                 Some(at) => at,
                 None => continue,
             };

@@ -89,6 +89,63 @@ fn a_slot_waiting_after_a_failed_recycle_shows_held_with_no_worker_due() {
 }
 
 #[test]
+fn a_slot_scaled_away_shows_no_hold() {
+    let mut sim = Sim::new(2, 2, policy());
+    sim.ready = false;
+    all_ask(&mut sim, 2 * SEC);
+    let slot1 = sim
+        .pool
+        .workers()
+        .iter()
+        .find(|w| w.slot == 1)
+        .map(|w| w.pid)
+        .unwrap();
+    let successor = sim
+        .pool
+        .workers()
+        .iter()
+        .filter(|w| w.slot == 1 && w.pid != slot1)
+        .map(|w| w.pid)
+        .next();
+    // Slot 1's recycle fails: the slot is held.
+    if let Some(pid) = successor {
+        sim.pool.exited(pid, exited_with(1), sim.now).unwrap();
+    }
+    sim.turn();
+    let held = |sim: &Sim| {
+        sim.recycler
+            .holds(&sim.pool, sim.now)
+            .iter()
+            .map(|h| h.slot)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        held(&sim).contains(&1),
+        "{:?}",
+        sim.recycler.holds(&sim.pool, sim.now)
+    );
+    // Scaled to 1: slot 1's worker goes, and with it the hold.
+    let actions = sim.pool.scale(1, sim.now).unwrap();
+    sim.apply(actions);
+    for pid in sim
+        .pool
+        .workers()
+        .iter()
+        .filter(|w| w.slot == 1)
+        .map(|w| w.pid)
+        .collect::<Vec<_>>()
+    {
+        sim.pool.exited(pid, exited_with(0), sim.now).unwrap();
+    }
+    sim.turn();
+    assert!(
+        !held(&sim).contains(&1),
+        "{:?}",
+        sim.recycler.holds(&sim.pool, sim.now)
+    );
+}
+
+#[test]
 fn holds_have_their_words() {
     assert_eq!(HoldKind::AskedAtStart.as_str(), "asked_at_start");
     assert!(HoldKind::AskedAtStart
