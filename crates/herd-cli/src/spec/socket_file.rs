@@ -45,13 +45,47 @@ const STICKY: u32 = if cfg!(target_os = "linux") { 0o1000 } else { 0 };
 /// (`None`: those it has) and the sticky bit: a herd that runs for weeks keeps its control, notify
 /// and listening sockets' files in `/tmp` or `$XDG_RUNTIME_DIR`, where a cleaner would remove
 /// them (and nobody could then reach herd, nor a worker started afterwards say `READY=1`).
+///
+/// Only a socket is changed, never what a symlink put in its place names: whoever may write
+/// to the directory could swap one in between the bind and this, and have herd (root, often)
+/// make any file world-writable. On Linux the file is opened without following a symlink and
+/// changed through that descriptor (`/proc/self/fd`); elsewhere, or without `/proc`, it is
+/// checked just before.
 pub fn set_mode(path: &Path, mode: Option<u32>) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = match mode {
-        Some(mode) => mode,
-        None => std::fs::symlink_metadata(path)?.mode() & 0o777,
+    let not_a_socket = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a socket (any more)", path.display()),
+        )
     };
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | STICKY))
+    #[cfg(target_os = "linux")]
+    let opened = {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        // O_PATH opens a socket file without connecting; with O_NOFOLLOW, a symlink itself.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+            .open(path)?;
+        let meta = file.metadata()?;
+        if !meta.file_type().is_socket() {
+            return Err(not_a_socket());
+        }
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        Some((file, meta, by_fd)).filter(|(_, _, by_fd)| by_fd.exists())
+    };
+    #[cfg(not(target_os = "linux"))]
+    let opened: Option<(std::fs::File, std::fs::Metadata, PathBuf)> = None;
+    let (meta, target) = match &opened {
+        Some((_, meta, by_fd)) => (meta.clone(), by_fd.as_path()),
+        None => (std::fs::symlink_metadata(path)?, path),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(not_a_socket());
+    }
+    let mode = mode.unwrap_or(meta.mode() & 0o777);
+    std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode | STICKY))
 }
 
 /// Locks the directory that holds the socket file `path` (`flock` on the directory itself)
@@ -303,6 +337,26 @@ mod tests {
         assert_eq!(bits(), created | STICKY);
         set_mode(&path, Some(0o600)).unwrap();
         assert_eq!(bits(), 0o600 | STICKY);
+    }
+
+    /// A symlink put in the socket's place between its bind and its chmod (by anyone who may
+    /// write to its directory) is not followed: the file it names keeps its mode.
+    #[test]
+    fn set_mode_never_follows_a_symlink_in_the_sockets_place() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let (target, path) = (tmp.path().join("secret"), tmp.path().join("s.sock"));
+        std::fs::write(&target, "x").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let bits = || std::fs::metadata(&target).unwrap().mode() & 0o7777;
+        assert!(set_mode(&path, None).is_err());
+        assert_eq!(bits(), 0o600, "not made world-writable");
+        assert!(set_mode(&path, Some(0o666)).is_err());
+        assert_eq!(bits(), 0o600);
+        // Nor is a file that is not a socket chmod'ed.
+        assert!(set_mode(&target, Some(0o666)).is_err());
+        assert_eq!(bits(), 0o600);
     }
 
     fn identity(path: &Path) -> (u64, u64) {
