@@ -103,9 +103,9 @@ impl Supervisor {
 
     /// Sets `--starting-nice`, resolved (see [`warm_up`]), and the nice value the workers
     /// start at (`workers_nice`), which those herd lowered get back. The workers a re-exec
-    /// said herd lowered and that are still starting get a whole warm-up from now, raised as
-    /// they were lowered (an older image's, which did not say how, as this one would lower
-    /// them).
+    /// said herd lowered and that are still starting get a whole warm-up from now (one that
+    /// trickled, until its longest from its start), raised as they were lowered (an older
+    /// image's, which did not say how, as this one would lower them).
     pub fn set_warm_up(&mut self, (warm_up, workers_nice): (Option<warm_up::WarmUp>, i32)) {
         self.warm_up = warm_up;
         self.workers_nice = workers_nice;
@@ -113,13 +113,13 @@ impl Supervisor {
             .set_sampling(self.effects.spawner().can_sample());
         let budget = self.warming.budget(self.pool.config().readiness);
         let pool = &self.pool;
-        let starting = |pid| {
-            let worker = pool.worker(pid);
-            worker.is_some_and(|w| w.state == pool::WorkerState::Starting)
+        let started = |pid| {
+            let worker = pool.worker(pid)?;
+            (worker.state == pool::WorkerState::Starting).then_some(worker.started)
         };
         let assumed = warm_up.map(|w| w.starting);
         self.warming
-            .resume(assumed, starting, Instant::now(), budget);
+            .resume(assumed, started, Instant::now(), budget);
     }
 
     /// The listening sockets.

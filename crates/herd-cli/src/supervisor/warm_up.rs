@@ -50,7 +50,7 @@
 //!   waits (no `schedstat`: not Linux, no `CONFIG_SCHED_INFO`; checked once), no sample is
 //!   taken. A re-exec's new image gives each worker herd lowered and that is still starting
 //!   a whole warm-up from then on, and raises it as it was lowered (the state says how); one
-//!   that trickled trickles on, unsampled.
+//!   that trickled trickles on, unsampled, until its longest warm-up from its start is over.
 //! - On Windows the same successors start in a lower priority class ([`PriorityClass`]: `auto`
 //!   and `idle` in `IDLE_PRIORITY_CLASS`), set while the worker is still suspended, and the
 //!   worker and the processes it started that are still in that class get the class herd's

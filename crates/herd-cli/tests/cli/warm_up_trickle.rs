@@ -183,3 +183,47 @@ fn a_worker_trickling_across_a_reexec_trickles_on() {
     assert_eq!(policies(pid as u32)[0].1, 0);
     drop(hogs);
 }
+
+#[test]
+fn re_execs_in_a_row_do_not_lengthen_a_trickle_into_the_ready_timeout() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let hogs = CpuHogs::start();
+    // The recycle's successor needs 3 s of CPU: about 30 s at a tenth of a hog's share. Its
+    // longest warm-up is 5 s (half its --ready-timeout, at most 5 s).
+    let herd = one_worker(
+        &["--min-ready", "0", "--max-lifetime", "1s"],
+        &["/usr/bin/python3", &worker("burns_cpu.py"), "3"],
+    );
+    let first = herd.wait_for_event("worker_ready", &[]);
+    let first = first["pid"].as_u64().unwrap();
+    if herd_nice(&herd) + 10 > 19 {
+        eprintln!("skipped: herd runs at nice 10 or above, where no worker trickles");
+        return;
+    }
+    let started = herd.wait_event("the recycle's successor started", |e| {
+        e["event"] == "worker_started" && e["pid"].as_u64() != Some(first)
+    });
+    let pid = started["pid"].as_u64().unwrap();
+    herd.wait_for_event("warm_up_trickle", &[("pid", pid.into())]);
+    // A re-exec every half second: each new image trickled it on for a whole 5 s from the
+    // re-exec, so it never got herd's priority, and missed its --ready-timeout.
+    let raised = |herd: &Herd| {
+        events(&herd.lines())
+            .find(|e| is_event(e, "warm_up_over", &[("pid", pid.into())]))
+            .cloned()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    while raised(&herd).is_none() && std::time::Instant::now() < deadline {
+        let (code, _, stderr) = herd.ctl(&["reexec"]);
+        assert_eq!(code, 0, "{stderr}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let over = raised(&herd).expect("herd's priority back while re-executed");
+    assert_eq!(over["reason"], "budget", "{over}");
+    let after = seconds_of_day(&over) - seconds_of_day(&started);
+    assert!(after < 6.5, "trickled until {after:.2} s after its start");
+    assert_eq!(nice_of(pid as u32, pid as u32), herd_nice(&herd));
+    drop(hogs);
+}

@@ -146,32 +146,38 @@ impl Warming {
         self.handed_trickling = trickling;
     }
 
-    /// The workers handed over that are still `starting` warm up from `now` for `budget`,
-    /// their wait counted from their first sample; one whose lowering is unknown is taken as
-    /// lowered to `assumed` (this image's setting), and forgotten without one. One that
-    /// trickled, at a nice value, trickles on for `budget` (the longest, since this image has
-    /// timed no start-up yet), not sampled: sampled again, it would soon be found starved (a
-    /// trickle waits most of the time) and get herd's priority at once. Any other warm-up is
-    /// forgotten.
+    /// The workers handed over that are still starting (`started`: when each started, `None`
+    /// once it is not starting) warm up from `now` for `budget`, their wait counted from their
+    /// first sample; one whose lowering is unknown is taken as lowered to `assumed` (this
+    /// image's setting), and forgotten without one. One that trickled, at a nice value,
+    /// trickles on, not sampled (sampled again, it would soon be found starved, a trickle
+    /// waits most of the time, and get herd's priority at once), until `budget` (the longest,
+    /// since this image has timed no start-up yet) from its start, as in the image that made
+    /// it trickle ([`trickle_until`]): a re-exec, or one every second, does not lengthen it
+    /// into its `--ready-timeout`. Any other warm-up is forgotten.
     pub fn resume(
         &mut self,
         assumed: Option<Lowered>,
-        starting: impl Fn(u32) -> bool,
+        started: impl Fn(u32) -> Option<Instant>,
         now: Instant,
         budget: Duration,
     ) {
         let trickling = std::mem::take(&mut self.handed_trickling);
         self.until = std::mem::take(&mut self.handed)
             .into_iter()
-            .filter(|&(pid, _)| starting(pid))
             .filter_map(|(pid, how)| {
+                let started = started(pid)?;
+                let trickles = matches!(how, Some(Lowered::Nice(_))) && trickling.contains(&pid);
                 Some(Warm {
                     pid,
                     how: how.or(assumed)?,
                     since: now,
-                    until: now + budget,
+                    until: match trickles {
+                        true => started + budget,
+                        false => now + budget,
+                    },
                     starvation: Starvation::unknown(),
-                    trickling: matches!(how, Some(Lowered::Nice(_))) && trickling.contains(&pid),
+                    trickling: trickles,
                 })
             })
             .collect();

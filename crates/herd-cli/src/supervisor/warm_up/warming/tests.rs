@@ -115,7 +115,7 @@ fn a_reexec_carries_which_workers_herd_lowered_and_no_others() {
     let handed = before.lowered().into_iter().map(|(p, h)| (p, Some(h)));
     let mut after = Warming::default();
     after.handed_over(handed.collect(), vec![]);
-    after.resume(Some(IDLE), |_| true, t0, MAX_WARM_UP);
+    after.resume(Some(IDLE), |_| Some(t0), t0, MAX_WARM_UP);
     assert_eq!(
         after.ended(12),
         None,
@@ -137,14 +137,19 @@ fn a_reexec_raises_each_worker_as_it_was_lowered_whatever_the_new_image_resolves
     // The new image resolves the option off: what was lowered is still raised, as it was.
     let mut off = Warming::default();
     off.handed_over(handed.clone(), vec![]);
-    off.resume(None, |_| true, t0, MAX_WARM_UP);
+    off.resume(None, |_| Some(t0), t0, MAX_WARM_UP);
     assert_eq!(off.ended(10), Some(Lowered::Nice(19)));
     assert_eq!(off.ended(11), Some(IDLE));
     assert_eq!(off.ended(12), None, "unknown, and nothing to assume");
     // An older image did not say how: taken as this image would lower it.
     let mut nice = Warming::default();
     nice.handed_over(handed, vec![]);
-    nice.resume(Some(Lowered::Nice(10)), |pid| pid != 11, t0, MAX_WARM_UP);
+    nice.resume(
+        Some(Lowered::Nice(10)),
+        |pid| (pid != 11).then_some(t0),
+        t0,
+        MAX_WARM_UP,
+    );
     assert_eq!(
         nice.ended(10),
         Some(Lowered::Nice(19)),
@@ -276,7 +281,7 @@ fn a_worker_handed_over_by_a_reexec_counts_its_wait_from_its_first_sample() {
     let t0 = Instant::now();
     let mut w = Warming::default();
     w.handed_over(vec![(10, Some(IDLE))], vec![]);
-    w.resume(None, |_| true, t0, MAX_WARM_UP);
+    w.resume(None, |_| Some(t0), t0, MAX_WARM_UP);
     // It had waited 10 s before: that is not this warm-up's.
     let ten = Duration::from_secs(10);
     let before = stat(Duration::ZERO, ten, false);
@@ -396,7 +401,7 @@ fn a_trickle_ends_with_the_longest_warm_up_counted_from_the_start_not_from_the_s
     assert_eq!(w.due(t0 + secs(5)), [(10, Lowered::Nice(10))]);
     // After a re-exec, a warm-up (and so its longest) counts from the new image's start.
     w.handed_over(vec![(11, Some(IDLE))], vec![]);
-    w.resume(None, |_| true, t0 + secs(7), secs(4));
+    w.resume(None, |_| Some(t0 + secs(6)), t0 + secs(7), secs(4));
     assert_eq!(
         w.trickle_until(11, MAX_WARM_UP, t0 + secs(8)),
         Some(t0 + secs(12))
@@ -417,7 +422,7 @@ fn a_reexec_carries_a_trickle_which_goes_on_unsampled_until_its_new_budget_ends(
     let mut after = Warming::default();
     after.handed_over(handed.collect(), before.trickling());
     let resumed = at + SAMPLE_EVERY;
-    after.resume(Some(IDLE), |_| true, resumed, MAX_WARM_UP);
+    after.resume(Some(IDLE), |_| Some(t0), resumed, MAX_WARM_UP);
     assert_eq!(after.trickling(), [10]);
     // Waiting all the time, as a trickle does: only the one still in SCHED_IDLE is read,
     // and found starved.
@@ -431,7 +436,8 @@ fn a_reexec_carries_a_trickle_which_goes_on_unsampled_until_its_new_budget_ends(
     });
     assert_eq!(starved.unwrap(), [(11, IDLE)]);
     assert!(!read.contains(&10), "{read:?}");
-    // Raised from the nice value it trickles at once its warm-up in this image is over.
+    // Raised from the nice value it trickles once its longest warm-up from its start is over
+    // (the new image's for the one in SCHED_IDLE).
     assert_eq!(
         after.due(resumed + MAX_WARM_UP),
         [(10, Lowered::Nice(10)), (11, IDLE)]
@@ -439,11 +445,32 @@ fn a_reexec_carries_a_trickle_which_goes_on_unsampled_until_its_new_budget_ends(
     // An older image's state says nothing of a trickle: sampled, as before.
     let mut older = Warming::default();
     older.handed_over(vec![(10, Some(Lowered::Nice(10)))], vec![]);
-    older.resume(Some(IDLE), |_| true, resumed, MAX_WARM_UP);
+    older.resume(Some(IDLE), |_| Some(t0), resumed, MAX_WARM_UP);
     assert!(older.trickling().is_empty());
     // A trickle handed over for a worker lowered to SCHED_IDLE (or unknown) is not trusted.
     let mut odd = Warming::default();
     odd.handed_over(vec![(10, Some(IDLE)), (11, None)], vec![10, 11]);
-    odd.resume(Some(IDLE), |_| true, resumed, MAX_WARM_UP);
+    odd.resume(Some(IDLE), |_| Some(t0), resumed, MAX_WARM_UP);
     assert!(odd.trickling().is_empty());
+}
+
+#[test]
+fn a_reexec_does_not_lengthen_a_trickle_past_the_longest_warm_up_from_the_workers_start() {
+    let t0 = Instant::now();
+    let secs = Duration::from_secs;
+    let handed = || vec![(10, Some(Lowered::Nice(10)))];
+    // Worker 10 started at t0 and trickles until its longest warm-up, 4 s, is over; re-executed
+    // at 3 s, it trickles on until 4 s, not 7 s (re-executed every second, it trickled on
+    // into its --ready-timeout).
+    let mut w = Warming::default();
+    w.handed_over(handed(), vec![10]);
+    w.resume(Some(IDLE), |_| Some(t0), t0 + secs(3), secs(4));
+    assert_eq!(w.trickling(), [10]);
+    assert!(w.due(t0 + secs(4) - Duration::from_millis(1)).is_empty());
+    assert_eq!(w.due(t0 + secs(4)), [(10, Lowered::Nice(10))]);
+    // Re-executed after that: herd's priority at once.
+    let mut late = Warming::default();
+    late.handed_over(handed(), vec![10]);
+    late.resume(Some(IDLE), |_| Some(t0), t0 + secs(5), secs(4));
+    assert_eq!(late.due(t0 + secs(5)), [(10, Lowered::Nice(10))]);
 }
