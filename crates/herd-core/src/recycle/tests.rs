@@ -17,6 +17,14 @@ fn policy() -> RecyclePolicy {
     }
 }
 
+/// [`policy`] without `--max-memory`: workers are recycled only when they ask.
+fn no_memory_limit() -> RecyclePolicy {
+    RecyclePolicy {
+        max_memory: None,
+        ..policy()
+    }
+}
+
 /// A worker's exit with `code`.
 fn exited_with(code: i32) -> WorkerExit {
     WorkerExit {
@@ -134,6 +142,23 @@ impl Sim {
             .map(|w| (w.pid, bytes(w.pid)))
             .collect();
         self.recycler.record_memory(&self.pool, readings);
+        self.turn();
+    }
+
+    /// Every live worker not being recycled asks to be replaced (`HERD_RECYCLE=1`), `after`
+    /// from now; then a turn.
+    fn all_ask(&mut self, after: Duration) {
+        let pids: Vec<u32> = self
+            .pool
+            .workers()
+            .iter()
+            .filter(|w| w.live() && w.recycling.is_none())
+            .map(|w| w.pid)
+            .collect();
+        self.now += after;
+        for pid in pids {
+            self.recycler.ask(&self.pool, pid, self.now);
+        }
         self.turn();
     }
 
@@ -350,10 +375,7 @@ fn lifetimes_end_with_each_workers_own_jitter() {
 
 #[test]
 fn without_limits_nothing_is_recycled() {
-    let none = RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    };
+    let none = no_memory_limit();
     assert!(!none.is_on());
     let mut sim = Sim::new(2, 2, none);
     sim.sample(3600 * SEC, |_| u64::MAX);

@@ -31,34 +31,15 @@ fn an_asked_recycle_that_aborts_is_tried_again_after_the_hold() {
     assert_eq!(sim.started.len(), 2, "asked once, tried again");
 }
 
-/// Each live worker not being recycled asks to be replaced, `after` it became ready.
-fn ask_after_ready(sim: &mut Sim, after: Duration) {
-    let pids: Vec<u32> = sim
-        .pool
-        .workers()
-        .iter()
-        .filter(|w| w.live() && w.recycling.is_none())
-        .map(|w| w.pid)
-        .collect();
-    sim.now += after;
-    for pid in pids {
-        sim.recycler.ask(&sim.pool, pid, sim.now);
-    }
-    sim.turn();
-}
-
 #[test]
 fn a_worker_that_asks_at_every_start_is_held_back_longer_each_time() {
-    let none = RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    };
+    let none = no_memory_limit();
     let mut sim = Sim::new(1, 1, none);
-    ask_after_ready(&mut sim, Duration::ZERO);
-    ask_after_ready(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     let asked = [(0, 100, RecycleCause::Asked), (0, 101, RecycleCause::Asked)];
     assert_eq!(sim.started, asked, "twice is no loop yet");
-    ask_after_ready(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     assert_eq!(sim.started.len(), 2, "the third is held: {:?}", sim.events);
     let held: Vec<&RecycleEvent> = sim
         .events
@@ -85,15 +66,15 @@ fn a_worker_that_asks_at_every_start_is_held_back_longer_each_time() {
         "the loop wakes when the hold ends"
     );
     for _ in 0..29 {
-        ask_after_ready(&mut sim, SEC);
+        sim.all_ask(SEC);
     }
     assert_eq!(sim.started.len(), 2, "said once, held for 30s");
-    ask_after_ready(&mut sim, SEC);
+    sim.all_ask(SEC);
     assert_eq!(sim.started.len(), 3, "recycled once it has run 30s");
-    ask_after_ready(&mut sim, Duration::ZERO);
-    ask_after_ready(&mut sim, 59 * SEC);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(59 * SEC);
     assert_eq!(sim.started.len(), 3, "the next one waits 60s");
-    ask_after_ready(&mut sim, SEC);
+    sim.all_ask(SEC);
     assert_eq!(sim.started.len(), 4);
     let held = sim
         .events
@@ -105,21 +86,18 @@ fn a_worker_that_asks_at_every_start_is_held_back_longer_each_time() {
 
 #[test]
 fn a_worker_that_asks_after_its_first_moments_is_not_held_back() {
-    let none = RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    };
+    let none = no_memory_limit();
     let mut sim = Sim::new(1, 1, none);
     for _ in 0..5 {
-        ask_after_ready(&mut sim, 2 * SEC);
+        sim.all_ask(2 * SEC);
     }
     assert_eq!(sim.started.len(), 5, "{:?}", sim.events);
     // Asking soon twice, then late once, starts the count again.
-    ask_after_ready(&mut sim, Duration::ZERO);
-    ask_after_ready(&mut sim, Duration::ZERO);
-    ask_after_ready(&mut sim, 2 * SEC);
-    ask_after_ready(&mut sim, Duration::ZERO);
-    ask_after_ready(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(2 * SEC);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     assert_eq!(sim.started.len(), 10, "{:?}", sim.events);
     assert!(!sim
         .events
@@ -129,10 +107,7 @@ fn a_worker_that_asks_after_its_first_moments_is_not_held_back() {
 
 #[test]
 fn asking_soon_counts_from_ready_not_from_available() {
-    let none = RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    };
+    let none = no_memory_limit();
     // Under --min-ready 30s a worker that asks 20 s after READY=1 is not available yet, but
     // it did not ask within its first moments: a busy worker reaching --max-requests.
     let mut sim = Sim::with_min_ready(1, 1, none, 30 * SEC);
@@ -149,10 +124,7 @@ fn asking_soon_counts_from_ready_not_from_available() {
 
 #[test]
 fn a_pid_taken_again_does_not_inherit_a_request() {
-    let none = RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    };
+    let none = no_memory_limit();
     let mut sim = Sim::new(1, 1, none);
     sim.recycler.ask(&sim.pool, 100, sim.now);
     let exit = exited_with(0);
@@ -167,10 +139,7 @@ fn a_pid_taken_again_does_not_inherit_a_request() {
 
 #[test]
 fn a_worker_that_asks_is_recycled_once_within_max_surge_even_without_limits() {
-    let none = RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    };
+    let none = no_memory_limit();
     let mut sim = Sim::new(3, 1, none);
     sim.recycler.ask(&sim.pool, 100, sim.now);
     sim.recycler.ask(&sim.pool, 101, sim.now);

@@ -2,35 +2,21 @@
 
 use super::*;
 
-fn no_memory_limit() -> RecyclePolicy {
-    RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    }
-}
-
-/// Every live worker not being recycled asks to be replaced, `after` from now.
-fn all_ask(sim: &mut Sim, after: Duration) {
-    let pids: Vec<u32> = sim
-        .pool
-        .workers()
-        .iter()
-        .filter(|w| w.live() && w.recycling.is_none())
-        .map(|w| w.pid)
-        .collect();
-    sim.now += after;
-    for pid in pids {
-        sim.recycler.ask(&sim.pool, pid, sim.now);
-    }
-    sim.turn();
+/// The waits of the recycles that aborted, in order.
+fn aborted_holds(sim: &Sim) -> Vec<Duration> {
+    let holds = sim.events.iter().filter_map(|e| match e {
+        RecycleEvent::Aborted { hold, .. } => Some(*hold),
+        _ => None,
+    });
+    holds.collect()
 }
 
 /// Two workers in a row ask at once; the third serves `ran` without asking, then exits;
 /// whether its successor, asking at once, is held back.
 fn held_after_a_worker_that_ran(ran: Duration) -> bool {
     let mut sim = Sim::new(1, 1, no_memory_limit());
-    all_ask(&mut sim, Duration::ZERO);
-    all_ask(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     assert_eq!(sim.pids(), [102]);
     sim.now += ran;
     sim.turn();
@@ -38,7 +24,7 @@ fn held_after_a_worker_that_ran(ran: Duration) -> bool {
     sim.now += 10 * SEC;
     sim.turn();
     assert_eq!(sim.pids(), [103], "restarted");
-    all_ask(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     sim.events
         .iter()
         .any(|e| matches!(e, RecycleEvent::HeldBack { pid: 103, .. }))
@@ -62,12 +48,12 @@ fn a_worker_that_asked_and_waits_past_the_calm_does_not_end_the_loop() {
     // Each worker is available only after 1300s (--min-ready), longer than the calm: one that
     // asked at once waits that long for its recycle, and its slot's count goes on.
     let mut sim = Sim::with_min_ready(1, 1, no_memory_limit(), 1300 * SEC);
-    all_ask(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     for _ in 0..3 {
         // The worker that asked is available: recycled; its successor starts, and asks.
         sim.now += 1300 * SEC;
         sim.turn();
-        all_ask(&mut sim, Duration::ZERO);
+        sim.all_ask(Duration::ZERO);
     }
     assert_eq!(sim.started.len(), 3, "{:?}", sim.events);
     let held = sim
@@ -94,21 +80,11 @@ fn a_recycle_past_its_lifetime_that_keeps_failing_keeps_doubling_its_wait() {
         assert_eq!(sim.pids(), [100, successor], "{:?}", sim.events);
         sim.pool.exited(successor, exited_with(1), sim.now).unwrap();
         sim.turn();
-        let hold = sim.events.iter().rev().find_map(|e| match e {
-            RecycleEvent::Aborted { hold, .. } => Some(*hold),
-            _ => None,
-        });
+        let hold = aborted_holds(&sim).last().copied();
         sim.now += hold.unwrap();
         sim.turn();
     }
-    let holds: Vec<u64> = sim
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            RecycleEvent::Aborted { hold, .. } => Some(hold.as_secs()),
-            _ => None,
-        })
-        .collect();
+    let holds: Vec<u64> = aborted_holds(&sim).iter().map(Duration::as_secs).collect();
     assert_eq!(holds, [30, 60, 120]);
 }
 
@@ -125,20 +101,10 @@ fn a_memory_recycle_that_keeps_failing_keeps_doubling_its_wait() {
         assert_eq!(sim.pids(), [100, successor], "{:?}", sim.events);
         sim.pool.exited(successor, exited_with(1), sim.now).unwrap();
         sim.turn();
-        let hold = sim.events.iter().rev().find_map(|e| match e {
-            RecycleEvent::Aborted { hold, .. } => Some(*hold),
-            _ => None,
-        });
+        let hold = aborted_holds(&sim).last().copied();
         sim.sample(hold.unwrap(), |_| 200 * MIB);
     }
-    let holds: Vec<u64> = sim
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            RecycleEvent::Aborted { hold, .. } => Some(hold.as_secs()),
-            _ => None,
-        })
-        .collect();
+    let holds: Vec<u64> = aborted_holds(&sim).iter().map(Duration::as_secs).collect();
     assert_eq!(holds, [30, 60, 120]);
 }
 
@@ -164,13 +130,6 @@ fn a_worker_over_the_limit_that_dips_under_once_is_not_calm() {
     assert_eq!(sim.started.len(), 2, "{:?}", sim.events);
     sim.pool.exited(102, exited_with(1), sim.now).unwrap();
     sim.turn();
-    let holds: Vec<u64> = sim
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            RecycleEvent::Aborted { hold, .. } => Some(hold.as_secs()),
-            _ => None,
-        })
-        .collect();
+    let holds: Vec<u64> = aborted_holds(&sim).iter().map(Duration::as_secs).collect();
     assert_eq!(holds, [30, 60]);
 }

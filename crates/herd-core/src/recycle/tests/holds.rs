@@ -2,39 +2,20 @@
 
 use super::*;
 
-/// Every live worker not being recycled asks to be replaced, `after` from now.
-fn all_ask(sim: &mut Sim, after: Duration) {
-    let pids: Vec<u32> = sim
-        .pool
-        .workers()
-        .iter()
-        .filter(|w| w.live() && w.recycling.is_none())
-        .map(|w| w.pid)
-        .collect();
-    sim.now += after;
-    for pid in pids {
-        sim.recycler.ask(&sim.pool, pid, sim.now);
-    }
-    sim.turn();
-}
-
 #[test]
 fn a_worker_that_asks_at_every_start_shows_its_slot_held_until_it_is_recycled() {
-    let none = RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    };
+    let none = no_memory_limit();
     let mut sim = Sim::new(2, 1, none);
-    all_ask(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     sim.turn();
-    all_ask(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     sim.turn();
     assert_eq!(
         sim.recycler.holds(&sim.pool, sim.now),
         [],
         "twice is no loop"
     );
-    all_ask(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     let held = |pid, left| RecycleHold {
         slot: 0,
         pid: Some(pid),
@@ -62,7 +43,7 @@ fn a_worker_that_asks_at_every_start_shows_its_slot_held_until_it_is_recycled() 
 fn a_slot_waiting_after_a_failed_recycle_shows_held_with_no_worker_due() {
     let mut sim = Sim::new(1, 1, policy());
     sim.ready = false;
-    all_ask(&mut sim, 2 * SEC);
+    sim.all_ask(2 * SEC);
     sim.pool.exited(101, exited_with(1), sim.now).unwrap();
     sim.turn();
     let failed = |pid, left| RecycleHold {
@@ -92,7 +73,7 @@ fn a_slot_waiting_after_a_failed_recycle_shows_held_with_no_worker_due() {
 fn a_slot_scaled_away_shows_no_hold() {
     let mut sim = Sim::new(2, 2, policy());
     sim.ready = false;
-    all_ask(&mut sim, 2 * SEC);
+    sim.all_ask(2 * SEC);
     let slot1 = sim
         .pool
         .workers()

@@ -3,29 +3,6 @@
 
 use super::*;
 
-fn no_memory_limit() -> RecyclePolicy {
-    RecyclePolicy {
-        max_memory: None,
-        ..policy()
-    }
-}
-
-/// Every live worker not being recycled asks to be replaced, `after` from now.
-fn all_ask(sim: &mut Sim, after: Duration) {
-    let pids: Vec<u32> = sim
-        .pool
-        .workers()
-        .iter()
-        .filter(|w| w.live() && w.recycling.is_none())
-        .map(|w| w.pid)
-        .collect();
-    sim.now += after;
-    for pid in pids {
-        sim.recycler.ask(&sim.pool, pid, sim.now);
-    }
-    sim.turn();
-}
-
 fn count(sim: &Sim, which: fn(&RecycleEvent) -> bool) -> usize {
     sim.events.iter().filter(|e| which(e)).count()
 }
@@ -34,7 +11,7 @@ fn count(sim: &Sim, which: fn(&RecycleEvent) -> bool) -> usize {
 fn a_request_that_waits_is_carried_across_a_reexec() {
     // Not available for 10 s (--min-ready): the request waits.
     let mut sim = Sim::with_min_ready(1, 1, no_memory_limit(), 10 * SEC);
-    all_ask(&mut sim, 2 * SEC);
+    sim.all_ask(2 * SEC);
     assert!(sim.started.is_empty(), "{:?}", sim.events);
     let deferred = |e: &RecycleEvent| matches!(e, RecycleEvent::Deferred { pid: 100, .. });
     assert_eq!(count(&sim, deferred), 1, "{:?}", sim.events);
@@ -51,9 +28,9 @@ fn a_request_that_waits_is_carried_across_a_reexec() {
 #[test]
 fn a_held_slot_stays_held_across_a_reexec_and_its_count_goes_on() {
     let mut sim = Sim::new(1, 1, no_memory_limit());
-    all_ask(&mut sim, Duration::ZERO);
-    all_ask(&mut sim, Duration::ZERO);
-    all_ask(&mut sim, Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(Duration::ZERO);
     assert_eq!(sim.started.len(), 2, "the third is held 30s");
     sim.now += 5 * SEC;
     sim.reexec();
@@ -71,10 +48,10 @@ fn a_held_slot_stays_held_across_a_reexec_and_its_count_goes_on() {
     let held = |e: &RecycleEvent| matches!(e, RecycleEvent::HeldBack { .. });
     assert_eq!(count(&sim, held), 1, "said once, in either image");
     // The count went on: the next worker that asks at once waits 60s, not 0.
-    all_ask(&mut sim, Duration::ZERO);
-    all_ask(&mut sim, 59 * SEC);
+    sim.all_ask(Duration::ZERO);
+    sim.all_ask(59 * SEC);
     assert_eq!(sim.started.len(), 3);
-    all_ask(&mut sim, SEC);
+    sim.all_ask(SEC);
     assert_eq!(sim.started.len(), 4);
 }
 
@@ -82,7 +59,7 @@ fn a_held_slot_stays_held_across_a_reexec_and_its_count_goes_on() {
 fn a_slot_held_after_an_aborted_recycle_stays_held_across_a_reexec() {
     let mut sim = Sim::new(1, 1, policy());
     sim.ready = false;
-    all_ask(&mut sim, 2 * SEC);
+    sim.all_ask(2 * SEC);
     assert_eq!(sim.started, [(0, 100, RecycleCause::Asked)]);
     sim.pool.exited(101, exited_with(1), sim.now).unwrap();
     sim.turn();
