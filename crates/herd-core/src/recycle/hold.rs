@@ -156,7 +156,7 @@ impl Recycler {
         if slot.quick < after {
             return None;
         }
-        let hold = self.hold_for(slot.quick + 1 - after);
+        let hold = self.hold_for(slot.quick - after + 1);
         let ran = now.saturating_duration_since(w.started);
         (ran < hold).then(|| Held {
             left: hold - ran,

@@ -128,3 +128,30 @@ fn a_worker_seen_under_the_limit_is_not_over_from_the_start_after_a_reexec() {
     assert_eq!(count(&sim, held), 0, "{:?}", sim.events);
     assert_eq!(sim.started.len(), 3);
 }
+
+#[test]
+fn a_saved_count_at_its_limit_holds_the_longest() {
+    // A state whose count saturated: its hold is the longest, not an overflow.
+    let mut sim = Sim::new(1, 1, no_memory_limit());
+    let saved = SavedRecycler {
+        slots: vec![SavedSlotHold {
+            slot: 0,
+            quick: u32::MAX,
+            failed: 0,
+            not_before_ms: None,
+            normal_since_ms: None,
+        }],
+        ..SavedRecycler::default()
+    };
+    sim.recycler.restore(saved, crate::Epoch::at(sim.now));
+    sim.all_ask(Duration::ZERO);
+    let waits: Vec<Duration> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RecycleEvent::HeldBack { wait, .. } => Some(*wait),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waits, [600 * SEC], "{:?}", sim.events);
+}
