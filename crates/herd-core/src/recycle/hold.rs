@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Recycler, ASKED_IN_A_ROW};
+use super::{Recycler, SlotTrack, ASKED_IN_A_ROW};
 use crate::duration::format_duration;
 use crate::pool::{Pool, RecycleCause};
 
@@ -200,39 +200,44 @@ impl Recycler {
         self.told.remove(&pid);
     }
 
-    /// Forgets the recycles that went wrong in each slot whose worker has been ready, running
-    /// normally, for [`calm`](Self::calm) without a break (not asked to be replaced, not over
-    /// the memory limit, not due, not being recycled; every worker of the slot): a loop long
-    /// over is no reason to hold its next worker back. A worker ready for hours and over the
-    /// limit is not calm the first sample it dips under it: its run counts from the last time
-    /// it was seen otherwise. A slot still waiting after a failed recycle keeps its count until
-    /// the wait is over, and a worker due (past its lifetime, whose recycles keep failing) is
-    /// no proof: its slot's waits go on doubling.
+    /// Forgets the recycles that went wrong in each slot that has served normally for
+    /// [`calm`](Self::calm) without a break: a worker of it ready all along, none asking to
+    /// be replaced, started over the memory limit or over it now, none restarted after a
+    /// crash since. A recycle that goes well (one past its lifetime, its successor starting
+    /// beside it) is no break: a slot under a `--max-lifetime` shorter than the calm calms
+    /// down too. A worker ready for hours and over the limit is not calm the first sample it
+    /// dips under it: its run counts from the last time it was seen otherwise. A slot still
+    /// waiting after a failed recycle keeps its count until the wait is over, and each recycle
+    /// that fails breaks the calm again ([`went_wrong`](Self::went_wrong)): a worker due whose
+    /// recycles keep failing is no proof.
     pub(super) fn calm_down(&mut self, pool: &Pool, now: Instant) {
         let calm = self.calm();
-        // By slot: since when all its workers run normally (the latest became ready), or
-        // `None` if one does not.
-        let mut slots: Vec<(usize, Option<Instant>)> = Vec::new();
+        let mut slots: Vec<SlotSeen> = Vec::new();
         for w in pool.workers() {
-            let normal = w.live()
-                && w.recycling.is_none()
-                && !self.has_asked(w)
-                && !self.started_over(w.pid)
-                && self.over_memory(w.pid).is_none()
-                && self.past_lifetime(w, now).is_none();
-            let since = w.ready_since.filter(|_| normal);
-            match slots.iter_mut().find(|(slot, _)| *slot == w.slot) {
-                Some((_, seen)) => *seen = seen.and_then(|a| since.map(|b| a.max(b))),
-                None => slots.push((w.slot, since)),
+            let seen = SlotSeen {
+                slot: w.slot,
+                serving: w.live() && w.ready_since.is_some(),
+                troubled: self.has_asked(w)
+                    || self.started_over(w.pid)
+                    || self.over_memory(w.pid).is_some(),
+                restarted: w.ready_since.filter(|_| w.restart),
+            };
+            match slots.iter_mut().find(|s| s.slot == w.slot) {
+                Some(s) => s.join(seen),
+                None => slots.push(seen),
             }
         }
-        for (slot, since) in slots {
-            let track = match self.slots.get_mut(&slot) {
-                Some(track) => track,
-                None => continue,
-            };
-            let since = match since {
-                Some(since) => since.max(track.normal_since.unwrap_or(since)),
+        // A slot scaled away (past the pool's size, no worker left there) is forgotten.
+        let gone = |slot: usize| slot >= pool.desired() && slots.iter().all(|s| s.slot != slot);
+        self.slots.retain(|&slot, _| !gone(slot));
+        for (&slot, track) in self.slots.iter_mut() {
+            // No worker there (one exited, its successor not started yet) is no calm either.
+            let seen = slots.iter().find(|s| s.slot == slot);
+            let since = match seen.filter(|s| s.serving && !s.troubled) {
+                Some(seen) => {
+                    let since = *track.normal_since.get_or_insert(now);
+                    seen.restarted.map_or(since, |at| at.max(since))
+                }
                 None => {
                     track.normal_since = Some(now);
                     continue;
@@ -240,9 +245,11 @@ impl Recycler {
             };
             let waits = track.not_before.map_or(false, |at| at > now);
             if !waits && now.saturating_duration_since(since) >= calm {
-                self.slots.remove(&slot);
+                *track = SlotTrack::default();
             }
         }
+        self.slots
+            .retain(|_, t| t.quick > 0 || t.failed > 0 || t.not_before.is_some());
     }
 
     /// How long a worker runs normally before its slot's recycles that went wrong are
@@ -268,5 +275,24 @@ impl Recycler {
         track.not_before = now.checked_add(hold);
         track.normal_since = Some(now);
         hold
+    }
+}
+
+/// What [`calm_down`](Recycler::calm_down) saw of one slot's workers.
+struct SlotSeen {
+    slot: usize,
+    /// A worker of it is ready and serves on.
+    serving: bool,
+    /// One is not running normally: it asked to be replaced, or is or started over the limit.
+    troubled: bool,
+    /// When the latest restarted after a crash became ready: the slot's calm counts from then.
+    restarted: Option<Instant>,
+}
+
+impl SlotSeen {
+    fn join(&mut self, other: SlotSeen) {
+        self.serving |= other.serving;
+        self.troubled |= other.troubled;
+        self.restarted = self.restarted.max(other.restarted);
     }
 }

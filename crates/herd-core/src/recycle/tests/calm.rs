@@ -133,3 +133,40 @@ fn a_worker_over_the_limit_that_dips_under_once_is_not_calm() {
     let holds: Vec<u64> = aborted_holds(&sim).iter().map(Duration::as_secs).collect();
     assert_eq!(holds, [30, 60]);
 }
+
+#[test]
+fn a_slot_recycled_by_lifetime_more_often_than_the_calm_still_calms_down() {
+    // Lifetime 5 min, calm 20: every worker is recycled long before it could run 20 min, and
+    // those recycles going well are no break (the slot kept its count forever: the second
+    // failure, hours later, waited twice as long).
+    let lifetime = RecyclePolicy {
+        max_memory: None,
+        max_lifetime: Some(300 * SEC),
+        ..policy()
+    };
+    let mut sim = Sim::new(1, 1, lifetime);
+    let fail_next_recycle = |sim: &mut Sim| {
+        sim.ready = false;
+        for _ in 0..40 {
+            sim.now += 10 * SEC;
+            sim.turn();
+            if sim.pids().len() == 2 {
+                break;
+            }
+        }
+        let successor = sim.pids()[1];
+        sim.pool.exited(successor, exited_with(1), sim.now).unwrap();
+        sim.turn();
+        sim.ready = true;
+    };
+    fail_next_recycle(&mut sim);
+    // Two hours of recycles that go well.
+    for _ in 0..720 {
+        sim.now += 10 * SEC;
+        sim.turn();
+    }
+    assert!(sim.started.len() > 20, "{}", sim.started.len());
+    fail_next_recycle(&mut sim);
+    let holds: Vec<u64> = aborted_holds(&sim).iter().map(Duration::as_secs).collect();
+    assert_eq!(holds, [30, 30], "the second is a first again");
+}
