@@ -1,5 +1,6 @@
 """The peer benchmark's report: tables (medians and ranges over the repetitions), where herd is
 not best and why, the targets' verdicts, and the latency-over-time chart."""
+import math
 import statistics
 
 from peers_load import QUIET
@@ -74,6 +75,16 @@ COLUMNS = [
      "herd's `scale` returns once the stopped workers have finished their connections and exited"),
 ]
 
+
+
+def up(x):
+    """`x` to a tenth, rounded up: a ratio just over a target never shows as the target."""
+    return f"{math.ceil(round(x * 10, 6)) / 10:.1f}"
+
+
+def down(x):
+    """`x` to a tenth, rounded down: a share just under a target never shows as the target."""
+    return f"{math.floor(round(x * 10, 6)) / 10:.1f}"
 
 def med(values):
     values = [v for v in values if v is not None]
@@ -329,15 +340,15 @@ def measured_verdicts(systems, results):
         sat = med(column(results, n, "closed", "ratio"))
         if at_2000 is not None:
             why = SEE_BELOW if at_2000 > 2 and python_row(n) else ""
-            out.append((f"{n}: p99 inside reloads at 2000/s at most 2x steady: {at_2000:.1f}x, "
+            out.append((f"{n}: p99 inside reloads at 2000/s at most 2x steady: {up(at_2000)}x, "
                         f"**{'met' if at_2000 <= 2 else 'missed'}**{unsteady(results, n, 'open')}.{why}",
                         noisy or bool(unsteady(results, n, "open"))))
         if share is not None:
             why = SEE_BELOW if share < 0.95 and python_row(n) and (at_2000 or 0) <= 2 else ""
-            out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {share:.1%}, "
+            out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {down(share * 100)}%, "
                         f"**{'met' if share >= 0.95 else 'missed'}**.{why}", noisy))
         if sat is not None:
-            out.append((f"{n}: p99 inside reloads at saturation at most 1.5x steady: {sat:.1f}x, "
+            out.append((f"{n}: p99 inside reloads at saturation at most 1.5x steady: {up(sat)}x, "
                         f"**{'met' if sat <= 1.5 else 'missed'}**{unsteady(results, n, 'closed')}.",
                         noisy or bool(unsteady(results, n, "closed"))))
     return out

@@ -129,6 +129,9 @@ def bins(records, window, events):
 def main():
     args = sys.argv[1:]
     closed = args[:1] == ["--saturation"]
+    if len(args) <= closed or args[closed].startswith("-"):
+        raise SystemExit("usage: bench/upgrade_phases.py [--saturation] py|gunicorn|gunicorn-plain|node "
+                         "[HERD RUN OPTIONS...]")
     kind, extra = args[closed], args[closed + 1:]
     command = worker_kinds(python(setup()))[kind]
     if "--fork-server" in extra:

@@ -36,9 +36,11 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
 
 /// The sticky bit, which keeps a file from the cleaners of temporary and runtime directories:
 /// systemd-tmpfiles' age-based clean-up (`/tmp` after 10 days on Fedora and Arch) and the XDG
-/// runtime directory's (files untouched for 6 hours) skip a file that has it; on a socket Linux
-/// gives it no other meaning. Linux only: the BSDs refuse the bit on a file to anyone but root
-/// (`EFTYPE`), and have no such cleaners.
+/// runtime directory's (files untouched for 6 hours) skip a file that has it. tmpfiles also
+/// skips a socket it sees bound in `/proc/net/unix`, but not one bound in another network
+/// namespace (a container, `PrivateNetwork=`), by a relative path, or under another name and
+/// renamed (einhorn's); on a socket Linux gives the bit no other meaning. Linux only: the BSDs
+/// refuse the bit on a file to anyone but root (`EFTYPE`), and have no such cleaners.
 const STICKY: u32 = if cfg!(target_os = "linux") { 0o1000 } else { 0 };
 
 /// Gives the socket file herd created (or was handed) at `path` the permission bits `mode`

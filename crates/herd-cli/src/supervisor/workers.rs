@@ -183,7 +183,9 @@ impl Supervisor {
                 Some(_) => "worker",
                 None => "fork server",
             },
-            humantime::format_duration(Duration::from_millis(left.as_millis() as u64))
+            humantime::format_duration(Duration::from_millis(
+                u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+            ))
         );
         true
     }

@@ -136,8 +136,8 @@ impl Recycler {
         Some((held.left, why))
     }
 
-    /// How long worker `pid`, due for `cause`, is still held back, and why; `None` if it
-    /// is not.
+    /// Whether worker `pid`, due for `cause`, is still held back: for how long, of which
+    /// kind and for how long in all (what [`hold`](Self::hold) puts in words); `None` if not.
     fn held(&self, pool: &Pool, pid: u32, cause: RecycleCause, now: Instant) -> Option<Held> {
         let w = pool.worker(pid)?;
         let slot = self.slots.get(&w.slot).copied().unwrap_or_default();
