@@ -173,6 +173,9 @@ struct SlotTrack {
     /// The last time its worker was seen not running normally (see
     /// [`calm_down`](Recycler::calm_down)): it has run normally at most since then.
     normal_since: Option<Instant>,
+    /// The worker whose recycle last counted in `quick`: one tried again after it failed is
+    /// still one worker.
+    counted: Option<u32>,
 }
 
 /// The recycling policy's state.

@@ -191,10 +191,13 @@ impl Recycler {
             RecycleCause::Lifetime => None,
         };
         let track = self.slots.entry(slot).or_default();
-        match quick {
-            Some(true) => track.quick = track.quick.saturating_add(1),
-            Some(false) => track.quick = 0,
-            None => {}
+        if track.counted != Some(pid) {
+            match quick {
+                Some(true) => track.quick = track.quick.saturating_add(1),
+                Some(false) => track.quick = 0,
+                None => {}
+            }
+            track.counted = Some(pid);
         }
         track.not_before = None;
         self.told.remove(&pid);

@@ -102,6 +102,12 @@ pub struct SavedSlotHold {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub normal_since_ms: Option<Ago>,
+    /// The worker whose recycle last counted in `quick` (tried again, it counts no more).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub counted: Option<u32>,
 }
 
 /// Whether a count is zero, to leave it out of the serde form.
@@ -141,6 +147,7 @@ impl Recycler {
                 failed: t.failed,
                 not_before_ms: t.not_before.map(|at| epoch.ahead(at)),
                 normal_since_ms: t.normal_since.map(|at| epoch.ago(at)),
+                counted: t.counted,
             })
             .collect();
         slots.sort_by_key(|s| s.slot);
@@ -191,6 +198,7 @@ impl Recycler {
                 not_before: s.not_before_ms.map(|t| epoch.future(t)),
                 // Absent from an older herd's state: counted from the re-exec.
                 normal_since: Some(s.normal_since_ms.map_or(epoch.instant(), |t| epoch.past(t))),
+                counted: s.counted,
             };
             self.slots.insert(s.slot, track);
         }

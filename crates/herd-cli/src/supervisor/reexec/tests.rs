@@ -266,6 +266,7 @@ fn the_recyclers_requests_and_holds_are_carried() {
             failed: 2,
             not_before_ms: Some(herd_core::Ahead(58_000)),
             normal_since_ms: Some(Ago(2000)),
+            counted: Some(41),
         }],
         told: vec![100],
         under_while_ready: vec![herd_core::SavedUnder {
@@ -279,7 +280,7 @@ fn the_recyclers_requests_and_holds_are_carried() {
         serde_json::json!({
             "seed": u64::MAX - 1,
             "asked": [{"pid": 100, "age_ms": 3050, "soon": true}],
-            "slots": [{"slot": 0, "quick": 3, "failed": 2, "not_before_ms": 58000, "normal_since_ms": 2000}],
+            "slots": [{"slot": 0, "quick": 3, "failed": 2, "not_before_ms": 58000, "normal_since_ms": 2000, "counted": 41}],
             "told": [100],
             "under_while_ready": [{"pid": 100, "age_ms": 3050}],
         })

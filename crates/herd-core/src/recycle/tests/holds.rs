@@ -135,3 +135,38 @@ fn holds_have_their_words() {
     assert_eq!(HoldKind::OverFromStart.as_str(), "over_memory_from_start");
     assert_eq!(HoldKind::Failed.as_str(), "recycle_failed");
 }
+
+/// Worker 100 asks at once; its successor dies before ready, and the recycle is tried again
+/// after its wait (across a re-exec if `reexec`): one worker that asked, not two in a row.
+fn tried_again_counts_once(reexec: bool) {
+    let mut sim = Sim::new(1, 1, no_memory_limit());
+    sim.ready = false;
+    sim.all_ask(Duration::ZERO);
+    sim.pool.exited(101, exited_with(1), sim.now).unwrap();
+    sim.turn();
+    if reexec {
+        sim.reexec();
+    }
+    sim.ready = true;
+    sim.now += 30 * SEC;
+    sim.turn();
+    sim.turn();
+    assert_eq!(sim.pids(), [102], "{:?}", sim.events);
+    // 102 asks at once too: the second in a row, recycled; 103 doing so is the third, held.
+    sim.all_ask(Duration::ZERO);
+    let held = |sim: &Sim, pid| {
+        sim.events
+            .iter()
+            .any(|e| matches!(e, RecycleEvent::HeldBack { pid: p, .. } if *p == pid))
+    };
+    assert!(!held(&sim, 102), "{:?}", sim.events);
+    sim.turn();
+    sim.all_ask(Duration::ZERO);
+    assert!(held(&sim, 103), "{:?}", sim.events);
+}
+
+#[test]
+fn a_recycle_tried_again_after_it_failed_counts_once_in_a_loop() {
+    tried_again_counts_once(false);
+    tried_again_counts_once(true);
+}

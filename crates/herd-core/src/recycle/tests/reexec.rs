@@ -140,6 +140,7 @@ fn a_saved_count_at_its_limit_holds_the_longest() {
             failed: 0,
             not_before_ms: None,
             normal_since_ms: None,
+            counted: None,
         }],
         ..SavedRecycler::default()
     };
