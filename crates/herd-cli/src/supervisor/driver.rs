@@ -132,7 +132,7 @@ impl Supervisor {
     pub async fn run(
         mut self,
         control: Control,
-        notify: NotifySocket,
+        mut notify: NotifySocket,
         takeover: Option<Takeover>,
     ) -> anyhow::Result<()> {
         if takeover.is_some() {
@@ -167,7 +167,7 @@ impl Supervisor {
                 tokio::task::yield_now().await;
             }
             let input = sources.next(&self.wants()).await;
-            self.handle(input, &mut sources, &mut control_file, &notify);
+            self.handle(input, &mut sources, &mut control_file, &mut notify);
             self.after_turn(&sources, &mut control_file);
             self.publish_health();
         }

@@ -141,6 +141,24 @@ impl NotifySocket {
         &self._file
     }
 
+    /// Binds this socket again at its path if its file was removed (by a worker, an
+    /// operator's clean-up): a socket cannot be given a file again, but workers send each
+    /// message to the path, so a new socket there hears every one from now on. Returns the
+    /// old socket (its queued datagrams still to read), or `None` if the file is there, or the
+    /// socket has none (abstract).
+    pub fn bind_again_if_removed(
+        &mut self,
+    ) -> anyhow::Result<Option<std::os::unix::net::UnixDatagram>> {
+        let (path, _, ino) = self._file.parts();
+        if ino == 0 || !super::socket_files::removed(path) {
+            return Ok(None);
+        }
+        let path = path.to_path_buf();
+        let fresh = NotifySocket::bind(&path, herd_sys::process::effective_uid())?;
+        self._file = fresh._file;
+        Ok(Some(std::mem::replace(&mut self.socket, fresh.socket)))
+    }
+
     /// A notify socket handed over by a previous image of this process.
     pub fn restore(socket: OwnedFd, file: SocketFile) -> anyhow::Result<NotifySocket> {
         let socket = std::os::unix::net::UnixDatagram::from(socket);

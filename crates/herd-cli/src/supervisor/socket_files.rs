@@ -5,7 +5,9 @@
 //! connected clients are served, but nobody can connect by that path again, and a worker that
 //! starts afterwards cannot send `READY=1` to a removed notify socket. A bound socket cannot be
 //! given a file again, so herd says so, once per file (and again if the file comes back and is
-//! removed once more). A path that names another file now was replaced on purpose (a takeover
+//! removed once more); the notify socket is bound anew at its path first
+//! ([`NotifySocket::bind_again_if_removed`](super::notify::NotifySocket::bind_again_if_removed)),
+//! and only a failure to do so is said here. A path that names another file now was replaced on purpose (a takeover
 //! does), and is left alone.
 
 use std::io;
@@ -48,7 +50,7 @@ impl Watch {
 
 /// Whether nothing is at `path` any more. Another file there (a takeover puts its own) is not
 /// herd's to judge.
-fn removed(path: &Path) -> bool {
+pub(super) fn removed(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
 }
 

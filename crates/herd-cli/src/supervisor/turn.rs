@@ -21,7 +21,7 @@ impl Supervisor {
         input: Input,
         sources: &mut Sources,
         control_file: &mut ControlFile,
-        notify: &NotifySocket,
+        notify: &mut NotifySocket,
     ) {
         match input {
             Input::Signal(intent) => self.obey(intent, sources),

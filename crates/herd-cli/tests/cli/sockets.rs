@@ -258,5 +258,57 @@ fn a_socket_file_a_worker_removes_is_said_with_what_it_breaks() {
         said(&web).contains("nobody can connect by that path"),
         "{web}"
     );
-    assert!(said(&notify).contains("cannot send READY=1"), "{notify}");
+    assert!(
+        said(&notify).contains("herd bound it again there"),
+        "{notify}"
+    );
+    assert!(std::path::Path::new(&herd.notify_path()).exists());
+}
+
+/// The notify socket's file removed (by an operator's clean-up of the runtime directory), the
+/// next upgrade's workers still say READY=1: herd binds it again at its path (it only said so,
+/// and every upgrade then failed: nobody heard the new workers' READY=1).
+#[test]
+fn an_upgrade_after_the_notify_sockets_file_was_removed_succeeds() {
+    let probe = worker("probe.py");
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10s",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "python3",
+        &probe,
+    ]);
+    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    std::fs::remove_file(herd.notify_path()).unwrap();
+    let removed = herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
+    assert!(
+        removed["message"]
+            .as_str()
+            .unwrap()
+            .contains("bound it again"),
+        "{removed}"
+    );
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "the new worker ready", |s| settled(s, 1));
+    // A re-exec hands the new socket over, and removes its file when herd stops.
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let notify = herd.notify_path();
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_exit();
+    assert!(
+        !std::path::Path::new(&notify).exists(),
+        "{notify} left behind"
+    );
 }

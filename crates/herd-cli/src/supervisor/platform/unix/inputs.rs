@@ -127,6 +127,16 @@ impl Inputs {
         Ok(())
     }
 
+    /// Reads the notify socket bound again at its path ([`NotifySocket::bind_again_if_removed`])
+    /// from now on.
+    pub fn replace_notify(
+        &mut self,
+        socket: &std::os::unix::net::UnixDatagram,
+    ) -> std::io::Result<()> {
+        self.notify = UnixDatagram::from_std(socket.try_clone()?)?;
+        Ok(())
+    }
+
     /// The notify socket, to read the datagrams an [`Input::Notify`] announced.
     pub fn notify(&self) -> &UnixDatagram {
         &self.notify

@@ -41,9 +41,9 @@ impl Supervisor {
     pub(in crate::supervisor) fn handle_platform(
         &mut self,
         input: Input,
-        sources: &Sources,
+        sources: &mut Sources,
         control_file: &mut ControlFile,
-        notify: &NotifySocket,
+        notify: &mut NotifySocket,
     ) {
         match input {
             // The new binary passed its check: the exec follows.
@@ -66,7 +66,7 @@ impl Supervisor {
             }
             Input::CheckSockets => {
                 self.check_sockets();
-                self.check_socket_files(notify);
+                self.check_socket_files(sources, notify);
             }
             Input::Leftovers => {
                 let mut groups = self.process_groups();
@@ -258,7 +258,8 @@ impl Supervisor {
     /// Says which socket files herd created were removed (the listeners' it holds and the
     /// notify socket's), which sockets' blocking mode a worker changed, and which shared TCP
     /// sockets it turned `SO_LINGER` on for.
-    fn check_socket_files(&mut self, notify: &NotifySocket) {
+    fn check_socket_files(&mut self, sources: &mut Sources, notify: &mut NotifySocket) {
+        self.bind_notify_again_if_removed(sources, notify);
         let listeners = self.effects.listeners().iter().filter_map(|l| {
             let open = l.fd().is_some() || l.group().is_some();
             Some((Kind::Listener(&l.name), l.file().filter(|_| open)?))
@@ -267,6 +268,42 @@ impl Supervisor {
         self.platform.socket_files.check(listeners.chain(notify));
         self.platform.blocking_mode.check(self.effects.listeners());
         self.platform.linger.check(self.effects.listeners());
+    }
+
+    /// Binds the notify socket again if its file was removed, so that workers started from
+    /// now on can say `READY=1`, and reads what the old one still holds; if it cannot, the
+    /// removal is said as for any socket file.
+    fn bind_notify_again_if_removed(&mut self, sources: &mut Sources, notify: &mut NotifySocket) {
+        let old = match notify.bind_again_if_removed() {
+            Ok(Some(old)) => old,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "cannot bind the notify socket again: {e:#}"
+                );
+                return;
+            }
+        };
+        let shown = notify.path.display().to_string();
+        let path = crate::text::escape(&shown);
+        match sources.platform.replace_notify(&notify.socket) {
+            Ok(()) => tracing::warn!(
+                event = LogEvent::SocketFileRemoved.as_str(),
+                socket = "notify",
+                path = %path,
+                "the notify socket's file {path} was removed (by a worker or another process): \
+                 herd bound it again there, for the workers that start from now on"
+            ),
+            Err(e) => tracing::error!(
+                event = LogEvent::SystemError.as_str(),
+                path = %path,
+                "the notify socket's file {path} was removed and bound again, but herd cannot \
+                 read the new socket ({e}): workers that start from now on cannot send \
+                 READY=1 until herd is restarted or taken over (herd run --takeover)"
+            ),
+        }
+        self.drain_notifications(&old);
     }
 
     /// As herd starts to stop: re-exec checks die with herd (their client hears it).
@@ -339,12 +376,28 @@ impl Supervisor {
                     return;
                 }
             };
-            let is_worker = |p| self.pool.worker(p).is_some();
-            // The sender may be a descendant of a worker (`systemd-notify` run by a script).
-            let sender = datagram
-                .sender_pid
-                .map(|sender| (sender, notify::attribute(sender, is_worker)));
-            self.notified(sender, &buf[..datagram.len], datagram.truncated);
+            self.datagram_read(&buf, datagram);
         }
+    }
+
+    /// Reads what a notify socket replaced by a new one still holds (nothing more comes).
+    fn drain_notifications(&mut self, socket: &std::os::unix::net::UnixDatagram) {
+        let mut buf = [0u8; notify::MAX_DATAGRAM];
+        for _ in 0..256 {
+            match notify::recv(socket.as_fd(), &mut buf) {
+                Ok(datagram) => self.datagram_read(&buf, datagram),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// One notify datagram read into `buf`.
+    fn datagram_read(&mut self, buf: &[u8], datagram: herd_sys::notify::Datagram) {
+        let is_worker = |p| self.pool.worker(p).is_some();
+        // The sender may be a descendant of a worker (`systemd-notify` run by a script).
+        let sender = datagram
+            .sender_pid
+            .map(|sender| (sender, notify::attribute(sender, is_worker)));
+        self.notified(sender, &buf[..datagram.len], datagram.truncated);
     }
 }

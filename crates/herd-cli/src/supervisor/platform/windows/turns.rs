@@ -39,9 +39,9 @@ impl Supervisor {
     pub(in crate::supervisor) fn handle_platform(
         &mut self,
         input: Input,
-        _sources: &Sources,
+        _sources: &mut Sources,
         _control_file: &mut ControlFile,
-        _notify: &NotifySocket,
+        _notify: &mut NotifySocket,
     ) {
         match input {
             // The pipe says who sent it; only a worker's own process is heard.
