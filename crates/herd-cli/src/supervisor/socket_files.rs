@@ -30,9 +30,17 @@ pub enum Kind<'a> {
 #[derive(Debug, Default)]
 pub struct Watch {
     gone: SaidOnce<PathBuf>,
+    /// The notify socket could not be bound again (said once until it can).
+    unbound: SaidOnce<()>,
 }
 
 impl Watch {
+    /// Whether the notify socket newly could not be bound again (`failed`): to be said once,
+    /// not at every look.
+    pub fn notify_unbound_newly(&mut self, failed: bool) -> bool {
+        self.unbound.newly(&(), failed)
+    }
+
     /// Looks at each of `files`; says, once, which were removed since.
     pub fn check<'a>(&mut self, files: impl IntoIterator<Item = (Kind<'a>, &'a SocketFile)>) {
         for (kind, file) in files {

@@ -274,16 +274,22 @@ impl Supervisor {
     /// now on can say `READY=1`, and reads what the old one still holds; if it cannot, the
     /// removal is said as for any socket file.
     fn bind_notify_again_if_removed(&mut self, sources: &mut Sources, notify: &mut NotifySocket) {
-        let old = match notify.bind_again_if_removed() {
-            Ok(Some(old)) => old,
-            Ok(None) => return,
-            Err(e) => {
+        let again = notify.bind_again_if_removed();
+        if self
+            .platform
+            .socket_files
+            .notify_unbound_newly(again.is_err())
+        {
+            if let Err(e) = &again {
                 tracing::warn!(
                     event = LogEvent::SystemError.as_str(),
                     "cannot bind the notify socket again: {e:#}"
                 );
-                return;
             }
+        }
+        let old = match again {
+            Ok(Some(old)) => old,
+            _ => return,
         };
         let shown = notify.path.display().to_string();
         let path = crate::text::escape(&shown);
