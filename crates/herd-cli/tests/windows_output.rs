@@ -62,24 +62,33 @@ fn json_output_tags_each_line_and_herd_logs_shows_it() {
         assert_eq!(line["line"], format!("hello on stderr from {slot}"));
         assert!(line["pid"].as_u64().unwrap() > 0, "{line}");
     }
-    let out = Command::new(HERD)
-        .args(["--name", &herd.name, "logs", "--json", "--worker", "1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let kept: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let hello = kept
-        .iter()
+    // Its stdout comes through another pipe than its stderr, maybe later: asked again until
+    // it is kept (or the timeout).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let (kept, hello) = loop {
+        let out = Command::new(HERD)
+            .args(["--name", &herd.name, "logs", "--json", "--worker", "1"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let kept: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         // The test harness writes `test worker ... ` before it on the same line.
-        .find(|l| {
+        let hello = kept.iter().position(|l| {
             l["line"]
                 .as_str()
                 .is_some_and(|t| t.ends_with("hello on stdout from 1"))
-        })
-        .unwrap_or_else(|| panic!("worker 1's stdout line is kept: {kept:?}"));
+        });
+        match hello {
+            Some(i) => break (kept.clone(), kept[i].clone()),
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => panic!("worker 1's stdout line is kept: {kept:?}"),
+        }
+    };
     assert_eq!(hello["stream"], "stdout");
     assert!(kept.iter().all(|l| l["worker"] == 1), "{kept:?}");
     herd.stop();

@@ -275,7 +275,11 @@ fn herd_gunicorn_reload_is_a_recycle() {
     let recycled = wait_until("a recycle the worker asked for", || {
         let mut text = std::fs::read_to_string(&app).map_err(|e| e.to_string())?;
         text.push_str("# changed\n");
-        std::fs::write(&app, text).map_err(|e| e.to_string())?;
+        // Whole or not at all: a successor that read it half-written failed to load the app,
+        // and its slot waited 30s.
+        let next = app.with_extension("next");
+        std::fs::write(&next, text).map_err(|e| e.to_string())?;
+        std::fs::rename(&next, &app).map_err(|e| e.to_string())?;
         let lines = herd.lines();
         let asked = events(&lines).find(|e| is_event(e, "recycled", &[("reason", "asked".into())]));
         asked.cloned().ok_or_else(|| last_lines(&lines))
