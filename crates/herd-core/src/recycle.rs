@@ -311,7 +311,7 @@ impl Recycler {
             pool.worker(pid)
                 .map_or(false, |w| w.live() && w.started == started)
         });
-        self.calm_down(pool, now);
+        // The recycles that aborted first: each breaks its slot's calm.
         for (slot, pid, cause) in pool.take_recycles_aborted() {
             let hold = self.went_wrong(slot, now);
             events.push(RecycleEvent::Aborted {
@@ -321,6 +321,7 @@ impl Recycler {
                 hold,
             });
         }
+        self.calm_down(pool, now);
         for (pid, cause, why) in self.candidates(pool, now) {
             let slot = match pool.worker(pid) {
                 Some(w) => w.slot,

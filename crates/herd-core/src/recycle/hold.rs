@@ -212,7 +212,9 @@ impl Recycler {
     /// dips under it: its run counts from the last time it was seen otherwise. A slot still
     /// waiting after a failed recycle keeps its count until the wait is over, and each recycle
     /// that fails breaks the calm again ([`went_wrong`](Self::went_wrong)): a worker due whose
-    /// recycles keep failing is no proof.
+    /// recycles keep failing is no proof. Nor is a slot whose recycle is in flight calm yet: a
+    /// successor that takes longer than the calm to fail would otherwise find its slot's count
+    /// forgotten (the recycles that went wrong are counted before, in the same turn).
     pub(super) fn calm_down(&mut self, pool: &Pool, now: Instant) {
         let calm = self.calm();
         let mut slots: Vec<SlotSeen> = Vec::new();
@@ -224,6 +226,7 @@ impl Recycler {
                     || self.started_over(w.pid)
                     || self.over_memory(w.pid).is_some(),
                 restarted: w.ready_since.filter(|_| w.restart),
+                recycling: w.recycling.is_some(),
             };
             match slots.iter_mut().find(|s| s.slot == w.slot) {
                 Some(s) => s.join(seen),
@@ -246,7 +249,9 @@ impl Recycler {
                     continue;
                 }
             };
-            let waits = track.not_before.map_or(false, |at| at > now);
+            // A recycle in flight may yet fail: the calm is concluded once it is over.
+            let waits = track.not_before.map_or(false, |at| at > now)
+                || seen.map_or(false, |s| s.recycling);
             if !waits && now.saturating_duration_since(since) >= calm {
                 *track = SlotTrack::default();
             }
@@ -290,6 +295,8 @@ struct SlotSeen {
     troubled: bool,
     /// When the latest restarted after a crash became ready: the slot's calm counts from then.
     restarted: Option<Instant>,
+    /// One of them is being recycled: its successor has yet to become available.
+    recycling: bool,
 }
 
 impl SlotSeen {
@@ -297,5 +304,6 @@ impl SlotSeen {
         self.serving |= other.serving;
         self.troubled |= other.troubled;
         self.restarted = self.restarted.max(other.restarted);
+        self.recycling |= other.recycling;
     }
 }

@@ -170,3 +170,34 @@ fn a_slot_recycled_by_lifetime_more_often_than_the_calm_still_calms_down() {
     let holds: Vec<u64> = aborted_holds(&sim).iter().map(Duration::as_secs).collect();
     assert_eq!(holds, [30, 30], "the second is a first again");
 }
+
+#[test]
+fn a_recycle_that_keeps_failing_slower_than_the_calm_keeps_doubling_its_wait() {
+    // Each successor is available only after 1300s (--min-ready), and dies at 1250s: the old
+    // worker serves on all the while, its recycle in flight, longer than the calm (20 min).
+    let lifetime = RecyclePolicy {
+        max_memory: None,
+        max_lifetime: Some(60 * SEC),
+        ..policy()
+    };
+    let mut sim = Sim::with_min_ready(1, 1, lifetime, 1300 * SEC);
+    for _ in 0..3 {
+        for _ in 0..200 {
+            sim.now += 10 * SEC;
+            sim.turn();
+            if sim.pids().len() == 2 {
+                break;
+            }
+        }
+        assert_eq!(sim.pids().len(), 2, "{:?}", sim.events);
+        let successor = sim.pids()[1];
+        for _ in 0..125 {
+            sim.now += 10 * SEC;
+            sim.turn();
+        }
+        sim.pool.exited(successor, exited_with(1), sim.now).unwrap();
+        sim.turn();
+    }
+    let holds: Vec<u64> = aborted_holds(&sim).iter().map(Duration::as_secs).collect();
+    assert_eq!(holds, [30, 60, 120]);
+}
