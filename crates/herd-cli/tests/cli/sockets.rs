@@ -312,3 +312,37 @@ fn an_upgrade_after_the_notify_sockets_file_was_removed_succeeds() {
         "{notify} left behind"
     );
 }
+
+/// The notify socket's directory removed and made again (by anyone: a symlink or another
+/// user's directory in its place) is not herd's private one: herd binds nothing there, and
+/// says once that it cannot.
+#[test]
+fn the_notify_socket_is_not_bound_again_in_a_directory_made_anew() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    let notify = herd.notify_path();
+    let dir = Path::new(&notify).parent().unwrap().to_path_buf();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    let failed = herd.wait_for_event("system_error", &[]);
+    let said = failed["message"].as_str().unwrap();
+    assert!(
+        said.contains("cannot bind the notify socket again"),
+        "{failed}"
+    );
+    assert!(
+        said.contains("is not the directory herd bound it in"),
+        "{failed}"
+    );
+    herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
+    assert!(!Path::new(&notify).exists(), "bound in the new directory");
+}

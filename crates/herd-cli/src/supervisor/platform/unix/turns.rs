@@ -259,12 +259,13 @@ impl Supervisor {
     /// notify socket's), which sockets' blocking mode a worker changed, and which shared TCP
     /// sockets it turned `SO_LINGER` on for.
     fn check_socket_files(&mut self, sources: &mut Sources, notify: &mut NotifySocket) {
-        self.bind_notify_again_if_removed(sources, notify);
+        let unbound = self.bind_notify_again_if_removed(sources, notify);
         let listeners = self.effects.listeners().iter().filter_map(|l| {
             let open = l.fd().is_some() || l.group().is_some();
             Some((Kind::Listener(&l.name), l.file().filter(|_| open)?))
         });
-        let notify = std::iter::once((Kind::Notify, notify.file()));
+        // Said only when it could not be bound again: one removed since is bound at the next look.
+        let notify = unbound.then(|| (Kind::Notify, notify.file()));
         self.platform.socket_files.check(listeners.chain(notify));
         self.platform.blocking_mode.check(self.effects.listeners());
         self.platform.linger.check(self.effects.listeners());
@@ -272,8 +273,12 @@ impl Supervisor {
 
     /// Binds the notify socket again if its file was removed, so that workers started from
     /// now on can say `READY=1`, and reads what the old one still holds; if it cannot, the
-    /// removal is said as for any socket file.
-    fn bind_notify_again_if_removed(&mut self, sources: &mut Sources, notify: &mut NotifySocket) {
+    /// removal is said as for any socket file: whether it could not.
+    fn bind_notify_again_if_removed(
+        &mut self,
+        sources: &mut Sources,
+        notify: &mut NotifySocket,
+    ) -> bool {
         let again = notify.bind_again_if_removed();
         if self
             .platform
@@ -289,7 +294,8 @@ impl Supervisor {
         }
         let old = match again {
             Ok(Some(old)) => old,
-            _ => return,
+            Ok(None) => return false,
+            Err(_) => return true,
         };
         let shown = notify.path.display().to_string();
         let path = crate::text::escape(&shown);
@@ -310,6 +316,7 @@ impl Supervisor {
             ),
         }
         self.drain_notifications(&old);
+        false
     }
 
     /// As herd starts to stop: re-exec checks die with herd (their client hears it).
