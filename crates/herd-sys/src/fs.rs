@@ -1,12 +1,15 @@
-//! Files: exchanging two paths atomically.
+//! Files: exchanging two paths atomically, and opening a file itself, not what it names.
 //!
 //! [`exchange`] is `renameat2(RENAME_EXCHANGE)` on Linux; elsewhere it fails with
 //! [`io::ErrorKind::Unsupported`], and callers fall back to a check and a `rename`.
+//! [`open_itself`] is `open(O_PATH | O_NOFOLLOW)` on Linux.
 
 use std::io;
 use std::path::Path;
 
 pub use imp::exchange;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use imp::open_itself;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod imp {
@@ -40,6 +43,29 @@ mod imp {
         } else {
             Err(io::Error::last_os_error())
         }
+    }
+
+    /// Opens the file at `path` itself, for `fstat` and `/proc/self/fd`, with no access to its
+    /// contents: a socket is not connected to, a symlink is not followed (the link is opened).
+    /// Made with `open` directly: Rust's `OpenOptions` drops `O_PATH` on musl, whose
+    /// `O_ACCMODE` includes it (the open then connects to a socket, and fails with `ENXIO`).
+    pub fn open_itself(path: &Path) -> io::Result<std::fs::File> {
+        use std::os::unix::io::FromRawFd;
+        let path = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+        // SAFETY: the path is a NUL-terminated string that outlives the call; open only reads
+        // it, and with these flags takes no mode argument.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened here and is owned by nothing else.
+        Ok(unsafe { std::fs::File::from_raw_fd(fd) })
     }
 }
 
@@ -80,5 +106,23 @@ mod tests {
             ),
         }
         assert!(exchange(&a, &dir.join("missing")).is_err());
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn opens_a_socket_file_and_a_symlink_themselves() {
+        use std::os::unix::fs::FileTypeExt;
+        let scratch = crate::scratch::Scratch::new("herd-sys-open-itself");
+        let dir = scratch.path();
+        std::fs::create_dir(dir).unwrap();
+        let socket = dir.join("s.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let file = open_itself(&socket).unwrap();
+        assert!(file.metadata().unwrap().file_type().is_socket());
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&socket, &link).unwrap();
+        let file = open_itself(&link).unwrap();
+        assert!(file.metadata().unwrap().file_type().is_symlink());
+        assert!(open_itself(&dir.join("missing")).is_err());
     }
 }

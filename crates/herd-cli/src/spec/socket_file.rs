@@ -63,13 +63,8 @@ pub fn set_mode(path: &Path, mode: Option<u32>) -> io::Result<()> {
     };
     #[cfg(target_os = "linux")]
     let opened = {
-        use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::io::AsRawFd;
-        // O_PATH opens a socket file without connecting; with O_NOFOLLOW, a symlink itself.
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
-            .open(path)?;
+        let file = herd_sys::fs::open_itself(path)?;
         let meta = file.metadata()?;
         if !meta.file_type().is_socket() {
             return Err(not_a_socket());
