@@ -171,6 +171,13 @@ fn parse_address(text: &str) -> Result<Address, String> {
         }
         return Ok(Address::UnixPath(PathBuf::from(rest)));
     }
+    for scheme in ["tcp", "udp"] {
+        if let Some(rest) = text.strip_prefix(scheme).and_then(|t| t.strip_prefix(':')) {
+            if !rest.starts_with("//") && rest.contains(':') {
+                return Err(format!("write {scheme}://{rest} ('{scheme}:' needs '//')"));
+            }
+        }
+    }
     if let Some((scheme, _)) = text.split_once("://") {
         return Err(format!(
             "unknown scheme '{scheme}://'; expected one of {FORMS}"

@@ -98,6 +98,8 @@ fn errors_say_what_is_wrong() {
         ("[::1:80", "missing ']'"),
         ("[zz]:80", "not an IPv6 address"),
         ("sctp://h:1", "unknown scheme"),
+        ("tcp:127.0.0.1:80", "write tcp://127.0.0.1:80"),
+        ("udp:[::1]:53", "write udp://[::1]:53"),
         ("unix:", "empty path"),
         (":80,backlog=0", "not a positive number"),
         (":80,backlog", "needs a value"),
