@@ -47,6 +47,7 @@ const STICKY: u32 = if cfg!(target_os = "linux") { 0o1000 } else { 0 };
 /// (`None`: those it has) and the sticky bit: a herd that runs for weeks keeps its control, notify
 /// and listening sockets' files in `/tmp` or `$XDG_RUNTIME_DIR`, where a cleaner would remove
 /// them (and nobody could then reach herd, nor a worker started afterwards say `READY=1`).
+/// Where the bit is refused, `mode` is set alone, with a warning.
 ///
 /// Only a socket is changed, never what a symlink put in its place names: whoever may write
 /// to the directory could swap one in between the bind and this, and have herd (root, often)
@@ -82,7 +83,31 @@ pub fn set_mode(path: &Path, mode: Option<u32>) -> io::Result<()> {
         return Err(not_a_socket());
     }
     let mode = mode.unwrap_or(meta.mode() & 0o777);
-    std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode | STICKY))
+    let chmod = |bits| std::fs::set_permissions(target, std::fs::Permissions::from_mode(bits));
+    if let Err(e) = sticky_if_possible(mode, chmod)? {
+        tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
+            path = %path.display(),
+            "cannot set the sticky bit on {} ({e}): a cleaner of its directory \
+             (systemd-tmpfiles) may remove it after days; serving on",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Gives `mode` with the sticky bit through `chmod`; where that is refused, `mode` alone (the
+/// bit keeps a file from cleaners, and only `mode` guards who may connect): `Ok(Err(why))`
+/// then, for a warning. An error only when `mode` alone cannot be set.
+fn sticky_if_possible(
+    mode: u32,
+    chmod: impl Fn(u32) -> io::Result<()>,
+) -> io::Result<Result<(), io::Error>> {
+    match chmod(mode | STICKY) {
+        Ok(()) => Ok(Ok(())),
+        Err(e) if STICKY != 0 => chmod(mode).map(|()| Err(e)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Locks the directory that holds the socket file `path` (`flock` on the directory itself)
@@ -354,6 +379,28 @@ mod tests {
         // Nor is a file that is not a socket chmod'ed.
         assert!(set_mode(&target, Some(0o666)).is_err());
         assert_eq!(bits(), 0o600);
+    }
+
+    /// A file system or security policy that refuses the sticky bit costs no socket: the mode
+    /// that guards who may connect is set alone, and the refusal is told for a warning.
+    #[test]
+    fn a_refused_sticky_bit_still_sets_the_mode() {
+        let set = std::cell::Cell::new(None);
+        let refusing = |bits: u32| {
+            if bits & 0o1000 != 0 {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            set.set(Some(bits));
+            Ok(())
+        };
+        let got = sticky_if_possible(0o600, refusing).unwrap();
+        if STICKY != 0 {
+            assert!(got.is_err(), "the refusal is told");
+        }
+        assert_eq!(set.get(), Some(0o600));
+        // A mode that cannot be set at all is an error.
+        let nothing = |_| Err(io::Error::from_raw_os_error(libc::EPERM));
+        assert!(sticky_if_possible(0o600, nothing).is_err());
     }
 
     fn identity(path: &Path) -> (u64, u64) {

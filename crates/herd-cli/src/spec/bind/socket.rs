@@ -47,8 +47,8 @@ pub(super) fn bind_one(spec: &BindSpec, reuseport: bool) -> anyhow::Result<Bound
                     return Err(e)
                         .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))
                 }
-                // Only the sticky bit was asked for, which herd never set before: a file
-                // system or a security policy that refuses it costs no socket.
+                // No mode was asked for: a socket file whose own bits cannot be set again
+                // (and so not made sticky) costs no socket.
                 (None, Err(e)) => tracing::warn!(
                     event = crate::logging::LogEvent::SetupNote.as_str(),
                     path = %path.display(),
