@@ -29,8 +29,8 @@ pub struct NotifySocket {
     /// Where workers send their messages.
     pub path: PathBuf,
     _file: SocketFile,
-    /// Its directory (device and inode) when herd bound it: bound again only there.
-    dir: Option<(u64, u64)>,
+    /// Its directory when herd bound it ([`DirIdentity`](super::socket_files::DirIdentity)): bound again only there.
+    dir: Option<super::socket_files::DirIdentity>,
     /// With `--compat einhorn`: where workers acknowledge einhorn's way, another way to say
     /// `READY=1`.
     pub einhorn: Option<super::einhorn::EinhornSocket>,
@@ -61,20 +61,10 @@ impl NotifySocket {
             socket: std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)),
             path: path.to_path_buf(),
             _file: file,
-            dir: identity_of_dir(path),
+            dir: super::socket_files::dir_identity(path),
             einhorn: None,
         })
     }
-}
-
-/// The device and inode of the directory of `path`, not following a symlink.
-fn identity_of_dir(path: &Path) -> Option<(u64, u64)> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let meta = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
-    Some((meta.dev(), meta.ino()))
 }
 
 /// Removes the sockets of herds that are gone: `STEM.PID.EXT` next to `path` (the notify
@@ -170,7 +160,7 @@ impl NotifySocket {
         let path = path.to_path_buf();
         // A directory removed and made again (by another user, or a symlink in its place) is
         // not herd's private one: nothing of herd's goes there.
-        if self.dir.is_none() || identity_of_dir(&path) != self.dir {
+        if self.dir.is_none() || super::socket_files::dir_identity(&path) != self.dir {
             let dir = path.parent().unwrap_or(Path::new("/")).display();
             bail!("{dir} is not the directory herd bound it in (removed, or replaced)");
         }
@@ -186,7 +176,7 @@ impl NotifySocket {
         Ok(NotifySocket {
             path: file.parts().0.to_path_buf(),
             socket,
-            dir: identity_of_dir(file.parts().0),
+            dir: super::socket_files::dir_identity(file.parts().0),
             _file: file,
             einhorn: None,
         })

@@ -1,13 +1,14 @@
-//! Watches the socket files herd created: the Unix listeners' and the notify socket's.
+//! Watches the socket files herd created: the Unix listeners', the notify socket's and the
+//! control socket's.
 //!
 //! A worker, or anything else with access to the directory, may remove one (a cleanup of
 //! "stale" sockets, a tmp cleaner). The socket itself lives on, so nothing fails at once: the
 //! connected clients are served, but nobody can connect by that path again, and a worker that
 //! starts afterwards cannot send `READY=1` to a removed notify socket. A bound socket cannot be
 //! given a file again, so herd says so, once per file (and again if the file comes back and is
-//! removed once more); the notify socket is bound anew at its path first
-//! ([`NotifySocket::bind_again_if_removed`](super::notify::NotifySocket::bind_again_if_removed)),
-//! and only a failure to do so is said here. A path that names another file now was replaced on purpose (a takeover
+//! removed once more); the notify and control sockets are bound anew at their paths first
+//! ([`NotifySocket::bind_again_if_removed`](super::notify::NotifySocket::bind_again_if_removed),
+//! the control socket in the same directory only), and only a failure to do so is said here. A path that names another file now was replaced on purpose (a takeover
 //! does), and is left alone.
 
 use std::io;
@@ -24,6 +25,8 @@ pub enum Kind<'a> {
     Listener(&'a str),
     /// The notify socket's file.
     Notify,
+    /// The control socket's file.
+    Control,
 }
 
 /// The files found removed, said once each.
@@ -32,6 +35,11 @@ pub struct Watch {
     gone: SaidOnce<PathBuf>,
     /// The notify socket could not be bound again (said once until it can).
     unbound: SaidOnce<()>,
+    /// The control socket could not be bound again (said once until it can).
+    control_unbound: SaidOnce<()>,
+    /// The control socket's path and its directory (device, inode) at the last look that found
+    /// the file there: it is bound again only in that directory.
+    control_dir: Option<(PathBuf, DirIdentity)>,
 }
 
 impl Watch {
@@ -39,6 +47,31 @@ impl Watch {
     /// not at every look.
     pub fn notify_unbound_newly(&mut self, failed: bool) -> bool {
         self.unbound.newly(&(), failed)
+    }
+
+    /// Whether the control socket newly could not be bound again (`failed`).
+    pub fn control_unbound_newly(&mut self, failed: bool) -> bool {
+        self.control_unbound.newly(&(), failed)
+    }
+
+    /// Whether the control socket's file at `path` was removed, and if so, whether its
+    /// directory is still the one it was bound in (`Err` if not, or never seen: then nothing
+    /// of herd's goes there). While the file is there, its directory is noted.
+    pub fn control_removed(&mut self, path: &Path) -> Result<bool, String> {
+        if !removed(path) {
+            if let Some(dir) = dir_identity(path) {
+                self.control_dir = Some((path.to_path_buf(), dir));
+            }
+            return Ok(false);
+        }
+        let seen = self.control_dir.as_ref().filter(|(at, _)| at == path);
+        match seen {
+            Some((_, dir)) if dir_identity(path).as_ref() == Some(dir) => Ok(true),
+            _ => Err(format!(
+                "{} is not the directory herd bound it in (removed, or replaced)",
+                path.parent().unwrap_or(Path::new("/")).display()
+            )),
+        }
     }
 
     /// Looks at each of `files`; says, once, which were removed since.
@@ -62,6 +95,21 @@ pub(super) fn removed(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
 }
 
+/// Which directory it is: device, inode and, where the file system keeps it, birth time (a
+/// directory removed and made again often gets the same inode number back on ext4).
+pub type DirIdentity = (u64, u64, Option<std::time::SystemTime>);
+
+/// The identity of the directory of `path`, not following a symlink.
+pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let meta = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
+    Some((meta.dev(), meta.ino(), meta.created().ok()))
+}
+
 /// The one log line of a removed socket file.
 fn report(kind: Kind<'_>, path: &Path) {
     let shown = path.display().to_string();
@@ -82,6 +130,14 @@ fn report(kind: Kind<'_>, path: &Path) {
             "the notify socket's file {path} was removed (by a worker or another process): \
              workers that start from now on cannot send READY=1 or WATCHDOG=1 to it \
              (NOTIFY_SOCKET) until herd is restarted or taken over (herd run --takeover)"
+        ),
+        Kind::Control => tracing::error!(
+            event = LogEvent::SocketFileRemoved.as_str(),
+            socket = "control",
+            path = %path,
+            "the control socket's file {path} was removed (by a worker or another process): \
+             herd commands cannot reach this herd until it is restarted; its signals still \
+             work (SIGTERM stops it, SIGHUP upgrades, SIGUSR2 re-executes)"
         ),
     }
 }
@@ -105,5 +161,26 @@ mod tests {
         assert!(!watch.gone.newly(path.as_path(), removed(&path)));
         std::fs::remove_file(&path).unwrap();
         assert!(watch.gone.newly(path.as_path(), removed(&path)));
+    }
+
+    #[test]
+    fn the_control_socket_is_bound_again_only_in_the_directory_seen() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let mut watch = Watch::default();
+        // Never seen there: not herd's to bind in.
+        assert!(watch.control_removed(&path).is_err());
+        let socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        assert_eq!(watch.control_removed(&path), Ok(false));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(watch.control_removed(&path), Ok(true));
+        // The directory removed and made again: not the one seen.
+        drop(socket);
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        let e = watch.control_removed(&path).unwrap_err();
+        assert!(e.contains("is not the directory herd bound it in"), "{e}");
     }
 }

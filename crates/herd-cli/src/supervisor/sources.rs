@@ -164,6 +164,13 @@ impl Sources {
         }
     }
 
+    /// Serves control clients with `server` (the control socket bound again) instead: the old
+    /// server stops accepting; the connections it accepted are served on.
+    #[cfg(unix)]
+    pub fn replace_control_server(&mut self, server: JoinHandle<()>) {
+        std::mem::replace(&mut self.server, server).abort();
+    }
+
     /// Stops serving control clients.
     pub fn close(self) {
         self.server.abort();

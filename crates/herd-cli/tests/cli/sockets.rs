@@ -333,16 +333,65 @@ fn the_notify_socket_is_not_bound_again_in_a_directory_made_anew() {
     let dir = Path::new(&notify).parent().unwrap().to_path_buf();
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::create_dir(&dir).unwrap();
-    let failed = herd.wait_for_event("system_error", &[]);
-    let said = failed["message"].as_str().unwrap();
-    assert!(
-        said.contains("cannot bind the notify socket again"),
-        "{failed}"
-    );
-    assert!(
-        said.contains("is not the directory herd bound it in"),
-        "{failed}"
-    );
-    herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
+    for socket in ["notify", "control"] {
+        let failed = herd.wait_event(&format!("the {socket} socket not bound again"), |e| {
+            is_event(e, "system_error", &[])
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("cannot bind the {socket} socket again")))
+        });
+        let said = failed["message"].as_str().unwrap();
+        assert!(
+            said.contains("is not the directory herd bound it in"),
+            "{failed}"
+        );
+        herd.wait_for_event("socket_file_removed", &[("socket", socket.into())]);
+    }
     assert!(!Path::new(&notify).exists(), "bound in the new directory");
+    assert!(
+        !Path::new(&herd.control()).exists(),
+        "bound in the new directory"
+    );
+}
+
+/// The control socket's file removed (an operator's clean-up of the runtime directory, a
+/// worker's `rm`), herd commands reach herd again: it binds the socket again at its path, in
+/// the same directory (it only said so, and nothing but signals could reach it until it was
+/// restarted). A re-exec hands the new one over; a stop removes its file.
+#[test]
+fn herd_commands_reach_herd_after_its_control_sockets_file_was_removed() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    std::fs::remove_file(herd.control()).unwrap();
+    let again = herd.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("bound it again"),
+        "{again}"
+    );
+    for command in [&["upgrade"][..], &["reexec"], &["status"]] {
+        let (code, _, stderr) = herd.ctl(command);
+        assert_eq!(code, 0, "{command:?}: {stderr}");
+    }
+    // Removed again, after the re-exec: the new image binds it again too.
+    std::fs::remove_file(herd.control()).unwrap();
+    herd.wait_for_events("socket_file_removed", 2, &[("socket", "control".into())]);
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_exit();
+    assert!(
+        !Path::new(&herd.control()).exists(),
+        "the control socket's file left behind"
+    );
 }

@@ -17,6 +17,7 @@ mod inputs;
 mod orphans;
 mod process_stats;
 mod queues;
+mod rebind;
 pub(crate) mod signals;
 mod spawner;
 mod state;

@@ -71,6 +71,9 @@ pub struct Inputs {
     orphans_stopping: Interval,
     /// A copy of the control socket's fd, handed to the next image on re-exec.
     pub control_fd: OwnedFd,
+    /// Who may use the control socket, and where its requests go: to serve it again when its
+    /// file was removed and it is bound anew.
+    control: (AccessPolicy, mpsc::Sender<ControlRequest>),
     /// A copy of the metrics socket's fd, handed to the next image on re-exec.
     pub metrics_fd: Option<OwnedFd>,
     /// A copy of the `--health` socket's fd, handed to the next image on re-exec.
@@ -88,6 +91,7 @@ impl Inputs {
         let control_fd = control.as_fd().try_clone_to_owned()?;
         control.set_nonblocking(true)?;
         let listener = UnixListener::from_std(control)?;
+        let again = (policy.clone(), requests.clone());
         let server = tokio::spawn(server::serve(listener, policy, requests));
         let (checked_tx, checked) = mpsc::channel(1);
         let (acks_tx, einhorn_acks) = mpsc::channel(64);
@@ -107,6 +111,7 @@ impl Inputs {
             orphans: every(orphans::SCAN_EVERY),
             orphans_stopping: every(orphans::STOP_CHECK_EVERY),
             control_fd,
+            control: again,
             metrics_fd: None,
             health_fd: None,
         };
@@ -125,6 +130,25 @@ impl Inputs {
             crate::supervisor::http::Endpoint::Health => self.health_fd = fd,
         }
         Ok(())
+    }
+
+    /// Whether others than herd's user may use the control socket (it is then mode 0666).
+    pub fn control_shared(&self) -> bool {
+        !self.control.0.uids.is_empty() || !self.control.0.gids.is_empty()
+    }
+
+    /// Serves the control socket bound again at its path (its file was removed) from now on;
+    /// its server's task. The connections the old one accepted are served on.
+    pub fn serve_control_again(
+        &mut self,
+        control: std::os::unix::net::UnixListener,
+    ) -> std::io::Result<JoinHandle<()>> {
+        let control_fd = control.as_fd().try_clone_to_owned()?;
+        control.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(control)?;
+        self.control_fd = control_fd;
+        let (policy, requests) = self.control.clone();
+        Ok(tokio::spawn(server::serve(listener, policy, requests)))
     }
 
     /// Reads the notify socket bound again at its path ([`NotifySocket::bind_again_if_removed`])

@@ -66,7 +66,7 @@ impl Supervisor {
             }
             Input::CheckSockets => {
                 self.check_sockets();
-                self.check_socket_files(sources, notify);
+                self.check_socket_files(sources, control_file, notify);
             }
             Input::Leftovers => {
                 let mut groups = self.process_groups();
@@ -255,68 +255,29 @@ impl Supervisor {
         }
     }
 
-    /// Says which socket files herd created were removed (the listeners' it holds and the
-    /// notify socket's), which sockets' blocking mode a worker changed, and which shared TCP
-    /// sockets it turned `SO_LINGER` on for.
-    fn check_socket_files(&mut self, sources: &mut Sources, notify: &mut NotifySocket) {
+    /// Says which socket files herd created were removed (the listeners' it holds, the notify
+    /// and control sockets' when they cannot be bound again), which sockets' blocking mode a
+    /// worker changed, and which shared TCP sockets it turned `SO_LINGER` on for.
+    fn check_socket_files(
+        &mut self,
+        sources: &mut Sources,
+        control_file: &mut ControlFile,
+        notify: &mut NotifySocket,
+    ) {
         let unbound = self.bind_notify_again_if_removed(sources, notify);
+        let control_unbound = self.bind_control_again_if_removed(sources, control_file);
         let listeners = self.effects.listeners().iter().filter_map(|l| {
             let open = l.fd().is_some() || l.group().is_some();
             Some((Kind::Listener(&l.name), l.file().filter(|_| open)?))
         });
         // Said only when it could not be bound again: one removed since is bound at the next look.
         let notify = unbound.then(|| (Kind::Notify, notify.file()));
-        self.platform.socket_files.check(listeners.chain(notify));
+        let control = control_unbound.then_some((Kind::Control, &*control_file));
+        self.platform
+            .socket_files
+            .check(listeners.chain(notify).chain(control));
         self.platform.blocking_mode.check(self.effects.listeners());
         self.platform.linger.check(self.effects.listeners());
-    }
-
-    /// Binds the notify socket again if its file was removed, so that workers started from
-    /// now on can say `READY=1`, and reads what the old one still holds; if it cannot, the
-    /// removal is said as for any socket file: whether it could not.
-    fn bind_notify_again_if_removed(
-        &mut self,
-        sources: &mut Sources,
-        notify: &mut NotifySocket,
-    ) -> bool {
-        let again = notify.bind_again_if_removed();
-        if self
-            .platform
-            .socket_files
-            .notify_unbound_newly(again.is_err())
-        {
-            if let Err(e) = &again {
-                tracing::warn!(
-                    event = LogEvent::SystemError.as_str(),
-                    "cannot bind the notify socket again: {e:#}"
-                );
-            }
-        }
-        let old = match again {
-            Ok(Some(old)) => old,
-            Ok(None) => return false,
-            Err(_) => return true,
-        };
-        let shown = notify.path.display().to_string();
-        let path = crate::text::escape(&shown);
-        match sources.platform.replace_notify(&notify.socket) {
-            Ok(()) => tracing::warn!(
-                event = LogEvent::SocketFileRemoved.as_str(),
-                socket = "notify",
-                path = %path,
-                "the notify socket's file {path} was removed (by a worker or another process): \
-                 herd bound it again there, for the workers that start from now on"
-            ),
-            Err(e) => tracing::error!(
-                event = LogEvent::SystemError.as_str(),
-                path = %path,
-                "the notify socket's file {path} was removed and bound again, but herd cannot \
-                 read the new socket ({e}): workers that start from now on cannot send \
-                 READY=1 until herd is restarted or taken over (herd run --takeover)"
-            ),
-        }
-        self.drain_notifications(&old);
-        false
     }
 
     /// As herd starts to stop: re-exec checks die with herd (their client hears it).
@@ -394,7 +355,7 @@ impl Supervisor {
     }
 
     /// Reads what a notify socket replaced by a new one still holds (nothing more comes).
-    fn drain_notifications(&mut self, socket: &std::os::unix::net::UnixDatagram) {
+    pub(super) fn drain_notifications(&mut self, socket: &std::os::unix::net::UnixDatagram) {
         let mut buf = [0u8; notify::MAX_DATAGRAM];
         for _ in 0..256 {
             match notify::recv(socket.as_fd(), &mut buf) {

@@ -1,0 +1,126 @@
+//! herd's own socket files bound again when removed (an operator's clean-up of the runtime
+//! directory, a worker's `rm`): a bound socket cannot be given a file again, but a new socket
+//! at the same path serves whoever connects or sends from then on. The notify socket, so that
+//! workers started afterwards can say `READY=1`; the control socket, so that `herd` commands
+//! reach this herd again. Only in the directory herd bound them in: one removed and made again
+//! (by another user, or a symlink in its place) is not herd's.
+
+use std::os::unix::io::OwnedFd;
+
+use super::{ControlFile, NotifySocket};
+use crate::logging::LogEvent;
+use crate::supervisor::sources::Sources;
+use crate::supervisor::Supervisor;
+
+impl Supervisor {
+    /// Binds the notify socket again if its file was removed, so that workers started from
+    /// now on can say `READY=1`, and reads what the old one still holds; if it cannot, the
+    /// removal is said as for any socket file: whether it could not.
+    pub(super) fn bind_notify_again_if_removed(
+        &mut self,
+        sources: &mut Sources,
+        notify: &mut NotifySocket,
+    ) -> bool {
+        let again = notify.bind_again_if_removed();
+        if self
+            .platform
+            .socket_files
+            .notify_unbound_newly(again.is_err())
+        {
+            if let Err(e) = &again {
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "cannot bind the notify socket again: {e:#}"
+                );
+            }
+        }
+        let old = match again {
+            Ok(Some(old)) => old,
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        let shown = notify.path.display().to_string();
+        let path = crate::text::escape(&shown);
+        match sources.platform.replace_notify(&notify.socket) {
+            Ok(()) => tracing::warn!(
+                event = LogEvent::SocketFileRemoved.as_str(),
+                socket = "notify",
+                path = %path,
+                "the notify socket's file {path} was removed (by a worker or another process): \
+                 herd bound it again there, for the workers that start from now on"
+            ),
+            Err(e) => tracing::error!(
+                event = LogEvent::SystemError.as_str(),
+                path = %path,
+                "the notify socket's file {path} was removed and bound again, but herd cannot \
+                 read the new socket ({e}): workers that start from now on cannot send \
+                 READY=1 until herd is restarted or taken over (herd run --takeover)"
+            ),
+        }
+        self.drain_notifications(&old);
+        false
+    }
+
+    /// Binds the control socket again if its file was removed, in the directory it was bound
+    /// in, with the same mode, and serves it instead of the old one; returns whether it could
+    /// not (the removal is then said as for any socket file). A takeover's file put in its
+    /// place is another file, not a removal.
+    pub(super) fn bind_control_again_if_removed(
+        &mut self,
+        sources: &mut Sources,
+        control_file: &mut ControlFile,
+    ) -> bool {
+        let (path, _, ino) = control_file.parts();
+        if ino == 0 {
+            return false;
+        }
+        let path = path.to_path_buf();
+        let again = match self.platform.socket_files.control_removed(&path) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let uid = herd_sys::process::effective_uid();
+                let shared = sources.platform.control_shared();
+                crate::control::path::bind_private(&path, uid, "control socket", shared).map(Some)
+            }
+            Err(why) => Err(anyhow::anyhow!(why)),
+        };
+        let failed = again.is_err();
+        if self.platform.socket_files.control_unbound_newly(failed) {
+            if let Err(e) = &again {
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "cannot bind the control socket again: {e:#}"
+                );
+            }
+        }
+        let (socket, file) = match again {
+            Ok(Some(bound)) => bound,
+            Ok(None) => return false,
+            Err(_) => return true,
+        };
+        let listener = std::os::unix::net::UnixListener::from(OwnedFd::from(socket));
+        let shown = path.display().to_string();
+        let path = crate::text::escape(&shown);
+        match sources.platform.serve_control_again(listener) {
+            Ok(server) => {
+                sources.replace_control_server(server);
+                *control_file = file;
+                tracing::warn!(
+                    event = LogEvent::SocketFileRemoved.as_str(),
+                    socket = "control",
+                    path = %path,
+                    "the control socket's file {path} was removed (by a worker or another \
+                     process): herd bound it again there"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "cannot serve the control socket bound again at {path}: {e}"
+                );
+                true
+            }
+        }
+    }
+}
