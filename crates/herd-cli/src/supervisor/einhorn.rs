@@ -83,13 +83,12 @@ impl EinhornSocket {
     }
 
     /// Starts serving a copy of the socket: the pid of each process that acknowledges goes to
-    /// `acks`.
-    pub fn serve(&self, acks: mpsc::Sender<u32>) -> anyhow::Result<()> {
+    /// `acks`. Its task, which serves until it is aborted (the socket bound again) or herd ends.
+    pub fn serve(&self, acks: mpsc::Sender<u32>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
         let listener = self.listener.try_clone()?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
-        tokio::spawn(accept(listener, acks));
-        Ok(())
+        Ok(tokio::spawn(accept(listener, acks)))
     }
 }
 

@@ -169,6 +169,24 @@ impl NotifySocket {
         Ok(Some(std::mem::replace(&mut self.socket, fresh.socket)))
     }
 
+    /// Binds einhorn's socket (`--compat einhorn`) again at its path if its file was removed,
+    /// in the notify socket's directory only: whether it was.
+    pub fn bind_einhorn_again_if_removed(&mut self) -> anyhow::Result<bool> {
+        let Some(einhorn) = &self.einhorn else {
+            return Ok(false);
+        };
+        let path = einhorn.path.clone();
+        if !super::socket_files::removed(&path) {
+            return Ok(false);
+        }
+        if self.dir.is_none() || super::socket_files::dir_identity(&path) != self.dir {
+            let dir = path.parent().unwrap_or(Path::new("/")).display();
+            bail!("{dir} is not the directory herd bound it in (removed, or replaced)");
+        }
+        self.einhorn = Some(super::einhorn::EinhornSocket::bind(&path)?);
+        Ok(true)
+    }
+
     /// A notify socket handed over by a previous image of this process.
     pub fn restore(socket: OwnedFd, file: SocketFile) -> anyhow::Result<NotifySocket> {
         let socket = std::os::unix::net::UnixDatagram::from(socket);

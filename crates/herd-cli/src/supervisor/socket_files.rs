@@ -27,6 +27,8 @@ pub enum Kind<'a> {
     Notify,
     /// The control socket's file.
     Control,
+    /// The file of einhorn's socket (`--compat einhorn`).
+    Einhorn,
 }
 
 /// The files found removed, said once each.
@@ -37,6 +39,8 @@ pub struct Watch {
     unbound: SaidOnce<()>,
     /// The control socket could not be bound again (said once until it can).
     control_unbound: SaidOnce<()>,
+    /// Einhorn's socket could not be bound again (said once until it can).
+    einhorn_unbound: SaidOnce<()>,
     /// The control socket's path and its directory (device, inode) at the last look that found
     /// the file there: it is bound again only in that directory.
     control_dir: Option<(PathBuf, DirIdentity)>,
@@ -47,6 +51,11 @@ impl Watch {
     /// not at every look.
     pub fn notify_unbound_newly(&mut self, failed: bool) -> bool {
         self.unbound.newly(&(), failed)
+    }
+
+    /// Whether einhorn's socket newly could not be bound again (`failed`).
+    pub fn einhorn_unbound_newly(&mut self, failed: bool) -> bool {
+        self.einhorn_unbound.newly(&(), failed)
     }
 
     /// Whether the control socket newly could not be bound again (`failed`).
@@ -138,6 +147,14 @@ fn report(kind: Kind<'_>, path: &Path) {
             "the control socket's file {path} was removed (by a worker or another process): \
              herd commands cannot reach this herd until it is restarted; its signals still \
              work (SIGTERM stops it, SIGHUP upgrades, SIGUSR2 re-executes)"
+        ),
+        Kind::Einhorn => tracing::error!(
+            event = LogEvent::SocketFileRemoved.as_str(),
+            socket = "einhorn",
+            path = %path,
+            "the file {path} of einhorn's socket was removed (by a worker or another \
+             process): workers that start from now on cannot acknowledge einhorn's way \
+             (EINHORN_SOCK_PATH) until herd is restarted or taken over (herd run --takeover)"
         ),
     }
 }

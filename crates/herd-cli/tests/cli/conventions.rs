@@ -327,3 +327,53 @@ fn an_einhorn_ack_without_its_newline_on_a_connection_held_open_counts() {
     let waited = started.elapsed();
     assert!(waited < std::time::Duration::from_secs(15), "{waited:?}");
 }
+
+/// einhorn's socket's file removed (a clean-up of the runtime directory), the next upgrade's
+/// workers still acknowledge: herd binds it again at its path (nobody heard them before, and
+/// every upgrade failed until herd was restarted).
+#[test]
+fn an_upgrade_after_einhorns_sockets_file_was_removed_succeeds() {
+    let worker = interop("einhorn_worker.rb");
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10s",
+        "--compat",
+        "einhorn",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "ruby",
+        &worker,
+    ]);
+    let status = wait_status(&herd, "a worker ready by its ack", |s| settled(s, 1));
+    let sock = environ(worker_pids(&status)[0])
+        .into_iter()
+        .find_map(|v| v.strip_prefix("EINHORN_SOCK_PATH=").map(str::to_string))
+        .expect("EINHORN_SOCK_PATH");
+    std::fs::remove_file(&sock).unwrap();
+    let again = herd.wait_for_event("socket_file_removed", &[("socket", "einhorn".into())]);
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("bound it again"),
+        "{again}"
+    );
+    let mode = std::fs::metadata(&sock).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    for command in [&["upgrade"][..], &["reexec"], &["upgrade"]] {
+        let (code, _, stderr) = herd.ctl(command);
+        assert_eq!(code, 0, "{command:?}: {stderr}");
+    }
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+    assert!(!Path::new(&sock).exists(), "{sock} is left behind");
+}

@@ -58,6 +58,9 @@ pub struct Inputs {
     notify: UnixDatagram,
     /// The pids of processes that acknowledged einhorn's way (none without the socket).
     einhorn_acks: mpsc::Receiver<u32>,
+    /// Where einhorn's socket's server sends them, and its task: to serve it again when its
+    /// file was removed and it is bound anew.
+    einhorn: (mpsc::Sender<u32>, Option<JoinHandle<()>>),
     checked: mpsc::Receiver<reexec_check::Checked>,
     /// Where re-exec checks report.
     pub checked_tx: mpsc::Sender<reexec_check::Checked>,
@@ -95,12 +98,14 @@ impl Inputs {
         let server = tokio::spawn(server::serve(listener, policy, requests));
         let (checked_tx, checked) = mpsc::channel(1);
         let (acks_tx, einhorn_acks) = mpsc::channel(64);
-        if let Some(einhorn) = &notify.einhorn {
-            einhorn.serve(acks_tx)?;
-        }
+        let einhorn_server = match &notify.einhorn {
+            Some(einhorn) => Some(einhorn.serve(acks_tx.clone())?),
+            None => None,
+        };
         let inputs = Inputs {
             notify: UnixDatagram::from_std(notify.socket.try_clone()?)?,
             einhorn_acks,
+            einhorn: (acks_tx, einhorn_server),
             checked,
             checked_tx,
             attached_exited: Arc::new(Notify::new()),
@@ -149,6 +154,19 @@ impl Inputs {
         self.control_fd = control_fd;
         let (policy, requests) = self.control.clone();
         Ok(tokio::spawn(server::serve(listener, policy, requests)))
+    }
+
+    /// Serves einhorn's socket bound again at its path (its file was removed) instead of the
+    /// old one.
+    pub fn serve_einhorn_again(
+        &mut self,
+        einhorn: &crate::supervisor::einhorn::EinhornSocket,
+    ) -> anyhow::Result<()> {
+        let server = einhorn.serve(self.einhorn.0.clone())?;
+        if let Some(old) = self.einhorn.1.replace(server) {
+            old.abort();
+        }
+        Ok(())
     }
 
     /// Reads the notify socket bound again at its path ([`NotifySocket::bind_again_if_removed`])

@@ -1,8 +1,8 @@
 //! herd's own socket files bound again when removed (an operator's clean-up of the runtime
 //! directory, a worker's `rm`): a bound socket cannot be given a file again, but a new socket
 //! at the same path serves whoever connects or sends from then on. The notify socket, so that
-//! workers started afterwards can say `READY=1`; the control socket, so that `herd` commands
-//! reach this herd again. Only in the directory herd bound them in: one removed and made again
+//! workers started afterwards can say `READY=1` (and einhorn's, `--compat einhorn`, so that
+//! they can acknowledge); the control socket, so that `herd` commands reach this herd again. Only in the directory herd bound them in: one removed and made again
 //! (by another user, or a symlink in its place) is not herd's.
 
 use std::os::unix::io::OwnedFd;
@@ -122,5 +122,54 @@ impl Supervisor {
                 true
             }
         }
+    }
+
+    /// Binds einhorn's socket (`--compat einhorn`) again if its file was removed, and serves
+    /// it instead of the old one; returns whether it could not (the removal is then said).
+    pub(super) fn bind_einhorn_again_if_removed(
+        &mut self,
+        sources: &mut Sources,
+        notify: &mut NotifySocket,
+    ) -> bool {
+        let again = notify.bind_einhorn_again_if_removed();
+        if self
+            .platform
+            .socket_files
+            .einhorn_unbound_newly(again.is_err())
+        {
+            if let Err(e) = &again {
+                tracing::warn!(
+                    event = LogEvent::SystemError.as_str(),
+                    "cannot bind einhorn's socket again: {e:#}"
+                );
+            }
+        }
+        match again {
+            Ok(false) => return false,
+            Err(_) => return true,
+            Ok(true) => {}
+        }
+        let Some(einhorn) = &notify.einhorn else {
+            return false;
+        };
+        let shown = einhorn.path.display().to_string();
+        let path = crate::text::escape(&shown);
+        match sources.platform.serve_einhorn_again(einhorn) {
+            Ok(()) => tracing::warn!(
+                event = LogEvent::SocketFileRemoved.as_str(),
+                socket = "einhorn",
+                path = %path,
+                "the file {path} of einhorn's socket was removed (by a worker or another \
+                 process): herd bound it again there, for the workers that start from now on"
+            ),
+            Err(e) => tracing::error!(
+                event = LogEvent::SystemError.as_str(),
+                path = %path,
+                "einhorn's socket's file {path} was removed and bound again, but herd cannot \
+                 serve the new socket ({e:#}): workers that start from now on cannot \
+                 acknowledge until herd is restarted or taken over (herd run --takeover)"
+            ),
+        }
+        false
     }
 }

@@ -266,16 +266,20 @@ impl Supervisor {
     ) {
         let unbound = self.bind_notify_again_if_removed(sources, notify);
         let control_unbound = self.bind_control_again_if_removed(sources, control_file);
+        let einhorn_unbound = self.bind_einhorn_again_if_removed(sources, notify);
         let listeners = self.effects.listeners().iter().filter_map(|l| {
             let open = l.fd().is_some() || l.group().is_some();
             Some((Kind::Listener(&l.name), l.file().filter(|_| open)?))
         });
         // Said only when it could not be bound again: one removed since is bound at the next look.
+        let einhorn = (notify.einhorn.as_ref())
+            .filter(|_| einhorn_unbound)
+            .map(|e| (Kind::Einhorn, e.file()));
         let notify = unbound.then(|| (Kind::Notify, notify.file()));
         let control = control_unbound.then_some((Kind::Control, &*control_file));
         self.platform
             .socket_files
-            .check(listeners.chain(notify).chain(control));
+            .check(listeners.chain(notify).chain(control).chain(einhorn));
         self.platform.blocking_mode.check(self.effects.listeners());
         self.platform.linger.check(self.effects.listeners());
     }
