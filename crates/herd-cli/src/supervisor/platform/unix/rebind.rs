@@ -2,8 +2,9 @@
 //! directory, a worker's `rm`): a bound socket cannot be given a file again, but a new socket
 //! at the same path serves whoever connects or sends from then on. The notify socket, so that
 //! workers started afterwards can say `READY=1` (and einhorn's, `--compat einhorn`, so that
-//! they can acknowledge); the control socket, so that `herd` commands reach this herd again. Only in the directory herd bound them in: one removed and made again
-//! (by another user, or a symlink in its place) is not herd's.
+//! they can acknowledge); the control socket, so that `herd` commands reach this herd again.
+//! Only in the directory herd bound them in: one removed and made again (by another user, or
+//! a symlink in its place) is not herd's.
 
 use std::os::unix::io::OwnedFd;
 
