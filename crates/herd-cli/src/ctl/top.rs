@@ -1,8 +1,9 @@
 //! `herd top`: a live view of the pool in the terminal, sampled from `herd status` once a
 //! second, with keys to scale and upgrade. [`model`] turns statuses into what is shown,
 //! [`view`] draws it, [`keys`] says what each key does, [`terminal`] sets the terminal up and
-//! always gives it back.
+//! always gives it back, [`ending`] lets a signal end the view as `q` does.
 
+mod ending;
 mod keys;
 mod model;
 mod terminal;
@@ -25,6 +26,9 @@ use model::Model;
 /// How often the status is sampled.
 const EVERY: Duration = Duration::from_secs(1);
 
+/// How often the loop looks whether a signal asked it to end.
+const GLANCE: Duration = Duration::from_millis(100);
+
 /// How long `u` waits for herd to refuse an upgrade; an upgrade still running then is
 /// followed on the status.
 const UPGRADE_ANSWER: Duration = Duration::from_secs(1);
@@ -44,14 +48,21 @@ pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
     // No herd: said before the terminal is touched.
     let mut model = Model::default();
     model.update(call(connect, Command::Status, Some(QUICK))?);
+    ending::watch()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot catch the signals that end it: {e}")))?;
     let mut guard = terminal::Guard::enter()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up the terminal: {e}")))?;
     let result = session(&mut guard.screen, &mut model, connect);
     drop(guard);
+    // Ended by a signal (`kill`, `timeout`, the terminal closed): the terminal is back, and
+    // the signal ends the process as it would have.
+    if let Some(signal) = ending::arrived() {
+        ending::die_of(signal);
+    }
     result
 }
 
-/// Draws, reads keys and samples until the user quits or herd is gone.
+/// Draws, reads keys and samples until the user quits, herd is gone or a signal ends it.
 fn session(
     screen: &mut terminal::Screen,
     model: &mut Model,
@@ -60,10 +71,18 @@ fn session(
     let io = |e: std::io::Error| Failure::Runtime(anyhow!("herd top: the terminal failed: {e}"));
     let mut next = Instant::now() + EVERY;
     let mut asked = false;
+    let mut redraw = true;
     loop {
-        screen.draw(|frame| view::draw(frame, model)).map_err(io)?;
-        let wait = next.saturating_duration_since(Instant::now());
+        if ending::arrived().is_some() {
+            return Ok(());
+        }
+        if redraw {
+            screen.draw(|frame| view::draw(frame, model)).map_err(io)?;
+            redraw = false;
+        }
+        let wait = next.saturating_duration_since(Instant::now()).min(GLANCE);
         if event::poll(wait).map_err(io)? {
+            redraw = true;
             if let Event::Key(press) = event::read().map_err(io)? {
                 let key = keys::key(press, asked);
                 if key == Key::Quit {
@@ -77,6 +96,7 @@ fn session(
             let status: Status = call(connect, Command::Status, Some(QUICK))
                 .map_err(|e| Failure::Runtime(anyhow!("herd is gone: {e}")))?;
             model.update(status);
+            redraw = true;
         }
     }
 }

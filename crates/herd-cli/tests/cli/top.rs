@@ -136,3 +136,37 @@ fn herd_top_refuses_a_stdout_that_is_not_a_terminal() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("herd status --watch"), "{stderr}");
 }
+
+#[test]
+fn herd_top_ended_by_a_signal_gives_the_terminal_back_and_dies_of_it() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("control_ready", &[]);
+    // `kill`, `timeout` and a closed terminal end it so: before, the terminal was left in raw
+    // mode on the alternate screen, the cursor hidden.
+    for (signal, code) in [(libc::SIGTERM, 143), (libc::SIGHUP, 129)] {
+        let command = format!(
+            "HERD_CONTROL='{}' '{HERD}' top; echo \"top exited $?\"; \
+             stty -a | grep -q ' icanon' && echo 'terminal cooked'; exec sleep 1000",
+            herd.control()
+        );
+        let Some(tmux) = Tmux::start(&command) else {
+            return;
+        };
+        tmux.wait_screen(&["recent events"]);
+        let out = tmux.run(&["display-message", "-p", "#{pane_pid}"]);
+        let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let children = std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children"))
+            .unwrap_or_default();
+        let top: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+        // SAFETY: kill takes plain integers; top is the shell's child, waited for by it.
+        assert_eq!(unsafe { libc::kill(top, signal) }, 0);
+        let screen = tmux.wait_screen(&[&format!("top exited {code}"), "terminal cooked"]);
+        assert!(!tmux.alternate(), "the alternate screen is left: {screen}");
+        let cursor = tmux.run(&["display-message", "-p", "#{cursor_flag}"]);
+        assert_eq!(
+            String::from_utf8_lossy(&cursor.stdout).trim(),
+            "1",
+            "cursor hidden"
+        );
+    }
+}
