@@ -60,7 +60,17 @@ impl ConfigFile {
     pub fn parse(name: &str, text: &str) -> Result<ConfigFile, String> {
         let table = DeTable::parse(text).map_err(|e| {
             let line = e.span().map_or(1, |span| line_of(text, span.start));
-            format!("{name}:{line}: {}", one_line(e.message()))
+            // toml says no more than "duplicate key": which one, and what to do.
+            let twice = (e.message() == "duplicate key")
+                .then(|| e.span().and_then(|span| text.get(span)))
+                .flatten();
+            match twice {
+                Some(key) => format!(
+                    "{name}:{line}: {} is given twice: keep one of the two",
+                    one_line(key.trim())
+                ),
+                None => format!("{name}:{line}: {}", one_line(e.message())),
+            }
         })?;
         let mut keys: Vec<_> = table.get_ref().iter().collect();
         keys.sort_by_key(|(key, _)| key.span().start);
@@ -316,6 +326,9 @@ fn command_words(value: &DeValue) -> Result<Vec<OsString>, String> {
     let hint = "write the program and its arguments as an array of strings, e.g. \
                 command = [\"python3\", \"app.py\"]";
     let items = match value {
+        DeValue::Array(items) if items.first().is_some_and(is_empty_word) => {
+            return Err(format!("the program's name is empty; {hint}"))
+        }
         DeValue::Array(items) if !items.is_empty() => items,
         DeValue::Array(_) => return Err(format!("the command is empty; {hint}")),
         other => return Err(format!("a {} is not a command; {hint}", other.type_str())),
@@ -330,6 +343,11 @@ fn command_words(value: &DeValue) -> Result<Vec<OsString>, String> {
             )),
         })
         .collect()
+}
+
+/// Whether `item` is the empty string.
+fn is_empty_word(item: &Spanned<DeValue>) -> bool {
+    matches!(item.get_ref(), DeValue::String(s) if s.is_empty())
 }
 
 /// Why `key` is not one: the nearest key, if one is near.

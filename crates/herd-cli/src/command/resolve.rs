@@ -18,7 +18,11 @@ pub fn resolve_program(
 ) -> Result<PathBuf, String> {
     let shown = program.to_string_lossy();
     if program.is_empty() {
-        return Err("the worker command is empty".to_string());
+        return Err(
+            "the program's name is empty (\"\"): give the program to run and its arguments \
+             after --, e.g. -- python3 app.py"
+                .to_string(),
+        );
     }
     if let Some(why) = base.and_then(missing_dir) {
         return Err(why);
@@ -241,6 +245,7 @@ mod tests {
         assert!(resolve("/etc/passwd").contains("not executable"));
         assert!(resolve("/etc").contains("directory"));
         assert!(resolve("./nope").contains("does not exist"));
+        assert!(resolve("").contains("give the program to run"));
     }
 
     #[test]

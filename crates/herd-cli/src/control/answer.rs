@@ -139,7 +139,12 @@ impl fmt::Display for ClientError {
                 path.display()
             ),
             ClientError::PermissionDenied { path } => {
-                write!(f, "permission denied opening {}", path.display())
+                write!(
+                    f,
+                    "permission denied opening {}: run this as herd's user (or an \
+                     administrator), or start herd with --control-allow-user naming yours",
+                    path.display()
+                )
             }
             ClientError::NotHerd { path, why } => {
                 write!(

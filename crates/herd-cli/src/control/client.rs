@@ -46,10 +46,24 @@ impl ClientError {
                 why: Vacancy::NoSocket,
                 herd: None,
             },
-            Some(libc::ECONNREFUSED) => ClientError::NotRunning {
-                path,
-                why: Vacancy::NobodyListening,
-                herd: None,
+            // Linux refuses a connection to a file that is no socket the same way.
+            Some(libc::ECONNREFUSED) => match not_a_socket(&path) {
+                Some(kind) => ClientError::Io {
+                    path,
+                    what: "cannot connect to",
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "it is {kind}, not a herd's control socket: pass the path herd \
+                             was started with (--control) or its --name"
+                        ),
+                    ),
+                },
+                None => ClientError::NotRunning {
+                    path,
+                    why: Vacancy::NobodyListening,
+                    herd: None,
+                },
             },
             Some(libc::EACCES | libc::EPERM) => ClientError::PermissionDenied { path },
             Some(libc::EPROTOTYPE | libc::ENOTSOCK) => ClientError::NotHerd {
@@ -63,6 +77,23 @@ impl ClientError {
             },
         }
     }
+}
+
+/// What the file at `path` is (following symlinks, as `connect` does) if it is no socket.
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    Some(if kind.is_socket() {
+        return None;
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_file() {
+        "a regular file"
+    } else {
+        "a device"
+    })
 }
 
 /// What `sockets` with `attach` brings: the sockets with their fds, and the signal herd stops

@@ -46,6 +46,21 @@ fn connect_failures_are_told_apart_by_errno() {
     ));
     let e = ClientError::from_connect(&missing, io::Error::from_raw_os_error(libc::EACCES));
     assert!(matches!(e, ClientError::PermissionDenied { .. }), "{e}");
+    assert!(e.to_string().contains("--control-allow-user"), "{e}");
+    // A path that is no socket at all is said to be one, not a herd that is not running.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    for (path, kind) in [
+        (dir.path(), "a directory"),
+        (file.as_path(), "a regular file"),
+    ] {
+        let e = Client::connect(path, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("is {kind}, not a herd's control socket")),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -19,6 +19,16 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("cannot inspect {shown}")),
     };
+    if meta.file_type().is_symlink() {
+        let to = std::fs::read_link(path).map_or_else(
+            |_| "?".into(),
+            |to| crate::text::escape(&to.display().to_string()).into_owned(),
+        );
+        bail!(
+            "{shown} is a symbolic link (to {to}); herd binds no socket through one and never \
+             removes one: pass the path it names, or another path"
+        );
+    }
     if !meta.file_type().is_socket() {
         bail!(
             "{shown} exists and is not a socket; herd never removes other files: \
@@ -379,6 +389,19 @@ mod tests {
         // Nor is a file that is not a socket chmod'ed.
         assert!(set_mode(&target, Some(0o666)).is_err());
         assert_eq!(bits(), 0o600);
+    }
+
+    /// A symlink where the socket would go is said to be one (it was "not a socket"), and
+    /// left alone.
+    #[test]
+    fn prepare_says_a_symlink_is_one_and_leaves_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (live, link) = (tmp.path().join("live.sock"), tmp.path().join("link.sock"));
+        let _listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        std::os::unix::fs::symlink(&live, &link).unwrap();
+        let e = prepare(&link).unwrap_err().to_string();
+        assert!(e.contains("is a symbolic link (to "), "{e}");
+        assert!(std::fs::symlink_metadata(&link).is_ok());
     }
 
     /// A file system or security policy that refuses the sticky bit costs no socket: the mode

@@ -140,6 +140,18 @@ fn errors_name_the_file_the_line_and_the_key() {
         ),
         ("command = []", "herd.toml:1: command: the command is empty"),
         (
+            "command = [\"\"]",
+            "herd.toml:1: command: the program's name is empty",
+        ),
+        (
+            "workers = 2\nworkers = 3",
+            "herd.toml:2: workers is given twice: keep one of the two",
+        ),
+        (
+            "[env]\nA = \"1\"\n\"A\" = \"2\"",
+            "herd.toml:3: \"A\" is given twice",
+        ),
+        (
             "command = [1]",
             "herd.toml:1: command: a integer is not a word",
         ),
