@@ -127,12 +127,13 @@ fn a_worker_that_chose_nice_10_while_starting_keeps_it_after_its_trickle() {
     let upgrade = std::thread::spawn(move || ctl_at(&control, &["upgrade"]));
     // The successor runs at nice 10 below herd's by its own choice (`nice`'s default) before
     // the machine is saturated and herd finds it starved.
-    herd.wait_for("the successor's start", |lines| {
-        (!texts(lines, |t| t.contains("late ")).is_empty()).then_some(())
+    let pid: u32 = herd.wait_for("the successor's start", |lines| {
+        let late = texts(lines, |t| t.contains("late ")).pop()?;
+        late.rsplit(' ').next()?.trim().parse().ok()
     });
     let hogs = CpuHogs::start();
-    let trickle = herd.wait_event("a trickle", |e| e["event"] == "warm_up_trickle");
-    let pid = trickle["pid"].as_u64().unwrap() as u32;
+    // The successor's (the first worker may trickle too, on a busy machine).
+    let trickle = herd.wait_for_event("warm_up_trickle", &[("pid", pid.into())]);
     assert_eq!(trickle["nice"], own + 1, "not its own value: {trickle}");
     let (code, _, stderr) = upgrade.join().unwrap();
     assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
