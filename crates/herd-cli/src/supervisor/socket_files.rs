@@ -41,9 +41,10 @@ pub struct Watch {
     control_unbound: SaidOnce<()>,
     /// Einhorn's socket could not be bound again (said once until it can).
     einhorn_unbound: SaidOnce<()>,
-    /// The control socket's path and its directory (device, inode) at the last look that found
-    /// the file there: it is bound again only in that directory.
-    control_dir: Option<(PathBuf, DirIdentity)>,
+    /// The control socket's path at the last look that found a file there, and its directory
+    /// if that file was herd's own: it is bound again only there. `None` for another's file (a
+    /// takeover put its own in place): the path has been given away.
+    control_seen: Option<(PathBuf, Option<DirIdentity>)>,
 }
 
 impl Watch {
@@ -65,17 +66,26 @@ impl Watch {
 
     /// Whether the control socket's file at `path` was removed, and if so, whether its
     /// directory is still the one it was bound in (`Err` if not, or never seen: then nothing
-    /// of herd's goes there). While the file is there, its directory is noted.
-    pub fn control_removed(&mut self, path: &Path) -> Result<bool, String> {
-        if !removed(path) {
-            if let Some(dir) = dir_identity(path) {
-                self.control_dir = Some((path.to_path_buf(), dir));
+    /// of herd's goes there). While herd's own file (`own`: device and inode) is there, its
+    /// directory is noted; once another's has been there (a takeover's), the path is no longer
+    /// herd's, and its removal is nothing to herd.
+    pub fn control_removed(&mut self, path: &Path, own: (u64, u64)) -> Result<bool, String> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) => {
+                let dir = ((meta.dev(), meta.ino()) == own)
+                    .then(|| dir_identity(path))
+                    .flatten();
+                self.control_seen = Some((path.to_path_buf(), dir));
+                return Ok(false);
             }
-            return Ok(false);
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => return Ok(false),
         }
-        let seen = self.control_dir.as_ref().filter(|(at, _)| at == path);
+        let seen = self.control_seen.as_ref().filter(|(at, _)| at == path);
         match seen {
-            Some((_, dir)) if dir_identity(path).as_ref() == Some(dir) => Ok(true),
+            Some((_, None)) => Ok(false),
+            Some((_, Some(dir))) if dir_identity(path).as_ref() == Some(dir) => Ok(true),
             _ => Err(format!(
                 "{} is not the directory herd bound it in (removed, or replaced)",
                 path.parent().unwrap_or(Path::new("/")).display()
@@ -188,16 +198,42 @@ mod tests {
         let path = dir.join("control.sock");
         let mut watch = Watch::default();
         // Never seen there: not herd's to bind in.
-        assert!(watch.control_removed(&path).is_err());
+        assert!(watch.control_removed(&path, (0, 0)).is_err());
         let socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        assert_eq!(watch.control_removed(&path), Ok(false));
+        let own = identity(&path);
+        assert_eq!(watch.control_removed(&path, own), Ok(false));
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(watch.control_removed(&path), Ok(true));
+        assert_eq!(watch.control_removed(&path, own), Ok(true));
         // The directory removed and made again: not the one seen.
         drop(socket);
         std::fs::remove_dir(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
-        let e = watch.control_removed(&path).unwrap_err();
+        let e = watch.control_removed(&path, own).unwrap_err();
         assert!(e.contains("is not the directory herd bound it in"), "{e}");
+    }
+
+    /// A herd taken over leaves the path to the herd that took it: when that one's file goes
+    /// (it stopped), the old one, still stopping, does not take the path back.
+    #[test]
+    fn a_control_path_taken_over_is_not_bound_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.sock");
+        let _ours = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut watch = Watch::default();
+        assert_eq!(watch.control_removed(&path, identity(&path)), Ok(false));
+        let own = identity(&path);
+        // The taking herd's socket, bound beside it, moved into place.
+        let beside = dir.path().join("control.takeover.1");
+        let _theirs = std::os::unix::net::UnixListener::bind(&beside).unwrap();
+        std::fs::rename(&beside, &path).unwrap();
+        assert_eq!(watch.control_removed(&path, own), Ok(false));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(watch.control_removed(&path, own), Ok(false));
+    }
+
+    fn identity(path: &Path) -> (u64, u64) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        (meta.dev(), meta.ino())
     }
 }
