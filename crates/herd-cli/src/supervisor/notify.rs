@@ -158,12 +158,7 @@ impl NotifySocket {
             return Ok(None);
         }
         let path = path.to_path_buf();
-        // A directory removed and made again (by another user, or a symlink in its place) is
-        // not herd's private one: nothing of herd's goes there.
-        if self.dir.is_none() || super::socket_files::dir_identity(&path) != self.dir {
-            let dir = path.parent().unwrap_or(Path::new("/")).display();
-            bail!("{dir} is not the directory herd bound it in (removed, or replaced)");
-        }
+        super::socket_files::in_dir_bound(&path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
         let fresh = NotifySocket::bind(&path, herd_sys::process::effective_uid())?;
         self._file = fresh._file;
         Ok(Some(std::mem::replace(&mut self.socket, fresh.socket)))
@@ -179,10 +174,7 @@ impl NotifySocket {
         if !super::socket_files::removed(&path) {
             return Ok(false);
         }
-        if self.dir.is_none() || super::socket_files::dir_identity(&path) != self.dir {
-            let dir = path.parent().unwrap_or(Path::new("/")).display();
-            bail!("{dir} is not the directory herd bound it in (removed, or replaced)");
-        }
+        super::socket_files::in_dir_bound(&path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
         self.einhorn = Some(super::einhorn::EinhornSocket::bind(&path)?);
         Ok(true)
     }

@@ -82,14 +82,9 @@ impl Watch {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(_) => return Ok(false),
         }
-        let seen = self.control_seen.as_ref().filter(|(at, _)| at == path);
-        match seen {
+        match self.control_seen.as_ref().filter(|(at, _)| at == path) {
             Some((_, None)) => Ok(false),
-            Some((_, Some(dir))) if dir_identity(path).as_ref() == Some(dir) => Ok(true),
-            _ => Err(format!(
-                "{} is not the directory herd bound it in (removed, or replaced)",
-                path.parent().unwrap_or(Path::new("/")).display()
-            )),
+            seen => in_dir_bound(path, seen.and_then(|(_, dir)| dir.as_ref())).map(|()| true),
         }
     }
 
@@ -127,6 +122,19 @@ pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
         .unwrap_or(Path::new("."));
     let meta = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
     Some((meta.dev(), meta.ino(), meta.created().ok()))
+}
+
+/// Checks that the directory of `path` is still `bound`, the one herd bound a socket in
+/// ([`dir_identity`] then): one removed and made again (by another user, or a symlink in its
+/// place) is not herd's, and nothing of herd's goes there. `None`: never known, never herd's.
+pub(super) fn in_dir_bound(path: &Path, bound: Option<&DirIdentity>) -> Result<(), String> {
+    match bound {
+        Some(dir) if dir_identity(path).as_ref() == Some(dir) => Ok(()),
+        _ => Err(format!(
+            "{} is not the directory herd bound it in (removed, or replaced)",
+            path.parent().unwrap_or(Path::new("/")).display()
+        )),
+    }
 }
 
 /// The one log line of a removed socket file.
