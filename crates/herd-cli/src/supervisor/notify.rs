@@ -179,14 +179,16 @@ impl NotifySocket {
         Ok(true)
     }
 
-    /// A notify socket handed over by a previous image of this process.
+    /// A notify socket handed over by a previous image of this process. Its directory is
+    /// known only if its file is still there: one made anew meanwhile is not herd's.
     pub fn restore(socket: OwnedFd, file: SocketFile) -> anyhow::Result<NotifySocket> {
         let socket = std::os::unix::net::UnixDatagram::from(socket);
         socket.set_nonblocking(true)?;
+        let (path, dev, ino) = file.parts();
         Ok(NotifySocket {
-            path: file.parts().0.to_path_buf(),
+            path: path.to_path_buf(),
             socket,
-            dir: super::socket_files::dir_identity(file.parts().0),
+            dir: super::socket_files::dir_holding(path, (dev, ino)),
             _file: file,
             einhorn: None,
         })
@@ -275,6 +277,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("were all taken"), "{e}");
+    }
+
+    /// Across a re-exec, a directory removed and made again before the new image looked is
+    /// not taken for herd's: its socket is not bound again there.
+    #[test]
+    fn a_restored_socket_is_not_bound_again_in_a_directory_made_anew() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("h.1.notify");
+        let bound = NotifySocket::bind(&path, herd_sys::process::effective_uid()).unwrap();
+        let (socket, file) = (OwnedFd::from(bound.socket), bound._file);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        let mut restored = NotifySocket::restore(socket, file).unwrap();
+        let e = restored.bind_again_if_removed().unwrap_err().to_string();
+        assert!(e.contains("is not the directory herd bound it in"), "{e}");
+        assert!(!path.exists());
     }
 
     #[test]

@@ -124,6 +124,16 @@ pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
     Some((meta.dev(), meta.ino(), meta.created().ok()))
 }
 
+/// The identity of the directory of `path` if herd's own socket file (`own`: device and
+/// inode) is there: then it is surely the directory herd bound it in.
+pub(super) fn dir_holding(path: &Path, own: (u64, u64)) -> Option<DirIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    ((meta.dev(), meta.ino()) == own)
+        .then(|| dir_identity(path))
+        .flatten()
+}
+
 /// Checks that the directory of `path` is still `bound`, the one herd bound a socket in
 /// ([`dir_identity`] then): one removed and made again (by another user, or a symlink in its
 /// place) is not herd's, and nothing of herd's goes there. `None`: never known, never herd's.
