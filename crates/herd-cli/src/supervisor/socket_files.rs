@@ -1,15 +1,15 @@
-//! Watches the socket files herd created: the Unix listeners', the notify socket's and the
-//! control socket's.
+//! Watches the socket files herd created: the Unix listeners', and those of the notify,
+//! einhorn's and control sockets.
 //!
 //! A worker, or anything else with access to the directory, may remove one (a cleanup of
 //! "stale" sockets, a tmp cleaner). The socket itself lives on, so nothing fails at once: the
 //! connected clients are served, but nobody can connect by that path again, and a worker that
 //! starts afterwards cannot send `READY=1` to a removed notify socket. A bound socket cannot be
 //! given a file again, so herd says so, once per file (and again if the file comes back and is
-//! removed once more); the notify and control sockets are bound anew at their paths first
-//! ([`NotifySocket::bind_again_if_removed`](super::notify::NotifySocket::bind_again_if_removed),
-//! the control socket in the same directory only), and only a failure to do so is said here. A path that names another file now was replaced on purpose (a takeover
-//! does), and is left alone.
+//! removed once more); the notify, einhorn's and control sockets are bound anew at their paths
+//! first, in the directory herd bound them in only ([`in_dir_bound`]; see
+//! `platform::unix::rebind`), and only a failure to do so is said here. A path that names
+//! another file now was replaced on purpose (a takeover does), and is left alone.
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -255,9 +255,9 @@ impl Supervisor {
         }
     }
 
-    /// Says which socket files herd created were removed (the listeners' it holds, the notify
-    /// and control sockets' when they cannot be bound again), which sockets' blocking mode a
-    /// worker changed, and which shared TCP sockets it turned `SO_LINGER` on for.
+    /// Says which socket files herd created were removed (the listeners' it holds; the
+    /// notify, einhorn's and control sockets' when they cannot be bound again), which sockets'
+    /// blocking mode a worker changed, and which shared TCP sockets it turned `SO_LINGER` on for.
     fn check_socket_files(
         &mut self,
         sources: &mut Sources,
