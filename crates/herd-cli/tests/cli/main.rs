@@ -35,10 +35,12 @@ mod orphans;
 mod output;
 mod pid1;
 mod privileges;
+mod rebind;
 mod recycle;
 mod reexec;
 mod reexec_check;
 mod reexec_state;
+
 mod relisten;
 mod resources;
 mod run;

@@ -1,0 +1,173 @@
+//! herd's own socket files (notify, control) removed while it runs are bound again at their
+//! paths, in the directory herd bound them in only, and handed over by a re-exec.
+
+use std::path::Path;
+
+use crate::access::{herd_as, mode, root, shared_tmp};
+use crate::util::*;
+
+/// The notify socket's file removed (by an operator's clean-up of the runtime directory), the
+/// next upgrade's workers still say READY=1: herd binds it again at its path (it only said so,
+/// and every upgrade then failed: nobody heard the new workers' READY=1).
+#[test]
+fn an_upgrade_after_the_notify_sockets_file_was_removed_succeeds() {
+    let probe = worker("probe.py");
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--ready-timeout",
+        "10s",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "python3",
+        &probe,
+    ]);
+    wait_status(&herd, "a ready worker", |s| settled(s, 1));
+    std::fs::remove_file(herd.notify_path()).unwrap();
+    let removed = herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
+    assert!(
+        removed["message"]
+            .as_str()
+            .unwrap()
+            .contains("bound it again"),
+        "{removed}"
+    );
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "the new worker ready", |s| settled(s, 1));
+    // A re-exec hands the new socket over, and removes its file when herd stops.
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{stderr}");
+    let notify = herd.notify_path();
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_exit();
+    assert!(
+        !std::path::Path::new(&notify).exists(),
+        "{notify} left behind"
+    );
+}
+
+/// The notify socket's directory removed and made again (by anyone: a symlink or another
+/// user's directory in its place) is not herd's private one: herd binds nothing there, and
+/// says once that it cannot.
+#[test]
+fn the_notify_socket_is_not_bound_again_in_a_directory_made_anew() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    let notify = herd.notify_path();
+    let dir = Path::new(&notify).parent().unwrap().to_path_buf();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    for socket in ["notify", "control"] {
+        let failed = herd.wait_event(&format!("the {socket} socket not bound again"), |e| {
+            is_event(e, "system_error", &[])
+                && e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(&format!("cannot bind the {socket} socket again")))
+        });
+        let said = failed["message"].as_str().unwrap();
+        assert!(
+            said.contains("is not the directory herd bound it in"),
+            "{failed}"
+        );
+        herd.wait_for_event("socket_file_removed", &[("socket", socket.into())]);
+    }
+    assert!(!Path::new(&notify).exists(), "bound in the new directory");
+    assert!(
+        !Path::new(&herd.control()).exists(),
+        "bound in the new directory"
+    );
+}
+
+/// The control socket's file removed (an operator's clean-up of the runtime directory, a
+/// worker's `rm`), herd commands reach herd again: it binds the socket again at its path, in
+/// the same directory (it only said so, and nothing but signals could reach it until it was
+/// restarted). A re-exec hands the new one over; a stop removes its file.
+#[test]
+fn herd_commands_reach_herd_after_its_control_sockets_file_was_removed() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    std::fs::remove_file(herd.control()).unwrap();
+    let again = herd.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap()
+            .contains("bound it again"),
+        "{again}"
+    );
+    for command in [&["upgrade"][..], &["reexec"], &["status"]] {
+        let (code, _, stderr) = herd.ctl(command);
+        assert_eq!(code, 0, "{command:?}: {stderr}");
+    }
+    // Removed again, after the re-exec: the new image binds it again too.
+    std::fs::remove_file(herd.control()).unwrap();
+    herd.wait_for_events("socket_file_removed", 2, &[("socket", "control".into())]);
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_exit();
+    assert!(
+        !Path::new(&herd.control()).exists(),
+        "the control socket's file left behind"
+    );
+}
+
+/// The control socket's file of a herd with `--control-allow-uid` removed, the socket bound
+/// again is open to the allowed user as the first was (mode 0666): it reaches herd again.
+#[test]
+fn an_allowed_user_reaches_a_control_socket_bound_again() {
+    if !root() {
+        return;
+    }
+    let tmp = shared_tmp();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("TMPDIR", tmp.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("HERD_CONTROL")
+            .args(["run", "--name", "web", "-w", "1"])
+            .args(["--control-allow-uid", "65534", "-b", "127.0.0.1:0"])
+            .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    herd.started(1);
+    herd.wait_for_event("worker_ready", &[]);
+    herd.wait_for_event("control_ready", &[]);
+    let sock = tmp.path().join("herd-0").join("web.sock");
+    std::fs::remove_file(&sock).unwrap();
+    let again = herd.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
+    let said = again["message"].as_str().unwrap();
+    assert!(said.contains("bound it again"), "{again}");
+    assert_eq!(mode(&sock), 0o666);
+    let shown = sock.to_str().unwrap();
+    let (code, _, stderr) = herd_as(65534, 65534, &[], &["--control", shown, "status"]);
+    assert_eq!(
+        code, 0,
+        "--control-allow-uid 65534 is admitted again: {stderr}"
+    );
+}
