@@ -47,6 +47,9 @@ pub struct Effects {
     attached: attached::System,
     /// herd's children, as the system reports their exits.
     children: platform::OwnChildren,
+    /// herd was taken over ([`Effect::ReleaseSocketFiles`]): its control socket's path is the
+    /// new herd's, never to be bound again by this one.
+    taken_over: bool,
 }
 
 /// One thing to do, as a core or a handler decided it: what [`Effects::execute`] carries out.
@@ -140,7 +143,13 @@ impl Effects {
             counters: metrics::Counters::default(),
             attached: attached::System,
             children: platform::OwnChildren::new(),
+            taken_over: false,
         })
+    }
+
+    /// Whether herd was taken over: the paths of its socket files are the new herd's.
+    pub fn taken_over(&self) -> bool {
+        self.taken_over
     }
 
     /// Carries out `effects`, in order.
@@ -178,6 +187,7 @@ impl Effects {
                 }
                 Effect::CloseSockets => self.listeners.iter_mut().for_each(Listener::close),
                 Effect::ReleaseSocketFiles => {
+                    self.taken_over = true;
                     self.listeners.iter_mut().for_each(Listener::release_file)
                 }
                 Effect::Platform(effect) => effect.execute(),

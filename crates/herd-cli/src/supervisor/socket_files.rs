@@ -41,10 +41,9 @@ pub struct Watch {
     control_unbound: SaidOnce<()>,
     /// Einhorn's socket could not be bound again (said once until it can).
     einhorn_unbound: SaidOnce<()>,
-    /// The control socket's path at the last look that found a file there, and its directory
-    /// if that file was herd's own: it is bound again only there. `None` for another's file (a
-    /// takeover put its own in place): the path has been given away.
-    control_seen: Option<(PathBuf, Option<DirIdentity>)>,
+    /// The control socket's directory (its path, and its [`DirIdentity`]) at the last look
+    /// that found herd's own socket there: it is bound again only in that directory.
+    control_dir: Option<(PathBuf, DirIdentity)>,
 }
 
 impl Watch {
@@ -66,37 +65,34 @@ impl Watch {
 
     /// Whether the control socket's file at `path` was removed, and if so, whether its
     /// directory is still the one it was bound in (`Err` if not, or never seen: then nothing
-    /// of herd's goes there). While herd's own file (`own`: device and inode) is there, its
-    /// directory is noted; once another's has been there (a takeover's), the path is no longer
-    /// herd's, and its removal is nothing to herd.
+    /// of herd's goes there). While herd's own socket (`own`: device, inode) is there, its
+    /// directory is noted; any other file there says nothing of the directory (one made anew
+    /// by another user, with a file put at the path, is not herd's).
     pub fn control_removed(&mut self, path: &Path, own: (u64, u64)) -> Result<bool, String> {
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) => {
-                let dir = ((meta.dev(), meta.ino()) == own)
-                    .then(|| dir_identity(path))
-                    .flatten();
-                self.control_seen = Some((path.to_path_buf(), dir));
-                return Ok(false);
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        if !removed(path) {
+            if let Some(dir) = dir_holding(path, own) {
+                self.control_dir = Some((parent.to_path_buf(), dir));
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(_) => return Ok(false),
+            return Ok(false);
         }
-        match self.control_seen.as_ref().filter(|(at, _)| at == path) {
-            Some((_, None)) => Ok(false),
-            seen => in_dir_bound(path, seen.and_then(|(_, dir)| dir.as_ref())).map(|()| true),
-        }
+        // The same directory, whatever the file's name in it (a takeover's control socket is
+        // bound next to the old herd's, then moved to its path).
+        let seen = self.control_dir.as_ref().filter(|(at, _)| at == parent);
+        in_dir_bound(path, seen.map(|(_, dir)| dir)).map(|()| true)
     }
 
-    /// Looks at each of `files`; says, once, which were removed since.
-    pub fn check<'a>(&mut self, files: impl IntoIterator<Item = (Kind<'a>, &'a SocketFile)>) {
-        for (kind, file) in files {
+    /// Looks at each of `files`; says, once, which were removed since. The notify, einhorn
+    /// and control sockets' only when they could not be bound again (`unbound`): one bound
+    /// again is not removed, and its next failure is said again.
+    pub fn check<'a>(&mut self, files: impl IntoIterator<Item = (Kind<'a>, &'a SocketFile, bool)>) {
+        for (kind, file, unbound) in files {
             let (path, _, ino) = file.parts();
             // A socket in the abstract namespace has no file (inode 0).
             if ino == 0 {
                 continue;
             }
-            if self.gone.newly(path, removed(path)) {
+            if self.gone.newly(path, unbound && removed(path)) {
                 report(kind, path);
             }
         }
@@ -124,14 +120,16 @@ pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
     Some((meta.dev(), meta.ino(), meta.created().ok()))
 }
 
-/// The identity of the directory of `path` if herd's own socket file (`own`: device and
-/// inode) is there: then it is surely the directory herd bound it in.
+/// The identity of the directory of `path` while herd's own socket file (`own`: device and
+/// inode, a socket of herd's user: an inode number freed is given to the next file made,
+/// anyone's) is there: then it is surely the directory herd bound it in.
 pub(super) fn dir_holding(path: &Path, own: (u64, u64)) -> Option<DirIdentity> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = std::fs::symlink_metadata(path).ok()?;
-    ((meta.dev(), meta.ino()) == own)
-        .then(|| dir_identity(path))
-        .flatten()
+    let ours = own == (meta.dev(), meta.ino())
+        && meta.file_type().is_socket()
+        && meta.uid() == herd_sys::process::effective_uid();
+    ours.then(|| dir_identity(path))?
 }
 
 /// Checks that the directory of `path` is still `bound`, the one herd bound a socket in
@@ -216,37 +214,42 @@ mod tests {
         let path = dir.join("control.sock");
         let mut watch = Watch::default();
         // Never seen there: not herd's to bind in.
-        assert!(watch.control_removed(&path, (0, 0)).is_err());
+        assert!(watch.control_removed(&path, (0, 1)).is_err());
         let socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let own = identity(&path);
-        assert_eq!(watch.control_removed(&path, own), Ok(false));
+        let ours = identity(&path);
+        assert_eq!(watch.control_removed(&path, ours), Ok(false));
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(watch.control_removed(&path, own), Ok(true));
+        assert_eq!(watch.control_removed(&path, ours), Ok(true));
         // The directory removed and made again: not the one seen.
         drop(socket);
         std::fs::remove_dir(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
-        let e = watch.control_removed(&path, own).unwrap_err();
+        let e = watch.control_removed(&path, ours).unwrap_err();
         assert!(e.contains("is not the directory herd bound it in"), "{e}");
+        // Another file put there in the new directory says nothing of it: removed, the
+        // directory is still not herd's (it was then bound in a directory anyone made).
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(watch.control_removed(&path, ours), Ok(false));
+        std::fs::remove_file(&path).unwrap();
+        assert!(watch.control_removed(&path, ours).is_err());
     }
 
-    /// A herd taken over leaves the path to the herd that took it: when that one's file goes
-    /// (it stopped), the old one, still stopping, does not take the path back.
     #[test]
-    fn a_control_path_taken_over_is_not_bound_again() {
+    fn a_control_socket_moved_into_place_is_bound_again_in_its_directory() {
+        // A takeover binds its control socket next to the old herd's, then moves it there.
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("control.sock");
-        let _ours = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (bound, path) = (dir.path().join("c.takeover.1"), dir.path().join("c.sock"));
+        let _socket = std::os::unix::net::UnixListener::bind(&bound).unwrap();
+        let ours = {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::symlink_metadata(&bound).unwrap();
+            (meta.dev(), meta.ino())
+        };
         let mut watch = Watch::default();
-        assert_eq!(watch.control_removed(&path, identity(&path)), Ok(false));
-        let own = identity(&path);
-        // The taking herd's socket, bound beside it, moved into place.
-        let beside = dir.path().join("control.takeover.1");
-        let _theirs = std::os::unix::net::UnixListener::bind(&beside).unwrap();
-        std::fs::rename(&beside, &path).unwrap();
-        assert_eq!(watch.control_removed(&path, own), Ok(false));
+        assert_eq!(watch.control_removed(&bound, ours), Ok(false));
+        std::fs::rename(&bound, &path).unwrap();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(watch.control_removed(&path, own), Ok(false));
+        assert_eq!(watch.control_removed(&path, ours), Ok(true));
     }
 
     fn identity(path: &Path) -> (u64, u64) {

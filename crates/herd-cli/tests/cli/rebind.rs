@@ -171,3 +171,82 @@ fn an_allowed_user_reaches_a_control_socket_bound_again() {
         "--control-allow-uid 65534 is admitted again: {stderr}"
     );
 }
+
+/// Each time the notify and control sockets cannot be bound again, it is said (ERROR): their
+/// directory moved away, back (both bound again, or found), then away again. The second time
+/// was not said: the first was remembered while they were bound again.
+#[test]
+fn a_socket_file_that_cannot_be_bound_again_is_said_each_time() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    let notify = herd.notify_path();
+    let dir = Path::new(&notify).parent().unwrap().to_path_buf();
+    let away = dir.with_extension("away");
+    let unbound = |socket: &'static str| {
+        move |e: &serde_json::Value| {
+            is_event(e, "socket_file_removed", &[("socket", socket.into())])
+                && e["level"] == "ERROR"
+        }
+    };
+    std::fs::rename(&dir, &away).unwrap();
+    std::fs::remove_file(away.join(Path::new(&notify).file_name().unwrap())).unwrap();
+    for socket in ["notify", "control"] {
+        herd.wait_events(
+            &format!("the {socket} socket not bound"),
+            1,
+            unbound(socket),
+        );
+    }
+    std::fs::rename(&away, &dir).unwrap();
+    herd.wait_event("the notify socket bound again", |e| {
+        is_event(e, "socket_file_removed", &[("socket", "notify".into())]) && e["level"] == "WARN"
+    });
+    assert!(Path::new(&notify).exists());
+    // Looked at both again (every 250 ms), found there.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    std::fs::rename(&dir, &away).unwrap();
+    for socket in ["notify", "control"] {
+        herd.wait_events(
+            &format!("the {socket} socket not bound, again"),
+            2,
+            unbound(socket),
+        );
+    }
+    std::fs::rename(&away, &dir).unwrap();
+}
+
+/// The control socket's directory made anew (by anyone), a file put at its path for a moment
+/// is not herd's socket: herd binds nothing there once it is removed. It took any file at the
+/// path as a sign that the directory was the one it bound in, and bound its socket in
+/// whatever directory was there.
+#[test]
+fn the_control_socket_is_not_bound_again_in_a_directory_made_anew_with_a_file_at_its_path() {
+    let herd = sleepers(&["-w", "1"]);
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    let control = herd.control();
+    let dir = Path::new(&control).parent().unwrap().to_path_buf();
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(&control, b"").unwrap();
+    // Looked at (every 250 ms) while the file is there, then once it is gone.
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    std::fs::remove_file(&control).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(!Path::new(&control).exists(), "bound in the new directory");
+    assert!(
+        events(&herd.lines()).all(|e| !e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("control socket's file") && m.contains("bound it again"))),
+        "{}",
+        last_lines(&herd.lines())
+    );
+}

@@ -144,3 +144,51 @@ fn a_takeover_never_adopts_a_socket_file_that_replaced_the_old_herds() {
         "the file that replaced the old herd's stays"
     );
 }
+
+/// Once taken over, the old herd (still stopping its workers) leaves the control socket's path
+/// to the new one: its file removed meanwhile, the old herd bound its own control socket
+/// there again, so `herd` commands reached the old herd, and the path went with it.
+#[test]
+fn a_herd_taken_over_does_not_bind_the_control_socket_again() {
+    let ignores_term = "import signal, time\n\
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+        time.sleep(1000)\n";
+    let old = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "10s",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "python3",
+        "-c",
+        ignores_term,
+    ]);
+    old.started(1);
+    let control = old.control();
+    let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
+    new.wait_for_event("takeover_complete", &[]);
+    old.wait_for_event("taken_over", &[]);
+    // Only the old herd looks while the new one is stopped.
+    new.signal(libc::SIGSTOP);
+    std::fs::remove_file(&control).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let exists = std::path::Path::new(&control).exists();
+    new.signal(libc::SIGCONT);
+    assert!(!exists, "the old herd bound {control} again");
+    new.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
+    let status = status_at(&control);
+    assert_eq!(status["pid"], new.pid(), "{status}");
+    let said = old.lines();
+    assert!(
+        events(&said)
+            .all(|e| !is_event(e, "socket_file_removed", &[]) && !is_event(e, "system_error", &[])),
+        "{}",
+        last_lines(&said)
+    );
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+}

@@ -64,16 +64,17 @@ impl Supervisor {
 
     /// Binds the control socket again if its file was removed, in the directory it was bound
     /// in, with the same mode, and serves it instead of the old one; returns whether it could
-    /// not (the removal is then said as for any socket file). Once another file has been at
-    /// its path (a takeover puts its own there), the path is not herd's: its removal is left
-    /// alone, so that a herd taken over, still stopping, never takes the path back.
+    /// not (the removal is then said as for any socket file). A takeover's file put in its
+    /// place is another file, not a removal; once taken over, herd leaves the path alone, so
+    /// that a herd taken over, still stopping, never takes the path back.
     pub(super) fn bind_control_again_if_removed(
         &mut self,
         sources: &mut Sources,
         control_file: &mut ControlFile,
     ) -> bool {
         let (path, dev, ino) = control_file.parts();
-        if ino == 0 {
+        // Taken over: the path is the new herd's, which binds it again if it is removed.
+        if ino == 0 || self.effects.taken_over() {
             return false;
         }
         let path = path.to_path_buf();

@@ -269,14 +269,12 @@ impl Supervisor {
         let einhorn_unbound = self.bind_einhorn_again_if_removed(sources, notify);
         let listeners = self.effects.listeners().iter().filter_map(|l| {
             let open = l.fd().is_some() || l.group().is_some();
-            Some((Kind::Listener(&l.name), l.file().filter(|_| open)?))
+            Some((Kind::Listener(&l.name), l.file().filter(|_| open)?, true))
         });
         // Said only when it could not be bound again: one removed since is bound at the next look.
-        let einhorn = (notify.einhorn.as_ref())
-            .filter(|_| einhorn_unbound)
-            .map(|e| (Kind::Einhorn, e.file()));
-        let notify = unbound.then(|| (Kind::Notify, notify.file()));
-        let control = control_unbound.then_some((Kind::Control, &*control_file));
+        let einhorn = (notify.einhorn.as_ref()).map(|e| (Kind::Einhorn, e.file(), einhorn_unbound));
+        let notify = Some((Kind::Notify, notify.file(), unbound));
+        let control = Some((Kind::Control, &*control_file, control_unbound));
         self.platform
             .socket_files
             .check(listeners.chain(notify).chain(control).chain(einhorn));
