@@ -285,7 +285,8 @@ impl Spawner {
                 pid,
                 generation,
                 "fork server has not said READY=1 after {}: its generation's workers wait for \
-                 it, until --ready-timeout ({}) kills it. Does the command speak herd's \
+                 it, until --ready-timeout ({}) kills it. On a busy machine one loading at \
+                 --starting-nice may only be slow; else, does the command speak herd's \
                  fork-server protocol? Run a Python server through python/herd_fork.py \
                  (docs/fork-server.md)",
                 humantime::format_duration(crate::supervisor::fork_server::SLOW_LOAD),
