@@ -240,11 +240,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (bound, path) = (dir.path().join("c.takeover.1"), dir.path().join("c.sock"));
         let _socket = std::os::unix::net::UnixListener::bind(&bound).unwrap();
-        let ours = {
-            use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::symlink_metadata(&bound).unwrap();
-            (meta.dev(), meta.ino())
-        };
+        let ours = identity(&bound);
         let mut watch = Watch::default();
         assert_eq!(watch.control_removed(&bound, ours), Ok(false));
         std::fs::rename(&bound, &path).unwrap();
