@@ -59,17 +59,7 @@ fn an_upgrade_after_the_notify_sockets_file_was_removed_succeeds() {
 /// says once that it cannot.
 #[test]
 fn the_notify_socket_is_not_bound_again_in_a_directory_made_anew() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "web=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    let herd = one_sleeping_worker();
     let notify = herd.notify_path();
     let dir = Path::new(&notify).parent().unwrap().to_path_buf();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -101,17 +91,7 @@ fn the_notify_socket_is_not_bound_again_in_a_directory_made_anew() {
 /// restarted). A re-exec hands the new one over; a stop removes its file.
 #[test]
 fn herd_commands_reach_herd_after_its_control_sockets_file_was_removed() {
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "web=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    let mut herd = one_sleeping_worker();
     std::fs::remove_file(herd.control()).unwrap();
     let again = herd.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
     assert!(
@@ -177,17 +157,7 @@ fn an_allowed_user_reaches_a_control_socket_bound_again() {
 /// was not said: the first was remembered while they were bound again.
 #[test]
 fn a_socket_file_that_cannot_be_bound_again_is_said_each_time() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "web=127.0.0.1:0",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    let herd = one_sleeping_worker();
     let notify = herd.notify_path();
     let dir = Path::new(&notify).parent().unwrap().to_path_buf();
     let away = dir.with_extension("away");
@@ -249,4 +219,20 @@ fn the_control_socket_is_not_bound_again_in_a_directory_made_anew_with_a_file_at
         "{}",
         last_lines(&herd.lines())
     );
+}
+
+/// A herd with one worker that sleeps, running.
+fn one_sleeping_worker() -> Herd {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+    herd
 }
