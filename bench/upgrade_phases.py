@@ -9,15 +9,21 @@ p99. With `--saturation` (first, if given), the load is closed loop with 32 conn
 peer benchmark's saturation) and the script prints the throughput in 100 ms bins from just
 before the upgrade to just after it, each as a percentage of the steady rate before it, with
 herd's events in each bin (w_ worker, fs_ fork server): where an upgrade at saturation loses
-throughput. `--fork-server` among herd's options also runs the command through
-python/herd_fork.py, as the peer benchmark's `--fork-server` rows do. Run it under the bench
-lock. Usage:
+throughput. `--saturation --upgrades N` runs N upgrades, each followed by 5 s of steady time,
+and prints each upgrade's throughput over the steady time just before and after it (split where
+the fork server said READY=1), their median, and the share pooled as bench/peers.py counts it:
+one upgrade's share is uncertain by the machine's drift, several of them are not.
+`--fork-server` among herd's options also runs the command through python/herd_fork.py, as the
+peer benchmark's `--fork-server` rows do. Run it under the bench lock. Usage:
 
-    python3 bench/upgrade_phases.py [--saturation] py|gunicorn|gunicorn-plain|node [HERD RUN OPTIONS...]
+    python3 bench/upgrade_phases.py [--saturation [--upgrades N]] KIND [HERD RUN OPTIONS...]
 
-`gunicorn` runs it as docs/interop.md says (examples/gunicorn_herd.conf.py); `gunicorn-plain`
-without that config file (`--preload --workers 1 --backlog SOMAXCONN`).
+KIND: `py` (examples/hello.py's stdlib server), `gunicorn` (one arbiter and one sync worker,
+as docs/interop.md's examples/gunicorn_herd.conf.py runs it), `gunicorn-plain` (the same
+without that config file: `--preload --workers 1 --backlog SOMAXCONN`), `gunicorn-solo`
+(python/herd_gunicorn.py, the peer benchmark's herd gunicorn rows), `node`.
 """
+import bisect
 import datetime
 import json
 import os
@@ -34,13 +40,17 @@ from peers_systems import forked, python, worker_kinds
 
 MIN_READY_US = 1e6  # herd's default --min-ready
 BIN_US = 100_000  # --saturation's throughput bins
+# --upgrades N: the steady time after each upgrade, each upgrade's baseline with the one before it.
+PAIRED_GAP_S = 5.0
+SETTLE_US = 250_000  # after an upgrade, neither steady nor inside it (bench/peers_stats.py's)
 EVENTS = ("worker_started", "worker_ready", "worker_exited", "fork_server_started", "fork_server_ready",
           "fork_server_exited")
 
 
-def run(command, extra, closed):
-    """One upgrade of workers running `command` under load (closed loop with 32 connections if
-    `closed`, else 2000 new connections/s): (timeline records, upgrade window in µs, herd's
+def run(command, extra, closed, upgrades=1):
+    """`upgrades` upgrades of workers running `command` under load (closed loop with 32
+    connections if `closed`, else 2000 new connections/s), each followed by steady time
+    (PAIRED_GAP_S with more than one): (timeline records, the upgrade windows in µs, herd's
     events)."""
     d = tempfile.mkdtemp(prefix="herd-phases-")
     control, log_path = os.path.join(d, "c.sock"), os.path.join(d, "log.json")
@@ -65,10 +75,12 @@ def run(command, extra, closed):
         load = subprocess.Popen([LOADGEN, s["sockets"][0]["address"], *shape, "--until-eof", "--timeout", "5",
                                  "--timeline", timeline], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         time.sleep(2.5 if closed else 1.5)
-        begin = time.time()
-        subprocess.run([HERD, "--control", control, "upgrade"], check=True, capture_output=True)
-        end = time.time()
-        time.sleep(2.5 if closed else 1.0)
+        windows = []
+        for _ in range(upgrades):
+            begin = time.time()
+            subprocess.run([HERD, "--control", control, "upgrade"], check=True, capture_output=True)
+            windows.append((begin, time.time()))
+            time.sleep(PAIRED_GAP_S if upgrades > 1 else 2.5 if closed else 1.0)
         out, _ = load.communicate(timeout=60)
         subprocess.run([HERD, "--control", control, "stop"], capture_output=True)
         herd.wait(timeout=60)
@@ -84,7 +96,7 @@ def run(command, extra, closed):
             if fields.get("event") in EVENTS and "timestamp" in e:
                 at = datetime.datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp()
                 events.append(((at - start) * 1e6, fields["event"], fields.get("pid")))
-    return read_timeline(timeline), ((begin - start) * 1e6, (end - start) * 1e6), events
+    return read_timeline(timeline), [((b - start) * 1e6, (e - start) * 1e6) for b, e in windows], events
 
 
 def phases(window, events):
@@ -126,17 +138,62 @@ def bins(records, window, events):
     return steady * 1e6 / BIN_US, inside / steady, " ".join(cells)
 
 
+def paired(records, windows, events):
+    """--upgrades' report: each upgrade's throughput over the steady time just before and after
+    it (the machine's rate drifts from one second to the next, so its neighbours, not the run's
+    average, are its baseline), split where the fork server (if any) said READY=1; and the
+    pooled share, as bench/peers.py counts it."""
+    answered = sorted(t for t, _, outcome in records if outcome == "ok")
+    run_end = max(t for t, _, _ in records)
+
+    def count(b, e):
+        return bisect.bisect_left(answered, e) - bisect.bisect_left(answered, b)
+
+    def rate(b, e):
+        return count(b, e) / ((e - b) / 1e6)
+
+    steady = [(300_000, windows[0][0])] + [(e + SETTLE_US, nxt[0] if nxt else run_end)
+                                           for (_, e), nxt in zip(windows, windows[1:] + [None])]
+    lines, shares = [], []
+    for i, (b, e) in enumerate(windows):
+        base = (rate(*steady[i]) + rate(*steady[i + 1])) / 2
+        shares.append(rate(b, e) / base)
+        ready = [t for t, name, _ in events if name == "fork_server_ready" and b <= t <= e]
+        split = (f"; {rate(b, ready[0]) / base:.1%} while the fork server loaded ({(ready[0] - b) / 1e6:.1f} s), "
+                 f"{rate(ready[0], e) / base:.1%} after" if ready else "")
+        lines.append(f"  upgrade {i + 1}: {(e - b) / 1e6:.2f} s, {shares[-1]:.1%} of the steady {base:.0f} req/s "
+                     f"around it{split}")
+    pooled = (sum(count(b, e) for b, e in windows) / sum(e - b for b, e in windows)) / \
+        (sum(count(b, e) for b, e in steady) / sum(e - b for b, e in steady))
+    return lines, statistics.median(shares), pooled
+
+
 def main():
     args = sys.argv[1:]
     closed = args[:1] == ["--saturation"]
+    upgrades = 1
+    if args[closed:closed + 1] == ["--upgrades"] and closed:
+        try:
+            upgrades = int(args[closed + 1])
+        except (IndexError, ValueError):
+            upgrades = 0
+        if upgrades < 2:
+            raise SystemExit("upgrade_phases: --upgrades takes a number of upgrades, 2 or more")
+        args = args[:closed] + args[closed + 2:]
     if len(args) <= closed or args[closed].startswith("-"):
-        raise SystemExit("usage: bench/upgrade_phases.py [--saturation] py|gunicorn|gunicorn-plain|node "
-                         "[HERD RUN OPTIONS...]")
+        raise SystemExit("usage: bench/upgrade_phases.py [--saturation [--upgrades N]] "
+                         "py|gunicorn|gunicorn-plain|gunicorn-solo|node [HERD RUN OPTIONS...]")
     kind, extra = args[closed], args[closed + 1:]
     command = worker_kinds(python(setup()))[kind]
     if "--fork-server" in extra:
         command = forked(command)
-    records, (first, last), events = run(command, extra, closed)
+    records, windows, events = run(command, extra, closed, upgrades)
+    if upgrades > 1:
+        lines, median, pooled = paired(records, windows, events)
+        print(f"{kind} {' '.join(extra) or '(defaults)'} at saturation, {upgrades} upgrades {PAIRED_GAP_S:g} s apart: "
+              f"median share {median:.1%} of the steady time around each, pooled {pooled:.1%}\n" + "\n".join(lines))
+        return
+    first, last = windows[0]
     if closed:
         rate, share, line = bins(records, (first, last), events)
         print(f"{kind} {' '.join(extra) or '(defaults)'} at saturation: steady {rate:.0f} req/s, in the upgrade "
