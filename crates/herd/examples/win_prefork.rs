@@ -180,7 +180,7 @@ mod windows {
                     Action::Ready { .. }
                     | Action::UpgradeEnded(_)
                     | Action::DrainTimedOut { .. }
-                    | Action::SlotEmptied { .. } => {}
+                    | Action::PoolEmptied { .. } => {}
                 }
             }
         }

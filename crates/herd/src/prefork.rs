@@ -216,7 +216,7 @@ fn execute<F: Fn(&Worker) -> i32>(pool: &mut Pool, actions: Vec<Action>, parent:
             Action::Ready { .. }
             | Action::UpgradeEnded(_)
             | Action::DrainTimedOut { .. }
-            | Action::SlotEmptied { .. } => {}
+            | Action::PoolEmptied { .. } => {}
         }
     }
 }

@@ -35,9 +35,8 @@ impl Supervisor {
         let timeout = load_timeout(readiness);
         let mut go = Vec::with_capacity(batch.len());
         for start in batch {
-            // Loading beside the worker its slot's start replaces, it loads as that start would.
-            let replaces_a_server = self.pool.slot_serves(start.slot);
-            let lowering = self.warm_up.and_then(|w| w.for_start(replaces_a_server));
+            // Loading beside the workers that serve, it loads as a start beside them would.
+            let lowering = self.warm_up.and_then(|w| w.for_start(self.pool.serves()));
             match self
                 .effects
                 .spawner()

@@ -1,6 +1,7 @@
-//! `--starting-nice`: a worker that starts beside the one serving its slot (an upgrade's or a
-//! recycle's successor) runs at a low CPU priority until it is ready, then at herd's own, so that its start-up (a Python or Node import, a cache
-//! warm-up) does not take the CPU the serving workers need on a small machine. Pure: the
+//! `--starting-nice`: a worker that starts while others serve (an upgrade's or a recycle's
+//! successor, a scale-up, a restart) runs at a low CPU priority until it is ready, then at
+//! herd's own, so that its start-up (a Python or Node import, a cache warm-up) does not take
+//! the CPU the serving workers need on a small machine. Pure: the
 //! option, herd's own nice value and whether herd may raise a priority back in; how each
 //! start is lowered and what to restore on readiness out.
 //!
@@ -15,11 +16,14 @@
 //!   systemd's `CPUSchedulingPolicy=`) passes that class to its workers, and raising them to
 //!   `SCHED_OTHER` would move them out of it (above it, for `SCHED_IDLE`). There `auto` lowers
 //!   the nice value instead, and `idle` is refused.
-//! - A start into an empty slot (herd's first workers, a restart after an exit, a scale-up)
-//!   keeps herd's priority: the pool is short of that worker until it is ready and nothing
-//!   serves in its place, so a slow start helps no one; on a saturated machine a lowered
-//!   restart took seconds to come back, and 4096 lowered first workers cost herd a raise
-//!   walk and starvation reads each. herd times these start-ups for the warm-up budget.
+//! - A start with no server in the pool (herd's first workers, the restart of its only one)
+//!   keeps herd's priority: there is no one to leave the CPU to, and 4096 lowered first
+//!   workers would cost herd a raise walk and starvation reads each. herd times these
+//!   start-ups for the warm-up budget. A scale-up or a restart beside serving workers is
+//!   lowered: with CPU to spare it runs on what they leave, and on a saturated machine one
+//!   worker more adds no CPU, while its start-up at herd's priority would take a share from
+//!   those that serve; starved, it trickles, and its budget bounds the wait. When the pool's
+//!   last ready worker exits, every worker still warming up gets herd's priority at once.
 //! - Raising a priority back needs `CAP_SYS_NICE`, or the same user and an `RLIMIT_NICE` that
 //!   allows herd's nice value (leaving `SCHED_IDLE` counts as raising from nice 20): `auto`
 //!   lowers only when herd may, `off` never does, an explicit value that herd could not undo
@@ -51,7 +55,7 @@
 //!   taken. A re-exec's new image gives each worker herd lowered and that is still starting
 //!   a whole warm-up from then on, and raises it as it was lowered (the state says how); one
 //!   that trickled trickles on, unsampled, until its longest warm-up from its start is over.
-//! - On Windows the same successors start in a lower priority class ([`PriorityClass`]: `auto`
+//! - On Windows the same starts run in a lower priority class ([`PriorityClass`]: `auto`
 //!   and `idle` in `IDLE_PRIORITY_CLASS`), set while the worker is still suspended, and the
 //!   worker and the processes it started that are still in that class get the class herd's
 //!   workers are born in back on readiness. Windows keeps no run-queue waits: a warm-up there
@@ -293,16 +297,17 @@ pub fn raise_way_out(own: i32, other_user: bool) -> String {
 }
 
 impl WarmUp {
-    /// How a worker starting now runs: lowered only when it `replaces_a_server`, a worker
-    /// that still serves its slot (an upgrade's or a recycle's successor). A start into an
-    /// empty slot (the first workers, a restart, a scale-up) runs at herd's priority: the
-    /// pool is short of that worker until it is ready, and nothing serves in its place.
-    pub fn for_start(&self, replaces_a_server: bool) -> Option<Lowering> {
+    /// How a worker starting now runs: lowered only when it starts `beside_servers`, ready
+    /// workers of the pool (an upgrade's or a recycle's successor, a scale-up, a restart
+    /// while others serve). A start with no server in the pool (herd's first workers, a
+    /// restart of the only one) runs at herd's priority: nothing serves, so there is no one
+    /// to leave the CPU to.
+    pub fn for_start(&self, beside_servers: bool) -> Option<Lowering> {
         let from = Priority {
             class: self.class,
             nice: self.serving,
         };
-        replaces_a_server.then_some(Lowering {
+        beside_servers.then_some(Lowering {
             to: self.starting,
             from,
         })

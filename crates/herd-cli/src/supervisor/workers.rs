@@ -66,7 +66,7 @@ impl Supervisor {
                     }
                 }
                 Action::UpgradeEnded(result) => self.upgrade_ended(result),
-                Action::SlotEmptied { slot, starting } => self.slot_emptied(slot, &starting),
+                Action::PoolEmptied { starting } => self.pool_emptied(&starting),
             }
         }
     }
@@ -190,23 +190,22 @@ impl Supervisor {
         true
     }
 
-    /// `--starting-nice`: the successors warming up among `starting` in `slot`, whose
-    /// serving worker has just exited, replace no server any more: they get herd's priority
-    /// back at once, as a start into an empty slot runs.
-    fn slot_emptied(&mut self, slot: usize, starting: &[u32]) {
-        let warming = &mut self.warming;
-        let successors: Vec<(u32, Lowered)> = starting
-            .iter()
-            .filter_map(|&pid| Some((pid, warming.ended(pid)?)))
-            .collect();
-        for (pid, how) in successors {
+    /// `--starting-nice`: the pool's last ready worker exited, and the workers warming up
+    /// among `starting` start beside no server any more: they get herd's priority back at
+    /// once, as a start with no server in the pool runs.
+    fn pool_emptied(&mut self, starting: &[u32]) {
+        for &pid in starting {
+            let Some(how) = self.warming.ended(pid) else {
+                continue;
+            };
+            let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
             tracing::info!(
                 event = LogEvent::WarmUpOver.as_str(),
                 slot,
                 pid,
-                reason = "slot_empty",
-                "worker still starting at --starting-nice replaces no server any more (its \
-                 slot's worker exited): it gets herd's priority back"
+                reason = "pool_empty",
+                "worker still starting at --starting-nice starts beside no server any more (the \
+                 pool's last ready worker exited): it gets herd's priority back"
             );
             self.restore_priority(slot, pid, how);
         }
@@ -249,8 +248,8 @@ impl Supervisor {
         let starts: Vec<_> = batch
             .iter()
             .map(|s| {
-                let replaces_a_server = self.pool.slot_serves(s.slot);
-                let lowering = self.warm_up.and_then(|w| w.for_start(replaces_a_server));
+                let beside_servers = self.pool.serves();
+                let lowering = self.warm_up.and_then(|w| w.for_start(beside_servers));
                 (s.slot, s.generation, lowering)
             })
             .collect();

@@ -173,6 +173,42 @@ fn a_worker_started_while_others_serve_warms_up_in_sched_idle_then_its_tree_is_r
 }
 
 #[test]
+fn a_scale_up_beside_a_serving_worker_warms_up_in_sched_idle_then_gets_herds_priority() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().to_str().unwrap();
+    let herd = one_worker(
+        &["--min-ready", "0"],
+        &["/usr/bin/python3", &worker("gated.py"), dir],
+    );
+    let first = gated(&herd, 1);
+    open_gate(&first);
+    one_ready(&herd);
+    let control = herd.control();
+    let scale = std::thread::spawn(move || ctl_at(&control, &["scale", "2"]));
+    let new = gated(&herd, 2);
+    let pid = new["pid"].as_u64().unwrap() as u32;
+    // It starts beside the first worker, which serves: in SCHED_IDLE, unless on a loaded
+    // machine the warm-up budget ended before the test looked (herd says so then).
+    if policies(pid)[0] != (pid, 5) {
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    }
+    open_gate(&new);
+    let (code, _, stderr) = scale.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    // Ready: it runs at herd's priority again.
+    herd.wait_for_event("worker_ready", &[("pid", pid.into())]);
+    wait_until("the scaled-up worker at herd's priority", || {
+        let policy = policies(pid)[0];
+        (policy == (pid, 0))
+            .then_some(())
+            .ok_or(format!("{policy:?}"))
+    });
+}
+
+#[test]
 fn a_worker_started_while_others_serve_warms_up_at_nice_19_then_gets_herds_priority() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
@@ -261,7 +297,7 @@ fn a_worker_that_left_its_own_group_still_gets_herds_priority_back() {
 }
 
 #[test]
-fn a_successor_whose_slot_loses_its_server_gets_herds_priority_at_once() {
+fn a_successor_whose_pool_loses_its_last_server_gets_herds_priority_at_once() {
     if !root_or_skip("raising a worker's priority back needs CAP_SYS_NICE") {
         return;
     }
@@ -291,7 +327,7 @@ fn a_successor_whose_slot_loses_its_server_gets_herds_priority_at_once() {
         e["event"] == "worker_started" && e["pid"].as_u64() != Some(first)
     });
     let successor = successor["pid"].as_u64().unwrap();
-    // The slot's serving worker dies: the successor now replaces no server.
+    // The pool's only serving worker dies: the successor now starts beside no server.
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &first.to_string()])
         .status()
@@ -300,16 +336,16 @@ fn a_successor_whose_slot_loses_its_server_gets_herds_priority_at_once() {
     let over = herd.wait_for_event("warm_up_over", &[("pid", successor.into())]);
     if over["reason"] == "starved" {
         // On a loaded machine the successor can be starved at nice 19 before the kill lands:
-        // raised then, before its slot emptied (the log is in order, timestamps too).
+        // raised then, before the pool emptied (the log is in order, timestamps too).
         let exited = herd.wait_for_event("worker_exited", &[("pid", first.into())]);
         let (at, emptied) = (over["timestamp"].as_str(), exited["timestamp"].as_str());
         assert!(
             at <= emptied,
-            "starved after the slot emptied: {over} {exited}"
+            "starved after the pool emptied: {over} {exited}"
         );
-        eprintln!("skipped: the successor was starved before its slot emptied");
+        eprintln!("skipped: the successor was starved before the pool emptied");
     } else {
-        assert_eq!(over["reason"], "slot_empty", "{over}");
+        assert_eq!(over["reason"], "pool_empty", "{over}");
     }
     herd.wait_for_event("worker_ready", &[("pid", successor.into())]);
     let _ = upgrade.join();

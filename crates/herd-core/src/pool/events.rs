@@ -121,20 +121,17 @@ impl Pool {
             true => Some(self.restart(&w, no_fault, uptime, now)),
             false => None,
         };
-        // A successor starting in a slot left without a ready worker replaces no server.
-        let none_live = self.slots[w.slot].count.live == 0;
-        let starting: Vec<u32> = match self.slot_serves(w.slot) || none_live {
-            true => Vec::new(),
-            false => (self.workers.iter())
-                .filter(|o| o.slot == w.slot && o.state == WorkerState::Starting)
+        // The pool's last ready worker exited: the workers still starting start beside no
+        // server any more.
+        let starting: Vec<u32> = match w.state == WorkerState::Ready && !self.serves() {
+            false => Vec::new(),
+            true => (self.workers.iter())
+                .filter(|o| o.state == WorkerState::Starting)
                 .map(|o| o.pid)
                 .collect(),
         };
         if !starting.is_empty() {
-            actions.push(Action::SlotEmptied {
-                slot: w.slot,
-                starting,
-            });
+            actions.push(Action::PoolEmptied { starting });
         }
         let exit = Exit {
             slot: w.slot,

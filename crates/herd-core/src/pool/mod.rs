@@ -118,10 +118,10 @@ impl Pool {
         (0..wanted).filter(move |&slot| self.slots[slot].count.ready > 0)
     }
 
-    /// Whether `slot` has a ready worker: a worker starting there now would replace one that
-    /// serves (an upgrade's or a recycle's successor), not fill an empty slot.
-    pub fn slot_serves(&self, slot: usize) -> bool {
-        self.slots.get(slot).map_or(false, |s| s.count.ready > 0)
+    /// Whether any wanted slot has a ready worker: a worker starting now would start beside
+    /// workers that serve.
+    pub fn serves(&self) -> bool {
+        self.ready_slots > 0
     }
 
     /// Whether a worker scaled away drains its slot (see [`Pool::release_drained`]).

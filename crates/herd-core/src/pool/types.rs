@@ -107,13 +107,10 @@ pub enum Action {
     },
     /// A rolling upgrade ended: `Ok(generation)` or `Err(why it was aborted)`.
     UpgradeEnded(Result<u64, String>),
-    /// A worker of `slot` exited and the slot has no ready worker left, while `starting`
-    /// start there: a successor among them (an upgrade's or a recycle's) replaces no server
-    /// any more, and starts as into an empty slot from now on.
-    SlotEmptied {
-        /// The slot.
-        slot: usize,
-        /// The pids of its workers still starting, in start order.
+    /// The pool's last ready worker exited while `starting` start: they start beside no
+    /// server any more, as herd's first workers do.
+    PoolEmptied {
+        /// The pids of the workers still starting, in start order.
         starting: Vec<u32>,
     },
 }

@@ -70,8 +70,8 @@ struct Harness {
     signals: Vec<(u32, StopMode, Reason)>,
     /// The workers announced ready, in order.
     ready: Vec<u32>,
-    /// The slots emptied with workers starting there, in order.
-    emptied: Vec<(usize, Vec<u32>)>,
+    /// The workers starting each time the pool's last ready worker exited, in order.
+    emptied: Vec<Vec<u32>>,
     /// Whether every step checks the pool's indexes against a recount.
     recount: bool,
 }
@@ -108,7 +108,7 @@ impl Harness {
                     Action::Ready { pid, .. } => self.ready.push(pid),
                     Action::DrainTimedOut { .. } => {}
                     Action::UpgradeEnded(result) => self.ended.push(result),
-                    Action::SlotEmptied { slot, starting } => self.emptied.push((slot, starting)),
+                    Action::PoolEmptied { starting } => self.emptied.push(starting),
                 }
             }
             more.extend(self.pool.due(self.now));

@@ -85,38 +85,51 @@ fn commands_refused_say_why_in_a_typed_error() {
 }
 
 #[test]
-fn a_slot_serves_once_its_worker_is_ready_and_until_it_exits() {
+fn the_pool_serves_once_a_wanted_slots_worker_is_ready_and_until_none_is() {
     let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
-    // Starting workers fill empty slots: a start there replaces no server.
-    assert!(!h.pool.slot_serves(0) && !h.pool.slot_serves(1));
+    // herd's first workers start beside no server.
+    assert!(!h.pool.serves());
     h.notify(100, "READY=1");
-    assert!(h.pool.slot_serves(0) && !h.pool.slot_serves(1));
-    // A restart after an exit fills an empty slot again; a slot past the pool serves nothing.
+    assert!(h.pool.serves());
+    // Its restart after an exit starts beside none again.
     h.exit(100, code(1));
-    assert!(!h.pool.slot_serves(0));
-    assert!(!h.pool.slot_serves(7));
+    assert!(!h.pool.serves());
+    // A ready worker of a slot scaled away serves nothing the pool wants.
+    h.notify(101, "READY=1");
+    let actions = h.pool.scale(1, h.now).unwrap();
+    h.apply(actions);
+    assert!(!h.pool.serves());
 }
 
 #[test]
-fn a_slot_whose_last_ready_worker_exits_says_which_workers_start_there() {
+fn the_pools_last_ready_worker_exiting_says_which_workers_start() {
     let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    assert!(!h.pool.serves());
     h.notify(100, "READY=1");
+    assert!(h.pool.serves());
     h.notify(101, "READY=1");
-    // Slot 0's worker is recycled: its successor 102 starts beside it, which still serves.
+    // Slot 0's worker is recycled: its successor 102 starts beside the pool's servers.
     let actions = h.pool.recycle(100, RecycleCause::Memory, h.now).unwrap();
     h.apply(actions);
     assert_eq!(h.pool.worker(102).map(|w| w.slot), Some(0));
-    // The server dies before the successor is ready: the successor replaces no server.
+    // Its slot's server dies before it is ready: slot 1's still serves, nothing to say.
     h.exit(100, killed());
-    assert_eq!(h.emptied, [(0, vec![102])]);
-    // A ready slot's worker that exits with no successor starting: nothing to say; its
-    // restart fills an empty slot.
+    assert!(h.pool.serves());
+    assert!(h.emptied.is_empty(), "{:?}", h.emptied);
+    // The pool's last ready worker exits: 102 starts beside no server now.
     h.exit(101, code(1));
+    assert!(!h.pool.serves());
+    assert_eq!(h.emptied, [vec![102]]);
+    // A worker that was not ready exiting says nothing: nothing served before it either.
+    h.exit(102, code(1));
     assert_eq!(h.emptied.len(), 1, "{:?}", h.emptied);
-    // Nor when the slot still serves: the old workers of an upgrade exit after their
-    // successors are ready.
-    h.notify(102, "READY=1");
-    h.notify(103, "READY=1");
+}
+
+#[test]
+fn an_upgrades_old_workers_exiting_after_their_successors_are_ready_say_nothing() {
+    let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
     let upgrade = h.pool.upgrade(60 * SEC, h.now).unwrap().1;
     h.apply(upgrade);
     let starting = |h: &Harness| {
@@ -126,7 +139,8 @@ fn a_slot_whose_last_ready_worker_exits_says_which_workers_start_there() {
     while let Some(pid) = starting(&h) {
         h.notify(pid, "READY=1");
     }
-    h.exit(103, code(0));
-    h.exit(102, code(0));
-    assert_eq!(h.emptied.len(), 1, "{:?}", h.emptied);
+    h.exit(101, code(0));
+    h.exit(100, code(0));
+    assert!(h.pool.serves());
+    assert!(h.emptied.is_empty(), "{:?}", h.emptied);
 }
