@@ -176,6 +176,22 @@ fn workers_get_the_environment_and_directory_asked_for() {
     let _ = std::fs::remove_dir(&dir);
 }
 
+/// A relative program path is taken in `--chdir`'s directory, as on Unix (where `./app`
+/// with `--chdir DIR` runs `DIR/app`); before, Windows looked for it in herd's own directory
+/// and failed with "File not found".
+#[test]
+fn a_relative_program_is_found_in_the_chdir_directory() {
+    let mut command = windows_support::this_test_as_worker();
+    let me = std::path::PathBuf::from(&command[0]);
+    let dir = me.parent().unwrap().to_str().unwrap().to_string();
+    command[0] = format!(r".\{}", me.file_name().unwrap().to_str().unwrap()).into();
+    let run = ["-w", "1", "--chdir", &dir, "-b", "http=127.0.0.1:0"];
+    let herd = Herd::start_named(&windows_support::unique_name(), &run, &command);
+    herd.wait_for("worker_ready");
+    ask(&herd.addr);
+    herd.stop();
+}
+
 #[test]
 fn any_address_is_dual_stack() {
     let herd = Herd::start_on("http=:0", &["-w", "1"]);
