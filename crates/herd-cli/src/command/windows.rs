@@ -25,8 +25,8 @@ const KEPT_ENV: &[&str] = &["PATH", "SystemRoot"];
 /// `program` taken in `chdir` when it is a relative path (it names a directory: `.\app.exe`,
 /// `bin\app.exe`), as on Unix, where the worker changes to `--chdir` before it looks for
 /// its program. Windows would take it in herd's own directory. A bare name is left to the
-/// search `Command` makes (herd.exe's directory, the system's, `PATH`), as a bare name on Unix is
-/// looked for in `PATH`.
+/// search `Command` makes (herd.exe's directory, the system's, `PATH`), as a bare name on
+/// Unix is looked for in `PATH`.
 fn in_dir(program: OsString, chdir: Option<&Path>) -> OsString {
     let path = Path::new(&program);
     let names_a_directory = path.components().nth(1).is_some();

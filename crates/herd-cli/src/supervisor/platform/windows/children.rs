@@ -1,8 +1,9 @@
 //! herd's workers on Windows, each held by its process handle: placed in a Job Object of its
 //! own before it runs (so that it, and what it starts, ends with herd, however herd ends, and
 //! what it started ends with it, as its process group's processes do on Unix), asked to stop
-//! or killed, and their exits announced to the loop (each worker's handle is waited for on a small thread of its
-//! own, which wakes [`exited`]'s waiters: the loop then collects every exit at once).
+//! or killed, and their exits announced to the loop (each worker's handle is waited for on
+//! a small thread of its own, which wakes [`exited`]'s waiters: the loop then collects every
+//! exit at once).
 
 use std::collections::HashMap;
 use std::io;
