@@ -176,6 +176,22 @@ fn workers_get_the_environment_and_directory_asked_for() {
     let _ = std::fs::remove_dir(&dir);
 }
 
+/// A relative program path is taken in `--chdir`'s directory, as on Unix (where `./app`
+/// with `--chdir DIR` runs `DIR/app`); before, Windows looked for it in herd's own directory
+/// and failed with "File not found".
+#[test]
+fn a_relative_program_is_found_in_the_chdir_directory() {
+    let mut command = windows_support::this_test_as_worker();
+    let me = std::path::PathBuf::from(&command[0]);
+    let dir = me.parent().unwrap().to_str().unwrap().to_string();
+    command[0] = format!(r".\{}", me.file_name().unwrap().to_str().unwrap()).into();
+    let run = ["-w", "1", "--chdir", &dir, "-b", "http=127.0.0.1:0"];
+    let herd = Herd::start_named(&windows_support::unique_name(), &run, &command);
+    herd.wait_for("worker_ready");
+    ask(&herd.addr);
+    herd.stop();
+}
+
 #[test]
 fn any_address_is_dual_stack() {
     let herd = Herd::start_on("http=:0", &["-w", "1"]);
@@ -235,13 +251,7 @@ fn workers_die_with_a_killed_herd() {
 #[test]
 fn what_a_worker_starts_first_dies_with_a_killed_herd() {
     let mut herd = Herd::start(&["-w", "1", "--env", "HERD_TEST_GRANDCHILD=1"]);
-    let answer = answer(&herd.addr);
-    let grandchild: u32 = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("grandchild "))
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no grandchild in {answer:?}"));
-    let grandchild = Process::open(grandchild).expect("the worker's child runs");
+    let grandchild = grandchild_of(&herd.addr);
     let out = Command::new("taskkill")
         .args(["/F", "/PID", &herd.child.id().to_string()])
         .output()
@@ -253,6 +263,40 @@ fn what_a_worker_starts_first_dies_with_a_killed_herd() {
         let _ = process::terminate(&grandchild, 1);
     }
     assert!(ended, "the worker's first child outlived herd");
+}
+
+/// The sleeper that the worker answering at `addr` started as its first act.
+fn grandchild_of(addr: &str) -> Process {
+    let answer = answer(addr);
+    let grandchild: u32 = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("grandchild "))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no grandchild in {answer:?}"));
+    Process::open(grandchild).expect("the worker's child runs")
+}
+
+/// What a worker started ends with the worker, while herd runs on, as its process group's
+/// processes do on Unix: when herd kills the worker (`herd signal KILL`, as after
+/// `--ready-timeout`, `--watchdog` or `--grace`) and when the worker exits by itself (here
+/// on its stop request). Before, it ran on until herd exited: a `cmd /c` or `py.exe`
+/// launcher's program outlived the worker herd had replaced.
+#[test]
+fn what_a_worker_started_ends_with_the_worker() {
+    let herd = Herd::start(&["-w", "1", "--env", "HERD_TEST_GRANDCHILD=1"]);
+    for signal in ["KILL", "TERM"] {
+        let grandchild = grandchild_of(&herd.addr);
+        windows_support::client(&herd.name, &["signal", signal]);
+        let ended = process::wait(&grandchild, Some(TIMEOUT)).unwrap();
+        if !ended {
+            let _ = process::terminate(&grandchild, 1);
+        }
+        assert!(
+            ended,
+            "the worker's child outlived the worker (herd signal {signal})"
+        );
+    }
+    herd.stop();
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::windows::io::OwnedHandle;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -21,6 +21,20 @@ const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
 /// What `--clear-env` keeps of herd's environment: PATH, as on Unix, and SystemRoot, without
 /// which Windows programs cannot even start Winsock.
 const KEPT_ENV: &[&str] = &["PATH", "SystemRoot"];
+
+/// `program` taken in `chdir` when it is a relative path (it names a directory: `.\app.exe`,
+/// `bin\app.exe`), as on Unix, where the worker changes to `--chdir` before it looks for
+/// its program. Windows would take it in herd's own directory. A bare name is left to the
+/// search `Command` makes (herd.exe's directory, the system's, `PATH`), as a bare name on
+/// Unix is looked for in `PATH`.
+fn in_dir(program: OsString, chdir: Option<&Path>) -> OsString {
+    let path = Path::new(&program);
+    let names_a_directory = path.components().nth(1).is_some();
+    match chdir {
+        Some(dir) if names_a_directory && path.is_relative() => dir.join(path).into_os_string(),
+        _ => program,
+    }
+}
 
 /// How to start a worker.
 #[derive(Debug)]
@@ -57,6 +71,7 @@ impl WorkerCommand {
         let program = argv
             .next()
             .ok_or_else(|| "missing worker command after '--'".to_string())?;
+        let program = in_dir(program, chdir.as_deref());
         Ok(WorkerCommand {
             program,
             args: argv.collect(),

@@ -1,7 +1,9 @@
-//! herd's workers on Windows, each held by its process handle: placed in herd's Job Object
-//! before they run (so that they, and what they start, end with herd, however herd ends), asked to stop or killed, and their
-//! exits announced to the loop (each worker's handle is waited for on a small thread of its
-//! own, which wakes [`exited`]'s waiters: the loop then collects every exit at once).
+//! herd's workers on Windows, each held by its process handle: placed in a Job Object of its
+//! own before it runs (so that it, and what it starts, ends with herd, however herd ends, and
+//! what it started ends with it, as its process group's processes do on Unix), asked to stop
+//! or killed, and their exits announced to the loop (each worker's handle is waited for on
+//! a small thread of its own, which wakes [`exited`]'s waiters: the loop then collects every
+//! exit at once).
 
 use std::collections::HashMap;
 use std::io;
@@ -26,59 +28,55 @@ pub async fn exited() {
 /// The stack of a thread that only waits for a process.
 const WAITER_STACK: usize = 64 * 1024;
 
-/// A worker: its process, and the event that asks it to stop.
+/// A worker: its process, the event that asks it to stop, and its Job Object.
 struct Worker {
     process: Child,
     stop: Event,
+    /// Holds the worker and what it starts: dropped (once the worker has exited, or with
+    /// herd), it ends what the worker left running. `None` if the system refused one.
+    _job: Option<Job>,
 }
 
 /// herd's workers, by pid.
 pub struct OwnChildren {
     children: HashMap<u32, Worker>,
-    /// Ends every worker, and what each started, when herd ends; `None` if the system
-    /// refused one (herd says so once, at start).
-    job: Option<Job>,
 }
 
 impl OwnChildren {
-    /// No workers yet, and the Job Object they will live in.
+    /// No workers yet.
     pub fn new() -> OwnChildren {
-        let job = match Job::kill_on_close() {
+        OwnChildren {
+            children: HashMap::new(),
+        }
+    }
+
+    /// Places `child`, a worker created suspended, in a kill-on-close Job Object of its own
+    /// before it runs, so that what it starts is in the job too, and returns the job for
+    /// [`adopt`](Self::adopt): what the worker started then ends when the worker has exited
+    /// (herd drops the job as it collects the exit: Windows has no process groups to stop,
+    /// and a `cmd /c` or `py.exe` launcher's program would outlive a launcher herd killed),
+    /// or when herd ends, however it ends. herd itself stays out of the jobs: under Wine 8 a
+    /// process that exits inside its own kill-on-close job crashes wineserver. A failure is
+    /// logged: the worker still runs, as it would without a job.
+    pub fn enter_job(&self, child: &Child) -> Option<Job> {
+        let pid = child.id();
+        match Job::kill_on_close().and_then(|job| job.assign(child.as_handle()).map(|()| job)) {
             Ok(job) => Some(job),
             Err(e) => {
                 tracing::warn!(
                     event = crate::logging::LogEvent::SetupNote.as_str(),
-                    "workers are not in a Job Object, so they will outlive herd if it is \
-                     killed: {e}"
+                    pid,
+                    "worker {pid} is not in a Job Object: it may outlive herd, and what it \
+                     starts may outlive it: {e}"
                 );
                 None
             }
-        };
-        OwnChildren {
-            children: HashMap::new(),
-            job,
         }
     }
 
-    /// Places `child`, a worker created suspended, in the job before it runs, so that what it
-    /// starts is in the job too (herd itself stays out of the job: under Wine 8 a process that
-    /// exits inside its own kill-on-close job crashes wineserver). A failure is logged: the
-    /// worker still runs, as it would without a job.
-    pub fn enter_job(&self, child: &Child) {
-        let Some(job) = &self.job else { return };
-        if let Err(e) = job.assign(child.as_handle()) {
-            let pid = child.id();
-            tracing::warn!(
-                event = crate::logging::LogEvent::SetupNote.as_str(),
-                pid,
-                "worker {pid} is not in herd's Job Object and may outlive herd: {e}"
-            );
-        }
-    }
-
-    /// Holds `child` (which [`enter_job`](Self::enter_job) placed in the job) and its `stop`
-    /// event and watches for its exit; its pid.
-    pub fn adopt(&mut self, child: Child, stop: Event) -> io::Result<u32> {
+    /// Holds `child`, the `job` [`enter_job`](Self::enter_job) placed it in, and its `stop`
+    /// event, and watches for its exit; its pid.
+    pub fn adopt(&mut self, child: Child, stop: Event, job: Option<Job>) -> io::Result<u32> {
         let pid = child.id();
         // A worker whose exit could not be watched is not kept: it would run unsupervised.
         let watched = child
@@ -90,7 +88,12 @@ impl OwnChildren {
             return Err(e);
         }
         let process = child;
-        self.children.insert(pid, Worker { process, stop });
+        let worker = Worker {
+            process,
+            stop,
+            _job: job,
+        };
+        self.children.insert(pid, worker);
         Ok(pid)
     }
 
@@ -121,7 +124,7 @@ impl OwnChildren {
     }
 
     /// Kills `pid` (a worker started where no slot was free): Windows has no process groups,
-    /// the Job Object holds what it started.
+    /// its Job Object ends what it started once its exit is collected.
     pub fn kill_group(&mut self, pid: u32) -> io::Result<()> {
         self.signal(pid, Signal::Kill)
     }

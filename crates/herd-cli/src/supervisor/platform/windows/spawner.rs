@@ -116,19 +116,20 @@ impl Spawner {
         let mut inherit = self.shared_memory.inherited();
         inherit.push(herd::windows::Inherited::StopEvent(stop.as_handle()));
         let mut lowered = None;
+        let mut job = None;
         let child = self.command.for_generation(generation).spawn(
             slot,
             generation,
             &shared,
             &inherit,
             |child| {
-                children.enter_job(child);
+                job = children.enter_job(child);
                 lowered = lowering.and_then(|l| lower(child, l.to));
                 Ok(())
             },
         )?;
         let pid = children
-            .adopt(child, stop)
+            .adopt(child, stop, job)
             .map_err(|e| failed("cannot watch the worker", e))?;
         Ok(Spawned { pid, lowered })
     }
