@@ -41,8 +41,9 @@ pub struct Watch {
     control_unbound: SaidOnce<()>,
     /// Einhorn's socket could not be bound again (said once until it can).
     einhorn_unbound: SaidOnce<()>,
-    /// The control socket's directory (its path, and its [`DirIdentity`]) at the last look
-    /// that found herd's own socket there: it is bound again only in that directory.
+    /// The control socket's directory (its path, and its [`DirIdentity`]) as herd bound it
+    /// ([`Watch::control_bound`]), or at the last look that found herd's own socket there: it
+    /// is bound again only in that directory.
     control_dir: Option<(PathBuf, DirIdentity)>,
 }
 
@@ -61,6 +62,21 @@ impl Watch {
     /// Whether the control socket newly could not be bound again (`failed`).
     pub fn control_unbound_newly(&mut self, failed: bool) -> bool {
         self.control_unbound.newly(&(), failed)
+    }
+
+    /// The control socket at `path` was bound in the directory `dir` (as herd bound it, or as
+    /// a previous image knew it): known from the start, a removal before the first look is
+    /// bound again too.
+    pub fn control_bound(&mut self, path: &Path, dir: DirIdentity) {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        self.control_dir = Some((parent.to_path_buf(), dir));
+    }
+
+    /// The directory known of the control socket at `path`, to hand over to a re-exec.
+    pub fn control_dir(&self, path: &Path) -> Option<DirIdentity> {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let (at, dir) = self.control_dir.as_ref()?;
+        (at == parent).then_some(*dir)
     }
 
     /// Whether the control socket's file at `path` was removed, and if so, whether its
@@ -110,7 +126,7 @@ pub(super) fn removed(path: &Path) -> bool {
 pub type DirIdentity = (u64, u64, Option<std::time::SystemTime>);
 
 /// The identity of the directory of `path`, not following a symlink.
-pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
+pub(crate) fn dir_identity(path: &Path) -> Option<DirIdentity> {
     use std::os::unix::fs::MetadataExt;
     let dir = path
         .parent()
@@ -123,7 +139,7 @@ pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
 /// The identity of the directory of `path` while herd's own socket file (`own`: device and
 /// inode, a socket of herd's user: an inode number freed is given to the next file made,
 /// anyone's) is there: then it is surely the directory herd bound it in.
-pub(super) fn dir_holding(path: &Path, own: (u64, u64)) -> Option<DirIdentity> {
+pub(crate) fn dir_holding(path: &Path, own: (u64, u64)) -> Option<DirIdentity> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = std::fs::symlink_metadata(path).ok()?;
     let ours = own == (meta.dev(), meta.ino())
@@ -246,6 +262,29 @@ mod tests {
         std::fs::rename(&bound, &path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(watch.control_removed(&path, ours), Ok(true));
+    }
+
+    /// Its directory learnt as herd bound it (or from a previous image): a removal before the
+    /// first look is bound again. Learnt at the first look only, such a removal was only
+    /// said, never bound again (in the first 250 ms after herd started or re-executed).
+    #[test]
+    fn a_control_socket_removed_before_the_first_look_is_bound_again_in_its_directory() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let ours = identity(&path);
+        let bound = dir_holding(&path, ours).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut watch = Watch::default();
+        watch.control_bound(&path, bound);
+        assert_eq!(watch.control_dir(&path), Some(bound));
+        assert_eq!(watch.control_removed(&path, ours), Ok(true));
+        // The directory made anew since: still not herd's.
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        assert!(watch.control_removed(&path, ours).is_err());
     }
 
     fn identity(path: &Path) -> (u64, u64) {

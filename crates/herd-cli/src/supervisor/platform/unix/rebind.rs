@@ -14,6 +14,15 @@ use crate::supervisor::sources::Sources;
 use crate::supervisor::Supervisor;
 
 impl Supervisor {
+    /// The control socket's directory, as herd bound it (or a previous image knew it): only
+    /// there is it bound again, even if its file is removed before the first look.
+    pub(in crate::supervisor) fn control_bound(&mut self, control: &super::Control) {
+        if let Some(dir) = control.dir {
+            let path = control.file.parts().0;
+            self.platform.socket_files.control_bound(path, dir);
+        }
+    }
+
     /// Binds the notify socket again if its file was removed, so that workers started from
     /// now on can say `READY=1`, and reads what the old one still holds; if it cannot, the
     /// removal is said as for any socket file: whether it could not.

@@ -52,6 +52,8 @@ impl Supervisor {
                     let endpoints = handover::Endpoints {
                         control: &sources.platform.control_fd,
                         control_file,
+                        control_dir: (self.platform.socket_files)
+                            .control_dir(control_file.parts().0),
                         notify,
                         metrics: sources.platform.metrics_fd.as_ref(),
                         health: sources.platform.health_fd.as_ref(),
