@@ -16,7 +16,12 @@ use std::path::{Path, PathBuf};
 
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
+use crate::supervisor::rate_limit::RateLimit;
 use crate::supervisor::said_once::SaidOnce;
+
+/// How often a socket bound again is said at most (an `rm` loop on its file binds it again at
+/// every look): once, then how many more times, once per this window.
+pub const REBOUND_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Which socket file it is, for the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +50,9 @@ pub struct Watch {
     /// ([`Watch::control_bound`]), or at the last look that found herd's own socket there: it
     /// is bound again only in that directory.
     control_dir: Option<(PathBuf, DirIdentity)>,
+    /// The sockets bound again, by name (`notify`, `control`, `einhorn`): each said once per
+    /// [`REBOUND_WINDOW`], the others counted.
+    rebound: Vec<(&'static str, RateLimit)>,
 }
 
 impl Watch {
@@ -62,6 +70,28 @@ impl Watch {
     /// Whether the control socket newly could not be bound again (`failed`).
     pub fn control_unbound_newly(&mut self, failed: bool) -> bool {
         self.control_unbound.newly(&(), failed)
+    }
+
+    /// Whether socket `name`, just bound again, is to be said now: the first time, then at
+    /// most once per [`REBOUND_WINDOW`] (the others are counted, [`Watch::rebinds_held_back`]).
+    pub fn say_rebound(&mut self, name: &'static str, now: std::time::Instant) -> bool {
+        let at = match self.rebound.iter().position(|(n, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                self.rebound.push((name, RateLimit::new(1, REBOUND_WINDOW)));
+                self.rebound.len() - 1
+            }
+        };
+        self.rebound[at].1.allow(now).0
+    }
+
+    /// The sockets bound again and not said in windows that ended by `now`, and how many
+    /// times each: to be said once.
+    pub fn rebinds_held_back(&mut self, now: std::time::Instant) -> Vec<(&'static str, u32)> {
+        (self.rebound.iter_mut())
+            .map(|(name, limit)| (*name, limit.end_window(now)))
+            .filter(|(_, held)| *held > 0)
+            .collect()
     }
 
     /// The control socket at `path` was bound in the directory `dir` (as herd bound it, or as
@@ -285,6 +315,27 @@ mod tests {
         std::fs::remove_dir(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
         assert!(watch.control_removed(&path, ours).is_err());
+    }
+
+    /// An `rm` loop on a socket's file: bound again at every look, said once, then how many
+    /// more times once a minute (it was one WARN per look, four a second, without end).
+    #[test]
+    fn a_socket_bound_again_and_again_is_said_once_then_counted_once_a_minute() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        let mut watch = Watch::default();
+        assert!(watch.say_rebound("control", at(0)));
+        assert!(watch.say_rebound("notify", at(0)), "each socket its own");
+        for look in 1..240 {
+            assert!(!watch.say_rebound("control", at(250 * look)));
+            assert!(watch.rebinds_held_back(at(250 * look)).is_empty());
+        }
+        // The minute over: how many more, once, and the next one said again.
+        assert_eq!(watch.rebinds_held_back(at(60_000)), vec![("control", 239)]);
+        assert!(watch.rebinds_held_back(at(60_250)).is_empty());
+        assert!(watch.say_rebound("control", at(60_500)));
+        assert!(!watch.say_rebound("control", at(60_750)));
+        assert_eq!(watch.rebinds_held_back(at(121_000)), vec![("control", 1)]);
     }
 
     fn identity(path: &Path) -> (u64, u64) {

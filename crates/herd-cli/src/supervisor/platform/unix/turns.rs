@@ -266,6 +266,7 @@ impl Supervisor {
         control_file: &mut ControlFile,
         notify: &mut NotifySocket,
     ) {
+        self.say_rebinds_held_back();
         let unbound = self.bind_notify_again_if_removed(sources, notify);
         let control_unbound = self.bind_control_again_if_removed(sources, control_file);
         let einhorn_unbound = self.bind_einhorn_again_if_removed(sources, notify);
