@@ -261,3 +261,47 @@ pub(super) fn take_vacant_control(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An old herd that runs, its control socket's file gone: the end waits for it to be
+    /// bound again, for at most [`REBIND_BOUND`], then fails saying what happened and what to
+    /// do (it took the old herd for gone, and left it running, unstopped).
+    #[test]
+    fn the_end_waits_a_bounded_time_for_the_old_herds_control_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(me) = PidFd::open(std::process::id()) else {
+            return; // No pidfd (a kernel before 5.3): nothing tells that the old herd runs.
+        };
+        let mut takeover = Takeover {
+            old: dir.path().join("old.sock"),
+            old_socket: (1, 2),
+            old_grace: None,
+            old_process: Some(me),
+            old_pid: std::process::id(),
+            vacant_until: None,
+        };
+        assert!(waits_for_rebind(&mut takeover).unwrap());
+        let until = takeover.vacant_until.unwrap();
+        assert!(until > Instant::now() + REBIND_BOUND / 2);
+        // Bound again: no wait.
+        let _bound = std::os::unix::net::UnixListener::bind(&takeover.old).unwrap();
+        assert!(!waits_for_rebind(&mut takeover).unwrap());
+        std::fs::remove_file(&takeover.old).unwrap();
+        assert!(waits_for_rebind(&mut takeover).unwrap(), "within the bound");
+        takeover.vacant_until = Some(Instant::now());
+        let abort = waits_for_rebind(&mut takeover).unwrap_err();
+        assert!(
+            abort
+                .why
+                .contains("was removed and not bound again within 5s"),
+            "{}",
+            abort.why
+        );
+        assert!(abort.why.contains("take over again once"), "{}", abort.why);
+        assert!(!abort.why.contains('\n'));
+        assert_eq!(abort.after, "the old herd keeps serving");
+    }
+}
