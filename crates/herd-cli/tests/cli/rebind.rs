@@ -222,6 +222,36 @@ fn the_control_socket_is_not_bound_again_in_a_directory_made_anew_with_a_file_at
     );
 }
 
+/// The control socket's file removed before herd first looked at it (in the first 250 ms
+/// after it started; here while herd waits for the lock of its listener's directory): herd
+/// binds it again. It learnt the directory at the first look, found nothing there, and only
+/// said the removal, herd commands never reaching it again.
+#[test]
+fn a_control_socket_removed_before_herds_first_look_is_bound_again() {
+    let listeners = tempfile::tempdir().unwrap();
+    let lock = std::fs::File::open(listeners.path()).unwrap();
+    lock.lock().unwrap();
+    let app = listeners.path().join("app.sock");
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b"])
+            .arg(format!("app=unix:{}", app.display()))
+            .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    let control = herd.control();
+    wait_until("the control socket bound", || {
+        Path::new(&control).exists().then_some(())
+    });
+    std::fs::remove_file(&control).unwrap();
+    drop(lock);
+    let again = herd.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
+    let said = again["message"].as_str().unwrap();
+    assert!(said.contains("bound it again"), "{again}");
+    // herd commands reach it.
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+}
+
 /// The old herd's control socket's file removed during a takeover (an operator's clean-up),
 /// and bound again by the old herd before the new herd's workers are ready: the takeover
 /// completes. The new herd took the socket bound again for another herd's and aborted, the
