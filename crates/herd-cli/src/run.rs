@@ -75,6 +75,8 @@ pub fn run(
     let pid = std::process::id();
     let (control_socket, control_file, old_herd, inherited) =
         bind_control(&args, &paths, uid, owner)?;
+    // Its directory now, while it surely is the one herd bound it in.
+    let control_dir = Control::dir_of(&control_file);
     let ControlPaths {
         control: control_path,
         private_dir,
@@ -96,6 +98,7 @@ pub fn run(
         file: control_file,
         listener: std::os::unix::net::UnixListener::from(OwnedFd::from(control_socket)),
         policy,
+        dir: control_dir,
     };
     let mut supervisor = prepare(
         &args,
@@ -306,13 +309,16 @@ fn resume(
     } = restored;
     let file = |(path, dev, ino)| SocketFile::from_parts(path, dev, ino);
     let listeners = resume::listeners(&state.listeners, fds, groups);
-    let mut notify = NotifySocket::restore(notify, file(state.notify.file.clone()))?;
+    let notify_file = file(state.notify.file.clone());
+    let mut notify = NotifySocket::restore(notify, notify_file, state.notify.dir)?;
     let einhorn = einhorn.zip(state.einhorn.as_ref().map(|e| file(e.file.clone())));
     notify.einhorn = einhorn_socket(&args, &state.control.file.0, einhorn)?;
     let uid = herd_sys::process::effective_uid();
     let policy = policy(&args, uid)?;
+    let control_file = file(state.control.file.clone());
     let control = Control {
-        file: file(state.control.file.clone()),
+        dir: state.control.dir.or_else(|| Control::dir_of(&control_file)),
+        file: control_file,
         listener: std::os::unix::net::UnixListener::from(control),
         policy,
     };

@@ -345,6 +345,13 @@ impl AsyncClient {
         })
     }
 
+    /// The pid of the process that serves this connection (`SO_PEERCRED`), if the system says.
+    pub fn server_pid(&self) -> Option<u32> {
+        herd_sys::socket::peer_pid(self.stream.get_ref().as_fd())
+            .ok()
+            .flatten()
+    }
+
     /// Sends `command` and reads its result.
     pub async fn call<R: DeserializeOwned>(&mut self, command: Command) -> Result<R, ClientError> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};

@@ -42,6 +42,8 @@ pub(super) struct OldHerd {
     /// Its process, to tell at the end whether it still runs (`None` where the system cannot
     /// hold a process: a kernel before 5.3, another Unix).
     pub process: Option<PidFd>,
+    /// Its pid, as its status said.
+    pub pid: u32,
 }
 
 impl OldHerd {
@@ -52,6 +54,8 @@ impl OldHerd {
             old_socket: herd.socket,
             old_grace: herd.grace,
             old_process: herd.process,
+            old_pid: herd.pid,
+            vacant_until: None,
         }
     }
 }
@@ -131,6 +135,7 @@ pub(super) fn fetch_inherited(
         grace: status.grace_ms.map(Duration::from_millis),
         // It answered just now: the pid is its own.
         process: PidFd::open(status.pid).ok(),
+        pid: status.pid,
     };
     Ok((herd, inherited))
 }

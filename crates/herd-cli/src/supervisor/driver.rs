@@ -138,6 +138,7 @@ impl Supervisor {
         if takeover.is_some() {
             self.phase = phase::Phase::new(takeover);
         }
+        self.control_bound(&control);
         let (mut control_file, control) = control.split();
         let mut opened = None;
         let mut control = Some(control);

@@ -21,6 +21,8 @@ use super::{platform, Supervisor};
 pub(super) struct Endpoints<'a> {
     pub(super) control: &'a OwnedFd,
     pub(super) control_file: &'a SocketFile,
+    /// The directory the control socket was bound in, if known.
+    pub(super) control_dir: Option<super::socket_files::DirIdentity>,
     pub(super) notify: &'a NotifySocket,
     pub(super) metrics: Option<&'a OwnedFd>,
     pub(super) health: Option<&'a OwnedFd>,
@@ -338,8 +340,14 @@ fn with_fds(
 ) -> reexec::State {
     reexec::State {
         version: reexec::version_needed(draining),
-        control: saved(endpoints.control.as_raw_fd(), endpoints.control_file),
-        notify: saved(endpoints.notify.socket.as_raw_fd(), endpoints.notify.file()),
+        control: reexec::SavedSocket {
+            dir: endpoints.control_dir,
+            ..saved(endpoints.control.as_raw_fd(), endpoints.control_file)
+        },
+        notify: reexec::SavedSocket {
+            dir: endpoints.notify.dir(),
+            ..saved(endpoints.notify.socket.as_raw_fd(), endpoints.notify.file())
+        },
         listeners,
         reply_fd,
         metrics_fd: endpoints.metrics.map(AsRawFd::as_raw_fd),
@@ -362,5 +370,6 @@ fn saved(fd: std::os::unix::io::RawFd, file: &SocketFile) -> reexec::SavedSocket
     reexec::SavedSocket {
         fd,
         file: reexec::file_parts(file),
+        dir: None,
     }
 }

@@ -86,7 +86,7 @@ mod relisten;
 #[cfg(unix)]
 mod said_once;
 #[cfg(unix)]
-mod socket_files;
+pub(crate) mod socket_files;
 #[cfg(unix)]
 pub(crate) mod systemd;
 mod takeover;

@@ -179,16 +179,26 @@ impl NotifySocket {
         Ok(true)
     }
 
-    /// A notify socket handed over by a previous image of this process. Its directory is
-    /// known only if its file is still there: one made anew meanwhile is not herd's.
-    pub fn restore(socket: OwnedFd, file: SocketFile) -> anyhow::Result<NotifySocket> {
+    /// The directory it was bound in, if known.
+    pub fn dir(&self) -> Option<super::socket_files::DirIdentity> {
+        self.dir
+    }
+
+    /// A notify socket handed over by a previous image of this process, with the directory
+    /// that image bound it in (`dir`). A state from an older herd has none: it is then known
+    /// only if its file is still there (one made anew meanwhile is not herd's).
+    pub fn restore(
+        socket: OwnedFd,
+        file: SocketFile,
+        dir: Option<super::socket_files::DirIdentity>,
+    ) -> anyhow::Result<NotifySocket> {
         let socket = std::os::unix::net::UnixDatagram::from(socket);
         socket.set_nonblocking(true)?;
         let (path, dev, ino) = file.parts();
         Ok(NotifySocket {
             path: path.to_path_buf(),
             socket,
-            dir: super::socket_files::dir_holding(path, (dev, ino)),
+            dir: dir.or_else(|| super::socket_files::dir_holding(path, (dev, ino))),
             _file: file,
             einhorn: None,
         })
@@ -291,10 +301,27 @@ mod tests {
         let (socket, file) = (OwnedFd::from(bound.socket), bound._file);
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
-        let mut restored = NotifySocket::restore(socket, file).unwrap();
+        let mut restored = NotifySocket::restore(socket, file, None).unwrap();
         let e = restored.bind_again_if_removed().unwrap_err().to_string();
         assert!(e.contains("is not the directory herd bound it in"), "{e}");
         assert!(!path.exists());
+    }
+
+    /// Across a re-exec, the directory the previous image bound the socket in is handed over:
+    /// a file removed before the new image looked is bound again there. Learnt from the file
+    /// at the hand-over only, it was never known, and the removal only said.
+    #[test]
+    fn a_restored_socket_removed_before_the_hand_over_is_bound_again_in_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.1.notify");
+        let bound = NotifySocket::bind(&path, herd_sys::process::effective_uid()).unwrap();
+        let handed = bound.dir();
+        assert!(handed.is_some());
+        let (socket, file) = (OwnedFd::from(bound.socket), bound._file);
+        std::fs::remove_file(&path).unwrap();
+        let mut restored = NotifySocket::restore(socket, file, handed).unwrap();
+        assert!(restored.bind_again_if_removed().unwrap().is_some());
+        assert!(path.exists());
     }
 
     #[test]

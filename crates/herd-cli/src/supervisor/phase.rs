@@ -177,6 +177,15 @@ impl<T> Phase<T> {
         matches!(self.takeover, Takeover::Waiting { .. })
     }
 
+    /// The takeover could not be completed yet (`CompleteTakeover` gave it back): it is tried
+    /// again at a later turn.
+    pub fn complete_later(&mut self, takeover: T) {
+        self.takeover = Takeover::Waiting {
+            takeover,
+            failed: None,
+        };
+    }
+
     /// herd fails with `why` (a takeover could not be completed): it exits 1 once stopped.
     pub fn fail(&mut self, why: String) {
         self.failure.get_or_insert(why);

@@ -225,6 +225,12 @@ pub struct SavedSocket {
     pub fd: RawFd,
     /// Its file: path, device and inode.
     pub file: (PathBuf, u64, u64),
+    /// The directory its file was bound in, if known (the control and notify sockets': they
+    /// are bound again only there); a state from an older herd has none, and the new image
+    /// learns it from the file, if it is there. Not written when unknown: an older herd reads
+    /// the state as it wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<super::socket_files::DirIdentity>,
 }
 
 /// A listening socket.

@@ -16,7 +16,12 @@ use std::path::{Path, PathBuf};
 
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
+use crate::supervisor::rate_limit::RateLimit;
 use crate::supervisor::said_once::SaidOnce;
+
+/// How often a socket bound again is said at most (an `rm` loop on its file binds it again at
+/// every look): once, then how many more times, once per this window.
+pub const REBOUND_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Which socket file it is, for the log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,9 +46,13 @@ pub struct Watch {
     control_unbound: SaidOnce<()>,
     /// Einhorn's socket could not be bound again (said once until it can).
     einhorn_unbound: SaidOnce<()>,
-    /// The control socket's directory (its path, and its [`DirIdentity`]) at the last look
-    /// that found herd's own socket there: it is bound again only in that directory.
+    /// The control socket's directory (its path, and its [`DirIdentity`]) as herd bound it
+    /// ([`Watch::control_bound`]), or at the last look that found herd's own socket there: it
+    /// is bound again only in that directory.
     control_dir: Option<(PathBuf, DirIdentity)>,
+    /// The sockets bound again, by name (`notify`, `control`, `einhorn`): each said once per
+    /// [`REBOUND_WINDOW`], the others counted.
+    rebound: Vec<(&'static str, RateLimit)>,
 }
 
 impl Watch {
@@ -61,6 +70,43 @@ impl Watch {
     /// Whether the control socket newly could not be bound again (`failed`).
     pub fn control_unbound_newly(&mut self, failed: bool) -> bool {
         self.control_unbound.newly(&(), failed)
+    }
+
+    /// Whether socket `name`, just bound again, is to be said now: the first time, then at
+    /// most once per [`REBOUND_WINDOW`] (the others are counted, [`Watch::rebinds_held_back`]).
+    pub fn say_rebound(&mut self, name: &'static str, now: std::time::Instant) -> bool {
+        let at = match self.rebound.iter().position(|(n, _)| *n == name) {
+            Some(at) => at,
+            None => {
+                self.rebound.push((name, RateLimit::new(1, REBOUND_WINDOW)));
+                self.rebound.len() - 1
+            }
+        };
+        self.rebound[at].1.allow(now).0
+    }
+
+    /// The sockets bound again and not said in windows that ended by `now`, and how many
+    /// times each: to be said once.
+    pub fn rebinds_held_back(&mut self, now: std::time::Instant) -> Vec<(&'static str, u32)> {
+        (self.rebound.iter_mut())
+            .map(|(name, limit)| (*name, limit.end_window(now)))
+            .filter(|(_, held)| *held > 0)
+            .collect()
+    }
+
+    /// The control socket at `path` was bound in the directory `dir` (as herd bound it, or as
+    /// a previous image knew it): known from the start, a removal before the first look is
+    /// bound again too.
+    pub fn control_bound(&mut self, path: &Path, dir: DirIdentity) {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        self.control_dir = Some((parent.to_path_buf(), dir));
+    }
+
+    /// The directory known of the control socket at `path`, to hand over to a re-exec.
+    pub fn control_dir(&self, path: &Path) -> Option<DirIdentity> {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let (at, dir) = self.control_dir.as_ref()?;
+        (at == parent).then_some(*dir)
     }
 
     /// Whether the control socket's file at `path` was removed, and if so, whether its
@@ -110,7 +156,7 @@ pub(super) fn removed(path: &Path) -> bool {
 pub type DirIdentity = (u64, u64, Option<std::time::SystemTime>);
 
 /// The identity of the directory of `path`, not following a symlink.
-pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
+pub(crate) fn dir_identity(path: &Path) -> Option<DirIdentity> {
     use std::os::unix::fs::MetadataExt;
     let dir = path
         .parent()
@@ -123,7 +169,7 @@ pub(super) fn dir_identity(path: &Path) -> Option<DirIdentity> {
 /// The identity of the directory of `path` while herd's own socket file (`own`: device and
 /// inode, a socket of herd's user: an inode number freed is given to the next file made,
 /// anyone's) is there: then it is surely the directory herd bound it in.
-pub(super) fn dir_holding(path: &Path, own: (u64, u64)) -> Option<DirIdentity> {
+pub(crate) fn dir_holding(path: &Path, own: (u64, u64)) -> Option<DirIdentity> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = std::fs::symlink_metadata(path).ok()?;
     let ours = own == (meta.dev(), meta.ino())
@@ -246,6 +292,50 @@ mod tests {
         std::fs::rename(&bound, &path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(watch.control_removed(&path, ours), Ok(true));
+    }
+
+    /// Its directory learnt as herd bound it (or from a previous image): a removal before the
+    /// first look is bound again. Learnt at the first look only, such a removal was only
+    /// said, never bound again (in the first 250 ms after herd started or re-executed).
+    #[test]
+    fn a_control_socket_removed_before_the_first_look_is_bound_again_in_its_directory() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let ours = identity(&path);
+        let bound = dir_holding(&path, ours).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut watch = Watch::default();
+        watch.control_bound(&path, bound);
+        assert_eq!(watch.control_dir(&path), Some(bound));
+        assert_eq!(watch.control_removed(&path, ours), Ok(true));
+        // The directory made anew since: still not herd's.
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        assert!(watch.control_removed(&path, ours).is_err());
+    }
+
+    /// An `rm` loop on a socket's file: bound again at every look, said once, then how many
+    /// more times once a minute (it was one WARN per look, four a second, without end).
+    #[test]
+    fn a_socket_bound_again_and_again_is_said_once_then_counted_once_a_minute() {
+        let t0 = std::time::Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        let mut watch = Watch::default();
+        assert!(watch.say_rebound("control", at(0)));
+        assert!(watch.say_rebound("notify", at(0)), "each socket its own");
+        for look in 1..240 {
+            assert!(!watch.say_rebound("control", at(250 * look)));
+            assert!(watch.rebinds_held_back(at(250 * look)).is_empty());
+        }
+        // The minute over: how many more, once, and the next one said again.
+        assert_eq!(watch.rebinds_held_back(at(60_000)), vec![("control", 239)]);
+        assert!(watch.rebinds_held_back(at(60_250)).is_empty());
+        assert!(watch.say_rebound("control", at(60_500)));
+        assert!(!watch.say_rebound("control", at(60_750)));
+        assert_eq!(watch.rebinds_held_back(at(121_000)), vec![("control", 1)]);
     }
 
     fn identity(path: &Path) -> (u64, u64) {

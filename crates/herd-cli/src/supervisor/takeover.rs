@@ -93,6 +93,7 @@ pub(super) fn log_silent(old: &std::path::Path, waited: Duration) {
 }
 
 /// A takeover given up: why, and what still serves ([`after_abort`]).
+#[derive(Debug)]
 pub(super) struct Abort {
     pub why: String,
     pub after: &'static str,

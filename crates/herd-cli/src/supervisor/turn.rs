@@ -98,8 +98,10 @@ impl Supervisor {
             match step {
                 Step::CompleteTakeover(takeover) => {
                     let answered = sources.answered_tx.clone();
-                    if let Err(abort) = complete_takeover(takeover, control_file, answered) {
-                        self.abort_takeover(abort);
+                    match complete_takeover(takeover, control_file, answered) {
+                        Ok(Some(later)) => self.phase.complete_later(later),
+                        Ok(None) => {}
+                        Err(abort) => self.abort_takeover(abort),
                     }
                 }
                 // Aborting would leave nothing serving: this herd, which holds the sockets,
@@ -114,8 +116,10 @@ impl Supervisor {
                          serves on rather than leave nothing serving"
                     );
                     let answered = sources.answered_tx.clone();
-                    if let Err(abort) = complete_takeover(takeover, control_file, answered) {
-                        self.abort_takeover(abort);
+                    match complete_takeover(takeover, control_file, answered) {
+                        Ok(Some(later)) => self.phase.complete_later(later),
+                        Ok(None) => {}
+                        Err(abort) => self.abort_takeover(abort),
                     }
                 }
                 Step::AbortTakeover(takeover, why) => {

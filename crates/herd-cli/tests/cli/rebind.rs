@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::access::{herd_as, mode, root, shared_tmp};
+use crate::takeover::takeover_ready_on;
 use crate::util::*;
 
 /// The notify socket's file removed (by an operator's clean-up of the runtime directory), the
@@ -219,6 +220,79 @@ fn the_control_socket_is_not_bound_again_in_a_directory_made_anew_with_a_file_at
         "{}",
         last_lines(&herd.lines())
     );
+}
+
+/// The control socket's file removed before herd first looked at it (in the first 250 ms
+/// after it started; here while herd waits for the lock of its listener's directory): herd
+/// binds it again. It learnt the directory at the first look, found nothing there, and only
+/// said the removal, herd commands never reaching it again.
+#[test]
+fn a_control_socket_removed_before_herds_first_look_is_bound_again() {
+    let listeners = tempfile::tempdir().unwrap();
+    let lock = std::fs::File::open(listeners.path()).unwrap();
+    lock.lock().unwrap();
+    let app = listeners.path().join("app.sock");
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b"])
+            .arg(format!("app=unix:{}", app.display()))
+            .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    let control = herd.control();
+    wait_until("the control socket bound", || {
+        Path::new(&control).exists().then_some(())
+    });
+    std::fs::remove_file(&control).unwrap();
+    drop(lock);
+    let again = herd.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
+    let said = again["message"].as_str().unwrap();
+    assert!(said.contains("bound it again"), "{again}");
+    // herd commands reach it.
+    wait_status(&herd, "a running worker", |s| settled(s, 1));
+}
+
+/// The old herd's control socket's file removed during a takeover (an operator's clean-up),
+/// and bound again by the old herd before the new herd's workers are ready: the takeover
+/// completes. The new herd took the socket bound again for another herd's and aborted, the
+/// old herd serving on.
+#[test]
+fn a_takeover_completes_after_the_old_herd_bound_its_control_socket_again() {
+    let (mut old, mut new, go) = takeover_under_way();
+    std::fs::remove_file(old.control()).unwrap();
+    old.wait_for_event("socket_file_removed", &[("socket", "control".into())]);
+    std::fs::write(&go, "").unwrap();
+    the_takeover_completes(&mut old, &mut new);
+}
+
+/// The old herd's control socket's file removed just before the takeover completes, before
+/// the old herd binds it again: the takeover still completes. The new herd took the old herd
+/// for gone, took its path, and left it running unstopped, its workers with it.
+#[test]
+fn a_takeover_completes_when_the_old_herds_control_socket_file_is_removed_at_its_end() {
+    let (mut old, mut new, go) = takeover_under_way();
+    std::fs::remove_file(old.control()).unwrap();
+    std::fs::write(&go, "").unwrap();
+    the_takeover_completes(&mut old, &mut new);
+}
+
+/// A herd with one sleeping worker, and a takeover of it whose worker is started, ready once
+/// the file returned exists.
+fn takeover_under_way() -> (Herd, Herd, String) {
+    let old = one_sleeping_worker();
+    let go = old.path("go");
+    let new = takeover_ready_on(&old.control(), &go);
+    new.wait_event("the new worker", is_start);
+    (old, new, go)
+}
+
+/// The takeover of `old` by `new` completes: the old herd stops, and the new one answers at
+/// the old one's control path.
+fn the_takeover_completes(old: &mut Herd, new: &mut Herd) {
+    new.wait_for_event("old_herd_stopped", &[]);
+    assert_eq!(old.wait_exit().code(), Some(0), "the old herd stops");
+    let status = status_at(&old.control());
+    assert_eq!(status["pid"], new.pid(), "{status}");
 }
 
 /// A herd with one worker that sleeps, running.

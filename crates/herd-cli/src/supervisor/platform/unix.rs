@@ -154,9 +154,22 @@ pub struct Control {
     pub listener: std::os::unix::net::UnixListener,
     /// Who may use it.
     pub policy: crate::control::server::AccessPolicy,
+    /// The directory its file was bound in, learnt as it was bound ([`Control::dir_of`]) or
+    /// handed over by a re-exec: it is bound again only there, even if removed before herd
+    /// first looks at it.
+    pub dir: Option<crate::supervisor::socket_files::DirIdentity>,
 }
 
 impl Control {
+    /// The directory of the control socket's `file`, which herd has just bound (or a previous
+    /// image handed over), while that very socket file is there.
+    pub fn dir_of(
+        file: &crate::spec::SocketFile,
+    ) -> Option<crate::supervisor::socket_files::DirIdentity> {
+        let (path, dev, ino) = file.parts();
+        crate::supervisor::socket_files::dir_holding(path, (dev, ino))
+    }
+
     /// The socket's file, and what the loop serves.
     pub fn split(
         self,

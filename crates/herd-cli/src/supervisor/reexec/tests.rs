@@ -292,3 +292,18 @@ fn the_recyclers_requests_and_holds_are_carried() {
         serde_json::from_value(serde_json::json!({"slot": 0, "quick": 1})).unwrap();
     assert_eq!(older.failed, 0);
 }
+
+/// The directory a socket was bound in is handed over as it was known (device, inode, birth
+/// time), so that the new image binds it again there even if its file is gone by then.
+#[test]
+fn a_sockets_directory_is_handed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let known = crate::supervisor::socket_files::dir_identity(&dir.path().join("s")).unwrap();
+    let saved = SavedSocket {
+        fd: 3,
+        file: (dir.path().join("s"), 1, 2),
+        dir: Some(known),
+    };
+    let read: SavedSocket = serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
+    assert_eq!(read.dir, Some(known));
+}

@@ -1,8 +1,8 @@
 //! Completing a takeover on Unix: the old herd is reached at its control socket and watched
 //! by its pidfd; this herd's control socket moves to the old one's path.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use herd_sys::pidfd::PidFd;
 use tokio::sync::mpsc;
@@ -27,25 +27,55 @@ pub struct Takeover {
     /// The old herd's process, which tells whether it still runs (`None` where the system
     /// cannot hold a process).
     pub old_process: Option<PidFd>,
+    /// The old herd's pid, as its status said: a socket at `old` it serves is its own, even
+    /// if it is not `old_socket` (bound again after its file was removed).
+    pub old_pid: u32,
+    /// Until when the end waits for the old herd to bind its control socket again, once its
+    /// file was found removed while it runs (`None` until then).
+    pub vacant_until: Option<Instant>,
 }
+
+/// How long the end of a takeover waits for an old herd whose control socket's file was
+/// removed to bind it again (it looks every 250 ms).
+const REBIND_BOUND: Duration = Duration::from_secs(5);
 
 /// Ends a takeover whose workers are all available: connect to the old herd (before its control
 /// socket's path is taken), move this herd's control socket to its place (in place of the old
 /// one's there, and only if it still is the old one's: see [`SocketFile::replace`]), and ask the
 /// old herd to stop, leaving its socket files in place. Its answer arrives on `answered`: the
 /// listeners' socket files become this herd's only once it accepted
-/// ([`Supervisor::takeover_answered`]).
+/// ([`Supervisor::takeover_answered`]). `Ok(Some)`: not yet, to be tried again at a later
+/// turn: the old herd still runs, but its control socket's file was removed (an operator's
+/// clean-up), and it binds it again at its next look ([`REBIND_BOUND`]).
 pub fn complete_takeover(
-    takeover: Takeover,
+    mut takeover: Takeover,
     control_file: &mut SocketFile,
     answered: mpsc::Sender<StopAnswer>,
-) -> Result<(), Abort> {
+) -> Result<Option<Takeover>, Abort> {
+    if waits_for_rebind(&mut takeover)? {
+        return Ok(Some(takeover));
+    }
+    let before = identity(&takeover.old);
+    let connection = AsyncClient::connect_now(&takeover.old);
+    // The old herd's own socket, bound again at its path after its file was removed (the
+    // same file before and after connecting, served by the old herd's process, which still
+    // runs): it takes the place of the one seen when the takeover began.
+    let rebound = connection.as_ref().ok().and_then(|client| {
+        let theirs = client.server_pid() == Some(takeover.old_pid)
+            && takeover
+                .old_process
+                .as_ref()
+                .is_some_and(|p| !p.has_exited());
+        (theirs && before == identity(&takeover.old)).then_some(before)?
+    });
     let Takeover {
         old,
         old_socket,
         old_grace,
         old_process,
+        ..
     } = takeover;
+    let old_socket = rebound.unwrap_or(old_socket);
     let bound = answer_bound(old_grace);
     let abort = |why: String| Abort {
         why,
@@ -55,9 +85,8 @@ pub fn complete_takeover(
     if old_process.as_ref().is_some_and(PidFd::has_exited) {
         let why = "it has exited".to_string();
         old_herd_gone(&old, old_socket, control_file, answered, why);
-        return Ok(());
+        return Ok(None);
     }
-    let connection = AsyncClient::connect_now(&old);
     // A stopped herd would take the stop only once resumed, its workers unsupervised until
     // then: it keeps everything, and this herd gives up (a takeover is tried again at will).
     if let Err(stopped @ ClientError::Stopped { .. }) = &connection {
@@ -66,7 +95,7 @@ pub fn complete_takeover(
     if let Err(ClientError::NotRunning { why, .. }) = &connection {
         let why = why.describe().to_string();
         old_herd_gone(&old, old_socket, control_file, answered, why);
-        return Ok(());
+        return Ok(None);
     }
     if let Err(e) = control_file.replace(&old, old_socket) {
         return Err(abort(format!(
@@ -105,7 +134,43 @@ pub fn complete_takeover(
             }
         }
     });
-    Ok(())
+    Ok(None)
+}
+
+/// The device and inode of the file at `path`, if any.
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// Whether the end of `takeover` must wait for the old herd, which still runs, to bind its
+/// control socket again (its file is gone; a herd gone meanwhile is not taken for one that
+/// runs). An error once it has not within [`REBIND_BOUND`]: nothing can ask it to stop.
+fn waits_for_rebind(takeover: &mut Takeover) -> Result<bool, Abort> {
+    let runs = takeover
+        .old_process
+        .as_ref()
+        .is_some_and(|p| !p.has_exited());
+    if !runs || !crate::supervisor::socket_files::removed(&takeover.old) {
+        return Ok(false);
+    }
+    let now = Instant::now();
+    if now < *takeover.vacant_until.get_or_insert(now + REBIND_BOUND) {
+        return Ok(true);
+    }
+    Err(Abort {
+        why: format!(
+            "the old herd (pid {}) runs, but its control socket's file {} was removed and \
+             not bound again within {}: nothing can ask it to stop; take over again once \
+             `herd --control {} status` answers, or stop it by its pid",
+            takeover.old_pid,
+            takeover.old.display(),
+            humantime::format_duration(REBIND_BOUND),
+            takeover.old.display()
+        ),
+        after: "the old herd keeps serving",
+    })
 }
 
 /// Whether a server listens on the socket file at `path` (a connection is not refused).
@@ -194,5 +259,49 @@ pub(super) fn take_vacant_control(
             "the control socket stays at its takeover path: cannot take {}: {e}",
             old.display()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An old herd that runs, its control socket's file gone: the end waits for it to be
+    /// bound again, for at most [`REBIND_BOUND`], then fails saying what happened and what to
+    /// do (it took the old herd for gone, and left it running, unstopped).
+    #[test]
+    fn the_end_waits_a_bounded_time_for_the_old_herds_control_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let Ok(me) = PidFd::open(std::process::id()) else {
+            return; // No pidfd (a kernel before 5.3): nothing tells that the old herd runs.
+        };
+        let mut takeover = Takeover {
+            old: dir.path().join("old.sock"),
+            old_socket: (1, 2),
+            old_grace: None,
+            old_process: Some(me),
+            old_pid: std::process::id(),
+            vacant_until: None,
+        };
+        assert!(waits_for_rebind(&mut takeover).unwrap());
+        let until = takeover.vacant_until.unwrap();
+        assert!(until > Instant::now() + REBIND_BOUND / 2);
+        // Bound again: no wait.
+        let _bound = std::os::unix::net::UnixListener::bind(&takeover.old).unwrap();
+        assert!(!waits_for_rebind(&mut takeover).unwrap());
+        std::fs::remove_file(&takeover.old).unwrap();
+        assert!(waits_for_rebind(&mut takeover).unwrap(), "within the bound");
+        takeover.vacant_until = Some(Instant::now());
+        let abort = waits_for_rebind(&mut takeover).unwrap_err();
+        assert!(
+            abort
+                .why
+                .contains("was removed and not bound again within 5s"),
+            "{}",
+            abort.why
+        );
+        assert!(abort.why.contains("take over again once"), "{}", abort.why);
+        assert!(!abort.why.contains('\n'));
+        assert_eq!(abort.after, "the old herd keeps serving");
     }
 }

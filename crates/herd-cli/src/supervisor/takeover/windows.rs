@@ -46,7 +46,7 @@ pub fn complete_takeover(
     takeover: Takeover,
     _control_file: &mut ControlFile,
     answered: mpsc::Sender<StopAnswer>,
-) -> Result<(), Abort> {
+) -> Result<Option<Takeover>, Abort> {
     let Takeover {
         old,
         old_grace,
@@ -60,7 +60,7 @@ pub fn complete_takeover(
                 .send(StopAnswer::Gone("it has exited".to_string()))
                 .await;
         });
-        return Ok(());
+        return Ok(None);
     }
     tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     let bound = answer_bound(old_grace);
@@ -88,7 +88,7 @@ pub fn complete_takeover(
             .unwrap_or_else(|e| StopAnswer::Refused(format!("the stop was lost: {e}")));
         let _ = answered.send(answer).await;
     });
-    Ok(())
+    Ok(None)
 }
 
 /// Says that this herd's control pipe keeps its takeover name, and why.

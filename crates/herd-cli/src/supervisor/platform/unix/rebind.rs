@@ -7,6 +7,7 @@
 //! a symlink in its place) is not herd's.
 
 use std::os::unix::io::OwnedFd;
+use std::time::Instant;
 
 use super::{ControlFile, NotifySocket};
 use crate::logging::LogEvent;
@@ -14,6 +15,30 @@ use crate::supervisor::sources::Sources;
 use crate::supervisor::Supervisor;
 
 impl Supervisor {
+    /// Says how many more times each socket was bound again in the window that ended (an
+    /// `rm` loop on its file), once: the first time was said, the others held back.
+    pub(super) fn say_rebinds_held_back(&mut self) {
+        for (socket, times) in self.platform.socket_files.rebinds_held_back(Instant::now()) {
+            tracing::warn!(
+                event = LogEvent::SocketFileRemoved.as_str(),
+                socket,
+                times,
+                "the {socket} socket's file was removed and bound again {times} more times \
+                 (by a worker or another process, again and again); said at most once a \
+                 minute"
+            );
+        }
+    }
+
+    /// The control socket's directory, as herd bound it (or a previous image knew it): only
+    /// there is it bound again, even if its file is removed before the first look.
+    pub(in crate::supervisor) fn control_bound(&mut self, control: &super::Control) {
+        if let Some(dir) = control.dir {
+            let path = control.file.parts().0;
+            self.platform.socket_files.control_bound(path, dir);
+        }
+    }
+
     /// Binds the notify socket again if its file was removed, so that workers started from
     /// now on can say `READY=1`, and reads what the old one still holds; if it cannot, the
     /// removal is said as for any socket file: whether it could not.
@@ -42,7 +67,9 @@ impl Supervisor {
         };
         let shown = notify.path.display().to_string();
         let path = crate::text::escape(&shown);
+        let say = (self.platform.socket_files).say_rebound("notify", Instant::now());
         match sources.platform.replace_notify(&notify.socket) {
+            Ok(()) if !say => {}
             Ok(()) => tracing::warn!(
                 event = LogEvent::SocketFileRemoved.as_str(),
                 socket = "notify",
@@ -112,6 +139,9 @@ impl Supervisor {
             Ok(server) => {
                 sources.replace_control_server(server);
                 *control_file = file;
+                if !(self.platform.socket_files).say_rebound("control", Instant::now()) {
+                    return false;
+                }
                 tracing::warn!(
                     event = LogEvent::SocketFileRemoved.as_str(),
                     socket = "control",
@@ -161,7 +191,9 @@ impl Supervisor {
         };
         let shown = einhorn.path.display().to_string();
         let path = crate::text::escape(&shown);
+        let say = (self.platform.socket_files).say_rebound("einhorn", Instant::now());
         match sources.platform.serve_einhorn_again(einhorn) {
+            Ok(()) if !say => {}
             Ok(()) => tracing::warn!(
                 event = LogEvent::SocketFileRemoved.as_str(),
                 socket = "einhorn",

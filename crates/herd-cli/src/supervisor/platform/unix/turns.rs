@@ -52,6 +52,8 @@ impl Supervisor {
                     let endpoints = handover::Endpoints {
                         control: &sources.platform.control_fd,
                         control_file,
+                        control_dir: (self.platform.socket_files)
+                            .control_dir(control_file.parts().0),
                         notify,
                         metrics: sources.platform.metrics_fd.as_ref(),
                         health: sources.platform.health_fd.as_ref(),
@@ -264,6 +266,7 @@ impl Supervisor {
         control_file: &mut ControlFile,
         notify: &mut NotifySocket,
     ) {
+        self.say_rebinds_held_back();
         let unbound = self.bind_notify_again_if_removed(sources, notify);
         let control_unbound = self.bind_control_again_if_removed(sources, control_file);
         let einhorn_unbound = self.bind_einhorn_again_if_removed(sources, notify);

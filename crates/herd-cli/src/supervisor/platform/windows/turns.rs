@@ -73,6 +73,9 @@ impl Supervisor {
     /// workers' do; no reuseport slots drain).
     pub(in crate::supervisor) fn platform_after_turn(&mut self, _sources: &Sources) {}
 
+    /// Nothing to learn of a named pipe's place (Unix: the control socket's directory).
+    pub(in crate::supervisor) fn control_bound(&mut self, _control: &super::Control) {}
+
     /// Nothing before a look at the children: each notify pipe connection is read as it
     /// comes, by a task of its own.
     pub(in crate::supervisor) fn read_waiting_notifications(&mut self, _sources: &Sources) {}
