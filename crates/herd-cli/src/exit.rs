@@ -60,9 +60,30 @@ pub fn usage_error(err: &clap::Error, args: &[std::ffi::OsString]) -> String {
     } else {
         one_line(&err.render().to_string())
     };
-    match subcommand(args) {
+    let sub = subcommand(args);
+    let line = match command_without_dashes(err, sub.as_deref()) {
+        Some(word) => format!(
+            "{line}: the worker's command goes after --, as in 'herd {} [OPTIONS] -- {word} ...'",
+            sub.as_deref().unwrap_or("run")
+        ),
+        None => line,
+    };
+    match sub {
         Some(sub) => format!("{line}; try 'herd {sub} --help'"),
         None => format!("{line}; try 'herd --help'"),
+    }
+}
+
+/// The word `herd run` or `herd attach` did not expect when it looks like the start of the
+/// worker's command given without `--` (`herd run -b :8080 python3 app.py`).
+fn command_without_dashes(err: &clap::Error, sub: Option<&str>) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if err.kind() != ErrorKind::UnknownArgument || !matches!(sub, Some("run" | "attach")) {
+        return None;
+    }
+    match err.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(word)) if !word.starts_with('-') => Some(word.clone()),
+        _ => None,
     }
 }
 
@@ -146,6 +167,31 @@ mod tests {
             assert!(!message.contains('\n'), "{args:?}: {message}");
         }
         assert!(error(&[]).starts_with("a command is required"));
+    }
+
+    #[test]
+    fn a_command_without_dashes_is_told_where_it_goes() {
+        use clap::Parser;
+        let error = |args: &[&str]| {
+            let mut argv = vec!["herd"];
+            argv.extend_from_slice(args);
+            let err = crate::cli::Cli::try_parse_from(argv).unwrap_err();
+            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+            usage_error(&err, &args)
+        };
+        assert_eq!(
+            error(&["run", "-b", ":8080", "python3", "app.py"]),
+            "unexpected argument 'python3' found: the worker's command goes after --, as in \
+             'herd run [OPTIONS] -- python3 ...'; try 'herd run --help'"
+        );
+        assert!(
+            error(&["attach", "sleep", "1"]).contains("'herd attach [OPTIONS] -- sleep ...'"),
+            "{}",
+            error(&["attach", "sleep", "1"])
+        );
+        // An unknown option is no command.
+        assert!(!error(&["run", "--bogus", "-b", ":80", "--", "x"]).contains("goes after --"));
+        assert!(!error(&["status", "extra"]).contains("goes after --"));
     }
 
     #[test]

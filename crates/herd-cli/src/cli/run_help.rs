@@ -75,6 +75,7 @@ Signals to herd:
   HUP         rolling upgrade
   TTIN, TTOU  one more, one fewer worker (never below 1)
   USR2        re-execute herd's own binary in place (same pid, same workers and sockets)
+  USR1        ignored (logged): `herd signal USR1` passes it to the workers
 
 Handing sockets over:
   `herd attach -- CMD` runs one more worker by hand on the sockets; `herd run --takeover PATH`

@@ -31,7 +31,23 @@ pub fn resolve_program(
         Some(base) if path.is_relative() => base.join(path.strip_prefix("./").unwrap_or(path)),
         _ => path.to_path_buf(),
     };
-    let in_dir = base.map_or_else(String::new, |b| format!(" (in --chdir {})", b.display()));
+    let in_dir = match base {
+        Some(b) => format!(" (in --chdir {})", b.display()),
+        // A relative path in a config file is not taken in the file's directory: say where.
+        None if program.as_bytes().contains(&b'/') && Path::new(program).is_relative() => {
+            std::env::current_dir().map_or_else(
+                |_| String::new(),
+                |cwd| {
+                    format!(
+                        " (in herd's working directory {}: a relative command is found where the \
+                     workers run, herd's directory or --chdir DIR)",
+                        cwd.display()
+                    )
+                },
+            )
+        }
+        None => String::new(),
+    };
     if program.as_bytes().contains(&b'/') {
         let path = within(Path::new(program));
         return check_executable(&path)
@@ -261,6 +277,24 @@ mod tests {
             err.contains("does not exist") && err.contains("--chdir"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_missing_relative_command_says_where_it_was_looked_for() {
+        let err = resolve_program(OsStr::new("./no-such-app.sh"), None, None).unwrap_err();
+        let cwd = std::env::current_dir().unwrap();
+        assert!(
+            err.starts_with(
+                "command './no-such-app.sh' does not exist (in herd's working \
+                             directory "
+            ) && err.contains(&cwd.display().to_string())
+                && err.contains("--chdir DIR"),
+            "{err}"
+        );
+        let err = resolve_program(OsStr::new("/no-such-app.sh"), None, None).unwrap_err();
+        assert_eq!(err, "command '/no-such-app.sh' does not exist");
+        let err = resolve_program(OsStr::new("no-such-app"), None, None).unwrap_err();
+        assert!(!err.contains("working directory"), "{err}");
     }
 
     /// A directory removed since herd started is named, not the program in it.

@@ -13,7 +13,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "--name '{name}' must be 1 to 64 letters, digits, '.', '_' or '-' (not starting with '.')"
+            "--name '{name}' must be 1 to 64 ASCII letters, digits, '.', '_' or '-' (not \
+             starting with '.')"
         ))
     }
 }
@@ -30,5 +31,8 @@ mod tests {
         assert!(check_name("../x").is_err());
         assert!(check_name(r"a\b").is_err());
         assert!(check_name(".hidden").is_err());
+        // 'ü' is a letter, but not one a name may have: the error says which letters.
+        let err = check_name("müh").unwrap_err();
+        assert!(err.contains("ASCII letters"), "{err}");
     }
 }

@@ -105,6 +105,8 @@ log_events! {
     Scaling = "scaling",
     /// A change of the number of workers was refused.
     ScaleRefused = "scale_refused",
+    /// A signal that means nothing to herd (SIGUSR1) was ignored.
+    SignalIgnored = "signal_ignored",
     /// Autoscaling was turned on.
     AutoscaleOn = "autoscale_on",
     /// Autoscaling was turned off by a fixed scale.

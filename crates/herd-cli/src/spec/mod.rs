@@ -7,6 +7,8 @@ mod bind;
 mod bind_windows;
 mod handover;
 #[cfg(unix)]
+mod holders;
+#[cfg(unix)]
 mod inherit;
 mod kind;
 mod names;

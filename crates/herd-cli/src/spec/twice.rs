@@ -8,16 +8,22 @@ use std::net::SocketAddr;
 use super::parse::{Address, BindSpec};
 
 /// An address that is already in use (`EADDRINUSE`): by another program, or by an earlier
-/// `--bind` of this herd.
+/// `--bind` of this herd; with who holds it, when `/proc` tells
+/// ([`holders::describe`](super::holders::describe)).
 #[derive(Debug)]
-pub struct InUse(pub SocketAddr);
+pub struct InUse(pub SocketAddr, pub String);
 
 impl fmt::Display for InUse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stop = match (self.1.is_empty(), self.1.contains(" other process")) {
+            (true, _) => "the other server",
+            (false, true) => "them",
+            (false, false) => "it",
+        };
         write!(
             f,
-            "address {} is already in use: stop the other server or choose another port",
-            self.0
+            "address {} is already in use{}: stop {stop} or choose another port",
+            self.0, self.1
         )
     }
 }
@@ -61,7 +67,7 @@ pub fn explain(
     spec: &BindSpec,
     earlier: &[(String, &'static str, SocketAddr)],
 ) -> anyhow::Error {
-    let Some(InUse(addr)) = error.downcast_ref::<InUse>() else {
+    let Some(InUse(addr, _)) = error.downcast_ref::<InUse>() else {
         return error;
     };
     let overlaps = |(_, kind, bound): &&(String, &'static str, SocketAddr)| {
@@ -122,11 +128,19 @@ mod tests {
         let spec: BindSpec = "127.0.0.1:8080".parse().unwrap();
         let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let earlier = vec![(":8080".to_string(), "tcp", "[::]:8080".parse().unwrap())];
-        let e = explain(anyhow::Error::new(InUse(addr)), &spec, &earlier);
+        let e = explain(
+            anyhow::Error::new(InUse(addr, String::new())),
+            &spec,
+            &earlier,
+        );
         assert!(e.to_string().contains("given twice"), "{e}");
         assert!(e.downcast_ref::<GivenTwice>().is_some());
         let elsewhere = vec![(":9090".to_string(), "tcp", "[::]:9090".parse().unwrap())];
-        let e = explain(anyhow::Error::new(InUse(addr)), &spec, &elsewhere);
+        let e = explain(
+            anyhow::Error::new(InUse(addr, String::new())),
+            &spec,
+            &elsewhere,
+        );
         assert!(e.to_string().contains("stop the other server"), "{e}");
     }
 }

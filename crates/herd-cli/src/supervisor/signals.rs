@@ -13,6 +13,7 @@
 //! | SIGTTIN | one more worker                                                    |
 //! | SIGTTOU | one worker fewer (never below one)                                 |
 //! | SIGCHLD | a child exited: collect it                                         |
+//! | SIGUSR1 | nothing: logged and ignored (by default it would end herd)         |
 
 /// What a signal asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +34,10 @@ pub enum Intent {
     RemoveWorker,
     /// Collect exited children.
     Reap,
+    /// Nothing: a signal other programs give a meaning (SIGUSR1, gunicorn's and nginx's
+    /// "reopen your log files", which logrotate scripts send) that would end herd by default,
+    /// and with it every worker. It is logged and ignored.
+    Ignore,
 }
 
 /// What herd does for an intent, given whether it is stopping already.
@@ -51,6 +56,8 @@ pub enum Order {
     ScaleBy(i64),
     /// Collect exited children.
     Reap,
+    /// Log that the signal means nothing to herd.
+    Ignore,
 }
 
 impl Intent {
@@ -67,6 +74,7 @@ impl Intent {
             Intent::AddWorker => Order::ScaleBy(1),
             Intent::RemoveWorker => Order::ScaleBy(-1),
             Intent::Reap => Order::Reap,
+            Intent::Ignore => Order::Ignore,
         }
     }
 

@@ -298,11 +298,15 @@ pub fn snapshot(
     started: Instant,
 ) -> Status {
     let now = Instant::now();
-    let workers: Vec<WorkerStatus> = pool
+    let mut workers: Vec<WorkerStatus> = pool
         .workers()
         .iter()
         .map(|w| worker_status(pool, w, now))
         .collect();
+    // By slot, as `herd status` and `herd top` show them (the pool keeps them in start order:
+    // a restarted worker would come after every other). A slot's workers keep theirs: its old
+    // generation before its new one during an upgrade.
+    workers.sort_by_key(|w| w.slot);
     let waiting = pool
         .slots()
         .iter()
@@ -435,5 +439,30 @@ mod tests {
         assert_eq!(status.attached[0].pid, 7);
         assert_eq!(status.grace_ms, Some(5000));
         assert!(status.waiting.is_empty() && !status.stopping);
+    }
+
+    #[test]
+    fn workers_are_listed_by_slot_a_restarted_one_too() {
+        let now = Instant::now();
+        let mut pool = pool(3);
+        let spawn_due = |pool: &mut Pool, pid: u32, at: Instant| {
+            for action in pool.due(at) {
+                if let Action::Spawn { slot, generation } = action {
+                    assert!(pool.spawned(slot, generation, pid + slot as u32, at));
+                }
+            }
+        };
+        spawn_due(&mut pool, 100, now);
+        let killed = herd_core::WorkerExit {
+            success: false,
+            killed: true,
+            description: "killed by SIGKILL".to_string(),
+            raw: 9,
+        };
+        assert!(pool.exited(100, killed, now).is_some());
+        spawn_due(&mut pool, 200, now);
+        let status = snapshot(&pool, Vec::new(), Vec::new(), "web", now);
+        let rows: Vec<(usize, u32)> = status.workers.iter().map(|w| (w.slot, w.pid)).collect();
+        assert_eq!(rows, [(0, 200), (1, 101), (2, 102)]);
     }
 }

@@ -80,6 +80,13 @@ impl Supervisor {
                     );
                 }
             }
+            Order::Ignore => tracing::warn!(
+                event = LogEvent::SignalIgnored.as_str(),
+                signal = %trigger,
+                "{trigger} ignored: it means nothing to herd, which logs to stderr and has no \
+                 file to reopen; to pass it to the workers, run 'herd signal {}'",
+                trigger.trim_start_matches("SIG")
+            ),
         }
     }
 

@@ -269,14 +269,19 @@ fn an_address_given_twice_is_named_so() {
         );
         assert!(!sock.exists(), "socket file left behind");
     }
-    // Another program's socket is still "in use".
+    // Another program's socket is still "in use", and that program (this test) is named.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    assert_fails(
+    let stderr = assert_fails(
         &["run", "-b", "127.0.0.1:0", "-b", &addr, "--", "true"],
         FAILURE,
-        "stop the other server",
+        "already in use by ",
     );
+    let holder = format!(
+        "(pid {}): stop it or choose another port",
+        std::process::id()
+    );
+    assert!(stderr.contains(&holder), "{stderr}");
 }
 
 #[test]

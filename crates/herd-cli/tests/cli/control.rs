@@ -377,6 +377,24 @@ fn supervisor_signals_upgrade_and_scale() {
 }
 
 #[test]
+fn sigusr1_is_ignored_not_the_end_of_herd() {
+    // gunicorn's and nginx's "reopen your log files", which logrotate scripts send: by default
+    // it ended herd, and every worker with it (PR_SET_PDEATHSIG).
+    let mut herd = hello_notify("1");
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    let pid = herd.status()["workers"][0]["pid"].clone();
+    herd.signal(libc::SIGUSR1);
+    let ignored = herd.wait_for_event("signal_ignored", &[("signal", "SIGUSR1".into())]);
+    let message = ignored["message"].as_str().unwrap();
+    assert!(message.contains("herd signal USR1"), "{message}");
+    let status = herd.status();
+    assert_eq!(status["workers"][0]["pid"], pid, "{status}");
+    let (code, stdout, stderr) = herd.ctl(&["stop"]);
+    assert_eq!((code, stdout.trim()), (0, "stopped"), "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}
+
+#[test]
 fn a_relative_control_path_reaches_workers_that_run_elsewhere() {
     // Workers in another directory (--chdir) report ready through NOTIFY_SOCKET and ask herd
     // for its status through HERD_CONTROL: both must name herd's sockets from anywhere.

@@ -221,3 +221,37 @@ fn an_orphan_that_holds_a_socket_is_named_with_it() {
         "{closed}"
     );
 }
+
+#[test]
+fn a_port_kept_by_what_a_killed_herds_workers_left_names_them() {
+    // SIGKILL to herd ends its workers (PR_SET_PDEATHSIG), not the children they started,
+    // which keep the listening socket: the next herd on the port was told only "in use".
+    let mut herd = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sh", "-c"])
+            .arg("sleep 1003 >/dev/null 2>&1 & echo $! > \"$0/left\"; exec sleep 1000")
+            .arg(dir);
+        cmd
+    });
+    let address = herd.wait_for_event("listening", &[])["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let left = daemon_pid(herd.dir.path(), "left");
+    herd.signal(libc::SIGKILL);
+    herd.wait_exit();
+    let stop_it = || {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &left.to_string()])
+            .status();
+    };
+    let (code, stderr) = herd_output(&["run", "-b", &address, "--", "sleep", "1"]);
+    stop_it();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("is already in use by sleep (pid {left})"))
+            && stderr.contains("left by a herd's workers")
+            && stderr.contains(": stop it or choose another port"),
+        "{stderr}"
+    );
+}

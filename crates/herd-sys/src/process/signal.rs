@@ -74,6 +74,8 @@ impl Signal {
     pub const TTOU: Signal = Signal(libc::SIGTTOU);
     /// `SIGCONT`.
     pub const CONT: Signal = Signal(libc::SIGCONT);
+    /// `SIGUSR1`.
+    pub const USR1: Signal = Signal(libc::SIGUSR1);
     /// `SIGUSR2`.
     pub const USR2: Signal = Signal(libc::SIGUSR2);
     /// `SIGURG` (ignored by default, so a stray one is harmless).

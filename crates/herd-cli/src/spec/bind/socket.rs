@@ -133,7 +133,7 @@ fn bind_ip(spec: &BindSpec, hp: &HostPort, ty: Type, reuseport: bool) -> anyhow:
     }
     socket
         .bind(&requested.into())
-        .map_err(|e| ip_bind_error(e, requested))?;
+        .map_err(|e| ip_bind_error(e, requested, ty == Type::DGRAM))?;
     if ty == Type::STREAM {
         listen(&socket, spec)?;
     } else if spec.options.nonblocking {
@@ -196,9 +196,12 @@ fn resolve(name: &str, port: u16) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| anyhow!("host '{name}' has no addresses; use an IP address"))
 }
 
-fn ip_bind_error(err: io::Error, addr: SocketAddr) -> anyhow::Error {
+fn ip_bind_error(err: io::Error, addr: SocketAddr, udp: bool) -> anyhow::Error {
     match err.raw_os_error() {
-        Some(libc::EADDRINUSE) => anyhow::Error::new(InUse(addr)),
+        Some(libc::EADDRINUSE) => {
+            let holders = crate::spec::holders::holders(addr, udp);
+            anyhow::Error::new(InUse(addr, crate::spec::holders::describe(&holders)))
+        }
         Some(libc::EACCES) if addr.port() < 1024 => anyhow!(
             "permission denied binding {addr}: ports below 1024 need root or \
              CAP_NET_BIND_SERVICE; run herd with that privilege or use a port above 1023"

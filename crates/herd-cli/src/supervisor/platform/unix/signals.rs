@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::supervisor::signals::Intent;
 
 /// Every signal herd handles, with its intent.
-pub const TABLE: [(Signal, Intent); 8] = [
+pub const TABLE: [(Signal, Intent); 9] = [
     (Signal::TERM, Intent::Stop),
     (Signal::INT, Intent::Interrupt),
     (Signal::QUIT, Intent::StopNow),
@@ -20,6 +20,7 @@ pub const TABLE: [(Signal, Intent); 8] = [
     (Signal::TTIN, Intent::AddWorker),
     (Signal::TTOU, Intent::RemoveWorker),
     (Signal::CHLD, Intent::Reap),
+    (Signal::USR1, Intent::Ignore),
 ];
 
 /// The signals a re-exec holds back across `execve`: all of [`TABLE`], so that none is lost or
