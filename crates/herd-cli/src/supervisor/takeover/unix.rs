@@ -104,37 +104,47 @@ pub fn complete_takeover(
         )));
     }
     tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
-    tokio::spawn(async move {
-        let mut client = match connection {
-            Ok(client) => client,
-            Err(e) => {
-                let why = format!("cannot ask it to stop: {e}");
-                let _ = answered.send(StopAnswer::Refused(why)).await;
-                return;
-            }
-        };
-        let first = ask_to_stop(&mut client, true, bound).await;
-        if let StopAnswer::Silent(waited) = first {
-            log_silent(&old, waited);
-        }
-        let unsupported = first == StopAnswer::Unsupported;
-        let _ = answered.send(first).await;
-        if unsupported {
-            match ask_to_stop(&mut client, false, bound).await {
-                StopAnswer::Stopped => {
-                    tracing::info!(event = LogEvent::OldHerdStopped.as_str(), old = %old.display(), "the old herd has stopped")
-                }
-                StopAnswer::Refused(why) | StopAnswer::Gone(why) => {
-                    tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd did not stop: {why}")
-                }
-                StopAnswer::Unsupported => {
-                    tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd refused to stop")
-                }
-                StopAnswer::Silent(waited) => log_silent(&old, waited),
-            }
-        }
-    });
+    tokio::spawn(ask_old_herd_to_stop(connection, old, bound, answered));
     Ok(None)
+}
+
+/// Asks the old herd at `old` to stop over `connection` (its control socket's), telling
+/// `answered` what it said; one that does not know the takeover's stop is asked for a plain
+/// one, whose answer is only logged.
+async fn ask_old_herd_to_stop(
+    connection: Result<AsyncClient, ClientError>,
+    old: PathBuf,
+    bound: Duration,
+    answered: mpsc::Sender<StopAnswer>,
+) {
+    let mut client = match connection {
+        Ok(client) => client,
+        Err(e) => {
+            let why = format!("cannot ask it to stop: {e}");
+            let _ = answered.send(StopAnswer::Refused(why)).await;
+            return;
+        }
+    };
+    let first = ask_to_stop(&mut client, true, bound).await;
+    if let StopAnswer::Silent(waited) = first {
+        log_silent(&old, waited);
+    }
+    let unsupported = first == StopAnswer::Unsupported;
+    let _ = answered.send(first).await;
+    if unsupported {
+        match ask_to_stop(&mut client, false, bound).await {
+            StopAnswer::Stopped => {
+                tracing::info!(event = LogEvent::OldHerdStopped.as_str(), old = %old.display(), "the old herd has stopped")
+            }
+            StopAnswer::Refused(why) | StopAnswer::Gone(why) => {
+                tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd did not stop: {why}")
+            }
+            StopAnswer::Unsupported => {
+                tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd refused to stop")
+            }
+            StopAnswer::Silent(waited) => log_silent(&old, waited),
+        }
+    }
 }
 
 /// The device and inode of the file at `path`, if any.
