@@ -20,30 +20,29 @@ CAREFUL = ("herd starts a replacement, waits until it is ready and has stayed re
            "defaults in the method), and only then stops the worker it replaces, starting `--max-starting` at a time; systems "
            "that start every new worker at once with no readiness check (gunicorn, circus, nginx) finish sooner and check less")
 TICKS = "at a 10 ms clock tick, a supervisor's CPU below about 0.5% of a core is noise"
-# What is known of a missed verdict of a Python row (bench/upgrade_phases.py, bench/reload_cost.py,
-# bench/warm_up.py, 100 ms bins around single upgrades and `perf sched`, 2026-12-01 and -02), said
-# once, after the targets, when one misses.
-PYTHON_MISS = ("What is known of the Python rows' misses: on this 2-core machine at saturation, a reload costs "
-               "the serving workers what the new workers' start-ups take from them. A start, to the first "
-               "answer, costs a stdlib worker 16 ms of CPU in the benchmark's venv and gunicorn 64 ms (its "
-               "arbiter imports importlib.metadata, zipfile and lzma). gunicorn's own HUP forks new workers "
-               "from an arbiter that has started already; herd starts new interpreters (which is what lets "
-               "an upgrade change the code and the runtime) unless `--fork-server` forks them from one "
-               "process per generation, which still imports gunicorn once a generation (90-140 ms of CPU). "
-               "A starting worker waits in `SCHED_IDLE`, but this kernel does not preempt kernel code "
-               "(`Dynamic Preempt: none`): it keeps its CPU through its kernel work (exec, page faults) until "
-               "the next scheduling point, and a serving worker woken meanwhile waits (`perf sched`: "
-               "0.5-0.9 ms). Starved there, a start-up used to get herd's priority and take an equal share "
-               "of the CPU (gunicorn's share was 84-89%); since 2026-12-02 it trickles at nice 10 below "
-               "herd's until it is ready (`warm_up_trickle`), which costs longer reloads at saturation (the "
-               "reload column; `--starting-nice off` for short ones). What the `--fork-server` gunicorn row "
-               "still loses: 100 ms bins around single upgrades (`bench/upgrade_phases.py --saturation`, 3 runs, shares "
-               "0.96, 1.03 and 0.99, 2026-12-02) dip to "
-               "82-93% while the fork server loads and to 90-95% as its workers start and the old ones stop, "
-               "inside this machine's variation at saturation of about 8% from one second to the next, so "
-               "one run's share, against a steady lead of 1.5 s, is uncertain by about as much. Tried and "
+# What is known of a missed verdict of a Python row (bench/upgrade_phases.py --upgrades,
+# bench/trickle_cost.py, bench/reload_cost.py, bench/warm_up.py, `perf sched`, 2026-12-01 to
+# -03), said once, after the targets, when one misses.
+PYTHON_MISS = ("What is known of the Python rows' misses: on this 2-core machine at saturation a reload costs "
+               "the serving workers the CPU the start-ups get. A start costs a gunicorn worker 130-140 ms of "
+               "CPU, a `--fork-server` generation's load 140 ms once (about 200 ms beside saturated workers) "
+               "and 10 ms per forked worker, a stdlib worker 16 ms. A starting worker waits in `SCHED_IDLE`; "
+               "starved, it trickles at nice 10 below herd's until it is ready (`warm_up_trickle`), and "
+               "`bench/trickle_cost.py` (2026-12-03, the `--fork-server` gunicorn pool at saturation, 6 periods "
+               "of 4 s beside a spinning process, each against the quiet periods around it) measured what that "
+               "rate costs: beside nothing 103% (97-112%) of quiet, beside `SCHED_IDLE` 96% (it got 3.4% of a "
+               "core), beside nice 10 92% (85-100%; 6.4% of a core), beside nice 0 84% (29%). So while a "
+               "gunicorn row's start-ups trickle, which is most of its reload at saturation, the pool serves "
+               "about 95% of steady whatever the start-up's size: a larger one lasts longer at the same cost "
+               "per second. 8 upgrades in a row, each against the 5 s "
+               "of steady before and after it (`bench/upgrade_phases.py --saturation --upgrades 8`), gave the `--fork-server` gunicorn row 89-97% (median 94%, 4 "
+               "runs), herd's gunicorn row 94% (1 run), and 99% for waits of 5 s with no upgrade; 5 s periods of "
+               "steady throughput differ by up to 20% on this host, so one run's share is uncertain by several "
+               "points. A lower trickle would cost less per second and lengthen reloads at saturation in "
+               "proportion (16 s for 4 gunicorn workers already); `--starting-nice off` gives 1.8 s reloads "
+               "whose cost comes at once (about the same share, and a p99 of 30x steady at 2000/s). Tried and "
                "not kept: old workers at nice 10 while they stop, a blocking socket for the stdlib worker, "
-               "`--max-starting 4`, `--starting-nice off` (`bench/warm_up.py`).")
+               "`--max-starting 4` (`bench/warm_up.py`).")
 SEE_BELOW = " What is known: in its section, after the targets."
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
