@@ -179,8 +179,7 @@ mod windows {
                     }
                     Action::Ready { .. }
                     | Action::UpgradeEnded(_)
-                    | Action::DrainTimedOut { .. }
-                    | Action::PoolEmptied { .. } => {}
+                    | Action::DrainTimedOut { .. } => {}
                 }
             }
         }

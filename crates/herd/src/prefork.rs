@@ -213,10 +213,7 @@ fn execute<F: Fn(&Worker) -> i32>(pool: &mut Pool, actions: Vec<Action>, parent:
                 };
                 let _ = process::signal_process(pid, signal);
             }
-            Action::Ready { .. }
-            | Action::UpgradeEnded(_)
-            | Action::DrainTimedOut { .. }
-            | Action::PoolEmptied { .. } => {}
+            Action::Ready { .. } | Action::UpgradeEnded(_) | Action::DrainTimedOut { .. } => {}
         }
     }
 }

@@ -70,7 +70,7 @@ pub fn describe(holders: &[Holder]) -> String {
     let named: Vec<String> = holders
         .iter()
         .take(NAMED)
-        .map(|h| format!("{} (pid {})", h.name, h.pid))
+        .map(|h| format!("{} (pid {})", crate::text::escape(&h.name), h.pid))
         .collect();
     let mut text = format!(" by {}", named.join(", "));
     match holders.len().saturating_sub(NAMED) {
@@ -153,6 +153,7 @@ fn parse_ip(hex: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::twice::InUse;
 
     #[test]
     fn proc_net_addresses_are_read_in_host_order() {
@@ -228,6 +229,28 @@ mod tests {
         assert!(
             text.starts_with(" by sleep (pid 1), sleep (pid 2), sleep (pid 3) and 2 other processes, left by a herd's workers"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_holders_name_is_escaped_and_the_verb_counts_them() {
+        // Anyone may name a process (`prctl(PR_SET_NAME)`): escape codes are not passed on.
+        let evil = Holder {
+            pid: 7,
+            name: "x\x1b]0;owned\x07".to_string(),
+            from_herd: false,
+        };
+        let text = describe(std::slice::from_ref(&evil));
+        assert_eq!(text, " by x\\x1b]0;owned\\x07 (pid 7)");
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let one = InUse(addr, text, 1).to_string();
+        assert!(one.ends_with(": stop it or choose another port"), "{one}");
+        let two = InUse(addr, describe(&[evil.clone(), evil]), 2).to_string();
+        assert!(two.ends_with(": stop them or choose another port"), "{two}");
+        let none = InUse(addr, String::new(), 0).to_string();
+        assert!(
+            none.ends_with(": stop the other server or choose another port"),
+            "{none}"
         );
     }
 }

@@ -9,16 +9,16 @@ use super::parse::{Address, BindSpec};
 
 /// An address that is already in use (`EADDRINUSE`): by another program, or by an earlier
 /// `--bind` of this herd; with who holds it, when `/proc` tells
-/// ([`holders::describe`](super::holders::describe)).
+/// ([`holders::describe`](super::holders::describe)), and how many they are.
 #[derive(Debug)]
-pub struct InUse(pub SocketAddr, pub String);
+pub struct InUse(pub SocketAddr, pub String, pub usize);
 
 impl fmt::Display for InUse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let stop = match (self.1.is_empty(), self.1.contains(" other process")) {
-            (true, _) => "the other server",
-            (false, true) => "them",
-            (false, false) => "it",
+        let stop = match self.2 {
+            0 => "the other server",
+            1 => "it",
+            _ => "them",
         };
         write!(
             f,
@@ -67,7 +67,7 @@ pub fn explain(
     spec: &BindSpec,
     earlier: &[(String, &'static str, SocketAddr)],
 ) -> anyhow::Error {
-    let Some(InUse(addr, _)) = error.downcast_ref::<InUse>() else {
+    let Some(InUse(addr, ..)) = error.downcast_ref::<InUse>() else {
         return error;
     };
     let overlaps = |(_, kind, bound): &&(String, &'static str, SocketAddr)| {
@@ -129,7 +129,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let earlier = vec![(":8080".to_string(), "tcp", "[::]:8080".parse().unwrap())];
         let e = explain(
-            anyhow::Error::new(InUse(addr, String::new())),
+            anyhow::Error::new(InUse(addr, String::new(), 0)),
             &spec,
             &earlier,
         );
@@ -137,7 +137,7 @@ mod tests {
         assert!(e.downcast_ref::<GivenTwice>().is_some());
         let elsewhere = vec![(":9090".to_string(), "tcp", "[::]:9090".parse().unwrap())];
         let e = explain(
-            anyhow::Error::new(InUse(addr, String::new())),
+            anyhow::Error::new(InUse(addr, String::new(), 0)),
             &spec,
             &elsewhere,
         );

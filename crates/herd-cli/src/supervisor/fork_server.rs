@@ -12,8 +12,7 @@
 //! - A fork server that is ready and then exits (killed, crashed) is started anew by the next
 //!   start that needs it; the workers it forked are herd's children and serve on.
 //! - A fork server that loads beside serving workers (an upgrade's, a restart's while others
-//!   serve) loads at `--starting-nice`'s priority, as a worker that replaces a serving one
-//!   starts; it gets herd's back when it says `READY=1` (before it forks anything, so that
+//!   serve) loads at `--starting-nice`'s priority, as a worker that starts beside them does; it gets herd's back when it says `READY=1` (before it forks anything, so that
 //!   its workers are born at herd's priority), or when its warm-up ends (starved, budget).
 //! - Once G's fork server is ready, the older ones are closed: they exit when herd closes its
 //!   end of their socket. A start of an older generation (a restart during an upgrade) starts

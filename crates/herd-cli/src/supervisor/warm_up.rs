@@ -296,6 +296,19 @@ pub fn raise_way_out(own: i32, other_user: bool) -> String {
     format!("{cap}, or allow it with LimitNICE={} (ulimit -e)", 20 - own)
 }
 
+/// Whether a worker starting in a slot now starts beside workers that serve, and so is
+/// lowered: when any slot's worker is ready (`pool_serves`). Where each slot has a queue of
+/// its own (`--balance reuseport`, `per_slot_queues`) only when its own slot's is
+/// (`slot_serves`: an upgrade's or a recycle's successor): a restart's slot holds the
+/// connections its crashed worker left, which wait for it alone (a scale-up, into an empty
+/// slot too, starts at herd's priority there as well).
+pub fn beside_servers(pool_serves: bool, slot_serves: bool, per_slot_queues: bool) -> bool {
+    match per_slot_queues {
+        true => slot_serves,
+        false => pool_serves,
+    }
+}
+
 impl WarmUp {
     /// How a worker starting now runs: lowered only when it starts `beside_servers`, ready
     /// workers of the pool (an upgrade's or a recycle's successor, a scale-up, a restart

@@ -66,7 +66,6 @@ impl Supervisor {
                     }
                 }
                 Action::UpgradeEnded(result) => self.upgrade_ended(result),
-                Action::PoolEmptied { starting } => self.pool_emptied(&starting),
             }
         }
     }
@@ -99,6 +98,16 @@ impl Supervisor {
             .into_iter()
             .map(|w| (w, "budget"))
             .collect();
+        // The pool's last ready worker is gone (exited, stopped, scaled away): what still warms
+        // up starts beside no server any more, as herd's first workers do.
+        if !self.pool.serves() {
+            over.extend(
+                self.warming
+                    .cut_short()
+                    .into_iter()
+                    .map(|w| (w, "pool_empty")),
+            );
+        }
         let spawner = self.effects.spawner();
         let longest = warm_up::budget_for(self.pool.config().readiness);
         for (pid, how) in self.warming.starved(now, |pid| spawner.sched_stat(pid)) {
@@ -134,6 +143,7 @@ impl Supervisor {
                 "worker still starting at --starting-nice is {}: it gets herd's priority back",
                 match reason {
                     "starved" => "starved of CPU",
+                    "pool_empty" => "beside no serving worker any more",
                     _ => "past its warm-up budget",
                 }
             );
@@ -190,25 +200,15 @@ impl Supervisor {
         true
     }
 
-    /// `--starting-nice`: the pool's last ready worker exited, and the workers warming up
-    /// among `starting` start beside no server any more: they get herd's priority back at
-    /// once, as a start with no server in the pool runs.
-    fn pool_emptied(&mut self, starting: &[u32]) {
-        for &pid in starting {
-            let Some(how) = self.warming.ended(pid) else {
-                continue;
-            };
-            let slot = self.pool.worker(pid).map_or(0, |w| w.slot);
-            tracing::info!(
-                event = LogEvent::WarmUpOver.as_str(),
-                slot,
-                pid,
-                reason = "pool_empty",
-                "worker still starting at --starting-nice starts beside no server any more (the \
-                 pool's last ready worker exited): it gets herd's priority back"
-            );
-            self.restore_priority(slot, pid, how);
-        }
+    /// `--starting-nice`: whether a worker starting in `slot` now starts beside workers that
+    /// serve ([`warm_up::beside_servers`]).
+    pub(super) fn starts_beside_servers(&self, slot: usize) -> bool {
+        let per_slot_queues = self.pool.config().drain.is_some();
+        warm_up::beside_servers(
+            self.pool.serves(),
+            self.pool.slot_serves(slot),
+            per_slot_queues,
+        )
     }
 
     /// Starts the next few workers the pool asked for ([`starts`](super::starts)), a batch
@@ -248,7 +248,7 @@ impl Supervisor {
         let starts: Vec<_> = batch
             .iter()
             .map(|s| {
-                let beside_servers = self.pool.serves();
+                let beside_servers = self.starts_beside_servers(s.slot);
                 let lowering = self.warm_up.and_then(|w| w.for_start(beside_servers));
                 (s.slot, s.generation, lowering)
             })

@@ -121,18 +121,6 @@ impl Pool {
             true => Some(self.restart(&w, no_fault, uptime, now)),
             false => None,
         };
-        // The pool's last ready worker exited: the workers still starting start beside no
-        // server any more.
-        let starting: Vec<u32> = match w.state == WorkerState::Ready && !self.serves() {
-            false => Vec::new(),
-            true => (self.workers.iter())
-                .filter(|o| o.state == WorkerState::Starting)
-                .map(|o| o.pid)
-                .collect(),
-        };
-        if !starting.is_empty() {
-            actions.push(Action::PoolEmptied { starting });
-        }
         let exit = Exit {
             slot: w.slot,
             generation: w.generation,

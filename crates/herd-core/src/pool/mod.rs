@@ -124,6 +124,12 @@ impl Pool {
         self.ready_slots > 0
     }
 
+    /// Whether `slot` has a ready worker: a worker starting there now would replace one that
+    /// serves (an upgrade's or a recycle's successor), not fill an empty slot.
+    pub fn slot_serves(&self, slot: usize) -> bool {
+        self.slots.get(slot).map_or(false, |s| s.count.ready > 0)
+    }
+
     /// Whether a worker scaled away drains its slot (see [`Pool::release_drained`]).
     pub fn is_draining(&self) -> bool {
         self.draining > 0

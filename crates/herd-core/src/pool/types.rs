@@ -107,12 +107,6 @@ pub enum Action {
     },
     /// A rolling upgrade ended: `Ok(generation)` or `Err(why it was aborted)`.
     UpgradeEnded(Result<u64, String>),
-    /// The pool's last ready worker exited while `starting` start: they start beside no
-    /// server any more, as herd's first workers do.
-    PoolEmptied {
-        /// The pids of the workers still starting, in start order.
-        starting: Vec<u32>,
-    },
 }
 
 /// Why a worker is stopped (by its variant's name in saved state).

@@ -200,7 +200,11 @@ fn ip_bind_error(err: io::Error, addr: SocketAddr, udp: bool) -> anyhow::Error {
     match err.raw_os_error() {
         Some(libc::EADDRINUSE) => {
             let holders = crate::spec::holders::holders(addr, udp);
-            anyhow::Error::new(InUse(addr, crate::spec::holders::describe(&holders)))
+            anyhow::Error::new(InUse(
+                addr,
+                crate::spec::holders::describe(&holders),
+                holders.len(),
+            ))
         }
         Some(libc::EACCES) if addr.port() < 1024 => anyhow!(
             "permission denied binding {addr}: ports below 1024 need root or \

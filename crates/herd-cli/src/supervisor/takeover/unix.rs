@@ -57,6 +57,12 @@ pub fn complete_takeover(
     }
     let before = identity(&takeover.old);
     let connection = AsyncClient::connect_now(&takeover.old);
+    // Removed between the look above and the connection: wait for it as above.
+    if let Err(ClientError::NotRunning { .. }) = &connection {
+        if waits_for_rebind(&mut takeover)? {
+            return Ok(Some(takeover));
+        }
+    }
     // The old herd's own socket, bound again at its path after its file was removed (the
     // same file before and after connecting, served by the old herd's process, which still
     // runs): it takes the place of the one seen when the takeover began.
@@ -163,6 +169,8 @@ fn waits_for_rebind(takeover: &mut Takeover) -> Result<bool, Abort> {
         .as_ref()
         .is_some_and(|p| !p.has_exited());
     if !runs || !crate::supervisor::socket_files::removed(&takeover.old) {
+        // Bound again (or never removed): a later removal gets a whole wait of its own.
+        takeover.vacant_until = None;
         return Ok(false);
     }
     let now = Instant::now();

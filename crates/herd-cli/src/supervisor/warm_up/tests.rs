@@ -137,6 +137,17 @@ fn herd_s_first_workers_start_at_its_own_priority() {
 }
 
 #[test]
+fn a_start_is_lowered_beside_serving_workers_its_own_slots_where_slots_have_queues() {
+    // One queue for all: any ready worker serves what the start-up would take CPU from.
+    assert!(beside_servers(true, false, false));
+    assert!(beside_servers(true, true, false));
+    assert!(!beside_servers(false, false, false));
+    // A queue per slot (--balance reuseport): a restart's queue waits for it alone.
+    assert!(!beside_servers(true, false, true));
+    assert!(beside_servers(true, true, true));
+}
+
+#[test]
 fn only_a_worker_still_at_herds_class_and_nice_value_is_lowered() {
     let w = WarmUp {
         starting: Lowered::Nice(19),

@@ -196,6 +196,13 @@ impl Warming {
         Some(sample.map_or(budget, |s| s.min(budget)))
     }
 
+    /// Every worker warming up and how herd lowered each, forgotten from here on: the pool's
+    /// last ready worker is gone, and they start beside no server any more. Start-ups at
+    /// full priority stay timed.
+    pub fn cut_short(&mut self) -> Vec<(u32, Lowered)> {
+        self.until.drain(..).map(|w| (w.pid, w.how)).collect()
+    }
+
     /// The workers whose warm-up budget has ended by `now` and how herd lowered each,
     /// forgotten from here on (whether each is still starting is the caller's to check).
     pub fn due(&mut self, now: Instant) -> Vec<(u32, Lowered)> {

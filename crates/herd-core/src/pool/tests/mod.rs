@@ -70,8 +70,6 @@ struct Harness {
     signals: Vec<(u32, StopMode, Reason)>,
     /// The workers announced ready, in order.
     ready: Vec<u32>,
-    /// The workers starting each time the pool's last ready worker exited, in order.
-    emptied: Vec<Vec<u32>>,
     /// Whether every step checks the pool's indexes against a recount.
     recount: bool,
 }
@@ -85,7 +83,6 @@ impl Harness {
             ended: Vec::new(),
             signals: Vec::new(),
             ready: Vec::new(),
-            emptied: Vec::new(),
             recount: true,
         };
         h.tick();
@@ -108,7 +105,6 @@ impl Harness {
                     Action::Ready { pid, .. } => self.ready.push(pid),
                     Action::DrainTimedOut { .. } => {}
                     Action::UpgradeEnded(result) => self.ended.push(result),
-                    Action::PoolEmptied { starting } => self.emptied.push(starting),
                 }
             }
             more.extend(self.pool.due(self.now));

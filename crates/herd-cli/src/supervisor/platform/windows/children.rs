@@ -5,6 +5,7 @@
 //! a small thread of its own, which wakes [`exited`]'s waiters: the loop then collects every
 //! exit at once).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::os::windows::io::{AsHandle, OwnedHandle};
@@ -40,6 +41,8 @@ struct Worker {
 /// herd's workers, by pid.
 pub struct OwnChildren {
     children: HashMap<u32, Worker>,
+    /// Whether the last worker's Job Object was refused (said once until one is placed).
+    job_refused: Cell<bool>,
 }
 
 impl OwnChildren {
@@ -47,6 +50,7 @@ impl OwnChildren {
     pub fn new() -> OwnChildren {
         OwnChildren {
             children: HashMap::new(),
+            job_refused: Cell::new(false),
         }
     }
 
@@ -60,18 +64,21 @@ impl OwnChildren {
     /// logged: the worker still runs, as it would without a job.
     pub fn enter_job(&self, child: &Child) -> Option<Job> {
         let pid = child.id();
-        match Job::kill_on_close().and_then(|job| job.assign(child.as_handle()).map(|()| job)) {
-            Ok(job) => Some(job),
-            Err(e) => {
-                tracing::warn!(
-                    event = crate::logging::LogEvent::SetupNote.as_str(),
-                    pid,
-                    "worker {pid} is not in a Job Object: it may outlive herd, and what it \
-                     starts may outlive it: {e}"
-                );
-                None
-            }
+        let placed =
+            Job::kill_on_close().and_then(|job| job.assign(child.as_handle()).map(|()| job));
+        // Said once while the system refuses jobs, not for each of thousands of workers.
+        if self.job_refused.replace(placed.is_err()) || placed.is_ok() {
+            return placed.ok();
         }
+        if let Err(e) = &placed {
+            tracing::warn!(
+                event = crate::logging::LogEvent::SetupNote.as_str(),
+                pid,
+                "worker {pid} is not in a Job Object: it may outlive herd, and what it starts \
+                 may outlive it (said once for the workers after it too, until one is): {e}"
+            );
+        }
+        None
     }
 
     /// Holds `child`, the `job` [`enter_job`](Self::enter_job) placed it in, and its `stop`

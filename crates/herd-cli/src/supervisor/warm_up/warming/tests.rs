@@ -28,6 +28,27 @@ fn where_run_queue_waits_cannot_be_read_no_sample_is_taken_nor_waited_for() {
 }
 
 #[test]
+fn cut_short_ends_every_warm_up_and_keeps_the_full_priority_timings() {
+    let t0 = Instant::now();
+    let mut w = Warming::default();
+    w.started_at_full(1, t0);
+    w.started(10, t0, Duration::from_secs(5), IDLE);
+    w.started(11, t0, Duration::from_secs(5), Lowered::Nice(10));
+    assert_eq!(w.cut_short(), [(10, IDLE), (11, Lowered::Nice(10))]);
+    assert!(w.cut_short().is_empty());
+    assert_eq!((w.next_deadline(), w.ready(10, t0)), (None, None));
+    // The first worker's start-up is still timed for the budget.
+    w.ready(1, t0 + Duration::from_millis(300));
+    let ready_within = Readiness::Notify {
+        timeout: Duration::from_secs(60),
+    };
+    assert_eq!(
+        w.budget(ready_within),
+        Duration::from_millis(300) * BUDGET_FACTOR
+    );
+}
+
+#[test]
 fn warm_ups_end_at_their_deadlines_once() {
     let t0 = Instant::now();
     let sec = Duration::from_secs(1);
