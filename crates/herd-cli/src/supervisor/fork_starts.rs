@@ -36,7 +36,7 @@ impl Supervisor {
         let mut go = Vec::with_capacity(batch.len());
         for start in batch {
             // Loading beside the workers that serve, it loads as a start beside them would.
-            let beside_servers = self.starts_beside_servers(start.slot);
+            let beside_servers = self.starts_beside_servers(start);
             let lowering = self.warm_up.and_then(|w| w.for_start(beside_servers));
             match self
                 .effects

@@ -16,9 +16,10 @@
 //!   systemd's `CPUSchedulingPolicy=`) passes that class to its workers, and raising them to
 //!   `SCHED_OTHER` would move them out of it (above it, for `SCHED_IDLE`). There `auto` lowers
 //!   the nice value instead, and `idle` is refused.
-//! - A start with no server in the pool (herd's first workers, the restart of its only one)
-//!   keeps herd's priority: there is no one to leave the CPU to, and 4096 lowered first
-//!   workers would cost herd a raise walk and starvation reads each. herd times these
+//! - herd's first workers and a start with no server in the pool (the restart of its only
+//!   one) keep herd's priority: there is no one to leave the CPU to, and 4096 lowered first
+//!   workers (the first ready among them serves already) would cost herd a raise walk and
+//!   starvation reads each ([`StartSite`]). herd times these
 //!   start-ups for the warm-up budget. A scale-up or a restart beside serving workers is
 //!   lowered: with CPU to spare it runs on what they leave, and on a saturated machine one
 //!   worker more adds no CPU, while its start-up at herd's priority would take a share from
@@ -296,25 +297,36 @@ pub fn raise_way_out(own: i32, other_user: bool) -> String {
     format!("{cap}, or allow it with LimitNICE={} (ulimit -e)", 20 - own)
 }
 
-/// Whether a worker starting in a slot now starts beside workers that serve, and so is
-/// lowered: when any slot's worker is ready (`pool_serves`). Where each slot has a queue of
-/// its own (`--balance reuseport`, `per_slot_queues`) only when its own slot's is
-/// (`slot_serves`: an upgrade's or a recycle's successor): a restart's slot holds the
-/// connections its crashed worker left, which wait for it alone (a scale-up, into an empty
-/// slot too, starts at herd's priority there as well).
-pub fn beside_servers(pool_serves: bool, slot_serves: bool, per_slot_queues: bool) -> bool {
-    match per_slot_queues {
-        true => slot_serves,
-        false => pool_serves,
+/// Where a worker starts: in herd's first fill of the pool (`first_fill`), in a slot whose
+/// worker is ready (`slot_serves`), in a pool one of whose workers is (`pool_serves`), and
+/// whether each slot has a queue of its own (`per_slot_queues`, `--balance reuseport`).
+#[derive(Clone, Copy, Debug)]
+pub struct StartSite {
+    pub first_fill: bool,
+    pub slot_serves: bool,
+    pub pool_serves: bool,
+    pub per_slot_queues: bool,
+}
+
+impl StartSite {
+    /// Whether the start is beside workers that serve, and so lowered: when any slot's worker
+    /// is ready, but never in herd's first fill (4096 first workers, the first ready among
+    /// them, would make the rest cost herd a raise walk and starvation reads each). Where each
+    /// slot has a queue of its own, only when its own slot's is (an upgrade's or a recycle's
+    /// successor): a restart's slot holds the connections its crashed worker left, which wait
+    /// for it alone (a scale-up, into an empty slot too, starts at herd's priority there).
+    pub fn beside_servers(self) -> bool {
+        match (self.first_fill, self.per_slot_queues) {
+            (true, _) => false,
+            (false, true) => self.slot_serves,
+            (false, false) => self.pool_serves,
+        }
     }
 }
 
 impl WarmUp {
-    /// How a worker starting now runs: lowered only when it starts `beside_servers`, ready
-    /// workers of the pool (an upgrade's or a recycle's successor, a scale-up, a restart
-    /// while others serve). A start with no server in the pool (herd's first workers, a
-    /// restart of the only one) runs at herd's priority: nothing serves, so there is no one
-    /// to leave the CPU to.
+    /// How a worker starting now runs: lowered only when it starts `beside_servers`
+    /// ([`StartSite::beside_servers`]), else at herd's priority.
     pub fn for_start(&self, beside_servers: bool) -> Option<Lowering> {
         let from = Priority {
             class: self.class,

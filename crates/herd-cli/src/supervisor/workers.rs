@@ -200,15 +200,16 @@ impl Supervisor {
         true
     }
 
-    /// `--starting-nice`: whether a worker starting in `slot` now starts beside workers that
-    /// serve ([`warm_up::beside_servers`]).
-    pub(super) fn starts_beside_servers(&self, slot: usize) -> bool {
-        let per_slot_queues = self.pool.config().drain.is_some();
-        warm_up::beside_servers(
-            self.pool.serves(),
-            self.pool.slot_serves(slot),
-            per_slot_queues,
-        )
+    /// `--starting-nice`: whether `start` now is beside workers that serve
+    /// ([`StartSite::beside_servers`](warm_up::StartSite::beside_servers)).
+    pub(super) fn starts_beside_servers(&self, start: &Start) -> bool {
+        let site = warm_up::StartSite {
+            first_fill: start.first_generation,
+            slot_serves: self.pool.slot_serves(start.slot),
+            pool_serves: self.pool.serves(),
+            per_slot_queues: self.pool.config().drain.is_some(),
+        };
+        site.beside_servers()
     }
 
     /// Starts the next few workers the pool asked for ([`starts`](super::starts)), a batch
@@ -248,7 +249,7 @@ impl Supervisor {
         let starts: Vec<_> = batch
             .iter()
             .map(|s| {
-                let beside_servers = self.starts_beside_servers(s.slot);
+                let beside_servers = self.starts_beside_servers(s);
                 let lowering = self.warm_up.and_then(|w| w.for_start(beside_servers));
                 (s.slot, s.generation, lowering)
             })

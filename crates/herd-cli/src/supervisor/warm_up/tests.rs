@@ -138,13 +138,21 @@ fn herd_s_first_workers_start_at_its_own_priority() {
 
 #[test]
 fn a_start_is_lowered_beside_serving_workers_its_own_slots_where_slots_have_queues() {
+    let site = |first_fill, slot_serves, pool_serves, per_slot_queues| StartSite {
+        first_fill,
+        slot_serves,
+        pool_serves,
+        per_slot_queues,
+    };
     // One queue for all: any ready worker serves what the start-up would take CPU from.
-    assert!(beside_servers(true, false, false));
-    assert!(beside_servers(true, true, false));
-    assert!(!beside_servers(false, false, false));
+    assert!(site(false, false, true, false).beside_servers());
+    assert!(site(false, true, true, false).beside_servers());
+    assert!(!site(false, false, false, false).beside_servers());
+    // herd's first fill, whose first ready worker serves already: at herd's priority.
+    assert!(!site(true, false, true, false).beside_servers());
     // A queue per slot (--balance reuseport): a restart's queue waits for it alone.
-    assert!(!beside_servers(true, false, true));
-    assert!(beside_servers(true, true, true));
+    assert!(!site(false, false, true, true).beside_servers());
+    assert!(site(false, true, true, true).beside_servers());
 }
 
 #[test]
