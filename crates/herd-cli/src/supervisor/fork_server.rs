@@ -89,6 +89,10 @@ struct Server<H, R> {
     timeout: Duration,
     /// Whether herd said it is slow to load (see [`SLOW_LOAD`]).
     said_slow: bool,
+    /// Since when it loads at herd's priority: from its start, or from the end of its
+    /// warm-up at `--starting-nice` ([`ForkServers::raised`]); [`SLOW_LOAD`] counts from
+    /// then, since a load starved at a low priority is only slow.
+    full_since: Instant,
     /// The request whose reply herd awaits.
     asked: Option<Asked<R>>,
     /// herd closed it while a request awaited its reply: it goes once that is answered.
@@ -169,6 +173,7 @@ impl<H, R> ForkServers<H, R> {
             course: Course::Loading(now),
             timeout,
             said_slow: false,
+            full_since: now,
             asked: None,
             closing: false,
             handle,
@@ -263,13 +268,21 @@ impl<H, R> ForkServers<H, R> {
             .collect()
     }
 
-    /// The fork servers loading for [`SLOW_LOAD`] at `now`, each once (and only where that
-    /// comes before its timeout): their pids, generations and timeouts.
+    /// `pid`, started at a low priority (`--starting-nice`), got herd's at `now`: its load is
+    /// said slow only [`SLOW_LOAD`] from then.
+    pub fn raised(&mut self, pid: u32, now: Instant) {
+        if let Some(s) = self.servers.get_mut(&pid) {
+            s.full_since = now;
+        }
+    }
+
+    /// The fork servers loading at herd's priority for [`SLOW_LOAD`] at `now`, each once (and
+    /// only where that comes before its timeout): their pids, generations and timeouts.
     pub fn slow(&mut self, now: Instant) -> Vec<(u32, u64, Duration)> {
         self.servers
             .values_mut()
             .filter(|s| !s.said_slow && s.timeout > SLOW_LOAD)
-            .filter(|s| matches!(s.course, Course::Loading(since) if now >= since + SLOW_LOAD))
+            .filter(|s| matches!(s.course, Course::Loading(_) if now >= s.full_since + SLOW_LOAD))
             .map(|s| {
                 s.said_slow = true;
                 (s.pid, s.generation, s.timeout)
@@ -282,7 +295,7 @@ impl<H, R> ForkServers<H, R> {
     pub fn next_deadline(&self) -> Option<Instant> {
         let loading = self.servers.values().filter_map(|s| match s.course {
             Course::Loading(since) if !s.said_slow && s.timeout > SLOW_LOAD => {
-                Some(since + SLOW_LOAD)
+                Some((s.full_since + SLOW_LOAD).min(since + s.timeout))
             }
             Course::Loading(since) => Some(since + s.timeout),
             _ => None,

@@ -215,6 +215,9 @@ impl Supervisor {
     /// herd's priority back.
     pub(super) fn raise_fork_server(&mut self, pid: u32, how: Lowered) {
         let serving = self.workers_nice;
+        self.effects
+            .spawner()
+            .fork_server_raised(pid, Instant::now());
         if let Err(e) = self.effects.spawner().restore_priority(pid, how, serving) {
             tracing::warn!(
                 event = LogEvent::PriorityNotRestored.as_str(),

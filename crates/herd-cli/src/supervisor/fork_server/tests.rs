@@ -78,6 +78,20 @@ fn an_exit_before_ready_fails_its_generation_and_after_ready_starts_anew() {
 }
 
 #[test]
+fn one_loading_at_a_low_priority_is_said_slow_only_after_loading_at_herds() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "one", now, TIMEOUT);
+    // Starved at --starting-nice for 4 s, then raised: its slow clock starts then.
+    let raised = now + Duration::from_secs(4);
+    f.raised(100, raised);
+    assert!(f.slow(now + SLOW_LOAD).is_empty());
+    assert_eq!(f.next_deadline(), Some(raised + SLOW_LOAD));
+    assert_eq!(f.slow(raised + SLOW_LOAD), vec![(100, 1, TIMEOUT)]);
+    // The time it has to load still counts from its start.
+    assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
+}
+
+#[test]
 fn one_that_loads_too_long_is_killed_and_its_exit_says_why() {
     let (mut f, now) = (servers(), Instant::now());
     f.started(1, 100, "one", now, TIMEOUT);

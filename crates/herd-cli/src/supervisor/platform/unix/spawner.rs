@@ -313,6 +313,11 @@ impl Spawner {
         self.forks.next_deadline()
     }
 
+    /// Fork server `pid`, loading at `--starting-nice`, got herd's priority at `now`.
+    pub fn fork_server_raised(&mut self, pid: u32, now: Instant) {
+        self.forks.raised(pid, now);
+    }
+
     /// The fork servers' pids (herd's children that are no orphans).
     pub fn fork_server_pids(&self) -> Vec<u32> {
         self.forks.pids().collect()

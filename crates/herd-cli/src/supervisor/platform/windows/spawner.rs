@@ -165,6 +165,9 @@ impl Spawner {
         None
     }
 
+    /// Windows runs no fork server: none is raised.
+    pub fn fork_server_raised(&mut self, _pid: u32, _now: std::time::Instant) {}
+
     /// Windows runs no fork server.
     pub fn fork_server_pids(&self) -> Vec<u32> {
         Vec::new()
