@@ -303,6 +303,8 @@ pub fn raise_way_out(own: i32, other_user: bool) -> String {
 #[derive(Clone, Copy, Debug)]
 pub struct StartSite {
     pub first_fill: bool,
+    /// Its slot had a worker before (a restart, or a slot scaled away and back).
+    pub restart: bool,
     pub slot_serves: bool,
     pub pool_serves: bool,
     pub per_slot_queues: bool,
@@ -316,11 +318,12 @@ impl StartSite {
     /// successor): a restart's slot holds the connections its crashed worker left, which wait
     /// for it alone (a scale-up, into an empty slot too, starts at herd's priority there).
     pub fn beside_servers(self) -> bool {
-        match (self.first_fill, self.per_slot_queues) {
-            (true, _) => false,
-            (false, true) => self.slot_serves,
-            (false, false) => self.pool_serves,
+        if self.slot_serves {
+            return true;
         }
+        // A restart replaces capacity the pool lost (a killed worker is to be back within
+        // milliseconds); the first fill paces its starts, its first ready worker serving.
+        !(self.first_fill || self.restart || self.per_slot_queues) && self.pool_serves
     }
 }
 

@@ -140,6 +140,7 @@ fn herd_s_first_workers_start_at_its_own_priority() {
 fn a_start_is_lowered_beside_serving_workers_its_own_slots_where_slots_have_queues() {
     let site = |first_fill, slot_serves, pool_serves, per_slot_queues| StartSite {
         first_fill,
+        restart: false,
         slot_serves,
         pool_serves,
         per_slot_queues,
@@ -153,6 +154,12 @@ fn a_start_is_lowered_beside_serving_workers_its_own_slots_where_slots_have_queu
     // A queue per slot (--balance reuseport): a restart's queue waits for it alone.
     assert!(!site(false, false, true, true).beside_servers());
     assert!(site(false, true, true, true).beside_servers());
+    // A restart beside serving workers: at herd's priority, the pool is short of it.
+    let restart = StartSite {
+        restart: true,
+        ..site(false, false, true, false)
+    };
+    assert!(!restart.beside_servers());
 }
 
 #[test]
