@@ -1,5 +1,5 @@
 //! `--starting-nice`: a worker that starts while others serve (an upgrade's or a recycle's
-//! successor, a scale-up, a restart) runs at a low CPU priority until it is ready, then at
+//! successor, a scale-up) runs at a low CPU priority until it is ready, then at
 //! herd's own, so that its start-up (a Python or Node import, a cache warm-up) does not take
 //! the CPU the serving workers need on a small machine. Pure: the
 //! option, herd's own nice value and whether herd may raise a priority back in; how each
@@ -19,9 +19,9 @@
 //! - herd's first workers and a start with no server in the pool (the restart of its only
 //!   one) keep herd's priority: there is no one to leave the CPU to, and 4096 lowered first
 //!   workers (the first ready among them serves already) would cost herd a raise walk and
-//!   starvation reads each ([`StartSite`]). herd times these
-//!   start-ups for the warm-up budget. A scale-up or a restart beside serving workers is
-//!   lowered: with CPU to spare it runs on what they leave, and on a saturated machine one
+//!   starvation reads each ([`StartSite`]); so does a restart, which replaces capacity the
+//!   pool lost. herd times these
+//!   start-ups for the warm-up budget. A scale-up beside serving workers is lowered: with CPU to spare it runs on what they leave, and on a saturated machine one
 //!   worker more adds no CPU, while its start-up at herd's priority would take a share from
 //!   those that serve; starved, it trickles, and its budget bounds the wait. When the pool's
 //!   last ready worker exits, every worker still warming up gets herd's priority at once.
