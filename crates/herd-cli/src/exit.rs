@@ -133,16 +133,18 @@ pub fn one_line(rendered: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The usage error herd says for `herd ARGS...`.
+    fn error(args: &[&str]) -> String {
+        use clap::Parser;
+        let mut argv = vec!["herd"];
+        argv.extend_from_slice(args);
+        let err = crate::cli::Cli::try_parse_from(argv).unwrap_err();
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        usage_error(&err, &args)
+    }
+
     #[test]
     fn usage_errors_point_to_the_subcommands_help() {
-        use clap::Parser;
-        let error = |args: &[&str]| {
-            let mut argv = vec!["herd"];
-            argv.extend_from_slice(args);
-            let err = crate::cli::Cli::try_parse_from(argv).unwrap_err();
-            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-            usage_error(&err, &args)
-        };
         let cases: [(&[&str], &str); 10] = [
             (&["status", "--bogus"], "herd status"),
             (&["scale", "x"], "herd scale"),
@@ -171,14 +173,6 @@ mod tests {
 
     #[test]
     fn a_command_without_dashes_is_told_where_it_goes() {
-        use clap::Parser;
-        let error = |args: &[&str]| {
-            let mut argv = vec!["herd"];
-            argv.extend_from_slice(args);
-            let err = crate::cli::Cli::try_parse_from(argv).unwrap_err();
-            let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-            usage_error(&err, &args)
-        };
         assert_eq!(
             error(&["run", "-b", ":8080", "python3", "app.py"]),
             "unexpected argument 'python3' found: the worker's command goes after --, as in \
