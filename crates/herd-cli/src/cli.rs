@@ -318,9 +318,9 @@ pub struct RunArgs {
     pub min_ready: Duration,
 
     /// A worker that starts while others serve (an upgrade's or a recycle's successor, a
-    /// scale-up; not a restart) runs at a low priority until it is ready (or
-    /// starved of CPU, on Linux 150ms of waiting in a row, or past its warm-up budget, 2x the
-    /// slowest recent start-up at full priority, 0.25s to half its --ready-timeout and 5s), so
+    /// scale-up; not a restart) runs at a low priority until it is ready (or starved of CPU,
+    /// on Linux 150ms of waiting in a row, or past its warm-up budget, 2x the slowest recent
+    /// start-up at full priority, 0.25s to half its --ready-timeout and 5s), so
     /// its start-up leaves the CPU to them: auto (SCHED_IDLE on Linux, IDLE_PRIORITY_CLASS on
     /// Windows, else nice 19, when herd may raise it back), off, idle (the same, Linux and
     /// Windows), or a nice value 1-19 (on Windows BELOW_NORMAL_PRIORITY_CLASS for 1-9).

@@ -16,15 +16,16 @@
 //!   systemd's `CPUSchedulingPolicy=`) passes that class to its workers, and raising them to
 //!   `SCHED_OTHER` would move them out of it (above it, for `SCHED_IDLE`). There `auto` lowers
 //!   the nice value instead, and `idle` is refused.
-//! - herd's first workers and a start with no server in the pool (the restart of its only
-//!   one) keep herd's priority: there is no one to leave the CPU to, and 4096 lowered first
-//!   workers (the first ready among them serves already) would cost herd a raise walk and
-//!   starvation reads each ([`StartSite`]); so does a restart, which replaces capacity the
-//!   pool lost. herd times these
-//!   start-ups for the warm-up budget. A scale-up beside serving workers is lowered: with CPU to spare it runs on what they leave, and on a saturated machine one
-//!   worker more adds no CPU, while its start-up at herd's priority would take a share from
-//!   those that serve; starved, it trickles, and its budget bounds the wait. When the pool's
-//!   last ready worker exits, every worker still warming up gets herd's priority at once.
+//! - herd's first workers (every start until they were all ready once) and a start with no
+//!   server in the pool keep herd's priority: there is no one to leave the CPU to, and 4096
+//!   lowered first workers (the first ready among them serves already) would cost herd a
+//!   raise walk and starvation reads each ([`StartSite`]); so does a restart after an
+//!   unexpected exit, which replaces capacity the pool lost. herd times these start-ups for
+//!   the warm-up budget. A scale-up beside serving workers is lowered (into a slot used before
+//!   too): with CPU to spare it runs on what they leave, and on a saturated machine one worker
+//!   more adds no CPU, while its start-up at herd's priority would take a share from those
+//!   that serve; starved, it trickles, and its budget bounds the wait. When the pool's last
+//!   ready worker exits, every worker still warming up gets herd's priority at once.
 //! - Raising a priority back needs `CAP_SYS_NICE`, or the same user and an `RLIMIT_NICE` that
 //!   allows herd's nice value (leaving `SCHED_IDLE` counts as raising from nice 20): `auto`
 //!   lowers only when herd may, `off` never does, an explicit value that herd could not undo
@@ -297,26 +298,31 @@ pub fn raise_way_out(own: i32, other_user: bool) -> String {
     format!("{cap}, or allow it with LimitNICE={} (ulimit -e)", 20 - own)
 }
 
-/// Where a worker starts: in herd's first fill of the pool (`first_fill`), in a slot whose
-/// worker is ready (`slot_serves`), in a pool one of whose workers is (`pool_serves`), and
-/// whether each slot has a queue of its own (`per_slot_queues`, `--balance reuseport`).
+/// Where a worker starts.
 #[derive(Clone, Copy, Debug)]
 pub struct StartSite {
+    /// In herd's first fill of the pool: until every first worker was ready once.
     pub first_fill: bool,
-    /// Its slot had a worker before (a restart, or a slot scaled away and back).
+    /// It restarts its slot, whose worker exited unexpectedly ([`Pool::starts_restart`]).
+    ///
+    /// [`Pool::starts_restart`]: herd_core::Pool::starts_restart
     pub restart: bool,
+    /// Its slot's worker is ready: it is an upgrade's or a recycle's successor.
     pub slot_serves: bool,
+    /// A worker of the pool is ready.
     pub pool_serves: bool,
+    /// Each slot has a queue of its own (`--balance reuseport`).
     pub per_slot_queues: bool,
 }
 
 impl StartSite {
-    /// Whether the start is beside workers that serve, and so lowered: when any slot's worker
-    /// is ready, but never in herd's first fill (4096 first workers, the first ready among
-    /// them, would make the rest cost herd a raise walk and starvation reads each). Where each
-    /// slot has a queue of its own, only when its own slot's is (an upgrade's or a recycle's
-    /// successor): a restart's slot holds the connections its crashed worker left, which wait
-    /// for it alone (a scale-up, into an empty slot too, starts at herd's priority there).
+    /// Whether the start is beside workers that serve, and so lowered: always when its own
+    /// slot's worker is ready (an upgrade's or a recycle's successor, in the first fill too);
+    /// else when the pool serves, outside the first fill (4096 first workers, the first ready
+    /// among them, would make the rest cost herd a raise walk and starvation reads each), for
+    /// no restart (it replaces capacity the pool lost), and with one queue for all (with a
+    /// queue per slot, the connections a crashed worker left wait for its restart alone, and a
+    /// scale-up starts at herd's priority too).
     pub fn beside_servers(self) -> bool {
         if self.slot_serves {
             return true;

@@ -203,11 +203,10 @@ impl Supervisor {
     /// `--starting-nice`: whether `start` now is beside workers that serve
     /// ([`StartSite::beside_servers`](warm_up::StartSite::beside_servers)).
     pub(super) fn starts_beside_servers(&self, start: &Start) -> bool {
-        let slot = self.pool.slots().get(start.slot);
         let site = warm_up::StartSite {
             // Until the pool was first all ready (the pool paces its first starts).
             first_fill: start.first_generation || !self.phase.ready_reported(),
-            restart: slot.is_some_and(|s| s.last_exit.is_some()),
+            restart: self.pool.starts_restart(start.slot),
             slot_serves: self.pool.slot_serves(start.slot),
             pool_serves: self.pool.serves(),
             per_slot_queues: self.pool.config().drain.is_some(),

@@ -58,5 +58,6 @@ mod top;
 mod util;
 mod warm_up;
 mod warm_up_own;
+mod warm_up_sites;
 mod warm_up_trickle;
 mod worker_output;

@@ -130,6 +130,16 @@ impl Pool {
         self.slots.get(slot).map_or(false, |s| s.count.ready > 0)
     }
 
+    /// Whether the worker the pool is starting in `slot` (its [`Action::Spawn`], not yet
+    /// [`spawned`](Pool::spawned)) restarts it: its worker exited unexpectedly, or its last
+    /// start failed (see [`Worker::restart`]). Not a first start, a scale-up into a slot used
+    /// before, or an upgrade's or a recycle's successor.
+    pub fn starts_restart(&self, slot: usize) -> bool {
+        self.slots
+            .get(slot)
+            .map_or(false, |s| s.spawning && s.spawning_restart)
+    }
+
     /// Whether a worker scaled away drains its slot (see [`Pool::release_drained`]).
     pub fn is_draining(&self) -> bool {
         self.draining > 0

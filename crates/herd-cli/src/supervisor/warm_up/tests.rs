@@ -149,8 +149,10 @@ fn a_start_is_lowered_beside_serving_workers_its_own_slots_where_slots_have_queu
     assert!(site(false, false, true, false).beside_servers());
     assert!(site(false, true, true, false).beside_servers());
     assert!(!site(false, false, false, false).beside_servers());
-    // herd's first fill, whose first ready worker serves already: at herd's priority.
+    // herd's first fill, whose first ready worker serves already: at herd's priority; a
+    // successor beside its slot's ready worker (an upgrade before the fill ended) is lowered.
     assert!(!site(true, false, true, false).beside_servers());
+    assert!(site(true, true, true, false).beside_servers());
     // A queue per slot (--balance reuseport): a restart's queue waits for it alone.
     assert!(!site(false, false, true, true).beside_servers());
     assert!(site(false, true, true, true).beside_servers());

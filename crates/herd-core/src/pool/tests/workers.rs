@@ -36,6 +36,34 @@ fn a_crashed_worker_is_restarted_in_its_slot_with_backoff() {
 }
 
 #[test]
+fn a_start_is_a_restart_only_after_an_unexpected_exit_not_a_scale_up_into_a_used_slot() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    // A crash: the start the pool asks for next in its slot is a restart.
+    let (_, mut actions) = h.pool.exited(101, code(1), h.now).unwrap();
+    actions.extend(h.pool.due(h.now));
+    assert!(
+        matches!(actions[..], [Action::Spawn { slot: 1, .. }]),
+        "{actions:?}"
+    );
+    assert!(h.pool.starts_restart(1) && !h.pool.starts_restart(0));
+    h.apply(actions);
+    assert!(!h.pool.starts_restart(1), "spawned: no start under way");
+    // Scaled away and back: the slot had workers and exits before, but this start is no
+    // restart (a scale-up beside serving workers warms up as one).
+    let actions = h.pool.scale(1, h.now).unwrap();
+    h.apply(actions);
+    h.stopped_workers_exit();
+    let mut actions = h.pool.scale(2, h.now).unwrap();
+    actions.extend(h.pool.due(h.now));
+    assert!(
+        matches!(actions[..], [Action::Spawn { slot: 1, .. }]),
+        "{actions:?}"
+    );
+    assert!(h.pool.slots()[1].last_exit.is_some());
+    assert!(!h.pool.starts_restart(1));
+}
+
+#[test]
 fn workers_killed_from_outside_restart_at_once_without_growing_the_backoff() {
     let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
     h.exit(100, code(1)); // a crash: restarted at once, failures 1

@@ -1,0 +1,110 @@
+//! --starting-nice by where a worker starts: a restart after an unexpected exit replaces
+//! capacity the pool lost and starts at herd's priority; a scale-up beside serving workers is
+//! lowered, into a slot that had workers before too.
+
+use serde_json::Value;
+
+use crate::util::*;
+use crate::warm_up::{gated, open_gate, policies};
+
+/// herd with two `gated.py` workers (FIFOs in `dir`) and `--min-ready 0`, once both are ready;
+/// their facts.
+fn two_ready_gated(dir: &str) -> (Herd, Vec<Value>) {
+    let gated_py = worker("gated.py");
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--min-ready",
+        "0",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "/usr/bin/python3",
+        &gated_py,
+        dir,
+    ]);
+    let first = vec![gated(&herd, 1), gated(&herd, 2)];
+    first.iter().for_each(open_gate);
+    wait_status(&herd, "two ready workers", |s| s["ready"] == 2);
+    (herd, first)
+}
+
+fn pid_of(facts: &Value) -> u32 {
+    facts["pid"].as_u64().unwrap() as u32
+}
+
+/// Whether herd's log says worker `pid` ended a warm-up (so it had been lowered).
+fn warmed_up(herd: &Herd, pid: u32) -> bool {
+    let lines = herd.lines();
+    let over = events(&lines).any(|e| is_event(e, "warm_up_over", &[("pid", pid.into())]));
+    over
+}
+
+#[test]
+fn a_restart_beside_serving_workers_starts_at_herds_priority() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (herd, first) = two_ready_gated(dir.path().to_str().unwrap());
+    // SIGKILLed from outside: its slot restarts at once, beside the other worker, which serves.
+    let killed = pid_of(&first[0]);
+    // SAFETY: a plain kill(2) of a worker this test started through herd.
+    assert_eq!(unsafe { libc::kill(killed as i32, libc::SIGKILL) }, 0);
+    let restart = gated(&herd, 3);
+    let pid = pid_of(&restart);
+    // Held at its gate, not ready: had herd lowered it, it would be in SCHED_IDLE (5) now, or
+    // its budget would have ended (`warm_up_over`, below).
+    assert_eq!(
+        policies(pid)[0],
+        (pid, 0),
+        "the restart runs in SCHED_OTHER"
+    );
+    open_gate(&restart);
+    herd.wait_for_event("worker_ready", &[("pid", pid.into())]);
+    assert!(
+        !warmed_up(&herd, pid),
+        "the restart never warmed up lowered"
+    );
+}
+
+#[test]
+fn a_scale_up_into_a_slot_scaled_away_before_warms_up_in_sched_idle() {
+    if !root_or_skip("raising a worker back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (herd, _) = two_ready_gated(dir.path().to_str().unwrap());
+    let in_slot_1 = herd.wait_for_event("worker_started", &[("slot", 1.into())])["pid"].clone();
+    let (code, _, stderr) = herd.ctl(&["scale", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_for_event("worker_exited", &[("pid", in_slot_1)]);
+    // Slot 1 had a worker, which exited: the scale-up into it is no restart.
+    let control = herd.control();
+    let scale = std::thread::spawn(move || ctl_at(&control, &["scale", "2"]));
+    let new = gated(&herd, 3);
+    let pid = pid_of(&new);
+    // Beside the worker that serves: in SCHED_IDLE, unless on a loaded machine the warm-up
+    // budget ended before the test looked (herd says so then).
+    if policies(pid)[0] != (pid, 5) {
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    }
+    open_gate(&new);
+    let (code, _, stderr) = scale.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_for_event("worker_ready", &[("pid", pid.into())]);
+    one_ready_at_herds_priority(pid);
+}
+
+/// Waits until worker `pid`, ready, runs at herd's priority again.
+fn one_ready_at_herds_priority(pid: u32) {
+    wait_until("the worker at herd's priority", || {
+        let policy = policies(pid)[0];
+        (policy == (pid, 0))
+            .then_some(())
+            .ok_or(format!("{policy:?}"))
+    });
+}
