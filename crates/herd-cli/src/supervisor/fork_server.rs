@@ -90,9 +90,9 @@ struct Server<H, R> {
     /// Whether herd said it is slow to load (see [`SLOW_LOAD`]).
     said_slow: bool,
     /// Since when it loads at herd's priority: from its start, or from the end of its
-    /// warm-up at `--starting-nice` ([`ForkServers::raised`]); [`SLOW_LOAD`] counts from
-    /// then, since a load starved at a low priority is only slow.
-    full_since: Instant,
+    /// warm-up at `--starting-nice` ([`ForkServers::raised`]); none while it loads lowered.
+    /// [`SLOW_LOAD`] counts from then, since a load starved at a low priority is only slow.
+    full_since: Option<Instant>,
     /// The request whose reply herd awaits.
     asked: Option<Asked<R>>,
     /// herd closed it while a request awaited its reply: it goes once that is answered.
@@ -100,7 +100,8 @@ struct Server<H, R> {
     handle: H,
 }
 
-/// How long a fork server loads before herd says it has not said `READY=1` yet: a command
+/// How long a fork server loads at herd's priority (after its warm-up at `--starting-nice`, if
+/// it was lowered) before herd says it has not said `READY=1` yet: a command
 /// that does not speak the protocol (`python3 app.py` without `herd_fork.py`) would otherwise
 /// go unexplained until `--ready-timeout` (a minute by default).
 pub const SLOW_LOAD: Duration = Duration::from_secs(5);
@@ -158,7 +159,8 @@ impl<H, R> ForkServers<H, R> {
         self.servers.get(&pid).map(|s| s.generation)
     }
 
-    /// `pid` was started at `now` as `generation`'s fork server; it may load for `timeout`.
+    /// `pid` was started at `now` as `generation`'s fork server, at herd's priority (see
+    /// [`lowered`](Self::lowered)); it may load for `timeout`.
     pub fn started(
         &mut self,
         generation: u64,
@@ -173,7 +175,7 @@ impl<H, R> ForkServers<H, R> {
             course: Course::Loading(now),
             timeout,
             said_slow: false,
-            full_since: now,
+            full_since: Some(now),
             asked: None,
             closing: false,
             handle,
@@ -268,24 +270,38 @@ impl<H, R> ForkServers<H, R> {
             .collect()
     }
 
+    /// `pid` loads at a low priority (`--starting-nice`) from its start: its load is not said
+    /// slow until it is [`raised`](Self::raised).
+    pub fn lowered(&mut self, pid: u32) {
+        if let Some(s) = self.servers.get_mut(&pid) {
+            s.full_since = None;
+        }
+    }
+
     /// `pid`, started at a low priority (`--starting-nice`), got herd's at `now`: its load is
     /// said slow only [`SLOW_LOAD`] from then.
     pub fn raised(&mut self, pid: u32, now: Instant) {
         if let Some(s) = self.servers.get_mut(&pid) {
-            s.full_since = now;
+            s.full_since = Some(now);
         }
     }
 
     /// The fork servers loading at herd's priority for [`SLOW_LOAD`] at `now`, each once (and
-    /// only where that comes before its timeout): their pids, generations and timeouts.
-    pub fn slow(&mut self, now: Instant) -> Vec<(u32, u64, Duration)> {
+    /// only where that comes before its timeout; never one still lowered): their pids,
+    /// generations, timeouts and how long they have loaded.
+    pub fn slow(&mut self, now: Instant) -> Vec<(u32, u64, Duration, Duration)> {
         self.servers
             .values_mut()
             .filter(|s| !s.said_slow && s.timeout > SLOW_LOAD)
-            .filter(|s| matches!(s.course, Course::Loading(_) if now >= s.full_since + SLOW_LOAD))
+            .filter(|s| matches!(s.course, Course::Loading(_)))
+            .filter(|s| s.full_since.is_some_and(|full| now >= full + SLOW_LOAD))
             .map(|s| {
                 s.said_slow = true;
-                (s.pid, s.generation, s.timeout)
+                let loaded = match s.course {
+                    Course::Loading(since) => now.saturating_duration_since(since),
+                    _ => Duration::ZERO,
+                };
+                (s.pid, s.generation, s.timeout, loaded)
             })
             .collect()
     }
@@ -295,7 +311,9 @@ impl<H, R> ForkServers<H, R> {
     pub fn next_deadline(&self) -> Option<Instant> {
         let loading = self.servers.values().filter_map(|s| match s.course {
             Course::Loading(since) if !s.said_slow && s.timeout > SLOW_LOAD => {
-                Some((s.full_since + SLOW_LOAD).min(since + s.timeout))
+                Some(s.full_since.map_or(since + s.timeout, |full| {
+                    (full + SLOW_LOAD).min(since + s.timeout)
+                }))
             }
             Course::Loading(since) => Some(since + s.timeout),
             _ => None,

@@ -215,15 +215,17 @@ impl Supervisor {
     /// herd's priority back.
     pub(super) fn raise_fork_server(&mut self, pid: u32, how: Lowered) {
         let serving = self.workers_nice;
-        self.effects
-            .spawner()
-            .fork_server_raised(pid, Instant::now());
-        if let Err(e) = self.effects.spawner().restore_priority(pid, how, serving) {
-            tracing::warn!(
+        match self.effects.spawner().restore_priority(pid, how, serving) {
+            // Its load is timed from now (one left lowered is only slow; its timeout speaks).
+            Ok(()) => self
+                .effects
+                .spawner()
+                .fork_server_raised(pid, Instant::now()),
+            Err(e) => tracing::warn!(
                 event = LogEvent::PriorityNotRestored.as_str(),
                 pid,
                 "cannot give the fork server herd's priority back: {e}"
-            );
+            ),
         }
     }
 

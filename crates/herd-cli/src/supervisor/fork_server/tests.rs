@@ -86,9 +86,26 @@ fn one_loading_at_a_low_priority_is_said_slow_only_after_loading_at_herds() {
     f.raised(100, raised);
     assert!(f.slow(now + SLOW_LOAD).is_empty());
     assert_eq!(f.next_deadline(), Some(raised + SLOW_LOAD));
-    assert_eq!(f.slow(raised + SLOW_LOAD), vec![(100, 1, TIMEOUT)]);
+    let loaded = raised + SLOW_LOAD - now;
+    assert_eq!(f.slow(raised + SLOW_LOAD), vec![(100, 1, TIMEOUT, loaded)]);
     // The time it has to load still counts from its start.
     assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
+}
+
+#[test]
+fn one_loading_lowered_is_never_said_slow_before_it_is_raised() {
+    // Its trickle ends with a budget as long as SLOW_LOAD: were the slow clock running from its
+    // start, a turn that woke late would say it slow just before raising it.
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "one", now, TIMEOUT);
+    f.lowered(100);
+    assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
+    assert!(f.slow(now + SLOW_LOAD * 3).is_empty());
+    // Raised a second before its timeout: the timeout comes first.
+    let raised = now + TIMEOUT - Duration::from_secs(1);
+    f.raised(100, raised);
+    assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
+    assert!(f.slow(raised).is_empty());
 }
 
 #[test]
@@ -152,7 +169,7 @@ fn one_still_loading_after_five_seconds_is_said_slow_once_before_its_timeout() {
         .slow(now + SLOW_LOAD - Duration::from_millis(1))
         .is_empty());
     // The one whose timeout is no later than SLOW_LOAD is never said slow: its timeout speaks.
-    assert_eq!(f.slow(now + SLOW_LOAD), vec![(100, 1, TIMEOUT)]);
+    assert_eq!(f.slow(now + SLOW_LOAD), vec![(100, 1, TIMEOUT, SLOW_LOAD)]);
     assert!(f.slow(now + SLOW_LOAD * 2).is_empty());
     assert_eq!(f.timed_out(now + SLOW_LOAD), vec![200]);
     assert_eq!(f.next_deadline(), Some(now + TIMEOUT));

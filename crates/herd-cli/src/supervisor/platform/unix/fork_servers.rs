@@ -72,6 +72,9 @@ pub fn start(
         "fork server started; its workers start once it says READY=1"
     );
     servers.started(generation, pid, Arc::new(ours), Instant::now(), timeout);
+    if lowered.is_some() {
+        servers.lowered(pid);
+    }
     Ok((pid, lowered))
 }
 

@@ -279,17 +279,27 @@ impl Spawner {
     /// their generations' starts), and says once of each that has loaded for
     /// [`SLOW_LOAD`](crate::supervisor::fork_server::SLOW_LOAD) that it has not said `READY=1`.
     pub fn fork_servers_timed_out(&mut self, now: Instant) {
-        for (pid, generation, timeout) in self.forks.slow(now) {
+        for (pid, generation, timeout, loaded) in self.forks.slow(now) {
+            let full = crate::supervisor::fork_server::SLOW_LOAD;
+            // Loaded longer than that: it warmed up at --starting-nice first.
+            let at_full = match loaded > full + Duration::from_millis(500) {
+                true => format!(
+                    " ({} of it at herd's priority)",
+                    humantime::format_duration(full)
+                ),
+                false => String::new(),
+            };
+            let loaded = Duration::from_secs(loaded.as_secs());
             tracing::warn!(
                 event = LogEvent::ForkServerSlow.as_str(),
                 pid,
                 generation,
-                "fork server has not said READY=1 after {}: its generation's workers wait for \
-                 it, until --ready-timeout ({}) kills it. On a busy machine one loading at \
-                 --starting-nice may only be slow; else, does the command speak herd's \
-                 fork-server protocol? Run a Python server through python/herd_fork.py \
-                 (docs/fork-server.md)",
-                humantime::format_duration(crate::supervisor::fork_server::SLOW_LOAD),
+                "fork server has not said READY=1 after {}{at_full}: its generation's workers \
+                 wait for it, until --ready-timeout ({}) kills it. On a busy machine one \
+                 loading at --starting-nice may only be slow; else, does the command speak \
+                 herd's fork-server protocol? Run a Python server through \
+                 python/herd_fork.py (docs/fork-server.md)",
+                humantime::format_duration(loaded),
                 humantime::format_duration(timeout)
             );
         }
