@@ -134,7 +134,7 @@ mod tests {
     use super::*;
 
     /// The usage error herd says for `herd ARGS...`.
-    fn error(args: &[&str]) -> String {
+    fn usage_error_of(args: &[&str]) -> String {
         use clap::Parser;
         let mut argv = vec!["herd"];
         argv.extend_from_slice(args);
@@ -161,31 +161,34 @@ mod tests {
             (&[], "herd"),
         ];
         for (args, command) in cases {
-            let message = error(args);
+            let message = usage_error_of(args);
             assert!(
                 message.ends_with(&format!("; try '{command} --help'")),
                 "{args:?}: {message}"
             );
             assert!(!message.contains('\n'), "{args:?}: {message}");
         }
-        assert!(error(&[]).starts_with("a command is required"));
+        assert!(usage_error_of(&[]).starts_with("a command is required"));
     }
 
     #[test]
     fn a_command_without_dashes_is_told_where_it_goes() {
         assert_eq!(
-            error(&["run", "-b", ":8080", "python3", "app.py"]),
+            usage_error_of(&["run", "-b", ":8080", "python3", "app.py"]),
             "unexpected argument 'python3' found: the worker's command goes after --, as in \
              'herd run [OPTIONS] -- python3 ...'; try 'herd run --help'"
         );
         assert!(
-            error(&["attach", "sleep", "1"]).contains("'herd attach [OPTIONS] -- sleep ...'"),
+            usage_error_of(&["attach", "sleep", "1"])
+                .contains("'herd attach [OPTIONS] -- sleep ...'"),
             "{}",
-            error(&["attach", "sleep", "1"])
+            usage_error_of(&["attach", "sleep", "1"])
         );
         // An unknown option is no command.
-        assert!(!error(&["run", "--bogus", "-b", ":80", "--", "x"]).contains("goes after --"));
-        assert!(!error(&["status", "extra"]).contains("goes after --"));
+        assert!(
+            !usage_error_of(&["run", "--bogus", "-b", ":80", "--", "x"]).contains("goes after --")
+        );
+        assert!(!usage_error_of(&["status", "extra"]).contains("goes after --"));
     }
 
     #[test]
