@@ -44,7 +44,14 @@ impl Supervisor {
                 .fork_gate(start.generation, (timeout, lowering))
             {
                 Ok(Opened::Go) => go.push(*start),
-                Ok(Opened::Wait) => self.starts.hold(*start),
+                Ok(Opened::Wait) => {
+                    // A start at herd's priority (a restart, one beside no server) does not
+                    // wait on a load left at the starting priority.
+                    if lowering.is_none() {
+                        self.raise_loading_fork_servers();
+                    }
+                    self.starts.hold(*start);
+                }
                 Ok(Opened::Started { pid, lowered }) => {
                     // A load at herd's priority is timed for the warm-up budget, as a start.
                     match lowered {
@@ -208,6 +215,23 @@ impl Supervisor {
                 message: format!("its upgrade to generation {} was aborted", start.generation),
             };
             self.fork_start_failed(&start, e, now);
+        }
+    }
+
+    /// `--starting-nice`: every fork server still loading at the starting priority gets herd's
+    /// (`warm_up_over`, `reason` `waited_for`): a start at herd's priority waits for its load.
+    fn raise_loading_fork_servers(&mut self) {
+        for pid in self.effects.fork_server_pids() {
+            if let Some(how) = self.warming.cut(pid) {
+                tracing::info!(
+                    event = LogEvent::WarmUpOver.as_str(),
+                    pid,
+                    reason = "waited_for",
+                    "fork server still loading at --starting-nice gets herd's priority back: a \
+                     start at herd's priority waits for it"
+                );
+                self.raise_fork_server(pid, how);
+            }
         }
     }
 

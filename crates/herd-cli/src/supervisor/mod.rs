@@ -52,6 +52,7 @@ mod sampling_pause;
 mod sources;
 mod starts;
 mod turn;
+mod warming_workers;
 mod workers;
 
 // What only Unix has: attached processes by pidfd (Windows' are platform::attached),

@@ -25,7 +25,9 @@
 //!   too): with CPU to spare it runs on what they leave, and on a saturated machine one worker
 //!   more adds no CPU, while its start-up at herd's priority would take a share from those
 //!   that serve; starved, it trickles, and its budget bounds the wait. When the pool's last
-//!   ready worker exits, every worker still warming up gets herd's priority at once.
+//!   ready worker exits, every worker still warming up gets herd's priority at once, and so
+//!   does a successor whose own slot's serving worker exits unasked (it replaces lost
+//!   capacity now, as a restart does).
 //! - Raising a priority back needs `CAP_SYS_NICE`, or the same user and an `RLIMIT_NICE` that
 //!   allows herd's nice value (leaving `SCHED_IDLE` counts as raising from nice 20): `auto`
 //!   lowers only when herd may, `off` never does, an explicit value that herd could not undo

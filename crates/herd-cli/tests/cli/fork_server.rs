@@ -37,7 +37,7 @@ pub(crate) fn forked_hello(workers: &str, extra: &[&str], env: &[(&str, &str)]) 
 /// herd with 2 stdlib workers forked by a fork server that preloads `preload.py` (`source`, in a
 /// temporary directory on PYTHONPATH; `FLAG` names a file there, not made, for it to look at),
 /// `extra` before the `--`; once both are ready. The directory lives as long as what is returned.
-fn forked_with_preload(
+pub(crate) fn forked_with_preload(
     source: &str,
     extra: &[&str],
 ) -> (Herd, std::path::PathBuf, tempfile::TempDir) {
@@ -300,7 +300,7 @@ fn gunicorn_through_herd_fork_upgrades_under_load_and_stops_cleanly() {
 }
 
 /// `pid`'s scheduling policy (field 41 of `/proc/PID/stat`: 0 `SCHED_OTHER`, 5 `SCHED_IDLE`).
-fn policy(pid: u32) -> u32 {
+pub(crate) fn policy(pid: u32) -> u32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
     rest[41 - 3].parse().unwrap()
@@ -350,4 +350,51 @@ fn a_command_that_does_not_speak_the_protocol_is_said_slow_after_five_seconds() 
         "{message}"
     );
     assert_eq!(slow["level"], "WARN");
+}
+
+/// A restart (at herd's priority) that waits for a fork server loading at `--starting-nice`
+/// (a scale-up's) does not wait on a load left in `SCHED_IDLE`: herd raises it. Each load takes
+/// 2 s at least, so the warm-up budget (twice the first, timed) is long past the test's kill.
+#[test]
+fn a_restart_waiting_for_a_lowered_fork_server_raises_its_load() {
+    let source = "import os, time\ntime.sleep(2)\nwhile os.path.exists(os.environ['FLAG']):\n    time.sleep(0.01)\n";
+    let (herd, hold, _dir) = forked_with_preload(source, &["--starting-nice", "idle"]);
+    std::fs::write(&hold, "").unwrap();
+    let first = herd.wait_for_event("fork_server_started", &[("generation", 1.into())]);
+    // SAFETY: a plain kill(2) of the fork server this test started through herd.
+    assert_eq!(
+        unsafe { libc::kill(fork_server_pid(&first) as i32, libc::SIGKILL) },
+        0
+    );
+    herd.wait_for_event(
+        "fork_server_exited",
+        &[("pid", fork_server_pid(&first).into())],
+    );
+    // A scale-up beside the serving workers: its fork server loads lowered.
+    let control = herd.control();
+    let scale = std::thread::spawn(move || ctl_at(&control, &["scale", "3"]));
+    let started = herd.wait_events("the scale-up's fork server", 2, |e| {
+        e["event"] == "fork_server_started"
+    });
+    let loading = fork_server_pid(&started[1]);
+    assert_eq!(
+        policy(loading),
+        5,
+        "the scale-up's fork server loads lowered"
+    );
+    // A worker killed: its restart, at herd's priority, waits for that load.
+    let worker = worker_pids(&herd.status())[0];
+    // SAFETY: a plain kill(2) of a worker this test started through herd.
+    assert_eq!(unsafe { libc::kill(worker as i32, libc::SIGKILL) }, 0);
+    let over = herd.wait_for_event("warm_up_over", &[("pid", loading.into())]);
+    assert_eq!(over["reason"], "waited_for", "{over}");
+    // herd says it, then raises it.
+    wait_until("the fork server at herd's priority", || {
+        let now = policy(loading);
+        (now == 0).then_some(()).ok_or(format!("policy {now}"))
+    });
+    std::fs::remove_file(&hold).unwrap();
+    let (code, stdout, stderr) = scale.join().unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    wait_status(&herd, "3 ready workers", |s| settled(s, 3));
 }

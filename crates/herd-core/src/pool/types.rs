@@ -175,7 +175,7 @@ impl Reason {
     }
 
     /// Whether a worker stopped for this reason is replaced in its slot.
-    pub(crate) fn restarts(self) -> bool {
+    pub fn restarts(self) -> bool {
         matches!(self, Reason::NotReady | Reason::Watchdog)
     }
 }

@@ -123,6 +123,13 @@ impl Warming {
     /// (herd has not raised it back), forgotten from here on.
     pub fn ended(&mut self, pid: u32) -> Option<Lowered> {
         self.at_full.remove(&pid);
+        self.cut(pid)
+    }
+
+    /// Worker or fork server `pid`, if it is still warming up, gets herd's priority early (a
+    /// start at herd's priority waits for it, or its slot lost its server): how herd lowered
+    /// it, forgotten from here on. A start-up at full priority stays timed.
+    pub fn cut(&mut self, pid: u32) -> Option<Lowered> {
         let i = self.until.iter().position(|w| w.pid == pid)?;
         Some(self.until.remove(i).how)
     }

@@ -28,12 +28,14 @@ fn where_run_queue_waits_cannot_be_read_no_sample_is_taken_nor_waited_for() {
 }
 
 #[test]
-fn cut_short_ends_every_warm_up_and_keeps_the_full_priority_timings() {
+fn a_cut_ends_one_warm_up_cut_short_every_one_and_both_keep_the_full_priority_timings() {
     let t0 = Instant::now();
     let mut w = Warming::default();
     w.started_at_full(1, t0);
+    w.started(9, t0, Duration::from_secs(5), IDLE);
     w.started(10, t0, Duration::from_secs(5), IDLE);
     w.started(11, t0, Duration::from_secs(5), Lowered::Nice(10));
+    assert_eq!((w.cut(9), w.cut(9), w.cut(1)), (Some(IDLE), None, None));
     assert_eq!(w.cut_short(), [(10, IDLE), (11, Lowered::Nice(10))]);
     assert!(w.cut_short().is_empty());
     assert_eq!((w.next_deadline(), w.ready(10, t0)), (None, None));
