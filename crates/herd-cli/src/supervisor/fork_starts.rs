@@ -47,7 +47,7 @@ impl Supervisor {
                 Ok(Opened::Wait) => {
                     // A start at herd's priority (a restart, one beside no server) does not
                     // wait on a load left at the starting priority.
-                    if lowering.is_none() {
+                    if lowering.is_none() && self.warm_up.is_some() {
                         self.raise_loading_fork_servers();
                     }
                     self.starts.hold(*start);

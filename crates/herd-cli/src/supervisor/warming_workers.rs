@@ -92,23 +92,28 @@ impl Supervisor {
             match reason {
                 "starved" => "starved of CPU",
                 "pool_empty" => "beside no serving worker any more",
-                "slot_lost" => "all its slot has left (the worker it was to replace exited)",
+                "slot_lost" => "its slot's restart now (the worker it was to replace was lost)",
                 _ => "past its warm-up budget",
             }
         );
         self.restore_priority(slot, pid, how);
     }
 
-    /// `--starting-nice`: a worker of `slot` exited while herd wanted it (a crash, a kill, the
-    /// watchdog), and no other serves there: a successor still warming up in the slot (an
-    /// upgrade's or a recycle's, lowered beside the worker it was to replace) now replaces
-    /// capacity the pool lost, as a restart does, and gets herd's priority at once. With
-    /// `--balance reuseport` the slot's own queue waits for it alone.
+    /// `--starting-nice`: the pool lost its worker in `slot` (it exited unasked, or stopped for
+    /// its watchdog), and none is ready there: what still warms up in the slot (an upgrade's
+    /// or a recycle's successor, lowered beside the worker it was to replace) is the slot's
+    /// restart now and gets herd's priority at once (`slot_lost`; `pool_empty` when no worker
+    /// of the pool serves any more). A successor not started yet starts as a restart does
+    /// ([`Pool::starts_restart`](herd_core::Pool::starts_restart)). With `--balance reuseport`
+    /// the slot's own queue waits for it alone.
     pub(super) fn slot_lost(&mut self, slot: usize) {
-        // With no server left in the pool, every warm-up ends (`pool_empty`, at the turn's end).
-        if self.pool.slot_serves(slot) || !self.pool.serves() {
+        if self.pool.slot_serves(slot) {
             return;
         }
+        let reason = match self.pool.serves() {
+            true => "slot_lost",
+            false => "pool_empty",
+        };
         let starting: Vec<u32> = self
             .pool
             .workers()
@@ -118,7 +123,7 @@ impl Supervisor {
             .collect();
         for pid in starting {
             if let Some(how) = self.warming.cut(pid) {
-                self.warm_up_over(slot, pid, how, "slot_lost");
+                self.warm_up_over(slot, pid, how, reason);
             }
         }
     }

@@ -276,9 +276,6 @@ impl Supervisor {
             return;
         };
         let stopped = exit.stopped_for.is_some();
-        if exit.stopped_for.is_none_or(Reason::restarts) {
-            self.slot_lost(exit.slot);
-        }
         let hint = self.worker_gone(exit.slot, pid, status, stopped);
         let cause = if exit.stopped_for.is_some() {
             ExitCause::Stopped
@@ -328,6 +325,9 @@ impl Supervisor {
                 "worker exited: {how}; restarting it in {} (crash-loop backoff)",
                 humantime::format_duration(delay)
             ),
+        }
+        if exit.lost {
+            self.slot_lost(exit.slot);
         }
         self.apply(actions, false);
     }

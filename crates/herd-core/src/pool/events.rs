@@ -121,12 +121,20 @@ impl Pool {
             true => Some(self.restart(&w, no_fault, uptime, now)),
             false => None,
         };
+        // Lost with no other worker in its slot, beside a start already under way there (an
+        // upgrade's or a recycle's successor, queued or awaiting its fork server): that start
+        // is the slot's restart now (`starts_restart`).
+        let lost = unexpected && slot_wanted;
+        if lost && self.slots[w.slot].count.live == 0 && self.slots[w.slot].spawning {
+            self.slots[w.slot].spawning_restart = true;
+        }
         let exit = Exit {
             slot: w.slot,
             generation: w.generation,
             uptime,
             stopped_for,
             restart_in,
+            lost,
             was_ready: w.ready_since.is_some(),
             was_available: w.available,
         };

@@ -175,7 +175,7 @@ impl Reason {
     }
 
     /// Whether a worker stopped for this reason is replaced in its slot.
-    pub fn restarts(self) -> bool {
+    pub(crate) fn restarts(self) -> bool {
         matches!(self, Reason::NotReady | Reason::Watchdog)
     }
 }
@@ -350,6 +350,9 @@ pub struct Exit {
     pub stopped_for: Option<Reason>,
     /// When a successor starts, if one does.
     pub restart_in: Option<Duration>,
+    /// Whether the pool lost it: it exited unasked (or stopped for its watchdog or for not
+    /// becoming ready), from a slot still wanted.
+    pub lost: bool,
     /// Whether it had become ready.
     pub was_ready: bool,
     /// Whether it had stayed ready for `min_ready`.

@@ -200,6 +200,7 @@ fn exit(slot: usize, ready: bool, available: bool, stopped_for: Option<Reason>) 
         uptime: Duration::from_millis(5),
         stopped_for,
         restart_in: None,
+        lost: false,
         was_ready: ready,
         was_available: available,
     }

@@ -64,6 +64,27 @@ fn a_start_is_a_restart_only_after_an_unexpected_exit_not_a_scale_up_into_a_used
 }
 
 #[test]
+fn a_successor_not_started_yet_when_its_slot_loses_its_worker_starts_as_the_restart() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    h.advance(SEC);
+    let (_, mut actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    actions.extend(h.pool.due(h.now));
+    // The successor is handed out, not started yet (queued, or awaiting its fork server).
+    let slot = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Spawn { slot, .. } => Some(*slot),
+            _ => None,
+        })
+        .expect("a successor's start");
+    assert!(!h.pool.starts_restart(slot));
+    let old = h.pid_in(slot);
+    let (exit, _) = h.pool.exited(old, killed(), h.now).unwrap();
+    assert!(exit.lost && exit.restart_in.is_none(), "{exit:?}");
+    assert!(h.pool.starts_restart(slot), "it is the slot's restart now");
+}
+
+#[test]
 fn workers_killed_from_outside_restart_at_once_without_growing_the_backoff() {
     let mut h = Harness::new(config(1, Readiness::Delay(SEC)));
     h.exit(100, code(1)); // a crash: restarted at once, failures 1
