@@ -190,17 +190,27 @@ fn a_scale_up_beside_a_serving_worker_warms_up_in_sched_idle_then_gets_herds_pri
     let scale = std::thread::spawn(move || ctl_at(&control, &["scale", "2"]));
     let new = gated(&herd, 2);
     let pid = new["pid"].as_u64().unwrap() as u32;
-    // It starts beside the first worker, which serves: in SCHED_IDLE, unless on a loaded
-    // machine the warm-up budget ended before the test looked (herd says so then).
-    if policies(pid)[0] != (pid, 5) {
-        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
-    }
+    // It starts beside the first worker, which serves.
+    lowered_or_raised_in_time(&herd, pid);
     open_gate(&new);
     let (code, _, stderr) = scale.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
     // Ready: it runs at herd's priority again.
     herd.wait_for_event("worker_ready", &[("pid", pid.into())]);
-    wait_until("the scaled-up worker at herd's priority", || {
+    wait_at_herds_priority(pid);
+}
+
+/// Worker `pid` runs in SCHED_IDLE, unless on a loaded machine its warm-up budget ended before
+/// the test looked (herd says so then: the wait fails if it never does).
+pub(crate) fn lowered_or_raised_in_time(herd: &Herd, pid: u32) {
+    if policies(pid)[0] != (pid, 5) {
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    }
+}
+
+/// Waits until worker `pid` runs at herd's priority (SCHED_OTHER) again.
+pub(crate) fn wait_at_herds_priority(pid: u32) {
+    wait_until("the worker at herd's priority", || {
         let policy = policies(pid)[0];
         (policy == (pid, 0))
             .then_some(())

@@ -5,7 +5,10 @@
 use serde_json::Value;
 
 use crate::util::*;
-use crate::warm_up::{gated, one_ready, one_worker, open_gate, policies};
+use crate::warm_up::{
+    gated, lowered_or_raised_in_time, one_ready, one_worker, open_gate, policies,
+    wait_at_herds_priority,
+};
 
 /// herd with two `gated.py` workers (FIFOs in `dir`) and `--min-ready 0`, once both are ready;
 /// their facts. The second is a scale-up: two workers starting at once could print their
@@ -83,26 +86,13 @@ fn a_scale_up_into_a_slot_scaled_away_before_warms_up_in_sched_idle() {
     let scale = std::thread::spawn(move || ctl_at(&control, &["scale", "2"]));
     let new = gated(&herd, 3);
     let pid = pid_of(&new);
-    // Beside the worker that serves: in SCHED_IDLE, unless on a loaded machine the warm-up
-    // budget ended before the test looked (herd says so then).
-    if policies(pid)[0] != (pid, 5) {
-        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
-    }
+    // Beside the worker that serves.
+    lowered_or_raised_in_time(&herd, pid);
     open_gate(&new);
     let (code, _, stderr) = scale.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
     herd.wait_for_event("worker_ready", &[("pid", pid.into())]);
     wait_at_herds_priority(pid);
-}
-
-/// Waits until worker `pid` runs at herd's priority again.
-fn wait_at_herds_priority(pid: u32) {
-    wait_until("the worker at herd's priority", || {
-        let policy = policies(pid)[0];
-        (policy == (pid, 0))
-            .then_some(())
-            .ok_or(format!("{policy:?}"))
-    });
 }
 
 #[test]
