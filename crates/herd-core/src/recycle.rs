@@ -287,14 +287,14 @@ impl Recycler {
     /// When [`due`](Recycler::due) next has a lifetime to end or a held slot to release,
     /// after `now`.
     pub fn next_deadline(&self, pool: &Pool, now: Instant) -> Option<Instant> {
-        let ends = pool
-            .workers()
+        // Each scan only where it can find something: thousands of workers, every turn.
+        let workers = |needed: bool| if needed { pool.workers() } else { &[] };
+        let ends = workers(self.policy.max_lifetime.is_some())
             .iter()
             .filter(|w| w.live() && w.recycling.is_none())
             .filter_map(|w| w.started.checked_add(self.lifetime(w.pid)?));
         let held = self.slots.values().filter_map(|s| s.not_before);
-        let asked = pool
-            .workers()
+        let asked = workers(!self.asked.is_empty())
             .iter()
             .filter(|w| w.live() && w.recycling.is_none() && self.has_asked(w))
             .filter_map(|w| {
@@ -368,7 +368,10 @@ impl Recycler {
     /// The workers past a limit, memory first, then the oldest first: pid, cause, and why.
     fn candidates(&self, pool: &Pool, now: Instant) -> Vec<(u32, RecycleCause, String)> {
         let mut found: Vec<(bool, Instant, u32, RecycleCause, String)> = Vec::new();
-        for w in pool.workers() {
+        let any = self.policy.max_memory.is_some()
+            || self.policy.max_lifetime.is_some()
+            || !self.asked.is_empty();
+        for w in if any { pool.workers() } else { &[] } {
             if !w.live() || w.recycling.is_some() {
                 continue;
             }

@@ -3,6 +3,7 @@
 //! from its start as its predecessors were), for `hold`, doubling up to `max_hold`, until a
 //! worker there has run normally, without a break, for twice `max_hold`.
 
+use std::collections::hash_map::{Entry, HashMap};
 use std::time::{Duration, Instant};
 
 use super::{Recycler, SlotTrack, ASKED_IN_A_ROW};
@@ -216,11 +217,16 @@ impl Recycler {
     /// successor that takes longer than the calm to fail would otherwise find its slot's count
     /// forgotten (the recycles that went wrong are counted before, in the same turn).
     pub(super) fn calm_down(&mut self, pool: &Pool, now: Instant) {
+        if self.slots.is_empty() {
+            return; // no slot has a count to forget: nothing to look at, whatever the pool's size
+        }
         let calm = self.calm();
-        let mut slots: Vec<SlotSeen> = Vec::new();
+        let mut slots: HashMap<usize, SlotSeen> = HashMap::new();
         for w in pool.workers() {
+            if !self.slots.contains_key(&w.slot) {
+                continue;
+            }
             let seen = SlotSeen {
-                slot: w.slot,
                 serving: w.live() && w.ready_since.is_some(),
                 troubled: self.has_asked(w)
                     || self.started_over(w.pid)
@@ -228,17 +234,19 @@ impl Recycler {
                 restarted: w.ready_since.filter(|_| w.restart),
                 recycling: w.recycling.is_some(),
             };
-            match slots.iter_mut().find(|s| s.slot == w.slot) {
-                Some(s) => s.join(seen),
-                None => slots.push(seen),
+            match slots.entry(w.slot) {
+                Entry::Occupied(mut s) => s.get_mut().join(seen),
+                Entry::Vacant(s) => {
+                    s.insert(seen);
+                }
             }
         }
         // A slot scaled away (past the pool's size, no worker left there) is forgotten.
-        let gone = |slot: usize| slot >= pool.desired() && slots.iter().all(|s| s.slot != slot);
+        let gone = |slot: usize| slot >= pool.desired() && !slots.contains_key(&slot);
         self.slots.retain(|&slot, _| !gone(slot));
         for (&slot, track) in self.slots.iter_mut() {
             // No worker there (one exited, its successor not started yet) is no calm either.
-            let seen = slots.iter().find(|s| s.slot == slot);
+            let seen = slots.get(&slot);
             let since = match seen.filter(|s| s.serving && !s.troubled) {
                 Some(seen) => {
                     let since = *track.normal_since.get_or_insert(now);
@@ -288,7 +296,6 @@ impl Recycler {
 
 /// What [`calm_down`](Recycler::calm_down) saw of one slot's workers.
 struct SlotSeen {
-    slot: usize,
     /// A worker of it is ready and serves on.
     serving: bool,
     /// One is not running normally: it asked to be replaced, or is or started over the limit.
