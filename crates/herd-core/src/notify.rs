@@ -14,6 +14,10 @@ pub struct NotifyMessage {
     pub recycle: bool,
     /// `STATUS=...`.
     pub status: Option<String>,
+    /// `BARRIER=1` (`sd_notify_barrier(3)`; `systemd-notify` sends one after its message and
+    /// waits): its sender waits until the fd it attached is closed, which herd does as it
+    /// reads the message, after every message before it. Nothing else is asked.
+    pub barrier: bool,
 }
 
 impl NotifyMessage {
@@ -29,6 +33,7 @@ impl NotifyMessage {
                 ("STOPPING", "1") => message.stopping = true,
                 ("WATCHDOG", "1") => message.watchdog = true,
                 ("HERD_RECYCLE", "1") => message.recycle = true,
+                ("BARRIER", "1") => message.barrier = true,
                 ("STATUS", text) => {
                     message.status = Some(text.chars().take(200).collect());
                 }
@@ -36,6 +41,16 @@ impl NotifyMessage {
             }
         }
         Some(message)
+    }
+
+    /// Whether the message is a barrier and nothing else: answered once it was read, whoever
+    /// sent it (`systemd-notify` may have exited since: the fd's close let it go).
+    pub fn only_barrier(&self) -> bool {
+        *self
+            == NotifyMessage {
+                barrier: true,
+                ..NotifyMessage::default()
+            }
     }
 }
 
@@ -57,5 +72,13 @@ mod tests {
         let m = NotifyMessage::parse(b"HERD_RECYCLE=1").unwrap();
         assert!(m.recycle && !m.ready);
         assert!(!NotifyMessage::parse(b"HERD_RECYCLE=0").unwrap().recycle);
+        assert!(NotifyMessage::parse(b"BARRIER=1").unwrap().only_barrier());
+        assert!(!NotifyMessage::parse(b"BARRIER=1\nREADY=1")
+            .unwrap()
+            .only_barrier());
+        assert!(!NotifyMessage::parse(b"BARRIER=1\nSTATUS=x")
+            .unwrap()
+            .only_barrier());
+        assert!(!NotifyMessage::parse(b"READY=0").unwrap().only_barrier());
     }
 }

@@ -24,6 +24,9 @@ impl Supervisor {
         let now = Instant::now();
         let why = match sender {
             _ if cut => format!("longer than {MAX_MESSAGE} bytes"),
+            // Its fd was closed as it was read: that is the answer, and its sender (most often
+            // `systemd-notify`, let go by it) may be gone already, so it is no one's to drop.
+            _ if NotifyMessage::parse(message).is_some_and(|m| m.only_barrier()) => return,
             None => "the sender's pid is unknown".to_string(),
             Some((sender, None)) => {
                 let ready = NotifyMessage::parse(message).is_some_and(|m| m.ready);

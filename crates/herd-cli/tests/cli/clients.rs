@@ -198,6 +198,50 @@ fn forged_and_oversized_notifications_are_dropped() {
     );
 }
 
+/// `BARRIER=1` (`sd_notify_barrier`, which `systemd-notify` sends after its message) is
+/// answered by closing the fd it carries, and is no one's to drop: its sender, let go by that
+/// close, may be gone before herd looks at whose it was (herd warned once in a while under
+/// `systemd-notify --ready`). Sent here from outside the pool, where only that can be it.
+#[test]
+fn a_notify_barrier_is_answered_and_never_said_dropped() {
+    let herd = sleepers(&["-w", "1", "--ready", "notify"]);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    // The barrier with a pipe's write end; its close (POLLHUP) is herd's answer. Then a
+    // message herd drops, processed after the barrier: once it is said, the barrier was seen.
+    let sender = r#"
+import os, select, socket, sys
+r, w = os.pipe()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(sys.argv[1])
+socket.send_fds(s, [b"BARRIER=1"], [w])
+os.close(w)
+p = select.poll()
+p.register(r, select.POLLHUP)
+print("closed" if p.poll(30000) else "still open", flush=True)
+s.send(b"x" * 8192)
+"""#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", sender])
+        .arg(herd.notify_path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.trim(),
+        "closed",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = "notify socket: dropped a message: longer than 4096 bytes";
+    herd.wait_event(last, |e| e["message"] == last);
+    let dropped: Vec<String> = events(&herd.lines())
+        .filter(|e| is_event(e, "notify_dropped", &[]))
+        .map(|e| e["message"].to_string())
+        .collect();
+    assert_eq!(dropped.len(), 1, "only the oversized message: {dropped:?}");
+}
+
 /// `herd ARGS` against a fake herd answering as `mode` says, at a socket in `dir`: checked to
 /// fail (exit 1) with nothing on stdout and one line on stderr, which it returns.
 fn status_fails_in_one_line(dir: &std::path::Path, mode: &str, args: &[&str]) -> String {
