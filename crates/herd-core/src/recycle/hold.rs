@@ -3,7 +3,7 @@
 //! from its start as its predecessors were), for `hold`, doubling up to `max_hold`, until a
 //! worker there has run normally, without a break, for twice `max_hold`.
 
-use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Recycler, SlotTrack, ASKED_IN_A_ROW};
@@ -234,10 +234,10 @@ impl Recycler {
                 restarted: w.ready_since.filter(|_| w.restart),
                 recycling: w.recycling.is_some(),
             };
-            match slots.entry(w.slot) {
-                Entry::Occupied(mut s) => s.get_mut().join(seen),
-                Entry::Vacant(s) => {
-                    s.insert(seen);
+            match slots.get_mut(&w.slot) {
+                Some(s) => s.join(seen),
+                None => {
+                    slots.insert(w.slot, seen);
                 }
             }
         }
