@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::effects::Effect;
 use super::pool::Readiness;
 use super::starts::Start;
-use super::warm_up::Lowered;
+use super::warm_up::{Lowered, WarmUpEnd};
 use super::Supervisor;
 use crate::command::StartError;
 use crate::logging::LogEvent;

@@ -71,10 +71,12 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::Readiness;
 
+mod end;
 mod priority_class;
 mod starvation;
 mod warming;
 
+pub use end::WarmUpEnd;
 pub use priority_class::PriorityClass;
 pub use starvation::{SchedStat, Starvation, SAMPLED_PER_TICK, SAMPLE_EVERY, STARVED_AFTER};
 pub use warming::{handed, Warming};

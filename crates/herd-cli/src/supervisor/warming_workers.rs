@@ -7,7 +7,7 @@ use crate::logging::LogEvent;
 
 use super::pool::WorkerState;
 use super::starts::Start;
-use super::warm_up::{self, Lowered};
+use super::warm_up::{self, Lowered, WarmUpEnd};
 use super::Supervisor;
 
 impl Supervisor {
@@ -37,7 +37,7 @@ impl Supervisor {
             .warming
             .due(now)
             .into_iter()
-            .map(|w| (w, "budget"))
+            .map(|w| (w, WarmUpEnd::Budget))
             .collect();
         // The pool's last ready worker is gone (exited, stopped, scaled away): what still warms
         // up starts beside no server any more, as herd's first workers do.
@@ -46,7 +46,7 @@ impl Supervisor {
                 self.warming
                     .cut_short()
                     .into_iter()
-                    .map(|w| (w, "pool_empty")),
+                    .map(|w| (w, WarmUpEnd::PoolEmpty)),
             );
         }
         let spawner = self.effects.spawner();
@@ -59,7 +59,7 @@ impl Supervisor {
                 (Some(nice), Some(until)) if self.trickle(pid, nice, until) => {}
                 _ => {
                     self.warming.ended(pid);
-                    over.push(((pid, how), "starved"));
+                    over.push(((pid, how), WarmUpEnd::Starved));
                 }
             }
         }
@@ -69,7 +69,7 @@ impl Supervisor {
                     tracing::info!(
                         event = LogEvent::WarmUpOver.as_str(),
                         pid,
-                        reason,
+                        reason = reason.as_str(),
                         "fork server still loading at --starting-nice gets herd's priority back"
                     );
                     self.raise_fork_server(pid, how);
@@ -82,19 +82,14 @@ impl Supervisor {
 
     /// `--starting-nice`: the warm-up of worker `pid` of `slot`, lowered as `how`, ends for
     /// `reason` while it is still starting: it gets herd's priority back.
-    fn warm_up_over(&mut self, slot: usize, pid: u32, how: Lowered, reason: &str) {
+    fn warm_up_over(&mut self, slot: usize, pid: u32, how: Lowered, reason: WarmUpEnd) {
         tracing::info!(
             event = LogEvent::WarmUpOver.as_str(),
             slot,
             pid,
-            reason,
+            reason = reason.as_str(),
             "worker still starting at --starting-nice is {}: it gets herd's priority back",
-            match reason {
-                "starved" => "starved of CPU",
-                "pool_empty" => "beside no serving worker any more",
-                "slot_lost" => "its slot's restart now (the worker it was to replace was lost)",
-                _ => "past its warm-up budget",
-            }
+            reason.says()
         );
         self.restore_priority(slot, pid, how);
     }
@@ -111,8 +106,8 @@ impl Supervisor {
             return;
         }
         let reason = match self.pool.serves() {
-            true => "slot_lost",
-            false => "pool_empty",
+            true => WarmUpEnd::SlotLost,
+            false => WarmUpEnd::PoolEmpty,
         };
         let starting: Vec<u32> = self
             .pool
