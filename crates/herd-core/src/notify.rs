@@ -15,8 +15,9 @@ pub struct NotifyMessage {
     /// `STATUS=...`.
     pub status: Option<String>,
     /// `BARRIER=1` (`sd_notify_barrier(3)`; `systemd-notify` sends one after its message and
-    /// waits): its sender waits until the fd it attached is closed, which herd does as it
-    /// reads the message, after every message before it. Nothing else is asked.
+    /// waits): its sender waits until the fd it attached is closed, which herd does on Unix as
+    /// it reads the message, after every message before it. Nothing else is asked; other
+    /// assignments beside it are taken as usual (systemd ignores them).
     pub barrier: bool,
 }
 

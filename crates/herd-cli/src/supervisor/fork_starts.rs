@@ -133,12 +133,20 @@ impl Supervisor {
     }
 
     /// The notifications that came from processes that were no workers while starts awaited
-    /// their fork server's reply are heard again: those from a worker forked since are its
-    /// own (its `READY=1` may come before herd reads its pid); the others are kept while
-    /// starts still await a reply, then dropped as any message from no worker.
+    /// their fork server's reply are heard again: those from a worker forked since, or from a
+    /// process it ran (its ancestors are read as the message comes: `systemd-notify` may be
+    /// gone by now), are its own (its `READY=1` may come before herd reads its pid); the
+    /// others are kept while starts still await a reply, then dropped as any message from no
+    /// worker.
     fn hear_early_notifications(&mut self) {
-        for (sender, message) in self.starts.take_early() {
-            let worker = self.pool.worker(sender).map(|_| sender);
+        for (lineage, message) in self.starts.take_early() {
+            let Some(&sender) = lineage.first() else {
+                continue;
+            };
+            let worker = lineage
+                .iter()
+                .copied()
+                .find(|&pid| self.pool.worker(pid).is_some());
             self.notified(Some((sender, worker)), &message, false);
         }
     }
@@ -226,7 +234,7 @@ impl Supervisor {
                 tracing::info!(
                     event = LogEvent::WarmUpOver.as_str(),
                     pid,
-                    reason = "waited_for",
+                    reason = WarmUpEnd::WaitedFor.as_str(),
                     "fork server still loading at --starting-nice gets herd's priority back: a \
                      start at herd's priority waits for it"
                 );

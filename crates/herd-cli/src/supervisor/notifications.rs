@@ -35,7 +35,9 @@ impl Supervisor {
                 }
                 // `--fork-server`: the worker a fork server forked may speak before herd has
                 // read its pid in the fork server's reply; heard again once that is read.
-                if self.effects.awaits_fork_replies() && self.starts.keep_early(sender, message) {
+                if self.effects.awaits_fork_replies()
+                    && self.starts.keep_early(self.lineage(sender), message)
+                {
                     return;
                 }
                 format!("pid {sender} {NOT_A_WORKER}")

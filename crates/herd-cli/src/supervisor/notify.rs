@@ -249,6 +249,21 @@ pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<herd_sys:
         .ok_or_else(|| std::io::ErrorKind::WouldBlock.into())
 }
 
+/// `sender` and its ancestors, nearest first, as far as [`attribute`] looks (init, or a
+/// process gone, ends it): read as its message comes, to tell whose it was once herd knows
+/// more workers.
+pub fn lineage(sender: u32) -> Vec<u32> {
+    let mut pids = vec![sender];
+    while pids.len() <= MAX_DEPTH {
+        let last = pids[pids.len() - 1];
+        match herd_sys::process::parent_of(last).filter(|&p| p > 1) {
+            Some(parent) => pids.push(parent),
+            None => break,
+        }
+    }
+    pids
+}
+
 /// The worker pid a message from `sender` belongs to: the sender itself if it is a worker, or
 /// its nearest ancestor that is one.
 pub fn attribute(sender: u32, is_worker: impl Fn(u32) -> bool) -> Option<u32> {

@@ -32,9 +32,10 @@ pub struct Starts {
     /// Each with whether herd meant to lower its worker.
     asked: Vec<(Start, bool)>,
     /// Notifications from processes that were no workers while a start awaited its fork
-    /// server's reply, each with its sender: the worker forked may say `READY=1` before herd
-    /// has read its pid.
-    early: Vec<(u32, Vec<u8>)>,
+    /// server's reply, each with its sender and the sender's ancestors as they were then
+    /// (nearest first): the worker forked, or a process it runs (`systemd-notify`), may say
+    /// `READY=1` before herd has read the worker's pid.
+    early: Vec<(Vec<u32>, Vec<u8>)>,
 }
 
 /// How many early notifications [`Starts`] keeps at most.
@@ -125,13 +126,14 @@ impl Starts {
         taken
     }
 
-    /// Keeps `message` from `sender`, no worker, until the starts awaiting their fork
-    /// server's reply have ended; `false` if too many are kept already.
-    pub fn keep_early(&mut self, sender: u32, message: &[u8]) -> bool {
-        if self.early.len() >= EARLY_KEPT {
+    /// Keeps `message` from the first of `lineage` (the sender, then its ancestors), no
+    /// worker, until the starts awaiting their fork server's reply have ended; `false` if too
+    /// many are kept already.
+    pub fn keep_early(&mut self, lineage: Vec<u32>, message: &[u8]) -> bool {
+        if self.early.len() >= EARLY_KEPT || lineage.is_empty() {
             return false;
         }
-        self.early.push((sender, message.to_vec()));
+        self.early.push((lineage, message.to_vec()));
         true
     }
 
@@ -141,7 +143,7 @@ impl Starts {
     }
 
     /// Takes the notifications kept, in the order they came.
-    pub fn take_early(&mut self) -> Vec<(u32, Vec<u8>)> {
+    pub fn take_early(&mut self) -> Vec<(Vec<u32>, Vec<u8>)> {
         std::mem::take(&mut self.early)
     }
 
@@ -253,12 +255,12 @@ mod tests {
         let mut starts = Starts::default();
         assert!(!starts.has_early());
         for pid in 0..EARLY_KEPT as u32 {
-            assert!(starts.keep_early(pid, b"READY=1"));
+            assert!(starts.keep_early(vec![pid, 1000], b"READY=1"));
         }
-        assert!(!starts.keep_early(999, b"READY=1"));
+        assert!(!starts.keep_early(vec![999], b"READY=1"));
         let early = starts.take_early();
         assert_eq!(early.len(), EARLY_KEPT);
-        assert_eq!(early[0], (0, b"READY=1".to_vec()));
+        assert_eq!(early[0], (vec![0, 1000], b"READY=1".to_vec()));
         assert!(!starts.has_early());
     }
 

@@ -193,6 +193,44 @@ fn a_ready_said_before_the_fork_servers_reply_is_heard() {
     herd.wait_exit();
 }
 
+/// As above, but the worker's READY=1 comes from a process it runs, as `systemd-notify` does:
+/// READY=1, then `BARRIER=1` with an fd, waiting until herd closes it, and gone (reaped by the
+/// worker) before the fork server's reply is read. herd kept the message with its sender's pid
+/// alone and then found no such process, no worker's, and dropped it: the worker never became
+/// ready. It keeps the sender's ancestors, read as the message came.
+#[test]
+fn a_ready_said_by_a_workers_child_before_the_reply_is_heard() {
+    let answer = "\
+        r, w = os.pipe(); said_r, said_w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                c = os.fork()\n        \
+                if c == 0:\n            \
+                    br, bw = os.pipe()\n            \
+                    n.send(b'READY=1'); socket.send_fds(n, [b'BARRIER=1'], [bw]); os.close(bw)\n            \
+                    select.select([br], [], [], 10); os._exit(0)\n        \
+                os.waitpid(c, 0); os.write(said_w, b'.'); time.sleep(30); os._exit(0)\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+        os.read(said_r, 1); os.close(said_r); os.close(said_w)\n\
+        time.sleep(0.5)\n\
+        s.send(b'pid %d' % pid)";
+    let dir = tempfile::tempdir().unwrap();
+    let options = ["-w", "1", "--ready-timeout", "20s"];
+    let mut herd = hand_made_fork_server_with(&dir, &options, "import select, socket", answer);
+    let started = herd.wait_for_event("worker_started", &[]);
+    let ready = herd.wait_for_event("worker_ready", &[]);
+    assert_eq!(ready["pid"], started["pid"]);
+    let lines = herd.lines();
+    let dropped = events(&lines).find(|e| is_event(e, "notify_dropped", &[]));
+    assert!(dropped.is_none(), "{dropped:?}");
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
 /// A fork server that answers 2.5 s after its worker was re-parented to herd: herd's look for
 /// orphans (every second) found herd's child that was no worker yet and adopted it as an
 /// orphan ("left behind by a worker", a warning, and stopped as one when herd stops) beside

@@ -27,7 +27,7 @@
 //!   manager (systemd; none on Windows); `Effect`: what only this platform does;
 //! - the loop's hooks, as `impl Supervisor` in `turns.rs`, by the same names on both:
 //!   `platform_wants`, `handle_platform`, `reexec_requested`, `announce_reexec`,
-//!   `platform_after_turn`, `reaped`, `worker_exiting`, `worker_gone`,
+//!   `platform_after_turn`, `reaped`, `lineage`, `worker_exiting`, `worker_gone`,
 //!   `platform_stop_effects`, `platform_stopping` and `hold_attached`.
 //!
 //! The Unix module also holds the signal table, which a re-exec holds back across `execve`.

@@ -212,6 +212,11 @@ impl Supervisor {
         );
     }
 
+    /// Process `sender` and its ancestors, nearest first ([`notify::lineage`]).
+    pub(in crate::supervisor) fn lineage(&self, sender: u32) -> Vec<u32> {
+        notify::lineage(sender)
+    }
+
     /// Before a worker's exit is judged: a worker that shut the shared socket down on its way
     /// out is repaired before the others fail on it (the exit may be one of theirs).
     pub(in crate::supervisor) fn worker_exiting(&mut self) {

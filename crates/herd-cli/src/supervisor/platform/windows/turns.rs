@@ -30,6 +30,11 @@ impl Supervisor {
         self.effects.spawner().share_memory(memories);
     }
 
+    /// Process `sender` alone: only a worker's own process is heard on Windows.
+    pub(in crate::supervisor) fn lineage(&self, sender: u32) -> Vec<u32> {
+        vec![sender]
+    }
+
     /// Nothing of Windows' own to wait for on a turn.
     pub(in crate::supervisor) fn platform_wants(&self) -> Wants {
         Wants
