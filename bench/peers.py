@@ -185,7 +185,7 @@ def main():
     # The shape: 10 reloads at 2000/s and 5 at saturation; the steady lead and the gaps
     # between steps are as short as a steady baseline allows (bench/peers_shape.py has the why).
     args.reloads, args.saturation_reloads, args.idle = 10, 5, 2.0
-    args.open_lead, args.closed_lead, args.gap, args.closed_gap = 2.0, 1.5, 0.3, 1.0
+    args.open_lead, args.closed_lead, args.gap, args.closed_gap = 2.5, 2.0, 0.3, 1.0
     if args.quick:
         args.reps, args.reloads, args.saturation_reloads, args.idle = 1, 2, 1, 1.0
     need_build()

@@ -5,7 +5,7 @@ import statistics
 
 from peers_load import QUIET
 from peers_shape import fewer_reloads, time_line, time_spent
-from peers_stats import line_chart, median_range
+from peers_stats import SETTLE_US, WARMUP_US, line_chart, median_range
 
 # Why herd can lose a column, said where it does.
 APP_SPEED = ("the steady figures are the app's and its runtime's, not the supervisor's: herd is not in the data "
@@ -451,8 +451,8 @@ through {args.saturation_reloads} reloads {args.closed_gap:g} s apart after {arg
 reloads as well as before them); then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation).
 {fewer_text(systems, args)}A reload window
 runs from the command until the old workers are gone and 4 new ones run (for herd: until
-`herd upgrade` returns); steady time is outside the windows, less 250 ms after each and the
-first 200 ms; a run ends with its last request's start (the load generator then only waits
+`herd upgrade` returns); steady time is outside the windows, less {SETTLE_US // 1000} ms after each and the
+first {WARMUP_US / 1e6:g} s; a run ends with its last request's start (the load generator then only waits
 for the last answers). Throughput is the answered requests that started in the windows per
 second of windows, over the same in steady time. Cells are medians over the repetitions, with
 the range in parentheses.

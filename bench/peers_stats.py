@@ -9,8 +9,12 @@ import statistics
 # After a window ends, requests are neither steady nor inside it for this long: the old
 # workers may still be finishing, and the next window's effects should not leak backwards.
 SETTLE_US = 250_000
-# The first requests of a run, while connections and caches warm up, are left out.
-WARMUP_US = 200_000
+# The first second of a run is left out: connections and caches warm up, and what the system
+# before left (its workers' exits, its sockets' close) settles. In the run of 2026-12-03 14:00,
+# the first 250 ms had a p99 of 7-52 ms in every row against 0.4-5 ms later, and two herd runs
+# that followed the control's saturation run stayed at 3-71 ms for up to 1.5 s: alone, that set
+# their steady p99 (3.3 and 57.7 ms, where the other repetitions gave 0.4 and 1.2 ms).
+WARMUP_US = 1_000_000
 
 
 def read_timeline(path):

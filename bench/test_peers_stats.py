@@ -24,15 +24,16 @@ class Percentiles(unittest.TestCase):
 
 
 class Windows(unittest.TestCase):
-    windows = [(1_000_000, 2_000_000)]
+    windows = [(1_500_000, 2_500_000)]
 
     def test_a_request_is_steady_inside_or_left_out(self):
         self.assertIsNone(place(WARMUP_US - 1, self.windows), "warming up")
-        self.assertEqual(place(500_000, self.windows), "steady")
-        self.assertEqual(place(1_000_000, self.windows), "reload")
-        self.assertEqual(place(2_000_000, self.windows), "reload")
-        self.assertIsNone(place(2_000_000 + SETTLE_US, self.windows), "settling")
-        self.assertEqual(place(2_000_001 + SETTLE_US, self.windows), "steady")
+        self.assertEqual(place(WARMUP_US, self.windows), "steady")
+        self.assertLess(WARMUP_US, self.windows[0][0], "the windows below begin after it")
+        self.assertEqual(place(1_500_000, self.windows), "reload")
+        self.assertEqual(place(2_500_000, self.windows), "reload")
+        self.assertIsNone(place(2_500_000 + SETTLE_US, self.windows), "settling")
+        self.assertEqual(place(2_500_001 + SETTLE_US, self.windows), "steady")
 
     def test_spans_leave_out_warm_up_and_settling(self):
         steady, inside = spans(self.windows, 4_000_000)
@@ -45,7 +46,7 @@ class Windows(unittest.TestCase):
         records = []
         for i in range(4000):
             start = i * 1000
-            inside = 1_000_000 <= start <= 2_000_000
+            inside = 1_500_000 <= start <= 2_500_000
             outcome = "reset" if inside and i % 2 else "ok"
             records.append((start, 10_000 if inside else 1_000, outcome))
         got = cut(records, self.windows)
@@ -68,7 +69,7 @@ class Windows(unittest.TestCase):
         self.assertEqual(got["durations"], [1.0])
 
     def test_without_windows_there_is_no_ratio(self):
-        got = cut([(300_000, 500, "ok"), (400_000, 700, "ok")], [])
+        got = cut([(WARMUP_US + 100_000, 500, "ok"), (WARMUP_US + 200_000, 700, "ok")], [])
         self.assertEqual(got["p99_steady_ms"], 0.7)
         self.assertIsNone(got["ratio"])
         self.assertIsNone(got["share"])
