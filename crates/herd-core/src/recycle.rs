@@ -322,6 +322,11 @@ impl Recycler {
             });
         }
         self.calm_down(pool, now);
+        // Once the pool has no room for a recycle (at --max-surge or --max-starting), it has
+        // none for the workers due after it either, this turn: each would be refused again,
+        // for the price of counting the whole pool (thousands due, every turn). Those not
+        // told yet are still asked, for their own refusal to be said.
+        let mut full = false;
         for (pid, cause, why) in self.candidates(pool, now) {
             let slot = match pool.worker(pid) {
                 Some(w) => w.slot,
@@ -338,6 +343,9 @@ impl Recycler {
                 }
                 continue;
             }
+            if full && self.told.contains(&pid) {
+                continue;
+            }
             match pool.recycle(pid, cause, now) {
                 Ok(actions) => {
                     self.started(slot, pid, cause);
@@ -351,6 +359,10 @@ impl Recycler {
                 }
                 Err(RecycleRefused::NotAWorker) => {}
                 Err(refused) => {
+                    full |= matches!(
+                        refused,
+                        RecycleRefused::AtMaxSurge { .. } | RecycleRefused::AtMaxStarting { .. }
+                    );
                     if self.told.insert(pid) {
                         events.push(RecycleEvent::Deferred {
                             slot,

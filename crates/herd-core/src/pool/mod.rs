@@ -27,6 +27,8 @@ pub use error::PoolError;
 pub use recycle::RecycleRefused;
 pub use state::{PoolState, SavedSlot, SavedSurge, SavedWorker};
 pub use surge::MaxSurge;
+#[cfg(test)]
+pub(crate) use surge::SURGES_COUNTED;
 use types::Count;
 pub use types::{
     Action, DrainPolicy, Exit, PoolConfig, Readiness, Reason, RecycleCause, Slot, StopMode,

@@ -6,6 +6,13 @@
 
 use super::{Pool, WorkerState};
 
+#[cfg(test)]
+thread_local! {
+    /// How many times a pool of this thread counted its surge, a walk of every worker: what
+    /// the tests measure a turn's cost by.
+    pub(crate) static SURGES_COUNTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The bound on the surge (`--max-surge`): a number of workers, or a share of the desired
 /// number, rounded up (like Kubernetes' `maxSurge`). Never below 1, so that a replacement
 /// can always run.
@@ -46,6 +53,8 @@ impl Pool {
     /// slot and old workers in their grace period included: the processes replacements add.
     /// Workers scaled away (slots at or above the desired number) are not counted.
     pub fn surge(&self) -> usize {
+        #[cfg(test)]
+        SURGES_COUNTED.with(|n| n.set(n.get() + 1));
         let mut processes = vec![0usize; self.desired];
         for w in &self.workers {
             if let Some(n) = processes.get_mut(w.slot) {

@@ -373,6 +373,52 @@ fn lifetimes_end_with_each_workers_own_jitter() {
     assert!(sim.started.iter().all(|s| s.2 == RecycleCause::Lifetime));
 }
 
+/// Workers due faster than they can be recycled (thousands started together, a lifetime
+/// shorter than their replacement takes) wait their turn: each turn the pool is counted once,
+/// not once per worker waiting (every turn cost workers², 1.8 s for 4000 in a debug build).
+/// The wait is said once per worker all the same, and the next recycle starts when there is
+/// room again.
+#[test]
+fn workers_waiting_for_room_cost_a_turn_no_walk_each() {
+    let lifetime = RecyclePolicy {
+        max_memory: None,
+        max_lifetime: Some(60 * SEC),
+        ..policy()
+    };
+    const N: usize = 500;
+    let mut sim = Sim::new(N, 1, lifetime);
+    sim.ready = false; // the successor stays starting: the pool is at --max-surge
+    sim.now += 61 * SEC;
+    sim.turn();
+    assert_eq!(sim.started.len(), 1);
+    let deferred = |sim: &Sim| {
+        (sim.events.iter())
+            .filter(|e| matches!(e, RecycleEvent::Deferred { .. }))
+            .count()
+    };
+    assert_eq!(deferred(&sim), N - 1, "each worker waiting is said once");
+    crate::pool::SURGES_COUNTED.with(|n| n.set(0));
+    for _ in 0..10 {
+        sim.now += Duration::from_millis(10);
+        sim.turn();
+    }
+    let counted = crate::pool::SURGES_COUNTED.with(|n| n.get());
+    assert!(
+        counted <= 2 * 10,
+        "the pool counted {counted} times in 10 turns"
+    );
+    assert_eq!(deferred(&sim), N - 1, "said once");
+    assert_eq!(sim.started.len(), 1);
+    // Room again (the successor ready, its predecessor gone): the next oldest is recycled.
+    let successor = sim.pool.workers().last().unwrap().pid;
+    let ready = NotifyMessage::parse(b"READY=1").unwrap();
+    sim.pool.notified(successor, &ready, sim.now);
+    sim.turn();
+    sim.turn();
+    assert_eq!(sim.started.len(), 2);
+    assert_eq!(sim.started[1].1, 101);
+}
+
 #[test]
 fn without_limits_nothing_is_recycled() {
     let none = no_memory_limit();
