@@ -20,6 +20,7 @@ use crate::control::request::Connection;
 use crate::logging::LogEvent;
 use crate::supervisor::attached::Attached;
 use crate::supervisor::effects::{Client, Count, Effect};
+use crate::supervisor::pool::NotifyMessage;
 use crate::supervisor::socket_files::Kind;
 use crate::supervisor::sources::Sources;
 use crate::supervisor::{balance, handover, leftovers, notify, reap, relisten, Supervisor};
@@ -378,10 +379,15 @@ impl Supervisor {
     /// One notify datagram read into `buf`.
     fn datagram_read(&mut self, buf: &[u8], datagram: herd_sys::notify::Datagram) {
         let is_worker = |p| self.pool.worker(p).is_some();
+        // A barrier alone is answered already (its fd closed) and dropped unsaid: no walk of
+        // `/proc` for its sender (`systemd-notify` sends one with every message).
+        let message = &buf[..datagram.len];
+        let barrier = NotifyMessage::parse(message).is_some_and(|m| m.only_barrier());
         // The sender may be a descendant of a worker (`systemd-notify` run by a script).
-        let sender = datagram
-            .sender_pid
-            .map(|sender| (sender, notify::attribute(sender, is_worker)));
-        self.notified(sender, &buf[..datagram.len], datagram.truncated);
+        let sender = datagram.sender_pid.map(|sender| match barrier {
+            true => (sender, None),
+            false => (sender, notify::attribute(sender, is_worker)),
+        });
+        self.notified(sender, message, datagram.truncated);
     }
 }
