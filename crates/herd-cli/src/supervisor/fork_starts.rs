@@ -139,14 +139,10 @@ impl Supervisor {
     /// others are kept while starts still await a reply, then dropped as any message from no
     /// worker.
     fn hear_early_notifications(&mut self) {
-        for (lineage, message) in self.starts.take_early() {
-            let Some(&sender) = lineage.first() else {
-                continue;
-            };
-            let worker = lineage
-                .iter()
-                .copied()
-                .find(|&pid| self.pool.worker(pid).is_some());
+        let awaiting = self.effects.awaits_fork_replies();
+        let pool = &self.pool;
+        let heard = (self.starts).take_early(awaiting, |pid| pool.worker(pid).is_some());
+        for (sender, worker, message) in heard {
             self.notified(Some((sender, worker)), &message, false);
         }
     }

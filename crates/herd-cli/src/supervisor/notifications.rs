@@ -36,6 +36,7 @@ impl Supervisor {
                 // `--fork-server`: the worker a fork server forked may speak before herd has
                 // read its pid in the fork server's reply; heard again once that is read.
                 if self.effects.awaits_fork_replies()
+                    && self.starts.may_keep_early()
                     && self.starts.keep_early(self.lineage(sender), message)
                 {
                     return;

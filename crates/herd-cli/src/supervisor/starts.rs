@@ -130,11 +130,16 @@ impl Starts {
     /// worker, until the starts awaiting their fork server's reply have ended; `false` if too
     /// many are kept already.
     pub fn keep_early(&mut self, lineage: Vec<u32>, message: &[u8]) -> bool {
-        if self.early.len() >= EARLY_KEPT || lineage.is_empty() {
+        if !self.may_keep_early() || lineage.is_empty() {
             return false;
         }
         self.early.push((lineage, message.to_vec()));
         true
+    }
+
+    /// Whether another notification may be kept (fewer than [`EARLY_KEPT`] are).
+    pub fn may_keep_early(&self) -> bool {
+        self.early.len() < EARLY_KEPT
     }
 
     /// Whether notifications are kept (see [`keep_early`](Self::keep_early)).
@@ -142,9 +147,26 @@ impl Starts {
         !self.early.is_empty()
     }
 
-    /// Takes the notifications kept, in the order they came.
-    pub fn take_early(&mut self) -> Vec<(Vec<u32>, Vec<u8>)> {
-        std::mem::take(&mut self.early)
+    /// Takes the notifications kept whose sender, or an ancestor it had then, is a worker
+    /// now (`is_worker`), and every one once no fork server's reply is `awaiting` any more, in
+    /// the order they came: (sender, its worker, message). The others stay kept as they were
+    /// (their ancestors read when they came: `systemd-notify` may be gone, its pid another
+    /// process's).
+    pub fn take_early(
+        &mut self,
+        awaiting: bool,
+        is_worker: impl Fn(u32) -> bool,
+    ) -> Vec<(u32, Option<u32>, Vec<u8>)> {
+        let mut heard = Vec::new();
+        for (lineage, message) in std::mem::take(&mut self.early) {
+            let worker = lineage.iter().copied().find(|&pid| is_worker(pid));
+            match (lineage.first(), worker) {
+                (Some(_), None) if awaiting => self.early.push((lineage, message)),
+                (Some(&sender), worker) => heard.push((sender, worker, message)),
+                (None, _) => {}
+            }
+        }
+        heard
     }
 
     /// Forgets every start (herd stops: the pool no longer wants them; a worker forked for
@@ -258,9 +280,33 @@ mod tests {
             assert!(starts.keep_early(vec![pid, 1000], b"READY=1"));
         }
         assert!(!starts.keep_early(vec![999], b"READY=1"));
-        let early = starts.take_early();
+        let early = starts.take_early(false, |_| false);
         assert_eq!(early.len(), EARLY_KEPT);
-        assert_eq!(early[0], (vec![0, 1000], b"READY=1".to_vec()));
+        assert_eq!(early[0], (0, None, b"READY=1".to_vec()));
+        assert!(!starts.has_early());
+    }
+
+    /// A notification whose worker is not known yet stays kept, with the ancestors read when
+    /// it came, while other replies are awaited (one read again then would find its sender
+    /// gone, or another process under its pid); once none is, it is heard for what it is.
+    #[test]
+    fn early_notifications_stay_kept_with_their_ancestors_until_their_worker_is_known() {
+        let mut starts = Starts::default();
+        assert!(starts.keep_early(vec![50, 40, 1000], b"READY=1"));
+        assert!(starts.keep_early(vec![60, 41, 1000], b"STATUS=x"));
+        let heard = starts.take_early(true, |pid| pid == 40);
+        assert_eq!(heard, [(50, Some(40), b"READY=1".to_vec())]);
+        let heard = starts.take_early(true, |pid| pid == 40);
+        assert!(heard.is_empty(), "still awaited: kept");
+        let heard = starts.take_early(true, |pid| pid == 41);
+        assert_eq!(heard, [(60, Some(41), b"STATUS=x".to_vec())]);
+        assert!(starts.keep_early(vec![70, 1000], b"READY=1"));
+        let heard = starts.take_early(false, |_| false);
+        assert_eq!(
+            heard,
+            [(70, None, b"READY=1".to_vec())],
+            "no reply awaited: no one's"
+        );
         assert!(!starts.has_early());
     }
 

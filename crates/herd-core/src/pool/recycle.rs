@@ -122,11 +122,9 @@ impl Pool {
             return Err(RecycleRefused::AlreadyRecycling);
         }
         let max_surge = self.config.max_surge.limit(self.desired);
-        if self.surge() >= max_surge {
-            return Err(RecycleRefused::AtMaxSurge {
-                max_surge,
-                surge: self.surge(),
-            });
+        let surge = self.surge();
+        if surge >= max_surge {
+            return Err(RecycleRefused::AtMaxSurge { max_surge, surge });
         }
         let max_starting = self.config.max_starting.max(1);
         let starting = self.start_ups();

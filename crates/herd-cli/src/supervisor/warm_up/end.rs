@@ -42,18 +42,29 @@ impl WarmUpEnd {
 
 #[cfg(test)]
 mod tests {
-    use super::WarmUpEnd::*;
+    use super::WarmUpEnd::{self, *};
 
-    /// The `reason`s docs/logging.md names, one each.
+    /// Every end, once: a variant added later fails to compile here until it is listed.
+    const ALL: [WarmUpEnd; 5] = [Budget, Starved, PoolEmpty, SlotLost, WaitedFor];
+
+    /// The `reason`s of herd's log, each named in docs/logging.md's `warm_up_over` row.
     #[test]
-    fn each_end_has_its_documented_reason() {
-        let reasons: Vec<&str> = [Budget, Starved, PoolEmpty, SlotLost, WaitedFor]
-            .iter()
-            .map(|end| end.as_str())
-            .collect();
-        assert_eq!(
-            reasons,
-            ["budget", "starved", "pool_empty", "slot_lost", "waited_for"]
-        );
+    fn each_end_is_a_reason_docs_logging_names() {
+        for end in ALL {
+            match end {
+                Budget | Starved | PoolEmpty | SlotLost | WaitedFor => {}
+            }
+        }
+        let docs = include_str!("../../../../../docs/logging.md");
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `warm_up_over`"))
+            .expect("docs/logging.md has a warm_up_over row");
+        for end in ALL {
+            let named = format!("`{}`", end.as_str());
+            assert!(row.contains(&named), "{end:?}: {named} is not in the row");
+        }
+        let reasons: std::collections::HashSet<_> = ALL.iter().map(|e| e.as_str()).collect();
+        assert_eq!(reasons.len(), ALL.len(), "each its own reason");
     }
 }
