@@ -167,30 +167,7 @@ fn a_fork_server_that_exits_before_it_answers_fails_the_start_with_its_exit() {
 /// dropped it, and the worker never became ready. It hears it again once the reply is read.
 #[test]
 fn a_ready_said_before_the_fork_servers_reply_is_heard() {
-    let answer = "\
-        r, w = os.pipe(); said_r, said_w = os.pipe()\n\
-        if os.fork() == 0:\n    \
-            p = os.fork()\n    \
-            if p == 0:\n        \
-                os.setpgid(0, 0)\n        \
-                while os.getppid() != herd: time.sleep(0.001)\n        \
-                n.send(b'READY=1'); os.write(said_w, b'.'); time.sleep(30); os._exit(0)\n    \
-            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
-        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
-        os.read(said_r, 1); os.close(said_r); os.close(said_w)\n\
-        time.sleep(0.5)\n\
-        s.send(b'pid %d' % pid)";
-    let dir = tempfile::tempdir().unwrap();
-    let options = ["-w", "1", "--ready-timeout", "20s"];
-    let mut herd = hand_made_fork_server_with(&dir, &options, "", answer);
-    let started = herd.wait_for_event("worker_started", &[]);
-    let ready = herd.wait_for_event("worker_ready", &[]);
-    assert_eq!(ready["pid"], started["pid"]);
-    let lines = herd.lines();
-    let dropped = events(&lines).find(|e| is_event(e, "notify_dropped", &[]));
-    assert!(dropped.is_none(), "{dropped:?}");
-    herd.signal(libc::SIGTERM);
-    herd.wait_exit();
+    ready_heard_before_the_reply("", &["n.send(b'READY=1')"]);
 }
 
 /// As above, but the worker's READY=1 comes from a process it runs, as `systemd-notify` does:
@@ -200,27 +177,40 @@ fn a_ready_said_before_the_fork_servers_reply_is_heard() {
 /// ready. It keeps the sender's ancestors, read as the message came.
 #[test]
 fn a_ready_said_by_a_workers_child_before_the_reply_is_heard() {
-    let answer = "\
-        r, w = os.pipe(); said_r, said_w = os.pipe()\n\
-        if os.fork() == 0:\n    \
-            p = os.fork()\n    \
-            if p == 0:\n        \
-                os.setpgid(0, 0)\n        \
-                while os.getppid() != herd: time.sleep(0.001)\n        \
-                c = os.fork()\n        \
-                if c == 0:\n            \
-                    br, bw = os.pipe()\n            \
-                    n.send(b'READY=1'); socket.send_fds(n, [b'BARRIER=1'], [bw]); os.close(bw)\n            \
-                    select.select([br], [], [], 10); os._exit(0)\n        \
-                os.waitpid(c, 0); os.write(said_w, b'.'); time.sleep(30); os._exit(0)\n    \
-            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
-        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
-        os.read(said_r, 1); os.close(said_r); os.close(said_w)\n\
-        time.sleep(0.5)\n\
-        s.send(b'pid %d' % pid)";
+    let says = [
+        "c = os.fork()",
+        "if c == 0:",
+        "    br, bw = os.pipe()",
+        "    n.send(b'READY=1'); socket.send_fds(n, [b'BARRIER=1'], [bw]); os.close(bw)",
+        "    select.select([br], [], [], 10); os._exit(0)",
+        "os.waitpid(c, 0)",
+    ];
+    ready_heard_before_the_reply("import select, socket", &says);
+}
+
+/// A fork server (importing `imports` first) whose worker, once re-parented to herd, runs
+/// `says` (lines of Python) to say READY=1 and then tells the fork server, which answers half a
+/// second later: the worker is ready, and no message was dropped.
+fn ready_heard_before_the_reply(imports: &str, says: &[&str]) {
+    let says: String = says.iter().map(|l| format!("        {l}\n")).collect();
+    let answer = format!(
+        "r, w = os.pipe(); said_r, said_w = os.pipe()\n\
+         if os.fork() == 0:\n    \
+             p = os.fork()\n    \
+             if p == 0:\n        \
+                 os.setpgid(0, 0)\n        \
+                 while os.getppid() != herd: time.sleep(0.001)\n\
+         {says}        \
+                 os.write(said_w, b'.'); time.sleep(30); os._exit(0)\n    \
+             os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+         os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+         os.read(said_r, 1); os.close(said_r); os.close(said_w)\n\
+         time.sleep(0.5)\n\
+         s.send(b'pid %d' % pid)"
+    );
     let dir = tempfile::tempdir().unwrap();
     let options = ["-w", "1", "--ready-timeout", "20s"];
-    let mut herd = hand_made_fork_server_with(&dir, &options, "import select, socket", answer);
+    let mut herd = hand_made_fork_server_with(&dir, &options, imports, &answer);
     let started = herd.wait_for_event("worker_started", &[]);
     let ready = herd.wait_for_event("worker_ready", &[]);
     assert_eq!(ready["pid"], started["pid"]);

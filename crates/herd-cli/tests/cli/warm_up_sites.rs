@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::util::*;
 use crate::warm_up::{
-    gated, lowered_or_raised_in_time, one_ready, one_worker, open_gate, policies,
+    gated, gated_then_scaled_up, lowered_or_raised_in_time, open_gate, policies,
     wait_at_herds_priority,
 };
 
@@ -14,16 +14,7 @@ use crate::warm_up::{
 /// their facts. The second is a scale-up: two workers starting at once could print their
 /// `gated` lines into one.
 fn two_ready_gated(dir: &str) -> (Herd, Vec<Value>) {
-    let herd = one_worker(
-        &["--min-ready", "0"],
-        &["/usr/bin/python3", &worker("gated.py"), dir],
-    );
-    let first = gated(&herd, 1);
-    open_gate(&first);
-    one_ready(&herd);
-    let control = herd.control();
-    let scale = std::thread::spawn(move || ctl_at(&control, &["scale", "2"]));
-    let second = gated(&herd, 2);
+    let (herd, first, scale, second) = gated_then_scaled_up(dir);
     open_gate(&second);
     let (code, _, stderr) = scale.join().unwrap();
     assert_eq!(code, 0, "{stderr}");

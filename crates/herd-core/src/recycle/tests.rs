@@ -25,6 +25,15 @@ fn no_memory_limit() -> RecyclePolicy {
     }
 }
 
+/// [`policy`] with a `--max-lifetime` of `lifetime` and no `--max-memory`.
+fn lifetime_only(lifetime: Duration) -> RecyclePolicy {
+    RecyclePolicy {
+        max_memory: None,
+        max_lifetime: Some(lifetime),
+        ..policy()
+    }
+}
+
 /// A worker's exit with `code`.
 fn exited_with(code: i32) -> WorkerExit {
     WorkerExit {
@@ -380,11 +389,7 @@ fn lifetimes_end_with_each_workers_own_jitter() {
 /// room again.
 #[test]
 fn workers_waiting_for_room_cost_a_turn_no_walk_each() {
-    let lifetime = RecyclePolicy {
-        max_memory: None,
-        max_lifetime: Some(60 * SEC),
-        ..policy()
-    };
+    let lifetime = lifetime_only(60 * SEC);
     const N: usize = 500;
     let mut sim = Sim::new(N, 1, lifetime);
     sim.ready = false; // the successor stays starting: the pool is at --max-surge

@@ -67,11 +67,7 @@ fn a_worker_that_asked_and_waits_past_the_calm_does_not_end_the_loop() {
 #[test]
 fn a_recycle_past_its_lifetime_that_keeps_failing_keeps_doubling_its_wait() {
     // A lifetime longer than the calm: the old worker serves on past both.
-    let lifetime = RecyclePolicy {
-        max_memory: None,
-        max_lifetime: Some(1300 * SEC),
-        ..policy()
-    };
+    let lifetime = lifetime_only(1300 * SEC);
     let mut sim = Sim::new(1, 1, lifetime);
     sim.ready = false;
     sim.now += 1300 * SEC;
@@ -139,11 +135,7 @@ fn a_slot_recycled_by_lifetime_more_often_than_the_calm_still_calms_down() {
     // Lifetime 5 min, calm 20: every worker is recycled long before it could run 20 min, and
     // those recycles going well are no break (the slot kept its count forever: the second
     // failure, hours later, waited twice as long).
-    let lifetime = RecyclePolicy {
-        max_memory: None,
-        max_lifetime: Some(300 * SEC),
-        ..policy()
-    };
+    let lifetime = lifetime_only(300 * SEC);
     let mut sim = Sim::new(1, 1, lifetime);
     let fail_next_recycle = |sim: &mut Sim| {
         sim.ready = false;
@@ -175,11 +167,7 @@ fn a_slot_recycled_by_lifetime_more_often_than_the_calm_still_calms_down() {
 fn a_recycle_that_keeps_failing_slower_than_the_calm_keeps_doubling_its_wait() {
     // Each successor is available only after 1300s (--min-ready), and dies at 1250s: the old
     // worker serves on all the while, its recycle in flight, longer than the calm (20 min).
-    let lifetime = RecyclePolicy {
-        max_memory: None,
-        max_lifetime: Some(60 * SEC),
-        ..policy()
-    };
+    let lifetime = lifetime_only(60 * SEC);
     let mut sim = Sim::with_min_ready(1, 1, lifetime, 1300 * SEC);
     for _ in 0..3 {
         for _ in 0..200 {
