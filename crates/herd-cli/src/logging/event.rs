@@ -164,6 +164,9 @@ log_events! {
     /// A process a worker left behind was re-parented to herd (or found again after a
     /// re-exec); herd reaps it and stops it when it stops.
     OrphanAdopted = "orphan_adopted",
+    /// An orphan born while its worker warmed up lowered (`--starting-nice`) gets herd's
+    /// priority.
+    OrphanRaised = "orphan_raised",
     /// An orphan exited and was reaped.
     OrphanExited = "orphan_exited",
     /// An orphan was sent the stop signal as herd stops.

@@ -5,6 +5,9 @@
 //! gives up on one still there [`KILL_WAIT`] after (stuck in the kernel), so that `herd stop`
 //! always ends.
 //!
+//! One born while its worker warmed up at `--starting-nice` inherited the starting priority,
+//! which the worker's raise no longer reaches: it gets herd's priority when adopted.
+//!
 //! An orphan is a child of herd that is none of its own: not a worker, a re-exec check or an
 //! exited leader herd holds unreaped on purpose ([`leftovers`](super::leftovers)), and not in
 //! herd's own process group (those are [`reap`](super::reap)'s). Each is reaped by its pid,
@@ -47,6 +50,10 @@ pub trait Family {
     fn signal(&mut self, pid: u32, signal: Signal);
     /// The names of herd's sockets that `pid` holds.
     fn sockets_held(&mut self, pid: u32) -> Vec<String>;
+    /// `--starting-nice`: gives `pid` and the processes it started herd's priority back where
+    /// they still run at the starting one (a worker's start-up lowered them before they left
+    /// its tree); how many threads it raised (none if it is gone).
+    fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize>;
 }
 
 /// A living orphan.
@@ -200,6 +207,7 @@ impl Orphans {
             "process {pid} ({name}) was left behind by a worker; herd reaps it and stops it \
              when it stops{serves}"
         );
+        restore_priority(family, pid, &name);
         if let Some(signal) = self.signal {
             let signal = match self.stopping {
                 Stopping::Until(_) => signal,
@@ -239,6 +247,27 @@ impl Orphans {
                 family.signal(pid, Signal::KILL);
             }
         }
+    }
+}
+
+/// `--starting-nice`: orphan `pid` (`name`), born while its worker was lowered, gets herd's
+/// priority back.
+fn restore_priority(family: &mut impl Family, pid: u32, name: &str) {
+    match family.restore_priority(pid) {
+        Ok(0) => {}
+        Ok(threads) => tracing::info!(
+            event = LogEvent::OrphanRaised.as_str(),
+            pid,
+            threads,
+            "process {pid} ({name}), left behind by a worker, ran at --starting-nice's starting \
+             priority, which it inherited as the worker started: it gets herd's priority"
+        ),
+        Err(e) => tracing::warn!(
+            event = LogEvent::PriorityNotRestored.as_str(),
+            pid,
+            "cannot give process {pid} ({name}), left behind by a worker, herd's priority back \
+             from --starting-nice's starting priority: {e}"
+        ),
     }
 }
 

@@ -178,7 +178,7 @@ fn a_scale_up_beside_a_serving_worker_warms_up_in_sched_idle_then_gets_herds_pri
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (herd, _, scale, new) = gated_then_scaled_up(dir.path().to_str().unwrap());
+    let (herd, _, scale, new) = gated_then_scaled_up(dir.path().to_str().unwrap(), &[]);
     let pid = new["pid"].as_u64().unwrap() as u32;
     // It starts beside the first worker, which serves.
     lowered_or_raised_in_time(&herd, pid);
@@ -190,21 +190,21 @@ fn a_scale_up_beside_a_serving_worker_warms_up_in_sched_idle_then_gets_herds_pri
     wait_at_herds_priority(pid);
 }
 
-/// herd with one `gated.py` worker (FIFOs in `dir`) and `--min-ready 0`, once it is ready, then
-/// `herd scale 2` on a thread of its own (its answer), and the second worker once gated: herd,
-/// the first worker's facts, the scale, the second's facts.
+/// herd with one `gated.py` worker (FIFOs in `dir`, then `options`) and `--min-ready 0`, once it
+/// is ready, then `herd scale 2` on a thread of its own (its answer), and the second worker once
+/// gated: herd, the first worker's facts, the scale, the second's facts.
 pub(crate) fn gated_then_scaled_up(
     dir: &str,
+    options: &[&str],
 ) -> (
     Herd,
     Value,
     std::thread::JoinHandle<(i32, String, String)>,
     Value,
 ) {
-    let herd = one_worker(
-        &["--min-ready", "0"],
-        &["/usr/bin/python3", &worker("gated.py"), dir],
-    );
+    let script = worker("gated.py");
+    let command = [&["/usr/bin/python3", script.as_str(), dir], options].concat();
+    let herd = one_worker(&["--min-ready", "0"], &command);
     let first = gated(&herd, 1);
     open_gate(&first);
     one_ready(&herd);

@@ -14,7 +14,7 @@ use crate::warm_up::{
 /// their facts. The second is a scale-up: two workers starting at once could print their
 /// `gated` lines into one.
 fn two_ready_gated(dir: &str) -> (Herd, Vec<Value>) {
-    let (herd, first, scale, second) = gated_then_scaled_up(dir);
+    let (herd, first, scale, second) = gated_then_scaled_up(dir, &[]);
     open_gate(&second);
     let (code, _, stderr) = scale.join().unwrap();
     assert_eq!(code, 0, "{stderr}");
@@ -126,4 +126,27 @@ fn a_successor_whose_slot_loses_its_serving_worker_gets_herds_priority_at_once()
     open_gate(&gated(&herd, 4));
     let (code, _, stderr) = upgrade.join().unwrap();
     assert_eq!(code, 0, "the upgrade succeeds: {stderr}");
+}
+
+#[test]
+fn a_process_a_lowered_worker_left_behind_gets_herds_priority_when_adopted() {
+    if !root_or_skip("raising a process back from SCHED_IDLE needs CAP_SYS_NICE") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (herd, _, scale, second) =
+        gated_then_scaled_up(dir.path().to_str().unwrap(), &["--orphan"]);
+    let (pid, orphan) = (pid_of(&second), second["orphan"].as_u64().unwrap() as u32);
+    // Born in SCHED_IDLE, unless on a loaded machine the scale-up's warm-up ended first.
+    if second["orphan_policy"] != 5 {
+        herd.wait_for_event("warm_up_over", &[("pid", pid.into())]);
+    }
+    // Its shell is gone: the worker's raise on readiness would not reach it. herd gives it its
+    // priority as it adopts it.
+    herd.wait_for_event("orphan_adopted", &[("pid", orphan.into())]);
+    wait_at_herds_priority(orphan);
+    open_gate(&second);
+    let (code, _, stderr) = scale.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    wait_at_herds_priority(pid);
 }

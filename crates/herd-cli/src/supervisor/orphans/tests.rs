@@ -21,6 +21,8 @@ struct Fake {
     signals: Vec<(u32, Signal)>,
     /// Every pid looked at closely, in order.
     described: Vec<u32>,
+    /// Every pid given herd's priority back, in order.
+    raised: Vec<u32>,
 }
 
 impl Fake {
@@ -65,6 +67,11 @@ impl Family for Fake {
 
     fn sockets_held(&mut self, _pid: u32) -> Vec<String> {
         Vec::new()
+    }
+
+    fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize> {
+        self.raised.push(pid);
+        Ok(1)
     }
 }
 
@@ -195,4 +202,32 @@ fn held_adoptions_leave_new_children_for_a_later_look_but_reap_the_exited() {
     fake.child(40, 40);
     orphans.look(&mut fake, &HashSet::from([30]), now);
     assert_eq!(pids(&orphans, now), vec![40]);
+}
+
+#[test]
+fn an_orphan_gets_herds_priority_once_as_it_is_adopted() {
+    // Born while its worker warmed up in SCHED_IDLE, it inherited the class; the worker's raise
+    // walks the worker's tree, which it left.
+    let mut fake = Fake::default();
+    fake.child(10, 10);
+    let mut orphans = Orphans::default();
+    let now = Instant::now();
+    orphans.look(&mut fake, &HashSet::new(), now);
+    orphans.look(&mut fake, &HashSet::new(), now + SEC);
+    assert_eq!(fake.raised, vec![10]);
+}
+
+#[test]
+fn an_orphan_not_adopted_yet_is_not_raised_yet() {
+    // --fork-server holds adoptions while a fork server's reply is awaited: the child may be
+    // the worker it forked, whose own warm-up herd still wants.
+    let mut fake = Fake::default();
+    fake.child(10, 10);
+    let mut orphans = Orphans::default();
+    orphans.hold_adoptions(true);
+    orphans.look(&mut fake, &HashSet::new(), Instant::now());
+    assert!(fake.raised.is_empty());
+    orphans.hold_adoptions(false);
+    orphans.look(&mut fake, &HashSet::new(), Instant::now());
+    assert_eq!(fake.raised, vec![10]);
 }

@@ -7,6 +7,7 @@ use herd_sys::process::{Child, Signal};
 
 use crate::spec::Listener;
 use crate::supervisor::orphans::Family;
+use crate::supervisor::warm_up::Lowered;
 
 /// herd's real children.
 #[derive(Default)]
@@ -19,6 +20,9 @@ pub struct OwnFamily<'a> {
     /// Their sockets' names and inodes, read when an orphan is first found: a look that finds
     /// none reads nothing (under `--balance reuseport` there is a socket per slot).
     sockets: Option<Vec<(String, u64)>>,
+    /// `--starting-nice`: how starting workers are lowered and the nice value herd gives
+    /// ready ones, which an orphan found still lowered gets.
+    warm_up: Option<(Lowered, i32)>,
 }
 
 impl<'a> OwnFamily<'a> {
@@ -33,6 +37,13 @@ impl<'a> OwnFamily<'a> {
     /// The family that tells which of `listeners`' sockets an orphan holds.
     pub fn with_sockets(mut self, listeners: &'a [Listener]) -> OwnFamily<'a> {
         self.listeners = listeners;
+        self
+    }
+
+    /// The family that gives an orphan still at `warm_up`'s starting priority (lowered, nice
+    /// value of ready workers) herd's.
+    pub fn with_warm_up(mut self, warm_up: Option<(Lowered, i32)>) -> OwnFamily<'a> {
+        self.warm_up = warm_up;
         self
     }
 
@@ -106,6 +117,23 @@ impl Family for OwnFamily<'_> {
             }
         }
         held
+    }
+
+    fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize> {
+        // A worker lowered to `SCHED_IDLE` may also have trickled at a nice value, which its
+        // processes may have chosen themselves as well: only `SCHED_IDLE` is certainly herd's.
+        let raised = match self.warm_up {
+            None => return Ok(0),
+            Some((Lowered::Idle, _)) => herd_sys::process::raise_idle_tree(pid),
+            Some((Lowered::Nice(nice), serving)) => {
+                herd_sys::process::raise_nice_tree(pid, nice, serving)
+            }
+        };
+        match raised {
+            Ok(raised) => Ok(raised.threads),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     fn signal(&mut self, pid: u32, signal: Signal) {

@@ -169,7 +169,9 @@ impl Supervisor {
         let not_orphans = self.not_orphans(&exited);
         self.hold_orphan_adoptions();
         self.platform.orphans.look(
-            &mut OwnFamily::listed(children).with_sockets(self.effects.listeners()),
+            &mut OwnFamily::listed(children)
+                .with_sockets(self.effects.listeners())
+                .with_warm_up(self.orphans_warm_up()),
             &not_orphans,
             Instant::now(),
         );
@@ -207,10 +209,18 @@ impl Supervisor {
         self.hold_orphan_adoptions();
         let not_orphans = self.not_orphans(&HashSet::new());
         self.platform.orphans.look(
-            &mut OwnFamily::default().with_sockets(self.effects.listeners()),
+            &mut OwnFamily::default()
+                .with_sockets(self.effects.listeners())
+                .with_warm_up(self.orphans_warm_up()),
             &not_orphans,
             Instant::now(),
         );
+    }
+
+    /// `--starting-nice`: how starting workers are lowered and the nice value ready ones get,
+    /// for the orphans a lowered worker left.
+    fn orphans_warm_up(&self) -> Option<(crate::supervisor::warm_up::Lowered, i32)> {
+        self.warm_up.map(|w| (w.starting, self.workers_nice))
     }
 
     /// Process `sender` and its ancestors, nearest first ([`notify::lineage`]).
