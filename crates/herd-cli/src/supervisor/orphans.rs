@@ -6,7 +6,11 @@
 //! always ends.
 //!
 //! One born while its worker warmed up at `--starting-nice` inherited the starting priority,
-//! which the worker's raise no longer reaches: it gets herd's priority when adopted.
+//! which the worker's raise does not reach once it left the worker's tree: herd gives it its
+//! priority once no worker warms up lowered any more (so its start-up, too, leaves the CPU
+//! to the serving workers), at most [`RAISE_WAIT`] after it was found. Only one found while
+//! workers warm up lowered, or in the first look after, can have been born so: the others
+//! keep the priority they chose.
 //!
 //! An orphan is a child of herd that is none of its own: not a worker, a re-exec check or an
 //! exited leader herd holds unreaped on purpose ([`leftovers`](super::leftovers)), and not in
@@ -32,6 +36,9 @@ use crate::logging::LogEvent;
 pub const SCAN_EVERY: Duration = Duration::from_secs(1);
 /// How often, while herd stops and orphans remain, they are looked at.
 pub const STOP_CHECK_EVERY: Duration = Duration::from_millis(50);
+/// The longest an orphan found while workers warm up lowered waits for them to end before it
+/// gets herd's priority: a worker's own warm-up lasts at most this long.
+pub const RAISE_WAIT: Duration = crate::supervisor::warm_up::MAX_WARM_UP;
 /// How many times one look lists the children again after reaping some (whose own children
 /// were re-parented to herd as they exited).
 const ROUNDS: usize = 8;
@@ -65,10 +72,26 @@ struct Orphan {
     since: Instant,
 }
 
+/// `--starting-nice`, as a look sees it: whether workers warm up lowered now, and how many
+/// warm-ups at the starting priority have begun so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lowering {
+    /// Some worker (or fork server) warms up at the starting priority.
+    pub warming: bool,
+    /// How many such warm-ups began (a count that only grows).
+    pub count: u64,
+}
+
 /// The orphans herd holds, and where they are in herd's stop.
 #[derive(Debug, Default)]
 pub struct Orphans {
     known: BTreeMap<u32, Orphan>,
+    /// Those found while workers warmed up lowered, to be given herd's priority once the
+    /// warm-ups end (at most [`RAISE_WAIT`] after they were found).
+    to_raise: BTreeMap<u32, Instant>,
+    /// [`Lowering::count`] as of the last look that adopted while no worker warmed up
+    /// lowered: an orphan found when it is still the same was not born lowered by herd.
+    lowered_seen: u64,
     /// Those that survived `SIGKILL`, which herd no longer waits for (but reaps).
     given_up: HashSet<u32>,
     /// The signal herd stops them with, once it stops.
@@ -88,10 +111,19 @@ impl Orphans {
 
     /// Looks at herd's children: orphans that exited are reaped, new ones adopted (and, while
     /// herd stops, stopped at once); `not_orphans` are herd's own children (workers, re-exec
-    /// checks, held leaders). While herd stops, those left are killed once the grace period
-    /// is over, and given up [`KILL_WAIT`] after.
-    pub fn look(&mut self, family: &mut impl Family, not_orphans: &HashSet<u32>, now: Instant) {
+    /// checks, held leaders). New ones that may have been born lowered (`lowering`) get
+    /// herd's priority once no worker warms up lowered. While herd stops, those left are
+    /// killed once the grace period is over, and given up [`KILL_WAIT`] after.
+    pub fn look(
+        &mut self,
+        family: &mut impl Family,
+        not_orphans: &HashSet<u32>,
+        lowering: Lowering,
+        now: Instant,
+    ) {
         let own_group = family.own_group();
+        // Warm-ups at the starting priority since the last look that adopted beside none.
+        let lowered = lowering.warming || lowering.count != self.lowered_seen;
         for _ in 0..ROUNDS {
             let mut reaped = false;
             let mut present = HashSet::new();
@@ -113,18 +145,45 @@ impl Orphans {
                             // It may have exec'd another program since.
                             Some(known) => known.name = child.name,
                             None if self.adoptions_held => {}
-                            None => self.adopt(family, child, now),
+                            None => {
+                                if lowered {
+                                    self.to_raise.insert(child.pid, now);
+                                }
+                                self.adopt(family, child, now);
+                            }
                         }
                     }
                 }
             }
             self.known.retain(|pid, _| present.contains(pid));
             self.given_up.retain(|pid| present.contains(pid));
+            self.to_raise.retain(|pid, _| present.contains(pid));
             if !reaped {
                 break;
             }
         }
+        if !lowering.warming && !self.adoptions_held {
+            self.lowered_seen = lowering.count;
+        }
+        self.raise_due(family, lowering.warming, now);
         self.enforce(family, now);
+    }
+
+    /// Orphans found while workers warmed up lowered get herd's priority: all once none warms
+    /// up lowered (`warming` false), else those found [`RAISE_WAIT`] ago.
+    fn raise_due(&mut self, family: &mut impl Family, warming: bool, now: Instant) {
+        let due: Vec<u32> = self
+            .to_raise
+            .iter()
+            .filter(|&(_, &found)| !warming || now.saturating_duration_since(found) >= RAISE_WAIT)
+            .map(|(&pid, _)| pid)
+            .collect();
+        for pid in due {
+            self.to_raise.remove(&pid);
+            if let Some(orphan) = self.known.get(&pid) {
+                restore_priority(family, pid, &orphan.name);
+            }
+        }
     }
 
     /// herd stops: each orphan gets `signal` (`SIGKILL`: at once), then `SIGKILL` after
@@ -207,7 +266,6 @@ impl Orphans {
             "process {pid} ({name}) was left behind by a worker; herd reaps it and stops it \
              when it stops{serves}"
         );
-        restore_priority(family, pid, &name);
         if let Some(signal) = self.signal {
             let signal = match self.stopping {
                 Stopping::Until(_) => signal,
@@ -250,8 +308,8 @@ impl Orphans {
     }
 }
 
-/// `--starting-nice`: orphan `pid` (`name`), born while its worker was lowered, gets herd's
-/// priority back.
+/// `--starting-nice`: orphan `pid` (`name`), which may have been born while its worker was
+/// lowered, gets herd's priority where it still runs at the starting one.
 fn restore_priority(family: &mut impl Family, pid: u32, name: &str) {
     match family.restore_priority(pid) {
         Ok(0) => {}
@@ -259,14 +317,14 @@ fn restore_priority(family: &mut impl Family, pid: u32, name: &str) {
             event = LogEvent::OrphanRaised.as_str(),
             pid,
             threads,
-            "process {pid} ({name}), left behind by a worker, ran at --starting-nice's starting \
-             priority, which it inherited as the worker started: it gets herd's priority"
+            "orphan {pid} ({name}) ran at --starting-nice's starting priority, inherited from \
+             its worker's warm-up: it gets herd's priority"
         ),
         Err(e) => tracing::warn!(
             event = LogEvent::PriorityNotRestored.as_str(),
             pid,
-            "cannot give process {pid} ({name}), left behind by a worker, herd's priority back \
-             from --starting-nice's starting priority: {e}"
+            "cannot give orphan {pid} ({name}) herd's priority back from --starting-nice's \
+             starting priority: {e}"
         ),
     }
 }

@@ -20,7 +20,8 @@ use std::io;
 /// What [`raise_idle_tree`] raised.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Raised {
-    /// Threads moved from `SCHED_IDLE` to `SCHED_OTHER`.
+    /// Threads moved from `SCHED_IDLE` to `SCHED_OTHER` (or from one nice value to another;
+    /// where nice values are a process's, not Linux, a process group moved counts as one).
     pub threads: usize,
     /// Processes looked at: the worker and those it started.
     pub processes: usize,
@@ -284,8 +285,9 @@ mod imp {
             return Ok(Raised::default());
         }
         crate::process::set_group_nice(pid, to)?;
+        // The group (or `pid` alone, if it leads none) counts as one thread raised.
         Ok(Raised {
-            threads: 0,
+            threads: 1,
             processes: 1,
         })
     }

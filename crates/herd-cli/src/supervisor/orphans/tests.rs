@@ -6,6 +6,16 @@ use super::*;
 const SEC: Duration = Duration::from_secs(1);
 /// herd's own process group in these tests.
 const HERD_GROUP: u32 = 1;
+/// No worker has warmed up lowered (`--starting-nice`).
+const NONE: Lowering = Lowering {
+    warming: false,
+    count: 0,
+};
+
+/// `count` warm-ups at the starting priority began so far, some still going on if `warming`.
+fn lowered(warming: bool, count: u64) -> Lowering {
+    Lowering { warming, count }
+}
 
 /// Children as a test describes them.
 #[derive(Default)]
@@ -89,7 +99,7 @@ fn only_children_that_are_none_of_herds_own_are_orphans() {
     fake.child(21, 10); // left behind in a worker's group
     let mut orphans = Orphans::default();
     let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::from([10, 11]), t0);
+    orphans.look(&mut fake, &HashSet::from([10, 11]), NONE, t0);
     assert_eq!(pids(&orphans, t0), [20, 21]);
     let status = orphans.status(t0 + SEC);
     assert_eq!((status[0].name.as_str(), status[0].known_ms), ("p20", 1000));
@@ -109,10 +119,10 @@ fn an_orphan_that_exits_is_reaped_by_its_pid_and_forgotten() {
     fake.child(20, 20);
     let mut orphans = Orphans::default();
     let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::from([10]), t0);
+    orphans.look(&mut fake, &HashSet::from([10]), NONE, t0);
     fake.exit(20, 0);
     fake.exit(10, 0); // a worker's exit is not the orphans' to reap
-    orphans.look(&mut fake, &HashSet::from([10]), t0);
+    orphans.look(&mut fake, &HashSet::from([10]), NONE, t0);
     assert_eq!(fake.reaped, [20]);
     assert!(orphans.finished() && pids(&orphans, t0).is_empty());
 }
@@ -125,7 +135,7 @@ fn what_an_exiting_orphan_leaves_is_found_in_the_same_look() {
     fake.behind.insert(20, (30, 20));
     let mut orphans = Orphans::default();
     let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::new(), t0);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
     assert_eq!(pids(&orphans, t0), [30]);
 }
 
@@ -136,35 +146,35 @@ fn herd_stops_them_then_kills_those_left_after_the_grace_then_gives_up() {
     fake.child(21, 21);
     let mut orphans = Orphans::default();
     let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::new(), t0);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
     assert!(!orphans.waited_for());
     orphans.stop(&mut fake, Signal::TERM, 2 * SEC, t0);
     assert_eq!(fake.signals, [(20, Signal::TERM), (21, Signal::TERM)]);
     assert!(orphans.waited_for());
     // 20 obeys; 21 ignores it.
     fake.exit(20, 0);
-    orphans.look(&mut fake, &HashSet::new(), t0 + SEC);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC);
     assert_eq!(fake.signals.len(), 2, "not killed before the grace is over");
     // One left behind during the stop gets the stop signal at once.
     fake.child(22, 22);
-    orphans.look(&mut fake, &HashSet::new(), t0 + SEC);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC);
     assert_eq!(fake.signals[2], (22, Signal::TERM));
-    orphans.look(&mut fake, &HashSet::new(), t0 + 2 * SEC);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0 + 2 * SEC);
     assert_eq!(fake.signals[3..], [(21, Signal::KILL), (22, Signal::KILL)]);
     // Found after the kill: killed at once.
     fake.child(23, 23);
-    orphans.look(&mut fake, &HashSet::new(), t0 + 3 * SEC);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0 + 3 * SEC);
     assert_eq!(fake.signals[5], (23, Signal::KILL));
     assert!(!orphans.finished());
     // Still there KILL_WAIT after the kill: given up, and not adopted again.
-    orphans.look(&mut fake, &HashSet::new(), t0 + 2 * SEC + KILL_WAIT);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0 + 2 * SEC + KILL_WAIT);
     assert!(orphans.finished() && !orphans.waited_for());
-    orphans.look(&mut fake, &HashSet::new(), t0 + 3 * SEC + KILL_WAIT);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0 + 3 * SEC + KILL_WAIT);
     assert!(orphans.finished());
     assert_eq!(fake.signals.len(), 6);
     // One given up that exits at last is still reaped.
     fake.exit(21, 9);
-    orphans.look(&mut fake, &HashSet::new(), t0 + 9 * SEC);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0 + 9 * SEC);
     assert_eq!(fake.reaped, [20, 21]);
 }
 
@@ -174,7 +184,7 @@ fn a_stop_at_once_kills_them_and_a_second_graceful_stop_is_not_news() {
     fake.child(20, 20);
     let mut orphans = Orphans::default();
     let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::new(), t0);
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
     orphans.stop(&mut fake, Signal::TERM, 5 * SEC, t0);
     orphans.stop(&mut fake, Signal::TERM, 5 * SEC, t0 + SEC);
     assert_eq!(fake.signals, [(20, Signal::TERM)]);
@@ -186,48 +196,116 @@ fn a_stop_at_once_kills_them_and_a_second_graceful_stop_is_not_news() {
 fn held_adoptions_leave_new_children_for_a_later_look_but_reap_the_exited() {
     let (mut fake, mut orphans, now) = (Fake::default(), Orphans::default(), Instant::now());
     fake.child(20, 20);
-    orphans.look(&mut fake, &HashSet::new(), now);
+    orphans.look(&mut fake, &HashSet::new(), NONE, now);
     assert_eq!(pids(&orphans, now), vec![20]);
     orphans.hold_adoptions(true);
     // A fork server's new worker, before herd has read its pid; an orphan that exits.
     fake.child(30, 30);
     fake.exit(20, 0);
-    orphans.look(&mut fake, &HashSet::new(), now);
+    orphans.look(&mut fake, &HashSet::new(), NONE, now);
     assert_eq!(pids(&orphans, now), Vec::<u32>::new());
     assert_eq!(fake.reaped, vec![20]);
     // herd read its pid: a worker now, never adopted.
     orphans.hold_adoptions(false);
-    orphans.look(&mut fake, &HashSet::from([30]), now);
+    orphans.look(&mut fake, &HashSet::from([30]), NONE, now);
     assert_eq!(pids(&orphans, now), Vec::<u32>::new());
     fake.child(40, 40);
-    orphans.look(&mut fake, &HashSet::from([30]), now);
+    orphans.look(&mut fake, &HashSet::from([30]), NONE, now);
     assert_eq!(pids(&orphans, now), vec![40]);
 }
 
 #[test]
-fn an_orphan_gets_herds_priority_once_as_it_is_adopted() {
+fn an_orphan_found_while_a_worker_warms_up_lowered_gets_herds_priority_once_it_ends() {
     // Born while its worker warmed up in SCHED_IDLE, it inherited the class; the worker's raise
-    // walks the worker's tree, which it left.
+    // walks the worker's tree, which it left. Raised at once, its start-up would take the CPU
+    // from the serving workers while its worker still leaves it to them.
     let mut fake = Fake::default();
     fake.child(10, 10);
     let mut orphans = Orphans::default();
-    let now = Instant::now();
-    orphans.look(&mut fake, &HashSet::new(), now);
-    orphans.look(&mut fake, &HashSet::new(), now + SEC);
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::new(), lowered(true, 1), t0);
+    orphans.look(&mut fake, &HashSet::new(), lowered(true, 1), t0 + SEC);
+    assert!(fake.raised.is_empty());
+    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + 2 * SEC);
+    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + 3 * SEC);
+    assert_eq!(fake.raised, vec![10], "once");
+}
+
+#[test]
+fn warm_ups_that_never_end_hold_an_orphan_at_most_raise_wait() {
+    let mut fake = Fake::default();
+    fake.child(10, 10);
+    let mut orphans = Orphans::default();
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::new(), lowered(true, 1), t0);
+    orphans.look(
+        &mut fake,
+        &HashSet::new(),
+        lowered(true, 9),
+        t0 + RAISE_WAIT - SEC,
+    );
+    assert!(fake.raised.is_empty());
+    orphans.look(
+        &mut fake,
+        &HashSet::new(),
+        lowered(true, 9),
+        t0 + RAISE_WAIT,
+    );
     assert_eq!(fake.raised, vec![10]);
+}
+
+#[test]
+fn an_orphan_found_in_the_first_look_after_a_warm_up_ended_gets_herds_priority_at_once() {
+    // The worker was ready before any look: its orphan, re-parented while it warmed up, is
+    // found after.
+    let mut fake = Fake::default();
+    fake.child(10, 10);
+    let mut orphans = Orphans::default();
+    orphans.look(
+        &mut fake,
+        &HashSet::new(),
+        lowered(false, 1),
+        Instant::now(),
+    );
+    assert_eq!(fake.raised, vec![10]);
+}
+
+#[test]
+fn an_orphan_found_when_no_worker_warmed_up_lowered_keeps_its_priority() {
+    // A daemon that chose SCHED_IDLE (or nice 19) itself; herd lowered no start, or not since
+    // the last look.
+    let mut fake = Fake::default();
+    fake.child(10, 10);
+    let mut orphans = Orphans::default();
+    let t0 = Instant::now();
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + SEC);
+    fake.child(11, 11);
+    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + 2 * SEC);
+    assert!(fake.raised.is_empty(), "{:?}", fake.raised);
 }
 
 #[test]
 fn an_orphan_not_adopted_yet_is_not_raised_yet() {
     // --fork-server holds adoptions while a fork server's reply is awaited: the child may be
-    // the worker it forked, whose own warm-up herd still wants.
+    // the worker it forked. The look that adopts it later still counts the warm-up.
     let mut fake = Fake::default();
     fake.child(10, 10);
     let mut orphans = Orphans::default();
     orphans.hold_adoptions(true);
-    orphans.look(&mut fake, &HashSet::new(), Instant::now());
+    orphans.look(
+        &mut fake,
+        &HashSet::new(),
+        lowered(false, 1),
+        Instant::now(),
+    );
     assert!(fake.raised.is_empty());
     orphans.hold_adoptions(false);
-    orphans.look(&mut fake, &HashSet::new(), Instant::now());
+    orphans.look(
+        &mut fake,
+        &HashSet::new(),
+        lowered(false, 1),
+        Instant::now(),
+    );
     assert_eq!(fake.raised, vec![10]);
 }

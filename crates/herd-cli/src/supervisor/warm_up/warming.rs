@@ -33,6 +33,8 @@ pub struct Warming {
     at_full: HashMap<u32, Instant>,
     /// How long the last few of those took to become ready, the latest last.
     took: VecDeque<Duration>,
+    /// How many warm-ups at the starting priority began in this image (or were handed over).
+    lowered_count: u64,
 }
 
 /// A worker warming up.
@@ -90,6 +92,7 @@ impl Warming {
         if self.until.is_empty() {
             self.sampled_at = Some(at);
         }
+        self.lowered_count += 1;
         self.until.push(Warm {
             pid,
             how,
@@ -188,8 +191,16 @@ impl Warming {
                 })
             })
             .collect();
+        self.lowered_count += self.until.len() as u64;
         self.sampled_at = Some(now);
         self.cursor = 0;
+    }
+
+    /// Whether any worker (or fork server) warms up at the starting priority now, and how
+    /// many warm-ups at it began in this image (or were handed over), for the orphans they may
+    /// leave ([`Orphans::look`](crate::supervisor::orphans::Orphans::look)).
+    pub fn for_orphans(&self) -> (bool, u64) {
+        (!self.until.is_empty(), self.lowered_count)
     }
 
     /// When the next warm-up ends or the next sample is due.

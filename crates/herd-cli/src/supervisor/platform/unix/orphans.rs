@@ -164,7 +164,12 @@ mod tests {
             Listener::restore("http".into(), SocketKind::Tcp, address, socket.into(), None);
         let listeners = [listener];
         let mut family = OwnFamily::listed(Vec::new()).with_sockets(&listeners);
-        Orphans::default().look(&mut family, &HashSet::new(), Instant::now());
+        Orphans::default().look(
+            &mut family,
+            &HashSet::new(),
+            Default::default(),
+            Instant::now(),
+        );
         assert!(family.sockets.is_none(), "read with no orphan found");
         // Asked about a process (this one holds the socket), it reads them once.
         assert_eq!(family.sockets_held(std::process::id()), ["http"]);

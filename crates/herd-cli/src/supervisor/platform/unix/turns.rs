@@ -173,6 +173,7 @@ impl Supervisor {
                 .with_sockets(self.effects.listeners())
                 .with_warm_up(self.orphans_warm_up()),
             &not_orphans,
+            self.orphans_lowering(),
             Instant::now(),
         );
         for (pid, status) in reap::reap_own_group(self.effects.children()) {
@@ -213,8 +214,15 @@ impl Supervisor {
                 .with_sockets(self.effects.listeners())
                 .with_warm_up(self.orphans_warm_up()),
             &not_orphans,
+            self.orphans_lowering(),
             Instant::now(),
         );
+    }
+
+    /// `--starting-nice`: whether workers warm up lowered, for the orphans they may leave.
+    fn orphans_lowering(&self) -> crate::supervisor::orphans::Lowering {
+        let (warming, count) = self.warming.for_orphans();
+        crate::supervisor::orphans::Lowering { warming, count }
     }
 
     /// `--starting-nice`: how starting workers are lowered and the nice value ready ones get,
