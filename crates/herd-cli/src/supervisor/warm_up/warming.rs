@@ -199,6 +199,7 @@ impl Warming {
     /// Whether any worker (or fork server) warms up at the starting priority now, and how
     /// many warm-ups at it began in this image (or were handed over), for the orphans they may
     /// leave ([`Orphans::look`](crate::supervisor::orphans::Orphans::look)).
+    #[cfg(unix)]
     pub fn for_orphans(&self) -> (bool, u64) {
         (!self.until.is_empty(), self.lowered_count)
     }
