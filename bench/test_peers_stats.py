@@ -150,6 +150,20 @@ class Verdicts(unittest.TestCase):
                          "not run")
         self.assertIn("0.7x, **inconclusive** (steady p99 0.30-158.00 ms across repetitions).", lines[2])
 
+    def test_repetitions_on_both_sides_of_a_target_decide_nothing(self):
+        def run(share, ratio):
+            return dict(self.one_run, others=0.0, closed=dict(self.one_run["closed"], share=share, ratio=ratio))
+        lines = verdicts([self.Herd], {self.Herd.name: [run(0.91, 1.2), run(0.97, 1.6)]}, "not run")
+        self.assertIn("at least 95% of steady: 94.0%, **inconclusive** (its repetitions read 91% to 97%, "
+                      "on both sides of the target", lines[3])
+        self.assertIn("at most 1.5x steady: 1.4x, **inconclusive** (its repetitions read 1.2x to 1.6x", lines[4])
+        lines = verdicts([self.Herd], {self.Herd.name: [run(0.91, 1.6), run(0.94, 1.7)]}, "not run")
+        self.assertIn("92.5%, **missed**.", lines[3])
+        self.assertIn("1.7x, **missed**.", lines[4])
+        lines = verdicts([self.Herd], {self.Herd.name: [run(0.95, 1.5), run(0.99, 1.1)]}, "not run")
+        self.assertIn("97.0%, **met**.", lines[3])
+        self.assertIn("1.3x, **met**.", lines[4])
+
     def test_the_scale_targets_count_their_own_run(self):
         figures = {"workers": 4096, "all_ready_s": 1.0, "rss_mib": 8.0, "status_table_ms": 10.0,
                    "status_json_ms": 10.0, "kills": 30, "replace_p50_ms": 5.0, "replace_max_ms": 9.0,
