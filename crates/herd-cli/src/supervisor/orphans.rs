@@ -8,8 +8,9 @@
 //! One born while its worker warmed up at `--starting-nice` inherited the starting priority,
 //! which the worker's raise does not reach once it left the worker's tree: herd gives it its
 //! priority once no worker warms up lowered any more (so its start-up, too, leaves the CPU
-//! to the serving workers), at most [`RAISE_WAIT`] after it was found. Only one found while
-//! workers warm up lowered, or in the first look after, can have been born so: the others
+//! to the serving workers), at most [`RAISE_WAIT`] after it was found. Only one born during
+//! a lowered warm-up ([`LoweredSpan`]), and not in the group of a worker that was not
+//! lowered (a serving worker's daemon that kept its group), can have been born so: the others
 //! keep the priority they chose.
 //!
 //! An orphan is a child of herd that is none of its own: not a worker, a re-exec check or an
@@ -30,6 +31,7 @@ use herd_sys::process::{Child, Signal};
 
 use super::grace::{Stopping, KILL_WAIT};
 use super::platform::describe_exit;
+use super::warm_up::LoweredSpan;
 use crate::logging::LogEvent;
 
 /// How often herd looks for new orphans (an orphan's exit wakes it at once: it is a child).
@@ -39,6 +41,8 @@ pub const STOP_CHECK_EVERY: Duration = Duration::from_millis(50);
 /// The longest an orphan found while workers warm up lowered waits for them to end before it
 /// gets herd's priority: a worker's own warm-up lasts at most this long.
 pub const RAISE_WAIT: Duration = crate::supervisor::warm_up::MAX_WARM_UP;
+/// How far a process's birth, as `/proc` tells it (in clock ticks), may be off.
+const BIRTH_SLACK: Duration = Duration::from_millis(20);
 /// How many times one look lists the children again after reaping some (whose own children
 /// were re-parented to herd as they exited).
 const ROUNDS: usize = 8;
@@ -61,6 +65,8 @@ pub trait Family {
     /// they still run at the starting one (a worker's start-up lowered them before they left
     /// its tree); how many threads it raised (none if it is gone).
     fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize>;
+    /// How long ago `pid` was born; `None` if it is gone or the system does not say.
+    fn born_ago(&mut self, pid: u32) -> Option<Duration>;
 }
 
 /// A living orphan.
@@ -72,26 +78,13 @@ struct Orphan {
     since: Instant,
 }
 
-/// `--starting-nice`, as a look sees it: whether workers warm up lowered now, and how many
-/// warm-ups at the starting priority have begun so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Lowering {
-    /// Some worker (or fork server) warms up at the starting priority.
-    pub warming: bool,
-    /// How many such warm-ups began (a count that only grows).
-    pub count: u64,
-}
-
 /// The orphans herd holds, and where they are in herd's stop.
 #[derive(Debug, Default)]
 pub struct Orphans {
     known: BTreeMap<u32, Orphan>,
-    /// Those found while workers warmed up lowered, to be given herd's priority once the
-    /// warm-ups end (at most [`RAISE_WAIT`] after they were found).
+    /// Those born during a lowered warm-up, to be given herd's priority once no worker warms
+    /// up lowered (at most [`RAISE_WAIT`] after they were found).
     to_raise: BTreeMap<u32, Instant>,
-    /// [`Lowering::count`] as of the last look that adopted while no worker warmed up
-    /// lowered: an orphan found when it is still the same was not born lowered by herd.
-    lowered_seen: u64,
     /// Those that survived `SIGKILL`, which herd no longer waits for (but reaps).
     given_up: HashSet<u32>,
     /// The signal herd stops them with, once it stops.
@@ -111,19 +104,17 @@ impl Orphans {
 
     /// Looks at herd's children: orphans that exited are reaped, new ones adopted (and, while
     /// herd stops, stopped at once); `not_orphans` are herd's own children (workers, re-exec
-    /// checks, held leaders). New ones that may have been born lowered (`lowering`) get
-    /// herd's priority once no worker warms up lowered. While herd stops, those left are
-    /// killed once the grace period is over, and given up [`KILL_WAIT`] after.
+    /// checks, held leaders). New ones born during a warm-up of `lowered` get herd's priority
+    /// once no worker warms up lowered. While herd stops, those left are killed once the grace
+    /// period is over, and given up [`KILL_WAIT`] after.
     pub fn look(
         &mut self,
         family: &mut impl Family,
         not_orphans: &HashSet<u32>,
-        lowering: Lowering,
+        lowered: &[LoweredSpan],
         now: Instant,
     ) {
         let own_group = family.own_group();
-        // Warm-ups at the starting priority since the last look that adopted beside none.
-        let lowered = lowering.warming || lowering.count != self.lowered_seen;
         for _ in 0..ROUNDS {
             let mut reaped = false;
             let mut present = HashSet::new();
@@ -146,7 +137,7 @@ impl Orphans {
                             Some(known) => known.name = child.name,
                             None if self.adoptions_held => {}
                             None => {
-                                if lowered {
+                                if born_lowered(family, &child, lowered, not_orphans, now) {
                                     self.to_raise.insert(child.pid, now);
                                 }
                                 self.adopt(family, child, now);
@@ -162,10 +153,8 @@ impl Orphans {
                 break;
             }
         }
-        if !lowering.warming && !self.adoptions_held {
-            self.lowered_seen = lowering.count;
-        }
-        self.raise_due(family, lowering.warming, now);
+        let warming = lowered.iter().any(|span| span.until.is_none());
+        self.raise_due(family, warming, now);
         self.enforce(family, now);
     }
 
@@ -306,6 +295,31 @@ impl Orphans {
             }
         }
     }
+}
+
+/// `--starting-nice`: whether orphan `child` may have inherited the starting priority: born
+/// during a warm-up of `lowered`, and not in the group of a worker that was not lowered then
+/// (`not_orphans` holds the workers, which lead their groups).
+fn born_lowered(
+    family: &mut impl Family,
+    child: &Child,
+    lowered: &[LoweredSpan],
+    not_orphans: &HashSet<u32>,
+    now: Instant,
+) -> bool {
+    if lowered.is_empty() {
+        return false;
+    }
+    let Some(born) = family
+        .born_ago(child.pid)
+        .and_then(|ago| now.checked_sub(ago))
+    else {
+        return false;
+    };
+    lowered.iter().any(|span| {
+        span.covers(born, BIRTH_SLACK)
+            && (child.group == span.pid || !not_orphans.contains(&child.group))
+    })
 }
 
 /// `--starting-nice`: orphan `pid` (`name`), which may have been born while its worker was

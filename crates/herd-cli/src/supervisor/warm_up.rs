@@ -73,11 +73,13 @@ use super::pool::Readiness;
 
 mod end;
 mod priority_class;
+mod spans;
 mod starvation;
 mod warming;
 
 pub use end::WarmUpEnd;
 pub use priority_class::PriorityClass;
+pub use spans::LoweredSpan;
 pub use starvation::{SchedStat, Starvation, SAMPLED_PER_TICK, SAMPLE_EVERY, STARVED_AFTER};
 pub use warming::{handed, Warming};
 

@@ -7,14 +7,12 @@ const SEC: Duration = Duration::from_secs(1);
 /// herd's own process group in these tests.
 const HERD_GROUP: u32 = 1;
 /// No worker has warmed up lowered (`--starting-nice`).
-const NONE: Lowering = Lowering {
-    warming: false,
-    count: 0,
-};
+const NONE: &[LoweredSpan] = &[];
+const MS: Duration = Duration::from_millis(1);
 
-/// `count` warm-ups at the starting priority began so far, some still going on if `warming`.
-fn lowered(warming: bool, count: u64) -> Lowering {
-    Lowering { warming, count }
+/// Worker `pid` warmed up lowered from `from`, until `until` (going on: `None`).
+fn span(pid: u32, from: Instant, until: Option<Instant>) -> [LoweredSpan; 1] {
+    [LoweredSpan { pid, from, until }]
 }
 
 /// Children as a test describes them.
@@ -33,11 +31,33 @@ struct Fake {
     described: Vec<u32>,
     /// Every pid given herd's priority back, in order.
     raised: Vec<u32>,
+    /// When children were born, for those a test says.
+    born: BTreeMap<u32, Instant>,
+    /// When the look runs, for `born_ago`.
+    now: Option<Instant>,
 }
 
 impl Fake {
     fn child(&mut self, pid: u32, group: u32) {
         self.children.insert(pid, (group, None));
+    }
+
+    /// Child `pid` of group `group`, born at `at`.
+    fn born(&mut self, pid: u32, group: u32, at: Instant) {
+        self.child(pid, group);
+        self.born.insert(pid, at);
+    }
+
+    /// A look at `now`, beside `lowered`, with `workers`.
+    fn look(
+        &mut self,
+        orphans: &mut Orphans,
+        workers: &[u32],
+        lowered: &[LoweredSpan],
+        now: Instant,
+    ) {
+        self.now = Some(now);
+        orphans.look(self, &workers.iter().copied().collect(), lowered, now);
     }
 
     fn exit(&mut self, pid: u32, raw: i32) {
@@ -82,6 +102,10 @@ impl Family for Fake {
     fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize> {
         self.raised.push(pid);
         Ok(1)
+    }
+
+    fn born_ago(&mut self, pid: u32) -> Option<Duration> {
+        Some(self.now?.saturating_duration_since(*self.born.get(&pid)?))
     }
 }
 
@@ -215,97 +239,93 @@ fn held_adoptions_leave_new_children_for_a_later_look_but_reap_the_exited() {
 }
 
 #[test]
-fn an_orphan_found_while_a_worker_warms_up_lowered_gets_herds_priority_once_it_ends() {
+fn an_orphan_born_while_a_worker_warms_up_lowered_gets_herds_priority_once_it_ends() {
     // Born while its worker warmed up in SCHED_IDLE, it inherited the class; the worker's raise
     // walks the worker's tree, which it left. Raised at once, its start-up would take the CPU
     // from the serving workers while its worker still leaves it to them.
-    let mut fake = Fake::default();
-    fake.child(10, 10);
-    let mut orphans = Orphans::default();
-    let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::new(), lowered(true, 1), t0);
-    orphans.look(&mut fake, &HashSet::new(), lowered(true, 1), t0 + SEC);
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.born(10, 10, t0 + 100 * MS);
+    let going_on = span(5, t0, None);
+    fake.look(&mut orphans, &[5], &going_on, t0 + SEC);
+    fake.look(&mut orphans, &[5], &going_on, t0 + 2 * SEC);
     assert!(fake.raised.is_empty());
-    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + 2 * SEC);
-    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + 3 * SEC);
+    let ended = span(5, t0, Some(t0 + 2 * SEC));
+    fake.look(&mut orphans, &[5], &ended, t0 + 3 * SEC);
+    fake.look(&mut orphans, &[5], &ended, t0 + 4 * SEC);
     assert_eq!(fake.raised, vec![10], "once");
 }
 
 #[test]
 fn warm_ups_that_never_end_hold_an_orphan_at_most_raise_wait() {
-    let mut fake = Fake::default();
-    fake.child(10, 10);
-    let mut orphans = Orphans::default();
-    let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::new(), lowered(true, 1), t0);
-    orphans.look(
-        &mut fake,
-        &HashSet::new(),
-        lowered(true, 9),
-        t0 + RAISE_WAIT - SEC,
-    );
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.born(10, 10, t0 + 100 * MS);
+    let going_on = span(5, t0, None);
+    fake.look(&mut orphans, &[5], &going_on, t0 + SEC);
+    fake.look(&mut orphans, &[5], &going_on, t0 + RAISE_WAIT);
     assert!(fake.raised.is_empty());
-    orphans.look(
-        &mut fake,
-        &HashSet::new(),
-        lowered(true, 9),
-        t0 + RAISE_WAIT,
-    );
+    fake.look(&mut orphans, &[5], &going_on, t0 + SEC + RAISE_WAIT);
     assert_eq!(fake.raised, vec![10]);
 }
 
 #[test]
-fn an_orphan_found_in_the_first_look_after_a_warm_up_ended_gets_herds_priority_at_once() {
+fn an_orphan_found_after_its_workers_warm_up_ended_gets_herds_priority_at_once() {
     // The worker was ready before any look: its orphan, re-parented while it warmed up, is
     // found after.
-    let mut fake = Fake::default();
-    fake.child(10, 10);
-    let mut orphans = Orphans::default();
-    orphans.look(
-        &mut fake,
-        &HashSet::new(),
-        lowered(false, 1),
-        Instant::now(),
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.born(10, 10, t0 + 100 * MS);
+    fake.look(
+        &mut orphans,
+        &[5],
+        &span(5, t0, Some(t0 + 500 * MS)),
+        t0 + SEC,
     );
     assert_eq!(fake.raised, vec![10]);
 }
 
 #[test]
-fn an_orphan_found_when_no_worker_warmed_up_lowered_keeps_its_priority() {
-    // A daemon that chose SCHED_IDLE (or nice 19) itself; herd lowered no start, or not since
-    // the last look.
-    let mut fake = Fake::default();
-    fake.child(10, 10);
-    let mut orphans = Orphans::default();
-    let t0 = Instant::now();
-    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
-    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + SEC);
-    fake.child(11, 11);
-    orphans.look(&mut fake, &HashSet::new(), lowered(false, 1), t0 + 2 * SEC);
+fn an_orphan_born_outside_every_lowered_warm_up_keeps_its_priority() {
+    // A daemon that chose SCHED_IDLE (or nice 19) itself, before a warm-up or after it: a
+    // first worker's, or one a worker started once ready, orphaned during a later warm-up.
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.born(10, 10, t0);
+    fake.born(11, 11, t0 + 2 * SEC);
+    let lowered = span(5, t0 + SEC, Some(t0 + 1500 * MS));
+    fake.look(&mut orphans, &[5], &lowered, t0 + 3 * SEC);
+    fake.look(&mut orphans, &[5], NONE, t0 + 4 * SEC);
     assert!(fake.raised.is_empty(), "{:?}", fake.raised);
+    assert_eq!(pids(&orphans, t0), [10, 11], "adopted all the same");
+}
+
+#[test]
+fn an_orphan_in_the_group_of_a_worker_not_lowered_keeps_its_priority() {
+    // A serving worker's daemon that kept its group, born while another worker warmed up.
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.born(10, 7, t0 + 100 * MS);
+    fake.born(11, 5, t0 + 100 * MS);
+    fake.look(
+        &mut orphans,
+        &[5, 7],
+        &span(5, t0, Some(t0 + SEC)),
+        t0 + 2 * SEC,
+    );
+    assert_eq!(
+        fake.raised,
+        vec![11],
+        "the lowered worker's own group's only"
+    );
 }
 
 #[test]
 fn an_orphan_not_adopted_yet_is_not_raised_yet() {
     // --fork-server holds adoptions while a fork server's reply is awaited: the child may be
-    // the worker it forked. The look that adopts it later still counts the warm-up.
-    let mut fake = Fake::default();
-    fake.child(10, 10);
-    let mut orphans = Orphans::default();
+    // the worker it forked.
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.born(10, 10, t0 + 100 * MS);
+    let lowered = span(5, t0, Some(t0 + SEC));
     orphans.hold_adoptions(true);
-    orphans.look(
-        &mut fake,
-        &HashSet::new(),
-        lowered(false, 1),
-        Instant::now(),
-    );
+    fake.look(&mut orphans, &[5], &lowered, t0 + 2 * SEC);
     assert!(fake.raised.is_empty());
     orphans.hold_adoptions(false);
-    orphans.look(
-        &mut fake,
-        &HashSet::new(),
-        lowered(false, 1),
-        Instant::now(),
-    );
+    fake.look(&mut orphans, &[5], &lowered, t0 + 3 * SEC);
     assert_eq!(fake.raised, vec![10]);
 }

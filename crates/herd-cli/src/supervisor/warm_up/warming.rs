@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use super::spans::{LoweredSpan, Spans};
 use super::starvation::{SchedStat, Starvation, SAMPLED_PER_TICK, SAMPLE_EVERY};
 use super::{budget_for, trickle_until, Lowered, BUDGET_FACTOR, MIN_WARM_UP};
 use crate::supervisor::pool::Readiness;
@@ -33,8 +34,8 @@ pub struct Warming {
     at_full: HashMap<u32, Instant>,
     /// How long the last few of those took to become ready, the latest last.
     took: VecDeque<Duration>,
-    /// How many warm-ups at the starting priority began in this image (or were handed over).
-    lowered_count: u64,
+    /// When each warm-up at the starting priority began and ended.
+    spans: Spans,
 }
 
 /// A worker warming up.
@@ -92,7 +93,7 @@ impl Warming {
         if self.until.is_empty() {
             self.sampled_at = Some(at);
         }
-        self.lowered_count += 1;
+        self.spans.begin(pid, at);
         self.until.push(Warm {
             pid,
             how,
@@ -178,9 +179,10 @@ impl Warming {
             .filter_map(|(pid, how)| {
                 let started = started(pid)?;
                 let trickles = matches!(how, Some(Lowered::Nice(_))) && trickling.contains(&pid);
+                let how = how.or(assumed)?;
                 Some(Warm {
                     pid,
-                    how: how.or(assumed)?,
+                    how,
                     since: now,
                     until: match trickles {
                         true => started + budget,
@@ -191,17 +193,21 @@ impl Warming {
                 })
             })
             .collect();
-        self.lowered_count += self.until.len() as u64;
+        // A process its worker started before the re-exec may have inherited the priority.
+        for w in &self.until {
+            self.spans.begin(w.pid, started(w.pid).unwrap_or(now));
+        }
         self.sampled_at = Some(now);
         self.cursor = 0;
     }
 
-    /// Whether any worker (or fork server) warms up at the starting priority now, and how
-    /// many warm-ups at it began in this image (or were handed over), for the orphans they may
-    /// leave ([`Orphans::look`](crate::supervisor::orphans::Orphans::look)).
+    /// When each warm-up at the starting priority in this image began and ended, as of `now`
+    /// (a warm-up over since the last call ends now), for the orphans they may leave
+    /// ([`Orphans::look`](crate::supervisor::orphans::Orphans::look)).
     #[cfg(unix)]
-    pub fn for_orphans(&self) -> (bool, u64) {
-        (!self.until.is_empty(), self.lowered_count)
+    pub fn spans(&mut self, now: Instant) -> Vec<LoweredSpan> {
+        let until = &self.until;
+        self.spans.at(|pid| until.iter().any(|w| w.pid == pid), now)
     }
 
     /// When the next warm-up ends or the next sample is due.

@@ -136,6 +136,18 @@ impl Family for OwnFamily<'_> {
         }
     }
 
+    fn born_ago(&mut self, pid: u32) -> Option<std::time::Duration> {
+        let (now, born) = (
+            herd_sys::process::boot_ticks()?,
+            herd_sys::process::start_time(pid)?,
+        );
+        let ticks = now.saturating_sub(born);
+        let per_second = herd_sys::process::ticks_per_second().max(1);
+        Some(std::time::Duration::from_millis(
+            ticks.saturating_mul(1000) / per_second,
+        ))
+    }
+
     fn signal(&mut self, pid: u32, signal: Signal) {
         let sent =
             herd_sys::process::send_stop(signal, |s| herd_sys::process::signal_process(pid, s));

@@ -168,12 +168,13 @@ impl Supervisor {
         // The exited workers stay out of the orphans' look though some were reaped since.
         let not_orphans = self.not_orphans(&exited);
         self.hold_orphan_adoptions();
+        let lowered = self.warming.spans(Instant::now());
         self.platform.orphans.look(
             &mut OwnFamily::listed(children)
                 .with_sockets(self.effects.listeners())
                 .with_warm_up(self.orphans_warm_up()),
             &not_orphans,
-            self.orphans_lowering(),
+            &lowered,
             Instant::now(),
         );
         for (pid, status) in reap::reap_own_group(self.effects.children()) {
@@ -209,20 +210,15 @@ impl Supervisor {
     fn look_at_orphans(&mut self) {
         self.hold_orphan_adoptions();
         let not_orphans = self.not_orphans(&HashSet::new());
+        let lowered = self.warming.spans(Instant::now());
         self.platform.orphans.look(
             &mut OwnFamily::default()
                 .with_sockets(self.effects.listeners())
                 .with_warm_up(self.orphans_warm_up()),
             &not_orphans,
-            self.orphans_lowering(),
+            &lowered,
             Instant::now(),
         );
-    }
-
-    /// `--starting-nice`: whether workers warm up lowered, for the orphans they may leave.
-    fn orphans_lowering(&self) -> crate::supervisor::orphans::Lowering {
-        let (warming, count) = self.warming.for_orphans();
-        crate::supervisor::orphans::Lowering { warming, count }
     }
 
     /// `--starting-nice`: how starting workers are lowered and the nice value ready ones get,
