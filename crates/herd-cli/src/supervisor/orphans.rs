@@ -9,9 +9,9 @@
 //! which the worker's raise does not reach once it left the worker's tree: herd gives it its
 //! priority once no worker warms up lowered any more (so its start-up, too, leaves the CPU
 //! to the serving workers), at most [`RAISE_WAIT`] after it was found. Only one born during
-//! a lowered warm-up ([`LoweredSpan`]), and not in the group of a worker that was not
-//! lowered (a serving worker's daemon that kept its group), can have been born so: the others
-//! keep the priority they chose.
+//! a lowered warm-up ([`LoweredSpan`]), and not in the group of another live worker (a
+//! serving worker's daemon that kept its group), can have been born so: the others keep the
+//! priority they chose.
 //!
 //! An orphan is a child of herd that is none of its own: not a worker, a re-exec check or an
 //! exited leader herd holds unreaped on purpose ([`leftovers`](super::leftovers)), and not in
@@ -65,8 +65,9 @@ pub trait Family {
     /// they still run at the starting one (a worker's start-up lowered them before they left
     /// its tree); how many threads it raised (none if it is gone).
     fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize>;
-    /// How long ago `pid` was born; `None` if it is gone or the system does not say.
-    fn born_ago(&mut self, pid: u32) -> Option<Duration>;
+    /// When `pid` was born, on the clock of `Instant`; `None` if it is gone or the system
+    /// does not say.
+    fn born_at(&mut self, pid: u32) -> Option<Instant>;
 }
 
 /// A living orphan.
@@ -137,7 +138,7 @@ impl Orphans {
                             Some(known) => known.name = child.name,
                             None if self.adoptions_held => {}
                             None => {
-                                if born_lowered(family, &child, lowered, not_orphans, now) {
+                                if born_lowered(family, &child, lowered, not_orphans) {
                                     self.to_raise.insert(child.pid, now);
                                 }
                                 self.adopt(family, child, now);
@@ -298,22 +299,18 @@ impl Orphans {
 }
 
 /// `--starting-nice`: whether orphan `child` may have inherited the starting priority: born
-/// during a warm-up of `lowered`, and not in the group of a worker that was not lowered then
-/// (`not_orphans` holds the workers, which lead their groups).
+/// during a warm-up of `lowered`, and not in the group of another of herd's own children (a
+/// live worker, which leads its group, a fork server, a held leader: `not_orphans`).
 fn born_lowered(
     family: &mut impl Family,
     child: &Child,
     lowered: &[LoweredSpan],
     not_orphans: &HashSet<u32>,
-    now: Instant,
 ) -> bool {
     if lowered.is_empty() {
         return false;
     }
-    let Some(born) = family
-        .born_ago(child.pid)
-        .and_then(|ago| now.checked_sub(ago))
-    else {
+    let Some(born) = family.born_at(child.pid) else {
         return false;
     };
     lowered.iter().any(|span| {

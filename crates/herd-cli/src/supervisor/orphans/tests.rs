@@ -33,8 +33,6 @@ struct Fake {
     raised: Vec<u32>,
     /// When children were born, for those a test says.
     born: BTreeMap<u32, Instant>,
-    /// When the look runs, for `born_ago`.
-    now: Option<Instant>,
 }
 
 impl Fake {
@@ -56,7 +54,6 @@ impl Fake {
         lowered: &[LoweredSpan],
         now: Instant,
     ) {
-        self.now = Some(now);
         orphans.look(self, &workers.iter().copied().collect(), lowered, now);
     }
 
@@ -104,8 +101,8 @@ impl Family for Fake {
         Ok(1)
     }
 
-    fn born_ago(&mut self, pid: u32) -> Option<Duration> {
-        Some(self.now?.saturating_duration_since(*self.born.get(&pid)?))
+    fn born_at(&mut self, pid: u32) -> Option<Instant> {
+        self.born.get(&pid).copied()
     }
 }
 
@@ -313,6 +310,33 @@ fn an_orphan_in_the_group_of_a_worker_not_lowered_keeps_its_priority() {
         vec![11],
         "the lowered worker's own group's only"
     );
+}
+
+#[test]
+fn an_orphan_whose_birth_is_unknown_is_adopted_and_keeps_its_priority() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    fake.child(10, 10);
+    fake.look(
+        &mut orphans,
+        &[5],
+        &span(5, t0, Some(t0 + SEC)),
+        t0 + 2 * SEC,
+    );
+    assert!(fake.raised.is_empty());
+    assert_eq!(pids(&orphans, t0), [10]);
+}
+
+#[test]
+fn a_birth_within_the_slack_of_a_span_counts() {
+    // /proc tells a start time in ticks of 10 ms.
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    let lowered = span(5, t0 + SEC, Some(t0 + 2 * SEC));
+    fake.born(10, 10, t0 + SEC - 15 * MS);
+    fake.born(11, 11, t0 + 2 * SEC + 15 * MS);
+    fake.born(12, 12, t0 + SEC - 25 * MS);
+    fake.born(13, 13, t0 + 2 * SEC + 25 * MS);
+    fake.look(&mut orphans, &[5], &lowered, t0 + 3 * SEC);
+    assert_eq!(fake.raised, vec![10, 11]);
 }
 
 #[test]

@@ -74,6 +74,7 @@ impl Warming {
             }
             self.took.push_back(now.saturating_duration_since(at));
         }
+        self.spans.end(pid, now);
         self.ended(pid)
     }
 
@@ -206,8 +207,8 @@ impl Warming {
     /// ([`Orphans::look`](crate::supervisor::orphans::Orphans::look)).
     #[cfg(unix)]
     pub fn spans(&mut self, now: Instant) -> Vec<LoweredSpan> {
-        let until = &self.until;
-        self.spans.at(|pid| until.iter().any(|w| w.pid == pid), now)
+        let warming: std::collections::HashSet<u32> = self.until.iter().map(|w| w.pid).collect();
+        self.spans.at(&warming, now)
     }
 
     /// When the next warm-up ends or the next sample is due.
@@ -239,6 +240,9 @@ impl Warming {
             }
             !over
         });
+        for &(pid, _) in &due {
+            self.spans.end(pid, now);
+        }
         due
     }
 

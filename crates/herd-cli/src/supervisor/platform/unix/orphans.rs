@@ -136,16 +136,13 @@ impl Family for OwnFamily<'_> {
         }
     }
 
-    fn born_ago(&mut self, pid: u32) -> Option<std::time::Duration> {
-        let (now, born) = (
-            herd_sys::process::boot_ticks()?,
-            herd_sys::process::start_time(pid)?,
-        );
-        let ticks = now.saturating_sub(born);
+    fn born_at(&mut self, pid: u32) -> Option<std::time::Instant> {
+        // Both clocks read together: the boot clock's ticks since the birth, back from now.
+        let born = herd_sys::process::start_time(pid)?;
+        let (now, ticks) = (std::time::Instant::now(), herd_sys::process::boot_ticks()?);
         let per_second = herd_sys::process::ticks_per_second().max(1);
-        Some(std::time::Duration::from_millis(
-            ticks.saturating_mul(1000) / per_second,
-        ))
+        let ago = ticks.saturating_sub(born).saturating_mul(1000) / per_second;
+        now.checked_sub(std::time::Duration::from_millis(ago))
     }
 
     fn signal(&mut self, pid: u32, signal: Signal) {
