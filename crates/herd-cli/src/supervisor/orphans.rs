@@ -328,8 +328,9 @@ fn restore_priority(family: &mut impl Family, pid: u32, name: &str) {
             event = LogEvent::OrphanRaised.as_str(),
             pid,
             threads,
-            "orphan {pid} ({name}) ran at --starting-nice's starting priority, inherited from \
-             its worker's warm-up: it gets herd's priority"
+            "orphan {pid} ({name}), born while a worker warmed up at --starting-nice, still ran \
+             at the starting priority (inherited, or chosen: herd cannot tell): it gets herd's \
+             priority"
         ),
         Err(e) => tracing::warn!(
             event = LogEvent::PriorityNotRestored.as_str(),
