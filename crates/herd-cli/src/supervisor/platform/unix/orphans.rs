@@ -120,19 +120,10 @@ impl Family for OwnFamily<'_> {
     }
 
     fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize> {
-        // A worker lowered to `SCHED_IDLE` may also have trickled at a nice value, which its
-        // processes may have chosen themselves as well: only `SCHED_IDLE` is certainly herd's.
-        let raised = match self.warm_up {
-            None => return Ok(0),
-            Some((Lowered::Idle, _)) => herd_sys::process::raise_idle_tree(pid),
-            Some((Lowered::Nice(nice), serving)) => {
-                herd_sys::process::raise_nice_tree(pid, nice, serving)
-            }
-        };
-        match raised {
-            Ok(raised) => Ok(raised.threads),
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(0),
-            Err(e) => Err(e),
+        // Not a trickle's nice value: processes may have chosen it themselves.
+        match self.warm_up {
+            Some((how, serving)) => super::spawner::raise_lowered(pid, how, serving),
+            None => Ok(0),
         }
     }
 

@@ -362,14 +362,7 @@ impl Spawner {
     /// that still runs at the starting priority (`SCHED_IDLE`, or the starting nice value); one
     /// at another chose it and keeps it. A worker gone meanwhile is no error.
     pub fn restore_priority(&self, pid: u32, how: Lowered, serving: i32) -> std::io::Result<()> {
-        let raised = match how {
-            Lowered::Idle => herd_sys::process::raise_idle_tree(pid),
-            Lowered::Nice(nice) => herd_sys::process::raise_nice_tree(pid, nice, serving),
-        };
-        match raised {
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            other => other.map(drop),
-        }
+        raise_lowered(pid, how, serving).map(drop)
     }
 
     /// `--starting-nice`: the nice values the threads of worker `pid` and of the processes it
@@ -453,4 +446,20 @@ fn stdin_for<'a>(
         .zip(fds)
         .find(|(l, _)| l.stdin)
         .map_or(dev_null, |(_, fd)| *fd)
+}
+
+/// `--starting-nice`: every thread of `pid` and of the processes it started that still runs
+/// at the starting priority (`how`: `SCHED_IDLE`, or the starting nice value) gets herd's back
+/// (nice `serving`); how many threads moved, none if `pid` is gone. The worker's raise, and an
+/// orphan's it left ([`OwnFamily`](super::OwnFamily)).
+pub(super) fn raise_lowered(pid: u32, how: Lowered, serving: i32) -> std::io::Result<usize> {
+    let raised = match how {
+        Lowered::Idle => herd_sys::process::raise_idle_tree(pid),
+        Lowered::Nice(nice) => herd_sys::process::raise_nice_tree(pid, nice, serving),
+    };
+    match raised {
+        Ok(raised) => Ok(raised.threads),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(0),
+        Err(e) => Err(e),
+    }
 }
