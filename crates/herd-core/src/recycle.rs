@@ -237,6 +237,19 @@ impl Recycler {
         &self.policy
     }
 
+    /// Recycles by `policy` from now on (a config file read again), keeping what it knows:
+    /// the workers that asked to be replaced, the slots held back and their loops, each
+    /// worker's jitter. A worker's samples over the memory limit count afresh when the limit
+    /// changed: they were over another one.
+    pub fn set_policy(&mut self, policy: RecyclePolicy) {
+        if policy.max_memory != self.policy.max_memory {
+            for track in self.memory.values_mut() {
+                track.over = 0;
+            }
+        }
+        self.policy = policy;
+    }
+
     /// Records one memory sample: each worker's pid and bytes (the figure the policy
     /// limits). Workers not in `readings` are forgotten.
     pub fn record_memory(&mut self, pool: &Pool, readings: impl IntoIterator<Item = (u32, u64)>) {

@@ -109,9 +109,10 @@ impl Supervisor {
         self.recycling = Recycling::new(policy);
     }
 
-    /// The recycling settings in force.
-    pub(super) fn recycling_policy(&self) -> RecyclePolicy {
-        *self.recycling.recycler.policy()
+    /// Recycles workers by `policy` from now on (a config file read again), keeping the
+    /// recycler's holds and jitter, the workers' figures and the recent recycles.
+    pub(super) fn change_recycling(&mut self, policy: RecyclePolicy) {
+        self.recycling.recycler.set_policy(policy);
     }
 
     /// Asks the sampler for every worker's memory and CPU time, unless starts are queued

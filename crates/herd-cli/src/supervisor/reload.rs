@@ -233,10 +233,7 @@ impl Supervisor {
             return;
         }
         self.effects.set_stop_signal(staged.stop_signal);
-        // Afresh only if changed: the recycler's history stays otherwise.
-        if staged.recycling != self.recycling_policy() {
-            self.set_recycling(staged.recycling);
-        }
+        self.change_recycling(staged.recycling);
         match staged.workers {
             Some(Workers::Fixed(n)) => {
                 self.set_autoscale(None);

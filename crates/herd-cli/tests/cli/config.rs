@@ -460,3 +460,35 @@ fn one_limit_set_twice_is_refused() {
         "--rlimit core=0 and --rlimit core=1 set the same limit",
     );
 }
+
+#[test]
+fn a_reload_that_changes_recycling_keeps_what_the_recycler_knew() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = hello_config(dir, "max-lifetime = \"1s\"", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path]);
+        cmd
+    });
+    let config = config.get().unwrap();
+    herd.wait_for_event("recycle", &[]);
+    wait_status(&herd, "a recycle listed", |s| {
+        s["recycles"].as_array().is_some_and(|r| !r.is_empty())
+    });
+    let text = std::fs::read_to_string(config).unwrap();
+    std::fs::write(
+        config,
+        text.replace("max-lifetime = \"1s\"", "max-lifetime = \"1h\""),
+    )
+    .unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_for_event("config_reloaded", &[]);
+    // The recycles before it are still listed: a new policy is no new recycler.
+    let status = herd.status();
+    assert!(
+        status["recycles"].as_array().is_some_and(|r| !r.is_empty()),
+        "{status:#}"
+    );
+}

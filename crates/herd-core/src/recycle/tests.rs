@@ -454,4 +454,5 @@ fn sizes_read_as_people_write_them() {
 mod asked;
 mod calm;
 mod holds;
+mod policy;
 mod reexec;
