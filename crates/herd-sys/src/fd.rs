@@ -55,6 +55,27 @@ pub fn wait_readable(
     Ok(n > 0)
 }
 
+/// Whether the other end of `fd` is gone: a terminal hung up (its window or session
+/// closed), a pipe or socket whose writer closed and nothing is left to read, or an fd that
+/// is not open (`poll` at once: `POLLHUP`, `POLLERR` or `POLLNVAL`).
+pub fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut poll = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one pollfd we own, for a borrowed open fd, no waiting.
+    let n = unsafe { libc::poll(&mut poll, 1, 0) };
+    if n < 0 {
+        let error = io::Error::last_os_error();
+        return match error.kind() {
+            io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(error),
+        };
+    }
+    Ok(poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0)
+}
+
 /// Whether `FD_CLOEXEC` is set on `fd`.
 pub fn is_cloexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: fcntl(F_GETFD) on a borrowed, open fd.

@@ -1,9 +1,11 @@
 //! `herd top`: a live view of the pool in the terminal, sampled from `herd status` once a
 //! second, with keys to scale and upgrade. [`model`] turns statuses into what is shown,
 //! [`view`] draws it, [`keys`] says what each key does, [`terminal`] sets the terminal up and
-//! always gives it back, [`ending`] lets a signal end the view as `q` does.
+//! always gives it back, [`ending`] lets a signal end the view as `q` does, and [`input`]
+//! reads keys on a thread of its own and says when the terminal hung up.
 
 mod ending;
+mod input;
 mod keys;
 mod model;
 mod terminal;
@@ -13,13 +15,14 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use crossterm::event::{self, Event};
+use crossterm::event::Event;
 
 use super::{call, Connect, QUICK};
 use crate::control::client::ClientError;
 use crate::control::protocol::Command;
 use crate::control::results::{ScaleResult, Status, UpgradeResult};
 use crate::exit::Failure;
+use input::{Got, Input};
 use keys::Key;
 use model::Model;
 
@@ -52,43 +55,59 @@ pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(anyhow!("cannot catch the signals that end it: {e}")))?;
     let mut guard = terminal::Guard::enter()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up the terminal: {e}")))?;
-    let result = session(&mut guard.screen, &mut model, connect);
+    let result = Input::start()
+        .map_err(|e| Failure::Runtime(anyhow!("cannot read the terminal: {e}")))
+        .and_then(|input| session(&mut guard.screen, &input, &mut model, connect));
     drop(guard);
     // Ended by a signal (`kill`, `timeout`, the terminal closed): the terminal is back, and
-    // the signal ends the process as it would have.
-    if let Some(signal) = ending::arrived() {
-        ending::die_of(signal);
+    // the signal ends the process as it would have. A terminal that hung up sends SIGHUP.
+    match (ending::arrived(), result) {
+        (Some(signal), _) => ending::die_of(signal),
+        (None, Ok(Ended::HungUp)) => ending::die_of_hang_up(),
+        (None, result) => result.map(|_| ()),
     }
-    result
+}
+
+/// Why the view ended without an error.
+enum Ended {
+    /// `q`, Ctrl-C, or a signal.
+    Asked,
+    /// The terminal hung up.
+    HungUp,
 }
 
 /// Draws, reads keys and samples until the user quits, herd is gone or a signal ends it.
 fn session(
     screen: &mut terminal::Screen,
+    input: &Input,
     model: &mut Model,
     connect: Connect<'_>,
-) -> Result<(), Failure> {
+) -> Result<Ended, Failure> {
     let io = |e: std::io::Error| Failure::Runtime(anyhow!("herd top: the terminal failed: {e}"));
     let mut next = Instant::now() + EVERY;
     let mut asked = false;
     let mut redraw = true;
     loop {
         if ending::arrived().is_some() {
-            return Ok(());
+            return Ok(Ended::Asked);
         }
         if redraw {
             screen.draw(|frame| view::draw(frame, model)).map_err(io)?;
             redraw = false;
         }
         let wait = next.saturating_duration_since(Instant::now()).min(GLANCE);
-        if event::poll(wait).map_err(io)? {
-            redraw = true;
-            if let Event::Key(press) = event::read().map_err(io)? {
-                let key = keys::key(press, asked);
-                if key == Key::Quit {
-                    return Ok(());
+        match input.next(wait).map_err(io)? {
+            Got::HungUp => return Ok(Ended::HungUp),
+            Got::Nothing => {}
+            Got::Event(event) => {
+                redraw = true;
+                if let Event::Key(press) = event {
+                    let key = keys::key(press, asked);
+                    if key == Key::Quit {
+                        return Ok(Ended::Asked);
+                    }
+                    asked = respond(key, asked, model, connect);
                 }
-                asked = respond(key, asked, model, connect);
             }
         }
         if Instant::now() >= next {

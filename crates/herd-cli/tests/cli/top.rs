@@ -170,3 +170,45 @@ fn herd_top_ended_by_a_signal_gives_the_terminal_back_and_dies_of_it() {
         );
     }
 }
+
+#[test]
+fn herd_top_ends_when_its_terminal_goes_away() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("control_ready", &[]);
+    // The window runs herd top itself: killing the tmux server closes its terminal, as a
+    // closed terminal window or a lost ssh session does.
+    let command = format!("HERD_CONTROL='{}' exec '{HERD}' top", herd.control());
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    tmux.wait_screen(&["recent events"]);
+    let out = tmux.run(&["display-message", "-p", "#{pane_pid}"]);
+    let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let _reaped = KillOnDrop(top.parse().unwrap());
+    assert!(tmux.run(&["kill-server"]).status.success());
+    // Before, it read its hung-up terminal for ever, at 100% CPU, deaf to SIGHUP and SIGTERM.
+    wait_until("herd top to end", || {
+        let stat = std::fs::read_to_string(format!("/proc/{top}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        match state {
+            None | Some("Z") => Ok(()),
+            Some(state) => Err(format!("state {state}")),
+        }
+    });
+}
+
+/// SIGKILLs a process when the test fails: it leaves no spinning process behind. (Only then:
+/// one that ended may have been reaped and its pid taken again.)
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: kill takes plain integers; the process did not end, so it is still ours.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}

@@ -18,6 +18,16 @@ fn wait_readable_says_when_data_or_the_end_came() {
     assert!(wait_readable(&[read.as_fd()], None).unwrap());
 }
 
+#[test]
+fn hung_up_says_when_the_other_end_is_gone() {
+    let (read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+    assert!(!hung_up(read.as_fd()).unwrap());
+    (&write).write_all(b"x").unwrap();
+    assert!(!hung_up(read.as_fd()).unwrap(), "data is no hang-up");
+    drop(write);
+    assert!(hung_up(read.as_fd()).unwrap());
+}
+
 /// An inherited fd is claimed once: the second claim of its number fails, also after the
 /// first owner closed it.
 #[test]

@@ -28,6 +28,11 @@ mod imp {
         let _ = signal_process(herd_sys::process::current_pid(), signal);
         std::process::exit(128 + signal.number())
     }
+
+    /// Ends the process as the SIGHUP of a terminal that hung up does.
+    pub fn die_of_hang_up() -> ! {
+        die_of(Signal::HUP)
+    }
 }
 
 #[cfg(windows)]
@@ -48,6 +53,11 @@ mod imp {
     /// Never called: no signal arrives.
     pub fn die_of(signal: Signal) -> ! {
         match signal {}
+    }
+
+    /// Never called: no terminal is found hung up.
+    pub fn die_of_hang_up() -> ! {
+        std::process::exit(1)
     }
 }
 
