@@ -83,18 +83,21 @@ impl Supervisor {
                 true => 1,
                 false => self.effects.spawner().batch(),
             };
-            let batch = self.starts.next_batch(started, turn.elapsed(), size);
+            let mut batch = self.starts.next_batch(started, turn.elapsed(), size);
             if batch.is_empty() {
                 return;
             }
             // A stop decided since (the first generation failed, `herd stop`) cancels the
-            // starts still waiting.
+            // starts still waiting, and a scale-down those of the slots it took away.
             if self.pool.is_stopping() {
                 self.starts.clear();
                 return;
             }
+            batch.retain(|start| self.pool.wants_start(start.slot));
             started += batch.len();
-            self.spawn_batch(&batch);
+            if !batch.is_empty() {
+                self.spawn_batch(&batch);
+            }
         }
     }
 
@@ -159,13 +162,18 @@ impl Supervisor {
                 }
                 if !self.pool.spawned(slot, generation, pid, now) {
                     // A start of the same batch made herd stop (the first generation cannot
-                    // be executed); else unreachable. Never leave a process unsupervised.
-                    tracing::error!(
-                        event = LogEvent::SystemError.as_str(),
+                    // be executed), or its fork server answered after a scale-down took its
+                    // slot away. Never leave a process unsupervised.
+                    let why = match self.pool.is_stopping() {
+                        true => "herd stops",
+                        false => "its slot was scaled away meanwhile",
+                    };
+                    tracing::info!(
+                        event = LogEvent::WorkerKilled.as_str(),
                         slot,
                         pid,
-                        "worker started in a slot that is no longer wanted (herd stops, or \
-                         the slot was not free); killing it"
+                        "worker {slot} (pid {pid}) started but is no longer wanted ({why}); \
+                         killing it"
                     );
                     self.effects.execute([Effect::KillGroup { pid }]);
                     self.platform.abandoned(pid, slot, now);

@@ -44,6 +44,7 @@ mod reexec_state;
 mod relisten;
 mod resources;
 mod run;
+mod scale;
 mod seeing;
 mod settings;
 mod shm;

@@ -25,6 +25,8 @@ impl Pool {
             .collect();
         doomed.sort_by_key(|&i| std::cmp::Reverse(self.workers[i].slot));
         for i in doomed {
+            // Its successor is cancelled below: no recycle to end.
+            self.update(i, |w| w.recycling = None);
             match self.config.drain {
                 Some(drain) => self.set_state(
                     i,
@@ -40,11 +42,22 @@ impl Pool {
                 }
             }
         }
+        // A start handed out for a slot above the new number is no longer wanted, even if
+        // the driver has not run it yet ([`wants_start`](Pool::wants_start)).
         for s in &mut self.slots[workers..] {
             s.restart_at = None;
+            s.spawning = false;
+            s.spawning_restart = false;
         }
         actions.extend(self.due(now));
         Ok(actions)
+    }
+
+    /// Whether a start the pool handed out for `slot` ([`Action::Spawn`]) is still wanted:
+    /// a scale-down or a stop since cancels it, and [`spawned`](Pool::spawned) would refuse
+    /// its worker.
+    pub fn wants_start(&self, slot: usize) -> bool {
+        self.phase == Phase::Serving && self.slots.get(slot).map_or(false, |s| s.spawning)
     }
 
     /// Starts a rolling upgrade to a new generation that must finish within `timeout`.

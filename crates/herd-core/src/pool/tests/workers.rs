@@ -226,6 +226,38 @@ fn scaling_down_stops_the_highest_slots_and_up_fills_new_ones() {
 }
 
 #[test]
+fn starts_handed_out_for_slots_scaled_away_before_they_ran_are_refused() {
+    let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
+    let spawns: Vec<(usize, u64)> = (h.pool.scale(100, h.now).unwrap().into_iter())
+        .filter_map(|a| match a {
+            Action::Spawn { slot, generation } => Some((slot, generation)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(spawns.len(), 98);
+    // Scaled down again before the driver ran them: none is wanted any more.
+    let actions = h.pool.scale(2, h.now).unwrap();
+    h.apply(actions);
+    assert!(spawns.iter().all(|&(slot, _)| !h.pool.wants_start(slot)));
+    let (slot, generation) = spawns[3];
+    assert!(
+        !h.pool.spawned(slot, generation, 900, h.now),
+        "a worker nobody wants"
+    );
+    assert_eq!(h.live().len(), 2);
+    // Up again: the slots are wanted again, once each.
+    let again = h.pool.scale(6, h.now).unwrap();
+    assert_eq!(again.len(), 4, "{again:?}");
+    assert!(h.pool.wants_start(5));
+    assert!(h.pool.spawned(5, generation, 901, h.now));
+    assert!(!h.pool.wants_start(5), "started");
+    assert!(
+        !h.pool.spawned(5, generation, 902, h.now),
+        "a second start of the slot"
+    );
+}
+
+#[test]
 fn a_worker_never_ready_is_killed_and_replaced() {
     let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
     h.advance(10 * SEC);
