@@ -237,6 +237,22 @@ fn an_upgrade_is_not_held_back_by_a_slot_restarting_in_a_crash_loop() {
 }
 
 #[test]
+fn an_upgrade_is_not_held_back_by_old_workers_hung_in_their_start_up() {
+    let probe = worker("probe.py");
+    let herd = herd_running_script(&["--ready-timeout", "120s", "--min-ready", "0"], |_| {
+        format!(
+            "#!/bin/sh\n[ \"$HERD_GENERATION\" = 1 ] && PROBE_READY=0 exec python3 {probe}\n\
+             exec python3 {probe}\n"
+        )
+    });
+    herd.wait_for_events("worker_started", 2, &[("generation", 1.into())]);
+    // Before, they took --max-starting's room until --ready-timeout killed them.
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "15s"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+}
+
+#[test]
 fn an_upgrade_onto_workers_that_die_soon_after_ready_aborts() {
     // The default --min-ready (1s) applies.
     let herd = herd_with_script(&[]);

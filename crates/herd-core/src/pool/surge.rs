@@ -70,15 +70,18 @@ impl Pool {
 
     /// The start-ups `max_starting` counts, for upgrades and recycling alike: new workers
     /// being spawned, or started and not ready yet (first starts, scale-ups, replacements),
-    /// except restarts ([`Worker::restart`](super::Worker::restart)). A slot in a crash loop
-    /// restarts for as long as the loop lasts, paced by its backoff: counted, it would hold
-    /// back every upgrade step and recycle, a fix deployed by upgrade included.
+    /// except restarts ([`Worker::restart`](super::Worker::restart)) and the start-ups of
+    /// a generation an upgrade replaces. A slot in a crash loop restarts for as long as the
+    /// loop lasts, paced by its backoff, and a worker of the old build may hang in its
+    /// start-up until `--ready-timeout`: counted, either would hold back every upgrade step
+    /// and recycle, a fix deployed by upgrade included.
     pub fn start_ups(&self) -> usize {
+        let replaced = self.upgrade.map_or(0, |u| u.generation);
         let spawning = (self.slots.iter())
             .filter(|s| s.spawning && !s.spawning_restart)
             .count();
         let started = (self.workers.iter())
-            .filter(|w| w.state == WorkerState::Starting && !w.restart)
+            .filter(|w| w.state == WorkerState::Starting && !w.restart && w.generation >= replaced)
             .count();
         spawning + started
     }

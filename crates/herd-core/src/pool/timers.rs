@@ -208,10 +208,15 @@ impl Pool {
         // exited. No old worker stops before its own successor is available.
         let mut has_old = vec![false; slots];
         let mut has_new = vec![false; slots];
+        // Slots whose old worker serves: the others (it hangs in its start-up) go first.
+        let mut serving = vec![false; slots];
         for w in self.workers.iter().filter(|w| w.live()) {
             let has = if w.generation >= g {
                 &mut has_new
             } else {
+                if w.state != WorkerState::Starting {
+                    serving[w.slot] = true;
+                }
                 &mut has_old
             };
             if let Some(x) = has.get_mut(w.slot) {
@@ -219,7 +224,9 @@ impl Pool {
             }
         }
         let mut room = self.replacement_room(g);
-        for slot in 0..self.desired {
+        let (idle, busy): (Vec<usize>, Vec<usize>) =
+            (0..self.desired).partition(|&slot| !serving[slot]);
+        for slot in idle.into_iter().chain(busy) {
             if room == 0 {
                 break;
             }

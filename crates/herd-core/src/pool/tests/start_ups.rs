@@ -32,14 +32,15 @@ fn a_slot_restarting_in_a_crash_loop_does_not_hold_back_an_upgrade() {
     let looping = h.pid_in(1);
     let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
     h.apply(actions);
-    let successor = new_worker(&h, 0);
-    h.notify(successor, "READY=1");
-    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    // The slot that serves nothing goes first.
     let fix = new_worker(&h, 1);
     h.notify(fix, "READY=1");
+    assert_eq!(h.signals, [(looping, StopMode::Graceful, Reason::Replaced)]);
+    let successor = new_worker(&h, 0);
+    h.notify(successor, "READY=1");
     assert_eq!(
         h.signals[1..],
-        [(looping, StopMode::Graceful, Reason::Replaced)]
+        [(100, StopMode::Graceful, Reason::Replaced)]
     );
     assert_eq!(h.ended, [Ok(2)]);
 }

@@ -347,11 +347,14 @@ fn a_new_worker_failing_its_upgrade_in_an_empty_slot_does_not_grow_the_backoff()
     assert!(live.contains(&(1, 1)), "the old build is back: {live:?}");
 }
 
-/// Two slots, the first ready and the second `crashes` times into a crash loop, upgrading.
+/// Two slots, the first ready and the second `crashes` times into a crash loop, its latest
+/// worker ready (so the upgrade replaces slot 0 first), upgrading.
 fn crash_loop_upgrading(crashes: usize) -> (Harness, u64) {
     let mut h = Harness::new(config(2, Readiness::Notify { timeout: 10 * SEC }));
     h.notify(100, "READY=1");
     crash_loop(&mut h, 1, crashes);
+    let latest = h.pid_in(1);
+    h.notify(latest, "READY=1");
     let (generation, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
     h.apply(actions);
     (h, generation)
@@ -458,4 +461,31 @@ fn a_held_slot_with_a_stale_restart_gives_no_deadline() {
     assert_eq!(h.ended, [Ok(2)]);
     assert_eq!(h.live(), [(0, 200, 2, WorkerState::Ready)]);
     assert_eq!(h.pool.next_deadline(), None, "nothing left to wake up for");
+}
+
+#[test]
+fn an_upgrade_replaces_old_workers_that_never_became_ready_first_and_at_once() {
+    // Slot 1 serves; the workers of slots 0 and 2 hang in their start-up (never READY=1),
+    // and the fix is deployed by upgrade.
+    let mut h = Harness::new(config(3, Readiness::Notify { timeout: 120 * SEC }));
+    h.notify(101, "READY=1");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    // Before, the old workers still starting took --max-starting's room: nothing started
+    // until --ready-timeout killed them.
+    let new: Vec<(usize, u32)> = h
+        .pool
+        .workers()
+        .iter()
+        .filter(|w| w.generation == 2)
+        .map(|w| (w.slot, w.pid))
+        .collect();
+    assert_eq!(new.len(), 1, "one start-up at a time: {new:?}");
+    assert_eq!(new[0].0, 0, "a slot that serves nothing first");
+    h.notify(new[0].1, "READY=1");
+    let next: Vec<usize> = (h.pool.workers().iter())
+        .filter(|w| w.generation == 2 && w.state == WorkerState::Starting)
+        .map(|w| w.slot)
+        .collect();
+    assert_eq!(next, [2], "then the other one that never served");
 }
