@@ -198,24 +198,35 @@ impl Pool {
                 actions.push(self.stop_worker(i, StopMode::Graceful, Reason::Replaced, deadline));
             }
         }
-        // Start successors for slots whose old worker still serves, within the surge bounds
-        // (see surge.rs): at most max_starting start-ups at once, which take the CPU (restarts
-        // aside: a crash loop may never end), and at most max_surge workers beyond the pool,
-        // which take memory. A successor that is
-        // ready no longer counts as starting, so with room in max_surge the next one starts
-        // while it waits out --min-ready: the slots' waits overlap (an upgrade takes about one
-        // --min-ready, not one per slot). Its old worker counts against max_surge until it has
-        // exited. No old worker stops before its own successor is available.
+        let has_old = self.start_successors(g, slots, actions);
+        // Done when every slot has an available worker of the new generation and no old one.
+        let done = (0..self.desired).all(|slot| new_available[slot] && !has_old[slot]);
+        if done {
+            actions.push(self.finish_upgrade(g));
+        }
+    }
+
+    /// Starts successors of generation `g` for slots whose old worker still runs, within the
+    /// surge bounds (see surge.rs): at most max_starting start-ups at once, which take the CPU
+    /// (restarts aside: a crash loop may never end), and at most max_surge workers beyond the
+    /// pool, which take memory. A successor that is ready no longer counts as starting, so
+    /// with room in max_surge the next one starts while it waits out --min-ready: the slots'
+    /// waits overlap (an upgrade takes about one --min-ready, not one per slot). Its old
+    /// worker counts against max_surge until it has exited. No old worker stops before its
+    /// own successor is available. Slots whose old worker serves nothing (it hangs in its
+    /// start-up) go first. Returns which of the `slots` still have an old worker.
+    fn start_successors(&mut self, g: u64, slots: usize, actions: &mut Vec<Action>) -> Vec<bool> {
         let mut has_old = vec![false; slots];
         let mut has_new = vec![false; slots];
-        // Slots whose old worker serves: the others (it hangs in its start-up) go first.
         let mut serving = vec![false; slots];
         for w in self.workers.iter().filter(|w| w.live()) {
             let has = if w.generation >= g {
                 &mut has_new
             } else {
                 if w.state != WorkerState::Starting {
-                    serving[w.slot] = true;
+                    if let Some(x) = serving.get_mut(w.slot) {
+                        *x = true;
+                    }
                 }
                 &mut has_old
             };
@@ -239,11 +250,7 @@ impl Pool {
                 room -= 1;
             }
         }
-        // Done when every slot has an available worker of the new generation and no old one.
-        let done = (0..self.desired).all(|slot| new_available[slot] && !has_old[slot]);
-        if done {
-            actions.push(self.finish_upgrade(g));
-        }
+        has_old
     }
 
     fn fill_slots(&mut self, now: Instant, actions: &mut Vec<Action>) {
