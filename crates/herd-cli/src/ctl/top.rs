@@ -124,6 +124,10 @@ fn session(
 /// awaits its confirmation.
 fn respond(key: Key, asked: bool, model: &mut Model, connect: Connect<'_>) -> bool {
     let note = match key {
+        // One key press never leaves the service with nothing serving.
+        Key::Scale(delta) if delta < 0 && !matches!(model.desired(), Some(n) if n > 1) => {
+            "herd top keeps 1 worker at least: 'herd scale 0' stops serving".to_string()
+        }
         Key::Scale(delta) => scale(delta, connect),
         Key::AskUpgrade => {
             model.note = Some(

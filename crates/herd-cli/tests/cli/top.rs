@@ -92,6 +92,10 @@ fn herd_top_shows_the_workers_scales_upgrades_and_gives_the_terminal_back_on_q()
     let pid = worker_pids(&herd.status())[0].to_string();
     tmux.wait_screen(&["herd '", "1 of 1 ready", &pid, "recent events", "q quit"]);
     assert!(tmux.alternate());
+    // One key press does not take the last worker away.
+    tmux.keys("-");
+    tmux.wait_screen(&["herd top keeps 1 worker at least"]);
+    assert_eq!(herd.status()["desired"], 1);
     tmux.keys("+");
     tmux.wait_screen(&["scaled from 1 to 2 workers"]);
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));

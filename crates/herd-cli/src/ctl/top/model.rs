@@ -37,6 +37,11 @@ pub struct SocketLine {
 }
 
 impl Model {
+    /// The number of workers herd wants, as of the last sample.
+    pub fn desired(&self) -> Option<usize> {
+        self.status.as_ref().map(|s| s.desired)
+    }
+
     /// Takes a new sample.
     pub fn update(&mut self, status: Status) {
         for socket in &status.sockets {
