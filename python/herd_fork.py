@@ -201,8 +201,8 @@ def parse_request(data, nfds):
     env = take_list("env")
     if pos != len(fields):
         raise BadRequest("%d extra fields after the environment" % (len(fields) - pos))
-    if len(argv) < 2:
-        raise BadRequest("argv has %d items, needs the interpreter and launcher" % len(argv))
+    if not argv:
+        raise BadRequest("argv is empty, needs the command herd runs")
     listen_fds = 0
     for item in env:
         key, eq, value = item.partition(b"=")
@@ -225,12 +225,18 @@ def close_all(fds):
             pass
 
 
+# How a command runs the launcher as a module: `python3 -m herd_fork`, `python3 -mherd_fork`.
+MODULE = b"herd_fork"
+MODULE_JOINED = b"-m" + MODULE
+
+
 class ForkServer:
     def __init__(self, fd, prog):
         self.prog = prog
         self.herd_pid = os.getppid()
         # How the launcher's own arguments are found in a request's argv.
-        self.launcher, self.nargs = os.fsencode(sys.argv[0]), len(sys.argv) - 1
+        self.launcher = os.fsencode(sys.argv[0])
+        self.own_args = [os.fsencode(a) for a in sys.argv[1:]]
         self.sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
         del os.environ["HERD_FORK_SERVER"]
         # fd is inherited without close-on-exec; the socket object makes it so.
@@ -377,14 +383,19 @@ class ForkServer:
         return None
 
     def launcher_args(self, argv):
-        """The launcher's arguments in a request's argv: those after its own path, which
-        interpreter options (python3 -X dev) or a wrapper (env python3) may precede; else
-        (python3 -m herd_fork) as many as the fork server's own, from the end."""
+        """The launcher's arguments in a request's argv (herd's worker command): those after
+        its own path, which interpreter options (python3 -X dev) or a wrapper (env python3)
+        may precede, or after `-m herd_fork`. A command that names neither runs the launcher
+        through a script of its own (a wrapper that execs `python3 herd_fork.py app.py`), which
+        without --fork-server would run what the fork server was given: its own arguments."""
         if self.launcher in argv[1:]:
             return argv[argv.index(self.launcher, 1) + 1:]
-        if len(argv) <= self.nargs:
-            raise BadRequest("argv has %d items, fewer than the fork server's" % len(argv))
-        return argv[len(argv) - self.nargs:]
+        for i, arg in enumerate(argv[1:-1], 1):
+            if arg == b"-m" and argv[i + 1] == MODULE:
+                return argv[i + 2:]
+        if MODULE_JOINED in argv[1:]:
+            return argv[argv.index(MODULE_JOINED, 1) + 1:]
+        return list(self.own_args)
 
     def intermediate(self, r, w):
         """Forks the worker and reports its pid; returns (its pid) only in the worker."""

@@ -307,6 +307,15 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(w.info["argv"], [self.script, "worker-2"])
         self.finish(w)
 
+    def test_a_wrapper_script_runs_what_the_fork_server_was_given(self):
+        # herd's command is a script that execs `python3 herd_fork.py SCRIPT fixed`: its own
+        # arguments are not the launcher's, with or without --fork-server.
+        herd = self.start()
+        for head, tail in ((["/srv/app/run.sh"], ["--config", "settings.py"]), (["/srv/run.sh"], [])):
+            w = self.fork(herd, 1, argv_head=head, argv_tail=tail)
+            self.assertEqual(w.info["argv"], [self.script, "fixed"])
+            self.finish(w)
+
     def test_workers_start_at_once_after_the_reply(self):
         # A worker that missed its reparenting (its intermediate gone before it
         # looked) polled out the whole 1 s bound before running the program: ~35 ms
@@ -347,9 +356,9 @@ class ForkServerTest(unittest.TestCase):
             (request(good_argv, env)[:-1], [r, w, w]),  # no final NUL
             (request(good_argv, env) + b"extra\0", [r, w, w]),
             (request(good_argv, env), [r, w]),  # 2 fds, not 3
+            (request([], env), [r, w, w]),
             (request(good_argv, [b"LISTEN_FDS=1"]), [r, w, w]),
             (request(good_argv, [b"NOEQUALS"]), [r, w, w]),
-            (request(good_argv[:1], env), [r, w, w]),
             (request(good_argv[:2] + [b"--bogus"], env), [r, w, w]),
             (request(good_argv, env), []),
         ]
