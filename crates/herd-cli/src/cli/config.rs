@@ -229,7 +229,8 @@ fn check_value(text: &str, arg: &Arg) -> Result<(), String> {
         .required(true)
         .allow_hyphen_values(true);
     let command = clap::Command::new("herd").no_binary_name(true).arg(alone);
-    match command.try_get_matches_from([text]) {
+    // After `--`, a value that looks like an option (`--help`, `--`) is a value all the same.
+    match command.try_get_matches_from(["--", text]) {
         Ok(_) => Ok(()),
         Err(e) => Err(match std::error::Error::source(&e) {
             Some(why) => why.to_string(),

@@ -121,6 +121,10 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
             format!("{config}:2: {key}: the value is empty: give one, or remove the key");
         assert_fails(&["check", "--config", &config], USAGE, &expected);
     }
+    // A value that looks like an option is a value: `--help` was "the value is empty".
+    std::fs::write(&config, "bind = [\"127.0.0.1:0\"]\ngrace = \"--help\"\n").unwrap();
+    let expected = format!("{config}:2: grace: '--help' is not a duration");
+    assert_fails(&["check", "--config", &config], USAGE, &expected);
     // A hex umask was taken as its decimal digits, read as octal: 0x1f became 031.
     std::fs::write(&config, "bind = [\"127.0.0.1:0\"]\numask = 0x1f\n").unwrap();
     let expected = format!("{config}:2: umask: a umask is octal: write umask = \"027\"");
