@@ -125,6 +125,21 @@ impl Client {
             });
         }
         let stream = UnixStream::connect(path).map_err(|e| ClientError::from_connect(path, e))?;
+        Client::over(stream, path, owner)
+    }
+
+    /// [`Client::connect`] without waiting for room in the herd's backlog: a connection
+    /// that would wait fails (`EAGAIN`), as [`AsyncClient::connect_now`]'s does.
+    pub fn connect_now(path: &Path, owner: Option<u32>) -> Result<Client, ClientError> {
+        let stream = connect_nonblocking(path)?;
+        stream
+            .set_nonblocking(false)
+            .map_err(|e| ClientError::io(path, "cannot use", e))?;
+        Client::over(stream, path, owner)
+    }
+
+    /// A client over `stream`, connected to `path`, once its server is trusted and runs.
+    fn over(stream: UnixStream, path: &Path, owner: Option<u32>) -> Result<Client, ClientError> {
         herd::trust::check_server(&stream, path, owner).map_err(ClientError::Untrusted)?;
         wait::check_running(&stream, path)?;
         stream

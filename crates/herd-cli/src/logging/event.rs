@@ -195,7 +195,7 @@ log_events! {
     SocketFileNotTaken = "socket_file_not_taken",
     /// `--takeover`: every worker is ready; the old herd is asked to stop.
     TakeoverComplete = "takeover_complete",
-    /// A takeover failed: this herd stops at once and exits 1.
+    /// A takeover failed: this herd stops its workers gracefully and exits 1.
     TakeoverAborted = "takeover_aborted",
     /// `--takeover`: the old herd has stopped.
     OldHerdStopped = "old_herd_stopped",

@@ -26,7 +26,7 @@ pub struct PoolView {
 pub enum Step<T> {
     /// Every new worker is available: move the control socket and stop the old herd.
     CompleteTakeover(T),
-    /// The takeover failed, why: stop at once (the old herd, if it is still there, serves).
+    /// The takeover failed, why: stop gracefully (the old herd, if it is still there, serves).
     AbortTakeover(T, String),
     /// Tell the service manager this (that herd is ready).
     Report(Report),

@@ -96,7 +96,71 @@ pub(super) fn log_silent(old: &std::path::Path, waited: Duration) {
 #[derive(Debug)]
 pub(super) struct Abort {
     pub why: String,
-    pub after: &'static str,
+    pub after: String,
+}
+
+/// How long an aborted takeover waits for the status of whatever serves at the old herd's
+/// control path, to say what still serves ([`OldHerdNow`]).
+const LOOK_BOUND: Duration = Duration::from_secs(1);
+
+/// What a herd's status says of it that tells an aborted takeover what still serves.
+#[derive(Debug, serde::Deserialize)]
+struct Glimpse {
+    pid: u32,
+    #[serde(default)]
+    stopping: bool,
+}
+
+/// What an aborted takeover finds of the old herd: what it says still serves.
+#[derive(Debug, PartialEq, Eq)]
+enum OldHerdNow {
+    /// It runs, and nothing says it stops: it serves on.
+    Serving,
+    /// Its status says it is stopping: a stop, or another herd's takeover, asked it to.
+    Stopping,
+    /// Another herd (`by`) answers at the old herd's control path: a takeover that completed
+    /// first, which serves the sockets and stops the old herd (`exited`: it has already).
+    TakenOver { by: u32, exited: bool },
+    /// It has exited, and no herd answers at its path.
+    Gone,
+}
+
+impl OldHerdNow {
+    /// Judges what was seen: whether the old herd (`old_pid`) has exited, and the status of
+    /// the herd that answered at its control path, if one did.
+    fn judge(old_pid: u32, exited: bool, answered: Option<Glimpse>) -> OldHerdNow {
+        match answered {
+            Some(herd) if herd.pid != old_pid => OldHerdNow::TakenOver {
+                by: herd.pid,
+                exited,
+            },
+            _ if exited => OldHerdNow::Gone,
+            Some(herd) if herd.stopping => OldHerdNow::Stopping,
+            _ => OldHerdNow::Serving,
+        }
+    }
+
+    /// What still serves, as "takeover aborted, ..." goes on; `old` is the old herd's control
+    /// path, `old_pid` its pid.
+    fn describe(&self, old: &std::path::Path, old_pid: u32) -> String {
+        let old = old.display();
+        match *self {
+            OldHerdNow::Serving => "the old herd keeps serving".to_string(),
+            OldHerdNow::Stopping => format!(
+                "and the old herd (pid {old_pid}) is stopping too (a stop or another takeover \
+                 asked it to): it serves only until it has stopped"
+            ),
+            OldHerdNow::TakenOver { by, exited: false } => format!(
+                "another herd (pid {by}) took over at {old} first and serves; it stops the old \
+                 herd (pid {old_pid})"
+            ),
+            OldHerdNow::TakenOver { by, exited: true } => format!(
+                "another herd (pid {by}) took over at {old} first and serves; the old herd \
+                 (pid {old_pid}) has exited"
+            ),
+            OldHerdNow::Gone => "and the old herd is gone too: nothing serves".to_string(),
+        }
+    }
 }
 
 impl Supervisor {
@@ -204,6 +268,42 @@ mod tests {
             judge("{\"version\":1,\"ok\":false}"),
             StopAnswer::Refused(_)
         ));
+    }
+
+    #[test]
+    fn an_abort_says_what_serves_by_the_herd_that_answers_at_the_old_path() {
+        let old = std::path::Path::new("/run/old.sock");
+        let seen = |exited, answered: Option<(u32, bool)>| {
+            let answered = answered.map(|(pid, stopping)| Glimpse { pid, stopping });
+            OldHerdNow::judge(7, exited, answered)
+        };
+        assert_eq!(seen(false, Some((7, false))), OldHerdNow::Serving);
+        // Nothing answered (a stopped herd, another server, no pidfd): it runs, so it serves.
+        assert_eq!(seen(false, None), OldHerdNow::Serving);
+        assert_eq!(seen(false, Some((7, true))), OldHerdNow::Stopping);
+        assert_eq!(seen(true, None), OldHerdNow::Gone);
+        let won = seen(false, Some((9, false)));
+        assert_eq!(
+            won,
+            OldHerdNow::TakenOver {
+                by: 9,
+                exited: false
+            }
+        );
+        assert_eq!(
+            won.describe(old, 7),
+            "another herd (pid 9) took over at /run/old.sock first and serves; it stops the \
+             old herd (pid 7)"
+        );
+        let gone = seen(true, Some((9, false)));
+        assert!(gone
+            .describe(old, 7)
+            .ends_with("the old herd (pid 7) has exited"));
+        assert_eq!(
+            OldHerdNow::Stopping.describe(old, 7),
+            "and the old herd (pid 7) is stopping too (a stop or another takeover asked it \
+             to): it serves only until it has stopped"
+        );
     }
 
     #[test]

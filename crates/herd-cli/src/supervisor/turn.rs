@@ -130,7 +130,8 @@ impl Supervisor {
                     }
                 }
                 Step::AbortTakeover(takeover, why) => {
-                    let after = after_abort(&takeover.old, takeover.old_process.as_ref());
+                    let (old, process) = (&takeover.old, takeover.old_process.as_ref());
+                    let after = after_abort(old, process, takeover.old_pid);
                     self.abort_takeover(Abort { why, after });
                 }
                 Step::Report(report) => self.effects.execute([Effect::Report(report)]),
@@ -152,7 +153,10 @@ impl Supervisor {
         self.attached.due(self.effects.attached(), Instant::now());
     }
 
-    /// The takeover failed: herd stops at once and exits 1, saying what still serves.
+    /// The takeover failed: herd stops and exits 1, saying what still serves. Its workers
+    /// are stopped gracefully (the stop signal, then `--grace`), as an aborted upgrade's are:
+    /// those that were ready already accept from the sockets they share with the old herd's,
+    /// and the connections they took are answered, not reset.
     fn abort_takeover(&mut self, Abort { why, after }: Abort) {
         tracing::error!(
             event = LogEvent::TakeoverAborted.as_str(),
@@ -160,7 +164,7 @@ impl Supervisor {
             "takeover aborted, {after}"
         );
         self.phase.fail(format!("takeover aborted, {after}: {why}"));
-        self.stop("takeover failed", false, None);
+        self.stop("takeover failed", true, None);
     }
 
     /// What the pool looks like now, for the [`Phase`](super::phase::Phase).

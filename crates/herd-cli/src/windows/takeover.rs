@@ -60,6 +60,7 @@ pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
     let takeover = Takeover {
         old: old.into(),
         old_grace: status.grace_ms.map(Duration::from_millis),
+        old_pid: status.pid,
         old_process: source.process,
         vacated: vacated_tx,
     };

@@ -53,6 +53,7 @@ mod stop;
 mod systemd;
 mod systemd_reload;
 mod takeover;
+mod takeover_abort;
 mod takeover_files;
 mod takeover_stuck;
 mod top;

@@ -42,7 +42,7 @@ pub(crate) fn takeover_ready_on(control: &str, go: &str) -> Herd {
 
 /// Waits for the takeover `herd` to say why it aborted (its `takeover_aborted` event); returns
 /// what its exit line says: "takeover aborted, WHAT SERVES: REASON".
-fn abort_reason(herd: &Herd) -> String {
+pub(crate) fn abort_reason(herd: &Herd) -> String {
     let event = herd.wait_for_event("takeover_aborted", &[]);
     format!(
         "{}: {}",

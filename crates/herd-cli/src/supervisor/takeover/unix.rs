@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use herd_sys::pidfd::PidFd;
 use tokio::sync::mpsc;
 
-use crate::control::client::{connect_nonblocking, AsyncClient, ClientError};
+use crate::control::client::{connect_nonblocking, AsyncClient, Client, ClientError};
+use crate::control::protocol::Command;
 use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
 use super::{answer_bound, judge_stop_answer, log_silent, stop_request, Abort, StopAnswer};
+use super::{Glimpse, OldHerdNow, LOOK_BOUND};
 
 /// A takeover in progress: once this herd's workers are available (ready for `--min-ready`),
 /// its control socket replaces the old herd's at `old`, and the old herd is asked to stop.
@@ -79,13 +81,14 @@ pub fn complete_takeover(
         old_socket,
         old_grace,
         old_process,
+        old_pid,
         ..
     } = takeover;
     let old_socket = rebound.unwrap_or(old_socket);
     let bound = answer_bound(old_grace);
     let abort = |why: String| Abort {
         why,
-        after: after_abort(&old, old_process.as_ref()),
+        after: after_abort(&old, old_process.as_ref(), old_pid),
     };
     // An old herd that has exited has nothing left to stop, whatever is at its path now.
     if old_process.as_ref().is_some_and(PidFd::has_exited) {
@@ -187,7 +190,7 @@ fn waits_for_rebind(takeover: &mut Takeover) -> Result<bool, Abort> {
             humantime::format_duration(REBIND_BOUND),
             takeover.old.display()
         ),
-        after: "the old herd keeps serving",
+        after: "the old herd keeps serving".to_string(),
     })
 }
 
@@ -223,13 +226,19 @@ async fn ask_to_stop(client: &mut AsyncClient, takeover: bool, bound: Duration) 
     }
 }
 
-/// What an aborted takeover leaves serving, said truthfully: the old herd, if it still runs
-/// (where the system cannot tell, if anything answers at `old`).
-pub fn after_abort(old: &std::path::Path, process: Option<&PidFd>) -> &'static str {
-    match old_herd_exited(old, process) {
-        true => "and the old herd is gone too: nothing serves",
-        false => "the old herd keeps serving",
-    }
+/// What an aborted takeover leaves serving, said truthfully ([`OldHerdNow`]): the old herd
+/// (`old_pid`), if it still runs (where the system cannot tell, if anything answers at
+/// `old`) and does not stop, or the herd that took over at `old` first.
+pub fn after_abort(old: &Path, process: Option<&PidFd>, old_pid: u32) -> String {
+    let exited = old_herd_exited(old, process);
+    OldHerdNow::judge(old_pid, exited, glimpse(old)).describe(old, old_pid)
+}
+
+/// The status of the herd at `old`, if one answers within [`LOOK_BOUND`] (one that is
+/// stopped by SIGSTOP, or whose backlog is full, is not waited for).
+fn glimpse(old: &Path) -> Option<Glimpse> {
+    let mut client = Client::connect_now(old, None).ok()?;
+    client.call(Command::Status, Some(LOOK_BOUND)).ok()
 }
 
 /// Whether the old herd at `old` (its process, if it could be opened) is gone.

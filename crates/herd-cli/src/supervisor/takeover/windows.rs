@@ -10,11 +10,13 @@ use herd_sys::windows::process::{self, Process};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::control::client::{Client, ClientError};
+use crate::control::protocol::Command;
 use crate::control::results::StopResult;
 use crate::logging::LogEvent;
 use crate::supervisor::platform::ControlFile;
 
 use super::{answer_bound, judge_stop_answer, log_silent, stop_request, Abort, StopAnswer};
+use super::{Glimpse, OldHerdNow, LOOK_BOUND};
 
 /// A takeover in progress: once this herd's workers are available (ready for `--min-ready`),
 /// the old herd is asked to stop, and this herd's control pipe takes its name.
@@ -23,6 +25,9 @@ pub struct Takeover {
     pub old: PathBuf,
     /// The old herd's `--grace`, if its status said ([`answer_bound`]).
     pub old_grace: Option<Duration>,
+    /// The old herd's pid, as its status said: another pid answering at `old` is a herd that
+    /// took over first ([`after_abort`]).
+    pub old_pid: u32,
     /// The old herd's process, which tells whether it still runs (`None` if it could not be
     /// opened).
     pub old_process: Option<Process>,
@@ -52,6 +57,7 @@ pub fn complete_takeover(
         old_grace,
         old_process,
         vacated,
+        ..
     } = takeover;
     if old_process.as_ref().is_some_and(has_exited) {
         let _ = vacated.send(());
@@ -131,12 +137,18 @@ fn stop_old_herd(old: &std::path::Path, bound: Duration) -> StopAnswer {
     }
 }
 
-/// What an aborted takeover leaves serving, said truthfully: the old herd, if it still runs.
-pub fn after_abort(old: &std::path::Path, process: Option<&Process>) -> &'static str {
-    match old_herd_exited(old, process) {
-        true => "and the old herd is gone too: nothing serves",
-        false => "the old herd keeps serving",
-    }
+/// What an aborted takeover leaves serving, said truthfully ([`OldHerdNow`]): the old herd
+/// (`old_pid`), if it still runs and does not stop, or the herd that took over at `old` first
+/// (whose pipe takes the old name once the old herd has exited).
+pub fn after_abort(old: &std::path::Path, process: Option<&Process>, old_pid: u32) -> String {
+    let exited = old_herd_exited(old, process);
+    OldHerdNow::judge(old_pid, exited, glimpse(old)).describe(old, old_pid)
+}
+
+/// The status of the herd serving the pipe `old`, if one answers within [`LOOK_BOUND`].
+fn glimpse(old: &std::path::Path) -> Option<Glimpse> {
+    let mut client = Client::connect(old).ok()?;
+    client.call(Command::Status, Some(LOOK_BOUND)).ok()
 }
 
 /// Whether the old herd at `old` is gone: its process has exited, or, if it could not be

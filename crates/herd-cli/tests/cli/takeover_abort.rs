@@ -1,0 +1,167 @@
+//! An aborted takeover: the new herd's workers that already serve finish what they took, and
+//! the abort says truthfully what still serves.
+
+use crate::takeover::{abort_reason, takeover, takeover_ready_on};
+use crate::util::*;
+
+/// A worker for a takeover, started as `python3 -c WORKER DIR EXAMPLES`: slot 1 exits with
+/// status 3 once `DIR/fail` exists, before it is ever ready; every other slot is ready at once,
+/// says `taken PID` on stderr as it takes a request, and answers it once `DIR/release` exists.
+const WORKER: &str = "import os, sys, time\n\
+    sys.path.insert(0, sys.argv[2])\n\
+    from hello import listen_sockets, serve\n\
+    def wait_for(name):\n\
+    \x20   while not os.path.exists(os.path.join(sys.argv[1], name)): time.sleep(0.01)\n\
+    if os.environ['HERD_WORKER'] == '1':\n\
+    \x20   wait_for('fail')\n\
+    \x20   sys.exit(3)\n\
+    def respond(conn, request_line):\n\
+    \x20   os.write(2, b'taken %d\\n' % os.getpid())\n\
+    \x20   wait_for('release')\n\
+    \x20   conn.sendall(b'HTTP/1.0 200 OK\\r\\nContent-Length: 8\\r\\n\\r\\nanswered')\n\
+    serve(next(iter(listen_sockets().values())), respond, ready=True)\n";
+
+#[test]
+fn an_aborted_takeover_lets_its_serving_workers_finish_what_they_took() {
+    // The old herd's worker never accepts: whatever connects is the new herd's.
+    let old = sleeper_on_http();
+    let addr = old.address("http");
+    let control = old.control();
+    let before = old.status();
+    let dir = old.dir.path().to_str().unwrap().to_string();
+    let examples = repo().join("examples");
+    let mut new = takeover(
+        &control,
+        &[
+            "-w",
+            "2",
+            "--ready",
+            "notify",
+            "--",
+            "python3",
+            "-c",
+            WORKER,
+            &dir,
+            examples.to_str().unwrap(),
+        ],
+    );
+    let ready = new.wait_for_event("worker_ready", &[("slot", 0.into())]);
+    let serving = ready["pid"].as_u64().unwrap() as u32;
+    let client = std::thread::spawn(move || get(&addr, "/"));
+    new.wait_text(&format!("taken {serving}"));
+
+    // Slot 1 fails: the takeover is aborted while slot 0 holds a client's connection.
+    std::fs::write(old.path("fail"), "").unwrap();
+    let why = abort_reason(&new);
+    assert!(why.contains("the old herd keeps serving"), "{why}");
+    let stop = new.wait_event("the stop", |e| {
+        e["event"] == "stopping" || e["event"] == "stopping_at_once"
+    });
+    assert_eq!(
+        stop["event"],
+        "stopping",
+        "the workers are stopped gracefully:{}",
+        last_lines(&new.lines())
+    );
+    assert!(alive(serving), "worker {serving} was killed mid-request");
+    std::fs::write(old.path("release"), "").unwrap();
+    let answer = client.join().unwrap();
+    assert_eq!(
+        answer.as_deref().ok(),
+        Some("answered"),
+        "{answer:?}{}",
+        last_lines(&new.lines())
+    );
+    assert_eq!(new.wait_exit().code(), Some(FAILURE));
+    wait_gone(&[serving]);
+
+    // The old herd never noticed.
+    let after = status_at(&control);
+    assert_eq!(after["pid"], before["pid"]);
+    assert_eq!(after["workers"][0]["pid"], before["workers"][0]["pid"]);
+}
+
+/// An old herd whose worker ignores SIGTERM and whose grace is long: once asked to stop, it
+/// is stopping for as long as a test needs.
+fn slow_to_stop() -> Herd {
+    let old = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "1h",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; exec sleep 1000",
+    ]);
+    old.started(1);
+    old
+}
+
+/// Takes over the herd at `control` with one new worker that never says READY=1, and exits
+/// with status 3 once the file `fail` exists.
+fn failing_takeover(control: &str, fail: &str) -> Herd {
+    takeover(
+        control,
+        &[
+            "-w",
+            "1",
+            "--ready",
+            "notify",
+            "--",
+            "sh",
+            "-c",
+            "while [ ! -e \"$0\" ]; do sleep 0.01; done; exit 3",
+            fail,
+        ],
+    )
+}
+
+#[test]
+fn a_takeover_that_loses_a_race_names_the_herd_that_won() {
+    let old = slow_to_stop();
+    let control = old.control();
+    let (go, fail) = (old.path("go"), old.path("fail"));
+    let winner = takeover_ready_on(&control, &go);
+    let mut loser = failing_takeover(&control, &fail);
+    // Both have the sockets.
+    winner.wait_event("the winner's worker", is_start);
+    loser.wait_event("the loser's worker", is_start);
+
+    std::fs::write(&go, "").unwrap();
+    winner.wait_for_event("takeover_complete", &[]);
+    old.wait_for_event("stopping", &[]);
+    std::fs::write(&fail, "").unwrap();
+
+    assert_eq!(loser.wait_exit().code(), Some(FAILURE));
+    let why = abort_reason(&loser);
+    let won = format!(
+        "another herd (pid {}) took over at {control} first and serves; it stops the old herd \
+         (pid {})",
+        winner.pid(),
+        old.pid()
+    );
+    assert!(why.contains(&won), "{why}");
+    assert_eq!(status_at(&control)["pid"], winner.pid());
+}
+
+#[test]
+fn a_takeover_aborted_while_the_old_herd_stops_says_so() {
+    let old = slow_to_stop();
+    let control = old.control();
+    let fail = old.path("fail");
+    let mut new = failing_takeover(&control, &fail);
+    new.wait_event("the new worker", is_start);
+
+    old.signal(libc::SIGTERM);
+    old.wait_for_event("stopping", &[]);
+    std::fs::write(&fail, "").unwrap();
+
+    assert_eq!(new.wait_exit().code(), Some(FAILURE));
+    let why = abort_reason(&new);
+    let stopping = format!("and the old herd (pid {}) is stopping too", old.pid());
+    assert!(why.contains(&stopping), "{why}");
+}
