@@ -208,7 +208,7 @@ impl ControlPaths {
         // once its workers are ready; the notify socket's name is per process, so two herds
         // never meet.
         let bind_at = match &args.takeover {
-            Some(_) => control.with_extension(format!("takeover.{}", std::process::id())),
+            Some(_) => control_path::takeover_path(&control, std::process::id()),
             None => control.clone(),
         };
         control_path::check_length(&control, args.takeover.is_some()).map_err(Failure::Usage)?;
@@ -271,6 +271,9 @@ fn bind_control(
     }
     let (control_socket, control_file) =
         control_path::bind_private(&paths.bind_at, uid, "control socket", shared)?;
+    // Under the lock, which a takeover holds until its socket listens: the takeover sockets
+    // that herds killed during a takeover left, which nothing else removes.
+    control_path::remove_stale_takeovers(&paths.control, uid);
     drop(dir_lock);
     if shared {
         control_path::warn_if_unreachable(&paths.control);

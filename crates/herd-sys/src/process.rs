@@ -103,6 +103,19 @@ pub fn send_stop(signal: Signal, mut send: impl FnMut(Signal) -> io::Result<()>)
     Ok(())
 }
 
+/// Whether the process `pid` exists (`kill(pid, 0)`, which sends nothing): another user's
+/// counts (`EPERM` says it is there), and so does a zombie not yet reaped. Pid 0, and a pid
+/// beyond `pid_t`, name no process: `false`.
+pub fn exists(pid: u32) -> bool {
+    let Ok(pid) = to_pid(pid) else {
+        return false;
+    };
+    // SAFETY: kill takes plain integers; signal 0 only checks, and a positive pid names one
+    // process.
+    let checked = unsafe { libc::kill(pid, 0) };
+    checked == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// This process's pid.
 pub fn current_pid() -> u32 {
     std::process::id()
@@ -283,6 +296,17 @@ mod tests {
         assert!(result.is_ok());
         assert_eq!(stop_sends(Signal::KILL, &[]).0, [Signal::KILL]);
         assert_eq!(stop_sends(Signal::CONT, &[]).0, [Signal::CONT]);
+    }
+
+    #[test]
+    fn a_process_exists_until_it_is_reaped() {
+        assert!(exists(std::process::id()));
+        assert!(exists(1), "init, another user's: EPERM says it is there");
+        assert!(!exists(0) && !exists(u32::MAX), "no single process");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!exists(pid));
     }
 
     #[test]

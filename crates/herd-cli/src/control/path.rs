@@ -51,7 +51,7 @@ pub fn check_length(control: &Path, takeover: bool) -> Result<(), String> {
     let len = control.as_os_str().len();
     let mut derived = vec![control.with_extension(format!("{WIDEST_PID}.notify"))];
     if takeover {
-        derived.push(control.with_extension(format!("takeover.{WIDEST_PID}")));
+        derived.push(takeover_path(control, WIDEST_PID));
     }
     let extra = derived
         .iter()
@@ -74,6 +74,54 @@ pub fn check_length(control: &Path, takeover: bool) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Where a `--takeover` herd binds its control socket until its workers are ready:
+/// `NAME.takeover.PID` beside the old herd's `control`, with its own pid.
+pub fn takeover_path(control: &Path, pid: impl std::fmt::Display) -> PathBuf {
+    control.with_extension(format!("takeover.{pid}"))
+}
+
+/// The pid in the file name `name` if it is that of a takeover socket beside `control`
+/// ([`takeover_path`]).
+fn takeover_pid(control: &Path, name: &std::ffi::OsStr) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let prefix = takeover_path(control, "");
+    let digits = name
+        .as_bytes()
+        .strip_prefix(prefix.file_name()?.as_bytes())?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Removes the takeover sockets ([`takeover_path`]) that herds killed during a takeover left
+/// beside `control`: each only if it is a socket of `uid`'s whose herd no longer exists and
+/// that nobody listens on (logged as `stale_socket_removed`). Anything else is left alone:
+/// another user's, a live herd's (or one not yet reaped), a file that is not a socket. Called
+/// under the directory's lock, which a takeover holds from binding its socket until it listens.
+pub fn remove_stale_takeovers(control: &Path, uid: u32) {
+    let dir = match control.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = takeover_pid(control, &entry.file_name()) else {
+            continue;
+        };
+        // A directory entry's metadata does not follow a symlink.
+        let ours = entry
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_socket() && m.uid() == uid);
+        if ours && !herd_sys::process::exists(pid) {
+            // Refused if anything listens there (a herd whose pid is another namespace's).
+            let _ = prepare_socket_path(&entry.path());
+        }
+    }
 }
 
 /// Creates (or checks) herd's private directory: a real directory, owned by `uid`, mode 0700.
@@ -265,6 +313,28 @@ mod tests {
             .unwrap_err()
             .contains("at most 92 bytes"));
         assert!(check_length(&at(300), false).is_err());
+    }
+
+    #[test]
+    fn takeover_sockets_are_known_by_name() {
+        let control = Path::new("/run/herd/web.sock");
+        assert_eq!(
+            takeover_path(control, 42),
+            Path::new("/run/herd/web.takeover.42")
+        );
+        let pid = |name: &str| takeover_pid(control, std::ffi::OsStr::new(name));
+        assert_eq!(pid("web.takeover.42"), Some(42));
+        for other in [
+            "web.takeover.",
+            "web.takeover.+42",
+            "web.takeover.42x",
+            "web.takeover.99999999999",
+            "web.42.notify",
+            "api.takeover.42",
+            "web.sock",
+        ] {
+            assert_eq!(pid(other), None, "{other}");
+        }
     }
 
     #[test]

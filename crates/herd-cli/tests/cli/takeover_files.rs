@@ -1,7 +1,8 @@
 //! A takeover and the old herd's Unix socket files: moved with the sockets, adopted wherever
-//! each herd runs, and never adopted once another file replaced them.
+//! each herd runs, and never adopted once another file replaced them; the control socket a
+//! killed takeover left is removed by the next herd on that path.
 
-use crate::takeover::takeover;
+use crate::takeover::{takeover, takeover_ready_on};
 use crate::util::*;
 
 #[test]
@@ -191,4 +192,44 @@ fn a_herd_taken_over_does_not_bind_the_control_socket_again() {
     let (code, output) = herd_output(&["--control", &control, "stop"]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(new.wait_exit().code(), Some(0));
+}
+
+/// A pid that no process has now: a child's, once it is reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    child.id()
+}
+
+#[test]
+fn a_takeover_killed_meanwhile_leaves_its_control_socket_to_the_next_herd_to_remove() {
+    let old = sleepers(&["-w", "1"]);
+    old.started(1);
+    let control = old.control();
+    let never = old.path("never");
+    let takeover_socket = |pid: u32| old.path(&format!("control.takeover.{pid}"));
+    // Started first: a herd that starts later removes what a killed one left.
+    let live = takeover_ready_on(&control, &never);
+    live.wait_event("the live herd's worker", is_start);
+    let mut killed = takeover_ready_on(&control, &never);
+    killed.wait_event("the killed herd's worker", is_start);
+    killed.signal(libc::SIGKILL);
+    killed.wait_exit();
+    let stale = takeover_socket(killed.pid());
+    assert!(std::path::Path::new(&stale).exists(), "{stale} left behind");
+
+    // What the next herd must leave beside a live takeover's: a file that is not a socket and
+    // a socket something listens on, each named after a pid that is not a herd's.
+    let not_a_socket = takeover_socket(dead_pid());
+    std::fs::write(&not_a_socket, "").unwrap();
+    let listened_on = takeover_socket(dead_pid());
+    let _listener = std::os::unix::net::UnixListener::bind(&listened_on).unwrap();
+
+    let next = takeover_ready_on(&control, &never);
+    next.wait_for_event("stale_socket_removed", &[("path", stale.as_str().into())]);
+    assert!(!std::path::Path::new(&stale).exists());
+    for kept in [takeover_socket(live.pid()), not_a_socket, listened_on] {
+        assert!(std::path::Path::new(&kept).exists(), "{kept} was removed");
+    }
+    assert_eq!(old.status()["pid"], old.pid(), "the old herd is untouched");
 }
