@@ -6,7 +6,7 @@ use crate::util::*;
 
 /// A config file for hello.py workers on a loopback port, telling them `message`, with
 /// `extra` lines at the top.
-fn hello_config(dir: &Path, extra: &str, message: &str) -> String {
+pub(crate) fn hello_config(dir: &Path, extra: &str, message: &str) -> String {
     let path = dir.join("herd.toml");
     let text = format!(
         "{extra}\nworkers = 2\nbind = [\"http=127.0.0.1:0,nonblocking\"]\nready = \"notify\"\n\
@@ -185,7 +185,7 @@ fn answers(addr: &str, n: usize) -> Vec<String> {
 }
 
 /// The pids of the workers in `status`, sorted.
-fn pids(status: &serde_json::Value) -> Vec<u32> {
+pub(crate) fn pids(status: &serde_json::Value) -> Vec<u32> {
     let mut pids = worker_pids(status);
     pids.sort();
     pids

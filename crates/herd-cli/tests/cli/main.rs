@@ -11,6 +11,7 @@ mod backlog;
 mod balance;
 mod clients;
 mod config;
+mod config_refusals;
 mod control;
 mod control_crowds;
 mod conventions;

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 
 use super::merge::{parse_with, Merged};
 use crate::cli::{Cli, Command, RunArgs, Workers};
+use crate::worker_env::Compat;
 
 /// What herd was started with, to read its config file again.
 #[derive(Debug)]
@@ -91,6 +92,13 @@ pub(super) const FIXED: &[(&str, &[Fixed])] = &[
          herd to change it",
         &[("starting-nice", |c| {
             format!("{:?}", run(c).map(|r| r.starting_nice))
+        })],
+    ),
+    (
+        "whose acknowledgement socket (EINHORN_SOCK_PATH) herd binds, or not, as it starts: \
+         restart herd, or start a new herd with --takeover",
+        &[("compat \"einhorn\"", |c| {
+            format!("{:?}", run(c).map(|r| r.compat.contains(&Compat::Einhorn)))
         })],
     ),
     (

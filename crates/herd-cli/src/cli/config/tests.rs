@@ -416,3 +416,33 @@ fn a_changed_starting_nice_is_refused_in_one_clean_sentence() {
         assert!(!why.contains("  "), "{why:?}");
     }
 }
+
+/// Turning einhorn's convention on or off needs its acknowledgement socket, which herd binds
+/// only as it starts: a reload gave the workers `EINHORN_FDS` but no `EINHORN_SOCK_PATH`, so
+/// an acknowledging worker never became ready. Server::Starter's needs no socket of herd's.
+#[test]
+fn a_reload_refuses_turning_einhorn_on_or_off_but_not_server_starter() {
+    let plain = cli(&["run", "-b", ":0", "--", "app"]);
+    let einhorn = cli(&["run", "-b", ":0", "--compat", "einhorn", "--", "app"]);
+    let both = cli(&[
+        "run",
+        "-b",
+        ":0",
+        "--compat",
+        "server-starter",
+        "--compat",
+        "einhorn",
+        "--",
+        "app",
+    ]);
+    let starter = cli(&["run", "-b", ":0", "--compat", "server-starter", "--", "app"]);
+    let refused = [
+        "compat \"einhorn\" changed, whose acknowledgement socket (EINHORN_SOCK_PATH) herd \
+         binds, or not, as it starts: restart herd, or start a new herd with --takeover",
+    ];
+    assert_eq!(fixed_changes(&plain, &einhorn), refused);
+    assert_eq!(fixed_changes(&einhorn, &plain), refused);
+    assert_eq!(fixed_changes(&starter, &einhorn), refused);
+    assert!(fixed_changes(&plain, &starter).is_empty());
+    assert!(fixed_changes(&einhorn, &both).is_empty());
+}
