@@ -23,12 +23,13 @@ use crate::supervisor::{Control, Supervisor};
 use crate::worker_env::{worker_env, Compat, Passed};
 
 mod checks;
+mod exec_size;
 mod reload;
 mod resume;
 mod takeover;
 
 pub use checks::check;
-use checks::{check_names_and_balance, check_nofile, warm_up, worker_options};
+use checks::{check_before_binding, check_nofile, warm_up, worker_options};
 use reload::config_reload;
 use takeover::{fetch_inherited, socket_identity, takeover_control, OldHerd};
 
@@ -60,7 +61,7 @@ pub fn run(
     if let Some(restored) = restored {
         return resume(args, control, name, restored);
     }
-    check_names_and_balance(&args, name)?;
+    check_before_binding(&args, name)?;
     let mut store = crate::fdstore::Store::from_env(args.fdstore).map_err(Failure::Usage)?;
     let (workers, bounds) = match args
         .workers

@@ -39,6 +39,22 @@ impl ArgTemplate {
             .then(|| template.expand(0, 0)))
     }
 
+    /// The most units `arg` (argument number `position`) can take once expanded, whichever
+    /// worker, generation and socket it is for: `{worker}` and `{generation}` at 20 digits,
+    /// `{fd:NAME}` at 10. `Err` if it is not a valid template (as for [`compile`](Self::compile)).
+    pub fn widest(arg: &OsStr, position: usize) -> Result<usize, String> {
+        let template = Self::parse(arg, position, None)?;
+        Ok(template
+            .0
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.len(),
+                Piece::Fd(_) => 10,
+                Piece::Worker | Piece::Generation => 20,
+            })
+            .sum())
+    }
+
     /// Compiles `arg`; `names` are the sockets `{fd:NAME}` may name, `None` for any name.
     fn parse(
         arg: &OsStr,
@@ -217,6 +233,16 @@ mod tests {
         assert!(error("{slot}").contains("{generation}"));
         assert!(error("{worker").contains("unclosed"));
         assert!(error("a}b").contains("unmatched"));
+    }
+
+    #[test]
+    fn the_widest_expansion_counts_each_placeholder_at_its_widest() {
+        let widest = |arg: &str| ArgTemplate::widest(OsStr::new(arg), 1);
+        assert_eq!(widest("plain"), Ok(5));
+        assert_eq!(widest("{{}}"), Ok(2));
+        assert_eq!(widest("w{worker}g{generation}"), Ok(42));
+        assert_eq!(widest("--fd={fd:any}"), Ok(15));
+        assert!(widest("{slot}").unwrap_err().contains("unknown template"));
     }
 
     /// A unit that is not Unicode text on its own.

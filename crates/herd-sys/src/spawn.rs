@@ -58,6 +58,7 @@ use crate::process::{wait_for, Signal};
 mod batch;
 mod child;
 mod direct;
+mod limits;
 mod prepare;
 mod report;
 mod start;
@@ -66,6 +67,7 @@ mod vfork;
 
 pub use batch::{spawn_all, Job};
 use child::Child;
+pub use limits::{exec_limits, ExecLimits};
 use prepare::Buffers;
 use report::{read_report, ChildStep};
 pub use report::{SpawnError, Stage};

@@ -36,6 +36,22 @@ const PRIVATE_VARS: &[&str] = &[
     "HERD_GENERATION",
 ];
 
+/// Every worker's environment: herd's own (only its `PATH` with `clear_env`), without the
+/// variables that describe herd's sockets and notify socket or that `extra_env` sets, then
+/// `extra_env`.
+pub fn worker_environment(
+    extra_env: Vec<(OsString, OsString)>,
+    clear_env: bool,
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(key, _)| !clear_env || key == "PATH")
+        .filter(|(key, _)| !PRIVATE_VARS.iter().any(|p| OsStr::new(p) == key))
+        .filter(|(key, _)| !extra_env.iter().any(|(k, _)| k == key))
+        .collect();
+    env.extend(extra_env);
+    env
+}
+
 /// One worker's start, prepared ([`WorkerCommand::prepare`]): its plan, and the pipes for
 /// its output when herd reads it (their write ends are dropped with this, once it started).
 pub struct PreparedStart {
@@ -187,15 +203,9 @@ impl WorkerCommand {
         if args.is_empty() {
             return Err("missing worker command after '--'".to_string());
         }
-        let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
-            .filter(|(key, _)| !options.clear_env || key == "PATH")
-            .filter(|(key, _)| !PRIVATE_VARS.iter().any(|p| OsStr::new(p) == key))
-            .filter(|(key, _)| !extra_env.iter().any(|(k, _)| k == key))
-            .collect();
-        env.extend(extra_env);
         Ok(WorkerCommand {
             args,
-            env,
+            env: worker_environment(extra_env, options.clear_env),
             path_var: std::env::var_os("PATH"),
             fd_names: names.join(":"),
             options,

@@ -95,13 +95,15 @@ pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Fa
     Ok(())
 }
 
-/// The socket names, `--balance` and the herd's `name`, checked.
-pub(super) fn check_names_and_balance(args: &RunArgs, name: &str) -> Result<(), Failure> {
+/// What `herd run` checks first, before it binds anything: the socket names, `--balance`,
+/// `--ready-min`, the herd's `name`, and the size of the workers' command and environment.
+pub(super) fn check_before_binding(args: &RunArgs, name: &str) -> Result<(), Failure> {
     check_names(args)?;
     check_balance(args)?;
     check_stdin(args)?;
     crate::endpoints::ready_min(args, super::default_workers())?;
-    crate::control::path::check_name(name).map_err(Failure::Usage)
+    crate::control::path::check_name(name).map_err(Failure::Usage)?;
+    super::exec_size::check(args).map_err(Failure::Usage)
 }
 
 /// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.
@@ -168,12 +170,12 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
 }
 
 /// What `herd run` checks of `args` before it binds anything, without binding or starting
-/// anything: socket names, `--balance`, the herd's `name`, the `--control-allow-user` users,
-/// the workers' user, directory and limits, the command's templates and its program (found,
-/// and checked executable by a child that takes a worker's steps, as `herd run` does; not
-/// run).
+/// anything: socket names, `--balance`, the herd's `name`, the size of the workers' command
+/// and environment, the `--control-allow-user` users, the workers' user, directory and
+/// limits, the command's templates and its program (found, and checked executable by a child
+/// that takes a worker's steps, as `herd run` does; not run).
 pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
-    check_names_and_balance(args, name)?;
+    check_before_binding(args, name)?;
     super::policy(args, herd_sys::process::effective_uid())?;
     let options = worker_options(args)?;
     check_nofile(&options, args.binds.len() + args.shm.len())?;

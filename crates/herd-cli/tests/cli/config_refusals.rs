@@ -1,10 +1,109 @@
-//! Config files `herd upgrade --reload-config` used to accept and could not apply: einhorn's
-//! convention turned on by a reload.
+//! Config files `herd check` used to pass and `herd run` or `herd upgrade --reload-config`
+//! then failed on: a command or environment too large to execute, and einhorn's convention
+//! turned on by a reload.
 
 use std::path::Path;
 
 use crate::config::{hello_config, pids};
 use crate::util::*;
+
+/// `[env]` with `n` variables `V0`, `V1`, ... of `len` bytes each, after `head`, written to
+/// `dir/herd.toml`.
+fn with_env(dir: &Path, head: &str, n: usize, len: usize) -> String {
+    let path = dir.join("herd.toml");
+    let mut text = format!("{head}\n[env]\n");
+    for i in 0..n {
+        text.push_str(&format!("V{i} = \"{}\"\n", "x".repeat(len)));
+    }
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// A variable over Linux's limit for one string (MAX_ARG_STRLEN, 128 KiB): `herd check` said
+/// ok, `herd run` logged its start and then failed every worker with E2BIG ("Argument list too
+/// long"), exit 1. Both refuse it now, before binding anything (the port is taken: a bind
+/// would fail with status 1), in one line naming the variable and the limit, status 2; so is
+/// an argument over it, and a variable just under it passes.
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn a_variable_or_argument_too_large_to_execute_is_refused_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let head = format!("bind = [\"127.0.0.1:{port}\"]\ncommand = [\"sleep\", \"100\"]");
+    let config = with_env(dir.path(), &head, 1, 200_000);
+    let expected = "the workers' variable V0=... (from env) is 200003 bytes, over Linux's limit \
+                    of 131071 for one argument or variable (MAX_ARG_STRLEN";
+    assert_fails(&["check", "--config", &config], USAGE, expected);
+    assert_fails(&["run", "--config", &config], USAGE, expected);
+    // `V0=` and 131068 bytes, with its NUL: the most execve takes.
+    let config = with_env(dir.path(), &head, 1, 131_067);
+    let (code, stdout, stderr) = ctl_at("/nonexistent", &["check", "--config", &config]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(": ok: "), "{stdout}");
+    let path = dir.path().join("herd.toml");
+    let text = format!(
+        "bind = [\"127.0.0.1:{port}\"]\ncommand = [\"sleep\", \"{}\"]\n",
+        "9".repeat(140_000)
+    );
+    std::fs::write(&path, text).unwrap();
+    let config = path.display().to_string();
+    let expected = "argument 1 of the worker command ('9999999999999999...') is 140000 bytes, \
+                    over Linux's limit of 131071";
+    assert_fails(&["check", "--config", &config], USAGE, expected);
+    assert_fails(&["run", "--config", &config], USAGE, expected);
+}
+
+/// Variables under the limit for one string but over the total (ARG_MAX, at most 6 MiB on
+/// Linux): refused alike, naming the largest and the limit.
+#[test]
+fn a_command_and_environment_too_large_together_are_refused_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let head = format!("bind = [\"127.0.0.1:{port}\"]\ncommand = [\"sleep\", \"100\"]");
+    let config = with_env(dir.path(), &head, 70, 100_000);
+    let expected = "for a program's arguments and environment (ARG_MAX";
+    let stderr = assert_fails(&["check", "--config", &config], USAGE, expected);
+    assert!(
+        stderr.contains("the workers' variable V10=... (from env) is 100004 bytes"),
+        "{stderr}"
+    );
+    assert_fails(&["run", "--config", &config], USAGE, expected);
+}
+
+/// The same file given to a running herd by `herd upgrade --reload-config`: refused as an
+/// invalid config in one line, and nothing changes (it was refused only once the new
+/// generation's workers failed to start).
+#[test]
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn a_reload_with_a_variable_too_large_to_execute_changes_nothing() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = hello_config(dir, "", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path]);
+        cmd
+    });
+    let config = config.get().unwrap();
+    let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let text = std::fs::read_to_string(config).unwrap();
+    let big = format!("{text}BIG = \"{}\"\n", "x".repeat(200_000));
+    std::fs::write(config, big).unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("herd.toml: the workers' variable BIG=... (from env) is 200004 bytes")
+            && stderr.contains("MAX_ARG_STRLEN")
+            && stderr.trim_end().ends_with("(config_invalid)"),
+        "{stderr}"
+    );
+    let after = herd.status();
+    assert_eq!(after["generation"], 1, "{after}");
+    assert_eq!(pids(&after), pids(&before));
+}
 
 /// einhorn's convention turned on by a reload: the new workers got `EINHORN_FDS` but no
 /// `EINHORN_SOCK_PATH`, since herd binds that socket only as it starts, so an einhorn worker
