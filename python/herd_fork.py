@@ -225,6 +225,11 @@ def close_all(fds):
             pass
 
 
+def same_but_numbers(a, b):
+    """Whether two arguments are the same but for their digits (a template's numbers)."""
+    return a.translate(None, b"0123456789") == b.translate(None, b"0123456789")
+
+
 # How a command runs the launcher as a module: `python3 -m herd_fork`, `python3 -mherd_fork`.
 MODULE = b"herd_fork"
 MODULE_JOINED = b"-m" + MODULE
@@ -386,8 +391,11 @@ class ForkServer:
         """The launcher's arguments in a request's argv (herd's worker command): those after
         its own path, which interpreter options (python3 -X dev) or a wrapper (env python3)
         may precede, or after `-m herd_fork`. A command that names neither runs the launcher
-        through a script of its own (a wrapper that execs `python3 herd_fork.py app.py`), which
-        without --fork-server would run what the fork server was given: its own arguments."""
+        through a script of its own, which without --fork-server would run it with what it
+        gave the fork server: the fork server's own arguments (`exec python3 herd_fork.py
+        app.py`), or the script's own passed through (`exec python3 herd_fork.py "$@"`): then
+        the request's last ones, which differ from the fork server's (slot 0's) only where
+        herd put the worker's number ({worker}, {generation}, {fd:NAME})."""
         if self.launcher in argv[1:]:
             return argv[argv.index(self.launcher, 1) + 1:]
         for i, arg in enumerate(argv[1:-1], 1):
@@ -395,6 +403,10 @@ class ForkServer:
                 return argv[i + 2:]
         if MODULE_JOINED in argv[1:]:
             return argv[argv.index(MODULE_JOINED, 1) + 1:]
+        n = len(self.own_args)
+        tail = argv[len(argv) - n:] if 0 < n < len(argv) else None
+        if tail is not None and all(map(same_but_numbers, tail, self.own_args)):
+            return tail
         return list(self.own_args)
 
     def intermediate(self, r, w):

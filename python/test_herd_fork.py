@@ -315,6 +315,12 @@ class ForkServerTest(unittest.TestCase):
             w = self.fork(herd, 1, argv_head=head, argv_tail=tail)
             self.assertEqual(w.info["argv"], [self.script, "fixed"])
             self.finish(w)
+        # One that passes its own through (`exec python3 herd_fork.py "$@"`), with the worker's
+        # number in them: each worker gets its own.
+        herd = self.start([self.script, "worker-0"])
+        w = self.fork(herd, 3, argv_head=["/srv/run.sh"], argv_tail=[self.script, "worker-3"])
+        self.assertEqual(w.info["argv"], [self.script, "worker-3"])
+        self.finish(w)
 
     def test_workers_start_at_once_after_the_reply(self):
         # A worker that missed its reparenting (its intermediate gone before it

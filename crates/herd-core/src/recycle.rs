@@ -239,12 +239,14 @@ impl Recycler {
 
     /// Recycles by `policy` from now on (a config file read again), keeping what it knows:
     /// the workers that asked to be replaced, the slots held back and their loops, each
-    /// worker's jitter. A worker's samples over the memory limit count afresh when the limit
-    /// changed: they were over another one.
+    /// worker's jitter. When the memory limit changed, a worker's samples count afresh: over
+    /// it (they were over another), and under it while ready (one under a higher limit may be
+    /// over the new one from the start, as a loop would be).
     pub fn set_policy(&mut self, policy: RecyclePolicy) {
         if policy.max_memory != self.policy.max_memory {
             for track in self.memory.values_mut() {
                 track.over = 0;
+                track.under_while_ready = false;
             }
         }
         self.policy = policy;

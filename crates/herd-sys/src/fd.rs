@@ -55,9 +55,10 @@ pub fn wait_readable(
     Ok(n > 0)
 }
 
-/// Whether the other end of `fd` is gone: a terminal hung up (its window or session
-/// closed), a pipe or socket whose writer closed and nothing is left to read, or an fd that
-/// is not open (`poll` at once: `POLLHUP`, `POLLERR` or `POLLNVAL`).
+/// Whether the other end of `fd` is gone (`poll` at once: `POLLHUP` or `POLLERR`): a terminal
+/// hung up (its window or session closed), a pipe or socket whose writer closed (data may
+/// still be there to read). `POLLNVAL` is not taken for it: Darwin's `poll` gives it for
+/// `/dev/tty`, which it cannot poll.
 pub fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let mut poll = libc::pollfd {
         fd: fd.as_raw_fd(),
@@ -73,7 +74,7 @@ pub fn hung_up(fd: BorrowedFd<'_>) -> io::Result<bool> {
             _ => Err(error),
         };
     }
-    Ok(poll.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0)
+    Ok(poll.revents & (libc::POLLHUP | libc::POLLERR) != 0)
 }
 
 /// Whether `FD_CLOEXEC` is set on `fd`.

@@ -128,7 +128,7 @@ fn respond(key: Key, asked: bool, model: &mut Model, connect: Connect<'_>) -> bo
         Key::Scale(delta) if delta < 0 && !matches!(model.desired(), Some(n) if n > 1) => {
             "herd top keeps 1 worker at least: 'herd scale 0' stops serving".to_string()
         }
-        Key::Scale(delta) => scale(delta, connect),
+        Key::Scale(delta) => scale(delta, model, connect),
         Key::AskUpgrade => {
             model.note = Some(
                 "Start a rolling upgrade of every worker? y: yes, any other key: no".to_string(),
@@ -143,8 +143,9 @@ fn respond(key: Key, asked: bool, model: &mut Model, connect: Connect<'_>) -> bo
     false
 }
 
-/// Scales by `delta`; says what happened.
-fn scale(delta: i64, connect: Connect<'_>) -> String {
+/// Scales by `delta`; says what happened. The model takes the new number at once: the next
+/// key may come before the next sample.
+fn scale(delta: i64, model: &mut Model, connect: Connect<'_>) -> String {
     let command = Command::Scale {
         workers: None,
         delta: Some(delta),
@@ -152,7 +153,10 @@ fn scale(delta: i64, connect: Connect<'_>) -> String {
         max: None,
     };
     match call::<ScaleResult>(connect, command, Some(QUICK)) {
-        Ok(r) => format!("scaled from {} to {} workers", r.previous, r.workers),
+        Ok(r) => {
+            model.set_desired(r.workers);
+            format!("scaled from {} to {} workers", r.previous, r.workers)
+        }
         Err(e) => e.to_string(),
     }
 }

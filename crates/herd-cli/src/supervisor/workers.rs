@@ -93,7 +93,9 @@ impl Supervisor {
                 self.starts.clear();
                 return;
             }
-            batch.retain(|start| self.pool.wants_start(start.slot));
+            // A slot's start queued again by a scale-up after its scale-down counts once.
+            let mut seen = std::collections::HashSet::new();
+            batch.retain(|start| self.pool.wants_start(start.slot) && seen.insert(start.slot));
             started += batch.len();
             if !batch.is_empty() {
                 self.spawn_batch(&batch);

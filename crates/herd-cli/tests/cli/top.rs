@@ -113,6 +113,11 @@ fn herd_top_shows_the_workers_scales_upgrades_and_gives_the_terminal_back_on_q()
         s["generation"] == 2 && settled(s, 2)
     });
     tmux.wait_screen(&["generation 2:", "2 of 2 ready"]);
+    // Two quick presses from 2: the second is refused, though no sample came between them.
+    tmux.keys("-");
+    tmux.keys("-");
+    tmux.wait_screen(&["herd top keeps 1 worker at least"]);
+    assert_eq!(herd.status()["desired"], 1);
     tmux.keys("q");
     let screen = tmux.wait_screen(&["top exited 0"]);
     assert!(!tmux.alternate(), "the alternate screen is left: {screen}");
@@ -189,6 +194,10 @@ fn herd_top_ends_when_its_terminal_goes_away() {
     let out = tmux.run(&["display-message", "-p", "#{pane_pid}"]);
     let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let _reaped = KillOnDrop(top.parse().unwrap());
+    assert!(
+        std::path::Path::new(&format!("/proc/{top}")).exists(),
+        "no /proc/{top}"
+    );
     assert!(tmux.run(&["kill-server"]).status.success());
     // Before, it read its hung-up terminal for ever, at 100% CPU, deaf to SIGHUP and SIGTERM.
     wait_until("herd top to end", || {

@@ -76,12 +76,14 @@ impl Pool {
     /// start-up until `--ready-timeout`: counted, either would hold back every upgrade step
     /// and recycle, a fix deployed by upgrade included.
     pub fn start_ups(&self) -> usize {
-        let replaced = self.upgrade.map_or(0, |u| u.generation);
+        let rolling_out = self.upgrade.map_or(0, |u| u.generation);
         let spawning = (self.slots.iter())
             .filter(|s| s.spawning && !s.spawning_restart)
             .count();
         let started = (self.workers.iter())
-            .filter(|w| w.state == WorkerState::Starting && !w.restart && w.generation >= replaced)
+            .filter(|w| {
+                w.state == WorkerState::Starting && !w.restart && w.generation >= rolling_out
+            })
             .count();
         spawning + started
     }

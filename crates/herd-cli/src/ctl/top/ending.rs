@@ -55,7 +55,7 @@ mod imp {
         match signal {}
     }
 
-    /// Never called: no terminal is found hung up.
+    /// No terminal is found hung up here: not called.
     pub fn die_of_hang_up() -> ! {
         std::process::exit(1)
     }

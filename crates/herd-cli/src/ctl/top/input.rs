@@ -51,7 +51,9 @@ impl Input {
             Ok(Ok(event)) => Ok(Got::Event(event)),
             Ok(Err(e)) => Err(e),
             Err(RecvTimeoutError::Timeout) => Ok(Got::Nothing),
-            Err(RecvTimeoutError::Disconnected) => Ok(Got::HungUp),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(std::io::Error::other("the terminal's reader stopped"))
+            }
         }
     }
 }
@@ -77,7 +79,7 @@ impl Terminal {
             Some(tty) => tty.as_fd(),
             None => stdin.as_fd(),
         };
-        herd_sys::fd::hung_up(fd).unwrap_or(true)
+        herd_sys::fd::hung_up(fd).unwrap_or(false)
     }
 }
 

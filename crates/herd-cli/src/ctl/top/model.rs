@@ -42,6 +42,13 @@ impl Model {
         self.status.as_ref().map(|s| s.desired)
     }
 
+    /// herd now wants `workers` (a scale's answer), until the next sample says.
+    pub fn set_desired(&mut self, workers: usize) {
+        if let Some(status) = self.status.as_mut() {
+            status.desired = workers;
+        }
+    }
+
     /// Takes a new sample.
     pub fn update(&mut self, status: Status) {
         for socket in &status.sockets {

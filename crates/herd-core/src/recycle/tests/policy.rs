@@ -82,3 +82,28 @@ fn a_policy_that_keeps_the_lifetime_keeps_each_workers_jitter() {
         .collect();
     assert_eq!(before, after);
 }
+
+#[test]
+fn a_limit_lowered_below_what_a_fresh_worker_needs_holds_the_slot_back_at_once() {
+    let mut sim = Sim::new(
+        1,
+        1,
+        RecyclePolicy {
+            max_memory: Some((MemoryKind::Rss, 200 * MIB)),
+            ..policy()
+        },
+    );
+    sim.sample(60 * SEC, |_| 150 * MIB);
+    sim.recycler.set_policy(policy()); // 100 MiB: every worker is over it from its start
+    sim.sample(SEC, |_| 150 * MIB);
+    sim.sample(SEC, |_| 150 * MIB);
+    assert_eq!(
+        sim.started,
+        [(0, 100, RecycleCause::Memory)],
+        "once is no loop"
+    );
+    sim.sample(SEC, |_| 150 * MIB);
+    sim.sample(SEC, |_| 150 * MIB);
+    // Under the old limit, worker 100 counted as healthy and 101's recycle as a first one.
+    assert_eq!(sim.started.len(), 1, "held back: {:?}", sim.events);
+}
