@@ -17,6 +17,21 @@ pub(crate) fn hello_config(dir: &Path, extra: &str, message: &str) -> String {
     path.display().to_string()
 }
 
+/// A herd run from [`hello_config`]'s file (with `extra` lines, telling "v1"), and the file's
+/// path, for the test to rewrite before a reload.
+pub(crate) fn herd_on_config(extra: &str) -> (Herd, String) {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = hello_config(dir, extra, "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path]);
+        cmd
+    });
+    let config = config.into_inner().unwrap();
+    (herd, config)
+}
+
 #[test]
 fn a_herd_runs_from_a_config_file_and_its_workers_get_its_environment() {
     let herd = Herd::start_with(|dir| {
@@ -193,15 +208,8 @@ pub(crate) fn pids(status: &serde_json::Value) -> Vec<u32> {
 
 #[test]
 fn upgrade_reload_config_gives_new_workers_the_new_environment_under_load() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = hello_config(dir, "", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
-        cmd
-    });
-    let config = config.get().unwrap();
+    let (herd, config) = herd_on_config("");
+    let config = &config;
     let addr = herd.address("http");
     let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     assert!(answers(&addr, 4).iter().all(|a| a.contains(", v1")));
@@ -271,15 +279,8 @@ fn reload_config_without_a_config_file_is_refused() {
 
 #[test]
 fn a_reexec_keeps_the_config_the_workers_run_until_a_reload() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = hello_config(dir, "", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
-        cmd
-    });
-    let config = config.get().unwrap();
+    let (herd, config) = herd_on_config("");
+    let config = &config;
     let addr = herd.address("http");
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     // The file changes, nobody asks for a reload, herd re-executes itself.
@@ -304,15 +305,8 @@ fn a_reexec_keeps_the_config_the_workers_run_until_a_reload() {
 
 #[test]
 fn upgrades_and_reloads_during_a_reloaded_upgrade_are_refused_and_leave_it_whole() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = hello_config(dir, "", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
-        cmd
-    });
-    let config = config.get().unwrap();
+    let (herd, config) = herd_on_config("");
+    let config = &config;
     let addr = herd.address("http");
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     // The reload asks for a third worker, and each new one stays ready 3 s before it
@@ -359,15 +353,8 @@ fn upgrades_and_reloads_during_a_reloaded_upgrade_are_refused_and_leave_it_whole
 
 #[test]
 fn a_reexec_reads_nothing_so_a_broken_or_missing_file_does_not_stop_it() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = hello_config(dir, "log-format = \"json\"", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
-        cmd
-    });
-    let config = config.get().unwrap();
+    let (herd, config) = herd_on_config("log-format = \"json\"");
+    let config = &config;
     let addr = herd.address("http");
     let before = pids(&wait_status(&herd, "2 ready workers", |s| settled(s, 2)));
     for (n, broken) in [Some("workers = -1\n"), None].into_iter().enumerate() {
@@ -467,15 +454,8 @@ fn one_limit_set_twice_is_refused() {
 
 #[test]
 fn a_reload_that_changes_recycling_keeps_what_the_recycler_knew() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = hello_config(dir, "max-lifetime = \"1s\"", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
-        cmd
-    });
-    let config = config.get().unwrap();
+    let (herd, config) = herd_on_config("max-lifetime = \"1s\"");
+    let config = &config;
     herd.wait_for_event("recycle", &[]);
     wait_status(&herd, "a recycle listed", |s| {
         s["recycles"].as_array().is_some_and(|r| !r.is_empty())

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::config::{hello_config, pids};
+use crate::config::{herd_on_config, pids};
 use crate::util::*;
 
 /// `[env]` with `n` variables `V0`, `V1`, ... of `len` bytes each, after `head`, written to
@@ -78,15 +78,8 @@ fn a_command_and_environment_too_large_together_are_refused_before_binding() {
 #[test]
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn a_reload_with_a_variable_too_large_to_execute_changes_nothing() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = hello_config(dir, "", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
-        cmd
-    });
-    let config = config.get().unwrap();
+    let (herd, config) = herd_on_config("");
+    let config = &config;
     let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     let text = std::fs::read_to_string(config).unwrap();
     let big = format!("{text}BIG = \"{}\"\n", "x".repeat(200_000));
@@ -111,15 +104,8 @@ fn a_reload_with_a_variable_too_large_to_execute_changes_nothing() {
 /// off likewise; Server::Starter's, which needs nothing of herd's, reaches the new workers.
 #[test]
 fn a_reload_that_turns_einhorn_on_is_refused_and_server_starter_is_not() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = hello_config(dir, "", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
-        cmd
-    });
-    let config = config.get().unwrap();
+    let (herd, config) = herd_on_config("");
+    let config = &config;
     let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     let text = std::fs::read_to_string(config).unwrap();
     std::fs::write(config, format!("compat = [\"einhorn\"]\n{text}")).unwrap();
