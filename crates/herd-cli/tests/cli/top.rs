@@ -184,33 +184,34 @@ fn herd_top_ended_by_a_signal_gives_the_terminal_back_and_dies_of_it() {
 fn herd_top_ends_when_its_terminal_goes_away() {
     let herd = sleeper_on_http();
     herd.wait_for_event("control_ready", &[]);
-    // The window runs herd top itself: killing the tmux server closes its terminal, as a
-    // closed terminal window or a lost ssh session does.
-    let command = format!("HERD_CONTROL='{}' exec '{HERD}' top", herd.control());
+    // The window's shell runs herd top and writes how it ended: killing the tmux server closes
+    // its terminal, as a closed terminal window or a lost ssh session does (the shell ignores
+    // the hang-up; herd top catches it).
+    let ended = herd.dir.path().join("top-ended");
+    let command = format!(
+        "trap '' HUP; HERD_CONTROL='{}' '{HERD}' top; echo $? > '{}'",
+        herd.control(),
+        ended.display()
+    );
     let Some(tmux) = Tmux::start(&command) else {
         return;
     };
     tmux.wait_screen(&["recent events"]);
     let out = tmux.run(&["display-message", "-p", "#{pane_pid}"]);
-    let top = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let _reaped = KillOnDrop(top.parse().unwrap());
-    assert!(
-        std::path::Path::new(&format!("/proc/{top}")).exists(),
-        "no /proc/{top}"
-    );
+    let shell = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let children = format!("/proc/{shell}/task/{shell}/children");
+    let top = std::fs::read_to_string(&children).unwrap_or_default();
+    let _reaped = KillOnDrop(top.trim().parse().expect("herd top's pid"));
     assert!(tmux.run(&["kill-server"]).status.success());
-    // Before, it read its hung-up terminal for ever, at 100% CPU, deaf to SIGHUP and SIGTERM.
-    wait_until("herd top to end", || {
-        let stat = std::fs::read_to_string(format!("/proc/{top}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().next());
-        match state {
-            None | Some("Z") => Ok(()),
-            Some(state) => Err(format!("state {state}")),
+    // Before, it read its hung-up terminal for ever, at 100% CPU, deaf to SIGHUP and SIGTERM;
+    // then it panicked (101) in ratatui's drop, printing to its dead stderr.
+    let status = wait_until("herd top to end", || {
+        match std::fs::read_to_string(&ended) {
+            Ok(s) if s.ends_with('\n') => Ok(s.trim().to_string()),
+            _ => Err("no status yet".to_string()),
         }
     });
+    assert_eq!(status, "129", "herd top should die of SIGHUP (128 + 1)");
 }
 
 /// SIGKILLs a process when the test fails: it leaves no spinning process behind. (Only then:

@@ -2,6 +2,7 @@
 //! ends (a key, herd gone, an error, a panic).
 
 use std::io::Stdout;
+use std::mem::ManuallyDrop;
 use std::sync::Once;
 
 use crossterm::{cursor, execute, terminal};
@@ -13,8 +14,10 @@ pub type Screen = Terminal<CrosstermBackend<Stdout>>;
 
 /// The terminal set up for drawing; dropping it gives the terminal back as it was.
 pub struct Guard {
-    /// Where to draw.
-    pub screen: Screen,
+    /// Where to draw. Never dropped: ratatui's drop shows the cursor and, when that fails (a
+    /// terminal that hung up), prints to stderr with `eprintln!`, which panics on a dead
+    /// stderr; [`restore`] shows the cursor instead, ignoring errors.
+    pub screen: ManuallyDrop<Screen>,
 }
 
 impl Guard {
@@ -36,7 +39,9 @@ impl Guard {
         )
         .and_then(|()| Terminal::new(CrosstermBackend::new(std::io::stdout())));
         match screen {
-            Ok(screen) => Ok(Guard { screen }),
+            Ok(screen) => Ok(Guard {
+                screen: ManuallyDrop::new(screen),
+            }),
             Err(e) => {
                 restore();
                 Err(e)
