@@ -177,6 +177,17 @@ class Verdicts(unittest.TestCase):
         lines = verdicts([], {}, dict(figures, others=0.5))
         self.assertEqual(sum("**inconclusive**" in v for v in lines), 3, "RSS is no timing")
 
+    def test_the_start_target_reads_the_median_of_its_starts(self):
+        try:
+            from scale_targets import verdict_lines
+        except ImportError:
+            self.skipTest("bench/scale_targets.py is not here")
+        figures = {"workers": 4096, "all_ready_s": 1.41, "starts_s": [2.11, 1.41, 1.38], "rss_mib": 8.0,
+                   "status_table_ms": 10.0, "status_json_ms": 10.0, "kills": 30, "replace_p50_ms": 5.0,
+                   "replace_max_ms": 9.0, "reaped_p50_ms": 1.0, "respawned_p50_ms": 2.0}
+        line = verdict_lines(figures)[0]
+        self.assertIn("**met** (1.41 s, median of 3 starts, 1.38-2.11 s", line)
+
 
 class NotBest(unittest.TestCase):
     class System:
