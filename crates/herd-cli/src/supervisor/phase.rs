@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::pool::{Exit, Reason};
+use super::pool::{Exit, Readiness, Reason};
 use crate::control::protocol::ErrorCode;
 
 /// What the pool looks like at the end of a loop turn.
@@ -148,21 +148,29 @@ impl<T> Phase<T> {
         true
     }
 
-    /// Worker `pid` exited (`exit`, as the pool judged it; `how`, described): a takeover in
-    /// progress fails when a new worker exited before it was available, unless herd shut it
-    /// down.
-    pub fn worker_exited(&mut self, exit: &Exit, pid: u32, how: &str) {
+    /// Worker `pid` exited (`exit`, as the pool judged it; `how`, described; `readiness`, how
+    /// it was to become ready): a takeover in progress fails when a new worker exited before it
+    /// was available, unless herd shut it down.
+    pub fn worker_exited(&mut self, exit: &Exit, pid: u32, how: &str, readiness: Readiness) {
         if !self.taking_over() || exit.was_available || exit.stopped_for == Some(Reason::Shutdown) {
             return;
         }
-        let when = match exit.was_ready {
-            true => "within --min-ready of becoming ready",
-            false => "before it was ready",
+        let slot = exit.slot;
+        let why = match (exit.stopped_for, readiness, exit.was_ready) {
+            // Killed by herd: how it died (SIGKILL) is not why.
+            (Some(Reason::NotReady), Readiness::Notify { timeout }, _) => format!(
+                "worker {slot} (pid {pid}) was not ready within --ready-timeout ({}): herd \
+                 killed it",
+                humantime::format_duration(timeout)
+            ),
+            (_, _, true) => {
+                format!(
+                    "worker {slot} (pid {pid}) exited within --min-ready of becoming ready: {how}"
+                )
+            }
+            (_, _, false) => format!("worker {slot} (pid {pid}) exited before it was ready: {how}"),
         };
-        self.worker_lost(format!(
-            "worker {} (pid {pid}) exited {when}: {how}",
-            exit.slot
-        ));
+        self.worker_lost(why);
     }
 
     /// A new worker exited before it was available (`why`): a takeover in progress fails.

@@ -300,7 +300,8 @@ impl Supervisor {
             .chain(restart);
         self.effects.execute(counts);
         let how = describe_exit(status) + hint.as_deref().unwrap_or("");
-        self.phase.worker_exited(&exit, pid, &how);
+        let readiness = self.pool.config().readiness;
+        self.phase.worker_exited(&exit, pid, &how, readiness);
         let uptime = format!("{:.3}s", exit.uptime.as_secs_f64());
         let (slot, generation) = (exit.slot, exit.generation);
         match (exit.stopped_for, exit.restart_in) {

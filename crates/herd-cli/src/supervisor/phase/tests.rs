@@ -210,13 +210,15 @@ fn exit(slot: usize, ready: bool, available: bool, stopped_for: Option<Reason>) 
 fn a_takeover_fails_on_a_new_worker_that_exits_before_it_is_available_unless_shut_down() {
     let mut phase = Phase::new(Some("old"));
     // Available workers, and workers herd shut down (a stop), do not doom it.
-    phase.worker_exited(&exit(0, true, true, None), 10, "exit code 1");
-    phase.worker_exited(&exit(1, false, false, Some(Reason::Shutdown)), 11, "x");
+    let delay = Readiness::Delay(Duration::ZERO);
+    phase.worker_exited(&exit(0, true, true, None), 10, "exit code 1", delay);
+    let shut_down = exit(1, false, false, Some(Reason::Shutdown));
+    phase.worker_exited(&shut_down, 11, "x", delay);
     assert!(phase.after_turn(view(false, false, false)).is_empty());
     assert!(phase.taking_over());
-    phase.worker_exited(&exit(2, true, false, None), 12, "killed by SIGSEGV");
+    phase.worker_exited(&exit(2, true, false, None), 12, "killed by SIGSEGV", delay);
     // The first loss is the reason.
-    phase.worker_exited(&exit(3, false, false, None), 13, "exit code 2");
+    phase.worker_exited(&exit(3, false, false, None), 13, "exit code 2", delay);
     assert_eq!(
         phase.after_turn(view(false, false, true))[0],
         Step::AbortTakeover(
@@ -225,17 +227,21 @@ fn a_takeover_fails_on_a_new_worker_that_exits_before_it_is_available_unless_shu
                 .into()
         )
     );
+}
+
+#[test]
+fn a_takeover_failed_by_the_ready_timeout_says_so() {
     let mut phase = Phase::new(Some("old"));
-    phase.worker_exited(
-        &exit(3, false, false, Some(Reason::NotReady)),
-        13,
-        "exit code 2",
-    );
+    let notify = Readiness::Notify {
+        timeout: Duration::from_millis(500),
+    };
+    let not_ready = exit(3, false, false, Some(Reason::NotReady));
+    phase.worker_exited(&not_ready, 13, "killed by SIGKILL", notify);
     assert_eq!(
         phase.after_turn(view(false, false, false)),
         vec![Step::AbortTakeover(
             "old",
-            "worker 3 (pid 13) exited before it was ready: exit code 2".into()
+            "worker 3 (pid 13) was not ready within --ready-timeout (500ms): herd killed it".into()
         )]
     );
 }
@@ -243,7 +249,8 @@ fn a_takeover_fails_on_a_new_worker_that_exits_before_it_is_available_unless_shu
 #[test]
 fn an_exit_without_a_takeover_dooms_nothing() {
     let mut phase: Phase<()> = Phase::new(None);
-    phase.worker_exited(&exit(0, false, false, None), 10, "exit code 1");
+    let delay = Readiness::Delay(Duration::ZERO);
+    phase.worker_exited(&exit(0, false, false, None), 10, "exit code 1", delay);
     assert_eq!(
         phase.after_turn(view(false, true, true)),
         vec![Step::Report(Report::Ready("3 workers ready".into()))]
