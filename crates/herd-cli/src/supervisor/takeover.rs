@@ -16,7 +16,7 @@ use super::Supervisor;
 #[cfg_attr(windows, path = "takeover/windows.rs")]
 mod imp;
 
-pub use imp::{after_abort, complete_takeover, old_herd_exited, Takeover};
+pub use imp::{complete_takeover, old_herd_now, Takeover};
 
 /// The grace assumed of an old herd whose status does not say (herd's default `--grace`).
 const ASSUMED_GRACE: Duration = Duration::from_secs(30);
@@ -111,9 +111,9 @@ struct Glimpse {
     stopping: bool,
 }
 
-/// What an aborted takeover finds of the old herd: what it says still serves.
+/// What a failed takeover finds of the old herd: what it says still serves.
 #[derive(Debug, PartialEq, Eq)]
-enum OldHerdNow {
+pub(super) enum OldHerdNow {
     /// It runs, and nothing says it stops: it serves on.
     Serving,
     /// Its status says it is stopping: a stop, or another herd's takeover, asked it to.
@@ -142,7 +142,7 @@ impl OldHerdNow {
 
     /// What still serves, as "takeover aborted, ..." goes on; `old` is the old herd's control
     /// path, `old_pid` its pid.
-    fn describe(&self, old: &std::path::Path, old_pid: u32) -> String {
+    pub(super) fn describe(&self, old: &std::path::Path, old_pid: u32) -> String {
         let old = old.display();
         match *self {
             OldHerdNow::Serving => "the old herd keeps serving".to_string(),
@@ -161,6 +161,21 @@ impl OldHerdNow {
             OldHerdNow::Gone => "and the old herd is gone too: nothing serves".to_string(),
         }
     }
+}
+
+/// The end of a takeover whose old herd (`old_pid`) has exited: `None` if this herd may take
+/// its place, or why it gives up if another herd answers at its control path `old`
+/// (`answered`): a takeover that completed first, which serves the sockets; this herd would
+/// serve beside it.
+fn outrun(old: &std::path::Path, old_pid: u32, answered: Option<Glimpse>) -> Option<Abort> {
+    let now = OldHerdNow::judge(old_pid, true, answered);
+    let OldHerdNow::TakenOver { by, .. } = now else {
+        return None;
+    };
+    Some(Abort {
+        why: format!("this herd would serve beside herd {by} on the same sockets"),
+        after: now.describe(old, old_pid),
+    })
 }
 
 impl Supervisor {
@@ -303,6 +318,29 @@ mod tests {
             OldHerdNow::Stopping.describe(old, 7),
             "and the old herd (pid 7) is stopping too (a stop or another takeover asked it \
              to): it serves only until it has stopped"
+        );
+    }
+
+    #[test]
+    fn a_takeover_whose_old_herd_exited_gives_up_only_to_another_herd() {
+        let old = std::path::Path::new("/run/old.sock");
+        let answered = |pid| {
+            Some(Glimpse {
+                pid,
+                stopping: false,
+            })
+        };
+        assert!(outrun(old, 7, None).is_none());
+        assert!(outrun(old, 7, answered(7)).is_none());
+        let abort = outrun(old, 7, answered(9)).unwrap();
+        assert_eq!(
+            abort.after,
+            "another herd (pid 9) took over at /run/old.sock first and serves; the old herd \
+             (pid 7) has exited"
+        );
+        assert_eq!(
+            abort.why,
+            "this herd would serve beside herd 9 on the same sockets"
         );
     }
 

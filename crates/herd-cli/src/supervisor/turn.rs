@@ -10,7 +10,7 @@ use super::phase::{PoolView, Step};
 use super::platform::{ControlFile, NotifySocket};
 use super::signals::{Intent, Order};
 use super::sources::{Input, Sources, Tick};
-use super::takeover::{after_abort, complete_takeover, old_herd_exited, Abort};
+use super::takeover::{complete_takeover, old_herd_now, Abort, OldHerdNow, Takeover};
 use super::{autoscale, scale, Supervisor};
 use crate::logging::LogEvent;
 
@@ -104,38 +104,46 @@ impl Supervisor {
         for step in self.phase.after_turn(self.pool_view()) {
             match step {
                 Step::CompleteTakeover(takeover) => {
-                    let answered = sources.answered_tx.clone();
-                    match complete_takeover(takeover, control_file, answered) {
-                        Ok(Some(later)) => self.phase.complete_later(later),
-                        Ok(None) => {}
-                        Err(abort) => self.abort_takeover(abort),
-                    }
-                }
-                // Aborting would leave nothing serving: this herd, which holds the sockets,
-                // serves on (its workers restarted as any herd's) and takes the old one's place.
-                Step::AbortTakeover(takeover, why)
-                    if old_herd_exited(&takeover.old, takeover.old_process.as_ref()) =>
-                {
-                    tracing::warn!(
-                        event = LogEvent::OldHerdGone.as_str(),
-                        reason = %why,
-                        "the takeover failed ({why}), but the old herd is gone: this herd \
-                         serves on rather than leave nothing serving"
-                    );
-                    let answered = sources.answered_tx.clone();
-                    match complete_takeover(takeover, control_file, answered) {
-                        Ok(Some(later)) => self.phase.complete_later(later),
-                        Ok(None) => {}
-                        Err(abort) => self.abort_takeover(abort),
-                    }
+                    self.end_takeover(takeover, sources, control_file)
                 }
                 Step::AbortTakeover(takeover, why) => {
-                    let (old, process) = (&takeover.old, takeover.old_process.as_ref());
-                    let after = after_abort(old, process, takeover.old_pid);
-                    self.abort_takeover(Abort { why, after });
+                    let (old, old_pid) = (&takeover.old, takeover.old_pid);
+                    match old_herd_now(old, takeover.old_process.as_ref(), old_pid) {
+                        // Aborting would leave nothing serving: this herd, which holds the
+                        // sockets, serves on (its workers restarted as any herd's) and takes
+                        // the old one's place.
+                        OldHerdNow::Gone => {
+                            tracing::warn!(
+                                event = LogEvent::OldHerdGone.as_str(),
+                                reason = %why,
+                                "the takeover failed ({why}), but the old herd is gone: this \
+                                 herd serves on rather than leave nothing serving"
+                            );
+                            self.end_takeover(takeover, sources, control_file);
+                        }
+                        now => {
+                            let after = now.describe(old, old_pid);
+                            self.abort_takeover(Abort { why, after });
+                        }
+                    }
                 }
                 Step::Report(report) => self.effects.execute([Effect::Report(report)]),
             }
+        }
+    }
+
+    /// Completes the takeover, now or at a later turn, or aborts it.
+    fn end_takeover(
+        &mut self,
+        takeover: Takeover,
+        sources: &Sources,
+        control_file: &mut ControlFile,
+    ) {
+        let answered = sources.answered_tx.clone();
+        match complete_takeover(takeover, control_file, answered) {
+            Ok(Some(later)) => self.phase.complete_later(later),
+            Ok(None) => {}
+            Err(abort) => self.abort_takeover(abort),
         }
     }
 

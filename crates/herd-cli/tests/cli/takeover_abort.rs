@@ -165,3 +165,49 @@ fn a_takeover_aborted_while_the_old_herd_stops_says_so() {
     let stopping = format!("and the old herd (pid {}) is stopping too", old.pid());
     assert!(why.contains(&stopping), "{why}");
 }
+
+/// Two takeovers race: the winner completes and the old herd exits before the loser (started
+/// by `loser` with the control path and a file) goes on, once that file exists. The loser must
+/// not serve beside the winner: it exits 1 in one line naming the winner, its workers stopped
+/// gracefully, and the winner serves on at the control path.
+fn lose_to_a_takeover_that_ended_the_old_herd(loser: impl FnOnce(&str, &str) -> Herd) {
+    let mut old = sleeper_on_http();
+    let control = old.control();
+    let (go, go_on) = (old.path("go"), old.path("go on"));
+    let winner = takeover_ready_on(&control, &go);
+    let mut loser = loser(&control, &go_on);
+    winner.wait_event("the winner's worker", is_start);
+    loser.wait_event("the loser's worker", is_start);
+
+    std::fs::write(&go, "").unwrap();
+    winner.wait_for_event("takeover_complete", &[]);
+    assert_eq!(old.wait_exit().code(), Some(0));
+    std::fs::write(&go_on, "").unwrap();
+
+    assert_eq!(loser.wait_exit().code(), Some(FAILURE));
+    let won = format!(
+        "another herd (pid {}) took over at {control} first and serves; the old herd (pid {}) \
+         has exited",
+        winner.pid(),
+        old.pid()
+    );
+    let why = abort_reason(&loser);
+    assert!(why.contains(&won), "{why}");
+    let lines = loser.lines();
+    let said = texts(&lines, |_| true);
+    assert_eq!(said.len(), 1, "one line: {said:?}");
+    assert!(said[0].starts_with("herd: error: takeover aborted, another herd"));
+    assert!(!events(&lines).any(|e| e["event"] == "stopping_at_once"));
+    assert!(events(&lines).any(|e| e["event"] == "stopping"));
+    assert_eq!(status_at(&control)["pid"], winner.pid());
+}
+
+#[test]
+fn a_takeover_outrun_as_its_workers_start_gives_up_once_they_are_ready() {
+    lose_to_a_takeover_that_ended_the_old_herd(takeover_ready_on);
+}
+
+#[test]
+fn a_takeover_outrun_as_its_workers_start_gives_up_when_one_fails() {
+    lose_to_a_takeover_that_ended_the_old_herd(failing_takeover);
+}

@@ -13,7 +13,7 @@ use crate::logging::LogEvent;
 use crate::spec::SocketFile;
 
 use super::{answer_bound, judge_stop_answer, log_silent, stop_request, Abort, StopAnswer};
-use super::{Glimpse, OldHerdNow, LOOK_BOUND};
+use super::{outrun, Glimpse, OldHerdNow, LOOK_BOUND};
 
 /// A takeover in progress: once this herd's workers are available (ready for `--min-ready`),
 /// its control socket replaces the old herd's at `old`, and the old herd is asked to stop.
@@ -88,12 +88,12 @@ pub fn complete_takeover(
     let bound = answer_bound(old_grace);
     let abort = |why: String| Abort {
         why,
-        after: after_abort(&old, old_process.as_ref(), old_pid),
+        after: old_herd_now(&old, old_process.as_ref(), old_pid).describe(&old, old_pid),
     };
     // An old herd that has exited has nothing left to stop, whatever is at its path now.
     if old_process.as_ref().is_some_and(PidFd::has_exited) {
         let why = "it has exited".to_string();
-        old_herd_gone(&old, old_socket, control_file, answered, why);
+        old_herd_gone(&old, old_pid, old_socket, control_file, answered, why)?;
         return Ok(None);
     }
     // A stopped herd would take the stop only once resumed, its workers unsupervised until
@@ -103,7 +103,7 @@ pub fn complete_takeover(
     }
     if let Err(ClientError::NotRunning { why, .. }) = &connection {
         let why = why.describe().to_string();
-        old_herd_gone(&old, old_socket, control_file, answered, why);
+        old_herd_gone(&old, old_pid, old_socket, control_file, answered, why)?;
         return Ok(None);
     }
     if let Err(e) = control_file.replace(&old, old_socket) {
@@ -202,19 +202,34 @@ fn listened_on(path: &std::path::Path) -> bool {
     )
 }
 
-/// Ends a takeover whose old herd is gone (`why`): its control path becomes this herd's where
-/// it can ([`take_vacant_control`]), and the loop hears of it as the stop's answer.
+/// Ends a takeover whose old herd (`old_pid`) is gone (`why`): its control path becomes this
+/// herd's where it can ([`take_vacant_control`]), and the loop hears of it as the stop's
+/// answer. An error if another herd took that path (a takeover that completed first): this
+/// herd gives up rather than serve beside it.
 fn old_herd_gone(
-    old: &std::path::Path,
+    old: &Path,
+    old_pid: u32,
     old_socket: (u64, u64),
     control_file: &mut SocketFile,
     answered: mpsc::Sender<StopAnswer>,
     why: String,
-) {
-    take_vacant_control(old, old_socket, control_file);
+) -> Result<(), Abort> {
+    // Taking the path first, then looking who holds it, leaves no gap for a rival's move.
+    if let Err(e) = take_vacant_control(old, old_socket, control_file) {
+        if let Some(abort) = outrun(old, old_pid, glimpse(old)) {
+            return Err(abort);
+        }
+        tracing::warn!(
+            event = LogEvent::ControlNotMoved.as_str(),
+            path = %control_file.parts().0.display(),
+            "the control socket stays at its takeover path: cannot take {}: {e}",
+            old.display()
+        );
+    }
     tokio::spawn(async move {
         let _ = answered.send(StopAnswer::Gone(why)).await;
     });
+    Ok(())
 }
 
 /// Asks the old herd to stop (`takeover`: leaving its socket files) and judges its answer,
@@ -226,12 +241,12 @@ async fn ask_to_stop(client: &mut AsyncClient, takeover: bool, bound: Duration) 
     }
 }
 
-/// What an aborted takeover leaves serving, said truthfully ([`OldHerdNow`]): the old herd
-/// (`old_pid`), if it still runs (where the system cannot tell, if anything answers at
-/// `old`) and does not stop, or the herd that took over at `old` first.
-pub fn after_abort(old: &Path, process: Option<&PidFd>, old_pid: u32) -> String {
+/// What a failed takeover leaves serving ([`OldHerdNow`]): the old herd (`old_pid`), if it
+/// still runs (where the system cannot tell, if anything answers at `old`) and does not stop,
+/// the herd that took over at `old` first, or nothing.
+pub fn old_herd_now(old: &Path, process: Option<&PidFd>, old_pid: u32) -> OldHerdNow {
     let exited = old_herd_exited(old, process);
-    OldHerdNow::judge(old_pid, exited, glimpse(old)).describe(old, old_pid)
+    OldHerdNow::judge(old_pid, exited, glimpse(old))
 }
 
 /// The status of the herd at `old`, if one answers within [`LOOK_BOUND`] (one that is
@@ -242,7 +257,7 @@ fn glimpse(old: &Path) -> Option<Glimpse> {
 }
 
 /// Whether the old herd at `old` (its process, if it could be opened) is gone.
-pub fn old_herd_exited(old: &std::path::Path, process: Option<&PidFd>) -> bool {
+fn old_herd_exited(old: &std::path::Path, process: Option<&PidFd>) -> bool {
     match process {
         Some(process) => process.has_exited(),
         None => matches!(
@@ -254,14 +269,14 @@ pub fn old_herd_exited(old: &std::path::Path, process: Option<&PidFd>) -> bool {
 
 /// The old herd is gone: its control path becomes this herd's if it is free, or still holds
 /// the old herd's own socket file (left by a herd that was killed) that nothing listens on.
-/// Anything else there is left alone, and this herd's control socket stays where it is
-/// (logged). A live socket is never replaced: a file system reuses a removed file's inode
-/// number, so a socket bound there since can look like the old herd's.
-pub(super) fn take_vacant_control(
-    old: &std::path::Path,
+/// Anything else there is left alone (an error), and this herd's control socket stays where it
+/// is. A live socket is never replaced: a file system reuses a removed file's inode number, so
+/// a socket bound there since can look like the old herd's.
+fn take_vacant_control(
+    old: &Path,
     old_socket: (u64, u64),
     control_file: &mut SocketFile,
-) {
+) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let there = std::fs::symlink_metadata(old)
         .ok()
@@ -276,17 +291,9 @@ pub(super) fn take_vacant_control(
             "another socket or file is there now",
         )),
     };
-    match moved {
-        Ok(()) => {
-            tracing::info!(event = LogEvent::ControlMoved.as_str(), path = %old.display(), "control socket moved to the old herd's path")
-        }
-        Err(e) => tracing::warn!(
-            event = LogEvent::ControlNotMoved.as_str(),
-            path = %control_file.parts().0.display(),
-            "the control socket stays at its takeover path: cannot take {}: {e}",
-            old.display()
-        ),
-    }
+    moved?;
+    tracing::info!(event = LogEvent::ControlMoved.as_str(), path = %old.display(), "control socket moved to the old herd's path");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::logging::LogEvent;
 use crate::supervisor::platform::ControlFile;
 
 use super::{answer_bound, judge_stop_answer, log_silent, stop_request, Abort, StopAnswer};
-use super::{Glimpse, OldHerdNow, LOOK_BOUND};
+use super::{outrun, Glimpse, OldHerdNow, LOOK_BOUND};
 
 /// A takeover in progress: once this herd's workers are available (ready for `--min-ready`),
 /// the old herd is asked to stop, and this herd's control pipe takes its name.
@@ -26,7 +26,7 @@ pub struct Takeover {
     /// The old herd's `--grace`, if its status said ([`answer_bound`]).
     pub old_grace: Option<Duration>,
     /// The old herd's pid, as its status said: another pid answering at `old` is a herd that
-    /// took over first ([`after_abort`]).
+    /// took over first ([`old_herd_now`]).
     pub old_pid: u32,
     /// The old herd's process, which tells whether it still runs (`None` if it could not be
     /// opened).
@@ -46,7 +46,9 @@ fn has_exited(process: &Process) -> bool {
 
 /// Ends a takeover whose workers are all available: asks the old herd to stop (in a blocking
 /// task, bounded by its grace and a margin), reports its answer on `answered`, and once the old
-/// herd is gone, tells [`Takeover::vacated`]. An old herd that has exited already is `Gone`.
+/// herd is gone, tells [`Takeover::vacated`]. An old herd that has exited already is `Gone`,
+/// unless another herd serves its pipe (a takeover that completed first): this herd gives up
+/// rather than serve beside it.
 pub fn complete_takeover(
     takeover: Takeover,
     _control_file: &mut ControlFile,
@@ -55,11 +57,14 @@ pub fn complete_takeover(
     let Takeover {
         old,
         old_grace,
+        old_pid,
         old_process,
         vacated,
-        ..
     } = takeover;
     if old_process.as_ref().is_some_and(has_exited) {
+        if let Some(abort) = outrun(&old, old_pid, glimpse(&old)) {
+            return Err(abort);
+        }
         let _ = vacated.send(());
         tokio::spawn(async move {
             let _ = answered
@@ -137,12 +142,12 @@ fn stop_old_herd(old: &std::path::Path, bound: Duration) -> StopAnswer {
     }
 }
 
-/// What an aborted takeover leaves serving, said truthfully ([`OldHerdNow`]): the old herd
-/// (`old_pid`), if it still runs and does not stop, or the herd that took over at `old` first
-/// (whose pipe takes the old name once the old herd has exited).
-pub fn after_abort(old: &std::path::Path, process: Option<&Process>, old_pid: u32) -> String {
+/// What a failed takeover leaves serving ([`OldHerdNow`]): the old herd (`old_pid`), if it
+/// still runs and does not stop, the herd that took over at `old` first (whose pipe takes the
+/// old name once the old herd has exited), or nothing.
+pub fn old_herd_now(old: &std::path::Path, process: Option<&Process>, old_pid: u32) -> OldHerdNow {
     let exited = old_herd_exited(old, process);
-    OldHerdNow::judge(old_pid, exited, glimpse(old)).describe(old, old_pid)
+    OldHerdNow::judge(old_pid, exited, glimpse(old))
 }
 
 /// The status of the herd serving the pipe `old`, if one answers within [`LOOK_BOUND`].
@@ -153,7 +158,7 @@ fn glimpse(old: &std::path::Path) -> Option<Glimpse> {
 
 /// Whether the old herd at `old` is gone: its process has exited, or, if it could not be
 /// opened, nothing serves its pipe any more.
-pub fn old_herd_exited(old: &std::path::Path, process: Option<&Process>) -> bool {
+fn old_herd_exited(old: &std::path::Path, process: Option<&Process>) -> bool {
     match process {
         Some(process) => has_exited(process),
         None => matches!(Client::connect(old), Err(ClientError::NotRunning { .. })),
