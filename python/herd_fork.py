@@ -13,8 +13,12 @@ each --preload module (and, for -m, MODULE's package), says READY=1, then forks
 one worker per herd request.  Each worker gets its own stdio, listening sockets
 (fds 3...), environment (LISTEN_PID included) and command line from the
 request, and runs the program from the top, without the interpreter start and
-the preloaded imports.  For gunicorn (gunicorn.glogging is imported at its
-start; preloading myapp too spares each worker the app's imports):
+the preloaded imports.  Run from a wrapper script (`exec python3 herd_fork.py
+app.py "$@"`), its workers get what the wrapper gave it: its arguments (those
+passed through last with the worker's number).
+
+For gunicorn (gunicorn.glogging is imported at its start; preloading myapp too
+spares each worker the app's imports):
 
     herd run --fork-server ... -- python3 herd_fork.py \\
         --preload gunicorn.app.wsgiapp --preload gunicorn.glogging \\
@@ -33,6 +37,7 @@ import array
 import fcntl
 import gc
 import os
+import re
 import runpy
 import signal
 import socket
@@ -225,9 +230,37 @@ def close_all(fds):
             pass
 
 
-def same_but_numbers(a, b):
-    """Whether two arguments are the same but for their digits (a template's numbers)."""
-    return a.translate(None, b"0123456789") == b.translate(None, b"0123456789")
+def same_but_worker(own, got, worker):
+    """Whether argument `got` (a request's) is the fork server's `own` but for the worker's
+    number: herd starts the fork server with slot 0's command, so where `own` has a 0 that
+    {worker} put there, `got` has `worker` (its HERD_WORKER, or None if it has none); the
+    rest ({generation}, {fd:NAME}, other numbers) is the same in both."""
+    if own == got:
+        return True
+    if worker is None or worker == b"0" or b"0" not in own:
+        return False
+    return re.fullmatch(re.escape(own).replace(b"0", b"(?:0|" + worker + b")"), got) is not None
+
+
+def passed_through(own, argv, worker):
+    """The fork server's own arguments `own` with the worker's numbers, for a wrapper that
+    runs the launcher with what it was given last (`exec python3 herd_fork.py app.py --mode
+    prod "$@"`): the longest tail of `own` that is the request's `argv` (herd's command for
+    the worker) but for the worker's number becomes the request's. A wrapper that passes
+    nothing through keeps its own (no tail of theirs matches, or a match changes nothing)."""
+    n = 0
+    while n < min(len(own), len(argv) - 1) and same_but_worker(own[-1 - n], argv[-1 - n], worker):
+        n += 1
+    return own[:len(own) - n] + argv[len(argv) - n:]
+
+
+def env_value(env, key):
+    """The value of `key` in a request's environment (the first, as at Python's start)."""
+    for item in env:
+        name, _, value = item.partition(b"=")
+        if name == key:
+            return value
+    return None
 
 
 # How a command runs the launcher as a module: `python3 -m herd_fork`, `python3 -mherd_fork`.
@@ -333,7 +366,7 @@ class ForkServer:
             if why_not is not None:
                 raise BadRequest(why_not)
             argv, env = parse_request(data, len(fds))
-            worker_prog = parse([os.fsdecode(a) for a in self.launcher_args(argv)])
+            worker_prog = parse([os.fsdecode(a) for a in self.launcher_args(argv, env)])
             threads = count_threads()
             if threads > 1:
                 raise BadRequest("fork server has %d threads, cannot fork" % threads)
@@ -387,15 +420,15 @@ class ForkServer:
             self.reply(b"error the intermediate process died before forking the worker")
         return None
 
-    def launcher_args(self, argv):
+    def launcher_args(self, argv, env):
         """The launcher's arguments in a request's argv (herd's worker command): those after
         its own path, which interpreter options (python3 -X dev) or a wrapper (env python3)
         may precede, or after `-m herd_fork`. A command that names neither runs the launcher
         through a script of its own, which without --fork-server would run it with what it
         gave the fork server: the fork server's own arguments (`exec python3 herd_fork.py
-        app.py`), or the script's own passed through (`exec python3 herd_fork.py "$@"`): then
-        the request's last ones, which differ from the fork server's (slot 0's) only where
-        herd put the worker's number ({worker}, {generation}, {fd:NAME})."""
+        app.py`), with the script's own passed through last (`exec python3 herd_fork.py
+        app.py --mode prod "$@"`) the worker's: those differ from the fork server's (slot
+        0's) only where herd put the worker's number ({worker})."""
         if self.launcher in argv[1:]:
             return argv[argv.index(self.launcher, 1) + 1:]
         for i, arg in enumerate(argv[1:-1], 1):
@@ -403,11 +436,10 @@ class ForkServer:
                 return argv[i + 2:]
         if MODULE_JOINED in argv[1:]:
             return argv[argv.index(MODULE_JOINED, 1) + 1:]
-        n = len(self.own_args)
-        tail = argv[len(argv) - n:] if 0 < n < len(argv) else None
-        if tail is not None and all(map(same_but_numbers, tail, self.own_args)):
-            return tail
-        return list(self.own_args)
+        worker = env_value(env, b"HERD_WORKER")
+        if worker is not None and not worker.isdigit():
+            worker = None
+        return passed_through(self.own_args, argv, worker)
 
     def intermediate(self, r, w):
         """Forks the worker and reports its pid; returns (its pid) only in the worker."""

@@ -17,6 +17,8 @@ import textwrap
 import time
 import unittest
 
+import herd_fork  # this directory is on sys.path: unittest discover -s python, or run as a script
+
 LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "herd_fork.py")
 TIMEOUT = 10  # seconds: the bound on every wait
 
@@ -322,6 +324,15 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(w.info["argv"], [self.script, "worker-3"])
         self.finish(w)
 
+    def test_a_wrapper_with_arguments_of_its_own_passes_each_worker_its_numbers(self):
+        # `exec python3 herd_fork.py SCRIPT --mode prod "$@"` run as `run.sh --port-offset
+        # {worker}`: the fork server was given slot 0's; each worker gets its own.
+        herd = self.start([self.script, "--mode", "prod", "--port-offset", "0"])
+        for n in (3, 12):
+            w = self.fork(herd, n, argv_head=["/srv/run.sh"], argv_tail=["--port-offset", str(n)])
+            self.assertEqual(w.info["argv"], [self.script, "--mode", "prod", "--port-offset", str(n)])
+            self.finish(w)
+
     def test_workers_start_at_once_after_the_reply(self):
         # A worker that missed its reparenting (its intermediate gone before it
         # looked) polled out the whole 1 s bound before running the program: ~35 ms
@@ -498,6 +509,44 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(wait_pid(int(pid)), -signal.SIGKILL)
         # The fork server, reparented to the test, sees EOF and exits.
         self.assertEqual(wait_pid(int(fork_server)), 0)
+
+
+class PassedThroughTest(unittest.TestCase):
+    """Which arguments a wrapper script's workers run (herd_fork.passed_through)."""
+
+    def check(self, own, tail, worker, expected):
+        own, expected = [a.encode() for a in own.split()], [a.encode() for a in expected.split()]
+        argv = [b"/srv/run.sh"] + [a.encode() for a in tail.split()]
+        worker = None if worker is None else str(worker).encode()
+        self.assertEqual(herd_fork.passed_through(own, argv, worker), expected, (own, argv))
+
+    def test_the_tail_passed_through_has_the_workers_numbers(self):
+        self.check("app.py --mode prod --port-offset 0", "--port-offset 3", 3,
+                   "app.py --mode prod --port-offset 3")
+        self.check("app.py worker-0", "app.py worker-12", 12, "app.py worker-12")
+        self.check("app.py worker-0", "--config x.py app.py worker-2", 2, "app.py worker-2")
+        self.check("app.py --port 8000", "--port 8003", 3, "app.py --port 8003")
+        self.check("app.py --log /var/app-0-1.log", "--log /var/app-10-1.log", 10,
+                   "app.py --log /var/app-10-1.log")
+        self.check("app.py --threads 4 --port-offset 0", "--port-offset 2", 2,
+                   "app.py --threads 4 --port-offset 2")
+        self.check("app.py worker-0", "app.py worker-0", 0, "app.py worker-0")
+
+    def test_numbers_that_are_not_the_workers_are_the_fork_servers(self):
+        # A wrapper that passes nothing through keeps its own numbers, whatever herd's are.
+        self.check("app.py --threads 4", "7", 7, "app.py --threads 4")
+        self.check("app.py --port 9000", "--port 8003", 3, "app.py --port 9000")
+        self.check("app.py --port 8000", "--port 8003", 4, "app.py --port 8000")
+        self.check("app.py a0", "b3", 3, "app.py a0")
+        # Without HERD_WORKER the worker's number is not known.
+        self.check("app.py worker-0", "app.py worker-3", None, "app.py worker-0")
+
+    def test_no_tail_in_common_runs_the_fork_servers_arguments(self):
+        self.check("app.py fixed", "--config settings.py", 1, "app.py fixed")
+        self.check("app.py fixed", "", 1, "app.py fixed")
+        self.check("", "--port-offset 1", 1, "")
+        # herd's program (the wrapper's path) is never an argument passed through.
+        self.check("run-0.sh", "", 1, "run-0.sh")
 
 
 if __name__ == "__main__":
