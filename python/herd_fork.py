@@ -15,7 +15,7 @@ one worker per herd request.  Each worker gets its own stdio, listening sockets
 request, and runs the program from the top, without the interpreter start and
 the preloaded imports.  Run from a wrapper script (`exec python3 herd_fork.py
 app.py "$@"`), its workers get what the wrapper gave it: its arguments (those
-passed through last with the worker's number).
+passed through last with the worker's number) and the variables it set.
 
 For gunicorn (gunicorn.glogging is imported at its start; preloading myapp too
 spares each worker the app's imports):
@@ -263,6 +263,14 @@ def env_value(env, key):
     return None
 
 
+def herds_variable(key):
+    """Whether herd sets variable `key` per worker or for all of them: HERD_*, LISTEN_*,
+    NOTIFY_SOCKET and --compat's. A worker takes these from herd's request, never from the
+    fork server's environment (which has no HERD_WORKER nor LISTEN_*)."""
+    return (key.startswith((b"HERD_", b"LISTEN_", b"EINHORN_"))
+            or key in (b"NOTIFY_SOCKET", b"SERVER_STARTER_PORT"))
+
+
 # How a command runs the launcher as a module: `python3 -m herd_fork`, `python3 -mherd_fork`.
 MODULE = b"herd_fork"
 MODULE_JOINED = b"-m" + MODULE
@@ -299,6 +307,9 @@ class ForkServer:
                              "must have one (a preloaded module started a thread)\n" % threads)
             flush_stdio()
             os._exit(1)
+        # The environment as a wrapper that exec'd the launcher and the preloads left it, for
+        # the workers: a worker started without --fork-server would have run them itself.
+        self.own_env = [(k, v) for k, v in os.environb.items() if not herds_variable(k)]
         # What the preloads made stays out of the workers' garbage collections (Python 3.7+):
         # a collection writes to every object it looks at, and so copies each page of them
         # into every worker that runs one.
@@ -498,6 +509,10 @@ class ForkServer:
             key, _, value = item.partition(b"=")
             if key not in os.environb:  # the first wins, as at Python's start
                 os.environb[key] = value
+        # herd gave the fork server the request's environment but for its own variables: one
+        # the fork server has otherwise, or that the request lacks, its wrapper (or a preload)
+        # set, as it would have for this worker without --fork-server.
+        os.environb.update(self.own_env)
         os.environ["LISTEN_PID"] = str(os.getpid())
         set_main_path(prog)
         if hasattr(sys, "orig_argv"):

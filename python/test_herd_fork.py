@@ -129,7 +129,10 @@ class Herd:
         self.notify_path = os.path.join(self.dir, "notify-%d" % id(self))
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self.notify_path)
-        self.base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        # herd gives the fork server its workers' variables (Worker's env) but for their own:
+        # with LC_CTYPE set, Python does not coerce a C locale into it (which the workers,
+        # as started anew, would also have set).
+        self.base_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_CTYPE": "C.UTF-8",
                          "NOTIFY_SOCKET": self.notify_path, "HERD_GENERATION": "1"}
         self.base_env.update(env or {})
         fs_env = dict(self.base_env, HERD_FORK_SERVER=str(theirs.fileno()))
@@ -183,7 +186,7 @@ class Worker:
         self.fds = fds
         self.env = [b"HERD_WORKER=%d" % n, b"HERD_GENERATION=1",
                     b"LISTEN_FDS=%d" % (len(fds) - 3), b"LISTEN_FDNAMES=http",
-                    b"PATH=" + os.environ.get("PATH", "/bin").encode(),
+                    b"PATH=" + os.environ.get("PATH", "/bin").encode(), b"LC_CTYPE=C.UTF-8",
                     b"ODD=\xff\xfe not utf-8"]
         test.addCleanup(self.close)
 
@@ -331,6 +334,32 @@ class ForkServerTest(unittest.TestCase):
         for n in (3, 12):
             w = self.fork(herd, n, argv_head=["/srv/run.sh"], argv_tail=["--port-offset", str(n)])
             self.assertEqual(w.info["argv"], [self.script, "--mode", "prod", "--port-offset", str(n)])
+            self.finish(w)
+
+    def test_a_wrappers_variables_and_the_preloads_reach_the_workers_but_herds_are_the_requests(self):
+        # A wrapper that exports variables before it execs the launcher: without --fork-server
+        # each worker would run it and have them. So would a preload's (Django's wsgi.py
+        # sets DJANGO_SETTINGS_MODULE as it is imported, which the worker then does not).
+        # herd's own variables are the worker's, whatever the fork server has.
+        # env(1) plays it (a shell would add its own, PWD): it changes the environment herd
+        # gave the fork server, then execs the launcher.
+        path = os.environ.get("PATH", "/usr/bin:/bin")
+        wrapper = ["env", "DB_URL=postgres://db/app", "PATH=/opt/venv/bin:" + path,
+                   "HERD_WORKER=99", "LISTEN_FDS=7", "LISTEN_FDNAMES=nope", "HERD_GENERATION=5"]
+        with open(os.path.join(self.dir, "env_preload.py"), "w") as f:
+            f.write("import os\nos.environ.setdefault('DJANGO_SETTINGS_MODULE', 'site.settings')\n")
+        herd = self.start(["--preload", "env_preload", self.script, "fixed"],
+                          head=wrapper + [sys.executable, LAUNCHER])
+        for n in (1, 2):
+            w = self.fork(herd, n, argv_head=["/srv/run.sh"], argv_tail=[])
+            self.assertEqual(w.info["argv"], [self.script, "fixed"])
+            expected_env = {os.fsdecode(k): os.fsdecode(v) for k, _, v in
+                            (e.partition(b"=") for e in w.env)}
+            expected_env.update(DB_URL="postgres://db/app", LISTEN_PID=str(w.pid),
+                                PATH="/opt/venv/bin:" + expected_env["PATH"],
+                                DJANGO_SETTINGS_MODULE="site.settings")
+            # NOTIFY_SOCKET too is herd's: the request (this test's) has none.
+            self.assertEqual(w.info["env"], expected_env)
             self.finish(w)
 
     def test_workers_start_at_once_after_the_reply(self):

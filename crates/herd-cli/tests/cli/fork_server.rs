@@ -140,6 +140,68 @@ fn forked_workers_serve_as_herds_children_and_a_restart_forks_again() {
     stop_and_wait(herd);
 }
 
+/// A wrapper script that execs herd_fork.py with arguments of its own before `"$@"` and
+/// variables it exported: each worker runs with its own `{worker}` (the fork server was given
+/// slot 0's) and the wrapper's variables, herd's own (`HERD_WORKER`) being the worker's.
+#[test]
+fn a_wrapper_scripts_workers_get_their_own_numbers_and_its_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.py");
+    std::fs::write(
+        &app,
+        format!(
+            "import json, os, runpy, sys\n\
+             seen = {{'argv': sys.argv[1:], 'worker': os.environ.get('HERD_WORKER'),\n\
+                     'db': os.environ.get('DB_URL')}}\n\
+             with open(os.path.join({dir:?}, 'seen-%s.json' % seen['worker']), 'w') as f:\n\
+             \x20   json.dump(seen, f)\n\
+             runpy.run_path({hello:?}, run_name='__main__')\n",
+            dir = dir.path().display().to_string(),
+            hello = example("hello.py"),
+        ),
+    )
+    .unwrap();
+    let wrapper = dir.path().join("run.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexport DB_URL=postgres://db/app HERD_WORKER=99\n\
+             exec '{}' '{}' '{}' --mode prod \"$@\"\n",
+            python_program("python3"),
+            launcher(),
+            app.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "2", "--ready", "notify", "--fork-server"])
+            .args(["-b", "http=127.0.0.1:0,nonblocking", "--"])
+            .arg(&wrapper)
+            .args(["--port-offset", "{worker}"]);
+        cmd
+    });
+    wait_status(&herd, "the workers ready", |s| settled(s, 2));
+    for slot in 0..2 {
+        let seen = std::fs::read_to_string(dir.path().join(format!("seen-{slot}.json"))).unwrap();
+        let seen: Value = serde_json::from_str(&seen).unwrap();
+        let args = ["--mode", "prod", "--port-offset", &slot.to_string()];
+        assert_eq!(seen["argv"], serde_json::json!(args), "worker {slot}");
+        assert_eq!(
+            seen["worker"],
+            slot.to_string(),
+            "herd's HERD_WORKER, not the wrapper's"
+        );
+        assert_eq!(seen["db"], "postgres://db/app", "worker {slot}");
+    }
+    stop_and_wait(herd);
+}
+
 /// Stops herd with SIGTERM and checks it exits 0 (after a worker killed on purpose, which
 /// herd rightly warns of).
 pub(crate) fn stop_and_wait(mut herd: Herd) {
