@@ -42,6 +42,11 @@ impl Lines {
         self.cut_long(emit);
     }
 
+    /// Whether an unfinished line is held.
+    pub fn holding(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Hands what is left (a last line without a newline) to `emit`: the stream ended.
     pub fn finish(&mut self, emit: &mut impl FnMut(Line)) {
         if !self.pending.is_empty() {

@@ -16,8 +16,9 @@ mod reader;
 mod recent;
 mod record;
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,8 @@ pub struct Output {
     parked: Mutex<Vec<Source>>,
     /// Ends the readers' waits for a hand-over.
     wake: Wake,
+    /// By writer's pid, what its readers look at to learn it has exited.
+    exits: Mutex<HashMap<u32, Arc<AtomicBool>>>,
 }
 
 impl std::fmt::Debug for Output {
@@ -125,22 +128,43 @@ impl Output {
             handing_over: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
             wake: Wake::new()?,
+            exits: Mutex::new(HashMap::new()),
         }))
     }
 
     /// Reads `pipe` (a worker's `stream`) on a thread of its own until its end.
     pub fn capture(self: &Arc<Self>, writer: Writer, stream: Stream, pipe: Pipe) -> io::Result<()> {
         *self.lock_readers() += 1;
+        let exited = Arc::clone(lock(&self.exits).entry(writer.pid).or_default());
         let source = Source {
             writer,
             stream,
             pipe,
+            exited,
         };
         let started = reader::start(Arc::clone(self), source);
         if started.is_err() {
             self.reader_done();
         }
         started
+    }
+
+    /// Tells the readers of `pid` that herd has reaped it: an unfinished line it left is
+    /// passed on as its last, once what is in the pipe is read.
+    pub fn exited(&self, pid: u32) {
+        if let Some(exited) = lock(&self.exits).remove(&pid) {
+            exited.store(true, Ordering::Release);
+        }
+    }
+
+    /// A reader of `pid` ended: the last one forgets its exit flag (`exited`).
+    fn forget_exit(&self, pid: u32, exited: &Arc<AtomicBool>) {
+        let mut exits = lock(&self.exits);
+        // Held by the map, this reader and no other reader.
+        let last = Arc::strong_count(exited) <= 2;
+        if last && exits.get(&pid).is_some_and(|e| Arc::ptr_eq(e, exited)) {
+            exits.remove(&pid);
+        }
     }
 
     /// Reads a worker's `stdout` and `stderr` pipes. A stream no thread can read is closed
@@ -297,6 +321,13 @@ pub fn start_for(mode: WorkerOutput) -> Result<Option<Arc<Output>>, Failure> {
 pub fn finish() {
     if let Some(output) = current() {
         output.finish(FINISH_TIMEOUT);
+    }
+}
+
+/// Tells the output that herd reaped worker `pid` ([`Output::exited`]).
+pub fn worker_exited(pid: u32) {
+    if let Some(output) = current() {
+        output.exited(pid);
     }
 }
 

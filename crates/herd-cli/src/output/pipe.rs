@@ -3,17 +3,23 @@
 
 use std::fs::File;
 use std::io::{self, Read};
+use std::time::Duration;
 
 /// A worker's output pipe, read by herd.
 #[derive(Debug)]
 pub struct Pipe(File);
 
 impl Pipe {
-    /// Waits for data or the end of the pipe, or for `wake`; `false` if interrupted first. On
-    /// Windows at once: its reader blocks in `read` (herd never hands its pipes to a new image
-    /// there).
-    pub fn wait(&self, wake: &Wake) -> io::Result<bool> {
-        imp::wait(&self.0, wake)
+    /// Waits for data or the end of the pipe, for `wake`, or for `timeout` (`None`: no
+    /// limit); `false` if woken or timed out first. On Windows at once: its reader blocks in
+    /// `read` (herd never hands its pipes to a new image there).
+    pub fn wait(&self, wake: &Wake, timeout: Option<Duration>) -> io::Result<bool> {
+        imp::wait(&self.0, wake, timeout)
+    }
+
+    /// Whether data or the end of the pipe waits now (always on Windows).
+    pub fn ready_now(&self) -> bool {
+        imp::ready_now(&self.0)
     }
 
     /// The pipe as a file, to hand over.
@@ -76,8 +82,12 @@ mod imp {
         }
     }
 
-    pub fn wait(file: &File, wake: &Wake) -> io::Result<bool> {
-        herd_sys::fd::wait_readable(&[file.as_fd(), wake.0.as_fd()], None)
+    pub fn wait(file: &File, wake: &Wake, timeout: Option<Duration>) -> io::Result<bool> {
+        herd_sys::fd::wait_readable(&[file.as_fd(), wake.0.as_fd()], timeout)
+    }
+
+    pub fn ready_now(file: &File) -> bool {
+        herd_sys::fd::wait_readable(&[file.as_fd()], Some(Duration::ZERO)).unwrap_or(false)
     }
 
     pub fn file(pipe: io::PipeReader) -> File {
@@ -108,8 +118,12 @@ mod imp {
         pub fn reset(&self) {}
     }
 
-    pub fn wait(_: &File, _: &Wake) -> io::Result<bool> {
+    pub fn wait(_: &File, _: &Wake, _: Option<Duration>) -> io::Result<bool> {
         Ok(true)
+    }
+
+    pub fn ready_now(_: &File) -> bool {
+        true
     }
 
     pub fn file(pipe: io::PipeReader) -> File {

@@ -1,8 +1,9 @@
 //! The thread that reads one of a worker's outputs.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::lines::{Line, Lines};
 use super::pipe::Pipe;
@@ -15,6 +16,13 @@ const STACK: usize = 128 * 1024;
 /// How much is read at once.
 const CHUNK: usize = 64 * 1024;
 
+/// How often a reader holding an unfinished line looks whether its worker has exited.
+const EXIT_LOOK: Duration = Duration::from_millis(100);
+
+/// The most reads that finish a line of a worker that exited, before the rest is taken for
+/// another writer's: a process it left behind can keep writing for ever.
+const LAST_READS: usize = 16;
+
 /// A stream being read: whose, which, and the pipe.
 pub struct Source {
     /// Who writes to it.
@@ -23,6 +31,9 @@ pub struct Source {
     pub stream: Stream,
     /// Its read end.
     pub pipe: Pipe,
+    /// Set when herd has reaped the writer: the pipe stays open while a process it started
+    /// holds its end, and that process's output is no part of the writer's last line.
+    pub exited: Arc<AtomicBool>,
 }
 
 /// Starts a thread that reads `source` to its end, handing each line to `output`. When
@@ -50,10 +61,29 @@ fn read(output: &Output, mut source: Source) {
         })
     };
     let mut buffer = vec![0; CHUNK];
+    let mut last_line_out = false;
     loop {
+        // An unfinished line of a worker that exited is its last: passed on once what it
+        // wrote is read, rather than glued to what a process it left behind writes next.
+        let holding = !last_line_out && lines.holding();
+        if holding && source.exited.load(Ordering::Acquire) {
+            last_line_out = true;
+            for _ in 0..LAST_READS {
+                if !source.pipe.ready_now() {
+                    break;
+                }
+                match source.pipe.read(&mut buffer) {
+                    Ok(n) if n > 0 => lines.push(&buffer[..n], &mut emit),
+                    _ => break,
+                }
+            }
+            lines.finish(&mut emit);
+        }
         // Looked at after the wait, before the read: what is still in the pipe stays there
         // for the next image.
-        let ready = source.pipe.wait(output.wake());
+        let ready = source
+            .pipe
+            .wait(output.wake(), holding.then_some(EXIT_LOOK));
         if output.handing_over() {
             lines.cut(&mut emit);
             return output.park(source);
@@ -71,5 +101,6 @@ fn read(output: &Output, mut source: Source) {
         }
     }
     lines.finish(&mut emit);
+    output.forget_exit(source.writer.pid, &source.exited);
     output.reader_done();
 }

@@ -90,3 +90,30 @@ fn a_hand_over_parks_the_pipe_and_reading_resumes_with_nothing_lost() {
          [worker 1 pid 42 gen 3] f\n[worker 1 pid 42 gen 3] after\n"
     );
 }
+
+/// A worker's unfinished last line, its pipe still held by a process it left behind: passed
+/// on alone once herd reaps the worker, not glued to what that process writes next.
+#[cfg(unix)]
+#[test]
+fn a_last_line_without_a_newline_is_passed_on_when_its_worker_exits() {
+    let (output, out) = output();
+    let (read, mut write) = io::pipe().unwrap();
+    output
+        .capture(WRITER, Stream::Stdout, Pipe::from(read))
+        .unwrap();
+    write.write_all(b"first\nlast words").unwrap();
+    output.exited(WRITER.pid);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while output.recent(None, None).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The process left behind, which holds the pipe, writes on.
+    write.write_all(b"left behind\n").unwrap();
+    drop(write);
+    output.finish(Duration::from_secs(10));
+    assert_eq!(
+        out.text(),
+        "[worker 1 pid 42 gen 3] first\n[worker 1 pid 42 gen 3] last words\n\
+         [worker 1 pid 42 gen 3] left behind\n"
+    );
+}

@@ -299,6 +299,7 @@ impl Supervisor {
             .into_iter()
             .chain(restart);
         self.effects.execute(counts);
+        crate::output::worker_exited(pid);
         let how = describe_exit(status) + hint.as_deref().unwrap_or("");
         let readiness = self.pool.config().readiness;
         self.phase.worker_exited(&exit, pid, &how, readiness);

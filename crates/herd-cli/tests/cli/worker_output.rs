@@ -72,6 +72,38 @@ fn what_a_worker_writes_just_before_it_exits_is_kept() {
     herd.wait_text("] last words");
 }
 
+/// A worker that exits while a process it started in a session of its own (out of reach of
+/// herd's clean-up of the worker's group) still holds its stderr:
+/// its unfinished last line is passed on when herd reaps it, not held until that process
+/// writes a newline (then glued to its words) or ends.
+#[test]
+fn a_last_line_is_passed_on_alone_while_a_process_left_behind_holds_the_pipe() {
+    let herd = Herd::start_with(|dir| {
+        let once = dir.join("once");
+        let script = format!(
+            "if [ -e '{0}' ]; then exec sleep 1000; fi; touch '{0}'; \
+             setsid sh -c \"sleep 1; echo 'left behind' >&2\" & printf 'last words' >&2; exit 3",
+            once.display()
+        );
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "1",
+            "-b",
+            "127.0.0.1:0",
+            "--worker-output",
+            "prefix",
+        ])
+        .args(["--", "sh", "-c", &script]);
+        cmd
+    });
+    let last = herd.wait_text("last words");
+    assert!(last.ends_with("] last words"), "{last:?}");
+    let behind = herd.wait_text("left behind");
+    assert!(behind.ends_with("] left behind"), "{behind:?}");
+}
+
 #[test]
 fn lines_of_two_workers_never_interleave_and_long_ones_are_cut_and_marked() {
     // Each worker writes 30 lines of its own digit, 40 000 bytes each (over the 16 KiB
