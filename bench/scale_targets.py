@@ -311,9 +311,9 @@ def _status(herd, control):
                                      capture_output=True, text=True, check=True).stdout)
 
 
-def measure_start(herd=HERD, worker=HELLO, workers=WORKERS):
+def measure_start(herd=HERD, worker=HELLO, workers=WORKERS, extra=()):
     """Only the start of `measure`'s herd: every worker ready, and the CPU it took."""
-    proc, control, _, figures = _start(herd, worker, workers, ())
+    proc, control, _, figures = _start(herd, worker, workers, extra)
     try:
         figures["workers_cpu_start_s"] = _workers_cpu_s(_status(herd, control)["workers"])
     finally:
@@ -362,7 +362,12 @@ def measure(herd=HERD, worker=None, workers=WORKERS, kills=KILLS, status_runs=ST
         "load_average": os.getloadavg(),
     })
     timed = [figures["all_ready_s"]]
-    timed += [measure_start(herd, worker, workers)["all_ready_s"] for _ in range(starts - 1)]
+    for _ in range(starts - 1):
+        try:
+            timed.append(measure_start(herd, worker, workers, extra)["all_ready_s"])
+        except (SystemExit, OSError, subprocess.SubprocessError, ValueError) as e:
+            figures["start_failed"] = str(e)  # the starts timed so far still count
+            break
     figures.update(starts_s=timed, all_ready_s=statistics.median(timed))
     if compare and compare != worker and os.access(compare, os.X_OK):
         other = measure_start(herd, compare, workers)
@@ -413,8 +418,9 @@ def verdict_lines(figures):
     return [
         f"- {n} native workers running and ready within {READY_LIMIT_S:g} s of herd's start: "
         f"{met(figures['all_ready_s'] < READY_LIMIT_S)} ({figures['all_ready_s']:.2f} s"
-        f"{_worker_text(figures)}{_starts_text(figures)}; herd's own "
-        f"CPU meanwhile {figures.get('herd_cpu_start_s', float('nan')):.2f} s, this harness's "
+        f"{_worker_text(figures)}{_starts_text(figures)}; "
+        f"{'in the first, ' if len(figures.get('starts_s', [])) > 1 else ''}herd's own "
+        f"CPU {figures.get('herd_cpu_start_s', float('nan')):.2f} s, this harness's "
         f"{figures.get('harness_cpu_start_s', float('nan')):.2f} s{_floor_text(figures)}"
         f"{_compared_text(figures)})",
         f"- herd's RSS under {RSS_LIMIT_MIB:g} MiB with {n} workers: "

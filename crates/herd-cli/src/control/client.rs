@@ -155,6 +155,13 @@ impl Client {
         })
     }
 
+    /// The pid of the process that serves this connection (`SO_PEERCRED`), if the system says.
+    pub fn server_pid(&self) -> Option<u32> {
+        herd_sys::socket::peer_pid(self.stream.as_fd())
+            .ok()
+            .flatten()
+    }
+
     /// Sends `command` and reads its result, waiting at most `timeout` for all of it
     /// (`None`: as long as it takes, for `upgrade` and `stop`).
     pub fn call<R: DeserializeOwned>(

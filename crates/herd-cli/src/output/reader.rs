@@ -16,8 +16,14 @@ const STACK: usize = 128 * 1024;
 /// How much is read at once.
 const CHUNK: usize = 64 * 1024;
 
-/// How often a reader holding an unfinished line looks whether its worker has exited.
+/// How soon a reader holding an unfinished line first looks whether its worker has exited;
+/// each look that finds nothing doubles the wait, up to [`EXIT_LOOK_MOST`]: a worker whose
+/// buffered output ends mid-line can stay so for hours, and thousands of them must not keep
+/// herd busy.
 const EXIT_LOOK: Duration = Duration::from_millis(100);
+
+/// The longest wait between two looks whether a worker holding an unfinished line exited.
+const EXIT_LOOK_MOST: Duration = Duration::from_secs(5);
 
 /// The most reads that finish a line of a worker that exited, before the rest is taken for
 /// another writer's: a process it left behind can keep writing for ever.
@@ -62,6 +68,7 @@ fn read(output: &Output, mut source: Source) {
     };
     let mut buffer = vec![0; CHUNK];
     let mut last_line_out = false;
+    let mut look = EXIT_LOOK;
     loop {
         // An unfinished line of a worker that exited is its last: passed on once what it
         // wrote is read, rather than glued to what a process it left behind writes next.
@@ -81,21 +88,26 @@ fn read(output: &Output, mut source: Source) {
         }
         // Looked at after the wait, before the read: what is still in the pipe stays there
         // for the next image.
-        let ready = source
-            .pipe
-            .wait(output.wake(), holding.then_some(EXIT_LOOK));
+        let holding = !last_line_out && lines.holding();
+        let ready = source.pipe.wait(output.wake(), holding.then_some(look));
         if output.handing_over() {
             lines.cut(&mut emit);
             return output.park(source);
         }
         match ready {
-            Ok(false) => continue,
+            Ok(false) => {
+                look = (look * 2).min(EXIT_LOOK_MOST);
+                continue;
+            }
             Ok(true) => {}
             Err(_) => break,
         }
         match source.pipe.read(&mut buffer) {
             Ok(0) => break,
-            Ok(n) => lines.push(&buffer[..n], &mut emit),
+            Ok(n) => {
+                lines.push(&buffer[..n], &mut emit);
+                look = EXIT_LOOK;
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => break,
         }

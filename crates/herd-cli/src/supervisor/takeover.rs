@@ -92,7 +92,7 @@ pub(super) fn log_silent(old: &std::path::Path, waited: Duration) {
     );
 }
 
-/// A takeover given up: why, and what still serves ([`after_abort`]).
+/// A takeover given up: why, and what still serves ([`OldHerdNow::describe`]).
 #[derive(Debug)]
 pub(super) struct Abort {
     pub why: String,

@@ -253,7 +253,10 @@ pub fn old_herd_now(old: &Path, process: Option<&PidFd>, old_pid: u32) -> OldHer
 /// stopped by SIGSTOP, or whose backlog is full, is not waited for).
 fn glimpse(old: &Path) -> Option<Glimpse> {
     let mut client = Client::connect_now(old, None).ok()?;
-    client.call(Command::Status, Some(LOOK_BOUND)).ok()
+    let glimpse: Glimpse = client.call(Command::Status, Some(LOOK_BOUND)).ok()?;
+    // The kernel's word for who answers, not the answer's: a takeover gives up to it.
+    let pid = client.server_pid().unwrap_or(glimpse.pid);
+    Some(Glimpse { pid, ..glimpse })
 }
 
 /// Whether the old herd at `old` (its process, if it could be opened) is gone.
