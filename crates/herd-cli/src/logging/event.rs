@@ -88,6 +88,9 @@ log_events! {
     SignalFailed = "signal_failed",
     /// A system call failed unexpectedly; herd goes on.
     SystemError = "system_error",
+    /// herd turned again after it could not act for a while (stopped, frozen, starved): that
+    /// time does not count against its workers' deadlines.
+    Resumed = "resumed",
     /// A rolling upgrade started.
     UpgradeStarted = "upgrade_started",
     /// A rolling upgrade finished: every worker runs the new generation.

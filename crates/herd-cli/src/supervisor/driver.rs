@@ -63,6 +63,8 @@ pub struct Supervisor {
     pub(super) workers_nice: i32,
     /// Workers warming up at `--starting-nice`, until they get herd's priority back anyway.
     pub(super) warming: warm_up::Warming,
+    /// When the loop last turned, to tell herd's own stalls.
+    pub(super) stalls: stall::Stalls,
 }
 
 impl Supervisor {
@@ -98,6 +100,7 @@ impl Supervisor {
             warm_up: None,
             workers_nice: 0,
             warming: warm_up::Warming::default(),
+            stalls: stall::Stalls::default(),
         })
     }
 
@@ -168,6 +171,7 @@ impl Supervisor {
                 tokio::task::yield_now().await;
             }
             let input = sources.next(&self.wants()).await;
+            self.turn_begins(&sources);
             self.handle(input, &mut sources, &mut control_file, &mut notify);
             self.after_turn(&sources, &mut control_file);
             self.publish_health();

@@ -270,6 +270,24 @@ impl<H, R> ForkServers<H, R> {
             .collect()
     }
 
+    /// herd could not act for `gap` (see [`Pool::resumed_after`](herd_core::Pool::resumed_after)):
+    /// that time counts against no fork server. Each one loading has `gap` more to say
+    /// `READY=1` (and is said slow that much later), and a reply awaited is due `gap` later:
+    /// a reply that came while herd could not read it is read, not taken for a hung fork
+    /// server.
+    pub fn resumed_after(&mut self, gap: Duration) {
+        let later = |t: Instant| t.checked_add(gap).unwrap_or(t);
+        for s in self.servers.values_mut() {
+            if let Course::Loading(since) = s.course {
+                s.course = Course::Loading(later(since));
+            }
+            s.full_since = s.full_since.map(later);
+            if let Some(asked) = &mut s.asked {
+                asked.deadline = later(asked.deadline);
+            }
+        }
+    }
+
     /// `pid` loads at a low priority (`--starting-nice`) from its start: its load is not said
     /// slow until it is [`raised`](Self::raised).
     pub fn lowered(&mut self, pid: u32) {

@@ -299,6 +299,10 @@ impl Supervisor {
             starts: _,
             // Nothing held back: no start is queued (above).
             sampling_pause: _,
+            // The new image's first turn follows no stall: the exec takes well under
+            // `STALL_AFTER`, and what the workers sent meanwhile waits in the notify socket,
+            // which is handed over, to be read before any deadline is judged.
+            stalls: _,
             platform,
         } = self;
         let Handed {

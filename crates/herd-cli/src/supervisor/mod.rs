@@ -50,6 +50,7 @@ mod sampler;
 mod sampling;
 mod sampling_pause;
 mod sources;
+mod stall;
 mod starts;
 mod turn;
 mod warming_workers;

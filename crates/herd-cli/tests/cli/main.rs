@@ -34,6 +34,7 @@ mod interop_python;
 mod metrics;
 mod orphans;
 mod output;
+mod pause;
 mod pid1;
 mod privileges;
 mod rebind;

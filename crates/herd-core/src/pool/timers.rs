@@ -1,9 +1,10 @@
 //! What becomes due with time: kills after grace periods, readiness, watchdogs, upgrade
-//! progress, and workers to start.
+//! progress, and workers to start; and the time herd itself could not act in, which is not
+//! the workers' to make up.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::{available_at, Action, Phase, Pool, Readiness, Reason, StopMode, WorkerState};
+use super::{available_at, Action, Phase, Pool, Readiness, Reason, StopMode, Worker, WorkerState};
 use crate::duration::format_duration;
 
 impl Pool {
@@ -36,12 +37,7 @@ impl Pool {
                     ..
                 } => times.push(deadline),
                 WorkerState::Draining { until, .. } => times.push(until),
-                WorkerState::Starting if serving => {
-                    times.push(match self.settings(w.generation).readiness {
-                        Readiness::Delay(d) => w.started + d,
-                        Readiness::Notify { timeout } => w.started + timeout,
-                    })
-                }
+                WorkerState::Starting if serving => times.push(self.readiness_deadline(w)),
                 WorkerState::Ready if serving => {
                     let settings = self.settings(w.generation);
                     if let Some(limit) = settings.watchdog {
@@ -64,6 +60,54 @@ impl Pool {
             times.extend(self.upgrade.map(|u| u.deadline));
         }
         times.into_iter().min()
+    }
+
+    /// herd could not act for `gap` before `now`'s turn: it was stopped (`SIGSTOP`, a
+    /// debugger), frozen with its workers (a freezer cgroup: `docker pause`, `systemctl
+    /// freeze`), or starved of CPU. That time is not the workers': it counts against none of
+    /// the deadlines that judge them. A starting worker's readiness deadline, a ready worker's
+    /// watchdog and its `min_ready` still to serve, and the upgrade's deadline move `gap`
+    /// later, so that a deadline that passed only while herd could not look is not failed when
+    /// it looks again (a deadline already past when herd last looked still is). Left alone:
+    /// the deadlines herd set for the workers it stops and drains (their grace periods are
+    /// what herd promised its service manager a stop takes, and those workers leave anyway),
+    /// and restarts waiting out their backoff (moving them would only delay them).
+    ///
+    /// The driver calls this before it reads what the workers sent meanwhile: what it reads
+    /// then counts from the resume.
+    pub fn resumed_after(&mut self, gap: Duration) {
+        let later = |t: &mut Instant| {
+            if let Some(moved) = t.checked_add(gap) {
+                *t = moved;
+            }
+        };
+        for w in &mut self.workers {
+            match w.state {
+                WorkerState::Starting => later(&mut w.last_ping),
+                WorkerState::Ready => {
+                    later(&mut w.last_ping);
+                    if !w.available {
+                        if let Some(since) = &mut w.ready_since {
+                            later(since);
+                        }
+                    }
+                }
+                WorkerState::Draining { .. } | WorkerState::Stopping { .. } => {}
+            }
+        }
+        if let Some(upgrade) = &mut self.upgrade {
+            later(&mut upgrade.deadline);
+        }
+    }
+
+    /// When starting worker `w` is ready by its delay, or fails its `READY=1` timeout: that
+    /// long after it started, counted from [`Worker::last_ping`] (its start, moved later by
+    /// any time herd could not act in since: see [`Pool::resumed_after`]).
+    fn readiness_deadline(&self, w: &Worker) -> Instant {
+        match self.settings(w.generation).readiness {
+            Readiness::Delay(d) => w.last_ping + d,
+            Readiness::Notify { timeout } => w.last_ping + timeout,
+        }
     }
 
     /// One [`Action::Ready`] per worker that became ready and is still there.
@@ -112,12 +156,12 @@ impl Pool {
         let mut failed_upgrade = None;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
-            if w.state != WorkerState::Starting {
+            if w.state != WorkerState::Starting || now < self.readiness_deadline(w) {
                 continue;
             }
             match self.settings(w.generation).readiness {
-                Readiness::Delay(delay) if now >= w.started + delay => self.make_ready(i, now),
-                Readiness::Notify { timeout } if now >= w.started + timeout => {
+                Readiness::Delay(_) => self.make_ready(i, now),
+                Readiness::Notify { timeout } => {
                     if self.is_upgrading_worker(w) {
                         failed_upgrade = Some(format!(
                             "worker {} (pid {}) of generation {} did not send READY=1 within {}",
@@ -130,7 +174,6 @@ impl Pool {
                         actions.push(self.stop_worker(i, StopMode::Kill, Reason::NotReady, now));
                     }
                 }
-                _ => {}
             }
         }
         if let Some(reason) = failed_upgrade {

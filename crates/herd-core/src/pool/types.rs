@@ -221,9 +221,12 @@ pub struct Worker {
     pub state: WorkerState,
     /// When it started.
     pub started: Instant,
-    /// When it last proved alive (`READY=1`, `WATCHDOG=1`).
+    /// When it last proved alive (its start, `READY=1`, `WATCHDOG=1`): its readiness and
+    /// watchdog deadlines count from here. Moved later by the time herd could not act in
+    /// since ([`Pool::resumed_after`](crate::Pool::resumed_after)).
     pub last_ping: Instant,
-    /// When it became ready, if it did.
+    /// When it became ready, if it did; until it is available, moved later by the time herd
+    /// could not act in since, which does not count toward `min_ready`.
     pub ready_since: Option<Instant>,
     /// Whether it has stayed ready for `min_ready`: only an available worker replaces an
     /// older one or completes a takeover.
@@ -333,7 +336,8 @@ impl Slot {
 pub struct Upgrade {
     /// The generation being rolled out.
     pub generation: u64,
-    /// When it is aborted if not finished.
+    /// When it is aborted if not finished (moved later by the time herd could not act in:
+    /// [`Pool::resumed_after`](crate::Pool::resumed_after)).
     pub deadline: Instant,
 }
 

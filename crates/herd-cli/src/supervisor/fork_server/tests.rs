@@ -348,3 +348,21 @@ fn a_fork_server_closed_while_a_start_awaits_its_reply_goes_once_it_has_answered
     );
     assert_eq!(f.pids().collect::<Vec<_>>(), vec![200]);
 }
+
+#[test]
+fn a_stall_of_herd_counts_against_no_fork_server() {
+    let stall = Duration::from_secs(30);
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(1, 100, "loading", now, TIMEOUT);
+    let mut ready = ready_one(now);
+    ready.ask(100, 0, "slot 0's start", now);
+    // herd could not act for 30 s from its start: the load and the reply have that much more.
+    f.resumed_after(stall);
+    ready.resumed_after(stall);
+    assert_eq!(f.next_deadline(), Some(now + stall + SLOW_LOAD));
+    assert!(f.timed_out(now + TIMEOUT).is_empty());
+    assert_eq!(f.timed_out(now + stall + TIMEOUT), vec![100]);
+    assert_eq!(ready.next_deadline(), Some(now + stall + REPLY_TIMEOUT));
+    assert!(ready.overdue(now + stall).is_empty());
+    assert_eq!(ready.overdue(now + stall + REPLY_TIMEOUT).len(), 1);
+}

@@ -5,6 +5,7 @@ mod ready;
 mod recycle;
 mod scale;
 mod settings;
+mod stall;
 mod start_ups;
 mod surge;
 mod upgrade;

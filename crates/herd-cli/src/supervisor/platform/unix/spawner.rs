@@ -323,6 +323,12 @@ impl Spawner {
         self.forks.next_deadline()
     }
 
+    /// herd could not act for `gap`: no fork server's load or reply counts it
+    /// ([`ForkServers::resumed_after`](crate::supervisor::fork_server::ForkServers::resumed_after)).
+    pub fn resumed_after(&mut self, gap: std::time::Duration) {
+        self.forks.resumed_after(gap);
+    }
+
     /// Fork server `pid`, loading at `--starting-nice`, got herd's priority at `now`.
     pub fn fork_server_raised(&mut self, pid: u32, now: Instant) {
         self.forks.raised(pid, now);

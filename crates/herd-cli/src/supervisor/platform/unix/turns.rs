@@ -62,7 +62,9 @@ impl Supervisor {
                     self.reexec(&endpoints, passed);
                 }
             }
-            Input::Notify => self.read_notifications(sources.platform.notify()),
+            // Read as the turn began (`turn_begins`), as on every turn: this input only woke
+            // the loop.
+            Input::Notify => {}
             Input::EinhornAck(sender) => {
                 let worker = notify::attribute(sender, |p| self.pool.worker(p).is_some());
                 self.notified(Some((sender, worker)), b"READY=1", false);
@@ -354,7 +356,9 @@ impl Supervisor {
         Ok(None)
     }
 
-    /// Takes the notifications already waiting, before exited workers are reaped.
+    /// Takes the notifications already waiting (at most 256 datagrams, so that a flood cannot
+    /// starve the rest of the loop): as each turn begins, before any deadline is judged, and
+    /// before exited workers are reaped.
     pub(in crate::supervisor) fn read_waiting_notifications(&mut self, sources: &Sources) {
         self.read_notifications(sources.platform.notify());
     }

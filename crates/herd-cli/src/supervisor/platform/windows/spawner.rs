@@ -165,6 +165,9 @@ impl Spawner {
         None
     }
 
+    /// Windows runs no fork server: no load or reply to wait longer for after herd's stall.
+    pub fn resumed_after(&mut self, _gap: std::time::Duration) {}
+
     /// Windows runs no fork server: none is raised.
     pub fn fork_server_raised(&mut self, _pid: u32, _now: std::time::Instant) {}
 

@@ -81,8 +81,9 @@ impl Supervisor {
     /// Nothing to learn of a named pipe's place (Unix: the control socket's directory).
     pub(in crate::supervisor) fn control_bound(&mut self, _control: &super::Control) {}
 
-    /// Nothing before a look at the children: each notify pipe connection is read as it
-    /// comes, by a task of its own.
+    /// Nothing, as a turn begins or before a look at the children: each notify pipe
+    /// connection is read as it comes, by a task of its own, and its message is an input of
+    /// its own (after a stall of herd's, the deadlines moved: `Pool::resumed_after`).
     pub(in crate::supervisor) fn read_waiting_notifications(&mut self, _sources: &Sources) {}
 
     /// Nothing after a look at the children: every child is a worker, and Windows has no

@@ -1,0 +1,144 @@
+//! A pause of herd itself (SIGSTOP, a freezer cgroup: `docker pause`, `systemctl freeze`) is
+//! not its workers' fault: no watchdog or readiness timeout that ran out only while herd could
+//! not read the workers' notifications fails them, and no upgrade is aborted for it.
+//!
+//! Each test stops herd for a bounded time with `SIGSTOP` and resumes it with `SIGCONT`: the
+//! pause is the stimulus under test, not a wait for something to happen, so it is a sleep.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Sends `signal` to process `pid`.
+fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill with a valid signal number, to a process this test started (herd or one of
+    // its workers, which live until herd is dropped).
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill {pid}");
+}
+
+/// Stops herd, and once it is stopped, lets it be for `pause`; then resumes it.
+fn pause(herd: &Herd, pause: Duration) {
+    kill(herd.pid(), libc::SIGSTOP);
+    wait_until("herd to be stopped", || match proc_state(herd.pid()) {
+        Some('T') => Ok(()),
+        state => Err(state),
+    });
+    std::thread::sleep(pause);
+    kill(herd.pid(), libc::SIGCONT);
+}
+
+/// A herd of two probe.py workers that send `WATCHDOG=1` three times per `--watchdog`, once
+/// both are ready; their pids.
+fn watched(watchdog: &str) -> (Herd, Vec<u32>) {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "2",
+        "--ready",
+        "notify",
+        "--watchdog",
+        watchdog,
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "python3",
+        &worker("probe.py"),
+    ]);
+    let status = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let mut pids = worker_pids(&status);
+    pids.sort_unstable();
+    (herd, pids)
+}
+
+/// herd's `worker_killed` events so far.
+fn kills(herd: &Herd) -> Vec<Value> {
+    events(&herd.lines())
+        .filter(|e| e["event"] == "worker_killed")
+        .cloned()
+        .collect()
+}
+
+/// The live workers' pids in a fresh `herd status` (answered on a turn after every turn
+/// before it, so whatever herd decided on its resume is done).
+fn live_pids(herd: &Herd) -> Vec<u32> {
+    let mut pids = worker_pids(&herd.status());
+    pids.sort_unstable();
+    pids
+}
+
+#[test]
+fn a_pause_of_herd_longer_than_the_watchdog_kills_no_worker() {
+    let (herd, before) = watched("1s");
+    // The workers ping on while herd is stopped: their pings wait in the notify socket.
+    pause(&herd, Duration::from_millis(2500));
+    assert_eq!(live_pids(&herd), before, "the same workers serve on");
+    assert_eq!(kills(&herd), Vec::<Value>::new(), "no worker was killed");
+    let resumed = herd.wait_for_event("resumed", &[]);
+    assert!(resumed["stalled"].as_str().is_some(), "{resumed}");
+    // herd goes on supervising: a worker that truly stops pinging is still caught.
+    kill(before[0], libc::SIGSTOP);
+    let killed = herd.wait_for_event("worker_killed", &[("pid", before[0].into())]);
+    assert_eq!(killed["message"], "killing worker: watchdog timeout");
+    let status = wait_status(&herd, "a replacement", |s| {
+        settled(s, 2) && !worker_pids(s).contains(&before[0])
+    });
+    assert!(worker_pids(&status).contains(&before[1]), "{status}");
+    assert_eq!(kills(&herd).len(), 1, "only the silent worker was killed");
+}
+
+#[test]
+fn a_freeze_of_herd_and_its_workers_longer_than_the_watchdog_kills_no_worker() {
+    // As a freezer cgroup freezes them all: nothing is sent while frozen. herd resumes first
+    // (the worst order: the workers' deadlines passed, and no ping waits), the workers 300 ms
+    // later; with --watchdog 2s each has at least 1.3 s left after the resume to ping.
+    let (herd, before) = watched("2s");
+    kill(herd.pid(), libc::SIGSTOP);
+    for &pid in &before {
+        kill(pid, libc::SIGSTOP);
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    kill(herd.pid(), libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(300));
+    for &pid in &before {
+        // Not asserted: a worker herd wrongly killed on its resume is gone (the check below
+        // says so).
+        // SAFETY: kill with a valid signal number, to a worker of this test's herd.
+        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+    }
+    herd.wait_for_event("resumed", &[]);
+    // No kill may come later either: a worker whose pings after its resume went unheard
+    // would be killed within a watchdog's length (2 s) of the resume. That absence takes a
+    // bounded look.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(live_pids(&herd), before, "the same workers serve on");
+    assert_eq!(kills(&herd), Vec::<Value>::new(), "no worker was killed");
+}
+
+/// A herd of 2 probe.py workers, each `READY=1` about `delay` after its start (a shell sleeps
+/// first), with `args` added to `herd run`.
+fn slow_to_ready(delay: &str, args: &[&str]) -> Herd {
+    let mut all = vec!["run", "-w", "2", "--ready", "notify"];
+    all.extend_from_slice(args);
+    let script = format!("sleep {delay}; exec python3 \"$0\"");
+    let probe = worker("probe.py");
+    all.extend_from_slice(&["-b", "127.0.0.1:0", "--", "sh", "-c", &script, &probe]);
+    Herd::start(&all)
+}
+
+#[test]
+fn an_upgrade_paused_past_the_ready_timeout_goes_on() {
+    let herd = slow_to_ready("0.3", &["--ready-timeout", "3s"]);
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    herd.signal(libc::SIGHUP);
+    herd.wait_for_event("worker_started", &[("generation", 2.into())]);
+    // The new worker sends READY=1 about 0.4 s after its start, while herd is stopped; herd
+    // resumes after the 3 s --ready-timeout.
+    pause(&herd, Duration::from_secs(4));
+    let ended = herd.wait_event("the upgrade's end", |e| {
+        e["event"] == "upgrade_finished" || e["event"] == "upgrade_aborted"
+    });
+    assert_eq!(ended["event"], "upgrade_finished", "{ended}");
+    assert_eq!(kills(&herd), Vec::<Value>::new(), "no worker was killed");
+}
