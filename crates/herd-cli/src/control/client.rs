@@ -16,7 +16,7 @@ pub use super::answer::{decode_answer, ClientError, Vacancy};
 pub use super::protocol::encode_request;
 use super::protocol::Command;
 use super::results::{SocketInfo, SocketsResult};
-use super::wait;
+use super::wait::{self, WhenStopped};
 
 /// The most of an answer a client holds (a herd's status with thousands of workers is a few
 /// MB): a peer that sends more without a line end is not a herd.
@@ -113,6 +113,8 @@ pub struct Client {
     fds: Vec<OwnedFd>,
     /// When the whole answer to the current request is due, and the timeout it came from.
     deadline: Option<(Instant, Duration)>,
+    /// How a herd seen stopped once a request was delivered is taken (see [`Client::patient`]).
+    when_stopped: WhenStopped,
 }
 
 impl Client {
@@ -152,6 +154,7 @@ impl Client {
             taken: 0,
             fds: Vec::new(),
             deadline: None,
+            when_stopped: WhenStopped::Fail,
         })
     }
 
@@ -160,6 +163,16 @@ impl Client {
         herd_sys::socket::peer_pid(self.stream.as_fd())
             .ok()
             .flatten()
+    }
+
+    /// This client waits for a herd that stops after it got a request (within the request's
+    /// timeout), saying so once on stderr, rather than fail: herd carries the request out
+    /// once it resumes (an upgrade under way goes on), and a failure would be reported for
+    /// what succeeds. A herd already stopped when the client connects is still refused at
+    /// once. For the `herd` commands; a herd that asks another herd (a takeover) does not wait.
+    pub fn patient(mut self) -> Client {
+        self.when_stopped = WhenStopped::Wait;
+        self
     }
 
     /// Sends `command` and reads its result, waiting at most `timeout` for all of it
@@ -235,7 +248,12 @@ impl Client {
         // answer is waiting to be read, and it says more than "broken pipe".
         self.deadline = timeout.map(|t| (Instant::now() + t, t));
         let sent = self.stream.write_all(&encode_request(command));
-        wait::wait(&self.stream, &self.path, timeout)?;
+        // Delivered: a herd stopped from now on carries it out once it resumes.
+        let when_stopped = match sent {
+            Ok(()) => self.when_stopped,
+            Err(_) => WhenStopped::Fail,
+        };
+        wait::wait(&self.stream, &self.path, timeout, when_stopped)?;
         match self.read_line()? {
             Some(line) => Ok(line),
             None => Err(match sent {

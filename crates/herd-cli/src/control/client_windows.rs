@@ -68,6 +68,12 @@ impl Client {
         })
     }
 
+    /// As the Unix client's `patient`, which every Windows client is: it waits for its answer
+    /// within its timeout (the system says nothing of a suspended herd).
+    pub fn patient(self) -> Client {
+        self
+    }
+
     /// The process serving the pipe, as the system reports it (`GetNamedPipeServerProcessId`).
     pub fn server_pid(&self) -> io::Result<u32> {
         self.pipe.server_pid()

@@ -53,6 +53,12 @@ pub(crate) struct WireSignal {
 /// `connect`.
 fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
     let quick = Some(QUICK);
+    // A herd that stops once it got the request carries it out when it resumes: the command
+    // waits for it (within its timeout), rather than report a failure for what succeeds.
+    // `herd top` owns the terminal, where a line would land in its screen: it does not wait.
+    let impatient = connect;
+    let patient = || impatient().map(Client::patient);
+    let connect: Connect<'_> = &patient;
     match command {
         cli::Command::Run(_) | cli::Command::Attach(_) | cli::Command::Check(_) => {
             Err(Failure::Runtime(anyhow!(
@@ -60,7 +66,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
             )))
         }
         cli::Command::Status(args) => status::show(&args, connect),
-        cli::Command::Top => top::run(connect),
+        cli::Command::Top => top::run(impatient),
         cli::Command::Scale(args) => scale(args.target, connect),
         cli::Command::Upgrade(args) => {
             let command = Command::Upgrade {

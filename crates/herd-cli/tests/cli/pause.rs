@@ -1,10 +1,12 @@
 //! A pause of herd itself (SIGSTOP, a freezer cgroup: `docker pause`, `systemctl freeze`) is
 //! not its workers' fault: no watchdog or readiness timeout that ran out only while herd could
-//! not read the workers' notifications fails them, and no upgrade is aborted for it.
+//! not read the workers' notifications fails them, no upgrade is aborted for it, and a client
+//! whose request herd got before it stopped waits for it to resume.
 //!
 //! Each test stops herd for a bounded time with `SIGSTOP` and resumes it with `SIGCONT`: the
 //! pause is the stimulus under test, not a wait for something to happen, so it is a sleep.
 
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -141,4 +143,51 @@ fn an_upgrade_paused_past_the_ready_timeout_goes_on() {
     });
     assert_eq!(ended["event"], "upgrade_finished", "{ended}");
     assert_eq!(kills(&herd), Vec::<Value>::new(), "no worker was killed");
+}
+
+#[test]
+fn herd_upgrade_waits_for_a_herd_paused_mid_upgrade() {
+    let herd = slow_to_ready("1", &[]);
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let client = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .env("HERD_CONTROL", herd.control())
+        .arg("upgrade")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // herd got the request: stop it for 1.5 s, while its new workers start (the client looks
+    // at herd's state every 0.5 s).
+    herd.wait_for_event("upgrade_started", &[]);
+    pause(&herd, Duration::from_millis(1500));
+    let out = wait_output(client);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("upgraded"), "{stdout}");
+    let waited = format!(
+        "herd: the herd at {} (pid {}) is stopped (by SIGSTOP, Ctrl-Z or a debugger) with the \
+         request delivered; waiting for it to resume ('kill -CONT {}')\n",
+        herd.control(),
+        herd.pid(),
+        herd.pid()
+    );
+    assert_eq!(stderr, waited, "said once");
+}
+
+/// `child`'s output once it exits, within the tests' timeout (its output is a few lines,
+/// which its pipes hold until it is read).
+fn wait_output(mut child: std::process::Child) -> std::process::Output {
+    let status = wait_child(&mut child, TIMEOUT, libc::SIGKILL).expect("the client exits");
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut bytes = Vec::new();
+        pipe.unwrap().read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    std::process::Output {
+        status,
+        stdout: read(child.stdout.as_mut().map(|p| p as &mut dyn std::io::Read)),
+        stderr: read(child.stderr.as_mut().map(|p| p as &mut dyn std::io::Read)),
+    }
 }
