@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::health::{liveness, readiness, HealthBoard};
 use super::metrics::CONTENT_TYPE;
 use crate::logging::LogEvent;
-use reading::{read_head, Reading};
+use reading::{read_head, Connection, Head, Reading};
 
 mod reading;
 
@@ -131,9 +131,10 @@ fn announce((endpoint, address): (Endpoint, std::net::SocketAddr)) {
 }
 
 /// Serves `endpoint` on `listener`. At most [`MAX_CONNECTIONS`] connections are open at once
-/// (and one just accepted): when all are taken, the oldest one that has not sent its request
-/// head yet is closed for the new one, so a crowd of idle clients can neither take the fds
-/// that supervision and the control socket need nor keep a probe waiting.
+/// (and one just accepted): when all are taken, the oldest one that herd has waited on and
+/// that has not sent its request head yet is closed for the new one (see [`slot`]), so a crowd
+/// of idle clients can neither take the fds that supervision and the control socket need nor
+/// keep a probe waiting.
 pub async fn serve(listener: TcpListener, endpoint: Endpoint, answers: Answers) {
     let limit = crate::fdlimit::handle_limit();
     let slots = Arc::new(Semaphore::new(crate::fdlimit::connection_cap(
@@ -146,41 +147,78 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, answers: Answers) 
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        let permit = match Arc::clone(&slots).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                reading.close_oldest();
-                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                    return;
-                };
-                permit
-            }
+        let Some(permit) = slot(&slots, &reading).await else {
+            return;
         };
-        let closing = reading.add();
+        let connection = reading.add(Instant::now());
         let (answers, reading) = (answers.clone(), Arc::clone(&reading));
         tokio::spawn(async move {
             let _permit = permit;
-            answer_one(stream, endpoint, &answers, &reading, closing).await;
+            answer_one(stream, endpoint, &answers, &reading, connection).await;
         });
     }
 }
 
-/// Reads one request (for at most [`HEAD_TIMEOUT`], or until `closing` says the slot is
-/// needed) and answers it.
+/// How often a full listener looks again for a connection to close while none may be.
+const LOOK_AGAIN: Duration = Duration::from_millis(5);
+
+/// A slot for a connection just accepted (`None` once the slots are gone). When none is free,
+/// the connections accepted so far read what they were sent first (one with its whole request
+/// is answered, and frees its slot); then the oldest one that herd has waited on in vain is
+/// told to close ([`Reading::close_oldest`]), never one just accepted, whose request may be
+/// waiting unread: closing a socket with unread data resets the connection.
+async fn slot(slots: &Arc<Semaphore>, reading: &Reading) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+            return Some(permit);
+        }
+        tokio::task::yield_now().await;
+        if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+            return Some(permit);
+        }
+        reading.close_oldest(Instant::now());
+        tokio::select! {
+            permit = Arc::clone(slots).acquire_owned() => return permit.ok(),
+            () = tokio::time::sleep(LOOK_AGAIN) => {}
+        }
+    }
+}
+
+/// Reads one request (for at most [`HEAD_TIMEOUT`], or until `connection` is told to close)
+/// and answers it. Told to close, it reads what the client sent first, and answers a whole
+/// request after all.
 async fn answer_one(
     mut stream: tokio::net::TcpStream,
     endpoint: Endpoint,
     answers: &Answers,
     reading: &Reading,
-    (id, closing): (u64, Arc<Notify>),
+    connection: Arc<Connection>,
 ) {
-    let head = tokio::select! {
-        head = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)) => head,
-        _ = closing.notified() => return,
+    let mut head = Head::default();
+    let read = tokio::select! {
+        biased;
+        read = tokio::time::timeout(
+            HEAD_TIMEOUT,
+            read_head(&mut stream, &mut head, || connection.waited()),
+        ) => Some(read),
+        () = connection.closing() => None,
     };
-    reading.remove(id);
-    let Ok(Ok(Some(head))) = head else {
-        return;
+    reading.remove(&connection);
+    let (mut stream, head) = match read {
+        Some(Ok(Ok(Some(whole)))) => (stream, whole),
+        Some(_) => return,
+        None => {
+            let Ok(mut unregistered) = stream.into_std() else {
+                return;
+            };
+            let Some(whole) = head.read_now(&mut unregistered) else {
+                return;
+            };
+            let Ok(stream) = tokio::net::TcpStream::from_std(unregistered) else {
+                return;
+            };
+            (stream, whole)
+        }
     };
     let answer = async {
         let (route, head_only) = route(&head, endpoint);
@@ -460,6 +498,118 @@ mod tests {
             stalled.ends_with("\r\n\r\nthe supervisor's loop has not turned for 30s\n"),
             "{stalled}"
         );
+    }
+
+    /// Connections to `addr`, each with a whole probe already sent, before anything reads them.
+    async fn requests_sent(addr: std::net::SocketAddr, count: usize) -> Vec<tokio::net::TcpStream> {
+        let mut clients = Vec::new();
+        for _ in 0..count {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            clients.push(stream);
+        }
+        clients
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_whole_requests_beyond_the_cap_is_answered_not_reset() {
+        // Each round on a listener of its own, served once the burst waits in its queue.
+        for round in 0..10 {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (answers, _scrapes) = answers();
+            // Twice as many as the slots (the listener's backlog is 128), all in the accept
+            // queue with their requests when herd starts accepting: none has to make way for
+            // another, each is read and answered.
+            let clients = requests_sent(addr, 2 * MAX_CONNECTIONS).await;
+            let served = tokio::spawn(serve(listener, Endpoint::Health, answers));
+            let mut reads = tokio::task::JoinSet::new();
+            for mut stream in clients {
+                reads.spawn(async move {
+                    let mut answer = String::new();
+                    stream.read_to_string(&mut answer).await.map(|_| answer)
+                });
+            }
+            let all = tokio::time::timeout(ANSWER_TIMEOUT, reads.join_all());
+            let answers = all.await.expect("answers in time");
+            served.abort();
+            let failed: Vec<_> = answers
+                .iter()
+                .filter(|a| !matches!(a, Ok(a) if a.starts_with("HTTP/1.1 200 OK\r\n")))
+                .collect();
+            assert!(
+                failed.is_empty(),
+                "round {round}: {} of {} not answered: {:?}",
+                failed.len(),
+                answers.len(),
+                failed.first()
+            );
+        }
+    }
+
+    /// Starts clients of `addr` on a thread of their own, as other processes would be: some
+    /// that never send anything, some that send a request one byte at a time, never to the
+    /// end; each reconnects as soon as it is closed. They stop when the sender is dropped.
+    fn crowd(addr: std::net::SocketAddr, idle: usize, slow: usize) -> oneshot::Sender<()> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                for _ in 0..idle {
+                    tokio::spawn(async move {
+                        loop {
+                            if let Ok(mut idle) = tokio::net::TcpStream::connect(addr).await {
+                                let _ = idle.read_to_end(&mut Vec::new()).await;
+                            }
+                        }
+                    });
+                }
+                for _ in 0..slow {
+                    tokio::spawn(async move {
+                        loop {
+                            let Ok(mut slow) = tokio::net::TcpStream::connect(addr).await else {
+                                continue;
+                            };
+                            while slow.write_all(b"G").await.is_ok() {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    });
+                }
+                let _ = stopped.await;
+            });
+        });
+        stop
+    }
+
+    #[tokio::test]
+    async fn a_probe_is_answered_at_once_despite_a_crowd_that_reconnects() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (answers, _scrapes) = answers();
+        tokio::spawn(serve(listener, Endpoint::Health, answers));
+        // Twice as many as the slots, and some: more would overflow the listener's backlog
+        // (128), where the kernel drops a new client's SYN, and it tries again after 1 s.
+        let crowd = crowd(addr, 2 * MAX_CONNECTIONS, MAX_CONNECTIONS / 4);
+        // Until the crowd has taken every slot (and been closed to make way for itself).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for _ in 0..10 {
+            let started = Instant::now();
+            let probe = get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".into());
+            let answer = tokio::time::timeout(ANSWER_TIMEOUT, probe).await;
+            let took = started.elapsed();
+            let answer = answer.expect("an answer in time");
+            assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+            // Not after a crowd's client gave up its slot at the end of HEAD_TIMEOUT.
+            assert!(took < Duration::from_secs(1), "{took:?}");
+        }
+        drop(crowd);
     }
 
     #[test]

@@ -1,11 +1,25 @@
-//! Reading request heads: the connections of an HTTP endpoint still waiting for theirs, oldest
-//! first (when every slot is taken, the oldest of them is told to close for a new client).
+//! Reading request heads, and the connections of an HTTP endpoint still waiting for theirs,
+//! oldest first: when every slot is taken, the oldest of them that herd has really waited on
+//! is told to close for a new client.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Notify;
+
+/// How long a connection herd found nothing to read on keeps its slot anyway: a client sends
+/// its request as soon as it is connected, and this covers the moment between the two.
+pub const GRACE: Duration = Duration::from_millis(50);
+
+/// How old a connection herd has not read yet (its task has not run) may be before it is
+/// closed for a new client: one just accepted, whose request may already be waiting, keeps
+/// its slot.
+pub const UNREAD_FOR: Duration = Duration::from_millis(100);
 
 /// The connections still waiting for their request head, oldest first.
 #[derive(Default)]
@@ -16,52 +30,164 @@ pub struct Reading {
 #[derive(Default)]
 struct Waiting {
     next_id: u64,
-    oldest_first: VecDeque<(u64, Arc<Notify>)>,
+    oldest_first: VecDeque<Arc<Connection>>,
+}
+
+/// A connection waiting for its request head.
+pub struct Connection {
+    id: u64,
+    accepted: Instant,
+    /// Its read has found nothing to read, at least once.
+    waited: AtomicBool,
+    closing: Notify,
+}
+
+impl Connection {
+    /// Notes that its read found nothing to read.
+    pub fn waited(&self) {
+        self.waited.store(true, Ordering::Relaxed);
+    }
+
+    /// Returns once the connection is told to close for a new client.
+    pub async fn closing(&self) {
+        self.closing.notified().await;
+    }
+}
+
+/// Whether a connection accepted `age` ago, still without its request head, may be closed for
+/// a new client: once herd has waited on it ([`waited`](Connection::waited)) for
+/// [`GRACE`], or [`UNREAD_FOR`] after it was accepted anyway.
+fn may_close(age: Duration, waited: bool) -> bool {
+    age >= UNREAD_FOR || (waited && age >= GRACE)
 }
 
 impl Reading {
-    /// Registers a new connection: its id and what tells it to close.
-    pub fn add(&self) -> (u64, Arc<Notify>) {
+    /// Registers a connection accepted at `now`.
+    pub fn add(&self, now: Instant) -> Arc<Connection> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let id = waiting.next_id;
+        let connection = Arc::new(Connection {
+            id: waiting.next_id,
+            accepted: now,
+            waited: AtomicBool::new(false),
+            closing: Notify::new(),
+        });
         waiting.next_id += 1;
-        let closing = Arc::new(Notify::new());
-        waiting.oldest_first.push_back((id, Arc::clone(&closing)));
-        (id, closing)
+        waiting.oldest_first.push_back(Arc::clone(&connection));
+        connection
     }
 
     /// Forgets a connection that has its head (or gave up).
-    pub fn remove(&self, id: u64) {
+    pub fn remove(&self, connection: &Connection) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.oldest_first.retain(|(other, _)| *other != id);
+        waiting
+            .oldest_first
+            .retain(|other| other.id != connection.id);
     }
 
-    /// Tells the oldest connection still without its head to close.
-    pub fn close_oldest(&self) {
+    /// Tells the oldest connection still without its head that [may be
+    /// closed](may_close) at `now` to close; whether there was one.
+    pub fn close_oldest(&self, now: Instant) -> bool {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, closing)) = waiting.oldest_first.pop_front() {
-            closing.notify_one();
+        let oldest = waiting.oldest_first.iter().position(|c| {
+            let age = now.saturating_duration_since(c.accepted);
+            may_close(age, c.waited.load(Ordering::Relaxed))
+        });
+        let Some(connection) = oldest.and_then(|at| waiting.oldest_first.remove(at)) else {
+            return false;
+        };
+        connection.closing.notify_one();
+        true
+    }
+}
+
+/// The longest request head read, its blank line included.
+const MAX_HEAD: usize = 8192;
+
+/// A request head, as far as it has come.
+#[derive(Default)]
+pub struct Head {
+    bytes: Vec<u8>,
+}
+
+/// What the bytes read so far make.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// The whole head.
+    Whole(String),
+    /// Not the whole head yet.
+    More,
+    /// [`MAX_HEAD`] bytes and no end.
+    TooLong,
+}
+
+impl Head {
+    /// How much more may be read at most: never past [`MAX_HEAD`].
+    fn room(&self) -> usize {
+        (MAX_HEAD - self.bytes.len()).min(1024)
+    }
+
+    /// Adds `new`, just read (at most [`room`](Head::room) bytes).
+    fn push(&mut self, new: &[u8]) -> Step {
+        let scanned = self.bytes.len();
+        self.bytes.extend_from_slice(new);
+        if head_ends(&self.bytes, scanned) {
+            Step::Whole(String::from_utf8_lossy(&self.bytes).into_owned())
+        } else if self.bytes.len() >= MAX_HEAD {
+            Step::TooLong
+        } else {
+            Step::More
+        }
+    }
+
+    /// Reads what `stream` (non-blocking) has now, without waiting; the whole head if that
+    /// completes it.
+    pub fn read_now(&mut self, stream: &mut impl std::io::Read) -> Option<String> {
+        let mut buf = [0u8; 1024];
+        loop {
+            let room = self.room();
+            match stream.read(&mut buf[..room]) {
+                Ok(0) => return None,
+                Ok(n) => match self.push(&buf[..n]) {
+                    Step::Whole(head) => return Some(head),
+                    Step::More => {}
+                    Step::TooLong => return None,
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
         }
     }
 }
 
-/// The longest request head read.
-const MAX_HEAD: usize = 8192;
-
-/// Reads up to the end of the request head; `None` if the client closes first or sends more
-/// than [`MAX_HEAD`] bytes.
-pub async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Option<String>> {
-    let mut head = Vec::new();
+/// Reads up to the end of the request head, into `head`; `None` if the client closes first or
+/// sends more than [`MAX_HEAD`] bytes without it. Calls `waited` each time the read finds
+/// nothing to read.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    head: &mut Head,
+    waited: impl Fn(),
+) -> std::io::Result<Option<String>> {
     let mut buf = [0u8; 1024];
     loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 || head.len() > MAX_HEAD {
+        let room = head.room();
+        let n = std::future::poll_fn(|cx| {
+            let mut read = ReadBuf::new(&mut buf[..room]);
+            match Pin::new(&mut *stream).poll_read(cx, &mut read) {
+                Poll::Pending => {
+                    waited();
+                    Poll::Pending
+                }
+                Poll::Ready(done) => Poll::Ready(done.map(|()| read.filled().len())),
+            }
+        })
+        .await?;
+        if n == 0 {
             return Ok(None);
         }
-        let scanned = head.len();
-        head.extend_from_slice(&buf[..n]);
-        if head_ends(&head, scanned) {
-            return Ok(Some(String::from_utf8_lossy(&head).into_owned()));
+        match head.push(&buf[..n]) {
+            Step::Whole(whole) => return Ok(Some(whole)),
+            Step::More => {}
+            Step::TooLong => return Ok(None),
         }
     }
 }
@@ -91,25 +217,73 @@ mod tests {
         assert!(!head_ends(crlf, crlf.len()));
     }
 
+    /// `request` read into a [`Head`] as a reader hands it over, at most 1 KiB at a time.
+    fn read_whole(request: &[u8]) -> Option<String> {
+        Head::default().read_now(&mut std::io::Cursor::new(request))
+    }
+
     #[test]
-    fn the_oldest_connection_without_its_head_is_closed_first() {
+    fn a_head_is_at_most_8_kib_its_blank_line_included() {
+        let with_line = |len: usize| {
+            let end = "\r\n\r\n";
+            let start = "GET /healthz?";
+            let padding = "x".repeat(len - start.len() - end.len());
+            format!("{start}{padding}{end}")
+        };
+        let most = with_line(MAX_HEAD);
+        assert_eq!(read_whole(most.as_bytes()).as_deref(), Some(most.as_str()));
+        // A byte more is refused, however the bytes come; so is a 9,000-byte request line,
+        // which a check before each 1 KiB read let through.
+        assert_eq!(read_whole(with_line(MAX_HEAD + 1).as_bytes()), None);
+        assert_eq!(read_whole(with_line(9000).as_bytes()), None);
+        let mut head = Head::default();
+        let long = with_line(MAX_HEAD + 1);
+        let (first, last) = long.as_bytes().split_at(MAX_HEAD);
+        assert_eq!(head.push(first), Step::TooLong);
+        assert_eq!(head.room(), 0, "{last:?} is not read");
+        // A head that ends is whole, even with what follows it in the same read.
+        let mut head = Head::default();
+        let step = head.push(b"GET / HTTP/1.1\r\n\r\nbody");
+        assert_eq!(step, Step::Whole("GET / HTTP/1.1\r\n\r\nbody".to_string()));
+    }
+
+    #[test]
+    fn only_connections_herd_has_waited_on_are_closed_oldest_first() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let reading = Reading::default();
-        let (first, first_closing) = reading.add();
-        let (_, second_closing) = reading.add();
-        let (_, third_closing) = reading.add();
-        reading.remove(first);
-        reading.close_oldest();
-        // The second was told (a permit is stored for it), the third was not.
+        let first = reading.add(t0);
+        let second = reading.add(at(1));
+        let third = reading.add(at(2));
+        let fourth = reading.add(at(3));
+        // Just accepted, never read: their requests may be waiting unread, none is closed.
+        assert!(!reading.close_oldest(at(5)));
+        // The second and the third found nothing to read; not before the grace is over.
+        second.waited();
+        third.waited();
+        assert!(!reading.close_oldest(at(1) + GRACE - Duration::from_millis(1)));
+        // The first has its head: the oldest left that herd waited on is told.
+        reading.remove(&first);
+        assert!(reading.close_oldest(at(1) + GRACE));
+        // The third's grace is not over yet; the fourth was never read, not for long enough.
+        assert!(!reading.close_oldest(at(1) + GRACE));
+        assert!(reading.close_oldest(at(2) + GRACE));
+        assert!(!reading.close_oldest(at(3) + GRACE));
+        // One whose task never ran, however long ago it was accepted.
+        assert!(reading.close_oldest(at(3) + UNREAD_FOR));
+        assert!(!reading.close_oldest(at(1000)));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        runtime.block_on(second_closing.notified());
+        // Each was told (a permit is stored for it) once, the first never.
+        for told in [&second, &third, &fourth] {
+            runtime.block_on(told.closing());
+        }
         let told = |n: &Notify| {
             let notified = n.notified();
             tokio::pin!(notified);
             notified.as_mut().enable()
         };
-        assert!(!told(&third_closing));
-        assert!(!told(&first_closing));
+        assert!(!told(&first.closing));
     }
 }
