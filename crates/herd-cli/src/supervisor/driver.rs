@@ -45,6 +45,8 @@ pub struct Supervisor {
     pub(super) http_listeners: Vec<(std::net::TcpListener, http::Endpoint)>,
     /// `/healthz` and `/readyz`, and `--drain-delay`.
     pub(super) probes: probes::Probes,
+    /// The last rendering of the metrics, which the next scrapes may reuse.
+    pub(super) last_rendering: metrics::LastRendering,
     /// Reads the `--config` file again, for `herd upgrade --reload-config`.
     pub(super) reload: Option<reload::Reload>,
     /// What an upgrade with a reloaded config changes once it has finished.
@@ -91,6 +93,7 @@ impl Supervisor {
             backlogs: super::backlog::Backlogs::default(),
             http_listeners: Vec::new(),
             probes: probes::Probes::default(),
+            last_rendering: metrics::LastRendering::default(),
             reload: None,
             staged: None,
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
@@ -165,13 +168,17 @@ impl Supervisor {
             }
         }
         let mut sources = opened.context("the supervisor's inputs were never opened")?;
+        let mut scraped = false;
         while !self.finished() {
-            if self.starts.is_waiting() {
-                // Control connections and the other tasks run before the next starts.
+            if self.starts.is_waiting() || scraped {
+                // Control connections and the other tasks run before the next starts, and
+                // between two scrapes: scrapes queued one after another would keep the loop
+                // turning for them alone.
                 tokio::task::yield_now().await;
             }
             let input = sources.next(&self.wants()).await;
             self.turn_begins(&sources);
+            scraped = matches!(input, sources::Input::Scrape(_));
             self.handle(input, &mut sources, &mut control_file, &mut notify);
             self.after_turn(&sources, &mut control_file);
             self.publish_health();

@@ -70,10 +70,10 @@ pub enum Effect {
     },
     /// Answer a control client.
     Answer(Answer<Client>),
-    /// Answer a metrics scrape with the counters and `snapshot`, the figures of the moment.
-    AnswerScrape {
-        scrape: super::http::Scrape,
-        snapshot: metrics::Snapshot,
+    /// Answer metrics scrapes, each with the same rendering ([`Effects::render`]).
+    AnswerScrapes {
+        scrapes: Vec<super::http::Scrape>,
+        rendered: metrics::Rendered,
     },
     /// Refuse a re-exec: say why in the log, and to its client if it has one.
     RefuseReexec(ReexecRefused<Client>),
@@ -170,8 +170,10 @@ impl Effects {
                     }
                 }
                 Effect::Answer(answer) => answer_client(answer),
-                Effect::AnswerScrape { scrape, snapshot } => {
-                    let _ = scrape.send(metrics::render(&self.counters, &snapshot));
+                Effect::AnswerScrapes { scrapes, rendered } => {
+                    for scrape in scrapes {
+                        let _ = scrape.send(rendered.clone());
+                    }
                 }
                 Effect::RefuseReexec(refused) => self.refuse_reexec(refused),
                 Effect::Report(report) => self.service.report(report),
@@ -285,6 +287,16 @@ impl Effects {
             }
         };
         let _ = tokio::time::timeout(timeout, flushed).await;
+    }
+
+    /// The metrics: the counters and `snapshot`, the figures of the moment.
+    pub fn render(&self, snapshot: &metrics::Snapshot) -> metrics::Rendered {
+        metrics::render(&self.counters, snapshot)
+    }
+
+    /// Everything the counters counted, summed.
+    pub fn counted(&self) -> u64 {
+        self.counters.total()
     }
 
     /// The counters' values, for a re-exec.

@@ -288,6 +288,8 @@ impl Supervisor {
             // The new image reads the same --ready-min and --drain-delay, and publishes anew;
             // a re-exec is refused while a drain waits.
             probes: _,
+            // The new image renders anew for its first scrape.
+            last_rendering: _,
             // The new image reads the same command line; of the config file, the contents the
             // workers run are handed over.
             reload,

@@ -4,7 +4,8 @@
 //! Each connection is a task, a bounded number at once per listener, with bounded reads and
 //! timeouts: a slow or hostile client only ever holds its own slot.
 //!
-//! Scrapes ask the supervisor for a fresh rendering over a channel; health probes are
+//! Scrapes ask the supervisor for a rendering over a channel (shared by the scrapes waiting at
+//! that moment, and reused briefly: see [`metrics`](super::metrics)); health probes are
 //! answered from the last [`HealthView`](super::health::HealthView) the loop published.
 
 use std::sync::Arc;

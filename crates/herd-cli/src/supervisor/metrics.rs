@@ -3,8 +3,11 @@
 //! with that format's content type. Every metric is listed in `docs/metrics.md`.
 //!
 //! Each scrape is a connection task of the [HTTP endpoints](super::http) that asks the
-//! supervisor for a fresh rendering over a channel; rendering takes microseconds, and a slow or
-//! hostile scraper only ever holds its own task, so the endpoint never blocks the supervisor.
+//! supervisor for a rendering over a channel; a slow or hostile scraper only ever holds its
+//! own task, so the endpoint never blocks the supervisor. The supervisor answers every scrape
+//! waiting at that moment with one rendering, and reuses it for those that follow while
+//! nothing happens, for at most [`REUSE_FOR`](reuse::REUSE_FOR): rendering reads every worker's CPU
+//! time, and a crowd of scrapers must not keep the loop from its other inputs.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,8 +16,10 @@ use prometheus_client::metrics::family::Family;
 use herd_core::RecycleCause;
 
 mod render;
+mod reuse;
 
 pub use render::{render, CONTENT_TYPE};
+pub use reuse::{Happened, LastRendering, Rendered};
 
 /// Counters the supervisor bumps as things happen; gauges are set when rendering.
 #[derive(Default)]
@@ -164,6 +169,14 @@ impl Counters {
         }
     }
 
+    /// Everything counted, summed: it changes whenever something is counted.
+    pub fn total(&self) -> u64 {
+        let saved = self.save();
+        let families = [saved.exits, saved.upgrades, saved.autoscale, saved.recycles];
+        let labelled: u64 = families.iter().flatten().map(|(_, n)| n).sum();
+        saved.restarts + saved.sockets_restored + labelled
+    }
+
     /// Continues from the values a previous image saved.
     pub fn restore(&self, saved: &SavedCounters) {
         let Counters {
@@ -272,5 +285,6 @@ mod tests {
         after.restore(&serde_json::from_str(&saved).unwrap());
         assert_eq!(serde_json::to_string(&after.save()).unwrap(), saved);
         assert_eq!(after.restarts.get(), 3);
+        assert_eq!(after.total(), 3 + 1 + 2 + 1 + 4 + 5 + 2);
     }
 }

@@ -1,7 +1,7 @@
 //! Samples for `--metrics` and the autoscaler: the pool's figures and what the platform says
 //! of the processes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::logging::LogEvent;
@@ -9,15 +9,38 @@ use crate::spec::Listener;
 
 use super::autoscale::{Autoscaler, Sample};
 use super::effects::{Count, Effect};
+use super::http::Scrape;
 use super::pool::WorkerState;
+use super::sources::Sources;
 use super::status::{AutoscaleDecision, AutoscaleStatus};
 use super::Supervisor;
 use super::{busyness, metrics, platform};
 
 impl Supervisor {
-    /// The values `--metrics` reports.
-    pub(super) fn metrics_snapshot(&self) -> metrics::Snapshot {
-        let mut ready: HashMap<u64, i64> = HashMap::new();
+    /// Answers `first` and every scrape waiting behind it with one rendering: the last one
+    /// again, while it is young and nothing has happened since (see
+    /// [`LastRendering`](metrics::LastRendering)).
+    pub(super) fn answer_scrapes(&mut self, first: Scrape, sources: &mut Sources) {
+        let scrapes: Vec<Scrape> = std::iter::once(first)
+            .chain(sources.waiting_scrapes())
+            .collect();
+        let now = Instant::now();
+        let happened = self.happened();
+        let rendered = match self.last_rendering.reusable(now, &happened) {
+            Some(rendered) => rendered.clone(),
+            None => {
+                let rendered = self.effects.render(&self.metrics_snapshot(&happened));
+                self.last_rendering.keep(now, happened, rendered.clone());
+                rendered
+            }
+        };
+        self.effects
+            .execute([Effect::AnswerScrapes { scrapes, rendered }]);
+    }
+
+    /// What the metrics count and follow as things happen.
+    fn happened(&self) -> metrics::Happened {
+        let mut ready: BTreeMap<u64, i64> = BTreeMap::new();
         for w in self
             .pool
             .workers()
@@ -26,6 +49,17 @@ impl Supervisor {
         {
             *ready.entry(w.generation).or_default() += 1;
         }
+        metrics::Happened {
+            desired: self.pool.desired() as i64,
+            running: self.pool.workers().len() as i64,
+            ready: ready.into_iter().collect(),
+            attached: self.attached.as_slice().len() as i64,
+            counted: self.effects.counted(),
+        }
+    }
+
+    /// The values `--metrics` reports, with `happened`'s.
+    fn metrics_snapshot(&self, happened: &metrics::Happened) -> metrics::Snapshot {
         let per_second = platform::ticks_per_second() as f64;
         // One read of /proc for herd's own figures; its resident memory also feeds the older
         // herd_supervisor_resident_memory metric.
@@ -33,10 +67,10 @@ impl Supervisor {
         let rss = process.as_ref().map_or(0, |p| p.resident_bytes as i64);
         let listeners = self.effects.listeners();
         metrics::Snapshot {
-            desired: self.pool.desired() as i64,
-            running: self.pool.workers().len() as i64,
-            ready: ready.into_iter().collect(),
-            attached: self.attached.as_slice().len() as i64,
+            desired: happened.desired,
+            running: happened.running,
+            ready: happened.ready.clone(),
+            attached: happened.attached,
             saturation: self.saturation(),
             queues: listeners
                 .iter()

@@ -164,6 +164,11 @@ impl Sources {
         }
     }
 
+    /// The scrapes waiting now, taken without waiting for more.
+    pub fn waiting_scrapes(&mut self) -> impl Iterator<Item = Scrape> + '_ {
+        std::iter::from_fn(|| self.scrapes.try_recv().ok())
+    }
+
     /// Serves control clients with `server` (the control socket bound again) instead: the old
     /// server stops accepting; the connections it accepted are served on.
     #[cfg(unix)]

@@ -26,11 +26,7 @@ impl Supervisor {
         match input {
             Input::Signal(intent) => self.obey(intent, sources),
             Input::Control(request) => self.control(request, sources),
-            Input::Scrape(scrape) => {
-                let snapshot = self.metrics_snapshot();
-                self.effects
-                    .execute([Effect::AnswerScrape { scrape, snapshot }]);
-            }
+            Input::Scrape(scrape) => self.answer_scrapes(scrape, sources),
             Input::TakeoverAnswered(answer) => self.takeover_answered(answer),
             Input::Platform(input) => self.handle_platform(input, sources, control_file, notify),
             Input::Tick(Tick::Autoscale) => self.autoscale_tick(false),

@@ -129,3 +129,43 @@ fn metrics_answer_scrapers_despite_idle_clients() {
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     drop(idle);
 }
+
+#[test]
+fn a_crowd_of_scrapers_does_not_keep_herd_status_waiting() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const WORKERS: u64 = 500;
+    let herd = sleepers(&["-w", &WORKERS.to_string(), "--metrics", "127.0.0.1:0"]);
+    let metrics = metrics_address(&herd);
+    wait_status(&herd, "every worker ready", |s| settled(s, WORKERS));
+    // 30 scrapers, each asking again as soon as it has its answer: the supervisor's loop still
+    // gets to the control socket at once (`herd status` took 5.5 s here, and 19 s with 1000
+    // workers, when every scrape was a rendering of its own, each read every worker's CPU
+    // time, and the loop turned for the queued scrapes without a pause; 50 ms now).
+    let stop = Arc::new(AtomicBool::new(false));
+    let scraped = Arc::new(AtomicUsize::new(0));
+    let scrapers: Vec<_> = (0..30)
+        .map(|_| {
+            let (stop, scraped, metrics) =
+                (Arc::clone(&stop), Arc::clone(&scraped), metrics.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if get(&metrics, "/metrics").is_ok_and(|text| text.ends_with("# EOF\n")) {
+                        scraped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until("the scrapers under way", || {
+        (scraped.load(Ordering::Relaxed) >= 30).then_some(())
+    });
+    let started = Instant::now();
+    let (code, stdout, stderr) = herd.ctl(&["status"]);
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    scrapers.into_iter().for_each(|s| s.join().unwrap());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("500"), "{stdout}");
+    assert!(took < Duration::from_secs(2), "herd status took {took:?}");
+}
