@@ -79,11 +79,16 @@ fn what_a_worker_writes_just_before_it_exits_is_kept() {
 #[test]
 fn a_last_line_is_passed_on_alone_while_a_process_left_behind_holds_the_pipe() {
     let herd = Herd::start_with(|dir| {
-        let once = dir.join("once");
+        let (once, away) = (dir.join("once"), dir.join("away"));
+        // The worker exits once the process it leaves behind is in a session of its own:
+        // before that, herd's clean-up of the worker's group would stop it.
         let script = format!(
             "if [ -e '{0}' ]; then exec sleep 1000; fi; touch '{0}'; \
-             setsid sh -c \"sleep 1; echo 'left behind' >&2\" & printf 'last words' >&2; exit 3",
-            once.display()
+             setsid sh -c \"touch '{1}'; sleep 1; echo 'left behind' >&2\" & \
+             for i in $(seq 1000); do [ -e '{1}' ] && break; sleep 0.01; done; \
+             printf 'last words' >&2; exit 3",
+            once.display(),
+            away.display()
         );
         let mut cmd = herd_json();
         cmd.args([
