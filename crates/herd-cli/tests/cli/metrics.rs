@@ -111,7 +111,7 @@ fn metrics_answer_scrapers_despite_idle_clients() {
     .unwrap();
     assert!(
         response.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
-            && response.contains("\r\nAllow: GET\r\n"),
+            && response.contains("\r\nAllow: GET, HEAD\r\n"),
         "{response}"
     );
     // Every slot held by a client that never sends a request: a scrape still gets its answer

@@ -101,12 +101,24 @@ impl Reading {
 }
 
 /// The longest request head read, its blank line included.
-const MAX_HEAD: usize = 8192;
+pub const MAX_HEAD: usize = 8192;
 
 /// A request head, as far as it has come.
 #[derive(Default)]
 pub struct Head {
     bytes: Vec<u8>,
+}
+
+/// What a read of a request head got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Got {
+    /// The whole head.
+    Whole(String),
+    /// [`MAX_HEAD`] bytes and no end: answered `431`.
+    TooLong,
+    /// Nothing to answer: the client closed first, the read failed, or (read without waiting)
+    /// the head is not whole yet.
+    Nothing,
 }
 
 /// What the bytes read so far make.
@@ -139,34 +151,33 @@ impl Head {
         }
     }
 
-    /// Reads what `stream` (non-blocking) has now, without waiting; the whole head if that
+    /// Reads what `stream` (non-blocking) has now, without waiting: the whole head if that
     /// completes it.
-    pub fn read_now(&mut self, stream: &mut impl std::io::Read) -> Option<String> {
+    pub fn read_now(&mut self, stream: &mut impl std::io::Read) -> Got {
         let mut buf = [0u8; 1024];
         loop {
             let room = self.room();
             match stream.read(&mut buf[..room]) {
-                Ok(0) => return None,
+                Ok(0) => return Got::Nothing,
                 Ok(n) => match self.push(&buf[..n]) {
-                    Step::Whole(head) => return Some(head),
+                    Step::Whole(head) => return Got::Whole(head),
                     Step::More => {}
-                    Step::TooLong => return None,
+                    Step::TooLong => return Got::TooLong,
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return None,
+                Err(_) => return Got::Nothing,
             }
         }
     }
 }
 
-/// Reads up to the end of the request head, into `head`; `None` if the client closes first or
-/// sends more than [`MAX_HEAD`] bytes without it. Calls `waited` each time the read finds
-/// nothing to read.
+/// Reads up to the end of the request head, into `head` ([`Got::Nothing`] if the client
+/// closes first). Calls `waited` each time the read finds nothing to read.
 pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     head: &mut Head,
     waited: impl Fn(),
-) -> std::io::Result<Option<String>> {
+) -> std::io::Result<Got> {
     let mut buf = [0u8; 1024];
     loop {
         let room = head.room();
@@ -182,12 +193,12 @@ pub async fn read_head<S: AsyncRead + Unpin>(
         })
         .await?;
         if n == 0 {
-            return Ok(None);
+            return Ok(Got::Nothing);
         }
         match head.push(&buf[..n]) {
-            Step::Whole(whole) => return Ok(Some(whole)),
+            Step::Whole(whole) => return Ok(Got::Whole(whole)),
             Step::More => {}
-            Step::TooLong => return Ok(None),
+            Step::TooLong => return Ok(Got::TooLong),
         }
     }
 }
@@ -218,7 +229,7 @@ mod tests {
     }
 
     /// `request` read into a [`Head`] as a reader hands it over, at most 1 KiB at a time.
-    fn read_whole(request: &[u8]) -> Option<String> {
+    fn read_whole(request: &[u8]) -> Got {
         Head::default().read_now(&mut std::io::Cursor::new(request))
     }
 
@@ -231,11 +242,12 @@ mod tests {
             format!("{start}{padding}{end}")
         };
         let most = with_line(MAX_HEAD);
-        assert_eq!(read_whole(most.as_bytes()).as_deref(), Some(most.as_str()));
+        assert_eq!(read_whole(most.as_bytes()), Got::Whole(most.clone()));
         // A byte more is refused, however the bytes come; so is a 9,000-byte request line,
         // which a check before each 1 KiB read let through.
-        assert_eq!(read_whole(with_line(MAX_HEAD + 1).as_bytes()), None);
-        assert_eq!(read_whole(with_line(9000).as_bytes()), None);
+        assert_eq!(read_whole(with_line(MAX_HEAD + 1).as_bytes()), Got::TooLong);
+        assert_eq!(read_whole(with_line(9000).as_bytes()), Got::TooLong);
+        assert_eq!(read_whole(b"GET / HTTP/1.1\r\n"), Got::Nothing);
         let mut head = Head::default();
         let long = with_line(MAX_HEAD + 1);
         let (first, last) = long.as_bytes().split_at(MAX_HEAD);

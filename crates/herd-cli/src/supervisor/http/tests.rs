@@ -1,0 +1,323 @@
+use super::super::health::{HealthView, Stage};
+use super::*;
+use tokio::io::AsyncReadExt;
+
+#[test]
+fn requests_are_routed_by_method_and_path_without_the_query() {
+    let r = |line: &str| route(&format!("{line}\r\nHost: x\r\n\r\n"), Endpoint::Metrics).0;
+    assert_eq!(r("GET /metrics HTTP/1.1"), Route::Scrape);
+    assert_eq!(r("GET / HTTP/1.0"), Route::Scrape);
+    assert_eq!(r("GET /metrics?x HTTP/1.1"), Route::Scrape);
+    assert_eq!(r("GET /metrics?a=1&b=2 HTTP/1.1"), Route::Scrape);
+    assert_eq!(r("HEAD /metrics HTTP/1.1"), Route::Scrape);
+    assert_eq!(r("POST /metrics HTTP/1.1"), Route::MethodNotAllowed);
+    assert_eq!(r("PUT /?x HTTP/1.1"), Route::MethodNotAllowed);
+    assert_eq!(
+        r("GET /metricsx HTTP/1.1"),
+        Route::NotFound(Endpoint::Metrics)
+    );
+    assert_eq!(
+        r("GET /nope?metrics HTTP/1.1"),
+        Route::NotFound(Endpoint::Metrics)
+    );
+    assert_eq!(r(""), Route::NotFound(Endpoint::Metrics));
+    assert_eq!(r("GET /healthz HTTP/1.1"), Route::Live);
+    assert_eq!(r("GET /readyz?verbose HTTP/1.1"), Route::Ready);
+}
+
+#[test]
+fn an_absolute_form_target_is_routed_by_its_path() {
+    let r = |line: &str| route(&format!("{line}\r\n\r\n"), Endpoint::Metrics).0;
+    assert_eq!(
+        r("GET http://127.0.0.1:9090/metrics HTTP/1.1"),
+        Route::Scrape
+    );
+    assert_eq!(r("GET HTTP://[::1]:9090/readyz?x HTTP/1.1"), Route::Ready);
+    assert_eq!(r("GET https://host HTTP/1.1"), Route::Scrape);
+    assert_eq!(r("GET http://host?x HTTP/1.1"), Route::Scrape);
+    assert_eq!(
+        r("GET http://host/nope HTTP/1.1"),
+        Route::NotFound(Endpoint::Metrics)
+    );
+    assert_eq!(
+        r("GET ftp://host/metrics HTTP/1.1"),
+        Route::NotFound(Endpoint::Metrics)
+    );
+}
+
+#[test]
+fn health_alone_serves_the_probes_get_and_head() {
+    let r = |line: &str| route(&format!("{line}\r\n\r\n"), Endpoint::Health);
+    assert_eq!(r("GET /healthz HTTP/1.1"), (Route::Live, false));
+    assert_eq!(r("HEAD /readyz HTTP/1.1"), (Route::Ready, true));
+    assert_eq!(r("POST /readyz HTTP/1.1"), (Route::MethodNotAllowed, false));
+    assert_eq!(
+        r("GET /metrics HTTP/1.1"),
+        (Route::NotFound(Endpoint::Health), false)
+    );
+    assert_eq!(
+        r("GET / HTTP/1.1"),
+        (Route::NotFound(Endpoint::Health), false)
+    );
+}
+
+#[test]
+fn a_head_answer_has_the_length_of_the_body_it_leaves_out() {
+    let response = Response::text("200 OK", "", "ok\n".to_string());
+    let head = response.encode(true);
+    assert!(
+        head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
+        "{head}"
+    );
+    assert!(response.encode(false).ends_with("\r\n\r\nok\n"));
+}
+
+fn answers() -> (Answers, mpsc::Receiver<Scrape>) {
+    let (scrapes, scrapes_rx) = mpsc::channel::<Scrape>(4);
+    let health = HealthBoard::new(1, Instant::now());
+    (Answers { scrapes, health }, scrapes_rx)
+}
+
+async fn get(addr: std::net::SocketAddr, request: String) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+#[tokio::test]
+async fn a_scrape_over_loopback_gets_the_supervisors_rendering() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, mut scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Metrics, answers));
+    // The supervisor's side: one rendering per scrape.
+    tokio::spawn(async move {
+        while let Some(reply) = scrapes.recv().await {
+            let _ = reply.send(Ok("herd_up 1\n# EOF\n".to_string()));
+        }
+    });
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        (
+            get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".into()).await,
+            get(addr, "GET /nope HTTP/1.1\r\n\r\n".into()).await,
+            get(addr, "HEAD /metrics HTTP/1.1\r\n\r\n".into()).await,
+        )
+    });
+    let (scraped, missing, head) = answer.await.expect("answers in time");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.ends_with("Content-Length: 16\r\nConnection: close\r\n\r\n"),
+        "{head}"
+    );
+    assert!(scraped.starts_with("HTTP/1.1 200 OK\r\n"), "{scraped}");
+    assert!(scraped.contains(CONTENT_TYPE), "{scraped}");
+    assert!(scraped.ends_with("\r\n\r\nherd_up 1\n# EOF\n"), "{scraped}");
+    assert!(
+        missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn a_head_too_long_is_answered_431_not_reset() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, _scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    // 32 KiB of head, more than herd reads: the rest is still being sent, or unread, when
+    // herd answers; its close must not reset the connection and lose the answer.
+    let long = format!(
+        "GET /healthz HTTP/1.1\r\nX: {}\r\n\r\n",
+        "y".repeat(32 * 1024)
+    );
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, long));
+    let answer = answer.await.expect("answers in time");
+    assert!(
+        answer.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("\r\n\r\na request head is at most 8 KiB\n"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn probes_are_answered_from_the_last_view_without_the_loop() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // No one answers scrapes: probes do not need the loop.
+    let (answers, _scrapes) = answers();
+    let board = answers.health.clone();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    let probe = |path: &str| get(addr, format!("GET {path} HTTP/1.0\r\n\r\n"));
+    let live = probe("/healthz").await;
+    assert!(
+        live.starts_with("HTTP/1.1 200 OK\r\n") && live.ends_with("\r\n\r\nok\n"),
+        "{live}"
+    );
+    let ready = probe("/readyz").await;
+    assert!(
+        ready.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{ready}"
+    );
+    assert!(
+        ready.ends_with("\r\n\r\n0 of 1 ready workers needed\n"),
+        "{ready}"
+    );
+    board.publish(HealthView {
+        turned: Instant::now(),
+        ready: 1,
+        ready_min: 1,
+        stage: Stage::Serving,
+    });
+    assert!(probe("/readyz").await.starts_with("HTTP/1.1 200 OK\r\n"));
+    // A loop that stopped turning: /healthz says so.
+    let Some(long_ago) = Instant::now().checked_sub(Duration::from_secs(30)) else {
+        return;
+    };
+    board.publish(HealthView {
+        turned: long_ago,
+        ready: 1,
+        ready_min: 1,
+        stage: Stage::Serving,
+    });
+    let stalled = probe("/healthz").await;
+    assert!(
+        stalled.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{stalled}"
+    );
+    assert!(
+        stalled.ends_with("\r\n\r\nthe supervisor's loop has not turned for 30s\n"),
+        "{stalled}"
+    );
+}
+
+/// Connections to `addr`, each with a whole probe already sent, before anything reads them.
+async fn requests_sent(addr: std::net::SocketAddr, count: usize) -> Vec<tokio::net::TcpStream> {
+    let mut clients = Vec::new();
+    for _ in 0..count {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        clients.push(stream);
+    }
+    clients
+}
+
+#[tokio::test]
+async fn a_burst_of_whole_requests_beyond_the_cap_is_answered_not_reset() {
+    // Each round on a listener of its own, served once the burst waits in its queue.
+    for round in 0..10 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (answers, _scrapes) = answers();
+        // Twice as many as the slots (the listener's backlog is 128), all in the accept
+        // queue with their requests when herd starts accepting: none has to make way for
+        // another, each is read and answered.
+        let clients = requests_sent(addr, 2 * MAX_CONNECTIONS).await;
+        let served = tokio::spawn(serve(listener, Endpoint::Health, answers));
+        let mut reads = tokio::task::JoinSet::new();
+        for mut stream in clients {
+            reads.spawn(async move {
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).await.map(|_| answer)
+            });
+        }
+        let all = tokio::time::timeout(ANSWER_TIMEOUT, reads.join_all());
+        let answers = all.await.expect("answers in time");
+        served.abort();
+        let failed: Vec<_> = answers
+            .iter()
+            .filter(|a| !matches!(a, Ok(a) if a.starts_with("HTTP/1.1 200 OK\r\n")))
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "round {round}: {} of {} not answered: {:?}",
+            failed.len(),
+            answers.len(),
+            failed.first()
+        );
+    }
+}
+
+/// Starts clients of `addr` on a thread of their own, as other processes would be: some
+/// that never send anything, some that send a request one byte at a time, never to the
+/// end; each reconnects as soon as it is closed. They stop when the sender is dropped.
+fn crowd(addr: std::net::SocketAddr, idle: usize, slow: usize) -> oneshot::Sender<()> {
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            for _ in 0..idle {
+                tokio::spawn(async move {
+                    loop {
+                        if let Ok(mut idle) = tokio::net::TcpStream::connect(addr).await {
+                            let _ = idle.read_to_end(&mut Vec::new()).await;
+                        }
+                    }
+                });
+            }
+            for _ in 0..slow {
+                tokio::spawn(async move {
+                    loop {
+                        let Ok(mut slow) = tokio::net::TcpStream::connect(addr).await else {
+                            continue;
+                        };
+                        while slow.write_all(b"G").await.is_ok() {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                });
+            }
+            let _ = stopped.await;
+        });
+    });
+    stop
+}
+
+#[tokio::test]
+async fn a_probe_is_answered_at_once_despite_a_crowd_that_reconnects() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, _scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    // Twice as many as the slots, and some: more would overflow the listener's backlog
+    // (128), where the kernel drops a new client's SYN, and it tries again after 1 s.
+    let crowd = crowd(addr, 2 * MAX_CONNECTIONS, MAX_CONNECTIONS / 4);
+    // Until the crowd has taken every slot (and been closed to make way for itself).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        let started = Instant::now();
+        let probe = get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".into());
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, probe).await;
+        let took = started.elapsed();
+        let answer = answer.expect("an answer in time");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        // Not after a crowd's client gave up its slot at the end of HEAD_TIMEOUT.
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+    drop(crowd);
+}
+
+#[test]
+fn scrapes_get_the_right_status_and_type() {
+    let (status, kind, body) = scrape_response(Some(Ok("x 1\n# EOF\n".to_string())));
+    assert_eq!((status, kind), ("200 OK", CONTENT_TYPE));
+    assert!(body.ends_with("# EOF\n"));
+    let (status, kind, _) = scrape_response(Some(Err(std::fmt::Error)));
+    assert_eq!(status, "500 Internal Server Error");
+    assert!(kind.starts_with("text/plain"));
+    let (status, _, body) = scrape_response(None);
+    assert_eq!(
+        (status, body.as_str()),
+        ("503 Service Unavailable", "herd is stopping\n")
+    );
+}
