@@ -163,6 +163,9 @@ impl<T> Phase<T> {
                  killed it",
                 humantime::format_duration(timeout)
             ),
+            (Some(Reason::Watchdog), _, _) => format!(
+                "worker {slot} (pid {pid}) sent no WATCHDOG=1 within --watchdog: herd killed it"
+            ),
             (_, _, true) => {
                 format!(
                     "worker {slot} (pid {pid}) exited within --min-ready of becoming ready: {how}"

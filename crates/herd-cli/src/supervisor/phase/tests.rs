@@ -247,6 +247,23 @@ fn a_takeover_failed_by_the_ready_timeout_says_so() {
 }
 
 #[test]
+fn a_takeover_failed_by_the_watchdog_says_so() {
+    let mut phase = Phase::new(Some("old"));
+    let ready = Readiness::Notify {
+        timeout: Duration::from_secs(60),
+    };
+    let starved = exit(1, true, false, Some(Reason::Watchdog));
+    phase.worker_exited(&starved, 11, "killed by SIGKILL", ready);
+    assert_eq!(
+        phase.after_turn(view(false, false, false)),
+        vec![Step::AbortTakeover(
+            "old",
+            "worker 1 (pid 11) sent no WATCHDOG=1 within --watchdog: herd killed it".into()
+        )]
+    );
+}
+
+#[test]
 fn an_exit_without_a_takeover_dooms_nothing() {
     let mut phase: Phase<()> = Phase::new(None);
     let delay = Readiness::Delay(Duration::ZERO);
