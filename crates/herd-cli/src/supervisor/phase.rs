@@ -97,6 +97,9 @@ pub struct Phase<T> {
     ready_reported: bool,
     /// Whether this image continues from a re-exec.
     reexecuted: bool,
+    /// Whether another herd took this one over (its stop reached this herd), and that herd's
+    /// pid if the system said.
+    taken_over_by: Option<Option<u32>>,
 }
 
 impl<T> Phase<T> {
@@ -114,6 +117,7 @@ impl<T> Phase<T> {
             takeover,
             ready_reported: false,
             reexecuted: false,
+            taken_over_by: None,
         }
     }
 
@@ -125,7 +129,24 @@ impl<T> Phase<T> {
             takeover: Takeover::None,
             ready_reported,
             reexecuted: true,
+            taken_over_by: None,
         }
+    }
+
+    /// A takeover's stop from the herd `by` (its pid, if the system says): the first is
+    /// carried out; a later one, from a herd that lost a race of takeovers, is refused
+    /// (`taken_over`), naming the herd that took over first, so that it gives up rather than
+    /// serve beside that herd.
+    pub fn taken_over(&mut self, by: Option<u32>) -> Result<(), (ErrorCode, String)> {
+        let Some(first) = self.taken_over_by else {
+            self.taken_over_by = Some(by);
+            return Ok(());
+        };
+        let first = first.map_or("another herd".to_string(), |pid| format!("herd {pid}"));
+        Err((
+            ErrorCode::TakenOver,
+            format!("{first} has taken this herd over already"),
+        ))
     }
 
     /// Whether this image continues from a re-exec ([`Phase::resumed`]).

@@ -60,6 +60,10 @@ impl Supervisor {
                 takeover,
             } => {
                 if takeover {
+                    if let Err((code, why)) = self.phase.taken_over(peer.pid) {
+                        let answer = Answer::new(client, Response::error(code, why));
+                        return self.effects.execute([Effect::Answer(answer)]);
+                    }
                     tracing::info!(
                         event = LogEvent::TakenOver.as_str(),
                         "taken over: the socket files are the new herd's now"

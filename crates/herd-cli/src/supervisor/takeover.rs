@@ -49,6 +49,10 @@ pub(super) enum StopAnswer {
     /// It did not answer within the bound, how long this herd waited: this herd serves on,
     /// and leaves the old herd's socket files to it.
     Silent(Duration),
+    /// Another herd's takeover reached it first (`taken_over`), or another process serves its
+    /// control pipe now, why: that herd serves the sockets, and this one gives up rather than
+    /// serve beside it.
+    Outrun(String),
 }
 
 /// Judges the old herd's answer to a stop by its error code, never by the text of a message.
@@ -57,6 +61,12 @@ pub(super) fn judge_stop_answer(answer: Result<StopResult, ClientError>) -> Stop
         Ok(_) => StopAnswer::Stopped,
         Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::InvalidArgument => {
             StopAnswer::Unsupported
+        }
+        Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::TakenOver => {
+            StopAnswer::Outrun(format!(
+                "the old herd says {}",
+                crate::text::escape(&error.message)
+            ))
         }
         Err(ClientError::Refused { error, .. }) => StopAnswer::Refused(format!(
             "{} ({})",
@@ -222,6 +232,11 @@ impl Supervisor {
             StopAnswer::Silent(_) => {
                 self.effects.give_up_socket_files();
             }
+            StopAnswer::Outrun(why) => {
+                self.effects.give_up_socket_files();
+                let after = "the herd that took over first serves".to_string();
+                self.abort_takeover(Abort { why, after });
+            }
             StopAnswer::Gone(why) => {
                 tracing::warn!(
                     event = LogEvent::OldHerdGone.as_str(),
@@ -273,6 +288,10 @@ mod tests {
         assert!(
             matches!(&quoted, StopAnswer::Refused(why) if why.contains("(stopping)")),
             "{quoted:?}"
+        );
+        assert_eq!(
+            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"taken_over\",\"message\":\"herd 7 has taken this herd over already\"}}"),
+            StopAnswer::Outrun("the old herd says herd 7 has taken this herd over already".into())
         );
         assert!(matches!(judge(""), StopAnswer::Refused(why) if why.contains("without an answer")));
         assert!(matches!(

@@ -161,7 +161,7 @@ impl Supervisor {
     /// are stopped gracefully (the stop signal, then `--grace`), as an aborted upgrade's are:
     /// those that were ready already accept from the sockets they share with the old herd's,
     /// and the connections they took are answered, not reset.
-    fn abort_takeover(&mut self, Abort { why, after }: Abort) {
+    pub(super) fn abort_takeover(&mut self, Abort { why, after }: Abort) {
         tracing::error!(
             event = LogEvent::TakeoverAborted.as_str(),
             reason = %why,

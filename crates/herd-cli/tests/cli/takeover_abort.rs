@@ -211,3 +211,52 @@ fn a_takeover_outrun_as_its_workers_start_gives_up_once_they_are_ready() {
 fn a_takeover_outrun_as_its_workers_start_gives_up_when_one_fails() {
     lose_to_a_takeover_that_ended_the_old_herd(failing_takeover);
 }
+
+#[test]
+fn a_second_takeover_stop_is_refused_so_the_loser_of_a_race_gives_up() {
+    use std::io::{BufRead, BufReader, Write};
+    // Workers that ignore SIGTERM keep the old herd stopping (until --grace ends) after the
+    // first takeover's stop, as a drain does.
+    let mut old = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "3s",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; exec sleep 1000",
+    ]);
+    old.wait_for_event("worker_ready", &[]);
+    let control = old.control();
+    let stop = |stream: &mut std::os::unix::net::UnixStream| {
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        writeln!(
+            stream,
+            r#"{{"version":1,"command":"stop","takeover":true}}"#
+        )
+        .unwrap();
+    };
+    let mut first = std::os::unix::net::UnixStream::connect(&control).unwrap();
+    stop(&mut first);
+    old.wait_for_event("taken_over", &[]);
+    let mut second = std::os::unix::net::UnixStream::connect(&control).unwrap();
+    stop(&mut second);
+    let mut line = String::new();
+    BufReader::new(second).read_line(&mut line).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["error"]["code"], "taken_over", "{line}");
+    let by = format!(
+        "herd {} has taken this herd over already",
+        std::process::id()
+    );
+    assert_eq!(answer["error"]["message"], by.as_str(), "{line}");
+    // The first is answered once the old herd has stopped.
+    let mut line = String::new();
+    BufReader::new(first).read_line(&mut line).unwrap();
+    assert!(line.contains(r#""stopped":true"#), "{line}");
+    assert_eq!(old.wait_exit().code(), Some(0));
+}

@@ -39,11 +39,14 @@ pub enum ErrorCode {
     /// What was asked is not available with the options herd runs with (`logs` without
     /// `--worker-output prefix|json`).
     Unavailable,
+    /// A takeover's `stop` to a herd that another takeover's stop reached first: it stops for
+    /// that herd, and the one asking must give up rather than serve beside it.
+    TakenOver,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the documentation.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::PermissionDenied,
         ErrorCode::BadRequest,
         ErrorCode::RequestTooLarge,
@@ -58,6 +61,7 @@ impl ErrorCode {
         ErrorCode::ConfigInvalid,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::TakenOver,
     ];
 
     /// The code as the wire writes it (`invalid_argument`).
@@ -77,6 +81,7 @@ impl ErrorCode {
             ErrorCode::ConfigInvalid => "config_invalid",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::TakenOver => "taken_over",
         }
     }
 }

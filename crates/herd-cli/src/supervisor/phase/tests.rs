@@ -247,6 +247,23 @@ fn a_takeover_failed_by_the_ready_timeout_says_so() {
 }
 
 #[test]
+fn only_the_first_takeover_stop_is_carried_out() {
+    let mut phase: Phase<()> = Phase::new(None);
+    assert_eq!(phase.taken_over(Some(41)), Ok(()));
+    assert_eq!(
+        phase.taken_over(Some(42)),
+        Err((
+            ErrorCode::TakenOver,
+            "herd 41 has taken this herd over already".into()
+        ))
+    );
+    let mut phase: Phase<()> = Phase::new(None);
+    assert_eq!(phase.taken_over(None), Ok(()));
+    let (_, why) = phase.taken_over(Some(42)).unwrap_err();
+    assert_eq!(why, "another herd has taken this herd over already");
+}
+
+#[test]
 fn a_takeover_failed_by_the_watchdog_says_so() {
     let mut phase = Phase::new(Some("old"));
     let ready = Readiness::Notify {

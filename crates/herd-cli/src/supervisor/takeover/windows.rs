@@ -76,9 +76,13 @@ pub fn complete_takeover(
     tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     let bound = answer_bound(old_grace);
     let asked = tokio::task::spawn_blocking(move || {
-        let answer = stop_old_herd(&old, bound);
+        let answer = stop_old_herd(&old, old_pid, bound);
         if let StopAnswer::Silent(waited) = answer {
             log_silent(&old, waited);
+        }
+        // The herd that took over first takes the old pipe's name; this one gives up.
+        if let StopAnswer::Outrun(_) = answer {
+            return answer;
         }
         let gone = match &old_process {
             Some(process) => process::wait(process, Some(EXIT_BOUND)),
@@ -111,9 +115,10 @@ fn not_moved(old: &std::path::Path, why: &str) {
     );
 }
 
-/// Asks the herd at `old` to stop, with `takeover: true`, then plainly if it predates
-/// takeovers; waits at most `bound` for each answer.
-fn stop_old_herd(old: &std::path::Path, bound: Duration) -> StopAnswer {
+/// Asks the herd at `old` (`old_pid`) to stop, with `takeover: true`, then plainly if it
+/// predates takeovers; waits at most `bound` for each answer. Another process serving the
+/// pipe (a herd whose takeover completed first, once the old herd exited) is not asked.
+fn stop_old_herd(old: &std::path::Path, old_pid: u32, bound: Duration) -> StopAnswer {
     let mut client = match Client::connect(old) {
         Ok(client) => client,
         Err(ClientError::NotRunning { why, .. }) => {
@@ -121,6 +126,15 @@ fn stop_old_herd(old: &std::path::Path, bound: Duration) -> StopAnswer {
         }
         Err(e) => return StopAnswer::Refused(format!("cannot ask it to stop: {e}")),
     };
+    match client.server_pid() {
+        Ok(pid) if pid != old_pid => {
+            return StopAnswer::Outrun(format!(
+                "pid {pid}, not the old herd (pid {old_pid}), serves {} now",
+                old.display()
+            ))
+        }
+        _ => {}
+    }
     let ask = |client: &mut Client, takeover: bool| match client
         .call::<StopResult>(stop_request(takeover), Some(bound))
     {
