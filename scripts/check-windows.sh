@@ -46,5 +46,6 @@ args=("${packages[@]}" --lib --bins --tests --examples)
 if (($#)); then
     args=("$@")
 fi
-cargo test --locked --quiet --target $target "${args[@]}"
+# --no-fail-fast: a failing test binary does not hide the results of the ones after it.
+cargo test --locked --quiet --no-fail-fast --target $target "${args[@]}"
 echo "check-windows: done in $(($(date +%s) - start)) s" >&2
