@@ -144,6 +144,8 @@ log_events! {
     Stopped = "stopped",
     /// A new herd took over: its socket files are its own now (logged by the old herd).
     TakenOver = "taken_over",
+    /// A second takeover's stop refused: another herd took this one over first.
+    TakeoverRefused = "takeover_refused",
     /// A process started outside herd registered with `herd attach`.
     WorkerAttached = "worker_attached",
     /// An attached process exited.

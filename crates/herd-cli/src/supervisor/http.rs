@@ -143,6 +143,7 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, answers: Answers) 
         MAX_CONNECTIONS,
     )));
     let reading = Arc::new(Reading::default());
+    let lingering = Arc::new(Semaphore::new(LINGERING_AT_ONCE));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -153,9 +154,15 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, answers: Answers) 
         };
         let connection = reading.add(Instant::now());
         let (answers, reading) = (answers.clone(), Arc::clone(&reading));
+        let lingering = Arc::clone(&lingering);
         tokio::spawn(async move {
             let _permit = permit;
-            answer_one(stream, endpoint, &answers, &reading, connection).await;
+            let ours = Ours {
+                reading: &reading,
+                connection,
+                lingering: &lingering,
+            };
+            answer_one(stream, endpoint, &answers, ours).await;
         });
     }
 }
@@ -185,16 +192,28 @@ async fn slot(slots: &Arc<Semaphore>, reading: &Reading) -> Option<OwnedSemaphor
     }
 }
 
+/// A connection's place among its listener's: in its head's reading, and the room to linger.
+struct Ours<'a> {
+    reading: &'a Reading,
+    connection: Arc<Connection>,
+    lingering: &'a Semaphore,
+}
+
 /// Reads one request (for at most [`HEAD_TIMEOUT`], or until `connection` is told to close)
 /// and answers it. Told to close, it reads what the client sent first, and answers a whole
-/// request after all.
+/// request after all. A client that sent, or said it sends, more than the head lingers after
+/// its answer, as long as no more than [`LINGERING_AT_ONCE`] do.
 async fn answer_one(
     mut stream: tokio::net::TcpStream,
     endpoint: Endpoint,
     answers: &Answers,
-    reading: &Reading,
-    connection: Arc<Connection>,
+    ours: Ours<'_>,
 ) {
+    let Ours {
+        reading,
+        connection,
+        lingering,
+    } = ours;
     let mut head = Head::default();
     let read = tokio::select! {
         biased;
@@ -223,30 +242,69 @@ async fn answer_one(
         }
     };
     let answer = async {
-        match got {
+        let (response, unread) = match got {
             Got::Whole(head) => {
                 let (route, head_only) = route(&head, endpoint);
-                let response = answer(route, answers).await.encode(head_only);
-                stream.write_all(response.as_bytes()).await
+                let unread = body_follows(&head);
+                (answer(route, answers).await.encode(head_only), unread)
             }
-            Got::TooLong => {
-                let body = format!("a request head is at most {} KiB\n", MAX_HEAD / 1024);
-                let response = Response::text("431 Request Header Fields Too Large", "", body);
-                stream.write_all(response.encode(false).as_bytes()).await?;
-                linger(&mut stream).await;
-                Ok(())
-            }
-            Got::Nothing => Ok(()),
+            Got::TooLong { line_ended } => (too_long(line_ended).encode(false), true),
+            Got::Nothing => return Ok(()),
+        };
+        stream.write_all(response.as_bytes()).await?;
+        if let (true, Ok(_lingers)) = (unread, lingering.try_acquire()) {
+            linger(&mut stream).await;
         }
+        Ok::<(), std::io::Error>(())
     };
     let _ = tokio::time::timeout(ANSWER_TIMEOUT, answer).await;
 }
 
-/// How long, and how many bytes, of what a client still sends after its answer (the rest of
-/// a too-long head) are read and dropped before the connection is closed: closing a socket
-/// with unread data resets the connection, and the client may lose the answer with it.
+/// The answer to a head longer than [`MAX_HEAD`]: `414` if not even its request line ended,
+/// else `431`.
+fn too_long(line_ended: bool) -> Response {
+    let kib = MAX_HEAD / 1024;
+    match line_ended {
+        false => {
+            let body = format!("a request line is at most {kib} KiB\n");
+            Response::text("414 URI Too Long", "", body)
+        }
+        true => {
+            let body = format!("a request head is at most {kib} KiB\n");
+            Response::text("431 Request Header Fields Too Large", "", body)
+        }
+    }
+}
+
+/// Whether the client sent, or said it sends, more than the request head `whole` (as read,
+/// with what came after its blank line in the same read): bytes after it, a `Content-Length`
+/// other than 0, or a `Transfer-Encoding`. Unread, they would reset the connection as it
+/// closes.
+fn body_follows(whole: &str) -> bool {
+    let ends =
+        [("\n\r\n", 3), ("\n\n", 2)].map(|(blank, len)| whole.find(blank).map(|at| at + len));
+    let end = ends.into_iter().flatten().min().unwrap_or(whole.len());
+    if end < whole.len() {
+        return true;
+    }
+    whole.lines().skip(1).any(|line| {
+        let Some((name, value)) = line.split_once(':') else {
+            return false;
+        };
+        let name = name.trim();
+        name.eq_ignore_ascii_case("transfer-encoding")
+            || (name.eq_ignore_ascii_case("content-length") && value.trim() != "0")
+    })
+}
+
+/// How long, and how many bytes, of what a client still sends after its answer (a body, the
+/// rest of a too-long head) are read and dropped before the connection is closed: closing a
+/// socket with unread data resets the connection, and the client may lose the answer with
+/// it. At most [`LINGERING_AT_ONCE`] connections of a listener linger at once; the others are
+/// closed at once, as before, so that clients that never close cannot hold the slots.
 const LINGER: Duration = Duration::from_millis(250);
 const LINGER_BYTES: usize = 64 * 1024;
+const LINGERING_AT_ONCE: usize = 8;
 
 /// Ends the answer (FIN), then reads and drops what the client still sends, within
 /// [`LINGER`] and [`LINGER_BYTES`], or until it closes.
@@ -348,11 +406,11 @@ pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a request asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
-    /// `GET /metrics` or `GET /` on `--metrics` (a query string is ignored).
+    /// `GET` (or `HEAD`) `/metrics` or `/` on `--metrics` (a query string is ignored).
     Scrape,
-    /// `GET /healthz`.
+    /// `GET` (or `HEAD`) `/healthz`.
     Live,
-    /// `GET /readyz`.
+    /// `GET` (or `HEAD`) `/readyz`.
     Ready,
     /// A method other than `GET` and `HEAD` on a path served here.
     MethodNotAllowed,
@@ -379,8 +437,7 @@ fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
         (_, None) if metrics => Route::MethodNotAllowed,
         _ => Route::NotFound(endpoint),
     };
-    let head_only = method == "HEAD" && route != Route::MethodNotAllowed;
-    (route, head_only)
+    (route, method == "HEAD")
 }
 
 /// The path and query of a request target: an absolute-form one (`http://host:port/metrics`,

@@ -136,17 +136,27 @@ impl<T> Phase<T> {
     /// A takeover's stop from the herd `by` (its pid, if the system says): the first is
     /// carried out; a later one, from a herd that lost a race of takeovers, is refused
     /// (`taken_over`), naming the herd that took over first, so that it gives up rather than
-    /// serve beside that herd.
-    pub fn taken_over(&mut self, by: Option<u32>) -> Result<(), (ErrorCode, String)> {
-        let Some(first) = self.taken_over_by else {
-            self.taken_over_by = Some(by);
-            return Ok(());
-        };
-        let first = first.map_or("another herd".to_string(), |pid| format!("herd {pid}"));
-        Err((
-            ErrorCode::TakenOver,
-            format!("{first} has taken this herd over already"),
-        ))
+    /// serve beside that herd. Not while that herd no longer `runs`, nor from that herd again:
+    /// then it is carried out as the first was (a stop while stopping changes nothing).
+    pub fn taken_over(
+        &mut self,
+        by: Option<u32>,
+        runs: impl Fn(u32) -> bool,
+    ) -> Result<(), (ErrorCode, String)> {
+        match self.taken_over_by {
+            Some(Some(first)) if by != Some(first) && runs(first) => Err((
+                ErrorCode::TakenOver,
+                format!("herd {first} has taken this herd over already"),
+            )),
+            Some(None) => Err((
+                ErrorCode::TakenOver,
+                "another herd has taken this herd over already".to_string(),
+            )),
+            _ => {
+                self.taken_over_by = Some(by);
+                Ok(())
+            }
+        }
     }
 
     /// Whether this image continues from a re-exec ([`Phase::resumed`]).

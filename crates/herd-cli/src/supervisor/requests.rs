@@ -60,7 +60,14 @@ impl Supervisor {
                 takeover,
             } => {
                 if takeover {
-                    if let Err((code, why)) = self.phase.taken_over(peer.pid) {
+                    if let Err((code, why)) =
+                        self.phase.taken_over(peer.pid, platform::process_runs)
+                    {
+                        tracing::warn!(
+                            event = LogEvent::TakeoverRefused.as_str(),
+                            by = peer.pid,
+                            "a second takeover's stop refused: {why}"
+                        );
                         let answer = Answer::new(client, Response::error(code, why));
                         return self.effects.execute([Effect::Answer(answer)]);
                     }

@@ -49,10 +49,10 @@ pub(super) enum StopAnswer {
     /// It did not answer within the bound, how long this herd waited: this herd serves on,
     /// and leaves the old herd's socket files to it.
     Silent(Duration),
-    /// Another herd's takeover reached it first (`taken_over`), or another process serves its
-    /// control pipe now, why: that herd serves the sockets, and this one gives up rather than
-    /// serve beside it.
-    Outrun(String),
+    /// Another herd's takeover reached it first (`taken_over`), or (Windows) another herd
+    /// serves or took its control pipe: that herd serves the sockets, and this one gives up
+    /// rather than serve beside it.
+    Outrun(Abort),
 }
 
 /// Judges the old herd's answer to a stop by its error code, never by the text of a message.
@@ -63,10 +63,10 @@ pub(super) fn judge_stop_answer(answer: Result<StopResult, ClientError>) -> Stop
             StopAnswer::Unsupported
         }
         Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::TakenOver => {
-            StopAnswer::Outrun(format!(
-                "the old herd says {}",
-                crate::text::escape(&error.message)
-            ))
+            StopAnswer::Outrun(Abort {
+                why: format!("the old herd says {}", crate::text::escape(&error.message)),
+                after: "the herd that took over first serves".to_string(),
+            })
         }
         Err(ClientError::Refused { error, .. }) => StopAnswer::Refused(format!(
             "{} ({})",
@@ -103,7 +103,7 @@ pub(super) fn log_silent(old: &std::path::Path, waited: Duration) {
 }
 
 /// A takeover given up: why, and what still serves ([`OldHerdNow::describe`]).
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub(super) struct Abort {
     pub why: String,
     pub after: String,
@@ -232,10 +232,9 @@ impl Supervisor {
             StopAnswer::Silent(_) => {
                 self.effects.give_up_socket_files();
             }
-            StopAnswer::Outrun(why) => {
+            StopAnswer::Outrun(abort) => {
                 self.effects.give_up_socket_files();
-                let after = "the herd that took over first serves".to_string();
-                self.abort_takeover(Abort { why, after });
+                self.abort_takeover(abort);
             }
             StopAnswer::Gone(why) => {
                 tracing::warn!(
@@ -291,7 +290,10 @@ mod tests {
         );
         assert_eq!(
             judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"taken_over\",\"message\":\"herd 7 has taken this herd over already\"}}"),
-            StopAnswer::Outrun("the old herd says herd 7 has taken this herd over already".into())
+            StopAnswer::Outrun(Abort {
+                why: "the old herd says herd 7 has taken this herd over already".into(),
+                after: "the herd that took over first serves".into(),
+            })
         );
         assert!(matches!(judge(""), StopAnswer::Refused(why) if why.contains("without an answer")));
         assert!(matches!(

@@ -307,7 +307,7 @@ fn a_crowd_on_the_probes_stalls_neither_herd_nor_the_metrics() {
     let mut rest = Vec::new();
     let _ = huge.read_to_end(&mut rest);
     let rest = String::from_utf8_lossy(&rest);
-    assert!(rest.starts_with("HTTP/1.1 431 "), "{rest}");
+    assert!(rest.starts_with("HTTP/1.1 414 "), "{rest}");
     // herd and the metrics listener answer at once, and so do the probes: an idle client
     // makes way for them.
     let started = std::time::Instant::now();

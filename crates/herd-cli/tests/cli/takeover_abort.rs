@@ -212,12 +212,10 @@ fn a_takeover_outrun_as_its_workers_start_gives_up_when_one_fails() {
     lose_to_a_takeover_that_ended_the_old_herd(failing_takeover);
 }
 
-#[test]
-fn a_second_takeover_stop_is_refused_so_the_loser_of_a_race_gives_up() {
-    use std::io::{BufRead, BufReader, Write};
-    // Workers that ignore SIGTERM keep the old herd stopping (until --grace ends) after the
-    // first takeover's stop, as a drain does.
-    let mut old = Herd::start(&[
+/// An old herd whose one worker ignores SIGTERM: once asked to stop, it stays stopping until
+/// `--grace` (3 s) ends, as a drain would keep it.
+fn old_herd_slow_to_stop() -> Herd {
+    let old = Herd::start(&[
         "run",
         "-w",
         "1",
@@ -231,32 +229,83 @@ fn a_second_takeover_stop_is_refused_so_the_loser_of_a_race_gives_up() {
         "trap '' TERM; exec sleep 1000",
     ]);
     old.wait_for_event("worker_ready", &[]);
+    old
+}
+
+/// The stop that ends a takeover, as a herd taking over sends it.
+const TAKEOVER_STOP: &str = r#"{"version":1,"command":"stop","takeover":true}"#;
+
+/// Sends the stop that ends a takeover to the herd at `control` from a process of its own, as
+/// another herd would, which prints the answer once it comes.
+fn takeover_stop_from_another_process(control: &str) -> std::process::Child {
+    let send = "import socket, sys\n\
+        s = socket.socket(socket.AF_UNIX)\n\
+        s.connect(sys.argv[1])\n\
+        s.sendall(sys.argv[2].encode() + b'\\n')\n\
+        sys.stdout.write(s.makefile().readline())\n";
+    std::process::Command::new("python3")
+        .args(["-c", send, control, TAKEOVER_STOP])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The answer that process printed, as JSON.
+fn answer_printed(child: std::process::Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+#[test]
+fn a_second_takeover_stop_is_refused_so_the_loser_of_a_race_gives_up() {
+    use std::io::{BufRead, Write};
+    let mut old = old_herd_slow_to_stop();
     let control = old.control();
-    let stop = |stream: &mut std::os::unix::net::UnixStream| {
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        writeln!(
-            stream,
-            r#"{{"version":1,"command":"stop","takeover":true}}"#
-        )
-        .unwrap();
-    };
-    let mut first = std::os::unix::net::UnixStream::connect(&control).unwrap();
-    stop(&mut first);
+    let first = takeover_stop_from_another_process(&control);
     old.wait_for_event("taken_over", &[]);
     let mut second = std::os::unix::net::UnixStream::connect(&control).unwrap();
-    stop(&mut second);
+    second.set_read_timeout(Some(TIMEOUT)).unwrap();
+    writeln!(second, "{TAKEOVER_STOP}").unwrap();
     let mut line = String::new();
-    BufReader::new(second).read_line(&mut line).unwrap();
+    std::io::BufReader::new(second)
+        .read_line(&mut line)
+        .unwrap();
     let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(answer["error"]["code"], "taken_over", "{line}");
-    let by = format!(
-        "herd {} has taken this herd over already",
-        std::process::id()
-    );
+    let by = format!("herd {} has taken this herd over already", first.id());
     assert_eq!(answer["error"]["message"], by.as_str(), "{line}");
+    old.wait_for_event("takeover_refused", &[]);
     // The first is answered once the old herd has stopped.
-    let mut line = String::new();
-    BufReader::new(first).read_line(&mut line).unwrap();
-    assert!(line.contains(r#""stopped":true"#), "{line}");
+    assert_eq!(answer_printed(first)["result"]["stopped"], true);
     assert_eq!(old.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn a_takeover_whose_stop_is_refused_taken_over_gives_up() {
+    let mut old = old_herd_slow_to_stop();
+    let control = old.control();
+    let go = old.path("go");
+    let mut new = takeover_ready_on(&control, &go);
+    new.wait_for_event("takeover_sockets_fetched", &[]);
+    // Another herd's takeover stop reaches the old herd first.
+    let first = takeover_stop_from_another_process(&control);
+    old.wait_for_event("taken_over", &[]);
+    std::fs::write(&go, "").unwrap();
+    let why = abort_reason(&new);
+    assert!(
+        why.contains("the herd that took over first serves"),
+        "{why}"
+    );
+    let by = format!("herd {} has taken this herd over already", first.id());
+    assert!(why.contains(&by), "{why}");
+    assert_eq!(new.wait_exit().code(), Some(1));
+    assert_eq!(answer_printed(first)["result"]["stopped"], true);
+    assert_eq!(old.wait_exit().code(), Some(0));
+    // Neither herd leaves a control socket behind.
+    let left: Vec<_> = std::fs::read_dir(old.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["go"]);
 }

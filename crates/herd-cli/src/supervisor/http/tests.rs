@@ -142,6 +142,42 @@ async fn a_head_too_long_is_answered_431_not_reset() {
         answer.ends_with("\r\n\r\na request head is at most 8 KiB\n"),
         "{answer}"
     );
+    // A request line that never ends is a target too long.
+    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "y".repeat(32 * 1024));
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, long));
+    let answer = answer.await.expect("answers in time");
+    assert!(
+        answer.starts_with("HTTP/1.1 414 URI Too Long\r\n"),
+        "{answer}"
+    );
+    // A body nobody reads is read all the same, so the 405 reaches the client.
+    let body = "z".repeat(32 * 1024);
+    let post = format!(
+        "POST /healthz HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, post));
+    let answer = answer.await.expect("answers in time");
+    assert!(
+        answer.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_body_is_seen_after_the_head_or_in_its_fields() {
+    assert!(!body_follows("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    assert!(!body_follows("GET / HTTP/1.0\n\n"));
+    assert!(!body_follows(
+        "POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert!(body_follows("POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n"));
+    assert!(body_follows("POST / HTTP/1.1\r\ncontent-length:3\r\n\r\n"));
+    assert!(body_follows(
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ));
+    assert!(body_follows("GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n"));
+    assert!(body_follows("GET / HTTP/1.0\n\nx"));
 }
 
 #[tokio::test]
@@ -303,11 +339,11 @@ async fn a_probe_is_answered_at_once_despite_a_crowd_that_reconnects() {
         let answer = answer.expect("an answer in time");
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     }
-    // Not after a crowd's client gave up its slot at the end of HEAD_TIMEOUT: the median, as
-    // one probe's SYN may still be dropped and sent again 1 s later on a busy machine (CI
-    // saw 1.6 s once, beside builds).
+    // Not after a crowd's client gave up its slot at the end of HEAD_TIMEOUT: 8 of the 10, as
+    // a probe's SYN may still be dropped and sent again 1 s later on a busy machine (CI saw
+    // 1.6 s once, under Wine beside builds).
     took.sort();
-    assert!(took[took.len() / 2] < Duration::from_secs(1), "{took:?}");
+    assert!(took[7] < Duration::from_secs(1), "{took:?}");
     drop(crowd);
 }
 

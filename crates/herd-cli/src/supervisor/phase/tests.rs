@@ -247,19 +247,26 @@ fn a_takeover_failed_by_the_ready_timeout_says_so() {
 }
 
 #[test]
-fn only_the_first_takeover_stop_is_carried_out() {
+fn only_the_first_takeover_stop_is_carried_out_while_its_herd_runs() {
+    let runs = |_| true;
     let mut phase: Phase<()> = Phase::new(None);
-    assert_eq!(phase.taken_over(Some(41)), Ok(()));
-    assert_eq!(
-        phase.taken_over(Some(42)),
-        Err((
-            ErrorCode::TakenOver,
-            "herd 41 has taken this herd over already".into()
-        ))
-    );
+    assert_eq!(phase.taken_over(Some(41), runs), Ok(()));
+    let refused = Err((
+        ErrorCode::TakenOver,
+        "herd 41 has taken this herd over already".into(),
+    ));
+    assert_eq!(phase.taken_over(Some(42), runs), refused);
+    assert_eq!(phase.taken_over(None, runs), refused);
+    // The first herd asking again is the same takeover.
+    assert_eq!(phase.taken_over(Some(41), runs), Ok(()));
+    // Once it is gone, the next herd takes its place (and is the one that counts).
+    assert_eq!(phase.taken_over(Some(42), |pid| pid != 41), Ok(()));
+    let (_, why) = phase.taken_over(Some(43), runs).unwrap_err();
+    assert_eq!(why, "herd 42 has taken this herd over already");
+    // A first herd whose pid the system did not say cannot be told gone.
     let mut phase: Phase<()> = Phase::new(None);
-    assert_eq!(phase.taken_over(None), Ok(()));
-    let (_, why) = phase.taken_over(Some(42)).unwrap_err();
+    assert_eq!(phase.taken_over(None, runs), Ok(()));
+    let (_, why) = phase.taken_over(Some(42), |_| false).unwrap_err();
     assert_eq!(why, "another herd has taken this herd over already");
 }
 

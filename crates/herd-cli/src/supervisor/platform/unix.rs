@@ -64,6 +64,11 @@ impl Effect {
     }
 }
 
+/// Whether the process `pid` still runs (or is a zombie not yet reaped).
+pub fn process_runs(pid: u32) -> bool {
+    herd_sys::process::exists(pid)
+}
+
 /// Lets through the signals a re-exec held back across `execve`.
 pub fn release_held_signals() -> io::Result<()> {
     herd_sys::process::unblock_signals(&signals::held())

@@ -68,6 +68,17 @@ impl ServiceManager {
     pub fn report(&self, _report: crate::supervisor::phase::Report) {}
 }
 
+/// Whether the process `pid` still runs: one that cannot be opened for another reason than
+/// not existing (`ERROR_INVALID_PARAMETER`: another user's, say) is taken to run.
+pub fn process_runs(pid: u32) -> bool {
+    use herd_sys::windows::process::{self, Process};
+    const ERROR_INVALID_PARAMETER: i32 = 87;
+    match Process::open(pid) {
+        Ok(p) => !process::wait(&p, Some(std::time::Duration::ZERO)).unwrap_or(false),
+        Err(e) => e.raw_os_error() != Some(ERROR_INVALID_PARAMETER),
+    }
+}
+
 /// Nothing is held back on Windows: herd never re-executes there.
 pub fn release_held_signals() -> std::io::Result<()> {
     Ok(())

@@ -145,7 +145,9 @@ async fn ask_old_herd_to_stop(
             StopAnswer::Stopped => {
                 tracing::info!(event = LogEvent::OldHerdStopped.as_str(), old = %old.display(), "the old herd has stopped")
             }
-            StopAnswer::Refused(why) | StopAnswer::Gone(why) | StopAnswer::Outrun(why) => {
+            StopAnswer::Refused(why)
+            | StopAnswer::Gone(why)
+            | StopAnswer::Outrun(Abort { why, .. }) => {
                 tracing::warn!(event = LogEvent::OldHerdNotStopped.as_str(), old = %old.display(), "the old herd did not stop: {why}")
             }
             StopAnswer::Unsupported => {

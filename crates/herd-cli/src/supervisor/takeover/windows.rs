@@ -32,8 +32,10 @@ pub struct Takeover {
     /// opened).
     pub old_process: Option<Process>,
     /// Told once the old herd is gone (it stopped or exited): the control pipe may take its
-    /// name. Dropped unsent when the takeover is aborted.
-    pub vacated: oneshot::Sender<()>,
+    /// name, and answers on the channel sent along with the pid of another herd that took the
+    /// name first (it drops it once the name is its own, or it gives up). Dropped unsent when
+    /// the takeover is aborted.
+    pub vacated: oneshot::Sender<oneshot::Sender<u32>>,
 }
 
 /// How long an old herd that answered the stop may take to exit and close its pipe.
@@ -65,11 +67,13 @@ pub fn complete_takeover(
         if let Some(abort) = outrun(&old, old_pid, glimpse(&old)) {
             return Err(abort);
         }
-        let _ = vacated.send(());
+        let taken = vacate(vacated);
         tokio::spawn(async move {
-            let _ = answered
-                .send(StopAnswer::Gone("it has exited".to_string()))
-                .await;
+            let answer = match taken.await {
+                Ok(pid) => outrun_at(&old, pid),
+                Err(_) => StopAnswer::Gone("it has exited".to_string()),
+            };
+            let _ = answered.send(answer).await;
         });
         return Ok(None);
     }
@@ -89,13 +93,22 @@ pub fn complete_takeover(
             None => Ok(matches!(answer, StopAnswer::Stopped | StopAnswer::Gone(_))),
         };
         match gone {
-            Ok(true) => {
-                let _ = vacated.send(());
+            // Another herd that took the old pipe's name first serves beside this one: it
+            // gives up (whatever the old herd answered: one that predates `taken_over`
+            // accepts every stop).
+            Ok(true) => match vacate(vacated).blocking_recv() {
+                Ok(pid) => outrun_at(&old, pid),
+                Err(_) => answer,
+            },
+            Ok(false) => {
+                not_moved(&old, "the old herd has not exited");
+                answer
             }
-            Ok(false) => not_moved(&old, "the old herd has not exited"),
-            Err(e) => not_moved(&old, &format!("cannot tell whether the old herd runs: {e}")),
+            Err(e) => {
+                not_moved(&old, &format!("cannot tell whether the old herd runs: {e}"));
+                answer
+            }
         }
-        answer
     });
     tokio::spawn(async move {
         let answer = asked
@@ -104,6 +117,23 @@ pub fn complete_takeover(
         let _ = answered.send(answer).await;
     });
     Ok(None)
+}
+
+/// Tells the control pipe that the old herd's name is free; returns where it says which herd
+/// took the name first, if another did.
+fn vacate(vacated: oneshot::Sender<oneshot::Sender<u32>>) -> oneshot::Receiver<u32> {
+    let (taken_tx, taken) = oneshot::channel();
+    let _ = vacated.send(taken_tx);
+    taken
+}
+
+/// The answer when the herd `pid` took the old herd's pipe `old` first: this herd gives up.
+fn outrun_at(old: &std::path::Path, pid: u32) -> StopAnswer {
+    let old = old.display();
+    StopAnswer::Outrun(Abort {
+        why: format!("herd {pid} took the old herd's pipe {old} first"),
+        after: format!("another herd (pid {pid}) took over at {old} first and serves"),
+    })
 }
 
 /// Says that this herd's control pipe keeps its takeover name, and why.
@@ -128,10 +158,11 @@ fn stop_old_herd(old: &std::path::Path, old_pid: u32, bound: Duration) -> StopAn
     };
     match client.server_pid() {
         Ok(pid) if pid != old_pid => {
-            return StopAnswer::Outrun(format!(
-                "pid {pid}, not the old herd (pid {old_pid}), serves {} now",
-                old.display()
-            ))
+            let old = old.display();
+            return StopAnswer::Outrun(Abort {
+                why: format!("pid {pid}, not the old herd (pid {old_pid}), serves {old} now"),
+                after: format!("another herd (pid {pid}) serves at {old}"),
+            });
         }
         _ => {}
     }
@@ -164,10 +195,15 @@ pub fn old_herd_now(old: &std::path::Path, process: Option<&Process>, old_pid: u
     OldHerdNow::judge(old_pid, exited, glimpse(old))
 }
 
-/// The status of the herd serving the pipe `old`, if one answers within [`LOOK_BOUND`].
+/// The status of the herd serving the pipe `old`, if one answers within [`LOOK_BOUND`]; its
+/// pid as the system reports the pipe's server, not as the answer says.
 fn glimpse(old: &std::path::Path) -> Option<Glimpse> {
     let mut client = Client::connect(old).ok()?;
-    client.call(Command::Status, Some(LOOK_BOUND)).ok()
+    let mut glimpse: Glimpse = client.call(Command::Status, Some(LOOK_BOUND)).ok()?;
+    if let Ok(pid) = client.server_pid() {
+        glimpse.pid = pid;
+    }
+    Some(glimpse)
 }
 
 /// Whether the old herd at `old` is gone: its process has exited, or, if it could not be

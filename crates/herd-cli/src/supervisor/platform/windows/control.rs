@@ -26,8 +26,9 @@ pub struct Control {
 pub struct MoveTo {
     /// The old herd's pipe.
     pub pipe: String,
-    /// Told once the old herd is gone; dropped if the takeover is aborted.
-    pub vacated: oneshot::Receiver<()>,
+    /// Told once the old herd is gone, with where to say which herd took the name first;
+    /// dropped if the takeover is aborted.
+    pub vacated: oneshot::Receiver<oneshot::Sender<u32>>,
     /// Who may open it besides herd's user (`--control-allow-user`), as on the first pipe.
     pub allowed: Vec<Sid>,
 }
@@ -58,22 +59,29 @@ impl Control {
 }
 
 /// Once the old herd is gone, creates its pipe (retried while its last instances close) and
-/// serves it.
+/// serves it. Another herd that serves it meanwhile (a takeover of the same herd that got
+/// there first) is reported on the channel `vacated` brought: this herd gives up.
 async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
     let MoveTo {
         pipe,
         vacated,
         allowed,
     } = moves_to;
-    if vacated.await.is_err() {
+    let Ok(taken) = vacated.await else {
         return;
-    }
+    };
     let deadline = Instant::now() + FREE_WITHIN;
     let server = loop {
         let bound = SecurePipe::new(&pipe, &allowed).and_then(PipeServer::bind);
         match bound {
             Ok(server) => break server,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(TRY_EVERY).await,
+            Err(_) if Instant::now() < deadline => {
+                if let Some(pid) = other_server(&pipe).await {
+                    let _ = taken.send(pid);
+                    return;
+                }
+                tokio::time::sleep(TRY_EVERY).await
+            }
             Err(e) => {
                 tracing::warn!(
                     event = LogEvent::ControlNotMoved.as_str(),
@@ -84,6 +92,23 @@ async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
             }
         }
     };
+    drop(taken);
     tracing::info!(event = LogEvent::ControlMoved.as_str(), path = %pipe, "control pipe moved to the old herd's name");
     server.forward(requests).await;
+}
+
+/// The pid of another process that serves `pipe` (as the system says), if one does.
+async fn other_server(pipe: &str) -> Option<u32> {
+    let path = std::path::PathBuf::from(pipe);
+    let served = tokio::task::spawn_blocking(move || {
+        crate::control::client::Client::connect(&path)
+            .ok()?
+            .server_pid()
+            .ok()
+    });
+    served
+        .await
+        .ok()
+        .flatten()
+        .filter(|&pid| pid != std::process::id())
 }
