@@ -68,6 +68,7 @@ pub fn prepare(old: &str, allowed: Vec<Sid>) -> Result<Prepared, Failure> {
         pipe: old.to_string(),
         vacated,
         allowed,
+        old_pid: status.pid,
     };
     Ok(Prepared {
         inherited,

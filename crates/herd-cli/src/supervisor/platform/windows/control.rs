@@ -31,6 +31,8 @@ pub struct MoveTo {
     pub vacated: oneshot::Receiver<oneshot::Sender<u32>>,
     /// Who may open it besides herd's user (`--control-allow-user`), as on the first pipe.
     pub allowed: Vec<Sid>,
+    /// The old herd's pid: its pipe's last instances are not another herd's.
+    pub old_pid: u32,
 }
 
 /// A pipe has no file to move: nothing.
@@ -66,6 +68,7 @@ async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
         pipe,
         vacated,
         allowed,
+        old_pid,
     } = moves_to;
     let Ok(taken) = vacated.await else {
         return;
@@ -76,7 +79,7 @@ async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
         match bound {
             Ok(server) => break server,
             Err(_) if Instant::now() < deadline => {
-                if let Some(pid) = other_server(&pipe).await {
+                if let Some(pid) = other_server(&pipe, old_pid).await {
                     let _ = taken.send(pid);
                     return;
                 }
@@ -97,8 +100,9 @@ async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
     server.forward(requests).await;
 }
 
-/// The pid of another process that serves `pipe` (as the system says), if one does.
-async fn other_server(pipe: &str) -> Option<u32> {
+/// The pid of another process than this herd and the old one (`old_pid`) that serves `pipe`
+/// (as the system says), if one does.
+async fn other_server(pipe: &str, old_pid: u32) -> Option<u32> {
     let path = std::path::PathBuf::from(pipe);
     let served = tokio::task::spawn_blocking(move || {
         crate::control::client::Client::connect(&path)
@@ -110,5 +114,5 @@ async fn other_server(pipe: &str) -> Option<u32> {
         .await
         .ok()
         .flatten()
-        .filter(|&pid| pid != std::process::id())
+        .filter(|&pid| pid != std::process::id() && pid != old_pid)
 }
