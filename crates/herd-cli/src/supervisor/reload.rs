@@ -251,6 +251,26 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// The pool was scaled by hand (`by`: `herd scale`, SIGTTIN, SIGTTOU) while a reloaded
+    /// upgrade rolls: the later order wins, so the file's `workers`, staged for the upgrade's
+    /// end, is dropped rather than undo it then (as a `herd scale` since herd started stays
+    /// when the file leaves `workers` as it was).
+    pub(super) fn scaled_by_hand(&mut self, by: &str) {
+        let Some(workers) = self.staged.as_mut().and_then(|s| s.workers.take()) else {
+            return;
+        };
+        let file = match workers {
+            Workers::Fixed(n) => n.to_string(),
+            Workers::Auto(min, max) => format!("{min}..{max}"),
+        };
+        tracing::info!(
+            event = LogEvent::Scaling.as_str(),
+            trigger = by,
+            "{by} came during the config reload's upgrade: the file's workers = {file} is not \
+             applied when it finishes"
+        );
+    }
+
     /// Tells the config file's reader whether what it read last is what the workers run.
     fn settle_reload(&mut self, applied: bool) {
         if let Some(reload) = self.reload.as_mut() {

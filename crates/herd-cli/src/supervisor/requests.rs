@@ -276,6 +276,7 @@ impl Supervisor {
         match scale::order(current, workers, delta, (min, max), autoscaling, stopping) {
             Err((code, why)) => Response::error(code, why),
             Ok(scale::Order::Autoscale { min, max }) => {
+                self.scaled_by_hand("herd scale");
                 self.set_autoscale(Some((min, max)));
                 Response::ok(ScaleResult {
                     previous: current,
@@ -292,12 +293,15 @@ impl Supervisor {
                     );
                 }
                 match self.scale(target, "herd scale") {
-                    Ok(previous) => Response::ok(ScaleResult {
-                        previous,
-                        workers: target,
-                        min: None,
-                        max: None,
-                    }),
+                    Ok(previous) => {
+                        self.scaled_by_hand("herd scale");
+                        Response::ok(ScaleResult {
+                            previous,
+                            workers: target,
+                            min: None,
+                            max: None,
+                        })
+                    }
                     Err(why) => Response::error(pool::error_code(&why), why.to_string()),
                 }
             }

@@ -66,7 +66,13 @@ impl Supervisor {
             Order::ScaleBy(delta) => {
                 let bounds = self.autoscaler.as_ref().map(|a| (a.min, a.max));
                 let why = match scale::by_signal(self.pool.desired(), delta, bounds) {
-                    Ok(target) => self.scale(target, &trigger).err().map(|e| e.to_string()),
+                    Ok(target) => match self.scale(target, &trigger) {
+                        Ok(_) => {
+                            self.scaled_by_hand(&trigger);
+                            None
+                        }
+                        Err(e) => Some(e.to_string()),
+                    },
                     Err(why) => Some(why),
                 };
                 if let Some(why) = why {

@@ -352,6 +352,41 @@ fn upgrades_and_reloads_during_a_reloaded_upgrade_are_refused_and_leave_it_whole
 }
 
 #[test]
+fn a_scale_during_a_reloaded_upgrade_is_not_undone_by_the_files_workers_when_it_ends() {
+    let (herd, config) = herd_on_config("");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    // The file asks for 3 workers; each new one stays ready 3 s before it replaces an old
+    // one, so the upgrade rolls long enough for a `herd scale` to come in the middle.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let v2 = text
+        .replace("workers = 2", "workers = 3")
+        .replace("min-ready = \"0s\"", "min-ready = \"3s\"");
+    std::fs::write(&config, v2).unwrap();
+    std::thread::scope(|scope| {
+        let reload = scope.spawn(|| herd.ctl(&["upgrade", "--reload-config"]));
+        herd.wait_for_event("config_reloaded", &[("generation", 2.into())]);
+        let (code, stdout, stderr) = herd.ctl(&["scale", "5"]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("to 5 workers"), "{stdout}");
+        let (code, _, stderr) = reload.join().unwrap();
+        assert_eq!(code, 0, "{stderr}");
+    });
+    // The later order stands: the file's 3, read before it, is not applied at the end.
+    let status = herd.status();
+    assert_eq!(status["desired"], 5, "{status}");
+    let undone: Vec<_> = events(&herd.lines())
+        .filter(|e| e["event"] == "scaling" && e["trigger"] == "config file")
+        .cloned()
+        .collect();
+    assert!(undone.is_empty(), "{undone:?}");
+    wait_status(&herd, "5 ready workers", |s| settled(s, 5));
+    // The file's workers = 3 is now the one in force: read again unchanged, the scale stays.
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(herd.status()["desired"], 5);
+}
+
+#[test]
 fn a_reexec_reads_nothing_so_a_broken_or_missing_file_does_not_stop_it() {
     let (herd, config) = herd_on_config("log-format = \"json\"");
     let config = &config;
