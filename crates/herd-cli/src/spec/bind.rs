@@ -256,6 +256,7 @@ pub fn bind_all(
         explicit: specs.iter().filter_map(|s| s.name.clone()).collect(),
         passed: None,
         bound: Vec::new(),
+        files: Vec::new(),
         reuseport,
     };
     for spec in specs {
@@ -298,6 +299,8 @@ struct Binding {
     passed: Option<Passed>,
     /// What this herd bound so far, to tell "given twice" from "in use by another program".
     bound: Vec<(String, &'static str, SocketAddr)>,
+    /// The socket files this herd bound so far (device and inode), likewise.
+    files: Vec<(String, (u64, u64))>,
     /// Whether each TCP socket herd binds itself is the first of a per-slot group.
     reuseport: bool,
 }
@@ -365,7 +368,12 @@ impl Binding {
         let per_slot = self.reuseport && matches!(spec.address, Address::Tcp(_));
         let (socket, address, port, file) = bind_one(spec, per_slot)
             .map_err(|e| twice::explain(e, spec, &self.bound))
+            .map_err(|e| twice::explain_file(e, spec, &self.files))
             .with_context(context)?;
+        if let Some(file) = &file {
+            let (_, dev, ino) = file.parts();
+            self.files.push((spec.text.clone(), (dev, ino)));
+        }
         if let Some(local) = socket.local_addr().ok().and_then(|a| a.as_socket()) {
             self.bound
                 .push((spec.text.clone(), spec.address.kind(), local));

@@ -6,6 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::parse::{Address, BindSpec};
+use super::socket_file;
 
 /// An address that is already in use (`EADDRINUSE`): by another program, or by an earlier
 /// `--bind` of this herd; with who holds it, when `/proc` tells
@@ -79,6 +80,31 @@ pub fn explain(
     };
     match earlier.iter().find(overlaps) {
         Some((text, _, _)) => anyhow::Error::new(given_twice(text, &spec.text)),
+        None => error,
+    }
+}
+
+/// Explains a failed bind of `spec` whose socket file an earlier bind of this herd created:
+/// `earlier` lists the files bound so far (spec text, device and inode). The paths were
+/// written unlike (`unix:app.sock` and `unix:/srv/app.sock`, or through a symlinked
+/// directory), so [`check`] could not tell; the file's identity can.
+pub fn explain_file(
+    error: anyhow::Error,
+    spec: &BindSpec,
+    earlier: &[(String, (u64, u64))],
+) -> anyhow::Error {
+    use std::os::unix::fs::MetadataExt;
+    let Some(socket_file::InUse(path)) = error.downcast_ref::<socket_file::InUse>() else {
+        return error;
+    };
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return error;
+    };
+    match earlier
+        .iter()
+        .find(|(_, file)| *file == (meta.dev(), meta.ino()))
+    {
+        Some((text, _)) => anyhow::Error::new(given_twice(text, &spec.text)),
         None => error,
     }
 }

@@ -252,10 +252,14 @@ fn an_address_given_twice_is_named_so() {
     let unix = format!("unix:{}", sock.display());
     let same = format!("127.0.0.1:{port}");
     let any = format!(":{port}");
+    // The same file written another way: through a symlink to its directory.
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+    let linked = format!("unix:{}", dir.path().join("link/a.sock").display());
     for (first, second) in [
         (same.as_str(), same.as_str()),
         (any.as_str(), same.as_str()),
         (unix.as_str(), unix.as_str()),
+        (unix.as_str(), linked.as_str()),
     ] {
         let first = format!("a={first}");
         let stderr = assert_fails(
