@@ -369,6 +369,17 @@ fn check_options(options: &BindOptions, address: &Address) -> Result<(), String>
                 "option 'v6only' applies to IPv6 addresses ([::]:PORT or :PORT)".to_string(),
             );
         }
+        if let Address::Tcp(hp) | Address::Udp(hp) = address {
+            if let Host::Ip(IpAddr::V6(v6)) = hp.host {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    // The kernel refuses the bind (EINVAL): such an address is IPv4's.
+                    return Err(format!(
+                        "option 'v6only' cannot apply to {v6}, an IPv4-mapped address (an IPv4 \
+                         address, {v4}): drop v6only, or bind {v4} itself"
+                    ));
+                }
+            }
+        }
     }
     if options.mode.is_some() && !matches!(address, Address::UnixPath(_)) {
         return Err(format!(

@@ -111,6 +111,7 @@ fn errors_say_what_is_wrong() {
         ("udp://:53,backlog=5", "stream sockets"),
         ("unix:/a,nodelay", "applies to TCP"),
         ("127.0.0.1:80,v6only", "IPv6"),
+        ("[::ffff:127.0.0.1]:80,v6only", "an IPv4-mapped address"),
         (":80,mode=777", "Unix socket paths"),
         ("unix:/a,mode=999", "octal"),
         ("=:80", "empty socket name"),
