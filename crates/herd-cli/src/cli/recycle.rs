@@ -81,18 +81,24 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses `--max-lifetime DURATION[,jitter=DURATION]`.
 pub fn parse_max_lifetime(text: &str) -> Result<MaxLifetime, String> {
-    let (lifetime, jitter) = match text.split_once(',') {
-        Some((lifetime, option)) => match option.split_once('=') {
-            Some(("jitter", jitter)) => (lifetime, parse_duration(jitter)?),
+    let mut parts = text.split(',');
+    let lifetime = parts.next().unwrap_or_default();
+    let mut jitter = None;
+    for option in parts {
+        match option.split_once('=') {
+            Some(("jitter", _)) if jitter.is_some() => {
+                return Err("jitter is given twice in --max-lifetime: keep one".to_string())
+            }
+            Some(("jitter", value)) => jitter = Some(parse_duration(value)?),
             _ => {
                 return Err(format!(
                     "'{option}' is not an option of --max-lifetime: write \
                      DURATION[,jitter=DURATION] (e.g. 6h,jitter=30m)"
                 ))
             }
-        },
-        None => (text, Duration::ZERO),
-    };
+        }
+    }
+    let jitter = jitter.unwrap_or(Duration::ZERO);
     let lifetime = parse_duration(lifetime)?;
     if lifetime < Duration::from_secs(1) {
         return Err(format!(
@@ -153,6 +159,8 @@ mod tests {
                 "'spread=1m' is not an option of --max-lifetime",
             ),
             ("1h,jitter=x", "not a duration"),
+            ("1h,jitter=1m,jitter=2m", "jitter is given twice"),
+            ("1h,jitter=1m,spread=1m", "'spread=1m' is not an option"),
             ("soon", "not a duration"),
         ] {
             let error = parse_max_lifetime(bad).unwrap_err();
