@@ -63,11 +63,7 @@ fn summary(run: &RunArgs) -> String {
         1 => format!("1 socket ({})", binds[0]),
         n => format!("{n} sockets ({})", binds.join(", ")),
     };
-    let workers = match run.workers {
-        Some(Workers::Fixed(n)) => format!("{n} workers"),
-        Some(Workers::Auto(min, max)) => format!("{min}..{max} workers"),
-        None => "one worker per CPU".to_string(),
-    };
+    let workers = workers(run.workers);
     let command: Vec<String> = run
         .command
         .iter()
@@ -77,4 +73,27 @@ fn summary(run: &RunArgs) -> String {
         "{sockets}, {workers}, command: {}; nothing was bound or started",
         command.join(" ")
     )
+}
+
+/// The pool `workers` asks for, in a few words.
+fn workers(workers: Option<Workers>) -> String {
+    match workers {
+        Some(Workers::Fixed(1)) => "1 worker".to_string(),
+        Some(Workers::Fixed(n)) => format!("{n} workers"),
+        Some(Workers::Auto(min, max)) => format!("{min}..{max} workers"),
+        None => "one worker per CPU".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_is_said_in_good_english() {
+        assert_eq!(workers(Some(Workers::Fixed(1))), "1 worker");
+        assert_eq!(workers(Some(Workers::Fixed(4))), "4 workers");
+        assert_eq!(workers(Some(Workers::Auto(1, 4))), "1..4 workers");
+        assert_eq!(workers(None), "one worker per CPU");
+    }
 }
