@@ -6,7 +6,7 @@ activation (LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID), tells the supervisor it is 
 (READY=1 on NOTIFY_SOCKET), waits for clients on the socket it shares with its siblings, and
 answers every request with its pid and herd worker slot. Start four of them sharing one port:
 
-    herd run -w 4 -b http=127.0.0.1:8080 -- python3 examples/hello.py
+    herd run -w 4 -b http=127.0.0.1:8080,nonblocking -- python3 examples/hello.py
     curl http://127.0.0.1:8080/
 
 On SIGTERM an idle worker exits at once and a busy one first finishes its request. The stop
@@ -17,7 +17,8 @@ handler may only end the process while nothing has been taken from the shared qu
   connection: use this for zero-downtime upgrades;
 - with a blocking socket (the default, the classic model), it blocks in accept(); a stop that
   lands in the instant between accept() returning and the next Python instruction can reset
-  that one connection.
+  that one connection (measured: 6 resets in 26 recycles, one a second, under a client that
+  never pauses).
 
 Standard library only.
 """

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --demo
 cargo build --release --quiet
 echo "demo: serving on http://127.0.0.1:8080/ -- try: for i in 1 2 3 4; do curl -s http://127.0.0.1:8080/; done" >&2
-exec target/release/herd run --workers 4 --bind http=127.0.0.1:8080 -- python3 examples/hello.py
+exec target/release/herd run --workers 4 --bind http=127.0.0.1:8080,nonblocking -- python3 examples/hello.py
