@@ -252,6 +252,7 @@ async fn answer_one(
             Got::Nothing => return Ok(()),
         };
         stream.write_all(response.as_bytes()).await?;
+        let unread = unread || waiting(&stream);
         if let (true, Ok(_lingers)) = (unread, lingering.try_acquire()) {
             linger(&mut stream).await;
         }
@@ -295,6 +296,14 @@ fn body_follows(whole: &str) -> bool {
         name.eq_ignore_ascii_case("transfer-encoding")
             || (name.eq_ignore_ascii_case("content-length") && value.trim() != "0")
     })
+}
+
+/// Whether `stream` holds bytes herd has not read: more than the head that came in a read of
+/// its own (a head that ends at a 1 KiB read's end, a request pipelined after it, a body
+/// nobody announced), which would reset the connection as it closes.
+fn waiting(stream: &tokio::net::TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::uninit()];
+    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(n) if n > 0)
 }
 
 /// How long, and how many bytes, of what a client still sends after its answer (a body, the

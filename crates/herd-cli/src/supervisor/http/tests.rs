@@ -164,6 +164,26 @@ async fn a_head_too_long_is_answered_431_not_reset() {
     );
 }
 
+#[tokio::test]
+async fn a_request_pipelined_after_a_head_read_to_its_end_is_read_not_reset() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, _scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    // A head of exactly 1 KiB is read whole by one read, with nothing after it in that read:
+    // the request pipelined after it is still unread when herd answers, and its close reset
+    // the connection (the client read ECONNRESET after the answer).
+    for size in [1024, 2048] {
+        let start = "GET /healthz HTTP/1.1\r\nX: ";
+        let padding = "a".repeat(size - start.len() - 4);
+        let pipelined = format!("{start}{padding}\r\n\r\nGET /readyz HTTP/1.1\r\n\r\n");
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, pipelined));
+        let answer = answer.await.expect("answers in time");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nok\n"), "{answer}");
+    }
+}
+
 #[test]
 fn a_body_is_seen_after_the_head_or_in_its_fields() {
     assert!(!body_follows("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
