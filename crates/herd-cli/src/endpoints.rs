@@ -47,14 +47,15 @@ pub fn serve(
     (metrics, health): (Option<TcpListener>, Option<TcpListener>),
 ) -> Result<(), Failure> {
     let ready_min = ready_min(args, default_workers)?;
+    let takeover = args.takeover.is_some();
     let metrics = match (metrics, &args.metrics) {
         (Some(listener), _) => Some(listener),
-        (None, Some(spec)) => Some(bind(spec, "--metrics", "metrics")?),
+        (None, Some(spec)) => Some(bind(spec, "--metrics", "metrics", takeover)?),
         (None, None) => None,
     };
     let health = match (health, &args.health) {
         (Some(listener), _) => Some(listener),
-        (None, Some(spec)) => Some(bind(spec, "--health", "health")?),
+        (None, Some(spec)) => Some(bind(spec, "--health", "health", takeover)?),
         (None, None) => None,
     };
     if let Some(listener) = metrics {
@@ -68,11 +69,22 @@ pub fn serve(
 }
 
 /// Binds `spec` for `option`, to serve `what`; where it serves is logged once it does
-/// ([`http::start`](crate::supervisor::http::start)).
-fn bind(spec: &BindSpec, option: &str, what: &str) -> Result<TcpListener, Failure> {
+/// ([`http::start`](crate::supervisor::http::start)). An address in use is said with the advice
+/// of its error alone, and in a `takeover` with why: the old herd still serves its own.
+fn bind(spec: &BindSpec, option: &str, what: &str, takeover: bool) -> Result<TcpListener, Failure> {
     spec::bind_tcp(spec).map_err(|e| {
+        let why = format!("{e:#}");
+        let advice = match (why.contains("already in use"), takeover) {
+            (true, true) => format!(
+                "; a takeover binds {option} anew while the old herd still serves its own: \
+                 give this herd another port (or :0), or use 'herd upgrade' or 'herd reexec', \
+                 which keep it"
+            ),
+            (true, false) => String::new(),
+            (false, _) => "; choose another address".to_string(),
+        };
         Failure::Runtime(anyhow::anyhow!(
-            "cannot serve {what} on {} ({option}): {e:#}; choose another address",
+            "cannot serve {what} on {} ({option}): {why}{advice}",
             spec.text
         ))
     })

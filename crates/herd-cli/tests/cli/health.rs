@@ -368,6 +368,39 @@ impl IdleCrowd {
 }
 
 #[test]
+fn a_takeover_on_the_old_herds_health_port_is_told_to_choose_another() {
+    let old = sleepers(&["-w", "1", "--ready", "delay=0s", "--health", "127.0.0.1:0"]);
+    old.started(1);
+    let health = health_address(&old);
+    let control = old.control();
+    let args = [
+        "run",
+        "--takeover",
+        &control,
+        "-w",
+        "1",
+        "--health",
+        &health,
+        "--",
+        "sleep",
+        "1000",
+    ];
+    // Was: "... already in use by herd (pid N): stop it or choose another port; choose
+    // another address", twice the same advice, and not why a takeover needs another port.
+    let (code, stderr) = herd_output(&args);
+    assert_eq!(code, FAILURE, "{stderr}");
+    let error = stderr.lines().last().unwrap_or_default();
+    assert!(
+        error.starts_with("herd: error: cannot serve health on"),
+        "{stderr}"
+    );
+    assert!(error.contains("a takeover binds --health anew"), "{stderr}");
+    assert!(!error.contains("choose another address"), "{stderr}");
+    // The old herd is untouched.
+    wait_probe(&health, "/readyz", 200, "ok\n");
+}
+
+#[test]
 fn a_takeover_does_not_wait_out_the_old_herds_drain_delay() {
     let mut old = sleepers(&["-w", "1", "--drain-delay", "1h"]);
     old.started(1);
