@@ -17,6 +17,11 @@ use super::waiters::Answer;
 use super::Supervisor;
 use super::{platform, scale, status};
 
+/// Why an attach from a process herd has no pid for is refused.
+const UNSEEN_PEER: &str = "herd cannot attach a process outside its PID namespace (it has no pid \
+     for it there, so it could not stop it): run herd attach in herd's namespace (in its \
+     container: docker exec, kubectl exec), or fetch the sockets without attaching";
+
 impl Supervisor {
     /// Answers a control request, now or once what it asks for is done (`reexec`: the new
     /// binary's check reports to `sources`).
@@ -246,9 +251,18 @@ impl Supervisor {
         names: Vec<String>,
     ) -> Result<Option<u64>, (ErrorCode, String)> {
         let internal = |why: String| (ErrorCode::Internal, why);
-        let pid = peer
-            .pid
-            .ok_or_else(|| internal("cannot identify the attaching process".to_string()))?;
+        let pid = match peer.pid {
+            None => {
+                return Err(internal(
+                    "cannot identify the attaching process".to_string(),
+                ))
+            }
+            // What SO_PEERCRED says of a process outside herd's PID namespace (herd as a
+            // container's PID 1, attached to from the host): herd can neither watch nor
+            // signal it.
+            Some(0) => return Err((ErrorCode::Unavailable, UNSEEN_PEER.to_string())),
+            Some(pid) => pid,
+        };
         let shown = names.join(",");
         let stop_event = self
             .hold_attached(pid, connection, names, Instant::now())

@@ -191,3 +191,40 @@ fn sigterm_while_held() -> bool {
     herd.wait_for_event("stopped", &[]);
     true
 }
+
+/// `herd attach` from outside herd's PID namespace (the host, with herd as a container's PID
+/// 1): herd has no pid for the peer (`SO_PEERCRED` says 0), so it cannot hold or stop it. It
+/// is refused in one line that says so, not "the attaching process has exited" (`internal`),
+/// and herd lists nothing attached.
+#[test]
+fn an_attach_from_outside_herds_pid_namespace_is_refused_saying_so() {
+    if !root_or_skip("a PID namespace (unshare --pid) needs root") {
+        return;
+    }
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            HERD,
+            "--log-format",
+            "json",
+        ])
+        .args(["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "600"]);
+        cmd
+    });
+    herd.started(1);
+    let (code, stdout, stderr) = herd.ctl(&["attach", "--", "true"]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.contains("(unavailable): herd cannot attach a process outside its PID namespace")
+            && stderr.trim_end().lines().count() == 1,
+        "{stderr}"
+    );
+    assert_eq!(herd.status()["attached"], serde_json::json!([]));
+    // Stopped here: dropping the guard would kill unshare alone, and leave herd running.
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}
