@@ -19,15 +19,17 @@
 //! killed with its group, and so is one still running when herd stops (a client waiting for
 //! that re-exec is answered `stopping`); once it has exited, whatever it left in its group is
 //! killed as a [leftover](super::leftovers) and herd does not finish stopping before it is gone.
+//! A herd killed meanwhile (SIGKILL) takes the check child with it (`PR_SET_PDEATHSIG`).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::os::unix::io::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
+use herd_sys::spawn::ExecPlan;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -143,7 +145,10 @@ impl Supervisor {
         let version = version_needed(self.pool.is_draining());
         // With --config, the file's contents the workers run, which the new image reads.
         let config = self.reload.as_ref().map(|r| r.in_force().to_string());
-        let mut child = match self.effects.spawner().start_check(command(&file, version)) {
+        let started = command(&file, version)
+            .map_err(|e| e.to_string())
+            .and_then(|plan| self.effects.spawner().start_check(&plan));
+        let child = match started {
             Ok(child) => child,
             Err(e) => {
                 let why = format!(
@@ -155,7 +160,12 @@ impl Supervisor {
                     .execute(refuse(client, ErrorCode::ReexecCheckFailed, why));
             }
         };
-        let pid = child.id();
+        let CheckChild {
+            pid,
+            stdin,
+            stdout,
+            stderr,
+        } = child;
         let (status_tx, status_rx) = oneshot::channel();
         self.platform
             .reexec_children
@@ -182,11 +192,11 @@ impl Supervisor {
             return self.effects.execute([kill].into_iter().chain(refused));
         }
         let done = done.clone();
-        let stdin = child.stdin.take().map(OwnedFd::from);
         tokio::spawn(async move {
             // Written as it is read; a child that reads none of it fails its check by itself.
-            let give = give_config(stdin, config.unwrap_or_default());
-            let (verdict, ()) = tokio::join!(run_check(child, status_rx, version), give);
+            let give = give_config(Some(stdin), config.unwrap_or_default());
+            let checked = run_check(stdout, stderr, status_rx, version);
+            let (verdict, ()) = tokio::join!(checked, give);
             let _ = done.send(Checked { pid, verdict }).await;
         });
     }
@@ -221,21 +231,26 @@ impl Supervisor {
     }
 }
 
-/// `exe` in check mode with herd's own arguments.
-fn command(exe: &Path, version: u32) -> std::process::Command {
-    let mut command = std::process::Command::new(exe);
-    command
-        .arg(CHECK_ARG)
-        .arg(version.to_string())
-        .arg("--")
-        .args(std::env::args_os().skip(1))
-        .env_remove(super::reexec::STATE_VAR)
-        // Its own group, so that it is killed with whatever it starts.
-        .process_group(0)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command
+/// `exe` in check mode with herd's own arguments and environment (the state's variable
+/// aside), leading a process group of its own, so that it is killed with whatever it starts,
+/// and killed with herd (`PR_SET_PDEATHSIG`): one that hangs does not outlive a herd killed
+/// while it is checked. Executed as it is, never through `/bin/sh` (as `execvp` would a file
+/// that is no program).
+fn command(exe: &Path, version: u32) -> std::io::Result<ExecPlan> {
+    let mut plan = ExecPlan::new(exe.as_os_str())?;
+    plan.arg(exe.as_os_str())?
+        .arg(CHECK_ARG.as_ref())?
+        .arg(version.to_string().as_ref())?
+        .arg("--".as_ref())?;
+    for arg in std::env::args_os().skip(1) {
+        plan.arg(&arg)?;
+    }
+    for (key, value) in std::env::vars_os().filter(|(k, _)| k != super::reexec::STATE_VAR) {
+        plan.env(&key, &value)?;
+    }
+    plan.new_process_group(true)
+        .parent_death_signal(Some(herd_sys::process::Signal::KILL));
+    Ok(plan)
 }
 
 /// Writes `config` (the config file's contents the workers run; empty without one) to the
@@ -250,17 +265,27 @@ async fn give_config(stdin: Option<OwnedFd>, config: String) {
     let _ = tokio::time::timeout(TIMEOUT, pipe.write_all(config.as_bytes())).await;
 }
 
+/// A started check child: its pid, and our ends of its standard streams.
+pub struct CheckChild {
+    /// Its pid, which is also its process group's id.
+    pub pid: u32,
+    /// Where herd writes the config file's contents (the child's fd 0).
+    pub stdin: OwnedFd,
+    /// What it writes to its fd 1.
+    pub stdout: OwnedFd,
+    /// What it writes to its fd 2.
+    pub stderr: OwnedFd,
+}
+
 /// Reads the child's output and waits for its exit status, within [`TIMEOUT`].
 async fn run_check(
-    mut child: std::process::Child,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
     status: oneshot::Receiver<ExitStatus>,
     version: u32,
 ) -> Result<String, String> {
-    let pipe = |fd: Option<OwnedFd>| {
-        fd.and_then(|fd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok())
-    };
-    let stdout = pipe(child.stdout.take().map(OwnedFd::from));
-    let stderr = pipe(child.stderr.take().map(OwnedFd::from));
+    let pipe = |fd: OwnedFd| tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok();
+    let (stdout, stderr) = (pipe(stdout), pipe(stderr));
     let read = |pipe: Option<tokio::net::unix::pipe::Receiver>| async move {
         let mut out = Vec::new();
         if let Some(pipe) = pipe {

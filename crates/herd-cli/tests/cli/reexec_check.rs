@@ -139,12 +139,46 @@ fn a_stop_cancels_a_reexec_being_checked_and_kills_the_check() {
     let (copy_dir, copy) = herd_copy();
     let mut herd = Herd::start_via(std::process::Command::new(&copy), &ONE_SLEEPER);
     herd.started(1);
-    let pid_file = copy_dir.path().join("check.pid");
+    let (check, mut client) = hanging_check(&herd, copy_dir.path(), &copy);
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    assert!(!alive(check), "the check child does not outlive herd");
+    let status = wait_child(&mut client, TIMEOUT, libc::SIGKILL).unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("herd is stopping"), "{stderr}");
+}
+
+/// herd killed (SIGKILL) while a re-exec is being checked: the check child, which hangs, dies
+/// with it (it was left running for good, re-parented to init).
+#[test]
+fn a_check_dies_with_a_herd_killed_while_it_runs() {
+    let (copy_dir, copy) = herd_copy();
+    let mut herd = Herd::start_via(std::process::Command::new(&copy), &ONE_SLEEPER);
+    herd.started(1);
+    let (check, mut client) = hanging_check(&herd, copy_dir.path(), &copy);
+    herd.signal(libc::SIGKILL);
+    herd.wait_exit();
+    wait_gone(&[check]);
+    let _ = wait_child(&mut client, TIMEOUT, libc::SIGKILL);
+}
+
+/// Replaces `copy`, the binary `herd` runs from, by a script that writes its pid and hangs, and
+/// asks for a re-exec: the check child's pid, once it runs, and the `herd reexec` client
+/// waiting for it.
+fn hanging_check(
+    herd: &Herd,
+    dir: &std::path::Path,
+    copy: &std::path::Path,
+) -> (u32, std::process::Child) {
+    let pid_file = dir.join("check.pid");
     let script = format!(
         "#!/bin/sh\necho $$ > '{}.next'\nmv '{0}.next' '{0}'\nexec sleep 31\n",
         pid_file.display()
     );
-    replace_binary(&copy, script.as_bytes());
+    replace_binary(copy, script.as_bytes());
     // Retried while the new file is "busy" (see `reexec`).
     let spawn = || {
         std::process::Command::new(HERD)
@@ -175,13 +209,5 @@ fn a_stop_cancels_a_reexec_being_checked_and_kills_the_check() {
         .parse()
         .unwrap();
     assert!(alive(check));
-    let (code, _, stderr) = herd.ctl(&["stop"]);
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(herd.wait_exit().code(), Some(0));
-    assert!(!alive(check), "the check child does not outlive herd");
-    let status = wait_child(&mut client, TIMEOUT, libc::SIGKILL).unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("herd is stopping"), "{stderr}");
+    (check, client)
 }

@@ -5,7 +5,7 @@
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use herd_sys::spawn::Job;
+use herd_sys::spawn::{ExecPlan, Job};
 
 use anyhow::Context;
 
@@ -15,6 +15,7 @@ use crate::command::{StartError, WorkerCommand};
 use crate::logging::LogEvent;
 use crate::spec::Listener;
 use crate::supervisor::fork_server::{Ended, Gate, Opened, Replied, Unanswered};
+use crate::supervisor::reexec_check::CheckChild;
 use crate::supervisor::reload::Commands;
 use crate::supervisor::warm_up::{Lowered, Lowering, SchedStat, Spawned};
 
@@ -427,11 +428,28 @@ impl Spawner {
     }
 
     /// Starts a re-exec check child (see [`reexec_check`](crate::supervisor::reexec_check)).
-    pub fn start_check(
-        &self,
-        mut command: std::process::Command,
-    ) -> std::io::Result<std::process::Child> {
-        command.spawn()
+    pub fn start_check(&self, plan: &ExecPlan) -> Result<CheckChild, String> {
+        let (stdin, to_stdin) = std::io::pipe().map_err(|e| e.to_string())?;
+        let (from_stdout, stdout) = std::io::pipe().map_err(|e| e.to_string())?;
+        let (from_stderr, stderr) = std::io::pipe().map_err(|e| e.to_string())?;
+        let stdio = herd_sys::spawn::Stdio {
+            stdin: Some(stdin.as_fd()),
+            stdout: Some(stdout.as_fd()),
+            stderr: Some(stderr.as_fd()),
+        };
+        let pid = plan.spawn_with(&[], &stdio).map_err(|e| match e.stage() {
+            // "cannot run it to check it: Exec format error", not "...: cannot execute: ...".
+            herd_sys::spawn::Stage::Exec => {
+                std::error::Error::source(&e).map_or(e.to_string(), |e| e.to_string())
+            }
+            _ => e.to_string(),
+        })?;
+        Ok(CheckChild {
+            pid,
+            stdin: to_stdin.into(),
+            stdout: from_stdout.into(),
+            stderr: from_stderr.into(),
+        })
     }
 
     /// The `--rlimit` options whose limit sends `signal` to a worker that passes it.
