@@ -70,8 +70,12 @@ pub struct Received {
     /// The fds that came with them, in order, close-on-exec.
     pub fds: Vec<OwnedFd>,
     /// Whether the kernel had to drop fds that did not fit (`MSG_CTRUNC`): the sender sent
-    /// more than one message allows.
+    /// more than one message allows, or this process ran out of files (see `out_of_files`).
     pub fds_truncated: bool,
+    /// With `fds_truncated`: whether this process had no file left to open once the kernel had
+    /// installed what it could (`EMFILE`, its open-file limit), which is then why the rest were
+    /// dropped, not the sender.
+    pub out_of_files: bool,
 }
 
 /// Receives bytes and any fds attached to them (blocking unless the socket is non-blocking).
@@ -124,10 +128,16 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recei
     for fd in &fds {
         crate::fd::set_cloexec(std::os::unix::io::AsFd::as_fd(fd), true)?;
     }
+    let fds_truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    // Asked while the fds received are still open: the kernel stops installing them at
+    // EMFILE, so a table it filled has no room for one more.
+    let out_of_files = fds_truncated
+        && matches!(socket.try_clone_to_owned(), Err(e) if e.raw_os_error() == Some(libc::EMFILE));
     Ok(Received {
         len: n,
         fds,
-        fds_truncated: msg.msg_flags & libc::MSG_CTRUNC != 0,
+        fds_truncated,
+        out_of_files,
     })
 }
 

@@ -231,6 +231,13 @@ impl Answer<'_> {
             Err(e) if matches!(e.kind(), WouldBlock | TimedOut) => return Err(late()),
             Err(e) => return Err(Error::io(format!("cannot read from {shown}"), e)),
         };
+        if got.out_of_files {
+            let why = format!(
+                "cannot receive the sockets from {shown}: {}",
+                out_of_files_hint()
+            );
+            return Err(Error::new(ErrorKind::Io, why));
+        }
         if got.fds_truncated {
             return Err(not_herd(format!(
                 "{shown} sent more fds than fit in one message"
@@ -238,6 +245,18 @@ impl Answer<'_> {
         }
         Ok(got)
     }
+}
+
+/// Why sockets that herd sent could not all be received: this process is at its open-file
+/// limit, which the message names, and how to raise it.
+fn out_of_files_hint() -> String {
+    let limit = herd_sys::process::nofile_limit()
+        .map(|(soft, _)| format!(" ({soft})"))
+        .unwrap_or_default();
+    format!(
+        "this process has no file left to open them: its open-file limit{limit} is too low \
+         for them; raise it (ulimit -n, systemd's LimitNOFILE=)"
+    )
 }
 
 fn not_herd(message: String) -> Error {

@@ -352,6 +352,13 @@ impl Client {
             }
         };
         self.fds.extend(got.fds);
+        if got.out_of_files {
+            return Err(ClientError::Io {
+                path: self.path.clone(),
+                what: "cannot receive the sockets from",
+                source: io::Error::other(out_of_files_hint()),
+            });
+        }
         if got.fds_truncated {
             return Err(ClientError::NotHerd {
                 path: self.path.clone(),
@@ -437,6 +444,18 @@ pub fn connect_nonblocking(path: &Path) -> Result<UnixStream, ClientError> {
         .connect(&address)
         .map_err(|e| ClientError::from_connect(path, e))?;
     Ok(socket.into())
+}
+
+/// Why sockets that herd sent could not all be received: this process is at its open-file
+/// limit, which the message names, and how to raise it.
+fn out_of_files_hint() -> String {
+    let limit = herd_sys::process::nofile_limit()
+        .map(|(soft, _)| format!(" ({soft})"))
+        .unwrap_or_default();
+    format!(
+        "this process has no file left to open them: its open-file limit{limit} is too low for \
+         them; raise it (ulimit -n, systemd's LimitNOFILE=)"
+    )
 }
 
 #[cfg(test)]

@@ -211,6 +211,35 @@ fn more_sockets_than_one_message_holds_arrive_in_batches() {
     }
 }
 
+/// `herd attach` under an open-file limit too low for the sockets herd sends: the kernel
+/// installs what fits and drops the rest (`MSG_CTRUNC`). The error names the limit and how to
+/// raise it, not "unexpected answer ...: more fds than fit in one message", which blamed herd.
+#[test]
+fn attach_under_too_low_a_file_limit_says_so() {
+    let mut args: Vec<&str> = vec!["run", "-w", "1"];
+    for _ in 0..12 {
+        args.extend(["-b", "127.0.0.1:0"]);
+    }
+    args.extend(["--", "sleep", "1000"]);
+    let herd = Herd::start(&args);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    let out = Command::new("prlimit")
+        .args(["--nofile=8:8", HERD, "attach", "--", "true"])
+        .env("HERD_CONTROL", herd.control())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot receive the sockets from")
+            && stderr.contains("its open-file limit (8) is too low for them; raise it (ulimit -n")
+            && stderr.trim_end().lines().count() == 1,
+        "{stderr}"
+    );
+}
+
 /// `herd attach` run with stray fds of its caller in and around 3..3+N (as an interactive
 /// shell keeps fd 10 open): the attached program gets exactly the N sockets at 3, 4, ... (the
 /// same sockets as herd's own worker) and none of the strays, for 8, 64 and 300 sockets.
