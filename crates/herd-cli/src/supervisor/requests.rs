@@ -64,37 +64,8 @@ impl Supervisor {
                 fast,
                 takeover,
             } => {
-                if takeover {
-                    if let Err((code, why)) =
-                        self.phase.taken_over(peer.pid, platform::process_runs)
-                    {
-                        tracing::warn!(
-                            event = LogEvent::TakeoverRefused.as_str(),
-                            by = peer.pid,
-                            "a second takeover's stop refused: {why}"
-                        );
-                        let answer = Answer::new(client, Response::error(code, why));
-                        return self.effects.execute([Effect::Answer(answer)]);
-                    }
-                    tracing::info!(
-                        event = LogEvent::TakenOver.as_str(),
-                        "taken over: the socket files are the new herd's now"
-                    );
-                    self.effects.execute([Effect::ReleaseSocketFiles]);
-                }
-                self.waiters.stop_asked(client);
                 let grace = grace_ms.map(Duration::from_millis);
-                // The new herd of a takeover serves the sockets already: no drain.
-                if takeover {
-                    return self.stop("herd stop", !fast, grace);
-                }
-                let reason = "herd stop".to_string();
-                let graceful = !fast;
-                return self.request_stop(StopRequest {
-                    reason,
-                    graceful,
-                    grace,
-                });
+                return self.stop_request(client, peer, !fast, grace, takeover);
             }
             Command::Signal { signal, slot } => self.signal_request(&signal, slot),
             // The control server answers it, off the loop (control::logs).
@@ -105,6 +76,44 @@ impl Supervisor {
         };
         let answer = Answer::new(client, response);
         self.effects.execute([Effect::Answer(answer)]);
+    }
+
+    /// The `stop` command, `graceful` or not, with `grace` (else `--grace`); `takeover`: the
+    /// stop that ends a takeover (by `peer`), carried out only for the first herd to take this
+    /// one over ([`phase::Phase::taken_over`](super::phase::Phase::taken_over)), and without
+    /// `--drain-delay`: the new herd serves the sockets already.
+    fn stop_request(
+        &mut self,
+        client: Client,
+        peer: Peer,
+        graceful: bool,
+        grace: Option<Duration>,
+        takeover: bool,
+    ) {
+        if takeover {
+            if let Err((code, why)) = self.phase.taken_over(peer.pid, platform::process_runs) {
+                tracing::warn!(
+                    event = LogEvent::TakeoverRefused.as_str(),
+                    by = peer.pid,
+                    "a second takeover's stop refused: {why}"
+                );
+                let answer = Answer::new(client, Response::error(code, why));
+                return self.effects.execute([Effect::Answer(answer)]);
+            }
+            tracing::info!(
+                event = LogEvent::TakenOver.as_str(),
+                "taken over: the socket files are the new herd's now"
+            );
+            self.effects.execute([Effect::ReleaseSocketFiles]);
+            self.waiters.stop_asked(client);
+            return self.stop("herd stop", graceful, grace);
+        }
+        self.waiters.stop_asked(client);
+        self.request_stop(StopRequest {
+            reason: "herd stop".to_string(),
+            graceful,
+            grace,
+        });
     }
 
     /// The `status` command: the pool, the sockets, attached processes, leftovers and
