@@ -28,6 +28,16 @@ fn main() -> ExitCode {
 
 #[cfg(unix)]
 fn run_command() -> ExitCode {
+    // `herd run`: a signal sent before the handlers are in place (while herd reads its config
+    // file, say) waits for them (the start lets it through) instead of being lost (as PID 1)
+    // or ending herd. The other commands get their inherited mask back once parsed.
+    let held = match herd_cli::supervisor::hold_signals_early() {
+        Ok(held) => held,
+        Err(e) => {
+            logging::line(&format!("herd: error: cannot block signals: {e}"));
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
     // Before anything opens a file: fds 0-2 exist, and nothing herd inherited can leak into a
     // worker.
     if let Err(e) =
@@ -58,11 +68,9 @@ fn run_command() -> ExitCode {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
-    // `herd run`: a signal sent before the handlers are in place waits for them (the start
-    // lets it through) instead of being lost (as PID 1) or ending herd.
-    if matches!(cli.command, cli::Command::Run(_)) {
-        if let Err(e) = herd_cli::supervisor::hold_signals_until_started() {
-            logging::line(&format!("herd: error: cannot block signals: {e}"));
+    if !matches!(cli.command, cli::Command::Run(_)) {
+        if let Err(e) = held.release() {
+            logging::line(&format!("herd: error: cannot unblock signals: {e}"));
             return ExitCode::from(exit::FAILURE);
         }
     }

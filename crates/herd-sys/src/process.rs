@@ -44,8 +44,8 @@ pub use priority::{
 };
 pub use reap::{peek_any_exit, peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{
-    block_signals, catch, caught, default_disposition, signal_thread, unblock_signals,
-    wait_for_signal,
+    block_signals, blocked_signals, catch, caught, default_disposition, signal_thread,
+    unblock_signals, wait_for_signal,
 };
 pub(crate) use signal::max_signal;
 pub use signal::Signal;

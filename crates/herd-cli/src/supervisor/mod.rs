@@ -103,12 +103,38 @@ pub use platform::{Control, MoveTo, NotifyPipe, NotifySocket, SharedMemories, Si
 pub use recycling::policy as recycling_policy;
 pub use takeover::Takeover;
 
-/// Holds back every signal herd handles until its handlers are in place (the start lets them
-/// through), so that none sent meanwhile is lost: as PID 1, the kernel drops a signal that has
-/// no handler yet, unless it is blocked.
+/// The signals `herd run` handles, held back from herd's first instruction (before it reads
+/// its config file or parses its command line) until its handlers are in place (the start
+/// lets them through), so that one sent that early waits for them instead of ending or
+/// stopping herd, or being lost (as PID 1, the kernel drops a signal that has no handler yet,
+/// unless it is blocked); [`HeldEarly::release`] gives a command other than `run` its
+/// inherited mask back (`herd attach` passes it on to what it executes).
 #[cfg(unix)]
-pub fn hold_signals_until_started() -> std::io::Result<()> {
-    herd_sys::process::block_signals(&platform::signals::held())
+pub struct HeldEarly {
+    /// The held signals that were not blocked already.
+    added: Vec<herd_sys::process::Signal>,
+}
+
+/// Holds back the signals `herd run` handles (see [`HeldEarly`]).
+#[cfg(unix)]
+pub fn hold_signals_early() -> std::io::Result<HeldEarly> {
+    let held = platform::signals::held();
+    let inherited = herd_sys::process::blocked_signals(&held)?;
+    herd_sys::process::block_signals(&held)?;
+    let added = held
+        .into_iter()
+        .filter(|s| !inherited.contains(s))
+        .collect();
+    Ok(HeldEarly { added })
+}
+
+#[cfg(unix)]
+impl HeldEarly {
+    /// Unblocks what [`hold_signals_early`] blocked, and only that: pending ones are
+    /// delivered now.
+    pub fn release(self) -> std::io::Result<()> {
+        herd_sys::process::unblock_signals(&self.added)
+    }
 }
 
 /// How long `herd upgrade` (or SIGHUP) may take unless told otherwise.

@@ -301,3 +301,25 @@ fn a_stop_closed_unanswered_by_a_server_still_listening_is_an_error() {
     assert!(!stdout.contains("stopped"), "{stdout}");
     assert!(stderr.contains("closed"), "{stderr}");
 }
+
+#[test]
+fn a_stop_signal_sent_while_herd_reads_its_config_waits_for_its_handlers() {
+    // A config file that is a FIFO: herd waits in its open until the test writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("herd.toml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success());
+    let mut herd = Herd::start(&["run", "--config", fifo.to_str().unwrap()]);
+    // Held back from herd's first instruction (was: only once the config was read, so a
+    // SIGTERM, SIGHUP or SIGUSR2 sent meanwhile ended herd, a SIGTTIN stopped it).
+    let term = 1u64 << (libc::SIGTERM - 1);
+    wait_until("SIGTERM held back while herd reads its config", || {
+        let blocked = u64::from_str_radix(&status_field(herd.pid(), "SigBlk"), 16).unwrap();
+        (blocked & term != 0).then_some(())
+    });
+    herd.signal(libc::SIGTERM);
+    let config = "bind = [\"127.0.0.1:0\"]\nworkers = 1\ncommand = [\"sleep\", \"1000\"]\n";
+    std::fs::write(&fifo, config).unwrap();
+    herd.wait_for_event("stopping", &[]);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}

@@ -17,6 +17,24 @@ pub fn unblock_signals(signals: &[Signal]) -> io::Result<()> {
     change_mask(libc::SIG_UNBLOCK, signals)
 }
 
+/// Which of `signals` this thread blocks now.
+pub fn blocked_signals(signals: &[Signal]) -> io::Result<Vec<Signal>> {
+    // SAFETY: pthread_sigmask with a null set only writes the current mask into `mask`, a
+    // zeroed sigset_t we own; sigismember reads it.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut mask);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(signals
+            .iter()
+            .copied()
+            .filter(|s| libc::sigismember(&mask, s.0) == 1)
+            .collect())
+    }
+}
+
 fn change_mask(how: libc::c_int, signals: &[Signal]) -> io::Result<()> {
     // SAFETY: sigemptyset/sigaddset fill a zeroed sigset_t we own; pthread_sigmask reads it.
     let rc = unsafe {
