@@ -65,6 +65,21 @@ pub fn signal_process(pid: u32, signal: Signal) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this process may send signals to `pid` (`kill(pid, 0)`, which sends none): false
+/// where the system refuses (`EPERM`: another user's process, without `CAP_KILL`); an error
+/// when there is no such process.
+pub fn may_signal(pid: u32) -> io::Result<bool> {
+    // SAFETY: kill takes plain integers; signal 0 only checks the process and the permission.
+    if unsafe { libc::kill(to_pid(pid)?, 0) } == 0 {
+        return Ok(true);
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EPERM) => Ok(false),
+        _ => Err(err),
+    }
+}
+
 /// Sends `signal` to the process group led by `pid` (`kill(-pid)`), which reaches a worker and
 /// any children it forked; falls back to the process alone when it left that group.
 pub fn signal_group(pid: u32, signal: Signal) -> io::Result<()> {

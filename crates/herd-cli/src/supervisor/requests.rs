@@ -272,6 +272,9 @@ impl Supervisor {
             Some(0) => return Err((ErrorCode::Unavailable, UNSEEN_PEER.to_string())),
             Some(pid) => pid,
         };
+        if let Some(why) = platform::unstoppable(pid, peer.uid) {
+            return Err((ErrorCode::Unavailable, why));
+        }
         let shown = names.join(",");
         let stop_event = self
             .hold_attached(pid, connection, names, Instant::now())

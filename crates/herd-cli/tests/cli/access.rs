@@ -367,13 +367,24 @@ fn an_allowed_user_names_another_users_herd_with_control_owner() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("\"workers\""), "{stdout}");
-    // herd attach passes the name on, so the program it becomes trusts the same herd.
-    let out = tmp.path().join("owner.txt");
-    let script = format!("printf %s \"$HERD_CONTROL_OWNER\" > {}", out.display());
+    // But herd (as app) may not signal deploy's processes: it could not stop one attached
+    // with the pool, which would go on holding the port after herd stopped. Refused, saying
+    // so (was: attached, then given up on at herd's stop, which exited 0).
+    let out = tmp.path().join("ran.txt");
+    let script = format!("touch {}", out.display());
     let attach = [&owner[..], &["attach", "--", "sh", "-c", &script]].concat();
-    let (code, _, stderr) = herd_as(DEPLOY, DEPLOY, &[], &attach);
+    let (code, stdout, stderr) = herd_as(DEPLOY, DEPLOY, &[], &attach);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert!(
+        stderr.contains("herd (uid 4242) may not signal the attaching process (uid 4343)")
+            && stderr.trim_end().lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(!out.exists(), "the command ran");
+    let (code, stdout, stderr) = herd_as(APP, APP, &[], &["--control", shown, "status", "--json"]);
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "4242");
+    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["attached"], serde_json::json!([]));
 }
 
 #[test]

@@ -277,3 +277,37 @@ fn a_worker_attached_to_another_herd_by_the_library_stops_on_that_herds_signal()
         );
     }
 }
+
+#[test]
+fn herd_attach_passes_the_named_owner_on_to_its_command() {
+    if !crate::access::root() {
+        return;
+    }
+    const DEPLOY: u32 = 4343;
+    // A herd that may signal deploy's processes (root's), which deploy trusts by itself, and
+    // a name deploy gives anyway: herd attach passes it on, so that the program it becomes
+    // trusts the same herds.
+    let tmp = crate::access::shared_tmp();
+    let sock = tmp.path().join("herd.sock");
+    let herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.env("HERD_CONTROL", &sock)
+            .args(["run", "-w", "1", "--control-allow-uid", "4343"])
+            .args(["-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+        cmd
+    });
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    let out = tmp.path().join("owner.txt");
+    let script = format!("printf %s \"$HERD_CONTROL_OWNER\" > {}", out.display());
+    let owner = [
+        "--control",
+        sock.to_str().unwrap(),
+        "--control-owner",
+        "4242",
+    ];
+    let attach = [&owner[..], &["attach", "--", "sh", "-c", &script]].concat();
+    let (code, _, stderr) = crate::access::herd_as(DEPLOY, DEPLOY, &[], &attach);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "4242");
+}

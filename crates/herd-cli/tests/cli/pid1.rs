@@ -1,7 +1,7 @@
 //! herd as a container's PID 1, in a PID namespace of its own (`unshare --pid --fork
-//! --mount-proc`, which needs root): it reaps the orphans of the whole namespace, takes the
-//! runtime's SIGTERM as a graceful stop (a request in flight finishes), even one sent before
-//! its handlers are in place, exits 0, and leaves nothing behind.
+//! --kill-child --mount-proc`, which needs root): it reaps the orphans of the whole namespace,
+//! takes the runtime's SIGTERM as a graceful stop (a request in flight finishes), even one sent
+//! before its handlers are in place, exits 0, and leaves nothing behind.
 
 use std::process::Command;
 
@@ -48,6 +48,8 @@ fn herd_as_pid_1_reaps_every_orphan_and_drains_on_sigterm() {
         cmd.args([
             "--pid",
             "--fork",
+            // A test that fails mid-way drops its guard, which kills unshare: herd with it.
+            "--kill-child",
             "--mount-proc",
             HERD,
             "--log-format",
@@ -150,6 +152,8 @@ fn sigterm_while_held() -> bool {
         cmd.args([
             "--pid",
             "--fork",
+            // A test that fails mid-way drops its guard, which kills unshare: herd with it.
+            "--kill-child",
             "--mount-proc",
             HERD,
             "--log-format",
@@ -175,7 +179,7 @@ fn sigterm_while_held() -> bool {
             Some((true, _)) if herd_image => break pid,
             Some((false, true)) if herd_image => {
                 // Too late: herd handles SIGTERM already. Killing the namespace's PID 1 ends
-                // the namespace and then unshare (killing unshare would leave herd running).
+                // the namespace and then unshare.
                 // SAFETY: kill with the pid of herd, our grandchild, not reaped meanwhile.
                 assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
                 herd.wait_exit();
@@ -206,6 +210,8 @@ fn an_attach_from_outside_herds_pid_namespace_is_refused_saying_so() {
         cmd.args([
             "--pid",
             "--fork",
+            // A test that fails mid-way drops its guard, which kills unshare: herd with it.
+            "--kill-child",
             "--mount-proc",
             HERD,
             "--log-format",
@@ -223,7 +229,7 @@ fn an_attach_from_outside_herds_pid_namespace_is_refused_saying_so() {
         "{stderr}"
     );
     assert_eq!(herd.status()["attached"], serde_json::json!([]));
-    // Stopped here: dropping the guard would kill unshare alone, and leave herd running.
+    // Stopped here, as a user would (the guard's drop kills unshare, and herd with it).
     let (code, _, stderr) = herd.ctl(&["stop"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(herd.wait_exit().code(), Some(0));

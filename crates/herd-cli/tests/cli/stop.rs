@@ -303,23 +303,42 @@ fn a_stop_closed_unanswered_by_a_server_still_listening_is_an_error() {
 }
 
 #[test]
-fn a_stop_signal_sent_while_herd_reads_its_config_waits_for_its_handlers() {
-    // A config file that is a FIFO: herd waits in its open until the test writes it.
+fn a_signal_sent_before_herd_has_read_its_command_line_does_not_end_it() {
+    // herd reads a re-exec's state (handed over on an fd) before its command line and config
+    // file: that read waits here on a FIFO the test writes once herd holds SIGHUP back.
     let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("herd.toml");
+    let fifo = dir.path().join("state");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status();
     assert!(made.unwrap().success());
-    let mut herd = Herd::start(&["run", "--config", fifo.to_str().unwrap()]);
-    // Held back from herd's first instruction (was: only once the config was read, so a
-    // SIGTERM, SIGHUP or SIGUSR2 sent meanwhile ended herd, a SIGTTIN stopped it).
-    let term = 1u64 << (libc::SIGTERM - 1);
-    wait_until("SIGTERM held back while herd reads its config", || {
-        let blocked = u64::from_str_radix(&status_field(herd.pid(), "SigBlk"), 16).unwrap();
-        (blocked & term != 0).then_some(())
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "exec \"$@\" 3<\"$HERD_TEST_FIFO\"", "sh", HERD])
+            .args([
+                "--log-format",
+                "json",
+                "run",
+                "-b",
+                "127.0.0.1:0",
+                "--",
+                "true",
+            ])
+            .env("HERD_TEST_FIFO", &fifo)
+            .env("HERD_REEXEC_STATE", "3");
+        cmd
     });
-    herd.signal(libc::SIGTERM);
-    let config = "bind = [\"127.0.0.1:0\"]\nworkers = 1\ncommand = [\"sleep\", \"1000\"]\n";
-    std::fs::write(&fifo, config).unwrap();
-    herd.wait_for_event("stopping", &[]);
-    assert_eq!(herd.wait_exit().code(), Some(0));
+    let mut state = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // Held back from herd's first instruction (was: only once its command line and config
+    // were read, so that a SIGHUP, SIGUSR2 or SIGUSR1 sent meanwhile ended herd, started
+    // with `&` or as a service, and a SIGTTIN stopped it).
+    let hup = 1u64 << (libc::SIGHUP - 1);
+    wait_until("SIGHUP held back while herd reads its state", || {
+        let blocked = u64::from_str_radix(&status_field(herd.pid(), "SigBlk"), 16).unwrap();
+        (blocked & hup != 0).then_some(())
+    });
+    herd.signal(libc::SIGHUP);
+    state.write_all(b"not a state").unwrap();
+    drop(state);
+    // herd goes on, and fails on the state it was given: not ended by the signal.
+    let status = herd.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
 }

@@ -145,6 +145,12 @@ pub fn attached_stop_signal(_signal: Signal) -> Option<String> {
     None
 }
 
+/// Why herd could not stop the attaching process: never on Windows, where it holds the
+/// process's handle and sets its stop event (on Unix, another user's process).
+pub fn unstoppable(_pid: u32, _uid: Option<u32>) -> Option<String> {
+    None
+}
+
 /// A duplicate of `l`'s socket; `None` once herd closed its copy.
 pub fn copy_socket(l: &Listener) -> Option<std::io::Result<SocketCopy>> {
     use std::os::windows::io::AsSocket;
