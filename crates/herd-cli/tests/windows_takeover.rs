@@ -190,3 +190,44 @@ fn a_failed_takeover_of_a_herd_gone_meanwhile_serves_on_rather_than_nothing() {
     );
     new.stop();
 }
+
+#[test]
+fn of_two_takeovers_at_once_one_serves_and_the_other_gives_up() {
+    let mut old = Herd::start(&["-w", "1"]);
+    old.answers(1, 1);
+    let load = Load::start(&old.addr);
+    // Both take the socket and start their workers; the first to stop the old herd serves,
+    // and the other gives up rather than serve beside it: the old herd refuses its stop
+    // (`taken_over`), or the winner holds the control pipe's name by then.
+    let mut takers = [
+        Herd::take_over(&old, &["-w", "1"]),
+        Herd::take_over(&old, &["-w", "1"]),
+    ];
+    old.wait_for("taken_over");
+    assert!(old.child.wait().unwrap().success(), "the old herd exits 0");
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let (lost, exit) = 'gave_up: loop {
+        assert!(std::time::Instant::now() < deadline, "neither gave up");
+        for (i, taker) in takers.iter_mut().enumerate() {
+            if let Some(exit) = taker.child.try_wait().unwrap() {
+                break 'gave_up (i, exit);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let [first, second] = takers;
+    let (winner, loser) = if lost == 0 {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    assert_eq!(exit.code(), Some(1), "the loser exits 1");
+    let aborted = loser.wait_for("takeover_aborted");
+    let won = winner.child.id().to_string();
+    assert!(aborted.to_string().contains(&won), "{aborted}");
+    winner.wait_for("takeover_complete");
+    assert_eq!(status(&winner.name)["pid"], winner.child.id());
+    winner.answers(1, 2);
+    load.finish_without_failures(10);
+    winner.stop();
+}
