@@ -12,6 +12,7 @@ mod balance;
 mod clients;
 mod config;
 mod config_refusals;
+mod config_reload;
 mod control;
 mod control_crowds;
 mod conventions;
