@@ -4,11 +4,11 @@ use std::io::Write;
 
 use anyhow::anyhow;
 
-use super::{failure, Connect, QUICK};
+use super::{call, failure, Connect, QUICK};
 use crate::cli::LogsArgs;
 use crate::control::client::Client;
 use crate::control::protocol::Command;
-use crate::control::results::{LogFrame, LogLine, LogsResult};
+use crate::control::results::{LogFrame, LogLine, LogsResult, Status};
 use crate::exit::Failure;
 use crate::output::{prefixed, Writer};
 
@@ -18,8 +18,27 @@ use crate::output::{prefixed, Writer};
 pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure> {
     let mut last = None;
     let mut client = connect().map_err(failure)?;
+    if let (Some(slot), true) = (args.worker, args.follow) {
+        if let Some(why) = not_in_pool(slot, connect)? {
+            crate::logging::line(&format!(
+                "herd logs: slot {slot} is not in the pool ({why}): following it in case it starts"
+            ));
+        }
+    }
     loop {
         match follow_once(args, &mut client, &mut last)? {
+            // Nothing from a slot that is not in the pool: a typo, most likely.
+            Ended::Done if last.is_none() && !args.follow => {
+                let Some(slot) = args.worker else {
+                    return Ok(());
+                };
+                return match not_in_pool(slot, connect)? {
+                    Some(why) => Err(Failure::Runtime(anyhow!(
+                        "no lines from slot {slot}, which is not in the pool ({why})"
+                    ))),
+                    None => Ok(()),
+                };
+            }
             Ended::Done => return Ok(()),
             Ended::Closed => {}
         }
@@ -32,6 +51,21 @@ pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure>
         crate::logging::line("herd logs: herd closed the connection (a re-exec?); following on");
         client = again;
     }
+}
+
+/// Which slots herd runs, if `slot` is not one of them (it is not below the pool's size, and
+/// no worker there stops): `None` when it is.
+fn not_in_pool(slot: usize, connect: Connect<'_>) -> Result<Option<String>, Failure> {
+    let status: Status = call(connect, Command::Status, Some(QUICK))?;
+    if slot < status.desired || status.workers.iter().any(|w| w.slot == slot) {
+        return Ok(None);
+    }
+    let runs = match status.desired {
+        0 => "herd runs no worker now".to_string(),
+        1 => "herd runs slot 0".to_string(),
+        n => format!("herd runs slots 0 to {}", n - 1),
+    };
+    Ok(Some(format!("{runs}: herd status lists them")))
 }
 
 /// How one connection's lines ended.

@@ -228,6 +228,23 @@ fn logs_shows_the_last_lines_of_one_worker_or_all() {
 }
 
 #[test]
+fn logs_of_a_slot_not_in_the_pool_is_an_error_that_says_which_are() {
+    let herd = herd_running("prefix", "2", r#"echo "up"; exec sleep 1000"#);
+    herd.started(2);
+    // Was: nothing and exit 0, as for a worker that has written nothing yet.
+    let (code, stdout, stderr) = herd.ctl(&["logs", "--worker", "2"]);
+    assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
+    assert_eq!(
+        stderr,
+        "herd: error: no lines from slot 2, which is not in the pool (herd runs slots 0 to 1: \
+         herd status lists them)\n"
+    );
+    // A slot in the pool whose worker wrote nothing (yet) is no error.
+    let (code, stdout, stderr) = herd.ctl(&["logs", "--worker", "1", "-n", "0"]);
+    assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "", ""));
+}
+
+#[test]
 fn logs_follow_prints_new_lines_until_herd_stops() {
     let herd = herd_running("prefix", "1", r#"echo "start $$"; exec sleep 1000"#);
     let first = herd.started(1)[0].1;
