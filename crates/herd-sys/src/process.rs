@@ -122,14 +122,7 @@ pub fn send_stop(signal: Signal, mut send: impl FnMut(Signal) -> io::Result<()>)
 /// counts (`EPERM` says it is there), and so does a zombie not yet reaped. Pid 0, and a pid
 /// beyond `pid_t`, name no process: `false`.
 pub fn exists(pid: u32) -> bool {
-    let pid = match to_pid(pid) {
-        Ok(pid) => pid,
-        Err(_) => return false,
-    };
-    // SAFETY: kill takes plain integers; signal 0 only checks, and a positive pid names one
-    // process.
-    let checked = unsafe { libc::kill(pid, 0) };
-    checked == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    may_signal(pid).is_ok()
 }
 
 /// This process's pid.

@@ -18,22 +18,27 @@ use crate::output::{prefixed, Writer};
 pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure> {
     let mut last = None;
     let mut client = connect().map_err(failure)?;
-    if let (Some(slot), true) = (args.worker, args.follow) {
-        if let Some(why) = not_in_pool(slot, connect)? {
-            crate::logging::line(&format!(
-                "herd logs: slot {slot} is not in the pool ({why}): following it in case it starts"
-            ));
+    // Once herd has answered the first request: a follower of a slot not in the pool is told.
+    let mut unseen_slot = args.worker.filter(|_| args.follow);
+    let mut answered = || {
+        if let Some(slot) = unseen_slot.take() {
+            if let Some(why) = not_in_pool(slot, connect) {
+                crate::logging::line(&format!(
+                    "herd logs: slot {slot} is not in the pool ({why}): following it in case \
+                     it starts"
+                ));
+            }
         }
-    }
+    };
     loop {
-        match follow_once(args, &mut client, &mut last)? {
+        match follow_once(args, &mut client, &mut last, &mut answered)? {
             // Nothing from a slot that is not in the pool: a typo, most likely.
             Ended::Done if last.is_none() && !args.follow => {
-                let Some(slot) = args.worker else {
-                    return Ok(());
-                };
-                return match not_in_pool(slot, connect)? {
-                    Some(why) => Err(Failure::Runtime(anyhow!(
+                return match args
+                    .worker
+                    .and_then(|slot| Some((slot, not_in_pool(slot, connect)?)))
+                {
+                    Some((slot, why)) => Err(Failure::Runtime(anyhow!(
                         "no lines from slot {slot}, which is not in the pool ({why})"
                     ))),
                     None => Ok(()),
@@ -53,19 +58,19 @@ pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure>
     }
 }
 
-/// Which slots herd runs, if `slot` is not one of them (it is not below the pool's size, and
-/// no worker there stops): `None` when it is.
-fn not_in_pool(slot: usize, connect: Connect<'_>) -> Result<Option<String>, Failure> {
-    let status: Status = call(connect, Command::Status, Some(QUICK))?;
+/// Which slots herd runs, if `slot` is not one of them (not below the pool's size, and no
+/// worker, a stopping one included, is in it). `None` when it is one, or when herd's status
+/// cannot be had (a hint only: it never fails the command).
+fn not_in_pool(slot: usize, connect: Connect<'_>) -> Option<String> {
+    let status: Status = call(connect, Command::Status, Some(QUICK)).ok()?;
     if slot < status.desired || status.workers.iter().any(|w| w.slot == slot) {
-        return Ok(None);
+        return None;
     }
-    let runs = match status.desired {
+    Some(match status.desired {
         0 => "herd runs no worker now".to_string(),
-        1 => "herd runs slot 0".to_string(),
+        1 => "herd runs slot 0 only".to_string(),
         n => format!("herd runs slots 0 to {}", n - 1),
-    };
-    Ok(Some(format!("{runs}: herd status lists them")))
+    })
 }
 
 /// How one connection's lines ended.
@@ -77,11 +82,12 @@ enum Ended {
 }
 
 /// One request and its lines; `last` is the time of the last line printed, and lines older
-/// than it are not printed again.
+/// than it are not printed again; `answered` is called once herd has answered.
 fn follow_once(
     args: &LogsArgs,
     client: &mut Client,
     last: &mut Option<String>,
+    answered: &mut dyn FnMut(),
 ) -> Result<Ended, Failure> {
     let command = Command::Logs {
         slot: args.worker,
@@ -97,6 +103,7 @@ fn follow_once(
         Err(_) if last.is_some() => return Ok(Ended::Done),
         Err(e) => return Err(failure(e)),
     };
+    answered();
     let mut recent = result.lines;
     loop {
         let timeout = (recent > 0 || !args.follow).then_some(QUICK);

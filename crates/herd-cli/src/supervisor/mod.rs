@@ -110,6 +110,7 @@ pub use takeover::Takeover;
 /// unless it is blocked); [`HeldEarly::release`] gives a command other than `run` its
 /// inherited mask back (`herd attach` passes it on to what it executes).
 #[cfg(unix)]
+#[must_use = "release() it unless the command is `run`"]
 pub struct HeldEarly {
     /// The held signals that were not blocked already.
     added: Vec<herd_sys::process::Signal>,

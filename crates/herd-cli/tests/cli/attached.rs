@@ -311,3 +311,29 @@ fn herd_attach_passes_the_named_owner_on_to_its_command() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "4242");
 }
+
+#[test]
+fn herd_attach_gives_its_command_the_signal_mask_it_inherited() {
+    let herd = Herd::start(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "1000"]);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    // A caller that blocks SIGUSR1, then runs herd attach, whose command shows its mask.
+    let block_usr1_and_exec = "import os, signal, sys\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])\n\
+        os.execv(sys.argv[1], sys.argv[1:])\n";
+    let out = Command::new("python3")
+        .args(["-c", block_usr1_and_exec, HERD, "attach", "--", "sh", "-c"])
+        .arg("exec grep SigBlk /proc/self/status")
+        .env("HERD_CONTROL", herd.control())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // What herd blocks from its first instruction for `herd run` is not blocked any more (a
+    // command with SIGTERM blocked would stop only at the grace period's SIGKILL); what the
+    // caller blocked still is.
+    let usr1 = 1u64 << (libc::SIGUSR1 - 1);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("SigBlk:\t{usr1:016x}\n")
+    );
+}

@@ -326,17 +326,25 @@ fn a_signal_sent_before_herd_has_read_its_command_line_does_not_end_it() {
             .env("HERD_REEXEC_STATE", "3");
         cmd
     });
-    let mut state = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    // Read and write: on Linux, such an open of a FIFO never waits (herd's shell opens it to
+    // read, and sees its end once this one is closed).
+    let mut state = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
     // Held back from herd's first instruction (was: only once its command line and config
     // were read, so that a SIGHUP, SIGUSR2 or SIGUSR1 sent meanwhile ended herd, started
     // with `&` or as a service, and a SIGTTIN stopped it).
     let hup = 1u64 << (libc::SIGHUP - 1);
     wait_until("SIGHUP held back while herd reads its state", || {
+        let exe = std::fs::read_link(format!("/proc/{}/exe", herd.pid())).ok()?;
         let blocked = u64::from_str_radix(&status_field(herd.pid(), "SigBlk"), 16).unwrap();
-        (blocked & hup != 0).then_some(())
+        (exe == std::path::Path::new(HERD) && blocked & hup != 0).then_some(())
     });
     herd.signal(libc::SIGHUP);
-    state.write_all(b"not a state").unwrap();
+    // Not unwrapped: without the fix herd is gone, and its exit below says how.
+    let _ = state.write_all(b"not a state");
     drop(state);
     // herd goes on, and fails on the state it was given: not ended by the signal.
     let status = herd.wait_exit();

@@ -236,12 +236,29 @@ fn logs_of_a_slot_not_in_the_pool_is_an_error_that_says_which_are() {
     assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
     assert_eq!(
         stderr,
-        "herd: error: no lines from slot 2, which is not in the pool (herd runs slots 0 to 1: \
-         herd status lists them)\n"
+        "herd: error: no lines from slot 2, which is not in the pool (herd runs slots 0 to 1)\n"
     );
     // A slot in the pool whose worker wrote nothing (yet) is no error.
     let (code, stdout, stderr) = herd.ctl(&["logs", "--worker", "1", "-n", "0"]);
     assert_eq!((code, stdout.as_str(), stderr.as_str()), (0, "", ""));
+    // Followed, it is said once, and followed in case a scale-up starts it.
+    let mut follow = Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["logs", "-f", "--worker", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(follow.stderr.take().unwrap()).lines();
+    let line = said.next().unwrap().unwrap();
+    assert_eq!(
+        line,
+        "herd logs: slot 5 is not in the pool (herd runs slots 0 to 1): following it in case \
+         it starts"
+    );
+    assert!(follow.try_wait().unwrap().is_none(), "it follows on");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
 }
 
 #[test]

@@ -228,17 +228,25 @@ pub fn attached_stop_signal(signal: Signal) -> Option<String> {
 /// Why herd could not stop the attaching process `pid` of `uid` with its signals (another
 /// user's, and herd is not allowed to signal it), if so; checked before it is held.
 pub fn unstoppable(pid: u32, uid: Option<u32>) -> Option<String> {
-    let whose = uid.map(|uid| format!(" (uid {uid})")).unwrap_or_default();
-    match herd_sys::process::may_signal(pid) {
-        Ok(false) => Some(format!(
-            "herd (uid {}) may not signal the attaching process{whose}, so it could not \
-             stop it with the pool: run herd attach as herd's user or give herd the right to \
-             signal it (root, CAP_KILL), or fetch the sockets without attaching",
-            herd_sys::process::effective_uid()
-        )),
-        // Gone already: holding it says so.
-        Ok(true) | Err(_) => None,
+    if herd_sys::process::may_signal(pid).unwrap_or(true) {
+        // Allowed, or gone already (holding it says so).
+        return None;
     }
+    let herd = herd_sys::process::effective_uid();
+    Some(match uid {
+        // The same user: a security policy (SELinux, AppArmor, seccomp) refuses it.
+        Some(uid) if uid == herd => format!(
+            "herd (uid {herd}) may not signal the attaching process (uid {uid}: the system \
+             refuses it, a security policy?), so it could not stop it with the pool: let herd \
+             signal it, or fetch the sockets without attaching"
+        ),
+        _ => format!(
+            "herd (uid {herd}) may not signal the attaching process{}, so it could not stop it \
+             with the pool: run herd attach as herd's user or give herd the right to signal it \
+             (root, CAP_KILL), or fetch the sockets without attaching",
+            uid.map(|uid| format!(" (uid {uid})")).unwrap_or_default()
+        ),
+    })
 }
 
 /// A duplicate of `l`'s socket; `None` once herd closed its copy.
