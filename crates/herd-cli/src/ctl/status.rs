@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde::de::{self, Deserialize, Deserializer};
 
-use super::{call, print, print_to_reader, table, Connect, QUICK};
+use super::{call, failure, print, print_to_reader, table, Connect, QUICK};
 use crate::cli::StatusArgs;
+use crate::control::client::Client;
 use crate::control::protocol::Command;
 use crate::control::results::Status;
 use crate::exit::Failure;
@@ -40,12 +41,26 @@ fn once(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure>
             .map_err(|why| Failure::Runtime(anyhow!("unexpected status from herd: {why}")))?;
         return Ok((text, Ok(())));
     }
-    let status: Status = call(connect, Command::Status, Some(QUICK))?;
+    let mut client = connect().map_err(failure)?;
+    let status: Status = client.call(Command::Status, Some(QUICK)).map_err(failure)?;
     let health = match degraded(&status) {
         Some(why) => Err(Failure::Degraded(why)),
         None => Ok(()),
     };
-    Ok((table::render(&status), health))
+    let pid_here = pid_here(&client).filter(|&here| here != status.pid);
+    Ok((table::render(&status, pid_here), health))
+}
+
+/// herd's pid as this client sees it (`SO_PEERCRED`; 0 for a herd outside this client's PID
+/// namespace); on Windows, which has no PID namespaces, none.
+#[cfg(unix)]
+fn pid_here(client: &Client) -> Option<u32> {
+    client.server_pid()
+}
+
+#[cfg(windows)]
+fn pid_here(_client: &Client) -> Option<u32> {
+    None
 }
 
 /// A JSON object as herd sent it, its text unparsed: `--json` shows it pretty-printed, its

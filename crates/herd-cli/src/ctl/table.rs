@@ -6,10 +6,11 @@ use std::time::Duration;
 use crate::supervisor::status::Status;
 use crate::text::escape;
 
-/// Renders `status` as a few lines of text.
-pub fn render(status: &Status) -> String {
+/// Renders `status` as a few lines of text; `pid_here` is herd's pid as this client sees it,
+/// when it is not the one herd says (herd in another PID namespace: a container's).
+pub fn render(status: &Status, pid_here: Option<u32>) -> String {
     let mut out = String::new();
-    header(&mut out, status);
+    header(&mut out, status, pid_here);
     table(&mut out, process_rows(status));
     many_orphans(&mut out, status);
     recycles(&mut out, status);
@@ -20,7 +21,13 @@ pub fn render(status: &Status) -> String {
 }
 
 /// The lines above the tables: herd itself, autoscaling, lost log lines.
-fn header(out: &mut String, status: &Status) {
+fn header(out: &mut String, status: &Status, pid_here: Option<u32>) {
+    // Killing a pid herd shows, from another namespace, would hit another process.
+    let namespace = match pid_here {
+        None => String::new(),
+        Some(0) => " (in another PID namespace: the pids below are that namespace's)".to_string(),
+        Some(here) => format!(" ({here} here: the pids below are in its PID namespace)"),
+    };
     let upgrading = status
         .upgrading_to
         .map_or(String::new(), |g| format!(", upgrading to generation {g}"));
@@ -41,8 +48,8 @@ fn header(out: &mut String, status: &Status) {
     };
     let _ = writeln!(
         out,
-        "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} workers \
-         ready{paused}",
+        "herd '{}' pid {}{namespace}, up {}, generation {}{upgrading}{stopping}: {} of {} \
+         workers ready{paused}",
         escape(&status.name),
         status.pid,
         short(status.uptime_ms),

@@ -229,6 +229,13 @@ fn an_attach_from_outside_herds_pid_namespace_is_refused_saying_so() {
         "{stderr}"
     );
     assert_eq!(herd.status()["attached"], serde_json::json!([]));
+    // herd's status, seen from here: its pids are its namespace's, and the table says so
+    // (killing one from here would hit another process).
+    let pid1 = children(herd.pid())[0].0;
+    let (code, stdout, stderr) = herd.ctl(&["status"]);
+    assert!(code == 0 || code == 3, "{stderr}"); // 3: its worker may not be ready yet
+    let seen = format!("pid 1 ({pid1} here: the pids below are in its PID namespace), up ");
+    assert!(stdout.lines().next().unwrap().contains(&seen), "{stdout}");
     // Stopped here, as a user would (the guard's drop kills unshare, and herd with it).
     let (code, _, stderr) = herd.ctl(&["stop"]);
     assert_eq!(code, 0, "{stderr}");

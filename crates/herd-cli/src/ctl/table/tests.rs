@@ -35,7 +35,7 @@ fn a_workers_control_characters_never_reach_the_terminal() {
         "waiting": [], "sockets": [], "attached": []
     }))
     .unwrap();
-    let table = render(&status);
+    let table = render(&status, None);
     assert!(
         !table.chars().any(|c| c.is_control() && c != '\n'),
         "{table:?}"
@@ -56,8 +56,26 @@ fn a_drain_shows_its_time_left_until_the_stop() {
             "workers": [], "waiting": [], "sockets": [], "attached": []
         }))
         .unwrap();
-        render(&status).lines().next().unwrap().to_string()
+        render(&status, None).lines().next().unwrap().to_string()
     };
+    let seen = |pid_here| {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "pid": 1, "name": "web", "version": "0", "uptime_ms": 0, "generation": 1,
+            "upgrading_to": null, "stopping": false, "draining_ms": null,
+            "desired": 1, "running": 1, "ready": 1,
+            "workers": [], "waiting": [], "sockets": [], "attached": []
+        }))
+        .unwrap();
+        render(&status, pid_here)
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert!(seen(None).starts_with("herd 'web' pid 1, up "));
+    assert!(seen(Some(4242))
+        .starts_with("herd 'web' pid 1 (4242 here: the pids below are in its PID namespace), "));
+    assert!(seen(Some(0)).contains("pid 1 (in another PID namespace: the pids below are"));
     let draining = status(false, Some(12_500));
     assert!(
         draining.contains("generation 1, draining (12s left): "),
@@ -81,7 +99,7 @@ fn a_slot_held_back_from_recycling_gets_a_line() {
         ]
     }))
     .unwrap();
-    let table = render(&status);
+    let table = render(&status, None);
     assert!(
         table.contains(
             "recycling held back in slot 0 for 28s (pid 42 waits): its workers ask to be \
@@ -104,7 +122,7 @@ fn what_an_exited_worker_left_is_listed() {
         "leftovers": [{"pid": 42, "slot": 3, "kill_in_ms": 12000}]
     }))
     .unwrap();
-    let table = render(&status);
+    let table = render(&status, None);
     assert!(
         table.contains("exited; its processes get SIGKILL in 12s"),
         "{table}"
@@ -123,7 +141,7 @@ fn orphans_get_a_row_each_while_few_and_a_count_when_many() {
         }))
         .unwrap()
     };
-    let few = render(&status(2));
+    let few = render(&status(2), None);
     let row = few
         .lines()
         .find(|l| l.contains(" 101 "))
@@ -132,7 +150,7 @@ fn orphans_get_a_row_each_while_few_and_a_count_when_many() {
         row.contains("orphan") && row.contains("3s") && row.contains("sleep"),
         "{few}"
     );
-    let many = render(&status(6));
+    let many = render(&status(6), None);
     assert!(!many.contains(" 101 "), "{many}");
     assert!(
         many.contains("6 orphans: processes workers left behind"),
@@ -157,7 +175,7 @@ fn the_headline_counts_the_paused_workers_among_the_ready_ones() {
             "attached": []
         }))
         .unwrap();
-        render(&status).lines().next().unwrap().to_string()
+        render(&status, None).lines().next().unwrap().to_string()
     };
     let one = headline(vec![worker(2, "ready", true), worker(3, "ready", false)], 2);
     assert!(
