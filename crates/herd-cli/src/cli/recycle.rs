@@ -43,9 +43,14 @@ pub fn parse_max_memory(text: &str) -> Result<MaxMemory, String> {
         None => (MemoryKind::Rss, text),
     };
     let bytes = parse_size(size)?;
-    if !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes) {
+    if bytes < MIN_MEMORY {
         return Err(format!(
-            "--max-memory '{size}' must be from 1M to 1P; no worker runs in less"
+            "--max-memory '{size}' must be from 1M to 1024T; no worker runs in less"
+        ));
+    }
+    if bytes > MAX_MEMORY {
+        return Err(format!(
+            "--max-memory '{size}' must be from 1M to 1024T; no machine has more"
         ));
     }
     Ok(MaxMemory { kind, bytes })
@@ -70,13 +75,17 @@ fn parse_size(text: &str) -> Result<u64, String> {
             ))
         }
     };
+    let not_a_size =
+        || format!("'{text}' is not a size: write digits and K, M, G or T (e.g. 512M, 2G)");
+    if digits.is_empty() {
+        return Err(not_a_size());
+    }
+    // Digits only, past here: what does not fit is a size too large, not a wrong one.
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| {
-            format!("'{text}' is not a size: write digits and K, M, G or T (e.g. 512M, 2G)")
-        })
+        .ok_or_else(|| format!("'{text}' is too large: at most 1024T"))
 }
 
 /// Parses `--max-lifetime DURATION[,jitter=DURATION]`.
@@ -130,9 +139,18 @@ mod tests {
             ("12X", "'12X' is not a size"),
             ("", "'' is not a size"),
             ("1.5G", "'1.5G' is not a size"),
-            ("100K", "must be from 1M to 1P"),
-            ("99999999999T", "is not a size"),
+            ("100K", "must be from 1M to 1024T; no worker runs in less"),
             ("0", "must be from 1M"),
+            // 1P was named as the bound, a unit the parser refuses, with a reason for the
+            // other side; an overflow was "not a size".
+            ("1025T", "must be from 1M to 1024T; no machine has more"),
+            (
+                "18446744073709551615",
+                "must be from 1M to 1024T; no machine has more",
+            ),
+            ("99999999999T", "'99999999999T' is too large: at most 1024T"),
+            ("18446744073709551616", "is too large: at most 1024T"),
+            ("G", "'G' is not a size"),
         ] {
             let error = parse_max_memory(bad).unwrap_err();
             assert!(error.contains(says), "{bad}: {error}");

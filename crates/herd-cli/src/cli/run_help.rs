@@ -53,8 +53,9 @@ Supervision:
 
 Recycling (--max-memory, --max-lifetime):
   Like one upgrade step: the old worker is stopped once its successor is ready (and --min-ready
-  later); within --max-surge and --max-starting, as upgrades; none while an upgrade runs, nor
-  for --max-lifetime while a slot has no ready worker (--max-memory does not wait for it).
+  later); within --max-surge and --max-starting, as upgrades; none while an upgrade runs or
+  herd drains (--drain-delay), nor for --max-lifetime while a slot has no ready worker
+  (--max-memory does not wait for it).
   A worker over --max-memory from the start, as its predecessor was, waits 30s (doubling up to
   30m) before it is recycled, so that a limit set too low cannot loop. A worker may ask to be
   recycled itself (HERD_RECYCLE=1 on NOTIFY_SOCKET: after N requests, say), as --max-lifetime.

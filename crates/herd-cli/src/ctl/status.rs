@@ -7,9 +7,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde::de::{self, Deserialize, Deserializer};
 
-use super::{call, failure, print, print_to_reader, table, Connect, QUICK};
+use super::{print, print_to_reader, table, Connect, QUICK};
 use crate::cli::StatusArgs;
-use crate::control::client::Client;
+use crate::control::client::{Client, ClientError};
 use crate::control::protocol::Command;
 use crate::control::results::Status;
 use crate::exit::Failure;
@@ -32,17 +32,48 @@ pub(super) fn show(args: &StatusArgs, connect: Connect<'_>) -> Result<(), Failur
 
 /// The status as printed, and what it says of the pool's health.
 fn once(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure>), Failure> {
+    asked(json, connect).map_err(Asked::failure)
+}
+
+/// Why a status could not be had: herd's answer, or what was made of it.
+enum Asked {
+    /// No answer (herd gone, paused, refusing).
+    Client(ClientError),
+    /// An answer that is no status.
+    Failed(Failure),
+}
+
+impl Asked {
+    fn failure(self) -> Failure {
+        match self {
+            Asked::Client(e) => super::failure(e),
+            Asked::Failed(f) => f,
+        }
+    }
+}
+
+/// herd's status, read as `R`.
+fn status<R: serde::de::DeserializeOwned>(connect: Connect<'_>) -> Result<R, ClientError> {
+    connect().and_then(|mut client| client.call(Command::Status, Some(QUICK)))
+}
+
+/// [`once`], with the client's error as it came.
+fn asked(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure>), Asked> {
     if json {
         // As herd sent it: fields this client does not know are shown too. An object: a result
         // of another shape (an array, null) is not a status, whoever sent it.
-        let status: RawObject = call(connect, Command::Status, Some(QUICK))?;
-        let text = status
-            .pretty()
-            .map_err(|why| Failure::Runtime(anyhow!("unexpected status from herd: {why}")))?;
+        let status: RawObject = status(connect).map_err(Asked::Client)?;
+        let text = status.pretty().map_err(|why| {
+            Asked::Failed(Failure::Runtime(anyhow!(
+                "unexpected status from herd: {why}"
+            )))
+        })?;
         return Ok((text, Ok(())));
     }
-    let mut client = connect().map_err(failure)?;
-    let status: Status = client.call(Command::Status, Some(QUICK)).map_err(failure)?;
+    let mut client = connect().map_err(Asked::Client)?;
+    let status: Status = client
+        .call(Command::Status, Some(QUICK))
+        .map_err(Asked::Client)?;
     let health = match degraded(&status) {
         Some(why) => Err(Failure::Degraded(why)),
         None => Ok(()),
@@ -126,9 +157,24 @@ fn watch(json: bool, terminal: bool, connect: Connect<'_>) -> Result<(), Failure
                 _ = &mut ctrl_c => return health,
                 _ = ticks.tick() => {}
             }
-            let (text, now) = once(json, connect)?;
+            let at = std::time::SystemTime::now();
+            let (text, now) = match asked(json, connect) {
+                Ok(got) => got,
+                // Paused (SIGSTOP, a debugger) is not gone: said, and waited for.
+                Err(Asked::Client(ClientError::Stopped { pid, .. })) => {
+                    let note = format!(
+                        "herd (pid {pid}) is paused (SIGSTOP, Ctrl-Z or a debugger) and cannot \
+                         answer: 'kill -CONT {pid}' resumes it; --watch waits for it\n"
+                    );
+                    if !print_to_reader(&frame(&note, terminal, at))? {
+                        return health;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e.failure()),
+            };
             // A reader that went away (`| head -1`) ends it, with this status's code.
-            if !print_to_reader(&frame(&text, terminal, std::time::SystemTime::now()))? {
+            if !print_to_reader(&frame(&text, terminal, at))? {
                 return now;
             }
             health = now;

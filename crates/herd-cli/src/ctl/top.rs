@@ -87,6 +87,7 @@ fn session(
     let mut next = Instant::now() + EVERY;
     let mut asked = false;
     let mut redraw = true;
+    let mut paused = false;
     loop {
         if ending::arrived().is_some() {
             return Ok(Ended::Asked);
@@ -112,11 +113,37 @@ fn session(
         }
         if Instant::now() >= next {
             next = Instant::now() + EVERY;
-            let status: Status = call(connect, Command::Status, Some(QUICK))
-                .map_err(|e| Failure::Runtime(anyhow!("herd is gone: {e}")))?;
-            model.update(status);
+            sample(model, &mut paused, connect)?;
             redraw = true;
         }
+    }
+}
+
+/// Takes the next status into `model`. A herd that is paused (SIGSTOP, Ctrl-Z, a debugger)
+/// is not gone: the note says so, with how to resume it, until it answers again (`paused`).
+fn sample(model: &mut Model, paused: &mut bool, connect: Connect<'_>) -> Result<(), Failure> {
+    let answer = connect().and_then(|mut client| client.call(Command::Status, Some(QUICK)));
+    match answer {
+        Ok(status) => {
+            let status: Status = status;
+            model.update(status);
+            if std::mem::take(paused) {
+                model.note = None;
+            }
+            Ok(())
+        }
+        Err(ClientError::Stopped { pid, .. }) => {
+            *paused = true;
+            model.note = Some(format!(
+                "herd (pid {pid}) is paused (SIGSTOP, Ctrl-Z or a debugger) and cannot answer: \
+                 'kill -CONT {pid}' resumes it; this view waits for it"
+            ));
+            Ok(())
+        }
+        Err(e) => Err(Failure::Runtime(anyhow!(
+            "herd is gone: {}",
+            super::failure(e)
+        ))),
     }
 }
 

@@ -2,7 +2,7 @@
 //! workers' user, directory, umask and limits, so that a mistake is a usage error rather than a
 //! crash loop.
 
-use crate::cli::{Balance, RunArgs};
+use crate::cli::{Balance, RunArgs, Workers};
 use crate::command::WorkerCommand;
 use crate::command::WorkerOptions;
 use crate::exit::Failure;
@@ -159,12 +159,29 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
                 .to_string(),
         ));
     }
-    if !args.binds.iter().any(|b| b.address.kind() == "tcp") {
+    let tcp = args
+        .binds
+        .iter()
+        .filter(|b| b.address.kind() == "tcp")
+        .count();
+    if tcp == 0 {
         return Err(Failure::Usage(
             "--balance reuseport applies to TCP sockets herd binds, and no --bind is one; \
              add a TCP --bind or drop --balance"
                 .to_string(),
         ));
+    }
+    // herd raises its soft limit to the hard one (at most 2^20) before it binds.
+    let workers = match args.workers {
+        Some(Workers::Fixed(n)) => n,
+        Some(Workers::Auto(_, max)) => max,
+        None => super::default_workers(),
+    };
+    if let Ok((_, hard)) = herd_sys::process::nofile_limit() {
+        let limit = hard.min(1 << 20);
+        if let Some(why) = crate::fdlimit::too_many_for_fds(workers, tcp, limit) {
+            return Err(Failure::Usage(why));
+        }
     }
     Ok(())
 }

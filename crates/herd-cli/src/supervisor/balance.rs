@@ -32,6 +32,11 @@ pub fn per_slot(listeners: &[Listener]) -> bool {
     listeners.iter().any(|l| l.group().is_some())
 }
 
+/// How many sockets of its own each slot holds (`--balance reuseport`).
+pub fn per_slot_sockets(listeners: &[Listener]) -> usize {
+    listeners.iter().filter(|l| l.group().is_some()).count()
+}
+
 /// Points every per-slot group at the slots that should get new connections. Errors are
 /// logged (once per change) and leave the previous steering in place.
 pub fn steer(listeners: &mut [Listener], pool: &Pool) {

@@ -210,8 +210,14 @@ impl Supervisor {
         self.recycling.recycler.next_deadline(&self.pool, now)
     }
 
-    /// Carries out what the recycler decides now, one log line per decision.
+    /// Carries out what the recycler decides now, one log line per decision. None while herd
+    /// drains before a stop (`--drain-delay`): as scaling and upgrades, a recycle would start
+    /// successors that the stop kills moments later, in their start-up. What is due then is
+    /// refused once the stop goes on.
     pub(super) fn recycle_due(&mut self) {
+        if self.probes.draining() {
+            return;
+        }
         let now = Instant::now();
         for event in self.recycling.recycler.due(&mut self.pool, now) {
             match event {

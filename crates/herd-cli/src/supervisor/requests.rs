@@ -299,7 +299,22 @@ impl Supervisor {
         let current = self.pool.desired();
         let stopping = self.pool.is_stopping();
         let autoscaling = self.autoscaler.as_ref().map(|a| (a.min, a.max));
-        match scale::order(current, workers, delta, (min, max), autoscaling, stopping) {
+        let order = scale::order(current, workers, delta, (min, max), autoscaling, stopping);
+        // More workers than their reuseport sockets leave fds for: refused, as at start.
+        let growth = match &order {
+            Ok(scale::Order::Autoscale { max, .. }) => Some(*max),
+            Ok(scale::Order::Workers { target, .. }) => Some(*target),
+            Err(_) => None,
+        };
+        let sockets = super::platform::per_slot_sockets(self.effects.listeners());
+        let limit = crate::fdlimit::handle_limit();
+        if let Some(why) = growth
+            .filter(|&n| n > current)
+            .and_then(|n| crate::fdlimit::too_many_for_fds(n, sockets, limit))
+        {
+            return Response::error(ErrorCode::InvalidArgument, why);
+        }
+        match order {
             Err((code, why)) => Response::error(code, why),
             Ok(scale::Order::Autoscale { min, max }) => {
                 self.scaled_by_hand("herd scale");

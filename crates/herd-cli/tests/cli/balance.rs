@@ -315,3 +315,53 @@ fn an_attached_process_shares_slot_0s_reuseport_socket() {
     let _ = attached.kill();
     let _ = attached.wait();
 }
+
+/// More workers than their reuseport sockets leave herd fds for are refused, by `herd run -w`
+/// and by `herd scale`, in one line: `herd scale 4096` under a limit of 1024 with two sockets
+/// started 497 workers, the others failed at every retry (thousands of log lines a round) and
+/// herd answered the `herd scale` or `herd stop` that would undo it "at its open-file limit".
+#[test]
+fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
+    let run = |workers: &str| {
+        let mut prlimit = std::process::Command::new("prlimit");
+        prlimit.arg("--nofile=1024:1024").arg(HERD);
+        let args = [
+            "run",
+            "--balance",
+            "reuseport",
+            "-w",
+            workers,
+            "-b",
+            "127.0.0.1:0",
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ];
+        Herd::start_via(prlimit, &args)
+    };
+    let mut refused = run("4096");
+    assert_eq!(refused.wait_exit().code(), Some(2));
+    let said = last_lines(&refused.lines());
+    assert!(
+        said.contains(
+            "4096 workers do not fit herd's open-file limit of 1024 with --balance reuseport"
+        ) && said.contains("at most 352;"),
+        "{said}"
+    );
+    let mut refused = run("1..400");
+    assert_eq!(refused.wait_exit().code(), Some(2));
+
+    let herd = run("1");
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    for asked in ["4096", "+400", "2..4096"] {
+        let (code, _, stderr) = herd.ctl(&["scale", asked]);
+        assert_eq!(code, 1, "{asked}: {stderr}");
+        assert!(stderr.contains("at most 352;"), "{asked}: {stderr}");
+    }
+    let (code, out, stderr) = herd.ctl(&["scale", "3"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(out.contains("scaled from 1 to 3 workers"), "{out}");
+    assert_eq!(herd.status()["desired"], 3);
+}

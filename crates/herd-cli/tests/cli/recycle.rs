@@ -427,3 +427,39 @@ fn status_shows_each_workers_memory_and_cpu() {
     );
     assert!(table.contains(" MiB "), "{table}");
 }
+
+/// A worker due for recycling while herd drains before a stop (`--drain-delay`) is left to
+/// the stop: a successor started then was killed in its start-up moments later (a lifetime of
+/// 1s recycled every worker during a 5s drain).
+#[test]
+fn nothing_is_recycled_while_herd_drains_before_a_stop() {
+    let mut herd = sleepers(&[
+        "-w",
+        "2",
+        "--ready",
+        "delay=100ms",
+        "--min-ready",
+        "0",
+        "--max-lifetime",
+        "1s",
+        "--drain-delay",
+        "3s",
+    ]);
+    // Recycling is under way before the drain.
+    herd.wait_for_event("recycled", &[("reason", "lifetime".into())]);
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("draining", &[]);
+    herd.wait_for_event("stopping", &[]);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    let lines = herd.lines();
+    let mut drained = false;
+    for e in events(&lines) {
+        match e["event"].as_str() {
+            Some("draining") => drained = true,
+            Some("recycle") if drained => panic!("recycled while draining: {e}"),
+            Some("worker_started") if drained => panic!("started while draining: {e}"),
+            _ => {}
+        }
+    }
+    assert!(drained, "{}", last_lines(&lines));
+}

@@ -55,6 +55,39 @@ fn herd_status_watch_prints_every_second_until_ctrl_c_or_herd_is_gone() {
     assert!(stderr.contains("no herd"), "{stderr}");
 }
 
+/// A paused herd (SIGSTOP, a debugger) is not gone: `--watch` says how to resume it and waits,
+/// then goes on; it ended with "the herd ... is stopped" and exit 1.
+#[test]
+fn herd_status_watch_waits_for_a_paused_herd() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("worker_ready", &[]);
+    let (mut watch, lines) = start_watch(&herd);
+    wait_separators(&lines, 1);
+    let pid = herd.pid() as i32;
+    // SAFETY: kill sends a signal to the herd this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let note = format!("herd (pid {pid}) is paused");
+    let next = |what: &str| loop {
+        match lines.recv_timeout(TIMEOUT) {
+            Ok(line) if line.contains(what) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("{e}: waiting for a line with {what:?}"),
+        }
+    };
+    let said = next(&note);
+    assert!(said.contains(&format!("'kill -CONT {pid}'")), "{said}");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    next("1 of 1 workers ready");
+    assert!(watch.try_wait().unwrap().is_none(), "the watch ended");
+    Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_child(&mut watch, TIMEOUT, libc::SIGKILL).expect("watch to exit");
+    assert_eq!(status.code(), Some(0));
+}
+
 /// `herd status --watch | head -1`: once its reader has gone, the watch ends (quietly, with the
 /// last status's code), as the README's Client output says. It printed every second into the
 /// broken pipe forever, EPIPE taken for "written", and the shell's pipeline never ended.

@@ -124,6 +124,35 @@ fn herd_top_shows_the_workers_scales_upgrades_and_gives_the_terminal_back_on_q()
     assert!(!screen.contains("recent events"), "{screen}");
 }
 
+/// A paused herd (SIGSTOP, a debugger) is not gone: the view says how to resume it and waits,
+/// where it ended with "herd is gone: the herd ... is stopped".
+#[test]
+fn herd_top_waits_for_a_paused_herd() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("worker_ready", &[]);
+    let Some(tmux) = Tmux::start(&top_command(&herd)) else {
+        return;
+    };
+    tmux.wait_screen(&["1 of 1 ready", "recent events"]);
+    let pid = herd.pid() as i32;
+    // SAFETY: kill sends a signal to the herd this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    tmux.wait_screen(&[&format!("herd (pid {pid}) is paused"), "kill -CONT"]);
+    assert!(tmux.alternate());
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    wait_until("the note to go", || {
+        let screen = tmux.screen();
+        match screen.contains("is paused") {
+            false => Ok(()),
+            true => Err(screen),
+        }
+    });
+    tmux.keys("q");
+    let screen = tmux.wait_screen(&["top exited 0"]);
+    assert!(!screen.contains("herd is gone"), "{screen}");
+}
+
 #[test]
 fn herd_top_says_in_one_line_when_herd_is_gone_and_gives_the_terminal_back() {
     let herd = sleeper_on_http();

@@ -6,11 +6,85 @@ use std::mem::ManuallyDrop;
 use std::sync::Once;
 
 use crossterm::{cursor, execute, terminal};
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, ClearType, CrosstermBackend, WindowSize};
+use ratatui::buffer::Cell;
+use ratatui::layout::{Position, Size};
 use ratatui::Terminal;
 
 /// The screen `herd top` draws on.
-pub type Screen = Terminal<CrosstermBackend<Stdout>>;
+pub type Screen = Terminal<Clamped<CrosstermBackend<Stdout>>>;
+
+/// The most columns and rows `herd top` draws: ratatui keeps two buffers of a cell (some 40
+/// bytes) per column and row, so a terminal that says it is 65535x65535 (`stty rows 65535 cols
+/// 65535`, a broken emulator) would have it allocate hundreds of GB and abort, leaving the
+/// terminal raw. Beyond these, `herd top` draws in the top-left corner.
+pub const MAX_COLUMNS: u16 = 1024;
+/// See [`MAX_COLUMNS`]: more rows than a pool of 4096 workers needs would not help either.
+pub const MAX_ROWS: u16 = 512;
+
+/// A backend whose size is at most [`MAX_COLUMNS`] x [`MAX_ROWS`]; everything else is the inner
+/// backend's.
+pub struct Clamped<B>(pub B);
+
+/// `size` within [`MAX_COLUMNS`] x [`MAX_ROWS`].
+fn clamp(size: Size) -> Size {
+    Size::new(size.width.min(MAX_COLUMNS), size.height.min(MAX_ROWS))
+}
+
+impl<B: Backend> Backend for Clamped<B> {
+    type Error = B::Error;
+
+    fn draw<'a, I>(&mut self, content: I) -> Result<(), Self::Error>
+    where
+        I: Iterator<Item = (u16, u16, &'a Cell)>,
+    {
+        self.0.draw(content)
+    }
+
+    fn append_lines(&mut self, n: u16) -> Result<(), Self::Error> {
+        self.0.append_lines(n)
+    }
+
+    fn hide_cursor(&mut self) -> Result<(), Self::Error> {
+        self.0.hide_cursor()
+    }
+
+    fn show_cursor(&mut self) -> Result<(), Self::Error> {
+        self.0.show_cursor()
+    }
+
+    fn get_cursor_position(&mut self) -> Result<Position, Self::Error> {
+        self.0.get_cursor_position()
+    }
+
+    fn set_cursor_position<P: Into<Position>>(&mut self, position: P) -> Result<(), Self::Error> {
+        self.0.set_cursor_position(position)
+    }
+
+    fn clear(&mut self) -> Result<(), Self::Error> {
+        self.0.clear()
+    }
+
+    fn clear_region(&mut self, clear_type: ClearType) -> Result<(), Self::Error> {
+        self.0.clear_region(clear_type)
+    }
+
+    fn size(&self) -> Result<Size, Self::Error> {
+        self.0.size().map(clamp)
+    }
+
+    fn window_size(&mut self) -> Result<WindowSize, Self::Error> {
+        let size = self.0.window_size()?;
+        Ok(WindowSize {
+            columns_rows: clamp(size.columns_rows),
+            pixels: size.pixels,
+        })
+    }
+
+    fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0.flush()
+    }
+}
 
 /// The terminal set up for drawing; dropping it gives the terminal back as it was.
 pub struct Guard {
@@ -37,7 +111,7 @@ impl Guard {
             terminal::EnterAlternateScreen,
             cursor::Hide
         )
-        .and_then(|()| Terminal::new(CrosstermBackend::new(std::io::stdout())));
+        .and_then(|()| Terminal::new(Clamped(CrosstermBackend::new(std::io::stdout()))));
         match screen {
             Ok(screen) => Ok(Guard {
                 screen: ManuallyDrop::new(screen),
@@ -66,3 +140,6 @@ fn restore() {
         cursor::Show
     );
 }
+
+#[cfg(test)]
+mod tests;

@@ -64,6 +64,11 @@ impl Effect {
     }
 }
 
+/// How many sockets of its own each worker's slot holds (`--balance reuseport`).
+pub fn per_slot_sockets(listeners: &[Listener]) -> usize {
+    crate::supervisor::balance::per_slot_sockets(listeners)
+}
+
 /// Whether the process `pid` still runs (or is a zombie not yet reaped).
 pub fn process_runs(pid: u32) -> bool {
     herd_sys::process::exists(pid)

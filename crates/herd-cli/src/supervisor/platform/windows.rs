@@ -43,6 +43,11 @@ pub fn queue_probes(_listeners: &[crate::spec::Listener]) -> Vec<QueueProbe> {
     Vec::new()
 }
 
+/// No slot holds sockets of its own: `--balance reuseport` needs Linux.
+pub fn per_slot_sockets(_listeners: &[crate::spec::Listener]) -> usize {
+    0
+}
+
 /// An effect only Windows has: none.
 #[derive(Debug)]
 pub enum Effect {}
