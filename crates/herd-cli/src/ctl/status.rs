@@ -128,15 +128,32 @@ impl RawObject {
 }
 
 /// Why the pool is degraded, if it is: fewer workers are ready than herd wants, for whatever
-/// reason (starting, restarting after a crash, scaling up, failing to start). Workers that are
-/// stopping still count while they are ready.
+/// reason (starting, restarting after a crash, scaling up, failing to start), or a slot herd
+/// wants has no ready worker while another has two (its worker being replaced, by a recycle
+/// or an upgrade, until `--min-ready` has passed): counted by process, those two hid it.
 pub fn degraded(status: &Status) -> Option<String> {
-    (status.ready < status.desired).then(|| {
-        format!(
-            "degraded: {} of {} workers ready",
-            status.ready, status.desired
-        )
-    })
+    let desired = status.desired;
+    if status.ready < desired {
+        return Some(format!(
+            "degraded: {} of {desired} workers ready",
+            status.ready
+        ));
+    }
+    let mut slots: Vec<usize> = (status.workers.iter())
+        .filter(|w| w.state == "ready" && w.slot < desired)
+        .map(|w| w.slot)
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    // No workers listed: a status too short to tell (herd lists every worker it has).
+    if status.workers.is_empty() || slots.len() >= desired {
+        return None;
+    }
+    let none = (0..desired).find(|slot| slots.binary_search(slot).is_err())?;
+    Some(format!(
+        "degraded: slot {none} has no ready worker ({} of {desired} slots have one)",
+        slots.len()
+    ))
 }
 
 /// `--watch`: one status a second; Ctrl-C, or stdout's reader going away, ends it with the

@@ -23,6 +23,37 @@ fn a_pool_is_degraded_when_fewer_workers_are_ready_than_wanted() {
 }
 
 #[test]
+fn a_slot_with_no_ready_worker_is_not_hidden_by_one_with_two() {
+    let worker = |slot: usize, pid: u32, state: &str| {
+        serde_json::json!({"slot": slot, "pid": pid, "generation": 1, "state": state,
+            "stopping_reason": null, "uptime_ms": 1, "restarts": 0, "last_exit": null,
+            "status": null})
+    };
+    let pool = |workers: Vec<serde_json::Value>| -> Status {
+        let mut status = serde_json::to_value(status(2, 2)).unwrap();
+        status["workers"] = serde_json::Value::Array(workers);
+        serde_json::from_value(status).unwrap()
+    };
+    // Slot 0 recycled (its old and new workers both ready within --min-ready), slot 1
+    // crash-looping: 2 of 2 ready by process, and herd status said healthy (exit 0).
+    let hidden = pool(vec![
+        worker(0, 7, "ready"),
+        worker(0, 8, "ready"),
+        worker(1, 9, "starting"),
+    ]);
+    assert_eq!(
+        degraded(&hidden).as_deref(),
+        Some("degraded: slot 1 has no ready worker (1 of 2 slots have one)")
+    );
+    let whole = pool(vec![
+        worker(0, 7, "ready"),
+        worker(0, 8, "ready"),
+        worker(1, 9, "ready"),
+    ]);
+    assert_eq!(degraded(&whole), None);
+}
+
+#[test]
 fn watch_redraws_a_terminal_and_separates_piped_statuses() {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
     assert_eq!(frame("table\n", true, at), "\x1b[H\x1b[2Jtable\n");
