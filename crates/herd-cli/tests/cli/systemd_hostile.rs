@@ -2,9 +2,63 @@
 //! more: a watchdog (`WATCHDOG_USEC`), a notify socket nobody reads, socket names that are not
 //! text. The test plays systemd's part.
 
+use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 
 use crate::util::*;
+
+/// A herd with one sleeping worker on 127.0.0.1:0, `NOTIFY_SOCKET` at `notify` and the
+/// extra environment `env`.
+fn herd_with_notify(notify: &std::path::Path, env: &[(&str, &str)]) -> Herd {
+    Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b", "web=127.0.0.1:0"])
+            .args(["--", "python3", "-c", "import time; time.sleep(600)"])
+            .env("NOTIFY_SOCKET", notify)
+            .envs(env.iter().copied());
+        cmd
+    })
+}
+
+/// With `WatchdogSec=`, systemd gives herd `WATCHDOG_USEC` and kills it when no `WATCHDOG=1`
+/// comes within that time: herd sends one at least every half of it, from its loop.
+#[test]
+fn herd_keeps_its_service_managers_watchdog_fed() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let herd = herd_with_notify(&notify_path, &[("WATCHDOG_USEC", "200000")]);
+    herd.wait_for_event("worker_started", &[]);
+    // Not the first alone: herd pings on and on while nothing else happens.
+    for _ in 0..5 {
+        crate::systemd::expect(&notify, "WATCHDOG=1");
+    }
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+/// A service manager that stopped reading its notify socket fills the socket's queue; herd
+/// then gives up on its messages instead of blocking in a send for good, and keeps answering
+/// its control socket and its signals.
+#[test]
+fn a_notify_socket_nobody_reads_does_not_freeze_herd() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let _never_read = UnixDatagram::bind(&notify_path).unwrap();
+    // Pings every 10ms fill the queue (net.unix.max_dgram_qlen datagrams) within seconds.
+    let mut herd = herd_with_notify(&notify_path, &[("WATCHDOG_USEC", "1")]);
+    let warning = herd.wait_for_event("system_error", &[]);
+    let message = warning["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("not reading its notify socket"),
+        "{warning}"
+    );
+    let status = herd.status();
+    assert_eq!(status["desired"], 1, "{status}");
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}
 
 /// A `LISTEN_FDNAMES` that is not UTF-8 is refused, not taken for an unset one (which would
 /// name the socket "unknown").
