@@ -97,3 +97,56 @@ os.execv(sys.argv[1], sys.argv[1:])
         "{stderr}"
     );
 }
+
+/// A socket passed to herd that no `--bind` adopts (here `extra`, beside `-b fd:web`) is
+/// named in a warning and closed: herd held it open before, silently, so that its clients
+/// waited in a queue no worker served instead of being refused.
+#[test]
+fn a_passed_socket_no_bind_adopts_is_named_and_closed() {
+    let script = r#"
+import os, socket, sys
+socks = []
+for fd in (3, 4):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    socks.append(s)
+for i, s in enumerate(socks):
+    os.dup2(s.fileno(), 100 + i)
+for i, s in enumerate(socks):
+    os.dup2(100 + i, 3 + i)
+    os.close(100 + i)
+    os.write(2, f"systemd-play fd{3 + i}={s.getsockname()[1]}\n".encode())
+    s.detach()
+os.environ.update(LISTEN_FDS="2", LISTEN_FDNAMES="web:extra", LISTEN_PID=str(os.getpid()))
+os.execv(sys.argv[1], sys.argv[1:])
+"#;
+    let herd = Herd::start_with(|_| {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", script, HERD, "--log-format", "json", "run", "-w", "1"])
+            .args(["-b", "fd:web", "--", "sleep", "600"]);
+        cmd
+    });
+    let extra_port = herd.wait_text("systemd-play fd4=");
+    let extra_port = extra_port.rsplit('=').next().unwrap().trim().to_string();
+    let warning = herd.wait_event("the unadopted socket's warning", |e| {
+        e["event"] == "setup_note"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no --bind adopts"))
+    });
+    let message = warning["message"].as_str().unwrap();
+    assert!(
+        message.contains(r#""extra" (fd 4)"#) && !message.contains(r#""web""#),
+        "{warning}"
+    );
+    herd.wait_for_event("worker_started", &[]);
+    let refused = std::net::TcpStream::connect(format!("127.0.0.1:{extra_port}"));
+    assert_eq!(
+        refused.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "herd still holds the socket nobody adopted"
+    );
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+}
