@@ -68,7 +68,12 @@ pub fn close_unadopted(passed: Option<Passed>) {
         if let Ok(Some(fd)) = sockets.take_fd_at(i) {
             drop(fd);
             let number = herd::LISTEN_FDS_START + i as i32;
-            unadopted.push(format!("{name:?} (fd {number})"));
+            // `--bind systemd` never takes these: they are herd's, from a store now off.
+            let store = match name.starts_with(crate::fdstore::PREFIX) {
+                true => ", from systemd's fd store, which herd does not use without FDSTORE= or --fdstore",
+                false => "",
+            };
+            unadopted.push(format!("{name:?} (fd {number}{store})"));
         }
     }
     if !unadopted.is_empty() {
