@@ -150,3 +150,69 @@ os.execv(sys.argv[1], sys.argv[1:])
     let (code, _, stderr) = herd.ctl(&["stop"]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// A stop while an upgrade rolls (through a drain, then a second SIGTERM) says `STOPPING=1`
+/// once, and no `READY=1` after it: the upgrade the stop abandons ends in a status only, where
+/// herd sent `READY=1` ("the old workers serve") to a service manager that was stopping it.
+#[test]
+fn an_upgrade_a_stop_abandons_sends_no_ready_after_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    // Generation 1 is ready at once; generation 2 never is.
+    let worker = r#"
+import os, socket, sys, time
+if sys.argv[1] == "1":
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+time.sleep(600)
+"#;
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args([
+            "run",
+            "-w",
+            "1",
+            "-b",
+            "web=127.0.0.1:0",
+            "--ready",
+            "notify",
+        ])
+        .args(["--drain-delay", "1h", "--grace", "1s"])
+        .args(["--", "python3", "-c", worker, "{generation}"])
+        .env("NOTIFY_SOCKET", &notify_path);
+        cmd
+    });
+    crate::systemd::expect(&notify, "READY=1");
+    herd.signal(libc::SIGHUP);
+    herd.wait_for_event("upgrade_started", &[]);
+    crate::systemd::expect(&notify, "RELOADING=1");
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("draining", &[]);
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("upgrade_abandoned", &[]);
+    assert!(herd.wait_exit().success());
+    let mut heard = Vec::new();
+    let mut buf = [0u8; 4096];
+    notify.set_nonblocking(true).unwrap();
+    while let Ok(n) = notify.recv(&mut buf) {
+        heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let stopping = heard.iter().filter(|m| m.contains("STOPPING=1")).count();
+    assert_eq!(stopping, 1, "{heard:?}");
+    let after: Vec<&String> = heard
+        .iter()
+        .skip_while(|m| !m.contains("STOPPING=1"))
+        .collect();
+    assert!(
+        !after.iter().any(|m| m.contains("READY=1")),
+        "READY=1 after STOPPING=1: {heard:?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|m| m.contains("STATUS=upgrade abandoned: herd is stopping")),
+        "{heard:?}"
+    );
+}

@@ -171,7 +171,14 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
             "re-exec failed; the old program runs on".into()
         ))
     );
-    assert_eq!(phase.stopping(), Report::Stopping);
+    assert_eq!(phase.stopping(), Some(Report::Stopping));
+    // Once (a drain, then the stop), and no READY=1 after it: an upgrade that ends as herd
+    // stops says so in a status only.
+    assert_eq!(phase.stopping(), None);
+    assert_eq!(
+        phase.upgrade_ended(Err(()), 3),
+        Report::Status("upgrade abandoned: herd is stopping".into())
+    );
     let resumed: Phase<()> = Phase::resumed(true);
     assert_eq!(
         resumed.resumed_report(),
