@@ -260,7 +260,8 @@ impl<T> Phase<T> {
                 }
             }
         }
-        if !self.ready_reported && !pool.stopping && pool.all_ready {
+        // A first generation ready during a drain is not news: STOPPING=1 was said.
+        if !self.ready_reported && !self.stopping_reported && !pool.stopping && pool.all_ready {
             self.ready_reported = true;
             let status = format!("{} workers ready", pool.desired);
             steps.push(Step::Report(Report::Ready(status)));

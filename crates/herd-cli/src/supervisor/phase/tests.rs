@@ -322,3 +322,13 @@ fn a_refused_reload_still_ends_with_ready() {
     assert_eq!(phase.upgrade_refused("busy", true, false), vec![status]);
     assert_eq!(phase.upgrade_refused("busy", false, true).len(), 1);
 }
+
+/// A stop asked for before the first generation is ready (a drain, during which the pool has
+/// not begun to stop) says STOPPING=1, and READY=1 never follows when the workers become ready.
+#[test]
+fn workers_ready_during_a_drain_send_no_ready_after_stopping() {
+    let mut phase: Phase<()> = Phase::new(None);
+    assert_eq!(phase.stopping(), Some(Report::Stopping));
+    assert_eq!(phase.after_turn(view(false, true, true)), vec![]);
+    assert_eq!(phase.upgrade_started(2), None);
+}
