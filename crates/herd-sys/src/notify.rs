@@ -31,7 +31,7 @@ pub fn send_within(socket: &OsStr, message: &[u8], wait: Duration) -> io::Result
         Some(b'/') => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
             bound_wait(&sock, wait)?;
-            let sent = sock.send_to(message, socket).map_err(queue_full)?;
+            let sent = retry_interrupted(wait, || sock.send_to(message, socket))?;
             short_write(sent, message.len())
         }
         Some(_) => Err(io::Error::new(
@@ -72,8 +72,31 @@ pub fn send_with_fds(
             ))
         }
     };
-    let sent = crate::fdpass::send_with_fds(sock.as_fd(), message, fds).map_err(queue_full)?;
+    let sent = retry_interrupted(SEND_TIMEOUT, || {
+        crate::fdpass::send_with_fds(sock.as_fd(), message, fds)
+    })?;
     short_write(sent, message.len())
+}
+
+/// Runs `send` (one datagram: all or nothing) again when a signal interrupted it, which a
+/// send with a timeout is even under `SA_RESTART`, until `wait` has passed; a full queue's
+/// timeout says so ([`queue_full`]).
+fn retry_interrupted(
+    wait: Duration,
+    mut send: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match send() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                // Waited all that time, interrupted or not: the queue stayed full.
+                if std::time::Instant::now() >= deadline {
+                    return Err(queue_full(io::ErrorKind::WouldBlock.into()));
+                }
+            }
+            sent => return sent.map_err(queue_full),
+        }
+    }
 }
 
 /// Makes a send on `sock` wait at most `wait` for room in the receiver's queue.
@@ -147,21 +170,24 @@ fn send_abstract(name: &[u8], message: &[u8], wait: Duration) -> io::Result<()> 
     let (addr, len) = abstract_address(name)?;
     let sock = std::os::unix::net::UnixDatagram::from(datagram_socket()?);
     bound_wait(&sock, wait)?;
-    // SAFETY: the buffer and the address are valid for the lengths we pass.
-    let sent = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            libc::MSG_NOSIGNAL,
-            (&addr as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    };
-    if sent < 0 {
-        return Err(queue_full(io::Error::last_os_error()));
-    }
-    short_write(sent as usize, message.len())
+    let sent = retry_interrupted(wait, || {
+        // SAFETY: the buffer and the address are valid for the lengths we pass.
+        let sent = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                libc::MSG_NOSIGNAL,
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        };
+        match sent {
+            n if n < 0 => Err(io::Error::last_os_error()),
+            n => Ok(n as usize),
+        }
+    })?;
+    short_write(sent, message.len())
 }
 
 /// A datagram socket connected to abstract-namespace socket `name`.
