@@ -186,10 +186,24 @@ impl Store {
     pub fn restore(&mut self) -> anyhow::Result<Vec<Inherited>> {
         let mut restored = Vec::new();
         for (name, fd) in crate::spec::take_passed_with_prefix(PREFIX)? {
-            let (kind, address) = crate::spec::describe_passed(&fd)?;
+            let fdname = format!("{PREFIX}{name}");
             if let Some(id) = identity(fd.as_fd()) {
-                self.stored.insert(format!("{PREFIX}{name}"), id);
+                self.stored.insert(fdname.clone(), id);
             }
+            // One herd cannot serve (a socket that does not listen, a pipe) is dropped from the
+            // store: refusing to start would fail every restart on it, as systemd keeps it.
+            let (kind, address) = match crate::spec::describe_passed(&fd) {
+                Ok(described) => described,
+                Err(e) => {
+                    tracing::warn!(
+                        event = LogEvent::FdstoreReplaced.as_str(),
+                        name = %name,
+                        "{fdname:?} from systemd's fd store cannot be served ({e:#}): herd \
+                         closes it and removes it from the store"
+                    );
+                    continue;
+                }
+            };
             restored.push(Inherited {
                 name,
                 kind: Some(kind),

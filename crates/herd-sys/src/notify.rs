@@ -2,10 +2,24 @@
 
 use std::ffi::OsStr;
 use std::io;
+use std::time::Duration;
+
+/// How long a send waits for room in the receiver's queue. A datagram to a Unix socket whose
+/// queue is full (`net.unix.max_dgram_qlen` messages no one has read) blocks the sender until
+/// the receiver reads one: a service manager that stopped reading would otherwise freeze the
+/// sender for good (herd's loop, with its signals and its control socket). Past this, the send
+/// fails with [`io::ErrorKind::WouldBlock`] and the message is lost.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Sends `message` as one datagram to `socket`: a filesystem path, or on Linux an
-/// abstract-namespace name written with a leading `@` (as systemd does).
+/// abstract-namespace name written with a leading `@` (as systemd does). Waits at most
+/// [`SEND_TIMEOUT`] for a receiver whose queue is full.
 pub fn send(socket: &OsStr, message: &[u8]) -> io::Result<()> {
+    send_within(socket, message, SEND_TIMEOUT)
+}
+
+/// [`send`], waiting at most `wait` for a receiver whose queue is full (zero: not at all).
+pub fn send_within(socket: &OsStr, message: &[u8], wait: Duration) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let bytes = socket.as_bytes();
     match bytes.first() {
@@ -13,10 +27,11 @@ pub fn send(socket: &OsStr, message: &[u8]) -> io::Result<()> {
             io::ErrorKind::InvalidInput,
             "NOTIFY_SOCKET is empty",
         )),
-        Some(b'@') => send_abstract(&bytes[1..], message),
+        Some(b'@') => send_abstract(&bytes[1..], message, wait),
         Some(b'/') => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
-            let sent = sock.send_to(message, socket)?;
+            bound_wait(&sock, wait)?;
+            let sent = retry_interrupted(wait, || sock.send_to(message, socket))?;
             short_write(sent, message.len())
         }
         Some(_) => Err(io::Error::new(
@@ -28,7 +43,8 @@ pub fn send(socket: &OsStr, message: &[u8]) -> io::Result<()> {
 
 /// Sends `message` as one datagram to `socket` (as [`send`] names it) with `fds` attached
 /// (`SCM_RIGHTS`): what `sd_pid_notify_with_fds(3)` does, e.g. for `FDSTORE=1`. The fds are
-/// borrowed; the receiver gets its own copies.
+/// borrowed; the receiver gets its own copies. Waits at most [`SEND_TIMEOUT`] for a receiver
+/// whose queue is full.
 pub fn send_with_fds(
     socket: &OsStr,
     message: &[u8],
@@ -41,9 +57,14 @@ pub fn send_with_fds(
         Some(b'/') => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
             sock.connect(socket)?;
+            bound_wait(&sock, SEND_TIMEOUT)?;
             std::os::unix::io::OwnedFd::from(sock)
         }
-        Some(b'@') => connect_abstract(&bytes[1..])?,
+        Some(b'@') => {
+            let sock = std::os::unix::net::UnixDatagram::from(connect_abstract(&bytes[1..])?);
+            bound_wait(&sock, SEND_TIMEOUT)?;
+            std::os::unix::io::OwnedFd::from(sock)
+        }
         _ => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -51,8 +72,52 @@ pub fn send_with_fds(
             ))
         }
     };
-    let sent = crate::fdpass::send_with_fds(sock.as_fd(), message, fds)?;
+    let sent = retry_interrupted(SEND_TIMEOUT, || {
+        crate::fdpass::send_with_fds(sock.as_fd(), message, fds)
+    })?;
     short_write(sent, message.len())
+}
+
+/// Runs `send` (one datagram: all or nothing) again when a signal interrupted it, which a
+/// send with a timeout is even under `SA_RESTART`, until `wait` has passed; a full queue's
+/// timeout says so ([`queue_full`]).
+fn retry_interrupted(
+    wait: Duration,
+    mut send: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match send() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                // Waited all that time, interrupted or not: the queue stayed full.
+                if std::time::Instant::now() >= deadline {
+                    return Err(queue_full(io::ErrorKind::WouldBlock.into()));
+                }
+            }
+            sent => return sent.map_err(queue_full),
+        }
+    }
+}
+
+/// Makes a send on `sock` wait at most `wait` for room in the receiver's queue.
+fn bound_wait(sock: &std::os::unix::net::UnixDatagram, wait: Duration) -> io::Result<()> {
+    if wait.is_zero() {
+        sock.set_nonblocking(true)
+    } else {
+        sock.set_write_timeout(Some(wait))
+    }
+}
+
+/// Says what a send that timed out means: the receiver's queue stayed full.
+fn queue_full(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "the receiver's queue is full: it is not reading its notify socket",
+        )
+    } else {
+        e
+    }
 }
 
 fn short_write(sent: usize, wanted: usize) -> io::Result<()> {
@@ -100,25 +165,29 @@ fn datagram_socket() -> io::Result<std::os::unix::io::OwnedFd> {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn send_abstract(name: &[u8], message: &[u8]) -> io::Result<()> {
+fn send_abstract(name: &[u8], message: &[u8], wait: Duration) -> io::Result<()> {
     use std::os::unix::io::AsRawFd;
     let (addr, len) = abstract_address(name)?;
-    let sock = datagram_socket()?;
-    // SAFETY: the buffer and the address are valid for the lengths we pass.
-    let sent = unsafe {
-        libc::sendto(
-            sock.as_raw_fd(),
-            message.as_ptr().cast(),
-            message.len(),
-            libc::MSG_NOSIGNAL,
-            (&addr as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    short_write(sent as usize, message.len())
+    let sock = std::os::unix::net::UnixDatagram::from(datagram_socket()?);
+    bound_wait(&sock, wait)?;
+    let sent = retry_interrupted(wait, || {
+        // SAFETY: the buffer and the address are valid for the lengths we pass.
+        let sent = unsafe {
+            libc::sendto(
+                sock.as_raw_fd(),
+                message.as_ptr().cast(),
+                message.len(),
+                libc::MSG_NOSIGNAL,
+                (&addr as *const libc::sockaddr_un).cast(),
+                len,
+            )
+        };
+        match sent {
+            n if n < 0 => Err(io::Error::last_os_error()),
+            n => Ok(n as usize),
+        }
+    })?;
+    short_write(sent, message.len())
 }
 
 /// A datagram socket connected to abstract-namespace socket `name`.
@@ -150,7 +219,7 @@ fn connect_abstract(_name: &[u8]) -> io::Result<std::os::unix::io::OwnedFd> {
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_abstract(_name: &[u8], _message: &[u8]) -> io::Result<()> {
+fn send_abstract(_name: &[u8], _message: &[u8], _wait: Duration) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "abstract-namespace sockets exist only on Linux",
@@ -287,5 +356,31 @@ mod tests {
         assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
         let relative = std::ffi::OsStr::new("relative.sock");
         assert!(super::send_with_fds(relative, b"x", &[]).is_err());
+    }
+
+    /// A receiver that never reads fills its queue (`net.unix.max_dgram_qlen` datagrams); a
+    /// send then fails after [`super::SEND_TIMEOUT`] instead of blocking for good.
+    #[test]
+    fn a_receiver_that_never_reads_does_not_block_the_sender() {
+        let path =
+            std::env::temp_dir().join(format!("herd-sys-notify-full-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let _receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let file = std::fs::File::open("/").unwrap();
+        let started = std::time::Instant::now();
+        let full = |send: &dyn Fn() -> std::io::Result<()>| {
+            (0..100_000)
+                .find_map(|_| send().err())
+                .expect("every send went")
+        };
+        let plain = full(&|| super::send(path.as_os_str(), b"STATUS=x"));
+        let with_fds =
+            full(&|| super::send_with_fds(path.as_os_str(), b"FDSTORE=1", &[file.as_fd()]));
+        let _ = std::fs::remove_file(&path);
+        for e in [plain, with_fds] {
+            assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock, "{e}");
+            assert!(e.to_string().contains("not reading"), "{e}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
 }

@@ -56,7 +56,8 @@ impl fmt::Display for State<'_> {
 }
 
 /// Sends `states` as one datagram to `NOTIFY_SOCKET`. Returns `Ok(false)` when the variable is
-/// not set (nobody listens), `Ok(true)` once sent.
+/// not set (nobody listens), `Ok(true)` once sent. On Unix, a receiver whose queue is full is
+/// waited for at most a second (then an error), where `sd_notify(3)` would block for good.
 pub fn notify(states: &[State<'_>]) -> Result<bool> {
     let socket = match std::env::var_os("NOTIFY_SOCKET") {
         None => return Ok(false),

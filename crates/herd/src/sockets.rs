@@ -69,11 +69,10 @@ impl Sockets {
 
     /// Reads and claims the environment's fds (once per process).
     fn claim_env() -> Result<Sockets> {
-        let var = |name: &str| std::env::var(name).ok();
         let parsed = parse_listen_env(
-            var("LISTEN_FDS").as_deref(),
-            var("LISTEN_PID").as_deref(),
-            var("LISTEN_FDNAMES").as_deref(),
+            env_var("LISTEN_FDS")?.as_deref(),
+            env_var("LISTEN_PID")?.as_deref(),
+            env_var("LISTEN_FDNAMES")?.as_deref(),
             std::process::id(),
         )
         .map_err(|why| Error::new(ErrorKind::InvalidEnvironment, why))?;
@@ -350,6 +349,19 @@ fn describe(info: Option<SocketInfo>) -> String {
 }
 
 /// Runs `f` on the process's inherited set, claiming it from the environment first if needed.
+/// The environment variable `name`, if set: one that is not UTF-8 is an error, not unset (a
+/// socket named in Latin-1 must not silently become "unknown").
+fn env_var(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(value)) => Err(Error::new(
+            ErrorKind::InvalidEnvironment,
+            format!("{name}={value:?} is not valid UTF-8 (socket names are printable ASCII)"),
+        )),
+    }
+}
+
 fn with_inherited<T>(f: impl FnOnce(&mut Sockets) -> Result<T>) -> Result<T> {
     let mut guard = INHERITED
         .lock()

@@ -249,6 +249,7 @@ pub fn bind_all(
         for socket in inherited {
             listeners.push(Listener::inherited(socket)?);
         }
+        inherit::close_unadopted(None);
         return Ok(listeners);
     }
     twice::check(specs)?;
@@ -284,6 +285,7 @@ pub fn bind_all(
         }
     }
     handover::leave_untaken(inherited);
+    inherit::close_unadopted(binding.passed.take());
     for listener in &mut listeners {
         listener.backlog_set = listener.backlog_now();
         listener.nonblocking_set = listener.nonblocking_now();

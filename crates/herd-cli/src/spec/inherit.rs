@@ -52,6 +52,42 @@ pub fn take_with_prefix(prefix: &str) -> anyhow::Result<Vec<(String, OwnedFd)>> 
     Ok(taken)
 }
 
+/// Closes herd's copies of the sockets passed to it that no `--bind` adopted (left in
+/// `passed`, or never asked for), and says which: the clients of a `.socket` unit whose sockets
+/// herd ignores (a forgotten `--bind systemd`) wait in a queue no worker serves.
+pub fn close_unadopted(passed: Option<Passed>) {
+    let early = EARLY.lock().ok().and_then(|mut e| e.take());
+    let mut sockets = match (passed, early) {
+        (Some(passed), _) => passed.sockets,
+        (None, Some(Ok(sockets))) => sockets,
+        _ => return,
+    };
+    let names: Vec<String> = sockets.names().map(str::to_string).collect();
+    let mut unadopted = Vec::new();
+    for (i, name) in names.into_iter().enumerate() {
+        if let Ok(Some(fd)) = sockets.take_fd_at(i) {
+            drop(fd);
+            let number = herd::LISTEN_FDS_START + i as i32;
+            // `--bind systemd` never takes these: they are herd's, from a store now off.
+            let store = match name.starts_with(crate::fdstore::PREFIX) {
+                true => ", from systemd's fd store, which herd does not use without FDSTORE= or --fdstore",
+                false => "",
+            };
+            unadopted.push(format!("{name:?} (fd {number}{store})"));
+        }
+    }
+    if !unadopted.is_empty() {
+        tracing::warn!(
+            event = crate::logging::LogEvent::SetupNote.as_str(),
+            "{} socket(s) passed to herd (LISTEN_FDS) that no --bind adopts: {}; herd closes \
+             its copies, and their clients wait for no worker: adopt them with --bind systemd \
+             or --bind NAME=fd:SYSTEMD_NAME, or remove them from the .socket unit",
+            unadopted.len(),
+            unadopted.join(", ")
+        );
+    }
+}
+
 impl Passed {
     /// The sockets [`claim_early`] claimed (validated by the worker library: a `LISTEN_PID`
     /// that is not herd's means there are none).

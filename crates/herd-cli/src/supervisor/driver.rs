@@ -182,6 +182,7 @@ impl Supervisor {
             self.handle(input, &mut sources, &mut control_file, &mut notify);
             self.after_turn(&sources, &mut control_file);
             self.publish_health();
+            self.effects.service().keep_alive(Instant::now());
         }
         self.finish(sources, notify).await
     }
@@ -206,6 +207,7 @@ impl Supervisor {
             self.warming.next_deadline(),
             self.probes.drain_until(),
             self.effects.fork_server_deadline(),
+            self.effects.service().watchdog_due(),
             // Starts wait: the loop turns again at once.
             self.starts.is_waiting().then_some(now),
         ]

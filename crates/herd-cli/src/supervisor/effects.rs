@@ -360,6 +360,11 @@ impl Effects {
         self.spawner.fork_server_statuses()
     }
 
+    /// herd's own service manager (its watchdog).
+    pub fn service(&self) -> &platform::ServiceManager {
+        &self.service
+    }
+
     /// What starts workers (Unix: also re-exec checks; Windows: with the `--shm` mappings).
     pub fn spawner(&mut self) -> &mut platform::Spawner {
         &mut self.spawner

@@ -106,7 +106,8 @@ impl Supervisor {
     pub(super) fn reexec_export(&self, epoch: Epoch) -> Result<PoolState, (ErrorCode, String)> {
         let pool = self.pool.export(epoch);
         if self.probes.draining() {
-            let why = "herd is draining before it stops (--drain-delay)".to_string();
+            let why = "cannot re-execute while herd is draining before it stops (--drain-delay)"
+                .to_string();
             return Err((ErrorCode::Stopping, why));
         }
         // Draining reuseport slots is pool state now, handed over with the pool.

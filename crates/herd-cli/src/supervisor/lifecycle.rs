@@ -52,7 +52,8 @@ impl Supervisor {
         // hears it).
         let mut effects = self.platform_stop_effects();
         effects.extend(self.waiters.reexec_cancelled().map(Effect::RefuseReexec));
-        effects.extend([Effect::CloseSockets, Effect::Report(self.phase.stopping())]);
+        effects.push(Effect::CloseSockets);
+        effects.extend(self.phase.stopping().map(Effect::Report));
         self.effects.execute(effects);
         let signal = match graceful {
             true => self.effects.stop_signal(),

@@ -95,6 +95,9 @@ pub struct Phase<T> {
     failure: Option<String>,
     takeover: Takeover<T>,
     ready_reported: bool,
+    /// Whether the service manager heard `STOPPING=1`: it hears it once, and no `READY=1`
+    /// after it.
+    stopping_reported: bool,
     /// Whether this image continues from a re-exec.
     reexecuted: bool,
     /// Whether another herd took this one over (its stop reached this herd), and that herd's
@@ -116,6 +119,7 @@ impl<T> Phase<T> {
             failure: None,
             takeover,
             ready_reported: false,
+            stopping_reported: false,
             reexecuted: false,
             taken_over_by: None,
         }
@@ -128,6 +132,7 @@ impl<T> Phase<T> {
             failure: None,
             takeover: Takeover::None,
             ready_reported,
+            stopping_reported: false,
             reexecuted: true,
             taken_over_by: None,
         }
@@ -255,7 +260,8 @@ impl<T> Phase<T> {
                 }
             }
         }
-        if !self.ready_reported && !pool.stopping && pool.all_ready {
+        // A first generation ready during a drain is not news: STOPPING=1 was said.
+        if !self.ready_reported && !self.stopping_reported && !pool.stopping && pool.all_ready {
             self.ready_reported = true;
             let status = format!("{} workers ready", pool.desired);
             steps.push(Step::Report(Report::Ready(status)));
@@ -287,9 +293,10 @@ impl<T> Phase<T> {
         }
     }
 
-    /// What to tell the service manager as herd begins to stop.
-    pub fn stopping(&self) -> Report {
-        Report::Stopping
+    /// What to tell the service manager as herd begins to stop (a drain, then the stop
+    /// itself): `STOPPING=1`, once.
+    pub fn stopping(&mut self) -> Option<Report> {
+        (!std::mem::replace(&mut self.stopping_reported, true)).then_some(Report::Stopping)
     }
 
     /// What to tell the service manager as herd re-executes: that herd reloads, once it has
@@ -318,10 +325,12 @@ impl<T> Phase<T> {
     /// What to tell the service manager when an upgrade ends.
     pub fn upgrade_ended(&self, generation: Result<u64, ()>, desired: usize) -> Report {
         let status = match generation {
+            _ if self.stopping_reported => "upgrade abandoned: herd is stopping".to_string(),
             Ok(g) => format!("generation {g}, {desired} workers"),
             Err(()) => "upgrade aborted; the old workers serve".to_string(),
         };
-        match self.ready_reported {
+        // After STOPPING=1, READY=1 would tell systemd that the service runs again.
+        match self.ready_reported && !self.stopping_reported {
             true => Report::Ready(status),
             false => Report::Status(status),
         }

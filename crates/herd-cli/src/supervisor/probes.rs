@@ -90,8 +90,8 @@ impl Supervisor {
             DrainStep::Begin { .. } => {
                 // Published before it is logged: whoever reads the log sees /readyz say no.
                 self.publish_health();
-                self.effects
-                    .execute([Effect::Report(self.phase.stopping())]);
+                let report = self.phase.stopping().map(Effect::Report);
+                self.effects.execute(report);
                 tracing::info!(
                     event = LogEvent::Draining.as_str(),
                     signal = trigger,

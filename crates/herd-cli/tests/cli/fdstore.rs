@@ -444,3 +444,49 @@ fn replaces_what_no_longer_fits(made: &[&str], replaced: &str, message: &str) {
     herd.signal(libc::SIGTERM);
     assert!(herd.wait_exit().success());
 }
+
+/// An fd under herd's name in the store that herd cannot serve at all (here a connected TCP
+/// socket, not a listening one) is dropped from the store and replaced: refusing to start on
+/// it would fail every restart, since systemd gives it back each time.
+#[test]
+fn a_stored_fd_herd_cannot_serve_is_replaced_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let connected = std::net::TcpStream::connect(peer.local_addr().unwrap()).unwrap();
+    let stored: BTreeMap<String, OwnedFd> = [
+        (
+            "herd.counter",
+            herd_sys::shm::create("counter", 4096).unwrap(),
+        ),
+        ("herd.web", OwnedFd::from(connected)),
+    ]
+    .into_iter()
+    .map(|(name, fd)| (name.to_string(), fd))
+    .collect();
+    let mut herd = restart(&stored, &notify_path);
+    let warning = herd.wait_for_event("fdstore_replaced", &[("name", "web".into())]);
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be served"),
+        "{warning}"
+    );
+    let (again, heard) = receive_store(&notify);
+    let again: Vec<&str> = again.keys().map(String::as_str).collect();
+    assert_eq!(again, ["herd.web"], "{heard:?}");
+    let removed_first = heard
+        .iter()
+        .position(|m| m.contains("FDSTOREREMOVE=1\nFDNAME=herd.web"));
+    let stored_again = heard.iter().position(|m| m.contains("FDSTORE=1\n"));
+    assert!(
+        removed_first.is_some() && removed_first < stored_again,
+        "{heard:?}"
+    );
+    assert_eq!(hit(&get(&herd.address("web"), "/").unwrap()), 1);
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}

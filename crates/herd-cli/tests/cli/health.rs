@@ -442,9 +442,19 @@ fn a_reexec_keeps_the_health_socket_and_is_refused_while_draining() {
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("herd is draining before it stops"),
+        stderr.contains("cannot re-execute while herd is draining before it stops"),
         "{stderr}"
     );
+    // SIGUSR2 too, and its log line says what was refused.
+    herd.signal(libc::SIGUSR2);
+    let refusals = herd.wait_for_events("reexec_refused", 2, &[]);
+    for refusal in &refusals {
+        let message = refusal["message"].as_str().unwrap_or("");
+        assert!(
+            message.starts_with("cannot re-execute while herd is draining"),
+            "{refusal}"
+        );
+    }
     // Nor is a pool about to stop upgraded or scaled.
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_ne!(code, 0);

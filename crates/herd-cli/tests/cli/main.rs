@@ -54,6 +54,7 @@ mod shm;
 mod sockets;
 mod stop;
 mod systemd;
+mod systemd_hostile;
 mod systemd_reload;
 mod takeover;
 mod takeover_abort;

@@ -171,7 +171,14 @@ fn the_service_manager_hears_each_turn_of_herds_course() {
             "re-exec failed; the old program runs on".into()
         ))
     );
-    assert_eq!(phase.stopping(), Report::Stopping);
+    assert_eq!(phase.stopping(), Some(Report::Stopping));
+    // Once (a drain, then the stop), and no READY=1 after it: an upgrade that ends as herd
+    // stops says so in a status only.
+    assert_eq!(phase.stopping(), None);
+    assert_eq!(
+        phase.upgrade_ended(Err(()), 3),
+        Report::Status("upgrade abandoned: herd is stopping".into())
+    );
     let resumed: Phase<()> = Phase::resumed(true);
     assert_eq!(
         resumed.resumed_report(),
@@ -314,4 +321,14 @@ fn a_refused_reload_still_ends_with_ready() {
     let status = Report::Status("upgrade refused: busy".into());
     assert_eq!(phase.upgrade_refused("busy", true, false), vec![status]);
     assert_eq!(phase.upgrade_refused("busy", false, true).len(), 1);
+}
+
+/// A stop asked for before the first generation is ready (a drain, during which the pool has
+/// not begun to stop) says STOPPING=1, and READY=1 never follows when the workers become ready.
+#[test]
+fn workers_ready_during_a_drain_send_no_ready_after_stopping() {
+    let mut phase: Phase<()> = Phase::new(None);
+    assert_eq!(phase.stopping(), Some(Report::Stopping));
+    assert_eq!(phase.after_turn(view(false, true, true)), vec![]);
+    assert_eq!(phase.upgrade_started(2), None);
 }

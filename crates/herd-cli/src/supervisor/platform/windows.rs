@@ -71,6 +71,14 @@ impl ServiceManager {
 
     /// Tells nobody.
     pub fn report(&self, _report: crate::supervisor::phase::Report) {}
+
+    /// Never: nobody watches herd.
+    pub fn watchdog_due(&self) -> Option<std::time::Instant> {
+        None
+    }
+
+    /// Tells nobody.
+    pub fn keep_alive(&self, _now: std::time::Instant) {}
 }
 
 /// Whether the process `pid` still runs: one that cannot be opened for another reason than
