@@ -348,7 +348,6 @@ fn describe(info: Option<SocketInfo>) -> String {
     format!("a {listening}{family} {ty} socket")
 }
 
-/// Runs `f` on the process's inherited set, claiming it from the environment first if needed.
 /// The environment variable `name`, if set: one that is not UTF-8 is an error, not unset (a
 /// socket named in Latin-1 must not silently become "unknown").
 fn env_var(name: &str) -> Result<Option<String>> {
@@ -362,6 +361,7 @@ fn env_var(name: &str) -> Result<Option<String>> {
     }
 }
 
+/// Runs `f` on the process's inherited set, claiming it from the environment first if needed.
 fn with_inherited<T>(f: impl FnOnce(&mut Sockets) -> Result<T>) -> Result<T> {
     let mut guard = INHERITED
         .lock()
