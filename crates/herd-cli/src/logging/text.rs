@@ -1,5 +1,7 @@
 //! The text format's fields: tracing's default, without the `event` field, which repeats the
-//! message in a form meant for machines (the JSON format keeps it).
+//! message in a form meant for machines (the JSON format keeps it), and with every control
+//! character escaped (`\n`, `\x1b`), so that text from outside (a config file's command, a
+//! worker's status) can neither forge a log line nor drive the terminal.
 
 use std::fmt;
 
@@ -24,7 +26,8 @@ pub struct SkipEvent<V>(V);
 impl<V: Visit> Visit for SkipEvent<V> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() != "event" {
-            self.0.record_str(field, value);
+            // Other fields are written quoted and escaped ({:?}); the message as it is.
+            self.0.record_str(field, &crate::text::escape(value));
         }
     }
 
@@ -35,8 +38,16 @@ impl<V: Visit> Visit for SkipEvent<V> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() != "event" {
-            self.0.record_debug(field, value);
+        if field.name() == "event" {
+            return;
+        }
+        // The message, and fields given with `%`, are written as they format.
+        let text = format!("{value:?}");
+        match crate::text::escape(&text) {
+            std::borrow::Cow::Borrowed(_) => self.0.record_debug(field, value),
+            std::borrow::Cow::Owned(escaped) => {
+                self.0.record_debug(field, &format_args!("{escaped}"))
+            }
         }
     }
 }

@@ -45,3 +45,32 @@ fn text_line() -> String {
 fn the_text_format_shows_the_message_and_fields_but_not_the_event() {
     assert_eq!(text_line().trim(), "INFO worker started slot=0 pid=42");
 }
+
+#[test]
+fn control_characters_are_escaped_so_no_line_is_forged() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .fmt_fields(WithoutEvent)
+        .finish();
+    // A config file's command, as a refused reload names it (was: written as it is, so that
+    // it read as a second line).
+    let command = "/x\nERROR herd stopped\x1b[2J";
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::warn!(
+            event = LogEvent::UpgradeRefused.as_str(),
+            reason = %command,
+            "cannot run {command}"
+        );
+    });
+    let bytes = captured.0.lock().unwrap().clone();
+    let text = String::from_utf8(bytes).unwrap();
+    assert_eq!(
+        text.trim(),
+        "WARN cannot run /x\\nERROR herd stopped\\x1b[2J reason=/x\\nERROR herd stopped\\x1b[2J"
+    );
+}
