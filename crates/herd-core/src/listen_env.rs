@@ -51,10 +51,11 @@ pub fn parse_listen_env(
         Some(names) => names.split(':').map(str::to_string).collect(),
     };
     if names.len() != count {
-        return Err(format!(
-            "LISTEN_FDNAMES has {} names but LISTEN_FDS={count}",
-            names.len()
-        ));
+        let has = match names.len() {
+            1 => "1 name".to_string(),
+            n => format!("{n} names"),
+        };
+        return Err(format!("LISTEN_FDNAMES has {has} but LISTEN_FDS={count}"));
     }
     for name in &names {
         validate_name(name).map_err(|why| format!("LISTEN_FDNAMES: {why}"))?;

@@ -327,7 +327,7 @@ fn a_malformed_socket_activation_environment_is_a_clear_error() {
         ("LISTEN_FDS=abc", "LISTEN_FDS=\"abc\" is not a count"),
         (
             "LISTEN_FDS=2 LISTEN_FDNAMES=a",
-            "LISTEN_FDNAMES has 1 names but LISTEN_FDS=2",
+            "LISTEN_FDNAMES has 1 name but LISTEN_FDS=2",
         ),
         ("LISTEN_FDS=1", "promises fd 3"),
     ] {
