@@ -1,6 +1,8 @@
 use super::*;
 
 fn status(queue: u32, ready: usize) -> Status {
+    // Slot 1's worker is the second ready one.
+    let second = if ready >= 2 { "ready" } else { "starting" };
     serde_json::from_value(serde_json::json!({
         "pid": 9, "name": "web", "version": "0", "uptime_ms": 61000, "generation": 2,
         "upgrading_to": null, "stopping": false, "desired": 2, "running": 2, "ready": ready,
@@ -8,7 +10,7 @@ fn status(queue: u32, ready: usize) -> Status {
             {"slot": 0, "pid": 100, "generation": 2, "state": "ready", "stopping_reason": null,
              "uptime_ms": 5000, "restarts": 1, "last_exit": null, "status": null,
              "cpu_percent": 12.25, "memory_bytes": 3145728},
-            {"slot": 1, "pid": 101, "generation": 2, "state": "starting", "stopping_reason": null,
+            {"slot": 1, "pid": 101, "generation": 2, "state": second, "stopping_reason": null,
              "uptime_ms": 300, "restarts": 0, "last_exit": null, "status": null}
         ],
         "waiting": [{"slot": 2, "restart_in_ms": 4000, "restarts": 3, "last_exit": "exit 1"}],
