@@ -237,7 +237,11 @@ impl Supervisor {
         match staged.workers {
             Some(Workers::Fixed(n)) => {
                 self.set_autoscale(None);
-                if let Err(why) = self.scale(n, "config file") {
+                let scaled = match self.no_fds_for(n) {
+                    Some(why) => Err(why),
+                    None => self.scale(n, "config file").map_err(|e| e.to_string()),
+                };
+                if let Err(why) = scaled {
                     tracing::warn!(
                         event = LogEvent::ScaleRefused.as_str(),
                         "config file: cannot scale to {n} workers: {why}"

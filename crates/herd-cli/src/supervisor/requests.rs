@@ -289,6 +289,17 @@ impl Supervisor {
         Ok(stop_event)
     }
 
+    /// Why the pool cannot grow to `workers`, if it cannot: their per-slot sockets
+    /// (`--balance reuseport`) would not leave herd the fds it needs (see
+    /// [`crate::fdlimit::most_workers`]). A pool that does not grow is never refused.
+    pub(super) fn no_fds_for(&self, workers: usize) -> Option<String> {
+        if workers <= self.pool.desired() {
+            return None;
+        }
+        let sockets = super::platform::per_slot_sockets(self.effects.listeners());
+        crate::fdlimit::too_many_for_fds(workers, sockets, crate::fdlimit::handle_limit())
+    }
+
     pub(super) fn scale_request(
         &mut self,
         workers: Option<usize>,
@@ -306,12 +317,7 @@ impl Supervisor {
             Ok(scale::Order::Workers { target, .. }) => Some(*target),
             Err(_) => None,
         };
-        let sockets = super::platform::per_slot_sockets(self.effects.listeners());
-        let limit = crate::fdlimit::handle_limit();
-        if let Some(why) = growth
-            .filter(|&n| n > current)
-            .and_then(|n| crate::fdlimit::too_many_for_fds(n, sockets, limit))
-        {
+        if let Some(why) = growth.and_then(|n| self.no_fds_for(n)) {
             return Response::error(ErrorCode::InvalidArgument, why);
         }
         match order {

@@ -65,7 +65,10 @@ impl Supervisor {
             Order::Reexec => self.reexec_requested(None, sources),
             Order::ScaleBy(delta) => {
                 let bounds = self.autoscaler.as_ref().map(|a| (a.min, a.max));
-                let why = match scale::by_signal(self.pool.desired(), delta, bounds) {
+                let target = scale::by_signal(self.pool.desired(), delta, bounds);
+                // SIGTTIN one at a time past what the open-file limit leaves room for, too.
+                let target = target.and_then(|t| self.no_fds_for(t).map_or(Ok(t), Err));
+                let why = match target {
                     Ok(target) => match self.scale(target, &trigger) {
                         Ok(_) => {
                             self.scaled_by_hand(&trigger);

@@ -364,4 +364,32 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
     assert_eq!(code, 0, "{stderr}");
     assert!(out.contains("scaled from 1 to 3 workers"), "{out}");
     assert_eq!(herd.status()["desired"], 3);
+
+    // SIGTTIN, one at a time, stops at the same bound: (160 - 160/4 - 64) / 2 = 28.
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg("--nofile=160:160").arg(HERD);
+    let args = [
+        "run",
+        "--balance",
+        "reuseport",
+        "-w",
+        "28",
+        "-b",
+        "127.0.0.1:0",
+    ];
+    let full = Herd::start_via(
+        prlimit,
+        &[&args[..], &["-b", "127.0.0.1:0"], &SLEEPER].concat(),
+    );
+    wait_status(&full, "28 ready workers", |s| settled(s, 28));
+    full.signal(libc::SIGTTIN);
+    let refused = full.wait_for_event("scale_refused", &[]);
+    let said = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("SIGTTIN ignored") && said.contains("at most 28;"),
+        "{refused}"
+    );
+    assert_eq!(full.status()["desired"], 28);
 }
+
+const SLEEPER: [&str; 3] = ["--", "sleep", "1000"];
