@@ -322,9 +322,9 @@ fn an_attached_process_shares_slot_0s_reuseport_socket() {
 /// herd answered the `herd scale` or `herd stop` that would undo it "at its open-file limit".
 #[test]
 fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
-    let run = |workers: &str| {
+    let run_under = |limit: &str, workers: &str| {
         let mut prlimit = std::process::Command::new("prlimit");
-        prlimit.arg("--nofile=1024:1024").arg(HERD);
+        prlimit.arg(format!("--nofile={limit}:{limit}")).arg(HERD);
         let args = [
             "run",
             "--balance",
@@ -341,6 +341,7 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
         ];
         Herd::start_via(prlimit, &args)
     };
+    let run = |workers: &str| run_under("1024", workers);
     let mut refused = run("4096");
     assert_eq!(refused.wait_exit().code(), Some(2));
     let said = last_lines(&refused.lines());
@@ -366,21 +367,7 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
     assert_eq!(herd.status()["desired"], 3);
 
     // SIGTTIN, one at a time, stops at the same bound: (160 - 160/4 - 64) / 2 = 28.
-    let mut prlimit = std::process::Command::new("prlimit");
-    prlimit.arg("--nofile=160:160").arg(HERD);
-    let args = [
-        "run",
-        "--balance",
-        "reuseport",
-        "-w",
-        "28",
-        "-b",
-        "127.0.0.1:0",
-    ];
-    let full = Herd::start_via(
-        prlimit,
-        &[&args[..], &["-b", "127.0.0.1:0"], &SLEEPER].concat(),
-    );
+    let full = run_under("160", "28");
     wait_status(&full, "28 ready workers", |s| settled(s, 28));
     full.signal(libc::SIGTTIN);
     let refused = full.wait_for_event("scale_refused", &[]);
@@ -391,5 +378,3 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
     );
     assert_eq!(full.status()["desired"], 28);
 }
-
-const SLEEPER: [&str; 3] = ["--", "sleep", "1000"];

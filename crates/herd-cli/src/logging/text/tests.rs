@@ -18,8 +18,8 @@ impl std::io::Write for Captured {
     }
 }
 
-/// The text line of one `worker started` event, logged through `WithoutEvent`.
-fn text_line() -> String {
+/// What `log` writes through `WithoutEvent`, in the text format.
+fn text_of(log: impl FnOnce()) -> String {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -29,16 +29,21 @@ fn text_line() -> String {
         .with_target(false)
         .fmt_fields(WithoutEvent)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, log);
+    let bytes = captured.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// The text line of one `worker started` event.
+fn text_line() -> String {
+    text_of(|| {
         tracing::info!(
             event = LogEvent::WorkerStarted.as_str(),
             slot = 0,
             pid = 42,
             "worker started"
         );
-    });
-    let bytes = captured.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    })
 }
 
 #[test]
@@ -48,27 +53,16 @@ fn the_text_format_shows_the_message_and_fields_but_not_the_event() {
 
 #[test]
 fn control_characters_are_escaped_so_no_line_is_forged() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .fmt_fields(WithoutEvent)
-        .finish();
     // A config file's command, as a refused reload names it (was: written as it is, so that
     // it read as a second line).
     let command = "/x\nERROR herd stopped\x1b[2J";
-    tracing::subscriber::with_default(subscriber, || {
+    let text = text_of(|| {
         tracing::warn!(
             event = LogEvent::UpgradeRefused.as_str(),
             reason = %command,
             "cannot run {command}"
         );
     });
-    let bytes = captured.0.lock().unwrap().clone();
-    let text = String::from_utf8(bytes).unwrap();
     assert_eq!(
         text.trim(),
         "WARN cannot run /x\\nERROR herd stopped\\x1b[2J reason=/x\\nERROR herd stopped\\x1b[2J"
