@@ -52,9 +52,13 @@ impl Asked {
     }
 }
 
-/// herd's status, read as `R`.
-fn status<R: serde::de::DeserializeOwned>(connect: Connect<'_>) -> Result<R, ClientError> {
-    connect().and_then(|mut client| client.call(Command::Status, Some(QUICK)))
+/// herd's status, read as `R`, and herd's pid as this client sees it ([`pid_here`]).
+fn status<R: serde::de::DeserializeOwned>(
+    connect: Connect<'_>,
+) -> Result<(R, Option<u32>), ClientError> {
+    let mut client = connect()?;
+    let status = client.call(Command::Status, Some(QUICK))?;
+    Ok((status, pid_here(&client)))
 }
 
 /// [`once`], with the client's error as it came.
@@ -62,7 +66,7 @@ fn asked(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure
     if json {
         // As herd sent it: fields this client does not know are shown too. An object: a result
         // of another shape (an array, null) is not a status, whoever sent it.
-        let status: RawObject = status(connect).map_err(Asked::Client)?;
+        let (status, _): (RawObject, _) = status(connect).map_err(Asked::Client)?;
         let text = status.pretty().map_err(|why| {
             Asked::Failed(Failure::Runtime(anyhow!(
                 "unexpected status from herd: {why}"
@@ -70,15 +74,12 @@ fn asked(json: bool, connect: Connect<'_>) -> Result<(String, Result<(), Failure
         })?;
         return Ok((text, Ok(())));
     }
-    let mut client = connect().map_err(Asked::Client)?;
-    let status: Status = client
-        .call(Command::Status, Some(QUICK))
-        .map_err(Asked::Client)?;
+    let (status, pid_here): (Status, _) = status(connect).map_err(Asked::Client)?;
     let health = match degraded(&status) {
         Some(why) => Err(Failure::Degraded(why)),
         None => Ok(()),
     };
-    let pid_here = pid_here(&client).filter(|&here| here != status.pid);
+    let pid_here = pid_here.filter(|&here| here != status.pid);
     Ok((table::render(&status, pid_here), health))
 }
 

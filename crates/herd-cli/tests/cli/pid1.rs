@@ -38,28 +38,41 @@ fn processes_in(ns: &str) -> Vec<Inside> {
     found
 }
 
+/// Starts `herd --log-format json ARGS` as PID 1 of a new PID namespace (`unshare`, which
+/// herd is the only child of). A test that fails mid-way drops its guard, which kills
+/// unshare, and herd with it (`--kill-child`).
+fn as_pid_1(args: &[&str]) -> Herd {
+    Herd::start_with(|_| {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--kill-child", "--mount-proc", HERD])
+            .args(["--log-format", "json"])
+            .args(args);
+        cmd
+    })
+}
+
 #[test]
 fn herd_as_pid_1_reaps_every_orphan_and_drains_on_sigterm() {
     if !root_or_skip("a PID namespace (unshare --pid) needs root") {
         return;
     }
-    let mut herd = Herd::start_with(|_| {
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--pid",
-            "--fork",
-            // A test that fails mid-way drops its guard, which kills unshare: herd with it.
-            "--kill-child",
-            "--mount-proc",
-            HERD,
-            "--log-format",
-            "json",
-        ])
-        .args(["run", "-w", "1", "--ready", "notify", "--grace", "20s"])
-        .args(["--drain-delay", "1s"])
-        .args(["-b", "web=127.0.0.1:0", "--", "python3", &worker("pid1.py")]);
-        cmd
-    });
+    let pid1_py = worker("pid1.py");
+    let mut herd = as_pid_1(&[
+        "run",
+        "-w",
+        "1",
+        "--ready",
+        "notify",
+        "--grace",
+        "20s",
+        "--drain-delay",
+        "1s",
+        "-b",
+        "web=127.0.0.1:0",
+        "--",
+        "python3",
+        &pid1_py,
+    ]);
     let addr = herd.address("web");
     herd.started(1);
     // herd, as the namespace's init: unshare's only child.
@@ -147,22 +160,18 @@ fn a_sigterm_before_herd_as_pid_1_listens_stops_it() {
 /// Starts herd as PID 1 and sends SIGTERM while herd holds it back: herd exits 0. False
 /// when herd handled SIGTERM before the test saw it held (it is then stopped).
 fn sigterm_while_held() -> bool {
-    let mut herd = Herd::start_with(|_| {
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--pid",
-            "--fork",
-            // A test that fails mid-way drops its guard, which kills unshare: herd with it.
-            "--kill-child",
-            "--mount-proc",
-            HERD,
-            "--log-format",
-            "json",
-        ])
-        .args(["run", "-w", "1", "--grace", "5s", "-b", "127.0.0.1:0"])
-        .args(["--", "sleep", "600"]);
-        cmd
-    });
+    let mut herd = as_pid_1(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "5s",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "600",
+    ]);
     let children = format!("/proc/{0}/task/{0}/children", herd.pid());
     let deadline = std::time::Instant::now() + TIMEOUT;
     // herd's first instructions hold SIGTERM back until its handlers are in place (without
@@ -205,21 +214,7 @@ fn an_attach_from_outside_herds_pid_namespace_is_refused_saying_so() {
     if !root_or_skip("a PID namespace (unshare --pid) needs root") {
         return;
     }
-    let mut herd = Herd::start_with(|_| {
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--pid",
-            "--fork",
-            // A test that fails mid-way drops its guard, which kills unshare: herd with it.
-            "--kill-child",
-            "--mount-proc",
-            HERD,
-            "--log-format",
-            "json",
-        ])
-        .args(["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "600"]);
-        cmd
-    });
+    let mut herd = as_pid_1(&["run", "-w", "1", "-b", "127.0.0.1:0", "--", "sleep", "600"]);
     herd.started(1);
     let (code, stdout, stderr) = herd.ctl(&["attach", "--", "true"]);
     assert_eq!((code, stdout.as_str()), (1, ""), "{stderr}");
