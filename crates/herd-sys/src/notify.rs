@@ -30,8 +30,7 @@ pub fn send_within(socket: &OsStr, message: &[u8], wait: Duration) -> io::Result
         Some(b'@') => send_abstract(&bytes[1..], message, wait),
         Some(b'/') => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
-            bound_wait(&sock, wait)?;
-            let sent = retry_interrupted(wait, || sock.send_to(message, socket))?;
+            let sent = retry_interrupted(&sock, wait, || sock.send_to(message, socket))?;
             short_write(sent, message.len())
         }
         Some(_) => Err(io::Error::new(
@@ -57,14 +56,9 @@ pub fn send_with_fds(
         Some(b'/') => {
             let sock = std::os::unix::net::UnixDatagram::unbound()?;
             sock.connect(socket)?;
-            bound_wait(&sock, SEND_TIMEOUT)?;
-            std::os::unix::io::OwnedFd::from(sock)
+            sock
         }
-        Some(b'@') => {
-            let sock = std::os::unix::net::UnixDatagram::from(connect_abstract(&bytes[1..])?);
-            bound_wait(&sock, SEND_TIMEOUT)?;
-            std::os::unix::io::OwnedFd::from(sock)
-        }
+        Some(b'@') => std::os::unix::net::UnixDatagram::from(connect_abstract(&bytes[1..])?),
         _ => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -72,7 +66,7 @@ pub fn send_with_fds(
             ))
         }
     };
-    let sent = retry_interrupted(SEND_TIMEOUT, || {
+    let sent = retry_interrupted(&sock, SEND_TIMEOUT, || {
         crate::fdpass::send_with_fds(sock.as_fd(), message, fds)
     })?;
     short_write(sent, message.len())
@@ -82,17 +76,21 @@ pub fn send_with_fds(
 /// send with a timeout is even under `SA_RESTART`, until `wait` has passed; a full queue's
 /// timeout says so ([`queue_full`]).
 fn retry_interrupted(
+    sock: &std::os::unix::net::UnixDatagram,
     wait: Duration,
     mut send: impl FnMut() -> io::Result<usize>,
 ) -> io::Result<usize> {
     let deadline = std::time::Instant::now() + wait;
+    bound_wait(sock, wait)?;
     loop {
         match send() {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                // Waited all that time, interrupted or not: the queue stayed full.
-                if std::time::Instant::now() >= deadline {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && !wait.is_zero() => {
+                // Retried for what is left of the wait, not for all of it again.
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
                     return Err(queue_full(io::ErrorKind::WouldBlock.into()));
                 }
+                bound_wait(sock, left)?;
             }
             sent => return sent.map_err(queue_full),
         }
@@ -169,8 +167,7 @@ fn send_abstract(name: &[u8], message: &[u8], wait: Duration) -> io::Result<()> 
     use std::os::unix::io::AsRawFd;
     let (addr, len) = abstract_address(name)?;
     let sock = std::os::unix::net::UnixDatagram::from(datagram_socket()?);
-    bound_wait(&sock, wait)?;
-    let sent = retry_interrupted(wait, || {
+    let sent = retry_interrupted(&sock, wait, || {
         // SAFETY: the buffer and the address are valid for the lengths we pass.
         let sent = unsafe {
             libc::sendto(

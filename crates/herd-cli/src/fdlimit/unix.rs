@@ -18,11 +18,16 @@ pub fn raise(inherited: Option<(u64, u64)>) -> u64 {
         return 0;
     };
     let _ = ORIGINAL.set(inherited.unwrap_or((soft, hard)));
-    let target = hard.min(CEILING).max(soft);
+    let target = raised(soft, hard);
     if target > soft && herd_sys::process::set_nofile_limit(target, hard).is_ok() {
         return target;
     }
     soft
+}
+
+/// The soft limit [`raise`] asks for, given the limit in force `(soft, hard)`.
+pub fn raised(soft: u64, hard: u64) -> u64 {
+    hard.min(CEILING).max(soft)
 }
 
 /// The limit herd was started with, if it differs from the one in force: what workers get by

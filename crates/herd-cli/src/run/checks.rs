@@ -177,8 +177,8 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
         Some(Workers::Auto(_, max)) => max,
         None => super::default_workers(),
     };
-    if let Ok((_, hard)) = herd_sys::process::nofile_limit() {
-        let limit = hard.min(1 << 20);
+    if let Ok((soft, hard)) = herd_sys::process::nofile_limit() {
+        let limit = crate::fdlimit::raised(soft, hard);
         if let Some(why) = crate::fdlimit::too_many_for_fds(workers, tcp, limit) {
             return Err(Failure::Usage(why));
         }
