@@ -13,9 +13,10 @@ each --preload module (and, for -m, MODULE's package), says READY=1, then forks
 one worker per herd request.  Each worker gets its own stdio, listening sockets
 (fds 3...), environment (LISTEN_PID included) and command line from the
 request, and runs the program from the top, without the interpreter start and
-the preloaded imports.  Run from a wrapper script (`exec python3 herd_fork.py
-app.py "$@"`), its workers get what the wrapper gave it: its arguments (those
-passed through last with the worker's number) and the variables it set.
+the preloaded imports (and a SCRIPT compiled once, by the fork server).  Run
+from a wrapper script (`exec python3 herd_fork.py app.py "$@"`), its workers
+get what the wrapper gave it: its arguments (those passed through last with the
+worker's number) and the variables it set.
 
 For gunicorn (gunicorn.glogging is imported at its start; preloading myapp too
 spares each worker the app's imports):
@@ -33,17 +34,18 @@ Protocol: herd's docs (fork server protocol, version 1).  Linux only, Python
 3.8+, standard library only: copy this file next to your app.
 """
 
-import array
 import fcntl
 import gc
 import os
-import re
 import runpy
 import signal
 import socket
 import sys
 import time
-import traceback
+
+# Imports a generation needs only now and then (re, traceback) are made where they are used:
+# the fork server's own start is part of every upgrade, and a worker that needs one imports it
+# itself (or its app preloads it).
 
 VERSION = b"herd-fork 1"
 PR_SET_PDEATHSIG = 1
@@ -66,6 +68,38 @@ class Program:
 
     def __init__(self, preload, module, script, args):
         self.preload, self.module, self.script, self.args = preload, module, script, args
+        self.compiled = None  # (path, source, code) of SCRIPT, compiled by the fork server
+
+
+def script_source(prog):
+    """SCRIPT's path as __file__ gives it and its bytes, when python3 would compile it as
+    Python source (not a directory, a zip file or a .pyc); else None. Raises OSError."""
+    if os.path.isdir(prog.script):
+        return None
+    with open(prog.script, "rb") as f:
+        source = f.read()
+    from importlib.util import MAGIC_NUMBER
+
+    if source.startswith(b"PK\x03\x04") or source.startswith(MAGIC_NUMBER):
+        return None
+    # Python 3.9+ makes a script's __file__ absolute.
+    return (os.path.abspath(prog.script) if sys.version_info >= (3, 9) else prog.script), source
+
+
+def compile_script(prog):
+    """SCRIPT compiled once for the generation (each worker would compile it again at its start),
+    as (path, source, code); None for a module, a script python3 runs otherwise, or one that
+    does not compile (each worker then reports it as python3 would)."""
+    if prog.script is None:
+        return None
+    try:
+        found = script_source(prog)
+        if found is None:
+            return None
+        path, source = found
+        return path, source, compile(source, path, "exec", dont_inherit=True)
+    except Exception:  # SyntaxError, ValueError (a null byte), OSError, ...
+        return None
 
 
 def parse(args):
@@ -136,27 +170,24 @@ def run(prog):
             runpy.run_module(prog.module, run_name="__main__", alter_sys=True)
         return
     sys.argv = [prog.script] + prog.args
-    if os.path.isdir(prog.script):
-        runpy.run_path(prog.script, run_name="__main__")  # runs its __main__.py
-        return
     try:
-        with open(prog.script, "rb") as f:
-            source = f.read()
+        found = script_source(prog)
     except OSError as e:
         sys.stderr.write("%s: can't open file %r: %s\n" % (sys.executable, prog.script, e))
         sys.exit(2)
-    from importlib.util import MAGIC_NUMBER
-
-    if source.startswith(b"PK\x03\x04") or source.startswith(MAGIC_NUMBER):
-        runpy.run_path(prog.script, run_name="__main__")  # a zip file or .pyc
+    if found is None:
+        runpy.run_path(prog.script, run_name="__main__")  # a directory's __main__.py, a zip, a .pyc
         return
     from importlib.machinery import SourceFileLoader
 
-    # Python 3.9+ makes a script's __file__ absolute.
-    path = os.path.abspath(prog.script) if sys.version_info >= (3, 9) else prog.script
+    path, source = found
     main.__file__, main.__cached__ = path, None
     main.__loader__ = SourceFileLoader("__main__", path)
-    exec(compile(source, path, "exec", dont_inherit=True), main.__dict__)
+    # The fork server's compilation, if the file still holds what it compiled (read again, as
+    # a worker started without --fork-server would).
+    cached = prog.compiled
+    code = cached[2] if cached and cached[:2] == (path, source) else None
+    exec(code or compile(source, path, "exec", dont_inherit=True), main.__dict__)
 
 
 def main():
@@ -239,6 +270,8 @@ def same_but_worker(own, got, worker):
         return True
     if worker is None or worker == b"0" or b"0" not in own:
         return False
+    import re
+
     return re.fullmatch(re.escape(own).replace(b"0", b"(?:0|" + worker + b")"), got) is not None
 
 
@@ -297,6 +330,8 @@ class ForkServer:
         try:
             self.preload()
         except Exception:
+            import traceback
+
             traceback.print_exc()
             sys.stderr.write("herd_fork.py: preloading failed; not ready\n")
             flush_stdio()
@@ -314,6 +349,7 @@ class ForkServer:
         # a collection writes to every object it looks at, and so copies each page of them
         # into every worker that runs one.
         gc.collect()
+        self.compiled = compile_script(prog)
         if hasattr(gc, "freeze"):
             gc.freeze()
         notify(b"READY=1")
@@ -353,11 +389,11 @@ class ForkServer:
         """Returns (data, fds, why not), data b"" and no fds at EOF."""
         data, anc, flags, _ = self.sock.recvmsg(
             MAX_REQUEST, socket.CMSG_SPACE(MAX_FDS * 4), MSG_CMSG_CLOEXEC)
-        fds = array.array("i")
+        fds = []
         for level, kind, cdata in anc:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                fds.frombytes(cdata[:len(cdata) - len(cdata) % fds.itemsize])
-        fds = list(fds)
+                # An array of C ints (4 bytes on Linux), read without importing array.
+                fds.extend(memoryview(cdata[:len(cdata) - len(cdata) % 4]).cast("i"))
         if flags & socket.MSG_TRUNC:
             return data, fds, "request longer than %d bytes" % MAX_REQUEST
         if flags & socket.MSG_CTRUNC:
@@ -403,7 +439,10 @@ class ForkServer:
             # Only the worker gets here.
             try:
                 self.become_worker(parent, fds, argv, env, worker_prog)
+                worker_prog.compiled = self.compiled
             except BaseException:
+                import traceback
+
                 traceback.print_exc()
                 flush_stdio()
                 os._exit(1)

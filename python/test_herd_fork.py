@@ -25,6 +25,7 @@ TIMEOUT = 10  # seconds: the bound on every wait
 # The program the workers run: reports itself on stdout as one JSON line, then
 # serves one connection on fd 3 (if given), then exits with $EXIT_CODE.
 PROBE = r"""
+VERSION = 1
 import time
 cpu_at_start = time.process_time()  # since the fork: the launcher's setup
 import atexit, json, os, signal, socket, sys
@@ -54,6 +55,10 @@ info = {
     "sigint": signal.getsignal(signal.SIGINT) is signal.default_int_handler,
     "wakeup_fd": signal.set_wakeup_fd(-1),
     "frozen": __import__("gc").get_freeze_count() if hasattr(__import__("gc"), "get_freeze_count") else None,
+    "version": VERSION,
+    # With the compile_watch preload: what this process compiled (after the fork).
+    "compiled_here": [f for pid, f in getattr(sys.modules.get("compile_watch"), "seen", ())
+                      if pid == os.getpid()],
 }
 atexit.register(lambda: print("atexit", flush=True))
 print(json.dumps(info), flush=True)
@@ -458,6 +463,43 @@ class ForkServerTest(unittest.TestCase):
         w = self.fork(herd, 1, listen=False)
         self.assertGreater(w.info["frozen"], 10000)
         self.finish(w)
+
+    def watch_compiles(self):
+        """A preload that notes each compile() (the audit event) with the pid that made it."""
+        with open(os.path.join(self.dir, "compile_watch.py"), "w") as f:
+            f.write("import os, sys\nseen = []\n"
+                    "sys.addaudithook(lambda e, a: e == 'compile' and seen.append((os.getpid(), a[1])))\n")
+        return ["--preload", "compile_watch", self.script, "fixed"]
+
+    def test_workers_run_the_script_the_fork_server_compiled(self):
+        herd = self.start(self.watch_compiles())
+        w = self.fork(herd, 1, listen=False)
+        self.assertEqual(w.info["compiled_here"], [])
+        self.assertEqual(w.info["version"], 1)
+        self.assertEqual(w.info["file"], self.script)
+        self.finish(w)
+
+    def test_a_script_changed_after_the_fork_server_started_runs_as_changed(self):
+        herd = self.start(self.watch_compiles())
+        with open(self.script, "w") as f:
+            f.write(PROBE.replace("VERSION = 1", "VERSION = 2"))
+        w = self.fork(herd, 1, listen=False)
+        self.assertEqual(w.info["version"], 2)
+        self.assertEqual(w.info["compiled_here"], [self.script])
+        self.finish(w)
+
+    def test_a_script_that_does_not_compile_fails_in_its_worker_as_python_would(self):
+        with open(self.script, "w") as f:
+            f.write("def broken(:\n")
+        herd = self.start()
+        worker = Worker(self, 1, False)
+        herd.send(request([os.fsencode(a) for a in [sys.executable, LAUNCHER, self.script, "fixed"]],
+                          worker.env), worker.fds)
+        reply = herd.reply()
+        worker.sent()
+        self.assertTrue(reply.startswith(b"pid "), reply)
+        self.assertEqual(wait_pid(int(reply[4:])), 1)
+        self.assertIn(b"SyntaxError", worker.stderr())
 
     def test_eof_ends_the_fork_server_with_status_0(self):
         herd = self.start()
