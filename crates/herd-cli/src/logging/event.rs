@@ -180,6 +180,8 @@ log_events! {
     OrphanKilled = "orphan_killed",
     /// An orphan survived SIGKILL; herd no longer waits for it.
     OrphanStuck = "orphan_stuck",
+    /// Lines about orphans coming and going were held back (more than a burst in a window).
+    OrphanLinesHeld = "orphan_lines_held",
     /// `herd reexec`: the new binary is being checked.
     ReexecChecking = "reexec_checking",
     /// `herd reexec`: the new binary passed its check.

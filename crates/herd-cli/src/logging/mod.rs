@@ -11,6 +11,8 @@
 //! Every line at `info` and above carries a stable `event` field ([`LogEvent`]); the text
 //! format leaves it out, since the message says the same to a reader.
 
+#[cfg(test)]
+pub(crate) mod captured;
 mod event;
 mod recent;
 mod sink;

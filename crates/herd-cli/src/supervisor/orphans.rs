@@ -20,6 +20,9 @@
 //! until herd reaps it, so signalling it by pid is safe. Nothing is remembered across a
 //! re-exec: the new image finds them again.
 //!
+//! Lines about orphans are limited ([`lines`]): a worker that leaves a daemon behind at every
+//! request must not flood herd's log.
+//!
 //! The policy is pure; the system calls go through [`Family`], so it is unit-tested without
 //! processes.
 
@@ -33,6 +36,9 @@ use super::grace::{Stopping, KILL_WAIT};
 use super::platform::describe_exit;
 use super::warm_up::LoweredSpan;
 use crate::logging::LogEvent;
+
+mod lines;
+use lines::{Held, Kind, Lines, NAMED_AT_STOP};
 
 /// How often herd looks for new orphans (an orphan's exit wakes it at once: it is a child).
 pub const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -93,6 +99,8 @@ pub struct Orphans {
     stopping: Stopping,
     /// New ones are not adopted yet (see [`hold_adoptions`](Self::hold_adoptions)).
     adoptions_held: bool,
+    /// How many lines about orphans coming and going were written, and held back.
+    lines: Lines,
 }
 
 impl Orphans {
@@ -126,7 +134,7 @@ impl Orphans {
                 match family.reap(child.pid) {
                     Some(status) => {
                         reaped = true;
-                        self.exited(child, status);
+                        self.exited(child, status, now);
                     }
                     None if self.given_up.contains(&child.pid) => {
                         present.insert(child.pid);
@@ -157,6 +165,36 @@ impl Orphans {
         let warming = lowered.iter().any(|span| span.until.is_none());
         self.raise_due(family, warming, now);
         self.enforce(family, now);
+        let held = self.lines.end_window(now);
+        self.say_held(held);
+    }
+
+    /// Whether a line of `kind` may be written at `now`, after saying what the window before
+    /// held back.
+    fn line(&mut self, kind: Kind, now: Instant) -> bool {
+        let held = self.lines.end_window(now);
+        self.say_held(held);
+        self.lines.allow(kind, now)
+    }
+
+    /// One line for the lines about orphans held back (if any).
+    fn say_held(&self, held: Option<Held>) {
+        let Some(held) = held else { return };
+        tracing::info!(
+            event = LogEvent::OrphanLinesHeld.as_str(),
+            adopted = held.adopted,
+            exited = held.exited,
+            raised = held.raised,
+            "{} more lines about orphans held back (at most {} every {}s): {} adopted, {} exited, \
+             {} given herd's priority; `herd status` lists the {} living",
+            held.total(),
+            lines::BURST,
+            lines::WINDOW.as_secs(),
+            held.adopted,
+            held.exited,
+            held.raised,
+            self.known.len()
+        );
     }
 
     /// Orphans found while workers warmed up lowered get herd's priority: all once none warms
@@ -170,8 +208,19 @@ impl Orphans {
             .collect();
         for pid in due {
             self.to_raise.remove(&pid);
-            if let Some(orphan) = self.known.get(&pid) {
-                restore_priority(family, pid, &orphan.name);
+            let Some(name) = self.known.get(&pid).map(|o| o.name.clone()) else {
+                continue;
+            };
+            match family.restore_priority(pid) {
+                Ok(0) => {}
+                Ok(threads) if self.line(Kind::Raised, now) => said_raised(pid, &name, threads),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(
+                    event = LogEvent::PriorityNotRestored.as_str(),
+                    pid,
+                    "cannot give orphan {pid} ({name}) herd's priority back from \
+                     --starting-nice's starting priority: {e}"
+                ),
             }
         }
     }
@@ -189,14 +238,29 @@ impl Orphans {
             return;
         }
         self.signal = Some(signal);
-        for (&pid, orphan) in &self.known {
+        let held = self.lines.take();
+        self.say_held(held);
+        for (i, (&pid, orphan)) in self.known.iter().enumerate() {
+            if i < NAMED_AT_STOP {
+                tracing::info!(
+                    event = LogEvent::OrphanSignalled.as_str(),
+                    pid,
+                    "sending {signal} to orphan {pid} ({})",
+                    orphan.name
+                );
+            }
+            family.signal(pid, signal);
+        }
+        if let Some(more) = self
+            .known
+            .len()
+            .checked_sub(NAMED_AT_STOP)
+            .filter(|&n| n > 0)
+        {
             tracing::info!(
                 event = LogEvent::OrphanSignalled.as_str(),
-                pid,
-                "sending {signal} to orphan {pid} ({})",
-                orphan.name
+                "sending {signal} to {more} more orphans (`herd status` lists them)"
             );
-            family.signal(pid, signal);
         }
     }
 
@@ -222,8 +286,11 @@ impl Orphans {
     }
 
     /// Orphan `child` exited with `status` and was reaped.
-    fn exited(&mut self, child: Child, status: ExitStatus) {
+    fn exited(&mut self, child: Child, status: ExitStatus, now: Instant) {
         self.known.remove(&child.pid);
+        if !self.line(Kind::Exited, now) {
+            return;
+        }
         tracing::info!(
             event = LogEvent::OrphanExited.as_str(),
             pid = child.pid,
@@ -249,13 +316,15 @@ impl Orphans {
                 sockets.join(", ")
             ),
         };
-        tracing::warn!(
-            event = LogEvent::OrphanAdopted.as_str(),
-            pid,
-            sockets = %held.join(","),
-            "process {pid} ({name}) was left behind by a worker; herd reaps it and stops it \
-             when it stops{serves}"
-        );
+        if self.line(Kind::Adopted, now) {
+            tracing::warn!(
+                event = LogEvent::OrphanAdopted.as_str(),
+                pid,
+                sockets = %held.join(","),
+                "process {pid} ({name}) was left behind by a worker; herd reaps it and stops it \
+                 when it stops{serves}"
+            );
+        }
         if let Some(signal) = self.signal {
             let signal = match self.stopping {
                 Stopping::Until(_) => signal,
@@ -270,13 +339,24 @@ impl Orphans {
     /// those still there [`KILL_WAIT`] after.
     fn enforce(&mut self, family: &mut impl Family, now: Instant) {
         if self.stopping.give_up(now) {
-            for (pid, orphan) in std::mem::take(&mut self.known) {
-                self.given_up.insert(pid);
+            let stuck = std::mem::take(&mut self.known);
+            for (i, (pid, orphan)) in stuck.iter().enumerate() {
+                self.given_up.insert(*pid);
+                if i < NAMED_AT_STOP {
+                    tracing::error!(
+                        event = LogEvent::OrphanStuck.as_str(),
+                        pid,
+                        "orphan {pid} ({}) still there {}s after {}; herd stops without it",
+                        orphan.name,
+                        KILL_WAIT.as_secs(),
+                        Signal::KILL
+                    );
+                }
+            }
+            if let Some(more) = stuck.len().checked_sub(NAMED_AT_STOP).filter(|&n| n > 0) {
                 tracing::error!(
                     event = LogEvent::OrphanStuck.as_str(),
-                    pid,
-                    "orphan {pid} ({}) still there {}s after {}; herd stops without it",
-                    orphan.name,
+                    "{more} more orphans still there {}s after {}; herd stops without them",
                     KILL_WAIT.as_secs(),
                     Signal::KILL
                 );
@@ -285,14 +365,27 @@ impl Orphans {
         if self.stopping.kill_due(now) {
             self.stopping.begin(true, Duration::ZERO, now);
             self.signal = Some(Signal::KILL);
-            for (&pid, orphan) in &self.known {
+            for (i, (&pid, orphan)) in self.known.iter().enumerate() {
+                if i < NAMED_AT_STOP {
+                    tracing::warn!(
+                        event = LogEvent::OrphanKilled.as_str(),
+                        pid,
+                        "killing orphan {pid} ({}): it did not stop within the grace period",
+                        orphan.name
+                    );
+                }
+                family.signal(pid, Signal::KILL);
+            }
+            if let Some(more) = self
+                .known
+                .len()
+                .checked_sub(NAMED_AT_STOP)
+                .filter(|&n| n > 0)
+            {
                 tracing::warn!(
                     event = LogEvent::OrphanKilled.as_str(),
-                    pid,
-                    "killing orphan {pid} ({}): it did not stop within the grace period",
-                    orphan.name
+                    "killing {more} more orphans: they did not stop within the grace period"
                 );
-                family.signal(pid, Signal::KILL);
             }
         }
     }
@@ -320,25 +413,15 @@ fn born_lowered(
 }
 
 /// `--starting-nice`: orphan `pid` (`name`), which may have been born while its worker was
-/// lowered, gets herd's priority where it still runs at the starting one.
-fn restore_priority(family: &mut impl Family, pid: u32, name: &str) {
-    match family.restore_priority(pid) {
-        Ok(0) => {}
-        Ok(threads) => tracing::info!(
-            event = LogEvent::OrphanRaised.as_str(),
-            pid,
-            threads,
-            "orphan {pid} ({name}), born while a worker warmed up at --starting-nice, still ran \
-             at the starting priority (inherited, or chosen: herd cannot tell): it gets herd's \
-             priority"
-        ),
-        Err(e) => tracing::warn!(
-            event = LogEvent::PriorityNotRestored.as_str(),
-            pid,
-            "cannot give orphan {pid} ({name}) herd's priority back from --starting-nice's \
-             starting priority: {e}"
-        ),
-    }
+/// lowered, was given herd's priority where it still ran at the starting one (`threads`).
+fn said_raised(pid: u32, name: &str, threads: usize) {
+    tracing::info!(
+        event = LogEvent::OrphanRaised.as_str(),
+        pid,
+        threads,
+        "orphan {pid} ({name}), born while a worker warmed up at --starting-nice, still ran at \
+         the starting priority (inherited, or chosen: herd cannot tell): it gets herd's priority"
+    );
 }
 
 #[cfg(test)]

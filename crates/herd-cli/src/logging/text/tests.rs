@@ -1,22 +1,6 @@
-use std::sync::{Arc, Mutex};
-
 use super::WithoutEvent;
+use crate::logging::captured::Captured;
 use crate::logging::LogEvent;
-
-/// Collects what a subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// What `log` writes through `WithoutEvent`, in the text format.
 fn text_of(log: impl FnOnce()) -> String {
@@ -30,8 +14,7 @@ fn text_of(log: impl FnOnce()) -> String {
         .fmt_fields(WithoutEvent)
         .finish();
     tracing::subscriber::with_default(subscriber, log);
-    let bytes = captured.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    captured.text()
 }
 
 /// The text line of one `worker started` event.

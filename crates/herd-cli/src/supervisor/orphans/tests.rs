@@ -353,3 +353,73 @@ fn an_orphan_not_adopted_yet_is_not_raised_yet() {
     fake.look(&mut orphans, &[5], &lowered, t0 + 3 * SEC);
     assert_eq!(fake.raised, vec![10]);
 }
+
+/// How many of `log`'s lines are event `event`.
+fn count(log: &str, event: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains(&format!("event=\"{event}\"")) || l.contains(&format!("event={event} "))
+        })
+        .count()
+}
+
+#[test]
+fn a_storm_of_orphans_writes_a_burst_of_lines_then_one_that_counts_the_rest() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    let storm = 200u32;
+    let ((), log) = crate::logging::captured::logged(|| {
+        for pid in 100..100 + storm {
+            fake.child(pid, pid);
+        }
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+        for pid in 100..100 + storm {
+            fake.exit(pid, 0);
+        }
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC);
+        // Was: 400 lines, 2 per orphan.
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + lines::WINDOW);
+    });
+    assert_eq!(
+        fake.reaped.len(),
+        storm as usize,
+        "every one reaped all the same"
+    );
+    assert_eq!(
+        count(&log, "orphan_adopted"),
+        lines::BURST as usize,
+        "{log}"
+    );
+    assert_eq!(count(&log, "orphan_exited"), 0);
+    assert_eq!(count(&log, "orphan_lines_held"), 1, "{log}");
+    assert!(
+        log.contains("390 more lines about orphans held back")
+            && log.contains("190 adopted, 200 exited, 0 given herd's priority"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_stop_names_a_few_orphans_and_counts_the_rest() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    for pid in 100..130 {
+        fake.child(pid, pid);
+    }
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+    let ((), log) = crate::logging::captured::logged(|| {
+        orphans.stop(&mut fake, Signal::TERM, SEC, t0);
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC);
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC + KILL_WAIT);
+    });
+    assert_eq!(fake.signals.len(), 60, "each one signalled, then killed");
+    // What the storm's look held back is said first.
+    assert!(
+        log.contains("20 more lines about orphans held back"),
+        "{log}"
+    );
+    assert!(log.contains("sending SIGTERM to 20 more orphans"), "{log}");
+    assert!(log.contains("killing 20 more orphans"), "{log}");
+    assert!(log.contains("20 more orphans still there"), "{log}");
+    for event in ["orphan_signalled", "orphan_killed", "orphan_stuck"] {
+        assert_eq!(count(&log, event), NAMED_AT_STOP + 1, "{event}: {log}");
+    }
+}

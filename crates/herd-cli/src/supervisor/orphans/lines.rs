@@ -1,0 +1,156 @@
+//! How many lines herd writes about orphans. A worker that leaves a daemon behind at every
+//! request would otherwise write two lines per request into herd's log (adopted, exited): at
+//! most [`BURST`] lines about orphans coming and going per [`WINDOW`], then one line, once the
+//! window is over, counts those held back by kind. At herd's stop, each step (signalled,
+//! killed, given up) names at most [`NAMED_AT_STOP`] orphans, one line each, and one more line
+//! counts the rest.
+
+use std::time::{Duration, Instant};
+
+/// Lines about orphans written per [`WINDOW`] before they are held back.
+pub const BURST: u32 = 10;
+/// The window [`BURST`] counts over.
+pub const WINDOW: Duration = Duration::from_secs(10);
+/// Orphans named one line each by a step of herd's stop.
+pub const NAMED_AT_STOP: usize = 10;
+
+/// What a line about an orphan says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Adopted,
+    Exited,
+    Raised,
+}
+
+/// Lines held back, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Held {
+    pub adopted: u32,
+    pub exited: u32,
+    pub raised: u32,
+}
+
+impl Held {
+    /// All of them.
+    pub fn total(&self) -> u32 {
+        self.adopted + self.exited + self.raised
+    }
+}
+
+/// The lines written and held back in the current window.
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// When the window began; `None` between windows.
+    start: Option<Instant>,
+    written: u32,
+    held: Held,
+}
+
+impl Lines {
+    /// Whether a line of `kind` may be written at `now`. A window that is over ends first:
+    /// call [`end_window`](Self::end_window) before, to report what it held back.
+    pub fn allow(&mut self, kind: Kind, now: Instant) -> bool {
+        if self.over(now) {
+            self.start = None;
+            self.written = 0;
+        }
+        self.start.get_or_insert(now);
+        if self.written < BURST {
+            self.written += 1;
+            return true;
+        }
+        let count = match kind {
+            Kind::Adopted => &mut self.held.adopted,
+            Kind::Exited => &mut self.held.exited,
+            Kind::Raised => &mut self.held.raised,
+        };
+        *count = count.saturating_add(1);
+        false
+    }
+
+    /// Ends the window if it is over; what it held back, if any, to be said in one line.
+    pub fn end_window(&mut self, now: Instant) -> Option<Held> {
+        if !self.over(now) {
+            return None;
+        }
+        self.start = None;
+        self.written = 0;
+        self.take()
+    }
+
+    /// What was held back so far, if any (herd stops: said before it exits); the window goes on.
+    pub fn take(&mut self) -> Option<Held> {
+        let held = std::mem::take(&mut self.held);
+        (held.total() > 0).then_some(held)
+    }
+
+    fn over(&self, now: Instant) -> bool {
+        self.start
+            .is_some_and(|start| now.saturating_duration_since(start) >= WINDOW)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_written_then_held_back_by_kind_and_counted_once_the_window_ends() {
+        let t0 = Instant::now();
+        let mut lines = Lines::default();
+        for _ in 0..BURST {
+            assert!(lines.allow(Kind::Adopted, t0));
+        }
+        assert!(!lines.allow(Kind::Adopted, t0));
+        assert!(!lines.allow(Kind::Exited, t0 + WINDOW / 2));
+        assert!(!lines.allow(Kind::Exited, t0 + WINDOW / 2));
+        assert!(!lines.allow(Kind::Raised, t0 + WINDOW / 2));
+        assert_eq!(lines.end_window(t0 + WINDOW / 2), None, "not over yet");
+        let held = Held {
+            adopted: 1,
+            exited: 2,
+            raised: 1,
+        };
+        assert_eq!(lines.end_window(t0 + WINDOW), Some(held));
+        assert_eq!(lines.end_window(t0 + WINDOW * 3), None, "counted once");
+        assert!(lines.allow(Kind::Exited, t0 + WINDOW * 3), "a new window");
+    }
+
+    #[test]
+    fn a_window_that_held_nothing_back_says_nothing() {
+        let t0 = Instant::now();
+        let mut lines = Lines::default();
+        assert!(lines.allow(Kind::Adopted, t0));
+        assert_eq!(lines.end_window(t0 + WINDOW), None);
+        assert_eq!(lines.take(), None);
+    }
+
+    #[test]
+    fn a_line_after_the_window_starts_a_new_one_even_without_end_window() {
+        let t0 = Instant::now();
+        let mut lines = Lines::default();
+        for _ in 0..=BURST {
+            lines.allow(Kind::Exited, t0);
+        }
+        assert!(lines.allow(Kind::Exited, t0 + WINDOW));
+        assert_eq!(
+            lines.take(),
+            Some(Held {
+                exited: 1,
+                ..Held::default()
+            }),
+            "what the last window held back is still there to be said"
+        );
+    }
+
+    #[test]
+    fn what_was_held_back_is_taken_at_a_stop_and_the_window_goes_on() {
+        let t0 = Instant::now();
+        let mut lines = Lines::default();
+        for _ in 0..BURST + 3 {
+            lines.allow(Kind::Adopted, t0);
+        }
+        assert_eq!(lines.take().map(|h| h.adopted), Some(3));
+        assert!(!lines.allow(Kind::Adopted, t0), "still the same window");
+    }
+}
