@@ -27,32 +27,71 @@ pub fn connection_cap(soft: u64, max: usize) -> usize {
         .clamp(4, max.max(4))
 }
 
-/// The most workers whose per-slot sockets fit an open-file limit of `limit` with
-/// `per_slot_sockets` sockets for each slot (`--balance reuseport`: one per TCP socket herd
-/// binds), or `None` when slots hold none. A quarter of the limit and 64 more stay for what
-/// else herd holds: control and metrics connections (an eighth of the limit each, at most),
-/// a pipe per worker start, the workers' output. Past it every start fails for want of an
-/// fd, each slot logging it at every retry, and the control socket has no fd left to serve
-/// the `herd scale` that would take it back.
-pub fn most_workers(per_slot_sockets: usize, limit: u64) -> Option<usize> {
-    if per_slot_sockets == 0 {
+/// The open files herd holds for each worker, for as long as the worker's slot runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PerWorker {
+    /// `--balance reuseport`: the slot's own sockets, one per TCP socket herd binds.
+    pub sockets: usize,
+    /// `--worker-output prefix|json`: the read ends of the worker's stdout and stderr pipes.
+    pub pipes: usize,
+}
+
+impl PerWorker {
+    /// What a worker costs with `sockets` per-slot sockets, its output read by herd or not.
+    pub fn new(sockets: usize, output_read: bool) -> PerWorker {
+        PerWorker {
+            sockets,
+            pipes: if output_read { 2 } else { 0 },
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.sockets + self.pipes
+    }
+}
+
+/// The most workers that fit an open-file limit of `limit` when each costs herd `per_worker`,
+/// or `None` when they cost none. A quarter of the limit and 64 more stay for what else herd
+/// holds: control and metrics connections (an eighth of the limit each, at most), a pipe per
+/// worker start. Past it every start fails for want of an fd, each slot logging it at every
+/// retry, and the control socket has no fd left to serve the `herd scale` that would take it
+/// back.
+pub fn most_workers(per_worker: PerWorker, limit: u64) -> Option<usize> {
+    if per_worker.total() == 0 {
         return None;
     }
     let usable = limit.saturating_sub(limit / 4 + 64);
-    let most = usable / per_slot_sockets as u64;
+    let most = usable / per_worker.total() as u64;
     Some(usize::try_from(most).unwrap_or(usize::MAX))
 }
 
-/// Why `workers` cannot run with `per_slot_sockets` sockets each under the open-file limit
-/// `limit`, if they cannot: one line that says how to fix it.
-pub fn too_many_for_fds(workers: usize, per_slot_sockets: usize, limit: u64) -> Option<String> {
-    let most = most_workers(per_slot_sockets, limit)?;
+/// Why `workers` cannot run when each costs herd `per_worker` under the open-file limit
+/// `limit`, if they cannot: one line that says what costs the files and how to fix it.
+pub fn too_many_for_fds(workers: usize, per_worker: PerWorker, limit: u64) -> Option<String> {
+    let most = most_workers(per_worker, limit)?;
+    let PerWorker { sockets, pipes } = per_worker;
+    let (costs, instead) = match (sockets, pipes) {
+        (0, _) => (
+            format!("{pipes} pipes to read its output (--worker-output)"),
+            "--worker-output inherit",
+        ),
+        (_, 0) => (
+            format!("{sockets} socket(s) of its own with --balance reuseport"),
+            "--balance shared",
+        ),
+        _ => (
+            format!(
+                "{sockets} socket(s) of its own with --balance reuseport and {pipes} pipes to \
+                 read its output (--worker-output)"
+            ),
+            "--balance shared or --worker-output inherit",
+        ),
+    };
     (workers > most).then(|| {
         format!(
-            "{workers} workers do not fit herd's open-file limit of {limit} with --balance \
-             reuseport ({per_slot_sockets} socket(s) of its own for each worker's slot): at \
-             most {most}; raise the limit (ulimit -Hn, LimitNOFILE=) and start herd again, or \
-             use --balance shared"
+            "{workers} workers do not fit herd's open-file limit of {limit}: herd holds {costs} \
+             for each: at most {most}; raise the limit (ulimit -Hn, LimitNOFILE=) and start \
+             herd again, or use {instead}"
         )
     })
 }
@@ -76,16 +115,32 @@ mod tests {
     /// and `herd stop` were answered "herd is at its open-file limit".
     #[test]
     fn the_workers_that_fit_the_open_file_limit() {
-        assert_eq!(most_workers(0, 1024), None);
-        assert_eq!(most_workers(2, 1024), Some(352));
-        assert_eq!(most_workers(1, 1024), Some(704));
-        assert_eq!(most_workers(1, 10), Some(0));
-        assert_eq!(too_many_for_fds(352, 2, 1024), None);
-        let why = too_many_for_fds(4096, 2, 1024).unwrap();
+        let sockets = |n| PerWorker::new(n, false);
+        assert_eq!(most_workers(sockets(0), 1024), None);
+        assert_eq!(most_workers(sockets(2), 1024), Some(352));
+        assert_eq!(most_workers(sockets(1), 1024), Some(704));
+        assert_eq!(most_workers(sockets(1), 10), Some(0));
+        assert_eq!(too_many_for_fds(352, sockets(2), 1024), None);
+        let why = too_many_for_fds(4096, sockets(2), 1024).unwrap();
         assert!(why.contains("at most 352;"), "{why}");
         assert!(why.contains("raise the limit"), "{why}");
-        assert_eq!(too_many_for_fds(4096, 0, 1024), None);
+        assert!(why.ends_with("or use --balance shared"), "{why}");
+        assert_eq!(too_many_for_fds(4096, sockets(0), 1024), None);
         // systemd's default hard limit: every pool fits.
-        assert_eq!(too_many_for_fds(4096, 4, 524_288), None);
+        assert_eq!(too_many_for_fds(4096, sockets(4), 524_288), None);
+    }
+
+    /// `--worker-output prefix` under `ulimit -n 1024` and `herd scale 1000`: the starts past
+    /// the limit failed at every retry, a line each.
+    #[test]
+    fn workers_whose_output_herd_reads_cost_two_pipes_each() {
+        assert_eq!(most_workers(PerWorker::new(0, true), 1024), Some(352));
+        assert_eq!(most_workers(PerWorker::new(2, true), 1024), Some(176));
+        let why = too_many_for_fds(1000, PerWorker::new(0, true), 1024).unwrap();
+        assert!(why.contains("2 pipes to read its output"), "{why}");
+        assert!(why.ends_with("or use --worker-output inherit"), "{why}");
+        let why = too_many_for_fds(1000, PerWorker::new(1, true), 1024).unwrap();
+        assert!(why.contains("reuseport and 2 pipes"), "{why}");
+        assert!(why.contains("at most 234;"), "{why}");
     }
 }

@@ -100,6 +100,7 @@ pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Fa
 pub(super) fn check_before_binding(args: &RunArgs, name: &str) -> Result<(), Failure> {
     check_names(args)?;
     check_balance(args)?;
+    check_fds_per_worker(args)?;
     check_stdin(args)?;
     crate::endpoints::ready_min(args, super::default_workers())?;
     crate::control::path::check_name(name).map_err(Failure::Usage)?;
@@ -171,15 +172,32 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
                 .to_string(),
         ));
     }
-    // herd raises its soft limit to the hard one (at most 2^20) before it binds.
+    Ok(())
+}
+
+/// Whether the workers `args` asks for (the most, with autoscaling) fit the open-file limit
+/// herd will raise its own to, with the files herd holds for each: `--balance reuseport`'s
+/// sockets, `--worker-output`'s pipes.
+fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
+    let sockets = match args.balance {
+        Balance::Reuseport => args
+            .binds
+            .iter()
+            .filter(|b| b.address.kind() == "tcp")
+            .count(),
+        Balance::Shared => 0,
+    };
+    let output_read = args.worker_output != crate::cli::WorkerOutput::Inherit;
+    let per_worker = crate::fdlimit::PerWorker::new(sockets, output_read);
     let workers = match args.workers {
         Some(Workers::Fixed(n)) => n,
         Some(Workers::Auto(_, max)) => max,
         None => super::default_workers(),
     };
+    // herd raises its soft limit to the hard one (at most 2^20) before it binds.
     if let Ok((soft, hard)) = herd_sys::process::nofile_limit() {
         let limit = crate::fdlimit::raised(soft, hard);
-        if let Some(why) = crate::fdlimit::too_many_for_fds(workers, tcp, limit) {
+        if let Some(why) = crate::fdlimit::too_many_for_fds(workers, per_worker, limit) {
             return Err(Failure::Usage(why));
         }
     }

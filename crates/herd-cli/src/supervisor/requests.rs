@@ -289,15 +289,17 @@ impl Supervisor {
         Ok(stop_event)
     }
 
-    /// Why the pool cannot grow to `workers`, if it cannot: their per-slot sockets
-    /// (`--balance reuseport`) would not leave herd the fds it needs (see
-    /// [`crate::fdlimit::most_workers`]). A pool that does not grow is never refused.
+    /// Why the pool cannot grow to `workers`, if it cannot: the files herd holds for each
+    /// (`--balance reuseport`'s sockets, `--worker-output`'s pipes) would not leave herd the
+    /// fds it needs (see [`crate::fdlimit::most_workers`]). A pool that does not grow is never refused.
     pub(super) fn no_fds_for(&self, workers: usize) -> Option<String> {
         if workers <= self.pool.desired() {
             return None;
         }
         let sockets = super::platform::per_slot_sockets(self.effects.listeners());
-        crate::fdlimit::too_many_for_fds(workers, sockets, crate::fdlimit::handle_limit())
+        let per_worker =
+            crate::fdlimit::PerWorker::new(sockets, crate::output::current().is_some());
+        crate::fdlimit::too_many_for_fds(workers, per_worker, crate::fdlimit::handle_limit())
     }
 
     pub(super) fn scale_request(

@@ -346,9 +346,9 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
     assert_eq!(refused.wait_exit().code(), Some(2));
     let said = last_lines(&refused.lines());
     assert!(
-        said.contains(
-            "4096 workers do not fit herd's open-file limit of 1024 with --balance reuseport"
-        ) && said.contains("at most 352;"),
+        said.contains("4096 workers do not fit herd's open-file limit of 1024: herd holds 2")
+            && said.contains("with --balance reuseport")
+            && said.contains("at most 352;"),
         "{said}"
     );
     let mut refused = run("1..400");
@@ -377,4 +377,43 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
         "{refused}"
     );
     assert_eq!(full.status()["desired"], 28);
+}
+
+/// The same for the pipes herd reads each worker's output from (`--worker-output prefix`):
+/// `herd scale 1000` under a limit of 1024 started the workers that fit and failed the others
+/// at every retry, a line each.
+#[test]
+fn more_workers_than_their_output_pipes_leave_fds_for_are_refused() {
+    let run = |workers: &str| {
+        let mut prlimit = std::process::Command::new("prlimit");
+        prlimit.arg("--nofile=1024:1024").arg(HERD);
+        let args = [
+            "run",
+            "--worker-output",
+            "prefix",
+            "-w",
+            workers,
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "sleep",
+            "1000",
+        ];
+        Herd::start_via(prlimit, &args)
+    };
+    let mut refused = run("1000");
+    assert_eq!(refused.wait_exit().code(), Some(2));
+    let said = last_lines(&refused.lines());
+    assert!(
+        said.contains("1000 workers do not fit herd's open-file limit of 1024: herd holds 2 pipes")
+            && said.contains("at most 352;")
+            && said.contains("--worker-output inherit"),
+        "{said}"
+    );
+    let herd = run("1");
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    let (code, _, stderr) = herd.ctl(&["scale", "1000"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("at most 352;"), "{stderr}");
+    assert_eq!(herd.status()["desired"], 1);
 }
