@@ -187,6 +187,18 @@ impl Store {
         let mut restored = Vec::new();
         for (name, fd) in crate::spec::take_passed_with_prefix(PREFIX)? {
             let fdname = format!("{PREFIX}{name}");
+            if self.stored.contains_key(&fdname) {
+                // No file's identity: what herd serves under the name differs from it, so the
+                // next sync removes the name (each fd under it) and stores herd's once.
+                self.stored.insert(fdname.clone(), (0, 0));
+                tracing::warn!(
+                    event = LogEvent::FdstoreReplaced.as_str(),
+                    name = %name,
+                    "systemd's fd store holds {fdname:?} more than once: herd serves the first, \
+                     closes the others and stores its own once"
+                );
+                continue;
+            }
             if let Some(id) = identity(fd.as_fd()) {
                 self.stored.insert(fdname.clone(), id);
             }
@@ -248,17 +260,36 @@ impl Store {
             }
         }
         let (remove, store) = changes(&self.stored, &now);
+        let mut sending = Sending::default();
         let removed: Vec<String> = remove
             .into_iter()
-            .filter(|fdname| self.send(&format!("FDSTOREREMOVE=1\nFDNAME={fdname}"), None))
+            .filter(|fdname| {
+                self.send(
+                    &mut sending,
+                    &format!("FDSTOREREMOVE=1\nFDNAME={fdname}"),
+                    None,
+                )
+            })
             .collect();
         let mut sent = Vec::new();
         for (index, fdname) in plan.iter().filter(|(_, n)| store.contains(n)) {
             if let Some(fd) = listeners[*index].fd() {
-                if self.send(&format!("FDSTORE=1\nFDNAME={fdname}"), Some(fd)) {
+                if self.send(
+                    &mut sending,
+                    &format!("FDSTORE=1\nFDNAME={fdname}"),
+                    Some(fd),
+                ) {
                     sent.push(fdname.clone());
                 }
             }
+        }
+        if sending.skipped > 0 {
+            tracing::warn!(
+                event = LogEvent::SystemError.as_str(),
+                "{} more message(s) to systemd's fd store not sent: its queue is full; herd \
+                 sends them at its next change of sockets",
+                sending.skipped
+            );
         }
         let stored = stored_after(&self.stored, &now, &removed, &sent);
         for (index, fdname) in &plan {
@@ -270,12 +301,19 @@ impl Store {
         self.stored = stored;
     }
 
-    /// Sends `message` (with `fd`) to the service manager; whether it went.
-    fn send(&self, message: &str, fd: Option<BorrowedFd<'_>>) -> bool {
+    /// Sends `message` (with `fd`) to the service manager; whether it went. Once a send of
+    /// this round found the manager's queue full (it waited its whole second), the others are
+    /// not tried: each would wait its second too, with herd's loop.
+    fn send(&self, sending: &mut Sending, message: &str, fd: Option<BorrowedFd<'_>>) -> bool {
+        if sending.queue_full {
+            sending.skipped += 1;
+            return false;
+        }
         let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
         match herd_sys::notify::send_with_fds(&self.socket, message.as_bytes(), &fds) {
             Ok(()) => true,
             Err(e) => {
+                sending.queue_full = e.kind() == std::io::ErrorKind::WouldBlock;
                 tracing::warn!(
                     event = LogEvent::SystemError.as_str(),
                     "cannot reach systemd's fd store at {:?}: {e}",
@@ -285,6 +323,15 @@ impl Store {
             }
         }
     }
+}
+
+/// One round of messages to the fd store.
+#[derive(Default)]
+struct Sending {
+    /// A send found the service manager's queue full.
+    queue_full: bool,
+    /// Messages not tried since.
+    skipped: usize,
 }
 
 /// Logs that a listener of `name` is not stored because of `what`; returns false.

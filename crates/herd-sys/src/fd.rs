@@ -87,6 +87,17 @@ pub fn is_cloexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(flags & libc::FD_CLOEXEC != 0)
 }
 
+/// Whether the open file description behind `fd` was opened for reading and writing
+/// (`O_RDWR`), as a shared mapping for writing needs.
+pub fn is_read_write(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: fcntl(F_GETFL) on a borrowed, open fd.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & libc::O_ACCMODE == libc::O_RDWR)
+}
+
 /// Whether `O_NONBLOCK` is set on the open file description behind `fd`.
 pub fn is_nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: fcntl(F_GETFL) on a borrowed, open fd.

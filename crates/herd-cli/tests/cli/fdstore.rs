@@ -25,7 +25,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 /// What herd stored, by FDNAME, read from the notify socket until READY=1; the messages in
 /// the order they came.
-fn receive_store(notify: &UnixDatagram) -> (BTreeMap<String, OwnedFd>, Vec<String>) {
+pub(crate) fn receive_store(notify: &UnixDatagram) -> (BTreeMap<String, OwnedFd>, Vec<String>) {
     let mut stored = BTreeMap::new();
     let mut heard = Vec::new();
     let mut buf = [0u8; 4096];
@@ -47,14 +47,14 @@ fn receive_store(notify: &UnixDatagram) -> (BTreeMap<String, OwnedFd>, Vec<Strin
 }
 
 /// The hit number in counter.py's answer.
-fn hit(body: &str) -> u64 {
+pub(crate) fn hit(body: &str) -> u64 {
     let n = body.strip_prefix("hit ").and_then(|b| b.split(' ').next());
     n.and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not a hit: {body:?}"))
 }
 
 /// The `--bind` and `--shm` both starts share.
-const WEB_AND_COUNTER: [&str; 4] = ["-b", "web=127.0.0.1:0", "--shm", "counter=4096"];
+pub(crate) const WEB_AND_COUNTER: [&str; 4] = ["-b", "web=127.0.0.1:0", "--shm", "counter=4096"];
 
 /// The herd command line both starts share, with `made` (its `--bind` and `--shm`).
 fn herd_run(cmd: &mut Command, notify: &std::path::Path, made: &[&str]) {
@@ -191,20 +191,30 @@ impl Connecting {
 
 /// Starts herd as systemd does after a restart: the stored fds at 3, 4, ... in `stored`'s
 /// order, named in LISTEN_FDNAMES, LISTEN_PID set to herd's pid by [`PASS_BACK`].
-fn restart(stored: &BTreeMap<String, OwnedFd>, notify: &std::path::Path) -> Herd {
+pub(crate) fn restart(stored: &BTreeMap<String, OwnedFd>, notify: &std::path::Path) -> Herd {
     restart_making(stored, notify, &WEB_AND_COUNTER)
 }
 
 /// [`restart`] with `made` as its `--bind` and `--shm`.
-fn restart_making(
+pub(crate) fn restart_making(
     stored: &BTreeMap<String, OwnedFd>,
+    notify: &std::path::Path,
+    made: &[&str],
+) -> Herd {
+    let listed: Vec<(&str, &OwnedFd)> = stored.iter().map(|(n, fd)| (n.as_str(), fd)).collect();
+    restart_listing(&listed, notify, made)
+}
+
+/// [`restart_making`] from a store that lists `stored` in this order, a name perhaps twice.
+pub(crate) fn restart_listing(
+    stored: &[(&str, &OwnedFd)],
     notify: &std::path::Path,
     made: &[&str],
 ) -> Herd {
     // Above 2 + the number of fds, so that placing one cannot overwrite another.
     let high: Vec<OwnedFd> = stored
-        .values()
-        .map(|fd| {
+        .iter()
+        .map(|(_, fd)| {
             // SAFETY: F_DUPFD_CLOEXEC on an fd we own returns a new fd we then own.
             let raw = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100) };
             assert!(raw >= 100);
@@ -213,7 +223,7 @@ fn restart_making(
         })
         .collect();
     let raws: Vec<i32> = high.iter().map(|fd| fd.as_raw_fd()).collect();
-    let names: Vec<&str> = stored.keys().map(String::as_str).collect();
+    let names: Vec<&str> = stored.iter().map(|(name, _)| *name).collect();
     let herd = Herd::start_with(|_| {
         let mut cmd = Command::new("python3");
         cmd.args(["-c", PASS_BACK, HERD]);
@@ -371,122 +381,4 @@ fn a_stored_unix_socket_keeps_its_file_when_herd_stops() {
     assert!(herd.wait_exit().success());
     assert!(path.exists(), "herd removed the stored socket's file");
     std::os::unix::net::UnixStream::connect(&path).expect("the stored socket still listens");
-}
-
-/// A restart whose `--bind` moved a stored socket's port, or whose `--shm` changed a stored
-/// segment's size, replaces it: the new one serves and takes the old one's place in the store.
-#[test]
-fn a_stored_fd_that_no_longer_fits_is_replaced_in_the_store() {
-    let free_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let moved = format!("web=127.0.0.1:{free_port}");
-    for made in [
-        ["-b", moved.as_str(), "--shm", "counter=4096"],
-        ["-b", "web=127.0.0.1:0", "--shm", "counter=8192"],
-    ] {
-        let (replaced, message) = if made[3] == "counter=8192" {
-            ("herd.counter", "8192")
-        } else {
-            ("herd.web", moved.as_str())
-        };
-        replaces_what_no_longer_fits(&made, replaced, message);
-    }
-}
-
-/// Restarts herd with `made` from a store of `web` and a 4096-byte `counter`, and checks that
-/// `replaced` is taken out of the store and stored anew, and that herd serves and stops.
-fn replaces_what_no_longer_fits(made: &[&str], replaced: &str, message: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("systemd-notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let stored: BTreeMap<String, OwnedFd> = [
-        (
-            "herd.counter",
-            herd_sys::shm::create("counter", 4096).unwrap(),
-        ),
-        (
-            "herd.web",
-            OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
-        ),
-    ]
-    .into_iter()
-    .map(|(name, fd)| (name.to_string(), fd))
-    .collect();
-    let mut herd = restart_making(&stored, &notify_path, made);
-    let warning = herd.wait_for_event("fdstore_replaced", &[]);
-    assert!(
-        warning["message"].as_str().unwrap().contains(message),
-        "{warning}"
-    );
-    let (again, heard) = receive_store(&notify);
-    let again: Vec<&str> = again.keys().map(String::as_str).collect();
-    assert_eq!(again, [replaced], "{heard:?}");
-    let removal = format!("FDSTOREREMOVE=1\nFDNAME={replaced}");
-    let removed_first = heard.iter().position(|m| m.contains(&removal));
-    let stored_again = heard.iter().position(|m| m.contains("FDSTORE=1\n"));
-    assert!(
-        removed_first.is_some() && removed_first < stored_again,
-        "{heard:?}"
-    );
-    herd.wait_for_event("fdstore_removed", &[("names", replaced.into())]);
-    let web = herd.address("web");
-    if replaced == "herd.web" {
-        assert!(
-            message.ends_with(&web),
-            "{web} is not the new port {message}"
-        );
-    }
-    assert_eq!(hit(&get(&web, "/").unwrap()), 1);
-    herd.signal(libc::SIGTERM);
-    assert!(herd.wait_exit().success());
-}
-
-/// An fd under herd's name in the store that herd cannot serve at all (here a connected TCP
-/// socket, not a listening one) is dropped from the store and replaced: refusing to start on
-/// it would fail every restart, since systemd gives it back each time.
-#[test]
-fn a_stored_fd_herd_cannot_serve_is_replaced_not_fatal() {
-    let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("systemd-notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let connected = std::net::TcpStream::connect(peer.local_addr().unwrap()).unwrap();
-    let stored: BTreeMap<String, OwnedFd> = [
-        (
-            "herd.counter",
-            herd_sys::shm::create("counter", 4096).unwrap(),
-        ),
-        ("herd.web", OwnedFd::from(connected)),
-    ]
-    .into_iter()
-    .map(|(name, fd)| (name.to_string(), fd))
-    .collect();
-    let mut herd = restart(&stored, &notify_path);
-    let warning = herd.wait_for_event("fdstore_replaced", &[("name", "web".into())]);
-    assert!(
-        warning["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot be served"),
-        "{warning}"
-    );
-    let (again, heard) = receive_store(&notify);
-    let again: Vec<&str> = again.keys().map(String::as_str).collect();
-    assert_eq!(again, ["herd.web"], "{heard:?}");
-    let removed_first = heard
-        .iter()
-        .position(|m| m.contains("FDSTOREREMOVE=1\nFDNAME=herd.web"));
-    let stored_again = heard.iter().position(|m| m.contains("FDSTORE=1\n"));
-    assert!(
-        removed_first.is_some() && removed_first < stored_again,
-        "{heard:?}"
-    );
-    assert_eq!(hit(&get(&herd.address("web"), "/").unwrap()), 1);
-    herd.signal(libc::SIGTERM);
-    assert!(herd.wait_exit().success());
 }

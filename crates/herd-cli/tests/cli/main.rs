@@ -19,6 +19,7 @@ mod conventions;
 mod errors;
 mod faults;
 mod fdstore;
+mod fdstore_replaced;
 mod fleet;
 mod fork_server;
 mod fork_server_hostile;

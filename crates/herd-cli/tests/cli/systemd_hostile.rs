@@ -216,3 +216,54 @@ time.sleep(600)
         "{heard:?}"
     );
 }
+
+/// A service manager whose queue is full when herd stores its sockets (`FDSTORE=`): the first
+/// message waits its second and fails, and herd sends no more of them then (each waited its
+/// second in turn, with herd's loop: a second per socket), saying how many it did not send.
+#[test]
+fn a_full_fd_store_queue_costs_one_wait_not_one_per_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let _never_read = UnixDatagram::bind(&notify_path).unwrap();
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    for _ in 0..100_000 {
+        if filler.send_to(b"X=1", &notify_path).is_err() {
+            break;
+        }
+    }
+    let mut herd = Herd::start_with(|_| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1"])
+            .args([
+                "-b",
+                "a=127.0.0.1:0",
+                "-b",
+                "b=127.0.0.1:0",
+                "-b",
+                "c=127.0.0.1:0",
+            ])
+            .args(["--", "python3", "-c", "import time; time.sleep(600)"])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("FDSTORE", "8");
+        cmd
+    });
+    let skipped = herd.wait_event("the fd store messages not sent", |e| {
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("to systemd's fd store not sent"))
+    });
+    let said = skipped["message"].as_str().unwrap_or("");
+    assert!(said.starts_with("2 more message(s)"), "{skipped}");
+    let lines = herd.lines();
+    let failed = events(&lines)
+        .filter(|e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot reach systemd's fd store"))
+        })
+        .count();
+    assert_eq!(failed, 1, "one send tried and failed");
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}
