@@ -12,7 +12,9 @@ use herd_sys::fdpass::MAX_FDS_PER_MESSAGE;
 use herd_sys::process::Signal;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::protocol::{parse_sockets_answer, SocketsAnswer, SocketsGiven, SocketsRequest};
+use crate::protocol::{
+    out_of_files_hint, parse_sockets_answer, SocketsAnswer, SocketsGiven, SocketsRequest,
+};
 
 /// The most of an answer read (a herd's answers to `sockets` are a few kilobytes).
 const MAX_ANSWER: usize = 1 << 20;
@@ -245,18 +247,6 @@ impl Answer<'_> {
         }
         Ok(got)
     }
-}
-
-/// Why sockets that herd sent could not all be received: this process is at its open-file
-/// limit, which the message names, and how to raise it.
-fn out_of_files_hint() -> String {
-    let limit = herd_sys::process::nofile_limit()
-        .map(|(soft, _)| format!(" ({soft})"))
-        .unwrap_or_default();
-    format!(
-        "this process has no file left to open them: its open-file limit{limit} is too low \
-         for them; raise it (ulimit -n, systemd's LimitNOFILE=)"
-    )
 }
 
 fn not_herd(message: String) -> Error {

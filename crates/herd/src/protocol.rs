@@ -9,6 +9,19 @@ use crate::json::{self, ObjectWriter, Value};
 /// The protocol version.
 pub const VERSION: u64 = 1;
 
+/// Why a `sockets` response's fds could not be received when the kernel dropped them for want
+/// of a free fd (`MSG_CTRUNC` with the table full, `EMFILE`): the limit, and how to raise it.
+#[cfg(unix)]
+pub fn out_of_files_hint() -> String {
+    let limit = herd_sys::process::nofile_limit()
+        .map(|(soft, _)| format!(" ({soft})"))
+        .unwrap_or_default();
+    format!(
+        "this process has no file left to open them: its open-file limit{limit} is too low for \
+         them; raise it (ulimit -n, systemd's LimitNOFILE=)"
+    )
+}
+
 /// The `sockets` request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SocketsRequest {

@@ -54,8 +54,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     let too_long = || {
+        // humantime's year is 365.25 days: `1y` is just past the bound.
+        let mut units = text.split(|c: char| c.is_ascii_digit() || c.is_whitespace());
+        let year = match units.any(|unit| matches!(unit, "y" | "year" | "years")) {
+            true => " (a year counts 365.25 days: write 365d)",
+            false => "",
+        };
         format!(
-            "'{text}' is too long: durations are at most {} days",
+            "'{text}' is too long: durations are at most {} days{year}",
             MAX_DURATION.as_secs() / 86400
         )
     };

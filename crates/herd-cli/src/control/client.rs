@@ -356,7 +356,7 @@ impl Client {
             return Err(ClientError::Io {
                 path: self.path.clone(),
                 what: "cannot receive the sockets from",
-                source: io::Error::other(out_of_files_hint()),
+                source: io::Error::other(herd::protocol::out_of_files_hint()),
             });
         }
         if got.fds_truncated {
@@ -444,18 +444,6 @@ pub fn connect_nonblocking(path: &Path) -> Result<UnixStream, ClientError> {
         .connect(&address)
         .map_err(|e| ClientError::from_connect(path, e))?;
     Ok(socket.into())
-}
-
-/// Why sockets that herd sent could not all be received: this process is at its open-file
-/// limit, which the message names, and how to raise it.
-fn out_of_files_hint() -> String {
-    let limit = herd_sys::process::nofile_limit()
-        .map(|(soft, _)| format!(" ({soft})"))
-        .unwrap_or_default();
-    format!(
-        "this process has no file left to open them: its open-file limit{limit} is too low for \
-         them; raise it (ulimit -n, systemd's LimitNOFILE=)"
-    )
 }
 
 #[cfg(test)]

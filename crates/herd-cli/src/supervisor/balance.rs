@@ -29,7 +29,7 @@ pub const DRAIN_CHECK: Duration = Duration::from_millis(20);
 
 /// Whether any listener has per-slot sockets (`--balance reuseport`).
 pub fn per_slot(listeners: &[Listener]) -> bool {
-    listeners.iter().any(|l| l.group().is_some())
+    per_slot_sockets(listeners) > 0
 }
 
 /// How many sockets of its own each slot holds (`--balance reuseport`).

@@ -239,11 +239,13 @@ pub fn unstoppable(pid: u32, uid: Option<u32>) -> Option<String> {
     }
     let herd = herd_sys::process::effective_uid();
     Some(match uid {
-        // The same user: a security policy (SELinux, AppArmor, seccomp) refuses it.
+        // The same user as the socket says (its effective uid): a setuid program, whose real
+        // uid kill(2) checks too, or a security policy (SELinux, AppArmor, seccomp).
         Some(uid) if uid == herd => format!(
-            "herd (uid {herd}) may not signal the attaching process (uid {uid}: the system \
-             refuses it, a security policy?), so it could not stop it with the pool: let herd \
-             signal it, or fetch the sockets without attaching"
+            "herd (uid {herd}) may not signal the attaching process (effective uid {uid}: a \
+             setuid program started by another user, or a security policy, refuses it), so it \
+             could not stop it with the pool: let herd signal it, or fetch the sockets without \
+             attaching"
         ),
         _ => format!(
             "herd (uid {herd}) may not signal the attaching process{}, so it could not stop it \
