@@ -7,10 +7,13 @@ one at nice 10, `SCHED_IDLE` before it is starved, herd's own after its budget).
 beside it is compared with the quiet periods just before and after it (the machine's rate
 drifts by several percent from one second to the next, so neighbours, not a run's average, are
 its baseline); the script prints, per priority, the median of those ratios and the share of a
-core the process got meanwhile. `none` is the control: a period beside nothing. Run it under
-the bench lock, on a machine that is otherwise quiet. Usage:
+core the process got meanwhile. `none` is the control: a period beside nothing. With `--rate
+N`, the load is open loop at N new connections a second instead (the peer benchmark's 2000/s),
+and the script prints each period's p99 latency over the quiet periods' around it: what a
+start-up costs the serving workers' latency even at `SCHED_IDLE`. Run it under the bench lock,
+on a machine that is otherwise quiet. Usage:
 
-    python3 bench/trickle_cost.py [--periods 8] [--seconds 4] [KIND [HERD RUN OPTIONS...]]
+    python3 bench/trickle_cost.py [--periods 8] [--seconds 4] [--rate N] [KIND [HERD RUN OPTIONS...]]
 
 KIND is one of bench/upgrade_phases.py's (py, gunicorn, gunicorn-solo, node; default
 gunicorn-solo, with `--fork-server` the peer benchmark's fork-server row).
@@ -27,7 +30,7 @@ import time
 
 from common import HERD, LOADGEN, Herd
 from peers import setup
-from peers_stats import read_timeline
+from peers_stats import percentile, read_timeline
 from peers_systems import forked, python, worker_kinds
 
 # (name, the command prefix that sets the priority); the process itself spins in Python.
@@ -63,11 +66,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--periods", type=int, default=8, help="periods beside each priority")
     parser.add_argument("--seconds", type=float, default=4.0, help="length of every period")
+    parser.add_argument("--rate", type=int, help="open loop at this many new connections a second")
     parser.add_argument("kind", nargs="?", default="gunicorn-solo")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="herd run options")
     args = parser.parse_args()
-    if args.periods < 1 or args.seconds <= 0.5:
-        raise SystemExit("trickle_cost: --periods must be 1 or more and --seconds more than 0.5")
+    if args.periods < 1 or args.seconds <= 0.5 or (args.rate is not None and args.rate < 1):
+        raise SystemExit("trickle_cost: --periods and --rate must be 1 or more, --seconds more than 0.5")
     py = python(setup())
     kinds = worker_kinds(py)
     if args.kind not in kinds:
@@ -76,9 +80,11 @@ def main():
     timeline = os.path.join(tempfile.mkdtemp(prefix="herd-trickle-"), "timeline.csv")
     periods = []  # (name or "quiet", begin, end, CPU seconds of the process beside)
     with Herd(command, 4, bind="127.0.0.1:0,nonblocking", extra=args.extra) as herd:
-        load = subprocess.Popen([LOADGEN, herd.address(), "0", "3600", "--concurrency", "32", "--until-eof",
-                                 "--timeout", "5", "--timeline", timeline], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
+        shape = ([str(args.rate), "3600", "--threads", "256"] if args.rate else
+                 ["0", "3600", "--concurrency", "32"])
+        load = subprocess.Popen([LOADGEN, herd.address(), *shape, "--until-eof", "--timeout", "5",
+                                 "--timeline", timeline], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True)
         try:
             time.sleep(1)  # the load's ramp
             for i in range(args.periods):
@@ -95,8 +101,11 @@ def main():
         finally:
             out, _ = load.communicate(timeout=60)
     start = json.loads(out)["start_unix_us"] / 1e6
-    answered = sorted(t for t, _, outcome in read_timeline(timeline) if outcome == "ok")
+    records = read_timeline(timeline)
     os.remove(timeline)
+    if args.rate:
+        return latencies(args, periods, start, records)
+    answered = sorted(t for t, _, outcome in records if outcome == "ok")
 
     def rate(begin, end):
         # The first 200 ms of a period are left out: the process beside is still starting or ending.
@@ -115,6 +124,27 @@ def main():
         r, c = ratios[name], cores[name]
         print(f"  beside {name:10}: {statistics.median(r):.1%} ({min(r):.1%}-{max(r):.1%}) of quiet; "
               f"it got {100 * statistics.median(c):.1f}% of a core")
+
+
+def latencies(args, periods, start, records):
+    """--rate's report: each period's p99 over that of the quiet periods around it."""
+    def p99(begin, end):
+        # The first 200 ms of a period are left out, as above.
+        b, e = (begin - start) * 1e6 + 200_000, (end - start) * 1e6
+        return percentile([us for t, us, _ in records if b <= t < e], 99)
+
+    ratios, p99s = {name: [] for name, _ in BESIDE}, {name: [] for name, _ in BESIDE}
+    for i in range(1, len(periods) - 1, 2):
+        name, begin, end, _ = periods[i]
+        quiet = (p99(*periods[i - 1][1:3]) + p99(*periods[i + 1][1:3])) / 2
+        ratios[name].append(p99(begin, end) / quiet)
+        p99s[name].append(p99(begin, end) / 1000)
+    print(f"{args.kind} {' '.join(args.extra) or '(defaults)'}, 4 workers at {args.rate}/s; {args.periods} periods "
+          f"of {args.seconds:g} s beside each, p99 over the quiet periods' around it (median, range):")
+    for name, _ in BESIDE:
+        r = ratios[name]
+        print(f"  beside {name:10}: {statistics.median(r):.1f}x ({min(r):.1f}x-{max(r):.1f}x), "
+              f"p99 {statistics.median(p99s[name]):.2f} ms")
 
 
 if __name__ == "__main__":
