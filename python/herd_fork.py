@@ -90,8 +90,8 @@ def compile_script(prog):
     """SCRIPT compiled once for the generation (each worker would compile it again at its start),
     as (path, source, code); None for a module, a script python3 runs otherwise, or one that
     does not compile (each worker then reports it as python3 would)."""
-    if prog.script is None:
-        return None
+    if prog.script is None or not os.path.isfile(prog.script):
+        return None  # a FIFO or /dev/stdin is read once, by the worker, as python3 would
     try:
         found = script_source(prog)
         if found is None:

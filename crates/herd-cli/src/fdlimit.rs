@@ -27,12 +27,14 @@ pub fn connection_cap(soft: u64, max: usize) -> usize {
         .clamp(4, max.max(4))
 }
 
-/// The open files herd holds for each worker, for as long as the worker's slot runs.
+/// The open files herd holds for each worker.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PerWorker {
-    /// `--balance reuseport`: the slot's own sockets, one per TCP socket herd binds.
+    /// `--balance reuseport`: the slot's own sockets, one per TCP socket herd binds, held for
+    /// as long as the slot runs.
     pub sockets: usize,
-    /// `--worker-output prefix|json`: the read ends of the worker's stdout and stderr pipes.
+    /// `--worker-output prefix|json`: the read ends of each worker process's stdout and stderr
+    /// pipes, so as many again for a successor an upgrade runs beside it (`--max-surge`).
     pub pipes: usize,
 }
 
@@ -45,53 +47,75 @@ impl PerWorker {
         }
     }
 
-    fn total(&self) -> usize {
-        self.sockets + self.pipes
+    /// The files `workers` cost herd while `surge` successors run beside them.
+    fn files(&self, workers: usize, surge: usize) -> u64 {
+        let processes = workers.saturating_add(surge) as u64;
+        (self.sockets as u64)
+            .saturating_mul(workers as u64)
+            .saturating_add((self.pipes as u64).saturating_mul(processes))
     }
 }
 
-/// The most workers that fit an open-file limit of `limit` when each costs herd `per_worker`,
-/// or `None` when they cost none. A quarter of the limit and 64 more stay for what else herd
-/// holds: control and metrics connections (an eighth of the limit each, at most), a pipe per
-/// worker start. Past it every start fails for want of an fd, each slot logging it at every
-/// retry, and the control socket has no fd left to serve the `herd scale` that would take it
-/// back.
-pub fn most_workers(per_worker: PerWorker, limit: u64) -> Option<usize> {
-    if per_worker.total() == 0 {
+/// The most workers that fit an open-file limit of `limit` when each costs herd `per_worker`
+/// and an upgrade runs `surge(workers)` successors beside them (`--max-surge`), or `None` when
+/// they cost none. A quarter of the limit and 64 more stay for what else herd holds: control
+/// and metrics connections (an eighth of the limit each, at most), a pipe per worker start.
+/// Past it starts fail for want of an fd, each slot logging it at every retry, and the control
+/// socket has no fd left to serve the `herd scale` that would take it back.
+pub fn most_workers(
+    per_worker: PerWorker,
+    surge: impl Fn(usize) -> usize,
+    limit: u64,
+) -> Option<usize> {
+    if per_worker.sockets + per_worker.pipes == 0 {
         return None;
     }
     let usable = limit.saturating_sub(limit / 4 + 64);
-    let most = usable / per_worker.total() as u64;
-    Some(usize::try_from(most).unwrap_or(usize::MAX))
+    let fits = |workers: usize| per_worker.files(workers, surge(workers).min(workers)) <= usable;
+    // Every worker costs at least one file: the largest that fits, by bisection.
+    let (mut low, mut high) = (0, usize::try_from(usable).unwrap_or(usize::MAX));
+    while low < high {
+        let mid = low + (high - low).div_ceil(2);
+        if fits(mid) {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    Some(low)
 }
 
-/// Why `workers` cannot run when each costs herd `per_worker` under the open-file limit
-/// `limit`, if they cannot: one line that says what costs the files and how to fix it.
-pub fn too_many_for_fds(workers: usize, per_worker: PerWorker, limit: u64) -> Option<String> {
-    let most = most_workers(per_worker, limit)?;
+/// Why `workers` cannot run when each costs herd `per_worker` and an upgrade runs `surge`
+/// successors beside them, under the open-file limit `limit`, if they cannot: one line that
+/// says what costs the files and how to fix it.
+pub fn too_many_for_fds(
+    workers: usize,
+    per_worker: PerWorker,
+    surge: impl Fn(usize) -> usize,
+    limit: u64,
+) -> Option<String> {
+    let most = most_workers(per_worker, surge, limit)?;
     let PerWorker { sockets, pipes } = per_worker;
+    let pipes_text = format!(
+        "{pipes} pipes to read its output (--worker-output), and as many for the successor an \
+         upgrade starts beside it (--max-surge)"
+    );
     let (costs, instead) = match (sockets, pipes) {
-        (0, _) => (
-            format!("{pipes} pipes to read its output (--worker-output)"),
-            "--worker-output inherit",
-        ),
+        (0, _) => (pipes_text, "--worker-output inherit"),
         (_, 0) => (
-            format!("{sockets} socket(s) of its own with --balance reuseport"),
+            format!("{sockets} socket(s) of its own (--balance reuseport)"),
             "--balance shared",
         ),
         _ => (
-            format!(
-                "{sockets} socket(s) of its own with --balance reuseport and {pipes} pipes to \
-                 read its output (--worker-output)"
-            ),
+            format!("{sockets} socket(s) of its own (--balance reuseport) and {pipes_text}"),
             "--balance shared or --worker-output inherit",
         ),
     };
     (workers > most).then(|| {
         format!(
-            "{workers} workers do not fit herd's open-file limit of {limit}: herd holds {costs} \
-             for each: at most {most}; raise the limit (ulimit -Hn, LimitNOFILE=) and start \
-             herd again, or use {instead}"
+            "{workers} workers do not fit herd's open-file limit of {limit}: for each worker, \
+             herd holds {costs}: at most {most}; raise the limit (ulimit -Hn, LimitNOFILE=) and \
+             start herd again, or use {instead}"
         )
     })
 }
@@ -116,31 +140,42 @@ mod tests {
     #[test]
     fn the_workers_that_fit_the_open_file_limit() {
         let sockets = |n| PerWorker::new(n, false);
-        assert_eq!(most_workers(sockets(0), 1024), None);
-        assert_eq!(most_workers(sockets(2), 1024), Some(352));
-        assert_eq!(most_workers(sockets(1), 1024), Some(704));
-        assert_eq!(most_workers(sockets(1), 10), Some(0));
-        assert_eq!(too_many_for_fds(352, sockets(2), 1024), None);
-        let why = too_many_for_fds(4096, sockets(2), 1024).unwrap();
+        let surge = |workers| workers; // --max-surge 100%: sockets are the slots' all the same
+        assert_eq!(most_workers(sockets(0), surge, 1024), None);
+        assert_eq!(most_workers(sockets(2), surge, 1024), Some(352));
+        assert_eq!(most_workers(sockets(1), surge, 1024), Some(704));
+        assert_eq!(most_workers(sockets(1), surge, 10), Some(0));
+        assert_eq!(too_many_for_fds(352, sockets(2), surge, 1024), None);
+        let why = too_many_for_fds(4096, sockets(2), surge, 1024).unwrap();
         assert!(why.contains("at most 352;"), "{why}");
         assert!(why.contains("raise the limit"), "{why}");
         assert!(why.ends_with("or use --balance shared"), "{why}");
-        assert_eq!(too_many_for_fds(4096, sockets(0), 1024), None);
+        assert_eq!(too_many_for_fds(4096, sockets(0), surge, 1024), None);
         // systemd's default hard limit: every pool fits.
-        assert_eq!(too_many_for_fds(4096, sockets(4), 524_288), None);
+        assert_eq!(too_many_for_fds(4096, sockets(4), surge, 524_288), None);
     }
 
     /// `--worker-output prefix` under `ulimit -n 1024` and `herd scale 1000`: the starts past
-    /// the limit failed at every retry, a line each.
+    /// the limit failed at every retry, a line each. An upgrade's successors read their output
+    /// beside the old workers: with `--max-surge 100%`, twice the pipes.
     #[test]
-    fn workers_whose_output_herd_reads_cost_two_pipes_each() {
-        assert_eq!(most_workers(PerWorker::new(0, true), 1024), Some(352));
-        assert_eq!(most_workers(PerWorker::new(2, true), 1024), Some(176));
-        let why = too_many_for_fds(1000, PerWorker::new(0, true), 1024).unwrap();
-        assert!(why.contains("2 pipes to read its output"), "{why}");
+    fn workers_whose_output_herd_reads_cost_two_pipes_each_and_their_successors_two_more() {
+        let output = |sockets| PerWorker::new(sockets, true);
+        let (none, all, one) = (|_| 0, |workers| workers, |_| 1);
+        assert_eq!(most_workers(output(0), none, 1024), Some(352));
+        assert_eq!(most_workers(output(0), all, 1024), Some(176));
+        assert_eq!(most_workers(output(0), one, 1024), Some(351));
+        assert_eq!(most_workers(output(2), none, 1024), Some(176));
+        assert_eq!(most_workers(output(2), all, 1024), Some(117));
+        let why = too_many_for_fds(1000, output(0), all, 1024).unwrap();
+        assert!(
+            why.contains("for each worker, herd holds 2 pipes to read its output"),
+            "{why}"
+        );
+        assert!(why.contains("at most 176;"), "{why}");
         assert!(why.ends_with("or use --worker-output inherit"), "{why}");
-        let why = too_many_for_fds(1000, PerWorker::new(1, true), 1024).unwrap();
-        assert!(why.contains("reuseport and 2 pipes"), "{why}");
+        let why = too_many_for_fds(1000, output(1), none, 1024).unwrap();
+        assert!(why.contains("(--balance reuseport) and 2 pipes"), "{why}");
         assert!(why.contains("at most 234;"), "{why}");
     }
 }

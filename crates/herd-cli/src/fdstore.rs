@@ -184,13 +184,13 @@ impl Store {
     /// Takes the fds systemd passed back from the store (named `herd.NAME`), as sockets to
     /// adopt by name or address before binding (like a takeover's); they count as stored.
     pub fn restore(&mut self) -> anyhow::Result<Vec<Inherited>> {
-        let mut restored = Vec::new();
+        let mut restored: Vec<Inherited> = Vec::new();
         for (name, fd) in crate::spec::take_passed_with_prefix(PREFIX)? {
             let fdname = format!("{PREFIX}{name}");
-            if self.stored.contains_key(&fdname) {
-                // No file's identity: what herd serves under the name differs from it, so the
-                // next sync removes the name (each fd under it) and stores herd's once.
-                self.stored.insert(fdname.clone(), (0, 0));
+            if restored.iter().any(|r| r.name == name) {
+                // What herd serves under the name differs from this, so the next sync removes
+                // the name (each fd under it) and stores herd's once.
+                self.stored.insert(fdname.clone(), NO_FILE);
                 tracing::warn!(
                     event = LogEvent::FdstoreReplaced.as_str(),
                     name = %name,
@@ -286,8 +286,8 @@ impl Store {
         if sending.skipped > 0 {
             tracing::warn!(
                 event = LogEvent::SystemError.as_str(),
-                "{} more message(s) to systemd's fd store not sent: its queue is full; herd \
-                 sends them at its next change of sockets",
+                "{} more message(s) to systemd's fd store not sent: systemd is not reading its \
+                 notify socket, so what they would have stored closes if herd restarts",
                 sending.skipped
             );
         }
@@ -366,6 +366,9 @@ fn log_changes(removed: &[String], stored: &[String]) {
 }
 
 /// `fd`'s device and inode.
+/// An identity no file has: one the store holds that must be stored again.
+const NO_FILE: Identity = (0, 0);
+
 fn identity(fd: BorrowedFd<'_>) -> Option<Identity> {
     let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
     let meta = file.metadata().ok()?;

@@ -54,10 +54,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     let too_long = || {
-        // humantime's year is 365.25 days: `1y` is just past the bound.
+        // humantime's year is 365.25 days and month 30.44: `1y` and `12M` are past the bound.
+        let calendar = ["y", "year", "years", "M", "month", "months"];
         let mut units = text.split(|c: char| c.is_ascii_digit() || c.is_whitespace());
-        let year = match units.any(|unit| matches!(unit, "y" | "year" | "years")) {
-            true => " (a year counts 365.25 days: write 365d)",
+        let year = match units.any(|unit| calendar.contains(&unit)) {
+            true => " (a year counts 365.25 days and a month 30.44: write 365d)",
             false => "",
         };
         format!(

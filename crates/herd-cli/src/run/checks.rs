@@ -177,7 +177,7 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
 
 /// Whether the workers `args` asks for (the most, with autoscaling) fit the open-file limit
 /// herd will raise its own to, with the files herd holds for each: `--balance reuseport`'s
-/// sockets, `--worker-output`'s pipes.
+/// sockets, `--worker-output`'s pipes (those of an upgrade's successors too, `--max-surge`).
 fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
     let sockets = match args.balance {
         Balance::Reuseport => args
@@ -197,7 +197,8 @@ fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
     // herd raises its soft limit to the hard one (at most 2^20) before it binds.
     if let Ok((soft, hard)) = herd_sys::process::nofile_limit() {
         let limit = crate::fdlimit::raised(soft, hard);
-        if let Some(why) = crate::fdlimit::too_many_for_fds(workers, per_worker, limit) {
+        let surge = |workers| args.max_surge.limit(workers);
+        if let Some(why) = crate::fdlimit::too_many_for_fds(workers, per_worker, surge, limit) {
             return Err(Failure::Usage(why));
         }
     }

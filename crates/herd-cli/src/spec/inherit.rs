@@ -263,8 +263,8 @@ pub fn describe(fd: &OwnedFd) -> anyhow::Result<(SocketKind, String)> {
         // Not a socket: shared memory (`--shm`), passed along like one.
         return match herd_sys::shm::size_of(fd.as_fd())? {
             Some(_) if !herd_sys::fd::is_read_write(fd.as_fd())? => bail!(
-                "an fd passed to herd as shared memory is open read-only: workers map --shm \
-                 for reading and writing"
+                "an fd passed to herd as shared memory is not open for reading and writing: \
+                 workers map --shm so; pass it open read-write (O_RDWR)"
             ),
             Some(size) => Ok((SocketKind::Shm, format!("shm:{size}"))),
             None => bail!("an fd passed to herd is neither a socket nor shared memory"),

@@ -38,7 +38,7 @@ use super::warm_up::LoweredSpan;
 use crate::logging::LogEvent;
 
 mod lines;
-use lines::{Held, Kind, Lines, NAMED_AT_STOP};
+use lines::{name_a_few, Held, Kind, Lines};
 
 /// How often herd looks for new orphans (an orphan's exit wakes it at once: it is a child).
 pub const SCAN_EVERY: Duration = Duration::from_secs(1);
@@ -165,36 +165,53 @@ impl Orphans {
         let warming = lowered.iter().any(|span| span.until.is_none());
         self.raise_due(family, warming, now);
         self.enforce(family, now);
-        let held = self.lines.end_window(now);
+        // Once herd is done with its orphans (it stops and none is left), what is held back is
+        // said now: herd may exit before the window ends.
+        let held = match self.stopping != Stopping::No && self.known.is_empty() {
+            true => self.lines.take(),
+            false => self.lines.end_window(now),
+        };
         self.say_held(held);
     }
 
     /// Whether a line of `kind` may be written at `now`, after saying what the window before
     /// held back.
     fn line(&mut self, kind: Kind, now: Instant) -> bool {
-        let held = self.lines.end_window(now);
+        let (allowed, held) = self.lines.allow(kind, now);
         self.say_held(held);
-        self.lines.allow(kind, now)
+        allowed
     }
 
-    /// One line for the lines about orphans held back (if any).
+    /// herd re-executes: what is held back is said now (the new image finds the orphans again).
+    pub fn before_reexec(&mut self) {
+        let held = self.lines.take();
+        self.say_held(held);
+    }
+
+    /// One line for the lines about orphans held back (if any): a warning if it held back
+    /// adoptions (each one is), else information.
     fn say_held(&self, held: Option<Held>) {
         let Some(held) = held else { return };
-        tracing::info!(
-            event = LogEvent::OrphanLinesHeld.as_str(),
-            adopted = held.adopted,
-            exited = held.exited,
-            raised = held.raised,
+        let text = format!(
             "{} more lines about orphans held back (at most {} every {}s): {} adopted, {} exited, \
-             {} given herd's priority; `herd status` lists the {} living",
+             {} given herd's priority; `herd status` lists the living",
             held.total(),
             lines::BURST,
             lines::WINDOW.as_secs(),
             held.adopted,
             held.exited,
             held.raised,
-            self.known.len()
         );
+        let (event, adopted, exited, raised) = (
+            LogEvent::OrphanLinesHeld.as_str(),
+            held.adopted,
+            held.exited,
+            held.raised,
+        );
+        match adopted {
+            0 => tracing::info!(event, adopted, exited, raised, "{text}"),
+            _ => tracing::warn!(event, adopted, exited, raised, "{text}"),
+        }
     }
 
     /// Orphans found while workers warmed up lowered get herd's priority: all once none warms
@@ -240,25 +257,19 @@ impl Orphans {
         self.signal = Some(signal);
         let held = self.lines.take();
         self.say_held(held);
-        for (i, (&pid, orphan)) in self.known.iter().enumerate() {
-            if i < NAMED_AT_STOP {
-                tracing::info!(
-                    event = LogEvent::OrphanSignalled.as_str(),
-                    pid,
-                    "sending {signal} to orphan {pid} ({})",
-                    orphan.name
-                );
-            }
-            family.signal(pid, signal);
-        }
-        if let Some(more) = self
-            .known
-            .len()
-            .checked_sub(NAMED_AT_STOP)
-            .filter(|&n| n > 0)
-        {
+        let event = LogEvent::OrphanSignalled.as_str();
+        let more = name_a_few(
+            &self.known,
+            |(pid, orphan)| {
+                let (pid, name) = (**pid, &orphan.name);
+                tracing::info!(event, pid, "sending {signal} to orphan {pid} ({name})")
+            },
+            |(&pid, _)| family.signal(pid, signal),
+        );
+        if more > 0 {
             tracing::info!(
-                event = LogEvent::OrphanSignalled.as_str(),
+                event,
+                more,
                 "sending {signal} to {more} more orphans (`herd status` lists them)"
             );
         }
@@ -316,7 +327,8 @@ impl Orphans {
                 sockets.join(", ")
             ),
         };
-        if self.line(Kind::Adopted, now) {
+        // One that holds herd's sockets is always said: `herd status` does not name them.
+        if !held.is_empty() || self.line(Kind::Adopted, now) {
             tracing::warn!(
                 event = LogEvent::OrphanAdopted.as_str(),
                 pid,
@@ -338,52 +350,53 @@ impl Orphans {
     /// While herd stops: kills those left once the grace period is over, and gives up on
     /// those still there [`KILL_WAIT`] after.
     fn enforce(&mut self, family: &mut impl Family, now: Instant) {
+        let (wait, kill) = (KILL_WAIT.as_secs(), Signal::KILL);
         if self.stopping.give_up(now) {
-            let stuck = std::mem::take(&mut self.known);
-            for (i, (pid, orphan)) in stuck.iter().enumerate() {
-                self.given_up.insert(*pid);
-                if i < NAMED_AT_STOP {
+            let event = LogEvent::OrphanStuck.as_str();
+            let given_up = &mut self.given_up;
+            let more = name_a_few(
+                std::mem::take(&mut self.known),
+                |(pid, orphan)| {
+                    let (pid, name) = (*pid, &orphan.name);
                     tracing::error!(
-                        event = LogEvent::OrphanStuck.as_str(),
+                        event,
                         pid,
-                        "orphan {pid} ({}) still there {}s after {}; herd stops without it",
-                        orphan.name,
-                        KILL_WAIT.as_secs(),
-                        Signal::KILL
-                    );
-                }
-            }
-            if let Some(more) = stuck.len().checked_sub(NAMED_AT_STOP).filter(|&n| n > 0) {
+                        "orphan {pid} ({name}) still there {wait}s after {kill}; herd stops \
+                         without it"
+                    )
+                },
+                |(pid, _)| {
+                    given_up.insert(pid);
+                },
+            );
+            if more > 0 {
                 tracing::error!(
-                    event = LogEvent::OrphanStuck.as_str(),
-                    "{more} more orphans still there {}s after {}; herd stops without them",
-                    KILL_WAIT.as_secs(),
-                    Signal::KILL
+                    event,
+                    more,
+                    "{more} more orphans still there {wait}s after {kill}; herd stops without them"
                 );
             }
         }
         if self.stopping.kill_due(now) {
             self.stopping.begin(true, Duration::ZERO, now);
-            self.signal = Some(Signal::KILL);
-            for (i, (&pid, orphan)) in self.known.iter().enumerate() {
-                if i < NAMED_AT_STOP {
+            self.signal = Some(kill);
+            let event = LogEvent::OrphanKilled.as_str();
+            let more = name_a_few(
+                &self.known,
+                |(pid, orphan)| {
+                    let (pid, name) = (**pid, &orphan.name);
                     tracing::warn!(
-                        event = LogEvent::OrphanKilled.as_str(),
+                        event,
                         pid,
-                        "killing orphan {pid} ({}): it did not stop within the grace period",
-                        orphan.name
-                    );
-                }
-                family.signal(pid, Signal::KILL);
-            }
-            if let Some(more) = self
-                .known
-                .len()
-                .checked_sub(NAMED_AT_STOP)
-                .filter(|&n| n > 0)
-            {
+                        "killing orphan {pid} ({name}): it did not stop within the grace period"
+                    )
+                },
+                |(&pid, _)| family.signal(pid, kill),
+            );
+            if more > 0 {
                 tracing::warn!(
-                    event = LogEvent::OrphanKilled.as_str(),
+                    event,
+                    more,
                     "killing {more} more orphans: they did not stop within the grace period"
                 );
             }

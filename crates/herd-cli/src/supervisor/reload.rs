@@ -248,7 +248,13 @@ impl Supervisor {
                     );
                 }
             }
-            Some(Workers::Auto(min, max)) => self.set_autoscale(Some((min, max))),
+            Some(Workers::Auto(min, max)) => match self.no_fds_for(max) {
+                Some(why) => tracing::warn!(
+                    event = LogEvent::ScaleRefused.as_str(),
+                    "config file: cannot autoscale to {min}..{max} workers: {why}"
+                ),
+                None => self.set_autoscale(Some((min, max))),
+            },
             None => {}
         }
     }

@@ -299,7 +299,9 @@ impl Supervisor {
         let sockets = super::platform::per_slot_sockets(self.effects.listeners());
         let per_worker =
             crate::fdlimit::PerWorker::new(sockets, crate::output::current().is_some());
-        crate::fdlimit::too_many_for_fds(workers, per_worker, crate::fdlimit::handle_limit())
+        let max_surge = self.pool.config().max_surge;
+        let surge = |workers| max_surge.limit(workers);
+        crate::fdlimit::too_many_for_fds(workers, per_worker, surge, crate::fdlimit::handle_limit())
     }
 
     pub(super) fn scale_request(

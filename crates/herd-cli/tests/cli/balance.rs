@@ -346,8 +346,9 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
     assert_eq!(refused.wait_exit().code(), Some(2));
     let said = last_lines(&refused.lines());
     assert!(
-        said.contains("4096 workers do not fit herd's open-file limit of 1024: herd holds 2")
-            && said.contains("with --balance reuseport")
+        said.contains(
+            "4096 workers do not fit herd's open-file limit of 1024: for each worker, herd holds 2"
+        ) && said.contains("(--balance reuseport)")
             && said.contains("at most 352;"),
         "{said}"
     );
@@ -379,7 +380,8 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
     assert_eq!(full.status()["desired"], 28);
 }
 
-/// The same for the pipes herd reads each worker's output from (`--worker-output prefix`):
+/// The same for the pipes herd reads each worker's output from (`--worker-output prefix`), an
+/// upgrade's successors' too (`--max-surge 100%`, the default: half as many workers fit):
 /// `herd scale 1000` under a limit of 1024 started the workers that fit and failed the others
 /// at every retry, a line each.
 #[test]
@@ -405,8 +407,8 @@ fn more_workers_than_their_output_pipes_leave_fds_for_are_refused() {
     assert_eq!(refused.wait_exit().code(), Some(2));
     let said = last_lines(&refused.lines());
     assert!(
-        said.contains("1000 workers do not fit herd's open-file limit of 1024: herd holds 2 pipes")
-            && said.contains("at most 352;")
+        said.contains("1000 workers do not fit herd's open-file limit of 1024: for each worker, herd holds 2 pipes")
+            && said.contains("at most 176;")
             && said.contains("--worker-output inherit"),
         "{said}"
     );
@@ -414,6 +416,6 @@ fn more_workers_than_their_output_pipes_leave_fds_for_are_refused() {
     wait_status(&herd, "1 ready worker", |s| settled(s, 1));
     let (code, _, stderr) = herd.ctl(&["scale", "1000"]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("at most 352;"), "{stderr}");
+    assert!(stderr.contains("at most 176;"), "{stderr}");
     assert_eq!(herd.status()["desired"], 1);
 }

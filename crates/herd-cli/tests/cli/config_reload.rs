@@ -240,3 +240,43 @@ fn a_reload_that_changes_recycling_keeps_what_the_recycler_knew() {
         "{status:#}"
     );
 }
+
+/// A reloaded `workers` range whose top does not fit the open-file limit with the pipes herd
+/// reads each worker's output from is refused, as a fixed number is (was: herd autoscaled up
+/// to it, every start past the limit failing, a line each).
+#[test]
+fn a_reloaded_workers_range_past_the_open_file_limit_is_refused() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = crate::config::hello_config(dir, "worker-output = \"prefix\"", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = std::process::Command::new("prlimit");
+        cmd.arg("--nofile=1024:1024").arg(HERD).args([
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            &path,
+        ]);
+        cmd
+    });
+    let config = config.into_inner().unwrap();
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("workers = 2", "workers = \"2..1000\""),
+    )
+    .unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    let refused = herd.wait_for_event("scale_refused", &[]);
+    let said = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("cannot autoscale to 2..1000 workers") && said.contains("at most 176;"),
+        "{refused}"
+    );
+    let status = herd.status();
+    assert!(status["autoscale"].is_null(), "{status}");
+    assert_eq!(status["desired"], 2, "{status}");
+}

@@ -101,7 +101,11 @@ fn a_stored_fd_herd_cannot_serve_is_replaced_not_fatal() {
     let read_only = std::fs::File::open(file.path()).unwrap();
     for (name, unservable, why) in [
         ("web", OwnedFd::from(connected), "cannot be served"),
-        ("counter", OwnedFd::from(read_only), "open read-only"),
+        (
+            "counter",
+            OwnedFd::from(read_only),
+            "not open for reading and writing",
+        ),
     ] {
         replaces_what_cannot_be_served(name, unservable, why);
     }

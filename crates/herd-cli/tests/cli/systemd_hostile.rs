@@ -225,13 +225,19 @@ fn a_full_fd_store_queue_costs_one_wait_not_one_per_socket() {
     let dir = tempfile::tempdir().unwrap();
     let notify_path = dir.path().join("systemd-notify.sock");
     let _never_read = UnixDatagram::bind(&notify_path).unwrap();
-    let filler = UnixDatagram::unbound().unwrap();
-    filler.set_nonblocking(true).unwrap();
-    for _ in 0..100_000 {
-        if filler.send_to(b"X=1", &notify_path).is_err() {
-            break;
-        }
-    }
+    // Full once a fresh sender's first datagram does not go: a sender's own buffer may run out
+    // first (net.unix.max_dgram_qlen is 512 on many hosts), and herd sends from fresh sockets.
+    let mut fillers = Vec::new();
+    let full = (0..1000).any(|_| {
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        let sent = (0..100_000)
+            .take_while(|_| filler.send_to(b"X=1", &notify_path).is_ok())
+            .count();
+        fillers.push(filler);
+        sent == 0
+    });
+    assert!(full, "the notify socket's queue never filled");
     let mut herd = Herd::start_with(|_| {
         let mut cmd = herd_json();
         cmd.args(["run", "-w", "1"])

@@ -1,9 +1,10 @@
 //! How many lines herd writes about orphans. A worker that leaves a daemon behind at every
 //! request would otherwise write two lines per request into herd's log (adopted, exited): at
 //! most [`BURST`] lines about orphans coming and going per [`WINDOW`], then one line, once the
-//! window is over, counts those held back by kind. At herd's stop, each step (signalled,
-//! killed, given up) names at most [`NAMED_AT_STOP`] orphans, one line each, and one more line
-//! counts the rest.
+//! window is over (or herd is done with its orphans), counts those held back by kind. A line
+//! about an orphan that holds herd's sockets is never held back. At herd's stop, each step
+//! (signalled, killed, given up) names at most [`NAMED_AT_STOP`] orphans, one line each, and
+//! one more line counts the rest.
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,9 @@ pub struct Held {
 impl Held {
     /// All of them.
     pub fn total(&self) -> u32 {
-        self.adopted + self.exited + self.raised
+        self.adopted
+            .saturating_add(self.exited)
+            .saturating_add(self.raised)
     }
 }
 
@@ -47,17 +50,14 @@ pub struct Lines {
 }
 
 impl Lines {
-    /// Whether a line of `kind` may be written at `now`. A window that is over ends first:
-    /// call [`end_window`](Self::end_window) before, to report what it held back.
-    pub fn allow(&mut self, kind: Kind, now: Instant) -> bool {
-        if self.over(now) {
-            self.start = None;
-            self.written = 0;
-        }
+    /// Whether a line of `kind` may be written at `now`, and what the window before it held
+    /// back if it just ended (to be said first).
+    pub fn allow(&mut self, kind: Kind, now: Instant) -> (bool, Option<Held>) {
+        let ended = self.end_window(now);
         self.start.get_or_insert(now);
         if self.written < BURST {
             self.written += 1;
-            return true;
+            return (true, ended);
         }
         let count = match kind {
             Kind::Adopted => &mut self.held.adopted,
@@ -65,12 +65,15 @@ impl Lines {
             Kind::Raised => &mut self.held.raised,
         };
         *count = count.saturating_add(1);
-        false
+        (false, ended)
     }
 
     /// Ends the window if it is over; what it held back, if any, to be said in one line.
     pub fn end_window(&mut self, now: Instant) -> Option<Held> {
-        if !self.over(now) {
+        let over = self
+            .start
+            .is_some_and(|start| now.saturating_duration_since(start) >= WINDOW);
+        if !over {
             return None;
         }
         self.start = None;
@@ -78,16 +81,31 @@ impl Lines {
         self.take()
     }
 
-    /// What was held back so far, if any (herd stops: said before it exits); the window goes on.
+    /// What was held back so far, if any (herd is done with its orphans, or re-executes: said
+    /// before it goes); the window goes on.
     pub fn take(&mut self) -> Option<Held> {
         let held = std::mem::take(&mut self.held);
         (held.total() > 0).then_some(held)
     }
+}
 
-    fn over(&self, now: Instant) -> bool {
-        self.start
-            .is_some_and(|start| now.saturating_duration_since(start) >= WINDOW)
+/// Calls `say` for each of the first [`NAMED_AT_STOP`] of `items` and `act` for every one;
+/// returns how many were not named.
+pub fn name_a_few<T>(
+    items: impl IntoIterator<Item = T>,
+    mut say: impl FnMut(&T),
+    mut act: impl FnMut(T),
+) -> usize {
+    let mut unnamed = 0;
+    for (i, item) in items.into_iter().enumerate() {
+        if i < NAMED_AT_STOP {
+            say(&item);
+        } else {
+            unnamed += 1;
+        }
+        act(item);
     }
+    unnamed
 }
 
 #[cfg(test)]
@@ -99,12 +117,12 @@ mod tests {
         let t0 = Instant::now();
         let mut lines = Lines::default();
         for _ in 0..BURST {
-            assert!(lines.allow(Kind::Adopted, t0));
+            assert_eq!(lines.allow(Kind::Adopted, t0), (true, None));
         }
-        assert!(!lines.allow(Kind::Adopted, t0));
-        assert!(!lines.allow(Kind::Exited, t0 + WINDOW / 2));
-        assert!(!lines.allow(Kind::Exited, t0 + WINDOW / 2));
-        assert!(!lines.allow(Kind::Raised, t0 + WINDOW / 2));
+        assert_eq!(lines.allow(Kind::Adopted, t0), (false, None));
+        assert_eq!(lines.allow(Kind::Exited, t0 + WINDOW / 2), (false, None));
+        assert_eq!(lines.allow(Kind::Exited, t0 + WINDOW / 2), (false, None));
+        assert_eq!(lines.allow(Kind::Raised, t0 + WINDOW / 2), (false, None));
         assert_eq!(lines.end_window(t0 + WINDOW / 2), None, "not over yet");
         let held = Held {
             adopted: 1,
@@ -113,44 +131,53 @@ mod tests {
         };
         assert_eq!(lines.end_window(t0 + WINDOW), Some(held));
         assert_eq!(lines.end_window(t0 + WINDOW * 3), None, "counted once");
-        assert!(lines.allow(Kind::Exited, t0 + WINDOW * 3), "a new window");
+        assert_eq!(lines.allow(Kind::Exited, t0 + WINDOW * 3), (true, None));
     }
 
     #[test]
     fn a_window_that_held_nothing_back_says_nothing() {
         let t0 = Instant::now();
         let mut lines = Lines::default();
-        assert!(lines.allow(Kind::Adopted, t0));
+        assert_eq!(lines.allow(Kind::Adopted, t0), (true, None));
         assert_eq!(lines.end_window(t0 + WINDOW), None);
         assert_eq!(lines.take(), None);
     }
 
     #[test]
-    fn a_line_after_the_window_starts_a_new_one_even_without_end_window() {
+    fn the_first_line_after_a_window_brings_what_it_held_back() {
         let t0 = Instant::now();
         let mut lines = Lines::default();
         for _ in 0..=BURST {
             lines.allow(Kind::Exited, t0);
         }
-        assert!(lines.allow(Kind::Exited, t0 + WINDOW));
-        assert_eq!(
-            lines.take(),
-            Some(Held {
-                exited: 1,
-                ..Held::default()
-            }),
-            "what the last window held back is still there to be said"
-        );
+        let held = Held {
+            exited: 1,
+            ..Held::default()
+        };
+        assert_eq!(lines.allow(Kind::Exited, t0 + WINDOW), (true, Some(held)));
+        assert_eq!(lines.take(), None, "said once");
     }
 
     #[test]
-    fn what_was_held_back_is_taken_at_a_stop_and_the_window_goes_on() {
+    fn what_was_held_back_is_taken_at_the_end_and_the_window_goes_on() {
         let t0 = Instant::now();
         let mut lines = Lines::default();
         for _ in 0..BURST + 3 {
             lines.allow(Kind::Adopted, t0);
         }
         assert_eq!(lines.take().map(|h| h.adopted), Some(3));
-        assert!(!lines.allow(Kind::Adopted, t0), "still the same window");
+        assert_eq!(
+            lines.allow(Kind::Adopted, t0),
+            (false, None),
+            "the same window"
+        );
+    }
+
+    #[test]
+    fn a_few_are_named_and_every_one_is_acted_on() {
+        let (mut named, mut acted) = (Vec::new(), 0);
+        let unnamed = name_a_few(0..25, |i| named.push(*i), |_| acted += 1);
+        assert_eq!((named.len(), acted, unnamed), (NAMED_AT_STOP, 25, 15));
+        assert_eq!(name_a_few(0..3, |_| {}, |_| {}), 0);
     }
 }

@@ -33,6 +33,8 @@ struct Fake {
     raised: Vec<u32>,
     /// When children were born, for those a test says.
     born: BTreeMap<u32, Instant>,
+    /// Children that hold herd's socket `web`.
+    holding: HashSet<u32>,
 }
 
 impl Fake {
@@ -92,8 +94,11 @@ impl Family for Fake {
         self.signals.push((pid, signal));
     }
 
-    fn sockets_held(&mut self, _pid: u32) -> Vec<String> {
-        Vec::new()
+    fn sockets_held(&mut self, pid: u32) -> Vec<String> {
+        match self.holding.contains(&pid) {
+            true => vec!["web".to_string()],
+            false => Vec::new(),
+        }
     }
 
     fn restore_priority(&mut self, pid: u32) -> std::io::Result<usize> {
@@ -420,6 +425,67 @@ fn a_stop_names_a_few_orphans_and_counts_the_rest() {
     assert!(log.contains("killing 20 more orphans"), "{log}");
     assert!(log.contains("20 more orphans still there"), "{log}");
     for event in ["orphan_signalled", "orphan_killed", "orphan_stuck"] {
-        assert_eq!(count(&log, event), NAMED_AT_STOP + 1, "{event}: {log}");
+        assert_eq!(
+            count(&log, event),
+            lines::NAMED_AT_STOP + 1,
+            "{event}: {log}"
+        );
     }
+}
+
+/// What a stop's window held back is said once the last orphan is gone: herd exits then,
+/// long before the window would end.
+#[test]
+fn what_is_held_back_during_a_stop_is_said_once_every_orphan_is_gone() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    for pid in 100..130 {
+        fake.child(pid, pid);
+    }
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+    orphans.stop(&mut fake, Signal::TERM, 5 * SEC, t0);
+    let ((), log) = crate::logging::captured::logged(|| {
+        for pid in 100..130 {
+            fake.exit(pid, 0);
+        }
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + MS);
+    });
+    assert!(orphans.finished());
+    assert_eq!(
+        count(&log, "orphan_exited"),
+        0,
+        "the stop's window had its burst: {log}"
+    );
+    assert!(
+        log.contains("30 more lines about orphans held back"),
+        "{log}"
+    );
+    assert!(log.contains("0 adopted, 30 exited"), "{log}");
+}
+
+/// An orphan that holds herd's sockets is always named: `herd status` does not say which
+/// sockets an orphan holds, and it may serve clients with old code.
+#[test]
+fn an_orphan_holding_herds_sockets_is_named_past_the_burst_and_held_adoptions_warn() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    for pid in 100..120 {
+        fake.child(pid, pid);
+    }
+    fake.child(500, 500);
+    fake.holding.insert(500);
+    let ((), log) = crate::logging::captured::logged(|| {
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + lines::WINDOW);
+    });
+    assert!(
+        log.contains("process 500 (p500)") && log.contains("it holds socket web"),
+        "{log}"
+    );
+    let summary = log
+        .lines()
+        .find(|l| l.contains("orphan_lines_held"))
+        .unwrap_or_default();
+    assert!(
+        summary.trim_start().starts_with("WARN") && summary.contains("10 adopted"),
+        "{log}"
+    );
 }
