@@ -323,23 +323,15 @@ fn an_attached_process_shares_slot_0s_reuseport_socket() {
 #[test]
 fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
     let run_under = |limit: &str, workers: &str| {
-        let mut prlimit = std::process::Command::new("prlimit");
-        prlimit.arg(format!("--nofile={limit}:{limit}")).arg(HERD);
-        let args = [
-            "run",
+        let two_sockets = [
             "--balance",
             "reuseport",
-            "-w",
-            workers,
             "-b",
             "127.0.0.1:0",
             "-b",
             "127.0.0.1:0",
-            "--",
-            "sleep",
-            "1000",
         ];
-        Herd::start_via(prlimit, &args)
+        herd_under_nofile(limit, workers, &two_sockets)
     };
     let run = |workers: &str| run_under("1024", workers);
     let mut refused = run("4096");
@@ -386,23 +378,8 @@ fn more_reuseport_workers_than_the_open_file_limit_allows_are_refused() {
 /// at every retry, a line each.
 #[test]
 fn more_workers_than_their_output_pipes_leave_fds_for_are_refused() {
-    let run = |workers: &str| {
-        let mut prlimit = std::process::Command::new("prlimit");
-        prlimit.arg("--nofile=1024:1024").arg(HERD);
-        let args = [
-            "run",
-            "--worker-output",
-            "prefix",
-            "-w",
-            workers,
-            "-b",
-            "127.0.0.1:0",
-            "--",
-            "sleep",
-            "1000",
-        ];
-        Herd::start_via(prlimit, &args)
-    };
+    let prefix = ["--worker-output", "prefix", "-b", "127.0.0.1:0"];
+    let run = |workers: &str| herd_under_nofile("1024", workers, &prefix);
     let mut refused = run("1000");
     assert_eq!(refused.wait_exit().code(), Some(2));
     let said = last_lines(&refused.lines());
@@ -418,4 +395,12 @@ fn more_workers_than_their_output_pipes_leave_fds_for_are_refused() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("at most 176;"), "{stderr}");
     assert_eq!(herd.status()["desired"], 1);
+}
+
+/// A herd of `workers` sleepers with `options`, at an open-file limit of `limit` (`prlimit`).
+fn herd_under_nofile(limit: &str, workers: &str, options: &[&str]) -> Herd {
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg(format!("--nofile={limit}:{limit}")).arg(HERD);
+    let args = [&["run", "-w", workers], options, &["--", "sleep", "1000"]].concat();
+    Herd::start_via(prlimit, &args)
 }
