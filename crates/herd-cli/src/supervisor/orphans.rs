@@ -165,7 +165,11 @@ impl Orphans {
         let warming = lowered.iter().any(|span| span.until.is_none());
         self.raise_due(family, warming, now);
         self.enforce(family, now);
-        let held = self.lines.end_window(now);
+        let held = match self.stopping != Stopping::No && self.known.is_empty() {
+            // herd exits once none is left: what the window held back is said now, or never.
+            true => self.lines.take(),
+            false => self.lines.end_window(now),
+        };
         self.say_held(held);
     }
 

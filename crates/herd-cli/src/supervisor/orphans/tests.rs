@@ -423,3 +423,29 @@ fn a_stop_names_a_few_orphans_and_counts_the_rest() {
         assert_eq!(count(&log, event), NAMED_AT_STOP + 1, "{event}: {log}");
     }
 }
+
+/// 300 daemons left behind, then `herd stop`: they all exited on SIGTERM within the window
+/// and herd exited without a word about them (the 300 `exited` lines held back were never
+/// counted: the window's end came after herd's).
+#[test]
+fn what_is_held_back_while_herd_stops_is_said_before_it_exits() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    for pid in 100..130 {
+        fake.child(pid, pid);
+    }
+    orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+    let ((), log) = crate::logging::captured::logged(|| {
+        orphans.stop(&mut fake, Signal::TERM, 30 * SEC, t0 + SEC);
+        for pid in 100..130 {
+            fake.exit(pid, 0);
+        }
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + 2 * SEC);
+    });
+    assert!(orphans.finished());
+    assert_eq!(count(&log, "orphan_exited"), 0, "{log}");
+    assert_eq!(count(&log, "orphan_lines_held"), 2, "{log}");
+    assert!(
+        log.contains("20 adopted, 0 exited") && log.contains("0 adopted, 30 exited"),
+        "{log}"
+    );
+}
