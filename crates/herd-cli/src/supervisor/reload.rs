@@ -248,7 +248,15 @@ impl Supervisor {
                     );
                 }
             }
-            Some(Workers::Auto(min, max)) => self.set_autoscale(Some((min, max))),
+            // The autoscaler grows the pool up to `max` without asking again: a range the
+            // open-file limit cannot hold is refused here, as `herd scale MIN..MAX` refuses it.
+            Some(Workers::Auto(min, max)) => match self.no_fds_for(max) {
+                Some(why) => tracing::warn!(
+                    event = LogEvent::ScaleRefused.as_str(),
+                    "config file: cannot autoscale between {min} and {max} workers: {why}"
+                ),
+                None => self.set_autoscale(Some((min, max))),
+            },
             None => {}
         }
     }

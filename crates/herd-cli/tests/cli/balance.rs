@@ -417,3 +417,37 @@ fn more_workers_than_their_output_pipes_leave_fds_for_are_refused() {
     assert!(stderr.contains("at most 352;"), "{stderr}");
     assert_eq!(herd.status()["desired"], 1);
 }
+
+/// A reloaded config file's `workers = "MIN..MAX"` whose MAX the open-file limit cannot hold:
+/// it was taken, and the autoscaler grew the pool past the limit under load, each failed start
+/// a line at every retry (230 lines in 20 s with 100 connections waiting). Refused in one line,
+/// as `herd scale MIN..MAX` refuses it; the pool keeps its fixed size.
+#[test]
+fn a_reloaded_autoscale_range_past_the_open_file_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herd.toml");
+    let text = "command = [\"sleep\", \"1000\"]\nworkers = 1\nbind = [\"127.0.0.1:0\"]\n\
+                worker-output = \"prefix\"\n";
+    std::fs::write(&config, text).unwrap();
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg("--nofile=1024:1024").arg(HERD);
+    let herd = Herd::start_via(prlimit, &["run", "--config", config.to_str().unwrap()]);
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    std::fs::write(
+        &config,
+        text.replace("workers = 1", "workers = \"1..1000\""),
+    )
+    .unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    let refused = herd.wait_for_event("scale_refused", &[]);
+    let said = refused["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("cannot autoscale between 1 and 1000 workers")
+            && said.contains("at most 352;"),
+        "{refused}"
+    );
+    let status = herd.status();
+    assert!(status["autoscale"].is_null(), "{status}");
+    assert_eq!(status["desired"], 1);
+}
