@@ -262,11 +262,13 @@ pub fn describe(fd: &OwnedFd) -> anyhow::Result<(SocketKind, String)> {
     let Some(info) = info else {
         // Not a socket: shared memory (`--shm`), passed along like one.
         return match herd_sys::shm::size_of(fd.as_fd())? {
-            Some(_) if !herd_sys::fd::is_read_write(fd.as_fd())? => bail!(
-                "an fd passed to herd as shared memory is open read-only: workers map --shm \
-                 for reading and writing"
-            ),
-            Some(size) => Ok((SocketKind::Shm, format!("shm:{size}"))),
+            Some(size) => match herd_sys::fd::not_read_write(fd.as_fd())? {
+                Some(how) => bail!(
+                    "an fd passed to herd as shared memory is open {how}: workers map --shm for \
+                     reading and writing"
+                ),
+                None => Ok((SocketKind::Shm, format!("shm:{size}"))),
+            },
             None => bail!("an fd passed to herd is neither a socket nor shared memory"),
         };
     };
