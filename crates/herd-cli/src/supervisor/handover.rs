@@ -169,6 +169,7 @@ impl Supervisor {
                 .effects
                 .execute(refuse(client, ErrorCode::Busy, why.to_string()));
         }
+        self.platform.orphans.say_held_now();
         tracing::info!(event = LogEvent::ReexecStarted.as_str(), exe = %self.platform.exe.display(), file = %file.display(), "re-executing herd");
         if let Some(report) = self.phase.reexecuting() {
             self.effects.execute([Effect::Report(report)]);

@@ -268,6 +268,13 @@ impl Orphans {
         }
     }
 
+    /// herd re-executes: what the window held back is said now (the new image starts
+    /// counting afresh, and would never say it).
+    pub fn say_held_now(&mut self) {
+        let held = self.lines.take();
+        self.say_held(held);
+    }
+
     /// Whether none keeps herd from exiting: none is left, or herd gave up on those left.
     pub fn finished(&self) -> bool {
         self.known.is_empty()
