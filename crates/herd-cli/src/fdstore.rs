@@ -287,7 +287,9 @@ impl Store {
             tracing::warn!(
                 event = LogEvent::SystemError.as_str(),
                 "{} more message(s) to systemd's fd store not sent: its queue is full; herd \
-                 sends them at its next change of sockets",
+                 stores only at its start, so what was not stored closes if herd crashes or \
+                 restarts: once systemd reads its notify socket again, restart herd \
+                 (systemctl restart) to store it",
                 sending.skipped
             );
         }
