@@ -190,7 +190,7 @@ impl Orphans {
             exited = held.exited,
             raised = held.raised,
             "{} more lines about orphans held back (at most {} every {}s): {} adopted, {} exited, \
-             {} given herd's priority; `herd status` lists the {} living",
+             {} given herd's priority; `herd status --json` lists the {} living",
             held.total(),
             lines::BURST,
             lines::WINDOW.as_secs(),
@@ -263,7 +263,7 @@ impl Orphans {
         {
             tracing::info!(
                 event = LogEvent::OrphanSignalled.as_str(),
-                "sending {signal} to {more} more orphans (`herd status` lists them)"
+                "sending {signal} to {more} more orphans (`herd status --json` lists them)"
             );
         }
     }
