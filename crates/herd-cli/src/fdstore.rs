@@ -184,22 +184,25 @@ impl Store {
     /// Takes the fds systemd passed back from the store (named `herd.NAME`), as sockets to
     /// adopt by name or address before binding (like a takeover's); they count as stored.
     pub fn restore(&mut self) -> anyhow::Result<Vec<Inherited>> {
-        let mut restored = Vec::new();
+        let mut restored: Vec<Inherited> = Vec::new();
         for (name, fd) in crate::spec::take_passed_with_prefix(PREFIX)? {
             let fdname = format!("{PREFIX}{name}");
             if self.stored.contains_key(&fdname) {
                 // No file's identity: what herd serves under the name differs from it, so the
                 // next sync removes the name (each fd under it) and stores herd's once.
                 self.stored.insert(fdname.clone(), (0, 0));
-                tracing::warn!(
-                    event = LogEvent::FdstoreReplaced.as_str(),
-                    name = %name,
-                    "systemd's fd store holds {fdname:?} more than once: herd serves the first, \
-                     closes the others and stores its own once"
-                );
-                continue;
-            }
-            if let Some(id) = identity(fd.as_fd()) {
+                // The first that herd can serve is served: one before it that cannot be
+                // (a file open read-only) must not cost the good one's memory.
+                if restored.iter().any(|r| r.name == name) {
+                    tracing::warn!(
+                        event = LogEvent::FdstoreReplaced.as_str(),
+                        name = %name,
+                        "systemd's fd store holds {fdname:?} more than once: herd serves the \
+                         first it can, closes the others and stores its own once"
+                    );
+                    continue;
+                }
+            } else if let Some(id) = identity(fd.as_fd()) {
                 self.stored.insert(fdname.clone(), id);
             }
             // One herd cannot serve (a socket that does not listen, a pipe) is dropped from the

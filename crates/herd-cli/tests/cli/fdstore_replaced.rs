@@ -182,3 +182,49 @@ fn a_name_the_store_holds_twice_is_stored_once_again() {
     herd.signal(libc::SIGTERM);
     assert!(herd.wait_exit().success());
 }
+
+/// A name the store holds twice whose first fd herd cannot serve (a file open read-only for
+/// `--shm`) and whose second it can: the second is served (was: the first was refused, the
+/// second closed as a duplicate, "herd serves the first", and the memory it held was lost).
+#[test]
+fn a_name_held_twice_serves_the_one_herd_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let web = OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    file.as_file().set_len(4096).unwrap();
+    let read_only = OwnedFd::from(std::fs::File::open(file.path()).unwrap());
+    let counter = herd_sys::shm::create("counter", 4096).unwrap();
+    let memory = std::fs::File::from(counter.try_clone().unwrap());
+    std::os::unix::fs::FileExt::write_all_at(&memory, &41u64.to_ne_bytes(), 0).unwrap();
+    let listed = [
+        ("herd.web", &web),
+        ("herd.counter", &read_only),
+        ("herd.counter", &counter),
+    ];
+    let mut herd = restart_listing(&listed, &notify_path, &WEB_AND_COUNTER);
+    let warning = herd.wait_for_event("fdstore_replaced", &[("name", "counter".into())]);
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("open read-only"),
+        "{warning}"
+    );
+    let (_, heard) = receive_store(&notify);
+    removed_then_stored(&heard, "herd.counter");
+    // The counter counts on in the memory the store kept.
+    assert_eq!(hit(&get(&herd.address("web"), "/").unwrap()), 42);
+    let lines = herd.lines();
+    assert!(
+        !events(&lines).any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("more than once"))),
+        "{}",
+        last_lines(&lines)
+    );
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}
