@@ -31,14 +31,24 @@ pub fn claim_early() {
 
 /// Takes the fds passed to herd whose names start with `prefix` (systemd's fd store hands back
 /// herd's own as `herd.NAME`), with `prefix` stripped; the others stay for `--bind systemd`
-/// and `fd:NAME`. None when the passed fds were not claimed or their variables are malformed
-/// (a `--bind` that adopts says so).
+/// and `fd:NAME`. None when the passed fds were not claimed, or could not be: their variables
+/// are malformed or an fd they promise is not open (said here, once: none of the store's is
+/// adopted, so herd binds anew and the ports they held close; a `--bind` that adopts refuses).
 pub fn take_with_prefix(prefix: &str) -> anyhow::Result<Vec<(String, OwnedFd)>> {
     let mut early = EARLY
         .lock()
         .map_err(|_| anyhow!("the passed sockets' lock is poisoned"))?;
-    let Some(Ok(sockets)) = early.as_mut() else {
-        return Ok(Vec::new());
+    let sockets = match early.as_mut() {
+        Some(Ok(sockets)) => sockets,
+        Some(Err(why)) => {
+            tracing::warn!(
+                event = crate::logging::LogEvent::FdstoreReplaced.as_str(),
+                "cannot take the fds passed to herd, so none from systemd's fd store is adopted: \
+                 {why}; herd binds and creates anew (the ports they held close) and stores its own"
+            );
+            return Ok(Vec::new());
+        }
+        None => return Ok(Vec::new()),
     };
     let names: Vec<String> = sockets.names().map(str::to_string).collect();
     let mut taken = Vec::new();

@@ -228,3 +228,26 @@ fn a_name_held_twice_serves_the_one_herd_can() {
     herd.signal(libc::SIGTERM);
     assert!(herd.wait_exit().success());
 }
+
+/// fds passed back that herd cannot take (here `LISTEN_FDNAMES` names more than `LISTEN_FDS`
+/// passes; also an fd it promises that is not open): none is adopted and herd binds anew, as
+/// before, but says so (was: not a word, the stored port closed, and its new socket was stored
+/// beside the old one under the same name).
+#[test]
+fn passed_fds_herd_cannot_take_are_said_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let _notify = UnixDatagram::bind(&notify_path).unwrap();
+    let web = OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let listed = [("herd.web:herd.counter", &web)];
+    let mut herd = restart_listing(&listed, &notify_path, &WEB_AND_COUNTER);
+    let warning = herd.wait_event("the passed fds said not taken", |e| {
+        e["event"] == "fdstore_replaced"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot take the fds passed to herd"))
+    });
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}
