@@ -88,11 +88,16 @@ def script_source(prog):
 
 def compile_script(prog):
     """SCRIPT compiled once for the generation (each worker would compile it again at its start),
-    as (path, source, code); None for a module, a script python3 runs otherwise, or one that
-    does not compile (each worker then reports it as python3 would)."""
-    if prog.script is None or not os.path.isfile(prog.script):
-        return None  # a FIFO or /dev/stdin is read once, by the worker, as python3 would
+    as (path, source, code); None for a module, a script python3 runs otherwise, one that is
+    no regular file, or one that does not compile (each worker then reports it as python3
+    would)."""
+    if prog.script is None:
+        return None
     try:
+        # A regular file only: a FIFO (a script piped in) would block the fork server before
+        # READY=1, and what it read would be the workers' no more; a device may never end.
+        if not os.path.isfile(prog.script):
+            return None
         found = script_source(prog)
         if found is None:
             return None

@@ -620,5 +620,37 @@ class PassedThroughTest(unittest.TestCase):
         self.check("run-0.sh", "", 1, "run-0.sh")
 
 
+class CompileScriptTest(unittest.TestCase):
+    """What the fork server compiles once for its workers (herd_fork.compile_script)."""
+
+    def test_a_script_that_is_no_regular_file_is_left_to_the_workers(self):
+        # A FIFO: the fork server blocked in open() before READY=1 (herd waited --ready-timeout
+        # for it), where the workers, as python3's, read it themselves.
+        with tempfile.TemporaryDirectory() as d:
+            fifo = os.path.join(d, "app.py")
+            os.mkfifo(fifo)
+            class Blocked(BaseException):  # not caught by compile_script's `except Exception`
+                pass
+
+            def blocked(*_):
+                raise Blocked()
+
+            old = signal.signal(signal.SIGALRM, blocked)
+            signal.alarm(2)
+            try:
+                self.assertIsNone(herd_fork.compile_script(herd_fork.Program([], None, fifo, [])))
+                self.assertIsNone(herd_fork.compile_script(herd_fork.Program([], None, d, [])))
+            except Blocked:
+                self.fail("compile_script blocked on a FIFO")
+            finally:
+                signal.alarm(0)
+                signal.signal(signal.SIGALRM, old)
+            script = os.path.join(d, "real.py")
+            with open(script, "w") as f:
+                f.write("x = 1\n")
+            path, source, _ = herd_fork.compile_script(herd_fork.Program([], None, script, []))
+            self.assertEqual((path, source), (script, b"x = 1\n"))
+
+
 if __name__ == "__main__":
     unittest.main()

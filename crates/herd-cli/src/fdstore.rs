@@ -187,19 +187,22 @@ impl Store {
         let mut restored: Vec<Inherited> = Vec::new();
         for (name, fd) in crate::spec::take_passed_with_prefix(PREFIX)? {
             let fdname = format!("{PREFIX}{name}");
-            if restored.iter().any(|r| r.name == name) {
+            if self.stored.contains_key(&fdname) {
                 // What herd serves under the name differs from this, so the next sync removes
                 // the name (each fd under it) and stores herd's once.
                 self.stored.insert(fdname.clone(), NO_FILE);
-                tracing::warn!(
-                    event = LogEvent::FdstoreReplaced.as_str(),
-                    name = %name,
-                    "systemd's fd store holds {fdname:?} more than once: herd serves the first, \
-                     closes the others and stores its own once"
-                );
-                continue;
-            }
-            if let Some(id) = identity(fd.as_fd()) {
+                // The first that herd can serve is served: one before it that cannot be
+                // (a file open read-only) must not cost the good one's memory.
+                if restored.iter().any(|r| r.name == name) {
+                    tracing::warn!(
+                        event = LogEvent::FdstoreReplaced.as_str(),
+                        name = %name,
+                        "systemd's fd store holds {fdname:?} more than once: herd serves the \
+                         first it can, closes the others and stores its own once"
+                    );
+                    continue;
+                }
+            } else if let Some(id) = identity(fd.as_fd()) {
                 self.stored.insert(fdname.clone(), id);
             }
             // One herd cannot serve (a socket that does not listen, a pipe) is dropped from the
@@ -286,8 +289,10 @@ impl Store {
         if sending.skipped > 0 {
             tracing::warn!(
                 event = LogEvent::SystemError.as_str(),
-                "{} more message(s) to systemd's fd store not sent: systemd is not reading its \
-                 notify socket, so what they would have stored closes if herd restarts",
+                "{} more message(s) to systemd's fd store not sent: its queue is full; herd \
+                 stores only at its start, so what was not stored closes if herd crashes or \
+                 restarts: once systemd reads its notify socket again, restart herd \
+                 (systemctl restart) to store it",
                 sending.skipped
             );
         }

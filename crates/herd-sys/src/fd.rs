@@ -87,15 +87,23 @@ pub fn is_cloexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(flags & libc::FD_CLOEXEC != 0)
 }
 
-/// Whether the open file description behind `fd` was opened for reading and writing
-/// (`O_RDWR`), as a shared mapping for writing needs.
-pub fn is_read_write(fd: BorrowedFd<'_>) -> io::Result<bool> {
+/// How the open file description behind `fd` was opened, as a message says it: `None` for
+/// reading and writing (`O_RDWR`), as a shared mapping for writing needs; else
+/// `Some("read-only")`, `Some("write-only")` or `Some("as a path only (O_PATH)")`.
+pub fn not_read_write(fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>> {
     // SAFETY: fcntl(F_GETFL) on a borrowed, open fd.
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(flags & libc::O_ACCMODE == libc::O_RDWR)
+    if flags & libc::O_PATH != 0 {
+        return Ok(Some("as a path only (O_PATH)"));
+    }
+    Ok(match flags & libc::O_ACCMODE {
+        libc::O_RDWR => None,
+        libc::O_WRONLY => Some("write-only"),
+        _ => Some("read-only"),
+    })
 }
 
 /// Whether `O_NONBLOCK` is set on the open file description behind `fd`.

@@ -31,14 +31,24 @@ pub fn claim_early() {
 
 /// Takes the fds passed to herd whose names start with `prefix` (systemd's fd store hands back
 /// herd's own as `herd.NAME`), with `prefix` stripped; the others stay for `--bind systemd`
-/// and `fd:NAME`. None when the passed fds were not claimed or their variables are malformed
-/// (a `--bind` that adopts says so).
+/// and `fd:NAME`. None when the passed fds were not claimed, or could not be: their variables
+/// are malformed or an fd they promise is not open (said here, once: none of the store's is
+/// adopted, so herd binds anew and the ports they held close; a `--bind` that adopts refuses).
 pub fn take_with_prefix(prefix: &str) -> anyhow::Result<Vec<(String, OwnedFd)>> {
     let mut early = EARLY
         .lock()
         .map_err(|_| anyhow!("the passed sockets' lock is poisoned"))?;
-    let Some(Ok(sockets)) = early.as_mut() else {
-        return Ok(Vec::new());
+    let sockets = match early.as_mut() {
+        Some(Ok(sockets)) => sockets,
+        Some(Err(why)) => {
+            tracing::warn!(
+                event = crate::logging::LogEvent::FdstoreReplaced.as_str(),
+                "cannot take the fds passed to herd, so none from systemd's fd store is adopted: \
+                 {why}; herd binds and creates anew (the ports they held close) and stores its own"
+            );
+            return Ok(Vec::new());
+        }
+        None => return Ok(Vec::new()),
     };
     let names: Vec<String> = sockets.names().map(str::to_string).collect();
     let mut taken = Vec::new();
@@ -262,11 +272,13 @@ pub fn describe(fd: &OwnedFd) -> anyhow::Result<(SocketKind, String)> {
     let Some(info) = info else {
         // Not a socket: shared memory (`--shm`), passed along like one.
         return match herd_sys::shm::size_of(fd.as_fd())? {
-            Some(_) if !herd_sys::fd::is_read_write(fd.as_fd())? => bail!(
-                "an fd passed to herd as shared memory is not open for reading and writing: \
-                 workers map --shm so; pass it open read-write (O_RDWR)"
-            ),
-            Some(size) => Ok((SocketKind::Shm, format!("shm:{size}"))),
+            Some(size) => match herd_sys::fd::not_read_write(fd.as_fd())? {
+                Some(how) => bail!(
+                    "an fd passed to herd as shared memory is open {how}: workers map --shm for \
+                     reading and writing; pass it open read-write (O_RDWR)"
+                ),
+                None => Ok((SocketKind::Shm, format!("shm:{size}"))),
+            },
             None => bail!("an fd passed to herd is neither a socket nor shared memory"),
         };
     };

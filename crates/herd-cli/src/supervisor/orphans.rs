@@ -194,7 +194,7 @@ impl Orphans {
         let Some(held) = held else { return };
         let text = format!(
             "{} more lines about orphans held back (at most {} every {}s): {} adopted, {} exited, \
-             {} given herd's priority; `herd status` lists the living",
+             {} given herd's priority; `herd status --json` lists the living",
             held.total(),
             lines::BURST,
             lines::WINDOW.as_secs(),
@@ -270,7 +270,7 @@ impl Orphans {
             tracing::info!(
                 event,
                 more,
-                "sending {signal} to {more} more orphans (`herd status` lists them)"
+                "sending {signal} to {more} more orphans (`herd status --json` lists them)"
             );
         }
     }

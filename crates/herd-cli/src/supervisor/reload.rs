@@ -178,6 +178,15 @@ impl Supervisor {
                     .to_string(),
             ),
         };
+        let reloaded = reloaded.and_then(|r| match self.no_fds_for_file(r.workers) {
+            Some(why) => {
+                self.settle_reload(false);
+                Err(format!(
+                    "the config file's workers: {why}; nothing was changed"
+                ))
+            }
+            None => Ok(r),
+        });
         match reloaded {
             Ok(reloaded) => self.upgrade_to(
                 "herd upgrade --reload-config",
@@ -186,6 +195,16 @@ impl Supervisor {
                 Some(reloaded.split()),
             ),
             Err(why) => self.refuse_reload(ErrorCode::ConfigInvalid, why, client),
+        }
+    }
+
+    /// Why the file's `workers` (the most, with autoscaling) cannot run, if they cannot: the
+    /// upgrade that would apply them is refused before it starts, in the reply, rather than
+    /// said in the log once it finished (see [`Self::no_fds_for`]).
+    fn no_fds_for_file(&self, workers: Option<Workers>) -> Option<String> {
+        match workers? {
+            Workers::Fixed(n) => self.no_fds_for(n),
+            Workers::Auto(_, max) => self.no_fds_for(max),
         }
     }
 
@@ -248,10 +267,12 @@ impl Supervisor {
                     );
                 }
             }
+            // The autoscaler grows the pool up to `max` without asking again: a range the
+            // open-file limit cannot hold is refused here, as `herd scale MIN..MAX` refuses it.
             Some(Workers::Auto(min, max)) => match self.no_fds_for(max) {
                 Some(why) => tracing::warn!(
                     event = LogEvent::ScaleRefused.as_str(),
-                    "config file: cannot autoscale to {min}..{max} workers: {why}"
+                    "config file: cannot autoscale between {min} and {max} workers: {why}"
                 ),
                 None => self.set_autoscale(Some((min, max))),
             },

@@ -404,3 +404,53 @@ fn herd_under_nofile(limit: &str, workers: &str, options: &[&str]) -> Herd {
     let args = [&["run", "-w", workers], options, &["--", "sleep", "1000"]].concat();
     Herd::start_via(prlimit, &args)
 }
+
+/// A reloaded config file's `workers` the open-file limit cannot hold. `"MIN..MAX"` was taken,
+/// and the autoscaler grew the pool past the limit under load, each failed start a line at
+/// every retry (230 lines in 20 s with 100 connections waiting); a number was refused in the
+/// log only, once the upgrade had finished, `herd upgrade --reload-config` answering success.
+/// Both are refused in the reply, before anything changes, as `herd scale` refuses them.
+#[test]
+fn a_reloaded_workers_past_the_open_file_limit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("herd.toml");
+    let text = "command = [\"sleep\", \"1000\"]\nworkers = 1\nbind = [\"127.0.0.1:0\"]\n\
+                worker-output = \"prefix\"\n";
+    std::fs::write(&config, text).unwrap();
+    let mut prlimit = std::process::Command::new("prlimit");
+    prlimit.arg("--nofile=1024:1024").arg(HERD);
+    let herd = Herd::start_via(prlimit, &["run", "--config", config.to_str().unwrap()]);
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    for (workers, said) in [("\"1..1000\"", "1000 workers"), ("500", "500 workers")] {
+        std::fs::write(
+            &config,
+            text.replace("workers = 1\n", &format!("workers = {workers}\n")),
+        )
+        .unwrap();
+        let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+        assert_eq!(code, FAILURE, "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("the config file's workers: {said} do not fit"))
+                && stderr.contains("at most 176;")
+                && stderr.contains("nothing was changed")
+                && stderr.contains("(config_invalid)"),
+            "{stderr}"
+        );
+        let status = herd.status();
+        assert!(status["autoscale"].is_null(), "{status}");
+        assert_eq!(status["desired"], 1);
+        assert_eq!(status["generation"], 1, "no upgrade: {status}");
+    }
+    // What fits is taken.
+    std::fs::write(
+        &config,
+        text.replace("workers = 1\n", "workers = \"1..150\"\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "autoscaling 1..150", |s| {
+        s["autoscale"]["max"] == 150
+    });
+}

@@ -101,11 +101,7 @@ fn a_stored_fd_herd_cannot_serve_is_replaced_not_fatal() {
     let read_only = std::fs::File::open(file.path()).unwrap();
     for (name, unservable, why) in [
         ("web", OwnedFd::from(connected), "cannot be served"),
-        (
-            "counter",
-            OwnedFd::from(read_only),
-            "not open for reading and writing",
-        ),
+        ("counter", OwnedFd::from(read_only), "open read-only"),
     ] {
         replaces_what_cannot_be_served(name, unservable, why);
     }
@@ -183,6 +179,75 @@ fn a_name_the_store_holds_twice_is_stored_once_again() {
         "the second one is not named as untaken"
     );
     assert_eq!(hit(&get(&herd.address("web"), "/").unwrap()), 1);
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}
+
+/// A name the store holds twice whose first fd herd cannot serve (a file open read-only for
+/// `--shm`) and whose second it can: the second is served (was: the first was refused, the
+/// second closed as a duplicate, "herd serves the first", and the memory it held was lost).
+#[test]
+fn a_name_held_twice_serves_the_one_herd_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let web = OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    file.as_file().set_len(4096).unwrap();
+    let read_only = OwnedFd::from(std::fs::File::open(file.path()).unwrap());
+    let counter = herd_sys::shm::create("counter", 4096).unwrap();
+    let memory = std::fs::File::from(counter.try_clone().unwrap());
+    std::os::unix::fs::FileExt::write_all_at(&memory, &41u64.to_ne_bytes(), 0).unwrap();
+    let listed = [
+        ("herd.web", &web),
+        ("herd.counter", &read_only),
+        ("herd.counter", &counter),
+    ];
+    let mut herd = restart_listing(&listed, &notify_path, &WEB_AND_COUNTER);
+    let warning = herd.wait_for_event("fdstore_replaced", &[("name", "counter".into())]);
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("open read-only"),
+        "{warning}"
+    );
+    let (_, heard) = receive_store(&notify);
+    removed_then_stored(&heard, "herd.counter");
+    // The counter counts on in the memory the store kept.
+    assert_eq!(hit(&get(&herd.address("web"), "/").unwrap()), 42);
+    let lines = herd.lines();
+    assert!(
+        !events(&lines).any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("more than once"))),
+        "{}",
+        last_lines(&lines)
+    );
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}
+
+/// fds passed back that herd cannot take (here `LISTEN_FDNAMES` names more than `LISTEN_FDS`
+/// passes; also an fd it promises that is not open): none is adopted and herd binds anew, as
+/// before, but says so (was: not a word, the stored port closed, and its new socket was stored
+/// beside the old one under the same name).
+#[test]
+fn passed_fds_herd_cannot_take_are_said_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify_path = dir.path().join("systemd-notify.sock");
+    let _notify = UnixDatagram::bind(&notify_path).unwrap();
+    let web = OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let listed = [("herd.web:herd.counter", &web)];
+    let mut herd = restart_listing(&listed, &notify_path, &WEB_AND_COUNTER);
+    let warning = herd.wait_event("the passed fds said not taken", |e| {
+        e["event"] == "fdstore_replaced"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot take the fds passed to herd"))
+    });
+    assert_eq!(warning["level"], "WARN", "{warning}");
     herd.signal(libc::SIGTERM);
     assert!(herd.wait_exit().success());
 }

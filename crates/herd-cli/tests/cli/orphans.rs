@@ -255,3 +255,33 @@ fn a_port_kept_by_what_a_killed_herds_workers_left_names_them() {
         "{stderr}"
     );
 }
+
+/// A re-exec within the window that held back lines about orphans: the old image said nothing
+/// of them (the new one counts afresh), so the count was lost. It is said before re-executing.
+#[test]
+fn lines_held_back_about_orphans_are_counted_before_a_reexec() {
+    let names: Vec<String> = (0..15).map(|i| format!("d{i}")).collect();
+    let daemons: Vec<(&str, &str)> = names
+        .iter()
+        // Without herd's socket (fd 3): one that holds it is always named, never held back.
+        .map(|n| (n.as_str(), "exec sleep 1000 3>&-"))
+        .collect();
+    let mut herd = herd_leaving(&daemons, "10s");
+    wait_status(&herd, "15 orphans listed", |s| orphan_pids(s).len() == 15);
+    let (code, _, stderr) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{stderr}");
+    herd.wait_for_event("reexecuted", &[]);
+    let lines = herd.lines();
+    let said: Vec<&Value> = events(&lines)
+        .filter(|e| e["event"] == "orphan_lines_held" || e["event"] == "reexec_started")
+        .collect();
+    assert!(
+        said.first()
+            .is_some_and(|e| e["event"] == "orphan_lines_held"
+                && e["message"].as_str().unwrap_or("").contains("5 adopted")),
+        "{}",
+        last_lines(&lines)
+    );
+    herd.signal(libc::SIGTERM);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+}

@@ -162,3 +162,18 @@ fn inheritable_fds_in_the_way_are_refused() {
         assert_eq!(identity(3), identity(null.as_fd().as_raw_fd()));
     });
 }
+
+/// A file passed as `--shm` open write-only was said to be "open read-only".
+#[test]
+fn how_a_file_was_opened_is_said_as_it_was() {
+    let path = std::env::temp_dir().join(format!("herd-sys-open-mode-{}", std::process::id()));
+    std::fs::write(&path, [0u8; 64]).unwrap();
+    let open = |o: &mut std::fs::OpenOptions| OwnedFd::from(o.open(&path).unwrap());
+    let rw = open(std::fs::OpenOptions::new().read(true).write(true));
+    let ro = open(std::fs::OpenOptions::new().read(true));
+    let wo = open(std::fs::OpenOptions::new().write(true));
+    assert_eq!(not_read_write(rw.as_fd()).unwrap(), None);
+    assert_eq!(not_read_write(ro.as_fd()).unwrap(), Some("read-only"));
+    assert_eq!(not_read_write(wo.as_fd()).unwrap(), Some("write-only"));
+    std::fs::remove_file(&path).unwrap();
+}
