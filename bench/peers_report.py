@@ -47,6 +47,27 @@ PYTHON_MISS = ("What is known of the Python rows' misses: on this 2-core machine
                "whose cost comes at once (about the same share, and a p99 of 30x steady at 2000/s). Tried and "
                "not kept: old workers at nice 10 while they stop, a blocking socket for the stdlib worker, "
                "`--max-starting 4` (`bench/warm_up.py`).")
+# What is known of a missed p99 ratio at 2000/s of a Python row (bench/trickle_cost.py --rate,
+# bench/upgrade_phases.py, 2026-12-04), said with PYTHON_MISS.
+PYTHON_MISS_2000 = ("At 2000/s, the slow requests of an upgrade are those served while a new worker starts "
+                    "or an old one exits (`bench/upgrade_phases.py`, 4 stdlib workers: p99 1.2-2.9 ms "
+                    "there, 0.4 ms in the rest of the upgrade), and a reload's p99 follows the CPU its "
+                    "start-ups use. A reload of 4 costs about 64 ms of start-up CPU with stdlib workers, "
+                    "about 45 with `--fork-server` (a load of about 25 ms, then about 5 ms a worker since "
+                    "the fork server compiles the script once, 2026-12-04: 7 ms before), about 520 with "
+                    "gunicorn and about 140 with `--fork-server` gunicorn (a load of about 90 ms, "
+                    "gunicorn's own imports, then 12-15 ms a worker): the rows over 2x are gunicorn's. "
+                    "On this 2-vCPU VM (HZ 250, `PREEMPT_NONE`) a lower priority does not make that CPU "
+                    "free: beside a process spinning at `SCHED_IDLE`, 4 stdlib workers at 2000/s had a "
+                    "p99 2.7x (0.7x-3.9x) that of the quiet periods around it, and 0.9x beside one at "
+                    "nice 10, 1.0x at nice 0 (`bench/trickle_cost.py --rate 2000 --periods 8 "
+                    "--seconds 3 py`, 2026-12-04: the scheduler counts a CPU that runs only `SCHED_IDLE` "
+                    "work as idle and wakes serving workers there); yet upgrades with `--starting-nice 19` "
+                    "or `10` instead gave ratios of 3.2x and 2.2x against 2.0x (`bench/warm_up.py --only "
+                    "'herd, stdlib'`, 2 repetitions each), so `SCHED_IDLE` stays: a start-up is not a "
+                    "spinner (exec, page faults, file reads). uWSGI's chain reload forks each new worker "
+                    "from a master that has the app loaded, one at a time, and nginx's workers start in "
+                    "a millisecond.")
 SEE_BELOW = " What is known: in its section, after the targets."
 # (label, scenario, key, index of a step's duration or None, lower is better, format, why)
 COLUMNS = [
@@ -392,7 +413,7 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
                  defaults):
     open_table, closed_table, scale_table = tables(systems, results, errors)
     targets = verdicts(systems, results, scale)
-    known = f"\n{PYTHON_MISS}\n" if any(SEE_BELOW in v for v in targets) else ""
+    known = f"\n{PYTHON_MISS} {PYTHON_MISS_2000}\n" if any(SEE_BELOW in v for v in targets) else ""
     lines = [(s.name, run["open"]["chart"][0], run["open"]["chart"][1])
              for s in systems if s.table == "peers" for run in results.get(s.name, [])[:1]]
     with open(svg, "w") as f:
@@ -439,7 +460,11 @@ herd) and `bench/peers/app.js` (a Node `http` server: under PM2's cluster mode a
 Python row but uWSGI's (Debian's embedded Python) runs the benchmark's own venv: a venv reads no
 `.pth` file of the system's site-packages, where this machine's sandbox imports certifi at every
 interpreter start (a stdlib worker's start took 29 ms of CPU with it, 16 ms in the venv:
-`bench/reload_cost.py`'s start cost, 7 starts each, 2026-12-01).
+`bench/reload_cost.py`'s start cost, 7 starts each, 2026-12-01). The apps' modules are compiled
+to bytecode by the setup, as a first run leaves them on a usual host: this machine sets
+`PYTHONDONTWRITEBYTECODE`, and before 2026-12-04 every stdlib worker's start (herd's, circus's)
+compiled `examples/hello.py` again (1.4 ms); `bench/peers/app.py` is imported as a module by
+gunicorn and uWSGI (run as a script, it is compiled at each start, as Python does).
 Configurations: herd `run -w 4 --ready notify -b http=127.0.0.1:PORT,nonblocking` (defaults
 otherwise: {', '.join(f'`{k} {v}`' for k, v in defaults.items())}), running `python3 app.py`, `python3
 python/herd_gunicorn.py --preload --chdir bench/peers --log-level critical app:application` (as docs/interop.md says to run gunicorn under

@@ -128,10 +128,17 @@ def main():
 
 def latencies(args, periods, start, records):
     """--rate's report: each period's p99 over that of the quiet periods around it."""
+    answered = [(t, us) for t, us, outcome in records if outcome == "ok"]  # in order of start
+    starts = [t for t, _ in answered]
+
     def p99(begin, end):
-        # The first 200 ms of a period are left out, as above.
+        # The first 200 ms of a period are left out, as above; failures are not latencies.
         b, e = (begin - start) * 1e6 + 200_000, (end - start) * 1e6
-        return percentile([us for t, us, _ in records if b <= t < e], 99)
+        within = answered[bisect.bisect_left(starts, b):bisect.bisect_left(starts, e)]
+        found = percentile([us for _, us in within], 99)
+        if not found:
+            raise SystemExit("trickle_cost: a period had no answered request: is the worker serving?")
+        return found
 
     ratios, p99s = {name: [] for name, _ in BESIDE}, {name: [] for name, _ in BESIDE}
     for i in range(1, len(periods) - 1, 2):
