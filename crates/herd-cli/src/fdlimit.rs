@@ -111,9 +111,13 @@ pub fn too_many_for_fds(
             "--balance shared or --worker-output inherit",
         ),
     };
+    let asked = match workers {
+        1 => "1 worker does".to_string(),
+        n => format!("{n} workers do"),
+    };
     (workers > most).then(|| {
         format!(
-            "{workers} workers do not fit herd's open-file limit of {limit}: for each worker, \
+            "{asked} not fit herd's open-file limit of {limit}: for each worker, \
              herd holds {costs}: at most {most}; raise the limit (ulimit -Hn, LimitNOFILE=) and \
              start herd again, or use {instead}"
         )
@@ -174,6 +178,12 @@ mod tests {
         );
         assert!(why.contains("at most 176;"), "{why}");
         assert!(why.ends_with("or use --worker-output inherit"), "{why}");
+        // A limit too low for any: one line all the same, in the singular.
+        let why = too_many_for_fds(1, output(0), all, 80).unwrap();
+        assert!(
+            why.starts_with("1 worker does not fit") && why.contains("at most 0;"),
+            "{why}"
+        );
         let why = too_many_for_fds(1000, output(1), none, 1024).unwrap();
         assert!(why.contains("(--balance reuseport) and 2 pipes"), "{why}");
         assert!(why.contains("at most 234;"), "{why}");
