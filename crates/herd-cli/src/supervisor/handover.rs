@@ -61,6 +61,7 @@ impl Supervisor {
         }
         self.phase = Phase::resumed(service_ready);
         self.platform.leftovers = leftovers::Leftovers::import(leftovers, epoch);
+        self.platform.orphans.after_reexec();
         if let Some(saved) = autoscale {
             self.autoscaler = saved.restore(epoch);
         }

@@ -101,6 +101,9 @@ pub struct Orphans {
     adoptions_held: bool,
     /// How many lines about orphans coming and going were written, and held back.
     lines: Lines,
+    /// herd re-executed: the next look finds again the orphans the old image knew, counted in
+    /// one line (`Some(count)` during that look), not announced as new.
+    refinding: Option<usize>,
 }
 
 impl Orphans {
@@ -109,6 +112,12 @@ impl Orphans {
     /// they still reap those that exited. A later look adopts them.
     pub fn hold_adoptions(&mut self, held: bool) {
         self.adoptions_held = held;
+    }
+
+    /// herd runs on after a re-exec: the orphans the next look finds are the old image's, said
+    /// in one line (those holding herd's sockets still one each).
+    pub fn after_reexec(&mut self) {
+        self.refinding = Some(0);
     }
 
     /// Looks at herd's children: orphans that exited are reaped, new ones adopted (and, while
@@ -161,6 +170,14 @@ impl Orphans {
             if !reaped {
                 break;
             }
+        }
+        if let Some(found) = self.refinding.take().filter(|&n| n > 0) {
+            tracing::info!(
+                event = LogEvent::OrphanAdopted.as_str(),
+                found,
+                "found again after the re-exec: {found} orphans herd knew (`herd status --json` \
+                 lists them); herd reaps them and stops them when it stops"
+            );
         }
         let warming = lowered.iter().any(|span| span.until.is_none());
         self.raise_due(family, warming, now);
@@ -328,7 +345,14 @@ impl Orphans {
             ),
         };
         // One that holds herd's sockets is always said: `herd status` does not name them.
-        if !held.is_empty() || self.line(Kind::Adopted, now) {
+        let refound = match (&mut self.refinding, held.is_empty()) {
+            (Some(found), true) => {
+                *found += 1;
+                true
+            }
+            _ => false,
+        };
+        if !refound && (!held.is_empty() || self.line(Kind::Adopted, now)) {
             tracing::warn!(
                 event = LogEvent::OrphanAdopted.as_str(),
                 pid,

@@ -494,3 +494,32 @@ fn an_orphan_holding_herds_sockets_is_named_past_the_burst_and_held_adoptions_wa
         "{log}"
     );
 }
+
+/// After a re-exec the new image finds the old one's orphans again: one line counts them (was:
+/// each announced anew as "left behind by a worker"); one holding herd's sockets is named still,
+/// and orphans left later are new ones.
+#[test]
+fn orphans_found_again_after_a_reexec_are_counted_in_one_line() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    for pid in 100..105 {
+        fake.child(pid, pid);
+    }
+    fake.child(500, 500);
+    fake.holding.insert(500);
+    orphans.after_reexec();
+    let ((), log) = crate::logging::captured::logged(|| {
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+        fake.child(106, 106);
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC);
+    });
+    assert_eq!(pids(&orphans, t0 + SEC).len(), 7, "every one adopted");
+    assert!(
+        log.contains("found again after the re-exec: 5 orphans"),
+        "{log}"
+    );
+    assert!(
+        log.contains("process 500 (p500)") && log.contains("process 106 (p106)"),
+        "{log}"
+    );
+    assert_eq!(count(&log, "orphan_adopted"), 3, "{log}");
+}
