@@ -1,20 +1,10 @@
 use super::WithoutEvent;
-use crate::logging::captured::Captured;
+use crate::logging::captured::logged_with;
 use crate::logging::LogEvent;
 
 /// What `log` writes through `WithoutEvent`, in the text format.
 fn text_of(log: impl FnOnce()) -> String {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .fmt_fields(WithoutEvent)
-        .finish();
-    tracing::subscriber::with_default(subscriber, log);
-    captured.text()
+    logged_with(WithoutEvent, log).1
 }
 
 /// The text line of one `worker started` event.
