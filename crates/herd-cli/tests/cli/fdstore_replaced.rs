@@ -11,6 +11,21 @@ use crate::fdstore::{
 };
 use crate::util::*;
 
+/// systemd's notify socket in `dir`: its path, and the socket, read with the tests' timeout.
+fn notify_in(dir: &tempfile::TempDir) -> (std::path::PathBuf, UnixDatagram) {
+    let path = dir.path().join("systemd-notify.sock");
+    let notify = UnixDatagram::bind(&path).unwrap();
+    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    (path, notify)
+}
+
+/// Waits for herd's `fdstore_replaced` of `name` and checks that it says `why`.
+fn replaced_saying(herd: &Herd, name: &str, why: &str) {
+    let warning = herd.wait_for_event("fdstore_replaced", &[("name", name.into())]);
+    let said = warning["message"].as_str().unwrap_or_default();
+    assert!(said.contains(why), "{warning}");
+}
+
 /// Checks that the store heard `fdname` removed (`FDSTOREREMOVE=1`) before a store of it.
 fn removed_then_stored(heard: &[String], fdname: &str) {
     let removal = format!("FDSTOREREMOVE=1\nFDNAME={fdname}");
@@ -49,9 +64,7 @@ fn a_stored_fd_that_no_longer_fits_is_replaced_in_the_store() {
 /// `replaced` is taken out of the store and stored anew, and that herd serves and stops.
 fn replaces_what_no_longer_fits(made: &[&str], replaced: &str, message: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("systemd-notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (notify_path, notify) = notify_in(&dir);
     let stored: BTreeMap<String, OwnedFd> = [
         (
             "herd.counter",
@@ -111,9 +124,7 @@ fn a_stored_fd_herd_cannot_serve_is_replaced_not_fatal() {
 /// `counter` fine), and checks that it is replaced, saying `why`, and that herd serves.
 fn replaces_what_cannot_be_served(name: &str, unservable: OwnedFd, why: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("systemd-notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (notify_path, notify) = notify_in(&dir);
     let fine = match name {
         "web" => ("counter", herd_sys::shm::create("counter", 4096).unwrap()),
         _ => (
@@ -126,11 +137,7 @@ fn replaces_what_cannot_be_served(name: &str, unservable: OwnedFd, why: &str) {
         .map(|(name, fd)| (format!("herd.{name}"), fd))
         .collect();
     let mut herd = restart(&stored, &notify_path);
-    let warning = herd.wait_for_event("fdstore_replaced", &[("name", name.into())]);
-    assert!(
-        warning["message"].as_str().unwrap().contains(why),
-        "{warning}"
-    );
+    replaced_saying(&herd, name, why);
     let fdname = format!("herd.{name}");
     let (again, heard) = receive_store(&notify);
     let again: Vec<&str> = again.keys().map(String::as_str).collect();
@@ -147,9 +154,7 @@ fn replaces_what_cannot_be_served(name: &str, unservable: OwnedFd, why: &str) {
 #[test]
 fn a_name_the_store_holds_twice_is_stored_once_again() {
     let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("systemd-notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (notify_path, notify) = notify_in(&dir);
     let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let first_addr = first.local_addr().unwrap().to_string();
     let first = OwnedFd::from(first);
@@ -161,14 +166,7 @@ fn a_name_the_store_holds_twice_is_stored_once_again() {
         ("herd.counter", &counter),
     ];
     let mut herd = restart_listing(&listed, &notify_path, &WEB_AND_COUNTER);
-    let warning = herd.wait_for_event("fdstore_replaced", &[("name", "web".into())]);
-    assert!(
-        warning["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than once"),
-        "{warning}"
-    );
+    replaced_saying(&herd, "web", "more than once");
     let (again, heard) = receive_store(&notify);
     let again: Vec<&str> = again.keys().map(String::as_str).collect();
     assert_eq!(again, ["herd.web"], "{heard:?}");
@@ -189,9 +187,7 @@ fn a_name_the_store_holds_twice_is_stored_once_again() {
 #[test]
 fn a_name_held_twice_serves_the_one_herd_can() {
     let dir = tempfile::tempdir().unwrap();
-    let notify_path = dir.path().join("systemd-notify.sock");
-    let notify = UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let (notify_path, notify) = notify_in(&dir);
     let web = OwnedFd::from(std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     let file = tempfile::NamedTempFile::new().unwrap();
     file.as_file().set_len(4096).unwrap();
@@ -205,14 +201,7 @@ fn a_name_held_twice_serves_the_one_herd_can() {
         ("herd.counter", &counter),
     ];
     let mut herd = restart_listing(&listed, &notify_path, &WEB_AND_COUNTER);
-    let warning = herd.wait_for_event("fdstore_replaced", &[("name", "counter".into())]);
-    assert!(
-        warning["message"]
-            .as_str()
-            .unwrap()
-            .contains("open read-only"),
-        "{warning}"
-    );
+    replaced_saying(&herd, "counter", "open read-only");
     let (_, heard) = receive_store(&notify);
     removed_then_stored(&heard, "herd.counter");
     // The counter counts on in the memory the store kept.
