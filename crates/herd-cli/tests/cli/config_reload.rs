@@ -146,11 +146,7 @@ fn upgrades_and_reloads_during_a_reloaded_upgrade_are_refused_and_leave_it_whole
     // And v2 is what herd keeps across a re-exec: a worker restarted then runs it.
     let (code, _, stderr) = herd.ctl(&["reexec"]);
     assert_eq!(code, 0, "{stderr}");
-    let victim = pids(&herd.status())[0];
-    // SAFETY: kill with a worker's pid.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    herd.wait_event("the replacement", |e| is_start(e) && e["pid"] != victim);
-    wait_status(&herd, "3 ready workers", |s| settled(s, 3));
+    killed_and_replaced(&herd, pids(&herd.status())[0], 3);
     assert!(answers(&addr, 9).iter().all(|a| a.contains(", v2")));
 }
 
@@ -208,11 +204,7 @@ fn a_reexec_reads_nothing_so_a_broken_or_missing_file_does_not_stop_it() {
         assert!(answers(&addr, 4).iter().all(|a| a.contains(", v1")));
     }
     // A worker restarted by the new image runs what the workers ran.
-    let victim = before[0];
-    // SAFETY: kill with a worker's pid.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    herd.wait_event("the replacement", |e| is_start(e) && e["pid"] != victim);
-    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    killed_and_replaced(&herd, before[0], 2);
     assert!(answers(&addr, 6).iter().all(|a| a.contains(", v1")));
 }
 
@@ -239,4 +231,13 @@ fn a_reload_that_changes_recycling_keeps_what_the_recycler_knew() {
         status["recycles"].as_array().is_some_and(|r| !r.is_empty()),
         "{status:#}"
     );
+}
+
+/// Kills worker `victim` (SIGKILL) and waits for its replacement and `workers` ready ones.
+fn killed_and_replaced(herd: &Herd, victim: u32, workers: u64) {
+    // SAFETY: kill with a worker's pid.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    herd.wait_event("the replacement", |e| is_start(e) && e["pid"] != victim);
+    let ready = format!("{workers} ready workers");
+    wait_status(herd, &ready, |s| settled(s, workers));
 }
