@@ -25,9 +25,12 @@ pub struct SkipEvent<V>(V);
 
 impl<V: Visit> Visit for SkipEvent<V> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() != "event" {
-            // Other fields are written quoted and escaped ({:?}); the message as it is.
-            self.0.record_str(field, &crate::text::escape(value));
+        match field.name() {
+            "event" => {}
+            // The message is written as it is: escaped here.
+            "message" => self.0.record_str(field, &crate::text::escape(value)),
+            // Other fields are written quoted, escaped by `{:?}` (once is enough).
+            _ => self.0.record_str(field, value),
         }
     }
 

@@ -41,3 +41,17 @@ fn control_characters_are_escaped_so_no_line_is_forged() {
         "WARN cannot run /x\\nERROR herd stopped\\x1b[2J reason=/x\\nERROR herd stopped\\x1b[2J"
     );
 }
+
+/// A `&str` field is quoted and escaped once, by `{:?}` (was: escaped here too, so that its
+/// `\n` read `\\n`).
+#[test]
+fn a_str_field_is_escaped_once() {
+    let text = text_of(|| {
+        tracing::warn!(
+            event = LogEvent::UpgradeRefused.as_str(),
+            reason = "a\nb",
+            "refused"
+        );
+    });
+    assert_eq!(text.trim(), "WARN refused reason=\"a\\nb\"");
+}
