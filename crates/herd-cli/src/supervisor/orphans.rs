@@ -171,12 +171,17 @@ impl Orphans {
                 break;
             }
         }
-        if let Some(found) = self.refinding.take().filter(|&n| n > 0) {
+        // The first look that adopts ends the finding (while adoptions are held, none did).
+        let found = match self.adoptions_held {
+            true => None,
+            false => self.refinding.take().filter(|&n| n > 0),
+        };
+        if let Some(found) = found {
             tracing::info!(
                 event = LogEvent::OrphanAdopted.as_str(),
                 found,
-                "found again after the re-exec: {found} orphans herd knew (`herd status --json` \
-                 lists them); herd reaps them and stops them when it stops"
+                "found after the re-exec: {found} orphans the old image had left (`herd status \
+                 --json` lists them); herd reaps them and stops them when it stops"
             );
         }
         let warming = lowered.iter().any(|span| span.until.is_none());

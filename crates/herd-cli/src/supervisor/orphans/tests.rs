@@ -513,13 +513,31 @@ fn orphans_found_again_after_a_reexec_are_counted_in_one_line() {
         orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC);
     });
     assert_eq!(pids(&orphans, t0 + SEC).len(), 7, "every one adopted");
-    assert!(
-        log.contains("found again after the re-exec: 5 orphans"),
-        "{log}"
-    );
+    assert!(log.contains("found after the re-exec: 5 orphans"), "{log}");
     assert!(
         log.contains("process 500 (p500)") && log.contains("process 106 (p106)"),
         "{log}"
     );
     assert_eq!(count(&log, "orphan_adopted"), 3, "{log}");
+}
+
+/// A look that holds adoptions (`--fork-server`: a start awaits its fork server's reply)
+/// adopts none, so the finding after a re-exec goes on to the next look (was: it ended there,
+/// and the next look announced each orphan anew).
+#[test]
+fn a_look_holding_adoptions_does_not_end_the_finding_after_a_reexec() {
+    let (mut fake, mut orphans, t0) = (Fake::default(), Orphans::default(), Instant::now());
+    for pid in 100..105 {
+        fake.child(pid, pid);
+    }
+    orphans.after_reexec();
+    let ((), log) = crate::logging::captured::logged(|| {
+        orphans.hold_adoptions(true);
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0);
+        orphans.hold_adoptions(false);
+        orphans.look(&mut fake, &HashSet::new(), NONE, t0 + SEC);
+    });
+    assert_eq!(pids(&orphans, t0 + SEC).len(), 5);
+    assert!(log.contains("found after the re-exec: 5 orphans"), "{log}");
+    assert_eq!(count(&log, "orphan_adopted"), 1, "{log}");
 }
