@@ -308,7 +308,8 @@ impl Store {
 
     /// Sends `message` (with `fd`) to the service manager; whether it went. Once a send of
     /// this round found the manager's queue full (it waited its whole second), the others are
-    /// not tried: each would wait its second too, with herd's loop.
+    /// not tried: each would wait its second too, and herd's start with it. (`sync` runs at
+    /// start only, before the supervisor's loop: a send may block there, never in the loop.)
     fn send(&self, sending: &mut Sending, message: &str, fd: Option<BorrowedFd<'_>>) -> bool {
         if sending.queue_full {
             sending.skipped += 1;
@@ -370,10 +371,10 @@ fn log_changes(removed: &[String], stored: &[String]) {
     }
 }
 
-/// `fd`'s device and inode.
 /// An identity no file has: one the store holds that must be stored again.
 const NO_FILE: Identity = (0, 0);
 
+/// `fd`'s device and inode.
 fn identity(fd: BorrowedFd<'_>) -> Option<Identity> {
     let file = std::fs::File::from(fd.try_clone_to_owned().ok()?);
     let meta = file.metadata().ok()?;

@@ -160,12 +160,7 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
                 .to_string(),
         ));
     }
-    let tcp = args
-        .binds
-        .iter()
-        .filter(|b| b.address.kind() == "tcp")
-        .count();
-    if tcp == 0 {
+    if tcp_binds(args) == 0 {
         return Err(Failure::Usage(
             "--balance reuseport applies to TCP sockets herd binds, and no --bind is one; \
              add a TCP --bind or drop --balance"
@@ -175,16 +170,20 @@ fn check_balance(args: &RunArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// How many TCP sockets `args` binds (each a socket per slot with `--balance reuseport`).
+fn tcp_binds(args: &RunArgs) -> usize {
+    args.binds
+        .iter()
+        .filter(|b| b.address.kind() == "tcp")
+        .count()
+}
+
 /// Whether the workers `args` asks for (the most, with autoscaling) fit the open-file limit
 /// herd will raise its own to, with the files herd holds for each: `--balance reuseport`'s
 /// sockets, `--worker-output`'s pipes (those of an upgrade's successors too, `--max-surge`).
 fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
     let sockets = match args.balance {
-        Balance::Reuseport => args
-            .binds
-            .iter()
-            .filter(|b| b.address.kind() == "tcp")
-            .count(),
+        Balance::Reuseport => tcp_binds(args),
         Balance::Shared => 0,
     };
     let output_read = args.worker_output != crate::cli::WorkerOutput::Inherit;
