@@ -21,11 +21,8 @@ import tempfile
 import threading
 import time
 
-from common import figure, report
+from common import HERD, LOADGEN, ROOT, figure, report
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HERD = os.path.join(ROOT, "target", "release", "herd")
-LOADGEN = os.path.join(ROOT, "target", "release", "herd-loadgen")
 WORKER = os.path.join(ROOT, "bench", "cpu_worker.py")
 PHASES = [("low", 100, 5), ("high", 1000, 10), ("low again", 100, 12)]
 

@@ -20,13 +20,10 @@ import sys
 import tempfile
 import time
 
+from common import HERD, LOADGEN, RELEASE, ROOT
 from common import report as report_path
 from herdctl import status
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
-HERD = os.path.join(RELEASE, "herd")
-LOADGEN = os.path.join(RELEASE, "herd-loadgen")
 WORKERS = 4
 SECONDS = 5.0  # per load; --seconds changes it
 REUSEPORT = ["--balance", "reuseport"]

@@ -11,7 +11,22 @@ import time
 from herdctl import status
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RELEASE = os.path.join(ROOT, "target", "release")
+
+
+def target_directory():
+    """Where cargo builds this workspace: `target/` unless CARGO_TARGET_DIR or a cargo config's
+    `build.target-dir` moves it (as `cargo metadata` says), so that the benchmarks run the
+    binaries `cargo build --release` just built, not an older copy left in `target/`."""
+    try:
+        out = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60)
+        return json.loads(out.stdout)["target_directory"]
+    except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+        return os.path.join(ROOT, "target")
+
+
+TARGET = target_directory()
+RELEASE = os.path.join(TARGET, "release")
 HERD = os.path.join(RELEASE, "herd")
 LOADGEN = os.path.join(RELEASE, "herd-loadgen")
 WORKER = os.path.join(RELEASE, "herd-bench-worker")

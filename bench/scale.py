@@ -20,14 +20,12 @@ import sys
 import tempfile
 import time
 
+from common import HERD, LOADGEN, RELEASE, ROOT
 from common import report as report_path
 from herdctl import request
 import scale_targets
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HERD = os.path.join(ROOT, "target", "release", "herd")
-LOADGEN = os.path.join(ROOT, "target", "release", "herd-loadgen")
-HELLO = os.path.join(ROOT, "target", "release", "examples", "hello")
+HELLO = os.path.join(RELEASE, "examples", "hello")
 TICKS = os.sysconf("SC_CLK_TCK")
 WINDOW = 3.0  # seconds per CPU measurement
 HANDOFFS = 1000

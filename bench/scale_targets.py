@@ -50,12 +50,12 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HERD = os.path.join(ROOT, "target", "release", "herd")
-HELLO = os.path.join(ROOT, "target", "release", "examples", "hello")
+from common import HERD, RELEASE, TARGET
+
+HELLO = os.path.join(RELEASE, "examples", "hello")
 # The same worker linked statically with musl (bench/run builds it where rustup has the target).
 STATIC_TARGET = "x86_64-unknown-linux-musl"
-HELLO_STATIC = os.path.join(ROOT, "target", STATIC_TARGET, "release", "examples", "hello")
+HELLO_STATIC = os.path.join(TARGET, STATIC_TARGET, "release", "examples", "hello")
 
 WORKERS = 4096
 KILLS = 30
