@@ -303,9 +303,9 @@ pub struct RunArgs {
           value_parser = parse_max_surge)]
     pub max_surge: MaxSurge,
 
-    /// How many new workers may be starting (not yet ready) when upgrades and recycling start
-    /// another, restarts after an exit aside (a crash loop would hold them back): start-ups
-    /// take the CPU the serving workers need.
+    /// How many new workers may be starting (not yet ready) when upgrades, recycling and
+    /// scale-ups beside serving workers start another, restarts after an exit aside (a crash
+    /// loop would hold them back): start-ups take the CPU the serving workers need.
     #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
           value_parser = |t: &str| parse_number::<u32>(t, 1, "--max-starting"))]
     pub max_starting: u32,

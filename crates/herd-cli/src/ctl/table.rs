@@ -100,7 +100,10 @@ fn header(out: &mut String, status: &Status, pid_here: Option<u32>) {
 /// Up to this many orphans get a row each; more are counted on one line.
 const ORPHAN_ROWS: usize = 5;
 
-/// One row per process: workers, slots waiting for a restart, attached processes, exited
+/// The state of a slot a scale-up added whose worker waits to start.
+pub const QUEUED: &str = "to start (--max-starting)";
+
+/// One row per process: workers, slots waiting for a restart or to start, attached processes, exited
 /// workers' leftover process groups, and orphans (when there are few).
 fn process_rows(status: &Status) -> Vec<[String; 10]> {
     let mut rows = vec![[
@@ -159,6 +162,13 @@ fn process_rows(status: &Status) -> Vec<[String; 10]> {
             s.last_exit.clone().unwrap_or_else(dash),
             String::new(),
         ]);
+    }
+    for &slot in &status.queued {
+        let mut row = [(); 10].map(|_| dash());
+        row[0] = slot.to_string();
+        row[3] = QUEUED.to_string();
+        row[9] = String::new();
+        rows.push(row);
     }
     for a in &status.attached {
         rows.push([

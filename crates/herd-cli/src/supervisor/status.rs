@@ -49,6 +49,10 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// Slots without a worker, waiting out a restart backoff.
     pub waiting: Vec<WaitingSlot>,
+    /// Slots a scale-up added whose worker waits to start, `--max-starting` at a time beside
+    /// serving workers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queued: Vec<usize>,
     /// The listening sockets.
     pub sockets: Vec<SocketStatus>,
     /// Processes that fetched the sockets with `herd attach` (not supervised).
@@ -321,6 +325,9 @@ pub fn snapshot(
             })
         })
         .collect();
+    let queued = (pool.slots().iter().enumerate().take(pool.desired()))
+        .filter_map(|(i, s)| s.waits_to_start().then_some(i))
+        .collect();
     Status {
         pid: std::process::id(),
         name: name.to_string(),
@@ -338,6 +345,7 @@ pub fn snapshot(
         grace_ms: Some(ms(pool.config().grace)),
         workers,
         waiting,
+        queued,
         sockets,
         attached,
         autoscale: None,
@@ -464,5 +472,40 @@ mod tests {
         let status = snapshot(&pool, Vec::new(), Vec::new(), "web", now);
         let rows: Vec<(usize, u32)> = status.workers.iter().map(|w| (w.slot, w.pid)).collect();
         assert_eq!(rows, [(0, 200), (1, 101), (2, 102)]);
+    }
+
+    /// A scale-up beside a serving worker starts one slot at a time: the others are listed
+    /// as queued, and no longer once they start.
+    #[test]
+    fn slots_a_scale_up_added_are_queued_until_they_start() {
+        let now = Instant::now();
+        let mut pool = pool(1);
+        for action in pool.due(now) {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, 100, now));
+            }
+        }
+        assert!(pool
+            .due(now)
+            .iter()
+            .any(|a| matches!(a, Action::Ready { .. })));
+        for action in pool.scale(3, now).unwrap() {
+            if let Action::Spawn { slot, generation } = action {
+                assert!(pool.spawned(slot, generation, 101, now));
+            }
+        }
+        let status = snapshot(&pool, Vec::new(), Vec::new(), "web", now);
+        assert_eq!(status.queued, [2]);
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["queued"], serde_json::json!([2]));
+        let status = snapshot(
+            &Pool::new(test_config(1, None)),
+            Vec::new(),
+            Vec::new(),
+            "",
+            now,
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert!(json.get("queued").is_none(), "left out when none: {json}");
     }
 }

@@ -13,10 +13,14 @@ impl Pool {
         if self.phase == Phase::Stopping {
             return Err(PoolError::Stopping);
         }
-        self.desired = workers;
         if self.slots.len() < workers {
             self.slots.resize(workers, Slot::default());
         }
+        let added = self.desired.min(workers)..workers;
+        for s in &mut self.slots[added] {
+            s.scaled_up = true;
+        }
+        self.desired = workers;
         self.count_slots();
         let deadline = now + self.config.grace;
         let mut actions = Vec::new();
@@ -46,6 +50,7 @@ impl Pool {
         // the driver has not run it yet ([`wants_start`](Pool::wants_start)).
         for s in &mut self.slots[workers..] {
             s.restart_at = None;
+            s.scaled_up = false;
             s.spawning = false;
             s.spawning_restart = false;
         }
@@ -199,6 +204,7 @@ impl Pool {
         self.phase = Phase::Stopping;
         for s in &mut self.slots {
             s.restart_at = None;
+            s.scaled_up = false;
             s.spawning = false;
             s.spawning_restart = false;
         }

@@ -279,8 +279,10 @@ fn save_slot(slot: &Slot, epoch: Epoch) -> SavedSlot {
         restarts,
         last_exit,
         restart_at,
-        // A re-exec waits while a slot is spawning; the count is derived.
+        // A re-exec waits while a slot is spawning; the count is derived. A slot a scale-up
+        // added that still waits for room under max_starting starts at once in the new image.
         spawning: _,
+        scaled_up: _,
         spawning_restart: _,
         count: _,
     } = slot;
@@ -299,6 +301,7 @@ fn load_slot(saved: SavedSlot, epoch: Epoch, exit: impl Fn(i32) -> WorkerExit) -
         last_exit: saved.last_exit.map(exit),
         restart_at: saved.restart_in_ms.map(|t| epoch.future(t)),
         spawning: false,
+        scaled_up: false,
         spawning_restart: false,
         count: Default::default(),
     }

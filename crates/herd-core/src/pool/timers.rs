@@ -296,17 +296,48 @@ impl Pool {
         has_old
     }
 
+    /// Starts a worker in each empty slot whose start is due: a first start, a scale-up, a
+    /// restart once its backoff is over. A scale-up beside workers that serve takes the CPU
+    /// they need, as a replacement's start-up does: at most `max_starting` start-ups at once,
+    /// counted with the replacements' ([`Pool::start_ups`]), the rest as those end. herd's
+    /// first workers start at once (the first ready serves already), as do the starts that
+    /// replace capacity the pool lost (restarts, an upgrade's build in a slot whose worker
+    /// crashed).
     fn fill_slots(&mut self, now: Instant, actions: &mut Vec<Action>) {
         let generation = self.upgrade.map_or(self.generation, |u| u.generation);
+        // Counted only when a slot needs it: this runs every turn.
+        let mut room: Option<usize> = None;
         for slot in 0..self.desired {
-            let s = &mut self.slots[slot];
-            if s.may_start() && s.restart_at.map_or(true, |at| at <= now) {
-                // A restart is due once its worker left; none is before a first start or a
-                // scale-up, nor once an upgrade cancelled the backoff of the build it replaces.
-                s.spawning_restart = s.restart_at.take().is_some();
-                s.spawning = true;
-                actions.push(Action::Spawn { slot, generation });
+            let s = &self.slots[slot];
+            if !s.may_start() || s.restart_at.map_or(false, |at| at > now) {
+                continue;
             }
+            // A restart is due once its worker left; none is before a first start or a
+            // scale-up, nor once an upgrade cancelled the backoff of the build it replaces.
+            let restart = s.restart_at.is_some();
+            if s.scaled_up {
+                let left = room.get_or_insert_with(|| self.start_room(generation));
+                if *left == 0 {
+                    continue;
+                }
+                *left -= 1;
+            }
+            let s = &mut self.slots[slot];
+            s.restart_at = None;
+            s.scaled_up = false;
+            s.spawning_restart = restart;
+            s.spawning = true;
+            actions.push(Action::Spawn { slot, generation });
         }
+    }
+
+    /// How many more workers of `generation` may start in slots a scale-up added: any number
+    /// while no worker serves, else what `max_starting` leaves.
+    fn start_room(&self, generation: u64) -> usize {
+        if !self.serves() {
+            return usize::MAX;
+        }
+        let most = self.settings(generation).max_starting.max(1);
+        most.saturating_sub(self.start_ups())
     }
 }

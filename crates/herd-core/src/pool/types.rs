@@ -316,6 +316,9 @@ pub struct Slot {
     /// When the next worker starts, while the slot waits out a backoff.
     pub restart_at: Option<Instant>,
     pub(crate) spawning: bool,
+    /// Whether a scale-up added the slot and its first worker has not started yet: it waits
+    /// for room under `max_starting` while other workers serve.
+    pub(crate) scaled_up: bool,
     /// Whether the worker being spawned is a restart (see [`Worker::restart`]).
     pub(crate) spawning_restart: bool,
     /// Its workers, counted.
@@ -323,6 +326,12 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Whether a scale-up added the slot and its worker waits for room under `max_starting`
+    /// to start (see [`Pool::scale`](crate::Pool::scale)).
+    pub fn waits_to_start(&self) -> bool {
+        self.scaled_up && !self.spawning
+    }
+
     /// Whether a worker may start here once its restart (if one waits) is due: none is
     /// starting, and no worker holds the slot (one that serves, or one killed for failing,
     /// whose successor starts when it has exited). A held slot's `restart_at` is no deadline.

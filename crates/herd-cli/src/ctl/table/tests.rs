@@ -202,3 +202,21 @@ fn short_durations() {
     assert_eq!(short(7_800_000), "2h10m");
     assert_eq!(short(273_600_000), "3d4h");
 }
+
+/// `herd scale 4` beside serving workers: the slots still waiting to start have a row each.
+#[test]
+fn slots_waiting_to_start_have_a_row_each() {
+    let status: Status = serde_json::from_value(serde_json::json!({
+        "pid": 1, "name": "web", "version": "0", "uptime_ms": 0, "generation": 1,
+        "upgrading_to": null, "stopping": false, "desired": 4, "running": 2, "ready": 1,
+        "workers": [], "waiting": [], "queued": [2, 3], "sockets": [], "attached": []
+    }))
+    .unwrap();
+    let table = render(&status, None);
+    let rows: Vec<&str> = table.lines().filter(|l| l.contains(QUEUED)).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[0].starts_with("2 ") && rows[1].starts_with("3 "),
+        "{table}"
+    );
+}

@@ -90,7 +90,7 @@ impl Model {
         "SLOT", "PID", "GEN", "STATE", "CPU", "MEM", "RESTARTS", "UPTIME",
     ];
 
-    /// One row per worker, then one per slot waiting to restart.
+    /// One row per worker, then one per slot waiting to restart or to start.
     pub fn workers(&self) -> Vec<Row> {
         let Some(s) = &self.status else {
             return Vec::new();
@@ -128,6 +128,12 @@ impl Model {
                 w.restarts.to_string(),
                 dash(),
             ]
+        }));
+        rows.extend(s.queued.iter().map(|slot| {
+            let mut row = [(); 8].map(|_| dash());
+            row[0] = slot.to_string();
+            row[3] = crate::ctl::table::QUEUED.to_string();
+            row
         }));
         rows
     }

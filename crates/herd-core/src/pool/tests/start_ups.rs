@@ -87,8 +87,11 @@ fn a_recycle_waits_for_a_scale_up_starting() {
     recycle(&mut h, 100).unwrap();
 }
 
+/// A scale-up during an upgrade: its slots start as the upgrade's start-ups end, one at a
+/// time, after the upgrade's own successors (which have a deadline), and the upgrade is done
+/// once they are ready too.
 #[test]
-fn a_scale_up_during_an_upgrade_holds_its_next_step_until_the_new_slots_are_ready() {
+fn a_scale_up_during_an_upgrade_starts_its_slots_as_start_ups_end() {
     let mut h = Harness::new(one_at_a_time(2));
     h.notify(100, "READY=1");
     h.notify(101, "READY=1");
@@ -97,19 +100,26 @@ fn a_scale_up_during_an_upgrade_holds_its_next_step_until_the_new_slots_are_read
     let successor = new_worker(&h, 0);
     let actions = h.pool.scale(4, h.now).unwrap();
     h.apply(actions);
-    let (two, three) = (new_worker(&h, 2), new_worker(&h, 3));
     assert_eq!(
-        h.pool.start_ups(),
+        h.live().len(),
         3,
-        "slot 0's successor and slots 2 and 3"
+        "slots 2 and 3 wait for slot 0's successor"
     );
+    assert_eq!(h.pool.start_ups(), 1);
     h.notify(successor, "READY=1");
-    h.notify(two, "READY=1");
-    assert_eq!(h.pid_in(1), 101, "slot 3 is still starting");
-    assert_eq!(h.live().len(), 4, "no successor in slot 1 yet");
-    h.notify(three, "READY=1");
     let last = new_worker(&h, 1);
+    assert_eq!(
+        h.live().len(),
+        3,
+        "slot 1's successor first; slot 0's old worker stopped"
+    );
     h.notify(last, "READY=1");
+    let two = new_worker(&h, 2);
+    assert_eq!(h.pool.start_ups(), 1, "slot 2, not slot 3 yet");
+    h.notify(two, "READY=1");
+    assert!(h.ended.is_empty(), "slot 3 still to start");
+    let three = new_worker(&h, 3);
+    h.notify(three, "READY=1");
     assert_eq!(h.ended, [Ok(2)]);
 }
 
@@ -146,4 +156,86 @@ fn a_restart_is_still_one_after_a_reexec() {
     let pool = import(one_at_a_time(2), state, h.now);
     assert!(pool.worker(h.pid_in(1)).unwrap().restart);
     assert_eq!(pool.start_ups(), 0);
+}
+
+/// The slots that have a live worker, in order.
+fn occupied(h: &Harness) -> Vec<usize> {
+    let mut slots: Vec<usize> = h.live().iter().map(|&(slot, ..)| slot).collect();
+    slots.sort_unstable();
+    slots
+}
+
+/// `herd scale 5` beside serving workers: one start-up at a time (`max_starting` 1), the
+/// next as each is ready, as an upgrade's successors start; a first start still under way
+/// counts. All at once, 4 start-ups beside serving workers on a 2-core machine gave 5.9x-8.4x
+/// the steady p99 at 2000/s, one at a time 4.3x-5.7x (4 stdlib Python workers, 3 runs each).
+#[test]
+fn a_scale_up_beside_serving_workers_starts_max_starting_at_a_time() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    let actions = h.pool.scale(5, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(occupied(&h), [0, 1], "slot 1's first start is under way");
+    h.notify(101, "READY=1");
+    assert_eq!(occupied(&h), [0, 1, 2]);
+    h.notify(h.pid_in(2), "READY=1");
+    assert_eq!(occupied(&h), [0, 1, 2, 3]);
+    // A start-up that ends by exiting makes room too; its slot restarts (a restart is not
+    // held back, nor counted).
+    assert_eq!(
+        h.exit(h.pid_in(3), code(1)).restart_in,
+        Some(Duration::ZERO)
+    );
+    assert_eq!(occupied(&h), [0, 1, 2, 3, 4]);
+    assert_eq!(h.pool.start_ups(), 1, "slot 4; slot 3 restarting");
+    let at = PoolConfig {
+        max_starting: 3,
+        ..one_at_a_time(2)
+    };
+    let mut h = Harness::new(at);
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let actions = h.pool.scale(6, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(occupied(&h), [0, 1, 2, 3, 4], "--max-starting 3");
+}
+
+/// With no worker serving there is no one to leave the CPU to: a scale-up before the first
+/// workers are ready starts at once, as they did; so do restarts beside a scale-up starting.
+#[test]
+fn a_scale_up_with_no_worker_serving_and_restarts_start_at_once() {
+    let mut h = Harness::new(one_at_a_time(2));
+    let actions = h.pool.scale(4, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(occupied(&h), [0, 1, 2, 3]);
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    h.notify(101, "READY=1");
+    let actions = h.pool.scale(4, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(occupied(&h), [0, 1, 2]);
+    assert_eq!(h.exit(101, killed()).restart_in, Some(Duration::ZERO));
+    assert_eq!(occupied(&h), [0, 1, 2], "slot 1 restarted at once");
+    assert_ne!(h.pid_in(1), 101);
+}
+
+/// A scale-down cancels the slots still waiting to start, and a scale-up after it waits for
+/// room again.
+#[test]
+fn a_scale_down_cancels_the_slots_waiting_to_start() {
+    let mut h = Harness::new(one_at_a_time(1));
+    h.notify(100, "READY=1");
+    let actions = h.pool.scale(4, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(occupied(&h), [0, 1]);
+    let actions = h.pool.scale(2, h.now).unwrap();
+    h.apply(actions);
+    h.notify(h.pid_in(1), "READY=1");
+    assert_eq!(occupied(&h), [0, 1], "slots 2 and 3 were scaled away");
+    let actions = h.pool.scale(3, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(occupied(&h), [0, 1, 2]);
+    let actions = h.pool.scale(4, h.now).unwrap();
+    h.apply(actions);
+    assert_eq!(occupied(&h), [0, 1, 2], "slot 3 waits for slot 2");
 }
