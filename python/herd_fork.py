@@ -89,8 +89,8 @@ def script_source(prog):
 def compile_script(prog):
     """SCRIPT compiled once for the generation (each worker would compile it again at its start),
     as (path, source, code); None for a module, a script python3 runs otherwise, one that is
-    no regular file, or one that does not compile (each worker then reports it as python3
-    would)."""
+    no regular file, or one that does not compile or warns as it compiles (each worker then
+    reports it as python3 would)."""
     if prog.script is None:
         return None
     try:
@@ -102,7 +102,14 @@ def compile_script(prog):
         if found is None:
             return None
         path, source = found
-        return path, source, compile(source, path, "exec", dont_inherit=True)
+        import warnings
+
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            code = compile(source, path, "exec", dont_inherit=True)
+        if warned:  # SyntaxWarning, ...: each worker compiles it and warns, as python3 would
+            return None
+        return path, source, code
     except Exception:  # SyntaxError, ValueError (a null byte), OSError, ...
         return None
 
@@ -193,6 +200,20 @@ def run(prog):
     cached = prog.compiled
     code = cached[2] if cached and cached[:2] == (path, source) else None
     exec(code or compile(source, path, "exec", dont_inherit=True), main.__dict__)
+
+
+def run_as_python(prog):
+    """run(prog), ending as python3 ends on an uncaught exception: its traceback (through
+    sys.excepthook) without herd_fork.py's own frames above the program's, and status 1."""
+    try:
+        run(prog)
+    except Exception as e:
+        ours = run.__code__.co_filename
+        tb = e.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename == ours:
+            tb = tb.tb_next
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        sys.exit(1)
 
 
 def main():
@@ -602,4 +623,4 @@ def notify(state):
 
 
 if __name__ == "__main__":
-    run(main())
+    run_as_python(main())

@@ -16,6 +16,7 @@ import tempfile
 import textwrap
 import time
 import unittest
+import warnings
 
 import herd_fork  # this directory is on sys.path: unittest discover -s python, or run as a script
 
@@ -386,7 +387,10 @@ class ForkServerTest(unittest.TestCase):
         self.assertEqual(read_line(w.stdout_r), b"atexit\n")
         self.assertEqual(wait_pid(w.pid), 1)
         err = w.stderr()
-        self.assertTrue(err.startswith(b"Traceback (most recent call last):\n"), err)
+        # As python3 prints it: from the script's own frame, none of herd_fork.py's above it.
+        first = b'Traceback (most recent call last):\n  File "%s"' % os.fsencode(self.script)
+        self.assertTrue(err.startswith(first), err)
+        self.assertNotIn(b"herd_fork.py", err)
         self.assertTrue(err.endswith(b"RuntimeError: probe failed on purpose\n"), err)
         # The fork server keeps serving.
         w2 = self.fork(herd, 2, listen=False)
@@ -499,7 +503,25 @@ class ForkServerTest(unittest.TestCase):
         worker.sent()
         self.assertTrue(reply.startswith(b"pid "), reply)
         self.assertEqual(wait_pid(int(reply[4:])), 1)
-        self.assertIn(b"SyntaxError", worker.stderr())
+        # As python3 prints it: where, then what; no traceback through herd_fork.py.
+        err = worker.stderr()
+        self.assertTrue(err.startswith(b'  File "%s", line 1\n' % os.fsencode(self.script)), err)
+        self.assertTrue(err.endswith(b"SyntaxError: invalid syntax\n"), err)
+
+    def test_each_worker_of_a_script_that_warns_as_it_compiles_warns(self):
+        # The fork server compiled it once and warned once, in its own output; python3 warns at
+        # each start.
+        with open(self.script) as f:
+            probe = f.read()
+        with open(self.script, "w") as f:
+            f.write('assert (1, "always true")\n' + probe)
+        herd = self.start(self.watch_compiles())
+        for n in (1, 2):
+            w = self.fork(herd, n, listen=False)
+            self.assertIn(self.script, w.info["compiled_here"])
+            self.assertEqual(read_line(w.stdout_r), b"atexit\n")
+            self.assertEqual(wait_pid(w.pid), 0)
+            self.assertIn(b"SyntaxWarning: assertion is always true", w.stderr())
 
     def test_eof_ends_the_fork_server_with_status_0(self):
         herd = self.start()
@@ -650,6 +672,16 @@ class CompileScriptTest(unittest.TestCase):
                 f.write("x = 1\n")
             path, source, _ = herd_fork.compile_script(herd_fork.Program([], None, script, []))
             self.assertEqual((path, source), (script, b"x = 1\n"))
+
+    def test_a_script_that_warns_as_it_compiles_is_left_to_the_workers(self):
+        with tempfile.TemporaryDirectory() as d:
+            script = os.path.join(d, "app.py")
+            with open(script, "w") as f:
+                f.write('assert (1, "always true")\n')
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")
+                self.assertIsNone(herd_fork.compile_script(herd_fork.Program([], None, script, [])))
+            self.assertEqual(warned, [], "the fork server warns nothing itself")
 
 
 if __name__ == "__main__":
