@@ -195,6 +195,15 @@ fn scale(target: ScaleTarget, connect: Connect<'_>) -> Result<(), Failure> {
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// herd started with its stdout closed: what it is asked to print fails ([`stdout_open`]).
+/// What a view that polls herd (`herd top`, `herd status --watch`) says while herd (`pid`) is
+/// paused and cannot answer: it is not gone, `kill -CONT` resumes it, and `waiter` waits.
+fn paused_note(pid: u32, waiter: &str) -> String {
+    format!(
+        "herd (pid {pid}) is paused (SIGSTOP, Ctrl-Z or a debugger) and cannot answer: \
+         'kill -CONT {pid}' resumes it; {waiter} waits for it"
+    )
+}
+
 pub fn stdout_was_closed() {
     STDOUT_CLOSED.store(true, Ordering::Relaxed);
 }

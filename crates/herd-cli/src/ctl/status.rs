@@ -180,10 +180,7 @@ fn watch(json: bool, terminal: bool, connect: Connect<'_>) -> Result<(), Failure
                 Ok(got) => got,
                 // Paused (SIGSTOP, a debugger) is not gone: said, and waited for.
                 Err(Asked::Client(ClientError::Stopped { pid, .. })) => {
-                    let note = format!(
-                        "herd (pid {pid}) is paused (SIGSTOP, Ctrl-Z or a debugger) and cannot \
-                         answer: 'kill -CONT {pid}' resumes it; --watch waits for it\n"
-                    );
+                    let note = super::paused_note(pid, "--watch") + "\n";
                     if !print_to_reader(&frame(&note, terminal, at))? {
                         return health;
                     }

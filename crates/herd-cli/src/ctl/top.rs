@@ -134,10 +134,7 @@ fn sample(model: &mut Model, paused: &mut bool, connect: Connect<'_>) -> Result<
         }
         Err(ClientError::Stopped { pid, .. }) => {
             *paused = true;
-            model.note = Some(format!(
-                "herd (pid {pid}) is paused (SIGSTOP, Ctrl-Z or a debugger) and cannot answer: \
-                 'kill -CONT {pid}' resumes it; this view waits for it"
-            ));
+            model.note = Some(super::paused_note(pid, "this view"));
             Ok(())
         }
         Err(e) => Err(Failure::Runtime(anyhow!(
