@@ -380,4 +380,38 @@ mod tests {
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(30));
     }
+
+    /// A send with a timeout is interrupted by a signal even under `SA_RESTART` (`EINTR`):
+    /// sent again for what is left of the wait, never at once given up on, nor retried for
+    /// good; with no wait (a non-blocking send) `EINTR` cannot come, and is passed on.
+    #[test]
+    fn a_send_a_signal_interrupted_is_sent_again_within_its_wait() {
+        use std::io::{Error, ErrorKind};
+        use std::time::Duration;
+        let sock = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let interrupted_then_sent = |interruptions: usize, wait: Duration| {
+            let mut calls = 0;
+            let sent = super::retry_interrupted(&sock, wait, || {
+                calls += 1;
+                match calls > interruptions {
+                    true => Ok(7),
+                    false => Err(Error::from(ErrorKind::Interrupted)),
+                }
+            });
+            (sent.map_err(|e| e.kind()), calls)
+        };
+        assert_eq!(interrupted_then_sent(3, Duration::from_secs(5)), (Ok(7), 4));
+        assert_eq!(
+            interrupted_then_sent(1, Duration::ZERO),
+            (Err(ErrorKind::Interrupted), 1)
+        );
+        // Interrupted for good: it gives up once the wait has passed, saying the queue is full.
+        let started = std::time::Instant::now();
+        let (sent, calls) = interrupted_then_sent(usize::MAX, Duration::from_millis(50));
+        assert_eq!(sent, Err(ErrorKind::WouldBlock));
+        assert!(
+            calls > 1 && started.elapsed() < Duration::from_secs(5),
+            "{calls}"
+        );
+    }
 }
