@@ -62,6 +62,9 @@ pub fn usage_error(err: &clap::Error, args: &[std::ffi::OsString]) -> String {
     };
     let sub = subcommand(args);
     let line = match command_without_dashes(err, sub.as_deref()) {
+        Some(word) if sub.as_deref() == Some("check") => {
+            format!("{line}: the file goes after --config, as in 'herd check --config {word}'")
+        }
         Some(word) => format!(
             "{line}: the worker's command goes after --, as in 'herd {} [OPTIONS] -- {word} ...'",
             sub.as_deref().unwrap_or("run")
@@ -75,10 +78,12 @@ pub fn usage_error(err: &clap::Error, args: &[std::ffi::OsString]) -> String {
 }
 
 /// The word `herd run` or `herd attach` did not expect when it looks like the start of the
-/// worker's command given without `--` (`herd run -b :8080 python3 app.py`).
+/// worker's command given without `--` (`herd run -b :8080 python3 app.py`), or `herd check`
+/// like a config file given without `--config` (`herd check herd.toml`).
 fn command_without_dashes(err: &clap::Error, sub: Option<&str>) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
-    if err.kind() != ErrorKind::UnknownArgument || !matches!(sub, Some("run" | "attach")) {
+    if err.kind() != ErrorKind::UnknownArgument || !matches!(sub, Some("run" | "attach" | "check"))
+    {
         return None;
     }
     match err.get(ContextKind::InvalidArg) {
@@ -189,6 +194,12 @@ mod tests {
             !usage_error_of(&["run", "--bogus", "-b", ":80", "--", "x"]).contains("goes after --")
         );
         assert!(!usage_error_of(&["status", "extra"]).contains("goes after --"));
+        // `herd check FILE`, as one would write it: the file is --config's.
+        assert_eq!(
+            usage_error_of(&["check", "herd.toml"]),
+            "unexpected argument 'herd.toml' found: the file goes after --config, as in \
+             'herd check --config herd.toml'; try 'herd check --help'"
+        );
     }
 
     #[test]

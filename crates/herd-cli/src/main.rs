@@ -136,7 +136,7 @@ fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), 
             match cli::config::apply_with(parsed, &argv, in_force) {
                 Ok(merged) => Ok((merged.cli, merged.matches)),
                 Err(why) => {
-                    logging::line(&format!("herd: error: {why}"));
+                    error_line(&why);
                     Err(ExitCode::from(exit::USAGE))
                 }
             }
@@ -163,7 +163,7 @@ fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), 
         }
         Err(e) => {
             let args: Vec<_> = std::env::args_os().skip(1).collect();
-            logging::line(&format!("herd: error: {}", exit::usage_error(&e, &args)));
+            error_line(&exit::usage_error(&e, &args));
             Err(ExitCode::from(exit::USAGE))
         }
     }
@@ -174,12 +174,22 @@ fn ended(result: Result<(), exit::Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure @ exit::Failure::Degraded(_)) => {
-            logging::line(&format!("herd: {failure}"));
+            logging::line(&format!(
+                "herd: {}",
+                herd_cli::text::escape(&failure.to_string())
+            ));
             failure.exit_code()
         }
         Err(failure) => {
-            logging::line(&format!("herd: error: {failure}"));
+            error_line(&failure.to_string());
             failure.exit_code()
         }
     }
+}
+
+/// `herd: error: WHY` on one line, with the control characters of `why` escaped: it may quote
+/// what the user wrote (a config file's key or value, a path), which can hold a newline or a
+/// terminal's escape sequence.
+fn error_line(why: &str) {
+    logging::line(&format!("herd: error: {}", herd_cli::text::escape(why)));
 }

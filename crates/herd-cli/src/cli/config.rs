@@ -67,7 +67,7 @@ impl ConfigFile {
             match twice {
                 Some(key) => format!(
                     "{name}:{line}: {} is given twice: keep one of the two",
-                    one_line(key.trim())
+                    shown(&one_line(key.trim()))
                 ),
                 None => format!("{name}:{line}: {}", one_line(e.message())),
             }
@@ -81,7 +81,7 @@ impl ConfigFile {
             let line = line_of(text, key.span().start);
             let at = |(offset, message): (Option<usize>, String)| {
                 let line = offset.map_or(line, |offset| line_of(text, offset));
-                format!("{name}:{line}: {}: {message}", key.get_ref())
+                format!("{name}:{line}: {}: {message}", shown(key.get_ref()))
             };
             no_nul(value).map_err(at)?;
             let args = entry_args(key.get_ref(), value, &options).map_err(at)?;
@@ -353,11 +353,20 @@ fn is_empty_word(item: &Spanned<DeValue>) -> bool {
 
 /// Why `key` is not one: the nearest key, if one is near.
 fn unknown_key(key: &str, options: &[Arg]) -> String {
+    // Options of herd run all the same: "unknown" would send the user looking for a typo.
+    if ["config", "help", "version"].contains(&key) {
+        return format!("--{key} goes on the command line only, not in a config file; remove it");
+    }
     let keys = keys(options);
+    let length = key.chars().count();
+    let near = |k: &str| (k.len() / 3).max(2);
     let nearest = keys
         .iter()
+        // The distance is at least the difference in length: a long key (a whole file of one)
+        // is compared with none, which would take its length times each key's.
+        .filter(|k| length.abs_diff(k.chars().count()) <= near(k))
         .map(|k| (distance(key, k), k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .filter(|(d, k)| *d <= near(k))
         .min_by_key(|(d, _)| *d);
     let mut message = "unknown key".to_string();
     match nearest {
@@ -369,6 +378,19 @@ fn unknown_key(key: &str, options: &[Arg]) -> String {
         ),
     }
     message
+}
+
+/// The longest key a message quotes whole, in characters.
+const SHOWN_KEY: usize = 64;
+
+/// `key` as a message quotes it: its first [`SHOWN_KEY`] characters, then how long it is.
+fn shown(key: &str) -> std::borrow::Cow<'_, str> {
+    match key.char_indices().nth(SHOWN_KEY) {
+        None => key.into(),
+        Some((end, _)) => {
+            format!("'{}...' ({} characters)", &key[..end], key.chars().count()).into()
+        }
+    }
 }
 
 /// The edit distance between `a` and `b` (Levenshtein), for suggestions.

@@ -1,21 +1,37 @@
 //! `herd logs`: the workers' recent lines, and with `--follow` the new ones as they come.
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
 use super::{call, failure, Connect, QUICK};
 use crate::cli::LogsArgs;
-use crate::control::client::Client;
+use crate::control::client::{Client, ClientError};
 use crate::control::protocol::Command;
 use crate::control::results::{LogFrame, LogLine, LogsResult, Status};
 use crate::exit::Failure;
 use crate::output::{prefixed, Writer};
 
+/// How often a follower that waits for lines looks whether stdout's reader is gone.
+const READER_CHECK: Duration = Duration::from_millis(500);
+
 /// Asks for the lines, prints them, and with `--follow` keeps printing until herd is gone. A
 /// follower whose herd re-executes itself (which closes every control connection) follows
 /// the new image on, printing no line twice.
 pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure> {
+    let mut missed = Missed::default();
+    let result = show_counting(args, connect, &mut missed);
+    Missed::say(missed.rest());
+    result
+}
+
+/// [`show`], counting the lines missed in `missed`.
+fn show_counting(
+    args: &LogsArgs,
+    connect: Connect<'_>,
+    missed: &mut Missed,
+) -> Result<(), Failure> {
     let mut last = None;
     let mut client = connect().map_err(failure)?;
     // Once herd has answered the first request: a follower of a slot not in the pool is told.
@@ -31,7 +47,7 @@ pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure>
         }
     };
     loop {
-        match follow_once(args, &mut client, &mut last, &mut answered)? {
+        match follow_once(args, &mut client, &mut last, missed, &mut answered)? {
             // Nothing from a slot that is not in the pool: a typo, most likely.
             Ended::Done if last.is_none() && !args.follow => {
                 return match args
@@ -87,6 +103,7 @@ fn follow_once(
     args: &LogsArgs,
     client: &mut Client,
     last: &mut Option<String>,
+    missed: &mut Missed,
     answered: &mut dyn FnMut(),
 ) -> Result<Ended, Failure> {
     let command = Command::Logs {
@@ -106,11 +123,21 @@ fn follow_once(
     answered();
     let mut recent = result.lines;
     loop {
-        let timeout = (recent > 0 || !args.follow).then_some(QUICK);
         if recent == 0 && !args.follow {
             return Ok(Ended::Done);
         }
-        let Some(line) = client.next_line(timeout).map_err(failure)? else {
+        // Following, herd may send nothing for hours: stdout's reader is looked at meanwhile,
+        // so that `herd logs -f | head -1` ends when `head` does, not at the next line.
+        let waiting = recent == 0 && args.follow;
+        let timeout = Some(if waiting { READER_CHECK } else { QUICK });
+        let line = match client.next_line(timeout) {
+            Err(ClientError::Timeout { .. }) if waiting => match super::stdout_gone() {
+                true => return Ok(Ended::Done),
+                false => continue,
+            },
+            line => line.map_err(failure)?,
+        };
+        let Some(line) = line else {
             return match (args.follow, recent) {
                 (true, 0) => Ok(Ended::Closed),
                 _ => Err(Failure::Runtime(anyhow!(
@@ -121,10 +148,8 @@ fn follow_once(
         let frame: LogFrame = crate::control::objects::from_slice(&line).map_err(|e| {
             Failure::Runtime(anyhow!("herd sent a line that is not a log line: {e}"))
         })?;
-        if let Some(missed) = frame.missed {
-            crate::logging::line(&format!(
-                "herd logs: {missed} lines were missed: this terminal read too slowly"
-            ));
+        if let Some(count) = frame.missed {
+            Missed::say(missed.add(count, Instant::now()));
         }
         let Some(line) = frame.line else { continue };
         recent = recent.saturating_sub(1);
@@ -134,6 +159,49 @@ fn follow_once(
         *last = Some(line.time.clone());
         if !print(&line, args.json)? {
             return Ok(Ended::Done);
+        }
+    }
+}
+
+/// The lines a follower missed, said at most once per [`Missed::EVERY`]: herd tells each
+/// gap, and a flood makes one every few lines.
+#[derive(Debug, Default)]
+struct Missed {
+    /// Missed and not said yet.
+    count: u64,
+    /// When they were last said.
+    said: Option<Instant>,
+}
+
+impl Missed {
+    /// The shortest time between two lines that say how many were missed.
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Counts `count` more lines missed at `now`: how many to say now, if it is time.
+    fn add(&mut self, count: u64, now: Instant) -> Option<u64> {
+        self.count = self.count.saturating_add(count);
+        if self
+            .said
+            .is_some_and(|said| now.duration_since(said) < Self::EVERY)
+        {
+            return None;
+        }
+        self.said = Some(now);
+        self.rest()
+    }
+
+    /// The lines missed and not said yet, if any.
+    fn rest(&mut self) -> Option<u64> {
+        Some(std::mem::take(&mut self.count)).filter(|&n| n > 0)
+    }
+
+    /// Says that `count` lines were missed, if any.
+    fn say(count: Option<u64>) {
+        if let Some(count) = count {
+            crate::logging::line(&format!(
+                "herd logs: {count} lines were missed: they came faster than herd logs read \
+                 them and wrote them out"
+            ));
         }
     }
 }
@@ -165,5 +233,28 @@ fn print(line: &LogLine, json: bool) -> Result<bool, Failure> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(Failure::Runtime(anyhow!("cannot write the lines out: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_lines_are_said_at_most_once_a_second() {
+        // A flood made herd send a gap every few lines, and each was a line on stderr: 5000
+        // of them in three seconds.
+        let start = Instant::now();
+        let mut missed = Missed::default();
+        assert_eq!(missed.add(3, start), Some(3));
+        for i in 1..1000 {
+            let now = start + Duration::from_millis(i);
+            assert_eq!(missed.add(2, now), None, "{i}");
+        }
+        assert_eq!(missed.add(1, start + Missed::EVERY), Some(2 * 999 + 1));
+        assert_eq!(missed.add(5, start + Missed::EVERY * 3 / 2), None);
+        // What is left is said as the follower ends.
+        assert_eq!(missed.rest(), Some(5));
+        assert_eq!(missed.rest(), None);
     }
 }

@@ -27,13 +27,13 @@ use crate::exit::Failure;
 use crate::text::escape;
 
 #[cfg(unix)]
-use unix::wire_signal;
-#[cfg(unix)]
 pub use unix::{fetch, request, run};
-#[cfg(windows)]
-use windows::wire_signal;
+#[cfg(unix)]
+use unix::{stdout_gone, wire_signal};
 #[cfg(windows)]
 pub use windows::{fetch, request, run, takeover_source, TakeoverSource};
+#[cfg(windows)]
+use windows::{stdout_gone, wire_signal};
 
 /// How long a quick command (status, scale, signal) waits for its answer.
 pub(crate) const QUICK: Duration = Duration::from_secs(30);

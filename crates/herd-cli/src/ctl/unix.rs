@@ -248,3 +248,10 @@ fn exec_attached(program: &Path, argv: &[std::ffi::OsString], env: &AttachedEnv)
         (Err(e), _) | (_, Some(Err(e))) => e,
     }
 }
+
+/// Whether stdout's reader is gone (a pipe whose reader exited: `herd logs -f | head -1`),
+/// seen without writing to it.
+pub(super) fn stdout_gone() -> bool {
+    use std::os::unix::io::AsFd;
+    herd_sys::fd::hung_up(std::io::stdout().as_fd()).unwrap_or(false)
+}

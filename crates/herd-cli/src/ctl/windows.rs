@@ -134,3 +134,9 @@ pub fn takeover_source(control: &Path) -> Result<TakeoverSource, Failure> {
         sockets,
     })
 }
+
+/// Whether stdout's reader is gone, seen without writing to it: not known on Windows, where
+/// the next write says so.
+pub(super) fn stdout_gone() -> bool {
+    false
+}

@@ -137,3 +137,38 @@ fn a_reload_that_turns_einhorn_on_is_refused_and_server_starter_is_not() {
         assert!(!environ.contains("EINHORN_"), "{pid}");
     }
 }
+
+/// A key, a value or a path with a newline or a terminal's escape sequence (TOML's `"\n"` and
+/// `"\u001b"`): the error quoted it as it was, over two lines, and a terminal ran the escape.
+/// It is one line now, the characters escaped as herd escapes workers' text.
+#[test]
+fn a_config_error_quoting_control_characters_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herd.toml");
+    let config = path.display().to_string();
+    let cases = [
+        (
+            "\"a\\nb\\u001b[2J\" = 1\n",
+            "herd.toml:1: a\\nb\\x1b[2J: unknown key",
+        ),
+        (
+            "worker-output = \"a\\nb\"\n",
+            "herd.toml:1: worker-output: 'a\\nb' is not one of: inherit, prefix, json",
+        ),
+        (
+            "bind = [\"127.0.0.1:0\"]\nchdir = \"/no\\nwhere\"\ncommand = [\"sleep\", \"1\"]\n",
+            "--chdir /no\\nwhere: no such directory",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&path, text).unwrap();
+        assert_fails(&["check", "--config", &config], USAGE, expected);
+        assert_fails(&["run", "--config", &config], USAGE, expected);
+    }
+    let missing = dir.path().join("no\nsuch.toml");
+    assert_fails(
+        &["check", "--config", &missing.display().to_string()],
+        USAGE,
+        "no\\nsuch.toml: cannot read the config file",
+    );
+}

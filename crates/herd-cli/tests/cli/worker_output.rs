@@ -449,3 +449,33 @@ fn a_follower_that_shut_down_its_writing_side_gets_the_lines() {
     let frame = lines.next().expect("the recent line").unwrap();
     assert!(frame.contains("\"line\":\"up\""), "{frame}");
 }
+
+/// `herd logs -f | head -1` with workers that say nothing more: the follower waited for the
+/// next line to find out that `head` had gone, for hours if none came. It ends once its
+/// reader is gone, with status 0, as when the reader goes while lines come.
+#[test]
+fn a_follower_whose_reader_is_gone_ends_without_waiting_for_a_line() {
+    let herd = herd_running("prefix", "1", r#"echo "start $$"; exec sleep 1000"#);
+    let first = herd.started(1)[0].1;
+    wait_until("the first line kept", || {
+        (logs_json(&herd, &[]).len() == 1).then_some(())
+    });
+    let mut follow = Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .args(["logs", "-f"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(follow.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.ends_with(&format!("] start {first}\n")), "{line}");
+    // `head -1` exits: the pipe's reader is gone, and no line comes.
+    drop(out);
+    let status = wait_child(&mut follow, TIMEOUT, libc::SIGKILL).unwrap();
+    assert!(
+        status.success(),
+        "herd logs -f ends with its reader: {status}"
+    );
+    assert_eq!(herd.status()["workers"].as_array().unwrap().len(), 1);
+}

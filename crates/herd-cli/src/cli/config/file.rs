@@ -13,8 +13,17 @@ pub fn read(path: &Path) -> Result<String, String> {
     let fail = |why: String| format!("{}: cannot read the config file: {why}", path.display());
     let file = imp::open(path).map_err(|e| fail(e.to_string()))?;
     let metadata = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if metadata.is_dir() {
+        return Err(fail(
+            "it is a directory: give the path of a TOML file, such as herd.toml".to_string(),
+        ));
+    }
     if !metadata.is_file() {
-        return Err(fail("it is not a regular file".to_string()));
+        return Err(fail(
+            "it is not a regular file (a FIFO, a device or a socket): give the path of a TOML \
+             file, such as herd.toml"
+                .to_string(),
+        ));
     }
     let mut text = String::new();
     let read = file.take(MAX_BYTES + 1).read_to_string(&mut text);
@@ -71,6 +80,11 @@ mod tests {
         assert!(error.contains("not a regular file"), "{error}");
         let error = read(Path::new("/dev/zero")).unwrap_err();
         assert!(error.contains("not a regular file"), "{error}");
+        let error = read(dir.path()).unwrap_err();
+        assert!(
+            error.ends_with("it is a directory: give the path of a TOML file, such as herd.toml"),
+            "{error}"
+        );
         let big = dir.path().join("big.toml");
         std::fs::write(&big, vec![b'#'; (MAX_BYTES + 1) as usize]).unwrap();
         let error = read(&big).unwrap_err();

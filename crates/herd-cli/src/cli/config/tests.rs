@@ -446,3 +446,37 @@ fn a_reload_refuses_turning_einhorn_on_or_off_but_not_server_starter() {
     assert!(fixed_changes(&plain, &starter).is_empty());
     assert!(fixed_changes(&einhorn, &both).is_empty());
 }
+
+#[test]
+fn a_huge_unknown_key_is_refused_at_once_and_quoted_short() {
+    // A key as long as a file: comparing it with every key for a suggestion took a minute
+    // (on the supervisor's loop, for a reload), and the message quoted all of it.
+    let key = "k".repeat(8 << 20);
+    let started = std::time::Instant::now();
+    let message = error(&format!("{key} = 1\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(message.len() < 300, "{} bytes", message.len());
+    assert!(
+        message.starts_with(&format!(
+            "herd.toml:1: '{}...' (8388608 characters): unknown key;",
+            "k".repeat(64)
+        )),
+        "{}",
+        &message[..message.len().min(300)]
+    );
+    // A near key is still suggested, a long one quoted whole up to the limit.
+    assert_eq!(
+        error("gracee = 1"),
+        "herd.toml:1: gracee: unknown key; did you mean 'grace'?"
+    );
+    // Options the file cannot hold are not unknown ones.
+    assert_eq!(
+        error("config = \"other.toml\""),
+        "herd.toml:1: config: --config goes on the command line only, not in a config file; \
+         remove it"
+    );
+}
