@@ -277,9 +277,52 @@ fn no_nul(value: &Spanned<DeValue>) -> Result<(), (Option<usize>, String)> {
     }
 }
 
+/// The most bytes any system gives a program's arguments and environment: Linux's `ARG_MAX` at
+/// its largest (a quarter of the stack limit, at most three quarters of 8 MiB).
+const EXEC_BYTES_MAX: usize = 6 << 20;
+
+/// Why an `[env]` (`value`) could never reach a worker, if it holds more than
+/// [`EXEC_BYTES_MAX`] (its strings, counted as `execve` counts them: each `NAME=value` with its
+/// NUL and a pointer), checked before each variable is: a file of millions of them (16 MiB, the
+/// most herd reads) held herd's loop for seconds during `herd upgrade --reload-config` before
+/// `execve`'s limit refused it. One within it is checked exactly later, as the command line's.
+fn env_too_large(value: &DeValue) -> Option<String> {
+    let size = |v: &DeValue| match v {
+        DeValue::String(s) => s.len(),
+        _ => 32, // a number or a boolean, written out; other types are refused later
+    };
+    let pointer = std::mem::size_of::<usize>();
+    let (count, bytes) = match value {
+        DeValue::Table(table) => (
+            table.len(),
+            (table.iter())
+                .map(|(k, v)| k.get_ref().len() + 2 + size(v.get_ref()) + pointer)
+                .sum::<usize>(),
+        ),
+        DeValue::Array(items) => (
+            items.len(),
+            (items.iter())
+                .map(|v| size(v.get_ref()) + 1 + pointer)
+                .sum::<usize>(),
+        ),
+        _ => return None,
+    };
+    (bytes > EXEC_BYTES_MAX).then(|| {
+        format!(
+            "{count} variables take {bytes} bytes (each NAME=value with its NUL and a pointer), \
+             over the most any system gives a program's arguments and environment \
+             ({EXEC_BYTES_MAX} bytes, Linux's ARG_MAX at its largest): pass large values in a \
+             file instead"
+        )
+    })
+}
+
 /// `[env]`: `KEY = "VALUE"` pairs (or an array of `"KEY=VALUE"`), as `--env=KEY=VALUE`; or
 /// why not, and where.
 fn env_args(value: &DeValue, arg: &Arg) -> Result<Vec<OsString>, (Option<usize>, String)> {
+    if let Some(why) = env_too_large(value) {
+        return Err((None, why));
+    }
     let table = match value {
         DeValue::Table(table) => table,
         DeValue::Array(items) => {
