@@ -28,8 +28,7 @@ pub fn check(args: &CheckArgs) -> Result<String, Failure> {
     #[cfg(windows)]
     let merged = config::Merged {
         cli: crate::cli::unavailable::on_windows(merged.cli, &merged.matches).map_err(in_file)?,
-        matches: merged.matches,
-        text: merged.text,
+        ..merged
     };
     let name = merged.cli.name.clone();
     let Command::Run(run) = merged.cli.command else {

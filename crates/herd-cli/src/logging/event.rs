@@ -104,6 +104,8 @@ log_events! {
     /// `herd upgrade --reload-config` read the config file again; the new generation runs
     /// what it says.
     ConfigReloaded = "config_reloaded",
+    /// The config file read again changed keys that herd's command line gives, which win.
+    ConfigOverridden = "config_overridden",
     /// The number of workers changes.
     Scaling = "scaling",
     /// A change of the number of workers was refused.

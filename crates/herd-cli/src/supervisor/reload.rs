@@ -31,6 +31,8 @@ pub struct Reloaded {
     pub stop_signal: Signal,
     /// `--max-memory` and `--max-lifetime`.
     pub recycling: RecyclePolicy,
+    /// The keys the file changed that herd's command line gives, whose values stay.
+    pub overridden: Vec<String>,
 }
 
 /// herd's config file, read again on request.
@@ -60,7 +62,11 @@ pub struct FileReload<F> {
 
 impl<F: FnMut(&RunArgs) -> Result<WorkerCommand, String>> ReloadConfig for FileReload<F> {
     fn reload(&mut self) -> Result<Reloaded, String> {
-        let Reread { args, workers } = self.reloader.reread()?;
+        let Reread {
+            args,
+            workers,
+            overridden,
+        } = self.reloader.reread()?;
         let command = (self.command)(&args)?;
         Ok(Reloaded {
             command,
@@ -68,6 +74,7 @@ impl<F: FnMut(&RunArgs) -> Result<WorkerCommand, String>> ReloadConfig for FileR
             workers,
             stop_signal: (self.stop_signal)(&args),
             recycling: super::recycling_policy(&args),
+            overridden,
         })
     }
 
@@ -78,6 +85,22 @@ impl<F: FnMut(&RunArgs) -> Result<WorkerCommand, String>> ReloadConfig for FileR
     fn in_force(&self) -> &str {
         self.reloader.in_force()
     }
+}
+
+/// Says which keys the config file changed that herd's command line gives (`keys`), if any:
+/// their changes are not applied, and nothing else would tell.
+fn overridden_said(keys: &[String]) {
+    if keys.is_empty() {
+        return;
+    }
+    let keys = keys.join(", ");
+    tracing::warn!(
+        event = LogEvent::ConfigOverridden.as_str(),
+        keys = %keys,
+        "herd upgrade --reload-config: the config file changes {keys}, which herd's command \
+         line gives: the command line's values stay; to take the file's, start herd without \
+         them (herd run --takeover starts a new herd beside this one)"
+    );
 }
 
 /// What a reloaded upgrade changes once it has finished (its pool settings are the pool's
@@ -188,12 +211,15 @@ impl Supervisor {
             None => Ok(r),
         });
         match reloaded {
-            Ok(reloaded) => self.upgrade_to(
-                "herd upgrade --reload-config",
-                timeout,
-                Some(client),
-                Some(reloaded.split()),
-            ),
+            Ok(reloaded) => {
+                overridden_said(&reloaded.overridden);
+                self.upgrade_to(
+                    "herd upgrade --reload-config",
+                    timeout,
+                    Some(client),
+                    Some(reloaded.split()),
+                )
+            }
             Err(why) => self.refuse_reload(ErrorCode::ConfigInvalid, why, client),
         }
     }

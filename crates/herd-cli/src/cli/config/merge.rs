@@ -21,6 +21,9 @@ pub struct Merged {
     pub matches: ArgMatches,
     /// The config file's contents, if there is one.
     pub text: Option<String>,
+    /// The file's keys that the command line gives, which win, with the file's arguments
+    /// for each.
+    pub overridden: Vec<(String, Vec<OsString>)>,
 }
 
 impl Merged {
@@ -30,6 +33,7 @@ impl Merged {
             cli,
             matches,
             text: None,
+            overridden: Vec::new(),
         }
     }
 }
@@ -48,11 +52,7 @@ pub fn parse_with(argv: &[OsString], text: Option<&str>) -> Result<Merged, Strin
         .try_get_matches_from(argv)
         .map_err(|e| crate::exit::usage_error(&e, &argv[1.min(argv.len())..]))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| crate::exit::one_line(&e.to_string()))?;
-    let parsed = Merged {
-        cli,
-        matches,
-        text: None,
-    };
+    let parsed = Merged::of(cli, matches);
     apply_with(parsed, argv, text)
 }
 
@@ -86,6 +86,7 @@ pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Resu
             .any(|m| m.value_source(id) == Some(ValueSource::CommandLine))
     };
     let merged = merge(argv, &file, given);
+    let overridden = overridden(&file, given);
     let matches = Cli::command()
         .try_get_matches_from(&merged)
         .map_err(|e| format!("{}: {}", file.name, crate::exit::one_line(&e.to_string())))?;
@@ -100,21 +101,43 @@ pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Resu
         cli,
         matches,
         text: Some(text),
+        overridden,
     })
+}
+
+/// The keys of `file` that the command line gives (`given`, by argument id), with the file's
+/// arguments for each: `command` for a COMMAND after `--`, never `env` (the command line's
+/// `--env` adds to it).
+fn overridden(file: &ConfigFile, given: impl Fn(&str) -> bool) -> Vec<(String, Vec<OsString>)> {
+    let ids = option_ids();
+    (file.entries.iter())
+        .filter(|e| e.key != ENV_KEY)
+        .filter(|e| match e.key.as_str() {
+            COMMAND_KEY => given("command"),
+            key => ids(key).is_some_and(|id| given(&id)),
+        })
+        .map(|e| (e.key.clone(), e.args.clone()))
+        .collect()
+}
+
+/// The argument id of each option a file may set, by its key.
+fn option_ids() -> impl Fn(&str) -> Option<String> {
+    let command = Cli::command();
+    let ids: Vec<(String, String)> = (super::run_options(&command).iter())
+        .filter_map(|a| Some((a.get_long()?.to_string(), a.get_id().to_string())))
+        .collect();
+    move |key| {
+        ids.iter()
+            .find(|(long, _)| long == key)
+            .map(|(_, id)| id.clone())
+    }
 }
 
 /// `argv` with the file's arguments after `run`: each key the command line does not give
 /// (`given`, by argument id), every `env`, and the file's command if the command line has
 /// none.
 pub fn merge(argv: &[OsString], file: &ConfigFile, given: impl Fn(&str) -> bool) -> Vec<OsString> {
-    let command = Cli::command();
-    let options = super::run_options(&command);
-    let id_of = |key: &str| {
-        options
-            .iter()
-            .find(|a| a.get_long() == Some(key))
-            .map(|a| a.get_id().to_string())
-    };
+    let id_of = option_ids();
     let from_file = file
         .entries
         .iter()

@@ -5,6 +5,7 @@
 use std::ffi::OsString;
 
 use super::merge::{parse_with, Merged};
+use super::ConfigFile;
 use crate::cli::{Cli, Command, RunArgs, Workers};
 use crate::worker_env::Compat;
 
@@ -28,6 +29,8 @@ pub struct Reread {
     pub args: RunArgs,
     /// `--workers`, if the file changed it (a `herd scale` since then stays otherwise).
     pub workers: Option<Workers>,
+    /// The keys the file changed that herd's command line gives: its values stay.
+    pub overridden: Vec<String>,
 }
 
 /// What cannot change without new sockets or a new herd: the key and a reader of its value.
@@ -151,8 +154,25 @@ impl Reloader {
             return Err(format!("{file}: not a herd run"));
         };
         let workers = args.workers.filter(|w| Some(*w) != workers_before);
+        let overridden = self.changed(&merged.overridden);
         self.pending = Some((merged.cli, merged.text.unwrap_or_default()));
-        Ok(Reread { args, workers })
+        Ok(Reread {
+            args,
+            workers,
+            overridden,
+        })
+    }
+
+    /// The keys of `overridden` (the file's keys the command line gives, with the file's
+    /// arguments now) whose value the file changed since the workers' file: a change the
+    /// command line keeps from being applied.
+    fn changed(&self, overridden: &[(String, Vec<OsString>)]) -> Vec<String> {
+        let before = ConfigFile::parse("", &self.text).ok();
+        let was = |key: &str| before.as_ref()?.get(key).map(|e| &e.args);
+        (overridden.iter())
+            .filter(|(key, args)| was(key) != Some(args))
+            .map(|(key, _)| key.clone())
+            .collect()
     }
 
     /// What the last [`Reloader::reread`] read is what the workers run, if `applied`; else it
@@ -212,8 +232,7 @@ mod platform {
 
     /// What Windows refuses (see [`crate::cli::unavailable`]), in one line.
     pub fn refuse_unavailable(merged: Merged) -> Result<Merged, String> {
-        let Merged { cli, matches, text } = merged;
-        let cli = crate::cli::unavailable::on_windows(cli, &matches)?;
-        Ok(Merged { cli, matches, text })
+        let cli = crate::cli::unavailable::on_windows(merged.cli, &merged.matches)?;
+        Ok(Merged { cli, ..merged })
     }
 }

@@ -376,6 +376,35 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
     assert_eq!(resumed.in_force(), second);
 }
 
+/// `herd run --config FILE -w 1 --grace 5s -- app`: a reload that changes `workers`, `grace`
+/// or `command` in the file changes nothing of them, and says which (it answered "upgraded"
+/// and nothing told); one the command line leaves to the file, or that it did not change, is
+/// not named.
+#[test]
+fn a_reload_names_what_the_file_changed_that_the_command_line_gives() {
+    let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\nworkers = 2\ngrace = \"3s\"\n";
+    let file = TempFile::new(base);
+    let path = file.0.to_string_lossy().into_owned();
+    let argv = os(&[
+        "herd", "run", "--config", &path, "-w", "1", "--grace", "5s", "--", "other",
+    ]);
+    let mut reloader = Reloader::new(argv, None).unwrap();
+    let write = |text: &str| std::fs::write(&file.0, text).unwrap();
+    write(&format!("{base}watchdog = \"9s\"\n"));
+    let reread = reloader.reread().unwrap();
+    assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
+    write(
+        &base
+            .replace("workers = 2", "workers = 3")
+            .replace("\"3s\"", "\"7s\"")
+            .replace("\"app\"", "\"app2\""),
+    );
+    let reread = reloader.reread().unwrap();
+    assert_eq!(reread.overridden, ["command", "workers", "grace"]);
+    assert_eq!(reread.args.grace, Duration::from_secs(5));
+    assert_eq!(reread.workers, None);
+}
+
 /// The command line `herd ARGS...`, parsed.
 fn cli(args: &[&str]) -> Cli {
     let mut argv = vec!["herd"];
