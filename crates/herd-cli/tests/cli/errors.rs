@@ -357,3 +357,60 @@ fn command_that_is_a_fifo_is_refused_without_hanging() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("is not a regular file"), "{stderr}");
 }
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+#[test]
+fn metrics_on_herds_own_address_names_it() {
+    // Was: "cannot serve metrics on 127.0.0.1:P (--metrics): address 127.0.0.1:P is already
+    // in use: stop the other server or choose another port", exit 1: the other server was
+    // herd's own --bind.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let stderr = assert_fails(
+        &["run", "-b", &addr, "--metrics", &addr, "--", "true"],
+        USAGE,
+        &format!("--metrics '{addr}': this herd serves {addr} already, with its socket"),
+    );
+    assert!(!stderr.contains("stop the other server"), "{stderr}");
+    assert!(
+        stderr.contains("give --metrics a port of its own"),
+        "{stderr}"
+    );
+    // Every interface's port holds 127.0.0.1's too.
+    let port = free_port();
+    assert_fails(
+        &[
+            "run",
+            "-b",
+            &format!(":{port}"),
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+            "--",
+            "true",
+        ],
+        USAGE,
+        "give --metrics a port of its own",
+    );
+    // --health on the metrics address: --metrics serves the probes already.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let stderr = assert_fails(
+        &[
+            "run",
+            "-b",
+            "127.0.0.1:0",
+            "--metrics",
+            &addr,
+            "--health",
+            &addr,
+            "--",
+            "true",
+        ],
+        USAGE,
+        "with --metrics; --metrics serves /healthz and /readyz too: drop --health",
+    );
+    assert!(!stderr.contains("stop the other server"), "{stderr}");
+}
