@@ -209,6 +209,12 @@ pub fn stdout_open() -> std::io::Result<()> {
     }
 }
 
+/// Whether `TERM` names a terminal that takes no escapes (`dumb`: Emacs' shell buffers, some
+/// CI consoles), where a screen drawn with cursor moves and colours would be garbage.
+fn dumb_terminal() -> bool {
+    std::env::var_os("TERM").is_some_and(|term| term == "dumb")
+}
+
 /// Writes `text` to stdout. A reader that went away (`herd status | head -1`) ends the
 /// command quietly, as if everything had been read; any other failure (`> /dev/full`, a
 /// stdout closed from the start) is an error.
