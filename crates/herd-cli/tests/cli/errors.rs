@@ -414,3 +414,36 @@ fn metrics_on_herds_own_address_names_it() {
     );
     assert!(!stderr.contains("stop the other server"), "{stderr}");
 }
+
+#[test]
+fn a_datagram_socket_in_use_at_the_path_is_named() {
+    // Was: "cannot probe the socket file PATH: Protocol wrong type for socket (os error 91)",
+    // which says neither what is there nor what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dgram.sock");
+    let _bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let shown = path.display().to_string();
+    let unix = format!("unix:{shown}");
+    for args in [
+        &[
+            "run",
+            "--control",
+            &shown,
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "true",
+        ][..],
+        &["run", "-b", &unix, "--", "true"],
+    ] {
+        assert_fails(
+            args,
+            FAILURE,
+            &format!(
+                "{shown} is a socket of another kind (datagram or seqpacket) that a program \
+                 is bound to; herd never removes a socket in use: choose another path"
+            ),
+        );
+    }
+    assert!(path.exists(), "the socket in use was left alone");
+}
