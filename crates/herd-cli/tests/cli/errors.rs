@@ -196,8 +196,9 @@ fn privileged_port_needs_privilege() {
     }
     let port = (floor - 1).to_string();
     let spec = format!("127.0.0.1:{port}");
+    // Sticky, as /tmp: open to all, and no warning that others may replace the socket.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let mut cmd = std::process::Command::new(HERD);
     cmd.args(["run", "-b", &spec, "--", "true"])
         .env("HERD_CONTROL", dir.path().join("control.sock"));
