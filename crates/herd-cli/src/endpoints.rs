@@ -1,11 +1,11 @@
 //! `herd run`'s HTTP endpoints, the same on every platform: `--metrics` and `--health` bound
 //! (or handed over by a re-exec), and `--ready-min` checked against the pool.
 
-use std::net::TcpListener;
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 
 use crate::cli::{RunArgs, Workers};
 use crate::exit::Failure;
-use crate::spec::{self, BindSpec};
+use crate::spec::{self, Address, BindSpec, Host, SocketKind};
 use crate::supervisor::Supervisor;
 
 /// `--ready-min`, checked: at most the pool's maximum (`--workers N`, or `default_workers`
@@ -48,14 +48,28 @@ pub fn serve(
 ) -> Result<(), Failure> {
     let ready_min = ready_min(args, default_workers)?;
     let takeover = args.takeover.is_some();
+    // What this herd holds already, so that an address in use by herd itself is said so
+    // rather than "stop the other server".
+    let mut own: Vec<(String, SocketAddr)> = supervisor
+        .listeners()
+        .iter()
+        .filter(|l| l.kind == SocketKind::Tcp)
+        .filter_map(|l| {
+            let addr = l.address.parse().ok()?;
+            Some((format!("its socket '{}' (--bind)", l.name), addr))
+        })
+        .collect();
     let metrics = match (metrics, &args.metrics) {
         (Some(listener), _) => Some(listener),
-        (None, Some(spec)) => Some(bind(spec, "--metrics", "metrics", takeover)?),
+        (None, Some(spec)) => Some(bind(spec, "--metrics", "metrics", takeover, &own)?),
         (None, None) => None,
     };
+    if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+        own.push(("--metrics".to_string(), addr));
+    }
     let health = match (health, &args.health) {
         (Some(listener), _) => Some(listener),
-        (None, Some(spec)) => Some(bind(spec, "--health", "health", takeover)?),
+        (None, Some(spec)) => Some(bind(spec, "--health", "health", takeover, &own)?),
         (None, None) => None,
     };
     if let Some(listener) = metrics {
@@ -70,10 +84,32 @@ pub fn serve(
 
 /// Binds `spec` for `option`, to serve `what`; where it serves is logged once it does
 /// ([`http::start`](crate::supervisor::http::start)). An address in use is said with the advice
-/// of its error alone, and in a `takeover` with why: the old herd still serves its own.
-fn bind(spec: &BindSpec, option: &str, what: &str, takeover: bool) -> Result<TcpListener, Failure> {
+/// of its error alone, and in a `takeover` with why: the old herd still serves its own. One
+/// that herd itself holds (`own`: what, and where) is a usage error that names it.
+fn bind(
+    spec: &BindSpec,
+    option: &str,
+    what: &str,
+    takeover: bool,
+    own: &[(String, SocketAddr)],
+) -> Result<TcpListener, Failure> {
     spec::bind_tcp(spec).map_err(|e| {
         let why = format!("{e:#}");
+        if why.contains("already in use") {
+            if let Some((holder, addr)) = held_by(spec, own) {
+                let fix = match holder.as_str() {
+                    "--metrics" => format!(
+                        "--metrics serves /healthz and /readyz too: drop {option}, or give it \
+                         a port of its own"
+                    ),
+                    _ => format!("give {option} a port of its own"),
+                };
+                return Failure::Usage(format!(
+                    "{option} '{}': this herd serves {addr} already, with {holder}; {fix}",
+                    spec.text
+                ));
+            }
+        }
         let advice = match (why.contains("already in use"), takeover) {
             (true, true) => format!(
                 "; a takeover binds {option} anew while the old herd still serves its own: \
@@ -87,6 +123,34 @@ fn bind(spec: &BindSpec, option: &str, what: &str, takeover: bool) -> Result<Tcp
             "cannot serve {what} on {} ({option}): {why}{advice}",
             spec.text
         ))
+    })
+}
+
+/// The first of `own` whose address `spec`'s would take (the same port; the same address, or
+/// either of them every interface's), if any.
+fn held_by<'a>(
+    spec: &BindSpec,
+    own: &'a [(String, SocketAddr)],
+) -> Option<&'a (String, SocketAddr)> {
+    let Address::Tcp(hp) = &spec.address else {
+        return None;
+    };
+    if hp.port == 0 {
+        return None;
+    }
+    let ips: Vec<IpAddr> = match &hp.host {
+        Host::Any => vec![IpAddr::from([0u8; 16])],
+        Host::Ip(ip) => vec![*ip],
+        Host::Name(name) => (name.as_str(), hp.port)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .unwrap_or_default(),
+    };
+    own.iter().find(|(_, addr)| {
+        addr.port() == hp.port
+            && ips
+                .iter()
+                .any(|ip| *ip == addr.ip() || ip.is_unspecified() || addr.ip().is_unspecified())
     })
 }
 

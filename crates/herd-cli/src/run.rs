@@ -279,6 +279,9 @@ fn bind_control(
     if shared {
         control_path::warn_if_unreachable(&paths.control);
     }
+    if !paths.private_dir {
+        control_path::warn_if_others_may_replace(&paths.control);
+    }
     Ok((control_socket, control_file, old_herd, inherited))
 }
 

@@ -224,6 +224,31 @@ pub fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<u32> {
     Ok(mode)
 }
 
+/// Warns when the directory of the control socket at `path` (a `--control` or `$HERD_CONTROL`
+/// of the user's: herd's default one is checked private) lets others remove or replace the
+/// socket: writable by group or others without the sticky bit that `/tmp` has. Clients refuse
+/// a socket of another user, so nobody is misled, but herd can no longer be reached.
+pub fn warn_if_others_may_replace(path: &Path) {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return;
+    };
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
+            "the control socket {} is in {}, which others may write (mode {:o}, not sticky): \
+             any of them can remove or replace the socket, and herd commands then cannot reach \
+             this herd; pass --control in a directory only herd's user may write",
+            path.display(),
+            dir.display(),
+            mode & 0o7777
+        );
+    }
+}
+
 /// Warns when the users of `--control-allow-uid`/`gid` cannot reach `path` because a directory
 /// on the way is closed to others (such as `$XDG_RUNTIME_DIR`, which is 0700).
 pub fn warn_if_unreachable(path: &Path) {

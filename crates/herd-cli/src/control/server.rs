@@ -34,10 +34,12 @@ use super::spare::{self, Spare};
 use super::turn_away::turn_away;
 use super::waiting::{Waiting, ROOM_WAIT};
 
-/// How many connections may be open at once. Idle ones cost a small task each and are closed
-/// after [`IDLE_TIMEOUT`]; with this many open, the one that has waited longest for a request
-/// is closed for a newcomer ([`waiting`](super::waiting)), so a crowd of idle clients cannot
-/// lock out a working one.
+/// How many connections may be open at once, at most: fewer when herd's open-file limit is
+/// low, an eighth of it ([`fdlimit::connection_cap`](crate::fdlimit::connection_cap)), so that
+/// idle clients never take the fds supervision needs (a pipe per worker start). Idle ones cost
+/// a small task each and are closed after [`IDLE_TIMEOUT`]; with the cap reached, the one that
+/// has waited longest for a request is closed for a newcomer ([`waiting`](super::waiting)), so
+/// a crowd of idle clients cannot lock out a working one.
 pub const MAX_CONNECTIONS: usize = 1000;
 
 /// How many refused connections are logged per [`REFUSALS_WINDOW`]; the rest are counted and
@@ -70,7 +72,8 @@ pub async fn serve(
     policy: AccessPolicy,
     requests: mpsc::Sender<ControlRequest>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let cap = crate::fdlimit::connection_cap(crate::fdlimit::handle_limit(), MAX_CONNECTIONS);
+    let slots = Arc::new(Semaphore::new(cap));
     // Another user can connect as often as it likes when the socket is open to others
     // (`--control-allow-uid/gid`): its refusals are logged at a bounded rate.
     let refusals = Arc::new(Mutex::new(RateLimit::new(REFUSALS_LOGGED, REFUSALS_WINDOW)));
@@ -106,7 +109,7 @@ pub async fn serve(
             Place::MakeRoom(peer) => match waiting.place(&slots).await {
                 Some(permit) => (peer, permit),
                 None => {
-                    turn_away(stream, Some(busy()), lent.then_some(&mut spare));
+                    turn_away(stream, Some(busy(cap)), lent.then_some(&mut spare));
                     continue;
                 }
             },
@@ -136,10 +139,10 @@ pub async fn serve(
 }
 
 /// The answer to a newcomer for which no connection gives way.
-fn busy() -> Response {
+fn busy(cap: usize) -> Response {
     Response::error(
         ErrorCode::Busy,
-        format!("too many control connections (at most {MAX_CONNECTIONS})"),
+        format!("too many control connections (at most {cap})"),
     )
 }
 

@@ -81,7 +81,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
             } else {
                 ""
             };
-            print(&format!(
+            report(&format!(
                 "upgraded{reloaded}: every worker now runs generation {generation}\n"
             ))
         }
@@ -94,11 +94,11 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
             };
             let answer = connect().and_then(|mut client| client.call(command, None));
             stop_reported(answer, || nothing_answers(connect, GONE_BOUND))?;
-            print("stopped\n")
+            report("stopped\n")
         }
         cli::Command::Reexec => {
             let result: ReexecResult = call(connect, Command::Reexec, quick)?;
-            print(&format!(
+            report(&format!(
                 "re-executed: herd {} runs as pid {}\n",
                 escape(&result.version),
                 result.pid
@@ -112,7 +112,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
                 slot: args.worker,
             };
             let result: SignalResult = call(connect, command, quick)?;
-            print(&format!("sent {shown} to {} worker(s)\n", result.signalled))
+            report(&format!("sent {shown} to {} worker(s)\n", result.signalled))
         }
     }
 }
@@ -177,13 +177,13 @@ fn scale(target: ScaleTarget, connect: Connect<'_>) -> Result<(), Failure> {
     };
     let result: ScaleResult = call(connect, command, Some(QUICK))?;
     match (min, max) {
-        (Some(min), Some(max)) => print(&format!(
+        (Some(min), Some(max)) => report(&format!(
             "autoscaling between {} and {} workers (now {})\n",
             result.min.unwrap_or(min),
             result.max.unwrap_or(max),
             result.workers
         )),
-        _ => print(&format!(
+        _ => report(&format!(
             "scaled from {} to {} workers\n",
             result.previous, result.workers
         )),
@@ -218,6 +218,12 @@ pub fn stdout_open() -> std::io::Result<()> {
     }
 }
 
+/// Whether `TERM` names a terminal that takes no escapes (`dumb`: Emacs' shell buffers, some
+/// CI consoles), where a screen drawn with cursor moves and colours would be garbage.
+fn dumb_terminal() -> bool {
+    std::env::var_os("TERM").is_some_and(|term| term == "dumb")
+}
+
 /// Writes `text` to stdout. A reader that went away (`herd status | head -1`) ends the
 /// command quietly, as if everything had been read; any other failure (`> /dev/full`, a
 /// stdout closed from the start) is an error.
@@ -228,6 +234,24 @@ pub fn print(text: &str) -> Result<(), Failure> {
 /// As [`print`], and whether stdout's reader is still there: `false` once it went away, when
 /// a command that prints again and again (`herd status --watch | head -1`) is to end.
 pub fn print_to_reader(text: &str) -> Result<bool, Failure> {
+    write_stdout(text).map_err(|e| Failure::Runtime(anyhow!("cannot write to stdout: {e}")))
+}
+
+/// As [`print`], for what a command that changes something did: the error says it was done
+/// all the same (`scaled from 2 to 3 workers, but cannot write that to stdout: ...`), so that
+/// nobody asks again (a second `herd scale +1`) for what has taken effect.
+fn report(text: &str) -> Result<(), Failure> {
+    match write_stdout(text) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Failure::Runtime(anyhow!(
+            "{}, but cannot write that to stdout: {e}",
+            text.trim_end()
+        ))),
+    }
+}
+
+/// Writes `text` to stdout; `Ok(false)` once its reader went away.
+fn write_stdout(text: &str) -> std::io::Result<bool> {
     let mut out = std::io::stdout().lock();
     let written = stdout_open()
         .and_then(|()| out.write_all(text.as_bytes()))
@@ -235,7 +259,7 @@ pub fn print_to_reader(text: &str) -> Result<bool, Failure> {
     match written {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-        Err(e) => Err(Failure::Runtime(anyhow!("cannot write to stdout: {e}"))),
+        Err(e) => Err(e),
     }
 }
 

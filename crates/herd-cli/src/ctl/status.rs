@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde::de::{self, Deserialize, Deserializer};
 
-use super::{print, print_to_reader, table, Connect, QUICK};
+use super::{dumb_terminal, print, print_to_reader, table, Connect, QUICK};
 use crate::cli::StatusArgs;
 use crate::control::client::{Client, ClientError};
 use crate::control::protocol::Command;
@@ -27,7 +27,9 @@ pub(super) fn show(args: &StatusArgs, connect: Connect<'_>) -> Result<(), Failur
         print(&text)?;
         return health;
     }
-    watch(args.json, std::io::stdout().is_terminal(), connect)
+    // A dumb terminal gets what a pipe gets: one status after another, no escapes.
+    let screen = std::io::stdout().is_terminal() && !dumb_terminal();
+    watch(args.json, screen, connect)
 }
 
 /// The status as printed, and what it says of the pool's health.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use crossterm::event::Event;
 
-use super::{call, Connect, QUICK};
+use super::{call, dumb_terminal, Connect, QUICK};
 use crate::control::client::ClientError;
 use crate::control::protocol::Command;
 use crate::control::results::{ScaleResult, Status, UpgradeResult};
@@ -45,6 +45,14 @@ pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
         return Err(Failure::Usage(
             "herd top draws on a terminal and stdout is not one: use 'herd status --watch' to \
              print the status every second"
+                .to_string(),
+        ));
+    }
+    if dumb_terminal() {
+        return Err(Failure::Usage(
+            "herd top draws with terminal escapes and TERM=dumb says this terminal takes none: \
+             use 'herd status --watch' to print the status every second, or set TERM to your \
+             terminal's type"
                 .to_string(),
         ));
     }

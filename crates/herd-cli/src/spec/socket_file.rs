@@ -35,7 +35,16 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
              choose another path or remove it yourself"
         );
     }
-    if is_live(path).with_context(|| format!("cannot probe the socket file {shown}"))? {
+    let live = match is_live(path) {
+        // A stream cannot connect to it: a datagram (or seqpacket) socket a program is
+        // bound to, such as another herd's notify socket. Stale, it would refuse.
+        Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => bail!(
+            "{shown} is a socket of another kind (datagram or seqpacket) that a program is \
+             bound to; herd never removes a socket in use: choose another path"
+        ),
+        live => live.with_context(|| format!("cannot probe the socket file {shown}"))?,
+    };
+    if live {
         return Err(InUse(path.to_path_buf()).into());
     }
     std::fs::remove_file(path)

@@ -150,7 +150,17 @@ impl Supervisor {
             let why = platform::signal_error(signal);
             return Response::error(ErrorCode::InvalidArgument, why);
         };
-        let pids = match self.pool.signal_targets(slot) {
+        let targets = self.pool.signal_targets(slot);
+        // Stopping, the workers are not live: none is signalled. Said so, not "sent to 0
+        // workers" (exit 0) or "no worker runs in slot N", to one who would hurry a stop.
+        if self.pool.is_stopping() && targets.as_ref().map_or(true, Vec::is_empty) {
+            return Response::error(
+                ErrorCode::Stopping,
+                "herd is stopping: its workers are stopping and get no other signal; \
+                 'herd stop --fast' ends them at once",
+            );
+        }
+        let pids = match targets {
             Ok(pids) => pids,
             Err(why) => return Response::error(pool::error_code(&why), why.to_string()),
         };

@@ -76,7 +76,8 @@ pub fn target(current: usize, workers: Option<usize>, delta: Option<i64>) -> Res
             let wanted = i128::try_from(current).unwrap_or(i128::MAX) + i128::from(d);
             if wanted < 0 {
                 return Err(format!(
-                    "cannot remove {} of {current} workers",
+                    "cannot remove {} of {current} workers: remove at most {current} \
+                     (-{current}), or give the number to run (herd scale N)",
                     i128::from(d).unsigned_abs()
                 ));
             }
@@ -85,13 +86,13 @@ pub fn target(current: usize, workers: Option<usize>, delta: Option<i64>) -> Res
         _ => return Err("give exactly one of \"workers\" and \"delta\"".to_string()),
     };
     if target > MAX_WORKERS {
-        return Err(format!(
-            "at most {MAX_WORKERS} workers (asked for {})",
-            match delta {
-                Some(d) => format!("{current} {d:+}"),
-                None => target.to_string(),
-            }
-        ));
+        return Err(match delta {
+            Some(d) => format!(
+                "at most {MAX_WORKERS} workers (asked for {current} {d:+}): add at most {}",
+                MAX_WORKERS.saturating_sub(current)
+            ),
+            None => format!("at most {MAX_WORKERS} workers (asked for {target})"),
+        });
     }
     Ok(target)
 }
@@ -257,9 +258,18 @@ mod tests {
         let e = target(2, None, Some(i64::MAX)).unwrap_err();
         assert!(e.contains("at most 4096 workers"), "{e}");
         let e = target(2, None, Some(i64::MIN)).unwrap_err();
-        assert_eq!(e, "cannot remove 9223372036854775808 of 2 workers");
+        assert_eq!(
+            e,
+            "cannot remove 9223372036854775808 of 2 workers: remove at most 2 (-2), or give \
+             the number to run (herd scale N)"
+        );
         let e = target(2, None, Some(-3)).unwrap_err();
-        assert_eq!(e, "cannot remove 3 of 2 workers");
+        assert!(
+            e.starts_with("cannot remove 3 of 2 workers: remove at most 2"),
+            "{e}"
+        );
+        let e = target(4000, None, Some(100)).unwrap_err();
+        assert!(e.ends_with("(asked for 4000 +100): add at most 96"), "{e}");
         let e = target(usize::MAX, None, Some(i64::MAX)).unwrap_err();
         assert!(e.contains("at most"), "{e}");
         assert!(target(0, Some(usize::MAX), None).is_err());

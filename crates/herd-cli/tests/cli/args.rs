@@ -158,7 +158,9 @@ fn scale_at_the_limits_of_the_integers() {
     ));
     assert_eq!(min["error"]["code"], "invalid_argument", "{min}");
     assert_eq!(
-        min["error"]["message"], "cannot remove 9223372036854775808 of 2 workers",
+        min["error"]["message"],
+        "cannot remove 9223372036854775808 of 2 workers: remove at most 2 (-2), or give the \
+         number to run (herd scale N)",
         "{min}"
     );
     let max = ask(&format!(

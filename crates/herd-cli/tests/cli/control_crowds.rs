@@ -106,15 +106,29 @@ fn a_stop_sent_after_other_requests_by_a_client_that_hung_up_is_carried_out() {
     assert!(status.success(), "herd stopped as asked: {status:?}");
 }
 
-/// Opens the [`MAX_CONNECTIONS`] (1000) connections herd takes, silent but for the last, which
-/// asks for a status once: all are in when it is answered. The oldest comes first.
-fn fill_the_control_socket(control: &str) -> Vec<UnixStream> {
+/// How many control connections `herd` takes at once: 1000, or an eighth of its open-file
+/// limit when that is lower (at least 4).
+fn connection_cap(herd: &Herd) -> usize {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", herd.pid())).unwrap();
+    let soft: usize = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+        .unwrap();
+    (soft / 8).clamp(4, 1000)
+}
+
+/// Opens the connections `herd` takes ([`connection_cap`]: 1000 where its open-file limit
+/// allows), silent but for the last, which asks for a status once: all are in when it is
+/// answered. The oldest comes first.
+fn fill_the_control_socket(herd: &Herd) -> Vec<UnixStream> {
     let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
     if soft < 2100 && hard > soft {
         herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
     }
-    let mut open: Vec<UnixStream> = (0..1000)
-        .map(|_| UnixStream::connect(control).unwrap())
+    let control = herd.control();
+    let mut open: Vec<UnixStream> = (0..connection_cap(herd))
+        .map(|_| UnixStream::connect(&control).unwrap())
         .collect();
     let last = open.last_mut().unwrap();
     last.write_all(STATUS).unwrap();
@@ -146,6 +160,41 @@ fn crowd_at_herds_file_limit(herd: &Herd) -> Vec<UnixStream> {
     let status = answer(last);
     assert_eq!(status["ok"], true, "{status}");
     open
+}
+
+/// Idle control clients leave herd the files it needs to restart a worker: at an open-file
+/// limit of 128, herd takes 16 control connections (an eighth), and a newcomer past them makes
+/// the one that has waited longest give way. Was: herd took connections until it had no file
+/// left (1000 is the cap), and the worker killed meanwhile was not restarted ("herd is out of
+/// file descriptors: cannot create the pipe to start the worker") until they idled out.
+#[test]
+fn idle_control_clients_leave_herd_the_files_to_restart_a_worker() {
+    let mut prlimit = Command::new("prlimit");
+    prlimit.arg("--nofile=128:128").arg(HERD);
+    let herd = Herd::start_via(prlimit, &ONE_SLEEPER);
+    let ready = herd.wait_for_event("worker_ready", &[]);
+    let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
+    if soft < 400 && hard > soft {
+        herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
+    }
+    let control = herd.control();
+    let mut open: Vec<UnixStream> = (0..150)
+        .map(|_| UnixStream::connect(&control).unwrap())
+        .collect();
+    let last = open.last_mut().unwrap();
+    last.write_all(STATUS).unwrap();
+    assert_eq!(answer(last)["ok"], true);
+    assert!(closed(&open[0]), "the oldest connection gave way");
+    let pid = ready["pid"].as_i64().unwrap() as i32;
+    // SAFETY: kill sends a signal to the worker this test's herd started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    herd.wait_for_event("worker_exited", &[("pid", pid.into())]);
+    let started = herd.wait_for_events("worker_started", 2, &[]);
+    assert_ne!(started[1]["pid"], pid, "{started:?}");
+    herd.wait_for_events("worker_ready", 2, &[]);
+    let logged = format!("{:?}", herd.lines());
+    assert!(!logged.contains("out of file descriptors"), "{logged}");
+    drop(open);
 }
 
 /// At herd's open-file limit (here 128, reached before the 1000 connections it takes), a
@@ -225,7 +274,7 @@ fn at_herds_open_file_limit_a_refused_newcomer_makes_no_connection_give_way() {
     assert_eq!(gone(&open), before + 1, "one connection gave way");
 }
 
-/// With 1000 connections open, a newcomer whose uid may not use herd is refused without
+/// With every connection herd takes open, a newcomer whose uid may not use herd is refused without
 /// making the connection that has waited longest close first.
 #[test]
 fn a_newcomer_that_may_not_use_herd_makes_no_connection_give_way() {
@@ -234,7 +283,7 @@ fn a_newcomer_that_may_not_use_herd_makes_no_connection_give_way() {
     }
     let herd = herd_nobody_may_use(None);
     let control = herd.control();
-    let open = fill_the_control_socket(&control);
+    let open = fill_the_control_socket(&herd);
 
     let stderr = status_as_nobody(&control);
     assert!(stderr.contains("permission_denied"), "{stderr}");
@@ -248,7 +297,7 @@ fn a_newcomer_that_may_not_use_herd_makes_no_connection_give_way() {
     assert!(closed(&open[0]), "the oldest connection gave way");
 }
 
-/// With 1000 connections open, a newcomer for which the connection that has waited longest is
+/// With every connection herd takes open, a newcomer for which the connection that has waited longest is
 /// told to give way just as that one's request comes gets the next one's place at once, not
 /// `busy` after a second. herd is paused while the newcomer connects and then the oldest
 /// asks, so that it meets the newcomer first.
@@ -257,7 +306,7 @@ fn a_newcomer_gets_the_next_place_when_the_oldest_asks_as_it_is_told_to_give_way
     let herd = Herd::start(&ONE_SLEEPER);
     wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
     let control = herd.control();
-    let mut open = fill_the_control_socket(&control);
+    let mut open = fill_the_control_socket(&herd);
 
     let pause = paused(&herd);
     let mut newcomer = UnixStream::connect(&control).unwrap();

@@ -196,8 +196,9 @@ fn privileged_port_needs_privilege() {
     }
     let port = (floor - 1).to_string();
     let spec = format!("127.0.0.1:{port}");
+    // Sticky, as /tmp: open to all, and no warning that others may replace the socket.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let mut cmd = std::process::Command::new(HERD);
     cmd.args(["run", "-b", &spec, "--", "true"])
         .env("HERD_CONTROL", dir.path().join("control.sock"));
@@ -356,4 +357,94 @@ fn command_that_is_a_fifo_is_refused_without_hanging() {
     assert_eq!(status.code(), Some(USAGE), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("is not a regular file"), "{stderr}");
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+#[test]
+fn metrics_on_herds_own_address_names_it() {
+    // Was: "cannot serve metrics on 127.0.0.1:P (--metrics): address 127.0.0.1:P is already
+    // in use: stop the other server or choose another port", exit 1: the other server was
+    // herd's own --bind.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let stderr = assert_fails(
+        &["run", "-b", &addr, "--metrics", &addr, "--", "true"],
+        USAGE,
+        &format!("--metrics '{addr}': this herd serves {addr} already, with its socket"),
+    );
+    assert!(!stderr.contains("stop the other server"), "{stderr}");
+    assert!(
+        stderr.contains("give --metrics a port of its own"),
+        "{stderr}"
+    );
+    // Every interface's port holds 127.0.0.1's too.
+    let port = free_port();
+    assert_fails(
+        &[
+            "run",
+            "-b",
+            &format!(":{port}"),
+            "--metrics",
+            &format!("127.0.0.1:{port}"),
+            "--",
+            "true",
+        ],
+        USAGE,
+        "give --metrics a port of its own",
+    );
+    // --health on the metrics address: --metrics serves the probes already.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let stderr = assert_fails(
+        &[
+            "run",
+            "-b",
+            "127.0.0.1:0",
+            "--metrics",
+            &addr,
+            "--health",
+            &addr,
+            "--",
+            "true",
+        ],
+        USAGE,
+        "with --metrics; --metrics serves /healthz and /readyz too: drop --health",
+    );
+    assert!(!stderr.contains("stop the other server"), "{stderr}");
+}
+
+#[test]
+fn a_datagram_socket_in_use_at_the_path_is_named() {
+    // Was: "cannot probe the socket file PATH: Protocol wrong type for socket (os error 91)",
+    // which says neither what is there nor what to do.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dgram.sock");
+    let _bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let shown = path.display().to_string();
+    let unix = format!("unix:{shown}");
+    for args in [
+        &[
+            "run",
+            "--control",
+            &shown,
+            "-b",
+            "127.0.0.1:0",
+            "--",
+            "true",
+        ][..],
+        &["run", "-b", &unix, "--", "true"],
+    ] {
+        assert_fails(
+            args,
+            FAILURE,
+            &format!(
+                "{shown} is a socket of another kind (datagram or seqpacket) that a program \
+                 is bound to; herd never removes a socket in use: choose another path"
+            ),
+        );
+    }
+    assert!(path.exists(), "the socket in use was left alone");
 }

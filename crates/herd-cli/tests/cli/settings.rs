@@ -170,7 +170,8 @@ fn an_unprivileged_herd_may_name_its_own_user() {
     }
     use std::os::unix::process::CommandExt;
     let herd = Herd::start_with(|dir| {
-        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .unwrap();
         let mut cmd = herd_json();
         cmd.args([
             "run",

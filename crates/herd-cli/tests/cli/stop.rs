@@ -350,3 +350,29 @@ fn a_signal_sent_before_herd_has_read_its_command_line_does_not_end_it() {
     let status = herd.wait_exit();
     assert_eq!(status.code(), Some(1), "{status:?}");
 }
+
+/// `herd signal` while herd stops reaches no worker (they are stopping): it says so and how to
+/// hurry the stop, exit 1. Was: "sent SIGKILL to 0 worker(s)", exit 0, and "no worker runs in
+/// slot 0" with --worker, to one trying to end a stop stuck in its grace period.
+#[test]
+fn a_signal_while_herd_stops_says_it_reaches_no_worker() {
+    let (mut herd, pids) = start_stubborn();
+    herd.signal(libc::SIGTERM);
+    herd.wait_for_event("stopping", &[]);
+    for args in [
+        &["signal", "KILL"][..],
+        &["signal", "KILL", "--worker", "0"],
+    ] {
+        let (code, stdout, stderr) = herd.ctl(args);
+        assert_eq!((code, stdout.as_str()), (FAILURE, ""), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains("herd is stopping: its workers are stopping and get no other signal")
+                && stderr.contains("'herd stop --fast' ends them at once"),
+            "{stderr}"
+        );
+    }
+    herd.signal(libc::SIGQUIT);
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    wait_gone(&pids);
+}

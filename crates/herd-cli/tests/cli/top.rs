@@ -175,6 +175,31 @@ fn herd_top_refuses_a_stdout_that_is_not_a_terminal() {
     assert!(stderr.contains("herd status --watch"), "{stderr}");
 }
 
+/// A terminal that takes no escapes (`TERM=dumb`: Emacs' shell, some CI consoles): `herd top`
+/// refuses it as it refuses a pipe, and `herd status --watch` prints to it as to a pipe. Was:
+/// both drew with cursor moves and colours, garbage there.
+#[test]
+fn a_dumb_terminal_gets_no_escapes() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("worker_ready", &[]);
+    let command = format!(
+        "export TERM=dumb HERD_CONTROL='{}'; '{HERD}' top; echo \"top exited $?\"; \
+         exec '{HERD}' status --watch",
+        herd.control()
+    );
+    let Some(tmux) = Tmux::start(&command) else {
+        return;
+    };
+    // The piped form: each status after a `--- TIME` line, the earlier ones kept (a screen
+    // drawn with escapes would have cleared the top's line).
+    let screen = tmux.wait_screen(&["top exited 2", "--- 2", "1 of 1 workers ready"]);
+    assert!(
+        screen.contains("herd: error: herd top draws with terminal escapes and TERM=dumb"),
+        "{screen}"
+    );
+    assert!(!tmux.alternate(), "{screen}");
+}
+
 #[test]
 fn herd_top_ended_by_a_signal_gives_the_terminal_back_and_dies_of_it() {
     let herd = sleeper_on_http();
