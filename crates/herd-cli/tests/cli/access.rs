@@ -495,39 +495,3 @@ fn the_default_directory_is_closed_again_when_the_last_shared_herd_stops() {
     stop(herd, "c");
     assert_eq!(mode(&dir), 0o700);
 }
-
-/// A control socket in a directory others may write (not sticky, unlike /tmp) is warned of
-/// at start: any local user could remove or replace it. Was: silence, and a herd nobody
-/// could reach once another user had swapped its socket.
-#[test]
-fn a_control_socket_in_a_directory_others_may_write_is_warned_of() {
-    let herd = Herd::start_with(|dir| {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(ONE_SLEEPER);
-        cmd
-    });
-    let note = herd.wait_for_event("setup_note", &[]);
-    let message = note["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains("which others may write (mode 777, not sticky)")
-            && message.contains("pass --control in a directory only herd's user may write"),
-        "{note}"
-    );
-    herd.started(1);
-}
-
-/// A sticky directory open to all (/tmp) keeps others from removing the socket: no warning.
-#[test]
-fn a_control_socket_in_a_sticky_directory_is_not_warned_of() {
-    let herd = Herd::start_with(|dir| {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(ONE_SLEEPER);
-        cmd
-    });
-    herd.started(1);
-    herd.wait_for_event("control_ready", &[]);
-    let logged = format!("{:?}", herd.lines());
-    assert!(!logged.contains("which others may write"), "{logged}");
-}

@@ -11,10 +11,10 @@ use serde_json::Value;
 
 use crate::util::*;
 
-const STATUS: &[u8] = b"{\"version\":1,\"command\":\"status\"}\n";
+pub(crate) const STATUS: &[u8] = b"{\"version\":1,\"command\":\"status\"}\n";
 
 /// Pauses `herd` until the returned guard is dropped.
-fn paused(herd: &Herd) -> impl Drop + '_ {
+pub(crate) fn paused(herd: &Herd) -> impl Drop + '_ {
     struct Paused<'a>(&'a Herd);
     impl Drop for Paused<'_> {
         fn drop(&mut self) {
@@ -30,7 +30,7 @@ fn paused(herd: &Herd) -> impl Drop + '_ {
 }
 
 /// The answer line on `stream`, as JSON.
-fn answer(stream: &UnixStream) -> Value {
+pub(crate) fn answer(stream: &UnixStream) -> Value {
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut line = Vec::new();
     BufReader::new(stream).read_until(b'\n', &mut line).unwrap();
@@ -138,14 +138,14 @@ fn fill_the_control_socket(herd: &Herd) -> Vec<UnixStream> {
 }
 
 /// Whether herd has closed `stream` (it reads as ended), without waiting.
-fn closed(stream: &UnixStream) -> bool {
+pub(crate) fn closed(stream: &UnixStream) -> bool {
     use std::os::unix::io::AsFd;
     herd_sys::fd::wait_readable(&[stream.as_fd()], Some(std::time::Duration::ZERO)).unwrap()
 }
 
 /// Opens 160 connections to the control socket of `herd`, which runs at an open-file limit of
 /// 128 (`prlimit --nofile=128:128`), raising this process's own limit if need be: the last
-/// asks for the status and is answered, a silent connection having given way for it.
+/// asks for the status and is answered, silent connections having given way for it.
 fn crowd_at_herds_file_limit(herd: &Herd) -> Vec<UnixStream> {
     let control = herd.control();
     let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
@@ -173,17 +173,7 @@ fn idle_control_clients_leave_herd_the_files_to_restart_a_worker() {
     prlimit.arg("--nofile=128:128").arg(HERD);
     let herd = Herd::start_via(prlimit, &ONE_SLEEPER);
     let ready = herd.wait_for_event("worker_ready", &[]);
-    let (soft, hard) = herd_sys::process::nofile_limit().unwrap();
-    if soft < 400 && hard > soft {
-        herd_sys::process::set_nofile_limit(hard.min(4096), hard).unwrap();
-    }
-    let control = herd.control();
-    let mut open: Vec<UnixStream> = (0..150)
-        .map(|_| UnixStream::connect(&control).unwrap())
-        .collect();
-    let last = open.last_mut().unwrap();
-    last.write_all(STATUS).unwrap();
-    assert_eq!(answer(last)["ok"], true);
+    let open = crowd_at_herds_file_limit(&herd);
     assert!(closed(&open[0]), "the oldest connection gave way");
     let pid = ready["pid"].as_i64().unwrap() as i32;
     // SAFETY: kill sends a signal to the worker this test's herd started.
@@ -216,7 +206,7 @@ fn a_newcomer_gets_in_when_silent_connections_hold_all_of_herds_files() {
 /// A herd with [`ONE_SLEEPER`]'s worker, ready, at an open-file limit of `files` if given
 /// (`prlimit`), whose control socket uid 65534 can reach (its directory is 0711) but may not
 /// use (`--control-allow-uid 4000`).
-fn herd_nobody_may_use(files: Option<u32>) -> Herd {
+pub(crate) fn herd_nobody_may_use(files: Option<u32>) -> Herd {
     let args = [
         &["run", "--control-allow-uid", "4000"][..],
         &ONE_SLEEPER[1..],
@@ -237,7 +227,7 @@ fn herd_nobody_may_use(files: Option<u32>) -> Herd {
 }
 
 /// Connects to `control` as uid and gid 65534 and asks for the status: what it was told.
-fn status_as_nobody(control: &str) -> String {
+pub(crate) fn status_as_nobody(control: &str) -> String {
     use std::os::unix::process::CommandExt;
     let denied = Command::new(HERD)
         .args(["status", "--json", "--control", control])
@@ -373,148 +363,4 @@ fn at_herds_open_file_limit_a_crowd_of_refused_uids_keeps_no_allowed_client_out(
         let told = answer(stream);
         assert_eq!(told["error"]["code"], "permission_denied", "{told}");
     }
-}
-
-/// The lowest fd number `herd` has free, the least of a few looks: a file herd has open for a
-/// moment (its sampler reads /proc) is not one it holds.
-fn lowest_free_fd(herd: &Herd) -> u64 {
-    let lowest_free = || {
-        let open: std::collections::HashSet<u64> =
-            std::fs::read_dir(format!("/proc/{}/fd", herd.pid()))
-                .unwrap()
-                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-                .collect();
-        (0..).find(|fd| !open.contains(fd)).unwrap()
-    };
-    (0..5)
-        .map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            lowest_free()
-        })
-        .min()
-        .unwrap()
-}
-
-/// Lowers `herd`'s open-file limit to the lowest fd number it has free, so that it can open
-/// nothing: the limit.
-fn at_open_file_limit(herd: &Herd) -> u64 {
-    let free = lowest_free_fd(herd);
-    let limit = format!("--nofile={free}:{free}");
-    let lowered = Command::new("prlimit")
-        .args(["--pid", &herd.pid().to_string(), &limit])
-        .status()
-        .unwrap();
-    assert!(lowered.success());
-    free
-}
-
-/// Waits until `herd` holds every file below its open-file `limit` again: the spare and its
-/// reserve taken back (a file its sampler holds for a moment is not counted as free).
-fn holds_every_file(herd: &Herd, limit: u64) {
-    wait_until("herd to hold every file it may", || {
-        match lowest_free_fd(herd) {
-            free if free >= limit => Ok(()),
-            free => Err(format!("fd {free} is free, below its limit of {limit}")),
-        }
-    });
-}
-
-/// herd's open-file limit lowered to the lowest fd number it has free, so that it can open
-/// nothing (its files held by other things than control connections, none of which can give
-/// way): a client that may use herd is still served, on the file herd keeps in reserve, not
-/// answered `busy` for "too many control connections" when it has none open; and so is the
-/// next, once the first has gone. Then herd holds its spare again: the fd is not left lent to
-/// an `accept` that waits for someone who never comes (at the limit, accept fails for want of
-/// a file whether or not anyone waits).
-#[test]
-fn at_herds_open_file_limit_with_no_connection_to_give_way_a_client_is_served_on_the_spare() {
-    let herd = Herd::start(&ONE_SLEEPER);
-    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    let limit = at_open_file_limit(&herd);
-    for client in ["the first", "the next"] {
-        let mut stream = UnixStream::connect(herd.control()).unwrap();
-        stream.write_all(STATUS).unwrap();
-        let status = answer(&stream);
-        assert_eq!(status["ok"], true, "{client}: {status}");
-    }
-    holds_every_file(&herd, limit);
-}
-
-/// At herd's open-file limit, a client that connects and closes before herd takes it, having
-/// sent nothing, makes no silent connection give way: it is let go, and the spare taken back.
-#[test]
-fn at_herds_open_file_limit_a_client_that_left_at_once_makes_no_connection_give_way() {
-    if !root_or_skip("connecting as another uid needs root") {
-        return;
-    }
-    let herd = herd_nobody_may_use(None);
-    let control = herd.control();
-    let first = UnixStream::connect(&control).unwrap();
-    let second = UnixStream::connect(&control).unwrap();
-    // Answered once both above were taken (one accept loop, in order); then it waits too.
-    let probe = UnixStream::connect(&control).unwrap();
-    (&probe).write_all(STATUS).unwrap();
-    assert_eq!(answer(&probe)["ok"], true);
-    at_open_file_limit(&herd);
-    // Gone before herd takes it: herd is stopped meanwhile.
-    let pid = herd.pid() as i32;
-    // SAFETY: kill with herd's pid.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
-    drop(UnixStream::connect(&control).unwrap());
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    // Answered once the one that left was taken; refused, it makes no connection give way.
-    let stderr = status_as_nobody(&control);
-    assert!(stderr.contains("permission_denied"), "{stderr}");
-    let gave_way = [&first, &second, &probe].map(closed);
-    assert_eq!(gave_way, [false; 3], "a connection gave way for nobody");
-}
-
-/// At herd's open-file limit with no connection to give way, while a client served on the
-/// spare stays (`herd logs -f`), the next client is answered at once (`busy`: herd has no file
-/// to serve it on) instead of waiting unaccepted until a file is free, with herd warning ten
-/// times a second that accept failed. Once the first has gone, herd takes its reserve back
-/// without waiting for anyone to connect, and a client is served again.
-#[test]
-fn at_herds_open_file_limit_a_client_that_stays_on_the_spare_leaves_one_to_answer_busy() {
-    let herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--worker-output",
-        "prefix",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    wait_status(&herd, "the worker ready", |s| s["ready"] == 1);
-    let limit = at_open_file_limit(&herd);
-    let mut follows = UnixStream::connect(herd.control()).unwrap();
-    follows
-        .write_all(b"{\"version\":1,\"command\":\"logs\",\"follow\":true}\n")
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
-
-    // Answered as it is accepted: the request may find the connection closed already.
-    let mut next = UnixStream::connect(herd.control()).unwrap();
-    let _ = next.write_all(STATUS);
-    let told = answer(&next);
-    assert_eq!(told["error"]["code"], "busy", "{told}");
-    let message = told["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("open-file limit"), "{told}");
-
-    drop(follows);
-    holds_every_file(&herd, limit);
-    wait_until("a client served again", || {
-        let mut stream = UnixStream::connect(herd.control()).unwrap();
-        let _ = stream.write_all(STATUS);
-        let status = answer(&stream);
-        if status["ok"] == true {
-            Ok(())
-        } else {
-            Err(status)
-        }
-    });
 }

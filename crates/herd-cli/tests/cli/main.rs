@@ -15,6 +15,8 @@ mod config_refusals;
 mod config_reload;
 mod control;
 mod control_crowds;
+mod control_dir;
+mod control_spare;
 mod conventions;
 mod errors;
 mod faults;

@@ -358,3 +358,28 @@ fn a_stop_during_an_upgrade_says_herd_is_stopping() {
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// A command that changes something and cannot print what it did (`> /dev/full`, `1>&-`)
+/// fails (exit 1) saying that it was done, so that nobody asks again: a second `herd scale
+/// +1` would add another worker. Was: "cannot write to stdout: No space left on device" alone.
+#[test]
+fn a_change_that_cannot_be_printed_says_it_was_done() {
+    let herd = sleeper_on_http();
+    herd.wait_for_event("worker_ready", &[]);
+    let mut scale = Command::new(HERD);
+    scale
+        .args(["scale", "+1"])
+        .env("HERD_CONTROL", herd.control())
+        .stdout(std::fs::File::create("/dev/full").unwrap());
+    let out = scale.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(FAILURE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "herd: error: scaled from 1 to 2 workers, but cannot write that to stdout: No space"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(herd.status()["desired"], 2);
+}

@@ -307,173 +307,11 @@ fn the_example_documents_every_key_and_parses() {
     parse(&argv).unwrap();
 }
 
-#[test]
-fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
-    let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\nworkers = 2\n";
-    let file = TempFile::new(&format!("{base}[env]\nA = \"1\"\n"));
-    let argv = os(&["herd", "run", "--config", &file.0.to_string_lossy()]);
-    let mut reloader = Reloader::new(argv, None).unwrap();
-    let write = |text: &str| std::fs::write(&file.0, text).unwrap();
-    let second = format!("{base}grace = \"5s\"\n[env]\nA = \"2\"\n");
-    write(&second);
-    let reread = reloader.reread().unwrap();
-    assert_eq!(reread.args.grace, Duration::from_secs(5));
-    assert_eq!(reread.args.env, [("A".into(), "2".into())]);
-    assert_eq!(
-        reread.workers, None,
-        "workers unchanged: a herd scale since stays"
-    );
-    assert!(
-        reloader.in_force().contains("A = \"1\""),
-        "in force until settled"
-    );
-    reloader.settle(true);
-    assert_eq!(reloader.in_force(), second);
-    write(&base.replace("workers = 2", "workers = 3"));
-    assert_eq!(reloader.reread().unwrap().workers, Some(Workers::Fixed(3)));
-    reloader.settle(false);
-    assert_eq!(
-        reloader.in_force(),
-        second,
-        "an upgrade that failed changes nothing"
-    );
-    assert_eq!(reloader.reread().unwrap().workers, Some(Workers::Fixed(3)));
-    write(
-        &base
-            .replace("127.0.0.1:0", "127.0.0.1:1")
-            .replace("workers = 2", "workers = 3"),
-    );
-    let refused = reloader.reread().unwrap_err();
-    assert!(
-        refused.ends_with(
-            ": cannot reload: bind changed, which needs new sockets: restart herd, or start a \
-             new herd with --takeover; nothing was changed"
-        ),
-        "{refused}"
-    );
-    write(&format!("{base}log-level = \"debug\"\nname = \"other\"\n"));
-    let refused = reloader.reread().unwrap_err();
-    assert!(
-        refused.contains("name changed, which herd's control socket"),
-        "{refused}"
-    );
-    assert!(
-        refused.contains("; log-level changed, which herd's own log"),
-        "{refused}"
-    );
-    write("workers = 0\n");
-    let invalid = reloader.reread().unwrap_err();
-    assert!(
-        invalid.ends_with(":1: workers: a herd needs at least 1 worker"),
-        "{invalid}"
-    );
-    std::fs::remove_file(&file.0).unwrap();
-    let gone = reloader.reread().unwrap_err();
-    assert!(gone.contains(": cannot read the config file: "), "{gone}");
-    // A re-exec's new image starts from the contents the workers run, not from the disk.
-    let argv = os(&["herd", "run", "--config", &file.0.to_string_lossy()]);
-    let resumed = Reloader::new(argv, Some(&second)).unwrap();
-    assert_eq!(resumed.in_force(), second);
-}
-
-/// `herd run --config FILE -w 1 --grace 5s -- app`: a reload that changes `workers`, `grace`
-/// or `command` in the file changes nothing of them, and says which (it answered "upgraded"
-/// and nothing told); one the command line leaves to the file, or that it did not change, is
-/// not named.
-#[test]
-fn a_reload_names_what_the_file_changed_that_the_command_line_gives() {
-    let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\nworkers = 2\ngrace = \"3s\"\n";
-    let file = TempFile::new(base);
-    let path = file.0.to_string_lossy().into_owned();
-    let argv = os(&[
-        "herd", "run", "--config", &path, "-w", "1", "--grace", "5s", "--", "other",
-    ]);
-    let mut reloader = Reloader::new(argv, None).unwrap();
-    let write = |text: &str| std::fs::write(&file.0, text).unwrap();
-    write(&format!("{base}watchdog = \"9s\"\n"));
-    let reread = reloader.reread().unwrap();
-    assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
-    write(
-        &base
-            .replace("workers = 2", "workers = 3")
-            .replace("\"3s\"", "\"7s\"")
-            .replace("\"app\"", "\"app2\""),
-    );
-    let reread = reloader.reread().unwrap();
-    assert_eq!(reread.overridden, ["command", "workers", "grace"]);
-    assert_eq!(reread.args.grace, Duration::from_secs(5));
-    assert_eq!(reread.workers, None);
-}
-
 /// The command line `herd ARGS...`, parsed.
 fn cli(args: &[&str]) -> Cli {
     let mut argv = vec!["herd"];
     argv.extend_from_slice(args);
     parse(&os(&argv)).unwrap().cli
-}
-
-#[test]
-fn only_what_a_reload_cannot_change_counts_as_fixed() {
-    let base = cli(&["run", "-b", ":0", "--", "app"]);
-    let same_sockets = cli(&[
-        "run", "-b", ":0", "-w", "3", "--grace", "1s", "--env", "A=1", "--", "other",
-    ]);
-    assert!(fixed_changes(&base, &same_sockets).is_empty());
-    let other = cli(&[
-        "--name", "n", "run", "-b", ":1", "--shm", "a=4096", "--", "app",
-    ]);
-    let changes = fixed_changes(&base, &other);
-    assert_eq!(changes.len(), 2, "{changes:?}");
-    assert!(changes[0].starts_with("bind, shm changed"), "{changes:?}");
-    assert!(changes[1].starts_with("name changed"), "{changes:?}");
-}
-
-#[test]
-fn a_changed_starting_nice_is_refused_in_one_clean_sentence() {
-    let base = cli(&["run", "-b", ":0", "--", "app"]);
-    let off = cli(&["run", "-b", ":0", "--starting-nice", "off", "--", "app"]);
-    let changes = fixed_changes(&base, &off);
-    assert_eq!(
-        changes,
-        [
-            "starting-nice changed, which herd checked against its own priority and privileges at \
-          start-up: restart herd to change it"
-        ]
-    );
-    // Every reason reads as one sentence: no line-continuation gaps.
-    for (why, _) in super::reload::FIXED {
-        assert!(!why.contains("  "), "{why:?}");
-    }
-}
-
-/// Turning einhorn's convention on or off needs its acknowledgement socket, which herd binds
-/// only as it starts: a reload gave the workers `EINHORN_FDS` but no `EINHORN_SOCK_PATH`, so
-/// an acknowledging worker never became ready. Server::Starter's needs no socket of herd's.
-#[test]
-fn a_reload_refuses_turning_einhorn_on_or_off_but_not_server_starter() {
-    let plain = cli(&["run", "-b", ":0", "--", "app"]);
-    let einhorn = cli(&["run", "-b", ":0", "--compat", "einhorn", "--", "app"]);
-    let both = cli(&[
-        "run",
-        "-b",
-        ":0",
-        "--compat",
-        "server-starter",
-        "--compat",
-        "einhorn",
-        "--",
-        "app",
-    ]);
-    let starter = cli(&["run", "-b", ":0", "--compat", "server-starter", "--", "app"]);
-    let refused = [
-        "compat \"einhorn\" changed, whose acknowledgement socket (EINHORN_SOCK_PATH) herd \
-         binds, or not, as it starts: restart herd, or start a new herd with --takeover",
-    ];
-    assert_eq!(fixed_changes(&plain, &einhorn), refused);
-    assert_eq!(fixed_changes(&einhorn, &plain), refused);
-    assert_eq!(fixed_changes(&starter, &einhorn), refused);
-    assert!(fixed_changes(&plain, &starter).is_empty());
-    assert!(fixed_changes(&einhorn, &both).is_empty());
 }
 
 #[test]
@@ -535,3 +373,5 @@ fn an_env_larger_than_any_system_allows_is_refused_before_its_variables_are_chec
     );
     assert!(error(&array).contains("7 variables take"));
 }
+
+mod reload;
