@@ -291,30 +291,38 @@ fn env_too_large(value: &DeValue) -> Option<String> {
         DeValue::String(s) => s.len(),
         _ => 32, // a number or a boolean, written out; other types are refused later
     };
-    let pointer = std::mem::size_of::<usize>();
-    let (count, bytes) = match value {
-        DeValue::Table(table) => (
-            table.len(),
-            (table.iter())
-                .map(|(k, v)| k.get_ref().len() + 2 + size(v.get_ref()) + pointer)
-                .sum::<usize>(),
-        ),
-        DeValue::Array(items) => (
-            items.len(),
-            (items.iter())
-                .map(|v| size(v.get_ref()) + 1 + pointer)
-                .sum::<usize>(),
-        ),
+    // Each as NAME=value (its bytes) and where it is in the file.
+    let strings: Vec<(String, usize, usize)> = match value {
+        DeValue::Table(table) => (table.iter())
+            .map(|(k, v)| {
+                let bytes = k.get_ref().len() + 1 + size(v.get_ref());
+                (k.get_ref().to_string(), bytes, k.span().start)
+            })
+            .collect(),
+        DeValue::Array(items) => (items.iter())
+            .map(|v| {
+                let name = v.get_ref().as_str().and_then(|s| s.split_once('='));
+                let name = name.map_or("", |(name, _)| name).to_string();
+                (name, size(v.get_ref()), v.span().start)
+            })
+            .collect(),
         _ => return None,
     };
-    (bytes > EXEC_BYTES_MAX).then(|| {
-        format!(
-            "{count} variables take {bytes} bytes (each NAME=value with its NUL and a pointer), \
-             over the most any system gives a program's arguments and environment \
-             ({EXEC_BYTES_MAX} bytes, Linux's ARG_MAX at its largest): pass large values in a \
-             file instead"
-        )
-    })
+    let pointer = std::mem::size_of::<usize>();
+    let bytes: usize = strings.iter().map(|(_, b, _)| b + 1 + pointer).sum();
+    if bytes <= EXEC_BYTES_MAX {
+        return None;
+    }
+    let (name, largest, _) =
+        (strings.iter()).max_by_key(|(_, b, at)| (*b, std::cmp::Reverse(*at)))?;
+    Some(format!(
+        "its {} variables take {bytes} bytes (each NAME=value with its NUL and a pointer), over \
+         the most any system allows for a program's arguments and environment (ARG_MAX at its \
+         largest, {EXEC_BYTES_MAX} bytes on Linux); the largest: the workers' variable \
+         {}=... (from env) is {largest} bytes: pass large values in a file instead",
+        strings.len(),
+        shown(name)
+    ))
 }
 
 /// `[env]`: `KEY = "VALUE"` pairs (or an array of `"KEY=VALUE"`), as `--env=KEY=VALUE`; or

@@ -361,8 +361,9 @@ fn an_env_larger_than_any_system_allows_is_refused_before_its_variables_are_chec
     };
     let message = error(&env(7));
     assert!(
-        message.starts_with("herd.toml:2: env: 7 variables take 7340")
-            && message.contains("over the most any system gives")
+        message.starts_with("herd.toml:2: env: its 7 variables take 7340")
+            && message.contains("over the most any system allows")
+            && message.contains("the workers' variable V0=... (from env) is 1048579 bytes")
             && message.ends_with("pass large values in a file instead"),
         "{message}"
     );
@@ -371,7 +372,7 @@ fn an_env_larger_than_any_system_allows_is_refused_before_its_variables_are_chec
         "env = [{}]\n",
         vec![format!("\"A={}\"", "x".repeat(1 << 20)); 7].join(",")
     );
-    assert!(error(&array).contains("7 variables take"));
+    assert!(error(&array).contains("its 7 variables take"));
 }
 
 mod reload;
