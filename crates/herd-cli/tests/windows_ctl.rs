@@ -100,7 +100,10 @@ fn canned(command: protocol::Command, socket: Option<OwnedSocket>) -> Reply {
             min,
             max,
         }),
-        C::Upgrade { .. } => Response::ok(UpgradeResult { generation: 4 }),
+        C::Upgrade { .. } => Response::ok(UpgradeResult {
+            generation: 4,
+            overridden: Vec::new(),
+        }),
         C::Stop { .. } => Response::ok(StopResult { stopped: true }),
         C::Signal { .. } => Response::ok(SignalResult { signalled: 2 }),
         C::Sockets { .. } => {

@@ -27,6 +27,10 @@ pub struct ScaleResult {
 pub struct UpgradeResult {
     /// The generation every worker now runs.
     pub generation: u64,
+    /// With `reload_config`: the keys the config file changed that herd's command line gives,
+    /// whose values stay. Left out when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<String>,
 }
 
 /// The result of `stop`, sent once every worker is gone.
@@ -260,7 +264,10 @@ mod tests {
         );
         for (result, text) in [
             (
-                CommandResult::from(UpgradeResult { generation: 3 }),
+                CommandResult::from(UpgradeResult {
+                    generation: 3,
+                    overridden: Vec::new(),
+                }),
                 "{\"generation\":3}",
             ),
             (StopResult { stopped: true }.into(), "{\"stopped\":true}"),

@@ -81,6 +81,13 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
             } else {
                 ""
             };
+            if !result.overridden.is_empty() {
+                crate::logging::line(&format!(
+                    "herd upgrade: note: the config file changes {}, which herd's command line \
+                     gives: the command line's values stay",
+                    escape(&result.overridden.join(", "))
+                ));
+            }
             report(&format!(
                 "upgraded{reloaded}: every worker now runs generation {generation}\n"
             ))
@@ -195,15 +202,6 @@ fn scale(target: ScaleTarget, connect: Connect<'_>) -> Result<(), Failure> {
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// herd started with its stdout closed: what it is asked to print fails ([`stdout_open`]).
-/// What a view that polls herd (`herd top`, `herd status --watch`) says while herd (`pid`) is
-/// paused and cannot answer: it is not gone, `kill -CONT` resumes it, and `waiter` waits.
-fn paused_note(pid: u32, waiter: &str) -> String {
-    format!(
-        "herd (pid {pid}) is paused (SIGSTOP, Ctrl-Z or a debugger) and cannot answer: \
-         'kill -CONT {pid}' resumes it; {waiter} waits for it"
-    )
-}
-
 pub fn stdout_was_closed() {
     STDOUT_CLOSED.store(true, Ordering::Relaxed);
 }
@@ -216,6 +214,15 @@ pub fn stdout_open() -> std::io::Result<()> {
         )),
         false => Ok(()),
     }
+}
+
+/// What a view that polls herd (`herd top`, `herd status --watch`) says while herd (`pid`) is
+/// paused and cannot answer: it is not gone, `kill -CONT` resumes it, and `waiter` waits.
+fn paused_note(pid: u32, waiter: &str) -> String {
+    format!(
+        "herd (pid {pid}) is paused (SIGSTOP, Ctrl-Z or a debugger) and cannot answer: \
+         'kill -CONT {pid}' resumes it; {waiter} waits for it"
+    )
 }
 
 /// Whether `TERM` names a terminal that takes no escapes (`dumb`: Emacs' shell buffers, some

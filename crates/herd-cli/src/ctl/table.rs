@@ -101,10 +101,10 @@ fn header(out: &mut String, status: &Status, pid_here: Option<u32>) {
 const ORPHAN_ROWS: usize = 5;
 
 /// The state of a slot a scale-up added whose worker waits to start.
-pub const QUEUED: &str = "to start (--max-starting)";
+pub const QUEUED: &str = "queued to start";
 
-/// One row per process: workers, slots waiting for a restart or to start, attached processes, exited
-/// workers' leftover process groups, and orphans (when there are few).
+/// One row per process: workers, slots waiting for a restart or to start, attached processes,
+/// exited workers' leftover process groups, and orphans (when there are few).
 fn process_rows(status: &Status) -> Vec<[String; 10]> {
     let mut rows = vec![[
         "SLOT",

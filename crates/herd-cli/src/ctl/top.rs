@@ -201,7 +201,7 @@ fn upgrade(connect: Connect<'_>) -> String {
     };
     let answer = connect().and_then(|mut client| client.call(command, Some(UPGRADE_ANSWER)));
     match answer {
-        Ok(UpgradeResult { generation }) => {
+        Ok(UpgradeResult { generation, .. }) => {
             format!("upgraded: every worker runs generation {generation}")
         }
         Err(ClientError::Timeout { .. }) => "upgrade started: see the generation".to_string(),

@@ -180,7 +180,7 @@ impl Supervisor {
         let outcome = UpgradeOutcome::of(result, self.pool.is_stopping());
         let ok = matches!(outcome, UpgradeOutcome::Finished(_));
         self.effects.execute([Effect::Count(Count::Upgrade { ok })]);
-        self.reloaded_upgrade_ended(ok);
+        let overridden = self.reloaded_upgrade_ended(ok);
         match &outcome {
             UpgradeOutcome::Finished(generation) => tracing::info!(
                 event = LogEvent::UpgradeFinished.as_str(),
@@ -203,7 +203,7 @@ impl Supervisor {
                 self.cancel_starts_after(generation, &cancelled);
             }
         }
-        let answers = self.waiters.upgrade_ended(&outcome);
+        let answers = self.waiters.upgrade_ended(&outcome, &overridden);
         let generation = match outcome {
             UpgradeOutcome::Finished(generation) => Ok(generation),
             _ => Err(()),

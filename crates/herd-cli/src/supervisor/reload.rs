@@ -112,6 +112,8 @@ pub(super) struct Staged {
     stop_signal: Signal,
     /// `--max-memory` and `--max-lifetime`, from the file.
     recycling: RecyclePolicy,
+    /// The keys the file changed that herd's command line gives, whose values stay.
+    overridden: Vec<String>,
 }
 
 /// A config file read again, for an upgrade: the new generation's pool settings and
@@ -125,6 +127,7 @@ impl Reloaded {
             workers: self.workers,
             stop_signal: self.stop_signal,
             recycling: self.recycling,
+            overridden: self.overridden,
         };
         (self.config, self.command, staged)
     }
@@ -211,15 +214,12 @@ impl Supervisor {
             None => Ok(r),
         });
         match reloaded {
-            Ok(reloaded) => {
-                overridden_said(&reloaded.overridden);
-                self.upgrade_to(
-                    "herd upgrade --reload-config",
-                    timeout,
-                    Some(client),
-                    Some(reloaded.split()),
-                )
-            }
+            Ok(reloaded) => self.upgrade_to(
+                "herd upgrade --reload-config",
+                timeout,
+                Some(client),
+                Some(reloaded.split()),
+            ),
             Err(why) => self.refuse_reload(ErrorCode::ConfigInvalid, why, client),
         }
     }
@@ -257,6 +257,7 @@ impl Supervisor {
             generation,
             "config file read again: generation {generation} runs what it says"
         );
+        overridden_said(&staged.overridden);
         self.effects.commands().stage(generation, command);
         self.staged = Some(staged);
     }
@@ -267,15 +268,16 @@ impl Supervisor {
     }
 
     /// The upgrade ended: a reloaded config is kept if it `finished` (with its number of
-    /// workers and stop signal), else the pool's settings and command are put back.
-    pub(super) fn reloaded_upgrade_ended(&mut self, finished: bool) {
+    /// workers and stop signal), else the pool's settings and command are put back. Returns
+    /// the keys of the file that herd's command line gives, for the upgrade's clients.
+    pub(super) fn reloaded_upgrade_ended(&mut self, finished: bool) -> Vec<String> {
         self.effects.commands().settle(finished);
         let Some(staged) = self.staged.take() else {
-            return;
+            return Vec::new();
         };
         self.settle_reload(finished);
         if !finished {
-            return;
+            return Vec::new();
         }
         self.effects.set_stop_signal(staged.stop_signal);
         self.change_recycling(staged.recycling);
@@ -304,6 +306,7 @@ impl Supervisor {
             },
             None => {}
         }
+        staged.overridden
     }
 }
 

@@ -50,11 +50,13 @@ impl UpgradeOutcome {
         }
     }
 
-    /// What the upgrade's clients hear.
-    pub fn response(&self) -> Response {
+    /// What the upgrade's clients hear; `overridden`: the keys of a config file read again
+    /// that herd's command line gives.
+    pub fn response(&self, overridden: &[String]) -> Response {
         match self {
             UpgradeOutcome::Finished(generation) => Response::ok(UpgradeResult {
                 generation: *generation,
+                overridden: overridden.to_vec(),
             }),
             UpgradeOutcome::Abandoned => Response::error(
                 ErrorCode::Stopping,
@@ -117,11 +119,15 @@ impl<C> Waiters<C> {
         self.upgrade.extend(client);
     }
 
-    /// The upgrade ended: each of its clients hears how.
-    pub fn upgrade_ended(&mut self, outcome: &UpgradeOutcome) -> Vec<Answer<C>> {
+    /// The upgrade ended: each of its clients hears how (see [`UpgradeOutcome::response`]).
+    pub fn upgrade_ended(
+        &mut self,
+        outcome: &UpgradeOutcome,
+        overridden: &[String],
+    ) -> Vec<Answer<C>> {
         self.upgrade
             .drain(..)
-            .map(|client| Answer::new(client, outcome.response()))
+            .map(|client| Answer::new(client, outcome.response(overridden)))
             .collect()
     }
 

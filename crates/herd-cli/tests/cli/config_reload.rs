@@ -241,3 +241,46 @@ fn killed_and_replaced(herd: &Herd, victim: u32, workers: u64) {
     let ready = format!("{workers} ready workers");
     wait_status(herd, &ready, |s| settled(s, workers));
 }
+
+/// `herd run --config FILE -w 1` and a file whose `workers` changes: the reload upgrades with
+/// the rest of the file, and `herd upgrade` says on stderr (and herd's log, `config_overridden`)
+/// that the command line's `-w` stays. Was: "upgraded" and nothing said the change was not
+/// applied.
+#[test]
+fn a_reload_says_which_changes_herds_command_line_keeps_from_applying() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = crate::config::hello_config(dir, "", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path, "-w", "1"]);
+        cmd
+    });
+    let config = config.into_inner().unwrap();
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let changed = text
+        .replace("workers = 2", "workers = 3")
+        .replace("\"v1\"", "\"v2\"");
+    std::fs::write(&config, changed).unwrap();
+    let (code, stdout, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("upgraded with the config file read again"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stderr,
+        "herd upgrade: note: the config file changes workers, which herd's command line gives: \
+         the command line's values stay\n"
+    );
+    herd.wait_for_event("config_overridden", &[("keys", "workers".into())]);
+    let after = wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    assert_eq!(
+        (after["desired"].as_u64(), after["generation"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(answers(&herd.address("http"), 2)
+        .iter()
+        .all(|a| a.contains(", v2")));
+}

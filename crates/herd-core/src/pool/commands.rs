@@ -7,7 +7,8 @@ use super::{
 };
 
 impl Pool {
-    /// Sets the number of workers: new slots start now; workers above the new number stop
+    /// Sets the number of workers: new slots start now, `max_starting` at a time beside workers
+    /// that serve (see [`fill_slots`](Pool::due)); workers above the new number stop
     /// gracefully, highest slots first (after draining their slot, with a [`DrainPolicy`](crate::DrainPolicy)).
     pub fn scale(&mut self, workers: usize, now: Instant) -> Result<Vec<Action>, PoolError> {
         if self.phase == Phase::Stopping {

@@ -111,6 +111,13 @@ pub struct SavedSlot {
     pub last_exit: Option<i32>,
     /// When its next worker starts, while it waits out a backoff.
     pub restart_in_ms: Option<Ahead>,
+    /// Whether a scale-up added it and its worker waits to start (`max_starting`). Left out
+    /// when not; absent before scale-ups waited.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "std::ops::Not::not")
+    )]
+    pub queued: bool,
 }
 
 impl Pool {
@@ -279,10 +286,9 @@ fn save_slot(slot: &Slot, epoch: Epoch) -> SavedSlot {
         restarts,
         last_exit,
         restart_at,
-        // A re-exec waits while a slot is spawning; the count is derived. A slot a scale-up
-        // added that still waits for room under max_starting starts at once in the new image.
+        // A re-exec waits while a slot is spawning; the count is derived.
         spawning: _,
-        scaled_up: _,
+        scaled_up,
         spawning_restart: _,
         count: _,
     } = slot;
@@ -291,6 +297,7 @@ fn save_slot(slot: &Slot, epoch: Epoch) -> SavedSlot {
         restarts: *restarts,
         last_exit: last_exit.as_ref().map(|e| e.raw),
         restart_in_ms: restart_at.map(|t| epoch.ahead(t)),
+        queued: *scaled_up,
     }
 }
 
@@ -301,7 +308,7 @@ fn load_slot(saved: SavedSlot, epoch: Epoch, exit: impl Fn(i32) -> WorkerExit) -
         last_exit: saved.last_exit.map(exit),
         restart_at: saved.restart_in_ms.map(|t| epoch.future(t)),
         spawning: false,
-        scaled_up: false,
+        scaled_up: saved.queued,
         spawning_restart: false,
         count: Default::default(),
     }

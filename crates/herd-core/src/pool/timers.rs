@@ -315,7 +315,9 @@ impl Pool {
             // A restart is due once its worker left; none is before a first start or a
             // scale-up, nor once an upgrade cancelled the backoff of the build it replaces.
             let restart = s.restart_at.is_some();
-            if s.scaled_up {
+            // A slot a scale-up added whose worker then exited (it was starting when a
+            // scale-down and a scale-up came) restarts: it does not wait.
+            if s.scaled_up && !restart {
                 let left = room.get_or_insert_with(|| self.start_room(generation));
                 if *left == 0 {
                     continue;

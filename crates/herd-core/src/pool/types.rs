@@ -34,7 +34,8 @@ pub struct PoolConfig {
     /// How many workers beyond the desired number upgrades and recycling may run at once: a
     /// replacement counts from its new worker's start until its old worker has exited.
     pub max_surge: MaxSurge,
-    /// How many new workers upgrades and recycling may be starting (not yet ready) at once.
+    /// How many new workers upgrades, recycling and scale-ups beside serving workers may be
+    /// starting (not yet ready) at once.
     pub max_starting: usize,
     /// How long a new worker must stay ready before it counts as available: only then does it
     /// replace an older worker (or complete a takeover).
@@ -329,7 +330,7 @@ impl Slot {
     /// Whether a scale-up added the slot and its worker waits for room under `max_starting`
     /// to start (see [`Pool::scale`](crate::Pool::scale)).
     pub fn waits_to_start(&self) -> bool {
-        self.scaled_up && !self.spawning
+        self.scaled_up && !self.spawning && self.restart_at.is_none()
     }
 
     /// Whether a worker may start here once its restart (if one waits) is due: none is

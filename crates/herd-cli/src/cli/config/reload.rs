@@ -167,6 +167,9 @@ impl Reloader {
     /// arguments now) whose value the file changed since the workers' file: a change the
     /// command line keeps from being applied.
     fn changed(&self, overridden: &[(String, Vec<OsString>)]) -> Vec<String> {
+        if overridden.is_empty() {
+            return Vec::new();
+        }
         let before = ConfigFile::parse("", &self.text).ok();
         let was = |key: &str| before.as_ref()?.get(key).map(|e| &e.args);
         (overridden.iter())

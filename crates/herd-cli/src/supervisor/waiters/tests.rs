@@ -32,23 +32,30 @@ fn an_upgrades_waiters_hear_its_outcome() {
     waiters.upgrade_started(Some(1));
     waiters.upgrade_started(None);
     waiters.upgrade_started(Some(2));
-    let answers = waiters.upgrade_ended(&UpgradeOutcome::Finished(3));
+    let overridden = ["workers".to_string()];
+    let answers = waiters.upgrade_ended(&UpgradeOutcome::Finished(3), &overridden);
     assert!(answers.iter().all(|a| matches!(
-        a.reply.response.result,
-        Some(CommandResult::Upgrade(UpgradeResult { generation: 3 }))
+        &a.reply.response.result,
+        Some(CommandResult::Upgrade(UpgradeResult {
+            generation: 3,
+            overridden: keys,
+        })) if keys == &overridden
     )));
     assert_eq!(heard(answers), vec![(1, true, None), (2, true, None)]);
 
     waiters.upgrade_started(Some(3));
     let failed = UpgradeOutcome::Aborted("worker 0 never became ready".into());
-    let answers = waiters.upgrade_ended(&failed);
+    let answers = waiters.upgrade_ended(&failed, &[]);
     let message = answers[0].reply.response.error.as_ref().map(|e| &e.message);
     assert_eq!(message, Some(&"worker 0 never became ready".to_string()));
     assert_eq!(
         heard(answers),
         vec![(3, false, Some(ErrorCode::UpgradeFailed))]
     );
-    assert!(waiters.upgrade_ended(&failed).is_empty(), "answered once");
+    assert!(
+        waiters.upgrade_ended(&failed, &[]).is_empty(),
+        "answered once"
+    );
 }
 
 #[test]
@@ -64,7 +71,7 @@ fn an_upgrade_that_ends_while_stopping_was_abandoned() {
     assert_eq!(UpgradeOutcome::of(Ok(2), true), UpgradeOutcome::Finished(2));
     let mut waiters = Waiters::default();
     waiters.upgrade_started(Some(7));
-    let answers = waiters.upgrade_ended(&UpgradeOutcome::Abandoned);
+    let answers = waiters.upgrade_ended(&UpgradeOutcome::Abandoned, &[]);
     assert_eq!(heard(answers), vec![(7, false, Some(ErrorCode::Stopping))]);
 }
 

@@ -239,3 +239,59 @@ fn a_scale_down_cancels_the_slots_waiting_to_start() {
     h.apply(actions);
     assert_eq!(occupied(&h), [0, 1, 2], "slot 3 waits for slot 2");
 }
+
+/// A re-exec keeps the slots a scale-up added that wait to start: the new image starts them
+/// one at a time too (it had started them all at once, beside the serving workers).
+#[test]
+fn slots_waiting_to_start_still_wait_after_a_reexec() {
+    let mut h = Harness::new(one_at_a_time(1));
+    h.notify(100, "READY=1");
+    let actions = h.pool.scale(4, h.now).unwrap();
+    h.apply(actions);
+    h.notify(h.pid_in(1), "READY=1");
+    assert_eq!(occupied(&h), [0, 1, 2]);
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
+    let queued: Vec<bool> = state.slots.iter().map(|s| s.queued).collect();
+    assert_eq!(queued, [false, false, false, true]);
+    h.pool = import(one_at_a_time(4), state, h.now);
+    h.tick();
+    assert_eq!(occupied(&h), [0, 1, 2], "slot 3 waits for slot 2");
+    h.notify(h.pid_in(2), "READY=1");
+    assert_eq!(occupied(&h), [0, 1, 2, 3]);
+}
+
+/// A slot a scale-up added while its old worker was still there (killed for its ready
+/// timeout, scaled away and back): once that worker has exited, the slot restarts when its
+/// backoff says, not when room under `max_starting` comes.
+#[test]
+fn a_restart_in_a_slot_a_scale_up_added_does_not_wait_for_room() {
+    let mut h = Harness::new(one_at_a_time(2));
+    h.notify(100, "READY=1");
+    h.advance(11 * SEC);
+    let late = 101;
+    assert!(
+        !h.pool.worker(late).unwrap().live(),
+        "killed for its ready timeout"
+    );
+    for n in [1, 2, 3] {
+        let actions = h.pool.scale(n, h.now).unwrap();
+        h.apply(actions);
+    }
+    let two = h.pid_in(2);
+    assert_eq!(
+        h.pool.start_ups(),
+        1,
+        "slot 2 starting; slot 1 held by the killed worker"
+    );
+    let exit = h.exit(late, killed());
+    let wait = exit.restart_in.expect("a restart");
+    h.advance(wait);
+    assert_eq!(
+        occupied(&h),
+        [0, 1, 2],
+        "slot 1 restarted while slot 2 still starts"
+    );
+    assert_eq!(h.pid_in(2), two);
+    let status: Vec<bool> = h.pool.slots().iter().map(|s| s.waits_to_start()).collect();
+    assert_eq!(status, [false, false, false]);
+}
