@@ -74,6 +74,11 @@ pub fn target(current: usize, workers: Option<usize>, delta: Option<i64>) -> Res
         (Some(n), None) => n,
         (None, Some(d)) => {
             let wanted = i128::try_from(current).unwrap_or(i128::MAX) + i128::from(d);
+            if wanted < 0 && current == 0 {
+                return Err(
+                    "no worker runs to remove: give the number to run (herd scale N)".to_string(),
+                );
+            }
             if wanted < 0 {
                 return Err(format!(
                     "cannot remove {} of {current} workers: remove at most {current} \
@@ -87,6 +92,9 @@ pub fn target(current: usize, workers: Option<usize>, delta: Option<i64>) -> Res
     };
     if target > MAX_WORKERS {
         return Err(match delta {
+            Some(_) if current >= MAX_WORKERS => {
+                format!("herd runs the most workers already ({MAX_WORKERS})")
+            }
             Some(d) => format!(
                 "at most {MAX_WORKERS} workers (asked for {current} {d:+}): add at most {}",
                 MAX_WORKERS.saturating_sub(current)
@@ -271,8 +279,17 @@ mod tests {
         let e = target(4000, None, Some(100)).unwrap_err();
         assert!(e.ends_with("(asked for 4000 +100): add at most 96"), "{e}");
         let e = target(usize::MAX, None, Some(i64::MAX)).unwrap_err();
-        assert!(e.contains("at most"), "{e}");
+        assert_eq!(e, "herd runs the most workers already (4096)");
         assert!(target(0, Some(usize::MAX), None).is_err());
         assert_eq!(target(4095, None, Some(1)), Ok(4096));
+        // At the edges, no "remove at most 0 (-0)" nor "add at most 0".
+        assert_eq!(
+            target(0, None, Some(-1)).unwrap_err(),
+            "no worker runs to remove: give the number to run (herd scale N)"
+        );
+        assert_eq!(
+            target(4096, None, Some(1)).unwrap_err(),
+            "herd runs the most workers already (4096)"
+        );
     }
 }

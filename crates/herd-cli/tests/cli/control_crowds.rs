@@ -287,9 +287,9 @@ fn a_newcomer_that_may_not_use_herd_makes_no_connection_give_way() {
     assert!(closed(&open[0]), "the oldest connection gave way");
 }
 
-/// With every connection herd takes open, a newcomer for which the connection that has waited longest is
-/// told to give way just as that one's request comes gets the next one's place at once, not
-/// `busy` after a second. herd is paused while the newcomer connects and then the oldest
+/// With every connection herd takes open, a newcomer for which the connection that has waited
+/// longest is told to give way just as that one's request comes gets the next one's place at
+/// once, not `busy` after a second. herd is paused while the newcomer connects and then the oldest
 /// asks, so that it meets the newcomer first.
 #[test]
 fn a_newcomer_gets_the_next_place_when_the_oldest_asks_as_it_is_told_to_give_way() {

@@ -40,3 +40,21 @@ fn a_control_socket_in_a_sticky_directory_is_not_warned_of() {
     let logged = format!("{:?}", herd.lines());
     assert!(!logged.contains("which others may write"), "{logged}");
 }
+
+/// A relative `--control` (`$HERD_CONTROL`) is made absolute first: its directory, the working
+/// one, is looked at as any other.
+#[test]
+fn a_relative_control_socket_in_a_directory_others_may_write_is_warned_of() {
+    let herd = Herd::start_with(|dir| {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let mut cmd = herd_json();
+        cmd.current_dir(dir)
+            .env("HERD_CONTROL", "control.sock")
+            .args(ONE_SLEEPER);
+        cmd
+    });
+    let note = herd.wait_for_event("setup_note", &[]);
+    let message = note["message"].as_str().unwrap_or_default();
+    assert!(message.contains(", which others may write"), "{note}");
+    herd.started(1);
+}

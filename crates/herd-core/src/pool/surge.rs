@@ -68,8 +68,8 @@ impl Pool {
             .sum()
     }
 
-    /// The start-ups `max_starting` counts, for upgrades, recycling and scale-ups alike: new workers
-    /// being spawned, or started and not ready yet (first starts, scale-ups, replacements),
+    /// The start-ups `max_starting` counts, for upgrades, recycling and scale-ups alike: new
+    /// workers being spawned, or started and not ready yet (first starts, scale-ups, replacements),
     /// except restarts ([`Worker::restart`](super::Worker::restart)) and the start-ups of
     /// a generation an upgrade replaces. A slot in a crash loop restarts for as long as the
     /// loop lasts, paced by its backoff, and a worker of the old build may hang in its
