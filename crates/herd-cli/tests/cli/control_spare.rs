@@ -8,30 +8,10 @@ use std::process::Command;
 use crate::control_crowds::{answer, closed, herd_nobody_may_use, status_as_nobody, STATUS};
 use crate::util::*;
 
-/// The lowest fd number `herd` has free, the least of a few looks: a file herd has open for a
-/// moment (its sampler reads /proc) is not one it holds.
-fn lowest_free_fd(herd: &Herd) -> u64 {
-    let lowest_free = || {
-        let open: std::collections::HashSet<u64> =
-            std::fs::read_dir(format!("/proc/{}/fd", herd.pid()))
-                .unwrap()
-                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
-                .collect();
-        (0..).find(|fd| !open.contains(fd)).unwrap()
-    };
-    (0..5)
-        .map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            lowest_free()
-        })
-        .min()
-        .unwrap()
-}
-
 /// Lowers `herd`'s open-file limit to the lowest fd number it has free, so that it can open
 /// nothing: the limit.
-fn at_open_file_limit(herd: &Herd) -> u64 {
-    let free = lowest_free_fd(herd);
+fn at_open_file_limit(herd: &Herd) -> i32 {
+    let free = lowest_free_fd(herd.pid());
     let limit = format!("--nofile={free}:{free}");
     let lowered = Command::new("prlimit")
         .args(["--pid", &herd.pid().to_string(), &limit])
@@ -43,9 +23,9 @@ fn at_open_file_limit(herd: &Herd) -> u64 {
 
 /// Waits until `herd` holds every file below its open-file `limit` again: the spare and its
 /// reserve taken back (a file its sampler holds for a moment is not counted as free).
-fn holds_every_file(herd: &Herd, limit: u64) {
+fn holds_every_file(herd: &Herd, limit: i32) {
     wait_until("herd to hold every file it may", || {
-        match lowest_free_fd(herd) {
+        match lowest_free_fd(herd.pid()) {
             free if free >= limit => Ok(()),
             free => Err(format!("fd {free} is free, below its limit of {limit}")),
         }

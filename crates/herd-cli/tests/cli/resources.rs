@@ -95,14 +95,7 @@ fn running_out_of_fds_is_survived() {
     // answered after them), it survives.
     let (code, _, stderr) = herd.ctl(&["status", "--json"]);
     assert_eq!(code, 0, "{stderr}");
-    let lowest_free = (0..5)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(20));
-            let open = open_fds(herd.pid());
-            (0..).find(|fd| !open.contains(fd)).unwrap()
-        })
-        .min()
-        .unwrap();
+    let lowest_free = lowest_free_fd(herd.pid());
     let limit = format!("--nofile={lowest_free}:64");
     let lowered = std::process::Command::new("prlimit")
         .args(["--pid", &herd.pid().to_string(), &limit])

@@ -82,6 +82,22 @@ pub fn open_fds(pid: u32) -> BTreeSet<i32> {
         .collect()
 }
 
+/// The lowest fd number `pid` has free, the least of a few looks 20 ms apart: a file herd has
+/// open for a moment (its sampler reads /proc) is not one it holds.
+pub fn lowest_free_fd(pid: u32) -> i32 {
+    let lowest_free = || {
+        let open = open_fds(pid);
+        (0..).find(|fd| !open.contains(fd)).unwrap()
+    };
+    (0..5)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            lowest_free()
+        })
+        .min()
+        .unwrap()
+}
+
 /// The `flags:` field (octal) of `/proc/PID/fdinfo/FD`.
 pub fn fd_flags(pid: u32, fd: i32) -> u32 {
     let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).unwrap();
