@@ -64,7 +64,7 @@ fn run_command() -> ExitCode {
         Err(failure) => return ended(Err(failure)),
     };
     let in_force = restored.as_ref().and_then(run::config_in_force);
-    let (cli, _) = match parse_command_line(in_force) {
+    let (cli, _, config_text) = match parse_command_line(in_force) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -83,7 +83,11 @@ fn run_command() -> ExitCode {
     let result = owner.and_then(|owner| match cli.command {
         cli::Command::Check(args) => check(&args),
         cli::Command::Run(args) => {
-            run::run(*args, cli.control.as_deref(), &cli.name, owner, restored)
+            let started = run::Started {
+                restored,
+                config_text,
+            };
+            run::run(*args, cli.control.as_deref(), &cli.name, owner, started)
         }
         client => control::path::check_name(&cli.name)
             .map_err(exit::Failure::Usage)
@@ -102,7 +106,7 @@ fn run_command() -> ExitCode {
 
 #[cfg(windows)]
 fn run_command() -> ExitCode {
-    let (cli, matches) = match parse_command_line(None) {
+    let (cli, matches, _) = match parse_command_line(None) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -124,8 +128,11 @@ fn check(args: &cli::CheckArgs) -> Result<(), exit::Failure> {
 
 /// The command line with its `--config` file applied (whose contents are `in_force` if
 /// given, after a re-exec), and what was given; or, after `--help`, `--version` or a usage
-/// error (told in one line), how herd exits.
-fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), ExitCode> {
+/// error (told in one line), how herd exits. With the file's contents as read: what the first
+/// workers run, the baseline of `herd upgrade --reload-config`.
+fn parse_command_line(
+    in_force: Option<&str>,
+) -> Result<(cli::Cli, ArgMatches, Option<String>), ExitCode> {
     let argv: Vec<_> = std::env::args_os().collect();
     let parsed = cli::Cli::command()
         .try_get_matches_from(&argv)
@@ -134,7 +141,7 @@ fn parse_command_line(in_force: Option<&str>) -> Result<(cli::Cli, ArgMatches), 
         Ok((cli, matches)) => {
             let parsed = cli::config::Merged::of(cli, matches);
             match cli::config::apply_with(parsed, &argv, in_force) {
-                Ok(merged) => Ok((merged.cli, merged.matches)),
+                Ok(merged) => Ok((merged.cli, merged.matches, merged.text)),
                 Err(why) => {
                     error_line(&why);
                     Err(ExitCode::from(exit::USAGE))

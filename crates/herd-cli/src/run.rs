@@ -45,17 +45,31 @@ pub fn config_in_force(restored: &reexec::Restored) -> Option<&str> {
     restored.state.config.as_deref()
 }
 
+/// How this herd came to run: started afresh, or resumed after a re-exec.
+pub struct Started {
+    /// The state a re-exec handed over ([`restored_state`]), whose `args` were read with its
+    /// config file ([`config_in_force`]).
+    pub restored: Option<reexec::Restored>,
+    /// The `--config` file's contents `args` were read from: what the first workers run, so
+    /// the baseline `herd upgrade --reload-config` compares the file with (read again after
+    /// binding, an edit meanwhile went unseen: a changed bind not refused, a changed key the
+    /// command line gives not named).
+    pub config_text: Option<String>,
+}
+
 /// Runs `herd run` to completion; `control` and `name` select the control socket, and `owner`
 /// is the uid a `--takeover`'s old herd may run as besides root and herd's own user.
-/// `restored`: the state a re-exec handed over ([`restored_state`]), whose `args` were read
-/// with its config file ([`config_in_force`]).
 pub fn run(
     args: RunArgs,
     control: Option<&Path>,
     name: &str,
     owner: Option<u32>,
-    restored: Option<reexec::Restored>,
+    started: Started,
 ) -> Result<(), Failure> {
+    let Started {
+        restored,
+        config_text,
+    } = started;
     // Enough fds for supervision whatever connects; after a re-exec, the first image's limit.
     crate::fdlimit::raise(restored.as_ref().and_then(|r| r.state.nofile));
     if let Some(restored) = restored {
@@ -108,7 +122,7 @@ pub fn run(
         listeners,
         &notify,
         &control_path,
-        None,
+        config_text.as_deref(),
     )?;
     supervisor.set_autoscale(bounds);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
@@ -361,7 +375,8 @@ fn resume(
 }
 
 /// The worker command and the supervisor, for fresh starts and re-execs alike (with
-/// `--config`, `in_force`: the file's contents the workers run, after a re-exec).
+/// `--config`, `in_force`: the file's contents the workers run, as herd read them at start or
+/// as a re-exec kept them).
 fn prepare(
     args: &RunArgs,
     name: &str,

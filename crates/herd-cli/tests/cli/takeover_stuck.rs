@@ -139,3 +139,41 @@ fn a_takeover_whose_old_herd_never_answers_the_stop_serves_on() {
     new.signal(libc::SIGTERM);
     assert_eq!(new.wait_exit().code(), Some(0));
 }
+
+/// A config file edited while herd starts (here while it takes the old herd's sockets, before
+/// its workers run): `herd upgrade --reload-config` compares the file with what herd read and
+/// its workers run, not with what the file held once herd had bound (it was read again then:
+/// the edit went unseen, a changed `workers` the command line gives was not named, a changed
+/// `bind` not refused).
+#[test]
+fn a_config_file_edited_while_herd_starts_is_compared_with_what_it_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("old.sock");
+    let config = dir.path().join("herd.toml");
+    std::fs::write(&config, "grace = \"2s\"\n").unwrap();
+    let _old = FakeHerd::start_editing(&control, &config, "workers = 3");
+    let control = control.to_str().unwrap();
+    let new = takeover(
+        control,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "-w",
+            "1",
+            "--",
+            "python3",
+            &example("hello.py"),
+        ],
+    );
+    new.wait_for_event("old_herd_silent", &[]);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("workers = 3"), "the fake edited it: {text}");
+    let (code, _, stderr) = ctl_at(control, &["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    let overridden = events(&new.lines())
+        .find(|e| is_event(e, "config_overridden", &[]))
+        .cloned();
+    let overridden = overridden.expect("the file's new workers, which -w gives, are named");
+    assert_eq!(overridden["keys"], "workers", "{overridden}");
+    new.signal(libc::SIGTERM);
+}

@@ -9,6 +9,9 @@
         printed as "ready ADDRESS"), answers `status` (grace_ms 0) and `sockets` (with the fd)
         as a herd does, and never answers `stop`: it holds the connection open, as a herd that
         hangs would.
+    fake_herd.py --silent-stop PATH FILE LINE
+        The same, appending LINE to FILE as it is asked for its sockets: a config file edited
+        while the new herd takes over.
     fake_herd.py --endless PATH / --huge PATH
         A peer whose answer to anything is an endless line (no newline, until the client goes
         away), or one line of 64 MiB.
@@ -72,7 +75,7 @@ def status(address):
     }
 
 
-def silent_stop(path):
+def silent_stop(path, edit=None):
     http = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     http.bind(("127.0.0.1", 0))
     http.listen(128)
@@ -89,6 +92,9 @@ def silent_stop(path):
                 held.append(conn)
                 continue
             if command == "sockets":
+                if edit is not None:
+                    with open(edit[0], "a") as f:
+                        f.write(edit[1] + "\n")
                 socket_info = {"name": "http", "kind": "tcp", "family": "inet",
                                "type": "stream", "address": address}
                 answer = {"version": 1, "ok": True, "result": {"sockets": [socket_info]}}
@@ -167,7 +173,7 @@ def arrays(path):
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "--silent-stop":
-        silent_stop(sys.argv[2])
+        silent_stop(sys.argv[2], sys.argv[3:5] if len(sys.argv) > 4 else None)
     elif mode in ("--endless", "--huge"):
         flood(sys.argv[2], mode == "--endless")
     elif mode == "--long-refusal":

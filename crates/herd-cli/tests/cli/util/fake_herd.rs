@@ -21,6 +21,18 @@ impl FakeHerd {
         FakeHerd::spawn(command)
     }
 
+    /// Starts it in `--silent-stop` at `path`, appending `line` to `file` as it is asked for
+    /// its sockets.
+    pub fn start_editing(path: &Path, file: &Path, line: &str) -> FakeHerd {
+        let mut command = Command::new("python3");
+        command
+            .arg(worker("fake_herd.py"))
+            .arg("--silent-stop")
+            .args([path, file])
+            .arg(line);
+        FakeHerd::spawn(command)
+    }
+
     /// Starts it as user `uid` (a plain server) at each of `paths`, once it listens.
     pub fn start_as(uid: u32, paths: &[&Path]) -> FakeHerd {
         use std::os::unix::process::CommandExt;
