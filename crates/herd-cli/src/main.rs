@@ -106,7 +106,7 @@ fn run_command() -> ExitCode {
 
 #[cfg(windows)]
 fn run_command() -> ExitCode {
-    let (cli, matches, _) = match parse_command_line(None) {
+    let (cli, matches, config_text) = match parse_command_line(None) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
@@ -115,7 +115,12 @@ fn run_command() -> ExitCode {
         .map_err(exit::Failure::Usage)
         .and_then(|cli| match cli.command {
             cli::Command::Check(args) => check(&args),
-            cli::Command::Run(args) => windows::run(*args, cli.control.as_deref(), &cli.name),
+            cli::Command::Run(args) => windows::run(
+                *args,
+                cli.control.as_deref(),
+                &cli.name,
+                config_text.as_deref(),
+            ),
             client => herd_cli::ctl::run(client, cli.control.as_deref(), &cli.name),
         });
     ended(result)

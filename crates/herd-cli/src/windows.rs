@@ -33,8 +33,14 @@ use herd_sys::windows::priority;
 use herd_sys::windows::sid::Sid;
 
 /// Runs `herd run` with `args`, which ask only for what Windows can do, until told to stop;
-/// `control` and `name` select the control pipe.
-pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
+/// `control` and `name` select the control pipe; `config_text`: the `--config` file's
+/// contents `args` were read from, the baseline of `herd upgrade --reload-config`.
+pub fn run(
+    args: RunArgs,
+    control: Option<&Path>,
+    name: &str,
+    config_text: Option<&str>,
+) -> Result<(), Failure> {
     let workers = match args.workers {
         Some(Workers::Fixed(n)) => n,
         Some(Workers::Auto(min, _)) => min,
@@ -90,6 +96,7 @@ pub fn run(args: RunArgs, control: Option<&Path>, name: &str) -> Result<(), Fail
     if let Some(file) = &args.config {
         supervisor.set_reload(config_reload(
             file,
+            config_text,
             pipe.clone(),
             notify.name().to_string(),
         )?);
@@ -143,10 +150,16 @@ fn pipes(
 }
 
 /// `herd upgrade --reload-config`: reads the config file `file` again with herd's command
-/// line, and makes the new generation's command as `herd run` made the first.
-fn config_reload(file: &Path, pipe: String, notify: String) -> Result<Reload, Failure> {
+/// line, compared with `text` (what herd read at start: read again here, an edit since would
+/// go unseen), and makes the new generation's command as `herd run` made the first.
+fn config_reload(
+    file: &Path,
+    text: Option<&str>,
+    pipe: String,
+    notify: String,
+) -> Result<Reload, Failure> {
     let argv = std::env::args_os().collect();
-    let reloader = Reloader::new(argv, None).map_err(Failure::Usage)?;
+    let reloader = Reloader::new(argv, text).map_err(Failure::Usage)?;
     let file = file.display().to_string();
     let command = move |args: &RunArgs| {
         worker_command(args, &pipe, &notify).map_err(|e| format!("{file}: {e}"))

@@ -284,3 +284,40 @@ fn a_reload_says_which_changes_herds_command_line_keeps_from_applying() {
         .iter()
         .all(|a| a.contains(", v2")));
 }
+
+/// A reload whose upgrade is refused (here a --timeout shorter than --min-ready) applies
+/// nothing, so it names no key the command line gives that the file changed (it warned
+/// config_overridden, "the command line's values stay", for an upgrade that never started);
+/// the same reload that starts does.
+#[test]
+fn a_refused_reload_names_no_overridden_key() {
+    let config = std::sync::OnceLock::new();
+    let herd = Herd::start_with(|dir| {
+        let path = crate::config::hello_config(dir, "", "v1");
+        config.set(path.clone()).unwrap();
+        let mut cmd = herd_json();
+        cmd.args(["run", "--config", &path, "-w", "1", "--min-ready", "1s"]);
+        cmd
+    });
+    let config = config.into_inner().unwrap();
+    wait_status(&herd, "1 ready worker", |s| settled(s, 1));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("workers = 2", "workers = 3")).unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config", "--timeout", "500ms"]);
+    assert_eq!(code, FAILURE, "{stderr}");
+    assert!(stderr.contains("(invalid_argument)"), "{stderr}");
+    herd.wait_for_event("upgrade_refused", &[]);
+    let lines = herd.lines();
+    assert!(
+        !events(&lines).any(|e| is_event(e, "config_overridden", &[])),
+        "{}",
+        last_lines(&lines)
+    );
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("the config file changes workers"),
+        "{stderr}"
+    );
+    herd.wait_for_event("config_overridden", &[("keys", "workers".into())]);
+}
