@@ -20,12 +20,17 @@ pub(crate) fn hello_config(dir: &Path, extra: &str, message: &str) -> String {
 /// A herd run from [`hello_config`]'s file (with `extra` lines, telling "v1"), and the file's
 /// path, for the test to rewrite before a reload.
 pub(crate) fn herd_on_config(extra: &str) -> (Herd, String) {
+    herd_on_config_and(extra, &[])
+}
+
+/// [`herd_on_config`], with `args` on herd's command line after the file (which override it).
+pub(crate) fn herd_on_config_and(extra: &str, args: &[&str]) -> (Herd, String) {
     let config = std::sync::OnceLock::new();
     let herd = Herd::start_with(|dir| {
         let path = hello_config(dir, extra, "v1");
         config.set(path.clone()).unwrap();
         let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path]);
+        cmd.args(["run", "--config", &path]).args(args);
         cmd
     });
     let config = config.into_inner().unwrap();

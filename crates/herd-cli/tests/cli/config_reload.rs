@@ -1,7 +1,7 @@
 //! `herd upgrade --reload-config` and re-execs with a config file: the workers run the file
 //! they were started with until a reload, and a reload under way stays whole.
 
-use crate::config::{herd_on_config, pids};
+use crate::config::{herd_on_config, herd_on_config_and, pids};
 use crate::util::*;
 
 /// The answers of `n` requests to `addr`.
@@ -248,15 +248,7 @@ fn killed_and_replaced(herd: &Herd, victim: u32, workers: u64) {
 /// applied.
 #[test]
 fn a_reload_says_which_changes_herds_command_line_keeps_from_applying() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = crate::config::hello_config(dir, "", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path, "-w", "1"]);
-        cmd
-    });
-    let config = config.into_inner().unwrap();
+    let (herd, config) = herd_on_config_and("", &["-w", "1"]);
     wait_status(&herd, "1 ready worker", |s| settled(s, 1));
     let text = std::fs::read_to_string(&config).unwrap();
     let changed = text
@@ -291,15 +283,7 @@ fn a_reload_says_which_changes_herds_command_line_keeps_from_applying() {
 /// the same reload that starts does.
 #[test]
 fn a_refused_reload_names_no_overridden_key() {
-    let config = std::sync::OnceLock::new();
-    let herd = Herd::start_with(|dir| {
-        let path = crate::config::hello_config(dir, "", "v1");
-        config.set(path.clone()).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(["run", "--config", &path, "-w", "1", "--min-ready", "1s"]);
-        cmd
-    });
-    let config = config.into_inner().unwrap();
+    let (herd, config) = herd_on_config_and("", &["-w", "1", "--min-ready", "1s"]);
     wait_status(&herd, "1 ready worker", |s| settled(s, 1));
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(&config, text.replace("workers = 2", "workers = 3")).unwrap();

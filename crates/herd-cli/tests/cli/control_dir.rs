@@ -5,17 +5,26 @@ use std::os::unix::fs::PermissionsExt;
 
 use crate::util::*;
 
+/// A herd of one sleeper whose temporary directory, where its control socket is, has `mode`;
+/// `relative`: the control socket given relative to it, its working directory.
+fn herd_in_directory_of_mode(mode: u32, relative: bool) -> Herd {
+    Herd::start_with(|dir| {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut cmd = herd_json();
+        if relative {
+            cmd.current_dir(dir).env("HERD_CONTROL", "control.sock");
+        }
+        cmd.args(ONE_SLEEPER);
+        cmd
+    })
+}
+
 /// A control socket in a directory others may write (not sticky, unlike /tmp) is warned of
 /// at start: any local user could remove or replace it. Was: silence, and a herd nobody
 /// could reach once another user had swapped its socket.
 #[test]
 fn a_control_socket_in_a_directory_others_may_write_is_warned_of() {
-    let herd = Herd::start_with(|dir| {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(ONE_SLEEPER);
-        cmd
-    });
+    let herd = herd_in_directory_of_mode(0o777, false);
     let note = herd.wait_for_event("setup_note", &[]);
     let message = note["message"].as_str().unwrap_or_default();
     assert!(
@@ -29,12 +38,7 @@ fn a_control_socket_in_a_directory_others_may_write_is_warned_of() {
 /// A sticky directory open to all (/tmp) keeps others from removing the socket: no warning.
 #[test]
 fn a_control_socket_in_a_sticky_directory_is_not_warned_of() {
-    let herd = Herd::start_with(|dir| {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        let mut cmd = herd_json();
-        cmd.args(ONE_SLEEPER);
-        cmd
-    });
+    let herd = herd_in_directory_of_mode(0o1777, false);
     herd.started(1);
     herd.wait_for_event("control_ready", &[]);
     let logged = format!("{:?}", herd.lines());
@@ -45,14 +49,7 @@ fn a_control_socket_in_a_sticky_directory_is_not_warned_of() {
 /// one, is looked at as any other.
 #[test]
 fn a_relative_control_socket_in_a_directory_others_may_write_is_warned_of() {
-    let herd = Herd::start_with(|dir| {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut cmd = herd_json();
-        cmd.current_dir(dir)
-            .env("HERD_CONTROL", "control.sock")
-            .args(ONE_SLEEPER);
-        cmd
-    });
+    let herd = herd_in_directory_of_mode(0o777, true);
     let note = herd.wait_for_event("setup_note", &[]);
     let message = note["message"].as_str().unwrap_or_default();
     assert!(message.contains(", which others may write"), "{note}");
