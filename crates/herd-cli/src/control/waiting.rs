@@ -81,8 +81,17 @@ impl Waiting {
     /// runs on one thread, and a connection closes as it says so) by `deadline`.
     pub async fn one_gives_way(&self, deadline: tokio::time::Instant) -> bool {
         let mut told = 0;
+        let mut looked_again = false;
         loop {
             let outcome = match self.make_room() {
+                // Connections let in during a burst of newcomers have not started waiting yet
+                // (their tasks have not run): once they have, one of them may give way. Seen
+                // as `busy` for `herd status` behind a dozen silent clients, at a cap of 8.
+                None if !looked_again => {
+                    looked_again = true;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
                 None => room::Outcome::NobodyWaits,
                 Some(said) => {
                     told += 1;
@@ -206,5 +215,22 @@ mod tests {
             assert_eq!(wait.or_give_way(async { "request" }).await, Some("request"));
             assert!(said.await.is_err(), "it kept its place");
         }
+    }
+
+    /// A connection let in during a burst of newcomers, whose task has not run yet, has not
+    /// started waiting when the next newcomer asks for room: it gives way once it has (the
+    /// newcomer was answered `busy`).
+    #[tokio::test]
+    async fn a_connection_let_in_a_moment_ago_gives_way_once_it_waits() {
+        let waiting = Waiting::default();
+        let own = waiting.clone();
+        let task =
+            tokio::spawn(
+                async move { own.start().or_give_way(std::future::pending::<()>()).await },
+            );
+        assert_eq!(waiting.count(), 0, "its task has not run yet");
+        let deadline = tokio::time::Instant::now() + ROOM_WAIT;
+        assert!(waiting.one_gives_way(deadline).await, "it gave way");
+        assert_eq!(task.await.unwrap(), None);
     }
 }
