@@ -277,12 +277,19 @@ fn no_nul(value: &Spanned<DeValue>) -> Result<(), (Option<usize>, String)> {
     }
 }
 
-/// The most bytes any system gives a program's arguments and environment: Linux's `ARG_MAX` at
-/// its largest (a quarter of the stack limit, at most three quarters of 8 MiB).
-const EXEC_BYTES_MAX: usize = 6 << 20;
+/// The most bytes a program's arguments and environment may take here whatever its stack
+/// limit: herd-sys's `exec_limits` at the largest stack (Linux: 6 MiB, three quarters of
+/// `_STK_LIM`; elsewhere `ARG_MAX`). Windows bounds no total; 6 MiB there as well.
+fn exec_bytes_max() -> usize {
+    #[cfg(unix)]
+    let most = herd_sys::spawn::exec_limits(Some(u64::MAX)).total;
+    #[cfg(not(unix))]
+    let most = 6 << 20;
+    most
+}
 
 /// Why an `[env]` (`value`) could never reach a worker, if it holds more than
-/// [`EXEC_BYTES_MAX`] (its strings, counted as `execve` counts them: each `NAME=value` with its
+/// [`exec_bytes_max`] (its strings, counted as `execve` counts them: each `NAME=value` with its
 /// NUL and a pointer), checked before each variable is: a file of millions of them (16 MiB, the
 /// most herd reads) held herd's loop for seconds during `herd upgrade --reload-config` before
 /// `execve`'s limit refused it. One within it is checked exactly later, as the command line's.
@@ -310,7 +317,8 @@ fn env_too_large(value: &DeValue) -> Option<String> {
     };
     let pointer = std::mem::size_of::<usize>();
     let bytes: usize = strings.iter().map(|(_, b, _)| b + 1 + pointer).sum();
-    if bytes <= EXEC_BYTES_MAX {
+    let most = exec_bytes_max();
+    if bytes <= most {
         return None;
     }
     let (name, largest, _) =
@@ -318,7 +326,7 @@ fn env_too_large(value: &DeValue) -> Option<String> {
     Some(format!(
         "its {} variables take {bytes} bytes (each NAME=value with its NUL and a pointer), over \
          the most any system allows for a program's arguments and environment (ARG_MAX at its \
-         largest, {EXEC_BYTES_MAX} bytes on Linux); the largest: the workers' variable \
+         largest, {most} bytes here); the largest: the workers' variable \
          {}=... (from env) is {largest} bytes: pass large values in a file instead",
         strings.len(),
         shown(name)
