@@ -546,6 +546,8 @@ def herd_defaults():
         match = re.search(rf"^ +{option} <[^>]*>\n(?:(?! {{2,6}}-).*\n)*? +\[default: ([^\]]+)\]", text, re.M)
         if match:
             found[option] = match.group(1)
+    if found.get("--max-starting") == "auto":  # one per 4 CPUs herd may run on, at least 1
+        found["--max-starting"] = f"auto` (`{max(1, len(os.sched_getaffinity(0)) // 4)}` here)"
     return found
 
 

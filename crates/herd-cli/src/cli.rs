@@ -34,7 +34,8 @@ use parse::{
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
 use recycle::{parse_max_lifetime, parse_max_memory};
 pub use recycle::{MaxLifetime, MaxMemory, MemoryKind};
-use surge::parse_max_surge;
+pub use surge::{auto_max_starting, cpus, CPUS_PER_START};
+use surge::{parse_max_starting, parse_max_surge};
 
 /// The most workers one herd runs; more is almost surely a typo.
 pub const MAX_WORKERS: usize = 4096;
@@ -305,9 +306,10 @@ pub struct RunArgs {
 
     /// How many new workers may be starting (not yet ready) when upgrades, recycling and
     /// scale-ups beside serving workers start another, restarts after an exit aside (a crash
-    /// loop would hold them back): start-ups take the CPU the serving workers need.
-    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true,
-          value_parser = |t: &str| parse_number::<u32>(t, 1, "--max-starting"))]
+    /// loop would hold them back): start-ups take the CPU the serving workers need. auto: one
+    /// per 4 CPUs herd may run on, at least 1.
+    #[arg(long, value_name = "N|auto", default_value = "auto", allow_negative_numbers = true,
+          value_parser = parse_max_starting)]
     pub max_starting: u32,
 
     /// How long a new worker must stay ready before it replaces an old one in an upgrade, or

@@ -1,7 +1,6 @@
 //! `herd run`: check the arguments, bind every socket, then supervise the workers.
 
 use std::ffi::OsString;
-use std::num::NonZeroUsize;
 use std::os::unix::io::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -79,7 +78,7 @@ pub fn run(
     let mut store = crate::fdstore::Store::from_env(args.fdstore).map_err(Failure::Usage)?;
     let (workers, bounds) = match args
         .workers
-        .unwrap_or_else(|| Workers::Fixed(default_workers()))
+        .unwrap_or_else(|| Workers::Fixed(crate::cli::cpus()))
     {
         Workers::Fixed(n) => (n, None),
         Workers::Auto(min, max) => (min, Some((min, max))),
@@ -127,13 +126,14 @@ pub fn run(
     supervisor.set_autoscale(bounds);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
     supervisor.set_warm_up(warm_up(&args)?);
-    crate::endpoints::serve(&args, &mut supervisor, default_workers(), (None, None))?;
+    crate::endpoints::serve(&args, &mut supervisor, crate::cli::cpus(), (None, None))?;
     log_listeners(supervisor.listeners());
     tracing::info!(event = LogEvent::ControlReady.as_str(), path = %control.file.parts().0.display(), "control socket ready");
     tracing::info!(
         event = LogEvent::Starting.as_str(),
         workers,
         grace = %humantime::format_duration(args.grace),
+        max_starting = args.max_starting,
         "herd {} starting (pid {pid})",
         env!("CARGO_PKG_VERSION"),
     );
@@ -362,7 +362,7 @@ fn resume(
         metrics.map(std::net::TcpListener::from),
         health.map(std::net::TcpListener::from),
     );
-    crate::endpoints::serve(&args, &mut supervisor, default_workers(), handed)?;
+    crate::endpoints::serve(&args, &mut supervisor, crate::cli::cpus(), handed)?;
     if let (false, Some(Workers::Auto(min, max))) = (recorded, args.workers) {
         supervisor.set_autoscale(Some((min, max)));
     }
@@ -505,9 +505,4 @@ fn log_listeners(listeners: &[Listener]) {
             l.address
         );
     }
-}
-
-/// The number of CPUs herd may run on (affinity and cgroup quota included).
-pub(crate) fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }

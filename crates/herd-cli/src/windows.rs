@@ -44,14 +44,14 @@ pub fn run(
     let workers = match args.workers {
         Some(Workers::Fixed(n)) => n,
         Some(Workers::Auto(min, _)) => min,
-        None => default_workers(),
+        None => herd_cli::cli::cpus(),
     };
     // The same names the client commands accept: a herd no client could reach is refused.
     herd_cli::control::name::check_name(name).map_err(Failure::Usage)?;
     spec::check_names(&args.binds, &args.shm).map_err(Failure::Usage)?;
     check_chdir(&args)?;
     let warm_up = warm_up(&args)?;
-    herd_cli::endpoints::ready_min(&args, default_workers())?;
+    herd_cli::endpoints::ready_min(&args, herd_cli::cli::cpus())?;
     // Ctrl-C is herd's graceful stop, also when it was started in a process group of its own
     // (as a service wrapper does, to send it Ctrl-C), which Windows starts with Ctrl-C
     // ignored. Without a console there is no Ctrl-C to take: nothing to do then.
@@ -86,6 +86,7 @@ pub fn run(
     tracing::info!(
         event = LogEvent::Starting.as_str(),
         workers,
+        max_starting = args.max_starting,
         control = %pipe,
         "herd {} starting (pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -102,7 +103,7 @@ pub fn run(
         )?);
     }
     supervisor.share_memory(memories);
-    herd_cli::endpoints::serve(&args, &mut supervisor, default_workers(), (None, None))?;
+    herd_cli::endpoints::serve(&args, &mut supervisor, herd_cli::cli::cpus(), (None, None))?;
     supervisor.set_autoscale(match args.workers {
         Some(Workers::Auto(min, max)) => Some((min, max)),
         _ => None,
@@ -183,11 +184,6 @@ fn warm_up(args: &RunArgs) -> Result<(Option<WarmUp>, i32), Failure> {
         .resolve_on_windows(own)
         .map_err(Failure::Usage)?;
     Ok((resolved, own.of_children().raw() as i32))
-}
-
-/// The number of CPUs herd may run on: the workers without `--workers`.
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The control pipe's path for `--control` or `$HERD_CONTROL`, else for `--name`.

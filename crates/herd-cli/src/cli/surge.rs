@@ -1,6 +1,37 @@
-//! `--max-surge N|N%`: how many workers beyond the pool upgrades and recycling may run.
+//! `--max-surge N|N%`: how many workers beyond the pool upgrades and recycling may run;
+//! `--max-starting N|auto`: how many of them may be starting at once.
 
 use herd_core::MaxSurge;
+
+use super::parse::parse_number;
+
+/// `--max-starting auto` lets one worker start per this many CPUs (at least one): a start-up
+/// takes about a CPU, and three in four stay with the serving workers.
+pub const CPUS_PER_START: usize = 4;
+
+/// The number of CPUs herd may run on (its affinity and cgroup quota included): the workers
+/// without `--workers`, and what `--max-starting auto` divides.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Parses `--max-starting`: a number of workers (at least 1), or `auto` for
+/// [`auto_max_starting`] of this machine's [`cpus`].
+pub(super) fn parse_max_starting(text: &str) -> Result<u32, String> {
+    if text == "auto" {
+        return Ok(auto_max_starting(cpus()));
+    }
+    parse_number::<u32>(text, 1, "--max-starting")
+        .map_err(|e| format!("{e}: give a number of workers, or auto"))
+}
+
+/// `--max-starting auto` on `cpus` CPUs: one start-up per [`CPUS_PER_START`], at least one
+/// (one on a machine of up to 7 CPUs).
+pub fn auto_max_starting(cpus: usize) -> u32 {
+    u32::try_from(cpus / CPUS_PER_START)
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
 
 /// Parses `--max-surge`: a number of workers (at least 1) or a percentage of the desired
 /// number (at least 1%, rounded up).
@@ -30,6 +61,39 @@ pub(super) fn parse_max_surge(text: &str) -> Result<MaxSurge, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_starts_one_worker_per_four_cpus() {
+        for (cpus, starting) in [
+            (0, 1),
+            (1, 1),
+            (2, 1),
+            (7, 1),
+            (8, 2),
+            (64, 16),
+            (usize::MAX, u32::MAX),
+        ] {
+            assert_eq!(auto_max_starting(cpus), starting, "{cpus} CPUs");
+        }
+        assert_eq!(parse_max_starting("auto"), Ok(auto_max_starting(cpus())));
+        assert_eq!(parse_max_starting("3"), Ok(3));
+        for (bad, why) in [
+            ("0", "at least 1"),
+            ("-2", "positive"),
+            ("x", "not a whole number"),
+            ("Auto", "not a whole"),
+        ] {
+            let e = parse_max_starting(bad).unwrap_err();
+            assert!(
+                e.contains(why) && e.ends_with(": give a number of workers, or auto"),
+                "{bad}: {e}"
+            );
+            assert!(
+                e.starts_with(&format!("--max-starting '{bad}'")) && !e.contains('\n'),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn a_number_of_workers_or_a_share_of_the_pool() {

@@ -102,7 +102,7 @@ pub(super) fn check_before_binding(args: &RunArgs, name: &str) -> Result<(), Fai
     check_balance(args)?;
     check_fds_per_worker(args)?;
     check_stdin(args)?;
-    crate::endpoints::ready_min(args, super::default_workers())?;
+    crate::endpoints::ready_min(args, crate::cli::cpus())?;
     crate::control::path::check_name(name).map_err(Failure::Usage)?;
     super::exec_size::check(args).map_err(Failure::Usage)
 }
@@ -191,7 +191,7 @@ fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
     let workers = match args.workers {
         Some(Workers::Fixed(n)) => n,
         Some(Workers::Auto(_, max)) => max,
-        None => super::default_workers(),
+        None => crate::cli::cpus(),
     };
     // herd raises its soft limit to the hard one (at most 2^20) before it binds.
     if let Ok((soft, hard)) = herd_sys::process::nofile_limit() {

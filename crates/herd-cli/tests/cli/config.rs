@@ -54,6 +54,24 @@ fn a_herd_runs_from_a_config_file_and_its_workers_get_its_environment() {
     });
 }
 
+/// `--max-starting auto` (the default) is one start-up per 4 CPUs herd may run on, at least
+/// 1; `starting` says what it came to, and a config file's number or `auto` is taken too.
+#[test]
+fn max_starting_auto_comes_to_one_per_four_cpus_and_the_starting_line_says_so() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let auto = (cpus / 4).max(1);
+    for (extra, expected) in [
+        ("", auto),
+        ("max-starting = 3", 3),
+        ("max-starting = \"auto\"", auto),
+    ] {
+        let (herd, _) = herd_on_config(extra);
+        herd.wait_event("herd's settings", |e| {
+            e["event"] == "starting" && e["max_starting"] == expected
+        });
+    }
+}
+
 #[test]
 fn the_command_line_overrides_the_config_file() {
     let herd = Herd::start_with(|dir| {
