@@ -169,7 +169,8 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit status: 3 when fewer workers are ready than herd wants \
-    (degraded), 0 when not, 1 when no herd answers; with --json, 0 whenever herd answers."
+    (degraded) or herd is stopping, 0 when not, 1 when no herd answers; with --json, 0 \
+    whenever herd answers."
 )]
 pub struct StatusArgs {
     /// Print the control protocol's JSON instead of a table.
