@@ -26,9 +26,9 @@ pub use values::{LogFormat, LogLevel, ReadyMode, WorkerOutput, Workers};
 use herd_core::MaxSurge;
 pub use parse::{parse_duration, Rlimit, Signal};
 use parse::{
-    parse_env, parse_group, parse_health, parse_metrics, parse_number, parse_positive_duration,
-    parse_ready, parse_rlimit, parse_scale, parse_slot, parse_stop_signal, parse_umask, parse_user,
-    parse_watchdog, parse_workers,
+    parse_env, parse_group, parse_health, parse_lines, parse_metrics, parse_number,
+    parse_positive_duration, parse_ready, parse_rlimit, parse_scale, parse_slot, parse_stop_signal,
+    parse_umask, parse_user, parse_watchdog, parse_workers,
 };
 #[cfg(unix)]
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
@@ -131,7 +131,7 @@ pub struct LogsArgs {
 
     /// At most this many of the last lines [default: every line herd keeps, up to 10000].
     #[arg(short = 'n', long, value_name = "LINES", allow_negative_numbers = true,
-          value_parser = |t: &str| parse_number::<u32>(t, 0, "--lines"))]
+          value_parser = parse_lines)]
     pub lines: Option<u32>,
 
     /// Keep printing new lines as the workers write them.
@@ -170,7 +170,8 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit status: 3 when fewer workers are ready than herd wants \
-    (degraded), 0 when not, 1 when no herd answers; with --json, 0 whenever herd answers."
+    (degraded) or herd is stopping, 0 when not, 1 when no herd answers; with --json, 0 \
+    whenever herd answers."
 )]
 pub struct StatusArgs {
     /// Print the control protocol's JSON instead of a table.

@@ -150,6 +150,27 @@ impl Bounded for u64 {
 }
 
 /// Whether `text` is a run of decimal digits (so a failed parse means it is too large).
+/// `herd logs -n`: how many of the last lines, 0 or more; a message that says what is wrong
+/// with another value and what to give instead (clap names the option and the value before it).
+pub(super) fn parse_lines(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) => Ok(n),
+        Err(_) if all_digits(text) => Err(format!(
+            "the number of lines is at most {}; leave -n out for every line herd keeps",
+            u32::MAX
+        )),
+        Err(_) if text.starts_with('-') && all_digits(&text[1..]) => Err(
+            "the number of lines must be 0 or more; leave -n out for every line herd keeps"
+                .to_string(),
+        ),
+        Err(_) => Err(
+            "the number of lines is a whole number, 0 or more (as in -n 20); leave -n out for \
+             every line herd keeps"
+                .to_string(),
+        ),
+    }
+}
+
 fn all_digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }

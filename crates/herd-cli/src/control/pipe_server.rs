@@ -35,7 +35,7 @@ use super::reply::{line_with_blocks, Reply};
 use super::request::{forward, Connection, ControlRequest, Peer};
 use super::retry::{log_failure, log_recovery, Pipe, Retry};
 use super::room::{place, Place};
-use super::waiting::Waiting;
+use super::waiting::{Wait, Waiting};
 
 /// How many connections may be open at once (as on Unix).
 pub const MAX_CONNECTIONS: usize = 1000;
@@ -136,11 +136,14 @@ pub(super) async fn serve_instances<H, F>(
                 let failed = retry.failed();
                 log_failure(Pipe::Control, name, &failed, &e);
                 let (handler, replies) = (handler.clone(), replies.clone());
+                // Waiting for its first request from now on, before its task runs.
+                let first = connected.is_ok().then(|| waiting_ones.start());
                 let waiting_ones = waiting_ones.clone();
                 // Lent to its client, if one connected; renewed once it is gone.
                 let lent = tokio::spawn(async move {
-                    if connected.is_ok() {
-                        converse(&mut waiting, handler, (&replies, &waiting_ones)).await;
+                    if let Some(first) = first {
+                        let waits = (first, &waiting_ones);
+                        converse(&mut waiting, handler, &replies, waits).await;
                     }
                     waiting
                 });
@@ -154,6 +157,9 @@ pub(super) async fn serve_instances<H, F>(
             continue;
         }
         let free = Arc::clone(&slots).try_acquire_owned().ok();
+        // One let in at once waits for its first request from now on, before its task runs: a
+        // newcomer right behind it (a burst of them) finds it there to give way.
+        let first = free.is_some().then(|| waiting_ones.start());
         let (handler, replies) = (handler.clone(), replies.clone());
         let (slots, waiting_ones) = (Arc::clone(&slots), waiting_ones.clone());
         tokio::spawn(async move {
@@ -170,8 +176,11 @@ pub(super) async fn serve_instances<H, F>(
                 );
                 return say(&mut { client }, &busy.to_line()).await;
             };
+            // One that waited for room waits for its first request once it has its place.
+            let first = first.unwrap_or_else(|| waiting_ones.start());
             let mut client = client;
-            if converse(&mut client, handler, (&replies, &waiting_ones)).await == Ended::Abandoned {
+            let waits = (first, &waiting_ones);
+            if converse(&mut client, handler, &replies, waits).await == Ended::Abandoned {
                 // A write of the reply may still be pending: it would hold the instance (and
                 // its buffer) until the client reads or closes. Disconnecting fails it.
                 let _ = client.disconnect();
@@ -229,11 +238,13 @@ async fn say(client: &mut NamedPipeServer, line: &[u8]) {
 
 /// Answers the client's requests one line at a time (within the budget of `replies`), until it
 /// closes, idles too long, sends a request too large, leaves a reply unread while others need
-/// the room, or has waited longest for a request (in `waiting`) when a newcomer needs its place.
+/// the room, or has waited longest for a request (in `waiting`) when a newcomer needs its place;
+/// `first` is its wait for its first request, begun when it was let in.
 async fn converse<H, F>(
     client: &mut NamedPipeServer,
     handler: H,
-    (replies, waiting): (&Replies, &Waiting),
+    replies: &Replies,
+    (first, waiting): (Wait, &Waiting),
 ) -> Ended
 where
     H: Fn(Request, PipePeer, Option<Connection>, oneshot::Receiver<()>) -> F,
@@ -248,11 +259,12 @@ where
     // Whether the client has left: what it sent before still counts (as on the Unix socket,
     // see `hung_up`), but no answer is written.
     let mut left = false;
+    let mut first = Some(first);
     loop {
         let (written, written_rx) = oneshot::channel();
         let (mut refusable, mut turn) = (false, None);
-        let next = (waiting.start().or_give_way(next_turn(&mut reader)).await)
-            .unwrap_or(Turn::Close(None));
+        let wait = first.take().unwrap_or_else(|| waiting.start());
+        let next = (wait.or_give_way(next_turn(&mut reader)).await).unwrap_or(Turn::Close(None));
         let line = match next {
             Turn::Close(last) => {
                 if let (Some(last), false) = (last, left) {

@@ -309,10 +309,27 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             format!("{command} takes no argument {extra:?} (its arguments: {takes})"),
         ));
     }
-    let request: Request = serde_json::from_value(value.clone())
+    let mut arguments = value.clone();
+    if command == "scale" && negative_zero_delta(line) {
+        arguments["delta"] = serde_json::Value::from(0);
+    }
+    let request: Request = serde_json::from_value(arguments)
         .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))?;
     check_durations(&request)?;
     Ok(request)
+}
+
+/// Whether the request's `delta` is written `-0`: an integer in JSON, zero, which serde_json
+/// reads as the float `-0.0` (and `i64` refuses). `-0.0` and `-0e0` are floats, refused as
+/// `0.0` is.
+fn negative_zero_delta(line: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Delta<'a> {
+        #[serde(borrow, default)]
+        delta: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Delta<'_>>(line)
+        .is_ok_and(|d| d.delta.is_some_and(|raw| raw.get().trim() == "-0"))
 }
 
 /// Durations past [`MAX_DURATION`](crate::cli::MAX_DURATION) are refused, as on the command
@@ -404,6 +421,32 @@ mod tests {
             assert_eq!(code(line), ErrorCode::InvalidArgument, "{line}");
         }
         assert!(parse_request(br#"{"version":1,"command":"stop","grace_ms":31536000000}"#).is_ok());
+    }
+
+    /// `-0` is an integer in JSON: a `delta` of 0 (`herd scale` by nothing), not a float.
+    #[test]
+    fn a_delta_of_minus_zero_is_zero() {
+        for line in [
+            r#"{"version":1,"command":"scale","delta":-0}"#,
+            r#"{"version":1,"command":"scale", "delta" : -0 }"#,
+        ] {
+            let r = parse_request(line.as_bytes()).unwrap();
+            let scale = Command::Scale {
+                workers: None,
+                delta: Some(0),
+                min: None,
+                max: None,
+            };
+            assert_eq!(r.command, scale, "{line}");
+        }
+        for line in [
+            r#"{"version":1,"command":"scale","delta":-0.0}"#,
+            r#"{"version":1,"command":"scale","delta":-0e0}"#,
+            r#"{"version":1,"command":"scale","delta":0.0}"#,
+            r#"{"version":1,"command":"scale","delta":"-0"}"#,
+        ] {
+            assert_eq!(code(line), ErrorCode::InvalidArgument, "{line}");
+        }
     }
 
     #[test]

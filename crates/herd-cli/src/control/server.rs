@@ -32,7 +32,7 @@ use super::retry::Retry;
 use super::room::{place, Place};
 use super::spare::{self, Spare};
 use super::turn_away::turn_away;
-use super::waiting::{Waiting, ROOM_WAIT};
+use super::waiting::{Wait, Waiting, ROOM_WAIT};
 
 /// How many connections may be open at once, at most: fewer when herd's open-file limit is
 /// low, an eighth of it ([`fdlimit::connection_cap`](crate::fdlimit::connection_cap)), so that
@@ -129,10 +129,13 @@ pub async fn serve(
                 continue;
             }
         }
+        // Waiting for its first request from now on, before its task runs: a newcomer right
+        // behind it (a burst of them) finds it there to give way.
+        let first = waiting.start();
         let requests = requests.clone();
         let (replies, waiting) = (replies.clone(), waiting.clone());
         tokio::spawn(async move {
-            converse(stream, peer, &requests, &replies, &waiting).await;
+            converse(stream, peer, first, &requests, &replies, &waiting).await;
             drop(permit);
         });
     }
@@ -231,21 +234,24 @@ fn check(
 /// Reads `peer`'s requests one line at a time and answers each (within the budget of
 /// `replies`), until it closes, idles too long, sends a request too large, leaves a reply
 /// unread while others need the room, or has waited longest for a request (in `waiting`)
-/// when a newcomer needs its place.
+/// when a newcomer needs its place; `first` is its wait for its first request, begun when it
+/// was let in.
 async fn converse(
     stream: UnixStream,
     peer: Peer,
+    first: Wait,
     requests: &mpsc::Sender<ControlRequest>,
     replies: &Replies,
     waiting: &Waiting,
 ) {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, read);
+    let mut first = Some(first);
     loop {
         let (written, written_rx) = oneshot::channel();
         let (mut refusable, mut turn) = (false, None);
-        let next = (waiting.start().or_give_way(next_turn(&mut reader)).await)
-            .unwrap_or(Turn::Close(None));
+        let wait = first.take().unwrap_or_else(|| waiting.start());
+        let next = (wait.or_give_way(next_turn(&mut reader)).await).unwrap_or(Turn::Close(None));
         let reply = match next {
             Turn::Close(last) => {
                 if let Some(last) = last {

@@ -81,17 +81,11 @@ impl Waiting {
     /// runs on one thread, and a connection closes as it says so) by `deadline`.
     pub async fn one_gives_way(&self, deadline: tokio::time::Instant) -> bool {
         let mut told = 0;
-        let mut looked_again = false;
         loop {
+            // A connection waits from when it is let in, before its task runs (the accept
+            // loop starts its wait): in a burst of newcomers, those let in a moment ago are
+            // here to give way.
             let outcome = match self.make_room() {
-                // Connections let in during a burst of newcomers have not started waiting yet
-                // (their tasks have not run): once they have, one of them may give way. Seen
-                // as `busy` for `herd status` behind a dozen silent clients, at a cap of 8.
-                None if !looked_again => {
-                    looked_again = true;
-                    tokio::task::yield_now().await;
-                    continue;
-                }
                 None => room::Outcome::NobodyWaits,
                 Some(said) => {
                     told += 1;
@@ -217,20 +211,23 @@ mod tests {
         }
     }
 
-    /// A connection let in during a burst of newcomers, whose task has not run yet, has not
-    /// started waiting when the next newcomer asks for room: it gives way once it has (the
-    /// newcomer was answered `busy`).
+    /// A connection let in during a burst of newcomers, whose task has not run yet, waits
+    /// already (its wait began when it was let in): the next newcomer that asks for room gets
+    /// its place (it was answered `busy` when a connection began to wait only in its task).
     #[tokio::test]
     async fn a_connection_let_in_a_moment_ago_gives_way_once_it_waits() {
         let waiting = Waiting::default();
-        let own = waiting.clone();
+        let first = waiting.start();
         let task =
-            tokio::spawn(
-                async move { own.start().or_give_way(std::future::pending::<()>()).await },
-            );
-        assert_eq!(waiting.count(), 0, "its task has not run yet");
+            tokio::spawn(async move { first.or_give_way(std::future::pending::<()>()).await });
+        assert_eq!(waiting.count(), 1, "it waits before its task has run");
         let deadline = tokio::time::Instant::now() + ROOM_WAIT;
         assert!(waiting.one_gives_way(deadline).await, "it gave way");
         assert_eq!(task.await.unwrap(), None);
+        assert_eq!(waiting.count(), 0);
+        assert!(
+            !waiting.one_gives_way(deadline).await,
+            "nobody waits: no room, at once"
+        );
     }
 }

@@ -34,10 +34,12 @@ fn show_counting(
 ) -> Result<(), Failure> {
     let mut last = None;
     let mut client = connect().map_err(failure)?;
-    // Once herd has answered the first request: a follower of a slot not in the pool is told.
+    // Once herd has answered the first request: a follower of a slot not in the pool is told,
+    // unless stdout's reader is gone already (`herd logs -f --worker 3 | head -0`): the
+    // follower ends without a line, and herd is not asked for its status for nothing.
     let mut unseen_slot = args.worker.filter(|_| args.follow);
     let mut answered = || {
-        if let Some(slot) = unseen_slot.take() {
+        if let Some(slot) = unseen_slot.take().filter(|_| !super::stdout_gone()) {
             if let Some(why) = not_in_pool(slot, connect) {
                 crate::logging::line(&format!(
                     "herd logs: slot {slot} is not in the pool ({why}): following it in case \
@@ -48,8 +50,10 @@ fn show_counting(
     };
     loop {
         match follow_once(args, &mut client, &mut last, missed, &mut answered)? {
-            // Nothing from a slot that is not in the pool: a typo, most likely.
-            Ended::Done if last.is_none() && !args.follow => {
+            // Nothing from a slot that is not in the pool: a typo, most likely. Not when no
+            // line was asked for (`-n 0`): nothing is all there was to print, and herd is not
+            // asked for its status for nothing.
+            Ended::Done if last.is_none() && !args.follow && args.lines != Some(0) => {
                 return match args
                     .worker
                     .and_then(|slot| Some((slot, not_in_pool(slot, connect)?)))

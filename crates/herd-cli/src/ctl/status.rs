@@ -133,9 +133,17 @@ impl RawObject {
 /// Why the pool is degraded, if it is: fewer workers are ready than herd wants, for whatever
 /// reason (starting, restarting after a crash, scaling up, failing to start), or a slot herd
 /// wants has no ready worker while another has two (its worker being replaced, by a recycle
-/// or an upgrade, until `--min-ready` has passed): counted by process, those two hid it.
+/// or an upgrade, until `--min-ready` has passed): counted by process, those two hid it. A
+/// stopping herd is said to be stopping, not degraded: it wants no worker any more, and is no
+/// herd to send work to (`/readyz` answers 503 `stopping`).
 pub fn degraded(status: &Status) -> Option<String> {
     let desired = status.desired;
+    if status.stopping {
+        return Some(format!(
+            "stopping: {} of {desired} workers ready",
+            status.ready
+        ));
+    }
     if status.ready < desired {
         return Some(format!(
             "degraded: {} of {desired} workers ready",

@@ -393,6 +393,11 @@ async fn answer(route: Route, answers: &Answers) -> Response {
             let (status, body) = probe_response(readiness(&answers.health.view()));
             Response::text(status, "", body)
         }
+        Route::BadRequest => Response::text(
+            "400 Bad Request",
+            "",
+            "not an HTTP request: send a request line such as GET /healthz HTTP/1.1\n".to_string(),
+        ),
         Route::MethodNotAllowed => Response::text(
             "405 Method Not Allowed",
             "Allow: GET, HEAD\r\n",
@@ -421,6 +426,8 @@ enum Route {
     Live,
     /// `GET` (or `HEAD`) `/readyz`.
     Ready,
+    /// A request line that is not `METHOD TARGET HTTP/x.y`: not HTTP.
+    BadRequest,
     /// A method other than `GET` and `HEAD` on a path served here.
     MethodNotAllowed,
     /// Any other path.
@@ -430,8 +437,14 @@ enum Route {
 /// Routes a request on `endpoint` by its request line; and whether it is a `HEAD`, which is
 /// answered without the body.
 fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
-    let mut words = head.lines().next().unwrap_or("").split_whitespace();
-    let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let line = head.lines().next().unwrap_or("");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let &[method, target, version] = words.as_slice() else {
+        return (Route::BadRequest, false);
+    };
+    if !is_token(method) || !is_http_version(version) {
+        return (Route::BadRequest, false);
+    }
     let path = path_of(target).split('?').next().unwrap_or("");
     let probe = match path {
         "/healthz" => Some(Route::Live),
@@ -447,6 +460,22 @@ fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
         _ => Route::NotFound(endpoint),
     };
     (route, method == "HEAD")
+}
+
+/// Whether `method` is an HTTP token (RFC 9110's `tchar`s), as every method is.
+fn is_token(method: &str) -> bool {
+    !method.is_empty()
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `version` is `HTTP/` and a digit, a dot and a digit (`HTTP/1.1`).
+fn is_http_version(version: &str) -> bool {
+    matches!(
+        version.strip_prefix("HTTP/").map(str::as_bytes),
+        Some(&[major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit()
+    )
 }
 
 /// The path and query of a request target: an absolute-form one (`http://host:port/metrics`,

@@ -99,6 +99,23 @@ fn settings_that_never_work_are_refused() {
     }
 }
 
+/// `herd logs -n` says in one line what is wrong with its value and what to give instead,
+/// without calling 0 positive.
+#[test]
+fn a_wrong_number_of_log_lines_says_what_to_give() {
+    for (value, needle) in [
+        ("-1", "the number of lines must be 0 or more"),
+        ("x", "the number of lines is a whole number, 0 or more"),
+        ("4294967296", "the number of lines is at most 4294967295"),
+    ] {
+        for option in ["-n", "--lines"] {
+            let stderr = assert_fails(&["logs", option, value], USAGE, needle);
+            assert!(!stderr.contains("positive"), "{stderr}");
+            assert!(stderr.contains("leave -n out"), "{stderr}");
+        }
+    }
+}
+
 #[test]
 fn negative_numbers_are_called_negative() {
     for (args, needle) in [

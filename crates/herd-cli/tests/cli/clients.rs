@@ -340,6 +340,46 @@ fn a_result_of_another_json_type_fails_every_client_in_one_line() {
     }
 }
 
+/// `herd logs --worker N` asks herd for its status only to say that the slot is not in the
+/// pool: not with `-n 0`, which asks for no line, nor for a follower whose stdout's reader is
+/// gone (`herd logs -f --worker N | head -0`), which ends without printing anything. Without
+/// `-n 0`, a slot with no line is looked up.
+#[test]
+fn herd_logs_asks_for_no_status_it_does_not_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sock");
+    let asked = dir.path().join("asked");
+    let _fake = FakeHerd::start_recording(&path, &asked);
+    let logs = |args: &[&str], reader_gone: bool| {
+        let mut command = std::process::Command::new(HERD);
+        command
+            .env("HERD_CONTROL", &path)
+            .arg("logs")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if reader_gone {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            command.stdout(writer);
+        } else {
+            command.stdout(std::process::Stdio::piped());
+        }
+        let out = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let commands = std::fs::read_to_string(&asked).unwrap_or_default();
+        let _ = std::fs::remove_file(&asked);
+        (out.status.code(), commands, stderr)
+    };
+    let (code, commands, stderr) = logs(&["--worker", "3", "-n", "0"], false);
+    assert_eq!((code, commands.as_str()), (Some(0), "logs\n"), "{stderr}");
+    let (code, commands, stderr) = logs(&["--worker", "3", "-f"], true);
+    assert_eq!((code, commands.as_str()), (Some(0), "logs\n"), "{stderr}");
+    // A slot with no line, lines asked for: herd's status says whether it is in the pool.
+    let (_, commands, stderr) = logs(&["--worker", "3"], false);
+    assert_eq!(commands, "logs\nstatus\n", "{stderr}");
+}
+
 /// An answer that names `ok` twice is refused in the client's words for any member named
 /// twice (it said serde's "duplicate field `ok`").
 #[test]

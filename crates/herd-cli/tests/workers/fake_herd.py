@@ -27,6 +27,10 @@
         reader taking a struct from an array member by member would read as that command's
         result (`scale`: [previous, workers], `status`: every member a status must have...);
         to `logs`, one line to follow (an object), then that line as such an array.
+    fake_herd.py --no-lines PATH FILE
+        A herd whose workers wrote nothing: answers `logs` with no line (a follower's
+        connection is held open until it leaves), refuses anything else `busy`, and appends
+        the name of each command it is sent to FILE, one a line.
 """
 
 import json
@@ -34,6 +38,7 @@ import os
 import selectors
 import socket
 import sys
+import threading
 
 OK = b'{"version":1,"ok":true,"result":{"generation":2,"signalled":9,"stopped":true}}\n'
 
@@ -170,6 +175,32 @@ def arrays(path):
         conn.close()
 
 
+def no_lines(path, file):
+    def serve(conn):
+        with conn:
+            try:
+                request = json.loads(conn.makefile("rb").readline())
+                command = request.get("command")
+                with open(file, "a") as f:
+                    f.write(f"{command}\n")
+                if command == "logs":
+                    conn.sendall(b'{"version":1,"ok":true,"result":{"lines":0}}\n')
+                    if request.get("follow"):
+                        conn.recv(1)  # until the follower leaves
+                else:
+                    error = {"code": "busy", "message": "busy"}
+                    conn.sendall(json.dumps({"version": 1, "ok": False, "error": error})
+                                 .encode() + b"\n")
+            except (OSError, ValueError):
+                pass
+
+    listener = listen(path)
+    print("ready", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
 def main():
     mode = sys.argv[1] if len(sys.argv) > 1 else ""
     if mode == "--silent-stop":
@@ -184,6 +215,8 @@ def main():
         answer(sys.argv[2], b'{"version":1,"ok":false,"ok":true,"result":{"stopped":true}}\n')
     elif mode == "--arrays":
         arrays(sys.argv[2])
+    elif mode == "--no-lines":
+        no_lines(sys.argv[2], sys.argv[3])
     elif mode == "--hostile-code":
         refuse(sys.argv[2], {"code": "busy\n\x1b[2J", "message": ""})
     else:

@@ -22,6 +22,25 @@ fn a_pool_is_degraded_when_fewer_workers_are_ready_than_wanted() {
     assert_eq!(degraded(&status(2, 3)), None);
 }
 
+/// A herd stopping gracefully, its workers finishing their requests, is stopping, not
+/// degraded (it said `degraded: 0 of 2 workers ready`); still exit 3, as a herd to send no
+/// work to.
+#[test]
+fn a_stopping_herd_is_said_to_be_stopping() {
+    let mut stopping = status(2, 0);
+    stopping.stopping = true;
+    assert_eq!(
+        degraded(&stopping).as_deref(),
+        Some("stopping: 0 of 2 workers ready")
+    );
+    let mut at_first = status(2, 2);
+    at_first.stopping = true;
+    assert_eq!(
+        degraded(&at_first).as_deref(),
+        Some("stopping: 2 of 2 workers ready")
+    );
+}
+
 #[test]
 fn a_slot_with_no_ready_worker_is_not_hidden_by_one_with_two() {
     let worker = |slot: usize, pid: u32, state: &str| {

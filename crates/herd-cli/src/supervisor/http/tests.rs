@@ -20,9 +20,34 @@ fn requests_are_routed_by_method_and_path_without_the_query() {
         r("GET /nope?metrics HTTP/1.1"),
         Route::NotFound(Endpoint::Metrics)
     );
-    assert_eq!(r(""), Route::NotFound(Endpoint::Metrics));
     assert_eq!(r("GET /healthz HTTP/1.1"), Route::Live);
     assert_eq!(r("GET /readyz?verbose HTTP/1.1"), Route::Ready);
+}
+
+/// What is not an HTTP request line is answered 400, on either endpoint; a well-formed
+/// request for a path not served here is still 404.
+#[test]
+fn a_request_that_is_not_http_is_a_bad_request() {
+    for endpoint in [Endpoint::Metrics, Endpoint::Health] {
+        let r = |line: &str| route(&format!("{line}\r\n\r\n"), endpoint).0;
+        for garbage in [
+            "",
+            "hello",
+            "GET",
+            "GET /healthz",
+            "GET /healthz HTTP/1.1 extra",
+            "GET /healthz HTTX/1.1",
+            "GET /healthz HTTP/11",
+            "G(T /healthz HTTP/1.1",
+            "\u{1}\u{2}\u{3} / HTTP/1.1",
+            "SSH-2.0-OpenSSH_9.6",
+        ] {
+            assert_eq!(r(garbage), Route::BadRequest, "{garbage:?}");
+        }
+        assert_eq!(r("GET /nope HTTP/1.1"), Route::NotFound(endpoint));
+        assert_eq!(r("BREW /nope HTTP/1.0"), Route::NotFound(endpoint));
+        assert_eq!(r("GET /healthz HTTP/1.0"), Route::Live);
+    }
 }
 
 #[test]
@@ -103,9 +128,14 @@ async fn a_scrape_over_loopback_gets_the_supervisors_rendering() {
             get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".into()).await,
             get(addr, "GET /nope HTTP/1.1\r\n\r\n".into()).await,
             get(addr, "HEAD /metrics HTTP/1.1\r\n\r\n".into()).await,
+            get(addr, "hello herd\r\n\r\n".into()).await,
         )
     });
-    let (scraped, missing, head) = answer.await.expect("answers in time");
+    let (scraped, missing, head, garbage) = answer.await.expect("answers in time");
+    assert!(
+        garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{garbage}"
+    );
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(
         head.ends_with("Content-Length: 16\r\nConnection: close\r\n\r\n"),

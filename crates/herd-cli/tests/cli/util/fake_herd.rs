@@ -33,6 +33,17 @@ impl FakeHerd {
         FakeHerd::spawn(command)
     }
 
+    /// Starts it in `--no-lines` at `path`, appending the name of each command it is sent
+    /// to `file`.
+    pub fn start_recording(path: &Path, file: &Path) -> FakeHerd {
+        let mut command = Command::new("python3");
+        command
+            .arg(worker("fake_herd.py"))
+            .arg("--no-lines")
+            .args([path, file]);
+        FakeHerd::spawn(command)
+    }
+
     /// Starts it as user `uid` (a plain server) at each of `paths`, once it listens.
     pub fn start_as(uid: u32, paths: &[&Path]) -> FakeHerd {
         use std::os::unix::process::CommandExt;
