@@ -87,6 +87,14 @@ fn a_reload_names_what_the_file_changed_that_the_command_line_gives() {
     write(&format!("{base}watchdog = \"9s\"\n"));
     let reread = reloader.reread().unwrap();
     assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
+    // The same values written otherwise are no change: nothing the command line keeps.
+    write(&format!(
+        "{}watchdog = \"9s\"\n",
+        base.replace("\"3s\"", "\"3000ms\"")
+            .replace("workers = 2", "workers = \"2\"")
+    ));
+    let reread = reloader.reread().unwrap();
+    assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
     write(
         &base
             .replace("workers = 2", "workers = 3")
