@@ -153,6 +153,32 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
     std::fs::write(&config, b"workers = 1\n# caf\xe9\n").unwrap();
     let expected = format!("{config}: cannot read the config file: it is not UTF-8 text: save it");
     assert_fails(&["check", "--config", &config], USAGE, &expected);
+    // A variable given twice in the file's env list was taken, the later value winning, and so
+    // was one given twice in --env.
+    std::fs::write(
+        &config,
+        "bind = [\"127.0.0.1:0\"]\ncommand = [\"sleep\", \"1\"]\nenv = [\"A=1\", \"A=2\"]\n",
+    )
+    .unwrap();
+    let expected =
+        format!("{config}:3: env: the workers' variable A is given twice: keep one of the two");
+    assert_fails(&["check", "--config", &config], USAGE, &expected);
+    assert_fails(&["run", "--config", &config], USAGE, &expected);
+    assert_fails(
+        &[
+            "run",
+            "-b",
+            "127.0.0.1:0",
+            "--env",
+            "B=1",
+            "--env",
+            "B=2",
+            "--",
+            "true",
+        ],
+        USAGE,
+        "herd: error: --env: the workers' variable B is given twice: keep one of the two values",
+    );
     assert_fails(
         &["check", "--config", "/nonexistent/herd.toml"],
         USAGE,

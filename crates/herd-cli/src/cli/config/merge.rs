@@ -65,6 +65,9 @@ pub fn apply(parsed: Merged, argv: &[OsString]) -> Result<Merged, String> {
 /// [`apply`], with `text` as the file's contents if given (what a re-exec's workers run)
 /// rather than what the file holds now.
 pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Result<Merged, String> {
+    if let Command::Run(args) = &parsed.cli.command {
+        env_once(&args.env)?;
+    }
     let path = match &parsed.cli.command {
         Command::Run(args) => match &args.config {
             Some(path) => path.clone(),
@@ -103,6 +106,19 @@ pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Resu
         text: Some(text),
         overridden,
     })
+}
+
+/// Refuses a variable the command line's `--env` gives twice, as the file's `env` list does
+/// (between the two, the command line's wins).
+fn env_once(env: &[(OsString, OsString)]) -> Result<(), String> {
+    let mut names = std::collections::HashSet::new();
+    match env.iter().find(|(name, _)| !names.insert(name)) {
+        Some((name, _)) => Err(format!(
+            "--env: {}",
+            super::given_twice(&name.to_string_lossy())
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The keys of `file` that the command line gives (`given`, by argument id), with the file's

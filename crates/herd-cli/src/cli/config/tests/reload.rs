@@ -55,6 +55,14 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
         refused.contains("; log-level changed, which herd's own log"),
         "{refused}"
     );
+    write(&format!("{base}env = [\"A=1\", \"A=2\"]\n"));
+    let twice = reloader.reread().unwrap_err();
+    assert!(
+        twice.ends_with(
+            ":4: env: the workers' variable A is given twice: keep one of the two values"
+        ),
+        "{twice}"
+    );
     write("workers = 0\n");
     let invalid = reloader.reread().unwrap_err();
     assert!(
