@@ -179,10 +179,21 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
         USAGE,
         "herd: error: --env: the workers' variable B is given twice: keep one of the two values",
     );
+    // It ended with the OS's words: "No such file or directory (os error 2)".
+    for command in ["check", "run"] {
+        assert_fails(
+            &[command, "--config", "/nonexistent/herd.toml"],
+            USAGE,
+            "herd: error: /nonexistent/herd.toml: cannot read the config file: no such file: \
+             create it or give --config the right path",
+        );
+    }
+    // And a path through a file, not a directory: "Not a directory (os error 20)".
+    let through = format!("{config}/herd.toml");
     assert_fails(
-        &["check", "--config", "/nonexistent/herd.toml"],
+        &["run", "--config", &through],
         USAGE,
-        "/nonexistent/herd.toml: cannot read the config file",
+        &format!("{through}: cannot read the config file: no such file: create it"),
     );
 }
 
