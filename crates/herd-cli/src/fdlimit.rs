@@ -70,7 +70,7 @@ pub fn most_workers(
     if per_worker.sockets + per_worker.pipes == 0 {
         return None;
     }
-    let usable = limit.saturating_sub(limit / 4 + 64);
+    let usable = usable(limit);
     let fits = |workers: usize| per_worker.files(workers, surge(workers).min(workers)) <= usable;
     // Every worker costs at least one file: the largest that fits, by bisection.
     let (mut low, mut high) = (0, usize::try_from(usable).unwrap_or(usize::MAX));
@@ -85,6 +85,27 @@ pub fn most_workers(
     Some(low)
 }
 
+/// What of the open-file limit `limit` workers may take: a quarter of it and 64 more stay for
+/// what else herd holds (see [`most_workers`]).
+fn usable(limit: u64) -> u64 {
+    limit.saturating_sub(limit / 4 + 64)
+}
+
+/// The lowest open-file limit under which `workers` fit, each costing `files` with its
+/// successors: the inverse of [`usable`].
+fn limit_for(files: u64) -> u64 {
+    let (mut low, mut high) = (0u64, u64::MAX / 2);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if usable(mid) >= files {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
+    }
+    low
+}
+
 /// Why `workers` cannot run when each costs herd `per_worker` and an upgrade runs `surge`
 /// successors beside them, under the open-file limit `limit`, if they cannot: one line that
 /// says what costs the files and how to fix it.
@@ -94,6 +115,7 @@ pub fn too_many_for_fds(
     surge: impl Fn(usize) -> usize,
     limit: u64,
 ) -> Option<String> {
+    let needed = limit_for(per_worker.files(workers, surge(workers).min(workers)));
     let most = most_workers(per_worker, surge, limit)?;
     let PerWorker { sockets, pipes } = per_worker;
     let pipes_text = format!(
@@ -118,8 +140,9 @@ pub fn too_many_for_fds(
     (workers > most).then(|| {
         format!(
             "{asked} not fit herd's open-file limit of {limit}: for each worker, \
-             herd holds {costs}: at most {most}; raise the limit (ulimit -Hn, LimitNOFILE=) and \
-             start herd again, or use {instead}"
+             herd holds {costs}, and it keeps a quarter of the limit and 64 files more for \
+             itself: at most {most}; raise the limit to at least {needed} (ulimit -Hn, \
+             LimitNOFILE=) and start herd again, or use {instead}"
         )
     })
 }
@@ -165,6 +188,7 @@ mod tests {
     #[test]
     fn workers_whose_output_herd_reads_cost_two_pipes_each_and_their_successors_two_more() {
         let output = |sockets| PerWorker::new(sockets, true);
+        let sockets_only = |sockets| PerWorker::new(sockets, false);
         let (none, all, one) = (|_| 0, |workers| workers, |_| 1);
         assert_eq!(most_workers(output(0), none, 1024), Some(352));
         assert_eq!(most_workers(output(0), all, 1024), Some(176));
@@ -184,6 +208,14 @@ mod tests {
             why.starts_with("1 worker does not fit") && why.contains("at most 0;"),
             "{why}"
         );
+        // It said "at most 0" and no more: what limit would do.
+        assert!(why.contains("raise the limit to at least 90 "), "{why}");
+        assert_eq!(most_workers(output(0), all, 90), Some(1));
+        assert_eq!(most_workers(output(0), all, 89), Some(0));
+        let why = too_many_for_fds(4096, sockets_only(2), all, 1024).unwrap();
+        assert!(why.contains("raise the limit to at least 11007 "), "{why}");
+        assert_eq!(most_workers(sockets_only(2), all, 11007), Some(4096));
+        assert_eq!(most_workers(sockets_only(2), all, 11006), Some(4095));
         let why = too_many_for_fds(1000, output(1), none, 1024).unwrap();
         assert!(why.contains("(--balance reuseport) and 2 pipes"), "{why}");
         assert!(why.contains("at most 234;"), "{why}");

@@ -81,6 +81,50 @@ pub fn size_of(fd: BorrowedFd<'_>) -> io::Result<Option<u64>> {
     }
 }
 
+/// The seal that keeps a shared, writable mapping of `fd` from being made, if it has one
+/// (`fcntl(F_GET_SEALS)`): `Some("F_SEAL_WRITE")` or `Some("F_SEAL_FUTURE_WRITE")`, whatever
+/// the mode it was opened with; `None` for a memfd without, or a file that takes no seals.
+/// Only Linux seals; elsewhere always `None`.
+pub fn write_seal(fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>> {
+    imp::write_seal(fd)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod imp {
+    use std::io;
+    use std::os::unix::io::{AsRawFd, BorrowedFd};
+
+    pub fn write_seal(fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>> {
+        // SAFETY: fcntl(F_GET_SEALS) on a borrowed, open fd, with no argument.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        if seals < 0 {
+            let error = io::Error::last_os_error();
+            // EINVAL: not a file that takes seals (a tmpfs file, a shm_open object).
+            return match error.raw_os_error() {
+                Some(libc::EINVAL) => Ok(None),
+                _ => Err(error),
+            };
+        }
+        Ok(if seals & libc::F_SEAL_WRITE != 0 {
+            Some("F_SEAL_WRITE")
+        } else if seals & libc::F_SEAL_FUTURE_WRITE != 0 {
+            Some("F_SEAL_FUTURE_WRITE")
+        } else {
+            None
+        })
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use std::io;
+    use std::os::unix::io::BorrowedFd;
+
+    pub fn write_seal(_fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>> {
+        Ok(None)
+    }
+}
+
 /// A shared, read-write mapping of a whole memory object, seen as a [`Region`]; unmapped on
 /// drop.
 #[derive(Debug)]
@@ -156,5 +200,35 @@ mod tests {
             unsafe { libc::ftruncate(fd.as_raw_fd(), 0) } < 0,
             "sealed against shrinking"
         );
+        assert_eq!(
+            write_seal(fd.as_fd()).unwrap(),
+            None,
+            "herd's own seals allow writing"
+        );
+    }
+
+    /// A memfd sealed against writing passed herd's check (it is open read-write) and failed
+    /// at each worker's mapping (EPERM).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_seal_against_writing_is_named() {
+        for (seal, name) in [
+            (libc::F_SEAL_WRITE, "F_SEAL_WRITE"),
+            (libc::F_SEAL_FUTURE_WRITE, "F_SEAL_FUTURE_WRITE"),
+        ] {
+            let fd = open_anonymous("herd-test-sealed").unwrap();
+            // SAFETY: ftruncate and fcntl(F_ADD_SEALS) on a memfd we own, with integers.
+            unsafe {
+                assert_eq!(libc::ftruncate(fd.as_raw_fd(), 4096), 0);
+                assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seal), 0);
+            }
+            assert_eq!(write_seal(fd.as_fd()).unwrap(), Some(name));
+            assert!(
+                Mapping::new(fd.as_fd()).is_err(),
+                "{name}: cannot be mapped"
+            );
+        }
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert_eq!(write_seal(file.as_fd()).unwrap(), None, "takes no seals");
     }
 }

@@ -342,10 +342,21 @@ fn env_args(value: &DeValue, arg: &Arg) -> Result<Vec<OsString>, (Option<usize>,
     let table = match value {
         DeValue::Table(table) => table,
         DeValue::Array(items) => {
+            let mut names = std::collections::HashSet::new();
             return items
                 .iter()
-                .map(|v| one_arg(ENV_KEY, v.get_ref(), arg).map_err(|e| (Some(v.span().start), e)))
-                .collect()
+                .map(|v| {
+                    let at = |message: String| (Some(v.span().start), message);
+                    let pair = one_arg(ENV_KEY, v.get_ref(), arg).map_err(at)?;
+                    let name = (v.get_ref().as_str())
+                        .and_then(|s| s.split_once('='))
+                        .map_or("", |(name, _)| name);
+                    if !names.insert(name.to_string()) {
+                        return Err(at(given_twice(name)));
+                    }
+                    Ok(pair)
+                })
+                .collect();
         }
         other => {
             return Err((
@@ -379,6 +390,16 @@ fn env_args(value: &DeValue, arg: &Arg) -> Result<Vec<OsString>, (Option<usize>,
             Ok(format!("--{ENV_KEY}={pair}").into())
         })
         .collect()
+}
+
+/// Why a variable `name` given twice in one place (the file's `env`, or the command line's
+/// `--env`) is refused: which of the two values the workers would get is not what its reader
+/// sees at a glance.
+fn given_twice(name: &str) -> String {
+    format!(
+        "the workers' variable {} is given twice: keep one of the two values",
+        shown(name)
+    )
 }
 
 /// `command = ["python3", "app.py"]`: the program and its arguments.

@@ -277,7 +277,14 @@ pub fn describe(fd: &OwnedFd) -> anyhow::Result<(SocketKind, String)> {
                     "an fd passed to herd as shared memory is open {how}: workers map --shm for \
                      reading and writing; pass it open read-write (O_RDWR)"
                 ),
-                None => Ok((SocketKind::Shm, format!("shm:{size}"))),
+                None => match herd_sys::shm::write_seal(fd.as_fd())? {
+                    Some(seal) => bail!(
+                        "an fd passed to herd as shared memory is sealed with {seal}: workers \
+                         map --shm shared for writing, which the seal forbids; pass a memfd \
+                         without write seals"
+                    ),
+                    None => Ok((SocketKind::Shm, format!("shm:{size}"))),
+                },
             },
             None => bail!("an fd passed to herd is neither a socket nor shared memory"),
         };

@@ -171,10 +171,31 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
     std::fs::write(&config, b"workers = 1\n# caf\xe9\n").unwrap();
     let expected = format!("{config}: cannot read the config file: it is not UTF-8 text: save it");
     assert_fails(&["check", "--config", &config], USAGE, &expected);
+    // A variable given twice in the file's env list was taken, the later value winning.
+    std::fs::write(
+        &config,
+        "bind = [\"127.0.0.1:0\"]\ncommand = [\"sleep\", \"1\"]\nenv = [\"A=1\", \"A=2\"]\n",
+    )
+    .unwrap();
+    let expected =
+        format!("{config}:3: env: the workers' variable A is given twice: keep one of the two");
+    assert_fails(&["check", "--config", &config], USAGE, &expected);
+    assert_fails(&["run", "--config", &config], USAGE, &expected);
+    // It ended with the OS's words: "No such file or directory (os error 2)".
+    for command in ["check", "run"] {
+        assert_fails(
+            &[command, "--config", "/nonexistent/herd.toml"],
+            USAGE,
+            "herd: error: /nonexistent/herd.toml: cannot read the config file: no such file: \
+             create it or give --config the right path",
+        );
+    }
+    // And a path through a file, not a directory: "Not a directory (os error 20)".
+    let through = format!("{config}/herd.toml");
     assert_fails(
-        &["check", "--config", "/nonexistent/herd.toml"],
+        &["run", "--config", &through],
         USAGE,
-        "/nonexistent/herd.toml: cannot read the config file",
+        &format!("{through}: cannot read the config file: no such file: create it"),
     );
 }
 

@@ -115,9 +115,40 @@ fn a_stored_fd_herd_cannot_serve_is_replaced_not_fatal() {
     for (name, unservable, why) in [
         ("web", OwnedFd::from(connected), "cannot be served"),
         ("counter", OwnedFd::from(read_only), "open read-only"),
+        // Open read-write, it passed, and each worker's mapping failed (EPERM).
+        (
+            "counter",
+            sealed(libc::F_SEAL_WRITE),
+            "sealed with F_SEAL_WRITE",
+        ),
+        (
+            "counter",
+            sealed(libc::F_SEAL_FUTURE_WRITE),
+            "sealed with F_SEAL_FUTURE_WRITE",
+        ),
     ] {
         replaces_what_cannot_be_served(name, unservable, why);
     }
+}
+
+/// A 4096-byte memfd, open read-write, with `seal` added.
+fn sealed(seal: libc::c_int) -> OwnedFd {
+    use std::os::unix::io::{AsRawFd, FromRawFd};
+    // SAFETY: memfd_create reads a NUL-terminated name and returns a fresh fd, owned here.
+    let fd = unsafe {
+        let raw = libc::memfd_create(
+            c"sealed".as_ptr(),
+            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+        );
+        assert!(raw >= 0, "{}", std::io::Error::last_os_error());
+        OwnedFd::from_raw_fd(raw)
+    };
+    // SAFETY: ftruncate and fcntl(F_ADD_SEALS) on the memfd we own, with integers.
+    unsafe {
+        assert_eq!(libc::ftruncate(fd.as_raw_fd(), 4096), 0);
+        assert_eq!(libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seal), 0);
+    }
+    fd
 }
 
 /// Restarts herd from a store whose `name` is `unservable` (and the other of `web` and

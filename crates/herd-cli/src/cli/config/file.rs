@@ -11,7 +11,7 @@ pub const MAX_BYTES: u64 = 16 << 20;
 /// The contents of the regular file at `path`, or why it cannot be a config file.
 pub fn read(path: &Path) -> Result<String, String> {
     let fail = |why: String| format!("{}: cannot read the config file: {why}", path.display());
-    let file = imp::open(path).map_err(|e| fail(e.to_string()))?;
+    let file = imp::open(path).map_err(|e| fail(cannot_open(&e)))?;
     let metadata = file.metadata().map_err(|e| fail(e.to_string()))?;
     if metadata.is_dir() {
         return Err(fail(
@@ -35,6 +35,22 @@ pub fn read(path: &Path) -> Result<String, String> {
         return Err(fail(format!("it is larger than {} MiB", MAX_BYTES >> 20)));
     }
     Ok(text)
+}
+
+/// Why a config file cannot be opened (`error`), and what to do: the OS's words only for
+/// what herd has no advice for.
+fn cannot_open(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound | ErrorKind::NotADirectory => {
+            "no such file: create it or give --config the right path".to_string()
+        }
+        ErrorKind::PermissionDenied => "permission denied: make it readable by the user herd \
+                                        runs as (and its directories searchable), or give \
+                                        --config a file that is"
+            .to_string(),
+        _ => error.to_string(),
+    }
 }
 
 #[cfg(unix)]
@@ -89,6 +105,25 @@ mod tests {
         std::fs::write(&big, vec![b'#'; (MAX_BYTES + 1) as usize]).unwrap();
         let error = read(&big).unwrap_err();
         assert!(error.contains("larger than 16 MiB"), "{error}");
+        // The OS's words ("No such file or directory (os error 2)") said neither what to do
+        // nor, for a permission, whose.
+        let missing = dir.path().join("missing.toml");
+        let error = read(&missing).unwrap_err();
+        assert_eq!(
+            error,
+            format!(
+                "{}: cannot read the config file: no such file: create it or give --config \
+                 the right path",
+                missing.display()
+            )
+        );
+        let error = read(&big.join("herd.toml")).unwrap_err();
+        assert!(error.ends_with(": no such file: create it or give --config the right path"));
+        let denied = cannot_open(&std::io::Error::from_raw_os_error(libc::EACCES));
+        assert!(
+            denied.starts_with("permission denied: make it readable by the user herd runs as"),
+            "{denied}"
+        );
         let fine = dir.path().join("fine.toml");
         std::fs::write(&fine, "workers = 2\n").unwrap();
         assert_eq!(read(&fine).unwrap(), "workers = 2\n");

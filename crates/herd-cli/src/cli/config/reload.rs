@@ -4,6 +4,8 @@
 
 use std::ffi::OsString;
 
+use clap::{CommandFactory, FromArgMatches};
+
 use super::merge::{parse_with, Merged};
 use super::ConfigFile;
 use crate::cli::{Cli, Command, RunArgs, Workers};
@@ -173,7 +175,7 @@ impl Reloader {
         let before = ConfigFile::parse("", &self.text).ok();
         let was = |key: &str| before.as_ref()?.get(key).map(|e| &e.args);
         (overridden.iter())
-            .filter(|(key, args)| was(key) != Some(args))
+            .filter(|(key, args)| !was(key).is_some_and(|was| same_value(key, was, args)))
             .map(|(key, _)| key.clone())
             .collect()
     }
@@ -186,6 +188,27 @@ impl Reloader {
             self.text = text;
         }
     }
+}
+
+/// Whether the file's arguments `a` and `b` for `key` say the same: what the option's parser
+/// makes of them, not their text (`grace = "3s"` and `grace = "3000ms"` are one value). The
+/// words of `command` are compared as they are; arguments that do not parse alone, as text.
+fn same_value(key: &str, a: &[OsString], b: &[OsString]) -> bool {
+    if a == b {
+        return true;
+    }
+    if key == super::COMMAND_KEY {
+        return false;
+    }
+    // `herd run --config FILE` with this key's arguments alone: the file, never read here,
+    // stands for what else `herd run` requires.
+    let parsed = |args: &[OsString]| {
+        let argv = ["herd", "run", "--config", "herd.toml"].map(OsString::from);
+        let argv = argv.into_iter().chain(args.iter().cloned());
+        let matches = Cli::command().try_get_matches_from(argv).ok()?;
+        Some(format!("{:?}", Cli::from_arg_matches(&matches).ok()?))
+    };
+    parsed(a).is_some_and(|a| Some(a) == parsed(b))
 }
 
 /// The command line and its file (`text`, if given), parsed and checked for what the

@@ -152,6 +152,10 @@ fn errors_name_the_file_the_line_and_the_key() {
             "herd.toml:3: \"A\" is given twice",
         ),
         (
+            "env = [\"A=1\", \"B=2\",\n  \"A=3\"]",
+            "herd.toml:2: env: the workers' variable A is given twice: keep one of the two values",
+        ),
+        (
             "command = [1]",
             "herd.toml:1: command: a integer is not a word",
         ),
@@ -207,7 +211,7 @@ fn the_command_line_overrides_the_file() {
     let binds: Vec<&str> = run.binds.iter().map(|b| b.text.as_str()).collect();
     assert_eq!(binds, ["c=127.0.0.1:0"]);
     assert_eq!(run.command, os(&["from-line", "arg"]));
-    // --env adds to [env]; the last value of a variable wins, as on the command line.
+    // --env adds to [env]; the command line's value of a variable both give wins.
     let env: Vec<(String, String)> = run
         .env
         .iter()
@@ -220,6 +224,25 @@ fn the_command_line_overrides_the_file() {
         .collect();
     assert_eq!(env, expected);
     assert!(run.config.unwrap().is_absolute());
+}
+
+/// A variable the file's `env` list gives twice is refused in one line (it was taken silently,
+/// the later value winning); on the command line the last `--env` wins, as with `env` or
+/// `docker run -e`, and over the file's.
+#[test]
+fn a_variable_the_file_gives_twice_is_refused() {
+    let file = "bind = [\":0\"]\ncommand = [\"app\"]\nenv = [\"A=1\", \"A=2\"]\n";
+    let refused = run_with(file, &["run", "--config", "{}"]).unwrap_err();
+    assert!(
+        refused.ends_with(
+            ":3: env: the workers' variable A is given twice: keep one of the two values"
+        ),
+        "{refused}"
+    );
+    let file = "bind = [\":0\"]\ncommand = [\"app\"]\nenv = [\"A=1\"]\n";
+    let argv = ["run", "--config", "{}", "--env", "A=2", "--env", "A=3"];
+    let run = run_with(file, &argv).unwrap();
+    assert_eq!(run.env.last(), Some(&("A".into(), "3".into())));
 }
 
 #[test]

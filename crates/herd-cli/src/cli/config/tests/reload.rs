@@ -55,6 +55,14 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
         refused.contains("; log-level changed, which herd's own log"),
         "{refused}"
     );
+    write(&format!("{base}env = [\"A=1\", \"A=2\"]\n"));
+    let twice = reloader.reread().unwrap_err();
+    assert!(
+        twice.ends_with(
+            ":4: env: the workers' variable A is given twice: keep one of the two values"
+        ),
+        "{twice}"
+    );
     write("workers = 0\n");
     let invalid = reloader.reread().unwrap_err();
     assert!(
@@ -85,6 +93,14 @@ fn a_reload_names_what_the_file_changed_that_the_command_line_gives() {
     let mut reloader = Reloader::new(argv, None).unwrap();
     let write = |text: &str| std::fs::write(&file.0, text).unwrap();
     write(&format!("{base}watchdog = \"9s\"\n"));
+    let reread = reloader.reread().unwrap();
+    assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
+    // The same values written otherwise are no change: nothing the command line keeps.
+    write(&format!(
+        "{}watchdog = \"9s\"\n",
+        base.replace("\"3s\"", "\"3000ms\"")
+            .replace("workers = 2", "workers = \"2\"")
+    ));
     let reread = reloader.reread().unwrap();
     assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
     write(
