@@ -17,6 +17,7 @@ use toml::Spanned;
 
 use super::Cli;
 
+mod env;
 mod file;
 mod merge;
 mod reload;
@@ -139,7 +140,7 @@ fn entry_args(
 ) -> Result<Vec<OsString>, (Option<usize>, String)> {
     if key == ENV_KEY {
         if let Some(arg) = options.iter().find(|a| a.get_long() == Some(key)) {
-            return env_args(value.get_ref(), arg);
+            return env::env_args(value.get_ref(), arg);
         }
     }
     value_args(key, value, options).map_err(|message| (None, message))
@@ -275,131 +276,6 @@ fn no_nul(value: &Spanned<DeValue>) -> Result<(), (Option<usize>, String)> {
         }),
         _ => Ok(()),
     }
-}
-
-/// The most bytes a program's arguments and environment may take here whatever its stack
-/// limit: herd-sys's `exec_limits` at the largest stack (Linux: 6 MiB, three quarters of
-/// `_STK_LIM`; elsewhere `ARG_MAX`). Windows bounds no total; 6 MiB there as well.
-fn exec_bytes_max() -> usize {
-    #[cfg(unix)]
-    let most = herd_sys::spawn::exec_limits(Some(u64::MAX)).total;
-    #[cfg(not(unix))]
-    let most = 6 << 20;
-    most
-}
-
-/// Why an `[env]` (`value`) could never reach a worker, if it holds more than
-/// [`exec_bytes_max`] (its strings, counted as `execve` counts them: each `NAME=value` with its
-/// NUL and a pointer), checked before each variable is: a file of millions of them (16 MiB, the
-/// most herd reads) held herd's loop for seconds during `herd upgrade --reload-config` before
-/// `execve`'s limit refused it. One within it is checked exactly later, as the command line's.
-fn env_too_large(value: &DeValue) -> Option<String> {
-    let size = |v: &DeValue| match v {
-        DeValue::String(s) => s.len(),
-        _ => 32, // a number or a boolean, written out; other types are refused later
-    };
-    // Each as NAME=value (its bytes) and where it is in the file.
-    let strings: Vec<(String, usize, usize)> = match value {
-        DeValue::Table(table) => (table.iter())
-            .map(|(k, v)| {
-                let bytes = k.get_ref().len() + 1 + size(v.get_ref());
-                (k.get_ref().to_string(), bytes, k.span().start)
-            })
-            .collect(),
-        DeValue::Array(items) => (items.iter())
-            .map(|v| {
-                let name = v.get_ref().as_str().and_then(|s| s.split_once('='));
-                let name = name.map_or("", |(name, _)| name).to_string();
-                (name, size(v.get_ref()), v.span().start)
-            })
-            .collect(),
-        _ => return None,
-    };
-    let pointer = std::mem::size_of::<usize>();
-    let bytes: usize = strings.iter().map(|(_, b, _)| b + 1 + pointer).sum();
-    let most = exec_bytes_max();
-    if bytes <= most {
-        return None;
-    }
-    let (name, largest, _) =
-        (strings.iter()).max_by_key(|(_, b, at)| (*b, std::cmp::Reverse(*at)))?;
-    Some(format!(
-        "its {} variables take {bytes} bytes (each NAME=value with its NUL and a pointer), over \
-         the most any system allows for a program's arguments and environment (ARG_MAX at its \
-         largest, {most} bytes here); the largest: the workers' variable \
-         {}=... (from env) is {largest} bytes: pass large values in a file instead",
-        strings.len(),
-        shown(name)
-    ))
-}
-
-/// `[env]`: `KEY = "VALUE"` pairs (or an array of `"KEY=VALUE"`), as `--env=KEY=VALUE`; or
-/// why not, and where.
-fn env_args(value: &DeValue, arg: &Arg) -> Result<Vec<OsString>, (Option<usize>, String)> {
-    if let Some(why) = env_too_large(value) {
-        return Err((None, why));
-    }
-    let table = match value {
-        DeValue::Table(table) => table,
-        DeValue::Array(items) => {
-            let mut names = std::collections::HashSet::new();
-            return items
-                .iter()
-                .map(|v| {
-                    let at = |message: String| (Some(v.span().start), message);
-                    let pair = one_arg(ENV_KEY, v.get_ref(), arg).map_err(at)?;
-                    let name = (v.get_ref().as_str())
-                        .and_then(|s| s.split_once('='))
-                        .map_or("", |(name, _)| name);
-                    if !names.insert(name.to_string()) {
-                        return Err(at(given_twice(name)));
-                    }
-                    Ok(pair)
-                })
-                .collect();
-        }
-        other => {
-            return Err((
-                None,
-                format!(
-                    "a {} is not an environment; write an [env] table of KEY = \"VALUE\"",
-                    other.type_str()
-                ),
-            ))
-        }
-    };
-    let mut pairs: Vec<_> = table.iter().collect();
-    pairs.sort_by_key(|(key, _)| key.span().start);
-    pairs
-        .into_iter()
-        .map(|(key, value)| {
-            let at = |message: String| (Some(key.span().start), message);
-            let name = key.get_ref();
-            if name.contains('=') {
-                return Err(at(format!(
-                    "'{name}' cannot be a variable's name: it has a '='"
-                )));
-            }
-            let value = scalar(ENV_KEY, value.get_ref(), false).map_err(|_| {
-                at(format!(
-                    "{name}: the value must be a string, a number or a boolean"
-                ))
-            })?;
-            let pair = format!("{name}={value}");
-            check_value(&pair, arg).map_err(at)?;
-            Ok(format!("--{ENV_KEY}={pair}").into())
-        })
-        .collect()
-}
-
-/// Why a variable `name` given twice in one place (the file's `env`, or the command line's
-/// `--env`) is refused: which of the two values the workers would get is not what its reader
-/// sees at a glance.
-fn given_twice(name: &str) -> String {
-    format!(
-        "the workers' variable {} is given twice: keep one of the two values",
-        shown(name)
-    )
 }
 
 /// `command = ["python3", "app.py"]`: the program and its arguments.

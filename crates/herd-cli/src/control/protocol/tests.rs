@@ -1,0 +1,130 @@
+use super::*;
+
+#[test]
+fn a_key_named_twice_is_refused() {
+    let twice = br#"{"version":1,"command":"status","command":"stop"}"#;
+    let refused = parse_request(twice).unwrap_err();
+    let refused = String::from_utf8(refused.to_line()).unwrap();
+    assert!(
+        refused.contains("bad_request") && refused.contains("\\\"command\\\" twice"),
+        "{refused}"
+    );
+    assert!(parse_request(br#"{"version":1,"command":"status"}"#).is_ok());
+    for twice in [
+        r#"{"version":1,"version":1,"command":"status"}"#,
+        r#"{"version":1,"version":2,"command":"status"}"#,
+        r#"{"version":1,"command":"sockets","only":["a"],"only":["b"]}"#,
+        r#"{"version":1,"command":"scale","extra":{"a":1,"a":2}}"#,
+    ] {
+        assert_eq!(code(twice), ErrorCode::BadRequest, "{twice}");
+    }
+}
+
+#[test]
+fn version_1_is_the_integer_1() {
+    for other in ["2", "0", "1.0", "1e0", "1.5", "-1", "18446744073709551616"] {
+        let line = format!(r#"{{"version":{other},"command":"status"}}"#);
+        assert_eq!(code(&line), ErrorCode::UnsupportedVersion, "{line}");
+    }
+    for not_a_number in ["\"1\"", "null", "true", "[1]", "{}"] {
+        let line = format!(r#"{{"version":{not_a_number},"command":"status"}}"#);
+        assert_eq!(code(&line), ErrorCode::BadRequest, "{line}");
+    }
+}
+
+fn code(line: &str) -> ErrorCode {
+    parse_request(line.as_bytes())
+        .unwrap_err()
+        .error
+        .unwrap()
+        .code
+}
+
+#[test]
+fn huge_durations_are_refused() {
+    for line in [
+        r#"{"version":1,"command":"stop","grace_ms":18446744073709551615}"#,
+        r#"{"version":1,"command":"upgrade","timeout_ms":18446744073709551615}"#,
+        r#"{"version":1,"command":"stop","grace_ms":31536000001}"#,
+    ] {
+        assert_eq!(code(line), ErrorCode::InvalidArgument, "{line}");
+    }
+    assert!(parse_request(br#"{"version":1,"command":"stop","grace_ms":31536000000}"#).is_ok());
+}
+
+/// `-0` is an integer in JSON: a `delta` of 0 (`herd scale` by nothing), not a float.
+#[test]
+fn a_delta_of_minus_zero_is_zero() {
+    for line in [
+        r#"{"version":1,"command":"scale","delta":-0}"#,
+        r#"{"version":1,"command":"scale", "delta" : -0 }"#,
+    ] {
+        let r = parse_request(line.as_bytes()).unwrap();
+        let scale = Command::Scale {
+            workers: None,
+            delta: Some(0),
+            min: None,
+            max: None,
+        };
+        assert_eq!(r.command, scale, "{line}");
+    }
+    for line in [
+        r#"{"version":1,"command":"scale","delta":-0.0}"#,
+        r#"{"version":1,"command":"scale","delta":-0e0}"#,
+        r#"{"version":1,"command":"scale","delta":0.0}"#,
+        r#"{"version":1,"command":"scale","delta":"-0"}"#,
+    ] {
+        assert_eq!(code(line), ErrorCode::InvalidArgument, "{line}");
+    }
+}
+
+#[test]
+fn parses_commands() {
+    let r = parse_request(br#"{"version":1,"command":"scale","delta":-2}"#).unwrap();
+    assert_eq!(
+        r.command,
+        Command::Scale {
+            workers: None,
+            delta: Some(-2),
+            min: None,
+            max: None,
+        }
+    );
+    let r = parse_request(br#"{"version":1,"command":"status"}"#).unwrap();
+    assert_eq!(r.command, Command::Status);
+    let line = serde_json::to_string(&Request {
+        version: 1,
+        command: Command::Signal {
+            signal: "HUP".into(),
+            slot: Some(2),
+        },
+    })
+    .unwrap();
+    assert_eq!(
+        line,
+        r#"{"version":1,"command":"signal","signal":"HUP","slot":2}"#
+    );
+}
+
+#[test]
+fn classifies_bad_requests() {
+    assert_eq!(code("garbage"), ErrorCode::BadRequest);
+    assert_eq!(code("[1]"), ErrorCode::BadRequest);
+    assert_eq!(code(r#"{"command":"status"}"#), ErrorCode::BadRequest);
+    assert_eq!(
+        code(r#"{"version":9,"command":"status"}"#),
+        ErrorCode::UnsupportedVersion
+    );
+    assert_eq!(
+        code(r#"{"version":1,"command":"dance"}"#),
+        ErrorCode::UnknownCommand
+    );
+    assert_eq!(
+        code(r#"{"version":1,"command":"scale","workers":"x"}"#),
+        ErrorCode::InvalidArgument
+    );
+    assert_eq!(
+        code(r#"{"version":1,"command":"status","extra":1}"#),
+        ErrorCode::InvalidArgument
+    );
+}
