@@ -310,6 +310,9 @@ pub fn bind_private(
         }
     })?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    // Before it listens: each connection takes the setting as it connects. No request carries
+    // fds, and closing one a client sent along can wait (herd_sys::fd::close_in_background).
+    herd_sys::fdpass::refuse_fds(std::os::unix::io::AsFd::as_fd(&socket));
     socket.bind(&SockAddr::unix(path)?).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::ENOENT) => "its directory does not exist: create it",
