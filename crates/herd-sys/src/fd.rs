@@ -444,3 +444,48 @@ pub fn register_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<Own
 
 #[cfg(test)]
 mod tests;
+
+/// Closes `fd`, a descriptor someone else may have prepared, without keeping this thread
+/// waiting: on a thread of its own (`herd-closer`, started at the first call), or here should
+/// no thread start. Closing the last descriptor of a file can wait: a TCP socket with
+/// `SO_LINGER` and unsent data waits until its peer reads them or the linger time (any
+/// length) has passed, and so does a Unix socket whose queue holds such a socket. A local
+/// user who could reach herd's abstract notify socket (`--user`), or its control socket
+/// opened to others (`--control-allow-uid`), stopped herd's event loop for an hour so by
+/// sending it one such socket. Only the closing thread waits then (and the fds given after,
+/// closed once it is done). Sockets are not made to close abortively (`SO_LINGER` 0)
+/// instead: one may be shared, a worker's listener sent with `FDSTORE=1`, whose connections
+/// would all end in a reset.
+pub fn close_in_background(fd: OwnedFd) {
+    closer::close_later(fd);
+}
+
+/// The thread that closes what others may have prepared.
+mod closer {
+    use std::os::unix::io::OwnedFd;
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::Mutex;
+
+    /// The closing thread's queue, once started.
+    static CLOSER: Mutex<Option<Sender<OwnedFd>>> = Mutex::new(None);
+
+    pub(super) fn close_later(fd: OwnedFd) {
+        let mut closer = match CLOSER.lock() {
+            Ok(closer) => closer,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if closer.is_none() {
+            let (tx, rx) = channel::<OwnedFd>();
+            let started = std::thread::Builder::new()
+                .name("herd-closer".to_string())
+                .spawn(move || rx.into_iter().for_each(drop));
+            if started.is_ok() {
+                *closer = Some(tx);
+            }
+        }
+        if let Some(tx) = closer.as_ref() {
+            // A queue whose thread is gone gives the fd back, which then closes here.
+            let _ = tx.send(fd);
+        }
+    }
+}

@@ -261,15 +261,21 @@ pub fn enable_credentials(socket: std::os::unix::io::BorrowedFd<'_>) -> io::Resu
     Ok(())
 }
 
+/// The most descriptors one message carries (Linux's `SCM_MAX_FD`): [`recv_datagram`] has room
+/// for them all, since those that do not fit are dropped by the kernel in the receiver's
+/// `recvmsg`, where closing them could wait (see [`crate::fd::close_in_background`]).
+const MAX_FDS: usize = 253;
+
 /// Receives one datagram from `socket` without blocking: `Ok(None)` when none is waiting.
-/// File descriptors a sender attached (`SCM_RIGHTS`) are closed at once: herd keeps none.
+/// File descriptors a sender attached (`SCM_RIGHTS`) are closed at once, on another thread
+/// ([`crate::fd::close_in_background`]): herd keeps none.
 pub fn recv_datagram(
     socket: std::os::unix::io::BorrowedFd<'_>,
     buf: &mut [u8],
 ) -> io::Result<Option<Datagram>> {
     use std::os::unix::io::AsRawFd;
-    // Room for the credentials and a few fds, aligned for cmsghdr.
-    let mut control = [0u64; 32];
+    // Room for the credentials and the most fds a message can carry, aligned for cmsghdr.
+    let mut control = [0u64; 32 + MAX_FDS / 2];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
@@ -307,7 +313,9 @@ pub fn recv_datagram(
                 let count = data_len / std::mem::size_of::<libc::c_int>();
                 for i in 0..count {
                     let fd = std::ptr::read_unaligned((data as *const libc::c_int).add(i));
-                    libc::close(fd);
+                    // The kernel gave it to us: ours alone.
+                    let fd = std::os::unix::io::FromRawFd::from_raw_fd(fd);
+                    crate::fd::close_in_background(fd);
                 }
             }
             #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -353,6 +361,58 @@ mod tests {
         assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
         let relative = std::ffi::OsStr::new("relative.sock");
         assert!(super::send_with_fds(relative, b"x", &[]).is_err());
+    }
+
+    /// A sender's fd whose close would wait (a TCP socket with unsent data, which its peer
+    /// never reads, and a long `SO_LINGER`) does not keep the receiver waiting: any local user
+    /// who reached an abstract notify socket stopped herd's event loop so, for as long as the
+    /// linger time they chose.
+    #[test]
+    fn an_fd_whose_close_waits_does_not_keep_the_receiver_waiting() {
+        use std::io::Write;
+        use std::os::unix::io::AsRawFd;
+        let path =
+            std::env::temp_dir().join(format!("herd-sys-notify-linger-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let chunk = [0u8; 65536];
+        while stream.write(&chunk).is_ok() {}
+        stream.set_nonblocking(false).unwrap();
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 60,
+        };
+        // SAFETY: setsockopt reads one linger struct, whose size we pass, on a socket we own.
+        let rc = unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        super::send_with_fds(path.as_os_str(), b"STATUS=x", &[stream.as_fd()]).unwrap();
+        // The one in flight is the last reference now: closing it would wait.
+        drop(stream);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let got = super::recv_datagram(receiver.as_fd(), &mut buf).map(|d| d.map(|d| d.len));
+            tx.send(got.map_err(|e| e.to_string())).unwrap();
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        let _ = std::fs::remove_file(&path);
+        // Resets the connection, which ends the close wherever it waits.
+        drop(listener);
+        assert_eq!(
+            got.expect("receiving waited for the close of the fd sent along"),
+            Ok(Some(8))
+        );
     }
 
     /// A receiver that never reads fills its queue (`net.unix.max_dgram_qlen` datagrams); a

@@ -50,9 +50,9 @@ pub use receive::{
 pub(crate) use signal::max_signal;
 pub use signal::Signal;
 pub use stat::{
-    boot_ticks, cpu_ticks, group_members, group_of, is_stopped, page_size, parent_of,
-    parse_stat_fields, process_groups, process_groups_except, session_and_start_time, session_of,
-    start_time, ticks_per_second, usage, Usage,
+    boot_ticks, cpu_ticks, group_members, group_of, is_stopped, is_stopped_by_signal, page_size,
+    parent_of, parse_stat_fields, process_groups, process_groups_except, session_and_start_time,
+    session_of, start_time, ticks_per_second, usage, Usage,
 };
 pub use user::{lookup_group, lookup_user, User};
 

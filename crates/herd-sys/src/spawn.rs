@@ -71,7 +71,7 @@ pub use limits::{exec_limits, ExecLimits};
 use prepare::Buffers;
 use report::{read_report, ChildStep};
 pub use report::{SpawnError, Stage};
-use start::{start, How};
+use start::{start, start_beside, How};
 
 /// The standard streams a child gets in place of its parent's: `None` keeps the parent's.
 #[derive(Clone, Copy, Debug, Default)]
@@ -281,7 +281,11 @@ impl ExecPlan {
         let mut buffers = Buffers::new(self, fds, stdio);
         let (status_read, status_write) = status_pipe()?;
         let child = buffers.child(self, status_write.as_raw_fd(), probe);
-        start_and_wait(&child, status_read, status_write, self.how)
+        // A child that switches to another user can be stopped by that user's processes
+        // before its execve: started beside this thread, which can then see that and kill it
+        // (see `read_report`), not with CLONE_VFORK, which would keep it asleep meanwhile.
+        let beside = self.credentials.is_some();
+        start_and_wait(&child, status_read, status_write, self.how, beside)
     }
 
     /// The environment the child gets, and where in it the `LISTEN_PID=` entry is, if asked
@@ -318,12 +322,14 @@ fn null_terminated(
 
 /// Starts `child` with every signal blocked in this thread, and waits for its report on the
 /// status pipe: its pid once `execve` has succeeded (EOF), or what failed (the child is then
-/// reaped).
+/// reaped). `beside`: started as [`batch`] starts children, this thread running on (and its
+/// signals blocked) until the report, instead of asleep until the child has exec'd.
 fn start_and_wait(
     child: &Child<'_>,
     status_read: OwnedFd,
     status_write: OwnedFd,
     how: How,
+    beside: bool,
 ) -> Result<u32, SpawnError> {
     let fork_err = |error| SpawnError {
         stage: Stage::Fork,
@@ -334,12 +340,20 @@ fn start_and_wait(
     // starts with every signal blocked and no handler of this process can run there before
     // the child has reset them all.
     let previous_mask = direct::block_all().map_err(fork_err)?;
-    let started = start(child, how);
-    direct::restore_mask(&previous_mask);
+    let (started, stack) = match beside {
+        true => match start_beside(child, how) {
+            Ok((pid, stack)) => (Ok(pid), Some(stack)),
+            Err(e) => (Err(e), None),
+        },
+        false => (start(child, how), None),
+    };
+    if stack.is_none() {
+        direct::restore_mask(&previous_mask);
+    }
     let pid = started.map_err(fork_err)?;
     drop(status_write);
     let pid = pid as u32;
-    match read_report(&status_read) {
+    let result = match read_report(&status_read, pid) {
         Ok(None) => Ok(pid),
         Ok(Some(report)) => {
             // The child has exited or is about to: reap it so no zombie is left.
@@ -354,7 +368,14 @@ fn start_and_wait(
             let _ = wait_for(pid);
             Err(error)
         }
+    };
+    if stack.is_some() {
+        // The child has exec'd (EOF) or has been reaped: off its stack, and none of this
+        // thread's signal handlers can run on what it shares any more.
+        drop(stack);
+        direct::restore_mask(&previous_mask);
     }
+    result
 }
 
 impl ExecPlan {

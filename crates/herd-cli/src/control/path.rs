@@ -207,11 +207,21 @@ pub fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<u32> {
     if !meta.file_type().is_dir() {
         bail!("{shown} is not a directory (a symlink or a file); herd will not use it: remove it or pass --control");
     }
-    if meta.uid() != uid {
+    let owner = meta.uid();
+    if owner != uid {
+        // Most often another user made it first, in a directory open to all (/tmp): one that
+        // is sticky lets only them or root remove it, so "remove it" would not help.
+        let fix = match uid {
+            0 => "remove it or pass --control".to_string(),
+            _ => format!(
+                "pass --control (or HERD_CONTROL) with a path in a directory of your own, or \
+                 have it removed (in a sticky directory such as /tmp, only uid {owner} or root \
+                 can)"
+            ),
+        };
         bail!(
-            "the control directory {shown} belongs to uid {}, not to uid {uid}; \
-             herd will not use it: remove it or pass --control",
-            meta.uid()
+            "the control directory {shown} belongs to uid {owner}, not to uid {uid}; \
+             herd will not use it: {fix}"
         );
     }
     let mode = meta.permissions().mode() & 0o777;
@@ -300,6 +310,9 @@ pub fn bind_private(
         }
     })?;
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    // Before it listens: each connection takes the setting as it connects. No request carries
+    // fds, and closing one a client sent along can wait (herd_sys::fd::close_in_background).
+    herd_sys::fdpass::refuse_fds(std::os::unix::io::AsFd::as_fd(&socket));
     socket.bind(&SockAddr::unix(path)?).map_err(|e| {
         let why = match e.raw_os_error() {
             Some(libc::ENOENT) => "its directory does not exist: create it",
@@ -386,10 +399,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("must be private"));
-        assert!(ensure_private_dir(&dir, uid + 1, false)
+        let err = ensure_private_dir(&dir, uid + 1, false)
             .unwrap_err()
-            .to_string()
-            .contains("belongs to uid"));
+            .to_string();
+        assert!(err.contains("belongs to uid"), "{err}");
+        // Another user's directory in /tmp: removing it is beyond the one told of it.
+        assert!(!err.contains("remove it"), "{err}");
+        assert!(err.contains("only uid"), "{err}");
+        if uid == 0 {
+            // Root may remove anyone's directory: told so.
+            std::os::unix::fs::chown(&dir, Some(1), None).unwrap();
+            let err = check_private_dir(&dir, 0).unwrap_err().to_string();
+            assert!(err.contains("remove it or pass --control"), "{err}");
+            std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+        }
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         assert!(ensure_private_dir(&link, uid, false)

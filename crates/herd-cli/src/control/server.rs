@@ -72,6 +72,11 @@ pub async fn serve(
     policy: AccessPolicy,
     requests: mpsc::Sender<ControlRequest>,
 ) {
+    // No request carries fds: one a client sent along would be closed here (see
+    // `herd_sys::fd::close_in_background`), so the kernel refuses them where it can. Set when
+    // the socket was bound too (`path::bind_private`); again here for one an older herd
+    // handed over.
+    herd_sys::fdpass::refuse_fds(std::os::unix::io::AsFd::as_fd(&listener));
     let cap = crate::fdlimit::connection_cap(crate::fdlimit::handle_limit(), MAX_CONNECTIONS);
     let slots = Arc::new(Semaphore::new(cap));
     // Another user can connect as often as it likes when the socket is open to others

@@ -26,9 +26,23 @@ pub fn turn_away(stream: UnixStream, response: Option<Response>, spare: Option<&
         }
         None if written < line.len() => {
             let mut stream = stream;
-            tokio::spawn(async move { refuse(&mut stream, &line[written..]).await });
+            tokio::spawn(async move {
+                refuse(&mut stream, &line[written..]).await;
+                close_in_background(stream);
+            });
         }
-        None => {}
+        None => close_in_background(stream),
+    }
+}
+
+/// Closes `stream`, a connection herd turns away (maybe another user's, refused), on another
+/// thread: fds its client sent along, still queued, are closed with it, and closing one can
+/// wait for as long as that client chose (see `herd_sys::fd::close_in_background`). Where the
+/// kernel refuses fds on the control socket (Linux 6.16+), none are queued.
+fn close_in_background(stream: UnixStream) {
+    // Should tokio fail to let it go, it is closed here.
+    if let Ok(stream) = stream.into_std() {
+        herd_sys::fd::close_in_background(stream.into());
     }
 }
 

@@ -420,3 +420,61 @@ fn silent_connections_cannot_lock_out_herd_stop() {
     first.set_read_timeout(Some(TIMEOUT)).unwrap();
     assert_eq!(first.read(&mut [0u8; 64]).unwrap(), 0);
 }
+
+/// A socket sent along a request whose close would wait (a TCP connection with unsent data
+/// its peer never reads, and a long `SO_LINGER`) cannot stall herd: closing the last copy of
+/// such a socket waits for as long as its sender chose, and herd, which closed what came with
+/// a request (or with the connection of a uid it refused, behind `--control-allow-uid`) on its
+/// event loop, answered nothing for that long. The kernel refuses fds on the control socket
+/// where it can (Linux 6.16+), which is tested here; elsewhere, herd closes the connections it
+/// turns away on a thread of its own.
+#[test]
+fn a_socket_sent_along_a_request_cannot_stall_the_supervisor() {
+    use std::os::unix::io::AsFd;
+    // Whether this kernel refuses fds where asked to (SO_PASSRIGHTS).
+    let probe_dir = tempfile::tempdir().unwrap();
+    let probe = probe_dir.path().join("probe.sock");
+    let probe_listener = std::os::unix::net::UnixListener::bind(&probe).unwrap();
+    herd_sys::fdpass::refuse_fds(probe_listener.as_fd());
+    let probe_client = UnixStream::connect(&probe).unwrap();
+    if herd_sys::fdpass::send_with_fds(probe_client.as_fd(), b"x", &[probe_client.as_fd()]).is_ok()
+    {
+        eprintln!("skipped: this kernel lets fds through (SO_PASSRIGHTS is Linux 6.16+)");
+        return;
+    }
+
+    let herd = sleepers(&["-w", "1"]);
+    herd.started(1);
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut tcp = std::net::TcpStream::connect(peer.local_addr().unwrap()).unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    while tcp.write(&[0u8; 65536]).is_ok() {}
+    tcp.set_nonblocking(false).unwrap();
+    socket2::SockRef::from(&tcp)
+        .set_linger(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let client = UnixStream::connect(herd.control()).unwrap();
+    let request = b"{\"version\":1,\"command\":\"status\"}\n";
+    let sent = herd_sys::fdpass::send_with_fds(client.as_fd(), request, &[tcp.as_fd()]);
+    let refused = sent.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::EPERM);
+    let mut peer = Some(peer);
+    if refused {
+        // Ours is the last copy: its close would wait, unless the peer goes first.
+        peer = None;
+    }
+    drop(tcp);
+    // herd answers at once all the same.
+    let mut asker = UnixStream::connect(herd.control()).unwrap();
+    asker
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    asker.write_all(request).unwrap();
+    let mut answer = String::new();
+    let read = BufReader::new(&asker).read_line(&mut answer);
+    // The peer's end goes: a close that waits for it ends.
+    drop(peer);
+    assert!(refused, "the control socket took an fd: {sent:?}");
+    read.unwrap();
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+}

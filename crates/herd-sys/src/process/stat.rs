@@ -60,6 +60,13 @@ pub fn is_stopped(pid: u32) -> bool {
     matches!(stat_field(pid, 3).as_deref(), Some("T") | Some("t"))
 }
 
+/// Whether `pid` is stopped by a signal (`T`: SIGSTOP, SIGTSTP...), not by a debugger (`t`,
+/// which a tracer such as `strace -f` causes at every system call), from `/proc/PID/stat`
+/// (Linux); `false` if it is not, is gone, or the system does not say.
+pub fn is_stopped_by_signal(pid: u32) -> bool {
+    stat_field(pid, 3).as_deref() == Some("T")
+}
+
 /// When `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22, Linux): with the
 /// pid, it names one process even after the pid is reused. `None` if it is gone or a zombie.
 pub fn start_time(pid: u32) -> Option<u64> {

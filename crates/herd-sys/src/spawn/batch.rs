@@ -120,7 +120,7 @@ pub fn spawn_all(jobs: &[Job<'_>]) -> Vec<Result<u32, SpawnError>> {
                 Some(started) => started,
                 None => return Err(fork_err(not_started())),
             };
-            let result = finish(pid, read_report(read));
+            let result = finish(pid, read_report(read, pid));
             // The child has exec'd or exited (EOF), or has been reaped: off its stack.
             drop(stack);
             result

@@ -28,6 +28,9 @@ pub enum Stage {
     Chdir,
     /// Setting the worker's resource limits.
     Limits,
+    /// The child was stopped by a signal before its `execve` (by another process of the
+    /// worker's user: see [`ExecPlan::spawn`](super::ExecPlan::spawn)), and was killed.
+    Stopped,
     /// Understanding the child's report, in the parent: it was not one the child writes (a
     /// short read, a wrong magic number or an unknown step), so what failed is unknown.
     Report,
@@ -165,6 +168,7 @@ impl Stage {
             Stage::Credentials => "switch to the worker's user",
             Stage::Chdir => "change to the worker's directory",
             Stage::Limits => "set the worker's resource limits",
+            Stage::Stopped => "start the worker",
             Stage::Report => "tell how starting the worker failed",
         }
     }
@@ -200,13 +204,30 @@ impl std::error::Error for SpawnError {
     }
 }
 
-/// Reads the child's report: `None` on EOF (exec succeeded), else the validated [`Report`].
-/// Anything else on the pipe is a [`Stage::Report`] error.
-pub(super) fn read_report(pipe: &OwnedFd) -> Result<Option<Report>, SpawnError> {
+/// How often, in milliseconds, the parent looks whether a child that has neither reported
+/// nor exec'd yet was stopped.
+const STOP_CHECK_MS: libc::c_int = 20;
+
+/// Reads the report of child `pid`: `None` on EOF (exec succeeded), else the validated
+/// [`Report`]. Anything else on the pipe is a [`Stage::Report`] error.
+///
+/// A child that switched to the worker's user (`--user`) can be stopped by any process of
+/// that user (another worker, say) between its `setuid` and its `execve`, and would then keep
+/// this thread, herd's supervisor, waiting for ever: while it waits, the parent looks every
+/// [`STOP_CHECK_MS`] whether the child is stopped by a signal, and kills it if so
+/// ([`Stage::Stopped`]).
+pub(super) fn read_report(pipe: &OwnedFd, pid: u32) -> Result<Option<Report>, SpawnError> {
     // One byte more than a report, to notice a longer write.
     let mut buf = [0u8; REPORT_LEN + 1];
     let mut got = 0;
+    let mut killed = false;
     while got < buf.len() {
+        if !killed && !readable_unless_stopped(pipe, pid)? {
+            // SAFETY: kill with a signal number on our own child, which is not reaped yet, so
+            // its pid is still its own.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            killed = true;
+        }
         // SAFETY: reading into the unfilled tail of a buffer we own.
         let n = unsafe {
             libc::read(
@@ -231,6 +252,17 @@ pub(super) fn read_report(pipe: &OwnedFd) -> Result<Option<Report>, SpawnError> 
         }
         got += n as usize;
     }
+    if killed {
+        return Err(SpawnError {
+            stage: Stage::Stopped,
+            error: io::Error::new(
+                io::ErrorKind::Other,
+                "it was stopped by a signal before it could execute the program (SIGSTOP, \
+                 most likely from another process of the worker's user), and was killed",
+            ),
+            limit: None,
+        });
+    }
     if got == 0 {
         return Ok(None);
     }
@@ -247,6 +279,36 @@ pub(super) fn read_report(pipe: &OwnedFd) -> Result<Option<Report>, SpawnError> 
             ),
             limit: None,
         })
+}
+
+/// Waits until `pipe` is readable (`true`), or child `pid` is stopped by a signal (`false`).
+fn readable_unless_stopped(pipe: &OwnedFd, pid: u32) -> Result<bool, SpawnError> {
+    let mut poll = libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: poll on one pollfd we own, with a timeout.
+        let n = unsafe { libc::poll(&mut poll, 1, STOP_CHECK_MS) };
+        if n > 0 {
+            return Ok(true);
+        }
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(SpawnError {
+                stage: Stage::Pipe,
+                error: err,
+                limit: None,
+            });
+        }
+        if crate::process::is_stopped_by_signal(pid) {
+            return Ok(false);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -336,7 +398,7 @@ mod tests {
             let n = unsafe { libc::write(write.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
             assert_eq!(n, bytes.len() as isize);
             drop(write);
-            read_report(&read)
+            read_report(&read, std::process::id())
         };
         assert!(through_pipe(&[]).unwrap().is_none());
         assert_eq!(through_pipe(&bytes).unwrap(), Report::decode(&bytes));

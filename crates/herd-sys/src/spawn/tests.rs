@@ -465,3 +465,52 @@ fn a_refused_clone_falls_back_to_fork() {
     assert!(wait_for(pid).unwrap().success());
     assert_eq!(forks(), before + 1, "no fork after the refused clone");
 }
+
+/// A child stopped before its `execve` (SIGSTOP, which another process of a `--user`
+/// worker's user may send it once it has switched to that user) does not keep the spawning
+/// thread, herd's supervisor, waiting for ever: it is killed, and the spawn fails saying so.
+/// Before, a worker stopping its siblings' successors froze herd (no restarts, no `herd
+/// status`, SIGTERM unheard) until someone sent the child SIGCONT.
+#[test]
+fn a_child_stopped_before_its_exec_is_killed_instead_of_waited_for() {
+    fn spawned(start: impl FnOnce() -> Result<u32, SpawnError> + Send + 'static) -> SpawnError {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(start()).unwrap());
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the spawn still waits for a child stopped before its exec")
+            .unwrap_err()
+    }
+    fn stopped(how: How) -> ExecPlan {
+        let mut plan = shell("exit 0");
+        plan.raise_first = Some(libc::SIGSTOP);
+        plan.how = how;
+        plan
+    }
+    // Started side by side: every platform, any user.
+    let err = spawned(|| {
+        let plan = stopped(How::CloneOrFork);
+        let job = Job {
+            plan: &plan,
+            fds: &[],
+            stdio: Stdio::default(),
+        };
+        spawn_all(&[job]).pop().unwrap()
+    });
+    assert_eq!(err.stage(), Stage::Stopped, "{err}");
+    assert!(err.to_string().contains("stopped by a signal"), "{err}");
+
+    // One start as another user, where the stop can come from that user's processes.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped the start as another user: needs root");
+        return;
+    }
+    for how in [How::CloneOrFork, How::Fork] {
+        let err = spawned(move || {
+            let mut plan = stopped(how);
+            plan.credentials(65534, 65534, vec![65534]);
+            plan.spawn(&[], None)
+        });
+        assert_eq!(err.stage(), Stage::Stopped, "{how:?}: {err}");
+    }
+}

@@ -13,8 +13,23 @@ use crate::logging::LogEvent;
 /// `/proc/self/exe`). Symlinks are kept, so that a re-exec follows a link switched since
 /// (`/opt/current/herd`, alternatives, Nix profiles); [`resolve`] follows them at re-exec time.
 /// The running file (`/proc/self/exe`) when `argv[0]` names no file or another program
-/// (`exec -a NAME`, systemd's `ExecStart=@`), which is logged.
+/// (`exec -a NAME`, systemd's `ExecStart=@`), which is logged. Warns when the binary is where
+/// someone else could replace it, which `herd reexec` refuses ([`executable`]).
 pub fn invoked() -> anyhow::Result<PathBuf> {
+    let invoked = find_invoked()?;
+    let uid = herd_sys::process::effective_uid();
+    if let Some(why) = replaceable(&resolve(&invoked), uid) {
+        tracing::warn!(
+            event = LogEvent::SetupNote.as_str(),
+            "herd reexec will refuse to run {}: {why}, so someone else could replace herd's \
+             binary and run as herd's user; keep it where only root or uid {uid} may write",
+            invoked.display()
+        );
+    }
+    Ok(invoked)
+}
+
+fn find_invoked() -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let arg0 = std::env::args_os().next().unwrap_or_default();
     let cwd = std::env::current_dir().ok();
@@ -90,7 +105,8 @@ pub fn resolve(invoked: &Path) -> PathBuf {
     std::fs::canonicalize(invoked).unwrap_or_else(|_| invoked.to_path_buf())
 }
 
-/// Checks that `exe` is an executable file.
+/// Checks that `exe` is an executable file that only root or herd's own user could have put
+/// there (see [`replaceable`]).
 pub fn executable(exe: &Path) -> anyhow::Result<()> {
     let shown = exe.display();
     let meta = std::fs::metadata(exe)
@@ -99,5 +115,44 @@ pub fn executable(exe: &Path) -> anyhow::Result<()> {
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         bail!("cannot re-execute {shown}: it is not an executable file; herd keeps running");
     }
+    if let Some(why) = replaceable(exe, herd_sys::process::effective_uid()) {
+        bail!(
+            "cannot re-execute {shown}: {why}, so someone else could have replaced herd's \
+             binary and would run as herd's user: keep it where only root or uid {} may write \
+             (each directory up to / too), and restart herd; herd keeps running",
+            herd_sys::process::effective_uid()
+        );
+    }
     Ok(())
+}
+
+/// Why the file at `path` (absolute, symlinks resolved) could have been put there by someone
+/// other than root and `uid`, as ssh's `StrictModes` judges a path: the first entry from it up
+/// to `/` that another user owns, or that group or others may write (a sticky directory of
+/// root's, `/tmp`, passes when the entry below it is root's or `uid`'s). `None` if none.
+/// herd (root, often) runs the binary at a re-exec: whoever may replace it becomes herd.
+pub fn replaceable(path: &Path, uid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut below: Option<u32> = None;
+    for entry in path.ancestors() {
+        let meta = match std::fs::symlink_metadata(entry) {
+            Ok(meta) => meta,
+            Err(e) => return Some(format!("{} cannot be inspected ({e})", entry.display())),
+        };
+        let (owner, mode) = (meta.uid(), meta.mode());
+        if owner != 0 && owner != uid {
+            return Some(format!("{} belongs to uid {owner}", entry.display()));
+        }
+        let sticky_root = meta.is_dir() && mode & 0o1000 != 0 && owner == 0;
+        let below_trusted = matches!(below, Some(b) if b == 0 || b == uid);
+        if mode & 0o022 != 0 && !(sticky_root && below_trusted) {
+            return Some(format!(
+                "{} may be written by group or others (mode {:o})",
+                entry.display(),
+                mode & 0o7777
+            ));
+        }
+        below = Some(owner);
+    }
+    None
 }

@@ -307,3 +307,40 @@ fn a_sockets_directory_is_handed_over() {
     let read: SavedSocket = serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
     assert_eq!(read.dir, Some(known));
 }
+
+/// A re-exec runs only a binary that nobody but root and herd's user could have replaced:
+/// herd started as root from a directory another user may write ran that user's program, as
+/// root, at the next `herd reexec` (its check mode, then the exec).
+#[test]
+fn a_binary_others_could_replace_is_not_re_executed() {
+    use std::os::unix::fs::PermissionsExt;
+    let uid = herd_sys::process::effective_uid();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let exe = dir.join("herd");
+    std::fs::write(&exe, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(binary::replaceable(&exe, uid), None);
+    executable(&exe).unwrap();
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let why = binary::replaceable(&exe, uid).unwrap();
+    assert!(
+        why.contains("may be written by group or others (mode 777)"),
+        "{why}"
+    );
+    let err = format!("{:#}", executable(&exe).unwrap_err());
+    assert!(err.contains("someone else could have replaced"), "{err}");
+    assert!(err.contains("herd keeps running"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o775)).unwrap();
+    assert!(binary::replaceable(&exe, uid).is_some());
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if uid == 0 {
+        std::os::unix::fs::chown(&exe, Some(1), None).unwrap();
+        let why = binary::replaceable(&exe, 0).unwrap();
+        assert!(why.contains("belongs to uid 1"), "{why}");
+    }
+}
