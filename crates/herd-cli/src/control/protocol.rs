@@ -1,6 +1,8 @@
 //! The control protocol's messages: newline-delimited JSON, one request and one response per
 //! line, documented in `docs/control-protocol.md`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::results::CommandResult;
@@ -310,8 +312,8 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
         ));
     }
     let mut arguments = value.clone();
-    if command == "scale" && negative_zero_delta(line) {
-        arguments["delta"] = serde_json::Value::from(0);
+    for key in negative_zeros(line) {
+        arguments[key.as_str()] = serde_json::Value::from(0);
     }
     let request: Request = serde_json::from_value(arguments)
         .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))?;
@@ -319,17 +321,21 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     Ok(request)
 }
 
-/// Whether the request's `delta` is written `-0`: an integer in JSON, zero, which serde_json
-/// reads as the float `-0.0` (and `i64` refuses). `-0.0` and `-0e0` are floats, refused as
-/// `0.0` is.
-fn negative_zero_delta(line: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Delta<'a> {
-        #[serde(borrow, default)]
-        delta: Option<&'a serde_json::value::RawValue>,
-    }
-    serde_json::from_slice::<Delta<'_>>(line)
-        .is_ok_and(|d| d.delta.is_some_and(|raw| raw.get().trim() == "-0"))
+/// The request's members written `-0`: an integer in JSON, zero, which serde_json reads as
+/// the float `-0.0` (and the integer members refuse): a `delta`, a `workers`, a `slot`, a
+/// `grace_ms` of 0. `-0.0` and `-0e0` are floats, refused as `0.0` is.
+fn negative_zeros(line: &[u8]) -> Vec<String> {
+    let members: Result<BTreeMap<String, &serde_json::value::RawValue>, _> =
+        serde_json::from_slice(line);
+    members.map_or_else(
+        |_| Vec::new(),
+        |members| {
+            (members.into_iter())
+                .filter(|(_, raw)| raw.get().trim() == "-0")
+                .map(|(key, _)| key)
+                .collect()
+        },
+    )
 }
 
 /// Durations past [`MAX_DURATION`](crate::cli::MAX_DURATION) are refused, as on the command

@@ -148,17 +148,29 @@ impl Wait {
     /// must close to make room for another (the newcomer is told it gave way). A request that
     /// has come wins over being told to give way at the same moment: a client that has sent
     /// its command is never closed unanswered (the newcomer is told this one kept its place).
+    ///
+    /// Told to give way, it looks once more after the runtime has polled its I/O driver: tokio
+    /// learns that a connection's bytes have come only then, so a connection let in a moment
+    /// ago (its wait begins in the accept loop), or one whose request came as it was told,
+    /// would otherwise close with its request unread.
     pub async fn or_give_way<F: std::future::Future>(self, next: F) -> Option<F::Output> {
+        tokio::pin!(next);
         tokio::select! {
             biased;
-            next = next => Some(next),
-            () = self.told.give_way.notified() => {
-                if let Some(gave_way) = lock(&self.told.gave_way).take() {
-                    let _ = gave_way.send(());
-                }
-                None
-            }
+            next = &mut next => return Some(next),
+            () = self.told.give_way.notified() => {}
         }
+        // A yielding task is woken after the driver has been polled (tokio 1.23 on).
+        tokio::task::yield_now().await;
+        tokio::select! {
+            biased;
+            next = &mut next => return Some(next),
+            () = std::future::ready(()) => {}
+        }
+        if let Some(gave_way) = lock(&self.told.gave_way).take() {
+            let _ = gave_way.send(());
+        }
+        None
     }
 }
 
@@ -209,6 +221,30 @@ mod tests {
             assert_eq!(wait.or_give_way(async { "request" }).await, Some("request"));
             assert!(said.await.is_err(), "it kept its place");
         }
+    }
+
+    /// A request sent before its connection first waits (a client that connects and writes at
+    /// once, let in a moment ago) keeps the connection's place when it is told to give way
+    /// before tokio has seen the bytes: it was closed with its request unread.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_request_that_came_before_tokio_saw_it_keeps_its_place() {
+        use std::io::Write;
+        use tokio::io::AsyncBufReadExt;
+        let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
+        client
+            .write_all(b"{\"version\":1,\"command\":\"status\"}\n")
+            .unwrap();
+        server.set_nonblocking(true).unwrap();
+        let server = tokio::net::UnixStream::from_std(server).unwrap();
+        let waiting = Waiting::default();
+        let wait = waiting.start();
+        let said = waiting.make_room().expect("it waits");
+        let mut reader = tokio::io::BufReader::new(server);
+        let mut line = String::new();
+        let got = wait.or_give_way(reader.read_line(&mut line)).await;
+        assert!(matches!(got, Some(Ok(n)) if n > 0), "{got:?}");
+        assert!(said.await.is_err(), "it kept its place, and said so");
     }
 
     /// A connection let in during a burst of newcomers, whose task has not run yet, waits

@@ -442,7 +442,11 @@ pub fn answer_if_asked() -> Option<u8> {
                 Ok(_) => answer(offered),
                 Err(why) => fail(
                     exit::USAGE,
-                    format!("this herd does not accept the running herd's config file: {why}"),
+                    format!(
+                        "this herd does not accept the config file the running herd's workers \
+                         run (as it read it at start or at its last reload): {why}; fix the \
+                         file, apply it with herd upgrade --reload-config, then re-exec"
+                    ),
                 ),
             }
         }

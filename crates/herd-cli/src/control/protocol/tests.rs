@@ -68,6 +68,27 @@ fn a_delta_of_minus_zero_is_zero() {
         };
         assert_eq!(r.command, scale, "{line}");
     }
+    // Every integer member alike: the same request as with 0.
+    for (minus, plus) in [
+        (
+            r#"{"version":1,"command":"scale","workers":-0}"#,
+            r#"{"version":1,"command":"scale","workers":0}"#,
+        ),
+        (
+            r#"{"version":1,"command":"stop","grace_ms":-0}"#,
+            r#"{"version":1,"command":"stop","grace_ms":0}"#,
+        ),
+        (
+            r#"{"version":1,"command":"scale","min":-0,"max":2}"#,
+            r#"{"version":1,"command":"scale","min":0,"max":2}"#,
+        ),
+    ] {
+        let (minus, plus) = (
+            parse_request(minus.as_bytes()),
+            parse_request(plus.as_bytes()),
+        );
+        assert_eq!(format!("{minus:?}"), format!("{plus:?}"));
+    }
     for line in [
         r#"{"version":1,"command":"scale","delta":-0.0}"#,
         r#"{"version":1,"command":"scale","delta":-0e0}"#,
