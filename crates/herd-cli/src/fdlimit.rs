@@ -91,8 +91,8 @@ fn usable(limit: u64) -> u64 {
     limit.saturating_sub(limit / 4 + 64)
 }
 
-/// The lowest open-file limit under which `workers` fit, each costing `files` with its
-/// successors: the inverse of [`usable`].
+/// The lowest open-file limit that leaves `files` usable by workers (what they cost herd,
+/// with their successors): the inverse of [`usable`].
 fn limit_for(files: u64) -> u64 {
     let (mut low, mut high) = (0u64, u64::MAX / 2);
     while low < high {

@@ -149,7 +149,6 @@ impl Bounded for u64 {
     const MAX: u64 = u64::MAX;
 }
 
-/// Whether `text` is a run of decimal digits (so a failed parse means it is too large).
 /// `herd logs -n`: how many of the last lines, 0 or more; a message that says what is wrong
 /// with another value and what to give instead (clap names the option and the value before it).
 pub(super) fn parse_lines(text: &str) -> Result<u32, String> {
@@ -171,6 +170,7 @@ pub(super) fn parse_lines(text: &str) -> Result<u32, String> {
     }
 }
 
+/// Whether `text` is a run of decimal digits (so a failed parse means it is too large).
 fn all_digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }

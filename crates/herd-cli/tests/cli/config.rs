@@ -195,7 +195,7 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
     assert_fails(
         &["run", "--config", &through],
         USAGE,
-        &format!("{through}: cannot read the config file: no such file: create it"),
+        &format!("{through}: cannot read the config file: no such file (a directory on its path is a file): give --config the right path"),
     );
 }
 

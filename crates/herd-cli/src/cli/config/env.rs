@@ -85,7 +85,7 @@ pub(super) fn env_args(
                     let name = (v.get_ref().as_str())
                         .and_then(|s| s.split_once('='))
                         .map_or("", |(name, _)| name);
-                    if !names.insert(name.to_string()) {
+                    if !names.insert(one_variable(name)) {
                         return Err(at(given_twice(name)));
                     }
                     Ok(pair)
@@ -126,12 +126,20 @@ pub(super) fn env_args(
         .collect()
 }
 
-/// Why a variable `name` given twice in one place (the file's `env`, or the command line's
-/// `--env`) is refused: which of the two values the workers would get is not what its reader
-/// sees at a glance.
+/// Why a variable `name` the file's `env` list gives twice is refused: which of the two values
+/// the workers would get is not what its reader sees at a glance (the command line's `--env`
+/// is another matter: its last value wins, as with `env` or `docker run -e`).
 fn given_twice(name: &str) -> String {
     format!(
         "the workers' variable {} is given twice: keep one of the two values",
         shown(name)
     )
+}
+
+/// The variable `name` stands for: on Windows, where `Path` and `PATH` are one, its upper case.
+fn one_variable(name: &str) -> String {
+    match cfg!(windows) {
+        true => name.to_uppercase(),
+        false => name.to_string(),
+    }
 }

@@ -42,8 +42,9 @@ pub fn read(path: &Path) -> Result<String, String> {
 fn cannot_open(error: &std::io::Error) -> String {
     use std::io::ErrorKind;
     match error.kind() {
-        ErrorKind::NotFound | ErrorKind::NotADirectory => {
-            "no such file: create it or give --config the right path".to_string()
+        ErrorKind::NotFound => "no such file: create it or give --config the right path".into(),
+        ErrorKind::NotADirectory => {
+            "no such file (a directory on its path is a file): give --config the right path".into()
         }
         ErrorKind::PermissionDenied => "permission denied: make it readable by the user herd \
                                         runs as (and its directories searchable), or give \
@@ -118,7 +119,12 @@ mod tests {
             )
         );
         let error = read(&big.join("herd.toml")).unwrap_err();
-        assert!(error.ends_with(": no such file: create it or give --config the right path"));
+        assert!(
+            error.ends_with(
+                ": no such file (a directory on its path is a file): give --config the right path"
+            ),
+            "{error}"
+        );
         let denied = cannot_open(&std::io::Error::from_raw_os_error(libc::EACCES));
         assert!(
             denied.starts_with("permission denied: make it readable by the user herd runs as"),

@@ -71,10 +71,14 @@ impl Model {
         let upgrading = s
             .upgrading_to
             .map_or(String::new(), |g| format!(", upgrading to {g}"));
-        let stopping = if s.stopping { ", stopping" } else { "" };
-        let health = degraded(s).unwrap_or_else(|| "healthy".to_string());
+        // A stopping herd is said to be once, before its counts, and not called degraded.
+        let (stopping, health) = match (s.stopping, degraded(s)) {
+            (true, _) => (", stopping", String::new()),
+            (false, Some(why)) => ("", format!(" ({why})")),
+            (false, None) => ("", " (healthy)".to_string()),
+        };
         let line = format!(
-            "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} ready ({health})",
+            "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} ready{health}",
             escape(&s.name),
             s.pid,
             short(s.uptime_ms),

@@ -59,6 +59,23 @@ fn each_socket_keeps_the_last_minute_of_its_queue() {
     assert!(!model.title().1);
 }
 
+/// A stopping herd's title says so once, and stays highlighted: it read "stopping: 2 of 2
+/// ready (stopping: 2 of 2 workers ready)".
+#[test]
+fn a_stopping_herd_is_said_to_stop_once() {
+    let mut model = Model::default();
+    let mut stopping = status(0, 2);
+    stopping.stopping = true;
+    model.update(stopping);
+    let (title, highlighted) = model.title();
+    assert!(
+        title.ends_with("generation 2, stopping: 2 of 2 ready"),
+        "{title}"
+    );
+    assert_eq!(title.matches("stopping").count(), 1, "{title}");
+    assert!(highlighted, "{title}");
+}
+
 #[test]
 fn events_come_newest_first_and_escaped_with_autoscaling_s_decision() {
     let mut model = Model::default();
