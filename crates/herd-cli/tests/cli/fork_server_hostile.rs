@@ -290,3 +290,28 @@ fn an_aborted_upgrades_fork_server_is_closed() {
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }
+
+/// A fork server (the workers' code) cannot send herd an fd along a reply: herd would close it
+/// on its loop, which waits as long as its sender likes for a socket with `SO_LINGER`.
+#[test]
+fn a_fork_server_cannot_send_herd_an_fd() {
+    if !kernel_refuses_fds() {
+        eprintln!("skipped: this kernel lets fds through (SO_PASSRIGHTS is Linux 6.16+)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let said = dir.path().join("sent");
+    let before_ready = format!(
+        "import array\ntry:\n    s.sendmsg([b'x'], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, \
+         array.array('i', [1]).tobytes())]); r = 'sent'\nexcept OSError as e:\n    r = e.strerror\n\
+         open({:?}, 'w').write(r)",
+        said.display().to_string()
+    );
+    let herd = hand_made_fork_server_with(&dir, &["-w", "1"], &before_ready, "pass");
+    // It tried before it said READY=1.
+    herd.wait_event("the fork server ready", |e| {
+        e["event"] == "fork_server_ready"
+    });
+    let sent = std::fs::read_to_string(&said).unwrap();
+    assert_eq!(sent, "Operation not permitted", "herd's end took an fd");
+}

@@ -15,6 +15,7 @@ mod fake_herd;
 mod fastcgi;
 mod herd;
 mod http;
+mod passing_fds;
 mod procfs;
 mod wait;
 
@@ -23,6 +24,7 @@ pub use fake_herd::*;
 pub use fastcgi::*;
 pub use herd::*;
 pub use http::*;
+pub use passing_fds::*;
 pub use procfs::*;
 pub use wait::*;
 

@@ -47,6 +47,9 @@ pub fn start(
     };
     let (ours, theirs) = Socket::pair(Domain::UNIX, Type::SEQPACKET, None)
         .map_err(|e| failed("cannot make its socket", e))?;
+    // Its replies carry no fds: one sent along (a worker's code runs there) would be closed on
+    // herd's loop, which can wait (see herd_sys::fd::close_in_background).
+    herd_sys::fdpass::refuse_fds(ours.as_fd());
     // Neither a request nor a reply waits: a full socket fails the request, and the loop reads
     // the reply when it comes.
     ours.set_nonblocking(true)
