@@ -9,6 +9,7 @@ use crate::spec::{BindSpec, ShmSpec};
 use clap::{Args, Parser, Subcommand};
 
 pub mod config;
+mod cpus;
 mod parse;
 mod recycle;
 mod run_help;
@@ -23,6 +24,7 @@ use run_help::RUN_HELP;
 pub use stop::{SignalArgs, StopArgs};
 pub use values::{LogFormat, LogLevel, ReadyMode, WorkerOutput, Workers};
 
+pub use cpus::cpus;
 use herd_core::MaxSurge;
 pub use parse::{parse_duration, Rlimit, Signal};
 use parse::{
@@ -34,7 +36,6 @@ use parse::{
 pub use parse::{show_rlimit, signal_error, MIN_MEMORY_LIMIT, MIN_STACK_LIMIT};
 use recycle::{parse_max_lifetime, parse_max_memory};
 pub use recycle::{MaxLifetime, MaxMemory, MemoryKind};
-pub use surge::{auto_max_starting, cpus, CPUS_PER_START};
 use surge::{parse_max_starting, parse_max_surge};
 
 /// The most workers one herd runs; more is almost surely a typo.

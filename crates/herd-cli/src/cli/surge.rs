@@ -3,17 +3,8 @@
 
 use herd_core::MaxSurge;
 
+use super::cpus::{auto_max_starting, cpus};
 use super::parse::parse_number;
-
-/// `--max-starting auto` lets one worker start per this many CPUs (at least one): a start-up
-/// takes about a CPU, and three in four stay with the serving workers.
-pub const CPUS_PER_START: usize = 4;
-
-/// The number of CPUs herd may run on (its affinity and cgroup quota included): the workers
-/// without `--workers`, and what `--max-starting auto` divides.
-pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-}
 
 /// Parses `--max-starting`: a number of workers (at least 1), or `auto` for
 /// [`auto_max_starting`] of this machine's [`cpus`].
@@ -23,14 +14,6 @@ pub(super) fn parse_max_starting(text: &str) -> Result<u32, String> {
     }
     parse_number::<u32>(text, 1, "--max-starting")
         .map_err(|e| format!("{e}: give a number of workers, or auto"))
-}
-
-/// `--max-starting auto` on `cpus` CPUs: one start-up per [`CPUS_PER_START`], at least one
-/// (one on a machine of up to 7 CPUs).
-pub fn auto_max_starting(cpus: usize) -> u32 {
-    u32::try_from(cpus / CPUS_PER_START)
-        .unwrap_or(u32::MAX)
-        .max(1)
 }
 
 /// Parses `--max-surge`: a number of workers (at least 1) or a percentage of the desired
