@@ -438,3 +438,5 @@ fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 mod priority_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod user_tests;
