@@ -86,7 +86,13 @@ pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Resu
             .any(|m| m.value_source(id) == Some(ValueSource::CommandLine))
     };
     let merged = merge(argv, &file, given);
-    let overridden = overridden(&file, given);
+    let env_given: Vec<OsString> = run
+        .filter(|m| m.value_source("env") == Some(ValueSource::CommandLine))
+        .and_then(|m| m.get_many::<(OsString, OsString)>("env"))
+        .map_or_else(Vec::new, |pairs| {
+            pairs.map(|(name, _)| name.clone()).collect()
+        });
+    let overridden = overridden(&file, given, &env_given);
     let matches = Cli::command()
         .try_get_matches_from(&merged)
         .map_err(|e| format!("{}: {}", file.name, crate::exit::one_line(&e.to_string())))?;
@@ -106,18 +112,45 @@ pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Resu
 }
 
 /// The keys of `file` that the command line gives (`given`, by argument id), with the file's
-/// arguments for each: `command` for a COMMAND after `--`, never `env` (the command line's
-/// `--env` adds to it).
-fn overridden(file: &ConfigFile, given: impl Fn(&str) -> bool) -> Vec<(String, Vec<OsString>)> {
+/// arguments for each: `command` for a COMMAND after `--`, and for `env` (to which the
+/// command line's `--env` adds) each variable the command line's `--env` also sets
+/// (`env_given`, by name), as `env.NAME` with the file's `--env=NAME=value`.
+fn overridden(
+    file: &ConfigFile,
+    given: impl Fn(&str) -> bool,
+    env_given: &[OsString],
+) -> Vec<(String, Vec<OsString>)> {
     let ids = option_ids();
-    (file.entries.iter())
-        .filter(|e| e.key != ENV_KEY)
-        .filter(|e| match e.key.as_str() {
-            COMMAND_KEY => given("command"),
-            key => ids(key).is_some_and(|id| given(&id)),
-        })
-        .map(|e| (e.key.clone(), e.args.clone()))
-        .collect()
+    let mut keys = Vec::new();
+    for e in &file.entries {
+        match e.key.as_str() {
+            ENV_KEY => keys.extend(
+                (e.args.iter())
+                    .filter_map(|arg| Some((env_name(arg)?, arg)))
+                    .filter(|(name, _)| env_given.iter().any(|given| given == name))
+                    .map(|(name, arg)| (env_key(&name), vec![arg.clone()])),
+            ),
+            COMMAND_KEY if given("command") => keys.push((e.key.clone(), e.args.clone())),
+            COMMAND_KEY => {}
+            key if ids(key).is_some_and(|id| given(&id)) => {
+                keys.push((e.key.clone(), e.args.clone()));
+            }
+            _ => {}
+        }
+    }
+    keys
+}
+
+/// The variable a file's `env` argument (`--env=NAME=value`) sets.
+pub(super) fn env_name(arg: &OsString) -> Option<OsString> {
+    let pair = arg.to_str()?.strip_prefix(&format!("--{ENV_KEY}="))?;
+    Some(pair.split_once('=').map_or(pair, |(name, _)| name).into())
+}
+
+/// How an overridden variable `name` of the file's `env` is named: `env.NAME`, as TOML would
+/// write its key.
+pub(super) fn env_key(name: &OsString) -> String {
+    format!("{ENV_KEY}.{}", name.to_string_lossy())
 }
 
 /// The argument id of each option a file may set, by its key.

@@ -6,8 +6,8 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use super::merge::{parse_with, Merged};
-use super::ConfigFile;
+use super::merge::{env_key, env_name, parse_with, Merged};
+use super::{ConfigFile, ENV_KEY};
 use crate::cli::{Cli, Command, RunArgs, Workers};
 use crate::worker_env::Compat;
 
@@ -173,9 +173,19 @@ impl Reloader {
             return Vec::new();
         }
         let before = ConfigFile::parse("", &self.text).ok();
-        let was = |key: &str| before.as_ref()?.get(key).map(|e| &e.args);
+        let was = |key: &str| -> Option<Vec<OsString>> {
+            let before = before.as_ref()?;
+            if let Some(entry) = before.get(key) {
+                return Some(entry.args.clone());
+            }
+            // A variable of `env`, `env.NAME`: its argument in the file's `env` then.
+            let env = before.get(ENV_KEY)?;
+            let arg =
+                (env.args.iter()).find(|arg| env_name(arg).is_some_and(|n| env_key(&n) == key));
+            Some(vec![arg?.clone()])
+        };
         (overridden.iter())
-            .filter(|(key, args)| !was(key).is_some_and(|was| same_value(key, was, args)))
+            .filter(|(key, args)| !was(key).is_some_and(|was| same_value(key, &was, args)))
             .map(|(key, _)| key.clone())
             .collect()
     }

@@ -178,3 +178,28 @@ fn a_reload_refuses_turning_einhorn_on_or_off_but_not_server_starter() {
     assert!(fixed_changes(&plain, &starter).is_empty());
     assert!(fixed_changes(&einhorn, &both).is_empty());
 }
+
+/// `herd run --config FILE --env A=1`: a reload whose file changes `A` in its `env` changes
+/// nothing of it (the command line's `--env` wins), and says so, as for any other key the
+/// command line gives; a variable only the file sets, or one it did not change, is not named.
+#[test]
+fn a_reload_names_a_variable_the_file_changed_that_the_command_lines_env_sets() {
+    let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\n";
+    let file = TempFile::new(&format!("{base}[env]\nA = \"1\"\nB = \"1\"\n"));
+    let path = file.0.to_string_lossy().into_owned();
+    let argv = os(&["herd", "run", "--config", &path, "--env", "A=0"]);
+    let mut reloader = Reloader::new(argv, None).unwrap();
+    let write = |text: &str| std::fs::write(&file.0, text).unwrap();
+    write(&format!("{base}[env]\nA = 1\nB = \"2\"\n"));
+    let reread = reloader.reread().unwrap();
+    assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
+    write(&format!("{base}env = [\"B=2\", \"A=2\"]\n"));
+    let reread = reloader.reread().unwrap();
+    assert_eq!(reread.overridden, ["env.A"]);
+    assert!(reread.args.env.contains(&("A".into(), "0".into())));
+    // One the file did not set before is a change too.
+    let argv = os(&["herd", "run", "--config", &path, "--env", "C=0"]);
+    let mut reloader = Reloader::new(argv, None).unwrap();
+    write(&format!("{base}[env]\nC = \"3\"\n"));
+    assert_eq!(reloader.reread().unwrap().overridden, ["env.C"]);
+}
