@@ -149,11 +149,17 @@ impl Bounded for u64 {
     const MAX: u64 = u64::MAX;
 }
 
-/// `herd logs -n`: how many of the last lines, 0 or more; a message that says what is wrong
-/// with another value and what to give instead (clap names the option and the value before it).
+/// `herd logs -n`: how many of the last lines, 0 or more (`-0` too: it is 0, as `+1` is 1,
+/// not a number below 0); a message that says what is wrong with another value and what to
+/// give instead (clap names the option and the value before it).
 pub(super) fn parse_lines(text: &str) -> Result<u32, String> {
     match text.parse::<u32>() {
         Ok(n) => Ok(n),
+        Err(_)
+            if text.len() > 1 && text.starts_with('-') && text[1..].bytes().all(|b| b == b'0') =>
+        {
+            Ok(0)
+        }
         Err(_) if all_digits(text) => Err(format!(
             "the number of lines is at most {}; leave -n out for every line herd keeps",
             u32::MAX

@@ -166,3 +166,15 @@ fn huge_numbers_are_called_too_large() {
         .unwrap_err()
         .contains("too large"));
 }
+
+/// `herd logs -n -0` is no line, as `-n 0` and `-n +0` are: it was refused as "must be 0 or
+/// more", which it is.
+#[test]
+fn minus_zero_lines_are_zero_lines() {
+    for zero in ["0", "+0", "-0", "-00"] {
+        assert_eq!(parse_lines(zero), Ok(0), "{zero}");
+    }
+    for below in ["-1", "-01", "-", "--0"] {
+        assert!(parse_lines(below).is_err(), "{below}");
+    }
+}
