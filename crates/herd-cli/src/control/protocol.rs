@@ -312,8 +312,18 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
         ));
     }
     let mut arguments = value.clone();
-    for key in negative_zeros(line) {
-        arguments[key.as_str()] = serde_json::Value::from(0);
+    for (key, raw) in integers(line) {
+        if raw == "-0" {
+            arguments[key] = serde_json::Value::from(0);
+        } else if raw.parse::<i64>().is_err() && raw.parse::<u64>().is_err() {
+            return Err(Response::error(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "{command}: {key} {raw} is out of range: no argument takes an integer \
+                     beyond 64 bits"
+                ),
+            ));
+        }
     }
     let request: Request = serde_json::from_value(arguments)
         .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))?;
@@ -321,21 +331,22 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     Ok(request)
 }
 
-/// The request's members written `-0`: an integer in JSON, zero, which serde_json reads as
-/// the float `-0.0` (and the integer members refuse): a `delta`, a `workers`, a `slot`, a
-/// `grace_ms` of 0. `-0.0` and `-0e0` are floats, refused as `0.0` is.
-fn negative_zeros(line: &[u8]) -> Vec<String> {
-    let members: Result<BTreeMap<String, &serde_json::value::RawValue>, _> =
-        serde_json::from_slice(line);
-    members.map_or_else(
-        |_| Vec::new(),
-        |members| {
-            (members.into_iter())
-                .filter(|(_, raw)| raw.get().trim() == "-0")
-                .map(|(key, _)| key)
-                .collect()
-        },
-    )
+/// The request's arguments written as integers, with their text: `-0` is zero in JSON, which
+/// serde_json reads as the float `-0.0` (and an integer argument refused: `delta`, `workers`,
+/// `slot`, `lines`, a duration in ms), and one beyond 64 bits it reads as a float too (refused
+/// as "floating point `1.8446744073709552e19`", of an integer). `-0.0` and `-0e0` are floats,
+/// refused as `0.0` is.
+fn integers(line: &[u8]) -> Vec<(String, String)> {
+    let members: BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(line).unwrap_or_default();
+    (members.into_iter())
+        .filter(|(key, _)| key != "version" && key != "command")
+        .map(|(key, raw)| (key, raw.get().trim().to_string()))
+        .filter(|(_, raw)| {
+            let digits = raw.strip_prefix('-').unwrap_or(raw);
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        })
+        .collect()
 }
 
 /// Durations past [`MAX_DURATION`](crate::cli::MAX_DURATION) are refused, as on the command

@@ -99,6 +99,76 @@ fn a_delta_of_minus_zero_is_zero() {
     }
 }
 
+/// `-0` is zero wherever the protocol takes an integer, not only as `delta`: `workers`,
+/// `slot`, `lines` and the durations in ms were refused as "floating point `-0.0`".
+#[test]
+fn minus_zero_is_zero_for_every_integer_argument() {
+    let request = |line: &str| parse_request(line.as_bytes()).ok().map(|r| r.command);
+    assert_eq!(
+        request(r#"{"version":1,"command":"scale","workers":-0}"#),
+        Some(Command::Scale {
+            workers: Some(0),
+            delta: None,
+            min: None,
+            max: None,
+        })
+    );
+    assert_eq!(
+        request(r#"{"version":1,"command":"logs","slot":-0,"lines": -0 }"#),
+        Some(Command::Logs {
+            slot: Some(0),
+            lines: Some(0),
+            follow: false,
+        })
+    );
+    assert_eq!(
+        request(r#"{"version":1,"command":"signal","signal":"HUP","slot":-0}"#),
+        Some(Command::Signal {
+            signal: "HUP".into(),
+            slot: Some(0),
+        })
+    );
+    assert_eq!(
+        request(r#"{"version":1,"command":"upgrade","timeout_ms":-0}"#),
+        Some(Command::Upgrade {
+            timeout_ms: Some(0),
+            reload_config: false,
+        })
+    );
+    for line in [
+        r#"{"version":1,"command":"scale","workers":-0.0}"#,
+        r#"{"version":1,"command":"logs","lines":-0e0}"#,
+        r#"{"version":1,"command":"scale","workers":"-0"}"#,
+    ] {
+        assert_eq!(code(line), ErrorCode::InvalidArgument, "{line}");
+    }
+}
+
+/// An integer beyond 64 bits is out of range, said of the integer it is: serde_json reads it
+/// as a float, and the answer was "invalid type: floating point `-9.223372036854776e18`,
+/// expected i64", for `-9223372036854775809`.
+#[test]
+fn an_integer_beyond_64_bits_is_out_of_range_not_a_float() {
+    for (line, said) in [
+        (
+            r#"{"version":1,"command":"scale","delta":-9223372036854775809}"#,
+            "scale: delta -9223372036854775809 is out of range",
+        ),
+        (
+            r#"{"version":1,"command":"logs","lines":18446744073709551616}"#,
+            "logs: lines 18446744073709551616 is out of range",
+        ),
+    ] {
+        let error = parse_request(line.as_bytes()).unwrap_err().error.unwrap();
+        assert_eq!(error.code, ErrorCode::InvalidArgument, "{line}");
+        assert!(error.message.starts_with(said), "{line}: {}", error.message);
+        assert!(!error.message.contains("float"), "{}", error.message);
+    }
+    // Within 64 bits, the argument's own bounds say what is wrong.
+    let line = r#"{"version":1,"command":"scale","delta":-9223372036854775808}"#;
+    assert!(parse_request(line.as_bytes()).is_ok());
+}
+
 #[test]
 fn parses_commands() {
     let r = parse_request(br#"{"version":1,"command":"scale","delta":-2}"#).unwrap();
