@@ -311,7 +311,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             format!("{command} takes no argument {extra:?} (its arguments: {takes})"),
         ));
     }
-    let mut arguments = value.clone();
+    let arguments = integers_as_written(command, line, value.clone())?;
+    let request: Request = serde_json::from_value(arguments)
+        .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))?;
+    check_durations(&request)?;
+    Ok(request)
+}
+
+/// `arguments` with the integers of the request `line` read as written, not as serde_json
+/// reads them: `-0` is 0; one beyond 64 bits is out of range (see [`integers`]).
+fn integers_as_written(
+    command: &str,
+    line: &[u8],
+    mut arguments: serde_json::Value,
+) -> Result<serde_json::Value, Response> {
     for (key, raw) in integers(line) {
         if raw == "-0" {
             arguments[key] = serde_json::Value::from(0);
@@ -325,10 +338,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
             ));
         }
     }
-    let request: Request = serde_json::from_value(arguments)
-        .map_err(|e| Response::error(ErrorCode::InvalidArgument, format!("{command}: {e}")))?;
-    check_durations(&request)?;
-    Ok(request)
+    Ok(arguments)
 }
 
 /// The request's arguments written as integers, with their text: `-0` is zero in JSON, which
