@@ -106,6 +106,26 @@ fn limit_for(files: u64) -> u64 {
     low
 }
 
+/// The fewest open files herd supervises with, beyond the sockets it binds: its standard
+/// streams, the control and notify sockets, its event loop, signals and threads, and a pipe
+/// for each worker start. Under a limit of 16 herd bound its sockets and then failed every
+/// worker start, at every retry, for want of a pipe.
+pub const FEWEST_FILES: u64 = 32;
+
+/// Why herd cannot supervise under the open-file limit `limit` with `sockets` bound (and
+/// shared memory made), if it cannot: one line that says what to raise.
+pub fn too_few_for_herd(limit: u64, sockets: usize) -> Option<String> {
+    let needed = FEWEST_FILES.saturating_add(sockets as u64);
+    (limit < needed).then(|| {
+        format!(
+            "herd's open-file limit of {limit} is too low to supervise: herd holds {FEWEST_FILES} \
+             files of its own (its control and notify sockets, its event loop, a pipe for each \
+             worker start) and the {sockets} it binds: raise the limit to at least {needed} \
+             (ulimit -Hn, LimitNOFILE=) and start herd again"
+        )
+    })
+}
+
 /// Why `workers` cannot run when each costs herd `per_worker` and an upgrade runs `surge`
 /// successors beside them, under the open-file limit `limit`, if they cannot: one line that
 /// says what costs the files and how to fix it.
@@ -159,6 +179,19 @@ mod tests {
         assert_eq!(connection_cap(1 << 20, 64), 64);
         // Windows' handle limit.
         assert_eq!(connection_cap(1 << 24, 64), 64);
+    }
+
+    /// Whatever the workers cost, herd needs files of its own: under a limit of 16 it bound its
+    /// socket, then failed every worker start for want of a pipe.
+    #[test]
+    fn herd_needs_files_of_its_own() {
+        assert_eq!(too_few_for_herd(FEWEST_FILES + 2, 2), None);
+        let why = too_few_for_herd(16, 1).unwrap();
+        assert!(
+            why.starts_with("herd's open-file limit of 16 is too low"),
+            "{why}"
+        );
+        assert!(why.contains("raise the limit to at least 33 "), "{why}");
     }
 
     /// `ulimit -n 1024`, two reuseport sockets and `herd scale 4096`: 497 workers started,

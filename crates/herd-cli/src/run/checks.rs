@@ -178,8 +178,9 @@ fn tcp_binds(args: &RunArgs) -> usize {
         .count()
 }
 
-/// Whether the workers `args` asks for (the most, with autoscaling) fit the open-file limit
-/// herd will raise its own to, with the files herd holds for each: `--balance reuseport`'s
+/// Whether herd itself ([`crate::fdlimit::too_few_for_herd`]) and the workers `args` asks for
+/// (the most, with autoscaling) fit the open-file limit herd will raise its own to, with the
+/// files herd holds for each: `--balance reuseport`'s
 /// sockets, `--worker-output`'s pipes (those of an upgrade's successors too, `--max-surge`).
 fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
     let sockets = match args.balance {
@@ -196,6 +197,10 @@ fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
     // herd raises its soft limit to the hard one (at most 2^20) before it binds.
     if let Ok((soft, hard)) = herd_sys::process::nofile_limit() {
         let limit = crate::fdlimit::raised(soft, hard);
+        let bound = args.binds.len() + args.shm.len();
+        if let Some(why) = crate::fdlimit::too_few_for_herd(limit, bound) {
+            return Err(Failure::Usage(why));
+        }
         let surge = |workers| args.max_surge.limit(workers);
         if let Some(why) = crate::fdlimit::too_many_for_fds(workers, per_worker, surge, limit) {
             return Err(Failure::Usage(why));

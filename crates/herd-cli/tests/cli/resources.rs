@@ -273,6 +273,45 @@ fn herd_raises_its_fd_limit_and_workers_keep_theirs() {
     assert_eq!(nofile_limit(next), "256:4096");
 }
 
+/// Under an open-file limit too low for herd itself (16: herd bound its socket, then failed
+/// every worker start for want of a pipe, at every retry, for ever), herd refuses to start in
+/// one line that says what limit it needs.
+#[test]
+fn a_limit_too_low_for_herd_itself_is_refused_at_start() {
+    let mut herd = std::process::Command::new("prlimit")
+        .arg("--nofile=16:16")
+        .arg(HERD)
+        .args(["run", "-b", "127.0.0.1:0", "--", "sleep", "1000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Before, herd ran on: it is stopped (and its worker with it) if it still runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let waited = loop {
+        match herd.try_wait().unwrap() {
+            Some(status) => break Some(status),
+            None if std::time::Instant::now() > deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    if waited.is_none() {
+        // SAFETY: kill with the pid of our child, not yet reaped (prlimit execs herd).
+        unsafe { libc::kill(herd.id() as i32, libc::SIGTERM) };
+        let _ = herd.wait();
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut herd.stderr.take().unwrap(), &mut stderr).unwrap();
+    let waited = waited.expect("herd refused to start under a limit of 16");
+    assert_eq!(waited.code(), Some(USAGE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("herd's open-file limit of 16 is too low to supervise")
+            && stderr.contains("raise the limit to at least 33 "),
+        "{stderr}"
+    );
+}
+
 /// 256 native workers, started a batch at a time (each batch's children start side by side):
 /// every slot gets a worker of its own, a live child of herd's, each ready (so each saw its
 /// own `LISTEN_PID`); none fails to start; herd's stop leaves no worker nor anything in
