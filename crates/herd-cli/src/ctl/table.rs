@@ -103,6 +103,15 @@ const ORPHAN_ROWS: usize = 5;
 /// The state of a slot a scale-up added whose worker waits to start.
 pub const QUEUED: &str = "queued to start";
 
+/// [`QUEUED`], with the bound that holds it back when herd says it: `queued to start
+/// (--max-starting 1)`.
+pub fn queued_state(status: &Status) -> String {
+    match status.max_starting {
+        Some(n) => format!("{QUEUED} (--max-starting {n})"),
+        None => QUEUED.to_string(),
+    }
+}
+
 /// One row per process: workers, slots waiting for a restart or to start, attached processes,
 /// exited workers' leftover process groups, and orphans (when there are few).
 fn process_rows(status: &Status) -> Vec<[String; 10]> {
@@ -166,7 +175,7 @@ fn process_rows(status: &Status) -> Vec<[String; 10]> {
     for &slot in &status.queued {
         let mut row = [(); 10].map(|_| dash());
         row[0] = slot.to_string();
-        row[3] = QUEUED.to_string();
+        row[3] = queued_state(status);
         row[9] = String::new();
         rows.push(row);
     }

@@ -53,6 +53,14 @@ pub struct Status {
     /// serving workers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queued: Vec<usize>,
+    /// `--max-starting` (`auto` resolved): how many new workers may be starting at once
+    /// (`None` from a herd that predates the field).
+    #[serde(default)]
+    pub max_starting: Option<usize>,
+    /// `--max-surge` for `desired` workers (a percentage resolved, at least 1): how many
+    /// workers may run beyond the pool (`None` from a herd that predates the field).
+    #[serde(default)]
+    pub max_surge: Option<usize>,
     /// The listening sockets.
     pub sockets: Vec<SocketStatus>,
     /// Processes that fetched the sockets with `herd attach` (not supervised).
@@ -346,6 +354,8 @@ pub fn snapshot(
         workers,
         waiting,
         queued,
+        max_starting: Some(pool.config().max_starting.max(1)),
+        max_surge: Some(pool.config().max_surge.limit(pool.desired())),
         sockets,
         attached,
         autoscale: None,

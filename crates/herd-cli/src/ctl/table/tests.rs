@@ -203,20 +203,34 @@ fn short_durations() {
     assert_eq!(short(273_600_000), "3d4h");
 }
 
-/// `herd scale 4` beside serving workers: the slots still waiting to start have a row each.
+/// `herd scale 4` beside serving workers: the slots still waiting to start have a row each,
+/// which says the bound that holds them (a herd that predates `max_starting` does not).
 #[test]
 fn slots_waiting_to_start_have_a_row_each() {
-    let status: Status = serde_json::from_value(serde_json::json!({
-        "pid": 1, "name": "web", "version": "0", "uptime_ms": 0, "generation": 1,
-        "upgrading_to": null, "stopping": false, "desired": 4, "running": 2, "ready": 1,
-        "workers": [], "waiting": [], "queued": [2, 3], "sockets": [], "attached": []
-    }))
-    .unwrap();
-    let table = render(&status, None);
+    let status = |max_starting: serde_json::Value| -> Status {
+        serde_json::from_value(serde_json::json!({
+            "pid": 1, "name": "web", "version": "0", "uptime_ms": 0, "generation": 1,
+            "upgrading_to": null, "stopping": false, "desired": 4, "running": 2, "ready": 1,
+            "workers": [], "waiting": [], "queued": [2, 3], "sockets": [], "attached": [],
+            "max_starting": max_starting, "max_surge": 1
+        }))
+        .unwrap()
+    };
+    let table = render(&status(1.into()), None);
     let rows: Vec<&str> = table.lines().filter(|l| l.contains(QUEUED)).collect();
     assert_eq!(rows.len(), 2, "{table}");
     assert!(
         rows[0].starts_with("2 ") && rows[1].starts_with("3 "),
         "{table}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.contains("queued to start (--max-starting 1)")),
+        "{table}"
+    );
+    let older = render(&status(serde_json::Value::Null), None);
+    assert!(
+        older.contains(QUEUED) && !older.contains("--max-starting"),
+        "{older}"
     );
 }

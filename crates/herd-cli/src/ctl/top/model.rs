@@ -136,7 +136,7 @@ impl Model {
         rows.extend(s.queued.iter().map(|slot| {
             let mut row = [(); 8].map(|_| dash());
             row[0] = slot.to_string();
-            row[3] = crate::ctl::table::QUEUED.to_string();
+            row[3] = crate::ctl::table::queued_state(s);
             row
         }));
         rows

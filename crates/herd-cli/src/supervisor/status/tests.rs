@@ -102,3 +102,29 @@ fn slots_a_scale_up_added_are_queued_until_they_start() {
     let json = serde_json::to_value(&status).unwrap();
     assert!(json.get("queued").is_none(), "left out when none: {json}");
 }
+
+/// The status says the bounds that hold slots queued to start: `--max-starting`, and
+/// `--max-surge` for the pool as it is (a percentage resolved).
+#[test]
+fn a_snapshot_says_the_start_and_surge_bounds_in_force() {
+    let now = Instant::now();
+    let config = herd_core::PoolConfig {
+        max_surge: herd_core::MaxSurge::Percent(25),
+        max_starting: 3,
+        ..test_config(8, None)
+    };
+    let status = snapshot(&Pool::new(config), Vec::new(), Vec::new(), "web", now);
+    assert_eq!((status.max_starting, status.max_surge), (Some(3), Some(2)));
+    let json = serde_json::to_value(&status).unwrap();
+    assert_eq!(
+        (&json["max_starting"], &json["max_surge"]),
+        (&3.into(), &2.into())
+    );
+    // A herd that predates the fields: the client reads them as unknown.
+    let mut older = json;
+    let members = older.as_object_mut().unwrap();
+    members.remove("max_starting");
+    members.remove("max_surge");
+    let back: Status = serde_json::from_value(older).unwrap();
+    assert_eq!((back.max_starting, back.max_surge), (None, None));
+}
