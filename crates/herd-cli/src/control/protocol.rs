@@ -267,15 +267,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     // Version 1 is the integer 1: any other number (`2`, `1.0`, `1e0`) is another version.
     match object.get("version") {
         Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
-        Some(v @ serde_json::Value::Number(_)) => {
-            return Err(Response::error(
-                ErrorCode::UnsupportedVersion,
-                format!(
-                    "protocol version {v} is not supported; this herd speaks version {VERSION} \
-                     (send \"version\": {VERSION})"
-                ),
-            ))
-        }
+        Some(v @ serde_json::Value::Number(_)) => return Err(unsupported_version(v, line)),
         _ => {
             return Err(Response::error(
                 ErrorCode::BadRequest,
@@ -318,6 +310,30 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     Ok(request)
 }
 
+/// The answer to a `version` `v` that is a number other than 1, which it says as the request
+/// `line` wrote it when it is an integer, as [`integers_as_written`] reads the arguments: `-0`
+/// is version 0 (not `-0.0`), and one beyond 64 bits is out of range (not a float).
+fn unsupported_version(v: &serde_json::Value, line: &[u8]) -> Response {
+    let written = integers(line).into_iter().find(|(key, _)| key == "version");
+    let version = match written {
+        Some((_, raw)) if raw == "-0" => "0 is not supported".to_string(),
+        Some((_, raw)) if !fits_64_bits(&raw) => format!("{raw} is out of range (beyond 64 bits)"),
+        _ => format!("{v} is not supported"),
+    };
+    Response::error(
+        ErrorCode::UnsupportedVersion,
+        format!(
+            "protocol version {version}; this herd speaks version {VERSION} (send \"version\": \
+             {VERSION})"
+        ),
+    )
+}
+
+/// Whether the integer `raw` (as [`integers`] finds them) fits in 64 bits, signed or not.
+fn fits_64_bits(raw: &str) -> bool {
+    raw.parse::<i64>().is_ok() || raw.parse::<u64>().is_ok()
+}
+
 /// `arguments` with the integers of the request `line` read as written, not as serde_json
 /// reads them: `-0` is 0; one beyond 64 bits is out of range (see [`integers`]).
 fn integers_as_written(
@@ -325,10 +341,14 @@ fn integers_as_written(
     line: &[u8],
     mut arguments: serde_json::Value,
 ) -> Result<serde_json::Value, Response> {
-    for (key, raw) in integers(line) {
+    // `version` is 1 here (see [`unsupported_version`]).
+    for (key, raw) in integers(line)
+        .into_iter()
+        .filter(|(key, _)| key != "version")
+    {
         if raw == "-0" {
             arguments[key] = serde_json::Value::from(0);
-        } else if raw.parse::<i64>().is_err() && raw.parse::<u64>().is_err() {
+        } else if !fits_64_bits(&raw) {
             return Err(Response::error(
                 ErrorCode::InvalidArgument,
                 format!(
@@ -341,16 +361,15 @@ fn integers_as_written(
     Ok(arguments)
 }
 
-/// The request's arguments written as integers, with their text: `-0` is zero in JSON, which
-/// serde_json reads as the float `-0.0` (and an integer argument refused: `delta`, `workers`,
-/// `slot`, `lines`, a duration in ms), and one beyond 64 bits it reads as a float too (refused
-/// as "floating point `1.8446744073709552e19`", of an integer). `-0.0` and `-0e0` are floats,
-/// refused as `0.0` is.
+/// The request's members written as integers (`version` and the arguments), with their text:
+/// `-0` is zero in JSON, which serde_json reads as the float `-0.0` (and an integer argument
+/// refused: `delta`, `workers`, `slot`, `lines`, a duration in ms; a version said as `-0.0`),
+/// and one beyond 64 bits it reads as a float too (refused as "floating point
+/// `1.8446744073709552e19`", of an integer). `-0.0` and `-0e0` are floats, refused as `0.0` is.
 fn integers(line: &[u8]) -> Vec<(String, String)> {
     let members: BTreeMap<String, &serde_json::value::RawValue> =
         serde_json::from_slice(line).unwrap_or_default();
     (members.into_iter())
-        .filter(|(key, _)| key != "version" && key != "command")
         .map(|(key, raw)| (key, raw.get().trim().to_string()))
         .filter(|(_, raw)| {
             let digits = raw.strip_prefix('-').unwrap_or(raw);

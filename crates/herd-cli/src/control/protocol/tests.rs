@@ -32,6 +32,40 @@ fn version_1_is_the_integer_1() {
     }
 }
 
+/// A version is said as written when it is an integer, as the arguments are read: `-0` is
+/// version 0 (it was "protocol version -0.0", serde_json's float), and one beyond 64 bits is
+/// out of range (it was "protocol version 1.8446744073709552e19").
+#[test]
+fn an_unsupported_version_is_said_as_written() {
+    for (version, said) in [
+        ("-0", "protocol version 0 is not supported;"),
+        (" -0 ", "protocol version 0 is not supported;"),
+        ("0", "protocol version 0 is not supported;"),
+        ("2", "protocol version 2 is not supported;"),
+        (
+            "18446744073709551616",
+            "protocol version 18446744073709551616 is out of range (beyond 64 bits);",
+        ),
+        (
+            "-9223372036854775809",
+            "protocol version -9223372036854775809 is out of range (beyond 64 bits);",
+        ),
+        // Floats are floats: `-0.0` is not `-0`.
+        ("-0.0", "protocol version -0.0 is not supported;"),
+        ("1.0", "protocol version 1.0 is not supported;"),
+    ] {
+        let line = format!(r#"{{"version":{version},"command":"status"}}"#);
+        let error = parse_request(line.as_bytes()).unwrap_err().error.unwrap();
+        assert_eq!(error.code, ErrorCode::UnsupportedVersion, "{line}");
+        assert!(error.message.starts_with(said), "{line}: {}", error.message);
+        assert!(
+            error.message.ends_with("(send \"version\": 1)"),
+            "{}",
+            error.message
+        );
+    }
+}
+
 fn code(line: &str) -> ErrorCode {
     parse_request(line.as_bytes())
         .unwrap_err()
