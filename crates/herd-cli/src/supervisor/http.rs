@@ -428,7 +428,7 @@ enum Route {
     Ready,
     /// A request line that is not `METHOD TARGET HTTP/x.y`: not HTTP.
     BadRequest,
-    /// A method other than `GET` and `HEAD` on a path served here.
+    /// A method other than `GET` and `HEAD` on a path served here, or `OPTIONS *`.
     MethodNotAllowed,
     /// Any other path.
     NotFound(Endpoint),
@@ -452,11 +452,12 @@ fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
         _ => None,
     };
     let metrics = endpoint == Endpoint::Metrics && matches!(path, "/metrics" | "/");
+    // `OPTIONS *` asks of the server as a whole (docs/metrics.md says why 405 and not 2xx).
+    let served = probe.is_some() || metrics || (method == "OPTIONS" && target == "*");
     let route = match (method, probe) {
         ("GET" | "HEAD", Some(probe)) => probe,
         ("GET" | "HEAD", None) if metrics => Route::Scrape,
-        (_, Some(_)) => Route::MethodNotAllowed,
-        (_, None) if metrics => Route::MethodNotAllowed,
+        _ if served => Route::MethodNotAllowed,
         _ => Route::NotFound(endpoint),
     };
     (route, method == "HEAD")

@@ -114,6 +114,13 @@ fn metrics_answer_scrapers_despite_idle_clients() {
             && response.contains("\r\nAllow: GET, HEAD\r\n"),
         "{response}"
     );
+    // `OPTIONS *`, of the server as a whole, is told the same (it was 404).
+    let response = http_raw(&metrics, "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", TIMEOUT).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+            && response.contains("\r\nAllow: GET, HEAD\r\n"),
+        "{response}"
+    );
     // Every slot held by a client that never sends a request: a scrape still gets its answer
     // well within Prometheus' default 10 s scrape timeout.
     let idle: Vec<std::net::TcpStream> = (0..64)

@@ -50,6 +50,21 @@ fn a_request_that_is_not_http_is_a_bad_request() {
     }
 }
 
+/// `OPTIONS *` asks which methods the server serves: 405 with `Allow: GET, HEAD`, as a path
+/// served here says, on either endpoint (it was 404, `*` being no path herd serves). The
+/// asterisk is no path for another method, nor `OPTIONS` of an unknown path.
+#[test]
+fn options_asterisk_is_told_the_methods_served() {
+    for endpoint in [Endpoint::Metrics, Endpoint::Health] {
+        let r = |line: &str| route(&format!("{line}\r\nHost: x\r\n\r\n"), endpoint);
+        assert_eq!(r("OPTIONS * HTTP/1.1"), (Route::MethodNotAllowed, false));
+        assert_eq!(r("OPTIONS /healthz HTTP/1.1").0, Route::MethodNotAllowed);
+        assert_eq!(r("OPTIONS /nope HTTP/1.1").0, Route::NotFound(endpoint));
+        assert_eq!(r("GET * HTTP/1.1").0, Route::NotFound(endpoint));
+        assert_eq!(r("POST * HTTP/1.1").0, Route::NotFound(endpoint));
+    }
+}
+
 #[test]
 fn an_absolute_form_target_is_routed_by_its_path() {
     let r = |line: &str| route(&format!("{line}\r\n\r\n"), Endpoint::Metrics).0;
@@ -148,6 +163,32 @@ async fn a_scrape_over_loopback_gets_the_supervisors_rendering() {
         missing.starts_with("HTTP/1.1 404 Not Found\r\n"),
         "{missing}"
     );
+}
+
+/// Over loopback, on the `--health` endpoint: `OPTIONS *` and `POST /readyz` are told which
+/// methods are served, `POST /metrics` (not served there) is not found.
+#[tokio::test]
+async fn another_method_is_answered_405_with_the_methods_allowed() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, _scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    let allowed = "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD\r\n";
+    for (request, answered) in [
+        ("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", allowed),
+        (
+            "POST /readyz HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            allowed,
+        ),
+        (
+            "POST /metrics HTTP/1.1\r\n\r\n",
+            "HTTP/1.1 404 Not Found\r\n",
+        ),
+    ] {
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, request.into()));
+        let answer = answer.await.expect("answers in time");
+        assert!(answer.starts_with(answered), "{request:?}: {answer}");
+    }
 }
 
 #[tokio::test]
