@@ -101,6 +101,8 @@ log_events! {
     UpgradeAbandoned = "upgrade_abandoned",
     /// An upgrade was asked for but cannot start.
     UpgradeRefused = "upgrade_refused",
+    /// `herd upgrade --reload-config` reads the config file again, off herd's loop.
+    ConfigReading = "config_reading",
     /// `herd upgrade --reload-config` read the config file again; the new generation runs
     /// what it says.
     ConfigReloaded = "config_reloaded",

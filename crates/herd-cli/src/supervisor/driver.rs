@@ -49,6 +49,8 @@ pub struct Supervisor {
     pub(super) last_rendering: metrics::LastRendering,
     /// Reads the `--config` file again, for `herd upgrade --reload-config`.
     pub(super) reload: Option<reload::Reload>,
+    /// A `herd upgrade --reload-config` whose file is being read (`reload` is away then).
+    pub(super) reading: Option<reload::reading::Reading>,
     /// What an upgrade with a reloaded config changes once it has finished.
     pub(super) staged: Option<reload::Staged>,
     pub(super) notify_log: RateLimit,
@@ -95,6 +97,7 @@ impl Supervisor {
             probes: probes::Probes::default(),
             last_rendering: metrics::LastRendering::default(),
             reload: None,
+            reading: None,
             staged: None,
             notify_log: RateLimit::new(5, Duration::from_secs(10)),
             starts: starts::Starts::default(),

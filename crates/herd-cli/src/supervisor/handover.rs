@@ -111,6 +111,10 @@ impl Supervisor {
                 .to_string();
             return Err((ErrorCode::Stopping, why));
         }
+        // The file's contents go to the new image, and its reader is away.
+        if let Some(reading) = &self.reading {
+            return Err((ErrorCode::Busy, reading.busy()));
+        }
         // Draining reuseport slots is pool state now, handed over with the pool.
         if let Some((code, why)) = self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
             return Err((code, why.to_string()));
@@ -296,6 +300,8 @@ impl Supervisor {
             // The new image reads the same command line; of the config file, the contents the
             // workers run are handed over.
             reload,
+            // None: a re-exec is refused while the config file is read again.
+            reading: _,
             // None: a re-exec waits while an upgrade is under way.
             staged: _,
             // Log rate limits, which start afresh.

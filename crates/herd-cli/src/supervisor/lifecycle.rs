@@ -52,6 +52,7 @@ impl Supervisor {
         // hears it).
         let mut effects = self.platform_stop_effects();
         effects.extend(self.waiters.reexec_cancelled().map(Effect::RefuseReexec));
+        effects.extend(self.reading_stopped());
         effects.push(Effect::CloseSockets);
         effects.extend(self.phase.stopping().map(Effect::Report));
         self.effects.execute(effects);

@@ -3,20 +3,17 @@
 //! command, environment and pool settings are staged for the upgrade, kept if it finishes and
 //! dropped if it does not, so that the old workers (and their restarts) keep what they had.
 
-use std::time::Duration;
-
 use crate::cli::config::{Reloader, Reread};
 use crate::cli::{RunArgs, Workers};
 use crate::command::WorkerCommand;
-use crate::control::protocol::{ErrorCode, Response};
 use crate::logging::LogEvent;
 
-use super::effects::{Client, Effect};
 use super::platform::Signal;
-use super::pool::{self, PoolConfig, PoolError};
-use super::waiters::Answer;
+use super::pool::PoolConfig;
 use super::Supervisor;
 use herd_core::RecyclePolicy;
+
+pub(super) mod reading;
 
 /// What a config file read again asks of the next generation.
 pub struct Reloaded {
@@ -46,8 +43,8 @@ pub trait ReloadConfig {
     fn in_force(&self) -> &str;
 }
 
-/// The supervisor's [`ReloadConfig`].
-pub type Reload = Box<dyn ReloadConfig>;
+/// The supervisor's [`ReloadConfig`], which reads on a thread of its own ([`reading`]).
+pub type Reload = Box<dyn ReloadConfig + Send>;
 
 /// A [`ReloadConfig`] that reads the file with a [`Reloader`] and makes the worker command
 /// with `command`, as `herd run` made the first.
@@ -187,63 +184,6 @@ impl Supervisor {
         self.reload = Some(reload);
     }
 
-    /// `herd upgrade --reload-config`: reads the config file again and upgrades to what it
-    /// says; if it cannot be read or applied, `client` hears why and nothing changes.
-    pub(super) fn reload_and_upgrade(&mut self, timeout: Option<Duration>, client: Client) {
-        if let Some(upgrade) = self.pool.upgrade_in_progress() {
-            let why = PoolError::UpgradeInProgress {
-                generation: upgrade.generation,
-            };
-            return self.refuse_reload(pool::error_code(&why), why.to_string(), client);
-        }
-        let reloaded = match self.reload.as_mut() {
-            Some(reload) => reload.reload(),
-            None => Err(
-                "herd was not started with --config: there is no file to read again; \
-                         a plain herd upgrade restarts the workers with the same command"
-                    .to_string(),
-            ),
-        };
-        let reloaded = reloaded.and_then(|r| match self.no_fds_for_file(r.workers) {
-            Some(why) => {
-                self.settle_reload(false);
-                Err(format!(
-                    "the config file's workers: {why}; nothing was changed"
-                ))
-            }
-            None => Ok(r),
-        });
-        match reloaded {
-            Ok(reloaded) => self.upgrade_to(
-                "herd upgrade --reload-config",
-                timeout,
-                Some(client),
-                Some(reloaded.split()),
-            ),
-            Err(why) => self.refuse_reload(ErrorCode::ConfigInvalid, why, client),
-        }
-    }
-
-    /// Why the file's `workers` (the most, with autoscaling) cannot run, if they cannot: the
-    /// upgrade that would apply them is refused before it starts, in the reply, rather than
-    /// said in the log once it finished (see [`Self::no_fds_for`]).
-    fn no_fds_for_file(&self, workers: Option<Workers>) -> Option<String> {
-        match workers? {
-            Workers::Fixed(n) => self.no_fds_for(n),
-            Workers::Auto(_, max) => self.no_fds_for(max),
-        }
-    }
-
-    /// `herd upgrade --reload-config` changes nothing: `client` hears why (`code`).
-    fn refuse_reload(&mut self, code: ErrorCode, why: String, client: Client) {
-        tracing::warn!(
-            event = LogEvent::UpgradeRefused.as_str(),
-            "herd upgrade --reload-config: {why}"
-        );
-        let answer = Answer::new(client, Response::error(code, why));
-        self.effects.execute([Effect::Answer(answer)]);
-    }
-
     /// The upgrade to `generation` started with a config file read again: its new workers
     /// run `command`, and `staged` applies once it finishes.
     pub(super) fn reloaded_upgrade_started(
@@ -332,7 +272,7 @@ impl Supervisor {
     }
 
     /// Tells the config file's reader whether what it read last is what the workers run.
-    fn settle_reload(&mut self, applied: bool) {
+    pub(super) fn settle_reload(&mut self, applied: bool) {
         if let Some(reload) = self.reload.as_mut() {
             reload.settle(applied);
         }

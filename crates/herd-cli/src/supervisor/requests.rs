@@ -55,7 +55,7 @@ impl Supervisor {
             } => {
                 let timeout = timeout_ms.map(Duration::from_millis);
                 if reload_config {
-                    return self.reload_and_upgrade(timeout, client);
+                    return self.reload_and_upgrade(timeout, client, &sources.read_again_tx);
                 }
                 return self.upgrade("herd upgrade", timeout, Some(client));
             }

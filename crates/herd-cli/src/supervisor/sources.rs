@@ -16,6 +16,7 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use super::health::{HealthBoard, HEARTBEAT_EVERY};
 use super::http::{self, Endpoint, Scrape};
 use super::platform::{self, Intents, NotifySocket};
+use super::reload::reading::ReadAgain;
 use super::sampler::{Sampler, Samples};
 use super::signals::Intent;
 use super::takeover::StopAnswer;
@@ -36,6 +37,8 @@ pub enum Input {
     Tick(Tick),
     /// The workers' memory and CPU time came back from the sampler.
     Sampled(Samples),
+    /// The config file was read again, off the loop, for `herd upgrade --reload-config`.
+    ConfigRead(Box<ReadAgain>),
     /// An input only the platform has (Unix: a notify datagram, a re-exec check's end, a
     /// check's timer; Windows: a notify message).
     Platform(platform::Input),
@@ -77,6 +80,9 @@ pub struct Sources {
     answered: mpsc::Receiver<StopAnswer>,
     /// Where the old herd's answer to a takeover's stop is reported.
     pub answered_tx: mpsc::Sender<StopAnswer>,
+    read_again: mpsc::Receiver<Box<ReadAgain>>,
+    /// Where the config file's reader comes back, with what it read.
+    pub read_again_tx: mpsc::Sender<Box<ReadAgain>>,
     /// Periodic work, on intervals that live across loop turns: a timer made anew on each
     /// turn would never fire while other inputs keep the loop busy.
     autoscale: Interval,
@@ -124,6 +130,7 @@ impl Sources {
                 .context("cannot start the thread that serves --metrics and --health")?;
         }
         let (answered_tx, answered) = mpsc::channel(2);
+        let (read_again_tx, read_again) = mpsc::channel(1);
         let sampler = Sampler::start().context("cannot start the thread that samples workers")?;
         Ok(Sources {
             signals,
@@ -131,6 +138,8 @@ impl Sources {
             scrapes,
             answered,
             answered_tx,
+            read_again,
+            read_again_tx,
             autoscale: every(autoscale::SAMPLE_EVERY),
             queue_check: every(autoscale::QUEUE_CHECK_EVERY),
             samples: every(recycling::SAMPLE_EVERY),
@@ -152,6 +161,7 @@ impl Sources {
             Some(request) = self.requests.recv() => Input::Control(request),
             Some(scrape) = self.scrapes.recv() => Input::Scrape(scrape),
             Some(answer) = self.answered.recv() => Input::TakeoverAnswered(answer),
+            Some(read) = self.read_again.recv() => Input::ConfigRead(read),
             input = self.platform.next(&wants.platform) => input,
             _ = tokio::time::sleep_until(deadline), if wants.deadline.is_some() => {
                 Input::Tick(Tick::Turn)

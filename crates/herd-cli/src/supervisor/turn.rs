@@ -28,6 +28,7 @@ impl Supervisor {
             Input::Control(request) => self.control(request, sources),
             Input::Scrape(scrape) => self.answer_scrapes(scrape, sources),
             Input::TakeoverAnswered(answer) => self.takeover_answered(answer),
+            Input::ConfigRead(read) => self.config_read(read),
             Input::Platform(input) => self.handle_platform(input, sources, control_file, notify),
             Input::Tick(Tick::Autoscale) => self.autoscale_tick(false),
             // A burst need not wait for the next sample: a queue long enough to scale up on is

@@ -11,6 +11,7 @@ mod backlog;
 mod balance;
 mod clients;
 mod config;
+mod config_hung;
 mod config_refusals;
 mod config_reload;
 mod control;
