@@ -112,16 +112,25 @@ fn limit_for(files: u64) -> u64 {
 /// worker start, at every retry, for want of a pipe.
 pub const FEWEST_FILES: u64 = 32;
 
+/// The open files herd needs with `sockets` bound (and shared memory made): [`FEWEST_FILES`],
+/// and each socket twice, since a worker's start holds a second copy of each (the child
+/// copies every inherited fd above 3, 4, ... before it moves them there, in herd's fd
+/// table's copy, under herd's limit). With 20 sockets under a limit of 52 herd ran, and every
+/// worker start failed, at every retry, with "cannot place the worker's inherited sockets".
+pub fn files_for_herd(sockets: usize) -> u64 {
+    FEWEST_FILES.saturating_add((sockets as u64).saturating_mul(2))
+}
+
 /// Why herd cannot supervise under the open-file limit `limit` with `sockets` bound (and
 /// shared memory made), if it cannot: one line that says what to raise.
 pub fn too_few_for_herd(limit: u64, sockets: usize) -> Option<String> {
-    let needed = FEWEST_FILES.saturating_add(sockets as u64);
+    let needed = files_for_herd(sockets);
     (limit < needed).then(|| {
         format!(
             "herd's open-file limit of {limit} is too low to supervise: herd holds {FEWEST_FILES} \
              files of its own (its control and notify sockets, its event loop, a pipe for each \
-             worker start) and the {sockets} it binds: raise the limit to at least {needed} \
-             (ulimit -Hn, LimitNOFILE=) and start herd again"
+             worker start) and the {sockets} it binds, twice over while a worker starts: raise \
+             the limit to at least {needed} (ulimit -Hn, LimitNOFILE=) and start herd again"
         )
     })
 }
@@ -185,13 +194,17 @@ mod tests {
     /// socket, then failed every worker start for want of a pipe.
     #[test]
     fn herd_needs_files_of_its_own() {
-        assert_eq!(too_few_for_herd(FEWEST_FILES + 2, 2), None);
+        assert_eq!(too_few_for_herd(FEWEST_FILES + 4, 2), None);
         let why = too_few_for_herd(16, 1).unwrap();
         assert!(
             why.starts_with("herd's open-file limit of 16 is too low"),
             "{why}"
         );
-        assert!(why.contains("raise the limit to at least 33 "), "{why}");
+        assert!(why.contains("raise the limit to at least 34 "), "{why}");
+        // 20 sockets under 52 (32 and one each): every worker start failed to place them.
+        let why = too_few_for_herd(52, 20).unwrap();
+        assert!(why.contains("raise the limit to at least 72 "), "{why}");
+        assert_eq!(too_few_for_herd(72, 20), None);
     }
 
     /// `ulimit -n 1024`, two reuseport sockets and `herd scale 4096`: 497 workers started,
