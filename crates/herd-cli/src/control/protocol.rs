@@ -267,14 +267,16 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     // Version 1 is the integer 1: any other number (`2`, `1.0`, `1e0`) is another version.
     match object.get("version") {
         Some(v) if v.as_u64() == Some(u64::from(VERSION)) => {}
-        Some(v @ serde_json::Value::Number(_)) => {
+        Some(serde_json::Value::Number(_)) => {
+            // As written: serde_json reads `-0` and an integer beyond 64 bits as floats.
+            let v = written(line, "version").unwrap_or_default();
             return Err(Response::error(
                 ErrorCode::UnsupportedVersion,
                 format!(
                     "protocol version {v} is not supported; this herd speaks version {VERSION} \
                      (send \"version\": {VERSION})"
                 ),
-            ))
+            ));
         }
         _ => {
             return Err(Response::error(
@@ -357,6 +359,13 @@ fn integers(line: &[u8]) -> Vec<(String, String)> {
             !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
         })
         .collect()
+}
+
+/// The text of the request `line`'s member `key`, as written.
+fn written(line: &[u8], key: &str) -> Option<String> {
+    let members: BTreeMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(line).ok()?;
+    Some(members.get(key)?.get().trim().to_string())
 }
 
 /// Durations past [`MAX_DURATION`](crate::cli::MAX_DURATION) are refused, as on the command

@@ -26,6 +26,21 @@ fn version_1_is_the_integer_1() {
         let line = format!(r#"{{"version":{other},"command":"status"}}"#);
         assert_eq!(code(&line), ErrorCode::UnsupportedVersion, "{line}");
     }
+    // Said as written: `-0` was "-0.0", one beyond 64 bits "1.8446744073709552e19".
+    for (other, said) in [
+        ("-0", "version -0 is"),
+        ("18446744073709551617", "version 18446744073709551617 is"),
+        (" 1.0 ", "version 1.0 is"),
+    ] {
+        let line = format!(r#"{{"version":{other},"command":"status"}}"#);
+        let refused = parse_request(line.as_bytes()).unwrap_err().error.unwrap();
+        assert_eq!(refused.code, ErrorCode::UnsupportedVersion, "{line}");
+        assert!(
+            refused.message.contains(said),
+            "{line}: {}",
+            refused.message
+        );
+    }
     for not_a_number in ["\"1\"", "null", "true", "[1]", "{}"] {
         let line = format!(r#"{{"version":{not_a_number},"command":"status"}}"#);
         assert_eq!(code(&line), ErrorCode::BadRequest, "{line}");
