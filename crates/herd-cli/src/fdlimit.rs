@@ -36,6 +36,9 @@ pub struct PerWorker {
     /// `--worker-output prefix|json`: the read ends of each worker process's stdout and stderr
     /// pipes, so as many again for a successor an upgrade runs beside it (`--max-surge`).
     pub pipes: usize,
+    /// The sockets herd binds (and shared memory it makes), whatever the workers: a worker's
+    /// start holds a second copy of each (see [`files_for_herd`]), beside the files above.
+    pub bound: usize,
 }
 
 impl PerWorker {
@@ -44,7 +47,15 @@ impl PerWorker {
         PerWorker {
             sockets,
             pipes: if output_read { 2 } else { 0 },
+            bound: 0,
         }
+    }
+
+    /// The same, with `bound` sockets (and shared memory) bound by herd, held twice while a
+    /// worker starts: under a limit of 232 with 100 binds, `--worker-output prefix` and 27
+    /// workers (which each check passed alone) every worker start but two failed.
+    pub fn with_bound(self, bound: usize) -> PerWorker {
+        PerWorker { bound, ..self }
     }
 
     /// The files `workers` cost herd while `surge` successors run beside them.
@@ -53,6 +64,7 @@ impl PerWorker {
         (self.sockets as u64)
             .saturating_mul(workers as u64)
             .saturating_add((self.pipes as u64).saturating_mul(processes))
+            .saturating_add((self.bound as u64).saturating_mul(2))
     }
 }
 
@@ -112,16 +124,25 @@ fn limit_for(files: u64) -> u64 {
 /// worker start, at every retry, for want of a pipe.
 pub const FEWEST_FILES: u64 = 32;
 
+/// The open files herd needs with `sockets` bound (and shared memory made): [`FEWEST_FILES`],
+/// and each socket twice, since a worker's start holds a second copy of each (the child
+/// copies every inherited fd above 3, 4, ... before it moves them there, in herd's fd
+/// table's copy, under herd's limit). With 20 sockets under a limit of 52 herd ran, and every
+/// worker start failed, at every retry, with "cannot place the worker's inherited sockets".
+pub fn files_for_herd(sockets: usize) -> u64 {
+    FEWEST_FILES.saturating_add((sockets as u64).saturating_mul(2))
+}
+
 /// Why herd cannot supervise under the open-file limit `limit` with `sockets` bound (and
 /// shared memory made), if it cannot: one line that says what to raise.
 pub fn too_few_for_herd(limit: u64, sockets: usize) -> Option<String> {
-    let needed = FEWEST_FILES.saturating_add(sockets as u64);
+    let needed = files_for_herd(sockets);
     (limit < needed).then(|| {
         format!(
             "herd's open-file limit of {limit} is too low to supervise: herd holds {FEWEST_FILES} \
              files of its own (its control and notify sockets, its event loop, a pipe for each \
-             worker start) and the {sockets} it binds: raise the limit to at least {needed} \
-             (ulimit -Hn, LimitNOFILE=) and start herd again"
+             worker start) and the {sockets} it binds, twice over while a worker starts: raise \
+             the limit to at least {needed} (ulimit -Hn, LimitNOFILE=) and start herd again"
         )
     })
 }
@@ -137,7 +158,11 @@ pub fn too_many_for_fds(
 ) -> Option<String> {
     let needed = limit_for(per_worker.files(workers, surge(workers).min(workers)));
     let most = most_workers(per_worker, surge, limit)?;
-    let PerWorker { sockets, pipes } = per_worker;
+    let PerWorker {
+        sockets,
+        pipes,
+        bound,
+    } = per_worker;
     let pipes_text = format!(
         "{pipes} pipes to read its output (--worker-output), and as many for the successor an \
          upgrade starts beside it (--max-surge)"
@@ -153,6 +178,10 @@ pub fn too_many_for_fds(
             "--balance shared or --worker-output inherit",
         ),
     };
+    let also = match bound {
+        0 => String::new(),
+        n => format!(", and {} for the {n} socket(s) it binds", 2 * n),
+    };
     let asked = match workers {
         1 => "1 worker does".to_string(),
         n => format!("{n} workers do"),
@@ -161,7 +190,7 @@ pub fn too_many_for_fds(
         format!(
             "{asked} not fit herd's open-file limit of {limit}: for each worker, \
              herd holds {costs}, and it keeps a quarter of the limit and 64 files more for \
-             itself: at most {most}; raise the limit to at least {needed} (ulimit -Hn, \
+             itself{also}: at most {most}; raise the limit to at least {needed} (ulimit -Hn, \
              LimitNOFILE=) and start herd again, or use {instead}"
         )
     })
@@ -185,13 +214,45 @@ mod tests {
     /// socket, then failed every worker start for want of a pipe.
     #[test]
     fn herd_needs_files_of_its_own() {
-        assert_eq!(too_few_for_herd(FEWEST_FILES + 2, 2), None);
+        assert_eq!(too_few_for_herd(FEWEST_FILES + 4, 2), None);
         let why = too_few_for_herd(16, 1).unwrap();
         assert!(
             why.starts_with("herd's open-file limit of 16 is too low"),
             "{why}"
         );
-        assert!(why.contains("raise the limit to at least 33 "), "{why}");
+        assert!(why.contains("raise the limit to at least 34 "), "{why}");
+        // 20 sockets under 52 (32 and one each): every worker start failed to place them.
+        let why = too_few_for_herd(52, 20).unwrap();
+        assert!(why.contains("raise the limit to at least 72 "), "{why}");
+        assert_eq!(too_few_for_herd(72, 20), None);
+    }
+
+    /// The sockets herd binds count against what the workers may take: 100 binds,
+    /// `--worker-output prefix` and 27 workers passed both checks under 232 (each alone), and
+    /// every worker start but two failed to place its sockets.
+    #[test]
+    fn the_sockets_herd_binds_leave_less_for_the_workers() {
+        let all = |workers| workers;
+        let output = PerWorker::new(0, true);
+        assert_eq!(most_workers(output, all, 232), Some(27));
+        assert_eq!(most_workers(output.with_bound(100), all, 232), Some(0));
+        let why = too_many_for_fds(27, output.with_bound(100), all, 232).unwrap();
+        assert!(
+            why.contains("and 200 for the 100 socket(s) it binds: at most 0"),
+            "{why}"
+        );
+        // 32 + 200 + 2 pipes for each of 27 workers and their 27 successors: 340 at least.
+        let needed: u64 = why
+            .split("at least ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        assert!(needed >= 340, "{why}");
+        assert_eq!(
+            too_many_for_fds(27, output.with_bound(100), all, needed),
+            None
+        );
     }
 
     /// `ulimit -n 1024`, two reuseport sockets and `herd scale 4096`: 497 workers started,

@@ -204,21 +204,20 @@ pub fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<u32> {
     let shown = dir.display();
     let meta = std::fs::symlink_metadata(dir)
         .with_context(|| format!("cannot inspect the control directory {shown}"))?;
-    if !meta.file_type().is_dir() {
-        bail!("{shown} is not a directory (a symlink or a file); herd will not use it: remove it or pass --control");
-    }
     let owner = meta.uid();
+    // Most often another user made it first, in a directory open to all (/tmp): one that is
+    // sticky lets only them or root remove it, so "remove it" would not help.
+    let fix = match owner == uid || uid == 0 {
+        true => "remove it or pass --control".to_string(),
+        false => format!(
+            "pass --control (or HERD_CONTROL) with a path in a directory of your own, or have \
+             it removed (in a sticky directory such as /tmp, only uid {owner} or root can)"
+        ),
+    };
+    if !meta.file_type().is_dir() {
+        bail!("{shown} is not a directory (a symlink or a file); herd will not use it: {fix}");
+    }
     if owner != uid {
-        // Most often another user made it first, in a directory open to all (/tmp): one that
-        // is sticky lets only them or root remove it, so "remove it" would not help.
-        let fix = match uid {
-            0 => "remove it or pass --control".to_string(),
-            _ => format!(
-                "pass --control (or HERD_CONTROL) with a path in a directory of your own, or \
-                 have it removed (in a sticky directory such as /tmp, only uid {owner} or root \
-                 can)"
-            ),
-        };
         bail!(
             "the control directory {shown} belongs to uid {owner}, not to uid {uid}; \
              herd will not use it: {fix}"
@@ -419,5 +418,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not a directory"));
+        // Another user's symlink (or file) there: not for the one told of it to remove.
+        let err = check_private_dir(&link, uid + 1).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
+        assert!(!err.contains("remove it"), "{err}");
+        assert!(err.contains(&format!("only uid {uid} or root")), "{err}");
     }
 }

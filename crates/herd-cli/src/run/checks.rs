@@ -188,7 +188,8 @@ fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
         Balance::Shared => 0,
     };
     let output_read = args.worker_output != crate::cli::WorkerOutput::Inherit;
-    let per_worker = crate::fdlimit::PerWorker::new(sockets, output_read);
+    let bound = args.binds.len() + args.shm.len();
+    let per_worker = crate::fdlimit::PerWorker::new(sockets, output_read).with_bound(bound);
     let workers = match args.workers {
         Some(Workers::Fixed(n)) => n,
         Some(Workers::Auto(_, max)) => max,
@@ -197,7 +198,6 @@ fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
     // herd raises its soft limit to the hard one (at most 2^20) before it binds.
     if let Ok((soft, hard)) = herd_sys::process::nofile_limit() {
         let limit = crate::fdlimit::raised(soft, hard);
-        let bound = args.binds.len() + args.shm.len();
         if let Some(why) = crate::fdlimit::too_few_for_herd(limit, bound) {
             return Err(Failure::Usage(why));
         }

@@ -396,7 +396,8 @@ async fn answer(route: Route, answers: &Answers) -> Response {
         Route::BadRequest => Response::text(
             "400 Bad Request",
             "",
-            "not an HTTP request: send a request line such as GET /healthz HTTP/1.1\n".to_string(),
+            "not an HTTP/1 request: send a request line such as GET /healthz HTTP/1.1\n"
+                .to_string(),
         ),
         Route::MethodNotAllowed => Response::text(
             "405 Method Not Allowed",
@@ -426,7 +427,7 @@ enum Route {
     Live,
     /// `GET` (or `HEAD`) `/readyz`.
     Ready,
-    /// A request line that is not `METHOD TARGET HTTP/x.y`: not HTTP.
+    /// A request line that is not `METHOD TARGET HTTP/1.x`: not HTTP/1.
     BadRequest,
     /// A method other than `GET` and `HEAD` on a path served here, or `OPTIONS *`.
     MethodNotAllowed,
@@ -471,12 +472,10 @@ fn is_token(method: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Whether `version` is `HTTP/` and a digit, a dot and a digit (`HTTP/1.1`).
+/// Whether `version` is HTTP/1's: `HTTP/1.` and a digit (`HTTP/1.1`). `HTTP/2.0` (h2's
+/// preface, `PRI * HTTP/2.0`), `HTTP/0.9` or `HTTP/9.9` is no HTTP/1 request line.
 fn is_http_version(version: &str) -> bool {
-    matches!(
-        version.strip_prefix("HTTP/").map(str::as_bytes),
-        Some(&[major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit()
-    )
+    matches!(version.strip_prefix("HTTP/1.").map(str::as_bytes), Some(&[minor]) if minor.is_ascii_digit())
 }
 
 /// The path and query of a request target: an absolute-form one (`http://host:port/metrics`,

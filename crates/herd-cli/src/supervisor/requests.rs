@@ -307,8 +307,10 @@ impl Supervisor {
             return None;
         }
         let sockets = super::platform::per_slot_sockets(self.effects.listeners());
+        let bound = self.effects.listeners().len();
         let per_worker =
-            crate::fdlimit::PerWorker::new(sockets, crate::output::current().is_some());
+            crate::fdlimit::PerWorker::new(sockets, crate::output::current().is_some())
+                .with_bound(bound);
         let max_surge = self.pool.config().max_surge;
         let surge = |workers| max_surge.limit(workers);
         crate::fdlimit::too_many_for_fds(workers, per_worker, surge, crate::fdlimit::handle_limit())

@@ -278,15 +278,50 @@ fn herd_raises_its_fd_limit_and_workers_keep_theirs() {
 /// one line that says what limit it needs.
 #[test]
 fn a_limit_too_low_for_herd_itself_is_refused_at_start() {
+    let (waited, stderr) = run_under_nofile(16, &["-b", "127.0.0.1:0"]);
+    let waited = waited.expect("herd refused to start under a limit of 16");
+    assert_eq!(waited.code(), Some(USAGE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("herd's open-file limit of 16 is too low to supervise")
+            && stderr.contains("raise the limit to at least 34 "),
+        "{stderr}"
+    );
+}
+
+/// A worker's start holds a second copy of every socket herd binds (the child copies each
+/// above 3, 4, ... before it moves them there, under herd's limit): with 20 sockets under a
+/// limit of 60 (32 and one a socket) herd ran, and every worker start failed with "cannot place
+/// the worker's inherited sockets", at every retry.
+#[test]
+fn a_limit_with_no_room_for_a_second_copy_of_the_sockets_is_refused_at_start() {
+    let binds: Vec<&str> = std::iter::repeat_n(["-b", "127.0.0.1:0"], 20)
+        .flatten()
+        .collect();
+    let (waited, stderr) = run_under_nofile(60, &binds);
+    let waited = waited.expect("herd refused to start under a limit of 60 with 20 sockets");
+    assert_eq!(waited.code(), Some(USAGE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("herd's open-file limit of 60 is too low to supervise")
+            && stderr.contains("raise the limit to at least 72 "),
+        "{stderr}"
+    );
+}
+
+/// `herd run ARGS -- sleep 1000` under an open-file limit of `limit`: how it exited, if it did
+/// within 10 s (it is stopped, and its workers with it, if it still runs), and its stderr.
+fn run_under_nofile(limit: u64, args: &[&str]) -> (Option<std::process::ExitStatus>, String) {
     let mut herd = std::process::Command::new("prlimit")
-        .arg("--nofile=16:16")
+        .arg(format!("--nofile={limit}:{limit}"))
         .arg(HERD)
-        .args(["run", "-b", "127.0.0.1:0", "--", "sleep", "1000"])
+        .arg("run")
+        .args(args)
+        .args(["--", "sleep", "1000"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Before, herd ran on: it is stopped (and its worker with it) if it still runs.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let waited = loop {
         match herd.try_wait().unwrap() {
@@ -302,14 +337,7 @@ fn a_limit_too_low_for_herd_itself_is_refused_at_start() {
     }
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut herd.stderr.take().unwrap(), &mut stderr).unwrap();
-    let waited = waited.expect("herd refused to start under a limit of 16");
-    assert_eq!(waited.code(), Some(USAGE), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("herd's open-file limit of 16 is too low to supervise")
-            && stderr.contains("raise the limit to at least 33 "),
-        "{stderr}"
-    );
+    (waited, stderr)
 }
 
 /// 256 native workers, started a batch at a time (each batch's children start side by side):

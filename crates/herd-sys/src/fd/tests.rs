@@ -177,3 +177,49 @@ fn how_a_file_was_opened_is_said_as_it_was() {
     assert_eq!(not_read_write(wo.as_fd()).unwrap(), Some("write-only"));
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A close that waits (a TCP socket with unsent data its peer never reads, and a long
+/// `SO_LINGER`) keeps the fds queued after it open no longer than a moment: they stayed open
+/// for the whole linger time, and a sender of many (the same fd 253 times a datagram) took
+/// herd to its open-file limit so.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_fds_queued_behind_a_close_that_waits_are_closed_all_the_same() {
+    use std::io::Read;
+    use std::os::unix::io::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    stream.set_nonblocking(true).unwrap();
+    while stream.write(&[0u8; 65536]).is_ok() {}
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 60,
+    };
+    // SAFETY: setsockopt reads one linger struct, whose size we pass, on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    close_in_background(OwnedFd::from(stream));
+    let (mut read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+    close_in_background(OwnedFd::from(write));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        tx.send(read.read_to_end(&mut rest).map(|_| rest.len()).ok())
+            .unwrap();
+    });
+    let closed = rx.recv_timeout(Duration::from_secs(5));
+    // Resets the connection, which ends the close wherever it waits.
+    drop(listener);
+    assert_eq!(
+        closed.expect("the fd queued after one that lingers stayed open"),
+        Some(0)
+    );
+}

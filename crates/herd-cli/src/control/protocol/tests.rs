@@ -26,6 +26,7 @@ fn version_1_is_the_integer_1() {
         let line = format!(r#"{{"version":{other},"command":"status"}}"#);
         assert_eq!(code(&line), ErrorCode::UnsupportedVersion, "{line}");
     }
+    // Said as written: see an_unsupported_version_is_said_as_written.
     for not_a_number in ["\"1\"", "null", "true", "[1]", "{}"] {
         let line = format!(r#"{{"version":{not_a_number},"command":"status"}}"#);
         assert_eq!(code(&line), ErrorCode::BadRequest, "{line}");

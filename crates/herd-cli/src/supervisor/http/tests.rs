@@ -24,7 +24,7 @@ fn requests_are_routed_by_method_and_path_without_the_query() {
     assert_eq!(r("GET /readyz?verbose HTTP/1.1"), Route::Ready);
 }
 
-/// What is not an HTTP request line is answered 400, on either endpoint; a well-formed
+/// What is not an HTTP/1 request line is answered 400, on either endpoint; a well-formed
 /// request for a path not served here is still 404.
 #[test]
 fn a_request_that_is_not_http_is_a_bad_request() {
@@ -41,6 +41,11 @@ fn a_request_that_is_not_http_is_a_bad_request() {
             "G(T /healthz HTTP/1.1",
             "\u{1}\u{2}\u{3} / HTTP/1.1",
             "SSH-2.0-OpenSSH_9.6",
+            // Not HTTP/1: these were served as HTTP/1.1 (`PRI`, h2's preface, was a 404).
+            "PRI * HTTP/2.0",
+            "GET /healthz HTTP/2.0",
+            "GET /healthz HTTP/0.9",
+            "GET /healthz HTTP/9.9",
         ] {
             assert_eq!(r(garbage), Route::BadRequest, "{garbage:?}");
         }
