@@ -111,13 +111,13 @@ impl Supervisor {
                 .to_string();
             return Err((ErrorCode::Stopping, why));
         }
-        // The file's contents go to the new image, and its reader is away.
-        if let Some(reading) = &self.reading {
-            return Err((ErrorCode::Busy, reading.busy()));
-        }
         // Draining reuseport slots is pool state now, handed over with the pool.
         if let Some((code, why)) = self.phase.reexec_refusal(self.pool_view(), pool.is_some()) {
             return Err((code, why.to_string()));
+        }
+        // The file's contents go to the new image, and its reader is away.
+        if let Some(reading) = &self.reading {
+            return Err((ErrorCode::Busy, reading.busy()));
         }
         // A fork server's reply to a start no longer wanted (an aborted upgrade's) would go to
         // a socket the exec closes, and the worker it names would be no one's: it is killed

@@ -11,6 +11,7 @@ mod backlog;
 mod balance;
 mod clients;
 mod config;
+#[cfg(target_os = "linux")]
 mod config_hung;
 mod config_refusals;
 mod config_reload;

@@ -291,7 +291,7 @@ fn a_limit_too_low_for_herd_itself_is_refused_at_start() {
 
 /// A worker's start holds a second copy of every socket herd binds (the child copies each
 /// above 3, 4, ... before it moves them there, under herd's limit): with 20 sockets under a
-/// limit of 60 (32 and one a socket) herd ran, and every worker start failed with "cannot place
+/// limit of 60 (above the 52 that 32 and one a socket need) herd ran, and every worker start failed with "cannot place
 /// the worker's inherited sockets", at every retry.
 #[test]
 fn a_limit_with_no_room_for_a_second_copy_of_the_sockets_is_refused_at_start() {

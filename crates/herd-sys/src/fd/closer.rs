@@ -17,10 +17,14 @@ pub(super) fn close_later(fd: OwnedFd) {
     if closer.is_none() {
         let (tx, rx) = channel::<OwnedFd>();
         let closing = watch::Closing::new();
+        // The watcher's signal is caught before it can be sent: uncaught, it would end herd.
+        let watched = watch::catch();
         let started = std::thread::Builder::new()
             .name("herd-closer".to_string())
             .spawn(move || {
-                watch::interruptible();
+                if watched {
+                    watch::unblock();
+                }
                 for fd in rx {
                     closing.began();
                     drop(fd);
@@ -28,7 +32,9 @@ pub(super) fn close_later(fd: OwnedFd) {
                 }
             });
         if let Ok(thread) = started {
-            watch::start(thread);
+            if watched {
+                watch::start(thread);
+            }
             *closer = Some(tx);
         }
     }
@@ -42,31 +48,39 @@ pub(super) fn close_later(fd: OwnedFd) {
 #[cfg(target_os = "linux")]
 const PATIENCE: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// The watcher: a signal to the closing thread, while a close has waited [`PATIENCE`] and
-/// again each [`PATIENCE`] after, ends the kernel's wait (`SO_LINGER`'s
-/// `sk_stream_wait_close`, and the waits of the sockets an fd's release closes with it,
-/// which all look for a pending signal).
+/// The watcher: a signal to the closing thread, once a close has waited [`PATIENCE`], ends
+/// the kernel's wait (`SO_LINGER`'s `sk_stream_wait_close`, and the waits of the sockets an
+/// fd's release closes with it, which all look for a pending signal). One signal a close: it
+/// stays pending until the close returns, so every wait in it ends; more would only queue
+/// (real-time signals queue, each against `RLIMIT_SIGPENDING`) behind a wait that no signal
+/// but a kill ends.
 #[cfg(target_os = "linux")]
 mod watch {
     use std::sync::{Condvar, Mutex};
     use std::time::Instant;
 
     use super::PATIENCE;
+    use crate::process::Signal;
 
-    /// When the close under way began, if one is.
-    static SINCE: Mutex<Option<Instant>> = Mutex::new(None);
+    /// The close under way, if one is: its number and when it began.
+    static UNDER_WAY: Mutex<Option<(u64, Instant)>> = Mutex::new(None);
     static CHANGED: Condvar = Condvar::new();
 
     /// The closing thread's record of its closes.
-    pub(super) struct Closing;
+    pub(super) struct Closing {
+        closes: std::cell::Cell<u64>,
+    }
 
     impl Closing {
         pub(super) fn new() -> Closing {
-            Closing
+            Closing {
+                closes: std::cell::Cell::new(0),
+            }
         }
 
         pub(super) fn began(&self) {
-            *lock() = Some(Instant::now());
+            self.closes.set(self.closes.get().wrapping_add(1));
+            *lock() = Some((self.closes.get(), Instant::now()));
             CHANGED.notify_all();
         }
 
@@ -75,9 +89,9 @@ mod watch {
         }
     }
 
-    fn lock() -> std::sync::MutexGuard<'static, Option<Instant>> {
-        match SINCE.lock() {
-            Ok(since) => since,
+    fn lock() -> std::sync::MutexGuard<'static, Option<(u64, Instant)>> {
+        match UNDER_WAY.lock() {
+            Ok(under_way) => under_way,
             Err(poisoned) => poisoned.into_inner(),
         }
     }
@@ -90,18 +104,26 @@ mod watch {
 
     extern "C" fn nothing(_: libc::c_int) {}
 
-    /// Makes the calling thread (the closing one) interruptible by [`signal`]: a handler
-    /// that does nothing (with `SA_RESTART`, so that a stray one interrupts nothing
-    /// elsewhere), and the signal unblocked here.
-    pub(super) fn interruptible() {
-        // SAFETY: the handler does nothing, so it is async-signal-safe; sigaction and
-        // pthread_sigmask read zeroed-then-filled structs we own.
+    /// Catches [`signal`] in this process with a handler that does nothing (`SA_RESTART`: a
+    /// stray one sent from outside restarts what it interrupts where the kernel can).
+    /// `false` if it could not: the watcher must not send it then.
+    pub(super) fn catch() -> bool {
+        // SAFETY: the handler does nothing, so it is async-signal-safe; sigaction reads a
+        // zeroed-then-filled struct we own.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
             action.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signal(), &action, std::ptr::null_mut());
+            libc::sigaction(signal(), &action, std::ptr::null_mut()) == 0
+        }
+    }
+
+    /// Unblocks [`signal`] in the calling thread (the closing one); where that fails, a
+    /// signal stays pending there and interrupts nothing.
+    pub(super) fn unblock() {
+        // SAFETY: pthread_sigmask reads a zeroed-then-filled set we own.
+        unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, signal());
@@ -117,27 +139,31 @@ mod watch {
     }
 
     fn watch(closer: &std::thread::JoinHandle<()>) {
-        use std::os::unix::thread::JoinHandleExt;
-        let mut since = lock();
+        let signal = match Signal::from_number(signal()) {
+            Some(signal) => signal,
+            None => return,
+        };
+        let mut under_way = lock();
+        let mut interrupted = None;
         loop {
-            let Some(began) = *since else {
-                since = CHANGED.wait(since).unwrap_or_else(|p| p.into_inner());
-                continue;
+            let (close, began) = match *under_way {
+                Some((close, began)) if interrupted != Some(close) => (close, began),
+                // None, or one interrupted already (its signal is pending until it returns).
+                _ => {
+                    under_way = CHANGED.wait(under_way).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
             };
             let waited = began.elapsed();
             if waited < PATIENCE {
-                since = (CHANGED.wait_timeout(since, PATIENCE - waited))
-                    .map_or_else(|p| p.into_inner().0, |(since, _)| since);
+                under_way = (CHANGED.wait_timeout(under_way, PATIENCE - waited))
+                    .map_or_else(|p| p.into_inner().0, |(under_way, _)| under_way);
                 continue;
             }
-            drop(since);
-            // SAFETY: `closer` is borrowed, never joined, so its pthread_t stays valid (a
-            // finished but unjoined thread is a valid, if ignored, target).
-            unsafe {
-                libc::pthread_kill(closer.as_pthread_t() as libc::pthread_t, signal());
-            }
-            std::thread::sleep(PATIENCE);
-            since = lock();
+            interrupted = Some(close);
+            // Sent under the lock: the close it is for is still under way (it may just have
+            // returned, and then the signal only runs the handler).
+            let _ = crate::process::signal_thread(closer, signal);
         }
     }
 }
@@ -155,7 +181,11 @@ mod watch {
         pub(super) fn ended(&self) {}
     }
 
-    pub(super) fn interruptible() {}
+    pub(super) fn catch() -> bool {
+        false
+    }
+
+    pub(super) fn unblock() {}
 
     pub(super) fn start(_closer: std::thread::JoinHandle<()>) {}
 }

@@ -61,7 +61,10 @@ fn read_off_the_loop(
             let Ok(mut reload) = take.recv() else {
                 return;
             };
-            let read = reload.reload();
+            // A panic in the read is said as its failure: the reader and its client must
+            // come back to the loop whatever happens here.
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reload.reload()))
+                .unwrap_or_else(|_| Err("herd failed inside while reading it (a bug)".to_string()));
             // The loop is gone when herd has stopped: nothing waits for it then.
             let _ = done.blocking_send(Box::new(ReadAgain { reload, read }));
         });
@@ -82,12 +85,12 @@ impl Supervisor {
         client: Client,
         done: &mpsc::Sender<Box<ReadAgain>>,
     ) {
-        if let Some(reading) = &self.reading {
-            return self.refuse_reload(ErrorCode::Busy, reading.busy(), client);
-        }
         if self.pool.is_stopping() {
             let why = PoolError::Stopping;
             return self.refuse_reload(pool::error_code(&why), why.to_string(), client);
+        }
+        if let Some(reading) = &self.reading {
+            return self.refuse_reload(ErrorCode::Busy, reading.busy(), client);
         }
         if let Some(upgrade) = self.pool.upgrade_in_progress() {
             let why = PoolError::UpgradeInProgress {

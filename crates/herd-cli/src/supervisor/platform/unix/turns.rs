@@ -202,9 +202,11 @@ impl Supervisor {
     }
 
     /// `--fork-server`: while a start awaits its fork server's reply, the worker it forked may
-    /// be herd's child already, its pid not known yet: no new orphan is adopted meanwhile.
+    /// be herd's child already, its pid not known yet: no new orphan is adopted meanwhile; nor
+    /// while `herd upgrade --reload-config` probes the new command off the loop (its child,
+    /// which that thread waits for, is no orphan).
     fn hold_orphan_adoptions(&mut self) {
-        let held = self.effects.awaits_fork_replies();
+        let held = self.effects.awaits_fork_replies() || herd_sys::spawn::probing();
         self.platform.orphans.hold_adoptions(held);
     }
 
