@@ -443,7 +443,7 @@ pub fn register_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<Own
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Closes `fd`, a descriptor someone else may have prepared, without keeping this thread
 /// waiting: on a thread of its own (`herd-closer`, started at the first call), or here should

@@ -142,8 +142,8 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recei
 }
 
 /// `SO_PASSRIGHTS` (Linux 6.16+), its value on the architectures that take `asm-generic`'s
-/// (the libc crate lacks it).
-#[cfg(all(
+/// (the libc crate lacks it); `None` where herd does not know it.
+const SO_PASSRIGHTS: Option<libc::c_int> = if cfg!(all(
     any(target_os = "linux", target_os = "android"),
     any(
         target_arch = "x86_64",
@@ -155,8 +155,11 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recei
         target_arch = "s390x",
         target_arch = "powerpc64"
     )
-))]
-const SO_PASSRIGHTS: libc::c_int = 83;
+)) {
+    Some(83)
+} else {
+    None
+};
 
 /// Has the kernel refuse descriptors sent to the Unix socket `socket` and to the connections
 /// it accepts (`SO_PASSRIGHTS` off: the sender's `sendmsg` fails with `EPERM`), where it can
@@ -164,47 +167,22 @@ const SO_PASSRIGHTS: libc::c_int = 83;
 /// never takes fds (herd's control socket): one a client sent would be closed by herd, which
 /// can wait (see [`crate::fd::close_in_background`]).
 pub fn refuse_fds(socket: BorrowedFd<'_>) {
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64",
-            target_arch = "loongarch64",
-            target_arch = "s390x",
-            target_arch = "powerpc64"
+    let option = match SO_PASSRIGHTS {
+        Some(option) => option,
+        None => return,
+    };
+    let off: libc::c_int = 0;
+    // SAFETY: setsockopt reads one c_int from `off`, whose size we pass. An older kernel
+    // answers ENOPROTOOPT and leaves the socket as it was.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&off as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
-    ))]
-    {
-        let off: libc::c_int = 0;
-        // SAFETY: setsockopt reads one c_int from `off`, whose size we pass. An older kernel
-        // answers ENOPROTOOPT and leaves the socket as it was.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                SO_PASSRIGHTS,
-                (&off as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-    }
-    #[cfg(not(all(
-        any(target_os = "linux", target_os = "android"),
-        any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64",
-            target_arch = "loongarch64",
-            target_arch = "s390x",
-            target_arch = "powerpc64"
-        )
-    )))]
-    let _ = socket;
+    };
 }
 
 #[cfg(test)]

@@ -369,33 +369,12 @@ mod tests {
     /// linger time they chose.
     #[test]
     fn an_fd_whose_close_waits_does_not_keep_the_receiver_waiting() {
-        use std::io::Write;
-        use std::os::unix::io::AsRawFd;
         let path =
             std::env::temp_dir().join(format!("herd-sys-notify-linger-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        stream.set_nonblocking(true).unwrap();
-        let chunk = [0u8; 65536];
-        while stream.write(&chunk).is_ok() {}
+        let (listener, stream) = crate::fd::tests::lingering();
         stream.set_nonblocking(false).unwrap();
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 60,
-        };
-        // SAFETY: setsockopt reads one linger struct, whose size we pass, on a socket we own.
-        let rc = unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0);
         super::send_with_fds(path.as_os_str(), b"STATUS=x", &[stream.as_fd()]).unwrap();
         // The one in flight is the last reference now: closing it would wait.
         drop(stream);

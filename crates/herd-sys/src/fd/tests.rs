@@ -186,6 +186,28 @@ fn how_a_file_was_opened_is_said_as_it_was() {
 #[test]
 fn the_fds_queued_behind_a_close_that_waits_are_closed_all_the_same() {
     use std::io::Read;
+    let (listener, stream) = lingering();
+    close_in_background(OwnedFd::from(stream));
+    let (mut read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+    close_in_background(OwnedFd::from(write));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        tx.send(read.read_to_end(&mut rest).map(|_| rest.len()).ok())
+            .unwrap();
+    });
+    let closed = rx.recv_timeout(Duration::from_secs(5));
+    // Resets the connection, which ends the close wherever it waits.
+    drop(listener);
+    assert_eq!(
+        closed.expect("the fd queued after one that lingers stayed open"),
+        Some(0)
+    );
+}
+
+/// A TCP socket (non-blocking) whose close would wait: data its peer (the listener, kept by
+/// the caller, never accepted) does not read, and an `SO_LINGER` of 60 s.
+pub(crate) fn lingering() -> (std::net::TcpListener, std::net::TcpStream) {
     use std::os::unix::io::AsRawFd;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -206,20 +228,5 @@ fn the_fds_queued_behind_a_close_that_waits_are_closed_all_the_same() {
         )
     };
     assert_eq!(rc, 0);
-    close_in_background(OwnedFd::from(stream));
-    let (mut read, write) = std::os::unix::net::UnixStream::pair().unwrap();
-    close_in_background(OwnedFd::from(write));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut rest = Vec::new();
-        tx.send(read.read_to_end(&mut rest).map(|_| rest.len()).ok())
-            .unwrap();
-    });
-    let closed = rx.recv_timeout(Duration::from_secs(5));
-    // Resets the connection, which ends the close wherever it waits.
-    drop(listener);
-    assert_eq!(
-        closed.expect("the fd queued after one that lingers stayed open"),
-        Some(0)
-    );
+    (listener, stream)
 }
