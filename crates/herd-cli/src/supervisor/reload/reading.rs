@@ -64,7 +64,13 @@ fn read_off_the_loop(
             // A panic in the read is said as its failure: the reader and its client must
             // come back to the loop whatever happens here.
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reload.reload()))
-                .unwrap_or_else(|_| Err("herd failed inside while reading it (a bug)".to_string()));
+                .unwrap_or_else(|_| {
+                    Err(
+                        "cannot read the config file again: herd failed inside (a bug: its \
+                         log says where); nothing was changed"
+                            .to_string(),
+                    )
+                });
             // The loop is gone when herd has stopped: nothing waits for it then.
             let _ = done.blocking_send(Box::new(ReadAgain { reload, read }));
         });
