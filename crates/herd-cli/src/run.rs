@@ -29,7 +29,7 @@ mod takeover;
 
 pub use checks::check;
 use checks::{check_before_binding, check_nofile, warm_up, worker_options};
-use control_paths::{bind_control, close_shared_dir, in_default_dir, ControlPaths};
+use control_paths::{bind_control, close_shared_dir, in_default_dir, BoundControl, ControlPaths};
 use reload::config_reload;
 use takeover::OldHerd;
 
@@ -88,10 +88,13 @@ pub fn run(
     let policy = policy(&args, uid)?;
     let paths = ControlPaths::new(&args, control, name, uid)?;
     let pid = std::process::id();
-    let (control_socket, control_file, old_herd, inherited) =
-        bind_control(&args, &paths, uid, owner)?;
-    // Its directory now, while it surely is the one herd bound it in.
-    let control_dir = Control::dir_of(&control_file);
+    let BoundControl {
+        socket: control_socket,
+        file: control_file,
+        dir: control_dir,
+        old_herd,
+        inherited,
+    } = bind_control(&args, &paths, uid, owner)?;
     let ControlPaths {
         control: control_path,
         private_dir,

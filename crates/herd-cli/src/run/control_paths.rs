@@ -8,6 +8,7 @@ use crate::cli::RunArgs;
 use crate::control::path as control_path;
 use crate::exit::Failure;
 use crate::spec::{self, SocketFile};
+use crate::supervisor::socket_files::{dir_bound_in, dir_identity, DirIdentity};
 
 use super::takeover::{fetch_inherited, socket_identity, takeover_control, OldHerd};
 
@@ -78,26 +79,16 @@ impl ControlPaths {
 }
 
 /// Binds the control socket at `paths` (in herd's private directory, made and checked
-/// first, under its lock), and for a takeover, fetches the old herd's sockets before: the
-/// socket, its file, what is known of the old herd and the sockets fetched.
+/// first, under its lock), and for a takeover, fetches the old herd's sockets before.
 ///
 /// Everything that can be checked without touching the system has been; any error from here
 /// on drops what was bound, which closes it and removes its socket files.
-#[allow(clippy::type_complexity)]
 pub(super) fn bind_control(
     args: &RunArgs,
     paths: &ControlPaths,
     uid: u32,
     owner: Option<u32>,
-) -> Result<
-    (
-        socket2::Socket,
-        SocketFile,
-        Option<OldHerd>,
-        Vec<spec::Inherited>,
-    ),
-    Failure,
-> {
+) -> Result<BoundControl, Failure> {
     // Users let in by --control-allow-uid/gid must be able to reach the socket; herd admits
     // them, and refuses everyone else, by their credentials.
     let shared = shares_control(args);
@@ -126,8 +117,10 @@ pub(super) fn bind_control(
         // but not yet listening, for a stale one.
         dir_lock = spec::lock_socket_dir(&paths.bind_at);
     }
-    let (control_socket, control_file) =
-        control_path::bind_private(&paths.bind_at, uid, "control socket", shared)?;
+    let before = dir_identity(&paths.bind_at);
+    let (socket, file) = control_path::bind_private(&paths.bind_at, uid, "control socket", shared)?;
+    let (_, dev, ino) = file.parts();
+    let dir = dir_bound_in(&paths.bind_at, (dev, ino), before);
     // Under the lock, which a takeover holds until its socket listens: the takeover sockets
     // that herds killed during a takeover left, which nothing else removes.
     control_path::remove_stale_takeovers(&paths.control, uid);
@@ -138,7 +131,24 @@ pub(super) fn bind_control(
     if !paths.private_dir {
         control_path::warn_if_others_may_replace(&paths.control);
     }
-    Ok((control_socket, control_file, old_herd, inherited))
+    Ok(BoundControl {
+        socket,
+        file,
+        dir,
+        old_herd,
+        inherited,
+    })
+}
+
+/// The control socket as [`bind_control`] bound it.
+pub(super) struct BoundControl {
+    pub socket: socket2::Socket,
+    pub file: SocketFile,
+    /// The directory it was bound in, as the supervisor is to know it.
+    pub dir: Option<DirIdentity>,
+    /// The old herd, with what it handed over, for `--takeover`.
+    pub old_herd: Option<OldHerd>,
+    pub inherited: Vec<spec::Inherited>,
 }
 
 /// Whether `--control-allow-uid`/`gid`/`user` let others than herd's user reach the control

@@ -178,6 +178,17 @@ pub(crate) fn dir_holding(path: &Path, own: (u64, u64)) -> Option<DirIdentity> {
     ours.then(|| dir_identity(path))?
 }
 
+/// The directory herd just bound its socket at `path` (`own`: device and inode) in: its file
+/// is there, or, removed already (a clean-up at the worst moment), the directory is the one
+/// that was there before the bind (`before`), unchanged.
+pub(crate) fn dir_bound_in(
+    path: &Path,
+    own: (u64, u64),
+    before: Option<DirIdentity>,
+) -> Option<DirIdentity> {
+    dir_holding(path, own).or_else(|| before.filter(|b| dir_identity(path).as_ref() == Some(b)))
+}
+
 /// Checks that the directory of `path` is still `bound`, the one herd bound a socket in
 /// ([`dir_identity`] then): one removed and made again (by another user, or a symlink in its
 /// place) is not herd's, and nothing of herd's goes there. `None`: never known, never herd's.
@@ -315,6 +326,26 @@ mod tests {
         std::fs::remove_dir(&dir).unwrap();
         std::fs::create_dir(&dir).unwrap();
         assert!(watch.control_removed(&path, ours).is_err());
+    }
+
+    /// The control socket's file removed just after herd bound it, before herd learnt its
+    /// directory from it (CI, once): the directory, unchanged since before the bind, is
+    /// still known. Made anew, it is not.
+    #[test]
+    fn a_socket_removed_just_after_its_bind_leaves_its_directory_known() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let before = dir_identity(&path);
+        let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let ours = identity(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert!(before.is_some());
+        assert_eq!(dir_bound_in(&path, ours, before), before);
+        std::fs::remove_dir(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(dir_bound_in(&path, ours, before), None);
     }
 
     /// An `rm` loop on a socket's file: bound again at every look, said once, then how many
