@@ -72,7 +72,7 @@ pub struct Cli {
     /// $HERD_CONTROL_OWNER]: needed to reach another user's herd that lets you in with
     /// --control-allow-uid, unless only root or that user could have prepared its socket's
     /// path (see docs/security.md).
-    #[arg(long, global = true, value_name = "UID",
+    #[arg(long, global = true, value_name = "UID", allow_negative_numbers = true,
           value_parser = |t: &str| parse_number::<u32>(t, 0, "--control-owner"))]
     pub control_owner: Option<u32>,
 
@@ -337,12 +337,14 @@ pub struct RunArgs {
     /// gracefully, as in an upgrade, within --max-surge and --max-starting. SIZE like 512M or 2G, of
     /// resident memory (the working set on Windows); pss=SIZE limits the proportional set size
     /// instead (Linux), which splits shared pages fairly between workers.
-    #[arg(long, value_name = "[pss=]SIZE", value_parser = parse_max_memory)]
+    #[arg(long, value_name = "[pss=]SIZE", value_parser = parse_max_memory,
+          allow_negative_numbers = true)]
     pub max_memory: Option<MaxMemory>,
 
     /// Recycle each worker, as --max-memory does, after it has run DURATION plus its own
     /// random share of jitter (e.g. 6h,jitter=30m), so that they are not recycled all at once.
-    #[arg(long, value_name = "DURATION[,jitter=DURATION]", value_parser = parse_max_lifetime)]
+    #[arg(long, value_name = "DURATION[,jitter=DURATION]", value_parser = parse_max_lifetime,
+          allow_negative_numbers = true)]
     pub max_lifetime: Option<MaxLifetime>,
 
     /// Run workers as this user (name or uid). herd must be root: it binds privileged ports and

@@ -40,7 +40,7 @@ pub fn owner_from_env() -> Result<Option<u32>> {
         Some(value) if !value.is_empty() => value,
         _ => return Ok(None),
     };
-    match value.to_str().and_then(|v| v.trim().parse::<u32>().ok()) {
+    match value.to_str().and_then(uid) {
         Some(uid) => Ok(Some(uid)),
         None => Err(Error::new(
             ErrorKind::InvalidEnvironment,
@@ -50,6 +50,15 @@ pub fn owner_from_env() -> Result<Option<u32>> {
             ),
         )),
     }
+}
+
+/// A numeric uid, blanks around it aside; `-0` is 0 (as `herd --control-owner -0` takes it).
+fn uid(text: &str) -> Option<u32> {
+    let text = text.trim();
+    let zeros = text
+        .strip_prefix('-')
+        .filter(|z| !z.is_empty() && z.bytes().all(|b| b == b'0'));
+    zeros.unwrap_or(text).parse().ok()
 }
 
 /// Checks the server at the other end of `stream`, connected to `path`, for a caller that
@@ -148,6 +157,24 @@ fn safe_chain(path: &Path, server: u32, client: u32) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// `$HERD_CONTROL_OWNER=-0` was "must be a numeric uid, not '-0'", which `--control-owner`
+    /// takes as uid 0.
+    #[test]
+    fn an_owner_is_a_uid_and_minus_zero_is_root() {
+        for (text, read) in [
+            ("1000", Some(1000)),
+            (" 0 ", Some(0)),
+            ("-0", Some(0)),
+            ("-00", Some(0)),
+            ("-1", None),
+            ("-", None),
+            ("--0", None),
+            ("root", None),
+        ] {
+            assert_eq!(uid(text), read, "{text:?}");
+        }
+    }
 
     #[test]
     fn root_self_and_named_owners_are_trusted() {

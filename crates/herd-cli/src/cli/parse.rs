@@ -9,7 +9,18 @@ use std::time::Duration;
 use super::{ReadyMode, ScaleTarget, Workers, MAX_DURATION, MAX_WORKERS};
 use crate::spec::BindSpec;
 
+/// `text` read as a whole number written without a sign: `-0` (or `-00`) is 0, as `+1` is 1,
+/// not a number below 0; any other text as it is. Every option that takes a number reads it
+/// so: where 0 is too small, `-0` is refused as 0 is, not as a negative number.
+pub(super) fn minus_zero(text: &str) -> &str {
+    match text.strip_prefix('-') {
+        Some(zeros) if !zeros.is_empty() && zeros.bytes().all(|b| b == b'0') => zeros,
+        _ => text,
+    }
+}
+
 fn parse_count(text: &str, least: usize) -> Result<usize, String> {
+    let text = minus_zero(text);
     if text.starts_with('-') {
         return Err(format!(
             "'{text}' is not a number of workers: it must be positive (at least {least})"
@@ -48,6 +59,14 @@ pub(super) fn parse_workers(text: &str) -> Result<Workers, String> {
 
 /// Parses `30s`, `1m30s`, `500ms`, or a plain number of seconds, up to [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    // `-0` and `-0s` are zero (as `+0` is), not a negative duration.
+    if let Some(Ok(Duration::ZERO)) = text
+        .strip_prefix('-')
+        .filter(|rest| !rest.starts_with(['-', '+']))
+        .map(parse_duration)
+    {
+        return Ok(Duration::ZERO);
+    }
     if text.starts_with('-') {
         return Err(format!(
             "'{text}' is not a duration: it cannot be negative; write e.g. 30s, 1m30s or 500ms"
@@ -118,13 +137,13 @@ pub(super) fn parse_number<T>(text: &str, least: T, option: &str) -> Result<T, S
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Bounded,
 {
-    match text.parse::<T>() {
+    match minus_zero(text).parse::<T>() {
         Ok(n) if n >= least => Ok(n),
-        _ if text.starts_with('-') => Err(format!(
-            "{option} '{text}': the value must be positive (at least {least})"
-        )),
         Ok(_) => Err(format!(
             "{option} '{text}': the value must be at least {least}"
+        )),
+        Err(_) if text.starts_with('-') => Err(format!(
+            "{option} '{text}': the value must be positive (at least {least})"
         )),
         Err(_) if all_digits(text) => Err(format!(
             "{option} '{text}' is too large: the maximum is {}",
@@ -153,13 +172,8 @@ impl Bounded for u64 {
 /// not a number below 0); a message that says what is wrong with another value and what to
 /// give instead (clap names the option and the value before it).
 pub(super) fn parse_lines(text: &str) -> Result<u32, String> {
-    match text.parse::<u32>() {
+    match minus_zero(text).parse::<u32>() {
         Ok(n) => Ok(n),
-        Err(_)
-            if text.len() > 1 && text.starts_with('-') && text[1..].bytes().all(|b| b == b'0') =>
-        {
-            Ok(0)
-        }
         Err(_) if all_digits(text) => Err(format!(
             "the number of lines is at most {}; leave -n out for every line herd keeps",
             u32::MAX
@@ -182,6 +196,7 @@ fn all_digits(text: &str) -> bool {
 }
 
 pub(super) fn parse_slot(text: &str) -> Result<usize, String> {
+    let text = minus_zero(text);
     if text.starts_with('-') {
         return Err(format!(
             "'{text}' is not a slot: slots are numbered from 0 (see 'herd status')"
@@ -214,6 +229,7 @@ pub(super) fn parse_group(text: &str) -> Result<String, String> {
 
 /// A user or group (`what`) by name or number (`number`: uid or gid): not empty, not negative.
 fn parse_id(text: &str, what: &str, number: &str) -> Result<String, String> {
+    let text = minus_zero(text);
     if text.starts_with('-') {
         return Err(format!(
             "'{text}' is not a {what}: give a {what} name or a {number}, which must be positive \
@@ -229,6 +245,7 @@ fn parse_id(text: &str, what: &str, number: &str) -> Result<String, String> {
 }
 
 pub(super) fn parse_umask(text: &str) -> Result<u32, String> {
+    let text = minus_zero(text);
     if text.starts_with('-') {
         return Err(format!(
             "'{text}' is not a umask: it must be positive, an octal number from 0 to 777 (e.g. 027)"

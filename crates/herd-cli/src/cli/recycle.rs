@@ -5,7 +5,7 @@ use std::time::Duration;
 
 pub use herd_core::MemoryKind;
 
-use super::parse::parse_duration;
+use super::parse::{minus_zero, parse_duration};
 
 /// `--max-memory`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,7 @@ pub fn parse_max_memory(text: &str) -> Result<MaxMemory, String> {
 /// A size: digits and a unit, K, M, G or T (powers of 1024; KiB, MiB... and lower case too),
 /// or bytes without one.
 fn parse_size(text: &str) -> Result<u64, String> {
+    let text = minus_zero(text);
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -141,6 +142,8 @@ mod tests {
             ("1.5G", "'1.5G' is not a size"),
             ("100K", "must be from 1M to 1024T; no worker runs in less"),
             ("0", "must be from 1M"),
+            // `-0` is 0, as everywhere a number is taken: it was "not a size".
+            ("-0", "--max-memory '-0' must be from 1M"),
             // 1P was named as the bound, a unit the parser refuses, with a reason for the
             // other side; an overflow was "not a size".
             ("1025T", "must be from 1M to 1024T; no machine has more"),
@@ -169,8 +172,11 @@ mod tests {
         );
         let with = parse_max_lifetime("6h,jitter=30m").unwrap();
         assert_eq!((with.lifetime, with.jitter), (6 * hour, hour / 2));
+        let minus_zero = parse_max_lifetime("1h,jitter=-0").unwrap();
+        assert_eq!(minus_zero.jitter, Duration::ZERO);
         for (bad, says) in [
             ("0s", "too short"),
+            ("-0", "too short"),
             ("500ms", "too short"),
             (
                 "1h,spread=1m",

@@ -4,7 +4,7 @@
 use herd_core::MaxSurge;
 
 use super::cpus::{auto_max_starting, cpus};
-use super::parse::parse_number;
+use super::parse::{minus_zero, parse_number};
 
 /// Parses `--max-starting`: a number of workers (at least 1), or `auto` for
 /// [`auto_max_starting`] of this machine's [`cpus`].
@@ -24,7 +24,7 @@ pub(super) fn parse_max_surge(text: &str) -> Result<MaxSurge, String> {
         Some(percent) => (percent, "%"),
         None => (text, ""),
     };
-    match number.parse::<u32>() {
+    match minus_zero(number).parse::<u32>() {
         Ok(n) if n >= 1 && unit == "%" => Ok(MaxSurge::Percent(n)),
         Ok(n) if n >= 1 => Ok(MaxSurge::Workers(n as usize)),
         Ok(_) => Err(format!(
@@ -62,6 +62,8 @@ mod tests {
         assert_eq!(parse_max_starting("3"), Ok(3));
         for (bad, why) in [
             ("0", "at least 1"),
+            // `-0` is 0: it was told to be positive (at least 1), which 0 is not either.
+            ("-0", "': the value must be at least 1:"),
             ("-2", "positive"),
             ("x", "not a whole number"),
             ("Auto", "not a whole"),
@@ -86,6 +88,8 @@ mod tests {
         for (bad, why) in [
             ("0", "at least 1:"),
             ("0%", "at least 1%:"),
+            ("-0", "at least 1:"),
+            ("-0%", "at least 1%:"),
             ("-1", "must be positive: give a number"),
             ("x%", "not valid"),
             ("%", "not valid"),

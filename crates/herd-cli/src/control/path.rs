@@ -207,11 +207,15 @@ pub fn check_private_dir(dir: &Path, uid: u32) -> anyhow::Result<u32> {
     let owner = meta.uid();
     // Most often another user made it first, in a directory open to all (/tmp): one that is
     // sticky lets only them or root remove it, so "remove it" would not help.
+    let remover = match owner {
+        0 => "root".to_string(),
+        owner => format!("uid {owner} or root"),
+    };
     let fix = match owner == uid || uid == 0 {
         true => "remove it or pass --control".to_string(),
         false => format!(
             "pass --control (or HERD_CONTROL) with a path in a directory of your own, or have \
-             it removed (in a sticky directory such as /tmp, only uid {owner} or root can)"
+             it removed (in a sticky directory such as /tmp, only {remover} can)"
         ),
     };
     if !meta.file_type().is_dir() {
@@ -402,9 +406,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("belongs to uid"), "{err}");
-        // Another user's directory in /tmp: removing it is beyond the one told of it.
+        // Another user's directory in /tmp: removing it is beyond the one told of it, and
+        // root's was "only uid 0 or root can": root twice.
         assert!(!err.contains("remove it"), "{err}");
-        assert!(err.contains("only uid"), "{err}");
+        let remover = match uid {
+            0 => "only root can".to_string(),
+            uid => format!("only uid {uid} or root can"),
+        };
+        assert!(err.contains(&remover), "{err}");
         if uid == 0 {
             // Root may remove anyone's directory: told so.
             std::os::unix::fs::chown(&dir, Some(1), None).unwrap();
@@ -422,6 +431,6 @@ mod tests {
         let err = check_private_dir(&link, uid + 1).unwrap_err().to_string();
         assert!(err.contains("not a directory"), "{err}");
         assert!(!err.contains("remove it"), "{err}");
-        assert!(err.contains(&format!("only uid {uid} or root")), "{err}");
+        assert!(err.contains(&remover), "{err}");
     }
 }

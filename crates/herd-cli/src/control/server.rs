@@ -222,12 +222,7 @@ fn check(
                 "control socket: permission denied"
             );
         }
-        let message = format!(
-            "permission denied: uid {} is not allowed; herd allows its own uid {}, root, and \
-             --control-allow-uid/--control-allow-gid",
-            cred.uid(),
-            policy.own_uid
-        );
+        let message = denied(cred.uid(), policy.own_uid);
         return Err(Some(Response::error(ErrorCode::PermissionDenied, message)));
     }
     Ok(Peer {
@@ -379,9 +374,37 @@ async fn send_reply(
     Ok(())
 }
 
+/// What a client of `uid` is told when a herd of `own_uid` refuses it: who is allowed (root
+/// once, when herd is root).
+fn denied(uid: u32, own_uid: u32) -> String {
+    let own = match own_uid {
+        0 => String::new(),
+        own => format!("its own uid {own}, "),
+    };
+    format!(
+        "permission denied: uid {uid} is not allowed; herd allows {own}root and \
+         --control-allow-uid/--control-allow-gid"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A herd running as root said "herd allows its own uid 0, root, and ...": root twice.
+    #[test]
+    fn a_refused_client_is_told_who_is_allowed_root_once() {
+        assert_eq!(
+            denied(4001, 0),
+            "permission denied: uid 4001 is not allowed; herd allows root and \
+             --control-allow-uid/--control-allow-gid"
+        );
+        assert_eq!(
+            denied(4001, 1000),
+            "permission denied: uid 4001 is not allowed; herd allows its own uid 1000, root and \
+             --control-allow-uid/--control-allow-gid"
+        );
+    }
 
     #[test]
     fn access_policy() {

@@ -144,6 +144,56 @@ fn negative_numbers_are_called_negative() {
     assert!(!stderr.contains("'-- -1'"), "{stderr}");
 }
 
+/// `-0` is 0 on every command line, as `herd logs -n -0` was: `herd logs --worker -0` was
+/// refused ("slots are numbered from 0"), `--control-owner`, `--max-memory` and
+/// `--max-lifetime` took it for an unknown flag, and `--max-starting -0` was told to be
+/// positive (at least 1) rather than at least 1.
+#[test]
+fn minus_zero_is_zero_on_every_command_line() {
+    // Parsed: what follows is that no herd runs there.
+    for args in [
+        &["logs", "--worker", "-0"][..],
+        &["logs", "-n", "-0"],
+        &["signal", "KILL", "--worker", "-0"],
+        &["--control-owner", "-0", "status"],
+        &["stop", "--grace", "-0"],
+    ] {
+        assert_fails(args, 1, "no herd is running at");
+    }
+    for (args, needle) in [
+        (
+            &["run", "--max-starting", "-0"][..],
+            "--max-starting '-0': the value must be at least 1: give a number of workers, or auto",
+        ),
+        (&["run", "-w", "-0"], "a herd needs at least 1 worker"),
+        (
+            &["run", "--nofile", "-0"],
+            "--nofile '-0': the value must be at least 1",
+        ),
+        (
+            &["run", "--max-surge", "-0"],
+            "--max-surge '-0': the value must be at least 1:",
+        ),
+        (
+            &["run", "--max-memory", "-0"],
+            "--max-memory '-0' must be from 1M",
+        ),
+        (
+            &["run", "--max-lifetime", "-0"],
+            "--max-lifetime '-0' is too short",
+        ),
+        (
+            &["run", "--ready-timeout", "-0"],
+            "'-0' is zero: the duration must be positive",
+        ),
+    ] {
+        let mut args = args.to_vec();
+        args.extend_from_slice(&["-b", "127.0.0.1:0", "--", "true"]);
+        let stderr = assert_fails(&args, USAGE, needle);
+        assert!(!stderr.contains("positive (at least"), "{stderr}");
+    }
+}
+
 #[test]
 fn scale_at_the_limits_of_the_integers() {
     let herd = sleepers(&["-w", "2"]);

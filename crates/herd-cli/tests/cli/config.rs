@@ -190,6 +190,15 @@ fn a_bad_config_file_is_one_line_naming_the_file_line_and_key() {
              create it or give --config the right path",
         );
     }
+    // A file that cannot be read from its start: it ended with the OS's bare "Input/output
+    // error (os error 5)".
+    #[cfg(target_os = "linux")]
+    assert_fails(
+        &["run", "--config", "/proc/self/mem"],
+        USAGE,
+        "herd: error: /proc/self/mem: cannot read the config file: reading it failed \
+         ('Input/output error (os error 5)'): give --config the path of an ordinary TOML file",
+    );
     // And a path through a file, not a directory: "Not a directory (os error 20)".
     let through = format!("{config}/herd.toml");
     assert_fails(

@@ -1,6 +1,7 @@
-//! Reading a config file safely: only a regular file, opened without waiting (a FIFO put in
-//! its place must not block herd), and at most [`MAX_BYTES`] of it (`/dev/zero` must not eat
-//! herd's memory).
+//! Reading a config file safely: only a regular file, refused by its kind before it is opened
+//! (opening a FIFO would wait for a writer, opening a device may act on it), opened without
+//! waiting all the same (a FIFO put in its place meanwhile must not block herd), and at most
+//! [`MAX_BYTES`] of it (`/dev/zero` must not eat herd's memory).
 
 use std::io::Read;
 use std::path::Path;
@@ -11,30 +12,50 @@ pub const MAX_BYTES: u64 = 16 << 20;
 /// The contents of the regular file at `path`, or why it cannot be a config file.
 pub fn read(path: &Path) -> Result<String, String> {
     let fail = |why: String| format!("{}: cannot read the config file: {why}", path.display());
-    let file = imp::open(path).map_err(|e| fail(cannot_open(&e)))?;
-    let metadata = file.metadata().map_err(|e| fail(e.to_string()))?;
-    if metadata.is_dir() {
-        return Err(fail(
-            "it is a directory: give the path of a TOML file, such as herd.toml".to_string(),
-        ));
+    // Its kind first, from the path: what is not a regular file is never opened.
+    let metadata = std::fs::metadata(path).map_err(|e| fail(cannot_open(&e)))?;
+    if let Some(why) = not_a_file(&metadata) {
+        return Err(fail(why));
     }
-    if !metadata.is_file() {
-        return Err(fail(
-            "it is not a regular file (a FIFO, a device or a socket): give the path of a TOML \
-             file, such as herd.toml"
-                .to_string(),
-        ));
+    let file = imp::open(path).map_err(|e| fail(cannot_open(&e)))?;
+    // And again from the file opened, which may have been put in its place since.
+    let metadata = file.metadata().map_err(|e| fail(cannot_read(&e)))?;
+    if let Some(why) = not_a_file(&metadata) {
+        return Err(fail(why));
     }
     let mut text = String::new();
     let read = file.take(MAX_BYTES + 1).read_to_string(&mut text);
     read.map_err(|e| match e.kind() {
         std::io::ErrorKind::InvalidData => fail("it is not UTF-8 text: save it as UTF-8".into()),
-        _ => fail(e.to_string()),
+        _ => fail(cannot_read(&e)),
     })?;
     if text.len() as u64 > MAX_BYTES {
         return Err(fail(format!("it is larger than {} MiB", MAX_BYTES >> 20)));
     }
     Ok(text)
+}
+
+/// Why a file of this `metadata` is no config file, if it is not a regular file.
+fn not_a_file(metadata: &std::fs::Metadata) -> Option<String> {
+    if metadata.is_dir() {
+        return Some(
+            "it is a directory: give the path of a TOML file, such as herd.toml".to_string(),
+        );
+    }
+    (!metadata.is_file()).then(|| {
+        "it is not a regular file (a FIFO, a device or a socket): give the path of a TOML \
+         file, such as herd.toml"
+            .to_string()
+    })
+}
+
+/// Why a config file opened could not be read (`error`: `/proc/self/mem`'s `EIO`, a failing
+/// disk, a lost network mount), in herd's words, the OS's quoted.
+fn cannot_read(error: &std::io::Error) -> String {
+    format!(
+        "reading it failed ('{error}'): give --config the path of an ordinary TOML file, such \
+         as herd.toml, not one of /proc or /sys (or check the disk it is on)"
+    )
 }
 
 /// Why a config file cannot be opened (`error`), and what to do: the OS's words only for
@@ -50,7 +71,10 @@ fn cannot_open(error: &std::io::Error) -> String {
                                         runs as (and its directories searchable), or give \
                                         --config a file that is"
             .to_string(),
-        _ => error.to_string(),
+        _ => format!(
+            "it cannot be opened ('{error}'): give --config the path of a TOML file herd may \
+             open, such as herd.toml"
+        ),
     }
 }
 
@@ -130,8 +154,37 @@ mod tests {
             denied.starts_with("permission denied: make it readable by the user herd runs as"),
             "{denied}"
         );
+        // A socket file was opened, and refused in the OS's words: "No such device or
+        // address (os error 6)". Its kind is known before it is opened.
+        let socket = dir.path().join("socket.toml");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let error = read(&socket).unwrap_err();
+        assert!(error.contains("not a regular file"), "{error}");
+        let other = cannot_open(&std::io::Error::from_raw_os_error(libc::ELOOP));
+        assert!(
+            other.starts_with("it cannot be opened ('")
+                && other.ends_with(
+                    "'): give --config the path of a TOML file herd may open, such as herd.toml"
+                ),
+            "{other}"
+        );
         let fine = dir.path().join("fine.toml");
         std::fs::write(&fine, "workers = 2\n").unwrap();
         assert_eq!(read(&fine).unwrap(), "workers = 2\n");
+    }
+
+    /// `/proc/self/mem` is a regular file that cannot be read from its start: herd ended with
+    /// the OS's bare "Input/output error (os error 5)"; it says now that the read failed and
+    /// what to give instead.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_that_cannot_be_read_is_said_in_herds_words() {
+        let error = read(Path::new("/proc/self/mem")).unwrap_err();
+        assert_eq!(
+            error,
+            "/proc/self/mem: cannot read the config file: reading it failed ('Input/output \
+             error (os error 5)'): give --config the path of an ordinary TOML file, such as \
+             herd.toml, not one of /proc or /sys (or check the disk it is on)"
+        );
     }
 }

@@ -178,3 +178,56 @@ fn minus_zero_lines_are_zero_lines() {
         assert!(parse_lines(below).is_err(), "{below}");
     }
 }
+
+/// `-0` is 0 for every option that takes a number, as it was for `herd logs -n`: `herd logs
+/// --worker -0` was refused ("slots are numbered from 0"), `--max-starting -0` and `-w -0`
+/// were told to be positive rather than at least 1, `--grace -0` not to be negative.
+#[test]
+fn minus_zero_is_zero_everywhere() {
+    for zero in ["-0", "-00"] {
+        assert_eq!(parse_slot(zero), Ok(0), "{zero}");
+        assert_eq!(parse_umask(zero), Ok(0), "{zero}");
+        // A uid or gid of 0 (`00` is one too).
+        assert_eq!(parse_user(zero).as_deref(), Ok(&zero[1..]), "{zero}");
+        assert_eq!(parse_group(zero).as_deref(), Ok(&zero[1..]), "{zero}");
+        assert_eq!(parse_duration(zero), Ok(Duration::ZERO), "{zero}");
+        assert_eq!(parse_number::<u32>(zero, 0, "--ready-min"), Ok(0));
+        assert_eq!(parse_rlimit(&format!("core={zero}")).unwrap().soft, 0);
+        assert_eq!(
+            parse_number::<u64>(zero, 1, "--nofile").unwrap_err(),
+            format!("--nofile '{zero}': the value must be at least 1")
+        );
+        assert_eq!(
+            parse_workers(zero).unwrap_err(),
+            "a herd needs at least 1 worker"
+        );
+        assert_eq!(
+            parse_positive_duration(zero).unwrap_err(),
+            format!("'{zero}' is zero: the duration must be positive (e.g. 30s or 500ms)")
+        );
+        assert!(parse_rlimit(&format!("nofile={zero}"))
+            .unwrap_err()
+            .starts_with("nofile=0 leaves a worker unable"));
+    }
+    assert_eq!(
+        parse_workers("-0..2").unwrap_err(),
+        "a herd needs at least 1 worker"
+    );
+    assert_eq!(parse_duration("-0s"), Ok(Duration::ZERO));
+    assert_eq!(parse_duration("-0ms"), Ok(Duration::ZERO));
+    // Below zero stays refused, and so does what is no number.
+    for below in ["-1", "-01", "-", "--0", "-+0", "-1s", "-0x"] {
+        assert!(parse_slot(below).is_err(), "{below}");
+        assert!(parse_umask(below).is_err(), "{below}");
+        assert!(parse_user(below).is_err(), "{below}");
+        assert!(parse_duration(below).is_err(), "{below}");
+        assert!(
+            parse_number::<u32>(below, 0, "--ready-min").is_err(),
+            "{below}"
+        );
+        assert!(parse_workers(below).is_err(), "{below}");
+    }
+    assert!(parse_duration("-1")
+        .unwrap_err()
+        .contains("cannot be negative"));
+}

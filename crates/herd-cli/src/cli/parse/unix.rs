@@ -3,7 +3,7 @@
 
 pub use herd_sys::process::Signal;
 
-use super::all_digits;
+use super::{all_digits, minus_zero};
 
 /// A resource limit for workers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub(in crate::cli) fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
     let number = |n: &str| -> Result<u64, String> {
         match n {
             "unlimited" | "infinity" => Ok(libc::RLIM_INFINITY),
-            n => n.parse().map_err(|_| match all_digits(n) {
+            n => minus_zero(n).parse().map_err(|_| match all_digits(n) {
                 true => format!(
                     "'{n}' is too large: the maximum is {}; write 'unlimited' for no limit",
                     u64::MAX - 1

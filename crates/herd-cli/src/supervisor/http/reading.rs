@@ -107,6 +107,8 @@ pub const MAX_HEAD: usize = 8192;
 #[derive(Default)]
 pub struct Head {
     bytes: Vec<u8>,
+    /// Where the request line starts: after the empty lines some clients send before it.
+    start: usize,
 }
 
 /// What a read of a request head got.
@@ -139,14 +141,18 @@ impl Head {
         (MAX_HEAD - self.bytes.len()).min(1024)
     }
 
-    /// Adds `new`, just read (at most [`room`](Head::room) bytes).
+    /// Adds `new`, just read (at most [`room`](Head::room) bytes). Empty lines before the
+    /// request line are left out, as RFC 9112 (section 2.2) advises a server to, but still
+    /// count towards [`MAX_HEAD`].
     fn push(&mut self, new: &[u8]) -> Step {
-        let scanned = self.bytes.len();
+        let read_before = self.bytes.len();
         self.bytes.extend_from_slice(new);
-        if head_ends(&self.bytes, scanned) {
-            Step::Whole(String::from_utf8_lossy(&self.bytes).into_owned())
+        self.start += empty_lines(&self.bytes[self.start..]);
+        let head = &self.bytes[self.start..];
+        if head_ends(head, read_before.saturating_sub(self.start)) {
+            Step::Whole(String::from_utf8_lossy(head).into_owned())
         } else if self.bytes.len() >= MAX_HEAD {
-            let line_ended = self.bytes.contains(&b'\n');
+            let line_ended = head.contains(&b'\n');
             Step::TooLong { line_ended }
         } else {
             Step::More
@@ -212,6 +218,18 @@ fn head_ends(head: &[u8], scanned: usize) -> bool {
     new.windows(2).any(|w| w == b"\n\n") || new.windows(3).any(|w| w == b"\n\r\n")
 }
 
+/// How many bytes the empty lines (`\r\n` or a bare `\n`) at the start of `bytes` take.
+fn empty_lines(bytes: &[u8]) -> usize {
+    let mut at = 0;
+    loop {
+        match &bytes[at..] {
+            [b'\n', ..] => at += 1,
+            [b'\r', b'\n', ..] => at += 2,
+            _ => return at,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +283,34 @@ mod tests {
         let mut head = Head::default();
         let step = head.push(b"GET / HTTP/1.1\r\n\r\nbody");
         assert_eq!(step, Step::Whole("GET / HTTP/1.1\r\n\r\nbody".to_string()));
+    }
+
+    /// RFC 9112, section 2.2: a server should ignore at least one empty line received before
+    /// the request line. One was read as an empty request line (400), and `\r\n\r\n` as a
+    /// whole head.
+    #[test]
+    fn empty_lines_before_the_request_line_are_left_out() {
+        let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+        let whole = || Got::Whole(String::from_utf8_lossy(request).into_owned());
+        for before in [&b"\r\n"[..], b"\n", b"\r\n\r\n", b"\n\r\n\n"] {
+            let sent = [before, request].concat();
+            assert_eq!(read_whole(&sent), whole(), "{before:?}");
+            // However the bytes come: one at a time, the CR apart from its LF.
+            let mut head = Head::default();
+            let steps: Vec<Step> = sent.chunks(1).map(|byte| head.push(byte)).collect();
+            let (last, before_last) = steps.split_last().unwrap();
+            assert_eq!(*last, Step::Whole(String::from_utf8_lossy(request).into()));
+            assert!(before_last.iter().all(|s| *s == Step::More), "{steps:?}");
+        }
+        // Empty lines alone are no head, and count towards the bound.
+        assert_eq!(read_whole(b"\r\n\r\n\r\n"), Got::Nothing);
+        let endless = b"\r\n".repeat(MAX_HEAD);
+        assert_eq!(read_whole(&endless), Got::TooLong { line_ended: false });
+        let late = [&b"\r\n".repeat(MAX_HEAD / 2 - 15)[..], request].concat();
+        assert_eq!(read_whole(&late), Got::TooLong { line_ended: true });
+        // What is not an empty line is not left out: the request line is answered 400.
+        let cr = [&b"\r\r\n"[..], request].concat();
+        assert!(matches!(read_whole(&cr), Got::Whole(w) if w.starts_with("\r\r\n")));
     }
 
     #[test]

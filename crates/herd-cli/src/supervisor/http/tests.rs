@@ -151,9 +151,12 @@ async fn a_scrape_over_loopback_gets_the_supervisors_rendering() {
             get(addr, "GET /nope HTTP/1.1\r\n\r\n".into()).await,
             get(addr, "HEAD /metrics HTTP/1.1\r\n\r\n".into()).await,
             get(addr, "hello herd\r\n\r\n".into()).await,
+            // An empty line before the request line is left out (RFC 9112, 2.2): it was 400.
+            get(addr, "\r\nGET /metrics HTTP/1.1\r\n\r\n".into()).await,
         )
     });
-    let (scraped, missing, head, garbage) = answer.await.expect("answers in time");
+    let (scraped, missing, head, garbage, late) = answer.await.expect("answers in time");
+    assert_eq!(late, scraped);
     assert!(
         garbage.starts_with("HTTP/1.1 400 Bad Request\r\n"),
         "{garbage}"

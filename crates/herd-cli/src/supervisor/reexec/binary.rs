@@ -18,11 +18,11 @@ use crate::logging::LogEvent;
 pub fn invoked() -> anyhow::Result<PathBuf> {
     let invoked = find_invoked()?;
     let uid = herd_sys::process::effective_uid();
-    if let Some(why) = replaceable(&resolve(&invoked), uid) {
+    if let Some(Replaceable { why, fix }) = replaceable(&resolve(&invoked), uid) {
         tracing::warn!(
             event = LogEvent::SetupNote.as_str(),
             "herd reexec will refuse to run {}: {why}, so someone else could replace herd's \
-             binary and run as herd's user; keep it where only root or uid {uid} may write",
+             binary and run as herd's user; {fix} before a herd reexec",
             invoked.display()
         );
     }
@@ -115,15 +115,25 @@ pub fn executable(exe: &Path) -> anyhow::Result<()> {
     if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
         bail!("cannot re-execute {shown}: it is not an executable file; herd keeps running");
     }
-    if let Some(why) = replaceable(exe, herd_sys::process::effective_uid()) {
+    if let Some(Replaceable { why, fix }) = replaceable(exe, herd_sys::process::effective_uid()) {
         bail!(
             "cannot re-execute {shown}: {why}, so someone else could have replaced herd's \
-             binary and would run as herd's user: keep it where only root or uid {} may write \
-             (each directory up to / too), and restart herd; herd keeps running",
-            herd_sys::process::effective_uid()
+             binary and would run as herd's user: {fix}, make sure the binary is the one you \
+             installed, then run herd reexec again; herd keeps running"
         );
     }
     Ok(())
+}
+
+/// Why a path could have been put where it is by someone other than root and herd's user,
+/// and what mends it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Replaceable {
+    /// The first entry that lets someone else in, and how (its owner, its mode).
+    pub why: String,
+    /// What to do about that entry, with the command (`chmod go-w`, `chown`): the check runs
+    /// anew at each re-exec, so herd need not be restarted.
+    pub fix: String,
 }
 
 /// Why the file at `path` (absolute, symlinks resolved) could have been put there by someone
@@ -131,26 +141,47 @@ pub fn executable(exe: &Path) -> anyhow::Result<()> {
 /// to `/` that another user owns, or that group or others may write (a sticky directory of
 /// root's, `/tmp`, passes when the entry below it is root's or `uid`'s). `None` if none.
 /// herd (root, often) runs the binary at a re-exec: whoever may replace it becomes herd.
-pub fn replaceable(path: &Path, uid: u32) -> Option<String> {
+pub fn replaceable(path: &Path, uid: u32) -> Option<Replaceable> {
     use std::os::unix::fs::MetadataExt;
     let mut below: Option<u32> = None;
     for entry in path.ancestors() {
+        let shown = entry.display();
         let meta = match std::fs::symlink_metadata(entry) {
             Ok(meta) => meta,
-            Err(e) => return Some(format!("{} cannot be inspected ({e})", entry.display())),
+            Err(e) => {
+                let fix = match uid {
+                    0 => "make sure it is there".to_string(),
+                    uid => format!(
+                        "make sure it is there and that uid {uid} may search each directory \
+                         above it"
+                    ),
+                };
+                let why = format!("{shown} cannot be inspected ({e})");
+                return Some(Replaceable { why, fix });
+            }
         };
         let (owner, mode) = (meta.uid(), meta.mode());
         if owner != 0 && owner != uid {
-            return Some(format!("{} belongs to uid {owner}", entry.display()));
+            // A non-root herd's own user is the natural owner; root's is root.
+            let (to, named) = match uid {
+                0 => ("root".to_string(), "root".to_string()),
+                uid => (uid.to_string(), format!("root or uid {uid}")),
+            };
+            return Some(Replaceable {
+                why: format!("{shown} belongs to uid {owner}"),
+                fix: format!("make {named} its owner (chown {to} {shown})"),
+            });
         }
         let sticky_root = meta.is_dir() && mode & 0o1000 != 0 && owner == 0;
         let below_trusted = matches!(below, Some(b) if b == 0 || b == uid);
         if mode & 0o022 != 0 && !(sticky_root && below_trusted) {
-            return Some(format!(
-                "{} may be written by group or others (mode {:o})",
-                entry.display(),
-                mode & 0o7777
-            ));
+            return Some(Replaceable {
+                why: format!(
+                    "{shown} may be written by group or others (mode {:o})",
+                    mode & 0o7777
+                ),
+                fix: format!("make it writable by its owner alone (chmod go-w {shown})"),
+            });
         }
         below = Some(owner);
     }

@@ -325,22 +325,53 @@ fn a_binary_others_could_replace_is_not_re_executed() {
 
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let why = binary::replaceable(&exe, uid).unwrap();
-    assert!(
-        why.contains("may be written by group or others (mode 777)"),
-        "{why}"
+    let (shown, exe_shown) = (dir.display(), exe.display());
+    assert_eq!(
+        why,
+        binary::Replaceable {
+            why: format!("{shown} may be written by group or others (mode 777)"),
+            fix: format!("make it writable by its owner alone (chmod go-w {shown})"),
+        }
     );
+    // It said "keep it where only root or uid 0 may write (each directory up to / too), and
+    // restart herd": root twice, and a restart that a chmod makes needless (the check runs
+    // anew at each re-exec).
     let err = format!("{:#}", executable(&exe).unwrap_err());
-    assert!(err.contains("someone else could have replaced"), "{err}");
-    assert!(err.contains("herd keeps running"), "{err}");
-    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        err,
+        format!(
+            "cannot re-execute {exe_shown}: {shown} may be written by group or others (mode \
+             777), so someone else could have replaced herd's binary and would run as herd's \
+             user: make it writable by its owner alone (chmod go-w {shown}), make sure the \
+             binary is the one you installed, then run herd reexec again; herd keeps running"
+        )
+    );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    executable(&exe).unwrap();
 
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o775)).unwrap();
-    assert!(binary::replaceable(&exe, uid).is_some());
+    let why = binary::replaceable(&exe, uid).unwrap();
+    assert_eq!(
+        why.fix,
+        format!("make it writable by its owner alone (chmod go-w {exe_shown})")
+    );
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     if uid == 0 {
         std::os::unix::fs::chown(&exe, Some(1), None).unwrap();
         let why = binary::replaceable(&exe, 0).unwrap();
-        assert!(why.contains("belongs to uid 1"), "{why}");
+        assert_eq!(why.why, format!("{exe_shown} belongs to uid 1"));
+        assert_eq!(
+            why.fix,
+            format!("make root its owner (chown root {exe_shown})")
+        );
+        // A herd of uid 2 may own its binary itself.
+        let why = binary::replaceable(&exe, 2).unwrap();
+        assert_eq!(
+            why.fix,
+            format!("make root or uid 2 its owner (chown 2 {exe_shown})")
+        );
     }
+    let gone = dir.join("gone");
+    let why = binary::replaceable(&gone, 0).unwrap();
+    assert_eq!(why.fix, "make sure it is there");
 }
