@@ -22,8 +22,10 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+export CARGO_TARGET_DIR="${MSRV_TARGET_DIR:-$root/target/msrv}"
+fresh=$(mktemp -d)
+trap 'rm -rf "$fresh"' EXIT
+work=$fresh
 cp -r "$root/crates/herd-core" "$root/crates/herd" "$root/crates/herd-sys" "$work/"
 # The main manifest's shared sections, with the members and paths of this smaller workspace.
 sed -e 's|^members = .*|members = ["herd-core", "herd-sys", "herd"]|' -e '/^default-members/d' \
@@ -37,9 +39,20 @@ rm -f "$work"/herd/examples/tokio_*.rs
 # herd-sys's optional `tokio` feature (`pidfd::ExitWatch`, for the Unix supervisor) likewise.
 sed -i '/^tokio = /d' "$work/herd-sys/Cargo.toml"
 
+# Built where the last run built, with only the files that changed since copied over (cargo
+# judges by their times): a workspace made anew at each run was built anew, a minute each time.
+built="$CARGO_TARGET_DIR/workspace"
+mkdir -p "$built"
+(cd "$fresh" && find . -type f) | while IFS= read -r file; do
+    cmp -s "$fresh/$file" "$built/$file" || { mkdir -p "$(dirname "$built/$file")" && cp "$fresh/$file" "$built/$file"; }
+done
+(cd "$built" && find . -type f) | while IFS= read -r file; do
+    [ -e "$fresh/$file" ] || rm -f "$built/$file"
+done
+work=$built
+
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc CARGO_UNSTABLE_SPARSE_REGISTRY=true
 export CARGO_HOME="${MSRV_CARGO_HOME:-${TMPDIR:-/tmp}/herd-msrv-cargo}"
-export CARGO_TARGET_DIR="${MSRV_TARGET_DIR:-$root/target/msrv}"
 echo "check-msrv: $(/usr/bin/rustc --version)" >&2
 if [ "${1:-}" = "--update-lock" ]; then
     # Refresh the pinned lockfile after the crates' dependencies changed.
