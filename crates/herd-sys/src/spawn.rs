@@ -55,31 +55,6 @@ use std::ptr;
 
 use crate::process::{wait_for, Signal};
 
-/// Probes under way in this process ([`ExecPlan::probe`]).
-static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Whether a thread of this process is probing a plan ([`ExecPlan::probe`]): its child, a
-/// child of this process for an instant, is no worker and no orphan, and it waits for it.
-pub fn probing() -> bool {
-    PROBES.load(std::sync::atomic::Ordering::SeqCst) > 0
-}
-
-/// One probe counted in [`PROBES`], until dropped.
-struct Probing;
-
-impl Probing {
-    fn begin() -> Probing {
-        PROBES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Probing
-    }
-}
-
-impl Drop for Probing {
-    fn drop(&mut self) {
-        PROBES.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
 mod batch;
 mod child;
 mod direct;
@@ -288,10 +263,12 @@ impl ExecPlan {
     /// Checks the plan without running it: a child goes through every step a worker would
     /// (limits, umask, user and groups, directory) and then, instead of `execve`, checks that
     /// the program is executable there (`access(X_OK)`, as that user), and exits. The error
-    /// is the first step that failed, as [`spawn`](Self::spawn) would report it.
-    /// Counted in [`probing`] while it runs.
+    /// is the first step that failed, as [`spawn`](Self::spawn) would report it. The child
+    /// stays in this process's group whatever [`new_process_group`](Self::new_process_group)
+    /// says: a supervisor that adopts the children leading groups of their own as orphans
+    /// must not take it for one, and it may wait in a step for ever (a directory on a hung
+    /// filesystem), the probing thread with it.
     pub fn probe(&self) -> Result<(), SpawnError> {
-        let _counted = Probing::begin();
         let pid = self.fork_exec(&[], &Stdio::default(), true)?;
         // The child exits by itself at once.
         let _ = wait_for(pid);

@@ -70,7 +70,8 @@ impl Buffers {
             moved: self.moved.as_mut_ptr(),
             stdio: self.stdio,
             status,
-            new_process_group: plan.new_process_group,
+            // A probe is no worker: see `ExecPlan::probe`.
+            new_process_group: plan.new_process_group && !probe,
             death_signal: plan.death_signal.map(Signal::number),
             // SAFETY: getpid has no preconditions.
             parent: unsafe { libc::getpid() },

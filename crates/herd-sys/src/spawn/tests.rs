@@ -380,3 +380,95 @@ fn a_refused_clone_falls_back_to_fork() {
     assert!(wait_for(pid).unwrap().success());
     assert_eq!(forks(), before + 1, "no fork after the refused clone");
 }
+
+/// A probe's child stays in its parent's process group, even for a plan whose workers lead
+/// their own: herd adopts the children that lead groups of their own as orphans, so it held
+/// every adoption while a probe ran, and a probe that waits for ever (its `--chdir` on a hung
+/// filesystem, here a FUSE mount whose daemon never answers) held them for good: the orphans
+/// workers left meanwhile (a daemon's double fork) were not adopted, not stopped with herd,
+/// and outlived it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_probe_stays_in_its_parents_group() {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting FUSE needs root");
+        return;
+    }
+    let Ok(fuse) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    else {
+        eprintln!("skipped: no /dev/fuse");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("herd-sys-probe-hung-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let data = format!(
+        "fd={},rootmode=40000,user_id=0,group_id=0",
+        fuse.as_raw_fd()
+    );
+    let data = CString::new(data).unwrap();
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let mounted = unsafe {
+        libc::mount(
+            c"hung".as_ptr(),
+            target.as_ptr(),
+            c"fuse".as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    if mounted != 0 {
+        eprintln!("skipped: cannot mount FUSE here");
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hung = dir.clone();
+    std::thread::spawn(move || {
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        plan.arg(OsStr::new("sh")).unwrap();
+        plan.new_process_group(true);
+        plan.chdir(hung.as_os_str()).unwrap();
+        tx.send(plan.probe().map_err(|e| e.stage())).unwrap();
+    });
+    // The probe's child, waiting in its chdir for the filesystem.
+    let waiting = (0..200).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        let children =
+            tasks.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("children")).ok());
+        let pids: Vec<i32> = children
+            .flat_map(|c| {
+                c.split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        pids.into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("fuse"))
+        })
+    });
+    // SAFETY: getpgid reads a process's group, ours (0) or a child's.
+    let groups = waiting.map(|pid| unsafe { (libc::getpgid(pid), libc::getpgid(0)) });
+    // The child goes (it holds a copy of the daemon's fd), then the daemon: the probe ends.
+    if let Some(pid) = waiting {
+        // SAFETY: kill with the pid of our own child, not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    drop(fuse);
+    // SAFETY: a NUL-terminated path that outlives the call.
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    let probed = rx.recv_timeout(std::time::Duration::from_secs(10));
+    let _ = std::fs::remove_dir(&dir);
+    let (child, ours) = groups.expect("no probe child waiting in its chdir");
+    assert_eq!(
+        child, ours,
+        "the probe's child leads a process group of its own"
+    );
+    // Its answer does not matter: the child was killed.
+    let _ = probed.expect("the probe still waits once its child is gone");
+}

@@ -202,11 +202,11 @@ impl Supervisor {
     }
 
     /// `--fork-server`: while a start awaits its fork server's reply, the worker it forked may
-    /// be herd's child already, its pid not known yet: no new orphan is adopted meanwhile; nor
-    /// while `herd upgrade --reload-config` probes the new command off the loop (its child,
-    /// which that thread waits for, is no orphan).
+    /// be herd's child already, its pid not known yet: no new orphan is adopted meanwhile. (The
+    /// child of `herd upgrade --reload-config`'s probe stays in herd's process group, which is
+    /// never adopted: see `herd_sys::spawn::ExecPlan::probe`.)
     fn hold_orphan_adoptions(&mut self) {
-        let held = self.effects.awaits_fork_replies() || herd_sys::spawn::probing();
+        let held = self.effects.awaits_fork_replies();
         self.platform.orphans.hold_adoptions(held);
     }
 
