@@ -396,13 +396,17 @@ fn a_probe_stays_in_its_parents_group() {
         eprintln!("skipped: mounting FUSE needs root");
         return;
     }
-    let Ok(fuse) = std::fs::OpenOptions::new()
+    // No `let ... else`: herd-sys builds with Rust 1.63.
+    let fuse = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")
-    else {
-        eprintln!("skipped: no /dev/fuse");
-        return;
+    {
+        Ok(fuse) => fuse,
+        Err(_) => {
+            eprintln!("skipped: no /dev/fuse");
+            return;
+        }
     };
     let dir = std::env::temp_dir().join(format!("herd-sys-probe-hung-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -415,9 +419,9 @@ fn a_probe_stays_in_its_parents_group() {
     // SAFETY: every pointer is a NUL-terminated string that outlives the call.
     let mounted = unsafe {
         libc::mount(
-            c"hung".as_ptr(),
+            b"hung\0".as_ptr().cast(),
             target.as_ptr(),
-            c"fuse".as_ptr(),
+            b"fuse\0".as_ptr().cast(),
             0,
             data.as_ptr().cast(),
         )
@@ -449,7 +453,8 @@ fn a_probe_stays_in_its_parents_group() {
             })
             .collect();
         pids.into_iter().find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("fuse"))
+            let wchan = std::fs::read_to_string(format!("/proc/{}/wchan", pid));
+            wchan.map(|w| w.contains("fuse")).unwrap_or(false)
         })
     });
     // SAFETY: getpgid reads a process's group, ours (0) or a child's.
