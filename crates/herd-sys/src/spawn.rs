@@ -267,10 +267,12 @@ impl ExecPlan {
     /// stays in this process's group whatever [`new_process_group`](Self::new_process_group)
     /// says: a supervisor that adopts the children leading groups of their own as orphans
     /// must not take it for one, and it may wait in a step for ever (a directory on a hung
-    /// filesystem), the probing thread with it.
+    /// filesystem), the probing thread with it. A reaper of this process's own group (herd's
+    /// loop) may reap it first: the wait here then finds no child, and its pid could name
+    /// another only if the kernel gave it out again at once (the whole pid space wrapped).
     pub fn probe(&self) -> Result<(), SpawnError> {
         let pid = self.fork_exec(&[], &Stdio::default(), true)?;
-        // The child exits by itself at once.
+        // The child exits by itself at once (or was reaped already: ECHILD).
         let _ = wait_for(pid);
         Ok(())
     }

@@ -52,9 +52,14 @@ fn not_a_file(metadata: &std::fs::Metadata) -> Option<String> {
 /// Why a config file opened could not be read (`error`: `/proc/self/mem`'s `EIO`, a failing
 /// disk, a lost network mount), in herd's words, the OS's quoted.
 fn cannot_read(error: &std::io::Error) -> String {
+    let not = if cfg!(unix) {
+        ", not one of /proc or /sys"
+    } else {
+        ""
+    };
     format!(
         "reading it failed ('{error}'): give --config the path of an ordinary TOML file, such \
-         as herd.toml, not one of /proc or /sys (or check the disk it is on)"
+         as herd.toml{not} (or check the disk it is on)"
     )
 }
 

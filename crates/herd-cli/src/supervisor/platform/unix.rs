@@ -164,9 +164,9 @@ pub struct Control {
     pub listener: std::os::unix::net::UnixListener,
     /// Who may use it.
     pub policy: crate::control::server::AccessPolicy,
-    /// The directory its file was bound in, learnt as it was bound ([`Control::dir_of`]) or
-    /// handed over by a re-exec: it is bound again only there, even if removed before herd
-    /// first looks at it.
+    /// The directory its file was bound in, learnt as it was bound (`run`'s `bind_control`,
+    /// [`crate::supervisor::socket_files::dir_bound_in`]) or handed over by a re-exec: it is
+    /// bound again only there, even if removed before herd first looks at it.
     pub dir: Option<crate::supervisor::socket_files::DirIdentity>,
 }
 
