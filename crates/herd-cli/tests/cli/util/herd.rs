@@ -174,8 +174,19 @@ impl Herd {
 
     /// Waits until `find` returns something for the lines logged so far; a timeout shows the
     /// last lines. Fails too if herd logged a line at `INFO` or above without an `event`.
-    pub fn wait_for<T>(&self, what: &str, mut find: impl FnMut(&[Line]) -> Option<T>) -> T {
-        let deadline = Instant::now() + TIMEOUT;
+    pub fn wait_for<T>(&self, what: &str, find: impl FnMut(&[Line]) -> Option<T>) -> T {
+        self.wait_for_within(what, TIMEOUT, find)
+    }
+
+    /// [`Herd::wait_for`] for up to `timeout`: for what takes several starts in a row, each of
+    /// which a busy machine may stretch to its warm-up budget (about 5 s).
+    pub fn wait_for_within<T>(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        mut find: impl FnMut(&[Line]) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
         let mut lines = self.log.lines.lock().unwrap();
         loop {
             let unnamed = self.log.unnamed.lock().unwrap().clone();
@@ -194,7 +205,7 @@ impl Herd {
                 drop(lines);
                 panic!(
                     "timed out waiting for {what} ({}s); herd logged{logged}",
-                    TIMEOUT.as_secs(),
+                    timeout.as_secs(),
                 );
             }
             lines = self.log.grew.wait_timeout(lines, deadline - now).unwrap().0;
