@@ -265,10 +265,7 @@ mod tests {
 
     #[test]
     fn the_control_socket_is_bound_again_only_in_the_directory_seen() {
-        let top = tempfile::tempdir().unwrap();
-        let dir = top.path().join("run");
-        std::fs::create_dir(&dir).unwrap();
-        let path = dir.join("control.sock");
+        let (_top, dir, path) = control_dir();
         let mut watch = Watch::default();
         // Never seen there: not herd's to bind in.
         assert!(watch.control_removed(&path, (0, 1)).is_err());
@@ -310,10 +307,7 @@ mod tests {
     /// said, never bound again (in the first 250 ms after herd started or re-executed).
     #[test]
     fn a_control_socket_removed_before_the_first_look_is_bound_again_in_its_directory() {
-        let top = tempfile::tempdir().unwrap();
-        let dir = top.path().join("run");
-        std::fs::create_dir(&dir).unwrap();
-        let path = dir.join("control.sock");
+        let (_top, dir, path) = control_dir();
         let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let ours = identity(&path);
         let bound = dir_holding(&path, ours).unwrap();
@@ -333,10 +327,7 @@ mod tests {
     /// still known. Made anew, it is not.
     #[test]
     fn a_socket_removed_just_after_its_bind_leaves_its_directory_known() {
-        let top = tempfile::tempdir().unwrap();
-        let dir = top.path().join("run");
-        std::fs::create_dir(&dir).unwrap();
-        let path = dir.join("control.sock");
+        let (_top, dir, path) = control_dir();
         let before = dir_identity(&path);
         let _socket = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let ours = identity(&path);
@@ -367,6 +358,16 @@ mod tests {
         assert!(watch.say_rebound("control", at(60_500)));
         assert!(!watch.say_rebound("control", at(60_750)));
         assert_eq!(watch.rebinds_held_back(at(121_000)), vec![("control", 1)]);
+    }
+
+    /// A temporary directory `run` (inside one that is removed when the first is dropped),
+    /// and the control socket's path in it.
+    fn control_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("control.sock");
+        (top, dir, path)
     }
 
     fn identity(path: &Path) -> (u64, u64) {
