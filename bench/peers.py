@@ -9,11 +9,13 @@ workers (--max-lifetime). For each system, repeated and interleaved:
 - open loop, 2000 new connections/s, through 10 reloads;
 - closed loop at saturation (32 connections), through 5 reloads;
 - scaling 4 -> 8 -> 4 under the open-loop load (where the system can scale), and for herd
-  also at saturation.
+  also at saturation (in the first repetition).
 
-Then bench/scale_targets.py's 4096 native workers (when it is there). uWSGI's chain reload
-(8 s each) and herd's takeover row get fewer reloads (their `most_reloads`; the report says
-so). Each system run prints where its time went; the report sums it up per system.
+A run's reloads stop early once their windows hold enough time (bench/peers_shape.py's
+`enough`: herd's slow reloads at saturation hold far more requests than a peer's 5).
+
+Then bench/scale_targets.py's 4096 native workers (when it is there). herd's takeover row gets
+fewer reloads (its `most_reloads`; the report says so). Each system run prints where its time went; the report sums it up per system.
 
 herd-loadgen's `--timeline` cuts each run into reload windows (from the reload command until
 the old workers are gone and 4 new ones run) and steady time. Installs the peers first
@@ -34,7 +36,7 @@ from common import LOADGEN, ROOT, figure, free_port, machine, need_build, report
 from peers_report import write_report
 from peers_stats import binned_p99, cut, read_timeline
 from peers_load import OtherWork
-from peers_shape import reload_counts, running_order, time_line
+from peers_shape import enough, reload_counts, running_order, time_line, top_up
 from peers_systems import cpu_seconds, herd_defaults, rss_mib, systems, versions
 
 RATE = 2000
@@ -49,11 +51,12 @@ def setup():
     return out.stdout.strip().splitlines()[-1]
 
 
-def under_load(system, steps, closed, lead, gap):
+def under_load(system, steps, closed, lead, gap, reloads=False):
     """Runs herd-loadgen (open loop at RATE, or closed loop with CONNECTIONS) with a timeline
-    while `steps` run one after another, `gap` seconds apart after `lead` steady seconds.
-    Returns (its JSON result, the timeline, the steps' windows in µs, the supervisor's CPU
-    seconds meanwhile)."""
+    while `steps` run one after another, `gap` seconds apart after `lead` steady seconds; for
+    `reloads`, only until their windows are enough, then the steady time the rest would have
+    given (peers_shape's `enough` and `top_up`). Returns (its JSON result, the timeline, the
+    steps' windows in µs, the supervisor's CPU seconds meanwhile)."""
     timeline = os.path.join(tempfile.mkdtemp(prefix="herd-peers-"), "timeline.csv")
     load = [LOADGEN, system.address, "0" if closed else str(RATE), "3600", "--until-eof", "--timeout", "5",
             "--timeline", timeline, *(["--concurrency", str(CONNECTIONS)] if closed else ["--threads", "256"])]
@@ -67,6 +70,9 @@ def under_load(system, steps, closed, lead, gap):
             step()
             windows.append((begin, time.time()))
             time.sleep(gap)
+            if reloads and enough([e - b for b, e in windows], len(steps), "closed" if closed else "open"):
+                break
+        time.sleep(top_up(len(windows), len(steps), gap) if reloads else 0)
     except BaseException:
         proc.kill()  # a step failed: no load left behind
         proc.wait()
@@ -115,20 +121,23 @@ def one_system(system, args, laps, first):
         got["idle_cpu"] = 100 * (cpu_seconds(system.supervisor()) - cpu0) / args.idle
         laps.lap("idle")
     steps = system.changes(opens)
-    result, records, windows, cpu = under_load(system, steps, False, args.open_lead, args.gap)
+    result, records, windows, cpu = under_load(system, steps, False, args.open_lead, args.gap, True)
     got["open"] = figures(result, records, windows, system.windowed)
+    got["open"]["asked"] = len(steps)
     if system.table == "peers":
         got["open"].update(load_cpu=100 * cpu / max(got["open"]["sent_s"], 1e-9), rss=rss_mib(system.supervisor()),
                            chart=(binned_p99(records, 250_000), [(b / 1e6, e / 1e6) for b, e in windows]))
     laps.lap("open")
-    result, records, windows, _ = under_load(system, system.changes(closes), True, args.closed_lead, args.closed_gap)
+    steps = system.changes(closes)
+    result, records, windows, _ = under_load(system, steps, True, args.closed_lead, args.closed_gap, True)
     got["closed"] = figures(result, records, windows, system.windowed)
+    got["closed"]["asked"] = len(steps)
     laps.lap("closed")
     if system.can_scale:
         steps = [lambda: system.scale(8), lambda: system.scale(4)]
         got["scale"] = figures(*under_load(system, steps, False, args.open_lead, args.gap)[:3])
         laps.lap("scale")
-        if system.by_herd:  # the 0-failed target holds herd's scaling at saturation too
+        if system.by_herd and first:  # the 0-failed target holds herd's scaling at saturation too
             got["scale_closed"] = figures(*under_load(system, steps, True, args.closed_lead, args.closed_gap)[:3])
             laps.lap("scale_closed")
     return got

@@ -4,7 +4,7 @@ import math
 import statistics
 
 from peers_load import QUIET
-from peers_shape import fewer_reloads, time_line, time_spent
+from peers_shape import ENOUGH, fewer_reloads, stopped_early, time_line, time_spent
 from peers_stats import SETTLE_US, WARMUP_US, line_chart, median_range
 
 # Why herd can lose a column, said where it does.
@@ -402,6 +402,21 @@ def fewer_text(systems, args):
                    for name, opens, closes, why in fewer_reloads(systems, args.reloads, args.saturation_reloads))
 
 
+def early_text(results):
+    """The rule that stops a run's reloads early, and the systems it stopped, as sentences."""
+    (open_least, open_s), (closed_least, closed_s) = ENOUGH["open"], ENOUGH["closed"]
+    rule = (f"A run stops reloading early once at least {open_least} reloads' windows hold {open_s:g} s in all "
+            f"at 2000/s, or {closed_least} reloads' {closed_s:g} s at saturation (a slow reload's window holds "
+            "many times the requests of a fast one's: a reload of herd's gunicorn rows takes seconds at "
+            "saturation, nginx's a tenth of one), then keeps the load on for the steady time the reloads left "
+            "out would have given. ")
+    opens, closes = stopped_early(results, "open"), stopped_early(results, "closed")
+    counts = lambda name, at: f"{', '.join(map(str, at[name]))} at {'2000/s' if at is opens else 'saturation'}"
+    stopped = [f"{name} {' and '.join(counts(name, at) for at in (opens, closes) if name in at)}"
+               for name in results if name in opens or name in closes]
+    return rule + (f"Stopped early, reloads per repetition: {'; '.join(stopped)}. " if stopped else "")
+
+
 def spent_text(results):
     """A paragraph of where the time went, from the runs' timed phases, or nothing."""
     spent = [row for row in time_spent(results) if row[1] > 0]
@@ -418,13 +433,12 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
              for s in systems if s.table == "peers" for run in results.get(s.name, [])[:1]]
     with open(svg, "w") as f:
         f.write(line_chart(lines, f"p99 latency per 250 ms at {2000} new connections/s through "
-                                  f"{args.reloads} reloads (first repetition)"))
+                                  "the reloads of each system's first repetition"))
     cross_rows = ["| target | herd-loadgen req/s | wrk req/s | herd-loadgen p99 ms | wrk p99 ms |",
                   "|---|---|---|---|---|"]
     for name, rate, p99, wrk_rate, wrk_p99 in cross:
         cross_rows.append(f"| {name} | {rate:.0f} | {wrk_rate or 0:.0f} | {p99:.2f} | {wrk_p99 or 0:.2f} |")
     quick = " --quick" if args.quick else ""
-    fewer = fewer_reloads(systems, args.reloads, args.saturation_reloads)
     version_line = "; ".join(versions.values())
     others = [run["others"] for runs in results.values() for run in runs if "others" in run]
     noise = (f"other work took {median_range([100 * v for v in others], '{:.0f}')}% of the machine's CPU "
@@ -491,8 +505,8 @@ herd's rows of other changes, below, run in the first repetition only, but for t
 2000 new connections/s, open loop (5 s timeout), through {args.reloads} reloads {args.gap:g} s
 apart after {args.open_lead:g} s steady; then closed loop with {32} connections (a new one per request)
 through {args.saturation_reloads} reloads {args.closed_gap:g} s apart after {args.closed_lead:g} s (steady time between the
-reloads as well as before them); then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation).
-{fewer_text(systems, args)}A reload window
+reloads as well as before them); then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation,
+in the first repetition). {early_text(results)}{fewer_text(systems, args)}A reload window
 runs from the command until the old workers are gone and 4 new ones run (for herd: until
 `herd upgrade` returns); steady time is outside the windows, less {SETTLE_US // 1000} ms after each and the
 first {WARMUP_US / 1e6:g} s; a run ends with its last request's start (the load generator then only waits
@@ -501,11 +515,11 @@ second of windows, over the same in steady time. Cells are medians over the repe
 the range in parentheses. A target's verdict is met or missed when every repetition falls on
 that side of it, else inconclusive.
 
-Open loop, 2000 new connections/s, {args.reloads} reloads{" (fewer where the method says)" if fewer else ""}:
+Open loop, 2000 new connections/s, {args.reloads} reloads (fewer where the method says):
 
 {open_table}
 
-Closed loop at saturation ({32} connections), {args.saturation_reloads} reloads{" (fewer where the method says)" if fewer else ""}:
+Closed loop at saturation ({32} connections), {args.saturation_reloads} reloads (fewer where the method says):
 
 {closed_table}
 

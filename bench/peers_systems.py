@@ -393,10 +393,6 @@ class Uwsgi(System):
         super().__init__(port)
         self.chain = chain
         self.name = "uWSGI, chain reload" if chain else "uWSGI, graceful reload"
-        if chain:
-            self.most_reloads = (3, 2)
-            self.fewer_why = ("a chain reload replaces one worker at a time and takes about 8 s, so 10 and 5 would "
-                              "add 1.5 minutes to each repetition; its figures are medians of fewer reloads")
 
     def start(self):
         self.fifo, self.log = os.path.join(self.dir, "fifo"), os.path.join(self.dir, "uwsgi.log")

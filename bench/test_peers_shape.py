@@ -2,8 +2,8 @@
 import types
 import unittest
 
-from peers_report import fewer_text, spent_text
-from peers_shape import fewer_reloads, reload_counts, running_order, time_line, time_spent
+from peers_report import early_text, fewer_text, spent_text
+from peers_shape import enough, fewer_reloads, reload_counts, running_order, stopped_early, time_line, time_spent, top_up
 
 
 def system(name, most_reloads=(None, None), why="", table="peers"):
@@ -41,6 +41,41 @@ class Reloads(unittest.TestCase):
         self.assertEqual(fewer_text(everyone, args),
                          "Fewer reloads for uWSGI, chain reload: 4 at 2000/s and 2 at saturation (8 s each). ")
         self.assertEqual(fewer_text(everyone, types.SimpleNamespace(reloads=2, saturation_reloads=1)), "")
+
+
+class EarlyStop(unittest.TestCase):
+    def test_slow_reloads_stop_once_their_windows_hold_enough(self):
+        self.assertFalse(enough([3.6, 3.6], 10, "open"), "2 reloads are too few at 2000/s, however long")
+        self.assertTrue(enough([3.6, 3.6, 3.6], 10, "open"))
+        self.assertFalse(enough([19.0], 5, "closed"))
+        self.assertTrue(enough([19.0, 19.0], 5, "closed"))
+        self.assertFalse(enough([7.4, 7.4], 5, "closed"), "14.8 s of windows are not 15")
+
+    def test_fast_reloads_run_every_one_asked(self):
+        self.assertFalse(enough([0.11] * 9, 10, "open"))
+        self.assertTrue(enough([0.11] * 10, 10, "open"))
+        self.assertTrue(enough([0.13], 1, "closed"), "--quick asks for 1")
+
+    def test_a_run_stopped_early_gets_the_steady_time_its_missing_gaps_gave(self):
+        self.assertAlmostEqual(top_up(2, 5, 1.0), 3 * 0.75)
+        self.assertAlmostEqual(top_up(3, 10, 0.3), 7 * 0.05)
+        self.assertEqual(top_up(5, 5, 1.0), 0)
+        self.assertEqual(top_up(1, 1, 0.2), 0, "a gap shorter than the settling time adds nothing")
+
+    def test_the_report_says_the_rule_and_who_stopped_early(self):
+        def run(opens, closes, asked=(10, 5)):
+            return {"open": {"durations": [1.0] * opens, "asked": asked[0]},
+                    "closed": {"durations": [1.0] * closes, "asked": asked[1]}}
+        results = {"herd, gunicorn": [run(3, 2), run(4, 5)], "nginx": [run(10, 5), run(10, 5)],
+                   "herd recycles its workers": [run(2, 1, (2, 1))], "herd, Node": [run(10, 2)],
+                   "saved before": [{"open": {"durations": [1.0]}}]}
+        self.assertEqual(stopped_early(results, "closed"), {"herd, gunicorn": [2, 5], "herd, Node": [2]})
+        text = early_text(results)
+        self.assertIn("at least 3 reloads' windows hold 10 s in all at 2000/s, or 2 reloads' 15 s at saturation",
+                      text)
+        self.assertTrue(text.endswith("Stopped early, reloads per repetition: herd, gunicorn 3, 4 at 2000/s and "
+                                      "2, 5 at saturation; herd, Node 2 at saturation. "), text)
+        self.assertNotIn("Stopped early", early_text({"nginx": [run(10, 5)]}))
 
 
 class TimeSpent(unittest.TestCase):
