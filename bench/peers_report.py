@@ -503,7 +503,7 @@ instances: 4` (`pm2 reload`, `pm2 scale`), and with `wait_ready: true, listen_ti
 Each system runs {args.reps} time(s), systems interleaved (the order rotates each repetition;
 herd's rows of other changes, below, run in the first repetition only, but for the control), and each time: {args.idle:g} s idle (the supervisor's CPU; first repetition only), then `herd-loadgen --timeline` at
 2000 new connections/s, open loop (5 s timeout), through {args.reloads} reloads {args.gap:g} s
-apart after {args.open_lead:g} s steady; then closed loop with {32} connections (a new one per request)
+apart after {args.open_lead:g} s steady and before {getattr(args, "open_tail", 0):g} s more; then closed loop with {32} connections (a new one per request)
 through {args.saturation_reloads} reloads {args.closed_gap:g} s apart after {args.closed_lead:g} s (steady time between the
 reloads as well as before them); then 4 -> 8 -> 4 workers at 2000/s (herd also at saturation,
 in the first repetition). {early_text(results)}{fewer_text(systems, args)}A reload window
