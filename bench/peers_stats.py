@@ -160,12 +160,17 @@ def line_chart(lines, title, width=760, height=360, low=0.1, high=10_000):
 # the children it has reaped, so a tree's sum stays whole while its workers come and go.
 def busy_ticks(cpu_line):
     """The ticks the whole machine spent running something, from /proc/stat's `cpu` line:
-    user, nice, system and steal (a hypervisor's other guests). Interrupts and softirqs are
-    left out: on loopback they are mostly the benchmark's own traffic, and no process owns them."""
+    user, nice, system, irq, softirq and steal (a hypervisor's other guests). Interrupts and
+    softirqs count: a tick that lands in one is charged to the task it interrupted, as system
+    time in its /proc/PID/stat (`account_system_time`), and /proc/stat files it under irq or
+    softirq instead. Loopback traffic runs its softirqs in the sending task: left out, the
+    benchmark's own trees outweighed the machine (2026-12-05, a closed loop against nginx over
+    5 s: 753 busy ticks without them, 845 in our trees, 253 softirq), which hid other work
+    (138 ticks of another nice'd build read as 0)."""
     fields = [int(v) for v in cpu_line.split()[1:]]
     user, nice, system = fields[0:3]
-    steal = fields[7] if len(fields) > 7 else 0
-    return user + nice + system + steal
+    irq, softirq, steal = (fields[i] if len(fields) > i else 0 for i in (5, 6, 7))
+    return user + nice + system + irq + softirq + steal
 
 
 def tree_ticks(procs, roots):
