@@ -15,7 +15,8 @@ A run's reloads stop early once their windows hold enough time (bench/peers_shap
 `enough`: herd's slow reloads at saturation hold far more requests than a peer's 5).
 
 Then bench/scale_targets.py's 4096 native workers (when it is there). herd's takeover row gets
-fewer reloads (its `most_reloads`; the report says so). Each system run prints where its time went; the report sums it up per system.
+fewer reloads (its `most_reloads`; the report says so). Each system run prints where its time
+went; the report sums it up per system.
 
 herd-loadgen's `--timeline` cuts each run into reload windows (from the reload command until
 the old workers are gone and 4 new ones run) and steady time. Installs the peers first
@@ -55,8 +56,8 @@ def under_load(system, steps, closed, lead, gap, reloads=False, tail=0.0):
     """Runs herd-loadgen (open loop at RATE, or closed loop with CONNECTIONS) with a timeline
     while `steps` run one after another, `gap` seconds apart after `lead` steady seconds and
     before `tail` more; for `reloads`, only until their windows are enough, then the steady time
-    the rest would have given (peers_shape's `enough` and `top_up`). Returns (its JSON result, the timeline, the
-    steps' windows in µs, the supervisor's CPU seconds meanwhile)."""
+    the rest would have given (peers_shape's `enough` and `top_up`). Returns (its JSON result,
+    the timeline, the steps' windows in µs, the supervisor's CPU seconds meanwhile)."""
     timeline = os.path.join(tempfile.mkdtemp(prefix="herd-peers-"), "timeline.csv")
     load = [LOADGEN, system.address, "0" if closed else str(RATE), "3600", "--until-eof", "--timeout", "5",
             "--timeline", timeline, *(["--concurrency", str(CONNECTIONS)] if closed else ["--threads", "256"])]

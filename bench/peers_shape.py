@@ -1,10 +1,9 @@
 """The peer benchmark's run shape, with no processes and no clocks: how many reloads each
 system gets, and where a run's time went.
 
-The issue asks for 10 reloads at 2000/s and 5 at saturation per repetition. A system whose
-reload is slow by design (uWSGI's chain reload: one worker at a time, 8 s) or whose rows are
-herd-only checks of 0 failed connections (re-exec, takeover) can get fewer, set by its
-`most_reloads`; the report says which and why.
+The issue asks for 10 reloads at 2000/s and 5 at saturation per repetition. A herd-only row
+that checks for 0 failed connections (the takeover) can get fewer, set by its `most_reloads`;
+the report says which and why.
 
 A run also stops reloading early once its reload windows hold enough time ([`ENOUGH`]): a
 slow reload's window holds many times the requests of a fast one's (herd's gunicorn rows take
