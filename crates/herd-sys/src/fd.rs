@@ -449,21 +449,32 @@ pub(crate) mod tests;
 /// waiting: on a thread of its own (`herd-closer`, started at the first call), or here should
 /// no thread start. Closing the last descriptor of a file can wait: a TCP socket with
 /// `SO_LINGER` and unsent data waits until its peer reads them or the linger time (any
-/// length) has passed, and so does a Unix socket whose queue holds such a socket. A local
-/// user who could reach herd's abstract notify socket (`--user`), or its control socket
+/// length) has passed, and so does a Unix socket whose queue holds such a socket; any close of
+/// a FUSE file asks its daemon to flush it, and waits for good for one that never answers. A
+/// local user who could reach herd's abstract notify socket (`--user`), or its control socket
 /// opened to others (`--control-allow-uid`), stopped herd's event loop for an hour so by
-/// sending it one such socket. Only the closing thread waits then (and the fds given after,
-/// closed once it is done), and on Linux not for long: a close that takes longer than 100 ms
-/// is interrupted (a signal to the closing thread ends the kernel's linger wait; the socket's
-/// data is then sent, or not, as after any close). Before, the fds sent after such a socket
-/// stayed open behind it: 25,300 copies of one fd, sent in 100 datagrams after it, took herd
-/// to its open-file limit of 20,000 for the hour the linger lasted, and every worker start
-/// failed. Sockets are not made to close abortively (`SO_LINGER` 0)
-/// instead: one may be shared, a worker's listener sent with `FDSTORE=1`, whose connections
-/// would all end in a reset.
+/// sending it one such socket. Only the closing thread waits then, and not for long: on Linux
+/// a close that takes longer than 100 ms is interrupted (a signal to the closing thread ends
+/// the kernel's linger wait; the socket's data is then sent, or not, as after any close), and
+/// one that still waits after a second (a hung filesystem's wait, which no signal ends) is
+/// left to its thread while a new one closes the fds queued after it, up to 8 threads left
+/// so at once. Before, the fds sent after such a socket stayed open behind it: 25,300 copies
+/// of one fd, sent in 100 datagrams after it, took herd to its open-file limit of 20,000 for
+/// the hour the linger lasted, and every worker start failed. Sockets are not made to close
+/// abortively (`SO_LINGER` 0) instead: one may be shared, a worker's listener sent with
+/// `FDSTORE=1`, whose connections would all end in a reset.
 pub fn close_in_background(fd: OwnedFd) {
     closer::close_later(fd);
 }
 
-/// The thread that closes what others may have prepared.
+/// How many of herd's closing threads ([`close_in_background`]) are left to a close, or the
+/// release of a file a notify sender attached, that still waits after a second: a hung
+/// filesystem's wait, which no signal ends. Until it ends, an `execve` of this process waits
+/// with it (the kernel ends every other thread first), so a re-exec should not be tried.
+pub fn closes_left_waiting() -> usize {
+    closer::left_waiting()
+}
+
+/// The threads that close what others may have prepared.
 mod closer;
+pub(crate) use closer::{run_later, Job};

@@ -48,6 +48,8 @@ pub mod fdpass;
 pub mod fs;
 #[cfg(windows)]
 pub use windows::job;
+#[cfg(all(test, target_os = "linux"))]
+mod hung_fuse;
 #[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]

@@ -1,4 +1,5 @@
-//! Sending one `sd_notify(3)` datagram to the socket named by `NOTIFY_SOCKET`.
+//! Sending one `sd_notify(3)` datagram to the socket named by `NOTIFY_SOCKET`, and receiving
+//! them without taking the fds senders attach ([`Receiver`]).
 
 use std::ffi::OsStr;
 use std::io;
@@ -223,119 +224,9 @@ fn send_abstract(_name: &[u8], _message: &[u8], _wait: Duration) -> io::Result<(
     ))
 }
 
-/// One datagram received on a notify socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Datagram {
-    /// How many bytes were stored in the buffer.
-    pub len: usize,
-    /// Whether the datagram was longer than the buffer (the rest is lost).
-    pub truncated: bool,
-    /// The sender's pid, as the kernel vouches for it (`SCM_CREDENTIALS`); `None` where the
-    /// system does not say.
-    pub sender_pid: Option<u32>,
-}
-
-/// Asks the kernel to attach the sender's credentials to every datagram `socket` receives
-/// (`SO_PASSCRED`), which [`recv_datagram`] reads. Linux only; elsewhere a no-op.
-pub fn enable_credentials(socket: std::os::unix::io::BorrowedFd<'_>) -> io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use std::os::unix::io::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: setsockopt reads one c_int from `on`, whose size we pass.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PASSCRED,
-                (&on as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = socket;
-    Ok(())
-}
-
-/// The most descriptors one message carries (Linux's `SCM_MAX_FD`): [`recv_datagram`] has room
-/// for them all, since those that do not fit are dropped by the kernel in the receiver's
-/// `recvmsg`, where closing them could wait (see [`crate::fd::close_in_background`]).
-const MAX_FDS: usize = 253;
-
-/// Receives one datagram from `socket` without blocking: `Ok(None)` when none is waiting.
-/// File descriptors a sender attached (`SCM_RIGHTS`) are closed at once, on another thread
-/// ([`crate::fd::close_in_background`]): herd keeps none.
-pub fn recv_datagram(
-    socket: std::os::unix::io::BorrowedFd<'_>,
-    buf: &mut [u8],
-) -> io::Result<Option<Datagram>> {
-    use std::os::unix::io::AsRawFd;
-    // Room for the credentials and the most fds a message can carry, aligned for cmsghdr.
-    let mut control = [0u64; 32 + MAX_FDS / 2];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: a zeroed msghdr is valid; we point it at buffers that outlive the call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let flags = libc::MSG_DONTWAIT;
-    // SAFETY: recvmsg writes into the buffers described by `msg`.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags) };
-    if n < 0 {
-        let err = io::Error::last_os_error();
-        return match err.kind() {
-            io::ErrorKind::WouldBlock => Ok(None),
-            io::ErrorKind::Interrupted => recv_datagram(socket, buf),
-            _ => Err(err),
-        };
-    }
-    let mut sender_pid = None;
-    // SAFETY: the CMSG_* helpers walk the control buffer the kernel filled, within
-    // msg_controllen; each header's data is read only when its level and type say what it is.
-    unsafe {
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            let (level, kind) = ((*cmsg).cmsg_level, (*cmsg).cmsg_type);
-            let data = libc::CMSG_DATA(cmsg);
-            let data_len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
-            if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-                let count = data_len / std::mem::size_of::<libc::c_int>();
-                for i in 0..count {
-                    let fd = std::ptr::read_unaligned((data as *const libc::c_int).add(i));
-                    // The kernel gave it to us: ours alone.
-                    let fd = std::os::unix::io::FromRawFd::from_raw_fd(fd);
-                    crate::fd::close_in_background(fd);
-                }
-            }
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            if level == libc::SOL_SOCKET
-                && kind == libc::SCM_CREDENTIALS
-                && data_len >= std::mem::size_of::<libc::ucred>()
-            {
-                let cred = std::ptr::read_unaligned(data as *const libc::ucred);
-                sender_pid = u32::try_from(cred.pid).ok().filter(|&p| p > 0);
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-    }
-    let n = n as usize;
-    Ok(Some(Datagram {
-        len: n.min(buf.len()),
-        truncated: n > buf.len() || msg.msg_flags & libc::MSG_TRUNC != 0,
-        sender_pid,
-    }))
-}
+/// Receiving datagrams, without taking the files senders attach.
+mod receive;
+pub use receive::{enable_credentials, Datagram, Receiver};
 
 #[cfg(test)]
 mod tests {
@@ -361,37 +252,6 @@ mod tests {
         assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()));
         let relative = std::ffi::OsStr::new("relative.sock");
         assert!(super::send_with_fds(relative, b"x", &[]).is_err());
-    }
-
-    /// A sender's fd whose close would wait (a TCP socket with unsent data, which its peer
-    /// never reads, and a long `SO_LINGER`) does not keep the receiver waiting: any local user
-    /// who reached an abstract notify socket stopped herd's event loop so, for as long as the
-    /// linger time they chose.
-    #[test]
-    fn an_fd_whose_close_waits_does_not_keep_the_receiver_waiting() {
-        let path =
-            std::env::temp_dir().join(format!("herd-sys-notify-linger-{}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        let (listener, stream) = crate::fd::tests::lingering();
-        stream.set_nonblocking(false).unwrap();
-        super::send_with_fds(path.as_os_str(), b"STATUS=x", &[stream.as_fd()]).unwrap();
-        // The one in flight is the last reference now: closing it would wait.
-        drop(stream);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64];
-            let got = super::recv_datagram(receiver.as_fd(), &mut buf).map(|d| d.map(|d| d.len));
-            tx.send(got.map_err(|e| e.to_string())).unwrap();
-        });
-        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
-        let _ = std::fs::remove_file(&path);
-        // Resets the connection, which ends the close wherever it waits.
-        drop(listener);
-        assert_eq!(
-            got.expect("receiving waited for the close of the fd sent along"),
-            Ok(Some(8))
-        );
     }
 
     /// A receiver that never reads fills its queue (`net.unix.max_dgram_qlen` datagrams); a

@@ -24,6 +24,8 @@ pub(super) struct Endpoints<'a> {
     /// The directory the control socket was bound in, if known.
     pub(super) control_dir: Option<super::socket_files::DirIdentity>,
     pub(super) notify: &'a NotifySocket,
+    /// What reads the notify socket.
+    pub(super) notify_receiver: &'a herd_sys::notify::Receiver,
     pub(super) metrics: Option<&'a OwnedFd>,
     pub(super) health: Option<&'a OwnedFd>,
 }
@@ -153,6 +155,9 @@ impl Supervisor {
             Ok(pool) => pool,
             Err((code, why)) => return self.effects.execute(refuse(client, code, why)),
         };
+        if let Some(why) = releases_under_way(endpoints.notify_receiver) {
+            return self.effects.execute(refuse(client, ErrorCode::Busy, why));
+        }
         let Some(listeners) = saved_listeners(self.effects.listeners()) else {
             let why = "herd is stopping".to_string();
             return self
@@ -216,6 +221,28 @@ impl Supervisor {
         self.effects
             .execute(refuse(client, ErrorCode::Internal, why));
     }
+}
+
+/// Why herd cannot re-execute while files others passed it are being released: a closing
+/// thread left to a release that waits for good (a hung filesystem's), with which the exec
+/// would wait (the kernel ends every other thread first), or notify datagrams read and not yet
+/// off the socket's queue, which the next image would read again.
+fn releases_under_way(notify: &herd_sys::notify::Receiver) -> Option<String> {
+    let left = herd_sys::fd::closes_left_waiting();
+    if left > 0 {
+        return Some(format!(
+            "{left} of herd's closing threads wait for a file another process passed herd to \
+             be released (a hung filesystem, such as a FUSE daemon that does not answer), and \
+             a re-exec would wait with them; try again once it answers or is aborted"
+        ));
+    }
+    if !notify.settle(std::time::Duration::from_secs(1)) {
+        return Some(
+            "notify datagrams herd read are not all off the socket's queue yet; try again"
+                .to_string(),
+        );
+    }
+    None
 }
 
 /// The listening sockets as a re-exec hands them over; `None` once they are closed (herd is

@@ -5,7 +5,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::io::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -243,9 +243,14 @@ fn bind_abstract_socket(name: &str) -> std::io::Result<Socket> {
     Ok(socket)
 }
 
-/// Receives one datagram, for `tokio`'s `try_io`: `WouldBlock` when none is waiting.
-pub fn recv(socket: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<herd_sys::notify::Datagram> {
-    herd_sys::notify::recv_datagram(socket, buf)?
+/// Receives one datagram, for `tokio`'s `try_io`: `WouldBlock` when none is waiting. The
+/// files a sender attached never become herd's fds on Linux (see [`herd_sys::notify::Receiver`]).
+pub fn recv(
+    receiver: &herd_sys::notify::Receiver,
+    buf: &mut [u8],
+) -> std::io::Result<herd_sys::notify::Datagram> {
+    receiver
+        .recv(buf)?
         .ok_or_else(|| std::io::ErrorKind::WouldBlock.into())
 }
 

@@ -14,7 +14,7 @@ use crate::util::*;
 /// A FUSE mount over a directory, whose daemon never answers: every look into it waits, as a
 /// hung network filesystem makes it wait. Dropped, the connection is aborted (the waits end
 /// with ENOTCONN) and the mount detached.
-struct Hung {
+pub(crate) struct Hung {
     fuse: Option<File>,
     dir: PathBuf,
 }
@@ -22,7 +22,7 @@ struct Hung {
 impl Hung {
     /// Hangs `dir`, or `None` where this machine cannot mount FUSE (not root, no /dev/fuse,
     /// a container without the right).
-    fn over(dir: &Path) -> Option<Hung> {
+    pub(crate) fn over(dir: &Path) -> Option<Hung> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return None;
@@ -54,15 +54,51 @@ impl Hung {
         })
     }
 
-    /// Lets every wait end: the daemon goes (its connection aborts), the mount is detached.
-    fn release(&mut self) {
+    /// The daemon's end of the connection (`/dev/fuse`), to serve the mount after all.
+    pub(crate) fn daemon(&self) -> Option<&File> {
+        self.fuse.as_ref()
+    }
+
+    /// Lets every wait end: the connection is aborted (and the daemon's end closed), the mount
+    /// is detached.
+    pub(crate) fn release(&mut self) {
         if self.fuse.take().is_none() {
             return;
         }
+        abort(&self.dir);
         let target = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a NUL-terminated path that outlives the call.
         unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
     }
+}
+
+/// Aborts the FUSE connection mounted at `dir` (`/sys/fs/fuse/connections/N/abort`, N the
+/// mount's minor device number, read from /proc/self/mountinfo: a stat of `dir` would wait),
+/// even while a copy of the daemon's end is open (a daemon thread's).
+fn abort(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let at = dir.to_string_lossy();
+    let minor = mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (fields.get(4) == Some(&at.as_ref())).then_some(())?;
+        fields.get(2)?.split(':').nth(1).map(str::to_string)
+    });
+    let Some(minor) = minor else { return };
+    let abort = format!("/sys/fs/fuse/connections/{minor}/abort");
+    if !Path::new(&abort).exists() {
+        // fusectl, as systemd mounts it; where it is not, this root test does.
+        // SAFETY: NUL-terminated strings that outlive the call; no data.
+        unsafe {
+            libc::mount(
+                c"fusectl".as_ptr(),
+                c"/sys/fs/fuse/connections".as_ptr(),
+                c"fusectl".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+    }
+    let _ = std::fs::write(abort, b"1");
 }
 
 impl Drop for Hung {
@@ -98,7 +134,7 @@ fn ctl_later(herd: &Herd, args: &[&str]) -> std::thread::JoinHandle<(i32, String
 }
 
 /// `herd ARGS` against `herd`, answered within 20 s (herd's loop turns), or a failure.
-fn answered(herd: &Herd, args: &[&str]) -> (i32, String, String) {
+pub(crate) fn answered(herd: &Herd, args: &[&str]) -> (i32, String, String) {
     let ctl = Command::new(HERD)
         .env("HERD_CONTROL", herd.control())
         .args(args)

@@ -38,6 +38,8 @@ mod interop_more;
 mod interop_native;
 mod interop_python;
 mod metrics;
+#[cfg(target_os = "linux")]
+mod notify_fds;
 mod orphans;
 mod output;
 mod pause;

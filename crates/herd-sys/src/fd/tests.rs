@@ -205,6 +205,50 @@ fn the_fds_queued_behind_a_close_that_waits_are_closed_all_the_same() {
     );
 }
 
+/// A close that waits for good (a FUSE file's: the close asks the daemon to flush it, and a
+/// hostile daemon never answers; no signal ends that wait) is left to its thread, and the fds
+/// queued after it are closed by another: they stayed open behind it for as long as the
+/// daemon lived.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_fds_queued_behind_a_close_that_never_ends_are_closed_all_the_same() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mount = match crate::hung_fuse::Mount::new("closer-fuse") {
+        Some(mount) => mount,
+        None => return,
+    };
+    let unanswered = mount.serve_one_file(std::sync::Arc::new(AtomicBool::new(false)));
+    let file = std::fs::File::open(mount.dir.join("f"));
+    let opened = file.is_ok();
+    if let Ok(file) = file {
+        close_in_background(OwnedFd::from(file));
+    }
+    let (mut read, write) = std::os::unix::net::UnixStream::pair().unwrap();
+    close_in_background(OwnedFd::from(write));
+    read.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let closed = read.read(&mut [0u8; 8]).map_err(|e| e.kind());
+    let flushes = unanswered.load(Ordering::SeqCst);
+    let left = closes_left_waiting();
+    // The close that waits ends here.
+    mount.end();
+    assert!(opened, "the FUSE file did not open");
+    assert_eq!(
+        flushes, 1,
+        "the close of the FUSE file did not wait for its daemon"
+    );
+    assert!(
+        left >= 1,
+        "no closing thread was left to the close that waits"
+    );
+    assert_eq!(
+        closed,
+        Ok(0),
+        "the fd queued after a close that waits stayed open"
+    );
+}
+
 /// A TCP socket (non-blocking) whose close would wait: data its peer (the listener, kept by
 /// the caller, never accepted) does not read, and an `SO_LINGER` of 60 s.
 pub(crate) fn lingering() -> (std::net::TcpListener, std::net::TcpStream) {

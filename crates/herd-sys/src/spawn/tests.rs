@@ -390,46 +390,12 @@ fn a_refused_clone_falls_back_to_fork() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_probe_stays_in_its_parents_group() {
-    use std::os::unix::ffi::OsStrExt;
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: mounting FUSE needs root");
-        return;
-    }
     // No `let ... else`: herd-sys builds with Rust 1.63.
-    let fuse = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")
-    {
-        Ok(fuse) => fuse,
-        Err(_) => {
-            eprintln!("skipped: no /dev/fuse");
-            return;
-        }
+    let mount = match crate::hung_fuse::Mount::new("probe-hung") {
+        Some(mount) => mount,
+        None => return,
     };
-    let dir = std::env::temp_dir().join(format!("herd-sys-probe-hung-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let target = CString::new(dir.as_os_str().as_bytes()).unwrap();
-    let data = format!(
-        "fd={},rootmode=40000,user_id=0,group_id=0",
-        fuse.as_raw_fd()
-    );
-    let data = CString::new(data).unwrap();
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-    let mounted = unsafe {
-        libc::mount(
-            b"hung\0".as_ptr().cast(),
-            target.as_ptr(),
-            b"fuse\0".as_ptr().cast(),
-            0,
-            data.as_ptr().cast(),
-        )
-    };
-    if mounted != 0 {
-        eprintln!("skipped: cannot mount FUSE here");
-        return;
-    }
+    let dir = mount.dir.clone();
     let (tx, rx) = std::sync::mpsc::channel();
     let hung = dir.clone();
     std::thread::spawn(move || {
@@ -461,16 +427,13 @@ fn a_probe_stays_in_its_parents_group() {
     let groups = waiting.map(|pid| unsafe { (libc::getpgid(pid), libc::getpgid(0)) });
     // The connection is aborted, whether the child was found or not: its wait ends (the
     // child holds a copy of the daemon's fd, which would keep it waiting past the test).
-    abort_fuse(&dir);
+    crate::hung_fuse::abort(&dir);
     if let Some(pid) = waiting {
         // SAFETY: kill with the pid of our own child, not reaped yet.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
-    drop(fuse);
-    // SAFETY: a NUL-terminated path that outlives the call.
-    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    mount.end();
     let probed = rx.recv_timeout(std::time::Duration::from_secs(10));
-    let _ = std::fs::remove_dir(&dir);
     let (child, ours) = groups.expect("no probe child waiting in its chdir");
     assert_eq!(
         child, ours,
@@ -478,37 +441,4 @@ fn a_probe_stays_in_its_parents_group() {
     );
     // Its answer does not matter: the child was killed.
     let _ = probed.expect("the probe still waits once its child is gone");
-}
-
-/// Aborts the FUSE connection mounted at `dir` (`/sys/fs/fuse/connections/N/abort`, N the
-/// mount's minor device number, read from /proc/self/mountinfo: a stat of `dir` would wait).
-#[cfg(target_os = "linux")]
-fn abort_fuse(dir: &std::path::Path) {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let at = dir.to_string_lossy();
-    let minor = mounts.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.get(4) != Some(&at.as_ref()) {
-            return None;
-        }
-        fields.get(2)?.split(':').nth(1).map(str::to_string)
-    });
-    if let Some(minor) = minor {
-        let connections = "/sys/fs/fuse/connections";
-        let abort = format!("{}/{}/abort", connections, minor);
-        if !std::path::Path::new(&abort).exists() {
-            // fusectl, as systemd mounts it; where it is not, this root test does.
-            // SAFETY: NUL-terminated strings that outlive the call; no data.
-            unsafe {
-                libc::mount(
-                    b"fusectl\0".as_ptr().cast(),
-                    b"/sys/fs/fuse/connections\0".as_ptr().cast(),
-                    b"fusectl\0".as_ptr().cast(),
-                    0,
-                    std::ptr::null(),
-                )
-            };
-        }
-        let _ = std::fs::write(abort, b"1");
-    }
 }

@@ -5,6 +5,7 @@
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::sync::Arc;
 
+use herd_sys::notify::Receiver;
 use herd_sys::pidfd::{ExitWatch, PidFd};
 use tokio::net::{UnixDatagram, UnixListener};
 use tokio::sync::{mpsc, Notify};
@@ -56,6 +57,8 @@ pub type ControlServer = (std::os::unix::net::UnixListener, AccessPolicy);
 /// The open input channels and timers only Unix has.
 pub struct Inputs {
     notify: UnixDatagram,
+    /// Reads the notify socket, whose readiness `notify` waits for.
+    notify_receiver: Receiver,
     /// The pids of processes that acknowledged einhorn's way (none without the socket).
     einhorn_acks: mpsc::Receiver<u32>,
     /// Where einhorn's socket's server sends them, and its task: to serve it again when its
@@ -104,6 +107,7 @@ impl Inputs {
         };
         let inputs = Inputs {
             notify: UnixDatagram::from_std(notify.socket.try_clone()?)?,
+            notify_receiver: Receiver::new(notify.socket.as_fd())?,
             einhorn_acks,
             einhorn: (acks_tx, einhorn_server),
             checked,
@@ -170,18 +174,20 @@ impl Inputs {
     }
 
     /// Reads the notify socket bound again at its path ([`NotifySocket::bind_again_if_removed`])
-    /// from now on.
+    /// from now on; the old one's receiver, to read what it still holds.
     pub fn replace_notify(
         &mut self,
         socket: &std::os::unix::net::UnixDatagram,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Receiver> {
+        let receiver = Receiver::new(socket.as_fd())?;
         self.notify = UnixDatagram::from_std(socket.try_clone()?)?;
-        Ok(())
+        Ok(std::mem::replace(&mut self.notify_receiver, receiver))
     }
 
-    /// The notify socket, to read the datagrams an [`Input::Notify`] announced.
-    pub fn notify(&self) -> &UnixDatagram {
-        &self.notify
+    /// The notify socket, to wait for the datagrams an [`Input::Notify`] announced, and its
+    /// receiver, to read them.
+    pub fn notify(&self) -> (&UnixDatagram, &Receiver) {
+        (&self.notify, &self.notify_receiver)
     }
 
     /// Waits for the next of these inputs.

@@ -68,24 +68,35 @@ impl Supervisor {
         let shown = notify.path.display().to_string();
         let path = crate::text::escape(&shown);
         let say = (self.platform.socket_files).say_rebound("notify", Instant::now());
-        match sources.platform.replace_notify(&notify.socket) {
-            Ok(()) if !say => {}
-            Ok(()) => tracing::warn!(
-                event = LogEvent::SocketFileRemoved.as_str(),
-                socket = "notify",
-                path = %path,
-                "the notify socket's file {path} was removed (by a worker or another process): \
-                 herd bound it again there, for the workers that start from now on"
-            ),
-            Err(e) => tracing::error!(
-                event = LogEvent::SystemError.as_str(),
-                path = %path,
-                "the notify socket's file {path} was removed and bound again, but herd cannot \
-                 read the new socket ({e}): workers that start from now on cannot send \
-                 READY=1 until herd is restarted or taken over (herd run --takeover)"
-            ),
+        // The old socket is read on until it is drained (or, if the new one cannot be read,
+        // for good).
+        let _old = old;
+        let old_receiver = match sources.platform.replace_notify(&notify.socket) {
+            Ok(old) if !say => Some(old),
+            Ok(old) => {
+                tracing::warn!(
+                    event = LogEvent::SocketFileRemoved.as_str(),
+                    socket = "notify",
+                    path = %path,
+                    "the notify socket's file {path} was removed (by a worker or another \
+                     process): herd bound it again there, for the workers that start from now on"
+                );
+                Some(old)
+            }
+            Err(e) => {
+                tracing::error!(
+                    event = LogEvent::SystemError.as_str(),
+                    path = %path,
+                    "the notify socket's file {path} was removed and bound again, but herd \
+                     cannot read the new socket ({e}): workers that start from now on cannot \
+                     send READY=1 until herd is restarted or taken over (herd run --takeover)"
+                );
+                None
+            }
+        };
+        if let Some(old_receiver) = old_receiver {
+            self.drain_notifications(&old_receiver);
         }
-        self.drain_notifications(&old);
         false
     }
 

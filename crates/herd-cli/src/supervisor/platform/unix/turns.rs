@@ -10,6 +10,7 @@ use std::process::ExitStatus;
 use std::time::Instant;
 
 use herd_core::WorkerState;
+use herd_sys::notify::Receiver;
 use herd_sys::pidfd::PidFd;
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
@@ -56,6 +57,7 @@ impl Supervisor {
                         control_dir: (self.platform.socket_files)
                             .control_dir(control_file.parts().0),
                         notify,
+                        notify_receiver: sources.platform.notify().1,
                         metrics: sources.platform.metrics_fd.as_ref(),
                         health: sources.platform.health_fd.as_ref(),
                     };
@@ -366,13 +368,11 @@ impl Supervisor {
     }
 
     /// Reads the datagrams waiting on the notify socket.
-    fn read_notifications(&mut self, socket: &UnixDatagram) {
+    fn read_notifications(&mut self, (socket, receiver): (&UnixDatagram, &Receiver)) {
         let mut buf = [0u8; notify::MAX_DATAGRAM];
         // Bounded per wake-up, so a flood cannot starve the rest of the loop.
         for _ in 0..256 {
-            let received = socket.try_io(Interest::READABLE, || {
-                notify::recv(socket.as_fd(), &mut buf)
-            });
+            let received = socket.try_io(Interest::READABLE, || notify::recv(receiver, &mut buf));
             let datagram = match received {
                 Ok(d) => d,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -386,10 +386,10 @@ impl Supervisor {
     }
 
     /// Reads what a notify socket replaced by a new one still holds (nothing more comes).
-    pub(super) fn drain_notifications(&mut self, socket: &std::os::unix::net::UnixDatagram) {
+    pub(super) fn drain_notifications(&mut self, receiver: &Receiver) {
         let mut buf = [0u8; notify::MAX_DATAGRAM];
         for _ in 0..256 {
-            match notify::recv(socket.as_fd(), &mut buf) {
+            match notify::recv(receiver, &mut buf) {
                 Ok(datagram) => self.datagram_read(&buf, datagram),
                 Err(_) => return,
             }
