@@ -42,6 +42,9 @@ from peers_systems import cpu_seconds, herd_defaults, rss_mib, systems, versions
 
 RATE = 2000
 CONNECTIONS = 32
+# The arguments that shape a run, saved with its figures for the report (`--from`).
+SHAPE = ("reps", "quick", "reloads", "saturation_reloads", "idle", "open_lead", "open_tail", "closed_lead", "gap",
+         "closed_gap")
 
 
 def setup():
@@ -201,13 +204,18 @@ def main():
     args.open_lead, args.open_tail, args.closed_lead, args.gap, args.closed_gap = 3.5, 2.0, 2.0, 0.3, 1.0
     if args.quick:
         args.reps, args.reloads, args.saturation_reloads, args.idle = 1, 2, 1, 1.0
+    saved = None
+    if args.saved:
+        with open(args.saved) as f:
+            saved = json.load(f)
+        # The report describes the run's shape, not this one's (runs saved before 2026-12-05
+        # had a 2.5 s lead at 2000/s and no tail).
+        vars(args).update(saved.get("shape", {"open_lead": 2.5, "open_tail": 0.0}))
     need_build()
     cache = setup()
     everything = systems(cache, free_port())
     everything = [s for s in everything if not args.only or args.only in s.name]
-    if args.saved:
-        with open(args.saved) as f:
-            saved = json.load(f)
+    if saved:
         write_report(args, everything, saved["results"], saved["errors"], saved["cross"], versions(cache),
                      saved["loads"], saved["took"], figure("peers"), machine(), saved.get("scale", "not saved"),
                      saved.get("defaults", herd_defaults()))
@@ -251,7 +259,7 @@ def main():
     took = time.monotonic() - started
     with open(os.path.splitext(args.report)[0] + ".json", "w") as f:  # to rewrite the report: --from
         json.dump({"results": results, "errors": errors, "cross": cross, "loads": loads, "took": took,
-                   "scale": scale, "defaults": defaults}, f)
+                   "scale": scale, "defaults": defaults, "shape": {k: getattr(args, k) for k in SHAPE}}, f)
     write_report(args, everything, results, errors, cross, versions(cache), loads, took, figure("peers"),
                  machine(), scale, defaults)
     print(f"\nwrote {args.report} and {figure('peers')}")

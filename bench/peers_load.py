@@ -3,10 +3,11 @@ CPU time of every process outside the benchmark's own process trees (this script
 children: the load generator, the supervisors, their workers; and any supervisor that left
 our tree, like PM2's daemon) and outside the kernel's threads (which carry loopback traffic,
 mostly ours). The arithmetic is in peers_stats (unit-tested); this module reads /proc."""
+import gzip
 import os
 import time
 
-from peers_stats import busy_ticks, others_share, tree_ticks
+from peers_stats import busy_ticks, irq_time_accounted, others_share, tree_ticks
 
 KTHREADD = 2
 # Verdicts count when other work took at most this share of the machine in every system's run.
@@ -28,10 +29,28 @@ def processes():
     return procs
 
 
+def kernel_config():
+    """The running kernel's configuration as text, or "" where it cannot be read."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            return f.read()
+    except OSError:
+        pass
+    try:
+        with open(f"/boot/config-{os.uname().release}") as f:
+            return f.read()
+    except OSError:
+        return ""  # then tick-based accounting is assumed, the kernel's default
+
+
+# Whether the kernel charges interrupt time to the interrupted task (peers_stats.busy_ticks).
+INTERRUPTS_IN_TASKS = not irq_time_accounted(kernel_config())
+
+
 def sample(roots):
     """(seconds, busy ticks of the machine, ticks of `roots`' trees, this process's and the kernel's threads)."""
     with open("/proc/stat") as f:
-        busy = busy_ticks(f.readline())
+        busy = busy_ticks(f.readline(), INTERRUPTS_IN_TASKS)
     procs = processes()
     ours = tree_ticks(procs, {os.getpid(), KTHREADD, *roots})
     return time.monotonic(), busy, ours

@@ -158,19 +158,27 @@ def line_chart(lines, title, width=760, height=360, low=0.1, high=10_000):
 # The machine's load, as the CPU time other work took while a system ran. A process's own
 # figures in /proc/PID/stat (fields 14-17: utime, stime, cutime, cstime, in clock ticks) include
 # the children it has reaped, so a tree's sum stays whole while its workers come and go.
-def busy_ticks(cpu_line):
+def busy_ticks(cpu_line, interrupts_in_tasks=True):
     """The ticks the whole machine spent running something, from /proc/stat's `cpu` line:
-    user, nice, system, irq, softirq and steal (a hypervisor's other guests). Interrupts and
-    softirqs count: a tick that lands in one is charged to the task it interrupted, as system
-    time in its /proc/PID/stat (`account_system_time`), and /proc/stat files it under irq or
-    softirq instead. Loopback traffic runs its softirqs in the sending task: left out, the
-    benchmark's own trees outweighed the machine (2026-12-05, a closed loop against nginx over
+    user, nice, system and steal (a hypervisor's other guests), and irq and softirq where
+    `interrupts_in_tasks`. With tick-based accounting (no `CONFIG_IRQ_TIME_ACCOUNTING`), a tick
+    that lands in an interrupt is charged to the task it interrupted, as system time in its
+    /proc/PID/stat (`account_system_time`), while /proc/stat files it under irq or softirq:
+    loopback traffic runs its softirqs in the sending task, and left out they made the
+    benchmark's own trees outweigh the machine (2026-12-05, a closed loop against nginx over
     5 s: 753 busy ticks without them, 845 in our trees, 253 softirq), which hid other work
-    (138 ticks of another nice'd build read as 0)."""
+    (138 ticks of another nice'd build read as 0). With interrupt time accounted apart, no task
+    is charged for it, and counting it would make the benchmark's own traffic other work."""
     fields = [int(v) for v in cpu_line.split()[1:]]
     user, nice, system = fields[0:3]
     irq, softirq, steal = (fields[i] if len(fields) > i else 0 for i in (5, 6, 7))
-    return user + nice + system + irq + softirq + steal
+    return user + nice + system + steal + (irq + softirq if interrupts_in_tasks else 0)
+
+
+def irq_time_accounted(config):
+    """Whether a kernel configuration's text (/proc/config.gz, /boot/config-RELEASE) accounts
+    interrupt time apart from tasks' (`CONFIG_IRQ_TIME_ACCOUNTING=y`)."""
+    return any(line.strip() == "CONFIG_IRQ_TIME_ACCOUNTING=y" for line in config.splitlines())
 
 
 def tree_ticks(procs, roots):

@@ -5,7 +5,7 @@ import unittest
 
 from peers import figures
 from peers_report import not_best, verdicts
-from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, busy_ticks, cut, line_chart, median_range,
+from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, busy_ticks, cut, irq_time_accounted, line_chart, median_range,
                          others_share, percentile, place, read_timeline, spans, tree_ticks)
 
 
@@ -102,6 +102,12 @@ class OtherWork(unittest.TestCase):
         # user nice system idle iowait irq softirq steal guest guest_nice
         self.assertEqual(busy_ticks("cpu  100 20 30 5000 40 7 9 3 0 0"), 169)
         self.assertEqual(busy_ticks("cpu  100 20 30 5000"), 150)
+        self.assertEqual(busy_ticks("cpu  100 20 30 5000 40 7 9 3 0 0", interrupts_in_tasks=False), 153)
+
+    def test_interrupt_time_is_accounted_apart_only_where_the_kernel_says(self):
+        self.assertTrue(irq_time_accounted("CONFIG_TICK_CPU_ACCOUNTING=y\nCONFIG_IRQ_TIME_ACCOUNTING=y\n"))
+        self.assertFalse(irq_time_accounted("# CONFIG_IRQ_TIME_ACCOUNTING is not set\nCONFIG_HAVE_IRQ_TIME_ACCOUNTING=y"))
+        self.assertFalse(irq_time_accounted(""))
 
     def test_a_tree_is_its_roots_and_all_their_descendants(self):
         procs = {1: (0, 1000), 2: (0, 50), 10: (1, 5), 11: (10, 7), 12: (11, 11), 20: (1, 300),
