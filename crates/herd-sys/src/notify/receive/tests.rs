@@ -188,3 +188,36 @@ fn a_taking_given_up_on_still_keeps_the_reader_off_the_head() {
     assert!(shared.reads_the_head());
     assert!(receiver.settle(Duration::from_millis(10)));
 }
+
+/// Datagrams each carrying a socket whose release lingers (until interrupted, 100 ms) are taken
+/// off the queue several at once: one at a time, 10 of them kept the socket's queue
+/// (`net.unix.max_dgram_qlen`, 10 by default) full for a second, and a worker's `READY=1` waited
+/// behind them.
+#[cfg(target_os = "linux")]
+#[test]
+fn datagrams_whose_files_linger_are_taken_off_the_queue_several_at_once() {
+    let (socket, path) = bound("notify-lingering");
+    let receiver = Receiver::new(socket.as_fd()).unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..10 {
+        let (listener, stream) = crate::fd::tests::lingering();
+        send_with_fds(path.as_os_str(), b"STATUS=x", &[stream.as_fd()]).unwrap();
+        listeners.push(listener);
+    }
+    let began = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let mut read = 0;
+    while receiver.recv(&mut buf).unwrap().is_some() {
+        read += 1;
+    }
+    let settled = receiver.settle(Duration::from_secs(5));
+    let took = began.elapsed();
+    let _ = std::fs::remove_file(&path);
+    drop(listeners);
+    assert_eq!(read, 10);
+    assert!(settled);
+    assert!(
+        took < Duration::from_millis(700),
+        "10 lingering releases took {took:?}: one at a time"
+    );
+}
