@@ -229,13 +229,13 @@ fn the_fds_queued_behind_a_close_that_never_ends_are_closed_all_the_same() {
     read.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let closed = read.read(&mut [0u8; 8]).map_err(|e| e.kind());
-    let flushes = unanswered.load(Ordering::SeqCst);
-    // Another thread may have closed it while the first still waited: that one is left to its
-    // close after a second.
+    // Another thread may have closed it before the first even began its close, which is left
+    // to its thread after a second.
     let until = std::time::Instant::now() + Duration::from_secs(5);
-    let mut left = closes_left_waiting();
-    while left == 0 && std::time::Instant::now() < until {
+    let (mut flushes, mut left) = (0, 0);
+    while (flushes == 0 || left == 0) && std::time::Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
+        flushes = unanswered.load(Ordering::SeqCst);
         left = closes_left_waiting();
     }
     // The close that waits ends here.
