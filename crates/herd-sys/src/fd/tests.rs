@@ -259,7 +259,6 @@ fn the_fds_queued_behind_a_close_that_never_ends_are_closed_all_the_same() {
 /// A TCP socket (non-blocking) whose close would wait: data its peer (the listener, kept by
 /// the caller, never accepted) does not read, and an `SO_LINGER` of 60 s.
 pub(crate) fn lingering() -> (std::net::TcpListener, std::net::TcpStream) {
-    use std::os::unix::io::AsRawFd;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     stream.set_nonblocking(true).unwrap();
