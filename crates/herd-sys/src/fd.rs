@@ -475,6 +475,15 @@ pub fn closes_left_waiting() -> usize {
     closer::left_waiting()
 }
 
+/// Waits at most `within` until herd's closing threads ([`close_in_background`], and the
+/// takings of notify datagrams) are idle: nothing queued, under way or left waiting. An
+/// `execve` waits for every other thread to end, and one in a hung filesystem's wait never
+/// does: a re-exec is tried only once this is `Ok`.
+pub fn wait_closing_idle(within: std::time::Duration) -> Result<(), ClosingBusy> {
+    closer::wait_idle(within)
+}
+
 /// The threads that close what others may have prepared.
 mod closer;
+pub use closer::Busy as ClosingBusy;
 pub(crate) use closer::{run_later, Job};

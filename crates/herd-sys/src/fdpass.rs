@@ -171,18 +171,30 @@ pub fn refuse_fds(socket: BorrowedFd<'_>) {
         Some(option) => option,
         None => return,
     };
-    let off: libc::c_int = 0;
-    // SAFETY: setsockopt reads one c_int from `off`, whose size we pass. An older kernel
-    // answers ENOPROTOOPT and leaves the socket as it was.
-    unsafe {
+    // An older kernel answers ENOPROTOOPT and leaves the socket as it was.
+    let _ = set_socket_option(socket, option, 0);
+}
+
+/// Sets the `SOL_SOCKET` option `option` of `socket` to `value`.
+pub(crate) fn set_socket_option(
+    socket: BorrowedFd<'_>,
+    option: libc::c_int,
+    value: libc::c_int,
+) -> std::io::Result<()> {
+    // SAFETY: setsockopt reads one c_int from `value`, whose size we pass.
+    let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
             option,
-            (&off as *const libc::c_int).cast(),
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

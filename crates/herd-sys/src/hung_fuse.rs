@@ -1,6 +1,7 @@
 //! Tests' FUSE filesystems (Linux, as root): mounted with a raw `/dev/fuse`, served by the test
 //! as it likes, and aborted at the end (`/sys/fs/fuse/connections/N/abort`), so that nothing
-//! waiting on them outlives the test.
+//! waiting on them outlives the test. For herd-sys's tests, and herd-cli's with the
+//! `test-fuse` feature; not part of herd-sys's API.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -9,15 +10,17 @@ use std::path::{Path, PathBuf};
 
 /// A FUSE mount of the test's: its directory and the daemon's end (`/dev/fuse`). Dropped (as
 /// a test that failed unwinds, too), its connection is aborted and it is unmounted.
-pub(crate) struct Mount {
-    pub(crate) dir: PathBuf,
-    pub(crate) fuse: std::fs::File,
+pub struct Mount {
+    /// Where it is mounted.
+    pub dir: PathBuf,
+    /// The daemon's end.
+    pub fuse: std::fs::File,
 }
 
 impl Mount {
     /// Mounts a FUSE filesystem at a new directory named after `name`; `None` (having said why
     /// the test is skipped) where this process is not root or has no `/dev/fuse`.
-    pub(crate) fn new(name: &str) -> Option<Mount> {
+    pub fn new(name: &str) -> Option<Mount> {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("skipped: mounting FUSE needs root");
@@ -62,7 +65,7 @@ impl Mount {
     }
 
     /// Aborts the connection (whatever waits on it ends), unmounts and removes the directory.
-    pub(crate) fn end(self) {}
+    pub fn end(self) {}
 }
 
 impl Drop for Mount {
@@ -78,7 +81,7 @@ impl Drop for Mount {
 
 /// Aborts the FUSE connection mounted at `dir` (`/sys/fs/fuse/connections/N/abort`, N the
 /// mount's minor device number, read from /proc/self/mountinfo: a stat of `dir` would wait).
-pub(crate) fn abort(dir: &Path) {
+pub fn abort(dir: &Path) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let at = dir.to_string_lossy();
     let minor = mounts.lines().find_map(|line| {
@@ -123,69 +126,83 @@ impl Mount {
     /// `f`: requests to flush a file (sent by every close of one) are answered while
     /// `answer_flush` is true, and only counted (in the result) once it is false, so that the
     /// close that sent one waits until the connection is aborted.
-    pub(crate) fn serve_one_file(
+    pub fn serve_one_file(
         &self,
         answer_flush: std::sync::Arc<std::sync::atomic::AtomicBool>,
     ) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
-        use std::io::{Read, Write};
-        use std::sync::atomic::Ordering;
-        let unanswered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = std::sync::Arc::clone(&unanswered);
-        let mut fuse = self.fuse.try_clone().expect("a copy of /dev/fuse");
-        std::thread::spawn(move || {
-            let mut request = vec![0u8; 1 << 17];
-            // Ends once the connection is aborted (ENODEV).
-            while let Ok(n) = fuse.read(&mut request) {
-                if n < 40 {
+        let fuse = self.fuse.try_clone().expect("a copy of /dev/fuse");
+        serve_one_file(fuse, move |_| {
+            answer_flush.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+}
+
+/// Serves the FUSE mount whose daemon's end is `fuse`, on a thread of its own until its
+/// connection is aborted, as a directory holding one empty regular file, `f`: a request to
+/// flush a file (sent by every close of one) is answered if `answer_flush` says so for the pid
+/// of the thread that sent it, else only counted (in the result), and the close that sent it
+/// waits until the connection is aborted.
+pub fn serve_one_file(
+    mut fuse: std::fs::File,
+    answer_flush: impl Fn(u32) -> bool + Send + 'static,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let unanswered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&unanswered);
+    std::thread::spawn(move || {
+        let mut request = vec![0u8; 1 << 17];
+        // Ends once the connection is aborted (ENODEV).
+        while let Ok(n) = fuse.read(&mut request) {
+            if n < 40 {
+                continue;
+            }
+            let word = |at: usize| u32::from_ne_bytes(request[at..at + 4].try_into().unwrap());
+            let (opcode, nodeid) = (
+                word(4),
+                u64::from_ne_bytes(request[16..24].try_into().unwrap()),
+            );
+            let unique = u64::from_ne_bytes(request[8..16].try_into().unwrap());
+            let body: Option<Vec<u8>> = match opcode {
+                FORGET | BATCH_FORGET | INTERRUPT => continue,
+                FLUSH if !answer_flush(word(32)) => {
+                    counted.fetch_add(1, Ordering::SeqCst);
                     continue;
                 }
-                let word = |at: usize| u32::from_ne_bytes(request[at..at + 4].try_into().unwrap());
-                let (opcode, nodeid) = (
-                    word(4),
-                    u64::from_ne_bytes(request[16..24].try_into().unwrap()),
-                );
-                let unique = u64::from_ne_bytes(request[8..16].try_into().unwrap());
-                let body: Option<Vec<u8>> = match opcode {
-                    FORGET | BATCH_FORGET | INTERRUPT => continue,
-                    FLUSH if !answer_flush.load(Ordering::SeqCst) => {
-                        counted.fetch_add(1, Ordering::SeqCst);
-                        continue;
-                    }
-                    INIT => {
-                        let mut out = vec![0u8; 64];
-                        out[0..4].copy_from_slice(&7u32.to_ne_bytes());
-                        out[4..8].copy_from_slice(&31u32.to_ne_bytes());
-                        out[20..24].copy_from_slice(&4096u32.to_ne_bytes());
-                        out[24..28].copy_from_slice(&1u32.to_ne_bytes());
-                        Some(out)
-                    }
-                    LOOKUP => {
-                        let mut out = vec![0u8; 40];
-                        out[0..8].copy_from_slice(&2u64.to_ne_bytes());
-                        out.extend(attr(2));
-                        Some(out)
-                    }
-                    GETATTR => {
-                        let mut out = vec![0u8; 16];
-                        out.extend(attr(nodeid));
-                        Some(out)
-                    }
-                    OPEN | FLUSH => Some(vec![0u8; 16]),
-                    _ => None,
-                };
-                // Anything else is not implemented (ENOSYS).
-                let error: i32 = if body.is_some() { 0 } else { -libc::ENOSYS };
-                let body = body.unwrap_or_default();
-                let mut reply = Vec::with_capacity(16 + body.len());
-                reply.extend_from_slice(&(16 + body.len() as u32).to_ne_bytes());
-                reply.extend_from_slice(&error.to_ne_bytes());
-                reply.extend_from_slice(&unique.to_ne_bytes());
-                reply.extend(body);
-                let _ = fuse.write(&reply);
-            }
-        });
-        unanswered
-    }
+                INIT => {
+                    let mut out = vec![0u8; 64];
+                    out[0..4].copy_from_slice(&7u32.to_ne_bytes());
+                    out[4..8].copy_from_slice(&31u32.to_ne_bytes());
+                    out[20..24].copy_from_slice(&4096u32.to_ne_bytes());
+                    out[24..28].copy_from_slice(&1u32.to_ne_bytes());
+                    Some(out)
+                }
+                LOOKUP => {
+                    let mut out = vec![0u8; 40];
+                    out[0..8].copy_from_slice(&2u64.to_ne_bytes());
+                    out.extend(attr(2));
+                    Some(out)
+                }
+                GETATTR => {
+                    let mut out = vec![0u8; 16];
+                    out.extend(attr(nodeid));
+                    Some(out)
+                }
+                OPEN | FLUSH => Some(vec![0u8; 16]),
+                _ => None,
+            };
+            // Anything else is not implemented (ENOSYS).
+            let error: i32 = if body.is_some() { 0 } else { -libc::ENOSYS };
+            let body = body.unwrap_or_default();
+            let mut reply = Vec::with_capacity(16 + body.len());
+            reply.extend_from_slice(&(16 + body.len() as u32).to_ne_bytes());
+            reply.extend_from_slice(&error.to_ne_bytes());
+            reply.extend_from_slice(&unique.to_ne_bytes());
+            reply.extend(body);
+            let _ = fuse.write(&reply);
+        }
+    });
+    unanswered
 }
 
 /// A `fuse_attr` (88 bytes): node 1 is the root directory, any other an empty regular file.

@@ -48,8 +48,9 @@ pub mod fdpass;
 pub mod fs;
 #[cfg(windows)]
 pub use windows::job;
-#[cfg(all(test, target_os = "linux"))]
-mod hung_fuse;
+#[cfg(all(any(test, feature = "test-fuse"), target_os = "linux"))]
+#[doc(hidden)]
+pub mod hung_fuse;
 #[cfg(unix)]
 pub mod notify;
 #[cfg(unix)]

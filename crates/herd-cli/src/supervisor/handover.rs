@@ -149,15 +149,17 @@ impl Supervisor {
         let refuse = |client, code, why: String| {
             [Effect::RefuseReexec(ReexecRefused::new(client, code, why))]
         };
+        // Before the epoch: this waits up to a second, which the deadlines exported must not
+        // lose.
+        if let Some(why) = releases_under_way(endpoints.notify_receiver) {
+            return self.effects.execute(refuse(client, ErrorCode::Busy, why));
+        }
         // The one moment every time in the state is relative to.
         let epoch = Epoch::at(Instant::now());
         let pool = match self.reexec_export(epoch) {
             Ok(pool) => pool,
             Err((code, why)) => return self.effects.execute(refuse(client, code, why)),
         };
-        if let Some(why) = releases_under_way(endpoints.notify_receiver) {
-            return self.effects.execute(refuse(client, ErrorCode::Busy, why));
-        }
         let Some(listeners) = saved_listeners(self.effects.listeners()) else {
             let why = "herd is stopping".to_string();
             return self
@@ -223,26 +225,36 @@ impl Supervisor {
     }
 }
 
-/// Why herd cannot re-execute while files others passed it are being released: a closing
-/// thread left to a release that waits for good (a hung filesystem's), with which the exec
-/// would wait (the kernel ends every other thread first), or notify datagrams read and not yet
-/// off the socket's queue, which the next image would read again.
+/// Why herd cannot re-execute while files others passed it are being released, after waiting
+/// up to a second for them: notify datagrams read and not yet off the socket's queue, which
+/// the next image would read again, or a closing thread with a job queued, under way or left
+/// to a release that waits for good (a hung filesystem's), with which the exec would wait (the
+/// kernel ends every other thread first). The closing threads are looked at last, under the
+/// lock their watcher gives up under: one given up on while the datagrams settled is seen.
 fn releases_under_way(notify: &herd_sys::notify::Receiver) -> Option<String> {
-    let left = herd_sys::fd::closes_left_waiting();
-    if left > 0 {
-        return Some(format!(
-            "{left} of herd's closing threads wait for a file another process passed herd to \
-             be released (a hung filesystem, such as a FUSE daemon that does not answer), and \
-             a re-exec would wait with them; try again once it answers or is aborted"
-        ));
-    }
-    if !notify.settle(std::time::Duration::from_secs(1)) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(1);
+    if !notify.settle(deadline.saturating_duration_since(Instant::now())) {
         return Some(
             "notify datagrams herd read are not all off the socket's queue yet; try again"
                 .to_string(),
         );
     }
-    None
+    let busy = herd_sys::fd::wait_closing_idle(deadline.saturating_duration_since(Instant::now()));
+    match busy {
+        Ok(()) => None,
+        Err(busy) if busy.left_waiting > 0 => Some(format!(
+            "{} of herd's closing threads wait for a file another process passed herd to be \
+             released (a hung filesystem, such as a FUSE daemon that does not answer), and a \
+             re-exec would wait with them; try again once it answers or is aborted",
+            busy.left_waiting
+        )),
+        Err(busy) => Some(format!(
+            "herd's closing threads are still releasing files other processes passed herd ({} \
+             queued, {} under way); try again",
+            busy.queued,
+            busy.under_way + busy.detached
+        )),
+    }
 }
 
 /// The listening sockets as a re-exec hands them over; `None` once they are closed (herd is

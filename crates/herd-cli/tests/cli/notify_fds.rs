@@ -5,7 +5,6 @@
 //! `herd upgrade` failed for want of fds until the daemon died.
 
 use std::fs::File;
-use std::io::{Read, Write};
 use std::os::unix::io::AsFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,80 +12,14 @@ use std::sync::Arc;
 use crate::config_hung::{answered, Hung};
 use crate::util::*;
 
-/// The requests the daemon below answers (`fuse_kernel.h`).
-const LOOKUP: u32 = 1;
-const FORGET: u32 = 2;
-const GETATTR: u32 = 3;
-const OPEN: u32 = 14;
-const FLUSH: u32 = 25;
-const INIT: u32 = 26;
-const INTERRUPT: u32 = 36;
-const BATCH_FORGET: u32 = 42;
-
-/// Serves the mount whose daemon's end is `fuse` as a directory holding one empty file, `f`,
-/// on a thread of its own, until the connection is aborted. Requests to flush (every close of
-/// a file sends one) are answered only for this process's threads; the others are counted in
-/// the result, and left to wait.
-fn serve_one_file(mut fuse: File) -> Arc<AtomicUsize> {
-    let unanswered = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&unanswered);
-    std::thread::spawn(move || {
-        let mut request = vec![0u8; 1 << 17];
-        while let Ok(n) = fuse.read(&mut request) {
-            if n < 40 {
-                continue;
-            }
-            let word = |at: usize| u32::from_ne_bytes(request[at..at + 4].try_into().unwrap());
-            let long = |at: usize| u64::from_ne_bytes(request[at..at + 8].try_into().unwrap());
-            let (opcode, unique, node, pid) = (word(4), long(8), long(16), word(32));
-            let body: Option<Vec<u8>> = match opcode {
-                FORGET | BATCH_FORGET | INTERRUPT => continue,
-                FLUSH if !std::path::Path::new(&format!("/proc/self/task/{pid}")).exists() => {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    continue;
-                }
-                INIT => {
-                    let mut out = vec![0u8; 64];
-                    out[0..4].copy_from_slice(&7u32.to_ne_bytes());
-                    out[4..8].copy_from_slice(&31u32.to_ne_bytes());
-                    out[20..24].copy_from_slice(&4096u32.to_ne_bytes());
-                    out[24..28].copy_from_slice(&1u32.to_ne_bytes());
-                    Some(out)
-                }
-                LOOKUP => Some([vec![2, 0, 0, 0, 0, 0, 0, 0], vec![0; 32], attr(2)].concat()),
-                GETATTR => Some([vec![0; 16], attr(node)].concat()),
-                OPEN | FLUSH => Some(vec![0; 16]),
-                _ => None,
-            };
-            // Anything else is not implemented.
-            let error = if body.is_some() { 0 } else { -libc::ENOSYS };
-            let body = body.unwrap_or_default();
-            let len = 16 + body.len() as u32;
-            let reply = [
-                &len.to_ne_bytes()[..],
-                &error.to_ne_bytes(),
-                &unique.to_ne_bytes(),
-                &body,
-            ]
-            .concat();
-            let _ = fuse.write(&reply);
-        }
-    });
-    unanswered
-}
-
-/// A `fuse_attr`: node 1 is the root directory, any other an empty regular file.
-fn attr(node: u64) -> Vec<u8> {
-    let mut attr = vec![0u8; 88];
-    attr[0..8].copy_from_slice(&node.to_ne_bytes());
-    let mode = if node == 1 {
-        libc::S_IFDIR | 0o755
-    } else {
-        libc::S_IFREG | 0o644
-    };
-    attr[60..64].copy_from_slice(&mode.to_ne_bytes());
-    attr[64..68].copy_from_slice(&1u32.to_ne_bytes());
-    attr
+/// Serves the mount whose daemon's end is `fuse` as a directory holding one empty file, `f`
+/// (see `herd_sys::hung_fuse`). Requests to flush (every close of a file sends one) are
+/// answered only for this process's threads; the others are counted in the result, and left to
+/// wait.
+fn serve_one_file(fuse: File) -> Arc<AtomicUsize> {
+    herd_sys::hung_fuse::serve_one_file(fuse, |pid| {
+        std::path::Path::new(&format!("/proc/self/task/{pid}")).exists()
+    })
 }
 
 /// How many fds process `pid` has open.

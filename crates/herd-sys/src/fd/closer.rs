@@ -1,12 +1,15 @@
 //! The threads that let go of what others may have prepared (see
 //! [`close_in_background`](super::close_in_background)): jobs (a close, the taking of a
-//! datagram whose files the kernel then releases) done in order by a thread, `herd-closer`.
-//! On Linux a watcher, `herd-closer-watch`, interrupts a job that has waited [`PATIENCE`], and
-//! gives up on one still waiting after [`GIVE_UP`] (a hung filesystem's wait, which no signal
-//! ends): that thread is left to it, and a new one takes the queue, so that one such job no
-//! longer holds every job after it. At most [`MAX_LEFT`] threads are left so at once; past
-//! that, the queue waits for one of them.
+//! datagram whose files the kernel then releases) taken from one queue, in order, by up to
+//! [`MAX_TAKERS`] threads, `herd-closer` (a new one starts while every one is busy). On Linux a
+//! watcher, `herd-closer-watch`, interrupts a job that has waited [`PATIENCE`], and gives up on
+//! one still waiting after [`GIVE_UP`] (a hung filesystem's wait, which no signal ends): that
+//! thread is left to it, and another takes the queue, so that one such job no longer holds
+//! every job after it. At most [`MAX_LEFT`] threads are left so at once; past that, the queue
+//! waits for one of them, up to [`MAX_QUEUED`] jobs; a job past those runs on a thread of its
+//! own ([`Busy::detached`]).
 
+use std::collections::VecDeque;
 use std::os::unix::io::OwnedFd;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,6 +24,13 @@ const GIVE_UP: Duration = Duration::from_secs(1);
 
 /// The most threads left to jobs that wait at once.
 pub(crate) const MAX_LEFT: usize = 8;
+
+/// The most threads taking jobs at once: a release can wait up to [`PATIENCE`] (a lingering
+/// socket's), and a notify socket's queue (10 datagrams by default) must not fill behind one.
+pub(crate) const MAX_TAKERS: usize = 4;
+
+/// The most jobs queued while every thread that could take them is busy or left waiting.
+pub(crate) const MAX_QUEUED: usize = 1024;
 
 /// One thing to do on a closing thread, and what to do instead of waiting for it, should the
 /// watcher give up on it.
@@ -48,7 +58,7 @@ impl Job {
 /// The closing threads and their queue.
 struct Pool {
     /// Jobs not begun, oldest first.
-    queue: Vec<Job>,
+    queue: VecDeque<Job>,
     /// Every closing thread alive.
     threads: Vec<Closer>,
     /// How many threads take jobs from the queue (those not given up on).
@@ -56,13 +66,45 @@ struct Pool {
     next_id: u64,
     /// Whether the watcher's signal is caught, so that it may be sent.
     signals: bool,
+    /// Jobs run on threads of their own (the queue was full), not ended yet.
+    detached: usize,
+}
+
+/// What keeps the closing threads busy (see [`wait_idle`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Busy {
+    /// Jobs queued, not begun.
+    pub queued: usize,
+    /// Jobs under way, not given up on.
+    pub under_way: usize,
+    /// Threads left to a job that still waits after a second (a hung filesystem's wait).
+    pub left_waiting: usize,
+    /// Jobs run on threads of their own (the queue was full), not ended yet.
+    pub detached: usize,
+}
+
+impl Busy {
+    fn of(pool: &Pool) -> Busy {
+        Busy {
+            queued: pool.queue.len(),
+            under_way: (pool.threads.iter())
+                .filter(|t| !t.given_up && t.under_way.is_some())
+                .count(),
+            left_waiting: left_in(pool),
+            detached: pool.detached,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        *self == Busy::default()
+    }
 }
 
 /// A closing thread.
 struct Closer {
     id: u64,
-    /// Never joined: a thread that ended is still a valid target for a signal.
-    handle: Option<std::thread::JoinHandle<()>>,
+    /// What the watcher needs to interrupt it.
+    handle: watch::Handle,
     /// When its job began, and whether it was interrupted.
     under_way: Option<(Instant, bool)>,
     /// What to do instead of waiting for its job.
@@ -76,6 +118,8 @@ static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 static QUEUED: Condvar = Condvar::new();
 /// Wakes the watcher: a job began.
 static BEGAN: Condvar = Condvar::new();
+/// Wakes [`wait_idle`]: a job ended or was given up on.
+static ENDED: Condvar = Condvar::new();
 
 fn lock() -> MutexGuard<'static, Option<Pool>> {
     match POOL.lock() {
@@ -92,23 +136,66 @@ pub(crate) fn run_later(job: Job) {
         // The watcher's signal is caught before it can be sent: uncaught, it would end herd.
         let signals = watch::catch();
         *guard = Some(Pool {
-            queue: Vec::new(),
+            queue: VecDeque::new(),
             threads: Vec::new(),
             taking: 0,
             next_id: 0,
             signals,
+            detached: 0,
         });
         watch::start();
     }
     let pool = guard.as_mut().expect("just made");
-    // With every thread left to a job that waits, the job waits in the queue for one of them.
-    if pool.taking == 0 && left_in(pool) < MAX_LEFT && !start(pool) {
-        drop(guard);
-        (job.work)();
+    if pool.queue.len() >= MAX_QUEUED {
+        // Every thread is busy or left waiting, and so many jobs wait already: one more in the
+        // queue would keep what it holds (an fd) for as long as those waits last.
+        pool.detached += 1;
+        let slot = std::sync::Arc::new(Mutex::new(Some(job)));
+        let on_thread = std::sync::Arc::clone(&slot);
+        let detached = std::thread::Builder::new()
+            .name("herd-closer".to_string())
+            .spawn(move || {
+                let job = on_thread.lock().ok().and_then(|mut job| job.take());
+                if let Some(job) = job {
+                    (job.work)();
+                }
+                detach_ended();
+            });
+        if detached.is_err() {
+            // The thread did not start: the job waits its turn all the same.
+            pool.detached -= 1;
+            let job = slot.lock().ok().and_then(|mut job| job.take());
+            pool.queue.extend(job);
+        }
         return;
     }
-    pool.queue.push(job);
+    pool.queue.push_back(job);
+    // With every thread left to a job that waits, the job waits in the queue for one of them.
+    if wants_taker(pool) && !start(pool) && pool.taking == 0 {
+        let job = pool.queue.pop_back().expect("just queued");
+        drop(guard);
+        (job.work)();
+        ENDED.notify_all();
+        return;
+    }
     QUEUED.notify_one();
+}
+
+/// A job run on a thread of its own ended.
+fn detach_ended() {
+    if let Some(pool) = lock().as_mut() {
+        pool.detached -= 1;
+    }
+    ENDED.notify_all();
+}
+
+/// Whether `pool` should start one more taking thread: jobs are queued, no thread is free to
+/// take them, and fewer than [`MAX_TAKERS`] take jobs and [`MAX_LEFT`] are left waiting.
+fn wants_taker(pool: &Pool) -> bool {
+    let free = (pool.threads.iter())
+        .filter(|t| !t.given_up && t.under_way.is_none())
+        .count();
+    !pool.queue.is_empty() && free == 0 && pool.taking < MAX_TAKERS && left_in(pool) < MAX_LEFT
 }
 
 /// Starts a closing thread that takes jobs from `pool`'s queue; whether one started.
@@ -128,7 +215,7 @@ fn start(pool: &mut Pool) -> bool {
         Ok(handle) => {
             pool.threads.push(Closer {
                 id,
-                handle: Some(handle),
+                handle: watch::keep(handle),
                 under_way: None,
                 instead: None,
                 given_up: false,
@@ -149,8 +236,8 @@ fn take_jobs(id: u64) {
                 Some(pool) => pool,
                 None => return,
             };
-            if !pool.queue.is_empty() {
-                break pool.queue.remove(0);
+            if let Some(job) = pool.queue.pop_front() {
+                break job;
             }
             guard = QUEUED.wait(guard).unwrap_or_else(|p| p.into_inner());
         };
@@ -158,6 +245,10 @@ fn take_jobs(id: u64) {
         if let Some(me) = pool.threads.iter_mut().find(|t| t.id == id) {
             me.under_way = Some((Instant::now(), false));
             me.instead = job.given_up;
+        }
+        // Jobs still queued, and every thread busy: one more takes them.
+        if wants_taker(pool) {
+            start(pool);
         }
         BEGAN.notify_all();
         drop(guard);
@@ -174,15 +265,37 @@ fn take_jobs(id: u64) {
             if let Some(at) = at {
                 pool.threads.remove(at);
             }
-            if pool.taking == 0 && left_in(pool) < MAX_LEFT {
+            if wants_taker(pool) {
                 start(pool);
             }
+            ENDED.notify_all();
             return;
         }
         if let Some(at) = at {
             pool.threads[at].under_way = None;
             pool.threads[at].instead = None;
         }
+        ENDED.notify_all();
+    }
+}
+
+/// Waits at most `within` until the closing threads are idle: no job queued or under way, no
+/// thread left to a job that waits. `Err` with what keeps them busy otherwise. Checked under
+/// the lock the watcher gives up under: a job given up on while this waits is seen.
+pub(crate) fn wait_idle(within: Duration) -> Result<(), Busy> {
+    let deadline = Instant::now() + within;
+    let mut guard = lock();
+    loop {
+        let busy = guard.as_ref().map_or_else(Busy::default, Busy::of);
+        if busy.is_idle() {
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(busy);
+        }
+        guard =
+            (ENDED.wait_timeout(guard, left)).map_or_else(|p| p.into_inner().0, |(guard, _)| guard);
     }
 }
 
@@ -220,8 +333,11 @@ fn look(pool: &mut Pool, now: Instant) -> Option<Duration> {
         next = Some(next.map_or(left, |next| next.min(left)));
     }
     pool.taking -= gave_up;
-    if gave_up > 0 && pool.taking == 0 && left_in(pool) < MAX_LEFT {
-        start(pool);
+    if gave_up > 0 {
+        if wants_taker(pool) {
+            start(pool);
+        }
+        ENDED.notify_all();
     }
     next
 }
@@ -261,6 +377,13 @@ mod watch {
     }
 
     extern "C" fn nothing(_: libc::c_int) {}
+
+    /// A closing thread, to signal. Never joined: a thread that ended is still a valid target.
+    pub(super) type Handle = Option<std::thread::JoinHandle<()>>;
+
+    pub(super) fn keep(handle: std::thread::JoinHandle<()>) -> Handle {
+        Some(handle)
+    }
 
     /// Catches [`signal`] in this process with a handler that does nothing (`SA_RESTART`: a
     /// stray one sent from outside restarts what it interrupts where the kernel can).
@@ -328,6 +451,11 @@ mod watch {
 /// Elsewhere, jobs wait as long as they take, but are still given up on after a while.
 #[cfg(not(target_os = "linux"))]
 mod watch {
+    /// Nothing: no thread is signalled.
+    pub(super) type Handle = ();
+
+    pub(super) fn keep(_handle: std::thread::JoinHandle<()>) -> Handle {}
+
     pub(super) fn catch() -> bool {
         false
     }
@@ -353,3 +481,6 @@ mod watch {
 pub(super) fn close_later(fd: OwnedFd) {
     run_later(Job::new(move || drop(fd)));
 }
+
+#[cfg(test)]
+mod tests;

@@ -229,8 +229,15 @@ fn the_fds_queued_behind_a_close_that_never_ends_are_closed_all_the_same() {
     read.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let closed = read.read(&mut [0u8; 8]).map_err(|e| e.kind());
-    let flushes = unanswered.load(Ordering::SeqCst);
-    let left = closes_left_waiting();
+    // Another thread may have closed it before the first even began its close, which is left
+    // to its thread after a second.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let (mut flushes, mut left) = (0, 0);
+    while (flushes == 0 || left == 0) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+        flushes = unanswered.load(Ordering::SeqCst);
+        left = closes_left_waiting();
+    }
     // The close that waits ends here.
     mount.end();
     assert!(opened, "the FUSE file did not open");
@@ -252,7 +259,6 @@ fn the_fds_queued_behind_a_close_that_never_ends_are_closed_all_the_same() {
 /// A TCP socket (non-blocking) whose close would wait: data its peer (the listener, kept by
 /// the caller, never accepted) does not read, and an `SO_LINGER` of 60 s.
 pub(crate) fn lingering() -> (std::net::TcpListener, std::net::TcpStream) {
-    use std::os::unix::io::AsRawFd;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     stream.set_nonblocking(true).unwrap();

@@ -136,3 +136,88 @@ fn a_fuse_file_sent_along_is_never_flushed_and_holds_nothing_after_it() {
     assert!(settled, "a datagram read was never taken off the queue");
     assert_eq!(after, Ok(0), "the fd sent after the FUSE file stayed open");
 }
+
+/// A receiver turns the socket's credentials on itself: they fill the room for control data
+/// that a peek leaves, and without them that room took 4 fds, installed in the receiver and
+/// never closed (a pipe's writing end sent along: its reader never saw the end).
+#[cfg(target_os = "linux")]
+#[test]
+fn fds_sent_to_a_socket_without_credentials_on_are_not_kept() {
+    let path = std::env::temp_dir().join(format!("herd-sys-notify-nocred-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let receiver = Receiver::new(socket.as_fd()).unwrap();
+    let (reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fds = [writer.as_fd(); 4];
+    send_with_fds(path.as_os_str(), b"STATUS=x", &fds).unwrap();
+    drop(writer);
+    let mut buf = [0u8; 64];
+    let got = receiver.recv(&mut buf).unwrap().map(|d| d.len);
+    let settled = receiver.settle(Duration::from_secs(5));
+    let _ = std::fs::remove_file(&path);
+    reader
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let end = (&reader).read(&mut [0u8; 8]).map_err(|e| e.kind());
+    assert_eq!(got, Some(8));
+    assert!(settled);
+    assert_eq!(end, Ok(0), "an fd sent along stayed open in the receiver");
+}
+
+/// A taking given up on (its thread left waiting) no longer counts as a datagram to settle,
+/// but the head of the queue may still be its datagram until it returns: a datagram without
+/// fds read then is not taken on the reader's thread, which would take (and release there)
+/// another's files.
+#[test]
+fn a_taking_given_up_on_still_keeps_the_reader_off_the_head() {
+    use std::sync::atomic::AtomicBool;
+    let (socket, path) = bound("notify-given-up");
+    let receiver = Receiver::new(socket.as_fd()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let shared = &receiver.shared;
+    assert!(shared.reads_the_head());
+    shared.queued();
+    let counted = AtomicBool::new(false);
+    shared.taken(&counted, false);
+    assert!(receiver.settle(Duration::from_millis(10)));
+    assert!(
+        !shared.reads_the_head(),
+        "a given-up taking let the reader take the head"
+    );
+    shared.taken(&counted, true);
+    assert!(shared.reads_the_head());
+    assert!(receiver.settle(Duration::from_millis(10)));
+}
+
+/// Datagrams each carrying a socket whose release lingers (until interrupted, 100 ms) are taken
+/// off the queue several at once: one at a time, 10 of them kept the socket's queue
+/// (`net.unix.max_dgram_qlen`, 10 by default) full for a second, and a worker's `READY=1` waited
+/// behind them.
+#[cfg(target_os = "linux")]
+#[test]
+fn datagrams_whose_files_linger_are_taken_off_the_queue_several_at_once() {
+    let (socket, path) = bound("notify-lingering");
+    let receiver = Receiver::new(socket.as_fd()).unwrap();
+    let mut listeners = Vec::new();
+    for _ in 0..10 {
+        let (listener, stream) = crate::fd::tests::lingering();
+        send_with_fds(path.as_os_str(), b"STATUS=x", &[stream.as_fd()]).unwrap();
+        listeners.push(listener);
+    }
+    let began = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let mut read = 0;
+    while receiver.recv(&mut buf).unwrap().is_some() {
+        read += 1;
+    }
+    let settled = receiver.settle(Duration::from_secs(5));
+    let took = began.elapsed();
+    let _ = std::fs::remove_file(&path);
+    drop(listeners);
+    assert_eq!(read, 10);
+    assert!(settled);
+    assert!(
+        took < Duration::from_millis(700),
+        "10 lingering releases took {took:?}: one at a time"
+    );
+}

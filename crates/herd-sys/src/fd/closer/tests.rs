@@ -1,0 +1,115 @@
+//! The closing threads' pool, with jobs that wait as long as a test says.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::{run_later, wait_idle, Job, GIVE_UP};
+
+/// One of these tests at a time: each keeps closing threads busy, which another would see.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static ONE: Mutex<()> = Mutex::new(());
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A job that waits (on a channel: no signal ends that wait, as no signal ends a hung
+/// filesystem's) until its sender is dropped or `most` has passed.
+fn waiting(most: Duration) -> (Job, mpsc::Sender<()>) {
+    let (tx, rx) = mpsc::channel::<()>();
+    (Job::new(move || rx.recv_timeout(most).unwrap_or(())), tx)
+}
+
+/// A job given up on while [`wait_idle`] waits is seen: a re-exec checked the threads left
+/// waiting first, then waited up to a second for notify datagrams to settle, during which the
+/// watcher gave up on a job (the count of datagrams to settle then fell to 0), and the exec
+/// went on to wait for good with that thread.
+#[test]
+fn a_job_given_up_on_while_waiting_for_idle_is_seen() {
+    let _one = one_at_a_time();
+    let (job, release) = waiting(Duration::from_secs(20));
+    run_later(job);
+    let busy = wait_idle(GIVE_UP + Duration::from_millis(300));
+    drop(release);
+    let busy = busy.expect_err("the pool was idle with a job under way");
+    assert!(
+        busy.left_waiting >= 1,
+        "the job given up on is not seen: {busy:?}"
+    );
+}
+
+/// A plain close under way, or queued, keeps the pool from being idle: it was invisible to the
+/// re-exec's checks, which looked only at threads left waiting and notify datagrams.
+#[test]
+fn a_job_under_way_keeps_the_pool_from_idle() {
+    let _one = one_at_a_time();
+    let (job, release) = waiting(Duration::from_secs(20));
+    run_later(job);
+    let busy = wait_idle(Duration::from_millis(50));
+    drop(release);
+    let busy = busy.expect_err("the pool was idle with a job under way");
+    assert!(
+        busy.under_way + busy.queued + busy.left_waiting + busy.detached >= 1,
+        "{busy:?}"
+    );
+}
+
+/// Jobs that each wait a while are taken by several threads at once: one at a time, a notify
+/// socket's queue (10 datagrams) filled behind takings of lingering sockets (100 ms each), and
+/// its senders waited.
+#[test]
+fn jobs_that_wait_are_taken_by_several_threads_at_once() {
+    let _one = one_at_a_time();
+    let together = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..4 {
+        let (together, tx) = (Arc::clone(&together), tx.clone());
+        run_later(Job::new(move || {
+            together.fetch_add(1, Ordering::SeqCst);
+            let until = Instant::now() + Duration::from_millis(800);
+            while together.load(Ordering::SeqCst) < 4 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = tx.send(together.load(Ordering::SeqCst));
+        }));
+    }
+    let seen: Vec<usize> = (0..4)
+        .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    assert_eq!(seen, [4, 4, 4, 4], "the jobs were not under way together");
+}
+
+/// Past [`super::MAX_QUEUED`] jobs queued behind busy threads, a job runs on a thread of its
+/// own at once: the queue grew without bound (each close job holds an fd) while every thread
+/// waited.
+#[test]
+fn a_job_past_a_full_queue_runs_at_once() {
+    let _one = one_at_a_time();
+    let releases: Vec<_> = (0..super::MAX_TAKERS)
+        .map(|_| {
+            let (job, release) = waiting(Duration::from_millis(700));
+            run_later(job);
+            release
+        })
+        .collect();
+    for _ in 0..super::MAX_QUEUED {
+        run_later(Job::new(|| {}));
+    }
+    // Other tests' jobs share the pool: a thread of theirs that came free took ours.
+    let full = super::lock().as_ref().map_or(0, |p| p.queue.len()) >= super::MAX_QUEUED;
+    let (tx, rx) = mpsc::channel();
+    let queued = Instant::now();
+    run_later(Job::new(move || tx.send(Instant::now()).unwrap_or(())));
+    let ran = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    drop(releases);
+    // The next test's jobs would find the queue still full.
+    let _ = wait_idle(Duration::from_secs(5));
+    let waited = ran.saturating_duration_since(queued);
+    if !full {
+        eprintln!("skipped: another test's closing thread drained the queue");
+        return;
+    }
+    assert!(
+        waited < Duration::from_millis(300),
+        "the job past a full queue waited {waited:?}"
+    );
+}
