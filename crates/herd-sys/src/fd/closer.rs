@@ -8,8 +8,10 @@
 //! every job after it. Once [`MAX_LEFT`] threads are left so, no new one starts (those under
 //! way may still be given up on): the queue waits for one of them, up to [`MAX_QUEUED`] jobs; a
 //! job past those runs on a thread of its own ([`Busy::detached`]), up to [`MAX_DETACHED`] at
-//! once. No job runs on the thread that queued it (herd's event loop): where no thread can
-//! start, jobs wait, and the watcher tries again every [`RETRY`].
+//! once, and the queue grows past them (each close job holds an fd, which herd's fd limit
+//! bounds). No job runs on the thread that queued it (herd's event loop): where no thread can
+//! start, jobs wait, and the watcher tries again every [`RETRY`] (a watcher that could not
+//! start is tried again at the next job).
 
 use std::collections::VecDeque;
 use std::os::unix::io::OwnedFd;
@@ -31,7 +33,8 @@ pub(crate) const MAX_LEFT: usize = 8;
 /// socket's), and a notify socket's queue (10 datagrams by default) must not fill behind one.
 pub(crate) const MAX_TAKERS: usize = 4;
 
-/// The most jobs queued while every thread that could take them is busy or left waiting.
+/// How many jobs may be queued while every thread that could take them is busy or left
+/// waiting before the next runs on a thread of its own.
 pub(crate) const MAX_QUEUED: usize = 1024;
 
 /// The most jobs run on threads of their own at once (the queue was full); past that, jobs
@@ -57,7 +60,8 @@ impl Job {
         }
     }
 
-    /// The same job, running `given_up` (on the watcher's thread) once it is given up on.
+    /// The same job, running `given_up` (on the watcher's thread: it must not panic, nor
+    /// wait) once it is given up on.
     pub(crate) fn or_when_given_up(mut self, given_up: impl FnOnce() + Send + 'static) -> Job {
         self.given_up = Some(Box::new(given_up));
         self
@@ -168,11 +172,16 @@ pub(crate) fn run_later(job: Job) {
     };
     pool.queue.push_back(job);
     // With every thread left to a job that waits, the job waits in the queue for one of them.
+    add_taker(pool);
+    QUEUED.notify_one();
+}
+
+/// Starts one more taking thread if `pool` wants one ([`wants_taker`]); where none can start,
+/// wakes the watcher, which tries again.
+fn add_taker(pool: &mut Pool) {
     if wants_taker(pool) && !start(pool) {
-        // The watcher tries again.
         BEGAN.notify_all();
     }
-    QUEUED.notify_one();
 }
 
 /// Runs `job` on a thread of its own; `Err` with it if none could start.
@@ -218,8 +227,7 @@ fn wants_taker(pool: &Pool) -> bool {
 
 /// Starts a closing thread that takes jobs from `pool`'s queue; whether one started.
 fn start(pool: &mut Pool) -> bool {
-    #[cfg(test)]
-    if tests::no_threads_here() {
+    if refused() {
         return false;
     }
     let id = pool.next_id;
@@ -249,6 +257,16 @@ fn start(pool: &mut Pool) -> bool {
     }
 }
 
+/// Never: threads start where they can.
+#[cfg(not(test))]
+fn refused() -> bool {
+    false
+}
+
+/// Whether a test refuses the threads this thread would start.
+#[cfg(test)]
+use tests::no_threads_here as refused;
+
 /// A closing thread's life: jobs, one after another, until one is given up on.
 fn take_jobs(id: u64) {
     loop {
@@ -275,9 +293,7 @@ fn take_jobs(id: u64) {
             None => given_up,
         };
         // Jobs still queued, and every thread busy: one more takes them.
-        if wants_taker(pool) {
-            start(pool);
-        }
+        add_taker(pool);
         BEGAN.notify_all();
         drop(guard);
         drop(not_listed);
@@ -297,9 +313,7 @@ fn take_jobs(id: u64) {
             if let Some(at) = at {
                 pool.threads.remove(at);
             }
-            if wants_taker(pool) {
-                start(pool);
-            }
+            add_taker(pool);
             ENDED.notify_all();
             drop(guard);
             drop(instead);

@@ -19,19 +19,27 @@ pub(super) fn no_threads_here() -> bool {
 }
 
 /// Whether this runs alone in a process of its own, with a pool of its own: if not, the test
-/// binary runs again for test `name` alone, which must pass.
+/// binary runs again for test `name` alone, which must pass (and run).
 fn alone(name: &str) -> bool {
     const ALONE: &str = "HERD_CLOSER_TEST_ALONE";
     if std::env::var_os(ALONE).is_some() {
         return true;
     }
     let path = module_path!().split_once("::").map_or("", |(_, path)| path);
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", &format!("{path}::{name}"), "--test-threads=1"])
         .env(ALONE, "1")
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "{name}, alone in its process: {status}");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains(" 1 passed"),
+        "{name}, alone in its process: {}\n{stdout}\n{stderr}",
+        out.status
+    );
     false
 }
 
@@ -174,14 +182,19 @@ fn jobs_on_threads_of_their_own_are_bounded() {
     if !alone("jobs_on_threads_of_their_own_are_bounded") {
         return;
     }
+    let began = Instant::now();
     let mut releases = Vec::new();
     for _ in 0..MAX_TAKERS {
         let (job, release) = waiting(Duration::from_secs(20));
         run_later(job);
         releases.push(release);
     }
-    let until = Instant::now() + Duration::from_secs(5);
-    while busy().under_way < MAX_TAKERS && Instant::now() < until {
+    while busy().under_way < MAX_TAKERS {
+        assert!(
+            began.elapsed() < GIVE_UP,
+            "4 jobs not under way: {:?}",
+            busy()
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
     for _ in 0..MAX_QUEUED {
@@ -192,14 +205,19 @@ fn jobs_on_threads_of_their_own_are_bounded() {
         run_later(job);
         releases.push(release);
     }
-    // Well before the watcher gives up on the first jobs (GIVE_UP after they began).
     let seen = busy();
+    // Before the watcher gives up on the first jobs (GIVE_UP after they began), after which
+    // new threads drain the queue.
+    let in_time = began.elapsed() < GIVE_UP;
     drop(releases);
     let idle = wait_idle(Duration::from_secs(10));
-    assert_eq!(
-        (seen.under_way, seen.detached, seen.queued),
-        (MAX_TAKERS, MAX_DETACHED, MAX_QUEUED + 3),
-        "{seen:?}"
-    );
+    assert!(seen.detached <= MAX_DETACHED, "{seen:?}");
+    if in_time {
+        assert_eq!(
+            (seen.detached, seen.queued),
+            (MAX_DETACHED, MAX_QUEUED + 3),
+            "{seen:?}"
+        );
+    }
     assert_eq!(idle, Ok(()));
 }

@@ -57,7 +57,7 @@ pub(super) fn sender_pid(
 
 /// [`super::Receiver::recv`] on Linux: a peek, then the datagram taken off the queue, here if
 /// it carries nothing to release and no taking is outstanding (so it is the head of the
-/// queue), else on a closing thread.
+/// queue), else (or if taking it here fails) on a closing thread.
 pub(super) fn peek_and_take_later(
     shared: &Arc<Shared>,
     buf: &mut [u8],
