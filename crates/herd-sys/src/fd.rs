@@ -446,8 +446,8 @@ pub fn register_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<Own
 pub(crate) mod tests;
 
 /// Closes `fd`, a descriptor someone else may have prepared, without keeping this thread
-/// waiting: on a thread of its own (`herd-closer`, started at the first call), or here should
-/// no thread start. Closing the last descriptor of a file can wait: a TCP socket with
+/// waiting: on a thread of its own (`herd-closer`, started at the first call), never here
+/// (where no thread can start, it waits until one can). Closing the last descriptor of a file can wait: a TCP socket with
 /// `SO_LINGER` and unsent data waits until its peer reads them or the linger time (any
 /// length) has passed, and so does a Unix socket whose queue holds such a socket; any close of
 /// a FUSE file asks its daemon to flush it, and waits for good for one that never answers. A

@@ -5,9 +5,13 @@
 //! watcher, `herd-closer-watch`, interrupts a job that has waited [`PATIENCE`], and gives up on
 //! one still waiting after [`GIVE_UP`] (a hung filesystem's wait, which no signal ends): that
 //! thread is left to it, and another takes the queue, so that one such job no longer holds
-//! every job after it. At most [`MAX_LEFT`] threads are left so at once; past that, the queue
-//! waits for one of them, up to [`MAX_QUEUED`] jobs; a job past those runs on a thread of its
-//! own ([`Busy::detached`]).
+//! every job after it. Once [`MAX_LEFT`] threads are left so, no new one starts (those under
+//! way may still be given up on): the queue waits for one of them, up to [`MAX_QUEUED`] jobs; a
+//! job past those runs on a thread of its own ([`Busy::detached`]), up to [`MAX_DETACHED`] at
+//! once, and the queue grows past them (each close job holds an fd, which herd's fd limit
+//! bounds). No job runs on the thread that queued it (herd's event loop): where no thread can
+//! start, jobs wait, and the watcher tries again every [`RETRY`] (a watcher that could not
+//! start is tried again at the next job).
 
 use std::collections::VecDeque;
 use std::os::unix::io::OwnedFd;
@@ -29,8 +33,16 @@ pub(crate) const MAX_LEFT: usize = 8;
 /// socket's), and a notify socket's queue (10 datagrams by default) must not fill behind one.
 pub(crate) const MAX_TAKERS: usize = 4;
 
-/// The most jobs queued while every thread that could take them is busy or left waiting.
+/// How many jobs may be queued while every thread that could take them is busy or left
+/// waiting before the next runs on a thread of its own.
 pub(crate) const MAX_QUEUED: usize = 1024;
+
+/// The most jobs run on threads of their own at once (the queue was full); past that, jobs
+/// wait in the queue.
+pub(crate) const MAX_DETACHED: usize = MAX_LEFT;
+
+/// How often the watcher tries again to start a thread for queued jobs none could take.
+const RETRY: Duration = Duration::from_millis(100);
 
 /// One thing to do on a closing thread, and what to do instead of waiting for it, should the
 /// watcher give up on it.
@@ -48,7 +60,8 @@ impl Job {
         }
     }
 
-    /// The same job, running `given_up` (on the watcher's thread) once it is given up on.
+    /// The same job, running `given_up` (on the watcher's thread: it must not panic, nor
+    /// wait) once it is given up on.
     pub(crate) fn or_when_given_up(mut self, given_up: impl FnOnce() + Send + 'static) -> Job {
         self.given_up = Some(Box::new(given_up));
         self
@@ -68,6 +81,8 @@ struct Pool {
     signals: bool,
     /// Jobs run on threads of their own (the queue was full), not ended yet.
     detached: usize,
+    /// Whether the watcher runs.
+    watched: bool,
 }
 
 /// What keeps the closing threads busy (see [`wait_idle`]).
@@ -116,7 +131,7 @@ struct Closer {
 static POOL: Mutex<Option<Pool>> = Mutex::new(None);
 /// Wakes the closing threads: a job was queued.
 static QUEUED: Condvar = Condvar::new();
-/// Wakes the watcher: a job began.
+/// Wakes the watcher: a job began, or no thread could start for one queued.
 static BEGAN: Condvar = Condvar::new();
 /// Wakes [`wait_idle`]: a job ended or was given up on.
 static ENDED: Condvar = Condvar::new();
@@ -128,57 +143,69 @@ fn lock() -> MutexGuard<'static, Option<Pool>> {
     }
 }
 
-/// Queues `job` for a closing thread, started (with its watcher) at the first call. Where no
-/// thread can start, the job is done here.
+/// Queues `job` for a closing thread, started (with its watcher) at the first call. It never
+/// runs here: where no thread can start, it waits for the watcher to start one.
 pub(crate) fn run_later(job: Job) {
     let mut guard = lock();
-    if guard.is_none() {
+    let pool = guard.get_or_insert_with(|| Pool {
+        queue: VecDeque::new(),
+        threads: Vec::new(),
+        taking: 0,
+        next_id: 0,
         // The watcher's signal is caught before it can be sent: uncaught, it would end herd.
-        let signals = watch::catch();
-        *guard = Some(Pool {
-            queue: VecDeque::new(),
-            threads: Vec::new(),
-            taking: 0,
-            next_id: 0,
-            signals,
-            detached: 0,
-        });
-        watch::start();
+        signals: watch::catch(),
+        detached: 0,
+        watched: false,
+    });
+    if !pool.watched {
+        pool.watched = watch::start();
     }
-    let pool = guard.as_mut().expect("just made");
-    if pool.queue.len() >= MAX_QUEUED {
+    let job = if pool.queue.len() >= MAX_QUEUED && pool.detached < MAX_DETACHED {
         // Every thread is busy or left waiting, and so many jobs wait already: one more in the
         // queue would keep what it holds (an fd) for as long as those waits last.
-        pool.detached += 1;
-        let slot = std::sync::Arc::new(Mutex::new(Some(job)));
-        let on_thread = std::sync::Arc::clone(&slot);
-        let detached = std::thread::Builder::new()
-            .name("herd-closer".to_string())
-            .spawn(move || {
-                let job = on_thread.lock().ok().and_then(|mut job| job.take());
-                if let Some(job) = job {
-                    (job.work)();
-                }
-                detach_ended();
-            });
-        if detached.is_err() {
-            // The thread did not start: the job waits its turn all the same.
-            pool.detached -= 1;
-            let job = slot.lock().ok().and_then(|mut job| job.take());
-            pool.queue.extend(job);
+        match detach(pool, job) {
+            Ok(()) => return,
+            Err(job) => job,
         }
-        return;
-    }
+    } else {
+        job
+    };
     pool.queue.push_back(job);
     // With every thread left to a job that waits, the job waits in the queue for one of them.
-    if wants_taker(pool) && !start(pool) && pool.taking == 0 {
-        let job = pool.queue.pop_back().expect("just queued");
-        drop(guard);
-        (job.work)();
-        ENDED.notify_all();
-        return;
-    }
+    add_taker(pool);
     QUEUED.notify_one();
+}
+
+/// Starts one more taking thread if `pool` wants one ([`wants_taker`]); where none can start,
+/// wakes the watcher, which tries again.
+fn add_taker(pool: &mut Pool) {
+    if wants_taker(pool) && !start(pool) {
+        BEGAN.notify_all();
+    }
+}
+
+/// Runs `job` on a thread of its own; `Err` with it if none could start.
+fn detach(pool: &mut Pool, job: Job) -> Result<(), Job> {
+    let slot = std::sync::Arc::new(Mutex::new(Some(job)));
+    let on_thread = std::sync::Arc::clone(&slot);
+    let detached = std::thread::Builder::new()
+        .name("herd-closer".to_string())
+        .spawn(move || {
+            let job = on_thread.lock().ok().and_then(|mut job| job.take());
+            if let Some(job) = job {
+                (job.work)();
+            }
+            detach_ended();
+        });
+    if detached.is_ok() {
+        pool.detached += 1;
+        return Ok(());
+    }
+    // The thread did not start: the job is still in its slot.
+    match slot.lock().ok().and_then(|mut job| job.take()) {
+        Some(job) => Err(job),
+        None => Ok(()),
+    }
 }
 
 /// A job run on a thread of its own ended.
@@ -200,6 +227,9 @@ fn wants_taker(pool: &Pool) -> bool {
 
 /// Starts a closing thread that takes jobs from `pool`'s queue; whether one started.
 fn start(pool: &mut Pool) -> bool {
+    if refused() {
+        return false;
+    }
     let id = pool.next_id;
     pool.next_id += 1;
     let signals = pool.signals;
@@ -227,6 +257,16 @@ fn start(pool: &mut Pool) -> bool {
     }
 }
 
+/// Never: threads start where they can.
+#[cfg(not(test))]
+fn refused() -> bool {
+    false
+}
+
+/// Whether a test refuses the threads this thread would start.
+#[cfg(test)]
+use tests::no_threads_here as refused;
+
 /// A closing thread's life: jobs, one after another, until one is given up on.
 fn take_jobs(id: u64) {
     loop {
@@ -241,18 +281,23 @@ fn take_jobs(id: u64) {
             }
             guard = QUEUED.wait(guard).unwrap_or_else(|p| p.into_inner());
         };
+        let Job { work, given_up } = job;
         let pool = guard.as_mut().expect("taken from it");
-        if let Some(me) = pool.threads.iter_mut().find(|t| t.id == id) {
-            me.under_way = Some((Instant::now(), false));
-            me.instead = job.given_up;
-        }
+        // Never found is never: a thread is listed before it can lock.
+        let not_listed = match pool.threads.iter_mut().find(|t| t.id == id) {
+            Some(me) => {
+                me.under_way = Some((Instant::now(), false));
+                me.instead = given_up;
+                None
+            }
+            None => given_up,
+        };
         // Jobs still queued, and every thread busy: one more takes them.
-        if wants_taker(pool) {
-            start(pool);
-        }
+        add_taker(pool);
         BEGAN.notify_all();
         drop(guard);
-        (job.work)();
+        drop(not_listed);
+        work();
         let mut guard = lock();
         let pool = match guard.as_mut() {
             Some(pool) => pool,
@@ -260,22 +305,26 @@ fn take_jobs(id: u64) {
         };
         let at = pool.threads.iter().position(|t| t.id == id);
         let given_up = at.map_or(true, |at| pool.threads[at].given_up);
+        // What it holds is let go of with the lock released: it may be the last reference to
+        // a socket whose queued files a hung filesystem keeps.
+        let instead = at.and_then(|at| pool.threads[at].instead.take());
         if given_up {
             // Another thread took the queue: this one ends.
             if let Some(at) = at {
                 pool.threads.remove(at);
             }
-            if wants_taker(pool) {
-                start(pool);
-            }
+            add_taker(pool);
             ENDED.notify_all();
+            drop(guard);
+            drop(instead);
             return;
         }
         if let Some(at) = at {
             pool.threads[at].under_way = None;
-            pool.threads[at].instead = None;
         }
         ENDED.notify_all();
+        drop(guard);
+        drop(instead);
     }
 }
 
@@ -306,12 +355,19 @@ pub(crate) fn left_waiting() -> usize {
     lock().as_ref().map_or(0, left_in)
 }
 
-/// Gives up on the jobs that have waited [`GIVE_UP`] (each one's `instead` is run, and a new
-/// thread takes the queue while fewer than [`MAX_LEFT`] are left waiting), interrupting on
-/// the way those that have waited [`PATIENCE`] (Linux); how long until the next of these
-/// moments, if a job is under way.
-fn look(pool: &mut Pool, now: Instant) -> Option<Duration> {
+/// What the watcher does next: the given-up jobs' `instead`, run with the lock released, and
+/// how long until it looks again, if it must.
+struct Look {
+    instead: Vec<Box<dyn FnOnce() + Send>>,
+    next: Option<Duration>,
+}
+
+/// Gives up on the jobs that have waited [`GIVE_UP`] (a new thread takes the queue while
+/// fewer than [`MAX_LEFT`] are left waiting), interrupting on the way those that have waited
+/// [`PATIENCE`] (Linux), and starts a thread for queued jobs none could take.
+fn look(pool: &mut Pool, now: Instant) -> Look {
     let mut next: Option<Duration> = None;
+    let mut instead = Vec::new();
     let mut gave_up = 0;
     let signals = pool.signals;
     for thread in pool.threads.iter_mut().filter(|t| !t.given_up) {
@@ -324,9 +380,7 @@ fn look(pool: &mut Pool, now: Instant) -> Option<Duration> {
         if waited >= GIVE_UP {
             thread.given_up = true;
             gave_up += 1;
-            if let Some(instead) = thread.instead.take() {
-                instead();
-            }
+            instead.extend(thread.instead.take());
             continue;
         }
         let left = patience.map_or(GIVE_UP - waited, |p| p.min(GIVE_UP - waited));
@@ -334,12 +388,13 @@ fn look(pool: &mut Pool, now: Instant) -> Option<Duration> {
     }
     pool.taking -= gave_up;
     if gave_up > 0 {
-        if wants_taker(pool) {
-            start(pool);
-        }
         ENDED.notify_all();
     }
-    next
+    // After a give-up, or where no thread could start for jobs queued.
+    if wants_taker(pool) && !start(pool) {
+        next = Some(next.map_or(RETRY, |next| next.min(RETRY)));
+    }
+    Look { instead, next }
 }
 
 /// How many of `pool`'s threads are left to a job that waits.
@@ -351,10 +406,20 @@ fn left_in(pool: &Pool) -> usize {
 fn watching() {
     let mut guard = lock();
     loop {
-        let next = match guard.as_mut() {
+        let Look { instead, next } = match guard.as_mut() {
             Some(pool) => look(pool, Instant::now()),
-            None => None,
+            None => Look {
+                instead: Vec::new(),
+                next: None,
+            },
         };
+        if !instead.is_empty() {
+            drop(guard);
+            instead.into_iter().for_each(|instead| instead());
+            // A job may have begun meanwhile: looked at before any wait.
+            guard = lock();
+            continue;
+        }
         guard = match next {
             Some(wait) => BEGAN
                 .wait_timeout(guard, wait + Duration::from_millis(1))
@@ -412,11 +477,11 @@ mod watch {
         }
     }
 
-    /// Starts the watcher.
-    pub(super) fn start() {
-        let _ = std::thread::Builder::new()
-            .name("herd-closer-watch".to_string())
-            .spawn(super::watching);
+    /// Starts the watcher; whether it started.
+    pub(super) fn start() -> bool {
+        (std::thread::Builder::new().name("herd-closer-watch".to_string()))
+            .spawn(super::watching)
+            .is_ok()
     }
 
     /// Sends [`signal`] to `thread`, whose job has waited `waited`, if that is
@@ -462,10 +527,10 @@ mod watch {
 
     pub(super) fn unblock() {}
 
-    pub(super) fn start() {
-        let _ = std::thread::Builder::new()
-            .name("herd-closer-watch".to_string())
-            .spawn(super::watching);
+    pub(super) fn start() -> bool {
+        (std::thread::Builder::new().name("herd-closer-watch".to_string()))
+            .spawn(super::watching)
+            .is_ok()
     }
 
     pub(super) fn interrupt_when_due(

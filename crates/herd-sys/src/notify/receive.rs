@@ -57,6 +57,13 @@ struct Shared {
     /// Held while a datagram is read: [`Receiver::recv`]'s fast path takes the head of the
     /// queue, which is the datagram it read only if no other read comes between.
     reading: Mutex<()>,
+    /// Shared alone with what runs when a taking is given up on: that holds no socket.
+    settling: Arc<Settling>,
+}
+
+/// The datagrams read and not yet taken off the queue, and their waiters.
+#[derive(Debug, Default)]
+struct Settling {
     counts: Mutex<Counts>,
     /// Signalled as `pending` reaches 0.
     settled: Condvar,
@@ -87,8 +94,7 @@ impl Receiver {
                 socket,
                 peeks,
                 reading: Mutex::new(()),
-                counts: Mutex::new(Counts::default()),
-                settled: Condvar::new(),
+                settling: Arc::default(),
             }),
         })
     }
@@ -108,13 +114,14 @@ impl Receiver {
     /// socket is handed to another program, which would read them again.
     pub fn settle(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
-        let mut counts = self.shared.counts();
+        let settling = &self.shared.settling;
+        let mut counts = settling.counts();
         while counts.pending > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            counts = (self.shared.settled.wait_timeout(counts, left))
+            counts = (settling.settled.wait_timeout(counts, left))
                 .map_or_else(|p| p.into_inner().0, |(counts, _)| counts);
         }
         true
@@ -128,7 +135,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     }
 }
 
-impl Shared {
+impl Settling {
     fn counts(&self) -> MutexGuard<'_, Counts> {
         lock(&self.counts)
     }
@@ -199,14 +206,7 @@ fn recv_closing_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
     // just installed for us, read unaligned within the message's length.
     unsafe {
         each_control_message(&msg, |level, kind, data, len| {
-            if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
-                for i in 0..len / std::mem::size_of::<libc::c_int>() {
-                    let fd = std::ptr::read_unaligned((data as *const libc::c_int).add(i));
-                    // The kernel gave it to us: ours alone.
-                    let fd = std::os::unix::io::FromRawFd::from_raw_fd(fd);
-                    crate::fd::close_in_background(fd);
-                }
-            }
+            close_passed_fds(level, kind, data, len);
             sender_pid = sender_pid.or_else(|| imp::sender_pid(level, kind, data, len));
         });
     }
@@ -236,6 +236,23 @@ unsafe fn each_control_message(
         let len = ((*cmsg).cmsg_len as usize).saturating_sub(data as usize - cmsg as usize);
         each((*cmsg).cmsg_level, (*cmsg).cmsg_type, data, len);
         cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+    }
+}
+
+/// Closes the fds of one control message on a closing thread, if it is `SCM_RIGHTS`.
+///
+/// # Safety
+///
+/// `data` points at `len` bytes of a control message a recvmsg just filled (as
+/// [`each_control_message`] gives them): `SCM_RIGHTS` data is fds the kernel installed for us.
+unsafe fn close_passed_fds(level: libc::c_int, kind: libc::c_int, data: *const u8, len: usize) {
+    if level != libc::SOL_SOCKET || kind != libc::SCM_RIGHTS {
+        return;
+    }
+    for i in 0..len / std::mem::size_of::<libc::c_int>() {
+        let fd = std::ptr::read_unaligned((data as *const libc::c_int).add(i));
+        // The kernel gave it to us: ours alone.
+        crate::fd::close_in_background(std::os::unix::io::FromRawFd::from_raw_fd(fd));
     }
 }
 

@@ -1,10 +1,52 @@
 //! The closing threads' pool, with jobs that wait as long as a test says.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{run_later, wait_idle, Job, GIVE_UP};
+use super::{run_later, wait_idle, Busy, Job, GIVE_UP, MAX_DETACHED, MAX_QUEUED, MAX_TAKERS};
+
+thread_local! {
+    /// Set by a test: no closing thread starts from this thread, as where the process may
+    /// create no more.
+    static NO_THREADS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a test refuses closing threads started from this thread.
+pub(super) fn no_threads_here() -> bool {
+    NO_THREADS.with(Cell::get)
+}
+
+/// Whether this runs alone in a process of its own, with a pool of its own: if not, the test
+/// binary runs again for test `name` alone, which must pass (and run).
+fn alone(name: &str) -> bool {
+    const ALONE: &str = "HERD_CLOSER_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let path = module_path!().split_once("::").map_or("", |(_, path)| path);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &format!("{path}::{name}"), "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains(" 1 passed"),
+        "{name}, alone in its process: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    false
+}
+
+/// What keeps the pool busy now.
+fn busy() -> Busy {
+    wait_idle(Duration::ZERO).err().unwrap_or_default()
+}
 
 /// One of these tests at a time: each keeps closing threads busy, which another would see.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
@@ -78,24 +120,24 @@ fn jobs_that_wait_are_taken_by_several_threads_at_once() {
     assert_eq!(seen, [4, 4, 4, 4], "the jobs were not under way together");
 }
 
-/// Past [`super::MAX_QUEUED`] jobs queued behind busy threads, a job runs on a thread of its
+/// Past [`MAX_QUEUED`] jobs queued behind busy threads, a job runs on a thread of its
 /// own at once: the queue grew without bound (each close job holds an fd) while every thread
 /// waited.
 #[test]
 fn a_job_past_a_full_queue_runs_at_once() {
     let _one = one_at_a_time();
-    let releases: Vec<_> = (0..super::MAX_TAKERS)
+    let releases: Vec<_> = (0..MAX_TAKERS)
         .map(|_| {
             let (job, release) = waiting(Duration::from_millis(700));
             run_later(job);
             release
         })
         .collect();
-    for _ in 0..super::MAX_QUEUED {
+    for _ in 0..MAX_QUEUED {
         run_later(Job::new(|| {}));
     }
     // Other tests' jobs share the pool: a thread of theirs that came free took ours.
-    let full = super::lock().as_ref().map_or(0, |p| p.queue.len()) >= super::MAX_QUEUED;
+    let full = super::lock().as_ref().map_or(0, |p| p.queue.len()) >= MAX_QUEUED;
     let (tx, rx) = mpsc::channel();
     let queued = Instant::now();
     run_later(Job::new(move || tx.send(Instant::now()).unwrap_or(())));
@@ -112,4 +154,70 @@ fn a_job_past_a_full_queue_runs_at_once() {
         waited < Duration::from_millis(300),
         "the job past a full queue waited {waited:?}"
     );
+}
+
+/// Where no closing thread can start, a job waits for the watcher to start one: it ran on the
+/// thread that queued it (herd's event loop), which a close that a hung filesystem keeps
+/// waiting, or a lingering socket's, then held.
+#[test]
+fn a_job_no_thread_could_take_never_runs_on_the_caller() {
+    if !alone("a_job_no_thread_could_take_never_runs_on_the_caller") {
+        return;
+    }
+    NO_THREADS.with(|no| no.set(true));
+    let (tx, rx) = mpsc::channel();
+    run_later(Job::new(move || {
+        let name = std::thread::current().name().map(str::to_string);
+        tx.send(name).unwrap_or(());
+    }));
+    let ran_on = rx.recv_timeout(Duration::from_secs(10));
+    assert_eq!(ran_on, Ok(Some("herd-closer".to_string())));
+}
+
+/// Past a full queue, at most [`MAX_DETACHED`] jobs run on threads of their own at once; the
+/// rest wait in the queue: each job that came while so many waited started one more thread,
+/// without bound, until the process could start no more (and no worker either).
+#[test]
+fn jobs_on_threads_of_their_own_are_bounded() {
+    if !alone("jobs_on_threads_of_their_own_are_bounded") {
+        return;
+    }
+    let began = Instant::now();
+    let mut releases = Vec::new();
+    for _ in 0..MAX_TAKERS {
+        let (job, release) = waiting(Duration::from_secs(20));
+        run_later(job);
+        releases.push(release);
+    }
+    while busy().under_way < MAX_TAKERS {
+        assert!(
+            began.elapsed() < GIVE_UP,
+            "4 jobs not under way: {:?}",
+            busy()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for _ in 0..MAX_QUEUED {
+        run_later(Job::new(|| {}));
+    }
+    for _ in 0..MAX_DETACHED + 3 {
+        let (job, release) = waiting(Duration::from_secs(20));
+        run_later(job);
+        releases.push(release);
+    }
+    let seen = busy();
+    // Before the watcher gives up on the first jobs (GIVE_UP after they began), after which
+    // new threads drain the queue.
+    let in_time = began.elapsed() < GIVE_UP;
+    drop(releases);
+    let idle = wait_idle(Duration::from_secs(10));
+    assert!(seen.detached <= MAX_DETACHED, "{seen:?}");
+    if in_time {
+        assert_eq!(
+            (seen.detached, seen.queued),
+            (MAX_DETACHED, MAX_QUEUED + 3),
+            "{seen:?}"
+        );
+    }
+    assert_eq!(idle, Ok(()));
 }

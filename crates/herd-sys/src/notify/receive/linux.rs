@@ -57,7 +57,7 @@ pub(super) fn sender_pid(
 
 /// [`super::Receiver::recv`] on Linux: a peek, then the datagram taken off the queue, here if
 /// it carries nothing to release and no taking is outstanding (so it is the head of the
-/// queue), else on a closing thread.
+/// queue), else (or if taking it here fails) on a closing thread.
 pub(super) fn peek_and_take_later(
     shared: &Arc<Shared>,
     buf: &mut [u8],
@@ -77,26 +77,31 @@ pub(super) fn peek_and_take_later(
             None => break,
         }
     }
-    if !peeked.carries_more && shared.reads_the_head() {
-        // Nothing to release: taken here.
-        take(socket);
-    } else {
-        shared.queued();
-        let (shared, instead) = (Arc::clone(shared), Arc::clone(shared));
-        let counted = Arc::new(AtomicBool::new(false));
-        let once = Arc::clone(&counted);
-        let job = crate::fd::Job::new(move || {
-            take(shared.socket.as_fd());
-            shared.taken(&counted, true);
-        });
-        // A thread given up on waits in a release: its datagram is off the queue.
-        crate::fd::run_later(job.or_when_given_up(move || instead.taken(&once, false)));
+    // Nothing to release: taken here, unless that fails (short of memory); then, as with
+    // files to release, on a closing thread, which tries until it is done.
+    if peeked.carries_more || !shared.settling.reads_the_head() || !take_once(socket) {
+        take_later(shared);
     }
     Ok(Some(Datagram {
         len: peeked.len.min(buf.len()),
         truncated: peeked.len > buf.len(),
         sender_pid: peeked.sender_pid,
     }))
+}
+
+/// Queues the taking of the head of `shared`'s socket's queue for a closing thread.
+fn take_later(shared: &Arc<Shared>) {
+    shared.settling.queued();
+    let (shared, settling) = (Arc::clone(shared), Arc::clone(&shared.settling));
+    let counted = Arc::new(AtomicBool::new(false));
+    let once = Arc::clone(&counted);
+    let job = crate::fd::Job::new(move || {
+        take(shared.socket.as_fd());
+        shared.settling.taken(&counted, true);
+    });
+    // A thread given up on waits in a release: its datagram is off the queue. What runs then
+    // holds no socket, whose last close would release the files queued on it there.
+    crate::fd::run_later(job.or_when_given_up(move || settling.taken(&once, false)));
 }
 
 /// What [`read`] read.
@@ -163,9 +168,13 @@ fn read(socket: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Resul
         }
     };
     let mut sender_pid = None;
-    // SAFETY: `msg` is what recvmsg just filled.
+    // SAFETY: `msg` is what recvmsg just filled; an SCM_RIGHTS message in it holds fds the
+    // kernel installed for us.
     unsafe {
         super::each_control_message(&msg, |level, kind, data, len| {
+            // None: the credentials leave them no room. Were they turned off since, the fds
+            // installed here are closed, not kept.
+            super::close_passed_fds(level, kind, data, len);
             sender_pid = sender_pid.or_else(|| self::sender_pid(level, kind, data, len));
         });
     }
@@ -180,7 +189,13 @@ fn read(socket: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Resul
 /// releases the files it carries, in this thread. A failed taking (short of memory) is tried
 /// again until it is done, or there is nothing left to take: each one read must be taken once.
 fn take(socket: BorrowedFd<'_>) {
-    while read(socket, &mut [0u8; 1], 0).is_err() {
+    while !take_once(socket) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// Takes the datagram at the head of `socket`'s queue once; whether it is off the queue (or
+/// the queue was empty).
+fn take_once(socket: BorrowedFd<'_>) -> bool {
+    read(socket, &mut [0u8; 1], 0).is_ok()
 }

@@ -174,7 +174,7 @@ fn a_taking_given_up_on_still_keeps_the_reader_off_the_head() {
     let (socket, path) = bound("notify-given-up");
     let receiver = Receiver::new(socket.as_fd()).unwrap();
     let _ = std::fs::remove_file(&path);
-    let shared = &receiver.shared;
+    let shared = &receiver.shared.settling;
     assert!(shared.reads_the_head());
     shared.queued();
     let counted = AtomicBool::new(false);
