@@ -87,6 +87,12 @@ pub fn is_cloexec(fd: BorrowedFd<'_>) -> io::Result<bool> {
     Ok(flags & libc::FD_CLOEXEC != 0)
 }
 
+/// `O_PATH` where the system has it; macOS has none.
+#[cfg(not(target_vendor = "apple"))]
+const O_PATH: libc::c_int = libc::O_PATH;
+#[cfg(target_vendor = "apple")]
+const O_PATH: libc::c_int = 0;
+
 /// How the open file description behind `fd` was opened, as a message says it: `None` for
 /// reading and writing (`O_RDWR`), as a shared mapping for writing needs; else
 /// `Some("read-only")`, `Some("write-only")` or `Some("as a path only (O_PATH)")`.
@@ -96,7 +102,7 @@ pub fn not_read_write(fd: BorrowedFd<'_>) -> io::Result<Option<&'static str>> {
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
-    if flags & libc::O_PATH != 0 {
+    if flags & O_PATH != 0 {
         return Ok(Some("as a path only (O_PATH)"));
     }
     Ok(match flags & libc::O_ACCMODE {

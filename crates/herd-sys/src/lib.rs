@@ -60,6 +60,9 @@ pub mod process;
 pub mod region;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub mod reuseport;
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+#[path = "reuseport/other.rs"]
+pub mod reuseport;
 #[cfg(all(test, unix))]
 mod scratch;
 #[cfg(unix)]

@@ -257,6 +257,11 @@ pub fn die_with_parent(signal: Signal, parent: u32) {
     let _ = (signal, parent);
 }
 
+/// A resource limit's "no limit" (`RLIM_INFINITY`) as a `u64`, the type of herd's limits
+/// (`rlim_t` is signed on the BSDs).
+#[allow(clippy::unnecessary_cast)] // u64 on Linux already
+pub const RLIM_INFINITY: u64 = libc::RLIM_INFINITY as u64;
+
 /// This process's open-file limit, `(soft, hard)` (`getrlimit(RLIMIT_NOFILE)`).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
     // SAFETY: rlimit is plain integers, for which all-zero is a valid value.

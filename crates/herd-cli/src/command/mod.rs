@@ -142,7 +142,7 @@ impl WorkerOptions {
             .iter()
             .zip(&self.limit_names)
             .filter(|((resource, soft, _), _)| {
-                *soft != libc::RLIM_INFINITY && suspects.contains(resource)
+                *soft != herd_sys::process::RLIM_INFINITY && suspects.contains(resource)
             })
             .map(|(_, name)| name.as_str())
             .collect()

@@ -117,7 +117,7 @@ impl Guard {
             };
             for (index, fd) in sockets {
                 let key = (listener.name.clone(), index);
-                if SockRef::from(&fd).is_listener().unwrap_or(true) {
+                if is_listening(fd) {
                     let backlog = match accept_queue(fd) {
                         Ok(Some((_, limit))) => limit,
                         _ => somaxconn(),
@@ -315,6 +315,19 @@ fn report(incident: &Incident, culprit: &Culprit) {
          it listen again",
         incident.socket
     );
+}
+
+/// Whether `fd` listens (`SO_ACCEPTCONN`); `true` where that cannot be read.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn is_listening(fd: BorrowedFd<'_>) -> bool {
+    SockRef::from(&fd).is_listener().unwrap_or(true)
+}
+
+/// Always `true`: socket2 reads `SO_ACCEPTCONN` only on Linux and FreeBSD, so a socket a
+/// worker shut down is not listened on again here.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn is_listening(_fd: BorrowedFd<'_>) -> bool {
+    true
 }
 
 /// `listen()` again; first `bind()` to the same address when the shutdown released the port

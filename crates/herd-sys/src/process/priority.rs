@@ -16,7 +16,8 @@ pub fn nice_of(pid: u32) -> io::Result<i32> {
     // SAFETY: errno is this thread's; getpriority takes plain integers.
     let nice = unsafe {
         *errno_location() = 0;
-        libc::getpriority(libc::PRIO_PROCESS, who as libc::id_t)
+        // `who`'s type is id_t on Linux, int on the BSDs.
+        libc::getpriority(libc::PRIO_PROCESS, who as _)
     };
     // SAFETY: errno is this thread's.
     if nice == -1 && unsafe { *errno_location() } != 0 {
@@ -30,9 +31,9 @@ pub fn nice_of(pid: u32) -> io::Result<i32> {
 /// into another), of that process alone (`PRIO_PROCESS`: on Linux its main thread), as
 /// [`signal_group`](super::signal_group) does. `ESRCH` when neither is there.
 pub fn set_group_nice(pgid: u32, nice: i32) -> io::Result<()> {
-    let who = to_pid(pgid)? as libc::id_t;
+    let who = to_pid(pgid)?;
     // SAFETY: setpriority takes plain integers.
-    if unsafe { libc::setpriority(libc::PRIO_PGRP, who, nice) } == 0 {
+    if unsafe { libc::setpriority(libc::PRIO_PGRP, who as _, nice) } == 0 {
         return Ok(());
     }
     let err = io::Error::last_os_error();
@@ -40,7 +41,7 @@ pub fn set_group_nice(pgid: u32, nice: i32) -> io::Result<()> {
         return Err(err);
     }
     // SAFETY: as above.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, who, nice) } < 0 {
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, who as _, nice) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

@@ -139,7 +139,7 @@ fn unlimited_is_shown_as_unlimited() {
         parse_rlimit("nofile=2000:1000").unwrap_err(),
         "the soft limit 2000 is above the hard limit 1000"
     );
-    assert_eq!(show_rlimit(libc::RLIM_INFINITY), "unlimited");
+    assert_eq!(show_rlimit(herd_sys::process::RLIM_INFINITY), "unlimited");
     assert_eq!(show_rlimit(65536), "65536");
 }
 

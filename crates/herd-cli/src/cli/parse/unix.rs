@@ -30,7 +30,7 @@ pub(in crate::cli) fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
     })?;
     let number = |n: &str| -> Result<u64, String> {
         match n {
-            "unlimited" | "infinity" => Ok(libc::RLIM_INFINITY),
+            "unlimited" | "infinity" => Ok(herd_sys::process::RLIM_INFINITY),
             n => minus_zero(n).parse().map_err(|_| match all_digits(n) {
                 true => format!(
                     "'{n}' is too large: the maximum is {}; write 'unlimited' for no limit",
@@ -71,7 +71,7 @@ pub(in crate::cli) fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
 
 /// A resource limit as herd shows it: `unlimited` for `RLIM_INFINITY`, else the number.
 pub fn show_rlimit(value: u64) -> String {
-    if value == libc::RLIM_INFINITY {
+    if value == herd_sys::process::RLIM_INFINITY {
         "unlimited".to_string()
     } else {
         value.to_string()
