@@ -492,4 +492,5 @@ pub fn wait_closing_idle(within: std::time::Duration) -> Result<(), ClosingBusy>
 /// The threads that close what others may have prepared.
 mod closer;
 pub use closer::Busy as ClosingBusy;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use closer::{run_later, Job};

@@ -378,6 +378,7 @@ fn start_and_wait(
     if stack.is_some() {
         // The child has exec'd (EOF) or has been reaped: off its stack, and none of this
         // thread's signal handlers can run on what it shares any more.
+        #[allow(dropping_copy_types)] // no stack off Linux
         drop(stack);
         direct::restore_mask(&previous_mask);
     }

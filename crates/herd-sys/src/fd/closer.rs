@@ -62,6 +62,7 @@ impl Job {
 
     /// The same job, running `given_up` (on the watcher's thread: it must not panic, nor
     /// wait) once it is given up on.
+    #[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))] // the notify takings'
     pub(crate) fn or_when_given_up(mut self, given_up: impl FnOnce() + Send + 'static) -> Job {
         self.given_up = Some(Box::new(given_up));
         self
@@ -119,6 +120,7 @@ impl Busy {
 struct Closer {
     id: u64,
     /// What the watcher needs to interrupt it.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // signalled on Linux only
     handle: watch::Handle,
     /// When its job began, and whether it was interrupted.
     under_way: Option<(Instant, bool)>,

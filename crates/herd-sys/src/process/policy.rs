@@ -28,6 +28,7 @@ pub struct Raised {
 }
 
 /// The most processes one walk looks at: a worker that forks without end does not hold herd.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const MAX_PROCESSES: usize = 4096;
 
 /// **Linux and Android only; nothing elsewhere.** Moves every thread of process `pid`, and of

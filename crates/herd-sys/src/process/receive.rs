@@ -89,6 +89,7 @@ pub fn wait_for_signal(
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
     {
         // No sigtimedwait: poll the pending set.
+        let _ = set;
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {
             // SAFETY: sigpending writes into a zeroed set we own; sigwait consumes a signal

@@ -150,6 +150,7 @@ mod imp {
         libc::getpid()
     }
 
+    #[cfg(target_os = "android")] // for the parent-death signal
     pub(in crate::spawn) unsafe fn parent_pid() -> libc::pid_t {
         libc::getppid()
     }

@@ -9,6 +9,7 @@ use super::vfork;
 
 /// How to start the child: the clone where it works (the default), or as tests ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // tests' choices, Linux's
 pub(super) enum How {
     /// On Linux `clone(CLONE_VM | CLONE_VFORK)`, with `fork` where the kernel refuses it;
     /// `fork` elsewhere.
