@@ -378,7 +378,8 @@ fn start_and_wait(
     if stack.is_some() {
         // The child has exec'd (EOF) or has been reaped: off its stack, and none of this
         // thread's signal handlers can run on what it shares any more.
-        #[allow(dropping_copy_types)] // no stack off Linux
+        // No stack off Linux (the lint has its name since Rust 1.71).
+        #[allow(unknown_lints, dropping_copy_types)]
         drop(stack);
         direct::restore_mask(&previous_mask);
     }

@@ -122,7 +122,8 @@ pub fn spawn_all(jobs: &[Job<'_>]) -> Vec<Result<u32, SpawnError>> {
             };
             let result = finish(pid, read_report(read, pid));
             // The child has exec'd or exited (EOF), or has been reaped: off its stack.
-            #[allow(dropping_copy_types)] // no stack off Linux
+            // No stack off Linux (the lint has its name since Rust 1.71).
+            #[allow(unknown_lints, dropping_copy_types)]
             drop(stack);
             result
         })
