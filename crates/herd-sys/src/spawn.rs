@@ -51,6 +51,7 @@ use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::ExitStatusExt;
 use std::ptr;
 
 use crate::process::{wait_for, Signal};
@@ -270,11 +271,15 @@ impl ExecPlan {
     /// filesystem), the probing thread with it. A reaper of this process's own group (herd's
     /// loop) may reap it first: the wait here then finds no child, and its pid could name
     /// another only if the kernel gave it out again at once (the whole pid space wrapped).
+    /// A child killed by a signal before it reported is [`Stage::Killed`]: its pipe closed as
+    /// at an exec, but nothing was checked.
     pub fn probe(&self) -> Result<(), SpawnError> {
         let pid = self.fork_exec(&[], &Stdio::default(), true)?;
         // The child exits by itself at once (or was reaped already: ECHILD).
-        let _ = wait_for(pid);
-        Ok(())
+        match wait_for(pid).map(|status| status.signal()) {
+            Ok(Some(signal)) => Err(SpawnError::killed(signal)),
+            _ => Ok(()),
+        }
     }
 
     fn fork_exec(

@@ -31,6 +31,10 @@ pub enum Stage {
     /// The child was stopped by a signal before its `execve` (by another process of the
     /// worker's user: see [`ExecPlan::spawn`](super::ExecPlan::spawn)), and was killed.
     Stopped,
+    /// The child of [`ExecPlan::probe`](super::ExecPlan::probe) was killed by a signal before
+    /// it finished its checks (an operator's kill, the OOM killer): what they would have found
+    /// is unknown.
+    Killed,
     /// Understanding the child's report, in the parent: it was not one the child writes (a
     /// short read, a wrong magic number or an unknown step), so what failed is unknown.
     Report,
@@ -138,6 +142,18 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
+    /// A probe's child killed by `signal` before it finished ([`Stage::Killed`]).
+    pub(super) fn killed(signal: i32) -> SpawnError {
+        SpawnError {
+            stage: Stage::Killed,
+            error: io::Error::new(
+                io::ErrorKind::Other,
+                format!("the check was killed by signal {signal}; try again"),
+            ),
+            limit: None,
+        }
+    }
+
     /// The step that failed.
     pub fn stage(&self) -> Stage {
         self.stage
@@ -169,6 +185,7 @@ impl Stage {
             Stage::Chdir => "change to the worker's directory",
             Stage::Limits => "set the worker's resource limits",
             Stage::Stopped => "start the worker",
+            Stage::Killed => "finish checking how the worker starts",
             Stage::Report => "tell how starting the worker failed",
         }
     }

@@ -381,32 +381,19 @@ fn a_refused_clone_falls_back_to_fork() {
     assert_eq!(forks(), before + 1, "no fork after the refused clone");
 }
 
-/// A probe's child stays in its parent's process group, even for a plan whose workers lead
-/// their own: herd adopts the children that lead groups of their own as orphans, so it held
-/// every adoption while a probe ran, and a probe that waits for ever (its `--chdir` on a hung
-/// filesystem, here a FUSE mount whose daemon never answers) held them for good: the orphans
-/// workers left meanwhile (a daemon's double fork) were not adopted, not stopped with herd,
-/// and outlived it.
+/// One test at a time whose probe's child waits on a FUSE mount: each finds its child as the
+/// one waiting on FUSE.
 #[cfg(target_os = "linux")]
-#[test]
-fn a_probe_stays_in_its_parents_group() {
-    // No `let ... else`: herd-sys builds with Rust 1.63.
-    let mount = match crate::hung_fuse::Mount::new("probe-hung") {
-        Some(mount) => mount,
-        None => return,
-    };
-    let dir = mount.dir.clone();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let hung = dir.clone();
-    std::thread::spawn(move || {
-        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
-        plan.arg(OsStr::new("sh")).unwrap();
-        plan.new_process_group(true);
-        plan.chdir(hung.as_os_str()).unwrap();
-        tx.send(plan.probe().map_err(|e| e.stage())).unwrap();
-    });
-    // The probe's child, waiting in its chdir for the filesystem.
-    let waiting = (0..200).find_map(|_| {
+fn one_fuse_probe() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// This process's child waiting for a FUSE daemon (a probe's, in its chdir), once one does
+/// (within 10 s).
+#[cfg(target_os = "linux")]
+fn child_waiting_on_fuse() -> Option<i32> {
+    (0..200).find_map(|_| {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let tasks = std::fs::read_dir("/proc/self/task").ok()?;
         let children =
@@ -422,7 +409,68 @@ fn a_probe_stays_in_its_parents_group() {
             let wchan = std::fs::read_to_string(format!("/proc/{}/wchan", pid));
             wchan.map(|w| w.contains("fuse")).unwrap_or(false)
         })
+    })
+}
+
+/// A probe whose child is killed before it reports fails: its status pipe closed as at an
+/// exec, so the probe passed with nothing checked (here its `--chdir` waited on a FUSE mount
+/// whose daemon never answers, and an operator killed it).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_probe_whose_child_is_killed_fails() {
+    let _one = one_fuse_probe();
+    let mount = match crate::hung_fuse::Mount::new("probe-killed") {
+        Some(mount) => mount,
+        None => return,
+    };
+    let dir = mount.dir.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hung = dir.clone();
+    std::thread::spawn(move || {
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        plan.arg(OsStr::new("sh")).unwrap();
+        plan.chdir(hung.as_os_str()).unwrap();
+        tx.send(plan.probe().map_err(|e| e.stage())).unwrap();
     });
+    let waiting = child_waiting_on_fuse();
+    if let Some(pid) = waiting {
+        // SAFETY: kill with the pid of our own child, not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let probed = rx.recv_timeout(std::time::Duration::from_secs(10));
+    // Whatever still waits on the filesystem ends here.
+    crate::hung_fuse::abort(&dir);
+    mount.end();
+    assert!(waiting.is_some(), "no probe child waiting in its chdir");
+    assert_eq!(probed, Ok(Err(Stage::Killed)));
+}
+
+/// A probe's child stays in its parent's process group, even for a plan whose workers lead
+/// their own: herd adopts the children that lead groups of their own as orphans, so it held
+/// every adoption while a probe ran, and a probe that waits for ever (its `--chdir` on a hung
+/// filesystem, here a FUSE mount whose daemon never answers) held them for good: the orphans
+/// workers left meanwhile (a daemon's double fork) were not adopted, not stopped with herd,
+/// and outlived it.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_probe_stays_in_its_parents_group() {
+    // No `let ... else`: herd-sys builds with Rust 1.63.
+    let _one = one_fuse_probe();
+    let mount = match crate::hung_fuse::Mount::new("probe-hung") {
+        Some(mount) => mount,
+        None => return,
+    };
+    let dir = mount.dir.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let hung = dir.clone();
+    std::thread::spawn(move || {
+        let mut plan = ExecPlan::new(OsStr::new("/bin/sh")).unwrap();
+        plan.arg(OsStr::new("sh")).unwrap();
+        plan.new_process_group(true);
+        plan.chdir(hung.as_os_str()).unwrap();
+        tx.send(plan.probe().map_err(|e| e.stage())).unwrap();
+    });
+    let waiting = child_waiting_on_fuse();
     // SAFETY: getpgid reads a process's group, ours (0) or a child's.
     let groups = waiting.map(|pid| unsafe { (libc::getpgid(pid), libc::getpgid(0)) });
     // The connection is aborted, whether the child was found or not: its wait ends (the
