@@ -489,6 +489,15 @@ pub fn wait_closing_idle(within: std::time::Duration) -> Result<(), ClosingBusy>
     closer::wait_idle(within)
 }
 
+/// Starts the closing threads' watcher, and a closing thread for jobs queued, where they could
+/// not start before (no thread could: the pids limit or `RLIMIT_NPROC` reached). Their own
+/// retries need a job to come, or the watcher to run: herd's loop calls this now and then, so
+/// that a queue no new job reaches (a notify socket's, full) is taken again once threads can
+/// start. Cheap when nothing waits.
+pub fn retry_closing_threads() {
+    closer::retry();
+}
+
 /// The threads that close what others may have prepared.
 mod closer;
 pub use closer::Busy as ClosingBusy;

@@ -160,7 +160,7 @@ pub(crate) fn run_later(job: Job) {
         watched: false,
     });
     if !pool.watched {
-        pool.watched = watch::start();
+        pool.watched = !refused() && watch::start();
     }
     let job = if pool.queue.len() >= MAX_QUEUED && pool.detached < MAX_DETACHED {
         // Every thread is busy or left waiting, and so many jobs wait already: one more in the
@@ -184,6 +184,19 @@ fn add_taker(pool: &mut Pool) {
     if wants_taker(pool) && !start(pool) {
         BEGAN.notify_all();
     }
+}
+
+/// Starts the watcher, and a taking thread for queued jobs, where they could not start before.
+pub(crate) fn retry() {
+    let mut guard = lock();
+    let pool = match guard.as_mut() {
+        Some(pool) => pool,
+        None => return,
+    };
+    if !pool.watched {
+        pool.watched = !refused() && watch::start();
+    }
+    add_taker(pool);
 }
 
 /// Runs `job` on a thread of its own; `Err` with it if none could start.

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{run_later, wait_idle, Busy, Job, GIVE_UP, MAX_DETACHED, MAX_QUEUED, MAX_TAKERS};
+use super::{
+    retry, run_later, wait_idle, Busy, Job, GIVE_UP, MAX_DETACHED, MAX_QUEUED, MAX_TAKERS,
+};
 
 thread_local! {
     /// Set by a test: no closing thread starts from this thread, as where the process may
@@ -156,24 +158,6 @@ fn a_job_past_a_full_queue_runs_at_once() {
     );
 }
 
-/// Where no closing thread can start, a job waits for the watcher to start one: it ran on the
-/// thread that queued it (herd's event loop), which a close that a hung filesystem keeps
-/// waiting, or a lingering socket's, then held.
-#[test]
-fn a_job_no_thread_could_take_never_runs_on_the_caller() {
-    if !alone("a_job_no_thread_could_take_never_runs_on_the_caller") {
-        return;
-    }
-    NO_THREADS.with(|no| no.set(true));
-    let (tx, rx) = mpsc::channel();
-    run_later(Job::new(move || {
-        let name = std::thread::current().name().map(str::to_string);
-        tx.send(name).unwrap_or(());
-    }));
-    let ran_on = rx.recv_timeout(Duration::from_secs(10));
-    assert_eq!(ran_on, Ok(Some("herd-closer".to_string())));
-}
-
 /// Past a full queue, at most [`MAX_DETACHED`] jobs run on threads of their own at once; the
 /// rest wait in the queue: each job that came while so many waited started one more thread,
 /// without bound, until the process could start no more (and no worker either).
@@ -220,4 +204,31 @@ fn jobs_on_threads_of_their_own_are_bounded() {
         );
     }
     assert_eq!(idle, Ok(()));
+}
+
+/// Where neither a closing thread nor the watcher can start, a job waits: it ran on the
+/// thread that queued it (herd's event loop), which a close that a hung filesystem keeps
+/// waiting, or a lingering socket's, then held. A retry from elsewhere (herd's loop, now and
+/// then) starts them once threads can start: their own retries wait for a next job, which a
+/// full notify queue never brings, and its datagrams stayed on it for good.
+#[test]
+fn a_job_no_thread_could_take_waits_for_a_retry_not_the_caller() {
+    if !alone("a_job_no_thread_could_take_waits_for_a_retry_not_the_caller") {
+        return;
+    }
+    NO_THREADS.with(|no| no.set(true));
+    let (tx, rx) = mpsc::channel();
+    run_later(Job::new(move || {
+        let name = std::thread::current().name().map(str::to_string);
+        tx.send(name).unwrap_or(());
+    }));
+    // Longer than the watcher's retries take, had it started.
+    let before = rx.recv_timeout(Duration::from_millis(500));
+    std::thread::spawn(retry).join().unwrap();
+    let after = rx.recv_timeout(Duration::from_secs(10));
+    assert!(
+        before.is_err(),
+        "the job ran with no thread to run it: {before:?}"
+    );
+    assert_eq!(after, Ok(Some("herd-closer".to_string())));
 }

@@ -72,6 +72,8 @@ impl Supervisor {
                 self.notified(Some((sender, worker)), b"READY=1", false);
             }
             Input::CheckSockets => {
+                // Threads that could not start (the pids limit reached) for files to release.
+                herd_sys::fd::retry_closing_threads();
                 self.check_sockets();
                 self.check_socket_files(sources, control_file, notify);
             }
