@@ -271,15 +271,13 @@ impl ExecPlan {
     /// filesystem), the probing thread with it. A reaper of this process's own group (herd's
     /// loop) may reap it first: the wait here then finds no child, and its pid could name
     /// another only if the kernel gave it out again at once (the whole pid space wrapped).
-    /// A child killed by a signal before it reported is [`Stage::Killed`]: its pipe closed as
-    /// at an exec, but nothing was checked.
+    /// Its child reports that its checks passed: one that ended before it reported (killed)
+    /// is [`Stage::Killed`], where its closed pipe once read as an exec.
     pub fn probe(&self) -> Result<(), SpawnError> {
         let pid = self.fork_exec(&[], &Stdio::default(), true)?;
-        // The child exits by itself at once (or was reaped already: ECHILD).
-        match wait_for(pid).map(|status| status.signal()) {
-            Ok(Some(signal)) => Err(SpawnError::killed(signal)),
-            _ => Ok(()),
-        }
+        // It said its checks passed, and exits at once (or was reaped already: ECHILD).
+        let _ = wait_for(pid);
+        Ok(())
     }
 
     fn fork_exec(
@@ -365,6 +363,12 @@ fn start_and_wait(
     drop(status_write);
     let pid = pid as u32;
     let result = match read_report(&status_read, pid) {
+        Ok(None) if child.probe => {
+            // A probe's child reports: it ended before it could.
+            let signal = wait_for(pid).ok().and_then(|status| status.signal());
+            Err(SpawnError::killed(signal))
+        }
+        Ok(Some(report)) if child.probe && report.step == ChildStep::Checked => Ok(pid),
         Ok(None) => Ok(pid),
         Ok(Some(report)) => {
             // The child has exited or is about to: reap it so no zombie is left.

@@ -86,7 +86,7 @@ impl Child<'_> {
             {
                 fail(status, ChildStep::Exec, 0);
             }
-            libc::_exit(0);
+            checked(status);
         }
 
         libc::execve(self.program, self.argv, self.envp);
@@ -263,6 +263,20 @@ unsafe fn fail(status: RawFd, step: ChildStep, limit: u32) -> ! {
     let report = Report { step, limit, errno }.encode();
     libc::write(status, report.as_ptr().cast(), report.len());
     libc::_exit(127)
+}
+
+/// Reports that a probe's checks passed ([`ChildStep::Checked`]), and exits: the parent
+/// tells a child killed before it finished (EOF with no report) from one that passed, whoever
+/// reaps it. Async-signal-safe.
+unsafe fn checked(status: RawFd) -> ! {
+    let report = Report {
+        step: ChildStep::Checked,
+        limit: 0,
+        errno: 0,
+    }
+    .encode();
+    libc::write(status, report.as_ptr().cast(), report.len());
+    libc::_exit(0)
 }
 
 /// Marks every fd from `first` up close-on-exec with `close_range(CLOSE_RANGE_CLOEXEC)`:

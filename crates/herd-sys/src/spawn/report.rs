@@ -52,10 +52,13 @@ pub(super) enum ChildStep {
     Credentials = 5,
     Chdir = 6,
     Limits = 7,
+    /// Not a failure: a probe's child passed its checks (see
+    /// [`ExecPlan::probe`](super::ExecPlan::probe)).
+    Checked = 8,
 }
 
 impl ChildStep {
-    const ALL: [ChildStep; 7] = [
+    const ALL: [ChildStep; 8] = [
         ChildStep::ProcessGroup,
         ChildStep::Signals,
         ChildStep::Fds,
@@ -63,6 +66,7 @@ impl ChildStep {
         ChildStep::Credentials,
         ChildStep::Chdir,
         ChildStep::Limits,
+        ChildStep::Checked,
     ];
 
     fn from_wire(code: u32) -> Option<ChildStep> {
@@ -78,6 +82,8 @@ impl ChildStep {
             ChildStep::Credentials => Stage::Credentials,
             ChildStep::Chdir => Stage::Chdir,
             ChildStep::Limits => Stage::Limits,
+            // Only a probe's child says so, and only a probe expects it.
+            ChildStep::Checked => Stage::Report,
         }
     }
 }
@@ -142,14 +148,16 @@ pub struct SpawnError {
 }
 
 impl SpawnError {
-    /// A probe's child killed by `signal` before it finished ([`Stage::Killed`]).
-    pub(super) fn killed(signal: i32) -> SpawnError {
+    /// A probe's child that ended before it reported ([`Stage::Killed`]): killed by `signal`,
+    /// if its status was seen (another reaper may have taken it).
+    pub(super) fn killed(signal: Option<i32>) -> SpawnError {
+        let how = match signal {
+            Some(signal) => format!("was killed by signal {signal}"),
+            None => "ended before it reported (killed, most likely)".to_string(),
+        };
         SpawnError {
             stage: Stage::Killed,
-            error: io::Error::new(
-                io::ErrorKind::Other,
-                format!("the check was killed by signal {signal}; try again"),
-            ),
+            error: io::Error::new(io::ErrorKind::Other, format!("the check {how}; try again")),
             limit: None,
         }
     }

@@ -414,7 +414,8 @@ fn child_waiting_on_fuse() -> Option<i32> {
 
 /// A probe whose child is killed before it reports fails: its status pipe closed as at an
 /// exec, so the probe passed with nothing checked (here its `--chdir` waited on a FUSE mount
-/// whose daemon never answers, and an operator killed it).
+/// whose daemon never answers, and an operator killed it), also when another reaper (herd's
+/// loop, here this thread) took the child's status first.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_probe_whose_child_is_killed_fails() {
@@ -434,8 +435,12 @@ fn a_probe_whose_child_is_killed_fails() {
     });
     let waiting = child_waiting_on_fuse();
     if let Some(pid) = waiting {
-        // SAFETY: kill with the pid of our own child, not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        // SAFETY: kill with the pid of our own child, not reaped yet; then reap it, as herd's
+        // loop may (the probe's own wait may come first).
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
     }
     let probed = rx.recv_timeout(std::time::Duration::from_secs(10));
     // Whatever still waits on the filesystem ends here.
