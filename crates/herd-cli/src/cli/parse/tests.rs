@@ -162,6 +162,16 @@ fn huge_numbers_are_called_too_large() {
     assert!(parse_workers(huge).unwrap_err().contains("at most 4096"));
     assert!(parse_slot(huge).unwrap_err().contains("slots 0 to 4095"));
     assert!(parse_slot("4096").unwrap_err().contains("too large"));
+    // RLIM_INFINITY written as a number is not a limit: 'unlimited' says so.
+    let infinity = herd_sys::process::RLIM_INFINITY.to_string();
+    let e = parse_rlimit(&format!("nofile={infinity}")).unwrap_err();
+    let most = herd_sys::process::RLIM_INFINITY - 1;
+    assert!(
+        e.contains(&format!(
+            "too large: the maximum is {most}; write 'unlimited'"
+        )),
+        "{e}"
+    );
     assert!(parse_rlimit(&format!("as={huge}9"))
         .unwrap_err()
         .contains("too large"));

@@ -28,16 +28,20 @@ pub(in crate::cli) fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
              memlock"
         )
     })?;
+    // The largest limit this system takes below "unlimited" (rlim_t is signed on the BSDs).
+    let most = herd_sys::process::RLIM_INFINITY - 1;
+    let too_large = |n: &str| {
+        format!("'{n}' is too large: the maximum is {most}; write 'unlimited' for no limit")
+    };
     let number = |n: &str| -> Result<u64, String> {
         match n {
             "unlimited" | "infinity" => Ok(herd_sys::process::RLIM_INFINITY),
-            n => minus_zero(n).parse().map_err(|_| match all_digits(n) {
-                true => format!(
-                    "'{n}' is too large: the maximum is {}; write 'unlimited' for no limit",
-                    u64::MAX - 1
-                ),
-                false => format!("'{n}' is not a number (or 'unlimited')"),
-            }),
+            n => match minus_zero(n).parse::<u64>() {
+                Ok(value) if value > most => Err(too_large(n)),
+                Ok(value) => Ok(value),
+                Err(_) if all_digits(n) => Err(too_large(n)),
+                Err(_) => Err(format!("'{n}' is not a number (or 'unlimited')")),
+            },
         }
     };
     let (soft, hard) = match limits.split_once(':') {
