@@ -130,7 +130,8 @@ pub fn inspect(fd: BorrowedFd<'_>) -> io::Result<Option<SocketInfo>> {
     }))
 }
 
-fn getsockopt_int(raw: i32, opt: libc::c_int) -> io::Result<libc::c_int> {
+/// `SOL_SOCKET` option `opt` of socket `raw`, an int.
+pub(crate) fn getsockopt_int(raw: i32, opt: libc::c_int) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes one c_int into `value`, whose size we pass.

@@ -191,18 +191,10 @@ fn recv_closing_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    let n = loop {
-        // SAFETY: recvmsg writes into the buffers described by `msg`.
-        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, imp::RECV_FLAGS) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(err),
-        }
+    // SAFETY: `msg` describes buffers that outlive the call.
+    let n = match unsafe { receive(socket, &mut msg, imp::RECV_FLAGS)? } {
+        Some(n) => n,
+        None => return Ok(None),
     };
     let mut sender_pid = None;
     // SAFETY: `msg` is what recvmsg just filled; SCM_RIGHTS data is an array of fds the kernel
@@ -218,6 +210,31 @@ fn recv_closing_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option
         truncated: n > buf.len() || msg.msg_flags & libc::MSG_TRUNC != 0,
         sender_pid,
     }))
+}
+
+/// `recvmsg` of one datagram from `socket` into `msg` with `flags`, again when interrupted:
+/// its length, `None` when none is waiting (`flags` hold `MSG_DONTWAIT`).
+///
+/// # Safety
+///
+/// `msg` describes buffers valid for writes for the call.
+unsafe fn receive(
+    socket: BorrowedFd<'_>,
+    msg: &mut libc::msghdr,
+    flags: libc::c_int,
+) -> io::Result<Option<usize>> {
+    loop {
+        let n = libc::recvmsg(socket.as_raw_fd(), msg, flags);
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::WouldBlock => return Ok(None),
+            io::ErrorKind::Interrupted => continue,
+            _ => return Err(err),
+        }
+    }
 }
 
 /// Calls `each` with every control message `msg` holds: its level, type, data and the data's

@@ -117,22 +117,7 @@ struct Read {
 
 /// `socket`'s `SOL_SOCKET` option `option`.
 fn get_option(socket: BorrowedFd<'_>, option: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `value`, which is that long.
-    let rc = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(value)
+    crate::socket::getsockopt_int(socket.as_raw_fd(), option)
 }
 
 /// Reads one datagram from `socket` into `buf` without blocking (`flags`: `MSG_PEEK` or
@@ -152,20 +137,12 @@ fn read(socket: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Resul
     // SAFETY: CMSG_SPACE is arithmetic.
     msg.msg_controllen =
         unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) } as _;
-    let n = loop {
-        // SAFETY: recvmsg writes into the buffers described by `msg`. The socket's credentials
-        // are on (`start_peeking`), and the kernel puts them first: they fill the control
-        // buffer, and fds find no room (MSG_CTRUNC), so none is installed.
-        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, flags | RECV_FLAGS) };
-        if n >= 0 {
-            break n as usize;
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::WouldBlock => return Ok(None),
-            io::ErrorKind::Interrupted => continue,
-            _ => return Err(err),
-        }
+    // SAFETY: `msg` describes buffers that outlive the call. The socket's credentials are on
+    // (`start_peeking`), and the kernel puts them first: they fill the control buffer, and fds
+    // find no room (MSG_CTRUNC), so none is installed.
+    let n = match unsafe { super::receive(socket, &mut msg, flags | RECV_FLAGS)? } {
+        Some(n) => n,
+        None => return Ok(None),
     };
     let mut sender_pid = None;
     // SAFETY: `msg` is what recvmsg just filled; an SCM_RIGHTS message in it holds fds the
