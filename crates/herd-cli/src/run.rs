@@ -15,6 +15,7 @@ use crate::output;
 use crate::spec::{self, Listener, SocketFile, SocketKind};
 use crate::supervisor::einhorn::EinhornSocket;
 use crate::supervisor::notify::NotifySocket;
+use crate::supervisor::notify_dir::WorkerUser;
 use crate::supervisor::pool;
 use crate::supervisor::reexec;
 use crate::supervisor::{Control, Supervisor};
@@ -102,12 +103,13 @@ pub fn run(
     } = paths;
     let notify_path = control_path.with_extension(format!("{pid}.notify"));
     // Workers running as another user cannot reach herd's private directory: their notify
-    // socket lives in Linux's abstract namespace (senders are still checked by pid), under a
-    // random name that no other user can occupy in advance.
-    let mut notify = if args.user.is_some() && cfg!(target_os = "linux") {
-        NotifySocket::bind_abstract_unique()?
-    } else {
-        NotifySocket::bind(&notify_path, uid)?
+    // socket is theirs, in a directory of its own that they can reach.
+    let mut notify = match workers_of_another_user(&args, uid)? {
+        Some((workers_uid, gids)) => NotifySocket::bind_for(WorkerUser {
+            uid: workers_uid,
+            gids: &gids,
+        })?,
+        None => NotifySocket::bind(&notify_path, uid)?,
     };
     notify.einhorn = einhorn_socket(&args, &control_path, None)?;
     let listeners = bind_listeners(&args, inherited, store.as_mut())?;
@@ -198,9 +200,10 @@ fn resume(
     let listeners = resume::listeners(&state.listeners, fds, groups);
     let notify_file = file(state.notify.file.clone());
     let mut notify = NotifySocket::restore(notify, notify_file, state.notify.dir)?;
+    let uid = herd_sys::process::effective_uid();
+    notify.restore_for(workers_of_another_user(&args, uid)?.map(|(workers, _)| workers));
     let einhorn = einhorn.zip(state.einhorn.as_ref().map(|e| file(e.file.clone())));
     notify.einhorn = einhorn_socket(&args, &state.control.file.0, einhorn)?;
-    let uid = herd_sys::process::effective_uid();
     let policy = policy(&args, uid)?;
     let control_file = file(state.control.file.clone());
     let control = Control {
@@ -324,6 +327,18 @@ fn einhorn_socket(
     }
     let path = control.with_extension(format!("{}.ack", std::process::id()));
     Ok(Some(EinhornSocket::bind(&path)?))
+}
+
+/// With `--user` naming another user than herd's `uid`: the workers' uid and gids.
+fn workers_of_another_user(args: &RunArgs, uid: u32) -> Result<Option<(u32, Vec<u32>)>, Failure> {
+    let Some(user) = &args.user else {
+        return Ok(None);
+    };
+    let credentials =
+        crate::command::credentials(user, args.group.as_deref()).map_err(Failure::Usage)?;
+    Ok(credentials
+        .filter(|&(workers, ..)| workers != uid)
+        .map(|(workers, _, gids)| (workers, gids)))
 }
 
 /// Who may use the control socket: herd's `uid`, root, and what `--control-allow-*` names

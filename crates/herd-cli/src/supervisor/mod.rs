@@ -78,6 +78,8 @@ mod linger;
 #[cfg(unix)]
 pub(crate) mod notify;
 #[cfg(unix)]
+pub(crate) mod notify_dir;
+#[cfg(unix)]
 mod orphans;
 #[cfg(unix)]
 pub(crate) mod reexec;

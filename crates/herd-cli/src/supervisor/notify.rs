@@ -3,7 +3,6 @@
 //! vouches for (`SCM_CREDENTIALS`): a worker, or a descendant of one (such as
 //! `systemd-notify` run by a shell-script worker). Anything else is ignored.
 
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -11,8 +10,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use socket2::{Domain, SockAddr, Socket, Type};
 
-use crate::logging::LogEvent;
 use crate::spec::SocketFile;
+
+use super::notify_dir::{NotifyDir, WorkerUser};
 
 pub use super::rate_limit::RateLimit;
 
@@ -34,6 +34,10 @@ pub struct NotifySocket {
     /// With `--compat einhorn`: where workers acknowledge einhorn's way, another way to say
     /// `READY=1`.
     pub einhorn: Option<super::einhorn::EinhornSocket>,
+    /// With workers of another user (`--user`): their uid, whose the socket's file is.
+    workers_uid: Option<u32>,
+    /// The directory herd made for it with `--user` (removed after the file, as herd stops).
+    made_dir: Option<NotifyDir>,
 }
 
 impl NotifySocket {
@@ -63,7 +67,29 @@ impl NotifySocket {
             _file: file,
             dir: super::socket_files::dir_identity(path),
             einhorn: None,
+            workers_uid: None,
+            made_dir: None,
         })
+    }
+
+    /// Binds the notify socket of workers of another user (`--user`) in a directory of its own
+    /// ([`notify_dir`](super::notify_dir)): the socket is theirs (0600), so that they and root
+    /// alone can send to it.
+    pub fn bind_for(workers: WorkerUser<'_>) -> anyhow::Result<NotifySocket> {
+        let dir = NotifyDir::create(&std::env::temp_dir(), workers)?;
+        let mut socket = NotifySocket::bind(&dir.socket(), herd_sys::process::effective_uid())?;
+        super::notify_dir::give(&socket.path, workers.uid)?;
+        dir.open()?;
+        socket.workers_uid = Some(workers.uid);
+        socket.made_dir = Some(dir);
+        Ok(socket)
+    }
+
+    /// After a re-exec: the socket's file is `workers_uid`'s (`--user`), and its directory is
+    /// herd's to remove if the previous image made it.
+    pub fn restore_for(&mut self, workers_uid: Option<u32>) {
+        self.workers_uid = workers_uid;
+        self.made_dir = NotifyDir::adopt(&self.path, self.dir);
     }
 }
 
@@ -104,42 +130,7 @@ pub(super) fn remove_stale(path: &Path, uid: u32) {
     }
 }
 
-/// How many random names are tried before giving up: a clash means someone guessed 128 random
-/// bits, so a second one already says something is wrong.
-const ABSTRACT_ATTEMPTS: usize = 8;
-
 impl NotifySocket {
-    /// Binds a notify socket in Linux's abstract namespace under a name nobody can guess
-    /// (`@herd-notify-` and 128 random bits): another user cannot occupy it in advance to stop
-    /// herd from starting. A name already taken is replaced by a fresh one.
-    pub fn bind_abstract_unique() -> anyhow::Result<NotifySocket> {
-        bind_first_free(|| {
-            let mut bytes = [0u8; 16];
-            getrandom::fill(&mut bytes).map_err(|e| {
-                anyhow::anyhow!("cannot name the notify socket: no randomness: {e}")
-            })?;
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            Ok(format!("herd-notify-{hex}"))
-        })
-    }
-
-    /// Binds a notify socket in Linux's abstract namespace (`@name`): no file, reachable by
-    /// workers of any user; senders are still attributed by their kernel-checked pid.
-    fn bind_abstract(name: &str) -> anyhow::Result<NotifySocket> {
-        let socket = bind_abstract_socket(name)
-            .with_context(|| format!("cannot create the notify socket @{name}"))?;
-        herd_sys::notify::enable_credentials(socket.as_fd())?;
-        let path = PathBuf::from(format!("@{name}"));
-        Ok(NotifySocket {
-            socket: std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)),
-            // No file to remove; inode 0 never matches a real one.
-            _file: SocketFile::from_parts(path.clone(), 0, 0),
-            path,
-            dir: None,
-            einhorn: None,
-        })
-    }
-
     /// The socket's file.
     pub fn file(&self) -> &SocketFile {
         &self._file
@@ -159,7 +150,21 @@ impl NotifySocket {
         }
         let path = path.to_path_buf();
         super::socket_files::in_dir_bound(&path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
-        let fresh = NotifySocket::bind(&path, herd_sys::process::effective_uid())?;
+        // Closed to others until the new file is the workers' alone.
+        if let Some(dir) = &self.made_dir {
+            dir.close()?;
+        }
+        let fresh =
+            NotifySocket::bind(&path, herd_sys::process::effective_uid()).and_then(|f| match self
+                .workers_uid
+            {
+                Some(uid) => super::notify_dir::give(&path, uid).map(|()| f),
+                None => Ok(f),
+            });
+        if let Some(dir) = &self.made_dir {
+            dir.open()?;
+        }
+        let fresh = fresh?;
         self._file = fresh._file;
         Ok(Some(std::mem::replace(&mut self.socket, fresh.socket)))
     }
@@ -201,46 +206,10 @@ impl NotifySocket {
             dir: dir.or_else(|| super::socket_files::dir_holding(path, (dev, ino))),
             _file: file,
             einhorn: None,
+            workers_uid: None,
+            made_dir: None,
         })
     }
-}
-
-/// Binds at the first name from `names` that nobody holds, trying [`ABSTRACT_ATTEMPTS`].
-fn bind_first_free(
-    mut names: impl FnMut() -> anyhow::Result<String>,
-) -> anyhow::Result<NotifySocket> {
-    let mut taken = Vec::new();
-    for _ in 0..ABSTRACT_ATTEMPTS {
-        let name = names()?;
-        match NotifySocket::bind_abstract(&name) {
-            Err(e) if in_use(&e) => {
-                tracing::warn!(event = LogEvent::SetupNote.as_str(), name = %format!("@{name}"), "the notify socket's name is taken; trying another");
-                taken.push(name);
-            }
-            other => return other,
-        }
-    }
-    bail!(
-        "cannot create the notify socket: {} random abstract names were all taken (the last \
-         @{}); something is occupying names on purpose: look for it with 'ss -xlp'",
-        taken.len(),
-        taken.last().map_or("", String::as_str)
-    )
-}
-
-fn in_use(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.raw_os_error() == Some(libc::EADDRINUSE))
-}
-
-fn bind_abstract_socket(name: &str) -> std::io::Result<Socket> {
-    let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
-    socket.set_nonblocking(true)?;
-    let mut raw = vec![0u8];
-    raw.extend_from_slice(name.as_bytes());
-    socket.bind(&SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?)?;
-    Ok(socket)
 }
 
 /// Receives one datagram, for `tokio`'s `try_io`: `WouldBlock` when none is waiting. The
@@ -285,29 +254,6 @@ pub fn attribute(sender: u32, is_worker: impl Fn(u32) -> bool) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn abstract_names_are_unguessable_and_clashes_retried() {
-        let a = NotifySocket::bind_abstract_unique().unwrap();
-        let b = NotifySocket::bind_abstract_unique().unwrap();
-        let name = a.path.to_str().unwrap();
-        assert!(
-            name.starts_with("@herd-notify-") && name.len() == 13 + 32,
-            "{name}"
-        );
-        assert_ne!(a.path, b.path);
-        assert!(!name.contains(&std::process::id().to_string()));
-        // Someone holds the first name: the next one is used.
-        let held = a.path.to_str().unwrap()[1..].to_string();
-        let mut names = vec![Ok(held.clone()), Ok("herd-notify-test-free".to_string())].into_iter();
-        let c = bind_first_free(|| names.next().unwrap()).unwrap();
-        assert_eq!(c.path.to_str(), Some("@herd-notify-test-free"));
-        // Every name taken: a one-line error, no endless loop.
-        let e = bind_first_free(|| Ok(held.clone()))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("were all taken"), "{e}");
-    }
 
     /// Across a re-exec, a directory removed and made again before the new image looked is
     /// not taken for herd's: its socket is not bound again there.

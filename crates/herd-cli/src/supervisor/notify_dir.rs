@@ -1,0 +1,383 @@
+//! Where a herd whose workers run as another user (`--user`) puts their notify socket: a
+//! directory of its own in the temporary directory (`herd-notify-` and 128 random bits), herd's
+//! user's, that others may pass through but not list or write (0711), holding the socket
+//! `notify`, which belongs to the workers' user (0600). Only that user and root can send to it:
+//! any other local user is refused by the kernel (`EACCES`) before herd reads a byte.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::socket_files::{dir_identity, DirIdentity};
+
+/// The directory's name before its random part.
+const PREFIX: &str = "herd-notify-";
+/// The socket's name in it.
+const SOCKET: &str = "notify";
+/// How many random names are tried: a clash means someone guessed 128 random bits, so a
+/// second one already says something is wrong.
+const ATTEMPTS: usize = 8;
+/// An empty directory of the kind is left alone this long: a herd may have just made it.
+const EMPTY_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The workers' user: who may send.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerUser<'a> {
+    /// Their uid.
+    pub uid: u32,
+    /// Their gids, primary and supplementary.
+    pub gids: &'a [u32],
+}
+
+/// A notify directory herd made; removed (once empty) when dropped, if it is still the one
+/// herd made.
+#[derive(Debug)]
+pub struct NotifyDir {
+    path: PathBuf,
+    identity: DirIdentity,
+}
+
+impl NotifyDir {
+    /// Makes a fresh directory in `base`, closed to everyone but herd's user (0700) until
+    /// [`open`](Self::open): removes those of herds that are gone first, and checks that
+    /// `workers` can pass through `base` to reach it.
+    pub fn create(base: &Path, workers: WorkerUser<'_>) -> anyhow::Result<NotifyDir> {
+        remove_stale(base, herd_sys::process::effective_uid());
+        reachable(base, workers).map_err(anyhow::Error::msg)?;
+        create_first_free(base, random_name)
+    }
+
+    /// Takes over the directory of `socket`, a notify socket a previous image of this process
+    /// bound (`dir`: the directory it was bound in, as handed over), if it is one herd makes.
+    pub fn adopt(socket: &Path, dir: Option<DirIdentity>) -> Option<NotifyDir> {
+        let path = socket.parent()?;
+        let name = path.file_name()?.to_str()?;
+        let identity = dir_identity(socket)?;
+        let ours = is_name(name)
+            && socket.file_name() == Some(SOCKET.as_ref())
+            && dir == Some(identity)
+            && std::fs::symlink_metadata(path)
+                .is_ok_and(|m| m.uid() == herd_sys::process::effective_uid());
+        ours.then(|| NotifyDir {
+            path: path.to_path_buf(),
+            identity,
+        })
+    }
+
+    /// Where the socket goes.
+    pub fn socket(&self) -> PathBuf {
+        self.path.join(SOCKET)
+    }
+
+    /// Lets others pass through (0711) once the socket in it is the workers' alone.
+    pub fn open(&self) -> anyhow::Result<()> {
+        self.set_mode(0o711)
+    }
+
+    /// Closes it to others (0700) while its socket is bound anew.
+    pub fn close(&self) -> anyhow::Result<()> {
+        self.set_mode(0o700)
+    }
+
+    fn set_mode(&self, mode: u32) -> anyhow::Result<()> {
+        if dir_identity(&self.socket()) != Some(self.identity) {
+            bail!(
+                "{} is not the directory herd made (removed, or replaced)",
+                self.path.display()
+            );
+        }
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set mode {mode:o} on {}", self.path.display()))
+    }
+}
+
+impl Drop for NotifyDir {
+    fn drop(&mut self) {
+        if dir_identity(&self.socket()) != Some(self.identity) {
+            return;
+        }
+        if let Err(e) = std::fs::remove_dir(&self.path) {
+            tracing::warn!(event = crate::logging::LogEvent::SystemError.as_str(), path = %self.path.display(), "cannot remove the notify socket's directory: {e}");
+        }
+    }
+}
+
+/// Gives the socket at `path` to the workers' user (`uid`), mode 0600.
+pub fn give(path: &Path, uid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::lchown(path, Some(uid), None)
+        .with_context(|| format!("cannot give {} to the workers' uid {uid}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set mode 600 on {}", path.display()))
+}
+
+fn is_name(name: &str) -> bool {
+    name.strip_prefix(PREFIX).is_some_and(|hex| {
+        hex.len() == 32 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+fn random_name() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot name the notify directory: no randomness: {e}"))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{PREFIX}{hex}"))
+}
+
+/// Makes the directory at the first name from `names` that nobody holds (another user may
+/// have made one there first), trying [`ATTEMPTS`].
+fn create_first_free(
+    base: &Path,
+    mut names: impl FnMut() -> anyhow::Result<String>,
+) -> anyhow::Result<NotifyDir> {
+    let mut last = PathBuf::new();
+    for _ in 0..ATTEMPTS {
+        let path = base.join(names()?);
+        // Longer than a socket's path may be (`sun_path`, 108 bytes with its NUL).
+        let socket = path.join(SOCKET);
+        if socket.as_os_str().len() > 107 {
+            bail!(
+                "cannot create the notify socket {}: the path is longer than 107 bytes; set \
+                 TMPDIR to a shorter directory that the workers' user can pass through (/tmp)",
+                socket.display()
+            );
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+            Ok(()) => {
+                let identity = dir_identity(&socket)
+                    .with_context(|| format!("cannot inspect {}", path.display()))?;
+                let dir = NotifyDir { path, identity };
+                // The umask may have narrowed the mode; it never widens it.
+                dir.close()?;
+                return Ok(dir);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(event = crate::logging::LogEvent::SetupNote.as_str(), path = %path.display(), "the notify directory's name is taken; trying another");
+                last = path;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot create the notify directory {}: set TMPDIR to a directory \
+                         herd may write and the workers' user can pass through (/tmp)",
+                        path.display()
+                    )
+                })
+            }
+        }
+    }
+    bail!(
+        "cannot create the notify directory: {ATTEMPTS} random names were all taken (the last \
+         {}); something is occupying names on purpose",
+        last.display()
+    )
+}
+
+/// Checks that `workers` can pass through every directory down to `base`, by the mode bits
+/// (an ACL granting more is not seen): else their `READY=1` would never arrive.
+fn reachable(base: &Path, workers: WorkerUser<'_>) -> Result<(), String> {
+    if workers.uid == 0 {
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(base).map_err(|e| {
+        format!(
+            "cannot use {} for the notify socket: {e}; set TMPDIR to a directory the \
+             workers' user can pass through (/tmp)",
+            base.display()
+        )
+    })?;
+    for dir in real.ancestors() {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        let bit = if meta.uid() == workers.uid {
+            0o100
+        } else if workers.gids.contains(&meta.gid()) {
+            0o010
+        } else {
+            0o001
+        };
+        if mode & bit == 0 {
+            return Err(format!(
+                "the workers' uid {} cannot pass through {} (mode {:o}, uid {}, gid {}) to \
+                 reach their notify socket: set TMPDIR to a directory they can pass through \
+                 (/tmp)",
+                workers.uid,
+                dir.display(),
+                mode & 0o7777,
+                meta.uid(),
+                meta.gid()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the notify directories in `base` of `uid`'s herds that are gone (killed with
+/// SIGKILL): their socket refuses a connection (nothing is bound to it), or, with no socket,
+/// they have been empty for a minute.
+pub fn remove_stale(base: &Path, uid: u32) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_str().is_some_and(is_name) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() || meta.uid() != uid {
+            continue;
+        }
+        let socket = dir.join(SOCKET);
+        let gone = match std::fs::symlink_metadata(&socket) {
+            Ok(_) => unbound(&socket) && std::fs::remove_file(&socket).is_ok(),
+            Err(e) => {
+                e.kind() == io::ErrorKind::NotFound
+                    && meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|age| age >= EMPTY_GRACE)
+            }
+        };
+        if gone {
+            let _ = std::fs::remove_dir(&dir);
+        }
+    }
+}
+
+/// Whether nothing is bound to the datagram socket at `path` any more.
+fn unbound(path: &Path) -> bool {
+    let Ok(probe) = std::os::unix::net::UnixDatagram::unbound() else {
+        return false;
+    };
+    probe
+        .connect(path)
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> WorkerUser<'static> {
+        WorkerUser {
+            uid: herd_sys::process::effective_uid(),
+            gids: &[],
+        }
+    }
+
+    #[test]
+    fn names_are_unguessable_and_clashes_retried() {
+        let base = tempfile::tempdir().unwrap();
+        let a = NotifyDir::create(base.path(), me()).unwrap();
+        let b = NotifyDir::create(base.path(), me()).unwrap();
+        let name = a.path.file_name().unwrap().to_str().unwrap().to_string();
+        assert!(is_name(&name), "{name}");
+        assert_ne!(a.path, b.path);
+        assert!(!name.contains(&std::process::id().to_string()));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&a.path), 0o700, "closed until opened");
+        a.open().unwrap();
+        assert_eq!(mode(&a.path), 0o711);
+        // Someone holds the first name: the next one is used.
+        let mut names = vec![Ok(name.clone()), Ok(format!("{PREFIX}{}", "0".repeat(32)))];
+        names.reverse();
+        let c = create_first_free(base.path(), || names.pop().unwrap()).unwrap();
+        assert!(c.path.ends_with(format!("{PREFIX}{}", "0".repeat(32))));
+        // Every name taken: a one-line error, no endless loop.
+        let e = create_first_free(base.path(), || Ok(name.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("were all taken"), "{e}");
+        // Dropped: gone, once empty.
+        let path = a.path.clone();
+        drop(a);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_directory_made_anew_is_neither_adopted_nor_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = NotifyDir::create(base.path(), me()).unwrap();
+        let socket = dir.socket();
+        let _bound = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+        let handed = Some(dir.identity);
+        assert!(NotifyDir::adopt(&socket, handed).is_some());
+        assert!(NotifyDir::adopt(&socket, None).is_none());
+        let other = base.path().join("elsewhere").join(SOCKET);
+        assert!(NotifyDir::adopt(&other, handed).is_none());
+        // Replaced behind herd's back: not herd's to remove.
+        std::fs::remove_dir_all(&dir.path).unwrap();
+        std::fs::create_dir(&dir.path).unwrap();
+        std::fs::write(dir.path.join("theirs"), "").unwrap();
+        assert!(dir.open().is_err());
+        let path = dir.path.clone();
+        drop(dir);
+        assert!(path.join("theirs").exists());
+    }
+
+    #[test]
+    fn stale_directories_are_removed_and_live_ones_kept() {
+        let base = tempfile::tempdir().unwrap();
+        let uid = herd_sys::process::effective_uid();
+        let live = NotifyDir::create(base.path(), me()).unwrap();
+        let _bound = std::os::unix::net::UnixDatagram::bind(live.socket()).unwrap();
+        let dead = NotifyDir::create(base.path(), me()).unwrap();
+        drop(std::os::unix::net::UnixDatagram::bind(dead.socket()).unwrap());
+        let fresh = NotifyDir::create(base.path(), me()).unwrap();
+        let other = base.path().join("herd-notify-other");
+        std::fs::create_dir(&other).unwrap();
+        remove_stale(base.path(), uid);
+        assert!(live.socket().exists());
+        assert!(!dead.path.exists(), "its socket's herd is gone");
+        assert!(fresh.path.exists(), "empty, but just made");
+        assert!(other.exists(), "not a name herd makes");
+        remove_stale(base.path(), uid + 1);
+        assert!(live.path.exists());
+        std::fs::remove_file(live.socket()).unwrap();
+    }
+
+    #[test]
+    fn workers_that_cannot_pass_through_are_refused_in_one_line() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let closed = base.path().join("closed");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&closed)
+            .unwrap();
+        let uid = herd_sys::process::effective_uid();
+        let stranger = WorkerUser {
+            uid: uid.wrapping_add(12345).max(1),
+            gids: &[],
+        };
+        let e = NotifyDir::create(&closed, stranger)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cannot pass through") && e.contains("TMPDIR"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "{e}");
+        // Its group may: through.
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o710)).unwrap();
+        let gid = std::fs::metadata(&closed).unwrap().gid();
+        let member = WorkerUser {
+            gids: &[gid],
+            ..stranger
+        };
+        assert!(reachable(&closed, member).is_ok());
+        assert!(reachable(&closed, stranger).is_err());
+        let long = base.path().join("d".repeat(90));
+        std::fs::create_dir(&long).unwrap();
+        let e = NotifyDir::create(&long, me()).unwrap_err().to_string();
+        assert!(e.contains("longer than 107 bytes"), "{e}");
+    }
+}
