@@ -3,9 +3,10 @@
 //! client closes the connection.
 //!
 //! The control server runs on the supervisor's thread, so the lines are turned into JSON on a
-//! blocking thread of their own ([`produce`]) and only written out here: a client asking for
-//! 10 000 lines, or following a flood, costs the supervisor a write per 64 KiB. At most
-//! [`MAX_FOLLOWERS`] clients follow at once.
+//! thread of their own ([`produce`]) and only written out here: a client asking for 10 000
+//! lines, or following a flood, costs the supervisor a write per 64 KiB. At most
+//! [`MAX_FOLLOWERS`] clients follow at once, and [`MAX_READERS`] others are read at once. Where
+//! no thread can start (a process limit), the client is told so in one line.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::TryRecvError;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::lines::IDLE_TIMEOUT;
 use super::protocol::{Command, ErrorCode, Response, VERSION};
@@ -32,6 +33,13 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(50);
 
 /// The clients following now.
 static FOLLOWERS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many clients that do not follow have their lines read at once, each on a thread of its
+/// own; more wait their turn.
+const MAX_READERS: usize = 32;
+
+/// The turns of the clients that do not follow.
+static READERS: Semaphore = Semaphore::const_new(MAX_READERS);
 
 /// Answers `command` if it is `logs` (the control servers' hook, before a request goes to
 /// the supervisor): `None` if it is not, else whether the connection takes more requests
@@ -92,12 +100,30 @@ async fn answer<W: AsyncWrite + Unpin>(
         }
         false => None,
     };
+    // A follower holds its seat; any other client waits for a reader's turn.
+    let turn = match seat {
+        Some(_) => None,
+        None => READERS.acquire().await.ok(),
+    };
     let (chunks_tx, mut chunks) = mpsc::channel(4);
     let output = Arc::clone(output);
-    tokio::task::spawn_blocking(move || {
-        let _seat = seat;
-        produce(&output, slot, lines, follow, &chunks_tx)
-    });
+    let reader = std::thread::Builder::new()
+        .name("herd-logs".to_string())
+        .spawn(move || {
+            let _held = (seat, turn);
+            produce(&output, slot, lines, follow, &chunks_tx)
+        });
+    if let Err(e) = reader {
+        let refusal: Response = Response::error(
+            ErrorCode::Unavailable,
+            format!(
+                "herd cannot start a thread to read the lines: {e}; try again once it runs \
+                 fewer (a process limit is reached: ulimit -u, or a pids cgroup's pids.max)"
+            ),
+        );
+        let _ = send(write, &refusal.to_line()).await;
+        return;
+    }
     let mut probe = [0u8; 64];
     // Whether the follower's connection may still be read: a follower sends nothing more, so
     // anything means it is gone, and so does the end unless it only shut down its writing
@@ -143,7 +169,7 @@ impl Drop for Seat {
     }
 }
 
-/// On a blocking thread: the answer and the recent lines as frames, then with `follow` every
+/// On a thread of its own: the answer and the recent lines as frames, then with `follow` every
 /// new line, in chunks of about [`CHUNK`] bytes sent to `chunks`, until its receiver is gone.
 fn produce(
     output: &Output,
