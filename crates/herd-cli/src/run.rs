@@ -111,7 +111,7 @@ pub fn run(
         })?,
         None => NotifySocket::bind(&notify_path, uid)?,
     };
-    notify.einhorn = einhorn_socket(&args, &control_path, None)?;
+    einhorn_socket(&args, &control_path, None, &mut notify)?;
     let listeners = bind_listeners(&args, inherited, store.as_mut())?;
     let takeover = args.takeover.clone().zip(old_herd).map(OldHerd::takeover);
     let control = Control {
@@ -200,10 +200,10 @@ fn resume(
     let listeners = resume::listeners(&state.listeners, fds, groups);
     let notify_file = file(state.notify.file.clone());
     let mut notify = NotifySocket::restore(notify, notify_file, state.notify.dir)?;
-    let uid = herd_sys::process::effective_uid();
-    notify.restore_for(workers_of_another_user(&args, uid)?.map(|(workers, _)| workers));
+    notify.restore_for(state.notify.owner);
     let einhorn = einhorn.zip(state.einhorn.as_ref().map(|e| file(e.file.clone())));
-    notify.einhorn = einhorn_socket(&args, &state.control.file.0, einhorn)?;
+    einhorn_socket(&args, &state.control.file.0, einhorn, &mut notify)?;
+    let uid = herd_sys::process::effective_uid();
     let policy = policy(&args, uid)?;
     let control_file = file(state.control.file.clone());
     let control = Control {
@@ -302,31 +302,34 @@ pub(crate) fn worker_command(
     WorkerCommand::new(&args.command, names, extra_env, options).map_err(Failure::Usage)
 }
 
-/// With `--compat einhorn`, the socket of einhorn's acknowledgements: the one a re-exec
-/// handed over (`restored`), else a new one beside the control socket at `control`. Workers
-/// running as another user (`--user`) could not reach it in herd's private directory: they
-/// get none, which herd says.
+/// With `--compat einhorn`, the socket of einhorn's acknowledgements, set on `notify`: the one
+/// a re-exec handed over (`restored`), else a new one beside the notify socket of workers of
+/// another user (`--user`), else beside the control socket at `control`.
 fn einhorn_socket(
     args: &RunArgs,
     control: &Path,
     restored: Option<(OwnedFd, SocketFile)>,
-) -> Result<Option<EinhornSocket>, Failure> {
+    notify: &mut NotifySocket,
+) -> Result<(), Failure> {
     if let Some((fd, file)) = restored {
-        return Ok(Some(EinhornSocket::restore(fd, file)));
+        notify.einhorn = Some(EinhornSocket::restore(fd, file));
+        return Ok(());
     }
-    if !args.compat.contains(&Compat::Einhorn) {
-        return Ok(None);
+    if !args.compat.contains(&Compat::Einhorn) || notify.bind_einhorn_for_workers()? {
+        return Ok(());
     }
-    if args.user.is_some() {
+    if notify.for_another_user() {
         tracing::warn!(
             event = LogEvent::SetupNote.as_str(),
             "--compat einhorn: workers running as --user cannot reach herd's private directory, \
-             so they get no EINHORN_SOCK_PATH; they can say READY=1 on NOTIFY_SOCKET instead"
+             so they get no EINHORN_SOCK_PATH until herd is started anew (its notify socket \
+             was handed over by an older herd); they can say READY=1 on NOTIFY_SOCKET instead"
         );
-        return Ok(None);
+        return Ok(());
     }
     let path = control.with_extension(format!("{}.ack", std::process::id()));
-    Ok(Some(EinhornSocket::bind(&path)?))
+    notify.einhorn = Some(EinhornSocket::bind(&path)?);
+    Ok(())
 }
 
 /// With `--user` naming another user than herd's `uid`: the workers' uid and gids.

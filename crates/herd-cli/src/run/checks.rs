@@ -104,7 +104,21 @@ pub(super) fn check_before_binding(args: &RunArgs, name: &str) -> Result<(), Fai
     check_stdin(args)?;
     crate::endpoints::ready_min(args, crate::cli::cpus())?;
     crate::control::path::check_name(name).map_err(Failure::Usage)?;
+    check_notify_base(args)?;
     super::exec_size::check(args).map_err(Failure::Usage)
+}
+
+/// With `--user` naming another user than herd's: their notify socket's directory goes in the
+/// temporary directory, which must suit it ([`check_base`](crate::supervisor::notify_dir::check_base)).
+fn check_notify_base(args: &RunArgs) -> Result<(), Failure> {
+    let euid = herd_sys::process::effective_uid();
+    let Some((uid, gids)) = super::workers_of_another_user(args, euid)? else {
+        return Ok(());
+    };
+    let workers = crate::supervisor::notify_dir::WorkerUser { uid, gids: &gids };
+    crate::supervisor::notify_dir::check_base(&std::env::temp_dir(), workers)
+        .map(drop)
+        .map_err(Failure::Usage)
 }
 
 /// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.

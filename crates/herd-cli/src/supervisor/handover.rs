@@ -400,6 +400,7 @@ fn with_fds(
         },
         notify: reexec::SavedSocket {
             dir: endpoints.notify.dir(),
+            owner: endpoints.notify.workers_uid(),
             ..saved(endpoints.notify.socket.as_raw_fd(), endpoints.notify.file())
         },
         listeners,
@@ -425,5 +426,6 @@ fn saved(fd: std::os::unix::io::RawFd, file: &SocketFile) -> reexec::SavedSocket
         fd,
         file: reexec::file_parts(file),
         dir: None,
+        owner: None,
     }
 }

@@ -42,8 +42,9 @@ pub struct NotifySocket {
 
 impl NotifySocket {
     /// Binds a datagram socket at `path` (mode 0600) that receives senders' credentials.
-    /// `path` lies in herd's private directory next to its control socket, which herd has
-    /// just bound, so a socket file already there is a stale one of herd's own user.
+    /// `path` lies in a directory of herd's own (its private directory next to its control
+    /// socket, which herd has just bound, or the one it made for workers of another user), so
+    /// a socket file already there is a stale one of herd's own user.
     pub fn bind(path: &Path, uid: u32) -> anyhow::Result<NotifySocket> {
         remove_stale(path, uid);
         let shown = path.display();
@@ -85,8 +86,8 @@ impl NotifySocket {
         Ok(socket)
     }
 
-    /// After a re-exec: the socket's file is `workers_uid`'s (`--user`), and its directory is
-    /// herd's to remove if the previous image made it.
+    /// After a re-exec: the socket's file is `workers_uid`'s (`--user`), as the previous image
+    /// handed over, and its directory is herd's to remove if that image made it.
     pub fn restore_for(&mut self, workers_uid: Option<u32>) {
         self.workers_uid = workers_uid;
         self.made_dir = NotifyDir::adopt(&self.path, self.dir);
@@ -161,10 +162,10 @@ impl NotifySocket {
                 Some(uid) => super::notify_dir::give(&path, uid).map(|()| f),
                 None => Ok(f),
             });
-        if let Some(dir) = &self.made_dir {
-            dir.open()?;
-        }
+        // The directory is opened again whatever the bind did: a bind's error says more.
+        let opened = self.made_dir.as_ref().map_or(Ok(()), NotifyDir::open);
         let fresh = fresh?;
+        opened?;
         self._file = fresh._file;
         Ok(Some(std::mem::replace(&mut self.socket, fresh.socket)))
     }
@@ -180,8 +181,46 @@ impl NotifySocket {
             return Ok(false);
         }
         super::socket_files::in_dir_bound(&path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
-        self.einhorn = Some(super::einhorn::EinhornSocket::bind(&path)?);
+        self.einhorn = Some(self.bind_einhorn(&path)?);
         Ok(true)
+    }
+
+    /// Binds einhorn's socket (`--compat einhorn`) at `path`; with `--user`, the workers',
+    /// while the directory herd made is closed to others.
+    fn bind_einhorn(&self, path: &Path) -> anyhow::Result<super::einhorn::EinhornSocket> {
+        if let Some(dir) = &self.made_dir {
+            dir.close()?;
+        }
+        let bound =
+            super::einhorn::EinhornSocket::bind(path).and_then(|socket| match self.workers_uid {
+                Some(uid) => super::notify_dir::give(path, uid).map(|()| socket),
+                None => Ok(socket),
+            });
+        let opened = self.made_dir.as_ref().map_or(Ok(()), NotifyDir::open);
+        let bound = bound?;
+        opened?;
+        Ok(bound)
+    }
+
+    /// With `--compat einhorn`: binds einhorn's socket in the directory herd made for workers
+    /// of another user (`--user`), theirs as the notify socket is. `false` if herd made none
+    /// (the socket was handed over from an older herd, which kept it elsewhere).
+    pub fn bind_einhorn_for_workers(&mut self) -> anyhow::Result<bool> {
+        let Some(path) = self.made_dir.as_ref().map(NotifyDir::einhorn) else {
+            return Ok(false);
+        };
+        self.einhorn = Some(self.bind_einhorn(&path)?);
+        Ok(true)
+    }
+
+    /// Whether its workers run as another user (`--user`).
+    pub fn for_another_user(&self) -> bool {
+        self.workers_uid.is_some()
+    }
+
+    /// The uid of the workers of another user (`--user`), whose its file is.
+    pub fn workers_uid(&self) -> Option<u32> {
+        self.workers_uid
     }
 
     /// The directory it was bound in, if known.

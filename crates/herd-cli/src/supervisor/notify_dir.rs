@@ -2,7 +2,8 @@
 //! directory of its own in the temporary directory (`herd-notify-` and 128 random bits), herd's
 //! user's, that others may pass through but not list or write (0711), holding the socket
 //! `notify`, which belongs to the workers' user (0600). Only that user and root can send to it:
-//! any other local user is refused by the kernel (`EACCES`) before herd reads a byte.
+//! any other local user is refused by the kernel (`EACCES`) before herd reads a byte. With
+//! `--compat einhorn`, einhorn's socket (`einhorn.ack`) lies beside it, the workers' too.
 
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -16,6 +17,8 @@ use super::socket_files::{dir_identity, DirIdentity};
 const PREFIX: &str = "herd-notify-";
 /// The socket's name in it.
 const SOCKET: &str = "notify";
+/// The name of einhorn's socket in it (`--compat einhorn`).
+const EINHORN: &str = "einhorn.ack";
 /// How many random names are tried: a clash means someone guessed 128 random bits, so a
 /// second one already says something is wrong.
 const ATTEMPTS: usize = 8;
@@ -41,12 +44,12 @@ pub struct NotifyDir {
 
 impl NotifyDir {
     /// Makes a fresh directory in `base`, closed to everyone but herd's user (0700) until
-    /// [`open`](Self::open): removes those of herds that are gone first, and checks that
-    /// `workers` can pass through `base` to reach it.
+    /// [`open`](Self::open): checks `base` first ([`check_base`]), and removes the directories
+    /// of herds that are gone.
     pub fn create(base: &Path, workers: WorkerUser<'_>) -> anyhow::Result<NotifyDir> {
-        remove_stale(base, herd_sys::process::effective_uid());
-        reachable(base, workers).map_err(anyhow::Error::msg)?;
-        create_first_free(base, random_name)
+        let base = check_base(base, workers).map_err(anyhow::Error::msg)?;
+        remove_stale(&base, herd_sys::process::effective_uid());
+        create_first_free(&base, random_name)
     }
 
     /// Takes over the directory of `socket`, a notify socket a previous image of this process
@@ -69,6 +72,11 @@ impl NotifyDir {
     /// Where the socket goes.
     pub fn socket(&self) -> PathBuf {
         self.path.join(SOCKET)
+    }
+
+    /// Where einhorn's socket goes.
+    pub fn einhorn(&self) -> PathBuf {
+        self.path.join(EINHORN)
     }
 
     /// Lets others pass through (0711) once the socket in it is the workers' alone.
@@ -104,12 +112,10 @@ impl Drop for NotifyDir {
     }
 }
 
-/// Gives the socket at `path` to the workers' user (`uid`), mode 0600.
+/// Gives the socket at `path` to the workers' user (`uid`); its mode (0600) stays.
 pub fn give(path: &Path, uid: u32) -> anyhow::Result<()> {
     std::os::unix::fs::lchown(path, Some(uid), None)
-        .with_context(|| format!("cannot give {} to the workers' uid {uid}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot set mode 600 on {}", path.display()))
+        .with_context(|| format!("cannot give {} to the workers' uid {uid}", path.display()))
 }
 
 fn is_name(name: &str) -> bool {
@@ -135,15 +141,7 @@ fn create_first_free(
     let mut last = PathBuf::new();
     for _ in 0..ATTEMPTS {
         let path = base.join(names()?);
-        // Longer than a socket's path may be (`sun_path`, 108 bytes with its NUL).
         let socket = path.join(SOCKET);
-        if socket.as_os_str().len() > 107 {
-            bail!(
-                "cannot create the notify socket {}: the path is longer than 107 bytes; set \
-                 TMPDIR to a shorter directory that the workers' user can pass through (/tmp)",
-                socket.display()
-            );
-        }
         match std::fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => {
                 let identity = dir_identity(&socket)
@@ -161,7 +159,8 @@ fn create_first_free(
                 return Err(e).with_context(|| {
                     format!(
                         "cannot create the notify directory {}: set TMPDIR to a directory \
-                         herd may write and the workers' user can pass through (/tmp)",
+                         herd may write and the workers' user can pass through (under \
+                         systemd's ProtectSystem=strict, add PrivateTmp=yes)",
                         path.display()
                     )
                 })
@@ -175,25 +174,48 @@ fn create_first_free(
     )
 }
 
-/// Checks that `workers` can pass through every directory down to `base`, by the mode bits
-/// (an ACL granting more is not seen): else their `READY=1` would never arrive.
-fn reachable(base: &Path, workers: WorkerUser<'_>) -> Result<(), String> {
-    if workers.uid == 0 {
-        return Ok(());
-    }
+/// Checks `base`, where the workers' notify directory goes, and returns it resolved
+/// (absolute, no symlinks: workers may run elsewhere, `--chdir`): every directory down to it
+/// must be root's or herd's user's and writable by no one else unless sticky (nobody else may
+/// move the directory herd makes there), the workers must be able to pass through each by its
+/// mode bits (else their `READY=1` would never arrive; an ACL granting more is not seen), and
+/// the sockets' paths must fit in a socket address (107 bytes).
+pub fn check_base(base: &Path, workers: WorkerUser<'_>) -> Result<PathBuf, String> {
+    const FIX: &str = "set TMPDIR to a directory the workers' user can pass through and no \
+                       other user can write, such as /tmp";
     let real = std::fs::canonicalize(base).map_err(|e| {
         format!(
-            "cannot use {} for the notify socket: {e}; set TMPDIR to a directory the \
-             workers' user can pass through (/tmp)",
+            "cannot use {} for the notify socket: {e}; {FIX}",
             base.display()
         )
     })?;
+    let herd = herd_sys::process::effective_uid();
     for dir in real.ancestors() {
-        let Ok(meta) = std::fs::metadata(dir) else {
-            continue;
-        };
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("cannot inspect {}: {e}; {FIX}", dir.display()))?;
         let mode = meta.permissions().mode();
-        let bit = if meta.uid() == workers.uid {
+        let shown = format!(
+            "{} (mode {:o}, uid {}, gid {})",
+            dir.display(),
+            mode & 0o7777,
+            meta.uid(),
+            meta.gid()
+        );
+        if meta.uid() != 0 && meta.uid() != herd {
+            return Err(format!(
+                "the workers' notify directory cannot go under {shown}: it belongs to another \
+                 user, who could move what herd makes there; {FIX}"
+            ));
+        }
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(format!(
+                "the workers' notify directory cannot go under {shown}: others may write it \
+                 and it is not sticky, so they could move what herd makes there; {FIX}"
+            ));
+        }
+        let bit = if workers.uid == 0 {
+            0o111
+        } else if meta.uid() == workers.uid {
             0o100
         } else if workers.gids.contains(&meta.gid()) {
             0o010
@@ -202,18 +224,23 @@ fn reachable(base: &Path, workers: WorkerUser<'_>) -> Result<(), String> {
         };
         if mode & bit == 0 {
             return Err(format!(
-                "the workers' uid {} cannot pass through {} (mode {:o}, uid {}, gid {}) to \
-                 reach their notify socket: set TMPDIR to a directory they can pass through \
-                 (/tmp)",
-                workers.uid,
-                dir.display(),
-                mode & 0o7777,
-                meta.uid(),
-                meta.gid()
+                "the workers' uid {} cannot pass through {shown} to reach their notify \
+                 socket; {FIX}",
+                workers.uid
             ));
         }
     }
-    Ok(())
+    // The longest: einhorn's socket, in a directory named as `random_name` names it.
+    let longest = real
+        .join(format!("{PREFIX}{}", "0".repeat(32)))
+        .join(EINHORN);
+    if longest.as_os_str().len() > 107 {
+        return Err(format!(
+            "the workers' notify socket would have a path longer than 107 bytes under {}; {FIX}",
+            real.display()
+        ));
+    }
+    Ok(real)
 }
 
 /// Removes the notify directories in `base` of `uid`'s herds that are gone (killed with
@@ -236,7 +263,13 @@ pub fn remove_stale(base: &Path, uid: u32) {
         }
         let socket = dir.join(SOCKET);
         let gone = match std::fs::symlink_metadata(&socket) {
-            Ok(_) => unbound(&socket) && std::fs::remove_file(&socket).is_ok(),
+            Ok(_) => {
+                let gone = unbound(&socket) && std::fs::remove_file(&socket).is_ok();
+                if gone {
+                    let _ = std::fs::remove_file(dir.join(EINHORN));
+                }
+                gone
+            }
             Err(e) => {
                 e.kind() == io::ErrorKind::NotFound
                     && meta
@@ -252,14 +285,30 @@ pub fn remove_stale(base: &Path, uid: u32) {
     }
 }
 
-/// Whether nothing is bound to the datagram socket at `path` any more.
+/// Whether nothing is bound to the datagram socket at `path` any more: it refuses a
+/// connection, or, where herd may not connect (the workers' 0600 socket, herd without
+/// `CAP_DAC_OVERRIDE`), Linux lists no socket bound at its path.
 fn unbound(path: &Path) -> bool {
     let Ok(probe) = std::os::unix::net::UnixDatagram::unbound() else {
         return false;
     };
-    probe
-        .connect(path)
-        .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED))
+    match probe.connect(path) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => true,
+        Err(_) => listed_nowhere(path),
+    }
+}
+
+/// Whether `/proc/net/unix` (Linux) lists no socket bound at `path`; `false` where it cannot
+/// be read.
+fn listed_nowhere(path: &Path) -> bool {
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return false;
+    };
+    let wanted = path.as_os_str().as_encoded_bytes();
+    !table
+        .split(|&b| b == b'\n')
+        .any(|line| line.ends_with(wanted) && line[..line.len() - wanted.len()].ends_with(b" "))
 }
 
 #[cfg(test)]
@@ -331,6 +380,7 @@ mod tests {
         let _bound = std::os::unix::net::UnixDatagram::bind(live.socket()).unwrap();
         let dead = NotifyDir::create(base.path(), me()).unwrap();
         drop(std::os::unix::net::UnixDatagram::bind(dead.socket()).unwrap());
+        drop(std::os::unix::net::UnixListener::bind(dead.einhorn()).unwrap());
         let fresh = NotifyDir::create(base.path(), me()).unwrap();
         let other = base.path().join("herd-notify-other");
         std::fs::create_dir(&other).unwrap();
@@ -373,11 +423,46 @@ mod tests {
             gids: &[gid],
             ..stranger
         };
-        assert!(reachable(&closed, member).is_ok());
-        assert!(reachable(&closed, stranger).is_err());
-        let long = base.path().join("d".repeat(90));
+        assert!(check_base(&closed, member).is_ok());
+        assert!(check_base(&closed, stranger).is_err());
+        let long = base.path().join("d".repeat(70));
         std::fs::create_dir(&long).unwrap();
         let e = NotifyDir::create(&long, me()).unwrap_err().to_string();
         assert!(e.contains("longer than 107 bytes"), "{e}");
+    }
+
+    #[test]
+    fn a_base_others_could_move_things_in_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let open = base.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_base(&open, me()).unwrap_err();
+        assert!(e.contains("not sticky"), "{e}");
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        // Resolved: absolute, through a symlink, and relative.
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&open, &link).unwrap();
+        let real = std::fs::canonicalize(&open).unwrap();
+        assert_eq!(check_base(&link, me()).unwrap(), real);
+        if herd_sys::process::effective_uid() == 0 {
+            let theirs = base.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(12345), None).unwrap();
+            let e = check_base(&theirs, me()).unwrap_err();
+            assert!(e.contains("belongs to another user"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_socket_herd_may_not_connect_to_is_judged_by_the_kernels_table() {
+        let base = tempfile::tempdir().unwrap();
+        let path = base.path().join(SOCKET);
+        let bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        assert!(!listed_nowhere(&path));
+        assert!(!unbound(&path));
+        drop(bound);
+        assert!(listed_nowhere(&path));
+        assert!(unbound(&path));
     }
 }

@@ -231,6 +231,10 @@ pub struct SavedSocket {
     /// the state as it wrote it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<super::socket_files::DirIdentity>,
+    /// The uid its file was given to: the notify socket of workers of another user
+    /// (`--user`). Not written when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u32>,
 }
 
 /// A listening socket.

@@ -37,6 +37,7 @@ mod interop_herd_gunicorn;
 mod interop_more;
 mod interop_native;
 mod interop_python;
+mod logs_faults;
 mod metrics;
 #[cfg(target_os = "linux")]
 mod notify_fds;

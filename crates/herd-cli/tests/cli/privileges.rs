@@ -1,6 +1,9 @@
 //! Privilege separation and worker limits: --user/--group, --chdir, --umask, --nofile,
 //! --rlimit, --env, --clear-env.
 
+use std::os::unix::fs::DirBuilderExt;
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::util::*;
@@ -195,9 +198,167 @@ fn a_user_herds_notify_socket_admits_its_workers_and_no_other_user() {
     let fresh = herd.started(2)[1].1;
     assert!(environ(fresh).contains(&format!("NOTIFY_SOCKET={notify}")));
     assert_eq!(facts(&herd, &addr)["uid"], 65534);
+    // Its file removed (an operator's clean-up): bound again, the workers' again, and the
+    // next generation says READY=1 there.
+    std::fs::remove_file(&socket).unwrap();
+    herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.permissions().mode() & 0o777),
+        (65534, 0o600)
+    );
+    let meta = std::fs::symlink_metadata(&dir).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o711);
+    let (code, _, err) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{err}");
     herd.signal(libc::SIGTERM);
     assert!(herd.wait_exit().success());
     assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+/// A temporary directory the workers of another user cannot pass through, or that another
+/// user could move things in, is a usage error before anything is bound, for `herd run` and
+/// `herd check` alike.
+#[test]
+fn a_tmpdir_unfit_for_the_workers_notify_socket_is_a_usage_error() {
+    if !root_or_skip("needs root to run workers as another user") {
+        return;
+    }
+    let top = tempfile::tempdir().unwrap();
+    let closed = top.path().join("closed");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&closed)
+        .unwrap();
+    let open = top.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let control = top.path().join("control.sock");
+    let config = top.path().join("herd.toml");
+    std::fs::write(
+        &config,
+        "user = \"nobody\"\nbind = [\"127.0.0.1:0\"]\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let run = ["run", "--user", "nobody", "-b", "127.0.0.1:0", "--", "true"];
+    let check = ["check", "--config", config];
+    for (tmpdir, needle) in [(&closed, "cannot pass through"), (&open, "not sticky")] {
+        for args in [&run[..], &check[..]] {
+            let verb = args[0];
+            let mut herd = std::process::Command::new(HERD)
+                .env("TMPDIR", tmpdir)
+                .env("HERD_CONTROL", &control)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let status = wait_child(&mut herd, Duration::from_secs(30), libc::SIGKILL);
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut herd.stderr.take().unwrap(), &mut stderr).unwrap();
+            assert_eq!(status.and_then(|s| s.code()), Some(2), "{verb}: {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{verb}: {stderr}");
+            assert!(
+                stderr.contains(needle) && stderr.contains("TMPDIR"),
+                "{stderr}"
+            );
+        }
+    }
+    assert!(!control.exists(), "the control socket was bound");
+}
+
+/// A `--user` herd killed with SIGKILL leaves its notify directory; the next one removes it.
+#[test]
+fn the_notify_directory_of_a_killed_user_herd_is_removed_by_the_next() {
+    if !root_or_skip("needs root to run workers as another user") {
+        return;
+    }
+    let args = [
+        "run",
+        "-w",
+        "1",
+        "--user",
+        "nobody",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ];
+    let mut killed = Herd::start(&args);
+    let notify = environ(killed.started(1)[0].1)
+        .into_iter()
+        .find_map(|v| v.strip_prefix("NOTIFY_SOCKET=").map(str::to_string))
+        .unwrap();
+    let dir = std::path::Path::new(&notify)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    killed.signal(libc::SIGKILL);
+    killed.wait_exit();
+    assert!(
+        dir.exists(),
+        "{} was removed by a killed herd",
+        dir.display()
+    );
+    let next = Herd::start(&args);
+    next.started(1);
+    assert!(!dir.exists(), "{} is still there", dir.display());
+}
+
+/// einhorn's acknowledgement socket of workers of another user is theirs, beside their notify
+/// socket, and their acks count, across a re-exec too.
+#[test]
+fn einhorn_acks_of_workers_of_another_user_count() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !root_or_skip("needs root to run workers as another user") {
+        return;
+    }
+    let worker = repo().join("crates/herd-cli/tests/interop/einhorn_worker.rb");
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--user",
+        "nobody",
+        "--ready",
+        "notify",
+        "--min-ready",
+        "0",
+        "--compat",
+        "einhorn",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "ruby",
+        worker.to_str().unwrap(),
+    ]);
+    let status = wait_status(&herd, "a worker ready by its ack", |s| settled(s, 1));
+    let env = environ(worker_pids(&status)[0]);
+    let find = |name: &str| {
+        env.iter()
+            .find_map(|v| v.strip_prefix(name).map(std::path::PathBuf::from))
+            .unwrap_or_else(|| panic!("no {name} in {env:?}"))
+    };
+    let (ack, notify) = (find("EINHORN_SOCK_PATH="), find("NOTIFY_SOCKET="));
+    assert_eq!(ack.parent(), notify.parent());
+    let meta = std::fs::symlink_metadata(&ack).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.permissions().mode() & 0o777),
+        (65534, 0o600)
+    );
+    let (code, _, err) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = herd.ctl(&["upgrade"]);
+    assert_eq!(code, 0, "{err}");
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+    assert!(
+        !notify.parent().unwrap().exists(),
+        "{} left behind",
+        notify.display()
+    );
 }
 
 /// `--user` with a user in 300 groups (more than fit the first `getgrouplist` buffer) and

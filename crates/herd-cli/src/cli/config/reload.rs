@@ -107,11 +107,9 @@ pub(super) const FIXED: &[(&str, &[Fixed])] = &[
         })],
     ),
     (
-        "whose notify socket was made for workers running as herd's user or not: restart \
-         herd to change it",
-        &[("user", |c| {
-            format!("{:?}", run(c).map(|r| r.user.is_some()))
-        })],
+        "whose notify socket was made for the workers' user (theirs, when they run as \
+         another): restart herd to change it",
+        &[("user", |c| format!("{:?}", run(c).map(|r| r.user.clone())))],
     ),
 ];
 

@@ -303,9 +303,14 @@ fn a_sockets_directory_is_handed_over() {
         fd: 3,
         file: (dir.path().join("s"), 1, 2),
         dir: Some(known),
+        owner: Some(65534),
     };
     let read: SavedSocket = serde_json::from_str(&serde_json::to_string(&saved).unwrap()).unwrap();
-    assert_eq!(read.dir, Some(known));
+    assert_eq!((read.dir, read.owner), (Some(known), Some(65534)));
+    // A state that says no owner, as every herd before it wrote it, reads as none.
+    let older = serde_json::json!({"fd": 3, "file": [dir.path().join("s"), 1, 2]});
+    let read: SavedSocket = serde_json::from_value(older).unwrap();
+    assert_eq!(read.owner, None);
 }
 
 /// A re-exec runs only a binary that nobody but root and herd's user could have replaced:

@@ -203,3 +203,19 @@ fn a_reload_names_a_variable_the_file_changed_that_the_command_lines_env_sets() 
     write(&format!("{base}[env]\nC = \"3\"\n"));
     assert_eq!(reloader.reread().unwrap().overridden, ["env.C"]);
 }
+
+/// The workers' notify socket is their user's (`--user`), made as herd starts: a reload to
+/// another user gave workers that could not send `READY=1` to it, and the upgrade failed.
+#[test]
+fn a_reload_refuses_another_user_for_the_workers() {
+    let alice = cli(&["run", "-b", ":0", "--user", "alice", "--", "app"]);
+    let bob = cli(&["run", "-b", ":0", "--user", "bob", "--", "app"]);
+    let own = cli(&["run", "-b", ":0", "--", "app"]);
+    let refused = [
+        "user changed, whose notify socket was made for the workers' user (theirs, when they \
+         run as another): restart herd to change it",
+    ];
+    assert_eq!(fixed_changes(&alice, &bob), refused);
+    assert_eq!(fixed_changes(&own, &bob), refused);
+    assert!(fixed_changes(&alice, &alice).is_empty());
+}
