@@ -99,6 +99,12 @@ fn every_datagram_is_read_once_in_order_and_its_files_released() {
 #[test]
 fn a_fuse_file_sent_along_is_never_flushed_and_holds_nothing_after_it() {
     use std::sync::atomic::{AtomicBool, Ordering};
+    // Alone: a child another test forks meanwhile (a taking's) closes the copy of the FUSE
+    // file it inherits, and that close asks for a flush.
+    let name = "a_fuse_file_sent_along_is_never_flushed_and_holds_nothing_after_it";
+    if !crate::alone::alone(module_path!(), name) {
+        return;
+    }
     let mount = match crate::hung_fuse::Mount::new("notify-fuse") {
         Some(mount) => mount,
         None => return,
@@ -220,4 +226,168 @@ fn datagrams_whose_files_linger_are_taken_off_the_queue_several_at_once() {
         took < Duration::from_millis(700),
         "10 lingering releases took {took:?}: one at a time"
     );
+}
+
+/// A pipe's lock, held by a `splice` from the pipe into a socket whose buffer is full: the
+/// release of the pipe's last writing end waits for it, and no signal ends that wait.
+#[cfg(target_os = "linux")]
+struct HeldPipe {
+    /// The pipe's writing end, to send along.
+    writer: std::os::unix::io::OwnedFd,
+    /// The socket nobody reads; read, it lets the splice go on and the lock go.
+    unread: std::os::unix::net::UnixStream,
+    splicing: std::thread::JoinHandle<()>,
+}
+
+#[cfg(target_os = "linux")]
+impl HeldPipe {
+    fn new() -> HeldPipe {
+        use std::io::Write;
+        use std::os::unix::io::{AsRawFd, FromRawFd, OwnedFd};
+        let mut fds = [-1; 2];
+        // SAFETY: pipe2 writes two fds into the array we pass.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: just opened, ours alone.
+        let (reader, writer) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (mut full, unread) = std::os::unix::net::UnixStream::pair().unwrap();
+        full.set_nonblocking(true).unwrap();
+        while full.write(&[0u8; 4096]).is_ok() {}
+        full.set_nonblocking(false).unwrap();
+        // SAFETY: write reads 4 bytes of a literal.
+        let wrote = unsafe { libc::write(writer.as_raw_fd(), b"data".as_ptr().cast(), 4) };
+        assert_eq!(wrote, 4);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let splicing = std::thread::spawn(move || {
+            // SAFETY: gettid takes nothing.
+            tx.send(unsafe { libc::gettid() }).unwrap();
+            // SAFETY: splice moves bytes between two fds we own; null offsets (pipe, socket).
+            unsafe {
+                libc::splice(
+                    reader.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    full.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    4,
+                    0,
+                )
+            };
+            drop((reader, full));
+        });
+        let tid = rx.recv().unwrap();
+        // Until the splice waits for room, holding the pipe's lock.
+        let wchan = format!("/proc/self/task/{tid}/wchan");
+        let waits = (0..500).any(|_| {
+            let now = std::fs::read_to_string(&wchan).unwrap_or_default();
+            let waiting = !now.is_empty() && now != "0";
+            if !waiting {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            waiting
+        });
+        assert!(waits, "the splice never waited");
+        HeldPipe {
+            writer,
+            unread,
+            splicing,
+        }
+    }
+
+    /// Reads the socket until the splice has gone through and the lock is let go.
+    fn let_go(self) {
+        let mut unread = self.unread;
+        let mut buf = vec![0u8; 1 << 16];
+        unread.set_nonblocking(true).unwrap();
+        while !self.splicing.is_finished() {
+            if matches!(unread.read(&mut buf), Ok(0) | Err(_)) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// The states of this process's threads, and of its children's.
+#[cfg(target_os = "linux")]
+fn states() -> (Vec<char>, Vec<(u32, char)>) {
+    let state = |stat: String| stat.rsplit(") ").next().and_then(|r| r.chars().next());
+    let own = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|t| state(std::fs::read_to_string(t.path().join("stat")).ok()?))
+        .collect();
+    let me = std::process::id().to_string();
+    let children = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(p.path().join("stat")).ok()?;
+            let rest = stat.rsplit(") ").next()?.to_string();
+            let mut fields = rest.split(' ');
+            let state = fields.next()?.chars().next()?;
+            (fields.next()? == me).then_some(())?;
+            Some((p.file_name().to_str()?.parse().ok()?, state))
+        })
+        .collect();
+    (own, children)
+}
+
+/// The release of a pipe's last file whose lock a sender holds waits in a child process, not
+/// in a thread of the receiver: a closing thread that waited so (a wait no signal ends) kept
+/// a stopped herd from exiting, unkillable, with its listening sockets open, until the sender
+/// let go. The datagram is read, the one after it too, and both are taken.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_release_no_signal_ends_waits_in_a_child_not_in_the_receiver() {
+    let (socket, path) = bound("notify-pipe-lock");
+    let receiver = Receiver::new(socket.as_fd()).unwrap();
+    let held = HeldPipe::new();
+    send_with_fds(path.as_os_str(), b"STATUS=held", &[held.writer.as_fd()]).unwrap();
+    crate::notify::send(path.as_os_str(), b"READY=1").unwrap();
+    let _ = std::fs::remove_file(&path);
+    let HeldPipe {
+        writer,
+        unread,
+        splicing,
+    } = held;
+    // The one in flight is the last reference now.
+    drop(writer);
+    let held = HeldPipe {
+        writer: std::fs::File::open("/dev/null").unwrap().into(),
+        unread,
+        splicing,
+    };
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while let Some(datagram) = receiver.recv(&mut buf).unwrap() {
+        got.push(String::from_utf8_lossy(&buf[..datagram.len]).into_owned());
+    }
+    let settled = receiver.settle(Duration::from_secs(5));
+    let waiting_child = (0..500).find_map(|_| {
+        let found = states().1.into_iter().find(|&(_, state)| state == 'D');
+        if found.is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        found
+    });
+    let (own, _) = states();
+    held.let_go();
+    assert_eq!(got, ["STATUS=held", "READY=1"]);
+    assert!(settled, "a datagram read was never taken off the queue");
+    assert!(
+        !own.contains(&'D'),
+        "a thread of the receiver waits in the release: {own:?}"
+    );
+    let (child, _) = waiting_child.expect("no child waits in the release");
+    // Let go, the child reports and exits; the head of the queue is the reader's again.
+    // SAFETY: waitpid takes plain integers; `child` is ours.
+    let reaped = unsafe { libc::waitpid(child as i32, std::ptr::null_mut(), 0) };
+    assert_eq!(reaped, child as i32);
+    let free = (0..500).any(|_| {
+        let free = receiver.shared.settling.reads_the_head();
+        if !free {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        free
+    });
+    assert!(free, "the taking never returned once the child was done");
 }
