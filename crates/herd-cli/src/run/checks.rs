@@ -116,7 +116,7 @@ fn check_notify_base(args: &RunArgs) -> Result<(), Failure> {
         return Ok(());
     };
     let workers = crate::supervisor::notify_dir::WorkerUser { uid, gids: &gids };
-    crate::supervisor::notify_dir::check_base(&std::env::temp_dir(), workers)
+    crate::supervisor::notify_dir::check_base(&crate::supervisor::notify_dir::base(), workers)
         .map(drop)
         .map_err(Failure::Usage)
 }

@@ -77,7 +77,7 @@ impl NotifySocket {
     /// ([`notify_dir`](super::notify_dir)): the socket is theirs (0600), so that they and root
     /// alone can send to it.
     pub fn bind_for(workers: WorkerUser<'_>) -> anyhow::Result<NotifySocket> {
-        let dir = NotifyDir::create(&std::env::temp_dir(), workers)?;
+        let dir = NotifyDir::create(&super::notify_dir::base(), workers)?;
         let mut socket = NotifySocket::bind(&dir.socket(), herd_sys::process::effective_uid())?;
         super::notify_dir::give(&socket.path, workers.uid)?;
         dir.open()?;

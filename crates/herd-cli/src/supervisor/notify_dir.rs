@@ -190,6 +190,21 @@ pub fn check_base(base: &Path, workers: WorkerUser<'_>) -> Result<PathBuf, Strin
         )
     })?;
     let herd = herd_sys::process::effective_uid();
+    // The symlinks on the way: another user's could point herd anywhere they like.
+    let given = std::env::current_dir().map_or_else(|_| base.to_path_buf(), |cwd| cwd.join(base));
+    for step in given.ancestors() {
+        let Ok(meta) = std::fs::symlink_metadata(step) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() && meta.uid() != 0 && meta.uid() != herd {
+            return Err(format!(
+                "the workers' notify directory cannot go under {}: it is a symlink of uid {}, \
+                 who could point it anywhere; {FIX}",
+                step.display(),
+                meta.uid()
+            ));
+        }
+    }
     for dir in real.ancestors() {
         let meta = std::fs::metadata(dir)
             .map_err(|e| format!("cannot inspect {}: {e}; {FIX}", dir.display()))?;
@@ -286,29 +301,27 @@ pub fn remove_stale(base: &Path, uid: u32) {
 }
 
 /// Whether nothing is bound to the datagram socket at `path` any more: it refuses a
-/// connection, or, where herd may not connect (the workers' 0600 socket, herd without
-/// `CAP_DAC_OVERRIDE`), Linux lists no socket bound at its path.
+/// connection. Where herd may not connect (the workers' 0600 socket, herd without
+/// `CAP_DAC_OVERRIDE`), it cannot tell, and the directory stays: `/proc/net/unix` lists only
+/// this network namespace's sockets, by path, so a live herd's in another one (or reached by
+/// another path) would look gone there.
 fn unbound(path: &Path) -> bool {
     let Ok(probe) = std::os::unix::net::UnixDatagram::unbound() else {
         return false;
     };
-    match probe.connect(path) {
-        Ok(()) => false,
-        Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => true,
-        Err(_) => listed_nowhere(path),
-    }
+    probe
+        .connect(path)
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ECONNREFUSED))
 }
 
-/// Whether `/proc/net/unix` (Linux) lists no socket bound at `path`; `false` where it cannot
-/// be read.
-fn listed_nowhere(path: &Path) -> bool {
-    let Ok(table) = std::fs::read("/proc/net/unix") else {
-        return false;
-    };
-    let wanted = path.as_os_str().as_encoded_bytes();
-    !table
-        .split(|&b| b == b'\n')
-        .any(|line| line.ends_with(wanted) && line[..line.len() - wanted.len()].ends_with(b" "))
+/// Where the workers' notify directory goes: the temporary directory (`$TMPDIR`, `/tmp` when
+/// unset or empty).
+pub fn base() -> PathBuf {
+    let dir = std::env::temp_dir();
+    match dir.as_os_str().is_empty() {
+        true => PathBuf::from("/tmp"),
+        false => dir,
+    }
 }
 
 #[cfg(test)]
@@ -451,18 +464,23 @@ mod tests {
             std::os::unix::fs::chown(&theirs, Some(12345), None).unwrap();
             let e = check_base(&theirs, me()).unwrap_err();
             assert!(e.contains("belongs to another user"), "{e}");
+            let their_link = base.path().join("their-link");
+            std::os::unix::fs::symlink(&open, &their_link).unwrap();
+            std::os::unix::fs::lchown(&their_link, Some(12345), None).unwrap();
+            let e = check_base(&their_link, me()).unwrap_err();
+            assert!(e.contains("a symlink of uid 12345"), "{e}");
         }
     }
 
     #[test]
-    fn a_socket_herd_may_not_connect_to_is_judged_by_the_kernels_table() {
+    fn a_socket_herd_may_not_connect_to_is_kept() {
         let base = tempfile::tempdir().unwrap();
         let path = base.path().join(SOCKET);
         let bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        assert!(!listed_nowhere(&path));
         assert!(!unbound(&path));
         drop(bound);
-        assert!(listed_nowhere(&path));
         assert!(unbound(&path));
+        // Any other failure (EACCES where herd may not connect; ENOENT here): kept.
+        assert!(!unbound(&base.path().join("missing").join(SOCKET)));
     }
 }
