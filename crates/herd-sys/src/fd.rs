@@ -500,8 +500,6 @@ pub fn retry_closing_threads() {
 
 /// The threads that close what others may have prepared.
 mod closer;
-#[cfg(target_os = "linux")]
-pub(crate) use closer::interrupting_signal;
 pub use closer::Busy as ClosingBusy;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use closer::{run_later, Job};

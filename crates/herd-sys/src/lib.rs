@@ -38,8 +38,6 @@
 // mistakes for a use of them; libc itself supports 1.63, which the rustc 1.63 build checks.
 #![allow(clippy::incompatible_msrv)]
 
-#[cfg(all(unix, test))]
-mod alone;
 #[cfg(unix)]
 pub mod connection;
 #[cfg(unix)]

@@ -82,39 +82,3 @@ fn a_fuse_file_sent_to_the_notify_socket_holds_nothing_in_herd() {
     assert_eq!(upgraded, 0, "{upgrade_said}");
     assert_eq!(reexecuted, 0, "{reexec_said}");
 }
-
-/// A pipe's writing end sent along while its sender holds the pipe's lock: its release waits
-/// for the lock, a wait no signal ends. It waits in a child of herd, not in a thread of herd,
-/// so a stopped herd exits and frees its port; before, it stayed, unkillable, holding the
-/// port, until the sender let go.
-#[test]
-fn herd_stops_while_a_sender_holds_the_lock_of_a_pipe_it_sent() {
-    use std::io::BufRead;
-    let mut herd = sleeper_on_http();
-    let addr = herd.address("http");
-    let mut holder = std::process::Command::new("python3")
-        .args([&worker("pipe_lock.py"), &herd.notify_path()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut said = std::io::BufReader::new(holder.stdout.take().unwrap());
-    let mut line = String::new();
-    said.read_line(&mut line).unwrap();
-    assert_eq!(line, "sent\n");
-    // herd read it and took it off the queue: the release waits in a child of herd.
-    let waiting = wait_until("a child of herd waiting in the release", || {
-        children(herd.pid())
-            .into_iter()
-            .find(|&(_, state)| state == 'D')
-    });
-    herd.signal(libc::SIGTERM);
-    let status = herd.wait_exit();
-    drop(holder.stdin.take());
-    line.clear();
-    said.read_line(&mut line).unwrap();
-    let _ = holder.wait();
-    assert!(status.success(), "{status:?}");
-    assert!(waiting.0 > 0);
-    std::net::TcpListener::bind(&addr).expect("the port must be free once herd has stopped");
-}

@@ -452,7 +452,7 @@ fn watching() {
 mod watch {
     use crate::process::Signal;
 
-    pub(crate) fn signal() -> libc::c_int {
+    fn signal() -> libc::c_int {
         libc::SIGRTMIN() + 3
     }
 
@@ -556,11 +556,6 @@ mod watch {
         None
     }
 }
-
-/// The signal that interrupts a closing thread's job (Linux), caught with a handler that does
-/// nothing: a child process forked on a closing thread inherits it, and may be sent it too.
-#[cfg(target_os = "linux")]
-pub(crate) use watch::signal as interrupting_signal;
 
 /// Closes `fd` on a closing thread.
 pub(super) fn close_later(fd: OwnedFd) {

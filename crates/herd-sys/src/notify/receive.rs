@@ -8,13 +8,10 @@
 //! installs no fd then, and drops its copies at once, never the last), and taken off the
 //! queue afterwards, on a closing thread ([`crate::fd::close_in_background`]), again with no
 //! room for fds: the kernel releases the files then (`fput`, whose last `__fput` calls
-//! `->release`, never `->flush`), in the process that takes it: a child the closing thread
-//! forks ([`child`]), which holds nothing else of this process's. A release can wait (a TCP
-//! socket's `SO_LINGER`; a FUSE file of a filesystem with write-back caching writes its dirty
-//! pages first; a pipe whose lock its sender holds, for good): the child is interrupted after
-//! 100 ms, and a closing thread still waiting for it after a second is left to it while
-//! another takes the queue; a thread waiting so waits in `poll`, which never keeps this
-//! process from exiting. Where no child can start, the thread takes the datagram itself. The socket's peek offset (`SO_PEEK_OFF`) keeps reads and takings
+//! `->release`, never `->flush`), in that thread. A release can wait too (a TCP socket's
+//! `SO_LINGER`; a FUSE file of a filesystem with write-back caching writes its dirty pages
+//! first): the closing thread's watcher interrupts it, or leaves the thread to it and takes
+//! the queue on another. The socket's peek offset (`SO_PEEK_OFF`) keeps reads and takings
 //! apart: each peek moves it past the datagram read, each taking moves it back, so that every
 //! datagram is read once, and taken once, in order; several takings may be under way at once
 //! (each takes the head of the queue: only their number matters). Elsewhere, or where the
@@ -283,11 +280,6 @@ unsafe fn close_passed_fds(level: libc::c_int, kind: libc::c_int, data: *const u
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[path = "receive/linux.rs"]
 mod imp;
-
-/// Takings in a child process, where the files are released (Linux).
-#[cfg(target_os = "linux")]
-#[path = "receive/child.rs"]
-mod child;
 
 /// Elsewhere: fds are received and closed on a closing thread.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

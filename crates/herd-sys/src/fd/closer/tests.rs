@@ -20,10 +20,29 @@ pub(super) fn no_threads_here() -> bool {
     NO_THREADS.with(Cell::get)
 }
 
-/// Whether this runs alone in a process of its own, with a pool of its own (see
-/// [`crate::alone::alone`]).
+/// Whether this runs alone in a process of its own, with a pool of its own: if not, the test
+/// binary runs again for test `name` alone, which must pass (and run).
 fn alone(name: &str) -> bool {
-    crate::alone::alone(module_path!(), name)
+    const ALONE: &str = "HERD_CLOSER_TEST_ALONE";
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    let path = module_path!().split_once("::").map_or("", |(_, path)| path);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &format!("{path}::{name}"), "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains(" 1 passed"),
+        "{name}, alone in its process: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+    false
 }
 
 /// What keeps the pool busy now.

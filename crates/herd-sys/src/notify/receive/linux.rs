@@ -96,7 +96,7 @@ fn take_later(shared: &Arc<Shared>) {
     let counted = Arc::new(AtomicBool::new(false));
     let once = Arc::clone(&counted);
     let job = crate::fd::Job::new(move || {
-        take_releasing_elsewhere(shared.socket.as_fd());
+        take(shared.socket.as_fd());
         shared.settling.taken(&counted, true);
     });
     // A thread given up on waits in a release: its datagram is off the queue. What runs then
@@ -160,16 +160,6 @@ fn read(socket: BorrowedFd<'_>, buf: &mut [u8], flags: libc::c_int) -> io::Resul
         carries_more: msg.msg_flags & libc::MSG_CTRUNC != 0,
         sender_pid,
     }))
-}
-
-/// Takes the datagram at the head of `socket`'s queue in a child process, where its files are
-/// released ([`super::child`]); here (as [`take`] does) where no child can start.
-fn take_releasing_elsewhere(socket: BorrowedFd<'_>) {
-    #[cfg(target_os = "linux")]
-    if super::child::take_in_child(socket).is_ok() {
-        return;
-    }
-    take(socket);
 }
 
 /// Takes the datagram at the head of `socket`'s queue, with no room for fds: the kernel
