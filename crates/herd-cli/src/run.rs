@@ -318,7 +318,8 @@ fn einhorn_socket(
     if !args.compat.contains(&Compat::Einhorn) || notify.bind_einhorn_for_workers()? {
         return Ok(());
     }
-    if notify.for_another_user() {
+    let uid = herd_sys::process::effective_uid();
+    if workers_of_another_user(args, uid)?.is_some() {
         tracing::warn!(
             event = LogEvent::SetupNote.as_str(),
             "--compat einhorn: workers running as --user cannot reach herd's private directory, \

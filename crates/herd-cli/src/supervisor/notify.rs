@@ -213,11 +213,6 @@ impl NotifySocket {
         Ok(true)
     }
 
-    /// Whether its workers run as another user (`--user`).
-    pub fn for_another_user(&self) -> bool {
-        self.workers_uid.is_some()
-    }
-
     /// The uid of the workers of another user (`--user`), whose its file is.
     pub fn workers_uid(&self) -> Option<u32> {
         self.workers_uid
