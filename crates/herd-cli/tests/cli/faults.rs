@@ -2,7 +2,6 @@
 //! with children of their own, resource exhaustion, malformed environments.
 
 use std::collections::BTreeSet;
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -253,41 +252,11 @@ fn fork_failures_are_retried_without_spinning() {
     const UID: &str = "64999";
     // As an unprivileged user allowed 4 more tasks than it runs now, herd (2: the supervisor
     // and its log writer thread; RLIMIT_NPROC counts threads) can fork only 2 of 5 workers.
-    let running = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
-                s.lines()
-                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(UID))
-            })
-        })
-        .count();
-    let limit = (running + 4).to_string();
-    let herd = Herd::start_with(|dir| {
-        // herd's user owns the directory of its control socket; the client (root here) names
-        // it with --control-owner, as it would trust another user's server nowhere in /tmp
-        // otherwise (herd::trust).
-        std::os::unix::fs::chown(dir, Some(FORK_UID), Some(FORK_UID)).unwrap();
-        let mut cmd = std::process::Command::new("prlimit");
-        cmd.arg(format!("--nproc={limit}:{limit}"))
-            .arg(HERD)
-            .args([
-                "--log-format",
-                "json",
-                "run",
-                "-w",
-                "5",
-                "-b",
-                "127.0.0.1:0",
-                "--",
-                "sleep",
-                "1000",
-            ])
-            .uid(FORK_UID)
-            .gid(FORK_UID);
-        cmd
-    });
+    let herd = herd_under_nproc(
+        FORK_UID,
+        4,
+        &["-w", "5", "-b", "127.0.0.1:0", "--", "sleep", "1000"],
+    );
     for failure in herd.wait_for_events("worker_start_failed", 3, &[]) {
         let message = failure["message"].as_str().unwrap_or("");
         assert!(

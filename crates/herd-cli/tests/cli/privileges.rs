@@ -159,10 +159,7 @@ fn a_user_herds_notify_socket_admits_its_workers_and_no_other_user() {
     // READY=1 arrived: the notify socket was created and reached.
     let addr = herd.address("http");
     assert_eq!(facts(&herd, &addr)["uid"], 65534);
-    let notify = environ(herd.started(1)[0].1)
-        .into_iter()
-        .find_map(|v| v.strip_prefix("NOTIFY_SOCKET=").map(str::to_string))
-        .unwrap();
+    let notify = env_var(herd.started(1)[0].1, "NOTIFY_SOCKET").unwrap();
     let socket = std::path::PathBuf::from(&notify);
     let dir = socket.parent().unwrap().to_path_buf();
     let name = dir.file_name().unwrap().to_str().unwrap();
@@ -287,10 +284,7 @@ fn the_notify_directory_of_a_killed_user_herd_is_removed_by_the_next() {
         "1000",
     ];
     let mut killed = Herd::start(&args);
-    let notify = environ(killed.started(1)[0].1)
-        .into_iter()
-        .find_map(|v| v.strip_prefix("NOTIFY_SOCKET=").map(str::to_string))
-        .unwrap();
+    let notify = env_var(killed.started(1)[0].1, "NOTIFY_SOCKET").unwrap();
     let dir = std::path::Path::new(&notify)
         .parent()
         .unwrap()
@@ -335,13 +329,13 @@ fn einhorn_acks_of_workers_of_another_user_count() {
         worker.to_str().unwrap(),
     ]);
     let status = wait_status(&herd, "a worker ready by its ack", |s| settled(s, 1));
-    let env = environ(worker_pids(&status)[0]);
+    let pid = worker_pids(&status)[0];
     let find = |name: &str| {
-        env.iter()
-            .find_map(|v| v.strip_prefix(name).map(std::path::PathBuf::from))
-            .unwrap_or_else(|| panic!("no {name} in {env:?}"))
+        let value =
+            env_var(pid, name).unwrap_or_else(|| panic!("no {name} in {pid}'s environment"));
+        std::path::PathBuf::from(value)
     };
-    let (ack, notify) = (find("EINHORN_SOCK_PATH="), find("NOTIFY_SOCKET="));
+    let (ack, notify) = (find("EINHORN_SOCK_PATH"), find("NOTIFY_SOCKET"));
     assert_eq!(ack.parent(), notify.parent());
     let meta = std::fs::symlink_metadata(&ack).unwrap();
     assert_eq!(

@@ -334,3 +334,36 @@ pub fn worker_pids(status: &Value) -> Vec<u32> {
         .map(|w| w["pid"].as_u64().unwrap() as u32)
         .collect()
 }
+
+/// Starts herd as `uid` (a uid no other test runs processes as: `RLIMIT_NPROC` counts every
+/// process of the uid) with `herd --log-format json run ARGS`, allowed `headroom` more tasks
+/// (`RLIMIT_NPROC` counts threads) than the uid runs now. herd's user owns the directory of
+/// its control socket; the client (root here) names it with `--control-owner`, as it would
+/// trust another user's server nowhere in /tmp otherwise (herd::trust).
+pub fn herd_under_nproc(uid: u32, headroom: usize, args: &[&str]) -> Herd {
+    use std::os::unix::process::CommandExt;
+    let owner = uid.to_string();
+    let running = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("status")).is_ok_and(|s| {
+                s.lines().any(|l| {
+                    l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(owner.as_str())
+                })
+            })
+        })
+        .count();
+    let limit = running + headroom;
+    Herd::start_with(|dir| {
+        std::os::unix::fs::chown(dir, Some(uid), Some(uid)).unwrap();
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nproc={limit}:{limit}"))
+            .arg(HERD)
+            .args(["--log-format", "json", "run"])
+            .args(args)
+            .uid(uid)
+            .gid(uid);
+        cmd
+    })
+}

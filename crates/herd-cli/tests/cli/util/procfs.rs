@@ -119,6 +119,14 @@ pub fn environ(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The value of `name` in the environment of `pid`, if set.
+pub fn env_var(pid: u32, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    environ(pid)
+        .into_iter()
+        .find_map(|v| v.strip_prefix(&prefix).map(str::to_string))
+}
+
 /// A field of `/proc/PID/status` (`SigBlk`, `SigIgn`, ...).
 pub fn status_field(pid: u32, field: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
