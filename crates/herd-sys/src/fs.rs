@@ -2,7 +2,8 @@
 //!
 //! [`exchange`] is `renameat2(RENAME_EXCHANGE)` on Linux; elsewhere it fails with
 //! [`io::ErrorKind::Unsupported`], and callers fall back to a check and a `rename`.
-//! [`open_itself`] is `open(O_PATH | O_NOFOLLOW)` on Linux.
+//! [`open_itself`] is `open(O_PATH | O_NOFOLLOW)` on Linux. [`may_create_in`] asks the
+//! kernel whether this process may make entries in a directory.
 
 use std::io;
 use std::path::Path;
@@ -69,6 +70,31 @@ mod imp {
     }
 }
 
+/// Whether this process, by its effective ids, may create entries in the directory `dir`:
+/// `faccessat(W_OK | X_OK, AT_EACCESS)`. The error says why not, e.g. `EROFS` (a read-only
+/// file system, such as `/tmp` under systemd's `ProtectSystem=strict`) or `EACCES`.
+pub fn may_create_in(dir: &Path) -> io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+    // SAFETY: the path is a NUL-terminated string that outlives the call; faccessat only
+    // reads it.
+    let rc = unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::W_OK | libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 mod imp {
     use super::*;
@@ -106,6 +132,16 @@ mod tests {
             ),
         }
         assert!(exchange(&a, &dir.join("missing")).is_err());
+    }
+
+    #[test]
+    fn says_whether_entries_may_be_created_in_a_directory() {
+        let scratch = crate::scratch::Scratch::new("herd-sys-may-create");
+        let dir = scratch.path();
+        std::fs::create_dir(dir).unwrap();
+        assert!(may_create_in(dir).is_ok());
+        let missing = may_create_in(&dir.join("missing")).unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(libc::ENOENT));
     }
 
     #[cfg(any(target_os = "linux", target_os = "android"))]

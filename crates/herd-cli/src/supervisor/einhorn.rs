@@ -8,7 +8,9 @@
 //!
 //! The socket is herd's own (`NAME.PID.ack` beside the notify socket, mode 0600 from the moment
 //! it appears there, as herd's directory may be open to others), removed when herd exits and
-//! handed over across a re-exec.
+//! handed over across a re-exec. It refuses fds (`SO_PASSRIGHTS` off, Linux 6.16+): an ack
+//! carries none, and herd lets go of one a connection sent along where it reads or drops the
+//! connection, which can wait as long as the sender likes (a pipe whose lock it holds).
 
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::io::{AsFd, OwnedFd};
@@ -85,6 +87,8 @@ impl EinhornSocket {
     /// Starts serving a copy of the socket: the pid of each process that acknowledges goes to
     /// `acks`. Its task, which serves until it is aborted (the socket bound again) or herd ends.
     pub fn serve(&self, acks: mpsc::Sender<u32>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        // Set when it was bound; again for one an older herd handed over.
+        herd_sys::fdpass::refuse_fds(self.listener.as_fd());
         let listener = self.listener.try_clone()?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
@@ -106,6 +110,8 @@ fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener
     let _ = std::fs::remove_dir(&staging);
     std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
     let bound = std::os::unix::net::UnixListener::bind(&inner).and_then(|listener| {
+        // Before it is reachable: each connection takes the setting as it connects.
+        herd_sys::fdpass::refuse_fds(listener.as_fd());
         crate::spec::set_socket_mode(&inner, Some(0o600))?;
         std::fs::rename(&inner, path)?;
         Ok(listener)

@@ -377,3 +377,41 @@ fn an_upgrade_after_einhorns_sockets_file_was_removed_succeeds() {
     herd.wait_exit();
     assert!(!Path::new(&sock).exists(), "{sock} is left behind");
 }
+
+/// A connection to einhorn's ack socket cannot send herd an fd: herd would let go of it where
+/// it reads or drops the connection, which can wait as long as the sender likes (a pipe whose
+/// lock it holds). Also on the socket a re-exec hands over.
+#[test]
+fn einhorns_ack_socket_refuses_fds() {
+    use std::os::unix::io::AsFd;
+    if !kernel_refuses_fds() {
+        eprintln!("skipped: this kernel lets fds through (SO_PASSRIGHTS is Linux 6.16+)");
+        return;
+    }
+    let mut herd = Herd::start(&[
+        "run",
+        "--compat",
+        "einhorn",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let pid = herd.started(1)[0].1;
+    let ack = env_var(pid, "EINHORN_SOCK_PATH").expect("no EINHORN_SOCK_PATH");
+    let send = |what: &str| {
+        let conn = std::os::unix::net::UnixStream::connect(&ack).unwrap();
+        let sent = herd_sys::fdpass::send_with_fds(conn.as_fd(), b"x", &[conn.as_fd()]);
+        let err = sent.expect_err(&format!("{what}: herd's ack socket took an fd"));
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{what}: {err}");
+    };
+    send("bound");
+    let (code, _, err) = herd.ctl(&["reexec"]);
+    assert_eq!(code, 0, "{err}");
+    send("handed over");
+    herd.signal(libc::SIGTERM);
+    assert!(herd.wait_exit().success());
+}

@@ -240,10 +240,31 @@ fn a_tmpdir_unfit_for_the_workers_notify_socket_is_a_usage_error() {
     let config = config.to_str().unwrap();
     let run = ["run", "--user", "nobody", "-b", "127.0.0.1:0", "--", "true"];
     let check = ["check", "--config", config];
-    for (tmpdir, needle) in [(&closed, "cannot pass through"), (&open, "not sticky")] {
+    // A read-only TMPDIR (systemd's ProtectSystem=strict without PrivateTmp=yes), made in a
+    // mount namespace of herd's own, where the system allows one.
+    let read_only = top.path().join("read-only");
+    std::fs::create_dir(&read_only).unwrap();
+    let mut cases = vec![
+        (&closed, "cannot pass through", false),
+        (&open, "not sticky", false),
+    ];
+    if mount_namespaces_work() {
+        cases.push((&read_only, "read-only file system", true));
+    }
+    for (tmpdir, needle, remount) in cases {
         for args in [&run[..], &check[..]] {
             let verb = args[0];
-            let mut herd = std::process::Command::new(HERD)
+            let mut command = if remount {
+                let mut c = std::process::Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "sh", "-c"])
+                    .arg(r#"mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@""#)
+                    .arg(tmpdir)
+                    .arg(HERD);
+                c
+            } else {
+                std::process::Command::new(HERD)
+            };
+            let mut herd = command
                 .env("TMPDIR", tmpdir)
                 .env("HERD_CONTROL", &control)
                 .args(args)
@@ -262,7 +283,22 @@ fn a_tmpdir_unfit_for_the_workers_notify_socket_is_a_usage_error() {
             );
         }
     }
+    assert_eq!(std::fs::read_dir(&read_only).unwrap().count(), 0);
     assert!(!control.exists(), "the control socket was bound");
+}
+
+/// Whether `unshare --mount` can give a process a mount namespace of its own here (root in a
+/// container may lack `CAP_SYS_ADMIN`).
+fn mount_namespaces_work() -> bool {
+    let works = std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !works {
+        eprintln!("skipping the read-only TMPDIR case: `unshare --mount` does not work here");
+    }
+    works
 }
 
 /// A `--user` herd killed with SIGKILL leaves its notify directory; the next one removes it.

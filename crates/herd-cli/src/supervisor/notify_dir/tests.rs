@@ -1,0 +1,159 @@
+//! [`super`]'s checks and names, on directories made here.
+
+use super::*;
+
+fn me() -> WorkerUser<'static> {
+    WorkerUser {
+        uid: herd_sys::process::effective_uid(),
+        gids: &[],
+    }
+}
+
+#[test]
+fn names_are_unguessable_and_clashes_retried() {
+    let base = tempfile::tempdir().unwrap();
+    let a = NotifyDir::create(base.path(), me()).unwrap();
+    let b = NotifyDir::create(base.path(), me()).unwrap();
+    let name = a.path.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(is_name(&name), "{name}");
+    assert_ne!(a.path, b.path);
+    assert!(!name.contains(&std::process::id().to_string()));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&a.path), 0o700, "closed until opened");
+    a.open().unwrap();
+    assert_eq!(mode(&a.path), 0o711);
+    // Someone holds the first name: the next one is used.
+    let mut names = vec![Ok(name.clone()), Ok(format!("{PREFIX}{}", "0".repeat(32)))];
+    names.reverse();
+    let c = create_first_free(base.path(), || names.pop().unwrap()).unwrap();
+    assert!(c.path.ends_with(format!("{PREFIX}{}", "0".repeat(32))));
+    // Every name taken: a one-line error, no endless loop.
+    let e = create_first_free(base.path(), || Ok(name.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("were all taken"), "{e}");
+    // Dropped: gone, once empty.
+    let path = a.path.clone();
+    drop(a);
+    assert!(!path.exists());
+}
+
+#[test]
+fn a_directory_made_anew_is_neither_adopted_nor_removed() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = NotifyDir::create(base.path(), me()).unwrap();
+    let socket = dir.socket();
+    let _bound = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    let handed = Some(dir.identity);
+    assert!(NotifyDir::adopt(&socket, handed).is_some());
+    assert!(NotifyDir::adopt(&socket, None).is_none());
+    let other = base.path().join("elsewhere").join(SOCKET);
+    assert!(NotifyDir::adopt(&other, handed).is_none());
+    // Replaced behind herd's back: not herd's to remove.
+    std::fs::remove_dir_all(&dir.path).unwrap();
+    std::fs::create_dir(&dir.path).unwrap();
+    std::fs::write(dir.path.join("theirs"), "").unwrap();
+    assert!(dir.open().is_err());
+    let path = dir.path.clone();
+    drop(dir);
+    assert!(path.join("theirs").exists());
+}
+
+#[test]
+fn stale_directories_are_removed_and_live_ones_kept() {
+    let base = tempfile::tempdir().unwrap();
+    let uid = herd_sys::process::effective_uid();
+    let live = NotifyDir::create(base.path(), me()).unwrap();
+    let _bound = std::os::unix::net::UnixDatagram::bind(live.socket()).unwrap();
+    let dead = NotifyDir::create(base.path(), me()).unwrap();
+    drop(std::os::unix::net::UnixDatagram::bind(dead.socket()).unwrap());
+    drop(std::os::unix::net::UnixListener::bind(dead.einhorn()).unwrap());
+    let fresh = NotifyDir::create(base.path(), me()).unwrap();
+    let other = base.path().join("herd-notify-other");
+    std::fs::create_dir(&other).unwrap();
+    remove_stale(base.path(), uid);
+    assert!(live.socket().exists());
+    assert!(!dead.path.exists(), "its socket's herd is gone");
+    assert!(fresh.path.exists(), "empty, but just made");
+    assert!(other.exists(), "not a name herd makes");
+    remove_stale(base.path(), uid + 1);
+    assert!(live.path.exists());
+    std::fs::remove_file(live.socket()).unwrap();
+}
+
+#[test]
+fn workers_that_cannot_pass_through_are_refused_in_one_line() {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let closed = base.path().join("closed");
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&closed)
+        .unwrap();
+    let uid = herd_sys::process::effective_uid();
+    let stranger = WorkerUser {
+        uid: uid.wrapping_add(12345).max(1),
+        gids: &[],
+    };
+    let e = NotifyDir::create(&closed, stranger)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("cannot pass through") && e.contains("TMPDIR"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    // Its group may: through.
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o710)).unwrap();
+    let gid = std::fs::metadata(&closed).unwrap().gid();
+    let member = WorkerUser {
+        gids: &[gid],
+        ..stranger
+    };
+    assert!(check_base(&closed, member).is_ok());
+    assert!(check_base(&closed, stranger).is_err());
+    let long = base.path().join("d".repeat(70));
+    std::fs::create_dir(&long).unwrap();
+    let e = NotifyDir::create(&long, me()).unwrap_err().to_string();
+    assert!(e.contains("longer than 107 bytes"), "{e}");
+}
+
+#[test]
+fn a_base_others_could_move_things_in_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let open = base.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = check_base(&open, me()).unwrap_err();
+    assert!(e.contains("not sticky"), "{e}");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // Resolved: absolute, through a symlink, and relative.
+    let link = base.path().join("link");
+    std::os::unix::fs::symlink(&open, &link).unwrap();
+    let real = std::fs::canonicalize(&open).unwrap();
+    assert_eq!(check_base(&link, me()).unwrap(), real);
+    if herd_sys::process::effective_uid() == 0 {
+        let theirs = base.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(12345), None).unwrap();
+        let e = check_base(&theirs, me()).unwrap_err();
+        assert!(e.contains("belongs to another user"), "{e}");
+        let their_link = base.path().join("their-link");
+        std::os::unix::fs::symlink(&open, &their_link).unwrap();
+        std::os::unix::fs::lchown(&their_link, Some(12345), None).unwrap();
+        let e = check_base(&their_link, me()).unwrap_err();
+        assert!(e.contains("a symlink of uid 12345"), "{e}");
+    }
+}
+
+#[test]
+fn a_socket_herd_may_not_connect_to_is_kept() {
+    let base = tempfile::tempdir().unwrap();
+    let path = base.path().join(SOCKET);
+    let bound = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    assert!(!unbound(&path));
+    drop(bound);
+    assert!(unbound(&path));
+    // Any other failure (EACCES where herd may not connect; ENOENT here): kept.
+    assert!(!unbound(&base.path().join("missing").join(SOCKET)));
+}
