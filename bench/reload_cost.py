@@ -3,7 +3,9 @@
 benchmark, side by side: the CPU one worker's start costs (its whole process tree, until it
 has answered one request) and its stop (from herd's stop signal until its tree has exited),
 the CPU per request at saturation with 4 workers accepting and
-with 6 (during an upgrade old and new workers accept side by side for `--min-ready`), and
+with 6 (during an upgrade old and new workers accept side by side for `--min-ready`), what a
+new worker's first requests cost beyond what the same requests cost it once warm (a JIT's
+warm-up, caches; `warm-up ms`, and `first µs/req` against `warm µs/req`), and
 one upgrade at saturation: its window and throughput share (bench/peers_stats.py's `cut`).
 It prints what the start-ups alone would cost: 4 starts' CPU over the window's CPU (the
 closed loop's, load generator included), and the share of the machine other work took
@@ -97,6 +99,29 @@ def stop_cpu(command):
     return sum(last.values()) - sum(first.values())
 
 
+def warm_up_cpu(command, segments=12, seconds=0.5):
+    """(extra CPU seconds of a new worker's first requests over their cost once it is warm, µs
+    per request of its first segment, µs per request warm): one worker under a closed loop of
+    4 connections, `segments` runs of `seconds` each; warm is the last third's rate."""
+    rows = []
+    with Herd(command, 1, BIND) as herd:
+        address = herd.address()
+        (worker,) = children(herd.proc.pid)
+        before = tree_cpu(worker)
+        for _ in range(segments):
+            out = subprocess.run([LOADGEN, address, "0", str(seconds), "--concurrency", "4"],
+                                 capture_output=True, text=True, check=True).stdout
+            now = tree_cpu(worker)
+            rows.append((json.loads(out)["ok"], now - before))
+            before = now
+        herd.stop()
+    last = rows[-(segments // 3):]
+    warm = sum(cpu for _, cpu in last) / max(1, sum(n for n, _ in last))
+    extra = sum(cpu - n * warm for n, cpu in rows)  # signed: noise in either direction cancels
+    first_n, first_cpu = rows[0]
+    return extra, 1e6 * first_cpu / max(1, first_n), 1e6 * warm
+
+
 def loop(address, seconds_or_upgrade, herd):
     """A closed loop of 32 connections; returns (records, windows, cores of the workers and the
     load generator while steady). `seconds_or_upgrade`: a steady measurement of that many seconds,
@@ -126,8 +151,12 @@ def loop(address, seconds_or_upgrade, herd):
 
 
 def steady(command, workers):
-    """(requests/s, CPU µs per request of the workers, of the load generator) at saturation."""
+    """(requests/s, CPU µs per request of the workers, of the load generator) at saturation,
+    once the workers are warm."""
     with Herd(command, workers, BIND) as herd:
+        # Warm first: a new Node worker's first few thousand requests cost twice what later
+        # ones do (V8 compiles meanwhile; see warm_up_cpu).
+        subprocess.run([LOADGEN, herd.address(), "0", "3", "--concurrency", "32"], capture_output=True, check=True)
         records, _, (worker_cores, load_cores) = loop(herd.address(), 2.0, herd)
         herd.stop()
     rate = cut(records, [])["steady_rps"]
@@ -148,10 +177,13 @@ def one(command):
     share, window = upgrade(command)
     start = statistics.median(start_cpu(command) for _ in range(3))
     stop = statistics.median(stop_cpu(command) for _ in range(3))
+    warm_up, first, warm = (statistics.median(v) for v in zip(*(warm_up_cpu(command) for _ in range(3))))
     loop_cores = (w4 + l4) * rate4 / 1e6  # what the closed loop keeps busy, load generator included
     return {"start ms": 1e3 * start, "stop ms": 1e3 * stop, "req/s": rate4, "worker µs/req": w4, "load µs/req": l4,
             "6 workers: worker µs/req": w6, "share": share, "window s": window,
-            "4 starts / window CPU": 4 * start / (window * loop_cores)}
+            "4 starts / window CPU": 4 * start / (window * loop_cores),
+            "warm-up ms": 1e3 * warm_up, "first µs/req": first, "warm µs/req": warm,
+            "4 warm-ups / window CPU": 4 * warm_up / (window * loop_cores)}
 
 
 def main():

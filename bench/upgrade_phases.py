@@ -12,7 +12,10 @@ herd's events in each bin (w_ worker, fs_ fork server): where an upgrade at satu
 throughput. `--saturation --upgrades N` runs N upgrades, each followed by 5 s of steady time,
 and prints each upgrade's throughput over the steady time just before and after it (split where
 the fork server said READY=1), their median, and the share pooled as bench/peers.py counts it:
-one upgrade's share is uncertain by the machine's drift, several of them are not.
+one upgrade's share is uncertain by the machine's drift, several of them are not; and what each
+upgrade lost: the requests missing from it and the 3 s after it against the rate of the steady
+time before it, in seconds of that rate (a cost that falls after a window, as a Node worker's
+warm-up does, lowers the steady time around it and raises the share, not this).
 `--fork-server` among herd's options also runs the command through python/herd_fork.py, as the
 peer benchmark's `--fork-server` rows do. Run it under the bench lock. Usage:
 
@@ -42,6 +45,9 @@ MIN_READY_US = 1e6  # herd's default --min-ready
 BIN_US = 100_000  # --saturation's throughput bins
 # --upgrades N: the steady time after each upgrade, each upgrade's baseline with the one before it.
 PAIRED_GAP_S = 5.0
+# How long after an upgrade its cost is still counted (--upgrades' `lost`): a new worker's
+# warm-up goes on past the window (Node's JIT compiles for a second or more after READY=1).
+AFTER_US = 3_000_000
 SETTLE_US = 250_000  # after an upgrade, neither steady nor inside it (bench/peers_stats.py's)
 EVENTS = ("worker_started", "worker_ready", "worker_exited", "fork_server_started", "fork_server_ready",
           "fork_server_exited")
@@ -154,18 +160,20 @@ def paired(records, windows, events):
 
     steady = [(300_000, windows[0][0])] + [(e + SETTLE_US, nxt[0] if nxt else run_end)
                                            for (_, e), nxt in zip(windows, windows[1:] + [None])]
-    lines, shares = [], []
+    lines, shares, losses = [], [], []
     for i, (b, e) in enumerate(windows):
         base = (rate(*steady[i]) + rate(*steady[i + 1])) / 2
         shares.append(rate(b, e) / base)
+        before = rate(*steady[i])
+        losses.append((before * (e + AFTER_US - b) / 1e6 - count(b, e + AFTER_US)) / before)
         ready = [t for t, name, _ in events if name == "fork_server_ready" and b <= t <= e]
         split = (f"; {rate(b, ready[0]) / base:.1%} while the fork server loaded ({(ready[0] - b) / 1e6:.1f} s), "
                  f"{rate(ready[0], e) / base:.1%} after" if ready else "")
         lines.append(f"  upgrade {i + 1}: {(e - b) / 1e6:.2f} s, {shares[-1]:.1%} of the steady {base:.0f} req/s "
-                     f"around it{split}")
+                     f"around it{split}; lost {losses[-1]:.2f} s of the rate before it")
     pooled = (sum(count(b, e) for b, e in windows) / sum(e - b for b, e in windows)) / \
         (sum(count(b, e) for b, e in steady) / sum(e - b for b, e in steady))
-    return lines, statistics.median(shares), pooled
+    return lines, statistics.median(shares), pooled, statistics.median(losses)
 
 
 def main():
@@ -189,9 +197,11 @@ def main():
         command = forked(command)
     records, windows, events = run(command, extra, closed, upgrades)
     if upgrades > 1:
-        lines, median, pooled = paired(records, windows, events)
+        lines, median, pooled, lost = paired(records, windows, events)
         print(f"{kind} {' '.join(extra) or '(defaults)'} at saturation, {upgrades} upgrades {PAIRED_GAP_S:g} s apart: "
-              f"median share {median:.1%} of the steady time around each, pooled {pooled:.1%}\n" + "\n".join(lines))
+              f"median share {median:.1%} of the steady time around each, pooled {pooled:.1%}; median lost "
+              f"{lost:.2f} s of the steady rate before each (its requests missing from it and the "
+              f"{AFTER_US / 1e6:g} s after it)\n" + "\n".join(lines))
         return
     first, last = windows[0]
     if closed:
