@@ -43,6 +43,9 @@ pub mod fdlimit;
 #[cfg(unix)]
 pub mod fdstore;
 pub mod logging;
+// Windows' takeover, control pipe and attached runs use it; built and tested everywhere.
+#[cfg_attr(unix, allow(dead_code))]
+mod off_loop;
 pub mod output;
 #[cfg(unix)]
 pub mod run;

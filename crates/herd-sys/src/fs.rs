@@ -1,4 +1,5 @@
-//! Files: exchanging two paths atomically, and opening a file itself, not what it names.
+//! Files: exchanging two paths atomically, opening a file itself (not what it names), and
+//! whether this process may create entries in a directory.
 //!
 //! [`exchange`] is `renameat2(RENAME_EXCHANGE)` on Linux; elsewhere it fails with
 //! [`io::ErrorKind::Unsupported`], and callers fall back to a check and a `rename`.
@@ -70,9 +71,29 @@ mod imp {
     }
 }
 
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+mod imp {
+    use super::*;
+
+    /// Not available here: always [`io::ErrorKind::Unsupported`].
+    pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no atomic exchange of two paths on this system",
+        ))
+    }
+}
+
+/// `faccessat`'s flag for the effective ids; Android's `faccessat` refuses every flag.
+#[cfg(not(target_os = "android"))]
+const EFFECTIVE_IDS: libc::c_int = libc::AT_EACCESS;
+#[cfg(target_os = "android")]
+const EFFECTIVE_IDS: libc::c_int = 0;
+
 /// Whether this process, by its effective ids, may create entries in the directory `dir`:
 /// `faccessat(W_OK | X_OK, AT_EACCESS)`. The error says why not, e.g. `EROFS` (a read-only
 /// file system, such as `/tmp` under systemd's `ProtectSystem=strict`) or `EACCES`.
+/// On Android, whose `faccessat` takes no flags, the real ids (herd's are the same).
 pub fn may_create_in(dir: &Path) -> io::Result<()> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -85,26 +106,13 @@ pub fn may_create_in(dir: &Path) -> io::Result<()> {
             libc::AT_FDCWD,
             path.as_ptr(),
             libc::W_OK | libc::X_OK,
-            libc::AT_EACCESS,
+            EFFECTIVE_IDS,
         )
     };
     if rc == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-mod imp {
-    use super::*;
-
-    /// Not available here: always [`io::ErrorKind::Unsupported`].
-    pub fn exchange(_a: &Path, _b: &Path) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "no atomic exchange of two paths on this system",
-        ))
     }
 }
 

@@ -10,7 +10,8 @@
 //!   the child only makes async-signal-safe system calls and never allocates.
 //! - [`fd`]: close-on-exec hygiene and taking ownership of fds inherited from a parent (each
 //!   number at most once per process, which lets the other crates forbid `unsafe`).
-//! - [`fs`]: exchanging two paths atomically (`renameat2(RENAME_EXCHANGE)`, Linux).
+//! - [`fs`]: exchanging two paths atomically (`renameat2(RENAME_EXCHANGE)`, Linux), opening a
+//!   file itself (`O_PATH`), whether entries may be created in a directory (`faccessat`).
 //! - [`connection`]: whether a stream socket's peer hung up (`poll`), and what it has not read
 //!   yet (`SIOCOUTQ`).
 //! - [`fdpass`]: sending and receiving fds over Unix sockets (`SCM_RIGHTS`).

@@ -87,7 +87,8 @@ impl EinhornSocket {
     /// Starts serving a copy of the socket: the pid of each process that acknowledges goes to
     /// `acks`. Its task, which serves until it is aborted (the socket bound again) or herd ends.
     pub fn serve(&self, acks: mpsc::Sender<u32>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-        // Set when it was bound; again for one an older herd handed over.
+        // Set when it was bound; again for one an older herd handed over (a connection made
+        // before this keeps the setting it was made with).
         herd_sys::fdpass::refuse_fds(self.listener.as_fd());
         let listener = self.listener.try_clone()?;
         listener.set_nonblocking(true)?;
@@ -379,6 +380,37 @@ mod tests {
             "staging left behind"
         );
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    /// A socket an older herd handed over, which may not refuse fds, does once it is served.
+    #[test]
+    fn a_handed_over_socket_refuses_fds_once_served() {
+        let send_fd = |path: &Path| {
+            let conn = std::os::unix::net::UnixStream::connect(path).unwrap();
+            herd_sys::fdpass::send_with_fds(conn.as_fd(), b"x", &[conn.as_fd()])
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        let listener = std::os::unix::net::UnixListener::bind(&probe).unwrap();
+        herd_sys::fdpass::refuse_fds(listener.as_fd());
+        if send_fd(&probe).is_ok() {
+            return; // this kernel lets fds through (SO_PASSRIGHTS is Linux 6.16+)
+        }
+        let path = dir.path().join("control.1.ack");
+        let plain = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let file = SocketFile::created(&path).unwrap();
+        let socket = EinhornSocket::restore(OwnedFd::from(plain), file);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (acks, _) = mpsc::channel(1);
+            let served = socket.serve(acks).unwrap();
+            let err = send_fd(&path).expect_err("the handed-over socket took an fd");
+            assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+            served.abort();
+        });
     }
 
     #[test]

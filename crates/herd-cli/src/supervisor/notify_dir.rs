@@ -156,14 +156,20 @@ fn create_first_free(
                 last = path;
             }
             Err(e) => {
+                // A read-only file system is told apart before this (`check_base`), unless it
+                // became one since.
+                let hint = if e.raw_os_error() == Some(libc::EROFS) {
+                    " (under systemd's ProtectSystem=strict, add PrivateTmp=yes)"
+                } else {
+                    ""
+                };
                 return Err(e).with_context(|| {
                     format!(
                         "cannot create the notify directory {}: set TMPDIR to a directory \
-                         herd may write and the workers' user can pass through (under \
-                         systemd's ProtectSystem=strict, add PrivateTmp=yes)",
+                         herd may write and the workers' user can pass through{hint}",
                         path.display()
                     )
-                })
+                });
             }
         }
     }
@@ -192,6 +198,12 @@ pub fn check_base(base: &Path, workers: WorkerUser<'_>) -> Result<PathBuf, Strin
             base.display()
         )
     })?;
+    if !real.is_dir() {
+        return Err(format!(
+            "cannot use {} for the notify socket: it is not a directory; {FIX}",
+            real.display()
+        ));
+    }
     let herd = herd_sys::process::effective_uid();
     // The symlinks on the way: another user's could point herd anywhere they like.
     let given = std::env::current_dir().map_or_else(|_| base.to_path_buf(), |cwd| cwd.join(base));
@@ -271,20 +283,22 @@ fn check_step(dir: &Path, herd: u32, workers: &WorkerUser<'_>) -> Result<(), Str
 
 /// herd's user may make the notify directory in `dir`: not read-only, writable by it.
 fn herd_may_create_in(dir: &Path, herd: u32) -> Result<(), String> {
-    if let Err(e) = herd_sys::fs::may_create_in(dir) {
-        let why = match e.raw_os_error() {
-            Some(libc::EROFS) => "it is on a read-only file system (under systemd's \
-                                  ProtectSystem=strict, add PrivateTmp=yes)"
-                .to_string(),
-            Some(libc::EACCES) => format!("herd's uid {herd} may not write it"),
-            _ => e.to_string(),
-        };
-        return Err(format!(
-            "herd cannot make the workers' notify directory in {}: {why}; {FIX}",
-            dir.display()
-        ));
-    }
-    Ok(())
+    let Err(e) = herd_sys::fs::may_create_in(dir) else {
+        return Ok(());
+    };
+    let shown = dir.display();
+    Err(match e.raw_os_error() {
+        Some(libc::EROFS) => format!(
+            "herd cannot make the workers' notify directory in {shown}: it is on a read-only \
+             file system; set TMPDIR to a writable directory (under systemd's \
+             ProtectSystem=strict, add PrivateTmp=yes or ReadWritePaths={shown})"
+        ),
+        Some(libc::EACCES) => format!(
+            "herd cannot make the workers' notify directory in {shown}: herd's uid {herd} may \
+             not write or search it; {FIX}"
+        ),
+        _ => format!("herd cannot make the workers' notify directory in {shown}: {e}; {FIX}"),
+    })
 }
 
 /// Removes the notify directories in `base` of `uid`'s herds that are gone (killed with

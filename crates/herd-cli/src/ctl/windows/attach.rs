@@ -129,7 +129,7 @@ fn wait_outliving_ctrl_c(mut child: Child) -> std::io::Result<ExitStatus> {
         .build()?;
     runtime.block_on(async move {
         let mut ctrl_c = tokio::signal::windows::ctrl_c()?;
-        let mut exited = tokio::task::spawn_blocking(move || child.wait());
+        let mut exited = crate::off_loop::run("herd-wait-child", move || child.wait())?;
         loop {
             tokio::select! {
                 status = &mut exited => return status.map_err(std::io::Error::other)?,

@@ -147,6 +147,17 @@ fn a_base_others_could_move_things_in_is_refused() {
 }
 
 #[test]
+fn a_base_that_is_not_a_directory_is_refused() {
+    let base = tempfile::tempdir().unwrap();
+    let file = base.path().join("program");
+    std::fs::write(&file, "").unwrap();
+    // Executable, so that its mode bits would let anyone "pass through" it.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let e = check_base(&file, me()).unwrap_err();
+    assert!(e.contains("not a directory"), "{e}");
+}
+
+#[test]
 fn a_socket_herd_may_not_connect_to_is_kept() {
     let base = tempfile::tempdir().unwrap();
     let path = base.path().join(SOCKET);

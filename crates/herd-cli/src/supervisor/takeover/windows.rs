@@ -79,7 +79,7 @@ pub fn complete_takeover(
     }
     tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     let bound = answer_bound(old_grace);
-    let asked = tokio::task::spawn_blocking(move || {
+    let asked = crate::off_loop::run("herd-stop-old", move || {
         let answer = stop_old_herd(&old, old_pid, bound);
         if let StopAnswer::Silent(waited) = answer {
             log_silent(&old, waited);
@@ -111,9 +111,14 @@ pub fn complete_takeover(
         }
     });
     tokio::spawn(async move {
-        let answer = asked
-            .await
-            .unwrap_or_else(|e| StopAnswer::Refused(format!("the stop was lost: {e}")));
+        let answer = match asked {
+            Ok(asked) => asked.await.unwrap_or_else(|_| {
+                StopAnswer::Refused("the stop was lost: its thread ended with no answer".into())
+            }),
+            Err(e) => StopAnswer::Refused(format!(
+                "cannot start a thread to ask the old herd to stop: {e}"
+            )),
+        };
         let _ = answered.send(answer).await;
     });
     Ok(None)

@@ -104,13 +104,15 @@ async fn move_to(moves_to: MoveTo, requests: mpsc::Sender<ControlRequest>) {
 /// (as the system says), if one does.
 async fn other_server(pipe: &str, old_pid: u32) -> Option<u32> {
     let path = std::path::PathBuf::from(pipe);
-    let served = tokio::task::spawn_blocking(move || {
+    let served = crate::off_loop::run("herd-pipe-probe", move || {
         crate::control::client::Client::connect(&path)
             .ok()?
             .server_pid()
             .ok()
     });
+    // No thread to ask with: none is known to serve it, and the next try asks again.
     served
+        .ok()?
         .await
         .ok()
         .flatten()
