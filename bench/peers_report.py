@@ -234,6 +234,11 @@ def python_row(name):
     return "Python" in name or "gunicorn" in name
 
 
+def node_row(name):
+    """Whether the herd row `name` runs Node workers."""
+    return "Node" in name
+
+
 def verdicts(systems, results, scale):
     """One line per target of issue 19 that this scenario measures, with the scale targets'
     (bench/scale_targets.py). A timing measured while other work took the machine (in any run
@@ -309,7 +314,7 @@ def measured_verdicts(systems, results):
                         noisy or bool(unsteady(results, n, "open"))))
         if share is not None:
             said = python_row(n) and (at_2000 or 0) > 2  # SEE_BELOW is on the line above
-            why = SEE_BELOW if share < 0.95 and (python_row(n) or "Node" in n) and not said else ""
+            why = SEE_BELOW if share < 0.95 and (python_row(n) or node_row(n)) and not said else ""
             verdict = against([v * 100 for v in column(results, n, "closed", "share") if v is not None], 95, True,
                               "{:.0f}%")
             out.append((f"{n}: throughput during reloads at saturation at least 95% of steady: {down(share * 100)}%, "
@@ -372,7 +377,7 @@ def write_report(args, systems, results, errors, cross, versions, loads, took, s
     targets = verdicts(systems, results, scale)
     explained = [v.split(":")[0] for v in targets if SEE_BELOW in v]
     known = (f"\n{PYTHON_MISS} {PYTHON_MISS_2000}\n" if any(map(python_row, explained)) else "") + \
-        (f"\n{NODE_MISS}\n" if any("Node" in n for n in explained) else "")
+        (f"\n{NODE_MISS}\n" if any(map(node_row, explained)) else "")
     lines = [(s.name, run["open"]["chart"][0], run["open"]["chart"][1])
              for s in systems if s.table == "peers" for run in results.get(s.name, [])[:1]]
     with open(svg, "w") as f:

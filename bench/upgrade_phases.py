@@ -13,8 +13,9 @@ throughput. `--saturation --upgrades N` runs N upgrades, each followed by 5 s of
 and prints each upgrade's throughput over the steady time just before and after it (split where
 the fork server said READY=1), their median, and the share pooled as bench/peers.py counts it:
 one upgrade's share is uncertain by the machine's drift, several of them are not; and what each
-upgrade lost: the requests missing from it and the 3 s after it against the rate of the steady
-time before it, in seconds of that rate (a cost that falls after a window, as a Node worker's
+upgrade lost: the requests missing from it and the 3 s after it against the rate of the 2 s
+before it (after the 3 s the previous upgrade counts; the first follows 5 s of load), in
+seconds of that rate (a cost that falls after a window, as a Node worker's
 warm-up does, lowers the steady time around it and raises the share, not this).
 `--fork-server` among herd's options also runs the command through python/herd_fork.py, as the
 peer benchmark's `--fork-server` rows do. Run it under the bench lock. Usage:
@@ -48,6 +49,9 @@ PAIRED_GAP_S = 5.0
 # How long after an upgrade its cost is still counted (--upgrades' `lost`): a new worker's
 # warm-up goes on past the window (Node's JIT compiles for a second or more after READY=1).
 AFTER_US = 3_000_000
+# The steady time before an upgrade that `lost` takes as its rate: what the previous upgrade's
+# counted-after time leaves of the gap (the first upgrade's lead is as long as the gap).
+BEFORE_US = PAIRED_GAP_S * 1e6 - AFTER_US
 SETTLE_US = 250_000  # after an upgrade, neither steady nor inside it (bench/peers_stats.py's)
 EVENTS = ("worker_started", "worker_ready", "worker_exited", "fork_server_started", "fork_server_ready",
           "fork_server_exited")
@@ -80,7 +84,7 @@ def run(command, extra, closed, upgrades=1):
         shape = ["0", "3600", "--concurrency", "32"] if closed else ["2000", "3600", "--threads", "256"]
         load = subprocess.Popen([LOADGEN, s["sockets"][0]["address"], *shape, "--until-eof", "--timeout", "5",
                                  "--timeline", timeline], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        time.sleep(2.5 if closed else 1.5)
+        time.sleep(PAIRED_GAP_S if upgrades > 1 else 2.5 if closed else 1.5)
         windows = []
         for _ in range(upgrades):
             begin = time.time()
@@ -164,16 +168,17 @@ def paired(records, windows, events):
     for i, (b, e) in enumerate(windows):
         base = (rate(*steady[i]) + rate(*steady[i + 1])) / 2
         shares.append(rate(b, e) / base)
-        before = rate(*steady[i])
-        losses.append((before * (e + AFTER_US - b) / 1e6 - count(b, e + AFTER_US)) / before)
+        before = rate(b - BEFORE_US, b)
+        if e + AFTER_US <= run_end:
+            losses.append((before * (e + AFTER_US - b) / 1e6 - count(b, e + AFTER_US)) / before)
         ready = [t for t, name, _ in events if name == "fork_server_ready" and b <= t <= e]
         split = (f"; {rate(b, ready[0]) / base:.1%} while the fork server loaded ({(ready[0] - b) / 1e6:.1f} s), "
                  f"{rate(ready[0], e) / base:.1%} after" if ready else "")
         lines.append(f"  upgrade {i + 1}: {(e - b) / 1e6:.2f} s, {shares[-1]:.1%} of the steady {base:.0f} req/s "
-                     f"around it{split}; lost {losses[-1]:.2f} s of the rate before it")
+                     f"around it{split}" + (f"; lost {losses[i]:.2f} s of the rate before it" if i < len(losses) else ""))
     pooled = (sum(count(b, e) for b, e in windows) / sum(e - b for b, e in windows)) / \
         (sum(count(b, e) for b, e in steady) / sum(e - b for b, e in steady))
-    return lines, statistics.median(shares), pooled, statistics.median(losses)
+    return lines, statistics.median(shares), pooled, statistics.median(losses) if losses else float("nan")
 
 
 def main():
@@ -200,8 +205,8 @@ def main():
         lines, median, pooled, lost = paired(records, windows, events)
         print(f"{kind} {' '.join(extra) or '(defaults)'} at saturation, {upgrades} upgrades {PAIRED_GAP_S:g} s apart: "
               f"median share {median:.1%} of the steady time around each, pooled {pooled:.1%}; median lost "
-              f"{lost:.2f} s of the steady rate before each (its requests missing from it and the "
-              f"{AFTER_US / 1e6:g} s after it)\n" + "\n".join(lines))
+              f"{lost:.2f} s of the rate of the {BEFORE_US / 1e6:g} s before each (its requests missing from it "
+              f"and the {AFTER_US / 1e6:g} s after it)\n" + "\n".join(lines))
         return
     first, last = windows[0]
     if closed:
