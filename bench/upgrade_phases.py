@@ -60,8 +60,8 @@ EVENTS = ("worker_started", "worker_ready", "worker_exited", "fork_server_starte
 def run(command, extra, closed, upgrades=1):
     """`upgrades` upgrades of workers running `command` under load (closed loop with 32
     connections if `closed`, else 2000 new connections/s), each followed by steady time
-    (PAIRED_GAP_S with more than one): (timeline records, the upgrade windows in µs, herd's
-    events)."""
+    (PAIRED_GAP_S with more than one, which the first also follows): (timeline records, the
+    upgrade windows in µs, herd's events)."""
     d = tempfile.mkdtemp(prefix="herd-phases-")
     control, log_path = os.path.join(d, "c.sock"), os.path.join(d, "log.json")
     with open(log_path, "w") as log:

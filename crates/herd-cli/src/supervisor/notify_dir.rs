@@ -159,7 +159,7 @@ fn create_first_free(
                 // A read-only file system is told apart before this (`check_base`), unless it
                 // became one since.
                 let hint = if e.raw_os_error() == Some(libc::EROFS) {
-                    " (under systemd's ProtectSystem=strict, add PrivateTmp=yes)"
+                    " (under systemd's ProtectSystem=strict, add PrivateTmp=yes or ReadWritePaths=)"
                 } else {
                     ""
                 };

@@ -300,7 +300,7 @@ fn private_mounts_work() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !works {
-        eprintln!("skipped in part: no private mount namespace with bind mounts here");
+        eprintln!("skipping what needs a private mount namespace with bind mounts: none here");
     }
     works
 }

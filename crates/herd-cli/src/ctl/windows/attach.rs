@@ -132,7 +132,9 @@ fn wait_outliving_ctrl_c(mut child: Child) -> std::io::Result<ExitStatus> {
         let mut exited = crate::off_loop::run("herd-wait-child", move || child.wait())?;
         loop {
             tokio::select! {
-                status = &mut exited => return status.map_err(std::io::Error::other)?,
+                status = &mut exited => {
+                    return status.map_err(|_| std::io::Error::other("the thread waiting for it panicked"))?
+                }
                 _ = ctrl_c.recv() => {}
             }
         }

@@ -46,8 +46,8 @@ fn has_exited(process: &Process) -> bool {
     process::wait(process, Some(Duration::ZERO)).unwrap_or(false)
 }
 
-/// Ends a takeover whose workers are all available: asks the old herd to stop (in a blocking
-/// task, bounded by its grace and a margin), reports its answer on `answered`, and once the old
+/// Ends a takeover whose workers are all available: asks the old herd to stop (on a thread of
+/// its own, bounded by its grace and a margin), reports its answer on `answered`, and once the old
 /// herd is gone, tells [`Takeover::vacated`]. An old herd that has exited already is `Gone`,
 /// unless another herd serves its pipe (a takeover that completed first): this herd gives up
 /// rather than serve beside it.
@@ -79,6 +79,7 @@ pub fn complete_takeover(
     }
     tracing::info!(event = LogEvent::TakeoverComplete.as_str(), old = %old.display(), "takeover complete: every worker is ready; asking the old herd to stop");
     let bound = answer_bound(old_grace);
+    let pipe = old.clone();
     let asked = crate::off_loop::run("herd-stop-old", move || {
         let answer = stop_old_herd(&old, old_pid, bound);
         if let StopAnswer::Silent(waited) = answer {
@@ -110,14 +111,18 @@ pub fn complete_takeover(
             }
         }
     });
+    let asked = asked.map_err(|e| {
+        not_moved(&pipe, "no thread could start to ask the old herd to stop");
+        StopAnswer::Refused(format!(
+            "it was never asked: no thread could start to ask it ({e})"
+        ))
+    });
     tokio::spawn(async move {
         let answer = match asked {
             Ok(asked) => asked.await.unwrap_or_else(|_| {
-                StopAnswer::Refused("the stop was lost: its thread ended with no answer".into())
+                StopAnswer::Refused("the stop was lost: its thread panicked".into())
             }),
-            Err(e) => StopAnswer::Refused(format!(
-                "cannot start a thread to ask the old herd to stop: {e}"
-            )),
+            Err(answer) => answer,
         };
         let _ = answered.send(answer).await;
     });
