@@ -138,8 +138,9 @@ impl NotifySocket {
     }
 
     /// Binds this socket again at its path if its file was removed (by a worker, an
-    /// operator's clean-up): a socket cannot be given a file again, but workers send each
-    /// message to the path, so a new socket there hears every one from now on. Returns the
+    /// operator's clean-up; with `--user`, the directory herd made for it too, which is made
+    /// again): a socket cannot be given a file again, but workers send each message to the
+    /// path, so a new socket there hears every one from now on. Returns the
     /// old socket (its queued datagrams still to read), or `None` if the file is there, or the
     /// socket has none (abstract).
     pub fn bind_again_if_removed(
@@ -150,6 +151,12 @@ impl NotifySocket {
             return Ok(None);
         }
         let path = path.to_path_buf();
+        // The directory herd made for workers of another user, removed with the socket.
+        if let Some(dir) = &mut self.made_dir {
+            if dir.make_again()? {
+                self.dir = super::socket_files::dir_identity(&path);
+            }
+        }
         super::socket_files::in_dir_bound(&path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
         // Closed to others until the new file is the workers' alone.
         if let Some(dir) = &self.made_dir {

@@ -69,6 +69,28 @@ impl NotifyDir {
         })
     }
 
+    /// Makes the directory again at its path, closed to others (0700) until
+    /// [`open`](Self::open), if it was removed (a clean-up of the temporary directory), so that
+    /// the socket can be bound there again: whether it was. Its name can be read in the
+    /// temporary directory's listing, and one that someone else took meanwhile is refused
+    /// (`mkdir` is exclusive).
+    pub fn make_again(&mut self) -> anyhow::Result<bool> {
+        match std::fs::symlink_metadata(&self.path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            _ => return Ok(false),
+        }
+        let shown = self.path.display();
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&self.path)
+            .with_context(|| format!("cannot make the notify directory {shown} again"))?;
+        self.identity =
+            dir_identity(&self.socket()).with_context(|| format!("cannot inspect {shown}"))?;
+        // The umask may have narrowed the mode; it never widens it.
+        self.close()?;
+        Ok(true)
+    }
+
     /// Where the socket goes.
     pub fn socket(&self) -> PathBuf {
         self.path.join(SOCKET)

@@ -69,6 +69,7 @@ mod takeover_abort;
 mod takeover_files;
 mod takeover_stuck;
 mod top;
+mod user_rebind;
 mod util;
 mod warm_up;
 mod warm_up_own;
