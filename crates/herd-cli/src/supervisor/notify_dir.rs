@@ -111,15 +111,25 @@ impl NotifyDir {
         self.set_mode(0o700)
     }
 
+    /// Sets the directory's mode through an fd opened on the directory itself (`O_NOFOLLOW`):
+    /// a symlink another user put at its name (after something with root's rights removed it)
+    /// is not followed, and a directory that is not the one herd made is left as it is.
     fn set_mode(&self, mode: u32) -> anyhow::Result<()> {
-        if dir_identity(&self.socket()) != Some(self.identity) {
-            bail!(
-                "{} is not the directory herd made (removed, or replaced)",
-                self.path.display()
-            );
+        use std::os::unix::fs::OpenOptionsExt;
+        let shown = self.path.display();
+        let replaced =
+            || anyhow::anyhow!("{shown} is not the directory herd made (removed, or replaced)");
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&self.path)
+            .map_err(|_| replaced())?;
+        let meta = dir.metadata().map_err(|_| replaced())?;
+        if (meta.dev(), meta.ino(), meta.created().ok()) != self.identity {
+            return Err(replaced());
         }
-        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set mode {mode:o} on {}", self.path.display()))
+        dir.set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set mode {mode:o} on {shown}"))
     }
 }
 

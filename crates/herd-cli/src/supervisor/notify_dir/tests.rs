@@ -168,3 +168,22 @@ fn a_socket_herd_may_not_connect_to_is_kept() {
     // Any other failure (EACCES where herd may not connect; ENOENT here): kept.
     assert!(!unbound(&base.path().join("missing").join(SOCKET)));
 }
+
+/// A symlink put at the directory's name (after its removal) is not followed: the directory
+/// it points to keeps its mode.
+#[test]
+fn a_symlink_at_the_directorys_name_is_not_followed() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = NotifyDir::create(base.path(), me()).unwrap();
+    let path = dir.socket().parent().unwrap().to_path_buf();
+    std::fs::remove_dir(&path).unwrap();
+    let victim = base.path().join("victim");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    let e = dir.open().unwrap_err().to_string();
+    assert!(e.contains("not the directory herd made"), "{e}");
+    let mode = std::fs::metadata(&victim).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    std::fs::remove_file(&path).unwrap();
+}
