@@ -142,20 +142,7 @@ fn a_user_herds_notify_socket_admits_its_workers_and_no_other_user() {
     if !root_or_skip("needs root to run workers as another user") {
         return;
     }
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--user",
-        "nobody",
-        "--ready",
-        "notify",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/python3",
-        &worker("whoami.py"),
-    ]);
+    let mut herd = user_herd(&[]);
     // READY=1 arrived: the notify socket was created and reached.
     let addr = herd.address("http");
     assert_eq!(facts(&herd, &addr)["uid"], 65534);
@@ -284,6 +271,16 @@ fn a_tmpdir_unfit_for_the_workers_notify_socket_is_a_usage_error() {
         }
     }
     assert!(!control.exists(), "the control socket was bound");
+}
+
+/// herd running one worker (`whoami.py`) as `nobody` that says `READY=1` on its notify socket,
+/// with `extra` options for `herd run`.
+pub(crate) fn user_herd(extra: &[&str]) -> Herd {
+    let whoami = worker("whoami.py");
+    let mut args = vec!["run", "-w", "1", "--user", "nobody", "--ready", "notify"];
+    args.extend_from_slice(extra);
+    args.extend(["-b", "http=127.0.0.1:0", "--", "/usr/bin/python3", &whoami]);
+    Herd::start(&args)
 }
 
 /// Whether a process may have a mount namespace of its own here and bind-mount in it, read-only

@@ -7,6 +7,18 @@ use crate::access::{herd_as, mode, root, shared_tmp};
 use crate::takeover::takeover_ready_on;
 use crate::util::*;
 
+/// Waits until herd says it bound its socket `socket` (`notify`, `einhorn`, `control`) again.
+pub(crate) fn wait_bound_again(herd: &Herd, socket: &str) {
+    let removed = herd.wait_for_event("socket_file_removed", &[("socket", socket.into())]);
+    assert!(
+        removed["message"]
+            .as_str()
+            .unwrap()
+            .contains("bound it again"),
+        "{removed}"
+    );
+}
+
 /// The notify socket's file removed (by an operator's clean-up of the runtime directory), the
 /// next upgrade's workers still say READY=1: herd binds it again at its path (it only said so,
 /// and every upgrade then failed: nobody heard the new workers' READY=1).
@@ -29,14 +41,7 @@ fn an_upgrade_after_the_notify_sockets_file_was_removed_succeeds() {
     ]);
     wait_status(&herd, "a ready worker", |s| settled(s, 1));
     std::fs::remove_file(herd.notify_path()).unwrap();
-    let removed = herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
-    assert!(
-        removed["message"]
-            .as_str()
-            .unwrap()
-            .contains("bound it again"),
-        "{removed}"
-    );
+    wait_bound_again(&herd, "notify");
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
     wait_status(&herd, "the new worker ready", |s| settled(s, 1));

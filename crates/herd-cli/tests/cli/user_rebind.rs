@@ -3,6 +3,8 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+use crate::privileges::user_herd;
+use crate::rebind::wait_bound_again;
 use crate::util::*;
 
 /// Before, herd only said the socket could not be bound again (its directory was gone), and
@@ -12,52 +14,22 @@ fn a_user_herds_notify_directory_removed_is_made_again() {
     if !root_or_skip("needs root to run workers as another user") {
         return;
     }
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "--user",
-        "nobody",
-        "--ready",
-        "notify",
-        "--ready-timeout",
-        "10s",
-        "--compat",
-        "einhorn",
-        "-b",
-        "http=127.0.0.1:0",
-        "--",
-        "/usr/bin/python3",
-        &worker("whoami.py"),
-    ]);
+    let mut herd = user_herd(&["--ready-timeout", "10s", "--compat", "einhorn"]);
     wait_status(&herd, "a ready worker", |s| settled(s, 1));
     let notify = env_var(herd.started(1)[0].1, "NOTIFY_SOCKET").unwrap();
     let socket = std::path::PathBuf::from(&notify);
     let dir = socket.parent().unwrap().to_path_buf();
     std::fs::remove_dir_all(&dir).unwrap();
-    let removed = herd.wait_for_event("socket_file_removed", &[("socket", "notify".into())]);
-    assert!(
-        removed["message"]
-            .as_str()
-            .unwrap()
-            .contains("bound it again"),
-        "{removed}"
-    );
+    wait_bound_again(&herd, "notify");
     // einhorn's socket, which lay beside it, is bound there again too.
-    herd.wait_for_event("socket_file_removed", &[("socket", "einhorn".into())]);
-    let ack = dir.join("einhorn.ack");
-    let meta = std::fs::symlink_metadata(&ack).unwrap();
-    assert_eq!(
-        (meta.uid(), meta.permissions().mode() & 0o777),
-        (65534, 0o600)
-    );
-    let meta = std::fs::symlink_metadata(&socket).unwrap();
-    assert_eq!(
-        (meta.uid(), meta.permissions().mode() & 0o777),
-        (65534, 0o600)
-    );
-    let meta = std::fs::symlink_metadata(&dir).unwrap();
-    assert_eq!((meta.uid(), meta.permissions().mode() & 0o777), (0, 0o711));
+    wait_bound_again(&herd, "einhorn");
+    let owner_mode = |path: &std::path::Path| {
+        let meta = std::fs::symlink_metadata(path).unwrap();
+        (meta.uid(), meta.permissions().mode() & 0o777)
+    };
+    assert_eq!(owner_mode(&dir.join("einhorn.ack")), (65534, 0o600));
+    assert_eq!(owner_mode(&socket), (65534, 0o600));
+    assert_eq!(owner_mode(&dir), (0, 0o711));
     let (code, _, stderr) = herd.ctl(&["upgrade"]);
     assert_eq!(code, 0, "{stderr}");
     // A re-exec takes the directory made again as its own, and removes it as herd stops.
