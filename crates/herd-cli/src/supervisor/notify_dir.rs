@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
-use super::socket_files::{dir_identity, DirIdentity};
+use super::socket_files::{dir_identity, identity_of, DirIdentity};
 
 /// The directory's name before its random part.
 const PREFIX: &str = "herd-notify-";
@@ -125,7 +125,7 @@ impl NotifyDir {
             .open(&self.path)
             .map_err(|_| replaced())?;
         let meta = dir.metadata().map_err(|_| replaced())?;
-        if (meta.dev(), meta.ino(), meta.created().ok()) != self.identity {
+        if identity_of(&meta) != self.identity {
             return Err(replaced());
         }
         dir.set_permissions(std::fs::Permissions::from_mode(mode))

@@ -157,13 +157,18 @@ pub type DirIdentity = (u64, u64, Option<std::time::SystemTime>);
 
 /// The identity of the directory of `path`, not following a symlink.
 pub(crate) fn dir_identity(path: &Path) -> Option<DirIdentity> {
-    use std::os::unix::fs::MetadataExt;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let meta = std::fs::symlink_metadata(dir).ok().filter(|m| m.is_dir())?;
-    Some((meta.dev(), meta.ino(), meta.created().ok()))
+    Some(identity_of(&meta))
+}
+
+/// The identity of the directory `meta` describes (as [`dir_identity`] gives it).
+pub(crate) fn identity_of(meta: &std::fs::Metadata) -> DirIdentity {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino(), meta.created().ok())
 }
 
 /// The identity of the directory of `path` while herd's own socket file (`own`: device and
