@@ -20,6 +20,9 @@ pub use super::rate_limit::RateLimit;
 pub const MAX_DATAGRAM: usize = 4096;
 /// How many ancestors of a sender are searched for a worker.
 const MAX_DEPTH: usize = 8;
+/// How many times a socket is bound again in one look while the directory herd made for it
+/// keeps being removed (a clean-up loop): each try takes well under a millisecond.
+const REBIND_ATTEMPTS: usize = 4;
 
 /// herd's notify socket.
 #[derive(Debug)]
@@ -142,39 +145,75 @@ impl NotifySocket {
     /// again): a socket cannot be given a file again, but workers send each message to the
     /// path, so a new socket there hears every one from now on. Returns the
     /// old socket (its queued datagrams still to read), or `None` if the file is there, or the
-    /// socket has none (abstract).
+    /// socket has none (abstract). A directory another took the place of (with a file of any
+    /// kind at the socket's name, or none) is an error: workers' messages no longer reach herd.
     pub fn bind_again_if_removed(
         &mut self,
     ) -> anyhow::Result<Option<std::os::unix::net::UnixDatagram>> {
         let (path, _, ino) = self._file.parts();
-        if ino == 0 || !super::socket_files::removed(path) {
+        if ino == 0 {
+            return Ok(None);
+        }
+        let replaced = || self.dir.is_some() && super::socket_files::dir_identity(path) != self.dir;
+        if !super::socket_files::removed(path) && !replaced() {
             return Ok(None);
         }
         let path = path.to_path_buf();
-        // The directory herd made for workers of another user, removed with the socket.
-        if let Some(dir) = &mut self.made_dir {
-            if dir.make_again()? {
-                self.dir = super::socket_files::dir_identity(&path);
-            }
-        }
-        super::socket_files::in_dir_bound(&path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
+        self.retried(|notify| notify.bind_again(&path)).map(Some)
+    }
+
+    /// Binds the socket again at `path`; returns the old one.
+    fn bind_again(&mut self, path: &Path) -> anyhow::Result<std::os::unix::net::UnixDatagram> {
+        self.made_dir_again(path)?;
+        super::socket_files::in_dir_bound(path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
         // Closed to others until the new file is the workers' alone.
         if let Some(dir) = &self.made_dir {
             dir.close()?;
         }
-        let fresh =
-            NotifySocket::bind(&path, herd_sys::process::effective_uid()).and_then(|f| match self
-                .workers_uid
-            {
-                Some(uid) => super::notify_dir::give(&path, uid).map(|()| f),
+        let fresh = NotifySocket::bind(path, herd_sys::process::effective_uid()).and_then(|f| {
+            match self.workers_uid {
+                Some(uid) => super::notify_dir::give(path, uid).map(|()| f),
                 None => Ok(f),
-            });
+            }
+        });
         // The directory is opened again whatever the bind did: a bind's error says more.
         let opened = self.made_dir.as_ref().map_or(Ok(()), NotifyDir::open);
         let fresh = fresh?;
         opened?;
         self._file = fresh._file;
-        Ok(Some(std::mem::replace(&mut self.socket, fresh.socket)))
+        Ok(std::mem::replace(&mut self.socket, fresh.socket))
+    }
+
+    /// Makes the directory herd made for workers of another user again if it was removed (with
+    /// the socket at `path` in it), and takes it for the one the socket is bound in.
+    fn made_dir_again(&mut self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = &mut self.made_dir {
+            if dir.make_again()? {
+                self.dir = super::socket_files::dir_identity(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `bind`, again while it fails because the directory herd made was removed once
+    /// more meanwhile (a clean-up loop), up to [`REBIND_ATTEMPTS`] times: a failure that the
+    /// next look would mend is not said.
+    fn retried<T>(
+        &mut self,
+        mut bind: impl FnMut(&mut Self) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut attempt = 1;
+        loop {
+            match bind(self) {
+                Err(_)
+                    if attempt < REBIND_ATTEMPTS
+                        && self.made_dir.as_ref().is_some_and(NotifyDir::gone) =>
+                {
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     /// Binds einhorn's socket (`--compat einhorn`) again at its path if its file was removed,
@@ -187,8 +226,13 @@ impl NotifySocket {
         if !super::socket_files::removed(&path) {
             return Ok(false);
         }
-        super::socket_files::in_dir_bound(&path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
-        self.einhorn = Some(self.bind_einhorn(&path)?);
+        let bound = self.retried(|notify| {
+            notify.made_dir_again(&path)?;
+            super::socket_files::in_dir_bound(&path, notify.dir.as_ref())
+                .map_err(anyhow::Error::msg)?;
+            notify.bind_einhorn(&path)
+        })?;
+        self.einhorn = Some(bound);
         Ok(true)
     }
 
@@ -328,6 +372,61 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         let mut restored = NotifySocket::restore(socket, file, handed).unwrap();
         assert!(restored.bind_again_if_removed().unwrap().is_some());
+        assert!(path.exists());
+    }
+
+    /// Its directory replaced by another with a `notify` of its own, or by a file: both are
+    /// said (an error), not taken for herd's socket still being there.
+    #[test]
+    fn a_directory_put_in_the_sockets_place_is_an_error() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        let path = dir.join("h.1.notify");
+        let mut bound = NotifySocket::bind(&path, herd_sys::process::effective_uid()).unwrap();
+        assert!(bound.bind_again_if_removed().unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        let e = bound.bind_again_if_removed().unwrap_err().to_string();
+        assert!(e.contains("is not the directory herd bound it in"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::write(&dir, b"").unwrap();
+        assert!(crate::supervisor::socket_files::removed(&path));
+        let e = bound.bind_again_if_removed().unwrap_err().to_string();
+        assert!(e.contains("is not the directory herd bound it in"), "{e}");
+        assert!(std::fs::metadata(&dir).unwrap().is_file());
+    }
+
+    /// A clean-up loop that removes herd's directory again while herd binds its socket in it
+    /// anew: the next try, in the same look, makes it again. Any other failure is not tried
+    /// again.
+    #[test]
+    fn a_bind_the_directorys_removal_failed_is_tried_again_at_once() {
+        let base = tempfile::tempdir().unwrap();
+        let me = herd_sys::process::effective_uid();
+        let dir = NotifyDir::create(base.path(), WorkerUser { uid: me, gids: &[] }).unwrap();
+        let mut socket = NotifySocket::bind(&dir.socket(), me).unwrap();
+        dir.open().unwrap();
+        socket.made_dir = Some(dir);
+        let (path, mut tries) = (socket.path.clone(), 0);
+        let e = socket.retried(|_| -> anyhow::Result<()> {
+            tries += 1;
+            bail!("fails")
+        });
+        assert!(e.is_err());
+        assert_eq!(tries, 1);
+        tries = 0;
+        let old = socket.retried(|notify| {
+            tries += 1;
+            if tries == 1 {
+                std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+                bail!("removed meanwhile");
+            }
+            notify.bind_again(&path)
+        });
+        assert!(old.is_ok());
+        assert_eq!(tries, 2);
         assert!(path.exists());
     }
 

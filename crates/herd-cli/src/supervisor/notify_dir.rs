@@ -53,16 +53,21 @@ impl NotifyDir {
     }
 
     /// Takes over the directory of `socket`, a notify socket a previous image of this process
-    /// bound (`dir`: the directory it was bound in, as handed over), if it is one herd makes.
+    /// bound (`dir`: the directory it was bound in, as handed over), if it is one herd makes:
+    /// still there, or removed since (it is then made again, as [`make_again`](Self::make_again)
+    /// would have, had the previous image looked once more).
     pub fn adopt(socket: &Path, dir: Option<DirIdentity>) -> Option<NotifyDir> {
         let path = socket.parent()?;
         let name = path.file_name()?.to_str()?;
-        let identity = dir_identity(socket)?;
+        let identity = dir?;
+        let still_there = || {
+            dir_identity(socket) == Some(identity)
+                && std::fs::symlink_metadata(path)
+                    .is_ok_and(|m| m.uid() == herd_sys::process::effective_uid())
+        };
         let ours = is_name(name)
             && socket.file_name() == Some(SOCKET.as_ref())
-            && dir == Some(identity)
-            && std::fs::symlink_metadata(path)
-                .is_ok_and(|m| m.uid() == herd_sys::process::effective_uid());
+            && (super::socket_files::removed(path) || still_there());
         ours.then(|| NotifyDir {
             path: path.to_path_buf(),
             identity,
@@ -89,6 +94,11 @@ impl NotifyDir {
         // The umask may have narrowed the mode; it never widens it.
         self.close()?;
         Ok(true)
+    }
+
+    /// Whether nothing is at its path any more (removed).
+    pub fn gone(&self) -> bool {
+        super::socket_files::removed(&self.path)
     }
 
     /// Where the socket goes.

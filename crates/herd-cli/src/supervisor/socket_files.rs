@@ -145,10 +145,12 @@ impl Watch {
     }
 }
 
-/// Whether nothing is at `path` any more. Another file there (a takeover puts its own) is not
-/// herd's to judge.
+/// Whether nothing is at `path` any more: no file, or no directory on the way (one replaced
+/// by a file). Another file there (a takeover puts its own) is not herd's to judge.
 pub(super) fn removed(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+    std::fs::symlink_metadata(path).is_err_and(|e| {
+        e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+    })
 }
 
 /// Which directory it is: device, inode and, where the file system keeps it, birth time (a

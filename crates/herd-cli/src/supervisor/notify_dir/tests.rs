@@ -59,6 +59,25 @@ fn a_directory_made_anew_is_neither_adopted_nor_removed() {
     assert!(path.join("theirs").exists());
 }
 
+/// Removed just before a re-exec, the directory is still the new image's to make again.
+#[test]
+fn a_directory_removed_before_the_hand_over_is_adopted_and_made_again() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = NotifyDir::create(base.path(), me()).unwrap();
+    let (socket, handed) = (dir.socket(), Some(dir.identity));
+    std::mem::forget(dir);
+    std::fs::remove_dir(socket.parent().unwrap()).unwrap();
+    let mut adopted = NotifyDir::adopt(&socket, handed).expect("adopted");
+    assert!(adopted.gone());
+    assert!(adopted.make_again().unwrap());
+    assert!(!adopted.gone());
+    // Removed at the end (it was made again empty); a file in its place is not adopted.
+    drop(adopted);
+    assert!(!socket.parent().unwrap().exists());
+    std::fs::write(socket.parent().unwrap(), "").unwrap();
+    assert!(NotifyDir::adopt(&socket, handed).is_none());
+}
+
 #[test]
 fn stale_directories_are_removed_and_live_ones_kept() {
     let base = tempfile::tempdir().unwrap();
