@@ -304,7 +304,13 @@ impl SocketFile {
 
     /// Records the file herd just bound at `path`.
     pub fn created(path: &Path) -> io::Result<SocketFile> {
-        let meta = std::fs::symlink_metadata(path)?;
+        SocketFile::created_at(path, path)
+    }
+
+    /// Records the file herd just bound at `at`, another way to name `path` (through an fd
+    /// on its directory, `/proc/self/fd/N/NAME`), as the file at `path`.
+    pub fn created_at(at: &Path, path: &Path) -> io::Result<SocketFile> {
+        let meta = std::fs::symlink_metadata(at)?;
         Ok(SocketFile {
             path: path.to_path_buf(),
             dev: meta.dev(),

@@ -50,19 +50,25 @@ impl EinhornSocket {
     /// is a stale one of a herd that had this pid), mode 0600, and removes those of herds
     /// that are gone.
     pub fn bind(path: &Path) -> anyhow::Result<EinhornSocket> {
-        super::notify::remove_stale(path, herd_sys::process::effective_uid());
+        EinhornSocket::bind_at(path, path)
+    }
+
+    /// Binds it at `at`, another way to name `path` (through an fd on its directory,
+    /// `/proc/self/fd/N/NAME`), as the socket at `path`.
+    pub fn bind_at(at: &Path, path: &Path) -> anyhow::Result<EinhornSocket> {
+        super::notify::remove_stale(at, herd_sys::process::effective_uid());
         let shown = path.display();
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if let Ok(meta) = std::fs::symlink_metadata(at) {
             use std::os::unix::fs::FileTypeExt;
             anyhow::ensure!(
                 meta.file_type().is_socket(),
                 "{shown} exists and is not a socket; herd will not touch it"
             );
-            std::fs::remove_file(path).with_context(|| format!("cannot remove stale {shown}"))?;
+            std::fs::remove_file(at).with_context(|| format!("cannot remove stale {shown}"))?;
         }
-        let listener = bind_private(path)
+        let listener = bind_private(at, path)
             .with_context(|| format!("cannot create einhorn's socket {shown}"))?;
-        let file = SocketFile::created(path)?;
+        let file = SocketFile::created_at(at, path)?;
         Ok(EinhornSocket {
             listener,
             path: path.to_path_buf(),
@@ -97,11 +103,14 @@ impl EinhornSocket {
     }
 }
 
-/// Binds a socket at `path` that is mode 0600 from the moment it is reachable there: bound
-/// in a 0700 staging directory (`.PID` beside it, a shorter path), made 0600, then renamed.
-/// herd's directory may be open to others (`--control-allow-uid/gid`, or `--control`'s own).
-fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
-    let staging = path.with_file_name(format!(".{}", std::process::id()));
+/// Binds a socket at `at` (`path`, as [`NotifyDir::within`](super::notify_dir::NotifyDir::within)
+/// names it) that is mode 0600 from the moment it is reachable there: bound in a 0700
+/// staging directory (`.PID` beside it, a shorter path), made 0600, then renamed. herd's
+/// directory may be open to others (`--control-allow-uid/gid`, or `--control`'s own). The
+/// socket is bound by `path`'s name, so that `ss -x` shows where it is; all else goes by `at`.
+fn bind_private(at: &Path, path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    let name = format!(".{}", std::process::id());
+    let staging = at.with_file_name(&name);
     let inner = staging.join("a");
     // A staging directory left by a herd that had this pid and was killed mid-bind.
     use std::os::unix::fs::FileTypeExt;
@@ -110,11 +119,12 @@ fn bind_private(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener
     }
     let _ = std::fs::remove_dir(&staging);
     std::fs::DirBuilder::new().mode(0o700).create(&staging)?;
-    let bound = std::os::unix::net::UnixListener::bind(&inner).and_then(|listener| {
+    let named = path.with_file_name(&name).join("a");
+    let bound = std::os::unix::net::UnixListener::bind(&named).and_then(|listener| {
         // Before it is reachable: each connection takes the setting as it connects.
         herd_sys::fdpass::refuse_fds(listener.as_fd());
         crate::spec::set_socket_mode(&inner, Some(0o600))?;
-        std::fs::rename(&inner, path)?;
+        std::fs::rename(&inner, at)?;
         Ok(listener)
     });
     let _ = std::fs::remove_file(&inner);
@@ -365,7 +375,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let path = dir.join("control.1.ack");
-        let listener = bind_private(&path).unwrap();
+        let listener = bind_private(&path, &path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         if cfg!(target_os = "linux") {

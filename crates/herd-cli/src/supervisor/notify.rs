@@ -49,21 +49,31 @@ impl NotifySocket {
     /// socket, which herd has just bound, or the one it made for workers of another user), so
     /// a socket file already there is a stale one of herd's own user.
     pub fn bind(path: &Path, uid: u32) -> anyhow::Result<NotifySocket> {
-        remove_stale(path, uid);
+        NotifySocket::bind_at(path, path, uid)
+    }
+
+    /// Binds it at `at`, another way to name `path` (through an fd on its directory,
+    /// `/proc/self/fd/N/NAME`), as the socket at `path`: by `path`'s name, so that `ss -x`
+    /// shows where it is, and found there through `at` (in a directory another put at the
+    /// name meanwhile, it is not found).
+    fn bind_at(at: &Path, path: &Path, uid: u32) -> anyhow::Result<NotifySocket> {
+        remove_stale(at, uid);
         let shown = path.display();
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if let Ok(meta) = std::fs::symlink_metadata(at) {
             if !meta.file_type().is_socket() || meta.uid() != uid {
                 bail!("{shown} exists and is not herd's notify socket; herd will not touch it");
             }
-            std::fs::remove_file(path).with_context(|| format!("cannot remove stale {shown}"))?;
+            std::fs::remove_file(at).with_context(|| format!("cannot remove stale {shown}"))?;
         }
         let socket = Socket::new(Domain::UNIX, Type::DGRAM, None)?;
         socket.set_nonblocking(true)?;
         socket
             .bind(&SockAddr::unix(path)?)
             .with_context(|| format!("cannot create the notify socket {shown}"))?;
-        let file = SocketFile::created(path)?;
-        crate::spec::set_socket_mode(path, Some(0o600))?;
+        let file = SocketFile::created_at(at, path).with_context(|| {
+            format!("cannot find the notify socket {shown} just bound (its directory removed, or replaced)")
+        })?;
+        crate::spec::set_socket_mode(at, Some(0o600))?;
         herd_sys::notify::enable_credentials(socket.as_fd())?;
         Ok(NotifySocket {
             socket: std::os::unix::net::UnixDatagram::from(OwnedFd::from(socket)),
@@ -81,8 +91,11 @@ impl NotifySocket {
     /// alone can send to it.
     pub fn bind_for(workers: WorkerUser<'_>) -> anyhow::Result<NotifySocket> {
         let dir = NotifyDir::create(&super::notify_dir::base(), workers)?;
-        let mut socket = NotifySocket::bind(&dir.socket(), herd_sys::process::effective_uid())?;
-        super::notify_dir::give(&socket.path, workers.uid)?;
+        let mut socket = dir.within(&dir.socket(), |at, path| {
+            let socket = NotifySocket::bind_at(at, path, herd_sys::process::effective_uid())?;
+            super::notify_dir::give(at, path, workers.uid)?;
+            Ok(socket)
+        })?;
         dir.open()?;
         socket.workers_uid = Some(workers.uid);
         socket.made_dir = Some(dir);
@@ -170,12 +183,18 @@ impl NotifySocket {
         if let Some(dir) = &self.made_dir {
             dir.close()?;
         }
-        let fresh = NotifySocket::bind(path, herd_sys::process::effective_uid()).and_then(|f| {
-            match self.workers_uid {
-                Some(uid) => super::notify_dir::give(path, uid).map(|()| f),
-                None => Ok(f),
+        let workers_uid = self.workers_uid;
+        let bind = |at: &Path, path: &Path| {
+            let socket = NotifySocket::bind_at(at, path, herd_sys::process::effective_uid())?;
+            if let Some(uid) = workers_uid {
+                super::notify_dir::give(at, path, uid)?;
             }
-        });
+            Ok(socket)
+        };
+        let fresh = match &self.made_dir {
+            Some(dir) => dir.within(path, bind),
+            None => bind(path, path),
+        };
         // The directory is opened again whatever the bind did: a bind's error says more.
         let opened = self.made_dir.as_ref().map_or(Ok(()), NotifyDir::open);
         let fresh = fresh?;
@@ -242,11 +261,18 @@ impl NotifySocket {
         if let Some(dir) = &self.made_dir {
             dir.close()?;
         }
-        let bound =
-            super::einhorn::EinhornSocket::bind(path).and_then(|socket| match self.workers_uid {
-                Some(uid) => super::notify_dir::give(path, uid).map(|()| socket),
-                None => Ok(socket),
-            });
+        let workers_uid = self.workers_uid;
+        let bind = |at: &Path, path: &Path| {
+            let socket = super::einhorn::EinhornSocket::bind_at(at, path)?;
+            if let Some(uid) = workers_uid {
+                super::notify_dir::give(at, path, uid)?;
+            }
+            Ok(socket)
+        };
+        let bound = match &self.made_dir {
+            Some(dir) => dir.within(path, bind),
+            None => bind(path, path),
+        };
         let opened = self.made_dir.as_ref().map_or(Ok(()), NotifyDir::open);
         let bound = bound?;
         opened?;
@@ -428,6 +454,38 @@ mod tests {
         assert!(old.is_ok());
         assert_eq!(tries, 2);
         assert!(path.exists());
+    }
+
+    /// The directory herd made, swapped for another at its name between herd's look and its
+    /// bind (something with root's rights removed it, another user made theirs): the bind is
+    /// an error, and nothing in the other is chmodded or chowned.
+    #[test]
+    fn a_socket_bound_as_its_directory_is_swapped_is_refused() {
+        if !Path::new("/proc/self/fd").is_dir() {
+            return;
+        }
+        let base = tempfile::tempdir().unwrap();
+        let me = herd_sys::process::effective_uid();
+        let dir = NotifyDir::create(base.path(), WorkerUser { uid: me, gids: &[] }).unwrap();
+        let path = dir.socket();
+        let (parent, moved) = (path.parent().unwrap(), base.path().join("moved"));
+        let e = dir
+            .within(&path, |at, path| {
+                std::fs::rename(parent, &moved).unwrap();
+                std::fs::create_dir(parent).unwrap();
+                NotifySocket::bind_at(at, path, me)
+            })
+            .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("just bound (its directory removed, or replaced)"),
+            "{e:#}"
+        );
+        assert!(!moved.join(path.file_name().unwrap()).exists());
+        let stray = std::fs::symlink_metadata(&path).unwrap();
+        assert_ne!(stray.mode() & 0o777, 0o600, "not chmodded");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir(parent).unwrap();
+        std::fs::rename(&moved, parent).unwrap();
     }
 
     #[test]

@@ -121,10 +121,37 @@ impl NotifyDir {
         self.set_mode(0o700)
     }
 
-    /// Sets the directory's mode through an fd opened on the directory itself (`O_NOFOLLOW`):
-    /// a symlink another user put at its name (after something with root's rights removed it)
-    /// is not followed, and a directory that is not the one herd made is left as it is.
+    /// Sets the directory's mode through an fd on the directory itself ([`open_dir`]).
     fn set_mode(&self, mode: u32) -> anyhow::Result<()> {
+        self.open_dir()?
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("cannot set mode {mode:o} on {}", self.path.display()))
+    }
+
+    /// Runs `bind` for `path`, a file in the directory, with the name to bind it at (`at`):
+    /// `/proc/self/fd/N/NAME`, through an fd on the directory itself ([`open_dir`]), so that
+    /// what `bind` makes, chowns and chmods is in herd's directory even if another took its
+    /// name meanwhile; `path` itself where `/proc` is not mounted.
+    pub fn within<T>(
+        &self,
+        path: &Path,
+        bind: impl FnOnce(&Path, &Path) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        use std::os::unix::io::AsRawFd;
+        let dir = self.open_dir()?;
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        match path.file_name() {
+            Some(name) if path.parent() == Some(&self.path) && by_fd.is_dir() => {
+                bind(&by_fd.join(name), path)
+            }
+            _ => bind(path, path),
+        }
+    }
+
+    /// The directory, opened itself (`O_DIRECTORY | O_NOFOLLOW`): a symlink another user put
+    /// at its name (after something with root's rights removed it) is not followed, and a
+    /// directory that is not the one herd made is refused.
+    fn open_dir(&self) -> anyhow::Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         let shown = self.path.display();
         let replaced =
@@ -138,8 +165,7 @@ impl NotifyDir {
         if identity_of(&meta) != self.identity {
             return Err(replaced());
         }
-        dir.set_permissions(std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("cannot set mode {mode:o} on {shown}"))
+        Ok(dir)
     }
 }
 
@@ -154,9 +180,10 @@ impl Drop for NotifyDir {
     }
 }
 
-/// Gives the socket at `path` to the workers' user (`uid`); its mode (0600) stays.
-pub fn give(path: &Path, uid: u32) -> anyhow::Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), None)
+/// Gives the socket at `at` (`path`, as [`NotifyDir::within`] names it) to the workers' user
+/// (`uid`); its mode (0600) stays.
+pub fn give(at: &Path, path: &Path, uid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::lchown(at, Some(uid), None)
         .with_context(|| format!("cannot give {} to the workers' uid {uid}", path.display()))
 }
 
