@@ -183,24 +183,36 @@ impl NotifySocket {
         if let Some(dir) = &self.made_dir {
             dir.close()?;
         }
-        let workers_uid = self.workers_uid;
-        let bind = |at: &Path, path: &Path| {
-            let socket = NotifySocket::bind_at(at, path, herd_sys::process::effective_uid())?;
-            if let Some(uid) = workers_uid {
-                super::notify_dir::give(at, path, uid)?;
-            }
-            Ok(socket)
-        };
-        let fresh = match &self.made_dir {
-            Some(dir) => dir.within(path, bind),
-            None => bind(path, path),
-        };
+        let fresh = self.bind_for_workers(path, |at, path| {
+            NotifySocket::bind_at(at, path, herd_sys::process::effective_uid())
+        });
         // The directory is opened again whatever the bind did: a bind's error says more.
         let opened = self.made_dir.as_ref().map_or(Ok(()), NotifyDir::open);
         let fresh = fresh?;
         opened?;
         self._file = fresh._file;
         Ok(std::mem::replace(&mut self.socket, fresh.socket))
+    }
+
+    /// Runs `bind` for the socket at `path`, through the directory herd made for workers of
+    /// another user if it made one ([`NotifyDir::within`]), and gives what it bound to them.
+    fn bind_for_workers<T>(
+        &self,
+        path: &Path,
+        bind: impl FnOnce(&Path, &Path) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let workers_uid = self.workers_uid;
+        let bind_and_give = |at: &Path, path: &Path| {
+            let bound = bind(at, path)?;
+            if let Some(uid) = workers_uid {
+                super::notify_dir::give(at, path, uid)?;
+            }
+            Ok(bound)
+        };
+        match &self.made_dir {
+            Some(dir) => dir.within(path, bind_and_give),
+            None => bind_and_give(path, path),
+        }
     }
 
     /// Makes the directory herd made for workers of another user again if it was removed (with
@@ -261,18 +273,7 @@ impl NotifySocket {
         if let Some(dir) = &self.made_dir {
             dir.close()?;
         }
-        let workers_uid = self.workers_uid;
-        let bind = |at: &Path, path: &Path| {
-            let socket = super::einhorn::EinhornSocket::bind_at(at, path)?;
-            if let Some(uid) = workers_uid {
-                super::notify_dir::give(at, path, uid)?;
-            }
-            Ok(socket)
-        };
-        let bound = match &self.made_dir {
-            Some(dir) => dir.within(path, bind),
-            None => bind(path, path),
-        };
+        let bound = self.bind_for_workers(path, super::einhorn::EinhornSocket::bind_at);
         let opened = self.made_dir.as_ref().map_or(Ok(()), NotifyDir::open);
         let bound = bound?;
         opened?;
