@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::AsyncReadExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -197,12 +196,23 @@ impl AcceptBackoff {
 /// Reads one connection to its end (or [`MAX_BYTES`], or [`READ_TIMEOUT`]); then sends its
 /// peer's pid once per ack that arrived, the last one also without its newline (waiting for
 /// room in the channel, which the supervisor empties every turn; gone when it stops).
-async fn read_acks(mut stream: UnixStream, acks: mpsc::Sender<u32>) {
-    let Ok(Some(pid)) = herd_sys::socket::peer_pid(stream.as_fd()) else {
+/// The connection is closed on a closing thread (`herd_sys::fd::close_in_background`), as
+/// are the files a client sent along, where the kernel lets them through (before Linux 6.16,
+/// [`herd_sys::fdpass::refuse_fds`]): releasing one can wait (a pipe's lock its sender holds,
+/// a lingering socket), and so would herd's loop, were they released in its thread, as a
+/// plain `read` past them or the close of a connection still holding them does.
+async fn read_acks(stream: UnixStream, acks: mpsc::Sender<u32>) {
+    let pid = herd_sys::socket::peer_pid(stream.as_fd());
+    let mut lines = AckLines::default();
+    if let Ok(Some(_)) = pid {
+        let _ = tokio::time::timeout(READ_TIMEOUT, read_lines(&stream, &mut lines)).await;
+    }
+    if let Ok(stream) = stream.into_std() {
+        herd_sys::fd::close_in_background(OwnedFd::from(stream));
+    }
+    let Ok(Some(pid)) = pid else {
         return;
     };
-    let mut lines = AckLines::default();
-    let _ = tokio::time::timeout(READ_TIMEOUT, read_lines(&mut stream, &mut lines)).await;
     for _ in 0..lines.finish() {
         if acks.send(pid).await.is_err() {
             return;
@@ -210,18 +220,28 @@ async fn read_acks(mut stream: UnixStream, acks: mpsc::Sender<u32>) {
     }
 }
 
-/// Reads into `lines` until the peer closes, an ack line is complete, or [`MAX_BYTES`].
-async fn read_lines(stream: &mut UnixStream, lines: &mut AckLines) {
+/// Reads into `lines` until the peer closes, an ack line is complete, or [`MAX_BYTES`]; the
+/// files sent along are closed on a closing thread.
+async fn read_lines(stream: &UnixStream, lines: &mut AckLines) {
     let mut buf = [0u8; 4096];
     while lines.received < MAX_BYTES {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            // einhorn's worker closes after its ack, but a client may keep the connection open.
-            Ok(n) => {
-                if lines.push(&buf[..n]) {
-                    return;
-                }
-            }
+        if stream.readable().await.is_err() {
+            return;
+        }
+        let received = stream.try_io(tokio::io::Interest::READABLE, || {
+            herd_sys::fdpass::recv_with_fds(stream.as_fd(), &mut buf)
+        });
+        let received = match received {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+            Ok(received) => received,
+        };
+        for fd in received.fds {
+            herd_sys::fd::close_in_background(fd);
+        }
+        // einhorn's worker closes after its ack, but a client may keep the connection open.
+        if received.len == 0 || lines.push(&buf[..received.len]) {
+            return;
         }
     }
 }
@@ -421,6 +441,48 @@ mod tests {
             assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
             served.abort();
         });
+    }
+
+    /// Where the kernel lets fds through (before Linux 6.16; here a socket that never refused
+    /// them), a socket sent along an ack whose release waits (a TCP connection with unsent
+    /// data its peer never reads, and a long `SO_LINGER`) is released on a closing thread: the
+    /// ack is read and the connection closed at once, where a plain `read` past it waited in
+    /// herd's loop for as long as the sender chose.
+    #[test]
+    fn a_socket_sent_along_an_ack_is_released_off_the_loop() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::os::unix::net::UnixListener::bind(dir.path().join("e.ack")).unwrap();
+        let client = std::os::unix::net::UnixStream::connect(dir.path().join("e.ack")).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tcp = std::net::TcpStream::connect(peer.local_addr().unwrap()).unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        while tcp.write(&[0u8; 65536]).is_ok() {}
+        socket2::SockRef::from(&tcp)
+            .set_linger(Some(Duration::from_secs(60)))
+            .unwrap();
+        let ack = b"{\"command\":\"worker:ack\",\"pid\":7}\n";
+        herd_sys::fdpass::send_with_fds(client.as_fd(), ack, &[tcp.as_fd()]).unwrap();
+        drop((tcp, client));
+        let (done, read) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let pid = runtime.block_on(async {
+                server.set_nonblocking(true).unwrap();
+                let (acks, mut pids) = mpsc::channel(4);
+                read_acks(UnixStream::from_std(server).unwrap(), acks).await;
+                pids.recv().await
+            });
+            let _ = done.send(pid);
+        });
+        let pid = read.recv_timeout(Duration::from_secs(10));
+        // The peer goes: a release still waiting ends.
+        drop(peer);
+        assert_eq!(pid, Ok(Some(std::process::id())));
     }
 
     #[test]
