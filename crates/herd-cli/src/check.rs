@@ -3,6 +3,7 @@
 //! worker.
 
 use std::ffi::OsString;
+use std::path::Path;
 
 use crate::cli::config;
 use crate::cli::{CheckArgs, Command, RunArgs, Workers};
@@ -30,11 +31,11 @@ pub fn check(args: &CheckArgs) -> Result<String, Failure> {
         cli: crate::cli::unavailable::on_windows(merged.cli, &merged.matches).map_err(in_file)?,
         ..merged
     };
-    let name = merged.cli.name.clone();
+    let (name, control) = (merged.cli.name.clone(), merged.cli.control.clone());
     let Command::Run(run) = merged.cli.command else {
         return Err(Failure::Usage(format!("{file}: not a herd run")));
     };
-    platform_checks(&run, &name).map_err(|e| match e {
+    platform_checks(&run, control.as_deref(), &name).map_err(|e| match e {
         Failure::Usage(why) => in_file(why),
         other => other,
     })?;
@@ -43,15 +44,16 @@ pub fn check(args: &CheckArgs) -> Result<String, Failure> {
 
 /// What `herd run` checks before it binds anything, on Unix.
 #[cfg(unix)]
-fn platform_checks(run: &RunArgs, name: &str) -> Result<(), Failure> {
-    crate::run::check(run, name)
+fn platform_checks(run: &RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
+    crate::run::check(run, control, name)
 }
 
 /// What `herd run` checks before it binds anything, on Windows.
 #[cfg(windows)]
-fn platform_checks(run: &RunArgs, name: &str) -> Result<(), Failure> {
+fn platform_checks(run: &RunArgs, _control: Option<&Path>, name: &str) -> Result<(), Failure> {
     crate::control::name::check_name(name).map_err(Failure::Usage)?;
-    crate::spec::check_names(&run.binds, &run.shm).map_err(Failure::Usage)
+    crate::spec::check_names(&run.binds, &run.shm).map_err(Failure::Usage)?;
+    crate::endpoints::check_addresses(run)
 }
 
 /// What the file sets up, in a few words: its sockets, workers and command.

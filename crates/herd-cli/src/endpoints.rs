@@ -97,17 +97,7 @@ fn bind(
         let why = format!("{e:#}");
         if why.contains("already in use") {
             if let Some((holder, addr)) = held_by(spec, own) {
-                let fix = match holder.as_str() {
-                    "--metrics" => format!(
-                        "--metrics serves /healthz and /readyz too: drop {option}, or give it \
-                         a port of its own"
-                    ),
-                    _ => format!("give {option} a port of its own"),
-                };
-                return Failure::Usage(format!(
-                    "{option} '{}': this herd serves {addr} already, with {holder}; {fix}",
-                    spec.text
-                ));
+                return served_already(option, spec, holder, *addr);
             }
         }
         let advice = match (why.contains("already in use"), takeover) {
@@ -124,6 +114,61 @@ fn bind(
             spec.text
         ))
     })
+}
+
+/// The usage error of `option` (`spec`) at `addr`, which this herd serves already with
+/// `holder`.
+fn served_already(option: &str, spec: &BindSpec, holder: &str, addr: SocketAddr) -> Failure {
+    let fix = match holder {
+        "--metrics" => format!(
+            "--metrics serves /healthz and /readyz too: drop {option}, or give it a port of \
+             its own"
+        ),
+        _ => format!("give {option} a port of its own"),
+    };
+    Failure::Usage(format!(
+        "{option} '{}': this herd serves {addr} already, with {holder}; {fix}",
+        spec.text
+    ))
+}
+
+/// Refuses, before anything is bound, `--metrics` or `--health` at an address this herd would
+/// serve already (a `--bind`'s, or `--metrics`'s for `--health`), as far as the addresses
+/// show it: those written as IP addresses (or every interface's); one a host name gives is
+/// found when it is bound.
+pub fn check_addresses(args: &RunArgs) -> Result<(), Failure> {
+    let mut own: Vec<(String, SocketAddr)> = (args.binds.iter())
+        .filter_map(|b| {
+            let addr = literal(b)?;
+            let name = (b.name.clone())
+                .unwrap_or_else(|| spec::default_name(&b.address, Some(addr.port())));
+            Some((format!("its socket '{name}' (--bind)"), addr))
+        })
+        .collect();
+    for (option, spec) in [("--metrics", &args.metrics), ("--health", &args.health)] {
+        let Some(spec) = spec else {
+            continue;
+        };
+        if let Some((holder, addr)) = held_by(spec, &own) {
+            return Err(served_already(option, spec, holder, *addr));
+        }
+        own.extend(literal(spec).map(|addr| (option.to_string(), addr)));
+    }
+    Ok(())
+}
+
+/// The TCP address `spec` names, if it is written as an IP address or every interface's,
+/// with a port of its own (not 0).
+fn literal(spec: &BindSpec) -> Option<SocketAddr> {
+    let Address::Tcp(hp) = &spec.address else {
+        return None;
+    };
+    let ip = match &hp.host {
+        Host::Any => IpAddr::from([0u8; 16]),
+        Host::Ip(ip) => *ip,
+        Host::Name(_) => return None,
+    };
+    (hp.port != 0).then_some(SocketAddr::new(ip, hp.port))
 }
 
 /// The first of `own` whose address `spec`'s would take (the same port; the same address, or

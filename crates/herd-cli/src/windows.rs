@@ -52,6 +52,7 @@ pub fn run(
     check_chdir(&args)?;
     let warm_up = warm_up(&args)?;
     herd_cli::endpoints::ready_min(&args, herd_cli::cli::cpus())?;
+    herd_cli::endpoints::check_addresses(&args)?;
     // Ctrl-C is herd's graceful stop, also when it was started in a process group of its own
     // (as a service wrapper does, to send it Ctrl-C), which Windows starts with Ctrl-C
     // ignored. Without a console there is no Ctrl-C to take: nothing to do then.

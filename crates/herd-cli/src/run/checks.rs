@@ -2,6 +2,8 @@
 //! workers' user, directory, umask and limits, so that a mistake is a usage error rather than a
 //! crash loop.
 
+use std::path::Path;
+
 use crate::cli::{Balance, RunArgs, Workers};
 use crate::command::WorkerCommand;
 use crate::command::WorkerOptions;
@@ -95,10 +97,13 @@ pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Fa
     Ok(())
 }
 
-/// What `herd run` checks first, before it binds anything: the socket names, `--balance`,
+/// What `herd run` checks first, before it binds anything: the socket names, an address
+/// given to two `--bind`s, `--metrics` or `--health` at an address another serves, `--balance`,
 /// `--ready-min`, the herd's `name`, and the size of the workers' command and environment.
 pub(super) fn check_before_binding(args: &RunArgs, name: &str) -> Result<(), Failure> {
     check_names(args)?;
+    spec::check_given_twice(&args.binds).map_err(|e| Failure::Usage(e.to_string()))?;
+    crate::endpoints::check_addresses(args)?;
     check_balance(args)?;
     check_fds_per_worker(args)?;
     check_stdin(args)?;
@@ -224,12 +229,19 @@ fn check_fds_per_worker(args: &RunArgs) -> Result<(), Failure> {
 }
 
 /// What `herd run` checks of `args` before it binds anything, without binding or starting
-/// anything: socket names, `--balance`, the herd's `name`, the size of the workers' command
-/// and environment, the `--control-allow-user` users, the workers' user, directory and
+/// anything: what [`check_before_binding`] checks, the control socket's path (`control`, as
+/// given), the `--control-allow-user` users, the workers' user, directory and
 /// limits, the command's templates and its program (found, and checked executable by a child
 /// that takes a worker's steps, as `herd run` does; not run).
-pub fn check(args: &RunArgs, name: &str) -> Result<(), Failure> {
+pub fn check(args: &RunArgs, control: Option<&Path>, name: &str) -> Result<(), Failure> {
     check_before_binding(args, name)?;
+    // Where it would bind its control socket (a takeover's is the old herd's, checked then).
+    if args.takeover.is_none() {
+        let uid = herd_sys::process::effective_uid();
+        let (path, _) = crate::control::path::resolve(control, name, uid);
+        crate::control::path::check_length(&crate::control::path::absolute(&path), false)
+            .map_err(Failure::Usage)?;
+    }
     super::policy(args, herd_sys::process::effective_uid())?;
     let options = worker_options(args)?;
     check_nofile(&options, args.binds.len() + args.shm.len())?;

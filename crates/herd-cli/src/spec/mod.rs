@@ -42,4 +42,4 @@ pub use socket_file::{
     InUse as SocketInUse, SocketFile,
 };
 #[cfg(unix)]
-pub use twice::GivenTwice;
+pub use twice::{check as check_given_twice, GivenTwice};

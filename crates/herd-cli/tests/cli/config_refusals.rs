@@ -172,3 +172,49 @@ fn a_config_error_quoting_control_characters_is_one_line() {
         "no\\nsuch.toml: cannot read the config file",
     );
 }
+
+/// `herd check` passed what `herd run` refused only as it bound (exit 2 all the same): an
+/// address given to two `--bind`s, `--metrics` and `--health` (or a `--bind`) at one address,
+/// and a control socket path too long. Both refuse them now, in one line, before anything is
+/// bound (the port is held here: a bind would fail otherwise).
+#[test]
+fn what_run_refuses_as_it_binds_check_refuses_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let unix = dir.path().join("x.http").display().to_string();
+    let long = dir.path().join(format!("{}.sock", "a".repeat(120)));
+    let cases = [
+        (
+            format!("bind = [\"unix:{unix}\", \"unix:{unix}\"]"),
+            format!("--bind 'unix:{unix}' binds the same address as --bind 'unix:{unix}'"),
+        ),
+        (
+            format!("bind = [\"a=127.0.0.1:{port}\", \"b=127.0.0.1:{port}\"]"),
+            "binds the same address as".to_string(),
+        ),
+        (
+            format!(
+                "bind = [\"127.0.0.1:0\"]\nmetrics = \"127.0.0.1:{port}\"\n\
+                 health = \"127.0.0.1:{port}\""
+            ),
+            format!("this herd serves 127.0.0.1:{port} already, with --metrics"),
+        ),
+        (
+            format!("bind = [\"0.0.0.0:{port}\"]\nmetrics = \"127.0.0.1:{port}\""),
+            format!("already, with its socket 'tcp-{port}' (--bind)"),
+        ),
+        (
+            format!("bind = [\"127.0.0.1:0\"]\ncontrol = \"{}\"", long.display()),
+            "the control socket path".to_string(),
+        ),
+    ];
+    let path = dir.path().join("herd.toml");
+    let config = path.display().to_string();
+    for (head, expected) in cases {
+        std::fs::write(&path, format!("{head}\ncommand = [\"sleep\", \"100\"]\n")).unwrap();
+        assert_fails(&["check", "--config", &config], USAGE, &expected);
+        assert_fails(&["run", "--config", &config], USAGE, &expected);
+    }
+    assert!(!Path::new(&unix).exists());
+}
