@@ -188,6 +188,12 @@ impl Group {
         Some(there.into_iter().map(|(p, _)| p).collect())
     }
 
+    /// The worker's slot, for the log's `slot` field: none for an attached process or the
+    /// re-exec check, which have no slot.
+    fn worker_slot(&self) -> Option<u64> {
+        (self.whose == Whose::Worker).then_some(self.slot as u64)
+    }
+
     /// The group's leader, for the log: "worker 2 (pid 7)".
     fn leader(&self) -> String {
         match self.whose {
@@ -363,7 +369,7 @@ impl Leftovers {
                 } else {
                     tracing::info!(
                         event = LogEvent::LeftoversGone.as_str(),
-                        slot = g.slot,
+                        slot = g.worker_slot(),
                         pid = g.pgid,
                         "the processes {} left are gone",
                         g.leader()
@@ -375,7 +381,7 @@ impl Leftovers {
                 let pids: Vec<String> = members.iter().map(u32::to_string).collect();
                 tracing::error!(
                     event = LogEvent::LeftoversStuck.as_str(),
-                    slot = g.slot,
+                    slot = g.worker_slot(),
                     pid = g.pgid,
                     "the processes {} left are still there {}s after SIGKILL (stuck in the \
                      kernel?): pids {}; herd no longer waits for them",
@@ -390,7 +396,7 @@ impl Leftovers {
             if now >= g.deadline {
                 tracing::warn!(
                     event = LogEvent::LeftoversKilled.as_str(),
-                    slot = g.slot,
+                    slot = g.worker_slot(),
                     pid = g.pgid,
                     "killing the processes {} left: they did not stop in time",
                     g.leader()

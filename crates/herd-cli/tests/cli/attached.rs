@@ -137,7 +137,11 @@ fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
     );
     std::net::TcpListener::bind(&addr).expect("the port is free once herd stop returns");
     assert_eq!(herd.wait_exit().code(), Some(0));
-    herd.wait_for_event("leftovers_killed", &[("pid", pid.into())]);
+    // An attached process has no slot: its events carry none (they said slot 0).
+    for event in ["leftovers_killed", "leftovers_gone"] {
+        let said = herd.wait_for_event(event, &[("pid", pid.into())]);
+        assert!(said.get("slot").is_none(), "{said}");
+    }
 }
 
 /// A script run with `setsid` starts a background job, then `exec`s `herd attach`: the attach
