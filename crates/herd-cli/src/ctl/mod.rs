@@ -119,7 +119,12 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
                 slot: args.worker,
             };
             let result: SignalResult = call(connect, command, quick)?;
-            report(&format!("sent {shown} to {} worker(s)\n", result.signalled))
+            let whom = match result.signalled {
+                0 => "no worker: none runs".to_string(),
+                1 => "1 worker".to_string(),
+                n => format!("{n} workers"),
+            };
+            report(&format!("sent {shown} to {whom}\n"))
         }
     }
 }

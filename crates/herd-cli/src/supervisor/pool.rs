@@ -88,7 +88,10 @@ mod tests {
         assert_eq!(error_code(&PoolError::Stopping), ErrorCode::Stopping);
         let busy = PoolError::UpgradeInProgress { generation: 2 };
         assert_eq!(error_code(&busy), ErrorCode::Busy);
-        let slot = PoolError::NoWorkerInSlot { slot: 1 };
+        let slot = PoolError::NoWorkerInSlot {
+            slot: 1,
+            running: Vec::new(),
+        };
         assert_eq!(error_code(&slot), ErrorCode::InvalidArgument);
     }
 

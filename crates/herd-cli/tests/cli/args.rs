@@ -263,7 +263,7 @@ fn every_signal_has_its_name() {
         let pid = herd.started(n + 1)[n].1;
         let (code, stdout, stderr) = herd.ctl(&["signal", name, "--worker", "0"]);
         assert_eq!(code, 0, "{name}: {stderr}");
-        assert_eq!(stdout.trim(), format!("sent SIG{name} to 1 worker(s)"));
+        assert_eq!(stdout.trim(), format!("sent SIG{name} to 1 worker"));
         let exit = herd.wait_event("the signalled exit", |e| is_exit(e) && e["pid"] == pid);
         assert!(
             exit["message"]

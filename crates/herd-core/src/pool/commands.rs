@@ -277,7 +277,15 @@ impl Pool {
             .map(|w| w.pid)
             .collect();
         match (slot, pids.is_empty()) {
-            (Some(slot), true) => Err(PoolError::NoWorkerInSlot { slot }),
+            (Some(slot), true) => {
+                let mut running: Vec<usize> = (self.workers.iter())
+                    .filter(|w| w.live())
+                    .map(|w| w.slot)
+                    .collect();
+                running.sort_unstable();
+                running.dedup();
+                Err(PoolError::NoWorkerInSlot { slot, running })
+            }
             _ => Ok(pids),
         }
     }

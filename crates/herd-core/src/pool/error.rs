@@ -19,6 +19,8 @@ pub enum PoolError {
     NoWorkerInSlot {
         /// The slot.
         slot: usize,
+        /// The slots a live worker runs in, in order.
+        running: Vec<usize>,
     },
     /// An upgrade timeout of zero.
     ZeroUpgradeTimeout,
@@ -34,20 +36,27 @@ pub enum PoolError {
 
 impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
+        match self {
             PoolError::Stopping => f.write_str("herd is stopping"),
             PoolError::UpgradeInProgress { generation } => {
                 write!(f, "an upgrade to generation {generation} is in progress")
             }
-            PoolError::NoWorkerInSlot { slot } => write!(f, "no worker runs in slot {slot}"),
+            PoolError::NoWorkerInSlot { slot, running } if running.is_empty() => {
+                write!(f, "no worker runs in slot {slot}, nor in any other now")
+            }
+            PoolError::NoWorkerInSlot { slot, running } => write!(
+                f,
+                "no worker runs in slot {slot}; workers run in slots {}",
+                slot_ranges(running)
+            ),
             PoolError::ZeroUpgradeTimeout => f.write_str("an upgrade timeout must be positive"),
             PoolError::UpgradeTooShort { timeout, min_ready } => {
                 write!(
                     f,
                     "an upgrade timeout of {} is too short: each new worker must stay ready for \
                      --min-ready {} before it replaces an old one",
-                    format_duration(timeout),
-                    format_duration(min_ready)
+                    format_duration(*timeout),
+                    format_duration(*min_ready)
                 )?;
                 f.write_str("; give a longer --timeout, or run herd with a shorter --min-ready")
             }
@@ -56,3 +65,48 @@ impl fmt::Display for PoolError {
 }
 
 impl std::error::Error for PoolError {}
+
+/// `slots` (in order) as ranges: "0-3, 5, 7-8".
+fn slot_ranges(slots: &[usize]) -> String {
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for &slot in slots {
+        match ranges.last_mut() {
+            Some((_, end)) if end.checked_add(1) == Some(slot) => *end = slot,
+            _ => ranges.push((slot, slot)),
+        }
+    }
+    let shown: Vec<String> = ranges
+        .iter()
+        .map(|&(start, end)| {
+            if start == end {
+                start.to_string()
+            } else {
+                format!("{start}-{end}")
+            }
+        })
+        .collect();
+    shown.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_without_a_worker_says_which_have_one() {
+        let error =
+            |running: Vec<usize>| PoolError::NoWorkerInSlot { slot: 9, running }.to_string();
+        assert_eq!(
+            error(vec![0, 1, 2, 3, 5, 7, 8]),
+            "no worker runs in slot 9; workers run in slots 0-3, 5, 7-8"
+        );
+        assert_eq!(
+            error(vec![4]),
+            "no worker runs in slot 9; workers run in slots 4"
+        );
+        assert_eq!(
+            error(vec![]),
+            "no worker runs in slot 9, nor in any other now"
+        );
+    }
+}

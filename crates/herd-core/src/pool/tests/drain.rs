@@ -28,7 +28,10 @@ fn a_scaled_down_worker_is_told_to_stop_once_its_slot_has_drained() {
     assert!(h.pool.is_draining());
     assert_eq!(
         h.pool.signal_targets(Some(2)),
-        Err(PoolError::NoWorkerInSlot { slot: 2 })
+        Err(PoolError::NoWorkerInSlot {
+            slot: 2,
+            running: vec![0, 1]
+        })
     );
     assert_eq!(h.pool.next_deadline(), Some(h.now + DRAIN.limit));
     let start = h.now;

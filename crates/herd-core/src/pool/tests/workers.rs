@@ -297,12 +297,15 @@ fn signals_reach_live_workers_only() {
     assert_eq!(h.pool.signal_targets(Some(1)).unwrap(), [101]);
     assert_eq!(
         h.pool.signal_targets(Some(2)),
-        Err(PoolError::NoWorkerInSlot { slot: 2 }),
+        Err(PoolError::NoWorkerInSlot {
+            slot: 2,
+            running: vec![0, 1]
+        }),
         "slot 2's worker is stopping"
     );
     assert_eq!(
         h.pool.signal_targets(Some(7)).unwrap_err().to_string(),
-        "no worker runs in slot 7"
+        "no worker runs in slot 7; workers run in slots 0-1"
     );
 }
 
