@@ -164,8 +164,8 @@ fn value_args(
             DeValue::Boolean(true) => Ok(vec![format!("--{key}").into()]),
             DeValue::Boolean(false) => Ok(Vec::new()),
             other => Err(format!(
-                "a {} is not a flag's value; write {key} = true or {key} = false",
-                other.type_str()
+                "{} is not a flag's value; write {key} = true or {key} = false",
+                a_kind(other)
             )),
         };
     }
@@ -211,8 +211,8 @@ fn scalar(key: &str, value: &DeValue, repeatable: bool) -> Result<String, String
         DeValue::Float(f) => Ok(f.as_str().to_string()),
         DeValue::Boolean(b) => Ok(b.to_string()),
         other => Err(format!(
-            "a {} is not a value of --{key}; write a string{}",
-            other.type_str(),
+            "{} is not a value of --{key}; write a string{}",
+            a_kind(other),
             if repeatable {
                 " or an array of strings"
             } else {
@@ -288,15 +288,15 @@ fn command_words(value: &DeValue) -> Result<Vec<OsString>, String> {
         }
         DeValue::Array(items) if !items.is_empty() => items,
         DeValue::Array(_) => return Err(format!("the command is empty; {hint}")),
-        other => return Err(format!("a {} is not a command; {hint}", other.type_str())),
+        other => return Err(format!("{} is not a command; {hint}", a_kind(other))),
     };
     items
         .iter()
         .map(|item| match item.get_ref() {
             DeValue::String(s) => Ok(OsString::from(s.as_ref())),
             other => Err(format!(
-                "a {} is not a word of a command; {hint}",
-                other.type_str()
+                "{} is not a word of a command; {hint}",
+                a_kind(other)
             )),
         })
         .collect()
@@ -378,6 +378,17 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// A parser message on one line.
 fn one_line(message: &str) -> String {
     message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The kind of a TOML value, with its article: "an integer", "a string".
+pub(super) fn a_kind(value: &DeValue<'_>) -> String {
+    let kind = value.type_str();
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {kind}")
 }
 
 #[cfg(test)]

@@ -90,8 +90,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Err(_) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
             return Err(too_long())
         }
+        // A fraction of a second (`1.5`, `0.5s`): humantime's "time unit needed" or "expected
+        // number" would not say what to write instead.
+        Err(_)
+            if text.contains('.')
+                && text
+                    .trim_end_matches(char::is_alphabetic)
+                    .parse::<f64>()
+                    .is_ok() =>
+        {
+            return Err(format!(
+                "'{text}' is not a duration: fractions are not taken; write whole units, e.g. \
+                 1500ms for 1.5s"
+            ))
+        }
         Err(_) => humantime::parse_duration(text).map_err(|e| match e {
             humantime::DurationError::NumberOverflow => too_long(),
+            humantime::DurationError::InvalidCharacter(_)
+            | humantime::DurationError::NumberExpected(_) => {
+                format!("'{text}' is not a duration; write e.g. 30s, 1m30s or 500ms")
+            }
             e => format!("'{text}' is not a duration ({e}); write e.g. 30s, 1m30s or 500ms"),
         })?,
     };

@@ -96,8 +96,8 @@ pub(super) fn env_args(
             return Err((
                 None,
                 format!(
-                    "a {} is not an environment; write an [env] table of KEY = \"VALUE\"",
-                    other.type_str()
+                    "{} is not an environment; write an [env] table of KEY = \"VALUE\"",
+                    super::a_kind(other)
                 ),
             ))
         }

@@ -157,7 +157,7 @@ fn errors_name_the_file_the_line_and_the_key() {
         ),
         (
             "command = [1]",
-            "herd.toml:1: command: a integer is not a word",
+            "herd.toml:1: command: an integer is not a word",
         ),
         (
             "[env]\n\"A=B\" = \"c\"",
@@ -165,7 +165,7 @@ fn errors_name_the_file_the_line_and_the_key() {
         ),
         (
             "env = 3",
-            "herd.toml:1: env: a integer is not an environment",
+            "herd.toml:1: env: an integer is not an environment",
         ),
         ("x = = 1", "herd.toml:1: "),
         (

@@ -24,6 +24,18 @@ fn durations_are_bounded() {
     }
     assert!(!parse_duration("366days").unwrap_err().contains("a year"));
     assert!(parse_duration("-1").unwrap_err().contains("negative"));
+    // Was: "(time unit needed, for example 1sec or 1ms)", "(expected number at 0)".
+    for text in ["1.5", "0.5s", "2.25min"] {
+        let e = parse_duration(text).unwrap_err();
+        assert!(e.contains("fractions are not taken"), "{text}: {e}");
+    }
+    for text in ["inf", "NaN", "soon"] {
+        let e = parse_duration(text).unwrap_err();
+        assert_eq!(
+            e,
+            format!("'{text}' is not a duration; write e.g. 30s, 1m30s or 500ms")
+        );
+    }
     assert!(parse_positive_duration("0")
         .unwrap_err()
         .contains("positive"));
