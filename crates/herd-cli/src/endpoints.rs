@@ -135,31 +135,40 @@ fn served_already(option: &str, spec: &BindSpec, holder: &str, addr: SocketAddr)
 /// Refuses, before anything is bound, `--metrics` or `--health` at an address this herd would
 /// serve already (a `--bind`'s, or `--metrics`'s for `--health`), as far as the addresses
 /// show it: those written as IP addresses (or every interface's); one a host name gives is
-/// found when it is bound.
+/// found when it is bound (no name is looked up here).
 pub fn check_addresses(args: &RunArgs) -> Result<(), Failure> {
-    let mut own: Vec<(String, SocketAddr)> = (args.binds.iter())
+    let mut own: Vec<(String, Bound)> = (args.binds.iter())
         .filter_map(|b| {
-            let addr = literal(b)?;
-            let name = (b.name.clone())
-                .unwrap_or_else(|| spec::default_name(&b.address, Some(addr.port())));
-            Some((format!("its socket '{name}' (--bind)"), addr))
+            let bound = literal(b)?;
+            let port = Some(bound.addr.port());
+            let name = (b.name.clone()).unwrap_or_else(|| spec::default_name(&b.address, port));
+            Some((format!("its socket '{name}' (--bind)"), bound))
         })
         .collect();
     for (option, spec) in [("--metrics", &args.metrics), ("--health", &args.health)] {
-        let Some(spec) = spec else {
+        let Some(bound) = spec.as_ref().and_then(|spec| Some((spec, literal(spec)?))) else {
             continue;
         };
-        if let Some((holder, addr)) = held_by(spec, &own) {
-            return Err(served_already(option, spec, holder, *addr));
+        let (spec, bound) = bound;
+        if let Some((holder, held)) = own.iter().find(|(_, held)| clash(*held, bound)) {
+            return Err(served_already(option, spec, holder, held.addr));
         }
-        own.extend(literal(spec).map(|addr| (option.to_string(), addr)));
+        own.push((option.to_string(), bound));
     }
     Ok(())
 }
 
-/// The TCP address `spec` names, if it is written as an IP address or every interface's,
+/// Where a spec binds, as the kernel tells binds apart: the address, and whether an IPv6 one
+/// takes IPv6 alone (`v6only`; every interface's, `Host::Any`, is dual-stack `[::]`).
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    addr: SocketAddr,
+    v6only: bool,
+}
+
+/// Where `spec` binds, if it is a TCP address written as an IP address or every interface's,
 /// with a port of its own (not 0).
-fn literal(spec: &BindSpec) -> Option<SocketAddr> {
+fn literal(spec: &BindSpec) -> Option<Bound> {
     let Address::Tcp(hp) = &spec.address else {
         return None;
     };
@@ -168,7 +177,32 @@ fn literal(spec: &BindSpec) -> Option<SocketAddr> {
         Host::Ip(ip) => *ip,
         Host::Name(_) => return None,
     };
-    (hp.port != 0).then_some(SocketAddr::new(ip, hp.port))
+    let addr = SocketAddr::new(ip, hp.port);
+    (hp.port != 0).then_some(Bound {
+        addr,
+        v6only: spec.options.v6only,
+    })
+}
+
+/// Whether `b` cannot be bound while `a` is (Linux's rule): the same port, and in one family
+/// the same address or either one every interface's; across families, only a dual-stack
+/// `[::]` (not `v6only`) takes IPv4's too. An IPv4-mapped IPv6 address counts as IPv4.
+fn clash(a: Bound, b: Bound) -> bool {
+    let canonical = |ip: IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if a.addr.port() != b.addr.port() {
+        return false;
+    }
+    let dual = |bound: Bound, ip: IpAddr| ip.is_unspecified() && !bound.v6only;
+    match (canonical(a.addr.ip()), canonical(b.addr.ip())) {
+        (x @ IpAddr::V4(_), y @ IpAddr::V4(_)) | (x @ IpAddr::V6(_), y @ IpAddr::V6(_)) => {
+            x == y || x.is_unspecified() || y.is_unspecified()
+        }
+        (x @ IpAddr::V6(_), IpAddr::V4(_)) => dual(a, x),
+        (IpAddr::V4(_), y @ IpAddr::V6(_)) => dual(b, y),
+    }
 }
 
 /// The first of `own` whose address `spec`'s would take (the same port; the same address, or
@@ -203,6 +237,56 @@ fn held_by<'a>(
 mod tests {
     use super::*;
     use clap::Parser;
+
+    fn checked(options: &[&str]) -> Result<(), String> {
+        let argv = ["herd", "run"].iter().chain(options);
+        let cli = crate::cli::Cli::try_parse_from(argv.chain(&["--", "true"])).unwrap();
+        let crate::cli::Command::Run(args) = cli.command else {
+            panic!("not a run");
+        };
+        check_addresses(&args).map_err(|failure| format!("{failure:?}"))
+    }
+
+    /// As Linux tells binds apart: an IPv4 wildcard leaves IPv6 addresses free, and a
+    /// `v6only` `[::]` IPv4's; every interface's (dual-stack) takes both.
+    #[test]
+    fn only_addresses_the_kernel_would_refuse_are_refused_before_binding() {
+        for refused in [
+            ["-b", "127.0.0.1:8000", "--metrics", "127.0.0.1:8000"],
+            ["-b", ":8000", "--metrics", "127.0.0.1:8000"],
+            ["-b", "0.0.0.0:8000", "--metrics", "127.0.0.1:8000"],
+            ["-b", "[::]:8000", "--metrics", "127.0.0.1:8000"],
+            ["-b", "[::1]:8000", "--metrics", "[::]:8000"],
+            [
+                "-b",
+                "127.0.0.1:8000",
+                "--metrics",
+                "[::ffff:127.0.0.1]:8000",
+            ],
+        ] {
+            let e = checked(&refused).unwrap_err();
+            assert!(e.contains("this herd serves"), "{refused:?}: {e}");
+        }
+        for allowed in [
+            ["-b", "0.0.0.0:8000", "--metrics", "[::1]:8000"],
+            ["-b", "[::]:8000,v6only", "--metrics", "127.0.0.1:8000"],
+            ["-b", "127.0.0.1:8000", "--metrics", "127.0.0.2:8000"],
+            ["-b", "127.0.0.1:8000", "--metrics", "127.0.0.1:8001"],
+            ["-b", "127.0.0.1:0", "--metrics", "127.0.0.1:0"],
+            ["-b", "localhost:8000", "--metrics", "localhost:8000"],
+        ] {
+            assert_eq!(checked(&allowed), Ok(()), "{allowed:?}");
+        }
+        let both = [
+            "-b",
+            "127.0.0.1:0",
+            "--metrics",
+            ":9000",
+            "--health",
+            "127.0.0.1:9000",
+        ];
+        assert!(checked(&both).unwrap_err().contains("with --metrics"));
+    }
 
     fn ready_min_of(options: &[&str]) -> Result<usize, String> {
         let argv = ["herd", "run", "-b", "127.0.0.1:0"].iter().chain(options);

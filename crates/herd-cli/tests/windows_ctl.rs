@@ -233,7 +233,7 @@ fn scale_upgrade_stop_and_signal_send_what_unix_sends() {
                 signal: "TERM".into(),
                 slot: Some(1),
             },
-            "sent TERM to 2 worker(s)\n",
+            "sent TERM to 2 workers\n",
         ),
         (
             &["signal", "KILL"],
@@ -241,7 +241,7 @@ fn scale_upgrade_stop_and_signal_send_what_unix_sends() {
                 signal: "KILL".into(),
                 slot: None,
             },
-            "sent KILL to 2 worker(s)\n",
+            "sent KILL to 2 workers\n",
         ),
     ];
     for (args, sent, printed) in cases {

@@ -120,7 +120,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
             };
             let result: SignalResult = call(connect, command, quick)?;
             let whom = match result.signalled {
-                0 => "no worker: none runs".to_string(),
+                0 => "no worker: none is starting or ready".to_string(),
                 1 => "1 worker".to_string(),
                 n => format!("{n} workers"),
             };

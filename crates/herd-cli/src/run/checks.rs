@@ -238,9 +238,7 @@ pub fn check(args: &RunArgs, control: Option<&Path>, name: &str) -> Result<(), F
     // Where it would bind its control socket (a takeover's is the old herd's, checked then).
     if args.takeover.is_none() {
         let uid = herd_sys::process::effective_uid();
-        let (path, _) = crate::control::path::resolve(control, name, uid);
-        crate::control::path::check_length(&crate::control::path::absolute(&path), false)
-            .map_err(Failure::Usage)?;
+        super::control_paths::ControlPaths::new(args, control, name, uid)?;
     }
     super::policy(args, herd_sys::process::effective_uid())?;
     let options = worker_options(args)?;

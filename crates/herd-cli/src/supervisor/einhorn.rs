@@ -9,8 +9,9 @@
 //! The socket is herd's own (`NAME.PID.ack` beside the notify socket, mode 0600 from the moment
 //! it appears there, as herd's directory may be open to others), removed when herd exits and
 //! handed over across a re-exec. It refuses fds (`SO_PASSRIGHTS` off, Linux 6.16+): an ack
-//! carries none, and herd lets go of one a connection sent along where it reads or drops the
-//! connection, which can wait as long as the sender likes (a pipe whose lock it holds).
+//! carries none, and letting go of one can wait as long as the sender likes (a pipe whose
+//! lock it holds). Where the kernel lets them through, they are taken as fds and closed on a
+//! closing thread, as each connection is once read ([`read_acks`]).
 
 use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::io::{AsFd, OwnedFd};
@@ -89,6 +90,13 @@ impl EinhornSocket {
         &self.file
     }
 
+    /// Closes it on a closing thread (`herd_sys::fd::close_in_background`): connections still
+    /// in its queue go with it, and so do the files they were sent with, whose release can
+    /// wait (see [`read_acks`]).
+    pub fn close_off_loop(self) {
+        herd_sys::fd::close_in_background(OwnedFd::from(self.listener));
+    }
+
     /// Starts serving a copy of the socket: the pid of each process that acknowledges goes to
     /// `acks`. Its task, which serves until it is aborted (the socket bound again) or herd ends.
     pub fn serve(&self, acks: mpsc::Sender<u32>) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -97,7 +105,7 @@ impl EinhornSocket {
         herd_sys::fdpass::refuse_fds(self.listener.as_fd());
         let listener = self.listener.try_clone()?;
         listener.set_nonblocking(true)?;
-        let listener = UnixListener::from_std(listener)?;
+        let listener = ClosedOffLoop(Some(UnixListener::from_std(listener)?));
         Ok(tokio::spawn(accept(listener, acks)))
     }
 }
@@ -106,7 +114,8 @@ impl EinhornSocket {
 /// names it) that is mode 0600 from the moment it is reachable there: bound in a 0700
 /// staging directory (`.PID` beside it, a shorter path), made 0600, then renamed. herd's
 /// directory may be open to others (`--control-allow-uid/gid`, or `--control`'s own). The
-/// socket is bound by `path`'s name, so that `ss -x` shows where it is; all else goes by `at`.
+/// socket is bound by `path`'s name (`ss -x` shows the directory it was bound in, not
+/// `/proc/self/fd/N`); all else goes by `at`.
 fn bind_private(at: &Path, path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
     let name = format!(".{}", std::process::id());
     let staging = at.with_file_name(&name);
@@ -131,8 +140,23 @@ fn bind_private(at: &Path, path: &Path) -> std::io::Result<std::os::unix::net::U
     bound
 }
 
+/// The accepting task's copy of the socket, closed on a closing thread when the task ends (it
+/// is aborted when the socket is bound again): see [`EinhornSocket::close_off_loop`].
+struct ClosedOffLoop(Option<UnixListener>);
+
+impl Drop for ClosedOffLoop {
+    fn drop(&mut self) {
+        if let Some(Ok(listener)) = self.0.take().map(UnixListener::into_std) {
+            herd_sys::fd::close_in_background(OwnedFd::from(listener));
+        }
+    }
+}
+
 /// Accepts connections, each read by a task of its own, at most [`MAX_CONNECTIONS`] at once.
-async fn accept(listener: UnixListener, acks: mpsc::Sender<u32>) {
+async fn accept(listener: ClosedOffLoop, acks: mpsc::Sender<u32>) {
+    let Some(listener) = &listener.0 else {
+        return;
+    };
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -483,6 +507,40 @@ mod tests {
         // The peer goes: a release still waiting ends.
         drop(peer);
         assert_eq!(pid, Ok(Some(std::process::id())));
+    }
+
+    /// The directory herd made for a `--user` herd's sockets, swapped for another at its name
+    /// between herd's look and the bind (something with root's rights removed it, another
+    /// user made theirs): einhorn's socket is refused, and nothing is left in either.
+    #[test]
+    fn einhorns_socket_bound_as_its_directory_is_swapped_is_refused() {
+        use crate::supervisor::notify_dir::{NotifyDir, WorkerUser};
+        if !Path::new("/proc/self/fd").is_dir() {
+            return;
+        }
+        let base = tempfile::tempdir().unwrap();
+        let me = herd_sys::process::effective_uid();
+        let dir = NotifyDir::create(base.path(), WorkerUser { uid: me, gids: &[] }).unwrap();
+        let path = dir.einhorn();
+        let (parent, moved) = (path.parent().unwrap(), base.path().join("moved"));
+        let bound = dir.within(&path, |at, path| {
+            std::fs::rename(parent, &moved).unwrap();
+            std::fs::create_dir(parent).unwrap();
+            EinhornSocket::bind_at(at, path)
+        });
+        assert!(bound.is_err());
+        assert_eq!(
+            std::fs::read_dir(&moved).unwrap().count(),
+            0,
+            "herd's is empty"
+        );
+        assert_eq!(
+            std::fs::read_dir(parent).unwrap().count(),
+            0,
+            "the other is empty"
+        );
+        std::fs::remove_dir(parent).unwrap();
+        std::fs::rename(&moved, parent).unwrap();
     }
 
     #[test]

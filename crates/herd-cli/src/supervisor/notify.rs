@@ -97,6 +97,8 @@ impl NotifySocket {
             Ok(socket)
         })?;
         dir.open()?;
+        // As checked through its fd, not looked up by its name again.
+        socket.dir = Some(dir.identity());
         socket.workers_uid = Some(workers.uid);
         socket.made_dir = Some(dir);
         Ok(socket)
@@ -172,12 +174,13 @@ impl NotifySocket {
             return Ok(None);
         }
         let path = path.to_path_buf();
-        self.retried(|notify| notify.bind_again(&path)).map(Some)
+        self.retry_while_dir_removed(|notify| notify.bind_again(&path))
+            .map(Some)
     }
 
     /// Binds the socket again at `path`; returns the old one.
     fn bind_again(&mut self, path: &Path) -> anyhow::Result<std::os::unix::net::UnixDatagram> {
-        self.made_dir_again(path)?;
+        self.make_dir_again_if_removed()?;
         super::socket_files::in_dir_bound(path, self.dir.as_ref()).map_err(anyhow::Error::msg)?;
         // Closed to others until the new file is the workers' alone.
         if let Some(dir) = &self.made_dir {
@@ -216,11 +219,11 @@ impl NotifySocket {
     }
 
     /// Makes the directory herd made for workers of another user again if it was removed (with
-    /// the socket at `path` in it), and takes it for the one the socket is bound in.
-    fn made_dir_again(&mut self, path: &Path) -> anyhow::Result<()> {
+    /// its sockets), and takes it for the one the socket is bound in.
+    fn make_dir_again_if_removed(&mut self) -> anyhow::Result<()> {
         if let Some(dir) = &mut self.made_dir {
             if dir.make_again()? {
-                self.dir = super::socket_files::dir_identity(path);
+                self.dir = Some(dir.identity());
             }
         }
         Ok(())
@@ -229,7 +232,7 @@ impl NotifySocket {
     /// Runs `bind`, again while it fails because the directory herd made was removed once
     /// more meanwhile (a clean-up loop), up to [`REBIND_ATTEMPTS`] times: a failure that the
     /// next look would mend is not said.
-    fn retried<T>(
+    fn retry_while_dir_removed<T>(
         &mut self,
         mut bind: impl FnMut(&mut Self) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
@@ -257,13 +260,15 @@ impl NotifySocket {
         if !super::socket_files::removed(&path) {
             return Ok(false);
         }
-        let bound = self.retried(|notify| {
-            notify.made_dir_again(&path)?;
+        let bound = self.retry_while_dir_removed(|notify| {
+            notify.make_dir_again_if_removed()?;
             super::socket_files::in_dir_bound(&path, notify.dir.as_ref())
                 .map_err(anyhow::Error::msg)?;
             notify.bind_einhorn(&path)
         })?;
-        self.einhorn = Some(bound);
+        if let Some(old) = self.einhorn.replace(bound) {
+            old.close_off_loop();
+        }
         Ok(true)
     }
 
@@ -437,14 +442,14 @@ mod tests {
         dir.open().unwrap();
         socket.made_dir = Some(dir);
         let (path, mut tries) = (socket.path.clone(), 0);
-        let e = socket.retried(|_| -> anyhow::Result<()> {
+        let e = socket.retry_while_dir_removed(|_| -> anyhow::Result<()> {
             tries += 1;
             bail!("fails")
         });
         assert!(e.is_err());
         assert_eq!(tries, 1);
         tries = 0;
-        let old = socket.retried(|notify| {
+        let old = socket.retry_while_dir_removed(|notify| {
             tries += 1;
             if tries == 1 {
                 std::fs::remove_dir_all(path.parent().unwrap()).unwrap();

@@ -96,6 +96,11 @@ impl NotifyDir {
         Ok(true)
     }
 
+    /// Which directory it is, as herd made it (or made it again).
+    pub fn identity(&self) -> DirIdentity {
+        self.identity
+    }
+
     /// Whether nothing is at its path any more (removed).
     pub fn gone(&self) -> bool {
         super::socket_files::removed(&self.path)

@@ -169,7 +169,11 @@ impl Supervisor {
             event = LogEvent::WorkersSignalled.as_str(),
             signal = %sig,
             slot,
-            "sending {sig} to {count} worker(s)"
+            "sending {sig} to {}",
+            match count {
+                1 => "1 worker".to_string(),
+                n => format!("{n} workers"),
+            }
         );
         let signals = pids.iter().map(|&pid| Effect::SignalWorker {
             slot: self.pool.worker(pid).map_or(0, |w| w.slot),

@@ -41,14 +41,18 @@ impl fmt::Display for PoolError {
             PoolError::UpgradeInProgress { generation } => {
                 write!(f, "an upgrade to generation {generation} is in progress")
             }
-            PoolError::NoWorkerInSlot { slot, running } if running.is_empty() => {
-                write!(f, "no worker runs in slot {slot}, nor in any other now")
-            }
-            PoolError::NoWorkerInSlot { slot, running } => write!(
-                f,
-                "no worker runs in slot {slot}; workers run in slots {}",
-                slot_ranges(running)
-            ),
+            PoolError::NoWorkerInSlot { slot, running } => match running.as_slice() {
+                [] => write!(
+                    f,
+                    "no worker runs in slot {slot}; none is starting or ready in any slot"
+                ),
+                [one] => write!(f, "no worker runs in slot {slot}; one runs in slot {one}"),
+                _ => write!(
+                    f,
+                    "no worker runs in slot {slot}; workers run in slots {}",
+                    slot_ranges(running)
+                ),
+            },
             PoolError::ZeroUpgradeTimeout => f.write_str("an upgrade timeout must be positive"),
             PoolError::UpgradeTooShort { timeout, min_ready } => {
                 write!(
@@ -102,11 +106,11 @@ mod tests {
         );
         assert_eq!(
             error(vec![4]),
-            "no worker runs in slot 9; workers run in slots 4"
+            "no worker runs in slot 9; one runs in slot 4"
         );
         assert_eq!(
             error(vec![]),
-            "no worker runs in slot 9, nor in any other now"
+            "no worker runs in slot 9; none is starting or ready in any slot"
         );
     }
 }
