@@ -19,11 +19,14 @@ pub fn check(args: &CheckArgs) -> Result<String, Failure> {
     ];
     let merged = config::parse(&argv).map_err(Failure::Usage)?;
     let file = args.config.display().to_string();
+    let keys =
+        (merged.text.as_deref()).and_then(|text| config::ConfigFile::parse(&file, text).ok());
     let in_file = |why: String| {
         Failure::Usage(if why.starts_with(&file) {
             why
         } else {
-            format!("{file}: {why}")
+            (keys.as_ref().and_then(|keys| keys.locate(&why, &[])))
+                .unwrap_or_else(|| format!("{file}: {why}"))
         })
     };
     #[cfg(windows)]

@@ -64,10 +64,11 @@ fn run_command() -> ExitCode {
         Err(failure) => return ended(Err(failure)),
     };
     let in_force = restored.as_ref().and_then(run::config_in_force);
-    let (cli, _, config_text) = match parse_command_line(in_force) {
+    let (cli, _, config_text, overridden) = match parse_command_line(in_force) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    let config = ConfigKeys::of(&cli, config_text.as_deref(), overridden);
     if !matches!(cli.command, cli::Command::Run(_)) {
         if let Err(e) = held.release() {
             logging::line(&format!("herd: error: cannot unblock signals: {e}"));
@@ -88,6 +89,7 @@ fn run_command() -> ExitCode {
                 config_text,
             };
             run::run(*args, cli.control.as_deref(), &cli.name, owner, started)
+                .map_err(|failure| config.locate(failure))
         }
         client => control::path::check_name(&cli.name)
             .map_err(exit::Failure::Usage)
@@ -106,10 +108,11 @@ fn run_command() -> ExitCode {
 
 #[cfg(windows)]
 fn run_command() -> ExitCode {
-    let (cli, matches, config_text) = match parse_command_line(None) {
+    let (cli, matches, config_text, overridden) = match parse_command_line(None) {
         Ok(parsed) => parsed,
         Err(code) => return code,
     };
+    let config = ConfigKeys::of(&cli, config_text.as_deref(), overridden);
     logging::init(cli.log_level, cli.log_format);
     let result = cli::unavailable::on_windows(cli, &matches)
         .map_err(exit::Failure::Usage)
@@ -120,7 +123,8 @@ fn run_command() -> ExitCode {
                 cli.control.as_deref(),
                 &cli.name,
                 config_text.as_deref(),
-            ),
+            )
+            .map_err(|failure| config.locate(failure)),
             client => herd_cli::ctl::run(client, cli.control.as_deref(), &cli.name),
         });
     ended(result)
@@ -137,7 +141,7 @@ fn check(args: &cli::CheckArgs) -> Result<(), exit::Failure> {
 /// workers run, the baseline of `herd upgrade --reload-config`.
 fn parse_command_line(
     in_force: Option<&str>,
-) -> Result<(cli::Cli, ArgMatches, Option<String>), ExitCode> {
+) -> Result<(cli::Cli, ArgMatches, Option<String>, Vec<String>), ExitCode> {
     let argv: Vec<_> = std::env::args_os().collect();
     let parsed = cli::Cli::command()
         .try_get_matches_from(&argv)
@@ -146,7 +150,10 @@ fn parse_command_line(
         Ok((cli, matches)) => {
             let parsed = cli::config::Merged::of(cli, matches);
             match cli::config::apply_with(parsed, &argv, in_force) {
-                Ok(merged) => Ok((merged.cli, merged.matches, merged.text)),
+                Ok(merged) => {
+                    let overridden = merged.overridden.into_iter().map(|(key, _)| key).collect();
+                    Ok((merged.cli, merged.matches, merged.text, overridden))
+                }
                 Err(why) => {
                     error_line(&why);
                     Err(ExitCode::from(exit::USAGE))
@@ -177,6 +184,38 @@ fn parse_command_line(
             let args: Vec<_> = std::env::args_os().skip(1).collect();
             error_line(&exit::usage_error(&e, &args));
             Err(ExitCode::from(exit::USAGE))
+        }
+    }
+}
+
+/// `herd run`'s config file, read again to place its errors: its keys, and those the command
+/// line overrides.
+struct ConfigKeys {
+    file: Option<cli::config::ConfigFile>,
+    overridden: Vec<String>,
+}
+
+impl ConfigKeys {
+    /// The keys of the config file of `cli`, a `herd run` (`text`: its contents as read).
+    fn of(cli: &cli::Cli, text: Option<&str>, overridden: Vec<String>) -> ConfigKeys {
+        let name = match &cli.command {
+            cli::Command::Run(args) => args.config.as_ref().map(|p| p.display().to_string()),
+            _ => None,
+        };
+        let file = name
+            .zip(text)
+            .and_then(|(name, text)| cli::config::ConfigFile::parse(&name, text).ok());
+        ConfigKeys { file, overridden }
+    }
+
+    /// A usage error about an option the file gives, placed in the file
+    /// ([`ConfigFile::locate`](cli::config::ConfigFile::locate)).
+    fn locate(&self, failure: exit::Failure) -> exit::Failure {
+        match (failure, &self.file) {
+            (exit::Failure::Usage(why), Some(file)) if !why.starts_with(&file.name) => {
+                exit::Failure::Usage(file.locate(&why, &self.overridden).unwrap_or(why))
+            }
+            (failure, _) => failure,
         }
     }
 }

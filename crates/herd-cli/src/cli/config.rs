@@ -102,6 +102,19 @@ impl ConfigFile {
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.iter().find(|e| e.key == key)
     }
+
+    /// `why`, an error about the options once merged (`--ready-min 3: the pool has at most 2
+    /// workers`), placed in the file (`herd.toml:4: ready-min: ...`) when the option it is
+    /// about, the first `--KEY` it names, is one the file gives and the command line does not
+    /// override (`overridden`).
+    pub fn locate(&self, why: &str, overridden: &[String]) -> Option<String> {
+        let (_, after) = why.split_once("--")?;
+        let key: String = (after.chars())
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        let entry = self.get(&key).filter(|_| !overridden.contains(&key))?;
+        Some(format!("{}:{}: {key}: {why}", self.name, entry.line))
+    }
 }
 
 /// The options a file may set: `herd run`'s and the global ones, by long name (without

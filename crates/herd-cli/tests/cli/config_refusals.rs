@@ -217,4 +217,28 @@ fn what_run_refuses_as_it_binds_check_refuses_too() {
         assert_fails(&["run", "--config", &config], USAGE, &expected);
     }
     assert!(!Path::new(&unix).exists());
+    // Each is said where the file gives the option it is about (was: with no line, or none
+    // of the file's at all), unless the command line overrides it.
+    let text = format!(
+        "command = [\"sleep\", \"100\"]\nbind = [\"127.0.0.1:0\"]\n\
+         metrics = \"127.0.0.1:{port}\"\nhealth = \"127.0.0.1:{port}\"\n"
+    );
+    std::fs::write(&path, text).unwrap();
+    let at = format!("{config}:4: health: --health '127.0.0.1:{port}': this herd serves");
+    assert_fails(&["check", "--config", &config], USAGE, &at);
+    assert_fails(&["run", "--config", &config], USAGE, &at);
+    std::fs::write(
+        &path,
+        "command = [\"true\"]\nready-min = 3\nbind = [\"127.0.0.1:0\"]\n",
+    )
+    .unwrap();
+    let at = format!("{config}:2: ready-min: --ready-min 3: the pool has at most 2 workers");
+    assert_fails(&["run", "--config", &config, "-w", "2"], USAGE, &at);
+    let given = "herd: error: --ready-min 4: the pool has at most 2 workers";
+    let stderr = assert_fails(
+        &["run", "--config", &config, "-w", "2", "--ready-min", "4"],
+        USAGE,
+        "",
+    );
+    assert!(stderr.starts_with(given), "{stderr}");
 }

@@ -399,3 +399,19 @@ fn an_env_larger_than_any_system_allows_is_refused_before_its_variables_are_chec
 }
 
 mod reload;
+
+/// An error about the merged options is placed at the key it is about, the first `--KEY` it
+/// names, when the file gives that key and the command line does not override it.
+#[test]
+fn errors_about_merged_options_are_placed_at_their_key() {
+    let file = ConfigFile::parse("herd.toml", "command = [\"true\"]\nready-min = 3\n").unwrap();
+    let why = "--ready-min 3: the pool has at most 2 workers; give at most 2, or more --workers";
+    assert_eq!(
+        file.locate(why, &[]).as_deref(),
+        Some(format!("herd.toml:2: ready-min: {why}").as_str())
+    );
+    assert_eq!(file.locate(why, &["ready-min".to_string()]), None);
+    assert_eq!(file.locate("--workers 0 is not a pool", &[]), None);
+    assert_eq!(file.locate("no option named", &[]), None);
+    assert_eq!(file.locate("--", &[]), None);
+}
