@@ -154,6 +154,15 @@ impl<H, R> ForkServers<H, R> {
             .map(|s| (s.pid, &s.handle))
     }
 
+    /// The fork servers still loading whose generation `which` picks: closing their socket
+    /// does not end them (they read it only once loaded), so those closed are killed too.
+    pub fn loading(&self, which: impl Fn(u64) -> bool) -> Vec<u32> {
+        (self.servers.values())
+            .filter(|s| matches!(s.course, Course::Loading(_)) && which(s.generation))
+            .map(|s| s.pid)
+            .collect()
+    }
+
     /// The generation of fork server `pid`.
     pub fn generation_of(&self, pid: u32) -> Option<u64> {
         self.servers.get(&pid).map(|s| s.generation)
@@ -242,7 +251,7 @@ impl<H, R> ForkServers<H, R> {
             Course::Loading(_) => Ended::Failed {
                 generation,
                 why: format!(
-                    "its fork server (pid {pid}) ended ({how}) before it said READY=1: see its output above"
+                    "its fork server (pid {pid}) ended ({how}) before it said READY=1: see its output in herd's log"
                 ),
             },
             Course::TimedOut => Ended::Failed {

@@ -46,7 +46,8 @@ pub struct Answers {
 const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The HTTP status, content type and body that answer a scrape: the rendering, or 500 if it
-/// could not be encoded, or 503 if herd is stopping (`None`: no rendering will come).
+/// could not be encoded, or 503 once herd's loop has ended, as it exits (`None`: no rendering
+/// will come; while it drains and stops its workers, it renders as ever).
 fn scrape_response(
     rendered: Option<Result<String, std::fmt::Error>>,
 ) -> (&'static str, &'static str, String) {

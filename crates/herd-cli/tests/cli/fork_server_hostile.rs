@@ -291,6 +291,36 @@ fn an_aborted_upgrades_fork_server_is_closed() {
     herd.wait_exit();
 }
 
+/// An upgrade aborted while its fork server still loads (here it hangs in its imports): the
+/// fork server reads its socket only once loaded, so closing it did not end it, and it loaded
+/// on, untracked, until herd exited (one more per failed upgrade). herd kills it.
+#[test]
+fn an_aborted_upgrades_fork_server_still_loading_is_killed() {
+    let answer = "\
+        r, w = os.pipe()\n\
+        if os.fork() == 0:\n    \
+            p = os.fork()\n    \
+            if p == 0:\n        \
+                os.setpgid(0, 0)\n        \
+                while os.getppid() != herd: time.sleep(0.001)\n        \
+                n.send(b'READY=1'); time.sleep(60); os._exit(0)\n    \
+            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
+        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
+        s.send(b'pid %d' % pid)";
+    let hang = "if os.environ['HERD_GENERATION'] != '1': time.sleep(600)";
+    let dir = tempfile::tempdir().unwrap();
+    let mut herd = hand_made_fork_server_with(&dir, &["-w", "1"], hang, answer);
+    herd.wait_for_event("worker_ready", &[]);
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "2s"]);
+    assert_eq!(code, 1, "{stderr}");
+    let started = herd.wait_event("generation 2's fork server", |e| {
+        is_event(e, "fork_server_started", &[("generation", 2.into())])
+    });
+    wait_gone(&[fork_server_pid(&started)]);
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
+
 /// A fork server (the workers' code) cannot send herd an fd along a reply: herd would close it
 /// on its loop, which waits as long as its sender likes for a socket with `SO_LINGER`.
 #[test]

@@ -366,3 +366,17 @@ fn a_stall_of_herd_counts_against_no_fork_server() {
     assert!(ready.overdue(now + stall).is_empty());
     assert_eq!(ready.overdue(now + stall + REPLY_TIMEOUT).len(), 1);
 }
+
+/// Those still loading are the ones a close alone would not end: neither a ready one nor one
+/// already killed for loading too long.
+#[test]
+fn the_loading_fork_servers_are_told_apart_by_generation() {
+    let now = Instant::now();
+    let mut f = ready_one(now);
+    f.started(2, 200, "two", now, TIMEOUT);
+    f.started(3, 300, "three", now, Duration::from_millis(1));
+    assert_eq!(f.loading(|_| true).len(), 2);
+    assert_eq!(f.loading(|g| g > 2), vec![300]);
+    assert_eq!(f.timed_out(now + Duration::from_secs(1)), vec![300]);
+    assert_eq!(f.loading(|g| g > 1), vec![200]);
+}
