@@ -368,6 +368,15 @@ class ForkServer:
                              "must have one (a preloaded module started a thread)\n" % threads)
             flush_stdio()
             os._exit(1)
+        children = running_children()
+        if children:
+            sys.stderr.write("herd_fork.py: child processes %s still run after preloading; a "
+                             "fork server must have none: herd could neither list nor stop "
+                             "them (a preloaded module started one: start it in the workers, "
+                             "or leave it out of --preload)\n"
+                             % ", ".join(str(pid) for pid in children))
+            flush_stdio()
+            os._exit(1)
         # The environment as a wrapper that exec'd the launcher and the preloads left it, for
         # the workers: a worker started without --fork-server would have run them itself.
         self.own_env = [(k, v) for k, v in os.environb.items() if not herds_variable(k)]
@@ -588,6 +597,24 @@ class ForkServer:
                 sys.stdout.reconfigure(line_buffering=os.isatty(1))
             except (AttributeError, OSError, ValueError):
                 pass
+
+
+def running_children():
+    """The pids of this process's children still running (those that exited are reaped
+    first); none where Linux's /proc/PID/task/TID/children cannot be read."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        return []
+    pids = []
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open("/proc/self/task/%s/children" % tid) as f:
+                pids.extend(int(pid) for pid in f.read().split())
+    except OSError:
+        return []
+    return sorted(pids)
 
 
 def count_threads():

@@ -536,6 +536,23 @@ class ForkServerTest(unittest.TestCase):
         with self.assertRaises(BlockingIOError):
             herd.notify.recv(4096)
 
+    def test_a_preload_that_leaves_a_child_process_is_refused_before_ready(self):
+        # Was: the child served on, unlisted, and outlived herd's stop (herd stops what a
+        # worker leaves, not what its fork server does). One that exited is no child left.
+        with open(os.path.join(self.dir, "spawner.py"), "w") as f:
+            f.write("import os, time\n"
+                    "if os.fork() == 0:\n    os._exit(0)\n"
+                    "if os.fork() == 0:\n    time.sleep(60); os._exit(0)\n")
+        herd = Herd(self, ["--preload", "spawner", self.script], env={"PYTHONPATH": self.dir})
+        self.assertEqual(herd.proc.wait(TIMEOUT), 1)
+        said = herd.proc.stderr.read()
+        self.assertRegex(said, rb"^herd_fork.py: child processes \d+ still run after preloading")
+        left = int(said.split(b" ")[3])
+        os.kill(left, signal.SIGKILL)
+        herd.notify.setblocking(False)
+        with self.assertRaises(BlockingIOError):
+            herd.notify.recv(4096)
+
     def test_the_fork_server_ignores_sigint_and_its_workers_do_not(self):
         herd = self.start()
         herd.proc.send_signal(signal.SIGINT)
