@@ -215,8 +215,12 @@ fn resume(
     let control_path = state.control.file.0.clone();
     let in_force = state.config.as_deref();
     let mut supervisor = prepare(&args, name, 0, listeners, &notify, &control_path, in_force)?;
-    // The workers' output, read on from where the previous image stopped.
+    // The workers' output, read on from where the previous image stopped, after the lines it
+    // kept.
     if let Some(output) = output::current() {
+        if let Some(lines) = state.lines {
+            output.restore_lines(lines);
+        }
         output.resume(outputs);
     }
     // Autoscaling as the runtime left it; a state without it (from an older herd) leaves it to

@@ -1,6 +1,7 @@
 //! The `logs` command, answered by the control server itself rather than the supervisor: the
 //! workers' recent lines from [`crate::output`], then with `follow` every new line, until the
-//! client closes the connection.
+//! client closes the connection or herd stops: then every line its readers read is sent, and
+//! a last frame that says herd stopped ([`end_following`]).
 //!
 //! The control server runs on the supervisor's thread, so the lines are turned into JSON on a
 //! thread of their own ([`produce`]) and only written out here: a client asking for 10 000
@@ -14,12 +15,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::broadcast::error::TryRecvError;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use super::lines::IDLE_TIMEOUT;
 use super::protocol::{Command, ErrorCode, Response, VERSION};
 use super::results::{LogFrame, LogsResult};
-use crate::output::{self, Output, Record};
+use crate::output::{self, Output, Record, Wanted};
 
 /// How many clients may follow the lines at once: each holds a thread while it follows.
 pub const MAX_FOLLOWERS: usize = 8;
@@ -41,6 +42,12 @@ const MAX_READERS: usize = 32;
 /// The turns of the clients that do not follow.
 static READERS: Semaphore = Semaphore::const_new(MAX_READERS);
 
+/// The followers' connections still being served ([`Following`]).
+static FOLLOWING: AtomicUsize = AtomicUsize::new(0);
+
+/// Told when the last of [`FOLLOWING`] is done.
+static NONE_FOLLOWING: Notify = Notify::const_new();
+
 /// Answers `command` if it is `logs` (the control servers' hook, before a request goes to
 /// the supervisor): `None` if it is not, else whether the connection takes more requests
 /// (not after `follow`, which ends with it). `hung_up` tells, asked of `write`, whether a
@@ -56,25 +63,68 @@ pub async fn serve<W: AsyncWrite + Unpin>(
         slot,
         lines,
         follow,
+        after,
     } = command
     else {
         return None;
     };
-    answer(read, write, slot, lines, follow, hung_up).await;
+    let wanted = Wanted { lines, slot, after };
+    answer(read, write, wanted, follow, hung_up).await;
     Some(!follow)
+}
+
+/// Tells every follower that herd stops, once herd's readers have read what the workers wrote
+/// (up to `timeout`: [`Output::end`]), and waits up to `timeout` more for each to have been
+/// sent its last lines and the frame that says so. Before herd closes the connections, as it
+/// stops.
+pub async fn end_following(timeout: Duration) {
+    let Some(output) = output::current() else {
+        return;
+    };
+    output.end(timeout).await;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let gone = NONE_FOLLOWING.notified();
+        tokio::pin!(gone);
+        gone.as_mut().enable();
+        if FOLLOWING.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, gone).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A follower's connection being served, counted in [`FOLLOWING`] until dropped.
+struct Following;
+
+impl Following {
+    fn start() -> Following {
+        FOLLOWING.fetch_add(1, Ordering::SeqCst);
+        Following
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        if FOLLOWING.fetch_sub(1, Ordering::SeqCst) == 1 {
+            NONE_FOLLOWING.notify_waiters();
+        }
+    }
 }
 
 /// Answers `logs` on a connection read by `read` and written by `write`: the answer
 /// (`{"lines": N}`), then N [`LogFrame`]s, then with `follow` a frame per new line. Returns
-/// when all is written (without `follow`) or when the client is gone.
+/// when all is written (without `follow`), when the client is gone, or when herd stops.
 async fn answer<W: AsyncWrite + Unpin>(
     read: &mut (impl AsyncRead + Unpin),
     write: &mut W,
-    slot: Option<usize>,
-    lines: Option<usize>,
+    wanted: Wanted,
     follow: bool,
     hung_up: impl Fn(&W) -> bool,
 ) {
+    let _following = follow.then(Following::start);
     let Some(output) = output::current() else {
         let refusal: Response = Response::error(
             ErrorCode::Unavailable,
@@ -111,7 +161,7 @@ async fn answer<W: AsyncWrite + Unpin>(
         .name("herd-logs".to_string())
         .spawn(move || {
             let _held = (seat, turn);
-            produce(&output, slot, lines, follow, &chunks_tx)
+            produce(&output, wanted, follow, &chunks_tx)
         });
     if let Err(e) = reader {
         let refusal: Response = Response::error(
@@ -170,27 +220,26 @@ impl Drop for Seat {
 }
 
 /// On a thread of its own: the answer and the recent lines as frames, then with `follow` every
-/// new line, in chunks of about [`CHUNK`] bytes sent to `chunks`, until its receiver is gone.
-fn produce(
-    output: &Output,
-    slot: Option<usize>,
-    lines: Option<usize>,
-    follow: bool,
-    chunks: &mpsc::Sender<Vec<u8>>,
-) {
-    let (recent, follower) = match follow {
+/// new line, in chunks of about [`CHUNK`] bytes sent to `chunks`, until its receiver is gone
+/// or, herd stopping, every line is sent and the frame that says so.
+fn produce(output: &Output, wanted: Wanted, follow: bool, chunks: &mpsc::Sender<Vec<u8>>) {
+    let (found, follower) = match follow {
         true => {
-            let (recent, follower) = output.recent_and_follow(lines, slot);
-            (recent, Some(follower))
+            let (found, follower) = output.recent_and_follow(wanted);
+            (found, Some(follower))
         }
-        false => (output.recent(lines, slot), None),
+        false => (output.recent(wanted), None),
     };
     let mut chunk = Response::ok(LogsResult {
-        lines: recent.len(),
+        lines: found.records.len(),
+        last: Some(found.last),
     })
     .to_line();
-    for record in &recent {
-        chunk.extend(frame(Some(record), None));
+    if found.missed > 0 {
+        chunk.extend(frame(Frame::Missed(found.missed)));
+    }
+    for record in &found.records {
+        chunk.extend(frame(Frame::Line(record)));
         if chunk.len() >= CHUNK && chunks.blocking_send(std::mem::take(&mut chunk)).is_err() {
             return;
         }
@@ -201,15 +250,27 @@ fn produce(
     let Some(mut follower) = follower else {
         return;
     };
-    let wanted = |record: &Record| slot.is_none_or(|s| record.writer.slot == s);
+    let wanted = |record: &Record| wanted.slot.is_none_or(|s| record.writer.slot == s);
     let mut chunk = Vec::new();
+    // Herd has ended ([`Output::ended`]), seen before a look for lines: when that look finds
+    // none, every line is sent.
+    let mut ended = false;
     loop {
         match follower.try_recv() {
-            Ok(record) if wanted(&record) => chunk.extend(frame(Some(&record), None)),
+            Ok(record) if wanted(&record) => chunk.extend(frame(Frame::Line(&record))),
             Ok(_) => {}
-            Err(TryRecvError::Lagged(n)) => chunk.extend(frame(None, Some(n))),
+            Err(TryRecvError::Lagged(n)) => chunk.extend(frame(Frame::Missed(n))),
             Err(TryRecvError::Closed) => return,
+            Err(TryRecvError::Empty) if ended => {
+                chunk.extend(frame(Frame::Stopped));
+                let _ = chunks.blocking_send(chunk);
+                return;
+            }
             Err(TryRecvError::Empty) => {
+                if output.ended() {
+                    ended = true;
+                    continue;
+                }
                 if chunks.is_closed() {
                     return;
                 }
@@ -230,14 +291,34 @@ fn produce(
     }
 }
 
+/// What a [`LogFrame`] carries.
+enum Frame<'a> {
+    /// A line.
+    Line(&'a Record),
+    /// How many lines the client missed.
+    Missed(u64),
+    /// herd stops: the last frame.
+    Stopped,
+}
+
 /// One [`LogFrame`] line.
-fn frame(record: Option<&Arc<Record>>, missed: Option<u64>) -> Vec<u8> {
-    let frame = LogFrame {
+fn frame(frame: Frame<'_>) -> Vec<u8> {
+    let mut sent = LogFrame {
         version: VERSION,
-        line: record.map(|r| r.to_log_line()),
-        missed,
+        seq: None,
+        line: None,
+        missed: None,
+        stopped: false,
     };
-    let mut line = serde_json::to_vec(&frame).unwrap_or_default();
+    match frame {
+        Frame::Line(record) => {
+            sent.seq = Some(record.seq);
+            sent.line = Some(record.to_log_line());
+        }
+        Frame::Missed(n) => sent.missed = Some(n),
+        Frame::Stopped => sent.stopped = true,
+    }
+    let mut line = serde_json::to_vec(&sent).unwrap_or_default();
     line.push(b'\n');
     line
 }

@@ -104,6 +104,10 @@ pub enum Command {
         /// Keep sending new lines.
         #[serde(default)]
         follow: bool,
+        /// Only the lines after the one of this number (`seq` in a [`LogFrame`]): the last
+        /// one a follower printed before it connected again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
     },
 }
 
@@ -120,7 +124,7 @@ fn arguments(command: &str) -> &'static [&'static str] {
         "stop" => &["grace_ms", "fast", "takeover"],
         "signal" => &["signal", "slot"],
         "sockets" => &["only", "attach"],
-        "logs" => &["slot", "lines", "follow"],
+        "logs" => &["slot", "lines", "follow", "after"],
         _ => &[],
     }
 }

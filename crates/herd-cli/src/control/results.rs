@@ -146,6 +146,10 @@ from_result!(
 pub struct LogsResult {
     /// How many lines follow.
     pub lines: usize,
+    /// The number (`seq`) of the last line herd kept as it answered, 0 if none yet: where a
+    /// follower stands once it has the lines that follow. Absent from an older herd's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<u64>,
 }
 
 /// One line a worker wrote, as `--worker-output json` writes it and `logs` sends it.
@@ -169,18 +173,26 @@ pub struct LogLine {
     pub split: bool,
 }
 
-/// What follows a `logs` answer with `follow`: one new line, or how many were missed because
-/// the client read too slowly.
+/// What follows a `logs` answer: one line, how many were missed because the client read too
+/// slowly, or with `follow` the end, as herd stops.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogFrame {
     /// The protocol version.
     pub version: u32,
+    /// The line's number, from 1, kept across a re-exec: a client that connects again asks
+    /// for the lines `after` the last one it saw. Absent from an older herd's frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// A new line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<LogLine>,
     /// This many lines were not sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missed: Option<u64>,
+    /// herd stops, and every line it read was sent: the last frame of a follower. An older
+    /// herd closes the connection without it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 impl From<Status> for CommandResult {

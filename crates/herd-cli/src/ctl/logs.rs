@@ -8,17 +8,21 @@ use anyhow::anyhow;
 use super::{call, failure, Connect, QUICK};
 use crate::cli::LogsArgs;
 use crate::control::client::{Client, ClientError};
-use crate::control::protocol::Command;
+use crate::control::protocol::{Command, ErrorCode};
 use crate::control::results::{LogFrame, LogLine, LogsResult, Status};
 use crate::exit::Failure;
 use crate::output::{prefixed, Writer};
+use cursor::{gone, Cursor};
+
+mod cursor;
 
 /// How often a follower that waits for lines looks whether stdout's reader is gone.
 const READER_CHECK: Duration = Duration::from_millis(500);
 
-/// Asks for the lines, prints them, and with `--follow` keeps printing until herd is gone. A
+/// Asks for the lines, prints them, and with `--follow` keeps printing until herd stops. A
 /// follower whose herd re-executes itself (which closes every control connection) follows
-/// the new image on, printing no line twice.
+/// the new image on from the last line it printed: none twice, none missed. One whose herd
+/// vanished without stopping (killed) says so, and fails.
 pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure> {
     let mut missed = Missed::default();
     let result = show_counting(args, connect, &mut missed);
@@ -26,19 +30,32 @@ pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure>
     result
 }
 
+/// How many connections in a row herd may close without answering before a follower gives
+/// up: each is one herd accepted and then closed, as an image about to re-execute does.
+const MOST_UNANSWERED: u32 = 10;
+
 /// [`show`], counting the lines missed in `missed`.
 fn show_counting(
     args: &LogsArgs,
     connect: Connect<'_>,
     missed: &mut Missed,
 ) -> Result<(), Failure> {
-    let mut last = None;
+    let mut cursor = Cursor::default();
     let mut client = connect().map_err(failure)?;
     // Once herd has answered the first request: a follower of a slot not in the pool is told,
     // unless stdout's reader is gone already (`herd logs -f --worker 3 | head -0`): the
     // follower ends without a line, and herd is not asked for its status for nothing.
     let mut unseen_slot = args.worker.filter(|_| args.follow);
+    // Said once a follower that herd closed is answered again.
+    let closed = std::cell::Cell::new(false);
+    let mut unanswered = 0;
     let mut answered = || {
+        if closed.take() {
+            // Not eprintln!, which panics when stderr cannot be written (a full disk).
+            crate::logging::line(
+                "herd logs: herd closed the connection (a re-exec?); following on",
+            );
+        }
         if let Some(slot) = unseen_slot.take().filter(|_| !super::stdout_gone()) {
             if let Some(why) = not_in_pool(slot, connect) {
                 crate::logging::line(&format!(
@@ -49,11 +66,11 @@ fn show_counting(
         }
     };
     loop {
-        match follow_once(args, &mut client, &mut last, missed, &mut answered)? {
+        match follow_once(args, &mut client, &mut cursor, missed, &mut answered)? {
             // Nothing from a slot that is not in the pool: a typo, most likely. Not when no
             // line was asked for (`-n 0`): nothing is all there was to print, and herd is not
             // asked for its status for nothing.
-            Ended::Done if last.is_none() && !args.follow && args.lines != Some(0) => {
+            Ended::Done if !cursor.printed() && !args.follow && args.lines != Some(0) => {
                 return match args
                     .worker
                     .and_then(|slot| Some((slot, not_in_pool(slot, connect)?)))
@@ -65,16 +82,22 @@ fn show_counting(
                 };
             }
             Ended::Done => return Ok(()),
-            Ended::Closed => {}
+            Ended::Closed => unanswered = 0,
+            Ended::Unanswered(e) => {
+                unanswered += 1;
+                if unanswered >= MOST_UNANSWERED {
+                    return Err(failure(e));
+                }
+            }
         }
-        // herd closed the connection: it stopped, or re-executed itself and comes back at the
-        // same address at once.
-        let Ok(again) = connect() else {
-            return Ok(());
+        // herd closed the connection without saying it stops: it re-executed itself and
+        // comes back at the same address at once (the listening socket is the same), or it
+        // vanished.
+        closed.set(true);
+        client = match connect() {
+            Ok(client) => client,
+            Err(e) => return gone(e).map_err(failure),
         };
-        // Not eprintln!, which panics when stderr cannot be written (a full disk).
-        crate::logging::line("herd logs: herd closed the connection (a re-exec?); following on");
-        client = again;
     }
 }
 
@@ -95,35 +118,39 @@ fn not_in_pool(slot: usize, connect: Connect<'_>) -> Option<String> {
 
 /// How one connection's lines ended.
 enum Ended {
-    /// All asked for was printed, or the reader of the output is gone.
+    /// All asked for was printed, herd said it stops, or the reader of the output is gone.
     Done,
-    /// herd closed the connection while following.
+    /// herd closed the connection while following, without saying it stops.
     Closed,
+    /// herd closed the connection (or reset it) before it answered a follower that connected
+    /// again.
+    Unanswered(ClientError),
 }
 
-/// One request and its lines; `last` is the time of the last line printed, and lines older
-/// than it are not printed again; `answered` is called once herd has answered.
+/// One request and its lines, from where `cursor` stands; `answered` is called once herd
+/// has answered.
 fn follow_once(
     args: &LogsArgs,
     client: &mut Client,
-    last: &mut Option<String>,
+    cursor: &mut Cursor,
     missed: &mut Missed,
     answered: &mut dyn FnMut(),
 ) -> Result<Ended, Failure> {
-    let command = Command::Logs {
-        slot: args.worker,
-        lines: match last {
-            Some(_) => None,
-            None => args.lines.map(|n| n as usize),
-        },
-        follow: args.follow,
+    let result: LogsResult = loop {
+        match client.call(cursor.request(args), Some(QUICK)) {
+            Ok(result) => break result,
+            // Accepted by an image that then re-executed itself, or by one that vanished.
+            Err(e @ (ClientError::Closed { .. } | ClientError::Io { .. })) if cursor.answered() => {
+                return Ok(Ended::Unanswered(e))
+            }
+            // An older herd (a re-exec onto an older binary) takes no `after`: it is asked
+            // again without, and lines older than the last printed are not printed again.
+            Err(ClientError::Refused { error, .. })
+                if error.code == ErrorCode::InvalidArgument && cursor.forget_number() => {}
+            Err(e) => return Err(failure(e)),
+        }
     };
-    let result: LogsResult = match client.call(command, Some(QUICK)) {
-        Ok(result) => result,
-        // A herd that is stopping may refuse or close: a follower is done.
-        Err(_) if last.is_some() => return Ok(Ended::Done),
-        Err(e) => return Err(failure(e)),
-    };
+    cursor.answer(result.last);
     answered();
     let mut recent = result.lines;
     loop {
@@ -139,6 +166,8 @@ fn follow_once(
                 true => return Ok(Ended::Done),
                 false => continue,
             },
+            // Reset rather than closed: herd vanished, or re-executed itself.
+            Err(ClientError::Io { .. }) if waiting => return Ok(Ended::Closed),
             line => line.map_err(failure)?,
         };
         let Some(line) = line else {
@@ -155,12 +184,14 @@ fn follow_once(
         if let Some(count) = frame.missed {
             Missed::say(missed.add(count, Instant::now()));
         }
+        if frame.stopped {
+            return Ok(Ended::Done);
+        }
         let Some(line) = frame.line else { continue };
         recent = recent.saturating_sub(1);
-        if last.as_ref().is_some_and(|t| line.time < *t) {
+        if !cursor.line(frame.seq, &line.time) {
             continue;
         }
-        *last = Some(line.time.clone());
         if !print(&line, args.json)? {
             return Ok(Ended::Done);
         }

@@ -7,9 +7,11 @@
 //! to a ring buffer of recent lines for `herd logs`. A worker that writes faster than herd's
 //! own output is read loses lines (counted, reported, in the metrics) instead of blocking;
 //! a line longer than [`MAX_LINE`] is cut into parts marked `split`; what a worker wrote just
-//! before it exited is read to the end.
+//! before it exited is read to the end. Each line kept is numbered: a follower asks for the
+//! lines after the last one it saw, and a re-exec hands the kept lines to the next image.
 
 mod handover;
+mod kept;
 mod lines;
 mod pipe;
 mod reader;
@@ -22,16 +24,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::cli::WorkerOutput;
 use crate::exit::Failure;
 use crate::logging::{LogEvent, Sink};
 pub use handover::Parked;
+pub use kept::{SavedLine, SavedLines};
 pub use pipe::Pipe;
 use pipe::Wake;
 use reader::Source;
 use recent::Recent;
+pub use recent::{Found, Wanted};
 pub use record::{prefixed, Record, Stream, Writer};
 
 /// The longest line passed on whole, in bytes; longer ones are cut into parts.
@@ -83,6 +87,8 @@ pub struct Output {
     readers: Mutex<usize>,
     /// Signalled when a stream has been read to its end, or its reader parked.
     read_out: Condvar,
+    /// The same, for [`Output::end`].
+    read_out_async: Notify,
     /// Set while the pipes are handed to a new image: readers park them.
     handing_over: AtomicBool,
     /// The pipes the readers parked.
@@ -91,6 +97,8 @@ pub struct Output {
     wake: Wake,
     /// By writer's pid, what its readers look at to learn it has exited.
     exits: Mutex<HashMap<u32, Arc<AtomicBool>>>,
+    /// Set once herd stops and its readers are done: followers get no line after those sent.
+    ended: AtomicBool,
 }
 
 impl std::fmt::Debug for Output {
@@ -125,10 +133,12 @@ impl Output {
             followers: broadcast::channel(FOLLOW_BACKLOG).0,
             readers: Mutex::new(0),
             read_out: Condvar::new(),
+            read_out_async: Notify::new(),
             handing_over: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
             wake: Wake::new()?,
             exits: Mutex::new(HashMap::new()),
+            ended: AtomicBool::new(false),
         }))
     }
 
@@ -200,9 +210,8 @@ impl Output {
             Stream::Stderr => self.stderr.push(line.as_bytes()),
         }
         self.report_losses();
-        let record = Arc::new(record);
         let mut recent = lock(&self.recent);
-        recent.push(Arc::clone(&record));
+        let record = recent.push(record);
         // Sent with the lock held, so that a new follower sees each line once
         // ([`Output::recent_and_follow`]). No follower is no error.
         let _ = self.followers.send(record);
@@ -233,21 +242,42 @@ impl Output {
         );
     }
 
-    /// The last `n` lines (all with `None`), of the worker in `slot` alone if given.
-    pub fn recent(&self, n: Option<usize>, slot: Option<usize>) -> Vec<Arc<Record>> {
-        lock(&self.recent).last(n, slot)
+    /// The kept lines `wanted` asks for.
+    pub fn recent(&self, wanted: Wanted) -> Found {
+        lock(&self.recent).find(wanted)
     }
 
     /// [`recent`](Self::recent), and every line after those (of every worker: filter them),
     /// none twice and none missed; a receiver that falls [`FOLLOW_BACKLOG`] lines behind
     /// learns how many it missed.
-    pub fn recent_and_follow(
-        &self,
-        n: Option<usize>,
-        slot: Option<usize>,
-    ) -> (Vec<Arc<Record>>, broadcast::Receiver<Arc<Record>>) {
+    pub fn recent_and_follow(&self, wanted: Wanted) -> (Found, broadcast::Receiver<Arc<Record>>) {
         let recent = lock(&self.recent);
-        (recent.last(n, slot), self.followers.subscribe())
+        (recent.find(wanted), self.followers.subscribe())
+    }
+
+    /// Waits up to `timeout` for the streams to be read to their ends, then tells the
+    /// followers that no line comes after those sent ([`ended`](Self::ended)): herd stops,
+    /// its workers are gone. Async: the loop that waits writes to the followers meanwhile.
+    pub async fn end(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let read_out = self.read_out_async.notified();
+            tokio::pin!(read_out);
+            read_out.as_mut().enable();
+            if *self.lock_readers() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, read_out).await.is_err() {
+                break;
+            }
+        }
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`end`](Self::end) was called: a follower that finds no line once this is
+    /// true has every line.
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
     }
 
     /// Lines lost so far: dropped in front of herd's stdout or stderr, or failed to write.
@@ -284,6 +314,7 @@ impl Output {
         let mut readers = self.lock_readers();
         *readers = readers.saturating_sub(1);
         self.read_out.notify_all();
+        self.read_out_async.notify_waiters();
     }
 
     fn lock_readers(&self) -> MutexGuard<'_, usize> {

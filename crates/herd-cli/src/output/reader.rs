@@ -64,6 +64,7 @@ fn read(output: &Output, mut source: Source) {
             text: String::from_utf8_lossy(&line.text).into_owned(),
             split: line.split,
             time: SystemTime::now(),
+            seq: 0,
         })
     };
     let mut buffer = vec![0; CHUNK];

@@ -48,6 +48,9 @@ pub struct Record {
     pub split: bool,
     /// When herd read it.
     pub time: SystemTime,
+    /// Its number among the lines herd kept, from 1, in the order they were kept (0 until
+    /// kept): a follower that reconnects asks for the lines after the last one it saw.
+    pub seq: u64,
 }
 
 impl Record {
@@ -112,6 +115,7 @@ mod tests {
             text: text.to_string(),
             split,
             time: SystemTime::UNIX_EPOCH,
+            seq: 0,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The hub with real pipes and reader threads: lines pass whole, a hand-over parks the pipes
-//! with nothing lost, and reading resumes where it stopped.
+//! with nothing lost, reading resumes where it stopped, and the end comes after the last line.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -55,7 +55,16 @@ fn lines_pass_whole_and_the_last_one_is_kept_at_the_end() {
         out.text(),
         "[worker 1 pid 42 gen 3] one\n[worker 1 pid 42 gen 3] two\n[worker 1 pid 42 gen 3] last\n"
     );
-    assert_eq!(output.recent(None, Some(1)).len(), 3);
+    assert_eq!(
+        output
+            .recent(Wanted {
+                slot: Some(1),
+                ..Wanted::default()
+            })
+            .records
+            .len(),
+        3
+    );
 }
 
 // Only Unix hands its pipes over (a re-exec): Windows readers block in `read`.
@@ -70,7 +79,9 @@ fn a_hand_over_parks_the_pipe_and_reading_resumes_with_nothing_lost() {
     write.write_all(b"before\nhal").unwrap();
     // The reader has taken "before" once it is kept.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while output.recent(None, None).is_empty() && std::time::Instant::now() < deadline {
+    while output.recent(Wanted::default()).records.is_empty()
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     let parked = output.hand_over(Duration::from_secs(10));
@@ -104,7 +115,8 @@ fn a_last_line_without_a_newline_is_passed_on_when_its_worker_exits() {
     write.write_all(b"first\nlast words").unwrap();
     output.exited(WRITER.pid);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while output.recent(None, None).len() < 2 && std::time::Instant::now() < deadline {
+    while output.recent(Wanted::default()).records.len() < 2 && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     // The process left behind, which holds the pipe, writes on.
@@ -116,4 +128,40 @@ fn a_last_line_without_a_newline_is_passed_on_when_its_worker_exits() {
         "[worker 1 pid 42 gen 3] first\n[worker 1 pid 42 gen 3] last words\n\
          [worker 1 pid 42 gen 3] left behind\n"
     );
+}
+
+/// Followers are told that herd ended only once the readers passed on what the workers wrote
+/// last, an unfinished line included: a follower that then finds no line has every line.
+#[tokio::test]
+async fn the_end_comes_after_the_last_line_read() {
+    let (output, _) = output();
+    let (_, mut follower) = output.recent_and_follow(Wanted::default());
+    let (read, mut write) = io::pipe().unwrap();
+    output
+        .capture(WRITER, Stream::Stdout, Pipe::from(read))
+        .unwrap();
+    write.write_all(b"one\nlast words").unwrap();
+    drop(write);
+    output.end(Duration::from_secs(10)).await;
+    assert!(output.ended());
+    let mut texts = Vec::new();
+    while let Ok(record) = follower.try_recv() {
+        texts.push((record.seq, record.text.clone()));
+    }
+    assert_eq!(
+        texts,
+        [(1, "one".to_string()), (2, "last words".to_string())]
+    );
+}
+
+/// A reader whose pipe a process left behind holds open does not hold the end back for good.
+#[tokio::test]
+async fn the_end_waits_for_the_readers_no_longer_than_asked() {
+    let (output, _) = output();
+    let (read, _write) = io::pipe().unwrap();
+    output
+        .capture(WRITER, Stream::Stdout, Pipe::from(read))
+        .unwrap();
+    output.end(Duration::from_millis(50)).await;
+    assert!(output.ended());
 }

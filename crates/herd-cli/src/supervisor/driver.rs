@@ -232,8 +232,10 @@ impl Supervisor {
             event = LogEvent::Stopped.as_str(),
             "all workers have exited; herd stops"
         );
-        let answers = self.waiters.stopped();
         let timeout = Duration::from_secs(1);
+        // Followers of the workers' output get the last lines the workers wrote, and the end.
+        crate::control::logs::end_following(timeout).await;
+        let answers = self.waiters.stopped();
         self.effects.answer_last(answers, timeout).await;
         sources.close();
         // The notify socket's file goes now (on Windows the placeholder has none).

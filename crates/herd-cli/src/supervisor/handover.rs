@@ -209,6 +209,9 @@ impl Supervisor {
         let output = crate::output::current();
         let outputs = output.map_or_else(Vec::new, |o| o.hand_over(crate::logging::FLUSH_TIMEOUT));
         state.outputs = outputs.iter().map(reexec::SavedOutput::of).collect();
+        // Every line the readers read: what a follower was not sent yet, it asks of the next
+        // image.
+        state.lines = output.map(|o| o.save_lines());
         keep.extend(outputs.iter().map(|p| p.file.as_fd()));
         // What was logged since the flush above (the readers' last reports as they stopped).
         crate::logging::flush();
@@ -415,6 +418,7 @@ fn with_fds(
         nofile: crate::fdlimit::started_with(),
         // Filled in by the re-exec once the readers have stopped.
         outputs: Vec::new(),
+        lines: None,
         config,
         cores,
     }

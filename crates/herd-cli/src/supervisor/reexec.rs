@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::pool::PoolState;
 use super::warm_up::Lowered;
-use crate::output::{Parked, Stream, Writer};
+use crate::output::{Parked, SavedLines, Stream, Writer};
 use crate::spec::{SocketFile, SocketKind};
 
 mod binary;
@@ -105,6 +105,12 @@ pub struct State {
     /// before it wrote.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<SavedOutput>,
+    /// The workers' lines kept for `herd logs`, numbered, which the new image keeps and
+    /// numbers on from: a follower that reconnects gets what it had not been sent. Left out
+    /// without `--worker-output prefix|json`; a state from an older herd has none (its lines
+    /// were lost with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<SavedLines>,
     /// With `--config`: the file's contents the workers run, which the new image uses rather
     /// than what the file holds now (only `herd upgrade --reload-config` reads it again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,8 +302,11 @@ fn try_exec(exe: &Path, state: &State, keep: &[BorrowedFd<'_>]) -> anyhow::Resul
     let shown = exe.display();
     executable(exe)?;
     let mut file = herd_sys::fd::anonymous_file("herd-reexec-state")?;
-    serde_json::to_writer(&mut file, state)?;
-    file.flush()?;
+    // Buffered: the kept lines of worker output are thousands of small writes.
+    let mut buffered = std::io::BufWriter::new(&mut file);
+    serde_json::to_writer(&mut buffered, state)?;
+    buffered.flush()?;
+    drop(buffered);
     file.rewind()?;
 
     let mut plan = ExecPlan::new(exe.as_os_str())?;

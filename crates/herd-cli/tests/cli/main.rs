@@ -38,6 +38,7 @@ mod interop_more;
 mod interop_native;
 mod interop_python;
 mod logs_faults;
+mod logs_follow;
 mod metrics;
 #[cfg(target_os = "linux")]
 mod notify_fds;

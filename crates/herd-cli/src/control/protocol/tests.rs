@@ -154,6 +154,7 @@ fn minus_zero_is_zero_for_every_integer_argument() {
             slot: Some(0),
             lines: Some(0),
             follow: false,
+            after: None,
         })
     );
     assert_eq!(
