@@ -188,8 +188,7 @@ impl Group {
         Some(there.into_iter().map(|(p, _)| p).collect())
     }
 
-    /// The worker's slot, for the log's `slot` field: none for an attached process or the
-    /// re-exec check, which have no slot.
+    /// The worker's slot, for the log's `slot` field (an attached process has none).
     fn worker_slot(&self) -> Option<u64> {
         (self.whose == Whose::Worker).then_some(self.slot as u64)
     }

@@ -60,6 +60,7 @@ mod scale;
 mod seeing;
 mod settings;
 mod shm;
+mod signals;
 mod sockets;
 mod stop;
 mod systemd;

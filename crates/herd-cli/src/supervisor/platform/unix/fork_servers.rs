@@ -359,6 +359,19 @@ fn thread_group(tid: u32) -> Option<u32> {
         .and_then(|tgid| tgid.trim().parse().ok())
 }
 
+/// Kills the fork servers `loading` (`whose`, for the log), which herd has just closed while
+/// they still loaded: one reads its socket only once loaded, so its close alone would leave it
+/// loading (for good, if it hangs) until herd exits.
+pub fn kill_loading(loading: Vec<u32>, whose: &str) {
+    for pid in loading {
+        tracing::debug!(
+            pid,
+            "killing {whose} fork server, closed while it still loaded"
+        );
+        let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

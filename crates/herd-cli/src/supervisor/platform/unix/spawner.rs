@@ -169,7 +169,7 @@ impl Spawner {
         let generation = self.forks.generation_of(pid)?;
         let loading = self.forks.loading(|g| g < generation);
         let (generation, older) = self.forks.said_ready(pid)?;
-        kill_loading(loading, "an older generation's");
+        fork_servers::kill_loading(loading, "an older generation's");
         tracing::info!(
             event = LogEvent::ForkServerReady.as_str(),
             pid,
@@ -354,7 +354,7 @@ impl Spawner {
     pub fn close_fork_servers(&mut self) {
         let loading = self.forks.loading(|_| true);
         drop(self.forks.close_all());
-        kill_loading(loading, "a stopping herd's");
+        fork_servers::kill_loading(loading, "a stopping herd's");
     }
 
     /// Closes the fork servers of generations after `generation` (an upgrade to them was
@@ -367,7 +367,7 @@ impl Spawner {
         for (pid, _socket) in closed {
             tracing::debug!(pid, "closing the fork server of an aborted upgrade");
         }
-        kill_loading(loading, "an aborted upgrade's");
+        fork_servers::kill_loading(loading, "an aborted upgrade's");
         cancelled
     }
 
@@ -492,18 +492,5 @@ pub(super) fn raise_lowered(pid: u32, how: Lowered, serving: i32) -> std::io::Re
         Ok(raised) => Ok(raised.threads),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(0),
         Err(e) => Err(e),
-    }
-}
-
-/// Kills the fork servers `loading` (`whose`, for the log), which herd has just closed while
-/// they still loaded: one reads its socket only once loaded, so its close alone would leave it
-/// loading (for good, if it hangs) until herd exits.
-fn kill_loading(loading: Vec<u32>, whose: &str) {
-    for pid in loading {
-        tracing::debug!(
-            pid,
-            "killing {whose} fork server, closed while it still loaded"
-        );
-        let _ = herd_sys::process::signal_process(pid, herd_sys::process::Signal::KILL);
     }
 }
