@@ -236,9 +236,14 @@ impl Output {
             event = LogEvent::WorkerOutputDropped.as_str(),
             lost = n,
             total = lost,
-            "{n} lines of worker output were lost ({lost} in all): herd's stdout or stderr is \
-             not written as fast as the workers write (its reader is slow or gone, or its disk \
-             is full); the workers are not slowed down"
+            "{} of worker output {} lost ({lost} in all): herd's stdout or stderr is not \
+             written as fast as the workers write (its reader is slow or gone, or its disk is \
+             full); the workers are not slowed down",
+            match n {
+                1 => "1 line".to_string(),
+                n => format!("{n} lines"),
+            },
+            if n == 1 { "was" } else { "were" }
         );
     }
 
