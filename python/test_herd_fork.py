@@ -7,6 +7,7 @@ import array
 import ctypes
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -540,14 +541,19 @@ class ForkServerTest(unittest.TestCase):
         # Was: the child served on, unlisted, and outlived herd's stop (herd stops what a
         # worker leaves, not what its fork server does). One that exited is no child left.
         with open(os.path.join(self.dir, "spawner.py"), "w") as f:
+            # The first child has exited (not reaped: WNOWAIT) before the preload ends.
             f.write("import os, time\n"
-                    "if os.fork() == 0:\n    os._exit(0)\n"
+                    "done = os.fork()\n"
+                    "if done == 0:\n    os._exit(0)\n"
+                    "os.waitid(os.P_PID, done, os.WEXITED | os.WNOWAIT)\n"
                     "if os.fork() == 0:\n    time.sleep(60); os._exit(0)\n")
         herd = Herd(self, ["--preload", "spawner", self.script], env={"PYTHONPATH": self.dir})
         self.assertEqual(herd.proc.wait(TIMEOUT), 1)
-        said = herd.proc.stderr.read()
-        self.assertRegex(said, rb"^herd_fork.py: child processes \d+ still run after preloading")
-        left = int(said.split(b" ")[3])
+        # What it said, not to the pipe's end: the child left holds it open.
+        said = os.read(herd.proc.stderr.fileno(), 65536)
+        found = re.match(rb"^herd_fork.py: child processes (\d+) still run after preloading", said)
+        self.assertIsNotNone(found, said)
+        left = int(found.group(1))
         os.kill(left, signal.SIGKILL)
         herd.notify.setblocking(False)
         with self.assertRaises(BlockingIOError):

@@ -105,14 +105,17 @@ impl ConfigFile {
 
     /// `why`, an error about the options once merged (`--ready-min 3: the pool has at most 2
     /// workers`), placed in the file (`herd.toml:4: ready-min: ...`) when the option it is
-    /// about, the first `--KEY` it names, is one the file gives and the command line does not
-    /// override (`overridden`).
+    /// about, the `--KEY` it starts with (not one it quotes further on, which may be any
+    /// text), is one the file gives and the command line does not override (`overridden`).
     pub fn locate(&self, why: &str, overridden: &[String]) -> Option<String> {
-        let (_, after) = why.split_once("--")?;
+        let after = why.strip_prefix("--")?;
         let key: String = (after.chars())
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        let entry = self.get(&key).filter(|_| !overridden.contains(&key))?;
+        // The command line's `--env` overrides the file's variables one by one (`env.NAME`):
+        // an error about one may be about either.
+        let given = |o: &String| *o == key || (key == ENV_KEY && o.starts_with("env."));
+        let entry = self.get(&key).filter(|_| !overridden.iter().any(given))?;
         Some(format!("{}:{}: {key}: {why}", self.name, entry.line))
     }
 }

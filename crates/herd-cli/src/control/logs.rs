@@ -64,10 +64,13 @@ pub async fn serve<W: AsyncWrite + Unpin>(
         lines,
         follow,
         after,
+        of,
     } = command
     else {
         return None;
     };
+    // Numbered by another herd (this one took over from it): none of its numbers are ours.
+    let after = after.filter(|_| of.is_none_or(|pid| pid == std::process::id()));
     let wanted = Wanted { lines, slot, after };
     answer(read, write, wanted, follow, hung_up).await;
     Some(!follow)
@@ -80,6 +83,12 @@ pub async fn serve<W: AsyncWrite + Unpin>(
 pub async fn end_following(timeout: Duration) {
     let Some(output) = output::current() else {
         return;
+    };
+    // With no follower, nothing waits for the readers (a process a worker left may hold a
+    // pipe): a stop is not held up for nobody.
+    let timeout = match FOLLOWING.load(Ordering::SeqCst) {
+        0 => Duration::ZERO,
+        _ => timeout,
     };
     output.end(timeout).await;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -233,6 +242,7 @@ fn produce(output: &Output, wanted: Wanted, follow: bool, chunks: &mpsc::Sender<
     let mut chunk = Response::ok(LogsResult {
         lines: found.records.len(),
         last: Some(found.last),
+        pid: Some(std::process::id()),
     })
     .to_line();
     if found.missed > 0 {

@@ -108,6 +108,10 @@ pub enum Command {
         /// one a follower printed before it connected again.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         after: Option<u64>,
+        /// The pid of the herd `after` was numbered by: another herd (one that took over) numbers
+        /// its own lines from 1, so `after` is ignored there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        of: Option<u32>,
     },
 }
 
@@ -124,7 +128,7 @@ fn arguments(command: &str) -> &'static [&'static str] {
         "stop" => &["grace_ms", "fast", "takeover"],
         "signal" => &["signal", "slot"],
         "sockets" => &["only", "attach"],
-        "logs" => &["slot", "lines", "follow", "after"],
+        "logs" => &["slot", "lines", "follow", "after", "of"],
         _ => &[],
     }
 }

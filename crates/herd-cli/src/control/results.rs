@@ -150,6 +150,11 @@ pub struct LogsResult {
     /// follower stands once it has the lines that follow. Absent from an older herd's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<u64>,
+    /// The pid of the herd that numbered them: a follower sends it back with `after` (`of`),
+    /// so that a herd that took over, which numbers from 1, does not take another's number.
+    /// Absent from an older herd's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
 }
 
 /// One line a worker wrote, as `--worker-output json` writes it and `logs` sends it.

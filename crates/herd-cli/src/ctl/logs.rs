@@ -150,12 +150,15 @@ fn follow_once(
             Err(e) => return Err(failure(e)),
         }
     };
-    cursor.answer(result.last);
+    cursor.answer(result.last, result.pid);
     answered();
     let mut recent = result.lines;
     loop {
-        if recent == 0 && !args.follow {
-            return Ok(Ended::Done);
+        if recent == 0 {
+            cursor.caught_up();
+            if !args.follow {
+                return Ok(Ended::Done);
+            }
         }
         // Following, herd may send nothing for hours: stdout's reader is looked at meanwhile,
         // so that `herd logs -f | head -1` ends when `head` does, not at the next line.
@@ -166,14 +169,15 @@ fn follow_once(
                 true => return Ok(Ended::Done),
                 false => continue,
             },
-            // Reset rather than closed: herd vanished, or re-executed itself.
-            Err(ClientError::Io { .. }) if waiting => return Ok(Ended::Closed),
+            // Reset rather than closed: herd vanished, or re-executed itself (also amid the
+            // lines it had to send: the cursor asks again from the last one printed).
+            Err(ClientError::Io { .. }) if args.follow => return Ok(Ended::Closed),
             line => line.map_err(failure)?,
         };
         let Some(line) = line else {
-            return match (args.follow, recent) {
-                (true, 0) => Ok(Ended::Closed),
-                _ => Err(Failure::Runtime(anyhow!(
+            return match args.follow {
+                true => Ok(Ended::Closed),
+                false => Err(Failure::Runtime(anyhow!(
                     "herd closed the connection with {recent} lines still to send"
                 ))),
             };
@@ -233,9 +237,13 @@ impl Missed {
     /// Says that `count` lines were missed, if any.
     fn say(count: Option<u64>) {
         if let Some(count) = count {
+            let lines = match count {
+                1 => "1 line was".to_string(),
+                n => format!("{n} lines were"),
+            };
             crate::logging::line(&format!(
-                "herd logs: {count} lines were missed: they came faster than herd logs read \
-                 them and wrote them out"
+                "herd logs: {lines} missed: herd no longer kept them when herd logs asked \
+                 (they came faster than it read them, or while it connected again)"
             ));
         }
     }

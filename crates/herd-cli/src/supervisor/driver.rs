@@ -233,8 +233,11 @@ impl Supervisor {
             "all workers have exited; herd stops"
         );
         let timeout = Duration::from_secs(1);
-        // Followers of the workers' output get the last lines the workers wrote, and the end.
-        crate::control::logs::end_following(timeout).await;
+        // Followers of the workers' output get the last lines the workers wrote, and the end;
+        // taken over, they follow on with the herd that took over (which has the path).
+        if !self.effects.taken_over() {
+            crate::control::logs::end_following(timeout).await;
+        }
         let answers = self.waiters.stopped();
         self.effects.answer_last(answers, timeout).await;
         sources.close();

@@ -30,6 +30,14 @@ use crate::spec::{SocketFile, SocketKind};
 
 mod binary;
 
+/// The saved lines of a state, or none if they cannot be read (see [`State::lines`]).
+fn lines_or_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SavedLines>, D::Error> {
+    let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
 #[cfg(test)]
 use binary::invoked_path;
 pub use binary::{executable, invoked, resolve};
@@ -108,8 +116,13 @@ pub struct State {
     /// The workers' lines kept for `herd logs`, numbered, which the new image keeps and
     /// numbers on from: a follower that reconnects gets what it had not been sent. Left out
     /// without `--worker-output prefix|json`; a state from an older herd has none (its lines
-    /// were lost with it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// were lost with it). Best effort: lines the new image cannot read are lost, not its
+    /// state (which would end herd and its workers).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lines_or_none"
+    )]
     pub lines: Option<SavedLines>,
     /// With `--config`: the file's contents the workers run, which the new image uses rather
     /// than what the file holds now (only `herd upgrade --reload-config` reads it again).

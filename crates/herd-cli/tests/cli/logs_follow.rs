@@ -310,3 +310,39 @@ fn followers_follow_on_across_a_reexec_and_end_with_the_stop() {
     }
     herd.wait_exit();
 }
+
+/// Across a takeover, a follower follows on with the new herd's lines: the old herd told it
+/// herd stopped (it ended, 0), and a number of the old herd's, sent again, hid the new herd's
+/// first lines, which it numbers from 1.
+#[test]
+fn a_follower_follows_on_across_a_takeover() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = seq_herd(&dir.path().join("out"));
+    let follower = Follower::start(&old);
+    follower.wait_line("a number past the new herd's", |l| {
+        seq_of(l).is_some_and(|n| n >= 100)
+    });
+    let worker = "import time\nfor i in range(5): print('new-herd-%d' % i, flush=True)\n\
+                  time.sleep(1000)";
+    let mut new = crate::takeover::takeover(
+        &old.control(),
+        &[
+            "-w",
+            "1",
+            "--worker-output",
+            "prefix",
+            "--",
+            "python3",
+            "-c",
+            worker,
+        ],
+    );
+    new.wait_for_event("takeover_complete", &[]);
+    old.wait_exit();
+    follower.wait_line("the new herd's first line", |l| l.ends_with("] new-herd-0"));
+    let (code, _, stderr) = ctl_at(&old.control(), &["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (status, _, stderr) = follower.finish();
+    assert!(status.success(), "{status}: {stderr}");
+    new.wait_exit();
+}

@@ -414,4 +414,7 @@ fn errors_about_merged_options_are_placed_at_their_key() {
     assert_eq!(file.locate("--workers 0 is not a pool", &[]), None);
     assert_eq!(file.locate("no option named", &[]), None);
     assert_eq!(file.locate("--", &[]), None);
+    // Only what it starts with: an option it quotes further on says nothing of the cause.
+    let quoted = "argument 2 of the worker command ('--ready-min') is too long";
+    assert_eq!(file.locate(quoted, &[]), None);
 }

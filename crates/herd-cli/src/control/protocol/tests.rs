@@ -155,6 +155,7 @@ fn minus_zero_is_zero_for_every_integer_argument() {
             lines: Some(0),
             follow: false,
             after: None,
+            of: None,
         })
     );
     assert_eq!(

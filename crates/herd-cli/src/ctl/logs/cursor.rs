@@ -15,6 +15,12 @@ pub struct Cursor {
     /// The time of the last line it printed: with an older herd, lines older than it are not
     /// printed again.
     time: Option<String>,
+    /// The number of the last line herd kept as it answered: where the follower stands once
+    /// it has every line of that answer ([`caught_up`](Self::caught_up)), not before (a
+    /// connection closed meanwhile asks again from the last line printed).
+    pending: Option<u64>,
+    /// The pid of the herd that numbered `seq`.
+    of: Option<u32>,
     /// Whether herd answered it once: it then asks for no last N lines again.
     answered: bool,
     /// Whether it printed a line.
@@ -32,6 +38,7 @@ impl Cursor {
             },
             follow: args.follow,
             after: self.seq.filter(|_| self.answered),
+            of: self.of.filter(|_| self.answered && self.seq.is_some()),
         }
     }
 
@@ -52,11 +59,23 @@ impl Cursor {
         self.answered && self.seq.take().is_some()
     }
 
-    /// Herd answered; `last` is the number of the last line it kept then (`None` from an older
-    /// herd).
-    pub fn answer(&mut self, last: Option<u64>) {
+    /// Herd `pid` answered; `last` is the number of the last line it kept then (each `None`
+    /// from an older herd). Numbers of another herd (one that took over) are forgotten.
+    pub fn answer(&mut self, last: Option<u64>, pid: Option<u32>) {
+        if self.of != pid {
+            self.seq = None;
+        }
         self.answered = true;
-        self.seq = last;
+        self.of = pid;
+        self.pending = last;
+    }
+
+    /// Every line of the answer was read: the follower stands at its `last` (lines of other
+    /// slots, not sent, are behind it too).
+    pub fn caught_up(&mut self) {
+        if let Some(last) = self.pending.take() {
+            self.seq = Some(self.seq.map_or(last, |s| s.max(last)));
+        }
     }
 
     /// A line herd sent, numbered `seq` (`None` from an older herd) and read at `time`:
@@ -76,11 +95,12 @@ impl Cursor {
 /// What a follower whose connection herd closed without saying it stops makes of `error`, met
 /// as it connects again: a herd that stopped removed its socket as it did (an older herd
 /// closes its followers' connections without a word); one that cannot be reached otherwise
-/// vanished (killed: its socket is left, nobody listening), which is an error.
+/// vanished (killed: its socket is left, nobody listening), which is an error. On Windows a
+/// pipe that is gone is a stopped herd's or a killed one's alike: it is taken for a stop.
 pub fn gone(error: ClientError) -> Result<(), ClientError> {
     match error {
         ClientError::NotRunning {
-            why: Vacancy::NoSocket,
+            why: Vacancy::NoSocket | Vacancy::NoPipe,
             ..
         } => Ok(()),
         e => Err(e),
@@ -113,12 +133,26 @@ mod tests {
     fn it_asks_for_the_last_lines_once_then_for_those_after_the_last_it_saw() {
         let mut cursor = Cursor::default();
         assert_eq!(after(cursor.request(&args(Some(5)))), (Some(5), None));
-        cursor.answer(Some(40));
+        cursor.answer(Some(40), Some(9));
+        // Not at 40 before it has the lines up to it: a connection closed amid them asks
+        // again from the last one printed.
+        assert!(cursor.line(Some(36), "2026-12-01T00:00:00.000Z"));
+        assert_eq!(after(cursor.request(&args(Some(5)))), (None, Some(36)));
+        cursor.caught_up();
         assert_eq!(after(cursor.request(&args(Some(5)))), (None, Some(40)));
-        for seq in [38, 39, 40, 41, 42] {
+        for seq in [41, 42] {
             assert!(cursor.line(Some(seq), "2026-12-01T00:00:00.000Z"));
         }
         assert_eq!(after(cursor.request(&args(Some(5)))), (None, Some(42)));
+        match cursor.request(&args(None)) {
+            Command::Logs { of, .. } => assert_eq!(of, Some(9), "the herd that numbered them"),
+            other => panic!("{other:?}"),
+        }
+        // Another herd (one that took over) answered: its numbers start anew.
+        cursor.answer(Some(3), Some(10));
+        assert_eq!(after(cursor.request(&args(None))), (None, None));
+        cursor.caught_up();
+        assert_eq!(after(cursor.request(&args(None))), (None, Some(3)));
     }
 
     /// Lines of the same millisecond as the last printed were printed twice when lines were
@@ -126,7 +160,8 @@ mod tests {
     #[test]
     fn numbered_lines_of_the_same_time_are_all_printed() {
         let mut cursor = Cursor::default();
-        cursor.answer(Some(0));
+        cursor.answer(Some(0), Some(9));
+        cursor.caught_up();
         assert!(cursor.line(Some(1), "2026-12-01T00:00:00.005Z"));
         assert!(cursor.line(Some(2), "2026-12-01T00:00:00.001Z"));
     }
@@ -134,10 +169,11 @@ mod tests {
     #[test]
     fn an_older_herds_lines_are_told_apart_by_time() {
         let mut cursor = Cursor::default();
-        cursor.answer(Some(7));
+        cursor.answer(Some(7), Some(9));
+        cursor.caught_up();
         assert!(cursor.forget_number(), "asked again without `after`");
         assert!(!cursor.forget_number());
-        cursor.answer(None);
+        cursor.answer(None, None);
         assert!(cursor.line(None, "2026-12-01T00:00:00.005Z"));
         assert!(!cursor.line(None, "2026-12-01T00:00:00.004Z"));
         assert!(cursor.line(None, "2026-12-01T00:00:00.005Z"));

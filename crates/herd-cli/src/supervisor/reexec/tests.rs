@@ -174,6 +174,16 @@ fn an_older_herds_state_still_reads() {
     assert_eq!(state.cores.attached[0].pidfd, None);
 }
 
+/// The kept lines of worker output are best effort: ones the new image cannot read are lost,
+/// not the state, whose loss would end herd and its workers.
+#[test]
+fn a_state_whose_kept_lines_cannot_be_read_still_reads() {
+    let mut state: serde_json::Value = serde_json::from_str(PREVIOUS).unwrap();
+    state["lines"] = serde_json::json!({"next": "x", "lines": [1, 2]});
+    let state: State = serde_json::from_value(state).unwrap();
+    assert!(state.lines.is_none());
+}
+
 #[test]
 fn a_state_says_its_version_first() {
     let state: State = serde_json::from_str(PREVIOUS).unwrap();
