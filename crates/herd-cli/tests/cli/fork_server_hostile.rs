@@ -296,20 +296,10 @@ fn an_aborted_upgrades_fork_server_is_closed() {
 /// on, untracked, until herd exited (one more per failed upgrade). herd kills it.
 #[test]
 fn an_aborted_upgrades_fork_server_still_loading_is_killed() {
-    let answer = "\
-        r, w = os.pipe()\n\
-        if os.fork() == 0:\n    \
-            p = os.fork()\n    \
-            if p == 0:\n        \
-                os.setpgid(0, 0)\n        \
-                while os.getppid() != herd: time.sleep(0.001)\n        \
-                n.send(b'READY=1'); time.sleep(60); os._exit(0)\n    \
-            os.setpgid(p, p); os.write(w, b'%d\\n' % p); os._exit(0)\n\
-        os.close(w); pid = int(os.read(r, 64)); os.close(r); os.wait()\n\
-        s.send(b'pid %d' % pid)";
+    let answer = crate::fork_server_replies::forks_then_waits("0", "0");
     let hang = "if os.environ['HERD_GENERATION'] != '1': time.sleep(600)";
     let dir = tempfile::tempdir().unwrap();
-    let mut herd = hand_made_fork_server_with(&dir, &["-w", "1"], hang, answer);
+    let mut herd = hand_made_fork_server_with(&dir, &["-w", "1"], hang, &answer);
     herd.wait_for_event("worker_ready", &[]);
     let (code, _, stderr) = herd.ctl(&["upgrade", "--timeout", "2s"]);
     assert_eq!(code, 1, "{stderr}");

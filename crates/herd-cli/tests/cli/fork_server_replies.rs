@@ -14,7 +14,7 @@ fn forks_late(delay: &str) -> String {
 
 /// A fork server's answer that waits `before` seconds, forks a worker as the protocol says
 /// (which says READY=1 and sleeps), then waits `after` seconds before it answers.
-fn forks_then_waits(before: &str, after: &str) -> String {
+pub(crate) fn forks_then_waits(before: &str, after: &str) -> String {
     format!(
         "time.sleep({before})\n\
          r, w = os.pipe()\n\

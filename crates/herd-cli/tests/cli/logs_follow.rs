@@ -61,6 +61,16 @@ fn seq_herd(out: &std::path::Path) -> Herd {
     herd
 }
 
+/// Stops `herd` and waits for `follower` to end with it, successfully: the lines it printed.
+fn stop_followed(herd: &mut Herd, follower: Follower) -> Vec<String> {
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+    let (status, followed, stderr) = follower.finish();
+    assert!(status.success(), "{status}: {stderr}");
+    herd.wait_exit();
+    followed
+}
+
 /// What a `herd logs -f` wrote so far, and whether it is done.
 #[derive(Default)]
 struct Printed {
@@ -221,11 +231,7 @@ fn a_follower_gets_every_line_across_reexecs_the_one_an_exec_cut_too() {
     follower.wait_line("a number past the re-exec", |l| {
         seq_of(l).is_some_and(|n| n > now + 100)
     });
-    let (code, _, stderr) = herd.ctl(&["stop"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (status, followed, stderr) = follower.finish();
-    assert!(status.success(), "{status}: {stderr}");
-    herd.wait_exit();
+    let followed = stop_followed(&mut herd, follower);
     let written = written(&out);
     assert!(
         written.iter().any(|l| l.ends_with(" split] first-half-"))
@@ -242,11 +248,7 @@ fn a_follower_gets_every_line_up_to_a_stop_an_unfinished_last_one_too() {
     let mut herd = seq_herd(&out);
     let follower = Follower::start(&herd);
     follower.wait_line("a number", |l| seq_of(l).is_some_and(|n| n >= 200));
-    let (code, _, stderr) = herd.ctl(&["stop"]);
-    assert_eq!(code, 0, "{stderr}");
-    let (status, followed, stderr) = follower.finish();
-    assert!(status.success(), "{status}: {stderr}");
-    herd.wait_exit();
+    let followed = stop_followed(&mut herd, follower);
     let written = written(&out);
     assert!(
         written
