@@ -18,7 +18,7 @@ mod golden;
 mod windows_support;
 
 use golden::assert_help_is_golden;
-use windows_support::{answer, ask, assert_fails, Herd, TIMEOUT};
+use windows_support::{answer, ask, assert_fails, Herd, SpawnUnderWine, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it takes the socket
 /// `http` and answers every connection with its pid, then its `HERD_TEST_GREETING`,
@@ -78,7 +78,7 @@ fn start_sleeper() -> u32 {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_under_wine()
         .expect("the sleeper starts");
     let pid = child.id();
     std::thread::spawn(move || child.wait());
@@ -100,7 +100,7 @@ fn a_killed_worker_is_replaced_and_the_port_keeps_answering() {
     let victim = *before.iter().next().unwrap();
     let out = Command::new("taskkill")
         .args(["/F", "/PID", &victim.to_string()])
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(out.status.success(), "taskkill failed");
     let deadline = Instant::now() + TIMEOUT;
@@ -234,7 +234,7 @@ fn workers_die_with_a_killed_herd() {
     herd.answers(2, 4);
     let out = Command::new("taskkill")
         .args(["/F", "/PID", &herd.child.id().to_string()])
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(out.status.success(), "taskkill failed: {out:?}");
     let _ = herd.child.wait();
@@ -254,7 +254,7 @@ fn what_a_worker_starts_first_dies_with_a_killed_herd() {
     let grandchild = grandchild_of(&herd.addr);
     let out = Command::new("taskkill")
         .args(["/F", "/PID", &herd.child.id().to_string()])
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(out.status.success(), "taskkill failed: {out:?}");
     let _ = herd.child.wait();
@@ -304,7 +304,7 @@ fn a_name_no_client_could_reach_is_refused() {
     for name in ["", "..", "a\\b", "a:b"] {
         let out = Command::new(windows_support::HERD)
             .args(["--name", name, "run", "-b", "127.0.0.1:0", "--", "x"])
-            .output()
+            .output_under_wine()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name:?}: {stderr}");

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 mod windows_support;
 
-use windows_support::{answer, assert_fails, Herd, HERD, TIMEOUT};
+use windows_support::{answer, assert_fails, Herd, SpawnUnderWine, HERD, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it answers every
 /// connection on `http` with its pid, and exits when asked to stop.
@@ -127,7 +127,7 @@ fn a_program_that_attached_itself_stops_on_the_herds_stop_event() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let attached = herd.wait_for("worker_attached");
     assert_eq!(attached["pid"].as_u64(), Some(u64::from(program.id())));
@@ -215,7 +215,7 @@ fn attach(name: &str, args: &[&str], mode: &str) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     if mode == "exit" {
         return attach;
@@ -240,7 +240,7 @@ fn status(name: &str) -> Value {
     let out = Command::new(HERD)
         .args(["--name", name, "status", "--json"])
         .stdin(Stdio::null())
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(
         out.status.success(),
@@ -313,7 +313,7 @@ fn a_fast_stop_ends_the_attached_command_at_once() {
     let out = Command::new(HERD)
         .args(["--name", &herd.name, "stop", "--fast"])
         .stdin(Stdio::null())
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(
         out.status.success(),
@@ -358,7 +358,7 @@ fn a_process_attaching_again_and_again_is_held_once_and_leaks_nothing() {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let mut input = program.stdin.take().unwrap();
     let (tell, told) = mpsc::channel();
@@ -427,7 +427,7 @@ fn bad_attach_input_fails_with_one_line() {
             .args(["--name", &herd.name, "attach"])
             .args(args)
             .stdin(Stdio::null())
-            .output()
+            .output_under_wine()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines: Vec<&str> = stderr

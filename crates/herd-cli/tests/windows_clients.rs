@@ -15,7 +15,7 @@ use serde_json::Value;
 
 mod windows_support;
 
-use windows_support::{answer, client, Herd, TIMEOUT};
+use windows_support::{answer, client, Herd, SpawnUnderWine, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it answers every
 /// connection on `http` with its pid.
@@ -107,7 +107,7 @@ fn a_program_herd_did_not_start_fetches_its_sockets_and_serves() {
         .env("HERD_TEST_FETCH", &pipe)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let (tell, told) = mpsc::channel();
     let stdout = BufReader::new(program.stdout.take().unwrap());
@@ -170,7 +170,7 @@ fn two_stops_at_once_each_report_the_stop_or_no_herd() {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn_under_wine()
             .unwrap()
     };
     let (first, second) = (stop(), stop());
@@ -199,7 +199,7 @@ fn herd_status_exits_3_while_fewer_workers_are_ready_than_wanted() {
     let out = Command::new(windows_support::HERD)
         .args(["--name", &herd.name, "status"])
         .stdin(Stdio::null())
-        .output()
+        .output_under_wine()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
@@ -224,7 +224,7 @@ fn herd_status_watch_prints_every_second_until_herd_is_gone() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let (tx, lines) = mpsc::channel();
     let stdout = BufReader::new(watch.stdout.take().unwrap());

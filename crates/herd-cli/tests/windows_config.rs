@@ -9,7 +9,9 @@ use std::process::Command;
 
 mod windows_support;
 
-use windows_support::{answer, client, this_test_as_worker, unique_name, Herd, HERD};
+use windows_support::{
+    answer, client, this_test_as_worker, unique_name, Herd, SpawnUnderWine, HERD,
+};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it answers each
 /// connection on `http` with `worker pid N` and `greeting G` (`HERD_TEST_GREETING`), and stops
@@ -69,7 +71,7 @@ fn refused(name: &str, args: &[&str]) -> String {
     let out = Command::new(HERD)
         .args(["--name", name])
         .args(args)
-        .output()
+        .output_under_wine()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");

@@ -5,6 +5,8 @@
 //! results and recording what it was asked.
 #![cfg(windows)]
 
+mod windows_support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::windows::io::OwnedSocket;
@@ -19,6 +21,7 @@ use herd_cli::control::reply::Reply;
 use herd_cli::control::results::{ScaleResult, SignalResult, Status, StopResult, UpgradeResult};
 use herd_sys::windows::pipe::SecurePipe;
 use serde_json::{json, Value};
+use windows_support::SpawnUnderWine;
 
 const HERD: &str = env!("CARGO_BIN_EXE_herd");
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -130,7 +133,7 @@ fn herd(args: &[&str]) -> Output {
     Command::new(HERD)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .output_under_wine()
         .unwrap()
 }
 
@@ -342,7 +345,7 @@ fn an_unrelated_process_fetches_the_sockets_and_serves_on_them() {
         .env("HERD_TEST_FETCH", &fake.pipe)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let (tell, told) = mpsc::channel();
     let stdout = BufReader::new(program.stdout.take().unwrap());

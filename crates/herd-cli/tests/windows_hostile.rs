@@ -14,7 +14,7 @@ use serde_json::Value;
 
 mod windows_support;
 
-use windows_support::{client, status_until, Herd, HERD, TIMEOUT};
+use windows_support::{client, status_until, Herd, SpawnUnderWine, HERD, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: with
 /// `HERD_TEST_FLOOD` it first floods the notify pipe and then says `READY=1`; it answers
@@ -153,7 +153,7 @@ fn herd_with_its_output_closed_keeps_supervising() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     drop(child.stdout.take());
     drop(child.stderr.take());
@@ -167,7 +167,7 @@ fn herd_with_its_output_closed_keeps_supervising() {
     assert!(get(&addr).contains("hello from pid"));
     let killed = Command::new("taskkill")
         .args(["/F", "/PID", &first.to_string()])
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(killed.status.success(), "taskkill failed: {killed:?}");
     let replaced = |s: &Value| {
@@ -198,7 +198,7 @@ fn status_and_stop_are_answered_while_the_workers_are_starting() {
     let out = Command::new(HERD)
         .args(["--name", &herd.name, "status"])
         .stdin(Stdio::null())
-        .output()
+        .output_under_wine()
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -261,7 +261,7 @@ fn ctrl_c_stops_herd_gracefully_and_a_second_one_at_once() {
         .env("HERD_TEST_CTRL_SENDER", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let stdout = sender.stdout.take().unwrap();
     let said: Vec<String> = BufReader::new(stdout)

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 mod windows_support;
 
-use windows_support::{this_test_as_worker, unique_name, Herd, HERD, TIMEOUT};
+use windows_support::{this_test_as_worker, unique_name, Herd, SpawnUnderWine, HERD, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it says hello on
 /// its stdout and stderr, then answers each connection with `worker pid N` until asked to stop.
@@ -68,7 +68,7 @@ fn json_output_tags_each_line_and_herd_logs_shows_it() {
     let (kept, hello) = loop {
         let out = Command::new(HERD)
             .args(["--name", &herd.name, "logs", "--json", "--worker", "1"])
-            .output()
+            .output_under_wine()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
         let kept: Vec<Value> = String::from_utf8_lossy(&out.stdout)
@@ -113,7 +113,7 @@ fn prefix_output_tags_each_line_on_herds_stdout() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let mut lines = BufReader::new(herd.stdout.take().unwrap()).lines();
     let tagged = loop {
@@ -126,7 +126,7 @@ fn prefix_output_tags_each_line_on_herds_stdout() {
     assert!(tagged.contains(" gen 1] "), "{tagged}");
     let stop = Command::new(HERD)
         .args(["--name", &name, "stop"])
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(stop.status.success(), "{stop:?}");
     assert!(herd.wait().unwrap().success());
@@ -142,7 +142,7 @@ fn logs_follow_prints_new_lines_until_herd_stops() {
     let mut follow = Command::new(HERD)
         .args(["--name", &herd.name, "logs", "-f", "--json"])
         .stdout(Stdio::piped())
-        .spawn()
+        .spawn_under_wine()
         .unwrap();
     let mut out = BufReader::new(follow.stdout.take().unwrap()).lines();
     let mut next_from = |pid: u64| loop {
@@ -155,7 +155,7 @@ fn logs_follow_prints_new_lines_until_herd_stops() {
     // A new worker's lines reach the follower as they come.
     let kill = Command::new(HERD)
         .args(["--name", &herd.name, "signal", "KILL"])
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(kill.status.success(), "{kill:?}");
     let second = herd.wait_for("worker_started")["pid"].as_u64().unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 mod windows_support;
 
-use windows_support::{client, status_json, Herd, HERD, TIMEOUT};
+use windows_support::{client, status_json, Herd, SpawnUnderWine, HERD, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it answers each
 /// connection on `http` with its pid and stops when herd asks.
@@ -43,7 +43,7 @@ fn timed(name: &str, args: &[&str]) -> Duration {
         .args(["--name", name])
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .output_under_wine()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "herd {args:?}: {stderr}");

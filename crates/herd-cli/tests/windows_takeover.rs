@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 
 mod windows_support;
 
-use windows_support::{assert_fails, Herd, HERD, TIMEOUT};
+use windows_support::{assert_fails, Herd, SpawnUnderWine, HERD, TIMEOUT};
 
 /// With `HERD_TEST_WORKER` set, this test binary is the worker herd runs: it takes the socket
 /// `http` and answers each connection with `worker pid N`; it says `READY=1` with
@@ -93,7 +93,7 @@ fn one_answer(addr: &str) -> std::io::Result<String> {
 fn status(name: &str) -> serde_json::Value {
     let out = Command::new(HERD)
         .args(["--name", name, "status", "--json"])
-        .output()
+        .output_under_wine()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     serde_json::from_slice(&out.stdout).unwrap()

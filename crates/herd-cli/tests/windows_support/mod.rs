@@ -13,6 +13,35 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Wine's `CreateProcess` fails now and then with `ERROR_INTERNAL_ERROR` (1359) before the
+/// program runs at all (twice in full `.ci/run`s, never twice in a row): a Windows test's
+/// process is started once more when it does. A workaround for Wine, not for herd.
+pub trait SpawnUnderWine {
+    /// [`Command::spawn`], once more after a 1359.
+    fn spawn_under_wine(&mut self) -> std::io::Result<Child>;
+    /// [`Command::output`], once more after a 1359.
+    fn output_under_wine(&mut self) -> std::io::Result<std::process::Output>;
+}
+
+impl SpawnUnderWine for Command {
+    fn spawn_under_wine(&mut self) -> std::io::Result<Child> {
+        match self.spawn() {
+            Err(e) if e.raw_os_error() == Some(WINE_INTERNAL_ERROR) => self.spawn(),
+            started => started,
+        }
+    }
+
+    fn output_under_wine(&mut self) -> std::io::Result<std::process::Output> {
+        match self.output() {
+            Err(e) if e.raw_os_error() == Some(WINE_INTERNAL_ERROR) => self.output(),
+            ran => ran,
+        }
+    }
+}
+
+/// `ERROR_INTERNAL_ERROR`, which Wine's `CreateProcess` returns now and then.
+const WINE_INTERNAL_ERROR: i32 = 1359;
+
 /// The herd binary under test.
 pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
 /// How long anything a test waits for may take.
@@ -96,13 +125,7 @@ impl Herd {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .creation_flags(flags);
-        // Wine's CreateProcess fails now and then with ERROR_INTERNAL_ERROR (1359) before
-        // herd.exe runs at all (seen once in a full .ci/run, not again in 3 reruns): once more.
-        let mut child = match herd.spawn() {
-            Err(e) if e.raw_os_error() == Some(1359) => herd.spawn(),
-            started => started,
-        }
-        .unwrap();
+        let mut child = herd.spawn_under_wine().unwrap();
         let stdin = child.stdin.take();
         let (tx, events) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -251,7 +274,7 @@ pub fn assert_fails(args: &[&str], code: i32, needle: &str) {
     let out = Command::new(HERD)
         .args(["--name", &unique_name()])
         .args(args)
-        .output()
+        .output_under_wine()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr
@@ -270,7 +293,7 @@ pub fn status_json(name: &str) -> Value {
         let out = Command::new(HERD)
             .args(["--name", name, "status", "--json"])
             .stdin(Stdio::null())
-            .output()
+            .output_under_wine()
             .unwrap();
         if out.status.success() {
             return serde_json::from_slice(&out.stdout).unwrap();
@@ -303,7 +326,7 @@ pub fn client(name: &str, args: &[&str]) -> String {
         .args(["--name", name])
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .output_under_wine()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "herd {args:?}: {stderr}");
