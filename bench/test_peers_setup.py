@@ -12,6 +12,7 @@ import textwrap
 import unittest
 
 SETUP = pathlib.Path(__file__).with_name("peers-setup.sh")
+NODE = "24.22.3"
 PM2 = "7.0.4"
 PINS = {
     "circus": ["circus==0.19.0", "pyzmq==27.3.0", "tornado==6.5.2", "psutil==7.2.2"],
@@ -38,6 +39,16 @@ def fake_venv(directory, pins):
     return purelib
 
 
+def fake_node(cache, version=NODE):
+    """The pinned Node's binary, as npm links it: one that says its version."""
+    bin_dir = pathlib.Path(cache, "node", "node_modules", ".bin")
+    bin_dir.mkdir(parents=True)
+    node = bin_dir / "node"
+    node.write_text(f"#!/bin/sh\necho v{version}\n")
+    node.chmod(0o755)
+    return node
+
+
 def fake_pm2(cache):
     """PM2's package at the pinned version, needing one module of its own."""
     modules = pathlib.Path(cache, "pm2", "node_modules")
@@ -55,6 +66,7 @@ class PeersSetup(unittest.TestCase):
         self.dir = tempfile.TemporaryDirectory()
         self.addCleanup(self.dir.cleanup)
         self.cache = os.path.join(self.dir.name, "cache")
+        self.node = fake_node(self.cache)
         self.modules = fake_pm2(self.cache)
         self.purelib = {name: fake_venv(os.path.join(self.cache, name), pins)
                         for name, pins in PINS.items()}
@@ -89,6 +101,14 @@ class PeersSetup(unittest.TestCase):
         self.assertIn("installing gunicorn==23.0.0", run.stderr)
         self.assertIn(f"python3 -m venv {self.cache}/python", calls)
         self.assertNotIn("npm", calls, "PM2 is whole")
+
+    @unittest.skipUnless(os.uname().machine in ("x86_64", "aarch64"), "Node is pinned on x86_64 and aarch64")
+    def test_a_node_of_another_version_is_installed_again(self):
+        self.node.write_text("#!/bin/sh\necho v20.20.2\n")
+        run, calls = self.setup()
+        self.assertIn("installing node-linux-", run.stderr)
+        self.assertIn(f"@{NODE} into {self.cache}/node", run.stderr)
+        self.assertIn(f"npm install --loglevel=error --no-audit --no-fund --prefix {self.cache}/node", calls)
 
     def test_pm2_with_a_module_it_needs_gone_is_installed_again(self):
         shutil.rmtree(self.modules / "commander")
