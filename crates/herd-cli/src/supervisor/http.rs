@@ -227,6 +227,9 @@ async fn answer_one(
     reading.remove(&connection);
     let (mut stream, got) = match read {
         Some(Ok(Ok(got))) => (stream, got),
+        // A client that began its head and did not end it in time is told so; one that sent
+        // nothing (a connection opened ahead of need) is closed without a word.
+        Some(Err(_elapsed)) if head.begun() => (stream, Got::TimedOut),
         Some(_) => return,
         None => {
             let Ok(mut unregistered) = stream.into_std() else {
@@ -250,6 +253,7 @@ async fn answer_one(
                 (answer(route, answers).await.encode(head_only), unread)
             }
             Got::TooLong { line_ended } => (too_long(line_ended).encode(false), true),
+            Got::TimedOut => (timed_out().encode(false), false),
             Got::Nothing => return Ok(()),
         };
         stream.write_all(response.as_bytes()).await?;
@@ -276,6 +280,15 @@ fn too_long(line_ended: bool) -> Response {
             Response::text("431 Request Header Fields Too Large", "", body)
         }
     }
+}
+
+/// The answer to a head that did not end within [`HEAD_TIMEOUT`].
+fn timed_out() -> Response {
+    let body = format!(
+        "the request head did not end within {} s\n",
+        HEAD_TIMEOUT.as_secs()
+    );
+    Response::text("408 Request Timeout", "", body)
 }
 
 /// Whether the client sent, or said it sends, more than the request head `whole` (as read,
@@ -400,6 +413,7 @@ async fn answer(route: Route, answers: &Answers) -> Response {
             "not an HTTP/1 request: send a request line such as GET /healthz HTTP/1.1\n"
                 .to_string(),
         ),
+        Route::BadField(why) => Response::text("400 Bad Request", "", format!("{why}\n")),
         Route::MethodNotAllowed => Response::text(
             "405 Method Not Allowed",
             "Allow: GET, HEAD\r\n",
@@ -430,6 +444,8 @@ enum Route {
     Ready,
     /// A request line that is not `METHOD TARGET HTTP/1.x`: not HTTP/1.
     BadRequest,
+    /// A header field that RFC 9112 has a server refuse, and why ([`field_fault`]).
+    BadField(&'static str),
     /// A method other than `GET` and `HEAD` on a path served here, or `OPTIONS *`.
     MethodNotAllowed,
     /// Any other path.
@@ -447,6 +463,9 @@ fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
     if !is_token(method) || !is_http_version(version) {
         return (Route::BadRequest, false);
     }
+    if let Some(why) = field_fault(head, version != "HTTP/1.0") {
+        return (Route::BadField(why), false);
+    }
     let path = path_of(target).split('?').next().unwrap_or("");
     let probe = match path {
         "/healthz" => Some(Route::Live),
@@ -463,6 +482,37 @@ fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
         _ => Route::NotFound(endpoint),
     };
     (route, method == "HEAD")
+}
+
+/// What is wrong with the header fields of `head` (after its request line, up to its blank
+/// line) that RFC 9112 has a server answer `400`: a line that is not `NAME: VALUE` with a token
+/// for a name and no whitespace before the colon (section 5.1), a line folded onto the one
+/// before it (5.2), no `Host` in a request of HTTP/1.1 or later (`host_needed`), or more than
+/// one (3.2). `None` when they are well formed.
+fn field_fault(head: &str, host_needed: bool) -> Option<&'static str> {
+    let mut hosts = 0;
+    for line in head.split('\n').skip(1) {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            return Some(
+                "a header field folded onto the line before it: send each on a line of its own",
+            );
+        }
+        match line.split_once(':') {
+            Some((name, _)) if is_token(name) => {
+                hosts += usize::from(name.eq_ignore_ascii_case("host"));
+            }
+            _ => return Some("a header field line is not NAME: VALUE (a token, then a colon, with no space before it)"),
+        }
+    }
+    match hosts {
+        0 if host_needed => Some("an HTTP/1.1 request needs a Host header field: send Host: followed by the address asked"),
+        0 | 1 => None,
+        _ => Some("a request has one Host header field, not several"),
+    }
 }
 
 /// Whether `method` is an HTTP token (RFC 9110's `tchar`s), as every method is.

@@ -122,6 +122,8 @@ pub enum Got {
     /// Nothing to answer: the client closed first, the read failed, or (read without waiting)
     /// the head is not whole yet.
     Nothing,
+    /// The head began (more than empty lines came) but did not end in time: answered `408`.
+    TimedOut,
 }
 
 /// What the bytes read so far make.
@@ -136,6 +138,11 @@ enum Step {
 }
 
 impl Head {
+    /// Whether more than empty lines came: a request has begun.
+    pub fn begun(&self) -> bool {
+        self.bytes.len() > self.start
+    }
+
     /// How much more may be read at most: never past [`MAX_HEAD`].
     fn room(&self) -> usize {
         (MAX_HEAD - self.bytes.len()).min(1024)

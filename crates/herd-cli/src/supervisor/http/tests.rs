@@ -29,7 +29,7 @@ fn requests_are_routed_by_method_and_path_without_the_query() {
 #[test]
 fn a_request_that_is_not_http_is_a_bad_request() {
     for endpoint in [Endpoint::Metrics, Endpoint::Health] {
-        let r = |line: &str| route(&format!("{line}\r\n\r\n"), endpoint).0;
+        let r = |line: &str| route(&format!("{line}\r\nHost: x\r\n\r\n"), endpoint).0;
         for garbage in [
             "",
             "hello",
@@ -55,6 +55,49 @@ fn a_request_that_is_not_http_is_a_bad_request() {
     }
 }
 
+/// Header fields RFC 9112 has a server refuse are answered 400 (they were served 200): a line
+/// that is no `NAME: VALUE`, whitespace before the colon, a folded line, an HTTP/1.1 request
+/// without `Host`, or with two. HTTP/1.0 needs no `Host`; what follows the head is no field.
+#[test]
+fn malformed_header_fields_are_a_bad_request() {
+    for endpoint in [Endpoint::Metrics, Endpoint::Health] {
+        let r = |head: &str| route(head, endpoint).0;
+        let bad = |head: &str| matches!(r(head), Route::BadField(_));
+        for head in [
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A : 1\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n: empty name\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\tfolded\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nX(A): 1\r\nHost: x\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nX-Host: x\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
+            "GET /healthz HTTP/1.0\r\nHost: x\r\nHOST: x\r\n\r\n",
+            "GET /healthz HTTP/1.1\nHost: x\nbad line\n\n",
+        ] {
+            assert!(bad(head), "{head:?}: {:?}", r(head));
+        }
+        for head in [
+            "GET /healthz HTTP/1.0\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nhost:x\r\n\r\n",
+            "GET /healthz HTTP/1.1\nHost: x\nX-A:\n\n",
+            "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nno colon in a body\r\n",
+        ] {
+            assert_eq!(r(head), Route::Live, "{head:?}");
+        }
+        let Route::BadField(why) = r("GET /readyz HTTP/1.1\r\n\r\n") else {
+            unreachable!()
+        };
+        assert!(why.contains("needs a Host header field"), "{why}");
+        let answer = Response::text("400 Bad Request", "", format!("{why}\n"));
+        assert!(answer
+            .encode(false)
+            .starts_with("HTTP/1.1 400 Bad Request\r\n"));
+    }
+}
+
 /// `OPTIONS *` asks which methods the server serves: 405 with `Allow: GET, HEAD`, as a path
 /// served here says, on either endpoint (it was 404, `*` being no path herd serves). The
 /// asterisk is no path for another method, nor `OPTIONS` of an unknown path.
@@ -72,7 +115,7 @@ fn options_asterisk_is_told_the_methods_served() {
 
 #[test]
 fn an_absolute_form_target_is_routed_by_its_path() {
-    let r = |line: &str| route(&format!("{line}\r\n\r\n"), Endpoint::Metrics).0;
+    let r = |line: &str| route(&format!("{line}\r\nHost: x\r\n\r\n"), Endpoint::Metrics).0;
     assert_eq!(
         r("GET http://127.0.0.1:9090/metrics HTTP/1.1"),
         Route::Scrape
@@ -92,7 +135,7 @@ fn an_absolute_form_target_is_routed_by_its_path() {
 
 #[test]
 fn health_alone_serves_the_probes_get_and_head() {
-    let r = |line: &str| route(&format!("{line}\r\n\r\n"), Endpoint::Health);
+    let r = |line: &str| route(&format!("{line}\r\nHost: x\r\n\r\n"), Endpoint::Health);
     assert_eq!(r("GET /healthz HTTP/1.1"), (Route::Live, false));
     assert_eq!(r("HEAD /readyz HTTP/1.1"), (Route::Ready, true));
     assert_eq!(r("POST /readyz HTTP/1.1"), (Route::MethodNotAllowed, false));
@@ -148,11 +191,11 @@ async fn a_scrape_over_loopback_gets_the_supervisors_rendering() {
     let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
         (
             get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".into()).await,
-            get(addr, "GET /nope HTTP/1.1\r\n\r\n".into()).await,
-            get(addr, "HEAD /metrics HTTP/1.1\r\n\r\n".into()).await,
+            get(addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n".into()).await,
+            get(addr, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n".into()).await,
             get(addr, "hello herd\r\n\r\n".into()).await,
             // An empty line before the request line is left out (RFC 9112, 2.2): it was 400.
-            get(addr, "\r\nGET /metrics HTTP/1.1\r\n\r\n".into()).await,
+            get(addr, "\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".into()).await,
         )
     });
     let (scraped, missing, head, garbage, late) = answer.await.expect("answers in time");
@@ -187,11 +230,11 @@ async fn another_method_is_answered_405_with_the_methods_allowed() {
     for (request, answered) in [
         ("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", allowed),
         (
-            "POST /readyz HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "POST /readyz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
             allowed,
         ),
         (
-            "POST /metrics HTTP/1.1\r\n\r\n",
+            "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
             "HTTP/1.1 404 Not Found\r\n",
         ),
     ] {
@@ -210,7 +253,7 @@ async fn a_head_too_long_is_answered_431_not_reset() {
     // 32 KiB of head, more than herd reads: the rest is still being sent, or unread, when
     // herd answers; its close must not reset the connection and lose the answer.
     let long = format!(
-        "GET /healthz HTTP/1.1\r\nX: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
         "y".repeat(32 * 1024)
     );
     let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, long));
@@ -224,7 +267,7 @@ async fn a_head_too_long_is_answered_431_not_reset() {
         "{answer}"
     );
     // A request line that never ends is a target too long.
-    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "y".repeat(32 * 1024));
+    let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "y".repeat(32 * 1024));
     let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, long));
     let answer = answer.await.expect("answers in time");
     assert!(
@@ -234,7 +277,7 @@ async fn a_head_too_long_is_answered_431_not_reset() {
     // A body nobody reads is read all the same, so the 405 reaches the client.
     let body = "z".repeat(32 * 1024);
     let post = format!(
-        "POST /healthz HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, post));
@@ -243,6 +286,31 @@ async fn a_head_too_long_is_answered_431_not_reset() {
         answer.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
         "{answer}"
     );
+}
+
+/// A client that began its head and did not end it within [`HEAD_TIMEOUT`] is answered 408
+/// (it was closed without a word); one that sent nothing at all is closed silently, as a
+/// connection opened ahead of need is.
+#[tokio::test]
+async fn a_head_not_ended_in_time_is_answered_408() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, _scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    let bound = HEAD_TIMEOUT + ANSWER_TIMEOUT;
+    let begun = tokio::time::timeout(bound, get(addr, "GET /healthz HTTP/1.1\r\nHo".into()));
+    let silent = tokio::time::timeout(bound, get(addr, String::new()));
+    let (begun, silent) = tokio::join!(begun, silent);
+    let begun = begun.expect("answered in time");
+    assert!(
+        begun.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{begun}"
+    );
+    assert!(
+        begun.ends_with("\r\n\r\nthe request head did not end within 2 s\n"),
+        "{begun}"
+    );
+    assert_eq!(silent.expect("closed in time"), "");
 }
 
 #[tokio::test]
@@ -255,9 +323,9 @@ async fn a_request_pipelined_after_a_head_read_to_its_end_is_read_not_reset() {
     // the request pipelined after it is still unread when herd answers, and its close reset
     // the connection (the client read ECONNRESET after the answer).
     for size in [1024, 2048] {
-        let start = "GET /healthz HTTP/1.1\r\nX: ";
+        let start = "GET /healthz HTTP/1.1\r\nHost: x\r\nX: ";
         let padding = "a".repeat(size - start.len() - 4);
-        let pipelined = format!("{start}{padding}\r\n\r\nGET /readyz HTTP/1.1\r\n\r\n");
+        let pipelined = format!("{start}{padding}\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
         let answer = tokio::time::timeout(ANSWER_TIMEOUT, get(addr, pipelined));
         let answer = answer.await.expect("answers in time");
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
