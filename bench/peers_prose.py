@@ -89,4 +89,11 @@ NODE_MISS = ("What is known of the Node row's miss: a new Node worker serves its
              "reloads of 22-27 s); V8's flags (`--always-sparkplug`, `--maglev`, a lower "
              "`--interrupt-budget`, `--no-lazy-feedback-allocation`, a larger "
              "`--max-semi-space-size`) did not lower a new worker's first requests' cost (one "
-             "worker, 4 connections, as `warm_up_cpu` measures).")
+             "worker, 4 connections, as `warm_up_cpu` measures). Those figures are Node 20.20.2's, "
+             "end-of-life, which the benchmark ran until it pinned Node 24.22.3 (its LTS) that day. "
+             "Node 24 is faster warm, not cheaper to warm up: 45 µs of CPU a request warm against "
+             "89 in a new worker's first half second, about 0.6 s of CPU more (`reload_cost.py --reps 2 "
+             "node`: 0.61-0.63 s; a start of 38-43 ms, 25,000 req/s steady against 18,500 with Node 20), "
+             "and an upgrade at saturation lost as much, 1.36 s of the steady rate, for a share of "
+             "90.2% (median of 6 upgrades, 91.4% pooled; Node 20 in the same hour: 1.30 s, 90.9% and "
+             "92.1%), in upgrades half as long (5.5-7.3 s against 8.3-13.8).")
