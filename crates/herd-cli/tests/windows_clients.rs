@@ -5,7 +5,7 @@
 #![cfg(windows)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -106,9 +106,16 @@ fn a_program_herd_did_not_start_fetches_its_sockets_and_serves() {
         ])
         .env("HERD_TEST_FETCH", &pipe)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn_under_wine()
         .unwrap();
+    // What the program says, should it fail (seen once under Wine: it never answered).
+    let mut stderr = program.stderr.take().unwrap();
+    let said = std::thread::spawn(move || {
+        let mut said = String::new();
+        let _ = stderr.read_to_string(&mut said);
+        said
+    });
     let (tell, told) = mpsc::channel();
     let stdout = BufReader::new(program.stdout.take().unwrap());
     std::thread::spawn(move || {
@@ -125,6 +132,10 @@ fn a_program_herd_did_not_start_fetches_its_sockets_and_serves() {
     let expected = format!("fetched by {}", program.id());
     let deadline = Instant::now() + TIMEOUT;
     while answer(&herd.addr).trim() != expected {
+        if let Ok(Some(exit)) = program.try_wait() {
+            let said = said.join().unwrap_or_default();
+            panic!("the program exited ({exit}) before it answered: {said}");
+        }
         assert!(Instant::now() < deadline, "the program never answered");
     }
     let _ = program.wait();

@@ -121,6 +121,28 @@ impl Connection {
         deadline: Option<Instant>,
         max: usize,
     ) -> std::result::Result<Vec<u8>, ReadError> {
+        self.read_up_to_line_end(deadline, max)
+            .map(|line| line.unwrap_or_else(|| std::mem::take(&mut self.buffered)))
+    }
+
+    /// [`read_line`](Self::read_line), but `None` at the end of the stream, also amid a line:
+    /// a line cut short is no line.
+    pub fn read_whole_line(
+        &mut self,
+        deadline: Option<Instant>,
+        max: usize,
+    ) -> std::result::Result<Option<Vec<u8>>, ReadError> {
+        let line = self.read_up_to_line_end(deadline, max)?;
+        self.buffered.clear();
+        Ok(line)
+    }
+
+    /// The next line, or `None` at the end of the stream (what is left stays buffered).
+    fn read_up_to_line_end(
+        &mut self,
+        deadline: Option<Instant>,
+        max: usize,
+    ) -> std::result::Result<Option<Vec<u8>>, ReadError> {
         let mut scanned = 0;
         let mut pause = Duration::from_millis(1);
         let mut chunk = vec![0u8; 1 << 16];
@@ -129,14 +151,14 @@ impl Connection {
                 let end = scanned + at;
                 let mut line: Vec<u8> = self.buffered.drain(..=end).collect();
                 line.pop();
-                return Ok(line);
+                return Ok(Some(line));
             }
             scanned = self.buffered.len();
             if scanned > max {
                 return Err(ReadError::TooLong);
             }
             let waiting = match peer::bytes_waiting(&self.pipe).map_err(ReadError::Io)? {
-                None => return Ok(std::mem::take(&mut self.buffered)),
+                None => return Ok(None),
                 Some(waiting) => waiting,
             };
             if waiting > 0 {
@@ -144,7 +166,7 @@ impl Connection {
                 let want = waiting.min(chunk.len());
                 let got = self.pipe.read(&mut chunk[..want]).map_err(ReadError::Io)?;
                 if got == 0 {
-                    return Ok(std::mem::take(&mut self.buffered));
+                    return Ok(None);
                 }
                 self.buffered.extend_from_slice(&chunk[..got]);
                 pause = Duration::from_millis(1);

@@ -254,7 +254,7 @@ impl Client {
             Err(_) => WhenStopped::Fail,
         };
         wait::wait(&self.stream, &self.path, timeout, when_stopped)?;
-        match self.read_line()? {
+        match self.read_line(true)? {
             Some(line) => Ok(line),
             None => Err(match sent {
                 Err(e) => ClientError::io(&self.path, "cannot send to", e),
@@ -266,19 +266,20 @@ impl Client {
     }
 
     /// The next line herd sends after an answer (`logs`), waiting at most `timeout` (`None`:
-    /// as long as it takes); `None` once herd has closed the connection.
+    /// as long as it takes); `None` once herd has closed the connection, also amid a line (a
+    /// re-exec or a takeover can cut one short): what it cut is no line.
     pub fn next_line(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ClientError> {
         self.deadline = timeout.map(|t| (Instant::now() + t, t));
         if timeout.is_none() {
             (self.stream.set_read_timeout(None))
                 .map_err(|e| ClientError::io(&self.path, "cannot use", e))?;
         }
-        self.read_line()
+        self.read_line(false)
     }
 
-    /// Reads up to the next line end (the rest, if the connection ends first); `None` if it
-    /// ended with nothing.
-    fn read_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+    /// Reads up to the next line end; `None` if the connection ended with nothing, or
+    /// without `rest` amid a line (with it, the rest is the line).
+    fn read_line(&mut self, rest: bool) -> Result<Option<Vec<u8>>, ClientError> {
         // What has been looked at for a line end: each byte once.
         let mut scanned = self.taken;
         loop {
@@ -294,7 +295,7 @@ impl Client {
             }
             match self.receive()? {
                 true => {}
-                false if !self.buffered.is_empty() => {
+                false if rest && !self.buffered.is_empty() => {
                     return Ok(Some(std::mem::take(&mut self.buffered)))
                 }
                 false => return Ok(None),

@@ -91,12 +91,12 @@ impl Client {
     }
 
     /// The next line herd sends after an answer (`logs`), waiting at most `timeout` (`None`:
-    /// as long as it takes); `None` once herd has closed the connection.
+    /// as long as it takes); `None` once herd has closed the connection, also amid a line (a
+    /// takeover can cut one short): what it cut is no line.
     pub fn next_line(&mut self, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, ClientError> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        match self.pipe.read_line(deadline, MAX_ANSWER) {
-            Ok(line) if line.is_empty() => Ok(None),
-            Ok(line) => Ok(Some(line)),
+        match self.pipe.read_whole_line(deadline, MAX_ANSWER) {
+            Ok(line) => Ok(line),
             Err(ReadError::Late) => Err(ClientError::Timeout {
                 path: self.path.clone(),
                 after: timeout.unwrap_or_default(),

@@ -1,7 +1,8 @@
 //! The `logs` command, answered by the control server itself rather than the supervisor: the
 //! workers' recent lines from [`crate::output`], then with `follow` every new line, until the
-//! client closes the connection or herd stops: then every line its readers read is sent, and
-//! a last frame that says herd stopped ([`end_following`]).
+//! client closes the connection or herd ends: then every line its readers read is sent, and
+//! a last frame that says herd stopped, or (taken over) the connection closes without one, and
+//! the client follows on with the new herd ([`end_following`]).
 //!
 //! The control server runs on the supervisor's thread, so the lines are turned into JSON on a
 //! thread of their own ([`produce`]) and only written out here: a client asking for 10 000
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use super::lines::IDLE_TIMEOUT;
 use super::protocol::{Command, ErrorCode, Response, VERSION};
 use super::results::{LogFrame, LogsResult};
-use crate::output::{self, Output, Record, Wanted};
+use crate::output::{self, Ending, Output, Record, Wanted};
 
 /// How many clients may follow the lines at once: each holds a thread while it follows.
 pub const MAX_FOLLOWERS: usize = 8;
@@ -76,11 +77,11 @@ pub async fn serve<W: AsyncWrite + Unpin>(
     Some(!follow)
 }
 
-/// Tells every follower that herd stops, once herd's readers have read what the workers wrote
-/// (up to `timeout`: [`Output::end`]), and waits up to `timeout` more for each to have been
-/// sent its last lines and the frame that says so. Before herd closes the connections, as it
-/// stops.
-pub async fn end_following(timeout: Duration) {
+/// Tells every follower how herd ends (`ending`), once herd's readers have read what the
+/// workers wrote (up to `timeout`: [`Output::end`]), and waits up to `timeout` more for each
+/// to have been sent its last lines (and, stopped, the frame that says so). Before herd closes
+/// the connections, as it ends.
+pub async fn end_following(timeout: Duration, ending: Ending) {
     let Some(output) = output::current() else {
         return;
     };
@@ -90,7 +91,7 @@ pub async fn end_following(timeout: Duration) {
         0 => Duration::ZERO,
         _ => timeout,
     };
-    output.end(timeout).await;
+    output.end(timeout, ending).await;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let gone = NONE_FOLLOWING.notified();
@@ -262,23 +263,25 @@ fn produce(output: &Output, wanted: Wanted, follow: bool, chunks: &mpsc::Sender<
     };
     let wanted = |record: &Record| wanted.slot.is_none_or(|s| record.writer.slot == s);
     let mut chunk = Vec::new();
-    // Herd has ended ([`Output::ended`]), seen before a look for lines: when that look finds
+    // How herd ended ([`Output::ending`]), seen before a look for lines: when that look finds
     // none, every line is sent.
-    let mut ended = false;
+    let mut ended = None;
     loop {
         match follower.try_recv() {
             Ok(record) if wanted(&record) => chunk.extend(frame(Frame::Line(&record))),
             Ok(_) => {}
             Err(TryRecvError::Lagged(n)) => chunk.extend(frame(Frame::Missed(n))),
             Err(TryRecvError::Closed) => return,
-            Err(TryRecvError::Empty) if ended => {
-                chunk.extend(frame(Frame::Stopped));
+            Err(TryRecvError::Empty) if ended.is_some() => {
+                if ended == Some(Ending::Stopped) {
+                    chunk.extend(frame(Frame::Stopped));
+                }
                 let _ = chunks.blocking_send(chunk);
                 return;
             }
             Err(TryRecvError::Empty) => {
-                if output.ended() {
-                    ended = true;
+                if let Some(ending) = output.ending() {
+                    ended = Some(ending);
                     continue;
                 }
                 if chunks.is_closed() {

@@ -53,7 +53,7 @@ fn show_counting(
         if closed.take() {
             // Not eprintln!, which panics when stderr cannot be written (a full disk).
             crate::logging::line(
-                "herd logs: herd closed the connection (a re-exec?); following on",
+                "herd logs: herd closed the connection (a re-exec or a takeover?); following on",
             );
         }
         if let Some(slot) = unseen_slot.take().filter(|_| !super::stdout_gone()) {

@@ -99,6 +99,18 @@ pub struct Output {
     exits: Mutex<HashMap<u32, Arc<AtomicBool>>>,
     /// Set once herd stops and its readers are done: followers get no line after those sent.
     ended: AtomicBool,
+    /// Set before `ended` when another herd took over: followers follow on with it.
+    handed_over: AtomicBool,
+}
+
+/// How herd ends, as its followers are told ([`Output::end`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// It stops: a follower is told so, and ends.
+    Stopped,
+    /// Another herd took over: a follower's connection closes without a word, and it follows
+    /// on with the new herd.
+    TakenOver,
 }
 
 impl std::fmt::Debug for Output {
@@ -139,6 +151,7 @@ impl Output {
             wake: Wake::new()?,
             exits: Mutex::new(HashMap::new()),
             ended: AtomicBool::new(false),
+            handed_over: AtomicBool::new(false),
         }))
     }
 
@@ -261,9 +274,9 @@ impl Output {
     }
 
     /// Waits up to `timeout` for the streams to be read to their ends, then tells the
-    /// followers that no line comes after those sent ([`ended`](Self::ended)): herd stops,
-    /// its workers are gone. Async: the loop that waits writes to the followers meanwhile.
-    pub async fn end(&self, timeout: Duration) {
+    /// followers that no line comes after those sent ([`ended`](Self::ended)), and how herd
+    /// ends: its workers are gone. Async: the loop that waits writes to the followers meanwhile.
+    pub async fn end(&self, timeout: Duration, ending: Ending) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let read_out = self.read_out_async.notified();
@@ -276,6 +289,8 @@ impl Output {
                 break;
             }
         }
+        let taken_over = ending == Ending::TakenOver;
+        self.handed_over.store(taken_over, Ordering::SeqCst);
         self.ended.store(true, Ordering::SeqCst);
     }
 
@@ -283,6 +298,15 @@ impl Output {
     /// true has every line.
     pub fn ended(&self) -> bool {
         self.ended.load(Ordering::SeqCst)
+    }
+
+    /// How herd ended, once it has ([`end`](Self::end)).
+    pub fn ending(&self) -> Option<Ending> {
+        match (self.ended(), self.handed_over.load(Ordering::SeqCst)) {
+            (false, _) => None,
+            (true, false) => Some(Ending::Stopped),
+            (true, true) => Some(Ending::TakenOver),
+        }
     }
 
     /// Lines lost so far: dropped in front of herd's stdout or stderr, or failed to write.

@@ -142,7 +142,7 @@ async fn the_end_comes_after_the_last_line_read() {
         .unwrap();
     write.write_all(b"one\nlast words").unwrap();
     drop(write);
-    output.end(Duration::from_secs(10)).await;
+    output.end(Duration::from_secs(10), Ending::Stopped).await;
     assert!(output.ended());
     let mut texts = Vec::new();
     while let Ok(record) = follower.try_recv() {
@@ -162,6 +162,8 @@ async fn the_end_waits_for_the_readers_no_longer_than_asked() {
     output
         .capture(WRITER, Stream::Stdout, Pipe::from(read))
         .unwrap();
-    output.end(Duration::from_millis(50)).await;
-    assert!(output.ended());
+    output
+        .end(Duration::from_millis(50), Ending::TakenOver)
+        .await;
+    assert_eq!(output.ending(), Some(Ending::TakenOver));
 }

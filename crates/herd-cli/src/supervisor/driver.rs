@@ -235,9 +235,11 @@ impl Supervisor {
         let timeout = Duration::from_secs(1);
         // Followers of the workers' output get the last lines the workers wrote, and the end;
         // taken over, they follow on with the herd that took over (which has the path).
-        if !self.effects.taken_over() {
-            crate::control::logs::end_following(timeout).await;
-        }
+        let ending = match self.effects.taken_over() {
+            true => crate::output::Ending::TakenOver,
+            false => crate::output::Ending::Stopped,
+        };
+        crate::control::logs::end_following(timeout, ending).await;
         let answers = self.waiters.stopped();
         self.effects.answer_last(answers, timeout).await;
         sources.close();

@@ -315,11 +315,13 @@ fn followers_follow_on_across_a_reexec_and_end_with_the_stop() {
 
 /// Across a takeover, a follower follows on with the new herd's lines: the old herd told it
 /// herd stopped (it ended, 0), and a number of the old herd's, sent again, hid the new herd's
-/// first lines, which it numbers from 1.
+/// first lines, which it numbers from 1. It gets every line of the old workers first, their
+/// last words included (the old herd closed its followers without them).
 #[test]
 fn a_follower_follows_on_across_a_takeover() {
     let dir = tempfile::tempdir().unwrap();
-    let mut old = seq_herd(&dir.path().join("out"));
+    let out = dir.path().join("out");
+    let mut old = seq_herd(&out);
     let follower = Follower::start(&old);
     follower.wait_line("a number past the new herd's", |l| {
         seq_of(l).is_some_and(|n| n >= 100)
@@ -344,7 +346,13 @@ fn a_follower_follows_on_across_a_takeover() {
     follower.wait_line("the new herd's first line", |l| l.ends_with("] new-herd-0"));
     let (code, _, stderr) = ctl_at(&old.control(), &["stop"]);
     assert_eq!(code, 0, "{stderr}");
-    let (status, _, stderr) = follower.finish();
+    let (status, followed, stderr) = follower.finish();
     assert!(status.success(), "{status}: {stderr}");
     new.wait_exit();
+    let old_lines: Vec<String> = followed
+        .into_iter()
+        .filter(|l| !l.contains("] new-herd-"))
+        .collect();
+    assert_run_of(&written(&out), &old_lines, true);
+    assert!(stderr.contains("(a re-exec or a takeover?)"), "{stderr}");
 }
