@@ -36,6 +36,51 @@ pub fn worker_env(
     last_of_each(env)
 }
 
+/// The variables herd sets for each worker itself: how it finds its sockets, herd and its
+/// stop request, and who it is. `--env` of one would cut the worker off from herd (a
+/// `NOTIFY_SOCKET` of its own, and its `READY=1` never comes), or lie to it.
+const SET_BY_HERD: &[&str] = &[
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "LISTEN_PIDFDID",
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "HERD_CONTROL",
+    "HERD_WORKER",
+    "HERD_GENERATION",
+    "HERD_STOP_SIGNAL",
+    "HERD_STOP_EVENT",
+    "HERD_SOCKETS",
+    "HERD_SHM",
+    "HERD_FORK_SERVER",
+];
+
+/// Refuses an `--env` (or `[env]`) variable herd sets for each worker itself
+/// ([`SET_BY_HERD`]), naming it and what to do instead.
+pub fn check_env(env: &[(OsString, OsString)]) -> Result<(), String> {
+    let Some((name, _)) = env
+        .iter()
+        .find(|(name, _)| SET_BY_HERD.iter().any(|set| name == set))
+    else {
+        return Ok(());
+    };
+    let name = name.to_string_lossy();
+    let instead = match name.as_ref() {
+        "WATCHDOG_USEC" | "WATCHDOG_PID" => "set --watchdog DURATION instead",
+        "NOTIFY_SOCKET" => {
+            "a worker's READY=1 goes to herd's, and herd tells systemd when its workers are \
+             ready"
+        }
+        _ => "drop it",
+    };
+    Err(format!(
+        "--env {name}: herd sets {name} for each worker itself (README: What every \
+         worker gets); {instead}"
+    ))
+}
+
 /// `env` with only the last entry of each name, in the order of those last entries.
 fn last_of_each(env: Vec<(OsString, OsString)>) -> Vec<(OsString, OsString)> {
     let last: HashMap<&OsString, usize> =
@@ -55,6 +100,31 @@ mod tests {
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
+    }
+
+    /// A worker given a `NOTIFY_SOCKET` of its own never reached herd: killed as not ready
+    /// in time, again and again.
+    #[test]
+    fn a_variable_herd_sets_for_each_worker_is_refused() {
+        assert_eq!(
+            check_env(&env(&[("A", "1"), ("NOTIFY_SOCKET_X", "2")])),
+            Ok(())
+        );
+        for name in [
+            "NOTIFY_SOCKET",
+            "LISTEN_FDS",
+            "HERD_CONTROL",
+            "HERD_WORKER",
+            "WATCHDOG_USEC",
+        ] {
+            let why = check_env(&env(&[("A", "1"), (name, "x")])).unwrap_err();
+            assert!(
+                why.starts_with(&format!("--env {name}: herd sets {name} for each worker")),
+                "{why}"
+            );
+        }
+        let why = check_env(&env(&[("WATCHDOG_USEC", "5")])).unwrap_err();
+        assert!(why.ends_with("set --watchdog DURATION instead"), "{why}");
     }
 
     #[test]

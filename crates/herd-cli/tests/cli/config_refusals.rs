@@ -177,6 +177,57 @@ fn a_config_error_quoting_control_characters_is_one_line() {
 /// address given to two `--bind`s, `--metrics` and `--health` (or a `--bind`) at one address,
 /// and a control socket path too long. Both refuse them now, in one line, before anything is
 /// bound (the port is held here: a bind would fail otherwise).
+/// A variable herd sets for each worker itself, given with `--env` or in `[env]`, is refused by
+/// `check` and `run` alike: a worker given a `NOTIFY_SOCKET` of its own never said `READY=1` to
+/// herd, and was killed as not ready in time, again and again; check passed it.
+#[test]
+fn a_variable_herd_sets_for_each_worker_is_refused_in_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herd.toml");
+    let config = path.display().to_string();
+    let text = "command = [\"sleep\", \"100\"]\nbind = [\"127.0.0.1:0\"]\n\
+                [env]\nA = \"1\"\nNOTIFY_SOCKET = \"/tmp/elsewhere\"\n";
+    std::fs::write(&path, text).unwrap();
+    let at =
+        format!("{config}:3: env: --env NOTIFY_SOCKET: herd sets NOTIFY_SOCKET for each worker");
+    assert_fails(&["check", "--config", &config], USAGE, &at);
+    assert_fails(&["run", "--config", &config], USAGE, &at);
+    let given = "herd: error: --env HERD_CONTROL: herd sets HERD_CONTROL for each worker itself";
+    let run = [
+        "run",
+        "-b",
+        "127.0.0.1:0",
+        "--env",
+        "HERD_CONTROL=x",
+        "--",
+        "sleep",
+        "100",
+    ];
+    assert_fails(&run, USAGE, given);
+}
+
+/// `fdstore = true` checked outside systemd (a shell, CI) passes, as the file is right for the
+/// service that runs it, but says that `herd run` refuses it here (check said only "ok").
+#[test]
+fn fdstore_checked_outside_systemd_says_run_refuses_it_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("herd.toml");
+    let text = "command = [\"sleep\", \"100\"]\nbind = [\"127.0.0.1:0\"]\nfdstore = true\n";
+    std::fs::write(&path, text).unwrap();
+    let out = std::process::Command::new(HERD)
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout.ends_with("; fdstore needs systemd's NOTIFY_SOCKET, not set here: herd run refuses it outside a service with FileDescriptorStoreMax= (and Type=notify)\n"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn what_run_refuses_as_it_binds_check_refuses_too() {
     let dir = tempfile::tempdir().unwrap();
