@@ -63,15 +63,17 @@ pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(anyhow!("cannot catch the signals that end it: {e}")))?;
     let mut guard = terminal::Guard::enter()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up the terminal: {e}")))?;
-    let result = Input::start()
-        .map_err(|e| Failure::Runtime(anyhow!("cannot read the terminal: {e}")))
-        .and_then(|input| session(&mut guard.screen, &input, &mut model, connect));
+    let input =
+        Input::start().map_err(|e| Failure::Runtime(anyhow!("cannot read the terminal: {e}")))?;
+    let result = session(&mut guard.screen, &input, &mut model, connect);
     drop(guard);
     // Ended by a signal (`kill`, `timeout`, the terminal closed): the terminal is back, and
-    // the signal ends the process as it would have. A terminal that hung up sends SIGHUP.
+    // the signal ends the process as it would have. A terminal that hung up sends SIGHUP, and
+    // a read or a drawing that failed as it did (before the signal came) is that hang-up too.
     match (ending::arrived(), result) {
         (Some(signal), _) => ending::die_of(signal),
         (None, Ok(Ended::HungUp)) => ending::die_of_hang_up(),
+        (None, Err(_)) if input.hung_up() => ending::die_of_hang_up(),
         (None, result) => result.map(|_| ()),
     }
 }

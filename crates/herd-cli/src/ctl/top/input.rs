@@ -42,6 +42,11 @@ impl Input {
         Ok(Input { events, terminal })
     }
 
+    /// Whether the terminal hung up.
+    pub fn hung_up(&self) -> bool {
+        self.terminal.hung_up()
+    }
+
     /// The next event, waiting at most `wait`.
     pub fn next(&self, wait: Duration) -> std::io::Result<Got> {
         if self.terminal.hung_up() {
