@@ -24,6 +24,11 @@ const READER_CHECK: Duration = Duration::from_millis(500);
 /// the new image on from the last line it printed: none twice, none missed. One whose herd
 /// vanished without stopping (killed) says so, and fails.
 pub(super) fn show(args: &LogsArgs, connect: Connect<'_>) -> Result<(), Failure> {
+    // A follower with no stdout would wait, maybe for hours, for a line it cannot write.
+    if args.follow {
+        super::stdout_open()
+            .map_err(|e| Failure::Runtime(anyhow!("cannot write the lines out: {e}")))?;
+    }
     let mut missed = Missed::default();
     let result = show_counting(args, connect, &mut missed);
     Missed::say(missed.rest());

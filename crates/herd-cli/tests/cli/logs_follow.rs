@@ -356,3 +356,51 @@ fn a_follower_follows_on_across_a_takeover() {
     assert_run_of(&written(&out), &old_lines, true);
     assert!(stderr.contains("(a re-exec or a takeover?)"), "{stderr}");
 }
+
+/// A follower whose stdout was closed when it started (`1>&-`) fails at once, saying so: it
+/// waited for the first line, maybe for hours, to find it could not write it.
+#[test]
+fn a_follower_with_no_stdout_fails_at_once() {
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--worker-output",
+        "prefix",
+        "--",
+        "sleep",
+        "100",
+    ]);
+    herd.started(1);
+    let mut follower = Command::new("sh")
+        .args([
+            "-c",
+            "exec \"$0\" \"$@\" 1>&-",
+            HERD,
+            "logs",
+            "-f",
+            "-n",
+            "0",
+        ])
+        .env("HERD_CONTROL", herd.control())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_child(&mut follower, TIMEOUT, libc::SIGKILL).expect("it failed at once");
+    let mut stderr = String::new();
+    follower
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr,
+        "herd: error: cannot write the lines out: it was closed when herd started (1>&-)\n"
+    );
+    herd.signal(libc::SIGTERM);
+    herd.wait_exit();
+}
