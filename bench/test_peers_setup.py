@@ -102,7 +102,8 @@ class PeersSetup(unittest.TestCase):
         self.assertIn(f"python3 -m venv {self.cache}/python", calls)
         self.assertNotIn("npm", calls, "PM2 is whole")
 
-    @unittest.skipUnless(os.uname().machine in ("x86_64", "aarch64"), "Node is pinned on x86_64 and aarch64")
+    @unittest.skipUnless(os.uname().sysname == "Linux" and os.uname().machine in ("x86_64", "aarch64"),
+                         "Node is pinned on Linux, x86_64 and aarch64")
     def test_a_node_of_another_version_is_installed_again(self):
         self.node.write_text("#!/bin/sh\necho v20.20.2\n")
         run, calls = self.setup()

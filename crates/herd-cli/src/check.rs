@@ -50,17 +50,21 @@ pub fn check(args: &CheckArgs) -> Result<String, Failure> {
 }
 
 /// What `herd run` would refuse here only because this is no systemd service, said after
-/// the summary: `--fdstore` needs its `NOTIFY_SOCKET`, which a shell or CI has not (`herd
-/// check` is run there to check a file a service runs).
-fn outside_systemd(run: &RunArgs) -> &'static str {
+/// the summary (`herd check` is run in a shell or CI to check a file a service runs):
+/// `--fdstore`, which needs its `NOTIFY_SOCKET`.
+#[cfg(unix)]
+fn outside_systemd(run: &RunArgs) -> String {
     let notify = std::env::var_os("NOTIFY_SOCKET").is_some_and(|s| !s.is_empty());
-    match run.fdstore && !notify {
-        true => {
-            "; fdstore needs systemd's NOTIFY_SOCKET, not set here: herd run refuses it \
-                 outside a service with FileDescriptorStoreMax= (and Type=notify)"
-        }
-        false => "",
+    match crate::fdstore::setting(None, run.fdstore, notify) {
+        Err(why) => format!("; here herd run would refuse it: {why}"),
+        Ok(_) => String::new(),
     }
+}
+
+/// Nothing on Windows, which has no systemd (its `--fdstore` is refused as unavailable).
+#[cfg(windows)]
+fn outside_systemd(_run: &RunArgs) -> String {
+    String::new()
 }
 
 /// What `herd run` checks before it binds anything, on Unix.
@@ -74,7 +78,7 @@ fn platform_checks(run: &RunArgs, control: Option<&Path>, name: &str) -> Result<
 fn platform_checks(run: &RunArgs, _control: Option<&Path>, name: &str) -> Result<(), Failure> {
     crate::control::name::check_name(name).map_err(Failure::Usage)?;
     crate::spec::check_names(&run.binds, &run.shm).map_err(Failure::Usage)?;
-    crate::worker_env::check_env(&run.env).map_err(Failure::Usage)?;
+    crate::worker_env::check_env(run).map_err(Failure::Usage)?;
     crate::endpoints::check_addresses(run)
 }
 

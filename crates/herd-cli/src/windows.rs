@@ -49,7 +49,7 @@ pub fn run(
     // The same names the client commands accept: a herd no client could reach is refused.
     herd_cli::control::name::check_name(name).map_err(Failure::Usage)?;
     spec::check_names(&args.binds, &args.shm).map_err(Failure::Usage)?;
-    herd_cli::worker_env::check_env(&args.env).map_err(Failure::Usage)?;
+    herd_cli::worker_env::check_env(&args).map_err(Failure::Usage)?;
     check_chdir(&args)?;
     let warm_up = warm_up(&args)?;
     herd_cli::endpoints::ready_min(&args, herd_cli::cli::cpus())?;
@@ -166,7 +166,7 @@ fn config_reload(
     let file = file.display().to_string();
     let command = move |args: &RunArgs| {
         let in_file = |e: String| format!("{file}: {e}");
-        herd_cli::worker_env::check_env(&args.env).map_err(in_file)?;
+        herd_cli::worker_env::check_env(args).map_err(in_file)?;
         worker_command(args, &pipe, &notify).map_err(|e| in_file(e.to_string()))
     };
     Ok(Box::new(FileReload {

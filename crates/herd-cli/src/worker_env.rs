@@ -57,17 +57,23 @@ const SET_BY_HERD: &[&str] = &[
     "HERD_FORK_SERVER",
 ];
 
-/// Refuses an `--env` (or `[env]`) variable herd sets for each worker itself
-/// ([`SET_BY_HERD`]), naming it and what to do instead.
-pub fn check_env(env: &[(OsString, OsString)]) -> Result<(), String> {
-    let Some((name, _)) = env
-        .iter()
-        .find(|(name, _)| SET_BY_HERD.iter().any(|set| name == set))
+/// Refuses an `--env` (or `[env]`) variable of `args` that herd sets for each worker itself
+/// ([`SET_BY_HERD`], and those of the `--compat` conventions on), naming it and what to do
+/// instead. On Windows, whose variable names ignore case, in any case.
+pub fn check_env(args: &RunArgs) -> Result<(), String> {
+    let set_by_herd = |name: &str| {
+        let name = match cfg!(windows) {
+            true => name.to_ascii_uppercase(),
+            false => name.to_string(),
+        };
+        SET_BY_HERD.contains(&name.as_str()) || compat::sets(&args.compat, &name)
+    };
+    let Some((name, _)) = (args.env.iter()).find(|(name, _)| set_by_herd(&name.to_string_lossy()))
     else {
         return Ok(());
     };
     let name = name.to_string_lossy();
-    let instead = match name.as_ref() {
+    let instead = match name.to_ascii_uppercase().as_str() {
         "WATCHDOG_USEC" | "WATCHDOG_PID" => "set --watchdog DURATION instead",
         "NOTIFY_SOCKET" => {
             "a worker's READY=1 goes to herd's, and herd tells systemd when its workers are \
@@ -102,12 +108,26 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.into(), v.into())).collect()
     }
 
+    /// `herd run ARGS -- true`'s options.
+    fn run_args(args: &[&str]) -> RunArgs {
+        use clap::Parser;
+        let argv = ["herd", "run", "-b", "127.0.0.1:0"]
+            .iter()
+            .chain(args)
+            .chain(&["--", "true"]);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            crate::cli::Command::Run(run) => *run,
+            _ => unreachable!(),
+        }
+    }
+
     /// A worker given a `NOTIFY_SOCKET` of its own never reached herd: killed as not ready
-    /// in time, again and again.
+    /// in time, again and again. A `--compat` convention's variables are herd's while it is on.
     #[test]
     fn a_variable_herd_sets_for_each_worker_is_refused() {
+        let check = |args: &[&str]| check_env(&run_args(args));
         assert_eq!(
-            check_env(&env(&[("A", "1"), ("NOTIFY_SOCKET_X", "2")])),
+            check(&["--env", "A=1", "--env", "NOTIFY_SOCKET_X=2"]),
             Ok(())
         );
         for name in [
@@ -117,14 +137,35 @@ mod tests {
             "HERD_WORKER",
             "WATCHDOG_USEC",
         ] {
-            let why = check_env(&env(&[("A", "1"), (name, "x")])).unwrap_err();
+            let why = check(&["--env", "A=1", "--env", &format!("{name}=x")]).unwrap_err();
+            let said = format!("--env {name}: herd sets {name} for each worker");
+            assert!(why.starts_with(&said), "{why}");
+        }
+        let why = check(&["--env", "WATCHDOG_USEC=5"]).unwrap_err();
+        assert!(why.ends_with("set --watchdog DURATION instead"), "{why}");
+        for name in [
+            "EINHORN_FDS",
+            "EINHORN_FD_0",
+            "EINHORN_FD_12",
+            "EINHORN_SOCK_PATH",
+        ] {
+            let env = format!("{name}=3");
+            assert_eq!(check(&["--env", &env]), Ok(()), "{name} without --compat");
             assert!(
-                why.starts_with(&format!("--env {name}: herd sets {name} for each worker")),
-                "{why}"
+                check(&["--compat", "einhorn", "--env", &env]).is_err(),
+                "{name}"
             );
         }
-        let why = check_env(&env(&[("WATCHDOG_USEC", "5")])).unwrap_err();
-        assert!(why.ends_with("set --watchdog DURATION instead"), "{why}");
+        assert_eq!(
+            check(&["--compat", "einhorn", "--env", "EINHORN_FD_X=1"]),
+            Ok(())
+        );
+        let port = ["--env", "SERVER_STARTER_PORT=80=3"];
+        assert_eq!(check(&port), Ok(()));
+        assert!(check(&[&["--compat", "server-starter"][..], &port].concat()).is_err());
+        // Windows' names ignore case.
+        let lower = check(&["--env", "notify_socket=x"]);
+        assert_eq!(lower.is_err(), cfg!(windows), "{lower:?}");
     }
 
     #[test]

@@ -254,7 +254,7 @@ impl Client {
             Err(_) => WhenStopped::Fail,
         };
         wait::wait(&self.stream, &self.path, timeout, when_stopped)?;
-        match self.read_line(true)? {
+        match self.read_answer()? {
             Some(line) => Ok(line),
             None => Err(match sent {
                 Err(e) => ClientError::io(&self.path, "cannot send to", e),
@@ -274,12 +274,21 @@ impl Client {
             (self.stream.set_read_timeout(None))
                 .map_err(|e| ClientError::io(&self.path, "cannot use", e))?;
         }
-        self.read_line(false)
+        self.read_whole_line()
     }
 
-    /// Reads up to the next line end; `None` if the connection ended with nothing, or
-    /// without `rest` amid a line (with it, the rest is the line).
-    fn read_line(&mut self, rest: bool) -> Result<Option<Vec<u8>>, ClientError> {
+    /// The answer's line: up to the next line end, or what came before the connection ended
+    /// (`None` if nothing did).
+    fn read_answer(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
+        match self.read_whole_line()? {
+            Some(line) => Ok(Some(line)),
+            None => Ok(Some(std::mem::take(&mut self.buffered)).filter(|rest| !rest.is_empty())),
+        }
+    }
+
+    /// Reads up to the next line end; `None` once the connection ends first (what came of a
+    /// line stays in `buffered`).
+    fn read_whole_line(&mut self) -> Result<Option<Vec<u8>>, ClientError> {
         // What has been looked at for a line end: each byte once.
         let mut scanned = self.taken;
         loop {
@@ -293,12 +302,8 @@ impl Client {
             if scanned > MAX_ANSWER {
                 return Err(too_long(&self.path, NO_LINE_END));
             }
-            match self.receive()? {
-                true => {}
-                false if rest && !self.buffered.is_empty() => {
-                    return Ok(Some(std::mem::take(&mut self.buffered)))
-                }
-                false => return Ok(None),
+            if !self.receive()? {
+                return Ok(None);
             }
         }
     }

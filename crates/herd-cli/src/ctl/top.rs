@@ -63,18 +63,33 @@ pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(anyhow!("cannot catch the signals that end it: {e}")))?;
     let mut guard = terminal::Guard::enter()
         .map_err(|e| Failure::Runtime(anyhow!("cannot set up the terminal: {e}")))?;
-    let input =
-        Input::start().map_err(|e| Failure::Runtime(anyhow!("cannot read the terminal: {e}")))?;
-    let result = session(&mut guard.screen, &input, &mut model, connect);
+    let (result, hung_up) = match Input::start() {
+        Ok(input) => {
+            let result = session(&mut guard.screen, &input, &mut model, connect);
+            (result, input.hung_up())
+        }
+        Err(e) => (
+            Err(Failure::Runtime(anyhow!("cannot read the terminal: {e}"))),
+            false,
+        ),
+    };
     drop(guard);
     // Ended by a signal (`kill`, `timeout`, the terminal closed): the terminal is back, and
-    // the signal ends the process as it would have. A terminal that hung up sends SIGHUP, and
-    // a read or a drawing that failed as it did (before the signal came) is that hang-up too.
-    match (ending::arrived(), result) {
+    // the signal ends the process as it would have. A terminal that hung up sends SIGHUP.
+    match (ending::arrived(), hang_up(result, hung_up)) {
         (Some(signal), _) => ending::die_of(signal),
         (None, Ok(Ended::HungUp)) => ending::die_of_hang_up(),
-        (None, Err(_)) if input.hung_up() => ending::die_of_hang_up(),
         (None, result) => result.map(|_| ()),
+    }
+}
+
+/// How a session that ended with `result` ended, the terminal having hung up or not
+/// (`hung_up`): a read or a drawing that failed as it hung up (before its SIGHUP came) is
+/// that hang-up, not an error.
+fn hang_up(result: Result<Ended, Failure>, hung_up: bool) -> Result<Ended, Failure> {
+    match result {
+        Err(_) if hung_up => Ok(Ended::HungUp),
+        result => result,
     }
 }
 
@@ -208,5 +223,24 @@ fn upgrade(connect: Connect<'_>) -> String {
         }
         Err(ClientError::Timeout { .. }) => "upgrade started: see the generation".to_string(),
         Err(e) => super::failure(e).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A terminal that hung up ends the view as its SIGHUP does, whether the view saw it hang
+    /// up or a read or a drawing failed first (CI saw exit 1 once); other ends stand.
+    #[test]
+    fn a_failure_as_the_terminal_hangs_up_is_the_hang_up() {
+        let failed = || Err(Failure::Runtime(anyhow!("herd top: the terminal failed")));
+        assert!(matches!(hang_up(failed(), true), Ok(Ended::HungUp)));
+        assert!(matches!(hang_up(failed(), false), Err(Failure::Runtime(_))));
+        assert!(matches!(hang_up(Ok(Ended::Asked), true), Ok(Ended::Asked)));
+        assert!(matches!(
+            hang_up(Ok(Ended::HungUp), false),
+            Ok(Ended::HungUp)
+        ));
     }
 }

@@ -97,10 +97,9 @@ pub struct Output {
     wake: Wake,
     /// By writer's pid, what its readers look at to learn it has exited.
     exits: Mutex<HashMap<u32, Arc<AtomicBool>>>,
-    /// Set once herd stops and its readers are done: followers get no line after those sent.
-    ended: AtomicBool,
-    /// Set before `ended` when another herd took over: followers follow on with it.
-    handed_over: AtomicBool,
+    /// How herd ended, once it has and its readers are done: followers get no line after
+    /// those sent.
+    ending: OnceLock<Ending>,
 }
 
 /// How herd ends, as its followers are told ([`Output::end`]).
@@ -150,8 +149,7 @@ impl Output {
             parked: Mutex::new(Vec::new()),
             wake: Wake::new()?,
             exits: Mutex::new(HashMap::new()),
-            ended: AtomicBool::new(false),
-            handed_over: AtomicBool::new(false),
+            ending: OnceLock::new(),
         }))
     }
 
@@ -289,24 +287,18 @@ impl Output {
                 break;
             }
         }
-        let taken_over = ending == Ending::TakenOver;
-        self.handed_over.store(taken_over, Ordering::SeqCst);
-        self.ended.store(true, Ordering::SeqCst);
+        let _ = self.ending.set(ending);
     }
 
     /// Whether [`end`](Self::end) was called: a follower that finds no line once this is
     /// true has every line.
     pub fn ended(&self) -> bool {
-        self.ended.load(Ordering::SeqCst)
+        self.ending.get().is_some()
     }
 
     /// How herd ended, once it has ([`end`](Self::end)).
     pub fn ending(&self) -> Option<Ending> {
-        match (self.ended(), self.handed_over.load(Ordering::SeqCst)) {
-            (false, _) => None,
-            (true, false) => Some(Ending::Stopped),
-            (true, true) => Some(Ending::TakenOver),
-        }
+        self.ending.get().copied()
     }
 
     /// Lines lost so far: dropped in front of herd's stdout or stderr, or failed to write.

@@ -102,7 +102,7 @@ pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Fa
 /// `--ready-min`, the herd's `name`, and the size of the workers' command and environment.
 pub(super) fn check_before_binding(args: &RunArgs, name: &str) -> Result<(), Failure> {
     check_names(args)?;
-    crate::worker_env::check_env(&args.env).map_err(Failure::Usage)?;
+    crate::worker_env::check_env(args).map_err(Failure::Usage)?;
     spec::check_given_twice(&args.binds).map_err(|e| Failure::Usage(e.to_string()))?;
     crate::endpoints::check_addresses(args)?;
     check_balance(args)?;

@@ -31,7 +31,7 @@ pub(super) fn config_reload(
     let file = file.display().to_string();
     let command = move |args: &RunArgs| {
         let in_file = |e: String| format!("{file}: {e}");
-        crate::worker_env::check_env(&args.env).map_err(in_file)?;
+        crate::worker_env::check_env(args).map_err(in_file)?;
         super::exec_size::check(args).map_err(in_file)?;
         let command = worker_command(args, &names, &passed, &notify, &control);
         let mut command = command.map_err(|e| in_file(e.to_string()))?;

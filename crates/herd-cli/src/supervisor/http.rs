@@ -19,8 +19,10 @@ use super::health::{liveness, readiness, HealthBoard};
 use super::metrics::CONTENT_TYPE;
 use crate::logging::LogEvent;
 use reading::{read_head, Connection, Got, Head, Reading, MAX_HEAD};
+use request::{route, Route};
 
 mod reading;
+mod request;
 
 /// A scrape waiting for the supervisor's rendering (an error if it could not be encoded).
 pub type Scrape = oneshot::Sender<Result<String, std::fmt::Error>>;
@@ -433,117 +435,5 @@ async fn answer(route: Route, answers: &Answers) -> Response {
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long rendering and writing an answer may take.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
-/// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Route {
-    /// `GET` (or `HEAD`) `/metrics` or `/` on `--metrics` (a query string is ignored).
-    Scrape,
-    /// `GET` (or `HEAD`) `/healthz`.
-    Live,
-    /// `GET` (or `HEAD`) `/readyz`.
-    Ready,
-    /// A request line that is not `METHOD TARGET HTTP/1.x`: not HTTP/1.
-    BadRequest,
-    /// A header field that RFC 9112 has a server refuse, and why ([`field_fault`]).
-    BadField(&'static str),
-    /// A method other than `GET` and `HEAD` on a path served here, or `OPTIONS *`.
-    MethodNotAllowed,
-    /// Any other path.
-    NotFound(Endpoint),
-}
-
-/// Routes a request on `endpoint` by its request line; and whether it is a `HEAD`, which is
-/// answered without the body.
-fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
-    let line = head.lines().next().unwrap_or("");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let &[method, target, version] = words.as_slice() else {
-        return (Route::BadRequest, false);
-    };
-    if !is_token(method) || !is_http_version(version) {
-        return (Route::BadRequest, false);
-    }
-    if let Some(why) = field_fault(head, version != "HTTP/1.0") {
-        return (Route::BadField(why), false);
-    }
-    let path = path_of(target).split('?').next().unwrap_or("");
-    let probe = match path {
-        "/healthz" => Some(Route::Live),
-        "/readyz" => Some(Route::Ready),
-        _ => None,
-    };
-    let metrics = endpoint == Endpoint::Metrics && matches!(path, "/metrics" | "/");
-    // `OPTIONS *` asks of the server as a whole (docs/metrics.md says why 405 and not 2xx).
-    let served = probe.is_some() || metrics || (method == "OPTIONS" && target == "*");
-    let route = match (method, probe) {
-        ("GET" | "HEAD", Some(probe)) => probe,
-        ("GET" | "HEAD", None) if metrics => Route::Scrape,
-        _ if served => Route::MethodNotAllowed,
-        _ => Route::NotFound(endpoint),
-    };
-    (route, method == "HEAD")
-}
-
-/// What is wrong with the header fields of `head` (after its request line, up to its blank
-/// line) that RFC 9112 has a server answer `400`: a line that is not `NAME: VALUE` with a token
-/// for a name and no whitespace before the colon (section 5.1), a line folded onto the one
-/// before it (5.2), no `Host` in a request of HTTP/1.1 or later (`host_needed`), or more than
-/// one (3.2). `None` when they are well formed.
-fn field_fault(head: &str, host_needed: bool) -> Option<&'static str> {
-    let mut hosts = 0;
-    for line in head.split('\n').skip(1) {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line.starts_with([' ', '\t']) {
-            return Some(
-                "a header field folded onto the line before it: send each on a line of its own",
-            );
-        }
-        match line.split_once(':') {
-            Some((name, _)) if is_token(name) => {
-                hosts += usize::from(name.eq_ignore_ascii_case("host"));
-            }
-            _ => return Some("a header field line is not NAME: VALUE (a token, then a colon, with no space before it)"),
-        }
-    }
-    match hosts {
-        0 if host_needed => Some("an HTTP/1.1 request needs a Host header field: send Host: followed by the address asked"),
-        0 | 1 => None,
-        _ => Some("a request has one Host header field, not several"),
-    }
-}
-
-/// Whether `method` is an HTTP token (RFC 9110's `tchar`s), as every method is.
-fn is_token(method: &str) -> bool {
-    !method.is_empty()
-        && method
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Whether `version` is HTTP/1's: `HTTP/1.` and a digit (`HTTP/1.1`). `HTTP/2.0` (h2's
-/// preface, `PRI * HTTP/2.0`), `HTTP/0.9` or `HTTP/9.9` is no HTTP/1 request line.
-fn is_http_version(version: &str) -> bool {
-    matches!(version.strip_prefix("HTTP/1.").map(str::as_bytes), Some(&[minor]) if minor.is_ascii_digit())
-}
-
-/// The path and query of a request target: an absolute-form one (`http://host:port/metrics`,
-/// which a client sends to a proxy, and a server must accept) without its scheme and authority.
-fn path_of(target: &str) -> &str {
-    let Some((scheme, rest)) = target.split_once("://") else {
-        return target;
-    };
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return target;
-    }
-    // An empty path is `/` (a query, ignored anyway, may follow the authority at once).
-    match rest.find(['/', '?']) {
-        Some(at) if rest[at..].starts_with('/') => &rest[at..],
-        _ => "/",
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -43,6 +43,18 @@ pub fn parse_compat(text: &str) -> Result<Compat, String> {
         })
 }
 
+/// Whether a convention in `compat` sets the variable `name` for the workers.
+pub fn sets(compat: &[Compat], name: &str) -> bool {
+    let einhorn = matches!(
+        name,
+        "EINHORN_FD_COUNT" | "EINHORN_FDS" | "EINHORN_MASTER_PID" | "EINHORN_SOCK_PATH"
+    ) || name
+        .strip_prefix("EINHORN_FD_")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (einhorn && compat.contains(&Compat::Einhorn))
+        || (name == "SERVER_STARTER_PORT" && compat.contains(&Compat::ServerStarter))
+}
+
 /// The variables of the conventions in `compat` for workers that get `passed` from herd,
 /// whose pid is `herd_pid`. Shared memory (`--shm`) is not a socket: the conventions leave it
 /// out.

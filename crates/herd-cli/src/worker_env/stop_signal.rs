@@ -10,7 +10,7 @@ use crate::cli::Signal;
 pub const STOP_SIGNAL_VAR: &str = "HERD_STOP_SIGNAL";
 
 /// Sets `HERD_STOP_SIGNAL` in the workers' `env` to `signal`: herd's own, like `HERD_WORKER`,
-/// so an inherited or `--env` value does not stand.
+/// so an inherited value does not stand (`--env` of it is refused: `check_env`).
 pub fn name_in(env: &mut Vec<(OsString, OsString)>, signal: Signal) {
     env.retain(|(key, _)| key != STOP_SIGNAL_VAR);
     env.push((STOP_SIGNAL_VAR.into(), value(signal).into()));

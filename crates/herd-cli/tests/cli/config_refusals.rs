@@ -173,10 +173,6 @@ fn a_config_error_quoting_control_characters_is_one_line() {
     );
 }
 
-/// `herd check` passed what `herd run` refused only as it bound (exit 2 all the same): an
-/// address given to two `--bind`s, `--metrics` and `--health` (or a `--bind`) at one address,
-/// and a control socket path too long. Both refuse them now, in one line, before anything is
-/// bound (the port is held here: a bind would fail otherwise).
 /// A variable herd sets for each worker itself, given with `--env` or in `[env]`, is refused by
 /// `check` and `run` alike: a worker given a `NOTIFY_SOCKET` of its own never said `READY=1` to
 /// herd, and was killed as not ready in time, again and again; check passed it.
@@ -223,11 +219,19 @@ fn fdstore_checked_outside_systemd_says_run_refuses_it_here() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
-        stdout.ends_with("; fdstore needs systemd's NOTIFY_SOCKET, not set here: herd run refuses it outside a service with FileDescriptorStoreMax= (and Type=notify)\n"),
+        stdout.ends_with(
+            "; here herd run would refuse it: --fdstore needs systemd, and NOTIFY_SOCKET is not \
+             set: run herd from a service with FileDescriptorStoreMax= (and Type=notify), or \
+             drop --fdstore\n"
+        ),
         "{stdout}"
     );
 }
 
+/// `herd check` passed what `herd run` refused only as it bound (exit 2 all the same): an
+/// address given to two `--bind`s, `--metrics` and `--health` (or a `--bind`) at one address,
+/// and a control socket path too long. Both refuse them now, in one line, before anything is
+/// bound (the port is held here: a bind would fail otherwise).
 #[test]
 fn what_run_refuses_as_it_binds_check_refuses_too() {
     let dir = tempfile::tempdir().unwrap();
