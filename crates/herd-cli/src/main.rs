@@ -50,6 +50,8 @@ fn run_command() -> ExitCode {
     }
     if herd_sys::fd::stdout_closed_at_start() {
         herd_cli::ctl::stdout_was_closed();
+    } else if herd_sys::fd::stdout_read_only() {
+        herd_cli::ctl::stdout_is_read_only();
     }
     // `herd reexec` checks a new binary by running it in its hidden check mode first.
     if let Some(code) = herd_cli::supervisor::reexec_check::answer_if_asked() {

@@ -499,7 +499,9 @@ pub fn retry_closing_threads() {
 }
 
 /// The threads that close what others may have prepared.
+mod access;
 mod closer;
+pub use access::stdout_read_only;
 pub use closer::Busy as ClosingBusy;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use closer::{run_later, Job};

@@ -133,7 +133,10 @@ impl Connection {
         max: usize,
     ) -> std::result::Result<Option<Vec<u8>>, ReadError> {
         let line = self.read_up_to_line_end(deadline, max)?;
-        self.buffered.clear();
+        if line.is_none() {
+            // The end of the stream: what came of a line is no line.
+            self.buffered.clear();
+        }
         Ok(line)
     }
 

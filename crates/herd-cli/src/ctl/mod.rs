@@ -13,7 +13,6 @@ mod unix;
 mod windows;
 
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -202,22 +201,26 @@ fn scale(target: ScaleTarget, connect: Connect<'_>) -> Result<(), Failure> {
     }
 }
 
-/// Whether herd started with its stdout closed (`1>&-`): fd 1 is then `/dev/null`, where
-/// what herd prints would be lost without a word.
-static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Why herd's stdout cannot be written, if it cannot: closed when herd started (`1>&-`: fd 1 is
+/// then `/dev/null`), or open for reading only (`1</dev/null`: writes fail with `EBADF`, which
+/// Rust's `Stdout` takes for success). What herd prints would be lost without a word.
+static STDOUT_UNWRITABLE: std::sync::OnceLock<&str> = std::sync::OnceLock::new();
 
 /// herd started with its stdout closed: what it is asked to print fails ([`stdout_open`]).
 pub fn stdout_was_closed() {
-    STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    let _ = STDOUT_UNWRITABLE.set("it was closed when herd started (1>&-)");
 }
 
-/// Fails if herd started with its stdout closed, as a write to it would have.
+/// herd started with its stdout open for reading only: what it is asked to print fails.
+pub fn stdout_is_read_only() {
+    let _ = STDOUT_UNWRITABLE.set("it is open for reading only (1<FILE)");
+}
+
+/// Fails if herd's stdout cannot be written, as a write to it would have.
 pub fn stdout_open() -> std::io::Result<()> {
-    match STDOUT_CLOSED.load(Ordering::Relaxed) {
-        true => Err(std::io::Error::other(
-            "it was closed when herd started (1>&-)",
-        )),
-        false => Ok(()),
+    match STDOUT_UNWRITABLE.get() {
+        Some(why) => Err(std::io::Error::other(*why)),
+        None => Ok(()),
     }
 }
 

@@ -13,7 +13,8 @@ fn the_help_is_the_golden_one_that_windows_shares() {
 }
 
 /// The help and the version are all these commands do: written to a full stdout
-/// (`> /dev/full`), a closed one (`1>&-`) or a pipe whose reader is gone (EPIPE), they fail in
+/// (`> /dev/full`), a closed one (`1>&-`), one open for reading only (`1</dev/null`) or a pipe
+/// whose reader is gone (EPIPE), they fail in
 /// one line with status 1, as any output herd could not write. The last two ended with 0 and
 /// nothing said: herd's stdout was /dev/null in place of the closed fd, and EPIPE was taken
 /// for `| head` (which reads the help, a single write, before it goes).
@@ -44,6 +45,15 @@ fn help_that_cannot_be_written_fails_in_one_line() {
         let mut closed = Command::new("sh");
         closed.args(["-c", "exec \"$0\" \"$@\" 1>&-", herd]);
         fails(closed, "with stdout closed", "closed when herd started");
+        // Open for reading only, a write fails with EBADF, which Rust's stdout took for
+        // success: herd printed nothing and ended with 0.
+        let mut read_only = Command::new(herd);
+        read_only.stdout(std::fs::File::open("/dev/null").unwrap());
+        fails(
+            read_only,
+            "with stdout read-only",
+            "open for reading only (1<FILE)",
+        );
     }
     // So does any command's answer on a closed stdout (it went to /dev/null, with 0).
     let config = crate::util::repo().join("examples/herd.toml");
