@@ -15,7 +15,7 @@ mod tests {
     /// not (fd 1 itself is the test harness's).
     #[test]
     fn an_fd_opened_for_reading_is_read_only() {
-        use std::os::fd::AsRawFd;
+        use std::os::unix::io::AsRawFd;
         let read_only = |fd: i32| {
             // SAFETY: as above, on an fd this test owns.
             let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
