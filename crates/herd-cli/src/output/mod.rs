@@ -272,7 +272,7 @@ impl Output {
     }
 
     /// Waits up to `timeout` for the streams to be read to their ends, then tells the
-    /// followers that no line comes after those sent ([`ended`](Self::ended)), and how herd
+    /// followers that no line comes after those sent ([`ending`](Self::ending)), and how herd
     /// ends: its workers are gone. Async: the loop that waits writes to the followers meanwhile.
     pub async fn end(&self, timeout: Duration, ending: Ending) {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -290,13 +290,8 @@ impl Output {
         let _ = self.ending.set(ending);
     }
 
-    /// Whether [`end`](Self::end) was called: a follower that finds no line once this is
-    /// true has every line.
-    pub fn ended(&self) -> bool {
-        self.ending.get().is_some()
-    }
-
-    /// How herd ended, once it has ([`end`](Self::end)).
+    /// How herd ended, once it has ([`end`](Self::end)): a follower that finds no line once
+    /// this is known has every line.
     pub fn ending(&self) -> Option<Ending> {
         self.ending.get().copied()
     }

@@ -143,7 +143,7 @@ async fn the_end_comes_after_the_last_line_read() {
     write.write_all(b"one\nlast words").unwrap();
     drop(write);
     output.end(Duration::from_secs(10), Ending::Stopped).await;
-    assert!(output.ended());
+    assert_eq!(output.ending(), Some(Ending::Stopped));
     let mut texts = Vec::new();
     while let Ok(record) = follower.try_recv() {
         texts.push((record.seq, record.text.clone()));

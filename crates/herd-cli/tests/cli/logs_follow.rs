@@ -361,18 +361,7 @@ fn a_follower_follows_on_across_a_takeover() {
 /// waited for the first line, maybe for hours, to find it could not write it.
 #[test]
 fn a_follower_with_no_stdout_fails_at_once() {
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--worker-output",
-        "prefix",
-        "--",
-        "sleep",
-        "100",
-    ]);
+    let mut herd = sleepers(&["-w", "1", "--worker-output", "prefix"]);
     herd.started(1);
     let mut follower = Command::new("sh")
         .args([
