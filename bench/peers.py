@@ -44,7 +44,7 @@ RATE = 2000
 CONNECTIONS = 32
 # The arguments that shape a run, saved with its figures for the report (`--from`).
 SHAPE = ("reps", "quick", "reloads", "saturation_reloads", "idle", "open_lead", "open_tail", "closed_lead", "gap",
-         "closed_gap")
+         "closed_gap", "closed_tail")
 
 
 def setup():
@@ -138,7 +138,8 @@ def one_system(system, args, laps, first):
                            chart=(binned_p99(records, 250_000), [(b / 1e6, e / 1e6) for b, e in windows]))
     laps.lap("open")
     steps = system.changes(closes)
-    result, records, windows, _ = under_load(system, steps, True, args.closed_lead, args.closed_gap, True)
+    result, records, windows, _ = under_load(system, steps, True, args.closed_lead, args.closed_gap, True,
+                                             args.closed_tail)
     got["closed"] = figures(result, records, windows, system.windowed)
     got["closed"]["asked"] = len(steps)
     laps.lap("closed")
@@ -204,9 +205,13 @@ def main():
     # lead and the tail (the 0.3 s gaps are mostly settling time): 4.5 s, 9,000 requests, for a
     # p99 that a 1.5 s lead alone (3,000) left to one hiccup of the machine; before and after the
     # reloads, so that a drift over the run does not fall on one side. At saturation 32
-    # connections give 4,000-11,000 requests a second: the 2 s lead and 1 s gaps are enough.
+    # connections give 4,000-11,000 requests a second: the 2 s lead and 1 s gaps are enough for
+    # the p99s. What a reload lost is counted until 2 s after its window (peers_stats's
+    # AFTER_US), against the rest of the run's rate: the 2 s tail leaves steady time after the
+    # last reload's count too.
     args.reloads, args.saturation_reloads, args.idle = 10, 5, 2.0
     args.open_lead, args.open_tail, args.closed_lead, args.gap, args.closed_gap = 3.5, 2.0, 2.0, 0.3, 1.0
+    args.closed_tail = 2.0
     if args.quick:
         args.reps, args.reloads, args.saturation_reloads, args.idle = 1, 2, 1, 1.0
     saved = None
@@ -215,7 +220,7 @@ def main():
             saved = json.load(f)
         # The report describes the run's shape, not this one's (runs saved before 2026-12-05
         # had a 2.5 s lead at 2000/s and no tail).
-        vars(args).update(saved.get("shape", {"open_lead": 2.5, "open_tail": 0.0}))
+        vars(args).update({"closed_tail": 0.0, **saved.get("shape", {"open_lead": 2.5, "open_tail": 0.0})})
     need_build()
     cache = setup()
     everything = systems(cache, free_port())

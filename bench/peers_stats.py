@@ -60,9 +60,57 @@ def spans(windows, run_end_us, settle_us=SETTLE_US, warmup_us=WARMUP_US):
     return steady / 1e6, inside / 1e6
 
 
+# A reload's cost can fall after its window: a new Node worker serves its first requests slowly
+# while V8 compiles the code they run, for a second or more after `herd upgrade` returns (its
+# last new worker is ready a --min-ready before the old one stops). `lost` counts what each
+# reload lost from its window's beginning until this long after its end, wherever it fell
+# (bench/upgrade_phases.py's `--upgrades` measured the same with 3 s; the warm-up's extra cost
+# is mostly in a worker's first half second: bench/reload_cost.py).
+AFTER_US = 2_000_000
+
+
+def merged(spans):
+    """`spans` ((begin, end) pairs) with the overlapping ones joined, in order."""
+    out = []
+    for begin, end in sorted(spans):
+        if out and begin <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((begin, end))
+    return out
+
+
+def lost(records, windows, run_end_us, after_us=AFTER_US, warmup_us=WARMUP_US):
+    """The seconds of steady throughput a run's reloads lost in all, counted from each window's
+    beginning until `after_us` after its end (the answered requests missing from that time
+    against the rate of the rest of the run, after the first `warmup_us`), or None without
+    windows or without steady time outside them. A drift of the machine's rate over the run
+    counts too, so a single fast reload's figure is noise; a slow reload's is its cost."""
+    spans = merged((max(b, warmup_us), min(e + after_us, run_end_us)) for b, e in windows
+                   if min(e + after_us, run_end_us) > max(b, warmup_us))
+    if not spans:
+        return None
+    answered = [0] * len(spans)
+    steady = 0
+    for start, _, outcome in records:
+        if outcome != "ok" or not warmup_us <= start <= run_end_us:
+            continue
+        inside = next((i for i, (b, e) in enumerate(spans) if b <= start <= e), None)
+        if inside is None:
+            steady += 1
+        else:
+            answered[inside] += 1
+    span_s = sum(e - b for b, e in spans) / 1e6
+    steady_s = max(0, run_end_us - warmup_us) / 1e6 - span_s
+    if steady_s <= 0 or not steady:
+        return None
+    return span_s - sum(answered) / (steady / steady_s)
+
+
 def cut(records, windows):
     """A run's figures: failures by kind, p99 steady and inside windows (ms) and their
-    ratio, and the answered requests per second inside windows as a share of steady. The run
+    ratio, the answered requests per second inside windows as a share of steady, and what each
+    reload lost counted until AFTER_US after its window (`lost_s`, `share_counted`). The run
     ends when its last request starts: after that the load generator only waits for answers
     (up to its timeout), and counting that time would dilute the steady rate."""
     run_end_us = max((r[0] for r in records), default=0)
@@ -78,6 +126,7 @@ def cut(records, windows):
         latency[where].append(us)
         answered[where] += outcome == "ok"
     steady_s, reload_s = spans(windows, run_end_us)
+    lost_s = lost(records, windows, run_end_us)
     p99 = {k: percentile(v, 99) for k, v in latency.items()}
     rate = {"steady": answered["steady"] / steady_s if steady_s else None,
             "reload": answered["reload"] / reload_s if reload_s else None}
@@ -89,6 +138,9 @@ def cut(records, windows):
         "ratio": p99["reload"] / p99["steady"] if p99["steady"] and p99["reload"] is not None else None,
         "share": rate["reload"] / rate["steady"] if rate["steady"] and rate["reload"] is not None else None,
         "steady_rps": rate["steady"],
+        # Per reload, and the share during reloads once what each lost after its window counts.
+        "lost_s": lost_s / len(windows) if lost_s is not None else None,
+        "share_counted": 1 - lost_s / reload_s if lost_s is not None and reload_s else None,
     }
 
 

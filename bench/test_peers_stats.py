@@ -5,8 +5,9 @@ import unittest
 
 from peers import figures
 from peers_report import not_best, verdicts
-from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, busy_ticks, cut, irq_time_accounted, line_chart, median_range,
-                         others_share, percentile, place, read_timeline, spans, tree_ticks)
+from peers_stats import (SETTLE_US, WARMUP_US, binned_p99, busy_ticks, cut, irq_time_accounted, line_chart, lost,
+                         median_range, merged, others_share, percentile, place, read_timeline, spans,
+                         tree_ticks)
 
 
 class Percentiles(unittest.TestCase):
@@ -55,6 +56,31 @@ class Windows(unittest.TestCase):
         self.assertEqual((got["p99_steady_ms"], got["p99_reload_ms"]), (1.0, 10.0))
         self.assertAlmostEqual(got["ratio"], 10.0)
         self.assertAlmostEqual(got["share"], 0.5, places=2)
+
+    def test_a_cost_that_falls_after_the_window_is_lost_all_the_same(self):
+        # 1000 requests/s for 10 s, a reload window from 3 s to 4 s at full rate, and then a
+        # second at half the rate (a new worker warming up): the window alone reads over 100%
+        # (the slow second lowers the steady rate), but the reload lost 0.5 s of the steady
+        # rate, half its window.
+        records = [(i * 1000, 1_000, "ok") for i in range(10_000)
+                   if not (4_000 < i <= 5_000 and i % 2)]
+        got = cut(records, [(3_000_000, 4_000_000)])
+        self.assertGreater(got["share"], 1.0)
+        self.assertAlmostEqual(got["lost_s"], 0.5, delta=0.01)
+        self.assertAlmostEqual(got["share_counted"], 0.5, delta=0.01)
+
+    def test_losses_of_reloads_whose_after_times_overlap_count_once(self):
+        # Two reloads 1 s apart at 1000 requests/s with nothing lost: their counted spans
+        # overlap, and the time they share is counted once, not as a loss.
+        records = [(i * 1000, 1_000, "ok") for i in range(10_000)]
+        self.assertAlmostEqual(lost(records, [(2_000_000, 2_500_000), (3_500_000, 4_000_000)], 9_999_000), 0.0,
+                               delta=0.01)
+        self.assertEqual(merged([(5, 9), (1, 3), (2, 4)]), [(1, 4), (5, 9)])
+
+    def test_without_steady_time_nothing_is_lost(self):
+        records = [(i * 1000, 1_000, "ok") for i in range(3_000)]
+        self.assertIsNone(lost(records, [(1_000_000, 2_000_000)], 2_999_000))
+        self.assertIsNone(lost(records, [], 2_999_000))
 
     def test_the_run_ends_when_its_last_request_starts(self):
         # 1000 requests/s for 4 s, steady but for 10 requests that time out after 5 s: the

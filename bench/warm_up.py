@@ -62,6 +62,7 @@ class Variant(HerdSystem):
 def figures(got):
     o, c, s = got["open"], got["closed"], got.get("scale", {})
     return {"open ratio": o["ratio"], "open p99 ms": o["p99_reload_ms"], "sat share": c["share"],
+            "sat share counted": c["share_counted"],
             "sat ratio": c["ratio"], "scale ratio": s.get("ratio"),
             "reload s": statistics.median(o["durations"]),
             "sat reload s": statistics.median(c["durations"]) if c.get("durations") else None,
@@ -75,7 +76,8 @@ def main():
     parser.add_argument("--variant", action="append", help="LABEL=OPTIONS (split on spaces)")
     args = parser.parse_args()
     args.reloads, args.saturation_reloads, args.gap, args.idle = 3, 2, 0.5, 0.5
-    args.open_lead, args.closed_lead, args.closed_gap = 2.0, 1.5, 1.0  # the peer benchmark's
+    # The peer benchmark's shape, shorter (bench/peers.py's main).
+    args.open_lead, args.open_tail, args.closed_lead, args.closed_gap, args.closed_tail = 2.0, 0.0, 1.5, 1.0, 2.0
     need_build()
     variants = [v.split("=", 1) for v in (args.variant or DEFAULT_VARIANTS)]
     # The rows of the three worker kinds, with and without --fork-server (not those that
