@@ -69,10 +69,10 @@ def spans(windows, run_end_us, settle_us=SETTLE_US, warmup_us=WARMUP_US):
 AFTER_US = 2_000_000
 
 
-def merged(spans):
-    """`spans` ((begin, end) pairs) with the overlapping ones joined, in order."""
+def merged(pairs):
+    """`pairs` ((begin, end) spans) with the overlapping ones joined, in order."""
     out = []
-    for begin, end in sorted(spans):
+    for begin, end in sorted(pairs):
         if out and begin <= out[-1][1]:
             out[-1] = (out[-1][0], max(out[-1][1], end))
         else:
@@ -80,14 +80,22 @@ def merged(spans):
     return out
 
 
+# The least steady time outside the counted spans that `lost` takes a rate from: at saturation,
+# 1 s holds 4,000-20,000 requests.
+LEAST_STEADY_US = 1_000_000
+
+
 def lost(records, windows, run_end_us, after_us=AFTER_US, warmup_us=WARMUP_US):
-    """The seconds of steady throughput a run's reloads lost in all, counted from each window's
-    beginning until `after_us` after its end (the answered requests missing from that time
-    against the rate of the rest of the run, after the first `warmup_us`), or None without
-    windows or without steady time outside them. A drift of the machine's rate over the run
-    counts too, so a single fast reload's figure is noise; a slow reload's is its cost."""
-    spans = merged((max(b, warmup_us), min(e + after_us, run_end_us)) for b, e in windows
-                   if min(e + after_us, run_end_us) > max(b, warmup_us))
+    """(the seconds of steady throughput a run's reloads lost in all, counted from each window's
+    beginning until `after_us` after its end, how many windows that counts): the answered
+    requests missing from that time against the rate of the rest of the run after the first
+    `warmup_us`; None without windows in the run or with less than LEAST_STEADY_US of steady
+    time outside them. A drift of the machine's rate over the run counts too, so a single fast
+    reload's figure is noise; a slow reload's is its cost. A window clipped by the run's end
+    counts only what the run holds of it."""
+    kept = [(max(b, warmup_us), min(e + after_us, run_end_us)) for b, e in windows
+            if e > warmup_us and b < run_end_us]
+    spans = merged(kept)
     if not spans:
         return None
     answered = [0] * len(spans)
@@ -102,9 +110,9 @@ def lost(records, windows, run_end_us, after_us=AFTER_US, warmup_us=WARMUP_US):
             answered[inside] += 1
     span_s = sum(e - b for b, e in spans) / 1e6
     steady_s = max(0, run_end_us - warmup_us) / 1e6 - span_s
-    if steady_s <= 0 or not steady:
+    if steady_s < LEAST_STEADY_US / 1e6 or not steady:
         return None
-    return span_s - sum(answered) / (steady / steady_s)
+    return span_s - sum(answered) / (steady / steady_s), len(kept)
 
 
 def cut(records, windows):
@@ -126,7 +134,7 @@ def cut(records, windows):
         latency[where].append(us)
         answered[where] += outcome == "ok"
     steady_s, reload_s = spans(windows, run_end_us)
-    lost_s = lost(records, windows, run_end_us)
+    lost_s, counted = lost(records, windows, run_end_us) or (None, 0)
     p99 = {k: percentile(v, 99) for k, v in latency.items()}
     rate = {"steady": answered["steady"] / steady_s if steady_s else None,
             "reload": answered["reload"] / reload_s if reload_s else None}
@@ -139,7 +147,7 @@ def cut(records, windows):
         "share": rate["reload"] / rate["steady"] if rate["steady"] and rate["reload"] is not None else None,
         "steady_rps": rate["steady"],
         # Per reload, and the share during reloads once what each lost after its window counts.
-        "lost_s": lost_s / len(windows) if lost_s is not None else None,
+        "lost_s": lost_s / counted if lost_s is not None else None,
         "share_counted": 1 - lost_s / reload_s if lost_s is not None and reload_s else None,
     }
 

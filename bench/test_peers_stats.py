@@ -73,14 +73,27 @@ class Windows(unittest.TestCase):
         # Two reloads 1 s apart at 1000 requests/s with nothing lost: their counted spans
         # overlap, and the time they share is counted once, not as a loss.
         records = [(i * 1000, 1_000, "ok") for i in range(10_000)]
-        self.assertAlmostEqual(lost(records, [(2_000_000, 2_500_000), (3_500_000, 4_000_000)], 9_999_000), 0.0,
-                               delta=0.01)
+        got, counted = lost(records, [(2_000_000, 2_500_000), (3_500_000, 4_000_000)], 9_999_000)
+        self.assertAlmostEqual(got, 0.0, delta=0.01)
+        self.assertEqual(counted, 2)
         self.assertEqual(merged([(5, 9), (1, 3), (2, 4)]), [(1, 4), (5, 9)])
 
     def test_without_steady_time_nothing_is_lost(self):
         records = [(i * 1000, 1_000, "ok") for i in range(3_000)]
         self.assertIsNone(lost(records, [(1_000_000, 2_000_000)], 2_999_000))
         self.assertIsNone(lost(records, [], 2_999_000))
+        # Less than LEAST_STEADY_US of steady time is no rate to count against.
+        records = [(i * 1000, 1_000, "ok") for i in range(4_500)]
+        self.assertIsNone(lost(records, [(1_500_000, 2_500_000)], 4_499_000))
+
+    def test_windows_outside_the_run_count_for_nothing(self):
+        # A window during the warm-up and one after the run's end are not reloads it counts;
+        # one the run's end clips counts what the run holds of it.
+        records = [(i * 1000, 1_000, "ok") for i in range(10_000)]
+        windows = [(100_000, 200_000), (3_000_000, 3_500_000), (9_500_000, 9_900_000), (20_000_000, 21_000_000)]
+        got, counted = lost(records, windows, 9_999_000)
+        self.assertAlmostEqual(got, 0.0, delta=0.01)
+        self.assertEqual(counted, 2)
 
     def test_the_run_ends_when_its_last_request_starts(self):
         # 1000 requests/s for 4 s, steady but for 10 requests that time out after 5 s: the

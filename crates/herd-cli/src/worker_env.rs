@@ -59,8 +59,16 @@ const SET_BY_HERD: &[&str] = &[
 
 /// Refuses an `--env` (or `[env]`) variable of `args` that herd sets for each worker itself
 /// ([`SET_BY_HERD`], and those of the `--compat` conventions on), naming it and what to do
-/// instead. On Windows, whose variable names ignore case, in any case.
+/// instead (on Windows, whose variable names ignore case, in any case); and a `--compat`
+/// convention given twice.
 pub fn check_env(args: &RunArgs) -> Result<(), String> {
+    let compat = &args.compat;
+    if let Some(twice) = (1..compat.len()).find(|&i| compat[..i].contains(&compat[i])) {
+        return Err(format!(
+            "--compat {} is given twice: give it once",
+            compat::name(compat[twice])
+        ));
+    }
     let set_by_herd = |name: &str| {
         let name = match cfg!(windows) {
             true => name.to_ascii_uppercase(),
@@ -166,6 +174,16 @@ mod tests {
         // Windows' names ignore case.
         let lower = check(&["--env", "notify_socket=x"]);
         assert_eq!(lower.is_err(), cfg!(windows), "{lower:?}");
+    }
+
+    /// `--compat einhorn --compat einhorn` (or `compat = ["einhorn", "einhorn"]`) passed.
+    #[test]
+    fn a_convention_given_twice_is_refused() {
+        let check = |args: &[&str]| check_env(&run_args(args));
+        let two = ["--compat", "einhorn", "--compat", "server-starter"];
+        assert_eq!(check(&two), Ok(()));
+        let why = check(&[&two[..], &["--compat", "einhorn"]].concat()).unwrap_err();
+        assert_eq!(why, "--compat einhorn is given twice: give it once");
     }
 
     #[test]

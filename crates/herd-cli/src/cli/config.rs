@@ -106,18 +106,36 @@ impl ConfigFile {
     /// `why`, an error about the options once merged (`--ready-min 3: the pool has at most 2
     /// workers`), placed in the file (`herd.toml:4: ready-min: ...`) when the option it is
     /// about, the `--KEY` it starts with (not one it quotes further on, which may be any
-    /// text), is one the file gives and the command line does not override (`overridden`).
+    /// text), or the worker command (`about_command`), is one the file gives and the
+    /// command line does not override (`overridden`).
     pub fn locate(&self, why: &str, overridden: &[String]) -> Option<String> {
-        let after = why.strip_prefix("--")?;
-        let key: String = (after.chars())
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-            .collect();
+        let key: String = match why.strip_prefix("--") {
+            Some(after) => (after.chars())
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect(),
+            None if about_command(why) => COMMAND_KEY.to_string(),
+            None => return None,
+        };
         // The command line's `--env` overrides the file's variables one by one (`env.NAME`):
         // an error about one may be about either.
         let given = |o: &String| *o == key || (key == ENV_KEY && o.starts_with("env."));
         let entry = self.get(&key).filter(|_| !overridden.iter().any(given))?;
         Some(format!("{}:{}: {key}: {why}", self.name, entry.line))
     }
+}
+
+/// Whether an error is about the worker command: its program (`command 'app' does not
+/// exist`, its interpreter, `cannot execute`) or one of its arguments (`argument 1: no socket
+/// is named ...`).
+fn about_command(why: &str) -> bool {
+    let starts = [
+        "command '",
+        "cannot use command '",
+        "cannot execute",
+        "the interpreter '",
+        "argument ",
+    ];
+    starts.iter().any(|start| why.starts_with(start))
 }
 
 /// The options a file may set: `herd run`'s and the global ones, by long name (without
@@ -156,7 +174,7 @@ fn entry_args(
 ) -> Result<Vec<OsString>, (Option<usize>, String)> {
     if key == ENV_KEY {
         if let Some(arg) = options.iter().find(|a| a.get_long() == Some(key)) {
-            return env::env_args(value.get_ref(), arg);
+            return env::env_args(value.get_ref(), arg, &keys(options));
         }
     }
     value_args(key, value, options).map_err(|message| (None, message))

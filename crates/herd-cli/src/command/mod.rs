@@ -266,7 +266,11 @@ impl WorkerCommand {
                     }
                     _ => String::new(),
                 };
-                format!("cannot set the workers' limit {setting}: {os}{why}")
+                // An option first, so that a config file's error is placed at its key.
+                match setting.starts_with("--") {
+                    true => format!("{setting}: cannot set the workers' limit: {os}{why}"),
+                    false => format!("cannot set the workers' limit {setting}: {os}{why}"),
+                }
             }
             Stage::Fork => format!(
                 "cannot fork: {os}{}",

@@ -101,7 +101,7 @@ pub(super) fn check_nofile(options: &WorkerOptions, fds: usize) -> Result<(), Fa
 /// given to two `--bind`s, `--metrics` or `--health` at an address another serves, `--balance`,
 /// `--ready-min`, the herd's `name`, and the size of the workers' command and environment.
 pub(super) fn check_before_binding(args: &RunArgs, name: &str) -> Result<(), Failure> {
-    check_names(args)?;
+    spec::check_names(&args.binds, &args.shm).map_err(Failure::Usage)?;
     crate::worker_env::check_env(args).map_err(Failure::Usage)?;
     spec::check_given_twice(&args.binds).map_err(|e| Failure::Usage(e.to_string()))?;
     crate::endpoints::check_addresses(args)?;
@@ -125,26 +125,6 @@ fn check_notify_base(args: &RunArgs) -> Result<(), Failure> {
     crate::supervisor::notify_dir::check_base(&crate::supervisor::notify_dir::base(), workers)
         .map(drop)
         .map_err(Failure::Usage)
-}
-
-/// Explicit socket names must be unique: `{fd:NAME}` and `take_*("NAME")` must mean one socket.
-fn check_names(args: &RunArgs) -> Result<(), Failure> {
-    let mut seen: Vec<&str> = Vec::new();
-    let shm = args.shm.iter().map(|s| s.name.as_str());
-    for name in args
-        .binds
-        .iter()
-        .filter_map(|b| b.name.as_deref())
-        .chain(shm)
-    {
-        if seen.contains(&name) {
-            return Err(Failure::Usage(format!(
-                "the name '{name}' is given to more than one --bind or --shm; names must be unique"
-            )));
-        }
-        seen.push(name);
-    }
-    Ok(())
 }
 
 /// At most one socket can be a worker's fd 0 (`--bind ...,stdin`).

@@ -94,26 +94,11 @@ impl Listener {
     }
 }
 
-/// Whether no name is given to two `--bind`s: a usage error, found before anything is bound.
-pub fn check_names(specs: &[BindSpec], shm: &[crate::spec::ShmSpec]) -> Result<(), String> {
-    let mut seen: Vec<&str> = Vec::new();
-    let shm = shm.iter().map(|s| s.name.as_str());
-    for name in specs.iter().filter_map(|s| s.name.as_deref()).chain(shm) {
-        if seen.contains(&name) {
-            return Err(format!(
-                "the name '{name}' is given to more than one --bind or --shm; names must be unique"
-            ));
-        }
-        seen.push(name);
-    }
-    Ok(())
-}
-
 /// Binds every `--bind` (TCP or UDP: the rest was refused before) and logs where it listens.
 /// With `inherited` (a takeover), each spec first takes its socket from them (by name, else
 /// by address, as on Unix); without any spec, every inherited socket is taken as it is.
 /// Errors: an address that cannot be bound, a spec at odds with the socket it names (names
-/// were checked by [`check_names`]).
+/// were checked by [`check_names`](super::check_names)).
 pub fn bind_all(
     specs: &[BindSpec],
     mut inherited: Vec<Inherited>,

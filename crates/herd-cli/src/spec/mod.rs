@@ -24,14 +24,14 @@ mod twice;
 #[cfg(unix)]
 pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 #[cfg(windows)]
-pub use bind_windows::{bind_all, bind_tcp, check_names, Listener};
+pub use bind_windows::{bind_all, bind_tcp, Listener};
 pub use handover::{Inherited, OwnedSocket};
 #[cfg(unix)]
 pub use inherit::claim_early as claim_passed_sockets;
 #[cfg(unix)]
 pub use inherit::{describe as describe_passed, take_with_prefix as take_passed_with_prefix};
 pub use kind::{Balance, SocketKind};
-pub use names::{default_name, unique as unique_name};
+pub use names::{check as check_names, default_name, unique as unique_name};
 pub use parse::{Address, BindOptions, BindSpec, Host, HostPort, MAX_UNIX_PATH};
 #[cfg(unix)]
 pub use reuseport::{GroupOptions, SlotSockets};

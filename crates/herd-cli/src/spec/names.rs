@@ -1,7 +1,29 @@
 //! Socket names for `LISTEN_FDNAMES` and `{fd:NAME}`: given with `NAME=`, or derived from the
 //! address (`tcp-8080`, `udp-5353`, `unix-app.sock`).
 
-use super::parse::{is_name_char, Address};
+use super::parse::{is_name_char, Address, BindSpec};
+use super::ShmSpec;
+
+/// Whether no name is given to two sockets (`--bind NAME=...`, `--shm NAME...`), so that
+/// `{fd:NAME}` and `take_*("NAME")` mean one: a usage error, found before anything is bound,
+/// that starts with the option of the second (placed at its key in a config file).
+pub fn check(binds: &[BindSpec], shm: &[ShmSpec]) -> Result<(), String> {
+    let binds = binds
+        .iter()
+        .filter_map(|b| Some(("--bind", b.name.as_deref()?)));
+    let shm = shm.iter().map(|s| ("--shm", s.name.as_str()));
+    let mut seen: Vec<&str> = Vec::new();
+    for (option, name) in binds.chain(shm) {
+        if seen.contains(&name) {
+            return Err(format!(
+                "{option}: the name '{name}' is given to more than one --bind or --shm; names \
+                 must be unique"
+            ));
+        }
+        seen.push(name);
+    }
+    Ok(())
+}
 
 /// The default name of a socket bound at `address`, whose real port is `port`.
 pub fn default_name(address: &Address, port: Option<u16>) -> String {

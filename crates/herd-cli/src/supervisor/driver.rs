@@ -239,9 +239,14 @@ impl Supervisor {
             true => crate::output::Ending::TakenOver,
             false => crate::output::Ending::Stopped,
         };
-        crate::control::logs::end_following(timeout, ending).await;
+        // Both at once: a process a worker left (in a session of its own) that holds an output
+        // pipe keeps the readers, and so the followers' end, waiting up to `timeout`; the
+        // stop's answer does not wait with them.
         let answers = self.waiters.stopped();
-        self.effects.answer_last(answers, timeout).await;
+        tokio::join!(
+            crate::control::logs::end_following(timeout, ending),
+            self.effects.answer_last(answers, timeout),
+        );
         sources.close();
         // The notify socket's file goes now (on Windows the placeholder has none).
         #[allow(clippy::drop_non_drop)]

@@ -256,6 +256,8 @@ async fn answer_one(
             }
             Got::TooLong { line_ended } => (too_long(line_ended).encode(false), true),
             Got::TimedOut => (timed_out().encode(false), false),
+            // More of it is likely on its way: read before closing, so the 400 is not reset.
+            Got::NotHttp => (not_http().encode(false), true),
             Got::Nothing => return Ok(()),
         };
         stream.write_all(response.as_bytes()).await?;
@@ -282,6 +284,13 @@ fn too_long(line_ended: bool) -> Response {
             Response::text("431 Request Header Fields Too Large", "", body)
         }
     }
+}
+
+/// The answer to bytes no HTTP/1 request starts with: most often a TLS handshake.
+fn not_http() -> Response {
+    let body = "not an HTTP/1 request: this port speaks plain HTTP (http://, not https://); send \
+                a request line such as GET /healthz HTTP/1.1\n";
+    Response::text("400 Bad Request", "", body.to_string())
 }
 
 /// The answer to a head that did not end within [`HEAD_TIMEOUT`].

@@ -43,6 +43,14 @@ pub fn parse_compat(text: &str) -> Result<Compat, String> {
         })
 }
 
+/// The name `--compat` gives `compat`.
+pub fn name(compat: Compat) -> &'static str {
+    KNOWN
+        .iter()
+        .find(|(_, known)| *known == compat)
+        .map_or("", |(name, _)| *name)
+}
+
 /// Whether a convention in `compat` sets the variable `name` for the workers.
 pub fn sets(compat: &[Compat], name: &str) -> bool {
     let einhorn = matches!(

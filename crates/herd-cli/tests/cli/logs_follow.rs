@@ -393,3 +393,41 @@ fn a_follower_with_no_stdout_fails_at_once() {
     herd.signal(libc::SIGTERM);
     herd.wait_exit();
 }
+
+/// A follower that reads nothing (stopped, or on a slow link) keeps herd waiting, up to a
+/// second, to send it its last lines as herd stops: the stop is answered all the same (at
+/// once: it no longer waits with the followers, a second late, which no test times), and the
+/// follower, continued, gets its end and exits 0.
+#[test]
+fn a_follower_that_reads_nothing_does_not_hold_up_a_stop() {
+    // Lines of 1,000 bytes as fast as they go: the follower's socket fills at once.
+    let worker = "import sys\nwhile True:\n    sys.stdout.write('x' * 1000 + '\\n')\n";
+    let mut herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--worker-output",
+        "prefix",
+        "--",
+        "python3",
+        "-c",
+        worker,
+    ]);
+    herd.started(1);
+    let follower = Follower::start(&herd);
+    follower.wait_line("a worker's line", |l| l.ends_with("xxxx"));
+    let pid = follower.child.id().to_string();
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    signal("-CONT");
+    assert_eq!(code, 0, "{stderr}");
+    let (status, _, follower_stderr) = follower.finish();
+    assert!(status.success(), "{status}: {follower_stderr}");
+    herd.wait_exit();
+}

@@ -65,10 +65,12 @@ fn env_too_large(value: &DeValue) -> Option<String> {
 }
 
 /// `[env]`: `KEY = "VALUE"` pairs (or an array of `"KEY=VALUE"`), as `--env=KEY=VALUE`; or
-/// why not, and where.
+/// why not, and where. `keys` are the file's other keys, for a hint when one of them ended
+/// up in the table (TOML puts every key after `[env]` in it).
 pub(super) fn env_args(
     value: &DeValue,
     arg: &Arg,
+    keys: &[String],
 ) -> Result<Vec<OsString>, (Option<usize>, String)> {
     if let Some(why) = env_too_large(value) {
         return Err((None, why));
@@ -112,6 +114,15 @@ pub(super) fn env_args(
             if name.contains('=') {
                 return Err(at(format!(
                     "'{name}' cannot be a variable's name: it has a '='"
+                )));
+            }
+            // TOML puts every key after `[env]` in it: `workers = 4` there would silently be
+            // a variable. A variable of that name can still be given as a list.
+            if keys.iter().any(|key| key == name) {
+                return Err(at(format!(
+                    "{name} is a key of herd's, not a variable: every key after [env] belongs \
+                     to it, so move {name} above [env] (for a variable of that name, write \
+                     env = [\"{name}=...\"])"
                 )));
             }
             let value = scalar(ENV_KEY, value.get_ref(), false).map_err(|_| {

@@ -1,7 +1,9 @@
 //! The file's arguments merged into the command line's, then parsed by clap as one command
 //! line. An option given on the command line overrides the file's (a repeatable one replaces
 //! the file's list); `--env` adds to the file's `[env]` (the command line wins for a variable
-//! both set); a COMMAND after `--` replaces the file's `command`.
+//! both set); a resource limit the command line sets (`--nofile`, `--rlimit NAME=...`) replaces
+//! the file's setting of it under either key; a COMMAND after `--` replaces the file's
+//! `command`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 
 use super::{ConfigFile, COMMAND_KEY, ENV_KEY};
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, RunArgs};
 
 /// A command line with its config file applied.
 #[derive(Debug)]
@@ -22,7 +24,8 @@ pub struct Merged {
     /// The config file's contents, if there is one.
     pub text: Option<String>,
     /// The file's keys that the command line gives, which win, with the file's arguments
-    /// for each.
+    /// for each; a part of a key the command line overrides is named apart (`env.NAME`,
+    /// `rlimit.NAME`) with its own argument.
     pub overridden: Vec<(String, Vec<OsString>)>,
 }
 
@@ -85,14 +88,18 @@ pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Resu
             .filter(|m| m.try_contains_id(id).unwrap_or(false))
             .any(|m| m.value_source(id) == Some(ValueSource::CommandLine))
     };
-    let merged = merge(argv, &file, given);
+    let limits = match &parsed.cli.command {
+        Command::Run(args) => limits_given(args),
+        _ => Vec::new(),
+    };
+    let merged = merge(argv, &file, given, &limits);
     let env_given: Vec<OsString> = run
         .filter(|m| m.value_source("env") == Some(ValueSource::CommandLine))
         .and_then(|m| m.get_many::<(OsString, OsString)>("env"))
         .map_or_else(Vec::new, |pairs| {
             pairs.map(|(name, _)| name.clone()).collect()
         });
-    let overridden = overridden(&file, given, &env_given);
+    let overridden = overridden(&file, given, &env_given, &limits);
     let matches = Cli::command()
         .try_get_matches_from(&merged)
         .map_err(|e| format!("{}: {}", file.name, crate::exit::one_line(&e.to_string())))?;
@@ -114,11 +121,14 @@ pub fn apply_with(parsed: Merged, argv: &[OsString], text: Option<&str>) -> Resu
 /// The keys of `file` that the command line gives (`given`, by argument id), with the file's
 /// arguments for each: `command` for a COMMAND after `--`, and for `env` (to which the
 /// command line's `--env` adds) each variable the command line's `--env` also sets
-/// (`env_given`, by name), as `env.NAME` with the file's `--env=NAME=value`.
+/// (`env_given`, by name), as `env.NAME` with the file's `--env=NAME=value`; and the file's
+/// settings of the resource limits the command line sets (`limits`): `nofile`, or
+/// `rlimit.NAME` with the file's `--rlimit=NAME=...`.
 fn overridden(
     file: &ConfigFile,
     given: impl Fn(&str) -> bool,
     env_given: &[OsString],
+    limits: &[String],
 ) -> Vec<(String, Vec<OsString>)> {
     let ids = option_ids();
     let mut keys = Vec::new();
@@ -135,10 +145,54 @@ fn overridden(
             key if ids(key).is_some_and(|id| given(&id)) => {
                 keys.push((e.key.clone(), e.args.clone()));
             }
-            _ => {}
+            _ => keys.extend(
+                (e.args.iter())
+                    .filter_map(|arg| Some((limit_name(arg)?, arg)))
+                    .filter(|(name, _)| limits.contains(name))
+                    .map(|(name, arg)| match e.key.as_str() {
+                        RLIMIT_KEY => (limit_key(&name), vec![arg.clone()]),
+                        _ => (e.key.clone(), vec![arg.clone()]),
+                    }),
+            ),
         }
     }
     keys
+}
+
+/// The resource limits the command line's `args` set, by name: `nofile` for `--nofile` and
+/// NAME for `--rlimit NAME=...`.
+fn limits_given(args: &RunArgs) -> Vec<String> {
+    let mut names: Vec<String> = args.rlimit.iter().map(|r| r.name().to_string()).collect();
+    if args.nofile.is_some() {
+        names.push(NOFILE.to_string());
+    }
+    names
+}
+
+/// The resource `--nofile` limits, by the name `--rlimit` gives it.
+const NOFILE: &str = "nofile";
+/// The key of the file's `--rlimit` settings.
+pub(super) const RLIMIT_KEY: &str = "rlimit";
+
+/// The resource limit a file's argument sets: `nofile` for `--nofile=N`, NAME for
+/// `--rlimit=NAME=...`.
+pub(super) fn limit_name(arg: &OsString) -> Option<String> {
+    let text = arg.to_str()?;
+    match text.strip_prefix("--rlimit=") {
+        Some(limit) => limit.split('=').next().map(str::to_string),
+        None => text.starts_with("--nofile=").then(|| NOFILE.to_string()),
+    }
+}
+
+/// How the file's `rlimit` setting of `name` is named when the command line overrides it
+/// alone: `rlimit.NAME`.
+pub(super) fn limit_key(name: &str) -> String {
+    format!("{RLIMIT_KEY}.{name}")
+}
+
+/// Whether a file's argument (`--nofile=N`, `--rlimit=NAME=...`) sets one of `limits`.
+fn sets_limit_given(arg: &OsString, limits: &[String]) -> bool {
+    limit_name(arg).is_some_and(|name| limits.contains(&name))
 }
 
 /// The variable a file's `env` argument (`--env=NAME=value`) sets.
@@ -167,16 +221,23 @@ fn option_ids() -> impl Fn(&str) -> Option<String> {
 }
 
 /// `argv` with the file's arguments after `run`: each key the command line does not give
-/// (`given`, by argument id), every `env`, and the file's command if the command line has
-/// none.
-pub fn merge(argv: &[OsString], file: &ConfigFile, given: impl Fn(&str) -> bool) -> Vec<OsString> {
+/// (`given`, by argument id) but its settings of the resource `limits` the command line sets,
+/// every `env`, and the file's command if the command line has none.
+pub fn merge(
+    argv: &[OsString],
+    file: &ConfigFile,
+    given: impl Fn(&str) -> bool,
+    limits: &[String],
+) -> Vec<OsString> {
     let id_of = option_ids();
     let from_file = file
         .entries
         .iter()
         .filter(|e| e.key != COMMAND_KEY)
         .filter(|e| e.key == ENV_KEY || !id_of(&e.key).is_some_and(|id| given(&id)))
-        .flat_map(|e| e.args.iter().cloned());
+        .flat_map(|e| e.args.iter())
+        .filter(|arg| !sets_limit_given(arg, limits))
+        .cloned();
     let at = subcommand_index(argv).map_or(argv.len(), |i| i + 1);
     let mut merged: Vec<OsString> = argv[..at].to_vec();
     merged.extend(from_file);

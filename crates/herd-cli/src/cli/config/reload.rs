@@ -6,7 +6,7 @@ use std::ffi::OsString;
 
 use clap::{CommandFactory, FromArgMatches};
 
-use super::merge::{env_key, env_name, parse_with, Merged};
+use super::merge::{env_key, env_name, limit_key, limit_name, parse_with, Merged, RLIMIT_KEY};
 use super::{ConfigFile, ENV_KEY};
 use crate::cli::{Cli, Command, RunArgs, Workers};
 use crate::worker_env::Compat;
@@ -175,6 +175,17 @@ impl Reloader {
             let before = before.as_ref()?;
             if let Some(entry) = before.get(key) {
                 return Some(entry.args.clone());
+            }
+            // A limit of `rlimit`, `rlimit.NAME`: its argument in the file's `rlimit` then.
+            let limits = before
+                .get(RLIMIT_KEY)
+                .into_iter()
+                .flat_map(|e| e.args.iter());
+            let mut limits = limits;
+            if let Some(arg) =
+                limits.find(|arg| limit_name(arg).is_some_and(|n| limit_key(&n) == key))
+            {
+                return Some(vec![arg.clone()]);
             }
             // A variable of `env`, `env.NAME`: its argument in the file's `env` then.
             let env = before.get(ENV_KEY)?;

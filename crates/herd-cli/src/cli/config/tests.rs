@@ -138,6 +138,15 @@ fn errors_name_the_file_the_line_and_the_key() {
             "command = \"app\"",
             "herd.toml:1: command: a string is not a command",
         ),
+        (
+            "[env]\nA = \"1\"\ncommand = [\"app\"]",
+            "herd.toml:3: env: command is a key of herd's, not a variable: every key after [env] \
+             belongs to it, so move command above [env]",
+        ),
+        (
+            "[env]\nA = \"1\"\nworkers = 4",
+            "herd.toml:3: env: workers is a key of herd's, not a variable",
+        ),
         ("command = []", "herd.toml:1: command: the command is empty"),
         (
             "command = [\"\"]",
@@ -279,7 +288,7 @@ fn a_command_line_without_config_is_left_as_it_is() {
 fn the_file_s_arguments_go_right_after_run() {
     let file = parsed("workers = 3\ncommand = [\"app\"]");
     let argv = os(&["herd", "--name", "run", "run", "--config", "f"]);
-    let merged = merge(&argv, &file, |_| false);
+    let merged = merge(&argv, &file, |_| false, &[]);
     let expected = [
         "herd",
         "--name",
@@ -293,7 +302,7 @@ fn the_file_s_arguments_go_right_after_run() {
     ];
     assert_eq!(merged, os(&expected));
     let argv = os(&["herd", "run", "--config", "f", "--"]);
-    let merged = merge(&argv, &file, |id| id == "workers");
+    let merged = merge(&argv, &file, |id| id == "workers", &[]);
     assert_eq!(merged, os(&["herd", "run", "--config", "f", "--", "app"]));
 }
 
@@ -398,6 +407,7 @@ fn an_env_larger_than_any_system_allows_is_refused_before_its_variables_are_chec
     assert!(error(&array).contains("its 7 variables take"));
 }
 
+mod limits;
 mod reload;
 
 /// An error about the merged options is placed at the key it is about, the first `--KEY` it
@@ -416,5 +426,28 @@ fn errors_about_merged_options_are_placed_at_their_key() {
     assert_eq!(file.locate("--", &[]), None);
     // Only what it starts with: an option it quotes further on says nothing of the cause.
     let quoted = "argument 2 of the worker command ('--ready-min') is too long";
-    assert_eq!(file.locate(quoted, &[]), None);
+    assert_eq!(
+        file.locate(quoted, &[]).as_deref(),
+        Some(format!("herd.toml:1: command: {quoted}").as_str())
+    );
+    // Errors about the worker command are placed at `command`, unless the command line gave
+    // its own; names given twice and limits at their option.
+    let missing = "command '/no/app' does not exist";
+    assert_eq!(
+        file.locate(missing, &[]).as_deref(),
+        Some(format!("herd.toml:1: command: {missing}").as_str())
+    );
+    assert_eq!(file.locate(missing, &["command".to_string()]), None);
+    let file = ConfigFile::parse("f", "nofile = 9\nbind = [\"a=:1\", \"a=:2\"]\n").unwrap();
+    let twice = crate::spec::check_names(&["a=:1".parse().unwrap(), "a=:2".parse().unwrap()], &[]);
+    let twice = twice.unwrap_err();
+    assert!(file
+        .locate(&twice, &[])
+        .unwrap()
+        .starts_with("f:2: bind: --bind: the name 'a'"));
+    let limit = "--nofile 9: cannot set the workers' limit: Operation not permitted";
+    assert!(file
+        .locate(limit, &[])
+        .unwrap()
+        .starts_with("f:1: nofile: --nofile 9"));
 }

@@ -18,6 +18,13 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
+impl Rlimit {
+    /// The resource's name (`nofile` of `nofile=65536`).
+    pub fn name(&self) -> &str {
+        self.text.split('=').next().unwrap_or_default()
+    }
+}
+
 pub(in crate::cli) fn parse_rlimit(text: &str) -> Result<Rlimit, String> {
     let (name, limits) = text
         .split_once('=')

@@ -10,6 +10,13 @@ pub struct Signal(pub String);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rlimit(pub String);
 
+impl Rlimit {
+    /// The resource's name as given (`nofile` of `nofile=65536`).
+    pub fn name(&self) -> &str {
+        self.0.split('=').next().unwrap_or_default()
+    }
+}
+
 pub(in crate::cli) fn parse_signal(text: &str) -> Result<Signal, String> {
     Ok(Signal(text.to_string()))
 }

@@ -124,6 +124,9 @@ pub enum Got {
     Nothing,
     /// The head began (more than empty lines came) but did not end in time: answered `408`.
     TimedOut,
+    /// What came cannot begin an HTTP/1 request (a TLS handshake, binary): answered `400` at
+    /// once rather than after waiting for a head that will not come.
+    NotHttp,
 }
 
 /// What the bytes read so far make.
@@ -135,6 +138,8 @@ enum Step {
     More,
     /// [`MAX_HEAD`] bytes and no end.
     TooLong { line_ended: bool },
+    /// Not the beginning of an HTTP/1 request ([`cannot_be_http`]).
+    NotHttp,
 }
 
 impl Head {
@@ -158,6 +163,8 @@ impl Head {
         let head = &self.bytes[self.start..];
         if head_ends(head, read_before.saturating_sub(self.start)) {
             Step::Whole(String::from_utf8_lossy(head).into_owned())
+        } else if cannot_be_http(head) {
+            Step::NotHttp
         } else if self.bytes.len() >= MAX_HEAD {
             let line_ended = head.contains(&b'\n');
             Step::TooLong { line_ended }
@@ -178,6 +185,7 @@ impl Head {
                     Step::Whole(head) => return Got::Whole(head),
                     Step::More => {}
                     Step::TooLong { line_ended } => return Got::TooLong { line_ended },
+                    Step::NotHttp => return Got::NotHttp,
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return Got::Nothing,
@@ -214,8 +222,21 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             Step::Whole(whole) => return Ok(Got::Whole(whole)),
             Step::More => {}
             Step::TooLong { line_ended } => return Ok(Got::TooLong { line_ended }),
+            Step::NotHttp => return Ok(Got::NotHttp),
         }
     }
+}
+
+/// Whether `head` (after its empty lines, not whole) cannot begin an HTTP/1 request: its
+/// first word, its method, has a byte no token has (a TLS ClientHello's first is 0x16).
+/// Words end at whitespace, as [`route`](super::request::route) splits the request line, so
+/// that a head is judged the same however its bytes arrive.
+fn cannot_be_http(head: &[u8]) -> bool {
+    let method = head
+        .split(u8::is_ascii_whitespace)
+        .find(|word| !word.is_empty())
+        .unwrap_or_default();
+    !method.iter().all(|&b| super::request::is_tchar(b))
 }
 
 /// Whether `head` holds the blank line that ends a request head (`\r\n\r\n`, or a bare
@@ -290,6 +311,38 @@ mod tests {
         let mut head = Head::default();
         let step = head.push(b"GET / HTTP/1.1\r\n\r\nbody");
         assert_eq!(step, Step::Whole("GET / HTTP/1.1\r\n\r\nbody".to_string()));
+    }
+
+    /// A TLS handshake or other bytes no request line starts with waited 2 s for a head,
+    /// then got 408; they get 400 as soon as they come.
+    #[test]
+    fn what_cannot_begin_a_request_is_told_at_once() {
+        let tls_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
+        assert_eq!(read_whole(tls_hello), Got::NotHttp);
+        assert_eq!(read_whole(b"GE(T / HTTP/1.1"), Got::NotHttp);
+        assert_eq!(read_whole(b"\r\n\x00"), Got::NotHttp);
+        // What may still become a request waits for more (the request line's checks come
+        // with the whole head, however its bytes arrive).
+        let partials = [
+            &b"GE"[..],
+            b"GET",
+            b"GET /",
+            b"\r",
+            b"\r\n",
+            b"\r\nGET / HTTP/1.1\r\n",
+            b" GET / HTTP/1.1\r\n",
+            b"GET\t/ HTTP/1.1\r\n",
+            b"GET\r\nHost: x",
+        ];
+        for partial in partials {
+            assert_eq!(read_whole(partial), Got::Nothing, "{partial:?}");
+        }
+        // Bytes a byte at a time are told at the first that cannot be.
+        let mut head = Head::default();
+        assert_eq!(head.push(b"\r"), Step::More);
+        assert_eq!(head.push(b"\n"), Step::More);
+        assert_eq!(head.push(b"P"), Step::More);
+        assert_eq!(head.push(b"\x00"), Step::NotHttp);
     }
 
     /// RFC 9112, section 2.2: a server should ignore at least one empty line received before

@@ -92,10 +92,12 @@ fn field_fault(head: &str, host_needed: bool) -> Option<&'static str> {
 
 /// Whether `method` is an HTTP token (RFC 9110's `tchar`s), as every method is.
 fn is_token(method: &str) -> bool {
-    !method.is_empty()
-        && method
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !method.is_empty() && method.bytes().all(is_tchar)
+}
+
+/// Whether `b` may be in a token (RFC 9110, section 5.6.2): a method, a field name.
+pub(super) fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Whether `version` is HTTP/1's: `HTTP/1.` and a digit (`HTTP/1.1`). `HTTP/2.0` (h2's

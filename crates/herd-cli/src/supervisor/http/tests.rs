@@ -166,6 +166,25 @@ async fn a_head_not_ended_in_time_is_answered_408() {
     assert_eq!(silent.expect("closed in time"), "");
 }
 
+/// A TLS handshake on the probe port (`https://` by mistake) waited [`HEAD_TIMEOUT`] and got
+/// 408; it is answered 400 as soon as its first bytes come.
+#[tokio::test]
+async fn a_tls_handshake_is_answered_400_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, _scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    let hello = "\x16\x03\x01\x02\x00\x01\x00\x01\x7c\x03\x03".to_string();
+    let answer = tokio::time::timeout(HEAD_TIMEOUT / 2, get(addr, hello)).await;
+    let answer = answer.expect("answered before a head could time out");
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    let said = "not an HTTP/1 request: this port speaks plain HTTP (http://, not https://)";
+    assert!(answer.contains(said), "{answer}");
+}
+
 #[tokio::test]
 async fn a_request_pipelined_after_a_head_read_to_its_end_is_read_not_reset() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -204,6 +204,27 @@ fn a_reload_names_a_variable_the_file_changed_that_the_command_lines_env_sets() 
     assert_eq!(reloader.reread().unwrap().overridden, ["env.C"]);
 }
 
+/// `herd run --config FILE --nofile 4096` with `rlimit = ["nofile=1024", "core=0"]`: the
+/// command line's `--nofile` overrides the file's `nofile` alone (`rlimit.nofile`), and a
+/// reload names it only when the file changed that limit, not at every reload.
+#[test]
+fn a_reload_names_a_limit_the_file_changed_that_the_command_line_sets() {
+    let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\n";
+    let file = TempFile::new(&format!("{base}rlimit = [\"nofile=1024\", \"core=0\"]\n"));
+    let path = file.0.to_string_lossy().into_owned();
+    let argv = os(&["herd", "run", "--config", &path, "--nofile", "4096"]);
+    let mut reloader = Reloader::new(argv, None).unwrap();
+    let write = |text: &str| std::fs::write(&file.0, text).unwrap();
+    write(&format!("{base}rlimit = [\"core=1\", \"nofile=1024\"]\n"));
+    let reread = reloader.reread().unwrap();
+    assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
+    reloader.settle(true);
+    write(&format!("{base}rlimit = [\"core=1\", \"nofile=2048\"]\n"));
+    let reread = reloader.reread().unwrap();
+    assert_eq!(reread.overridden, ["rlimit.nofile"]);
+    assert_eq!(reread.args.nofile, Some(4096));
+}
+
 /// The workers' notify socket is their user's (`--user`), made as herd starts: a reload to
 /// another user gave workers that could not send `READY=1` to it, and the upgrade failed.
 #[test]

@@ -1,0 +1,51 @@
+//! A resource limit given on the command line and in the file.
+use super::*;
+
+/// A limit the command line sets replaces the file's setting of it under either key
+/// (`nofile`, `rlimit = ["nofile=..."]`), as any option the command line gives does: the two
+/// used to clash ("--nofile 1024 and --rlimit nofile=4096 set the same limit").
+#[test]
+fn a_limit_the_command_line_sets_replaces_the_file_s_under_either_key() {
+    let names = |run: &RunArgs| -> Vec<String> {
+        run.rlimit.iter().map(|r| r.name().to_string()).collect()
+    };
+    let file = TempFile::new("nofile = 1024\nbind = [\"127.0.0.1:0\"]\ncommand = [\"app\"]");
+    let path = file.0.to_string_lossy().into_owned();
+    let merged = parse(&os(&[
+        "herd",
+        "run",
+        "--config",
+        &path,
+        "--rlimit",
+        "nofile=4096",
+    ]))
+    .unwrap();
+    let keys: Vec<&str> = merged
+        .overridden
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .collect();
+    assert_eq!(keys, ["nofile"]);
+    let Command::Run(run) = merged.cli.command else {
+        panic!("not a run")
+    };
+    assert_eq!(
+        (run.nofile, names(&run)),
+        (None, vec!["nofile".to_string()])
+    );
+
+    let text =
+        "rlimit = [\"nofile=1024\", \"core=0\"]\nbind = [\"127.0.0.1:0\"]\ncommand = [\"app\"]";
+    let file = TempFile::new(text);
+    let path = file.0.to_string_lossy().into_owned();
+    let merged = parse(&os(&["herd", "run", "--config", &path, "--nofile", "4096"])).unwrap();
+    let nofile = ("rlimit.nofile".to_string(), os(&["--rlimit=nofile=1024"]));
+    assert_eq!(merged.overridden, [nofile]);
+    let Command::Run(run) = merged.cli.command else {
+        panic!("not a run")
+    };
+    assert_eq!(
+        (run.nofile, names(&run)),
+        (Some(4096), vec!["core".to_string()])
+    );
+}
