@@ -96,24 +96,27 @@ def changes_table(systems, results, errors):
     """herd's other changes (re-exec, takeover, recycling) and the control, at 2000/s and at
     saturation."""
     rows = ["| change | load | failed per run (by kind) | p99 steady ms | p99 in changes ms | ratio | "
-            "req/s steady | in changes, share of steady | change s |", "|" + "---|" * 9]
+            "req/s steady | in changes, share of steady | lost per change, s of steady | change s |",
+            "|" + "---|" * 10]
     for s in systems:
         n = s.name
         if s.table != "changes":
             continue
         if n not in results:
-            rows.append(f"| {n} | did not run: {why_not(errors, n)} |" + " |" * 7)
+            rows.append(f"| {n} | did not run: {why_not(errors, n)} |" + " |" * 8)
             continue
         for scenario, load in (("open", "2000/s"), ("closed", f"saturation ({32} connections)")):
             share = [v * 100 if v is not None else None for v in column(results, n, scenario, "share")]
             took = durations(results, n, scenario) if s.windowed else "all the time"
+            # At 2000/s the load is the offered rate: nothing a change costs shows as lost.
+            lost = [r.get("lost_s") for r in scenario_runs(results, n, scenario)] if scenario == "closed" else []
             rows.append(
                 f"| {n} | {load} | {failures(results, n, scenario)} | "
                 f"{median_range(column(results, n, scenario, 'p99_steady_ms'), '{:.2f}')} | "
                 f"{median_range(column(results, n, scenario, 'p99_reload_ms'))} | "
                 f"{ratio(results, n, scenario)} | "
                 f"{median_range(column(results, n, scenario, 'steady_rps'), '{:.0f}')} | "
-                f"{median_range(share, '{:.0f}')}% | {took} |")
+                f"{median_range(share, '{:.0f}')}% | {median_range(lost, '{:.2f}')} | {took} |")
     return "\n".join(rows).replace("| -% |", "| - |")
 
 
@@ -489,7 +492,8 @@ second of windows, over the same in steady time. A reload can cost after its win
 Node worker's warm-up goes on after `herd upgrade` returns), so what each reload lost is also
 counted from its window's beginning until {AFTER_US / 1e6:g} s after its end, against the rate of
 the rest of the run after its first {WARMUP_US / 1e6:g} s: "lost per reload", in seconds of the steady rate; a
-drift of the machine's rate counts as well, so a fast reload's figure is noise around 0. The
+drift of the machine's rate counts as well, so a fast reload's figure is noise around 0 (the
+control's row, at the end, reads that noise with nothing changing). The
 throughput target's verdict reads the share with that loss counted: 1 - lost / window. Cells are medians over the repetitions, with
 the range in parentheses. A target's verdict is met or missed when every repetition falls on
 that side of it, else inconclusive.
