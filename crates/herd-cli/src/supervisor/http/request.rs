@@ -57,8 +57,8 @@ pub fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
 /// What is wrong with the header fields of `head` (after its request line, up to its blank
 /// line) that RFC 9112 has a server answer `400`: a line that is not `NAME: VALUE` with a token
 /// for a name and no whitespace before the colon (section 5.1), a line folded onto the one
-/// before it (5.2), no `Host` in a request of HTTP/1.1 or later (`host_needed`), or more than
-/// one (3.2). `None` when they are well formed.
+/// before it (5.2), no `Host` in a request of HTTP/1.1 or later (`host_needed`), more than
+/// one, or one whose value is no host (3.2). `None` when they are well formed.
 fn field_fault(head: &str, host_needed: bool) -> Option<&'static str> {
     let mut hosts = 0;
     for (at, line) in head.split('\n').skip(1).enumerate() {
@@ -77,8 +77,13 @@ fn field_fault(head: &str, host_needed: bool) -> Option<&'static str> {
             );
         }
         match line.split_once(':') {
-            Some((name, _)) if is_token(name) => {
-                hosts += usize::from(name.eq_ignore_ascii_case("host"));
+            Some((name, value)) if is_token(name) => {
+                if name.eq_ignore_ascii_case("host") {
+                    if !is_host(value.trim_matches([' ', '\t'])) {
+                        return Some("the Host header field is not HOST[:PORT]: send the address asked, such as Host: 127.0.0.1:9090");
+                    }
+                    hosts += 1;
+                }
             }
             _ => return Some("a header field line is not NAME: VALUE (a token, then a colon, with no space before it)"),
         }
@@ -88,6 +93,35 @@ fn field_fault(head: &str, host_needed: bool) -> Option<&'static str> {
         0 | 1 => None,
         _ => Some("a request has one Host header field, not several"),
     }
+}
+
+/// Whether `value` is a Host field's value (RFC 9110, section 7.2; RFC 3986's `host [":"
+/// port]`): a name or IPv4 address of unreserved, percent-encoded and sub-delimiter characters,
+/// or an IP literal in brackets, then an optional port of digits. Empty is allowed (a target
+/// with no authority).
+fn is_host(value: &str) -> bool {
+    let (host, port) = match value.strip_prefix('[') {
+        Some(literal) => match literal.split_once(']') {
+            Some((inside, rest)) => {
+                let ip = |b: u8| b.is_ascii_hexdigit() || b":.vV".contains(&b);
+                if inside.is_empty() || !inside.bytes().all(ip) {
+                    return false;
+                }
+                ("", rest)
+            }
+            None => return false,
+        },
+        None => match value.find(':') {
+            Some(at) => (&value[..at], &value[at..]),
+            None => (value, ""),
+        },
+    };
+    let name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+    let port_ok = match port.strip_prefix(':') {
+        Some(digits) => digits.bytes().all(|b| b.is_ascii_digit()),
+        None => port.is_empty(),
+    };
+    host.bytes().all(name) && port_ok
 }
 
 /// Whether `method` is an HTTP token (RFC 9110's `tchar`s), as every method is.
@@ -181,7 +215,8 @@ mod tests {
 
     /// Header fields RFC 9112 has a server refuse are answered 400 (they were served 200): a line
     /// that is no `NAME: VALUE`, whitespace before the colon, a folded line, an HTTP/1.1 request
-    /// without `Host`, or with two. HTTP/1.0 needs no `Host`; what follows the head is no field.
+    /// without `Host`, or with two, or a `Host` that is no `HOST[:PORT]`. HTTP/1.0 needs no
+    /// `Host`; what follows the head is no field.
     #[test]
     fn malformed_header_fields_are_a_bad_request() {
         for endpoint in [Endpoint::Metrics, Endpoint::Health] {
@@ -200,6 +235,15 @@ mod tests {
                 "GET /healthz HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
                 "GET /healthz HTTP/1.0\r\nHost: x\r\nHOST: x\r\n\r\n",
                 "GET /healthz HTTP/1.1\nHost: x\nbad line\n\n",
+                "GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: x/y\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: user@x\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: x:80:81\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: x:port\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [::1\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [zz]:80\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+                "GET /healthz HTTP/1.0\r\nHost: <script>\r\n\r\n",
             ] {
                 assert!(bad(head), "{head:?}: {:?}", r(head));
             }
@@ -208,6 +252,13 @@ mod tests {
                 "GET /healthz HTTP/1.1\r\nhost:x\r\n\r\n",
                 "GET /healthz HTTP/1.1\nHost: x\nX-A:\n\n",
                 "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nno colon in a body\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:9090\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [::1]:9090\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [::ffff:127.0.0.1]\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: my-host.example_1\t\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: x:\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost:\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: %41\r\n\r\n",
             ] {
                 assert_eq!(r(head), Route::Live, "{head:?}");
             }
