@@ -177,14 +177,10 @@ impl Reloader {
                 return Some(entry.args.clone());
             }
             // A limit of `rlimit`, `rlimit.NAME`: its argument in the file's `rlimit` then.
-            let limits = before
-                .get(RLIMIT_KEY)
-                .into_iter()
-                .flat_map(|e| e.args.iter());
-            let mut limits = limits;
-            if let Some(arg) =
-                limits.find(|arg| limit_name(arg).is_some_and(|n| limit_key(&n) == key))
-            {
+            let limit = (before.get(RLIMIT_KEY).into_iter())
+                .flat_map(|e| e.args.iter())
+                .find(|arg| limit_name(arg).is_some_and(|n| limit_key(&n) == key));
+            if let Some(arg) = limit {
                 return Some(vec![arg.clone()]);
             }
             // A variable of `env`, `env.NAME`: its argument in the file's `env` then.
