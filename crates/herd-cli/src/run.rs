@@ -281,10 +281,10 @@ fn prepare(
     }
     let config = pool::config(args, workers);
     let mut supervisor = Supervisor::new(listeners, command, config, args.stop_signal, name)?;
-    if let Some(file) = &args.config {
+    if args.config.is_some() {
         let control = control.to_path_buf();
         let sockets = (names, passed);
-        let reload = config_reload(file, in_force, sockets, notify_path, control, output)?;
+        let reload = config_reload(in_force, sockets, notify_path, control, output)?;
         supervisor.set_reload(reload);
     }
     Ok(supervisor)

@@ -96,9 +96,8 @@ pub fn run(
     );
     let config = pool::config(&args, workers);
     let mut supervisor = Supervisor::new(listeners, command, config, Signal::Stop, name)?;
-    if let Some(file) = &args.config {
+    if args.config.is_some() {
         supervisor.set_reload(config_reload(
-            file,
             config_text,
             pipe.clone(),
             notify.name().to_string(),
@@ -152,22 +151,15 @@ fn pipes(
     Ok((old.clone(), meanwhile, Some(old)))
 }
 
-/// `herd upgrade --reload-config`: reads the config file `file` again with herd's command
+/// `herd upgrade --reload-config`: reads the config file again with herd's command
 /// line, compared with `text` (what herd read at start: read again here, an edit since would
 /// go unseen), and makes the new generation's command as `herd run` made the first.
-fn config_reload(
-    file: &Path,
-    text: Option<&str>,
-    pipe: String,
-    notify: String,
-) -> Result<Reload, Failure> {
+fn config_reload(text: Option<&str>, pipe: String, notify: String) -> Result<Reload, Failure> {
     let argv = std::env::args_os().collect();
     let reloader = Reloader::new(argv, text).map_err(Failure::Usage)?;
-    let file = file.display().to_string();
     let command = move |args: &RunArgs| {
-        let in_file = |e: String| format!("{file}: {e}");
-        herd_cli::worker_env::check_env(args).map_err(in_file)?;
-        worker_command(args, &pipe, &notify).map_err(|e| in_file(e.to_string()))
+        herd_cli::worker_env::check_env(args)?;
+        worker_command(args, &pipe, &notify).map_err(|e| e.to_string())
     };
     Ok(Box::new(FileReload {
         reloader,

@@ -85,7 +85,10 @@ impl ConfigFile {
                 format!("{name}:{line}: {}: {message}", shown(key.get_ref()))
             };
             no_nul(value).map_err(at)?;
-            let args = entry_args(key.get_ref(), value, &options).map_err(at)?;
+            let header = (text.get(..key.span().start))
+                .and_then(|before| before.rsplit('\n').next())
+                .is_some_and(|line| line.trim_start().starts_with('['));
+            let args = entry_args(key.get_ref(), value, &options, header).map_err(at)?;
             entries.push(Entry {
                 key: key.get_ref().to_string(),
                 line,
@@ -166,15 +169,18 @@ pub fn keys(options: &[Arg]) -> Vec<String> {
 }
 
 /// The arguments one key stands for, each value checked by its option's own parser; or why
-/// not (and where, if not at the key).
+/// not (and where, if not at the key). `header`: the key is a table's header (`[env]`), which
+/// takes every key after it.
 fn entry_args(
     key: &str,
     value: &Spanned<DeValue>,
     options: &[Arg],
+    header: bool,
 ) -> Result<Vec<OsString>, (Option<usize>, String)> {
     if key == ENV_KEY {
         if let Some(arg) = options.iter().find(|a| a.get_long() == Some(key)) {
-            return env::env_args(value.get_ref(), arg, &keys(options));
+            let herd_keys = if header { keys(options) } else { Vec::new() };
+            return env::env_args(value.get_ref(), arg, &herd_keys);
         }
     }
     value_args(key, value, options).map_err(|message| (None, message))

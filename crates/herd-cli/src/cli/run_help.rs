@@ -87,7 +87,8 @@ Config file (--config FILE):
   TOML: keys are the long options (workers = 4, bind = [\"http=:8080\"], grace = \"30s\",
   clear-env = true), command = [\"python3\", \"app.py\"] and an [env] table; see examples/herd.toml.
   Options on the command line override the file's (a repeatable one replaces its list), --env
-  adds to [env], and COMMAND after -- replaces command. `herd check --config FILE` checks a file
+  adds to [env], --rlimit and --nofile replace the file's setting of the same limit only, and
+  COMMAND after -- replaces command. `herd check --config FILE` checks a file
   without starting anything; `herd upgrade --reload-config` reads it again for a new generation.
 
 Exit status:

@@ -2,7 +2,7 @@
 //! line, and after a re-exec, the contents the workers run.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::config::Reloader;
@@ -19,7 +19,6 @@ use super::worker_command;
 /// generation's command as `prepare` made the first, for the same sockets (names, and kinds
 /// and addresses), its output read by `output`.
 pub(super) fn config_reload(
-    file: &Path,
     in_force: Option<&str>,
     (names, passed): (Vec<String>, Passed),
     notify: OsString,
@@ -28,18 +27,16 @@ pub(super) fn config_reload(
 ) -> Result<Reload, Failure> {
     let argv = std::env::args_os().collect();
     let reloader = Reloader::new(argv, in_force).map_err(Failure::Usage)?;
-    let file = file.display().to_string();
     let command = move |args: &RunArgs| {
-        let in_file = |e: String| format!("{file}: {e}");
-        crate::worker_env::check_env(args).map_err(in_file)?;
-        super::exec_size::check(args).map_err(in_file)?;
+        crate::worker_env::check_env(args)?;
+        super::exec_size::check(args)?;
         let command = worker_command(args, &names, &passed, &notify, &control);
-        let mut command = command.map_err(|e| in_file(e.to_string()))?;
+        let mut command = command.map_err(|e| e.to_string())?;
         // The same readers of the workers' output as the first generation's.
         if let Some(output) = &output {
             command.capture_output(output.clone());
         }
-        command.probe().map_err(in_file)?;
+        command.probe()?;
         Ok(command)
     };
     Ok(Box::new(FileReload {

@@ -47,7 +47,8 @@ pub trait ReloadConfig {
 pub type Reload = Box<dyn ReloadConfig + Send>;
 
 /// A [`ReloadConfig`] that reads the file with a [`Reloader`] and makes the worker command
-/// with `command`, as `herd run` made the first.
+/// with `command`, as `herd run` made the first (its errors placed in the file, as `herd run`
+/// places them).
 pub struct FileReload<F> {
     /// Reads the file with herd's command line.
     pub reloader: Reloader,
@@ -64,7 +65,7 @@ impl<F: FnMut(&RunArgs) -> Result<WorkerCommand, String>> ReloadConfig for FileR
             workers,
             overridden,
         } = self.reloader.reread()?;
-        let command = (self.command)(&args)?;
+        let command = (self.command)(&args).map_err(|why| self.reloader.place(why))?;
         Ok(Reloaded {
             command,
             config: super::pool::config(&args, 0),

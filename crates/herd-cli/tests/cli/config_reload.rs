@@ -305,3 +305,22 @@ fn a_refused_reload_names_no_overridden_key() {
     );
     herd.wait_for_event("config_overridden", &[("keys", "workers".into())]);
 }
+
+/// A reload refused for what the file's command or environment says is placed at its line,
+/// as `herd run` and `herd check` place it (it named only the file).
+#[test]
+fn a_reload_refused_for_the_files_command_names_its_line() {
+    let (herd, config) = herd_on_config("");
+    wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = 1 + text.lines().position(|l| l.starts_with("command")).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("\"python3\"", "\"no-such-program-xyz\""),
+    )
+    .unwrap();
+    let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
+    assert_eq!(code, FAILURE, "{stderr}");
+    let placed = format!("herd.toml:{line}: command: command 'no-such-program-xyz'");
+    assert!(stderr.contains(&placed), "{stderr}");
+}

@@ -65,8 +65,9 @@ fn env_too_large(value: &DeValue) -> Option<String> {
 }
 
 /// `[env]`: `KEY = "VALUE"` pairs (or an array of `"KEY=VALUE"`), as `--env=KEY=VALUE`; or
-/// why not, and where. `keys` are the file's other keys, for a hint when one of them ended
-/// up in the table (TOML puts every key after `[env]` in it).
+/// why not, and where. `keys`: herd's keys, refused as variables of an `[env]` table, which
+/// takes every key after it (none for `env = { ... }` or `env.NAME = ...`, which say what
+/// they mean).
 pub(super) fn env_args(
     value: &DeValue,
     arg: &Arg,
@@ -117,12 +118,12 @@ pub(super) fn env_args(
                 )));
             }
             // TOML puts every key after `[env]` in it: `workers = 4` there would silently be
-            // a variable. A variable of that name can still be given as a list.
+            // a variable. A variable of that name can still be given inline.
             if keys.iter().any(|key| key == name) {
                 return Err(at(format!(
                     "{name} is a key of herd's, not a variable: every key after [env] belongs \
-                     to it, so move {name} above [env] (for a variable of that name, write \
-                     env = [\"{name}=...\"])"
+                     to it, so move {name} above [env] (for a variable of that name, write the \
+                     table inline: env = {{ {name} = \"...\", ... }})"
                 )));
             }
             let value = scalar(ENV_KEY, value.get_ref(), false).map_err(|_| {

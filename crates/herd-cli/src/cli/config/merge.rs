@@ -2,8 +2,8 @@
 //! line. An option given on the command line overrides the file's (a repeatable one replaces
 //! the file's list); `--env` adds to the file's `[env]` (the command line wins for a variable
 //! both set); a resource limit the command line sets (`--nofile`, `--rlimit NAME=...`) replaces
-//! the file's setting of it under either key; a COMMAND after `--` replaces the file's
-//! `command`.
+//! the file's setting of that limit under either key, and the file's other limits stay; a
+//! COMMAND after `--` replaces the file's `command`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -142,7 +142,7 @@ fn overridden(
             ),
             COMMAND_KEY if given("command") => keys.push((e.key.clone(), e.args.clone())),
             COMMAND_KEY => {}
-            key if ids(key).is_some_and(|id| given(&id)) => {
+            key if key != RLIMIT_KEY && ids(key).is_some_and(|id| given(&id)) => {
                 keys.push((e.key.clone(), e.args.clone()));
             }
             _ => keys.extend(
@@ -221,8 +221,8 @@ fn option_ids() -> impl Fn(&str) -> Option<String> {
 }
 
 /// `argv` with the file's arguments after `run`: each key the command line does not give
-/// (`given`, by argument id) but its settings of the resource `limits` the command line sets,
-/// every `env`, and the file's command if the command line has none.
+/// (`given`, by argument id), every `env`, each `rlimit`, but for the resource `limits` the
+/// command line sets, and the file's command if the command line has none.
 pub fn merge(
     argv: &[OsString],
     file: &ConfigFile,
@@ -234,7 +234,10 @@ pub fn merge(
         .entries
         .iter()
         .filter(|e| e.key != COMMAND_KEY)
-        .filter(|e| e.key == ENV_KEY || !id_of(&e.key).is_some_and(|id| given(&id)))
+        .filter(|e| {
+            [ENV_KEY, RLIMIT_KEY].contains(&e.key.as_str())
+                || !id_of(&e.key).is_some_and(|id| given(&id))
+        })
         .flat_map(|e| e.args.iter())
         .filter(|arg| !sets_limit_given(arg, limits))
         .cloned();

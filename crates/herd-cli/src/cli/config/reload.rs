@@ -22,6 +22,17 @@ pub struct Reloader {
     text: String,
     /// What the last [`Reloader::reread`] read, until [`Reloader::settle`].
     pending: Option<(Cli, String)>,
+    /// The file the last [`Reloader::reread`] read, for placing errors about what it says.
+    read: Option<Read>,
+}
+
+/// A config file as a [`Reloader::reread`] read it: its name, contents, and the keys herd's
+/// command line gives (which errors are not placed in the file for).
+#[derive(Debug)]
+struct Read {
+    file: String,
+    text: String,
+    overridden: Vec<String>,
 }
 
 /// The config file read again.
@@ -124,6 +135,7 @@ impl Reloader {
             last: merged.cli,
             text: merged.text.unwrap_or_default(),
             pending: None,
+            read: None,
         })
     }
 
@@ -137,11 +149,21 @@ impl Reloader {
     /// one line. It becomes the baseline once [`Reloader::settle`]d.
     pub fn reread(&mut self) -> Result<Reread, String> {
         self.pending = None;
+        self.read = None;
         let merged = read(&self.argv, None)?;
         let file = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
             Some(path) => path.display().to_string(),
             None => return Err("herd was not started with --config: no file to re-read".into()),
         };
+        self.read = Some(Read {
+            file: file.clone(),
+            text: merged.text.clone().unwrap_or_default(),
+            overridden: merged
+                .overridden
+                .iter()
+                .map(|(key, _)| key.clone())
+                .collect(),
+        });
         let changed = fixed_changes(&self.last, &merged.cli);
         if !changed.is_empty() {
             return Err(format!(
@@ -193,6 +215,18 @@ impl Reloader {
             .filter(|(key, args)| !was(key).is_some_and(|was| same_value(key, &was, args)))
             .map(|(key, _)| key.clone())
             .collect()
+    }
+
+    /// `why`, an error about what the last [`Reloader::reread`] read (a worker command that
+    /// cannot start, a variable herd sets), placed in the file as `herd run` places it
+    /// (`FILE:LINE: KEY: why`), or at least naming the file.
+    pub fn place(&self, why: String) -> String {
+        let Some(read) = &self.read else {
+            return why;
+        };
+        (ConfigFile::parse(&read.file, &read.text).ok())
+            .and_then(|file| file.locate(&why, &read.overridden))
+            .unwrap_or_else(|| format!("{}: {why}", read.file))
     }
 
     /// What the last [`Reloader::reread`] read is what the workers run, if `applied`; else it

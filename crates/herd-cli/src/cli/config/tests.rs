@@ -96,6 +96,15 @@ fn keys_become_the_options_they_name() {
     assert!(parsed("clear-env = false").entries[0].args.is_empty());
     assert_eq!(args(&parsed("umask = 0o027").entries[0]), ["--umask=027"]);
     assert_eq!(args(&parsed("env = [\"A=1\"]").entries[0]), ["--env=A=1"]);
+    // Inline or dotted, a table says what it means: a variable named as a herd key is one.
+    assert_eq!(
+        args(&parsed("env = { workers = \"4\" }").entries[0]),
+        ["--env=workers=4"]
+    );
+    assert_eq!(
+        args(&parsed("env.name = \"x\"").entries[0]),
+        ["--env=name=x"]
+    );
 }
 
 #[test]
@@ -146,6 +155,10 @@ fn errors_name_the_file_the_line_and_the_key() {
         (
             "[env]\nA = \"1\"\nworkers = 4",
             "herd.toml:3: env: workers is a key of herd's, not a variable",
+        ),
+        (
+            "  [ env ]\nname = \"x\"",
+            "herd.toml:2: env: name is a key of herd's, not a variable",
         ),
         ("command = []", "herd.toml:1: command: the command is empty"),
         (

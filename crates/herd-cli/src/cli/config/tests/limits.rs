@@ -49,3 +49,29 @@ fn a_limit_the_command_line_sets_replaces_the_file_s_under_either_key() {
         (Some(4096), vec!["core".to_string()])
     );
 }
+
+/// `--rlimit core=1` on the command line replaced the file's whole `rlimit` list, so a file's
+/// `nofile=1024` (or a hardening `core=0`) was silently dropped: it replaces the file's `core`
+/// alone.
+#[test]
+fn a_command_line_rlimit_keeps_the_file_s_other_limits() {
+    let text =
+        "rlimit = [\"nofile=1024\", \"core=0\"]\nbind = [\"127.0.0.1:0\"]\ncommand = [\"app\"]";
+    let file = TempFile::new(text);
+    let path = file.0.to_string_lossy().into_owned();
+    let merged = parse(&os(&[
+        "herd", "run", "--config", &path, "--rlimit", "core=1",
+    ]))
+    .unwrap();
+    let core = ("rlimit.core".to_string(), os(&["--rlimit=core=0"]));
+    assert_eq!(merged.overridden, [core]);
+    let Command::Run(run) = merged.cli.command else {
+        panic!("not a run")
+    };
+    let texts: Vec<String> = run.rlimit.iter().map(|r| format!("{r:?}")).collect();
+    assert_eq!(run.rlimit.len(), 2, "{texts:?}");
+    assert!(
+        texts[0].contains("nofile=1024") && texts[1].contains("core=1"),
+        "{texts:?}"
+    );
+}
