@@ -228,15 +228,25 @@ pub async fn read_head<S: AsyncRead + Unpin>(
 }
 
 /// Whether `head` (after its empty lines, not whole) cannot begin an HTTP/1 request: its
-/// first word, its method, has a byte no token has (a TLS ClientHello's first is 0x16).
-/// Words end at whitespace, as [`route`](super::request::route) splits the request line, so
-/// that a head is judged the same however its bytes arrive.
+/// first word, its method, has a byte no token has (a TLS ClientHello's first is 0x16), or
+/// its request line has ended and is none (`SSH-2.0-...`, HTTP/0.9's `GET /`). Words end at
+/// whitespace, as [`route`](super::request::route) splits the request line, so that a head is
+/// judged the same however its bytes arrive.
 fn cannot_be_http(head: &[u8]) -> bool {
     let method = head
         .split(u8::is_ascii_whitespace)
         .find(|word| !word.is_empty())
         .unwrap_or_default();
-    !method.iter().all(|&b| super::request::is_tchar(b))
+    if !method.iter().all(|&b| super::request::is_tchar(b)) {
+        return true;
+    }
+    match head.iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            let line = String::from_utf8_lossy(&head[..end]);
+            super::request::request_line(&line).is_none()
+        }
+        None => false,
+    }
 }
 
 /// Whether `head` holds the blank line that ends a request head (`\r\n\r\n`, or a bare
@@ -284,7 +294,7 @@ mod tests {
     #[test]
     fn a_head_is_at_most_8_kib_its_blank_line_included() {
         let with_line = |len: usize| {
-            let end = "\r\n\r\n";
+            let end = " HTTP/1.1\r\n\r\n";
             let start = "GET /healthz?";
             let padding = "x".repeat(len - start.len() - end.len());
             format!("{start}{padding}{end}")
@@ -321,6 +331,13 @@ mod tests {
         assert_eq!(read_whole(tls_hello), Got::NotHttp);
         assert_eq!(read_whole(b"GE(T / HTTP/1.1"), Got::NotHttp);
         assert_eq!(read_whole(b"\r\n\x00"), Got::NotHttp);
+        // A request line that has ended and is none waits for no head either.
+        assert_eq!(read_whole(b"SSH-2.0-OpenSSH_9.2\r\n"), Got::NotHttp);
+        assert_eq!(read_whole(b"GET /healthz\r\n"), Got::NotHttp);
+        assert_eq!(
+            read_whole(b"GET /healthz HTTP/2.0\r\nHost: x"),
+            Got::NotHttp
+        );
         // What may still become a request waits for more (the request line's checks come
         // with the whole head, however its bytes arrive).
         let partials = [
@@ -332,7 +349,7 @@ mod tests {
             b"\r\nGET / HTTP/1.1\r\n",
             b" GET / HTTP/1.1\r\n",
             b"GET\t/ HTTP/1.1\r\n",
-            b"GET\r\nHost: x",
+            b"GET / HTTP/1.1\nHost: x",
         ];
         for partial in partials {
             assert_eq!(read_whole(partial), Got::Nothing, "{partial:?}");

@@ -26,13 +26,9 @@ pub enum Route {
 /// answered without the body.
 pub fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
     let line = head.lines().next().unwrap_or("");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let &[method, target, version] = words.as_slice() else {
+    let Some([method, target, version]) = request_line(line) else {
         return (Route::BadRequest, false);
     };
-    if !is_token(method) || !is_http_version(version) {
-        return (Route::BadRequest, false);
-    }
     if let Some(why) = field_fault(head, version != "HTTP/1.0") {
         return (Route::BadField(why), false);
     }
@@ -52,6 +48,16 @@ pub fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
         _ => Route::NotFound(endpoint),
     };
     (route, method == "HEAD")
+}
+
+/// The method, target and version of a request line, `METHOD TARGET HTTP/1.x`; None when it
+/// is no HTTP/1 request line.
+pub(super) fn request_line(line: &str) -> Option<[&str; 3]> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let &[method, target, version] = words.as_slice() else {
+        return None;
+    };
+    (is_token(method) && is_http_version(version)).then_some([method, target, version])
 }
 
 /// What is wrong with the header fields of `head` (after its request line, up to its blank
