@@ -87,7 +87,11 @@ impl ConfigFile {
             no_nul(value).map_err(at)?;
             let header = (text.get(..key.span().start))
                 .and_then(|before| before.rsplit('\n').next())
-                .is_some_and(|line| line.trim_start().starts_with('['));
+                .is_some_and(|line| {
+                    let line =
+                        line.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+                    line.starts_with('[')
+                });
             let args = entry_args(key.get_ref(), value, &options, header).map_err(at)?;
             entries.push(Entry {
                 key: key.get_ref().to_string(),
@@ -123,6 +127,15 @@ impl ConfigFile {
         // an error about one may be about either.
         let given = |o: &String| *o == key || (key == ENV_KEY && o.starts_with("env."));
         let entry = self.get(&key).filter(|_| !overridden.iter().any(given))?;
+        // An error about one limit (`--rlimit memlock=...: ...`) is the file's only if the
+        // file sets that limit and the command line does not (`rlimit.NAME`).
+        if key == merge::RLIMIT_KEY {
+            let name = why.split_whitespace().nth(1)?.split('=').next()?;
+            let sets = |arg: &OsString| merge::limit_name(arg).is_some_and(|n| n == name);
+            if !entry.args.iter().any(sets) || overridden.contains(&merge::limit_key(name)) {
+                return None;
+            }
+        }
         Some(format!("{}:{}: {key}: {why}", self.name, entry.line))
     }
 }

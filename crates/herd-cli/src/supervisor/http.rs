@@ -257,7 +257,10 @@ async fn answer_one(
             Got::TooLong { line_ended } => (too_long(line_ended).encode(false), true),
             Got::TimedOut => (timed_out().encode(false), false),
             // More of it is likely on its way: read before closing, so the 400 is not reset.
-            Got::NotHttp => (not_http().encode(false), true),
+            Got::NotHttp { binary: true } => (not_http().encode(false), true),
+            Got::NotHttp { binary: false } => {
+                (answer(Route::BadRequest, answers).await.encode(false), true)
+            }
             Got::Nothing => return Ok(()),
         };
         stream.write_all(response.as_bytes()).await?;

@@ -124,9 +124,10 @@ pub enum Got {
     Nothing,
     /// The head began (more than empty lines came) but did not end in time: answered `408`.
     TimedOut,
-    /// What came cannot begin an HTTP/1 request (a TLS handshake, binary): answered `400` at
-    /// once rather than after waiting for a head that will not come.
-    NotHttp,
+    /// What came cannot begin an HTTP/1 request: answered `400` at once rather than after
+    /// waiting for a head that will not come. `binary`: its first word has bytes no text
+    /// request has (a TLS handshake); else its request line ended and is none (`SSH-2.0-...`).
+    NotHttp { binary: bool },
 }
 
 /// What the bytes read so far make.
@@ -139,7 +140,7 @@ enum Step {
     /// [`MAX_HEAD`] bytes and no end.
     TooLong { line_ended: bool },
     /// Not the beginning of an HTTP/1 request ([`cannot_be_http`]).
-    NotHttp,
+    NotHttp { binary: bool },
 }
 
 impl Head {
@@ -163,8 +164,8 @@ impl Head {
         let head = &self.bytes[self.start..];
         if head_ends(head, read_before.saturating_sub(self.start)) {
             Step::Whole(String::from_utf8_lossy(head).into_owned())
-        } else if cannot_be_http(head) {
-            Step::NotHttp
+        } else if let Some(binary) = cannot_be_http(head) {
+            Step::NotHttp { binary }
         } else if self.bytes.len() >= MAX_HEAD {
             let line_ended = head.contains(&b'\n');
             Step::TooLong { line_ended }
@@ -185,7 +186,7 @@ impl Head {
                     Step::Whole(head) => return Got::Whole(head),
                     Step::More => {}
                     Step::TooLong { line_ended } => return Got::TooLong { line_ended },
-                    Step::NotHttp => return Got::NotHttp,
+                    Step::NotHttp { binary } => return Got::NotHttp { binary },
                 },
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return Got::Nothing,
@@ -222,31 +223,31 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             Step::Whole(whole) => return Ok(Got::Whole(whole)),
             Step::More => {}
             Step::TooLong { line_ended } => return Ok(Got::TooLong { line_ended }),
-            Step::NotHttp => return Ok(Got::NotHttp),
+            Step::NotHttp { binary } => return Ok(Got::NotHttp { binary }),
         }
     }
 }
 
-/// Whether `head` (after its empty lines, not whole) cannot begin an HTTP/1 request: its
-/// first word, its method, has a byte no token has (a TLS ClientHello's first is 0x16), or
-/// its request line has ended and is none (`SSH-2.0-...`, HTTP/0.9's `GET /`). Words end at
-/// whitespace, as [`route`](super::request::route) splits the request line, so that a head is
-/// judged the same however its bytes arrive.
-fn cannot_be_http(head: &[u8]) -> bool {
+/// Whether `head` (after its empty lines, not whole) cannot begin an HTTP/1 request, and
+/// if so whether it is binary: its first word, its method, has a byte no token has (binary
+/// when the first is one: a TLS ClientHello's is 0x16), or its request line has ended and is
+/// none (`SSH-2.0-...`, HTTP/0.9's `GET /`). Words end at ASCII whitespace, as
+/// [`request_line`](super::request::request_line) splits the line, so that a head is judged
+/// the same however its bytes arrive.
+fn cannot_be_http(head: &[u8]) -> Option<bool> {
     let method = head
         .split(u8::is_ascii_whitespace)
         .find(|word| !word.is_empty())
         .unwrap_or_default();
     if !method.iter().all(|&b| super::request::is_tchar(b)) {
-        return true;
+        // Binary from its first byte on (a TLS record's 0x16), or text gone wrong.
+        return Some(!method.first().is_some_and(|&b| super::request::is_tchar(b)));
     }
-    match head.iter().position(|&b| b == b'\n') {
-        Some(end) => {
-            let line = String::from_utf8_lossy(&head[..end]);
-            super::request::request_line(&line).is_none()
-        }
-        None => false,
-    }
+    let end = head.iter().position(|&b| b == b'\n')?;
+    let line = String::from_utf8_lossy(&head[..end]);
+    super::request::request_line(&line)
+        .is_none()
+        .then_some(false)
 }
 
 /// Whether `head` holds the blank line that ends a request head (`\r\n\r\n`, or a bare
@@ -328,18 +329,19 @@ mod tests {
     #[test]
     fn what_cannot_begin_a_request_is_told_at_once() {
         let tls_hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03";
-        assert_eq!(read_whole(tls_hello), Got::NotHttp);
-        assert_eq!(read_whole(b"GE(T / HTTP/1.1"), Got::NotHttp);
-        assert_eq!(read_whole(b"\r\n\x00"), Got::NotHttp);
+        let binary = Got::NotHttp { binary: true };
+        assert_eq!(read_whole(tls_hello), binary);
+        assert_eq!(read_whole(b"(GET / HTTP/1.1"), binary);
+        assert_eq!(read_whole(b"\r\n\x00"), binary);
         // A request line that has ended and is none waits for no head either.
-        assert_eq!(read_whole(b"SSH-2.0-OpenSSH_9.2\r\n"), Got::NotHttp);
-        assert_eq!(read_whole(b"GET /healthz\r\n"), Got::NotHttp);
-        assert_eq!(
-            read_whole(b"GET /healthz HTTP/2.0\r\nHost: x"),
-            Got::NotHttp
-        );
-        // What may still become a request waits for more (the request line's checks come
-        // with the whole head, however its bytes arrive).
+        let no_line = Got::NotHttp { binary: false };
+        assert_eq!(read_whole(b"SSH-2.0-OpenSSH_9.2\r\n"), no_line);
+        assert_eq!(read_whole(b"GET /healthz\r\n"), no_line);
+        assert_eq!(read_whole(b"GET /healthz HTTP/2.0\r\nHost: x"), no_line);
+        assert_eq!(read_whole(b"GET\x0b/ HTTP/1.1\r\n"), no_line);
+        assert_eq!(read_whole(b"GE(T / HTTP/1.1"), no_line);
+        // What may still become a request waits for more: its line's checks come once it
+        // has ended, however its bytes arrive.
         let partials = [
             &b"GE"[..],
             b"GET",
@@ -359,7 +361,14 @@ mod tests {
         assert_eq!(head.push(b"\r"), Step::More);
         assert_eq!(head.push(b"\n"), Step::More);
         assert_eq!(head.push(b"P"), Step::More);
-        assert_eq!(head.push(b"\x00"), Step::NotHttp);
+        assert_eq!(head.push(b"\x00"), Step::NotHttp { binary: false });
+        let mut head = Head::default();
+        assert_eq!(head.push(b"\r\n"), Step::More);
+        assert_eq!(head.push(b"\x16"), Step::NotHttp { binary: true });
+        let mut head = Head::default();
+        assert_eq!(head.push(b"GET /x"), Step::More);
+        assert_eq!(head.push(b"\r"), Step::More);
+        assert_eq!(head.push(b"\n"), Step::NotHttp { binary: false });
     }
 
     /// RFC 9112, section 2.2: a server should ignore at least one empty line received before

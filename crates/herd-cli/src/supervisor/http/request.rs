@@ -53,7 +53,8 @@ pub fn route(head: &str, endpoint: Endpoint) -> (Route, bool) {
 /// The method, target and version of a request line, `METHOD TARGET HTTP/1.x`; None when it
 /// is no HTTP/1 request line.
 pub(super) fn request_line(line: &str) -> Option<[&str; 3]> {
-    let words: Vec<&str> = line.split_whitespace().collect();
+    // ASCII whitespace, as the reader splits a line that has not ended (`cannot_be_http`).
+    let words: Vec<&str> = line.split_ascii_whitespace().collect();
     let &[method, target, version] = words.as_slice() else {
         return None;
     };
@@ -106,25 +107,30 @@ fn field_fault(head: &str, host_needed: bool) -> Option<&'static str> {
 /// or an IP literal in brackets, then an optional port of digits. Empty is allowed (a target
 /// with no authority).
 fn is_host(value: &str) -> bool {
+    let name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
     let (host, port) = match value.strip_prefix('[') {
+        // An IPv6 address (with a zone, `%25eth0`, as some clients send) or an IPvFuture.
         Some(literal) => match literal.split_once(']') {
-            Some((inside, rest)) => {
-                let ip = |b: u8| b.is_ascii_hexdigit() || b":.vV".contains(&b);
-                if inside.is_empty() || !inside.bytes().all(ip) {
+            Some((inside, rest)) if inside.contains([':', '.']) => {
+                if !inside.bytes().all(|b| b == b':' || name(b)) {
                     return false;
                 }
                 ("", rest)
             }
-            None => return false,
+            _ => return false,
         },
         None => match value.find(':') {
             Some(at) => (&value[..at], &value[at..]),
             None => (value, ""),
         },
     };
-    let name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
     let port_ok = match port.strip_prefix(':') {
-        Some(digits) => digits.bytes().all(|b| b.is_ascii_digit()),
+        Some(digits) => {
+            digits.bytes().all(|b| b.is_ascii_digit())
+                && digits
+                    .parse::<u32>()
+                    .map_or(digits.is_empty(), |p| p <= 65535)
+        }
         None => port.is_empty(),
     };
     host.bytes().all(name) && port_ok
@@ -248,6 +254,10 @@ mod tests {
                 "GET /healthz HTTP/1.1\r\nHost: x:port\r\n\r\n",
                 "GET /healthz HTTP/1.1\r\nHost: [::1\r\n\r\n",
                 "GET /healthz HTTP/1.1\r\nHost: [zz]:80\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: []\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [::1]:65536\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: x:123456\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [::1/64]\r\n\r\n",
                 "GET /healthz HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
                 "GET /healthz HTTP/1.0\r\nHost: <script>\r\n\r\n",
             ] {
@@ -265,6 +275,9 @@ mod tests {
                 "GET /healthz HTTP/1.1\r\nHost: x:\r\n\r\n",
                 "GET /healthz HTTP/1.1\r\nHost:\r\n\r\n",
                 "GET /healthz HTTP/1.1\r\nHost: %41\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [fe80::1%25eth0]:9090\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: [v1.fe80::a+eth0]\r\n\r\n",
+                "GET /healthz HTTP/1.1\r\nHost: EXAMPLE.com.:65535\r\n\r\n",
             ] {
                 assert_eq!(r(head), Route::Live, "{head:?}");
             }

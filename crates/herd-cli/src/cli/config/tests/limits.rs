@@ -75,3 +75,20 @@ fn a_command_line_rlimit_keeps_the_file_s_other_limits() {
         "{texts:?}"
     );
 }
+
+/// An error about a limit is the file's only where the file sets that limit and the command
+/// line does not: `--rlimit memlock=...` given on the command line beside a file's
+/// `rlimit = ["core=0"]` was placed at the file's `rlimit` line.
+#[test]
+fn an_error_about_a_limit_is_placed_in_the_file_only_where_the_file_sets_it() {
+    let file = ConfigFile::parse("f", "rlimit = [\"core=0\", \"memlock=1\"]\n").unwrap();
+    let memlock = "--rlimit memlock=1: cannot set the workers' limit: Operation not permitted";
+    let placed = file.locate(memlock, &[]).unwrap();
+    assert!(
+        placed.starts_with("f:1: rlimit: --rlimit memlock=1"),
+        "{placed}"
+    );
+    assert_eq!(file.locate(memlock, &["rlimit.memlock".to_string()]), None);
+    let nproc = "--rlimit nproc=5: cannot set the workers' limit: Operation not permitted";
+    assert_eq!(file.locate(nproc, &[]), None);
+}

@@ -207,6 +207,7 @@ fn a_reload_names_a_variable_the_file_changed_that_the_command_lines_env_sets() 
 /// `herd run --config FILE --nofile 4096` with `rlimit = ["nofile=1024", "core=0"]`: the
 /// command line's `--nofile` overrides the file's `nofile` alone (`rlimit.nofile`), and a
 /// reload names it only when the file changed that limit, not at every reload.
+#[cfg(unix)] // Windows has no resource limits: --nofile is refused there.
 #[test]
 fn a_reload_names_a_limit_the_file_changed_that_the_command_line_sets() {
     let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\n";
@@ -223,6 +224,33 @@ fn a_reload_names_a_limit_the_file_changed_that_the_command_line_sets() {
     let reread = reloader.reread().unwrap();
     assert_eq!(reread.overridden, ["rlimit.nofile"]);
     assert_eq!(reread.args.nofile, Some(4096));
+}
+
+/// An error about what a reload read (the worker command's, made by `herd run`'s code) is
+/// placed at the file's line, as `herd run` places it, or names the file; a key the command
+/// line gives is not the file's.
+#[test]
+fn a_reload_places_errors_about_what_it_read_in_the_file() {
+    let base = "bind = [\"http=127.0.0.1:0\"]\n[env]\nA = \"1\"\n";
+    let file = TempFile::new(&format!("command = [\"app\"]\n{base}"));
+    let path = file.0.to_string_lossy().into_owned();
+    let mut reloader = Reloader::new(os(&["herd", "run", "--config", &path]), None).unwrap();
+    std::fs::write(&file.0, format!("\ncommand = [\"gone\"]\n{base}")).unwrap();
+    reloader.reread().unwrap();
+    let missing = "command 'gone' does not exist".to_string();
+    assert_eq!(
+        reloader.place(missing.clone()),
+        format!("{path}:2: command: {missing}")
+    );
+    let other = "no such thing".to_string();
+    assert_eq!(reloader.place(other.clone()), format!("{path}: {other}"));
+    let argv = os(&["herd", "run", "--config", &path, "--", "mine"]);
+    let mut reloader = Reloader::new(argv, None).unwrap();
+    reloader.reread().unwrap();
+    assert_eq!(
+        reloader.place(missing.clone()),
+        format!("{path}: {missing}")
+    );
 }
 
 /// The workers' notify socket is their user's (`--user`), made as herd starts: a reload to
