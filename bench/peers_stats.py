@@ -95,20 +95,20 @@ def lost(records, windows, run_end_us, after_us=AFTER_US, warmup_us=WARMUP_US):
     counts only what the run holds of it."""
     kept = [(max(b, warmup_us), min(e + after_us, run_end_us)) for b, e in windows
             if e > warmup_us and b < run_end_us]
-    spans = merged(kept)
-    if not spans:
+    counted = merged(kept)
+    if not counted:
         return None
-    answered = [0] * len(spans)
+    answered = [0] * len(counted)
     steady = 0
     for start, _, outcome in records:
         if outcome != "ok" or not warmup_us <= start <= run_end_us:
             continue
-        inside = next((i for i, (b, e) in enumerate(spans) if b <= start <= e), None)
+        inside = next((i for i, (b, e) in enumerate(counted) if b <= start <= e), None)
         if inside is None:
             steady += 1
         else:
             answered[inside] += 1
-    span_s = sum(e - b for b, e in spans) / 1e6
+    span_s = sum(e - b for b, e in counted) / 1e6
     steady_s = max(0, run_end_us - warmup_us) / 1e6 - span_s
     if steady_s < LEAST_STEADY_US / 1e6 or not steady:
         return None
