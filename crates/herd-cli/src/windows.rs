@@ -157,10 +157,8 @@ fn pipes(
 fn config_reload(text: Option<&str>, pipe: String, notify: String) -> Result<Reload, Failure> {
     let argv = std::env::args_os().collect();
     let reloader = Reloader::new(argv, text).map_err(Failure::Usage)?;
-    let command = move |args: &RunArgs| {
-        herd_cli::worker_env::check_env(args)?;
-        worker_command(args, &pipe, &notify).map_err(|e| e.to_string())
-    };
+    let command =
+        move |args: &RunArgs| worker_command(args, &pipe, &notify).map_err(|e| e.to_string());
     Ok(Box::new(FileReload {
         reloader,
         command,

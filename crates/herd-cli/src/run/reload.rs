@@ -28,7 +28,6 @@ pub(super) fn config_reload(
     let argv = std::env::args_os().collect();
     let reloader = Reloader::new(argv, in_force).map_err(Failure::Usage)?;
     let command = move |args: &RunArgs| {
-        crate::worker_env::check_env(args)?;
         super::exec_size::check(args)?;
         let command = worker_command(args, &names, &passed, &notify, &control);
         let mut command = command.map_err(|e| e.to_string())?;

@@ -145,8 +145,8 @@ impl Reloader {
     }
 
     /// Reads the config file again: what `herd run` would run now, or why it cannot be
-    /// applied (the file cannot be read or is invalid, or changes what needs new sockets), as
-    /// one line. It becomes the baseline once [`Reloader::settle`]d.
+    /// applied (the file cannot be read or is invalid, sets a variable herd sets, or changes
+    /// what needs new sockets), as one line. It becomes the baseline once [`Reloader::settle`]d.
     pub fn reread(&mut self) -> Result<Reread, String> {
         self.pending = None;
         self.read = None;
@@ -164,6 +164,11 @@ impl Reloader {
                 .map(|(key, _)| key.clone())
                 .collect(),
         });
+        // What the file says wrong is said first (`compat = ["einhorn", "einhorn"]` is given
+        // twice, whatever it changes).
+        if let Some(args) = run(&merged.cli) {
+            crate::worker_env::check_env(args).map_err(|why| self.place(why))?;
+        }
         let changed = fixed_changes(&self.last, &merged.cli);
         if !changed.is_empty() {
             return Err(format!(

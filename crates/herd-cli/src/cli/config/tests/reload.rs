@@ -253,6 +253,31 @@ fn a_reload_places_errors_about_what_it_read_in_the_file() {
     );
 }
 
+/// A file that says something wrong is told so before what it would change: a reload of
+/// `compat = ["einhorn", "einhorn"]` said "compat changed ... restart herd", not that it is
+/// given twice; a variable herd sets is refused at its line.
+#[test]
+fn a_reload_says_what_the_file_says_wrong_before_what_it_changes() {
+    let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\n";
+    let file = TempFile::new(base);
+    let path = file.0.to_string_lossy().into_owned();
+    let mut reloader = Reloader::new(os(&["herd", "run", "--config", &path]), None).unwrap();
+    let write = |text: &str| std::fs::write(&file.0, text).unwrap();
+    // Windows refuses --compat whatever its value.
+    if cfg!(unix) {
+        write(&format!("{base}compat = [\"einhorn\", \"einhorn\"]\n"));
+        let why = reloader.reread().unwrap_err();
+        let said = format!("{path}:3: compat: --compat einhorn is given twice");
+        assert!(why.starts_with(&said), "{why}");
+    }
+    write(&format!("{base}[env]\nNOTIFY_SOCKET = \"/x\"\n"));
+    let why = reloader.reread().unwrap_err();
+    assert!(
+        why.starts_with(&format!("{path}:3: env: --env NOTIFY_SOCKET")),
+        "{why}"
+    );
+}
+
 /// The workers' notify socket is their user's (`--user`), made as herd starts: a reload to
 /// another user gave workers that could not send `READY=1` to it, and the upgrade failed.
 #[test]
