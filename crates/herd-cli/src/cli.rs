@@ -353,7 +353,7 @@ pub struct RunArgs {
     pub user: Option<String>,
 
     /// With --user: the workers' group [default: the user's primary group].
-    #[arg(long, value_name = "GROUP", requires = "user", value_parser = parse_group,
+    #[arg(long, value_name = "GROUP", value_parser = parse_group,
           allow_negative_numbers = true)]
     pub group: Option<String>,
 

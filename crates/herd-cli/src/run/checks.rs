@@ -17,6 +17,13 @@ use crate::supervisor::warm_up::{
 /// The workers' user, directory, umask and limits, checked now so that a mistake is a usage
 /// error rather than a crash loop.
 pub(super) fn worker_options(args: &RunArgs) -> Result<WorkerOptions, Failure> {
+    if let (Some(group), None) = (&args.group, &args.user) {
+        // An option first, so that a config file's error is placed at its key.
+        return Err(Failure::Usage(format!(
+            "--group {group} needs --user: herd sets a worker's group with its user; give \
+             --user USER too (the group alone would be ignored)"
+        )));
+    }
     let credentials = match &args.user {
         None => None,
         Some(user) => {

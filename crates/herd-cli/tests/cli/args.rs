@@ -17,6 +17,13 @@ fn run_fails(options: &[&str], needle: &str) -> String {
     assert_fails(&args, USAGE, needle)
 }
 
+/// `--group` without `--user` got clap's "required arguments were not provided: --user",
+/// which a config file's `group` could not place at its line.
+#[test]
+fn a_group_without_a_user_says_so() {
+    run_fails(&["--group", "root"], "--group root needs --user");
+}
+
 #[test]
 fn huge_durations_are_refused() {
     let huge = "18446744073709551615";
