@@ -276,9 +276,6 @@ fn a_file_without_what_herd_run_needs_says_so() {
     );
     let no_bind = run_with("command = [\"x\"]", &["run", "--config", "{}"]).unwrap_err();
     assert!(no_bind.contains(": no socket to share"), "{no_bind}");
-    let both = "command = [\"x\"]\ngroup = \"g\"\nbind = [\":0\"]";
-    let unpaired = run_with(both, &["run", "--config", "{}"]).unwrap_err();
-    assert!(unpaired.contains("--user"), "{unpaired}");
     let missing = run_with("", &["run", "--config", "/nonexistent/herd.toml"]).unwrap_err();
     assert!(
         missing.starts_with("/nonexistent/herd.toml: cannot read the config file"),

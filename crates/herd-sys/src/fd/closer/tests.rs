@@ -128,13 +128,25 @@ fn jobs_that_wait_are_taken_by_several_threads_at_once() {
 #[test]
 fn a_job_past_a_full_queue_runs_at_once() {
     let _one = one_at_a_time();
+    let (started, takers) = mpsc::channel();
     let releases: Vec<_> = (0..MAX_TAKERS)
         .map(|_| {
-            let (job, release) = waiting(Duration::from_millis(700));
-            run_later(job);
+            let (release, held) = mpsc::channel::<()>();
+            let started = started.clone();
+            run_later(Job::new(move || {
+                let _ = started.send(());
+                held.recv_timeout(Duration::from_millis(700)).unwrap_or(());
+            }));
             release
         })
         .collect();
+    // Every taker runs one of them before the queue is filled: on a loaded machine, takers
+    // that started late took queued jobs after the check below, and ours queued behind them.
+    for _ in 0..MAX_TAKERS {
+        if takers.recv_timeout(Duration::from_secs(5)).is_err() {
+            break;
+        }
+    }
     for _ in 0..MAX_QUEUED {
         run_later(Job::new(|| {}));
     }
