@@ -41,24 +41,23 @@ while True:
 /// herd running [`SEQ_WORKER`] with `--worker-output prefix`, its stdout in the file `out`.
 fn seq_herd(out: &std::path::Path) -> Herd {
     let stdout = std::fs::File::create(out).unwrap();
-    let herd = Herd::start_with_stdout(
-        &[
-            "run",
-            "-w",
-            "1",
-            "-b",
-            "127.0.0.1:0",
-            "--worker-output",
-            "prefix",
-            "--",
-            "python3",
-            "-c",
-            SEQ_WORKER,
-        ],
-        Stdio::from(stdout),
-    );
+    let herd = Herd::start_with_stdout(&prefixed(SEQ_WORKER), Stdio::from(stdout));
     herd.started(1);
     herd
+}
+
+/// `herd run` of one Python worker running `script`, its output prefixed (`herd logs` keeps it).
+fn prefixed(script: &str) -> Vec<&str> {
+    let run = [
+        "run",
+        "-w",
+        "1",
+        "-b",
+        "127.0.0.1:0",
+        "--worker-output",
+        "prefix",
+    ];
+    [&run[..], &["--", "python3", "-c", script]].concat()
 }
 
 /// Stops `herd` and waits for `follower` to end with it, successfully: the lines it printed.
@@ -402,19 +401,7 @@ fn a_follower_with_no_stdout_fails_at_once() {
 fn a_follower_that_reads_nothing_does_not_hold_up_a_stop() {
     // Lines of 1,000 bytes as fast as they go: the follower's socket fills at once.
     let worker = "import sys\nwhile True:\n    sys.stdout.write('x' * 1000 + '\\n')\n";
-    let mut herd = Herd::start(&[
-        "run",
-        "-w",
-        "1",
-        "-b",
-        "127.0.0.1:0",
-        "--worker-output",
-        "prefix",
-        "--",
-        "python3",
-        "-c",
-        worker,
-    ]);
+    let mut herd = Herd::start(&prefixed(worker));
     herd.started(1);
     let follower = Follower::start(&herd);
     follower.wait_line("a worker's line", |l| l.ends_with("xxxx"));
