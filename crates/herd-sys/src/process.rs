@@ -40,7 +40,8 @@ pub use policy::{
     scheduling_policy, Raised,
 };
 pub use priority::{
-    cap_sys_nice_in, may_raise_priority_to, nice_of, raise_allowed, set_group_nice,
+    cap_in, cap_sys_nice_in, has_cap_sys_resource, may_raise_priority_to, nice_of, raise_allowed,
+    set_group_nice,
 };
 pub use reap::{peek_any_exit, peek_exit, reap, reap_any, reap_own_group, wait_for};
 pub use receive::{
@@ -271,6 +272,18 @@ pub fn nofile_limit() -> io::Result<(u64, u64)> {
         return Err(io::Error::last_os_error());
     }
     Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
+}
+
+/// This process's hard limit of `resource` (a [`resource_by_name`](crate::spawn::resource_by_name)
+/// value; `getrlimit(2)`): what it may give a child without `CAP_SYS_RESOURCE`.
+pub fn hard_limit(resource: libc::c_int) -> io::Result<u64> {
+    // SAFETY: rlimit is plain integers, for which all-zero is a valid value.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: getrlimit writes into the rlimit we own; an unknown resource is EINVAL.
+    if unsafe { libc::getrlimit(resource as _, &mut limit) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit.rlim_max as u64)
 }
 
 /// Sets this process's open-file limit (`setrlimit(RLIMIT_NOFILE)`).

@@ -3,6 +3,7 @@
 
 mod fork_hint;
 mod fork_server;
+mod limit_hint;
 mod options;
 mod resolve;
 
@@ -159,27 +160,6 @@ pub struct StartError {
     pub message: String,
 }
 
-/// Why raising `resource`'s hard limit to `hard` is not permitted: above the system's ceiling for open
-/// files, or above herd's own hard limit without root.
-fn limit_hint(resource: i32, hard: u64) -> String {
-    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .filter(|_| resource == libc::RLIMIT_NOFILE as i32);
-    match nr_open {
-        Some(ceiling) if hard > ceiling => format!(
-            "; {} is above the system's ceiling for open files (fs.nr_open = {ceiling}): \
-             give at most {ceiling}",
-            crate::cli::show_rlimit(hard)
-        ),
-        _ if herd_sys::process::effective_uid() != 0 => {
-            "; only root may raise a hard limit above herd's own: lower it, or run herd as root"
-                .to_string()
-        }
-        _ => String::new(),
-    }
-}
-
 impl WorkerCommand {
     /// The process attributes workers get.
     pub fn options(&self) -> &WorkerOptions {
@@ -262,7 +242,7 @@ impl WorkerCommand {
                 let limit = index.and_then(|i| o.limits.get(i));
                 let why = match limit {
                     Some(&(resource, _, hard)) if os.raw_os_error() == Some(libc::EPERM) => {
-                        limit_hint(resource, hard)
+                        limit_hint::limit_hint(resource, hard)
                     }
                     _ => String::new(),
                 };

@@ -76,11 +76,31 @@ fn has_cap_sys_nice() -> bool {
 /// Whether the `CapEff` line of a `/proc/PID/status` text has `CAP_SYS_NICE` (bit 23).
 pub fn cap_sys_nice_in(status: &str) -> bool {
     const CAP_SYS_NICE: u32 = 23;
+    cap_in(status, CAP_SYS_NICE)
+}
+
+/// Whether the `CapEff` line of a `/proc/PID/status` text has capability number `bit`.
+pub fn cap_in(status: &str, bit: u32) -> bool {
     status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .map_or(false, |caps| caps & (1 << CAP_SYS_NICE) != 0)
+        .map_or(false, |caps| bit < 64 && caps & (1 << bit) != 0)
+}
+
+/// Whether this process may raise a hard resource limit (`CAP_SYS_RESOURCE`, bit 24, read
+/// from `/proc/self/status` on Linux; elsewhere, it is root). Root in a container often
+/// lacks it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn has_cap_sys_resource() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    std::fs::read_to_string("/proc/self/status").map_or(false, |s| cap_in(&s, CAP_SYS_RESOURCE))
+}
+
+/// Whether this process may raise a hard resource limit: it is root.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn has_cap_sys_resource() -> bool {
+    super::effective_uid() == 0
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -131,6 +151,10 @@ mod tests {
         ));
         assert!(!cap_sys_nice_in("CapEff:\tzz\n"));
         assert!(!cap_sys_nice_in(""));
+        // This machine's root: CAP_SYS_NICE (23) but not CAP_SYS_RESOURCE (24).
+        assert!(!cap_in("CapEff:\t000001fffeffffff\n", 24));
+        assert!(cap_in("CapEff:\t0000000001000000\n", 24));
+        assert!(!cap_in("CapEff:\tffffffffffffffff\n", 64));
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub use herd_sys::process::Signal;
 use super::{all_digits, minus_zero};
 
 /// A resource limit for workers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Rlimit {
     /// The option's value as given, for messages (`nofile=65536`).
     pub text: String,
@@ -16,6 +16,18 @@ pub struct Rlimit {
     pub soft: u64,
     /// The hard limit.
     pub hard: u64,
+}
+
+/// The limit, not its text: `nofile=1000` and `nofile=1000:1000` are one value to a reload's
+/// comparison of what changed.
+impl std::fmt::Debug for Rlimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rlimit")
+            .field("resource", &self.resource)
+            .field("soft", &self.soft)
+            .field("hard", &self.hard)
+            .finish()
+    }
 }
 
 impl Rlimit {

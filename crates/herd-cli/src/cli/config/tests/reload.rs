@@ -224,6 +224,13 @@ fn a_reload_names_a_limit_the_file_changed_that_the_command_line_sets() {
     let reread = reloader.reread().unwrap();
     assert_eq!(reread.overridden, ["rlimit.nofile"]);
     assert_eq!(reread.args.nofile, Some(4096));
+    reloader.settle(true);
+    // The same limits in other words: nothing the command line keeps from being applied.
+    write(&format!(
+        "{base}rlimit = [\"core=1:1\", \"nofile=2048:2048\"]\n"
+    ));
+    let reread = reloader.reread().unwrap();
+    assert!(reread.overridden.is_empty(), "{:?}", reread.overridden);
 }
 
 /// An error about what a reload read (the worker command's, made by `herd run`'s code) is
