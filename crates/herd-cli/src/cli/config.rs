@@ -48,6 +48,9 @@ pub struct Entry {
     pub line: usize,
     /// The arguments it stands for (`--workers=4`); for `command`, the command's words.
     pub args: Vec<OsString>,
+    /// The line of each of `args`: an array's element's, an `[env]` variable's (else the
+    /// key's).
+    pub lines: Vec<usize>,
 }
 
 impl ConfigFile {
@@ -93,10 +96,17 @@ impl ConfigFile {
                     line.starts_with('[')
                 });
             let args = entry_args(key.get_ref(), value, &options, header).map_err(at)?;
+            let lines = match value_offsets(value.get_ref()) {
+                offsets if offsets.len() == args.len() => {
+                    offsets.into_iter().map(|o| line_of(text, o)).collect()
+                }
+                _ => vec![line; args.len()],
+            };
             entries.push(Entry {
                 key: key.get_ref().to_string(),
                 line,
                 args,
+                lines,
             });
         }
         Ok(ConfigFile {
@@ -114,7 +124,9 @@ impl ConfigFile {
     /// workers`), placed in the file (`herd.toml:4: ready-min: ...`) when the option it is
     /// about, the `--KEY` it starts with (not one it quotes further on, which may be any
     /// text), or the worker command (`about_command`), is one the file gives and the
-    /// command line does not override (`overridden`).
+    /// command line does not override (`overridden`); at the line of the value it names
+    /// (`--bind 'SPEC'`, `--env NAME`), when that is an array's element or an `[env]`
+    /// variable on a line of its own.
     pub fn locate(&self, why: &str, overridden: &[String]) -> Option<String> {
         let key: String = match why.strip_prefix("--") {
             Some(after) => (after.chars())
@@ -136,7 +148,48 @@ impl ConfigFile {
                 return None;
             }
         }
-        Some(format!("{}:{}: {key}: {why}", self.name, entry.line))
+        let line = value_line(entry, &key, why).unwrap_or(entry.line);
+        Some(format!("{}:{line}: {key}: {why}", self.name))
+    }
+}
+
+/// The line of the argument of `entry` (key `key`) that the error `why` names right after
+/// `--KEY `: its value (`--bind 'SPEC': ...`, `--rlimit nofile=9: ...`) or a variable's name
+/// (`--env NAME: ...`).
+fn value_line(entry: &Entry, key: &str, why: &str) -> Option<usize> {
+    let after = why.strip_prefix(&format!("--{key} "))?;
+    let named = match after.strip_prefix('\'') {
+        Some(quoted) => quoted.split('\'').next()?,
+        None => after.split_whitespace().next()?.trim_end_matches(':'),
+    };
+    let value = |arg: &OsString| {
+        Some(
+            arg.to_str()?
+                .strip_prefix(&format!("--{key}="))?
+                .to_string(),
+        )
+    };
+    let names = |arg: &OsString| {
+        value(arg).is_some_and(|v| {
+            v == named || (key == ENV_KEY && v.split_once('=').is_some_and(|(n, _)| n == named))
+        })
+    };
+    // The last: of a variable the file gives twice, the value the workers get.
+    let at = entry.args.iter().rposition(names)?;
+    entry.lines.get(at).copied()
+}
+
+/// Where each argument of a key's `value` is in the file: an array's elements, a table's keys
+/// (in the order they are written, as [`env::env_args`] takes them), else none.
+fn value_offsets(value: &DeValue) -> Vec<usize> {
+    match value {
+        DeValue::Array(items) => items.iter().map(|v| v.span().start).collect(),
+        DeValue::Table(table) => {
+            let mut at: Vec<usize> = table.iter().map(|(k, _)| k.span().start).collect();
+            at.sort_unstable();
+            at
+        }
+        _ => Vec::new(),
     }
 }
 
@@ -196,7 +249,7 @@ fn entry_args(
             return env::env_args(value.get_ref(), arg, &herd_keys);
         }
     }
-    value_args(key, value, options).map_err(|message| (None, message))
+    value_args(key, value, options)
 }
 
 /// [`entry_args`] for every key but `env`.
@@ -204,34 +257,36 @@ fn value_args(
     key: &str,
     value: &Spanned<DeValue>,
     options: &[Arg],
-) -> Result<Vec<OsString>, String> {
+) -> Result<Vec<OsString>, (Option<usize>, String)> {
+    let at_key = |message| (None, message);
     if key == COMMAND_KEY {
-        return command_words(value.get_ref());
+        return command_words(value.get_ref()).map_err(at_key);
     }
     let Some(arg) = options.iter().find(|a| a.get_long() == Some(key)) else {
-        return Err(unknown_key(key, options));
+        return Err(at_key(unknown_key(key, options)));
     };
     let value = value.get_ref();
     if matches!(arg.get_action(), ArgAction::SetTrue) {
         return match value {
             DeValue::Boolean(true) => Ok(vec![format!("--{key}").into()]),
             DeValue::Boolean(false) => Ok(Vec::new()),
-            other => Err(format!(
+            other => Err(at_key(format!(
                 "{} is not a flag's value; write {key} = true or {key} = false",
                 a_kind(other)
-            )),
+            ))),
         };
     }
     let values: Vec<&Spanned<DeValue>> = match value {
         DeValue::Array(items) if repeatable(arg) => items.iter().collect(),
         DeValue::Array(_) => {
-            return Err("takes one value, not an array".to_string());
+            return Err(at_key("takes one value, not an array".to_string()));
         }
-        _ => return one_arg(key, value, arg).map(|a| vec![a]),
+        _ => return one_arg(key, value, arg).map(|a| vec![a]).map_err(at_key),
     };
+    // An element's error at its own line, in an array written over several.
     values
         .into_iter()
-        .map(|v| one_arg(key, v.get_ref(), arg))
+        .map(|v| one_arg(key, v.get_ref(), arg).map_err(|m| (Some(v.span().start), m)))
         .collect()
 }
 

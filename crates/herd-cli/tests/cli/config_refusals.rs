@@ -185,7 +185,7 @@ fn a_variable_herd_sets_for_each_worker_is_refused_in_env() {
                 [env]\nA = \"1\"\nNOTIFY_SOCKET = \"/tmp/elsewhere\"\n";
     std::fs::write(&path, text).unwrap();
     let at =
-        format!("{config}:3: env: --env NOTIFY_SOCKET: herd sets NOTIFY_SOCKET for each worker");
+        format!("{config}:5: env: --env NOTIFY_SOCKET: herd sets NOTIFY_SOCKET for each worker");
     assert_fails(&["check", "--config", &config], USAGE, &at);
     assert_fails(&["run", "--config", &config], USAGE, &at);
     let given = "herd: error: --env HERD_CONTROL: herd sets HERD_CONTROL for each worker itself";

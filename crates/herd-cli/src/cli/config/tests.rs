@@ -418,6 +418,7 @@ fn an_env_larger_than_any_system_allows_is_refused_before_its_variables_are_chec
 }
 
 mod limits;
+mod placing;
 mod reload;
 
 /// An error about the merged options is placed at the key it is about, the first `--KEY` it

@@ -262,7 +262,7 @@ fn a_reload_places_errors_about_what_it_read_in_the_file() {
 
 /// A file that says something wrong is told so before what it would change: a reload of
 /// `compat = ["einhorn", "einhorn"]` said "compat changed ... restart herd", not that it is
-/// given twice; a variable herd sets is refused at its line.
+/// given twice; a variable herd sets is refused at its line (the variable's, not `[env]`'s).
 #[test]
 fn a_reload_says_what_the_file_says_wrong_before_what_it_changes() {
     let base = "bind = [\"http=127.0.0.1:0\"]\ncommand = [\"app\"]\n";
@@ -280,7 +280,7 @@ fn a_reload_says_what_the_file_says_wrong_before_what_it_changes() {
     write(&format!("{base}[env]\nNOTIFY_SOCKET = \"/x\"\n"));
     let why = reloader.reread().unwrap_err();
     assert!(
-        why.starts_with(&format!("{path}:3: env: --env NOTIFY_SOCKET")),
+        why.starts_with(&format!("{path}:4: env: --env NOTIFY_SOCKET")),
         "{why}"
     );
 }
