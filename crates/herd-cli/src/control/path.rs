@@ -138,7 +138,10 @@ pub fn ensure_private_dir(dir: &Path, uid: u32, shared: bool) -> anyhow::Result<
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot create the control directory {shown}"))
+            return Err(anyhow::anyhow!(
+                "cannot create the control directory {shown}: {e}; give --control PATH, or \
+                 set XDG_RUNTIME_DIR (or TMPDIR) to a directory herd may write"
+            ))
         }
     }
     let current = check_private_dir(dir, uid)?;
@@ -421,6 +424,14 @@ mod tests {
             assert!(err.contains("remove it or pass --control"), "{err}");
             std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
         }
+        // One that cannot be made (TMPDIR=/proc, a directory gone): what to give instead.
+        let err = ensure_private_dir(&tmp.path().join("gone/herd"), uid, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("give --control PATH, or set XDG_RUNTIME_DIR"),
+            "{err}"
+        );
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
         assert!(ensure_private_dir(&link, uid, false)
