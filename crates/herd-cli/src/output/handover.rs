@@ -22,6 +22,8 @@ pub struct Parked {
     pub stream: Stream,
     /// Its read end.
     pub file: File,
+    /// The start of a character its reader cut a line before, for the next to read first.
+    pub held: Vec<u8>,
 }
 
 impl Output {
@@ -65,6 +67,7 @@ impl Output {
                 writer: s.writer,
                 stream: s.stream,
                 file: s.pipe.into_file(),
+                held: s.held,
             })
             .collect()
     }
@@ -74,7 +77,7 @@ impl Output {
         self.handing_over.store(false, Ordering::SeqCst);
         self.wake.reset();
         for p in parked {
-            self.capture_or_say(p.writer, p.stream, Pipe::from(p.file));
+            self.capture_or_say(p.writer, p.stream, Pipe::from(p.file), p.held);
         }
     }
 }

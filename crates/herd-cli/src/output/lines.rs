@@ -56,12 +56,16 @@ impl Lines {
     }
 
     /// Hands what is held of an unfinished line to `emit`, marked as split: the rest will
-    /// come from another reader of the same stream (after a re-exec).
-    pub fn cut(&mut self, emit: &mut impl FnMut(Line)) {
+    /// come from another reader of the same stream (after a re-exec). Returns the start of a
+    /// UTF-8 character the line ends in, held back for that reader to [`push`](Self::push)
+    /// first: cut in two, the character would show as two U+FFFD.
+    pub fn cut(&mut self, emit: &mut impl FnMut(Line)) -> Vec<u8> {
+        let held = self.pending.split_off(unfinished_char(&self.pending));
         if !self.pending.is_empty() {
             let text = std::mem::take(&mut self.pending);
             emit(Line { text, split: true });
         }
+        held
     }
 
     /// Emits the parts of the pending line beyond `max` bytes, each marked as split.
@@ -72,6 +76,29 @@ impl Lines {
             let text = std::mem::replace(&mut self.pending, rest);
             emit(Line { text, split: true });
         }
+    }
+}
+
+/// Where a UTF-8 character that `bytes` end before its last byte starts (a lead byte in the
+/// last three, with fewer continuation bytes after it than it announces); `bytes.len()` if
+/// they end with none.
+fn unfinished_char(bytes: &[u8]) -> usize {
+    let is_continuation = |b: u8| b & 0b1100_0000 == 0b1000_0000;
+    let Some(lead) = (bytes.len().saturating_sub(3)..bytes.len())
+        .rev()
+        .find(|&i| !is_continuation(bytes[i]))
+    else {
+        return bytes.len();
+    };
+    let wants = match bytes[lead] {
+        b if b & 0b1110_0000 == 0b1100_0000 => 2,
+        b if b & 0b1111_0000 == 0b1110_0000 => 3,
+        b if b & 0b1111_1000 == 0b1111_0000 => 4,
+        _ => return bytes.len(),
+    };
+    match bytes.len() - lead < wants {
+        true => lead,
+        false => bytes.len(),
     }
 }
 
@@ -102,6 +129,43 @@ mod tests {
 
     fn whole(text: &str) -> (String, bool) {
         (text.to_string(), false)
+    }
+
+    /// A re-exec's cut in the middle of a character held it back for the next reader: cut
+    /// in two, "é" showed as two U+FFFD.
+    #[test]
+    fn a_cut_holds_back_the_start_of_a_character() {
+        let cut = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            let mut lines = Lines::new(100);
+            lines.push(bytes, &mut |l: Line| out.push(l.text));
+            let held = lines.cut(&mut |l: Line| out.push(l.text));
+            (out, held)
+        };
+        let e_acute = "é".as_bytes();
+        let (out, held) = cut(&[b"caf", &e_acute[..1]].concat());
+        assert_eq!((out, held), (vec![b"caf".to_vec()], e_acute[..1].to_vec()));
+        let euro = "€".as_bytes();
+        let (out, held) = cut(&euro[..2]);
+        assert_eq!((out, held), (Vec::<Vec<u8>>::new(), euro[..2].to_vec()));
+        // Whole characters, and bytes that are no UTF-8, are cut as they are.
+        assert_eq!(
+            cut("café".as_bytes()),
+            (vec!["café".as_bytes().to_vec()], vec![])
+        );
+        assert_eq!(cut(b"a\xff"), (vec![b"a\xff".to_vec()], vec![]));
+        assert_eq!(
+            cut(b"a\x80\x80\x80"),
+            (vec![b"a\x80\x80\x80".to_vec()], vec![])
+        );
+        // The next reader goes on with what was held: the character whole.
+        let mut lines = Lines::new(100);
+        let mut out = Vec::new();
+        lines.push(&e_acute[..1], &mut |l: Line| out.push(l.text));
+        lines.push(&[&e_acute[1..], b"!\n"].concat(), &mut |l: Line| {
+            out.push(l.text)
+        });
+        assert_eq!(out, ["é!".as_bytes().to_vec()]);
     }
 
     #[test]

@@ -155,6 +155,18 @@ impl Output {
 
     /// Reads `pipe` (a worker's `stream`) on a thread of its own until its end.
     pub fn capture(self: &Arc<Self>, writer: Writer, stream: Stream, pipe: Pipe) -> io::Result<()> {
+        self.capture_held(writer, stream, pipe, Vec::new())
+    }
+
+    /// [`capture`](Self::capture), reading `held` first: the start of a character herd's
+    /// previous image cut a line before.
+    fn capture_held(
+        self: &Arc<Self>,
+        writer: Writer,
+        stream: Stream,
+        pipe: Pipe,
+        held: Vec<u8>,
+    ) -> io::Result<()> {
         *self.lock_readers() += 1;
         let exited = Arc::clone(lock(&self.exits).entry(writer.pid).or_default());
         let source = Source {
@@ -162,6 +174,7 @@ impl Output {
             stream,
             pipe,
             exited,
+            held,
         };
         let started = reader::start(Arc::clone(self), source);
         if started.is_err() {
@@ -191,13 +204,13 @@ impl Output {
     /// Reads a worker's `stdout` and `stderr` pipes. A stream no thread can read is closed
     /// (the worker's writes to it fail) and said so in the log.
     pub fn capture_both(self: &Arc<Self>, writer: Writer, stdout: Pipe, stderr: Pipe) {
-        self.capture_or_say(writer, Stream::Stdout, stdout);
-        self.capture_or_say(writer, Stream::Stderr, stderr);
+        self.capture_or_say(writer, Stream::Stdout, stdout, Vec::new());
+        self.capture_or_say(writer, Stream::Stderr, stderr, Vec::new());
     }
 
     /// [`capture`](Self::capture), or a line in the log that says the stream is lost.
-    fn capture_or_say(self: &Arc<Self>, writer: Writer, stream: Stream, pipe: Pipe) {
-        if let Err(e) = self.capture(writer, stream, pipe) {
+    fn capture_or_say(self: &Arc<Self>, writer: Writer, stream: Stream, pipe: Pipe, held: Vec<u8>) {
+        if let Err(e) = self.capture_held(writer, stream, pipe, held) {
             tracing::error!(
                 event = LogEvent::WorkerOutputDropped.as_str(),
                 worker = writer.slot,

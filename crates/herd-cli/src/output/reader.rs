@@ -40,6 +40,9 @@ pub struct Source {
     /// Set when herd has reaped the writer: the pipe stays open while a process it started
     /// holds its end, and that process's output is no part of the writer's last line.
     pub exited: Arc<AtomicBool>,
+    /// The start of a character that the reader before (herd's previous image) cut a line
+    /// before, read first; what this reader holds back when it parks the pipe.
+    pub held: Vec<u8>,
 }
 
 /// Starts a thread that reads `source` to its end, handing each line to `output`. When
@@ -57,6 +60,7 @@ pub fn start(output: Arc<Output>, source: Source) -> io::Result<()> {
 fn read(output: &Output, mut source: Source) {
     let (writer, stream) = (source.writer, source.stream);
     let mut lines = Lines::new(MAX_LINE);
+    let held = std::mem::take(&mut source.held);
     let mut emit = |line: Line| {
         output.take(Record {
             writer,
@@ -67,6 +71,7 @@ fn read(output: &Output, mut source: Source) {
             seq: 0,
         })
     };
+    lines.push(&held, &mut emit);
     let mut buffer = vec![0; CHUNK];
     let mut last_line_out = false;
     let mut look = EXIT_LOOK;
@@ -92,7 +97,7 @@ fn read(output: &Output, mut source: Source) {
         let holding = !last_line_out && lines.holding();
         let ready = source.pipe.wait(output.wake(), holding.then_some(look));
         if output.handing_over() {
-            lines.cut(&mut emit);
+            source.held = lines.cut(&mut emit);
             return output.park(source);
         }
         match ready {

@@ -204,6 +204,10 @@ pub struct SavedOutput {
     pub stream: String,
     /// The read end's fd number across the exec.
     pub fd: RawFd,
+    /// The start of a character the reader cut a line before (at most 3 bytes), for the
+    /// next image to read first; left out when none, for an older image to read the state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<u8>,
 }
 
 impl SavedOutput {
@@ -215,6 +219,7 @@ impl SavedOutput {
             generation: parked.writer.generation,
             stream: parked.stream.name().to_string(),
             fd: parked.file.as_raw_fd(),
+            held: parked.held.clone(),
         }
     }
 
@@ -233,6 +238,7 @@ impl SavedOutput {
             },
             stream,
             file: std::fs::File::from(claim(self.fd)?),
+            held: self.held.clone(),
         })
     }
 }

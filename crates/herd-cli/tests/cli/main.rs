@@ -78,3 +78,4 @@ mod warm_up_own;
 mod warm_up_sites;
 mod warm_up_trickle;
 mod worker_output;
+mod worker_output_reexec;

@@ -35,6 +35,11 @@ impl Rlimit {
     pub fn name(&self) -> &str {
         self.text.split('=').next().unwrap_or_default()
     }
+
+    /// The option's value as given (`nofile=65536`).
+    pub fn given(&self) -> &str {
+        &self.text
+    }
 }
 
 pub(in crate::cli) fn parse_rlimit(text: &str) -> Result<Rlimit, String> {

@@ -15,6 +15,11 @@ impl Rlimit {
     pub fn name(&self) -> &str {
         self.0.split('=').next().unwrap_or_default()
     }
+
+    /// The option's value as given (`nofile=65536`).
+    pub fn given(&self) -> &str {
+        &self.0
+    }
 }
 
 pub(in crate::cli) fn parse_signal(text: &str) -> Result<Signal, String> {

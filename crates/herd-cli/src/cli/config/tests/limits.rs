@@ -68,7 +68,7 @@ fn a_command_line_rlimit_keeps_the_file_s_other_limits() {
     let Command::Run(run) = merged.cli.command else {
         panic!("not a run")
     };
-    let texts: Vec<&str> = run.rlimit.iter().map(|r| r.text.as_str()).collect();
+    let texts: Vec<&str> = run.rlimit.iter().map(|r| r.given()).collect();
     assert_eq!(texts, ["nofile=1024", "core=1"]);
 }
 
