@@ -12,6 +12,9 @@
 //!   [`BUSY_LOW`]) for [`DOWN_AFTER`], remove one worker; then wait [`DOWN_COOLDOWN`].
 //! - **Never** outside MIN..MAX, and never up while some wanted slot has no ready worker
 //!   (starting, or crashing and backing off): a crash is not a reason to scale.
+//! - **By hand** (`herd scale +N`, SIGTTIN, `herd top`'s `+`), within the bounds: the
+//!   measurement starts over at the new size ([`Autoscaler::scaled_by_hand`]), so a pool grown
+//!   by hand stays so for a whole idle period, not until the next sample.
 //!
 //! Windows has no way to read a listening socket's accept queue, so there (as for UDP and Unix
 //! sockets on Linux) every sample has `queued: 0` and busyness alone decides: up by one worker
@@ -139,6 +142,15 @@ impl Autoscaler {
             }
         }
         None
+    }
+
+    /// The pool was scaled by hand: what was measured at the old size says nothing of the new
+    /// one. The idle period and the pressure start over, so that the next decision needs a
+    /// whole idle period (or [`UP_AFTER`] busy samples) at the new size; a cooldown running
+    /// goes on.
+    pub fn scaled_by_hand(&mut self) {
+        self.pressure = 0;
+        self.idle_since = None;
     }
 
     fn decide(
@@ -419,6 +431,34 @@ mod tests {
         );
         assert_eq!(idle_reason(0.05, false), "workers 5% busy for 5s");
         assert_eq!(QUEUE_READABLE, !cfg!(windows));
+    }
+
+    /// `herd scale +1` on an idle pool was undone by the next sample (its idle period had
+    /// begun before, at the old size): the new worker was stopped 8 ms after it started.
+    #[test]
+    fn a_scale_by_hand_is_measured_from_scratch() {
+        let t0 = Instant::now();
+        let idle = IDLE;
+        let mut a = Autoscaler::new(1, 3);
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(a.sample(1, idle, at(0)), None);
+        assert_eq!(a.sample(1, idle, at(6_000)), None, "at the minimum");
+        a.scaled_by_hand();
+        assert_eq!(
+            a.sample(2, idle, at(6_100)),
+            None,
+            "idle since before the scale"
+        );
+        assert_eq!(a.sample(2, idle, at(10_900)), None);
+        let down = a.sample(2, idle, at(11_200)).map(|d| d.workers);
+        assert_eq!(down, Some(1), "a whole idle period at the new size");
+        // Pressure measured before a scale by hand counts no more.
+        let mut a = Autoscaler::new(1, 3);
+        let busy = Sample { busy: 1.0, ..idle };
+        assert_eq!(a.sample(1, busy, at(0)), None);
+        a.scaled_by_hand();
+        assert_eq!(a.sample(1, busy, at(100)), None);
+        assert_eq!(a.sample(1, busy, at(200)).map(|d| d.workers), Some(2));
     }
 
     #[test]

@@ -252,11 +252,15 @@ impl Supervisor {
 }
 
 impl Supervisor {
-    /// The pool was scaled by hand (`by`: `herd scale`, SIGTTIN, SIGTTOU) while a reloaded
-    /// upgrade rolls: the later order wins, so the file's `workers`, staged for the upgrade's
-    /// end, is dropped rather than undo it then (as a `herd scale` since herd started stays
-    /// when the file leaves `workers` as it was).
+    /// The pool was scaled by hand (`by`: `herd scale`, SIGTTIN, SIGTTOU). The autoscaler
+    /// measures the new size from scratch, rather than undo it at its next sample. While a
+    /// reloaded upgrade rolls, the later order wins: the file's `workers`, staged for the
+    /// upgrade's end, is dropped rather than undo it then (as a `herd scale` since herd
+    /// started stays when the file leaves `workers` as it was).
     pub(super) fn scaled_by_hand(&mut self, by: &str) {
+        if let Some(autoscaler) = self.autoscaler.as_mut() {
+            autoscaler.scaled_by_hand();
+        }
         let Some(workers) = self.staged.as_mut().and_then(|s| s.workers.take()) else {
             return;
         };
