@@ -131,7 +131,8 @@ impl RawObject {
 }
 
 /// Why the pool is degraded, if it is: fewer workers are ready than herd wants, for whatever
-/// reason (starting, restarting after a crash, scaling up, failing to start), or a slot herd
+/// reason (starting, restarting after a crash, scaling up, failing to start), or serve (some
+/// ready ones are paused), or a slot herd
 /// wants has no ready worker while another has two (its worker being replaced, by a recycle
 /// or an upgrade, until `--min-ready` has passed): counted by process, those two hid it. A
 /// stopping herd is said to be stopping, not degraded: it wants no worker any more, and is no
@@ -150,8 +151,19 @@ pub fn degraded(status: &Status) -> Option<String> {
             status.ready
         ));
     }
+    // A ready worker that is paused (`kill -STOP`, a debugger) serves nothing.
+    let paused = (status.workers.iter())
+        .filter(|w| w.state == "ready" && w.paused)
+        .count();
+    if status.ready.saturating_sub(paused) < desired {
+        return Some(format!(
+            "degraded: {} of {desired} workers ready and not paused ({paused} paused, serving \
+             nothing: kill -CONT resumes them)",
+            status.ready.saturating_sub(paused)
+        ));
+    }
     let mut slots: Vec<usize> = (status.workers.iter())
-        .filter(|w| w.state == "ready" && w.slot < desired)
+        .filter(|w| w.state == "ready" && !w.paused && w.slot < desired)
         .map(|w| w.slot)
         .collect();
     slots.sort_unstable();

@@ -36,6 +36,8 @@ pub struct HealthView {
     pub turned: Instant,
     /// Ready workers (of any generation).
     pub ready: usize,
+    /// Of them, those paused at the last look (`SIGSTOP`, a debugger): they serve nothing.
+    pub paused: usize,
     /// `--ready-min`: how many ready workers make herd ready.
     pub ready_min: usize,
     /// Serving, draining or stopping.
@@ -60,10 +62,17 @@ pub fn readiness(view: &HealthView) -> Result<(), String> {
     match view.stage {
         Stage::Stopping => Err("stopping".to_string()),
         Stage::Draining { .. } => Err("draining".to_string()),
-        Stage::Serving if view.ready < view.ready_min => Err(format!(
-            "{} of {} ready workers needed",
-            view.ready, view.ready_min
-        )),
+        Stage::Serving if view.ready.saturating_sub(view.paused) < view.ready_min => {
+            let paused = match view.paused {
+                0 => String::new(),
+                n => format!(" ({n} more paused, serving nothing)"),
+            };
+            Err(format!(
+                "{} of {} ready workers needed{paused}",
+                view.ready.saturating_sub(view.paused),
+                view.ready_min
+            ))
+        }
         Stage::Serving => Ok(()),
     }
 }
@@ -79,6 +88,7 @@ impl HealthBoard {
         HealthBoard(Arc::new(Mutex::new(HealthView {
             turned: now,
             ready: 0,
+            paused: 0,
             ready_min,
             stage: Stage::Serving,
         })))
@@ -105,9 +115,25 @@ mod tests {
         HealthView {
             turned,
             ready,
+            paused: 0,
             ready_min,
             stage,
         }
+    }
+
+    /// Ready workers that are paused (`kill -STOP`) serve nothing: `/readyz` answered 200
+    /// while every worker was paused and requests timed out.
+    #[test]
+    fn paused_workers_do_not_make_herd_ready() {
+        let paused = |n| HealthView {
+            paused: n,
+            ..view(2, 1, Stage::Serving, Instant::now())
+        };
+        assert_eq!(readiness(&paused(1)), Ok(()));
+        assert_eq!(
+            readiness(&paused(2)),
+            Err("0 of 1 ready workers needed (2 more paused, serving nothing)".to_string())
+        );
     }
 
     #[test]

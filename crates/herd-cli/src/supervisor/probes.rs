@@ -129,7 +129,10 @@ impl Supervisor {
     /// Publishes the view `/healthz` and `/readyz` answer from: the loop turned now.
     pub(super) fn publish_health(&self) {
         let ready = self.pool.workers().iter();
-        let ready = ready.filter(|w| w.state == WorkerState::Ready).count();
+        let ready: Vec<u32> = (ready.filter(|w| w.state == WorkerState::Ready))
+            .map(|w| w.pid)
+            .collect();
+        let paused = ready.iter().filter(|&&pid| self.is_paused(pid)).count();
         let stage = match self.probes.drain.until() {
             _ if self.pool.is_stopping() => Stage::Stopping,
             Some(until) => Stage::Draining { until },
@@ -137,7 +140,8 @@ impl Supervisor {
         };
         self.probes.board.publish(HealthView {
             turned: Instant::now(),
-            ready,
+            ready: ready.len(),
+            paused,
             ready_min: self.probes.ready_min,
             stage,
         });

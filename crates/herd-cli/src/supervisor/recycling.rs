@@ -141,6 +141,11 @@ impl Supervisor {
         );
     }
 
+    /// Whether worker `pid` was paused (`SIGSTOP`, a debugger) at the last look.
+    pub(super) fn is_paused(&self, pid: u32) -> bool {
+        self.recycling.paused.contains(&pid)
+    }
+
     /// Takes a round of the workers' figures, then recycles what is due.
     pub(super) fn sampled(&mut self, samples: Samples) {
         if let Some(took) = samples.late {

@@ -72,6 +72,27 @@ fn a_slot_with_no_ready_worker_is_not_hidden_by_one_with_two() {
     assert_eq!(degraded(&whole), None);
 }
 
+/// Ready workers that are paused (`kill -STOP`) serve nothing: `herd status` said "2 of 2
+/// workers ready (2 of them paused, serving nothing)" and exited 0.
+#[test]
+fn paused_workers_leave_the_pool_degraded() {
+    let worker = |slot: usize, pid: u32, paused: bool| {
+        serde_json::json!({"slot": slot, "pid": pid, "generation": 1, "state": "ready",
+            "stopping_reason": null, "uptime_ms": 1, "restarts": 0, "last_exit": null,
+            "status": null, "paused": paused})
+    };
+    let mut pool = serde_json::to_value(status(2, 2)).unwrap();
+    pool["workers"] = serde_json::json!([worker(0, 7, true), worker(1, 8, false)]);
+    let pool: Status = serde_json::from_value(pool).unwrap();
+    assert_eq!(
+        degraded(&pool).as_deref(),
+        Some(
+            "degraded: 1 of 2 workers ready and not paused (1 paused, serving nothing: \
+             kill -CONT resumes them)"
+        )
+    );
+}
+
 #[test]
 fn watch_redraws_a_terminal_and_separates_piped_statuses() {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);

@@ -247,6 +247,7 @@ async fn probes_are_answered_from_the_last_view_without_the_loop() {
     board.publish(HealthView {
         turned: Instant::now(),
         ready: 1,
+        paused: 0,
         ready_min: 1,
         stage: Stage::Serving,
     });
@@ -258,6 +259,7 @@ async fn probes_are_answered_from_the_last_view_without_the_loop() {
     board.publish(HealthView {
         turned: long_ago,
         ready: 1,
+        paused: 0,
         ready_min: 1,
         stage: Stage::Serving,
     });
