@@ -24,8 +24,14 @@ pub struct Model {
     pub note: Option<String>,
 }
 
-/// One worker's row.
-pub type Row = [String; 8];
+/// One row of the workers' table: a worker, or a slot waiting to restart or to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    /// The text under each of [`Model::HEADER`].
+    pub cells: [String; 8],
+    /// Ready, not paused and not stopping: a row that may be left out when space runs short.
+    pub healthy: bool,
+}
 
 /// One socket: its line of text and its queue's last minute.
 #[derive(Debug, PartialEq, Eq)]
@@ -71,9 +77,12 @@ impl Model {
         let upgrading = s
             .upgrading_to
             .map_or(String::new(), |g| format!(", upgrading to {g}"));
-        // A stopping herd is said to be once, before its counts, and not called degraded.
+        // A stopping herd is said to be once, before its counts, and not called degraded; too
+        // few ready is said by the counts ("6 of 8 ready (degraded: 6 of 8 workers ready)"
+        // did not fit 80 columns).
         let (stopping, health) = match (s.stopping, degraded(s)) {
             (true, _) => (", stopping", String::new()),
+            (false, Some(_)) if s.ready < s.desired => ("", " (degraded)".to_string()),
             (false, Some(why)) => ("", format!(" ({why})")),
             (false, None) => ("", " (healthy)".to_string()),
         };
@@ -109,7 +118,13 @@ impl Model {
                     (None, Some(why)) => format!("{} (recycling: {})", w.state, escape(why)),
                     (None, None) => w.state.clone(),
                 };
-                [
+                // A stopped worker serves nothing, whatever herd last saw of it.
+                let state = match w.paused {
+                    true => format!("{state}, paused"),
+                    false => state,
+                };
+                let healthy = w.state == "ready" && !w.paused && w.stopping_reason.is_none();
+                let cells = [
                     w.slot.to_string(),
                     w.pid.to_string(),
                     w.generation.to_string(),
@@ -118,11 +133,16 @@ impl Model {
                     w.memory_bytes.map_or_else(dash, herd_core::format_bytes),
                     w.restarts.to_string(),
                     short(w.uptime_ms),
-                ]
+                ];
+                Row { cells, healthy }
             })
             .collect();
+        let troubled = |cells| Row {
+            cells,
+            healthy: false,
+        };
         rows.extend(s.waiting.iter().map(|w| {
-            [
+            troubled([
                 w.slot.to_string(),
                 dash(),
                 dash(),
@@ -131,13 +151,13 @@ impl Model {
                 dash(),
                 w.restarts.to_string(),
                 dash(),
-            ]
+            ])
         }));
         rows.extend(s.queued.iter().map(|slot| {
-            let mut row = [(); 8].map(|_| dash());
-            row[0] = slot.to_string();
-            row[3] = crate::ctl::table::queued_state(s);
-            row
+            let mut cells = [(); 8].map(|_| dash());
+            cells[0] = slot.to_string();
+            cells[3] = crate::ctl::table::queued_state(s);
+            troubled(cells)
         }));
         rows
     }

@@ -7,81 +7,97 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Sparkline, Table};
 use ratatui::Frame;
 
-use super::model::{Model, SocketLine, EVENTS};
+use super::model::{Model, SocketLine};
+use columns::{ellipsis, fit, STATE};
+use layout::{heights, more, shown, wrap};
+
+mod columns;
+mod layout;
 
 /// The keys, as the last line shows them.
 const KEYS: &str = "+/- scale   u upgrade   q quit";
 
+/// The most lines the title, the autoscaling line and the keys' line each wrap to.
+const MOST_LINES: usize = 3;
+
 /// Draws `model` over the whole frame.
 pub fn draw(frame: &mut Frame, model: &Model) {
+    let width = usize::from(frame.area().width);
     let workers = model.workers();
     let sockets = model.sockets();
-    let autoscale = model.autoscale();
-    let fixed = 1 + (sockets.len() as u16 + 2) + u16::from(autoscale.is_some()) + 1;
-    let (table_height, events_height) =
-        heights(frame.area().height.saturating_sub(fixed), workers.len());
+    let (title_text, degraded) = model.title();
+    let title_lines = wrap(&title_text, width, MOST_LINES);
+    let autoscale_lines = (model.autoscale()).map_or(Vec::new(), |a| wrap(&a, width, MOST_LINES));
+    let note = wrap(model.note.as_deref().unwrap_or(KEYS), width, MOST_LINES);
+    let [title_height, autoscale_height, note_height] =
+        [&title_lines, &autoscale_lines, &note].map(|lines| lines.len() as u16);
+    let fixed = title_height + autoscale_height + note_height;
+    let rest = frame.area().height.saturating_sub(fixed);
+    let heights = heights(rest, workers.len(), sockets.len());
     let [title, table, queues, scaling, events, footer] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(table_height),
-        Constraint::Length(sockets.len() as u16 + 2),
-        Constraint::Length(u16::from(autoscale.is_some())),
-        Constraint::Length(events_height),
-        Constraint::Length(1),
+        Constraint::Length(title_height),
+        Constraint::Length(heights.table),
+        Constraint::Length(heights.sockets),
+        Constraint::Length(autoscale_height),
+        Constraint::Length(heights.events),
+        Constraint::Length(note_height),
     ])
     .areas(frame.area());
-    let (text, degraded) = model.title();
     let color = if degraded {
         Color::Yellow
     } else {
         Color::Green
     };
     let bold = Style::default().add_modifier(Modifier::BOLD);
-    frame.render_widget(Paragraph::new(text).style(bold.fg(color)), title);
+    frame.render_widget(text(title_lines).style(bold.fg(color)), title);
     draw_workers(frame, table, &workers);
     draw_sockets(frame, queues, &sockets);
-    if let Some(line) = autoscale {
-        frame.render_widget(Paragraph::new(line), scaling);
-    }
+    frame.render_widget(text(autoscale_lines), scaling);
     let lines: Vec<Line> = model.events().into_iter().map(Line::from).collect();
     let block = Block::default()
         .borders(Borders::ALL)
         .title(" recent events ");
     frame.render_widget(Paragraph::new(lines).block(block), events);
-    let note = model.note.as_deref().unwrap_or(KEYS);
-    frame.render_widget(
-        Paragraph::new(note).style(Style::default().fg(Color::Cyan)),
-        footer,
-    );
+    let cyan = Style::default().fg(Color::Cyan);
+    frame.render_widget(text(note).style(cyan), footer);
 }
 
-/// How the `rest` of the lines (after the title, sockets, autoscaling and keys) is shared by
-/// the workers' table and the recent events: the table's first few worker rows come first, then
-/// the events (up to [`EVENTS`], none when fewer than one fits), and the table takes what is
-/// left. Each box has two borders; the table a header too.
-fn heights(rest: u16, workers: usize) -> (u16, u16) {
-    let first_rows = workers.min(4) as u16;
-    let table = (3 + first_rows).min(rest);
-    let events = (EVENTS as u16 + 2).min(rest - table);
-    let events = if events < 3 { 0 } else { events };
-    (rest - events, events)
+/// Lines already wrapped, as a paragraph.
+fn text(lines: Vec<String>) -> Paragraph<'static> {
+    Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
 }
 
-/// The workers' table.
+/// The workers' table: the columns that fit its width, the rows that fit its height, and a
+/// last line counting those left out.
 fn draw_workers(frame: &mut Frame, area: Rect, workers: &[super::model::Row]) {
-    let widths = [
-        Constraint::Length(5),
-        Constraint::Length(8),
-        Constraint::Length(4),
-        Constraint::Min(12),
-        Constraint::Length(7),
-        Constraint::Length(10),
-        Constraint::Length(9),
-        Constraint::Length(8),
-    ];
-    let header = Row::new(Model::HEADER).style(Style::default().add_modifier(Modifier::BOLD));
-    let rows = workers.iter().map(|r| Row::new(r.clone()));
     let block = Block::default().borders(Borders::ALL).title(" workers ");
-    frame.render_widget(Table::new(rows, widths).header(header).block(block), area);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let room = usize::from(inner.height.saturating_sub(1));
+    let (rows, left_out) = shown(workers, room);
+    let columns = fit(&rows, usize::from(inner.width));
+    let line = |texts: [&str; 8]| {
+        let cells = columns.shown.iter().map(|&(c, width)| match c {
+            STATE => ellipsis(texts[c], width),
+            _ => texts[c].to_string(),
+        });
+        Row::new(cells.collect::<Vec<_>>())
+    };
+    let header = line(Model::HEADER).style(Style::default().add_modifier(Modifier::BOLD));
+    let body = rows
+        .iter()
+        .map(|row| line(row.cells.each_ref().map(String::as_str)));
+    let widths = (columns.shown.iter()).map(|&(_, width)| Constraint::Length(width as u16));
+    let table = Table::new(body, widths).header(header);
+    frame.render_widget(table.column_spacing(columns.spacing as u16), inner);
+    if !left_out.is_empty() && room > 0 {
+        let last = Rect {
+            y: inner.bottom() - 1,
+            height: 1,
+            ..inner
+        };
+        frame.render_widget(Paragraph::new(more(&left_out)), last);
+    }
 }
 
 /// One line per socket: its name, address and queue, then the queue's last minute.

@@ -25,3 +25,13 @@ fn an_upgrade_starts_only_on_y_after_u() {
     release.kind = KeyEventKind::Release;
     assert_eq!(key(release, true), Key::Ignored);
 }
+
+/// Esc quits, whether it came alone (crossterm takes an Esc at the end of what one read gave
+/// as Esc) or not; Esc and `u` read together are Alt-u, which still asks for an upgrade.
+#[test]
+fn escape_quits_and_an_alt_key_is_its_key() {
+    assert_eq!(key(press(KeyCode::Esc), false), Key::Quit);
+    assert_eq!(key(press(KeyCode::Esc), true), Key::Cancel);
+    let alt_u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::ALT);
+    assert_eq!(key(alt_u, false), Key::AskUpgrade);
+}

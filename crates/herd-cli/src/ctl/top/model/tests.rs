@@ -33,16 +33,31 @@ fn workers_show_state_cpu_memory_restarts_and_uptime_and_waiting_slots() {
     model.update(status(0, 1));
     let rows = model.workers();
     assert_eq!(
-        rows[0],
+        rows[0].cells,
         ["0", "100", "2", "ready", "12.2%", "3 MiB", "1", "5s"].map(String::from)
     );
-    assert_eq!(rows[1][4..6], ["-".to_string(), "-".to_string()]);
-    assert_eq!(rows[2][3], "restarting in 4s");
+    assert_eq!(rows[1].cells[4..6], ["-".to_string(), "-".to_string()]);
+    assert_eq!(rows[2].cells[3], "restarting in 4s");
+    let healthy: Vec<bool> = rows.iter().map(|r| r.healthy).collect();
+    assert_eq!(healthy, [true, false, false]);
+    // The counts say what is degraded: the title repeated them and was cut at 80 columns.
     let (title, degraded) = model.title();
-    assert!(
-        degraded && title.contains("1 of 2 ready (degraded"),
-        "{title}"
-    );
+    assert!(title.ends_with("1 of 2 ready (degraded)"), "{title}");
+    assert!(degraded);
+}
+
+/// A paused worker serves nothing: its state says so, and it is not healthy.
+#[test]
+fn a_paused_worker_says_so() {
+    let mut status = status(0, 2);
+    status.workers[0].paused = true;
+    let mut model = Model::default();
+    model.update(status);
+    let rows = model.workers();
+    assert_eq!(rows[0].cells[3], "ready, paused");
+    assert!(!rows[0].healthy);
+    let (title, degraded) = model.title();
+    assert!(degraded && title.contains("paused"), "{title}");
 }
 
 #[test]

@@ -87,8 +87,9 @@ fn a_small_terminal_shows_workers_before_events() {
     }))
     .unwrap();
     model.update(status);
-    // 60x15 showed the table's header and no worker (the events took 10 lines).
-    let text = screen_of(&model, 60, 15);
+    // 60x15 showed the table's header and no worker (the events took 10 lines); the title
+    // takes two lines at 60 columns.
+    let text = screen_of(&model, 60, 16);
     for pid in ["4240", "4241", "4242"] {
         assert!(text.contains(pid), "{pid} not in\n{text}");
     }
@@ -96,7 +97,7 @@ fn a_small_terminal_shows_workers_before_events() {
     assert!(text.contains("http 127.0.0.1:8080 queue 0/128"), "{text}");
     assert!(text.contains("event 7"), "{text}");
     // Too small for the events: the workers still show.
-    let text = screen_of(&model, 60, 11);
+    let text = screen_of(&model, 60, 12);
     assert!(
         text.contains("4242") && !text.contains("recent events"),
         "{text}"
@@ -109,13 +110,124 @@ fn a_small_terminal_shows_workers_before_events() {
     );
 }
 
+/// herd with `ready` ready workers in slots 0.., then `starting` starting ones and `waiting`
+/// slots waiting to restart, as a pool whose last slots crash-loop shows them.
+fn crash_looping(ready: usize, starting: usize, waiting: usize) -> Model {
+    let worker = |slot: usize, state: &str| {
+        serde_json::json!({"slot": slot, "pid": 24160 + slot, "generation": 1, "state": state,
+            "stopping_reason": null, "uptime_ms": 17000, "restarts": 12 * (state != "ready") as u32,
+            "last_exit": null, "status": null, "cpu_percent": 0.5, "memory_bytes": 14260633})
+    };
+    let mut workers: Vec<_> = (0..ready).map(|slot| worker(slot, "ready")).collect();
+    workers.extend((ready..ready + starting).map(|slot| worker(slot, "starting")));
+    let desired = ready + starting + waiting;
+    let waiting: Vec<_> = (ready + starting..desired)
+        .map(|slot| {
+            serde_json::json!({"slot": slot, "restart_in_ms": 4000, "restarts": 12,
+                                       "last_exit": "exit 1"})
+        })
+        .collect();
+    let events: Vec<_> = (0..8)
+        .map(|i| {
+            serde_json::json!({"ago_ms": 1000, "level": "warn", "event": "worker_exited",
+                                    "message": format!("event {i}")})
+        })
+        .collect();
+    let status: Status = serde_json::from_value(serde_json::json!({
+        "pid": 24155, "name": "default", "version": "0", "uptime_ms": 65000, "generation": 1,
+        "upgrading_to": null, "stopping": false, "desired": desired, "running": ready + starting,
+        "ready": ready, "workers": workers, "waiting": waiting, "attached": [],
+        "sockets": [{"name": "tcp-44673", "address": "127.0.0.1:44673", "kind": "tcp", "fd": 3,
+                     "queue": 0, "queue_limit": 4096}],
+        "events": events,
+    }))
+    .unwrap();
+    let mut model = Model::default();
+    model.update(status);
+    model
+}
+
+/// At 80x24 with 8 workers the table showed slots 0-5 and no count, the crash-looping 6 and 7
+/// hidden, while the events took 8 lines; the title was cut ("(degraded: 6 of 8 wo").
 #[test]
-fn heights_give_the_first_workers_then_the_events_then_the_rest() {
-    assert_eq!(heights(0, 3), (0, 0));
-    assert_eq!(heights(5, 3), (5, 0));
-    assert_eq!(heights(10, 3), (6, 4));
-    assert_eq!(heights(8, 3), (8, 0));
-    assert_eq!(heights(16, 3), (6, 10));
-    assert_eq!(heights(30, 100), (20, 10));
-    assert_eq!(heights(30, 0), (20, 10));
+fn every_worker_shows_before_the_events_and_the_title_whole() {
+    let model = crash_looping(6, 1, 1);
+    let text = screen_of(&model, 80, 24);
+    for slot in 0..7 {
+        assert!(text.contains(&format!("{}", 24160 + slot)), "{text}");
+    }
+    assert!(text.contains("restarting in 4s"), "{text}");
+    let title = "herd 'default' pid 24155, up 1m5s, generation 1: 6 of 8 ready (degraded)";
+    assert!(text.starts_with(title), "{text}");
+    // The events have what is left.
+    assert!(
+        text.contains("event 7") && text.contains("event 3"),
+        "{text}"
+    );
+}
+
+/// Too few lines for every worker: those in trouble show, and the last line counts the rest.
+#[test]
+fn a_short_terminal_shows_the_workers_in_trouble_and_counts_the_others() {
+    let model = crash_looping(6, 1, 1);
+    let text = screen_of(&model, 80, 10);
+    assert!(
+        text.contains("24166") && text.contains("restarting in 4s"),
+        "{text}"
+    );
+    assert!(text.contains("+4 more (not shown, all ready)"), "{text}");
+    assert!(
+        !text.contains("recent events") && !text.contains("sockets"),
+        "{text}"
+    );
+}
+
+/// The title wraps at spaces rather than being cut mid-word.
+#[test]
+fn a_narrow_title_wraps_between_words() {
+    let text = screen_of(&crash_looping(6, 1, 1), 40, 24);
+    let lines: Vec<&str> = text.lines().take(2).map(str::trim_end).collect();
+    assert_eq!(
+        lines,
+        [
+            "herd 'default' pid 24155, up 1m5s,",
+            "generation 1: 6 of 8 ready (degraded)"
+        ],
+        "{text}"
+    );
+}
+
+/// At 60, 50 and 40 columns PIDs 24166 and 24169 both showed as `2416`, MEM as `13.6 Mi`,
+/// UPTIME as `17`: columns now go whole, and only a state is shortened.
+#[test]
+fn a_narrow_table_never_cuts_a_number() {
+    let model = crash_looping(6, 2, 0);
+    for width in [80, 60, 50, 40, 30] {
+        let text = screen_of(&model, width, 24);
+        let table = workers_box(&text);
+        for pid in 24160..24168 {
+            assert!(
+                table.contains(&format!(" {pid} ")),
+                "{pid} at {width}:\n{text}"
+            );
+        }
+        for (cut, whole) in [("13", "13.6 MiB"), ("17", "17s"), ("0.5", "0.5%")] {
+            let cuts = table.matches(cut).count();
+            assert_eq!(
+                cuts,
+                table.matches(whole).count(),
+                "{cut} at {width}:\n{text}"
+            );
+        }
+    }
+    assert!(screen_of(&model, 80, 24).contains("13.6 MiB"));
+    let text = screen_of(&model, 20, 24);
+    assert!(text.contains("24166 starti…"), "{text}");
+}
+
+/// The lines of the workers' box in a screen's `text`.
+fn workers_box(text: &str) -> String {
+    let lines = text.lines().skip_while(|l| !l.contains(" workers "));
+    let lines = lines.take_while(|l| !l.starts_with('└'));
+    lines.collect::<Vec<_>>().join("\n")
 }
