@@ -19,6 +19,7 @@ use anyhow::anyhow;
 use serde::de::DeserializeOwned;
 
 use crate::cli::{self, ScaleTarget};
+use crate::control::answer::Vacancy;
 use crate::control::client::{Client, ClientError};
 use crate::control::protocol::{Command, ErrorCode};
 use crate::control::results::{ReexecResult, ScaleResult, SignalResult, StopResult, UpgradeResult};
@@ -99,7 +100,7 @@ fn ask(command: cli::Command, connect: Connect<'_>) -> Result<(), Failure> {
                 takeover: false,
             };
             let answer = connect().and_then(|mut client| client.call(command, None));
-            stop_reported(answer, || nothing_answers(connect, GONE_BOUND))?;
+            stop_reported(answer, || after_close(connect, GONE_BOUND))?;
             report("stopped\n")
         }
         cli::Command::Reexec => {
@@ -142,32 +143,69 @@ fn call<R: DeserializeOwned>(
 /// Whether `herd stop` may say that herd stopped. herd answers a stop once every worker is
 /// gone, but when two clients stop it at once it may exit before answering the second: one
 /// that sent its request and then saw herd close the connection without an answer reports the
-/// stop too, once `gone` confirms that nothing answers at herd's path any more. A client that
-/// found no herd at all says so.
+/// stop too, once `after` finds that herd exited (its socket removed, as herd does on its way
+/// out). A herd killed meanwhile (SIGKILL, a crash) leaves its socket, and what its workers
+/// left may still serve: that is no stop to report. A client that found no herd at all says
+/// so.
 fn stop_reported(
     answer: Result<StopResult, ClientError>,
-    gone: impl FnOnce() -> bool,
+    after: impl FnOnce() -> AfterClose,
 ) -> Result<(), Failure> {
     match answer {
         Ok(_) => Ok(()),
-        Err(ClientError::Closed { .. }) if gone() => Ok(()),
+        Err(ClientError::Closed { path }) => match after() {
+            AfterClose::Exited => Ok(()),
+            AfterClose::Vanished => Err(Failure::Runtime(anyhow!(
+                "herd at {} ended before it confirmed the stop (killed or crashed: its control \
+                 socket is left, and nobody listens on it); processes its workers started may \
+                 still run and hold its ports: look with 'ss -ltnp'",
+                path.display()
+            ))),
+            AfterClose::Answers => Err(failure(ClientError::Closed { path })),
+        },
         Err(e) => Err(failure(e)),
     }
+}
+
+/// What is at herd's path once it closed a stop's connection without answering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AfterClose {
+    /// Nothing: herd exited and removed its socket (or, on Windows, its pipe is gone).
+    Exited,
+    /// Its socket, which nobody listens on: herd was killed, or crashed.
+    Vanished,
+    /// Something still answers, or cannot be told.
+    Answers,
 }
 
 /// How long a herd that closed a stop's connection without answering may take to exit.
 const GONE_BOUND: Duration = Duration::from_secs(5);
 
-/// Whether nothing answers at herd's path (`NotRunning`) within `bound`: a herd that is
-/// exiting is given that long to close its socket or pipe.
-fn nothing_answers(connect: Connect<'_>, bound: Duration) -> bool {
-    let give_up = std::time::Instant::now() + bound;
+/// How long a socket nobody listens on may stay before it counts as left by a killed herd:
+/// an exiting herd closes its socket, then removes it.
+const LEFT_BOUND: Duration = Duration::from_secs(1);
+
+/// What answers at herd's path within `bound` (see [`AfterClose`]): a herd that is exiting is
+/// given that long to close its socket or pipe.
+fn after_close(connect: Connect<'_>, bound: Duration) -> AfterClose {
+    let start = std::time::Instant::now();
+    let mut unheard_since = None;
     loop {
-        if let Err(ClientError::NotRunning { .. }) = connect() {
-            return true;
+        let now = std::time::Instant::now();
+        match connect() {
+            Err(ClientError::NotRunning { why, .. }) if why != Vacancy::NobodyListening => {
+                return AfterClose::Exited;
+            }
+            Err(ClientError::NotRunning { .. }) => {
+                let since = *unheard_since.get_or_insert(now);
+                if now.duration_since(since) >= LEFT_BOUND.min(bound) {
+                    return AfterClose::Vanished;
+                }
+            }
+            _ => unheard_since = None,
         }
-        if std::time::Instant::now() >= give_up {
-            return false;
+        if now.duration_since(start) >= bound {
+            return AfterClose::Answers;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -326,17 +364,43 @@ mod tests {
     fn a_stop_answered_by_a_closed_connection_is_reported() {
         let path = std::path::PathBuf::from("/h.sock");
         let closed = || Err(ClientError::Closed { path: path.clone() });
-        assert!(stop_reported(Ok(StopResult { stopped: true }), || false).is_ok());
-        assert!(stop_reported(closed(), || true).is_ok());
+        assert!(stop_reported(Ok(StopResult { stopped: true }), || AfterClose::Answers).is_ok());
+        assert!(stop_reported(closed(), || AfterClose::Exited).is_ok());
         let none = ClientError::NotRunning {
             path: path.clone(),
             why: crate::control::answer::Vacancy::NoSocket,
             herd: None,
         };
         assert!(matches!(
-            stop_reported(Err(none), || true),
+            stop_reported(Err(none), || AfterClose::Exited),
             Err(Failure::Runtime(_))
         ));
+    }
+
+    /// A herd killed while it stopped (SIGKILL) closed the connection and left its socket:
+    /// `herd stop` said "stopped" and exited 0 while a process its worker left still held the
+    /// port.
+    #[test]
+    fn a_stop_whose_herd_was_killed_meanwhile_is_an_error() {
+        let path = std::path::PathBuf::from("/h.sock");
+        let closed = Err(ClientError::Closed { path });
+        let Err(Failure::Runtime(why)) = stop_reported(closed, || AfterClose::Vanished) else {
+            panic!("reported as stopped")
+        };
+        assert!(why.to_string().contains("ended before it confirmed the stop"), "{why}");
+        let left = |why| {
+            move || {
+                Err(ClientError::NotRunning {
+                    path: "/h.sock".into(),
+                    why,
+                    herd: None,
+                })
+            }
+        };
+        let stale = left(Vacancy::NobodyListening);
+        assert_eq!(after_close(&stale, Duration::ZERO), AfterClose::Vanished);
+        let removed = left(Vacancy::NoSocket);
+        assert_eq!(after_close(&removed, Duration::ZERO), AfterClose::Exited);
     }
 
     #[test]
@@ -344,13 +408,13 @@ mod tests {
         let path = std::path::PathBuf::from("/h.sock");
         let closed = Err(ClientError::Closed { path });
         assert!(matches!(
-            stop_reported(closed, || false),
+            stop_reported(closed, || AfterClose::Answers),
             Err(Failure::Runtime(_))
         ));
     }
 
     #[test]
-    fn nothing_answers_where_no_herd_is() {
+    fn a_herd_whose_socket_is_removed_has_exited() {
         let vacant = || {
             Err(ClientError::NotRunning {
                 path: "/h.sock".into(),
@@ -358,13 +422,13 @@ mod tests {
                 herd: None,
             })
         };
-        assert!(nothing_answers(&vacant, Duration::ZERO));
+        assert_eq!(after_close(&vacant, Duration::ZERO), AfterClose::Exited);
         let denied = || {
             Err(ClientError::PermissionDenied {
                 path: "/h.sock".into(),
             })
         };
-        assert!(!nothing_answers(&denied, Duration::ZERO));
+        assert_eq!(after_close(&denied, Duration::ZERO), AfterClose::Answers);
     }
 
     #[test]
