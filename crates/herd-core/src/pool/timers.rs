@@ -17,9 +17,11 @@ impl Pool {
             self.check_readiness(now, &mut actions);
             self.check_available(now);
             self.check_watchdogs(now, &mut actions);
+            // Empty slots first (a scale-up's, a crash's): they serve nothing, so the room
+            // for start-ups goes to them before an upgrade's or a recycle's replacements.
+            self.fill_slots(now, &mut actions);
             self.advance_upgrade(now, &mut actions);
             self.advance_recycles(now, &mut actions);
-            self.fill_slots(now, &mut actions);
         }
         self.announce_ready(&mut actions);
         actions

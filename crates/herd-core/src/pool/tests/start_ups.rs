@@ -87,9 +87,10 @@ fn a_recycle_waits_for_a_scale_up_starting() {
     recycle(&mut h, 100).unwrap();
 }
 
-/// A scale-up during an upgrade: its slots start as the upgrade's start-ups end, one at a
-/// time, after the upgrade's own successors (which have a deadline), and the upgrade is done
-/// once they are ready too.
+/// A scale-up during an upgrade: its slots start as the start-ups under way end, one at a
+/// time, before the upgrade's successors of slots that serve (empty slots serve nothing: the
+/// capacity asked for waited for the whole upgrade), and the upgrade is done once they are
+/// ready too.
 #[test]
 fn a_scale_up_during_an_upgrade_starts_its_slots_as_start_ups_end() {
     let mut h = Harness::new(one_at_a_time(2));
@@ -107,19 +108,22 @@ fn a_scale_up_during_an_upgrade_starts_its_slots_as_start_ups_end() {
     );
     assert_eq!(h.pool.start_ups(), 1);
     h.notify(successor, "READY=1");
-    let last = new_worker(&h, 1);
+    // The empty slots first, which serve nothing (a scale-up's capacity waited for the whole
+    // upgrade), then slot 1's successor.
+    let two = new_worker(&h, 2);
     assert_eq!(
         h.live().len(),
         3,
-        "slot 1's successor first; slot 0's old worker stopped"
+        "slot 2 first; slot 0's old worker stopped"
     );
-    h.notify(last, "READY=1");
-    let two = new_worker(&h, 2);
     assert_eq!(h.pool.start_ups(), 1, "slot 2, not slot 3 yet");
     h.notify(two, "READY=1");
-    assert!(h.ended.is_empty(), "slot 3 still to start");
     let three = new_worker(&h, 3);
+    assert_eq!(h.pool.start_ups(), 1, "slot 3, not slot 1's successor yet");
     h.notify(three, "READY=1");
+    assert!(h.ended.is_empty(), "slot 1 still to replace");
+    let last = new_worker(&h, 1);
+    h.notify(last, "READY=1");
     assert_eq!(h.ended, [Ok(2)]);
 }
 
@@ -137,8 +141,8 @@ fn an_upgrades_start_into_a_slot_waiting_out_its_backoff_counts() {
     assert!(!h.pool.worker(new_worker(&h, 1)).unwrap().restart);
     assert_eq!(
         h.pool.start_ups(),
-        2,
-        "slot 0's successor and slot 1's new build"
+        1,
+        "slot 1's new build, which serves nothing yet: slot 0's successor waits for it"
     );
 }
 
