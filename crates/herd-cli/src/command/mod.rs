@@ -20,7 +20,7 @@ use crate::supervisor::warm_up::{Lowered, Lowering, Priority, Spawned};
 
 pub use crate::template::ArgTemplate;
 pub use options::{credentials, working_dir};
-pub use resolve::{explain_exec_error, resolve_program};
+pub use resolve::{explain_exec_error, resolve_attached, resolve_program};
 
 /// Variables of herd's own environment that must not reach workers: they describe herd's own
 /// sockets, notify socket and fd store, not the worker's.

@@ -16,6 +16,30 @@ pub fn resolve_program(
     path_var: Option<&OsStr>,
     base: Option<&Path>,
 ) -> Result<PathBuf, String> {
+    resolve(program, path_var, base, Runner::Herd)
+}
+
+/// [`resolve_program`] for `herd attach`, which runs the program itself: a relative path is
+/// taken in the caller's directory, and the error says so.
+pub fn resolve_attached(program: &OsStr, path_var: Option<&OsStr>) -> Result<PathBuf, String> {
+    resolve(program, path_var, None, Runner::Caller)
+}
+
+/// Who runs the program, and so whose working directory a relative path is taken in.
+#[derive(Clone, Copy)]
+enum Runner {
+    /// herd, as a worker (in herd's directory, or `--chdir`).
+    Herd,
+    /// The process that resolves it (`herd attach`).
+    Caller,
+}
+
+fn resolve(
+    program: &OsStr,
+    path_var: Option<&OsStr>,
+    base: Option<&Path>,
+    runner: Runner,
+) -> Result<PathBuf, String> {
     let shown = program.to_string_lossy();
     if program.is_empty() {
         return Err(
@@ -37,12 +61,13 @@ pub fn resolve_program(
         None if program.as_bytes().contains(&b'/') && Path::new(program).is_relative() => {
             std::env::current_dir().map_or_else(
                 |_| String::new(),
-                |cwd| {
-                    format!(
+                |cwd| match runner {
+                    Runner::Herd => format!(
                         " (in herd's working directory {}: a relative command is found where the \
-                     workers run, herd's directory or --chdir DIR)",
+                         workers run, herd's directory or --chdir DIR)",
                         cwd.display()
-                    )
+                    ),
+                    Runner::Caller => format!(" (in the current directory {})", cwd.display()),
                 },
             )
         }
@@ -282,6 +307,13 @@ mod tests {
     #[test]
     fn a_missing_relative_command_says_where_it_was_looked_for() {
         let err = resolve_program(OsStr::new("./no-such-app.sh"), None, None).unwrap_err();
+        // `herd attach` runs it itself, in its caller's directory: not herd's.
+        let attached = resolve_attached(OsStr::new("./no-such-app.sh"), None).unwrap_err();
+        assert!(
+            attached.contains(" (in the current directory "),
+            "{attached}"
+        );
+        assert!(!attached.contains("herd's"), "{attached}");
         let cwd = std::env::current_dir().unwrap();
         assert!(
             err.starts_with(

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::{ask, failure, WireSignal, QUICK};
 use crate::cli;
-use crate::command::{resolve_program, ArgTemplate};
+use crate::command::{resolve_attached, ArgTemplate};
 use crate::control::client::Client;
 use crate::control::protocol::Command;
 use crate::control::results::SocketInfo;
@@ -92,8 +92,8 @@ fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(
         }
         argv.push(template.expand(0, 0));
     }
-    let program = resolve_program(&argv[0], std::env::var_os("PATH").as_deref(), None)
-        .map_err(Failure::Usage)?;
+    let program =
+        resolve_attached(&argv[0], std::env::var_os("PATH").as_deref()).map_err(Failure::Usage)?;
     drop(fetched);
     lead_own_group();
     let (fetched, stop_signal) = Client::connect(control, owner)
