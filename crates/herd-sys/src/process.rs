@@ -150,6 +150,17 @@ pub fn own_group() -> u32 {
     unsafe { libc::getpgrp() as u32 }
 }
 
+/// Whether this process's group is the foreground one of the terminal at `fd`
+/// (`tcgetpgrp`): a background one is stopped (`SIGTTOU`) as it sets the terminal up, as under
+/// `timeout` without `--foreground`. `true` when `fd` is no terminal, or the system will not
+/// say: nothing to be stopped by.
+pub fn in_terminal_foreground(fd: std::os::unix::io::BorrowedFd<'_>) -> bool {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: tcgetpgrp only reads the terminal's state; `fd` is open for the call.
+    let foreground = unsafe { libc::tcgetpgrp(fd.as_raw_fd()) };
+    foreground < 0 || foreground as u32 == own_group()
+}
+
 /// Makes this process the leader of a new process group whose id is its pid
 /// (`setpgid(0, 0)`), unless it already leads one. Fails with `EPERM` for a session leader
 /// (which leads its group already, so that is not reached).
@@ -314,6 +325,14 @@ mod tests {
             }
         });
         (sent, result)
+    }
+
+    #[test]
+    fn no_terminal_has_no_background_to_be_stopped_in() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(in_terminal_foreground(std::os::unix::io::AsFd::as_fd(
+            &file
+        )));
     }
 
     #[test]

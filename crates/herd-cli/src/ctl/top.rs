@@ -56,6 +56,18 @@ pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
                 .to_string(),
         ));
     }
+    #[cfg(unix)]
+    if !herd_sys::process::in_terminal_foreground(
+        std::os::unix::io::AsFd::as_fd(&std::io::stdout()),
+    ) {
+        return Err(Failure::Usage(
+            "herd top is in the background of its terminal (its process group is not the \
+             terminal's foreground one, as under 'timeout' without --foreground), where \
+             drawing would stop it: run it in the foreground, e.g. 'timeout --foreground 60 \
+             herd top'"
+                .to_string(),
+        ));
+    }
     // No herd: said before the terminal is touched.
     let mut model = Model::default();
     model.update(call(connect, Command::Status, Some(QUICK))?);
