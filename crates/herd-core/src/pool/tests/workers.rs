@@ -373,3 +373,36 @@ fn no_export_while_upgrading_or_stopping() {
     h.apply(actions);
     assert!(h.pool.export(Epoch::at(h.now)).is_none());
 }
+
+/// A slot's last exit says why the pool stopped its worker: `herd status` said "killed by
+/// SIGTERM" after every upgrade, a planned stop read as a kill; and after a failed upgrade, a
+/// slot whose old worker serves on showed its failed successor's exit as if its own.
+#[test]
+fn a_slots_last_exit_says_why_the_pool_stopped_its_worker() {
+    let mut h = Harness::new(config(1, Readiness::Notify { timeout: 10 * SEC }));
+    h.notify(100, "READY=1");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    h.exit(101, code(3));
+    let last = |h: &Harness| {
+        h.pool.slots()[0]
+            .last_exit
+            .as_ref()
+            .unwrap()
+            .description
+            .clone()
+    };
+    assert_eq!(last(&h), "exit code 3 (generation 2, its upgrade failed)");
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    let successor = h
+        .pool
+        .workers()
+        .iter()
+        .find(|w| w.generation == 3)
+        .unwrap()
+        .pid;
+    h.notify(successor, "READY=1");
+    h.exit(100, code(0));
+    assert_eq!(last(&h), "exit code 0 (replaced by a newer generation)");
+}
