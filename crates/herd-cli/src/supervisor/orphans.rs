@@ -345,7 +345,9 @@ impl Orphans {
             sockets => format!(
                 "; it holds socket {} (a leaked fd, or a server that takes clients from the \
                  workers with the code it started with, even after an upgrade): stop it \
-                 (kill {pid}) unless it should run",
+                 (kill {pid}) unless it should run; a server that daemonizes (forks into the \
+                 background) must stay in the foreground under herd, as under systemd \
+                 (nginx -g 'daemon off;', php-fpm -F, no --daemon)",
                 sockets.join(", ")
             ),
         };
