@@ -387,7 +387,11 @@ mod tests {
         let Err(Failure::Runtime(why)) = stop_reported(closed, || AfterClose::Vanished) else {
             panic!("reported as stopped")
         };
-        assert!(why.to_string().contains("ended before it confirmed the stop"), "{why}");
+        assert!(
+            why.to_string()
+                .contains("ended before it confirmed the stop"),
+            "{why}"
+        );
         let left = |why| {
             move || {
                 Err(ClientError::NotRunning {
