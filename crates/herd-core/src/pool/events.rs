@@ -110,7 +110,9 @@ impl Pool {
         // ends (no loop), and the slot goes back to the build that ran there, whose own
         // crashes are what its backoff counts.
         let no_fault = (stopped_for.is_none() && (status.killed || excused)) || fails_upgrade;
-        self.slots[w.slot].last_exit = Some(last_exit(status, stopped_for, fails_upgrade, &w));
+        let why = stop_why(stopped_for, fails_upgrade, &w);
+        self.slots[w.slot].last_exit = Some(with_why(status, why.as_deref()));
+        self.slots[w.slot].last_exit_why = why;
         let unexpected = stopped_for.map_or(true, Reason::restarts);
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
         // Replaced by a live worker, or by one whose start is already under way (an upgrade's
@@ -197,21 +199,22 @@ impl Pool {
     }
 }
 
-/// How the slot's last worker `w` exited, as `herd status` shows it: with why the pool stopped
-/// it, if it did (`killed by SIGTERM (replaced by a newer generation)`: a planned stop read as
-/// a kill), or that it was a new build whose exit failed its upgrade (the slot runs the older
-/// one again, and its exit is no crash of that build's).
-fn last_exit(
-    mut status: WorkerExit,
-    stopped_for: Option<Reason>,
-    failed_upgrade: bool,
-    w: &Worker,
-) -> WorkerExit {
-    let why = match (stopped_for, failed_upgrade) {
-        (Some(reason), _) => reason.describe().to_string(),
-        (None, true) => format!("generation {}, its upgrade failed", w.generation),
-        (None, false) => return status,
-    };
-    status.description = format!("{} ({why})", status.description);
-    status
+/// Why the pool stopped worker `w`, for `herd status` to say with its exit (`killed by
+/// SIGTERM (replaced by a newer generation)`: a planned stop read as a kill), or that it was a
+/// new build whose exit failed its upgrade (the slot runs the older one again, and its exit is
+/// no crash of that build's); `None` for an exit of its own.
+fn stop_why(stopped_for: Option<Reason>, failed_upgrade: bool, w: &Worker) -> Option<String> {
+    match (stopped_for, failed_upgrade) {
+        (Some(reason), _) => Some(reason.describe().to_string()),
+        (None, true) => Some(format!("generation {}, its upgrade failed", w.generation)),
+        (None, false) => None,
+    }
+}
+
+/// `exit` described with `why` the pool stopped it, if it did.
+pub(crate) fn with_why(mut exit: WorkerExit, why: Option<&str>) -> WorkerExit {
+    if let Some(why) = why {
+        exit.description = format!("{} ({why})", exit.description);
+    }
+    exit
 }

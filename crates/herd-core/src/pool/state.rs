@@ -109,6 +109,13 @@ pub struct SavedSlot {
     pub restarts: u32,
     /// How its last worker exited: the platform's raw status ([`WorkerExit::raw`]).
     pub last_exit: Option<i32>,
+    /// Why the pool stopped that worker, if it did (`scaled down`), which the raw status does
+    /// not say. Left out when none (and absent in an older herd's state).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub last_exit_why: Option<String>,
     /// When its next worker starts, while it waits out a backoff.
     pub restart_in_ms: Option<Ahead>,
     /// Whether a scale-up added it and its worker waits to start (`max_starting`). Left out
@@ -285,6 +292,7 @@ fn save_slot(slot: &Slot, epoch: Epoch) -> SavedSlot {
         backoff,
         restarts,
         last_exit,
+        last_exit_why,
         restart_at,
         // A re-exec waits while a slot is spawning; the count is derived.
         spawning: _,
@@ -296,6 +304,7 @@ fn save_slot(slot: &Slot, epoch: Epoch) -> SavedSlot {
         failures: backoff.failures(),
         restarts: *restarts,
         last_exit: last_exit.as_ref().map(|e| e.raw),
+        last_exit_why: last_exit_why.clone(),
         restart_in_ms: restart_at.map(|t| epoch.ahead(t)),
         queued: *scaled_up,
     }
@@ -305,7 +314,9 @@ fn load_slot(saved: SavedSlot, epoch: Epoch, exit: impl Fn(i32) -> WorkerExit) -
     Slot {
         backoff: Backoff::with_failures(saved.failures),
         restarts: saved.restarts,
-        last_exit: saved.last_exit.map(exit),
+        last_exit: (saved.last_exit.map(exit))
+            .map(|e| super::events::with_why(e, saved.last_exit_why.as_deref())),
+        last_exit_why: saved.last_exit_why,
         restart_at: saved.restart_in_ms.map(|t| epoch.future(t)),
         spawning: false,
         scaled_up: saved.queued,

@@ -312,8 +312,11 @@ pub struct Slot {
     pub(crate) backoff: Backoff,
     /// How many times a worker was restarted in this slot after an unexpected exit.
     pub restarts: u32,
-    /// How the slot's last worker exited.
+    /// How the slot's last worker exited (with why the pool stopped it, if it did).
     pub last_exit: Option<WorkerExit>,
+    /// Why the pool stopped the slot's last worker, if it did: kept apart for a re-exec, whose
+    /// state has the raw status.
+    pub(crate) last_exit_why: Option<String>,
     /// When the next worker starts, while the slot waits out a backoff.
     pub restart_at: Option<Instant>,
     pub(crate) spawning: bool,

@@ -405,4 +405,16 @@ fn a_slots_last_exit_says_why_the_pool_stopped_its_worker() {
     h.notify(successor, "READY=1");
     h.exit(100, code(0));
     assert_eq!(last(&h), "exit code 0 (replaced by a newer generation)");
+    // Kept across a re-exec, whose state has only the raw status else.
+    let state = h.pool.export(Epoch::at(h.now)).unwrap();
+    let pool = import(
+        config(1, Readiness::Notify { timeout: 10 * SEC }),
+        state,
+        h.now,
+    );
+    let said = pool.slots()[0]
+        .last_exit
+        .as_ref()
+        .map(|e| e.description.as_str());
+    assert_eq!(said, Some("exit code 0 (replaced by a newer generation)"));
 }
