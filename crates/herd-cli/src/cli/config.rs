@@ -77,8 +77,7 @@ impl ConfigFile {
                 None => format!("{name}:{line}: {}", one_line(e.message())),
             }
         })?;
-        let mut keys: Vec<_> = table.get_ref().iter().collect();
-        keys.sort_by_key(|(key, _)| key.span().start);
+        let keys = in_written_order(table.get_ref());
         let command = Cli::command();
         let options = run_options(&command);
         let mut entries = Vec::new();
@@ -389,6 +388,19 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The line (from 1) of byte `offset` in `text`.
+/// A table's keys and values in the order the file writes them (its map keeps another), as
+/// everything that numbers them by line takes them.
+fn in_written_order<'t, 'i>(
+    table: &'t DeTable<'i>,
+) -> Vec<(
+    &'t Spanned<toml::de::DeString<'i>>,
+    &'t Spanned<DeValue<'i>>,
+)> {
+    let mut pairs: Vec<_> = table.iter().collect();
+    pairs.sort_by_key(|(key, _)| key.span().start);
+    pairs
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     let offset = offset.min(text.len());
     text.as_bytes()[..offset]

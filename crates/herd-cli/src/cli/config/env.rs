@@ -105,9 +105,7 @@ pub(super) fn env_args(
             ))
         }
     };
-    let mut pairs: Vec<_> = table.iter().collect();
-    pairs.sort_by_key(|(key, _)| key.span().start);
-    pairs
+    super::in_written_order(table)
         .into_iter()
         .map(|(key, value)| {
             let at = |message: String| (Some(key.span().start), message);

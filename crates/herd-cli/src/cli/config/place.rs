@@ -86,11 +86,9 @@ fn value_line(entry: &Entry, key: &str, why: &str) -> Option<usize> {
 pub(super) fn value_offsets(value: &DeValue) -> Vec<usize> {
     match value {
         DeValue::Array(items) => items.iter().map(|v| v.span().start).collect(),
-        DeValue::Table(table) => {
-            let mut at: Vec<usize> = table.iter().map(|(k, _)| k.span().start).collect();
-            at.sort_unstable();
-            at
-        }
+        DeValue::Table(table) => (super::in_written_order(table).into_iter())
+            .map(|(k, _)| k.span().start)
+            .collect(),
         _ => Vec::new(),
     }
 }

@@ -5,8 +5,10 @@ pub use herd_sys::process::Signal;
 
 use super::{all_digits, minus_zero};
 
-/// A resource limit for workers.
-#[derive(Clone, PartialEq, Eq)]
+/// A resource limit for workers. Two are equal, and look alike (`Debug`, which a reload
+/// compares), when they set the same limits, whatever their text: `nofile=1000` and
+/// `nofile=1000:1000` are one.
+#[derive(Clone)]
 pub struct Rlimit {
     /// The option's value as given, for messages (`nofile=65536`).
     pub text: String,
@@ -18,8 +20,14 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
-/// The limit, not its text: `nofile=1000` and `nofile=1000:1000` are one value to a reload's
-/// comparison of what changed.
+impl PartialEq for Rlimit {
+    fn eq(&self, other: &Rlimit) -> bool {
+        (self.resource, self.soft, self.hard) == (other.resource, other.soft, other.hard)
+    }
+}
+
+impl Eq for Rlimit {}
+
 impl std::fmt::Debug for Rlimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rlimit")
