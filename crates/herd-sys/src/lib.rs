@@ -17,7 +17,9 @@
 //! - [`fdpass`]: sending and receiving fds over Unix sockets (`SCM_RIGHTS`).
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
 //!   `SO_ACCEPTCONN`).
-//! - [`process`]: signals by name, signalling a worker's process group, reaping children.
+//! - [`process`]: signals by name, signalling a worker's process group, reaping children,
+//!   priorities and resource limits (and whether herd may raise them), the terminal's
+//!   foreground group.
 //! - [`pidfd`]: holding a process that is not a child (an attached one) by a pidfd: signals
 //!   that cannot reach a reused pid, and its exit (Linux).
 //! - [`notify`]: sending and receiving `sd_notify` datagrams.

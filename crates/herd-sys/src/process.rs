@@ -276,25 +276,24 @@ pub const RLIM_INFINITY: u64 = libc::RLIM_INFINITY as u64;
 
 /// This process's open-file limit, `(soft, hard)` (`getrlimit(RLIMIT_NOFILE)`).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
-    // SAFETY: rlimit is plain integers, for which all-zero is a valid value.
-    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
-    // SAFETY: getrlimit writes into the rlimit we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
+    limit(libc::RLIMIT_NOFILE as libc::c_int)
 }
 
 /// This process's hard limit of `resource` (a [`resource_by_name`](crate::spawn::resource_by_name)
-/// value; `getrlimit(2)`): what it may give a child without `CAP_SYS_RESOURCE`.
+/// value): what it may give a child without `CAP_SYS_RESOURCE`.
 pub fn hard_limit(resource: libc::c_int) -> io::Result<u64> {
+    limit(resource).map(|(_, hard)| hard)
+}
+
+/// This process's limit of `resource`, `(soft, hard)` (`getrlimit(2)`).
+fn limit(resource: libc::c_int) -> io::Result<(u64, u64)> {
     // SAFETY: rlimit is plain integers, for which all-zero is a valid value.
     let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
     // SAFETY: getrlimit writes into the rlimit we own; an unknown resource is EINVAL.
     if unsafe { libc::getrlimit(resource as _, &mut limit) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(limit.rlim_max as u64)
+    Ok((limit.rlim_cur as u64, limit.rlim_max as u64))
 }
 
 /// Sets this process's open-file limit (`setrlimit(RLIMIT_NOFILE)`).

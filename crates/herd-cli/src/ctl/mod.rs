@@ -29,11 +29,11 @@ use crate::text::escape;
 #[cfg(unix)]
 pub use unix::{fetch, request, run};
 #[cfg(unix)]
-use unix::{stdout_gone, wire_signal};
+use unix::{in_foreground, stdout_gone, wire_signal};
 #[cfg(windows)]
 pub use windows::{fetch, request, run, takeover_source, TakeoverSource};
 #[cfg(windows)]
-use windows::{stdout_gone, wire_signal};
+use windows::{in_foreground, stdout_gone, wire_signal};
 
 /// How long a quick command (status, scale, signal) waits for its answer.
 pub(crate) const QUICK: Duration = Duration::from_secs(30);
@@ -158,7 +158,8 @@ fn stop_reported(
             AfterClose::Vanished => Err(Failure::Runtime(anyhow!(
                 "herd at {} ended before it confirmed the stop (killed or crashed: its control \
                  socket is left, and nobody listens on it); processes its workers started may \
-                 still run and hold its ports: look with 'ss -ltnp'",
+                 still run and hold its ports: look for what listens on them ('ss -ltnp', \
+                 'lsof -iTCP -sTCP:LISTEN')",
                 path.display()
             ))),
             AfterClose::Answers => Err(failure(ClientError::Closed { path })),
@@ -183,7 +184,7 @@ const GONE_BOUND: Duration = Duration::from_secs(5);
 
 /// How long a socket nobody listens on may stay before it counts as left by a killed herd:
 /// an exiting herd closes its socket, then removes it.
-const LEFT_BOUND: Duration = Duration::from_secs(1);
+const LEFT_BOUND: Duration = Duration::from_secs(2);
 
 /// What answers at herd's path within `bound` (see [`AfterClose`]): a herd that is exiting is
 /// given that long to close its socket or pipe.

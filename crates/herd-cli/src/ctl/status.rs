@@ -131,8 +131,8 @@ impl RawObject {
 }
 
 /// Why the pool is degraded, if it is: fewer workers are ready than herd wants, for whatever
-/// reason (starting, restarting after a crash, scaling up, failing to start), or serve (some
-/// ready ones are paused), or a slot herd
+/// reason (starting, restarting after a crash, scaling up, failing to start), or too few of
+/// the ready ones are not paused (a paused one serves nothing), or a slot herd
 /// wants has no ready worker while another has two (its worker being replaced, by a recycle
 /// or an upgrade, until `--min-ready` has passed): counted by process, those two hid it. A
 /// stopping herd is said to be stopping, not degraded: it wants no worker any more, and is no
@@ -158,7 +158,7 @@ pub fn degraded(status: &Status) -> Option<String> {
     if status.ready.saturating_sub(paused) < desired {
         return Some(format!(
             "degraded: {} of {desired} workers ready and not paused ({paused} paused, serving \
-             nothing: kill -CONT resumes them)",
+             nothing: kill -CONT resumes them, or the debugger that holds them)",
             status.ready.saturating_sub(paused)
         ));
     }

@@ -140,7 +140,7 @@ fn process_rows(status: &Status) -> Vec<[String; 10]> {
         };
         // A stopped worker serves nothing, whatever herd last saw of it.
         let state = match w.paused {
-            true => format!("{state}, paused (SIGCONT resumes it)"),
+            true => format!("{state}, paused (SIGCONT resumes it, or its debugger)"),
             false => state,
         };
         let cpu = w.cpu_percent.map_or_else(dash, |p| format!("{p:.1}%"));

@@ -56,10 +56,7 @@ pub(super) fn run(connect: Connect<'_>) -> Result<(), Failure> {
                 .to_string(),
         ));
     }
-    #[cfg(unix)]
-    if !herd_sys::process::in_terminal_foreground(
-        std::os::unix::io::AsFd::as_fd(&std::io::stdout()),
-    ) {
+    if !super::in_foreground() {
         return Err(Failure::Usage(
             "herd top is in the background of its terminal (its process group is not the \
              terminal's foreground one, as under 'timeout' without --foreground), where \

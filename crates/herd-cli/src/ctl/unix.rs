@@ -255,3 +255,10 @@ pub(super) fn stdout_gone() -> bool {
     use std::os::unix::io::AsFd;
     herd_sys::fd::hung_up(std::io::stdout().as_fd()).unwrap_or(false)
 }
+
+/// Whether this process may draw on stdout's terminal: its group is the terminal's
+/// foreground one (a background one is stopped by `SIGTTOU` as it sets the terminal up).
+pub(super) fn in_foreground() -> bool {
+    use std::os::unix::io::AsFd;
+    herd_sys::process::in_terminal_foreground(std::io::stdout().as_fd())
+}

@@ -140,3 +140,9 @@ pub fn takeover_source(control: &Path) -> Result<TakeoverSource, Failure> {
 pub(super) fn stdout_gone() -> bool {
     false
 }
+
+/// Whether this process may draw on its console: always on Windows, which stops no
+/// background process for it.
+pub(super) fn in_foreground() -> bool {
+    true
+}

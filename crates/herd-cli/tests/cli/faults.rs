@@ -395,7 +395,7 @@ fn a_worker_that_stops_itself_shows_as_paused_until_it_is_continued() {
         .unwrap();
     let (code, table, _) = herd.ctl(&["status"]);
     assert!(
-        table.contains("paused (SIGCONT resumes it)"),
+        table.contains("paused (SIGCONT resumes it, or its debugger)"),
         "{code} {table}"
     );
     assert!(

@@ -88,7 +88,7 @@ fn paused_workers_leave_the_pool_degraded() {
         degraded(&pool).as_deref(),
         Some(
             "degraded: 1 of 2 workers ready and not paused (1 paused, serving nothing: \
-             kill -CONT resumes them)"
+             kill -CONT resumes them, or the debugger that holds them)"
         )
     );
 }

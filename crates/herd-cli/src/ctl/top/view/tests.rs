@@ -96,6 +96,11 @@ fn a_small_terminal_shows_workers_before_events() {
     // The socket's line whole, the sparkline beside it (it was cut at 40% of the width).
     assert!(text.contains("http 127.0.0.1:8080 queue 0/128"), "{text}");
     assert!(text.contains("event 7"), "{text}");
+    // 60x15, the size that showed no worker: every worker shows.
+    let text = screen_of(&model, 60, 15);
+    for pid in ["4240", "4241", "4242"] {
+        assert!(text.contains(pid), "{pid} not in\n{text}");
+    }
     // Too small for the events: the workers still show.
     let text = screen_of(&model, 60, 12);
     assert!(
