@@ -402,9 +402,13 @@ fn a_worker_that_stops_itself_shows_as_paused_until_it_is_continued() {
         table.contains("workers ready (1 of them paused, serving nothing)"),
         "{table}"
     );
+    // It serves nothing: the pool is degraded (exit 3), as /readyz says with --ready-min 2.
+    assert_eq!(code, 3, "{table}");
     // SAFETY: kill with the pid of a worker of this test's herd.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGCONT) }, 0);
     wait_status(&herd, "worker 0 continued", |s| {
         paused(s).is_empty() && worker_pids(s).contains(&(pid as u32))
     });
+    let (code, table, _) = herd.ctl(&["status"]);
+    assert_eq!(code, 0, "{table}");
 }

@@ -376,3 +376,48 @@ fn a_signal_while_herd_stops_says_it_reaches_no_worker() {
     assert_eq!(herd.wait_exit().code(), Some(0));
     wait_gone(&pids);
 }
+
+/// A herd killed (SIGKILL) while a stop waits for its workers: `herd stop` said "stopped" and
+/// exited 0 (the killed herd's socket, left behind, answered nothing, as an exited herd's
+/// does), while what its workers left could still hold the port.
+#[test]
+fn a_stop_whose_herd_is_killed_meanwhile_fails() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--grace",
+        "60s",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "sh",
+        "-c",
+        "trap '' TERM; exec sleep 1000",
+    ]);
+    herd.started(1);
+    herd.wait_for_event("control_ready", &[]);
+    let mut stop = std::process::Command::new(HERD)
+        .env("HERD_CONTROL", herd.control())
+        .arg("stop")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    herd.wait_for_event("stopping", &[]);
+    // SAFETY: kill with this test's herd's pid.
+    assert_eq!(unsafe { libc::kill(herd.pid() as i32, libc::SIGKILL) }, 0);
+    let status = wait_child(&mut stop, std::time::Duration::from_secs(30), libc::SIGKILL);
+    let mut stderr = String::new();
+    stop.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ended before it confirmed the stop"),
+        "{stderr}"
+    );
+}
