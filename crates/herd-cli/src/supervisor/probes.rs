@@ -128,11 +128,13 @@ impl Supervisor {
 
     /// Publishes the view `/healthz` and `/readyz` answer from: the loop turned now.
     pub(super) fn publish_health(&self) {
-        let ready = self.pool.workers().iter();
-        let ready: Vec<u32> = (ready.filter(|w| w.state == WorkerState::Ready))
-            .map(|w| w.pid)
-            .collect();
-        let paused = ready.iter().filter(|&&pid| self.is_paused(pid)).count();
+        // Once per turn: a count, and the paused among them only while any worker is paused
+        // (thousands of workers' READY=1 are thousands of turns).
+        let ready = || (self.pool.workers().iter()).filter(|w| w.state == WorkerState::Ready);
+        let paused = match self.any_paused() {
+            true => ready().filter(|w| self.is_paused(w.pid)).count(),
+            false => 0,
+        };
         let stage = match self.probes.drain.until() {
             _ if self.pool.is_stopping() => Stage::Stopping,
             Some(until) => Stage::Draining { until },
@@ -140,7 +142,7 @@ impl Supervisor {
         };
         self.probes.board.publish(HealthView {
             turned: Instant::now(),
-            ready: ready.len(),
+            ready: ready().count(),
             paused,
             ready_min: self.probes.ready_min,
             stage,

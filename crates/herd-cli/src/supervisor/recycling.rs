@@ -146,6 +146,11 @@ impl Supervisor {
         self.recycling.paused.contains(&pid)
     }
 
+    /// Whether any worker was paused at the last look.
+    pub(super) fn any_paused(&self) -> bool {
+        !self.recycling.paused.is_empty()
+    }
+
     /// Takes a round of the workers' figures, then recycles what is due.
     pub(super) fn sampled(&mut self, samples: Samples) {
         if let Some(took) = samples.late {
