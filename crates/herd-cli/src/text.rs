@@ -1,5 +1,5 @@
 //! Text herd did not write (a worker's `STATUS=`, another process's answer), made safe to show
-//! on a terminal or in a text log line.
+//! on a terminal or in a text log line; and the one noun herd's own lines count ([`workers`]).
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -48,6 +48,14 @@ fn needs_escape(c: char) -> bool {
             | '\u{feff}'                   // zero-width no-break space (BOM)
             | '\u{fff9}'..='\u{fffb}' // interlinear annotation
         )
+}
+
+/// `worker` or `workers`, as `n` takes: "scaled from 2 to 1 worker".
+pub fn workers(n: usize) -> &'static str {
+    match n {
+        1 => "worker",
+        _ => "workers",
+    }
 }
 
 #[cfg(test)]

@@ -234,8 +234,10 @@ fn scale(target: ScaleTarget, connect: Connect<'_>) -> Result<(), Failure> {
             result.workers
         )),
         _ => report(&format!(
-            "scaled from {} to {} workers\n",
-            result.previous, result.workers
+            "scaled from {} to {} {}\n",
+            result.previous,
+            result.workers,
+            crate::text::workers(result.workers)
         )),
     }
 }

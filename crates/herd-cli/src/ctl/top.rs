@@ -213,7 +213,12 @@ fn scale(delta: i64, model: &mut Model, connect: Connect<'_>) -> String {
     match call::<ScaleResult>(connect, command, Some(QUICK)) {
         Ok(r) => {
             model.set_desired(r.workers);
-            format!("scaled from {} to {} workers", r.previous, r.workers)
+            format!(
+                "scaled from {} to {} {}",
+                r.previous,
+                r.workers,
+                crate::text::workers(r.workers)
+            )
         }
         Err(e) => e.to_string(),
     }

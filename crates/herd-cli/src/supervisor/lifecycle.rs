@@ -225,7 +225,8 @@ impl Supervisor {
         tracing::info!(
             event = LogEvent::Scaling.as_str(),
             trigger = reason,
-            "scaling from {previous} to {target} workers"
+            "scaling from {previous} to {target} {}",
+            crate::text::workers(target)
         );
         self.apply(actions, false);
         Ok(previous)

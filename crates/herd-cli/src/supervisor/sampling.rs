@@ -153,8 +153,9 @@ impl Supervisor {
             from = current,
             to = decision.workers,
             reason = %decision.reason,
-            "autoscale: {current} -> {} workers: {}",
+            "autoscale: {current} -> {} {}: {}",
             decision.workers,
+            crate::text::workers(decision.workers),
             decision.reason
         );
         let up = decision.workers > current;

@@ -257,7 +257,7 @@ fn scale_at_the_limits_of_the_integers() {
     let (code, stdout, stderr) = herd.ctl(&["scale", "-1"]);
     assert_eq!(
         (code, stdout.trim()),
-        (0, "scaled from 2 to 1 workers"),
+        (0, "scaled from 2 to 1 worker"),
         "{stderr}"
     );
 }

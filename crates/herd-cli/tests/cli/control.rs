@@ -56,7 +56,8 @@ fn status_and_scale_round_trips() {
     for (arg, from, to) in [("4", 2, 4), ("-3", 4, 1), ("+1", 1, 2)] {
         let (code, stdout, stderr) = herd.ctl(&["scale", arg]);
         assert_eq!(code, 0, "{stderr}");
-        assert_eq!(stdout.trim(), format!("scaled from {from} to {to} workers"));
+        let noun = if to == 1 { "worker" } else { "workers" };
+        assert_eq!(stdout.trim(), format!("scaled from {from} to {to} {noun}"));
         let status = wait_status(&herd, &format!("{to} workers"), |s| settled(s, to));
         let slots = worker_slots(&status);
         assert_eq!(
