@@ -148,6 +148,16 @@ impl<T> Phase<T> {
         by: Option<u32>,
         runs: impl Fn(u32) -> bool,
     ) -> Result<(), (ErrorCode, String)> {
+        // Taken over halfway through its own takeover, it would stop and leave the herd it was
+        // replacing serving beside the one taking it over, which nothing would stop.
+        if self.taking_over() {
+            return Err((
+                ErrorCode::Busy,
+                "this herd is still taking over another one: take over that one's control \
+                 socket once this takeover completes"
+                    .to_string(),
+            ));
+        }
         match self.taken_over_by {
             Some(Some(first)) if by != Some(first) && runs(first) => Err((
                 ErrorCode::TakenOver,

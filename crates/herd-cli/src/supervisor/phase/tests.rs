@@ -277,6 +277,16 @@ fn only_the_first_takeover_stop_is_carried_out_while_its_herd_runs() {
     assert_eq!(why, "another herd has taken this herd over already");
 }
 
+/// A herd still taking over another (its workers not yet available) is not taken over in turn:
+/// it stopped, and the herd it was replacing served on beside the newest, unseen.
+#[test]
+fn a_herd_still_taking_over_is_not_taken_over() {
+    let mut phase = Phase::new(Some("old"));
+    let (code, why) = phase.taken_over(Some(41), |_| true).unwrap_err();
+    assert_eq!(code, ErrorCode::Busy);
+    assert!(why.contains("still taking over another one"), "{why}");
+}
+
 #[test]
 fn a_takeover_failed_by_the_watchdog_says_so() {
     let mut phase = Phase::new(Some("old"));
