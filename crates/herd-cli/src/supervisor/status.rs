@@ -329,7 +329,7 @@ pub fn snapshot(
                 slot: i,
                 restart_in_ms: ms(at.saturating_duration_since(now)),
                 restarts: s.restarts,
-                last_exit: describe(&s.last_exit),
+                last_exit: s.last_exit_said(),
             })
         })
         .collect();
@@ -376,11 +376,6 @@ pub fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// How a worker or a slot's last worker exited.
-fn describe(exit: &Option<super::pool::WorkerExit>) -> Option<String> {
-    exit.as_ref().map(|e| e.description.clone())
-}
-
 /// One worker, as of `now`.
 fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerStatus {
     let slot = &pool.slots()[w.slot];
@@ -403,7 +398,7 @@ fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerSt
         stopping_reason: reason,
         uptime_ms: ms(now.saturating_duration_since(w.started)),
         restarts: slot.restarts,
-        last_exit: describe(&slot.last_exit),
+        last_exit: slot.last_exit_said(),
         status: w.status.clone(),
         memory_bytes: None,
         cpu_percent: None,

@@ -111,7 +111,7 @@ impl Pool {
         // crashes are what its backoff counts.
         let no_fault = (stopped_for.is_none() && (status.killed || excused)) || fails_upgrade;
         let why = stop_why(stopped_for, fails_upgrade, &w);
-        self.slots[w.slot].last_exit = Some(with_why(status, why.as_deref()));
+        self.slots[w.slot].last_exit = Some(status);
         self.slots[w.slot].last_exit_why = why;
         let unexpected = stopped_for.map_or(true, Reason::restarts);
         let slot_wanted = self.phase == Phase::Serving && w.slot < self.desired;
@@ -209,12 +209,4 @@ fn stop_why(stopped_for: Option<Reason>, failed_upgrade: bool, w: &Worker) -> Op
         (None, true) => Some(format!("generation {}, its upgrade failed", w.generation)),
         (None, false) => None,
     }
-}
-
-/// `exit` described with `why` the pool stopped it, if it did.
-pub(crate) fn with_why(mut exit: WorkerExit, why: Option<&str>) -> WorkerExit {
-    if let Some(why) = why {
-        exit.description = format!("{} ({why})", exit.description);
-    }
-    exit
 }

@@ -314,8 +314,7 @@ fn load_slot(saved: SavedSlot, epoch: Epoch, exit: impl Fn(i32) -> WorkerExit) -
     Slot {
         backoff: Backoff::with_failures(saved.failures),
         restarts: saved.restarts,
-        last_exit: (saved.last_exit.map(exit))
-            .map(|e| super::events::with_why(e, saved.last_exit_why.as_deref())),
+        last_exit: saved.last_exit.map(exit),
         last_exit_why: saved.last_exit_why,
         restart_at: saved.restart_in_ms.map(|t| epoch.future(t)),
         spawning: false,

@@ -312,10 +312,9 @@ pub struct Slot {
     pub(crate) backoff: Backoff,
     /// How many times a worker was restarted in this slot after an unexpected exit.
     pub restarts: u32,
-    /// How the slot's last worker exited (with why the pool stopped it, if it did).
+    /// How the slot's last worker exited.
     pub last_exit: Option<WorkerExit>,
-    /// Why the pool stopped the slot's last worker, if it did: kept apart for a re-exec, whose
-    /// state has the raw status.
+    /// Why the pool stopped the slot's last worker, if it did ([`Slot::last_exit_said`]).
     pub(crate) last_exit_why: Option<String>,
     /// When the next worker starts, while the slot waits out a backoff.
     pub restart_at: Option<Instant>,
@@ -330,6 +329,16 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// How the slot's last worker exited, as `herd status` says it: with why the pool stopped
+    /// it, if it did (`killed by SIGTERM (replaced by a newer generation)`).
+    pub fn last_exit_said(&self) -> Option<String> {
+        let exit = self.last_exit.as_ref()?;
+        Some(match &self.last_exit_why {
+            Some(why) => format!("{} ({why})", exit.description),
+            None => exit.description.clone(),
+        })
+    }
+
     /// Whether a scale-up added the slot and its worker waits for room under `max_starting`
     /// to start (see [`Pool::scale`](crate::Pool::scale)).
     pub fn waits_to_start(&self) -> bool {

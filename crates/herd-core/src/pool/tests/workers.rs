@@ -384,14 +384,7 @@ fn a_slots_last_exit_says_why_the_pool_stopped_its_worker() {
     let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
     h.apply(actions);
     h.exit(101, code(3));
-    let last = |h: &Harness| {
-        h.pool.slots()[0]
-            .last_exit
-            .as_ref()
-            .unwrap()
-            .description
-            .clone()
-    };
+    let last = |h: &Harness| h.pool.slots()[0].last_exit_said().unwrap();
     assert_eq!(last(&h), "exit code 3 (generation 2, its upgrade failed)");
     let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
     h.apply(actions);
@@ -412,9 +405,9 @@ fn a_slots_last_exit_says_why_the_pool_stopped_its_worker() {
         state,
         h.now,
     );
-    let said = pool.slots()[0]
-        .last_exit
-        .as_ref()
-        .map(|e| e.description.as_str());
-    assert_eq!(said, Some("exit code 0 (replaced by a newer generation)"));
+    let said = pool.slots()[0].last_exit_said();
+    assert_eq!(
+        said.as_deref(),
+        Some("exit code 0 (replaced by a newer generation)")
+    );
 }
