@@ -112,7 +112,7 @@ pub fn run(
         None => NotifySocket::bind(&notify_path, uid)?,
     };
     einhorn_socket(&args, &control_path, None, &mut notify)?;
-    let listeners = bind_listeners(&args, inherited, store.as_mut())?;
+    let (listeners, untaken) = bind_listeners(&args, inherited, store.as_mut())?;
     let takeover = args.takeover.clone().zip(old_herd).map(OldHerd::takeover);
     let control = Control {
         file: control_file,
@@ -130,6 +130,7 @@ pub fn run(
         config_text.as_deref(),
     )?;
     supervisor.set_autoscale(bounds);
+    supervisor.remove_once_taken_over(untaken);
     supervisor.set_recycling(crate::supervisor::recycling_policy(&args));
     supervisor.set_warm_up(warm_up(&args)?);
     crate::endpoints::serve(&args, &mut supervisor, crate::cli::cpus(), (None, None))?;
@@ -152,27 +153,25 @@ pub fn run(
 
 /// Binds `args`' sockets and creates its shared memory, taking `inherited` ones (a takeover's)
 /// and those systemd's fd store gave back instead where they match; then hands them to the
-/// store.
+/// store. With the socket files of the inherited sockets left untaken.
 fn bind_listeners(
     args: &RunArgs,
     mut inherited: Vec<spec::Inherited>,
     mut store: Option<&mut crate::fdstore::Store>,
-) -> Result<Vec<Listener>, Failure> {
+) -> Result<(Vec<Listener>, Vec<spec::UntakenFile>), Failure> {
     if let Some(store) = store.as_mut() {
         inherited.extend(store.restore()?);
     }
     let reuseport = args.balance == Balance::Reuseport;
-    let mut listeners =
-        spec::bind_all(&args.binds, &args.shm, inherited, reuseport).map_err(|e| {
-            match e.downcast_ref::<spec::GivenTwice>() {
-                Some(twice) => Failure::Usage(twice.to_string()),
-                None => Failure::Runtime(e),
-            }
+    let (mut listeners, untaken) = spec::bind_all(&args.binds, &args.shm, inherited, reuseport)
+        .map_err(|e| match e.downcast_ref::<spec::GivenTwice>() {
+            Some(twice) => Failure::Usage(twice.to_string()),
+            None => Failure::Runtime(e),
         })?;
     if let Some(store) = store {
         store.sync(&mut listeners);
     }
-    Ok(listeners)
+    Ok((listeners, untaken))
 }
 
 /// Continues as the new program of a re-exec: everything comes from the state the previous

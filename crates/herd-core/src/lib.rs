@@ -50,7 +50,9 @@ mod relative;
 
 pub use backoff::{Backoff, BackoffPolicy};
 pub use duration::format_duration;
-pub use listen_env::{parse_listen_env, validate_name, LISTEN_FDS_START, MAX_LISTEN_FDS};
+pub use listen_env::{
+    parse_listen_env, passed_to_another, validate_name, LISTEN_FDS_START, MAX_LISTEN_FDS,
+};
 pub use notify::NotifyMessage;
 pub use pool::{
     Action, DrainPolicy, Exit, MaxSurge, Pool, PoolConfig, PoolError, PoolState, Readiness, Reason,

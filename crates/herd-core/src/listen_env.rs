@@ -63,6 +63,23 @@ pub fn parse_listen_env(
     Ok(Some(names))
 }
 
+/// `(LISTEN_PID, LISTEN_FDS)` when the variables pass at least one fd to a process other than
+/// `own_pid`: the fds are then not this process's to adopt, though it may hold them (a wrapper
+/// that ran it without `exec` passed them on). `None` otherwise, malformed variables included
+/// ([`parse_listen_env`] says what is wrong with those).
+pub fn passed_to_another(
+    fds: Option<&str>,
+    pid: Option<&str>,
+    own_pid: u32,
+) -> Option<(u32, usize)> {
+    let pid: u32 = parse_number(pid?)?;
+    let count: usize = parse_number(fds?)?;
+    if pid == 0 || pid == own_pid || count == 0 {
+        return None;
+    }
+    Some((pid, count))
+}
+
 /// Checks a socket name the way systemd's `fdname_is_valid()` does: 1 to 255 printable ASCII
 /// characters, no `:`.
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -91,6 +108,17 @@ fn parse_number<T: std::str::FromStr>(text: &str) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fds_passed_to_another_process() {
+        assert_eq!(passed_to_another(Some("2"), Some("77"), 5), Some((77, 2)));
+        assert_eq!(passed_to_another(Some("2"), Some("5"), 5), None, "ours");
+        assert_eq!(passed_to_another(Some("0"), Some("77"), 5), None, "none");
+        assert_eq!(passed_to_another(None, Some("77"), 5), None);
+        assert_eq!(passed_to_another(Some("2"), None, 5), None);
+        assert_eq!(passed_to_another(Some("x"), Some("77"), 5), None);
+        assert_eq!(passed_to_another(Some("2"), Some("0"), 5), None);
+    }
 
     fn names(v: &[&str]) -> Option<Vec<String>> {
         Some(v.iter().map(|s| s.to_string()).collect())

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 
-use super::handover::{self, Inherited};
+use super::handover::{self, Inherited, UntakenFile};
 use super::inherit::{self, Passed};
 use super::kind::{Balance, SocketKind};
 use super::names;
@@ -234,7 +234,8 @@ impl Listener {
 /// removed, so nothing is left behind.
 ///
 /// With `inherited` (a takeover), each spec first looks for its socket among them; without
-/// any spec, every inherited socket is taken as it is.
+/// any spec, every inherited socket is taken as it is. Returns the listeners, and the socket
+/// files of the inherited sockets no spec took ([`UntakenFile`]).
 ///
 /// With `reuseport`, each TCP socket herd binds itself is the first of a per-slot group
 /// ([`SlotSockets`]).
@@ -243,14 +244,14 @@ pub fn bind_all(
     shm: &[ShmSpec],
     mut inherited: Vec<Inherited>,
     reuseport: bool,
-) -> anyhow::Result<Vec<Listener>> {
+) -> anyhow::Result<(Vec<Listener>, Vec<UntakenFile>)> {
     let mut listeners: Vec<Listener> = Vec::with_capacity(specs.len());
     if specs.is_empty() && shm.is_empty() {
         for socket in inherited {
             listeners.push(Listener::inherited(socket)?);
         }
         inherit::close_unadopted(None);
-        return Ok(listeners);
+        return Ok((listeners, Vec::new()));
     }
     twice::check(specs)?;
     let mut binding = Binding {
@@ -284,13 +285,13 @@ pub fn bind_all(
             );
         }
     }
-    handover::leave_untaken(inherited);
+    let untaken = handover::leave_untaken(inherited);
     inherit::close_unadopted(binding.passed.take());
     for listener in &mut listeners {
         listener.backlog_set = listener.backlog_now();
         listener.nonblocking_set = listener.nonblocking_now();
     }
-    Ok(listeners)
+    Ok((listeners, untaken))
 }
 
 /// What [`bind_all`] carries from one spec to the next.

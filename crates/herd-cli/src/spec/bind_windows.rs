@@ -123,6 +123,7 @@ pub fn bind_all(
         let listener = bind_spec(spec, &bound).with_context(context)?;
         bound.push(log_listening(listener));
     }
+    // Windows refuses Unix sockets: none taken over has a socket file.
     handover::leave_untaken(inherited);
     Ok(bound)
 }

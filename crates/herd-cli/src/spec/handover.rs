@@ -88,18 +88,38 @@ pub fn replace_stored(stored: &Inherited, wanted: &str) {
     );
 }
 
+/// The socket file of a socket taken over that no `--bind` took: the old herd leaves its files
+/// to the herd taking over, which removes this one once the old herd has stopped (nothing
+/// serves it then).
+#[derive(Debug)]
+pub struct UntakenFile {
+    /// The socket's name in the old herd.
+    pub name: String,
+    /// The file (absolute path, device, inode), as the old herd created it.
+    pub file: (std::path::PathBuf, u64, u64),
+}
+
 /// Says, for each of the sockets taken over (or given back by systemd's fd store) that no
-/// `--bind` or `--shm` took, that herd closes its copy.
-pub fn leave_untaken(untaken: Vec<Inherited>) {
+/// `--bind` or `--shm` took, that herd closes its copy; returns the socket files of those taken
+/// over (to remove once the takeover completes).
+pub fn leave_untaken(untaken: Vec<Inherited>) -> Vec<UntakenFile> {
+    let mut files = Vec::new();
     for socket in untaken {
         tracing::warn!(
             event = crate::logging::LogEvent::SocketNotTaken.as_str(),
             name = %socket.name,
             address = %socket.address,
             "not taken: no --bind or --shm names this socket; herd closes its copy (one taken \
-             over closes when the old herd stops)"
+             over closes when the old herd stops, and its socket file is removed then)"
         );
+        if let (Some(file), false) = (socket.file, socket.from_store) {
+            files.push(UntakenFile {
+                name: socket.name,
+                file,
+            });
+        }
     }
+    files
 }
 
 /// Applies the options every platform can change on a live socket (`backlog`, `nodelay`), and

@@ -72,6 +72,9 @@ pub fn close_unadopted(passed: Option<Passed>) {
         (None, Some(Ok(sockets))) => sockets,
         _ => return,
     };
+    if sockets.is_empty() {
+        return warn_if_passed_to_another();
+    }
     let names: Vec<String> = sockets.names().map(str::to_string).collect();
     let mut unadopted = Vec::new();
     for (i, name) in names.into_iter().enumerate() {
@@ -98,6 +101,51 @@ pub fn close_unadopted(passed: Option<Passed>) {
     }
 }
 
+/// `(LISTEN_PID, LISTEN_FDS)` when this environment passes sockets to another process than
+/// herd: a wrapper (a shell without `exec`) ran herd, and its pid is in `LISTEN_PID`.
+fn passed_to_another() -> Option<(u32, usize)> {
+    let var = |name| std::env::var(name).ok();
+    herd_core::passed_to_another(
+        var("LISTEN_FDS").as_deref(),
+        var("LISTEN_PID").as_deref(),
+        std::process::id(),
+    )
+}
+
+/// Why a wrapper's sockets are not herd's, and what to do.
+fn passed_to_another_why(pid: u32, count: usize) -> String {
+    format!(
+        "LISTEN_FDS={count} passes its sockets to pid {pid} (LISTEN_PID), not to herd (pid {}): \
+         a wrapper between systemd and herd must run it with exec (`exec herd run ...`)",
+        std::process::id()
+    )
+}
+
+/// Warns when herd holds listening sockets passed to another process (fds 3 on, which herd
+/// leaves alone): their clients wait in a queue no worker serves.
+fn warn_if_passed_to_another() {
+    let Some((pid, count)) = passed_to_another() else {
+        return;
+    };
+    let held = (0..count.min(4096))
+        .map(|i| herd::LISTEN_FDS_START + i as i32)
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|to| to.to_string_lossy().starts_with("socket:"))
+        })
+        .count();
+    if held > 0 {
+        tracing::warn!(
+            event = crate::logging::LogEvent::SetupNote.as_str(),
+            "{held} socket(s) among fds 3 on are open in herd but passed to pid {pid} \
+             (LISTEN_PID={pid}, LISTEN_FDS={count}), not to herd (pid {}): herd does not adopt \
+             them, and their clients wait for no worker; a wrapper between systemd and herd \
+             must run it with exec (`exec herd run --bind systemd ...`)",
+            std::process::id()
+        );
+    }
+}
+
 impl Passed {
     /// The sockets [`claim_early`] claimed (validated by the worker library: a `LISTEN_PID`
     /// that is not herd's means there are none).
@@ -115,9 +163,12 @@ impl Passed {
     /// pass on, and the names to be unique.
     pub fn take_all(&mut self) -> anyhow::Result<Vec<(String, OwnedFd)>> {
         if self.sockets.is_empty() {
+            if let Some((pid, count)) = passed_to_another() {
+                bail!("{}", passed_to_another_why(pid, count));
+            }
             bail!(
-                "no sockets were passed to herd (LISTEN_FDS is unset, or LISTEN_PID names \
-                 another process): run herd from a systemd .socket unit, or bind an address"
+                "no sockets were passed to herd (LISTEN_FDS is unset): run herd from a systemd \
+                 .socket unit, or bind an address"
             );
         }
         let names: Vec<String> = self.sockets.names().map(str::to_string).collect();
@@ -144,7 +195,9 @@ impl Passed {
     /// Takes the socket passed under `name`, checked to be a socket herd can pass on.
     pub fn take(&mut self, name: &str) -> anyhow::Result<OwnedFd> {
         let names: Vec<&str> = self.sockets.names().collect();
-        let known = if names.is_empty() {
+        let known = if let (true, Some((pid, count))) = (names.is_empty(), passed_to_another()) {
+            passed_to_another_why(pid, count)
+        } else if names.is_empty() {
             "none were passed".to_string()
         } else {
             format!("passed: {}", names.join(", "))

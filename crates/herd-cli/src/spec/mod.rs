@@ -25,7 +25,7 @@ mod twice;
 pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 #[cfg(windows)]
 pub use bind_windows::{bind_all, bind_tcp, Listener};
-pub use handover::{Inherited, OwnedSocket};
+pub use handover::{Inherited, OwnedSocket, UntakenFile};
 #[cfg(unix)]
 pub use inherit::claim_early as claim_passed_sockets;
 #[cfg(unix)]

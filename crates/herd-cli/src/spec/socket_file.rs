@@ -287,6 +287,12 @@ impl SocketFile {
         self.remove = false;
     }
 
+    /// Whether the file at its path is still this one.
+    pub fn is_in_place(&self) -> bool {
+        std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|meta| meta.dev() == self.dev && meta.ino() == self.ino)
+    }
+
     /// Where the file is, and which file it is (device and inode).
     pub fn parts(&self) -> (&Path, u64, u64) {
         (&self.path, self.dev, self.ino)

@@ -52,10 +52,17 @@ pub fn check(specs: &[BindSpec]) -> Result<(), GivenTwice> {
             }
             (Address::UnixPath(a), Address::UnixPath(b)) => a == b,
             (Address::UnixAbstract(a), Address::UnixAbstract(b)) => a == b,
+            (Address::SystemdAll, Address::SystemdAll) => true,
+            (Address::SystemdNamed(a), Address::SystemdNamed(b)) => a == b,
             _ => false,
         };
         if let Some(earlier) = specs[..i].iter().find(same) {
-            return Err(given_twice(&earlier.text, &later.text));
+            return Err(match later.address {
+                Address::SystemdAll | Address::SystemdNamed(_) => {
+                    adopted_twice(&earlier.text, &later.text)
+                }
+                _ => given_twice(&earlier.text, &later.text),
+            });
         }
     }
     Ok(())
@@ -119,6 +126,13 @@ pub fn name_given_twice(name: &str, earlier: &str, later: &str) -> GivenTwice {
     ))
 }
 
+fn adopted_twice(earlier: &str, later: &str) -> GivenTwice {
+    GivenTwice(format!(
+        "--bind '{later}' adopts the same sockets systemd passed as --bind '{earlier}': a \
+         passed socket is adopted once; drop one of them"
+    ))
+}
+
 fn given_twice(earlier: &str, later: &str) -> GivenTwice {
     GivenTwice(format!(
         "--bind '{later}' binds the same address as --bind '{earlier}': the address is given \
@@ -147,6 +161,10 @@ mod tests {
         assert!(e.to_string().contains("given twice"), "{e}");
         assert!(check(&specs(&["unix:/tmp/a", "x=unix:/tmp/a"])).is_err());
         assert!(check(&specs(&["unix:@a", "unix:@a"])).is_err());
+        let e = check(&specs(&["systemd", "systemd"])).unwrap_err();
+        assert!(e.to_string().contains("adopted once"), "{e}");
+        assert!(check(&specs(&["fd:web", "x=fd:web"])).is_err());
+        assert!(check(&specs(&["fd:web", "fd:api", "systemd"])).is_ok());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Effects {
     /// herd was taken over ([`Effect::ReleaseSocketFiles`]): its control socket's path is the
     /// new herd's, never to be bound again by this one.
     taken_over: bool,
+    /// The socket files of the sockets this herd did not take over, removed when it completes.
+    untaken: Vec<crate::spec::UntakenFile>,
 }
 
 /// One thing to do, as a core or a handler decided it: what [`Effects::execute`] carries out.
@@ -144,6 +146,7 @@ impl Effects {
             attached: attached::System,
             children: platform::OwnChildren::new(),
             taken_over: false,
+            untaken: Vec::new(),
         })
     }
 
@@ -223,7 +226,7 @@ impl Effects {
 
     /// Logs why a re-exec does not happen, and answers its client, if any.
     fn refuse_reexec(&self, refused: ReexecRefused<Client>) {
-        tracing::error!(event = LogEvent::ReexecRefused.as_str(), "{}", refused.why);
+        tracing::warn!(event = LogEvent::ReexecRefused.as_str(), "{}", refused.why);
         if let Some(answer) = refused.answer() {
             answer_client(answer);
         }
@@ -255,9 +258,19 @@ impl Effects {
         &self.listeners
     }
 
+    /// The socket files of the sockets a takeover did not take, to remove once it completes.
+    #[cfg(unix)]
+    pub fn remove_once_taken_over(&mut self, untaken: Vec<crate::spec::UntakenFile>) {
+        self.untaken = untaken;
+    }
+
     /// The takeover completed: the socket files of the sockets taken over are this herd's, to
-    /// remove when it stops. The paths of those it could not take (gone, or another file).
+    /// remove when it stops, and those of the sockets not taken are removed (nothing serves
+    /// them now). The paths of those it could not take (gone, or another file).
     pub fn adopt_socket_files(&mut self) -> Vec<PathBuf> {
+        self.untaken
+            .drain(..)
+            .for_each(crate::spec::UntakenFile::remove);
         self.listeners
             .iter_mut()
             .filter_map(Listener::adopt_file)
@@ -267,6 +280,7 @@ impl Effects {
     /// The takeover ended without the socket files of the sockets taken over: gives up the
     /// claim to them (the old herd keeps them, or removes them as it exits). Their paths.
     pub fn give_up_socket_files(&mut self) -> Vec<PathBuf> {
+        self.untaken.clear();
         self.listeners
             .iter_mut()
             .filter_map(Listener::forget_takeover_file)

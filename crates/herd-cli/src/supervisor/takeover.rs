@@ -189,6 +189,14 @@ fn outrun(old: &std::path::Path, old_pid: u32, answered: Option<Glimpse>) -> Opt
 }
 
 impl Supervisor {
+    /// The socket files of the sockets taken over that this herd did not take: once the old
+    /// herd has stopped (or is gone), nothing serves them, and they are removed
+    /// ([`Effects::adopt_socket_files`](super::effects::Effects::adopt_socket_files)).
+    #[cfg(unix)]
+    pub fn remove_once_taken_over(&mut self, untaken: Vec<crate::spec::UntakenFile>) {
+        self.effects.remove_once_taken_over(untaken);
+    }
+
     /// The old herd answered the stop that ends a takeover: once it accepted, the socket files
     /// of the sockets taken over are this herd's (it left them in place). A herd that predates
     /// takeovers removes them as it exits, and a socket file cannot be given back to a socket

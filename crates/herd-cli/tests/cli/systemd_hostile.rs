@@ -151,6 +151,64 @@ os.execv(sys.argv[1], sys.argv[1:])
     assert_eq!(code, 0, "{stderr}");
 }
 
+/// A wrapper that runs herd without `exec` passes systemd's sockets on under its own pid in
+/// `LISTEN_PID`: herd held them open, silently, their clients waiting for no worker. Now a
+/// warning says so and how to fix it, and `--bind systemd` refuses with the same reason.
+#[test]
+fn sockets_passed_to_a_wrapper_are_named_with_the_fix() {
+    let wrapper = r#"
+import os, socket, subprocess, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+os.dup2(s.fileno(), 3)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+sys.exit(subprocess.call(sys.argv[1:], pass_fds=(3,)))
+"#;
+    let wrapped = |binds: &'static [&'static str]| {
+        Herd::start_with(move |_| {
+            let mut cmd = Command::new("python3");
+            cmd.args([
+                "-c",
+                wrapper,
+                HERD,
+                "--log-format",
+                "json",
+                "run",
+                "-w",
+                "1",
+            ])
+            .args(binds)
+            .args(["--", "sleep", "600"]);
+            cmd
+        })
+    };
+    let herd = wrapped(&["-b", "127.0.0.1:0"]);
+    let warning = herd.wait_event("the wrapper's sockets' warning", |e| {
+        e["event"] == "setup_note"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("open in herd but passed to pid"))
+    });
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("exec herd run"),
+        "{warning}"
+    );
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let mut refused = wrapped(&["-b", "systemd"]);
+    assert_eq!(refused.wait_exit().code(), Some(1));
+    let said = refused.wait_text("must run it with exec");
+    assert!(
+        said.contains("LISTEN_FDS=1 passes its sockets to pid"),
+        "{said}"
+    );
+}
+
 /// A stop while an upgrade rolls (through a drain, then a second SIGTERM) says `STOPPING=1`
 /// once, and no `READY=1` after it: the upgrade the stop abandons ends in a status only, where
 /// herd sent `READY=1` ("the old workers serve") to a service manager that was stopping it.

@@ -1,5 +1,6 @@
 //! A takeover and the old herd's Unix socket files: moved with the sockets, adopted wherever
-//! each herd runs, and never adopted once another file replaced them; the control socket a
+//! each herd runs, never adopted once another file replaced them, and removed for a socket
+//! the new herd does not take; the control socket a
 //! killed takeover left is removed by the next herd on that path.
 
 use crate::takeover::{takeover, takeover_ready_on};
@@ -47,6 +48,58 @@ fn a_takeover_moves_the_unix_socket_file_with_it() {
         !std::path::Path::new(&socket).exists(),
         "the herd that took over removes {socket} when it stops"
     );
+}
+
+/// A socket of the old herd's that the new one does not take (no `--bind` names it) stops with
+/// the old herd: its file goes too, rather than stay behind for good (the old herd leaves its
+/// files to the new one); the file of one taken stays.
+#[test]
+fn a_takeover_removes_the_file_of_a_unix_socket_it_does_not_take() {
+    let old = Herd::start_with(|dir| {
+        let mut cmd = herd_json();
+        cmd.args(["run", "-w", "1", "-b"])
+            .arg(format!("kept=unix:{}", dir.join("kept.sock").display()))
+            .arg("-b")
+            .arg(format!(
+                "dropped=unix:{}",
+                dir.join("dropped.sock").display()
+            ))
+            .args(["--", "sleep", "1000"]);
+        cmd
+    });
+    old.started(1);
+    let (kept, dropped) = (old.path("kept.sock"), old.path("dropped.sock"));
+    let control = old.control();
+    let mut new = takeover(
+        &control,
+        &[
+            "-w",
+            "1",
+            "-b",
+            &format!("kept=unix:{kept}"),
+            "--",
+            "sleep",
+            "1000",
+        ],
+    );
+    new.wait_for_event("socket_not_taken", &[("name", "dropped".into())]);
+    new.wait_for_event("old_herd_stopped", &[]);
+    let removed = new.wait_for_event("untaken_socket_file_removed", &[("name", "dropped".into())]);
+    assert_eq!(removed["path"], dropped.as_str(), "{removed}");
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&dropped).exists(),
+        "{dropped}, which nothing serves, is removed"
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(&kept).is_ok(),
+        "{kept} still reaches the socket taken over"
+    );
+    let (code, output) = herd_output(&["--control", &control, "stop"]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(new.wait_exit().code(), Some(0));
+    assert!(!std::path::Path::new(&kept).exists());
 }
 
 #[test]

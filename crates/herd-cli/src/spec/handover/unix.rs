@@ -34,3 +34,25 @@ pub(super) fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Resu
     }
     Ok(())
 }
+
+impl super::UntakenFile {
+    /// Removes the file, if it still is the one the old herd created (a file put there since
+    /// is left alone), and says so.
+    pub fn remove(self) {
+        let (path, dev, ino) = self.file;
+        let shown = path.display().to_string();
+        let file = super::super::socket_file::SocketFile::from_parts(path, dev, ino);
+        if file.is_in_place() {
+            drop(file);
+            tracing::info!(
+                event = crate::logging::LogEvent::UntakenFileRemoved.as_str(),
+                name = %self.name,
+                path = %shown,
+                "removed the socket file of {:?}, which this herd did not take over",
+                self.name
+            );
+        } else {
+            file.release();
+        }
+    }
+}

@@ -22,3 +22,8 @@ pub(super) fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Resu
     }
     super::apply_socket_options(spec, socket)
 }
+
+impl super::UntakenFile {
+    /// Nothing to remove: Windows takes over no Unix socket.
+    pub fn remove(self) {}
+}
