@@ -167,7 +167,7 @@ fn a_result_of_another_json_type_is_not_herds() {
     refused_as::<ReexecResult>(&answer(r#"[7,"0.1.0"]"#), true, sequence);
     refused_as::<SocketsResult>(&answer("[[]]"), true, sequence);
     refused_as::<LogsResult>(&answer("[0]"), true, sequence);
-    let status = r#"[1,"n","v",1,1,null,false,null,0,0,0,0,0,0,[],[],[],null,null,[],[]]"#;
+    let status = r#"[1,"n","v",1,1,null,false,null,0,0,0,0,0,0,[],[],[],[],null,null,[],[]]"#;
     refused_as::<Status>(&answer(status), true, sequence);
     type Object = serde_json::Map<String, serde_json::Value>;
     refused_as::<Object>(&answer("[1,2,3]"), false, sequence);

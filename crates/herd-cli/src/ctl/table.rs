@@ -103,6 +103,9 @@ const ORPHAN_ROWS: usize = 5;
 /// The state of a slot a scale-up added whose worker waits to start.
 pub const QUEUED: &str = "queued to start";
 
+/// The state of a slot whose start waits for its fork server.
+pub const FORKING: &str = "waiting for its fork server";
+
 /// [`QUEUED`], with the bound that holds it back when herd says it: `queued to start
 /// (--max-starting 1)`.
 pub fn queued_state(status: &Status) -> String {
@@ -171,6 +174,13 @@ fn process_rows(status: &Status) -> Vec<[String; 10]> {
             s.last_exit.clone().unwrap_or_else(dash),
             String::new(),
         ]);
+    }
+    for f in &status.forking {
+        let mut row = [(); 10].map(|_| dash());
+        (row[0], row[2]) = (f.slot.to_string(), f.generation.to_string());
+        row[3] = FORKING.to_string();
+        row[9] = String::new();
+        rows.push(row);
     }
     for &slot in &status.queued {
         let mut row = [(); 10].map(|_| dash());

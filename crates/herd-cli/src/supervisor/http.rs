@@ -237,10 +237,12 @@ async fn answer_one(
             let Ok(mut unregistered) = stream.into_std() else {
                 return;
             };
-            let got = head.read_now(&mut unregistered);
-            if got == Got::Nothing {
-                return;
-            }
+            let got = match head.read_now(&mut unregistered) {
+                // A head begun and not ended is told why its connection ends.
+                Got::Nothing if head.begun() => Got::Evicted,
+                Got::Nothing => return,
+                got => got,
+            };
             let Ok(stream) = tokio::net::TcpStream::from_std(unregistered) else {
                 return;
             };
@@ -256,6 +258,7 @@ async fn answer_one(
             }
             Got::TooLong { line_ended } => (too_long(line_ended).encode(false), true),
             Got::TimedOut => (timed_out().encode(false), false),
+            Got::Evicted => (evicted().encode(false), false),
             // More of it is likely on its way: read before closing, so the 400 is not reset.
             Got::NotHttp { binary: true } => (not_http().encode(false), true),
             Got::NotHttp { binary: false } => {
@@ -303,6 +306,14 @@ fn timed_out() -> Response {
         HEAD_TIMEOUT.as_secs()
     );
     Response::text("408 Request Timeout", "", body)
+}
+
+/// The answer to a head not ended yet when its connection was closed for a new client (every
+/// slot taken, [`MAX_CONNECTIONS`] at most).
+fn evicted() -> Response {
+    let body = "the request head had not ended when its connection was needed for another \
+                client (every connection this endpoint takes was busy): send it whole, at once\n";
+    Response::text("408 Request Timeout", "", body.to_string())
 }
 
 /// Whether the client sent, or said it sends, more than the request head `whole` (as read,

@@ -137,6 +137,7 @@ impl Supervisor {
         );
         self.platform.add_status(&mut status, now);
         status.fork_servers = self.effects.fork_server_statuses();
+        status.forking = self.starts.forking();
         status.autoscale = self.autoscale_status();
         status.draining_ms = self.drain_left(now).map(status::ms);
         self.recycling_status(&mut status);

@@ -4,6 +4,7 @@
 //! starts at most [`PER_TURN`] per turn, no more once [`TURN_BUDGET`] has passed (a start
 //! under Wine can take a large part of a second), and turns again at once while some wait.
 
+use super::status::ForkingSlot;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -84,6 +85,21 @@ impl Starts {
         for start in self.held.drain(..).rev() {
             self.waiting.push_front(start);
         }
+    }
+
+    /// The slots whose start waits for its fork server (held back, or awaiting the reply), by
+    /// slot.
+    pub fn forking(&self) -> Vec<ForkingSlot> {
+        let held = self.held.iter().chain(self.asked.iter().map(|(s, _)| s));
+        let mut forking: Vec<ForkingSlot> = held
+            .map(|s| ForkingSlot {
+                slot: s.slot,
+                generation: s.generation,
+            })
+            .collect();
+        forking.sort_by_key(|f| (f.slot, f.generation));
+        forking.dedup();
+        forking
     }
 
     /// Takes the starts of `generation` held back (its fork server failed).

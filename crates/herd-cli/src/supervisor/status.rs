@@ -53,6 +53,10 @@ pub struct Status {
     /// serving workers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queued: Vec<usize>,
+    /// Slots whose worker's start waits for its generation's fork server (`--fork-server`:
+    /// loading, or started anew after it exited), by slot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forking: Vec<ForkingSlot>,
     /// `--max-starting` (`auto` resolved): how many new workers may be starting at once
     /// (`None` from a herd that predates the field).
     #[serde(default)]
@@ -256,6 +260,15 @@ pub struct WaitingSlot {
     pub last_exit: Option<String>,
 }
 
+/// A slot whose worker's start waits for its generation's fork server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkingSlot {
+    /// The slot.
+    pub slot: usize,
+    /// The generation of the worker to start.
+    pub generation: u64,
+}
+
 /// A listening socket.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SocketStatus {
@@ -354,6 +367,7 @@ pub fn snapshot(
         workers,
         waiting,
         queued,
+        forking: Vec::new(),
         max_starting: Some(pool.config().max_starting.max(1)),
         max_surge: Some(pool.config().max_surge.limit(pool.desired())),
         sockets,

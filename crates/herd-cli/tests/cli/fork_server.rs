@@ -417,6 +417,36 @@ fn a_command_that_does_not_speak_the_protocol_is_said_slow_after_five_seconds() 
 /// A restart (at herd's priority) that waits for a fork server loading at `--starting-nice`
 /// (a scale-up's) does not wait on a load left in `SCHED_IDLE`: herd raises it. Each load takes
 /// 2 s at least, so the warm-up budget (twice the first, timed) is long past the test's kill.
+/// A restart that waits for its fork server (killed, loading again) shows in `herd status`
+/// as its slot waiting for the fork server, where it was missing (no worker, no backoff).
+#[test]
+fn a_start_waiting_for_its_fork_server_shows_in_status() {
+    let source =
+        "import os, time\nwhile os.path.exists(os.environ['FLAG']):\n    time.sleep(0.01)\n";
+    let (herd, hold, _dir) = forked_with_preload(source, &[]);
+    let server = fork_server_pid(&herd.wait_for_event("fork_server_ready", &[]));
+    std::fs::write(&hold, "").unwrap();
+    kill_9(server);
+    herd.wait_for_event("fork_server_exited", &[("pid", server.into())]);
+    let pids = worker_pids(&herd.status());
+    kill_9(pids[1]);
+    let status = wait_status(&herd, "slot 1 waiting for its fork server", |s| {
+        s["forking"] == serde_json::json!([{"slot": 1, "generation": 1}])
+    });
+    assert_eq!(worker_pids(&status), vec![pids[0]], "{status}");
+    let (code, table, stderr) = herd.ctl(&["status"]);
+    assert_eq!(code, 3, "{table}{stderr}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .unwrap_or_default();
+    assert!(row.contains("waiting for its fork server"), "{table}");
+    std::fs::remove_file(&hold).unwrap();
+    wait_status(&herd, "2 ready workers", |s| {
+        settled(s, 2) && s.get("forking").is_none()
+    });
+}
+
 #[test]
 fn a_restart_waiting_for_a_lowered_fork_server_raises_its_load() {
     let source = "import os, time\ntime.sleep(2)\nwhile os.path.exists(os.environ['FLAG']):\n    time.sleep(0.01)\n";

@@ -80,19 +80,28 @@ impl Model {
         // A stopping herd is said to be once, before its counts, and not called degraded; too
         // few ready is said by the counts ("6 of 8 ready (degraded: 6 of 8 workers ready)"
         // did not fit 80 columns).
+        // A paused worker serves nothing: counted apart from the ready ones.
+        let paused = (s.workers.iter())
+            .filter(|w| w.state == "ready" && w.paused)
+            .count();
+        let serving = s.ready.saturating_sub(paused);
         let (stopping, health) = match (s.stopping, degraded(s)) {
             (true, _) => (", stopping", String::new()),
-            (false, Some(_)) if s.ready < s.desired => ("", " (degraded)".to_string()),
+            (false, Some(_)) if serving < s.desired => ("", " (degraded)".to_string()),
             (false, Some(why)) => ("", format!(" ({why})")),
             (false, None) => ("", " (healthy)".to_string()),
         };
+        let paused = match paused {
+            0 => String::new(),
+            n => format!(", {n} paused"),
+        };
         let line = format!(
-            "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {} of {} ready{health}",
+            "herd '{}' pid {}, up {}, generation {}{upgrading}{stopping}: {serving} of {} \
+             ready{paused}{health}",
             escape(&s.name),
             s.pid,
             short(s.uptime_ms),
             s.generation,
-            s.ready,
             s.desired,
         );
         (line, degraded(s).is_some())
@@ -152,6 +161,12 @@ impl Model {
                 w.restarts.to_string(),
                 dash(),
             ])
+        }));
+        rows.extend(s.forking.iter().map(|f| {
+            let mut cells = [(); 8].map(|_| dash());
+            (cells[0], cells[2]) = (f.slot.to_string(), f.generation.to_string());
+            cells[3] = crate::ctl::table::FORKING.to_string();
+            troubled(cells)
         }));
         rows.extend(s.queued.iter().map(|slot| {
             let mut cells = [(); 8].map(|_| dash());

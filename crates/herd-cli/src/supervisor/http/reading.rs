@@ -124,6 +124,9 @@ pub enum Got {
     Nothing,
     /// The head began (more than empty lines came) but did not end in time: answered `408`.
     TimedOut,
+    /// The head began but had not ended when its connection was closed for a new client:
+    /// answered `408`, saying why.
+    Evicted,
     /// What came cannot begin an HTTP/1 request: answered `400` at once rather than after
     /// waiting for a head that will not come. `binary`: its first word has bytes no text
     /// request has (a TLS handshake); else its request line ended and is none (`SSH-2.0-...`).

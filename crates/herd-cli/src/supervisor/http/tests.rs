@@ -360,6 +360,38 @@ async fn a_probe_is_answered_by_closing_the_oldest_of_a_crowd_holding_every_slot
     );
 }
 
+/// Past every slot, a client whose head had begun and not ended when its connection was
+/// closed for a new one is told so with a 408, as one that ran out of time is: it was closed
+/// without a word.
+#[tokio::test]
+async fn a_half_sent_head_closed_for_a_new_client_gets_a_408() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (answers, _scrapes) = answers();
+    tokio::spawn(serve(listener, Endpoint::Health, answers));
+    let mut crowd: Vec<_> = (0..MAX_CONNECTIONS)
+        .map(|_| {
+            let mut client = std::net::TcpStream::connect(addr).unwrap();
+            std::io::Write::write_all(&mut client, b"GET /healthz HTTP/1.1\r\nHost").unwrap();
+            client
+        })
+        .collect();
+    let probe = get(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".into());
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, probe).await;
+    assert!(answer
+        .expect("an answer in time")
+        .starts_with("HTTP/1.1 200 OK\r\n"));
+    let oldest = &mut crowd[0];
+    oldest.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    let mut told = String::new();
+    let _ = std::io::Read::read_to_string(oldest, &mut told);
+    assert!(
+        told.starts_with("HTTP/1.1 408 Request Timeout\r\n")
+            && told.contains("needed for another client"),
+        "{told:?}"
+    );
+}
+
 #[test]
 fn scrapes_get_the_right_status_and_type() {
     let (status, kind, body) = scrape_response(Some(Ok("x 1\n# EOF\n".to_string())));

@@ -56,8 +56,12 @@ fn a_paused_worker_says_so() {
     let rows = model.workers();
     assert_eq!(rows[0].cells[3], "ready, paused");
     assert!(!rows[0].healthy);
+    // Counted apart from the ready ones: the title read "2 of 2 ready".
     let (title, degraded) = model.title();
-    assert!(degraded && title.contains("paused"), "{title}");
+    assert!(
+        degraded && title.ends_with("1 of 2 ready, 1 paused (degraded)"),
+        "{title}"
+    );
 }
 
 #[test]
