@@ -61,6 +61,10 @@ log_events! {
     WorkerStarted = "worker_started",
     /// A worker became ready.
     WorkerReady = "worker_ready",
+    /// A worker was seen stopped (`SIGSTOP`, a debugger): it serves nothing meanwhile.
+    WorkerPaused = "worker_paused",
+    /// A paused worker runs again.
+    WorkerResumed = "worker_resumed",
     /// A generation's fork server was started (`--fork-server`).
     ForkServerStarted = "fork_server_started",
     /// A fork server has loaded for 5 s without saying `READY=1`.

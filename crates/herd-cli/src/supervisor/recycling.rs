@@ -167,7 +167,7 @@ impl Supervisor {
         let mut memory = Vec::new();
         let mut ticks = HashMap::new();
         r.cpu_percent.clear();
-        r.paused.clear();
+        let was_paused = std::mem::take(&mut r.paused);
         for f in samples.figures {
             if f.stopped {
                 r.paused.insert(f.pid);
@@ -189,7 +189,37 @@ impl Supervisor {
         }
         r.cpu_ticks = ticks;
         r.recycler.record_memory(&self.pool, memory);
+        self.pauses_seen(&was_paused);
         self.recycle_due();
+    }
+
+    /// Tells the pool which workers were paused or resumed since the last round
+    /// (`was_paused`): a paused worker is not available, so it replaces no older one.
+    fn pauses_seen(&mut self, was_paused: &HashSet<u32>) {
+        let paused = &self.recycling.paused;
+        let changed: Vec<(u32, bool)> = (paused.difference(was_paused).map(|&p| (p, true)))
+            .chain(was_paused.difference(paused).map(|&p| (p, false)))
+            .collect();
+        for (pid, paused) in changed {
+            if self.pool.worker(pid).is_none() {
+                continue;
+            }
+            self.pool.paused(pid, paused);
+            match paused {
+                true => tracing::warn!(
+                    event = LogEvent::WorkerPaused.as_str(),
+                    pid,
+                    "worker {pid} is paused (stopped by a signal or a debugger): it serves \
+                     nothing, and replaces no older worker until it runs again; kill -CONT \
+                     {pid} resumes it"
+                ),
+                false => tracing::info!(
+                    event = LogEvent::WorkerResumed.as_str(),
+                    pid,
+                    "worker {pid} runs again"
+                ),
+            }
+        }
     }
 
     /// Takes the sockets' queues a round read; says once where a worker replaced a backlog.

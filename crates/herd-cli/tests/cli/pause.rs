@@ -176,6 +176,51 @@ fn herd_upgrade_waits_for_a_herd_paused_mid_upgrade() {
     assert_eq!(stderr, waited, "said once");
 }
 
+/// A new worker paused by someone (`kill -STOP`, a debugger) serves nothing: the upgrade does
+/// not stop the old worker for it, and ends at its timeout with the old worker serving. It
+/// succeeded before, stopping the only worker that served.
+#[test]
+fn an_upgrade_onto_a_paused_worker_keeps_the_old_one_serving() {
+    let herd = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--min-ready",
+        "2s",
+        "-b",
+        "127.0.0.1:0",
+        "--",
+        "python3",
+        &worker("probe.py"),
+    ]);
+    let old = worker_pids(&wait_status(&herd, "1 available worker", |s| {
+        settled(s, 1) && s["available"] == 1
+    }))[0];
+    let client = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .env("HERD_CONTROL", herd.control())
+        .args(["upgrade", "--timeout", "5s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = herd.wait_for_event("worker_started", &[("generation", 2.into())]);
+    let new = started["pid"].as_u64().unwrap() as u32;
+    kill(new, libc::SIGSTOP);
+    herd.wait_for_event("worker_paused", &[("pid", new.into())]);
+    let out = wait_output(client);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!("new worker {new} is paused")),
+        "{said}"
+    );
+    herd.wait_for_event("upgrade_aborted", &[]);
+    let status = herd.status();
+    assert!(worker_pids(&status).contains(&old), "{status}");
+    assert_eq!(status["generation"], 1, "{status}");
+}
+
 /// `child`'s output once it exits, within the tests' timeout (its output is a few lines,
 /// which its pipes hold until it is read).
 fn wait_output(mut child: std::process::Child) -> std::process::Output {

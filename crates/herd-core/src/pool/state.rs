@@ -222,6 +222,8 @@ fn save_worker(worker: &Worker, epoch: Epoch) -> SavedWorker {
         last_ping,
         ready_since,
         available,
+        // Not kept: the sampler sees it again within a second.
+        paused: _,
         status,
         recycling,
         restart,
@@ -281,6 +283,7 @@ fn load_worker(saved: SavedWorker, epoch: Epoch) -> Worker {
         last_ping: epoch.past(saved.ping_age_ms),
         ready_since: saved.ready_age_ms.map(|t| epoch.past(t)),
         available: saved.available,
+        paused: false,
         status: saved.status,
         recycling: saved.recycling,
         restart: saved.restart,

@@ -189,6 +189,7 @@ impl Pool {
             let min_ready = self.settings(w.generation).min_ready;
             if w.state == WorkerState::Ready
                 && !w.available
+                && !w.paused
                 && available_at(w, min_ready).map_or(false, |at| now >= at)
             {
                 self.update(i, |w| w.available = true);
@@ -215,9 +216,21 @@ impl Pool {
             None => return,
         };
         if now >= upgrade.deadline {
+            let paused: Vec<String> = (self.workers.iter())
+                .filter(|w| w.paused && w.generation >= upgrade.generation)
+                .map(|w| w.pid.to_string())
+                .collect();
+            let paused = match paused.len() {
+                0 => String::new(),
+                1 => format!(
+                    "; new worker {} is paused (kill -CONT resumes it)",
+                    paused[0]
+                ),
+                _ => format!("; new workers {} are paused", paused.join(", ")),
+            };
             let reason = format!(
                 "the upgrade to generation {} did not finish before its deadline (each new \
-                 worker must be ready, then stay ready for --min-ready {})",
+                 worker must be ready, then stay ready for --min-ready {}){paused}",
                 upgrade.generation,
                 format_duration(self.settings(upgrade.generation).min_ready)
             );

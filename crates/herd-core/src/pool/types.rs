@@ -232,6 +232,9 @@ pub struct Worker {
     /// Whether it has stayed ready for `min_ready`: only an available worker replaces an
     /// older one or completes a takeover.
     pub available: bool,
+    /// Whether it was last seen stopped (`SIGSTOP`, a debugger): it serves nothing, so it is
+    /// not available until it runs again ([`Pool::paused`](crate::Pool::paused)).
+    pub paused: bool,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
     /// Why it is being recycled, while a successor in its slot starts: it serves until the
