@@ -142,10 +142,13 @@ impl<T> Phase<T> {
     /// carried out; a later one, from a herd that lost a race of takeovers, is refused
     /// (`taken_over`), naming the herd that took over first, so that it gives up rather than
     /// serve beside that herd. Not while that herd no longer `runs`, nor from that herd again:
-    /// then it is carried out as the first was (a stop while stopping changes nothing).
+    /// then it is carried out as the first was (a stop while stopping changes nothing). A
+    /// herd already `stopping` (asked to stop, or draining first) is not taken over: the new
+    /// herd would serve on after the stop someone asked for (`stopping`).
     pub fn taken_over(
         &mut self,
         by: Option<u32>,
+        stopping: bool,
         runs: impl Fn(u32) -> bool,
     ) -> Result<(), (ErrorCode, String)> {
         // Taken over halfway through its own takeover, it would stop and leave the herd it was
@@ -166,6 +169,13 @@ impl<T> Phase<T> {
             Some(None) => Err((
                 ErrorCode::TakenOver,
                 "another herd has taken this herd over already".to_string(),
+            )),
+            None if stopping => Err((
+                ErrorCode::Stopping,
+                "this herd is stopping (herd stop, SIGTERM or SIGINT, with its --drain-delay): \
+                 taken over, its service would run on after the stop; take over a herd that \
+                 runs"
+                    .to_string(),
             )),
             _ => {
                 self.taken_over_by = Some(by);

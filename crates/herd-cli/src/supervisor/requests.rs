@@ -91,7 +91,11 @@ impl Supervisor {
         takeover: bool,
     ) {
         if takeover {
-            if let Err((code, why)) = self.phase.taken_over(peer.pid, platform::process_runs) {
+            let stopping = self.pool.is_stopping() || self.drain_left(Instant::now()).is_some();
+            let taken = self
+                .phase
+                .taken_over(peer.pid, stopping, platform::process_runs);
+            if let Err((code, why)) = taken {
                 tracing::warn!(
                     event = LogEvent::TakeoverRefused.as_str(),
                     by = peer.pid,

@@ -51,7 +51,8 @@ pub(super) enum StopAnswer {
     Silent(Duration),
     /// Another herd's takeover reached it first (`taken_over`), or (Windows) another herd
     /// serves or took its control pipe: that herd serves the sockets, and this one gives up
-    /// rather than serve beside it.
+    /// rather than serve beside it. Also when it is stopping (`stopping`): the stop someone
+    /// asked for stands.
     Outrun(Abort),
 }
 
@@ -66,6 +67,12 @@ pub(super) fn judge_stop_answer(answer: Result<StopResult, ClientError>) -> Stop
             StopAnswer::Outrun(Abort {
                 why: format!("the old herd says {}", crate::text::escape(&error.message)),
                 after: "the herd that took over first serves".to_string(),
+            })
+        }
+        Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::Stopping => {
+            StopAnswer::Outrun(Abort {
+                why: format!("the old herd says {}", crate::text::escape(&error.message)),
+                after: "the old herd stops as it was asked".to_string(),
             })
         }
         Err(ClientError::Refused { error, .. }) => StopAnswer::Refused(format!(
@@ -290,11 +297,19 @@ mod tests {
         // Another code whose message quotes "invalid_argument" is a refusal, not an old herd
         // (a byte search took it for one, and sent a plain stop).
         let quoted = judge(
-            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"stopping\",\"message\":\"not \\\"invalid_argument\\\"\"}}",
+            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"not \\\"invalid_argument\\\"\"}}",
         );
         assert!(
-            matches!(&quoted, StopAnswer::Refused(why) if why.contains("(stopping)")),
+            matches!(&quoted, StopAnswer::Refused(why) if why.contains("(busy)")),
             "{quoted:?}"
+        );
+        // A herd already stopping is not taken over: the stop stands, this herd gives up.
+        assert_eq!(
+            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"stopping\",\"message\":\"this herd is stopping\"}}"),
+            StopAnswer::Outrun(Abort {
+                why: "the old herd says this herd is stopping".into(),
+                after: "the old herd stops as it was asked".into(),
+            })
         );
         assert_eq!(
             judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"taken_over\",\"message\":\"herd 7 has taken this herd over already\"}}"),

@@ -309,3 +309,39 @@ fn a_takeover_whose_stop_is_refused_taken_over_gives_up() {
         .collect();
     assert_eq!(left, ["go"]);
 }
+
+/// A herd asked to stop, draining first (`--drain-delay`), is not taken over: the takeover cut
+/// its drain short and its service ran on under the new herd while `herd stop` said
+/// `stopped`. The new herd gives up, and the stop stands.
+#[test]
+fn a_herd_draining_for_a_stop_is_not_taken_over() {
+    let old = Herd::start(&[
+        "run",
+        "-w",
+        "1",
+        "--drain-delay",
+        "3s",
+        "-b",
+        "http=127.0.0.1:0",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    old.started(1);
+    let control = old.control();
+    let asked = control.clone();
+    let stop = std::thread::spawn(move || ctl_at(&asked, &["stop"]));
+    old.wait_for_event("draining", &[]);
+    let mut new = takeover(&control, &["-w", "1", "--", "sleep", "1000"]);
+    let reason = abort_reason(&new);
+    assert!(reason.contains("this herd is stopping"), "{reason}");
+    assert_eq!(new.wait_exit().code(), Some(FAILURE));
+    let (code, stdout, stderr) = stop.join().unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut old = old;
+    assert_eq!(old.wait_exit().code(), Some(0));
+    assert!(
+        std::net::TcpStream::connect(old.address("http")).is_err(),
+        "nothing serves after the stop"
+    );
+}

@@ -257,24 +257,36 @@ fn a_takeover_failed_by_the_ready_timeout_says_so() {
 fn only_the_first_takeover_stop_is_carried_out_while_its_herd_runs() {
     let runs = |_| true;
     let mut phase: Phase<()> = Phase::new(None);
-    assert_eq!(phase.taken_over(Some(41), runs), Ok(()));
+    assert_eq!(phase.taken_over(Some(41), false, runs), Ok(()));
     let refused = Err((
         ErrorCode::TakenOver,
         "herd 41 has taken this herd over already".into(),
     ));
-    assert_eq!(phase.taken_over(Some(42), runs), refused);
-    assert_eq!(phase.taken_over(None, runs), refused);
+    assert_eq!(phase.taken_over(Some(42), false, runs), refused);
+    assert_eq!(phase.taken_over(None, false, runs), refused);
     // The first herd asking again is the same takeover.
-    assert_eq!(phase.taken_over(Some(41), runs), Ok(()));
+    assert_eq!(phase.taken_over(Some(41), false, runs), Ok(()));
     // Once it is gone, the next herd takes its place (and is the one that counts).
-    assert_eq!(phase.taken_over(Some(42), |pid| pid != 41), Ok(()));
-    let (_, why) = phase.taken_over(Some(43), runs).unwrap_err();
+    assert_eq!(phase.taken_over(Some(42), false, |pid| pid != 41), Ok(()));
+    let (_, why) = phase.taken_over(Some(43), false, runs).unwrap_err();
     assert_eq!(why, "herd 42 has taken this herd over already");
     // A first herd whose pid the system did not say cannot be told gone.
     let mut phase: Phase<()> = Phase::new(None);
-    assert_eq!(phase.taken_over(None, runs), Ok(()));
-    let (_, why) = phase.taken_over(Some(42), |_| false).unwrap_err();
+    assert_eq!(phase.taken_over(None, false, runs), Ok(()));
+    let (_, why) = phase.taken_over(Some(42), false, |_| false).unwrap_err();
     assert_eq!(why, "another herd has taken this herd over already");
+}
+
+/// A herd asked to stop (draining first, say) is not taken over: its service would run on
+/// under the new herd after the stop; a takeover that came first is carried out again.
+#[test]
+fn a_stopping_herd_is_not_taken_over() {
+    let mut phase: Phase<()> = Phase::new(None);
+    let (code, why) = phase.taken_over(Some(41), true, |_| true).unwrap_err();
+    assert_eq!(code, ErrorCode::Stopping);
+    assert!(why.contains("this herd is stopping"), "{why}");
+    assert_eq!(phase.taken_over(Some(42), false, |_| true), Ok(()));
+    assert_eq!(phase.taken_over(Some(42), true, |_| true), Ok(()));
 }
 
 /// A herd still taking over another (its workers not yet available) is not taken over in turn:
@@ -282,7 +294,7 @@ fn only_the_first_takeover_stop_is_carried_out_while_its_herd_runs() {
 #[test]
 fn a_herd_still_taking_over_is_not_taken_over() {
     let mut phase = Phase::new(Some("old"));
-    let (code, why) = phase.taken_over(Some(41), |_| true).unwrap_err();
+    let (code, why) = phase.taken_over(Some(41), false, |_| true).unwrap_err();
     assert_eq!(code, ErrorCode::Busy);
     assert!(why.contains("still taking over another one"), "{why}");
 }
