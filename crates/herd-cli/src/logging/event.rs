@@ -209,7 +209,7 @@ log_events! {
     /// `--takeover`: a socket file stays the old herd's.
     SocketFileNotTaken = "socket_file_not_taken",
     /// `--takeover`: the socket file of a socket not taken is removed, the old herd stopped.
-    UntakenFileRemoved = "untaken_socket_file_removed",
+    UntakenSocketFileRemoved = "untaken_socket_file_removed",
     /// `--takeover`: every worker is ready; the old herd is asked to stop.
     TakeoverComplete = "takeover_complete",
     /// A takeover failed: this herd stops its workers gracefully and exits 1.

@@ -105,12 +105,16 @@ pub struct UntakenFile {
 pub fn leave_untaken(untaken: Vec<Inherited>) -> Vec<UntakenFile> {
     let mut files = Vec::new();
     for socket in untaken {
+        let file = match (&socket.file, socket.from_store) {
+            (Some(_), false) => ", and its socket file is removed then",
+            _ => "",
+        };
         tracing::warn!(
             event = crate::logging::LogEvent::SocketNotTaken.as_str(),
             name = %socket.name,
             address = %socket.address,
             "not taken: no --bind or --shm names this socket; herd closes its copy (one taken \
-             over closes when the old herd stops, and its socket file is removed then)"
+             over closes when the old herd stops{file})"
         );
         if let (Some(file), false) = (socket.file, socket.from_store) {
             files.push(UntakenFile {

@@ -27,6 +27,26 @@ pub fn claim_early() {
     if let Ok(mut early) = EARLY.lock() {
         *early = Some(claimed);
     }
+    // Counted now, while every socket among fds 3 on is one herd was given, not its own.
+    let elsewhere = passed_to_another().map(|(pid, count)| (pid, count, sockets_at(count)));
+    if let Ok(mut passed) = ELSEWHERE.lock() {
+        *passed = elsewhere;
+    }
+}
+
+/// What [`claim_early`] found passed to another process: `LISTEN_PID`, `LISTEN_FDS`, and how
+/// many of those fds are sockets open in herd.
+static ELSEWHERE: Mutex<Option<(u32, usize, usize)>> = Mutex::new(None);
+
+/// How many of the `count` fds from 3 on are open sockets (0 where `/proc` does not say).
+fn sockets_at(count: usize) -> usize {
+    (0..count.min(4096))
+        .map(|i| herd::LISTEN_FDS_START + i as i32)
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .is_ok_and(|to| to.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
 }
 
 /// Takes the fds passed to herd whose names start with `prefix` (systemd's fd store hands back
@@ -121,26 +141,16 @@ fn passed_to_another_why(pid: u32, count: usize) -> String {
     )
 }
 
-/// Warns when herd holds listening sockets passed to another process (fds 3 on, which herd
-/// leaves alone): their clients wait in a queue no worker serves.
+/// Warns when herd holds sockets passed to another process (fds 3 on, which herd leaves
+/// alone), as [`claim_early`] found them: their clients wait in a queue no worker serves.
 fn warn_if_passed_to_another() {
-    let Some((pid, count)) = passed_to_another() else {
-        return;
-    };
-    let held = (0..count.min(4096))
-        .map(|i| herd::LISTEN_FDS_START + i as i32)
-        .filter(|fd| {
-            std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                .is_ok_and(|to| to.to_string_lossy().starts_with("socket:"))
-        })
-        .count();
-    if held > 0 {
+    let elsewhere = ELSEWHERE.lock().ok().and_then(|mut e| e.take());
+    if let Some((pid, count, held @ 1..)) = elsewhere {
         tracing::warn!(
             event = crate::logging::LogEvent::SetupNote.as_str(),
-            "{held} socket(s) among fds 3 on are open in herd but passed to pid {pid} \
-             (LISTEN_PID={pid}, LISTEN_FDS={count}), not to herd (pid {}): herd does not adopt \
-             them, and their clients wait for no worker; a wrapper between systemd and herd \
-             must run it with exec (`exec herd run --bind systemd ...`)",
+            "herd holds {held} socket(s) passed to pid {pid} (LISTEN_PID, LISTEN_FDS={count}), \
+             not to herd (pid {}): none is adopted, and their clients wait for no worker; run \
+             herd with exec from its wrapper",
             std::process::id()
         );
     }

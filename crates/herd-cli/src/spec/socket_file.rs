@@ -287,10 +287,16 @@ impl SocketFile {
         self.remove = false;
     }
 
-    /// Whether the file at its path is still this one.
-    pub fn is_in_place(&self) -> bool {
-        std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|meta| meta.dev() == self.dev && meta.ino() == self.ino)
+    /// Removes the file now if it still is this one: `Ok(false)` if another file (or none) is
+    /// there.
+    pub fn remove_now(mut self) -> io::Result<bool> {
+        self.remove = false;
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                std::fs::remove_file(&self.path).map(|()| true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// Where the file is, and which file it is (device and inode).

@@ -42,6 +42,7 @@ mod fork_starts;
 mod grace;
 mod lifecycle;
 mod notifications;
+mod pauses;
 mod probes;
 mod recycling;
 pub mod reload;

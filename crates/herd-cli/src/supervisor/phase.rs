@@ -156,8 +156,8 @@ impl<T> Phase<T> {
         if self.taking_over() {
             return Err((
                 ErrorCode::Busy,
-                "this herd is still taking over another one: take over that one's control \
-                 socket once this takeover completes"
+                "it is still taking over another herd: take it over again once that takeover \
+                 has completed"
                     .to_string(),
             ));
         }
@@ -172,9 +172,8 @@ impl<T> Phase<T> {
             )),
             None if stopping => Err((
                 ErrorCode::Stopping,
-                "this herd is stopping (herd stop, SIGTERM or SIGINT, with its --drain-delay): \
-                 taken over, its service would run on after the stop; take over a herd that \
-                 runs"
+                "it is stopping, as it was asked to, so it is not taken over: start the new herd \
+                 without --takeover once it has stopped"
                     .to_string(),
             )),
             _ => {

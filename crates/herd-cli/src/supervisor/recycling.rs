@@ -48,7 +48,7 @@ pub struct Recycling {
     /// Each worker's CPU use between the last two samples, in percent of one CPU.
     cpu_percent: HashMap<u32, f64>,
     /// The workers that were stopped (`SIGSTOP`, a debugger) at the last sample.
-    paused: HashSet<u32>,
+    pub(super) paused: HashSet<u32>,
     /// The recent recycles, newest last, with when they started.
     recent: VecDeque<(Instant, RecycleStatus)>,
 }
@@ -191,35 +191,6 @@ impl Supervisor {
         r.recycler.record_memory(&self.pool, memory);
         self.pauses_seen(&was_paused);
         self.recycle_due();
-    }
-
-    /// Tells the pool which workers were paused or resumed since the last round
-    /// (`was_paused`): a paused worker is not available, so it replaces no older one.
-    fn pauses_seen(&mut self, was_paused: &HashSet<u32>) {
-        let paused = &self.recycling.paused;
-        let changed: Vec<(u32, bool)> = (paused.difference(was_paused).map(|&p| (p, true)))
-            .chain(was_paused.difference(paused).map(|&p| (p, false)))
-            .collect();
-        for (pid, paused) in changed {
-            if self.pool.worker(pid).is_none() {
-                continue;
-            }
-            self.pool.paused(pid, paused);
-            match paused {
-                true => tracing::warn!(
-                    event = LogEvent::WorkerPaused.as_str(),
-                    pid,
-                    "worker {pid} is paused (stopped by a signal or a debugger): it serves \
-                     nothing, and replaces no older worker until it runs again; kill -CONT \
-                     {pid} resumes it"
-                ),
-                false => tracing::info!(
-                    event = LogEvent::WorkerResumed.as_str(),
-                    pid,
-                    "worker {pid} runs again"
-                ),
-            }
-        }
     }
 
     /// Takes the sockets' queues a round read; says once where a worker replaced a backlog.

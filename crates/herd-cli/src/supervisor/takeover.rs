@@ -51,8 +51,8 @@ pub(super) enum StopAnswer {
     Silent(Duration),
     /// Another herd's takeover reached it first (`taken_over`), or (Windows) another herd
     /// serves or took its control pipe: that herd serves the sockets, and this one gives up
-    /// rather than serve beside it. Also when it is stopping (`stopping`): the stop someone
-    /// asked for stands.
+    /// rather than serve beside it. Also when it is stopping (`stopping`: the stop someone
+    /// asked for stands) or still taking over another herd (`busy`: it serves on).
     Outrun(Abort),
 }
 
@@ -73,6 +73,14 @@ pub(super) fn judge_stop_answer(answer: Result<StopResult, ClientError>) -> Stop
             StopAnswer::Outrun(Abort {
                 why: format!("the old herd says {}", crate::text::escape(&error.message)),
                 after: "the old herd stops as it was asked".to_string(),
+            })
+        }
+        // Still taking over another herd (or out of connections): it serves on, and this
+        // herd, which would serve beside it unseen, gives up.
+        Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::Busy => {
+            StopAnswer::Outrun(Abort {
+                why: format!("the old herd says {}", crate::text::escape(&error.message)),
+                after: "the old herd serves on".to_string(),
             })
         }
         Err(ClientError::Refused { error, .. }) => StopAnswer::Refused(format!(
@@ -297,20 +305,25 @@ mod tests {
         // Another code whose message quotes "invalid_argument" is a refusal, not an old herd
         // (a byte search took it for one, and sent a plain stop).
         let quoted = judge(
-            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"not \\\"invalid_argument\\\"\"}}",
+            "{\"version\":1,\"ok\":false,\"error\":{\"code\":\"permission_denied\",\"message\":\"not \\\"invalid_argument\\\"\"}}",
         );
         assert!(
-            matches!(&quoted, StopAnswer::Refused(why) if why.contains("(busy)")),
+            matches!(&quoted, StopAnswer::Refused(why) if why.contains("(permission_denied)")),
             "{quoted:?}"
         );
         // A herd already stopping is not taken over: the stop stands, this herd gives up.
         assert_eq!(
-            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"stopping\",\"message\":\"this herd is stopping\"}}"),
+            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"stopping\",\"message\":\"it is stopping\"}}"),
             StopAnswer::Outrun(Abort {
-                why: "the old herd says this herd is stopping".into(),
+                why: "the old herd says it is stopping".into(),
                 after: "the old herd stops as it was asked".into(),
             })
         );
+        // Nor one still taking over another: this herd would serve beside it, unseen.
+        assert!(matches!(
+            judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"busy\",\"message\":\"x\"}}"),
+            StopAnswer::Outrun(Abort { after, .. }) if after == "the old herd serves on"
+        ));
         assert_eq!(
             judge("{\"version\":1,\"ok\":false,\"error\":{\"code\":\"taken_over\",\"message\":\"herd 7 has taken this herd over already\"}}"),
             StopAnswer::Outrun(Abort {

@@ -414,9 +414,6 @@ fn a_command_that_does_not_speak_the_protocol_is_said_slow_after_five_seconds() 
     assert_eq!(slow["level"], "WARN");
 }
 
-/// A restart (at herd's priority) that waits for a fork server loading at `--starting-nice`
-/// (a scale-up's) does not wait on a load left in `SCHED_IDLE`: herd raises it. Each load takes
-/// 2 s at least, so the warm-up budget (twice the first, timed) is long past the test's kill.
 /// A restart that waits for its fork server (killed, loading again) shows in `herd status`
 /// as its slot waiting for the fork server, where it was missing (no worker, no backoff).
 #[test]
@@ -447,6 +444,9 @@ fn a_start_waiting_for_its_fork_server_shows_in_status() {
     });
 }
 
+/// A restart (at herd's priority) that waits for a fork server loading at `--starting-nice`
+/// (a scale-up's) does not wait on a load left in `SCHED_IDLE`: herd raises it. Each load takes
+/// 2 s at least, so the warm-up budget (twice the first, timed) is long past the test's kill.
 #[test]
 fn a_restart_waiting_for_a_lowered_fork_server_raises_its_load() {
     let source = "import os, time\ntime.sleep(2)\nwhile os.path.exists(os.environ['FLAG']):\n    time.sleep(0.01)\n";

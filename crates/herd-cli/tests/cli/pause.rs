@@ -178,7 +178,9 @@ fn herd_upgrade_waits_for_a_herd_paused_mid_upgrade() {
 
 /// A new worker paused by someone (`kill -STOP`, a debugger) serves nothing: the upgrade does
 /// not stop the old worker for it, and ends at its timeout with the old worker serving. It
-/// succeeded before, stopping the only worker that served.
+/// succeeded before, stopping the only worker that served: with the default `--ready
+/// delay=1s`, a stopped process is ready a second after its start, and available after
+/// `--min-ready`.
 #[test]
 fn an_upgrade_onto_a_paused_worker_keeps_the_old_one_serving() {
     let herd = Herd::start(&[

@@ -163,7 +163,8 @@ s.bind(("127.0.0.1", 0))
 s.listen(8)
 os.dup2(s.fileno(), 3)
 os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
-sys.exit(subprocess.call(sys.argv[1:], pass_fds=(3,)))
+passed = () if os.environ.get("PASS_NONE") else (3,)
+sys.exit(subprocess.call(sys.argv[1:], pass_fds=passed))
 "#;
     let wrapped = |binds: &'static [&'static str]| {
         Herd::start_with(move |_| {
@@ -188,14 +189,50 @@ sys.exit(subprocess.call(sys.argv[1:], pass_fds=(3,)))
         e["event"] == "setup_note"
             && e["message"]
                 .as_str()
-                .is_some_and(|m| m.contains("open in herd but passed to pid"))
+                .is_some_and(|m| m.contains("herd holds 1 socket(s) passed to pid"))
     });
     assert!(
         warning["message"]
             .as_str()
             .unwrap()
-            .contains("exec herd run"),
+            .contains("run herd with exec"),
         "{warning}"
+    );
+    let (code, _, stderr) = herd.ctl(&["stop"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // The variables alone, no fd passed: herd's own sockets are never taken for the wrapper's.
+    let herd = Herd::start_with(|_| {
+        let mut cmd = Command::new("python3");
+        cmd.env("PASS_NONE", "1")
+            .args([
+                "-c",
+                wrapper,
+                HERD,
+                "--log-format",
+                "json",
+                "run",
+                "-w",
+                "1",
+            ])
+            .args([
+                "-b",
+                "127.0.0.1:0",
+                "-b",
+                "127.0.0.1:0",
+                "--",
+                "sleep",
+                "600",
+            ]);
+        cmd
+    });
+    herd.wait_for_event("worker_started", &[]);
+    assert!(
+        events(&herd.lines()).all(|e| !e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("passed to pid")),
+        "a warning about herd's own sockets"
     );
     let (code, _, stderr) = herd.ctl(&["stop"]);
     assert_eq!(code, 0, "{stderr}");

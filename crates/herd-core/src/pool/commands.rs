@@ -185,7 +185,7 @@ impl Pool {
         self.next_config = None;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
-            if w.generation >= u.generation && w.live() && !w.available {
+            if w.generation >= u.generation && w.live() && !w.counts_available() {
                 let stop =
                     self.stop_worker(i, StopMode::Graceful, Reason::UpgradeAborted, deadline);
                 actions.push(stop);

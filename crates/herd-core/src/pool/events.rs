@@ -38,19 +38,16 @@ impl Pool {
     }
 
     /// Worker `pid` was seen stopped (`paused`: `SIGSTOP`, a debugger), or running again. A
-    /// paused worker serves nothing: it is not available, so an upgrade, a recycle or a
-    /// takeover waits for it to run again (or times out) instead of stopping the workers that
-    /// serve; once it runs, it is available again at the next tick.
-    pub fn paused(&mut self, pid: u32, paused: bool) {
+    /// paused worker serves nothing: it does not count as available
+    /// ([`Worker::counts_available`]), so an upgrade, a recycle or a takeover waits for it to
+    /// run again (or times out) instead of stopping the workers that serve.
+    pub fn set_paused(&mut self, pid: u32, paused: bool) {
         let i = match self.by_pid.get(&pid) {
             Some(&i) => i,
             None => return,
         };
         if self.workers[i].paused != paused {
-            self.update(i, |w| {
-                w.paused = paused;
-                w.available &= !paused;
-            });
+            self.update(i, |w| w.paused = paused);
         }
     }
 

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Instant;
 
-use super::{Action, Phase, Pool, Reason, RecycleCause, StopMode, WorkerState};
+use super::{Action, Phase, Pool, Reason, RecycleCause, StopMode, Worker, WorkerState};
 
 /// Why a worker cannot be recycled now; every refusal but [`RecycleRefused::NotAWorker`]
 /// may pass, so the recycle is tried again later.
@@ -172,7 +172,7 @@ impl Pool {
                 .workers
                 .iter()
                 .filter(|s| s.slot == slot && s.pid != pid && s.live() && s.recycling.is_none());
-            match successor.next().map(|s| s.available) {
+            match successor.next().map(Worker::counts_available) {
                 Some(true) => {
                     let reason = Reason::Recycled(cause);
                     actions.push(self.stop_worker(i, StopMode::Graceful, reason, deadline));

@@ -45,7 +45,8 @@ impl Pool {
                     if let Some(limit) = settings.watchdog {
                         times.push(w.last_ping + limit);
                     }
-                    if !w.available {
+                    // A paused worker becomes available only once it runs again: no deadline.
+                    if !w.available && !w.paused {
                         times.extend(available_at(w, settings.min_ready));
                     }
                 }
@@ -226,7 +227,10 @@ impl Pool {
                     "; new worker {} is paused (kill -CONT resumes it)",
                     paused[0]
                 ),
-                _ => format!("; new workers {} are paused", paused.join(", ")),
+                _ => format!(
+                    "; new workers {} are paused (kill -CONT resumes them)",
+                    paused.join(", ")
+                ),
             };
             let reason = format!(
                 "the upgrade to generation {} did not finish before its deadline (each new \
@@ -242,7 +246,7 @@ impl Pool {
         let slots = self.slots.len().max(self.desired);
         let mut new_available = vec![false; slots];
         for w in &self.workers {
-            if w.generation >= g && w.live() && w.available {
+            if w.generation >= g && w.live() && w.counts_available() {
                 if let Some(x) = new_available.get_mut(w.slot) {
                     *x = true;
                 }

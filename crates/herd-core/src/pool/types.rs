@@ -232,8 +232,8 @@ pub struct Worker {
     /// Whether it has stayed ready for `min_ready`: only an available worker replaces an
     /// older one or completes a takeover.
     pub available: bool,
-    /// Whether it was last seen stopped (`SIGSTOP`, a debugger): it serves nothing, so it is
-    /// not available until it runs again ([`Pool::paused`](crate::Pool::paused)).
+    /// Whether it was last seen stopped (`SIGSTOP`, a debugger): it serves nothing, so it does
+    /// not count as available until it runs again ([`Pool::set_paused`](crate::Pool::set_paused)).
     pub paused: bool,
     /// Its last `STATUS=` text.
     pub status: Option<String>,
@@ -247,6 +247,12 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Whether it counts as available: it has been ([`available`](Self::available)) and is not
+    /// paused. Only such a worker replaces an older one or completes a takeover.
+    pub fn counts_available(&self) -> bool {
+        self.available && !self.paused
+    }
+
     /// Whether it serves on: neither draining nor told to stop.
     pub fn live(&self) -> bool {
         matches!(self.state, WorkerState::Starting | WorkerState::Ready)
@@ -278,7 +284,7 @@ impl Worker {
             live: usize::from(live),
             holding: usize::from(self.holds_slot()),
             ready: usize::from(self.state == WorkerState::Ready),
-            live_available: usize::from(live && self.available),
+            live_available: usize::from(live && self.counts_available()),
         }
     }
 }

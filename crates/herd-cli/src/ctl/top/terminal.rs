@@ -26,9 +26,17 @@ pub const MAX_ROWS: u16 = 512;
 /// backend's.
 pub struct Clamped<B>(pub B);
 
-/// `size` within [`MAX_COLUMNS`] x [`MAX_ROWS`].
+/// What a terminal that says it has no columns or no rows gets: a pseudo-terminal no one set a
+/// size for (`TIOCSWINSZ`) says 0x0, and `herd top` drew nothing on it.
+pub const UNKNOWN_SIZE: Size = Size::new(80, 24);
+
+/// `size` within [`MAX_COLUMNS`] x [`MAX_ROWS`]; [`UNKNOWN_SIZE`]'s width or height for a 0.
 fn clamp(size: Size) -> Size {
-    Size::new(size.width.min(MAX_COLUMNS), size.height.min(MAX_ROWS))
+    let or = |n: u16, unknown: u16| if n == 0 { unknown } else { n };
+    Size::new(
+        or(size.width, UNKNOWN_SIZE.width).min(MAX_COLUMNS),
+        or(size.height, UNKNOWN_SIZE.height).min(MAX_ROWS),
+    )
 }
 
 impl<B: Backend> Backend for Clamped<B> {

@@ -42,17 +42,21 @@ impl super::UntakenFile {
         let (path, dev, ino) = self.file;
         let shown = path.display().to_string();
         let file = super::super::socket_file::SocketFile::from_parts(path, dev, ino);
-        if file.is_in_place() {
-            drop(file);
-            tracing::info!(
-                event = crate::logging::LogEvent::UntakenFileRemoved.as_str(),
+        match file.remove_now() {
+            Ok(true) => tracing::info!(
+                event = crate::logging::LogEvent::UntakenSocketFileRemoved.as_str(),
                 name = %self.name,
                 path = %shown,
                 "removed the socket file of {:?}, which this herd did not take over",
                 self.name
-            );
-        } else {
-            file.release();
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                event = crate::logging::LogEvent::SystemError.as_str(),
+                path = %shown,
+                "cannot remove the socket file of {:?}, which this herd did not take over: {e}",
+                self.name
+            ),
         }
     }
 }

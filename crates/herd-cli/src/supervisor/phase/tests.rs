@@ -284,7 +284,10 @@ fn a_stopping_herd_is_not_taken_over() {
     let mut phase: Phase<()> = Phase::new(None);
     let (code, why) = phase.taken_over(Some(41), true, |_| true).unwrap_err();
     assert_eq!(code, ErrorCode::Stopping);
-    assert!(why.contains("this herd is stopping"), "{why}");
+    assert!(
+        why.starts_with("it is stopping, as it was asked to"),
+        "{why}"
+    );
     assert_eq!(phase.taken_over(Some(42), false, |_| true), Ok(()));
     assert_eq!(phase.taken_over(Some(42), true, |_| true), Ok(()));
 }
@@ -296,7 +299,7 @@ fn a_herd_still_taking_over_is_not_taken_over() {
     let mut phase = Phase::new(Some("old"));
     let (code, why) = phase.taken_over(Some(41), false, |_| true).unwrap_err();
     assert_eq!(code, ErrorCode::Busy);
-    assert!(why.contains("still taking over another one"), "{why}");
+    assert!(why.contains("still taking over another herd"), "{why}");
 }
 
 #[test]

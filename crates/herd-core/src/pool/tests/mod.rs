@@ -1,6 +1,7 @@
 use super::*;
 
 mod drain;
+mod pause;
 mod ready;
 mod recycle;
 mod scale;

@@ -4,7 +4,7 @@ use super::*;
 const MEMORY: RecycleCause = RecycleCause::Memory;
 
 /// A pool of `workers` ready workers (pids 100 up), `max_surge` recycles at a time.
-fn ready_pool(workers: usize, max_surge: usize) -> Harness {
+pub(super) fn ready_pool(workers: usize, max_surge: usize) -> Harness {
     let mut h = Harness::new(PoolConfig {
         max_surge: MaxSurge::Workers(max_surge),
         max_starting: max_surge,

@@ -112,7 +112,7 @@ pub(super) fn assert_indexes_match_a_recount(pool: &Pool) {
                 .clone()
                 .filter(|w| w.state == WorkerState::Ready)
                 .count(),
-            live_available: here.filter(|w| w.live() && w.available).count(),
+            live_available: here.filter(|w| w.live() && w.counts_available()).count(),
         };
         assert_eq!(s.count, recount, "slot {slot}");
     }
@@ -128,7 +128,9 @@ pub(super) fn assert_indexes_match_a_recount(pool: &Pool) {
     assert_eq!(pool.all_ready(), ready.len() == pool.desired());
     assert_eq!(
         pool.all_available(),
-        wanted.clone().all(|s| has(s, &|w| w.live() && w.available))
+        wanted
+            .clone()
+            .all(|s| has(s, &|w| w.live() && w.counts_available()))
     );
 }
 

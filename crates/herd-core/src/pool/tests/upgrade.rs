@@ -156,38 +156,6 @@ fn an_old_worker_stops_only_once_its_successor_stayed_ready_for_min_ready() {
     assert_eq!(h.ended, [Ok(2)]);
 }
 
-/// A paused successor (`kill -STOP`, a debugger) serves nothing: it replaces no old worker
-/// until it runs again, and an upgrade whose successors stay paused times out with the old
-/// workers serving (it stopped them, leaving nothing that served).
-#[test]
-fn a_paused_successor_replaces_no_old_worker_until_it_runs_again() {
-    let mut h = upgrading(1, with_min_ready(1, SEC));
-    let new = new_worker(&h, 0);
-    h.notify(new, "READY=1");
-    h.pool.paused(new, true);
-    h.advance(5 * SEC);
-    assert!(h.signals.is_empty(), "{:?}", h.signals);
-    h.pool.paused(new, false);
-    h.tick();
-    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
-    assert_eq!(h.ended, [Ok(2)]);
-
-    let mut h = upgrading(1, with_min_ready(1, SEC));
-    let new = new_worker(&h, 0);
-    h.notify(new, "READY=1");
-    h.advance(500 * MS);
-    h.pool.paused(new, true);
-    h.advance(60 * SEC);
-    let why = h.ended[0].as_ref().unwrap_err();
-    assert!(
-        why.ends_with(&format!(
-            "; new worker {new} is paused (kill -CONT resumes it)"
-        )),
-        "{why}"
-    );
-    assert!(h.signals.iter().all(|s| s.0 != 100), "{:?}", h.signals);
-}
-
 #[test]
 fn a_new_worker_that_dies_within_min_ready_aborts_the_upgrade() {
     let mut h = upgrading(2, with_min_ready(2, SEC));

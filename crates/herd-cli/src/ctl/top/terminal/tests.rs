@@ -71,3 +71,11 @@ fn a_terminal_within_the_clamp_keeps_its_size() {
     let terminal = Terminal::new(Clamped(backend)).unwrap();
     assert_eq!(terminal.size().unwrap(), Size::new(80, 24));
 }
+
+/// A pseudo-terminal no one gave a size says 0x0: `herd top` draws 80x24 there, not nothing.
+#[test]
+fn a_terminal_of_no_size_is_drawn_at_80_by_24() {
+    assert_eq!(super::clamp(Size::new(0, 0)), super::UNKNOWN_SIZE);
+    assert_eq!(super::clamp(Size::new(100, 0)), Size::new(100, 24));
+    assert_eq!(super::clamp(Size::new(0, 30)), Size::new(80, 30));
+}

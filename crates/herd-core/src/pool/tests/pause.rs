@@ -1,0 +1,64 @@
+//! Paused workers (`SIGSTOP`, a debugger): they serve nothing, so they replace no older worker.
+use super::upgrade::{new_worker, upgrading};
+use super::*;
+
+/// A paused successor (`kill -STOP`, a debugger) serves nothing: it replaces no old worker
+/// until it runs again, and an upgrade whose successors stay paused times out with the old
+/// workers serving (it stopped them, leaving nothing that served).
+#[test]
+fn a_paused_successor_replaces_no_old_worker_until_it_runs_again() {
+    let mut h = upgrading(1, with_min_ready(1, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    h.pool.set_paused(new, true);
+    h.advance(5 * SEC);
+    assert!(h.signals.is_empty(), "{:?}", h.signals);
+    // Nothing to wait for while it is paused: a deadline already past had herd spin.
+    assert!(
+        h.pool.next_deadline().map_or(true, |at| at > h.now),
+        "a deadline passed"
+    );
+    h.pool.set_paused(new, false);
+    h.tick();
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    assert_eq!(h.ended, [Ok(2)]);
+
+    let mut h = upgrading(1, with_min_ready(1, SEC));
+    let new = new_worker(&h, 0);
+    h.notify(new, "READY=1");
+    h.advance(500 * MS);
+    h.pool.set_paused(new, true);
+    h.advance(60 * SEC);
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(
+        why.ends_with(&format!(
+            "; new worker {new} is paused (kill -CONT resumes it)"
+        )),
+        "{why}"
+    );
+    assert!(h.signals.iter().all(|s| s.0 != 100), "{:?}", h.signals);
+}
+
+/// A paused successor serves nothing: the recycled worker serves on until it runs again. A
+/// paused worker may still be recycled itself (it was available).
+#[test]
+fn a_recycled_worker_serves_on_while_its_successor_is_paused() {
+    let mut h = super::recycle::ready_pool(2, 1);
+    recycle(&mut h, 100).unwrap();
+    h.pool.set_paused(102, true);
+    h.notify(102, "READY=1");
+    assert!(h.signals.is_empty(), "{:?}", h.signals);
+    h.pool.set_paused(102, false);
+    h.tick();
+    assert_eq!(
+        h.signals,
+        [(
+            100,
+            StopMode::Graceful,
+            Reason::Recycled(RecycleCause::Memory)
+        )]
+    );
+    h.exit(100, code(0));
+    h.pool.set_paused(101, true);
+    assert_eq!(recycle(&mut h, 101), Ok(()));
+}
