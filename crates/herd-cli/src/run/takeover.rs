@@ -90,15 +90,17 @@ pub(super) fn fetch_inherited(
     let status: Status = crate::ctl::request(old, Command::Status, Some(crate::ctl::QUICK), owner)
         .map_err(|e| in_takeover(e, old))?;
     // The socket files the old herd created, by socket name: where they are and which files
-    // they are, so that the one adopted at the end is the same file (a herd that does not
-    // say keeps its files).
+    // they are, so that the one adopted (or removed) at the end is the same file (a herd that
+    // does not say keeps its files). Only a socket file of the old herd's own user is taken
+    // at its word: a herd of another user could name any file, which this herd would remove.
+    let old_uid = owner_of(old);
     let files: Vec<(String, (PathBuf, u64, u64))> = status
         .sockets
         .iter()
         .filter_map(|s| {
             let file = s.file.as_ref()?;
             let path = PathBuf::from(&file.path);
-            path.is_absolute()
+            (path.is_absolute() && is_socket_of(&path, (file.dev, file.ino), old_uid?))
                 .then(|| (s.name.clone(), (path, file.dev, file.ino)))
         })
         .collect();
@@ -140,6 +142,20 @@ pub(super) fn fetch_inherited(
     Ok((herd, inherited))
 }
 
+/// The user who owns the file at `path` (the old herd's control socket: the old herd's user).
+fn owner_of(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|meta| meta.uid())
+}
+
+/// Whether the file at `path` is the socket file `identity` (device, inode), owned by `uid`.
+fn is_socket_of(path: &Path, identity: (u64, u64), uid: u32) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    std::fs::symlink_metadata(path).is_ok_and(|meta| {
+        meta.file_type().is_socket() && (meta.dev(), meta.ino()) == identity && meta.uid() == uid
+    })
+}
+
 /// A client failure as the takeover from `old` reports it.
 fn in_takeover(failure: Failure, old: &Path) -> Failure {
     match failure {
@@ -147,5 +163,38 @@ fn in_takeover(failure: Failure, old: &Path) -> Failure {
             Failure::Runtime(e.context(format!("cannot take over from {}", old.display())))
         }
         usage => usage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a socket file of the old herd's own user, the very file it named, is taken at the
+    /// old herd's word: one of another user's could name any file, which the new herd would
+    /// remove (as root: anything).
+    #[test]
+    fn only_the_old_herds_own_socket_files_are_taken_at_its_word() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("app.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let plain = dir.path().join("victim.txt");
+        std::fs::write(&plain, "precious").unwrap();
+        let identity = |path: &Path| {
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            ((meta.dev(), meta.ino()), meta.uid())
+        };
+        let (id, uid) = identity(&socket);
+        assert!(is_socket_of(&socket, id, uid));
+        assert!(!is_socket_of(&socket, id, uid + 1), "another user's");
+        assert!(
+            !is_socket_of(&socket, (id.0, id.1 + 1), uid),
+            "another file"
+        );
+        let (id, uid) = identity(&plain);
+        assert!(!is_socket_of(&plain, id, uid), "not a socket");
+        assert_eq!(owner_of(&socket), Some(uid));
+        assert_eq!(owner_of(&dir.path().join("gone")), None);
     }
 }

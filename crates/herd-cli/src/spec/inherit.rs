@@ -176,9 +176,15 @@ impl Passed {
             if let Some((pid, count)) = passed_to_another() {
                 bail!("{}", passed_to_another_why(pid, count));
             }
+            let var = |name| std::env::var(name).ok();
+            let why = match (var("LISTEN_FDS"), var("LISTEN_PID")) {
+                (None, _) => "LISTEN_FDS is unset".to_string(),
+                (Some(_), None) => "LISTEN_FDS is set but LISTEN_PID, herd's pid, is not".into(),
+                (Some(n), Some(_)) => format!("LISTEN_FDS={n}"),
+            };
             bail!(
-                "no sockets were passed to herd (LISTEN_FDS is unset): run herd from a systemd \
-                 .socket unit, or bind an address"
+                "no sockets were passed to herd ({why}): run herd from a systemd .socket unit, \
+                 or bind an address"
             );
         }
         let names: Vec<String> = self.sockets.names().map(str::to_string).collect();

@@ -292,7 +292,11 @@ impl SocketFile {
     pub fn remove_now(mut self) -> io::Result<bool> {
         self.remove = false;
         match std::fs::symlink_metadata(&self.path) {
-            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+            Ok(meta)
+                if meta.file_type().is_socket()
+                    && meta.dev() == self.dev
+                    && meta.ino() == self.ino =>
+            {
                 std::fs::remove_file(&self.path).map(|()| true)
             }
             _ => Ok(false),

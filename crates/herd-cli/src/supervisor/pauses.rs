@@ -11,6 +11,7 @@ impl Supervisor {
     /// Tells the pool which workers were paused or resumed since the last round
     /// (`was_paused`): a paused worker is not available, so it replaces no older one.
     pub(super) fn pauses_seen(&mut self, was_paused: &HashSet<u32>) {
+        let now = std::time::Instant::now();
         let paused = &self.recycling.paused;
         let changed: Vec<(u32, bool)> = (paused.difference(was_paused).map(|&p| (p, true)))
             .chain(was_paused.difference(paused).map(|&p| (p, false)))
@@ -19,7 +20,7 @@ impl Supervisor {
             if self.pool.worker(pid).is_none() {
                 continue;
             }
-            self.pool.set_paused(pid, paused);
+            self.pool.set_paused(pid, paused, now);
             match paused {
                 true => tracing::warn!(
                     event = LogEvent::WorkerPaused.as_str(),

@@ -37,18 +37,31 @@ impl Pool {
         }
     }
 
-    /// Worker `pid` was seen stopped (`paused`: `SIGSTOP`, a debugger), or running again. A
-    /// paused worker serves nothing: it does not count as available
+    /// Worker `pid` was seen stopped (`paused`: `SIGSTOP`, a debugger) at `now`, or running
+    /// again. A paused worker serves nothing: it does not count as available
     /// ([`Worker::counts_available`]), so an upgrade, a recycle or a takeover waits for it to
-    /// run again (or times out) instead of stopping the workers that serve.
-    pub fn set_paused(&mut self, pid: u32, paused: bool) {
+    /// run again (or times out) instead of stopping the workers that serve. Its readiness
+    /// timeout and watchdog still hold while it is paused (as systemd's do); running again, it
+    /// proves itself afresh: its readiness delay (or timeout), watchdog and `min_ready` count
+    /// from `now`, for time stopped is no time served.
+    pub fn set_paused(&mut self, pid: u32, paused: bool, now: Instant) {
         let i = match self.by_pid.get(&pid) {
             Some(&i) => i,
             None => return,
         };
-        if self.workers[i].paused != paused {
-            self.update(i, |w| w.paused = paused);
+        if self.workers[i].paused == paused {
+            return;
         }
+        self.update(i, |w| {
+            w.paused = paused;
+            if !paused && w.live() {
+                w.last_ping = now;
+                if w.state == WorkerState::Ready {
+                    w.ready_since = Some(now);
+                    w.available = false;
+                }
+            }
+        });
     }
 
     /// The worker for `slot` could not be started. Returns when the slot tries again (`None`:

@@ -10,7 +10,7 @@ fn a_paused_successor_replaces_no_old_worker_until_it_runs_again() {
     let mut h = upgrading(1, with_min_ready(1, SEC));
     let new = new_worker(&h, 0);
     h.notify(new, "READY=1");
-    h.pool.set_paused(new, true);
+    h.pool.set_paused(new, true, h.now);
     h.advance(5 * SEC);
     assert!(h.signals.is_empty(), "{:?}", h.signals);
     // Nothing to wait for while it is paused: a deadline already past had herd spin.
@@ -18,8 +18,13 @@ fn a_paused_successor_replaces_no_old_worker_until_it_runs_again() {
         h.pool.next_deadline().map_or(true, |at| at > h.now),
         "a deadline passed"
     );
-    h.pool.set_paused(new, false);
+    // Running again, it proves itself afresh: time stopped is no time served.
+    h.pool.set_paused(new, false, h.now);
     h.tick();
+    assert!(h.signals.is_empty(), "{:?}", h.signals);
+    h.advance(999 * MS);
+    assert!(h.signals.is_empty(), "{:?}", h.signals);
+    h.advance(MS);
     assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
     assert_eq!(h.ended, [Ok(2)]);
 
@@ -27,7 +32,7 @@ fn a_paused_successor_replaces_no_old_worker_until_it_runs_again() {
     let new = new_worker(&h, 0);
     h.notify(new, "READY=1");
     h.advance(500 * MS);
-    h.pool.set_paused(new, true);
+    h.pool.set_paused(new, true, h.now);
     h.advance(60 * SEC);
     let why = h.ended[0].as_ref().unwrap_err();
     assert!(
@@ -45,10 +50,10 @@ fn a_paused_successor_replaces_no_old_worker_until_it_runs_again() {
 fn a_recycled_worker_serves_on_while_its_successor_is_paused() {
     let mut h = super::recycle::ready_pool(2, 1);
     recycle(&mut h, 100).unwrap();
-    h.pool.set_paused(102, true);
+    h.pool.set_paused(102, true, h.now);
     h.notify(102, "READY=1");
     assert!(h.signals.is_empty(), "{:?}", h.signals);
-    h.pool.set_paused(102, false);
+    h.pool.set_paused(102, false, h.now);
     h.tick();
     assert_eq!(
         h.signals,
@@ -59,6 +64,29 @@ fn a_recycled_worker_serves_on_while_its_successor_is_paused() {
         )]
     );
     h.exit(100, code(0));
-    h.pool.set_paused(101, true);
+    h.pool.set_paused(101, true, h.now);
     assert_eq!(recycle(&mut h, 101), Ok(()));
+}
+
+/// A worker ready by its delay (`--ready delay=...`) while it was paused is available only
+/// `min_ready` after it runs again: stopped, it served nothing.
+#[test]
+fn a_worker_ready_while_paused_is_available_min_ready_after_it_runs_again() {
+    let mut h = Harness::new(PoolConfig {
+        min_ready: SEC,
+        ..config(1, Readiness::Delay(SEC))
+    });
+    h.advance(500 * MS);
+    h.pool.set_paused(100, true, h.now);
+    h.advance(5 * SEC);
+    assert!(h.pool.all_ready() && !h.pool.all_available());
+    h.pool.set_paused(100, false, h.now);
+    h.tick();
+    h.advance(999 * MS);
+    assert!(
+        !h.pool.all_available(),
+        "available within min_ready of running again"
+    );
+    h.advance(MS);
+    assert!(h.pool.all_available());
 }
