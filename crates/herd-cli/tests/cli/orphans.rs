@@ -197,15 +197,21 @@ fn an_orphan_that_holds_a_socket_is_named_with_it() {
     ]);
     let socket = herd.wait_for_event("listening", &[])["name"].clone();
     let adopted = herd.wait_for_events("orphan_adopted", 2, &[]);
+    // An orphan may be adopted between its fork and its exec of `sleep` (its command line
+    // still the shell's): looked at until each has exec'd.
+    let command_line = |e: &serde_json::Value| {
+        let pid = e["pid"].as_u64().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).replace('\0', " ")
+    };
     let by_argument = |arg: &str| {
-        adopted
-            .iter()
-            .find(|e| {
-                let pid = e["pid"].as_u64().unwrap();
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                String::from_utf8_lossy(&cmdline).contains(arg)
-            })
-            .unwrap_or_else(|| panic!("no orphan with {arg}: {adopted:?}"))
+        let sleep = format!("sleep {arg}");
+        wait_until(&format!("the orphan running {sleep}"), || {
+            adopted
+                .iter()
+                .find(|e| command_line(e).trim_end() == sleep)
+                .ok_or_else(|| adopted.iter().map(command_line).collect::<Vec<_>>())
+        })
     };
     let (kept, closed) = (by_argument("1001"), by_argument("1002"));
     assert_eq!(kept["sockets"], socket, "{kept}");
