@@ -165,6 +165,11 @@ impl Client {
             .flatten()
     }
 
+    /// The user the server runs as, as the kernel says (checked on connecting).
+    pub fn server_uid(&self) -> Option<u32> {
+        herd_sys::socket::peer_uid(self.stream.as_fd()).ok()
+    }
+
     /// This client waits for a herd that stops after it got a request (within the request's
     /// timeout), saying so once on stderr, rather than fail: herd carries the request out
     /// once it resumes (an upgrade under way goes on), and a failure would be reported for

@@ -74,6 +74,22 @@ pub fn request<R: DeserializeOwned>(
         .map_err(failure)
 }
 
+/// [`request`], with the user the herd that answered runs as (the kernel's word, from the very
+/// connection that carried the answer).
+pub fn request_with_uid<R: DeserializeOwned>(
+    control: &Path,
+    command: Command,
+    timeout: Option<Duration>,
+    owner: Option<u32>,
+) -> Result<(R, Option<u32>), Failure> {
+    Client::connect(control, owner)
+        .and_then(|mut client| {
+            let uid = client.server_uid();
+            client.call(command, timeout).map(|answer| (answer, uid))
+        })
+        .map_err(failure)
+}
+
 /// `herd attach`: fetch the sockets, register with herd, and become COMMAND with the sockets at
 /// fds 3, 4, ... (the same process, so `LISTEN_PID` is simply its pid).
 fn attach(args: cli::AttachArgs, control: &Path, owner: Option<u32>) -> Result<(), Failure> {

@@ -87,13 +87,15 @@ pub(super) fn fetch_inherited(
 ) -> Result<(OldHerd, Vec<spec::Inherited>), Failure> {
     // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
     // `herd attach`): look before taking anything.
-    let status: Status = crate::ctl::request(old, Command::Status, Some(crate::ctl::QUICK), owner)
-        .map_err(|e| in_takeover(e, old))?;
+    let (status, old_uid): (Status, _) =
+        crate::ctl::request_with_uid(old, Command::Status, Some(crate::ctl::QUICK), owner)
+            .map_err(|e| in_takeover(e, old))?;
     // The socket files the old herd created, by socket name: where they are and which files
     // they are, so that the one adopted (or removed) at the end is the same file (a herd that
     // does not say keeps its files). Only a socket file of the old herd's own user is taken
     // at its word: a herd of another user could name any file, which this herd would remove.
-    let old_uid = owner_of(old);
+    // Its user is the kernel's word for the connection that answered, not the path's owner
+    // (the path may be swapped meanwhile).
     let files: Vec<(String, (PathBuf, u64, u64))> = status
         .sockets
         .iter()
@@ -142,12 +144,6 @@ pub(super) fn fetch_inherited(
     Ok((herd, inherited))
 }
 
-/// The user who owns the file at `path` (the old herd's control socket: the old herd's user).
-fn owner_of(path: &Path) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|meta| meta.uid())
-}
-
 /// Whether the file at `path` is the socket file `identity` (device, inode), owned by `uid`.
 fn is_socket_of(path: &Path, identity: (u64, u64), uid: u32) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -194,7 +190,5 @@ mod tests {
         );
         let (id, uid) = identity(&plain);
         assert!(!is_socket_of(&plain, id, uid), "not a socket");
-        assert_eq!(owner_of(&socket), Some(uid));
-        assert_eq!(owner_of(&dir.path().join("gone")), None);
     }
 }

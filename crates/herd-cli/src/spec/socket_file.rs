@@ -10,6 +10,10 @@ use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::logging::LogEvent;
 
+mod remove;
+
+use remove::remove_if_same;
+
 /// Makes `path` free for a new socket: nothing there is fine; a socket file nobody listens on
 /// (left by a crashed server) is removed; a live listener or any other kind of file is an error.
 pub fn prepare(path: &Path) -> anyhow::Result<()> {
@@ -291,16 +295,7 @@ impl SocketFile {
     /// there.
     pub fn remove_now(mut self) -> io::Result<bool> {
         self.remove = false;
-        match std::fs::symlink_metadata(&self.path) {
-            Ok(meta)
-                if meta.file_type().is_socket()
-                    && meta.dev() == self.dev
-                    && meta.ino() == self.ino =>
-            {
-                std::fs::remove_file(&self.path).map(|()| true)
-            }
-            _ => Ok(false),
-        }
+        remove_if_same(&self.path, (self.dev, self.ino))
     }
 
     /// Where the file is, and which file it is (device and inode).
@@ -341,12 +336,8 @@ impl Drop for SocketFile {
         if !self.remove {
             return;
         }
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if meta.dev() == self.dev && meta.ino() == self.ino {
-                if let Err(e) = std::fs::remove_file(&self.path) {
-                    tracing::warn!(event = LogEvent::SystemError.as_str(), path = %self.path.display(), "cannot remove socket file: {e}");
-                }
-            }
+        if let Err(e) = remove_if_same(&self.path, (self.dev, self.ino)) {
+            tracing::warn!(event = LogEvent::SystemError.as_str(), path = %self.path.display(), "cannot remove socket file: {e}");
         }
     }
 }

@@ -40,10 +40,10 @@ impl Pool {
     /// Worker `pid` was seen stopped (`paused`: `SIGSTOP`, a debugger) at `now`, or running
     /// again. A paused worker serves nothing: it does not count as available
     /// ([`Worker::counts_available`]), so an upgrade, a recycle or a takeover waits for it to
-    /// run again (or times out) instead of stopping the workers that serve. Its readiness
-    /// timeout and watchdog still hold while it is paused (as systemd's do); running again, it
-    /// proves itself afresh: its readiness delay (or timeout), watchdog and `min_ready` count
-    /// from `now`, for time stopped is no time served.
+    /// run again (or times out) instead of stopping the workers that serve. It is not ready by
+    /// a readiness delay meanwhile, while its readiness timeout and watchdog still hold (as
+    /// systemd's do); running again, it proves itself afresh: its readiness delay (or
+    /// timeout), watchdog and `min_ready` count from `now`, for time stopped is no time served.
     pub fn set_paused(&mut self, pid: u32, paused: bool, now: Instant) {
         let i = match self.by_pid.get(&pid) {
             Some(&i) => i,

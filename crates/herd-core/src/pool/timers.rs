@@ -39,6 +39,8 @@ impl Pool {
                     ..
                 } => times.push(deadline),
                 WorkerState::Draining { until, .. } => times.push(until),
+                // A paused worker is not ready by its delay: that counts only time it runs.
+                WorkerState::Starting if w.paused && self.ready_by_delay(w) => {}
                 WorkerState::Starting if serving => times.push(self.readiness_deadline(w)),
                 WorkerState::Ready if serving => {
                     let settings = self.settings(w.generation);
@@ -103,6 +105,11 @@ impl Pool {
         }
     }
 
+    /// Whether `w` is ready by a delay (`--ready delay=...`), not by `READY=1`.
+    fn ready_by_delay(&self, w: &Worker) -> bool {
+        matches!(self.settings(w.generation).readiness, Readiness::Delay(_))
+    }
+
     /// When starting worker `w` is ready by its delay, or fails its `READY=1` timeout: that
     /// long after it started, counted from [`Worker::last_ping`] (its start, moved later by
     /// any time herd could not act in since: see [`Pool::resumed_after`]).
@@ -163,6 +170,7 @@ impl Pool {
                 continue;
             }
             match self.settings(w.generation).readiness {
+                Readiness::Delay(_) if w.paused => {}
                 Readiness::Delay(_) => self.make_ready(i, now),
                 Readiness::Notify { timeout } => {
                     if self.is_upgrading_worker(w) {

@@ -68,10 +68,10 @@ fn a_recycled_worker_serves_on_while_its_successor_is_paused() {
     assert_eq!(recycle(&mut h, 101), Ok(()));
 }
 
-/// A worker ready by its delay (`--ready delay=...`) while it was paused is available only
-/// `min_ready` after it runs again: stopped, it served nothing.
+/// A worker paused while it starts is not ready by its delay (`--ready delay=...`), which
+/// counts only time it runs: after it runs again, the delay, then `min_ready`.
 #[test]
-fn a_worker_ready_while_paused_is_available_min_ready_after_it_runs_again() {
+fn a_paused_worker_is_not_ready_by_its_delay_until_it_has_run_for_it() {
     let mut h = Harness::new(PoolConfig {
         min_ready: SEC,
         ..config(1, Readiness::Delay(SEC))
@@ -79,7 +79,35 @@ fn a_worker_ready_while_paused_is_available_min_ready_after_it_runs_again() {
     h.advance(500 * MS);
     h.pool.set_paused(100, true, h.now);
     h.advance(5 * SEC);
+    assert!(!h.pool.all_ready(), "ready by its delay while paused");
+    assert!(
+        h.pool.next_deadline().map_or(true, |at| at > h.now),
+        "a deadline passed"
+    );
+    h.pool.set_paused(100, false, h.now);
+    h.tick();
+    h.advance(999 * MS);
+    assert!(
+        !h.pool.all_ready(),
+        "ready within its delay of running again"
+    );
+    h.advance(MS);
     assert!(h.pool.all_ready() && !h.pool.all_available());
+    h.advance(SEC);
+    assert!(h.pool.all_available());
+}
+
+/// A ready worker paused, then running again, is available only `min_ready` later: stopped,
+/// it served nothing.
+#[test]
+fn a_ready_worker_paused_is_available_min_ready_after_it_runs_again() {
+    let mut h = Harness::new(with_min_ready(1, SEC));
+    h.notify(100, "READY=1");
+    h.advance(SEC);
+    assert!(h.pool.all_available());
+    h.pool.set_paused(100, true, h.now);
+    assert!(!h.pool.all_available());
+    h.advance(5 * SEC);
     h.pool.set_paused(100, false, h.now);
     h.tick();
     h.advance(999 * MS);
