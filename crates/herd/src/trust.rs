@@ -93,8 +93,9 @@ pub fn trusted(server: u32, client: u32, owner: Option<u32>, path: &Path) -> boo
 }
 
 /// Whether the socket file at `path` (not a symlink) is `server`'s and sits where only root,
-/// `server` or `client` could have put it.
-fn safe_path(server: u32, client: u32, path: &Path) -> bool {
+/// `server` or `client` could have put it. (A server that runs as root is trusted wherever
+/// its socket is; a caller that acts on what it says about files can ask this of root too.)
+pub fn safe_path(server: u32, client: u32, path: &Path) -> bool {
     let absolute = if path.is_absolute() {
         path.to_path_buf()
     } else {

@@ -27,7 +27,7 @@ use crate::exit::Failure;
 use crate::text::escape;
 
 #[cfg(unix)]
-pub use unix::{fetch, request, request_with_uid, run};
+pub use unix::{fetch, request, request_with_peer, run};
 #[cfg(unix)]
 use unix::{in_foreground, stdout_gone, wire_signal};
 #[cfg(windows)]

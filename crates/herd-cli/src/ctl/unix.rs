@@ -74,18 +74,20 @@ pub fn request<R: DeserializeOwned>(
         .map_err(failure)
 }
 
-/// [`request`], with the user the herd that answered runs as (the kernel's word, from the very
-/// connection that carried the answer).
-pub fn request_with_uid<R: DeserializeOwned>(
+/// [`request`], with the user and the pid of the herd that answered (the kernel's word, from
+/// the very connection that carried the answer: whoever made the listening socket).
+pub fn request_with_peer<R: DeserializeOwned>(
     control: &Path,
     command: Command,
     timeout: Option<Duration>,
     owner: Option<u32>,
-) -> Result<(R, Option<u32>), Failure> {
+) -> Result<(R, Option<u32>, Option<u32>), Failure> {
     Client::connect(control, owner)
         .and_then(|mut client| {
-            let uid = client.server_uid();
-            client.call(command, timeout).map(|answer| (answer, uid))
+            let (uid, pid) = (client.server_uid(), client.server_pid());
+            client
+                .call(command, timeout)
+                .map(|answer| (answer, uid, pid))
         })
         .map_err(failure)
 }

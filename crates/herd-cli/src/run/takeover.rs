@@ -87,18 +87,31 @@ pub(super) fn fetch_inherited(
 ) -> Result<(OldHerd, Vec<spec::Inherited>), Failure> {
     // Per-slot sockets cannot be handed over (the `sockets` command gives slot 0's, for
     // `herd attach`): look before taking anything.
-    let (status, old_uid): (Status, _) =
-        crate::ctl::request_with_uid(old, Command::Status, Some(crate::ctl::QUICK), owner)
+    let (status, old_uid, old_pid): (Status, _, _) =
+        crate::ctl::request_with_peer(old, Command::Status, Some(crate::ctl::QUICK), owner)
             .map_err(|e| in_takeover(e, old))?;
+    // A herd serves its control socket itself: another pid there is a process that was handed
+    // a listening socket (a worker), answering in the herd's place.
+    if let Some(pid) = old_pid.filter(|&pid| pid != status.pid) {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "cannot take over from {}: the process that made that socket is pid {pid}, not the \
+             pid {} its status names: it is not a herd's control socket",
+            old.display(),
+            status.pid
+        )));
+    }
+    let files_trusted = old_uid.is_some_and(|uid| files_trusted(old, uid));
     // The socket files the old herd created, by socket name: where they are and which files
     // they are, so that the one adopted (or removed) at the end is the same file (a herd that
     // does not say keeps its files). Only a socket file of the old herd's own user is taken
     // at its word: a herd of another user could name any file, which this herd would remove.
     // Its user is the kernel's word for the connection that answered, not the path's owner
-    // (the path may be swapped meanwhile).
+    // (the path may be swapped meanwhile); and only where no other user could have prepared
+    // its control socket ([`files_trusted`]).
     let files: Vec<(String, (PathBuf, u64, u64))> = status
         .sockets
         .iter()
+        .filter(|_| files_trusted)
         .filter_map(|s| {
             let file = s.file.as_ref()?;
             let path = PathBuf::from(&file.path);
@@ -144,6 +157,26 @@ pub(super) fn fetch_inherited(
     Ok((herd, inherited))
 }
 
+/// Whether what the herd at `old`, run by `uid`, says of its socket files may be taken at its
+/// word: only where no other user could have prepared its control socket (as `herd::trust`
+/// judges a path). A process of another user that holds a listening socket of `uid`'s (a
+/// worker run with `--user`) answers there as `uid` does, and could name any file of `uid`'s
+/// for this herd to remove. Said when not.
+fn files_trusted(old: &Path, uid: u32) -> bool {
+    let me = herd_sys::process::effective_uid();
+    let trusted = herd::trust::safe_path(uid, me, old);
+    if !trusted {
+        tracing::warn!(
+            event = LogEvent::SocketFileNotTaken.as_str(),
+            path = %old.display(),
+            "not taking over the old herd's socket files: its control socket sits where a user \
+             other than its own (uid {uid}) or yours could have put it; they stay where they \
+             are (remove them once no herd uses them)"
+        );
+    }
+    trusted
+}
+
 /// Whether the file at `path` is the socket file `identity` (device, inode), owned by `uid`.
 fn is_socket_of(path: &Path, identity: (u64, u64), uid: u32) -> bool {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -165,6 +198,21 @@ fn in_takeover(failure: Failure, old: &Path) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a herd says of its files is believed only where no other user could have prepared
+    /// its control socket: in a directory anyone may write, another user's process holding a
+    /// listening socket of its (a worker's) could answer there in its name.
+    #[test]
+    fn the_old_herds_files_are_believed_only_where_its_socket_could_not_be_prepared() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let control = dir.path().join("herd.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&control).unwrap();
+        let me = herd_sys::process::effective_uid();
+        assert!(files_trusted(&control, me));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!files_trusted(&control, me), "in a directory anyone may write");
+    }
 
     /// Only a socket file of the old herd's own user, the very file it named, is taken at the
     /// old herd's word: one of another user's could name any file, which the new herd would
