@@ -211,7 +211,10 @@ mod tests {
         let me = herd_sys::process::effective_uid();
         assert!(files_trusted(&control, me));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(!files_trusted(&control, me), "in a directory anyone may write");
+        assert!(
+            !files_trusted(&control, me),
+            "in a directory anyone may write"
+        );
     }
 
     /// Only a socket file of the old herd's own user, the very file it named, is taken at the
