@@ -69,9 +69,7 @@ pub fn request<R: DeserializeOwned>(
     timeout: Option<Duration>,
     owner: Option<u32>,
 ) -> Result<R, Failure> {
-    Client::connect(control, owner)
-        .and_then(|mut client| client.call(command, timeout))
-        .map_err(failure)
+    request_with_peer(control, command, timeout, owner).map(|(answer, _, _)| answer)
 }
 
 /// [`request`], with the user and the pid of the herd that answered (the kernel's word, from

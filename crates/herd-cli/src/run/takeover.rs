@@ -179,10 +179,9 @@ fn files_trusted(old: &Path, uid: u32) -> bool {
 
 /// Whether the file at `path` is the socket file `identity` (device, inode), owned by `uid`.
 fn is_socket_of(path: &Path, identity: (u64, u64), uid: u32) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    std::fs::symlink_metadata(path).is_ok_and(|meta| {
-        meta.file_type().is_socket() && (meta.dev(), meta.ino()) == identity && meta.uid() == uid
-    })
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .is_ok_and(|meta| spec::is_socket_file(&meta, identity) && meta.uid() == uid)
 }
 
 /// A client failure as the takeover from `old` reports it.

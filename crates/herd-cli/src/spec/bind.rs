@@ -1,7 +1,6 @@
 //! Binding parsed specs into listening sockets, once, in `--bind` order.
 
 use std::net::SocketAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::io::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -192,7 +191,7 @@ impl Listener {
     pub fn adopt_file(&mut self) -> Option<PathBuf> {
         let (path, dev, ino) = self.takeover_file.take()?;
         match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_socket() && meta.dev() == dev && meta.ino() == ino => {
+            Ok(meta) if super::socket_file::is_socket_file(&meta, (dev, ino)) => {
                 self._file = Some(SocketFile::from_parts(path, dev, ino));
                 return None;
             }

@@ -38,8 +38,8 @@ pub use reuseport::{GroupOptions, SlotSockets};
 pub use shm::ShmSpec;
 #[cfg(unix)]
 pub use socket_file::{
-    lock_dir_of as lock_socket_dir, prepare as prepare_socket_path, set_mode as set_socket_mode,
-    InUse as SocketInUse, SocketFile,
+    is_socket_file, lock_dir_of as lock_socket_dir, prepare as prepare_socket_path,
+    set_mode as set_socket_mode, InUse as SocketInUse, SocketFile,
 };
 #[cfg(unix)]
 pub use twice::{check as check_given_twice, GivenTwice};

@@ -12,6 +12,7 @@ use crate::logging::LogEvent;
 
 mod remove;
 
+pub use remove::is_socket_file;
 use remove::remove_if_same;
 
 /// Makes `path` free for a new socket: nothing there is fine; a socket file nobody listens on

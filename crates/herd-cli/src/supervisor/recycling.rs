@@ -5,7 +5,7 @@
 //! `--metrics` counts them by reason.
 
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,6 @@ pub struct Recycling {
     cpu_ticks: HashMap<u32, (u64, Instant)>,
     /// Each worker's CPU use between the last two samples, in percent of one CPU.
     cpu_percent: HashMap<u32, f64>,
-    /// The workers that were stopped (`SIGSTOP`, a debugger) at the last sample.
-    pub(super) paused: HashSet<u32>,
     /// The recent recycles, newest last, with when they started.
     recent: VecDeque<(Instant, RecycleStatus)>,
 }
@@ -73,7 +71,6 @@ impl Recycling {
             recycler: Recycler::new(policy, seed),
             cpu_ticks: HashMap::new(),
             cpu_percent: HashMap::new(),
-            paused: HashSet::new(),
             recent: VecDeque::new(),
         }
     }
@@ -141,16 +138,6 @@ impl Supervisor {
         );
     }
 
-    /// Whether worker `pid` was paused (`SIGSTOP`, a debugger) at the last look.
-    pub(super) fn is_paused(&self, pid: u32) -> bool {
-        self.recycling.paused.contains(&pid)
-    }
-
-    /// Whether any worker was paused at the last look.
-    pub(super) fn any_paused(&self) -> bool {
-        !self.recycling.paused.is_empty()
-    }
-
     /// Takes a round of the workers' figures, then recycles what is due.
     pub(super) fn sampled(&mut self, samples: Samples) {
         if let Some(took) = samples.late {
@@ -167,11 +154,9 @@ impl Supervisor {
         let mut memory = Vec::new();
         let mut ticks = HashMap::new();
         r.cpu_percent.clear();
-        let was_paused = std::mem::take(&mut r.paused);
+        let stopped: Vec<(u32, bool)> =
+            samples.figures.iter().map(|f| (f.pid, f.stopped)).collect();
         for f in samples.figures {
-            if f.stopped {
-                r.paused.insert(f.pid);
-            }
             if let Some(bytes) = f.memory {
                 memory.push((f.pid, bytes));
             }
@@ -189,7 +174,7 @@ impl Supervisor {
         }
         r.cpu_ticks = ticks;
         r.recycler.record_memory(&self.pool, memory);
-        self.pauses_seen(&was_paused);
+        self.pauses_seen(&stopped);
         self.recycle_due();
     }
 
@@ -347,7 +332,6 @@ impl Supervisor {
         for w in &mut status.workers {
             w.memory_bytes = r.recycler.memory(w.pid);
             w.cpu_percent = r.cpu_percent.get(&w.pid).map(|p| (p * 10.0).round() / 10.0);
-            w.paused = r.paused.contains(&w.pid);
             w.recycling = self
                 .pool
                 .worker(w.pid)

@@ -417,7 +417,7 @@ fn worker_status(pool: &Pool, w: &super::pool::Worker, now: Instant) -> WorkerSt
         memory_bytes: None,
         cpu_percent: None,
         recycling: None,
-        paused: false,
+        paused: w.paused,
     }
 }
 

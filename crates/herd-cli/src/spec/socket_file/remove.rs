@@ -41,12 +41,15 @@ pub(super) fn remove_if_same(path: &Path, identity: (u64, u64)) -> io::Result<bo
     remove_there(&target, identity)
 }
 
+/// Whether `meta` is that of the socket file `identity` (device, inode).
+pub fn is_socket_file(meta: &std::fs::Metadata, identity: (u64, u64)) -> bool {
+    meta.file_type().is_socket() && (meta.dev(), meta.ino()) == identity
+}
+
 /// Removes the socket file at `at` if it is the file `identity`; whether it did.
 fn remove_there(at: &Path, identity: (u64, u64)) -> io::Result<bool> {
     match std::fs::symlink_metadata(at) {
-        Ok(meta) if meta.file_type().is_socket() && (meta.dev(), meta.ino()) == identity => {
-            std::fs::remove_file(at).map(|()| true)
-        }
+        Ok(meta) if is_socket_file(&meta, identity) => std::fs::remove_file(at).map(|()| true),
         _ => Ok(false),
     }
 }
