@@ -322,7 +322,15 @@ pub(super) fn parse_ready(text: &str) -> Result<ReadyMode, String> {
 }
 
 pub(super) fn parse_scale(text: &str) -> Result<ScaleTarget, String> {
-    if text.contains("..") {
+    if let Some((min, max)) = text.split_once("..") {
+        // `herd scale 0` stops serving; a range whose bound is 0 asks autoscaling for that.
+        if [min, max].iter().any(|n| minus_zero(n).parse() == Ok(0u64)) {
+            return Err(format!(
+                "{text}: autoscaling keeps at least 1 worker, so neither bound can be 0 (write \
+                 e.g. 1..{}; `herd scale 0` stops serving)",
+                minus_zero(max).parse::<usize>().unwrap_or(0).max(1)
+            ));
+        }
         return match parse_workers(text)? {
             Workers::Auto(min, max) => Ok(ScaleTarget::Bounds(min, max)),
             Workers::Fixed(n) => Ok(ScaleTarget::Set(n)),

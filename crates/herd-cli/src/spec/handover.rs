@@ -148,7 +148,8 @@ fn apply_socket_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Result<(
     Ok(())
 }
 
-/// Whether `address` (as given to `--bind`) describes the inherited socket.
+/// Whether `address` (as given to `--bind`) describes the inherited socket (a Unix path also
+/// when spelled otherwise than the old herd did, relative to another directory).
 fn same_address(address: &Address, socket: &Inherited) -> bool {
     let ip = |text: &str| text.parse::<SocketAddr>().ok();
     match address {
@@ -160,7 +161,10 @@ fn same_address(address: &Address, socket: &Inherited) -> bool {
             .strip_prefix("udp://")
             .and_then(ip)
             .is_some_and(|a| matches_ip(hp, a)),
-        Address::UnixPath(path) => socket.address == format!("unix:{}", path.display()),
+        Address::UnixPath(path) => {
+            socket.address == format!("unix:{}", path.display())
+                || imp::leads_to_its_file(path, socket)
+        }
         Address::UnixAbstract(name) => socket.address == format!("unix:@{name}"),
         _ => false,
     }

@@ -74,3 +74,33 @@ fn a_stored_socket_whose_name_moved_its_address_is_replaced_not_refused() {
     assert_eq!(by_address.map(|s| s.name).as_deref(), Some("api"));
     assert!(all.is_empty());
 }
+
+/// A Unix socket is the same socket however the two herds spell its path: the old herd's may
+/// be relative to its own directory, the new one's relative to another.
+#[cfg(unix)]
+#[test]
+fn a_unix_path_spelled_otherwise_takes_the_same_socket() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let path = dir.path().join("app.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    let socket = |file| Inherited {
+        name: "app".to_string(),
+        kind: Some(SocketKind::Unix),
+        address: "unix:app.sock".to_string(),
+        fd: OwnedSocket::from(listener.try_clone().unwrap()),
+        file,
+        from_store: false,
+    };
+    let elsewhere = spec(&format!("unix:{}/sub/../app.sock", dir.path().display()));
+    let known = Some((path.clone(), meta.dev(), meta.ino()));
+    assert!(take_matching(&elsewhere, &mut vec![socket(known)])
+        .unwrap()
+        .is_some());
+    let another = Some((path.clone(), meta.dev(), meta.ino() + 1));
+    assert!(take_matching(&elsewhere, &mut vec![socket(another)])
+        .unwrap()
+        .is_none());
+}

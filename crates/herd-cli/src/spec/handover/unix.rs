@@ -35,6 +35,15 @@ pub(super) fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Resu
     Ok(())
 }
 
+/// Whether `path` (as a `--bind` spells it: relative, or through a link) leads to the socket
+/// file the old herd made for `socket`: the same socket however either herd spelled its path.
+pub(super) fn leads_to_its_file(path: &std::path::Path, socket: &Inherited) -> bool {
+    let Some((_, dev, ino)) = socket.file else {
+        return false;
+    };
+    std::fs::metadata(path).is_ok_and(|meta| crate::spec::is_socket_file(&meta, (dev, ino)))
+}
+
 impl super::UntakenFile {
     /// Removes the file, if it still is the one the old herd created (a file put there since
     /// is left alone), and says so.

@@ -23,6 +23,11 @@ pub(super) fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Resu
     super::apply_socket_options(spec, socket)
 }
 
+/// Never: Windows takes over no Unix socket.
+pub(super) fn leads_to_its_file(_path: &std::path::Path, _socket: &Inherited) -> bool {
+    false
+}
+
 impl super::UntakenFile {
     /// Nothing to remove: Windows takes over no Unix socket.
     pub fn remove(self) {}
