@@ -16,7 +16,7 @@
 //!   its workers are born at herd's priority), or when its warm-up ends (starved, budget).
 //! - Once G's fork server is ready, the older ones are closed: they exit when herd closes its
 //!   end of their socket. A start of an older generation (a restart during an upgrade) starts
-//!   one anew.
+//!   one anew, closed once the upgrade has ended.
 //! - A start that goes ahead sends its request and the loop goes on: the start awaits the
 //!   reply, its slot still starting, and the fork server takes no other request meanwhile
 //!   ([`Gate::Busy`]: one reply per request, so that a reply nobody asked for is told apart).
@@ -385,6 +385,15 @@ impl<H, R> ForkServers<H, R> {
             .map(|a| a.slot)
             .collect();
         (self.close(|s| s.generation > generation, true), cancelled)
+    }
+
+    /// Closes the fork servers of generations before `generation` once no upgrade is under
+    /// way (none of their workers can start again), but those killed whose exit is on its way:
+    /// the pids and handles of those taken out, to be closed; one a start awaits a reply from
+    /// goes once it has answered. A restart of an older generation during an upgrade starts a
+    /// fork server after the newer one said `READY=1`: this closes it.
+    pub fn close_before(&mut self, generation: u64) -> Vec<(u32, H)> {
+        self.close(|s| s.generation < generation, false)
     }
 
     /// Closes every fork server (herd stops): the pids and handles of those taken out, to be

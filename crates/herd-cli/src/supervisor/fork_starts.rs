@@ -116,6 +116,15 @@ impl Supervisor {
         if self.pool.is_stopping() {
             self.starts.clear();
             self.effects.spawner().close_fork_servers();
+        } else if self.pool.upgrade_in_progress().is_none() {
+            // An older generation's fork server forks nothing more once no start of its
+            // generation is to come.
+            let current = self.pool.generation();
+            let wanted = self
+                .starts
+                .oldest_generation()
+                .map_or(current, |g| g.min(current));
+            self.effects.spawner().close_fork_servers_before(wanted);
         }
         self.effects.spawner().fork_servers_timed_out(now);
         let replied = self.effects.spawner().take_replied();

@@ -102,6 +102,13 @@ impl Starts {
         forking
     }
 
+    /// The oldest generation a start not done yet is of (waiting, held back or awaiting its
+    /// fork server's reply).
+    pub fn oldest_generation(&self) -> Option<u64> {
+        let held = self.held.iter().chain(self.asked.iter().map(|(s, _)| s));
+        self.waiting.iter().chain(held).map(|s| s.generation).min()
+    }
+
     /// Takes the starts of `generation` held back (its fork server failed).
     pub fn take_held(&mut self, generation: u64) -> Vec<Start> {
         let (taken, kept) = self
@@ -226,6 +233,26 @@ mod tests {
         assert_eq!(turn(&mut starts, fast), [8, 9]);
         assert!(!starts.is_waiting());
         assert!(turn(&mut starts, fast).is_empty());
+    }
+
+    /// An older generation's fork server is closed only once no start of it is to come:
+    /// waiting, held back or awaiting a reply.
+    #[test]
+    fn the_oldest_generation_counts_every_start_not_done() {
+        let mut starts = Starts::default();
+        assert_eq!(starts.oldest_generation(), None);
+        let of = |generation| Start {
+            generation,
+            ..start(0)
+        };
+        starts.push(of(3));
+        assert_eq!(starts.oldest_generation(), Some(3));
+        starts.hold(of(2));
+        assert_eq!(starts.oldest_generation(), Some(2));
+        starts.ask(of(1), false);
+        assert_eq!(starts.oldest_generation(), Some(1));
+        starts.answered(0, 1);
+        assert_eq!(starts.oldest_generation(), Some(2));
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod fdstore;
 mod fdstore_replaced;
 mod fleet;
 mod fork_server;
+mod fork_server_generations;
 mod fork_server_hostile;
 mod fork_server_replies;
 mod handoff;

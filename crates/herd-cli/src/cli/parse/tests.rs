@@ -89,7 +89,10 @@ fn scale_targets_stay_in_range() {
     // `herd scale 0` contradicts).
     for (text, fix) in [("1..0", "1..1"), ("0..4", "1..4"), ("-0..3", "1..3")] {
         let e = parse_scale(text).unwrap_err();
-        assert!(e.contains("neither bound can be 0") && e.contains(fix), "{text}: {e}");
+        assert!(
+            e.contains("neither bound can be 0") && e.contains(fix),
+            "{text}: {e}"
+        );
     }
 }
 

@@ -55,6 +55,23 @@ fn a_newer_generation_ready_closes_the_older_ones() {
 }
 
 #[test]
+fn an_older_generations_started_during_an_upgrade_is_closed_once_it_has_ended() {
+    let (mut f, now) = (servers(), Instant::now());
+    f.started(2, 200, "two", now, TIMEOUT);
+    f.said_ready(200);
+    // A restart of generation 1 during the upgrade: its fork server is ready after 2's.
+    f.started(1, 101, "one again", now, TIMEOUT);
+    assert_eq!(f.said_ready(101), Some((1, vec![])));
+    assert_eq!(f.close_before(2), vec![(101, "one again")]);
+    assert_eq!(f.pids().collect::<Vec<_>>(), vec![200]);
+    assert_eq!(f.close_before(2), vec![], "nothing newer is closed");
+    // One still loading is closed too (the caller kills it: it reads no socket while loading).
+    f.started(1, 102, "loading", now, TIMEOUT);
+    assert_eq!(f.loading(|g| g < 2), vec![102]);
+    assert_eq!(f.close_before(2), vec![(102, "loading")]);
+}
+
+#[test]
 fn an_exit_before_ready_fails_its_generation_and_after_ready_starts_anew() {
     let (mut f, now) = (servers(), Instant::now());
     f.started(1, 100, "one", now, TIMEOUT);

@@ -371,6 +371,17 @@ impl Spawner {
         cancelled
     }
 
+    /// Closes the fork servers of generations before `generation`, once no upgrade is under
+    /// way: none of their workers starts again (one started for a restart during the upgrade
+    /// said `READY=1` after the newer one, which closed the older ones then).
+    pub fn close_fork_servers_before(&mut self, generation: u64) {
+        let loading = self.forks.loading(|g| g < generation);
+        for (pid, _socket) in self.forks.close_before(generation) {
+            tracing::debug!(pid, "closing an older generation's fork server");
+        }
+        fork_servers::kill_loading(loading, "an older generation's");
+    }
+
     /// Gives worker `pid`, which herd lowered as `how`, herd's priority back (`--starting-nice`:
     /// nice `serving`, the workers' own): every thread of it and of the processes it started
     /// that still runs at the starting priority (`SCHED_IDLE`, or the starting nice value); one

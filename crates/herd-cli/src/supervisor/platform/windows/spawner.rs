@@ -184,6 +184,9 @@ impl Spawner {
     /// Windows runs no fork server: nothing to close.
     pub fn close_fork_servers(&mut self) {}
 
+    /// Nothing to close: Windows runs no fork server.
+    pub fn close_fork_servers_before(&mut self, _generation: u64) {}
+
     /// Closes the fork servers of an aborted upgrade: Windows has none, so no start awaits one.
     pub fn close_fork_servers_after(&mut self, _generation: u64) -> Vec<usize> {
         Vec::new()
