@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use super::model::{Model, SocketLine};
 use columns::{ellipsis, fit, STATE};
-use layout::{heights, more, shown, wrap};
+use layout::{event_lines, heights, more, shown, wrap};
 
 mod columns;
 mod layout;
@@ -53,11 +53,13 @@ pub fn draw(frame: &mut Frame, model: &Model) {
     draw_workers(frame, table, &workers);
     draw_sockets(frame, queues, &sockets);
     frame.render_widget(text(autoscale_lines), scaling);
-    let lines: Vec<Line> = model.events().into_iter().map(Line::from).collect();
     let block = Block::default()
         .borders(Borders::ALL)
         .title(" recent events ");
-    frame.render_widget(Paragraph::new(lines).block(block), events);
+    let inner = block.inner(events);
+    let room = (usize::from(inner.width), usize::from(inner.height));
+    let lines = event_lines(&model.events(), room.0, room.1);
+    frame.render_widget(text(lines).block(block), events);
     let cyan = Style::default().fg(Color::Cyan);
     frame.render_widget(text(note).style(cyan), footer);
 }

@@ -62,6 +62,24 @@ pub fn more(left_out: &[&Row]) -> String {
     }
 }
 
+/// The most lines one event wraps to in the recent events' box.
+const EVENT_LINES: usize = 3;
+
+/// The recent `events` (newest first) in at most `room` lines of `width` characters: each
+/// wrapped at spaces (at most [`EVENT_LINES`] lines), the newest first, as many as fit; on a
+/// narrow terminal an event's end (its pid, its fix) still shows.
+pub fn event_lines(events: &[String], width: usize, room: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for event in events {
+        let left = room.saturating_sub(lines.len());
+        if left == 0 {
+            break;
+        }
+        lines.extend(wrap(event, width, left.min(EVENT_LINES)));
+    }
+    lines
+}
+
 /// `text` in lines of at most `width` characters: whole when it fits, else broken at spaces (a
 /// word longer than a line is cut), at most `most` lines, the last ending with an ellipsis when
 /// text is left.

@@ -71,3 +71,36 @@ fn wrapping_breaks_at_spaces_and_ends_in_an_ellipsis_when_cut() {
     assert_eq!(wrap("+/- scale   q quit", 20, 3), ["+/- scale   q quit"]);
     assert_eq!(wrap("a b", 0, 3), ["a", "b"]);
 }
+
+/// A narrow terminal wraps each event rather than cutting its end (where a pid and its fix
+/// are), the newest first, as many as fit (a wrapped event's spaces collapse).
+#[test]
+fn events_wrap_newest_first_as_many_as_fit() {
+    let events = [
+        "2s ago  WARN  worker 42 is paused: kill -CONT 42 resumes it".to_string(),
+        "5s ago  INFO  worker ready".to_string(),
+        "9s ago  INFO  herd starting".to_string(),
+    ];
+    let lines = event_lines(&events, 30, 4);
+    assert_eq!(
+        lines,
+        [
+            "2s ago WARN worker 42 is",
+            "paused: kill -CONT 42 resumes",
+            "it",
+            "5s ago  INFO  worker ready",
+        ]
+    );
+    assert!(lines.iter().all(|l| l.chars().count() <= 30));
+    // The last that fits is cut with an ellipsis.
+    assert_eq!(
+        event_lines(&events, 30, 2),
+        ["2s ago WARN worker 42 is", "paused: kill -CONT 42 resumes…"]
+    );
+    assert!(event_lines(&events, 30, 0).is_empty());
+    assert_eq!(
+        event_lines(&events, 200, 8).len(),
+        3,
+        "one line each when wide"
+    );
+}
