@@ -1,8 +1,12 @@
-//! What kind of socket an fd is, so that inherited fds are checked before they are used.
+//! What kind of socket an fd is, so that inherited fds are checked before they are used; the
+//! file a Unix socket is bound to (`bound_file.rs`).
 
 use std::io;
 use std::mem;
 use std::os::unix::io::{AsRawFd, BorrowedFd};
+
+mod bound_file;
+pub use bound_file::{unix_bound_file, BoundFile};
 
 /// The address family of a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! `herd run --takeover`: where the new herd's control socket ends, the old herd's socket
 //! file as it was, and the sockets fetched from the old herd.
 
+use std::os::unix::io::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -106,8 +107,9 @@ pub(super) fn fetch_inherited(
     // does not say keeps its files). Only a socket file of the old herd's own user is taken
     // at its word: a herd of another user could name any file, which this herd would remove.
     // Its user is the kernel's word for the connection that answered, not the path's owner
-    // (the path may be swapped meanwhile); and only where no other user could have prepared
-    // its control socket ([`files_trusted`]).
+    // (the path may be swapped meanwhile); only where no other user could have prepared
+    // its control socket ([`files_trusted`]); and only for the socket it names, if the kernel
+    // says that socket is bound to it ([`file_of`]).
     let files: Vec<(String, (PathBuf, u64, u64))> = status
         .sockets
         .iter()
@@ -136,10 +138,7 @@ pub(super) fn fetch_inherited(
     let inherited = fetched
         .into_iter()
         .map(|(socket, fd)| spec::Inherited {
-            file: files
-                .iter()
-                .find(|(name, _)| *name == socket.name)
-                .map(|(_, file)| file.clone()),
+            file: file_of(&socket.name, fd.as_fd(), &files),
             name: socket.name,
             kind: socket.kind,
             address: socket.address,
@@ -175,6 +174,43 @@ fn files_trusted(old: &Path, uid: u32) -> bool {
         );
     }
     trusted
+}
+
+/// Whether the kernel tells which file a Unix socket is bound to (`sock_diag`, Linux). Where
+/// it does not, a named file is believed on the checks above alone (its owner, the control
+/// socket's place, the pid that made it); where it does, only on its word.
+const KERNEL_TELLS_BOUND_FILES: bool = cfg!(target_os = "linux");
+
+/// The file named in `files` for the socket `name`, if it is the very file `fd`, the socket
+/// received under that name, is bound to: a process that answers in a herd's place (holding
+/// one of its listening sockets) could name any socket file of the herd's user for this herd
+/// to remove. Said when not.
+fn file_of(
+    name: &str,
+    fd: BorrowedFd<'_>,
+    files: &[(String, (PathBuf, u64, u64))],
+) -> Option<(PathBuf, u64, u64)> {
+    let (_, file) = files.iter().find(|(named, _)| named == name)?;
+    let (path, dev, ino) = file;
+    let why = match herd_sys::socket::unix_bound_file(fd) {
+        Ok(Some(bound)) if bound.is((*dev, *ino)) => None,
+        Ok(_) => Some("it is not the file of the socket the old herd handed over".to_string()),
+        Err(_) if !KERNEL_TELLS_BOUND_FILES => None,
+        Err(e) => Some(format!(
+            "cannot tell whether it is the file of the socket the old herd handed over: {e}"
+        )),
+    };
+    let Some(why) = why else {
+        return Some(file.clone());
+    };
+    tracing::warn!(
+        event = LogEvent::SocketFileNotTaken.as_str(),
+        path = %path.display(),
+        socket = name,
+        "not taking over the socket file named for socket {name}: {why}; it stays where it is \
+         (remove it once nothing uses it)"
+    );
+    None
 }
 
 /// Whether the file at `path` is the socket file `identity` (device, inode), owned by `uid`.
@@ -240,5 +276,45 @@ mod tests {
         );
         let (id, uid) = identity(&plain);
         assert!(!is_socket_of(&plain, id, uid), "not a socket");
+    }
+
+    /// A socket file named for a socket is believed only if it is the file that very socket is
+    /// bound to: a process answering in the old herd's place, holding one of its listening
+    /// sockets, could name another socket file of the herd's user (root's) for removal.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_is_believed_only_for_the_socket_bound_to_it() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (handed, other) = (dir.path().join("web.sock"), dir.path().join("other.sock"));
+        let listener = std::os::unix::net::UnixListener::bind(&handed).unwrap();
+        let _other = std::os::unix::net::UnixListener::bind(&other).unwrap();
+        let named = |path: &Path| {
+            let meta = std::fs::symlink_metadata(path).unwrap();
+            vec![(
+                "web".to_string(),
+                (path.to_path_buf(), meta.dev(), meta.ino()),
+            )]
+        };
+        let fd = listener.as_fd();
+        assert_eq!(
+            file_of("web", fd, &named(&other)),
+            None,
+            "another socket's file"
+        );
+        let (stream, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let unbound = stream.as_fd();
+        assert_eq!(
+            file_of("web", unbound, &named(&handed)),
+            None,
+            "a socket bound to none"
+        );
+        assert_eq!(
+            file_of("api", fd, &named(&handed)),
+            None,
+            "named for another socket"
+        );
+        let believed = file_of("web", fd, &named(&handed)).map(|(path, _, _)| path);
+        assert_eq!(believed, Some(handed));
     }
 }
