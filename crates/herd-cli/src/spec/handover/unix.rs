@@ -35,13 +35,23 @@ pub(super) fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Resu
     Ok(())
 }
 
-/// Whether `path` (as a `--bind` spells it: relative, or through a link) leads to the socket
-/// file the old herd made for `socket`: the same socket however either herd spelled its path.
+/// Whether `path` (as a `--bind` spells it: relative, or through a link) leads to the file
+/// `socket` is bound to (as the kernel says, else as the old herd said): the same socket
+/// however either herd spelled its path.
 pub(super) fn leads_to_its_file(path: &std::path::Path, socket: &Inherited) -> bool {
-    let Some((_, dev, ino)) = socket.file else {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = std::fs::metadata(path) else {
         return false;
     };
-    std::fs::metadata(path).is_ok_and(|meta| crate::spec::is_socket_file(&meta, (dev, ino)))
+    let identity = (meta.dev(), meta.ino());
+    match herd_sys::socket::unix_bound_file(socket.fd.as_fd()) {
+        Ok(Some(bound)) => meta.file_type().is_socket() && bound.is(identity),
+        Ok(None) => false,
+        Err(_) => socket
+            .file
+            .as_ref()
+            .is_some_and(|&(_, dev, ino)| crate::spec::is_socket_file(&meta, (dev, ino))),
+    }
 }
 
 impl super::UntakenFile {
