@@ -325,10 +325,11 @@ pub(super) fn parse_scale(text: &str) -> Result<ScaleTarget, String> {
     if let Some((min, max)) = text.split_once("..") {
         // `herd scale 0` stops serving; a range whose bound is 0 asks autoscaling for that.
         if [min, max].iter().any(|n| minus_zero(n).parse() == Ok(0u64)) {
+            let bound = |n: &str| minus_zero(n).parse::<usize>().unwrap_or(0);
+            let most = bound(min).max(bound(max)).clamp(1, MAX_WORKERS);
             return Err(format!(
                 "{text}: autoscaling keeps at least 1 worker, so neither bound can be 0 (write \
-                 e.g. 1..{}; `herd scale 0` stops serving)",
-                minus_zero(max).parse::<usize>().unwrap_or(0).max(1)
+                 e.g. 1..{most}; `herd scale 0` stops serving)"
             ));
         }
         return match parse_workers(text)? {

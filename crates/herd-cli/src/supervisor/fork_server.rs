@@ -192,18 +192,15 @@ impl<H, R> ForkServers<H, R> {
         self.servers.insert(pid, server);
     }
 
-    /// `pid` said `READY=1`: its generation, if it is a fork server that was loading, and the
-    /// older generations' fork servers, taken out to be closed (one a start awaits a reply from
-    /// is closed once it has answered: that start is still wanted).
-    pub fn said_ready(&mut self, pid: u32) -> Option<(u64, Vec<(u32, H)>)> {
+    /// `pid` said `READY=1`: its generation, if it is a fork server that was loading. The
+    /// older generations' fork servers are to be closed then ([`close_before`](Self::close_before)).
+    pub fn said_ready(&mut self, pid: u32) -> Option<u64> {
         let server = self.servers.get_mut(&pid)?;
         if !matches!(server.course, Course::Loading(_)) {
             return None;
         }
         server.course = Course::Ready;
-        let generation = server.generation;
-        let closed = self.close(|s| s.generation < generation, false);
-        Some((generation, closed))
+        Some(server.generation)
     }
 
     /// Closes the fork servers `which` picks, but those killed whose exit is on its way: takes
@@ -387,11 +384,9 @@ impl<H, R> ForkServers<H, R> {
         (self.close(|s| s.generation > generation, true), cancelled)
     }
 
-    /// Closes the fork servers of generations before `generation` once no upgrade is under
-    /// way (none of their workers can start again), but those killed whose exit is on its way:
-    /// the pids and handles of those taken out, to be closed; one a start awaits a reply from
-    /// goes once it has answered. A restart of an older generation during an upgrade starts a
-    /// fork server after the newer one said `READY=1`: this closes it.
+    /// Closes the fork servers of generations before `generation`, but those killed whose exit
+    /// is on its way: the pids and handles of those taken out, to be closed; one a start awaits
+    /// a reply from goes once it has answered (that start is still wanted).
     pub fn close_before(&mut self, generation: u64) -> Vec<(u32, H)> {
         self.close(|s| s.generation < generation, false)
     }

@@ -90,10 +90,12 @@ impl Supervisor {
     /// (they start another fork server when they need one).
     pub(super) fn fork_server_exited(&mut self, pid: u32, status: ExitStatus) {
         let how = super::platform::describe_exit(status);
+        // One closed and killed while it loaded is no longer among the fork servers, but its
+        // warm-up was followed all the same.
+        self.warming.ended(pid);
         let Some(ended) = self.effects.spawner().fork_server_exited(pid, &how) else {
             return;
         };
-        self.warming.ended(pid);
         if let Ended::Failed { generation, why } = ended {
             let now = Instant::now();
             for start in self.starts.take_held(generation) {

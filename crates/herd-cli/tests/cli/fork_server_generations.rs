@@ -6,12 +6,6 @@ use std::path::Path;
 use crate::fork_server::{fork_server_pid, forked_with_preload, kill_9};
 use crate::util::*;
 
-/// Sends `signal` to process `pid`.
-fn kill(pid: u32, signal: i32) {
-    // SAFETY: kill with a valid signal number, to a fork server this test started through herd.
-    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill {pid}");
-}
-
 /// A restart of generation 1 held for its fork server (paused while it loads) when an upgrade
 /// begins: generation 2's fork server, once ready, kills it, and the restart starts another
 /// generation-1 fork server, which says READY=1 after generation 2's. Once the upgrade has

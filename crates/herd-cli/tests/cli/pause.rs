@@ -13,13 +13,6 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// Sends `signal` to process `pid`.
-fn kill(pid: u32, signal: i32) {
-    // SAFETY: kill with a valid signal number, to a process this test started (herd or one of
-    // its workers, which live until herd is dropped).
-    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill {pid}");
-}
-
 /// Stops herd, and once it is stopped, lets it be for `pause`; then resumes it.
 fn pause(herd: &Herd, pause: Duration) {
     kill(herd.pid(), libc::SIGSTOP);

@@ -87,7 +87,13 @@ fn scale_targets_stay_in_range() {
     }
     // A bound of 0 is named as autoscaling's, not as a herd's "at least 1 worker" (which
     // `herd scale 0` contradicts).
-    for (text, fix) in [("1..0", "1..1"), ("0..4", "1..4"), ("-0..3", "1..3")] {
+    for (text, fix) in [
+        ("1..0", "1..1"),
+        ("0..4", "1..4"),
+        ("-0..3", "1..3"),
+        ("5..0", "1..5"),
+        ("0..9999999", "1..4096"),
+    ] {
         let e = parse_scale(text).unwrap_err();
         assert!(
             e.contains("neither bound can be 0") && e.contains(fix),

@@ -6,11 +6,21 @@ fn servers() -> ForkServers<&'static str, &'static str> {
     ForkServers::default()
 }
 
+/// Fork server `pid` said `READY=1`, and the older generations' are closed, as the loop does:
+/// its generation, and those closed.
+fn said_ready(
+    f: &mut ForkServers<&'static str, &'static str>,
+    pid: u32,
+) -> Option<(u64, Vec<(u32, &'static str)>)> {
+    let generation = f.said_ready(pid)?;
+    Some((generation, f.close_before(generation)))
+}
+
 /// `servers` with generation 1's fork server (pid 100) ready, started at `now`.
 fn ready_one(now: Instant) -> ForkServers<&'static str, &'static str> {
     let mut f = servers();
     f.started(1, 100, "one", now, TIMEOUT);
-    f.said_ready(100);
+    said_ready(&mut f, 100);
     f
 }
 
@@ -21,7 +31,7 @@ fn a_start_starts_the_fork_server_waits_while_it_loads_and_forks_once_it_is_read
     f.started(1, 100, "one", now, TIMEOUT);
     assert_eq!(f.gate(1), Gate::Loading);
     assert_eq!(f.ready(1), None);
-    assert_eq!(f.said_ready(100), Some((1, vec![])));
+    assert_eq!(said_ready(&mut f, 100), Some((1, vec![])));
     assert_eq!(f.gate(1), Gate::Ready);
     assert_eq!(f.ready(1), Some((100, &"one")));
     let shown = ForkServerStatus {
@@ -33,24 +43,24 @@ fn a_start_starts_the_fork_server_waits_while_it_loads_and_forks_once_it_is_read
     // Another generation has none yet.
     assert_eq!(f.gate(2), Gate::Missing);
     // A second READY=1 is no news.
-    assert_eq!(f.said_ready(100), None);
-    assert_eq!(f.said_ready(999), None);
+    assert_eq!(said_ready(&mut f, 100), None);
+    assert_eq!(said_ready(&mut f, 999), None);
 }
 
 #[test]
 fn a_newer_generation_ready_closes_the_older_ones() {
     let (mut f, now) = (servers(), Instant::now());
     f.started(1, 100, "one", now, TIMEOUT);
-    f.said_ready(100);
+    said_ready(&mut f, 100);
     f.started(2, 200, "two", now, TIMEOUT);
     // Loading beside the ready older one: the older one stays.
     assert_eq!(f.gate(1), Gate::Ready);
-    assert_eq!(f.said_ready(200), Some((2, vec![(100, "one")])));
+    assert_eq!(said_ready(&mut f, 200), Some((2, vec![(100, "one")])));
     assert_eq!(f.gate(1), Gate::Missing);
     assert_eq!(f.pids().collect::<Vec<_>>(), vec![200]);
     // A restart of generation 1 starts one anew; its readiness closes nothing newer.
     f.started(1, 101, "one again", now, TIMEOUT);
-    assert_eq!(f.said_ready(101), Some((1, vec![])));
+    assert_eq!(said_ready(&mut f, 101), Some((1, vec![])));
     assert_eq!(f.gate(2), Gate::Ready);
 }
 
@@ -58,10 +68,10 @@ fn a_newer_generation_ready_closes_the_older_ones() {
 fn an_older_generations_started_during_an_upgrade_is_closed_once_it_has_ended() {
     let (mut f, now) = (servers(), Instant::now());
     f.started(2, 200, "two", now, TIMEOUT);
-    f.said_ready(200);
+    said_ready(&mut f, 200);
     // A restart of generation 1 during the upgrade: its fork server is ready after 2's.
     f.started(1, 101, "one again", now, TIMEOUT);
-    assert_eq!(f.said_ready(101), Some((1, vec![])));
+    assert_eq!(said_ready(&mut f, 101), Some((1, vec![])));
     assert_eq!(f.close_before(2), vec![(101, "one again")]);
     assert_eq!(f.pids().collect::<Vec<_>>(), vec![200]);
     assert_eq!(f.close_before(2), vec![], "nothing newer is closed");
@@ -85,7 +95,7 @@ fn an_exit_before_ready_fails_its_generation_and_after_ready_starts_anew() {
     );
     assert_eq!(f.gate(1), Gate::Missing);
     f.started(1, 101, "one", now, TIMEOUT);
-    f.said_ready(101);
+    said_ready(&mut f, 101);
     assert_eq!(
         f.exited(101, "was killed by SIGKILL"),
         Some(Ended::WasReady { generation: 1 })
@@ -151,7 +161,7 @@ fn one_that_loads_too_long_is_killed_and_its_exit_says_why() {
 fn one_herd_gave_up_on_is_forgotten_and_all_close_at_the_stop() {
     let (mut f, now) = (servers(), Instant::now());
     f.started(1, 100, "one", now, TIMEOUT);
-    f.said_ready(100);
+    said_ready(&mut f, 100);
     assert_eq!(f.forget(100), Some("one"));
     assert_eq!(f.gate(1), Gate::Missing);
     assert_eq!(f.exited(100, "was killed"), None);
@@ -190,7 +200,7 @@ fn one_still_loading_after_five_seconds_is_said_slow_once_before_its_timeout() {
     assert!(f.slow(now + SLOW_LOAD * 2).is_empty());
     assert_eq!(f.timed_out(now + SLOW_LOAD), vec![200]);
     assert_eq!(f.next_deadline(), Some(now + TIMEOUT));
-    f.said_ready(100);
+    said_ready(&mut f, 100);
     assert!(f.slow(now + TIMEOUT).is_empty());
 }
 
@@ -199,7 +209,7 @@ fn an_aborted_upgrade_closes_the_newer_generations_but_one_killed() {
     let (mut f, now) = (servers(), Instant::now());
     f.started(1, 100, "one", now, TIMEOUT);
     f.started(2, 200, "two", now, TIMEOUT);
-    f.said_ready(200);
+    said_ready(&mut f, 200);
     f.started(3, 300, "three", now, Duration::from_secs(1));
     // Generation 3's ran out of time: killed, its exit on its way (and still expected).
     assert_eq!(f.timed_out(now + Duration::from_secs(2)), vec![300]);
@@ -251,7 +261,7 @@ fn a_reply_is_awaited_for_five_seconds_or_the_ready_timeout_if_shorter() {
     let now = Instant::now();
     let mut f = servers();
     f.started(1, 100, "one", now, Duration::from_secs(2));
-    f.said_ready(100);
+    said_ready(&mut f, 100);
     f.ask(100, 0, "start", now);
     assert_eq!(f.next_deadline(), Some(now + Duration::from_secs(2)));
 }
@@ -342,7 +352,7 @@ fn a_fork_server_closed_while_a_start_awaits_its_reply_goes_once_it_has_answered
     // An upgrade aborted: the same for its generation's starts, which the loop fails.
     let mut f = ready_one(now);
     f.started(2, 200, "two", now, TIMEOUT);
-    f.said_ready(200);
+    said_ready(&mut f, 200);
     f.ask(200, 4, "new", now);
     assert_eq!(f.close_after(1), (vec![], vec![4]));
     assert_eq!(f.close_after(1), (vec![], vec![]), "cancelled once");
@@ -354,7 +364,7 @@ fn a_fork_server_closed_while_a_start_awaits_its_reply_goes_once_it_has_answered
     let mut f = ready_one(now);
     f.ask(100, 5, "old", now);
     f.started(2, 200, "two", now, TIMEOUT);
-    assert_eq!(f.said_ready(200), Some((2, vec![])));
+    assert_eq!(said_ready(&mut f, 200), Some((2, vec![])));
     assert_eq!(f.gate(1), Gate::Missing);
     assert_eq!(
         f.answered(100),

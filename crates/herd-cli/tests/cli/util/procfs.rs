@@ -137,3 +137,10 @@ pub fn status_field(pid: u32, field: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Sends `signal` to process `pid`, which must exist.
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill with a valid signal number, to a process this test started (herd, one of
+    // its workers or fork servers, which live until herd is dropped).
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0, "kill {pid}");
+}

@@ -166,20 +166,14 @@ impl Spawner {
     /// Process `pid` said `READY=1`: the generation whose fork server it is, if it is one
     /// that was loading; the older generations' fork servers are closed (they exit).
     pub fn fork_server_ready(&mut self, pid: u32) -> Option<u64> {
-        let generation = self.forks.generation_of(pid)?;
-        let loading = self.forks.loading(|g| g < generation);
-        let (generation, older) = self.forks.said_ready(pid)?;
-        fork_servers::kill_loading(loading, "an older generation's");
+        let generation = self.forks.said_ready(pid)?;
         tracing::info!(
             event = LogEvent::ForkServerReady.as_str(),
             pid,
             generation,
             "fork server ready: it forks its generation's workers from now on"
         );
-        for (pid, socket) in older {
-            tracing::debug!(pid, "closing an older generation's fork server");
-            drop(socket);
-        }
+        self.close_fork_servers_before(generation);
         Some(generation)
     }
 
@@ -348,9 +342,7 @@ impl Spawner {
         self.forks.statuses()
     }
 
-    /// Closes every fork server (herd stops): each exits as its socket closes; one that a
-    /// start awaits a reply from is closed once it has answered (a worker it forked is
-    /// stopped).
+    /// Closes every fork server (herd stops), as [`close_fork_servers_after`](Self::close_fork_servers_after) does.
     pub fn close_fork_servers(&mut self) {
         let loading = self.forks.loading(|_| true);
         drop(self.forks.close_all());
@@ -371,9 +363,9 @@ impl Spawner {
         cancelled
     }
 
-    /// Closes the fork servers of generations before `generation`, once no upgrade is under
-    /// way: none of their workers starts again (one started for a restart during the upgrade
-    /// said `READY=1` after the newer one, which closed the older ones then).
+    /// Closes the fork servers of generations before `generation` (each exits as its socket
+    /// closes, once it has answered if a start awaits its reply; one still loading is killed):
+    /// when `generation`'s says `READY=1`, and once no start of theirs is to come.
     pub fn close_fork_servers_before(&mut self, generation: u64) {
         let loading = self.forks.loading(|g| g < generation);
         for (pid, _socket) in self.forks.close_before(generation) {
