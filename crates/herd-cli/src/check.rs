@@ -42,11 +42,17 @@ pub fn check(args: &CheckArgs) -> Result<String, Failure> {
         Failure::Usage(why) => in_file(why),
         other => other,
     })?;
-    Ok(format!(
-        "{file}: ok: {}{}",
+    let rereading = match config::others_could_write(&args.config) {
+        Some(why) => format!("; herd upgrade --reload-config would refuse to read it again: {why}"),
+        None => String::new(),
+    };
+    // One line, whatever the file's name and contents hold (escapes, newlines).
+    let line = format!(
+        "{file}: ok: {}{}{rereading}",
         summary(&run),
         outside_systemd(&run)
-    ))
+    );
+    Ok(crate::text::escape(&line).into_owned())
 }
 
 /// What `herd run` would refuse here only because this is no systemd service, said after

@@ -48,6 +48,8 @@ pub mod logging;
 mod off_loop;
 pub mod output;
 #[cfg(unix)]
+pub mod replaceable;
+#[cfg(unix)]
 pub mod run;
 pub mod spec;
 // On Windows, what only a re-exec (its saved state) and `--metrics` use is not called yet.

@@ -22,9 +22,11 @@ mod file;
 mod merge;
 mod place;
 mod reload;
+mod writers;
 
 pub use merge::{apply, apply_with, merge, parse, parse_with, Merged};
 pub use reload::{fixed_changes, Reloader, Reread};
+pub use writers::others_could_write;
 
 /// The key of the worker command.
 pub const COMMAND_KEY: &str = "command";
@@ -63,8 +65,10 @@ impl ConfigFile {
     /// Checks `text`, the contents of the file `name`: every key is an option of `herd run`
     /// and every value one its option takes.
     pub fn parse(name: &str, text: &str) -> Result<ConfigFile, String> {
+        let line_of = LineIndex::new(text);
+        let line_of = |offset| line_of.line(offset);
         let table = DeTable::parse(text).map_err(|e| {
-            let line = e.span().map_or(1, |span| line_of(text, span.start));
+            let line = e.span().map_or(1, |span| line_of(span.start));
             // toml says no more than "duplicate key": which one, and what to do.
             let twice = (e.message() == "duplicate key")
                 .then(|| e.span().and_then(|span| text.get(span)))
@@ -82,9 +86,9 @@ impl ConfigFile {
         let options = run_options(&command);
         let mut entries = Vec::new();
         for (key, value) in keys {
-            let line = line_of(text, key.span().start);
+            let line = line_of(key.span().start);
             let at = |(offset, message): (Option<usize>, String)| {
-                let line = offset.map_or(line, |offset| line_of(text, offset));
+                let line = offset.map_or(line, line_of);
                 format!("{name}:{line}: {}: {message}", shown(key.get_ref()))
             };
             no_nul(value).map_err(at)?;
@@ -98,7 +102,7 @@ impl ConfigFile {
             let args = entry_args(key.get_ref(), value, &options, header).map_err(at)?;
             let lines = match place::value_offsets(value.get_ref()) {
                 offsets if offsets.len() == args.len() => {
-                    offsets.into_iter().map(|o| line_of(text, o)).collect()
+                    offsets.into_iter().map(line_of).collect()
                 }
                 _ => vec![line; args.len()],
             };
@@ -401,13 +405,26 @@ fn in_written_order<'t, 'i>(
     pairs
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+/// Where a text's lines start, to tell the line of an offset in it without counting from the
+/// start each time (a file of thousands of keys would take quadratic time).
+struct LineIndex {
+    /// The offset of each `\n`, in order.
+    newlines: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let newlines = (text.bytes().enumerate())
+            .filter(|&(_, b)| b == b'\n')
+            .map(|(i, _)| i)
+            .collect();
+        LineIndex { newlines }
+    }
+
+    /// The line (from 1) of the byte at `offset`.
+    fn line(&self, offset: usize) -> usize {
+        self.newlines.partition_point(|&newline| newline < offset) + 1
+    }
 }
 
 /// A parser message on one line.

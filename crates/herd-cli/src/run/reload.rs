@@ -27,6 +27,16 @@ pub(super) fn config_reload(
 ) -> Result<Reload, Failure> {
     let argv = std::env::args_os().collect();
     let reloader = Reloader::new(argv, in_force).map_err(Failure::Usage)?;
+    let file = reloader.file();
+    if let Some((file, why)) =
+        file.and_then(|f| Some((f, crate::cli::config::others_could_write(f)?)))
+    {
+        tracing::warn!(
+            event = crate::logging::LogEvent::SetupNote.as_str(),
+            "herd upgrade --reload-config will refuse to read {} again: {why}",
+            file.display()
+        );
+    }
     let command = move |args: &RunArgs| {
         super::exec_size::check(args)?;
         let command = worker_command(args, &names, &passed, &notify, &control);

@@ -139,6 +139,11 @@ impl Reloader {
         })
     }
 
+    /// The config file herd was started with.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        run(&self.last).and_then(|r| r.config.as_deref())
+    }
+
     /// The config file's contents that the workers run, for a re-exec to keep.
     pub fn in_force(&self) -> &str {
         &self.text
@@ -151,10 +156,14 @@ impl Reloader {
         self.pending = None;
         self.read = None;
         let merged = read(&self.argv, None)?;
-        let file = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
-            Some(path) => path.display().to_string(),
+        let (file, path) = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
+            Some(path) => (path.display().to_string(), path.clone()),
             None => return Err("herd was not started with --config: no file to re-read".into()),
         };
+        // A file someone else could have written names a command herd would run as its user.
+        if let Some(why) = super::others_could_write(&path) {
+            return Err(format!("{file}: cannot reload: {why}; nothing was changed"));
+        }
         self.read = Some(Read {
             file: file.clone(),
             text: merged.text.clone().unwrap_or_default(),

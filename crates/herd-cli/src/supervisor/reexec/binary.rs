@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 
 use crate::logging::LogEvent;
+pub use crate::replaceable::{replaceable, Replaceable};
 
 /// The path herd was started by, which `herd reexec` runs again: `argv[0]` made absolute
 /// against the directory herd started in, or looked up in `PATH` when it has no `/`, provided
@@ -123,67 +124,4 @@ pub fn executable(exe: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Why a path could have been put where it is by someone other than root and herd's user,
-/// and what mends it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Replaceable {
-    /// The first entry that lets someone else in, and how (its owner, its mode).
-    pub why: String,
-    /// What to do about that entry, with the command (`chmod go-w`, `chown`): the check runs
-    /// anew at each re-exec, so herd need not be restarted.
-    pub fix: String,
-}
-
-/// Why the file at `path` (absolute, symlinks resolved) could have been put there by someone
-/// other than root and `uid`, as ssh's `StrictModes` judges a path: the first entry from it up
-/// to `/` that another user owns, or that group or others may write (a sticky directory of
-/// root's, `/tmp`, passes when the entry below it is root's or `uid`'s). `None` if none.
-/// herd (root, often) runs the binary at a re-exec: whoever may replace it becomes herd.
-pub fn replaceable(path: &Path, uid: u32) -> Option<Replaceable> {
-    use std::os::unix::fs::MetadataExt;
-    let mut below: Option<u32> = None;
-    for entry in path.ancestors() {
-        let shown = entry.display();
-        let meta = match std::fs::symlink_metadata(entry) {
-            Ok(meta) => meta,
-            Err(e) => {
-                let fix = match uid {
-                    0 => "make sure it is there".to_string(),
-                    uid => format!(
-                        "make sure it is there and that uid {uid} may search each directory \
-                         above it"
-                    ),
-                };
-                let why = format!("{shown} cannot be inspected ({e})");
-                return Some(Replaceable { why, fix });
-            }
-        };
-        let (owner, mode) = (meta.uid(), meta.mode());
-        if owner != 0 && owner != uid {
-            // A non-root herd's own user is the natural owner; root's is root.
-            let (to, named) = match uid {
-                0 => ("root".to_string(), "root".to_string()),
-                uid => (uid.to_string(), format!("root or uid {uid}")),
-            };
-            return Some(Replaceable {
-                why: format!("{shown} belongs to uid {owner}"),
-                fix: format!("make {named} its owner (chown {to} {shown})"),
-            });
-        }
-        let sticky_root = meta.is_dir() && mode & 0o1000 != 0 && owner == 0;
-        let below_trusted = matches!(below, Some(b) if b == 0 || b == uid);
-        if mode & 0o022 != 0 && !(sticky_root && below_trusted) {
-            return Some(Replaceable {
-                why: format!(
-                    "{shown} may be written by group or others (mode {:o})",
-                    mode & 0o7777
-                ),
-                fix: format!("make it writable by its owner alone (chmod go-w {shown})"),
-            });
-        }
-        below = Some(owner);
-    }
-    None
 }

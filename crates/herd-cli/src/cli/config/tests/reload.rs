@@ -300,3 +300,32 @@ fn a_reload_refuses_another_user_for_the_workers() {
     assert_eq!(fixed_changes(&own, &bob), refused);
     assert!(fixed_changes(&alice, &alice).is_empty());
 }
+
+/// herd runs the command its config file names at every reload, as its user: a file that
+/// someone else could have written (here, in a directory anyone may write) is not read again.
+#[cfg(unix)]
+#[test]
+fn a_file_others_could_write_is_not_read_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let path = dir.join("herd.toml");
+    std::fs::write(&path, "bind = [\"127.0.0.1:0\"]\ncommand = [\"app\"]\n").unwrap();
+    let mut reloader = Reloader::new(
+        os(&["herd", "run", "--config", &path.to_string_lossy()]),
+        None,
+    )
+    .unwrap();
+    reloader.reread().unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let refused = reloader.reread().unwrap_err();
+    let shown = dir.display();
+    assert!(
+        refused.starts_with(&format!("{}: cannot reload: {shown} may be written by group or others (mode 777), so someone else could choose what herd runs", path.display()))
+            && refused.contains(&format!("chmod go-w {shown}"))
+            && refused.ends_with("nothing was changed"),
+        "{refused}"
+    );
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    reloader.reread().unwrap();
+}
