@@ -37,9 +37,10 @@ impl FromStr for ShmSpec {
             "K" | "KiB" | "k" => 1 << 10,
             "M" | "MiB" => 1 << 20,
             "G" | "GiB" => 1 << 30,
+            "T" | "TiB" => 1 << 40,
             _ => {
                 return Err(format!(
-                    "unknown size unit '{unit}' in '{size}'; use K, M or G"
+                    "unknown size unit '{unit}' in '{size}'; use K, M, G or T"
                 ))
             }
         };
@@ -66,6 +67,8 @@ mod tests {
         assert_eq!((spec.name.as_str(), spec.size), ("cache", 64 << 20));
         assert_eq!("c=4096".parse::<ShmSpec>().unwrap().size, 4096);
         assert_eq!("c=2K".parse::<ShmSpec>().unwrap().size, 2048);
+        assert_eq!("c=1T".parse::<ShmSpec>().unwrap().size, 1 << 40);
+        assert!("c=2T".parse::<ShmSpec>().unwrap_err().contains("to 1 TiB"));
         assert!("c=0"
             .parse::<ShmSpec>()
             .unwrap_err()

@@ -54,7 +54,16 @@ pub(super) const FIXED: &[(&str, &[Fixed])] = &[
     (
         "which needs new sockets: restart herd, or start a new herd with --takeover",
         &[
-            ("bind", |c| format!("{:?}", run(c).map(|r| &r.binds))),
+            ("bind", |c| {
+                // As read, not as written: `tcp://127.0.0.1:0` is `127.0.0.1:0`.
+                let read = |r: &RunArgs| -> Vec<String> {
+                    let spec = |b: &crate::spec::BindSpec| {
+                        format!("{:?}", (&b.name, &b.address, &b.options))
+                    };
+                    r.binds.iter().map(spec).collect()
+                };
+                format!("{:?}", run(c).map(read))
+            }),
             ("shm", |c| format!("{:?}", run(c).map(|r| &r.shm))),
             ("balance", |c| format!("{:?}", run(c).map(|r| r.balance))),
             ("fdstore", |c| format!("{:?}", run(c).map(|r| r.fdstore))),
@@ -68,7 +77,11 @@ pub(super) const FIXED: &[(&str, &[Fixed])] = &[
          with --takeover",
         &[
             ("name", |c| c.name.clone()),
-            ("control", |c| format!("{:?}", c.control)),
+            ("control", |c| {
+                // `dir/./c.sock` is `dir/c.sock`.
+                let path = |p: &std::path::PathBuf| p.components().collect::<std::path::PathBuf>();
+                format!("{:?}", c.control.as_ref().map(path))
+            }),
             ("control-owner", |c| format!("{:?}", c.control_owner)),
             ("control-allow-uid", |c| {
                 format!("{:?}", run(c).map(|r| &r.control_allow_uid))

@@ -32,6 +32,9 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
         "an upgrade that failed changes nothing"
     );
     assert_eq!(reloader.reread().unwrap().workers, Some(Workers::Fixed(3)));
+    // The same socket written otherwise is no change.
+    write(&base.replace("127.0.0.1:0", "tcp://127.0.0.1:00"));
+    reloader.reread().unwrap();
     write(
         &base
             .replace("127.0.0.1:0", "127.0.0.1:1")
