@@ -136,12 +136,20 @@ impl RawObject {
 /// wants has no ready worker while another has two (its worker being replaced, by a recycle
 /// or an upgrade, until `--min-ready` has passed): counted by process, those two hid it. A
 /// stopping herd is said to be stopping, not degraded: it wants no worker any more, and is no
-/// herd to send work to (`/readyz` answers 503 `stopping`).
+/// herd to send work to (`/readyz` answers 503 `stopping`); so is one in its `--drain-delay`
+/// before the stop (`/readyz` answers 503 `draining`), its workers still serving.
 pub fn degraded(status: &Status) -> Option<String> {
     let desired = status.desired;
     if status.stopping {
         return Some(format!(
             "stopping: {} of {desired} workers ready",
+            status.ready
+        ));
+    }
+    if let Some(left) = status.draining_ms {
+        return Some(format!(
+            "stopping: draining for {} more before its workers stop ({} of {desired} ready)",
+            super::table::short(left),
             status.ready
         ));
     }

@@ -194,10 +194,17 @@ impl Pool {
         actions.push(Action::UpgradeEnded(Err(reason)));
     }
 
-    /// Stops every worker: gracefully (a graceful stop now, a kill after `grace`) or at once.
-    /// A graceful request while stopping changes nothing; a fast one kills what runs.
+    /// Stops every worker: gracefully (a graceful stop now, a kill after `grace`, the pool's
+    /// own when `None`) or at once. A `grace` given is the most any worker still stopping has
+    /// left (one scaled down or replaced before, or stopping for an earlier stop): it brings
+    /// their kills forward, never back. A graceful request while stopping changes nothing else;
+    /// a fast one kills what runs.
     pub fn stop(&mut self, graceful: bool, grace: Option<Duration>, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let at_most = grace.map(|grace| now + grace);
+        if let Some(at_most) = at_most.filter(|_| graceful) {
+            self.kill_stopping_by(at_most);
+        }
         if graceful && self.phase == Phase::Stopping {
             return actions;
         }
@@ -216,6 +223,7 @@ impl Pool {
                 (WorkerState::Stopping { .. }, true) => {}
                 // Its drain ends: it stops as scaled away, by its own deadline.
                 (WorkerState::Draining { deadline, .. }, true) => {
+                    let deadline = at_most.map_or(deadline, |at_most| deadline.min(at_most));
                     let stop = self.stop_worker(i, StopMode::Graceful, Reason::ScaleDown, deadline);
                     actions.push(stop);
                 }
@@ -229,6 +237,28 @@ impl Pool {
             }
         }
         actions
+    }
+
+    /// Brings the kill of every worker stopping gracefully forward to `at_most`, where it was
+    /// later.
+    fn kill_stopping_by(&mut self, at_most: Instant) {
+        for i in 0..self.workers.len() {
+            if let WorkerState::Stopping {
+                reason,
+                deadline,
+                killed: false,
+            } = self.workers[i].state
+            {
+                if deadline > at_most {
+                    let state = WorkerState::Stopping {
+                        reason,
+                        deadline: at_most,
+                        killed: false,
+                    };
+                    self.set_state(i, state);
+                }
+            }
+        }
     }
 
     /// Tells the draining workers whose slot has drained to stop: `queued(slot)` is how many

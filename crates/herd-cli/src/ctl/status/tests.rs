@@ -39,6 +39,11 @@ fn a_stopping_herd_is_said_to_be_stopping() {
         degraded(&at_first).as_deref(),
         Some("stopping: 2 of 2 workers ready")
     );
+    // In its --drain-delay, before the workers are told to stop: /readyz says 503 already.
+    let mut draining = status(2, 2);
+    draining.draining_ms = Some(2500);
+    let said = degraded(&draining).unwrap();
+    assert!(said.starts_with("stopping: draining for 2s more"), "{said}");
 }
 
 #[test]

@@ -176,6 +176,26 @@ fn graceful_stop_signals_waits_then_kills() {
     assert!(h.pool.is_stopped());
 }
 
+/// `herd stop --grace 1s`: no worker has more than 1 s left, those scaled down before (which
+/// had the pool's 5 s) included; asked again shorter, shorter still; never longer.
+#[test]
+fn a_stops_grace_is_the_most_any_stopping_worker_has_left() {
+    let mut h = Harness::new(config(3, Readiness::Delay(SEC)));
+    let scaled = h.pool.scale(1, h.now).unwrap();
+    h.apply(scaled);
+    assert_eq!(h.signals.len(), 2, "2 scaled down, 5 s each");
+    h.advance(SEC);
+    let stop = h.pool.stop(true, Some(2 * SEC), h.now);
+    h.apply(stop);
+    assert!(h.pool.stop(true, Some(10 * SEC), h.now).is_empty(), "never longer");
+    h.advance(SEC);
+    assert_eq!(h.signals.len(), 3, "nothing killed yet");
+    h.pool.stop(true, Some(SEC / 2), h.now);
+    h.advance(SEC / 2);
+    let kills = h.signals.iter().filter(|s| s.1 == StopMode::Kill).count();
+    assert_eq!(kills, 3, "every one killed 2.5 s after the first stop: {:?}", h.signals);
+}
+
 #[test]
 fn fast_stop_kills_at_once_even_during_a_graceful_one() {
     let mut h = Harness::new(config(2, Readiness::Delay(SEC)));
