@@ -16,7 +16,8 @@
 //!   yet (`SIOCOUTQ`).
 //! - [`fdpass`]: sending and receiving fds over Unix sockets (`SCM_RIGHTS`).
 //! - [`socket`]: what kind of socket an fd is (`fstat`, `SO_TYPE`, `getsockname`,
-//!   `SO_ACCEPTCONN`), and the file a Unix socket is bound to (`sock_diag` netlink, Linux).
+//!   `SO_ACCEPTCONN`), and whether a Unix socket is bound to the file at a path (`sock_diag`
+//!   netlink and the mount table, Linux).
 //! - [`process`]: signals by name, signalling a worker's process group, reaping children,
 //!   priorities and resource limits (and whether herd may raise them), the terminal's
 //!   foreground group.

@@ -1,12 +1,12 @@
-//! What kind of socket an fd is, so that inherited fds are checked before they are used; the
-//! file a Unix socket is bound to (`bound_file.rs`).
+//! What kind of socket an fd is, so that inherited fds are checked before they are used;
+//! whether a Unix socket is bound to the file at a path (`bound_file.rs`).
 
 use std::io;
 use std::mem;
 use std::os::unix::io::{AsRawFd, BorrowedFd};
 
 mod bound_file;
-pub use bound_file::{unix_bound_file, BoundFile};
+pub use bound_file::{unix_socket_bound_to, KNOWS_BOUND_FILES};
 
 /// The address family of a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

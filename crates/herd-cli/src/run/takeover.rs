@@ -101,7 +101,8 @@ pub(super) fn fetch_inherited(
             status.pid
         )));
     }
-    let files_trusted = old_uid.is_some_and(|uid| files_trusted(old, uid));
+    // The old herd's user, where what it says of its files may be taken at its word.
+    let files_uid = old_uid.filter(|&uid| files_trusted(old, uid));
     // The socket files the old herd created, by socket name: where they are and which files
     // they are, so that the one adopted (or removed) at the end is the same file (a herd that
     // does not say keeps its files). Only a socket file of the old herd's own user is taken
@@ -109,15 +110,16 @@ pub(super) fn fetch_inherited(
     // Its user is the kernel's word for the connection that answered, not the path's owner
     // (the path may be swapped meanwhile); only where no other user could have prepared
     // its control socket ([`files_trusted`]); and only for the socket it names, if the kernel
-    // says that socket is bound to it ([`file_of`]).
+    // says that socket is bound to it ([`file_of`], which checks the rest again of that very
+    // file).
     let files: Vec<(String, (PathBuf, u64, u64))> = status
         .sockets
         .iter()
-        .filter(|_| files_trusted)
         .filter_map(|s| {
-            let file = s.file.as_ref()?;
+            let (uid, file) = (files_uid?, s.file.as_ref()?);
             let path = PathBuf::from(&file.path);
-            (path.is_absolute() && is_socket_of(&path, (file.dev, file.ino), old_uid?))
+            let ours = |meta| is_socket_of(&meta, (file.dev, file.ino), uid);
+            (path.is_absolute() && std::fs::symlink_metadata(&path).is_ok_and(ours))
                 .then(|| (s.name.clone(), (path, file.dev, file.ino)))
         })
         .collect();
@@ -138,7 +140,7 @@ pub(super) fn fetch_inherited(
     let inherited = fetched
         .into_iter()
         .map(|(socket, fd)| spec::Inherited {
-            file: file_of(&socket.name, fd.as_fd(), &files),
+            file: files_uid.and_then(|uid| file_of(&socket.name, fd.as_fd(), &files, uid)),
             name: socket.name,
             kind: socket.kind,
             address: socket.address,
@@ -176,26 +178,26 @@ fn files_trusted(old: &Path, uid: u32) -> bool {
     trusted
 }
 
-/// Whether the kernel tells which file a Unix socket is bound to (`sock_diag`, Linux). Where
-/// it does not, a named file is believed on the checks above alone (its owner, the control
-/// socket's place, the pid that made it); where it does, only on its word.
-const KERNEL_TELLS_BOUND_FILES: bool = cfg!(target_os = "linux");
-
 /// The file named in `files` for the socket `name`, if it is the very file `fd`, the socket
-/// received under that name, is bound to: a process that answers in a herd's place (holding
-/// one of its listening sockets) could name any socket file of the herd's user for this herd
-/// to remove. Said when not.
+/// received under that name, is bound to, and still the socket file of `uid`'s that the old
+/// herd named (checked again of that very file): a process that answers in a herd's place
+/// (holding one of its listening sockets) could name any socket file of the herd's user for
+/// this herd to remove. Said when not. Where the kernel does not tell which file a socket is
+/// bound to (not Linux), a named file is believed on the other checks alone (its owner, the
+/// control socket's place, the pid that made it); where it does, also on its word.
 fn file_of(
     name: &str,
     fd: BorrowedFd<'_>,
     files: &[(String, (PathBuf, u64, u64))],
+    uid: u32,
 ) -> Option<(PathBuf, u64, u64)> {
     let (_, file) = files.iter().find(|(named, _)| named == name)?;
     let (path, dev, ino) = file;
-    let why = match herd_sys::socket::unix_bound_file(fd) {
-        Ok(Some(bound)) if bound.is((*dev, *ino)) => None,
-        Ok(_) => Some("it is not the file of the socket the old herd handed over".to_string()),
-        Err(_) if !KERNEL_TELLS_BOUND_FILES => None,
+    let why = match herd_sys::socket::unix_socket_bound_to(fd, path) {
+        Ok(Some(meta)) if is_socket_of(&meta, (*dev, *ino), uid) => None,
+        Ok(Some(_)) => Some("it is no longer the file the old herd named".to_string()),
+        Ok(None) => Some("it is not the file of the socket the old herd handed over".to_string()),
+        Err(_) if !herd_sys::socket::KNOWS_BOUND_FILES => None,
         Err(e) => Some(format!(
             "cannot tell whether it is the file of the socket the old herd handed over: {e}"
         )),
@@ -213,11 +215,10 @@ fn file_of(
     None
 }
 
-/// Whether the file at `path` is the socket file `identity` (device, inode), owned by `uid`.
-fn is_socket_of(path: &Path, identity: (u64, u64), uid: u32) -> bool {
+/// Whether `meta` is that of the socket file `identity` (device, inode), owned by `uid`.
+fn is_socket_of(meta: &std::fs::Metadata, identity: (u64, u64), uid: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .is_ok_and(|meta| spec::is_socket_file(&meta, identity) && meta.uid() == uid)
+    spec::is_socket_file(meta, identity) && meta.uid() == uid
 }
 
 /// A client failure as the takeover from `old` reports it.
@@ -267,15 +268,16 @@ mod tests {
             let meta = std::fs::symlink_metadata(path).unwrap();
             ((meta.dev(), meta.ino()), meta.uid())
         };
+        let meta = |path: &Path| std::fs::symlink_metadata(path).unwrap();
         let (id, uid) = identity(&socket);
-        assert!(is_socket_of(&socket, id, uid));
-        assert!(!is_socket_of(&socket, id, uid + 1), "another user's");
+        assert!(is_socket_of(&meta(&socket), id, uid));
+        assert!(!is_socket_of(&meta(&socket), id, uid + 1), "another user's");
         assert!(
-            !is_socket_of(&socket, (id.0, id.1 + 1), uid),
+            !is_socket_of(&meta(&socket), (id.0, id.1 + 1), uid),
             "another file"
         );
         let (id, uid) = identity(&plain);
-        assert!(!is_socket_of(&plain, id, uid), "not a socket");
+        assert!(!is_socket_of(&meta(&plain), id, uid), "not a socket");
     }
 
     /// A socket file named for a socket is believed only if it is the file that very socket is
@@ -289,6 +291,7 @@ mod tests {
         let (handed, other) = (dir.path().join("web.sock"), dir.path().join("other.sock"));
         let listener = std::os::unix::net::UnixListener::bind(&handed).unwrap();
         let _other = std::os::unix::net::UnixListener::bind(&other).unwrap();
+        let uid = std::fs::symlink_metadata(&handed).unwrap().uid();
         let named = |path: &Path| {
             let meta = std::fs::symlink_metadata(path).unwrap();
             vec![(
@@ -298,23 +301,35 @@ mod tests {
         };
         let fd = listener.as_fd();
         assert_eq!(
-            file_of("web", fd, &named(&other)),
+            file_of("web", fd, &named(&other), uid),
             None,
             "another socket's file"
         );
         let (stream, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
         let unbound = stream.as_fd();
         assert_eq!(
-            file_of("web", unbound, &named(&handed)),
+            file_of("web", unbound, &named(&handed), uid),
             None,
             "a socket bound to none"
         );
         assert_eq!(
-            file_of("api", fd, &named(&handed)),
+            file_of("api", fd, &named(&handed), uid),
             None,
             "named for another socket"
         );
-        let believed = file_of("web", fd, &named(&handed)).map(|(path, _, _)| path);
+        assert_eq!(
+            file_of("web", fd, &named(&handed), uid + 1),
+            None,
+            "not the old herd's user's"
+        );
+        let mut elsewhere = named(&handed);
+        elsewhere[0].1 .2 += 1;
+        assert_eq!(
+            file_of("web", fd, &elsewhere, uid),
+            None,
+            "not the file the old herd named"
+        );
+        let believed = file_of("web", fd, &named(&handed), uid).map(|(path, _, _)| path);
         assert_eq!(believed, Some(handed));
     }
 }

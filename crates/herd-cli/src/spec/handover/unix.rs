@@ -6,6 +6,7 @@ use anyhow::bail;
 
 use super::super::parse::{Address, BindSpec};
 use super::Inherited;
+use crate::spec::SocketKind;
 
 /// A socket taken over: a file descriptor.
 pub type OwnedSocket = std::os::unix::io::OwnedFd;
@@ -36,21 +37,22 @@ pub(super) fn apply_options(spec: &BindSpec, socket: &Inherited) -> anyhow::Resu
 }
 
 /// Whether `path` (as a `--bind` spells it: relative, or through a link) leads to the file
-/// `socket` is bound to (as the kernel says, else as the old herd said): the same socket
-/// however either herd spelled its path.
+/// the Unix socket `socket` is bound to (as the kernel says, else as the old herd said): the
+/// same socket however either herd spelled its path.
 pub(super) fn leads_to_its_file(path: &std::path::Path, socket: &Inherited) -> bool {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let Ok(meta) = std::fs::metadata(path) else {
+    if socket.kind != Some(SocketKind::Unix) {
+        return false;
+    }
+    // Links followed: the file compared is opened itself, a link never followed.
+    let Ok(path) = std::fs::canonicalize(path) else {
         return false;
     };
-    let identity = (meta.dev(), meta.ino());
-    match herd_sys::socket::unix_bound_file(socket.fd.as_fd()) {
-        Ok(Some(bound)) => meta.file_type().is_socket() && bound.is(identity),
-        Ok(None) => false,
-        Err(_) => socket
-            .file
-            .as_ref()
-            .is_some_and(|&(_, dev, ino)| crate::spec::is_socket_file(&meta, (dev, ino))),
+    match herd_sys::socket::unix_socket_bound_to(socket.fd.as_fd(), &path) {
+        Ok(file) => file.is_some(),
+        Err(_) => socket.file.as_ref().is_some_and(|&(_, dev, ino)| {
+            std::fs::symlink_metadata(&path)
+                .is_ok_and(|meta| crate::spec::is_socket_file(&meta, (dev, ino)))
+        }),
     }
 }
 
