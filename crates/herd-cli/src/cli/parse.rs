@@ -295,9 +295,8 @@ fn parse_http_address(text: &str, option: &str) -> Result<BindSpec, String> {
     if text.contains([',', '=']) {
         return Err(bad());
     }
-    let spec: BindSpec = text
-        .parse()
-        .map_err(|e| format!("{option} '{text}': {e}"))?;
+    // Any other address `--bind` takes is no TCP address either: say what this one takes.
+    let spec: BindSpec = text.parse().map_err(|_| bad())?;
     match spec.address {
         crate::spec::Address::Tcp(_) => Ok(spec),
         _ => Err(bad()),

@@ -50,6 +50,15 @@ pub fn order(
             Ok(Order::Autoscale { min, max })
         }
         (_, _, (None, None)) => {
+            // A change by some workers is first judged by the autoscaling bounds, which say
+            // how far it may go (the count's own limits could name one they refuse).
+            if let (Some((min, max)), None, Some(d)) = (autoscaling, workers, delta) {
+                let wanted = i128::try_from(current).unwrap_or(i128::MAX) + i128::from(d);
+                if wanted < min as i128 || wanted > max as i128 {
+                    let keeps = autoscaling_keeps(min, max);
+                    return Err(invalid(format!("{current} {d:+} workers: {keeps}")));
+                }
+            }
             let target = target(current, workers, delta).map_err(invalid)?;
             match autoscaling {
                 Some((min, max)) if workers.is_none() && !(min..=max).contains(&target) => Err(
@@ -202,8 +211,18 @@ mod tests {
         let bounds = Some((2, 3));
         let (code, why) = order(2, None, Some(5), (None, None), bounds, false).unwrap_err();
         assert_eq!(code, ErrorCode::InvalidArgument);
-        assert!(why.contains("7 workers: autoscaling keeps 2..3"), "{why}");
+        assert!(
+            why.contains("2 +5 workers: autoscaling keeps 2..3"),
+            "{why}"
+        );
         assert!(order(2, None, Some(-1), (None, None), bounds, false).is_err());
+        // Below no worker too: the bounds are named, not "remove at most 1 (-1)", which
+        // they would refuse as well.
+        let (_, why) = order(1, None, Some(-2), (None, None), Some((1, 3)), false).unwrap_err();
+        assert!(
+            why.starts_with("1 -2 workers: autoscaling keeps 1..3"),
+            "{why}"
+        );
         assert_eq!(
             order(2, None, Some(1), (None, None), bounds, false),
             Ok(Order::Workers {

@@ -268,3 +268,17 @@ fn minus_zero_is_zero_everywhere() {
         .unwrap_err()
         .contains("cannot be negative"));
 }
+
+/// `--metrics` and `--health` say what they take, not every address `--bind` takes (a path
+/// is a Unix socket's there, and refused here all the same).
+#[test]
+fn an_http_endpoint_names_the_tcp_addresses_it_takes() {
+    for text in ["/tmp/x", "unix:/tmp/x", "udp://127.0.0.1:1", "systemd"] {
+        let e = parse_metrics(text).unwrap_err();
+        assert!(
+            e.contains("is not a TCP address for --metrics; write HOST:PORT"),
+            "{text}: {e}"
+        );
+    }
+    assert!(parse_health("127.0.0.1:0").is_ok());
+}

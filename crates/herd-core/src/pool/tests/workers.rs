@@ -187,13 +187,20 @@ fn a_stops_grace_is_the_most_any_stopping_worker_has_left() {
     h.advance(SEC);
     let stop = h.pool.stop(true, Some(2 * SEC), h.now);
     h.apply(stop);
-    assert!(h.pool.stop(true, Some(10 * SEC), h.now).is_empty(), "never longer");
+    assert!(
+        h.pool.stop(true, Some(10 * SEC), h.now).is_empty(),
+        "never longer"
+    );
     h.advance(SEC);
     assert_eq!(h.signals.len(), 3, "nothing killed yet");
     h.pool.stop(true, Some(SEC / 2), h.now);
     h.advance(SEC / 2);
     let kills = h.signals.iter().filter(|s| s.1 == StopMode::Kill).count();
-    assert_eq!(kills, 3, "every one killed 2.5 s after the first stop: {:?}", h.signals);
+    assert_eq!(
+        kills, 3,
+        "every one killed 2.5 s after the first stop: {:?}",
+        h.signals
+    );
 }
 
 #[test]
