@@ -183,14 +183,29 @@ impl Pool {
         let deadline = now + self.settings(u.generation).grace;
         self.upgrade = None;
         self.next_config = None;
+        let mut kept = 0;
         for i in 0..self.workers.len() {
             let w = &self.workers[i];
             if w.generation >= u.generation && w.live() && !w.counts_available() {
                 let stop =
                     self.stop_worker(i, StopMode::Graceful, Reason::UpgradeAborted, deadline);
                 actions.push(stop);
+            } else if w.generation >= u.generation && w.live() {
+                kept += 1;
             }
         }
+        // Those that replaced an old worker already serve on: said, so that "the old workers
+        // keep serving" is not taken for all of them.
+        let reason = match kept {
+            _ if self.phase == Phase::Stopping => reason,
+            0 => reason,
+            n => format!(
+                "{reason}; {n} of its workers had replaced old ones already and serve on \
+                 (each slot goes back to generation {} once its worker exits, or with the next \
+                 herd upgrade)",
+                self.generation
+            ),
+        };
         actions.push(Action::UpgradeEnded(Err(reason)));
     }
 
@@ -208,8 +223,8 @@ impl Pool {
         if graceful && self.phase == Phase::Stopping {
             return actions;
         }
-        self.abort_upgrade("herd is stopping".to_string(), now, &mut actions);
         self.phase = Phase::Stopping;
+        self.abort_upgrade("herd is stopping".to_string(), now, &mut actions);
         for s in &mut self.slots {
             s.restart_at = None;
             s.scaled_up = false;

@@ -122,10 +122,15 @@ impl Pool {
         let stopped_for = w.stopped_for();
         let uptime = now.saturating_duration_since(w.started);
         // A new-generation worker that dies before it is available fails its upgrade (one
-        // killed for failing, by its watchdog, counts too).
+        // killed for failing, by its watchdog, counts too); so does one that dies on its own
+        // after, while the upgrade still goes on: a build that crashes past `--min-ready`
+        // would otherwise go on replacing the old workers that serve, one slot at a time,
+        // down to none (its slot, and each the upgrade replaced once its worker exits, goes
+        // back to the build that ran there).
         let excused = self.excused_until.map_or(false, |t| now < t);
-        let fails_upgrade =
-            w.holds_slot() && !w.available && self.is_upgrading_worker(&w) && !excused;
+        let fails_upgrade = self.is_upgrading_worker(&w)
+            && !excused
+            && ((w.holds_slot() && !w.available) || (w.available && stopped_for.is_none()));
         if fails_upgrade {
             let reason = self.upgrade_failure(&w, &status, now);
             self.abort_upgrade(reason, now, &mut actions);
@@ -192,12 +197,13 @@ impl Pool {
 
     /// Why the upgrade fails when its new worker `w` exited.
     fn upgrade_failure(&self, w: &Worker, status: &WorkerExit, now: Instant) -> String {
+        let min_ready = format_duration(self.settings(w.generation).min_ready);
         let when = match w.ready_since {
             None => "before it was ready".to_string(),
             Some(t) => format!(
-                "{} after it was ready, within --min-ready {}",
+                "{} after it was ready, {} --min-ready {min_ready}",
                 format_duration(round_ms(now.saturating_duration_since(t))),
-                format_duration(self.settings(w.generation).min_ready)
+                if w.available { "past" } else { "within" },
             ),
         };
         format!(

@@ -181,6 +181,41 @@ fn a_new_worker_that_dies_within_min_ready_aborts_the_upgrade() {
     assert_eq!(h.pool.generation(), 1);
 }
 
+/// A build that crashes past `--min-ready` while its upgrade goes on fails it: the upgrade
+/// went on replacing old workers that served, slot by slot, down to none ready. The slot goes
+/// back to the old build; the failure says which new workers serve on.
+#[test]
+fn a_new_worker_that_crashes_past_min_ready_aborts_the_upgrade() {
+    let mut h = upgrading(3, with_min_ready(3, SEC));
+    let first = new_worker(&h, 0);
+    h.notify(first, "READY=1");
+    h.advance(SEC);
+    assert_eq!(h.signals, [(100, StopMode::Graceful, Reason::Replaced)]);
+    h.exit(100, code(0));
+    let second = new_worker(&h, 1);
+    h.notify(second, "READY=1");
+    h.advance(SEC);
+    h.exit(101, code(0));
+    assert!(h.ended.is_empty(), "still upgrading");
+    let exit = h.exit(first, code(5));
+    assert!(exit.restart_in.is_some(), "slot 0 restarts");
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(
+        why.contains("exited 2s after it was ready, past --min-ready 1s: exit code 5")
+            && why.contains("1 of its workers had replaced old ones already and serve on"),
+        "{why}"
+    );
+    assert!(
+        !h.signals.iter().any(|s| s.0 == 102),
+        "slot 2's old worker serves on"
+    );
+    let back: Vec<u64> = (h.live().iter())
+        .filter(|w| w.0 == 0)
+        .map(|w| w.2)
+        .collect();
+    assert_eq!(back, [1], "slot 0 runs the old build again");
+}
+
 #[test]
 fn an_aborted_upgrade_stops_its_ready_but_unavailable_workers() {
     let mut cfg = with_min_ready(2, SEC);
