@@ -186,6 +186,7 @@ impl Supervisor {
             self.after_turn(&sources, &mut control_file);
             self.publish_health();
             self.effects.service().keep_alive(Instant::now());
+            self.stalls.turn_ended(Instant::now());
         }
         self.finish(sources, notify).await
     }

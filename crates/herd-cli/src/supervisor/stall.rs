@@ -27,11 +27,14 @@ pub const STALL_AFTER: Duration = Duration::from_secs(2);
 /// When the loop last turned, to tell a stall.
 #[derive(Debug, Default)]
 pub struct Stalls {
+    /// When the last turn ended (else began): a long turn is herd at work (stopping 4096
+    /// workers at once), not herd kept from acting, and what the workers sent meanwhile is
+    /// read before the next turn judges anything.
     last_turn: Option<Instant>,
 }
 
 impl Stalls {
-    /// A turn begins at `now`: how long herd could not act since the last turn began, if
+    /// A turn begins at `now`: how long herd could not act since the last turn ended, if
     /// that is a stall (longer than [`STALL_AFTER`]). The first turn follows no stall.
     pub fn turn(&mut self, now: Instant) -> Option<Duration> {
         let gap = self
@@ -39,6 +42,11 @@ impl Stalls {
             .replace(now)
             .map(|last| now.saturating_duration_since(last));
         gap.filter(|&gap| gap > STALL_AFTER)
+    }
+
+    /// The turn that began last ends at `now`.
+    pub fn turn_ended(&mut self, now: Instant) {
+        self.last_turn = Some(now);
     }
 }
 
@@ -87,5 +95,9 @@ mod tests {
         // Counted from the turn after the stall, not again.
         let next = resumed + Duration::from_millis(250);
         assert_eq!(stalls.turn(next), None);
+        // A turn that took long itself (herd at work) is no stall: counted from its end.
+        let long = next + Duration::from_secs(3);
+        stalls.turn_ended(long);
+        assert_eq!(stalls.turn(long + Duration::from_millis(900)), None);
     }
 }
