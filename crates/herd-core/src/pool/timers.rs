@@ -269,9 +269,18 @@ impl Pool {
             }
         }
         let has_old = self.start_successors(g, slots, actions);
-        // Done when every slot has an available worker of the new generation and no old one.
+        // Done when every slot has an available worker of the new generation and no old one;
+        // but with no slot (`herd scale 0`), no new worker proved the build: a deploy script
+        // must not read success, and a later scale-up must not run what was never ready.
         let done = (0..self.desired).all(|slot| new_available[slot] && !has_old[slot]);
-        if done {
+        if done && self.desired == 0 {
+            let reason = format!(
+                "no worker runs (herd scale 0) to prove generation {g} in: the pool keeps \
+                 generation {}; run herd upgrade again once workers run",
+                self.generation
+            );
+            self.abort_upgrade(reason, now, actions);
+        } else if done {
             actions.push(self.finish_upgrade(g));
         }
     }

@@ -216,6 +216,28 @@ fn a_new_worker_that_crashes_past_min_ready_aborts_the_upgrade() {
     assert_eq!(back, [1], "slot 0 runs the old build again");
 }
 
+/// An upgrade left with no slot (`herd scale 0` meanwhile, or before) proved nothing: it
+/// fails, and a later scale-up runs the old build.
+#[test]
+fn an_upgrade_with_no_worker_to_prove_it_fails() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let scaled = h.pool.scale(0, h.now).unwrap();
+    h.apply(scaled);
+    let why = h.ended[0].as_ref().unwrap_err();
+    assert!(
+        why.starts_with("no worker runs (herd scale 0) to prove generation 2"),
+        "{why}"
+    );
+    assert_eq!(h.pool.generation(), 1);
+    h.stopped_workers_exit();
+    let (_, actions) = h.pool.upgrade(60 * SEC, h.now).unwrap();
+    h.apply(actions);
+    assert!(h.ended[1].is_err(), "at 0 workers too");
+    let scaled = h.pool.scale(1, h.now).unwrap();
+    h.apply(scaled);
+    assert_eq!(h.live().iter().map(|w| w.2).collect::<Vec<_>>(), [1]);
+}
+
 #[test]
 fn an_aborted_upgrade_stops_its_ready_but_unavailable_workers() {
     let mut cfg = with_min_ready(2, SEC);
