@@ -43,19 +43,24 @@ pub fn steer(listeners: &mut [Listener], pool: &Pool) {
     if !per_slot(listeners) {
         return;
     }
-    let desired = pool.desired();
-    let ready: Vec<usize> = pool.ready_slots().collect();
-    let slots = if ready.is_empty() {
-        (0..desired).collect()
-    } else {
-        ready
-    };
+    let slots = steered_slots(pool.desired(), pool.ready_slots().collect());
     for l in listeners {
         if let Some(group) = l.group_mut() {
             if let Err(e) = group.steer(&slots) {
                 tracing::warn!(event = LogEvent::SystemError.as_str(), socket = %l.name, "cannot steer the reuseport sockets: {e}");
             }
         }
+    }
+}
+
+/// The slots new connections go to: those with a ready worker, all `desired` ones until one
+/// is ready, and slot 0 while herd runs none (`herd scale 0`): the first a scale-up fills, so
+/// what waits meanwhile is served then, not left in a slot the pool may not grow back to.
+fn steered_slots(desired: usize, ready: Vec<usize>) -> Vec<usize> {
+    match (ready.is_empty(), desired) {
+        (false, _) => ready,
+        (true, 0) => vec![0],
+        (true, desired) => (0..desired).collect(),
     }
 }
 
@@ -76,4 +81,19 @@ pub fn queued(listeners: &[Listener], slot: usize) -> u32 {
         .filter_map(Listener::group)
         .map(|g| g.queued(slot))
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With no worker (`herd scale 0`), new connections wait in slot 0's queue, which the
+    /// next scale-up serves first: spread over every slot, those in slots it did not grow back
+    /// to waited for good.
+    #[test]
+    fn connections_go_to_ready_slots_else_all_wanted_else_slot_0() {
+        assert_eq!(steered_slots(4, vec![1, 3]), [1, 3]);
+        assert_eq!(steered_slots(4, vec![]), [0, 1, 2, 3]);
+        assert_eq!(steered_slots(0, vec![]), [0]);
+    }
 }

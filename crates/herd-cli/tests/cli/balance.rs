@@ -172,6 +172,40 @@ fn scaling_down_a_reuseport_slot_first_serves_what_waits_in_its_queue() {
     wait_status(&herd, "1 worker", |s| settled(s, 1));
 }
 
+/// Connections made while no worker runs (`herd scale 0`) wait in slot 0's queue and are
+/// served by the next scale-up: spread over every slot, those in slots it did not grow back
+/// to waited until herd stopped.
+#[test]
+fn connections_made_at_zero_workers_are_served_by_a_smaller_scale_up() {
+    let herd = reuseport_hello("4");
+    let addr = herd.address("http");
+    wait_status(&herd, "4 ready workers", |s| settled(s, 4));
+    let (code, _, stderr) = herd.ctl(&["scale", "0"]);
+    assert_eq!(code, 0, "{stderr}");
+    wait_status(&herd, "no worker", |s| {
+        s["workers"].as_array().is_some_and(Vec::is_empty)
+    });
+    let clients: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            s
+        })
+        .collect();
+    let queued = wait_status(&herd, "12 connections queued", |s| {
+        s["sockets"][0]["queue"].as_u64() == Some(12)
+    });
+    herd.ctl(&["scale", "1"]);
+    for mut c in clients {
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut c, &mut answer).unwrap_or_else(|e| {
+            panic!("a client made at 0 workers was not answered ({e}); {queued}")
+        });
+        assert!(answer.contains("pid"), "{answer:?}");
+    }
+}
+
 /// The drain is the pool's state: a re-exec carries it on instead of waiting for it.
 #[test]
 fn a_reexec_while_a_slot_drains_carries_the_drain_on() {
