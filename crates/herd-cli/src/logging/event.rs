@@ -150,6 +150,9 @@ log_events! {
     AlreadyStopping = "already_stopping",
     /// Every worker has exited; herd exits.
     Stopped = "stopped",
+    /// As herd stops, processes it did not start or could not reach still hold a socket of
+    /// its: the port stays in use.
+    SocketStillHeld = "socket_still_held",
     /// A new herd took over: its socket files are its own now (logged by the old herd).
     TakenOver = "taken_over",
     /// A second takeover's stop refused: another herd took this one over first.

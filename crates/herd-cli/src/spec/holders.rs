@@ -61,6 +61,47 @@ pub fn holders(addr: SocketAddr, udp: bool) -> Vec<Holder> {
     found
 }
 
+/// The processes other than herd and its ancestors (systemd, which passed it sockets) that
+/// still hold a socket bound to one of herd's TCP or UDP addresses (`addresses`, as
+/// [`Listener::address`](super::Listener) shows them) as herd stops: what an attached command
+/// or a worker left in a session of its own, keeping the port in use. By address, each with
+/// its holders.
+pub fn still_held<'a>(
+    addresses: impl Iterator<Item = (&'a str, bool)>,
+) -> Vec<(&'a str, Vec<Holder>)> {
+    let ancestors = ancestors();
+    addresses
+        .filter_map(|(address, udp)| {
+            let at: SocketAddr = address
+                .strip_prefix("udp://")
+                .unwrap_or(address)
+                .parse()
+                .ok()?;
+            let mut held = holders(at, udp);
+            held.retain(|h| !ancestors.contains(&h.pid));
+            (!held.is_empty()).then_some((address, held))
+        })
+        .collect()
+}
+
+/// herd's ancestors' pids, from `/proc/PID/stat` (its parent's, and so on to 1).
+fn ancestors() -> Vec<u32> {
+    let mut found = vec![1];
+    let mut pid = std::process::id();
+    while let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let fields = herd_sys::process::parse_stat_fields(&stat, &[4])?;
+            fields.first()?.parse::<u32>().ok()
+        })
+        .filter(|&parent| parent > 1 && !found.contains(&parent))
+    {
+        found.push(parent);
+        pid = parent;
+    }
+    found
+}
+
 /// `holders` as the end of a sentence: ` by sleep (pid 20197), sleep (pid 20199) and 6 other
 /// processes, left running by a herd's workers`, or nothing when none is known.
 pub fn describe(holders: &[Holder]) -> String {

@@ -27,6 +27,8 @@ pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 pub use bind_windows::{bind_all, bind_tcp, Listener};
 pub use handover::{Inherited, OwnedSocket, UntakenFile};
 #[cfg(unix)]
+pub use holders::{describe as describe_holders, still_held};
+#[cfg(unix)]
 pub use inherit::claim_early as claim_passed_sockets;
 #[cfg(unix)]
 pub use inherit::{describe as describe_passed, take_with_prefix as take_passed_with_prefix};

@@ -240,6 +240,10 @@ impl Supervisor {
             true => crate::output::Ending::TakenOver,
             false => crate::output::Ending::Stopped,
         };
+        // Taken over, the new herd holds the sockets, as it should.
+        if !self.effects.taken_over() {
+            super::platform::say_still_held(self.effects.listeners());
+        }
         // Both at once: a process a worker left (in a session of its own) that holds an output
         // pipe keeps the readers, and so the followers' end, waiting up to `timeout`; the
         // stop's answer does not wait with them.

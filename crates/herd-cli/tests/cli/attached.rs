@@ -144,6 +144,37 @@ fn what_an_attached_process_forks_stops_with_herd_and_frees_the_port() {
     }
 }
 
+/// What an attached process started in a session of its own (a daemon) is out of herd's
+/// reach, and keeps the port in use after herd stops: herd says so, naming it, where its stop
+/// answered as if the port were free.
+#[test]
+fn a_daemon_an_attached_process_left_holding_the_port_is_named_at_the_stop() {
+    let mut herd = sleeper_on_http();
+    let addr = herd.address("http");
+    // The script ends once the daemon leads a session of its own (field 6 of its stat),
+    // out of the group herd stops with the attached process.
+    let script = "setsid sh -c 'trap \"\" TERM; exec sleep 102' & \
+                  until [ \"$(cut -d' ' -f6 /proc/$!/stat)\" = $! ]; do :; done; echo $!";
+    let (attached, line) = attach(&herd, &[], &["sh", "-c", script]);
+    let daemon: u32 = line.trim().parse().unwrap();
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            // SAFETY: kill takes plain integers; the daemon is the test's.
+            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+    let _daemon = Kill(daemon);
+    drop(attached);
+    let (code, _, stderr) = herd.ctl(&["stop", "--grace", "1s"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(herd.wait_exit().code(), Some(0));
+    let said = herd.wait_for_event("socket_still_held", &[]);
+    assert_eq!(said["address"], addr.as_str(), "{said}");
+    assert_eq!(said["pids"], daemon.to_string().as_str(), "{said}");
+    assert_eq!(said["level"], "WARN", "{said}");
+}
+
 /// A script run with `setsid` starts a background job, then `exec`s `herd attach`: the attach
 /// already leads its group (the session's), which the job is in too. herd does not take that
 /// group as the attached process's (it says so, and so does the client): when the attached

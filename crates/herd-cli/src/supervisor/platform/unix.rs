@@ -69,6 +69,29 @@ pub fn per_slot_sockets(listeners: &[Listener]) -> usize {
     crate::supervisor::balance::per_slot_sockets(listeners)
 }
 
+/// Says, as herd stops, which processes other than herd still hold one of its TCP or UDP
+/// sockets, keeping the port in use (a daemon an attached command or a worker started in a
+/// session of its own, out of the reach of herd's stop); nothing where none does.
+pub fn say_still_held(listeners: &[Listener]) {
+    let addresses = listeners.iter().filter_map(|l| match l.kind {
+        crate::spec::SocketKind::Tcp => Some((l.address.as_str(), false)),
+        crate::spec::SocketKind::Udp => Some((l.address.as_str(), true)),
+        _ => None,
+    });
+    for (address, holders) in crate::spec::still_held(addresses) {
+        let pids: Vec<String> = holders.iter().map(|h| h.pid.to_string()).collect();
+        tracing::warn!(
+            event = crate::logging::LogEvent::SocketStillHeld.as_str(),
+            address,
+            pids = %pids.join(","),
+            "{address} stays in use after herd stops: it is held{}, which herd did not start \
+             or could not reach (started in a session of its own by an attached command or a \
+             worker); stop them to free it",
+            crate::spec::describe_holders(&holders)
+        );
+    }
+}
+
 /// Whether the process `pid` still runs (or is a zombie not yet reaped).
 pub fn process_runs(pid: u32) -> bool {
     herd_sys::process::exists(pid)

@@ -48,6 +48,10 @@ pub fn per_slot_sockets(_listeners: &[crate::spec::Listener]) -> usize {
     0
 }
 
+/// Nothing to say: herd's Job Object ends whatever its workers started, and Windows does not
+/// tell who holds a socket.
+pub fn say_still_held(_listeners: &[crate::spec::Listener]) {}
+
 /// An effect only Windows has: none.
 #[derive(Debug)]
 pub enum Effect {}
