@@ -240,10 +240,7 @@ impl Supervisor {
             true => crate::output::Ending::TakenOver,
             false => crate::output::Ending::Stopped,
         };
-        // Taken over, the new herd holds the sockets, as it should.
-        if !self.effects.taken_over() {
-            super::platform::say_still_held(self.effects.listeners());
-        }
+
         // Both at once: a process a worker left (in a session of its own) that holds an output
         // pipe keeps the readers, and so the followers' end, waiting up to `timeout`; the
         // stop's answer does not wait with them.
@@ -252,6 +249,11 @@ impl Supervisor {
             crate::control::logs::end_following(timeout, ending),
             self.effects.answer_last(answers, timeout),
         );
+        // After the answers: it reads `/proc` whole. Taken over, the new herd holds the
+        // sockets, as it should.
+        if !self.effects.taken_over() {
+            super::platform::say_still_held(self.effects.listeners());
+        }
         sources.close();
         // The notify socket's file goes now (on Windows the placeholder has none).
         #[allow(clippy::drop_non_drop)]
