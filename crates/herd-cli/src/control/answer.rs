@@ -58,6 +58,9 @@ pub enum ClientError {
     PermissionDenied {
         /// The control socket's path.
         path: PathBuf,
+        /// Whether a directory on the way is what the caller may not search (the socket file
+        /// itself is then not even seen).
+        directory: bool,
     },
     /// Something that is not a herd's control socket answers there: a socket of another type
     /// (`EPROTOTYPE`), or an answer that is not the protocol's.
@@ -138,7 +141,17 @@ impl fmt::Display for ClientError {
                  or --control",
                 path.display()
             ),
-            ClientError::PermissionDenied { path } => {
+            ClientError::PermissionDenied {
+                path,
+                directory: true,
+            } => write!(
+                f,
+                "permission denied reaching {}: your user may not search a directory on its \
+                 way; run this as a user who may (herd's, or an administrator), or let yours \
+                 search it (chmod)",
+                path.display()
+            ),
+            ClientError::PermissionDenied { path, .. } => {
                 write!(
                     f,
                     "permission denied opening {}: run this as herd's user (or an \

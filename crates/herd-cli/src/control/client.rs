@@ -65,7 +65,12 @@ impl ClientError {
                     herd: None,
                 },
             },
-            Some(libc::EACCES | libc::EPERM) => ClientError::PermissionDenied { path },
+            Some(libc::EACCES | libc::EPERM) => ClientError::PermissionDenied {
+                // A directory on the way forbids even a look at the socket file.
+                directory: std::fs::symlink_metadata(&path)
+                    .is_err_and(|e| e.kind() == io::ErrorKind::PermissionDenied),
+                path,
+            },
             Some(libc::EPROTOTYPE | libc::ENOTSOCK) => ClientError::NotHerd {
                 path,
                 why: format!("it is not a stream socket ({e})"),

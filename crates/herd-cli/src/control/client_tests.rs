@@ -47,6 +47,22 @@ fn connect_failures_are_told_apart_by_errno() {
     let e = ClientError::from_connect(&missing, io::Error::from_raw_os_error(libc::EACCES));
     assert!(matches!(e, ClientError::PermissionDenied { .. }), "{e}");
     assert!(e.to_string().contains("--control-allow-user"), "{e}");
+    // A directory the caller may not search is named as the cause (as root, none is: root
+    // searches every directory).
+    if herd_sys::process::effective_uid() != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let closed = dir.path().join("closed");
+        std::fs::create_dir(&closed).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0)).unwrap();
+        let behind = closed.join("h.sock");
+        let e = ClientError::from_connect(&behind, io::Error::from_raw_os_error(libc::EACCES));
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(
+            e.to_string()
+                .contains("may not search a directory on its way"),
+            "{e}"
+        );
+    }
     // A path that is no socket at all is said to be one, not a herd that is not running.
     let file = dir.path().join("file");
     std::fs::write(&file, "").unwrap();

@@ -30,7 +30,10 @@ impl ClientError {
                 why: Vacancy::NoPipe,
                 herd: None,
             },
-            Some(ACCESS_DENIED) => ClientError::PermissionDenied { path },
+            Some(ACCESS_DENIED) => ClientError::PermissionDenied {
+                path,
+                directory: false,
+            },
             Some(PIPE_BUSY) => ClientError::Timeout {
                 path,
                 after: herd::pipe::BUSY_WAIT,

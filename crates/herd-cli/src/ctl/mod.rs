@@ -433,6 +433,7 @@ mod tests {
         let denied = || {
             Err(ClientError::PermissionDenied {
                 path: "/h.sock".into(),
+                directory: false,
             })
         };
         assert_eq!(after_close(&denied, Duration::ZERO), AfterClose::Answers);
