@@ -22,6 +22,10 @@ pub fn prepare(path: &Path) -> anyhow::Result<()> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => bail!(
+            "cannot put a socket at {shown}: herd's user may not search a directory on its way; \
+             choose a path that user may write in, or run herd as a user who may"
+        ),
         Err(e) => return Err(e).with_context(|| format!("cannot inspect {shown}")),
     };
     if meta.file_type().is_symlink() {
