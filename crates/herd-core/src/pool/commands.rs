@@ -211,9 +211,9 @@ impl Pool {
 
     /// Stops every worker: gracefully (a graceful stop now, a kill after `grace`, the pool's
     /// own when `None`) or at once. A `grace` given is the most any worker still stopping has
-    /// left (one scaled down or replaced before, or stopping for an earlier stop): it brings
-    /// their kills forward, never back. A graceful request while stopping changes nothing else;
-    /// a fast one kills what runs.
+    /// left (one scaled down or replaced before, an aborted upgrade's, or one stopping for an
+    /// earlier stop): it brings their kills forward, never back. A graceful request while
+    /// stopping changes nothing else; a fast one kills what runs.
     pub fn stop(&mut self, graceful: bool, grace: Option<Duration>, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         let at_most = grace.map(|grace| now + grace);
@@ -250,6 +250,10 @@ impl Pool {
                     actions.push(stop);
                 }
             }
+        }
+        // An aborted upgrade's workers were given their own grace just now.
+        if let Some(at_most) = at_most.filter(|_| graceful) {
+            self.kill_stopping_by(at_most);
         }
         actions
     }

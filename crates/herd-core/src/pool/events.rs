@@ -122,15 +122,21 @@ impl Pool {
         let stopped_for = w.stopped_for();
         let uptime = now.saturating_duration_since(w.started);
         // A new-generation worker that dies before it is available fails its upgrade (one
-        // killed for failing, by its watchdog, counts too); so does one that dies on its own
-        // after, while the upgrade still goes on: a build that crashes past `--min-ready`
+        // killed for failing, by its watchdog, counts too); so does one that crashes after,
+        // while the upgrade still goes on: a build that crashes past `--min-ready`
         // would otherwise go on replacing the old workers that serve, one slot at a time,
         // down to none (its slot, and each the upgrade replaced once its worker exits, goes
         // back to the build that ran there).
         let excused = self.excused_until.map_or(false, |t| now < t);
+        // On its own: a crash, or a watchdog's kill; not an exit 0 (a worker that recycles
+        // itself) nor a SIGKILL herd did not send (an operator, the OOM killer, a chaos test).
+        let crashed = match stopped_for {
+            None => !status.success && !status.killed,
+            Some(reason) => reason == Reason::Watchdog,
+        };
         let fails_upgrade = self.is_upgrading_worker(&w)
             && !excused
-            && ((w.holds_slot() && !w.available) || (w.available && stopped_for.is_none()));
+            && ((w.holds_slot() && !w.available) || (w.available && crashed));
         if fails_upgrade {
             let reason = self.upgrade_failure(&w, &status, now);
             self.abort_upgrade(reason, now, &mut actions);

@@ -216,6 +216,38 @@ fn a_new_worker_that_crashes_past_min_ready_aborts_the_upgrade() {
     assert_eq!(back, [1], "slot 0 runs the old build again");
 }
 
+/// Past `--min-ready`, only a crash fails the upgrade: not an exit 0 (a worker that recycles
+/// itself) nor a SIGKILL herd did not send (an operator, the OOM killer).
+#[test]
+fn past_min_ready_an_exit_0_or_an_outside_kill_does_not_fail_the_upgrade() {
+    for status in [code(0), killed()] {
+        let mut h = upgrading(2, with_min_ready(2, SEC));
+        let first = new_worker(&h, 0);
+        h.notify(first, "READY=1");
+        h.advance(SEC);
+        h.exit(100, code(0));
+        h.exit(first, status.clone());
+        assert!(h.ended.is_empty(), "{status:?}: {:?}", h.ended);
+    }
+}
+
+/// `herd stop --grace 1s` during an upgrade: its new workers, stopped as the upgrade is
+/// aborted with their own grace, have 1 s too.
+#[test]
+fn a_stops_grace_holds_for_an_aborted_upgrades_workers() {
+    let mut h = upgrading(2, with_min_ready(2, SEC));
+    let new = new_worker(&h, 0);
+    let stop = h.pool.stop(true, Some(SEC), h.now);
+    h.apply(stop);
+    h.advance(SEC);
+    assert!(
+        h.signals
+            .contains(&(new, StopMode::Kill, Reason::GraceExpired)),
+        "{:?}",
+        h.signals
+    );
+}
+
 /// An upgrade left with no slot (`herd scale 0` meanwhile, or before) proved nothing: it
 /// fails, and a later scale-up runs the old build.
 #[test]
