@@ -74,10 +74,15 @@ pub fn replaceable(path: &Path, uid: u32) -> Option<Replaceable> {
     None
 }
 
-/// [`replaceable`] for `path` as given (relative to the directory herd runs in; a symlink on
-/// the way judged by its owner) and then with its symlinks resolved: a config file that herd
-/// reads again at a reload.
+/// The most symlinks [`replaceable_file`] follows, as the kernel's `ELOOP` bound.
+const MOST_LINKS: usize = 40;
+
+/// [`replaceable`] for a config file that herd reads again at a reload, at `path` (relative to
+/// the directory herd runs in): resolved one component at a time, each symlink on the way (of
+/// a directory or of the file, the links between included) judged by its owner with the
+/// directories above it, then the file the chain ends at.
 pub fn replaceable_file(path: &Path, uid: u32) -> Option<Replaceable> {
+    use std::path::Component;
     let absolute: PathBuf = match std::env::current_dir() {
         Ok(cwd) => cwd.join(path),
         Err(_) if path.is_absolute() => path.to_path_buf(),
@@ -88,10 +93,55 @@ pub fn replaceable_file(path: &Path, uid: u32) -> Option<Replaceable> {
             })
         }
     };
-    replaceable(&absolute, uid).or_else(|| match std::fs::canonicalize(&absolute) {
-        Ok(real) => replaceable(&real, uid),
-        Err(_) => None,
-    })
+    let mut pending: Vec<PathBuf> = Vec::new();
+    push_components(&mut pending, &absolute);
+    let mut resolved = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        let name = match part.components().next() {
+            Some(Component::Normal(name)) => name.to_owned(),
+            Some(Component::ParentDir) => {
+                resolved.pop();
+                continue;
+            }
+            _ => continue,
+        };
+        let next = resolved.join(name);
+        let is_link = std::fs::symlink_metadata(&next).map(|m| m.file_type().is_symlink());
+        if !matches!(is_link, Ok(true)) {
+            // A directory (or the file) as it is; what cannot be inspected is said below.
+            resolved = next;
+            continue;
+        }
+        // The link, and the directories it sits in: whoever may change it picks the file.
+        if let Some(why) = replaceable(&next, uid) {
+            return Some(why);
+        }
+        links += 1;
+        let target = match std::fs::read_link(&next) {
+            Ok(target) if links <= MOST_LINKS => target,
+            _ => {
+                return Some(Replaceable {
+                    why: format!("{} cannot be followed (a loop of links?)", next.display()),
+                    fix: "point it at the file itself".to_string(),
+                })
+            }
+        };
+        if target.is_absolute() {
+            resolved = PathBuf::from("/");
+        }
+        push_components(&mut pending, &target);
+    }
+    replaceable(&resolved, uid)
+}
+
+/// Puts `path`'s components on `pending` (a stack: the first is popped first).
+fn push_components(pending: &mut Vec<PathBuf>, path: &Path) {
+    let parts: Vec<PathBuf> = path
+        .components()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    pending.extend(parts.into_iter().rev());
 }
 
 #[cfg(test)]
@@ -118,6 +168,24 @@ mod tests {
         );
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         if uid == 0 {
+            // A link between two root's, of another user's: it picks the file too.
+            let (middle, first) = (dir.join("middle.toml"), dir.join("first.toml"));
+            std::os::unix::fs::symlink(&file, &middle).unwrap();
+            std::os::unix::fs::symlink(&middle, &first).unwrap();
+            assert_eq!(replaceable_file(&first, 0), None);
+            std::os::unix::fs::lchown(&middle, Some(65534), None).unwrap();
+            let why = replaceable_file(&first, 0).unwrap();
+            assert_eq!(
+                why.why,
+                format!("{} belongs to uid 65534", middle.display())
+            );
+            // A directory reached through another user's link, relative, with `..`.
+            std::fs::create_dir(dir.join("sub")).unwrap();
+            std::os::unix::fs::symlink("sub", dir.join("via")).unwrap();
+            let through = dir.join("via/../via/../herd.toml");
+            assert_eq!(replaceable_file(&through, 0), None);
+            std::os::unix::fs::lchown(dir.join("via"), Some(65534), None).unwrap();
+            assert!(replaceable_file(&through, 0).is_some());
             std::os::unix::fs::lchown(&link, Some(65534), None).unwrap();
             let why = replaceable_file(&link, 0).unwrap();
             assert_eq!(why.why, format!("{} belongs to uid 65534", link.display()));

@@ -162,6 +162,10 @@ pub(crate) fn answered(herd: &Herd, args: &[&str]) -> (i32, String, String) {
 fn a_config_file_that_never_answers_does_not_stop_supervision() {
     let (herd, conf) = herd_on_config_in_conf();
     let before = wait_status(&herd, "2 ready workers", |s| settled(s, 2));
+    // Under the mount, the file is away: a read that ends after the mount has gone finds none,
+    // as one that ends as the filesystem gives up finds none either.
+    let (file, aside) = (conf.join("herd.toml"), conf.join("herd.toml.aside"));
+    std::fs::rename(&file, &aside).unwrap();
     let Some(mut hung) = Hung::over(&conf) else {
         eprintln!("skipped: cannot mount FUSE here (needs root and /dev/fuse)");
         return;
@@ -203,6 +207,7 @@ fn a_config_file_that_never_answers_does_not_stop_supervision() {
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    std::fs::rename(&aside, &file).unwrap();
     let (code, _, stderr) = herd.ctl(&["upgrade", "--reload-config"]);
     assert_eq!(code, 0, "{stderr}");
     wait_status(&herd, "generation 2", |s| {

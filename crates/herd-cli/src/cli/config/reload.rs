@@ -168,15 +168,20 @@ impl Reloader {
     pub fn reread(&mut self) -> Result<Reread, String> {
         self.pending = None;
         self.read = None;
+        // A file someone else could have written names a command herd would run as its user:
+        // judged before it is read, so that none of it is read.
+        let started_with = self.file().map(std::path::Path::to_path_buf);
+        if let Some(path) = &started_with {
+            if let Some(why) = super::others_could_write(path) {
+                let file = path.display();
+                return Err(format!("{file}: cannot reload: {why}; nothing was changed"));
+            }
+        }
         let merged = read(&self.argv, None)?;
-        let (file, path) = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
-            Some(path) => (path.display().to_string(), path.clone()),
+        let file = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
+            Some(path) => path.display().to_string(),
             None => return Err("herd was not started with --config: no file to re-read".into()),
         };
-        // A file someone else could have written names a command herd would run as its user.
-        if let Some(why) = super::others_could_write(&path) {
-            return Err(format!("{file}: cannot reload: {why}; nothing was changed"));
-        }
         self.read = Some(Read {
             file: file.clone(),
             text: merged.text.clone().unwrap_or_default(),

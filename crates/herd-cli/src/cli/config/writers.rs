@@ -9,8 +9,19 @@ use std::path::Path;
 #[cfg(unix)]
 pub fn others_could_write(path: &Path) -> Option<String> {
     let uid = herd_sys::process::effective_uid();
+    // A file that is not there is said so by its read; but whoever could make it there
+    // meanwhile could choose its contents: its directory is judged then.
+    let judged = match std::fs::metadata(path) {
+        Ok(_) => path,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => path.parent()?,
+        // Its read says why (a lost network filesystem, a directory herd may not search).
+        Err(_) => return None,
+    };
+    if !judged.exists() {
+        return None;
+    }
     let crate::replaceable::Replaceable { why, fix } =
-        crate::replaceable::replaceable_file(path, uid)?;
+        crate::replaceable::replaceable_file(judged, uid)?;
     Some(format!(
         "{why}, so someone else could choose what herd runs as uid {uid}: {fix}, and check the \
          file's contents"

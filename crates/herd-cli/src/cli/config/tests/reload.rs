@@ -72,9 +72,14 @@ fn a_reload_reads_the_file_again_and_refuses_what_needs_new_sockets() {
         invalid.ends_with(":1: workers: a herd needs at least 1 worker"),
         "{invalid}"
     );
+    // Gone from a directory anyone may write in (/tmp): whoever makes it there meanwhile
+    // would choose what herd runs.
     std::fs::remove_file(&file.0).unwrap();
     let gone = reloader.reread().unwrap_err();
-    assert!(gone.contains(": cannot read the config file: "), "{gone}");
+    assert!(
+        gone.contains(": cannot reload: /tmp may be written by group or others"),
+        "{gone}"
+    );
     // A re-exec's new image starts from the contents the workers run, not from the disk.
     let argv = os(&["herd", "run", "--config", &file.0.to_string_lossy()]);
     let resumed = Reloader::new(argv, Some(&second)).unwrap();
@@ -331,4 +336,11 @@ fn a_file_others_could_write_is_not_read_again() {
     );
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     reloader.reread().unwrap();
+    // Gone from a directory only herd's user may write in: its read says so.
+    std::fs::remove_file(&path).unwrap();
+    let gone = reloader.reread().unwrap_err();
+    assert!(
+        gone.contains(": cannot read the config file: no such file"),
+        "{gone}"
+    );
 }
