@@ -55,6 +55,9 @@ pub struct Listener {
     /// The option it comes from (`--bind '...'`, `--shm '...'`), for the error if two
     /// listeners end up with one name; empty when restored after a re-exec.
     origin: String,
+    /// The inodes of the sockets herd closed its copies of ([`close`](Self::close)), to tell
+    /// who else still holds them as herd stops.
+    closed: Vec<u64>,
 }
 
 impl Listener {
@@ -77,6 +80,7 @@ impl Listener {
             group: None,
             _file: file,
             takeover_file: None,
+            closed: Vec::new(),
             origin: String::new(),
         }
     }
@@ -94,6 +98,7 @@ impl Listener {
             group: Some(group),
             _file: None,
             takeover_file: None,
+            closed: Vec::new(),
             origin: String::new(),
         }
     }
@@ -223,8 +228,17 @@ impl Listener {
     /// Closes herd's copy of the socket (every per-slot socket); the socket file stays until
     /// the listener is dropped.
     pub fn close(&mut self) {
+        let fds = self.fd.iter().map(AsFd::as_fd);
+        let sockets = fds.chain(self.group.iter().flat_map(|g| g.sockets()));
+        self.closed
+            .extend(sockets.filter_map(|fd| super::holders::socket_inode_of(fd)));
         self.fd = None;
         self.group = None;
+    }
+
+    /// The inodes of the sockets herd closed its copies of as it began to stop.
+    pub fn closed_sockets(&self) -> &[u64] {
+        &self.closed
     }
 }
 
@@ -343,6 +357,7 @@ impl Binding {
                 group: None,
                 _file: None,
                 takeover_file: None,
+                closed: Vec::new(),
                 origin: format!("--bind '{}'{PASSED_BY_SYSTEMD}", spec.text),
             });
         }
@@ -414,6 +429,7 @@ impl Binding {
             group,
             _file: file,
             takeover_file: None,
+            closed: Vec::new(),
             origin: format!("--bind '{}'", spec.text),
         })
     }
@@ -451,6 +467,7 @@ fn shared_memory(spec: &ShmSpec, inherited: &mut Vec<Inherited>) -> anyhow::Resu
         group: None,
         _file: None,
         takeover_file: None,
+        closed: Vec::new(),
         origin: String::new(),
     })
 }
@@ -476,6 +493,7 @@ impl Listener {
             _file: None,
             takeover_file,
             origin: String::new(),
+            closed: Vec::new(),
         })
     }
 }

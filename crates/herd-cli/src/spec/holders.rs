@@ -34,16 +34,23 @@ pub fn holders(addr: SocketAddr, udp: bool) -> Vec<Holder> {
         .filter_map(|t| std::fs::read_to_string(t).ok())
         .flat_map(|table| inodes_bound_to(&table, addr, udp))
         .collect();
+    holding(&inodes)
+}
+
+/// The processes other than herd that hold one of the sockets `inodes`, as far as herd may
+/// read them.
+fn holding(inodes: &HashSet<u64>) -> Vec<Holder> {
     if inodes.is_empty() {
         return Vec::new();
     }
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
+    let own = own_pid();
     let mut found: Vec<Holder> = procs
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != std::process::id() && holds(pid, &inodes))
+        .filter(|&pid| Some(pid) != own && holds(pid, inodes))
         .map(|pid| Holder {
             pid,
             name: std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -62,32 +69,51 @@ pub fn holders(addr: SocketAddr, udp: bool) -> Vec<Holder> {
 }
 
 /// The processes other than herd and its ancestors (systemd, which passed it sockets) that
-/// still hold a socket bound to one of herd's TCP or UDP addresses (`addresses`, as
-/// [`Listener::address`](super::Listener) shows them) as herd stops: what an attached command
-/// or a worker left in a session of its own, keeping the port in use. By address, each with
-/// its holders.
+/// still hold one of herd's sockets as it stops (`sockets`: each address, with the inodes of
+/// the sockets herd closed there): what an attached command or a worker left in a session of
+/// its own, keeping the port in use. By address, each with its holders.
 pub fn still_held<'a>(
-    addresses: impl Iterator<Item = (&'a str, bool)>,
+    sockets: impl Iterator<Item = (&'a str, &'a [u64])>,
 ) -> Vec<(&'a str, Vec<Holder>)> {
+    let sockets: Vec<(&str, &[u64])> = sockets.filter(|(_, inodes)| !inodes.is_empty()).collect();
+    if sockets.is_empty() {
+        return Vec::new();
+    }
     let ancestors = ancestors();
-    addresses
-        .filter_map(|(address, udp)| {
-            let at: SocketAddr = address
-                .strip_prefix("udp://")
-                .unwrap_or(address)
-                .parse()
-                .ok()?;
-            let mut held = holders(at, udp);
+    sockets
+        .into_iter()
+        .filter_map(|(address, inodes)| {
+            let mut held = holding(&inodes.iter().copied().collect());
             held.retain(|h| !ancestors.contains(&h.pid));
             (!held.is_empty()).then_some((address, held))
         })
         .collect()
 }
 
-/// herd's ancestors' pids, from `/proc/PID/stat` (its parent's, and so on to 1).
+/// The inode of socket `fd` (`/proc/self/fd/N` names it `socket:[INODE]`), Linux.
+pub fn socket_inode_of(fd: std::os::unix::io::BorrowedFd<'_>) -> Option<u64> {
+    use std::os::unix::io::AsRawFd;
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    socket_inode(link.to_str()?)
+}
+
+/// herd's pid as `/proc` names it (another pid namespace's `/proc` names it otherwise, or not
+/// at all).
+fn own_pid() -> Option<u32> {
+    std::fs::read_link("/proc/self")
+        .ok()?
+        .to_str()?
+        .parse()
+        .ok()
+}
+
+/// herd's ancestors' pids as `/proc` names them, from `/proc/PID/stat` (its parent's, and so
+/// on to 1).
 fn ancestors() -> Vec<u32> {
     let mut found = vec![1];
-    let mut pid = std::process::id();
+    let Some(mut pid) = own_pid() else {
+        return found;
+    };
     while let Some(parent) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {

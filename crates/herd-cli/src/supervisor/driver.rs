@@ -249,15 +249,16 @@ impl Supervisor {
             crate::control::logs::end_following(timeout, ending),
             self.effects.answer_last(answers, timeout),
         );
-        // After the answers: it reads `/proc` whole. Taken over, the new herd holds the
-        // sockets, as it should.
-        if !self.effects.taken_over() {
-            super::platform::say_still_held(self.effects.listeners());
-        }
         sources.close();
         // The notify socket's file goes now (on Windows the placeholder has none).
         #[allow(clippy::drop_non_drop)]
         drop(notify);
+        // Once the control socket is gone (a `herd run` right after `herd stop` finds it
+        // free): it reads `/proc` whole. Taken over, the new herd holds the sockets, as it
+        // should; a takeover that did not complete leaves them to the old herd.
+        if !self.effects.taken_over() && !self.phase.taking_over() {
+            super::platform::say_still_held(self.effects.listeners());
+        }
         self.phase.outcome().map_err(anyhow::Error::msg)
     }
 }

@@ -18,12 +18,23 @@ const DRAINING: &str = "herd is draining before it stops (--drain-delay)";
 impl Supervisor {
     pub(super) fn stop(&mut self, reason: &str, graceful: bool, grace: Option<Duration>) {
         let now = Instant::now();
+        let asked = grace;
         let grace = grace.unwrap_or(self.pool.config().grace);
         let Some(plan) = phase::stop_plan(graceful, self.pool.is_stopping(), grace, now) else {
+            // A grace asked for again is the most any worker still stopping has left.
+            let shorter = match asked {
+                Some(asked) => {
+                    let actions = self.pool.stop(true, Some(asked), now);
+                    self.apply(actions, false);
+                    let asked = humantime::format_duration(asked);
+                    format!("the workers still stopping have {asked} at most; ")
+                }
+                None => String::new(),
+            };
             tracing::info!(
                 event = LogEvent::AlreadyStopping.as_str(),
                 signal = reason,
-                "already stopping; {}",
+                "already stopping; {shorter}{}",
                 super::platform::STOP_AT_ONCE
             );
             return;

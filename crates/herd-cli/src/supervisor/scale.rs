@@ -56,7 +56,9 @@ pub fn order(
                 let wanted = i128::try_from(current).unwrap_or(i128::MAX) + i128::from(d);
                 if wanted < min as i128 || wanted > max as i128 {
                     let keeps = autoscaling_keeps(min, max);
-                    return Err(invalid(format!("{current} {d:+} workers: {keeps}")));
+                    return Err(invalid(format!(
+                        "{d:+} from {current} workers would leave {wanted}: {keeps}"
+                    )));
                 }
             }
             let target = target(current, workers, delta).map_err(invalid)?;
@@ -212,7 +214,7 @@ mod tests {
         let (code, why) = order(2, None, Some(5), (None, None), bounds, false).unwrap_err();
         assert_eq!(code, ErrorCode::InvalidArgument);
         assert!(
-            why.contains("2 +5 workers: autoscaling keeps 2..3"),
+            why.contains("+5 from 2 workers would leave 7: autoscaling keeps 2..3"),
             "{why}"
         );
         assert!(order(2, None, Some(-1), (None, None), bounds, false).is_err());
@@ -220,7 +222,7 @@ mod tests {
         // they would refuse as well.
         let (_, why) = order(1, None, Some(-2), (None, None), Some((1, 3)), false).unwrap_err();
         assert!(
-            why.starts_with("1 -2 workers: autoscaling keeps 1..3"),
+            why.starts_with("-2 from 1 workers would leave -1: autoscaling keeps 1..3"),
             "{why}"
         );
         assert_eq!(

@@ -228,6 +228,29 @@ fn a_second_graceful_stop_says_how_to_stop_at_once() {
     wait_gone(&pids);
 }
 
+/// `herd stop --grace` caps what the workers still stopping have left: those scaled down
+/// before (an hour of grace), and on a second stop while stopping, those of the first.
+#[test]
+fn a_stops_grace_caps_every_worker_still_stopping() {
+    let (herd, pids) = start_stubborn();
+    let (code, _, stderr) = herd.ctl(&["scale", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let first = ctl_later_at(herd.control(), &["stop", "--grace", "1h"]);
+    herd.wait_for_event("stopping", &[]);
+    let (code, _, stderr) = herd.ctl(&["stop", "--grace", "100ms"]);
+    assert_eq!(code, 0, "{stderr}");
+    let again = herd.wait_for_event("already_stopping", &[]);
+    assert!(
+        again["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("have 100ms at most"),
+        "{again}"
+    );
+    wait_gone(&pids);
+    assert_eq!(first.join().unwrap().0, 0);
+}
+
 #[test]
 fn sigquit_stops_at_once() {
     let (mut herd, pids) = start_stubborn();
@@ -420,4 +443,12 @@ fn a_stop_whose_herd_is_killed_meanwhile_fails() {
         stderr.contains("ended before it confirmed the stop"),
         "{stderr}"
     );
+}
+
+/// `herd ARGS` at `control`, on a thread: what it said, once it ends.
+fn ctl_later_at(
+    control: String,
+    args: &'static [&'static str],
+) -> std::thread::JoinHandle<(i32, String, String)> {
+    std::thread::spawn(move || ctl_at(&control, args))
 }

@@ -69,24 +69,25 @@ pub fn per_slot_sockets(listeners: &[Listener]) -> usize {
     crate::supervisor::balance::per_slot_sockets(listeners)
 }
 
-/// Says, as herd stops, which processes other than herd still hold one of its TCP or UDP
-/// sockets, keeping the port in use (a daemon an attached command or a worker started in a
-/// session of its own, out of the reach of herd's stop); nothing where none does.
+/// Says, as herd stops, which processes other than herd and its ancestors still hold one of
+/// the TCP or UDP sockets it closed its copies of, keeping the port in use (a daemon an
+/// attached command or a worker started in a session of its own, out of the reach of herd's
+/// stop); nothing where none does.
 pub fn say_still_held(listeners: &[Listener]) {
-    let addresses = listeners.iter().filter_map(|l| match l.kind {
-        crate::spec::SocketKind::Tcp => Some((l.address.as_str(), false)),
-        crate::spec::SocketKind::Udp => Some((l.address.as_str(), true)),
-        _ => None,
-    });
-    for (address, holders) in crate::spec::still_held(addresses) {
+    use crate::spec::SocketKind;
+    let sockets = (listeners.iter())
+        .filter(|l| matches!(l.kind, SocketKind::Tcp | SocketKind::Udp))
+        .map(|l| (l.address.as_str(), l.closed_sockets()));
+    for (address, holders) in crate::spec::still_held(sockets) {
         let pids: Vec<String> = holders.iter().map(|h| h.pid.to_string()).collect();
         tracing::warn!(
             event = crate::logging::LogEvent::SocketStillHeld.as_str(),
             address,
             pids = %pids.join(","),
-            "{address} stays in use after herd stops: it is held{}, which herd did not start \
-             or could not reach (started in a session of its own by an attached command or a \
-             worker); stop them to free it",
+            "{address} stays in use after herd stops: its socket is held{}, which herd did \
+             not start or could not reach (a daemon an attached command or a worker started in \
+             a session of its own, or another process the socket was passed to); stop them to \
+             free it",
             crate::spec::describe_holders(&holders)
         );
     }
