@@ -53,7 +53,7 @@ fn connect_failures_are_told_apart_by_errno() {
         use std::os::unix::fs::PermissionsExt;
         let closed = dir.path().join("closed");
         std::fs::create_dir(&closed).unwrap();
-        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0)).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o000)).unwrap();
         let behind = closed.join("h.sock");
         let e = ClientError::from_connect(&behind, io::Error::from_raw_os_error(libc::EACCES));
         std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
