@@ -11,7 +11,7 @@ pub struct Replaceable {
     /// The first entry that lets someone else in, and how (its owner, its mode).
     pub why: String,
     /// What to do about that entry, with the command (`chmod go-w`, `chown`): the check runs
-    /// anew at each re-exec, so herd need not be restarted.
+    /// anew at each re-exec and reload, so herd need not be restarted.
     pub fix: String,
 }
 

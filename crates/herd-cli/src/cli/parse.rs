@@ -295,8 +295,13 @@ fn parse_http_address(text: &str, option: &str) -> Result<BindSpec, String> {
     if text.contains([',', '=']) {
         return Err(bad());
     }
-    // Any other address `--bind` takes is no TCP address either: say what this one takes.
-    let spec: BindSpec = text.parse().map_err(|_| bad())?;
+    // What looks like a TCP address keeps the parser's reason (`port 70000 is out of range`);
+    // anything else is said to be no TCP address, with what this option takes.
+    let looks_tcp = text.contains(':') && !text.contains('/') && !text.starts_with("unix:");
+    let spec: BindSpec = text.parse().map_err(|e| match looks_tcp {
+        true => format!("{option} '{text}': {e}"),
+        false => bad(),
+    })?;
     match spec.address {
         crate::spec::Address::Tcp(_) => Ok(spec),
         _ => Err(bad()),

@@ -240,7 +240,6 @@ impl Supervisor {
             true => crate::output::Ending::TakenOver,
             false => crate::output::Ending::Stopped,
         };
-
         // Both at once: a process a worker left (in a session of its own) that holds an output
         // pipe keeps the readers, and so the followers' end, waiting up to `timeout`; the
         // stop's answer does not wait with them.

@@ -62,15 +62,10 @@ pub fn order(
                 }
             }
             let target = target(current, workers, delta).map_err(invalid)?;
-            match autoscaling {
-                Some((min, max)) if workers.is_none() && !(min..=max).contains(&target) => Err(
-                    invalid(format!("{target} workers: {}", autoscaling_keeps(min, max))),
-                ),
-                _ => Ok(Order::Workers {
-                    target,
-                    fixed: workers.is_some(),
-                }),
-            }
+            Ok(Order::Workers {
+                target,
+                fixed: workers.is_some(),
+            })
         }
         _ => Err(invalid(
             "give \"workers\", \"delta\", or both \"min\" and \"max\"".to_string(),

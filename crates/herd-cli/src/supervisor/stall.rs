@@ -12,6 +12,9 @@
 //! servers move the deadlines that judge them by the gap; and every turn reads the
 //! notifications waiting before it judges anything.
 //!
+//! A gap is counted from the end of the last turn: a long turn is herd at work, and a stop
+//! that lands inside a turn (rare: turns are short) is not excused.
+//!
 //! [`Pool::resumed_after`]: herd_core::Pool::resumed_after
 
 use std::time::{Duration, Instant};

@@ -58,7 +58,14 @@ pub(super) const FIXED: &[(&str, &[Fixed])] = &[
                 // As read, not as written: `tcp://127.0.0.1:0` is `127.0.0.1:0`.
                 let read = |r: &RunArgs| -> Vec<String> {
                     let spec = |b: &crate::spec::BindSpec| {
-                        format!("{:?}", (&b.name, &b.address, &b.options))
+                        // `unix:dir/./a.sock` is `unix:dir/a.sock`.
+                        let address = match &b.address {
+                            crate::spec::Address::UnixPath(path) => {
+                                crate::spec::Address::UnixPath(path.components().collect())
+                            }
+                            other => other.clone(),
+                        };
+                        format!("{:?}", (&b.name, address, &b.options))
                     };
                     r.binds.iter().map(spec).collect()
                 };

@@ -87,6 +87,8 @@ impl Model {
         let serving = s.ready.saturating_sub(paused);
         let (stopping, health) = match (s.stopping, degraded(s)) {
             (true, _) => (", stopping", String::new()),
+            // In its --drain-delay: still serving, about to stop.
+            (false, _) if s.draining_ms.is_some() => (", draining", String::new()),
             (false, Some(_)) if serving < s.desired => ("", " (degraded)".to_string()),
             (false, Some(why)) => ("", format!(" ({why})")),
             (false, None) => ("", " (healthy)".to_string()),

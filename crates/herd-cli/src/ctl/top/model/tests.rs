@@ -95,6 +95,21 @@ fn a_stopping_herd_is_said_to_stop_once() {
     assert!(highlighted, "{title}");
 }
 
+/// In its --drain-delay, the title says draining once (herd status says it is stopping).
+#[test]
+fn a_draining_herd_is_said_to_drain_once() {
+    let mut model = Model::default();
+    let mut draining = status(0, 2);
+    draining.draining_ms = Some(5000);
+    model.update(draining);
+    let (title, highlighted) = model.title();
+    assert!(
+        title.ends_with("generation 2, draining: 2 of 2 ready"),
+        "{title}"
+    );
+    assert!(highlighted, "{title}");
+}
+
 #[test]
 fn events_come_newest_first_and_escaped_with_autoscaling_s_decision() {
     let mut model = Model::default();
