@@ -14,10 +14,27 @@ use super::client::ClientError;
 /// How often the wait looks at herd's state.
 const LOOK_EVERY: Duration = Duration::from_millis(500);
 
+/// How many looks, [`CONFIRM_EVERY`] apart, must all find herd stopped before it is said to
+/// be: a tracer (`strace -p`) stops it at each system call for an instant.
+const CONFIRM_LOOKS: u32 = 5;
+
+/// See [`CONFIRM_LOOKS`].
+const CONFIRM_EVERY: Duration = Duration::from_millis(10);
+
+/// Whether `pid` is stopped and stays so for a few looks (not a tracer's instant stops).
+fn stays_stopped(pid: u32) -> bool {
+    (0..CONFIRM_LOOKS).all(|look| {
+        if look > 0 {
+            std::thread::sleep(CONFIRM_EVERY);
+        }
+        herd_sys::process::is_stopped(pid)
+    })
+}
+
 /// Fails at once if the herd at the other end of `stream` is stopped.
 pub fn check_running(stream: &UnixStream, control: &Path) -> Result<(), ClientError> {
     match server_pid(stream) {
-        Some(pid) if herd_sys::process::is_stopped(pid) => Err(stopped(control, pid)),
+        Some(pid) if stays_stopped(pid) => Err(stopped(control, pid)),
         _ => Ok(()),
     }
 }
@@ -43,8 +60,7 @@ pub fn wait(
     when_stopped: WhenStopped,
 ) -> Result<(), ClientError> {
     let say = |pid| crate::logging::line(&waiting_for_resume(control, pid));
-    let is_stopped = herd_sys::process::is_stopped;
-    wait_with(stream, control, timeout, when_stopped, is_stopped, say)
+    wait_with(stream, control, timeout, when_stopped, stays_stopped, say)
 }
 
 /// [`wait`], with `is_stopped` telling whether a pid is stopped, and `say` saying once that
