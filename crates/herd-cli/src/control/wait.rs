@@ -23,11 +23,16 @@ const CONFIRM_EVERY: Duration = Duration::from_millis(10);
 
 /// Whether `pid` is stopped and stays so for a few looks (not a tracer's instant stops).
 fn stays_stopped(pid: u32) -> bool {
+    stays(|| herd_sys::process::is_stopped(pid))
+}
+
+/// Whether every one of [`CONFIRM_LOOKS`] looks, [`CONFIRM_EVERY`] apart, finds `stopped`.
+fn stays(mut stopped: impl FnMut() -> bool) -> bool {
     (0..CONFIRM_LOOKS).all(|look| {
         if look > 0 {
             std::thread::sleep(CONFIRM_EVERY);
         }
-        herd_sys::process::is_stopped(pid)
+        stopped()
     })
 }
 
@@ -139,6 +144,19 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::os::unix::net::UnixListener;
+
+    /// A tracer (`strace -p`) stops herd at each system call for an instant: one look that
+    /// finds it running is enough; only a stop that holds is one.
+    #[test]
+    fn only_a_stop_that_holds_is_one() {
+        assert!(stays(|| true));
+        let mut looks = 0;
+        assert!(!stays(|| {
+            looks += 1;
+            looks != 3
+        }));
+        assert_eq!(looks, 3, "no look after one found it running");
+    }
 
     #[test]
     fn a_silent_server_times_out_with_a_message() {
