@@ -183,6 +183,23 @@ impl Reloader {
                 let file = path.display();
                 return Err(format!("{file}: cannot reload: {why}; nothing was changed"));
             }
+            // A running herd reads the path it started with: `--config` cannot be given again.
+            if let Err(e) = std::fs::metadata(path) {
+                let at = std::env::current_dir().map_or(path.clone(), |cwd| cwd.join(path));
+                let why = match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file",
+                    std::io::ErrorKind::PermissionDenied => "permission denied",
+                    _ => "",
+                };
+                if !why.is_empty() {
+                    return Err(format!(
+                        "{}: cannot reload: {why}; a running herd reads the file it started \
+                         with: put it back there (readable by herd's user), then reload again; \
+                         nothing was changed",
+                        at.display()
+                    ));
+                }
+            }
         }
         let merged = read(&self.argv, None)?;
         let file = match run(&merged.cli).and_then(|r| r.config.as_ref()) {
