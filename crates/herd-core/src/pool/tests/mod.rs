@@ -10,6 +10,7 @@ mod stall;
 mod start_ups;
 mod surge;
 mod upgrade;
+mod upgrade_failures;
 mod workers;
 
 use crate::backoff::BackoffPolicy;
