@@ -255,7 +255,8 @@ impl Supervisor {
         // Once the control socket is gone (a `herd run` right after `herd stop` finds it
         // free): it reads `/proc` whole. Taken over, the new herd holds the sockets, as it
         // should; a takeover that did not complete leaves them to the old herd.
-        if !self.effects.taken_over() && !self.phase.taking_over() {
+        let old_herd_holds = self.phase.taking_over() || self.phase.old_herd_serves_on();
+        if !self.effects.taken_over() && !old_herd_holds {
             super::platform::say_still_held(self.effects.listeners());
         }
         self.phase.outcome().map_err(anyhow::Error::msg)

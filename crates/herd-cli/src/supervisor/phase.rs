@@ -103,6 +103,8 @@ pub struct Phase<T> {
     /// Whether another herd took this one over (its stop reached this herd), and that herd's
     /// pid if the system said.
     taken_over_by: Option<Option<u32>>,
+    /// Whether this herd's takeover was aborted: the old herd serves on with the sockets.
+    takeover_aborted: bool,
 }
 
 impl<T> Phase<T> {
@@ -122,6 +124,7 @@ impl<T> Phase<T> {
             stopping_reported: false,
             reexecuted: false,
             taken_over_by: None,
+            takeover_aborted: false,
         }
     }
 
@@ -135,6 +138,7 @@ impl<T> Phase<T> {
             stopping_reported: false,
             reexecuted: true,
             taken_over_by: None,
+            takeover_aborted: false,
         }
     }
 
@@ -255,6 +259,18 @@ impl<T> Phase<T> {
     /// herd fails with `why` (a takeover could not be completed): it exits 1 once stopped.
     pub fn fail(&mut self, why: String) {
         self.failure.get_or_insert(why);
+    }
+
+    /// This herd's takeover is aborted (it fails with `why`): the old herd serves on with the
+    /// sockets both hold.
+    pub fn takeover_aborted(&mut self, why: String) {
+        self.takeover_aborted = true;
+        self.fail(why);
+    }
+
+    /// Whether the old herd holds this herd's sockets as it should: its takeover was aborted.
+    pub fn old_herd_serves_on(&self) -> bool {
+        self.takeover_aborted
     }
 
     /// What to do at the end of a loop turn.

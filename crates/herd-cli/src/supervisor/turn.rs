@@ -177,7 +177,8 @@ impl Supervisor {
             reason = %why,
             "takeover aborted, {after}"
         );
-        self.phase.fail(format!("takeover aborted, {after}: {why}"));
+        self.phase
+            .takeover_aborted(format!("takeover aborted, {after}: {why}"));
         self.stop("takeover failed", true, None);
     }
 

@@ -74,6 +74,13 @@ fn an_aborted_takeover_lets_its_serving_workers_finish_what_they_took() {
     );
     assert_eq!(new.wait_exit().code(), Some(FAILURE));
     wait_gone(&[serving]);
+    // The old herd holds the sockets, as it should: no "stays in use" about it.
+    let lines = new.lines();
+    assert!(
+        !events(&lines).any(|e| e["event"] == "socket_still_held"),
+        "{}",
+        last_lines(&lines)
+    );
 
     // The old herd never noticed.
     let after = status_at(&control);
