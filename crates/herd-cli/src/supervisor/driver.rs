@@ -244,16 +244,19 @@ impl Supervisor {
         // pipe keeps the readers, and so the followers' end, waiting up to `timeout`; the
         // stop's answer does not wait with them.
         let answers = self.waiters.stopped();
+        // No new control client first, the connections accepted are answered on: a `herd run`
+        // right after `herd stop` returns finds no herd listening on the control socket (it
+        // found this one there for as long as the followers' end took).
+        sources.close();
         tokio::join!(
             crate::control::logs::end_following(timeout, ending),
             self.effects.answer_last(answers, timeout),
         );
-        sources.close();
         // The notify socket's file goes now (on Windows the placeholder has none).
         #[allow(clippy::drop_non_drop)]
         drop(notify);
-        // Once the control socket is gone (a `herd run` right after `herd stop` finds it
-        // free): it reads `/proc` whole. Taken over, the new herd holds the sockets, as it
+        // Once no control client is served (a `herd run` right after `herd stop` finds the
+        // control socket free): it reads `/proc` whole. Taken over, the new herd holds the sockets, as it
         // should; a takeover that did not complete leaves them to the old herd.
         let old_herd_holds = self.phase.taking_over() || self.phase.old_herd_serves_on();
         if !self.effects.taken_over() && !old_herd_holds {
