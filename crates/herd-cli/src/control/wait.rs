@@ -21,9 +21,12 @@ const CONFIRM_LOOKS: u32 = 5;
 /// See [`CONFIRM_LOOKS`].
 const CONFIRM_EVERY: Duration = Duration::from_millis(10);
 
-/// Whether `pid` is stopped and stays so for a few looks (not a tracer's instant stops).
+/// Whether `pid` is stopped by a signal (`SIGSTOP`, Ctrl-Z: `kill -CONT` resumes it) and stays
+/// so for a few looks. A tracer's stop is not one: `strace -p` stops herd at each system call
+/// (for as long as it likes), and a debugger's is not ended by `kill -CONT`: herd is waited
+/// for as a slow herd is, within the client's timeout.
 fn stays_stopped(pid: u32) -> bool {
-    stays(|| herd_sys::process::is_stopped(pid))
+    stays(|| herd_sys::process::is_stopped_by_signal(pid))
 }
 
 /// Whether every one of [`CONFIRM_LOOKS`] looks, [`CONFIRM_EVERY`] apart, finds `stopped`.

@@ -161,8 +161,10 @@ fn same_address(address: &Address, socket: &Inherited) -> bool {
             .strip_prefix("udp://")
             .and_then(ip)
             .is_some_and(|a| matches_ip(hp, a)),
+        // A relative path means another file from another directory: by text only when
+        // absolute, else by the file it leads to.
         Address::UnixPath(path) => {
-            socket.address == format!("unix:{}", path.display())
+            (path.is_absolute() && socket.address == format!("unix:{}", path.display()))
                 || imp::leads_to_its_file(path, socket)
         }
         Address::UnixAbstract(name) => socket.address == format!("unix:@{name}"),

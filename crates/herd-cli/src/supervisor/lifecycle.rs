@@ -26,8 +26,25 @@ impl Supervisor {
                 Some(asked) => {
                     let actions = self.pool.stop(true, Some(asked), now);
                     self.apply(actions, false);
-                    let asked = humantime::format_duration(asked);
-                    format!("the workers still stopping have {asked} at most; ")
+                    let left = (self.pool.workers().iter())
+                        .filter_map(|w| match w.state {
+                            pool::WorkerState::Stopping {
+                                deadline,
+                                killed: false,
+                                ..
+                            } => Some(deadline.saturating_duration_since(now)),
+                            _ => None,
+                        })
+                        .max();
+                    match left {
+                        Some(left) => format!(
+                            "the workers still stopping have {} at most; ",
+                            humantime::format_duration(Duration::from_millis(
+                                left.as_millis() as u64
+                            ))
+                        ),
+                        None => String::new(),
+                    }
                 }
                 None => String::new(),
             };

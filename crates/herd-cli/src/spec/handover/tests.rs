@@ -104,6 +104,11 @@ fn a_unix_path_spelled_otherwise_takes_the_same_socket() {
     let another = Some((path.clone(), meta.dev(), meta.ino() + 1));
     let taken = take_matching(&elsewhere, &mut vec![socket(another)]).unwrap();
     assert_eq!(taken.is_some(), cfg!(target_os = "linux"));
+    // The old herd's relative text names another file from this directory (none here).
+    let relative = spec("unix:app.sock");
+    assert!(take_matching(&relative, &mut vec![socket(None)])
+        .unwrap()
+        .is_none());
     let _other = std::os::unix::net::UnixListener::bind(dir.path().join("other.sock")).unwrap();
     let other = spec(&format!("unix:{}/sub/../other.sock", dir.path().display()));
     assert!(take_matching(&other, &mut vec![socket(None)])
