@@ -21,17 +21,22 @@ const CONFIRM_LOOKS: u32 = 5;
 /// See [`CONFIRM_LOOKS`].
 const CONFIRM_EVERY: Duration = Duration::from_millis(10);
 
-/// Whether `pid` is stopped by a signal (`SIGSTOP`, Ctrl-Z: `kill -CONT` resumes it) and stays
-/// so for a few looks. A tracer's stop is not one: `strace -p` stops herd at each system call
-/// (for as long as it likes), and a debugger's is not ended by `kill -CONT`: herd is waited
-/// for as a slow herd is, within the client's timeout.
+/// How many looks, [`CONFIRM_EVERY`] apart, must all find herd held by a tracer before it is
+/// said to be stopped: `strace -p` holds it at each system call for an instant, a debugger at
+/// a breakpoint for good.
+const TRACED_LOOKS: u32 = 50;
+
+/// Whether `pid` is stopped and stays so: by a signal (`SIGSTOP`, Ctrl-Z) for a few looks, by
+/// a tracer for half a second (a debugger's hold, not `strace`'s instants).
 fn stays_stopped(pid: u32) -> bool {
-    stays(|| herd_sys::process::is_stopped_by_signal(pid))
+    let by_signal = || herd_sys::process::is_stopped_by_signal(pid);
+    let at_all = || herd_sys::process::is_stopped(pid);
+    stays(CONFIRM_LOOKS, by_signal) || (at_all() && stays(TRACED_LOOKS, at_all))
 }
 
-/// Whether every one of [`CONFIRM_LOOKS`] looks, [`CONFIRM_EVERY`] apart, finds `stopped`.
-fn stays(mut stopped: impl FnMut() -> bool) -> bool {
-    (0..CONFIRM_LOOKS).all(|look| {
+/// Whether every one of `looks` looks, [`CONFIRM_EVERY`] apart, finds `stopped`.
+fn stays(looks: u32, mut stopped: impl FnMut() -> bool) -> bool {
+    (0..looks).all(|look| {
         if look > 0 {
             std::thread::sleep(CONFIRM_EVERY);
         }
@@ -152,9 +157,9 @@ mod tests {
     /// finds it running is enough; only a stop that holds is one.
     #[test]
     fn only_a_stop_that_holds_is_one() {
-        assert!(stays(|| true));
+        assert!(stays(CONFIRM_LOOKS, || true));
         let mut looks = 0;
-        assert!(!stays(|| {
+        assert!(!stays(CONFIRM_LOOKS, || {
             looks += 1;
             looks != 3
         }));
