@@ -153,6 +153,16 @@ fn a_fleet_run_cleans_up_what_a_killed_earlier_run_left() {
         .args(["netns", "exec", &name, "sleep", "1000"])
         .spawn()
         .unwrap();
+    // Once it is in the namespace: a cleanup that looks before `ip netns exec` got there
+    // finds nothing to kill (the test failed so once, under load).
+    wait_until("the process in the namespace", || {
+        let out = Command::new("ip")
+            .args(["netns", "pids", &name])
+            .output()
+            .unwrap();
+        let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+        (!pids.trim().is_empty()).then_some(()).ok_or(pids)
+    });
     let (_, code, _, stderr) = run_fleet(&["--cleanup"], TIMEOUT);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(namespaces(&name), Vec::<String>::new());
