@@ -32,12 +32,13 @@ impl FromStr for ShmSpec {
             size.find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(size.len()),
         );
-        let multiplier: u64 = match unit {
-            "" | "B" => 1,
-            "K" | "KiB" | "k" => 1 << 10,
-            "M" | "MiB" => 1 << 20,
-            "G" | "GiB" => 1 << 30,
-            "T" | "TiB" => 1 << 40,
+        // The units `--max-memory` takes, in either case.
+        let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
             _ => {
                 return Err(format!(
                     "unknown size unit '{unit}' in '{size}'; use K, M, G or T"
@@ -68,6 +69,9 @@ mod tests {
         assert_eq!("c=4096".parse::<ShmSpec>().unwrap().size, 4096);
         assert_eq!("c=2K".parse::<ShmSpec>().unwrap().size, 2048);
         assert_eq!("c=1T".parse::<ShmSpec>().unwrap().size, 1 << 40);
+        // As --max-memory takes them: `64m` was refused there.
+        assert_eq!("c=64m".parse::<ShmSpec>().unwrap().size, 64 << 20);
+        assert_eq!("c=2kb".parse::<ShmSpec>().unwrap().size, 2048);
         assert!("c=2T".parse::<ShmSpec>().unwrap_err().contains("to 1 TiB"));
         assert!("c=0"
             .parse::<ShmSpec>()
