@@ -41,10 +41,11 @@ def owner(name):
 
 
 def alive(pid):
-    """Whether `pid` is a running fleet script (a reused pid running something else is not)."""
+    """Whether `pid` is a running fleet script (a reused pid running something else is not,
+    one whose arguments name a fleet run's files, `/tmp/herdfleetN-...`, included)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"fleet" in f.read()
+            return any(arg.endswith(b"fleet.py") for arg in f.read().split(b"\0"))
     except OSError:
         return False
 
