@@ -225,13 +225,18 @@ impl Listener {
         }
     }
 
-    /// Closes herd's copy of the socket (every per-slot socket); the socket file stays until
-    /// the listener is dropped.
-    pub fn close(&mut self) {
+    /// Every socket herd holds for it: the one, or each slot's (`--balance reuseport`).
+    pub fn sockets(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
         let fds = self.fd.iter().map(AsFd::as_fd);
-        let sockets = fds.chain(self.group.iter().flat_map(|g| g.sockets()));
-        self.closed
-            .extend(sockets.filter_map(|fd| super::holders::socket_inode_of(fd)));
+        fds.chain(self.group.iter().flat_map(|g| g.sockets()))
+    }
+
+    /// Closes herd's copy of the socket (every per-slot socket), remembering which sockets
+    /// they were ([`closed_sockets`](Self::closed_sockets)); the socket file stays until the
+    /// listener is dropped.
+    pub fn close(&mut self) {
+        let closed: Vec<u64> = self.sockets().filter_map(super::socket_inode_of).collect();
+        self.closed.extend(closed);
         self.fd = None;
         self.group = None;
     }

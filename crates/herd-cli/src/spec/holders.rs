@@ -93,8 +93,12 @@ pub fn still_held<'a>(
 /// The inode of socket `fd` (`/proc/self/fd/N` names it `socket:[INODE]`), Linux.
 pub fn socket_inode_of(fd: std::os::unix::io::BorrowedFd<'_>) -> Option<u64> {
     use std::os::unix::io::AsRawFd;
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
-    socket_inode(link.to_str()?)
+    socket_inode_at(format!("/proc/self/fd/{}", fd.as_raw_fd()).as_ref())
+}
+
+/// The inode of the socket the `/proc/PID/fd/N` link at `link` names, if it names one.
+pub fn socket_inode_at(link: &std::path::Path) -> Option<u64> {
+    socket_inode(std::fs::read_link(link).ok()?.to_str()?)
 }
 
 /// herd's pid as `/proc` names it (another pid namespace's `/proc` names it otherwise, or not
@@ -159,12 +163,8 @@ fn holds(pid: u32, inodes: &HashSet<u64>) -> bool {
     let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
-    fds.flatten().any(|fd| {
-        std::fs::read_link(fd.path())
-            .ok()
-            .and_then(|target| socket_inode(target.to_str()?))
-            .is_some_and(|inode| inodes.contains(&inode))
-    })
+    fds.flatten()
+        .any(|fd| socket_inode_at(&fd.path()).is_some_and(|inode| inodes.contains(&inode)))
 }
 
 /// The inode in a `/proc` fd link's target `socket:[INODE]`.

@@ -27,7 +27,7 @@ pub use bind::{bind_all, bind_tcp, somaxconn, Listener};
 pub use bind_windows::{bind_all, bind_tcp, Listener};
 pub use handover::{Inherited, OwnedSocket, UntakenFile};
 #[cfg(unix)]
-pub use holders::{describe as describe_holders, still_held};
+pub use holders::{describe as describe_holders, socket_inode_at, socket_inode_of, still_held};
 #[cfg(unix)]
 pub use inherit::claim_early as claim_passed_sockets;
 #[cfg(unix)]

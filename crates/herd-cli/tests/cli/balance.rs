@@ -139,18 +139,23 @@ fn queued_in_both_slots_via(
     let addr = herd.address("http");
     wait_status(&herd, "2 ready workers", |s| settled(s, 2));
     // 40 connections at once, 100 ms of work each: both slots' queues fill up.
-    let clients: Vec<std::net::TcpStream> = (0..40)
-        .map(|_| {
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(TIMEOUT)).unwrap();
-            std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
-            s
-        })
-        .collect();
+    let clients = requests_sent(&addr, 40);
     let queued = wait_status(&herd, "connections queued in slot 1", |s| {
         s["sockets"][0]["slot_queues"][1].as_u64().unwrap_or(0) > 2
     });
     (herd, clients, queued)
+}
+
+/// `n` connections to `addr`, each with a request sent, waiting for its answer.
+fn requests_sent(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(TIMEOUT)).unwrap();
+            std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            s
+        })
+        .collect()
 }
 
 /// Every client is answered, those queued in the slot scaled away too.
@@ -185,14 +190,7 @@ fn connections_made_at_zero_workers_are_served_by_a_smaller_scale_up() {
     wait_status(&herd, "no worker", |s| {
         s["workers"].as_array().is_some_and(Vec::is_empty)
     });
-    let clients: Vec<std::net::TcpStream> = (0..12)
-        .map(|_| {
-            let mut s = std::net::TcpStream::connect(&addr).unwrap();
-            s.set_read_timeout(Some(TIMEOUT)).unwrap();
-            std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
-            s
-        })
-        .collect();
+    let clients = requests_sent(&addr, 12);
     let queued = wait_status(&herd, "12 connections queued", |s| {
         s["sockets"][0]["queue"].as_u64() == Some(12)
     });

@@ -1,8 +1,6 @@
 //! herd's children as [`orphans`](crate::supervisor::orphans) sees them: `/proc`, `waitpid`
 //! by pid and `kill`.
 
-use std::os::unix::io::AsRawFd;
-
 use herd_sys::process::{Child, Signal};
 
 use crate::spec::Listener;
@@ -53,31 +51,13 @@ impl<'a> OwnFamily<'a> {
         self.sockets.get_or_insert_with(|| {
             let mut sockets = Vec::new();
             for l in listeners {
-                let fds = l
-                    .fd()
-                    .into_iter()
-                    .chain(l.group().into_iter().flat_map(|g| g.sockets()));
-                for fd in fds {
-                    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
-                    if let Some(inode) = socket_inode(&link) {
-                        sockets.push((l.name.clone(), inode));
-                    }
+                for inode in l.sockets().filter_map(crate::spec::socket_inode_of) {
+                    sockets.push((l.name.clone(), inode));
                 }
             }
             sockets
         })
     }
-}
-
-/// The inode of the socket that the `/proc` fd link at `link` names (`socket:[INODE]`).
-fn socket_inode(link: &str) -> Option<u64> {
-    let target = std::fs::read_link(link).ok()?;
-    let target = target.to_str()?;
-    target
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
 }
 
 impl Family for OwnFamily<'_> {
@@ -108,7 +88,7 @@ impl Family for OwnFamily<'_> {
         };
         let inodes: std::collections::HashSet<u64> = entries
             .flatten()
-            .filter_map(|e| socket_inode(e.path().to_str()?))
+            .filter_map(|e| crate::spec::socket_inode_at(&e.path()))
             .collect();
         let mut held: Vec<String> = Vec::new();
         for (name, inode) in self.sockets() {
